@@ -1,0 +1,33 @@
+# Both entry points create (or reuse) .venv themselves, so they work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: the gateway on the embedded default (SQLite in ./data, dev mode, 127.0.0.1:8080)
+run: $(STAMP)
+	$(BIN)/switchboard serve --dev --data-dir ./data --host 127.0.0.1 --port 8080
+
+## test: the whole test suite (SQLite and the local PostgreSQL)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

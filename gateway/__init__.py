@@ -1,0 +1,1 @@
+"""Switchboard: the service (app factory, settings, CLI, routers)."""

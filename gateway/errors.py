@@ -1,0 +1,146 @@
+"""Every error leaves the REST API as an RFC 9457 problem document.
+
+Domain exceptions from `registry` and `policies` are mapped here, at the
+boundary, so routers stay thin and no stack trace ever reaches a caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from registry.cards import CardInvalid
+from registry.fetch import FetchFailed, FetchRefused
+from registry.service import SignatureRefused
+from registry.store import AgentConflict, AgentNotFound, InvalidCursor
+
+logger = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = dict(headers or {})
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:switchboard:problem:{problem.slug}",
+        "title": problem.title,
+        "status": problem.status,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    if instance:
+        body["instance"] = instance
+    if problem.errors:
+        body["errors"] = list(problem.errors)
+    return JSONResponse(
+        body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def handler(convert: Any) -> Any:
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            return problem_response(convert(exc), request.url.path)
+
+        return handle
+
+    app.add_exception_handler(Problem, handler(lambda e: e))
+    app.add_exception_handler(RequestValidationError, handler(_validation_problem))
+    app.add_exception_handler(StarletteHTTPException, handler(_http_problem))
+    app.add_exception_handler(CardInvalid, handler(_card_problem))
+    app.add_exception_handler(
+        FetchRefused,
+        handler(lambda e: Problem(422, "url-refused", "URL refused by the SSRF policy", str(e))),
+    )
+    app.add_exception_handler(
+        FetchFailed,
+        handler(
+            lambda e: Problem(502, "card-fetch-failed", "Could not fetch the agent card", str(e))
+        ),
+    )
+    app.add_exception_handler(
+        SignatureRefused,
+        handler(
+            lambda e: Problem(
+                422, "invalid-signature", "The agent card signature is invalid", str(e)
+            )
+        ),
+    )
+    app.add_exception_handler(
+        AgentConflict,
+        handler(
+            lambda e: Problem(
+                409, "agent-exists", "An agent with this id or card URL already exists", str(e)
+            )
+        ),
+    )
+    app.add_exception_handler(
+        AgentNotFound, handler(lambda e: Problem(404, "agent-not-found", "No such agent", str(e)))
+    )
+    app.add_exception_handler(
+        InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
+    )
+    app.add_exception_handler(
+        RecursionError,
+        handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
+    )
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(Problem(500, "internal", "Internal error"), request.url.path)
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Problem(400, "malformed-json", "The request body is not valid JSON")
+    return Problem(
+        422,
+        "invalid-request",
+        "The request does not match the expected shape",
+        errors=[
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
+            for e in errors
+        ],
+    )
+
+
+def _http_problem(exc: StarletteHTTPException) -> Problem:
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return Problem(exc.status_code, slug, str(exc.detail), headers=exc.headers)
+
+
+def _card_problem(exc: CardInvalid) -> Problem:
+    return Problem(
+        422,
+        "invalid-card",
+        "The agent card is invalid",
+        str(exc),
+        errors=[{"field": e.field, "message": e.message} for e in exc.errors],
+    )

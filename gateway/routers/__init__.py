@@ -1,0 +1,1 @@
+"""HTTP routers: decode the request, call one service, encode the answer."""

@@ -1,0 +1,35 @@
+"""Published metadata: the gateway's JWKS and RFC 9728 protected resource metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.auth import PROTECTED_RESOURCE_PATH
+from gateway.state import state_of
+from policies.scopes import ADMIN_SCOPE
+
+router = APIRouter(tags=["well-known"])
+
+
+@router.get("/.well-known/jwks.json", summary="The gateway's public signing keys")
+async def jwks(request: Request, response: Response) -> dict[str, Any]:
+    # Short enough that a rotated key is picked up quickly by verifiers.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return await state_of(request).keys.public_jwks()
+
+
+@router.get(PROTECTED_RESOURCE_PATH, summary="OAuth 2.0 protected resource metadata (RFC 9728)")
+async def protected_resource(request: Request) -> dict[str, Any]:
+    settings = state_of(request).settings
+    issuers = [settings.effective_public_url, *(i.issuer for i in settings.trusted_issuers)]
+    return {
+        "resource": settings.effective_resource_id,
+        "authorization_servers": issuers,
+        "jwks_uri": settings.effective_public_url + "/.well-known/jwks.json",
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": [ADMIN_SCOPE],
+        "resource_signing_alg_values_supported": ["ES256"],
+        "resource_name": "Switchboard gateway",
+    }

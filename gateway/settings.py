@@ -1,0 +1,193 @@
+"""The one place configuration comes from.
+
+Sources, strongest first: explicit overrides (the CLI's flags), environment
+variables prefixed ``SWITCHBOARD_``, an optional YAML file (``--config`` or
+``SWITCHBOARD_CONFIG``), then the defaults below. Unknown keys in the YAML file
+are an error, so a typo never silently falls back to a default.
+
+Outside ``--dev`` the gateway refuses to start on settings that would make it
+insecure (`Settings.insecurities`); the message names every problem at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from registry.ssrf import NEVER_ALLOWED_NETWORKS
+
+_config_file: ContextVar[Path | None] = ContextVar("switchboard_config_file", default=None)
+
+# Secrets people copy from examples; refusing them outside --dev is cheap insurance.
+_KNOWN_WEAK_SECRETS = {"changeme", "change-me", "secret", "switchboard", "password", "dev"}
+MIN_SECRET_LENGTH = 32
+
+
+class IssuerSettings(BaseModel):
+    """An external OIDC/OAuth issuer whose access tokens the gateway accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(description="Exact `iss` value; compared byte for byte.")
+    jwks_url: str = Field(description="Where the issuer publishes its signing keys.")
+    # RFC 9068 §4: resource servers MUST check `typ` is `at+jwt`. Some IdPs still
+    # stamp plain `JWT` on access tokens; an operator can opt in per issuer.
+    accepted_types: list[str] = Field(default_factory=lambda: ["at+jwt"])
+    audience: str | None = Field(
+        default=None, description="Expected `aud`; defaults to the gateway's resource id."
+    )
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    dev: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    public_url: str | None = Field(
+        default=None, description="Externally visible base URL; the tokens' issuer."
+    )
+    resource_id: str | None = Field(
+        default=None, description="The gateway's own audience (RFC 8707); defaults to public_url."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Encrypts the gateway's private keys at rest."
+    )
+
+    trusted_issuers: list[IssuerSettings] = Field(default_factory=list)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: float = Field(default=600, gt=0)
+    jwks_min_refetch_seconds: float = Field(default=30, ge=0)
+
+    ssrf_allow_cidrs: list[str] = Field(default_factory=list)
+    fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    fetch_max_bytes: int = Field(default=512 * 1024, gt=0, le=16 * 1024 * 1024)
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10)
+
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    health_check_interval_seconds: float = Field(default=30.0, gt=0)
+    health_failure_threshold: int = Field(default=3, ge=1)
+    health_success_threshold: int = Field(default=2, ge=1)
+    health_check_concurrency: int = Field(default=8, ge=1)
+
+    @field_validator("ssrf_allow_cidrs")
+    @classmethod
+    def _cidrs_parse(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            network = ipaddress.ip_network(cidr, strict=False)
+            if network.prefixlen == 0:
+                raise ValueError(f"{cidr}: allowing every address defeats the SSRF guard")
+            for forbidden in NEVER_ALLOWED_NETWORKS:
+                if network.version == forbidden.version and network.overlaps(forbidden):
+                    raise ValueError(
+                        f"{cidr} overlaps {forbidden} (link-local / cloud metadata), "
+                        "which can never be allowed"
+                    )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from every source; ``overrides`` win (None means "not given")."""
+        path = config_file or _env_config_file()
+        if path is not None and not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        token = _config_file.set(path)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _config_file.reset(token)
+
+    # Derived values -------------------------------------------------------
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def effective_resource_id(self) -> str:
+        return (self.resource_id or self.effective_public_url).rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"
+
+    def insecurities(self) -> list[str]:
+        """Every reason these settings are unfit for production (empty in --dev)."""
+        if self.dev:
+            return []
+        problems: list[str] = []
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not secret:
+            problems.append(
+                "SWITCHBOARD_SECRET_KEY is not set: the gateway's signing keys would be "
+                "stored unencrypted"
+            )
+        elif len(secret) < MIN_SECRET_LENGTH or secret.lower() in _KNOWN_WEAK_SECRETS:
+            problems.append(
+                f"SWITCHBOARD_SECRET_KEY must be at least {MIN_SECRET_LENGTH} random characters"
+            )
+        if not self.public_url:
+            problems.append("SWITCHBOARD_PUBLIC_URL is not set: tokens need a stable issuer")
+        elif not self.public_url.startswith("https://"):
+            problems.append("SWITCHBOARD_PUBLIC_URL must be https:// outside --dev")
+        if not self.trusted_issuers:
+            problems.append(
+                "no SWITCHBOARD_TRUSTED_ISSUERS: nobody could authenticate "
+                "(the dev token issuer works only with --dev)"
+            )
+        for issuer in self.trusted_issuers:
+            if not issuer.jwks_url.startswith("https://"):
+                problems.append(f"issuer {issuer.issuer}: jwks_url must be https:// outside --dev")
+        return problems
+
+
+def _env_config_file() -> Path | None:
+    value = os.environ.get("SWITCHBOARD_CONFIG")
+    return Path(value) if value else None
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a URL host
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

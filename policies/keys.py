@@ -1,0 +1,109 @@
+"""The gateway's signing keys: generation, public JWK form, and sealing at rest.
+
+Keys are ES256 (P-256). The `kid` is the RFC 7638 JWK thumbprint, so it is
+derived from the key itself and two replicas can never disagree about it.
+Private keys are sealed with a key derived from the operator's secret
+(HKDF-SHA256 -> Fernet: AES-128-CBC + HMAC-SHA256) before they are stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+SIGNING_ALGORITHM = "ES256"
+_SEAL_PREFIX = "fernet:"
+
+
+class KeySealError(ValueError):
+    """A sealed key cannot be opened (wrong or missing secret)."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_key_pem: str = field(repr=False)
+    public_jwk: dict[str, Any]
+    alg: str = SIGNING_ALGORITHM
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        private = ec.generate_private_key(ec.SECP256R1())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        return cls.from_pem(pem)
+
+    @classmethod
+    def from_pem(cls, pem: str) -> SigningKey:
+        private = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+        if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(
+            private.curve, ec.SECP256R1
+        ):
+            raise ValueError("gateway signing keys are P-256 EC keys")
+        jwk = ec_public_jwk(private.public_key())
+        kid = jwk_thumbprint(jwk)
+        return cls(
+            kid=kid,
+            private_key_pem=pem,
+            public_jwk={**jwk, "kid": kid, "alg": SIGNING_ALGORITHM, "use": "sig"},
+        )
+
+
+def ec_public_jwk(public: ec.EllipticCurvePublicKey) -> dict[str, str]:
+    numbers = public.public_numbers()
+    size = (public.curve.key_size + 7) // 8
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64(numbers.x.to_bytes(size, "big")),
+        "y": _b64(numbers.y.to_bytes(size, "big")),
+    }
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 §3: SHA-256 over the required members, sorted, no whitespace."""
+    required = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
+    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
+    return _b64(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def seal_private_key(pem: str, secret: str | None) -> str:
+    """Encrypt ``pem`` for storage; with no secret (``--dev`` only) store it as is."""
+    if not secret:
+        return pem
+    return _SEAL_PREFIX + _fernet(secret).encrypt(pem.encode("ascii")).decode("ascii")
+
+
+def open_private_key(stored: str, secret: str | None) -> str:
+    if not stored.startswith(_SEAL_PREFIX):
+        return stored
+    if not secret:
+        raise KeySealError("the signing key is encrypted; set SWITCHBOARD_SECRET_KEY")
+    try:
+        return _fernet(secret).decrypt(stored[len(_SEAL_PREFIX) :].encode("ascii")).decode("ascii")
+    except InvalidToken:
+        raise KeySealError(
+            "the signing key cannot be decrypted with this SWITCHBOARD_SECRET_KEY"
+        ) from None
+
+
+def _fernet(secret: str) -> Fernet:
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"switchboard signing-key seal v1"
+    ).derive(secret.encode("utf-8"))
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

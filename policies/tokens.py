@@ -1,0 +1,232 @@
+"""Verifying inbound access tokens and minting the gateway's own.
+
+Verification is a fixed sequence; every step fails closed with `TokenInvalid`
+(the gateway answers 401 with its description):
+
+1. shape: a compact JWS of bounded size;
+2. algorithm: asymmetric only, no `crit` (`policies.jws.check_algorithm`);
+3. issuer: the *unverified* `iss` picks a trusted issuer by exact match -- it
+   only routes to a key set; it is checked again after the signature;
+4. `typ` must be one the issuer is trusted for (RFC 9068 §4: `at+jwt`), which
+   is what keeps ID tokens (`typ: JWT`) from being used as access tokens;
+5. `kid` is required and looked up in that issuer's keys only;
+6. signature, with the key and algorithm pinned;
+7. claims from the verified payload: `iss`, `sub`, `aud` (must contain our
+   resource id), `exp`, `iat` all required and well-typed; `nbf` honoured;
+   a small leeway for clock skew.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from policies.jws import JWSInvalid, check_algorithm, sign_compact, split_compact, verify_compact
+from policies.keys import SigningKey
+from policies.scopes import parse_scopes
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+# Tokens from `switchboard token issue` carry this client id; only a gateway
+# started with --dev accepts them.
+DEV_CLIENT_ID = "switchboard-dev-issuer"
+
+
+class TokenInvalid(Exception):
+    """The token is not acceptable; ``str()`` is safe to return to the caller."""
+
+
+class KeySource(Protocol):
+    """Where an issuer's public keys come from (the gateway's store, a JWKS URL)."""
+
+    async def get(self, kid: str) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    issuer: str
+    keys: KeySource
+    audience: str
+    accepted_types: frozenset[str] = frozenset({ACCESS_TOKEN_TYPE})
+    accept_dev_tokens: bool = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as established by a verified token."""
+
+    subject: str
+    issuer: str
+    scopes: frozenset[str]
+    client_id: str | None = None
+    token_id: str | None = None
+    expires_at: int = 0
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        issuers: Iterable[TrustedIssuer],
+        *,
+        leeway_seconds: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._issuers = {i.issuer: i for i in issuers}
+        self._leeway = leeway_seconds
+        self._clock = clock
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header, unverified_payload = split_compact(token)
+            check_algorithm(header)
+        except JWSInvalid as exc:
+            raise TokenInvalid(str(exc)) from None
+        issuer = self._issuers.get(_unverified_issuer(unverified_payload))
+        if issuer is None:
+            raise TokenInvalid("token issuer is not trusted")
+        _check_type(header, issuer)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenInvalid("token header has no kid")
+        key = await issuer.keys.get(kid)
+        if key is None:
+            raise TokenInvalid("token signing key (kid) is unknown")
+        try:
+            _, payload = verify_compact(token, key)
+        except JWSInvalid as exc:
+            raise TokenInvalid(str(exc)) from None
+        return self._principal(_claims(payload), issuer)
+
+    def _principal(self, claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:
+        now = self._clock()
+        if claims.get("iss") != issuer.issuer:
+            raise TokenInvalid("token issuer is not trusted")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise TokenInvalid("token has no subject (sub)")
+        if issuer.audience not in _audiences(claims):
+            raise TokenInvalid("token audience (aud) is not this gateway")
+        exp = _numeric(claims, "exp")
+        iat = _numeric(claims, "iat")
+        if exp <= now - self._leeway:
+            raise TokenInvalid("token has expired")
+        if iat > now + self._leeway:
+            raise TokenInvalid("token was issued in the future (iat)")
+        if "nbf" in claims and _numeric(claims, "nbf") > now + self._leeway:
+            raise TokenInvalid("token is not valid yet (nbf)")
+        client_id = claims.get("client_id", claims.get("azp"))
+        if client_id is not None and not isinstance(client_id, str):
+            raise TokenInvalid("token client_id is not a string")
+        if client_id == DEV_CLIENT_ID and not issuer.accept_dev_tokens:
+            raise TokenInvalid("dev-issuer tokens are accepted only by a gateway in --dev mode")
+        jti = claims.get("jti")
+        return Principal(
+            subject=sub,
+            issuer=issuer.issuer,
+            scopes=_scopes(claims),
+            client_id=client_id,
+            token_id=jti if isinstance(jti, str) else None,
+            expires_at=int(exp),
+            claims=claims,
+        )
+
+
+def mint_access_token(
+    key: SigningKey,
+    *,
+    issuer: str,
+    subject: str,
+    audience: str,
+    scopes: Iterable[str],
+    ttl_seconds: int,
+    client_id: str,
+    extra_claims: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> str:
+    """An RFC 9068 JWT access token signed by the gateway."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        **(extra_claims or {}),
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "scope": " ".join(sorted(set(scopes))),
+        "client_id": client_id,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return sign_compact(
+        payload, key.private_key_pem, key.alg, {"kid": key.kid, "typ": ACCESS_TOKEN_TYPE}
+    )
+
+
+def _unverified_issuer(payload: bytes) -> str:
+    try:
+        claims = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise TokenInvalid("token payload is not JSON") from None
+    iss = claims.get("iss") if isinstance(claims, dict) else None
+    if not isinstance(iss, str):
+        raise TokenInvalid("token has no issuer (iss)")
+    return iss
+
+
+def _check_type(header: Mapping[str, Any], issuer: TrustedIssuer) -> None:
+    typ = header.get("typ")
+    if not isinstance(typ, str):
+        raise TokenInvalid("token header has no typ; access tokens must be typ at+jwt")
+    # RFC 7515 §4.1.9: "application/" may be omitted; compare case-insensitively.
+    normalised = typ.lower().removeprefix("application/")
+    if normalised not in {t.lower() for t in issuer.accepted_types}:
+        raise TokenInvalid(f"token typ {typ!r} is not an access token type this issuer may use")
+
+
+def _claims(payload: bytes) -> dict[str, Any]:
+    try:
+        claims = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise TokenInvalid("token payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise TokenInvalid("token payload is not a JSON object")
+    return claims
+
+
+def _audiences(claims: Mapping[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+        return aud
+    raise TokenInvalid("token has no audience (aud)")
+
+
+def _numeric(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    # bool is an int in Python; `"exp": true` is not a time.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenInvalid(f"token has no numeric {name}")
+    return float(value)
+
+
+def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    # RFC 9068 §2.2.3 / RFC 8693 §4.2: `scope` is a space-delimited string.
+    # Some IdPs (Azure AD, Okta) use `scp`, as a list or a string.
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            return parse_scopes(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return parse_scopes(" ".join(value))
+        if value is not None:
+            raise TokenInvalid(f"token {name} claim is malformed")
+    return frozenset()

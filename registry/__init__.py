@@ -1,0 +1,1 @@
+"""Capability cards: fetching (SSRF-safe), validation, normalisation, signatures, storage."""

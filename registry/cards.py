@@ -1,0 +1,147 @@
+"""Validating agent cards with the official A2A SDK and normalising them to 1.0.
+
+A2A 1.0 cards list `supportedInterfaces`; 0.3 (and 0.2) cards carry one `url`
+with `preferredTransport`/`additionalInterfaces`, legacy security shapes and
+`supportsAuthenticatedExtendedCard`. `a2a.client.card_resolver.parse_agent_card`
+maps the old shapes onto the 1.0 protobuf `AgentCard`; we then enforce the
+fields the 1.0 proto marks REQUIRED (spec §5.7) and a few rules of our own, and
+keep the original document next to the normalised one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import rfc8785
+from a2a.client.card_resolver import parse_agent_card
+from a2a.types import AgentCard
+from a2a.utils.errors import InvalidParamsError
+from a2a.utils.proto_utils import validate_proto_required_fields
+from google.protobuf.json_format import MessageToDict, ParseError
+
+MAX_SKILLS = 512
+_PARSE_FIELD = re.compile(r"Failed to parse (\w+) field")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class CardInvalid(ValueError):
+    """The card cannot be accepted; ``errors`` name the offending fields."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ParsedCard:
+    card: AgentCard
+    normalized: dict[str, Any]  # the 1.0 JSON form (camelCase), what we serve and search
+    original: dict[str, Any]  # exactly as registered, signatures included
+    protocol_version: str  # "1.0", "0.3" or "0.2": what the card itself speaks
+    digest: str  # sha256 over the RFC 8785 canonical original
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def skill_ids(self) -> list[str]:
+        return [s.id for s in self.card.skills]
+
+
+def parse_card(raw: Any) -> ParsedCard:
+    if not isinstance(raw, dict):
+        raise CardInvalid([FieldError("card", "must be a JSON object")])
+    version = detect_protocol_version(raw)
+    try:
+        digest = card_digest(raw)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+        raise CardInvalid(
+            [FieldError("card", f"cannot be canonicalised (RFC 8785): {exc}")]
+        ) from None
+    try:
+        card = parse_agent_card(copy.deepcopy(raw))
+    except ParseError as exc:
+        raise CardInvalid([FieldError(_parse_error_field(str(exc)), str(exc))]) from None
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise CardInvalid([FieldError("card", f"invalid structure: {exc}")]) from None
+    errors = _required_field_errors(card) + _own_rules(card)
+    if errors:
+        raise CardInvalid(errors)
+    return ParsedCard(
+        card=card,
+        normalized=MessageToDict(card),
+        original=raw,
+        protocol_version=version,
+        digest=digest,
+    )
+
+
+def detect_protocol_version(raw: dict[str, Any]) -> str:
+    if "supportedInterfaces" in raw:
+        return "1.0"
+    if "url" in raw:
+        declared = raw.get("protocolVersion")
+        if isinstance(declared, str) and declared.startswith("0.3"):
+            return "0.3"
+        # protocolVersion arrived with 0.2.5/0.3; a card with a url and none is 0.2.
+        return "0.3" if declared is not None else "0.2"
+    raise CardInvalid(
+        [
+            FieldError(
+                "supportedInterfaces",
+                "missing: neither supportedInterfaces (A2A 1.0) nor url (A2A 0.2/0.3)",
+            )
+        ]
+    )
+
+
+def card_digest(raw: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(rfc8785.dumps(raw)).hexdigest()
+
+
+def _required_field_errors(card: AgentCard) -> list[FieldError]:
+    try:
+        validate_proto_required_fields(card)
+    except InvalidParamsError as exc:
+        details = (exc.data or {}).get("errors", [])
+        return [FieldError(_camel_path(d["field"]), d["message"]) for d in details]
+    return []
+
+
+def _own_rules(card: AgentCard) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for i, iface in enumerate(card.supported_interfaces):
+        parts = urlsplit(iface.url)
+        if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.netloc:
+            errors.append(
+                FieldError(f"supportedInterfaces[{i}].url", "must be an absolute http(s) URL")
+            )
+    if len(card.skills) > MAX_SKILLS:
+        errors.append(FieldError("skills", f"at most {MAX_SKILLS} skills"))
+    seen: set[str] = set()
+    for i, skill in enumerate(card.skills):
+        if skill.id in seen:
+            errors.append(FieldError(f"skills[{i}].id", f"duplicate skill id {skill.id!r}"))
+        seen.add(skill.id)
+    return errors
+
+
+def _parse_error_field(message: str) -> str:
+    return ".".join(_PARSE_FIELD.findall(message)) or "card"
+
+
+def _camel_path(path: str) -> str:
+    return ".".join(
+        re.sub(r"_([a-z])", lambda m: m.group(1).upper(), part) for part in path.split(".")
+    )

@@ -1,0 +1,120 @@
+"""Background health checks of registered agents, with hysteresis.
+
+An agent turns unhealthy only after ``failure_threshold`` failed checks in a
+row and healthy again only after ``success_threshold`` good ones, so one lost
+packet does not flap its status. Each check first takes a lease on the agent
+row (`SqlAgentStore.claim_health_check`), so one agent is never checked twice
+at once, by this process or by another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from registry.cards import CardInvalid, parse_card
+from registry.fetch import FetchError, SafeFetcher
+from registry.models import HealthStatus
+from registry.store import HealthTarget, SqlAgentStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HealthState:
+    status: HealthStatus
+    failures: int
+    successes: int
+
+
+def next_state(
+    state: HealthState, ok: bool, *, failure_threshold: int, success_threshold: int
+) -> HealthState:
+    """The pure hysteresis rule."""
+    if ok:
+        successes = state.successes + 1
+        healthy = state.status is HealthStatus.HEALTHY or successes >= success_threshold
+        # An agent never seen before is healthy on its first good answer.
+        if state.status is HealthStatus.UNKNOWN:
+            healthy = True
+        return HealthState(HealthStatus.HEALTHY if healthy else state.status, 0, successes)
+    failures = state.failures + 1
+    unhealthy = state.status is HealthStatus.UNHEALTHY or failures >= failure_threshold
+    return HealthState(HealthStatus.UNHEALTHY if unhealthy else state.status, failures, 0)
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        store: SqlAgentStore,
+        fetcher: SafeFetcher,
+        *,
+        interval_seconds: float,
+        failure_threshold: int,
+        success_threshold: int,
+        concurrency: int,
+    ) -> None:
+        self._store = store
+        self._fetcher = fetcher
+        self._interval = interval_seconds
+        self._failure_threshold = failure_threshold
+        self._success_threshold = success_threshold
+        self._semaphore = asyncio.Semaphore(concurrency)
+        # A lease outlives the longest check so a crashed checker frees it.
+        self._lease = timedelta(seconds=max(60.0, fetcher.limits.timeout_seconds * 4))
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.check_all()
+            except Exception:  # keep the loop alive; one bad round is logged
+                logger.exception("health check round failed")
+            await asyncio.sleep(self._interval)
+
+    async def check_all(self) -> None:
+        targets = await self._store.health_targets()
+        await asyncio.gather(*(self.check(t) for t in targets))
+
+    async def check(self, target: HealthTarget) -> HealthStatus | None:
+        async with self._semaphore:
+            if not await self._store.claim_health_check(target.agent_id, self._lease):
+                return None  # someone else is checking it right now
+            ok, detail = await self._probe(target)
+            current = await self._store.health_state(target.agent_id)
+            if current is None:
+                return None  # deleted meanwhile
+            state = next_state(
+                HealthState(*current),
+                ok,
+                failure_threshold=self._failure_threshold,
+                success_threshold=self._success_threshold,
+            )
+            await self._store.record_health(
+                target.agent_id, state.status, state.failures, state.successes, detail
+            )
+            return state.status
+
+    async def _probe(self, target: HealthTarget) -> tuple[bool, str | None]:
+        """URL-registered agents: the card must still be served and valid.
+        Inline ones: their first interface must answer HTTP at all (< 500)."""
+        url = target.card_url or target.interface_url
+        if url is None:
+            return False, "no URL to probe"
+        try:
+            document = await self._fetcher.get(url)
+        except FetchError as exc:
+            return False, str(exc)
+        if target.card_url is None:
+            return (
+                document.status < 500,
+                None if document.status < 500 else f"HTTP {document.status}",
+            )
+        if document.status != 200:
+            return False, f"card endpoint answered HTTP {document.status}"
+        try:
+            parse_card(document.json())
+        except (CardInvalid, FetchError) as exc:
+            return False, f"card endpoint serves an invalid card: {exc}"
+        return True, None

@@ -1,0 +1,113 @@
+"""The registry's records as the API shows them (pydantic, JSON in camelCase-free snake_case)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from registry.signatures import SignatureStatus
+
+AGENT_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+
+
+class HealthStatus(enum.StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class AgentRegistration(BaseModel):
+    """`POST /agents`: a card URL to fetch, or the card itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card_url: str | None = Field(default=None, max_length=2048)
+    card: dict[str, Any] | None = None
+    id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
+    signing_keys: dict[str, Any] | None = Field(
+        default=None,
+        description="A JWKS the operator pins; card signatures must verify against it.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AgentRegistration:
+        if (self.card_url is None) == (self.card is None):
+            raise ValueError("give exactly one of card_url or card")
+        if self.signing_keys is not None and not isinstance(self.signing_keys.get("keys"), list):
+            raise ValueError("signing_keys must be a JWKS: {'keys': [...]}")
+        return self
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    card: dict[str, Any] | None = None
+
+
+class SkillSummary(BaseModel):
+    id: str
+    name: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    input_modes: list[str] = Field(default_factory=list)
+    output_modes: list[str] = Field(default_factory=list)
+
+
+class InterfaceSummary(BaseModel):
+    url: str
+    protocol_binding: str
+    protocol_version: str = ""
+
+
+class HealthInfo(BaseModel):
+    status: HealthStatus
+    consecutive_failures: int = 0
+    checked_at: datetime | None = None
+    detail: str | None = None
+
+
+class SignatureInfo(BaseModel):
+    status: SignatureStatus
+    detail: str
+
+
+class AgentRecord(BaseModel):
+    id: str
+    name: str
+    description: str
+    version: str
+    protocol_version: str
+    revision: int
+    card_url: str | None
+    card_digest: str
+    skills: list[SkillSummary]
+    interfaces: list[InterfaceSummary]
+    health: HealthInfo
+    signature: SignatureInfo
+    registered_at: datetime
+    updated_at: datetime
+
+
+class AgentPage(BaseModel):
+    items: list[AgentRecord]
+    next_cursor: str | None = None
+
+
+class CardVersion(BaseModel):
+    revision: int
+    version: str
+    card_digest: str
+    signature_status: SignatureStatus
+    created_at: datetime
+
+
+class AgentQuery(BaseModel):
+    skill: str | None = None
+    tag: str | None = None
+    input_mode: str | None = None
+    output_mode: str | None = None
+    q: str | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = None

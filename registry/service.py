@@ -1,0 +1,134 @@
+"""Registering and refreshing agents: fetch -> validate -> check signatures -> store.
+
+The order matters for "nothing half-written": everything that can fail on
+the card (fetching, parsing, signatures) happens before the single store
+transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from registry.cards import CardInvalid, FieldError, ParsedCard, parse_card
+from registry.fetch import FetchFailed, SafeFetcher
+from registry.models import AgentRecord, AgentRegistration
+from registry.signatures import SignatureCheck, SignatureStatus, check_card_signatures
+from registry.store import AgentConflict, NewAgent, SqlAgentStore
+
+WELL_KNOWN_CARD_PATH = "/.well-known/agent-card.json"  # A2A 1.0 / 0.3
+LEGACY_CARD_PATH = "/.well-known/agent.json"  # A2A 0.2
+_MAX_SLUG_ATTEMPTS = 50
+
+
+class SignatureRefused(Exception):
+    def __init__(self, check: SignatureCheck) -> None:
+        super().__init__(check.detail)
+        self.check = check
+
+
+@dataclass(frozen=True)
+class FetchedCard:
+    url: str
+    parsed: ParsedCard
+
+
+class RegistryService:
+    def __init__(self, store: SqlAgentStore, fetcher: SafeFetcher) -> None:
+        self.store = store
+        self.fetcher = fetcher
+
+    async def register(self, request: AgentRegistration) -> AgentRecord:
+        if request.card_url is not None:
+            fetched = await self.fetch_card(request.card_url)
+            card_url: str | None = fetched.url
+            parsed = fetched.parsed
+        else:
+            card_url = None
+            parsed = parse_card(request.card)
+        signature = await self._signature(parsed, request.signing_keys, card_url)
+        agent_id = request.id or await self._free_slug(parsed.name)
+        return await self.store.create(
+            NewAgent(
+                id=agent_id,
+                card_url=card_url,
+                parsed=parsed,
+                signature=signature,
+                pinned_keys=request.signing_keys,
+            )
+        )
+
+    async def refresh(
+        self, agent_id: str, inline_card: Mapping[str, Any] | None
+    ) -> tuple[AgentRecord, bool]:
+        card_url, pinned = await self.store.registration(agent_id)
+        if card_url is not None:
+            if inline_card is not None:
+                raise CardInvalid(
+                    [FieldError("card", "this agent was registered by URL; its card is re-fetched")]
+                )
+            parsed = (await self.fetch_card(card_url)).parsed
+        else:
+            if inline_card is None:
+                raise CardInvalid(
+                    [FieldError("card", "this agent was registered inline; send the new card")]
+                )
+            parsed = parse_card(dict(inline_card))
+        signature = await self._signature(parsed, pinned, card_url)
+        return await self.store.add_revision(agent_id, parsed, signature)
+
+    async def fetch_card(self, url: str) -> FetchedCard:
+        """Fetch a card from a full card URL, or from a base URL's well-known paths."""
+        last_error: FetchFailed | None = None
+        for candidate in card_url_candidates(url):
+            document = await self.fetcher.get(candidate)
+            if document.status == 200:
+                return FetchedCard(url=candidate, parsed=parse_card(document.json()))
+            last_error = FetchFailed(f"{candidate} answered HTTP {document.status}")
+            if document.status != 404:
+                break
+        assert last_error is not None
+        raise last_error
+
+    async def _signature(
+        self, parsed: ParsedCard, pinned: Mapping[str, Any] | None, card_url: str | None
+    ) -> SignatureCheck:
+        check = await check_card_signatures(
+            parsed.original,
+            parsed.card,
+            pinned_keys=pinned,
+            card_url=card_url,
+            fetcher=self.fetcher,
+        )
+        if check.status is SignatureStatus.INVALID:
+            raise SignatureRefused(check)
+        return check
+
+    async def _free_slug(self, name: str) -> str:
+        base = slugify(name)
+        for n in range(1, _MAX_SLUG_ATTEMPTS + 1):
+            candidate = base if n == 1 else f"{base[:60]}-{n}"
+            if not await self.store.id_taken(candidate):
+                return candidate
+        raise AgentConflict(base)
+
+
+def card_url_candidates(url: str) -> list[str]:
+    """A URL with a path is the card itself; a bare origin gets the well-known paths."""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/"):
+        return [url]
+    return [
+        urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        for path in (WELL_KNOWN_CARD_PATH, LEGACY_CARD_PATH)
+    ]
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
+    return slug or "agent"

@@ -1,0 +1,450 @@
+"""Registry storage: one SQL implementation for SQLite and PostgreSQL.
+
+Every write is one transaction, so a failure anywhere (a conflict, a crash
+mid-way) leaves the previous state untouched: nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from registry.cards import ParsedCard
+from registry.models import (
+    AgentPage,
+    AgentQuery,
+    AgentRecord,
+    CardVersion,
+    HealthInfo,
+    HealthStatus,
+    InterfaceSummary,
+    SignatureInfo,
+    SkillSummary,
+)
+from registry.signatures import SignatureCheck
+from registry.tables import agent_card_versions, agent_facets, agents
+
+
+class AgentConflict(Exception):
+    """An agent with this id or card URL already exists."""
+
+
+class AgentNotFound(Exception):
+    pass
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NewAgent:
+    id: str
+    card_url: str | None
+    parsed: ParsedCard
+    signature: SignatureCheck
+    pinned_keys: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class HealthTarget:
+    agent_id: str
+    card_url: str | None
+    interface_url: str | None
+
+
+class AgentStore(Protocol):
+    async def create(self, agent: NewAgent) -> AgentRecord: ...
+    async def get(self, agent_id: str) -> AgentRecord | None: ...
+    async def registration(self, agent_id: str) -> tuple[str | None, Mapping[str, Any] | None]: ...
+    async def card(self, agent_id: str, revision: int | None = None) -> dict[str, Any] | None: ...
+    async def search(self, query: AgentQuery) -> AgentPage: ...
+    async def delete(self, agent_id: str) -> bool: ...
+    async def add_revision(
+        self, agent_id: str, parsed: ParsedCard, signature: SignatureCheck
+    ) -> tuple[AgentRecord, bool]: ...
+    async def versions(self, agent_id: str) -> list[CardVersion] | None: ...
+    async def id_taken(self, agent_id: str) -> bool: ...
+
+
+class SqlAgentStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # Writes -----------------------------------------------------------------
+
+    async def create(self, agent: NewAgent) -> AgentRecord:
+        now = _now()
+        row = {
+            "id": agent.id,
+            "card_url": agent.card_url,
+            "pinned_keys": dict(agent.pinned_keys) if agent.pinned_keys else None,
+            "revision": 1,
+            "health_status": HealthStatus.UNKNOWN.value,
+            "health_failures": 0,
+            "health_successes": 0,
+            "registered_at": now,
+            "updated_at": now,
+            **_card_columns(agent.parsed, agent.signature),
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(agents).values(**row))
+                await _insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
+                await _replace_facets(conn, agent.id, agent.parsed)
+        except IntegrityError:
+            raise AgentConflict(agent.id) from None
+        record = await self.get(agent.id)
+        assert record is not None
+        return record
+
+    async def add_revision(
+        self, agent_id: str, parsed: ParsedCard, signature: SignatureCheck
+    ) -> tuple[AgentRecord, bool]:
+        """Store ``parsed`` as the next revision unless unchanged; return (record, changed)."""
+        now = _now()
+        async with self._engine.begin() as conn:
+            current = (
+                await conn.execute(
+                    select(agents.c.revision, agents.c.card_digest).where(agents.c.id == agent_id)
+                )
+            ).first()
+            if current is None:
+                raise AgentNotFound(agent_id)
+            changed = current.card_digest != parsed.digest
+            if changed:
+                revision = current.revision + 1
+                # The WHERE on the old revision makes two concurrent refreshes
+                # serialise: the loser updates nothing and retries via the PK.
+                result = await conn.execute(
+                    update(agents)
+                    .where(agents.c.id == agent_id, agents.c.revision == current.revision)
+                    .values(revision=revision, updated_at=now, **_card_columns(parsed, signature))
+                )
+                if result.rowcount != 1:
+                    raise AgentConflict(agent_id)
+                await _insert_version(conn, agent_id, revision, parsed, signature, now)
+                await _replace_facets(conn, agent_id, parsed)
+        record = await self.get(agent_id)
+        if record is None:
+            raise AgentNotFound(agent_id)
+        return record, changed
+
+    async def delete(self, agent_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            # Children first: SQLite enforces ON DELETE CASCADE only with a PRAGMA.
+            await conn.execute(delete(agent_facets).where(agent_facets.c.agent_id == agent_id))
+            await conn.execute(
+                delete(agent_card_versions).where(agent_card_versions.c.agent_id == agent_id)
+            )
+            result = await conn.execute(delete(agents).where(agents.c.id == agent_id))
+        return bool(result.rowcount)
+
+    # Reads ------------------------------------------------------------------
+
+    async def get(self, agent_id: str) -> AgentRecord | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(agents).where(agents.c.id == agent_id)))
+                .mappings()
+                .first()
+            )
+        return _record(row) if row else None
+
+    async def id_taken(self, agent_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(agents.c.id).where(agents.c.id == agent_id))
+        return found is not None
+
+    async def registration(self, agent_id: str) -> tuple[str | None, Mapping[str, Any] | None]:
+        """(card URL, pinned keys) for a refresh; raises `AgentNotFound`."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(agents.c.card_url, agents.c.pinned_keys).where(agents.c.id == agent_id)
+                )
+            ).first()
+        if row is None:
+            raise AgentNotFound(agent_id)
+        return row.card_url, row.pinned_keys
+
+    async def card(self, agent_id: str, revision: int | None = None) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            if revision is None:
+                value = await conn.scalar(select(agents.c.card).where(agents.c.id == agent_id))
+            else:
+                value = await conn.scalar(
+                    select(agent_card_versions.c.card).where(
+                        agent_card_versions.c.agent_id == agent_id,
+                        agent_card_versions.c.revision == revision,
+                    )
+                )
+        return dict(value) if value is not None else None
+
+    async def versions(self, agent_id: str) -> list[CardVersion] | None:
+        async with self._engine.connect() as conn:
+            if not await conn.scalar(select(exists().where(agents.c.id == agent_id))):
+                return None
+            rows = (
+                await conn.execute(
+                    select(agent_card_versions)
+                    .where(agent_card_versions.c.agent_id == agent_id)
+                    .order_by(agent_card_versions.c.revision.desc())
+                )
+            ).mappings()
+            return [
+                CardVersion(
+                    revision=r["revision"],
+                    version=r["card_version"],
+                    card_digest=r["card_digest"],
+                    signature_status=r["signature_status"],
+                    created_at=_utc(r["created_at"]),
+                )
+                for r in rows
+            ]
+
+    async def search(self, query: AgentQuery) -> AgentPage:
+        conditions: list[ColumnElement[bool]] = []
+        for kind, value in (
+            ("skill", query.skill),
+            ("tag", query.tag.lower() if query.tag else None),
+            ("input", query.input_mode),
+            ("output", query.output_mode),
+        ):
+            if value:
+                conditions.append(
+                    exists().where(
+                        agent_facets.c.agent_id == agents.c.id,
+                        agent_facets.c.kind == kind,
+                        agent_facets.c.value == value,
+                    )
+                )
+        for term in (query.q or "").lower().split():
+            conditions.append(agents.c.search_text.like(f"%{_escape_like(term)}%", escape="\\"))
+        if query.cursor:
+            conditions.append(agents.c.id > _decode_cursor(query.cursor))
+        statement = (
+            select(agents).where(and_(*conditions)).order_by(agents.c.id).limit(query.limit + 1)
+        )
+        async with self._engine.connect() as conn:
+            rows = list((await conn.execute(statement)).mappings())
+        items = [_record(r) for r in rows[: query.limit]]
+        next_cursor = _encode_cursor(items[-1].id) if len(rows) > query.limit else None
+        return AgentPage(items=items, next_cursor=next_cursor)
+
+    # Health -----------------------------------------------------------------
+
+    async def health_targets(self) -> list[HealthTarget]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(agents.c.id, agents.c.card_url, agents.c.card))).all()
+        targets = []
+        for row in rows:
+            interfaces = row.card.get("supportedInterfaces") or []
+            first = interfaces[0].get("url") if interfaces else None
+            targets.append(HealthTarget(row.id, row.card_url, first))
+        return targets
+
+    async def claim_health_check(self, agent_id: str, lease: timedelta) -> bool:
+        """Take the right to check ``agent_id`` now; false if another check holds it.
+
+        A conditional UPDATE is atomic on both databases, so across replicas
+        too, one agent is never checked twice at once.
+        """
+        now = _now()
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(agents)
+                .where(
+                    agents.c.id == agent_id,
+                    or_(agents.c.health_lease_until.is_(None), agents.c.health_lease_until < now),
+                )
+                .values(health_lease_until=now + lease)
+            )
+        return result.rowcount == 1
+
+    async def record_health(
+        self,
+        agent_id: str,
+        status: HealthStatus,
+        failures: int,
+        successes: int,
+        detail: str | None,
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(agents)
+                .where(agents.c.id == agent_id)
+                .values(
+                    health_status=status.value,
+                    health_failures=failures,
+                    health_successes=successes,
+                    health_detail=detail,
+                    health_checked_at=_now(),
+                    health_lease_until=None,
+                )
+            )
+
+    async def health_state(self, agent_id: str) -> tuple[HealthStatus, int, int] | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        agents.c.health_status, agents.c.health_failures, agents.c.health_successes
+                    ).where(agents.c.id == agent_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return HealthStatus(row.health_status), row.health_failures, row.health_successes
+
+    async def count(self) -> int:
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(agents)) or 0)
+
+
+# Helpers ----------------------------------------------------------------------
+
+
+def _card_columns(parsed: ParsedCard, signature: SignatureCheck) -> dict[str, Any]:
+    card = parsed.card
+    return {
+        "name": card.name,
+        "description": card.description,
+        "card_version": card.version,
+        "protocol_version": parsed.protocol_version,
+        "card": parsed.normalized,
+        "original_card": parsed.original,
+        "card_digest": parsed.digest,
+        "signature_status": signature.status.value,
+        "signature_detail": signature.detail,
+        "search_text": _search_text(parsed),
+    }
+
+
+def _search_text(parsed: ParsedCard) -> str:
+    card = parsed.card
+    pieces: list[str] = [card.name, card.description]
+    if card.HasField("provider"):
+        pieces.append(card.provider.organization)
+    for skill in card.skills:
+        pieces.extend([skill.id, skill.name, skill.description, *skill.tags, *skill.examples])
+    return "\n".join(p for p in pieces if p).lower()
+
+
+def _facets(parsed: ParsedCard) -> set[tuple[str, str]]:
+    card = parsed.card
+    facets: set[tuple[str, str]] = set()
+    facets.update(("input", m) for m in card.default_input_modes)
+    facets.update(("output", m) for m in card.default_output_modes)
+    for skill in card.skills:
+        facets.add(("skill", skill.id))
+        facets.update(("tag", t.lower()) for t in skill.tags)
+        facets.update(("input", m) for m in skill.input_modes)
+        facets.update(("output", m) for m in skill.output_modes)
+    return {(k, v[:255]) for k, v in facets if v}
+
+
+async def _replace_facets(conn: AsyncConnection, agent_id: str, parsed: ParsedCard) -> None:
+    await conn.execute(delete(agent_facets).where(agent_facets.c.agent_id == agent_id))
+    rows = [{"agent_id": agent_id, "kind": k, "value": v} for k, v in sorted(_facets(parsed))]
+    if rows:
+        await conn.execute(insert(agent_facets), rows)
+
+
+async def _insert_version(
+    conn: AsyncConnection,
+    agent_id: str,
+    revision: int,
+    parsed: ParsedCard,
+    signature: SignatureCheck,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(agent_card_versions).values(
+            agent_id=agent_id,
+            revision=revision,
+            card=parsed.normalized,
+            original_card=parsed.original,
+            card_digest=parsed.digest,
+            card_version=parsed.card.version,
+            signature_status=signature.status.value,
+            created_at=now,
+        )
+    )
+
+
+def _record(row: RowMapping) -> AgentRecord:
+    card: dict[str, Any] = row["card"]
+    return AgentRecord(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        version=row["card_version"],
+        protocol_version=row["protocol_version"],
+        revision=row["revision"],
+        card_url=row["card_url"],
+        card_digest=row["card_digest"],
+        skills=[_skill(s) for s in card.get("skills", [])],
+        interfaces=[
+            InterfaceSummary(
+                url=i.get("url", ""),
+                protocol_binding=i.get("protocolBinding", ""),
+                protocol_version=i.get("protocolVersion", ""),
+            )
+            for i in card.get("supportedInterfaces", [])
+        ],
+        health=HealthInfo(
+            status=HealthStatus(row["health_status"]),
+            consecutive_failures=row["health_failures"],
+            checked_at=_utc(row["health_checked_at"]) if row["health_checked_at"] else None,
+            detail=row["health_detail"],
+        ),
+        signature=SignatureInfo(status=row["signature_status"], detail=row["signature_detail"]),
+        registered_at=_utc(row["registered_at"]),
+        updated_at=_utc(row["updated_at"]),
+    )
+
+
+def _skill(skill: Mapping[str, Any]) -> SkillSummary:
+    return SkillSummary(
+        id=skill.get("id", ""),
+        name=skill.get("name", ""),
+        description=skill.get("description", ""),
+        tags=list(skill.get("tags", [])),
+        input_modes=list(skill.get("inputModes", [])),
+        output_modes=list(skill.get("outputModes", [])),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _encode_cursor(agent_id: str) -> str:
+    return base64.urlsafe_b64encode(agent_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor("cursor is not one this API returned") from None

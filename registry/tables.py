@@ -1,0 +1,72 @@
+"""SQL tables of the registry (SQLite and PostgreSQL through the same definitions).
+
+Schema changes go through the Alembic migrations in `gateway/migrations`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("card_url", Text, nullable=True, unique=True),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("card_version", Text, nullable=False),
+    Column("protocol_version", String(16), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("card", JSON, nullable=False),
+    Column("original_card", JSON, nullable=False),
+    Column("card_digest", String(80), nullable=False),
+    Column("signature_status", String(16), nullable=False),
+    Column("signature_detail", Text, nullable=False),
+    Column("pinned_keys", JSON, nullable=True),
+    Column("search_text", Text, nullable=False),
+    Column("health_status", String(16), nullable=False),
+    Column("health_failures", Integer, nullable=False, default=0),
+    Column("health_successes", Integer, nullable=False, default=0),
+    Column("health_detail", Text, nullable=True),
+    Column("health_checked_at", DateTime(timezone=True), nullable=True),
+    Column("health_lease_until", DateTime(timezone=True), nullable=True),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+agent_card_versions = Table(
+    "agent_card_versions",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("card", JSON, nullable=False),
+    Column("original_card", JSON, nullable=False),
+    Column("card_digest", String(80), nullable=False),
+    Column("card_version", Text, nullable=False),
+    Column("signature_status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Exact-match facets (skill ids, tags, media types) for filtering without JSON
+# functions, which SQLite and PostgreSQL spell differently.
+agent_facets = Table(
+    "agent_facets",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Index("ix_agent_facets_kind_value", "kind", "value"),
+)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from registry.cards import ParsedCard
 from registry.models import (
+    AGENT_ID_PATTERN,
     AgentPage,
     AgentQuery,
     AgentRecord,
@@ -67,7 +69,9 @@ class AgentStore(Protocol):
     async def create(self, agent: NewAgent) -> AgentRecord: ...
     async def get(self, agent_id: str) -> AgentRecord | None: ...
     async def registration(self, agent_id: str) -> tuple[str | None, Mapping[str, Any] | None]: ...
-    async def card(self, agent_id: str, revision: int | None = None) -> dict[str, Any] | None: ...
+    async def card(
+        self, agent_id: str, revision: int | None = None, *, original: bool = False
+    ) -> dict[str, Any] | None: ...
     async def search(self, query: AgentQuery) -> AgentPage: ...
     async def delete(self, agent_id: str) -> bool: ...
     async def add_revision(
@@ -178,13 +182,18 @@ class SqlAgentStore:
             raise AgentNotFound(agent_id)
         return row.card_url, row.pinned_keys
 
-    async def card(self, agent_id: str, revision: int | None = None) -> dict[str, Any] | None:
+    async def card(
+        self, agent_id: str, revision: int | None = None, *, original: bool = False
+    ) -> dict[str, Any] | None:
+        """The normalised 1.0 card (or, with ``original``, the card as registered)."""
         async with self._engine.connect() as conn:
             if revision is None:
-                value = await conn.scalar(select(agents.c.card).where(agents.c.id == agent_id))
+                column = agents.c.original_card if original else agents.c.card
+                value = await conn.scalar(select(column).where(agents.c.id == agent_id))
             else:
+                versions = agent_card_versions.c
                 value = await conn.scalar(
-                    select(agent_card_versions.c.card).where(
+                    select(versions.original_card if original else versions.card).where(
                         agent_card_versions.c.agent_id == agent_id,
                         agent_card_versions.c.revision == revision,
                     )
@@ -233,9 +242,7 @@ class SqlAgentStore:
             conditions.append(agents.c.search_text.like(f"%{_escape_like(term)}%", escape="\\"))
         if query.cursor:
             conditions.append(agents.c.id > _decode_cursor(query.cursor))
-        statement = (
-            select(agents).where(and_(*conditions)).order_by(agents.c.id).limit(query.limit + 1)
-        )
+        statement = select(agents).where(*conditions).order_by(agents.c.id).limit(query.limit + 1)
         async with self._engine.connect() as conn:
             rows = list((await conn.execute(statement)).mappings())
         items = [_record(r) for r in rows[: query.limit]]
@@ -445,6 +452,10 @@ def _encode_cursor(agent_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor("cursor is not one this API returned") from None
+        value = ""
+    if not re.fullmatch(AGENT_ID_PATTERN, value):
+        raise InvalidCursor("cursor is not one this API returned")
+    return value

@@ -53,8 +53,9 @@ async def get_card(
     agent_id: str,
     _: CurrentPrincipal,
     revision: Annotated[int | None, Query(ge=1)] = None,
+    original: Annotated[bool, Query(description="the card exactly as registered")] = False,
 ) -> dict[str, Any]:
-    card = await state_of(request).agents.card(agent_id, revision)
+    card = await state_of(request).agents.card(agent_id, revision, original=original)
     if card is None:
         raise AgentNotFound(agent_id if revision is None else f"{agent_id} revision {revision}")
     return card

@@ -1,0 +1,82 @@
+"""Shared fixtures: databases (SQLite and the local PostgreSQL), gateways, agents."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.agents import CardHost, CardSource, sdk_agent_app, sdk_card
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.servers import ServerThread
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _admin(statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL, dropped afterwards."""
+    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None means the embedded default: SQLite in the data dir."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    gw = start_gateway(tmp_path / "data", None)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def card_source() -> CardSource:
+    return CardSource(sdk_card("http://placeholder"))
+
+
+@pytest.fixture
+def sdk_agent(card_source: CardSource) -> Iterator[ServerThread]:
+    """An agent built with the official a2a-sdk, serving its card on 127.0.0.1."""
+
+    def build(url: str) -> object:
+        card_source.card = sdk_card(url)
+        return sdk_agent_app(card_source)
+
+    with ServerThread(build) as server:
+        yield server
+
+
+@pytest.fixture
+def card_host() -> Iterator[tuple[CardHost, ServerThread]]:
+    host = CardHost()
+    with ServerThread(lambda _url: host.app()) as server:
+        yield host, server

@@ -1,0 +1,94 @@
+"""A real Switchboard gateway for e2e tests: `create_app` under uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.app import create_app
+from gateway.cli import issue_dev_token
+from gateway.settings import Settings
+from policies.scopes import ADMIN_SCOPE
+from tests.support.servers import ServerThread, bound_socket
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    server: ServerThread
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def token(self, sub: str = "alice", scopes: str = "", ttl: int = 600) -> str:
+        return issue_dev_token(self.settings, sub, frozenset(scopes.split()), ttl)
+
+    def client(self, token: str | None = None, *, admin: bool = True) -> httpx.Client:
+        if token is None:
+            token = self.token("admin", ADMIN_SCOPE if admin else "crm:read")
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def anonymous(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> Gateway:
+        """Stop, then start a new process-equivalent on the same data and port."""
+        self.stop()
+        return start_gateway(
+            self.settings.data_dir,
+            self.settings.database_url,
+            port=self.server.port,
+            **_overrides(self.settings),
+        )
+
+
+def _overrides(settings: Settings) -> dict[str, Any]:
+    fields = (
+        "dev",
+        "health_check_interval_seconds",
+        "health_failure_threshold",
+        "health_success_threshold",
+        "ssrf_allow_cidrs",
+        "trusted_issuers",
+        "secret_key",
+    )
+    return {f: getattr(settings, f) for f in fields}
+
+
+def start_gateway(
+    data_dir: Path, database_url: str | None, *, port: int | None = None, **overrides: Any
+) -> Gateway:
+    sock = bound_socket() if port is None else _bind(port)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    values: dict[str, Any] = {
+        "dev": True,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "host": "127.0.0.1",
+        "port": sock.getsockname()[1],
+        "public_url": url,
+        "health_check_interval_seconds": 3600,
+    }
+    values.update(overrides)
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
+    server = ServerThread(lambda _url: create_app(settings), sock=sock).start()
+    return Gateway(settings=settings, server=server)
+
+
+def _bind(port: int) -> Any:
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock

@@ -2,7 +2,8 @@
 
 Bodies are buffered up to the limit and replayed, so an oversized body is
 refused with 413 before any handler sees a byte of it, whether or not the
-client declared a Content-Length.
+client declared a Content-Length. A modest overflow is read and dropped
+first, so the client gets the 413 instead of a connection reset mid-upload.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and not declared.isdigit():
             await self._refuse(send)
             return
         chunks: list[bytes] = []
@@ -34,11 +35,12 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            more = message.get("more_body", False)
+            if size > self.max_bytes or (declared is not None and int(declared) > self.max_bytes):
+                await self._drain(receive, more)
                 await self._refuse(send)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body = b"".join(chunks)
         replayed = False
 
@@ -50,6 +52,17 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Receive, more: bool) -> None:
+        """Read and drop the rest of a modest overflow so the client sees the 413
+        rather than a reset connection; give up on anything enormous."""
+        budget = self.max_bytes * 8
+        while more and budget > 0:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            budget -= len(message.get("body", b""))
+            more = message.get("more_body", False)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

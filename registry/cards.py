@@ -25,6 +25,8 @@ from a2a.utils.proto_utils import validate_proto_required_fields
 from google.protobuf.json_format import MessageToDict, ParseError
 
 MAX_SKILLS = 512
+# Cards are shallow; deep nesting only serves to exhaust recursive parsers.
+MAX_DEPTH = 32
 _PARSE_FIELD = re.compile(r"Failed to parse (\w+) field")
 
 
@@ -62,6 +64,8 @@ class ParsedCard:
 def parse_card(raw: Any) -> ParsedCard:
     if not isinstance(raw, dict):
         raise CardInvalid([FieldError("card", "must be a JSON object")])
+    if _depth(raw) > MAX_DEPTH:
+        raise CardInvalid([FieldError("card", f"nested deeper than {MAX_DEPTH} levels")])
     version = detect_protocol_version(raw)
     try:
         digest = card_digest(raw)
@@ -135,6 +139,21 @@ def _own_rules(card: AgentCard) -> list[FieldError]:
             errors.append(FieldError(f"skills[{i}].id", f"duplicate skill id {skill.id!r}"))
         seen.add(skill.id)
     return errors
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _parse_error_field(message: str) -> str:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from gateway import db
 from gateway.app import create_app
 from gateway.cli import issue_dev_token
+from gateway.keystore import KeyStore
 from gateway.settings import Settings
+from policies.keys import SigningKey
 from policies.scopes import ADMIN_SCOPE
+from policies.tokens import mint_access_token
 from tests.support.servers import ServerThread, bound_socket
 
 
@@ -26,6 +31,36 @@ class Gateway:
 
     def token(self, sub: str = "alice", scopes: str = "", ttl: int = 600) -> str:
         return issue_dev_token(self.settings, sub, frozenset(scopes.split()), ttl)
+
+    def mint(
+        self,
+        *,
+        sub: str = "alice",
+        scopes: str = "switchboard:admin",
+        ttl: int = 600,
+        now: float | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> str:
+        """A token signed with the gateway's own key, with any claim bent for an attack test."""
+
+        async def key() -> SigningKey:
+            engine = db.create_engine(self.settings.effective_database_url)
+            try:
+                return await KeyStore(engine, None).active_key()
+            finally:
+                await engine.dispose()
+
+        return mint_access_token(
+            asyncio.run(key()),
+            issuer=issuer or self.url,
+            subject=sub,
+            audience=audience or self.url,
+            scopes=scopes.split(),
+            ttl_seconds=ttl,
+            client_id="tests",
+            now=now,
+        )
 
     def client(self, token: str | None = None, *, admin: bool = True) -> httpx.Client:
         if token is None:

@@ -66,7 +66,14 @@ class SafeFetcher:
         self.limits = limits or FetchLimits()
         # Redirects are ours to follow; trust_env off so no proxy variable can
         # route a registrant's URL somewhere the checks did not see.
-        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        # No keep-alive: httpx pools by address, not by TLS server name, so a
+        # reused connection could carry a request for another hostname whose
+        # certificate was never checked. Registry fetches are rare; safety wins.
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -89,20 +96,35 @@ class SafeFetcher:
             location = headers.get("location")
             if not location:
                 raise FetchFailed(f"{current} redirected without a Location")
-            target = urljoin(current, location)
-            if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+            try:
+                target = urljoin(current, location)
+                downgrade = (
+                    urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https"
+                )
+            except ValueError:
+                raise FetchFailed(f"{current} redirected to an invalid URL") from None
+            if downgrade:
                 raise FetchRefused(f"{current} redirected from https to {target}")
             current = target
         raise FetchFailed(f"{url}: more than {self.limits.max_redirects} redirects")
 
     async def _get_once(self, url: str, accept: str) -> tuple[int, httpx.Headers, bytes]:
         target = await self.resolve(url)
-        request = self._client.build_request(
-            "GET",
-            target.pinned_url,
-            headers={"Host": target.host_header, "Accept": accept},
-            extensions={"sni_hostname": target.hostname} if target.scheme == "https" else {},
-        )
+        try:
+            request = self._client.build_request(
+                "GET",
+                target.pinned_url,
+                # identity: the body is read raw (and capped) below, so it must not be
+                # compressed; it also keeps decompression bombs out.
+                headers={
+                    "Host": target.host_header,
+                    "Accept": accept,
+                    "Accept-Encoding": "identity",
+                },
+                extensions={"sni_hostname": target.hostname} if target.scheme == "https" else {},
+            )
+        except httpx.InvalidURL:
+            raise FetchRefused(f"{url}: invalid URL") from None
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -126,16 +148,29 @@ class SafeFetcher:
 
     async def resolve(self, url: str) -> PinnedTarget:
         """Validate ``url`` and pick the checked address to connect to."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise FetchRefused(f"{url}: invalid URL ({exc})") from None
         if parts.scheme not in ("http", "https"):
             raise FetchRefused(f"{url}: only http and https URLs are allowed")
         if parts.username is not None or parts.password is not None:
             raise FetchRefused(f"{url}: credentials in URLs are not allowed")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port
+            if port == 0:
+                raise ValueError("port 0")
         except ValueError:
             raise FetchRefused(f"{url}: invalid port") from None
+        if port is None:
+            port = 443 if parts.scheme == "https" else 80
         hostname = parts.hostname or ""
+        if not hostname.isascii():
+            # The A-label is what DNS, the Host header and SNI all need.
+            try:
+                hostname = hostname.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise FetchRefused(f"{url}: invalid hostname") from None
         try:
             literal = self.policy.check_host(hostname)
             addresses = [literal] if literal else await _resolve(hostname, port)

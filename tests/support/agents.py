@@ -8,6 +8,7 @@ documents (0.2/0.3 cards, tampered cards, JWKS) that tests can change live.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,11 +93,21 @@ class CardHost:
 
     documents: dict[str, tuple[int, Any]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
+    delay: float = 0.0  # seconds each answer takes
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def app(self) -> Starlette:
         async def serve(request: Request) -> Response:
             path = request.url.path
             self.hits[path] = self.hits.get(path, 0) + 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+            finally:
+                self.in_flight -= 1
             if path not in self.documents:
                 return JSONResponse({"error": "not found"}, status_code=404)
             status, body = self.documents[path]

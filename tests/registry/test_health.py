@@ -1,0 +1,146 @@
+"""Health checks: the hysteresis rule, and the checker against a real store and card host."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from gateway import db
+from registry.cards import parse_card
+from registry.fetch import SafeFetcher
+from registry.health import HealthChecker, HealthState, next_state
+from registry.models import HealthStatus
+from registry.signatures import SignatureCheck, SignatureStatus
+from registry.ssrf import AddressPolicy
+from registry.store import HealthTarget, NewAgent, SqlAgentStore
+from tests.support.agents import CardHost, sdk_card
+from tests.support.gateway import start_gateway
+from tests.support.servers import ServerThread
+
+U, H, X = HealthStatus.UNKNOWN, HealthStatus.HEALTHY, HealthStatus.UNHEALTHY
+
+
+def _run(results: list[bool], start: HealthStatus = U) -> list[HealthStatus]:
+    state = HealthState(start, 0, 0)
+    seen = []
+    for ok in results:
+        state = next_state(state, ok, failure_threshold=3, success_threshold=2)
+        seen.append(state.status)
+    return seen
+
+
+def test_hysteresis_needs_consecutive_failures_and_successes() -> None:
+    assert _run([True]) == [H]  # first good answer of a new agent
+    assert _run([False, False, False]) == [U, U, X]
+    assert _run([True, False, False, True, False, False, False]) == [H, H, H, H, H, H, X]
+    # Back to healthy only after two good checks in a row.
+    assert _run([True, False, True, True], start=X) == [X, X, X, H]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlAgentStore]:
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await db.upgrade(engine)
+    yield SqlAgentStore(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[SafeFetcher]:
+    fetcher = SafeFetcher(AddressPolicy(allow_loopback=True))
+    yield fetcher
+    await fetcher.aclose()
+
+
+async def _add(store: SqlAgentStore, card_url: str, base: str) -> HealthTarget:
+    parsed = parse_card(MessageToDict(sdk_card(base)))
+    unsigned = SignatureCheck(SignatureStatus.UNSIGNED, "")
+    await store.create(NewAgent("inv", card_url, parsed, unsigned, None))
+    (target,) = await store.health_targets()
+    return target
+
+
+async def test_checker_flips_only_after_the_threshold(
+    store: SqlAgentStore, fetcher: SafeFetcher, card_host: tuple[CardHost, ServerThread]
+) -> None:
+    host, server = card_host
+    host.documents["/card"] = (200, MessageToDict(sdk_card(server.url)))
+    target = await _add(store, server.url + "/card", server.url)
+    checker = HealthChecker(
+        store, fetcher, interval_seconds=60, failure_threshold=2, success_threshold=2, concurrency=4
+    )
+    assert await checker.check(target) is H
+    host.documents["/card"] = (503, {"error": "down"})
+    assert await checker.check(target) is H  # one failure is not enough
+    record = await store.get("inv")
+    assert record is not None
+    assert record.health.consecutive_failures == 1
+    assert "503" in (record.health.detail or "")
+    assert await checker.check(target) is X
+    host.documents["/card"] = (200, {"name": "no longer a valid card"})
+    assert await checker.check(target) is X  # an invalid card is not healthy
+    host.documents["/card"] = (200, MessageToDict(sdk_card(server.url)))
+    assert await checker.check(target) is X
+    assert await checker.check(target) is H
+
+
+async def test_inline_agents_are_probed_on_their_interface(
+    store: SqlAgentStore, fetcher: SafeFetcher, card_host: tuple[CardHost, ServerThread]
+) -> None:
+    _, server = card_host
+    parsed = parse_card(MessageToDict(sdk_card(server.url)))
+    await store.create(
+        NewAgent("inline", None, parsed, SignatureCheck(SignatureStatus.UNSIGNED, ""), None)
+    )
+    (target,) = await store.health_targets()
+    assert target.interface_url == server.url + "/"
+    checker = HealthChecker(
+        store, fetcher, interval_seconds=60, failure_threshold=1, success_threshold=1, concurrency=1
+    )
+    assert await checker.check(target) is H  # 404 at "/" still proves the agent answers HTTP
+    closed = HealthTarget("inline", None, "http://127.0.0.1:9/")
+    assert await checker.check(closed) is X
+
+
+async def test_one_agent_is_never_checked_twice_at_once(
+    store: SqlAgentStore, fetcher: SafeFetcher, card_host: tuple[CardHost, ServerThread]
+) -> None:
+    host, server = card_host
+    host.documents["/card"] = (200, MessageToDict(sdk_card(server.url)))
+    target = await _add(store, server.url + "/card", server.url)
+    assert await store.claim_health_check("inv", timedelta(seconds=60)) is True
+    assert await store.claim_health_check("inv", timedelta(seconds=60)) is False
+    checker = HealthChecker(
+        store, fetcher, interval_seconds=60, failure_threshold=1, success_threshold=1, concurrency=8
+    )
+    assert await checker.check(target) is None  # the lease is held: skipped
+    await store.record_health("inv", U, 0, 0, None)  # releases the lease
+    host.delay = 0.3  # long enough that the other checks start while one probes
+    results = await asyncio.gather(*(checker.check(target) for _ in range(5)))
+    assert host.max_in_flight == 1  # never two probes of one agent at once
+    assert results.count(None) >= 3
+    assert H in results
+
+
+def test_background_checker_runs_in_the_gateway(tmp_path: Path, sdk_agent: ServerThread) -> None:
+    gateway = start_gateway(tmp_path / "data", None, health_check_interval_seconds=0.2)
+    try:
+        with gateway.client() as client:
+            agent_id = client.post("/agents", json={"card_url": sdk_agent.url}).json()["id"]
+            deadline = time.monotonic() + 20
+            status = "unknown"
+            while time.monotonic() < deadline and status != "healthy":
+                time.sleep(0.1)
+                status = client.get(f"/agents/{agent_id}").json()["health"]["status"]
+            assert status == "healthy"
+            assert client.get(f"/agents/{agent_id}").json()["health"]["checked_at"]
+    finally:
+        gateway.stop()
+    assert httpx.get(sdk_agent.url + "/.well-known/agent-card.json").status_code == 200

@@ -58,7 +58,7 @@ class RemoteJwks:
                     return  # someone refreshed while we waited, or too soon to ask again
             try:
                 self._keys = await self._fetch()
-            except (httpx.HTTPError, ValueError) as exc:
+            except (httpx.HTTPError, ValueError, RecursionError) as exc:
                 # Keep the keys we had; a flaky IdP must not log everyone out.
                 logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
             finally:

@@ -125,7 +125,8 @@ def b64url_encode(data: bytes) -> str:
 
 
 def _json_segment(segment: str, what: str) -> Any:
+    raw = b64url_decode(segment, what)  # raises JWSInvalid (a ValueError) itself
     try:
-        return json.loads(b64url_decode(segment, what))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int digits
         raise JWSInvalid(f"JWS {what} is not JSON") from None

@@ -87,6 +87,13 @@ def seal_private_key(pem: str, secret: str | None) -> str:
 
 def open_private_key(stored: str, secret: str | None) -> str:
     if not stored.startswith(_SEAL_PREFIX):
+        if secret:
+            # A key written by a --dev run without a secret must not quietly
+            # become the production key, readable by anyone with the database.
+            raise KeySealError(
+                "the stored signing key is not encrypted but SWITCHBOARD_SECRET_KEY is set: "
+                "use a fresh database for production"
+            )
         return stored
     if not secret:
         raise KeySealError("the signing key is encrypted; set SWITCHBOARD_SECRET_KEY")

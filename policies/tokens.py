@@ -19,6 +19,7 @@ Verification is a fixed sequence; every step fails closed with `TokenInvalid`
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 
 from policies.jws import JWSInvalid, check_algorithm, sign_compact, split_compact, verify_compact
 from policies.keys import SigningKey
-from policies.scopes import parse_scopes
+from policies.scopes import ScopeSyntaxError, parse_scopes
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 # Tokens from `switchboard token issue` carry this client id; only a gateway
@@ -173,7 +174,7 @@ def mint_access_token(
 def _unverified_issuer(payload: bytes) -> str:
     try:
         claims = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int digits
         raise TokenInvalid("token payload is not JSON") from None
     iss = claims.get("iss") if isinstance(claims, dict) else None
     if not isinstance(iss, str):
@@ -194,7 +195,7 @@ def _check_type(header: Mapping[str, Any], issuer: TrustedIssuer) -> None:
 def _claims(payload: bytes) -> dict[str, Any]:
     try:
         claims = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int digits
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(claims, dict):
         raise TokenInvalid("token payload is not a JSON object")
@@ -215,7 +216,13 @@ def _numeric(claims: Mapping[str, Any], name: str) -> float:
     # bool is an int in Python; `"exp": true` is not a time.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenInvalid(f"token has no numeric {name}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise TokenInvalid(f"token {name} is out of range") from None
+    if not math.isfinite(number):
+        raise TokenInvalid(f"token {name} is out of range")
+    return number
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -223,10 +230,13 @@ def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     # Some IdPs (Azure AD, Okta) use `scp`, as a list or a string.
     for name in ("scope", "scp"):
         value = claims.get(name)
-        if isinstance(value, str):
-            return parse_scopes(value)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return parse_scopes(" ".join(value))
+            value = " ".join(value)
+        if isinstance(value, str):
+            try:
+                return parse_scopes(value)
+            except ScopeSyntaxError:
+                raise TokenInvalid(f"token {name} claim is malformed") from None
         if value is not None:
             raise TokenInvalid(f"token {name} claim is malformed")
     return frozenset()

@@ -36,6 +36,12 @@ from registry.models import (
 from registry.signatures import SignatureCheck
 from registry.tables import agent_card_versions, agent_facets, agents
 
+_WORD = re.compile(r"[^\W_]+")
+MAX_WORD = 64
+MAX_WORDS = 4000
+# Upper bound for a prefix range: sorts after every string starting with the prefix.
+_MAX_CHAR = "\U0010ffff"
+
 
 class AgentConflict(Exception):
     """An agent with this id or card URL already exists."""
@@ -223,6 +229,8 @@ class SqlAgentStore:
             ]
 
     async def search(self, query: AgentQuery) -> AgentPage:
+        # Every filter is an IN over the (kind, value) index of agent_facets,
+        # so a search touches index ranges, never every card.
         conditions: list[ColumnElement[bool]] = []
         for kind, value in (
             ("skill", query.skill),
@@ -231,15 +239,11 @@ class SqlAgentStore:
             ("output", query.output_mode),
         ):
             if value:
-                conditions.append(
-                    exists().where(
-                        agent_facets.c.agent_id == agents.c.id,
-                        agent_facets.c.kind == kind,
-                        agent_facets.c.value == value,
-                    )
-                )
-        for term in (query.q or "").lower().split():
-            conditions.append(agents.c.search_text.like(f"%{_escape_like(term)}%", escape="\\"))
+                conditions.append(agents.c.id.in_(_facet_ids(agent_facets.c.value == value, kind)))
+        # Free text: every word of the query must begin a word of the card.
+        for word in sorted(search_words(query.q or "")):
+            prefix = (agent_facets.c.value >= word) & (agent_facets.c.value < word + _MAX_CHAR)
+            conditions.append(agents.c.id.in_(_facet_ids(prefix, "word")))
         if query.cursor:
             conditions.append(agents.c.id > _decode_cursor(query.cursor))
         statement = select(agents).where(*conditions).order_by(agents.c.id).limit(query.limit + 1)
@@ -334,7 +338,6 @@ def _card_columns(parsed: ParsedCard, signature: SignatureCheck) -> dict[str, An
         "card_digest": parsed.digest,
         "signature_status": signature.status.value,
         "signature_detail": signature.detail,
-        "search_text": _search_text(parsed),
     }
 
 
@@ -345,7 +348,16 @@ def _search_text(parsed: ParsedCard) -> str:
         pieces.append(card.provider.organization)
     for skill in card.skills:
         pieces.extend([skill.id, skill.name, skill.description, *skill.tags, *skill.examples])
-    return "\n".join(p for p in pieces if p).lower()
+    return "\n".join(p for p in pieces if p)
+
+
+def search_words(text: str) -> set[str]:
+    """Lower-cased letter/digit runs: what free-text search matches by prefix."""
+    return {w[:MAX_WORD] for w in _WORD.findall(text.lower())}
+
+
+def _facet_ids(condition: ColumnElement[bool], kind: str) -> Any:
+    return select(agent_facets.c.agent_id).where(agent_facets.c.kind == kind, condition)
 
 
 def _facets(parsed: ParsedCard) -> set[tuple[str, str]]:
@@ -353,6 +365,7 @@ def _facets(parsed: ParsedCard) -> set[tuple[str, str]]:
     facets: set[tuple[str, str]] = set()
     facets.update(("input", m) for m in card.default_input_modes)
     facets.update(("output", m) for m in card.default_output_modes)
+    facets.update(("word", w) for w in sorted(search_words(_search_text(parsed)))[:MAX_WORDS])
     for skill in card.skills:
         facets.add(("skill", skill.id))
         facets.update(("tag", t.lower()) for t in skill.tags)
@@ -388,6 +401,12 @@ async def _insert_version(
             created_at=now,
         )
     )
+
+
+# What a record shows; the original card and pinned keys stay in the database.
+_RECORD_COLUMNS = [
+    c for c in agents.c if c.name not in ("original_card", "pinned_keys", "health_lease_until")
+]
 
 
 def _record(row: RowMapping) -> AgentRecord:
@@ -440,10 +459,6 @@ def _now() -> datetime:
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything we store is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _encode_cursor(agent_id: str) -> str:

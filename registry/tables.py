@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+FACET_VALUE = String(255).with_variant(String(255, collation="C"), "postgresql")
 
 agents = Table(
     "agents",
@@ -36,7 +37,6 @@ agents = Table(
     Column("signature_status", String(16), nullable=False),
     Column("signature_detail", Text, nullable=False),
     Column("pinned_keys", JSON, nullable=True),
-    Column("search_text", Text, nullable=False),
     Column("health_status", String(16), nullable=False),
     Column("health_failures", Integer, nullable=False, default=0),
     Column("health_successes", Integer, nullable=False, default=0),
@@ -67,6 +67,9 @@ agent_facets = Table(
     metadata,
     Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(16), primary_key=True),
-    Column("value", String(255), primary_key=True),
-    Index("ix_agent_facets_kind_value", "kind", "value"),
+    # Byte-order collation on PostgreSQL so prefix ranges (free-text search) are
+    # exact; SQLite's default BINARY collation already is.
+    Column("value", FACET_VALUE, primary_key=True),
+    # Covering: a filter is answered from the index alone, already in agent_id order.
+    Index("ix_agent_facets_lookup", "kind", "value", "agent_id"),
 )

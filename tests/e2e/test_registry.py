@@ -146,7 +146,9 @@ def test_search_filters_and_pagination(gw: Gateway) -> None:
         assert ids(q="widgets") == ["inventory"]  # skill examples are searched
         assert ids(q="customer EMAIL") == [f"crm-{i}" for i in range(5)]
         assert ids(q="crm 3") == ["crm-3"]
-        assert ids(q="100%") == []  # LIKE wildcards are literal
+        assert ids(q="wid") == ["inventory"]  # words match by prefix
+        assert ids(q="100%") == ["inventory"]  # "X-100": punctuation is no wildcard
+        assert ids(q="_") == ids()  # no words: no filter
         assert ids(q="nothing-matches") == []
         assert ids(skill="lookup-customer", q="inventory") == []
 

@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("signature_status", sa.String(16), nullable=False),
         sa.Column("signature_detail", sa.Text, nullable=False),
         sa.Column("pinned_keys", sa.JSON, nullable=True),
-        sa.Column("search_text", sa.Text, nullable=False),
         sa.Column("health_status", sa.String(16), nullable=False),
         sa.Column("health_failures", sa.Integer, nullable=False),
         sa.Column("health_successes", sa.Integer, nullable=False),
@@ -65,9 +64,13 @@ def upgrade() -> None:
             primary_key=True,
         ),
         sa.Column("kind", sa.String(16), primary_key=True),
-        sa.Column("value", sa.String(255), primary_key=True),
+        sa.Column(
+            "value",
+            sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql"),
+            primary_key=True,
+        ),
     )
-    op.create_index("ix_agent_facets_kind_value", "agent_facets", ["kind", "value"])
+    op.create_index("ix_agent_facets_lookup", "agent_facets", ["kind", "value", "agent_id"])
     op.create_table(
         "signing_keys",
         sa.Column("kid", sa.String(64), primary_key=True),
@@ -81,7 +84,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("signing_keys")
-    op.drop_index("ix_agent_facets_kind_value", table_name="agent_facets")
+    op.drop_index("ix_agent_facets_lookup", table_name="agent_facets")
     op.drop_table("agent_facets")
     op.drop_table("agent_card_versions")
     op.drop_table("agents")

@@ -1,0 +1,1 @@
+"""Benchmark harness (not tests): `python -m bench.<name>`; each prints a table."""

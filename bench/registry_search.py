@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import db
+from gateway.app import freeze_startup_heap
 from registry.cards import parse_card
 from registry.models import AgentQuery
 from registry.signatures import SignatureCheck, SignatureStatus
@@ -129,6 +130,7 @@ async def main(cards: int, repeat: int, database_url: str | None) -> int:
             seconds = await populate(store, cards, rng)
             print(f"registered {cards} cards in {seconds:.1f} s ({cards / seconds:.0f}/s)")
         total = await store.count()
+        freeze_startup_heap()  # as the gateway does once it has started
         probe = rng
 
         shapes: dict[str, Callable[[], Awaitable[Any]]] = {

@@ -229,24 +229,52 @@ class SqlAgentStore:
             ]
 
     async def search(self, query: AgentQuery) -> AgentPage:
-        # Every filter is an IN over the (kind, value) index of agent_facets,
-        # so a search touches index ranges, never every card.
-        conditions: list[ColumnElement[bool]] = []
-        for kind, value in (
-            ("skill", query.skill),
-            ("tag", query.tag.lower() if query.tag else None),
-            ("input", query.input_mode),
-            ("output", query.output_mode),
-        ):
-            if value:
-                conditions.append(agents.c.id.in_(_facet_ids(agent_facets.c.value == value, kind)))
-        # Free text: every word of the query must begin a word of the card.
-        for word in sorted(search_words(query.q or "")):
+        """One page of agents in id order, every filter answered from the facet index.
+
+        The first exact filter (skill, tag, media type) drives the query: its
+        index range is already in agent_id order, so the page is read without
+        a sort and the scan stops after ``limit`` rows, however many agents
+        match. Further filters and free-text words are point lookups on the
+        facet primary key (agent_id, kind, value) for each candidate.
+        """
+        exact = [
+            (kind, value)
+            for kind, value in (
+                ("skill", query.skill),
+                ("tag", query.tag.lower() if query.tag else None),
+                ("input", query.input_mode),
+                ("output", query.output_mode),
+            )
+            if value
+        ]
+        words = sorted(search_words(query.q or ""))
+        statement = select(*_RECORD_COLUMNS)
+        order = agents.c.id
+        if exact:
+            kind, value = exact.pop(0)
+            driver = agent_facets.alias("driver")
+            statement = statement.join_from(agents, driver, driver.c.agent_id == agents.c.id).where(
+                driver.c.kind == kind, driver.c.value == value
+            )
+            order = driver.c.agent_id
+        for kind, value in exact:
+            statement = statement.where(_has_facet(kind, agent_facets.c.value == value))
+        # Every word of the query must begin a word of the card. Without an
+        # exact filter the longest word (likely the rarest) drives, through
+        # the index, so a query that matches nothing reads almost nothing.
+        words.sort(key=len, reverse=True)
+        for position, word in enumerate(words):
             prefix = (agent_facets.c.value >= word) & (agent_facets.c.value < word + _MAX_CHAR)
-            conditions.append(agents.c.id.in_(_facet_ids(prefix, "word")))
+            if position == 0 and order is agents.c.id:
+                driving = select(agent_facets.c.agent_id).where(
+                    agent_facets.c.kind == "word", prefix
+                )
+                statement = statement.where(agents.c.id.in_(driving))
+            else:
+                statement = statement.where(_has_facet("word", prefix))
         if query.cursor:
-            conditions.append(agents.c.id > _decode_cursor(query.cursor))
-        statement = select(agents).where(*conditions).order_by(agents.c.id).limit(query.limit + 1)
+            statement = statement.where(order > _decode_cursor(query.cursor))
+        statement = statement.order_by(order).limit(query.limit + 1)
         async with self._engine.connect() as conn:
             rows = list((await conn.execute(statement)).mappings())
         items = [_record(r) for r in rows[: query.limit]]
@@ -356,8 +384,10 @@ def search_words(text: str) -> set[str]:
     return {w[:MAX_WORD] for w in _WORD.findall(text.lower())}
 
 
-def _facet_ids(condition: ColumnElement[bool], kind: str) -> Any:
-    return select(agent_facets.c.agent_id).where(agent_facets.c.kind == kind, condition)
+def _has_facet(kind: str, condition: ColumnElement[bool]) -> Any:
+    return exists().where(
+        agent_facets.c.agent_id == agents.c.id, agent_facets.c.kind == kind, condition
+    )
 
 
 def _facets(parsed: ParsedCard) -> set[tuple[str, str]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -108,7 +109,21 @@ def install_error_handlers(app: FastAPI) -> None:
         RecursionError,
         handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
     )
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away (or refused us): 503, so clients and load
+    balancers retry; a constraint or programming error stays a 500."""
+    if isinstance(exc, IntegrityError | DataError | ProgrammingError):
+        return await _unexpected(request, exc)
+    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    problem = Problem(
+        503, "database-unavailable", "The database is unavailable", headers={"Retry-After": "5"}
+    )
+    return problem_response(problem, request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

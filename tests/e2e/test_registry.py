@@ -259,3 +259,27 @@ def test_delete(gw: Gateway, sdk_agent: ServerThread, card_source: CardSource) -
         assert client.delete(f"/agents/{agent_id}").status_code == 404
         # The URL is free again.
         assert _register(client, card_url=sdk_agent.url).status_code == 201
+
+
+@pytest.mark.postgres
+def test_readyz_reports_a_lost_database(tmp_path: Path, postgres_url: str) -> None:
+    from tests.conftest import _admin
+
+    gateway = start_gateway(tmp_path / "data", postgres_url)
+    try:
+        token = gateway.mint()
+        assert httpx.get(gateway.url + "/readyz").status_code == 200
+        name = postgres_url.rsplit("/", 1)[1]
+        _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        response = httpx.get(gateway.url + "/readyz")
+        assert response.status_code == 503
+        assert response.json()["type"] == "urn:switchboard:problem:not-ready"
+        assert httpx.get(gateway.url + "/healthz").status_code == 200  # alive, not ready
+        with gateway.client(token) as client:
+            listing = client.get("/agents")
+            assert listing.status_code == 503
+            assert listing.headers["retry-after"] == "5"
+            assert listing.json()["type"] == "urn:switchboard:problem:database-unavailable"
+            assert "Traceback" not in listing.text
+    finally:
+        gateway.stop()

@@ -20,7 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from gateway import db, runstate
-from gateway.keystore import KeyStore
+from gateway.keystore import load_active_key
 from gateway.settings import ConfigError, Settings
 from policies.keys import KeySealError
 from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
@@ -207,25 +207,17 @@ def issue_dev_token(
     issuer = settings.public_url or running.get("public_url") or settings.effective_public_url
     audience = settings.resource_id or running.get("resource_id") or issuer
 
-    async def run() -> str:
-        engine = db.create_engine(settings.effective_database_url)
-        try:
-            await db.upgrade(engine)
-            secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-            key = await KeyStore(engine, secret).active_key()
-        finally:
-            await engine.dispose()
-        return mint_access_token(
-            key,
-            issuer=issuer,
-            subject=subject,
-            audience=audience,
-            scopes=scopes,
-            ttl_seconds=ttl_seconds,
-            client_id=DEV_CLIENT_ID,
-        )
-
-    return asyncio.run(run())
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    key = asyncio.run(load_active_key(settings.effective_database_url, secret))
+    return mint_access_token(
+        key,
+        issuer=issuer,
+        subject=subject,
+        audience=audience,
+        scopes=scopes,
+        ttl_seconds=ttl_seconds,
+        client_id=DEV_CLIENT_ID,
+    )
 
 
 # agents (over HTTP) ------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db import create_engine, upgrade
 from gateway.tables import signing_keys
 from policies.keys import SigningKey, open_private_key, seal_private_key
 
@@ -93,6 +94,17 @@ class KeyStore:
             ).all()
         self._public = {row.kid: dict(row.public_jwk) for row in rows}
         self._loaded_at = time.monotonic()
+
+
+async def load_active_key(database_url: str, secret: str | None) -> SigningKey:
+    """The signing key, for a process without a running app (the CLI, tools):
+    migrates the database if needed, creates the key on first use."""
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine)
+        return await KeyStore(engine, secret).active_key()
+    finally:
+        await engine.dispose()
 
 
 def _not_retired() -> Any:

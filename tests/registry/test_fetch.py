@@ -9,19 +9,16 @@ system replace the module's resolver.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import ipaddress
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -37,6 +34,7 @@ from registry.fetch import (
     SafeFetcher,
 )
 from registry.ssrf import AddressPolicy, IPAddress
+from tests.support.servers import ServerThread
 
 LIMITS = FetchLimits(timeout_seconds=1, max_bytes=1024, max_redirects=3)
 CARD = {"name": "Echo agent", "version": "1.0.0", "skills": [{"id": "echo"}]}
@@ -150,78 +148,14 @@ def build_app() -> Starlette:
     )
 
 
-def _listen(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(64)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-class Server:
-    """uvicorn in a thread on 127.0.0.1 (and ::1 on the same port when possible,
-    so "localhost" works whichever address the resolver lists first)."""
-
-    def __init__(self) -> None:
-        self.sockets = [_listen(socket.AF_INET, "127.0.0.1", 0)]
-        self.port: int = self.sockets[0].getsockname()[1]
-        if socket.has_ipv6:
-            with contextlib.suppress(OSError):
-                self.sockets.append(_listen(socket.AF_INET6, "::1", self.port))
-        config = uvicorn.Config(
-            build_app(),
-            log_level="critical",
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-        self.server = uvicorn.Server(config)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="fetch-test-server", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.server.serve(sockets=self.sockets))
-        except BaseException as exc:  # reported by start()
-            self.error = exc
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if self.error is not None or not self.thread.is_alive():
-                raise RuntimeError(f"test server did not start: {self.error!r}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("test server did not start within 20 s")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        for sock in self.sockets:
-            sock.close()
-        assert not self.thread.is_alive(), "test server thread did not stop"
-        assert self.error is None, f"test server crashed: {self.error!r}"
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    srv = Server()
-    srv.start()
-    try:
+def server() -> Iterator[ServerThread]:
+    with ServerThread(lambda _url: build_app(), also_ipv6=True) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
-def base(server: Server) -> str:
+def base(server: ServerThread) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
@@ -295,7 +229,7 @@ async def test_fetcher_is_reusable(fetcher: SafeFetcher, base: str) -> None:
 
 
 async def test_host_header_keeps_the_literal_host(
-    fetcher: SafeFetcher, base: str, server: Server
+    fetcher: SafeFetcher, base: str, server: ServerThread
 ) -> None:
     document = await fetcher.get(f"{base}/host-echo")
     echoed = document.json()
@@ -304,7 +238,7 @@ async def test_host_header_keeps_the_literal_host(
 
 
 async def test_host_header_keeps_the_name_when_connecting_to_its_address(
-    fetcher: SafeFetcher, server: Server
+    fetcher: SafeFetcher, server: ServerThread
 ) -> None:
     document = await fetcher.get(f"http://localhost:{server.port}/host-echo")
     assert document.json()["host"] == f"localhost:{server.port}"
@@ -312,7 +246,7 @@ async def test_host_header_keeps_the_name_when_connecting_to_its_address(
 
 
 async def test_connects_to_the_checked_address_not_a_second_lookup(
-    fetcher: SafeFetcher, server: Server, monkeypatch: pytest.MonkeyPatch
+    fetcher: SafeFetcher, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A name only our (fake) resolver knows: if anything re-resolved it, the
     # request could not reach the server at all.
@@ -352,7 +286,7 @@ async def test_big_routes_really_differ_in_content_length(base: str) -> None:
     assert declared.content == streamed.content == BIG
 
 
-async def test_body_at_the_limit_is_fine(base: str, server: Server) -> None:
+async def test_body_at_the_limit_is_fine(base: str, server: ServerThread) -> None:
     f = SafeFetcher(AddressPolicy(allow_loopback=True), FetchLimits(max_bytes=len(BIG)))
     try:
         assert (await f.get(f"{base}/big")).body == BIG
@@ -456,14 +390,14 @@ async def test_default_policy_refuses_loopback_literal(
 
 
 async def test_default_policy_refuses_a_name_resolving_to_loopback(
-    strict_fetcher: SafeFetcher, server: Server
+    strict_fetcher: SafeFetcher, server: ServerThread
 ) -> None:
     with pytest.raises(FetchRefused, match="loopback"):
         await strict_fetcher.get(f"http://localhost:{server.port}/card")
 
 
 async def test_fullwidth_digits_resolve_to_a_checked_address(
-    strict_fetcher: SafeFetcher, server: Server
+    strict_fetcher: SafeFetcher, server: ServerThread
 ) -> None:
     # Not a numeric spelling to the regex (ASCII digits only), but the resolver's
     # IDNA step turns it into 127.0.0.1, and that answer is what gets checked.
@@ -515,7 +449,7 @@ async def test_only_http_and_https(fetcher: SafeFetcher, url: str) -> None:
 
 @pytest.mark.parametrize("userinfo", ["user:pass@", "user@", ":pass@"])
 async def test_credentials_in_url_are_refused(
-    fetcher: SafeFetcher, server: Server, userinfo: str
+    fetcher: SafeFetcher, server: ServerThread, userinfo: str
 ) -> None:
     with pytest.raises(FetchRefused, match="credentials"):
         await fetcher.get(f"http://{userinfo}127.0.0.1:{server.port}/card")
@@ -546,7 +480,7 @@ async def test_malformed_url_is_refused(fetcher: SafeFetcher, url: str) -> None:
 
 
 async def test_internationalised_hostname(
-    fetcher: SafeFetcher, server: Server, monkeypatch: pytest.MonkeyPatch
+    fetcher: SafeFetcher, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_dns(monkeypatch, "127.0.0.1")
     try:

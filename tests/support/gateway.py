@@ -9,12 +9,10 @@ from typing import Any
 
 import httpx
 
-from gateway import db
 from gateway.app import create_app
 from gateway.cli import issue_dev_token
-from gateway.keystore import KeyStore
+from gateway.keystore import load_active_key
 from gateway.settings import Settings
-from policies.keys import SigningKey
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import mint_access_token
 from tests.support.servers import ServerThread, bound_socket
@@ -44,15 +42,9 @@ class Gateway:
     ) -> str:
         """A token signed with the gateway's own key, with any claim bent for an attack test."""
 
-        async def key() -> SigningKey:
-            engine = db.create_engine(self.settings.effective_database_url)
-            try:
-                return await KeyStore(engine, None).active_key()
-            finally:
-                await engine.dispose()
-
+        key = asyncio.run(load_active_key(self.settings.effective_database_url, None))
         return mint_access_token(
-            asyncio.run(key()),
+            key,
             issuer=issuer or self.url,
             subject=sub,
             audience=audience or self.url,

@@ -8,6 +8,7 @@ port in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -17,22 +18,40 @@ from typing import Any
 import uvicorn
 
 
-def bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
+def bound_socket(
+    family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1", port: int = 0
+) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
 class ServerThread:
     """Runs ``build(base_url)`` under uvicorn until ``stop()``; usable as a context manager."""
 
-    def __init__(self, build: Callable[[str], Any], *, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        build: Callable[[str], Any],
+        *,
+        sock: socket.socket | None = None,
+        also_ipv6: bool = False,
+    ) -> None:
         self.sock = sock or bound_socket()
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.sockets = [self.sock]
+        if also_ipv6 and socket.has_ipv6:
+            # ::1 on the same port, so "localhost" works whichever address resolves first.
+            with contextlib.suppress(OSError):
+                self.sockets.append(bound_socket(socket.AF_INET6, "::1", self.port))
         self.app = build(self.url)
         config = uvicorn.Config(
             self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
@@ -43,7 +62,7 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
+            asyncio.run(self.server.serve(sockets=self.sockets))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
 
@@ -61,7 +80,10 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=15)
-        self.sock.close()
+        for sock in self.sockets:
+            sock.close()
+        assert not self._thread.is_alive(), "server thread did not stop"
+        assert self._error is None, f"server crashed: {self._error!r}"
 
     def __enter__(self) -> ServerThread:
         return self.start()

@@ -26,6 +26,7 @@ class BodyLimitMiddleware:
         if declared is not None and not declared.isdigit():
             await self._refuse(send)
             return
+        declared_too_large = declared is not None and int(declared) > self.max_bytes
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -36,7 +37,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             more = message.get("more_body", False)
-            if size > self.max_bytes or (declared is not None and int(declared) > self.max_bytes):
+            if declared_too_large or size > self.max_bytes:
                 await self._drain(receive, more)
                 await self._refuse(send)
                 return

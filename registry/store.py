@@ -247,7 +247,6 @@ class SqlAgentStore:
             )
             if value
         ]
-        words = sorted(search_words(query.q or ""))
         statement = select(*_RECORD_COLUMNS)
         order = agents.c.id
         if exact:
@@ -262,7 +261,7 @@ class SqlAgentStore:
         # Every word of the query must begin a word of the card. Without an
         # exact filter the longest word (likely the rarest) drives, through
         # the index, so a query that matches nothing reads almost nothing.
-        words.sort(key=len, reverse=True)
+        words = sorted(search_words(query.q or ""), key=lambda w: (-len(w), w))
         for position, word in enumerate(words):
             prefix = (agent_facets.c.value >= word) & (agent_facets.c.value < word + _MAX_CHAR)
             if position == 0 and order is agents.c.id:

@@ -364,17 +364,23 @@ def _idp_token(key: SigningKey, audience: str, scope: str, **extra: Any) -> str:
     )
 
 
-def test_production_mode_refuses_loopback_and_trusts_only_configured_issuers(
-    tmp_path: Path, idp: tuple[SigningKey, str], sdk_agent: ServerThread
-) -> None:
-    key, jwks_url = idp
-    gateway = start_gateway(
+def _production_gateway(tmp_path: Path, jwks_url: str, **overrides: Any) -> Gateway:
+    """A gateway outside --dev that trusts only the test IdP."""
+    return start_gateway(
         tmp_path / "data",
         None,
         dev=False,
         secret_key="s" * 40,
         trusted_issuers=[{"issuer": "https://idp.example", "jwks_url": jwks_url}],
+        **overrides,
     )
+
+
+def test_production_mode_refuses_loopback_and_trusts_only_configured_issuers(
+    tmp_path: Path, idp: tuple[SigningKey, str], sdk_agent: ServerThread
+) -> None:
+    key, jwks_url = idp
+    gateway = _production_gateway(tmp_path, jwks_url)
     try:
         admin = _idp_token(key, gateway.url, "switchboard:admin")
         with httpx.Client(
@@ -413,14 +419,7 @@ def test_operator_allowlist_opens_a_range(
     tmp_path: Path, idp: tuple[SigningKey, str], sdk_agent: ServerThread
 ) -> None:
     key, jwks_url = idp
-    gateway = start_gateway(
-        tmp_path / "data",
-        None,
-        dev=False,
-        secret_key="s" * 40,
-        ssrf_allow_cidrs=["127.0.0.0/8"],
-        trusted_issuers=[{"issuer": "https://idp.example", "jwks_url": jwks_url}],
-    )
+    gateway = _production_gateway(tmp_path, jwks_url, ssrf_allow_cidrs=["127.0.0.0/8"])
     try:
         admin = _idp_token(key, gateway.url, "switchboard:admin")
         response = httpx.post(

@@ -58,6 +58,16 @@ def b64json(value: Any) -> str:
     return b64(json.dumps(value).encode())
 
 
+def with_changes(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied; a value of DROP removes the member."""
+    for name, value in changes.items():
+        if value is DROP:
+            base.pop(name)
+        else:
+            base[name] = value
+    return base
+
+
 def claims(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "iss": ISSUER,
@@ -70,12 +80,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "exp": NOW + 300,
         "jti": "jti-1",
     }
-    for name, value in changes.items():
-        if value is DROP:
-            base.pop(name)
-        else:
-            base[name] = value
-    return base
+    return with_changes(base, changes)
 
 
 def ec_private(key: SigningKey) -> ec.EllipticCurvePrivateKey:
@@ -93,12 +98,7 @@ class World:
 
     def header(self, **changes: Any) -> dict[str, Any]:
         base: dict[str, Any] = {"alg": "ES256", "typ": "at+jwt", "kid": self.key.kid}
-        for name, value in changes.items():
-            if value is DROP:
-                base.pop(name)
-            else:
-                base[name] = value
-        return base
+        return with_changes(base, changes)
 
     def pyjwt(
         self,

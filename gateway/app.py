@@ -11,15 +11,23 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
+from adapters.a2a import A2AJsonRpcClient
 from gateway import db, runstate
+from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
-from gateway.routers import agents, health, wellknown
+from gateway.pipeline import Delegations
+from gateway.replay import replay_cache
+from gateway.routers import a2a, agents, audit, credentials, health, oauth, policies, wellknown
 from gateway.settings import Settings
 from gateway.state import AppState
+from gateway.token_exchange import TokenExchange
+from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
+from policies.policy_file import PolicySource
 from policies.tokens import TokenVerifier, TrustedIssuer
+from registry.credentials import SqlCredentialStore
 from registry.fetch import FetchLimits, SafeFetcher
 from registry.health import HealthChecker
 from registry.service import RegistryService
@@ -36,8 +44,12 @@ def create_app(settings: Settings) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             state = await _start(settings, stack)
             app.state.switchboard = state
-            health_task = asyncio.create_task(state.health.run_forever(), name="health-checker")
-            stack.push_async_callback(_cancel, health_task)
+            for name, job in (
+                ("health-checker", state.health.run_forever()),
+                ("audit-writer", state.audit.run_forever()),
+                ("policy-reloader", _reload_policy(state)),
+            ):
+                stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
             runstate.write(settings)
             freeze_startup_heap()
             logger.info("Switchboard ready at %s", settings.effective_public_url)
@@ -53,6 +65,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(wellknown.router)
     app.include_router(agents.router)
+    app.include_router(credentials.router)
+    app.include_router(oauth.router)
+    app.include_router(policies.router)
+    app.include_router(audit.router)
+    app.include_router(a2a.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 
@@ -112,6 +129,24 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         success_threshold=settings.health_success_threshold,
         concurrency=settings.health_check_concurrency,
     )
+    policy = PolicySource(settings.policy_file)
+    audit_log = AuditLog(engine, settings.audit_flush_seconds)
+    stack.push_async_callback(audit_log.close)  # runs after the writer task is cancelled
+    replay = replay_cache(settings.redis_url)
+    stack.push_async_callback(replay.aclose)
+    minter = DelegatedTokenMinter(
+        keys, settings.effective_public_url, ttl_seconds=settings.delegated_token_ttl_seconds
+    )
+    delegations = Delegations(
+        store, policy, minter, audit_log, max_depth=settings.max_delegation_depth
+    )
+    credential_store = SqlCredentialStore(engine)
+    a2a_client = A2AJsonRpcClient(
+        fetcher,
+        timeout_seconds=settings.upstream_timeout_seconds,
+        max_bytes=settings.max_request_bytes * 8,
+    )
+    stack.push_async_callback(a2a_client.aclose)
     return AppState(
         settings=settings,
         engine=engine,
@@ -121,7 +156,32 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         agents=store,
         registry=RegistryService(store, fetcher),
         health=checker,
+        credentials=credential_store,
+        audit=audit_log,
+        delegations=delegations,
+        token_exchange=TokenExchange(
+            delegations=delegations,
+            agents=store,
+            credentials=credential_store,
+            verifier=verifier,
+            replay=replay,
+            audit=audit_log,
+            issuer=settings.effective_public_url,
+            token_endpoint=settings.token_endpoint,
+            leeway_seconds=settings.token_leeway_seconds,
+        ),
+        a2a_client=a2a_client,
     )
+
+
+async def _reload_policy(state: AppState) -> None:
+    source = state.delegations.policy
+    while True:
+        await asyncio.sleep(state.settings.policy_reload_seconds)
+        try:
+            source.reload_if_changed()
+        except Exception:  # pragma: no cover - never let the reloader die
+            logger.exception("policy reload check failed")
 
 
 def freeze_startup_heap() -> None:

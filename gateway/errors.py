@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from gateway.audit import InvalidAuditCursor
 from registry.cards import CardInvalid
 from registry.fetch import FetchFailed, FetchRefused
 from registry.service import SignatureRefused
@@ -95,7 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
         AgentConflict,
         handler(
             lambda e: Problem(
-                409, "agent-exists", "An agent with this id or card URL already exists", str(e)
+                409,
+                "agent-exists",
+                "An agent with this id, card URL or resource already exists",
+                str(e),
             )
         ),
     )
@@ -104,6 +108,10 @@ def install_error_handlers(app: FastAPI) -> None:
     )
     app.add_exception_handler(
         InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
+    )
+    app.add_exception_handler(
+        InvalidAuditCursor,
+        handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e))),
     )
     app.add_exception_handler(
         RecursionError,

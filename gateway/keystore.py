@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +25,17 @@ from policies.keys import SigningKey, open_private_key, seal_private_key
 
 # A replica that sees an unknown kid re-reads the table, but not more often than this.
 _RELOAD_MIN_SECONDS = 5.0
+# How soon a replica starts signing with a key rotated in by another process.
+ACTIVE_KEY_RECHECK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    kid: str
+    alg: str
+    created_at: datetime
+    retires_at: datetime | None
+    active: bool
 
 
 class KeyStore:
@@ -32,16 +44,88 @@ class KeyStore:
         self._secret = secret
         self._public: dict[str, Mapping[str, Any]] = {}
         self._active: SigningKey | None = None
+        self._active_checked = 0.0
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
     async def active_key(self) -> SigningKey:
-        """The key that signs now; created on first use."""
-        if self._active is None:
-            async with self._lock:
-                if self._active is None:
-                    self._active = await self._load_or_create()
-        return self._active
+        """The key that signs now: the newest unretired one, created on first use.
+
+        Re-checked every few seconds so that a rotation made by another
+        process (`switchboard keys rotate`) reaches every replica.
+        """
+        active = self._active
+        if active is not None and time.monotonic() - self._active_checked < (
+            ACTIVE_KEY_RECHECK_SECONDS
+        ):
+            return active
+        async with self._lock:
+            if self._active is None or (
+                time.monotonic() - self._active_checked >= ACTIVE_KEY_RECHECK_SECONDS
+            ):
+                self._active = await self._load_or_create(self._active)
+                self._active_checked = time.monotonic()
+            return self._active
+
+    async def rotate(self, retire_after_seconds: float) -> tuple[SigningKey, list[str]]:
+        """Start signing with a new key; the old ones stay published (so tokens
+        they signed still verify) for ``retire_after_seconds`` more."""
+        key = SigningKey.generate()
+        now = datetime.now(UTC)
+        retire_at = now + timedelta(seconds=retire_after_seconds)
+        async with self._engine.begin() as conn:
+            old = (
+                (
+                    await conn.execute(
+                        select(signing_keys.c.kid).where(signing_keys.c.retires_at.is_(None))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            await conn.execute(
+                update(signing_keys)
+                .where(signing_keys.c.retires_at.is_(None))
+                .values(retires_at=retire_at)
+            )
+            await conn.execute(
+                insert(signing_keys).values(
+                    kid=key.kid,
+                    alg=key.alg,
+                    private_key=seal_private_key(key.private_key_pem, self._secret),
+                    public_jwk=key.public_jwk,
+                    created_at=now,
+                )
+            )
+        self._active = key
+        self._active_checked = time.monotonic()
+        await self._reload()
+        return key, list(old)
+
+    async def list_keys(self) -> list[KeyInfo]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        signing_keys.c.kid,
+                        signing_keys.c.alg,
+                        signing_keys.c.created_at,
+                        signing_keys.c.retires_at,
+                    ).order_by(signing_keys.c.created_at.desc())
+                )
+            ).all()
+        now = datetime.now(UTC)
+        return [
+            KeyInfo(
+                kid=row.kid,
+                alg=row.alg,
+                created_at=_aware(row.created_at),
+                retires_at=_aware(row.retires_at) if row.retires_at else None,
+                active=row.retires_at is None,
+            )
+            for row in rows
+            if row.retires_at is None or _aware(row.retires_at) > now
+        ]
 
     async def public_jwks(self) -> dict[str, list[Mapping[str, Any]]]:
         await self._reload()
@@ -53,8 +137,12 @@ class KeyStore:
             await self._reload()
         return self._public.get(kid)
 
-    async def _load_or_create(self) -> SigningKey:
+    async def _load_or_create(self, current: SigningKey | None = None) -> SigningKey:
         stored = await self._newest_private()
+        if stored is not None and current is not None:
+            newest = await self._newest_kid()
+            if newest == current.kid:
+                return current  # unchanged: skip unsealing and parsing the PEM
         if stored is None:
             key = SigningKey.generate()
             try:
@@ -75,11 +163,21 @@ class KeyStore:
         await self._reload()
         return SigningKey.from_pem(open_private_key(stored, self._secret))
 
+    async def _newest_kid(self) -> str | None:
+        async with self._engine.connect() as conn:
+            value = await conn.scalar(
+                select(signing_keys.c.kid)
+                .where(signing_keys.c.retires_at.is_(None))
+                .order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
+                .limit(1)
+            )
+        return str(value) if value is not None else None
+
     async def _newest_private(self) -> str | None:
         async with self._engine.connect() as conn:
             value = await conn.scalar(
                 select(signing_keys.c.private_key)
-                .where(_not_retired())
+                .where(signing_keys.c.retires_at.is_(None))
                 .order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
                 .limit(1)
             )
@@ -105,6 +203,10 @@ async def load_active_key(database_url: str, secret: str | None) -> SigningKey:
         return await KeyStore(engine, secret).active_key()
     finally:
         await engine.dispose()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _not_retired() -> Any:

@@ -87,6 +87,19 @@ class Settings(BaseSettings):
 
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
 
+    policy_file: Path | None = Field(
+        default=None, description="Delegation policy (YAML); reloaded when it changes."
+    )
+    policy_reload_seconds: float = Field(default=1.0, gt=0)
+    max_delegation_depth: int = Field(default=4, ge=1, le=16)
+    delegated_token_ttl_seconds: int = Field(default=300, ge=10, le=300)
+    redis_url: str | None = Field(
+        default=None,
+        description="Shared state for replicas (assertion replay cache); in-process if unset.",
+    )
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    audit_flush_seconds: float = Field(default=0.05, gt=0, le=10)
+
     health_check_interval_seconds: float = Field(default=30.0, gt=0)
     health_failure_threshold: int = Field(default=3, ge=1)
     health_success_threshold: int = Field(default=2, ge=1)
@@ -145,6 +158,10 @@ class Settings(BaseSettings):
     @property
     def effective_resource_id(self) -> str:
         return (self.resource_id or self.effective_public_url).rstrip("/")
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.effective_public_url + "/oauth/token"
 
     @property
     def effective_database_url(self) -> str:

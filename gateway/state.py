@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.a2a import A2AJsonRpcClient
+from gateway.audit import AuditLog
 from gateway.keystore import KeyStore
+from gateway.pipeline import Delegations
 from gateway.settings import Settings
+from gateway.token_exchange import TokenExchange
 from policies.tokens import TokenVerifier
+from registry.credentials import SqlCredentialStore
 from registry.fetch import SafeFetcher
 from registry.health import HealthChecker
 from registry.service import RegistryService
@@ -26,6 +31,11 @@ class AppState:
     agents: SqlAgentStore
     registry: RegistryService
     health: HealthChecker
+    credentials: SqlCredentialStore
+    audit: AuditLog
+    delegations: Delegations
+    token_exchange: TokenExchange
+    a2a_client: A2AJsonRpcClient
 
 
 def state_of(request: Request) -> AppState:

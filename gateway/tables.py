@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -15,7 +27,37 @@ signing_keys = Table(
     Column("private_key", Text, nullable=False),
     Column("public_jwk", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # Past this instant the key neither signs nor verifies; rotation (a later
-    # issue) sets it to "last token signed + max lifetime".
+    # Set when the key is rotated out: past this instant it is no longer
+    # published, so it is "now + the longest lifetime of a token it signed".
     Column("retires_at", DateTime(timezone=True), nullable=True),
+)
+
+# One row per decision (allow or deny), never a token value: `token_id` is the
+# minted token's `jti`, which identifies it without being usable.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("subject_issuer", Text, nullable=False),
+    Column("client_id", Text, nullable=True),
+    Column("actors", JSON, nullable=False),
+    Column("target", String(64), nullable=True),
+    Column("action", Text, nullable=True),
+    Column("scopes_requested", Text, nullable=True),
+    Column("scopes_granted", Text, nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("token_id", String(64), nullable=True),
+    Index("ix_audit_subject", "subject", "id"),
+    Index("ix_audit_target", "target", "id"),
+    Index("ix_audit_at", "at"),
 )

@@ -83,37 +83,47 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._clock = clock
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(
+        self, token: str, *, audience: str | None = None, issuer: str | None = None
+    ) -> Principal:
+        """Verify ``token``; ``issuer`` restricts which trusted issuer may have made
+        it, ``audience`` replaces that issuer's expected audience (the token
+        endpoint checks a delegated token against the agent presenting it)."""
         try:
             header, unverified_payload = split_compact(token)
             check_algorithm(header)
         except JWSInvalid as exc:
             raise TokenInvalid(str(exc)) from None
-        issuer = self._issuers.get(_unverified_issuer(unverified_payload))
-        if issuer is None:
+        claimed_issuer = _unverified_issuer(unverified_payload)
+        trusted = self._issuers.get(claimed_issuer)
+        if trusted is None or (issuer is not None and claimed_issuer != issuer):
             raise TokenInvalid("token issuer is not trusted")
-        _check_type(header, issuer)
+        _check_type(header, trusted)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenInvalid("token header has no kid")
-        key = await issuer.keys.get(kid)
+        key = await trusted.keys.get(kid)
         if key is None:
             raise TokenInvalid("token signing key (kid) is unknown")
         try:
             _, payload = verify_compact(token, key)
         except JWSInvalid as exc:
             raise TokenInvalid(str(exc)) from None
-        return self._principal(_claims(payload), issuer)
+        return self._principal(_claims(payload), trusted, audience or trusted.audience)
 
-    def _principal(self, claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:
+    def _principal(self, claims: dict[str, Any], issuer: TrustedIssuer, audience: str) -> Principal:
         now = self._clock()
         if claims.get("iss") != issuer.issuer:
             raise TokenInvalid("token issuer is not trusted")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise TokenInvalid("token has no subject (sub)")
-        if issuer.audience not in _audiences(claims):
-            raise TokenInvalid("token audience (aud) is not this gateway")
+        if audience not in _audiences(claims):
+            raise TokenInvalid(
+                "token audience (aud) is not this gateway"
+                if audience == issuer.audience
+                else "token audience (aud) is not the party presenting it"
+            )
         exp = _numeric(claims, "exp")
         iat = _numeric(claims, "iat")
         if exp <= now - self._leeway:
@@ -150,6 +160,7 @@ def mint_access_token(
     client_id: str,
     extra_claims: Mapping[str, Any] | None = None,
     now: float | None = None,
+    token_id: str | None = None,
 ) -> str:
     """An RFC 9068 JWT access token signed by the gateway."""
     issued = int(time.time() if now is None else now)
@@ -163,7 +174,7 @@ def mint_access_token(
         "iat": issued,
         "nbf": issued,
         "exp": issued + ttl_seconds,
-        "jti": uuid.uuid4().hex,
+        "jti": token_id or uuid.uuid4().hex,
     }
     payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return sign_compact(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -31,6 +32,12 @@ class AgentRegistration(BaseModel):
         default=None,
         description="A JWKS the operator pins; card signatures must verify against it.",
     )
+    resource: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="The audience of tokens minted for this agent (RFC 8707); "
+        "defaults to the card's first interface URL.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> AgentRegistration:
@@ -38,6 +45,8 @@ class AgentRegistration(BaseModel):
             raise ValueError("give exactly one of card_url or card")
         if self.signing_keys is not None and not isinstance(self.signing_keys.get("keys"), list):
             raise ValueError("signing_keys must be a JWKS: {'keys': [...]}")
+        if self.resource is not None and not is_absolute_uri(self.resource):
+            raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
         return self
 
 
@@ -75,6 +84,7 @@ class SignatureInfo(BaseModel):
 
 class AgentRecord(BaseModel):
     id: str
+    resource: str
     name: str
     description: str
     version: str
@@ -111,3 +121,18 @@ class AgentQuery(BaseModel):
     q: str | None = None
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = None
+
+
+def is_absolute_uri(value: str) -> bool:
+    """RFC 8707 §2: a resource is an absolute URI and MUST NOT include a fragment."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return (
+        bool(parts.scheme)
+        and bool(parts.netloc or parts.path)
+        and "#" not in value
+        and value.isprintable()
+        and " " not in value
+    )

@@ -55,6 +55,7 @@ class RegistryService:
         return await self.store.create(
             NewAgent(
                 id=agent_id,
+                resource=request.resource or default_resource(parsed, agent_id),
                 card_url=card_url,
                 parsed=parsed,
                 signature=signature,
@@ -115,6 +116,14 @@ class RegistryService:
             if not await self.store.id_taken(candidate):
                 return candidate
         raise AgentConflict(base)
+
+
+def default_resource(parsed: ParsedCard, agent_id: str) -> str:
+    """The agent's own URL: what an agent verifying `aud` most likely expects."""
+    for interface in parsed.card.supported_interfaces:
+        if interface.url:
+            return str(interface.url)
+    return f"urn:switchboard:agent:{agent_id}"
 
 
 def card_url_candidates(url: str) -> list[str]:

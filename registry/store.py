@@ -34,7 +34,7 @@ from registry.models import (
     SkillSummary,
 )
 from registry.signatures import SignatureCheck
-from registry.tables import agent_card_versions, agent_facets, agents
+from registry.tables import agent_card_versions, agent_credentials, agent_facets, agents
 
 _WORD = re.compile(r"[^\W_]+")
 MAX_WORD = 64
@@ -58,6 +58,7 @@ class InvalidCursor(ValueError):
 @dataclass(frozen=True)
 class NewAgent:
     id: str
+    resource: str
     card_url: str | None
     parsed: ParsedCard
     signature: SignatureCheck
@@ -84,6 +85,7 @@ class AgentStore(Protocol):
         self, agent_id: str, parsed: ParsedCard, signature: SignatureCheck
     ) -> tuple[AgentRecord, bool]: ...
     async def versions(self, agent_id: str) -> list[CardVersion] | None: ...
+    async def id_for_resource(self, resource: str) -> str | None: ...
     async def id_taken(self, agent_id: str) -> bool: ...
 
 
@@ -98,6 +100,7 @@ class SqlAgentStore:
         row = {
             "id": agent.id,
             "card_url": agent.card_url,
+            "resource": agent.resource,
             "pinned_keys": dict(agent.pinned_keys) if agent.pinned_keys else None,
             "revision": 1,
             "health_status": HealthStatus.UNKNOWN.value,
@@ -153,6 +156,9 @@ class SqlAgentStore:
     async def delete(self, agent_id: str) -> bool:
         async with self._engine.begin() as conn:
             # Children first: SQLite enforces ON DELETE CASCADE only with a PRAGMA.
+            await conn.execute(
+                delete(agent_credentials).where(agent_credentials.c.agent_id == agent_id)
+            )
             await conn.execute(delete(agent_facets).where(agent_facets.c.agent_id == agent_id))
             await conn.execute(
                 delete(agent_card_versions).where(agent_card_versions.c.agent_id == agent_id)
@@ -170,6 +176,12 @@ class SqlAgentStore:
                 .first()
             )
         return _record(row) if row else None
+
+    async def id_for_resource(self, resource: str) -> str | None:
+        """The agent whose minted tokens carry ``resource`` as their audience."""
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(agents.c.id).where(agents.c.resource == resource))
+        return str(found) if found is not None else None
 
     async def id_taken(self, agent_id: str) -> bool:
         async with self._engine.connect() as conn:
@@ -442,6 +454,7 @@ def _record(row: RowMapping) -> AgentRecord:
     card: dict[str, Any] = row["card"]
     return AgentRecord(
         id=row["id"],
+        resource=row["resource"],
         name=row["name"],
         description=row["description"],
         version=row["card_version"],

@@ -26,6 +26,8 @@ agents = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("card_url", Text, nullable=True, unique=True),
+    # The audience of tokens minted for this agent (RFC 8707 resource indicator).
+    Column("resource", Text, nullable=True),
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False),
     Column("card_version", Text, nullable=False),
@@ -45,6 +47,7 @@ agents = Table(
     Column("health_lease_until", DateTime(timezone=True), nullable=True),
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ux_agents_resource", "resource", unique=True),
 )
 
 agent_card_versions = Table(
@@ -72,4 +75,16 @@ agent_facets = Table(
     Column("value", FACET_VALUE, primary_key=True),
     # Covering: a filter is answered from the index alone, already in agent_id order.
     Index("ix_agent_facets_lookup", "kind", "value", "agent_id"),
+)
+
+# How a registered agent proves who it is at the token endpoint: a client
+# secret (only its SHA-256 is kept) or its own JWKS (private_key_jwt, RFC 7523).
+agent_credentials = Table(
+    "agent_credentials",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("method", String(32), nullable=False),
+    Column("secret_hash", String(128), nullable=True),
+    Column("jwks", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -110,10 +110,19 @@ def test_inline_registration(gw: Gateway) -> None:
         assert response.status_code == 201, response.text
         assert response.json()["card_url"] is None
         assert response.json()["id"] == "legacy-crm-agent"
-        # The same name again gets the next free slug, not a conflict.
-        second = _register(client, card=card)
+        assert response.json()["resource"] == "https://crm.example.com/a2a"
+        # The same name at another URL gets the next free slug, not a conflict.
+        second = _register(client, card=v03_card("https://crm-eu.example.com"))
         assert second.status_code == 201
         assert second.json()["id"] == "legacy-crm-agent-2"
+        # The same agent (same URL, so the same token audience) twice is a
+        # conflict: a resource names exactly one agent, or audience binding means nothing.
+        third = _register(client, card=card)
+        assert third.status_code == 409, third.text
+        # ...unless the operator gives it a resource of its own.
+        fourth = _register(client, card=card, resource="urn:example:crm-staging")
+        assert fourth.status_code == 201, fourth.text
+        assert fourth.json()["resource"] == "urn:example:crm-staging"
 
 
 def test_search_filters_and_pagination(gw: Gateway) -> None:

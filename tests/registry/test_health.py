@@ -62,7 +62,7 @@ async def fetcher() -> AsyncIterator[SafeFetcher]:
 async def _add(store: SqlAgentStore, card_url: str, base: str) -> HealthTarget:
     parsed = parse_card(MessageToDict(sdk_card(base)))
     unsigned = SignatureCheck(SignatureStatus.UNSIGNED, "")
-    await store.create(NewAgent("inv", card_url, parsed, unsigned, None))
+    await store.create(NewAgent("inv", base + "/a2a", card_url, parsed, unsigned, None))
     (target,) = await store.health_targets()
     return target
 
@@ -97,7 +97,7 @@ async def test_inline_agents_are_probed_on_their_interface(
     _, server = card_host
     parsed = parse_card(MessageToDict(sdk_card(server.url)))
     await store.create(
-        NewAgent("inline", None, parsed, SignatureCheck(SignatureStatus.UNSIGNED, ""), None)
+        NewAgent("inline", "urn:test:inline", None, parsed, SignatureCheck(SignatureStatus.UNSIGNED, ""), None)
     )
     (target,) = await store.health_targets()
     assert target.interface_url == server.url + "/"

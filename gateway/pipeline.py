@@ -1,0 +1,217 @@
+"""The one delegation pipeline: look up -> decide -> mint -> call -> record.
+
+Every way into an agent (the A2A front door, the token endpoint, later MCP)
+goes through `Delegations.authorize()` for the decision and the minted token,
+and through `Delegations.record()` (or `delegate()`, which does both around a
+call) for the audit record, so no path can skip a step or record twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.audit import AuditEvent, AuditLog
+from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest
+from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize
+from policies.policy_file import PolicySource
+from policies.tokens import Principal
+from registry.models import AgentRecord
+from registry.store import AgentNotFound, SqlAgentStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """On whose behalf, and through whom, a delegation is asked for."""
+
+    subject: str
+    issuer: str
+    scopes: frozenset[str]
+    # Oldest first; the last one is the actor calling now. actors[0] is the
+    # client the user's request came through; actors[1:] are agents.
+    actors: tuple[str, ...]
+    client_id: str
+    not_after: float | None = None  # a derived token never outlives its source
+
+    @classmethod
+    def user(cls, principal: Principal) -> Caller:
+        """A user's own request, arriving with the user's (or their app's) token."""
+        client = principal.client_id or principal.subject
+        return cls(
+            subject=principal.subject,
+            issuer=principal.issuer,
+            scopes=principal.scopes,
+            actors=(client,),
+            client_id=client,
+            not_after=principal.expires_at or None,
+        )
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The agents that have acted so far (the policy's view of the chain)."""
+        return self.actors[1:]
+
+
+@dataclass(frozen=True)
+class Grant:
+    agent: AgentRecord
+    card: dict[str, Any]
+    decision: Decision
+    token: MintedToken
+    caller: Caller
+    action: str | None
+    requested: frozenset[str] | None
+    trace_id: str
+    started: float
+
+
+class DelegationDenied(Exception):
+    def __init__(self, agent_id: str, decision: Decision) -> None:
+        super().__init__("; ".join(decision.reasons))
+        self.agent_id = agent_id
+        self.decision = decision
+
+
+class Delegations:
+    def __init__(
+        self,
+        agents: SqlAgentStore,
+        policy: PolicySource,
+        minter: DelegatedTokenMinter,
+        audit: AuditLog,
+        *,
+        max_depth: int,
+    ) -> None:
+        self.agents = agents
+        self.policy = policy
+        self.minter = minter
+        self.audit = audit
+        self.max_depth = max_depth
+
+    async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
+        record = await self.agents.get(agent_id)
+        card = await self.agents.card(agent_id) if record is not None else None
+        if record is None or card is None:
+            raise AgentNotFound(agent_id)
+        return record, card, Target.from_card(agent_id, card)
+
+    def decide(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None = None,
+        kind: ActionKind = "skill",
+        requested: frozenset[str] | None = None,
+    ) -> Decision:
+        query = DelegationQuery(caller.scopes, caller.chain, target, action, kind, requested)
+        return authorize(self.policy.current, query, max_depth=self.max_depth)
+
+    async def authorize(
+        self,
+        caller: Caller,
+        agent_id: str,
+        *,
+        event: str,
+        trace_id: str,
+        action: str | None = None,
+        kind: ActionKind = "skill",
+        requested: frozenset[str] | None = None,
+    ) -> Grant:
+        """Decide and mint. A denial is audited here and raised as `DelegationDenied`."""
+        started = time.perf_counter()
+        record, card, target = await self.target(agent_id)
+        decision = self.decide(caller, target, action, kind, requested)
+        if not decision.allowed:
+            await self.audit.record(
+                _event(event, trace_id, caller, agent_id, action, requested, decision, started)
+            )
+            raise DelegationDenied(agent_id, decision)
+        token = await self.minter.mint(
+            MintRequest(
+                subject=caller.subject,
+                subject_issuer=caller.issuer,
+                actors=caller.actors,
+                audience=record.resource,
+                scopes=decision.granted,
+                client_id=caller.client_id,
+                not_after=caller.not_after,
+            )
+        )
+        return Grant(record, card, decision, token, caller, action, requested, trace_id, started)
+
+    async def record(
+        self, grant: Grant, event: str, outcome: str, detail: str | None = None
+    ) -> None:
+        audit_event = _event(
+            event,
+            grant.trace_id,
+            grant.caller,
+            grant.agent.id,
+            grant.action,
+            grant.requested,
+            grant.decision,
+            grant.started,
+            outcome=outcome,
+            detail=detail,
+        )
+        audit_event.token_id = grant.token.token_id
+        await self.audit.record(audit_event)
+
+    async def delegate(
+        self,
+        caller: Caller,
+        agent_id: str,
+        call: Callable[[Grant], Awaitable[T]],
+        *,
+        trace_id: str,
+        action: str | None = None,
+        kind: ActionKind = "skill",
+        outcome_of: Callable[[T], str] = lambda _: "ok",
+    ) -> T:
+        """Authorize, mint, make the call, and record it whatever happens."""
+        grant = await self.authorize(
+            caller, agent_id, event="delegate", trace_id=trace_id, action=action, kind=kind
+        )
+        try:
+            result = await call(grant)
+        except BaseException as exc:
+            await self.record(grant, "delegate", "error", f"{type(exc).__name__}: {exc}")
+            raise
+        await self.record(grant, "delegate", outcome_of(result))
+        return result
+
+
+def _event(
+    event: str,
+    trace_id: str,
+    caller: Caller,
+    agent_id: str,
+    action: str | None,
+    requested: frozenset[str] | None,
+    decision: Decision,
+    started: float,
+    *,
+    outcome: str | None = None,
+    detail: str | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        event=event,
+        trace_id=trace_id,
+        subject=caller.subject,
+        subject_issuer=caller.issuer,
+        client_id=caller.client_id,
+        actors=caller.actors,
+        target=agent_id,
+        action=action,
+        scopes_requested=requested,
+        scopes_granted=decision.granted,
+        decision="allow" if decision.allowed else "deny",
+        reasons=decision.reasons,
+        outcome=outcome or ("ok" if decision.allowed else "denied"),
+        detail=detail,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )

@@ -1,0 +1,168 @@
+"""How a registered agent proves who it is at the token endpoint.
+
+Two ways, both standard:
+
+* a client secret (RFC 6749 §2.3.1): shown once when issued, only its SHA-256
+  is stored -- the secret is 256 random bits, so a slow hash adds nothing;
+* a signed assertion with the agent's own key (RFC 7523 §2.2 `private_key_jwt`,
+  also accepted as the RFC 8693 `actor_token`): `iss` = `sub` = the client id,
+  `aud` = the token endpoint (or the gateway's issuer), short-lived, with a
+  `jti` the caller checks against a replay cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from policies.jws import JWSInvalid, check_algorithm, check_key_fits, split_compact, verify_compact
+
+SECRET_PREFIX = "sbs_"  # noqa: S105 - a prefix that makes leaked secrets greppable
+MAX_ASSERTION_LIFETIME_SECONDS = 600
+
+
+class ClientAuthError(ValueError):
+    """The client could not be authenticated; ``str()`` is safe to return."""
+
+
+def new_client_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str | None) -> bool:
+    if not stored_hash:
+        return False
+    return hmac.compare_digest(hash_secret(secret).encode(), stored_hash.encode())
+
+
+def parse_basic_credentials(header: str) -> tuple[str, str]:
+    """`Authorization: Basic ...` -> (client_id, secret), form-decoded (RFC 6749 §2.3.1)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        raise ClientAuthError("client authentication must use the Basic scheme")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ClientAuthError("Basic credentials are not base64 of UTF-8") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or not client_id:
+        raise ClientAuthError("Basic credentials must be client_id:client_secret")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def validate_public_jwks(jwks: Any) -> dict[str, Any]:
+    """A JWKS an agent registers: public signing keys only, each with a `kid`."""
+    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
+        raise ClientAuthError("jwks must be a JSON Web Key Set: {'keys': [...]}")
+    keys = jwks["keys"]
+    if not 1 <= len(keys) <= 10:
+        raise ClientAuthError("jwks must hold between 1 and 10 keys")
+    kids = set()
+    for key in keys:
+        if not isinstance(key, Mapping) or not isinstance(key.get("kid"), str) or not key["kid"]:
+            raise ClientAuthError("every key in jwks needs a kid")
+        if key.get("kty") not in ("EC", "RSA"):
+            raise ClientAuthError(f"key {key['kid']}: only EC and RSA keys are accepted")
+        if any(private in key for private in ("d", "p", "q", "dp", "dq", "qi")):
+            raise ClientAuthError(
+                f"key {key['kid']}: that is a private key; register the public half"
+            )
+        if key["kid"] in kids:
+            raise ClientAuthError(f"key {key['kid']} appears twice")
+        kids.add(key["kid"])
+    return {"keys": [dict(k) for k in keys]}
+
+
+@dataclass(frozen=True)
+class Assertion:
+    client_id: str
+    token_id: str
+    expires_at: float
+
+
+def verify_client_assertion(
+    assertion: str,
+    jwks: Mapping[str, Any],
+    *,
+    client_id: str,
+    audiences: Iterable[str],
+    now: float,
+    leeway_seconds: int = 30,
+) -> Assertion:
+    """Check an agent's self-signed assertion (RFC 7523 §3); the caller checks `jti` replay."""
+    try:
+        header, _ = split_compact(assertion)
+        alg = check_algorithm(header)
+        kid = header.get("kid")
+        key = next(
+            (k for k in jwks.get("keys", []) if isinstance(k, Mapping) and k.get("kid") == kid),
+            None,
+        )
+        if not isinstance(kid, str) or key is None:
+            raise ClientAuthError("assertion kid does not name one of the client's keys")
+        check_key_fits(key, alg)
+        _, payload = verify_compact(assertion, key)
+    except JWSInvalid as exc:
+        raise ClientAuthError(f"client assertion: {exc}") from None
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise ClientAuthError("client assertion payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise ClientAuthError("client assertion payload is not a JSON object")
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+        raise ClientAuthError("client assertion iss and sub must both be the client id")
+    aud = claims.get("aud")
+    auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not set(audiences) & {a for a in auds if isinstance(a, str)}:
+        raise ClientAuthError("client assertion aud is not this token endpoint")
+    exp = _number(claims.get("exp"), "exp")
+    iat = _number(claims.get("iat", now), "iat")
+    if exp <= now - leeway_seconds:
+        raise ClientAuthError("client assertion has expired")
+    if iat > now + leeway_seconds:
+        raise ClientAuthError("client assertion was issued in the future")
+    if exp - now > MAX_ASSERTION_LIFETIME_SECONDS:
+        raise ClientAuthError(
+            f"client assertion lives too long (at most {MAX_ASSERTION_LIFETIME_SECONDS} s)"
+        )
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
+        raise ClientAuthError("client assertion needs a jti (8-256 characters)")
+    return Assertion(client_id=client_id, token_id=jti, expires_at=exp)
+
+
+def unverified_issuer(assertion: str) -> str | None:
+    """The `iss` an assertion claims: only to find whose keys to verify it with."""
+    try:
+        _, payload = split_compact(assertion)
+        claims = json.loads(payload)
+    except (JWSInvalid, ValueError, RecursionError):
+        return None
+    iss = claims.get("iss") if isinstance(claims, dict) else None
+    return iss if isinstance(iss, str) else None
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClientAuthError(f"client assertion has no numeric {name}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ClientAuthError(f"client assertion {name} is out of range") from None
+    if not math.isfinite(number):
+        raise ClientAuthError(f"client assertion {name} is out of range")
+    return number

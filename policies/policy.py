@@ -1,0 +1,338 @@
+"""Delegation policy: the operator's rules and the one pure decision function.
+
+`authorize()` is the only place that says whether a delegation may happen and
+with which scopes. The token endpoint, the delegation pipeline, agent listings
+and `POST /policies/explain` all call it, so what explain says is what happens
+and a user never sees an agent they could not use.
+
+The granted scopes follow DESIGN.md: user's scopes ∩ what the target needs ∩
+what the policy grants it. "What the target needs" is what the target's card
+declares in its security requirements (A2A 1.0 `securityRequirements`, per
+skill or per card) plus the policy's `require`; "what the policy grants" is the
+policy's `grant`. A scope nobody declared is never passed on: with neither a
+declaration nor a `grant`, the downstream token carries no scopes at all.
+
+Rules nest: `defaults` -> `agents["*"]` -> `agents[id]` -> its `skills[id]` or
+`tools[name]`. A more specific rule can only tighten: `require` adds up,
+`grant` intersects, `max_depth` takes the minimum, `approval` and a denial
+stick. That way a rule lower down can never widen what a rule above allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from policies.scopes import ScopeSyntaxError, parse_scopes
+
+# DESIGN.md: the default delegation depth limit (user -> A -> B -> C -> D).
+DEFAULT_MAX_DEPTH = 4
+HARD_MAX_DEPTH = 16
+
+ActionKind = Literal["skill", "tool"]
+
+
+class Rule(BaseModel):
+    """One level of policy. Unset fields inherit from the level above."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: bool | None = Field(default=None, description="false forbids delegating here")
+    require: list[str] | None = Field(
+        default=None, description="scopes the user must hold to delegate here"
+    )
+    grant: list[str] | None = Field(
+        default=None, description="the most this agent may receive (a cap)"
+    )
+    approval: bool | None = Field(default=None, description="a human must approve each call")
+    max_depth: int | None = Field(default=None, ge=1, le=HARD_MAX_DEPTH)
+
+    @field_validator("require", "grant")
+    @classmethod
+    def _scopes_are_tokens(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for scope in value:
+                try:
+                    parse_scopes(scope)
+                except ScopeSyntaxError as exc:
+                    raise ValueError(str(exc)) from None
+                if " " in scope:
+                    raise ValueError(f"{scope!r}: one scope per list item")
+        return value
+
+
+class AgentRule(Rule):
+    skills: dict[str, Rule] = Field(default_factory=dict)
+    tools: dict[str, Rule] = Field(default_factory=dict)
+
+
+class Policy(BaseModel):
+    """The whole policy file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    defaults: Rule = Field(default_factory=Rule)
+    agents: dict[str, AgentRule] = Field(default_factory=dict)
+
+    def rule_trail(
+        self, agent_id: str, kind: ActionKind, action: str | None
+    ) -> list[tuple[str, Rule]]:
+        """The rules that apply, least specific first, each with where it came from."""
+        trail: list[tuple[str, Rule]] = [("defaults", self.defaults)]
+        for key in ("*", agent_id):
+            agent = self.agents.get(key)
+            if agent is None:
+                continue
+            trail.append((f"agents.{key}", agent))
+            if action is not None:
+                actions = agent.skills if kind == "skill" else agent.tools
+                for action_key in ("*", action):
+                    if action_key in actions:
+                        trail.append((f"agents.{key}.{kind}s.{action_key}", actions[action_key]))
+        return trail
+
+
+@dataclass(frozen=True)
+class EffectiveRule:
+    allow: bool = True
+    require: frozenset[str] = frozenset()
+    grant: frozenset[str] | None = None  # None: no cap from policy
+    approval: bool = False
+    max_depth: int = DEFAULT_MAX_DEPTH
+    sources: tuple[str, ...] = ()
+
+
+def merge(trail: Sequence[tuple[str, Rule]], max_depth: int = DEFAULT_MAX_DEPTH) -> EffectiveRule:
+    allow, approval, depth = True, False, max_depth
+    require: set[str] = set()
+    grant: frozenset[str] | None = None
+    for _, rule in trail:
+        if rule.allow is False:
+            allow = False
+        if rule.approval:
+            approval = True
+        if rule.max_depth is not None:
+            depth = min(depth, rule.max_depth)
+        if rule.require is not None:
+            require.update(rule.require)
+        if rule.grant is not None:
+            grant = frozenset(rule.grant) if grant is None else grant & frozenset(rule.grant)
+    return EffectiveRule(
+        allow=allow,
+        require=frozenset(require),
+        grant=grant,
+        approval=approval,
+        max_depth=depth,
+        sources=tuple(source for source, _ in trail),
+    )
+
+
+# --- What the target declares -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the decision needs to know about a delegation target (from its card)."""
+
+    agent_id: str
+    # Each alternative is one security requirement: the scopes it needs, all
+    # together. One satisfied alternative is enough (A2A 1.0 §4.5, as OpenAPI).
+    requirements: tuple[frozenset[str], ...] = ()
+    skill_requirements: Mapping[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
+    # The skill ids the card declares; None when unknown (e.g. an MCP server's tools).
+    skills: frozenset[str] | None = None
+
+    @classmethod
+    def from_card(cls, agent_id: str, card: Mapping[str, Any]) -> Target:
+        skills = card.get("skills") or []
+        return cls(
+            agent_id=agent_id,
+            requirements=_requirements(card.get("securityRequirements")),
+            skill_requirements={
+                str(s.get("id")): _requirements(s.get("securityRequirements"))
+                for s in skills
+                if isinstance(s, Mapping) and s.get("securityRequirements")
+            },
+            skills=frozenset(str(s.get("id")) for s in skills if isinstance(s, Mapping)),
+        )
+
+
+def _requirements(value: Any) -> tuple[frozenset[str], ...]:
+    """`[{"schemes": {"oauth": {"list": ["a", "b"]}}}, ...]` -> ({"a", "b"}, ...)."""
+    if not isinstance(value, list):
+        return ()
+    alternatives = []
+    for requirement in value:
+        schemes = requirement.get("schemes") if isinstance(requirement, Mapping) else None
+        scopes: set[str] = set()
+        for scheme in (schemes or {}).values():
+            listed = scheme.get("list") if isinstance(scheme, Mapping) else None
+            scopes.update(s for s in listed or [] if isinstance(s, str))
+        alternatives.append(frozenset(scopes))
+    return tuple(alternatives)
+
+
+# --- The decision ---------------------------------------------------------------
+
+
+class Denial(enum.StrEnum):
+    """Why a delegation was refused; the token endpoint maps these to RFC 8693 errors."""
+
+    UNKNOWN_ACTION = "unknown_action"
+    POLICY = "policy"
+    DEPTH = "depth"
+    CYCLE = "cycle"
+    SCOPE_EXCEEDS_SUBJECT = "scope_exceeds_subject"
+    MISSING_SCOPE = "missing_scope"
+    CARD_REQUIREMENT = "card_requirement"
+
+
+@dataclass(frozen=True)
+class DelegationQuery:
+    """Everything the decision depends on; nothing else is consulted."""
+
+    user_scopes: frozenset[str]
+    # The agents that have already acted in this delegation, oldest first; the
+    # target is not in it. Empty when a user's request goes to its first agent.
+    chain: tuple[str, ...]
+    target: Target
+    action: str | None = None
+    kind: ActionKind = "skill"
+    requested_scopes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    granted: frozenset[str]
+    approval_required: bool
+    reasons: tuple[str, ...]
+    denial: Denial | None = None
+    depth: int = 0
+    rules: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": "allow" if self.allowed else "deny",
+            "granted_scopes": sorted(self.granted),
+            "approval_required": self.approval_required,
+            "reasons": list(self.reasons),
+            "denial": self.denial.value if self.denial else None,
+            "depth": self.depth,
+            "rules": list(self.rules),
+        }
+
+
+def authorize(
+    policy: Policy, query: DelegationQuery, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Decision:
+    """Decide one delegation. Pure: the same inputs always give the same answer."""
+    target = query.target
+    rule = merge(policy.rule_trail(target.agent_id, query.kind, query.action), max_depth)
+    depth = len(query.chain) + 1
+    where = target.agent_id + (f" {query.kind} {query.action}" if query.action else "")
+
+    def deny(denial: Denial, reason: str) -> Decision:
+        return Decision(False, frozenset(), False, (reason,), denial, depth, rule.sources)
+
+    # 1. The action must exist on the target (when the card says what exists).
+    if (
+        query.action is not None
+        and query.kind == "skill"
+        and target.skills is not None
+        and query.action not in target.skills
+    ):
+        return deny(Denial.UNKNOWN_ACTION, f"agent {target.agent_id} has no skill {query.action}")
+    # 2. The operator may forbid it outright.
+    if not rule.allow:
+        return deny(Denial.POLICY, f"policy forbids delegating to {where} ({rule.sources[-1]})")
+    # 3. Chain shape: bounded depth, no agent twice (A -> B -> A).
+    if depth > rule.max_depth:
+        return deny(
+            Denial.DEPTH,
+            f"delegation depth {depth} exceeds the limit of {rule.max_depth} for {where}",
+        )
+    if target.agent_id in query.chain:
+        return deny(
+            Denial.CYCLE,
+            f"{target.agent_id} already acted in this chain ({' -> '.join(query.chain)})",
+        )
+    # 4. Scopes only shrink: a request for more than the subject holds is refused.
+    base = query.user_scopes
+    if query.requested_scopes is not None:
+        excess = query.requested_scopes - query.user_scopes
+        if excess:
+            return deny(
+                Denial.SCOPE_EXCEEDS_SUBJECT,
+                f"requested scopes not held by the user: {_fmt(excess)}",
+            )
+        base = query.requested_scopes
+    # 5. The user must hold what the policy requires...
+    missing = rule.require - query.user_scopes
+    if missing:
+        return deny(Denial.MISSING_SCOPE, f"{where} requires {_fmt(missing)}, which the user lacks")
+    # 6. ...and satisfy one of the card's security requirements, if it has any.
+    alternatives = _declared(target, query)
+    satisfied = [alt for alt in alternatives if alt <= query.user_scopes]
+    if alternatives and not satisfied:
+        options = " or ".join(_fmt(alt) or "(none)" for alt in alternatives)
+        return deny(
+            Denial.CARD_REQUIREMENT, f"{where} requires one of {options}, which the user lacks"
+        )
+    # 7. What passes on: base ∩ needs ∩ grant, where an undeclared side means
+    # "no constraint" only if the other side declares something.
+    needs = frozenset().union(rule.require, *satisfied)
+    reasons = [f"allowed by {', '.join(rule.sources)}"]
+    if needs and rule.grant is not None:
+        granted = base & needs & rule.grant
+    elif needs:
+        granted = base & needs
+    elif rule.grant is not None:
+        granted = base & rule.grant
+    else:
+        granted = frozenset()
+        reasons.append("neither the card nor the policy declares scopes: none passed on")
+    dropped = base - granted
+    if dropped:
+        reasons.append(f"not passed on: {_fmt(dropped)}")
+    if rule.approval:
+        reasons.append(f"policy requires human approval for {where}")
+    return Decision(True, granted, rule.approval, tuple(reasons), None, depth, rule.sources)
+
+
+def _declared(target: Target, query: DelegationQuery) -> tuple[frozenset[str], ...]:
+    # A skill's own requirements replace the card's (as an OpenAPI operation's
+    # `security` replaces the document's).
+    if query.kind == "skill" and query.action is not None:
+        declared = target.skill_requirements.get(query.action)
+        if declared is not None:
+            return declared
+    return target.requirements
+
+
+def may_use(
+    policy: Policy,
+    user_scopes: frozenset[str],
+    target: Target,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    chain: tuple[str, ...] = (),
+) -> bool:
+    """Whether a user may delegate anything at all to ``target``: the agent as a
+    whole or any one of its skills. Listings use this, so they agree with calls."""
+    actions: Iterable[str | None] = [None, *sorted(target.skills or ())]
+    return any(
+        authorize(
+            policy, DelegationQuery(user_scopes, chain, target, action), max_depth=max_depth
+        ).allowed
+        for action in actions
+    )
+
+
+def _fmt(scopes: Iterable[str]) -> str:
+    return " ".join(sorted(scopes))

@@ -1,7 +1,8 @@
-"""`switchboard` command line: serve, db, token, agents.
+"""`switchboard` command line: serve, db, keys, token, agents, policy, audit.
 
 Admin commands talk to the running gateway over its HTTP API, like any other
-client; only `serve`, `db upgrade` and `token issue` touch the data dir.
+client; only `serve`, `db upgrade`, `keys` and `token issue` touch the
+database, and `policy check` only reads a file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,10 @@ import httpx
 from pydantic import ValidationError
 
 from gateway import db, runstate
-from gateway.keystore import load_active_key
+from gateway.keystore import ACTIVE_KEY_RECHECK_SECONDS, KeyStore, load_active_key
 from gateway.settings import ConfigError, Settings
 from policies.keys import KeySealError
+from policies.policy_file import PolicyError, load_policy
 from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
 from policies.tokens import DEV_CLIENT_ID, mint_access_token
 
@@ -116,7 +119,66 @@ def _parser() -> argparse.ArgumentParser:
     remove = agents.add_parser("remove", help="remove an agent")
     remove.add_argument("id")
     remove.set_defaults(run=_agents_remove)
-    for sub in (add, lister, show, remove):
+    creds = agents.add_parser(
+        "credentials", help="issue the credential an agent uses at /oauth/token"
+    )
+    creds.add_argument("id")
+    creds.add_argument("--jwks", type=Path, help="the agent's public JWKS (private_key_jwt)")
+    creds.set_defaults(run=_agents_credentials)
+
+    keys = commands.add_parser("keys", help="the gateway's signing keys").add_subparsers(
+        title="keys commands"
+    )
+    rotate = keys.add_parser("rotate", help="sign with a new key; keep the old one published")
+    settings_options(rotate)
+    rotate.add_argument(
+        "--retire-after",
+        type=int,
+        help="seconds the old key stays published (default: the longest delegated "
+        "token lifetime plus clock leeway and replica catch-up)",
+    )
+    rotate.set_defaults(run=_keys_rotate)
+    keys_list = keys.add_parser("list", help="keys that are published")
+    settings_options(keys_list)
+    keys_list.set_defaults(run=_keys_list)
+
+    policy = commands.add_parser("policy", help="delegation policy").add_subparsers(
+        title="policy commands"
+    )
+    check = policy.add_parser("check", help="validate a policy file (errors name the line)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_policy_check)
+    explain = policy.add_parser(
+        "explain", help="what the running gateway would decide for a delegation, and why"
+    )
+    explain.add_argument("--scopes", default="", help="the user's scopes, space-separated")
+    explain.add_argument("--chain", default="", help="agents that already acted: a,b")
+    explain.add_argument("--target", required=True, help="the agent delegated to")
+    explain.add_argument("--skill", help="the skill asked for")
+    explain.add_argument("--tool", help="the MCP tool asked for")
+    explain.add_argument("--requested", help="scopes asked for (token exchange)")
+    explain.set_defaults(run=_policy_explain)
+
+    audit = commands.add_parser("audit", help="the decision log").add_subparsers(
+        title="audit commands"
+    )
+    tail = audit.add_parser("tail", help="the latest decisions; --follow for new ones")
+    tail.add_argument("-n", type=int, default=20, help="how many to show first (default 20)")
+    tail.add_argument("--follow", "-f", action="store_true")
+    tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    tail.add_argument("--max-polls", type=int, default=0, help=argparse.SUPPRESS)
+    tail.set_defaults(run=_audit_tail)
+    export = audit.add_parser("export", help="every matching decision as JSON Lines")
+    export.add_argument("--out", type=Path, help="write here instead of stdout")
+    export.set_defaults(run=_audit_export)
+    for sub in (tail, export):
+        sub.add_argument("--user")
+        sub.add_argument("--agent")
+        sub.add_argument("--decision", choices=["allow", "deny"])
+        sub.add_argument("--since", help="ISO 8601 time")
+        sub.add_argument("--until", help="ISO 8601 time")
+
+    for sub in (add, lister, show, remove, creds, explain, tail, export):
         settings_options(sub)
         sub.add_argument("--gateway", help="gateway URL (default: the running one in --data-dir)")
         sub.add_argument(
@@ -296,6 +358,174 @@ def _agents_show(args: argparse.Namespace) -> int:
 def _agents_remove(args: argparse.Namespace) -> int:
     _call(args, "DELETE", f"/agents/{args.id}")
     print(f"removed {args.id}")
+    return 0
+
+
+def _agents_credentials(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"method": "client_secret"}
+    if args.jwks:
+        body = {"method": "private_key_jwt", "jwks": json.loads(args.jwks.read_text())}
+    info = _call(args, "POST", f"/agents/{args.id}/credentials", json=body).json()
+    _print_json(info)
+    if info.get("client_secret"):
+        print("store the client_secret now: it is not shown again", file=sys.stderr)
+    return 0
+
+
+# keys ---------------------------------------------------------------------------
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    retire_after = args.retire_after
+    if retire_after is None:
+        retire_after = (
+            settings.delegated_token_ttl_seconds
+            + settings.token_leeway_seconds
+            + ACTIVE_KEY_RECHECK_SECONDS
+            + 60
+        )
+    if retire_after < 0:
+        raise CliError("--retire-after must not be negative")
+
+    async def run() -> tuple[str, list[str]]:
+        engine = db.create_engine(settings.effective_database_url)
+        try:
+            await db.upgrade(engine)
+            store = KeyStore(engine, _secret(settings))
+            await store.active_key()  # opens the current key: a wrong secret fails here
+            key, old = await store.rotate(retire_after)
+            return key.kid, old
+        finally:
+            await engine.dispose()
+
+    kid, old = asyncio.run(run())
+    print(f"signing with {kid}")
+    for retired in old:
+        print(f"{retired} stays published for {int(retire_after)} s, then retires")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> list[Any]:
+        engine = db.create_engine(settings.effective_database_url)
+        try:
+            await db.upgrade(engine)
+            return await KeyStore(engine, _secret(settings)).list_keys()
+        finally:
+            await engine.dispose()
+
+    for info in asyncio.run(run()):
+        state = "active" if info.active else f"retires {info.retires_at:%Y-%m-%d %H:%M:%S}Z"
+        print(f"{info.kid}  {info.alg}  created {info.created_at:%Y-%m-%d %H:%M:%S}Z  {state}")
+    return 0
+
+
+def _secret(settings: Settings) -> str | None:
+    return settings.secret_key.get_secret_value() if settings.secret_key else None
+
+
+# policy ---------------------------------------------------------------------------
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.file}: ok ({len(policy.agents)} agent rules)")
+    return 0
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    if args.skill and args.tool:
+        raise CliError("give --skill or --tool, not both")
+    body: dict[str, Any] = {
+        "user_scopes": args.scopes,
+        "chain": [a for a in args.chain.split(",") if a],
+        "target": args.target,
+        "action": args.skill or args.tool,
+        "kind": "tool" if args.tool else "skill",
+    }
+    if args.requested is not None:
+        body["requested_scopes"] = args.requested
+    result = _call(args, "POST", "/policies/explain", json=body).json()
+    verdict = "ALLOW" if result["decision"] == "allow" else "DENY"
+    print(f"{verdict}  depth {result['depth']}  granted: {' '.join(result['granted_scopes'])}")
+    if result["approval_required"]:
+        print("  needs human approval")
+    for reason in result["reasons"]:
+        print(f"  - {reason}")
+    print(f"  rules: {', '.join(result['rules'])}")
+    return 0 if result["decision"] == "allow" else 1
+
+
+# audit ------------------------------------------------------------------------------
+
+
+def _audit_filters(args: argparse.Namespace) -> dict[str, str]:
+    wanted = {
+        "user": args.user,
+        "agent": args.agent,
+        "decision": args.decision,
+        "since": args.since,
+        "until": args.until,
+    }
+    return {k: v for k, v in wanted.items() if v}
+
+
+def _audit_line(record: dict[str, Any]) -> str:
+    chain = " > ".join(record["actors"])
+    target = record["target"] or "-"
+    if record["action"]:
+        target += f"/{record['action']}"
+    granted = " ".join(record["scopes_granted"]) or "-"
+    return (
+        f"{record['at']}  {record['decision']:<5} {record['event']:<15} {record['subject']}  "
+        f"[{chain}] -> {target}  scopes: {granted}  {record['outcome']}  "
+        f"{record['reasons'][0] if record['reasons'] else ''}"
+    )
+
+
+def _audit_tail(args: argparse.Namespace) -> int:
+    filters = _audit_filters(args)
+    page = _call(args, "GET", "/audit", params={**filters, "limit": str(max(1, args.n))}).json()
+    records = list(reversed(page["items"]))
+    for record in records:
+        print(_audit_line(record), flush=True)
+    last = records[-1]["id"] if records else 0
+    polls = 0
+    while args.follow and (args.max_polls == 0 or polls < args.max_polls):
+        polls += 1
+        time.sleep(args.interval)
+        newer = _call(
+            args, "GET", "/audit", params={**filters, "after_id": str(last), "limit": "1000"}
+        ).json()
+        for record in newer["items"]:
+            print(_audit_line(record), flush=True)
+            last = record["id"]
+    return 0
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    params = {**_audit_filters(args), "format": "jsonl"}
+    with _client(args) as client:
+        try:
+            with client.stream("GET", "/audit", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise CliError(f"HTTP {response.status_code}: {response.text}")
+                out = args.out.open("wb") if args.out else sys.stdout.buffer
+                try:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                finally:
+                    if args.out:
+                        out.close()
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the gateway at {client.base_url}: {exc}") from None
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from gateway.audit import AuditEvent, AuditLog
 from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest
-from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize
+from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize, may_use
 from policies.policy_file import PolicySource
 from policies.tokens import Principal
 from registry.models import AgentRecord
@@ -98,6 +98,15 @@ class Delegations:
         if record is None or card is None:
             raise AgentNotFound(agent_id)
         return record, card, Target.from_card(agent_id, card)
+
+    def visible(self, principal: Principal, agent_id: str, card: dict[str, Any]) -> bool:
+        """Whether a user may use the agent at all: what listings show."""
+        return may_use(
+            self.policy.current,
+            principal.scopes,
+            Target.from_card(agent_id, card),
+            max_depth=self.max_depth,
+        )
 
     def decide(
         self,

@@ -8,9 +8,13 @@ and a user never sees an agent they could not use.
 The granted scopes follow DESIGN.md: user's scopes ∩ what the target needs ∩
 what the policy grants it. "What the target needs" is what the target's card
 declares in its security requirements (A2A 1.0 `securityRequirements`, per
-skill or per card) plus the policy's `require`; "what the policy grants" is the
-policy's `grant`. A scope nobody declared is never passed on: with neither a
-declaration nor a `grant`, the downstream token carries no scopes at all.
+skill or per card); "what the policy grants" is the policy's `grant`. A side
+that declares nothing does not constrain the other; when neither declares
+anything, only the scopes the policy `require`s pass on -- so a scope nobody
+declared is never handed to an agent.
+
+An agent that delegates onwards must receive the scopes its own delegates
+need: its card declares them, or the operator lists them in its `grant`.
 
 Rules nest: `defaults` -> `agents["*"]` -> `agents[id]` -> its `skills[id]` or
 `tools[name]`. A more specific rule can only tighten: `require` adds up,
@@ -284,19 +288,21 @@ def authorize(
         return deny(
             Denial.CARD_REQUIREMENT, f"{where} requires one of {options}, which the user lacks"
         )
-    # 7. What passes on: base ∩ needs ∩ grant, where an undeclared side means
-    # "no constraint" only if the other side declares something.
-    needs = frozenset().union(rule.require, *satisfied)
+    # 7. What passes on: base ∩ needs ∩ grant. "Needs" is what the card
+    # declares (the satisfied alternatives); an undeclared side does not
+    # constrain, but with neither side declared only `require` passes on.
+    needs = frozenset().union(*satisfied) if any(satisfied) else None
     reasons = [f"allowed by {', '.join(rule.sources)}"]
-    if needs and rule.grant is not None:
-        granted = base & needs & rule.grant
-    elif needs:
-        granted = base & needs
-    elif rule.grant is not None:
-        granted = base & rule.grant
+    if needs is None and rule.grant is None:
+        granted = base & rule.require
+        if not granted:
+            reasons.append("neither the card nor the policy declares scopes: none passed on")
     else:
-        granted = frozenset()
-        reasons.append("neither the card nor the policy declares scopes: none passed on")
+        granted = base
+        if needs is not None:
+            granted &= needs
+        if rule.grant is not None:
+            granted &= rule.grant
     dropped = base - granted
     if dropped:
         reasons.append(f"not passed on: {_fmt(dropped)}")

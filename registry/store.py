@@ -200,6 +200,18 @@ class SqlAgentStore:
             raise AgentNotFound(agent_id)
         return row.card_url, row.pinned_keys
 
+    async def cards(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The current normalised cards of several agents, in one query."""
+        if not agent_ids:
+            return {}
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(agents.c.id, agents.c.card).where(agents.c.id.in_(agent_ids))
+                )
+            ).all()
+        return {row.id: row.card for row in rows}
+
     async def card(
         self, agent_id: str, revision: int | None = None, *, original: bool = False
     ) -> dict[str, Any] | None:
@@ -501,6 +513,11 @@ def _now() -> datetime:
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything we store is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def encode_cursor(agent_id: str) -> str:
+    """The cursor that continues a listing after ``agent_id``."""
+    return _encode_cursor(agent_id)
 
 
 def _encode_cursor(agent_id: str) -> str:

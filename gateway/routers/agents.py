@@ -1,4 +1,10 @@
-"""The agent registry API (`/agents`). Writes need `switchboard:admin`; reads any valid token."""
+"""The agent registry API (`/agents`). Writes need `switchboard:admin`.
+
+Reads need a valid token, and show a user only the agents they may delegate
+to -- decided by `policies.policy.may_use`, the same function every
+delegation runs -- so nobody browses what they cannot use. An agent a user
+may not use answers 404, exactly like one that does not exist. Admins see all.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from gateway.auth import AdminPrincipal, CurrentPrincipal
 from gateway.state import state_of
+from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal
 from registry.models import (
     AgentPage,
     AgentQuery,
@@ -16,7 +24,7 @@ from registry.models import (
     CardVersion,
     RefreshRequest,
 )
-from registry.store import AgentNotFound
+from registry.store import AgentNotFound, encode_cursor
 
 router = APIRouter(prefix="/agents", tags=["registry"])
 
@@ -32,15 +40,43 @@ async def register_agent(
     return record
 
 
-@router.get("", summary="Search registered agents")
+@router.get("", summary="Search the agents the caller may use")
 async def list_agents(
-    request: Request, _: CurrentPrincipal, query: Annotated[AgentQuery, Query()]
+    request: Request, principal: CurrentPrincipal, query: Annotated[AgentQuery, Query()]
 ) -> AgentPage:
-    return await state_of(request).agents.search(query)
+    state = state_of(request)
+    if principal.has_scope(ADMIN_SCOPE):
+        return await state.agents.search(query)
+    # Filter page by page until the caller's page is full or the registry ends.
+    items: list[AgentRecord] = []
+    page_query = query
+    while True:
+        page = await state.agents.search(page_query)
+        cards = await state.agents.cards([r.id for r in page.items])
+        for record in page.items:
+            card = cards.get(record.id)
+            if card is not None and state.delegations.visible(principal, record.id, card):
+                items.append(record)
+                if len(items) == query.limit:
+                    return AgentPage(items=items, next_cursor=encode_cursor(record.id))
+        if page.next_cursor is None:
+            return AgentPage(items=items, next_cursor=None)
+        page_query = page_query.model_copy(update={"cursor": page.next_cursor})
+
+
+async def _visible(request: Request, principal: Principal, agent_id: str) -> None:
+    """404 unless the agent exists and the caller may use it."""
+    state = state_of(request)
+    if principal.has_scope(ADMIN_SCOPE):
+        return
+    card = await state.agents.card(agent_id)
+    if card is None or not state.delegations.visible(principal, agent_id, card):
+        raise AgentNotFound(agent_id)
 
 
 @router.get("/{agent_id}", summary="One agent's record")
-async def get_agent(request: Request, agent_id: str, _: CurrentPrincipal) -> AgentRecord:
+async def get_agent(request: Request, agent_id: str, principal: CurrentPrincipal) -> AgentRecord:
+    await _visible(request, principal, agent_id)
     record = await state_of(request).agents.get(agent_id)
     if record is None:
         raise AgentNotFound(agent_id)
@@ -51,10 +87,11 @@ async def get_agent(request: Request, agent_id: str, _: CurrentPrincipal) -> Age
 async def get_card(
     request: Request,
     agent_id: str,
-    _: CurrentPrincipal,
+    principal: CurrentPrincipal,
     revision: Annotated[int | None, Query(ge=1)] = None,
     original: Annotated[bool, Query(description="the card exactly as registered")] = False,
 ) -> dict[str, Any]:
+    await _visible(request, principal, agent_id)
     card = await state_of(request).agents.card(agent_id, revision, original=original)
     if card is None:
         raise AgentNotFound(agent_id if revision is None else f"{agent_id} revision {revision}")
@@ -62,7 +99,10 @@ async def get_card(
 
 
 @router.get("/{agent_id}/versions", summary="Card history, newest first")
-async def list_versions(request: Request, agent_id: str, _: CurrentPrincipal) -> list[CardVersion]:
+async def list_versions(
+    request: Request, agent_id: str, principal: CurrentPrincipal
+) -> list[CardVersion]:
+    await _visible(request, principal, agent_id)
     versions = await state_of(request).agents.versions(agent_id)
     if versions is None:
         raise AgentNotFound(agent_id)

@@ -97,7 +97,14 @@ async def test_inline_agents_are_probed_on_their_interface(
     _, server = card_host
     parsed = parse_card(MessageToDict(sdk_card(server.url)))
     await store.create(
-        NewAgent("inline", "urn:test:inline", None, parsed, SignatureCheck(SignatureStatus.UNSIGNED, ""), None)
+        NewAgent(
+            "inline",
+            "urn:test:inline",
+            None,
+            parsed,
+            SignatureCheck(SignatureStatus.UNSIGNED, ""),
+            None,
+        )
     )
     (target,) = await store.health_targets()
     assert target.interface_url == server.url + "/"

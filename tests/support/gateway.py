@@ -87,6 +87,11 @@ def _overrides(settings: Settings) -> dict[str, Any]:
         "ssrf_allow_cidrs",
         "trusted_issuers",
         "secret_key",
+        "policy_file",
+        "policy_reload_seconds",
+        "max_delegation_depth",
+        "delegated_token_ttl_seconds",
+        "redis_url",
     )
     return {f: getattr(settings, f) for f in fields}
 

@@ -1,0 +1,333 @@
+"""Delegated permissions end to end: user -> gateway -> support -> sales -> inventory.
+
+Real pieces only: the gateway under uvicorn with a policy file, three
+official-SDK A2A agents on 127.0.0.1 that record what they receive, tokens
+verified the way a downstream agent would (PyJWT against the published JWKS).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from tests.support.delegation import USER_SCOPES, Deployment, deployment
+from tests.support.inspecting import verify_as_downstream
+
+
+@pytest.fixture
+def dep(tmp_path: Path, database_url: str | None) -> Iterator[Deployment]:
+    with deployment(tmp_path, database_url) as d:
+        yield d
+
+
+def _first_hop(dep: Deployment, user_token: str) -> str:
+    """The user's SendMessage to support; returns the token support received."""
+    response = dep.send("support", user_token, "bulk order of 500 X-100, please")
+    assert response.status_code == 200, response.text
+    assert "echo: bulk order" in response.text
+    token = dep["support"].recorder.calls()[-1].bearer
+    assert token is not None
+    return token
+
+
+def test_chain_carries_only_the_users_rights(dep: Deployment) -> None:
+    gw = dep.gateway
+    user_token = gw.token("alice", USER_SCOPES)
+
+    # Hop 1: user -> support, through the gateway's front door.
+    to_support = _first_hop(dep, user_token)
+    claims = verify_as_downstream(to_support, gw.url, dep["support"].resource)
+    assert claims["sub"] == "alice"
+    assert claims["act"] == {"sub": "switchboard-dev-issuer"}
+    assert claims["scope"].split() == ["inventory:read", "sales:quote", "support:write"]
+    assert claims["exp"] - claims["iat"] <= 300
+    assert jwt.get_unverified_header(to_support)["kid"]
+
+    # Hop 2: support exchanges its token for one to sales (client_secret_basic).
+    response = dep.exchange(to_support, by="support", audience="sales")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
+    assert body["token_type"] == "Bearer"
+    assert response.headers["cache-control"] == "no-store"
+    to_sales = body["access_token"]
+    claims2 = verify_as_downstream(to_sales, gw.url, dep["sales"].resource)
+    assert claims2["sub"] == "alice"
+    assert claims2["act"] == {"sub": "support", "act": {"sub": "switchboard-dev-issuer"}}
+    assert set(claims2["scope"].split()) == {"sales:quote", "inventory:read"}
+    assert claims2["client_id"] == "support"
+    assert claims2["exp"] <= claims["exp"] + 300
+
+    # Hop 3: sales (its own key, actor_token) asks for inventory, narrowing further.
+    response = dep.exchange(
+        to_sales, by="sales", resource=dep["inventory"].resource, scope="inventory:read"
+    )
+    assert response.status_code == 200, response.text
+    to_inventory = response.json()["access_token"]
+    claims3 = verify_as_downstream(to_inventory, gw.url, dep["inventory"].resource)
+    assert claims3["act"] == {
+        "sub": "sales",
+        "act": {"sub": "support", "act": {"sub": "switchboard-dev-issuer"}},
+    }
+    assert claims3["scope"] == "inventory:read"
+    assert claims3["sub"] == "alice"
+
+    # The user's own token never reached any upstream: not in headers, body or query.
+    for agent in dep.agents.values():
+        for seen in agent.recorder.seen:
+            assert not seen.contains(user_token), f"user token leaked to {agent.id}"
+            assert not seen.contains(user_token.split(".")[2]), "user token signature leaked"
+
+
+def test_scopes_only_shrink_and_requests_beyond_the_subject_are_refused(dep: Deployment) -> None:
+    to_support = _first_hop(dep, dep.gateway.token("alice", USER_SCOPES))
+    # hr:read was the user's, but support never received it: asking for it fails.
+    response = dep.exchange(to_support, by="support", audience="sales", scope="hr:read")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+    # Neither can it ask for something the user never had.
+    response = dep.exchange(to_support, by="support", audience="sales", scope="inventory:write")
+    assert response.json()["error"] == "invalid_scope"
+
+
+def test_cycle_and_depth_are_refused(dep: Deployment, tmp_path: Path) -> None:
+    to_support = _first_hop(dep, dep.gateway.token("alice", USER_SCOPES))
+    to_sales = dep.exchange(to_support, by="support", audience="sales").json()["access_token"]
+    # sales -> support would be support acting twice: A -> B -> A.
+    response = dep.exchange(to_sales, by="sales", audience="support")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_target"
+    assert "already acted" in response.json()["error_description"]
+    # An agent delegating to itself is a cycle too.
+    response = dep.exchange(to_support, by="support", audience="support")
+    assert response.json()["error"] == "invalid_target"
+
+    # Depth: tighten the policy to 2 hops; support -> sales -> inventory is the 3rd.
+    dep.policy_path.write_text(dep.policy_path.read_text().replace("max_depth: 4", "max_depth: 2"))
+    _wait_for_policy(dep, lambda p: p["policy"]["defaults"].get("max_depth") == 2)
+    response = dep.exchange(to_sales, by="sales", audience="inventory")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_target"
+    assert "depth 3 exceeds the limit of 2" in response.json()["error_description"]
+
+
+def test_a_delegated_token_works_only_for_the_agent_it_was_minted_for(dep: Deployment) -> None:
+    to_support = _first_hop(dep, dep.gateway.token("alice", USER_SCOPES))
+    # inventory (authenticated as itself) presents the token minted for support.
+    response = dep.exchange(to_support, by="inventory", audience="sales")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    assert "not the party presenting it" in response.json()["error_description"]
+    # Without any client authentication nobody gets anything.
+    form = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": to_support,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "audience": "sales",
+    }
+    response = httpx.post(dep.gateway.url + "/oauth/token", data=form)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic")
+    # Wrong secret.
+    response = httpx.post(
+        dep.gateway.url + "/oauth/token", data=form, auth=("support", "sbs_wrong")
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_client_authentication_methods(dep: Deployment) -> None:
+    to_support = _first_hop(dep, dep.gateway.token("alice", USER_SCOPES))
+    for method in ("basic", "post"):
+        response = dep.exchange(to_support, by="support", audience="sales", method=method)
+        assert response.status_code == 200, (method, response.text)
+    to_sales = dep.exchange(to_support, by="support", audience="sales").json()["access_token"]
+    for method in ("actor_token", "private_key_jwt"):
+        response = dep.exchange(to_sales, by="sales", audience="inventory", method=method)
+        assert response.status_code == 200, (method, response.text)
+    # An assertion is single-use (RFC 7523 §3 jti).
+    assertion = dep["sales"].assertion(dep.gateway.url, jti="replayed-jti-0001")
+    extra = {"actor_token": assertion, "actor_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+    first = dep.exchange(to_sales, by="sales", audience="inventory", method="none", extra=extra)
+    assert first.status_code == 200, first.text
+    again = dep.exchange(to_sales, by="sales", audience="inventory", method="none", extra=extra)
+    assert again.status_code == 401
+    assert "already used" in again.json()["error_description"]
+
+
+def test_policy_denials_on_the_front_door_and_what_the_user_may_see(dep: Deployment) -> None:
+    gw = dep.gateway
+    # Without support:write the user may not delegate to support at all.
+    weak = gw.token("bob", "sales:quote")
+    response = dep.send("support", weak)
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == -32000
+    assert "support:write" in error["message"]
+    assert not dep["support"].recorder.calls(), "a refused call must not reach the agent"
+    # The agent listing shows bob only what he may use, by the same decision.
+    with gw.client(weak) as client:
+        visible = {a["id"] for a in client.get("/agents").json()["items"]}
+        assert visible == {"sales", "inventory"}
+        assert client.get("/agents/support").status_code == 404
+        assert client.get("/agents/audit-bot/card").status_code == 404
+        assert client.get("/agents/sales").status_code == 200
+    with gw.client() as admin:  # admins see everything
+        assert len(admin.get("/agents").json()["items"]) == 4
+    # Forbidden outright by policy, even for a user with every scope.
+    response = dep.send("audit-bot", gw.token("alice", USER_SCOPES))
+    assert response.status_code == 403
+    assert "policy forbids" in response.json()["error"]["message"]
+
+
+def test_minted_tokens_are_cached_until_near_expiry(dep: Deployment) -> None:
+    user_token = dep.gateway.token("alice", USER_SCOPES)
+    _first_hop(dep, user_token)
+    _first_hop(dep, user_token)
+    first, second = (s.bearer for s in dep["support"].recorder.calls()[-2:])
+    assert first == second, "the same (user, chain, target, scopes) reuses the minted token"
+    # Another user gets a different token.
+    _first_hop(dep, dep.gateway.token("carol", USER_SCOPES))
+    third = dep["support"].recorder.calls()[-1].bearer
+    assert third != first
+    assert jwt.decode(third, options={"verify_signature": False})["sub"] == "carol"
+
+
+def test_audit_has_one_record_per_decision_and_no_tokens(dep: Deployment) -> None:
+    gw = dep.gateway
+    user_token = gw.token("alice", USER_SCOPES)
+    to_support = _first_hop(dep, user_token)  # decision 1: allow
+    to_sales = dep.exchange(to_support, by="support", audience="sales").json()[
+        "access_token"
+    ]  # decision 2: allow
+    dep.exchange(to_sales, by="sales", audience="support")  # decision 3: deny (cycle)
+    dep.send("support", gw.token("bob", "sales:quote"))  # decision 4: deny (missing scope)
+    with gw.client() as admin:
+        page = admin.get("/audit", params={"limit": 100}).json()
+        records = page["items"]
+        assert len(records) == 4
+        assert [r["decision"] for r in reversed(records)] == ["allow", "allow", "deny", "deny"]
+        first = records[-1]
+        assert first["event"] == "delegate"
+        assert first["subject"] == "alice"
+        assert first["target"] == "support"
+        assert first["actors"] == ["switchboard-dev-issuer"]
+        assert first["scopes_granted"] == ["inventory:read", "sales:quote", "support:write"]
+        assert first["outcome"] == "ok"
+        assert first["latency_ms"] > 0
+        assert len(first["trace_id"]) == 32
+        exchange = records[-2]
+        assert exchange["event"] == "token_exchange"
+        assert exchange["actors"] == ["switchboard-dev-issuer", "support"]
+        assert (
+            exchange["token_id"] == jwt.decode(to_sales, options={"verify_signature": False})["jti"]
+        )
+        cycle = records[-3]
+        assert cycle["outcome"] == "denied" and "already acted" in cycle["reasons"][0]
+
+        # Filters and paging.
+        assert {
+            r["subject"] for r in admin.get("/audit", params={"user": "bob"}).json()["items"]
+        } == {"bob"}
+        denies = admin.get("/audit", params={"decision": "deny"}).json()["items"]
+        assert len(denies) == 2
+        by_agent = admin.get("/audit", params={"agent": "sales"}).json()["items"]
+        assert [r["target"] for r in by_agent] == ["sales"]
+        paged = admin.get("/audit", params={"limit": 3}).json()
+        assert len(paged["items"]) == 3 and paged["next_cursor"]
+        rest = admin.get("/audit", params={"limit": 3, "cursor": paged["next_cursor"]}).json()
+        assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+        assert admin.get("/audit", params={"cursor": "x'--"}).status_code == 400
+
+        # JSON Lines export holds the same records and no token anywhere.
+        export = admin.get("/audit", params={"format": "jsonl"})
+        assert export.headers["content-type"].startswith("application/jsonl")
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert [r["id"] for r in lines] == [r["id"] for r in records]
+        for token in (user_token, to_support, to_sales):
+            assert token not in export.text
+            assert token.split(".")[2] not in export.text
+        # Non-admins may not read the audit log.
+        with gw.client(user_token) as user:
+            assert user.get("/audit").status_code == 403
+
+
+def test_explain_says_what_the_gateway_does(dep: Deployment) -> None:
+    with dep.gateway.client() as admin:
+        result = admin.post(
+            "/policies/explain",
+            json={
+                "user_scopes": USER_SCOPES,
+                "chain": ["support"],
+                "target": "sales",
+            },
+        ).json()
+        assert result["decision"] == "allow"
+        assert result["granted_scopes"] == ["inventory:read", "sales:quote"]
+        assert result["depth"] == 2
+        assert "agents.sales" in result["rules"]
+        denied = admin.post(
+            "/policies/explain",
+            json={
+                "user_scopes": "inventory:read",
+                "target": "inventory",
+                "action": "reserve-stock",
+            },
+        ).json()
+        assert denied["decision"] == "deny"
+        assert denied["denial"] == "missing_scope"
+        assert "inventory:write" in denied["reasons"][0]
+        unknown = admin.post("/policies/explain", json={"user_scopes": "", "target": "nobody"})
+        assert unknown.status_code == 404
+        bad = admin.post("/policies/explain", json={"user_scopes": 'a"b', "target": "sales"})
+        assert bad.status_code == 422
+    # Explain records nothing: it is not a decision that happened.
+    with dep.gateway.client() as admin:
+        assert admin.get("/audit").json()["items"] == []
+
+
+def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(dep: Deployment) -> None:
+    original = dep.policy_path.read_text()
+    # A typo'd key under audit-bot, on line 17 of the file.
+    dep.policy_path.write_text(original + "    surprise: true\n")
+    with dep.gateway.client() as admin:
+        deadline = time.monotonic() + 10
+        while admin.get("/policies").json()["last_reload_error"] is None:
+            assert time.monotonic() < deadline, "the bad file was never noticed"
+            time.sleep(0.05)
+        state = admin.get("/policies").json()
+        assert state["last_reload_error"].endswith(
+            "policy.yaml:17: agents.audit-bot.surprise: unknown key"
+        ), state["last_reload_error"]
+        assert state["policy"]["agents"]["audit-bot"]["allow"] is False
+    # Still enforced: the old policy is in force.
+    assert dep.send("audit-bot", dep.gateway.token("alice", USER_SCOPES)).status_code == 403
+    # A good file takes effect without a restart.
+    dep.policy_path.write_text(original.replace("allow: false", "allow: true"))
+    _wait_for_policy(dep, lambda p: p["policy"]["agents"]["audit-bot"].get("allow") is True)
+    assert dep.send("audit-bot", dep.gateway.token("alice", USER_SCOPES)).status_code == 200
+
+
+def test_authorization_server_metadata(dep: Deployment) -> None:
+    metadata = httpx.get(dep.gateway.url + "/.well-known/oauth-authorization-server").json()
+    assert metadata["issuer"] == dep.gateway.url
+    assert metadata["token_endpoint"] == dep.gateway.url + "/oauth/token"
+    assert "urn:ietf:params:oauth:grant-type:token-exchange" in metadata["grant_types_supported"]
+    assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
+    assert "HS256" not in metadata["token_endpoint_auth_signing_alg_values_supported"]
+
+
+def _wait_for_policy(dep: Deployment, ready: object) -> None:
+    assert callable(ready)
+    with dep.gateway.client() as admin:
+        deadline = time.monotonic() + 10
+        while not ready(admin.get("/policies").json()):
+            assert time.monotonic() < deadline, "the policy change was never picked up"
+            time.sleep(0.05)

@@ -206,6 +206,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(
             f"refusing to start with insecure settings:\n{lines}\n(use --dev for local development)"
         )
+    if settings.policy_file is not None:
+        # Fail here with the file and line, not in the lifespan with a traceback.
+        try:
+            load_policy(settings.policy_file)
+        except PolicyError as exc:
+            raise CliError(f"the policy file cannot be used:\n{exc}") from None
     if settings.dev:
         print(
             "switchboard: DEV MODE - dev tokens accepted, loopback agents allowed", file=sys.stderr
@@ -492,10 +498,10 @@ def _audit_line(record: dict[str, Any]) -> str:
 def _audit_tail(args: argparse.Namespace) -> int:
     filters = _audit_filters(args)
     page = _call(args, "GET", "/audit", params={**filters, "limit": str(max(1, args.n))}).json()
-    records = list(reversed(page["items"]))
-    for record in records:
+    newest_first = page["items"]
+    for record in reversed(newest_first[: max(0, args.n)]):
         print(_audit_line(record), flush=True)
-    last = records[-1]["id"] if records else 0
+    last = newest_first[0]["id"] if newest_first else 0
     polls = 0
     while args.follow and (args.max_polls == 0 or polls < args.max_polls):
         polls += 1

@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("url", nargs="?", help="the agent's base URL or full card URL")
     add.add_argument("--file", type=Path, help="register this card JSON inline instead")
     add.add_argument("--id", help="slug to register under (default: from the card's name)")
+    add.add_argument(
+        "--resource", help="audience of tokens minted for it (default: its first interface URL)"
+    )
     add.set_defaults(run=_agents_add)
     lister = agents.add_parser("list", help="list / search agents")
     lister.add_argument("--q", help="free text over names, descriptions and skills")
@@ -336,6 +339,8 @@ def _agents_add(args: argparse.Namespace) -> int:
     )
     if args.id:
         body["id"] = args.id
+    if args.resource:
+        body["resource"] = args.resource
     _print_json(_call(args, "POST", "/agents", json=body).json())
     return 0
 

@@ -8,6 +8,7 @@ verified the way a downstream agent would (PyJWT against the published JWKS).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,7 +201,10 @@ def test_minted_tokens_are_cached_until_near_expiry(dep: Deployment) -> None:
     assert jwt.decode(third, options={"verify_signature": False})["sub"] == "carol"
 
 
-def test_audit_has_one_record_per_decision_and_no_tokens(dep: Deployment) -> None:
+def test_audit_has_one_record_per_decision_and_no_tokens(
+    dep: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the gateway runs in this process: its logs land here
     gw = dep.gateway
     user_token = gw.token("alice", USER_SCOPES)
     to_support = _first_hop(dep, user_token)  # decision 1: allow
@@ -254,6 +258,16 @@ def test_audit_has_one_record_per_decision_and_no_tokens(dep: Deployment) -> Non
         for token in (user_token, to_support, to_sales):
             assert token not in export.text
             assert token.split(".")[2] not in export.text
+        # Nor in anything the gateway logged, at any level. (The test agents
+        # run in this process too, and the a2a-sdk logs request headers at
+        # DEBUG: that is the agent's business, so only the gateway's side counts.)
+        ours = ("gateway", "policies", "registry", "adapters", "httpx", "uvicorn", "sqlalchemy")
+        logged = "\n".join(
+            r.getMessage() for r in caplog.records if r.name.split(".")[0] in ours
+        )
+        assert logged, "the gateway logged nothing at all: the check would be vacuous"
+        for token in (user_token, to_support, to_sales):
+            assert token.split(".")[2] not in logged
         # Non-admins may not read the audit log.
         with gw.client(user_token) as user:
             assert user.get("/audit").status_code == 403

@@ -64,7 +64,8 @@ class Rule(BaseModel):
                     parse_scopes(scope)
                 except ScopeSyntaxError as exc:
                     raise ValueError(str(exc)) from None
-                if " " in scope:
+                if parse_scopes(scope) != {scope}:
+                    # "", "a b", "a\tb": no user scope could ever match them.
                     raise ValueError(f"{scope!r}: one scope per list item")
         return value
 
@@ -153,14 +154,18 @@ class Target:
 
     @classmethod
     def from_card(cls, agent_id: str, card: Mapping[str, Any]) -> Target:
-        skills = card.get("skills") or []
+        skills = card.get("skills")
+        if not isinstance(skills, list):
+            skills = []
         return cls(
             agent_id=agent_id,
             requirements=_requirements(card.get("securityRequirements")),
             skill_requirements={
                 str(s.get("id")): _requirements(s.get("securityRequirements"))
                 for s in skills
-                if isinstance(s, Mapping) and s.get("securityRequirements")
+                if isinstance(s, Mapping)
+                and isinstance(s.get("securityRequirements"), list)
+                and s["securityRequirements"]
             },
             skills=frozenset(str(s.get("id")) for s in skills if isinstance(s, Mapping)),
         )
@@ -174,9 +179,10 @@ def _requirements(value: Any) -> tuple[frozenset[str], ...]:
     for requirement in value:
         schemes = requirement.get("schemes") if isinstance(requirement, Mapping) else None
         scopes: set[str] = set()
-        for scheme in (schemes or {}).values():
+        for scheme in schemes.values() if isinstance(schemes, Mapping) else ():
             listed = scheme.get("list") if isinstance(scheme, Mapping) else None
-            scopes.update(s for s in listed or [] if isinstance(s, str))
+            if isinstance(listed, list):  # a string would split into characters
+                scopes.update(s for s in listed if isinstance(s, str))
         alternatives.append(frozenset(scopes))
     return tuple(alternatives)
 
@@ -237,7 +243,8 @@ def authorize(
 ) -> Decision:
     """Decide one delegation. Pure: the same inputs always give the same answer."""
     target = query.target
-    rule = merge(policy.rule_trail(target.agent_id, query.kind, query.action), max_depth)
+    trail = policy.rule_trail(target.agent_id, query.kind, query.action)
+    rule = merge(trail, max_depth)
     depth = len(query.chain) + 1
     where = target.agent_id + (f" {query.kind} {query.action}" if query.action else "")
 
@@ -254,7 +261,8 @@ def authorize(
         return deny(Denial.UNKNOWN_ACTION, f"agent {target.agent_id} has no skill {query.action}")
     # 2. The operator may forbid it outright.
     if not rule.allow:
-        return deny(Denial.POLICY, f"policy forbids delegating to {where} ({rule.sources[-1]})")
+        denied_by = ", ".join(source for source, r in trail if r.allow is False)
+        return deny(Denial.POLICY, f"policy forbids delegating to {where} ({denied_by})")
     # 3. Chain shape: bounded depth, no agent twice (A -> B -> A).
     if depth > rule.max_depth:
         return deny(

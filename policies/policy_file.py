@@ -27,18 +27,38 @@ class PolicyError(ValueError):
     """The policy file cannot be used; the message names the file and line."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML keeps the
+    last silently, so a second `defaults:` block could reopen what the first
+    closed."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         # compose() keeps the node tree (with line numbers) for error messages;
-        # SafeLoader builds no Python objects from tags.
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # a SafeLoader builds no Python objects from tags.
+        root = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise PolicyError(
-            f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"
-        ) from None
+        if mark is not None:
+            where = f"{source}:{mark.line + 1}"
+        elif isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark
+            where = f"{source}:{text.count(chr(10), 0, exc.position) + 1}"
+        else:
+            where = source
+        raise PolicyError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -25,12 +25,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, insert, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.tables import audit_events
 
 logger = logging.getLogger(__name__)
 _BATCH = 500
+_MAX_ID = 2**63 - 1  # BIGINT
 
 
 def new_trace_id() -> str:
@@ -73,7 +75,7 @@ class AuditEvent:
 
     def row(self) -> dict[str, Any]:
         return {
-            "at": self.at,
+            "at": _aware(self.at),
             "trace_id": self.trace_id,
             "event": self.event,
             "subject": self.subject,
@@ -130,7 +132,10 @@ class AuditQuery(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     after_id: int | None = Field(
-        default=None, ge=0, description="records after this id, oldest first (for tailing)"
+        default=None,
+        ge=0,
+        le=_MAX_ID,
+        description="records after this id, oldest first (for tailing)",
     )
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, description="from a previous page's next_cursor")
@@ -158,9 +163,33 @@ class AuditLog:
                 try:
                     async with self._engine.begin() as conn:
                         await conn.execute(insert(audit_events), batch)
+                except DBAPIError as exc:
+                    if not _row_refused(exc):
+                        self._buffer[:0] = batch  # the database is down: retry later
+                        raise
+                    # One row the database refuses must not block every later
+                    # record: write the rest one by one, report the refused.
+                    await self._insert_one_by_one(batch)
                 except BaseException:
                     self._buffer[:0] = batch  # keep them for the next attempt
                     raise
+
+    async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
+        for row in batch:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(audit_events), [row])
+            except DBAPIError as exc:
+                if not _row_refused(exc):
+                    raise
+                logger.error(
+                    "audit record refused by the database and dropped "
+                    "(trace %s, subject %s, target %s): %s",
+                    row.get("trace_id"),
+                    row.get("subject"),
+                    row.get("target"),
+                    type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+                )
 
     async def run_forever(self) -> None:
         while True:
@@ -209,12 +238,24 @@ class AuditLog:
             page_query = page_query.model_copy(update={"cursor": page.next_cursor})
 
 
+def _row_refused(exc: DBAPIError) -> bool:
+    """The database refused the data itself (SQLSTATE class 22 data exception or
+    23 integrity violation), as opposed to being unreachable."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
+
+
 class InvalidAuditCursor(ValueError):
     pass
 
 
 def _decode_cursor(cursor: str) -> int:
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > _MAX_ID:
         raise InvalidAuditCursor("cursor is not one this server issued")
     return int(cursor)
 
@@ -235,7 +276,8 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # SQLite keeps the wall-clock text and drops the offset: store and compare in UTC.
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _record(row: Any) -> AuditRecord:

@@ -43,6 +43,7 @@ class KeyStore:
         self._engine = engine
         self._secret = secret
         self._public: dict[str, Mapping[str, Any]] = {}
+        self._retires: dict[str, datetime] = {}
         self._active: SigningKey | None = None
         self._active_checked = 0.0
         self._loaded_at = 0.0
@@ -133,8 +134,16 @@ class KeyStore:
 
     async def get(self, kid: str) -> Mapping[str, Any] | None:
         """`KeySource` for the gateway's own tokens."""
-        if kid not in self._public and time.monotonic() - self._loaded_at > _RELOAD_MIN_SECONDS:
+        # Re-read on an unknown kid (a new key from another replica), and
+        # periodically anyway, so a key retired elsewhere stops verifying here.
+        age = time.monotonic() - self._loaded_at
+        if (kid not in self._public and age > _RELOAD_MIN_SECONDS) or (
+            age > ACTIVE_KEY_RECHECK_SECONDS
+        ):
             await self._reload()
+        retires = self._retires.get(kid)
+        if retires is not None and retires <= datetime.now(UTC):
+            return None  # retired since the last read: not a second longer
         return self._public.get(kid)
 
     async def _load_or_create(self, current: SigningKey | None = None) -> SigningKey:
@@ -187,10 +196,13 @@ class KeyStore:
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(signing_keys.c.kid, signing_keys.c.public_jwk).where(_not_retired())
+                    select(
+                        signing_keys.c.kid, signing_keys.c.public_jwk, signing_keys.c.retires_at
+                    ).where(_not_retired())
                 )
             ).all()
         self._public = {row.kid: dict(row.public_jwk) for row in rows}
+        self._retires = {row.kid: _aware(row.retires_at) for row in rows if row.retires_at}
         self._loaded_at = time.monotonic()
 
 

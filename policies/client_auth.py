@@ -13,7 +13,6 @@ Two ways, both standard:
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -24,7 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from policies.jws import JWSInvalid, check_algorithm, check_key_fits, split_compact, verify_compact
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from policies.jws import (
+    ASYMMETRIC_ALGORITHMS,
+    JWSInvalid,
+    b64url_decode,
+    check_algorithm,
+    check_key_fits,
+    split_compact,
+    verify_compact,
+)
 
 SECRET_PREFIX = "sbs_"  # noqa: S105 - a prefix that makes leaked secrets greppable
 MAX_ASSERTION_LIFETIME_SECONDS = 600
@@ -55,12 +64,20 @@ def parse_basic_credentials(header: str) -> tuple[str, str]:
         raise ClientAuthError("client authentication must use the Basic scheme")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
         raise ClientAuthError("Basic credentials are not base64 of UTF-8") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id:
         raise ClientAuthError("Basic credentials must be client_id:client_secret")
-    return unquote_plus(client_id), unquote_plus(secret)
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not _vschar(client_id) or not _vschar(secret):
+        # RFC 6749 Appendix A.1/A.2: *VSCHAR (%x20-7E).
+        raise ClientAuthError("Basic credentials hold characters a client id cannot")
+    return client_id, secret
+
+
+def _vschar(value: str) -> bool:
+    return all(0x20 <= ord(c) <= 0x7E for c in value)
 
 
 def validate_public_jwks(jwks: Any) -> dict[str, Any]:
@@ -82,8 +99,43 @@ def validate_public_jwks(jwks: Any) -> dict[str, Any]:
             )
         if key["kid"] in kids:
             raise ClientAuthError(f"key {key['kid']} appears twice")
+        _check_usable(key)
         kids.add(key["kid"])
     return {"keys": [dict(k) for k in keys]}
+
+
+_CURVES = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+MIN_RSA_BITS = 2048
+
+
+def _check_usable(key: Mapping[str, Any]) -> None:
+    """Refuse, at registration, a key that could never verify or is too weak."""
+    kid = key["kid"]
+    alg = key.get("alg")
+    if alg is not None and alg not in ASYMMETRIC_ALGORITHMS:
+        raise ClientAuthError(f"key {kid}: alg {alg!r} is not an accepted signature algorithm")
+    try:
+        if key["kty"] == "EC":
+            curve = _CURVES.get(key.get("crv"))  # type: ignore[arg-type]
+            if curve is None:
+                raise ClientAuthError(f"key {kid}: crv must be P-256, P-384 or P-521")
+            x, y = _int(key.get("x")), _int(key.get("y"))
+            ec.EllipticCurvePublicNumbers(x, y, curve).public_key()  # checks the point
+        else:
+            n, e = _int(key.get("n")), _int(key.get("e"))
+            if n.bit_length() < MIN_RSA_BITS:
+                raise ClientAuthError(f"key {kid}: RSA keys need at least {MIN_RSA_BITS} bits")
+            rsa.RSAPublicNumbers(e, n).public_key()
+    except (ValueError, TypeError, JWSInvalid) as exc:
+        if isinstance(exc, ClientAuthError):
+            raise
+        raise ClientAuthError(f"key {kid}: not a valid public key") from None
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, str) or not value:
+        raise ValueError("missing key parameter")
+    return int.from_bytes(b64url_decode(value, "key parameter"), "big")
 
 
 @dataclass(frozen=True)
@@ -142,7 +194,8 @@ def verify_client_assertion(
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
         raise ClientAuthError("client assertion needs a jti (8-256 characters)")
-    return Assertion(client_id=client_id, token_id=jti, expires_at=exp)
+    # Remember the jti for as long as this assertion would be accepted again.
+    return Assertion(client_id=client_id, token_id=jti, expires_at=exp + leeway_seconds)
 
 
 def unverified_issuer(assertion: str) -> str | None:
@@ -153,7 +206,7 @@ def unverified_issuer(assertion: str) -> str | None:
     except (JWSInvalid, ValueError, RecursionError):
         return None
     iss = claims.get("iss") if isinstance(claims, dict) else None
-    return iss if isinstance(iss, str) else None
+    return iss if isinstance(iss, str) and _vschar(iss) else None
 
 
 def _number(value: Any, name: str) -> float:

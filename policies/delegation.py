@@ -75,6 +75,7 @@ class MintedToken:
     token_id: str
     expires_at: int
     scopes: frozenset[str]
+    kid: str = ""
     cached: bool = False
 
 
@@ -119,14 +120,21 @@ class DelegatedTokenMinter:
             request.client_id,
         )
         cached = self._cache.get(key)
+        signing_key = await self._keys.active_key()  # cheap: cached by the key store
         if (
             cached is not None
+            and cached.kid == signing_key.kid  # after a rotation, re-sign with the new key
             and cached.expires_at - now > self._margin
             and (request.not_after is None or cached.expires_at <= request.not_after)
         ):
             self._cache.move_to_end(key)
             return MintedToken(
-                cached.token, cached.token_id, cached.expires_at, cached.scopes, cached=True
+                cached.token,
+                cached.token_id,
+                cached.expires_at,
+                cached.scopes,
+                kid=cached.kid,
+                cached=True,
             )
         issued = int(now)
         expires = issued + self._ttl
@@ -134,7 +142,6 @@ class DelegatedTokenMinter:
             expires = min(expires, int(request.not_after))
         if expires <= issued:
             raise TokenInvalid("the token being delegated has expired")
-        signing_key = await self._keys.active_key()
         token_id = uuid.uuid4().hex
         token = mint_access_token(
             signing_key,
@@ -148,7 +155,7 @@ class DelegatedTokenMinter:
             now=issued,
             token_id=token_id,
         )
-        minted = MintedToken(token, token_id, expires, request.scopes)
+        minted = MintedToken(token, token_id, expires, request.scopes, kid=signing_key.kid)
         self._cache[key] = minted
         self._cache.move_to_end(key)
         while len(self._cache) > self._max_entries:

@@ -58,6 +58,10 @@ def parse_form(body: bytes) -> dict[str, str]:
         ) from None
     params: dict[str, str] = {}
     for name, value in pairs:
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name + value):
+            # Percent-encoded control characters (NUL above all: PostgreSQL
+            # text cannot hold it) name no client, agent or token.
+            raise OAuthError("invalid_request", f"parameter {name!r} holds a control character")
         if name in params:
             raise OAuthError("invalid_request", f"parameter {name} is included more than once")
         params[name] = value

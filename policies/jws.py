@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(_EC_CURVES) | _RSA_ALGORITHMS
 _MAX_COMPACT_LENGTH = 16 * 1024
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class JWSInvalid(ValueError):
@@ -53,6 +55,9 @@ def split_compact(token: str) -> tuple[dict[str, Any], bytes]:
     header = _json_segment(parts[0], "header")
     if not isinstance(header, dict):
         raise JWSInvalid("JWS header is not a JSON object")
+    # The signature too: python-jose decodes it leniently (skipping foreign
+    # characters, ignoring unused bits), so one signature has many spellings.
+    b64url_decode(parts[2], "signature")
     return header, b64url_decode(parts[1], "payload")
 
 
@@ -114,10 +119,17 @@ def sign_compact(payload: bytes, private_key_pem: str, alg: str, headers: Mappin
 
 
 def b64url_decode(segment: str, what: str) -> bytes:
+    """Strict RFC 7515 §2 base64url: the alphabet only, no padding, and canonical
+    (unused trailing bits zero), so each byte string has exactly one spelling."""
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise JWSInvalid(f"JWS {what} is not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
         raise JWSInvalid(f"JWS {what} is not base64url") from None
+    if b64url_encode(raw) != segment:
+        raise JWSInvalid(f"JWS {what} is not canonical base64url")
+    return raw
 
 
 def b64url_encode(data: bytes) -> str:

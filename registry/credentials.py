@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from policies.client_auth import hash_secret, new_client_secret, validate_public_jwks
-from registry.store import AgentNotFound
+from registry.store import AgentNotFound, is_agent_id
 from registry.tables import agent_credentials, agents
 
 
@@ -55,6 +55,8 @@ class SqlCredentialStore:
         )
 
     async def get(self, agent_id: str) -> AgentCredential | None:
+        if not is_agent_id(agent_id):
+            return None
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -73,6 +75,8 @@ class SqlCredentialStore:
         )
 
     async def revoke(self, agent_id: str) -> bool:
+        if not is_agent_id(agent_id):
+            return False
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 delete(agent_credentials).where(agent_credentials.c.agent_id == agent_id)
@@ -87,6 +91,8 @@ class SqlCredentialStore:
         jwks: Mapping[str, Any] | None,
     ) -> None:
         # One transaction: the old credential stops working exactly when the new one starts.
+        if not is_agent_id(agent_id):
+            raise AgentNotFound(agent_id)
         async with self._engine.begin() as conn:
             if await conn.scalar(select(agents.c.id).where(agents.c.id == agent_id)) is None:
                 raise AgentNotFound(agent_id)

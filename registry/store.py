@@ -37,6 +37,13 @@ from registry.signatures import SignatureCheck
 from registry.tables import agent_card_versions, agent_credentials, agent_facets, agents
 
 _WORD = re.compile(r"[^\W_]+")
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
+
+
+def is_agent_id(value: str) -> bool:
+    """Only ids of the registry's shape can exist; anything else (a NUL, which
+    PostgreSQL text cannot even hold) names no agent, without asking the database."""
+    return _AGENT_ID.fullmatch(value) is not None
 MAX_WORD = 64
 MAX_WORDS = 4000
 # Upper bound for a prefix range: sorts after every string starting with the prefix.
@@ -154,6 +161,8 @@ class SqlAgentStore:
         return record, changed
 
     async def delete(self, agent_id: str) -> bool:
+        if not is_agent_id(agent_id):
+            return False
         async with self._engine.begin() as conn:
             # Children first: SQLite enforces ON DELETE CASCADE only with a PRAGMA.
             await conn.execute(
@@ -169,6 +178,8 @@ class SqlAgentStore:
     # Reads ------------------------------------------------------------------
 
     async def get(self, agent_id: str) -> AgentRecord | None:
+        if not is_agent_id(agent_id):
+            return None
         async with self._engine.connect() as conn:
             row = (
                 (await conn.execute(select(agents).where(agents.c.id == agent_id)))
@@ -179,6 +190,8 @@ class SqlAgentStore:
 
     async def id_for_resource(self, resource: str) -> str | None:
         """The agent whose minted tokens carry ``resource`` as their audience."""
+        if "\x00" in resource:  # PostgreSQL text cannot hold NUL: it names nothing
+            return None
         async with self._engine.connect() as conn:
             found = await conn.scalar(select(agents.c.id).where(agents.c.resource == resource))
         return str(found) if found is not None else None
@@ -216,6 +229,8 @@ class SqlAgentStore:
         self, agent_id: str, revision: int | None = None, *, original: bool = False
     ) -> dict[str, Any] | None:
         """The normalised 1.0 card (or, with ``original``, the card as registered)."""
+        if not is_agent_id(agent_id):
+            return None
         async with self._engine.connect() as conn:
             if revision is None:
                 column = agents.c.original_card if original else agents.c.card
@@ -231,6 +246,8 @@ class SqlAgentStore:
         return dict(value) if value is not None else None
 
     async def versions(self, agent_id: str) -> list[CardVersion] | None:
+        if not is_agent_id(agent_id):
+            return None
         async with self._engine.connect() as conn:
             if not await conn.scalar(select(exists().where(agents.c.id == agent_id))):
                 return None

@@ -262,9 +262,7 @@ def test_audit_has_one_record_per_decision_and_no_tokens(
         # run in this process too, and the a2a-sdk logs request headers at
         # DEBUG: that is the agent's business, so only the gateway's side counts.)
         ours = ("gateway", "policies", "registry", "adapters", "httpx", "uvicorn", "sqlalchemy")
-        logged = "\n".join(
-            r.getMessage() for r in caplog.records if r.name.split(".")[0] in ours
-        )
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ours)
         assert logged, "the gateway logged nothing at all: the check would be vacuous"
         for token in (user_token, to_support, to_sales):
             assert token.split(".")[2] not in logged

@@ -4,6 +4,8 @@ running gateway: keys, credentials, policy, audit."""
 from __future__ import annotations
 
 import json
+import selectors
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.gateway.test_cli import run
+from tests.gateway.test_cli import CLI, run
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import verify_as_downstream
 
@@ -171,29 +173,25 @@ def test_audit_tail_and_export(dep: Deployment, tmp_path: Path) -> None:
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["subject"] for r in records] == ["alice"]
 
-    # --follow prints decisions made after it started.
-    import subprocess
-
-    from tests.gateway.test_cli import CLI
-
+    # --follow prints decisions made after it started. When it is ready is not
+    # observable from here, so keep making new decisions until one shows up.
     follower = subprocess.Popen(
-        [
-            *CLI,
-            "audit",
-            "tail",
-            "-n",
-            "0",
-            "--follow",
-            "--interval",
-            "0.2",
-            "--max-polls",
-            "25",
-            *_data(dep),
-        ],
+        [*CLI, "audit", "tail", "-n", "0", "--follow", "--interval", "0.2", *_data(dep)],
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
-    dep.send("support", dep.gateway.token("erin", USER_SCOPES))
-    output, _ = follower.communicate(timeout=30)
-    assert "erin" in output
+    try:
+        assert follower.stdout is not None
+        ready = selectors.DefaultSelector()
+        ready.register(follower.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        for attempt in range(1000):
+            dep.send("support", dep.gateway.token(f"erin{attempt}", USER_SCOPES))
+            if ready.select(timeout=1.0):
+                line = follower.stdout.readline()
+                assert "erin" in line and "allow" in line, line
+                break
+            assert time.monotonic() < deadline, "audit tail --follow printed nothing"
+    finally:
+        follower.kill()
+        follower.communicate()  # reaps the process and closes its pipe

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import policies.delegation as delegation_module
 from policies.delegation import (
     MAX_ACT_DEPTH,
     MAX_DELEGATED_TTL_SECONDS,
@@ -33,14 +34,14 @@ AUDIENCE = "https://inventory.example/a2a"
 
 
 class FakeKeys:
-    """An ActiveKeySource that counts how often a signature key was needed."""
+    """An ActiveKeySource; `calls` counts the signatures made with its key
+    (the `keys` fixture wraps the minter's signing function to count them)."""
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
         self.calls = 0
 
     async def active_key(self) -> SigningKey:
-        self.calls += 1
         return self.key
 
 
@@ -70,8 +71,16 @@ def signing_key() -> SigningKey:
 
 
 @pytest.fixture
-def keys(signing_key: SigningKey) -> FakeKeys:
-    return FakeKeys(signing_key)
+def keys(signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> FakeKeys:
+    fake = FakeKeys(signing_key)
+    sign = delegation_module.mint_access_token
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        fake.calls += 1
+        return sign(*args, **kwargs)
+
+    monkeypatch.setattr(delegation_module, "mint_access_token", counting)
+    return fake
 
 
 @pytest.fixture

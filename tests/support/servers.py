@@ -21,7 +21,10 @@ import uvicorn
 def bound_socket(
     family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1", port: int = 0
 ) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets it
+    # recognises as TCP; without it every keep-alive request waits ~40 ms for
+    # a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:

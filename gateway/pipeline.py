@@ -76,6 +76,10 @@ class DelegationDenied(Exception):
         self.decision = decision
 
 
+class ApprovalRequired(DelegationDenied):
+    """The policy wants a human to approve this call first."""
+
+
 class Delegations:
     def __init__(
         self,
@@ -185,6 +189,11 @@ class Delegations:
         grant = await self.authorize(
             caller, agent_id, event="delegate", trace_id=trace_id, action=action, kind=kind
         )
+        if grant.decision.approval_required:
+            # Human approval (a task that waits for an admin) is not built yet:
+            # until it is, such a call is refused rather than let through.
+            await self.record(grant, "delegate", "approval_required", "not called")
+            raise ApprovalRequired(agent_id, grant.decision)
         try:
             result = await call(grant)
         except BaseException as exc:

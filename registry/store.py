@@ -44,6 +44,8 @@ def is_agent_id(value: str) -> bool:
     """Only ids of the registry's shape can exist; anything else (a NUL, which
     PostgreSQL text cannot even hold) names no agent, without asking the database."""
     return _AGENT_ID.fullmatch(value) is not None
+
+
 MAX_WORD = 64
 MAX_WORDS = 4000
 # Upper bound for a prefix range: sorts after every string starting with the prefix.

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from adapters.a2a import UpstreamError, UpstreamResponse, jsonrpc_interface
 from gateway.audit import trace_id_from
 from gateway.auth import CurrentPrincipal
-from gateway.pipeline import Caller, DelegationDenied, Grant
+from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied, Grant
 from gateway.state import state_of
 from registry.store import AgentNotFound
 
@@ -80,6 +80,15 @@ async def jsonrpc(request: Request, agent_id: str, principal: CurrentPrincipal) 
         )
     except AgentNotFound:
         return _error(request_id, DELEGATION_REFUSED, f"no agent {agent_id}", status=404)
+    except ApprovalRequired as pending:
+        return _error(
+            request_id,
+            DELEGATION_REFUSED,
+            "delegation needs human approval, which this gateway cannot collect yet: "
+            + "; ".join(pending.decision.reasons),
+            status=403,
+            data={"reasons": list(pending.decision.reasons), "approval_required": True},
+        )
     except DelegationDenied as denied:
         return _error(
             request_id,

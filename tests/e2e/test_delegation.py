@@ -327,6 +327,32 @@ def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(dep: Deploy
     assert dep.send("audit-bot", dep.gateway.token("alice", USER_SCOPES)).status_code == 200
 
 
+def test_approval_required_is_never_bypassed(dep: Deployment) -> None:
+    """Until approvals can be collected, a target that needs one is refused on
+    both paths: a token handed out at /oauth/token would skip the human."""
+    dep.policy_path.write_text(
+        dep.policy_path.read_text().replace(
+            "    require: [sales:quote]\n", "    require: [sales:quote]\n    approval: true\n"
+        )
+    )
+    _wait_for_policy(dep, lambda p: p["policy"]["agents"]["sales"].get("approval") is True)
+    user_token = dep.gateway.token("alice", USER_SCOPES)
+    to_support = _first_hop(dep, user_token)
+    response = dep.exchange(to_support, by="support", audience="sales")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_target"
+    assert "human approval" in response.json()["error_description"]
+    sent = dep.send("sales", user_token)
+    assert sent.status_code == 403
+    assert sent.json()["error"]["data"]["approval_required"] is True
+    assert not dep["sales"].recorder.calls()
+    with dep.gateway.client() as admin:
+        outcomes = [
+            r["outcome"] for r in admin.get("/audit", params={"agent": "sales"}).json()["items"]
+        ]
+    assert outcomes == ["approval_required", "denied"]
+
+
 def test_authorization_server_metadata(dep: Deployment) -> None:
     metadata = httpx.get(dep.gateway.url + "/.well-known/oauth-authorization-server").json()
     assert metadata["issuer"] == dep.gateway.url

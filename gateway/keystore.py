@@ -173,19 +173,16 @@ class KeyStore:
         return SigningKey.from_pem(open_private_key(stored, self._secret))
 
     async def _newest_kid(self) -> str | None:
-        async with self._engine.connect() as conn:
-            value = await conn.scalar(
-                select(signing_keys.c.kid)
-                .where(signing_keys.c.retires_at.is_(None))
-                .order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
-                .limit(1)
-            )
-        return str(value) if value is not None else None
+        return await self._newest(signing_keys.c.kid)
 
     async def _newest_private(self) -> str | None:
+        return await self._newest(signing_keys.c.private_key)
+
+    async def _newest(self, column: Any) -> str | None:
+        """``column`` of the signing key: the newest one not being retired."""
         async with self._engine.connect() as conn:
             value = await conn.scalar(
-                select(signing_keys.c.private_key)
+                select(column)
                 .where(signing_keys.c.retires_at.is_(None))
                 .order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
                 .limit(1)

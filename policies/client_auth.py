@@ -16,7 +16,6 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from urllib.parse import unquote_plus
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from policies.claims import NotNumeric, OutOfRange, numeric_date
 from policies.jws import (
     ASYMMETRIC_ALGORITHMS,
     JWSInvalid,
@@ -210,12 +210,9 @@ def unverified_issuer(assertion: str) -> str | None:
 
 
 def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ClientAuthError(f"client assertion has no numeric {name}")
     try:
-        number = float(value)
-    except OverflowError:
+        return numeric_date(value)
+    except NotNumeric:
+        raise ClientAuthError(f"client assertion has no numeric {name}") from None
+    except OutOfRange:
         raise ClientAuthError(f"client assertion {name} is out of range") from None
-    if not math.isfinite(number):
-        raise ClientAuthError(f"client assertion {name} is out of range")
-    return number

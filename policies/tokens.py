@@ -19,13 +19,13 @@ Verification is a fixed sequence; every step fails closed with `TokenInvalid`
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from policies.claims import NotNumeric, OutOfRange, numeric_date
 from policies.jws import JWSInvalid, check_algorithm, sign_compact, split_compact, verify_compact
 from policies.keys import SigningKey
 from policies.scopes import ScopeSyntaxError, parse_scopes
@@ -223,17 +223,12 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
 
 
 def _numeric(claims: Mapping[str, Any], name: str) -> float:
-    value = claims.get(name)
-    # bool is an int in Python; `"exp": true` is not a time.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenInvalid(f"token has no numeric {name}")
     try:
-        number = float(value)
-    except OverflowError:
+        return numeric_date(claims.get(name))
+    except NotNumeric:
+        raise TokenInvalid(f"token has no numeric {name}") from None
+    except OutOfRange:
         raise TokenInvalid(f"token {name} is out of range") from None
-    if not math.isfinite(number):
-        raise TokenInvalid(f"token {name} is out of range")
-    return number
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:

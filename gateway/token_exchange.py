@@ -17,7 +17,6 @@ part of the work to another agent asks here. The order of checks:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from policies.client_auth import (
 )
 from policies.delegation import actors_of
 from policies.exchange import ACCESS_TOKEN_TYPE, ExchangeRequest, OAuthError
-from policies.jws import JWSInvalid, split_compact
+from policies.jws import unverified_claims
 from policies.policy import Denial
 from policies.tokens import TokenInvalid, TokenVerifier
 from registry.credentials import CredentialMethod, SqlCredentialStore
@@ -87,11 +86,11 @@ class TokenExchange:
         started = time.perf_counter()
         caller_id = await self._authenticate(request, context)
         target_id = await self._target(request)
-        caller_resource = (await self._agents.get(caller_id)) if caller_id else None
-        if caller_resource is None:  # deleted between authentication and now
+        caller_record = await self._agents.get(caller_id)
+        if caller_record is None:  # deleted between authentication and now
             raise OAuthError("invalid_client", "the calling agent is not registered", 401)
         try:
-            subject = await self._subject(request.subject_token, caller_resource.resource)
+            subject = await self._subject(request.subject_token, caller_record.resource)
         except TokenInvalid as exc:
             await self._audit.record(
                 AuditEvent(
@@ -278,9 +277,5 @@ class _Subject:
 def _claims_delegation(token: str, gateway_issuer: str) -> bool:
     """Whether ``token`` *claims* to be one this gateway minted for an agent.
     Routing only: the verification that follows checks the claim."""
-    try:
-        _, payload = split_compact(token)
-        claims = json.loads(payload)
-    except (JWSInvalid, ValueError, RecursionError):
-        return False
-    return isinstance(claims, dict) and claims.get("iss") == gateway_issuer and "act" in claims
+    claims = unverified_claims(token)
+    return claims is not None and claims.get("iss") == gateway_issuer and "act" in claims

@@ -32,6 +32,7 @@ from policies.jws import (
     check_algorithm,
     check_key_fits,
     split_compact,
+    unverified_claims,
     verify_compact,
 )
 
@@ -200,12 +201,8 @@ def verify_client_assertion(
 
 def unverified_issuer(assertion: str) -> str | None:
     """The `iss` an assertion claims: only to find whose keys to verify it with."""
-    try:
-        _, payload = split_compact(assertion)
-        claims = json.loads(payload)
-    except (JWSInvalid, ValueError, RecursionError):
-        return None
-    iss = claims.get("iss") if isinstance(claims, dict) else None
+    claims = unverified_claims(assertion)
+    iss = claims.get("iss") if claims is not None else None
     return iss if isinstance(iss, str) and _vschar(iss) else None
 
 

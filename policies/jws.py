@@ -61,6 +61,17 @@ def split_compact(token: str) -> tuple[dict[str, Any], bytes]:
     return header, b64url_decode(parts[1], "payload")
 
 
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The payload a compact JWS *claims*, or None if it has no JSON object.
+    Routing only (whose keys, which path); trust nothing here until verified."""
+    try:
+        _, payload = split_compact(token)
+        claims = json.loads(payload)
+    except (JWSInvalid, ValueError, RecursionError):  # JSONDecodeError, bad UTF-8
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 def check_algorithm(header: Mapping[str, Any]) -> str:
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:

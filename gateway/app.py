@@ -79,8 +79,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
     stack.push_async_callback(engine.dispose)
     await db.upgrade(engine)
 
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    keys = KeyStore(engine, secret)
+    keys = KeyStore(engine, settings.sealing_secret)
     await keys.active_key()
 
     jwks_client = httpx.AsyncClient(timeout=5.0, trust_env=False)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.tables import audit_events
+from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
 _BATCH = 500
@@ -75,7 +76,7 @@ class AuditEvent:
 
     def row(self) -> dict[str, Any]:
         return {
-            "at": _aware(self.at),
+            "at": as_utc(self.at),
             "trace_id": self.trace_id,
             "event": self.event,
             "subject": self.subject,
@@ -269,21 +270,16 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
     if query.decision is not None:
         statement = statement.where(c.decision == query.decision)
     if query.since is not None:
-        statement = statement.where(c.at >= _aware(query.since))
+        statement = statement.where(c.at >= as_utc(query.since))
     if query.until is not None:
-        statement = statement.where(c.at < _aware(query.until))
+        statement = statement.where(c.at < as_utc(query.until))
     return statement
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite keeps the wall-clock text and drops the offset: store and compare in UTC.
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _record(row: Any) -> AuditRecord:
     return AuditRecord(
         id=row["id"],
-        at=_aware(row["at"]),
+        at=as_utc(row["at"]),
         trace_id=row["trace_id"],
         event=row["event"],
         subject=row["subject"],

@@ -233,11 +233,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> None:
-        engine = db.create_engine(settings.effective_database_url)
-        try:
-            await db.upgrade(engine)
-        finally:
-            await engine.dispose()
+        async with db.migrated(settings.effective_database_url):
+            pass
 
     asyncio.run(run())
     print("database is up to date")
@@ -278,8 +275,7 @@ def issue_dev_token(
     issuer = settings.public_url or running.get("public_url") or settings.effective_public_url
     audience = settings.resource_id or running.get("resource_id") or issuer
 
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    key = asyncio.run(load_active_key(settings.effective_database_url, secret))
+    key = asyncio.run(load_active_key(settings.effective_database_url, settings.sealing_secret))
     return mint_access_token(
         key,
         issuer=issuer,
@@ -400,15 +396,11 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         raise CliError("--retire-after must not be negative")
 
     async def run() -> tuple[str, list[str]]:
-        engine = db.create_engine(settings.effective_database_url)
-        try:
-            await db.upgrade(engine)
-            store = KeyStore(engine, _secret(settings))
+        async with db.migrated(settings.effective_database_url) as engine:
+            store = KeyStore(engine, settings.sealing_secret)
             await store.active_key()  # opens the current key: a wrong secret fails here
             key, old = await store.rotate(retire_after)
             return key.kid, old
-        finally:
-            await engine.dispose()
 
     kid, old = asyncio.run(run())
     print(f"signing with {kid}")
@@ -421,21 +413,13 @@ def _keys_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> list[Any]:
-        engine = db.create_engine(settings.effective_database_url)
-        try:
-            await db.upgrade(engine)
-            return await KeyStore(engine, _secret(settings)).list_keys()
-        finally:
-            await engine.dispose()
+        async with db.migrated(settings.effective_database_url) as engine:
+            return await KeyStore(engine, settings.sealing_secret).list_keys()
 
     for info in asyncio.run(run()):
         state = "active" if info.active else f"retires {info.retires_at:%Y-%m-%d %H:%M:%S}Z"
         print(f"{info.kid}  {info.alg}  created {info.created_at:%Y-%m-%d %H:%M:%S}Z  {state}")
     return 0
-
-
-def _secret(settings: Settings) -> str | None:
-    return settings.secret_key.get_secret_value() if settings.secret_key else None
 
 
 # policy ---------------------------------------------------------------------------

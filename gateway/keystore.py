@@ -19,9 +19,10 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import create_engine, upgrade
+from gateway.db import migrated
 from gateway.tables import signing_keys
 from policies.keys import SigningKey, open_private_key, seal_private_key
+from registry.tables import as_utc
 
 # A replica that sees an unknown kid re-reads the table, but not more often than this.
 _RELOAD_MIN_SECONDS = 5.0
@@ -120,12 +121,12 @@ class KeyStore:
             KeyInfo(
                 kid=row.kid,
                 alg=row.alg,
-                created_at=_aware(row.created_at),
-                retires_at=_aware(row.retires_at) if row.retires_at else None,
+                created_at=as_utc(row.created_at),
+                retires_at=as_utc(row.retires_at) if row.retires_at else None,
                 active=row.retires_at is None,
             )
             for row in rows
-            if row.retires_at is None or _aware(row.retires_at) > now
+            if row.retires_at is None or as_utc(row.retires_at) > now
         ]
 
     async def public_jwks(self) -> dict[str, list[Mapping[str, Any]]]:
@@ -199,23 +200,15 @@ class KeyStore:
                 )
             ).all()
         self._public = {row.kid: dict(row.public_jwk) for row in rows}
-        self._retires = {row.kid: _aware(row.retires_at) for row in rows if row.retires_at}
+        self._retires = {row.kid: as_utc(row.retires_at) for row in rows if row.retires_at}
         self._loaded_at = time.monotonic()
 
 
 async def load_active_key(database_url: str, secret: str | None) -> SigningKey:
     """The signing key, for a process without a running app (the CLI, tools):
     migrates the database if needed, creates the key on first use."""
-    engine = create_engine(database_url)
-    try:
-        await upgrade(engine)
+    async with migrated(database_url) as engine:
         return await KeyStore(engine, secret).active_key()
-    finally:
-        await engine.dispose()
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _not_retired() -> Any:

@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         return (self.resource_id or self.effective_public_url).rstrip("/")
 
     @property
+    def sealing_secret(self) -> str | None:
+        """The secret that seals the signing keys at rest, if one is set."""
+        return self.secret_key.get_secret_value() if self.secret_key else None
+
+    @property
     def token_endpoint(self) -> str:
         return self.effective_public_url + "/oauth/token"
 
@@ -174,7 +179,7 @@ class Settings(BaseSettings):
         if self.dev:
             return []
         problems: list[str] = []
-        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        secret = self.sealing_secret or ""
         if not secret:
             problems.append(
                 "SWITCHBOARD_SECRET_KEY is not set: the gateway's signing keys would be "

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from policies.client_auth import hash_secret, new_client_secret, validate_public_jwks
 from registry.store import AgentNotFound, is_agent_id
-from registry.tables import agent_credentials, agents
+from registry.tables import agent_credentials, agents, as_utc
 
 
 class CredentialMethod(enum.StrEnum):
@@ -65,13 +65,12 @@ class SqlCredentialStore:
             ).first()
         if row is None:
             return None
-        created = row.created_at
         return AgentCredential(
             agent_id=row.agent_id,
             method=CredentialMethod(row.method),
             secret_hash=row.secret_hash,
             jwks=row.jwks,
-            created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
+            created_at=as_utc(row.created_at),
         )
 
     async def revoke(self, agent_id: str) -> bool:

@@ -34,7 +34,13 @@ from registry.models import (
     SkillSummary,
 )
 from registry.signatures import SignatureCheck
-from registry.tables import agent_card_versions, agent_credentials, agent_facets, agents
+from registry.tables import (
+    agent_card_versions,
+    agent_credentials,
+    agent_facets,
+    agents,
+    as_utc,
+)
 
 _WORD = re.compile(r"[^\W_]+")
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
@@ -266,7 +272,7 @@ class SqlAgentStore:
                     version=r["card_version"],
                     card_digest=r["card_digest"],
                     signature_status=r["signature_status"],
-                    created_at=_utc(r["created_at"]),
+                    created_at=as_utc(r["created_at"]),
                 )
                 for r in rows
             ]
@@ -505,12 +511,12 @@ def _record(row: RowMapping) -> AgentRecord:
         health=HealthInfo(
             status=HealthStatus(row["health_status"]),
             consecutive_failures=row["health_failures"],
-            checked_at=_utc(row["health_checked_at"]) if row["health_checked_at"] else None,
+            checked_at=as_utc(row["health_checked_at"]) if row["health_checked_at"] else None,
             detail=row["health_detail"],
         ),
         signature=SignatureInfo(status=row["signature_status"], detail=row["signature_detail"]),
-        registered_at=_utc(row["registered_at"]),
-        updated_at=_utc(row["updated_at"]),
+        registered_at=as_utc(row["registered_at"]),
+        updated_at=as_utc(row["updated_at"]),
     )
 
 
@@ -527,11 +533,6 @@ def _skill(skill: Mapping[str, Any]) -> SkillSummary:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def encode_cursor(agent_id: str) -> str:

@@ -5,6 +5,8 @@ Schema changes go through the Alembic migrations in `gateway/migrations`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     Column,
@@ -19,6 +21,14 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+
+def as_utc(value: datetime) -> datetime:
+    """Every time stored is UTC. SQLite hands datetimes back naive (and keeps
+    only the wall-clock text of an aware one), so normalise both ways."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 FACET_VALUE = String(255).with_variant(String(255, collation="C"), "postgresql")
 
 agents = Table(

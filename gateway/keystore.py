@@ -148,11 +148,9 @@ class KeyStore:
         return self._public.get(kid)
 
     async def _load_or_create(self, current: SigningKey | None = None) -> SigningKey:
+        if current is not None and await self._newest_kid() == current.kid:
+            return current  # unchanged: no private key read, unsealed or parsed
         stored = await self._newest_private()
-        if stored is not None and current is not None:
-            newest = await self._newest_kid()
-            if newest == current.kid:
-                return current  # unchanged: skip unsealing and parsing the PEM
         if stored is None:
             key = SigningKey.generate()
             try:

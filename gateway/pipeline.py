@@ -97,10 +97,10 @@ class Delegations:
         self.max_depth = max_depth
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
-        record = await self.agents.get(agent_id)
-        card = await self.agents.card(agent_id) if record is not None else None
-        if record is None or card is None:
+        found = await self.agents.get_with_card(agent_id)
+        if found is None:
             raise AgentNotFound(agent_id)
+        record, card = found
         return record, card, Target.from_card(agent_id, card)
 
     def visible(self, principal: Principal, agent_id: str, card: dict[str, Any]) -> bool:

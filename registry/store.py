@@ -186,6 +186,11 @@ class SqlAgentStore:
     # Reads ------------------------------------------------------------------
 
     async def get(self, agent_id: str) -> AgentRecord | None:
+        found = await self.get_with_card(agent_id)
+        return found[0] if found else None
+
+    async def get_with_card(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any]] | None:
+        """The record and its current normalised card, from one row read."""
         if not is_agent_id(agent_id):
             return None
         async with self._engine.connect() as conn:
@@ -194,7 +199,7 @@ class SqlAgentStore:
                 .mappings()
                 .first()
             )
-        return _record(row) if row else None
+        return (_record(row), row["card"]) if row else None
 
     async def id_for_resource(self, resource: str) -> str | None:
         """The agent whose minted tokens carry ``resource`` as their audience."""
@@ -220,18 +225,6 @@ class SqlAgentStore:
         if row is None:
             raise AgentNotFound(agent_id)
         return row.card_url, row.pinned_keys
-
-    async def cards(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The current normalised cards of several agents, in one query."""
-        if not agent_ids:
-            return {}
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(agents.c.id, agents.c.card).where(agents.c.id.in_(agent_ids))
-                )
-            ).all()
-        return {row.id: row.card for row in rows}
 
     async def card(
         self, agent_id: str, revision: int | None = None, *, original: bool = False
@@ -278,6 +271,13 @@ class SqlAgentStore:
             ]
 
     async def search(self, query: AgentQuery) -> AgentPage:
+        """One page of agents matching ``query`` (see `search_with_cards`)."""
+        page, _ = await self.search_with_cards(query)
+        return page
+
+    async def search_with_cards(
+        self, query: AgentQuery
+    ) -> tuple[AgentPage, dict[str, dict[str, Any]]]:
         """One page of agents in id order, every filter answered from the facet index.
 
         The first exact filter (skill, tag, media type) drives the query: its
@@ -327,7 +327,8 @@ class SqlAgentStore:
             rows = list((await conn.execute(statement)).mappings())
         items = [_record(r) for r in rows[: query.limit]]
         next_cursor = _encode_cursor(items[-1].id) if len(rows) > query.limit else None
-        return AgentPage(items=items, next_cursor=next_cursor)
+        cards = {r["id"]: r["card"] for r in rows[: query.limit]}
+        return AgentPage(items=items, next_cursor=next_cursor), cards
 
     # Health -----------------------------------------------------------------
 

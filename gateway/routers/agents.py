@@ -51,11 +51,9 @@ async def list_agents(
     items: list[AgentRecord] = []
     page_query = query
     while True:
-        page = await state.agents.search(page_query)
-        cards = await state.agents.cards([r.id for r in page.items])
+        page, cards = await state.agents.search_with_cards(page_query)
         for record in page.items:
-            card = cards.get(record.id)
-            if card is not None and state.delegations.visible(principal, record.id, card):
+            if state.delegations.visible(principal, record.id, cards[record.id]):
                 items.append(record)
                 if len(items) == query.limit:
                     return AgentPage(items=items, next_cursor=encode_cursor(record.id))
@@ -66,21 +64,26 @@ async def list_agents(
 
 async def _visible(request: Request, principal: Principal, agent_id: str) -> None:
     """404 unless the agent exists and the caller may use it."""
-    state = state_of(request)
-    if principal.has_scope(ADMIN_SCOPE):
-        return
-    card = await state.agents.card(agent_id)
-    if card is None or not state.delegations.visible(principal, agent_id, card):
+    if not principal.has_scope(ADMIN_SCOPE):  # admins need no card read
+        _check_visible(request, principal, agent_id, await state_of(request).agents.card(agent_id))
+
+
+def _check_visible(
+    request: Request, principal: Principal, agent_id: str, card: dict[str, Any] | None
+) -> None:
+    if card is None or not (
+        principal.has_scope(ADMIN_SCOPE)
+        or state_of(request).delegations.visible(principal, agent_id, card)
+    ):
         raise AgentNotFound(agent_id)
 
 
 @router.get("/{agent_id}", summary="One agent's record")
 async def get_agent(request: Request, agent_id: str, principal: CurrentPrincipal) -> AgentRecord:
-    await _visible(request, principal, agent_id)
-    record = await state_of(request).agents.get(agent_id)
-    if record is None:
-        raise AgentNotFound(agent_id)
-    return record
+    found = await state_of(request).agents.get_with_card(agent_id)
+    _check_visible(request, principal, agent_id, found[1] if found else None)
+    assert found is not None
+    return found[0]
 
 
 @router.get("/{agent_id}/card", summary="The agent's card, normalised to A2A 1.0")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.tables import audit_events
+from registry.store import InvalidCursor
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
@@ -251,8 +252,8 @@ def _row_refused(exc: DBAPIError) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
-class InvalidAuditCursor(ValueError):
-    pass
+class InvalidAuditCursor(InvalidCursor):
+    """Answered 400 by the registry's cursor handler."""
 
 
 def _decode_cursor(cursor: str) -> int:

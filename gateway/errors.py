@@ -16,7 +16,6 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from gateway.audit import InvalidAuditCursor
 from registry.cards import CardInvalid
 from registry.fetch import FetchFailed, FetchRefused
 from registry.service import SignatureRefused
@@ -108,10 +107,6 @@ def install_error_handlers(app: FastAPI) -> None:
     )
     app.add_exception_handler(
         InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
-    )
-    app.add_exception_handler(
-        InvalidAuditCursor,
-        handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e))),
     )
     app.add_exception_handler(
         RecursionError,

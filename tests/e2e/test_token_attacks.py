@@ -42,6 +42,7 @@ from policies.exchange import (
 )
 from policies.keys import ec_public_jwk
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
+from tests.support.forgery import KEY_ENCODINGS, b64, public_key_encodings
 from tests.support.inspecting import send_message_body
 
 DROP: Any = object()  # as a header or claim value: leave that member out
@@ -137,10 +138,6 @@ def _apply(base: dict[str, Any], changes: Mapping[str, Any] | None) -> dict[str,
     return out
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def segment(value: Any) -> str:
     # allow_nan (the default) writes Infinity/NaN: we want to send those too.
     return b64(json.dumps(value, separators=(",", ":")).encode("utf-8"))
@@ -183,66 +180,6 @@ def hmac_signed(w: World, secret: bytes, alg: str = "HS256", **header: Any) -> s
 def unsigned(w: World, alg: str, signature: str = "") -> str:
     parts = w.token().split(".")
     return segment({"alg": alg, "kid": w.kid, "typ": "at+jwt"}) + "." + parts[1] + "." + signature
-
-
-KEY_ENCODINGS = (
-    "pem-spki",
-    "pem-spki-no-final-newline",
-    "pem-spki-crlf",
-    "pem-body-only",
-    "der-spki",
-    "x962-uncompressed",
-    "x962-compressed",
-    "openssh",
-    "jwk-json-compact",
-    "jwk-json-spaced",
-    "jwk-json-sorted",
-    "jwk-thumbprint-input",
-    "x-and-y-raw",
-    "x-raw",
-    "x-base64url",
-    "y-base64url",
-    "x-and-y-base64url",
-    "kid",
-    "empty",
-)
-
-
-def public_key_encodings(
-    public: ec.EllipticCurvePublicKey, jwk: Mapping[str, Any]
-) -> dict[str, bytes]:
-    """Every form of a public key an HS256 verifier might be tricked into using as its secret."""
-    enc, fmt = serialization.Encoding, serialization.PublicFormat
-    pem = public.public_bytes(enc.PEM, fmt.SubjectPublicKeyInfo)
-    der = public.public_bytes(enc.DER, fmt.SubjectPublicKeyInfo)
-    x = base64.urlsafe_b64decode(jwk["x"] + "==")
-    y = base64.urlsafe_b64decode(jwk["y"] + "==")
-    required = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
-    encodings = {
-        "pem-spki": pem,
-        "pem-spki-no-final-newline": pem.rstrip(b"\n"),
-        "pem-spki-crlf": pem.replace(b"\n", b"\r\n"),
-        "pem-body-only": b"".join(pem.splitlines()[1:-1]),
-        "der-spki": der,
-        "x962-uncompressed": public.public_bytes(enc.X962, fmt.UncompressedPoint),
-        "x962-compressed": public.public_bytes(enc.X962, fmt.CompressedPoint),
-        "openssh": public.public_bytes(enc.OpenSSH, fmt.OpenSSH),
-        "jwk-json-compact": json.dumps(jwk, separators=(",", ":")).encode(),
-        "jwk-json-spaced": json.dumps(jwk).encode(),
-        "jwk-json-sorted": json.dumps(jwk, sort_keys=True).encode(),
-        "jwk-thumbprint-input": json.dumps(
-            required, separators=(",", ":"), sort_keys=True
-        ).encode(),
-        "x-and-y-raw": x + y,
-        "x-raw": x,
-        "x-base64url": jwk["x"].encode(),
-        "y-base64url": jwk["y"].encode(),
-        "x-and-y-base64url": (jwk["x"] + jwk["y"]).encode(),
-        "kid": str(jwk.get("kid", "")).encode(),
-        "empty": b"",
-    }
-    assert tuple(encodings) == KEY_ENCODINGS
-    return encodings
 
 
 # The module's deployment ------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
@@ -42,6 +42,7 @@ from policies.client_auth import (
     verify_client_assertion,
 )
 from policies.keys import ec_public_jwk
+from tests.support.forgery import b64, b64json, hmac_forgery, public_key_encodings
 
 NOW = 1_750_000_000.0
 LEEWAY = 30
@@ -53,14 +54,6 @@ EC_KID = "ec-1"
 RSA_KID = "rsa-1"
 P384_KID = "ec384-1"
 DROP = object()  # good_claims(jti=DROP) removes the claim
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64json(value: Any) -> str:
-    return b64(json.dumps(value).encode())
 
 
 def basic(raw: bytes) -> str:
@@ -142,21 +135,7 @@ class Agent:
 
     def public_encodings(self) -> dict[str, bytes]:
         """Every form of the *public* key an HMAC-confusion forger might use."""
-        public = self.ec_key.public_key()
-        pem = public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return {
-            "pem": pem,
-            "pem-stripped": pem.strip(),
-            "der": public.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-            "jwk-json": json.dumps(self.ec_jwk).encode(),
-            "jwk-json-compact": json.dumps(
-                self.ec_jwk, separators=(",", ":"), sort_keys=True
-            ).encode(),
-        }
+        return public_key_encodings(self.ec_key.public_key(), self.ec_jwk)
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +154,6 @@ def verify(
     return verify_client_assertion(
         token, jwks, client_id=client_id, audiences=AUDIENCES, now=now, leeway_seconds=LEEWAY
     )
-
-
-def hmac_forgery(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
-    signing_input = f"{b64json(header)}.{b64json(claims)}"
-    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(signature)}"
 
 
 # --------------------------------------------------------------------------- secrets
@@ -491,11 +464,11 @@ ATTACKS: dict[str, Attack] = {
     "alg-missing": lambda a: a.sign(good_claims()).replace(
         a.sign(good_claims()).split(".")[0], b64json({"kid": EC_KID}), 1
     ),
-    "hs256-public-pem": _forged_hmac("pem"),
-    "hs256-public-pem-stripped": _forged_hmac("pem-stripped"),
-    "hs256-public-der": _forged_hmac("der"),
-    "hs256-public-jwk-json": _forged_hmac("jwk-json"),
-    "hs256-public-jwk-json-compact": _forged_hmac("jwk-json-compact"),
+    "hs256-public-pem": _forged_hmac("pem-spki"),
+    "hs256-public-pem-stripped": _forged_hmac("pem-spki-no-final-newline"),
+    "hs256-public-der": _forged_hmac("der-spki"),
+    "hs256-public-jwk-json": _forged_hmac("jwk-json-spaced"),
+    "hs256-public-jwk-json-compact": _forged_hmac("jwk-json-compact-sorted"),
     "crit-header": lambda a: a.sign_by_hand(
         {"alg": "ES256", "kid": EC_KID, "crit": ["exp"], "exp": 1}, good_claims()
     ),

@@ -7,9 +7,6 @@ so nothing here depends on python-jose.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +26,13 @@ from policies.tokens import (
     TokenVerifier,
     TrustedIssuer,
     mint_access_token,
+)
+from tests.support.forgery import (
+    KEY_ENCODINGS,
+    b64,
+    b64json,
+    hmac_forgery,
+    public_key_encodings,
 )
 
 NOW = 1_750_000_000
@@ -50,12 +54,9 @@ class MemoryKeys:
         return self._keys.get(kid)
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64json(value: Any) -> str:
-    return b64(json.dumps(value).encode())
+def encodings_of(key: SigningKey) -> dict[str, bytes]:
+    """Every way the gateway's *public* key could be fed to HMAC as the secret."""
+    return public_key_encodings(ec_private(key).public_key(), key.public_jwk)
 
 
 def with_changes(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -316,62 +317,13 @@ async def test_dev_token_via_azp_refused_without_dev_mode(
 # --------------------------------------------------------------------------- HMAC confusion
 
 
-def public_key_encodings(key: SigningKey) -> dict[str, bytes]:
-    """Every way the gateway's *public* key could be fed to HMAC as the secret."""
-    public = ec_private(key).public_key()
-    jwk = key.public_jwk
-    pad = "=="  # 32-byte coordinates: 43 base64url characters
-    x = base64.urlsafe_b64decode(jwk["x"] + pad)
-    y = base64.urlsafe_b64decode(jwk["y"] + pad)
-    pem = public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return {
-        "pem": pem,
-        "pem-stripped": pem.strip(),
-        "der": public.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        "jwk-json": json.dumps(jwk).encode(),
-        "jwk-json-compact": json.dumps(jwk, separators=(",", ":"), sort_keys=True).encode(),
-        "raw-xy": x + y,
-        "x962-uncompressed": public.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        ),
-        "x962-compressed": public.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
-        ),
-        "openssh": public.public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        ),
-    }
-
-
-ENCODINGS = [
-    "pem",
-    "pem-stripped",
-    "der",
-    "jwk-json",
-    "jwk-json-compact",
-    "raw-xy",
-    "x962-uncompressed",
-    "x962-compressed",
-    "openssh",
-]
-_HMAC_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
-
-
-def hmac_token(header: dict[str, Any], body: dict[str, Any], secret: bytes) -> str:
-    digest = _HMAC_HASHES[header["alg"].upper()]
-    signing_input = f"{b64json(header)}.{b64json(body)}"
-    signature = hmac.new(secret, signing_input.encode(), digest).digest()
-    return f"{signing_input}.{b64(signature)}"
+ENCODINGS = list(KEY_ENCODINGS)
 
 
 def test_hmac_forgery_helper_makes_real_hs256_tokens(world: World) -> None:
     """Control: the forged tokens are valid HS256 JWTs for that secret."""
-    secret = public_key_encodings(world.key)["raw-xy"]
-    token = hmac_token(world.header(alg="HS256"), claims(), secret)
+    secret = encodings_of(world.key)["x-and-y-raw"]
+    token = hmac_forgery(world.header(alg="HS256"), claims(), secret)
     decoded = jwt.decode(
         token,
         secret,
@@ -383,7 +335,7 @@ def test_hmac_forgery_helper_makes_real_hs256_tokens(world: World) -> None:
 
 
 def test_every_encoding_is_distinct(world: World) -> None:
-    encodings = public_key_encodings(world.key)
+    encodings = encodings_of(world.key)
     assert sorted(encodings) == sorted(ENCODINGS)
     assert len(set(encodings.values())) == len(ENCODINGS)
 
@@ -393,15 +345,15 @@ def test_every_encoding_is_distinct(world: World) -> None:
 async def test_hmac_signed_with_public_key_is_refused(
     world: World, verifier: TokenVerifier, encoding: str, alg: str
 ) -> None:
-    secret = public_key_encodings(world.key)[encoding]
-    token = hmac_token(world.header(alg=alg), claims(), secret)
+    secret = encodings_of(world.key)[encoding]
+    token = hmac_forgery(world.header(alg=alg), claims(), secret)
     with pytest.raises(TokenInvalid, match="not accepted"):
         await verifier.verify(token)
 
 
 async def test_lowercase_hs256_is_refused(world: World, verifier: TokenVerifier) -> None:
-    secret = public_key_encodings(world.key)["pem"]
-    token = hmac_token(world.header(alg="hs256"), claims(), secret)
+    secret = encodings_of(world.key)["pem-spki"]
+    token = hmac_forgery(world.header(alg="hs256"), claims(), secret)
     with pytest.raises(TokenInvalid, match="not accepted"):
         await verifier.verify(token)
 

@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
-from tests.support.inspecting import verify_as_downstream
+from tests.support.inspecting import send_message_body, verify_as_downstream
 
 
 @pytest.fixture
@@ -369,3 +369,116 @@ def _wait_for_policy(dep: Deployment, ready: object) -> None:
         while not ready(admin.get("/policies").json()):
             assert time.monotonic() < deadline, "the policy change was never picked up"
             time.sleep(0.05)
+
+
+def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -> None:
+    url = dep.gateway.url + "/a2a/support"
+    headers = {"Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}"}
+
+    def post(content: bytes, path: str = url) -> httpx.Response:
+        return httpx.post(
+            path, content=content, headers={**headers, "Content-Type": "application/json"}
+        )
+
+    cases = [
+        (b"{not json", 200, -32700),
+        (b'["an", "array"]', 200, -32600),
+        (b'{"jsonrpc": "1.0", "method": "SendMessage", "id": 1}', 200, -32600),
+        (b'{"jsonrpc": "2.0", "method": 7, "id": 1}', 200, -32600),
+        (b'{"jsonrpc": "2.0", "method": "tasks/launchMissiles", "id": 1}', 200, -32601),
+        (b"[" * 100_000, 200, -32700),  # nesting bomb: RecursionError is caught
+    ]
+    for body, status, code in cases:
+        response = post(body)
+        assert response.status_code == status, (body[:40], response.text)
+        assert response.json()["error"]["code"] == code, (body[:40], response.text)
+    unknown = post(json.dumps(send_message_body("hi")).encode(), dep.gateway.url + "/a2a/nobody")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == -32000
+    oversized = post(b'{"jsonrpc": "2.0", "x": "' + b"a" * 2_000_000 + b'"}')
+    assert oversized.status_code == 413
+    no_token = httpx.post(url, json=send_message_body("hi"))
+    assert no_token.status_code == 401
+    assert no_token.headers["www-authenticate"].startswith("Bearer")
+    assert not dep["support"].recorder.calls(), "no bad request may reach the agent"
+
+
+def test_a_dead_upstream_is_a_clear_error_and_is_audited(dep: Deployment) -> None:
+    dep["inventory"].server.stop()
+    response = dep.send("inventory", dep.gateway.token("alice", USER_SCOPES))
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == -32603
+    assert "could not be reached" in error["message"]
+    with dep.gateway.client() as admin:
+        (record,) = admin.get("/audit", params={"agent": "inventory"}).json()["items"]
+    assert record["decision"] == "allow"
+    assert record["outcome"] == "error"
+    assert "UpstreamError" in record["detail"]
+
+
+def test_bad_credential_requests_lose_nothing(dep: Deployment) -> None:
+    to_support = _first_hop(dep, dep.gateway.token("alice", USER_SCOPES))
+    with dep.gateway.client() as admin:
+        for body in (
+            {"method": "password"},
+            {"method": "client_secret", "jwks": {"keys": []}},
+            {"method": "private_key_jwt"},
+            {"method": "private_key_jwt", "jwks": {"keys": "nope"}},
+            {
+                "method": "private_key_jwt",
+                "jwks": {"keys": [{"kty": "oct", "kid": "k", "k": "c2VjcmV0"}]},
+            },
+            {"unexpected": True},
+        ):
+            response = admin.post("/agents/support/credentials", json=body)
+            assert response.status_code == 422, (body, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+        garbage = admin.post(
+            "/agents/support/credentials",
+            content=b"{oops",
+            headers={"Content-Type": "application/json"},
+        )
+        assert garbage.status_code == 400  # malformed JSON, as everywhere in the API
+        assert garbage.headers["content-type"].startswith("application/problem+json")
+        assert admin.post("/agents/nobody/credentials", json={}).status_code == 404
+        assert admin.delete("/agents/nobody/credentials").status_code == 404
+        assert admin.get("/agents/support/credentials").json()["method"] == "client_secret"
+    # Non-admins may not touch credentials.
+    with dep.gateway.client(dep.gateway.token("alice", USER_SCOPES)) as user:
+        assert user.post("/agents/support/credentials", json={}).status_code == 403
+        assert user.get("/agents/support/credentials").status_code == 403
+    # The credential issued before all that still works.
+    assert dep.exchange(to_support, by="support", audience="sales").status_code == 200
+
+
+def test_bad_input_on_explain_and_audit_is_a_clear_4xx(dep: Deployment) -> None:
+    with dep.gateway.client() as admin:
+        for body in (
+            {"target": "sales"},  # no user_scopes
+            {"user_scopes": 5, "target": "sales"},
+            {"user_scopes": "", "target": "Not An Id"},
+            {"user_scopes": "", "target": "sales", "kind": "prompt"},
+            {"user_scopes": "", "target": "sales", "chain": ["a"] * 65},
+            {"user_scopes": "", "target": "sales", "surprise": 1},
+        ):
+            response = admin.post("/policies/explain", json=body)
+            assert response.status_code == 422, (body, response.text)
+        for params in (
+            {"decision": "maybe"},
+            {"since": "yesterday"},
+            {"limit": "0"},
+            {"limit": "100000"},
+            {"after_id": "-1"},
+            {"after_id": str(2**64)},
+            {"cursor": "\u00b2"},
+        ):
+            response = admin.get("/audit", params=params)
+            assert response.status_code in (400, 422), (params, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+    with dep.gateway.client(dep.gateway.token("alice", USER_SCOPES)) as user:
+        assert (
+            user.post("/policies/explain", json={"user_scopes": "", "target": "sales"}).status_code
+            == 403
+        )
+        assert user.get("/policies").status_code == 403

@@ -482,3 +482,31 @@ def test_bad_input_on_explain_and_audit_is_a_clear_4xx(dep: Deployment) -> None:
             == 403
         )
         assert user.get("/policies").status_code == 403
+
+
+def test_an_agent_card_pointing_at_a_metadata_address_is_refused_at_call_time(
+    dep: Deployment,
+) -> None:
+    """SSRF: the card, not the operator, chooses the interface URL, so every call
+    checks it; link-local / metadata addresses are refused even in --dev."""
+    card = {
+        "name": "Sneaky",
+        "description": "Points its interface at the cloud metadata service.",
+        "version": "1.0.0",
+        "supportedInterfaces": [
+            {
+                "url": "http://169.254.169.254/latest/",
+                "protocolBinding": "JSONRPC",
+                "protocolVersion": "1.0",
+            }
+        ],
+        "capabilities": {},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "s", "name": "s", "description": "s", "tags": ["t"]}],
+    }
+    with dep.gateway.client() as admin:
+        assert admin.post("/agents", json={"card": card, "id": "sneaky"}).status_code == 201
+    response = dep.send("sneaky", dep.gateway.token("alice", USER_SCOPES))
+    assert response.status_code == 502
+    assert "169.254.169.254" in response.json()["error"]["message"]

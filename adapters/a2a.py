@@ -1,110 +1,146 @@
-"""A2A upstream calls over the JSON-RPC binding (A2A 1.0 §9).
+"""A2A upstreams, in whatever version and binding the agent's card offers.
 
-The gateway forwards the caller's JSON-RPC request body as it came (same
-version pass-through parses no more than the envelope) with two headers of
-its own: the minted token, and `A2A-Version`, which an a2a-sdk server needs
-or it treats the request as 0.3 (DESIGN.md, known traps). Nothing else from
-the caller's request is forwarded -- in particular not its `Authorization`.
+The gateway's internal form of every A2A request and event is the official
+SDK's A2A 1.0 protobuf types; the SDK's own client transports put them on the
+wire in the agent's dialect: JSON-RPC or HTTP+JSON, A2A 1.0 or 0.3 (the
+`a2a.compat.v0_3` transports translate messages, parts, states, events and
+errors). Which one is chosen follows the SDK's negotiation: the first binding
+the gateway supports, and within it the interface closest to 1.0.
 
-Every call resolves the agent's host under the SSRF `AddressPolicy` and
-connects to the checked address (the registry's `SafeFetcher.resolve`).
+Every upstream request goes through `PinnedTransport` (SSRF checks, pinning,
+size caps) and carries exactly the headers built here and by the SDK: the
+minted token and `A2A-Version` (without which an a2a-sdk server treats a
+request as 0.3, DESIGN.md known traps). Nothing from the caller's request is
+forwarded -- in particular not its `Authorization` -- and no cookie is kept
+between calls (one user's session must not ride on another user's call).
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from a2a.client.client import ClientCallContext
+from a2a.client.transports.base import ClientTransport
+from a2a.client.transports.jsonrpc import JsonRpcTransport
+from a2a.client.transports.rest import RestTransport
+from a2a.compat.v0_3.jsonrpc_transport import CompatJsonRpcTransport
+from a2a.compat.v0_3.rest_transport import CompatRestTransport
+from a2a.compat.v0_3.versions import is_legacy_version
+from a2a.types import AgentCard, AgentInterface
+from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
+from google.protobuf.json_format import ParseDict
 
-from registry.fetch import FetchError, SafeFetcher
+from adapters.http import PinnedTransport
+from registry.fetch import SafeFetcher
 
-A2A_VERSION = "1.0"
-JSONRPC_BINDING = "JSONRPC"
+# In order of preference: JSON-RPC is what every A2A agent must offer (A2A 1.0
+# §5.1 lists it first) and what the SDK prefers; gRPC would need grpcio.
+SUPPORTED_BINDINGS = (TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON)
 
 
-class UpstreamError(Exception):
-    """The agent could not be reached or answered unusably; safe to show."""
+class NoUsableInterface(ValueError):
+    """The card offers no interface in a binding the gateway speaks."""
 
 
 @dataclass(frozen=True)
-class UpstreamResponse:
-    status: int
-    content_type: str
-    body: bytes
+class UpstreamEndpoint:
+    url: str
+    binding: str
+    version: str  # as the card states it ("1.0", "0.3.0", ...)
+
+    @property
+    def legacy(self) -> bool:
+        return is_legacy_version(self.version)
 
 
-def jsonrpc_interface(card: Mapping[str, Any]) -> str:
-    """The URL of the card's first JSON-RPC interface speaking A2A 1.0."""
-    for interface in card.get("supportedInterfaces") or []:
-        if (
-            isinstance(interface, Mapping)
-            and interface.get("protocolBinding") == JSONRPC_BINDING
-            and str(interface.get("protocolVersion") or A2A_VERSION).startswith("1.")
-            and isinstance(interface.get("url"), str)
-        ):
-            return str(interface["url"])
-    raise UpstreamError("the agent's card offers no A2A 1.0 JSON-RPC interface")
+def choose_interface(card: AgentCard) -> UpstreamEndpoint:
+    for binding in SUPPORTED_BINDINGS:
+        candidates = [i for i in card.supported_interfaces if i.protocol_binding == binding]
+        if candidates:
+            best = min(candidates, key=_version_rank)
+            return UpstreamEndpoint(best.url, binding, best.protocol_version or "0.3")
+    offered = sorted({i.protocol_binding for i in card.supported_interfaces}) or ["none"]
+    raise NoUsableInterface(
+        "the agent offers no JSON-RPC or HTTP+JSON interface (it offers " + ", ".join(offered) + ")"
+    )
 
 
-class A2AJsonRpcClient:
-    def __init__(self, fetcher: SafeFetcher, *, timeout_seconds: float, max_bytes: int) -> None:
-        self._fetcher = fetcher
-        self._max_bytes = max_bytes
-        self._timeout = timeout_seconds
-        # httpx pools connections by address, and we connect to addresses: one
-        # pool per TLS server name, so a connection whose certificate was checked
-        # for one hostname never carries a request for another on the same IP.
-        self._clients: dict[str, httpx.AsyncClient] = {}
+def _version_rank(interface: AgentInterface) -> int:
+    version = interface.protocol_version
+    if not version or is_legacy_version(version):
+        return 2
+    return 0 if version.split(".")[:2] == ["1", "0"] else 1
 
-    def _client_for(self, scheme: str, hostname: str) -> httpx.AsyncClient:
-        key = hostname if scheme == "https" else ""
-        client = self._clients.get(key)
-        if client is None:
-            client = httpx.AsyncClient(
-                timeout=self._timeout, trust_env=False, follow_redirects=False
-            )
-            self._clients[key] = client
-        return client
+
+class A2AUpstreams:
+    """One SDK client transport per agent card, over one shared, pinned pool."""
+
+    def __init__(
+        self,
+        fetcher: SafeFetcher,
+        *,
+        connect_timeout_seconds: float,
+        stream_idle_seconds: float,
+        max_response_bytes: int,
+        max_stream_bytes: int,
+    ) -> None:
+        self._transport = PinnedTransport(
+            fetcher, max_response_bytes=max_response_bytes, max_stream_bytes=max_stream_bytes
+        )
+        self._http = httpx.AsyncClient(
+            transport=self._transport,
+            # The read timeout of a call is the agent's own (`context(...)`);
+            # this default is what a stream may stay silent between events.
+            timeout=httpx.Timeout(stream_idle_seconds, connect=connect_timeout_seconds),
+            headers={VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
+            cookies=_no_cookies(),
+            follow_redirects=False,  # an upstream does not get to send us elsewhere
+            trust_env=False,  # no proxy variable may route calls past the checks
+        )
+        self._clients: dict[tuple[str, str], tuple[ClientTransport, UpstreamEndpoint]] = {}
+
+    def client(
+        self, agent_id: str, card_digest: str, card: Mapping[str, Any]
+    ) -> tuple[ClientTransport, UpstreamEndpoint]:
+        key = (agent_id, card_digest)
+        found = self._clients.get(key)
+        if found is None:
+            parsed = ParseDict(dict(card), AgentCard(), ignore_unknown_fields=True)
+            endpoint = choose_interface(parsed)
+            transport = _transport_for(self._http, parsed, endpoint)
+            if len(self._clients) > 10_000:
+                self._clients.clear()
+            found = self._clients[key] = (transport, endpoint)
+        return found
+
+    @staticmethod
+    def context(token: str, timeout_seconds: float | None) -> ClientCallContext:
+        return ClientCallContext(
+            service_parameters={"Authorization": f"Bearer {token}"}, timeout=timeout_seconds
+        )
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        await self._http.aclose()
+        await self._transport.aclose()
 
-    async def post(self, url: str, body: bytes, token: str) -> UpstreamResponse:
-        try:
-            target = await self._fetcher.resolve(url)
-        except FetchError as exc:
-            raise UpstreamError(str(exc)) from None
-        headers = {
-            "Host": target.host_header,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "A2A-Version": A2A_VERSION,
-            "Authorization": f"Bearer {token}",
-        }
-        extensions = {"sni_hostname": target.hostname} if target.scheme == "https" else {}
-        client = self._client_for(target.scheme, target.hostname)
-        try:
-            request = client.build_request(
-                "POST", target.pinned_url, content=body, headers=headers, extensions=extensions
-            )
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"the agent could not be reached ({type(exc).__name__})") from None
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self._max_bytes:
-                    raise UpstreamError(f"the agent's answer exceeds {self._max_bytes} bytes")
-                chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"the agent's answer broke off ({type(exc).__name__})") from None
-        finally:
-            await response.aclose()
-        return UpstreamResponse(
-            response.status_code, response.headers.get("content-type", ""), b"".join(chunks)
-        )
+
+def _transport_for(
+    http: httpx.AsyncClient, card: AgentCard, endpoint: UpstreamEndpoint
+) -> ClientTransport:
+    if endpoint.binding == TransportProtocol.JSONRPC:
+        if endpoint.legacy:
+            return CompatJsonRpcTransport(http, card, endpoint.url, is_shared_httpx=True)
+        return JsonRpcTransport(http, card, endpoint.url, is_shared_httpx=True)
+    if endpoint.legacy:
+        return CompatRestTransport(http, card, endpoint.url, is_shared_httpx=True)
+    return RestTransport(http, card, endpoint.url, is_shared_httpx=True)
+
+
+def _no_cookies() -> httpx.Cookies:
+    return httpx.Cookies(
+        http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    )

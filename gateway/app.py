@@ -11,17 +11,19 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
-from adapters.a2a import A2AJsonRpcClient
+from adapters.a2a import A2AUpstreams
 from gateway import db, runstate
+from gateway.a2a_front import A2AFrontDoor, AgentHandler, FrontDoorParts, StreamLimits
 from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.pipeline import Delegations
 from gateway.replay import replay_cache
-from gateway.routers import a2a, agents, audit, credentials, health, oauth, policies, wellknown
+from gateway.routers import agents, audit, credentials, health, oauth, policies, wellknown
 from gateway.settings import Settings
 from gateway.state import AppState
+from gateway.tasks import TaskRecords
 from gateway.token_exchange import TokenExchange
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
@@ -69,7 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(policies.router)
     app.include_router(audit.router)
-    app.include_router(a2a.router)
+    handler = AgentHandler(lambda: app.state.switchboard.front_door)
+    app.router.routes.extend(A2AFrontDoor(handler).routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 
@@ -140,12 +143,24 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         store, policy, minter, audit_log, max_depth=settings.max_delegation_depth
     )
     credential_store = SqlCredentialStore(engine)
-    a2a_client = A2AJsonRpcClient(
+    upstreams = A2AUpstreams(
         fetcher,
-        timeout_seconds=settings.upstream_timeout_seconds,
-        max_bytes=settings.max_request_bytes * 8,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        stream_idle_seconds=settings.stream_idle_seconds,
+        max_response_bytes=settings.upstream_max_bytes,
+        max_stream_bytes=settings.stream_max_bytes,
     )
-    stack.push_async_callback(a2a_client.aclose)
+    stack.push_async_callback(upstreams.aclose)
+    front_door = FrontDoorParts(
+        delegations=delegations,
+        tasks=TaskRecords(engine),
+        upstreams=upstreams,
+        default_timeout_seconds=settings.upstream_timeout_seconds,
+        stream_limits=StreamLimits(max_seconds=settings.stream_max_seconds),
+        signing_key=keys.active_key,
+        public_url=settings.effective_public_url,
+        token_endpoint=settings.token_endpoint,
+    )
     return AppState(
         settings=settings,
         engine=engine,
@@ -169,7 +184,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
             token_endpoint=settings.token_endpoint,
             leeway_seconds=settings.token_leeway_seconds,
         ),
-        a2a_client=a2a_client,
+        front_door=front_door,
     )
 
 

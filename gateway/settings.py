@@ -97,7 +97,26 @@ class Settings(BaseSettings):
         default=None,
         description="Shared state for replicas (assertion replay cache); in-process if unset.",
     )
-    upstream_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    upstream_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long to wait for an agent's answer, unless its registration "
+        "says otherwise.",
+    )
+    upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    upstream_max_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest non-streamed answer from an agent."
+    )
+    stream_max_seconds: float = Field(
+        default=3600.0, gt=0, description="How long one A2A stream may last through the gateway."
+    )
+    stream_max_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Most bytes one A2A stream may carry."
+    )
+    stream_idle_seconds: float = Field(
+        default=300.0, gt=0, description="How long an A2A stream may stay silent between events."
+    )
     audit_flush_seconds: float = Field(default=0.05, gt=0, le=10)
 
     health_check_interval_seconds: float = Field(default=30.0, gt=0)

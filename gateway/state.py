@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.a2a import A2AJsonRpcClient
 from gateway.audit import AuditLog
 from gateway.keystore import KeyStore
 from gateway.pipeline import Delegations
@@ -19,6 +19,9 @@ from registry.fetch import SafeFetcher
 from registry.health import HealthChecker
 from registry.service import RegistryService
 from registry.store import SqlAgentStore
+
+if TYPE_CHECKING:
+    from gateway.a2a_front import FrontDoorParts
 
 
 @dataclass
@@ -35,7 +38,7 @@ class AppState:
     audit: AuditLog
     delegations: Delegations
     token_exchange: TokenExchange
-    a2a_client: A2AJsonRpcClient
+    front_door: FrontDoorParts
 
 
 def state_of(request: Request) -> AppState:

@@ -61,3 +61,42 @@ audit_events = Table(
     Index("ix_audit_target", "target", "id"),
     Index("ix_audit_at", "at"),
 )
+
+# A2A tasks created through the gateway. The ids are the upstream agent's own
+# (the gateway serves each agent at its own URL, so (agent, task id) is unique);
+# the owner is who created the task, and only they can see or touch it.
+a2a_tasks = Table(
+    "a2a_tasks",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("task_id", String(256), primary_key=True),
+    Column("context_id", String(256), nullable=True),
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("state", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The last task snapshot the gateway saw (A2A 1.0 JSON), for ListTasks.
+    Column("task", JSON, nullable=False),
+    Index("ix_a2a_tasks_owner", "agent_id", "owner_subject", "updated_at"),
+    Index("ix_a2a_tasks_context", "agent_id", "context_id"),
+)
+
+# Push notification configs a client set on one of its tasks. The upstream is
+# given the gateway's relay URL instead of the client's (`relay_id` names it;
+# the upstream proves itself with the relay token, stored as a hash), and the
+# gateway forwards what arrives to `url` after the SSRF checks.
+a2a_push_configs = Table(
+    "a2a_push_configs",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("task_id", String(256), primary_key=True),
+    Column("config_id", String(256), primary_key=True),
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("relay_id", String(64), nullable=False, unique=True),
+    Column("relay_token_hash", String(128), nullable=False),
+    # The client's config as it sent it (A2A 1.0 JSON): url, token, authentication.
+    Column("config", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -38,6 +38,13 @@ class AgentRegistration(BaseModel):
         description="The audience of tokens minted for this agent (RFC 8707); "
         "defaults to the card's first interface URL.",
     )
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="How long the gateway waits for this agent's answer; "
+        "defaults to the gateway's upstream_timeout_seconds.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> AgentRegistration:
@@ -85,6 +92,7 @@ class SignatureInfo(BaseModel):
 class AgentRecord(BaseModel):
     id: str
     resource: str
+    timeout_seconds: float | None = None
     name: str
     description: str
     version: str

@@ -60,6 +60,7 @@ class RegistryService:
                 parsed=parsed,
                 signature=signature,
                 pinned_keys=request.signing_keys,
+                timeout_seconds=request.timeout_seconds,
             )
         )
 

@@ -148,7 +148,7 @@ def _canonical_payloads(original: Mapping[str, Any], card: AgentCard) -> list[st
     sdk_form = MessageToDict(card)
     sdk_form.pop("signatures", None)
     payloads: list[str] = []
-    for document in (unsigned, _drop_empty(sdk_form)):
+    for document in (unsigned, drop_empty(sdk_form)):
         try:
             encoded = b64url_encode(rfc8785.dumps(document))
         except (rfc8785.CanonicalizationError, ValueError, TypeError):
@@ -158,13 +158,13 @@ def _canonical_payloads(original: Mapping[str, Any], card: AgentCard) -> list[st
     return payloads
 
 
-def _drop_empty(value: Any) -> Any:
+def drop_empty(value: Any) -> Any:
     """Mirror `a2a.utils.signing`: empty strings, lists and objects are left out."""
     if isinstance(value, dict):
-        kept = {k: v2 for k, v in value.items() if (v2 := _drop_empty(v)) is not None}
+        kept = {k: v2 for k, v in value.items() if (v2 := drop_empty(v)) is not None}
         return kept or None
     if isinstance(value, list):
-        items = [v2 for v in value if (v2 := _drop_empty(v)) is not None]
+        items = [v2 for v in value if (v2 := drop_empty(v)) is not None]
         return items or None
     if isinstance(value, str) and not value:
         return None

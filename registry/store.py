@@ -78,6 +78,7 @@ class NewAgent:
     parsed: ParsedCard
     signature: SignatureCheck
     pinned_keys: Mapping[str, Any] | None
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class SqlAgentStore:
             "id": agent.id,
             "card_url": agent.card_url,
             "resource": agent.resource,
+            "timeout_seconds": agent.timeout_seconds,
             "pinned_keys": dict(agent.pinned_keys) if agent.pinned_keys else None,
             "revision": 1,
             "health_status": HealthStatus.UNKNOWN.value,
@@ -493,6 +495,7 @@ def _record(row: RowMapping) -> AgentRecord:
     return AgentRecord(
         id=row["id"],
         resource=row["resource"],
+        timeout_seconds=row["timeout_seconds"],
         name=row["name"],
         description=row["description"],
         version=row["card_version"],

@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,6 +39,8 @@ agents = Table(
     Column("card_url", Text, nullable=True, unique=True),
     # The audience of tokens minted for this agent (RFC 8707 resource indicator).
     Column("resource", Text, nullable=True),
+    # How long to wait for this agent; NULL means the gateway's default.
+    Column("timeout_seconds", Float, nullable=True),
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False),
     Column("card_version", Text, nullable=False),

@@ -1,0 +1,630 @@
+"""The A2A front door: every registered agent, served by the gateway as if it
+were the agent, in A2A 1.0 and 0.3, over JSON-RPC and HTTP+JSON.
+
+The protocol work is the official SDK's: its route factories parse the
+request (either version, either binding), validate it, and encode answers,
+errors and SSE streams; this module is the `RequestHandler` behind them. Each
+operation runs the one pipeline (DESIGN.md, "one delegated call"):
+
+1. `admit()` runs before the SDK sees the request: authenticate the caller,
+   look up the agent, decide and mint (`Delegations.authorize`). A refusal is
+   an HTTP error in the caller's binding and never reaches the agent.
+2. The handler checks task ownership in the gateway's records (`TaskRecords`):
+   someone else's task or context is "task not found".
+3. The SDK client transport for the agent's own version and binding calls it
+   with the minted token (`adapters.a2a`); the SDK translates 0.3 <-> 1.0.
+4. Tasks seen in the answer are recorded for their owner; every operation is
+   audited with its outcome, failures included.
+
+Upstream failures become A2A errors: an unreachable agent or a timeout is
+InternalError (-32603) naming the agent; an answer that is not A2A is
+InvalidAgentResponseError (-32006); an A2A error from the agent passes
+through with its own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from a2a.auth.user import User
+from a2a.client.errors import A2AClientError, A2AClientTimeoutError
+from a2a.client.transports.base import ClientTransport
+from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import (
+    RequestHandler,
+    validate_request_params,
+)
+from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
+from a2a.server.routes.common import ServerCallContextBuilder
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    SendMessageRequest,
+    StreamResponse,
+    SubscribeToTaskRequest,
+    Task,
+    TaskPushNotificationConfig,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils.errors import (
+    A2AError,
+    ExtendedAgentCardNotConfiguredError,
+    InternalError,
+    InvalidAgentResponseError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from a2a.utils.constants import VERSION_HEADER
+from a2a.utils.task import validate_history_length
+from google.protobuf.json_format import MessageToDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
+from adapters.http import UpstreamRefused, UpstreamTooLarge
+from gateway.a2a_cards import card_json, proxied_card, sign_card
+from gateway.audit import trace_id_from
+from gateway.auth import current_principal
+from gateway.errors import Problem, problem_response
+from gateway.pipeline import Caller, DelegationDenied, Delegations, Grant
+from gateway.tasks import InvalidPageToken, Owner, TaskRecords
+from policies.keys import SigningKey
+from registry.store import AgentNotFound
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ADMISSION = "switchboard.admission"
+# Implementation-defined server error (JSON-RPC reserves -32000..-32099; A2A
+# uses -32001..-32009): the gateway refused to delegate.
+DELEGATION_REFUSED = -32000
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What `admit()` established for one request, read by the handler."""
+
+    grant: Grant
+    owner: Owner
+    extensions: frozenset[str]
+
+    @property
+    def agent_id(self) -> str:
+        return self.grant.agent.id
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    max_seconds: float
+
+
+class _GatewayUser(User):
+    def __init__(self, subject: str) -> None:
+        self._subject = subject
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def user_name(self) -> str:
+        return self._subject
+
+
+class _ContextBuilder(ServerCallContextBuilder):
+    """The call context carries the admission and, of the caller's headers, only
+    `A2A-Version`, which the SDK's version check reads (its default builder
+    copies every header, the caller's token included)."""
+
+    def build(self, request: Request) -> ServerCallContext:
+        admission: Admission = request.state.admission
+        version = request.headers.get(VERSION_HEADER)
+        return ServerCallContext(
+            user=_GatewayUser(admission.owner.subject),
+            state={
+                ADMISSION: admission,
+                "headers": {VERSION_HEADER.lower(): version} if version else {},
+            },
+            requested_extensions=set(admission.extensions),
+        )
+
+
+def _admission(context: ServerCallContext | None) -> Admission:
+    assert context is not None
+    admission: Admission = context.state[ADMISSION]
+    return admission
+
+
+def upstream_error(agent_id: str, exc: Exception, timeout: float | None) -> A2AError:
+    """Map a client-side failure to the A2A error the caller gets."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, httpx.TimeoutException | A2AClientTimeoutError | TimeoutError):
+            limit = f" within {timeout:g} s" if timeout else ""
+            return InternalError(f"agent {agent_id} did not answer{limit}")
+        if isinstance(cause, UpstreamRefused):
+            return InternalError(f"agent {agent_id} may not be called: {cause}")
+        if isinstance(cause, UpstreamTooLarge):
+            return InvalidAgentResponseError(f"agent {agent_id}: {cause}")
+        if isinstance(cause, httpx.HTTPStatusError):
+            return InvalidAgentResponseError(
+                f"agent {agent_id} answered HTTP {cause.response.status_code}"
+            )
+        if isinstance(cause, httpx.TransportError):
+            return InternalError(f"agent {agent_id} could not be reached ({type(cause).__name__})")
+        cause = cause.__cause__
+    if isinstance(exc, A2AClientError):
+        return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer: {exc}")
+    if isinstance(exc, A2AError):
+        return exc  # the agent's own A2A error, with its code
+    return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer")
+
+
+def _outcome(error: A2AError | None) -> str:
+    return "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+
+
+def _event_of(item: StreamResponse) -> Event:
+    kind = item.WhichOneof("payload")
+    if kind is None:
+        raise InvalidAgentResponseError("the agent sent an empty stream event")
+    event: Event = getattr(item, kind)
+    return event
+
+
+@dataclass(frozen=True)
+class FrontDoorParts:
+    """What the handler works with; built in the app's lifespan."""
+
+    delegations: Delegations
+    tasks: TaskRecords
+    upstreams: A2AUpstreams
+    default_timeout_seconds: float
+    stream_limits: StreamLimits
+    signing_key: Callable[[], Awaitable[SigningKey]]
+    public_url: str
+    token_endpoint: str
+
+
+class AgentHandler(RequestHandler):
+    """Every A2A operation on one registered agent, through the pipeline.
+
+    The SDK's routes are created with the app, before the lifespan has opened
+    the database; ``parts`` is asked for what the handler needs at call time.
+    """
+
+    def __init__(self, parts: Callable[[], FrontDoorParts]) -> None:
+        self._parts = parts
+
+    @property
+    def delegations(self) -> Delegations:
+        return self._parts().delegations
+
+    @property
+    def tasks(self) -> TaskRecords:
+        return self._parts().tasks
+
+    @property
+    def upstreams(self) -> A2AUpstreams:
+        return self._parts().upstreams
+
+    @property
+    def default_timeout(self) -> float:
+        return self._parts().default_timeout_seconds
+
+    @property
+    def stream_limits(self) -> StreamLimits:
+        return self._parts().stream_limits
+
+    # Plumbing -------------------------------------------------------------
+
+    def _timeout(self, admission: Admission) -> float:
+        return admission.grant.agent.timeout_seconds or self.default_timeout
+
+    def _client(self, admission: Admission) -> tuple[ClientTransport, UpstreamEndpoint]:
+        agent = admission.grant.agent
+        try:
+            return self.upstreams.client(agent.id, agent.card_digest, admission.grant.card)
+        except NoUsableInterface as exc:
+            raise UnsupportedOperationError(f"agent {agent.id}: {exc}") from None
+
+    def _context(self, admission: Admission, *, streaming: bool = False) -> Any:
+        context = self.upstreams.context(
+            admission.grant.token.token, None if streaming else self._timeout(admission)
+        )
+        if admission.extensions and context.service_parameters is not None:
+            context.service_parameters[HTTP_EXTENSION_HEADER] = ",".join(
+                sorted(admission.extensions)
+            )
+        return context
+
+    async def _call(
+        self,
+        admission: Admission,
+        operation: str,
+        call: Callable[[ClientTransport, Any], Awaitable[T]],
+    ) -> T:
+        transport, _ = self._client(admission)
+        try:
+            result = await call(transport, self._context(admission))
+        except (A2AError, httpx.HTTPError) as exc:
+            error = upstream_error(admission.agent_id, exc, self._timeout(admission))
+            await self._audit(admission, operation, error)
+            raise error from None
+        await self._audit(admission, operation, None)
+        return result
+
+    async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
+        detail = None if error is None else str(error)[:500]
+        await self.delegations.record(admission.grant, f"a2a.{operation}", _outcome(error), detail)
+
+    async def _own_task(self, admission: Admission, task_id: str) -> None:
+        # A2A 1.0 §3.1.3: another user's task is indistinguishable from none.
+        if await self.tasks.owner_of(admission.agent_id, task_id) != admission.owner:
+            await self._audit(admission, "ownership", TaskNotFoundError())
+            raise TaskNotFoundError(f"task {task_id} not found")
+
+    async def _check_message(self, admission: Admission, message: Message) -> None:
+        if message.task_id:
+            await self._own_task(admission, message.task_id)
+        for referenced in message.reference_task_ids:
+            await self._own_task(admission, referenced)
+        if message.context_id:
+            owners = await self.tasks.context_owners(admission.agent_id, message.context_id)
+            if owners and owners != {admission.owner}:
+                await self._audit(admission, "ownership", TaskNotFoundError())
+                raise TaskNotFoundError(f"context {message.context_id} not found")
+
+    async def _remember(self, admission: Admission, task: Task) -> None:
+        if not await self.tasks.record(admission.agent_id, admission.owner, task):
+            logger.warning(
+                "agent %s answered with task id %r that belongs to another user",
+                admission.agent_id,
+                task.id,
+            )
+            raise InvalidAgentResponseError(
+                f"agent {admission.agent_id} answered with a task id it already gave someone else"
+            )
+
+    async def _observe(self, admission: Admission, event: Event) -> None:
+        if isinstance(event, Task):
+            await self._remember(admission, event)
+        elif isinstance(event, TaskStatusUpdateEvent) and not await self.tasks.record_status(
+            admission.agent_id, admission.owner, event
+        ):
+            raise InvalidAgentResponseError(
+                f"agent {admission.agent_id} sent an update for a task that is not yours"
+            )
+
+    async def _relay(
+        self,
+        admission: Admission,
+        operation: str,
+        open_stream: Callable[[ClientTransport, Any], AsyncIterator[StreamResponse]],
+    ) -> AsyncGenerator[Event]:
+        """Pass events through as they arrive, recording tasks on the way.
+
+        The stream is closed (and the upstream connection with it) when the
+        client goes away, when the duration cap is hit, or on any error.
+        """
+        transport, _ = self._client(admission)
+        stream = open_stream(transport, self._context(admission, streaming=True))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stream_limits.max_seconds
+        error: A2AError | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(remaining):
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    error = InternalError(
+                        f"the stream from agent {admission.agent_id} passed the "
+                        f"{self.stream_limits.max_seconds:g} s limit"
+                    )
+                    raise error from None
+                except (A2AError, httpx.HTTPError) as exc:
+                    error = upstream_error(admission.agent_id, exc, None)
+                    raise error from None
+                event = _event_of(item)
+                try:
+                    await self._observe(admission, event)
+                except A2AError as exc:
+                    error = exc
+                    raise
+                yield event
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await self._audit(admission, operation, error)
+
+    # Messages -------------------------------------------------------------
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        admission = _admission(context)
+        await self._check_message(admission, params.message)
+        response = await self._call(
+            admission, "SendMessage", lambda t, c: t.send_message(params, context=c)
+        )
+        if response.HasField("task"):
+            await self._remember(admission, response.task)
+            return response.task
+        if response.HasField("message"):
+            return response.message
+        raise InvalidAgentResponseError(f"agent {admission.agent_id} answered with neither")
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = _admission(context)
+        await self._check_message(admission, params.message)
+        capabilities = admission.grant.card.get("capabilities") or {}
+        if not capabilities.get("streaming"):
+            # The agent does not stream: its one answer is the whole stream.
+            yield await self.on_message_send(params, context)
+            return
+        async for event in self._relay(
+            admission,
+            "SendStreamingMessage",
+            lambda t, c: t.send_message_streaming(params, context=c),
+        ):
+            yield event
+
+    # Tasks ----------------------------------------------------------------
+
+    @validate_request_params
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
+        validate_history_length(params)
+        admission = _admission(context)
+        await self._own_task(admission, params.id)
+        task = await self._call(admission, "GetTask", lambda t, c: t.get_task(params, context=c))
+        await self._remember(admission, task)
+        return task
+
+    @validate_request_params
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        # Answered from the gateway's records: only the caller's tasks, for
+        # every agent, whether or not the agent itself implements ListTasks.
+        admission = _admission(context)
+        try:
+            page = await self.tasks.list(admission.agent_id, admission.owner, params)
+        except InvalidPageToken as exc:
+            raise InvalidParamsError(str(exc)) from None
+        except ValueError as exc:
+            raise InvalidParamsError(str(exc)) from None
+        if not params.include_artifacts:
+            for task in page.tasks:
+                task.ClearField("artifacts")
+        await self._audit(admission, "ListTasks", None)
+        return page
+
+    @validate_request_params
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
+        admission = _admission(context)
+        await self._own_task(admission, params.id)
+        task = await self._call(
+            admission, "CancelTask", lambda t, c: t.cancel_task(params, context=c)
+        )
+        await self._remember(admission, task)
+        return task
+
+    @validate_request_params
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = _admission(context)
+        await self._own_task(admission, params.id)
+        async for event in self._relay(
+            admission, "SubscribeToTask", lambda t, c: t.subscribe(params, context=c)
+        ):
+            yield event
+
+    # Push notification configs ----------------------------------------------
+
+    async def on_create_task_push_notification_config(
+        self, params: TaskPushNotificationConfig, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError
+
+    async def on_get_task_push_notification_config(
+        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError
+
+    async def on_list_task_push_notification_configs(
+        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
+    ) -> ListTaskPushNotificationConfigsResponse:
+        raise PushNotificationNotSupportedError
+
+    async def on_delete_task_push_notification_config(
+        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> None:
+        raise PushNotificationNotSupportedError
+
+    # Cards ----------------------------------------------------------------
+
+    async def on_get_extended_agent_card(
+        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
+    ) -> AgentCard:
+        admission = _admission(context)
+        capabilities = admission.grant.card.get("capabilities") or {}
+        if not capabilities.get("extendedAgentCard"):
+            raise ExtendedAgentCardNotConfiguredError(
+                f"agent {admission.agent_id} has no extended card"
+            )
+        extended = await self._call(
+            admission,
+            "GetExtendedAgentCard",
+            lambda t, c: t.get_extended_agent_card(params, context=c),
+        )
+        return await self.card_for(admission.agent_id, MessageToDict(extended))
+
+    async def card_for(self, agent_id: str, upstream_card: dict[str, Any]) -> AgentCard:
+        parts = self._parts()
+        url = f"{parts.public_url}/a2a/{agent_id}"
+        card = proxied_card(upstream_card, url, parts.token_endpoint)
+        return sign_card(
+            card, await parts.signing_key(), parts.public_url + "/.well-known/jwks.json"
+        )
+
+
+# Routes ---------------------------------------------------------------------
+
+
+def _jsonrpc_refusal(status: int, message: str, data: Any = None) -> Response:
+    error: dict[str, Any] = {"code": DELEGATION_REFUSED, "message": message}
+    if data is not None:
+        error["data"] = data
+    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=status)
+
+
+def _rest_refusal(status: int, message: str, data: Any = None) -> Response:
+    grpc_status = {403: "PERMISSION_DENIED", 404: "NOT_FOUND"}.get(status, "FAILED_PRECONDITION")
+    body: dict[str, Any] = {"code": status, "status": grpc_status, "message": message}
+    if data is not None:
+        body["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "DELEGATION_REFUSED",
+                "domain": "switchboard",
+                "metadata": {k: str(v) for k, v in data.items()},
+            }
+        ]
+    return JSONResponse({"error": body}, status_code=status)
+
+
+async def _parse_jsonrpc_body(request: Request) -> Response | None:
+    """Parse the body once, here, so that JSON nested deep enough to exhaust the
+    parser's recursion is a parse error (-32700), not the SDK's internal error
+    carrying Python's exception text."""
+    try:
+        # Starlette keeps the parsed body on the request; the SDK's dispatcher
+        # reads it from there instead of parsing again.
+        request._json = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        error = {"code": -32700, "message": "the request body is not valid JSON"}
+        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
+    return None
+
+
+class A2AFrontDoor:
+    """Builds the `/a2a/{agent_id}` routes around the SDK's dispatchers."""
+
+    def __init__(self, handler: AgentHandler) -> None:
+        self.handler = handler
+
+    async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
+        refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
+        agent_id = request.path_params["agent_id"]
+        try:
+            principal = await current_principal(request)
+        except Problem as problem:
+            return problem_response(problem)
+        caller = Caller.user(principal)
+        trace_id = trace_id_from(request.headers.get("traceparent"))
+        try:
+            grant = await self.handler.delegations.authorize(
+                caller, agent_id, event="a2a", trace_id=trace_id
+            )
+        except AgentNotFound:
+            return refuse(404, f"no agent {agent_id}")
+        except DelegationDenied as denied:
+            reasons = list(denied.decision.reasons)
+            return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
+        if grant.decision.approval_required:
+            # Human approval (a task that waits for an admin) is not built yet:
+            # until it is, such a call is refused rather than let through.
+            await self.handler.delegations.record(grant, "a2a", "approval_required", "not called")
+            reasons = list(grant.decision.reasons)
+            return refuse(
+                403,
+                "delegation needs human approval, which this gateway cannot collect yet: "
+                + "; ".join(reasons),
+                {"reasons": reasons, "approval_required": True},
+            )
+        extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
+        request.state.admission = Admission(
+            grant, Owner(caller.subject, caller.issuer), frozenset(extensions)
+        )
+        return None
+
+    def _guarded(
+        self, endpoint: Callable[[Request], Awaitable[Response]], *, jsonrpc: bool
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            refused = await self.admit(request, jsonrpc)
+            if refused is None and jsonrpc:
+                refused = await _parse_jsonrpc_body(request)
+            return refused if refused is not None else await endpoint(request)
+
+        return guarded
+
+    async def agent_card(self, request: Request) -> Response:
+        agent_id = request.path_params["agent_id"]
+        found = await self.handler.delegations.agents.get_with_card(agent_id)
+        if found is None:
+            return _rest_refusal(404, f"no agent {agent_id}")
+        card = await self.handler.card_for(agent_id, found[1])
+        return JSONResponse(card_json(card), headers={"Cache-Control": "public, max-age=60"})
+
+    def routes(self) -> list[BaseRoute]:
+        context = _ContextBuilder()
+        (jsonrpc,) = create_jsonrpc_routes(
+            self.handler, "/", context_builder=context, enable_v0_3_compat=True
+        )
+        assert isinstance(jsonrpc, Route)
+        jsonrpc_endpoint = self._guarded(jsonrpc.endpoint, jsonrpc=True)
+        inner: list[BaseRoute] = [
+            Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
+            Route("/", jsonrpc_endpoint, methods=["POST"]),
+        ]
+        for route in create_rest_routes(
+            self.handler, context_builder=context, enable_v0_3_compat=True
+        ):
+            # The SDK also mounts every route under `/{tenant}`; the gateway
+            # serves one agent per URL and has no tenants, so that mount goes.
+            if isinstance(route, Route):
+                inner.append(
+                    Route(
+                        route.path,
+                        self._guarded(route.endpoint, jsonrpc=False),
+                        methods=list(route.methods or ()),
+                    )
+                )
+        return [
+            # Without the trailing slash, as registered interface URLs usually are.
+            Route("/a2a/{agent_id}", jsonrpc_endpoint, methods=["POST"]),
+            Mount("/a2a/{agent_id}", routes=inner),
+        ]

@@ -92,6 +92,10 @@ def _overrides(settings: Settings) -> dict[str, Any]:
         "max_delegation_depth",
         "delegated_token_ttl_seconds",
         "redis_url",
+        "upstream_timeout_seconds",
+        "stream_max_seconds",
+        "stream_max_bytes",
+        "stream_idle_seconds",
     )
     return {f: getattr(settings, f) for f in fields}
 

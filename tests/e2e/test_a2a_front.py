@@ -1,0 +1,387 @@
+"""The A2A front door end to end: official a2a-sdk clients, through the gateway,
+to agents built with the official SDK -- A2A 1.0 and a 0.3-only agent.
+
+Every test here goes over real HTTP on 127.0.0.1, with a real database (SQLite
+and PostgreSQL), real signatures, and the SDK on both sides. The upstream's
+view of each call is checked from what it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.client import ClientConfig, ClientFactory
+from a2a.client.client import Client
+from a2a.client.transports.base import ClientTransport
+from a2a.client.transports.jsonrpc import JsonRpcTransport
+from a2a.compat.v0_3.jsonrpc_transport import CompatJsonRpcTransport
+from a2a.helpers import new_text_message
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    Message,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    SubscribeToTaskRequest,
+    Task,
+    TaskState,
+)
+from a2a.utils.errors import TaskNotFoundError
+from a2a.utils.signing import create_signature_verifier
+from google.protobuf.json_format import ParseDict
+
+from tests.support.a2a_agents import legacy_worker_agent, worker_agent
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.inspecting import Recorder, verify_as_downstream
+from tests.support.servers import ServerThread
+
+USER = "alice"
+OTHER = "bob"
+DONE = TaskState.TASK_STATE_COMPLETED
+
+
+@dataclass
+class Front:
+    gateway: Gateway
+    worker: ServerThread
+    worker_seen: Recorder
+    legacy: ServerThread
+    legacy_seen: Recorder
+    tokens: dict[str, str]
+
+    def token(self, user: str = USER) -> str:
+        # Issued up front: issuing a dev token runs its own event loop.
+        return self.tokens[user]
+
+    def agent_url(self, agent_id: str) -> str:
+        return f"{self.gateway.url}/a2a/{agent_id}"
+
+    @asynccontextmanager
+    async def client(
+        self,
+        agent_id: str,
+        user: str = USER,
+        *,
+        binding: str = "JSONRPC",
+        streaming: bool = True,
+    ) -> AsyncIterator[Client]:
+        """An official SDK client, created from the gateway's card for the agent."""
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=30
+        ) as http:
+            factory = ClientFactory(
+                ClientConfig(
+                    httpx_client=http,
+                    supported_protocol_bindings=[binding],
+                    streaming=streaming,
+                )
+            )
+            client = await factory.create_from_url(self.agent_url(agent_id))
+            yield client
+
+    @asynccontextmanager
+    async def transport(
+        self, agent_id: str, user: str = USER, *, legacy: bool = False
+    ) -> AsyncIterator[ClientTransport]:
+        """A bare SDK transport; with ``legacy`` it speaks A2A 0.3 on the wire."""
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {self.token(user)}", "A2A-Version": "1.0"},
+            timeout=30,
+        ) as http:
+            card = AgentCard(name=agent_id)
+            if legacy:
+                del http.headers["A2A-Version"]
+                yield CompatJsonRpcTransport(http, card, self.agent_url(agent_id) + "/")
+            else:
+                yield JsonRpcTransport(http, card, self.agent_url(agent_id) + "/")
+
+
+def _register(gateway: Gateway, agent_id: str, server: ServerThread, **extra: Any) -> None:
+    with gateway.client() as admin:
+        response = admin.post(
+            "/agents",
+            json={
+                "card_url": server.url + "/.well-known/agent-card.json",
+                "id": agent_id,
+                **extra,
+            },
+        )
+        assert response.status_code == 201, response.text
+
+
+@contextmanager
+def front_door(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
+    worker_seen, legacy_seen = Recorder(), Recorder()
+    worker = worker_agent(worker_seen)
+    legacy = legacy_worker_agent(legacy_seen)
+    gateway = start_gateway(tmp_path, database_url)
+    try:
+        _register(gateway, "worker", worker)
+        _register(gateway, "legacy", legacy)
+        # The same agent once more, inline, with a short timeout of its own.
+        card = httpx.get(worker.url + "/.well-known/agent-card.json").json()
+        with gateway.client() as admin:
+            hasty = {"card": card, "id": "hasty", "timeout_seconds": 0.5, "resource": "urn:t:h"}
+            assert admin.post("/agents", json=hasty).status_code == 201
+        tokens = {user: gateway.token(user, "work:run") for user in (USER, OTHER)}
+        yield Front(gateway, worker, worker_seen, legacy, legacy_seen, tokens)
+    finally:
+        gateway.stop()
+        worker.stop()
+        legacy.stop()
+
+
+@pytest.fixture
+def front(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
+    with front_door(tmp_path, database_url) as f:
+        yield f
+
+
+def message(text: str, **ids: str) -> SendMessageRequest:
+    msg = new_text_message(text, role=Role.ROLE_USER, **ids)
+    return SendMessageRequest(message=msg)
+
+
+async def collect(stream: AsyncIterator[StreamResponse]) -> list[StreamResponse]:
+    return [event async for event in stream]
+
+
+def final_task(events: list[StreamResponse]) -> Task:
+    tasks = [e.task for e in events if e.HasField("task")]
+    assert tasks, events
+    return tasks[-1]
+
+
+# The card ------------------------------------------------------------------------
+
+
+def test_the_gateway_card_points_at_the_gateway_and_is_signed_by_it(front: Front) -> None:
+    document = httpx.get(front.agent_url("worker") + "/.well-known/agent-card.json").json()
+    card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
+    assert card.name == "Worker"
+    assert [s.id for s in card.skills] == ["work"]
+    assert card.capabilities.streaming
+    assert {(i.protocol_binding, i.protocol_version, i.url) for i in card.supported_interfaces} == {
+        ("JSONRPC", "1.0", front.agent_url("worker")),
+        ("HTTP+JSON", "1.0", front.agent_url("worker")),
+        ("JSONRPC", "0.3.0", front.agent_url("worker")),
+    }
+    # The 0.3 fields the SDK adds, so a 0.3 client can read the same card.
+    assert document["url"] == front.agent_url("worker")
+    assert "switchboard" in card.security_schemes
+    jwks = httpx.get(front.gateway.url + "/.well-known/jwks.json").json()
+    keys = {k["kid"]: k for k in jwks["keys"]}
+
+    def key_provider(kid: str | None, jku: str | None) -> Any:
+        assert jku == front.gateway.url + "/.well-known/jwks.json"
+        import jwt
+
+        return jwt.PyJWK(keys[kid])
+
+    # The SDK's own verifier (PyJWT underneath), not ours.
+    create_signature_verifier(key_provider, ["ES256"])(card)
+    tampered = AgentCard()
+    tampered.CopyFrom(card)
+    tampered.name = "Evil Worker"
+    with pytest.raises(Exception, match=r"(?i)signature"):
+        create_signature_verifier(key_provider, ["ES256"])(tampered)
+
+
+def test_an_unknown_agent_has_no_card(front: Front) -> None:
+    response = httpx.get(front.agent_url("nobody") + "/.well-known/agent-card.json")
+    assert response.status_code == 404
+
+
+# SendMessage, streaming, tasks ----------------------------------------------------
+
+
+async def test_send_message_through_the_gateway_with_the_sdk_client(front: Front) -> None:
+    async with front.client("worker", streaming=False) as client:
+        (event,) = await collect(client.send_message(message("hello there")))
+    assert event.message.parts[0].text == "echo: hello there"
+    (call,) = front.worker_seen.calls()
+    assert call.bearer is not None and call.bearer != front.token()
+    claims = verify_as_downstream(call.bearer, front.gateway.url, front.worker.url + "/")
+    assert claims["sub"] == USER
+    assert claims["aud"] == front.worker.url + "/"
+    assert claims["act"] == {"sub": "switchboard-dev-issuer"}
+    assert not call.contains(front.token()), "the caller's token reached the agent"
+
+
+async def test_a_task_is_run_and_recorded_for_its_owner(front: Front) -> None:
+    async with front.client("worker", streaming=False) as client:
+        (event,) = await collect(client.send_message(message("task count the widgets")))
+        task = event.task
+        assert task.status.state == DONE
+        assert task.artifacts[0].parts[0].text == "done: count the widgets"
+        fetched = await client.get_task(GetTaskRequest(id=task.id))
+        assert fetched.id == task.id and fetched.status.state == DONE
+        listed = await client.list_tasks(ListTasksRequest())
+        assert [t.id for t in listed.tasks] == [task.id]
+
+
+async def test_streaming_passes_events_through(front: Front) -> None:
+    async with front.client("worker") as client:
+        events = await collect(client.send_message(message("slow 0.35")))
+    kinds = [e.WhichOneof("payload") for e in events]
+    assert kinds[0] == "task"
+    assert kinds.count("status_update") >= 3  # working, the ticks, completed
+    assert "artifact_update" in kinds
+    last = events[-1]
+    assert last.status_update.status.state == DONE
+    async with front.client("worker") as client:
+        stored = await client.get_task(GetTaskRequest(id=events[0].task.id))
+    assert stored.status.state == DONE
+
+
+async def test_return_immediately_then_poll_cancel_and_resubscribe(front: Front) -> None:
+    async with front.transport("worker") as transport:
+        request = message("slow 10")
+        request.configuration.return_immediately = True
+        started = (await transport.send_message(request)).task
+        assert started.status.state in (
+            TaskState.TASK_STATE_SUBMITTED,
+            TaskState.TASK_STATE_WORKING,
+        )
+        canceled = await transport.cancel_task(CancelTaskRequest(id=started.id))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+
+        request = message("slow 0.5")
+        request.configuration.return_immediately = True
+        running = (await transport.send_message(request)).task
+        events = await collect(transport.subscribe(SubscribeToTaskRequest(id=running.id)))
+    assert events[-1].status_update.status.state == DONE
+    assert {e.status_update.task_id for e in events if e.HasField("status_update")} == {running.id}
+
+
+async def test_a_multi_turn_task_continues_for_its_owner(front: Front) -> None:
+    async with front.transport("worker") as transport:
+        asked = (await transport.send_message(message("ask"))).task
+        assert asked.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+        follow_up = message("warehouse 7", task_id=asked.id, context_id=asked.context_id)
+        done = (await transport.send_message(follow_up)).task
+    assert done.id == asked.id
+    assert done.status.state == DONE
+    assert done.artifacts[-1].parts[0].text == "got: warehouse 7"
+
+
+async def test_the_http_json_binding_works_too(front: Front) -> None:
+    async with front.client("worker", binding="HTTP+JSON", streaming=False) as client:
+        (event,) = await collect(client.send_message(message("task over rest")))
+        assert event.task.status.state == DONE
+        fetched = await client.get_task(GetTaskRequest(id=event.task.id))
+    assert fetched.artifacts[0].parts[0].text == "done: over rest"
+
+
+# Isolation between users ----------------------------------------------------------
+
+
+async def test_another_users_task_is_not_found(front: Front) -> None:
+    async with front.transport("worker") as alice:
+        request = message("ask")
+        task = (await alice.send_message(request)).task
+    before = len(front.worker_seen.calls())
+    async with front.transport("worker", OTHER) as bob:
+        with pytest.raises(TaskNotFoundError):
+            await bob.get_task(GetTaskRequest(id=task.id))
+        with pytest.raises(TaskNotFoundError):
+            await bob.cancel_task(CancelTaskRequest(id=task.id))
+        with pytest.raises(TaskNotFoundError):
+            await collect(bob.subscribe(SubscribeToTaskRequest(id=task.id)))
+        with pytest.raises(TaskNotFoundError):
+            await bob.send_message(message("hijack", task_id=task.id))
+        with pytest.raises(TaskNotFoundError):
+            await bob.send_message(message("join", context_id=task.context_id))
+        assert not (await bob.list_tasks(ListTasksRequest())).tasks
+    assert len(front.worker_seen.calls()) == before, "a refused call reached the agent"
+    async with front.transport("worker") as alice:
+        assert [t.id for t in (await alice.list_tasks(ListTasksRequest())).tasks] == [task.id]
+
+
+async def test_an_unknown_task_is_not_found(front: Front) -> None:
+    async with front.transport("worker") as alice:
+        with pytest.raises(TaskNotFoundError):
+            await alice.get_task(GetTaskRequest(id=str(uuid.uuid4())))
+
+
+def test_tasks_survive_a_gateway_restart(tmp_path: Path, database_url: str | None) -> None:
+    with front_door(tmp_path, database_url) as front:
+
+        async def create() -> Task:
+            async with front.transport("worker") as alice:
+                return (await alice.send_message(message("task before the restart"))).task
+
+        task = asyncio.run(create())
+        front.gateway = front.gateway.restart()
+
+        async def after() -> None:
+            async with front.transport("worker") as alice:
+                fetched = await alice.get_task(GetTaskRequest(id=task.id))
+                assert fetched.status.state == DONE
+                listed = await alice.list_tasks(ListTasksRequest())
+                assert [t.id for t in listed.tasks] == [task.id]
+            async with front.transport("worker", OTHER) as bob:
+                with pytest.raises(TaskNotFoundError):
+                    await bob.get_task(GetTaskRequest(id=task.id))
+
+        asyncio.run(after())
+
+
+# Versions ---------------------------------------------------------------------------
+
+
+async def test_a_0_3_client_reaches_a_1_0_agent(front: Front) -> None:
+    async with front.transport("worker", legacy=True) as client:
+        answer = await client.send_message(message("task from the past"))
+        assert answer.task.status.state == DONE
+        assert answer.task.artifacts[0].parts[0].text == "done: from the past"
+        fetched = await client.get_task(GetTaskRequest(id=answer.task.id))
+        assert fetched.status.state == DONE
+        events = await collect(client.send_message_streaming(message("slow 0.2")))
+    assert events[-1].status_update.status.state == DONE
+    sent = [c for c in front.worker_seen.calls()]
+    assert sent and all(c.headers.get("a2a-version") == "1.0" for c in sent)
+    assert all(b'"method":"SendMessage"' in c.body or b"GetTask" in c.body for c in sent[:2])
+
+
+async def test_a_1_0_client_reaches_a_0_3_agent(front: Front) -> None:
+    async with front.client("legacy", streaming=False) as client:
+        (event,) = await collect(client.send_message(message("task for the old one")))
+        assert event.task.status.state == DONE
+        assert event.task.artifacts[0].parts[0].text == "done: for the old one"
+        fetched = await client.get_task(GetTaskRequest(id=event.task.id))
+        assert fetched.status.state == DONE
+    async with front.client("legacy") as client:
+        events = await collect(client.send_message(message("slow 0.2")))
+    assert events[-1].status_update.status.state == DONE
+    calls = front.legacy_seen.calls()
+    assert calls and all(b'"method":"message/' in c.body or b"tasks/get" in c.body for c in calls)
+    claims = verify_as_downstream(calls[0].bearer or "", front.gateway.url, front.legacy.url + "/")
+    assert claims["sub"] == USER
+
+
+async def test_a_0_3_client_reaches_a_0_3_agent(front: Front) -> None:
+    async with front.transport("legacy", legacy=True) as client:
+        answer = await client.send_message(message("echo me"))
+    assert isinstance(answer.message, Message)
+    assert answer.message.parts[0].text == "echo: echo me"
+
+
+# Upstream failures -----------------------------------------------------------------
+
+
+async def test_a_slow_agent_times_out_with_its_own_timeout(front: Front) -> None:
+    async with front.transport("hasty") as client:
+        with pytest.raises(Exception, match=r"did not answer within 0\.5 s"):
+            await client.send_message(message("slow 3"))

@@ -1,0 +1,194 @@
+"""Task-capable A2A agents built with the official SDK, in 1.0 and in 0.3.
+
+`WorkerExecutor` reads the first word of the user's text:
+
+* ``task <text>``  -> a task: working, an artifact "done: <text>", completed;
+* ``slow <secs>``  -> a task that works for up to <secs> seconds (one status
+  update per 0.1 s) unless it is cancelled first;
+* ``ask``          -> a task that stops in input-required; the next message on
+  that task completes it with "got: <text>";
+* anything else    -> one Message, "echo: <text>".
+
+`worker_agent()` serves it as an A2A 1.0 agent (JSON-RPC and HTTP+JSON, with
+streaming); `legacy_worker_agent()` serves it as an A2A 0.3-only agent: a 0.3
+card, 0.3 JSON-RPC, and every 1.0 request refused -- so a call that works
+proves the gateway spoke 0.3 to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from a2a.helpers import new_task_from_user_message, new_text_message, new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.support.inspecting import Recorder
+from tests.support.servers import ServerThread
+
+
+class WorkerExecutor(AgentExecutor):
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        text = context.get_user_input()
+        word, _, rest = text.partition(" ")
+        current = context.current_task
+        if current is not None and current.status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            updater = TaskUpdater(event_queue, current.id, current.context_id)
+            await updater.add_artifact([new_text_part(f"got: {text}")], name="answer")
+            await updater.complete()
+            return
+        if word not in ("task", "slow", "ask"):
+            await event_queue.enqueue_event(new_text_message(f"echo: {text}"))
+            return
+        assert context.message is not None
+        task = current or new_task_from_user_message(context.message)
+        if current is None:
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.start_work()
+        if word == "ask":
+            await updater.requires_input(new_text_message("which warehouse?"))
+            return
+        if word == "slow":
+            deadline = asyncio.get_running_loop().time() + float(rest or "5")
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+                await updater.update_status(TaskState.TASK_STATE_WORKING)
+        await updater.add_artifact([new_text_part(f"done: {rest}")], name="result")
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.task_id is not None and context.context_id is not None
+        await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
+
+
+SKILLS = [
+    AgentSkill(id="work", name="Work", description="Does work, slowly or not.", tags=["test"])
+]
+
+
+def worker_card(base_url: str, name: str = "Worker") -> AgentCard:
+    return AgentCard(
+        name=name,
+        description="A task-capable agent for the front door tests.",
+        version="1.0.0",
+        supported_interfaces=[
+            AgentInterface(url=base_url + "/", protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=base_url, protocol_binding="HTTP+JSON", protocol_version="1.0"),
+        ],
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        skills=SKILLS,
+    )
+
+
+def worker_agent(recorder: Recorder | None = None, name: str = "Worker") -> ServerThread:
+    recorder = recorder or Recorder()
+
+    def build(url: str) -> ASGIApp:
+        card = worker_card(url, name)
+        handler = DefaultRequestHandler(
+            agent_executor=WorkerExecutor(), task_store=InMemoryTaskStore(), agent_card=card
+        )
+        routes = (
+            create_agent_card_routes(card)
+            + create_jsonrpc_routes(handler, rpc_url="/")
+            + create_rest_routes(handler)
+        )
+        return recorder.middleware(Starlette(routes=routes))
+
+    return ServerThread(build).start()
+
+
+def legacy_card(base_url: str) -> dict[str, Any]:
+    """An A2A 0.3 card, as a 0.3 SDK publishes it."""
+    return {
+        "protocolVersion": "0.3.0",
+        "name": "Legacy Worker",
+        "description": "A 0.3-only agent.",
+        "url": base_url + "/",
+        "preferredTransport": "JSONRPC",
+        "version": "0.3.0",
+        "capabilities": {"streaming": True, "pushNotifications": False},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "work", "name": "Work", "description": "Does work.", "tags": ["test"]}],
+    }
+
+
+def _refuse_1_0(app: ASGIApp) -> ASGIApp:
+    """A 0.3 agent knows neither the `A2A-Version: 1.0` dialect nor 1.0 methods."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            method = ""
+            with contextlib.suppress(ValueError, AttributeError):
+                method = str(json.loads(body).get("method", ""))
+            if headers.get(b"a2a-version", b"0.3").startswith(b"1.") or "/" not in method:
+                response = JSONResponse(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": {"code": -32601, "message": f"0.3 agent: no {method}"},
+                    }
+                )
+                await response(scope, receive, send)
+                return
+            sent = False
+
+            async def replay() -> dict[str, Any]:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return dict(await receive())
+
+            await app(scope, replay, send)
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def legacy_worker_agent(recorder: Recorder | None = None) -> ServerThread:
+    recorder = recorder or Recorder()
+
+    def build(url: str) -> ASGIApp:
+        from a2a.client.card_resolver import parse_agent_card
+
+        raw = legacy_card(url)
+        card = parse_agent_card(json.loads(json.dumps(raw)))
+        handler = DefaultRequestHandler(
+            agent_executor=WorkerExecutor(), task_store=InMemoryTaskStore(), agent_card=card
+        )
+
+        async def serve_card(_: Request) -> JSONResponse:
+            return JSONResponse(raw)
+
+        routes = [
+            Route("/.well-known/agent-card.json", serve_card),
+            *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
+        ]
+        return recorder.middleware(_refuse_1_0(Starlette(routes=routes)))
+
+    return ServerThread(build).start()

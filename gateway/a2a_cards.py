@@ -141,6 +141,17 @@ def gateway_card(
             "defaultInputModes": ["text/plain", "application/json"],
             "defaultOutputModes": ["text/plain", "application/json"],
             "supportedInterfaces": _interfaces(url),
+            # A card needs at least one skill (A2A 1.0 §5.7); the gateway's own
+            # is the directory its extended card is.
+            "skills": [
+                {
+                    "id": "directory",
+                    "name": "Agent directory",
+                    "description": "The authenticated extended card lists every skill "
+                    "you may use through this gateway, as <agent id>/<skill id>.",
+                    "tags": ["directory"],
+                }
+            ],
             **_security(token_endpoint),
         },
         card,

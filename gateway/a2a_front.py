@@ -46,6 +46,7 @@ from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
 from a2a.server.routes.common import ServerCallContextBuilder
 from a2a.types import (
     AgentCard,
+    AgentSkill,
     CancelTaskRequest,
     DeleteTaskPushNotificationConfigRequest,
     GetExtendedAgentCardRequest,
@@ -63,6 +64,7 @@ from a2a.types import (
     TaskPushNotificationConfig,
     TaskStatusUpdateEvent,
 )
+from a2a.utils.constants import VERSION_HEADER
 from a2a.utils.errors import (
     A2AError,
     ExtendedAgentCardNotConfiguredError,
@@ -73,28 +75,30 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from a2a.utils.constants import VERSION_HEADER
 from a2a.utils.task import validate_history_length
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused, UpstreamTooLarge
-from gateway.a2a_cards import card_json, proxied_card, sign_card
+from gateway.a2a_cards import card_json, gateway_card, proxied_card, sign_card
 from gateway.audit import trace_id_from
 from gateway.auth import current_principal
 from gateway.errors import Problem, problem_response
 from gateway.pipeline import Caller, DelegationDenied, Delegations, Grant
 from gateway.tasks import InvalidPageToken, Owner, TaskRecords
 from policies.keys import SigningKey
+from policies.tokens import Principal
+from registry.models import AgentQuery
 from registry.store import AgentNotFound
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ADMISSION = "switchboard.admission"
+PRINCIPAL = "switchboard.principal"
 # Implementation-defined server error (JSON-RPC reserves -32000..-32099; A2A
 # uses -32001..-32009): the gateway refused to delegate.
 DELEGATION_REFUSED = -32000
@@ -204,6 +208,7 @@ class FrontDoorParts:
     signing_key: Callable[[], Awaitable[SigningKey]]
     public_url: str
     token_endpoint: str
+    version: str
 
 
 class AgentHandler(RequestHandler):
@@ -500,6 +505,130 @@ class AgentHandler(RequestHandler):
         )
 
 
+class GatewayHandler(RequestHandler):
+    """The gateway's own A2A endpoint (`/a2a`): it runs no tasks itself, and its
+    authenticated extended card lists the skills the caller may use, across
+    every registered agent (skill ids are `<agent id>/<skill id>`)."""
+
+    def __init__(self, parts: Callable[[], FrontDoorParts]) -> None:
+        self._parts = parts
+
+    @staticmethod
+    def _nothing_here() -> UnsupportedOperationError:
+        return UnsupportedOperationError(
+            "the gateway runs no tasks itself: send to /a2a/{agent_id} (see the extended card)"
+        )
+
+    async def card(self, principal: Principal | None = None) -> AgentCard:
+        parts = self._parts()
+        skills: list[AgentSkill] = []
+        if principal is not None:
+            skills = await self._usable_skills(principal)
+        card = gateway_card(
+            parts.public_url + "/a2a",
+            parts.public_url,
+            parts.token_endpoint,
+            parts.version,
+            skills,
+            extended=principal is not None,
+        )
+        jku = parts.public_url + "/.well-known/jwks.json"
+        return sign_card(card, await parts.signing_key(), jku)
+
+    async def _usable_skills(self, principal: Principal) -> list[AgentSkill]:
+        delegations = self._parts().delegations
+        skills: list[AgentSkill] = []
+        query = AgentQuery(limit=200)
+        while True:
+            page, cards = await delegations.agents.search_with_cards(query)
+            for record in page.items:
+                card = cards[record.id]
+                if not delegations.visible(principal, record.id, card):
+                    continue
+                for skill in card.get("skills") or []:
+                    if not isinstance(skill, dict) or not isinstance(skill.get("id"), str):
+                        continue
+                    entry = AgentSkill()
+                    ParseDict(
+                        {k: v for k, v in skill.items() if k != "securityRequirements"},
+                        entry,
+                        ignore_unknown_fields=True,
+                    )
+                    entry.id = f"{record.id}/{entry.id}"
+                    entry.tags.append(f"agent:{record.id}")
+                    skills.append(entry)
+            if page.next_cursor is None:
+                return skills
+            query = query.model_copy(update={"cursor": page.next_cursor})
+
+    async def on_get_extended_agent_card(
+        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
+    ) -> AgentCard:
+        principal: Principal = context.state[PRINCIPAL]
+        return await self.card(principal)
+
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        raise self._nothing_here()
+
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        raise self._nothing_here()
+        yield  # pragma: no cover - makes this an async generator
+
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
+        raise TaskNotFoundError
+
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        return ListTasksResponse(page_size=params.page_size or 50)
+
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
+        raise TaskNotFoundError
+
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        raise TaskNotFoundError
+        yield  # pragma: no cover - makes this an async generator
+
+    async def on_create_task_push_notification_config(
+        self, params: TaskPushNotificationConfig, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError
+
+    async def on_get_task_push_notification_config(
+        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError
+
+    async def on_list_task_push_notification_configs(
+        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
+    ) -> ListTaskPushNotificationConfigsResponse:
+        raise PushNotificationNotSupportedError
+
+    async def on_delete_task_push_notification_config(
+        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> None:
+        raise PushNotificationNotSupportedError
+
+
+class _GatewayContextBuilder(ServerCallContextBuilder):
+    def build(self, request: Request) -> ServerCallContext:
+        principal: Principal = request.state.principal
+        version = request.headers.get(VERSION_HEADER)
+        return ServerCallContext(
+            user=_GatewayUser(principal.subject),
+            state={
+                PRINCIPAL: principal,
+                "headers": {VERSION_HEADER.lower(): version} if version else {},
+            },
+        )
+
+
 # Routes ---------------------------------------------------------------------
 
 
@@ -542,8 +671,9 @@ async def _parse_jsonrpc_body(request: Request) -> Response | None:
 class A2AFrontDoor:
     """Builds the `/a2a/{agent_id}` routes around the SDK's dispatchers."""
 
-    def __init__(self, handler: AgentHandler) -> None:
+    def __init__(self, handler: AgentHandler, gateway: GatewayHandler) -> None:
         self.handler = handler
+        self.gateway = gateway
 
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
         refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
@@ -623,8 +753,33 @@ class A2AFrontDoor:
                         methods=list(route.methods or ()),
                     )
                 )
+        (own,) = create_jsonrpc_routes(
+            self.gateway, "/a2a", context_builder=_GatewayContextBuilder(), enable_v0_3_compat=True
+        )
+        assert isinstance(own, Route)
+        own_endpoint = self._authenticated(own.endpoint)
         return [
+            Route("/.well-known/agent-card.json", self.gateway_card, methods=["GET"]),
+            Route("/a2a", own_endpoint, methods=["POST"]),
+            Route("/a2a/", own_endpoint, methods=["POST"]),
             # Without the trailing slash, as registered interface URLs usually are.
             Route("/a2a/{agent_id}", jsonrpc_endpoint, methods=["POST"]),
             Mount("/a2a/{agent_id}", routes=inner),
         ]
+
+    async def gateway_card(self, request: Request) -> Response:
+        card = await self.gateway.card()
+        return JSONResponse(card_json(card), headers={"Cache-Control": "public, max-age=60"})
+
+    def _authenticated(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def authenticated(request: Request) -> Response:
+            try:
+                request.state.principal = await current_principal(request)
+            except Problem as problem:
+                return problem_response(problem)
+            refused = await _parse_jsonrpc_body(request)
+            return refused if refused is not None else await endpoint(request)
+
+        return authenticated

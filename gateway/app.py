@@ -13,7 +13,13 @@ from fastapi import FastAPI
 
 from adapters.a2a import A2AUpstreams
 from gateway import db, runstate
-from gateway.a2a_front import A2AFrontDoor, AgentHandler, FrontDoorParts, StreamLimits
+from gateway.a2a_front import (
+    A2AFrontDoor,
+    AgentHandler,
+    FrontDoorParts,
+    GatewayHandler,
+    StreamLimits,
+)
 from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
@@ -71,8 +77,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(policies.router)
     app.include_router(audit.router)
-    handler = AgentHandler(lambda: app.state.switchboard.front_door)
-    app.router.routes.extend(A2AFrontDoor(handler).routes())
+
+    def parts() -> FrontDoorParts:
+        front_door: FrontDoorParts = app.state.switchboard.front_door
+        return front_door
+
+    front = A2AFrontDoor(AgentHandler(parts), GatewayHandler(parts))
+    app.router.routes.extend(front.routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 
@@ -160,6 +171,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         signing_key=keys.active_key,
         public_url=settings.effective_public_url,
         token_endpoint=settings.token_endpoint,
+        version=__version__,
     )
     return AppState(
         settings=settings,

@@ -27,6 +27,7 @@ from a2a.helpers import new_text_message
 from a2a.types import (
     AgentCard,
     CancelTaskRequest,
+    GetExtendedAgentCardRequest,
     GetTaskRequest,
     ListTasksRequest,
     Message,
@@ -385,3 +386,35 @@ async def test_a_slow_agent_times_out_with_its_own_timeout(front: Front) -> None
     async with front.transport("hasty") as client:
         with pytest.raises(Exception, match=r"did not answer within 0\.5 s"):
             await client.send_message(message("slow 3"))
+
+
+# The gateway's own card ---------------------------------------------------------------
+
+
+async def test_the_gateway_describes_itself_and_lists_usable_skills(front: Front) -> None:
+    async with httpx.AsyncClient(timeout=30) as anonymous:
+        document = (await anonymous.get(front.gateway.url + "/.well-known/agent-card.json")).json()
+        refused = await anonymous.post(front.gateway.url + "/a2a", json={"jsonrpc": "2.0"})
+    assert refused.status_code == 401
+    card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
+    assert card.name == "Switchboard"
+    assert card.capabilities.extended_agent_card
+    assert [s.id for s in card.skills] == ["directory"], "no agent's skill is public"
+    assert card.signatures
+    assert card.supported_interfaces[0].url == front.gateway.url + "/a2a"
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {front.token()}"}, timeout=30
+    ) as http:
+        client = await ClientFactory(ClientConfig(httpx_client=http)).create_from_url(
+            front.gateway.url
+        )
+        extended = await client.get_extended_agent_card(GetExtendedAgentCardRequest())
+        with pytest.raises(Exception, match="runs no tasks"):
+            await collect(client.send_message(message("hello")))
+    assert {s.id for s in extended.skills} == {
+        "directory",
+        "worker/work",
+        "legacy/work",
+        "hasty/work",
+    }
+    assert "agent:worker" in next(s for s in extended.skills if s.id == "worker/work").tags

@@ -117,6 +117,11 @@ class A2AUpstreams:
             found = self._clients[key] = (transport, endpoint)
         return found
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pinned, capped client, for other calls to addresses from outside."""
+        return self._http
+
     @staticmethod
     def context(token: str, timeout_seconds: float | None) -> ClientCallContext:
         return ClientCallContext(

@@ -25,6 +25,7 @@ through with its own code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -88,9 +89,11 @@ from gateway.audit import trace_id_from
 from gateway.auth import current_principal
 from gateway.errors import Problem, problem_response
 from gateway.pipeline import Caller, DelegationDenied, Delegations, Grant
+from gateway.push import PushRelays, RelayRefused, parse_notification
 from gateway.tasks import InvalidPageToken, Owner, TaskRecords
 from policies.keys import SigningKey
 from policies.tokens import Principal
+from registry.fetch import FetchError, SafeFetcher
 from registry.models import AgentQuery
 from registry.store import AgentNotFound
 
@@ -188,6 +191,15 @@ def _outcome(error: A2AError | None) -> str:
     return "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
 
 
+def _task_id_of(item: StreamResponse) -> str:
+    kind = item.WhichOneof("payload")
+    if kind == "task":
+        return str(item.task.id)
+    if kind in ("status_update", "artifact_update"):
+        return str(getattr(item, kind).task_id)
+    return str(item.message.task_id) if kind == "message" else ""
+
+
 def _event_of(item: StreamResponse) -> Event:
     kind = item.WhichOneof("payload")
     if kind is None:
@@ -209,6 +221,8 @@ class FrontDoorParts:
     public_url: str
     token_endpoint: str
     version: str
+    fetcher: SafeFetcher
+    push: PushRelays
 
 
 class AgentHandler(RequestHandler):
@@ -288,6 +302,16 @@ class AgentHandler(RequestHandler):
         if await self.tasks.owner_of(admission.agent_id, task_id) != admission.owner:
             await self._audit(admission, "ownership", TaskNotFoundError())
             raise TaskNotFoundError(f"task {task_id} not found")
+
+    @staticmethod
+    def _no_inline_push(params: SendMessageRequest) -> None:
+        if params.configuration.HasField("task_push_notification_config"):
+            # The agent would call the client's webhook directly, past the
+            # gateway's checks; configs go through CreateTaskPushNotificationConfig.
+            raise PushNotificationNotSupportedError(
+                "push configs in SendMessage are not relayed; create one with "
+                "CreateTaskPushNotificationConfig once the task exists"
+            )
 
     async def _check_message(self, admission: Admission, message: Message) -> None:
         if message.task_id:
@@ -376,6 +400,7 @@ class AgentHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         admission = _admission(context)
+        self._no_inline_push(params)
         await self._check_message(admission, params.message)
         response = await self._call(
             admission, "SendMessage", lambda t, c: t.send_message(params, context=c)
@@ -392,6 +417,7 @@ class AgentHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         admission = _admission(context)
+        self._no_inline_push(params)
         await self._check_message(admission, params.message)
         capabilities = admission.grant.card.get("capabilities") or {}
         if not capabilities.get("streaming"):
@@ -458,25 +484,113 @@ class AgentHandler(RequestHandler):
 
     # Push notification configs ----------------------------------------------
 
+    def _check_push(self, admission: Admission) -> None:
+        capabilities = admission.grant.card.get("capabilities") or {}
+        if not capabilities.get("pushNotifications"):
+            raise PushNotificationNotSupportedError(
+                f"agent {admission.agent_id} does not send push notifications"
+            )
+
+    @validate_request_params
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError
+        admission = _admission(context)
+        self._check_push(admission)
+        await self._own_task(admission, params.task_id)
+        try:
+            await self._parts().fetcher.resolve(params.url)
+        except FetchError as exc:
+            raise InvalidParamsError(f"push notification url refused: {exc}") from None
+        parts = self._parts()
+        stored, upstream = await parts.push.create(admission.agent_id, admission.owner, params)
+        try:
+            await self._call(
+                admission,
+                "CreateTaskPushNotificationConfig",
+                lambda t, c: t.create_task_push_notification_config(upstream, context=c),
+            )
+        except A2AError:
+            await parts.push.delete(admission.agent_id, admission.owner, stored.task_id, stored.id)
+            raise
+        return stored
 
+    @validate_request_params
     async def on_get_task_push_notification_config(
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError
+        admission = _admission(context)
+        await self._own_task(admission, params.task_id)
+        found = await self._parts().push.configs(
+            admission.agent_id, admission.owner, params.task_id, params.id
+        )
+        if not found:
+            raise TaskNotFoundError(f"no push notification config {params.id}")
+        return found[0]
 
+    @validate_request_params
     async def on_list_task_push_notification_configs(
         self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> ListTaskPushNotificationConfigsResponse:
-        raise PushNotificationNotSupportedError
+        admission = _admission(context)
+        await self._own_task(admission, params.task_id)
+        found = await self._parts().push.configs(
+            admission.agent_id, admission.owner, params.task_id
+        )
+        return ListTaskPushNotificationConfigsResponse(configs=found)
 
+    @validate_request_params
     async def on_delete_task_push_notification_config(
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
-        raise PushNotificationNotSupportedError
+        admission = _admission(context)
+        await self._own_task(admission, params.task_id)
+        parts = self._parts()
+        if not await parts.push.delete(
+            admission.agent_id, admission.owner, params.task_id, params.id
+        ):
+            raise TaskNotFoundError(f"no push notification config {params.id}")
+        # The agent's copy points at a relay that no longer exists; removing it
+        # is a courtesy, and a failure leaves nothing the agent could use.
+        with contextlib.suppress(A2AError):
+            await self._call(
+                admission,
+                "DeleteTaskPushNotificationConfig",
+                lambda t, c: t.delete_task_push_notification_config(params, context=c),
+            )
+
+    async def relay_notification(self, request: Request) -> Response:
+        """`POST /a2a/{agent_id}/push/{relay_id}`: a notification from the agent."""
+        parts = self._parts()
+        agent_id = request.path_params["agent_id"]
+        try:
+            relay = await parts.push.relay_for(
+                agent_id,
+                request.path_params["relay_id"],
+                request.headers.get("x-a2a-notification-token"),
+            )
+        except RelayRefused:
+            return JSONResponse({"error": "unknown relay or wrong token"}, status_code=401)
+        try:
+            event = parse_notification(json.loads(await request.body()))
+        except (ValueError, RecursionError) as exc:
+            return JSONResponse({"error": str(exc)[:300]}, status_code=400)
+        task_id = _task_id_of(event)
+        if task_id and task_id != relay.task_id:
+            return JSONResponse({"error": "the event is about another task"}, status_code=400)
+        observed = _event_of(event)
+        if isinstance(observed, Task):
+            await parts.tasks.record(agent_id, relay.owner, observed)
+        elif isinstance(observed, TaskStatusUpdateEvent):
+            await parts.tasks.record_status(agent_id, relay.owner, observed)
+        try:
+            status = await parts.push.forward(parts.upstreams.http, relay, event)
+        except httpx.HTTPError as exc:
+            logger.warning("push to the webhook of task %s failed: %r", relay.task_id, exc)
+            return JSONResponse({"error": "the client's webhook is unreachable"}, status_code=502)
+        if status >= 400:
+            return JSONResponse({"error": f"the client's webhook answered {status}"}, 502)
+        return Response(status_code=204)
 
     # Cards ----------------------------------------------------------------
 
@@ -738,6 +852,8 @@ class A2AFrontDoor:
         jsonrpc_endpoint = self._guarded(jsonrpc.endpoint, jsonrpc=True)
         inner: list[BaseRoute] = [
             Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
+            # Agents authenticate here with the relay token, not a bearer token.
+            Route("/push/{relay_id}", self.handler.relay_notification, methods=["POST"]),
             Route("/", jsonrpc_endpoint, methods=["POST"]),
         ]
         for route in create_rest_routes(

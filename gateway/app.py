@@ -25,6 +25,7 @@ from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.pipeline import Delegations
+from gateway.push import PushRelays
 from gateway.replay import replay_cache
 from gateway.routers import agents, audit, credentials, health, oauth, policies, wellknown
 from gateway.settings import Settings
@@ -172,6 +173,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         public_url=settings.effective_public_url,
         token_endpoint=settings.token_endpoint,
         version=__version__,
+        fetcher=fetcher,
+        push=PushRelays(engine, keys, settings.effective_public_url),
     )
     return AppState(
         settings=settings,

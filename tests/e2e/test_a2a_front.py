@@ -27,8 +27,11 @@ from a2a.helpers import new_text_message
 from a2a.types import (
     AgentCard,
     CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
     GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
     ListTasksRequest,
     Message,
     Role,
@@ -36,13 +39,18 @@ from a2a.types import (
     StreamResponse,
     SubscribeToTaskRequest,
     Task,
+    TaskPushNotificationConfig,
     TaskState,
 )
-from a2a.utils.errors import TaskNotFoundError
+from a2a.utils.errors import (
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotFoundError,
+)
 from a2a.utils.signing import create_signature_verifier
 from google.protobuf.json_format import ParseDict
 
-from tests.support.a2a_agents import legacy_worker_agent, worker_agent
+from tests.support.a2a_agents import legacy_worker_agent, webhook, worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.servers import ServerThread
@@ -418,3 +426,96 @@ async def test_the_gateway_describes_itself_and_lists_usable_skills(front: Front
         "hasty/work",
     }
     assert "agent:worker" in next(s for s in extended.skills if s.id == "worker/work").tags
+
+
+# Push notifications --------------------------------------------------------------------
+
+
+async def test_push_notifications_are_relayed_to_the_clients_webhook(front: Front) -> None:
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            request = message("slow 0.6")
+            request.configuration.return_immediately = True
+            task = (await alice.send_message(request)).task
+            config = TaskPushNotificationConfig(
+                task_id=task.id, url=hook.url, token="the-clients-own-token"
+            )
+            created = await alice.create_task_push_notification_config(config)
+            assert created.url == hook.url and created.id
+            listed = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task.id)
+            )
+            assert [c.id for c in listed.configs] == [created.id]
+            fetched = await alice.get_task_push_notification_config(
+                GetTaskPushNotificationConfigRequest(task_id=task.id, id=created.id)
+            )
+            assert fetched.url == hook.url
+            for _ in range(100):
+                if any(_is_done(body) for _, body in hook.received):
+                    break
+                await asyncio.sleep(0.05)
+            async with front.transport("worker", OTHER) as bob:
+                with pytest.raises(TaskNotFoundError):
+                    await bob.list_task_push_notification_configs(
+                        ListTaskPushNotificationConfigsRequest(task_id=task.id)
+                    )
+            await alice.delete_task_push_notification_config(
+                DeleteTaskPushNotificationConfigRequest(task_id=task.id, id=created.id)
+            )
+            after = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task.id)
+            )
+            assert not after.configs
+    finally:
+        hook.server.stop()
+    assert any(_is_done(body) for _, body in hook.received), hook.received
+    for headers, body in hook.received:
+        assert headers["x-a2a-notification-token"] == "the-clients-own-token"
+        claims = verify_as_downstream(
+            headers["authorization"].removeprefix("Bearer "),
+            front.gateway.url,
+            hook.url,
+            delegated=False,
+        )
+        assert claims["sub"] == USER
+        assert _task_of(body) == task.id
+    # The agent was given the gateway's relay, never the client's webhook or token.
+    for call in front.worker_seen.calls():
+        assert not call.contains(hook.url) and not call.contains("the-clients-own-token")
+
+
+async def test_a_push_url_to_a_forbidden_address_is_refused(front: Front) -> None:
+    async with front.transport("worker") as alice:
+        task = (await alice.send_message(message("task x"))).task
+        config = TaskPushNotificationConfig(
+            task_id=task.id, url="http://169.254.169.254/latest/meta-data"
+        )
+        with pytest.raises(InvalidParamsError, match="169.254.169.254"):
+            await alice.create_task_push_notification_config(config)
+        request = message("task y")
+        request.configuration.task_push_notification_config.url = "http://example.com/hook"
+        with pytest.raises(PushNotificationNotSupportedError):
+            await alice.send_message(request)
+
+
+async def test_a_forged_notification_is_refused(front: Front) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            front.agent_url("worker") + "/push/not-a-relay",
+            json={"task": {"id": "t"}},
+            headers={"X-A2A-Notification-Token": "guess"},
+        )
+    assert response.status_code == 401
+
+
+def _is_done(body: dict[str, Any]) -> bool:
+    state = (body.get("statusUpdate") or body.get("task") or {}).get("status", {}).get("state")
+    return bool(state == "TASK_STATE_COMPLETED")
+
+
+def _task_of(body: dict[str, Any]) -> str:
+    for kind in ("task", "statusUpdate", "artifactUpdate"):
+        if kind in body:
+            return str(body[kind].get("id") or body[kind].get("taskId"))
+    return ""

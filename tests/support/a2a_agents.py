@@ -20,14 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from a2a.helpers import new_task_from_user_message, new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import (
+    BasePushNotificationSender,
+    InMemoryPushNotificationConfigStore,
+    InMemoryTaskStore,
+    TaskUpdater,
+)
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -88,7 +95,7 @@ def worker_card(base_url: str, name: str = "Worker") -> AgentCard:
             AgentInterface(url=base_url + "/", protocol_binding="JSONRPC", protocol_version="1.0"),
             AgentInterface(url=base_url, protocol_binding="HTTP+JSON", protocol_version="1.0"),
         ],
-        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        capabilities=AgentCapabilities(streaming=True, push_notifications=True),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=SKILLS,
@@ -100,8 +107,13 @@ def worker_agent(recorder: Recorder | None = None, name: str = "Worker") -> Serv
 
     def build(url: str) -> ASGIApp:
         card = worker_card(url, name)
+        configs = InMemoryPushNotificationConfigStore()
         handler = DefaultRequestHandler(
-            agent_executor=WorkerExecutor(), task_store=InMemoryTaskStore(), agent_card=card
+            agent_executor=WorkerExecutor(),
+            task_store=InMemoryTaskStore(),
+            agent_card=card,
+            push_config_store=configs,
+            push_sender=BasePushNotificationSender(httpx.AsyncClient(timeout=10), configs),
         )
         routes = (
             create_agent_card_routes(card)
@@ -192,3 +204,29 @@ def legacy_worker_agent(recorder: Recorder | None = None) -> ServerThread:
         return recorder.middleware(_refuse_1_0(Starlette(routes=routes)))
 
     return ServerThread(build).start()
+
+
+@dataclass
+class Webhook:
+    """A client's push notification endpoint that records what it is sent."""
+
+    server: ServerThread
+    received: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url + "/hook"
+
+
+def webhook() -> Webhook:
+    hook = Webhook(server=None)  # type: ignore[arg-type]
+
+    def build(_: str) -> ASGIApp:
+        async def receive(request: Request) -> JSONResponse:
+            hook.received.append((dict(request.headers), await request.json()))
+            return JSONResponse({})
+
+        return Starlette(routes=[Route("/hook", receive, methods=["POST"])])
+
+    hook.server = ServerThread(build).start()
+    return hook

@@ -152,8 +152,12 @@ def inspecting_agent(card_for: Any) -> tuple[ServerThread, Recorder]:
     return ServerThread(build).start(), recorder
 
 
-def verify_as_downstream(token: str, gateway_url: str, audience: str) -> dict[str, Any]:
-    """What a downstream agent does: fetch the gateway's JWKS, verify with PyJWT."""
+def verify_as_downstream(
+    token: str, gateway_url: str, audience: str, *, delegated: bool = True
+) -> dict[str, Any]:
+    """What a downstream agent does: fetch the gateway's JWKS, verify with PyJWT.
+    A delegated token must carry `act`; the gateway's own calls (to a push
+    webhook) carry none."""
     header = jwt.get_unverified_header(token)
     jwks = httpx.get(gateway_url + "/.well-known/jwks.json", timeout=10).json()
     key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
@@ -164,7 +168,10 @@ def verify_as_downstream(token: str, gateway_url: str, audience: str) -> dict[st
         algorithms=["ES256"],
         audience=audience,
         issuer=gateway_url,
-        options={"require": ["iss", "sub", "aud", "exp", "iat", "jti", "scope", "act"]},
+        options={
+            "require": ["iss", "sub", "aud", "exp", "iat", "jti", "scope"]
+            + (["act"] if delegated else [])
+        },
     )
     return claims
 

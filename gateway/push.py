@@ -1,0 +1,213 @@
+"""Push notifications through the gateway (A2A 1.0 §4.3, "push notifications").
+
+A client's webhook URL is never handed to the upstream agent. The gateway
+stores the client's config (after the SSRF checks on its URL) and gives the
+agent a relay URL of its own, `/a2a/{agent_id}/push/{relay_id}`, with a
+random relay token the agent sends back in `X-A2A-Notification-Token`. A
+notification that arrives with the right token is recorded against the task
+and forwarded to the client's webhook -- connected under the SSRF rules again,
+pinned, with a deadline -- carrying:
+
+* `X-A2A-Notification-Token`: the token the client chose, if any;
+* `Authorization`: the client's own `authentication` (scheme + credentials)
+  if it gave one; otherwise a short-lived JWT signed by the gateway (`iss` =
+  the gateway, `aud` = the webhook URL, `sub` = the task's owner), which the
+  webhook can check against the gateway's JWKS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from a2a.types import StreamResponse, Task, TaskPushNotificationConfig
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.keystore import KeyStore
+from gateway.tables import a2a_push_configs
+from gateway.tasks import Owner
+from policies.tokens import mint_access_token
+
+WEBHOOK_TOKEN_TTL_SECONDS = 60
+FORWARD_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Relay:
+    agent_id: str
+    task_id: str
+    config_id: str
+    owner: Owner
+    config: dict[str, Any]
+
+
+class RelayRefused(Exception):
+    """Unknown relay or wrong relay token: the caller is not the agent we asked."""
+
+
+class PushRelays:
+    def __init__(self, engine: AsyncEngine, keys: KeyStore, public_url: str) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._public_url = public_url
+
+    async def create(
+        self, agent_id: str, owner: Owner, config: TaskPushNotificationConfig
+    ) -> tuple[TaskPushNotificationConfig, TaskPushNotificationConfig]:
+        """Store the client's config; returns (what the client gets back, what
+        the upstream is given)."""
+        stored = TaskPushNotificationConfig()
+        stored.CopyFrom(config)
+        stored.id = config.id or str(uuid.uuid4())
+        relay_id = secrets.token_urlsafe(16)
+        relay_token = secrets.token_urlsafe(32)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(a2a_push_configs).where(
+                    a2a_push_configs.c.agent_id == agent_id,
+                    a2a_push_configs.c.task_id == stored.task_id,
+                    a2a_push_configs.c.config_id == stored.id,
+                    a2a_push_configs.c.owner_subject == owner.subject,
+                    a2a_push_configs.c.owner_issuer == owner.issuer,
+                )
+            )
+            await conn.execute(
+                a2a_push_configs.insert().values(
+                    agent_id=agent_id,
+                    task_id=stored.task_id,
+                    config_id=stored.id,
+                    owner_subject=owner.subject,
+                    owner_issuer=owner.issuer,
+                    relay_id=relay_id,
+                    relay_token_hash=_digest(relay_token),
+                    config=MessageToDict(stored),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        upstream = TaskPushNotificationConfig(
+            task_id=stored.task_id,
+            id=stored.id,
+            url=f"{self._public_url}/a2a/{agent_id}/push/{relay_id}",
+            token=relay_token,
+        )
+        return stored, upstream
+
+    async def configs(
+        self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
+    ) -> list[TaskPushNotificationConfig]:
+        c = a2a_push_configs.c
+        where = [
+            c.agent_id == agent_id,
+            c.task_id == task_id,
+            c.owner_subject == owner.subject,
+            c.owner_issuer == owner.issuer,
+        ]
+        if config_id is not None:
+            where.append(c.config_id == config_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(c.config).where(*where).order_by(c.created_at))).all()
+        found = []
+        for row in rows:
+            config = TaskPushNotificationConfig()
+            ParseDict(row.config, config, ignore_unknown_fields=True)
+            found.append(config)
+        return found
+
+    async def delete(self, agent_id: str, owner: Owner, task_id: str, config_id: str) -> bool:
+        c = a2a_push_configs.c
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(a2a_push_configs).where(
+                    c.agent_id == agent_id,
+                    c.task_id == task_id,
+                    c.config_id == config_id,
+                    c.owner_subject == owner.subject,
+                    c.owner_issuer == owner.issuer,
+                )
+            )
+        return bool(result.rowcount)
+
+    async def relay_for(self, agent_id: str, relay_id: str, token: str | None) -> Relay:
+        c = a2a_push_configs.c
+        if "\x00" in relay_id or len(relay_id) > 64:
+            raise RelayRefused
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(a2a_push_configs).where(c.agent_id == agent_id, c.relay_id == relay_id)
+                )
+            ).first()
+        # Compare in constant time, and compare something even when the relay
+        # is unknown, so timing tells nothing about which relay ids exist.
+        expected = row.relay_token_hash if row is not None else _digest("")
+        if not hmac.compare_digest(expected, _digest(token or "")) or row is None or not token:
+            raise RelayRefused
+        return Relay(
+            agent_id=row.agent_id,
+            task_id=row.task_id,
+            config_id=row.config_id,
+            owner=Owner(row.owner_subject, row.owner_issuer),
+            config=dict(row.config),
+        )
+
+    async def forward(self, http: httpx.AsyncClient, relay: Relay, event: StreamResponse) -> int:
+        """POST the event to the client's webhook; returns its HTTP status."""
+        config = TaskPushNotificationConfig()
+        ParseDict(relay.config, config, ignore_unknown_fields=True)
+        headers = {"Content-Type": "application/json"}
+        if config.token:
+            headers["X-A2A-Notification-Token"] = config.token
+        if config.authentication.scheme and config.authentication.credentials:
+            headers["Authorization"] = (
+                f"{config.authentication.scheme} {config.authentication.credentials}"
+            )
+        else:
+            key = await self._keys.active_key()
+            signed = mint_access_token(
+                key,
+                issuer=self._public_url,
+                subject=relay.owner.subject,
+                audience=config.url,
+                scopes=[],
+                ttl_seconds=WEBHOOK_TOKEN_TTL_SECONDS,
+                client_id="switchboard",
+            )
+            headers["Authorization"] = f"Bearer {signed}"
+        response = await http.post(
+            config.url,
+            json=MessageToDict(event),
+            headers=headers,
+            timeout=FORWARD_TIMEOUT_SECONDS,
+        )
+        return response.status_code
+
+
+def parse_notification(body: Any) -> StreamResponse:
+    """An A2A 1.0 notification is a StreamResponse; 0.3 agents post the Task."""
+    if not isinstance(body, dict):
+        raise ValueError("a notification is a JSON object")
+    event = StreamResponse()
+    try:
+        ParseDict(body, event)
+    except ParseError:
+        task = Task()
+        try:
+            ParseDict(body, task, ignore_unknown_fields=True)
+        except ParseError as exc:
+            raise ValueError(f"not an A2A notification: {exc}") from None
+        event.task.CopyFrom(task)
+    if event.WhichOneof("payload") is None:
+        raise ValueError("the notification carries no event")
+    return event
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()

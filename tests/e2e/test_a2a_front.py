@@ -491,7 +491,7 @@ async def test_a_push_url_to_a_forbidden_address_is_refused(front: Front) -> Non
         config = TaskPushNotificationConfig(
             task_id=task.id, url="http://169.254.169.254/latest/meta-data"
         )
-        with pytest.raises(InvalidParamsError, match="169.254.169.254"):
+        with pytest.raises(InvalidParamsError, match=r"169\.254\.169\.254"):
             await alice.create_task_push_notification_config(config)
         request = message("task y")
         request.configuration.task_push_notification_config.url = "http://example.com/hook"

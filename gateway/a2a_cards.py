@@ -12,12 +12,14 @@ Every card is signed by the gateway's current key (A2A 1.0 §8.4: a JWS with a
 detached payload, the RFC 8785 form of the card without `signatures`, as
 `a2a.utils.signing` signs and verifies it), with a `jku` pointing at the
 gateway's JWKS. The upstream's own signature status stays in the registry
-record. Cards are served with the 0.3 compatibility fields the SDK adds
-(`url`, `protocolVersion`, ...), so a 0.3 client can read them too.
+record. The card is pure A2A 1.0 (the schema allows no other member); the
+same card with the SDK's 0.3 compatibility fields (`url`, `protocolVersion`,
+...) is served at the 0.2-era path `.well-known/agent.json` for 0.3 clients.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -172,11 +174,17 @@ def sign_card(card: AgentCard, key: SigningKey, jku: str) -> AgentCard:
     return signed
 
 
-def card_json(card: AgentCard) -> dict[str, Any]:
-    """The served form: A2A 1.0 fields plus the SDK's 0.3 compatibility fields."""
-    served: dict[str, Any] = agent_card_to_dict(card)
+def card_json(card: AgentCard, *, legacy: bool = False) -> dict[str, Any]:
+    """The served form: the A2A 1.0 card, which the 1.0 schema allows nothing
+    beyond; with ``legacy``, plus the SDK's 0.3 fields (`url`,
+    `protocolVersion`, `preferredTransport`, `security`) for 0.3 clients."""
+    served: dict[str, Any] = agent_card_to_dict(card) if legacy else MessageToDict(card)
     return served
 
 
-def card_bytes(card: AgentCard) -> bytes:
-    return json.dumps(card_json(card), separators=(",", ":")).encode()
+def etag(document: dict[str, Any]) -> str:
+    """A weak validator over the card without its signatures (A2A 1.0 §8.6.1):
+    an ES256 signature differs at every signing while the card does not."""
+    unsigned = {k: v for k, v in document.items() if k != "signatures"}
+    body = json.dumps(unsigned, sort_keys=True, separators=(",", ":"))
+    return 'W/"' + hashlib.sha256(body.encode()).hexdigest() + '"'

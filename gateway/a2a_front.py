@@ -30,6 +30,8 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -84,7 +86,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused, UpstreamTooLarge
-from gateway.a2a_cards import card_json, gateway_card, proxied_card, sign_card
+from gateway.a2a_cards import card_json, etag, gateway_card, proxied_card, sign_card
 from gateway.audit import trace_id_from
 from gateway.auth import current_principal
 from gateway.errors import Problem, problem_response
@@ -96,6 +98,7 @@ from policies.tokens import Principal
 from registry.fetch import FetchError, SafeFetcher
 from registry.models import AgentQuery
 from registry.store import AgentNotFound
+from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -520,6 +523,7 @@ class AgentHandler(RequestHandler):
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
         admission = _admission(context)
+        self._check_push(admission)
         await self._own_task(admission, params.task_id)
         found = await self._parts().push.configs(
             admission.agent_id, admission.owner, params.task_id, params.id
@@ -533,6 +537,7 @@ class AgentHandler(RequestHandler):
         self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> ListTaskPushNotificationConfigsResponse:
         admission = _admission(context)
+        self._check_push(admission)
         await self._own_task(admission, params.task_id)
         found = await self._parts().push.configs(
             admission.agent_id, admission.owner, params.task_id
@@ -544,6 +549,7 @@ class AgentHandler(RequestHandler):
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
         admission = _admission(context)
+        self._check_push(admission)
         await self._own_task(admission, params.task_id)
         parts = self._parts()
         if not await parts.push.delete(
@@ -768,6 +774,22 @@ def _rest_refusal(status: int, message: str, data: Any = None) -> Response:
     return JSONResponse({"error": body}, status_code=status)
 
 
+def _card_response(
+    request: Request, document: dict[str, Any], modified: datetime | None
+) -> Response:
+    """A card with the caching headers of A2A 1.0 §8.6.1: a weak ETag (and a
+    304 for a matching If-None-Match), Last-Modified when known, and a short
+    max-age so a re-registered card is picked up within a minute."""
+    headers = {"Cache-Control": "public, max-age=60", "ETag": etag(document)}
+    if modified is not None:
+        headers["Last-Modified"] = format_datetime(as_utc(modified), usegmt=True)
+    wanted = request.headers.get("if-none-match", "")
+    tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+    if "*" in tags or headers["ETag"].removeprefix("W/") in tags:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(document, headers=headers)
+
+
 async def _parse_jsonrpc_body(request: Request) -> Response | None:
     """Parse the body once, here, so that JSON nested deep enough to exhaust the
     parser's recursion is a parse error (-32700), not the SDK's internal error
@@ -841,7 +863,8 @@ class A2AFrontDoor:
         if found is None:
             return _rest_refusal(404, f"no agent {agent_id}")
         card = await self.handler.card_for(agent_id, found[1])
-        return JSONResponse(card_json(card), headers={"Cache-Control": "public, max-age=60"})
+        legacy = request.url.path.endswith("/agent.json")
+        return _card_response(request, card_json(card, legacy=legacy), found[0].updated_at)
 
     def routes(self) -> list[BaseRoute]:
         context = _ContextBuilder()
@@ -852,6 +875,7 @@ class A2AFrontDoor:
         jsonrpc_endpoint = self._guarded(jsonrpc.endpoint, jsonrpc=True)
         inner: list[BaseRoute] = [
             Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
+            Route("/.well-known/agent.json", self.agent_card, methods=["GET"]),
             # Agents authenticate here with the relay token, not a bearer token.
             Route("/push/{relay_id}", self.handler.relay_notification, methods=["POST"]),
             Route("/", jsonrpc_endpoint, methods=["POST"]),
@@ -876,6 +900,7 @@ class A2AFrontDoor:
         own_endpoint = self._authenticated(own.endpoint)
         return [
             Route("/.well-known/agent-card.json", self.gateway_card, methods=["GET"]),
+            Route("/.well-known/agent.json", self.gateway_card, methods=["GET"]),
             Route("/a2a", own_endpoint, methods=["POST"]),
             Route("/a2a/", own_endpoint, methods=["POST"]),
             # Without the trailing slash, as registered interface URLs usually are.
@@ -885,7 +910,8 @@ class A2AFrontDoor:
 
     async def gateway_card(self, request: Request) -> Response:
         card = await self.gateway.card()
-        return JSONResponse(card_json(card), headers={"Cache-Control": "public, max-age=60"})
+        legacy = request.url.path.endswith("/agent.json")
+        return _card_response(request, card_json(card, legacy=legacy), None)
 
     def _authenticated(
         self, endpoint: Callable[[Request], Awaitable[Response]]

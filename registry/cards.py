@@ -123,9 +123,14 @@ def _required_field_errors(card: AgentCard) -> list[FieldError]:
     return []
 
 
+_GRPC_TARGET = re.compile(r"[A-Za-z0-9.-]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
+
+
 def _own_rules(card: AgentCard) -> list[FieldError]:
     errors: list[FieldError] = []
     for i, iface in enumerate(card.supported_interfaces):
+        if iface.protocol_binding == "GRPC" and _GRPC_TARGET.fullmatch(iface.url):
+            continue  # gRPC names a channel target, host:port (what grpc.*_channel takes)
         parts = urlsplit(iface.url)
         if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.netloc:
             errors.append(

@@ -176,7 +176,15 @@ def final_task(events: list[StreamResponse]) -> Task:
 
 
 def test_the_gateway_card_points_at_the_gateway_and_is_signed_by_it(front: Front) -> None:
-    document = httpx.get(front.agent_url("worker") + "/.well-known/agent-card.json").json()
+    served = httpx.get(front.agent_url("worker") + "/.well-known/agent-card.json")
+    document = served.json()
+    # A2A 1.0 §8.6.1 caching: a weak ETag that survives re-signing, and a 304.
+    assert served.headers["etag"].startswith('W/"') and served.headers["last-modified"]
+    again = httpx.get(
+        front.agent_url("worker") + "/.well-known/agent-card.json",
+        headers={"If-None-Match": served.headers["etag"]},
+    )
+    assert again.status_code == 304
     card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
     assert card.name == "Worker"
     assert [s.id for s in card.skills] == ["work"]
@@ -186,8 +194,11 @@ def test_the_gateway_card_points_at_the_gateway_and_is_signed_by_it(front: Front
         ("HTTP+JSON", "1.0", front.agent_url("worker")),
         ("JSONRPC", "0.3.0", front.agent_url("worker")),
     }
-    # The 0.3 fields the SDK adds, so a 0.3 client can read the same card.
-    assert document["url"] == front.agent_url("worker")
+    # Pure 1.0 (the schema allows nothing else); the 0.3 form is at agent.json.
+    assert "url" not in document
+    legacy = httpx.get(front.agent_url("worker") + "/.well-known/agent.json").json()
+    assert legacy["url"] == front.agent_url("worker")
+    assert legacy["protocolVersion"] == "0.3.0"
     assert "switchboard" in card.security_schemes
     jwks = httpx.get(front.gateway.url + "/.well-known/jwks.json").json()
     keys = {k["kid"]: k for k in jwks["keys"]}

@@ -101,7 +101,10 @@ async def populate(store: SqlAgentStore, count: int, rng: random.Random) -> floa
     started = time.perf_counter()
     for i in range(count):
         parsed = parse_card(synthetic_card(i, rng))
-        await store.create(NewAgent(f"agent-{i:05d}", None, parsed, unsigned, None))
+        agent_id = f"agent-{i:05d}"
+        await store.create(
+            NewAgent(agent_id, f"urn:bench:{agent_id}", None, parsed, unsigned, None)
+        )
     return time.perf_counter() - started
 
 

@@ -22,6 +22,7 @@ from registry.models import AgentRecord
 from registry.store import AgentNotFound, SqlAgentStore
 
 T = TypeVar("T")
+TARGET_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,26 @@ class Delegations:
         self.minter = minter
         self.audit = audit
         self.max_depth = max_depth
+        self._targets: dict[str, tuple[float, tuple[AgentRecord, dict[str, Any], Target]]] = {}
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
+        # Every call needs the agent's record and card; reading them is a
+        # database round trip, so they are kept for a moment. A change made on
+        # any replica (refresh, delete) is seen within TARGET_CACHE_SECONDS.
+        now = time.monotonic()
+        cached = self._targets.get(agent_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         found = await self.agents.get_with_card(agent_id)
         if found is None:
+            self._targets.pop(agent_id, None)
             raise AgentNotFound(agent_id)
         record, card = found
-        return record, card, Target.from_card(agent_id, card)
+        target = (record, card, Target.from_card(agent_id, card))
+        if len(self._targets) > 10_000:
+            self._targets.clear()
+        self._targets[agent_id] = (now + TARGET_CACHE_SECONDS, target)
+        return target
 
     def visible(self, principal: Principal, agent_id: str, card: dict[str, Any]) -> bool:
         """Whether a user may use the agent at all: what listings show."""

@@ -26,7 +26,9 @@ answer, like an agent doing real work, so that many calls are in flight in
 the forwarder at once (try `--conns 32,256`): connection pools whose cost
 grows with the number of requests in flight show there. `fwd µs/req`
 (forwarder CPU per request) is steadier than req/s on a noisy machine, though
-it grows when the rate is low (wake-ups are paid per request). `--rounds N`
+it grows when the rate is low (wake-ups are paid per request). `other %` is
+CPU that processes outside the run took meanwhile (a test suite, an install):
+a row with much of it was disturbed and should be run again. `--rounds N`
 repeats every leg and prints medians, the ratios taken within each round.
 
 Every process is a child of this one: the agent and each forwarder are
@@ -52,7 +54,9 @@ must send such as `Authorization`, and a `stop` callback), then register it:
     LEGS["gateway"] = Leg(_start_gateway, "the Switchboard gateway")
 
 `spawn` waits until the port accepts connections and raises with the child's
-stderr if it exits first; `stop` must leave no process behind.
+stderr if it exits first; `stop` must leave no process behind. A leg that
+raises is reported as FAILED in its rows and the other legs still run.
+bench/a2a_gateway.py adds the gateway this way.
 """
 
 from __future__ import annotations

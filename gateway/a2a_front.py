@@ -90,7 +90,7 @@ from gateway.a2a_cards import card_json, etag, gateway_card, proxied_card, sign_
 from gateway.audit import trace_id_from
 from gateway.auth import current_principal
 from gateway.errors import Problem, problem_response
-from gateway.pipeline import Caller, DelegationDenied, Delegations, Grant
+from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied, Delegations, Grant
 from gateway.push import PushRelays, RelayRefused, parse_notification
 from gateway.tasks import InvalidPageToken, Owner, TaskRecords
 from policies.keys import SigningKey
@@ -821,25 +821,22 @@ class A2AFrontDoor:
         caller = Caller.user(principal)
         trace_id = trace_id_from(request.headers.get("traceparent"))
         try:
-            grant = await self.handler.delegations.authorize(
+            grant = await self.handler.delegations.admit(
                 caller, agent_id, event="a2a", trace_id=trace_id
             )
         except AgentNotFound:
             return refuse(404, f"no agent {agent_id}")
-        except DelegationDenied as denied:
-            reasons = list(denied.decision.reasons)
-            return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
-        if grant.decision.approval_required:
-            # Human approval (a task that waits for an admin) is not built yet:
-            # until it is, such a call is refused rather than let through.
-            await self.handler.delegations.record(grant, "a2a", "approval_required", "not called")
-            reasons = list(grant.decision.reasons)
+        except ApprovalRequired as pending:
+            reasons = list(pending.decision.reasons)
             return refuse(
                 403,
                 "delegation needs human approval, which this gateway cannot collect yet: "
                 + "; ".join(reasons),
                 {"reasons": reasons, "approval_required": True},
             )
+        except DelegationDenied as denied:
+            reasons = list(denied.decision.reasons)
+            return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
         request.state.admission = Admission(
             grant, Owner(caller.subject, caller.issuer), frozenset(extensions)

@@ -1,17 +1,17 @@
 """The one delegation pipeline: look up -> decide -> mint -> call -> record.
 
 Every way into an agent (the A2A front door, the token endpoint, later MCP)
-goes through `Delegations.authorize()` for the decision and the minted token,
-and through `Delegations.record()` (or `delegate()`, which does both around a
-call) for the audit record, so no path can skip a step or record twice.
+goes through `Delegations.authorize()` for the decision and the minted token
+(`admit()` when the gateway makes the call itself, which also refuses a call
+that needs human approval), and through `Delegations.record()` for the audit
+record, so no path can skip a step or record twice.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from gateway.audit import AuditEvent, AuditLog
 from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest
@@ -21,7 +21,6 @@ from policies.tokens import Principal
 from registry.models import AgentRecord
 from registry.store import AgentNotFound, SqlAgentStore
 
-T = TypeVar("T")
 TARGET_CACHE_SECONDS = 1.0
 
 
@@ -188,33 +187,27 @@ class Delegations:
         audit_event.token_id = grant.token.token_id
         await self.audit.record(audit_event)
 
-    async def delegate(
+    async def admit(
         self,
         caller: Caller,
         agent_id: str,
-        call: Callable[[Grant], Awaitable[T]],
         *,
+        event: str,
         trace_id: str,
         action: str | None = None,
         kind: ActionKind = "skill",
-        outcome_of: Callable[[T], str] = lambda _: "ok",
-    ) -> T:
-        """Authorize, mint, make the call, and record it whatever happens."""
+    ) -> Grant:
+        """`authorize()` for a call the gateway makes itself: a decision that
+        wants human approval is recorded and raised as `ApprovalRequired`."""
         grant = await self.authorize(
-            caller, agent_id, event="delegate", trace_id=trace_id, action=action, kind=kind
+            caller, agent_id, event=event, trace_id=trace_id, action=action, kind=kind
         )
         if grant.decision.approval_required:
             # Human approval (a task that waits for an admin) is not built yet:
             # until it is, such a call is refused rather than let through.
-            await self.record(grant, "delegate", "approval_required", "not called")
+            await self.record(grant, event, "approval_required", "not called")
             raise ApprovalRequired(agent_id, grant.decision)
-        try:
-            result = await call(grant)
-        except BaseException as exc:
-            await self.record(grant, "delegate", "error", f"{type(exc).__name__}: {exc}")
-            raise
-        await self.record(grant, "delegate", outcome_of(result))
-        return result
+        return grant
 
 
 def _event(

@@ -65,7 +65,6 @@ from a2a.types import (
     SubscribeToTaskRequest,
     Task,
     TaskPushNotificationConfig,
-    TaskStatusUpdateEvent,
 )
 from a2a.utils.constants import VERSION_HEADER
 from a2a.utils.errors import (
@@ -92,7 +91,7 @@ from gateway.auth import current_principal
 from gateway.errors import Problem, problem_response
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied, Delegations, Grant
 from gateway.push import PushRelays, RelayRefused, parse_notification
-from gateway.tasks import InvalidPageToken, Owner, TaskRecords
+from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
 from policies.tokens import Principal
 from registry.fetch import FetchError, SafeFetcher
@@ -141,6 +140,21 @@ class _GatewayUser(User):
         return self._subject
 
 
+def _call_context(
+    request: Request,
+    subject: str,
+    key: str,
+    value: Any,
+    extensions: frozenset[str] = frozenset(),
+) -> ServerCallContext:
+    version = request.headers.get(VERSION_HEADER)
+    return ServerCallContext(
+        user=_GatewayUser(subject),
+        state={key: value, "headers": {VERSION_HEADER.lower(): version} if version else {}},
+        requested_extensions=set(extensions),
+    )
+
+
 class _ContextBuilder(ServerCallContextBuilder):
     """The call context carries the admission and, of the caller's headers, only
     `A2A-Version`, which the SDK's version check reads (its default builder
@@ -148,14 +162,8 @@ class _ContextBuilder(ServerCallContextBuilder):
 
     def build(self, request: Request) -> ServerCallContext:
         admission: Admission = request.state.admission
-        version = request.headers.get(VERSION_HEADER)
-        return ServerCallContext(
-            user=_GatewayUser(admission.owner.subject),
-            state={
-                ADMISSION: admission,
-                "headers": {VERSION_HEADER.lower(): version} if version else {},
-            },
-            requested_extensions=set(admission.extensions),
+        return _call_context(
+            request, admission.owner.subject, ADMISSION, admission, admission.extensions
         )
 
 
@@ -226,6 +234,11 @@ class FrontDoorParts:
     version: str
     fetcher: SafeFetcher
     push: PushRelays
+
+    async def sign(self, card: AgentCard) -> AgentCard:
+        """Sign with the current key, naming the gateway's JWKS as `jku`."""
+        jku = self.public_url + "/.well-known/jwks.json"
+        return sign_card(card, await self.signing_key(), jku)
 
 
 class AgentHandler(RequestHandler):
@@ -341,9 +354,7 @@ class AgentHandler(RequestHandler):
     async def _observe(self, admission: Admission, event: Event) -> None:
         if isinstance(event, Task):
             await self._remember(admission, event)
-        elif isinstance(event, TaskStatusUpdateEvent) and not await self.tasks.record_status(
-            admission.agent_id, admission.owner, event
-        ):
+        elif not await self.tasks.observe(admission.agent_id, admission.owner, event):
             raise InvalidAgentResponseError(
                 f"agent {admission.agent_id} sent an update for a task that is not yours"
             )
@@ -454,9 +465,7 @@ class AgentHandler(RequestHandler):
         admission = _admission(context)
         try:
             page = await self.tasks.list(admission.agent_id, admission.owner, params)
-        except InvalidPageToken as exc:
-            raise InvalidParamsError(str(exc)) from None
-        except ValueError as exc:
+        except ValueError as exc:  # a bad pageToken (InvalidPageToken) or bound
             raise InvalidParamsError(str(exc)) from None
         if not params.include_artifacts:
             for task in page.tasks:
@@ -584,11 +593,7 @@ class AgentHandler(RequestHandler):
         task_id = _task_id_of(event)
         if task_id and task_id != relay.task_id:
             return JSONResponse({"error": "the event is about another task"}, status_code=400)
-        observed = _event_of(event)
-        if isinstance(observed, Task):
-            await parts.tasks.record(agent_id, relay.owner, observed)
-        elif isinstance(observed, TaskStatusUpdateEvent):
-            await parts.tasks.record_status(agent_id, relay.owner, observed)
+        await parts.tasks.observe(agent_id, relay.owner, _event_of(event))
         try:
             status = await parts.push.forward(parts.upstreams.http, relay, event)
         except httpx.HTTPError as exc:
@@ -619,10 +624,7 @@ class AgentHandler(RequestHandler):
     async def card_for(self, agent_id: str, upstream_card: dict[str, Any]) -> AgentCard:
         parts = self._parts()
         url = f"{parts.public_url}/a2a/{agent_id}"
-        card = proxied_card(upstream_card, url, parts.token_endpoint)
-        return sign_card(
-            card, await parts.signing_key(), parts.public_url + "/.well-known/jwks.json"
-        )
+        return await parts.sign(proxied_card(upstream_card, url, parts.token_endpoint))
 
 
 class GatewayHandler(RequestHandler):
@@ -652,8 +654,7 @@ class GatewayHandler(RequestHandler):
             skills,
             extended=principal is not None,
         )
-        jku = parts.public_url + "/.well-known/jwks.json"
-        return sign_card(card, await parts.signing_key(), jku)
+        return await parts.sign(card)
 
     async def _usable_skills(self, principal: Principal) -> list[AgentSkill]:
         delegations = self._parts().delegations
@@ -739,14 +740,7 @@ class GatewayHandler(RequestHandler):
 class _GatewayContextBuilder(ServerCallContextBuilder):
     def build(self, request: Request) -> ServerCallContext:
         principal: Principal = request.state.principal
-        version = request.headers.get(VERSION_HEADER)
-        return ServerCallContext(
-            user=_GatewayUser(principal.subject),
-            state={
-                PRINCIPAL: principal,
-                "headers": {VERSION_HEADER.lower(): version} if version else {},
-            },
-        )
+        return _call_context(request, principal.subject, PRINCIPAL, principal)
 
 
 # Routes ---------------------------------------------------------------------

@@ -135,6 +135,15 @@ class TaskRecords:
             return (await self.owner_of(agent_id, task.id)) == owner
         return True
 
+    async def observe(self, agent_id: str, owner: Owner, event: object) -> bool:
+        """Record what an event says about a task (a snapshot or a status
+        update); False if it concerns a task someone else owns."""
+        if isinstance(event, Task):
+            return await self.record(agent_id, owner, event)
+        if isinstance(event, TaskStatusUpdateEvent):
+            return await self.record_status(agent_id, owner, event)
+        return True
+
     async def record_status(
         self, agent_id: str, owner: Owner, event: TaskStatusUpdateEvent
     ) -> bool:

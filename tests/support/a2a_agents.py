@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.support.inspecting import Recorder
+from tests.support.inspecting import Recorder, buffered
 from tests.support.servers import ServerThread
 
 
@@ -147,12 +147,7 @@ def _refuse_1_0(app: ASGIApp) -> ASGIApp:
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             headers = dict(scope["headers"])
-            body = b""
-            more = True
-            while more:
-                message = await receive()
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
+            body, replay = await buffered(receive)
             method = ""
             with contextlib.suppress(ValueError, AttributeError):
                 method = str(json.loads(body).get("method", ""))
@@ -164,17 +159,8 @@ def _refuse_1_0(app: ASGIApp) -> ASGIApp:
                         "error": {"code": -32601, "message": f"0.3 agent: no {method}"},
                     }
                 )
-                await response(scope, receive, send)
+                await response(scope, replay, send)
                 return
-            sent = False
-
-            async def replay() -> dict[str, Any]:
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return dict(await receive())
-
             await app(scope, replay, send)
             return
         await app(scope, receive, send)

@@ -48,6 +48,28 @@ class Seen:
         )
 
 
+async def buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """Read a request's whole body; returns it and a `receive` that replays it,
+    so middleware can look at the body and still pass the request on."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
 @dataclass
 class Recorder:
     seen: list[Seen] = field(default_factory=list)
@@ -58,13 +80,7 @@ class Recorder:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            chunks: list[bytes] = []
-            more = True
-            while more:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                more = message.get("more_body", False)
-            body = b"".join(chunks)
+            body, replay = await buffered(receive)
             with self.lock:
                 self.seen.append(
                     Seen(
@@ -77,15 +93,6 @@ class Recorder:
                         body=body,
                     )
                 )
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
             await app(scope, replay, send)
 
         return wrapped

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from a2a.types import StreamResponse, Task, TaskPushNotificationConfig
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.keystore import KeyStore
@@ -70,14 +70,9 @@ class PushRelays:
         relay_id = secrets.token_urlsafe(16)
         relay_token = secrets.token_urlsafe(32)
         async with self._engine.begin() as conn:
+            # Setting a config id again replaces it (and its relay).
             await conn.execute(
-                delete(a2a_push_configs).where(
-                    a2a_push_configs.c.agent_id == agent_id,
-                    a2a_push_configs.c.task_id == stored.task_id,
-                    a2a_push_configs.c.config_id == stored.id,
-                    a2a_push_configs.c.owner_subject == owner.subject,
-                    a2a_push_configs.c.owner_issuer == owner.issuer,
-                )
+                delete(a2a_push_configs).where(*_owned(agent_id, owner, stored.task_id, stored.id))
             )
             await conn.execute(
                 a2a_push_configs.insert().values(
@@ -104,14 +99,7 @@ class PushRelays:
         self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
     ) -> list[TaskPushNotificationConfig]:
         c = a2a_push_configs.c
-        where = [
-            c.agent_id == agent_id,
-            c.task_id == task_id,
-            c.owner_subject == owner.subject,
-            c.owner_issuer == owner.issuer,
-        ]
-        if config_id is not None:
-            where.append(c.config_id == config_id)
+        where = _owned(agent_id, owner, task_id, config_id)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(c.config).where(*where).order_by(c.created_at))).all()
         found = []
@@ -122,16 +110,9 @@ class PushRelays:
         return found
 
     async def delete(self, agent_id: str, owner: Owner, task_id: str, config_id: str) -> bool:
-        c = a2a_push_configs.c
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                delete(a2a_push_configs).where(
-                    c.agent_id == agent_id,
-                    c.task_id == task_id,
-                    c.config_id == config_id,
-                    c.owner_subject == owner.subject,
-                    c.owner_issuer == owner.issuer,
-                )
+                delete(a2a_push_configs).where(*_owned(agent_id, owner, task_id, config_id))
             )
         return bool(result.rowcount)
 
@@ -207,6 +188,16 @@ def parse_notification(body: Any) -> StreamResponse:
     if event.WhichOneof("payload") is None:
         raise ValueError("the notification carries no event")
     return event
+
+
+def _owned(
+    agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
+) -> list[ColumnElement[bool]]:
+    c = a2a_push_configs.c
+    where = [c.agent_id == agent_id, c.task_id == task_id, owner.owns(a2a_push_configs)]
+    if config_id is not None:
+        where.append(c.config_id == config_id)
+    return where
 
 
 def _digest(value: str) -> str:

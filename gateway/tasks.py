@@ -30,7 +30,7 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 from google.protobuf.json_format import MessageToDict, ParseDict
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -47,6 +47,10 @@ MAX_ID_LENGTH = 256
 class Owner:
     subject: str
     issuer: str
+
+    def owns(self, table: Table) -> ColumnElement[bool]:
+        """The rows of ``table`` (with owner_subject/owner_issuer) that are theirs."""
+        return and_(table.c.owner_subject == self.subject, table.c.owner_issuer == self.issuer)
 
 
 class InvalidPageToken(ValueError):
@@ -105,8 +109,7 @@ class TaskRecords:
                 .where(
                     a2a_tasks.c.agent_id == agent_id,
                     a2a_tasks.c.task_id == task.id,
-                    a2a_tasks.c.owner_subject == owner.subject,
-                    a2a_tasks.c.owner_issuer == owner.issuer,
+                    owner.owns(a2a_tasks),
                 )
                 .values(**values)
             )
@@ -188,11 +191,7 @@ class TaskRecords:
         if request.HasField("history_length") and request.history_length < 0:
             raise ValueError("historyLength must not be negative")
         c = a2a_tasks.c
-        where = [
-            c.agent_id == agent_id,
-            c.owner_subject == owner.subject,
-            c.owner_issuer == owner.issuer,
-        ]
+        where = [c.agent_id == agent_id, owner.owns(a2a_tasks)]
         if request.context_id:
             where.append(c.context_id == request.context_id)
         if request.status:

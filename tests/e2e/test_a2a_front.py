@@ -530,3 +530,30 @@ def _task_of(body: dict[str, Any]) -> str:
         if kind in body:
             return str(body[kind].get("id") or body[kind].get("taskId"))
     return ""
+
+
+async def test_bad_list_and_rest_requests_get_clear_errors(front: Front) -> None:
+    async with front.transport("worker") as alice:
+        task = (await alice.send_message(message("task kept"))).task
+        for request in (
+            ListTasksRequest(page_token="not-a-token-we-issued"),
+            ListTasksRequest(page_size=500),
+            ListTasksRequest(history_length=-1),
+        ):
+            with pytest.raises(InvalidParamsError):
+                await alice.list_tasks(request)
+        assert [t.id for t in (await alice.list_tasks(ListTasksRequest())).tasks] == [task.id]
+    headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+        unknown = await http.post(front.agent_url("nobody") + "/message:send", json={})
+        malformed = await http.post(
+            front.agent_url("worker") + "/message:send",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        anonymous = await http.get(
+            front.agent_url("worker") + "/tasks/" + task.id, headers={"Authorization": ""}
+        )
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"
+    assert malformed.status_code == 400
+    assert anonymous.status_code == 401

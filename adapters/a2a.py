@@ -7,17 +7,17 @@ wire in the agent's dialect: JSON-RPC or HTTP+JSON, A2A 1.0 or 0.3 (the
 errors). Which one is chosen follows the SDK's negotiation: the first binding
 the gateway supports, and within it the interface closest to 1.0.
 
-Every upstream request goes through `PinnedTransport` (SSRF checks, pinning,
-size caps) and carries exactly the headers built here and by the SDK: the
-minted token and `A2A-Version` (without which an a2a-sdk server treats a
-request as 0.3, DESIGN.md known traps). Nothing from the caller's request is
-forwarded -- in particular not its `Authorization` -- and no cookie is kept
-between calls (one user's session must not ride on another user's call).
+Every upstream request goes through `adapters.http.UpstreamHTTP` (SSRF checks
+at connect time, size caps, one aiohttp pool) and carries exactly the headers
+built here and by the SDK: the minted token and `A2A-Version` (without which
+an a2a-sdk server treats a request as 0.3, DESIGN.md known traps). Nothing
+from the caller's request is forwarded -- in particular not its
+`Authorization` -- and no cookie is kept between calls (one user's session
+must not ride on another user's call).
 """
 
 from __future__ import annotations
 
-import http.cookiejar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +34,7 @@ from a2a.types import AgentCard, AgentInterface
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from google.protobuf.json_format import ParseDict
 
-from adapters.http import PinnedTransport
+from adapters.http import UpstreamHTTP
 from registry.fetch import SafeFetcher
 
 # In order of preference: JSON-RPC is what every A2A agent must offer (A2A 1.0
@@ -88,19 +88,15 @@ class A2AUpstreams:
         max_response_bytes: int,
         max_stream_bytes: int,
     ) -> None:
-        self._transport = PinnedTransport(
-            fetcher, max_response_bytes=max_response_bytes, max_stream_bytes=max_stream_bytes
+        self._upstream_http = UpstreamHTTP(
+            fetcher.policy,
+            connect_timeout_seconds=connect_timeout_seconds,
+            idle_timeout_seconds=stream_idle_seconds,
+            max_response_bytes=max_response_bytes,
+            max_stream_bytes=max_stream_bytes,
+            default_headers={VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
         )
-        self._http = httpx.AsyncClient(
-            transport=self._transport,
-            # The read timeout of a call is the agent's own (`context(...)`);
-            # this default is what a stream may stay silent between events.
-            timeout=httpx.Timeout(stream_idle_seconds, connect=connect_timeout_seconds),
-            headers={VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
-            cookies=_no_cookies(),
-            follow_redirects=False,  # an upstream does not get to send us elsewhere
-            trust_env=False,  # no proxy variable may route calls past the checks
-        )
+        self._http = self._upstream_http.httpx
         self._clients: dict[tuple[str, str], tuple[ClientTransport, UpstreamEndpoint]] = {}
 
     def client(
@@ -119,8 +115,13 @@ class A2AUpstreams:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The pinned, capped client, for other calls to addresses from outside."""
+        """The checked, capped httpx client, for other calls to addresses from outside."""
         return self._http
+
+    @property
+    def raw(self) -> UpstreamHTTP:
+        """The same pool without httpx, for the pass-through hot path."""
+        return self._upstream_http
 
     @staticmethod
     def context(token: str, timeout_seconds: float | None) -> ClientCallContext:
@@ -129,8 +130,7 @@ class A2AUpstreams:
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._transport.aclose()
+        await self._upstream_http.aclose()
 
 
 def _transport_for(
@@ -143,9 +143,3 @@ def _transport_for(
     if endpoint.legacy:
         return CompatRestTransport(http, card, endpoint.url, is_shared_httpx=True)
     return RestTransport(http, card, endpoint.url, is_shared_httpx=True)
-
-
-def _no_cookies() -> httpx.Cookies:
-    return httpx.Cookies(
-        http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    )

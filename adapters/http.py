@@ -1,41 +1,209 @@
-"""The HTTP transport under every upstream call: SSRF-checked, pinned, capped.
+"""The HTTP client under every upstream call: SSRF-checked at connect time, capped.
 
-The official SDKs' client transports take an `httpx.AsyncClient`; what they
-send goes through `PinnedTransport`, which for every request
+One `aiohttp` connection pool serves every upstream. It was chosen by
+measurement (`bench/a2a_forwarding.py`, docs/performance.md): under 32
+concurrent calls an `httpx.AsyncClient` reached 0.07-0.15x the throughput of
+an aiohttp forwarder, httpx over the `httpx-aiohttp` transport 0.3-0.55x and
+aiohttp itself 0.84-1.18x. So:
 
-* resolves the host and checks every address under the registry's
-  `AddressPolicy` (`SafeFetcher.resolve`), then connects to the checked
-  address itself -- there is no second lookup for a rebinding DNS server to
-  answer differently -- keeping the name in `Host` and the TLS SNI, so
-  certificates still verify against it;
-* keeps one connection pool per TLS server name: httpx pools by address, so a
-  connection whose certificate was checked for one hostname never carries a
-  request for another name on the same IP;
-* caps the response body while it streams (an SSE stream gets its own, larger
-  cap), so an upstream cannot exhaust the gateway's memory.
+* the hot path (same-version pass-through, `gateway/a2a_passthrough.py`)
+  calls `UpstreamHTTP.post()`, which is aiohttp directly;
+* the official SDKs' client transports need an `httpx.AsyncClient`; theirs
+  (`UpstreamHTTP.httpx`) runs over the same aiohttp pool through
+  `httpx_aiohttp.AiohttpTransport`.
 
-Resolutions are cached for a few seconds: a fresh lookup per call would put a
-resolver round trip on the hot path, and the cached answer was checked.
+The SSRF rules hold at connect time, for both:
+
+* host names are resolved by `SafeResolver`, which checks *every* address
+  under the registry's `AddressPolicy`, and aiohttp connects to exactly those
+  addresses: there is no second lookup for a rebinding DNS server to answer
+  differently. Answers are cached for `RESOLVE_CACHE_SECONDS`, each checked;
+* aiohttp skips the resolver for IP literals, so `check_url()` checks those
+  (and the scheme, and that the URL carries no credentials) before a request;
+* aiohttp pools connections by host *name*, so a connection whose certificate
+  was checked for one name never carries a request for another name that
+  happens to share the address.
+
+Answers are capped while they stream (an SSE stream gets its own, larger cap)
+and must not be content-coded: the gateway asks for `identity`, so a
+compressed answer cannot expand past the cap after it was counted. No cookie
+jar (one user's session must not ride on another's call), no redirects, no
+proxy from the environment.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
+import http.cookiejar
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
 
-from registry.fetch import FetchError, PinnedTarget, SafeFetcher
+from registry.ssrf import AddressPolicy, AddressRefused
 
-RESOLVE_CACHE_SECONDS = 5.0
+RESOLVE_CACHE_SECONDS = 5
+MAX_CONNECTIONS = 256
+# Without `identity`, aiohttp and httpx both ask for gzip; the cap must count
+# the bytes the gateway will hold, not the compressed ones.
+NO_CODING = {"Accept-Encoding": "identity"}
 
 
-class UpstreamRefused(httpx.TransportError):
-    """The URL points somewhere the SSRF policy forbids."""
+class UpstreamRefused(OSError):
+    """The URL, or an address its host resolves to, is one the SSRF policy forbids.
+
+    An `OSError`, so that aiohttp reports it from the resolver as a connection
+    error (`ClientConnectorDNSError`) with this as its cause.
+    """
 
 
-class UpstreamTooLarge(httpx.TransportError):
+class UpstreamBadAnswer(httpx.TransportError):
+    """The upstream's answer broke the gateway's rules (size, coding)."""
+
+
+class UpstreamTooLarge(UpstreamBadAnswer):
     """The upstream sent more than the cap allows."""
+
+
+class SafeResolver(AbstractResolver):
+    """aiohttp's resolver, with every answer checked under the SSRF policy."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            self._policy.check_host(host)
+            answers = await self._inner.resolve(host, port, family)
+            for answer in answers:
+                # `check_address` takes an ip_address; the answer's host is one.
+                self._policy.check_address(ipaddress.ip_address(answer["host"].split("%", 1)[0]))
+        except AddressRefused as exc:
+            raise UpstreamRefused(f"{host}: {exc}") from None
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class UpstreamHTTP:
+    """The shared pool; created once per gateway, closed on shutdown."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        connect_timeout_seconds: float,
+        idle_timeout_seconds: float,
+        max_response_bytes: int,
+        max_stream_bytes: int,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._policy = policy
+        self._connect_timeout = connect_timeout_seconds
+        self.max_response_bytes = max_response_bytes
+        self._checked: set[str] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.httpx = httpx.AsyncClient(
+            transport=_GuardedTransport(
+                self,
+                AiohttpTransport(client=self.session),
+                max_response_bytes=max_response_bytes,
+                max_stream_bytes=max_stream_bytes,
+            ),
+            # The read timeout of a call is set per call; this default is how
+            # long a stream may stay silent between events.
+            timeout=httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds),
+            headers={**NO_CODING, **(default_headers or {})},
+            cookies=_no_cookies(),
+            follow_redirects=False,  # an upstream does not get to send us elsewhere
+            trust_env=False,  # no proxy variable may route calls past the checks
+        )
+
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session, made on first use inside the running loop."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=SafeResolver(self._policy),
+                limit=MAX_CONNECTIONS,
+                ttl_dns_cache=RESOLVE_CACHE_SECONDS,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=False,
+            )
+        return self._session
+
+    def check_url(self, url: str) -> None:
+        """What the resolver cannot see: scheme, credentials, IP-literal hosts."""
+        if url in self._checked:
+            return
+        try:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise AddressRefused("only http and https URLs are allowed")
+            if parts.username is not None or parts.password is not None:
+                raise AddressRefused("credentials in URLs are not allowed")
+            self._policy.check_host(parts.hostname or "")  # checks an IP literal
+        except (AddressRefused, ValueError) as exc:
+            raise UpstreamRefused(f"{url}: {exc}") from None
+        if len(self._checked) > 4096:
+            self._checked.clear()
+        self._checked.add(url)
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_seconds: float
+    ) -> Answer:
+        """POST and read the whole (capped) answer. Raises `UpstreamRefused`,
+        `UpstreamBadAnswer`, `aiohttp.ClientError` or `TimeoutError`."""
+        self.check_url(url)
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=self._connect_timeout)
+        async with self.session().post(
+            url,
+            data=body,
+            headers={**NO_CODING, **headers},
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            _refuse_coding(response.headers.get("Content-Encoding"))
+            limit = self.max_response_bytes
+            if response.content_length is not None and response.content_length > limit:
+                raise UpstreamTooLarge(f"the answer exceeds {limit} bytes")
+            chunks: list[bytes] = []
+            seen = 0
+            async for chunk in response.content.iter_any():
+                seen += len(chunk)
+                if seen > limit:
+                    raise UpstreamTooLarge(f"the answer exceeds {limit} bytes")
+                chunks.append(chunk)
+            return Answer(response.status, response.content_type, b"".join(chunks))
+
+    async def aclose(self) -> None:
+        await self.httpx.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _refuse_coding(coding: str | None) -> None:
+    if coding and coding.strip().lower() != "identity":
+        raise UpstreamBadAnswer(f"the answer is {coding}-coded though the gateway asked for none")
 
 
 class _CappedStream(httpx.AsyncByteStream):
@@ -56,60 +224,33 @@ class _CappedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
-class PinnedTransport(httpx.AsyncBaseTransport):
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """The httpx side: URL checks before, caps and the coding rule after."""
+
     def __init__(
         self,
-        fetcher: SafeFetcher,
+        http: UpstreamHTTP,
+        inner: httpx.AsyncBaseTransport,
         *,
         max_response_bytes: int,
         max_stream_bytes: int,
-        inner: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
-        self._fetcher = fetcher
+        self._http = http
+        self._inner = inner
         self._max_response_bytes = max_response_bytes
         self._max_stream_bytes = max_stream_bytes
-        self._make_inner = inner or _default_inner
-        self._pools: dict[str, httpx.AsyncBaseTransport] = {}
-        self._resolved: dict[str, tuple[float, PinnedTarget]] = {}
-
-    async def _target(self, url: str) -> PinnedTarget:
-        now = time.monotonic()
-        cached = self._resolved.get(url)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            target = await self._fetcher.resolve(url)
-        except FetchError as exc:
-            raise UpstreamRefused(str(exc)) from None
-        if len(self._resolved) > 4096:
-            self._resolved.clear()
-        self._resolved[url] = (now + RESOLVE_CACHE_SECONDS, target)
-        return target
-
-    def _pool(self, target: PinnedTarget) -> httpx.AsyncBaseTransport:
-        key = target.hostname if target.scheme == "https" else ""
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = self._make_inner()
-        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}/"
-        target = await self._target(origin)
-        pinned = httpx.URL(target.pinned_url).copy_with(raw_path=request.url.raw_path)
-        headers = httpx.Headers(request.headers)
-        headers["Host"] = target.host_header
-        extensions = dict(request.extensions)
-        if target.scheme == "https":
-            extensions["sni_hostname"] = target.hostname
-        forwarded = httpx.Request(
-            request.method,
-            pinned,
-            headers=headers,
-            stream=request.stream,
-            extensions=extensions,
-        )
-        response = await self._pool(target).handle_async_request(forwarded)
+        try:
+            self._http.check_url(str(request.url))
+        except UpstreamRefused as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        response = await self._inner.handle_async_request(request)
+        try:
+            _refuse_coding(response.headers.get("content-encoding"))
+        except UpstreamBadAnswer:
+            await response.aclose()
+            raise
         streaming = "text/event-stream" in request.headers.get("accept", "")
         limit = self._max_stream_bytes if streaming else self._max_response_bytes
         what = "event stream" if streaming else "answer"
@@ -118,12 +259,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        for pool in self._pools.values():
-            await pool.aclose()
-        self._pools.clear()
+        await self._inner.aclose()
 
 
-def _default_inner() -> httpx.AsyncBaseTransport:
-    return httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+def _no_cookies() -> httpx.Cookies:
+    return httpx.Cookies(
+        http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     )

@@ -34,6 +34,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 from a2a.auth.user import User
 from a2a.client.errors import A2AClientError, A2AClientTimeoutError
@@ -84,7 +85,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
-from adapters.http import UpstreamRefused, UpstreamTooLarge
+from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.a2a_cards import card_json, etag, gateway_card, proxied_card, sign_card
 from gateway.audit import trace_id_from
 from gateway.auth import current_principal
@@ -173,24 +174,35 @@ def _admission(context: ServerCallContext | None) -> Admission:
     return admission
 
 
-def upstream_error(agent_id: str, exc: Exception, timeout: float | None) -> A2AError:
-    """Map a client-side failure to the A2A error the caller gets."""
+def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> A2AError:
+    """Map a client-side failure to the A2A error the caller gets.
+
+    The cause chain is read whole before deciding: an SSRF refusal reaches us
+    wrapped as a connection error (resolver -> aiohttp -> httpx -> SDK), and
+    the refusal is what the caller needs to hear about.
+    """
+    chain: list[BaseException] = []
     cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, httpx.TimeoutException | A2AClientTimeoutError | TimeoutError):
-            limit = f" within {timeout:g} s" if timeout else ""
-            return InternalError(f"agent {agent_id} did not answer{limit}")
-        if isinstance(cause, UpstreamRefused):
-            return InternalError(f"agent {agent_id} may not be called: {cause}")
-        if isinstance(cause, UpstreamTooLarge):
-            return InvalidAgentResponseError(f"agent {agent_id}: {cause}")
-        if isinstance(cause, httpx.HTTPStatusError):
-            return InvalidAgentResponseError(
-                f"agent {agent_id} answered HTTP {cause.response.status_code}"
-            )
-        if isinstance(cause, httpx.TransportError):
-            return InternalError(f"agent {agent_id} could not be reached ({type(cause).__name__})")
+    while cause is not None and len(chain) < 16:
+        chain.append(cause)
         cause = cause.__cause__
+
+    def first(kind: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+        return next((c for c in chain if isinstance(c, kind)), None)
+
+    if (refused := first(UpstreamRefused)) is not None:
+        return InternalError(f"agent {agent_id} may not be called: {refused}")
+    if (bad := first(UpstreamBadAnswer)) is not None:
+        return InvalidAgentResponseError(f"agent {agent_id}: {bad}")
+    if first((httpx.TimeoutException, A2AClientTimeoutError, TimeoutError)) is not None:
+        limit = f" within {timeout:g} s" if timeout else ""
+        return InternalError(f"agent {agent_id} did not answer{limit}")
+    if (status := first(httpx.HTTPStatusError)) is not None:
+        return InvalidAgentResponseError(
+            f"agent {agent_id} answered HTTP {status.response.status_code}"
+        )
+    if (transport := first((httpx.TransportError, aiohttp.ClientError, OSError))) is not None:
+        return InternalError(f"agent {agent_id} could not be reached ({type(transport).__name__})")
     if isinstance(exc, A2AClientError):
         return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer: {exc}")
     if isinstance(exc, A2AError):
@@ -302,7 +314,7 @@ class AgentHandler(RequestHandler):
         transport, _ = self._client(admission)
         try:
             result = await call(transport, self._context(admission))
-        except (A2AError, httpx.HTTPError) as exc:
+        except (A2AError, httpx.HTTPError, aiohttp.ClientError) as exc:
             error = upstream_error(admission.agent_id, exc, self._timeout(admission))
             await self._audit(admission, operation, error)
             raise error from None
@@ -391,7 +403,7 @@ class AgentHandler(RequestHandler):
                         f"{self.stream_limits.max_seconds:g} s limit"
                     )
                     raise error from None
-                except (A2AError, httpx.HTTPError) as exc:
+                except (A2AError, httpx.HTTPError, aiohttp.ClientError) as exc:
                     error = upstream_error(admission.agent_id, exc, None)
                     raise error from None
                 event = _event_of(item)
@@ -798,12 +810,24 @@ async def _parse_jsonrpc_body(request: Request) -> Response | None:
     return None
 
 
+# Answers a request itself, or returns None to leave it to the SDK's dispatcher
+# (`gateway.a2a_passthrough.PassThrough`).
+PassThroughPath = Callable[[Request, Admission, Any], Awaitable[Response | None]]
+
+
 class A2AFrontDoor:
     """Builds the `/a2a/{agent_id}` routes around the SDK's dispatchers."""
 
-    def __init__(self, handler: AgentHandler, gateway: GatewayHandler) -> None:
+    def __init__(
+        self,
+        handler: AgentHandler,
+        gateway: GatewayHandler,
+        *,
+        pass_through: PassThroughPath | None = None,
+    ) -> None:
         self.handler = handler
         self.gateway = gateway
+        self.pass_through = pass_through
 
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
         refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
@@ -844,6 +868,10 @@ class A2AFrontDoor:
             refused = await self.admit(request, jsonrpc)
             if refused is None and jsonrpc:
                 refused = await _parse_jsonrpc_body(request)
+                if refused is None and self.pass_through is not None:
+                    refused = await self.pass_through(
+                        request, request.state.admission, request._json
+                    )
             return refused if refused is not None else await endpoint(request)
 
         return guarded

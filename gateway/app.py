@@ -20,6 +20,7 @@ from gateway.a2a_front import (
     GatewayHandler,
     StreamLimits,
 )
+from gateway.a2a_passthrough import PassThrough
 from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
@@ -83,7 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
         front_door: FrontDoorParts = app.state.switchboard.front_door
         return front_door
 
-    front = A2AFrontDoor(AgentHandler(parts), GatewayHandler(parts))
+    handler = AgentHandler(parts)
+    front = A2AFrontDoor(handler, GatewayHandler(parts), pass_through=PassThrough(handler))
     app.router.routes.extend(front.routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app

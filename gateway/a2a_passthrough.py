@@ -1,0 +1,159 @@
+"""Same-version pass-through: an A2A 1.0 JSON-RPC `SendMessage` to a 1.0 JSON-RPC agent.
+
+This is the hot path of the front door, and the one case where the caller and
+the agent speak the same dialect, so nothing needs translating. Instead of the
+SDK's full round trip (JSON -> protobuf -> handler -> protobuf -> JSON on the
+client side, then the same in reverse for the answer), the request's own bytes
+go upstream and the agent's own bytes come back. The gateway still does
+everything it does on the SDK path, in the same order:
+
+1. admission (authenticate, decide, mint) happened before this is reached;
+2. the request is validated exactly as the SDK validates it (base JSON-RPC
+   envelope, `ParseDict` of the params, the proto's required fields); anything
+   unusual -- another method, another version, a bad envelope, params that do
+   not parse -- is *not* handled here but left to the SDK, so every error a
+   caller can provoke keeps the SDK's wording and code;
+3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`, and
+   the refusal of an inline push config;
+4. the call, with the minted token and nothing else of the caller's headers;
+5. the answer is checked the way the SDK's client checks it
+   (`_check_jsonrpc_response`, then `parse_lenient` into `SendMessageResponse`);
+   a task is recorded for its owner; an upstream error is re-encoded through
+   the SDK's own mapping, as the SDK path does;
+6. the audit record.
+
+The answer returned is the agent's own bytes (same `id`, since the request
+went through unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from a2a.client.transports.jsonrpc import JsonRpcTransport
+from a2a.extensions.common import HTTP_EXTENSION_HEADER
+from a2a.server.request_handlers.response_helpers import build_error_response
+from a2a.types import SendMessageRequest, SendMessageResponse
+from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
+from a2a.utils.errors import A2AError, InvalidAgentResponseError
+from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
+from google.protobuf.json_format import ParseDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from gateway.a2a_front import Admission, AgentHandler, upstream_error
+
+logger = logging.getLogger(__name__)
+
+OPERATION = "SendMessage"
+
+
+def speaks_1x(version: str | None) -> bool:
+    """The SDK's rule (`validate_version`): same major version; none means 0.3."""
+    if not version:
+        return False
+    major, _, _ = version.strip().partition(".")
+    return major == "1"
+
+
+class PassThrough:
+    def __init__(self, handler: AgentHandler) -> None:
+        self._handler = handler
+
+    def _prepare(
+        self, request: Request, admission: Admission, body: Any
+    ) -> tuple[SendMessageRequest, JsonRpcTransport, str] | None:
+        """The parsed params, the upstream's transport and URL -- or None when
+        this request is not a plain same-version SendMessage."""
+        if not isinstance(body, dict) or body.get("method") != OPERATION:
+            return None
+        if body.get("jsonrpc") != "2.0" or not speaks_1x(request.headers.get(VERSION_HEADER)):
+            return None
+        request_id = body.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, str | int | None):
+            return None
+        raw_params = body.get("params")
+        if not isinstance(raw_params, dict):
+            return None
+        try:
+            transport, endpoint = self._handler.upstreams.client(
+                admission.agent_id, admission.grant.agent.card_digest, admission.grant.card
+            )
+        except ValueError:  # NoUsableInterface: the SDK path reports it
+            return None
+        if endpoint.binding != TransportProtocol.JSONRPC or endpoint.legacy:
+            return None
+        assert isinstance(transport, JsonRpcTransport)
+        try:
+            params = ParseDict(raw_params, SendMessageRequest(), ignore_unknown_fields=True)
+            validate_proto_required_fields(params)
+        except Exception:  # the SDK path turns it into the right -32602
+            return None
+        return params, transport, endpoint.url
+
+    async def __call__(self, request: Request, admission: Admission, body: Any) -> Response | None:
+        prepared = self._prepare(request, admission, body)
+        if prepared is None:
+            return None
+        params, transport, url = prepared
+        request_id = body.get("id")
+        handler = self._handler
+        try:
+            handler._no_inline_push(params)
+            await handler._check_message(admission, params.message)
+            answer = await self._forward(request, admission, url)
+            result = self._check_answer(admission, transport, answer, request_id)
+            if result.HasField("task"):
+                await handler._remember(admission, result.task)
+            elif not result.HasField("message"):
+                raise InvalidAgentResponseError(f"agent {admission.agent_id} answered with neither")
+        except A2AError as error:
+            await handler._audit(admission, OPERATION, error)
+            return JSONResponse(build_error_response(request_id, error))
+        await handler._audit(admission, OPERATION, None)
+        return Response(answer, media_type="application/json")
+
+    async def _forward(self, request: Request, admission: Admission, url: str) -> bytes:
+        headers = {
+            "Authorization": f"Bearer {admission.grant.token.token}",
+            "Content-Type": "application/json",
+            VERSION_HEADER: PROTOCOL_VERSION_CURRENT,
+        }
+        if admission.extensions:
+            headers[HTTP_EXTENSION_HEADER] = ",".join(sorted(admission.extensions))
+        timeout = self._handler._timeout(admission)
+        try:
+            answer = await self._handler.upstreams.raw.post(
+                url, await request.body(), headers, timeout_seconds=timeout
+            )
+        except (UpstreamRefused, UpstreamBadAnswer, aiohttp.ClientError, OSError) as exc:
+            raise upstream_error(admission.agent_id, exc, timeout) from None
+        if not 200 <= answer.status < 300:
+            raise InvalidAgentResponseError(
+                f"agent {admission.agent_id} answered HTTP {answer.status}"
+            )
+        return answer.body
+
+    @staticmethod
+    def _check_answer(
+        admission: Admission, transport: JsonRpcTransport, answer: bytes, request_id: Any
+    ) -> SendMessageResponse:
+        agent_id = admission.agent_id
+        try:
+            data = json.loads(answer)
+            # The SDK client's own check: an error object raises the A2A
+            # error its code maps to; a non-response raises A2AClientError.
+            checked = transport._check_jsonrpc_response(data)
+            if checked.get("id") != request_id:
+                raise InvalidAgentResponseError(f"agent {agent_id} answered another request id")
+            result: SendMessageResponse = parse_lenient(checked["result"], SendMessageResponse())
+        except A2AError as exc:  # A2AClientError included: an invalid answer
+            raise upstream_error(agent_id, exc, None) from None
+        except (ValueError, RecursionError, KeyError, TypeError) as exc:
+            logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
+            raise InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer") from None
+        return result

@@ -2,6 +2,7 @@
 
     python -m bench.a2a_gateway                 # direct, aiohttp, gateway at 1 and 32 conns
     python -m bench.a2a_gateway --seconds 10 --rounds 3
+    SWITCHBOARD_BENCH_PROFILE=/tmp/gw.prof python -m bench.a2a_gateway --conns 1
 
 The harness is `bench.a2a_forwarding` (same agent, load generator, CPU
 pinning and table); this adds the `gateway` leg: `switchboard serve --dev`
@@ -14,7 +15,9 @@ every request. DESIGN.md's targets: >= 0.6x the aiohttp forwarder's req/s at
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,9 +43,14 @@ def _switchboard(*args: str) -> str:
 def _start_gateway(upstream_url: str) -> harness.Running:
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
     port = harness.free_port()
+    # SWITCHBOARD_BENCH_PROFILE=out.prof runs the gateway under cProfile (the
+    # figures are then not comparable; it is for finding where the time goes).
+    profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
     process = harness.spawn(
         [
             sys.executable,
+            *profiler,
             "-m",
             "gateway",
             "serve",
@@ -66,6 +74,11 @@ def _start_gateway(upstream_url: str) -> harness.Running:
     token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user")
 
     def stop() -> None:
+        if profile:
+            # uvicorn re-raises SIGTERM after shutting down, which kills the
+            # process before cProfile writes; SIGINT ends as KeyboardInterrupt.
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
         harness.stop_process(process)
         shutil.rmtree(data, ignore_errors=True)
 

@@ -79,7 +79,7 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 from a2a.utils.task import validate_history_length
-from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -194,20 +194,36 @@ def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> 
         return InternalError(f"agent {agent_id} may not be called: {refused}")
     if (bad := first(UpstreamBadAnswer)) is not None:
         return InvalidAgentResponseError(f"agent {agent_id}: {bad}")
-    if first((httpx.TimeoutException, A2AClientTimeoutError, TimeoutError)) is not None:
+    # httpx-aiohttp maps every aiohttp connection error to httpx.ConnectTimeout;
+    # when aiohttp's own error is in the chain, it is the one that says.
+    aio = first(aiohttp.ClientError)
+    timeouts = (httpx.TimeoutException, A2AClientTimeoutError, TimeoutError)
+    if isinstance(aio, TimeoutError) or (aio is None and first(timeouts) is not None):
         limit = f" within {timeout:g} s" if timeout else ""
         return InternalError(f"agent {agent_id} did not answer{limit}")
     if (status := first(httpx.HTTPStatusError)) is not None:
         return InvalidAgentResponseError(
             f"agent {agent_id} answered HTTP {status.response.status_code}"
         )
-    if (transport := first((httpx.TransportError, aiohttp.ClientError, OSError))) is not None:
-        return InternalError(f"agent {agent_id} could not be reached ({type(transport).__name__})")
+    if first((httpx.TransportError, aiohttp.ClientError, OSError)) is not None:
+        return InternalError(f"agent {agent_id} could not be reached ({_transport_failure(chain)})")
     if isinstance(exc, A2AClientError):
         return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer: {exc}")
     if isinstance(exc, A2AError):
         return exc  # the agent's own A2A error, with its code
     return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer")
+
+
+def _transport_failure(chain: list[BaseException]) -> str:
+    """Say what failed in words that do not depend on the HTTP library."""
+    connect = (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError)
+    lost = (httpx.RemoteProtocolError, httpx.ReadError, aiohttp.ServerDisconnectedError)
+    for cause in reversed(chain):  # the deepest cause is the real one
+        if isinstance(cause, connect):
+            return "connection failed"
+        if isinstance(cause, lost):
+            return "connection lost"
+    return "transport error"
 
 
 def _outcome(error: A2AError | None) -> str:
@@ -314,7 +330,7 @@ class AgentHandler(RequestHandler):
         transport, _ = self._client(admission)
         try:
             result = await call(transport, self._context(admission))
-        except (A2AError, httpx.HTTPError, aiohttp.ClientError) as exc:
+        except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
             error = upstream_error(admission.agent_id, exc, self._timeout(admission))
             await self._audit(admission, operation, error)
             raise error from None
@@ -403,7 +419,7 @@ class AgentHandler(RequestHandler):
                         f"{self.stream_limits.max_seconds:g} s limit"
                     )
                     raise error from None
-                except (A2AError, httpx.HTTPError, aiohttp.ClientError) as exc:
+                except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
                     error = upstream_error(admission.agent_id, exc, None)
                     raise error from None
                 event = _event_of(item)

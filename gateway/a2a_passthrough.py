@@ -40,7 +40,7 @@ from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from a2a.utils.errors import A2AError, InvalidAgentResponseError
 from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
-from google.protobuf.json_format import ParseDict
+from google.protobuf.json_format import ParseDict, ParseError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -153,7 +153,7 @@ class PassThrough:
             result: SendMessageResponse = parse_lenient(checked["result"], SendMessageResponse())
         except A2AError as exc:  # A2AClientError included: an invalid answer
             raise upstream_error(agent_id, exc, None) from None
-        except (ValueError, RecursionError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError, KeyError, TypeError, ParseError) as exc:
             logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
             raise InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer") from None
         return result

@@ -86,7 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     handler = AgentHandler(parts)
     front = A2AFrontDoor(handler, GatewayHandler(parts), pass_through=PassThrough(handler))
-    app.router.routes.extend(front.routes())
+    # First: routes are matched in order, and the A2A hot path should not be
+    # tried against every REST route before its own (no paths overlap).
+    app.router.routes[0:0] = front.routes()
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 

@@ -409,7 +409,7 @@ def test_a_dead_upstream_is_a_clear_error_and_is_audited(dep: Deployment) -> Non
     assert response.status_code == 200
     error = response.json()["error"]
     assert error["code"] == -32603
-    assert error["message"] == "agent inventory could not be reached (ConnectError)"
+    assert error["message"] == "agent inventory could not be reached (connection failed)"
     with dep.gateway.client() as admin:
         (record,) = admin.get("/audit", params={"agent": "inventory"}).json()["items"]
     assert record["decision"] == "allow"

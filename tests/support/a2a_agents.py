@@ -38,7 +38,7 @@ from a2a.server.tasks import (
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -216,3 +216,76 @@ def webhook() -> Webhook:
 
     hook.server = ServerThread(build).start()
     return hook
+
+
+# A scripted 1.0 agent: what it answers depends on the message's text, so one
+# agent can misbehave in every way a test needs without shared state.
+SCRIPTED_TASK_ID = "scripted-task"
+
+
+def _scripted_answer(body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    request_id = body.get("id")
+    message = body.get("params", {}).get("message", {})
+    text = "".join(p.get("text", "") for p in message.get("parts", []))
+
+    def result(value: Any, rid: Any = request_id) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": rid, "result": value}).encode()
+
+    json_type = {"Content-Type": "application/json"}
+    task = {
+        "id": message.get("taskId") or f"{SCRIPTED_TASK_ID}-{message.get('messageId', '')}",
+        "contextId": message.get("contextId") or "scripted-context",
+        "status": {"state": "TASK_STATE_COMPLETED"},
+    }
+    answers: dict[str, tuple[int, dict[str, str], bytes]] = {
+        "task": (200, json_type, result({"task": task})),
+        "message": (
+            200,
+            json_type,
+            result(
+                {"message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "hi"}]}}
+            ),
+        ),
+        "http500": (500, json_type, b'{"oops": true}'),
+        "garbage": (200, json_type, b"<html>not json</html>"),
+        "wrong-id": (200, json_type, result({"task": task}, rid="someone-else")),
+        "gzip": (200, {**json_type, "Content-Encoding": "gzip"}, result({"task": task})),
+        "huge": (200, json_type, result({"message": {"messageId": "x" * 200_000}})),
+        "neither": (200, json_type, result({})),
+        "bad-task": (200, json_type, result({"task": {"id": 7, "status": "done"}})),
+        "a2a-error": (
+            200,
+            json_type,
+            json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32001, "message": "gone"}}
+            ).encode(),
+        ),
+    }
+    return answers.get(text, answers["message"])
+
+
+def scripted_agent(recorder: Recorder | None = None) -> ServerThread:
+    recorder = recorder or Recorder()
+
+    def build(url: str) -> ASGIApp:
+        card = AgentCard(
+            name="Scripted",
+            description="Answers SendMessage as its text says.",
+            version="1.0.0",
+            supported_interfaces=[
+                AgentInterface(url=url + "/", protocol_binding="JSONRPC", protocol_version="1.0")
+            ],
+            capabilities=AgentCapabilities(),
+            default_input_modes=["text/plain"],
+            default_output_modes=["text/plain"],
+            skills=SKILLS,
+        )
+
+        async def answer(request: Request) -> Response:
+            status, headers, content = _scripted_answer(json.loads(await request.body()))
+            return Response(content, status_code=status, headers=headers)
+
+        routes = [*create_agent_card_routes(card), Route("/", answer, methods=["POST"])]
+        return recorder.middleware(Starlette(routes=routes))
+
+    return ServerThread(build).start()

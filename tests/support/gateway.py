@@ -93,6 +93,7 @@ def _overrides(settings: Settings) -> dict[str, Any]:
         "delegated_token_ttl_seconds",
         "redis_url",
         "upstream_timeout_seconds",
+        "upstream_max_bytes",
         "stream_max_seconds",
         "stream_max_bytes",
         "stream_idle_seconds",

@@ -1,0 +1,236 @@
+"""The same-version pass-through (1.0 JSON-RPC SendMessage to a 1.0 JSON-RPC agent).
+
+The request's bytes go upstream unchanged and the agent's bytes come back, but
+everything the SDK path does still happens: the minted token instead of the
+caller's, ownership checks, the task record, the checks on the answer, the
+audit. The upstream here is a scripted agent that misbehaves on request, over
+real HTTP, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.a2a_agents import scripted_agent
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.inspecting import Recorder, verify_as_downstream
+from tests.support.servers import ServerThread, bound_socket
+
+USER = "alice"
+OTHER = "bob"
+MAX_ANSWER_BYTES = 100_000
+
+
+@dataclass
+class Scripted:
+    gateway: Gateway
+    agent: ServerThread
+    seen: Recorder
+    tokens: dict[str, str]
+
+    def send(
+        self, text: str, user: str = USER, *, agent: str = "scripted", **message: Any
+    ) -> httpx.Response:
+        return self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": "req-1",
+                "method": "SendMessage",
+                "params": {
+                    "message": {
+                        "messageId": f"m-{text}",
+                        "role": "ROLE_USER",
+                        "parts": [{"text": text}],
+                        **message,
+                    }
+                },
+            },
+            user,
+            agent=agent,
+        )
+
+    def post(
+        self,
+        body: dict[str, Any] | bytes,
+        user: str = USER,
+        *,
+        agent: str = "scripted",
+        version: str | None = "1.0",
+    ) -> httpx.Response:
+        headers = {
+            "Authorization": f"Bearer {self.tokens[user]}",
+            "Content-Type": "application/json",
+        }
+        if version:
+            headers["A2A-Version"] = version
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(
+            f"{self.gateway.url}/a2a/{agent}", content=content, headers=headers, timeout=30
+        )
+
+
+@pytest.fixture
+def scripted(tmp_path: Path, database_url: str | None) -> Iterator[Scripted]:
+    seen = Recorder()
+    agent = scripted_agent(seen)
+    gateway = start_gateway(tmp_path, database_url, upstream_max_bytes=MAX_ANSWER_BYTES)
+    try:
+        card = httpx.get(agent.url + "/.well-known/agent-card.json").json()
+        # An agent whose address is gone: the card is the same, the port closed.
+        closed = bound_socket()
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+        closed.close()
+        dead = {
+            **card,
+            "supportedInterfaces": [{**card["supportedInterfaces"][0], "url": dead_url}],
+        }
+        with gateway.client() as admin:
+            for agent_id, agent_card in (("scripted", card), ("dead", dead)):
+                registered = admin.post("/agents", json={"card": agent_card, "id": agent_id})
+                assert registered.status_code == 201, registered.text
+        tokens = {user: gateway.token(user, "work:run") for user in (USER, OTHER)}
+        yield Scripted(gateway, agent, seen, tokens)
+    finally:
+        gateway.stop()
+        agent.stop()
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "result" not in body, body
+    assert body["id"] == "req-1" or body["id"] is None
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def test_the_callers_bytes_reach_the_agent_and_the_agents_bytes_come_back(
+    scripted: Scripted,
+) -> None:
+    # Odd spacing and a field no schema knows: the SDK path would re-encode
+    # both away; the pass-through must not.
+    raw = (
+        b'{"jsonrpc": "2.0",  "id": "req-1", "method": "SendMessage", "params": '
+        b'{"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]},'
+        b' "x-vendor-extra": {"kept": true}}}'
+    )
+    response = scripted.post(raw)
+    assert response.status_code == 200
+    assert response.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    (call,) = [s for s in scripted.seen.seen if s.method == "POST"]
+    assert call.body == raw
+    assert call.headers["a2a-version"] == "1.0"
+    # The upstream got a token minted for it, never the caller's.
+    assert not call.contains(scripted.tokens[USER])
+    claims = verify_as_downstream(call.bearer or "", scripted.gateway.url, scripted.agent.url + "/")
+    assert claims["sub"] == USER
+
+
+def test_a_task_from_the_pass_through_is_owned_by_its_caller(scripted: Scripted) -> None:
+    task = scripted.send("task").json()["result"]["task"]
+    headers = {"Authorization": f"Bearer {scripted.tokens[USER]}", "A2A-Version": "1.0"}
+    listed = httpx.post(
+        f"{scripted.gateway.url}/a2a/scripted",
+        json={"jsonrpc": "2.0", "id": 2, "method": "ListTasks", "params": {}},
+        headers=headers,
+    ).json()["result"]
+    assert [t["id"] for t in listed["tasks"]] == [task["id"]]
+    calls = len(scripted.seen.seen)
+    # Bob continuing Alice's task, or her context, never reaches the agent.
+    assert _error(scripted.send("task", OTHER, taskId=task["id"]))["code"] == -32001
+    assert _error(scripted.send("task", OTHER, contextId=task["contextId"]))["code"] == -32001
+    hijack = scripted.send("task", OTHER, referenceTaskIds=[task["id"]])
+    assert _error(hijack)["code"] == -32001
+    assert len(scripted.seen.seen) == calls
+    # Alice may continue it.
+    assert "result" in scripted.send("task", taskId=task["id"]).json()
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "words"),
+    [
+        ("http500", -32006, "HTTP 500"),
+        ("garbage", -32006, "invalid answer"),
+        ("wrong-id", -32006, "another request id"),
+        ("gzip", -32006, "gzip-coded"),
+        ("huge", -32006, f"exceeds {MAX_ANSWER_BYTES} bytes"),
+        ("neither", -32006, "neither"),
+        ("bad-task", -32006, "invalid answer"),
+        ("a2a-error", -32001, "gone"),
+    ],
+)
+def test_a_misbehaving_agent_gets_a_clear_a2a_error(
+    scripted: Scripted, script: str, code: int, words: str
+) -> None:
+    error = _error(scripted.send(script))
+    assert error["code"] == code
+    assert words in error["message"]
+    if code == -32006:
+        assert "scripted" in error["message"]  # which agent misbehaved
+
+
+def test_a_dead_agent_is_an_internal_error_naming_it(scripted: Scripted) -> None:
+    error = _error(scripted.send("task", agent="dead"))
+    assert error["code"] == -32603
+    assert "agent dead could not be reached" in error["message"]
+    with scripted.gateway.client() as admin:
+        events = admin.get("/audit", params={"agent": "dead"}).json()["items"]
+    assert any(e["outcome"] == "a2a_error:InternalError" for e in events), events
+
+
+def test_what_the_pass_through_does_not_take_goes_to_the_sdk(scripted: Scripted) -> None:
+    calls = len(scripted.seen.seen)
+    # Bad params: the SDK's own -32602, and nothing reaches the agent.
+    bad = {"jsonrpc": "2.0", "id": "req-1", "method": "SendMessage", "params": {"message": 5}}
+    assert _error(scripted.post(bad))["code"] == -32602
+    # A push config inline is refused (-32003), also before the agent.
+    inline = scripted.send("task", OTHER)
+    assert "result" in inline.json()
+    calls = len(scripted.seen.seen)
+    body = {
+        "jsonrpc": "2.0",
+        "id": "req-1",
+        "method": "SendMessage",
+        "params": {
+            "message": {"messageId": "p", "role": "ROLE_USER", "parts": [{"text": "task"}]},
+            "configuration": {"taskPushNotificationConfig": {"url": "https://example.com/h"}},
+        },
+    }
+    assert _error(scripted.post(body))["code"] == -32003
+    # No A2A-Version header means 0.3 (A2A 1.0 §3.6.2): the SDK refuses a 1.0 method.
+    assert _error(scripted.post({**bad, "params": {}}, version=None))["code"] == -32009
+    assert len(scripted.seen.seen) == calls
+
+
+def test_an_invalid_task_on_the_sdk_path_is_an_a2a_error_too(scripted: Scripted) -> None:
+    # The agent does not stream, so a streamed SendMessage goes through the SDK
+    # path, which calls SendMessage upstream: its bad task must not be a 500.
+    body = {
+        "jsonrpc": "2.0",
+        "id": "req-1",
+        "method": "SendStreamingMessage",
+        "params": {
+            "message": {"messageId": "s", "role": "ROLE_USER", "parts": [{"text": "bad-task"}]}
+        },
+    }
+    # The first event is fetched before the stream starts (the SDK's eager
+    # check), so the error comes as a plain JSON-RPC error, not as SSE.
+    assert _error(scripted.post(body)) == {
+        "code": -32006,
+        "message": "agent scripted sent an invalid answer",
+        "data": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "INVALID_AGENT_RESPONSE",
+                "domain": "a2a-protocol.org",
+                "metadata": {},
+            }
+        ],
+    }

@@ -19,7 +19,7 @@ must not ride on another user's call).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -51,10 +51,11 @@ class UpstreamEndpoint:
     url: str
     binding: str
     version: str  # as the card states it ("1.0", "0.3.0", ...)
+    # Worked out once: the SDK's check parses the version on every call.
+    legacy: bool = field(init=False)
 
-    @property
-    def legacy(self) -> bool:
-        return is_legacy_version(self.version)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "legacy", is_legacy_version(self.version))
 
 
 def choose_interface(card: AgentCard) -> UpstreamEndpoint:

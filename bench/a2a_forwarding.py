@@ -319,6 +319,26 @@ def _serve_agent(port: int) -> None:
     _run_uvicorn(Starlette(routes=routes), port)
 
 
+def _stub_card(port: int) -> dict[str, Any]:
+    """The SDK agent's card, in A2A 1.0 JSON."""
+    return {
+        "name": "Echo",
+        "description": "Echoes the text it is sent.",
+        "version": "1.0.0",
+        "supportedInterfaces": [
+            {
+                "url": f"http://{HOST}:{port}/",
+                "protocolBinding": "JSONRPC",
+                "protocolVersion": "1.0",
+            }
+        ],
+        "capabilities": {"streaming": False},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "echo", "name": "Echo", "description": "Echo text.", "tags": ["echo"]}],
+    }
+
+
 def _serve_stub_agent(port: int, delay: float = 0.0) -> None:
     """A bare ASGI app answering SendMessage the way the SDK agent does (same
     header checked, same answer shape and size) at a fraction of its CPU, so
@@ -333,6 +353,13 @@ def _serve_stub_agent(port: int, delay: float = 0.0) -> None:
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["method"] == "GET":
+            # The card, so the gateway leg can register the stub like any agent.
+            card = json.dumps(_stub_card(port)).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": card})
             return
         body = b""
         while True:

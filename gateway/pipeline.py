@@ -9,6 +9,7 @@ record, so no path can skip a step or record twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -96,15 +97,30 @@ class Delegations:
         self.audit = audit
         self.max_depth = max_depth
         self._targets: dict[str, tuple[float, tuple[AgentRecord, dict[str, Any], Target]]] = {}
+        self._loading: dict[str, asyncio.Future[tuple[AgentRecord, dict[str, Any], Target]]] = {}
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         # Every call needs the agent's record and card; reading them is a
         # database round trip, so they are kept for a moment. A change made on
         # any replica (refresh, delete) is seen within TARGET_CACHE_SECONDS.
-        now = time.monotonic()
         cached = self._targets.get(agent_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        # One read per expiry, however many calls arrive meanwhile: under load
+        # every concurrent call would otherwise miss at once and each query.
+        loading = self._loading.get(agent_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_target(agent_id))
+            self._loading[agent_id] = loading
+            loading.add_done_callback(lambda done: self._loaded(agent_id, done))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, agent_id: str, done: asyncio.Future[Any]) -> None:
+        self._loading.pop(agent_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone away
+
+    async def _load_target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         found = await self.agents.get_with_card(agent_id)
         if found is None:
             self._targets.pop(agent_id, None)
@@ -113,7 +129,7 @@ class Delegations:
         target = (record, card, Target.from_card(agent_id, card))
         if len(self._targets) > 10_000:
             self._targets.clear()
-        self._targets[agent_id] = (now + TARGET_CACHE_SECONDS, target)
+        self._targets[agent_id] = (time.monotonic() + TARGET_CACHE_SECONDS, target)
         return target
 
     def visible(self, principal: Principal, agent_id: str, card: dict[str, Any]) -> bool:

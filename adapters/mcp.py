@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
@@ -234,26 +233,30 @@ class McpUpstream:
         # Requests the transport makes on its own (a GET stream, the closing
         # DELETE) carry this default; a call's own credential overrides it.
         self._auth.default = await self._default_credential()
-        async with asyncio.timeout(timeout):
-            client = await open_client(
-                self.spec, self._http, self._auth, on_message=self._on_message, timeout=timeout
-            ).__aenter__()
-        try:
-            self.connected = _connected(client)
-            await self._list_and_report(client)
-            self._client = client
-            self.last_error = None
-            self._ready.set()
-            await self._on_health(True, None, self.connected)
-            await self._serve(client)
-        finally:
-            self._client = None
-            self._ready.clear()
-            # Shielded: the session's task groups must end in this task, even
-            # when the task itself is being cancelled (shutdown, removal).
-            with anyio.CancelScope(shield=True):
-                with contextlib.suppress(Exception):
-                    await client.__aexit__(None, None, None)
+        # Entered and left in this task, in one block: the SDK's task groups
+        # must see the exception that ends the session where it happens.
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(timeout):
+                client = await stack.enter_async_context(
+                    open_client(
+                        self.spec,
+                        self._http,
+                        self._auth,
+                        on_message=self._on_message,
+                        timeout=timeout,
+                    )
+                )
+            try:
+                self.connected = _connected(client)
+                await self._list_and_report(client)
+                self._client = client
+                self.last_error = None
+                self._ready.set()
+                await self._on_health(True, None, self.connected)
+                await self._serve(client)
+            finally:
+                self._client = None
+                self._ready.clear()
 
     async def _serve(self, client: Client) -> None:
         while True:

@@ -9,14 +9,15 @@ the rug pull. `STDIO_SERVER` is a script the gateway launches as a process.
 
 from __future__ import annotations
 
-import os
+import base64
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from starlette.types import ASGIApp
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.support.inspecting import Recorder
 from tests.support.servers import ServerThread
@@ -66,19 +67,41 @@ class ToolBox:
         self.server.add_tool(tool, name=name, description=description)
 
 
+OAUTH_CLIENT = ("gateway-client", "client-secret-42")
+OAUTH_TOKEN = "cc-token-from-the-upstream-as"
+
+
+async def _token_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """A minimal RFC 6749 §4.4 token endpoint: HTTP Basic, one fixed client."""
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    expected = "Basic " + base64.b64encode(":".join(OAUTH_CLIENT).encode()).decode()
+    ok = headers.get("authorization") == expected
+    body = (
+        {"access_token": OAUTH_TOKEN, "token_type": "Bearer", "expires_in": 300}
+        if ok
+        else {"error": "invalid_client"}
+    )
+    await JSONResponse(body, status_code=200 if ok else 401)(scope, receive, send)
+
+
 def upstream_server(box: ToolBox | None = None) -> tuple[ServerThread, Recorder, ToolBox]:
+    """``box``'s tools at ``{url}/mcp``, plus an OAuth token endpoint at ``{url}/token``."""
     box = box or ToolBox()
     recorder = Recorder()
 
     def build(_url: str) -> ASGIApp:
-        return recorder.middleware(box.server.streamable_http_app(stateless_http=True))
+        mcp_app = box.server.streamable_http_app(stateless_http=True)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] == "/token":
+                await _token_endpoint(scope, receive, send)
+            else:
+                await mcp_app(scope, receive, send)
+
+        return recorder.middleware(app)
 
     return ServerThread(build).start(), recorder, box
 
 
 def stdio_command() -> tuple[str, list[str]]:
     return sys.executable, [str(STDIO_SERVER)]
-
-
-def stdio_env_ok() -> bool:
-    return os.access(sys.executable, os.X_OK)

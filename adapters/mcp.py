@@ -193,6 +193,7 @@ class McpUpstream:
         self._broken = asyncio.Event()
         self._relist = asyncio.Event()
         self._ready = asyncio.Event()
+        self._stopping = False
         self.connected: Connected | None = None
         self.last_error: str | None = None
 
@@ -208,16 +209,24 @@ class McpUpstream:
                     await self._ready.wait()
         return self.ready
 
+    def stop(self) -> None:
+        """Make ``run()`` end: the flag holds even if the SDK's cancel scopes
+        absorb the task's cancellation (which anyio may do mid-teardown)."""
+        self._stopping = True
+        self._broken.set()
+
     async def run(self) -> None:
-        """Connect, serve, reconnect -- until cancelled."""
+        """Connect, serve, reconnect -- until cancelled or stopped."""
         delay = self._timings.reconnect_min_seconds
-        while True:
+        while not self._stopping:
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.last_error = _describe(exc)
+            if self._stopping:
+                return
             self._client = None
             self.connected = None
             logger.info("MCP server %s disconnected: %s", self.spec.server_id, self.last_error)

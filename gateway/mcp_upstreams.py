@@ -31,6 +31,8 @@ from registry.models import HealthStatus
 from registry.ssrf import AddressPolicy
 
 logger = logging.getLogger(__name__)
+_STOP_ATTEMPTS = 5
+_STOP_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,23 @@ class McpUpstreams:
         running = self._running.pop(server_id, None)
         if running is None:
             return
-        running.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await running.task
+        running.upstream.stop()
+        # Cancel until it ends: a cancellation that lands while the SDK is
+        # tearing down its own task groups can be absorbed there. Bounded, so
+        # shutdown never hangs on one server.
+        for _ in range(_STOP_ATTEMPTS):
+            running.task.cancel()
+            done, _ = await asyncio.wait({running.task}, timeout=_STOP_WAIT_SECONDS)
+            if done:
+                break
+        else:
+            logger.error("MCP server %s: its connection task did not stop", server_id)
+        if running.task.done() and not running.task.cancelled():
+            with contextlib.suppress(BaseException):
+                running.task.result()
 
     async def _stop_all(self) -> None:
-        for server_id in list(self._running):
-            await self._stop(server_id)
+        await asyncio.gather(*(self._stop(server_id) for server_id in list(self._running)))
 
     async def aclose(self) -> None:
         await self._stop_all()

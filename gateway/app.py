@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from adapters.a2a import A2AUpstreams
+from adapters.mcp import UpstreamTimings
 from gateway import db, runstate
 from gateway.a2a_front import (
     A2AFrontDoor,
@@ -25,10 +26,21 @@ from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
+from gateway.mcp_federation import FederationSettings, McpFederation
+from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
 from gateway.pipeline import Delegations
 from gateway.push import PushRelays
 from gateway.replay import replay_cache
-from gateway.routers import agents, audit, credentials, health, oauth, policies, wellknown
+from gateway.routers import (
+    agents,
+    audit,
+    credentials,
+    health,
+    mcp_servers,
+    oauth,
+    policies,
+    wellknown,
+)
 from gateway.settings import Settings
 from gateway.state import AppState
 from gateway.tasks import TaskRecords
@@ -40,6 +52,7 @@ from policies.tokens import TokenVerifier, TrustedIssuer
 from registry.credentials import SqlCredentialStore
 from registry.fetch import FetchLimits, SafeFetcher
 from registry.health import HealthChecker
+from registry.mcp_store import SqlMcpStore
 from registry.service import RegistryService
 from registry.ssrf import AddressPolicy
 from registry.store import SqlAgentStore
@@ -58,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ("health-checker", state.health.run_forever()),
                 ("audit-writer", state.audit.run_forever()),
                 ("policy-reloader", _reload_policy(state)),
+                ("mcp-upstreams", state.mcp.upstreams.run_forever()),
             ):
                 stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
             runstate.write(settings)
@@ -79,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(policies.router)
     app.include_router(audit.router)
+    app.include_router(mcp_servers.router)
 
     def parts() -> FrontDoorParts:
         front_door: FrontDoorParts = app.state.switchboard.front_door
@@ -180,6 +195,46 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         fetcher=fetcher,
         push=PushRelays(engine, keys, settings.effective_public_url),
     )
+    mcp_store = SqlMcpStore(engine)
+    federation: McpFederation | None = None
+
+    def tools_changed() -> None:
+        if federation is not None:
+            federation.invalidate()
+
+    mcp_upstreams = McpUpstreams(
+        mcp_store,
+        fetcher.policy,
+        minter,
+        secret=settings.sealing_secret,
+        limits=UpstreamLimits(
+            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+            call_timeout_seconds=settings.upstream_timeout_seconds,
+            max_response_bytes=settings.upstream_max_bytes,
+        ),
+        timings=UpstreamTimings(
+            connect_seconds=settings.mcp_connect_timeout_seconds,
+            probe_seconds=settings.mcp_probe_seconds,
+            call_seconds=settings.upstream_timeout_seconds,
+            reconnect_max_seconds=settings.mcp_reconnect_max_seconds,
+        ),
+        reconcile_seconds=settings.mcp_reconcile_seconds,
+        on_change=tools_changed,
+    )
+    stack.push_async_callback(mcp_upstreams.aclose)  # after the reconciler task is cancelled
+    federation = McpFederation(
+        mcp_store,
+        mcp_upstreams,
+        delegations,
+        fetcher,
+        FederationSettings(
+            stdio_commands=settings.stdio_command_prefixes,
+            auto_approve_new_tools=settings.mcp_auto_approve_new_tools,
+            sealing_secret=settings.sealing_secret,
+            connect_timeout_seconds=settings.mcp_connect_timeout_seconds,
+            default_timeout_seconds=settings.upstream_timeout_seconds,
+        ),
+    )
     return AppState(
         settings=settings,
         engine=engine,
@@ -204,6 +259,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
             leeway_seconds=settings.token_leeway_seconds,
         ),
         front_door=front_door,
+        mcp=federation,
     )
 
 

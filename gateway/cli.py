@@ -1,4 +1,4 @@
-"""`switchboard` command line: serve, db, keys, token, agents, policy, audit.
+"""`switchboard` command line: serve, db, keys, token, agents, mcp, policy, audit.
 
 Admin commands talk to the running gateway over its HTTP API, like any other
 client; only `serve`, `db upgrade`, `keys` and `token issue` touch the
@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -129,6 +130,47 @@ def _parser() -> argparse.ArgumentParser:
     creds.add_argument("--jwks", type=Path, help="the agent's public JWKS (private_key_jwt)")
     creds.set_defaults(run=_agents_credentials)
 
+    mcp = commands.add_parser("mcp", help="manage federated MCP servers").add_subparsers(
+        title="mcp commands"
+    )
+    mcp_add = mcp.add_parser(
+        "add", help="register an MCP server by Streamable HTTP URL, or --stdio command line"
+    )
+    mcp_add.add_argument("name", help="a display name (the id is derived from it)")
+    mcp_add.add_argument("url", nargs="?", help="the server's Streamable HTTP endpoint")
+    mcp_add.add_argument("--id", help="id to register under (default: from the name)")
+    mcp_add.add_argument("--resource", help="audience of tokens minted for it (default: its URL)")
+    mcp_add.add_argument("--timeout", type=float, help="seconds to wait for its answers")
+    mcp_add.add_argument(
+        "--header",
+        help="a static credential header, NAME:VALUE (value may be @file or $ENVVAR)",
+    )
+    mcp_add.add_argument(
+        "--token-exchange",
+        action="store_true",
+        help="send a token the gateway mints per call (aud = this server)",
+    )
+    mcp_add.add_argument(
+        "--stdio", help='a command line to launch (admin, allowlisted): "npx -y server"'
+    )
+    mcp_add.set_defaults(run=_mcp_add)
+    mcp_list = mcp.add_parser("list", help="list MCP servers and their tools")
+    mcp_list.set_defaults(run=_mcp_list)
+    mcp_show = mcp.add_parser("show", help="show one MCP server")
+    mcp_show.add_argument("id")
+    mcp_show.set_defaults(run=_mcp_show)
+    mcp_remove = mcp.add_parser("remove", help="remove an MCP server")
+    mcp_remove.add_argument("id")
+    mcp_remove.set_defaults(run=_mcp_remove)
+    mcp_refresh = mcp.add_parser("refresh", help="list a server's tools now")
+    mcp_refresh.add_argument("id")
+    mcp_refresh.set_defaults(run=_mcp_refresh)
+    mcp_approve = mcp.add_parser("approve", help="approve a tool's current definition")
+    mcp_approve.add_argument("id")
+    mcp_approve.add_argument("tool", help="the namespaced tool name")
+    mcp_approve.add_argument("--digest", help="the digest you reviewed (refused if it changed)")
+    mcp_approve.set_defaults(run=_mcp_approve)
+
     keys = commands.add_parser("keys", help="the gateway's signing keys").add_subparsers(
         title="keys commands"
     )
@@ -181,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--since", help="ISO 8601 time")
         sub.add_argument("--until", help="ISO 8601 time")
 
-    for sub in (add, lister, show, remove, creds, explain, tail, export):
+    mcp_commands = (mcp_add, mcp_list, mcp_show, mcp_remove, mcp_refresh, mcp_approve)
+    for sub in (add, lister, show, remove, creds, explain, tail, export, *mcp_commands):
         settings_options(sub)
         sub.add_argument("--gateway", help="gateway URL (default: the running one in --data-dir)")
         sub.add_argument(
@@ -376,6 +419,93 @@ def _agents_credentials(args: argparse.Namespace) -> int:
     _print_json(info)
     if info.get("client_secret"):
         print("store the client_secret now: it is not shown again", file=sys.stderr)
+    return 0
+
+
+# mcp (over HTTP) -----------------------------------------------------------------
+
+
+def _secret_value(value: str) -> str:
+    """A credential value given as is, as @file or as $ENVVAR (kept out of shell history)."""
+    if value.startswith("@"):
+        return Path(value[1:]).read_text().strip()
+    if value.startswith("$"):
+        found = os.environ.get(value[1:])
+        if found is None:
+            raise CliError(f"{value}: no such environment variable")
+        return found
+    return value
+
+
+def _mcp_add(args: argparse.Namespace) -> int:
+    command = shlex.split(args.stdio) if args.stdio else []
+    if bool(args.url) == bool(command):
+        raise CliError("give a URL or --stdio, not both")
+    body: dict[str, Any] = {"name": args.name}
+    if args.url:
+        body["url"] = args.url
+    else:
+        body["command"], body["args"] = command[0], command[1:]
+    optional = (("id", args.id), ("resource", args.resource), ("timeout_seconds", args.timeout))
+    body.update({key: value for key, value in optional if value is not None})
+    if args.header and args.token_exchange:
+        raise CliError("give --header or --token-exchange, not both")
+    if args.header:
+        name, sep, value = args.header.partition(":")
+        if not sep:
+            raise CliError("--header takes NAME:VALUE")
+        body["credential"] = {
+            "type": "static_header",
+            "header": name.strip(),
+            "value": _secret_value(value.strip()),
+        }
+    elif args.token_exchange:
+        body["credential"] = {"type": "token_exchange"}
+    _print_server(_call(args, "POST", "/mcp-servers", json=body).json())
+    return 0
+
+
+def _print_server(record: dict[str, Any]) -> None:
+    command = record["command"]
+    where = record["url"] or " ".join([command["command"], *command["args"]])
+    print(f"{record['id']:<20} {record['health']['status']:<9} {record['transport']:<5} {where}")
+    for tool in record["tools"]:
+        flags = ", ".join(sorted({f["kind"] for f in tool["flags"]}))
+        gone = "" if tool["available"] else " (gone)"
+        print(f"  {tool['namespaced']:<40} {tool['state']:<11}{gone} {flags}".rstrip())
+
+
+def _mcp_list(args: argparse.Namespace) -> int:
+    for record in _call(args, "GET", "/mcp-servers").json()["items"]:
+        _print_server(record)
+    return 0
+
+
+def _mcp_show(args: argparse.Namespace) -> int:
+    _print_json(_call(args, "GET", f"/mcp-servers/{args.id}").json())
+    return 0
+
+
+def _mcp_remove(args: argparse.Namespace) -> int:
+    _call(args, "DELETE", f"/mcp-servers/{args.id}")
+    print(f"removed {args.id}")
+    return 0
+
+
+def _mcp_refresh(args: argparse.Namespace) -> int:
+    result = _call(args, "POST", f"/mcp-servers/{args.id}/refresh").json()
+    for change in ("added", "changed", "removed"):
+        if result[change]:
+            print(f"{change}: {', '.join(result[change])}")
+    _print_server(result["server"])
+    return 0
+
+
+def _mcp_approve(args: argparse.Namespace) -> int:
+    body = {"digest": args.digest} if args.digest else {}
+    path = f"/mcp-servers/{args.id}/tools/{args.tool}/approve"
+    tool = _call(args, "POST", path, json=body).json()
+    print(f"approved {tool['namespaced']} at {tool['digest']}")
     return 0
 
 

@@ -16,8 +16,15 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from registry.cards import CardInvalid
 from registry.fetch import FetchFailed, FetchRefused
+from registry.mcp_store import (
+    McpServerConflict,
+    McpServerNotFound,
+    McpToolNotFound,
+    ToolDigestMismatch,
+)
 from registry.service import SignatureRefused
 from registry.store import AgentConflict, AgentNotFound, InvalidCursor
 
@@ -108,6 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(
         InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
     )
+    _install_mcp_handlers(app, handler)
     app.add_exception_handler(
         RecursionError,
         handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
@@ -115,6 +123,29 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def _install_mcp_handlers(app: FastAPI, handler: Any) -> None:
+    # Imported here: the federation imports the pipeline, which must not need the errors.
+    from gateway.mcp_federation import CommandNotAllowed, RegistrationRefused, ToolNotFound
+
+    mapping: list[tuple[type[Exception], int, str, str]] = [
+        (McpServerConflict, 409, "mcp-server-exists", "An MCP server or agent has this id"),
+        (McpServerNotFound, 404, "mcp-server-not-found", "No such MCP server"),
+        (McpToolNotFound, 404, "mcp-tool-not-found", "No such tool on this MCP server"),
+        (ToolNotFound, 404, "mcp-tool-not-found", "No such federated tool"),
+        (ToolDigestMismatch, 409, "tool-changed", "The tool changed since it was reviewed"),
+        (RegistrationRefused, 403, "insufficient-scope", "Insufficient scope"),
+        (CommandNotAllowed, 422, "command-not-allowed", "The command is not allowlisted"),
+        (UpstreamTimeout, 504, "mcp-upstream-timeout", "The MCP server did not answer in time"),
+        (UpstreamUnavailable, 502, "mcp-upstream-unavailable", "The MCP server is unreachable"),
+        (UpstreamError, 502, "mcp-upstream-error", "The MCP server answered with an error"),
+    ]
+    for exc_type, status, slug, title in mapping:
+        app.add_exception_handler(
+            exc_type,
+            handler(lambda e, s=status, g=slug, t=title: Problem(s, g, t, str(e))),
+        )
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

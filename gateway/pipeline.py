@@ -1,10 +1,13 @@
 """The one delegation pipeline: look up -> decide -> mint -> call -> record.
 
-Every way into an agent (the A2A front door, the token endpoint, later MCP)
-goes through `Delegations.authorize()` for the decision and the minted token
-(`admit()` when the gateway makes the call itself, which also refuses a call
-that needs human approval), and through `Delegations.record()` for the audit
-record, so no path can skip a step or record twice.
+Every way into an agent (the A2A front door, the token endpoint) goes through
+`Delegations.authorize()` for the decision and the minted token (`admit()`
+when the gateway makes the call itself, which also refuses a call that needs
+human approval), and through `Delegations.record()` for the audit record, so
+no path can skip a step or record twice. An MCP server is a target of the
+very same decision: `admit_target()` takes a target the caller already
+resolved (the federation looks MCP servers up itself) and runs the same
+decide -> mint -> refuse-if-approval steps.
 """
 
 from __future__ import annotations
@@ -58,9 +61,10 @@ class Caller:
 
 
 @dataclass(frozen=True)
-class Grant:
-    agent: AgentRecord
-    card: dict[str, Any]
+class Permit:
+    """An allowed delegation to one target, with the token minted for it."""
+
+    target_id: str
     decision: Decision
     token: MintedToken
     caller: Caller
@@ -68,6 +72,14 @@ class Grant:
     requested: frozenset[str] | None
     trace_id: str
     started: float
+
+
+@dataclass(frozen=True)
+class Grant(Permit):
+    """A permit for a registered A2A agent, with its record and card."""
+
+    agent: AgentRecord
+    card: dict[str, Any]
 
 
 class DelegationDenied(Exception):
@@ -166,41 +178,62 @@ class Delegations:
         """Decide and mint. A denial is audited here and raised as `DelegationDenied`."""
         started = time.perf_counter()
         record, card, target = await self.target(agent_id)
+        permit = await self._permit(
+            caller, target, record.resource, event, trace_id, action, kind, requested, started
+        )
+        return Grant(**vars(permit), agent=record, card=card)
+
+    async def _permit(
+        self,
+        caller: Caller,
+        target: Target,
+        resource: str,
+        event: str,
+        trace_id: str,
+        action: str | None,
+        kind: ActionKind,
+        requested: frozenset[str] | None,
+        started: float,
+    ) -> Permit:
         decision = self.decide(caller, target, action, kind, requested)
         if not decision.allowed:
             await self.audit.record(
-                _event(event, trace_id, caller, agent_id, action, requested, decision, started)
+                _event(
+                    event, trace_id, caller, target.agent_id, action, requested, decision, started
+                )
             )
-            raise DelegationDenied(agent_id, decision)
+            raise DelegationDenied(target.agent_id, decision)
         token = await self.minter.mint(
             MintRequest(
                 subject=caller.subject,
                 subject_issuer=caller.issuer,
                 actors=caller.actors,
-                audience=record.resource,
+                audience=resource,
                 scopes=decision.granted,
                 client_id=caller.client_id,
                 not_after=caller.not_after,
             )
         )
-        return Grant(record, card, decision, token, caller, action, requested, trace_id, started)
+        return Permit(
+            target.agent_id, decision, token, caller, action, requested, trace_id, started
+        )
 
     async def record(
-        self, grant: Grant, event: str, outcome: str, detail: str | None = None
+        self, permit: Permit, event: str, outcome: str, detail: str | None = None
     ) -> None:
         audit_event = _event(
             event,
-            grant.trace_id,
-            grant.caller,
-            grant.agent.id,
-            grant.action,
-            grant.requested,
-            grant.decision,
-            grant.started,
+            permit.trace_id,
+            permit.caller,
+            permit.target_id,
+            permit.action,
+            permit.requested,
+            permit.decision,
+            permit.started,
             outcome=outcome,
             detail=detail,
         )
-        audit_event.token_id = grant.token.token_id
+        audit_event.token_id = permit.token.token_id
         await self.audit.record(audit_event)
 
     async def admit(
@@ -218,12 +251,35 @@ class Delegations:
         grant = await self.authorize(
             caller, agent_id, event=event, trace_id=trace_id, action=action, kind=kind
         )
-        if grant.decision.approval_required:
+        await self._refuse_if_approval_needed(grant, event)
+        return grant
+
+    async def admit_target(
+        self,
+        caller: Caller,
+        target: Target,
+        resource: str,
+        *,
+        event: str,
+        trace_id: str,
+        action: str | None = None,
+        kind: ActionKind = "tool",
+    ) -> Permit:
+        """`admit()` for a target that is not an A2A agent (an MCP server):
+        the caller resolved it; ``resource`` is the audience of the minted token."""
+        started = time.perf_counter()
+        permit = await self._permit(
+            caller, target, resource, event, trace_id, action, kind, None, started
+        )
+        await self._refuse_if_approval_needed(permit, event)
+        return permit
+
+    async def _refuse_if_approval_needed(self, permit: Permit, event: str) -> None:
+        if permit.decision.approval_required:
             # Human approval (a task that waits for an admin) is not built yet:
             # until it is, such a call is refused rather than let through.
-            await self.record(grant, event, "approval_required", "not called")
-            raise ApprovalRequired(agent_id, grant.decision)
-        return grant
+            await self.record(permit, event, "approval_required", "not called")
+            raise ApprovalRequired(permit.target_id, permit.decision)
 
 
 def _event(

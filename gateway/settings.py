@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,25 @@ class Settings(BaseSettings):
     )
     audit_flush_seconds: float = Field(default=0.05, gt=0, le=10)
 
+    mcp_stdio_commands: list[str] = Field(
+        default_factory=list,
+        description="Commands an admin may register as stdio MCP servers: each entry is a "
+        "command line (shell-quoted) that the registered command and arguments must start with.",
+    )
+    mcp_auto_approve_new_tools: bool = Field(
+        default=True,
+        description="Approve the unflagged tools an admin's registration lists (trust on first "
+        "use); flagged tools, tools found later and changed tools always wait for an admin.",
+    )
+    mcp_probe_seconds: float = Field(
+        default=30.0, gt=0, description="How often each MCP server's tools are listed again."
+    )
+    mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    mcp_reconnect_max_seconds: float = Field(default=30.0, gt=0, le=3600)
+    mcp_reconcile_seconds: float = Field(
+        default=5.0, gt=0, description="How soon a replica sees servers registered elsewhere."
+    )
+
     health_check_interval_seconds: float = Field(default=30.0, gt=0)
     health_failure_threshold: int = Field(default=3, ge=1)
     health_success_threshold: int = Field(default=2, ge=1)
@@ -138,6 +158,18 @@ class Settings(BaseSettings):
                         "which can never be allowed"
                     )
         return value
+
+    @field_validator("mcp_stdio_commands")
+    @classmethod
+    def _commands_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not shlex.split(entry):
+                raise ValueError("an empty entry would allow every command")
+        return value
+
+    @property
+    def stdio_command_prefixes(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(shlex.split(entry)) for entry in self.mcp_stdio_commands)
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ from registry.store import SqlAgentStore
 
 if TYPE_CHECKING:
     from gateway.a2a_front import FrontDoorParts
+    from gateway.mcp_federation import McpFederation
 
 
 @dataclass
@@ -39,6 +40,7 @@ class AppState:
     delegations: Delegations
     token_exchange: TokenExchange
     front_door: FrontDoorParts
+    mcp: McpFederation
 
 
 def state_of(request: Request) -> AppState:

@@ -105,10 +105,48 @@ def open_private_key(stored: str, secret: str | None) -> str:
         ) from None
 
 
-def _fernet(secret: str) -> Fernet:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"switchboard signing-key seal v1"
-    ).derive(secret.encode("utf-8"))
+def seal_secret(value: str, secret: str | None, purpose: str) -> str:
+    """Encrypt an upstream credential (a header value, a client secret) for storage.
+
+    The key is derived for ``purpose`` alone (HKDF ``info``), so a value sealed
+    for one use cannot be opened as another, nor as a signing key. With no
+    secret (``--dev`` only) the value is stored as is, like the signing key.
+    """
+    if not secret:
+        return value
+    sealed = _fernet(secret, _purpose_info(purpose)).encrypt(value.encode("utf-8"))
+    return _SEAL_PREFIX + sealed.decode("ascii")
+
+
+def open_secret(stored: str, secret: str | None, purpose: str) -> str:
+    if not stored.startswith(_SEAL_PREFIX):
+        if secret:
+            raise KeySealError(
+                f"a stored {purpose} is not encrypted but SWITCHBOARD_SECRET_KEY is set: "
+                "register it again"
+            )
+        return stored
+    if not secret:
+        raise KeySealError(f"a stored {purpose} is encrypted; set SWITCHBOARD_SECRET_KEY")
+    try:
+        opened = _fernet(secret, _purpose_info(purpose)).decrypt(
+            stored[len(_SEAL_PREFIX) :].encode("ascii")
+        )
+    except InvalidToken:
+        raise KeySealError(
+            f"a stored {purpose} cannot be decrypted with this SWITCHBOARD_SECRET_KEY"
+        ) from None
+    return opened.decode("utf-8")
+
+
+def _purpose_info(purpose: str) -> bytes:
+    return f"switchboard {purpose} seal v1".encode()
+
+
+def _fernet(secret: str, info: bytes = b"switchboard signing-key seal v1") -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+        secret.encode("utf-8")
+    )
     return Fernet(base64.urlsafe_b64encode(derived))
 
 

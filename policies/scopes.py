@@ -19,3 +19,7 @@ def parse_scopes(value: str) -> frozenset[str]:
     if bad:
         raise ScopeSyntaxError(f"invalid scope token(s): {', '.join(sorted(bad))}")
     return scopes
+
+
+# May register MCP servers reached over HTTP (stdio servers always need admin).
+MCP_REGISTER_SCOPE = "switchboard:mcp-register"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -100,4 +101,57 @@ agent_credentials = Table(
     Column("secret_hash", String(128), nullable=True),
     Column("jwks", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# MCP servers the gateway federates: reached over Streamable HTTP (`url`) or
+# launched as a local process (`command`). The credential the gateway uses
+# upstream is described in `credential` (never a secret) and, when it has
+# one, `credential_secret` holds it sealed with SWITCHBOARD_SECRET_KEY.
+mcp_servers = Table(
+    "mcp_servers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("transport", String(16), nullable=False),
+    Column("url", Text, nullable=True),
+    Column("command", JSON, nullable=True),
+    # The audience of tokens minted for this server (RFC 8707 resource indicator).
+    Column("resource", Text, nullable=False),
+    Column("timeout_seconds", Float, nullable=True),
+    Column("credential", JSON, nullable=False),
+    Column("credential_secret", Text, nullable=True),
+    Column("registered_by", Text, nullable=False),
+    Column("trusted_registrant", Boolean, nullable=False),
+    Column("server_info", JSON, nullable=True),
+    Column("protocol_version", String(32), nullable=True),
+    Column("health_status", String(16), nullable=False),
+    Column("health_detail", Text, nullable=True),
+    Column("health_checked_at", DateTime(timezone=True), nullable=True),
+    Column("tools_refreshed_at", DateTime(timezone=True), nullable=True),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per tool ever seen on a server (kept when it disappears upstream,
+# so its approval history survives and a comeback is checked like a change).
+# `digest` pins the definition as last listed, `approved_digest` the one an
+# admin (or trust-on-first-use) approved; they differ -> quarantined.
+mcp_tools = Table(
+    "mcp_tools",
+    metadata,
+    Column(
+        "server_id", String(64), ForeignKey("mcp_servers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("name", String(512), primary_key=True),
+    Column("namespaced", String(64), nullable=False, unique=True),
+    Column("definition", JSON, nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("flags", JSON, nullable=False),
+    Column("available", Boolean, nullable=False),
+    Column("approved_digest", String(80), nullable=True),
+    Column("approved_definition", JSON, nullable=True),
+    Column("approved_by", Text, nullable=True),
+    Column("approved_at", DateTime(timezone=True), nullable=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )

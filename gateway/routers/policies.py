@@ -12,8 +12,10 @@ from gateway.auth import AdminPrincipal
 from gateway.errors import Problem
 from gateway.pipeline import Caller
 from gateway.state import state_of
+from policies.policy import Target
 from policies.scopes import ScopeSyntaxError, parse_scopes
 from registry.models import AGENT_ID_PATTERN
+from registry.store import AgentNotFound
 
 router = APIRouter(prefix="/policies", tags=["policies"])
 
@@ -46,8 +48,15 @@ async def current_policy(request: Request, _: AdminPrincipal) -> dict[str, Any]:
 
 @router.post("/explain", summary="What would happen for this delegation, and why")
 async def explain(request: Request, body: ExplainRequest, _admin: AdminPrincipal) -> dict[str, Any]:
-    delegations = state_of(request).delegations
-    *_, target = await delegations.target(body.target)
+    state = state_of(request)
+    delegations = state.delegations
+    try:
+        *_, target = await delegations.target(body.target)
+    except AgentNotFound:
+        # MCP servers are targets of the same decision (their tools: kind "tool").
+        if await state.mcp.store.config(body.target) is None:
+            raise
+        target = Target(body.target)
     caller = Caller(
         subject=body.subject,
         issuer="explain",

@@ -62,12 +62,21 @@ class ServerThread:
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=self.sockets))
+            with asyncio.Runner() as runner:
+                self.loop = runner.get_loop()
+                runner.run(self.server.serve(sockets=self.sockets))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
+
+    def run(self, coroutine: Any, timeout: float = 60) -> Any:
+        """Run ``coroutine`` on the server's own event loop (to use its app's
+        Python API as the app itself would) and return its result."""
+        assert self.loop is not None, "the server is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def start(self) -> ServerThread:
         self._thread.start()

@@ -1,0 +1,384 @@
+"""MCP upstreams: one long-lived session per server, Streamable HTTP or stdio.
+
+Each `McpUpstream` owns its `mcp.Client` from one background task (`run()`),
+which enters and leaves it: the SDK's client holds anyio task groups, and a
+client opened in one task and closed in another (say, a request handler
+that caches it) fails with a cancel-scope error (DESIGN.md, known traps).
+Calls come from any task and go through that session.
+
+The owner task connects (``mode="auto"``: `server/discover` on 2026-07-28
+servers, the `initialize` handshake on older ones), lists the tools, hands
+them to ``on_tools``, then probes the server every ``probe_seconds`` with a
+fresh listing -- which is also how a changed tool definition is noticed. A
+failed probe or a call that finds the session gone closes it; the task then
+reconnects with exponential backoff, and a stdio server is started again (a
+dead process ends its session). ``on_health`` hears every transition.
+
+Upstream calls forward progress notifications (``progress_callback``) and
+return an `InputRequiredResult` (MRTR, 2026-07-28) to the caller instead of
+resolving it here: the gateway has no user to ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx2
+import mcp_types as types
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client._transport import TransportStreams
+from mcp.client.session import IncomingMessage
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+from adapters.mcp_http import Credential, UpstreamAuth, call_credential
+
+logger = logging.getLogger(__name__)
+
+ToolList = list[dict[str, Any]]
+_MAX_PAGES = 100  # a paginator that never ends cannot hang a listing
+
+
+class UpstreamUnavailable(Exception):
+    """The server cannot be reached now (not connected, connection lost, refused)."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The server did not answer within the deadline."""
+
+
+class UpstreamError(Exception):
+    """The server answered the call with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    server_id: str
+    transport: Literal["http", "stdio"]
+    url: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What the owner task learned on connecting."""
+
+    protocol_version: str
+    server_info: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class UpstreamTimings:
+    connect_seconds: float = 10.0
+    probe_seconds: float = 30.0
+    call_seconds: float = 30.0
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
+
+
+HttpFactory = Callable[[UpstreamAuth], httpx2.AsyncClient]
+CredentialSource = Callable[[], Awaitable[Credential | None]]
+OnTools = Callable[[ToolList], Awaitable[None]]
+OnHealth = Callable[[bool, str | None, Connected | None], Awaitable[None]]
+
+
+def open_client(
+    spec: UpstreamSpec,
+    http: HttpFactory,
+    auth: UpstreamAuth,
+    *,
+    on_message: Any = None,
+    timeout: float,
+) -> Client:
+    """An (unentered) SDK client for ``spec``; ``auth`` adds the credential."""
+    if spec.transport == "http":
+        assert spec.url is not None
+        transport: Any = _http_transport(spec.url, http(auth))
+    else:
+        assert spec.command is not None
+        # The child gets the SDK's safe environment (PATH, HOME, ...), never
+        # the gateway's own (which holds SWITCHBOARD_SECRET_KEY).
+        transport = StdioServerParameters(command=spec.command, args=list(spec.args))
+    return Client(
+        transport,
+        read_timeout_seconds=timeout,
+        message_handler=on_message,
+        client_info=types.Implementation(name="switchboard", version="0.1.0"),
+        cache=None,  # every listing must reach the server: it is how changes are seen
+    )
+
+
+@contextlib.asynccontextmanager
+async def _http_transport(url: str, http: httpx2.AsyncClient) -> AsyncIterator[TransportStreams]:
+    """Streamable HTTP over ``http``, which lives exactly as long as the session."""
+    async with (
+        http,
+        streamable_http_client(url, http_client=http, terminate_on_close=True) as streams,
+    ):
+        yield streams
+
+
+async def list_all_tools(client: Client) -> ToolList:
+    tools: ToolList = []
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        page = await client.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+        tools.extend(
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in page.tools
+        )
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tools
+
+
+async def discover(
+    spec: UpstreamSpec, http: HttpFactory, credential: Credential | None, *, deadline: float
+) -> tuple[Connected, ToolList]:
+    """Connect once, list the tools, disconnect (registration's probe).
+
+    Opened and closed in the calling task, so it is safe in a request handler.
+    """
+    auth = UpstreamAuth()
+    auth.default = credential
+    try:
+        async with (
+            asyncio.timeout(deadline),
+            open_client(spec, http, auth, timeout=deadline) as client,
+        ):
+            return _connected(client), await list_all_tools(client)
+    except TimeoutError:
+        raise UpstreamTimeout(f"{_where(spec)} did not answer within {deadline:g}s") from None
+    except MCPError as exc:
+        raise UpstreamUnavailable(f"{_where(spec)}: {exc.error.message}") from None
+    except Exception as exc:  # the SDK and transports raise many kinds; all mean "unreachable"
+        raise UpstreamUnavailable(f"{_where(spec)}: {_describe(exc)}") from None
+
+
+class McpUpstream:
+    """One server's session, kept open (and reopened) by ``run()``."""
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        http: HttpFactory,
+        *,
+        default_credential: CredentialSource,
+        on_tools: OnTools,
+        on_health: OnHealth,
+        timings: UpstreamTimings,
+    ) -> None:
+        self.spec = spec
+        self._http = http
+        self._default_credential = default_credential
+        self._on_tools = on_tools
+        self._on_health = on_health
+        self._timings = timings
+        self._auth = UpstreamAuth()
+        self._client: Client | None = None
+        self._broken = asyncio.Event()
+        self._relist = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self.connected: Connected | None = None
+        self.last_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._client is not None
+
+    async def wait_ready(self, seconds: float) -> bool:
+        """Wait for the first connection (only while no attempt has failed yet)."""
+        if self._client is None and self.last_error is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._ready.wait()
+        return self.ready
+
+    def stop(self) -> None:
+        """Make ``run()`` end: the flag holds even if the SDK's cancel scopes
+        absorb the task's cancellation (which anyio may do mid-teardown)."""
+        self._stopping = True
+        self._broken.set()
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect -- until cancelled or stopped."""
+        delay = self._timings.reconnect_min_seconds
+        while not self._stopping:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = _describe(exc)
+            if self._stopping:
+                return
+            self._client = None
+            self.connected = None
+            logger.info("MCP server %s disconnected: %s", self.spec.server_id, self.last_error)
+            with contextlib.suppress(Exception):
+                await self._on_health(False, self.last_error, None)
+            # Full jitter, so replicas do not all knock at once after an outage.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
+            delay = min(delay * 2, self._timings.reconnect_max_seconds)
+
+    async def _session(self) -> None:
+        self._broken.clear()
+        timeout = self._timings.connect_seconds
+        # Requests the transport makes on its own (a GET stream, the closing
+        # DELETE) carry this default; a call's own credential overrides it.
+        self._auth.default = await self._default_credential()
+        # Entered and left in this task, in one block: the SDK's task groups
+        # must see the exception that ends the session where it happens.
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(timeout):
+                client = await stack.enter_async_context(
+                    open_client(
+                        self.spec,
+                        self._http,
+                        self._auth,
+                        on_message=self._on_message,
+                        timeout=timeout,
+                    )
+                )
+            try:
+                self.connected = _connected(client)
+                await self._list_and_report(client)
+                self._client = client
+                self.last_error = None
+                self._ready.set()
+                await self._on_health(True, None, self.connected)
+                await self._serve(client)
+            finally:
+                self._client = None
+                self._ready.clear()
+
+    async def _serve(self, client: Client) -> None:
+        while True:
+            broken = asyncio.create_task(self._broken.wait())
+            relist = asyncio.create_task(self._relist.wait())
+            try:
+                await asyncio.wait(
+                    {broken, relist},
+                    timeout=self._timings.probe_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                broken.cancel()
+                relist.cancel()
+            if self._broken.is_set():
+                raise UpstreamUnavailable(self.last_error or "the session was lost")
+            self._relist.clear()
+            await self._list_and_report(client)
+
+    async def _list_and_report(self, client: Client) -> None:
+        self._auth.default = await self._default_credential()
+        async with asyncio.timeout(self._timings.call_seconds):
+            tools = await list_all_tools(client)
+        await self._on_tools(tools)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self._relist.set()
+
+    def request_relist(self) -> None:
+        """Re-list the tools now (after an admin's refresh on another replica, say)."""
+        self._relist.set()
+
+    async def list_tools(self) -> ToolList:
+        """A fresh listing through the live session."""
+        client = self._live()
+        self._auth.default = await self._default_credential()
+        try:
+            async with asyncio.timeout(self._timings.call_seconds):
+                return await list_all_tools(client)
+        except Exception as exc:
+            raise self._failure(exc) from None
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        *,
+        credential: Credential | None,
+        timeout_seconds: float | None = None,
+        progress_callback: ProgressFnT | None = None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        client = self._live()
+        timeout = timeout_seconds or self._timings.call_seconds
+        try:
+            with call_credential(credential):
+                async with asyncio.timeout(timeout):
+                    return await client.session.call_tool(
+                        name,
+                        dict(arguments) if arguments is not None else None,
+                        read_timeout_seconds=timeout,
+                        progress_callback=progress_callback,
+                        input_responses=input_responses,
+                        request_state=request_state,
+                        allow_input_required=True,
+                    )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{_where(self.spec)} did not answer within {timeout:g}s"
+            ) from None
+        except Exception as exc:
+            raise self._failure(exc) from None
+
+    def _live(self) -> Client:
+        client = self._client
+        if client is None:
+            detail = f": {self.last_error}" if self.last_error else " yet"
+            raise UpstreamUnavailable(f"{_where(self.spec)} is not connected{detail}")
+        return client
+
+    def _failure(self, exc: Exception) -> Exception:
+        """Map an exception from a call; a lost session wakes the owner to reconnect."""
+        if isinstance(exc, MCPError):
+            if exc.code == REQUEST_TIMEOUT:
+                return UpstreamTimeout(f"{_where(self.spec)}: {exc.error.message}")
+            if exc.code != CONNECTION_CLOSED:
+                return UpstreamError(exc.code, exc.error.message, exc.error.data)
+        if isinstance(exc, UpstreamUnavailable):
+            return exc
+        self.last_error = _describe(exc)
+        self._broken.set()
+        return UpstreamUnavailable(f"{_where(self.spec)}: {self.last_error}")
+
+
+def _connected(client: Client) -> Connected:
+    info = client.server_info
+    return Connected(
+        protocol_version=client.protocol_version,
+        server_info=info.model_dump(mode="json", exclude_none=True) if info else None,
+    )
+
+
+def _where(spec: UpstreamSpec) -> str:
+    return f"MCP server {spec.server_id}"
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, safe description: the innermost error of an exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, MCPError):
+        return exc.error.message
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

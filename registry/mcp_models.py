@@ -1,0 +1,247 @@
+"""The MCP federation's records as the API shows them, and its registration requests.
+
+Credentials come in through `McpServerRegistration.credential`; what comes
+back (`CredentialInfo`) says how the gateway authenticates upstream and never
+carries the secret itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from registry.models import AGENT_ID_PATTERN, HealthStatus, is_absolute_uri
+
+# RFC 9110 §5.1 field-name = token.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+# Headers the transport owns: a credential must not be able to replace them.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "accept",
+        "accept-encoding",
+        "cookie",
+        "te",
+        "upgrade",
+        "last-event-id",
+    }
+)
+
+
+class NoCredential(BaseModel):
+    """The upstream needs no credential."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["none"] = "none"
+
+
+class StaticHeader(BaseModel):
+    """One header the gateway sends on every request (an API key, a static bearer)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["static_header"]
+    header: str = Field(default="Authorization", description="the header's name")
+    value: SecretStr = Field(description="the header's value; stored sealed, never shown")
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        lowered = value.lower()
+        if (
+            not _HEADER_NAME.match(value)
+            or lowered in _RESERVED_HEADERS
+            or lowered.startswith("mcp-")
+        ):
+            raise ValueError(f"{value!r} cannot carry a credential")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _header_value(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if not raw or len(raw) > 8192 or any(ord(c) < 0x20 or ord(c) > 0x7E for c in raw):
+            raise ValueError("the value must be 1-8192 printable ASCII characters")
+        return value
+
+
+class OAuthClientCredentials(BaseModel):
+    """The gateway gets its own token from the upstream's authorization server
+    (RFC 6749 §4.4), cached until shortly before it expires."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["oauth_client_credentials"]
+    token_url: str = Field(max_length=2048)
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: SecretStr = Field(description="stored sealed, never shown")
+    scope: str | None = Field(default=None, max_length=2048)
+    resource: str | None = Field(
+        default=None, max_length=2048, description="RFC 8707 resource to ask the token for"
+    )
+
+    @field_validator("token_url")
+    @classmethod
+    def _https_or_http(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("token_url must be an http(s) URL")
+        return value
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not 0 < len(value.get_secret_value()) <= 4096:
+            raise ValueError("client_secret must be 1-4096 characters")
+        return value
+
+
+class GatewayToken(BaseModel):
+    """A token the gateway mints per call (RFC 8693 style): sub = the user,
+    aud = this server's resource, the scopes the policy grants. For upstreams
+    that trust the gateway's issuer; the caller's own token is never sent."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["token_exchange"]
+
+
+CredentialSpec = Annotated[
+    NoCredential | StaticHeader | OAuthClientCredentials | GatewayToken,
+    Field(discriminator="type"),
+]
+CredentialType = Literal["none", "static_header", "oauth_client_credentials", "token_exchange"]
+
+
+class McpServerRegistration(BaseModel):
+    """`POST /mcp-servers`: a Streamable HTTP URL, or a command to launch (stdio)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
+    url: str | None = Field(default=None, max_length=2048)
+    command: str | None = Field(default=None, min_length=1, max_length=4096)
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=64)
+    resource: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="audience of tokens minted for this server (RFC 8707); defaults to its URL",
+    )
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    credential: CredentialSpec = Field(default_factory=NoCredential)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerRegistration:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of url (Streamable HTTP) or command (stdio)")
+        if self.command is not None and self.credential.type != "none":
+            raise ValueError("a stdio server takes no credential")
+        if self.args and self.command is None:
+            raise ValueError("args go with command")
+        if self.resource is not None and not is_absolute_uri(self.resource):
+            raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
+        for text in (self.command or "", *self.args):
+            if "\x00" in text:
+                raise ValueError("command and args cannot contain NUL")
+        return self
+
+    @property
+    def transport(self) -> Literal["http", "stdio"]:
+        return "http" if self.url is not None else "stdio"
+
+
+class CredentialInfo(BaseModel):
+    """How the gateway authenticates upstream; never the secret."""
+
+    type: CredentialType
+    header: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    scope: str | None = None
+    resource: str | None = None
+    secret_set: bool = False
+
+
+class CommandInfo(BaseModel):
+    command: str
+    args: list[str]
+
+
+class ToolState(enum.StrEnum):
+    APPROVED = "approved"  # the definition hashes to the approved digest
+    PENDING = "pending"  # never approved (new and flagged, or from an untrusted registrant)
+    QUARANTINED = "quarantined"  # approved once, changed since
+
+
+class ToolFlagInfo(BaseModel):
+    kind: str
+    field: str
+    detail: str
+
+
+class McpToolRecord(BaseModel):
+    name: str = Field(description="the tool's name on its server")
+    namespaced: str = Field(description="the name the gateway federates it under")
+    state: ToolState
+    available: bool = Field(description="false once the server stopped listing it")
+    digest: str
+    approved_digest: str | None
+    flags: list[ToolFlagInfo]
+    definition: dict[str, Any]
+    approved_definition: dict[str, Any] | None = Field(
+        default=None, description="what was approved, while it differs from the definition"
+    )
+    approved_by: str | None
+    approved_at: datetime | None
+    first_seen_at: datetime
+    changed_at: datetime
+
+
+class McpHealth(BaseModel):
+    status: HealthStatus
+    detail: str | None = None
+    checked_at: datetime | None = None
+
+
+class McpServerRecord(BaseModel):
+    id: str
+    name: str
+    transport: Literal["http", "stdio"]
+    url: str | None
+    command: CommandInfo | None
+    resource: str
+    timeout_seconds: float | None
+    credential: CredentialInfo
+    registered_by: str
+    health: McpHealth
+    server_info: dict[str, Any] | None
+    protocol_version: str | None
+    tools_refreshed_at: datetime | None
+    registered_at: datetime
+    updated_at: datetime
+    tools: list[McpToolRecord]
+
+
+class McpServerList(BaseModel):
+    items: list[McpServerRecord]
+
+
+class ApproveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digest: str | None = Field(
+        default=None,
+        max_length=80,
+        description="the digest reviewed; refused (409) if the definition changed since",
+    )
+
+
+class RefreshResult(BaseModel):
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    server: McpServerRecord

@@ -1,0 +1,507 @@
+"""Storage of federated MCP servers and their pinned tools (SQLite and PostgreSQL).
+
+Every write is one transaction: a registration stores the server and the
+tools it listed together, a refresh applies the whole listing or nothing, and
+an approval only lands if the definition is still the one reviewed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from registry.mcp_models import (
+    CommandInfo,
+    CredentialInfo,
+    McpHealth,
+    McpServerRecord,
+    McpToolRecord,
+    ToolFlagInfo,
+    ToolState,
+)
+from registry.mcp_tools import namespaced_name, pinned_definition, screen_tool, tool_digest
+from registry.models import HealthStatus
+from registry.store import is_agent_id
+from registry.tables import agents, as_utc, mcp_servers, mcp_tools
+
+TRUST_ON_FIRST_USE = "trust-on-first-use"
+MAX_TOOL_NAME = 512
+_SYNC_ATTEMPTS = 3
+
+
+class McpServerConflict(Exception):
+    """A server (or an agent: they share one id space) already has this id."""
+
+
+class McpServerNotFound(Exception):
+    pass
+
+
+class McpToolNotFound(Exception):
+    pass
+
+
+class ToolDigestMismatch(Exception):
+    """The tool's definition is no longer the one the admin reviewed."""
+
+
+@dataclass(frozen=True)
+class NewMcpServer:
+    id: str
+    name: str
+    transport: str
+    url: str | None
+    command: Mapping[str, Any] | None
+    resource: str
+    timeout_seconds: float | None
+    credential: Mapping[str, Any]
+    credential_secret: str | None  # sealed
+    registered_by: str
+    trusted_registrant: bool
+
+
+@dataclass(frozen=True)
+class McpServerConfig:
+    """What a connection to one server needs; ``version`` changes on every edit."""
+
+    id: str
+    transport: str
+    url: str | None
+    command: str | None
+    args: tuple[str, ...]
+    resource: str
+    timeout_seconds: float | None
+    credential: Mapping[str, Any] = field(hash=False)
+    credential_secret: str | None = field(repr=False)
+    version: str
+    trusted_registrant: bool
+
+
+@dataclass(frozen=True)
+class StoredTool:
+    server_id: str
+    name: str
+    namespaced: str
+    definition: Mapping[str, Any] = field(hash=False)
+    digest: str
+    approved_digest: str | None
+    flags: tuple[Mapping[str, str], ...] = field(hash=False)
+    available: bool
+
+    @property
+    def state(self) -> ToolState:
+        return tool_state(self.digest, self.approved_digest)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+
+def tool_state(digest: str, approved_digest: str | None) -> ToolState:
+    if approved_digest is None:
+        return ToolState.PENDING
+    return ToolState.APPROVED if approved_digest == digest else ToolState.QUARANTINED
+
+
+class SqlMcpStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # Servers ------------------------------------------------------------------
+
+    async def id_taken(self, server_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            return await _id_taken(conn, server_id)
+
+    async def create(
+        self, server: NewMcpServer, tools: Sequence[Mapping[str, Any]], *, auto_approve: bool
+    ) -> McpServerRecord:
+        now = _now()
+        for attempt in range(_SYNC_ATTEMPTS):
+            try:
+                async with self._engine.begin() as conn:
+                    if await _id_taken(conn, server.id):
+                        raise McpServerConflict(server.id)
+                    await conn.execute(
+                        insert(mcp_servers).values(
+                            id=server.id,
+                            name=server.name,
+                            transport=server.transport,
+                            url=server.url,
+                            command=dict(server.command) if server.command else None,
+                            resource=server.resource,
+                            timeout_seconds=server.timeout_seconds,
+                            credential=dict(server.credential),
+                            credential_secret=server.credential_secret,
+                            registered_by=server.registered_by,
+                            trusted_registrant=server.trusted_registrant,
+                            health_status=HealthStatus.UNKNOWN.value,
+                            registered_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    await _sync(conn, server.id, tools, auto_approve=auto_approve, now=now)
+                break
+            except IntegrityError:
+                # Another registration took the id, or (rarely) a namespaced
+                # name, between our read and our write: look again.
+                if attempt == _SYNC_ATTEMPTS - 1:
+                    raise McpServerConflict(server.id) from None
+        record = await self.get(server.id)
+        assert record is not None
+        return record
+
+    async def delete(self, server_id: str) -> bool:
+        if not is_agent_id(server_id):
+            return False
+        async with self._engine.begin() as conn:
+            # Children first: SQLite enforces ON DELETE CASCADE only with a PRAGMA.
+            await conn.execute(delete(mcp_tools).where(mcp_tools.c.server_id == server_id))
+            result = await conn.execute(delete(mcp_servers).where(mcp_servers.c.id == server_id))
+        return bool(result.rowcount)
+
+    async def get(self, server_id: str) -> McpServerRecord | None:
+        if not is_agent_id(server_id):
+            return None
+        records = await self._records(mcp_servers.c.id == server_id)
+        return records[0] if records else None
+
+    async def all(self) -> list[McpServerRecord]:
+        return await self._records(None)
+
+    async def _records(self, where: Any) -> list[McpServerRecord]:
+        servers = select(mcp_servers).order_by(mcp_servers.c.id)
+        tools = select(mcp_tools).order_by(mcp_tools.c.server_id, mcp_tools.c.namespaced)
+        if where is not None:
+            servers = servers.where(where)
+            tools = tools.where(mcp_tools.c.server_id.in_(select(mcp_servers.c.id).where(where)))
+        async with self._engine.connect() as conn:
+            server_rows = list((await conn.execute(servers)).mappings())
+            tool_rows = list((await conn.execute(tools)).mappings())
+        by_server: dict[str, list[McpToolRecord]] = {}
+        for row in tool_rows:
+            by_server.setdefault(row["server_id"], []).append(_tool_record(row))
+        return [_server_record(row, by_server.get(row["id"], [])) for row in server_rows]
+
+    async def configs(self) -> list[McpServerConfig]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(mcp_servers))).mappings()
+            return [_config(row) for row in rows]
+
+    async def config(self, server_id: str) -> McpServerConfig | None:
+        if not is_agent_id(server_id):
+            return None
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(mcp_servers).where(mcp_servers.c.id == server_id)))
+                .mappings()
+                .first()
+            )
+        return _config(row) if row else None
+
+    async def record_health(
+        self,
+        server_id: str,
+        status: HealthStatus,
+        detail: str | None,
+        *,
+        server_info: Mapping[str, Any] | None = None,
+        protocol_version: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "health_status": status.value,
+            "health_detail": detail[:2000] if detail else None,
+            "health_checked_at": _now(),
+        }
+        if server_info is not None:
+            values["server_info"] = dict(server_info)
+        if protocol_version is not None:
+            values["protocol_version"] = protocol_version
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(mcp_servers).where(mcp_servers.c.id == server_id).values(**values)
+            )
+
+    # Tools --------------------------------------------------------------------
+
+    async def sync_tools(
+        self, server_id: str, tools: Sequence[Mapping[str, Any]], *, auto_approve: bool
+    ) -> SyncResult:
+        """Apply one complete listing: new tools, changed ones, vanished ones."""
+        for attempt in range(_SYNC_ATTEMPTS):
+            try:
+                async with self._engine.begin() as conn:
+                    exists = await conn.scalar(
+                        select(mcp_servers.c.id).where(mcp_servers.c.id == server_id)
+                    )
+                    if exists is None:
+                        raise McpServerNotFound(server_id)
+                    return await _sync(conn, server_id, tools, auto_approve=auto_approve)
+            except IntegrityError:
+                # Two replicas synced at once (or a namespaced name was taken
+                # meanwhile): the loser reads the winner's rows and tries again.
+                if attempt == _SYNC_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def approve(
+        self, server_id: str, namespaced: str, digest: str | None, approved_by: str
+    ) -> McpToolRecord:
+        async with self._engine.begin() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        select(mcp_tools).where(
+                            mcp_tools.c.server_id == server_id,
+                            mcp_tools.c.namespaced == namespaced,
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise McpToolNotFound(f"{server_id}: {namespaced}")
+            if digest is not None and digest != row["digest"]:
+                raise ToolDigestMismatch(
+                    f"{namespaced} is now {row['digest']}, not the reviewed {digest}"
+                )
+            # The WHERE on the digest: a refresh that changed the definition
+            # after we read it makes this update nothing, not a blind approval.
+            result = await conn.execute(
+                update(mcp_tools)
+                .where(
+                    mcp_tools.c.server_id == server_id,
+                    mcp_tools.c.namespaced == namespaced,
+                    mcp_tools.c.digest == row["digest"],
+                )
+                .values(
+                    approved_digest=row["digest"],
+                    approved_definition=row["definition"],
+                    approved_by=approved_by,
+                    approved_at=_now(),
+                )
+            )
+            if result.rowcount != 1:
+                raise ToolDigestMismatch(f"{namespaced} changed while it was being approved")
+            fresh = (
+                (
+                    await conn.execute(
+                        select(mcp_tools).where(
+                            mcp_tools.c.server_id == server_id,
+                            mcp_tools.c.namespaced == namespaced,
+                        )
+                    )
+                )
+                .mappings()
+                .one()
+            )
+        return _tool_record(fresh)
+
+    async def tools(self) -> list[StoredTool]:
+        """Every tool of every server, available or not."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(select(mcp_tools).order_by(mcp_tools.c.namespaced))
+            ).mappings()
+            return [_stored(row) for row in rows]
+
+
+# Helpers --------------------------------------------------------------------------
+
+
+async def _id_taken(conn: AsyncConnection, server_id: str) -> bool:
+    for table in (mcp_servers, agents):
+        if await conn.scalar(select(table.c.id).where(table.c.id == server_id)) is not None:
+            return True
+    return False
+
+
+async def _sync(
+    conn: AsyncConnection,
+    server_id: str,
+    listed: Sequence[Mapping[str, Any]],
+    *,
+    auto_approve: bool,
+    now: datetime | None = None,
+) -> SyncResult:
+    now = now or _now()
+    current = {
+        row["name"]: row
+        for row in (
+            await conn.execute(select(mcp_tools).where(mcp_tools.c.server_id == server_id))
+        ).mappings()
+    }
+    taken = frozenset((await conn.execute(select(mcp_tools.c.namespaced))).scalars())
+    added: list[str] = []
+    changed: list[str] = []
+    seen: set[str] = set()
+    for tool in _usable(listed):
+        name = str(tool["name"])
+        seen.add(name)
+        definition = pinned_definition(tool)
+        digest = tool_digest(definition)
+        flags = [f.as_dict() for f in screen_tool(definition)]
+        row = current.get(name)
+        if row is None:
+            namespaced = namespaced_name(server_id, name, taken)
+            taken = taken | {namespaced}
+            approve = auto_approve and not flags
+            await conn.execute(
+                insert(mcp_tools).values(
+                    server_id=server_id,
+                    name=name,
+                    namespaced=namespaced,
+                    definition=definition,
+                    digest=digest,
+                    flags=flags,
+                    available=True,
+                    approved_digest=digest if approve else None,
+                    approved_definition=definition if approve else None,
+                    approved_by=TRUST_ON_FIRST_USE if approve else None,
+                    approved_at=now if approve else None,
+                    first_seen_at=now,
+                    changed_at=now,
+                )
+            )
+            added.append(namespaced)
+        elif row["digest"] != digest or not row["available"]:
+            await conn.execute(
+                update(mcp_tools)
+                .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
+                .values(
+                    definition=definition,
+                    digest=digest,
+                    flags=flags,
+                    available=True,
+                    changed_at=now if row["digest"] != digest else row["changed_at"],
+                )
+            )
+            (changed if row["available"] else added).append(row["namespaced"])
+    removed = [
+        row["namespaced"] for name, row in current.items() if name not in seen and row["available"]
+    ]
+    if removed:
+        await conn.execute(
+            update(mcp_tools)
+            .where(mcp_tools.c.server_id == server_id, mcp_tools.c.namespaced.in_(removed))
+            .values(available=False, changed_at=now)
+        )
+    await conn.execute(
+        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
+    )
+    return SyncResult(added=added, changed=changed, removed=removed)
+
+
+def _usable(listed: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    """Tools with a name the gateway can store; the first of duplicate names wins."""
+    names: set[str] = set()
+    for tool in listed:
+        name = tool.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_TOOL_NAME or "\x00" in name:
+            continue
+        if name in names:
+            continue
+        names.add(name)
+        yield tool
+
+
+def _config(row: RowMapping) -> McpServerConfig:
+    command = row["command"] or {}
+    return McpServerConfig(
+        id=row["id"],
+        transport=row["transport"],
+        url=row["url"],
+        command=command.get("command"),
+        args=tuple(command.get("args") or ()),
+        resource=row["resource"],
+        timeout_seconds=row["timeout_seconds"],
+        credential=dict(row["credential"]),
+        credential_secret=row["credential_secret"],
+        version=as_utc(row["updated_at"]).isoformat(),
+        trusted_registrant=bool(row["trusted_registrant"]),
+    )
+
+
+def _stored(row: RowMapping) -> StoredTool:
+    return StoredTool(
+        server_id=row["server_id"],
+        name=row["name"],
+        namespaced=row["namespaced"],
+        definition=dict(row["definition"]),
+        digest=row["digest"],
+        approved_digest=row["approved_digest"],
+        flags=tuple(row["flags"] or ()),
+        available=bool(row["available"]),
+    )
+
+
+def _tool_record(row: RowMapping) -> McpToolRecord:
+    state = tool_state(row["digest"], row["approved_digest"])
+    return McpToolRecord(
+        name=row["name"],
+        namespaced=row["namespaced"],
+        state=state,
+        available=bool(row["available"]),
+        digest=row["digest"],
+        approved_digest=row["approved_digest"],
+        flags=[ToolFlagInfo(**f) for f in row["flags"] or ()],
+        definition=dict(row["definition"]),
+        approved_definition=(
+            dict(row["approved_definition"])
+            if row["approved_definition"] is not None and state is ToolState.QUARANTINED
+            else None
+        ),
+        approved_by=row["approved_by"],
+        approved_at=as_utc(row["approved_at"]) if row["approved_at"] else None,
+        first_seen_at=as_utc(row["first_seen_at"]),
+        changed_at=as_utc(row["changed_at"]),
+    )
+
+
+def _server_record(row: RowMapping, tools: list[McpToolRecord]) -> McpServerRecord:
+    credential = dict(row["credential"])
+    command = row["command"]
+    return McpServerRecord(
+        id=row["id"],
+        name=row["name"],
+        transport=row["transport"],
+        url=row["url"],
+        command=CommandInfo(command=command["command"], args=list(command.get("args") or ()))
+        if command
+        else None,
+        resource=row["resource"],
+        timeout_seconds=row["timeout_seconds"],
+        credential=CredentialInfo(
+            **{k: v for k, v in credential.items() if k in CredentialInfo.model_fields},
+            secret_set=row["credential_secret"] is not None,
+        ),
+        registered_by=row["registered_by"],
+        health=McpHealth(
+            status=HealthStatus(row["health_status"]),
+            detail=row["health_detail"],
+            checked_at=as_utc(row["health_checked_at"]) if row["health_checked_at"] else None,
+        ),
+        server_info=row["server_info"],
+        protocol_version=row["protocol_version"],
+        tools_refreshed_at=(
+            as_utc(row["tools_refreshed_at"]) if row["tools_refreshed_at"] else None
+        ),
+        registered_at=as_utc(row["registered_at"]),
+        updated_at=as_utc(row["updated_at"]),
+        tools=tools,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,54 @@
+"""`switchboard mcp add|list|show|refresh|approve|remove`, run as real subprocesses."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+
+import pytest
+
+from tests.gateway.test_cli import run
+from tests.support.gateway import Gateway
+from tests.support.mcp_servers import stdio_command, upstream_server
+from tests.support.servers import ServerThread
+
+
+@pytest.fixture
+def upstream() -> Iterator[ServerThread]:
+    server, _, _ = upstream_server()
+    yield server
+    server.stop()
+
+
+def test_mcp_commands_manage_servers(gateway: Gateway, upstream: ServerThread) -> None:
+    common = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    env = {"UPSTREAM_KEY": "from-the-environment"}
+    added = run(
+        "mcp",
+        "add",
+        "Alpha",
+        upstream.url + "/mcp",
+        "--header",
+        "X-Api-Key:$UPSTREAM_KEY",
+        *common,
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "alpha" in added.stdout and "alpha__add" in added.stdout and "approved" in added.stdout
+    listed = run("mcp", "list", *common)
+    assert listed.returncode == 0 and "alpha__whoami" in listed.stdout
+    shown = run("mcp", "show", "alpha", *common)
+    assert '"secret_set": true' in shown.stdout and "from-the-environment" not in shown.stdout
+    refreshed = run("mcp", "refresh", "alpha", *common)
+    assert refreshed.returncode == 0, refreshed.stderr
+    approved = run("mcp", "approve", "alpha", "alpha__add", *common)
+    assert approved.returncode == 0 and "approved alpha__add at sha256:" in approved.stdout
+    command, args = stdio_command()
+    refused = run("mcp", "add", "Local", "--stdio", shlex.join([command, *args]), *common)
+    assert refused.returncode == 2 and "not allowed" in refused.stderr
+    both = run("mcp", "add", "X", upstream.url + "/mcp", "--stdio", command, *common)
+    assert both.returncode == 2 and "not both" in both.stderr
+    removed = run("mcp", "remove", "alpha", *common)
+    assert removed.returncode == 0 and "removed alpha" in removed.stdout
+    missing = run("mcp", "remove", "alpha", *common)
+    assert missing.returncode == 2 and "HTTP 404" in missing.stderr

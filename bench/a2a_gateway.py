@@ -68,10 +68,15 @@ def _start_gateway(upstream_url: str) -> harness.Running:
     )
     harness.pin(process.pid, harness.LAYOUT["forwarder"])
     parts = urlsplit(upstream_url)
-    _switchboard(
-        "agents", "add", f"{parts.scheme}://{parts.netloc}", "--id", "bench", "--data-dir", data
-    )
-    token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user")
+    try:
+        _switchboard(
+            "agents", "add", f"{parts.scheme}://{parts.netloc}", "--id", "bench", "--data-dir", data
+        )
+        token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user")
+    except BaseException:
+        harness.stop_process(process)  # a failed setup must not leave the gateway running
+        shutil.rmtree(data, ignore_errors=True)
+        raise
 
     def stop() -> None:
         if profile:

@@ -32,7 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import httpx
@@ -826,9 +826,28 @@ async def _parse_jsonrpc_body(request: Request) -> Response | None:
     return None
 
 
+class OtherAgents(Protocol):
+    """Targets served at `/a2a/{id}` that are not A2A agents (`gateway.a2a_mcp`:
+    MCP servers). They share the agents' id space, so an id names one or the
+    other; the agents are looked up first."""
+
+    @property
+    def handler(self) -> RequestHandler:
+        """The SDK handler that serves them."""
+
+    async def admission(self, agent_id: str, caller: Caller, trace_id: str) -> Any | None:
+        """What the handler reads from the call context, or None: no such target."""
+
+    async def card(self, agent_id: str, url: str) -> tuple[AgentCard, datetime | None] | None:
+        """The target's card (unsigned) and when it last changed, or None."""
+
+
 # Answers a request itself, or returns None to leave it to the SDK's dispatcher
 # (`gateway.a2a_passthrough.PassThrough`).
 PassThroughPath = Callable[[Request, Admission, Any], Awaitable[Response | None]]
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class A2AFrontDoor:
@@ -840,10 +859,12 @@ class A2AFrontDoor:
         gateway: GatewayHandler,
         *,
         pass_through: PassThroughPath | None = None,
+        others: OtherAgents | None = None,
     ) -> None:
         self.handler = handler
         self.gateway = gateway
         self.pass_through = pass_through
+        self.others = others
 
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
         refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
@@ -859,7 +880,14 @@ class A2AFrontDoor:
                 caller, agent_id, event="a2a", trace_id=trace_id
             )
         except AgentNotFound:
-            return refuse(404, f"no agent {agent_id}")
+            other = None
+            if self.others is not None:
+                other = await self.others.admission(agent_id, caller, trace_id)
+            if other is None:
+                return refuse(404, f"no agent {agent_id}")
+            request.state.admission = other
+            request.state.other = True
+            return None
         except ApprovalRequired as pending:
             reasons = list(pending.decision.reasons)
             return refuse(
@@ -878,11 +906,21 @@ class A2AFrontDoor:
         return None
 
     def _guarded(
-        self, endpoint: Callable[[Request], Awaitable[Response]], *, jsonrpc: bool
-    ) -> Callable[[Request], Awaitable[Response]]:
+        self,
+        endpoint: Endpoint,
+        other_endpoint: Endpoint | None,
+        *,
+        jsonrpc: bool,
+    ) -> Endpoint:
         async def guarded(request: Request) -> Response:
             refused = await self.admit(request, jsonrpc)
-            if refused is None and jsonrpc:
+            if refused is not None:
+                return refused
+            if getattr(request.state, "other", False):
+                assert other_endpoint is not None
+                refused = await _parse_jsonrpc_body(request) if jsonrpc else None
+                return refused if refused is not None else await other_endpoint(request)
+            if jsonrpc:
                 refused = await _parse_jsonrpc_body(request)
                 if refused is None and self.pass_through is not None:
                     refused = await self.pass_through(
@@ -894,20 +932,50 @@ class A2AFrontDoor:
 
     async def agent_card(self, request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        found = await self.handler.delegations.agents.get_with_card(agent_id)
-        if found is None:
-            return _rest_refusal(404, f"no agent {agent_id}")
-        card = await self.handler.card_for(agent_id, found[1])
         legacy = request.url.path.endswith("/agent.json")
-        return _card_response(request, card_json(card, legacy=legacy), found[0].updated_at)
+        found = await self.handler.delegations.agents.get_with_card(agent_id)
+        if found is not None:
+            card = await self.handler.card_for(agent_id, found[1])
+            return _card_response(request, card_json(card, legacy=legacy), found[0].updated_at)
+        if self.others is not None:
+            parts = self.handler._parts()
+            other = await self.others.card(agent_id, f"{parts.public_url}/a2a/{agent_id}")
+            if other is not None:
+                card = await parts.sign(other[0])
+                return _card_response(request, card_json(card, legacy=legacy), other[1])
+        return _rest_refusal(404, f"no agent {agent_id}")
 
     def routes(self) -> list[BaseRoute]:
         context = _ContextBuilder()
         (jsonrpc,) = create_jsonrpc_routes(
             self.handler, "/", context_builder=context, enable_v0_3_compat=True
         )
+        rest = [
+            r
+            for r in create_rest_routes(
+                self.handler, context_builder=context, enable_v0_3_compat=True
+            )
+            if isinstance(r, Route)
+        ]
+        other_jsonrpc: BaseRoute | None = None
+        other_rest: list[Route | None] = [None] * len(rest)
+        if self.others is not None:
+            (other_jsonrpc,) = create_jsonrpc_routes(
+                self.others.handler, "/", context_builder=context, enable_v0_3_compat=True
+            )
+            other_rest = [
+                r
+                for r in create_rest_routes(
+                    self.others.handler, context_builder=context, enable_v0_3_compat=True
+                )
+                if isinstance(r, Route)
+            ]
         assert isinstance(jsonrpc, Route)
-        jsonrpc_endpoint = self._guarded(jsonrpc.endpoint, jsonrpc=True)
+        jsonrpc_endpoint = self._guarded(
+            jsonrpc.endpoint,
+            other_jsonrpc.endpoint if isinstance(other_jsonrpc, Route) else None,
+            jsonrpc=True,
+        )
         inner: list[BaseRoute] = [
             Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
             Route("/.well-known/agent.json", self.agent_card, methods=["GET"]),
@@ -915,19 +983,16 @@ class A2AFrontDoor:
             Route("/push/{relay_id}", self.handler.relay_notification, methods=["POST"]),
             Route("/", jsonrpc_endpoint, methods=["POST"]),
         ]
-        for route in create_rest_routes(
-            self.handler, context_builder=context, enable_v0_3_compat=True
-        ):
-            # The SDK also mounts every route under `/{tenant}`; the gateway
-            # serves one agent per URL and has no tenants, so that mount goes.
-            if isinstance(route, Route):
-                inner.append(
-                    Route(
-                        route.path,
-                        self._guarded(route.endpoint, jsonrpc=False),
-                        methods=list(route.methods or ()),
-                    )
+        # The SDK also mounts every route under `/{tenant}` (a Mount, dropped
+        # above); the gateway serves one agent per URL and has no tenants.
+        for route, other in zip(rest, other_rest, strict=True):
+            inner.append(
+                Route(
+                    route.path,
+                    self._guarded(route.endpoint, other.endpoint if other else None, jsonrpc=False),
+                    methods=list(route.methods or ()),
                 )
+            )
         (own,) = create_jsonrpc_routes(
             self.gateway, "/a2a", context_builder=_GatewayContextBuilder(), enable_v0_3_compat=True
         )

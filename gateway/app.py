@@ -21,6 +21,7 @@ from gateway.a2a_front import (
     GatewayHandler,
     StreamLimits,
 )
+from gateway.a2a_mcp import McpAgents
 from gateway.a2a_passthrough import PassThrough
 from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
@@ -100,7 +101,17 @@ def create_app(settings: Settings) -> FastAPI:
         return front_door
 
     handler = AgentHandler(parts)
-    front = A2AFrontDoor(handler, GatewayHandler(parts), pass_through=PassThrough(handler))
+
+    def federation() -> McpFederation:
+        mcp: McpFederation = app.state.switchboard.mcp
+        return mcp
+
+    front = A2AFrontDoor(
+        handler,
+        GatewayHandler(parts),
+        pass_through=PassThrough(handler),
+        others=McpAgents(parts, federation),
+    )
     # First: routes are matched in order, and the A2A hot path should not be
     # tried against every REST route before its own (no paths overlap).
     app.router.routes[0:0] = front.routes()

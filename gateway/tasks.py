@@ -182,6 +182,20 @@ class TaskRecords:
         task.status.CopyFrom(event.status)
         return await self.record(agent_id, owner, task)
 
+    async def get(self, agent_id: str, owner: Owner, task_id: str) -> Task | None:
+        """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""
+        if not _storable(task_id):
+            return None
+        async with self._engine.connect() as conn:
+            stored = await conn.scalar(
+                select(a2a_tasks.c.task).where(
+                    a2a_tasks.c.agent_id == agent_id,
+                    a2a_tasks.c.task_id == task_id,
+                    owner.owns(a2a_tasks),
+                )
+            )
+        return None if stored is None else _snapshot(stored, ListTasksRequest())
+
     async def list(
         self, agent_id: str, owner: Owner, request: ListTasksRequest
     ) -> ListTasksResponse:

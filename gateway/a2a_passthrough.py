@@ -3,9 +3,10 @@
 This is the hot path of the front door, and the one case where the caller and
 the agent speak the same dialect, so nothing needs translating. Instead of the
 SDK's full round trip (JSON -> protobuf -> handler -> protobuf -> JSON on the
-client side, then the same in reverse for the answer), the request's own bytes
-go upstream and the agent's own bytes come back. The gateway still does
-everything it does on the SDK path, in the same order:
+client side, then the same in reverse for the answer), the request's JSON goes
+upstream and the agent's JSON comes back, each re-encoded from the parsed
+document the gateway checked (never the raw bytes: see `_encode`). The gateway
+still does everything it does on the SDK path, in the same order:
 
 1. admission (authenticate, decide, mint) happened before this is reached;
 2. the request is validated exactly as the SDK validates it (base JSON-RPC
@@ -22,8 +23,8 @@ everything it does on the SDK path, in the same order:
    the SDK's own mapping, as the SDK path does;
 6. the audit record.
 
-The answer returned is the agent's own bytes (same `id`, since the request
-went through unchanged).
+The answer returned is the agent's document (same `id`, since the request
+went through unchanged), unknown fields included.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class PassThrough:
         try:
             handler._no_inline_push(params)
             await handler._check_message(admission, params.message)
-            answer = await self._forward(request, admission, url)
-            result = self._check_answer(admission, transport, answer, request_id)
+            answer = await self._forward(admission, url, body)
+            data, result = self._check_answer(admission, transport, answer, request_id)
             if result.HasField("task"):
                 await handler._remember(admission, result.task)
             elif not result.HasField("message"):
@@ -120,9 +121,9 @@ class PassThrough:
             await handler._audit(admission, OPERATION, error)
             return JSONResponse(build_error_response(request_id, error))
         await handler._audit(admission, OPERATION, None)
-        return Response(answer, media_type="application/json")
+        return Response(_encode(data), media_type="application/json")
 
-    async def _forward(self, request: Request, admission: Admission, url: str) -> bytes:
+    async def _forward(self, admission: Admission, url: str, body: dict[str, Any]) -> bytes:
         headers = {
             "Authorization": f"Bearer {admission.grant.token.token}",
             "Content-Type": "application/json",
@@ -133,7 +134,7 @@ class PassThrough:
         timeout = self._handler._timeout(admission)
         try:
             answer = await self._handler.upstreams.raw.post(
-                url, await request.body(), headers, timeout_seconds=timeout
+                url, _encode(body), headers, timeout_seconds=timeout
             )
         except (UpstreamRefused, UpstreamBadAnswer, aiohttp.ClientError, OSError) as exc:
             raise upstream_error(admission.agent_id, exc, timeout) from None
@@ -146,7 +147,7 @@ class PassThrough:
     @staticmethod
     def _check_answer(
         admission: Admission, transport: JsonRpcTransport, answer: bytes, request_id: Any
-    ) -> SendMessageResponse:
+    ) -> tuple[dict[str, Any], SendMessageResponse]:
         agent_id = admission.agent_id
         try:
             data = json.loads(answer)
@@ -161,4 +162,17 @@ class PassThrough:
         except (ValueError, RecursionError, KeyError, TypeError, ParseError) as exc:
             logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
             raise InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer") from None
-        return result
+        return checked, result
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    """JSON from the parsed document, not the bytes it was parsed from.
+
+    What crosses the gateway is exactly what the gateway checked: a body with
+    a key twice (`"taskId"` once for the gateway's parser, which keeps the
+    last, and once for an upstream's parser that keeps the first) or any other
+    spelling two JSON parsers read differently cannot carry past the
+    ownership checks something they did not see. ASCII-escaped, so a lone
+    surrogate escape survives the trip.
+    """
+    return json.dumps(document, separators=(",", ":")).encode()

@@ -111,11 +111,11 @@ def _error(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
-def test_the_callers_bytes_reach_the_agent_and_the_agents_bytes_come_back(
+def test_the_callers_document_reaches_the_agent_and_the_agents_comes_back(
     scripted: Scripted,
 ) -> None:
-    # Odd spacing and a field no schema knows: the SDK path would re-encode
-    # both away; the pass-through must not.
+    # A field no schema knows: the SDK path would re-encode it away; the
+    # pass-through keeps it (it re-encodes the document, not the protobuf).
     raw = (
         b'{"jsonrpc": "2.0",  "id": "req-1", "method": "SendMessage", "params": '
         b'{"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]},'
@@ -124,13 +124,33 @@ def test_the_callers_bytes_reach_the_agent_and_the_agents_bytes_come_back(
     response = scripted.post(raw)
     assert response.status_code == 200
     assert response.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
-    (call,) = [s for s in scripted.seen.seen if s.method == "POST"]
-    assert call.body == raw
+    (call,) = scripted.seen.calls()
+    assert json.loads(call.body) == json.loads(raw)
     assert call.headers["a2a-version"] == "1.0"
     # The upstream got a token minted for it, never the caller's.
     assert not call.contains(scripted.tokens[USER])
     claims = verify_as_downstream(call.bearer or "", scripted.gateway.url, scripted.agent.url + "/")
     assert claims["sub"] == USER
+
+
+def test_a_key_given_twice_cannot_smuggle_another_users_task_past_the_checks(
+    scripted: Scripted,
+) -> None:
+    victim = scripted.send("task").json()["result"]["task"]["id"]
+    own = scripted.send("task", OTHER, messageId="m-bob").json()["result"]["task"]["id"]
+    calls = len(scripted.seen.calls())
+    # Python keeps the last "taskId"; an upstream whose parser keeps the first
+    # would continue Alice's task if the raw bytes went through.
+    raw = (
+        b'{"jsonrpc": "2.0", "id": "req-1", "method": "SendMessage", "params": {"message": '
+        b'{"taskId": "' + victim.encode() + b'", "messageId": "m2", "role": "ROLE_USER", '
+        b'"parts": [{"text": "task"}], "taskId": "' + own.encode() + b'"}}}'
+    )
+    response = scripted.post(raw, OTHER)
+    assert response.json()["result"]["task"]["id"] == own
+    (call,) = scripted.seen.calls()[calls:]
+    assert victim.encode() not in call.body
+    assert json.loads(call.body)["params"]["message"]["taskId"] == own
 
 
 def test_a_task_from_the_pass_through_is_owned_by_its_caller(scripted: Scripted) -> None:

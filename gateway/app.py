@@ -27,6 +27,7 @@ from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.mcp_federation import FederationSettings, McpFederation
+from gateway.mcp_front import McpFront
 from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
 from gateway.pipeline import Delegations
 from gateway.push import PushRelays
@@ -62,11 +63,21 @@ __version__ = "0.1.0"
 
 
 def create_app(settings: Settings) -> FastAPI:
+    def federation() -> McpFederation:
+        mcp: McpFederation = app.state.switchboard.mcp
+        return mcp
+
+    mcp_front = McpFront(settings, federation, version=__version__)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             state = await _start(settings, stack)
             app.state.switchboard = state
+            state.mcp.listeners.append(mcp_front.tools_changed)
+            # FastAPI never runs a mounted app's lifespan: the MCP session
+            # manager runs here, for the app's whole life.
+            await stack.enter_async_context(mcp_front.run())
             for name, job in (
                 ("health-checker", state.health.run_forever()),
                 ("audit-writer", state.audit.run_forever()),
@@ -102,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     handler = AgentHandler(parts)
     front = A2AFrontDoor(handler, GatewayHandler(parts), pass_through=PassThrough(handler))
     app.router.routes.extend(front.routes())
+    app.router.routes.extend(mcp_front.routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 

@@ -195,9 +195,13 @@ class McpFederation:
         return self._catalog.get(name)
 
     def may_call(self, caller: Caller, tool: FederatedTool) -> bool:
-        return self.delegations.decide(
+        """What `call_tool` will let through: allowed, and not waiting for a
+        human approval (which the gateway cannot collect yet, so such a call
+        is refused -- listing the tool would offer what cannot be called)."""
+        decision = self.delegations.decide(
             caller, Target(tool.server_id), tool.upstream_name, "tool"
-        ).allowed
+        )
+        return decision.allowed and not decision.approval_required
 
     async def call_tool(
         self,

@@ -15,8 +15,13 @@ MODES = ["2026-07-28", "legacy"]
 
 
 @contextlib.asynccontextmanager
-async def mcp_client(url: str, token: str | None, mode: str, **options: Any) -> AsyncIterator[Client]:
+async def mcp_client(
+    url: str, token: str | None, mode: str, **options: Any
+) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
-    async with http, Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client:  # type: ignore[arg-type]
+    async with (
+        http,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
+    ):  # type: ignore[arg-type]
         yield client

@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     mcp_add.add_argument(
         "--stdio", help='a command line to launch (admin, allowlisted): "npx -y server"'
     )
+    mcp_add.add_argument(
+        "--no-prefix",
+        action="store_true",
+        help="offer its tools under their own names where free (default: {server}__{tool})",
+    )
     mcp_add.set_defaults(run=_mcp_add)
     mcp_list = mcp.add_parser("list", help="list MCP servers and their tools")
     mcp_list.set_defaults(run=_mcp_list)
@@ -461,6 +466,8 @@ def _mcp_add(args: argparse.Namespace) -> int:
         }
     elif args.token_exchange:
         body["credential"] = {"type": "token_exchange"}
+    if args.no_prefix:
+        body["prefix_tools"] = False
     _print_server(_call(args, "POST", "/mcp-servers", json=body).json())
     return 0
 

@@ -328,6 +328,7 @@ class McpFederation:
             credential_secret=sealed,
             registered_by=principal.subject,
             trusted_registrant=admin,
+            prefix_tools=registration.prefix_tools,
         )
         config = _config_of(new)
         credentials = self.upstreams.credentials(config)

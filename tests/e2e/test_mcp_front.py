@@ -286,3 +286,31 @@ def test_required_scopes_answer_403(tmp_path: Path) -> None:
             assert _initialize(http, url, gateway.token("alice", "mcp:use")).status_code == 200
     finally:
         gateway.stop()
+
+
+async def test_unprefixed_servers_keep_their_tool_names(front: Front) -> None:
+    """`prefix_tools: false` offers a server's tools under their own names; a
+    second server with the same tool names gets the prefixed form."""
+    second, third = upstream_server()[0], upstream_server()[0]
+
+    def register() -> None:
+        with front.gateway.client() as admin:
+            for name, server in (("Plain", second), ("Later", third)):
+                response = admin.post(
+                    "/mcp-servers",
+                    json={"name": name, "url": server.url + "/mcp", "prefix_tools": False},
+                )
+                assert response.status_code == 201, response.text
+                assert response.json()["prefix_tools"] is False
+
+    try:
+        await anyio.to_thread.run_sync(register)
+        async with mcp_client(front.url, await front.token("alice"), "2026-07-28") as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"add", "slow", "later__add", "later__slow"} <= names
+            assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {
+                "result": 2
+            }
+    finally:
+        second.stop()
+        third.stop()

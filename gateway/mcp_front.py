@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.streamable_http_manager import (
     StreamableHTTPASGIApp,
@@ -65,6 +67,24 @@ TOOL_QUARANTINED = -32011
 UPSTREAM_UNAVAILABLE = -32012
 UPSTREAM_TIMEOUT = -32013
 TOO_MANY_ROUNDS = -32014
+
+
+class _GatewayServer(Server[Any]):
+    """Declares ``tools.listChanged`` to 2025-11-25 clients (the handshake-era
+    capabilities take it from `NotificationOptions`; at 2026-07-28 the SDK
+    derives it from `subscriptions/listen` being served)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -168,7 +188,7 @@ class McpFront:
     ) -> None:
         self._federation = federation
         self.notifier = ToolListNotifier()
-        self.server: Server[Any] = Server(
+        self.server: Server[Any] = _GatewayServer(
             "switchboard",
             version=version,
             title="Switchboard",

@@ -6,8 +6,10 @@ The two protocol revisions deliver it differently:
   `subscriptions/listen` request open, and the SDK's `ListenHandler` forwards
   what is published on a `SubscriptionBus` onto it.
 * 2025-11-25 has sessions: the notice goes out on the session's standalone
-  GET stream (`ServerSession.send_tool_list_changed`). The SDK has no "session
-  ended" hook, so sessions are held weakly and a failed send drops one.
+  GET stream, the connection-scoped outbound channel. A handler's
+  `ServerSession` is scoped to one request, so what is kept is the session's
+  `Connection`, held weakly: the SDK has no "session ended" hook, and the
+  connection lives exactly as long as the session's serve loop.
 
 Who may call what is per user, but a change to the registry or the policy can
 change anyone's list, so every connected client is told; each one then asks
@@ -22,8 +24,9 @@ import contextlib
 import logging
 import weakref
 
+import mcp_types as types
 from mcp.server import ServerRequestContext
-from mcp.server.session import ServerSession
+from mcp.server.connection import Connection
 from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -35,14 +38,15 @@ SEND_TIMEOUT_SECONDS = 2.0
 class ToolListNotifier:
     def __init__(self, coalesce_seconds: float = COALESCE_SECONDS) -> None:
         self.bus = InMemorySubscriptionBus()
-        self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._coalesce = coalesce_seconds
         self._pending: asyncio.Task[None] | None = None
 
     def remember(self, ctx: ServerRequestContext) -> None:
         """Note a 2025-11-25 session (any request on it will do)."""
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self._sessions.add(ctx.session)
+            # No public accessor on the request-scoped session (mcp 2.3).
+            self._connections.add(ctx.session._connection)
 
     def changed(self) -> None:
         """Schedule one notice to everyone (callable from sync code on the loop)."""
@@ -60,13 +64,16 @@ class ToolListNotifier:
 
     async def send(self) -> None:
         await self.bus.publish(ToolsListChanged())
-        for session in list(self._sessions):
+        notice = types.ToolListChangedNotification().model_dump(
+            by_alias=True, mode="json", exclude_none=True
+        )
+        for connection in list(self._connections):
             try:
                 async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                    await session.send_tool_list_changed()
+                    await connection.outbound.notify(notice["method"], notice.get("params"))
             except Exception as exc:  # a closed session: forget it
                 logger.debug("tools/list_changed not delivered: %r", exc)
-                self._sessions.discard(session)
+                self._connections.discard(connection)
 
     async def aclose(self) -> None:
         if self._pending is not None:

@@ -314,3 +314,43 @@ async def test_unprefixed_servers_keep_their_tool_names(front: Front) -> None:
     finally:
         second.stop()
         third.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_list_changed_reaches_connected_clients(front: Front, mode: str) -> None:
+    """Registering a server tells connected clients, on either revision's channel:
+    the 2025-11-25 session's stream, a 2026-07-28 `subscriptions/listen` stream."""
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    second = upstream_server()[0]
+
+    def register() -> None:
+        with front.gateway.client() as admin:
+            response = admin.post("/mcp-servers", json={"name": "Beta", "url": second.url + "/mcp"})
+            assert response.status_code == 201, response.text
+
+    token = await front.token("alice")
+    try:
+        async with mcp_client(front.url, token, mode, message_handler=on_message) as client:
+            before = {t.name for t in (await client.list_tools()).tools}
+            assert "beta__add" not in before
+            if mode == "legacy":
+                caps = client.server_capabilities
+                assert caps is not None and caps.tools is not None and caps.tools.list_changed
+                await anyio.to_thread.run_sync(register)
+                with anyio.fail_after(10):
+                    await changed.wait()
+            else:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    await anyio.to_thread.run_sync(register)
+                    with anyio.fail_after(10):
+                        async for _event in subscription:
+                            break
+            after = {t.name for t in (await client.list_tools()).tools}
+            assert "beta__add" in after
+    finally:
+        second.stop()

@@ -176,6 +176,17 @@ def _parser() -> argparse.ArgumentParser:
     mcp_approve.add_argument("--digest", help="the digest you reviewed (refused if it changed)")
     mcp_approve.set_defaults(run=_mcp_approve)
 
+    stdio = commands.add_parser(
+        "mcp-stdio",
+        help="serve the gateway's MCP endpoint on stdin/stdout (for stdio-only MCP clients)",
+    )
+    stdio.add_argument("--url", required=True, help="the gateway's MCP endpoint, .../mcp")
+    stdio.add_argument(
+        "--token",
+        help="the bearer token to send (default: $SWITCHBOARD_TOKEN, which keeps it out of "
+        "the process list)",
+    )
+    stdio.set_defaults(run=_mcp_stdio)
     keys = commands.add_parser("keys", help="the gateway's signing keys").add_subparsers(
         title="keys commands"
     )
@@ -440,6 +451,18 @@ def _secret_value(value: str) -> str:
             raise CliError(f"{value}: no such environment variable")
         return found
     return value
+
+
+def _mcp_stdio(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gateway.mcp_stdio import bridge
+
+    token = args.token or os.environ.get("SWITCHBOARD_TOKEN")
+    if not token:
+        raise CliError("give --token or set SWITCHBOARD_TOKEN")
+    anyio.run(bridge, args.url, token)
+    return 0
 
 
 def _mcp_add(args: argparse.Namespace) -> int:

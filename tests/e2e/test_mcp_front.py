@@ -5,6 +5,8 @@ over Streamable HTTP on 127.0.0.1, on both databases.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ import anyio
 import httpx
 import mcp_types as types
 import pytest
-from mcp import MCPError
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.server.mcpserver import Context
 
 from gateway.mcp_front import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
@@ -354,3 +356,29 @@ async def test_tools_list_changed_reaches_connected_clients(front: Front, mode: 
             assert "beta__add" in after
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_mcp_stdio_bridge(front: Front, mode: str) -> None:
+    """`switchboard mcp-stdio` as a subprocess of the official stdio client."""
+    token = await front.token("alice")
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "gateway", "mcp-stdio", "--url", front.url],
+        env={"SWITCHBOARD_TOKEN": token, "PATH": os.environ.get("PATH", "")},
+        cwd=str(Path(__file__).parents[2]),
+    )
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Grace"})
+
+    async with Client(params, mode=mode, elicitation_callback=answer) as client:  # type: ignore[arg-type]
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "alpha__add" in names and "alpha__fail" not in names
+        slow = await client.call_tool("alpha__slow", {"steps": 2}, progress_callback=on_progress)
+        assert text_of(slow) == "done after 2 steps" and progress == [1, 2]
+        assert text_of(await client.call_tool("alpha__ask_name", {})) == "Hello, Grace!"

@@ -202,12 +202,23 @@ def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> 
             f"agent {agent_id} answered HTTP {status.response.status_code}"
         )
     if (transport := first((httpx.TransportError, aiohttp.ClientError, OSError))) is not None:
-        return InternalError(f"agent {agent_id} could not be reached ({type(transport).__name__})")
+        return InternalError(
+            f"agent {agent_id} could not be reached ({_transport_kind(transport)})"
+        )
     if isinstance(exc, A2AClientError):
         return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer: {exc}")
     if isinstance(exc, A2AError):
         return exc  # the agent's own A2A error, with its code
     return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer")
+
+
+def _transport_kind(exc: BaseException) -> str:
+    """Name a transport failure by what happened, not by which layer raised it:
+    the pool is aiohttp under httpx (httpx-aiohttp), and whether the httpx or
+    the aiohttp exception comes first in the chain depends on their versions."""
+    if isinstance(exc, httpx.ConnectError | aiohttp.ClientConnectorError | ConnectionError):
+        return "ConnectError"
+    return type(exc).__name__
 
 
 def _outcome(error: A2AError | None) -> str:

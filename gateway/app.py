@@ -28,6 +28,7 @@ from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.mcp_federation import FederationSettings, McpFederation
+from gateway.mcp_front import McpFront
 from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
 from gateway.pipeline import Delegations
 from gateway.push import PushRelays
@@ -63,11 +64,21 @@ __version__ = "0.1.0"
 
 
 def create_app(settings: Settings) -> FastAPI:
+    def federation() -> McpFederation:
+        mcp: McpFederation = app.state.switchboard.mcp
+        return mcp
+
+    mcp_front = McpFront(settings, federation, version=__version__)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             state = await _start(settings, stack)
             app.state.switchboard = state
+            state.mcp.listeners.append(mcp_front.tools_changed)
+            # FastAPI never runs a mounted app's lifespan: the MCP session
+            # manager runs here, for the app's whole life.
+            await stack.enter_async_context(mcp_front.run())
             for name, job in (
                 ("health-checker", state.health.run_forever()),
                 ("audit-writer", state.audit.run_forever()),
@@ -115,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     # First: routes are matched in order, and the A2A hot path should not be
     # tried against every REST route before its own (no paths overlap).
     app.router.routes[0:0] = front.routes()
+    app.router.routes.extend(mcp_front.routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 

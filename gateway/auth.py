@@ -7,6 +7,7 @@ a valid token without the needed scope gets 403 `insufficient_scope`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,10 +20,18 @@ from policies.tokens import Principal, TokenInvalid
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
 
 
-def _challenge(
-    request: Request, error: str | None, description: str | None, scope: str | None
+def challenge(
+    request: Request,
+    error: str | None,
+    description: str | None,
+    scope: str | None,
+    *,
+    resource_path: str = "",
 ) -> str:
-    metadata_url = state_of(request).settings.effective_public_url + PROTECTED_RESOURCE_PATH
+    """The `WWW-Authenticate` value naming the metadata of the resource at
+    ``resource_path`` (RFC 9728 §3.1: the well-known path, then the resource's)."""
+    settings = state_of(request).settings
+    metadata_url = settings.effective_public_url + PROTECTED_RESOURCE_PATH + resource_path
     params = [f'resource_metadata="{metadata_url}"']
     if error:
         params.append(f'error="{error}"')
@@ -36,6 +45,22 @@ def _challenge(
 
 
 async def current_principal(request: Request) -> Principal:
+    return await authenticate(request)
+
+
+async def authenticate(
+    request: Request, *, resource_path: str = "", audiences: tuple[str, ...] = ()
+) -> Principal:
+    """Verify the bearer token; 401 with a challenge naming the metadata of the
+    resource at ``resource_path``. A token for the gateway's own audience is
+    accepted, and so is one for any of ``audiences`` (RFC 8707 resource
+    indicators naming a sub-resource, e.g. the MCP endpoint)."""
+
+    def _challenge(
+        request: Request, error: str | None, description: str | None, scope: str | None
+    ) -> str:
+        return challenge(request, error, description, scope, resource_path=resource_path)
+
     header = request.headers.get("authorization")
     if not header:
         raise Problem(
@@ -59,8 +84,15 @@ async def current_principal(request: Request) -> Principal:
                 )
             },
         )
+    verifier = state_of(request).verifier
     try:
-        return await state_of(request).verifier.verify(token)
+        try:
+            return await verifier.verify(token)
+        except TokenInvalid as first:
+            for audience in audiences:
+                with contextlib.suppress(TokenInvalid):
+                    return await verifier.verify(token, audience=audience)
+            raise first from None
     except TokenInvalid as exc:
         raise Problem(
             401,
@@ -82,7 +114,7 @@ async def admin_principal(request: Request, principal: CurrentPrincipal) -> Prin
             "Insufficient scope",
             f"this operation needs the scope {ADMIN_SCOPE}",
             headers={
-                "WWW-Authenticate": _challenge(
+                "WWW-Authenticate": challenge(
                     request, "insufficient_scope", f"requires {ADMIN_SCOPE}", ADMIN_SCOPE
                 )
             },

@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     mcp_add.add_argument(
         "--stdio", help='a command line to launch (admin, allowlisted): "npx -y server"'
     )
+    mcp_add.add_argument(
+        "--no-prefix",
+        action="store_true",
+        help="offer its tools under their own names where free (default: {server}__{tool})",
+    )
     mcp_add.set_defaults(run=_mcp_add)
     mcp_list = mcp.add_parser("list", help="list MCP servers and their tools")
     mcp_list.set_defaults(run=_mcp_list)
@@ -171,6 +176,17 @@ def _parser() -> argparse.ArgumentParser:
     mcp_approve.add_argument("--digest", help="the digest you reviewed (refused if it changed)")
     mcp_approve.set_defaults(run=_mcp_approve)
 
+    stdio = commands.add_parser(
+        "mcp-stdio",
+        help="serve the gateway's MCP endpoint on stdin/stdout (for stdio-only MCP clients)",
+    )
+    stdio.add_argument("--url", required=True, help="the gateway's MCP endpoint, .../mcp")
+    stdio.add_argument(
+        "--token",
+        help="the bearer token to send (default: $SWITCHBOARD_TOKEN, which keeps it out of "
+        "the process list)",
+    )
+    stdio.set_defaults(run=_mcp_stdio)
     keys = commands.add_parser("keys", help="the gateway's signing keys").add_subparsers(
         title="keys commands"
     )
@@ -437,6 +453,18 @@ def _secret_value(value: str) -> str:
     return value
 
 
+def _mcp_stdio(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gateway.mcp_stdio import bridge
+
+    token = args.token or os.environ.get("SWITCHBOARD_TOKEN")
+    if not token:
+        raise CliError("give --token or set SWITCHBOARD_TOKEN")
+    anyio.run(bridge, args.url, token)
+    return 0
+
+
 def _mcp_add(args: argparse.Namespace) -> int:
     command = shlex.split(args.stdio) if args.stdio else []
     if bool(args.url) == bool(command):
@@ -461,6 +489,8 @@ def _mcp_add(args: argparse.Namespace) -> int:
         }
     elif args.token_exchange:
         body["credential"] = {"type": "token_exchange"}
+    if args.no_prefix:
+        body["prefix_tools"] = False
     _print_server(_call(args, "POST", "/mcp-servers", json=body).json())
     return 0
 

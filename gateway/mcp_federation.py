@@ -17,9 +17,10 @@ A tool is callable only while its definition hashes to the approved digest
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,10 @@ class McpFederation:
         self._fetcher = fetcher
         self._settings = settings
         self._snapshot: tuple[float, dict[str, FederatedTool], dict[str, _Server]] | None = None
+        self._catalog: dict[str, FederatedTool] = {}  # the last snapshot's tools, never cleared
+        # Told (synchronously, on the event loop) whenever the tools may have
+        # changed: the MCP front end sends tools/list_changed from here.
+        self.listeners: list[Callable[[], None]] = []
 
     # --- The front end's API --------------------------------------------------------
 
@@ -184,10 +189,19 @@ class McpFederation:
             raise ToolNotFound(name)
         return found
 
+    def known_tool(self, name: str) -> FederatedTool | None:
+        """The tool as last read, without I/O (for synchronous SDK hooks such as
+        input-schema lookups; never for a decision)."""
+        return self._catalog.get(name)
+
     def may_call(self, caller: Caller, tool: FederatedTool) -> bool:
-        return self.delegations.decide(
+        """What `call_tool` will let through: allowed, and not waiting for a
+        human approval (which the gateway cannot collect yet, so such a call
+        is refused -- listing the tool would offer what cannot be called)."""
+        decision = self.delegations.decide(
             caller, Target(tool.server_id), tool.upstream_name, "tool"
-        ).allowed
+        )
+        return decision.allowed and not decision.approval_required
 
     async def call_tool(
         self,
@@ -247,6 +261,13 @@ class McpFederation:
                 input_responses=input_responses,
                 request_state=request_state,
             )
+        except asyncio.CancelledError:
+            # The caller went away (an MCP client's cancellation): the upstream
+            # request was abandoned with it. Recorded even while cancelled.
+            await asyncio.shield(
+                self.delegations.record(permit, AUDIT_EVENT, "cancelled", "the caller cancelled")
+            )
+            raise
         except UpstreamTimeout as exc:
             await self.delegations.record(permit, AUDIT_EVENT, "timeout", str(exc))
             raise
@@ -307,6 +328,7 @@ class McpFederation:
             credential_secret=sealed,
             registered_by=principal.subject,
             trusted_registrant=admin,
+            prefix_tools=registration.prefix_tools,
         )
         config = _config_of(new)
         credentials = self.upstreams.credentials(config)
@@ -388,6 +410,8 @@ class McpFederation:
 
     def invalidate(self) -> None:
         self._snapshot = None
+        for listener in self.listeners:
+            listener()
 
     # --- Helpers ---------------------------------------------------------------------------
 
@@ -401,6 +425,7 @@ class McpFederation:
         tools = {t.namespaced: FederatedTool.of(t) for t in await self.store.tools()}
         servers = {c.id: _Server(c.resource, c.timeout_seconds) for c in await self.store.configs()}
         self._snapshot = (now + SNAPSHOT_SECONDS, tools, servers)
+        self._catalog = tools
         return tools, servers
 
     def _check_command(self, command: str, args: Sequence[str]) -> None:

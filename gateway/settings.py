@@ -138,6 +138,23 @@ class Settings(BaseSettings):
     mcp_reconcile_seconds: float = Field(
         default=5.0, gt=0, description="How soon a replica sees servers registered elsewhere."
     )
+    mcp_required_scopes: list[str] = Field(
+        default_factory=list,
+        description="Scopes a token needs to use the gateway's MCP endpoint (/mcp); a token "
+        "without them gets 403 insufficient_scope. Empty: any valid token.",
+    )
+    mcp_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values /mcp accepts (DNS rebinding protection), besides the "
+        "public URL's host; 'host:*' allows any port. In dev mode 127.0.0.1 and localhost too.",
+    )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origin header values /mcp accepts from browsers, besides the public URL's.",
+    )
+    mcp_session_idle_seconds: float = Field(
+        default=1800.0, gt=0, description="How long an idle 2025-11-25 MCP session is kept."
+    )
 
     health_check_interval_seconds: float = Field(default=30.0, gt=0)
     health_failure_threshold: int = Field(default=3, ge=1)

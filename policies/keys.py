@@ -139,6 +139,16 @@ def open_secret(stored: str, secret: str | None, purpose: str) -> str:
     return opened.decode("utf-8")
 
 
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A 32-byte key for ``purpose`` alone (HKDF-SHA256, ``info`` names it), for
+    secrets every replica must share without storing them (e.g. the key that
+    seals MCP ``requestState``)."""
+    info = f"switchboard {purpose} key v1".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+        secret.encode("utf-8")
+    )
+
+
 def _purpose_info(purpose: str) -> bytes:
     return f"switchboard {purpose} seal v1".encode()
 

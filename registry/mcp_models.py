@@ -134,6 +134,11 @@ class McpServerRegistration(BaseModel):
     )
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     credential: CredentialSpec = Field(default_factory=NoCredential)
+    prefix_tools: bool = Field(
+        default=True,
+        description="offer the tools as {server}__{tool}; false: under their own names where "
+        "those are free (a name already taken gets the prefixed form)",
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerRegistration:
@@ -217,6 +222,7 @@ class McpServerRecord(BaseModel):
     resource: str
     timeout_seconds: float | None
     credential: CredentialInfo
+    prefix_tools: bool = True
     registered_by: str
     health: McpHealth
     server_info: dict[str, Any] | None

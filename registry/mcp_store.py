@@ -26,7 +26,7 @@ from registry.mcp_models import (
     ToolFlagInfo,
     ToolState,
 )
-from registry.mcp_tools import namespaced_name, pinned_definition, screen_tool, tool_digest
+from registry.mcp_tools import federated_name, pinned_definition, screen_tool, tool_digest
 from registry.models import HealthStatus
 from registry.store import is_agent_id
 from registry.tables import agents, as_utc, mcp_servers, mcp_tools
@@ -65,6 +65,7 @@ class NewMcpServer:
     credential_secret: str | None  # sealed
     registered_by: str
     trusted_registrant: bool
+    prefix_tools: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class SqlMcpStore:
                             credential_secret=server.credential_secret,
                             registered_by=server.registered_by,
                             trusted_registrant=server.trusted_registrant,
+                            prefix_tools=server.prefix_tools,
                             health_status=HealthStatus.UNKNOWN.value,
                             registered_at=now,
                             updated_at=now,
@@ -343,6 +345,9 @@ async def _sync(
         ).mappings()
     }
     taken = frozenset((await conn.execute(select(mcp_tools.c.namespaced))).scalars())
+    prefix = (
+        await conn.execute(select(mcp_servers.c.prefix_tools).where(mcp_servers.c.id == server_id))
+    ).scalar_one_or_none()
     added: list[str] = []
     changed: list[str] = []
     seen: set[str] = set()
@@ -354,7 +359,7 @@ async def _sync(
         flags = [f.as_dict() for f in screen_tool(definition)]
         row = current.get(name)
         if row is None:
-            namespaced = namespaced_name(server_id, name, taken)
+            namespaced = federated_name(server_id, name, taken, prefix=prefix is not False)
             taken = taken | {namespaced}
             approve = auto_approve and not flags
             await conn.execute(
@@ -486,6 +491,7 @@ def _server_record(row: RowMapping, tools: list[McpToolRecord]) -> McpServerReco
             **{k: v for k, v in credential.items() if k in CredentialInfo.model_fields},
             secret_set=row["credential_secret"] is not None,
         ),
+        prefix_tools=bool(row["prefix_tools"]),
         registered_by=row["registered_by"],
         health=McpHealth(
             status=HealthStatus(row["health_status"]),

@@ -174,6 +174,25 @@ def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
 # --- Namespacing -----------------------------------------------------------------
 
 
+def federated_name(
+    server_id: str, tool_name: str, taken: frozenset[str] = frozenset(), *, prefix: bool = True
+) -> str:
+    """The name a tool is offered under. With ``prefix`` (the default),
+    `namespaced_name`. Without (an operator's choice per server, so a server's
+    tools keep the names its clients and tests know), the tool's own name when
+    it is a valid federated name (``[A-Za-z0-9_-]``, at most 64) that nothing
+    holds yet; otherwise -- a collision, or a name that needs cleaning -- the
+    namespaced name, so the first registered keeps the plain name and a
+    collision is resolved the same way on every replica and every run."""
+    if not prefix and _is_plain(tool_name) and tool_name not in taken:
+        return tool_name
+    return namespaced_name(server_id, tool_name, taken)
+
+
+def _is_plain(name: str) -> bool:
+    return 0 < len(name) <= MAX_NAME and not _NAME_SAFE.search(name)
+
+
 def namespaced_name(server_id: str, tool_name: str, taken: frozenset[str] = frozenset()) -> str:
     """The federated name of ``tool_name`` on ``server_id``.
 

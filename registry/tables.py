@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    true,
 )
 
 metadata = MetaData()
@@ -122,6 +123,8 @@ mcp_servers = Table(
     Column("credential_secret", Text, nullable=True),
     Column("registered_by", Text, nullable=False),
     Column("trusted_registrant", Boolean, nullable=False),
+    # False: the server's tools are offered under their own names where free.
+    Column("prefix_tools", Boolean, nullable=False, server_default=true()),
     Column("server_info", JSON, nullable=True),
     Column("protocol_version", String(32), nullable=True),
     Column("health_status", String(16), nullable=False),

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from gateway.auth import PROTECTED_RESOURCE_PATH
+from gateway.mcp_auth import MCP_METADATA_PATH, mcp_resource
 from gateway.state import state_of
 from policies.scopes import ADMIN_SCOPE
 
@@ -32,4 +33,22 @@ async def protected_resource(request: Request) -> dict[str, Any]:
         "scopes_supported": [ADMIN_SCOPE],
         "resource_signing_alg_values_supported": ["ES256"],
         "resource_name": "Switchboard gateway",
+    }
+
+
+@router.get(MCP_METADATA_PATH, summary="Protected resource metadata of the MCP endpoint")
+async def mcp_protected_resource(request: Request) -> dict[str, Any]:
+    """RFC 9728 §3.1: the metadata of resource ``{gateway}/mcp`` lives at the
+    well-known path with the resource's path appended; MCP clients find it
+    from the 401's ``resource_metadata`` and ask for tokens for ``resource``."""
+    settings = state_of(request).settings
+    issuers = [settings.effective_public_url, *(i.issuer for i in settings.trusted_issuers)]
+    return {
+        "resource": mcp_resource(request),
+        "authorization_servers": issuers,
+        "jwks_uri": settings.effective_public_url + "/.well-known/jwks.json",
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": sorted(settings.mcp_required_scopes),
+        "resource_signing_alg_values_supported": ["ES256"],
+        "resource_name": "Switchboard MCP gateway",
     }

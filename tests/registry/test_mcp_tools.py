@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from registry.mcp_tools import (
     MAX_NAME,
+    federated_name,
     hidden_character,
     namespaced_name,
     screen_tool,
@@ -144,3 +145,12 @@ def test_zero_width_characters_cannot_split_a_phrase_past_the_screen() -> None:
 @given(st.text(alphabet=st.characters(categories=["L", "N", "P", "Zs"]), max_size=100))
 def test_visible_text_has_no_hidden_characters(text: str) -> None:
     assert all(hidden_character(c) is None for c in text if c not in "\u115f\u1160\u3164\uffa0")
+
+
+def test_unprefixed_names_fall_back_to_the_namespaced_form_deterministically() -> None:
+    assert federated_name("everything", "echo", prefix=False) == "echo"
+    # Taken (by another server's tool) or not a plain name: the namespaced form.
+    assert federated_name("other", "echo", frozenset({"echo"}), prefix=False) == "other__echo"
+    assert federated_name("crm", "lookup.user", prefix=False).startswith("crm__lookup_user_")
+    assert federated_name("crm", "x" * 65, prefix=False) == namespaced_name("crm", "x" * 65)
+    assert federated_name("crm", "echo") == "crm__echo"

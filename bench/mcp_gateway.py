@@ -1,0 +1,184 @@
+"""MCP `tools/call` through Switchboard's `/mcp`, against calling the upstream directly.
+
+    python -m bench.mcp_gateway                      # both revisions, 1 and 32 callers
+    python -m bench.mcp_gateway --seconds 10 --modes 2026-07-28
+
+One upstream MCP server (the SDK's `MCPServer`, one `echo` tool, Streamable
+HTTP under uvicorn) and one gateway (`switchboard serve --dev`, SQLite, the
+server registered with the CLI, a dev user token). The load generator is the
+official `mcp` client: one `Client` per leg shared by N concurrent callers,
+the same code for both legs; only the URL (and the bearer token) differ. The
+gateway leg pays for authentication, the policy decision, a minted token, the
+approval check, the audit record and a second MCP hop. DESIGN.md's target:
+through the gateway >= 0.5x the direct calls/s. Ratios are taken in the same
+run, per revision and caller count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from bench.a2a_forwarding import HOST, REPO, free_port, spawn, stop_process
+
+TOOL = "echo"
+ARGUMENTS = {"text": "hello"}
+
+
+def _serve_upstream(port: int) -> None:
+    import uvicorn
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("bench-upstream")
+
+    @server.tool()
+    async def echo(text: str) -> str:
+        """Echo the text."""
+        return text
+
+    app = server.streamable_http_app(stateless_http=True)
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def _switchboard(data: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *args, "--data-dir", data],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.strip()
+
+
+@contextmanager
+def _servers() -> Iterator[tuple[str, str, str]]:
+    """(direct URL, gateway URL, token); everything is stopped afterwards."""
+    up_port, gw_port = free_port(), free_port()
+    upstream = spawn(
+        [sys.executable, "-m", "bench.mcp_gateway", "_upstream", str(up_port)], up_port
+    )
+    data = tempfile.mkdtemp(prefix="switchboard-mcp-bench-")
+    gateway = None
+    try:
+        argv = ["serve", "--dev", "--data-dir", data, "--host", HOST, "--port", str(gw_port)]
+        gateway = spawn([sys.executable, "-m", "gateway", *argv, "--log-level", "warning"], gw_port)
+        direct = f"http://{HOST}:{up_port}/mcp"
+        _switchboard(data, "mcp", "add", "Bench", direct, "--id", "bench", "--no-prefix")
+        token = _switchboard(data, "token", "issue", "--sub", "bench-user")
+        yield direct, f"http://{HOST}:{gw_port}/mcp", token
+    finally:
+        if gateway is not None:
+            stop_process(gateway)
+        stop_process(upstream)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@dataclass
+class Result:
+    calls: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def _load(
+    url: str, token: str | None, mode: str, callers: int, warmup: float, seconds: float
+) -> Result:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    limits = httpx2.Limits(max_connections=callers + 8, max_keepalive_connections=callers + 8)
+    latencies: list[float] = []
+    errors = 0
+    async with (
+        httpx2.AsyncClient(
+            headers=headers, timeout=httpx2.Timeout(30, read=60), limits=limits
+        ) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+    ):
+        await client.list_tools()  # the client validates structured output against it
+
+        async def caller(until: float, record: bool) -> None:
+            nonlocal errors
+            while (started := time.perf_counter()) < until:
+                try:
+                    ok = not (await client.call_tool(TOOL, ARGUMENTS)).is_error
+                except Exception:
+                    ok = False
+                if record:
+                    if ok:
+                        latencies.append(time.perf_counter() - started)
+                    else:
+                        errors += 1
+
+        for record, span in ((False, warmup), (True, seconds)):
+            until = time.perf_counter() + span
+            begun = time.perf_counter()
+            await asyncio.gather(*(caller(until, record) for _ in range(callers)))
+        elapsed = time.perf_counter() - begun
+    return Result(len(latencies), errors, elapsed, latencies)
+
+
+def main(modes: list[str], levels: list[int], warmup: float, seconds: float) -> int:
+    rows: list[tuple[str, int, str, Result]] = []
+    with _servers() as (direct, gateway, token):
+        legs: list[tuple[str, Callable[[str, int], Result]]] = [
+            ("direct", lambda m, n: asyncio.run(_load(direct, None, m, n, warmup, seconds))),
+            ("gateway", lambda m, n: asyncio.run(_load(gateway, token, m, n, warmup, seconds))),
+        ]
+        for mode in modes:
+            for callers in levels:
+                for leg, run in legs:
+                    rows.append((mode, callers, leg, run(mode, callers)))
+    print(f"\nMCP tools/call ({TOOL}), one shared mcp.Client per leg, {seconds:g} s per row")
+    print(
+        f"{'revision':<11} {'callers':>7} {'leg':<8} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6} {'x direct':>8}"
+    )
+    failed = 0
+    rates = {(m, n, leg): r.rate for m, n, leg, r in rows}
+    for mode, callers, leg, result in rows:
+        failed += result.errors > 0 or result.calls == 0
+        ratio = result.rate / rates[(mode, callers, "direct")] if leg == "gateway" else 1.0
+        print(
+            f"{mode:<11} {callers:>7} {leg:<8} {result.rate:>8.0f} "
+            f"{result.percentile(50) if result.latencies else float('nan'):>7.2f} "
+            f"{result.percentile(99) if result.latencies else float('nan'):>7.2f} "
+            f"{result.errors:>6} {ratio:>8.2f}"
+        )
+    gateway_ratios = [r.rate / rates[(m, n, "direct")] for m, n, leg, r in rows if leg == "gateway"]
+    print(f"\nlowest gateway/direct ratio: {min(gateway_ratios):.2f} (target >= 0.5)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "_upstream":
+        _serve_upstream(int(sys.argv[2]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", nargs="+", default=["2026-07-28", "legacy"])
+    parser.add_argument("--callers", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    options = parser.parse_args()
+    sys.exit(main(options.modes, options.callers, options.warmup, options.seconds))

@@ -1,0 +1,289 @@
+"""The gateway's own MCP server: `/mcp`, Streamable HTTP, revisions 2026-07-28
+and 2025-11-25 on one endpoint.
+
+The protocol work is the official SDK's (`mcp` 2.x): its session manager routes
+a request by its `MCP-Protocol-Version` header -- 2026-07-28 requests are
+stateless POSTs (`server/discover`, no `initialize`), anything else the
+2025-11-25 handshake with `Mcp-Session-Id` sessions -- and its low-level
+`Server` dispatches to the handlers here, which hold no logic of their own:
+
+* `tools/list` answers `McpFederation.tools(caller)`: only the tools the policy
+  lets this caller call, by the very decision `tools/call` runs
+  (`McpFederation.may_call`), so a user never sees a tool they cannot call;
+* `tools/call` runs `McpFederation.call_tool`, the one delegation pipeline
+  (decide -> mint -> approval check -> upstream with its own credential ->
+  audit), forwarding progress both ways, letting a client's cancellation
+  cancel the upstream call (the SDK cancels this handler; the upstream client
+  then abandons its request), and passing input requests on (`gateway.mcp_input`).
+
+Errors are MCP's (2025-11-25 "Tools", "Error handling"): an unknown tool is
+the JSON-RPC error -32602; the gateway's refusals and upstream failures are
+JSON-RPC errors with the codes below and a message that says what happened;
+a tool's own failure stays a result with ``isError``. Nothing becomes a 500.
+
+The session manager must run for the app's whole life: `run()` is entered in
+the FastAPI lifespan (a mounted app's own lifespan never runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import mcp_types as types
+from mcp import MCPError
+from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.streamable_http_manager import (
+    StreamableHTTPASGIApp,
+    StreamableHTTPSessionManager,
+)
+from mcp.server.subscriptions import ListenHandler
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import BaseRoute, Route
+
+from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.audit import trace_id_from
+from gateway.mcp_auth import CALLER_KEY, MCP_PATH, McpAuth, current_caller
+from gateway.mcp_federation import McpFederation, ToolNotFound, ToolQuarantined
+from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
+from gateway.mcp_notify import ToolListNotifier
+from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.settings import Settings
+from policies.keys import derive_key
+
+logger = logging.getLogger(__name__)
+
+# JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
+# -32001 are avoided: the SDK's client reads them as "connection closed" and
+# "request timeout"; -32020..-32022 and -32042 are the spec's own.
+DELEGATION_REFUSED = -32010
+TOOL_QUARANTINED = -32011
+UPSTREAM_UNAVAILABLE = -32012
+UPSTREAM_TIMEOUT = -32013
+TOO_MANY_ROUNDS = -32014
+
+
+class _GatewayServer(Server[Any]):
+    """Declares ``tools.listChanged`` to 2025-11-25 clients (the handshake-era
+    capabilities take it from `NotificationOptions`; at 2026-07-28 the SDK
+    derives it from `subscriptions/listen` being served)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS rebinding protection (MCP 2025-11-25 "Transports", security warning):
+    the public URL's host, the configured ones, and loopback in dev mode. The
+    SDK's default allowlist is loopback only, which 421s a real host name."""
+    public = urlsplit(settings.effective_public_url)
+    hosts = [public.netloc, *settings.mcp_allowed_hosts]
+    if public.port is None and public.hostname:
+        hosts.append(f"{public.hostname}:*")
+    origins = [f"{public.scheme}://{public.netloc}", *settings.mcp_allowed_origins]
+    if settings.dev:
+        for loopback in ("127.0.0.1", "localhost", "[::1]"):
+            hosts += [loopback, f"{loopback}:*"]
+            origins += [f"http://{loopback}", f"http://{loopback}:*"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity:
+    """`requestState` is sealed (AES-GCM) and bound to the caller and the
+    request by the SDK; every replica derives the same key from the secret."""
+    if settings.sealing_secret:
+        return RequestStateSecurity(keys=[derive_key(settings.sealing_secret, "mcp requestState")])
+    return RequestStateSecurity.ephemeral()  # --dev without a secret: this process only
+
+
+def mcp_error(exc: Exception, name: str) -> MCPError:
+    """The MCP error a caller gets for a refused or failed call."""
+    if isinstance(exc, ToolNotFound):
+        # The spec's own example: "Unknown tool: invalid_tool_name" (-32602).
+        return MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+    if isinstance(exc, ApprovalRequired):
+        reasons = list(exc.decision.reasons)
+        return MCPError(
+            DELEGATION_REFUSED,
+            f"{name} needs human approval, which this gateway cannot collect yet: "
+            + "; ".join(reasons),
+            {"reasons": reasons, "approval_required": True},
+        )
+    if isinstance(exc, DelegationDenied):
+        reasons = list(exc.decision.reasons)
+        data: dict[str, Any] = {"reasons": reasons}
+        if exc.decision.denial is not None:
+            data["denial"] = exc.decision.denial.value
+        return MCPError(
+            DELEGATION_REFUSED, f"calling {name} was refused: " + "; ".join(reasons), data
+        )
+    if isinstance(exc, ToolQuarantined):
+        return MCPError(TOOL_QUARANTINED, str(exc), {"state": exc.tool.state.value})
+    if isinstance(exc, UpstreamTimeout):
+        return MCPError(UPSTREAM_TIMEOUT, str(exc))
+    if isinstance(exc, UpstreamUnavailable):
+        return MCPError(UPSTREAM_UNAVAILABLE, str(exc))
+    if isinstance(exc, UpstreamError):
+        # The upstream's own JSON-RPC error (say -32602 for bad arguments) passes through.
+        return MCPError(exc.code, exc.message, exc.data)
+    raise exc
+
+
+def caller_of(ctx: ServerRequestContext) -> Caller:
+    """The caller `McpAuth` established for the HTTP request carrying this message."""
+    request = ctx.request
+    caller = getattr(request, "scope", {}).get(CALLER_KEY) if request is not None else None
+    caller = caller or current_caller.get()
+    if caller is None:  # unreachable behind McpAuth; refuse rather than guess
+        raise MCPError(types.INVALID_REQUEST, "not authenticated")
+    return caller
+
+
+class _ProgressRelay:
+    """The upstream's progress, reported against the caller's own progressToken
+    (a no-op when the caller sent none)."""
+
+    def __init__(self, ctx: ServerRequestContext) -> None:
+        self._ctx = ctx
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        await self._ctx.session.report_progress(progress, total, message)
+
+
+def _trace_id(ctx: ServerRequestContext) -> str:
+    headers = getattr(ctx.request, "headers", None)
+    return trace_id_from(headers.get("traceparent") if headers is not None else None)
+
+
+class McpFront:
+    """The `/mcp` endpoint: an SDK `Server` whose handlers call the federation.
+
+    Built with the app (routes must exist before the lifespan); the federation
+    is asked for at call time through ``federation``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        federation: Callable[[], McpFederation],
+        *,
+        version: str,
+    ) -> None:
+        self._federation = federation
+        self.notifier = ToolListNotifier()
+        self.server: Server[Any] = _GatewayServer(
+            "switchboard",
+            version=version,
+            title="Switchboard",
+            description="The MCP tools of every server federated by this gateway that you may call",
+            on_list_tools=self.on_list_tools,
+            on_call_tool=self.on_call_tool,
+            on_subscriptions_listen=ListenHandler(self.notifier.bus),
+            # Runs before the handlers, for every 2026-07-28 tools/call with
+            # arguments (Mcp-Param-* header checks); without it the SDK would
+            # run a whole tools/list per call.
+            get_tool_input_schema=self.input_schema,
+        )
+        self.server.middleware.append(
+            RequestStateBoundary(
+                request_state_security(settings),
+                default_audience=settings.effective_resource_id + MCP_PATH,
+            )
+        )
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server,
+            # SSE answers, not JSON: with JSON a 2026-07-28 call can neither
+            # report progress nor be cancelled (the SDK answers plain JSON
+            # anyway when a handler finishes quickly and silently).
+            json_response=False,
+            stateless=False,  # 2025-11-25 sessions, so list_changed can reach them
+            security_settings=transport_security(settings),
+            session_idle_timeout=settings.mcp_session_idle_seconds,
+            max_request_body_size=settings.max_request_bytes,
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        # One exact route (GET for the 2025 stream, POST, DELETE to end a
+        # session): a Mount would redirect `/mcp` to `/mcp/`.
+        return [Route(MCP_PATH, endpoint=McpAuth(StreamableHTTPASGIApp(self.manager)))]
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        async with self.manager.run():
+            try:
+                yield
+            finally:
+                await self.notifier.aclose()
+
+    # Handlers -----------------------------------------------------------------
+
+    async def on_list_tools(
+        self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        self.notifier.remember(ctx)
+        tools = await self._federation().tools(caller_of(ctx))
+        return types.ListToolsResult(tools=[tool.as_mcp_tool() for tool in tools])
+
+    async def on_call_tool(
+        self, ctx: ServerRequestContext, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        self.notifier.remember(ctx)
+        caller = caller_of(ctx)
+        trace_id = _trace_id(ctx)
+
+        progress = _ProgressRelay(ctx)
+
+        responses, state = params.input_responses, params.request_state
+        for _ in range(MAX_ROUNDS):
+            try:
+                result = await self._federation().call_tool(
+                    params.name,
+                    params.arguments,
+                    caller=caller,
+                    trace_id=trace_id,
+                    progress_callback=progress,
+                    input_responses=responses,
+                    request_state=state,
+                )
+            except (
+                ToolNotFound,
+                DelegationDenied,
+                ToolQuarantined,
+                UpstreamUnavailable,
+                UpstreamError,
+            ) as exc:
+                raise mcp_error(exc, params.name) from None
+            if not isinstance(result, types.InputRequiredResult) or is_modern(ctx):
+                return result
+            responses = await ask_legacy_client(ctx, result.input_requests or {})
+            state = result.request_state
+        raise MCPError(
+            TOO_MANY_ROUNDS, f"{params.name} asked for input more than {MAX_ROUNDS} times"
+        )
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        tool = self._federation().known_tool(name)
+        if tool is None:
+            return None
+        schema = tool.definition.get("inputSchema")
+        return schema if isinstance(schema, Mapping) else None
+
+    def tools_changed(self) -> None:
+        self.notifier.changed()

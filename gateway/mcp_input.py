@@ -1,0 +1,50 @@
+"""Input a tool asks for mid-call, for a client on either protocol revision.
+
+An upstream tool that needs input (an elicitation, a sampling request, the
+client's roots) answers a 2026-07-28 multi-round-trip `InputRequiredResult`;
+the federation returns it unresolved. What the gateway does with it depends on
+the client that called (MCP 2026-07-28 "Multi round-trip requests"):
+
+* a 2026-07-28 client gets the `InputRequiredResult` itself and retries with
+  `inputResponses` + the echoed `requestState` (which the gateway's
+  `RequestStateBoundary` sealed and bound to the caller on the way out);
+* a 2025-11-25 client cannot take such a result, so each request is sent to
+  it as the server-to-client request of its revision (`elicitation/create`,
+  `sampling/createMessage`, `roots/list`) on the call's own stream, and the
+  gateway retries upstream with the answers.
+"""
+
+from __future__ import annotations
+
+import mcp_types as types
+from mcp.server import ServerRequestContext
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+MAX_ROUNDS = 8  # a tool that keeps asking cannot hold a call open forever
+
+
+def is_modern(ctx: ServerRequestContext) -> bool:
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+async def ask_legacy_client(
+    ctx: ServerRequestContext, requests: types.InputRequests
+) -> types.InputResponses:
+    """Put each input request to a 2025-11-25 client and collect its answers."""
+    related = ServerMessageMetadata(related_request_id=ctx.request_id)
+    answers: types.InputResponses = {}
+    for key, request in requests.items():
+        answer: types.InputResponse
+        if isinstance(request, types.ElicitRequest):
+            answer = await ctx.session.send_request(request, types.ElicitResult, metadata=related)
+        elif isinstance(request, types.CreateMessageRequest):
+            answer = await ctx.session.send_request(
+                request, types.CreateMessageResult, metadata=related
+            )
+        else:
+            answer = await ctx.session.send_request(
+                request, types.ListRootsResult, metadata=related
+            )
+        answers[key] = answer
+    return answers

@@ -1,0 +1,27 @@
+"""The official `mcp` client against the gateway's `/mcp`, with a bearer token."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+# The two revisions a client may speak: 2026-07-28 (stateless) and 2025-11-25 (sessions).
+MODES = ["2026-07-28", "legacy"]
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(
+    url: str, token: str | None, mode: str, **options: Any
+) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
+    async with (
+        http,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
+    ):  # type: ignore[arg-type]
+        yield client

@@ -38,10 +38,10 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
@@ -156,13 +156,17 @@ class UpstreamHTTP:
         if url in self._checked:
             return
         try:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https"):
+            # The URL as aiohttp will read it (yarl), not as urllib does: yarl
+            # folds Unicode hosts to ASCII ("①②⑦.0.0.1", "127。0。0。1" become
+            # 127.0.0.1), and aiohttp then connects to an IP literal without
+            # asking the resolver. The host checked is the host connected to.
+            parsed = yarl.URL(url)
+            if parsed.scheme not in ("http", "https"):
                 raise AddressRefused("only http and https URLs are allowed")
-            if parts.username is not None or parts.password is not None:
+            if parsed.raw_user is not None or parsed.raw_password is not None:
                 raise AddressRefused("credentials in URLs are not allowed")
-            self._policy.check_host(parts.hostname or "")  # checks an IP literal
-        except (AddressRefused, ValueError) as exc:
+            self._policy.check_host(parsed.raw_host or "")  # checks an IP literal
+        except (AddressRefused, ValueError, TypeError) as exc:
             raise UpstreamRefused(f"{url}: {exc}") from None
         if len(self._checked) > 4096:
             self._checked.clear()

@@ -147,7 +147,7 @@ class CheckedBackend(httpcore2.AsyncNetworkBackend):
 
 
 class TooLarge(httpx2.TransportError):
-    """An upstream answer was larger than the cap."""
+    """An upstream answer broke the size rules: larger than the cap, or compressed."""
 
 
 class _Capped(httpx2.AsyncByteStream):
@@ -183,6 +183,12 @@ class CheckedTransport(httpx2.AsyncHTTPTransport):
         if scheme not in ("http", "https"):
             raise httpx2.UnsupportedProtocol(f"{scheme} URLs are not allowed", request=request)
         response = await super().handle_async_request(request)
+        coding = response.headers.get("content-encoding", "").strip().lower()
+        if coding and coding != "identity":
+            # Asked for identity: a compressed answer would be counted by the
+            # cap before it expands (a 48 KB gzip answer is 50 MB in memory).
+            await response.aclose()
+            raise TooLarge(f"the answer is {coding}-coded though the gateway asked for none")
         if "text/event-stream" not in response.headers.get("content-type", ""):
             assert isinstance(response.stream, httpx2.AsyncByteStream)
             response.stream = _Capped(response.stream, self._max_response_bytes)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -102,6 +104,7 @@ from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+RequestHandlerT = TypeVar("RequestHandlerT", bound=RequestHandler)
 
 ADMISSION = "switchboard.admission"
 PRINCIPAL = "switchboard.principal"
@@ -226,6 +229,20 @@ def _transport_failure(chain: list[BaseException]) -> str:
     return "transport error"
 
 
+async def list_own_tasks(
+    tasks: TaskRecords, agent_id: str, owner: Owner, params: ListTasksRequest
+) -> ListTasksResponse:
+    """`ListTasks` from the gateway's records: only ``owner``'s tasks."""
+    try:
+        page = await tasks.list(agent_id, owner, params)
+    except ValueError as exc:  # a bad pageToken (InvalidPageToken) or bound
+        raise InvalidParamsError(str(exc)) from None
+    if not params.include_artifacts:
+        for task in page.tasks:
+            task.ClearField("artifacts")
+    return page
+
+
 def _outcome(error: A2AError | None) -> str:
     return "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
 
@@ -269,6 +286,45 @@ class FrontDoorParts:
         return sign_card(card, await self.signing_key(), jku)
 
 
+def _without_tenants(cls: type[RequestHandlerT]) -> type[RequestHandlerT]:
+    """Clear `tenant` from every request before the handler sees it.
+
+    The gateway serves one agent per URL and has no tenants. The SDK's REST
+    client transport puts a request's tenant into the upstream *path*
+    (`/{tenant}/message:send`), so a caller-chosen tenant would pick a path on
+    the agent's host (or another tenant of a multi-tenant agent) that the
+    gateway's decision never covered.
+    """
+    for name, method in list(vars(cls).items()):
+        if not name.startswith("on_") or not callable(method):
+            continue
+        setattr(cls, name, _tenant_cleared(method))
+    return cls
+
+
+def _tenant_cleared(method: Callable[..., Any]) -> Callable[..., Any]:
+    def clear(params: Any) -> None:
+        if params is not None and "tenant" in params.DESCRIPTOR.fields_by_name:
+            params.ClearField("tenant")
+
+    if inspect.isasyncgenfunction(inspect.unwrap(method)):
+
+        @functools.wraps(method)
+        def streaming(self: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
+            clear(params)
+            return method(self, params, *args, **kwargs)
+
+        return streaming
+
+    @functools.wraps(method)
+    async def plain(self: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
+        clear(params)
+        return await method(self, params, *args, **kwargs)
+
+    return plain
+
+
+@_without_tenants
 class AgentHandler(RequestHandler):
     """Every A2A operation on one registered agent, through the pipeline.
 
@@ -491,13 +547,7 @@ class AgentHandler(RequestHandler):
         # Answered from the gateway's records: only the caller's tasks, for
         # every agent, whether or not the agent itself implements ListTasks.
         admission = _admission(context)
-        try:
-            page = await self.tasks.list(admission.agent_id, admission.owner, params)
-        except ValueError as exc:  # a bad pageToken (InvalidPageToken) or bound
-            raise InvalidParamsError(str(exc)) from None
-        if not params.include_artifacts:
-            for task in page.tasks:
-                task.ClearField("artifacts")
+        page = await list_own_tasks(self.tasks, admission.agent_id, admission.owner, params)
         await self._audit(admission, "ListTasks", None)
         return page
 

@@ -22,6 +22,7 @@ part, resource links as URL parts, embedded binary as raw parts.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -71,11 +72,11 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.struct_pb2 import Value
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.a2a_front import ADMISSION, FrontDoorParts
+from gateway.a2a_front import ADMISSION, FrontDoorParts, list_own_tasks
 from gateway.mcp_federation import FederatedTool, McpFederation, ToolNotFound, ToolQuarantined
 from gateway.pipeline import Caller, DelegationDenied
 from gateway.tasks import Owner
@@ -164,6 +165,13 @@ class McpAgentHandler(RequestHandler):
             raise UnsupportedOperationError(
                 f"task {message.task_id} has ended: an MCP tool's task is one call"
             )
+        if message.context_id:
+            # A2A 1.0 §3.1.3: another user's context is as good as none.
+            owners = await self._parts().tasks.context_owners(
+                admission.server_id, message.context_id
+            )
+            if owners and owners != {admission.owner}:
+                raise TaskNotFoundError(f"context {message.context_id} not found")
         federation = self._federation()
         # Quarantined tools too: calling one should say it is quarantined.
         everything = await federation.tools(include_uncallable=True)
@@ -194,7 +202,12 @@ class McpAgentHandler(RequestHandler):
                 f"{tool.upstream_name} asked for more input, which is not relayed over A2A; "
                 "call it from an MCP client"
             )
-        task = _task_of(message, tool, result)
+        try:
+            task = _task_of(message, tool, result)
+        except (binascii.Error, ValueError, ParseError) as exc:
+            raise InvalidAgentResponseError(
+                f"MCP server {admission.server_id} answered content it could not have meant: {exc}"
+            ) from None
         await self._parts().tasks.record(admission.server_id, admission.owner, task)
         return task
 
@@ -219,14 +232,9 @@ class McpAgentHandler(RequestHandler):
         self, params: ListTasksRequest, context: ServerCallContext
     ) -> ListTasksResponse:
         admission = self._admission(context)
-        try:
-            page = await self._parts().tasks.list(admission.server_id, admission.owner, params)
-        except ValueError as exc:
-            raise InvalidParamsError(str(exc)) from None
-        if not params.include_artifacts:
-            for task in page.tasks:
-                task.ClearField("artifacts")
-        return page
+        return await list_own_tasks(
+            self._parts().tasks, admission.server_id, admission.owner, params
+        )
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
@@ -357,13 +365,13 @@ def _part_of(block: Any) -> Part | None:
     if isinstance(block, types.ResourceLink):
         return Part(url=str(block.uri), media_type=block.mime_type or "", filename=block.name)
     if isinstance(block, types.ImageContent | types.AudioContent):
-        return Part(raw=base64.b64decode(block.data), media_type=block.mime_type)
+        return Part(raw=base64.b64decode(block.data, validate=True), media_type=block.mime_type)
     if isinstance(block, types.EmbeddedResource):
         resource = block.resource
         if isinstance(resource, types.TextResourceContents):
             return Part(text=resource.text, media_type=resource.mime_type or "text/plain")
         return Part(
-            raw=base64.b64decode(resource.blob),
+            raw=base64.b64decode(resource.blob, validate=True),
             media_type=resource.mime_type or "application/octet-stream",
         )
     # An unknown content type still reaches the caller, as its JSON.

@@ -3,10 +3,10 @@
 This is the hot path of the front door, and the one case where the caller and
 the agent speak the same dialect, so nothing needs translating. Instead of the
 SDK's full round trip (JSON -> protobuf -> handler -> protobuf -> JSON on the
-client side, then the same in reverse for the answer), the request's JSON goes
-upstream and the agent's JSON comes back, each re-encoded from the parsed
-document the gateway checked (never the raw bytes: see `_encode`). The gateway
-still does everything it does on the SDK path, in the same order:
+client side, then the same in reverse for the answer), the request is parsed
+once, checked, and its canonical JSON goes upstream; the answer likewise (see
+`_envelope` for why never the raw bytes). The gateway still does everything
+it does on the SDK path, in the same order:
 
 1. admission (authenticate, decide, mint) happened before this is reached;
 2. the request is validated exactly as the SDK validates it (base JSON-RPC
@@ -23,8 +23,8 @@ still does everything it does on the SDK path, in the same order:
    the SDK's own mapping, as the SDK path does;
 6. the audit record.
 
-The answer returned is the agent's document (same `id`, since the request
-went through unchanged), unknown fields included.
+The answer returned is the agent's result in canonical form, under the
+caller's own request `id`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from a2a.utils.errors import A2AError, InvalidAgentResponseError
 from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
-from google.protobuf.json_format import ParseDict, ParseError
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from google.protobuf.message import Message as ProtoMessage
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -97,6 +98,9 @@ class PassThrough:
         try:
             params = ParseDict(raw_params, SendMessageRequest(), ignore_unknown_fields=True)
             validate_proto_required_fields(params)
+            # The gateway serves one agent per URL and has no tenants; a
+            # caller-chosen tenant must not pick another one upstream.
+            params.ClearField("tenant")
         except Exception:  # the SDK path turns it into the right -32602
             return None
         return params, transport, endpoint.url
@@ -111,8 +115,8 @@ class PassThrough:
         try:
             handler._no_inline_push(params)
             await handler._check_message(admission, params.message)
-            answer = await self._forward(admission, url, body)
-            data, result = self._check_answer(admission, transport, answer, request_id)
+            answer = await self._forward(admission, url, _envelope(request_id, "params", params))
+            result = self._check_answer(admission, transport, answer, request_id)
             if result.HasField("task"):
                 await handler._remember(admission, result.task)
             elif not result.HasField("message"):
@@ -121,9 +125,9 @@ class PassThrough:
             await handler._audit(admission, OPERATION, error)
             return JSONResponse(build_error_response(request_id, error))
         await handler._audit(admission, OPERATION, None)
-        return Response(_encode(data), media_type="application/json")
+        return Response(_envelope(request_id, "result", result), media_type="application/json")
 
-    async def _forward(self, admission: Admission, url: str, body: dict[str, Any]) -> bytes:
+    async def _forward(self, admission: Admission, url: str, body: bytes) -> bytes:
         headers = {
             "Authorization": f"Bearer {admission.grant.token.token}",
             "Content-Type": "application/json",
@@ -134,7 +138,7 @@ class PassThrough:
         timeout = self._handler._timeout(admission)
         try:
             answer = await self._handler.upstreams.raw.post(
-                url, _encode(body), headers, timeout_seconds=timeout
+                url, body, headers, timeout_seconds=timeout
             )
         except (UpstreamRefused, UpstreamBadAnswer, aiohttp.ClientError, OSError) as exc:
             raise upstream_error(admission.agent_id, exc, timeout) from None
@@ -147,7 +151,7 @@ class PassThrough:
     @staticmethod
     def _check_answer(
         admission: Admission, transport: JsonRpcTransport, answer: bytes, request_id: Any
-    ) -> tuple[dict[str, Any], SendMessageResponse]:
+    ) -> SendMessageResponse:
         agent_id = admission.agent_id
         try:
             data = json.loads(answer)
@@ -162,17 +166,22 @@ class PassThrough:
         except (ValueError, RecursionError, KeyError, TypeError, ParseError) as exc:
             logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
             raise InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer") from None
-        return checked, result
+        return result
 
 
-def _encode(document: dict[str, Any]) -> bytes:
-    """JSON from the parsed document, not the bytes it was parsed from.
+def _envelope(request_id: Any, member: str, message: ProtoMessage) -> bytes:
+    """A JSON-RPC envelope around the protobuf the gateway checked, re-encoded.
 
-    What crosses the gateway is exactly what the gateway checked: a body with
-    a key twice (`"taskId"` once for the gateway's parser, which keeps the
-    last, and once for an upstream's parser that keeps the first) or any other
-    spelling two JSON parsers read differently cannot carry past the
-    ownership checks something they did not see. ASCII-escaped, so a lone
-    surrogate escape survives the trip.
+    Never the bytes it was parsed from: JSON parsers disagree on a key given
+    twice (Python keeps the last, others the first) and protobuf's JSON parser
+    accepts a field under two names (`taskId` and `task_id`). Forwarding the
+    caller's document would let `"taskId": "<someone else's>", "task_id": ""`
+    pass the ownership check (which sees the empty one) and continue another
+    user's task on an upstream that reads only `taskId`. The canonical form of
+    what was checked has one spelling of everything, and no unknown fields.
     """
+    document: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+    if member == "params":
+        document["method"] = OPERATION
+    document[member] = MessageToDict(message)
     return json.dumps(document, separators=(",", ":")).encode()

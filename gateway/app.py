@@ -112,11 +112,6 @@ def create_app(settings: Settings) -> FastAPI:
         return front_door
 
     handler = AgentHandler(parts)
-
-    def federation() -> McpFederation:
-        mcp: McpFederation = app.state.switchboard.mcp
-        return mcp
-
     front = A2AFrontDoor(
         handler,
         GatewayHandler(parts),
@@ -251,7 +246,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         delegations,
         fetcher,
         FederationSettings(
-            stdio_commands=settings.stdio_command_prefixes,
+            stdio_commands=settings.stdio_command_lines,
             auto_approve_new_tools=settings.mcp_auto_approve_new_tools,
             sealing_secret=settings.sealing_secret,
             connect_timeout_seconds=settings.mcp_connect_timeout_seconds,

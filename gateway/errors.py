@@ -130,7 +130,12 @@ def _install_mcp_handlers(app: FastAPI, handler: Any) -> None:
     from gateway.mcp_federation import CommandNotAllowed, RegistrationRefused, ToolNotFound
 
     mapping: list[tuple[type[Exception], int, str, str]] = [
-        (McpServerConflict, 409, "mcp-server-exists", "An MCP server or agent has this id"),
+        (
+            McpServerConflict,
+            409,
+            "mcp-server-exists",
+            "An MCP server or agent has this id or resource",
+        ),
         (McpServerNotFound, 404, "mcp-server-not-found", "No such MCP server"),
         (McpToolNotFound, 404, "mcp-tool-not-found", "No such tool on this MCP server"),
         (ToolNotFound, 404, "mcp-tool-not-found", "No such federated tool"),

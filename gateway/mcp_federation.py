@@ -306,6 +306,13 @@ class McpFederation:
         else:
             assert registration.url is not None
             await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
+        if not admin and registration.resource not in (None, registration.url):
+            # The resource is the audience of tokens minted for the server; a
+            # registrant choosing another target's audience would receive
+            # tokens that target accepts.
+            raise RegistrationRefused(
+                f"only an admin may give a resource other than the server's URL ({ADMIN_SCOPE})"
+            )
         server_id = registration.id or await self._free_slug(registration.name)
         if registration.id is not None and await self.store.id_taken(server_id):
             raise McpServerConflict(server_id)
@@ -429,13 +436,15 @@ class McpFederation:
         return tools, servers
 
     def _check_command(self, command: str, args: Sequence[str]) -> None:
+        # The whole command line, exactly: a prefix would let an allowed
+        # `server-filesystem /srv/shared` take one more argument (`/`), from
+        # which the child reads the gateway's own environment and secrets.
         argv = (command, *args)
-        for allowed in self._settings.stdio_commands:
-            if argv[: len(allowed)] == allowed:
-                return
+        if argv in self._settings.stdio_commands:
+            return
         raise CommandNotAllowed(
-            f"{shlex.join(argv)!r} is not allowed: stdio commands must start with an entry "
-            "of the mcp_stdio_commands setting"
+            f"{shlex.join(argv)!r} is not allowed: a stdio command line must be exactly an "
+            "entry of the mcp_stdio_commands setting"
         )
 
     async def _free_slug(self, name: str) -> str:

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     mcp_stdio_commands: list[str] = Field(
         default_factory=list,
         description="Commands an admin may register as stdio MCP servers: each entry is a "
-        "command line (shell-quoted) that the registered command and arguments must start with.",
+        "command line (shell-quoted) that the registered command and arguments must equal.",
     )
     mcp_auto_approve_new_tools: bool = Field(
         default=True,
@@ -185,7 +185,7 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def stdio_command_prefixes(self) -> tuple[tuple[str, ...], ...]:
+    def stdio_command_lines(self) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(shlex.split(entry)) for entry in self.mcp_stdio_commands)
 
     @classmethod

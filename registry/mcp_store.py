@@ -133,6 +133,12 @@ class SqlMcpStore:
                 async with self._engine.begin() as conn:
                     if await _id_taken(conn, server.id):
                         raise McpServerConflict(server.id)
+                    if await _resource_taken(conn, server.resource):
+                        # A resource is a token audience: two targets sharing
+                        # one could replay each other's minted tokens.
+                        raise McpServerConflict(
+                            f"{server.id}: resource {server.resource} names another target"
+                        )
                     await conn.execute(
                         insert(mcp_servers).values(
                             id=server.id,
@@ -320,6 +326,13 @@ class SqlMcpStore:
 
 
 # Helpers --------------------------------------------------------------------------
+
+
+async def _resource_taken(conn: AsyncConnection, resource: str) -> bool:
+    for table in (mcp_servers, agents):
+        if await conn.scalar(select(table.c.id).where(table.c.resource == resource)) is not None:
+            return True
+    return False
 
 
 async def _id_taken(conn: AsyncConnection, server_id: str) -> bool:

@@ -40,6 +40,7 @@ from registry.tables import (
     agent_facets,
     agents,
     as_utc,
+    mcp_servers,
 )
 
 _WORD = re.compile(r"[^\W_]+")
@@ -129,6 +130,13 @@ class SqlAgentStore:
         }
         try:
             async with self._engine.begin() as conn:
+                # Agents and MCP servers share one id space (both are served at
+                # /a2a/{id} and named agents.<id> in the policy) and one space of
+                # token audiences (a resource names one target).
+                if await _taken_by_mcp_server(conn, agent.id, agent.resource):
+                    raise AgentConflict(
+                        f"{agent.id}: an MCP server has this id or resource {agent.resource}"
+                    )
                 await conn.execute(insert(agents).values(**row))
                 await _insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
                 await _replace_facets(conn, agent.id, agent.parsed)
@@ -214,7 +222,7 @@ class SqlAgentStore:
     async def id_taken(self, agent_id: str) -> bool:
         async with self._engine.connect() as conn:
             found = await conn.scalar(select(agents.c.id).where(agents.c.id == agent_id))
-        return found is not None
+            return found is not None or await _taken_by_mcp_server(conn, agent_id, None)
 
     async def registration(self, agent_id: str) -> tuple[str | None, Mapping[str, Any] | None]:
         """(card URL, pinned keys) for a refresh; raises `AgentNotFound`."""
@@ -557,3 +565,10 @@ def _decode_cursor(cursor: str) -> str:
     if not re.fullmatch(AGENT_ID_PATTERN, value):
         raise InvalidCursor("cursor is not one this API returned")
     return value
+
+
+async def _taken_by_mcp_server(conn: AsyncConnection, agent_id: str, resource: str | None) -> bool:
+    taken = mcp_servers.c.id == agent_id
+    if resource is not None:
+        taken = or_(taken, mcp_servers.c.resource == resource)
+    return await conn.scalar(select(exists().where(taken))) is True

@@ -4,6 +4,7 @@ header, the answer cap, and the OAuth client-credentials token cache."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from typing import Any
 
@@ -38,7 +39,14 @@ def _echo_headers(_url: str) -> Any:
         if scope["type"] != "http":
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        size = int(scope["query_string"].decode() or 0)
+        query = scope["query_string"].decode()
+        if query == "gzip":  # a small bomb: 1 MiB of zeros, compressed
+            body = gzip.compress(b"0" * (1 << 20))
+            coded = [(b"content-encoding", b"gzip")]
+            await send({"type": "http.response.start", "status": 200, "headers": coded})
+            await send({"type": "http.response.body", "body": body})
+            return
+        size = int(query or 0)
         body = json.dumps(headers).encode() if not size else b"x" * size
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
@@ -116,6 +124,14 @@ def _token_server(answers: list[tuple[int, dict[str, Any]]], seen: list[dict[str
         return app
 
     return build
+
+
+async def test_a_compressed_answer_is_refused_before_it_expands(echo: ServerThread) -> None:
+    # Asked for identity; 1 MiB of gzip-ed zeros is ~1 KB on the wire, under
+    # the cap, and would be 1 MiB in memory once decoded.
+    async with _client(AddressPolicy(allow_loopback=True), cap=64 * 1024) as client:
+        with pytest.raises(TooLarge, match="gzip-coded"):
+            await client.get(echo.url + "/?gzip")
 
 
 async def test_client_credentials_are_fetched_once_and_cached() -> None:

@@ -35,7 +35,7 @@ from a2a.utils.errors import InvalidParamsError, TaskNotFoundError, UnsupportedO
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Struct, Value
 
-from policies.scopes import ADMIN_SCOPE
+from policies.scopes import ADMIN_SCOPE, MCP_REGISTER_SCOPE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_servers import ToolBox, upstream_server
@@ -204,3 +204,28 @@ def test_no_token_and_unknown_servers_are_refused(setup: Setup) -> None:
     unknown = httpx.post(setup.gateway.url + "/a2a/nothing-here", json=body, headers=headers)
     assert unknown.status_code == 404
     assert json.loads(unknown.text)["error"]["code"] == -32000
+
+
+def test_agents_and_mcp_servers_share_one_id_and_audience_space(setup: Setup) -> None:
+    with setup.gateway.client(setup.tokens["admin"]) as admin:
+        card = httpx.get(setup.url + "/.well-known/agent-card.json").json()
+        card.pop("signatures")
+        # An agent may not take the MCP server's id (it would shadow it at /a2a/{id}).
+        taken = admin.post("/agents", json={"card": card, "id": "tools", "resource": "urn:x"})
+        assert taken.status_code == 409, taken.text
+        # Nor an MCP server the audience of the tokens minted for another target.
+        server = {"name": "Other", "url": setup.upstream.url + "/mcp"}
+        same_audience = admin.post("/mcp-servers", json={**server, "id": "other"})
+        assert same_audience.status_code == 409, same_audience.text
+        assert "resource" in same_audience.json()["detail"]
+    registrant = setup.gateway.token("carol", MCP_REGISTER_SCOPE)
+    with setup.gateway.client(registrant) as carol:
+        chosen = {
+            "name": "Mine",
+            "url": setup.upstream.url + "/mcp?mine",
+            "resource": setup.upstream.url + "/mcp",
+        }
+        refused = carol.post("/mcp-servers", json=chosen)
+        assert refused.status_code == 403, refused.text
+    with setup.gateway.client(setup.tokens["admin"]) as admin:
+        assert [s["id"] for s in admin.get("/mcp-servers").json()["items"]] == ["tools"]

@@ -111,21 +111,29 @@ def _error(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
-def test_the_callers_document_reaches_the_agent_and_the_agents_comes_back(
+def test_the_agent_gets_what_the_gateway_checked_with_a_token_minted_for_it(
     scripted: Scripted,
 ) -> None:
-    # A field no schema knows: the SDK path would re-encode it away; the
-    # pass-through keeps it (it re-encodes the document, not the protobuf).
     raw = (
         b'{"jsonrpc": "2.0",  "id": "req-1", "method": "SendMessage", "params": '
         b'{"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]},'
-        b' "x-vendor-extra": {"kept": true}}}'
+        b' "tenant": "someone-elses", "x-vendor-extra": {"kept": true}}}'
     )
     response = scripted.post(raw)
     assert response.status_code == 200
+    assert response.json()["id"] == "req-1"
     assert response.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
     (call,) = scripted.seen.calls()
-    assert json.loads(call.body) == json.loads(raw)
+    # The canonical form of the checked request: no unknown field, no tenant
+    # (the gateway has none, so a caller may not pick one upstream).
+    assert json.loads(call.body) == {
+        "jsonrpc": "2.0",
+        "id": "req-1",
+        "method": "SendMessage",
+        "params": {
+            "message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]}
+        },
+    }
     assert call.headers["a2a-version"] == "1.0"
     # The upstream got a token minted for it, never the caller's.
     assert not call.contains(scripted.tokens[USER])
@@ -133,18 +141,25 @@ def test_the_callers_document_reaches_the_agent_and_the_agents_comes_back(
     assert claims["sub"] == USER
 
 
-def test_a_key_given_twice_cannot_smuggle_another_users_task_past_the_checks(
-    scripted: Scripted,
+@pytest.mark.parametrize(
+    "smuggled",
+    [
+        # Python keeps the last of a key given twice; some parsers keep the first.
+        b'"taskId": "VICTIM", "messageId": "m2", "taskId": "OWN"',
+        # Protobuf's JSON parser takes a field under either name; the last wins.
+        b'"taskId": "VICTIM", "messageId": "m2", "task_id": "OWN"',
+    ],
+)
+def test_two_spellings_of_a_task_id_cannot_smuggle_another_users_task(
+    scripted: Scripted, smuggled: bytes
 ) -> None:
     victim = scripted.send("task").json()["result"]["task"]["id"]
     own = scripted.send("task", OTHER, messageId="m-bob").json()["result"]["task"]["id"]
     calls = len(scripted.seen.calls())
-    # Python keeps the last "taskId"; an upstream whose parser keeps the first
-    # would continue Alice's task if the raw bytes went through.
     raw = (
-        b'{"jsonrpc": "2.0", "id": "req-1", "method": "SendMessage", "params": {"message": '
-        b'{"taskId": "' + victim.encode() + b'", "messageId": "m2", "role": "ROLE_USER", '
-        b'"parts": [{"text": "task"}], "taskId": "' + own.encode() + b'"}}}'
+        b'{"jsonrpc": "2.0", "id": "req-1", "method": "SendMessage", "params": {"message": {'
+        + smuggled.replace(b"VICTIM", victim.encode()).replace(b"OWN", own.encode())
+        + b', "role": "ROLE_USER", "parts": [{"text": "task"}]}}}'
     )
     response = scripted.post(raw, OTHER)
     assert response.json()["result"]["task"]["id"] == own
@@ -254,3 +269,22 @@ def test_an_invalid_task_on_the_sdk_path_is_an_a2a_error_too(scripted: Scripted)
             }
         ],
     }
+
+
+def test_a_callers_tenant_never_reaches_the_agent_on_the_sdk_path_either(
+    scripted: Scripted,
+) -> None:
+    # The SDK's REST client would put it in the upstream path (/{tenant}/...).
+    body = {
+        "jsonrpc": "2.0",
+        "id": "req-1",
+        "method": "SendStreamingMessage",
+        "params": {
+            "tenant": "../someone-else",
+            "message": {"messageId": "t", "role": "ROLE_USER", "parts": [{"text": "message"}]},
+        },
+    }
+    response = scripted.post(body)
+    assert response.status_code == 200 and "someone-else" not in response.text
+    (call,) = scripted.seen.calls()
+    assert b"tenant" not in call.body and b"someone-else" not in call.body

@@ -387,9 +387,10 @@ def test_stdio_servers_need_admin_an_allowlisted_command_and_are_restarted(
     assert "switchboard:admin" in refused.json()["detail"]
 
     with federation.admin() as admin:
-        outside = admin.post("/mcp-servers", json={**body, "args": [args[0], "--evil"]})
-        assert outside.status_code == 201, outside.text  # the allowlist entry is a prefix
-        assert admin.delete("/mcp-servers/local").status_code == 204
+        # The entry is the whole command line: one more argument is refused.
+        outside = admin.post("/mcp-servers", json={**body, "args": [args[0], "/"]})
+        assert outside.status_code == 422, outside.text
+        assert outside.json()["type"] == "urn:switchboard:problem:command-not-allowed"
         other = admin.post("/mcp-servers", json={"name": "Sh", "command": "/bin/sh", "args": []})
         assert other.status_code == 422
         assert other.json()["type"] == "urn:switchboard:problem:command-not-allowed"

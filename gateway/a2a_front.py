@@ -159,6 +159,16 @@ def _call_context(
     )
 
 
+def handler_context(admission: Admission) -> ServerCallContext:
+    """A call context for running `AgentHandler` from inside the gateway (the
+    MCP front end's agent tools): the admission, and no caller headers."""
+    return ServerCallContext(
+        user=_GatewayUser(admission.owner.subject),
+        state={ADMISSION: admission, "headers": {}},
+        requested_extensions=set(admission.extensions),
+    )
+
+
 class _ContextBuilder(ServerCallContextBuilder):
     """The call context carries the admission and, of the caller's headers, only
     `A2A-Version`, which the SDK's version check reads (its default builder

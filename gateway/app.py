@@ -27,6 +27,7 @@ from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
+from gateway.mcp_agent_tools import AgentSkillTools
 from gateway.mcp_federation import FederationSettings, McpFederation
 from gateway.mcp_front import McpFront
 from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
         return front_door
 
     handler = AgentHandler(parts)
+    mcp_front.agent_tools = AgentSkillTools(parts, handler)
     front = A2AFrontDoor(
         handler,
         GatewayHandler(parts),

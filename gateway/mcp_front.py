@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import mcp_types as types
+from a2a.utils.errors import A2AError
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
@@ -49,6 +50,7 @@ from starlette.routing import BaseRoute, Route
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.audit import trace_id_from
+from gateway.mcp_agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp_auth import CALLER_KEY, MCP_PATH, McpAuth, current_caller
 from gateway.mcp_federation import McpFederation, ToolNotFound, ToolQuarantined
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
@@ -56,6 +58,7 @@ from gateway.mcp_notify import ToolListNotifier
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.settings import Settings
 from policies.keys import derive_key
+from registry.mcp_tools import SEPARATOR
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +190,8 @@ class McpFront:
         version: str,
     ) -> None:
         self._federation = federation
+        # The agents' skills as tools; set once the A2A handler exists.
+        self.agent_tools: AgentSkillTools | None = None
         self.notifier = ToolListNotifier()
         self.server: Server[Any] = _GatewayServer(
             "switchboard",
@@ -238,8 +243,13 @@ class McpFront:
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         self.notifier.remember(ctx)
-        tools = await self._federation().tools(caller_of(ctx))
-        return types.ListToolsResult(tools=[tool.as_mcp_tool() for tool in tools])
+        caller = caller_of(ctx)
+        federated = [tool.as_mcp_tool() for tool in await self._federation().tools(caller)]
+        names = {tool.name for tool in federated}
+        skills = await self.agent_tools.tools(caller) if self.agent_tools is not None else []
+        # A federated tool keeps its name; an agent's skill never shadows it.
+        offered = federated + [s.tool for s in skills if s.name not in names]
+        return types.ListToolsResult(tools=offered)
 
     async def on_call_tool(
         self, ctx: ServerRequestContext, params: types.CallToolRequestParams
@@ -249,6 +259,10 @@ class McpFront:
         trace_id = _trace_id(ctx)
 
         progress = _ProgressRelay(ctx)
+        if self.agent_tools is not None and self._federation().known_tool(params.name) is None:
+            skill = await self.agent_tools.find(params.name)
+            if skill is not None:
+                return await self._call_skill(skill, params, caller, trace_id, progress)
 
         responses, state = params.input_responses, params.request_state
         for _ in range(MAX_ROUNDS):
@@ -278,10 +292,34 @@ class McpFront:
             TOO_MANY_ROUNDS, f"{params.name} asked for input more than {MAX_ROUNDS} times"
         )
 
+    async def _call_skill(
+        self,
+        skill: SkillTool,
+        params: types.CallToolRequestParams,
+        caller: Caller,
+        trace_id: str,
+        progress: _ProgressRelay,
+    ) -> types.CallToolResult:
+        assert self.agent_tools is not None
+        try:
+            return await self.agent_tools.call(
+                skill, params.arguments, caller=caller, trace_id=trace_id, progress=progress
+            )
+        except DelegationDenied as exc:
+            raise mcp_error(exc, params.name) from None
+        except (SkillCallRefused, A2AError) as exc:
+            # A tool execution error, reported in the result (MCP, tools:
+            # "Tool Execution Errors"), so the model can see it and retry.
+            text = f"{params.name}: {exc}"
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=text)], is_error=True
+            )
+
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         tool = self._federation().known_tool(name)
         if tool is None:
-            return None
+            # An agent's skill (or nothing): the schema is the same for all.
+            return INPUT_SCHEMA if SEPARATOR in name and self.agent_tools is not None else None
         schema = tool.definition.get("inputSchema")
         return schema if isinstance(schema, Mapping) else None
 

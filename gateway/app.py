@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             state = await _start(settings, stack)
             app.state.switchboard = state
             state.mcp.listeners.append(mcp_front.tools_changed)
+            state.registry.listeners.append(mcp_front.tools_changed)  # agents' skills
             # FastAPI never runs a mounted app's lifespan: the MCP session
             # manager runs here, for the app's whole life.
             await stack.enter_async_context(mcp_front.run())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -41,6 +41,13 @@ class RegistryService:
     def __init__(self, store: SqlAgentStore, fetcher: SafeFetcher) -> None:
         self.store = store
         self.fetcher = fetcher
+        # Called after a registration, refresh or removal on this replica (the
+        # MCP front end tells its clients their tool list changed).
+        self.listeners: list[Callable[[], None]] = []
+
+    def changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     async def register(self, request: AgentRegistration) -> AgentRecord:
         if request.card_url is not None:

@@ -36,6 +36,7 @@ async def register_agent(
     request: Request, response: Response, registration: AgentRegistration, _: AdminPrincipal
 ) -> AgentRecord:
     record = await state_of(request).registry.register(registration)
+    state_of(request).registry.changed()
     response.headers["Location"] = f"/agents/{record.id}"
     return record
 
@@ -116,6 +117,7 @@ async def list_versions(
 async def delete_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
     if not await state_of(request).agents.delete(agent_id):
         raise AgentNotFound(agent_id)
+    state_of(request).registry.changed()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -131,4 +133,6 @@ async def refresh_agent(
     record, changed = await state_of(request).registry.refresh(
         agent_id, body.card if body else None
     )
+    if changed:
+        state_of(request).registry.changed()
     return {"changed": changed, "agent": record.model_dump(mode="json")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -144,3 +145,31 @@ async def test_bad_arguments_are_a_tool_error_and_reach_nobody(setup: Setup, mod
         result = await client.call_tool(TOOL, {})
     assert result.is_error and "give a message" in text_of(result)
     assert len(setup.seen.calls()) == before
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_removing_an_agent_tells_connected_clients(setup: Setup, mode: str) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    def remove() -> None:
+        with setup.gateway.client() as admin:
+            assert admin.delete("/agents/worker").status_code == 204
+
+    token = await setup.token("alice", "work:run")
+    async with mcp_client(setup.url, token, mode, message_handler=on_message) as client:
+        assert TOOL in {t.name for t in (await client.list_tools()).tools}
+        if mode == "legacy":
+            await anyio.to_thread.run_sync(remove)
+            with anyio.fail_after(10):
+                await changed.wait()
+        else:
+            async with client.listen(tools_list_changed=True) as subscription:
+                await anyio.to_thread.run_sync(remove)
+                with anyio.fail_after(10):
+                    async for _event in subscription:
+                        break
+        assert TOOL not in {t.name for t in (await client.list_tools()).tools}

@@ -57,6 +57,8 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
+        # SWITCHBOARD_SECRETS__OPENAI=... sets secrets["openai"].
+        env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
     )
@@ -137,6 +139,19 @@ class Settings(BaseSettings):
     mcp_reconnect_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     mcp_reconcile_seconds: float = Field(
         default=5.0, gt=0, description="How soon a replica sees servers registered elsewhere."
+    )
+
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named secrets (API keys of gateway-run agents), e.g. "
+        "SWITCHBOARD_SECRETS__OPENAI; a registration names one with api_key_secret.",
+    )
+    gateway_run_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How soon a task the gateway runs is taken over after its replica "
+        "stopped without a clean shutdown.",
     )
 
     health_check_interval_seconds: float = Field(default=30.0, gt=0)

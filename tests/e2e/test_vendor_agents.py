@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.client import Client
@@ -405,3 +406,24 @@ def test_no_token_is_refused(setup: Setup) -> None:
     answer = httpx.post(setup.url("chat"), json=body, headers={"A2A-Version": "1.0"})
     assert answer.status_code == 401
     assert not setup.chat_seen.calls()
+
+
+async def test_the_minted_token_goes_in_its_own_header_when_asked(setup: Setup) -> None:
+    registration = {
+        "id": "tickets-user",
+        "name": "Tickets for users",
+        "upstream": {"type": "rest", "url": setup.hook.url + "/hooks/tickets", "mapping": MAPPING},
+        "skills": [{"id": "lookup", "name": "Look up a ticket"}],
+        "api_key": API_KEY,
+        "api_key_header": "X-Api-Key",
+        "token_header": "X-Switchboard-Token",
+    }
+    assert register(setup.gateway, setup.tokens["admin"], registration).status_code == 201
+    async with setup.client("tickets-user") as alice:
+        task = await send(alice, text("hi", customer_id="c-7"))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    (seen,) = setup.hook_seen.calls()
+    minted = seen.headers["x-switchboard-token"].removeprefix("Bearer ")
+    claims = jwt.decode(minted, options={"verify_signature": False})
+    assert claims["sub"] == "alice" and claims["aud"] == "urn:switchboard:agent:tickets-user"
+    assert minted != setup.tokens["alice"] and not seen.contains(setup.tokens["alice"])

@@ -71,7 +71,7 @@ from google.protobuf.struct_pb2 import Value
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
 from gateway.a2a_front import ADMISSION, Admission, FrontDoorParts
 from gateway.pipeline import DelegationDenied, Grant
-from gateway.task_runner import TERMINAL, RunSpec, TaskRunner, status_message
+from gateway.task_runner import TERMINAL, RunNotFound, RunSpec, TaskRunner, status_message
 from gateway.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
 from policies.tokens import TokenInvalid
 from registry.vendor_cards import gateway_run_kind
@@ -210,8 +210,11 @@ class VendorAgentHandler(RequestHandler):
         """The task, then its events until it ends: from the run when it runs
         here, else from the records."""
         runner = self._run().runner
-        if runner.running(admission.agent_id, task.id):
+        try:
             events = runner.events(admission.agent_id, task.id)
+        except RunNotFound:  # it runs on another replica, or has just ended
+            pass
+        else:
             yield task
             async for event in events:
                 yield event

@@ -142,9 +142,6 @@ class TaskRunner:
             "created_at": now,
         }
 
-    def running(self, agent_id: str, task_id: str) -> bool:
-        return (agent_id, task_id) in self._runs
-
     def events(self, agent_id: str, task_id: str) -> AsyncIterator[Event]:
         """The run's events from this call on, until it ends (`RunNotFound` if it
         is not running here). Subscribed at once, before the first iteration."""

@@ -65,9 +65,6 @@ class VendorCall:
             headers[self.config.token_header] = f"Bearer {minted_token}"
         return Credentials(headers)
 
-    def idempotent(self, skill: str | None) -> bool:
-        return any(s.id == skill and s.idempotent for s in self.config.skills)
-
 
 class VendorAgents:
     def __init__(

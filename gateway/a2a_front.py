@@ -902,12 +902,43 @@ class OtherAgents(Protocol):
         """The target's card (unsigned) and when it last changed, or None."""
 
 
+class GatewayRunAgents(Protocol):
+    """Registered agents the gateway runs itself (`gateway.a2a_vendor`: OpenAI-
+    compatible and REST webhook upstreams). They are agents -- admitted, listed
+    and decided like any other -- whose card carries the gateway-run mark; their
+    calls go to this handler instead of an A2A upstream."""
+
+    @property
+    def handler(self) -> RequestHandler:
+        """The SDK handler that serves them."""
+
+    def serves(self, card: dict[str, Any]) -> bool:
+        """Whether the agent with this (stored) card is run by the gateway."""
+
+
 # Answers a request itself, or returns None to leave it to the SDK's dispatcher
 # (`gateway.a2a_passthrough.PassThrough`).
 PassThroughPath = Callable[[Request, Admission, Any], Awaitable[Response | None]]
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _sdk_endpoints(
+    handler: RequestHandler, context: ServerCallContextBuilder
+) -> tuple[Endpoint, list[Endpoint]]:
+    """The SDK's JSON-RPC endpoint and its HTTP+JSON endpoints (in the order
+    `create_rest_routes` makes them) for ``handler``."""
+    (jsonrpc,) = create_jsonrpc_routes(
+        handler, "/", context_builder=context, enable_v0_3_compat=True
+    )
+    assert isinstance(jsonrpc, Route)
+    rest = [
+        r.endpoint
+        for r in create_rest_routes(handler, context_builder=context, enable_v0_3_compat=True)
+        if isinstance(r, Route)
+    ]
+    return jsonrpc.endpoint, rest
 
 
 class A2AFrontDoor:
@@ -920,11 +951,13 @@ class A2AFrontDoor:
         *,
         pass_through: PassThroughPath | None = None,
         others: OtherAgents | None = None,
+        gateway_run: GatewayRunAgents | None = None,
     ) -> None:
         self.handler = handler
         self.gateway = gateway
         self.pass_through = pass_through
         self.others = others
+        self.gateway_run = gateway_run
 
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
         refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
@@ -971,6 +1004,7 @@ class A2AFrontDoor:
         other_endpoint: Endpoint | None,
         *,
         jsonrpc: bool,
+        run_endpoint: Endpoint | None = None,
     ) -> Endpoint:
         async def guarded(request: Request) -> Response:
             refused = await self.admit(request, jsonrpc)
@@ -980,6 +1014,13 @@ class A2AFrontDoor:
                 assert other_endpoint is not None
                 refused = await _parse_jsonrpc_body(request) if jsonrpc else None
                 return refused if refused is not None else await other_endpoint(request)
+            if (
+                run_endpoint is not None
+                and self.gateway_run is not None
+                and self.gateway_run.serves(request.state.admission.grant.card)
+            ):
+                refused = await _parse_jsonrpc_body(request) if jsonrpc else None
+                return refused if refused is not None else await run_endpoint(request)
             if jsonrpc:
                 refused = await _parse_jsonrpc_body(request)
                 if refused is None and self.pass_through is not None:
@@ -1030,11 +1071,17 @@ class A2AFrontDoor:
                 )
                 if isinstance(r, Route)
             ]
+        run_jsonrpc: Endpoint | None = None
+        run_rest: list[Endpoint | None] = [None] * len(rest)
+        if self.gateway_run is not None:
+            run_jsonrpc, run_rest_endpoints = _sdk_endpoints(self.gateway_run.handler, context)
+            run_rest = list(run_rest_endpoints)
         assert isinstance(jsonrpc, Route)
         jsonrpc_endpoint = self._guarded(
             jsonrpc.endpoint,
             other_jsonrpc.endpoint if isinstance(other_jsonrpc, Route) else None,
             jsonrpc=True,
+            run_endpoint=run_jsonrpc,
         )
         inner: list[BaseRoute] = [
             Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
@@ -1045,11 +1092,16 @@ class A2AFrontDoor:
         ]
         # The SDK also mounts every route under `/{tenant}` (a Mount, dropped
         # above); the gateway serves one agent per URL and has no tenants.
-        for route, other in zip(rest, other_rest, strict=True):
+        for route, other, run in zip(rest, other_rest, run_rest, strict=True):
             inner.append(
                 Route(
                     route.path,
-                    self._guarded(route.endpoint, other.endpoint if other else None, jsonrpc=False),
+                    self._guarded(
+                        route.endpoint,
+                        other.endpoint if other else None,
+                        jsonrpc=False,
+                        run_endpoint=run,
+                    ),
                     methods=list(route.methods or ()),
                 )
             )

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
+from a2a.server.request_handlers.request_handler import RequestHandler
 from fastapi import FastAPI
 
 from adapters.a2a import A2AUpstreams
+from adapters.http import UpstreamHTTP
 from adapters.mcp import UpstreamTimings
 from gateway import db, runstate
 from gateway.a2a_front import (
@@ -23,6 +26,7 @@ from gateway.a2a_front import (
 )
 from gateway.a2a_mcp import McpAgents
 from gateway.a2a_passthrough import PassThrough
+from gateway.a2a_vendor import GatewayRun, VendorAgentHandler, VendorExecution
 from gateway.audit import AuditLog
 from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
@@ -42,12 +46,15 @@ from gateway.routers import (
     mcp_servers,
     oauth,
     policies,
+    vendor_agents,
     wellknown,
 )
 from gateway.settings import Settings
 from gateway.state import AppState
+from gateway.task_runner import TaskRunner
 from gateway.tasks import TaskRecords
 from gateway.token_exchange import TokenExchange
+from gateway.vendor_agents import VendorAgents
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
 from policies.policy_file import PolicySource
@@ -59,6 +66,7 @@ from registry.mcp_store import SqlMcpStore
 from registry.service import RegistryService
 from registry.ssrf import AddressPolicy
 from registry.store import SqlAgentStore
+from registry.vendor_store import SqlVendorStore
 
 logger = logging.getLogger(__name__)
 __version__ = "0.1.0"
@@ -86,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ("audit-writer", state.audit.run_forever()),
                 ("policy-reloader", _reload_policy(state)),
                 ("mcp-upstreams", state.mcp.upstreams.run_forever()),
+                ("gateway-runs", state.gateway_run.runner.run_forever()),
             ):
                 stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
             runstate.write(settings)
@@ -108,18 +117,30 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(policies.router)
     app.include_router(audit.router)
     app.include_router(mcp_servers.router)
+    app.include_router(vendor_agents.router)
 
     def parts() -> FrontDoorParts:
         front_door: FrontDoorParts = app.state.switchboard.front_door
         return front_door
 
     handler = AgentHandler(parts)
-    mcp_front.agent_tools = AgentSkillTools(parts, handler)
+
+    def gateway_run() -> GatewayRun:
+        run: GatewayRun = app.state.switchboard.gateway_run
+        return run
+
+    vendor = VendorAgentHandler(parts, gateway_run)
+
+    def handler_for(card: Mapping[str, Any]) -> RequestHandler:
+        return vendor if vendor.serves(dict(card)) else handler
+
+    mcp_front.agent_tools = AgentSkillTools(parts, handler_for)
     front = A2AFrontDoor(
         handler,
         GatewayHandler(parts),
         pass_through=PassThrough(handler),
         others=McpAgents(parts, federation),
+        gateway_run=vendor,
     )
     # First: routes are matched in order, and the A2A hot path should not be
     # tried against every REST route before its own (no paths overlap).
@@ -256,6 +277,43 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
             default_timeout_seconds=settings.upstream_timeout_seconds,
         ),
     )
+    vendor_http = UpstreamHTTP(
+        fetcher.policy,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        idle_timeout_seconds=settings.stream_idle_seconds,
+        max_response_bytes=settings.upstream_max_bytes,
+        max_stream_bytes=settings.stream_max_bytes,
+    )
+    stack.push_async_callback(vendor_http.aclose)
+    vendors = VendorAgents(
+        SqlVendorStore(engine, store),
+        store,
+        vendor_http,
+        public_url=settings.effective_public_url,
+        sealing_secret=settings.sealing_secret,
+        secrets=settings.secrets,
+    )
+    gateway_run: GatewayRun | None = None
+
+    def running() -> GatewayRun:
+        assert gateway_run is not None
+        return gateway_run
+
+    execution = VendorExecution(lambda: front_door, running)
+
+    async def idempotent(agent_id: str, skill: str | None) -> bool:
+        call = await vendors.store.get(agent_id)
+        return call is not None and any(s.id == skill and s.idempotent for s in call.config.skills)
+
+    runner = TaskRunner(
+        engine,
+        front_door.tasks,
+        lambda: execution,
+        lease_seconds=settings.gateway_run_lease_seconds,
+        idempotent=idempotent,
+    )
+    stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
+    gateway_run = GatewayRun(vendors, runner)
     return AppState(
         settings=settings,
         engine=engine,
@@ -281,6 +339,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         ),
         front_door=front_door,
         mcp=federation,
+        vendors=vendors,
+        gateway_run=gateway_run,
     )
 
 

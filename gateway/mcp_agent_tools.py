@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import (
     Artifact,
     Message,
@@ -42,7 +43,7 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
-from gateway.a2a_front import Admission, AgentHandler, FrontDoorParts, handler_context
+from gateway.a2a_front import Admission, FrontDoorParts, handler_context
 from gateway.pipeline import Caller
 from gateway.tasks import Owner
 from policies.policy import Target
@@ -84,9 +85,15 @@ class SkillTool:
 
 
 class AgentSkillTools:
-    def __init__(self, parts: Callable[[], FrontDoorParts], handler: AgentHandler) -> None:
+    def __init__(
+        self,
+        parts: Callable[[], FrontDoorParts],
+        handler_for: Callable[[Mapping[str, Any]], RequestHandler],
+    ) -> None:
+        """``handler_for(card)``: the front door's handler for that agent (the
+        A2A one, or the gateway-run one for OpenAI-compatible and webhook agents)."""
         self._parts = parts
-        self._handler = handler
+        self._handler_for = handler_for
 
     async def tools(self, caller: Caller) -> list[SkillTool]:
         """The skills ``caller`` may delegate to, as tools."""
@@ -144,7 +151,8 @@ class AgentSkillTools:
         admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
         context = handler_context(admission)
         outcome = _Outcome()
-        async for event in self._handler.on_message_send_stream(request, context):
+        handler = self._handler_for(grant.card)
+        async for event in handler.on_message_send_stream(request, context):
             note = outcome.take(event)
             if note is not None:
                 outcome.steps += 1
@@ -215,7 +223,12 @@ class _Outcome:
         elif isinstance(event, TaskArtifactUpdateEvent):
             known = self.artifacts.get(event.artifact.artifact_id)
             if known is not None and event.append:
-                known.parts.extend(event.artifact.parts)
+                for part in event.artifact.parts:
+                    # Streamed text arrives in fragments: one text, not many.
+                    if known.parts and known.parts[-1].HasField("text") and part.HasField("text"):
+                        known.parts[-1].text += part.text
+                    else:
+                        known.parts.append(part)
             else:
                 self.artifacts[event.artifact.artifact_id] = event.artifact
         return None

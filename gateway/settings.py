@@ -57,6 +57,8 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
+        # SWITCHBOARD_SECRETS__OPENAI=... sets secrets["openai"].
+        env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
     )
@@ -154,6 +156,19 @@ class Settings(BaseSettings):
     )
     mcp_session_idle_seconds: float = Field(
         default=1800.0, gt=0, description="How long an idle 2025-11-25 MCP session is kept."
+    )
+
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named secrets (API keys of gateway-run agents), e.g. "
+        "SWITCHBOARD_SECRETS__OPENAI; a registration names one with api_key_secret.",
+    )
+    gateway_run_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How soon a task the gateway runs is taken over after its replica "
+        "stopped without a clean shutdown.",
     )
 
     health_check_interval_seconds: float = Field(default=30.0, gt=0)

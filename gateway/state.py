@@ -22,7 +22,9 @@ from registry.store import SqlAgentStore
 
 if TYPE_CHECKING:
     from gateway.a2a_front import FrontDoorParts
+    from gateway.a2a_vendor import GatewayRun
     from gateway.mcp_federation import McpFederation
+    from gateway.vendor_agents import VendorAgents
 
 
 @dataclass
@@ -41,6 +43,8 @@ class AppState:
     token_exchange: TokenExchange
     front_door: FrontDoorParts
     mcp: McpFederation
+    vendors: VendorAgents
+    gateway_run: GatewayRun
 
 
 def state_of(request: Request) -> AppState:

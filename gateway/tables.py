@@ -100,3 +100,26 @@ a2a_push_configs = Table(
     Column("config", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Calls the gateway runs itself for agents without tasks of their own
+# (`gateway.task_runner`): a row exists while a call runs. `runner` is the
+# replica running it, which renews `lease_until` while it does; a row whose
+# lease ran out was interrupted (a crash, a restart) and is failed or, for an
+# idempotent skill, run again. The task itself is in `a2a_tasks`.
+gateway_runs = Table(
+    "gateway_runs",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("task_id", String(256), primary_key=True),
+    Column("skill", String(64), nullable=True),
+    # The request as the adapter takes it (`adapters.base.Turn`) and on whose
+    # behalf (`gateway.pipeline.Caller`), to run it again.
+    Column("turn", JSON, nullable=False),
+    Column("caller", JSON, nullable=False),
+    Column("streaming", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("runner", String(64), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gateway_runs_lease", "lease_until"),
+)

@@ -19,6 +19,7 @@ from registry.fetch import FetchFailed, SafeFetcher
 from registry.models import AgentRecord, AgentRegistration
 from registry.signatures import SignatureCheck, SignatureStatus, check_card_signatures
 from registry.store import AgentConflict, NewAgent, SqlAgentStore
+from registry.vendor_cards import gateway_run_kind
 
 WELL_KNOWN_CARD_PATH = "/.well-known/agent-card.json"  # A2A 1.0 / 0.3
 LEGACY_CARD_PATH = "/.well-known/agent.json"  # A2A 0.2
@@ -75,6 +76,10 @@ class RegistryService:
         self, agent_id: str, inline_card: Mapping[str, Any] | None
     ) -> tuple[AgentRecord, bool]:
         card_url, pinned = await self.store.registration(agent_id)
+        if gateway_run_kind(await self.store.card(agent_id) or {}) is not None:
+            raise CardInvalid(
+                [FieldError("card", "the gateway wrote this agent's card; register it again")]
+            )
         if card_url is not None:
             if inline_card is not None:
                 raise CardInvalid(

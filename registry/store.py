@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from registry.tables import (
     agents,
     as_utc,
     mcp_servers,
+    vendor_agents,
 )
 
 _WORD = re.compile(r"[^\W_]+")
@@ -112,7 +113,12 @@ class SqlAgentStore:
 
     # Writes -----------------------------------------------------------------
 
-    async def create(self, agent: NewAgent) -> AgentRecord:
+    async def create(
+        self,
+        agent: NewAgent,
+        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> AgentRecord:
+        """Store a new agent; ``also`` writes more rows in the same transaction."""
         now = _now()
         row = {
             "id": agent.id,
@@ -140,6 +146,8 @@ class SqlAgentStore:
                 await conn.execute(insert(agents).values(**row))
                 await _insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
                 await _replace_facets(conn, agent.id, agent.parsed)
+                if also is not None:
+                    await also(conn)
         except IntegrityError:
             raise AgentConflict(agent.id) from None
         record = await self.get(agent.id)
@@ -186,6 +194,7 @@ class SqlAgentStore:
             await conn.execute(
                 delete(agent_credentials).where(agent_credentials.c.agent_id == agent_id)
             )
+            await conn.execute(delete(vendor_agents).where(vendor_agents.c.agent_id == agent_id))
             await conn.execute(delete(agent_facets).where(agent_facets.c.agent_id == agent_id))
             await conn.execute(
                 delete(agent_card_versions).where(agent_card_versions.c.agent_id == agent_id)

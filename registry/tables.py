@@ -158,3 +158,17 @@ mcp_tools = Table(
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
+
+# Agents the gateway runs itself (OpenAI-compatible endpoints, REST webhooks):
+# the row in `agents` holds the card the gateway wrote; this one the upstream's
+# configuration (`registry.vendor_models.VendorConfig`, never a secret) and,
+# when the registration gave one, the API key sealed with SWITCHBOARD_SECRET_KEY.
+vendor_agents = Table(
+    "vendor_agents",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("api_key_sealed", Text, nullable=True),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)

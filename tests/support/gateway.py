@@ -97,6 +97,8 @@ def _overrides(settings: Settings) -> dict[str, Any]:
         "stream_max_seconds",
         "stream_max_bytes",
         "stream_idle_seconds",
+        "secrets",
+        "gateway_run_lease_seconds",
     )
     return {f: getattr(settings, f) for f in fields}
 

@@ -1,0 +1,131 @@
+"""A REST webhook as an agent: one HTTP request per turn, shaped by a mapping.
+
+The request's body, query and extra headers come from the registration's
+templates, its answer is read back with selectors (`adapters.mapping`); no
+code from the registration ever runs. Without a request template the body is
+``{"text": ..., "data": ..., "skill": ...}``; without response selectors a
+JSON answer is the reply's data (a JSON string its text) and a text answer
+its text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from adapters.base import (
+    Adapter,
+    Credentials,
+    InputInvalid,
+    Reply,
+    Turn,
+    UpstreamFailed,
+    UpstreamInvalid,
+    http_failure,
+)
+from adapters.mapping import (
+    MappingFailed,
+    WebhookMapping,
+    render,
+    select,
+    selector_source,
+)
+
+DEFAULT_BODY = {"text": "{{text}}", "data": "{{data?}}", "skill": "{{skill?}}"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    method: str
+    mapping: WebhookMapping
+
+
+class RestWebhookAdapter(Adapter):
+    def __init__(self, http: httpx.AsyncClient, config: WebhookConfig, name: str) -> None:
+        self._http = http
+        self._config = config
+        self._name = name
+
+    def _request(self, turn: Turn, credentials: Credentials) -> httpx.Request:
+        mapping = self._config.mapping
+        values = {
+            "text": turn.text,
+            "data": turn.data,
+            "skill": turn.skill,
+            "task_id": turn.task_id,
+            "context_id": turn.context_id,
+        }
+        try:
+            query = {k: _as_text(render(v, values)) for k, v in mapping.query.items()}
+            headers = {k: _as_text(render(v, values)) for k, v in mapping.headers.items()}
+            body = None
+            if self._config.method not in ("GET", "DELETE"):
+                template = mapping.body if mapping.body is not None else DEFAULT_BODY
+                body = json.dumps(render(template, values)).encode()
+        except MappingFailed as exc:
+            raise InputInvalid(str(exc)) from None
+        url = self._config.url
+        if query:
+            parts = urlsplit(url)
+            joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
+            url = urlunsplit(parts._replace(query=joined))
+        headers.update(credentials.headers)  # after the template's: they cannot be overridden
+        headers["Accept"] = "application/json, text/plain;q=0.9"
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        return self._http.build_request(self._config.method, url, content=body, headers=headers)
+
+    def check(self, turn: Turn) -> None:
+        self._request(turn, Credentials())
+
+    async def call(self, turn: Turn, credentials: Credentials, *, timeout_seconds: float) -> Reply:
+        request = self._request(turn, credentials)
+        request.extensions["timeout"] = httpx.Timeout(timeout_seconds).as_dict()
+        try:
+            response = await self._http.send(request)
+        except httpx.HTTPError as exc:
+            raise http_failure(exc, self._name, timeout_seconds) from None
+        if response.status_code >= 400:
+            raise UpstreamFailed(
+                f"{self._name} answered HTTP {response.status_code}", response.status_code
+            )
+        return self._reply(response)
+
+    def _reply(self, response: httpx.Response) -> Reply:
+        mapping = self._config.mapping
+        content_type = response.headers.get("content-type", "")
+        try:
+            document: Any = response.json() if response.content else None
+            is_json = True
+        except ValueError:
+            document, is_json = response.text, False
+        if mapping.text is None and mapping.data is None:
+            if not is_json and not content_type.startswith("text/"):
+                raise UpstreamInvalid(f"{self._name} answered neither JSON nor text")
+            if isinstance(document, str):
+                return Reply(text=document)
+            return Reply(data=document)
+        if not is_json:
+            raise UpstreamInvalid(f"{self._name} did not answer JSON, which the mapping reads")
+        try:
+            text = None
+            if mapping.text is not None:
+                text = _as_text(select(document, mapping.text, selector_source(mapping.text)))
+            data = None
+            if mapping.data is not None:
+                data = select(document, mapping.data, selector_source(mapping.data))
+        except MappingFailed as exc:
+            raise UpstreamInvalid(f"{self._name}: {exc}") from None
+        return Reply(text=text, data=data)
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,143 @@
+"""Registrations of agents the gateway runs itself: OpenAI-compatible and REST webhooks.
+
+Such an agent has no A2A card of its own; the gateway writes one from the
+registration (`registry.vendor_cards`) and stores it in the agents table, so
+the agent is listed, searched and permission-checked like any A2A agent. The
+upstream configuration lives next to it (`registry.tables.vendor_agents`);
+its API key is never stored in the clear and never shown.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from registry.models import AGENT_ID_PATTERN, AgentRecord, is_absolute_uri
+
+SKILL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SECRET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # noqa: S105 - a name, not a secret
+HEADER_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+
+
+class VendorSkill(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=SKILL_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    examples: list[str] = Field(default_factory=list, max_length=32)
+    idempotent: bool = Field(
+        default=False,
+        description="Safe to run twice: a call interrupted by a gateway restart is retried.",
+    )
+    instructions: str | None = Field(
+        default=None,
+        max_length=16_000,
+        description="OpenAI-compatible agents: added to the system prompt for this skill.",
+    )
+
+
+class OpenAIUpstream(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["openai"]
+    base_url: str = Field(max_length=2048, description="e.g. https://api.openai.com/v1")
+    model: str = Field(min_length=1, max_length=256)
+    system_prompt: str = Field(default="", max_length=64_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class WebhookUpstream(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["rest"]
+    url: str = Field(max_length=2048)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    mapping: dict[str, Any] = Field(
+        default_factory=dict, description="Request templates and response selectors."
+    )
+
+
+Upstream = Annotated[OpenAIUpstream | WebhookUpstream, Field(discriminator="type")]
+
+
+class VendorRegistration(BaseModel):
+    """`POST /vendor-agents`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    version: str = Field(default="1.0.0", max_length=64)
+    upstream: Upstream
+    skills: list[VendorSkill] = Field(min_length=1, max_length=64)
+    api_key: SecretStr | None = Field(
+        default=None, description="Stored sealed with SWITCHBOARD_SECRET_KEY; never shown."
+    )
+    api_key_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="The name of a secret in the gateway's settings "
+        "(SWITCHBOARD_SECRETS__<NAME>) holding the API key.",
+    )
+    api_key_header: str = Field(
+        default="Authorization",
+        pattern=HEADER_PATTERN,
+        description="Where the key goes; in Authorization it is sent as a Bearer token.",
+    )
+    token_header: str | None = Field(
+        default=None,
+        pattern=HEADER_PATTERN,
+        description="Also send the token the gateway mints per call (sub = the user) here.",
+    )
+    resource: str | None = Field(default=None, max_length=2048)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> VendorRegistration:
+        if self.api_key is not None and self.api_key_secret is not None:
+            raise ValueError("give at most one of api_key and api_key_secret")
+        if self.resource is not None and not is_absolute_uri(self.resource):
+            raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
+        if self.token_header is not None and self.token_header.lower() in (
+            self.api_key_header.lower(),
+            "host",
+            "content-type",
+        ):
+            raise ValueError("token_header must differ from api_key_header")
+        ids = [s.id for s in self.skills]
+        if len(set(ids)) != len(ids):
+            raise ValueError("skill ids must be unique")
+        return self
+
+
+class CredentialInfo(BaseModel):
+    """How the gateway authenticates upstream, without the secret."""
+
+    type: Literal["none", "sealed", "settings_secret"]
+    name: str | None = None
+    header: str = "Authorization"
+
+
+class VendorConfig(BaseModel):
+    """What is stored next to the agent (and shown): never the key itself."""
+
+    upstream: Upstream
+    skills: list[VendorSkill]
+    credential: CredentialInfo
+    token_header: str | None = None
+
+
+class VendorAgentRecord(BaseModel):
+    """`GET /vendor-agents/{id}`: the agent's registry record and its configuration."""
+
+    agent: AgentRecord
+    config: VendorConfig
+
+    @property
+    def id(self) -> str:
+        return self.agent.id

@@ -1,0 +1,445 @@
+"""Agents from other vendors through the A2A front door, on SQLite and PostgreSQL.
+
+Real upstreams on 127.0.0.1 (`tests.support.vendor_servers`: an OpenAI
+chat-completions server and a REST webhook) are registered with the gateway;
+the official a2a-sdk client talks to them at `/a2a/{id}` from the card the
+gateway wrote: blocking and `returnImmediately` sends, streams, cancel, task
+records, a gateway restart in the middle of a task, and every failure as a
+clear A2A answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import mcp_types
+import pytest
+from a2a.client import ClientConfig, ClientFactory
+from a2a.client.client import Client
+from a2a.helpers import new_text_message
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    Part,
+    Role,
+    SendMessageConfiguration,
+    SendMessageRequest,
+    StreamResponse,
+    Task,
+    TaskState,
+)
+from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
+from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.struct_pb2 import Struct, Value
+from pydantic import SecretStr
+
+from policies.scopes import ADMIN_SCOPE
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.inspecting import Recorder
+from tests.support.mcp_clients import MODES, mcp_client
+from tests.support.servers import ServerThread
+from tests.support.vendor_servers import API_KEY, MODEL, Behaviour, chat_server, webhook_server
+
+MAPPING = {
+    "request": {
+        "body": {"query": "{{text}}", "customer": "{{data.customer_id}}"},
+        "query": {"lang": "{{data.lang?}}"},
+    },
+    "response": {"text": "$.answer", "data": "$.details"},
+}
+
+
+@dataclass
+class Setup:
+    gateway: Gateway
+    chat: ServerThread
+    chat_seen: Recorder
+    chat_does: Behaviour
+    hook: ServerThread
+    hook_seen: Recorder
+    hook_does: Behaviour
+    tokens: dict[str, str]
+
+    def url(self, agent: str) -> str:
+        return f"{self.gateway.url}/a2a/{agent}"
+
+    @asynccontextmanager
+    async def client(
+        self, agent: str, user: str = "alice", *, streaming: bool = False
+    ) -> AsyncIterator[Client]:
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {self.tokens[user]}"}, timeout=30
+        ) as http:
+            factory = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming))
+            yield await factory.create_from_url(self.url(agent))
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client(self.tokens["admin"])
+
+    def restart(self) -> None:
+        self.gateway = self.gateway.restart()
+
+
+def register(gateway: Gateway, token: str, body: dict[str, Any]) -> httpx.Response:
+    with gateway.client(token) as admin:
+        return admin.post("/vendor-agents", json=body)
+
+
+def chat_registration(base: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chat",
+        "name": "Chat",
+        "description": "An OpenAI-compatible model.",
+        "upstream": {
+            "type": "openai",
+            "base_url": base + "/v1",
+            "model": MODEL,
+            "system_prompt": "You are terse.",
+        },
+        "skills": [
+            {"id": "answer", "name": "Answer", "description": "Answers a question."},
+            {"id": "summarise", "name": "Summarise", "idempotent": True},
+        ],
+        "api_key_secret": "chat",
+        **extra,
+    }
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    chat, chat_seen, chat_does = chat_server()
+    hook, hook_seen, hook_does = webhook_server()
+    gateway = start_gateway(
+        tmp_path / "data",
+        database_url,
+        secrets={"chat": SecretStr(API_KEY)},
+        gateway_run_lease_seconds=3,
+    )
+    tokens = {user: gateway.token(user) for user in ("alice", "bob")}
+    tokens["admin"] = gateway.token("admin", ADMIN_SCOPE)
+    made = Setup(gateway, chat, chat_seen, chat_does, hook, hook_seen, hook_does, tokens)
+    try:
+        assert register(gateway, tokens["admin"], chat_registration(chat.url)).status_code == 201
+        webhook = {
+            "id": "tickets",
+            "name": "Tickets",
+            "upstream": {"type": "rest", "url": hook.url + "/hooks/tickets", "mapping": MAPPING},
+            "skills": [{"id": "lookup", "name": "Look up a ticket"}],
+            "api_key": API_KEY,
+            "api_key_header": "X-Api-Key",
+        }
+        answer = register(gateway, tokens["admin"], webhook)
+        assert answer.status_code == 201, answer.text
+        yield made
+    finally:
+        chat_does.release.set()
+        hook_does.release.set()
+        made.gateway.stop()
+        chat.stop()
+        hook.stop()
+
+
+def text(content: str, skill: str | None = None, **data: Any) -> SendMessageRequest:
+    message = new_text_message(content, role=Role.ROLE_USER)
+    if data:
+        struct = Struct()
+        struct.update(data)
+        message.parts.append(Part(data=Value(struct_value=struct)))
+    if skill:
+        message.metadata.update({"skill": skill})
+    return SendMessageRequest(message=message)
+
+
+def immediately(request: SendMessageRequest) -> SendMessageRequest:
+    request.configuration.CopyFrom(SendMessageConfiguration(return_immediately=True))
+    return request
+
+
+async def send(client: Client, request: SendMessageRequest) -> Task:
+    events = [event async for event in client.send_message(request)]
+    (event,) = events
+    assert event.HasField("task"), event
+    return event.task
+
+
+def artifact_text(task: Task) -> str:
+    return "".join(p.text for a in task.artifacts for p in a.parts if p.HasField("text"))
+
+
+async def poll(client: Client, task_id: str, *states: int, seconds: float = 20) -> Task:
+    deadline = time.monotonic() + seconds
+    while True:
+        task = await client.get_task(GetTaskRequest(id=task_id))
+        if task.status.state in states or time.monotonic() > deadline:
+            return task
+        await asyncio.sleep(0.1)
+
+
+# The card and the registry -------------------------------------------------------
+
+
+def test_the_gateway_writes_a_card_and_lists_the_agents(setup: Setup) -> None:
+    document = httpx.get(setup.url("chat") + "/.well-known/agent-card.json").json()
+    card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
+    assert card.name == "Chat" and card.capabilities.streaming
+    assert [s.id for s in card.skills] == ["answer", "summarise"]
+    assert {i.url for i in card.supported_interfaces} == {setup.url("chat")}
+    assert document["signatures"]
+    with setup.admin() as admin:
+        listed = admin.get("/agents", params={"q": "tickets"}).json()
+        assert [a["id"] for a in listed["items"]] == ["tickets"]
+        shown = admin.get("/vendor-agents/tickets")
+        assert shown.status_code == 200
+        assert shown.json()["config"]["credential"] == {
+            "type": "sealed",
+            "name": None,
+            "header": "X-Api-Key",
+        }
+        for path in ("/vendor-agents/tickets", "/vendor-agents/chat", "/agents/tickets/card"):
+            assert API_KEY not in admin.get(path).text
+    with setup.gateway.client(setup.tokens["alice"]) as alice:
+        assert {a["id"] for a in alice.get("/agents").json()["items"]} == {"chat", "tickets"}
+        assert alice.get("/vendor-agents/chat").status_code == 403
+
+
+def test_bad_registrations_are_refused_and_store_nothing(setup: Setup) -> None:
+    admin = setup.tokens["admin"]
+    bad_mapping = {
+        "id": "bad",
+        "name": "Bad",
+        "upstream": {
+            "type": "rest",
+            "url": setup.hook.url + "/x",
+            "mapping": {"request": {"body": {"q": "{{__import__}}"}}},
+        },
+        "skills": [{"id": "s", "name": "S"}],
+    }
+    answer = register(setup.gateway, admin, bad_mapping)
+    assert answer.status_code == 422 and "placeholder" in answer.json()["detail"]
+    bad_selector = dict(
+        bad_mapping,
+        upstream={**bad_mapping["upstream"], "mapping": {"response": {"text": "$..answer"}}},
+    )
+    assert register(setup.gateway, admin, bad_selector).status_code == 422
+    unknown_secret = chat_registration(setup.chat.url, id="nosecret", api_key_secret="nope")
+    answer = register(setup.gateway, admin, unknown_secret)
+    assert answer.status_code == 422 and "SWITCHBOARD_SECRETS__NOPE" in answer.text
+    metadata = chat_registration("http://169.254.169.254", id="meta")
+    assert register(setup.gateway, admin, metadata).status_code == 422
+    with setup.admin() as client:
+        ids = {a["id"] for a in client.get("/agents").json()["items"]}
+    assert ids == {"chat", "tickets"}
+
+
+# OpenAI-compatible ---------------------------------------------------------------
+
+
+async def test_a_message_is_a_chat_completion_and_the_key_is_the_gateways(setup: Setup) -> None:
+    async with setup.client("chat") as alice:
+        task = await send(alice, text("What is A2A?", skill="answer"))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert artifact_text(task) == "echo: What is A2A?"
+    assert task.history[0].parts[0].text == "What is A2A?"
+    (seen,) = [c for c in setup.chat_seen.calls() if c.path == "/v1/chat/completions"]
+    assert seen.headers["authorization"] == f"Bearer {API_KEY}"
+    body = json.loads(seen.body)
+    assert body["model"] == MODEL and body["stream"] is False
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is A2A?"},
+    ]
+    # The canary: the caller's token never reaches the upstream.
+    assert not any(c.contains(setup.tokens["alice"]) for c in setup.chat_seen.calls())
+
+
+async def test_a_stream_relays_the_chunks_as_artifact_updates(setup: Setup) -> None:
+    async with setup.client("chat", streaming=True) as alice:
+        events: list[StreamResponse] = [
+            e async for e in alice.send_message(text("one two three", skill="answer"))
+        ]
+    kinds = [e.WhichOneof("payload") for e in events]
+    assert kinds[0] == "task" and kinds[-1] == "status_update"
+    chunks = [e.artifact_update for e in events if e.HasField("artifact_update")]
+    assert "".join(p.text for c in chunks for p in c.artifact.parts) == "echo: one two three"
+    assert chunks[0].append is False and all(c.append for c in chunks[1:])
+    assert chunks[-1].last_chunk
+    assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    body = json.loads(setup.chat_seen.calls()[-1].body)
+    assert body["stream"] is True
+    async with setup.client("chat") as alice:
+        stored = await alice.get_task(GetTaskRequest(id=events[0].task.id))
+    assert artifact_text(stored) == "echo: one two three"
+
+
+async def test_return_immediately_then_poll_and_list(setup: Setup) -> None:
+    async with setup.client("chat") as alice:
+        task = await send(alice, immediately(text("hold on", skill="answer")))
+        assert task.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
+        working = await poll(alice, task.id, TaskState.TASK_STATE_WORKING)
+        assert working.status.state == TaskState.TASK_STATE_WORKING
+        setup.chat_does.release.set()
+        done = await poll(alice, task.id, TaskState.TASK_STATE_COMPLETED)
+        assert done.status.state == TaskState.TASK_STATE_COMPLETED
+        assert artifact_text(done) == "echo: hold on"
+        listed = await alice.list_tasks(ListTasksRequest(include_artifacts=True))
+        assert [t.id for t in listed.tasks] == [task.id]
+    async with setup.client("chat", "bob") as bob:
+        with pytest.raises(TaskNotFoundError):
+            await bob.get_task(GetTaskRequest(id=task.id))
+        assert not (await bob.list_tasks(ListTasksRequest())).tasks
+
+
+async def test_cancel_stops_the_running_call(setup: Setup) -> None:
+    async with setup.client("chat") as alice:
+        task = await send(alice, immediately(text("hold please", skill="answer")))
+        await poll(alice, task.id, TaskState.TASK_STATE_WORKING)
+        async with setup.client("chat", "bob") as bob:
+            with pytest.raises(TaskNotFoundError):
+                await bob.cancel_task(CancelTaskRequest(id=task.id))
+        canceled = await alice.cancel_task(CancelTaskRequest(id=task.id))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+        setup.chat_does.release.set()
+        await asyncio.sleep(0.3)
+        again = await alice.get_task(GetTaskRequest(id=task.id))
+        assert again.status.state == TaskState.TASK_STATE_CANCELED
+        with pytest.raises(TaskNotCancelableError):
+            await alice.cancel_task(CancelTaskRequest(id=task.id))
+
+
+async def test_upstream_failures_are_failed_tasks_that_say_why(setup: Setup) -> None:
+    async with setup.client("chat") as alice:
+        failed = await send(alice, text("error please", skill="answer"))
+        assert failed.status.state == TaskState.TASK_STATE_FAILED
+        assert "answered HTTP 500: The server had an error" in failed.status.message.parts[0].text
+        garbage = await send(alice, text("garbage", skill="answer"))
+        assert "did not answer JSON" in garbage.status.message.parts[0].text
+        tools = await send(alice, text("tools", skill="answer"))
+        assert "tool calls" in tools.status.message.parts[0].text
+        with pytest.raises(InvalidParamsError, match="no skill 'nope'"):
+            await send(alice, text("hi", skill="nope"))
+        listed = await alice.list_tasks(ListTasksRequest())
+        assert {t.status.state for t in listed.tasks} == {TaskState.TASK_STATE_FAILED}
+        assert len(listed.tasks) == 3
+
+
+async def test_a_dead_upstream_is_a_failed_task(setup: Setup, tmp_path: Path) -> None:
+    dead = ServerThread(lambda _url: None)
+    url = dead.url
+    dead.sock.close()
+    registration = chat_registration(url, id="dead")
+    assert register(setup.gateway, setup.tokens["admin"], registration).status_code == 201
+    async with setup.client("dead") as alice:
+        task = await send(alice, text("anyone?", skill="answer"))
+    assert task.status.state == TaskState.TASK_STATE_FAILED
+    assert "could not be reached" in task.status.message.parts[0].text
+
+
+async def test_a_restart_fails_an_interrupted_task_or_retries_an_idempotent_one(
+    setup: Setup,
+) -> None:
+    async with setup.client("chat") as alice:
+        plain = await send(alice, immediately(text("hold one", skill="answer")))
+        retried = await send(alice, immediately(text("hold two", skill="summarise")))
+        await poll(alice, plain.id, TaskState.TASK_STATE_WORKING)
+        await poll(alice, retried.id, TaskState.TASK_STATE_WORKING)
+    setup.restart()
+    setup.chat_does.release.set()
+    async with setup.client("chat") as alice:
+        failed = await poll(alice, plain.id, TaskState.TASK_STATE_FAILED)
+        assert failed.status.state == TaskState.TASK_STATE_FAILED
+        reason = failed.status.message.parts[0].text
+        assert "interrupted" in reason and "not marked idempotent" in reason
+        done = await poll(alice, retried.id, TaskState.TASK_STATE_COMPLETED)
+        assert done.status.state == TaskState.TASK_STATE_COMPLETED
+        assert artifact_text(done) == "echo: hold two"
+        assert done.history[0].parts[0].text == "hold two"
+    assert setup.chat_does.calls["hold two"] == 2
+    assert setup.chat_does.calls["hold one"] == 1
+
+
+# REST webhook --------------------------------------------------------------------
+
+
+async def test_a_webhook_is_called_through_its_mapping(setup: Setup) -> None:
+    async with setup.client("tickets") as alice:
+        task = await send(alice, text("printer broken", customer_id="c-42", lang="de"))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED, task.status
+    (artifact,) = task.artifacts
+    assert artifact.parts[0].text == "Ticket for c-42: printer broken"
+    assert MessageToDict(artifact.parts[1].data) == {
+        "customer": "c-42",
+        "priority": 2,
+        "tags": ["a"],
+    }
+    (seen,) = setup.hook_seen.calls()
+    assert seen.headers["x-api-key"] == API_KEY
+    assert seen.query == b"lang=de"
+    assert json.loads(seen.body) == {"query": "printer broken", "customer": "c-42"}
+    assert not seen.contains(setup.tokens["alice"])
+
+
+async def test_webhook_mapping_failures_are_clear(setup: Setup) -> None:
+    async with setup.client("tickets") as alice:
+        with pytest.raises(InvalidParamsError, match=r"data.customer_id"):
+            await send(alice, text("no customer"))
+        broken = await send(alice, text("broken", customer_id="c-1"))
+        assert broken.status.state == TaskState.TASK_STATE_FAILED
+        assert "nothing at $.answer" in broken.status.message.parts[0].text
+        failing = await send(alice, text("fail", customer_id="c-1"))
+        assert "answered HTTP 503" in failing.status.message.parts[0].text
+        listed = await alice.list_tasks(ListTasksRequest())
+    assert len(listed.tasks) == 2  # the refused message created no task
+    assert len(setup.hook_seen.calls()) == 2
+
+
+def test_no_token_is_refused(setup: Setup) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {}}
+    answer = httpx.post(setup.url("chat"), json=body, headers={"A2A-Version": "1.0"})
+    assert answer.status_code == 401
+    assert not setup.chat_seen.calls()
+
+
+async def test_the_minted_token_goes_in_its_own_header_when_asked(setup: Setup) -> None:
+    registration = {
+        "id": "tickets-user",
+        "name": "Tickets for users",
+        "upstream": {"type": "rest", "url": setup.hook.url + "/hooks/tickets", "mapping": MAPPING},
+        "skills": [{"id": "lookup", "name": "Look up a ticket"}],
+        "api_key": API_KEY,
+        "api_key_header": "X-Api-Key",
+        "token_header": "X-Switchboard-Token",
+    }
+    assert register(setup.gateway, setup.tokens["admin"], registration).status_code == 201
+    async with setup.client("tickets-user") as alice:
+        task = await send(alice, text("hi", customer_id="c-7"))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    (seen,) = setup.hook_seen.calls()
+    minted = seen.headers["x-switchboard-token"].removeprefix("Bearer ")
+    claims = jwt.decode(minted, options={"verify_signature": False})
+    assert claims["sub"] == "alice" and claims["aud"] == "urn:switchboard:agent:tickets-user"
+    assert minted != setup.tokens["alice"] and not seen.contains(setup.tokens["alice"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_gateway_run_agents_skill_is_an_mcp_tool(setup: Setup, mode: str) -> None:
+    token = setup.tokens["alice"]
+    async with mcp_client(setup.gateway.url + "/mcp", token, mode) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {"chat__answer", "chat__summarise", "tickets__lookup"} <= tools
+        result = await client.call_tool("chat__answer", {"message": "What is MCP?"})
+    assert not result.is_error, result
+    assert [c.text for c in result.content if isinstance(c, mcp_types.TextContent)] == [
+        "echo: What is MCP?"
+    ]
+    assert not any(c.contains(token) for c in setup.chat_seen.calls())

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from gateway.auth import AdminPrincipal, CurrentPrincipal
+from gateway.handoffs import breaker_info
 from gateway.state import state_of
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -80,10 +81,13 @@ def _check_visible(
 
 @router.get("/{agent_id}", summary="One agent's record")
 async def get_agent(request: Request, agent_id: str, principal: CurrentPrincipal) -> AgentRecord:
-    found = await state_of(request).agents.get_with_card(agent_id)
+    state = state_of(request)
+    found = await state.agents.get_with_card(agent_id)
     _check_visible(request, principal, agent_id, found[1] if found else None)
     assert found is not None
-    return found[0]
+    # The circuit breaker as this replica sees it (docs/resilience.md).
+    breaker = breaker_info(state.front_door.resilience.breakers.state(agent_id))
+    return found[0].model_copy(update={"breaker": breaker})
 
 
 @router.get("/{agent_id}/card", summary="The agent's card, normalised to A2A 1.0")

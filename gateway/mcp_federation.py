@@ -134,11 +134,20 @@ class FederatedTool:
 
 
 def _classify(exc: BaseException) -> retry.Failure:
-    """An MCP upstream's failures, for breaker and retries: no answer (not
-    connected, lost, timed out) is transient; a JSON-RPC error is an answer."""
-    if isinstance(exc, UpstreamUnavailable):
+    """An MCP upstream's failures, for retries: a timeout is transient, a lost
+    or missing connection unreached; a JSON-RPC error is an answer."""
+    if isinstance(exc, UpstreamTimeout):
         return retry.Failure.TRANSIENT
+    if isinstance(exc, UpstreamUnavailable):
+        return retry.Failure.UNREACHED
     return retry.Failure.ANSWERED
+
+
+def _counts(failure: retry.Failure) -> bool:
+    # The breaker counts timeouts only: a lost connection is the upstream
+    # connection's business, which reconnects with its own backoff (and a
+    # call meanwhile fails at once, without the breaker's help).
+    return failure is retry.Failure.TRANSIENT
 
 
 def _noted(exc: Exception, attempts: retry.Attempts) -> str:
@@ -278,6 +287,7 @@ class McpFederation:
                 settings=self.resilience.retry,
                 attempts=attempts,
                 classify=_classify,
+                counts=_counts,
             )
         except BreakerOpen as exc:
             await self.delegations.record(permit, AUDIT_EVENT, "breaker_open", str(exc))

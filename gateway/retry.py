@@ -138,6 +138,7 @@ async def run(
     attempts: Attempts | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     classify: Callable[[BaseException], Failure] = classify,
+    counts: Callable[[Failure], bool] = counts_against,
 ) -> T:
     """Call ``call`` under the breaker of ``upstream``, retrying transient
     failures when ``idempotent``. Raises the last failure, or `BreakerOpen`."""
@@ -151,10 +152,11 @@ async def run(
         except Exception as exc:
             failure = classify(exc)
             record.last_failure = failure
-            if not counts_against(failure):
+            if failure is Failure.ANSWERED or failure is Failure.REFUSED:
                 breakers.success(upstream)  # it answered: it is up
                 raise
-            breakers.failure(upstream)
+            if counts(failure):
+                breakers.failure(upstream)
             wait = next(waits, None)
             if wait is None:
                 raise

@@ -88,12 +88,16 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from gateway import retry
 from gateway.a2a_cards import card_json, etag, gateway_card, proxied_card, sign_card
 from gateway.audit import trace_id_from
 from gateway.auth import current_principal
+from gateway.breaker import BreakerOpen, Breakers
 from gateway.errors import Problem, problem_response
+from gateway.handoffs import Resilience, breaker_error, contract_refusal, skill_of
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied, Delegations, Grant
 from gateway.push import PushRelays, RelayRefused, parse_notification
+from gateway.retry import Attempts, Failure
 from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
 from policies.tokens import Principal
@@ -120,6 +124,9 @@ class Admission:
     grant: Grant
     owner: Owner
     extensions: frozenset[str]
+    # Set by the pass-through when it found the agent down and the policy names
+    # a fallback: the SDK path then hands the message over without calling.
+    down: A2AError | None = None
 
     @property
     def agent_id(self) -> str:
@@ -253,6 +260,26 @@ async def list_own_tasks(
     return page
 
 
+class AgentDown(Exception):
+    """The agent is down (see `AgentHandler._call`); not audited yet."""
+
+    def __init__(self, error: A2AError, tried: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.tried = tried
+
+
+def tried_note(attempts: Attempts) -> str:
+    return f"; after {attempts.made} attempts" if attempts.made > 1 else ""
+
+
+def _report(breakers: Breakers, agent_id: str, exc: BaseException) -> None:
+    if retry.counts_against(retry.classify(exc)):
+        breakers.failure(agent_id)
+    else:
+        breakers.success(agent_id)
+
+
 def _outcome(error: A2AError | None) -> str:
     return "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
 
@@ -289,6 +316,7 @@ class FrontDoorParts:
     version: str
     fetcher: SafeFetcher
     push: PushRelays
+    resilience: Resilience
 
     async def sign(self, card: AgentCard) -> AgentCard:
         """Sign with the current key, naming the gateway's JWKS as `jku`."""
@@ -365,6 +393,10 @@ class AgentHandler(RequestHandler):
     def stream_limits(self) -> StreamLimits:
         return self._parts().stream_limits
 
+    @property
+    def resilience(self) -> Resilience:
+        return self._parts().resilience
+
     # Plumbing -------------------------------------------------------------
 
     def _timeout(self, admission: Admission) -> float:
@@ -392,20 +424,159 @@ class AgentHandler(RequestHandler):
         admission: Admission,
         operation: str,
         call: Callable[[ClientTransport, Any], Awaitable[T]],
+        *,
+        idempotent: bool = False,
+        may_fall_back: bool = False,
+        note: str = "",
     ) -> T:
+        """One operation on the agent, under its breaker, retried when
+        ``idempotent`` (`gateway.retry`). With ``may_fall_back``, a failure
+        that says the agent is down raises `AgentDown` unaudited, for the caller
+        to hand the call to a fallback."""
         transport, _ = self._client(admission)
+        resilience = self.resilience
+        attempts = Attempts()
         try:
-            result = await call(transport, self._context(admission))
+            result = await retry.run(
+                lambda: call(transport, self._context(admission)),
+                upstream=admission.agent_id,
+                breakers=resilience.breakers,
+                idempotent=idempotent,
+                settings=resilience.retry,
+                attempts=attempts,
+            )
+        except BreakerOpen as exc:
+            error: A2AError = breaker_error(exc)
+            down = True
         except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
             error = upstream_error(admission.agent_id, exc, self._timeout(admission))
-            await self._audit(admission, operation, error)
-            raise error from None
-        await self._audit(admission, operation, None)
-        return result
+            down = attempts.last_failure is Failure.UNREACHED or (
+                idempotent and attempts.last_failure is Failure.TRANSIENT
+            )
+        else:
+            await self._audit(admission, operation, None, tried_note(attempts) + note)
+            return result
+        if down and may_fall_back:
+            raise AgentDown(error, tried_note(attempts))
+        await self._audit(admission, operation, error, tried_note(attempts) + note)
+        raise error from None
 
-    async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
-        detail = None if error is None else str(error)[:500]
-        await self.delegations.record(admission.grant, f"a2a.{operation}", _outcome(error), detail)
+    async def _send(
+        self,
+        admission: Admission,
+        skill: str | None,
+        operation: str,
+        call: Callable[[ClientTransport, Any], Awaitable[T]],
+    ) -> tuple[Admission, T]:
+        """A message to the agent, or -- when it is down and the policy names a
+        fallback for the skill -- to the fallback, with a token minted for it
+        by the same decision. Returns the admission actually used."""
+        rules = self.resilience.handoff(self.delegations.policy.current, admission.agent_id, skill)
+        if admission.down is None:
+            try:
+                return admission, await self._call(
+                    admission,
+                    operation,
+                    call,
+                    idempotent=bool(rules.idempotent),
+                    may_fall_back=rules.fallback is not None,
+                )
+            except AgentDown as down:
+                error, tried = down.error, down.tried
+        else:
+            error, tried = admission.down, ""
+        assert rules.fallback is not None
+        fallback = await self._fallback(admission, rules.fallback, skill)
+        if fallback is None:
+            await self._audit(admission, operation, error, tried + "; no usable fallback")
+            raise error from None
+        await self._audit(
+            admission, operation, error, f"{tried}; handed to fallback {fallback.agent_id}"
+        )
+        fallback_rules = self.resilience.handoff(
+            self.delegations.policy.current, fallback.agent_id, skill
+        )
+        answer = await self._call(
+            fallback,
+            operation,
+            call,
+            idempotent=bool(fallback_rules.idempotent),
+            note=f"; fallback for {admission.agent_id} ({error})",
+        )
+        return fallback, answer
+
+    async def _fallback(
+        self, admission: Admission, agent_id: str, skill: str | None
+    ) -> Admission | None:
+        """The admission for a fallback agent: the same caller, the same
+        decision (a denial is audited by `admit` and means no fallback)."""
+        grant = admission.grant
+        try:
+            fallback = await self.delegations.admit(
+                grant.caller, agent_id, event="a2a", trace_id=grant.trace_id, action=skill
+            )
+        except (AgentNotFound, DelegationDenied) as exc:
+            logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)
+            return None
+        return Admission(fallback, admission.owner, admission.extensions)
+
+    async def _checked_skill(
+        self, admission: Admission, params: SendMessageRequest, operation: str
+    ) -> str | None:
+        try:
+            return self._check_contract(admission, params)
+        except A2AError as refusal:
+            await self._audit(admission, operation, refusal, "; not called")
+            raise
+
+    async def _stream_target(self, admission: Admission, skill: str | None) -> Admission:
+        """Where a stream goes: the agent, or its fallback while its breaker is
+        open. (A stream is not retried, nor moved once it has started.)"""
+        breakers = self.resilience.breakers
+        if breakers.would_allow(admission.agent_id):
+            return admission
+        rules = self.resilience.handoff(self.delegations.policy.current, admission.agent_id, skill)
+        if rules.fallback is None:
+            return admission  # `_relay` fails fast
+        fallback = await self._fallback(admission, rules.fallback, skill)
+        if fallback is None:
+            return admission
+        state = breakers.state(admission.agent_id)
+        error = breaker_error(BreakerOpen(admission.agent_id, state))
+        await self._audit(
+            admission, "SendStreamingMessage", error, f"; handed to fallback {fallback.agent_id}"
+        )
+        return fallback
+
+    def _check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
+        """The message's skill, after checking its contract (see `gateway.handoffs`)."""
+        message = params.message
+        skill = skill_of(
+            admission.agent_id,
+            admission.grant.card,
+            params.metadata if params.HasField("metadata") else None,
+            message.metadata if message.HasField("metadata") else None,
+        )
+        contracts = admission.grant.agent.skill_contracts
+        if skill is None or skill not in contracts or message.task_id:
+            return skill
+        parts = (
+            (i, MessageToDict(part.data))
+            for i, part in enumerate(message.parts)
+            if part.HasField("data")
+        )
+        refusal = contract_refusal(admission.agent_id, skill, contracts[skill], parts)
+        if refusal is not None:
+            raise refusal
+        return skill
+
+    async def _audit(
+        self, admission: Admission, operation: str, error: A2AError | None, note: str = ""
+    ) -> None:
+        detail = (str(error) if error is not None else "") + note
+        await self.delegations.record(
+            admission.grant, f"a2a.{operation}", _outcome(error), detail.lstrip("; ")[:500] or None
+        )
 
     async def _own_task(self, admission: Admission, task_id: str) -> None:
         # A2A 1.0 §3.1.3: another user's task is indistinguishable from none.
@@ -465,10 +636,18 @@ class AgentHandler(RequestHandler):
         client goes away, when the duration cap is hit, or on any error.
         """
         transport, _ = self._client(admission)
+        breakers = self.resilience.breakers
+        error: A2AError | None = None
+        try:
+            breakers.check(admission.agent_id)
+        except BreakerOpen as exc:
+            error = breaker_error(exc)
+            await self._audit(admission, operation, error)
+            raise error from None
         stream = open_stream(transport, self._context(admission, streaming=True))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.stream_limits.max_seconds
-        error: A2AError | None = None
+        started = False  # the breaker hears how the stream opened, only
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -486,8 +665,13 @@ class AgentHandler(RequestHandler):
                     )
                     raise error from None
                 except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
+                    if not started:
+                        _report(breakers, admission.agent_id, exc)
                     error = upstream_error(admission.agent_id, exc, None)
                     raise error from None
+                if not started:
+                    started = True
+                    breakers.success(admission.agent_id)
                 event = _event_of(item)
                 try:
                     await self._observe(admission, event)
@@ -510,8 +694,9 @@ class AgentHandler(RequestHandler):
         admission = _admission(context)
         self._no_inline_push(params)
         await self._check_message(admission, params.message)
-        response = await self._call(
-            admission, "SendMessage", lambda t, c: t.send_message(params, context=c)
+        skill = await self._checked_skill(admission, params, "SendMessage")
+        admission, response = await self._send(
+            admission, skill, "SendMessage", lambda t, c: t.send_message(params, context=c)
         )
         if response.HasField("task"):
             await self._remember(admission, response.task)
@@ -532,6 +717,8 @@ class AgentHandler(RequestHandler):
             # The agent does not stream: its one answer is the whole stream.
             yield await self.on_message_send(params, context)
             return
+        skill = await self._checked_skill(admission, params, "SendStreamingMessage")
+        admission = await self._stream_target(admission, skill)
         async for event in self._relay(
             admission,
             "SendStreamingMessage",
@@ -546,7 +733,9 @@ class AgentHandler(RequestHandler):
         validate_history_length(params)
         admission = _admission(context)
         await self._own_task(admission, params.id)
-        task = await self._call(admission, "GetTask", lambda t, c: t.get_task(params, context=c))
+        task = await self._call(
+            admission, "GetTask", lambda t, c: t.get_task(params, context=c), idempotent=True
+        )
         await self._remember(admission, task)
         return task
 
@@ -706,6 +895,7 @@ class AgentHandler(RequestHandler):
             admission,
             "GetExtendedAgentCard",
             lambda t, c: t.get_extended_agent_card(params, context=c),
+            idempotent=True,
         )
         return await self.card_for(admission.agent_id, MessageToDict(extended))
 

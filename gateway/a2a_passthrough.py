@@ -14,9 +14,12 @@ it does on the SDK path, in the same order:
    unusual -- another method, another version, a bad envelope, params that do
    not parse -- is *not* handled here but left to the SDK, so every error a
    caller can provoke keeps the SDK's wording and code;
-3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`, and
-   the refusal of an inline push config;
-4. the call, with the minted token and nothing else of the caller's headers;
+3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`, the
+   refusal of an inline push config, and the skill's handoff contract;
+4. the call, with the minted token and nothing else of the caller's headers,
+   under the agent's circuit breaker and retried when the policy says the
+   skill is idempotent (`gateway.retry`); an agent found down whose skill has
+   a fallback is left to the SDK path, which hands the message over;
 5. the answer is checked the way the SDK's client checks it
    (`_check_jsonrpc_response`, then `parse_lenient` into `SendMessageResponse`);
    a task is recorded for its owner; an upstream error is re-encoded through
@@ -32,6 +35,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -47,8 +51,12 @@ from google.protobuf.message import Message as ProtoMessage
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.http import UpstreamBadAnswer, UpstreamRefused
-from gateway.a2a_front import Admission, AgentHandler, upstream_error
+from adapters.http import Answer, UpstreamBadAnswer, UpstreamRefused
+from gateway import retry
+from gateway.a2a_front import Admission, AgentDown, AgentHandler, tried_note, upstream_error
+from gateway.breaker import BreakerOpen
+from gateway.handoffs import breaker_error
+from gateway.retry import Attempts, Failure, UpstreamStatus
 
 logger = logging.getLogger(__name__)
 
@@ -112,22 +120,41 @@ class PassThrough:
         params, transport, url = prepared
         request_id = body.get("id")
         handler = self._handler
+        attempts = Attempts()
         try:
             handler._no_inline_push(params)
             await handler._check_message(admission, params.message)
-            answer = await self._forward(admission, url, _envelope(request_id, "params", params))
+            try:
+                skill = handler._check_contract(admission, params)
+            except A2AError as refusal:
+                await handler._audit(admission, OPERATION, refusal, "; not called")
+                return JSONResponse(build_error_response(request_id, refusal))
+            forwarded = _envelope(request_id, "params", params)
+            answer = await self._forward(admission, url, forwarded, skill, attempts)
             result = self._check_answer(admission, transport, answer, request_id)
             if result.HasField("task"):
                 await handler._remember(admission, result.task)
             elif not result.HasField("message"):
                 raise InvalidAgentResponseError(f"agent {admission.agent_id} answered with neither")
+        except AgentDown as down:
+            # The SDK path hands the message to the fallback (and audits both).
+            request.state.admission = replace(admission, down=down.error)
+            return None
         except A2AError as error:
-            await handler._audit(admission, OPERATION, error)
+            await handler._audit(admission, OPERATION, error, tried_note(attempts))
             return JSONResponse(build_error_response(request_id, error))
-        await handler._audit(admission, OPERATION, None)
+        await handler._audit(admission, OPERATION, None, tried_note(attempts))
         return Response(_envelope(request_id, "result", result), media_type="application/json")
 
-    async def _forward(self, admission: Admission, url: str, body: bytes) -> bytes:
+    async def _forward(
+        self,
+        admission: Admission,
+        url: str,
+        body: bytes,
+        skill: str | None,
+        attempts: Attempts,
+    ) -> bytes:
+        handler = self._handler
         headers = {
             "Authorization": f"Bearer {admission.grant.token.token}",
             "Content-Type": "application/json",
@@ -135,18 +162,48 @@ class PassThrough:
         }
         if admission.extensions:
             headers[HTTP_EXTENSION_HEADER] = ",".join(sorted(admission.extensions))
-        timeout = self._handler._timeout(admission)
+        timeout = handler._timeout(admission)
+        resilience = handler.resilience
+        rules = resilience.handoff(handler.delegations.policy.current, admission.agent_id, skill)
+        idempotent = bool(rules.idempotent)
+
+        async def post() -> Answer:
+            answer = await handler.upstreams.raw.post(url, body, headers, timeout_seconds=timeout)
+            if answer.status >= 500:
+                raise UpstreamStatus(answer.status)
+            return answer
+
         try:
-            answer = await self._handler.upstreams.raw.post(
-                url, body, headers, timeout_seconds=timeout
+            answer = await retry.run(
+                post,
+                upstream=admission.agent_id,
+                breakers=resilience.breakers,
+                idempotent=idempotent,
+                settings=resilience.retry,
+                attempts=attempts,
             )
+        except BreakerOpen as exc:
+            error: A2AError = breaker_error(exc)
+            down = True
+        except UpstreamStatus as exc:
+            error = InvalidAgentResponseError(
+                f"agent {admission.agent_id} answered HTTP {exc.status}"
+            )
+            down = idempotent
         except (UpstreamRefused, UpstreamBadAnswer, aiohttp.ClientError, OSError) as exc:
-            raise upstream_error(admission.agent_id, exc, timeout) from None
-        if not 200 <= answer.status < 300:
-            raise InvalidAgentResponseError(
-                f"agent {admission.agent_id} answered HTTP {answer.status}"
+            error = upstream_error(admission.agent_id, exc, timeout)
+            down = attempts.last_failure is Failure.UNREACHED or (
+                idempotent and attempts.last_failure is Failure.TRANSIENT
             )
-        return answer.body
+        else:
+            if not 200 <= answer.status < 300:
+                raise InvalidAgentResponseError(
+                    f"agent {admission.agent_id} answered HTTP {answer.status}"
+                )
+            return answer.body
+        if down and rules.fallback is not None:
+            raise AgentDown(error, tried_note(attempts))
+        raise error
 
     @staticmethod
     def _check_answer(

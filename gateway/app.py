@@ -28,7 +28,9 @@ from gateway.a2a_mcp import McpAgents
 from gateway.a2a_passthrough import PassThrough
 from gateway.a2a_vendor import GatewayRun, VendorAgentHandler, VendorExecution
 from gateway.audit import AuditLog
+from gateway.breaker import Breakers, BreakerSettings
 from gateway.errors import install_error_handlers
+from gateway.handoffs import Resilience
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.mcp_agent_tools import AgentSkillTools
@@ -38,6 +40,7 @@ from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
 from gateway.pipeline import Delegations
 from gateway.push import PushRelays
 from gateway.replay import replay_cache
+from gateway.retry import RetrySettings
 from gateway.routers import (
     agents,
     audit,
@@ -224,6 +227,19 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         max_stream_bytes=settings.stream_max_bytes,
     )
     stack.push_async_callback(upstreams.aclose)
+    resilience = Resilience(
+        Breakers(
+            BreakerSettings(
+                threshold=settings.breaker_failure_threshold,
+                cooldown_seconds=settings.breaker_cooldown_seconds,
+            )
+        ),
+        RetrySettings(
+            attempts=settings.retry_max_attempts,
+            base_delay_seconds=settings.retry_base_delay_seconds,
+            max_delay_seconds=settings.retry_max_delay_seconds,
+        ),
+    )
     front_door = FrontDoorParts(
         delegations=delegations,
         tasks=TaskRecords(engine),
@@ -236,6 +252,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         version=__version__,
         fetcher=fetcher,
         push=PushRelays(engine, keys, settings.effective_public_url),
+        resilience=resilience,
     )
     mcp_store = SqlMcpStore(engine)
     federation: McpFederation | None = None
@@ -276,6 +293,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
             connect_timeout_seconds=settings.mcp_connect_timeout_seconds,
             default_timeout_seconds=settings.upstream_timeout_seconds,
         ),
+        resilience,
     )
     vendor_http = UpstreamHTTP(
         fetcher.policy,

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from registry.cards import CardInvalid
+from registry.contracts import ContractInvalid
 from registry.fetch import FetchFailed, FetchRefused
 from registry.mcp_store import (
     McpServerConflict,
@@ -80,6 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, handler(_validation_problem))
     app.add_exception_handler(StarletteHTTPException, handler(_http_problem))
     app.add_exception_handler(CardInvalid, handler(_card_problem))
+    app.add_exception_handler(ContractInvalid, handler(_contract_problem))
     app.add_exception_handler(
         FetchRefused,
         handler(lambda e: Problem(422, "url-refused", "URL refused by the SSRF policy", str(e))),
@@ -197,4 +199,17 @@ def _card_problem(exc: CardInvalid) -> Problem:
         "The agent card is invalid",
         str(exc),
         errors=[{"field": e.field, "message": e.message} for e in exc.errors],
+    )
+
+
+def _contract_problem(exc: ContractInvalid) -> Problem:
+    return Problem(
+        422,
+        "invalid-contract",
+        "A skill contract is not a usable JSON Schema",
+        str(exc),
+        errors=[
+            {"field": f"skill_contracts.{skill}", "message": reason}
+            for skill, reason in exc.problems
+        ],
     )

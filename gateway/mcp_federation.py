@@ -33,11 +33,14 @@ from adapters.mcp import (
     UpstreamUnavailable,
     discover,
 )
+from gateway import retry
 from gateway.audit import new_trace_id
+from gateway.breaker import BreakerOpen, Breakers, BreakerSettings
+from gateway.handoffs import Resilience
 from gateway.mcp_credentials import stored_form
 from gateway.mcp_upstreams import McpUpstreams, spec_of
 from gateway.pipeline import Caller, Delegations, Permit
-from policies.policy import Target
+from policies.policy import Target, handoff
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.fetch import SafeFetcher
@@ -131,6 +134,27 @@ class FederatedTool:
         )
 
 
+def _classify(exc: BaseException) -> retry.Failure:
+    """An MCP upstream's failures, for retries: a timeout is transient, a lost
+    or missing connection unreached; a JSON-RPC error is an answer."""
+    if isinstance(exc, UpstreamTimeout):
+        return retry.Failure.TRANSIENT
+    if isinstance(exc, UpstreamUnavailable):
+        return retry.Failure.UNREACHED
+    return retry.Failure.ANSWERED
+
+
+def _counts(failure: retry.Failure) -> bool:
+    # The breaker counts timeouts only: a lost connection is the upstream
+    # connection's business, which reconnects with its own backoff (and a
+    # call meanwhile fails at once, without the breaker's help).
+    return failure is retry.Failure.TRANSIENT
+
+
+def _noted(exc: Exception, attempts: retry.Attempts) -> str:
+    return f"{exc}; after {attempts.made} attempts" if attempts.made > 1 else str(exc)
+
+
 @dataclass(frozen=True)
 class _Server:
     resource: str
@@ -154,7 +178,9 @@ class McpFederation:
         delegations: Delegations,
         fetcher: SafeFetcher,
         settings: FederationSettings,
+        resilience: Resilience | None = None,
     ) -> None:
+        self.resilience = resilience or Resilience(Breakers(BreakerSettings()), retry.NO_RETRIES)
         self.store = store
         self.upstreams = upstreams
         self.delegations = delegations
@@ -250,17 +276,36 @@ class McpFederation:
             raise UpstreamUnavailable(detail)
         upstream, credentials = live
         await upstream.wait_ready(self._settings.connect_timeout_seconds)
-        try:
+        timeout = server.timeout_seconds or self._settings.default_timeout_seconds
+        attempts = retry.Attempts()
+
+        async def call() -> types.CallToolResult | types.InputRequiredResult:
             credential = await credentials.for_call(permit)
-            result = await upstream.call_tool(
+            return await upstream.call_tool(
                 tool.upstream_name,
                 arguments,
                 credential=credential,
-                timeout_seconds=server.timeout_seconds or self._settings.default_timeout_seconds,
+                timeout_seconds=timeout,
                 progress_callback=progress_callback,
                 input_responses=input_responses,
                 request_state=request_state,
             )
+
+        try:
+            # 4. Under the server's breaker; retried only when idempotent.
+            result = await retry.run(
+                call,
+                upstream=tool.server_id,
+                breakers=self.resilience.breakers,
+                idempotent=self._idempotent(tool),
+                settings=self.resilience.retry,
+                attempts=attempts,
+                classify=_classify,
+                counts=_counts,
+            )
+        except BreakerOpen as exc:
+            await self.delegations.record(permit, AUDIT_EVENT, "breaker_open", str(exc))
+            raise UpstreamUnavailable(f"MCP server {exc}; not called") from None
         except asyncio.CancelledError:
             # The caller went away (an MCP client's cancellation): the upstream
             # request was abandoned with it. Recorded even while cancelled.
@@ -269,16 +314,26 @@ class McpFederation:
             )
             raise
         except UpstreamTimeout as exc:
-            await self.delegations.record(permit, AUDIT_EVENT, "timeout", str(exc))
+            await self.delegations.record(permit, AUDIT_EVENT, "timeout", _noted(exc, attempts))
             raise
         except (UpstreamUnavailable, UpstreamError) as exc:
-            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
+            detail = _noted(exc, attempts)
+            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", detail)
             raise
         except Exception as exc:  # e.g. the OAuth token endpoint failed
             await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
             raise UpstreamUnavailable(f"MCP server {tool.server_id}: {exc}") from None
         await self._record_result(permit, result)
         return _restamped(result)
+
+    def _idempotent(self, tool: FederatedTool) -> bool:
+        """The policy's `idempotent` for the tool, else the tool's own
+        `idempotentHint` (part of the definition an admin approved)."""
+        rules = handoff(self.delegations.policy.current, tool.server_id, "tool", tool.upstream_name)
+        if rules.idempotent is not None:
+            return rules.idempotent
+        annotations = tool.definition.get("annotations")
+        return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
 
     async def _record_result(
         self, permit: Permit, result: types.CallToolResult | types.InputRequiredResult

@@ -120,6 +120,32 @@ class Settings(BaseSettings):
     stream_idle_seconds: float = Field(
         default=300.0, gt=0, description="How long an A2A stream may stay silent between events."
     )
+    breaker_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive upstream failures (connection, timeout, 5xx) that open "
+        "an agent's or MCP server's circuit breaker.",
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long an open breaker fails calls fast before one probe call.",
+    )
+    retry_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Calls in all (the first included) for an idempotent call that "
+        "fails transiently.",
+    )
+    retry_base_delay_seconds: float = Field(
+        default=0.1, ge=0, le=60, description="Backoff before the first retry (then doubling)."
+    )
+    retry_max_delay_seconds: float = Field(
+        default=2.0, ge=0, le=300, description="Cap on one backoff; each wait is jittered."
+    )
     audit_flush_seconds: float = Field(default=0.05, gt=0, le=10)
 
     mcp_stdio_commands: list[str] = Field(

@@ -20,6 +20,8 @@ Rules nest: `defaults` -> `agents["*"]` -> `agents[id]` -> its `skills[id]` or
 `tools[name]`. A more specific rule can only tighten: `require` adds up,
 `grant` intersects, `max_depth` takes the minimum, `approval` and a denial
 stick. That way a rule lower down can never widen what a rule above allowed.
+The resilience keys, `idempotent` and `fallback`, grant nothing: for them the
+most specific rule that sets one wins (`handoff()`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,16 @@ class Rule(BaseModel):
     )
     approval: bool | None = Field(default=None, description="a human must approve each call")
     max_depth: int | None = Field(default=None, ge=1, le=HARD_MAX_DEPTH)
+    # Resilience (docs/resilience.md). Not permissions: the most specific
+    # setting wins, rather than the tightest.
+    idempotent: bool | None = Field(
+        default=None, description="calls may be repeated safely: retried on transient failures"
+    )
+    fallback: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+        description="the agent (with the same skill) delegations go to while this one is down",
+    )
 
     @field_validator("require", "grant")
     @classmethod
@@ -135,6 +147,29 @@ def merge(trail: Sequence[tuple[str, Rule]], max_depth: int = DEFAULT_MAX_DEPTH)
         max_depth=depth,
         sources=tuple(source for source, _ in trail),
     )
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """How calls to one agent (skill, tool) are made resilient."""
+
+    idempotent: bool | None = None  # None: not said (an MCP tool's own hint may decide)
+    fallback: str | None = None
+
+
+def handoff(policy: Policy, agent_id: str, kind: ActionKind, action: str | None) -> Handoff:
+    """The resilience settings for a call: the most specific rule setting each
+    key wins. A fallback naming the agent itself means none. Pure."""
+    idempotent: bool | None = None
+    fallback: str | None = None
+    for _, rule in policy.rule_trail(agent_id, kind, action):
+        if rule.idempotent is not None:
+            idempotent = rule.idempotent
+        if rule.fallback is not None:
+            fallback = rule.fallback
+    if fallback == agent_id or kind != "skill":
+        fallback = None
+    return Handoff(idempotent, fallback)
 
 
 # --- What the target declares -------------------------------------------------

@@ -46,6 +46,12 @@ class AgentRegistration(BaseModel):
         "defaults to the gateway's upstream_timeout_seconds.",
     )
 
+    skill_contracts: dict[str, Any] | None = Field(
+        default=None,
+        description="Handoff contracts: {skill id: JSON Schema} that a delegation's data "
+        "part must match (docs/resilience.md); checked here, applied before the agent is called.",
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> AgentRegistration:
         if (self.card_url is None) == (self.card is None):
@@ -84,6 +90,14 @@ class HealthInfo(BaseModel):
     detail: str | None = None
 
 
+class BreakerInfo(BaseModel):
+    """The agent's circuit breaker, as this gateway process sees it."""
+
+    state: str
+    failures: int = 0
+    opened_at: datetime | None = None
+
+
 class SignatureInfo(BaseModel):
     status: SignatureStatus
     detail: str
@@ -93,6 +107,7 @@ class AgentRecord(BaseModel):
     id: str
     resource: str
     timeout_seconds: float | None = None
+    skill_contracts: dict[str, Any] = Field(default_factory=dict)
     name: str
     description: str
     version: str
@@ -104,6 +119,7 @@ class AgentRecord(BaseModel):
     interfaces: list[InterfaceSummary]
     health: HealthInfo
     signature: SignatureInfo
+    breaker: BreakerInfo | None = None
     registered_at: datetime
     updated_at: datetime
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from registry.cards import CardInvalid, FieldError, ParsedCard, parse_card
+from registry.contracts import check_contracts
 from registry.fetch import FetchFailed, SafeFetcher
 from registry.models import AgentRecord, AgentRegistration
 from registry.signatures import SignatureCheck, SignatureStatus, check_card_signatures
@@ -58,6 +59,8 @@ class RegistryService:
         else:
             card_url = None
             parsed = parse_card(request.card)
+        if request.skill_contracts:
+            check_contracts(request.skill_contracts, (s.id for s in parsed.card.skills))
         signature = await self._signature(parsed, request.signing_keys, card_url)
         agent_id = request.id or await self._free_slug(parsed.name)
         return await self.store.create(
@@ -69,6 +72,7 @@ class RegistryService:
                 signature=signature,
                 pinned_keys=request.signing_keys,
                 timeout_seconds=request.timeout_seconds,
+                skill_contracts=request.skill_contracts,
             )
         )
 

@@ -81,6 +81,7 @@ class NewAgent:
     signature: SignatureCheck
     pinned_keys: Mapping[str, Any] | None
     timeout_seconds: float | None = None
+    skill_contracts: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class SqlAgentStore:
             "card_url": agent.card_url,
             "resource": agent.resource,
             "timeout_seconds": agent.timeout_seconds,
+            "skill_contracts": dict(agent.skill_contracts) if agent.skill_contracts else None,
             "pinned_keys": dict(agent.pinned_keys) if agent.pinned_keys else None,
             "revision": 1,
             "health_status": HealthStatus.UNKNOWN.value,
@@ -513,6 +515,7 @@ def _record(row: RowMapping) -> AgentRecord:
         id=row["id"],
         resource=row["resource"],
         timeout_seconds=row["timeout_seconds"],
+        skill_contracts=row["skill_contracts"] or {},
         name=row["name"],
         description=row["description"],
         version=row["card_version"],

@@ -43,6 +43,8 @@ agents = Table(
     Column("resource", Text, nullable=True),
     # How long to wait for this agent; NULL means the gateway's default.
     Column("timeout_seconds", Float, nullable=True),
+    # Handoff contracts: {skill id: JSON Schema of its data input} (registry.contracts).
+    Column("skill_contracts", JSON, nullable=True),
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False),
     Column("card_version", Text, nullable=False),

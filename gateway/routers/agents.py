@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from gateway.auth import AdminPrincipal, CurrentPrincipal
+from gateway.handoffs import breaker_info
 from gateway.state import state_of
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -38,7 +39,7 @@ async def register_agent(
     record = await state_of(request).registry.register(registration)
     state_of(request).registry.changed()
     response.headers["Location"] = f"/agents/{record.id}"
-    return record
+    return _with_breaker(request, record)
 
 
 @router.get("", summary="Search the agents the caller may use")
@@ -47,7 +48,8 @@ async def list_agents(
 ) -> AgentPage:
     state = state_of(request)
     if principal.has_scope(ADMIN_SCOPE):
-        return await state.agents.search(query)
+        found = await state.agents.search(query)
+        return found.model_copy(update={"items": [_with_breaker(request, r) for r in found.items]})
     # Filter page by page until the caller's page is full or the registry ends.
     items: list[AgentRecord] = []
     page_query = query
@@ -55,7 +57,7 @@ async def list_agents(
         page, cards = await state.agents.search_with_cards(page_query)
         for record in page.items:
             if state.delegations.visible(principal, record.id, cards[record.id]):
-                items.append(record)
+                items.append(_with_breaker(request, record))
                 if len(items) == query.limit:
                     return AgentPage(items=items, next_cursor=encode_cursor(record.id))
         if page.next_cursor is None:
@@ -81,10 +83,17 @@ def _check_visible(
 
 @router.get("/{agent_id}", summary="One agent's record")
 async def get_agent(request: Request, agent_id: str, principal: CurrentPrincipal) -> AgentRecord:
-    found = await state_of(request).agents.get_with_card(agent_id)
+    state = state_of(request)
+    found = await state.agents.get_with_card(agent_id)
     _check_visible(request, principal, agent_id, found[1] if found else None)
     assert found is not None
-    return found[0]
+    return _with_breaker(request, found[0])
+
+
+def _with_breaker(request: Request, record: AgentRecord) -> AgentRecord:
+    """The record with its circuit breaker, as this replica sees it (docs/resilience.md)."""
+    breakers = state_of(request).front_door.resilience.breakers
+    return record.model_copy(update={"breaker": breaker_info(breakers.state(record.id))})
 
 
 @router.get("/{agent_id}/card", summary="The agent's card, normalised to A2A 1.0")
@@ -135,4 +144,4 @@ async def refresh_agent(
     )
     if changed:
         state_of(request).registry.changed()
-    return {"changed": changed, "agent": record.model_dump(mode="json")}
+    return {"changed": changed, "agent": _with_breaker(request, record).model_dump(mode="json")}

@@ -374,6 +374,8 @@ class McpOfferings:
             server_id, upstream_uri = split
             source = await self._source(server_id)
             if source is None:
+                if any(c.id == server_id for c in await self.federation.server_configs()):
+                    raise UpstreamUnavailable(f"MCP server {server_id} is not connected")
                 raise ResourceNotFound(uri)
             return _ResolvedUri(
                 source, upstream_uri, _action(catalog, server_id, upstream_uri), True

@@ -27,13 +27,13 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client._transport import TransportStreams
-from mcp.client.session import IncomingMessage
+from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
@@ -43,6 +43,7 @@ from adapters.mcp_http import Credential, UpstreamAuth, call_credential
 logger = logging.getLogger(__name__)
 
 ToolList = list[dict[str, Any]]
+T = TypeVar("T")
 _MAX_PAGES = 100  # a paginator that never ends cannot hang a listing
 
 
@@ -94,6 +95,7 @@ HttpFactory = Callable[[UpstreamAuth], httpx2.AsyncClient]
 CredentialSource = Callable[[], Awaitable[Credential | None]]
 OnTools = Callable[[ToolList], Awaitable[None]]
 OnHealth = Callable[[bool, str | None, Connected | None], Awaitable[None]]
+OnNotice = Callable[[types.ResourceUpdatedNotification], None]
 
 
 def open_client(
@@ -196,10 +198,19 @@ class McpUpstream:
         self._stopping = False
         self.connected: Connected | None = None
         self.last_error: str | None = None
+        # Told of the server's notices for the gateway's clients (a resource
+        # updated); called on the event loop, must not block.
+        self.notice_listeners: list[OnNotice] = []
 
     @property
     def ready(self) -> bool:
         return self._client is not None
+
+    @property
+    def capabilities(self) -> types.ServerCapabilities | None:
+        """What the connected server declared (None while not connected)."""
+        client = self._client
+        return client.server_capabilities if client is not None else None
 
     async def wait_ready(self, seconds: float) -> bool:
         """Wait for the first connection (only while no attempt has failed yet)."""
@@ -294,6 +305,9 @@ class McpUpstream:
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             self._relist.set()
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            for listener in list(self.notice_listeners):
+                listener(message)
 
     def request_relist(self) -> None:
         """Re-list the tools now (after an admin's refresh on another replica, say)."""
@@ -334,6 +348,31 @@ class McpUpstream:
                         request_state=request_state,
                         allow_input_required=True,
                     )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{_where(self.spec)} did not answer within {timeout:g}s"
+            ) from None
+        except Exception as exc:
+            raise self._failure(exc) from None
+
+    async def request(
+        self,
+        send: Callable[[ClientSession], Awaitable[T]],
+        *,
+        credential: Credential | None,
+        timeout_seconds: float | None = None,
+    ) -> T:
+        """Any other request through the live session (resources, prompts,
+        completions): ``send`` makes it; errors map as for `call_tool`.
+        ``credential`` None is the gateway's own (listings)."""
+        client = self._live()
+        timeout = timeout_seconds or self._timings.call_seconds
+        if credential is None:
+            credential = await self._default_credential()
+        try:
+            with call_credential(credential):
+                async with asyncio.timeout(timeout):
+                    return await send(client.session)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{_where(self.spec)} did not answer within {timeout:g}s"

@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
             state = await _start(settings, stack)
             app.state.switchboard = state
             state.mcp.listeners.append(mcp_front.tools_changed)
+            state.mcp.upstreams.on_resource_updated = mcp_front.offerings.resource_updated
             state.registry.listeners.append(mcp_front.tools_changed)  # agents' skills
             # FastAPI never runs a mounted app's lifespan: the MCP session
             # manager runs here, for the app's whole life.

@@ -188,6 +188,7 @@ class McpFederation:
         self._settings = settings
         self._snapshot: tuple[float, dict[str, FederatedTool], dict[str, _Server]] | None = None
         self._catalog: dict[str, FederatedTool] = {}  # the last snapshot's tools, never cleared
+        self._configs: tuple[float, list[McpServerConfig]] | None = None
         # Told (synchronously, on the event loop) whenever the tools may have
         # changed: the MCP front end sends tools/list_changed from here.
         self.listeners: list[Callable[[], None]] = []
@@ -470,8 +471,21 @@ class McpFederation:
             or self.delegations.decide(caller, target, None, "tool").allowed
         )
 
+    async def server_configs(self) -> list[McpServerConfig]:
+        """The registered servers in registration order (read at most once per
+        SNAPSHOT_SECONDS): what resources, prompts and completions route by."""
+        now = time.monotonic()
+        if self._configs is None or self._configs[0] <= now:
+            self._configs = (now + SNAPSHOT_SECONDS, await self.store.configs())
+        return self._configs[1]
+
+    @property
+    def default_timeout_seconds(self) -> float:
+        return self._settings.default_timeout_seconds
+
     def invalidate(self) -> None:
         self._snapshot = None
+        self._configs = None
         for listener in self.listeners:
             listener()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,30 +47,29 @@ from mcp.server.streamable_http_manager import (
 )
 from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.routing import BaseRoute, Route
 
-from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.audit import trace_id_from
 from gateway.mcp_agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
-from gateway.mcp_auth import CALLER_KEY, MCP_PATH, McpAuth, current_caller
+from gateway.mcp_auth import MCP_PATH, McpAuth
+from gateway.mcp_errors import (
+    TOO_MANY_ROUNDS,
+    caller_of,
+    mcp_error,
+)
 from gateway.mcp_federation import McpFederation, ToolNotFound, ToolQuarantined
+from gateway.mcp_front_offerings import OfferingHandlers
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp_notify import ToolListNotifier
-from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.mcp_offerings import McpOfferings
+from gateway.pipeline import Caller, DelegationDenied
 from gateway.settings import Settings
 from policies.keys import derive_key
 from registry.mcp_tools import SEPARATOR
 
 logger = logging.getLogger(__name__)
-
-# JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
-# -32001 are avoided: the SDK's client reads them as "connection closed" and
-# "request timeout"; -32020..-32022 and -32042 are the spec's own.
-DELEGATION_REFUSED = -32010
-TOOL_QUARANTINED = -32011
-UPSTREAM_UNAVAILABLE = -32012
-UPSTREAM_TIMEOUT = -32013
-TOO_MANY_ROUNDS = -32014
 
 
 class _GatewayServer(Server[Any]):
@@ -116,49 +116,6 @@ def request_state_security(settings: Settings) -> RequestStateSecurity:
     return RequestStateSecurity.ephemeral()  # --dev without a secret: this process only
 
 
-def mcp_error(exc: Exception, name: str) -> MCPError:
-    """The MCP error a caller gets for a refused or failed call."""
-    if isinstance(exc, ToolNotFound):
-        # The spec's own example: "Unknown tool: invalid_tool_name" (-32602).
-        return MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
-    if isinstance(exc, ApprovalRequired):
-        reasons = list(exc.decision.reasons)
-        return MCPError(
-            DELEGATION_REFUSED,
-            f"{name} needs human approval, which this gateway cannot collect yet: "
-            + "; ".join(reasons),
-            {"reasons": reasons, "approval_required": True},
-        )
-    if isinstance(exc, DelegationDenied):
-        reasons = list(exc.decision.reasons)
-        data: dict[str, Any] = {"reasons": reasons}
-        if exc.decision.denial is not None:
-            data["denial"] = exc.decision.denial.value
-        return MCPError(
-            DELEGATION_REFUSED, f"calling {name} was refused: " + "; ".join(reasons), data
-        )
-    if isinstance(exc, ToolQuarantined):
-        return MCPError(TOOL_QUARANTINED, str(exc), {"state": exc.tool.state.value})
-    if isinstance(exc, UpstreamTimeout):
-        return MCPError(UPSTREAM_TIMEOUT, str(exc))
-    if isinstance(exc, UpstreamUnavailable):
-        return MCPError(UPSTREAM_UNAVAILABLE, str(exc))
-    if isinstance(exc, UpstreamError):
-        # The upstream's own JSON-RPC error (say -32602 for bad arguments) passes through.
-        return MCPError(exc.code, exc.message, exc.data)
-    raise exc
-
-
-def caller_of(ctx: ServerRequestContext) -> Caller:
-    """The caller `McpAuth` established for the HTTP request carrying this message."""
-    request = ctx.request
-    caller = getattr(request, "scope", {}).get(CALLER_KEY) if request is not None else None
-    caller = caller or current_caller.get()
-    if caller is None:  # unreachable behind McpAuth; refuse rather than guess
-        raise MCPError(types.INVALID_REQUEST, "not authenticated")
-    return caller
-
-
 class _ProgressRelay:
     """The upstream's progress, reported against the caller's own progressToken
     (a no-op when the caller sent none)."""
@@ -193,19 +150,39 @@ class McpFront:
         # The agents' skills as tools; set once the A2A handler exists.
         self.agent_tools: AgentSkillTools | None = None
         self.notifier = ToolListNotifier()
-        self.server: Server[Any] = _GatewayServer(
-            "switchboard",
-            version=version,
-            title="Switchboard",
-            description="The MCP tools of every server federated by this gateway that you may call",
-            on_list_tools=self.on_list_tools,
-            on_call_tool=self.on_call_tool,
-            on_subscriptions_listen=ListenHandler(self.notifier.bus),
-            # Runs before the handlers, for every 2026-07-28 tools/call with
-            # arguments (Mcp-Param-* header checks); without it the SDK would
-            # run a whole tools/list per call.
-            get_tool_input_schema=self.input_schema,
-        )
+        self._offerings: McpOfferings | None = None
+        # Resources, prompts, completions, logging (gateway.mcp_front_offerings).
+        self.offerings = OfferingHandlers(self._current_offerings)
+        offered = self.offerings
+        with warnings.catch_warnings():
+            # `logging/setLevel` is deprecated as of 2026-07-28 (SEP-2577), but
+            # 2025-11-25 clients still send it.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = _GatewayServer(
+                "switchboard",
+                version=version,
+                title="Switchboard",
+                description=(
+                    "The MCP tools, resources and prompts of every server federated "
+                    "by this gateway that you may use"
+                ),
+                on_list_tools=self.on_list_tools,
+                on_call_tool=self.on_call_tool,
+                on_subscriptions_listen=ListenHandler(self.notifier.bus),
+                on_list_resources=offered.on_list_resources,
+                on_list_resource_templates=offered.on_list_resource_templates,
+                on_read_resource=offered.on_read_resource,
+                on_subscribe_resource=offered.on_subscribe_resource,
+                on_unsubscribe_resource=offered.on_unsubscribe_resource,
+                on_list_prompts=offered.on_list_prompts,
+                on_get_prompt=offered.on_get_prompt,
+                on_completion=offered.on_completion,
+                on_set_logging_level=offered.on_set_logging_level,
+                # Runs before the handlers, for every 2026-07-28 tools/call with
+                # arguments (Mcp-Param-* header checks); without it the SDK would
+                # run a whole tools/list per call.
+                get_tool_input_schema=self.input_schema,
+            )
         self.server.middleware.append(
             RequestStateBoundary(
                 request_state_security(settings),
@@ -236,6 +213,13 @@ class McpFront:
                 yield
             finally:
                 await self.notifier.aclose()
+                await self.offerings.subscriptions.aclose()
+
+    def _current_offerings(self) -> McpOfferings:
+        federation = self._federation()
+        if self._offerings is None or self._offerings.federation is not federation:
+            self._offerings = McpOfferings(federation)
+        return self._offerings
 
     # Handlers -----------------------------------------------------------------
 

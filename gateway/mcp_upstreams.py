@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx2
+import mcp_types as types
 
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
 from adapters.mcp_http import UpstreamAuth, checked_client
@@ -32,6 +33,7 @@ from registry.ssrf import AddressPolicy
 
 logger = logging.getLogger(__name__)
 _STOP_ATTEMPTS = 5
+ResourceUpdated = Callable[[str, types.ResourceUpdatedNotification], None]
 _STOP_WAIT_SECONDS = 1.0
 
 
@@ -80,6 +82,9 @@ class McpUpstreams:
         self._running: dict[str, _Running] = {}
         self._wake = asyncio.Event()
         self._reconciled = asyncio.Event()
+        # Told when a server says one of its resources changed (the MCP front
+        # end relays it to the sessions that subscribed).
+        self.on_resource_updated: ResourceUpdated | None = None
         # Token requests (OAuth client credentials) share one checked client,
         # with no per-call credential on it.
         self.token_http = self.http(None)
@@ -165,8 +170,13 @@ class McpUpstreams:
             on_health=on_health,
             timings=self._timings,
         )
+        upstream.notice_listeners.append(lambda notice: self._resource_updated(server_id, notice))
         task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")
         self._running[server_id] = _Running(config.version, upstream, credentials, task)
+
+    def _resource_updated(self, server_id: str, notice: types.ResourceUpdatedNotification) -> None:
+        if self.on_resource_updated is not None:
+            self.on_resource_updated(server_id, notice)
 
     async def _synced(self, server_id: str, tools: ToolList) -> None:
         try:

@@ -39,7 +39,10 @@ from policies.scopes import ScopeSyntaxError, parse_scopes
 DEFAULT_MAX_DEPTH = 4
 HARD_MAX_DEPTH = 16
 
-ActionKind = Literal["skill", "tool"]
+# What a delegation does on its target: an agent's skill, or an MCP server's
+# tool, resource (keyed by the upstream URI, or the URI template a read
+# matches) or prompt (keyed by the upstream name).
+ActionKind = Literal["skill", "tool", "resource", "prompt"]
 
 
 class Rule(BaseModel):
@@ -85,6 +88,16 @@ class Rule(BaseModel):
 class AgentRule(Rule):
     skills: dict[str, Rule] = Field(default_factory=dict)
     tools: dict[str, Rule] = Field(default_factory=dict)
+    resources: dict[str, Rule] = Field(default_factory=dict)
+    prompts: dict[str, Rule] = Field(default_factory=dict)
+
+    def actions(self, kind: ActionKind) -> dict[str, Rule]:
+        return {
+            "skill": self.skills,
+            "tool": self.tools,
+            "resource": self.resources,
+            "prompt": self.prompts,
+        }[kind]
 
 
 class Policy(BaseModel):
@@ -107,7 +120,7 @@ class Policy(BaseModel):
                 continue
             trail.append((f"agents.{key}", agent))
             if action is not None:
-                actions = agent.skills if kind == "skill" else agent.tools
+                actions = agent.actions(kind)
                 for action_key in ("*", action):
                     if action_key in actions:
                         trail.append((f"agents.{key}.{kind}s.{action_key}", actions[action_key]))

@@ -83,6 +83,10 @@ class McpServerConfig:
     credential_secret: str | None = field(repr=False)
     version: str
     trusted_registrant: bool
+    # Whether the server's names (tools, prompts, resource URIs) are offered
+    # under a prefix; unprefixed ones are kept in registration order.
+    prefix: bool = True
+    registered_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,11 @@ class SqlMcpStore:
 
     async def configs(self) -> list[McpServerConfig]:
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(mcp_servers))).mappings()
+            rows = (
+                await conn.execute(
+                    select(mcp_servers).order_by(mcp_servers.c.registered_at, mcp_servers.c.id)
+                )
+            ).mappings()
             return [_config(row) for row in rows]
 
     async def config(self, server_id: str) -> McpServerConfig | None:
@@ -448,6 +456,8 @@ def _config(row: RowMapping) -> McpServerConfig:
         credential_secret=row["credential_secret"],
         version=as_utc(row["updated_at"]).isoformat(),
         trusted_registrant=bool(row["trusted_registrant"]),
+        prefix=bool(row["prefix_tools"]),
+        registered_at=as_utc(row["registered_at"]),
     )
 
 

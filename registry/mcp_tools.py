@@ -132,8 +132,14 @@ class ToolFlag:
 
 def screen_tool(tool: Mapping[str, Any]) -> list[ToolFlag]:
     """Every suspicious piece of text in the pinned definition (property names too)."""
+    return screen_texts(pinned_definition(tool))
+
+
+def screen_texts(definition: Mapping[str, Any]) -> list[ToolFlag]:
+    """Every suspicious piece of text in ``definition`` (any MCP JSON: a
+    prompt's name, description and arguments, say), property names too."""
     flags: list[ToolFlag] = []
-    for field, text in _texts(pinned_definition(tool), ""):
+    for field, text in _texts(definition, ""):
         flags.extend(_screen_text(field, text))
     return flags
 

@@ -3,7 +3,7 @@ decision a delegation would, without calling anything or minting a token."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +12,7 @@ from gateway.auth import AdminPrincipal
 from gateway.errors import Problem
 from gateway.pipeline import Caller
 from gateway.state import state_of
-from policies.policy import Target
+from policies.policy import ActionKind, Target
 from policies.scopes import ScopeSyntaxError, parse_scopes
 from registry.models import AGENT_ID_PATTERN
 from registry.store import AgentNotFound
@@ -30,8 +30,12 @@ class ExplainRequest(BaseModel):
         description="agents that have already acted, oldest first (empty: the user's own call)",
     )
     target: str = Field(pattern=AGENT_ID_PATTERN)
-    action: str | None = Field(default=None, max_length=256, description="skill id or tool name")
-    kind: Literal["skill", "tool"] = "skill"
+    action: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="skill id, tool name, resource URI (or URI template) or prompt name",
+    )
+    kind: ActionKind = "skill"
     requested_scopes: list[str] | str | None = None
     subject: str = "explain"
 
@@ -53,7 +57,7 @@ async def explain(request: Request, body: ExplainRequest, _admin: AdminPrincipal
     try:
         *_, target = await delegations.target(body.target)
     except AgentNotFound:
-        # MCP servers are targets of the same decision (their tools: kind "tool").
+        # MCP servers are targets of the same decision (kinds "tool", "resource", "prompt").
         if await state.mcp.store.config(body.target) is None:
             raise
         target = Target(body.target)

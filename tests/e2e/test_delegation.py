@@ -459,7 +459,7 @@ def test_bad_input_on_explain_and_audit_is_a_clear_4xx(dep: Deployment) -> None:
             {"target": "sales"},  # no user_scopes
             {"user_scopes": 5, "target": "sales"},
             {"user_scopes": "", "target": "Not An Id"},
-            {"user_scopes": "", "target": "sales", "kind": "prompt"},
+            {"user_scopes": "", "target": "sales", "kind": "widget"},
             {"user_scopes": "", "target": "sales", "chain": ["a"] * 65},
             {"user_scopes": "", "target": "sales", "surprise": 1},
         ):

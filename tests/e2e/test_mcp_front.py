@@ -20,7 +20,7 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.server.mcpserver import Context
 
-from gateway.mcp_front import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
+from gateway.mcp_errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client

@@ -1339,3 +1339,30 @@ def test_property_merge_is_order_independent_and_tightening(
         if looser.grant is not None:
             assert tighter.grant is not None
             assert tighter.grant <= looser.grant
+
+
+def test_resources_and_prompts_have_their_own_rules() -> None:
+    pol = policy(
+        {
+            "agents": {
+                "crm": {
+                    "tools": {"note://x": {"allow": False}},
+                    "resources": {"note://x": {"require": ["notes:read"]}, "*": {"grant": []}},
+                    "prompts": {"greet": {"allow": False}},
+                }
+            }
+        }
+    )
+    read = decide(pol, "read", target(), action="note://x", kind="resource")
+    assert_denied(read, Denial.MISSING_SCOPE)
+    assert read.rules == (
+        "defaults",
+        "agents.crm",
+        "agents.crm.resources.*",
+        "agents.crm.resources.note://x",
+    )
+    assert decide(pol, "read notes:read", target(), action="note://x", kind="resource").allowed
+    # A tool rule never decides a resource, nor a resource rule a prompt.
+    assert decide(pol, "read", target(), action="note://x", kind="tool").allowed is False
+    assert_denied(decide(pol, "read", target(), action="greet", kind="prompt"), Denial.POLICY)
+    assert decide(pol, "read", target(), action="note://x", kind="prompt").allowed

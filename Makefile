@@ -4,13 +4,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check clean
+.PHONY: demo run test lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+## demo: the gateway, three sample agents and a delegation story across them (then exits)
+demo: $(STAMP)
+	$(BIN)/switchboard demo $(DEMO_ARGS)
 
 ## run: the gateway on the embedded default (SQLite in ./data, dev mode, 127.0.0.1:8080)
 run: $(STAMP)

@@ -91,7 +91,7 @@ from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway import retry
 from gateway.a2a_cards import card_json, etag, gateway_card, proxied_card, sign_card
 from gateway.audit import trace_id_from
-from gateway.auth import current_principal
+from gateway.auth import current_principal, front_door_principal
 from gateway.breaker import BreakerOpen, Breakers
 from gateway.errors import Problem, problem_response
 from gateway.handoffs import Resilience, breaker_error, contract_refusal, skill_of
@@ -100,7 +100,7 @@ from gateway.push import PushRelays, RelayRefused, parse_notification
 from gateway.retry import Attempts, Failure
 from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
-from policies.tokens import Principal
+from policies.tokens import Principal, TokenInvalid
 from registry.fetch import FetchError, SafeFetcher
 from registry.models import AgentQuery
 from registry.store import AgentNotFound
@@ -1152,11 +1152,14 @@ class A2AFrontDoor:
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
         refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
         agent_id = request.path_params["agent_id"]
+        public_url = self.handler._parts().public_url
         try:
-            principal = await current_principal(request)
+            principal, onwards = await front_door_principal(request, f"{public_url}/a2a/{agent_id}")
+            caller = Caller.delegated(principal) if onwards else Caller.user(principal)
         except Problem as problem:
             return problem_response(problem)
-        caller = Caller.user(principal)
+        except TokenInvalid as exc:  # a malformed act claim
+            return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         trace_id = trace_id_from(request.headers.get("traceparent"))
         try:
             grant = await self.handler.delegations.admit(

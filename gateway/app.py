@@ -355,6 +355,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
             issuer=settings.effective_public_url,
             token_endpoint=settings.token_endpoint,
             leeway_seconds=settings.token_leeway_seconds,
+            mcp_servers=mcp_store,
         ),
         front_door=front_door,
         mcp=federation,

@@ -106,6 +106,38 @@ async def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+async def front_door_principal(request: Request, front_door_url: str) -> tuple[Principal, bool]:
+    """The caller of an agent's front door (``…/a2a/{id}``), and whether it is
+    an agent delegating onwards.
+
+    A user's token for the gateway is accepted as everywhere. So is a token
+    this gateway minted by token exchange *for this front door* (RFC 8707: the
+    agent asked for ``resource=…/a2a/{id}``): the agent that exchanged it
+    calls on the user's behalf, its actor chain in ``act``. A token minted for
+    an agent itself (aud = the agent's resource) is never one of these, so an
+    agent cannot re-enter the gateway with the token it received.
+    """
+    try:
+        return await authenticate(request), False
+    except Problem as refused:
+        header = request.headers.get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise
+        state = state_of(request)
+        try:
+            principal = await state.verifier.verify(
+                token.strip(),
+                audience=front_door_url,
+                issuer=state.settings.effective_public_url,
+            )
+        except TokenInvalid:
+            raise refused from None
+        if "act" not in principal.claims:
+            raise refused from None
+        return principal, True
+
+
 async def admin_principal(request: Request, principal: CurrentPrincipal) -> Principal:
     if not principal.has_scope(ADMIN_SCOPE):
         raise Problem(

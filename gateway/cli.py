@@ -78,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
 
+    demo = commands.add_parser(
+        "demo",
+        help="start the gateway and three sample agents, and play a cross-vendor delegation",
+    )
+    demo.add_argument(
+        "--data-dir", type=Path, help="keep the gateway's data here (default: a temp dir)"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave everything running afterwards, to explore"
+    )
+    demo.set_defaults(run=_demo)
+
     database = commands.add_parser("db", help="database maintenance").add_subparsers(
         title="db commands"
     )
@@ -286,6 +298,19 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.servers import DemoError
+    from gateway.demo.story import run
+
+    try:
+        return run(args.data_dir, args.keep, lambda line: print(line, flush=True))
+    except DemoError as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        print("switchboard demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit import AuditEvent, AuditLog
-from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest
+from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest, actors_of
 from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize, may_use
 from policies.policy_file import PolicySource
 from policies.tokens import Principal
@@ -51,6 +51,20 @@ class Caller:
             scopes=principal.scopes,
             actors=(client,),
             client_id=client,
+            not_after=principal.expires_at or None,
+        )
+
+    @classmethod
+    def delegated(cls, principal: Principal) -> Caller:
+        """An agent calling onwards with a token this gateway minted for the
+        call by token exchange: the user's, with the actor chain in ``act``."""
+        actors = actors_of(principal.claims)
+        return cls(
+            subject=principal.subject,
+            issuer=principal.issuer,
+            scopes=principal.scopes,
+            actors=actors,
+            client_id=principal.client_id or actors[-1],
             not_after=principal.expires_at or None,
         )
 
@@ -174,14 +188,39 @@ class Delegations:
         action: str | None = None,
         kind: ActionKind = "skill",
         requested: frozenset[str] | None = None,
+        audience: str | None = None,
     ) -> Grant:
-        """Decide and mint. A denial is audited here and raised as `DelegationDenied`."""
+        """Decide and mint (for ``audience``, default the agent's resource). A
+        denial is audited here and raised as `DelegationDenied`."""
         started = time.perf_counter()
         record, card, target = await self.target(agent_id)
         permit = await self._permit(
-            caller, target, record.resource, event, trace_id, action, kind, requested, started
+            caller,
+            target,
+            audience or record.resource,
+            event,
+            trace_id,
+            action,
+            kind,
+            requested,
+            started,
         )
         return Grant(**vars(permit), agent=record, card=card)
+
+    async def authorize_target(
+        self,
+        caller: Caller,
+        target: Target,
+        audience: str,
+        *,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None = None,
+    ) -> Permit:
+        """`authorize()` for a target that is not an A2A agent (an MCP server)."""
+        return await self._permit(
+            caller, target, audience, event, trace_id, None, "tool", requested, time.perf_counter()
+        )
 
     async def _permit(
         self,

@@ -7,6 +7,8 @@ part of the work to another agent asks here. The order of checks:
    an `actor_token` signed with the agent's key -> the calling agent;
 2. which target: `resource` (the agent's resource id or its A2A URL at this
    gateway) or `audience` (the agent id) -> exactly one registered agent;
+   named by its A2A URL here, the target may also be an MCP server, and the
+   token is for that URL: the agent calls onwards through the gateway;
 3. on whose behalf: the `subject_token` -- a token this gateway minted *for
    the calling agent* (its `aud` must be the caller's resource: a token
    presented by anyone else is refused), or a trusted user token;
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit import AuditEvent, AuditLog
-from gateway.pipeline import Caller, DelegationDenied, Delegations
+from gateway.pipeline import Caller, DelegationDenied, Delegations, Permit
 from gateway.replay import ReplayCache
 from policies.client_auth import (
     ClientAuthError,
@@ -34,9 +36,10 @@ from policies.client_auth import (
 from policies.delegation import actors_of
 from policies.exchange import ACCESS_TOKEN_TYPE, ExchangeRequest, OAuthError
 from policies.jws import unverified_claims
-from policies.policy import Denial
+from policies.policy import Denial, Target
 from policies.tokens import TokenInvalid, TokenVerifier
 from registry.credentials import CredentialMethod, SqlCredentialStore
+from registry.mcp_store import SqlMcpStore
 from registry.store import SqlAgentStore
 
 # RFC 8693 §2.2.2 / RFC 6749 §5.2 codes for each reason a decision can deny.
@@ -70,7 +73,9 @@ class TokenExchange:
         issuer: str,
         token_endpoint: str,
         leeway_seconds: int,
+        mcp_servers: SqlMcpStore | None = None,
     ) -> None:
+        self._mcp_servers = mcp_servers
         self._delegations = delegations
         self._agents = agents
         self._credentials = credentials
@@ -85,7 +90,7 @@ class TokenExchange:
     async def exchange(self, request: ExchangeRequest, context: ExchangeContext) -> dict[str, Any]:
         started = time.perf_counter()
         caller_id = await self._authenticate(request, context)
-        target_id = await self._target(request)
+        target_id, front_door = await self._target(request)
         caller_record = await self._agents.get(caller_id)
         if caller_record is None:  # deleted between authentication and now
             raise OAuthError("invalid_client", "the calling agent is not registered", 401)
@@ -118,13 +123,26 @@ class TokenExchange:
             not_after=subject.expires_at,
         )
         try:
-            grant = await self._delegations.authorize(
-                caller,
-                target_id,
-                event="token_exchange",
-                trace_id=context.trace_id,
-                requested=request.scope,
-            )
+            grant: Permit
+            if front_door is not None and await self._is_mcp_server(target_id):
+                # An MCP server is reached only through its front door here.
+                grant = await self._delegations.authorize_target(
+                    caller,
+                    Target(target_id),
+                    front_door,
+                    event="token_exchange",
+                    trace_id=context.trace_id,
+                    requested=request.scope,
+                )
+            else:
+                grant = await self._delegations.authorize(
+                    caller,
+                    target_id,
+                    event="token_exchange",
+                    trace_id=context.trace_id,
+                    requested=request.scope,
+                    audience=front_door,
+                )
         except DelegationDenied as denied:
             decision = denied.decision
             assert decision.denial is not None
@@ -222,15 +240,21 @@ class TokenExchange:
 
     # 2. Which target --------------------------------------------------------
 
-    async def _target(self, request: ExchangeRequest) -> str:
-        by_resource = by_audience = None
+    async def _target(self, request: ExchangeRequest) -> tuple[str, str | None]:
+        """The target's id, and its front door URL when the resource named it:
+        the token is then for that URL (RFC 8707), to call the target through
+        this gateway, rather than for the target itself."""
+        by_resource = by_audience = front_door = None
         if request.resource is not None:
             by_resource = await self._agents.id_for_resource(request.resource)
             if by_resource is None and request.resource.startswith(self._a2a_prefix):
-                # The agent's front door at this gateway names it too.
+                # The agent's (or MCP server's) front door at this gateway.
                 candidate = request.resource[len(self._a2a_prefix) :].split("/", 1)[0]
-                if await self._agents.get(candidate) is not None:
+                if await self._agents.get(candidate) is not None or await self._is_mcp_server(
+                    candidate
+                ):
                     by_resource = candidate
+                    front_door = self._a2a_prefix + candidate
             if by_resource is None:
                 raise OAuthError("invalid_target", "resource does not name a registered agent")
         if request.audience is not None:
@@ -241,7 +265,10 @@ class TokenExchange:
             raise OAuthError("invalid_target", "resource and audience name different agents")
         target = by_resource or by_audience
         assert target is not None
-        return target
+        return target, front_door
+
+    async def _is_mcp_server(self, server_id: str) -> bool:
+        return self._mcp_servers is not None and await self._mcp_servers.get(server_id) is not None
 
     # 3. On whose behalf ------------------------------------------------------
 

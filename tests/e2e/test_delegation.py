@@ -515,3 +515,35 @@ def test_an_agent_card_pointing_at_a_metadata_address_is_refused_at_call_time(
     assert error["code"] == -32603
     assert "may not be called" in error["message"]
     assert "169.254.169.254" in error["message"]
+
+
+def test_an_agent_calls_onwards_through_the_gateway_with_an_exchanged_token(
+    dep: Deployment,
+) -> None:
+    """resource=…/a2a/{id} gets a token for that front door (RFC 8707); the
+    gateway decides again with the chain and mints the next agent's token."""
+    gw = dep.gateway
+    to_support = _first_hop(dep, gw.token("alice", USER_SCOPES))
+    response = dep.exchange(to_support, by="support", resource=f"{gw.url}/a2a/sales")
+    assert response.status_code == 200, response.text
+    front_door = response.json()["access_token"]
+    claims = jwt.decode(front_door, options={"verify_signature": False})
+    assert claims["aud"] == f"{gw.url}/a2a/sales"
+    # Only at that front door: not at another agent's, not at the gateway's API.
+    assert dep.send("inventory", front_door).status_code == 401
+    with gw.client(front_door) as client:
+        assert client.get("/agents").status_code == 401
+    sent = dep.send("sales", front_door, "a quote, please")
+    assert sent.status_code == 200, sent.text
+    to_sales = dep["sales"].recorder.calls()[-1].bearer
+    assert to_sales is not None and to_sales != front_door
+    minted = verify_as_downstream(to_sales, gw.url, dep["sales"].resource)
+    assert minted["sub"] == "alice"
+    assert minted["act"] == {"sub": "support", "act": {"sub": "switchboard-dev-issuer"}}
+    assert set(minted["scope"].split()) == {"sales:quote", "inventory:read"}
+    # The token sales received is not a front door token: it cannot re-enter.
+    assert dep.send("sales", to_sales).status_code == 401
+    with gw.client() as admin:
+        (record,) = admin.get("/audit", params={"agent": "sales", "limit": 1}).json()["items"]
+    assert record["event"] == "a2a.SendMessage"
+    assert record["actors"] == ["switchboard-dev-issuer", "support"]

@@ -1,0 +1,1 @@
+"""`switchboard demo`: the gateway, three sample agents and the story that crosses them."""

@@ -1066,6 +1066,8 @@ async def _parse_jsonrpc_body(request: Request) -> Response | None:
     """Parse the body once, here, so that JSON nested deep enough to exhaust the
     parser's recursion is a parse error (-32700), not the SDK's internal error
     carrying Python's exception text."""
+    if hasattr(request, "_json"):
+        return None  # parsed already (to find the skill before admission)
     try:
         # Starlette keeps the parsed body on the request; the SDK's dispatcher
         # reads it from there instead of parsing again.
@@ -1112,6 +1114,20 @@ PassThroughPath = Callable[[Request, Admission, Any], Awaitable[Response | None]
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+# The operations that send a message, in both versions' spellings.
+_MESSAGE_METHODS = frozenset(
+    {"SendMessage", "SendStreamingMessage", "message/send", "message/stream"}
+)
+_MESSAGE_PATHS = ("/message:send", "/message:stream")
+
+
+class _Unparseable(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _sdk_endpoints(
@@ -1162,8 +1178,12 @@ class A2AFrontDoor:
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         trace_id = trace_id_from(request.headers.get("traceparent"))
         try:
+            skill = await self._skill(request, jsonrpc, agent_id)
+        except _Unparseable as refusal:
+            return refusal.response
+        try:
             grant = await self.handler.delegations.admit(
-                caller, agent_id, event="a2a", trace_id=trace_id
+                caller, agent_id, event="a2a", trace_id=trace_id, action=skill
             )
         except AgentNotFound:
             other = None
@@ -1190,6 +1210,41 @@ class A2AFrontDoor:
             grant, Owner(caller.subject, caller.issuer), frozenset(extensions)
         )
         return None
+
+    async def _skill(self, request: Request, jsonrpc: bool, agent_id: str) -> str | None:
+        """The skill a message asks for (`gateway.handoffs.skill_of`), so that the
+        decision is the skill's own: a `require` or `approval` on one skill
+        applies to the call, not only to listings. None for every other
+        request (reading or cancelling one's own task is the agent's decision)
+        and when unsaid on an agent with several skills."""
+        if jsonrpc:
+            refused = await _parse_jsonrpc_body(request)
+            if refused is not None:
+                raise _Unparseable(refused)
+            body = request._json
+            if not isinstance(body, dict) or body.get("method") not in _MESSAGE_METHODS:
+                return None
+            params = body.get("params")
+        else:
+            if not request.url.path.endswith(_MESSAGE_PATHS) or request.method != "POST":
+                return None
+            try:
+                params = json.loads(await request.body())
+            except (ValueError, RecursionError):
+                return None  # the SDK answers it
+        if not isinstance(params, dict):
+            return None
+        message = params.get("message")
+        try:
+            _, card, _ = await self.handler.delegations.target(agent_id)
+            return skill_of(
+                agent_id,
+                card,
+                _mapping(params.get("metadata")),
+                _mapping(message.get("metadata") if isinstance(message, dict) else None),
+            )
+        except (AgentNotFound, InvalidParamsError):
+            return None  # not an agent (admit says so), or a bad skill (the SDK path says so)
 
     def _guarded(
         self,

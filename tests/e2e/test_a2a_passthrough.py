@@ -288,3 +288,45 @@ def test_a_callers_tenant_never_reaches_the_agent_on_the_sdk_path_either(
     assert response.status_code == 200 and "someone-else" not in response.text
     (call,) = scripted.seen.calls()
     assert b"tenant" not in call.body and b"someone-else" not in call.body
+
+
+def test_a_skills_own_rule_applies_to_the_call_not_only_to_listings(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "agents:\n  scripted:\n    skills:\n      work:\n        require: [work:special]\n"
+    )
+    seen = Recorder()
+    agent = scripted_agent(seen)
+    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    try:
+        card = httpx.get(agent.url + "/.well-known/agent-card.json").json()
+        with gateway.client() as admin:
+            assert admin.post("/agents", json={"card": card, "id": "scripted"}).status_code == 201
+        tokens = {
+            "plain": gateway.token(USER, "work:run"),
+            "special": gateway.token(USER, "work:special"),
+        }
+        message = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "message"}]}
+        for method in ("SendMessage", "SendStreamingMessage"):
+            body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"message": message}}
+            for who, allowed in (("plain", False), ("special", True)):
+                headers = {"Authorization": f"Bearer {tokens[who]}", "A2A-Version": "1.0"}
+                answer = httpx.post(f"{gateway.url}/a2a/scripted", json=body, headers=headers)
+                if allowed:
+                    assert "error" not in answer.text[:200], answer.text
+                else:
+                    # The agent's only skill is the message's skill: its rule counts.
+                    assert answer.status_code == 403, answer.text
+                    assert "work:special" in answer.json()["error"]["message"]
+        rest = httpx.post(
+            f"{gateway.url}/a2a/scripted/message:send",
+            json={"message": message},
+            headers={"Authorization": f"Bearer {tokens['plain']}", "A2A-Version": "1.0"},
+        )
+        assert rest.status_code == 403, rest.text
+        assert len(seen.calls()) == 2  # only the allowed caller's two calls
+    finally:
+        gateway.stop()
+        agent.stop()

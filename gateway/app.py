@@ -39,6 +39,7 @@ from gateway.errors import install_error_handlers
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.mcp_agent_tools import AgentSkillTools
+from gateway.mcp_approvals import McpApprovals
 from gateway.mcp_federation import FederationSettings, McpFederation
 from gateway.mcp_front import McpFront
 from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
@@ -148,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         return desk.parts
 
     mcp_front.agent_tools = AgentSkillTools(parts, handler_for)
+    mcp_front.approvals = McpApprovals(lambda: approval_parts().approvals)
     front = A2AFrontDoor(
         handler,
         GatewayHandler(parts),

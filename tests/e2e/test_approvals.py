@@ -31,11 +31,15 @@ from a2a.types import (
 )
 from a2a.utils.errors import TaskNotFoundError
 from google.protobuf.json_format import MessageToDict
+from mcp import MCPError
 
+from gateway.mcp_approvals import STATUS_TOOL
 from policies.scopes import ADMIN_SCOPE
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
+from tests.support.mcp_clients import MODES, mcp_client
+from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread
 
 POLICY = """\
@@ -284,10 +288,175 @@ async def test_the_decision_is_taken_again_at_approval_time(setup: Setup) -> Non
     setup.policy.write_text(POLICY + "    allow: false\n")
     await asyncio.sleep(1.0)
     assert (await decide(setup, approval, "approve")).status_code == 200
-    deadline = time.monotonic() + 20
-    while _show(setup, approval)["outcome"] in (None, "running") and time.monotonic() < deadline:
+    for _ in range(200):
+        if _show(setup, approval)["outcome"] not in (None, "running"):
+            break
         await asyncio.sleep(0.1)
     assert _show(setup, approval)["outcome"] == "TASK_STATE_FAILED"
     assert not setup.seen.calls()
     trace = _show(setup, approval)["trace_id"]
     assert ("a2a.approved", "denied") in audit(setup, trace)
+
+
+# MCP ------------------------------------------------------------------------
+
+MCP_POLICY = """\
+agents:
+  alpha:
+    tools:
+      add: {approval: true}
+  worker:
+    skills:
+      work: {approval: true}
+"""
+
+
+@dataclass
+class McpSetup:
+    gateway: Gateway
+    upstream: ServerThread
+    upstream_seen: Recorder
+    worker_seen: Recorder
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url + "/mcp"
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client(self.admin_token)
+
+    async def token(self, sub: str, scopes: str = "") -> str:
+        return await anyio.to_thread.run_sync(self.gateway.token, sub, scopes)
+
+    def tool_calls(self) -> int:
+        return sum(b'"tools/call"' in seen.body for seen in self.upstream_seen.calls())
+
+
+@pytest.fixture
+def mcp_setup(tmp_path: Path, database_url: str | None) -> Iterator[McpSetup]:
+    upstream, upstream_seen, _ = upstream_server()
+    worker_seen = Recorder()
+    worker = worker_agent(worker_seen)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(MCP_POLICY)
+    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    try:
+        with gateway.client() as admin:
+            response = admin.post(
+                "/mcp-servers", json={"name": "Alpha", "url": upstream.url + "/mcp"}
+            )
+            assert response.status_code == 201, response.text
+            body = {"card_url": worker.url + "/.well-known/agent-card.json", "id": "worker"}
+            assert admin.post("/agents", json=body).status_code == 201
+        admin_token = gateway.token("admin", ADMIN_SCOPE)
+        yield McpSetup(gateway, upstream, upstream_seen, worker_seen, admin_token)
+    finally:
+        gateway.stop()
+        upstream.stop()
+        worker.stop()
+
+
+def mcp_decide(setup: McpSetup, approval: str, decision: str, reason: str = "") -> httpx.Response:
+    with setup.admin() as admin:
+        return admin.post(f"/approvals/{approval}", json={"decision": decision, "reason": reason})
+
+
+def mcp_audit(setup: McpSetup, trace_id: str) -> list[tuple[str, str]]:
+    with setup.admin() as admin:
+        items = admin.get("/audit", params={"limit": 100}).json()["items"]
+    return [(r["event"], r["outcome"]) for r in reversed(items) if r["trace_id"] == trace_id]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
+    mcp_setup: McpSetup, mode: str
+) -> None:
+    token = await mcp_setup.token("alice")
+    async with mcp_client(mcp_setup.url, token, mode) as client:
+        listed = {t.name for t in (await client.list_tools()).tools}
+        assert {"alpha__add", STATUS_TOOL} <= listed
+        held = await client.call_tool("alpha__add", {"a": 2, "b": 3})
+        assert held.structured_content is not None
+        assert held.structured_content["state"] == "pending"
+        approval = held.structured_content["approval"]
+        # `add` declares an output schema, which a pending answer cannot match.
+        assert held.is_error
+        assert STATUS_TOOL in held.content[0].text  # type: ignore[union-attr]
+        status = await client.call_tool(STATUS_TOOL, {"approval": approval})
+        assert not status.is_error and status.structured_content == {
+            "approval": approval,
+            "state": "pending",
+        }
+        assert mcp_setup.tool_calls() == 0
+
+        shown = await anyio.to_thread.run_sync(lambda: _mcp_show(mcp_setup, approval))
+        assert shown["kind"] == "mcp" and shown["tool"] == "alpha__add"
+        assert shown["request"] == {"arguments": {"a": 2, "b": 3}}
+        assert shown["requested_by"]["subject"] == "alice"
+        answer = await anyio.to_thread.run_sync(mcp_decide, mcp_setup, approval, "approve")
+        assert answer.status_code == 200
+
+        # Someone else cannot collect it.
+        async with mcp_client(mcp_setup.url, await mcp_setup.token("bob"), mode) as bob:
+            with pytest.raises(MCPError):
+                await bob.call_tool(STATUS_TOOL, {"approval": approval})
+        assert mcp_setup.tool_calls() == 0
+
+        result = await client.call_tool(STATUS_TOOL, {"approval": approval})
+        assert not result.is_error and result.structured_content == {"result": 5}
+        # Asking again (the other way) answers the same result, without a second call.
+        again = await client.call_tool(
+            "alpha__add", {"a": 2, "b": 3}, meta={"switchboard/approval": approval}
+        )
+        assert again.structured_content == {"result": 5}
+        with pytest.raises(MCPError, match="another call"):
+            await client.call_tool(
+                "alpha__add", {"a": 2, "b": 4}, meta={"switchboard/approval": approval}
+            )
+    assert mcp_setup.tool_calls() == 1
+    steps = mcp_audit(mcp_setup, shown["trace_id"])
+    assert steps[0] == ("mcp", "approval_required"), steps
+    assert ("approval", "approved") in steps and ("mcp", "ok") in steps
+
+
+def _mcp_show(setup: McpSetup, approval: str) -> dict[str, Any]:
+    with setup.admin() as admin:
+        shown: dict[str, Any] = admin.get(f"/approvals/{approval}").json()
+    return shown
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_agent_skill_tool_held_then_rejected_is_never_called(
+    mcp_setup: McpSetup, mode: str
+) -> None:
+    async with mcp_client(mcp_setup.url, await mcp_setup.token("alice"), mode) as client:
+        held = await client.call_tool("worker__work", {"message": "task hello"})
+        assert not held.is_error and held.structured_content is not None
+        approval = held.structured_content["approval"]
+        answer = await anyio.to_thread.run_sync(
+            mcp_decide, mcp_setup, approval, "reject", "too risky"
+        )
+        assert answer.status_code == 200
+        meta = {"switchboard/approval": approval}
+        result = await client.call_tool("worker__work", {"message": "task hello"}, meta=meta)
+        assert result.is_error and result.structured_content is not None
+        assert result.structured_content["state"] == "rejected"
+        assert "too risky" in result.content[0].text  # type: ignore[union-attr]
+    assert not mcp_setup.worker_seen.calls()
+    trace = _mcp_show(mcp_setup, approval)["trace_id"]
+    assert ("approval", "rejected") in mcp_audit(mcp_setup, trace)
+
+
+async def test_an_approved_agent_skill_tool_runs_with_the_result(mcp_setup: McpSetup) -> None:
+    async with mcp_client(mcp_setup.url, await mcp_setup.token("alice"), "2026-07-28") as client:
+        held = await client.call_tool("worker__work", {"message": "task hello"})
+        assert held.structured_content is not None
+        approval = held.structured_content["approval"]
+        assert (
+            await anyio.to_thread.run_sync(mcp_decide, mcp_setup, approval, "approve")
+        ).status_code == 200
+        result = await client.call_tool(STATUS_TOOL, {"approval": approval})
+    assert not result.is_error, result
+    assert "done: hello" in result.content[0].text  # type: ignore[union-attr]
+    assert len(mcp_setup.worker_seen.calls()) == 1

@@ -1158,12 +1158,15 @@ class A2AFrontDoor:
         pass_through: PassThroughPath | None = None,
         others: OtherAgents | None = None,
         gateway_run: GatewayRunAgents | None = None,
+        approvals: RequestHandler | None = None,
     ) -> None:
         self.handler = handler
         self.gateway = gateway
         self.pass_through = pass_through
         self.others = others
         self.gateway_run = gateway_run
+        # Serves agents whose calls wait for a human (`gateway.a2a_approvals`).
+        self.approvals = approvals
 
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
         refuse = _jsonrpc_refusal if jsonrpc else _rest_refusal
@@ -1195,13 +1198,14 @@ class A2AFrontDoor:
             request.state.other = True
             return None
         except ApprovalRequired as pending:
-            reasons = list(pending.decision.reasons)
-            return refuse(
-                403,
-                "delegation needs human approval, which this gateway cannot collect yet: "
-                + "; ".join(reasons),
-                {"reasons": reasons, "approval_required": True},
-            )
+            if self.approvals is None or not isinstance(pending.permit, Grant):
+                reasons = list(pending.decision.reasons)
+                return refuse(
+                    403,
+                    "delegation needs human approval: " + "; ".join(reasons),
+                    {"reasons": reasons, "approval_required": True},
+                )
+            grant, request.state.approval = pending.permit, True
         except DelegationDenied as denied:
             reasons = list(denied.decision.reasons)
             return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
@@ -1253,11 +1257,15 @@ class A2AFrontDoor:
         *,
         jsonrpc: bool,
         run_endpoint: Endpoint | None = None,
+        approval_endpoint: Endpoint | None = None,
     ) -> Endpoint:
         async def guarded(request: Request) -> Response:
             refused = await self.admit(request, jsonrpc)
             if refused is not None:
                 return refused
+            if approval_endpoint is not None and getattr(request.state, "approval", False):
+                refused = await _parse_jsonrpc_body(request) if jsonrpc else None
+                return refused if refused is not None else await approval_endpoint(request)
             if getattr(request.state, "other", False):
                 assert other_endpoint is not None
                 refused = await _parse_jsonrpc_body(request) if jsonrpc else None
@@ -1324,12 +1332,18 @@ class A2AFrontDoor:
         if self.gateway_run is not None:
             run_jsonrpc, run_rest_endpoints = _sdk_endpoints(self.gateway_run.handler, context)
             run_rest = list(run_rest_endpoints)
+        held_jsonrpc: Endpoint | None = None
+        held_rest: list[Endpoint | None] = [None] * len(rest)
+        if self.approvals is not None:
+            held_jsonrpc, held_rest_endpoints = _sdk_endpoints(self.approvals, context)
+            held_rest = list(held_rest_endpoints)
         assert isinstance(jsonrpc, Route)
         jsonrpc_endpoint = self._guarded(
             jsonrpc.endpoint,
             other_jsonrpc.endpoint if isinstance(other_jsonrpc, Route) else None,
             jsonrpc=True,
             run_endpoint=run_jsonrpc,
+            approval_endpoint=held_jsonrpc,
         )
         inner: list[BaseRoute] = [
             Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
@@ -1340,7 +1354,7 @@ class A2AFrontDoor:
         ]
         # The SDK also mounts every route under `/{tenant}` (a Mount, dropped
         # above); the gateway serves one agent per URL and has no tenants.
-        for route, other, run in zip(rest, other_rest, run_rest, strict=True):
+        for route, other, run, held in zip(rest, other_rest, run_rest, held_rest, strict=True):
             inner.append(
                 Route(
                     route.path,
@@ -1349,6 +1363,7 @@ class A2AFrontDoor:
                         other.endpoint if other else None,
                         jsonrpc=False,
                         run_endpoint=run,
+                        approval_endpoint=held,
                     ),
                     methods=list(route.methods or ()),
                 )

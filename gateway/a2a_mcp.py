@@ -78,7 +78,7 @@ from google.protobuf.struct_pb2 import Value
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.a2a_front import ADMISSION, FrontDoorParts, list_own_tasks
 from gateway.mcp_federation import FederatedTool, McpFederation, ToolNotFound, ToolQuarantined
-from gateway.pipeline import Caller, DelegationDenied
+from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.tasks import Owner
 from registry.mcp_models import McpServerRecord
 from registry.mcp_tools import SEPARATOR
@@ -183,6 +183,15 @@ class McpAgentHandler(RequestHandler):
             )
         except ToolNotFound:
             raise InvalidParamsError(f"no tool {tool.upstream_name}") from None
+        except ApprovalRequired as pending:
+            # Held calls are collected at /mcp or through an A2A agent's task;
+            # an MCP tool served as an A2A agent cannot wait: refused, recorded.
+            detail = "not called: call it at /mcp to have it approved"
+            delegations = self._parts().delegations
+            await delegations.record(pending.permit, "mcp", "approval_required", detail)
+            raise UnsupportedOperationError(
+                f"{tool.name} needs an admin's approval; {detail}"
+            ) from None
         except DelegationDenied as denied:
             reasons = "; ".join(denied.decision.reasons)
             # -32602: the tool the message names is not one this caller may run.

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -17,6 +17,12 @@ from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from adapters.mcp import UpstreamTimings
 from gateway import db, runstate
+from gateway.a2a_approvals import (
+    ApprovalAgentHandler,
+    ApprovalDesk,
+    ApprovalExecution,
+    ApprovalParts,
+)
 from gateway.a2a_front import (
     A2AFrontDoor,
     AgentHandler,
@@ -27,6 +33,7 @@ from gateway.a2a_front import (
 from gateway.a2a_mcp import McpAgents
 from gateway.a2a_passthrough import PassThrough
 from gateway.a2a_vendor import GatewayRun, VendorAgentHandler, VendorExecution
+from gateway.approvals import Approvals
 from gateway.audit import AuditLog
 from gateway.breaker import Breakers, BreakerSettings
 from gateway.errors import install_error_handlers
@@ -34,6 +41,7 @@ from gateway.handoffs import Resilience
 from gateway.keystore import KeyStore
 from gateway.limits import BodyLimitMiddleware
 from gateway.mcp_agent_tools import AgentSkillTools
+from gateway.mcp_approvals import McpApprovals
 from gateway.mcp_federation import FederationSettings, McpFederation
 from gateway.mcp_front import McpFront
 from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
@@ -43,6 +51,7 @@ from gateway.replay import replay_cache
 from gateway.retry import RetrySettings
 from gateway.routers import (
     agents,
+    approvals,
     audit,
     credentials,
     health,
@@ -85,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            state = await _start(settings, stack)
+            state = await _start(settings, stack, handler_for)
             app.state.switchboard = state
             state.mcp.listeners.append(mcp_front.tools_changed)
             state.mcp.upstreams.on_resource_updated = mcp_front.offerings.resource_updated
@@ -122,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(mcp_servers.router)
     app.include_router(vendor_agents.router)
+    app.include_router(approvals.router)
 
     def parts() -> FrontDoorParts:
         front_door: FrontDoorParts = app.state.switchboard.front_door
@@ -138,13 +148,19 @@ def create_app(settings: Settings) -> FastAPI:
     def handler_for(card: Mapping[str, Any]) -> RequestHandler:
         return vendor if vendor.serves(dict(card)) else handler
 
+    def approval_parts() -> ApprovalParts:
+        desk: ApprovalDesk = app.state.switchboard.approvals
+        return desk.parts
+
     mcp_front.agent_tools = AgentSkillTools(parts, handler_for)
+    mcp_front.approvals = McpApprovals(lambda: approval_parts().approvals)
     front = A2AFrontDoor(
         handler,
         GatewayHandler(parts),
         pass_through=PassThrough(handler),
         others=McpAgents(parts, federation),
         gateway_run=vendor,
+        approvals=ApprovalAgentHandler(parts, approval_parts),
     )
     # First: routes are matched in order, and the A2A hot path should not be
     # tried against every REST route before its own (no paths overlap).
@@ -154,7 +170,11 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppState:
+async def _start(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    handler_for: Callable[[Mapping[str, Any]], RequestHandler],
+) -> AppState:
     engine = db.create_engine(settings.effective_database_url)
     stack.push_async_callback(engine.dispose)
     await db.upgrade(engine)
@@ -324,10 +344,15 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         call = await vendors.store.get(agent_id)
         return call is not None and any(s.id == skill and s.idempotent for s in call.config.skills)
 
+    approval_store = Approvals(engine, audit_log)
+    # One runner for every gateway-run task: vendor calls, and approved calls.
+    execute = ApprovalExecution(lambda: front_door, approval_store, handler_for).dispatching(
+        execution
+    )
     runner = TaskRunner(
         engine,
         front_door.tasks,
-        lambda: execution,
+        lambda: execute,
         lease_seconds=settings.gateway_run_lease_seconds,
         idempotent=idempotent,
     )
@@ -361,6 +386,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppSta
         mcp=federation,
         vendors=vendors,
         gateway_run=gateway_run,
+        approvals=ApprovalDesk(lambda: front_door, ApprovalParts(approval_store, runner)),
     )
 
 

@@ -251,8 +251,40 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--since", help="ISO 8601 time")
         sub.add_argument("--until", help="ISO 8601 time")
 
+    approvals = commands.add_parser(
+        "approvals", help="calls waiting for a human's approval"
+    ).add_subparsers(title="approvals commands")
+    approvals_list = approvals.add_parser("list", help="pending first, then decided")
+    approvals_list.add_argument("--state", choices=["pending", "approved", "rejected", "withdrawn"])
+    approvals_list.add_argument("--agent", help="the target agent or MCP server")
+    approvals_list.add_argument("--user", help="who asked (subject)")
+    approvals_list.add_argument("--limit", type=int, default=50)
+    approvals_list.set_defaults(run=_approvals_list)
+    approvals_show = approvals.add_parser("show", help="who asked, for what, and why")
+    approvals_show.add_argument("id")
+    approvals_show.set_defaults(run=_approvals_show)
+    approvals_decide = []
+    for verb in ("approve", "reject"):
+        decide = approvals.add_parser(verb, help=f"{verb} a pending call")
+        decide.add_argument("id")
+        decide.add_argument("--reason", help="recorded, and shown to the requester")
+        decide.set_defaults(run=_approvals_decide, decision=verb)
+        approvals_decide.append(decide)
+
     mcp_commands = (mcp_add, mcp_list, mcp_show, mcp_remove, mcp_refresh, mcp_approve)
-    for sub in (add, lister, show, remove, creds, explain, tail, export, *mcp_commands):
+    approval_commands = (approvals_list, approvals_show, *approvals_decide)
+    for sub in (
+        add,
+        lister,
+        show,
+        remove,
+        creds,
+        explain,
+        tail,
+        export,
+        *mcp_commands,
+        *approval_commands,
+    ):
         settings_options(sub)
         sub.add_argument("--gateway", help="gateway URL (default: the running one in --data-dir)")
         sub.add_argument(
@@ -711,3 +743,31 @@ def _audit_export(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _approvals_list(args: argparse.Namespace) -> int:
+    wanted = {"state": args.state, "agent": args.agent, "user": args.user}
+    params = {k: v for k, v in wanted.items() if v}
+    params["limit"] = str(args.limit)
+    page = _call(args, "GET", "/approvals", params=params).json()
+    for item in page["items"]:
+        action = item["tool"] or item["action"] or "-"
+        print(
+            f"{item['id']:<36} {item['state']:<9} {item['created_at'][:19]}  "
+            f"{item['requested_by']['subject']} -> {item['target']} {action}"
+        )
+    if not page["items"]:
+        print("no approvals")
+    return 0
+
+
+def _approvals_show(args: argparse.Namespace) -> int:
+    _print_json(_call(args, "GET", f"/approvals/{args.id}").json())
+    return 0
+
+
+def _approvals_decide(args: argparse.Namespace) -> int:
+    body = {"decision": args.decision, "reason": args.reason}
+    decided = _call(args, "POST", f"/approvals/{args.id}", json=body).json()
+    print(f"{decided['state']} {decided['id']}")
+    return 0

@@ -109,7 +109,7 @@ class AgentSkillTools:
                     if not isinstance(skill, dict) or not isinstance(skill.get("id"), str):
                         continue
                     decision = delegations.decide(caller, target, skill["id"], "skill")
-                    if decision.allowed and not decision.approval_required:
+                    if decision.allowed:  # approval needed: the call is held
                         found.append(_skill_tool(record.id, card, skill))
             if page.next_cursor is None:
                 return found
@@ -141,12 +141,18 @@ class AgentSkillTools:
         caller: Caller,
         trace_id: str,
         progress: Progress,
+        approved: bool = False,
     ) -> types.CallToolResult:
-        """Run the skill; raises the pipeline's `DelegationDenied` / `AgentNotFound`
-        and the front door's `A2AError`s."""
+        """Run the skill; raises the pipeline's `DelegationDenied` (`ApprovalRequired`
+        unless ``approved``) / `AgentNotFound` and the front door's `A2AError`s."""
         request = _request(tool, dict(arguments or {}))
         grant = await self._parts().delegations.admit(
-            caller, tool.agent_id, event=EVENT, trace_id=trace_id, action=tool.skill_id
+            caller,
+            tool.agent_id,
+            event=EVENT,
+            trace_id=trace_id,
+            action=tool.skill_id,
+            approved=approved,
         )
         admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
         context = handler_context(admission)

@@ -37,8 +37,7 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
         reasons = list(exc.decision.reasons)
         return MCPError(
             DELEGATION_REFUSED,
-            f"{name} needs human approval, which this gateway cannot collect yet: "
-            + "; ".join(reasons),
+            f"{name} needs human approval: " + "; ".join(reasons),
             {"reasons": reasons, "approval_required": True},
         )
     if isinstance(exc, DelegationDenied):

@@ -222,13 +222,12 @@ class McpFederation:
         return self._catalog.get(name)
 
     def may_call(self, caller: Caller, tool: FederatedTool) -> bool:
-        """What `call_tool` will let through: allowed, and not waiting for a
-        human approval (which the gateway cannot collect yet, so such a call
-        is refused -- listing the tool would offer what cannot be called)."""
+        """What `call_tool` will let through (a tool that needs a human's
+        approval is callable: the call is held for an admin, `gateway.mcp_approvals`)."""
         decision = self.delegations.decide(
             caller, Target(tool.server_id), tool.upstream_name, "tool"
         )
-        return decision.allowed and not decision.approval_required
+        return decision.allowed
 
     async def call_tool(
         self,
@@ -240,8 +239,10 @@ class McpFederation:
         progress_callback: ProgressFnT | None = None,
         input_responses: types.InputResponses | None = None,
         request_state: str | None = None,
+        approved: bool = False,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """Call a federated tool on ``caller``'s behalf.
+        """Call a federated tool on ``caller``'s behalf (``approved``: an admin
+        approved this very call, `gateway.mcp_approvals`).
 
         Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
         policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
@@ -263,6 +264,7 @@ class McpFederation:
             trace_id=trace_id,
             action=tool.upstream_name,
             kind="tool",
+            approved=approved,
         )
         # 2. Only the approved definition may be called.
         if not tool.callable:

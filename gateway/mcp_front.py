@@ -53,6 +53,14 @@ from starlette.routing import BaseRoute, Route
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.audit import trace_id_from
 from gateway.mcp_agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
+from gateway.mcp_approvals import (
+    STATUS_SCHEMA,
+    STATUS_TOOL,
+    STATUS_TOOL_DEFINITION,
+    McpApprovals,
+    held_for,
+)
+from gateway.mcp_approvals import wanted as approval_asked
 from gateway.mcp_auth import MCP_PATH, McpAuth
 from gateway.mcp_errors import (
     TOO_MANY_ROUNDS,
@@ -64,9 +72,10 @@ from gateway.mcp_front_offerings import OfferingHandlers
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp_notify import ToolListNotifier
 from gateway.mcp_offerings import McpOfferings
-from gateway.pipeline import Caller, DelegationDenied
+from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.settings import Settings
 from policies.keys import derive_key
+from policies.policy import ActionKind
 from registry.mcp_tools import SEPARATOR
 
 logger = logging.getLogger(__name__)
@@ -149,6 +158,8 @@ class McpFront:
         self._federation = federation
         # The agents' skills as tools; set once the A2A handler exists.
         self.agent_tools: AgentSkillTools | None = None
+        # Calls held for a human's approval; set with the app.
+        self.approvals: McpApprovals | None = None
         self.notifier = ToolListNotifier()
         self._offerings: McpOfferings | None = None
         # Resources, prompts, completions, logging (gateway.mcp_front_offerings).
@@ -228,11 +239,19 @@ class McpFront:
     ) -> types.ListToolsResult:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
-        federated = [tool.as_mcp_tool() for tool in await self._federation().tools(caller)]
+        federated_tools = await self._federation().tools(caller)
+        federated = [tool.as_mcp_tool() for tool in federated_tools]
         names = {tool.name for tool in federated}
         skills = await self.agent_tools.tools(caller) if self.agent_tools is not None else []
         # A federated tool keeps its name; an agent's skill never shadows it.
         offered = federated + [s.tool for s in skills if s.name not in names]
+        if self.approvals is not None:
+            held: list[tuple[str, str, ActionKind]] = [
+                (t.server_id, t.upstream_name, "tool") for t in federated_tools
+            ]
+            held += [(s.agent_id, s.skill_id, "skill") for s in skills]
+            if held_for(self._federation().delegations, caller, held):
+                offered.append(STATUS_TOOL_DEFINITION)
         return types.ListToolsResult(tools=offered)
 
     async def on_call_tool(
@@ -240,13 +259,29 @@ class McpFront:
     ) -> types.CallToolResult | types.InputRequiredResult:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
-        trace_id = _trace_id(ctx)
+        if self.approvals is not None and (held := approval_asked(params)) is not None:
+            # The outcome of a call held for approval (`gateway.mcp_approvals`).
+            async def approved(name: str, arguments: Any, trace_id: str) -> Any:
+                call = params.model_copy(update={"name": name, "arguments": arguments})
+                return await self._call(ctx, call, caller, trace_id, approved=True)
 
+            return await self.approvals.collect(held, params, caller, approved)
+        return await self._call(ctx, params, caller, _trace_id(ctx))
+
+    async def _call(
+        self,
+        ctx: ServerRequestContext,
+        params: types.CallToolRequestParams,
+        caller: Caller,
+        trace_id: str,
+        *,
+        approved: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult:
         progress = _ProgressRelay(ctx)
         if self.agent_tools is not None and self._federation().known_tool(params.name) is None:
             skill = await self.agent_tools.find(params.name)
             if skill is not None:
-                return await self._call_skill(skill, params, caller, trace_id, progress)
+                return await self._call_skill(skill, params, caller, trace_id, progress, approved)
 
         responses, state = params.input_responses, params.request_state
         for _ in range(MAX_ROUNDS):
@@ -259,6 +294,15 @@ class McpFront:
                     progress_callback=progress,
                     input_responses=responses,
                     request_state=state,
+                    approved=approved,
+                )
+            except ApprovalRequired as pending:
+                if self.approvals is None:
+                    raise mcp_error(pending, params.name) from None
+                tool = self._federation().known_tool(params.name)
+                schema = tool is not None and tool.definition.get("outputSchema") is not None
+                return await self.approvals.hold(
+                    pending, params.name, params.arguments, kind="tool", output_schema=schema
                 )
             except (
                 ToolNotFound,
@@ -283,11 +327,23 @@ class McpFront:
         caller: Caller,
         trace_id: str,
         progress: _ProgressRelay,
+        approved: bool,
     ) -> types.CallToolResult:
         assert self.agent_tools is not None
         try:
             return await self.agent_tools.call(
-                skill, params.arguments, caller=caller, trace_id=trace_id, progress=progress
+                skill,
+                params.arguments,
+                caller=caller,
+                trace_id=trace_id,
+                progress=progress,
+                approved=approved,
+            )
+        except ApprovalRequired as pending:
+            if self.approvals is None:
+                raise mcp_error(pending, params.name) from None
+            return await self.approvals.hold(
+                pending, params.name, params.arguments, kind="skill", output_schema=False
             )
         except DelegationDenied as exc:
             raise mcp_error(exc, params.name) from None
@@ -300,6 +356,8 @@ class McpFront:
             )
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        if name == STATUS_TOOL and self.approvals is not None:
+            return STATUS_SCHEMA
         tool = self._federation().known_tool(name)
         if tool is None:
             # An agent's skill (or nothing): the schema is the same for all.

@@ -7,7 +7,9 @@ human approval), and through `Delegations.record()` for the audit record, so
 no path can skip a step or record twice. An MCP server is a target of the
 very same decision: `admit_target()` takes a target the caller already
 resolved (the federation looks MCP servers up itself) and runs the same
-decide -> mint -> refuse-if-approval steps.
+decide -> mint -> refuse-if-approval steps. A call that needs a human's
+approval is not refused for good: it is held (`gateway.approvals`) and made,
+decided again, once an admin approves.
 """
 
 from __future__ import annotations
@@ -104,7 +106,13 @@ class DelegationDenied(Exception):
 
 
 class ApprovalRequired(DelegationDenied):
-    """The policy wants a human to approve this call first."""
+    """The policy wants a human to approve this call first. ``permit`` is what
+    the call would run with: who asks, the decision, the trace (its token is
+    never stored; an approved call decides and mints again)."""
+
+    def __init__(self, permit: Permit) -> None:
+        super().__init__(permit.target_id, permit.decision)
+        self.permit = permit
 
 
 class Delegations:
@@ -284,13 +292,15 @@ class Delegations:
         trace_id: str,
         action: str | None = None,
         kind: ActionKind = "skill",
+        approved: bool = False,
     ) -> Grant:
         """`authorize()` for a call the gateway makes itself: a decision that
-        wants human approval is recorded and raised as `ApprovalRequired`."""
+        wants human approval is raised as `ApprovalRequired` (whoever catches it
+        records the request, `gateway.approvals`) unless the call is ``approved``."""
         grant = await self.authorize(
             caller, agent_id, event=event, trace_id=trace_id, action=action, kind=kind
         )
-        await self._refuse_if_approval_needed(grant, event)
+        self._refuse_if_approval_needed(grant, approved)
         return grant
 
     async def admit_target(
@@ -303,6 +313,7 @@ class Delegations:
         trace_id: str,
         action: str | None = None,
         kind: ActionKind = "tool",
+        approved: bool = False,
     ) -> Permit:
         """`admit()` for a target that is not an A2A agent (an MCP server):
         the caller resolved it; ``resource`` is the audience of the minted token."""
@@ -310,15 +321,16 @@ class Delegations:
         permit = await self._permit(
             caller, target, resource, event, trace_id, action, kind, None, started
         )
-        await self._refuse_if_approval_needed(permit, event)
+        self._refuse_if_approval_needed(permit, approved)
         return permit
 
-    async def _refuse_if_approval_needed(self, permit: Permit, event: str) -> None:
-        if permit.decision.approval_required:
-            # Human approval (a task that waits for an admin) is not built yet:
-            # until it is, such a call is refused rather than let through.
-            await self.record(permit, event, "approval_required", "not called")
-            raise ApprovalRequired(permit.target_id, permit.decision)
+    @staticmethod
+    def _refuse_if_approval_needed(permit: Permit, approved: bool) -> None:
+        # The call waits for a human: the caller turns this into a pending
+        # approval (`gateway.approvals`). ``approved`` is set only when an
+        # admin's approval of this very request is being carried out.
+        if permit.decision.approval_required and not approved:
+            raise ApprovalRequired(permit)
 
 
 def _event(

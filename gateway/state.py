@@ -21,6 +21,7 @@ from registry.service import RegistryService
 from registry.store import SqlAgentStore
 
 if TYPE_CHECKING:
+    from gateway.a2a_approvals import ApprovalDesk
     from gateway.a2a_front import FrontDoorParts
     from gateway.a2a_vendor import GatewayRun
     from gateway.mcp_federation import McpFederation
@@ -45,6 +46,7 @@ class AppState:
     mcp: McpFederation
     vendors: VendorAgents
     gateway_run: GatewayRun
+    approvals: ApprovalDesk
 
 
 def state_of(request: Request) -> AppState:

@@ -123,3 +123,39 @@ gateway_runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_gateway_runs_lease", "lease_until"),
 )
+
+# Calls the policy holds for a human's decision (`gateway.approvals`). A row is
+# written when the call is asked for (the call is not made) and keeps everything
+# needed to make it later on the requester's behalf -- never a token: the
+# caller's identity, scopes and actor chain, and the request itself. `state`
+# moves once, from `pending` to `approved`, `rejected` or `withdrawn`; what the
+# approved call then did is `outcome` (and, for an MCP tool, its `result`).
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),  # "a2a" or "mcp"
+    Column("target", String(64), nullable=False),
+    Column("action_kind", String(8), nullable=False),  # "skill" or "tool"
+    Column("action", Text, nullable=True),
+    Column("tool", Text, nullable=True),  # the MCP tool name the client called
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("caller", JSON, nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("task_id", String(256), nullable=True),
+    Column("context_id", String(256), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", Text, nullable=True),
+    Column("decision_reason", Text, nullable=True),
+    Column("outcome", String(40), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_approvals_state", "state", "created_at"),
+    Index("ix_approvals_task", "target", "task_id"),
+    Index("ix_approvals_owner", "owner_subject", "created_at"),
+)

@@ -53,6 +53,9 @@ TERMINAL = frozenset(
     }
 )
 TERMINAL_NAMES = frozenset(TaskState.Name(s) for s in TERMINAL)
+# A run ends with its task in one of these: terminal, or paused by the agent
+# for the caller (an approved call whose upstream asked for input).
+ENDS = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class TaskRunner:
         final: Task | None = None
         try:
             async for event in self._execute()(spec, grant):
-                if isinstance(event, Task) and event.status.state in TERMINAL:
+                if isinstance(event, Task) and event.status.state in ENDS:
                     final = event
                     if not await self._finish(spec, final):
                         return  # canceled or claimed elsewhere meanwhile

@@ -29,6 +29,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 MODEL = "sales-quote-1"
@@ -164,15 +165,33 @@ def completion(content: str) -> dict[str, Any]:
     }
 
 
+async def chunks(content: str) -> AsyncIterator[str]:
+    """The same answer as `stream: true` sends it: `chat.completion.chunk` events
+    (the role, the content, the finish reason), then `[DONE]`."""
+    ident, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> str:
+        chunk = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    yield event({"content": content})
+    yield event({}, "stop")
+    yield "data: [DONE]\n\n"
+
+
 def app(gateway: Gateway, api_key: str = API_KEY) -> Starlette:
     async def completions(request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {api_key}":
             error = {"message": "Incorrect API key provided.", "type": "invalid_request_error"}
             return JSONResponse({"error": error}, status_code=401)
         body = await request.json()
-        if body.get("stream"):
-            error = {"message": "this model does not stream", "type": "invalid_request_error"}
-            return JSONResponse({"error": error}, status_code=400)
         messages = body.get("messages", [])
         system = " ".join(m["content"] for m in messages if m.get("role") == "system")
         user = messages[-1]["content"] if messages else ""
@@ -186,6 +205,8 @@ def app(gateway: Gateway, api_key: str = API_KEY) -> Starlette:
                 continue
         token = request.headers.get(TOKEN_HEADER, "").removeprefix("Bearer ") or None
         content = await quote(order, "Skill: discount" in system, token, gateway)
+        if body.get("stream"):
+            return StreamingResponse(chunks(content), media_type="text/event-stream")
         return JSONResponse(completion(content))
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])

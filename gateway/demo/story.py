@@ -279,45 +279,36 @@ def _approval_step(demo: Demo) -> bool:
     out = demo.out
     out(f"2. {USER} -> support: Can you do better on the price?")
     out("   (sales' discount skill has approval: true in the policy)")
-    with demo.admin() as admin:
-        probe = admin.get("/approvals")
-        if probe.status_code == 404:
-            # TODO(approvals): remove this branch once the approvals branch is merged.
-            out("   SKIPPED: this gateway cannot hold calls for a human's approval yet")
-            out("   (no /approvals endpoint: the `approvals` branch is not merged).\n")
-            return True
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(
-                _send, demo, "Can you do better on the price?", {**ORDER, "ask_discount": True}
-            )
-            deadline = time.monotonic() + 30
-            while True:
-                page = _check(
-                    admin.get("/approvals", params={"state": "pending"}), "listing approvals"
-                )
-                items = page.get("items", [])
-                if items:
-                    break
-                if pending.done() or time.monotonic() > deadline:
-                    seen = pending.result()[:200] if pending.done() else "timed out"
-                    out(f"   !! the discount was not held for approval: {seen}")
-                    return False
-                time.sleep(0.1)
-            held = items[0]
-            who = held["requested_by"]
-            chain = " -> ".join([who["subject"], *who["actors"][1:], held["target"]])
-            out(f"   waiting for approval {held['id']}: {chain} ({held.get('action')})")
-            for reason in held.get("reasons", []):
-                out(f"     why: {reason}")
-            out('   admin approves it (POST /approvals/{id} {"decision": "approve"})')
-            _check(
-                admin.post(
-                    f"/approvals/{held['id']}",
-                    json={"decision": "approve", "reason": "ACME is a key account"},
-                ),
-                "approving",
-            )
-            answer = pending.result(timeout=60)
+    with demo.admin() as admin, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            _send, demo, "Can you do better on the price?", {**ORDER, "ask_discount": True}
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            page = _check(admin.get("/approvals", params={"state": "pending"}), "listing approvals")
+            items = page.get("items", [])
+            if items:
+                break
+            if pending.done() or time.monotonic() > deadline:
+                seen = pending.result()[:200] if pending.done() else "timed out"
+                out(f"   !! the discount was not held for approval: {seen}")
+                return False
+            time.sleep(0.1)
+        held = items[0]
+        who = held["requested_by"]
+        chain = " -> ".join([who["subject"], *who["actors"][1:], held["target"]])
+        out(f"   waiting for approval {held['id']}: {chain} ({held.get('action')})")
+        for reason in held.get("reasons", []):
+            out(f"     why: {reason}")
+        out('   admin approves it (POST /approvals/{id} {"decision": "approve"})')
+        _check(
+            admin.post(
+                f"/approvals/{held['id']}",
+                json={"decision": "approve", "reason": "ACME is a key account"},
+            ),
+            "approving",
+        )
+        answer = pending.result(timeout=60)
     out(f"   support: {answer}\n")
     if "quote for ACME" not in answer:
         out("   !! expected a quote after the approval")

@@ -26,8 +26,9 @@ def test_the_demo_tells_the_story_and_exits_0(tmp_path: Path) -> None:
     assert "reservation not made: delegation refused" in out
     assert "mcp reserve_stock: DENY" in out
     assert "requires inventory:write, which the user lacks" in out
-    # The approval step: approved, or skipped while this gateway cannot collect approvals.
-    assert "waiting for approval" in out or "SKIPPED: this gateway cannot hold calls" in out
+    # The approval step: held, approved by the admin, then answered.
+    assert "waiting for approval apr_" in out and "admin approves it" in out
+    assert "13% off" in out  # the discount the approved call gave
     # The tree, with the actor chain at every hop.
     assert "chain:   dana (via switchboard-dev-issuer) -> support -> sales -> inventory" in out
     assert "└── inventory" in out

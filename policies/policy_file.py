@@ -137,13 +137,22 @@ class PolicySource:
         stamp = _stamp(self.path)
         if stamp == self._stamp:
             return False
-        self._stamp = stamp
+        if stamp is not None and stamp.size == 0:
+            # Most likely caught between an editor's truncate and its write:
+            # an empty file would put the defaults in force. Look again later.
+            return False
         try:
             policy = load_policy(self.path)
         except PolicyError as exc:
+            if _stamp(self.path) != stamp:
+                return False  # changed while being read: judge the next version
+            self._stamp = stamp
             self.last_error = str(exc)
             logger.error("policy reload failed, keeping the previous policy: %s", exc)
             return False
+        if _stamp(self.path) != stamp:
+            return False  # changed while being read (half written?): read it again next time
+        self._stamp = stamp
         self.current = policy
         self.last_error = None
         logger.info("policy reloaded from %s", self.path)

@@ -323,7 +323,9 @@ def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(dep: Deploy
     assert dep.send("audit-bot", dep.gateway.token("alice", USER_SCOPES)).status_code == 403
     # A good file takes effect without a restart.
     dep.policy_path.write_text(original.replace("allow: false", "allow: true"))
-    _wait_for_policy(dep, lambda p: p["policy"]["agents"]["audit-bot"].get("allow") is True)
+    _wait_for_policy(
+        dep, lambda p: p["policy"].get("agents", {}).get("audit-bot", {}).get("allow") is True
+    )
     assert dep.send("audit-bot", dep.gateway.token("alice", USER_SCOPES)).status_code == 200
 
 

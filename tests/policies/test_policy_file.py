@@ -536,3 +536,16 @@ def test_oversized_file_on_reload_keeps_the_policy(
     assert source.current.defaults.allow is False
     assert source.last_error is not None
     assert "larger than 32 bytes" in source.last_error
+
+
+def test_a_file_caught_half_written_is_not_taken_in(tmp_path: Path) -> None:
+    """An editor truncates, then writes: an empty file in between must not put
+    the defaults (allow) in force; the finished file is read on the next tick."""
+    path = write(tmp_path / "policy.yaml", "defaults:\n  allow: false\n")
+    source = PolicySource(path)
+    path.write_text("")  # the moment between truncate and write
+    assert source.reload_if_changed() is False
+    assert source.current.defaults.allow is False and source.last_error is None
+    write(path, "defaults:\n  allow: true\n")
+    assert source.reload_if_changed() is True
+    assert source.current.defaults.allow is True

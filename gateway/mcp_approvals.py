@@ -12,7 +12,12 @@ a model reading it can act on it:
 (``isError`` is true for a tool that declares an ``outputSchema``: clients
 check a non-error result against it, and this one cannot match it.)
 
-The client asks for the outcome, in either revision, in one of two ways:
+A 2026-07-28 client that can elicit gets "pending" as an ``input_required``
+result instead (multi round-trip requests): one question, whether to keep
+waiting, and a request state naming the approval. Its retry of the same call
+asks again until an admin has decided, then gets the call's result; declining
+ends the wait with the pending result above. Any client can also ask for the
+outcome, in either revision, in one of two ways:
 
 * the gateway's own tool ``switchboard__approval_status`` with
   ``{"approval": "apr_…"}`` -- listed by `tools/list` to a caller who sees a
@@ -50,6 +55,8 @@ from policies.policy import ActionKind, Target
 
 STATUS_TOOL = "switchboard__approval_status"
 APPROVAL_META = "switchboard/approval"
+STATE_PREFIX = "switchboard-approval:"
+ASK_KEY = "approval"
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -92,6 +99,11 @@ def wanted(params: types.CallToolRequestParams) -> str | None:
         if not isinstance(approval, str):
             raise MCPError(types.INVALID_PARAMS, "give the approval id as 'approval'")
         return approval
+    state = params.request_state
+    if isinstance(state, str) and state.startswith(STATE_PREFIX):
+        # The retry of our own input_required answer (2026-07-28): the state
+        # came back sealed to this caller by the SDK's RequestStateBoundary.
+        return state.removeprefix(STATE_PREFIX)
     meta: Mapping[str, Any] = params.meta or {}
     approval = meta.get(APPROVAL_META)
     return approval if isinstance(approval, str) else None
@@ -109,8 +121,10 @@ class McpApprovals:
         *,
         kind: Literal["skill", "tool"],
         output_schema: bool,
-    ) -> types.CallToolResult:
-        """Store the call as a pending approval; nothing is called."""
+        ask: bool = False,
+    ) -> Result:
+        """Store the call as a pending approval; nothing is called. With ``ask``
+        (a 2026-07-28 client that can elicit) the answer is `input_required`."""
         store = self._approvals()
         approval = await store.create(
             NewApproval(
@@ -122,7 +136,7 @@ class McpApprovals:
             )
         )
         await store.audit_request(approval, "mcp")
-        return _pending(approval, is_error=output_schema)
+        return _ask(approval) if ask else _pending(approval, is_error=output_schema)
 
     async def collect(
         self,
@@ -130,6 +144,9 @@ class McpApprovals:
         params: types.CallToolRequestParams,
         caller: Caller,
         run: Run,
+        *,
+        ask: bool = False,
+        output_schema: bool = False,
     ) -> Result:
         """The outcome of a held call; the approved call is made at the first ask."""
         store = self._approvals()
@@ -152,7 +169,11 @@ class McpApprovals:
                 f"approval {approval_id} is for another call ({approval.tool}, other arguments)",
             )
         if approval.state == PENDING:
-            return _pending(approval, is_error=False)
+            if ask and _still_waiting(params):
+                return _ask(approval)
+            # The user declined to wait (or the client cannot be asked): say
+            # how to come back for the outcome instead.
+            return _pending(approval, is_error=output_schema and params.name != STATUS_TOOL)
         if approval.state != APPROVED:
             return _refused(approval)
         if approval.outcome not in (None, "running"):
@@ -193,6 +214,35 @@ def _pending(approval: Approval, *, is_error: bool) -> types.CallToolResult:
         f'arguments and _meta {{"{APPROVAL_META}": "{approval.id}"}}.'
     )
     return _note(approval, PENDING, text, is_error=is_error)
+
+
+def _ask(approval: Approval) -> types.InputRequiredResult:
+    """ "Pending", the 2026-07-28 way: an `input_required` result (multi
+    round-trip requests). Its one question asks the user whether to keep
+    waiting; the client retries the same call with the answer and the request
+    state, and each retry asks again until an admin has decided. Declining
+    ends the wait with the pending result, approval id and all."""
+    question = types.ElicitRequest(
+        params=types.ElicitRequestFormParams(
+            message=(
+                f"{approval.tool} needs an admin's approval (approval {approval.id}); "
+                "nothing was called yet. Accept to check again, decline to stop waiting."
+            ),
+            requested_schema={"type": "object", "properties": {}},
+        )
+    )
+    return types.InputRequiredResult(
+        input_requests={ASK_KEY: question}, request_state=STATE_PREFIX + approval.id
+    )
+
+
+def _still_waiting(params: types.CallToolRequestParams) -> bool:
+    """Whether the caller asked to keep waiting: a first ask by id, or an
+    accepted answer to our question (a decline or cancel stops the asking)."""
+    answer = (params.input_responses or {}).get(ASK_KEY)
+    if answer is None:
+        return params.request_state is None or not params.request_state.startswith(STATE_PREFIX)
+    return isinstance(answer, types.ElicitResult) and answer.action == "accept"
 
 
 def _refused(approval: Approval) -> types.CallToolResult:

@@ -136,6 +136,15 @@ class _ProgressRelay:
         await self._ctx.session.report_progress(progress, total, message)
 
 
+def can_be_asked(ctx: ServerRequestContext) -> bool:
+    """A 2026-07-28 client that declared elicitation: one we may answer with an
+    `input_required` result that asks its user a question."""
+    if not is_modern(ctx):
+        return False
+    capabilities = getattr(ctx.session, "client_capabilities", None)
+    return capabilities is not None and capabilities.elicitation is not None
+
+
 def _trace_id(ctx: ServerRequestContext) -> str:
     headers = getattr(ctx.request, "headers", None)
     return trace_id_from(headers.get("traceparent") if headers is not None else None)
@@ -262,10 +271,27 @@ class McpFront:
         if self.approvals is not None and (held := approval_asked(params)) is not None:
             # The outcome of a call held for approval (`gateway.mcp_approvals`).
             async def approved(name: str, arguments: Any, trace_id: str) -> Any:
-                call = params.model_copy(update={"name": name, "arguments": arguments})
+                # A fresh call: the state and answers of the approval's own
+                # question are the gateway's, not the upstream's.
+                call = params.model_copy(
+                    update={
+                        "name": name,
+                        "arguments": arguments,
+                        "request_state": None,
+                        "input_responses": None,
+                    }
+                )
                 return await self._call(ctx, call, caller, trace_id, approved=True)
 
-            return await self.approvals.collect(held, params, caller, approved)
+            tool = self._federation().known_tool(params.name)
+            return await self.approvals.collect(
+                held,
+                params,
+                caller,
+                approved,
+                ask=can_be_asked(ctx),
+                output_schema=tool is not None and "outputSchema" in tool.definition,
+            )
         return await self._call(ctx, params, caller, _trace_id(ctx))
 
     async def _call(
@@ -281,7 +307,9 @@ class McpFront:
         if self.agent_tools is not None and self._federation().known_tool(params.name) is None:
             skill = await self.agent_tools.find(params.name)
             if skill is not None:
-                return await self._call_skill(skill, params, caller, trace_id, progress, approved)
+                return await self._call_skill(
+                    skill, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
+                )
 
         responses, state = params.input_responses, params.request_state
         for _ in range(MAX_ROUNDS):
@@ -302,7 +330,12 @@ class McpFront:
                 tool = self._federation().known_tool(params.name)
                 schema = tool is not None and tool.definition.get("outputSchema") is not None
                 return await self.approvals.hold(
-                    pending, params.name, params.arguments, kind="tool", output_schema=schema
+                    pending,
+                    params.name,
+                    params.arguments,
+                    kind="tool",
+                    output_schema=schema,
+                    ask=can_be_asked(ctx),
                 )
             except (
                 ToolNotFound,
@@ -328,7 +361,9 @@ class McpFront:
         trace_id: str,
         progress: _ProgressRelay,
         approved: bool,
-    ) -> types.CallToolResult:
+        *,
+        ask: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult:
         assert self.agent_tools is not None
         try:
             return await self.agent_tools.call(
@@ -343,7 +378,12 @@ class McpFront:
             if self.approvals is None:
                 raise mcp_error(pending, params.name) from None
             return await self.approvals.hold(
-                pending, params.name, params.arguments, kind="skill", output_schema=False
+                pending,
+                params.name,
+                params.arguments,
+                kind="skill",
+                output_schema=False,
+                ask=ask,
             )
         except DelegationDenied as exc:
             raise mcp_error(exc, params.name) from None

@@ -5,6 +5,7 @@ mcp clients, and the admin API, over real HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx
+import mcp_types as types
 import pytest
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.client import Client
@@ -460,3 +462,42 @@ async def test_an_approved_agent_skill_tool_runs_with_the_result(mcp_setup: McpS
     assert not result.is_error, result
     assert "done: hello" in result.content[0].text  # type: ignore[union-attr]
     assert len(mcp_setup.worker_seen.calls()) == 1
+
+
+async def test_a_client_that_can_elicit_is_asked_to_wait_and_then_gets_the_result(
+    mcp_setup: McpSetup,
+) -> None:
+    """2026-07-28: "pending" is an input_required result; each retry asks whether
+    to keep waiting, and the retry after the admin's approval makes the call."""
+    asked: list[str] = []
+
+    async def keep_waiting(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if len(asked) == 1:  # the admin decides while the user is asked
+            found = re.search(r"approval (apr_\w+)", params.message)
+            assert found is not None
+            answer = await anyio.to_thread.run_sync(mcp_decide, mcp_setup, found[1], "approve")
+            assert answer.status_code == 200
+        return types.ElicitResult(action="accept", content={})
+
+    token = await mcp_setup.token("alice")
+    async with mcp_client(
+        mcp_setup.url, token, "2026-07-28", elicitation_callback=keep_waiting
+    ) as client:
+        result = await client.call_tool("alpha__add", {"a": 2, "b": 3})
+    assert not result.is_error and result.structured_content == {"result": 5}
+    assert len(asked) == 1 and "needs an admin's approval" in asked[0]
+    assert mcp_setup.tool_calls() == 1
+
+
+async def test_declining_to_wait_ends_with_the_pending_result(mcp_setup: McpSetup) -> None:
+    async def stop(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    token = await mcp_setup.token("alice")
+    async with mcp_client(mcp_setup.url, token, "2026-07-28", elicitation_callback=stop) as client:
+        result = await client.call_tool("worker__work", {"message": "task hello"})
+    assert result.structured_content is not None
+    assert result.structured_content["state"] == "pending"
+    assert result.structured_content["approval"].startswith("apr_")
+    assert not mcp_setup.worker_seen.calls()

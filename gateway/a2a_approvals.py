@@ -33,31 +33,20 @@ from a2a.server.request_handlers.request_handler import (
     validate_request_params,
 )
 from a2a.types import (
-    AgentCard,
     Artifact,
     CancelTaskRequest,
-    DeleteTaskPushNotificationConfigRequest,
-    GetExtendedAgentCardRequest,
-    GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
-    ListTaskPushNotificationConfigsRequest,
-    ListTaskPushNotificationConfigsResponse,
-    ListTasksRequest,
-    ListTasksResponse,
     Message,
     SendMessageRequest,
     SubscribeToTaskRequest,
     Task,
     TaskArtifactUpdateEvent,
-    TaskPushNotificationConfig,
     TaskState,
     TaskStatus,
     TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
-    ExtendedAgentCardNotConfiguredError,
-    InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
@@ -67,6 +56,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from adapters.base import Turn
 from gateway.a2a_front import ADMISSION, Admission, FrontDoorParts, handler_context
+from gateway.a2a_recorded import RecordedTaskHandler
 from gateway.approvals import (
     APPROVED,
     PENDING,
@@ -118,7 +108,10 @@ def _ended(task: Task, approval: Approval | None) -> bool:
     return approval.outcome not in (None, "running")
 
 
-class ApprovalAgentHandler(RequestHandler):
+class ApprovalAgentHandler(RecordedTaskHandler):
+    no_push = "not for calls that wait for approval"
+    no_extended_card = "not while calls to this agent need approval"
+
     """The A2A operations on an agent whose calls need approval."""
 
     def __init__(
@@ -135,13 +128,6 @@ class ApprovalAgentHandler(RequestHandler):
         outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
-
-    async def _own(self, admission: Admission, task_id: str) -> Task:
-        task = await self._parts().tasks.get(admission.agent_id, admission.owner, task_id)
-        if task is None:
-            await self._audit(admission, "ownership", TaskNotFoundError())
-            raise TaskNotFoundError(f"task {task_id} not found")
-        return task
 
     # Messages -------------------------------------------------------------
 
@@ -219,29 +205,6 @@ class ApprovalAgentHandler(RequestHandler):
     # Tasks ----------------------------------------------------------------
 
     @validate_request_params
-    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
-        task = await self._own(_admission(context), params.id)
-        if params.HasField("history_length"):
-            keep = list(task.history)[-params.history_length :] if params.history_length else []
-            del task.history[:]
-            task.history.extend(keep)
-        return task
-
-    @validate_request_params
-    async def on_list_tasks(
-        self, params: ListTasksRequest, context: ServerCallContext
-    ) -> ListTasksResponse:
-        admission = _admission(context)
-        try:
-            page = await self._parts().tasks.list(admission.agent_id, admission.owner, params)
-        except ValueError as exc:
-            raise InvalidParamsError(str(exc)) from None
-        if not params.include_artifacts:
-            for task in page.tasks:
-                task.ClearField("artifacts")
-        return page
-
-    @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
         admission = _admission(context)
         task = await self._own(admission, params.id)
@@ -302,33 +265,6 @@ class ApprovalAgentHandler(RequestHandler):
             async for event in events:
                 yield event
             return
-
-    # Push and the extended card: not offered -------------------------------
-
-    async def on_create_task_push_notification_config(
-        self, params: TaskPushNotificationConfig, context: ServerCallContext
-    ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError("not for calls that wait for approval")
-
-    async def on_get_task_push_notification_config(
-        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
-    ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError("not for calls that wait for approval")
-
-    async def on_list_task_push_notification_configs(
-        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
-    ) -> ListTaskPushNotificationConfigsResponse:
-        raise PushNotificationNotSupportedError("not for calls that wait for approval")
-
-    async def on_delete_task_push_notification_config(
-        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
-    ) -> None:
-        raise PushNotificationNotSupportedError("not for calls that wait for approval")
-
-    async def on_get_extended_agent_card(
-        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
-    ) -> AgentCard:
-        raise ExtendedAgentCardNotConfiguredError("not while calls to this agent need approval")
 
 
 async def end_task(parts: FrontDoorParts, approval: Approval, state: TaskState, verb: str) -> Task:

@@ -34,7 +34,6 @@ import mcp_types as types
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import (
-    RequestHandler,
     validate_request_params,
 )
 from a2a.types import (
@@ -44,26 +43,16 @@ from a2a.types import (
     AgentSkill,
     Artifact,
     CancelTaskRequest,
-    DeleteTaskPushNotificationConfigRequest,
-    GetExtendedAgentCardRequest,
-    GetTaskPushNotificationConfigRequest,
-    GetTaskRequest,
-    ListTaskPushNotificationConfigsRequest,
-    ListTaskPushNotificationConfigsResponse,
-    ListTasksRequest,
-    ListTasksResponse,
     Message,
     Part,
     Role,
     SendMessageRequest,
     SubscribeToTaskRequest,
     Task,
-    TaskPushNotificationConfig,
     TaskState,
     TaskStatus,
 )
 from a2a.utils.errors import (
-    ExtendedAgentCardNotConfiguredError,
     InternalError,
     InvalidAgentResponseError,
     InvalidParamsError,
@@ -76,7 +65,8 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.struct_pb2 import Value
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.a2a_front import ADMISSION, FrontDoorParts, list_own_tasks
+from gateway.a2a_front import FrontDoorParts
+from gateway.a2a_recorded import RecordedTaskHandler
 from gateway.mcp_federation import FederatedTool, McpFederation, ToolNotFound, ToolQuarantined
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.tasks import Owner
@@ -129,7 +119,10 @@ def mcp_card(record: McpServerRecord, tools: list[FederatedTool], url: str) -> A
     )
 
 
-class McpAgentHandler(RequestHandler):
+class McpAgentHandler(RecordedTaskHandler):
+    no_push = "an MCP tool's task ends with its answer"
+    no_extended_card = "an MCP server has no extended card"
+
     def __init__(
         self,
         parts: Callable[[], FrontDoorParts],
@@ -137,18 +130,6 @@ class McpAgentHandler(RequestHandler):
     ) -> None:
         self._parts = parts
         self._federation = federation
-
-    @staticmethod
-    def _admission(context: ServerCallContext | None) -> McpAdmission:
-        assert context is not None
-        admission: McpAdmission = context.state[ADMISSION]
-        return admission
-
-    async def _own(self, admission: McpAdmission, task_id: str) -> Task:
-        task = await self._parts().tasks.get(admission.server_id, admission.owner, task_id)
-        if task is None:
-            raise TaskNotFoundError(f"task {task_id} not found")
-        return task
 
     # Messages -------------------------------------------------------------
 
@@ -228,24 +209,6 @@ class McpAgentHandler(RequestHandler):
     # Tasks ----------------------------------------------------------------
 
     @validate_request_params
-    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
-        task = await self._own(self._admission(context), params.id)
-        if params.HasField("history_length"):
-            keep = list(task.history)[-params.history_length :] if params.history_length else []
-            del task.history[:]
-            task.history.extend(keep)
-        return task
-
-    @validate_request_params
-    async def on_list_tasks(
-        self, params: ListTasksRequest, context: ServerCallContext
-    ) -> ListTasksResponse:
-        admission = self._admission(context)
-        return await list_own_tasks(
-            self._parts().tasks, admission.server_id, admission.owner, params
-        )
-
-    @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
         await self._own(self._admission(context), params.id)
         raise TaskNotCancelableError(f"task {params.id} has ended")
@@ -256,33 +219,6 @@ class McpAgentHandler(RequestHandler):
         await self._own(self._admission(context), params.id)
         raise UnsupportedOperationError(f"task {params.id} has ended")
         yield  # pragma: no cover - makes this an async generator
-
-    # Push and the extended card: not offered -------------------------------
-
-    async def on_create_task_push_notification_config(
-        self, params: TaskPushNotificationConfig, context: ServerCallContext
-    ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError("an MCP tool's task ends with its answer")
-
-    async def on_get_task_push_notification_config(
-        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
-    ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError("an MCP tool's task ends with its answer")
-
-    async def on_list_task_push_notification_configs(
-        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
-    ) -> ListTaskPushNotificationConfigsResponse:
-        raise PushNotificationNotSupportedError("an MCP tool's task ends with its answer")
-
-    async def on_delete_task_push_notification_config(
-        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
-    ) -> None:
-        raise PushNotificationNotSupportedError("an MCP tool's task ends with its answer")
-
-    async def on_get_extended_agent_card(
-        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
-    ) -> AgentCard:
-        raise ExtendedAgentCardNotConfiguredError("an MCP server has no extended card")
 
 
 # The message -> tool call -> task mapping (pure) ------------------------------

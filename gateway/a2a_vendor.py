@@ -34,30 +34,19 @@ from a2a.server.request_handlers.request_handler import (
     validate_request_params,
 )
 from a2a.types import (
-    AgentCard,
     Artifact,
     CancelTaskRequest,
-    DeleteTaskPushNotificationConfigRequest,
-    GetExtendedAgentCardRequest,
-    GetTaskPushNotificationConfigRequest,
-    GetTaskRequest,
-    ListTaskPushNotificationConfigsRequest,
-    ListTaskPushNotificationConfigsResponse,
-    ListTasksRequest,
-    ListTasksResponse,
     Message,
     Part,
     SendMessageRequest,
     SubscribeToTaskRequest,
     Task,
     TaskArtifactUpdateEvent,
-    TaskPushNotificationConfig,
     TaskState,
     TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
-    ExtendedAgentCardNotConfiguredError,
     InternalError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
@@ -70,6 +59,7 @@ from google.protobuf.struct_pb2 import Value
 
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
 from gateway.a2a_front import ADMISSION, Admission, FrontDoorParts
+from gateway.a2a_recorded import RecordedTaskHandler
 from gateway.pipeline import DelegationDenied, Grant
 from gateway.task_runner import TERMINAL, RunNotFound, RunSpec, TaskRunner, status_message
 from gateway.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
@@ -93,7 +83,10 @@ def _admission(context: ServerCallContext | None) -> Admission:
     return admission
 
 
-class VendorAgentHandler(RequestHandler):
+class VendorAgentHandler(RecordedTaskHandler):
+    no_push = "this agent's tasks send no notifications"
+    no_extended_card = "this agent has no extended card"
+
     def __init__(self, parts: Callable[[], FrontDoorParts], run: Callable[[], GatewayRun]) -> None:
         self._parts = parts
         self._run = run
@@ -111,13 +104,6 @@ class VendorAgentHandler(RequestHandler):
         outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
-
-    async def _own(self, admission: Admission, task_id: str) -> Task:
-        task = await self._parts().tasks.get(admission.agent_id, admission.owner, task_id)
-        if task is None:
-            await self._audit(admission, "ownership", TaskNotFoundError())
-            raise TaskNotFoundError(f"task {task_id} not found")
-        return task
 
     # Messages -------------------------------------------------------------
 
@@ -235,29 +221,6 @@ class VendorAgentHandler(RequestHandler):
     # Tasks ----------------------------------------------------------------
 
     @validate_request_params
-    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
-        task = await self._own(_admission(context), params.id)
-        if params.HasField("history_length"):
-            keep = list(task.history)[-params.history_length :] if params.history_length else []
-            del task.history[:]
-            task.history.extend(keep)
-        return task
-
-    @validate_request_params
-    async def on_list_tasks(
-        self, params: ListTasksRequest, context: ServerCallContext
-    ) -> ListTasksResponse:
-        admission = _admission(context)
-        try:
-            page = await self._parts().tasks.list(admission.agent_id, admission.owner, params)
-        except ValueError as exc:
-            raise InvalidParamsError(str(exc)) from None
-        if not params.include_artifacts:
-            for task in page.tasks:
-                task.ClearField("artifacts")
-        return page
-
-    @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
         admission = _admission(context)
         task = await self._own(admission, params.id)
@@ -279,33 +242,6 @@ class VendorAgentHandler(RequestHandler):
             raise UnsupportedOperationError(f"task {params.id} has ended")
         async for event in self._follow(admission, task):
             yield event
-
-    # Push and the extended card: not offered -------------------------------
-
-    async def on_create_task_push_notification_config(
-        self, params: TaskPushNotificationConfig, context: ServerCallContext
-    ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
-
-    async def on_get_task_push_notification_config(
-        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
-    ) -> TaskPushNotificationConfig:
-        raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
-
-    async def on_list_task_push_notification_configs(
-        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
-    ) -> ListTaskPushNotificationConfigsResponse:
-        raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
-
-    async def on_delete_task_push_notification_config(
-        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
-    ) -> None:
-        raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
-
-    async def on_get_extended_agent_card(
-        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
-    ) -> AgentCard:
-        raise ExtendedAgentCardNotConfiguredError("this agent has no extended card")
 
 
 # Running one call (`gateway.task_runner.Execute`) ----------------------------

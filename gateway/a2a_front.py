@@ -102,8 +102,7 @@ from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
 from policies.tokens import Principal, TokenInvalid
 from registry.fetch import FetchError, SafeFetcher
-from registry.models import AgentQuery
-from registry.store import AgentNotFound
+from registry.store import AgentNotFound, card_skills
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
@@ -937,28 +936,20 @@ class GatewayHandler(RequestHandler):
     async def _usable_skills(self, principal: Principal) -> list[AgentSkill]:
         delegations = self._parts().delegations
         skills: list[AgentSkill] = []
-        query = AgentQuery(limit=200)
-        while True:
-            page, cards = await delegations.agents.search_with_cards(query)
-            for record in page.items:
-                card = cards[record.id]
-                if not delegations.visible(principal, record.id, card):
-                    continue
-                for skill in card.get("skills") or []:
-                    if not isinstance(skill, dict) or not isinstance(skill.get("id"), str):
-                        continue
-                    entry = AgentSkill()
-                    ParseDict(
-                        {k: v for k, v in skill.items() if k != "securityRequirements"},
-                        entry,
-                        ignore_unknown_fields=True,
-                    )
-                    entry.id = f"{record.id}/{entry.id}"
-                    entry.tags.append(f"agent:{record.id}")
-                    skills.append(entry)
-            if page.next_cursor is None:
-                return skills
-            query = query.model_copy(update={"cursor": page.next_cursor})
+        async for record, card in delegations.agents.all_with_cards():
+            if not delegations.visible(principal, record.id, card):
+                continue
+            for skill in card_skills(card):
+                entry = AgentSkill()
+                ParseDict(
+                    {k: v for k, v in skill.items() if k != "securityRequirements"},
+                    entry,
+                    ignore_unknown_fields=True,
+                )
+                entry.id = f"{record.id}/{entry.id}"
+                entry.tags.append(f"agent:{record.id}")
+                skills.append(entry)
+        return skills
 
     async def on_get_extended_agent_card(
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext

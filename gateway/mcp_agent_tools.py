@@ -48,8 +48,7 @@ from gateway.pipeline import Caller
 from gateway.tasks import Owner
 from policies.policy import Target
 from registry.mcp_tools import SEPARATOR, namespaced_name
-from registry.models import AgentQuery
-from registry.store import AgentNotFound
+from registry.store import AgentNotFound, card_skills
 
 EVENT = "mcp"
 INPUT_SCHEMA: dict[str, Any] = {
@@ -99,21 +98,13 @@ class AgentSkillTools:
         """The skills ``caller`` may delegate to, as tools."""
         delegations = self._parts().delegations
         found: list[SkillTool] = []
-        query = AgentQuery(limit=200)
-        while True:
-            page, cards = await delegations.agents.search_with_cards(query)
-            for record in page.items:
-                card = cards[record.id]
-                target = Target.from_card(record.id, card)
-                for skill in card.get("skills") or []:
-                    if not isinstance(skill, dict) or not isinstance(skill.get("id"), str):
-                        continue
-                    decision = delegations.decide(caller, target, skill["id"], "skill")
-                    if decision.allowed:  # approval needed: the call is held
-                        found.append(_skill_tool(record.id, card, skill))
-            if page.next_cursor is None:
-                return found
-            query = query.model_copy(update={"cursor": page.next_cursor})
+        async for record, card in delegations.agents.all_with_cards():
+            target = Target.from_card(record.id, card)
+            for skill in card_skills(card):
+                decision = delegations.decide(caller, target, skill["id"], "skill")
+                if decision.allowed:  # approval needed: the call is held
+                    found.append(_skill_tool(record.id, card, skill))
+        return found
 
     async def find(self, name: str) -> SkillTool | None:
         """The tool ``name`` if it is an agent's skill; whether the caller may
@@ -126,9 +117,7 @@ class AgentSkillTools:
             _, card, _ = await delegations.target(agent_id)
         except AgentNotFound:
             return None
-        for skill in card.get("skills") or []:
-            if not isinstance(skill, dict) or not isinstance(skill.get("id"), str):
-                continue
+        for skill in card_skills(card):
             if namespaced_name(agent_id, skill["id"]) == name:
                 return _skill_tool(agent_id, card, skill)
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -296,6 +296,19 @@ class SqlAgentStore:
         page, _ = await self.search_with_cards(query)
         return page
 
+    async def all_with_cards(
+        self, page_size: int = 200
+    ) -> AsyncIterator[tuple[AgentRecord, dict[str, Any]]]:
+        """Every agent with its stored card, in id order, a page at a time."""
+        query = AgentQuery(limit=page_size)
+        while True:
+            page, cards = await self.search_with_cards(query)
+            for record in page.items:
+                yield record, cards[record.id]
+            if page.next_cursor is None:
+                return
+            query = query.model_copy(update={"cursor": page.next_cursor})
+
     async def search_with_cards(
         self, query: AgentQuery
     ) -> tuple[AgentPage, dict[str, dict[str, Any]]]:
@@ -542,6 +555,15 @@ def _record(row: RowMapping) -> AgentRecord:
         registered_at=as_utc(row["registered_at"]),
         updated_at=as_utc(row["updated_at"]),
     )
+
+
+def card_skills(card: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The skills of a stored card that have an id (the rest name nothing)."""
+    return [
+        skill
+        for skill in card.get("skills") or []
+        if isinstance(skill, dict) and isinstance(skill.get("id"), str)
+    ]
 
 
 def _skill(skill: Mapping[str, Any]) -> SkillSummary:

@@ -501,3 +501,31 @@ async def test_declining_to_wait_ends_with_the_pending_result(mcp_setup: McpSetu
     assert result.structured_content["state"] == "pending"
     assert result.structured_content["approval"].startswith("apr_")
     assert not mcp_setup.worker_seen.calls()
+
+
+async def test_bad_decisions_are_clear_errors_and_change_nothing(setup: Setup) -> None:
+    async with setup.client() as alice:
+        task = await send(alice, message("task later"))
+    approval = approval_of(task)
+
+    def post(content: bytes) -> httpx.Response:
+        with setup.admin() as admin:
+            return admin.post(
+                f"/approvals/{approval}",
+                content=content,
+                headers={"Content-Type": "application/json"},
+            )
+
+    for body, status in (
+        (b"{not json", 400),
+        (b'{"decision": "maybe"}', 422),
+        (b'{"decision": 1}', 422),
+        (b'{"decision": "approve", "reason": "' + b"x" * 2001 + b'"}', 422),
+        (b"[]", 422),
+    ):
+        answer = await anyio.to_thread.run_sync(post, body)
+        assert answer.status_code == status, (body[:40], answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    shown = await anyio.to_thread.run_sync(lambda: _show(setup, approval))
+    assert shown["state"] == "pending"  # nothing decided, nothing lost
+    assert not setup.seen.calls()

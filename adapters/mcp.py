@@ -27,7 +27,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import httpx2
 import mcp_types as types
@@ -36,9 +36,19 @@ from mcp.client._transport import TransportStreams
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp_http import Credential, UpstreamAuth, call_credential
+from adapters.mcp_relay import (
+    CallRelay,
+    on_elicitation,
+    on_list_roots,
+    on_log,
+    on_sampling,
+    relaying,
+    stamp_caller_capabilities,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +115,13 @@ def open_client(
     *,
     on_message: Any = None,
     timeout: float,
+    mode: Literal["auto", "legacy"] = "auto",
 ) -> Client:
-    """An (unentered) SDK client for ``spec``; ``auth`` adds the credential."""
+    """An (unentered) SDK client for ``spec``; ``auth`` adds the credential.
+
+    Its callbacks relay what the server asks or logs mid-call to the caller
+    of that call (`adapters.mcp_relay`); with no such caller they refuse.
+    """
     if spec.transport == "http":
         assert spec.url is not None
         transport: Any = _http_transport(spec.url, http(auth))
@@ -119,9 +134,18 @@ def open_client(
         transport,
         read_timeout_seconds=timeout,
         message_handler=on_message,
+        elicitation_callback=on_elicitation,
+        sampling_callback=on_sampling,
+        list_roots_callback=on_list_roots,
+        logging_callback=on_log,
         client_info=types.Implementation(name="switchboard", version="0.1.0"),
         cache=None,  # every listing must reach the server: it is how changes are seen
+        mode=mode,
     )
+
+
+def is_modern(client: Client) -> bool:
+    return client.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
 @contextlib.asynccontextmanager
@@ -192,6 +216,7 @@ class McpUpstream:
         self._timings = timings
         self._auth = UpstreamAuth()
         self._client: Client | None = None
+        self._lane: LegacyLane | None = None
         self._broken = asyncio.Event()
         self._relist = asyncio.Event()
         self._ready = asyncio.Event()
@@ -266,17 +291,56 @@ class McpUpstream:
                         timeout=timeout,
                     )
                 )
+            lane = self._lane_for(client, timeout)
+            lane_task = asyncio.create_task(lane.run()) if lane is not None else None
             try:
                 self.connected = _connected(client)
                 await self._list_and_report(client)
                 self._client = client
+                self._lane = lane
                 self.last_error = None
                 self._ready.set()
                 await self._on_health(True, None, self.connected)
                 await self._serve(client)
             finally:
                 self._client = None
+                self._lane = None
                 self._ready.clear()
+                if lane is not None and lane_task is not None:
+                    # The lane leaves its client in its own task; wait for
+                    # that (not for ever: anyio may absorb the cancel).
+                    lane.stop()
+                    lane_task.cancel()
+                    await asyncio.wait({lane_task}, timeout=timeout)
+
+    def _lane_for(self, client: Client, timeout: float) -> LegacyLane | None:
+        """On a 2026-07-28 session: stamp callers' capabilities, and (over
+        HTTP) keep a 2025-11-25 lane ready for 2025-11-25 callers. Over stdio
+        a server's mid-call requests cannot be told apart by caller (one
+        reader), so there is no lane: they are refused."""
+        if not is_modern(client):
+            return None
+        stamp_caller_capabilities(client.session)
+        if self.spec.transport != "http":
+            return None
+
+        def http_watched(auth: UpstreamAuth) -> httpx2.AsyncClient:
+            http = self._http(auth)
+            http.event_hooks["response"] = [*http.event_hooks["response"], lane.saw_response]
+            return http
+
+        def open_lane() -> Client:
+            return open_client(
+                self.spec,
+                http_watched,
+                self._auth,
+                on_message=self._on_message,
+                timeout=timeout,
+                mode="legacy",
+            )
+
+        lane = LegacyLane(open_lane, self._timings)
+        return lane
 
     async def _serve(self, client: Client) -> None:
         while True:
@@ -333,27 +397,34 @@ class McpUpstream:
         progress_callback: ProgressFnT | None = None,
         input_responses: types.InputResponses | None = None,
         request_state: str | None = None,
+        relay: CallRelay | None = None,
+        legacy: bool = False,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        client = self._live()
-        timeout = timeout_seconds or self._timings.call_seconds
-        try:
-            with call_credential(credential):
-                async with asyncio.timeout(timeout):
-                    return await client.session.call_tool(
-                        name,
-                        dict(arguments) if arguments is not None else None,
-                        read_timeout_seconds=timeout,
-                        progress_callback=progress_callback,
-                        input_responses=input_responses,
-                        request_state=request_state,
-                        allow_input_required=True,
-                    )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{_where(self.spec)} did not answer within {timeout:g}s"
-            ) from None
-        except Exception as exc:
-            raise self._failure(exc) from None
+        """``relay``: where the server's mid-call questions and log lines go
+        (`adapters.mcp_relay`); ``legacy``: the caller speaks 2025-11-25, so
+        the call goes over the 2025-11-25 lane when there is one."""
+
+        async def send(session: ClientSession) -> types.CallToolResult | types.InputRequiredResult:
+            result = await session.call_tool(
+                name,
+                dict(arguments) if arguments is not None else None,
+                read_timeout_seconds=timeout_seconds or self._timings.call_seconds,
+                progress_callback=progress_callback,
+                input_responses=input_responses,
+                request_state=request_state,
+                meta=_log_opt_in(session, relay),
+                allow_input_required=True,
+            )
+            assert isinstance(result, types.CallToolResult | types.InputRequiredResult)
+            return result
+
+        return await self.request(
+            send,
+            credential=credential,
+            timeout_seconds=timeout_seconds,
+            relay=relay,
+            legacy=legacy,
+        )
 
     async def request(
         self,
@@ -361,16 +432,43 @@ class McpUpstream:
         *,
         credential: Credential | None,
         timeout_seconds: float | None = None,
+        relay: CallRelay | None = None,
+        legacy: bool = False,
     ) -> T:
-        """Any other request through the live session (resources, prompts,
-        completions): ``send`` makes it; errors map as for `call_tool`.
-        ``credential`` None is the gateway's own (listings)."""
-        client = self._live()
-        timeout = timeout_seconds or self._timings.call_seconds
+        """Any request through the live session (tools, resources, prompts,
+        completions): ``send`` makes it. ``credential`` None is the gateway's
+        own (listings); ``relay`` and ``legacy`` as for `call_tool`.
+
+        Over the lane, a request whose result does not exist at 2025-11-25
+        (the SDK's "Handler returned an invalid result": in practice an
+        `InputRequiredResult` from a tool written for 2026-07-28) is sent
+        again over the 2026-07-28 session, whose `InputRequiredResult` the
+        gateway can put to the caller (`gateway.mcp_input`). Repeating it is
+        what multi round-trip requests already require of such a handler: a
+        2026-07-28 client re-sends the whole request with its answers.
+        """
+        client, lane = await self._pick(legacy)
         if credential is None:
             credential = await self._default_credential()
         try:
-            with call_credential(credential):
+            return await self._send(client, lane, send, credential, timeout_seconds, relay)
+        except UpstreamError as exc:
+            if lane is None or not _not_at_2025(exc):
+                raise
+        return await self._send(self._live(), None, send, credential, timeout_seconds, relay)
+
+    async def _send(
+        self,
+        client: Client,
+        lane: LegacyLane | None,
+        send: Callable[[ClientSession], Awaitable[T]],
+        credential: Credential | None,
+        timeout_seconds: float | None,
+        relay: CallRelay | None,
+    ) -> T:
+        timeout = timeout_seconds or self._timings.call_seconds
+        try:
+            with call_credential(credential), relaying(relay):
                 async with asyncio.timeout(timeout):
                     return await send(client.session)
         except TimeoutError:
@@ -378,7 +476,18 @@ class McpUpstream:
                 f"{_where(self.spec)} did not answer within {timeout:g}s"
             ) from None
         except Exception as exc:
-            raise self._failure(exc) from None
+            raise self._failure(exc, lane) from None
+
+    async def _pick(self, legacy: bool) -> tuple[Client, LegacyLane | None]:
+        """The session for a call: the 2025-11-25 lane for a 2025-11-25
+        caller when the server has one, else the primary."""
+        client = self._live()
+        lane = self._lane
+        if legacy and lane is not None:
+            lane_client = await lane.client()
+            if lane_client is not None:
+                return lane_client, lane
+        return client, None
 
     def _live(self) -> Client:
         client = self._client
@@ -387,8 +496,9 @@ class McpUpstream:
             raise UpstreamUnavailable(f"{_where(self.spec)} is not connected{detail}")
         return client
 
-    def _failure(self, exc: Exception) -> Exception:
-        """Map an exception from a call; a lost session wakes the owner to reconnect."""
+    def _failure(self, exc: Exception, lane: LegacyLane | None = None) -> Exception:
+        """Map an exception from a call; a lost session wakes its owner to
+        reconnect (the lane's, if the call went over the lane)."""
         if isinstance(exc, MCPError):
             if exc.code == REQUEST_TIMEOUT:
                 return UpstreamTimeout(f"{_where(self.spec)}: {exc.error.message}")
@@ -396,9 +506,127 @@ class McpUpstream:
                 return UpstreamError(exc.code, exc.error.message, exc.error.data)
         if isinstance(exc, UpstreamUnavailable):
             return exc
-        self.last_error = _describe(exc)
+        reason = _describe(exc)
+        if lane is not None:
+            lane.lost(reason)
+        else:
+            self.last_error = reason
+            self._broken.set()
+        return UpstreamUnavailable(f"{_where(self.spec)}: {reason}")
+
+
+class LegacyLane:
+    """A 2025-11-25 session to a server the primary session reaches at 2026-07-28.
+
+    A tool written for 2025-11-25 may ask its caller mid-call (`ctx.elicit`,
+    `create_message`) or log to it; over a 2026-07-28 connection there is no
+    channel for either (MCP 2026-07-28 replaced them with `InputRequiredResult`
+    and per-request logging), so the tool fails or stays silent. A
+    2025-11-25 caller's calls therefore go over this session, on which the
+    server asks on the call's own stream and `adapters.mcp_relay` routes it
+    back. Opened on first use (no cost for servers only 2026-07-28 callers
+    use), from its own task (`run()`, which enters and leaves the client);
+    a server that refuses the handshake (2026-07-28 only) is not asked again
+    for ``probe_seconds``, and callers meanwhile use the primary session.
+
+    Only a server that keeps sessions (answers with an ``Mcp-Session-Id``)
+    gets a lane: a stateless one cannot take the answer to its own mid-call
+    request (it arrives in a new POST, which no session links to the call),
+    nor a 2025-11-25 cancellation, which the 2026-07-28 session delivers by
+    closing the call's stream. Such a server's callers all use the primary.
+    """
+
+    def __init__(self, open_lane: Callable[[], Client], timings: UpstreamTimings) -> None:
+        self._open = open_lane
+        self._timings = timings
+        self._wanted = asyncio.Event()
+        self._broken = asyncio.Event()
+        self._attempt: asyncio.Event | None = None
+        self._client: Client | None = None
+        self._retry_at = 0.0
+        self._stopping = False
+        self._session_seen = False
+        self._stateless = False
+        self.last_error: str | None = None
+
+    async def saw_response(self, response: httpx2.Response) -> None:
+        """An httpx2 response hook on the lane's client."""
+        if response.headers.get("mcp-session-id"):
+            self._session_seen = True
+
+    async def client(self) -> Client | None:
+        """The live lane, connecting it first if need be; None if it cannot be had."""
+        if self._client is not None:
+            return self._client
+        if self._stopping or self._stateless:
+            return None
+        if asyncio.get_running_loop().time() < self._retry_at:
+            return None
+        if self._attempt is None:
+            self._attempt = asyncio.Event()
+            self._wanted.set()
+        attempt = self._attempt
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._timings.connect_seconds):
+                await attempt.wait()
+        return self._client
+
+    def lost(self, reason: str) -> None:
+        """A call found the session gone: drop it (the next caller reconnects)."""
+        self.last_error = reason
         self._broken.set()
-        return UpstreamUnavailable(f"{_where(self.spec)}: {self.last_error}")
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._broken.set()
+        self._wanted.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await self._wanted.wait()
+            if self._stopping:
+                return
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    async with asyncio.timeout(self._timings.connect_seconds):
+                        client = await stack.enter_async_context(self._open())
+                    if not self._session_seen:
+                        self._stateless = True
+                        return
+                    self._client = client
+                    self._settle()
+                    await self._broken.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = _describe(exc)
+                self._retry_at = asyncio.get_running_loop().time() + self._timings.probe_seconds
+                logger.info("2025-11-25 lane to an MCP server unavailable: %s", self.last_error)
+            finally:
+                self._client = None
+                self._broken.clear()
+                self._wanted.clear()
+                self._settle()
+
+    def _settle(self) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.set()
+
+
+def _log_opt_in(session: ClientSession, relay: CallRelay | None) -> types.RequestParamsMeta | None:
+    """A 2026-07-28 request gets log lines only if it opts in (``_meta``
+    ``io.modelcontextprotocol/logLevel``, MCP 2026-07-28 "Logging"): the
+    caller's own opt-in is passed on, and nothing else."""
+    if relay is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return None
+    level = relay.log_level()
+    return cast(types.RequestParamsMeta, {LOG_LEVEL_META_KEY: level}) if level else None
+
+
+def _not_at_2025(exc: UpstreamError) -> bool:
+    """The SDK server's answer when a handler's result has no 2025-11-25 form."""
+    return exc.code == INTERNAL_ERROR and exc.message == "Handler returned an invalid result"
 
 
 def _connected(client: Client) -> Connected:

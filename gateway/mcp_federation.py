@@ -33,6 +33,7 @@ from adapters.mcp import (
     UpstreamUnavailable,
     discover,
 )
+from adapters.mcp_relay import CallRelay
 from gateway import retry
 from gateway.audit import new_trace_id
 from gateway.breaker import BreakerOpen, Breakers, BreakerSettings
@@ -240,9 +241,12 @@ class McpFederation:
         input_responses: types.InputResponses | None = None,
         request_state: str | None = None,
         approved: bool = False,
+        relay: CallRelay | None = None,
+        legacy: bool = False,
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call a federated tool on ``caller``'s behalf (``approved``: an admin
-        approved this very call, `gateway.mcp_approvals`).
+        approved this very call, `gateway.mcp_approvals`; ``relay`` and
+        ``legacy``: `McpUpstream.call_tool`).
 
         Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
         policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
@@ -292,6 +296,8 @@ class McpFederation:
                 progress_callback=progress_callback,
                 input_responses=input_responses,
                 request_state=request_state,
+                relay=relay,
+                legacy=legacy,
             )
 
         try:

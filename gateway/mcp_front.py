@@ -14,7 +14,8 @@ stateless POSTs (`server/discover`, no `initialize`), anything else the
   (decide -> mint -> approval check -> upstream with its own credential ->
   audit), forwarding progress both ways, letting a client's cancellation
   cancel the upstream call (the SDK cancels this handler; the upstream client
-  then abandons its request), and passing input requests on (`gateway.mcp_input`).
+  then abandons its request), and passing input requests on (`gateway.mcp_input`)
+  as well as what a tool asks or logs mid-call (`gateway.mcp_relay`).
 
 Errors are MCP's (2025-11-25 "Tools", "Error handling"): an unknown tool is
 the JSON-RPC error -32602; the gateway's refusals and upstream failures are
@@ -72,6 +73,7 @@ from gateway.mcp_front_offerings import OfferingHandlers
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp_notify import ToolListNotifier
 from gateway.mcp_offerings import McpOfferings
+from gateway.mcp_relay import DownstreamRelay
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.settings import Settings
 from policies.keys import derive_key
@@ -323,6 +325,8 @@ class McpFront:
                     input_responses=responses,
                     request_state=state,
                     approved=approved,
+                    relay=DownstreamRelay(ctx, self.offerings.log_level),
+                    legacy=not is_modern(ctx),
                 )
             except ApprovalRequired as pending:
                 if self.approvals is None:

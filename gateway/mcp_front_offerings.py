@@ -13,8 +13,8 @@ calls the owning server with its own credential and audits) and encode:
   `notifications/resources/updated` from a server reaches the sessions that
   subscribed to that resource and may still read it (`ResourceSubscriptions`);
 * `logging/setLevel` (2025-11-25): accepted and kept per session. The gateway
-  sends no log messages of its own, and upstream servers' log notifications
-  are not relayed (their sessions are shared by every caller).
+  sends no log messages of its own; a tool's log lines reach the caller of
+  that call at or above this level (`gateway.mcp_relay`).
 
 Errors: an unknown resource is -32602 "Resource not found" with the URI in
 ``data`` (SEP-2164), an unknown prompt -32602 "Unknown prompt: NAME", a
@@ -130,7 +130,9 @@ class OfferingHandlers:
     def __init__(self, offerings: Callable[[], McpOfferings]) -> None:
         self._offerings = offerings
         self.subscriptions = ResourceSubscriptions()
-        self._levels: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
+        self._levels: weakref.WeakKeyDictionary[Connection, types.LoggingLevel] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def on_list_resources(
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
@@ -216,6 +218,10 @@ class OfferingHandlers:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._levels[ctx.session._connection] = params.level
         return types.EmptyResult()
+
+    def log_level(self, ctx: ServerRequestContext) -> types.LoggingLevel | None:
+        """The level a 2025-11-25 session set (None if it never did)."""
+        return self._levels.get(ctx.session._connection)
 
     def resource_updated(self, server_id: str, notice: types.ResourceUpdatedNotification) -> None:
         """A server said a resource changed: tell the sessions subscribed to it."""

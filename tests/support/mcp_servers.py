@@ -84,13 +84,18 @@ async def _token_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     await JSONResponse(body, status_code=200 if ok else 401)(scope, receive, send)
 
 
-def upstream_server(box: ToolBox | None = None) -> tuple[ServerThread, Recorder, ToolBox]:
-    """``box``'s tools at ``{url}/mcp``, plus an OAuth token endpoint at ``{url}/token``."""
+def upstream_server(
+    box: ToolBox | None = None, *, stateless: bool = True
+) -> tuple[ServerThread, Recorder, ToolBox]:
+    """``box``'s tools at ``{url}/mcp``, plus an OAuth token endpoint at ``{url}/token``.
+
+    ``stateless`` False keeps 2025-11-25 sessions (``Mcp-Session-Id``), which a
+    server needs to ask its caller anything mid-call at that revision."""
     box = box or ToolBox()
     recorder = Recorder()
 
     def build(_url: str) -> ASGIApp:
-        mcp_app = box.server.streamable_http_app(stateless_http=True)
+        mcp_app = box.server.streamable_http_app(stateless_http=stateless)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope["path"] == "/token":

@@ -1,0 +1,123 @@
+"""Unit tests of the relay's pieces: the stamp it wraps, and its per-call limits
+(the end-to-end proof is tests/e2e/test_mcp_relay.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types as types
+from mcp.client.session import ClientSession
+from mcp_types import CLIENT_CAPABILITIES_META_KEY
+
+from adapters.mcp_relay import on_elicitation, relaying, stamp_caller_capabilities
+from gateway.mcp_relay import MAX_LOG_LINES, MAX_QUESTIONS, DownstreamRelay
+
+QUESTION = types.ElicitRequestFormParams(
+    message="?", requested_schema={"type": "object", "properties": {}}
+)
+
+
+@dataclass
+class FakeSession:
+    """Records what the relay sends to its caller."""
+
+    client_capabilities: types.ClientCapabilities | None
+    sent: list[Any] = field(default_factory=list)
+    logged: list[Any] = field(default_factory=list)
+
+    async def send_request(self, request: Any, result_type: Any, metadata: Any = None) -> Any:
+        self.sent.append((request, metadata.related_request_id))
+        return types.ElicitResult(action="decline")
+
+    async def send_log_message(self, level: Any, data: Any, logger: Any, **kw: Any) -> None:
+        self.logged.append((level, data, kw["related_request_id"]))
+
+
+@dataclass
+class FakeContext:
+    session: FakeSession
+    protocol_version: str = "2025-11-25"
+    request_id: int = 7
+    meta: dict[str, Any] | None = None
+
+
+def relay_for(ctx: FakeContext, level: Any = None) -> DownstreamRelay:
+    return DownstreamRelay(ctx, lambda _ctx: level)  # type: ignore[arg-type]
+
+
+def test_the_sdk_session_still_has_a_stamp_to_wrap() -> None:
+    """If the SDK renames its request stamp, callers' capabilities would
+    silently stop reaching upstreams: this notices first."""
+    session = ClientSession.__new__(ClientSession)
+    session._stamp = lambda data, opts: (
+        data["params"]
+        .setdefault("_meta", {})
+        .update({CLIENT_CAPABILITIES_META_KEY: {"sampling": {}}})
+    )
+    assert stamp_caller_capabilities(session)
+    data: dict[str, Any] = {"method": "tools/call", "params": {}}
+    session._stamp(data, {})
+    assert data["params"]["_meta"][CLIENT_CAPABILITIES_META_KEY] == {}
+    assert "_stamp" in ClientSession.__init__.__code__.co_names
+
+
+async def test_no_relay_means_no_question_is_answered() -> None:
+    answer = await on_elicitation(None, QUESTION)  # type: ignore[arg-type]
+    assert isinstance(answer, types.ErrorData)
+    assert "belongs to no call" in answer.message
+
+
+async def test_questions_go_on_the_calls_stream_and_are_capped() -> None:
+    session = FakeSession(types.ClientCapabilities(elicitation=types.ElicitationCapability()))
+    relay = relay_for(FakeContext(session))
+    with relaying(relay):
+        answers = [await on_elicitation(None, QUESTION) for _ in range(MAX_QUESTIONS + 2)]  # type: ignore[arg-type]
+    assert all(isinstance(a, types.ElicitResult) for a in answers[:MAX_QUESTIONS])
+    assert all(isinstance(a, types.ErrorData) for a in answers[MAX_QUESTIONS:])
+    assert len(session.sent) == MAX_QUESTIONS
+    assert {related for _, related in session.sent} == {7}
+
+
+async def test_a_caller_is_asked_only_what_it_declared() -> None:
+    session = FakeSession(types.ClientCapabilities(sampling=types.SamplingCapability()))
+    relay = relay_for(FakeContext(session))
+    refused = await relay.elicit(QUESTION)
+    assert isinstance(refused, types.ErrorData) and refused.message == "Elicitation not supported"
+    modern = relay_for(FakeContext(session, protocol_version="2026-07-28"))
+    refused = await modern.list_roots()
+    assert isinstance(refused, types.ErrorData) and "2026-07-28" in refused.message
+    assert session.sent == []
+
+
+def test_forwarded_capabilities_are_the_relayable_ones() -> None:
+    declared = types.ClientCapabilities(
+        roots=types.RootsCapability(list_changed=True),
+        elicitation=types.ElicitationCapability(form=types.FormElicitationCapability()),
+        experimental={"x": {}},
+        extensions={"io.example/ext": {}},
+    )
+    caps = relay_for(FakeContext(FakeSession(declared))).upstream_capabilities()
+    assert caps == {"roots": {}, "elicitation": {"form": {}}}
+    assert relay_for(FakeContext(FakeSession(None))).upstream_capabilities() == {}
+
+
+async def test_log_lines_are_filtered_by_level_and_capped() -> None:
+    session = FakeSession(None)
+    relay = relay_for(FakeContext(session), level="warning")
+    for level in ("debug", "info", "warning", "error"):
+        await relay.log(types.LoggingMessageNotificationParams(level=level, data=level))
+    assert [data for _, data, _ in session.logged] == ["warning", "error"]
+    flood = relay_for(FakeContext(FakeSession(None)))
+    for _ in range(MAX_LOG_LINES + 5):
+        await flood.log(types.LoggingMessageNotificationParams(level="info", data="x"))
+    assert len(flood._ctx.session.logged) == MAX_LOG_LINES  # type: ignore[attr-defined]
+    # A 2026-07-28 request that did not opt in gets nothing.
+    quiet = relay_for(FakeContext(FakeSession(None), protocol_version="2026-07-28"))
+    assert quiet.log_level() is None
+    opted = relay_for(
+        FakeContext(
+            FakeSession(None), "2026-07-28", meta={"io.modelcontextprotocol/logLevel": "info"}
+        )
+    )
+    assert opted.log_level() == "info"

@@ -207,8 +207,13 @@ class McpUpstream:
         on_tools: OnTools,
         on_health: OnHealth,
         timings: UpstreamTimings,
+        per_caller_credentials: bool = False,
     ) -> None:
+        """``per_caller_credentials``: each call carries its user's own token
+        (token exchange), so a session the gateway opened is not one to send
+        them all over: no 2025-11-25 lane (see `LegacyLane`)."""
         self.spec = spec
+        self._per_caller_credentials = per_caller_credentials
         self._http = http
         self._default_credential = default_credential
         self._on_tools = on_tools
@@ -321,7 +326,7 @@ class McpUpstream:
         if not is_modern(client):
             return None
         stamp_caller_capabilities(client.session)
-        if self.spec.transport != "http":
+        if self.spec.transport != "http" or self._per_caller_credentials:
             return None
 
         def http_watched(auth: UpstreamAuth) -> httpx2.AsyncClient:
@@ -534,6 +539,9 @@ class LegacyLane:
     request (it arrives in a new POST, which no session links to the call),
     nor a 2025-11-25 cancellation, which the 2026-07-28 session delivers by
     closing the call's stream. Such a server's callers all use the primary.
+    Nor does a server that gets each user's own token (token exchange): it
+    may bind a session to the principal that opened it (as the gateway's own
+    `/mcp` does), and the lane is opened once for every caller.
     """
 
     def __init__(self, open_lane: Callable[[], Client], timings: UpstreamTimings) -> None:

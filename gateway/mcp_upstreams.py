@@ -169,6 +169,7 @@ class McpUpstreams:
             on_tools=on_tools,
             on_health=on_health,
             timings=self._timings,
+            per_caller_credentials=credentials.kind == "token_exchange",
         )
         upstream.notice_listeners.append(lambda notice: self._resource_updated(server_id, notice))
         task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")

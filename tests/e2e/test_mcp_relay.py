@@ -322,3 +322,37 @@ async def test_a_legacy_callers_cancellation_reaches_the_upstream(relay: Relay) 
                 await anyio.to_thread.run_sync(relay.hang.started.wait, 10)
                 group.cancel_scope.cancel()
     assert await anyio.to_thread.run_sync(relay.hang.cancelled.wait, 10)
+
+
+async def test_a_token_exchange_server_gets_no_shared_legacy_session(relay: Relay) -> None:
+    """Each call to it carries its user's own token: a 2025-11-25 session the
+    gateway opened once is not one to send every user's calls over, so a
+    2025-11-25 caller's call goes over the stateless 2026-07-28 session, where
+    a mid-call question has no channel."""
+
+    def register() -> None:
+        with relay.gateway.client() as admin:  # mints with asyncio.run: not on this loop
+            response = admin.post(
+                "/mcp-servers",
+                json={
+                    "name": "Gamma",
+                    "url": relay.upstream.url + "/mcp",
+                    "resource": "https://gamma.example/mcp",  # Beta has the URL's
+                    "credential": {"type": "token_exchange"},
+                },
+            )
+            assert response.status_code == 201, response.text
+
+    await anyio.to_thread.run_sync(register)
+
+    asked: list[str] = []
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    token = await relay.token("alice")
+    async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
+        result = await client.call_tool("gamma__ask_legacy", {})
+    assert asked == []
+    assert text_of(result).startswith("cannot ask:")

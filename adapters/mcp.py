@@ -26,6 +26,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
@@ -450,16 +451,29 @@ class McpUpstream:
         again over the 2026-07-28 session, whose `InputRequiredResult` the
         gateway can put to the caller (`gateway.mcp_input`). Repeating it is
         what multi round-trip requests already require of such a handler: a
-        2026-07-28 client re-sends the whole request with its answers.
+        2026-07-28 client re-sends the whole request with its answers. So is
+        one the server refused for an unknown session (it did not run it);
+        the lane then reconnects for the next call.
         """
         client, lane = await self._pick(legacy)
         if credential is None:
             credential = await self._default_credential()
+        if lane is None:
+            return await self._send(client, None, send, credential, timeout_seconds, relay)
+        # Set by the lane's response hook, which runs in this call's context.
+        gone: list[bool] = []
+        token = _LANE_SESSION_GONE.set(gone)
         try:
             return await self._send(client, lane, send, credential, timeout_seconds, relay)
         except UpstreamError as exc:
-            if lane is None or not _not_at_2025(exc):
+            if not (gone or _not_at_2025(exc)):
                 raise
+        except UpstreamUnavailable:
+            if not gone:
+                raise
+        finally:
+            _LANE_SESSION_GONE.reset(token)
+        # Not run over the lane (session gone), or not expressible there.
         return await self._send(self._live(), None, send, credential, timeout_seconds, relay)
 
     async def _send(
@@ -520,6 +534,10 @@ class McpUpstream:
         return UpstreamUnavailable(f"{_where(self.spec)}: {reason}")
 
 
+# A call over the lane: did the server answer it "no such session"?
+_LANE_SESSION_GONE: ContextVar[list[bool] | None] = ContextVar("lane_session_gone", default=None)
+
+
 class LegacyLane:
     """A 2025-11-25 session to a server the primary session reaches at 2026-07-28.
 
@@ -558,9 +576,17 @@ class LegacyLane:
         self.last_error: str | None = None
 
     async def saw_response(self, response: httpx2.Response) -> None:
-        """An httpx2 response hook on the lane's client."""
+        """An httpx2 response hook on the lane's client: notes that the
+        server keeps sessions, and that it no longer knows ours (404 to a
+        request that named it, MCP 2025-11-25 "Session Management" 4): the
+        call that met it was not run, and the lane must start afresh."""
         if response.headers.get("mcp-session-id"):
             self._session_seen = True
+        if response.status_code == 404 and response.request.headers.get("mcp-session-id"):
+            gone = _LANE_SESSION_GONE.get()
+            if gone is not None:
+                gone.append(True)
+            self.lost("the server ended the 2025-11-25 session")
 
     async def client(self) -> Client | None:
         """The live lane, connecting it first if need be; None if it cannot be had."""
@@ -580,8 +606,10 @@ class LegacyLane:
         return self._client
 
     def lost(self, reason: str) -> None:
-        """A call found the session gone: drop it (the next caller reconnects)."""
+        """A call found the session gone: no new call picks it; the owner
+        leaves it, and the next caller gets a fresh one."""
         self.last_error = reason
+        self._client = None
         self._broken.set()
 
     def stop(self) -> None:
@@ -592,8 +620,12 @@ class LegacyLane:
     async def run(self) -> None:
         while not self._stopping:
             await self._wanted.wait()
+            self._wanted.clear()
             if self._stopping:
                 return
+            attempt = self._attempt  # the callers this connection answers
+            self._session_seen = False
+            opened = False
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     async with asyncio.timeout(self._timings.connect_seconds):
@@ -602,24 +634,28 @@ class LegacyLane:
                         self._stateless = True
                         return
                     self._client = client
-                    self._settle()
+                    opened = True
+                    self._settle(attempt)
                     await self._broken.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = _describe(exc)
-                self._retry_at = asyncio.get_running_loop().time() + self._timings.probe_seconds
-                logger.info("2025-11-25 lane to an MCP server unavailable: %s", self.last_error)
+                # Leaving a lost session may fail too; only a failure to
+                # open one keeps callers on the primary for a while.
+                if not opened:
+                    self.last_error = _describe(exc)
+                    self._retry_at = asyncio.get_running_loop().time() + self._timings.probe_seconds
+                    logger.info("2025-11-25 lane to an MCP server unavailable: %s", self.last_error)
             finally:
                 self._client = None
                 self._broken.clear()
-                self._wanted.clear()
-                self._settle()
+                self._settle(attempt)
 
-    def _settle(self) -> None:
-        attempt, self._attempt = self._attempt, None
+    def _settle(self, attempt: asyncio.Event | None) -> None:
         if attempt is not None:
             attempt.set()
+            if self._attempt is attempt:
+                self._attempt = None
 
 
 def _log_opt_in(session: ClientSession, relay: CallRelay | None) -> types.RequestParamsMeta | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import mcp_types as types
 import pytest
 from mcp.server.mcpserver import Context
@@ -27,6 +28,7 @@ from pydantic import BaseModel
 
 from tests.e2e.test_mcp_front import ask_name
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import ToolBox, upstream_server
 from tests.support.servers import ServerThread
@@ -121,6 +123,7 @@ class Relay:
     gateway: Gateway
     upstream: ServerThread
     hang: Hang
+    recorder: Recorder
 
     @property
     def url(self) -> str:
@@ -137,7 +140,7 @@ def relay(tmp_path: Path, database_url: str | None) -> Iterator[Relay]:
     for tool in (ask_legacy, sample, chatty, capabilities, stray, ask_name):
         box.server.add_tool(tool, description=tool.__doc__ or tool.__name__)
     box.server.add_tool(hang.hang, name="hang", description="Waits until cancelled.")
-    upstream, _, _ = upstream_server(box, stateless=False)
+    upstream, recorder, _ = upstream_server(box, stateless=False)
     gateway = start_gateway(tmp_path / "data", database_url)
     try:
         with gateway.client() as admin:
@@ -145,7 +148,7 @@ def relay(tmp_path: Path, database_url: str | None) -> Iterator[Relay]:
                 "/mcp-servers", json={"name": "Beta", "url": upstream.url + "/mcp"}
             )
             assert response.status_code == 201, response.text
-        yield Relay(gateway, upstream, hang)
+        yield Relay(gateway, upstream, hang, recorder)
     finally:
         gateway.stop()
         upstream.stop()
@@ -356,3 +359,30 @@ async def test_a_token_exchange_server_gets_no_shared_legacy_session(relay: Rela
         result = await client.call_tool("gamma__ask_legacy", {})
     assert asked == []
     assert text_of(result).startswith("cannot ask:")
+
+
+async def test_a_session_the_server_ended_is_replaced(relay: Relay) -> None:
+    """The server forgets the lane's session (restart, expiry): the call that
+    meets the 404 was not run, so it is sent over the 2026-07-28 session, and
+    the next call gets a fresh 2025-11-25 session."""
+    asked: list[str] = []
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    token = await relay.token("alice")
+    async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
+        assert text_of(await client.call_tool("beta__ask_legacy", {})) == "Hello, Ada!"
+        sessions = {s.headers.get("mcp-session-id", "") for s in relay.recorder.calls()} - {""}
+        assert len(sessions) == 1  # the lane's (the primary is 2026-07-28: none)
+        async with httpx.AsyncClient() as http:
+            ended = await http.delete(
+                relay.upstream.url + "/mcp",
+                headers={"mcp-session-id": sessions.pop(), "mcp-protocol-version": "2025-11-25"},
+            )
+            assert ended.status_code == 200
+        added = await client.call_tool("beta__add", {"a": 1, "b": 2})
+        assert added.structured_content == {"result": 3}
+        assert text_of(await client.call_tool("beta__ask_legacy", {})) == "Hello, Ada!"
+    assert asked == ["Your name?", "Your name?"]

@@ -487,8 +487,8 @@ class McpUpstream:
     ) -> T:
         timeout = timeout_seconds or self._timings.call_seconds
         try:
-            with call_credential(credential), relaying(relay):
-                async with asyncio.timeout(timeout):
+            with call_credential(credential):
+                async with relaying(relay), asyncio.timeout(timeout):
                     return await send(client.session)
         except TimeoutError:
             raise UpstreamTimeout(

@@ -28,12 +28,14 @@ the client has not declared).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import mcp_types as types
 from mcp.client.session import ClientRequestContext, ClientSession
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, INVALID_REQUEST
@@ -65,17 +67,73 @@ class CallRelay(Protocol):
     async def log(self, params: types.LoggingMessageNotificationParams) -> None: ...
 
 
-# The relay of the call being made now, set around one upstream call.
-CALL_RELAY: ContextVar[CallRelay | None] = ContextVar("mcp_call_relay", default=None)
+R = TypeVar("R")
+
+# How long a call that ends waits for its withdrawn questions to be taken back.
+WITHDRAW_SECONDS = 2.0
 
 
-@contextlib.contextmanager
-def relaying(relay: CallRelay | None) -> Iterator[None]:
-    token = CALL_RELAY.set(relay)
+class _Call:
+    """One upstream call's hold on its caller's relay: the value of `CALL_RELAY`.
+
+    The SDK runs a server's mid-call request in a task of its own, which can
+    outlive the call (a server may answer the call without waiting for its
+    question, or time out on it); and a call's 2025-11-25 response stream is
+    still read after the call was abandoned. So a call that ends takes its
+    relay back: a question still open is withdrawn from the caller (its
+    request is cancelled, which tells the caller's client), and what the
+    server asks or logs afterwards goes nowhere."""
+
+    def __init__(self, relay: CallRelay) -> None:
+        self.relay = relay
+        self._ended = False
+        self._open: set[anyio.CancelScope] = set()
+        self._settled: asyncio.Event | None = None
+
+    async def relay_to_caller(
+        self, what: str, send: Callable[[], Awaitable[R]]
+    ) -> R | types.ErrorData:
+        if self._ended:
+            return _call_ended(what)
+        with anyio.CancelScope() as scope:
+            self._open.add(scope)
+            try:
+                return await send()
+            finally:
+                self._open.discard(scope)
+                if not self._open and self._settled is not None:
+                    self._settled.set()
+        return _call_ended(what)  # withdrawn: the call ended meanwhile
+
+    async def end(self) -> None:
+        self._ended = True
+        if not self._open:
+            return
+        self._settled = asyncio.Event()
+        for scope in list(self._open):
+            scope.cancel()
+        # Shielded: a call ends by cancellation too; bounded: the caller's
+        # stream may be stuck.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(WITHDRAW_SECONDS):
+            await self._settled.wait()
+
+
+# The call being made now, set around one upstream call.
+CALL_RELAY: ContextVar[_Call | None] = ContextVar("mcp_call_relay", default=None)
+
+
+@contextlib.asynccontextmanager
+async def relaying(relay: CallRelay | None) -> AsyncIterator[None]:
+    """Route what the server asks or logs during the enclosed call to
+    ``relay``, until the call ends (then withdraw what is still open)."""
+    call = _Call(relay) if relay is not None else None
+    token = CALL_RELAY.set(call)
     try:
         yield
     finally:
         CALL_RELAY.reset(token)
+        if call is not None:
+            await call.end()
 
 
 def _nobody_to_ask(what: str) -> types.ErrorData:
@@ -86,29 +144,47 @@ def _nobody_to_ask(what: str) -> types.ErrorData:
     )
 
 
+def _call_ended(what: str) -> types.ErrorData:
+    return types.ErrorData(
+        code=INVALID_REQUEST, message=f"{what} not relayed: the call it belongs to has ended"
+    )
+
+
 async def on_elicitation(
     context: ClientRequestContext, params: types.ElicitRequestParams
 ) -> types.ElicitResult | types.ErrorData:
-    relay = CALL_RELAY.get()
-    return await relay.elicit(params) if relay is not None else _nobody_to_ask("elicitation")
+    call = CALL_RELAY.get()
+    if call is None:
+        return _nobody_to_ask("elicitation")
+    relay = call.relay
+    answer = await call.relay_to_caller("elicitation", lambda: relay.elicit(params))
+    return answer
 
 
 async def on_sampling(
     context: ClientRequestContext, params: types.CreateMessageRequestParams
 ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
-    relay = CALL_RELAY.get()
-    return await relay.sample(params) if relay is not None else _nobody_to_ask("sampling")
+    call = CALL_RELAY.get()
+    if call is None:
+        return _nobody_to_ask("sampling")
+    relay = call.relay
+    answer = await call.relay_to_caller("sampling", lambda: relay.sample(params))
+    return answer
 
 
 async def on_list_roots(context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
-    relay = CALL_RELAY.get()
-    return await relay.list_roots() if relay is not None else _nobody_to_ask("roots/list")
+    call = CALL_RELAY.get()
+    if call is None:
+        return _nobody_to_ask("roots/list")
+    answer = await call.relay_to_caller("roots/list", call.relay.list_roots)
+    return answer
 
 
 async def on_log(params: types.LoggingMessageNotificationParams) -> None:
-    relay = CALL_RELAY.get()
-    if relay is not None:
-        await relay.log(params)
+    call = CALL_RELAY.get()
+    if call is not None:
+        relay = call.relay
+        await call.relay_to_caller("a log line", lambda: relay.log(params))
     # A log line tied to no call (the server's own chatter) has no one to go to.
 
 
@@ -135,9 +211,9 @@ def stamp_caller_capabilities(session: ClientSession) -> bool:
         inner(data, opts)
         meta = (data.get("params") or {}).get("_meta")
         if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
-            relay = CALL_RELAY.get()
+            call = CALL_RELAY.get()
             meta[CLIENT_CAPABILITIES_META_KEY] = (
-                relay.upstream_capabilities() if relay is not None else {}
+                call.relay.upstream_capabilities() if call is not None else {}
             )
 
     session._stamp = stamp

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +73,7 @@ async def test_no_relay_means_no_question_is_answered() -> None:
 async def test_questions_go_on_the_calls_stream_and_are_capped() -> None:
     session = FakeSession(types.ClientCapabilities(elicitation=types.ElicitationCapability()))
     relay = relay_for(FakeContext(session))
-    with relaying(relay):
+    async with relaying(relay):
         answers = [await on_elicitation(None, QUESTION) for _ in range(MAX_QUESTIONS + 2)]  # type: ignore[arg-type]
     assert all(isinstance(a, types.ElicitResult) for a in answers[:MAX_QUESTIONS])
     assert all(isinstance(a, types.ErrorData) for a in answers[MAX_QUESTIONS:])
@@ -121,3 +123,35 @@ async def test_log_lines_are_filtered_by_level_and_capped() -> None:
         )
     )
     assert opted.log_level() == "info"
+
+
+async def test_a_call_that_ends_withdraws_its_open_questions() -> None:
+    """A question the SDK still runs (in a task of its own) when its call
+    ends is cancelled, and one asked after that is refused, not put to the
+    caller of a call that is over."""
+
+    @dataclass
+    class SlowSession(FakeSession):
+        asked: asyncio.Event = field(default_factory=asyncio.Event)
+
+        async def send_request(self, request: Any, result_type: Any, metadata: Any = None) -> Any:
+            self.sent.append((request, metadata.related_request_id))
+            self.asked.set()
+            await asyncio.sleep(30)
+
+    session = SlowSession(types.ClientCapabilities(elicitation=types.ElicitationCapability()))
+    relay = relay_for(FakeContext(session))
+    async with relaying(relay):
+        # What the SDK does: the callback runs in a task spawned from the call's context.
+        open_question = asyncio.create_task(on_elicitation(None, QUESTION))  # type: ignore[arg-type]
+        late = contextvars.copy_context()
+        await asyncio.wait_for(session.asked.wait(), 5)
+    answer = await asyncio.wait_for(open_question, 5)
+    assert isinstance(answer, types.ErrorData)
+    assert "has ended" in answer.message
+    after = await asyncio.wait_for(
+        late.run(asyncio.create_task, on_elicitation(None, QUESTION)),  # type: ignore[arg-type]
+        5,
+    )
+    assert isinstance(after, types.ErrorData)
+    assert len(session.sent) == 1

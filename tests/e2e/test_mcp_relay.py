@@ -12,6 +12,7 @@ lane), and one the 2026-07-28 way (`InputRequiredResult`), which a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -103,6 +104,22 @@ async def stray(ctx: Context) -> str:
     return "answered"
 
 
+LEFT_BEHIND: set[Any] = set()  # keeps the questions `ask_and_leave` leaves running
+
+
+async def ask_and_leave(ctx: Context) -> str:
+    """Asks on the call's stream, then answers the call without waiting for
+    the reply: the question outlives the call (a buggy or hostile server)."""
+    session = ctx.request_context.session
+    question = asyncio.get_running_loop().create_task(
+        session.elicit_form("Still there?", Name.model_json_schema(), ctx.request_id)
+    )
+    LEFT_BEHIND.add(question)
+    question.add_done_callback(LEFT_BEHIND.discard)
+    await anyio.sleep(0.5)  # the question is on the stream before the result
+    return "left"
+
+
 class Hang:
     def __init__(self) -> None:
         self.started = threading.Event()
@@ -137,7 +154,7 @@ class Relay:
 def relay(tmp_path: Path, database_url: str | None) -> Iterator[Relay]:
     box = ToolBox()
     hang = Hang()
-    for tool in (ask_legacy, sample, chatty, capabilities, stray, ask_name):
+    for tool in (ask_legacy, sample, chatty, capabilities, stray, ask_name, ask_and_leave):
         box.server.add_tool(tool, description=tool.__doc__ or tool.__name__)
     box.server.add_tool(hang.hang, name="hang", description="Waits until cancelled.")
     upstream, recorder, _ = upstream_server(box, stateless=False)
@@ -386,3 +403,29 @@ async def test_a_session_the_server_ended_is_replaced(relay: Relay) -> None:
         assert added.structured_content == {"result": 3}
         assert text_of(await client.call_tool("beta__ask_legacy", {})) == "Hello, Ada!"
     assert asked == ["Your name?", "Your name?"]
+
+
+async def test_a_question_is_withdrawn_when_its_call_ends(relay: Relay) -> None:
+    """A question still open when its call has ended (the server answered the
+    call without waiting for it) is withdrawn from the caller: nobody is left
+    asked about a call that is over, and no task waits on them for ever."""
+    asked = anyio.Event()
+    withdrawn = anyio.Event()
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            withdrawn.set()
+            raise
+        return types.ElicitResult(action="decline")
+
+    token = await relay.token("alice")
+    async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
+        result = await client.call_tool("beta__ask_and_leave", {})
+        assert text_of(result) == "left"
+        assert asked.is_set()
+        with anyio.move_on_after(5):
+            await withdrawn.wait()
+        assert withdrawn.is_set()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -584,7 +585,10 @@ class LegacyLane:
             self._session_seen = True
         if response.status_code == 404 and response.request.headers.get("mcp-session-id"):
             gone = _LANE_SESSION_GONE.get()
-            if gone is not None:
+            # Only the call's own request was not run: the call's context also
+            # posts the replies to the server's questions and cancellations,
+            # and a 404 to those comes while (or after) the call ran.
+            if gone is not None and _posts_a_request(response.request):
                 gone.append(True)
             self.lost("the server ended the 2025-11-25 session")
 
@@ -666,6 +670,17 @@ def _log_opt_in(session: ClientSession, relay: CallRelay | None) -> types.Reques
         return None
     level = relay.log_level()
     return cast(types.RequestParamsMeta, {LOG_LEVEL_META_KEY: level}) if level else None
+
+
+def _posts_a_request(request: httpx2.Request) -> bool:
+    """Whether ``request`` POSTs a JSON-RPC request (not a reply or a notification)."""
+    if request.method != "POST":
+        return False
+    try:
+        message = json.loads(request.content)
+    except (httpx2.RequestNotRead, ValueError):
+        return False
+    return isinstance(message, dict) and "method" in message and "id" in message
 
 
 def _not_at_2025(exc: UpstreamError) -> bool:

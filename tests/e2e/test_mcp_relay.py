@@ -24,12 +24,14 @@ import anyio
 import httpx
 import mcp_types as types
 import pytest
+from mcp import MCPError
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
+from starlette.responses import JSONResponse
 
 from tests.e2e.test_mcp_front import ask_name
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.inspecting import Recorder
+from tests.support.inspecting import Recorder, buffered
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import ToolBox, upstream_server
 from tests.support.servers import ServerThread
@@ -429,3 +431,70 @@ async def test_a_question_is_withdrawn_when_its_call_ends(relay: Relay) -> None:
         with anyio.move_on_after(5):
             await withdrawn.wait()
         assert withdrawn.is_set()
+
+
+async def test_a_call_that_ran_is_not_sent_again_when_its_session_is_lost(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The lane's session is lost *while a call runs on it*: the server
+    answers the reply to the tool's question with 404 (say, a replica that
+    does not know the session). That 404 says nothing about the call itself,
+    which the server ran: it must not be sent again over the 2026-07-28
+    session (a tool that is not idempotent would run twice)."""
+    runs: list[str] = []
+    forget = threading.Event()
+
+    async def book(ctx: Context) -> str:
+        """Books once, then asks for a confirmation."""
+        runs.append("booked")
+        forget.set()  # from now on the server no longer knows the session
+        try:
+            answer = await ctx.elicit(message="Confirm?", schema=Name)
+        except Exception as exc:
+            return f"cannot ask: {exc}"
+        return f"confirmed: {answer.action}"
+
+    box = ToolBox()
+    box.server.add_tool(book, description=book.__doc__ or "")
+
+    def build(_url: str) -> Any:
+        mcp_app = box.server.streamable_http_app(stateless_http=False)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            headers = dict(scope.get("headers") or [])
+            if forget.is_set() and scope.get("method") == "POST" and b"mcp-session-id" in headers:
+                body, replay = await buffered(receive)
+                if "method" not in json.loads(body):  # the reply to the server's question
+                    await JSONResponse({"error": "no such session"}, 404)(scope, receive, send)
+                    return
+                receive = replay
+            await mcp_app(scope, receive, send)
+
+        return app
+
+    upstream = ServerThread(build).start()
+    gateway = start_gateway(tmp_path / "data", database_url)
+    try:
+
+        def register() -> None:
+            with gateway.client() as admin:  # mints with asyncio.run: not on this loop
+                response = admin.post(
+                    "/mcp-servers", json={"name": "Delta", "url": upstream.url + "/mcp"}
+                )
+                assert response.status_code == 201, response.text
+
+        await anyio.to_thread.run_sync(register)
+
+        async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            return types.ElicitResult(action="accept", content={"name": "yes"})
+
+        token = await anyio.to_thread.run_sync(gateway.token, "alice", "")
+        url = gateway.url + "/mcp"
+        async with mcp_client(url, token, "legacy", elicitation_callback=answer) as client:
+            with anyio.fail_after(60), pytest.raises(MCPError) as failed:
+                await client.call_tool("delta__book", {})
+        assert runs == ["booked"]  # not sent again over the 2026-07-28 session
+        assert "delta" in failed.value.error.message
+    finally:
+        gateway.stop()
+        upstream.stop()

@@ -496,7 +496,7 @@ class McpUpstream:
                 f"{_where(self.spec)} did not answer within {timeout:g}s"
             ) from None
         except Exception as exc:
-            raise self._failure(exc, lane) from None
+            raise self._failure(exc, lane, client) from None
 
     async def _pick(self, legacy: bool) -> tuple[Client, LegacyLane | None]:
         """The session for a call: the 2025-11-25 lane for a 2025-11-25
@@ -516,7 +516,9 @@ class McpUpstream:
             raise UpstreamUnavailable(f"{_where(self.spec)} is not connected{detail}")
         return client
 
-    def _failure(self, exc: Exception, lane: LegacyLane | None = None) -> Exception:
+    def _failure(
+        self, exc: Exception, lane: LegacyLane | None = None, client: Client | None = None
+    ) -> Exception:
         """Map an exception from a call; a lost session wakes its owner to
         reconnect (the lane's, if the call went over the lane)."""
         if isinstance(exc, MCPError):
@@ -528,7 +530,7 @@ class McpUpstream:
             return exc
         reason = _describe(exc)
         if lane is not None:
-            lane.lost(reason)
+            lane.lost(reason, client)
         else:
             self.last_error = reason
             self._broken.set()
@@ -572,7 +574,7 @@ class LegacyLane:
         self._client: Client | None = None
         self._retry_at = 0.0
         self._stopping = False
-        self._session_seen = False
+        self._session_id: str | None = None  # of the session being opened or live
         self._stateless = False
         self.last_error: str | None = None
 
@@ -581,16 +583,20 @@ class LegacyLane:
         server keeps sessions, and that it no longer knows ours (404 to a
         request that named it, MCP 2025-11-25 "Session Management" 4): the
         call that met it was not run, and the lane must start afresh."""
-        if response.headers.get("mcp-session-id"):
-            self._session_seen = True
-        if response.status_code == 404 and response.request.headers.get("mcp-session-id"):
+        session_id = response.headers.get("mcp-session-id")
+        if session_id and self._session_id is None:
+            self._session_id = session_id  # the handshake's: this connection's session
+        named = response.request.headers.get("mcp-session-id")
+        if response.status_code == 404 and named:
             gone = _LANE_SESSION_GONE.get()
             # Only the call's own request was not run: the call's context also
             # posts the replies to the server's questions and cancellations,
             # and a 404 to those comes while (or after) the call ran.
             if gone is not None and _posts_a_request(response.request):
                 gone.append(True)
-            self.lost("the server ended the 2025-11-25 session")
+            # A late 404 to an older session's request says nothing of this one.
+            if named == self._session_id:
+                self._lose("the server ended the 2025-11-25 session")
 
     async def client(self) -> Client | None:
         """The live lane, connecting it first if need be; None if it cannot be had."""
@@ -609,9 +615,15 @@ class LegacyLane:
                 await attempt.wait()
         return self._client
 
-    def lost(self, reason: str) -> None:
-        """A call found the session gone: no new call picks it; the owner
-        leaves it, and the next caller gets a fresh one."""
+    def lost(self, reason: str, client: Client | None) -> None:
+        """A call over ``client`` found the session gone: no new call picks
+        it; the owner leaves it, and the next caller gets a fresh one. A call
+        that failed on an older session (it may fail after that session was
+        replaced) changes nothing."""
+        if client is not None and client is self._client:
+            self._lose(reason)
+
+    def _lose(self, reason: str) -> None:
         self.last_error = reason
         self._client = None
         self._broken.set()
@@ -628,14 +640,17 @@ class LegacyLane:
             if self._stopping:
                 return
             attempt = self._attempt  # the callers this connection answers
-            self._session_seen = False
+            self._session_id = None
+            self._broken.clear()
             opened = False
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     async with asyncio.timeout(self._timings.connect_seconds):
                         client = await stack.enter_async_context(self._open())
-                    if not self._session_seen:
+                    if self._session_id is None:
                         self._stateless = True
+                        return
+                    if self._stopping:
                         return
                     self._client = client
                     opened = True

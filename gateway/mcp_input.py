@@ -28,6 +28,18 @@ def is_modern(ctx: ServerRequestContext) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
+def without_context(params: types.CreateMessageRequestParams) -> types.CreateMessageRequestParams:
+    """A sampling request asks for no context of the caller's session.
+
+    To the caller's client the gateway is one server, so the "thisServer"
+    (let alone "allServers") context it would add is what *every* upstream
+    said in that session: an upstream must not read its neighbours' results
+    through the caller's model."""
+    if params.include_context in (None, "none"):
+        return params
+    return params.model_copy(update={"include_context": "none"})
+
+
 async def ask_legacy_client(
     ctx: ServerRequestContext, requests: types.InputRequests
 ) -> types.InputResponses:
@@ -39,6 +51,8 @@ async def ask_legacy_client(
         if isinstance(request, types.ElicitRequest):
             answer = await ctx.session.send_request(request, types.ElicitResult, metadata=related)
         elif isinstance(request, types.CreateMessageRequest):
+            # No context of the caller's session: it is every upstream's.
+            request = types.CreateMessageRequest(params=without_context(request.params))
             answer = await ctx.session.send_request(
                 request, types.CreateMessageResult, metadata=related
             )

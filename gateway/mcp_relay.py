@@ -37,7 +37,7 @@ from mcp.server import ServerRequestContext
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INVALID_REQUEST, LOG_LEVEL_META_KEY
 
-from gateway.mcp_input import is_modern
+from gateway.mcp_input import is_modern, without_context
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ _LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)  # ascend
 
 R = TypeVar("R", bound=types.Result)
 SessionLevel = Callable[[ServerRequestContext], types.LoggingLevel | None]
+
+
+def _has(granted: Any, feature: str | None) -> bool:
+    if feature is None:
+        return True
+    if feature == "form" and isinstance(granted, types.ElicitationCapability):
+        # MCP 2025-11-25: an empty elicitation capability means form mode.
+        return granted.form is not None or granted.url is None
+    return getattr(granted, feature, None) is not None
 
 
 def _at_least(level: str, floor: types.LoggingLevel) -> bool:
@@ -67,9 +76,12 @@ class DownstreamRelay:
         declared = self._ctx.session.client_capabilities
         if declared is None:
             return {}
+        sampling = declared.sampling
         carried = types.ClientCapabilities(
             elicitation=declared.elicitation,
-            sampling=declared.sampling,
+            # Without ``context``: the caller's context of "this server" (the
+            # gateway) is every upstream's, so none is given (see `sample`).
+            sampling=types.SamplingCapability(tools=sampling.tools) if sampling else None,
             roots=types.RootsCapability() if declared.roots is not None else None,
         )
         return carried.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -84,7 +96,8 @@ class DownstreamRelay:
     async def elicit(
         self, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
-        refusal = self._may_ask("elicitation", "Elicitation not supported")
+        mode = "url" if isinstance(params, types.ElicitRequestURLParams) else "form"
+        refusal = self._may_ask("elicitation", "Elicitation not supported", mode)
         if refusal is not None:
             return refusal
         return await self._ask(types.ElicitRequest(params=params), types.ElicitResult)
@@ -92,10 +105,12 @@ class DownstreamRelay:
     async def sample(
         self, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
-        refusal = self._may_ask("sampling", "Sampling not supported")
+        refusal = self._may_ask(
+            "sampling", "Sampling not supported", "tools" if params.tools else None
+        )
         if refusal is not None:
             return refusal
-        request = types.CreateMessageRequest(params=params)
+        request = types.CreateMessageRequest(params=without_context(params))
         if params.tools:
             return await self._ask(request, types.CreateMessageResultWithTools)
         return await self._ask(request, types.CreateMessageResult)
@@ -119,7 +134,12 @@ class DownstreamRelay:
             params.level, params.data, params.logger, related_request_id=self._ctx.request_id
         )
 
-    def _may_ask(self, capability: str, unsupported: str) -> types.ErrorData | None:
+    def _may_ask(
+        self, capability: str, unsupported: str, feature: str | None = None
+    ) -> types.ErrorData | None:
+        """None if the caller may be asked; ``feature``: the part of the
+        capability the question needs (an elicitation's mode, sampling's
+        tools), which the caller must have declared too."""
         if is_modern(self._ctx):
             return types.ErrorData(
                 code=INVALID_REQUEST,
@@ -127,8 +147,11 @@ class DownstreamRelay:
                 "where a server asks with an input_required result",
             )
         declared = self._ctx.session.client_capabilities
-        if declared is None or getattr(declared, capability) is None:
+        granted = getattr(declared, capability) if declared is not None else None
+        if granted is None:
             return types.ErrorData(code=INVALID_REQUEST, message=unsupported)
+        if not _has(granted, feature):
+            return types.ErrorData(code=INVALID_REQUEST, message=f"{unsupported} ({feature})")
         self._questions += 1
         if self._questions > MAX_QUESTIONS:
             return types.ErrorData(

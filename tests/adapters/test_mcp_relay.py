@@ -155,3 +155,40 @@ async def test_a_call_that_ends_withdraws_its_open_questions() -> None:
     )
     assert isinstance(after, types.ErrorData)
     assert len(session.sent) == 1
+
+
+async def test_an_upstream_gets_no_context_of_the_callers_other_servers() -> None:
+    """To the caller's client the gateway is one server: its "thisServer"
+    context is every upstream's. An upstream's sampling request therefore
+    carries no context of the caller's session, and the caller's
+    ``sampling.context`` is not passed on to invite one."""
+    declared = types.ClientCapabilities(
+        sampling=types.SamplingCapability(context={}, tools={}),
+    )
+    session = FakeSession(declared)
+    relay = relay_for(FakeContext(session))
+    assert relay.upstream_capabilities() == {"sampling": {"tools": {}}}
+    for context in ("thisServer", "allServers"):
+        await relay.sample(
+            types.CreateMessageRequestParams(messages=[], max_tokens=5, include_context=context)
+        )
+    assert [request.params.include_context for request, _ in session.sent] == ["none", "none"]
+
+
+async def test_a_caller_is_not_asked_in_a_mode_it_did_not_declare() -> None:
+    form_only = FakeSession(types.ClientCapabilities(elicitation=types.ElicitationCapability()))
+    relay = relay_for(FakeContext(form_only))
+    url = types.ElicitRequestURLParams(
+        message="Sign in", url="https://example.test/login", elicitation_id="e1"
+    )
+    refused = await relay.elicit(url)
+    assert isinstance(refused, types.ErrorData)
+    assert isinstance(await relay.elicit(QUESTION), types.ElicitResult)
+    no_tools = FakeSession(types.ClientCapabilities(sampling=types.SamplingCapability()))
+    with_tools = types.CreateMessageRequestParams(
+        messages=[], max_tokens=5, tools=[types.Tool(name="t", input_schema={"type": "object"})]
+    )
+    refused = await relay_for(FakeContext(no_tools)).sample(with_tools)
+    assert isinstance(refused, types.ErrorData)
+    assert form_only.sent[0][0].params == QUESTION and len(form_only.sent) == 1
+    assert no_tools.sent == []

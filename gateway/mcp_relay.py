@@ -22,11 +22,12 @@ made from the gateway's `/mcp`:
   (the SDK also enforces that opt-in), a 2025-11-25 session's
   `logging/setLevel` (all levels if it never set one);
 * an upstream that keeps asking, or floods the log, is cut off at
-  `MAX_QUESTIONS` / `MAX_LOG_LINES` per call.
+  `MAX_QUESTIONS` / `MAX_LOG_LINES` (and `MAX_LOG_BYTES`) per call.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, get_args
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUESTIONS = 16  # per upstream call: a server that keeps asking cannot pester the user
 MAX_LOG_LINES = 1000  # per upstream call
+MAX_LOG_BYTES = 1024 * 1024  # per upstream call (a line may be as big as one SSE event: 1 MiB)
 
 _LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)  # ascending severity
 
@@ -71,6 +73,8 @@ class DownstreamRelay:
         self._session_level = session_level
         self._questions = 0
         self._log_lines = 0
+        self._log_bytes = 0
+        self._log_capped = False
 
     def upstream_capabilities(self) -> dict[str, Any]:
         declared = self._ctx.session.client_capabilities
@@ -126,9 +130,15 @@ class DownstreamRelay:
         if floor is None or not _at_least(params.level, floor):
             return
         self._log_lines += 1
-        if self._log_lines > MAX_LOG_LINES:
-            if self._log_lines == MAX_LOG_LINES + 1:
-                logger.warning("an upstream logged more than %d lines in one call", MAX_LOG_LINES)
+        self._log_bytes += len(json.dumps(params.data, default=str))
+        if self._log_lines > MAX_LOG_LINES or self._log_bytes > MAX_LOG_BYTES:
+            if not self._log_capped:
+                self._log_capped = True
+                logger.warning(
+                    "an upstream logged more than %d lines or %d bytes in one call",
+                    MAX_LOG_LINES,
+                    MAX_LOG_BYTES,
+                )
             return
         await self._ctx.session.send_log_message(
             params.level, params.data, params.logger, related_request_id=self._ctx.request_id

@@ -13,7 +13,7 @@ from mcp.client.session import ClientSession
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
 from adapters.mcp_relay import on_elicitation, relaying, stamp_caller_capabilities
-from gateway.mcp_relay import MAX_LOG_LINES, MAX_QUESTIONS, DownstreamRelay
+from gateway.mcp_relay import MAX_LOG_BYTES, MAX_LOG_LINES, MAX_QUESTIONS, DownstreamRelay
 
 QUESTION = types.ElicitRequestFormParams(
     message="?", requested_schema={"type": "object", "properties": {}}
@@ -192,3 +192,15 @@ async def test_a_caller_is_not_asked_in_a_mode_it_did_not_declare() -> None:
     assert isinstance(refused, types.ErrorData)
     assert form_only.sent[0][0].params == QUESTION and len(form_only.sent) == 1
     assert no_tools.sent == []
+
+
+async def test_log_lines_are_capped_in_bytes_too() -> None:
+    """A thousand lines of a megabyte each (one SSE event's limit) would be a
+    gigabyte per call, held in memory while the caller reads slowly."""
+    session = FakeSession(None)
+    relay = relay_for(FakeContext(session))
+    big = "x" * (MAX_LOG_BYTES // 4)
+    for _ in range(10):
+        await relay.log(types.LoggingMessageNotificationParams(level="info", data=big))
+    assert 3 <= len(session.logged) <= 4
+    assert sum(len(data) for _, data, _ in session.logged) <= MAX_LOG_BYTES

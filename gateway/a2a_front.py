@@ -102,7 +102,7 @@ from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
 from policies.tokens import Principal, TokenInvalid
 from registry.fetch import FetchError, SafeFetcher
-from registry.store import AgentNotFound, card_skills
+from registry.store import AgentNotFound
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
@@ -934,12 +934,12 @@ class GatewayHandler(RequestHandler):
         return await parts.sign(card)
 
     async def _usable_skills(self, principal: Principal) -> list[AgentSkill]:
+        """Each skill decided as a message for it is (`Delegations.usable_skills`)."""
         delegations = self._parts().delegations
+        caller = Caller.user(principal)
         skills: list[AgentSkill] = []
         async for record, card in delegations.agents.all_with_cards():
-            if not delegations.visible(principal, record.id, card):
-                continue
-            for skill in card_skills(card):
+            for skill in delegations.usable_skills(caller, record.id, card):
                 entry = AgentSkill()
                 ParseDict(
                     {k: v for k, v in skill.items() if k != "securityRequirements"},

@@ -179,7 +179,7 @@ async def _start(
     stack.push_async_callback(engine.dispose)
     await db.upgrade(engine)
 
-    keys = KeyStore(engine, settings.sealing_secret)
+    keys = KeyStore(engine, settings.sealing_secret, settings.key_recheck_seconds)
     await keys.active_key()
 
     jwks_client = httpx.AsyncClient(timeout=5.0, trust_env=False)

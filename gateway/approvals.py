@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -111,6 +111,11 @@ class ApprovalPage(BaseModel):
 
 
 class Decision(BaseModel):
+    """`POST /approvals/{id}`. Unknown keys are refused: a misspelt key
+    ("decison", "reasn") must not pass as a decision without it."""
+
+    model_config = ConfigDict(extra="forbid")
+
     decision: Literal["approve", "reject"]
     reason: str | None = Field(None, max_length=2000)
 

@@ -23,7 +23,7 @@ import httpx
 from pydantic import ValidationError
 
 from gateway import db, runstate
-from gateway.keystore import ACTIVE_KEY_RECHECK_SECONDS, KeyStore, load_active_key
+from gateway.keystore import KeyStore, load_active_key
 from gateway.settings import ConfigError, Settings
 from policies.keys import KeySealError
 from policies.policy_file import PolicyError, load_policy
@@ -606,7 +606,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         retire_after = (
             settings.delegated_token_ttl_seconds
             + settings.token_leeway_seconds
-            + ACTIVE_KEY_RECHECK_SECONDS
+            + settings.key_recheck_seconds
             + 60
         )
     if retire_after < 0:

@@ -26,7 +26,8 @@ from registry.tables import as_utc
 
 # A replica that sees an unknown kid re-reads the table, but not more often than this.
 _RELOAD_MIN_SECONDS = 5.0
-# How soon a replica starts signing with a key rotated in by another process.
+# How soon a replica starts signing with a key rotated in by another process
+# (the default of the `key_recheck_seconds` setting).
 ACTIVE_KEY_RECHECK_SECONDS = 10.0
 
 
@@ -40,9 +41,15 @@ class KeyInfo:
 
 
 class KeyStore:
-    def __init__(self, engine: AsyncEngine, secret: str | None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        secret: str | None,
+        recheck_seconds: float = ACTIVE_KEY_RECHECK_SECONDS,
+    ) -> None:
         self._engine = engine
         self._secret = secret
+        self._recheck_seconds = recheck_seconds
         self._public: dict[str, Mapping[str, Any]] = {}
         self._retires: dict[str, datetime] = {}
         self._active: SigningKey | None = None
@@ -57,13 +64,11 @@ class KeyStore:
         process (`switchboard keys rotate`) reaches every replica.
         """
         active = self._active
-        if active is not None and time.monotonic() - self._active_checked < (
-            ACTIVE_KEY_RECHECK_SECONDS
-        ):
+        if active is not None and time.monotonic() - self._active_checked < self._recheck_seconds:
             return active
         async with self._lock:
             if self._active is None or (
-                time.monotonic() - self._active_checked >= ACTIVE_KEY_RECHECK_SECONDS
+                time.monotonic() - self._active_checked >= self._recheck_seconds
             ):
                 self._active = await self._load_or_create(self._active)
                 self._active_checked = time.monotonic()

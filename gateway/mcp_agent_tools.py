@@ -46,7 +46,6 @@ from google.protobuf.struct_pb2 import Struct, Value
 from gateway.a2a_front import Admission, FrontDoorParts, handler_context
 from gateway.pipeline import Caller
 from gateway.tasks import Owner
-from policies.policy import Target
 from registry.mcp_tools import SEPARATOR, namespaced_name
 from registry.store import AgentNotFound, card_skills
 
@@ -99,11 +98,8 @@ class AgentSkillTools:
         delegations = self._parts().delegations
         found: list[SkillTool] = []
         async for record, card in delegations.agents.all_with_cards():
-            target = Target.from_card(record.id, card)
-            for skill in card_skills(card):
-                decision = delegations.decide(caller, target, skill["id"], "skill")
-                if decision.allowed:  # approval needed: the call is held
-                    found.append(_skill_tool(record.id, card, skill))
+            for skill in delegations.usable_skills(caller, record.id, card):
+                found.append(_skill_tool(record.id, card, skill))
         return found
 
     async def find(self, name: str) -> SkillTool | None:

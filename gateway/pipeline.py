@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from policies.policy import ActionKind, Decision, DelegationQuery, Target, autho
 from policies.policy_file import PolicySource
 from policies.tokens import Principal
 from registry.models import AgentRecord
-from registry.store import AgentNotFound, SqlAgentStore
+from registry.store import AgentNotFound, SqlAgentStore, card_skills
 
 TARGET_CACHE_SECONDS = 1.0
 
@@ -174,6 +175,20 @@ class Delegations:
             Target.from_card(agent_id, card),
             max_depth=self.max_depth,
         )
+
+    def usable_skills(
+        self, caller: Caller, agent_id: str, card: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The skills of ``card`` that ``caller`` may delegate to, each decided
+        as a message for it is (`decide`, kind "skill"): what every listing of
+        skills shows (the extended card, `GET /agents`, `/mcp`'s agent tools).
+        A skill that needs approval is usable: its call is held, not refused."""
+        target = Target.from_card(agent_id, card)
+        return [
+            skill
+            for skill in card_skills(card)
+            if self.decide(caller, target, skill["id"], "skill").allowed
+        ]
 
     def decide(
         self,

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="Encrypts the gateway's private keys at rest."
     )
+    key_recheck_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How soon a running gateway signs with a key rotated in by another "
+        "process (`switchboard keys rotate`).",
+    )
 
     trusted_issuers: list[IssuerSettings] = Field(default_factory=list)
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)

@@ -566,6 +566,29 @@ def card_skills(card: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def skill_filters_match(
+    query: AgentQuery, card: Mapping[str, Any], skills: list[dict[str, Any]]
+) -> bool:
+    """Whether the card, showing only ``skills`` of its own, still meets the
+    query's exact filters (`search_with_cards` matched them on all its skills):
+    a caller who may use some skills must not find an agent by another one."""
+    if query.skill and query.skill not in {s["id"] for s in skills}:
+        return False
+    tags = {str(t).lower() for s in skills for t in s.get("tags") or ()}
+    if query.tag and query.tag.lower() not in tags:
+        return False
+    for wanted, default, key in (
+        (query.input_mode, "defaultInputModes", "inputModes"),
+        (query.output_mode, "defaultOutputModes", "outputModes"),
+    ):
+        if wanted and wanted not in {
+            *(card.get(default) or ()),
+            *(m for s in skills for m in s.get(key) or ()),
+        }:
+            return False
+    return True
+
+
 def _skill(skill: Mapping[str, Any]) -> SkillSummary:
     return SkillSummary(
         id=skill.get("id", ""),

@@ -3,7 +3,10 @@
 Reads need a valid token, and show a user only the agents they may delegate
 to -- decided by `policies.policy.may_use`, the same function every
 delegation runs -- so nobody browses what they cannot use. An agent a user
-may not use answers 404, exactly like one that does not exist. Admins see all.
+may not use answers 404, exactly like one that does not exist. A record's
+`skills` (and `skill_contracts`) are those the user may call, each decided as
+a message for it is (`Delegations.usable_skills`); a search by skill, tag or
+media type matches only those. Admins see all.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from gateway.auth import AdminPrincipal, CurrentPrincipal
 from gateway.handoffs import breaker_info
+from gateway.pipeline import Caller
 from gateway.state import state_of
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -25,7 +29,7 @@ from registry.models import (
     CardVersion,
     RefreshRequest,
 )
-from registry.store import AgentNotFound, encode_cursor
+from registry.store import AgentNotFound, encode_cursor, skill_filters_match
 
 router = APIRouter(prefix="/agents", tags=["registry"])
 
@@ -56,8 +60,12 @@ async def list_agents(
     while True:
         page, cards = await state.agents.search_with_cards(page_query)
         for record in page.items:
-            if state.delegations.visible(principal, record.id, cards[record.id]):
-                items.append(_with_breaker(request, record))
+            card = cards[record.id]
+            if not state.delegations.visible(principal, record.id, card):
+                continue
+            skills = _usable(request, principal, record.id, card)
+            if skill_filters_match(query, card, skills):
+                items.append(_with_breaker(request, _showing(record, skills)))
                 if len(items) == query.limit:
                     return AgentPage(items=items, next_cursor=encode_cursor(record.id))
         if page.next_cursor is None:
@@ -87,7 +95,28 @@ async def get_agent(request: Request, agent_id: str, principal: CurrentPrincipal
     found = await state.agents.get_with_card(agent_id)
     _check_visible(request, principal, agent_id, found[1] if found else None)
     assert found is not None
-    return _with_breaker(request, found[0])
+    record, card = found
+    if not principal.has_scope(ADMIN_SCOPE):
+        record = _showing(record, _usable(request, principal, agent_id, card))
+    return _with_breaker(request, record)
+
+
+def _usable(
+    request: Request, principal: Principal, agent_id: str, card: dict[str, Any]
+) -> list[dict[str, Any]]:
+    caller = Caller.user(principal)
+    return state_of(request).delegations.usable_skills(caller, agent_id, card)
+
+
+def _showing(record: AgentRecord, skills: list[dict[str, Any]]) -> AgentRecord:
+    """The record with only ``skills`` (and their contracts)."""
+    ids = {s["id"] for s in skills}
+    return record.model_copy(
+        update={
+            "skills": [s for s in record.skills if s.id in ids],
+            "skill_contracts": {k: v for k, v in record.skill_contracts.items() if k in ids},
+        }
+    )
 
 
 def _with_breaker(request: Request, record: AgentRecord) -> AgentRecord:

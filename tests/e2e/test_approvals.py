@@ -522,10 +522,19 @@ async def test_bad_decisions_are_clear_errors_and_change_nothing(setup: Setup) -
         (b'{"decision": 1}', 422),
         (b'{"decision": "approve", "reason": "' + b"x" * 2001 + b'"}', 422),
         (b"[]", 422),
+        # Unknown keys are refused, named: a typo must not pass as a decision.
+        (b'{"decison": "approve"}', 422),
+        (b'{"decision": "approve", "reasn": "looks fine"}', 422),
+        (b'{"decision": "reject", "approve": true}', 422),
     ):
         answer = await anyio.to_thread.run_sync(post, body)
         assert answer.status_code == status, (body[:40], answer.text)
         assert answer.headers["content-type"].startswith("application/problem+json")
+        for unknown in ("decison", "reasn", "approve"):
+            if f'"{unknown}":'.encode() in body:
+                fields = {e["field"]: e["message"] for e in answer.json()["errors"]}
+                assert f"body.{unknown}" in fields, answer.text
+                assert "not permitted" in fields[f"body.{unknown}"]
     shown = await anyio.to_thread.run_sync(lambda: _show(setup, approval))
     assert shown["state"] == "pending"  # nothing decided, nothing lost
     assert not setup.seen.calls()

@@ -99,6 +99,7 @@ def _overrides(settings: Settings) -> dict[str, Any]:
         "stream_idle_seconds",
         "secrets",
         "gateway_run_lease_seconds",
+        "key_recheck_seconds",
     )
     return {f: getattr(settings, f) for f in fields}
 

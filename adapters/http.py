@@ -275,7 +275,8 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _no_cookies() -> httpx.Cookies:
-    return httpx.Cookies(
-        http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    )
+def _no_cookies() -> http.cookiejar.CookieJar:
+    # The jar itself, not `httpx.Cookies(jar)`: httpx copies a Cookies
+    # object's cookies into a fresh, permissive jar and drops its policy, so
+    # one upstream's Set-Cookie was kept and sent on every later call.
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

@@ -277,8 +277,10 @@ def checked_client(
         auth=auth,
         timeout=httpx2.Timeout(read_timeout_seconds, connect=connect_timeout_seconds),
         headers={"Accept-Encoding": "identity"},
-        cookies=httpx2.Cookies(
-            http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        # The jar itself: httpx2 copies a `Cookies` object into a fresh,
+        # permissive jar, which kept one user's cookie for the next user's call.
+        cookies=http.cookiejar.CookieJar(
+            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
         ),
         follow_redirects=False,
         trust_env=False,

@@ -262,6 +262,10 @@ def _behaviours(released: threading.Event) -> Any:
                 start = [(b"location", b"/elsewhere")]
                 await send({"type": "http.response.start", "status": 307, "headers": start})
                 await send({"type": "http.response.body", "body": b""})
+            elif path == "/cookie":
+                start = [(b"set-cookie", b"session=one-users; Path=/")]
+                await send({"type": "http.response.start", "status": 200, "headers": start})
+                await send({"type": "http.response.body", "body": b"{}"})
             elif path == "/stream":
                 start = [(b"content-type", b"text/event-stream")]
                 await send({"type": "http.response.start", "status": 200, "headers": start})
@@ -303,6 +307,13 @@ async def test_redirects_are_handed_back_not_followed(behaviours: ServerThread) 
     async with _client(AddressPolicy(allow_loopback=True)) as client:
         answer = await client.get(behaviours.url + "/redirect")
         assert answer.status_code == 307 and answer.headers["location"] == "/elsewhere"
+
+
+async def test_no_cookie_is_kept_between_calls(behaviours: ServerThread) -> None:
+    async with _client(AddressPolicy(allow_loopback=True)) as client:
+        await client.get(behaviours.url + "/cookie")
+        seen = (await client.get(behaviours.url + "/")).json()["headers"]
+        assert "cookie" not in seen
 
 
 async def test_no_proxy_is_taken_from_the_environment(

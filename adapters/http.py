@@ -155,19 +155,7 @@ class UpstreamHTTP:
         """What the resolver cannot see: scheme, credentials, IP-literal hosts."""
         if url in self._checked:
             return
-        try:
-            # The URL as aiohttp will read it (yarl), not as urllib does: yarl
-            # folds Unicode hosts to ASCII ("①②⑦.0.0.1", "127。0。0。1" become
-            # 127.0.0.1), and aiohttp then connects to an IP literal without
-            # asking the resolver. The host checked is the host connected to.
-            parsed = yarl.URL(url)
-            if parsed.scheme not in ("http", "https"):
-                raise AddressRefused("only http and https URLs are allowed")
-            if parsed.raw_user is not None or parsed.raw_password is not None:
-                raise AddressRefused("credentials in URLs are not allowed")
-            self._policy.check_host(parsed.raw_host or "")  # checks an IP literal
-        except (AddressRefused, ValueError, TypeError) as exc:
-            raise UpstreamRefused(f"{url}: {exc}") from None
+        checked_url(self._policy, url)
         if len(self._checked) > 4096:
             self._checked.clear()
         self._checked.add(url)
@@ -203,6 +191,27 @@ class UpstreamHTTP:
         await self.httpx.aclose()
         if self._session is not None:
             await self._session.close()
+
+
+def checked_url(policy: AddressPolicy, url: str) -> yarl.URL:
+    """``url`` as aiohttp will read it, with what the resolver cannot see
+    checked: the scheme, credentials in the URL, an IP-literal host. Raises
+    `UpstreamRefused`. Give aiohttp the URL returned, so the host checked is
+    the host connected to."""
+    try:
+        # The URL as aiohttp will read it (yarl), not as urllib does: yarl
+        # folds Unicode hosts to ASCII ("①②⑦.0.0.1", "127。0。0。1" become
+        # 127.0.0.1), and aiohttp then connects to an IP literal without
+        # asking the resolver.
+        parsed = yarl.URL(url)
+        if parsed.scheme not in ("http", "https"):
+            raise AddressRefused("only http and https URLs are allowed")
+        if parsed.raw_user is not None or parsed.raw_password is not None:
+            raise AddressRefused("credentials in URLs are not allowed")
+        policy.check_host(parsed.raw_host or "")  # checks an IP literal
+    except (AddressRefused, ValueError, TypeError) as exc:
+        raise UpstreamRefused(f"{url}: {exc}") from None
+    return parsed
 
 
 def _refuse_coding(coding: str | None) -> None:
@@ -266,7 +275,8 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _no_cookies() -> httpx.Cookies:
-    return httpx.Cookies(
-        http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    )
+def _no_cookies() -> http.cookiejar.CookieJar:
+    # The jar itself, not `httpx.Cookies(jar)`: httpx copies a Cookies
+    # object's cookies into a fresh, permissive jar and drops its policy, so
+    # one upstream's Set-Cookie was kept and sent on every later call.
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

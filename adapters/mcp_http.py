@@ -2,17 +2,27 @@
 
 The official `mcp` SDK's Streamable HTTP transport takes an `httpx2`
 client, not the `httpx` one `adapters.http.UpstreamHTTP` wraps, so MCP
-traffic has its own client, built to the same rules:
+traffic has its own client. Under it, as under the A2A path, is an aiohttp
+pool (`CheckedTransport`: httpx2's transport interface mapped onto one
+`aiohttp.ClientSession`, the response body streamed): httpx2's own pool
+(httpcore2) checked every pooled connection's expiry and readability on each
+request and wrote headers and body in separate sends, which made it the
+largest single cost of a federated call (docs/performance.md). The rules are
+those of `adapters.http`:
 
-* every host name is resolved here and *every* address checked under the
-  registry's `AddressPolicy`; the connection goes to a checked address, so a
-  rebinding DNS server gets no second answer (`CheckedBackend`, an httpcore2
-  network backend). TLS still verifies the certificate against the name:
-  httpcore2 passes the origin's host name as SNI, and pools by name;
-* no proxy from the environment, no cookies kept, redirects are never
-  followed by the client (the SDK follows same-origin ones itself, and
-  those connect through the same checks);
-* non-streamed answers are capped; the SDK caps each SSE event.
+* the URL is read as aiohttp reads it (yarl) and its scheme, credentials and
+  an IP-literal host are checked before anything is sent (`checked_url`);
+  the checked URL is the one aiohttp is given;
+* every host name is resolved by `SafeResolver`, which checks *every*
+  address under the registry's `AddressPolicy`, and aiohttp connects to
+  exactly those addresses, so a rebinding DNS server gets no second answer.
+  TLS still verifies the certificate against the name: aiohttp passes the
+  URL's host name as SNI, and pools by name;
+* no proxy from the environment, no cookies kept (in the httpx2 client nor in
+  aiohttp), redirects are never followed by the client (the SDK follows
+  same-origin ones itself, and those connect through the same checks);
+* answers must not be content-coded (the client asks for identity), and
+  non-streamed answers are capped; the SDK caps each SSE event.
 
 The credential for an upstream is added by `UpstreamAuth`, from the call's
 `CALL_CREDENTIAL` (set by the federation around one call, e.g. a token
@@ -24,19 +34,22 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
-import ipaddress
-import socket
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-import anyio
-import httpcore2
+import aiohttp
 import httpx2
+import yarl
 
-from registry.ssrf import AddressPolicy, AddressRefused, IPAddress
-
-MAX_CONNECTIONS = 256
+from adapters.http import (
+    MAX_CONNECTIONS,
+    RESOLVE_CACHE_SECONDS,
+    SafeResolver,
+    UpstreamRefused,
+    checked_url,
+)
+from registry.ssrf import AddressPolicy
 
 
 @dataclass(frozen=True)
@@ -79,73 +92,6 @@ class UpstreamAuth(httpx2.Auth):
         yield request
 
 
-class CheckedBackend(httpcore2.AsyncNetworkBackend):
-    """httpcore2's network backend with the SSRF policy applied at connect time."""
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self._policy = policy
-        self._inner = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        addresses = await self.checked_addresses(host, port, timeout)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    async def checked_addresses(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - passed down from connect_tcp
-    ) -> list[IPAddress]:
-        try:
-            literal = self._policy.check_host(host)
-            if literal is not None:
-                return [literal]
-            with anyio.fail_after(timeout):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            addresses: list[IPAddress] = []
-            for *_, sockaddr in infos:
-                address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-                self._policy.check_address(address)
-                if address not in addresses:
-                    addresses.append(address)
-        except AddressRefused as exc:
-            raise httpcore2.ConnectError(f"{host}: refused by the SSRF policy: {exc}") from None
-        except (OSError, UnicodeError) as exc:
-            raise httpcore2.ConnectError(f"{host} could not be resolved: {exc}") from None
-        except TimeoutError:
-            raise httpcore2.ConnectTimeout(f"{host} could not be resolved in time") from None
-        if not addresses:
-            raise httpcore2.ConnectError(f"{host} resolved to no address")
-        return addresses
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("unix sockets are not reachable through the gateway")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
 class TooLarge(httpx2.TransportError):
     """An upstream answer broke the size rules: larger than the cap, or compressed."""
 
@@ -167,32 +113,154 @@ class _Capped(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
-class CheckedTransport(httpx2.AsyncHTTPTransport):
+class _ResponseStream(httpx2.AsyncByteStream):
+    """An aiohttp response's body, as it arrives."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx2.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped(self._request):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # Back to the pool when the body was read to its end; a connection
+        # left mid-body is closed by aiohttp, never reused.
+        self._response.release()
+
+
+# Hop-by-hop and framing headers: aiohttp writes its own from the URL and the body.
+_NOT_PASSED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+class CheckedTransport(httpx2.AsyncBaseTransport):
+    """httpx2's transport over one aiohttp pool, with the SSRF rules above."""
+
     def __init__(self, policy: AddressPolicy, *, max_response_bytes: int) -> None:
-        super().__init__(
-            trust_env=False,
-            limits=httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64),
-        )
-        # httpx2 builds its pool without a way to pass a network backend;
-        # tests/adapters/test_mcp_http.py fails if this stops taking effect.
-        self._pool._network_backend = CheckedBackend(policy)
+        self._policy = policy
         self._max_response_bytes = max_response_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}  # checked, as aiohttp will read them
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+
+    def _pool(self) -> aiohttp.ClientSession:
+        """The aiohttp session, made on first use inside the running loop."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=SafeResolver(self._policy),
+                limit=MAX_CONNECTIONS,
+                ttl_dns_cache=RESOLVE_CACHE_SECONDS,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=False,
+            )
+        return self._session
+
+    def _url(self, request: httpx2.Request) -> yarl.URL:
+        text = str(request.url)
+        url = self._urls.get(text)
+        if url is None:
+            if request.url.scheme not in ("http", "https"):
+                raise httpx2.UnsupportedProtocol(
+                    f"{request.url.scheme} URLs are not allowed", request=request
+                )
+            try:
+                url = checked_url(self._policy, text)
+            except UpstreamRefused as exc:
+                raise httpx2.ConnectError(
+                    f"refused by the SSRF policy: {exc}", request=request
+                ) from None
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            self._urls[text] = url
+        return url
+
+    def _timeout(self, request: httpx2.Request) -> aiohttp.ClientTimeout:
+        # httpx2's read timeout is the longest silence between two reads, as
+        # aiohttp's sock_read is; there is no total (an SSE stream may be long).
+        given = request.extensions.get("timeout", {})
+        key = (given.get("pool"), given.get("connect"), given.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+            self._timeouts[key] = timeout
+        return timeout
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        scheme = request.url.scheme
-        if scheme not in ("http", "https"):
-            raise httpx2.UnsupportedProtocol(f"{scheme} URLs are not allowed", request=request)
-        response = await super().handle_async_request(request)
-        coding = response.headers.get("content-encoding", "").strip().lower()
+        url = self._url(request)
+        headers = [
+            (name, value)
+            for name, value in request.headers.multi_items()
+            if name.lower() not in _NOT_PASSED
+        ]
+        body = await request.aread()
+        with _mapped(request):
+            response = await self._pool().request(
+                request.method,
+                url,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+            )
+        coding = response.headers.get("Content-Encoding", "").strip().lower()
         if coding and coding != "identity":
             # Asked for identity: a compressed answer would be counted by the
             # cap before it expands (a 48 KB gzip answer is 50 MB in memory).
-            await response.aclose()
+            response.close()
             raise TooLarge(f"the answer is {coding}-coded though the gateway asked for none")
-        if "text/event-stream" not in response.headers.get("content-type", ""):
-            assert isinstance(response.stream, httpx2.AsyncByteStream)
-            response.stream = _Capped(response.stream, self._max_response_bytes)
-        return response
+        stream: httpx2.AsyncByteStream = _ResponseStream(response, request)
+        if "text/event-stream" not in response.headers.get("Content-Type", ""):
+            limit = self._max_response_bytes
+            if response.content_length is not None and response.content_length > limit:
+                response.close()
+                raise TooLarge(f"the answer exceeds {limit} bytes")
+            stream = _Capped(stream, limit)
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
+        return httpx2.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=stream,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+@contextlib.contextmanager
+def _mapped(request: httpx2.Request) -> Iterator[None]:
+    """aiohttp's exceptions as the httpx2 ones the SDK and callers expect
+    (the most specific first: aiohttp's timeouts are also `TimeoutError`s)."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, UpstreamRefused):
+            message = f"refused by the SSRF policy: {exc.os_error}"
+            raise httpx2.ConnectError(message, request=request) from None
+        raise httpx2.ConnectError(str(exc), request=request) from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx2.ConnectTimeout(str(exc) or "timed out connecting", request=request) from exc
+    except aiohttp.ServerTimeoutError as exc:
+        raise httpx2.ReadTimeout(str(exc) or "timed out reading", request=request) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        raise httpx2.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.ClientResponseError as exc:  # a malformed status line or header
+        raise httpx2.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx2.UnsupportedProtocol(str(exc), request=request) from exc
+    except aiohttp.ClientError as exc:
+        raise httpx2.NetworkError(str(exc) or type(exc).__name__, request=request) from exc
 
 
 def checked_client(
@@ -209,8 +277,10 @@ def checked_client(
         auth=auth,
         timeout=httpx2.Timeout(read_timeout_seconds, connect=connect_timeout_seconds),
         headers={"Accept-Encoding": "identity"},
-        cookies=httpx2.Cookies(
-            http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        # The jar itself: httpx2 copies a `Cookies` object into a fresh,
+        # permissive jar, which kept one user's cookie for the next user's call.
+        cookies=http.cookiejar.CookieJar(
+            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
         ),
         follow_redirects=False,
         trust_env=False,

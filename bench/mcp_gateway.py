@@ -12,6 +12,12 @@ gateway leg pays for authentication, the policy decision, a minted token, the
 approval check, the audit record and a second MCP hop. DESIGN.md's target:
 through the gateway >= 0.5x the direct calls/s. Ratios are taken in the same
 run, per revision and caller count.
+
+`gw µs/call` is the gateway's CPU time per call over the measured window (a
+steadier figure than calls/s when the machine is shared), `up µs/call` the
+upstream server's; `other %` is CPU that processes outside this run took
+meanwhile (100 = one core): a row with much of it was disturbed and should be
+run again.
 """
 
 from __future__ import annotations
@@ -25,9 +31,17 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bench.a2a_forwarding import HOST, REPO, free_port, spawn, stop_process
+from bench.a2a_forwarding import (
+    HOST,
+    REPO,
+    _cpu_seconds,
+    _machine_busy_seconds,
+    free_port,
+    spawn,
+    stop_process,
+)
 
 TOOL = "echo"
 ARGUMENTS = {"text": "hello"}
@@ -60,9 +74,17 @@ def _switchboard(data: str, *args: str) -> str:
     return result.stdout.strip()
 
 
+@dataclass(frozen=True)
+class Servers:
+    direct: str
+    gateway: str
+    token: str
+    pids: dict[str, int]  # "upstream", "gateway"
+
+
 @contextmanager
-def _servers() -> Iterator[tuple[str, str, str]]:
-    """(direct URL, gateway URL, token); everything is stopped afterwards."""
+def _servers() -> Iterator[Servers]:
+    """The two servers, started; everything is stopped afterwards."""
     up_port, gw_port = free_port(), free_port()
     upstream = spawn(
         [sys.executable, "-m", "bench.mcp_gateway", "_upstream", str(up_port)], up_port
@@ -75,7 +97,8 @@ def _servers() -> Iterator[tuple[str, str, str]]:
         direct = f"http://{HOST}:{up_port}/mcp"
         _switchboard(data, "mcp", "add", "Bench", direct, "--id", "bench", "--no-prefix")
         token = _switchboard(data, "token", "issue", "--sub", "bench-user")
-        yield direct, f"http://{HOST}:{gw_port}/mcp", token
+        pids = {"upstream": upstream.pid, "gateway": gateway.pid}
+        yield Servers(direct, f"http://{HOST}:{gw_port}/mcp", token, pids)
     finally:
         if gateway is not None:
             stop_process(gateway)
@@ -89,6 +112,9 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    # CPU seconds over the measured window: "upstream", "gateway", "self" (the
+    # load generator) and "machine" (all CPUs, whoever used them).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -98,9 +124,30 @@ class Result:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
+    def micros_per_call(self, role: str) -> float:
+        return self.cpu.get(role, float("nan")) / max(self.calls, 1) * 1e6
+
+    @property
+    def other_percent(self) -> float:
+        ours = sum(v for k, v in self.cpu.items() if k != "machine")
+        return max(0.0, self.cpu.get("machine", float("nan")) - ours) / self.seconds * 100
+
+
+def _cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    now = {role: _cpu_seconds(pid) for role, pid in pids.items()}
+    now["self"] = _cpu_seconds("self")
+    now["machine"] = _machine_busy_seconds()
+    return now
+
 
 async def _load(
-    url: str, token: str | None, mode: str, callers: int, warmup: float, seconds: float
+    url: str,
+    token: str | None,
+    mode: str,
+    callers: int,
+    warmup: float,
+    seconds: float,
+    pids: dict[str, int] | None = None,
 ) -> Result:
     import httpx2
     from mcp import Client
@@ -133,18 +180,30 @@ async def _load(
 
         for record, span in ((False, warmup), (True, seconds)):
             until = time.perf_counter() + span
+            before = _cpu_now(pids or {})
             begun = time.perf_counter()
             await asyncio.gather(*(caller(until, record) for _ in range(callers)))
         elapsed = time.perf_counter() - begun
-    return Result(len(latencies), errors, elapsed, latencies)
+        after = _cpu_now(pids or {})
+    cpu = {role: after[role] - before[role] for role in before}
+    return Result(len(latencies), errors, elapsed, latencies, cpu)
 
 
 def main(modes: list[str], levels: list[int], warmup: float, seconds: float) -> int:
     rows: list[tuple[str, int, str, Result]] = []
-    with _servers() as (direct, gateway, token):
+    with _servers() as servers:
+        pids = servers.pids
+
+        def direct(m: str, n: int) -> Result:
+            return asyncio.run(_load(servers.direct, None, m, n, warmup, seconds, pids))
+
+        def gateway(m: str, n: int) -> Result:
+            token = servers.token
+            return asyncio.run(_load(servers.gateway, token, m, n, warmup, seconds, pids))
+
         legs: list[tuple[str, Callable[[str, int], Result]]] = [
-            ("direct", lambda m, n: asyncio.run(_load(direct, None, m, n, warmup, seconds))),
-            ("gateway", lambda m, n: asyncio.run(_load(gateway, token, m, n, warmup, seconds))),
+            ("direct", direct),
+            ("gateway", gateway),
         ]
         for mode in modes:
             for callers in levels:
@@ -153,7 +212,7 @@ def main(modes: list[str], levels: list[int], warmup: float, seconds: float) -> 
     print(f"\nMCP tools/call ({TOOL}), one shared mcp.Client per leg, {seconds:g} s per row")
     print(
         f"{'revision':<11} {'callers':>7} {'leg':<8} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6} {'x direct':>8}"
+        f"{'errors':>6} {'x direct':>8} {'gw µs/call':>10} {'up µs/call':>10} {'other %':>7}"
     )
     failed = 0
     rates = {(m, n, leg): r.rate for m, n, leg, r in rows}
@@ -164,10 +223,13 @@ def main(modes: list[str], levels: list[int], warmup: float, seconds: float) -> 
             f"{mode:<11} {callers:>7} {leg:<8} {result.rate:>8.0f} "
             f"{result.percentile(50) if result.latencies else float('nan'):>7.2f} "
             f"{result.percentile(99) if result.latencies else float('nan'):>7.2f} "
-            f"{result.errors:>6} {ratio:>8.2f}"
+            f"{result.errors:>6} {ratio:>8.2f} "
+            f"{result.micros_per_call('gateway') if leg == 'gateway' else float('nan'):>10.0f} "
+            f"{result.micros_per_call('upstream'):>10.0f} {result.other_percent:>7.0f}"
         )
     gateway_ratios = [r.rate / rates[(m, n, "direct")] for m, n, leg, r in rows if leg == "gateway"]
     print(f"\nlowest gateway/direct ratio: {min(gateway_ratios):.2f} (target >= 0.5)")
+    print("µs/call: CPU per call; other %: CPU used outside this run (100 = one core)")
     return 1 if failed else 0
 
 

@@ -162,10 +162,10 @@ def create_app(settings: Settings) -> FastAPI:
         gateway_run=vendor,
         approvals=ApprovalAgentHandler(parts, approval_parts),
     )
-    # First: routes are matched in order, and the A2A hot path should not be
-    # tried against every REST route before its own (no paths overlap).
-    app.router.routes[0:0] = front.routes()
-    app.router.routes.extend(mcp_front.routes())
+    # First: routes are matched in order, and the A2A and MCP hot paths should
+    # not be tried against every REST route before their own (no paths
+    # overlap; tests/gateway/test_routes.py).
+    app.router.routes[0:0] = [*front.routes(), *mcp_front.routes()]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app
 

@@ -189,6 +189,9 @@ class McpFederation:
         self._settings = settings
         self._snapshot: tuple[float, dict[str, FederatedTool], dict[str, _Server]] | None = None
         self._catalog: dict[str, FederatedTool] = {}  # the last snapshot's tools, never cleared
+        self._loading: asyncio.Future[tuple[dict[str, FederatedTool], dict[str, _Server]]] | None
+        self._loading = None
+        self._generation = 0
         self._configs: tuple[float, list[McpServerConfig]] | None = None
         # Told (synchronously, on the event loop) whenever the tools may have
         # changed: the MCP front end sends tools/list_changed from here.
@@ -494,6 +497,10 @@ class McpFederation:
     def invalidate(self) -> None:
         self._snapshot = None
         self._configs = None
+        # A read already under way may predate the change: later calls start
+        # their own, and its answer is not kept.
+        self._generation += 1
+        self._loading = None
         for listener in self.listeners:
             listener()
 
@@ -502,14 +509,31 @@ class McpFederation:
     async def _current(self) -> tuple[dict[str, FederatedTool], dict[str, _Server]]:
         # The call path reads tools and servers from memory; a change made on
         # another replica (an approval, a refresh) is seen within SNAPSHOT_SECONDS.
-        now = time.monotonic()
         snapshot = self._snapshot
-        if snapshot is not None and snapshot[0] > now:
+        if snapshot is not None and snapshot[0] > time.monotonic():
             return snapshot[1], snapshot[2]
+        # One read per expiry, however many calls arrive meanwhile: under load
+        # every concurrent call would otherwise miss at once and each query.
+        loading = self._loading
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(self._generation))
+            self._loading = loading
+            loading.add_done_callback(self._loaded)
+        return await asyncio.shield(loading)
+
+    def _loaded(self, done: asyncio.Future[Any]) -> None:
+        if self._loading is done:
+            self._loading = None
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone away
+
+    async def _load(self, generation: int) -> tuple[dict[str, FederatedTool], dict[str, _Server]]:
+        now = time.monotonic()
         tools = {t.namespaced: FederatedTool.of(t) for t in await self.store.tools()}
         servers = {c.id: _Server(c.resource, c.timeout_seconds) for c in await self.store.configs()}
-        self._snapshot = (now + SNAPSHOT_SECONDS, tools, servers)
-        self._catalog = tools
+        if generation == self._generation:  # else invalidated meanwhile: a newer read follows
+            self._snapshot = (now + SNAPSHOT_SECONDS, tools, servers)
+            self._catalog = tools
         return tools, servers
 
     def _check_command(self, command: str, args: Sequence[str]) -> None:

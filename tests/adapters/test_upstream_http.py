@@ -73,3 +73,33 @@ def test_metadata_credentials_and_other_schemes_are_refused_before_connecting(
 ) -> None:
     with pytest.raises(UpstreamRefused):
         pool.check_url(url)
+
+
+def _sets_a_cookie(_url: str) -> object:
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        if scope["type"] != "http":
+            return
+        sent = dict(scope["headers"]).get(b"cookie", b"")
+        start = [(b"set-cookie", b"session=one-users; Path=/")]
+        await send({"type": "http.response.start", "status": 200, "headers": start})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": sent})  # type: ignore[operator]
+
+    return app
+
+
+async def test_the_sdk_client_keeps_no_cookie_between_calls() -> None:
+    # One upstream's cookie, set on one user's call, must not ride on the next.
+    http = UpstreamHTTP(
+        AddressPolicy(allow_loopback=True),
+        connect_timeout_seconds=2,
+        idle_timeout_seconds=2,
+        max_response_bytes=1024,
+        max_stream_bytes=1024,
+    )
+    try:
+        with ServerThread(_sets_a_cookie) as server:
+            await http.httpx.get(server.url + "/")
+            assert (await http.httpx.get(server.url + "/")).content == b""
+            assert not http.httpx.cookies
+    finally:
+        await http.aclose()

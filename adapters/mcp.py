@@ -392,7 +392,7 @@ class McpUpstream:
             async with asyncio.timeout(self._timings.call_seconds):
                 return await list_all_tools(client)
         except Exception as exc:
-            raise self._failure(exc) from None
+            raise self._failure(exc, client=client) from None
 
     async def call_tool(
         self,
@@ -531,7 +531,9 @@ class McpUpstream:
         reason = _describe(exc)
         if lane is not None:
             lane.lost(reason, client)
-        else:
+        elif client is None or client is self._client:
+            # A call that failed on a session since replaced says nothing
+            # about the one that replaced it.
             self.last_error = reason
             self._broken.set()
         return UpstreamUnavailable(f"{_where(self.spec)}: {reason}")

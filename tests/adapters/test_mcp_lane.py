@@ -88,3 +88,27 @@ async def test_news_of_an_older_session_never_ends_its_successor() -> None:
     finally:
         lane.stop()
         await asyncio.wait_for(runner, 5)
+
+
+async def test_a_call_that_failed_on_a_replaced_primary_session_leaves_the_new_one() -> None:
+    """The same rule for the primary session: only a failure on the live
+    client wakes the owner to reconnect."""
+    from adapters.mcp import McpUpstream, UpstreamSpec
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    upstream = McpUpstream(
+        UpstreamSpec("alpha", "http", url=URL),
+        lambda auth: httpx2.AsyncClient(),
+        default_credential=nothing,
+        on_tools=nothing,
+        on_health=nothing,
+        timings=UpstreamTimings(),
+    )
+    old, live = object(), object()
+    upstream._client = live  # type: ignore[assignment]
+    upstream._failure(ConnectionError("reset"), client=old)  # type: ignore[arg-type]
+    assert not upstream._broken.is_set()
+    upstream._failure(ConnectionError("reset"), client=live)  # type: ignore[arg-type]
+    assert upstream._broken.is_set()

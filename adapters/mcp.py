@@ -41,7 +41,8 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from adapters.mcp_http import Credential, UpstreamAuth, call_credential
+from adapters.mcp_http import CALL_CREDENTIAL, Credential, UpstreamAuth, call_credential
+from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import (
     CallRelay,
     on_elicitation,
@@ -210,11 +211,15 @@ class McpUpstream:
         on_health: OnHealth,
         timings: UpstreamTimings,
         per_caller_credentials: bool = False,
+        passthrough: McpPassThrough | None = None,
     ) -> None:
         """``per_caller_credentials``: each call carries its user's own token
         (token exchange), so a session the gateway opened is not one to send
-        them all over: no 2025-11-25 lane (see `LegacyLane`)."""
+        them all over: no 2025-11-25 lane (see `LegacyLane`). ``passthrough``:
+        sends `tools/call` on a 2026-07-28 HTTP session itself
+        (`adapters.mcp_passthrough`); without it every call uses the SDK."""
         self.spec = spec
+        self._passthrough = passthrough
         self._per_caller_credentials = per_caller_credentials
         self._http = http
         self._default_credential = default_credential
@@ -412,6 +417,25 @@ class McpUpstream:
         the call goes over the 2025-11-25 lane when there is one."""
 
         async def send(session: ClientSession) -> types.CallToolResult | types.InputRequiredResult:
+            passthrough = self._passthrough_for(session)
+            if passthrough is not None:
+                assert self.spec.url is not None
+                answer = await passthrough.call_tool(
+                    session,
+                    self.spec.url,
+                    name,
+                    arguments,
+                    credential=CALL_CREDENTIAL.get() or self._auth.default,
+                    read_timeout_seconds=timeout_seconds or self._timings.call_seconds,
+                    progress_callback=progress_callback,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=_log_opt_in(session, relay),
+                    on_notice=self._on_message,
+                )
+                if answer is not FALLBACK:
+                    assert isinstance(answer, types.CallToolResult | types.InputRequiredResult)
+                    return answer
             result = await session.call_tool(
                 name,
                 dict(arguments) if arguments is not None else None,
@@ -432,6 +456,20 @@ class McpUpstream:
             relay=relay,
             legacy=legacy,
         )
+
+    def _passthrough_for(self, session: ClientSession) -> McpPassThrough | None:
+        """The pass-through, for a call on the primary session when that is
+        2026-07-28 over HTTP (never over the 2025-11-25 lane, nor stdio)."""
+        client = self._client
+        if (
+            self._passthrough is None
+            or self.spec.transport != "http"
+            or client is None
+            or session is not client.session
+            or session.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        ):
+            return None
+        return self._passthrough
 
     async def request(
         self,

@@ -300,6 +300,7 @@ async def _start(
         ),
         reconcile_seconds=settings.mcp_reconcile_seconds,
         on_change=tools_changed,
+        passthrough=settings.mcp_passthrough,
     )
     stack.push_async_callback(mcp_upstreams.aclose)  # after the reconciler task is cancelled
     federation = McpFederation(

@@ -25,6 +25,7 @@ import mcp_types as types
 
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
 from adapters.mcp_http import UpstreamAuth, checked_client
+from adapters.mcp_passthrough import McpPassThrough
 from gateway.mcp_credentials import UpstreamCredentials, build_credentials
 from policies.delegation import DelegatedTokenMinter
 from registry.mcp_store import McpServerConfig, McpServerNotFound, SqlMcpStore
@@ -70,7 +71,10 @@ class McpUpstreams:
         timings: UpstreamTimings,
         reconcile_seconds: float,
         on_change: Callable[[], None],
+        passthrough: bool = True,
     ) -> None:
+        """``passthrough``: `tools/call` on 2026-07-28 HTTP servers skips the
+        SDK's client (`adapters.mcp_passthrough`)."""
         self._store = store
         self._policy = policy
         self._minter = minter
@@ -88,6 +92,15 @@ class McpUpstreams:
         # Token requests (OAuth client credentials) share one checked client,
         # with no per-call credential on it.
         self.token_http = self.http(None)
+        self.passthrough = (
+            McpPassThrough(
+                policy,
+                connect_timeout_seconds=limits.connect_timeout_seconds,
+                max_response_bytes=limits.max_response_bytes,
+            )
+            if passthrough
+            else None
+        )
 
     def http(self, auth: UpstreamAuth | None) -> httpx2.AsyncClient:
         return checked_client(
@@ -170,6 +183,7 @@ class McpUpstreams:
             on_health=on_health,
             timings=self._timings,
             per_caller_credentials=credentials.kind == "token_exchange",
+            passthrough=self.passthrough,
         )
         upstream.notice_listeners.append(lambda notice: self._resource_updated(server_id, notice))
         task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")
@@ -220,3 +234,5 @@ class McpUpstreams:
     async def aclose(self) -> None:
         await self._stop_all()
         await self.token_http.aclose()
+        if self.passthrough is not None:
+            await self.passthrough.aclose()

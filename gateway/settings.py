@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How often each MCP server's tools are listed again."
     )
     mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    mcp_passthrough: bool = Field(
+        default=True,
+        description="Send tools/call to 2026-07-28 MCP servers over HTTP without the SDK's "
+        "client (same wire, less CPU); off: every call goes through the SDK.",
+    )
     mcp_reconnect_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     mcp_reconcile_seconds: float = Field(
         default=5.0, gt=0, description="How soon a replica sees servers registered elsewhere."

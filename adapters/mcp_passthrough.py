@@ -1,0 +1,470 @@
+"""Pass-through `tools/call` to a 2026-07-28 MCP server over Streamable HTTP.
+
+The hot path of the MCP federation. The SDK's client (its `ClientSession`,
+the Streamable HTTP transport task and httpx2's request building) was about
+a third of the gateway's CPU per federated call (docs/performance.md), while
+a `tools/call` to a 2026-07-28 server is one POST whose answer comes back on
+the same response: JSON, or an SSE stream of progress and log notifications
+ending in the response. So `McpUpstream.call_tool` sends such a call itself,
+over an aiohttp pool with the SSRF rules of `adapters.mcp_http`, and keeps
+the SDK for everything else (stdio, 2025-11-25 sessions and the 2025-11-25
+lane, every other request).
+
+What goes on the wire is what the SDK would send, from the SDK's own state:
+
+* the request is stamped by the session's own stamp (`ClientSession._stamp`:
+  ``_meta`` with the protocol version, the gateway's client info and -- the
+  gateway's wrapper, `adapters.mcp_relay.stamp_caller_capabilities` -- the
+  caller's capabilities; the ``MCP-Protocol-Version``, ``Mcp-Method``,
+  ``Mcp-Name`` and ``Mcp-Param-*`` headers, the latter from the tool's
+  ``x-mcp-header`` annotations in the session's last `tools/list`, which the
+  upstream's owner task keeps fresh); the caller's ``logLevel`` opt-in and a
+  ``progressToken`` (the request id, as the SDK's dispatcher does) are added
+  the same way;
+* exactly one credential header (the call's, else the connection's default;
+  never anything of the caller's request), ``Accept``/``Content-Type`` as
+  the SDK's transport sets them, identity coding, no cookies, no redirects;
+* the answer is read as the SDK's transport reads it (its SSE parser and
+  per-event cap, a JSON-RPC error in a 4xx body, 202 and other statuses),
+  and the result checked as `ClientSession.send_request` and `call_tool`
+  check it (the version's result schema, the result union, the tool's
+  output schema through `ClientSession.validate_tool_result`).
+
+Failures are raised as the SDK raises them (`MCPError` with the SDK's code
+and wording, or a transport exception), so `McpUpstream._send` maps them
+exactly as for the SDK path. Cancelling the calling task closes the POST's
+connection: on 2026-07-28 that is the cancellation. A redirect is not
+followed here: the call is given back to the SDK (`FALLBACK`), which follows
+a same-origin one through the same checks (a 3xx means the server did not
+run the request).
+
+Not reproduced: the SDK's resumption of an SSE answer that breaks off after
+events with ids (a GET with ``Last-Event-ID``); here such a call fails as
+one whose stream ended without a response. Requests a server sends on the
+call's stream (a 2026-07-28 server asks with `InputRequiredResult` instead)
+are dropped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import aiohttp
+import mcp_types as types
+import yarl
+from httpx2._sse import SSEError as _SSEError
+from httpx2._sse import _SSEParser
+from mcp import MCPError
+from mcp.client.extension import UnexpectedClaimedResult
+from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
+from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE
+from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+)
+from mcp_types import methods as _methods
+
+from adapters.http import (
+    MAX_CONNECTIONS,
+    RESOLVE_CACHE_SECONDS,
+    SafeResolver,
+    UpstreamRefused,
+    checked_url,
+)
+from adapters.mcp_http import Credential, TooLarge
+from adapters.mcp_relay import on_log
+from registry.ssrf import AddressPolicy
+
+logger = logging.getLogger(__name__)
+
+METHOD: Final = "tools/call"
+FALLBACK: Final = object()  # "not handled here; send it through the SDK"
+OnNotice = Callable[[Any], Any]  # McpUpstream._on_message
+
+
+class PassThroughRefused(OSError):
+    """The URL is one the SSRF policy forbids (raised before anything is sent)."""
+
+
+class McpPassThrough:
+    """One aiohttp pool for every upstream's pass-through calls."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        connect_timeout_seconds: float,
+        max_response_bytes: int,
+        max_sse_event_bytes: int | None = DEFAULT_MAX_SSE_EVENT_SIZE,
+    ) -> None:
+        self._policy = policy
+        self._connect_timeout = connect_timeout_seconds
+        self.max_response_bytes = max_response_bytes
+        self.max_sse_event_bytes = max_sse_event_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._ids = itertools.count(1)
+
+    def _pool(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=SafeResolver(self._policy),
+                limit=MAX_CONNECTIONS,
+                ttl_dns_cache=RESOLVE_CACHE_SECONDS,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=False,
+            )
+        return self._session
+
+    def _url(self, text: str) -> yarl.URL:
+        url = self._urls.get(text)
+        if url is None:
+            try:
+                url = checked_url(self._policy, text)
+            except UpstreamRefused as exc:
+                raise PassThroughRefused(f"refused by the SSRF policy: {exc}") from None
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            self._urls[text] = url
+        return url
+
+    def _timeout(self, read_seconds: float) -> aiohttp.ClientTimeout:
+        # The call's deadline is the caller's `asyncio.timeout`; this is the
+        # longest silence between two reads, as the SDK's httpx2 read timeout.
+        timeout = self._timeouts.get(read_seconds)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=self._connect_timeout, sock_read=read_seconds
+            )
+            if len(self._timeouts) >= 64:
+                self._timeouts.clear()
+            self._timeouts[read_seconds] = timeout
+        return timeout
+
+    async def call_tool(
+        self,
+        session: ClientSession,
+        url: str,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        *,
+        credential: Credential | None,
+        read_timeout_seconds: float,
+        progress_callback: ProgressFnT | None,
+        input_responses: types.InputResponses | None,
+        request_state: str | None,
+        meta: Mapping[str, Any] | None,
+        on_notice: OnNotice | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult | object:
+        """The call's result, or `FALLBACK` when the server did not take it
+        (a redirect) and the SDK should send it instead."""
+        request_id = next(self._ids)
+        body, headers = _request(
+            session,
+            request_id,
+            name,
+            arguments,
+            input_responses=input_responses,
+            request_state=request_state,
+            meta=meta,
+            progress=progress_callback is not None,
+        )
+        if credential is not None:
+            headers[credential.header] = credential.value
+        version = session.protocol_version
+        assert version is not None  # a connected 2026-07-28 session
+        raw = await self._post(
+            self._url(url),
+            body,
+            headers,
+            request_id,
+            version,
+            read_timeout_seconds,
+            progress_callback,
+            on_notice,
+        )
+        if raw is FALLBACK:
+            return FALLBACK
+        assert isinstance(raw, dict)
+        return await _result(session, name, version, raw)
+
+    async def _post(
+        self,
+        url: yarl.URL,
+        body: bytes,
+        headers: dict[str, str],
+        request_id: int,
+        version: str,
+        read_seconds: float,
+        progress_callback: ProgressFnT | None,
+        on_notice: OnNotice | None,
+    ) -> dict[str, Any] | object:
+        response = await self._pool().post(
+            url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=self._timeout(read_seconds),
+        )
+        done = False
+        try:
+            coding = response.headers.get("Content-Encoding", "").strip().lower()
+            if coding and coding != "identity":
+                raise TooLarge(f"the answer is {coding}-coded though the gateway asked for none")
+            status = response.status
+            if status == 202:
+                raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
+            if 300 <= status < 400:
+                return FALLBACK  # not run; the SDK follows a same-origin redirect
+            content_type = response.headers.get("Content-Type", "").lower()
+            if status >= 400:
+                if content_type.startswith("application/json"):
+                    error = _error_of(await self._read(response))
+                    if error is not None:
+                        raise MCPError(error.code, error.message, error.data)
+                if status == 404:  # no session at 2026-07-28: the method is unknown
+                    raise MCPError(METHOD_NOT_FOUND, "Not Found")
+                raise MCPError(INTERNAL_ERROR, "Server returned an error response")
+            if content_type.startswith("application/json"):
+                answer = await self._read(response)
+                done = True
+                return _response_of(answer, request_id)
+            if content_type.startswith("text/event-stream"):
+                streamed = await self._events(
+                    response, request_id, version, progress_callback, on_notice
+                )
+                done = True
+                return streamed
+            raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
+        finally:
+            if done:
+                response.release()  # read to its end: back to the pool
+            else:
+                # Mid-body (an error, a cap, the caller cancelled): the
+                # connection is closed, which is how 2026-07-28 cancels.
+                response.close()
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise TooLarge(f"the answer exceeds {limit} bytes")
+        chunks: list[bytes] = []
+        seen = 0
+        async for chunk in response.content.iter_any():
+            seen += len(chunk)
+            if seen > limit:
+                raise TooLarge(f"the answer exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _events(
+        self,
+        response: aiohttp.ClientResponse,
+        request_id: int,
+        version: str,
+        progress_callback: ProgressFnT | None,
+        on_notice: OnNotice | None,
+    ) -> dict[str, Any]:
+        """Read the SSE answer as the SDK's transport does, up to the response."""
+        parser = _SSEParser(self.max_sse_event_bytes)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            async for chunk in response.content.iter_any():
+                for sse in parser.decode(decoder.decode(chunk)):
+                    if sse.event != "message" or not sse.data:
+                        continue  # priming events; unknown event types
+                    answer = await _event(
+                        sse.data, request_id, version, progress_callback, on_notice
+                    )
+                    if answer is not None:
+                        return answer
+            for sse in parser.flush():
+                if sse.event == "message" and sse.data:
+                    answer = await _event(
+                        sse.data, request_id, version, progress_callback, on_notice
+                    )
+                    if answer is not None:
+                        return answer
+        except _SSEError as exc:
+            raise MCPError(CONNECTION_CLOSED, f"SSE stream failed: {exc}") from None
+        raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _request(
+    session: ClientSession,
+    request_id: int,
+    name: str,
+    arguments: Mapping[str, Any] | None,
+    *,
+    input_responses: types.InputResponses | None,
+    request_state: str | None,
+    meta: Mapping[str, Any] | None,
+    progress: bool,
+) -> tuple[bytes, dict[str, str]]:
+    """The JSON-RPC request and its headers, as `ClientSession.send_request`
+    and the Streamable HTTP transport build them."""
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = dict(arguments)
+    if input_responses is not None:
+        params["inputResponses"] = {
+            key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
+            if hasattr(value, "model_dump")
+            else value
+            for key, value in input_responses.items()
+        }
+    if request_state is not None:
+        params["requestState"] = request_state
+    if meta:
+        params["_meta"] = dict(meta)
+    data: dict[str, Any] = {"method": METHOD, "params": params}
+    opts: CallOptions = {}
+    session._stamp(data, opts)
+    if progress:
+        # The SDK's dispatcher: the request id doubles as the progress token.
+        data["params"]["_meta"] = {**data["params"].get("_meta", {}), "progressToken": request_id}
+    headers: dict[str, str] = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Accept-Encoding": "identity",
+    }
+    headers.update(opts.get("headers") or {})
+    document = {"jsonrpc": "2.0", "id": request_id, "method": METHOD, "params": data["params"]}
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return body, headers
+
+
+async def _event(
+    data: str,
+    request_id: int,
+    version: str,
+    progress_callback: ProgressFnT | None,
+    on_notice: OnNotice | None,
+) -> dict[str, Any] | None:
+    """One SSE message: a notification is handled, the response returned."""
+    try:
+        message = json.loads(data)
+    except ValueError as exc:
+        raise MCPError(PARSE_ERROR, f"Failed to parse SSE message: {exc}") from None
+    if not isinstance(message, dict):
+        raise MCPError(PARSE_ERROR, "Failed to parse SSE message: not a JSON-RPC message")
+    if "result" in message or "error" in message:
+        # The SDK's transport takes any response on a request's stream as
+        # that request's (it rewrites the id to the request's own).
+        return _response_of(message, None)
+    method = message.get("method")
+    if not isinstance(method, str):
+        raise MCPError(PARSE_ERROR, "Failed to parse SSE message: not a JSON-RPC message")
+    if "id" in message:
+        logger.debug("dropped a %r request on a 2026-07-28 call's stream", method)
+        return None
+    params = message.get("params")
+    if method == "notifications/progress":
+        # The SDK's dispatcher's test, for this request's token.
+        match params:
+            case {"progressToken": int() | str() as token, "progress": int() | float() as p} if (
+                isinstance(params, dict)
+                and progress_callback is not None
+                and not isinstance(token, bool)
+                and not isinstance(p, bool)
+                and str(token) == str(request_id)
+            ):
+                total = params.get("total")
+                text = params.get("message")
+                try:
+                    await progress_callback(
+                        float(p),
+                        float(total) if isinstance(total, int | float) else None,
+                        text if isinstance(text, str) else None,
+                    )
+                except Exception:  # as the SDK's dispatcher: costs only this update
+                    logger.exception("progress callback raised")
+            case _:
+                pass
+    try:
+        notification = _methods.parse_server_notification(method, version, params)
+    except KeyError:
+        logger.debug("dropped %r: not defined at %s", method, version)
+        return None
+    except ValueError:  # pydantic's ValidationError
+        logger.warning("Failed to validate notification: %s", method, exc_info=True)
+        return None
+    try:
+        if isinstance(notification, types.LoggingMessageNotification):
+            await on_log(notification.params)
+        if on_notice is not None:
+            await on_notice(notification)
+    except Exception:
+        logger.exception("notification callback for %r raised", method)
+    return None
+
+
+def _error_of(body: bytes) -> types.ErrorData | None:
+    try:
+        message = json.loads(body)
+        if isinstance(message, dict) and message.get("jsonrpc") == "2.0":
+            error = message.get("error")
+            if isinstance(error, dict) and "result" not in message:
+                return types.ErrorData.model_validate(error)
+    except ValueError:
+        pass
+    return None
+
+
+def _response_of(answer: bytes | dict[str, Any], request_id: int | None) -> dict[str, Any]:
+    """The result of a JSON-RPC response, or its error raised as the SDK raises it."""
+    try:
+        message = json.loads(answer) if isinstance(answer, bytes) else answer
+    except ValueError as exc:
+        raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise MCPError(PARSE_ERROR, "Failed to parse JSON response: not a JSON-RPC response")
+    if request_id is not None and message.get("id") != request_id:
+        raise MCPError(PARSE_ERROR, "Failed to parse JSON response: the answer is to another id")
+    error = message.get("error")
+    if error is not None:
+        try:
+            data = types.ErrorData.model_validate(error)
+        except ValueError as exc:
+            raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
+        raise MCPError(data.code, data.message, data.data)
+    result = message.get("result")
+    if not isinstance(result, dict):
+        raise MCPError(PARSE_ERROR, "Failed to parse JSON response: no result object")
+    return result
+
+
+async def _result(
+    session: ClientSession, name: str, version: str, raw: dict[str, Any]
+) -> types.CallToolResult | types.InputRequiredResult:
+    """`ClientSession.send_request`'s checks, then `call_tool`'s."""
+    _clamp_inbound_ttl(raw)
+    with contextlib.suppress(KeyError):
+        _methods.validate_server_result(METHOD, version, raw)
+    if not (foreign := _later_revision_fields(METHOD, version)).isdisjoint(raw):
+        raw = {key: value for key, value in raw.items() if key not in foreign}
+    result = session._call_tool_adapter.validate_python(raw, by_name=False)
+    if isinstance(result, types.CallToolResult) and not result.is_error:
+        await session.validate_tool_result(name, result)
+    if not isinstance(result, types.CallToolResult | types.InputRequiredResult):
+        raise UnexpectedClaimedResult(result)
+    return result

@@ -51,6 +51,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return str(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`database_url` for a deployment a module's tests share: None (SQLite), or
+    a fresh database on the local PostgreSQL, dropped after the module."""
+    if request.param == "sqlite":
+        yield None
+        return
+    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     gw = start_gateway(tmp_path / "data", None)

@@ -9,10 +9,11 @@ view of each call is checked from what it received.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from google.protobuf.json_format import ParseDict
 from tests.support.a2a_agents import legacy_worker_agent, webhook, worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 USER = "alice"
 OTHER = "bob"
@@ -68,10 +69,15 @@ class Front:
     legacy: ServerThread
     legacy_seen: Recorder
     tokens: dict[str, str]
+    # USER and OTHER as this test's own subjects (tests share a deployment).
+    subjects: dict[str, str] = field(default_factory=lambda: {USER: USER, OTHER: OTHER})
 
     def token(self, user: str = USER) -> str:
         # Issued up front: issuing a dev token runs its own event loop.
         return self.tokens[user]
+
+    def subject(self, user: str = USER) -> str:
+        return self.subjects[user]
 
     def agent_url(self, agent_id: str) -> str:
         return f"{self.gateway.url}/a2a/{agent_id}"
@@ -146,15 +152,32 @@ def front_door(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
         tokens = {user: gateway.token(user, "work:run") for user in (USER, OTHER)}
         yield Front(gateway, worker, worker_seen, legacy, legacy_seen, tokens)
     finally:
-        gateway.stop()
-        worker.stop()
-        legacy.stop()
+        stop_all(gateway.server, worker, legacy)
+
+
+@pytest.fixture(scope="module")
+def shared_front(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Front]:
+    with front_door(tmp_path_factory.mktemp("front"), module_database_url) as f:
+        yield f
+
+
+_tests = itertools.count()
 
 
 @pytest.fixture
-def front(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
-    with front_door(tmp_path, database_url) as f:
-        yield f
+def front(shared_front: Front) -> Front:
+    """The module's deployment, as if new: the agents' records emptied, and
+    USER and OTHER fresh subjects, so no task, list or token of an earlier
+    test is theirs."""
+    shared_front.worker_seen.clear()
+    shared_front.legacy_seen.clear()
+    n = next(_tests)
+    subjects = {user: f"{user}-{n}" for user in (USER, OTHER)}
+    gateway = shared_front.gateway
+    tokens = {user: gateway.token(subject, "work:run") for user, subject in subjects.items()}
+    return replace(shared_front, tokens=tokens, subjects=subjects)
 
 
 def message(text: str, **ids: str) -> SendMessageRequest:
@@ -233,7 +256,7 @@ async def test_send_message_through_the_gateway_with_the_sdk_client(front: Front
     (call,) = front.worker_seen.calls()
     assert call.bearer is not None and call.bearer != front.token()
     claims = verify_as_downstream(call.bearer, front.gateway.url, front.worker.url + "/")
-    assert claims["sub"] == USER
+    assert claims["sub"] == front.subject()
     assert claims["aud"] == front.worker.url + "/"
     assert claims["act"] == {"sub": "switchboard-dev-issuer"}
     assert not call.contains(front.token()), "the caller's token reached the agent"
@@ -388,7 +411,7 @@ async def test_a_1_0_client_reaches_a_0_3_agent(front: Front) -> None:
     calls = front.legacy_seen.calls()
     assert calls and all(b'"method":"message/' in c.body or b"tasks/get" in c.body for c in calls)
     claims = verify_as_downstream(calls[0].bearer or "", front.gateway.url, front.legacy.url + "/")
-    assert claims["sub"] == USER
+    assert claims["sub"] == front.subject()
 
 
 async def test_a_0_3_client_reaches_a_0_3_agent(front: Front) -> None:
@@ -404,7 +427,7 @@ async def test_a_0_3_client_reaches_a_0_3_agent(front: Front) -> None:
 async def test_a_slow_agent_times_out_with_its_own_timeout(front: Front) -> None:
     async with front.transport("hasty") as client:
         with pytest.raises(Exception, match=r"did not answer within 0\.5 s"):
-            await client.send_message(message("slow 3"))
+            await client.send_message(message("slow 1.5"))
 
 
 # The gateway's own card ---------------------------------------------------------------
@@ -489,7 +512,7 @@ async def test_push_notifications_are_relayed_to_the_clients_webhook(front: Fron
             hook.url,
             delegated=False,
         )
-        assert claims["sub"] == USER
+        assert claims["sub"] == front.subject()
         assert _task_of(body) == task.id
     # The agent was given the gateway's relay, never the client's webhook or token.
     for call in front.worker_seen.calls():

@@ -39,7 +39,7 @@ from policies.scopes import ADMIN_SCOPE, MCP_REGISTER_SCOPE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_servers import ToolBox, upstream_server
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -93,8 +93,7 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
         tokens["admin"] = gateway.token("admin", ADMIN_SCOPE)
         yield Setup(gateway, upstream, seen, box, tokens)
     finally:
-        gateway.stop()
-        upstream.stop()
+        stop_all(gateway.server, upstream)
 
 
 def call(tool: str, **arguments: Any) -> SendMessageRequest:

@@ -21,7 +21,7 @@ import pytest
 from tests.support.a2a_agents import scripted_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
-from tests.support.servers import ServerThread, bound_socket
+from tests.support.servers import ServerThread, bound_socket, stop_all
 
 USER = "alice"
 OTHER = "bob"
@@ -98,8 +98,7 @@ def scripted(tmp_path: Path, database_url: str | None) -> Iterator[Scripted]:
         tokens = {user: gateway.token(user, "work:run") for user in (USER, OTHER)}
         yield Scripted(gateway, agent, seen, tokens)
     finally:
-        gateway.stop()
-        agent.stop()
+        stop_all(gateway.server, agent)
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
@@ -328,5 +327,4 @@ def test_a_skills_own_rule_applies_to_the_call_not_only_to_listings(
         assert rest.status_code == 403, rest.text
         assert len(seen.calls()) == 2  # only the allowed caller's two calls
     finally:
-        gateway.stop()
-        agent.stop()
+        stop_all(gateway.server, agent)

@@ -42,7 +42,7 @@ from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import upstream_server
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -98,8 +98,7 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
             assert admin.post("/agents", json=body).status_code == 201
         yield made
     finally:
-        made.gateway.stop()
-        worker.stop()
+        stop_all(made.gateway.server, worker)
 
 
 def message(text: str) -> SendMessageRequest:
@@ -354,9 +353,7 @@ def mcp_setup(tmp_path: Path, database_url: str | None) -> Iterator[McpSetup]:
         admin_token = gateway.token("admin", ADMIN_SCOPE)
         yield McpSetup(gateway, upstream, upstream_seen, worker_seen, admin_token)
     finally:
-        gateway.stop()
-        upstream.stop()
-        worker.stop()
+        stop_all(gateway.server, upstream, worker)
 
 
 def mcp_decide(setup: McpSetup, approval: str, decision: str, reason: str = "") -> httpx.Response:

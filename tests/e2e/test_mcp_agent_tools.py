@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,7 +18,7 @@ from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -46,21 +45,31 @@ class Setup:
         return await anyio.to_thread.run_sync(self.gateway.token, sub, scopes)
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+def register_worker(gateway: Gateway, worker: ServerThread) -> None:
+    with gateway.client() as admin:
+        if admin.get("/agents/worker").status_code == 200:
+            return
+        body = {"card_url": worker.url + "/.well-known/agent-card.json", "id": "worker"}
+        assert admin.post("/agents", json=body).status_code == 201
+
+
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Setup]:
+    """One deployment for the module: the tests count the worker's calls from
+    where they start, and the one that removes the worker registers it again."""
+    tmp_path = tmp_path_factory.mktemp("agent-tools")
     seen = Recorder()
     worker = worker_agent(seen)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    gateway = start_gateway(tmp_path / "data", module_database_url, policy_file=policy)
     try:
-        with gateway.client() as admin:
-            body = {"card_url": worker.url + "/.well-known/agent-card.json", "id": "worker"}
-            assert admin.post("/agents", json=body).status_code == 201
+        register_worker(gateway, worker)
         yield Setup(gateway, worker, seen)
     finally:
-        gateway.stop()
-        worker.stop()
+        stop_all(gateway.server, worker)
 
 
 def text_of(result: types.CallToolResult) -> str:
@@ -160,16 +169,19 @@ async def test_removing_an_agent_tells_connected_clients(setup: Setup, mode: str
             assert admin.delete("/agents/worker").status_code == 204
 
     token = await setup.token("alice", "work:run")
-    async with mcp_client(setup.url, token, mode, message_handler=on_message) as client:
-        assert TOOL in {t.name for t in (await client.list_tools()).tools}
-        if mode == "legacy":
-            await anyio.to_thread.run_sync(remove)
-            with anyio.fail_after(10):
-                await changed.wait()
-        else:
-            async with client.listen(tools_list_changed=True) as subscription:
+    try:
+        async with mcp_client(setup.url, token, mode, message_handler=on_message) as client:
+            assert TOOL in {t.name for t in (await client.list_tools()).tools}
+            if mode == "legacy":
                 await anyio.to_thread.run_sync(remove)
                 with anyio.fail_after(10):
-                    async for _event in subscription:
-                        break
-        assert TOOL not in {t.name for t in (await client.list_tools()).tools}
+                    await changed.wait()
+            else:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    await anyio.to_thread.run_sync(remove)
+                    with anyio.fail_after(10):
+                        async for _event in subscription:
+                            break
+            assert TOOL not in {t.name for t in (await client.list_tools()).tools}
+    finally:  # the module's other tests use the worker
+        await anyio.to_thread.run_sync(register_worker, setup.gateway, setup.worker)

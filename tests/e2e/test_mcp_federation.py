@@ -34,7 +34,7 @@ from tests.support.mcp_servers import (
     stdio_command,
     upstream_server,
 )
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 API_KEY = "sekrit-api-key-7f3a"
 POLICY = """\
@@ -133,9 +133,7 @@ def federation(tmp_path: Path, database_url: str | None) -> Iterator[Federation]
     try:
         yield fed
     finally:
-        gateway.stop()
-        for server in fed.upstreams:
-            server.stop()
+        stop_all(gateway.server, *fed.upstreams)
 
 
 def text_of(result: types.CallToolResult) -> str:

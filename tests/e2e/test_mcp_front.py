@@ -25,7 +25,7 @@ from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import ToolBox, upstream_server
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -102,8 +102,7 @@ def front(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
             assert response.status_code == 201, response.text
         yield Front(gateway, upstream, recorder, hang)
     finally:
-        gateway.stop()
-        upstream.stop()
+        stop_all(gateway.server, upstream)
 
 
 def text_of(result: types.CallToolResult) -> str:

@@ -24,7 +24,7 @@ from gateway.mcp_errors import DELEGATION_REFUSED
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import upstream_server
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -66,9 +66,7 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         names = [f"{s}__{t}" for s in ("alpha", "beta") for t in ARGUMENTS]
         yield Deployment(gateway, upstreams, names)
     finally:
-        gateway.stop()
-        for server in upstreams:
-            server.stop()
+        stop_all(gateway.server, *upstreams)
 
 
 async def _listed_and_callable(dep: Deployment, token: str, mode: str) -> tuple[set[str], set[str]]:

@@ -23,7 +23,7 @@ from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import ToolBox, upstream_server
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -106,9 +106,7 @@ def dep(tmp_path: Path, database_url: str | None) -> Iterator[Deployment]:
                 assert response.status_code == 201, response.text
         yield Deployment(gateway, [s for s, _, _ in started], [r for _, r, _ in started])
     finally:
-        gateway.stop()
-        for server, _, _ in started:
-            server.stop()
+        stop_all(gateway.server, *(server for server, _, _ in started))
 
 
 async def error_code(call: Awaitable[object]) -> int | None:

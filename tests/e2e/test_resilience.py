@@ -27,7 +27,7 @@ from google.protobuf.struct_pb2 import Value
 
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.servers import bound_socket
+from tests.support.servers import bound_socket, stop_all
 
 USER = "alice"
 CONTRACT = {
@@ -135,9 +135,7 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
             assert registered.status_code == 201, registered.text
         yield Setup(gateway, agents, gateway.token(USER, "work:run"))
     finally:
-        gateway.stop()
-        for agent in agents.values():
-            agent.stop()
+        stop_all(gateway.server, *(a.server for a in agents.values() if a.server is not None))
 
 
 # --- Contracts ------------------------------------------------------------------------

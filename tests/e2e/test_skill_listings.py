@@ -26,7 +26,7 @@ import pytest
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent
 from tests.support.mcp_clients import MODES, mcp_client
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 agents:
@@ -133,9 +133,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 assert answer.status_code == 201, answer.text
         yield built
     finally:
-        gateway.stop()
-        for server in built.agents:
-            server.stop()
+        stop_all(gateway.server, *built.agents)
 
 
 def _admitted(setup: Setup, caller: str) -> set[tuple[str, str]]:

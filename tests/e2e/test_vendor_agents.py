@@ -48,7 +48,7 @@ from policies.scopes import ADMIN_SCOPE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, MODEL, Behaviour, chat_server, webhook_server
 
 MAPPING = {
@@ -145,9 +145,7 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
     finally:
         chat_does.release.set()
         hook_does.release.set()
-        made.gateway.stop()
-        chat.stop()
-        hook.stop()
+        stop_all(made.gateway.server, chat, hook)
 
 
 def text(content: str, skill: str | None = None, **data: Any) -> SendMessageRequest:

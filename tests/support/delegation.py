@@ -24,7 +24,7 @@ from policies.exchange import ACCESS_TOKEN_TYPE, JWT_BEARER_ASSERTION, JWT_TOKEN
 from policies.keys import ec_public_jwk
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
 defaults:
@@ -153,6 +153,7 @@ def deployment(
     policy_path = tmp_path / "policy.yaml"
     policy_path.write_text(POLICY)
     agents: dict[str, AgentHandle] = {}
+    servers: list[ServerThread] = []
     try:
         for agent_id, skills in AGENT_SKILLS.items():
             server, recorder = inspecting_agent(
@@ -160,33 +161,31 @@ def deployment(
                     agent_id.title(), url, skills
                 )
             )
+            servers.append(server)
             agents[agent_id] = AgentHandle(agent_id, server, recorder)
         overrides.setdefault("policy_file", policy_path)
         overrides.setdefault("policy_reload_seconds", 0.1)
         gw = start_gateway(tmp_path / "data", database_url, **overrides)
-        try:
-            with gw.client() as admin:
-                for agent in agents.values():
-                    registered = admin.post(
-                        "/agents", json={"card_url": agent.server.url, "id": agent.id}
-                    )
-                    assert registered.status_code == 201, registered.text
-                    agent.resource = registered.json()["resource"]
-                    if agent.id == "sales":
-                        agent.key = ec.generate_private_key(ec.SECP256R1())
-                        jwk = {**ec_public_jwk(agent.key.public_key()), "kid": "sales-1"}
-                        body: dict[str, Any] = {
-                            "method": "private_key_jwt",
-                            "jwks": {"keys": [jwk]},
-                        }
-                    else:
-                        body = {"method": "client_secret"}
-                    issued = admin.post(f"/agents/{agent.id}/credentials", json=body)
-                    assert issued.status_code == 201, issued.text
-                    agent.secret = issued.json()["client_secret"]
-            yield Deployment(gw, agents, policy_path)
-        finally:
-            gw.stop()
+        servers.insert(0, gw.server)
+        with gw.client() as admin:
+            for agent in agents.values():
+                registered = admin.post(
+                    "/agents", json={"card_url": agent.server.url, "id": agent.id}
+                )
+                assert registered.status_code == 201, registered.text
+                agent.resource = registered.json()["resource"]
+                if agent.id == "sales":
+                    agent.key = ec.generate_private_key(ec.SECP256R1())
+                    jwk = {**ec_public_jwk(agent.key.public_key()), "kid": "sales-1"}
+                    body: dict[str, Any] = {
+                        "method": "private_key_jwt",
+                        "jwks": {"keys": [jwk]},
+                    }
+                else:
+                    body = {"method": "client_secret"}
+                issued = admin.post(f"/agents/{agent.id}/credentials", json=body)
+                assert issued.status_code == 201, issued.text
+                agent.secret = issued.json()["client_secret"]
+        yield Deployment(gw, agents, policy_path)
     finally:
-        for agent in agents.values():
-            agent.server.stop()
+        stop_all(*servers)

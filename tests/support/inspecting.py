@@ -97,6 +97,11 @@ class Recorder:
 
         return wrapped
 
+    def clear(self) -> None:
+        """Forget what was seen (a test sharing the agent starts from nothing)."""
+        with self.lock:
+            self.seen.clear()
+
     def calls(self) -> list[Seen]:
         """The A2A calls (POSTs), not card fetches."""
         with self.lock:

@@ -30,7 +30,7 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -100,9 +100,10 @@ from gateway.push import PushRelays, RelayRefused, parse_notification
 from gateway.retry import Attempts, Failure
 from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
+from policies.policy import Target
 from policies.tokens import Principal, TokenInvalid
 from registry.fetch import FetchError, SafeFetcher
-from registry.store import AgentNotFound
+from registry.store import AgentNotFound, card_skills
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
@@ -1172,7 +1173,7 @@ class A2AFrontDoor:
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         trace_id = trace_id_from(request.headers.get("traceparent"))
         try:
-            skill = await self._skill(request, jsonrpc, agent_id)
+            skill = await self._skill(request, jsonrpc, agent_id, caller)
         except _Unparseable as refusal:
             return refusal.response
         try:
@@ -1206,12 +1207,19 @@ class A2AFrontDoor:
         )
         return None
 
-    async def _skill(self, request: Request, jsonrpc: bool, agent_id: str) -> str | None:
+    async def _skill(
+        self, request: Request, jsonrpc: bool, agent_id: str, caller: Caller
+    ) -> str | None:
         """The skill a message asks for (`gateway.handoffs.skill_of`), so that the
         decision is the skill's own: a `require` or `approval` on one skill
         applies to the call, not only to listings. None for every other
-        request (reading or cancelling one's own task is the agent's decision)
-        and when unsaid on an agent with several skills."""
+        request (reading or cancelling one's own task is the agent's decision).
+
+        A message that names no skill, to an agent with several, may reach any
+        of them (the agent picks): it is decided as for the strictest skill
+        this caller is held to more tightly than to the agent -- one it may not
+        use, else one that needs approval -- so leaving the skill unsaid never
+        gets round a skill's own rule. None when no skill is stricter."""
         if jsonrpc:
             refused = await _parse_jsonrpc_body(request)
             if refused is not None:
@@ -1231,8 +1239,8 @@ class A2AFrontDoor:
             return None
         message = params.get("message")
         try:
-            _, card, _ = await self.handler.delegations.target(agent_id)
-            return skill_of(
+            _, card, target = await self.handler.delegations.target(agent_id)
+            named = skill_of(
                 agent_id,
                 card,
                 _mapping(params.get("metadata")),
@@ -1240,6 +1248,19 @@ class A2AFrontDoor:
             )
         except (AgentNotFound, InvalidParamsError):
             return None  # not an agent (admit says so), or a bad skill (the SDK path says so)
+        return named if named is not None else self._strictest(caller, target, card)
+
+    def _strictest(self, caller: Caller, target: Target, card: Mapping[str, Any]) -> str | None:
+        delegations = self.handler.delegations
+        agent = delegations.decide(caller, target, None, "skill")
+        held: str | None = None
+        for skill in card_skills(card):
+            decision = delegations.decide(caller, target, skill["id"], "skill")
+            if agent.allowed and not decision.allowed:
+                return str(skill["id"])
+            if held is None and decision.approval_required and not agent.approval_required:
+                held = str(skill["id"])
+        return held
 
     def _guarded(
         self,

@@ -408,7 +408,8 @@ def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -
 
 def test_a_dead_upstream_is_a_clear_error_and_is_audited(dep: Deployment) -> None:
     dep["inventory"].server.stop()
-    response = dep.send("inventory", dep.gateway.token("alice", USER_SCOPES))
+    # alice may check stock, not reserve it: her message names its skill.
+    response = dep.send("inventory", dep.gateway.token("alice", USER_SCOPES), skill="check-stock")
     assert response.status_code == 200
     error = response.json()["error"]
     assert error["code"] == -32603

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.support.delegation import Deployment, deployment
+from tests.support.delegation import AGENT_SKILLS, Deployment, deployment
 
 AGENTS = ["support", "sales", "inventory"]
 TARGETS = [*AGENTS, "audit-bot"]
@@ -138,7 +138,9 @@ def test_explain_agrees_with_the_real_decision(
         explained = admin.post(
             "/policies/explain", json={"user_scopes": sorted(user_scopes), "target": target}
         ).json()
-        sent = dep.send(target, user_token)
+        # For the target's first skill, which has no rule of its own: the
+        # agent's decision, which explain (no action) gives.
+        sent = dep.send(target, user_token, skill=AGENT_SKILLS[target][0]["id"])
         assert (explained["decision"] == "allow") == (sent.status_code == 200), sent.text
         # Listings use the same decision: the agent is visible iff it is usable.
         with dep.gateway.client(user_token) as user:

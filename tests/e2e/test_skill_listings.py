@@ -223,3 +223,43 @@ def test_admins_still_see_every_skill_in_the_registry(setup: Setup) -> None:
         items = admin.get("/agents", params={"limit": 200}).json()["items"]
         assert _records(items) == SKILLS
         assert _records([admin.get("/agents/mixed").json()]) == {("mixed", "one"), ("mixed", "two")}
+
+
+def _send_unnamed(setup: Setup, caller: str, agent: str) -> httpx.Response:
+    message = {
+        "messageId": f"{caller}-unnamed-{agent}",
+        "role": "ROLE_USER",
+        "parts": [{"text": "hi"}],
+    }
+    body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
+    with setup.http(caller) as http:
+        return http.post(f"/a2a/{agent}", json=body)
+
+
+def test_naming_no_skill_never_gets_round_a_skills_own_rule(setup: Setup) -> None:
+    """A message that names no skill may reach any of the agent's skills (the
+    agent picks), so it is decided as for the strictest one this caller is
+    held to: refused if there is one it may not use, else held for approval
+    if one needs it."""
+    refused = _send_unnamed(setup, "nobody", "desk")  # may not use desk's `secret`
+    assert refused.status_code == 403, refused.text
+    assert "desk:secret" in refused.text
+    held = _send_unnamed(setup, "secretary", "desk")  # may use it: `held` remains
+    assert held.status_code == 200, held.text
+    assert "TASK_STATE_AUTH_REQUIRED" in held.text
+    # The agent is allowed, but none of its skills is.
+    assert _send_unnamed(setup, "everything", "mixed").status_code == 403
+    # `browse` needs shop:look, which replaces the card's shop:buy.
+    assert _send_unnamed(setup, "buyer", "shop").status_code == 403
+    # A caller who may use every skill: the message reaches the agent.
+    before = len(setup.recorders["shop"].calls())
+    reached = _send_unnamed(setup, "everything", "shop")
+    assert reached.status_code == 200 and "result" in reached.json(), reached.text
+    assert len(setup.recorders["shop"].calls()) == before + 1
+    # The refusal is evidence like any other: audited, for the skill it was decided for.
+    with setup.http("admin") as admin:
+        events = admin.get("/audit", params={"limit": 500}).json()["items"]
+    assert any(
+        e["decision"] == "deny" and e["action"] == "secret" and e["subject"] == "nobody"
+        for e in events
+    ), events[-5:]

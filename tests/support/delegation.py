@@ -126,13 +126,19 @@ class Deployment:
         form.update(extra or {})
         return httpx.post(self.gateway.url + "/oauth/token", data=form, auth=auth, timeout=30)
 
-    def send(self, agent_id: str, token: str, text: str = "hello") -> httpx.Response:
-        """SendMessage to ``agent_id`` through the gateway's A2A front door."""
+    def send(
+        self, agent_id: str, token: str, text: str = "hello", *, skill: str | None = None
+    ) -> httpx.Response:
+        """SendMessage to ``agent_id`` through the gateway's A2A front door
+        (for ``skill``, in ``metadata.skill``)."""
         from tests.support.inspecting import send_message_body
 
+        body = send_message_body(text)
+        if skill is not None:
+            body["params"]["metadata"] = {"skill": skill}
         return httpx.post(
             f"{self.gateway.url}/a2a/{agent_id}",
-            json=send_message_body(text),
+            json=body,
             headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
             timeout=30,
         )

@@ -101,6 +101,25 @@ class Answer:
     body: bytes
 
 
+def checked_session(policy: AddressPolicy) -> aiohttp.ClientSession:
+    """An aiohttp pool under the SSRF rules: every resolved address checked
+    (`SafeResolver`, connect-time, so a rebinding DNS server gets no second
+    answer), no cookies kept, no proxy from the environment, bodies as sent
+    (coded answers are refused by the callers, so caps count real bytes).
+    Made inside the running loop."""
+    connector = aiohttp.TCPConnector(
+        resolver=SafeResolver(policy),
+        limit=MAX_CONNECTIONS,
+        ttl_dns_cache=RESOLVE_CACHE_SECONDS,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        auto_decompress=False,
+    )
+
+
 class UpstreamHTTP:
     """The shared pool; created once per gateway, closed on shutdown."""
 
@@ -138,17 +157,7 @@ class UpstreamHTTP:
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session, made on first use inside the running loop."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=SafeResolver(self._policy),
-                limit=MAX_CONNECTIONS,
-                ttl_dns_cache=RESOLVE_CACHE_SECONDS,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                auto_decompress=False,
-            )
+            self._session = checked_session(self._policy)
         return self._session
 
     def check_url(self, url: str) -> None:

@@ -43,10 +43,8 @@ import httpx2
 import yarl
 
 from adapters.http import (
-    MAX_CONNECTIONS,
-    RESOLVE_CACHE_SECONDS,
-    SafeResolver,
     UpstreamRefused,
+    checked_session,
     checked_url,
 )
 from registry.ssrf import AddressPolicy
@@ -148,17 +146,7 @@ class CheckedTransport(httpx2.AsyncBaseTransport):
     def _pool(self) -> aiohttp.ClientSession:
         """The aiohttp session, made on first use inside the running loop."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=SafeResolver(self._policy),
-                limit=MAX_CONNECTIONS,
-                ttl_dns_cache=RESOLVE_CACHE_SECONDS,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                auto_decompress=False,
-            )
+            self._session = checked_session(self._policy)
         return self._session
 
     def _url(self, request: httpx2.Request) -> yarl.URL:

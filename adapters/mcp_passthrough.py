@@ -75,10 +75,8 @@ from mcp_types import (
 from mcp_types import methods as _methods
 
 from adapters.http import (
-    MAX_CONNECTIONS,
-    RESOLVE_CACHE_SECONDS,
-    SafeResolver,
     UpstreamRefused,
+    checked_session,
     checked_url,
 )
 from adapters.mcp_http import Credential, TooLarge
@@ -118,17 +116,7 @@ class McpPassThrough:
 
     def _pool(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=SafeResolver(self._policy),
-                limit=MAX_CONNECTIONS,
-                ttl_dns_cache=RESOLVE_CACHE_SECONDS,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                auto_decompress=False,
-            )
+            self._session = checked_session(self._policy)
         return self._session
 
     def _url(self, text: str) -> yarl.URL:

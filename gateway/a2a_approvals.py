@@ -55,7 +55,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from adapters.base import Turn
-from gateway.a2a_front import ADMISSION, Admission, FrontDoorParts, handler_context
+from gateway.a2a_front import Admission, FrontDoorParts, admission_of, handler_context
 from gateway.a2a_recorded import RecordedTaskHandler
 from gateway.approvals import (
     APPROVED,
@@ -90,12 +90,6 @@ APPROVAL_META = "approval"
 class ApprovalParts:
     approvals: Approvals
     runner: TaskRunner
-
-
-def _admission(context: ServerCallContext | None) -> Admission:
-    assert context is not None
-    admission: Admission = context.state[ADMISSION]
-    return admission
 
 
 def _ended(task: Task, approval: Approval | None) -> bool:
@@ -194,19 +188,19 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         # AUTH_REQUIRED is an interrupted state: even a blocking send answers now.
-        return await self._hold(params, _admission(context))
+        return await self._hold(params, admission_of(context))
 
     @validate_request_params
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        yield await self._hold(params, _admission(context))
+        yield await self._hold(params, admission_of(context))
 
     # Tasks ----------------------------------------------------------------
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        admission = _admission(context)
+        admission = admission_of(context)
         task = await self._own(admission, params.id)
         desk = self._approvals()
         approval = await desk.approvals.by_task(admission.agent_id, params.id)
@@ -234,7 +228,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = _admission(context)
+        admission = admission_of(context)
         task = await self._own(admission, params.id)
         if task.status.state in TERMINAL:
             raise UnsupportedOperationError(f"task {params.id} has ended")

@@ -188,7 +188,8 @@ class _ContextBuilder(ServerCallContextBuilder):
         )
 
 
-def _admission(context: ServerCallContext | None) -> Admission:
+def admission_of(context: ServerCallContext | None) -> Admission:
+    """The front door's admission of the request this handler call serves."""
     assert context is not None
     admission: Admission = context.state[ADMISSION]
     return admission
@@ -691,7 +692,7 @@ class AgentHandler(RequestHandler):
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
-        admission = _admission(context)
+        admission = admission_of(context)
         self._no_inline_push(params)
         await self._check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendMessage")
@@ -709,7 +710,7 @@ class AgentHandler(RequestHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = _admission(context)
+        admission = admission_of(context)
         self._no_inline_push(params)
         await self._check_message(admission, params.message)
         capabilities = admission.grant.card.get("capabilities") or {}
@@ -731,7 +732,7 @@ class AgentHandler(RequestHandler):
     @validate_request_params
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         validate_history_length(params)
-        admission = _admission(context)
+        admission = admission_of(context)
         await self._own_task(admission, params.id)
         task = await self._call(
             admission, "GetTask", lambda t, c: t.get_task(params, context=c), idempotent=True
@@ -745,14 +746,14 @@ class AgentHandler(RequestHandler):
     ) -> ListTasksResponse:
         # Answered from the gateway's records: only the caller's tasks, for
         # every agent, whether or not the agent itself implements ListTasks.
-        admission = _admission(context)
+        admission = admission_of(context)
         page = await list_own_tasks(self.tasks, admission.agent_id, admission.owner, params)
         await self._audit(admission, "ListTasks", None)
         return page
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        admission = _admission(context)
+        admission = admission_of(context)
         await self._own_task(admission, params.id)
         task = await self._call(
             admission, "CancelTask", lambda t, c: t.cancel_task(params, context=c)
@@ -764,7 +765,7 @@ class AgentHandler(RequestHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = _admission(context)
+        admission = admission_of(context)
         await self._own_task(admission, params.id)
         async for event in self._relay(
             admission, "SubscribeToTask", lambda t, c: t.subscribe(params, context=c)
@@ -784,7 +785,7 @@ class AgentHandler(RequestHandler):
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        admission = _admission(context)
+        admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
         try:
@@ -808,7 +809,7 @@ class AgentHandler(RequestHandler):
     async def on_get_task_push_notification_config(
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        admission = _admission(context)
+        admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
         found = await self._parts().push.configs(
@@ -822,7 +823,7 @@ class AgentHandler(RequestHandler):
     async def on_list_task_push_notification_configs(
         self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> ListTaskPushNotificationConfigsResponse:
-        admission = _admission(context)
+        admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
         found = await self._parts().push.configs(
@@ -834,7 +835,7 @@ class AgentHandler(RequestHandler):
     async def on_delete_task_push_notification_config(
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
-        admission = _admission(context)
+        admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
         parts = self._parts()
@@ -885,7 +886,7 @@ class AgentHandler(RequestHandler):
     async def on_get_extended_agent_card(
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext
     ) -> AgentCard:
-        admission = _admission(context)
+        admission = admission_of(context)
         capabilities = admission.grant.card.get("capabilities") or {}
         if not capabilities.get("extendedAgentCard"):
             raise ExtendedAgentCardNotConfiguredError(

@@ -58,7 +58,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Value
 
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
-from gateway.a2a_front import ADMISSION, Admission, FrontDoorParts
+from gateway.a2a_front import Admission, FrontDoorParts, admission_of
 from gateway.a2a_recorded import RecordedTaskHandler
 from gateway.pipeline import DelegationDenied, Grant
 from gateway.task_runner import TERMINAL, RunNotFound, RunSpec, TaskRunner, status_message
@@ -75,12 +75,6 @@ class GatewayRun:
 
     vendors: VendorAgents
     runner: TaskRunner
-
-
-def _admission(context: ServerCallContext | None) -> Admission:
-    assert context is not None
-    admission: Admission = context.state[ADMISSION]
-    return admission
 
 
 class VendorAgentHandler(RecordedTaskHandler):
@@ -167,7 +161,7 @@ class VendorAgentHandler(RecordedTaskHandler):
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
-        admission = _admission(context)
+        admission = admission_of(context)
         try:
             task = await self._begin(params, admission, stream=False)
         except A2AError as error:
@@ -182,7 +176,7 @@ class VendorAgentHandler(RecordedTaskHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = _admission(context)
+        admission = admission_of(context)
         try:
             task = await self._begin(params, admission, stream=True)
         except A2AError as error:
@@ -222,7 +216,7 @@ class VendorAgentHandler(RecordedTaskHandler):
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        admission = _admission(context)
+        admission = admission_of(context)
         task = await self._own(admission, params.id)
         if task.status.state in TERMINAL or not await self._run().runner.cancel(
             admission.agent_id, params.id
@@ -236,7 +230,7 @@ class VendorAgentHandler(RecordedTaskHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = _admission(context)
+        admission = admission_of(context)
         task = await self._own(admission, params.id)
         if task.status.state in TERMINAL:
             raise UnsupportedOperationError(f"task {params.id} has ended")

@@ -38,7 +38,6 @@ from a2a.types import (
     GetTaskRequest,
     Message,
     SendMessageRequest,
-    SubscribeToTaskRequest,
     Task,
     TaskArtifactUpdateEvent,
     TaskState,
@@ -224,16 +223,6 @@ class ApprovalAgentHandler(RecordedTaskHandler):
             raise error
         await self._audit(admission, "CancelTask", None)
         return await self._own(admission, params.id)
-
-    async def on_subscribe_to_task(
-        self, params: SubscribeToTaskRequest, context: ServerCallContext
-    ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
-        task = await self._own(admission, params.id)
-        if task.status.state in TERMINAL:
-            raise UnsupportedOperationError(f"task {params.id} has ended")
-        async for event in self._follow(admission, task):
-            yield event
 
     async def _follow(self, admission: Admission, task: Task) -> AsyncIterator[Event]:
         """The task, then its updates through the decision and the call."""

@@ -5,16 +5,18 @@ served as agents (`gateway.a2a_mcp`), gateway-run vendor agents
 (`gateway.a2a_vendor`) and calls held for approval (`gateway.a2a_approvals`).
 For all three, `GetTask` and `ListTasks` are answered from the gateway's task
 records (only the caller's own; another user's task is "not found", A2A 1.0
-§3.1.3), and push configs and the extended card are not offered. Each handler
+§3.1.3), `SubscribeToTask` follows one's own task until it ends (`_follow`,
+each handler's own), and push configs and the extended card are not offered. Each handler
 says why in its own words (`no_push`, `no_extended_card`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import (
     RequestHandler,
     validate_request_params,
@@ -29,6 +31,7 @@ from a2a.types import (
     ListTaskPushNotificationConfigsResponse,
     ListTasksRequest,
     ListTasksResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskPushNotificationConfig,
 )
@@ -37,9 +40,11 @@ from a2a.utils.errors import (
     ExtendedAgentCardNotConfiguredError,
     PushNotificationNotSupportedError,
     TaskNotFoundError,
+    UnsupportedOperationError,
 )
 
 from gateway.a2a_front import ADMISSION, FrontDoorParts, list_own_tasks
+from gateway.task_runner import TERMINAL
 
 
 class RecordedTaskHandler(RequestHandler):
@@ -82,6 +87,20 @@ class RecordedTaskHandler(RequestHandler):
         return await list_own_tasks(
             self._parts().tasks, admission.agent_id, admission.owner, params
         )
+
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = self._admission(context)
+        task = await self._own(admission, params.id)
+        if task.status.state in TERMINAL:
+            raise UnsupportedOperationError(f"task {params.id} has ended")
+        async for event in self._follow(admission, task):
+            yield event
+
+    def _follow(self, admission: Any, task: Task) -> AsyncIterator[Event]:
+        """The task, then its updates until it ends."""
+        raise NotImplementedError
 
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext

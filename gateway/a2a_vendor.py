@@ -39,7 +39,6 @@ from a2a.types import (
     Message,
     Part,
     SendMessageRequest,
-    SubscribeToTaskRequest,
     Task,
     TaskArtifactUpdateEvent,
     TaskState,
@@ -226,16 +225,6 @@ class VendorAgentHandler(RecordedTaskHandler):
             raise error
         await self._audit(admission, "CancelTask", None)
         return await self._own(admission, params.id)
-
-    async def on_subscribe_to_task(
-        self, params: SubscribeToTaskRequest, context: ServerCallContext
-    ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
-        task = await self._own(admission, params.id)
-        if task.status.state in TERMINAL:
-            raise UnsupportedOperationError(f"task {params.id} has ended")
-        async for event in self._follow(admission, task):
-            yield event
 
 
 # Running one call (`gateway.task_runner.Execute`) ----------------------------

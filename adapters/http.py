@@ -183,18 +183,9 @@ class UpstreamHTTP:
             timeout=timeout,
             allow_redirects=False,
         ) as response:
-            _refuse_coding(response.headers.get("Content-Encoding"))
-            limit = self.max_response_bytes
-            if response.content_length is not None and response.content_length > limit:
-                raise UpstreamTooLarge(f"the answer exceeds {limit} bytes")
-            chunks: list[bytes] = []
-            seen = 0
-            async for chunk in response.content.iter_any():
-                seen += len(chunk)
-                if seen > limit:
-                    raise UpstreamTooLarge(f"the answer exceeds {limit} bytes")
-                chunks.append(chunk)
-            return Answer(response.status, response.content_type, b"".join(chunks))
+            refuse_coding(response.headers.get("Content-Encoding"))
+            body = await read_capped(response, self.max_response_bytes)
+            return Answer(response.status, response.content_type, body)
 
     async def aclose(self) -> None:
         await self.httpx.aclose()
@@ -223,9 +214,30 @@ def checked_url(policy: AddressPolicy, url: str) -> yarl.URL:
     return parsed
 
 
-def _refuse_coding(coding: str | None) -> None:
+def refuse_coding(coding: str | None, error: type[Exception] = UpstreamBadAnswer) -> None:
+    """Asked for identity: a compressed answer would be counted by the cap
+    before it expands (a 48 KB gzip answer is 50 MB in memory)."""
     if coding and coding.strip().lower() != "identity":
-        raise UpstreamBadAnswer(f"the answer is {coding}-coded though the gateway asked for none")
+        raise error(
+            f"the answer is {coding.strip().lower()}-coded though the gateway asked for none"
+        )
+
+
+async def read_capped(
+    response: aiohttp.ClientResponse, limit: int, error: type[Exception] = UpstreamTooLarge
+) -> bytes:
+    """The whole body, refused (``error``) once it is past ``limit`` bytes,
+    or at once if it says it will be."""
+    if response.content_length is not None and response.content_length > limit:
+        raise error(f"the answer exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in response.content.iter_any():
+        seen += len(chunk)
+        if seen > limit:
+            raise error(f"the answer exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _CappedStream(httpx.AsyncByteStream):
@@ -269,7 +281,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc), request=request) from exc
         response = await self._inner.handle_async_request(request)
         try:
-            _refuse_coding(response.headers.get("content-encoding"))
+            refuse_coding(response.headers.get("content-encoding"))
         except UpstreamBadAnswer:
             await response.aclose()
             raise

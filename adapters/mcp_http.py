@@ -46,6 +46,7 @@ from adapters.http import (
     UpstreamRefused,
     checked_session,
     checked_url,
+    refuse_coding,
 )
 from registry.ssrf import AddressPolicy
 
@@ -198,12 +199,11 @@ class CheckedTransport(httpx2.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=self._timeout(request),
             )
-        coding = response.headers.get("Content-Encoding", "").strip().lower()
-        if coding and coding != "identity":
-            # Asked for identity: a compressed answer would be counted by the
-            # cap before it expands (a 48 KB gzip answer is 50 MB in memory).
+        try:
+            refuse_coding(response.headers.get("Content-Encoding"), TooLarge)
+        except TooLarge:
             response.close()
-            raise TooLarge(f"the answer is {coding}-coded though the gateway asked for none")
+            raise
         stream: httpx2.AsyncByteStream = _ResponseStream(response, request)
         if "text/event-stream" not in response.headers.get("Content-Type", ""):
             limit = self._max_response_bytes

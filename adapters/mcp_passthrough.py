@@ -78,6 +78,8 @@ from adapters.http import (
     UpstreamRefused,
     checked_session,
     checked_url,
+    read_capped,
+    refuse_coding,
 )
 from adapters.mcp_http import Credential, TooLarge
 from adapters.mcp_relay import on_log
@@ -211,9 +213,7 @@ class McpPassThrough:
         )
         done = False
         try:
-            coding = response.headers.get("Content-Encoding", "").strip().lower()
-            if coding and coding != "identity":
-                raise TooLarge(f"the answer is {coding}-coded though the gateway asked for none")
+            refuse_coding(response.headers.get("Content-Encoding"), TooLarge)
             status = response.status
             if status == 202:
                 raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
@@ -248,17 +248,7 @@ class McpPassThrough:
                 response.close()
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        limit = self.max_response_bytes
-        if response.content_length is not None and response.content_length > limit:
-            raise TooLarge(f"the answer exceeds {limit} bytes")
-        chunks: list[bytes] = []
-        seen = 0
-        async for chunk in response.content.iter_any():
-            seen += len(chunk)
-            if seen > limit:
-                raise TooLarge(f"the answer exceeds {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(response, self.max_response_bytes, TooLarge)
 
     async def _events(
         self,

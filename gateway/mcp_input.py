@@ -16,6 +16,8 @@ the client that called (MCP 2026-07-28 "Multi round-trip requests"):
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import mcp_types as types
 from mcp.server import ServerRequestContext
 from mcp.shared.message import ServerMessageMetadata
@@ -40,25 +42,37 @@ def without_context(params: types.CreateMessageRequestParams) -> types.CreateMes
     return params.model_copy(update={"include_context": "none"})
 
 
+@overload
+async def put_to_caller(
+    ctx: ServerRequestContext, request: types.ElicitRequest
+) -> types.ElicitResult: ...
+@overload
+async def put_to_caller(
+    ctx: ServerRequestContext, request: types.CreateMessageRequest
+) -> types.CreateMessageResult | types.CreateMessageResultWithTools: ...
+@overload
+async def put_to_caller(
+    ctx: ServerRequestContext, request: types.ListRootsRequest
+) -> types.ListRootsResult: ...
+async def put_to_caller(ctx: ServerRequestContext, request: Any) -> types.InputResponse:
+    """One question to a 2025-11-25 caller, on its call's own stream (MCP
+    2025-11-25 "Transports": requests related to a client request go on its
+    stream); a sampling request without the caller's session context."""
+    related = ServerMessageMetadata(related_request_id=ctx.request_id)
+    if isinstance(request, types.ElicitRequest):
+        return await ctx.session.send_request(request, types.ElicitResult, metadata=related)
+    if isinstance(request, types.CreateMessageRequest):
+        params = request.params
+        request = types.CreateMessageRequest(params=without_context(params))
+        result_type: type[types.CreateMessageResult | types.CreateMessageResultWithTools] = (
+            types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        )
+        return await ctx.session.send_request(request, result_type, metadata=related)
+    return await ctx.session.send_request(request, types.ListRootsResult, metadata=related)
+
+
 async def ask_legacy_client(
     ctx: ServerRequestContext, requests: types.InputRequests
 ) -> types.InputResponses:
     """Put each input request to a 2025-11-25 client and collect its answers."""
-    related = ServerMessageMetadata(related_request_id=ctx.request_id)
-    answers: types.InputResponses = {}
-    for key, request in requests.items():
-        answer: types.InputResponse
-        if isinstance(request, types.ElicitRequest):
-            answer = await ctx.session.send_request(request, types.ElicitResult, metadata=related)
-        elif isinstance(request, types.CreateMessageRequest):
-            # No context of the caller's session: it is every upstream's.
-            request = types.CreateMessageRequest(params=without_context(request.params))
-            answer = await ctx.session.send_request(
-                request, types.CreateMessageResult, metadata=related
-            )
-        else:
-            answer = await ctx.session.send_request(
-                request, types.ListRootsResult, metadata=related
-            )
-        answers[key] = answer
-    return answers
+    return {key: await put_to_caller(ctx, request) for key, request in requests.items()}

@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, get_args
 
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
-from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INVALID_REQUEST, LOG_LEVEL_META_KEY
 
-from gateway.mcp_input import is_modern, without_context
+from gateway.mcp_input import is_modern, put_to_caller
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ MAX_LOG_BYTES = 1024 * 1024  # per upstream call (a line may be as big as one SS
 
 _LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)  # ascending severity
 
-R = TypeVar("R", bound=types.Result)
+R = TypeVar("R")
 SessionLevel = Callable[[ServerRequestContext], types.LoggingLevel | None]
 
 
@@ -104,7 +103,7 @@ class DownstreamRelay:
         refusal = self._may_ask("elicitation", "Elicitation not supported", mode)
         if refusal is not None:
             return refusal
-        return await self._ask(types.ElicitRequest(params=params), types.ElicitResult)
+        return await self._ask(put_to_caller(self._ctx, types.ElicitRequest(params=params)))
 
     async def sample(
         self, params: types.CreateMessageRequestParams
@@ -114,16 +113,13 @@ class DownstreamRelay:
         )
         if refusal is not None:
             return refusal
-        request = types.CreateMessageRequest(params=without_context(params))
-        if params.tools:
-            return await self._ask(request, types.CreateMessageResultWithTools)
-        return await self._ask(request, types.CreateMessageResult)
+        return await self._ask(put_to_caller(self._ctx, types.CreateMessageRequest(params=params)))
 
     async def list_roots(self) -> types.ListRootsResult | types.ErrorData:
         refusal = self._may_ask("roots", "List roots not supported")
         if refusal is not None:
             return refusal
-        return await self._ask(types.ListRootsRequest(), types.ListRootsResult)
+        return await self._ask(put_to_caller(self._ctx, types.ListRootsRequest()))
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         floor = self.log_level()
@@ -170,9 +166,9 @@ class DownstreamRelay:
             )
         return None
 
-    async def _ask(self, request: Any, result_type: type[R]) -> R | types.ErrorData:
-        related = ServerMessageMetadata(related_request_id=self._ctx.request_id)
+    @staticmethod
+    async def _ask(question: Awaitable[R]) -> R | types.ErrorData:
         try:
-            return await self._ctx.session.send_request(request, result_type, metadata=related)
+            return await question
         except MCPError as exc:  # the caller's client said no: the server hears its answer
             return exc.error

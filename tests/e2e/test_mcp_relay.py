@@ -29,7 +29,7 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-from tests.e2e.test_mcp_front import ask_name
+from tests.e2e.test_mcp_front import Hang, ask_name
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, buffered
 from tests.support.mcp_clients import mcp_client
@@ -120,21 +120,6 @@ async def ask_and_leave(ctx: Context) -> str:
     question.add_done_callback(LEFT_BEHIND.discard)
     await anyio.sleep(0.5)  # the question is on the stream before the result
     return "left"
-
-
-class Hang:
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.cancelled = threading.Event()
-
-    async def hang(self) -> str:
-        self.started.set()
-        try:
-            await anyio.sleep(30)
-        except anyio.get_cancelled_exc_class():
-            self.cancelled.set()
-            raise
-        return "never cancelled"
 
 
 @dataclass

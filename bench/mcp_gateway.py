@@ -2,6 +2,7 @@
 
     python -m bench.mcp_gateway                      # both revisions, 1 and 32 callers
     python -m bench.mcp_gateway --seconds 10 --modes 2026-07-28
+    python -m bench.mcp_gateway --seconds 4 --rounds 3   # medians, ratio taken per round
 
 One upstream MCP server (the SDK's `MCPServer`, one `echo` tool, Streamable
 HTTP under uvicorn) and one gateway (`switchboard serve --dev`, SQLite, the
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,8 +191,11 @@ async def _load(
     return Result(len(latencies), errors, elapsed, latencies, cpu)
 
 
-def main(modes: list[str], levels: list[int], warmup: float, seconds: float) -> int:
-    rows: list[tuple[str, int, str, Result]] = []
+def main(modes: list[str], levels: list[int], warmup: float, seconds: float, rounds: int) -> int:
+    # (mode, callers, leg) -> one Result per round. Each round runs direct
+    # then gateway back to back, so a disturbance hits one round's pair, and
+    # the ratio is taken within the round before the median is.
+    runs: dict[tuple[str, int, str], list[Result]] = {}
     with _servers() as servers:
         pids = servers.pids
 
@@ -205,31 +210,57 @@ def main(modes: list[str], levels: list[int], warmup: float, seconds: float) -> 
             ("direct", direct),
             ("gateway", gateway),
         ]
-        for mode in modes:
-            for callers in levels:
-                for leg, run in legs:
-                    rows.append((mode, callers, leg, run(mode, callers)))
-    print(f"\nMCP tools/call ({TOOL}), one shared mcp.Client per leg, {seconds:g} s per row")
+        for _ in range(rounds):
+            for mode in modes:
+                for callers in levels:
+                    for leg, run in legs:
+                        runs.setdefault((mode, callers, leg), []).append(run(mode, callers))
+    return print_table(runs, seconds, rounds)
+
+
+def print_table(runs: dict[tuple[str, int, str], list[Result]], seconds: float, rounds: int) -> int:
+    """One line per (revision, callers, leg): medians over the rounds; the
+    gateway's ratio is the median of the per-round ratios, with their range."""
+    per_round = "" if rounds == 1 else f", median of {rounds} rounds"
+    print(
+        f"\nMCP tools/call ({TOOL}), one shared mcp.Client per leg, {seconds:g} s per row{per_round}"
+    )
     print(
         f"{'revision':<11} {'callers':>7} {'leg':<8} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6} {'x direct':>8} {'gw µs/call':>10} {'up µs/call':>10} {'other %':>7}"
+        f"{'errors':>6} {'x direct':>8} {'range':>10} {'gw µs/call':>10} {'up µs/call':>10} "
+        f"{'other %':>7}"
     )
     failed = 0
-    rates = {(m, n, leg): r.rate for m, n, leg, r in rows}
-    for mode, callers, leg, result in rows:
-        failed += result.errors > 0 or result.calls == 0
-        ratio = result.rate / rates[(mode, callers, "direct")] if leg == "gateway" else 1.0
+    lowest: list[float] = []
+
+    def median(results: list[Result], value: Callable[[Result], float]) -> float:
+        return statistics.median(value(r) for r in results)
+
+    for (mode, callers, leg), results in runs.items():
+        failed += any(r.errors > 0 or r.calls == 0 for r in results)
+        span = "-"
+        ratio = 1.0
+        if leg == "gateway":
+            directs = runs[(mode, callers, "direct")]
+            ratios = sorted(g.rate / d.rate for g, d in zip(results, directs, strict=True))
+            ratio = statistics.median(ratios)
+            lowest.append(ratio)
+            span = f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if rounds > 1 else "-"
+
         print(
-            f"{mode:<11} {callers:>7} {leg:<8} {result.rate:>8.0f} "
-            f"{result.percentile(50) if result.latencies else float('nan'):>7.2f} "
-            f"{result.percentile(99) if result.latencies else float('nan'):>7.2f} "
-            f"{result.errors:>6} {ratio:>8.2f} "
-            f"{result.micros_per_call('gateway') if leg == 'gateway' else float('nan'):>10.0f} "
-            f"{result.micros_per_call('upstream'):>10.0f} {result.other_percent:>7.0f}"
+            f"{mode:<11} {callers:>7} {leg:<8} {median(results, lambda r: r.rate):>8.0f} "
+            f"{median(results, lambda r: r.percentile(50) if r.latencies else float('nan')):>7.2f} "
+            f"{median(results, lambda r: r.percentile(99) if r.latencies else float('nan')):>7.2f} "
+            f"{sum(r.errors for r in results):>6} {ratio:>8.2f} {span:>10} "
+            f"{median(results, lambda r: r.micros_per_call('gateway')) if leg == 'gateway' else float('nan'):>10.0f} "
+            f"{median(results, lambda r: r.micros_per_call('upstream')):>10.0f} "
+            f"{max(r.other_percent for r in results):>7.0f}"
         )
-    gateway_ratios = [r.rate / rates[(m, n, "direct")] for m, n, leg, r in rows if leg == "gateway"]
-    print(f"\nlowest gateway/direct ratio: {min(gateway_ratios):.2f} (target >= 0.5)")
-    print("µs/call: CPU per call; other %: CPU used outside this run (100 = one core)")
+    print(f"\nlowest gateway/direct ratio (median): {min(lowest):.2f} (target >= 0.5)")
+    print(
+        "µs/call: CPU per call; other %: the most CPU used outside this run in any round "
+        "(100 = one core)"
+    )
     return 1 if failed else 0
 
 
@@ -242,5 +273,6 @@ if __name__ == "__main__":
     parser.add_argument("--callers", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=1, help="run every row this often; medians")
     options = parser.parse_args()
-    sys.exit(main(options.modes, options.callers, options.warmup, options.seconds))
+    sys.exit(main(options.modes, options.callers, options.warmup, options.seconds, options.rounds))

@@ -36,10 +36,16 @@ from a2a.types import (
     SendMessageConfiguration,
     SendMessageRequest,
     StreamResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskState,
 )
-from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
+from a2a.utils.errors import (
+    InvalidParamsError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Struct, Value
 from pydantic import SecretStr
@@ -296,6 +302,37 @@ async def test_return_immediately_then_poll_and_list(setup: Setup) -> None:
         with pytest.raises(TaskNotFoundError):
             await bob.get_task(GetTaskRequest(id=task.id))
         assert not (await bob.list_tasks(ListTasksRequest())).tasks
+
+
+async def test_a_subscriber_follows_a_running_task_to_its_end(setup: Setup) -> None:
+    async with (
+        setup.client("chat") as sender,
+        setup.client("chat", streaming=True) as alice,
+    ):
+        task = await send(sender, immediately(text("hold, and keep me posted", skill="answer")))
+        await poll(alice, task.id, TaskState.TASK_STATE_WORKING)
+        async with setup.client("chat", "bob", streaming=True) as bob:
+            with pytest.raises(TaskNotFoundError):
+                [e async for e in bob.subscribe(SubscribeToTaskRequest(id=task.id))]
+
+        async def follow() -> list[StreamResponse]:
+            return [e async for e in alice.subscribe(SubscribeToTaskRequest(id=task.id))]
+
+        following = asyncio.create_task(follow())
+        await asyncio.sleep(0.3)  # the subscription is open before the answer exists
+        assert not following.done()
+        setup.chat_does.release.set()
+        events = await asyncio.wait_for(following, 20)
+        # A2A 1.0 SubscribeToTask: the task first, then its updates, to the end.
+        assert events[0].task.id == task.id
+        states = [e.status_update.status.state for e in events if e.HasField("status_update")]
+        assert states[-1] == TaskState.TASK_STATE_COMPLETED
+        assert {e.status_update.task_id for e in events if e.HasField("status_update")} == {task.id}
+        done = await alice.get_task(GetTaskRequest(id=task.id))
+        assert artifact_text(done) == "echo: hold, and keep me posted"
+        # An ended task has nothing more to stream (A2A 1.0 §3.1.6).
+        with pytest.raises(UnsupportedOperationError):
+            [e async for e in alice.subscribe(SubscribeToTaskRequest(id=task.id))]
 
 
 async def test_cancel_stops_the_running_call(setup: Setup) -> None:

@@ -553,13 +553,19 @@ def _mcp_add(args: argparse.Namespace) -> int:
 
 
 def _print_server(record: dict[str, Any]) -> None:
-    command = record["command"]
-    where = record["url"] or " ".join([command["command"], *command["args"]])
-    print(f"{record['id']:<20} {record['health']['status']:<9} {record['transport']:<5} {where}")
+    # An admin reads the whole record; anyone else a view without the URL,
+    # the command or tool states (it lists only the tools they may call).
+    command = record.get("command")
+    where = record.get("url") or (
+        " ".join([command["command"], *command["args"]]) if command else ""
+    )
+    status = record["health"]["status"]
+    print(f"{record['id']:<20} {status:<9} {record['transport']:<5} {where}".rstrip())
     for tool in record["tools"]:
-        flags = ", ".join(sorted({f["kind"] for f in tool["flags"]}))
-        gone = "" if tool["available"] else " (gone)"
-        print(f"  {tool['namespaced']:<40} {tool['state']:<11}{gone} {flags}".rstrip())
+        flags = ", ".join(sorted({f["kind"] for f in tool.get("flags", ())}))
+        gone = "" if tool.get("available", True) else " (gone)"
+        state = tool.get("state", "approved")
+        print(f"  {tool['namespaced']:<40} {state:<11}{gone} {flags}".rstrip())
 
 
 def _mcp_list(args: argparse.Namespace) -> int:

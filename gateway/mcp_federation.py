@@ -2,8 +2,8 @@
 
 Two faces:
 
-* the registry API (`register`, `refresh`, `approve`, `remove`), used by
-  `gateway/routers/mcp_servers.py`;
+* the registry API (`register`, `refresh`, `approve`, `remove`, and `shown`
+  for reads), used by `gateway/routers/mcp_servers.py`;
 * the Python API the gateway's MCP front end uses: `tools()` and
   `call_tool()`. A call runs the one delegation pipeline: the MCP server is a
   policy target like an agent (``agents.<server id>.tools.<tool name>`` in the
@@ -48,7 +48,9 @@ from registry.fetch import SafeFetcher
 from registry.mcp_models import (
     McpServerRecord,
     McpServerRegistration,
+    McpServerView,
     McpToolRecord,
+    McpToolView,
     RefreshResult,
     ToolState,
 )
@@ -468,6 +470,24 @@ class McpFederation:
             await self.upstreams.wake_and_wait()
         return removed
 
+    async def shown(
+        self, principal: Principal, records: Sequence[McpServerRecord]
+    ) -> list[McpServerRecord | McpServerView]:
+        """What the registry API shows ``principal`` of ``records``: an admin
+        every record whole; anyone else each server they may use (`visible`),
+        as a view with only the tools their `tools/list` offers them --
+        `tools(caller)`, the very decision `call_tool` runs."""
+        if principal.has_scope(ADMIN_SCOPE):
+            return list(records)
+        offered: dict[str, list[FederatedTool]] = {}
+        for tool in await self.tools(Caller.user(principal)):
+            offered.setdefault(tool.server_id, []).append(tool)
+        return [
+            _view_of(record, offered.get(record.id, []))
+            for record in records
+            if self.visible(principal, record)
+        ]
+
     def visible(self, principal: Principal, record: McpServerRecord) -> bool:
         """Whether a user may use any tool of the server: what listings show."""
         if principal.has_scope(ADMIN_SCOPE):
@@ -571,6 +591,22 @@ def _config_of(new: NewMcpServer) -> McpServerConfig:
         credential_secret=new.credential_secret,
         version="",
         trusted_registrant=new.trusted_registrant,
+    )
+
+
+def _view_of(record: McpServerRecord, tools: Sequence[FederatedTool]) -> McpServerView:
+    return McpServerView(
+        id=record.id,
+        name=record.name,
+        transport=record.transport,
+        health=record.health.model_copy(update={"detail": None}),
+        server_info=record.server_info,
+        protocol_version=record.protocol_version,
+        tools_refreshed_at=record.tools_refreshed_at,
+        tools=[
+            McpToolView(name=t.upstream_name, namespaced=t.name, definition=dict(t.definition))
+            for t in tools
+        ],
     )
 
 

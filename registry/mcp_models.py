@@ -233,8 +233,38 @@ class McpServerRecord(BaseModel):
     tools: list[McpToolRecord]
 
 
+class McpToolView(BaseModel):
+    """A tool as a user who may call it sees it: what `/mcp` `tools/list` offers them."""
+
+    name: str = Field(description="the tool's name on its server")
+    namespaced: str = Field(description="the name the gateway federates it under")
+    definition: dict[str, Any] = Field(description="the approved definition (MCP JSON)")
+
+
+class McpServerView(BaseModel):
+    """A server as a user (not an admin) sees it.
+
+    How the gateway reaches and authenticates to the server (URL, command
+    line, resource, credential), who registered it and the health detail (an
+    upstream error can name the URL) are for admins. The tools are those the
+    user's `/mcp` `tools/list` offers: approved, still offered by the server,
+    and allowed by the policy for this user.
+    """
+
+    id: str
+    name: str
+    transport: Literal["http", "stdio"]
+    health: McpHealth = Field(description="status and time of the last check; detail is null")
+    server_info: dict[str, Any] | None
+    protocol_version: str | None
+    tools_refreshed_at: datetime | None
+    tools: list[McpToolView]
+
+
 class McpServerList(BaseModel):
-    items: list[McpServerRecord]
+    items: list[McpServerRecord | McpServerView] = Field(
+        description="admins get every server's record; anyone else a view of each they may use"
+    )
 
 
 class ApproveRequest(BaseModel):

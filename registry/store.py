@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -453,13 +453,23 @@ def _card_columns(parsed: ParsedCard, signature: SignatureCheck) -> dict[str, An
 
 
 def _search_text(parsed: ParsedCard) -> str:
-    card = parsed.card
-    pieces: list[str] = [card.name, card.description]
-    if card.HasField("provider"):
-        pieces.append(card.provider.organization)
-    for skill in card.skills:
-        pieces.extend([skill.id, skill.name, skill.description, *skill.tags, *skill.examples])
-    return "\n".join(p for p in pieces if p)
+    return search_text(parsed.normalized, parsed.normalized.get("skills") or [])
+
+
+def search_text(card: Mapping[str, Any], skills: Iterable[Mapping[str, Any]]) -> str:
+    """What free-text search reads of a stored (1.0 JSON) card: its name,
+    description and provider, and the id, name, description, tags and examples
+    of each of ``skills`` (all the card's, or those a caller is shown)."""
+    provider = card.get("provider")
+    pieces: list[Any] = [
+        card.get("name"),
+        card.get("description"),
+        provider.get("organization") if isinstance(provider, Mapping) else None,
+    ]
+    for skill in skills:
+        pieces += [skill.get("id"), skill.get("name"), skill.get("description")]
+        pieces += [*(skill.get("tags") or ()), *(skill.get("examples") or ())]
+    return "\n".join(p for p in pieces if isinstance(p, str) and p)
 
 
 def search_words(text: str) -> set[str]:
@@ -587,6 +597,17 @@ def skill_filters_match(
         }:
             return False
     return True
+
+
+def words_match(q: str | None, card: Mapping[str, Any], skills: list[dict[str, Any]]) -> bool:
+    """Whether every word of ``q`` begins a word of the card as a caller shown
+    only ``skills`` of its own reads it (`search_with_cards` matched the words
+    on the whole card): no agent is found by a skill its caller is not shown."""
+    wanted = search_words(q or "")
+    if not wanted:
+        return True
+    words = search_words(search_text(card, skills))
+    return all(any(word.startswith(w) for word in words) for w in wanted)
 
 
 def _skill(skill: Mapping[str, Any]) -> SkillSummary:

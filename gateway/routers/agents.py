@@ -6,7 +6,9 @@ delegation runs -- so nobody browses what they cannot use. An agent a user
 may not use answers 404, exactly like one that does not exist. A record's
 `skills` (and `skill_contracts`) are those the user may call, each decided as
 a message for it is (`Delegations.usable_skills`); a search by skill, tag or
-media type matches only those. Admins see all.
+media type matches only those, and free text (`q`) only what the user is
+shown (the agent's name, description and provider, and those skills). Admins
+see all.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from registry.models import (
     CardVersion,
     RefreshRequest,
 )
-from registry.store import AgentNotFound, encode_cursor, skill_filters_match
+from registry.store import AgentNotFound, encode_cursor, skill_filters_match, words_match
 
 router = APIRouter(prefix="/agents", tags=["registry"])
 
@@ -64,7 +66,9 @@ async def list_agents(
             if not state.delegations.visible(principal, record.id, card):
                 continue
             skills = _usable(request, principal, record.id, card)
-            if skill_filters_match(query, card, skills):
+            # The store matched every filter and word on the whole card: again
+            # on what this caller is shown of it.
+            if skill_filters_match(query, card, skills) and words_match(query.q, card, skills):
                 items.append(_with_breaker(request, _showing(record, skills)))
                 if len(items) == query.limit:
                     return AgentPage(items=items, next_cursor=encode_cursor(record.id))

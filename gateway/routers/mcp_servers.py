@@ -3,9 +3,12 @@
 Registering a server reached over HTTP needs `switchboard:admin` or
 `switchboard:mcp-register`; a stdio server (a command the gateway runs) needs
 admin and a command on the operator's allowlist. Refresh, approval and
-removal need admin. Reads need a valid token and show a user only the servers
-they may use (the policy's decision, as for agents); admins see all. No
-response ever carries a credential's secret.
+removal need admin. Reads need a valid token. Admins read every server's
+whole record (`McpServerRecord`). Anyone else reads only the servers they may
+use (the policy's decision, as for agents), each as a `McpServerView`: no
+URL, command line, resource, credential, registrant or health detail, and
+only the tools their `/mcp` `tools/list` offers them (`McpFederation.shown`).
+No response ever carries a credential's secret.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from registry.mcp_models import (
     McpServerList,
     McpServerRecord,
     McpServerRegistration,
+    McpServerView,
     McpToolRecord,
     RefreshResult,
 )
@@ -57,19 +61,19 @@ async def register_server(
 @router.get("", summary="The MCP servers the caller may use, with their tools")
 async def list_servers(request: Request, principal: CurrentPrincipal) -> McpServerList:
     federation = state_of(request).mcp
-    records = await federation.store.all()
-    return McpServerList(items=[r for r in records if federation.visible(principal, r)])
+    return McpServerList(items=await federation.shown(principal, await federation.store.all()))
 
 
 @router.get("/{server_id}", summary="One MCP server, with its tools")
 async def get_server(
     request: Request, server_id: str, principal: CurrentPrincipal
-) -> McpServerRecord:
+) -> McpServerRecord | McpServerView:
     federation = state_of(request).mcp
     record = await federation.store.get(server_id)
-    if record is None or not federation.visible(principal, record):
+    shown = await federation.shown(principal, [record] if record else [])
+    if not shown:
         raise McpServerNotFound(server_id)
-    return record
+    return shown[0]
 
 
 @router.delete(

@@ -6,7 +6,8 @@ every skill of an agent, an agent denied outright, a card requirement that
 one skill replaces with its own. For each caller, every skill is called
 through the A2A front door (`metadata.skill`), and every listing of skills
 -- the gateway's authenticated extended card, `GET /agents`, `GET
-/agents/{id}`, a search by skill and by tag, and `/mcp`'s agent tools -- must
+/agents/{id}`, a search by skill, by tag and by free text, and `/mcp`'s agent
+tools -- must
 show exactly the skills whose call was admitted. A call held for approval is
 admitted (held, not refused), as `/mcp` lists such skills.
 
@@ -53,7 +54,8 @@ CARDS: dict[str, tuple[list[dict[str, Any]], list[str] | None]] = {
     "desk": (
         [
             {"id": "open"},
-            {"id": "secret", "tags": ["test", "confidential"]},
+            # One word only this skill has: a search for it finds desk by this skill.
+            {"id": "secret", "tags": ["test", "confidential"], "description": "Reads quillwort"},
             {"id": "held"},
         ],
         None,
@@ -189,11 +191,18 @@ def _registry(http: httpx.Client) -> dict[str, set[tuple[str, str]]]:
     # Only desk's secret skill carries the tag: the search finds desk for it.
     tagged = http.get("/agents", params={"tag": "confidential"}).json()["items"]
     by_tag = {(r["id"], "secret") for r in tagged}
+    # Likewise its description's word, alone or with a word every caller is shown.
+    by_word = set()
+    for q in ("quillwort", "desk quill", "QUILLWORT"):
+        by_word |= {
+            (r["id"], "secret") for r in http.get("/agents", params={"q": q}).json()["items"]
+        }
     return {
         "GET /agents": listed,
         "GET /agents/{id}": one_by_one,
         "GET /agents?skill=": by_skill,
         "GET /agents?tag= (desk/secret)": by_tag,
+        "GET /agents?q= (desk/secret)": by_word,
     }
 
 
@@ -213,8 +222,8 @@ async def test_every_listing_shows_exactly_the_skills_a_call_is_admitted_for(
         listings = {"extended card": _extended_card(http), **_registry(http)}
     for mode in MODES:
         listings[f"/mcp tools/list ({mode})"] = await _mcp_tools(setup, caller, mode)
-    tagged = admitted & {("desk", "secret")}
-    expected = {name: tagged if "tag=" in name else admitted for name in listings}
+    secret = admitted & {("desk", "secret")}
+    expected = {name: secret if "(desk/secret)" in name else admitted for name in listings}
     assert listings == expected
 
 
@@ -223,6 +232,24 @@ def test_admins_still_see_every_skill_in_the_registry(setup: Setup) -> None:
         items = admin.get("/agents", params={"limit": 200}).json()["items"]
         assert _records(items) == SKILLS
         assert _records([admin.get("/agents/mixed").json()]) == {("mixed", "one"), ("mixed", "two")}
+        found = admin.get("/agents", params={"q": "quillwort"}).json()["items"]
+        assert [r["id"] for r in found] == ["desk"]
+
+
+def test_free_text_still_finds_what_a_caller_is_shown(setup: Setup) -> None:
+    """`q` matches the agent's own name and description and the shown skills."""
+    with setup.http("nobody") as http:
+        listed = [r["id"] for r in http.get("/agents", params={"limit": 200}).json()["items"]]
+        for q, expected in (
+            ("desk", ["desk"]),  # the name (and the description's first word)
+            ("delegation tests", listed),  # every description
+            ("held", ["desk"]),  # a skill nobody may call, held for approval
+            ("open", ["desk"]),  # vault's open-vault is not shown to nobody
+            ("secret", []),  # the hidden skill's id and name
+            ("confidential", []),  # and its tag
+        ):
+            found = http.get("/agents", params={"q": q, "limit": 200}).json()["items"]
+            assert [r["id"] for r in found] == expected, q
 
 
 def _send_unnamed(setup: Setup, caller: str, agent: str) -> httpx.Response:

@@ -37,6 +37,11 @@ def test_mcp_commands_manage_servers(gateway: Gateway, upstream: ServerThread) -
     assert "alpha" in added.stdout and "alpha__add" in added.stdout and "approved" in added.stdout
     listed = run("mcp", "list", *common)
     assert listed.returncode == 0 and "alpha__whoami" in listed.stdout
+    assert upstream.url in listed.stdout
+    # A user's token reads the view: the tools they may call, no URL.
+    as_user = run("mcp", "list", "--token", gateway.token("alice"), *common)
+    assert as_user.returncode == 0, as_user.stderr
+    assert "alpha__whoami" in as_user.stdout and upstream.url not in as_user.stdout
     shown = run("mcp", "show", "alpha", *common)
     assert '"secret_set": true' in shown.stdout and "from-the-environment" not in shown.stdout
     refreshed = run("mcp", "refresh", "alpha", *common)

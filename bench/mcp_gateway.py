@@ -8,7 +8,9 @@ One upstream MCP server (the SDK's `MCPServer`, one `echo` tool, Streamable
 HTTP under uvicorn) and one gateway (`switchboard serve --dev`, SQLite, the
 server registered with the CLI, a dev user token). The load generator is the
 official `mcp` client: one `Client` per leg shared by N concurrent callers,
-the same code for both legs; only the URL (and the bearer token) differ. The
+the same code for both legs; only the URL (and the bearer token) differ.
+Unless `--no-pin`, the load generator and the upstream share one CPU and the
+gateway has another (LAYOUT), as `bench.a2a_forwarding` places its legs. The
 gateway leg pays for authentication, the policy decision, a minted token, the
 approval check, the audit record and a second MCP hop. DESIGN.md's target:
 through the gateway >= 0.5x the direct calls/s. Ratios are taken in the same
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -41,9 +44,17 @@ from bench.a2a_forwarding import (
     _cpu_seconds,
     _machine_busy_seconds,
     free_port,
+    pin,
     spawn,
     stop_process,
 )
+
+# Where processes run unless --no-pin, as in bench.a2a_forwarding: the load
+# generator and the upstream share the first CPU in both legs, the gateway
+# has the second to itself (as it would have its own host). Left to the
+# kernel, three processes' wake-ups on two cores made the 1-caller rows swing
+# (0.33x to 0.71x in four quiet runs of one day).
+LAYOUT: dict[str, set[int] | None] = {"load": None, "upstream": None, "gateway": None}
 
 TOOL = "echo"
 ARGUMENTS = {"text": "hello"}
@@ -96,6 +107,9 @@ def _servers() -> Iterator[Servers]:
     try:
         argv = ["serve", "--dev", "--data-dir", data, "--host", HOST, "--port", str(gw_port)]
         gateway = spawn([sys.executable, "-m", "gateway", *argv, "--log-level", "warning"], gw_port)
+        pin(upstream.pid, LAYOUT["upstream"])
+        pin(gateway.pid, LAYOUT["gateway"])
+        pin(os.getpid(), LAYOUT["load"])
         direct = f"http://{HOST}:{up_port}/mcp"
         _switchboard(data, "mcp", "add", "Bench", direct, "--id", "bench", "--no-prefix")
         token = _switchboard(data, "token", "issue", "--sub", "bench-user")
@@ -222,8 +236,14 @@ def print_table(runs: dict[tuple[str, int, str], list[Result]], seconds: float, 
     """One line per (revision, callers, leg): medians over the rounds; the
     gateway's ratio is the median of the per-round ratios, with their range."""
     per_round = "" if rounds == 1 else f", median of {rounds} rounds"
+    gateway_cpus = LAYOUT["gateway"]
     print(
-        f"\nMCP tools/call ({TOOL}), one shared mcp.Client per leg, {seconds:g} s per row{per_round}"
+        f"\nload + upstream on CPU {sorted(LAYOUT['load'] or ())}, gateway on CPU {sorted(gateway_cpus)}"
+        if gateway_cpus
+        else "\nprocesses placed by the kernel (--no-pin)"
+    )
+    print(
+        f"MCP tools/call ({TOOL}), one shared mcp.Client per leg, {seconds:g} s per row{per_round}"
     )
     print(
         f"{'revision':<11} {'callers':>7} {'leg':<8} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
@@ -274,5 +294,17 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1, help="run every row this often; medians")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the kernel place processes (default: load+upstream on one CPU, gateway on another)",
+    )
     options = parser.parse_args()
+    if (
+        not options.no_pin
+        and hasattr(os, "sched_getaffinity")
+        and len(os.sched_getaffinity(0)) >= 2
+    ):
+        first, second = sorted(os.sched_getaffinity(0))[:2]
+        LAYOUT.update(load={first}, upstream={first}, gateway={second})
     sys.exit(main(options.modes, options.callers, options.warmup, options.seconds, options.rounds))

@@ -96,7 +96,7 @@ from gateway.breaker import BreakerOpen, Breakers
 from gateway.errors import Problem, problem_response
 from gateway.handoffs import Resilience, breaker_error, contract_refusal, skill_of
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied, Delegations, Grant
-from gateway.push import PushRelays, RelayRefused, parse_notification
+from gateway.push import CredentialsUnavailable, PushRelays, RelayRefused, parse_notification
 from gateway.retry import Attempts, Failure
 from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
@@ -874,6 +874,19 @@ class AgentHandler(RequestHandler):
         await parts.tasks.observe(agent_id, relay.owner, _event_of(event))
         try:
             status = await parts.push.forward(parts.upstreams.http, relay, event)
+        except CredentialsUnavailable as exc:
+            # Recorded, not forwarded: this config's credentials cannot be
+            # opened (the reason names no secret). Other configs are unaffected.
+            logger.warning(
+                "push config %s of task %s (agent %s) not forwarded: %s",
+                relay.config_id,
+                relay.task_id,
+                agent_id,
+                exc,
+            )
+            return JSONResponse(
+                {"error": "the client's webhook credentials cannot be used"}, status_code=502
+            )
         except httpx.HTTPError as exc:
             logger.warning("push to the webhook of task %s failed: %r", relay.task_id, exc)
             return JSONResponse({"error": "the client's webhook is unreachable"}, status_code=502)

@@ -177,7 +177,7 @@ async def _start(
 ) -> AppState:
     engine = db.create_engine(settings.effective_database_url)
     stack.push_async_callback(engine.dispose)
-    await db.upgrade(engine)
+    await db.upgrade(engine, settings.sealing_secret)
 
     keys = KeyStore(engine, settings.sealing_secret, settings.key_recheck_seconds)
     await keys.active_key()
@@ -272,7 +272,7 @@ async def _start(
         token_endpoint=settings.token_endpoint,
         version=__version__,
         fetcher=fetcher,
-        push=PushRelays(engine, keys, settings.effective_public_url),
+        push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
         resilience=resilience,
     )
     mcp_store = SqlMcpStore(engine)

@@ -349,7 +349,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> None:
-        async with db.migrated(settings.effective_database_url):
+        async with db.migrated(settings.effective_database_url, settings.sealing_secret):
             pass
 
     asyncio.run(run())
@@ -619,7 +619,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         raise CliError("--retire-after must not be negative")
 
     async def run() -> tuple[str, list[str]]:
-        async with db.migrated(settings.effective_database_url) as engine:
+        async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
             store = KeyStore(engine, settings.sealing_secret)
             await store.active_key()  # opens the current key: a wrong secret fails here
             key, old = await store.rotate(retire_after)
@@ -636,7 +636,7 @@ def _keys_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> list[Any]:
-        async with db.migrated(settings.effective_database_url) as engine:
+        async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
             return await KeyStore(engine, settings.sealing_secret).list_keys()
 
     for info in asyncio.run(run()):

@@ -43,31 +43,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
+async def migrated(url: str, sealing_secret: str | None) -> AsyncIterator[AsyncEngine]:
     """An engine on an up-to-date schema, disposed on exit: for processes
     without a running app (the CLI, tools)."""
     engine = create_engine(url)
     try:
-        await upgrade(engine)
+        await upgrade(engine, sealing_secret)
         yield engine
     finally:
         await engine.dispose()
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Apply every pending migration; safe to run from several replicas at once."""
+async def upgrade(engine: AsyncEngine, sealing_secret: str | None = None) -> None:
+    """Apply every pending migration; safe to run from several replicas at once.
+
+    ``sealing_secret`` (the operator's `SWITCHBOARD_SECRET_KEY`) is for the
+    migrations that seal values already stored (0009): without it they move
+    them as they are, which only a ``--dev`` gateway without a secret can read.
+    """
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent upgrades; released when this transaction ends.
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
-        await conn.run_sync(_upgrade_sync)
+        await conn.run_sync(_upgrade_sync, sealing_secret)
 
 
-def _upgrade_sync(connection: Connection) -> None:
+def _upgrade_sync(connection: Connection, sealing_secret: str | None) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
+    config.attributes["sealing_secret"] = sealing_secret
     command.upgrade(config, "head")
 
 

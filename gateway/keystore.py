@@ -210,7 +210,7 @@ class KeyStore:
 async def load_active_key(database_url: str, secret: str | None) -> SigningKey:
     """The signing key, for a process without a running app (the CLI, tools):
     migrates the database if needed, creates the key on first use."""
-    async with migrated(database_url) as engine:
+    async with migrated(database_url, secret) as engine:
         return await KeyStore(engine, secret).active_key()
 
 

@@ -13,6 +13,29 @@ pinned, with a deadline -- carrying:
   if it gave one; otherwise a short-lived JWT signed by the gateway (`iss` =
   the gateway, `aud` = the webhook URL, `sub` = the task's owner), which the
   webhook can check against the gateway's JWKS.
+
+The client's `authentication.credentials` are a secret of its webhook. They
+are stored apart from the rest of its config (`credentials_sealed`), sealed
+with the operator's SWITCHBOARD_SECRET_KEY like the vendor agents' API keys
+(`policies.keys.seal_secret`, a key derived for this purpose alone), and
+opened only to build the `Authorization` header of a forward. A value that
+cannot be opened (another secret, or none) fails that forward alone
+(`CredentialsUnavailable`). They are never given back: the configs that
+Create, Get and List answer with carry the scheme but no credentials. A2A 1.0
+lets a server leave them out -- `credentials` is the one optional field of
+`AuthenticationInfo`, and Get must return "the webhook URL and notification
+settings" (§3.1.8) -- and asks that they be treated as secrets (§13.2). The
+a2a-sdk's own `DefaultRequestHandler` returns them as stored; the gateway does
+not.
+
+Rows written before this kept the credentials in plain text inside `config`.
+Rather than a format that tells plain values from sealed ones and reseals them
+when the client next sets its config (which it may never do, leaving them in
+plain text), `gateway.db.upgrade` hands the operator's secret to the
+migrations and 0009 seals them all at once; `switchboard serve` and
+`switchboard db upgrade` pass it. So a stored value is only ever what
+`seal_secret` wrote, and `open_secret` reads it with the same rules as every
+other sealed secret here.
 """
 
 from __future__ import annotations
@@ -34,10 +57,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.keystore import KeyStore
 from gateway.tables import a2a_push_configs
 from gateway.tasks import Owner
+from policies.keys import KeySealError, open_secret, seal_secret
 from policies.tokens import mint_access_token
 
 WEBHOOK_TOKEN_TTL_SECONDS = 60
 FORWARD_TIMEOUT_SECONDS = 10.0
+# Names the key the credentials are sealed with: part of the stored format
+# (migration 0009 uses it too), so it never changes.
+SEAL_PURPOSE = "a2a-push-credentials"
 
 
 @dataclass(frozen=True)
@@ -47,17 +74,30 @@ class Relay:
     config_id: str
     owner: Owner
     config: dict[str, Any]
+    credentials_sealed: str | None
 
 
 class RelayRefused(Exception):
     """Unknown relay or wrong relay token: the caller is not the agent we asked."""
 
 
+class CredentialsUnavailable(Exception):
+    """The client's webhook credentials cannot be opened (another sealing
+    secret, or none); the message never contains them."""
+
+
 class PushRelays:
-    def __init__(self, engine: AsyncEngine, keys: KeyStore, public_url: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: KeyStore,
+        public_url: str,
+        sealing_secret: str | None,
+    ) -> None:
         self._engine = engine
         self._keys = keys
         self._public_url = public_url
+        self._sealing_secret = sealing_secret
 
     async def create(
         self, agent_id: str, owner: Owner, config: TaskPushNotificationConfig
@@ -67,6 +107,11 @@ class PushRelays:
         stored = TaskPushNotificationConfig()
         stored.CopyFrom(config)
         stored.id = config.id or str(uuid.uuid4())
+        credentials = stored.authentication.credentials
+        sealed = (
+            seal_secret(credentials, self._sealing_secret, SEAL_PURPOSE) if credentials else None
+        )
+        _without_credentials(stored)
         relay_id = secrets.token_urlsafe(16)
         relay_token = secrets.token_urlsafe(32)
         async with self._engine.begin() as conn:
@@ -84,6 +129,7 @@ class PushRelays:
                     relay_id=relay_id,
                     relay_token_hash=_digest(relay_token),
                     config=MessageToDict(stored),
+                    credentials_sealed=sealed,
                     created_at=datetime.now(UTC),
                 )
             )
@@ -106,7 +152,7 @@ class PushRelays:
         for row in rows:
             config = TaskPushNotificationConfig()
             ParseDict(row.config, config, ignore_unknown_fields=True)
-            found.append(config)
+            found.append(_without_credentials(config))
         return found
 
     async def delete(self, agent_id: str, owner: Owner, task_id: str, config_id: str) -> bool:
@@ -137,19 +183,27 @@ class PushRelays:
             config_id=row.config_id,
             owner=Owner(row.owner_subject, row.owner_issuer),
             config=dict(row.config),
+            credentials_sealed=row.credentials_sealed,
         )
 
     async def forward(self, http: httpx.AsyncClient, relay: Relay, event: StreamResponse) -> int:
-        """POST the event to the client's webhook; returns its HTTP status."""
+        """POST the event to the client's webhook; returns its HTTP status.
+        Raises `CredentialsUnavailable` (before connecting) when the client's
+        credentials cannot be opened."""
         config = TaskPushNotificationConfig()
         ParseDict(relay.config, config, ignore_unknown_fields=True)
         headers = {"Content-Type": "application/json"}
         if config.token:
             headers["X-A2A-Notification-Token"] = config.token
-        if config.authentication.scheme and config.authentication.credentials:
-            headers["Authorization"] = (
-                f"{config.authentication.scheme} {config.authentication.credentials}"
-            )
+        scheme = config.authentication.scheme
+        if scheme and relay.credentials_sealed:
+            try:
+                credentials = open_secret(
+                    relay.credentials_sealed, self._sealing_secret, SEAL_PURPOSE
+                )
+            except KeySealError as exc:
+                raise CredentialsUnavailable(str(exc)) from None
+            headers["Authorization"] = f"{scheme} {credentials}"
         else:
             key = await self._keys.active_key()
             signed = mint_access_token(
@@ -188,6 +242,14 @@ def parse_notification(body: Any) -> StreamResponse:
     if event.WhichOneof("payload") is None:
         raise ValueError("the notification carries no event")
     return event
+
+
+def _without_credentials(config: TaskPushNotificationConfig) -> TaskPushNotificationConfig:
+    """The config as the client may see it again: the scheme, not the secret.
+    Applied to what is read back too, so no row can hand one out."""
+    if config.HasField("authentication"):
+        config.authentication.ClearField("credentials")
+    return config
 
 
 def _owned(

@@ -96,8 +96,11 @@ a2a_push_configs = Table(
     Column("owner_issuer", Text, nullable=False),
     Column("relay_id", String(64), nullable=False, unique=True),
     Column("relay_token_hash", String(128), nullable=False),
-    # The client's config as it sent it (A2A 1.0 JSON): url, token, authentication.
+    # The client's config as it sent it (A2A 1.0 JSON: url, token,
+    # authentication.scheme) but for `authentication.credentials`, which is
+    # kept apart, sealed with SWITCHBOARD_SECRET_KEY (`gateway.push`).
     Column("config", JSON, nullable=False),
+    Column("credentials_sealed", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

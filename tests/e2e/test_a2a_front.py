@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -27,6 +28,7 @@ from a2a.compat.v0_3.jsonrpc_transport import CompatJsonRpcTransport
 from a2a.helpers import new_text_message
 from a2a.types import (
     AgentCard,
+    AuthenticationInfo,
     CancelTaskRequest,
     DeleteTaskPushNotificationConfigRequest,
     GetExtendedAgentCardRequest,
@@ -50,8 +52,13 @@ from a2a.utils.errors import (
 )
 from a2a.utils.signing import create_signature_verifier
 from google.protobuf.json_format import ParseDict
+from sqlalchemy import select, update
 
-from tests.support.a2a_agents import legacy_worker_agent, webhook, worker_agent
+from gateway.db import create_engine
+from gateway.push import SEAL_PURPOSE
+from gateway.tables import a2a_push_configs
+from policies.keys import seal_secret
+from tests.support.a2a_agents import Webhook, legacy_worker_agent, webhook, worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.servers import ServerThread, stop_all
@@ -59,6 +66,8 @@ from tests.support.servers import ServerThread, stop_all
 USER = "alice"
 OTHER = "bob"
 DONE = TaskState.TASK_STATE_COMPLETED
+# The deployment seals what it stores, as outside --dev (push credentials).
+SEALING_SECRET = "front-door-tests-sealing-secret-0123456789"
 
 
 @dataclass
@@ -140,7 +149,7 @@ def front_door(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
     worker_seen, legacy_seen = Recorder(), Recorder()
     worker = worker_agent(worker_seen)
     legacy = legacy_worker_agent(legacy_seen)
-    gateway = start_gateway(tmp_path, database_url)
+    gateway = start_gateway(tmp_path, database_url, secret_key=SEALING_SECRET)
     try:
         _register(gateway, "worker", worker)
         _register(gateway, "legacy", legacy)
@@ -541,6 +550,137 @@ async def test_a_forged_notification_is_refused(front: Front) -> None:
             headers={"X-A2A-Notification-Token": "guess"},
         )
     assert response.status_code == 401
+
+
+async def test_push_credentials_are_sealed_at_rest_and_reach_only_the_webhook(
+    front: Front,
+) -> None:
+    secret = f"webhook-secret-{uuid.uuid4().hex}"
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            # Paused in input-required: nothing is sent until the follow-up.
+            task = (await alice.send_message(message("ask"))).task
+            config = TaskPushNotificationConfig(
+                task_id=task.id,
+                url=hook.url,
+                authentication=AuthenticationInfo(scheme="Bearer", credentials=secret),
+            )
+            created = await alice.create_task_push_notification_config(config)
+            listed = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task.id)
+            )
+            fetched = await alice.get_task_push_notification_config(
+                GetTaskPushNotificationConfigRequest(task_id=task.id, id=created.id)
+            )
+            # The scheme is shown, the secret is never handed back.
+            for shown in (created, *listed.configs, fetched):
+                assert shown.url == hook.url
+                assert shown.authentication.scheme == "Bearer"
+                assert not shown.authentication.credentials
+            row = await _push_row(front, task.id, created.id)
+            assert secret not in repr(row)
+            assert str(row["credentials_sealed"]).startswith("fernet:")
+            await alice.send_message(follow_up(task))
+            await _until_done(hook)
+    finally:
+        hook.server.stop()
+    assert hook.received
+    for headers, _ in hook.received:
+        assert headers["authorization"] == f"Bearer {secret}"
+    for call in front.worker_seen.calls():
+        assert not call.contains(secret)
+
+
+async def test_a_push_config_whose_credentials_cannot_be_opened_is_skipped(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, lost = f"good-{uuid.uuid4().hex}", f"lost-{uuid.uuid4().hex}"
+    kept, skipped = webhook(), webhook()
+    try:
+        async with front.transport("worker") as alice:
+            task = (await alice.send_message(message("ask"))).task
+            for config_id, hook, secret in (("kept", kept, good), ("skipped", skipped, lost)):
+                await alice.create_task_push_notification_config(
+                    TaskPushNotificationConfig(
+                        task_id=task.id,
+                        id=config_id,
+                        url=hook.url,
+                        authentication=AuthenticationInfo(scheme="Bearer", credentials=secret),
+                    )
+                )
+            # As if restored from a deployment with another SWITCHBOARD_SECRET_KEY.
+            sealed = seal_secret(lost, "another" * 6, SEAL_PURPOSE)
+            await _set_sealed(front, task.id, "skipped", sealed)
+            with caplog.at_level(logging.WARNING, logger="gateway.a2a_front"):
+                await alice.send_message(follow_up(task))
+                await _until_done(kept)
+                for _ in range(100):
+                    if _skipped(caplog, task.id):
+                        break
+                    await asyncio.sleep(0.05)
+            # The notification was still recorded against the task.
+            fetched = await alice.get_task(GetTaskRequest(id=task.id))
+            assert fetched.status.state == DONE
+    finally:
+        stop_all(kept.server, skipped.server)
+    assert all(h["authorization"] == f"Bearer {good}" for h, _ in kept.received)
+    assert not skipped.received
+    warnings = _skipped(caplog, task.id)
+    assert warnings, caplog.text
+    assert not any(lost in w or sealed in w for w in warnings)
+
+
+def follow_up(task: Task) -> SendMessageRequest:
+    """The answer that completes a task paused by "ask"."""
+    return message("warehouse 7", task_id=task.id, context_id=task.context_id)
+
+
+def _skipped(caplog: pytest.LogCaptureFixture, task_id: str) -> list[str]:
+    """The gateway's warnings that a notification for the task was not forwarded."""
+    logged = [r.getMessage() for r in caplog.records]
+    return [m for m in logged if task_id in m and "not forwarded" in m]
+
+
+async def _push_row(front: Front, task_id: str, config_id: str) -> dict[str, Any]:
+    engine = create_engine(front.gateway.settings.effective_database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(a2a_push_configs).where(
+                        a2a_push_configs.c.task_id == task_id,
+                        a2a_push_configs.c.config_id == config_id,
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return dict(row._mapping)
+
+
+async def _set_sealed(front: Front, task_id: str, config_id: str, sealed: str) -> None:
+    engine = create_engine(front.gateway.settings.effective_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(a2a_push_configs)
+                .where(
+                    a2a_push_configs.c.task_id == task_id,
+                    a2a_push_configs.c.config_id == config_id,
+                )
+                .values(credentials_sealed=sealed)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _until_done(hook: Webhook) -> None:
+    for _ in range(100):
+        if any(_is_done(body) for _, body in hook.received):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no final notification: {hook.received}")
 
 
 def _is_done(body: dict[str, Any]) -> bool:

@@ -1,0 +1,95 @@
+"""Push webhook credentials sealed at rest: `a2a_push_configs.credentials_sealed`.
+
+Until now a client's `authentication.credentials` sat in plain text inside
+`a2a_push_configs.config`. This moves each one into the new column, sealed
+with the operator's secret, which `gateway.db.upgrade` hands to the migration
+(`switchboard serve` and `switchboard db upgrade` pass SWITCHBOARD_SECRET_KEY).
+No plain copy is left in `config`. Run without a secret (``--dev``), the value
+is moved as it is, as `policies.keys.seal_secret` stores everything without
+one; a gateway that later runs with a secret refuses to use such a value (that
+one notification is not forwarded, and the gateway logs why) until the client
+sets the config again.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-11-21
+"""
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from policies.keys import KeySealError, open_secret, seal_secret
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+# The same purpose as gateway.push.SEAL_PURPOSE: it names the HKDF key, so it
+# is part of the stored format and must never change.
+SEAL_PURPOSE = "a2a-push-credentials"
+
+_configs = sa.table(
+    "a2a_push_configs",
+    sa.column("agent_id", sa.String),
+    sa.column("task_id", sa.String),
+    sa.column("config_id", sa.String),
+    sa.column("config", sa.JSON),
+    sa.column("credentials_sealed", sa.Text),
+)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("a2a_push_configs") as batch:
+        batch.add_column(sa.Column("credentials_sealed", sa.Text, nullable=True))
+    secret = _secret()
+    for row in _rows():
+        config = dict(row.config)
+        authentication = dict(config.get("authentication") or {})
+        credentials = authentication.pop("credentials", None)
+        if not credentials:
+            continue
+        config["authentication"] = authentication
+        _update(row, config, seal_secret(credentials, secret, SEAL_PURPOSE))
+
+
+def downgrade() -> None:
+    secret = _secret()
+    for row in _rows():
+        if row.credentials_sealed is None:
+            continue
+        try:
+            credentials = open_secret(row.credentials_sealed, secret, SEAL_PURPOSE)
+        except KeySealError as exc:
+            raise RuntimeError(f"cannot put push credentials back in plain text: {exc}") from None
+        config = dict(row.config)
+        config["authentication"] = {
+            **(config.get("authentication") or {}),
+            "credentials": credentials,
+        }
+        _update(row, config, None)
+    with op.batch_alter_table("a2a_push_configs") as batch:
+        batch.drop_column("credentials_sealed")
+
+
+def _secret() -> str | None:
+    secret: str | None = context.config.attributes.get("sealing_secret")
+    return secret
+
+
+def _rows() -> list[Any]:
+    return list(op.get_bind().execute(sa.select(_configs)).all())
+
+
+def _update(row: Any, config: dict[str, Any], sealed: str | None) -> None:
+    op.get_bind().execute(
+        _configs.update()
+        .where(
+            _configs.c.agent_id == row.agent_id,
+            _configs.c.task_id == row.task_id,
+            _configs.c.config_id == row.config_id,
+        )
+        .values(config=config, credentials_sealed=sealed)
+    )

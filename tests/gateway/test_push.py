@@ -1,0 +1,203 @@
+"""gateway.push: the client's webhook credentials sealed at rest, and migration
+0009, which seals the ones stored before, on SQLite and PostgreSQL.
+
+The relays are driven directly here (a forward goes to an `httpx.MockTransport`);
+tests/e2e/test_a2a_front.py covers the same through the A2A front door.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.types import AuthenticationInfo, StreamResponse, TaskPushNotificationConfig
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import db
+from gateway.keystore import KeyStore
+from gateway.push import CredentialsUnavailable, PushRelays
+from gateway.tables import a2a_push_configs
+from gateway.tasks import Owner
+
+SECRET = "push-tests-sealing-secret-0123456789abcdef"
+OWNER = Owner("alice", "https://issuer.example")
+RELAY_TOKEN = "relay-token"
+
+
+@pytest.fixture
+async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'push.db'}")
+    yield engine
+    await engine.dispose()
+
+
+async def migrate(
+    engine: AsyncEngine, revision: str, secret: str | None = None, *, down: bool = False
+) -> None:
+    """Up (or down) to one revision, as `gateway.db.upgrade` goes to the head."""
+
+    def run(connection: Connection) -> None:
+        config = db.alembic_config()
+        config.attributes["connection"] = connection
+        config.attributes["sealing_secret"] = secret
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+def relays(engine: AsyncEngine, secret: str | None) -> PushRelays:
+    return PushRelays(engine, KeyStore(engine, secret), "https://gw.example", secret)
+
+
+def config(credentials: str = "") -> TaskPushNotificationConfig:
+    return TaskPushNotificationConfig(
+        task_id="t1",
+        id="c1",
+        url="https://hook.example/in",
+        token="client-token",
+        authentication=AuthenticationInfo(scheme="Bearer", credentials=credentials),
+    )
+
+
+async def row(engine: AsyncEngine) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        found = (await conn.execute(select(a2a_push_configs))).one()
+    return dict(found._mapping)
+
+
+async def authorization(push: PushRelays, relay_id: str, token: str = RELAY_TOKEN) -> str:
+    """The `Authorization` a forward through the relay sends the webhook."""
+    sent: list[httpx.Request] = []
+
+    def webhook(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    relay = await push.relay_for("worker", relay_id, token)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(webhook)) as http:
+        event = StreamResponse()
+        event.task.id = "t1"
+        assert await push.forward(http, relay, event) == 204
+    (request,) = sent
+    return request.headers["authorization"]
+
+
+async def test_credentials_are_stored_sealed_and_opened_only_to_forward(
+    engine: AsyncEngine,
+) -> None:
+    await db.upgrade(engine, SECRET)
+    push = relays(engine, SECRET)
+    shown, upstream = await push.create("worker", OWNER, config("s3cret-value"))
+    assert shown.authentication.scheme == "Bearer" and not shown.authentication.credentials
+    assert "s3cret-value" not in repr(upstream)
+    stored = await row(engine)
+    assert "s3cret-value" not in repr(stored)
+    assert stored["credentials_sealed"].startswith("fernet:")
+    (listed,) = await push.configs("worker", OWNER, "t1")
+    assert listed.authentication.scheme == "Bearer" and not listed.authentication.credentials
+    relay_id = upstream.url.rsplit("/", 1)[1]
+    assert await authorization(push, relay_id, upstream.token) == "Bearer s3cret-value"
+
+
+@pytest.mark.parametrize("other", ["another-sealing-secret-0123456789abcdef", None])
+async def test_credentials_that_cannot_be_opened_fail_the_forward_unshown(
+    engine: AsyncEngine, other: str | None
+) -> None:
+    await db.upgrade(engine, SECRET)
+    _, upstream = await relays(engine, SECRET).create("worker", OWNER, config("s3cret-value"))
+    relay_id = upstream.url.rsplit("/", 1)[1]
+    with pytest.raises(CredentialsUnavailable) as refused:
+        await authorization(relays(engine, other), relay_id, upstream.token)
+    assert "s3cret-value" not in str(refused.value)
+    assert "SWITCHBOARD_SECRET_KEY" in str(refused.value)
+
+
+async def test_without_credentials_the_webhook_gets_the_gateways_token(
+    engine: AsyncEngine,
+) -> None:
+    await db.upgrade(engine, SECRET)
+    push = relays(engine, SECRET)
+    _, upstream = await push.create("worker", OWNER, config())
+    assert (await row(engine))["credentials_sealed"] is None
+    relay_id = upstream.url.rsplit("/", 1)[1]
+    assert (await authorization(push, relay_id, upstream.token)).startswith("Bearer ey")
+
+
+# Migration 0009 ----------------------------------------------------------------------
+
+
+async def insert_plain(engine: AsyncEngine, config_id: str, document: dict[str, Any]) -> None:
+    """A row as the gateway wrote it before 0009: credentials inside `config`."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            a2a_push_configs.insert().values(
+                agent_id="worker",
+                task_id="t1",
+                config_id=config_id,
+                owner_subject=OWNER.subject,
+                owner_issuer=OWNER.issuer,
+                relay_id=f"relay-{config_id}",
+                relay_token_hash=hashlib.sha256(RELAY_TOKEN.encode()).hexdigest(),
+                config=document,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+
+PLAIN = {
+    "taskId": "t1",
+    "id": "c1",
+    "url": "https://hook.example/in",
+    "authentication": {"scheme": "Basic", "credentials": "dXNlcjpwYXNz"},
+}
+
+
+async def test_0009_seals_what_was_stored_in_plain_text(engine: AsyncEngine) -> None:
+    await migrate(engine, "0008")
+    await insert_plain(engine, "c1", PLAIN)
+    await insert_plain(engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"})
+    await db.upgrade(engine, SECRET)
+    async with engine.connect() as conn:
+        rows = {r.config_id: r for r in (await conn.execute(select(a2a_push_configs))).all()}
+    assert "dXNlcjpwYXNz" not in repr(rows)
+    assert rows["c1"].config["authentication"] == {"scheme": "Basic"}
+    assert rows["c1"].credentials_sealed.startswith("fernet:")
+    assert rows["c2"].credentials_sealed is None
+    assert rows["c2"].config == {"taskId": "t1", "id": "c2", "url": "https://h.example/"}
+    push = relays(engine, SECRET)
+    assert await authorization(push, "relay-c1") == "Basic dXNlcjpwYXNz"
+    (shown,) = await push.configs("worker", OWNER, "t1", "c1")
+    assert shown.authentication.scheme == "Basic" and not shown.authentication.credentials
+
+
+async def test_0009_without_a_secret_moves_the_value_for_a_dev_gateway(
+    engine: AsyncEngine,
+) -> None:
+    await migrate(engine, "0008")
+    await insert_plain(engine, "c1", PLAIN)
+    await db.upgrade(engine, None)
+    stored = await row(engine)
+    assert "credentials" not in stored["config"]["authentication"]
+    assert await authorization(relays(engine, None), "relay-c1") == "Basic dXNlcjpwYXNz"
+    # A gateway with a secret does not take it as sealed: that forward fails.
+    with pytest.raises(CredentialsUnavailable):
+        await authorization(relays(engine, SECRET), "relay-c1")
+
+
+async def test_0009_downgrade_puts_the_credentials_back(engine: AsyncEngine) -> None:
+    await migrate(engine, "0008")
+    await insert_plain(engine, "c1", PLAIN)
+    await db.upgrade(engine, SECRET)
+    await migrate(engine, "0008", SECRET, down=True)
+    async with engine.connect() as conn:
+        document = (await conn.execute(select(a2a_push_configs.c.config))).scalar_one()
+    assert document == PLAIN

@@ -50,6 +50,7 @@ from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.audit import trace_id_from
@@ -68,6 +69,7 @@ from gateway.mcp_errors import (
     caller_of,
     mcp_error,
 )
+from gateway.mcp_events import MemoryEventStore, SessionBinding
 from gateway.mcp_federation import McpFederation, ToolNotFound, ToolQuarantined
 from gateway.mcp_front_offerings import OfferingHandlers
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
@@ -211,8 +213,21 @@ class McpFront:
                 default_audience=settings.effective_resource_id + MCP_PATH,
             )
         )
+        # Resumable SSE streams for 2025-11-25 sessions (gateway.mcp_events).
+        self.events = (
+            MemoryEventStore(
+                max_events_per_stream=settings.mcp_resume_max_events_per_stream,
+                max_events=settings.mcp_resume_max_events,
+                max_bytes=settings.mcp_resume_max_bytes,
+                idle_seconds=settings.mcp_session_idle_seconds,
+            )
+            if settings.mcp_resumable
+            else None
+        )
         self.manager = StreamableHTTPSessionManager(
             app=self.server,
+            event_store=self.events,
+            retry_interval=settings.mcp_sse_retry_ms if self.events is not None else None,
             # SSE answers, not JSON: with JSON a 2026-07-28 call can neither
             # report progress nor be cancelled (the SDK answers plain JSON
             # anyway when a handler finishes quickly and silently).
@@ -226,7 +241,10 @@ class McpFront:
     def routes(self) -> list[BaseRoute]:
         # One exact route (GET for the 2025 stream, POST, DELETE to end a
         # session): a Mount would redirect `/mcp` to `/mcp/`.
-        return [Route(MCP_PATH, endpoint=McpAuth(StreamableHTTPASGIApp(self.manager)))]
+        app: ASGIApp = StreamableHTTPASGIApp(self.manager)
+        if self.events is not None:
+            app = SessionBinding(app, self.events)  # after McpAuth: the caller is known
+        return [Route(MCP_PATH, endpoint=McpAuth(app))]
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:

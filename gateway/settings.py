@@ -195,6 +195,29 @@ class Settings(BaseSettings):
     mcp_session_idle_seconds: float = Field(
         default=1800.0, gt=0, description="How long an idle 2025-11-25 MCP session is kept."
     )
+    mcp_resumable: bool = Field(
+        default=True,
+        description="Keep the events of 2025-11-25 sessions' SSE streams so a client whose "
+        "connection drops can resume with Last-Event-ID (in memory, bounded below).",
+    )
+    mcp_sse_retry_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=600_000,
+        description="The SSE `retry` sent in a resumable stream's priming event: how long a "
+        "client waits before reconnecting.",
+    )
+    mcp_resume_max_events_per_stream: int = Field(
+        default=1000, ge=1, description="Events kept per SSE stream; the oldest go first."
+    )
+    mcp_resume_max_events: int = Field(
+        default=50_000, ge=1, description="Events kept for resumption in all; oldest first."
+    )
+    mcp_resume_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of events kept for resumption in all (their JSON); oldest first.",
+    )
 
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,

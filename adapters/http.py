@@ -28,7 +28,8 @@ Answers are capped while they stream (an SSE stream gets its own, larger cap)
 and must not be content-coded: the gateway asks for `identity`, so a
 compressed answer cannot expand past the cap after it was counted. No cookie
 jar (one user's session must not ride on another's call), no redirects, no
-proxy from the environment.
+proxy from the environment. Every request made for a delegation carries its
+trace (`traceparent`, made by `adapters.trace_context`) and no other.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
+from adapters.trace_context import TracedRequest
 from registry.ssrf import AddressPolicy, AddressRefused
 
 RESOLVE_CACHE_SECONDS = 5
@@ -106,7 +108,9 @@ def checked_session(policy: AddressPolicy) -> aiohttp.ClientSession:
     (`SafeResolver`, connect-time, so a rebinding DNS server gets no second
     answer), no cookies kept, no proxy from the environment, bodies as sent
     (coded answers are refused by the callers, so caps count real bytes).
-    Made inside the running loop."""
+    Each request carries the W3C trace headers of the delegation it is made
+    for, and only those (`adapters.trace_context`). Made inside the running
+    loop."""
     connector = aiohttp.TCPConnector(
         resolver=SafeResolver(policy),
         limit=MAX_CONNECTIONS,
@@ -117,6 +121,7 @@ def checked_session(policy: AddressPolicy) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         auto_decompress=False,
+        request_class=TracedRequest,
     )
 
 

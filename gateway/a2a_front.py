@@ -88,9 +88,9 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from adapters.trace_context import begin as begin_trace
 from gateway import retry
 from gateway.a2a_cards import card_json, etag, gateway_card, proxied_card, sign_card
-from gateway.audit import trace_id_from
 from gateway.auth import current_principal, front_door_principal
 from gateway.breaker import BreakerOpen, Breakers
 from gateway.errors import Problem, problem_response
@@ -1185,7 +1185,7 @@ class A2AFrontDoor:
             return problem_response(problem)
         except TokenInvalid as exc:  # a malformed act claim
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
-        trace_id = trace_id_from(request.headers.get("traceparent"))
+        trace_id = begin_trace(request.headers)
         try:
             skill = await self._skill(request, jsonrpc, agent_id, caller)
         except _Unparseable as refusal:

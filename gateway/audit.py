@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,24 +34,6 @@ from registry.tables import as_utc
 logger = logging.getLogger(__name__)
 _BATCH = 500
 _MAX_ID = 2**63 - 1  # BIGINT
-
-
-def new_trace_id() -> str:
-    return secrets.token_hex(16)
-
-
-def trace_id_from(traceparent: str | None) -> str:
-    """The W3C trace id of an incoming `traceparent`, or a fresh one."""
-    if traceparent:
-        parts = traceparent.strip().split("-")
-        if (
-            len(parts) >= 4
-            and len(parts[1]) == 32
-            and all(c in "0123456789abcdef" for c in parts[1])
-            and parts[1] != "0" * 32
-        ):
-            return parts[1]
-    return new_trace_id()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The MCP errors `/mcp` answers with, and the caller of a request.
+"""The MCP errors `/mcp` answers with, and the caller and trace of a request.
 
 Errors are MCP's (2025-11-25 "Tools", "Error handling"): an unknown tool is
 the JSON-RPC error -32602; the gateway's refusals and upstream failures are
@@ -14,6 +14,7 @@ from mcp import MCPError
 from mcp.server import ServerRequestContext
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.trace_context import begin as begin_trace
 from gateway.mcp_auth import CALLER_KEY, current_caller
 from gateway.mcp_federation import ToolNotFound, ToolQuarantined
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied
@@ -68,3 +69,12 @@ def caller_of(ctx: ServerRequestContext) -> Caller:
     if caller is None:  # unreachable behind McpAuth; refuse rather than guess
         raise MCPError(types.INVALID_REQUEST, "not authenticated")
     return caller
+
+
+def trace_of(ctx: ServerRequestContext) -> str:
+    """The trace id of this message, from the `traceparent` of the HTTP
+    request carrying it (each message's own, in a 2025-11-25 session too), or
+    a fresh one; the upstream calls made for it carry that trace. Called in
+    the task the SDK runs this one message's handler in, so the trace set
+    is this message's alone (`adapters.trace_context`)."""
+    return begin_trace(getattr(ctx.request, "headers", None))

@@ -34,8 +34,8 @@ from adapters.mcp import (
     discover,
 )
 from adapters.mcp_relay import CallRelay
+from adapters.trace_context import new_trace_id
 from gateway import retry
-from gateway.audit import new_trace_id
 from gateway.breaker import BreakerOpen, Breakers, BreakerSettings
 from gateway.handoffs import Resilience
 from gateway.mcp_credentials import stored_form

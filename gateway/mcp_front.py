@@ -53,7 +53,6 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.audit import trace_id_from
 from gateway.mcp_agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp_approvals import (
     STATUS_SCHEMA,
@@ -68,6 +67,7 @@ from gateway.mcp_errors import (
     TOO_MANY_ROUNDS,
     caller_of,
     mcp_error,
+    trace_of,
 )
 from gateway.mcp_events import MemoryEventStore, SessionBinding
 from gateway.mcp_federation import McpFederation, ToolNotFound, ToolQuarantined
@@ -147,11 +147,6 @@ def can_be_asked(ctx: ServerRequestContext) -> bool:
         return False
     capabilities = getattr(ctx.session, "client_capabilities", None)
     return capabilities is not None and capabilities.elicitation is not None
-
-
-def _trace_id(ctx: ServerRequestContext) -> str:
-    headers = getattr(ctx.request, "headers", None)
-    return trace_id_from(headers.get("traceparent") if headers is not None else None)
 
 
 class McpFront:
@@ -312,7 +307,7 @@ class McpFront:
                 ask=can_be_asked(ctx),
                 output_schema=tool is not None and "outputSchema" in tool.definition,
             )
-        return await self._call(ctx, params, caller, _trace_id(ctx))
+        return await self._call(ctx, params, caller, trace_of(ctx))
 
     async def _call(
         self,

@@ -37,7 +37,7 @@ from mcp.server.connection import Connection
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.mcp_errors import TOO_MANY_ROUNDS, TOOL_QUARANTINED, caller_of, mcp_error
+from gateway.mcp_errors import TOO_MANY_ROUNDS, TOOL_QUARANTINED, caller_of, mcp_error, trace_of
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp_offerings import (
     McpOfferings,
@@ -149,7 +149,7 @@ class OfferingHandlers:
     async def on_read_resource(
         self, ctx: ServerRequestContext, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult | types.InputRequiredResult:
-        caller = caller_of(ctx)
+        caller, trace_id = caller_of(ctx), trace_of(ctx)
 
         async def read(
             responses: types.InputResponses | None, state: str | None
@@ -157,6 +157,7 @@ class OfferingHandlers:
             return await self._offerings().read_resource(
                 params.uri,
                 caller=caller,
+                trace_id=trace_id,
                 input_responses=responses,
                 request_state=state,
             )
@@ -172,7 +173,7 @@ class OfferingHandlers:
     async def on_get_prompt(
         self, ctx: ServerRequestContext, params: types.GetPromptRequestParams
     ) -> types.GetPromptResult | types.InputRequiredResult:
-        caller = caller_of(ctx)
+        caller, trace_id = caller_of(ctx), trace_of(ctx)
 
         async def get(
             responses: types.InputResponses | None, state: str | None
@@ -181,6 +182,7 @@ class OfferingHandlers:
                 params.name,
                 params.arguments,
                 caller=caller,
+                trace_id=trace_id,
                 input_responses=responses,
                 request_state=state,
             )
@@ -192,7 +194,9 @@ class OfferingHandlers:
     ) -> types.CompleteResult:
         name = params.ref.name if isinstance(params.ref, types.PromptReference) else params.ref.uri
         try:
-            return await self._offerings().complete(params, caller=caller_of(ctx))
+            return await self._offerings().complete(
+                params, caller=caller_of(ctx), trace_id=trace_of(ctx)
+            )
         except _REFUSALS as exc:
             raise offering_error(exc, name) from None
 

@@ -34,7 +34,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 
 from adapters.mcp import McpUpstream, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.audit import new_trace_id
+from adapters.trace_context import new_trace_id
 from gateway.mcp_credentials import UpstreamCredentials
 from gateway.mcp_federation import AUDIT_EVENT, SERVER_INFO_META_KEY, McpFederation
 from gateway.pipeline import Caller, Permit

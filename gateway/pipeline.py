@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.trace_context import follow as follow_trace
 from gateway.audit import AuditEvent, AuditLog
 from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest, actors_of
 from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize, may_use
@@ -276,6 +277,14 @@ class Delegations:
                 not_after=caller.not_after,
             )
         )
+        # Every upstream call made for a delegation is made with a token minted
+        # here, in the task that makes the call or starts the task that does
+        # (a request's, a run's, an approved call's). From here on that task's
+        # upstream requests carry this trace id, the one its audit records
+        # carry: the caller's traceparent when `begin` took it from this very
+        # request, else the stored trace of an approved or resumed call
+        # (`adapters.trace_context`).
+        follow_trace(trace_id)
         return Permit(
             target.agent_id, decision, token, caller, action, requested, trace_id, started
         )

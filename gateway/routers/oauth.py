@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.audit import trace_id_from
+from adapters.trace_context import begin as begin_trace
 from gateway.state import state_of
 from gateway.token_exchange import ExchangeContext
 from policies.exchange import (
@@ -39,7 +39,7 @@ async def token(request: Request) -> JSONResponse:
             exchange_request,
             ExchangeContext(
                 basic_authorization=request.headers.get("authorization"),
-                trace_id=trace_id_from(request.headers.get("traceparent")),
+                trace_id=begin_trace(request.headers),
             ),
         )
     except OAuthError as exc:

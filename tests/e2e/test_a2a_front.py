@@ -60,7 +60,7 @@ from gateway.tables import a2a_push_configs
 from policies.keys import seal_secret
 from tests.support.a2a_agents import Webhook, legacy_worker_agent, webhook, worker_agent
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.inspecting import Recorder, verify_as_downstream
+from tests.support.inspecting import Recorder, send_message_body, verify_as_downstream
 from tests.support.servers import ServerThread, stop_all
 
 USER = "alice"
@@ -720,3 +720,121 @@ async def test_bad_list_and_rest_requests_get_clear_errors(front: Front) -> None
     assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"
     assert malformed.status_code == 400
     assert anonymous.status_code == 401
+
+
+# Trace context ---------------------------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+STATE = "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"
+# (agent, JSON-RPC method): the pass-through (a 1.0 agent's SendMessage), the SDK's
+# 0.3 transport, and a stream relayed from the response's own task.
+PATHS = {
+    "pass-through": ("worker", "SendMessage"),
+    "sdk-0.3": ("legacy", "SendMessage"),
+    "stream": ("worker", "SendStreamingMessage"),
+}
+
+
+def _send_raw(
+    front: Front, agent_id: str, method: str, text: str, trace_headers: dict[str, str]
+) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": "1",
+        "method": method,
+        "params": {
+            "message": {
+                "messageId": uuid.uuid4().hex,
+                "role": "ROLE_USER",
+                "parts": [{"text": text}],
+            }
+        },
+    }
+    headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0", **trace_headers}
+    response = httpx.post(front.agent_url(agent_id), json=body, headers=headers, timeout=30)
+    assert response.status_code == 200 and f"echo: {text}" in response.text, response.text
+    return response
+
+
+def _audited(front: Front) -> list[dict[str, Any]]:
+    with front.gateway.client() as admin:
+        records = admin.get("/audit", params={"user": front.subject(), "limit": 100}).json()
+    return list(records["items"])
+
+
+def _seen_by(front: Front, agent_id: str) -> Recorder:
+    return front.worker_seen if agent_id == "worker" else front.legacy_seen
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_callers_trace_reaches_the_agent_and_the_audit(front: Front, path: str) -> None:
+    agent_id, method = PATHS[path]
+    parent = f"00-{TRACE}-{CALLER_SPAN}-00"  # not sampled: the flag is kept
+    _send_raw(front, agent_id, method, "traced", {"traceparent": parent, "tracestate": STATE})
+    (call,) = _seen_by(front, agent_id).calls()
+    assert call.trace is not None
+    trace_id, span_id, flags = call.trace
+    assert (trace_id, flags) == (TRACE, "00")
+    assert span_id != CALLER_SPAN  # the gateway's own span, not the caller's header
+    assert call.headers["tracestate"] == STATE  # unchanged
+    (record,) = _audited(front)
+    assert record["trace_id"] == TRACE and record["target"] == agent_id
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_without_a_traceparent_the_agent_gets_the_audits_fresh_trace(
+    front: Front, path: str
+) -> None:
+    agent_id, method = PATHS[path]
+    # A tracestate alone belongs to no trace: it is not passed on.
+    _send_raw(front, agent_id, method, "untraced", {"tracestate": STATE})
+    (call,) = _seen_by(front, agent_id).calls()
+    (record,) = _audited(front)
+    assert call.trace is not None
+    assert call.trace[0] == record["trace_id"] != TRACE
+    assert call.trace[2] == "01"
+    assert "tracestate" not in call.headers
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [
+        f"00-{TRACE.upper()}-{CALLER_SPAN}-01",
+        f"00-{TRACE}-{'0' * 16}-01",
+        f"00-{TRACE}-{CALLER_SPAN}-01-smuggled",
+        f"ff-{TRACE}-{CALLER_SPAN}-01",
+    ],
+)
+def test_a_malformed_traceparent_is_not_forwarded(front: Front, parent: str) -> None:
+    _send_raw(front, "worker", "SendMessage", "malformed", {"traceparent": parent})
+    _send_raw(front, "legacy", "SendMessage", "malformed", {"traceparent": parent})
+    records = {r["target"]: r["trace_id"] for r in _audited(front)}
+    for agent_id in ("worker", "legacy"):
+        (call,) = _seen_by(front, agent_id).calls()
+        assert call.trace is not None
+        # A fresh trace, the audit's, and nothing of the header sent.
+        assert call.trace[0] == records[agent_id] != TRACE
+        assert call.headers["traceparent"] != parent and not call.contains(parent)
+        assert "tracestate" not in call.headers
+
+
+async def test_concurrent_calls_each_carry_their_own_trace(front: Front) -> None:
+    traces = [f"{n:032x}" for n in range(1, 9)]
+    headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"}
+    async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+
+        async def call(trace_id: str, agent_id: str) -> None:
+            body = send_message_body(f"trace {trace_id}", uuid.uuid4().hex)
+            parent = {"traceparent": f"00-{trace_id}-{CALLER_SPAN}-01"}
+            response = await http.post(front.agent_url(agent_id), json=body, headers=parent)
+            assert response.status_code == 200, response.text
+
+        await asyncio.gather(*(call(t, agent) for t in traces for agent in ("worker", "legacy")))
+    for recorder in (front.worker_seen, front.legacy_seen):
+        calls = recorder.calls()
+        assert len(calls) == len(traces)
+        for seen in calls:
+            assert seen.trace is not None and seen.contains(f"trace {seen.trace[0]}")
+    audited = await asyncio.to_thread(_audited, front)
+    assert sorted(r["trace_id"] for r in audited) == sorted(traces * 2)

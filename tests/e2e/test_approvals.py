@@ -208,6 +208,8 @@ async def test_approved_call_runs_only_then_and_its_result_reaches_the_caller(
     assert steps[0] == ("a2a.SendMessage", "approval_required"), steps
     assert ("approval", "approved") in steps
     assert ("a2a.SendStreamingMessage", "ok") in steps
+    # So is the call to the agent, made after the admin's decision.
+    assert call.trace is not None and call.trace[0] == trace
     with setup.admin() as admin:
         final = admin.get(f"/approvals/{approval}").json()
     assert final["outcome"] == "TASK_STATE_COMPLETED"
@@ -417,6 +419,9 @@ async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
     steps = mcp_audit(mcp_setup, shown["trace_id"])
     assert steps[0] == ("mcp", "approval_required"), steps
     assert ("approval", "approved") in steps and ("mcp", "ok") in steps
+    # The call, made when the result was collected, is in the request's trace.
+    (call,) = [c for c in mcp_setup.upstream_seen.calls() if b'"tools/call"' in c.body]
+    assert call.trace is not None and call.trace[0] == shown["trace_id"]
 
 
 def _mcp_show(setup: McpSetup, approval: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ over Streamable HTTP on 127.0.0.1, on both databases.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -15,14 +16,16 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
 
 from gateway.mcp_errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.inspecting import Recorder
+from tests.support.inspecting import Recorder, Seen
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
@@ -86,14 +89,22 @@ class Front:
 
 @pytest.fixture
 def front(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
+    with _front(tmp_path, database_url) as deployed:
+        yield deployed
+
+
+@contextlib.contextmanager
+def _front(
+    tmp_path: Path, database_url: str | None, *, stateless: bool = True, **settings: Any
+) -> Iterator[Front]:
     box = ToolBox()
     hang = Hang()
     box.server.add_tool(ask_name, description="Greets you by name.")
     box.server.add_tool(hang.hang, name="hang", description="Waits until cancelled.")
-    upstream, recorder, _ = upstream_server(box)
+    upstream, recorder, _ = upstream_server(box, stateless=stateless)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy, **settings)
     try:
         with gateway.client() as admin:
             response = admin.post(
@@ -381,3 +392,76 @@ async def test_mcp_stdio_bridge(front: Front, mode: str) -> None:
         slow = await client.call_tool("alpha__slow", {"steps": 2}, progress_callback=on_progress)
         assert text_of(slow) == "done after 2 steps" and progress == [1, 2]
         assert text_of(await client.call_tool("alpha__ask_name", {})) == "Hello, Grace!"
+
+
+# Trace context ---------------------------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN = "00f067aa0ba902b7"
+STATE = "congo=t61rcWkgMzE"
+
+
+@pytest.fixture(params=["passthrough", "sdk"])
+def traced(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None
+) -> Iterator[Front]:
+    """ "passthrough": calls go up as the gateway's own POST (`adapters.mcp_passthrough`);
+    "sdk": through the SDK's client, over a server keeping 2025-11-25 sessions, so a
+    2025-11-25 caller's calls go over the 2025-11-25 lane."""
+    if request.param == "passthrough":
+        with _front(tmp_path, database_url) as deployed:
+            yield deployed
+    else:
+        with _front(tmp_path, database_url, stateless=False, mcp_passthrough=False) as deployed:
+            yield deployed
+
+
+def _audit_of(gateway: Gateway, target: str) -> list[dict[str, Any]]:
+    with gateway.client() as admin:
+        return list(admin.get("/audit", params={"agent": target}).json()["items"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_each_call_reaches_the_server_in_its_own_callers_trace(
+    traced: Front, mode: str
+) -> None:
+    """One client session, four calls, each with other trace headers: what reaches
+    the server is each call's own trace (for a 2025-11-25 caller, whose calls
+    are all served by one session), the one its audit record has."""
+    token = await traced.token("alice")
+    cases = {
+        "caller's": {"traceparent": f"00-{TRACE}-{CALLER_SPAN}-00", "tracestate": STATE},
+        "next": {"traceparent": f"00-{OTHER_TRACE}-{CALLER_SPAN}-01"},
+        "none": {"tracestate": STATE},
+        "malformed": {"traceparent": f"00-{TRACE.upper()}-{CALLER_SPAN}-01", "tracestate": STATE},
+    }
+    seen: dict[str, Seen] = {}
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    async with (
+        http,
+        Client(streamable_http_client(traced.url, http_client=http), mode=mode) as client,
+    ):  # type: ignore[arg-type]
+        for case, headers in cases.items():
+            for name in ("traceparent", "tracestate"):
+                http.headers.pop(name, None)
+            http.headers.update(headers)
+            traced.recorder.clear()
+            added = await client.call_tool("alpha__add", {"a": 2, "b": 3})
+            assert added.structured_content == {"result": 5}
+            (seen[case],) = [c for c in traced.recorder.calls() if b'"tools/call"' in c.body]
+    records = await anyio.to_thread.run_sync(_audit_of, traced.gateway, "alpha")
+    audited = dict(zip(cases, [r["trace_id"] for r in reversed(records)], strict=True))
+    trace = {case: call.trace for case, call in seen.items()}
+    assert trace["caller's"] is not None and trace["caller's"][::2] == (TRACE, "00")
+    assert trace["caller's"][1] != CALLER_SPAN
+    assert seen["caller's"].headers["tracestate"] == STATE
+    assert trace["next"] is not None and trace["next"][::2] == (OTHER_TRACE, "01")
+    assert audited["caller's"] == TRACE and audited["next"] == OTHER_TRACE
+    for case in ("none", "malformed"):  # fresh traces: the audit's, and nothing of the caller's
+        fresh = trace[case]
+        assert fresh is not None and fresh[0] == audited[case]
+        assert fresh[0] not in (TRACE, OTHER_TRACE) and fresh[2] == "01"
+        assert not seen[case].contains(TRACE.upper())
+    for case in ("next", "none", "malformed"):
+        assert "tracestate" not in seen[case].headers

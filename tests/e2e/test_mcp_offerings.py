@@ -196,6 +196,36 @@ async def test_prompts_and_completions(dep: Deployment, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_reads_gets_and_completions_carry_the_callers_trace(
+    dep: Deployment, mode: str
+) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced = {"traceparent": f"00-{trace}-00f067aa0ba902b7-01", "tracestate": "congo=1"}
+    token = await dep.token("bob", "greet:use")
+    async with mcp_client(dep.url, token, mode, headers=traced) as client:
+        await client.read_resource("switchboard://docs/note://public")
+        await client.session.get_prompt("docs__greet", {"name": "Ann"})
+        await client.session.complete(
+            types.PromptReference(type="ref/prompt", name="docs__greet"),
+            {"name": "name", "value": "al"},
+        )
+    methods = (b'"resources/read"', b'"prompts/get"', b'"completion/complete"')
+    calls = [c for c in dep.recorders[0].calls() if any(m in c.body for m in methods)]
+    assert len(calls) == 3
+    for call in calls:
+        assert call.trace is not None and call.trace[0] == trace
+        assert call.headers["tracestate"] == "congo=1"
+
+    def audited() -> set[str]:
+        with dep.gateway.client() as admin:
+            records = admin.get("/audit", params={"agent": "docs"}).json()["items"]
+        assert len(records) == 3
+        return {r["trace_id"] for r in records}
+
+    assert await anyio.to_thread.run_sync(audited) == {trace}
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_listing_is_what_a_read_or_get_allows(dep: Deployment, mode: str) -> None:
     uris = [
         f"{prefix}note://{name}"

@@ -82,10 +82,16 @@ class Setup:
 
     @asynccontextmanager
     async def client(
-        self, agent: str, user: str = "alice", *, streaming: bool = False
+        self,
+        agent: str,
+        user: str = "alice",
+        *,
+        streaming: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> AsyncIterator[Client]:
         async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {self.tokens[user]}"}, timeout=30
+            headers={"Authorization": f"Bearer {self.tokens[user]}", **(headers or {})},
+            timeout=30,
         ) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming))
             yield await factory.create_from_url(self.url(agent))
@@ -401,6 +407,62 @@ async def test_a_restart_fails_an_interrupted_task_or_retries_an_idempotent_one(
         assert done.history[0].parts[0].text == "hold two"
     assert setup.chat_does.calls["hold two"] == 2
     assert setup.chat_does.calls["hold one"] == 1
+
+
+# Trace context -------------------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN = "00f067aa0ba902b7"
+STATE = "congo=t61rcWkgMzE"
+
+
+def traced(trace_id: str, flags: str = "01", state: str | None = None) -> dict[str, str]:
+    headers = {"traceparent": f"00-{trace_id}-{CALLER_SPAN}-{flags}"}
+    return headers | ({"tracestate": state} if state else {})
+
+
+def audited_traces(setup: Setup, agent: str) -> set[str]:
+    with setup.admin() as admin:
+        records = admin.get("/audit", params={"agent": agent}).json()["items"]
+    return {r["trace_id"] for r in records}
+
+
+async def test_a_gateway_run_call_carries_the_callers_trace(setup: Setup) -> None:
+    """The call runs in a task of its own, after the caller's request has been answered."""
+    async with setup.client("chat", streaming=True, headers=traced(TRACE, "00", STATE)) as alice:
+        events = [e async for e in alice.send_message(text("traced", skill="answer"))]
+    assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    async with setup.client("tickets", headers=traced(OTHER_TRACE)) as alice:
+        task = await send(alice, text("traced", customer_id="c-1"))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    (chat,) = setup.chat_seen.calls()
+    (hook,) = setup.hook_seen.calls()
+    assert chat.trace is not None and hook.trace is not None
+    assert chat.trace[::2] == (TRACE, "00") and hook.trace[::2] == (OTHER_TRACE, "01")
+    assert CALLER_SPAN not in (chat.trace[1], hook.trace[1])
+    assert chat.headers["tracestate"] == STATE and "tracestate" not in hook.headers
+    assert audited_traces(setup, "chat") == {TRACE}
+    assert audited_traces(setup, "tickets") == {OTHER_TRACE}
+
+
+async def test_a_run_taken_over_after_a_restart_keeps_its_trace(setup: Setup) -> None:
+    async with setup.client("chat", headers=traced(TRACE, "00", STATE)) as alice:
+        task = await send(alice, immediately(text("hold on", skill="summarise")))
+        await poll(alice, task.id, TaskState.TASK_STATE_WORKING)
+    setup.restart()
+    setup.chat_does.release.set()
+    async with setup.client("chat") as alice:
+        done = await poll(alice, task.id, TaskState.TASK_STATE_COMPLETED)
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED
+    first, again = setup.chat_seen.calls()
+    assert first.trace is not None and first.trace[::2] == (TRACE, "00")
+    assert first.headers["tracestate"] == STATE
+    # The stored trace id, as a trace of the gateway's own: the caller's flags
+    # and state were not stored with the run.
+    assert again.trace is not None and again.trace[::2] == (TRACE, "01")
+    assert "tracestate" not in again.headers
+    assert audited_traces(setup, "chat") == {TRACE}
 
 
 # REST webhook --------------------------------------------------------------------

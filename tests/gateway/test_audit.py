@@ -26,7 +26,6 @@ from gateway.audit import (
     AuditQuery,
     AuditRecord,
     InvalidAuditCursor,
-    trace_id_from,
 )
 from gateway.db import create_engine, upgrade
 from gateway.tables import audit_events
@@ -468,32 +467,6 @@ async def test_run_forever_retries_after_a_failure(
             await wait_for_rows(engine, 1, within=3)  # retried after ~1 s
     finally:
         await engine.dispose()
-
-
-# --------------------------------------------------------------------------- trace ids
-
-
-def test_trace_id_from_traceparent() -> None:
-    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    assert trace_id_from(parent) == "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-@pytest.mark.parametrize(
-    "parent",
-    [
-        None,
-        "",
-        "garbage",
-        "00-" + "0" * 32 + "-00f067aa0ba902b7-01",  # all-zero id is invalid (W3C)
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # must be lowercase
-        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  # 31 digits
-    ],
-)
-def test_bad_traceparent_gets_a_fresh_trace_id(parent: str | None) -> None:
-    trace = trace_id_from(parent)
-    assert len(trace) == 32
-    assert set(trace) <= set("0123456789abcdef")
-    assert trace != trace_id_from(parent)  # fresh every time
 
 
 async def test_a_row_the_database_refuses_does_not_block_the_others(

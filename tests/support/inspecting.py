@@ -8,6 +8,7 @@ would: with PyJWT (not our code) against the gateway's published JWKS.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,20 @@ class Seen:
     def bearer(self) -> str | None:
         value = self.headers.get("authorization", "")
         return value[7:] if value.lower().startswith("bearer ") else None
+
+    @property
+    def trace(self) -> tuple[str, str, str] | None:
+        """(trace id, span id, flags) of the `traceparent` received, which must
+        be one the gateway made (W3C version 00, lowercase hex, a span id not
+        all zeros); None if none came."""
+        value = self.headers.get("traceparent")
+        if value is None:
+            return None
+        match = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])", value)
+        assert match is not None, f"not a traceparent the gateway makes: {value!r}"
+        trace_id, span_id, flags = match.groups()
+        assert trace_id != "0" * 32 and span_id != "0" * 16, value
+        return trace_id, span_id, flags
 
     def contains(self, needle: str) -> bool:
         raw = needle.encode()

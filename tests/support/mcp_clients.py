@@ -16,10 +16,18 @@ MODES = ["2026-07-28", "legacy"]
 
 @contextlib.asynccontextmanager
 async def mcp_client(
-    url: str, token: str | None, mode: str, **options: Any
+    url: str,
+    token: str | None,
+    mode: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
+    """``headers``: sent on every request as well (a `traceparent`, say)."""
+    sent = {"Authorization": f"Bearer {token}"} if token else {}
+    http = httpx2.AsyncClient(
+        headers={**sent, **(headers or {})}, timeout=httpx2.Timeout(30, read=300)
+    )
     async with (
         http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,

@@ -177,7 +177,7 @@ async def _load(
         httpx2.AsyncClient(
             headers=headers, timeout=httpx2.Timeout(30, read=60), limits=limits
         ) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         await client.list_tools()  # the client validates structured output against it
 

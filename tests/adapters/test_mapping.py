@@ -108,6 +108,7 @@ def test_select_finds_or_says_what_is_missing() -> None:
 
 
 def test_the_mapping_shape_is_checked() -> None:
+    bad: dict[str, Any]
     for bad in (
         {"requests": {}},
         {"request": {"bdy": {}}},

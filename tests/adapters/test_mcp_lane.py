@@ -5,9 +5,10 @@ ends the session that replaced it."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import httpx2
+from mcp import Client
 
 from adapters.mcp import LegacyLane, UpstreamTimings
 
@@ -37,6 +38,13 @@ class FakeClient:
         self.closed = True
 
 
+async def live_client(lane: LegacyLane) -> FakeClient:
+    """The lane's live client, which is one of ours."""
+    client: object = await lane.client()
+    assert isinstance(client, FakeClient)
+    return client
+
+
 def not_found(session_id: str) -> httpx2.Response:
     """The server's 404 to a call that named ``session_id``."""
     request = httpx2.Request(
@@ -60,29 +68,29 @@ async def test_news_of_an_older_session_never_ends_its_successor() -> None:
     lane = LegacyLane(open_lane, UpstreamTimings(connect_seconds=5))
     runner = asyncio.create_task(lane.run())
     try:
-        first = await lane.client()
+        first = await live_client(lane)
         assert first is opened[0]
         await lane.saw_response(not_found("s1"))  # the server forgot it
-        second = await lane.client()
+        second = await live_client(lane)
         assert second is opened[1]
         assert opened[0].closed
 
         # A second call that was in flight on the first session meets its 404 late.
         await lane.saw_response(not_found("s1"))
         await asyncio.sleep(0.1)
-        assert await lane.client() is second
+        assert await live_client(lane) is second
         assert not second.closed
         assert len(opened) == 2
 
         # So does one that failed on it (the connection closed under it).
-        lane.lost("connection closed", first)  # type: ignore[arg-type]
+        lane.lost("connection closed", cast(Client, first))  # a FakeClient stands for a Client
         await asyncio.sleep(0.1)
-        assert await lane.client() is second
+        assert await live_client(lane) is second
         assert not second.closed
 
         # The live session's own loss still replaces it.
-        lane.lost("connection closed", second)  # type: ignore[arg-type]
-        third = await lane.client()
+        lane.lost("connection closed", cast(Client, second))
+        third = await live_client(lane)
         assert third is opened[2]
         assert second.closed
     finally:
@@ -106,9 +114,9 @@ async def test_a_call_that_failed_on_a_replaced_primary_session_leaves_the_new_o
         on_health=nothing,
         timings=UpstreamTimings(),
     )
-    old, live = object(), object()
-    upstream._client = live  # type: ignore[assignment]
-    upstream._failure(ConnectionError("reset"), client=old)  # type: ignore[arg-type]
+    old, live = cast(Client, object()), cast(Client, object())  # only their identity counts
+    upstream._client = live
+    upstream._failure(ConnectionError("reset"), client=old)
     assert not upstream._broken.is_set()
-    upstream._failure(ConnectionError("reset"), client=live)  # type: ignore[arg-type]
+    upstream._failure(ConnectionError("reset"), client=live)
     assert upstream._broken.is_set()

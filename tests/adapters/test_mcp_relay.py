@@ -87,8 +87,8 @@ async def test_a_caller_is_asked_only_what_it_declared() -> None:
     refused = await relay.elicit(QUESTION)
     assert isinstance(refused, types.ErrorData) and refused.message == "Elicitation not supported"
     modern = relay_for(FakeContext(session, protocol_version="2026-07-28"))
-    refused = await modern.list_roots()
-    assert isinstance(refused, types.ErrorData) and "2026-07-28" in refused.message
+    no_roots = await modern.list_roots()
+    assert isinstance(no_roots, types.ErrorData) and "2026-07-28" in no_roots.message
     assert session.sent == []
 
 
@@ -188,8 +188,8 @@ async def test_a_caller_is_not_asked_in_a_mode_it_did_not_declare() -> None:
     with_tools = types.CreateMessageRequestParams(
         messages=[], max_tokens=5, tools=[types.Tool(name="t", input_schema={"type": "object"})]
     )
-    refused = await relay_for(FakeContext(no_tools)).sample(with_tools)
-    assert isinstance(refused, types.ErrorData)
+    no_sampling = await relay_for(FakeContext(no_tools)).sample(with_tools)
+    assert isinstance(no_sampling, types.ErrorData)
     assert form_only.sent[0][0].params == QUESTION and len(form_only.sent) == 1
     assert no_tools.sent == []
 

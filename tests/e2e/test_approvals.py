@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -408,13 +408,11 @@ async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
         assert not result.is_error and result.structured_content == {"result": 5}
         # Asking again (the other way) answers the same result, without a second call.
         again = await client.call_tool(
-            "alpha__add", {"a": 2, "b": 3}, meta={"switchboard/approval": approval}
+            "alpha__add", {"a": 2, "b": 3}, meta=_approval_meta(approval)
         )
         assert again.structured_content == {"result": 5}
         with pytest.raises(MCPError, match="another call"):
-            await client.call_tool(
-                "alpha__add", {"a": 2, "b": 4}, meta={"switchboard/approval": approval}
-            )
+            await client.call_tool("alpha__add", {"a": 2, "b": 4}, meta=_approval_meta(approval))
     assert mcp_setup.tool_calls() == 1
     steps = mcp_audit(mcp_setup, shown["trace_id"])
     assert steps[0] == ("mcp", "approval_required"), steps
@@ -422,6 +420,12 @@ async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
     # The call, made when the result was collected, is in the request's trace.
     (call,) = [c for c in mcp_setup.upstream_seen.calls() if b'"tools/call"' in c.body]
     assert call.trace is not None and call.trace[0] == shown["trace_id"]
+
+
+def _approval_meta(approval: str) -> types.RequestParamsMeta:
+    """A call's ``_meta`` naming the approval it collects. RequestParamsMeta is
+    an open map (``extra_items=Any``, PEP 728), which mypy cannot express yet."""
+    return cast(types.RequestParamsMeta, {"switchboard/approval": approval})
 
 
 def _mcp_show(setup: McpSetup, approval: str) -> dict[str, Any]:
@@ -442,7 +446,7 @@ async def test_an_agent_skill_tool_held_then_rejected_is_never_called(
             mcp_decide, mcp_setup, approval, "reject", "too risky"
         )
         assert answer.status_code == 200
-        meta = {"switchboard/approval": approval}
+        meta = _approval_meta(approval)
         result = await client.call_tool("worker__work", {"message": "task hello"}, meta=meta)
         assert result.is_error and result.structured_content is not None
         assert result.structured_content["state"] == "rejected"

@@ -197,7 +197,7 @@ def test_minted_tokens_are_cached_until_near_expiry(dep: Deployment) -> None:
     # Another user gets a different token.
     _first_hop(dep, dep.gateway.token("carol", USER_SCOPES))
     third = dep["support"].recorder.calls()[-1].bearer
-    assert third != first
+    assert third is not None and third != first
     assert jwt.decode(third, options={"verify_signature": False})["sub"] == "carol"
 
 

@@ -143,8 +143,8 @@ def test_explain_agrees_with_the_real_decision(
         sent = dep.send(target, user_token, skill=AGENT_SKILLS[target][0]["id"])
         assert (explained["decision"] == "allow") == (sent.status_code == 200), sent.text
         # Listings use the same decision: the agent is visible iff it is usable.
-        with dep.gateway.client(user_token) as user:
-            listed = user.get(f"/agents/{target}").status_code
+        with dep.gateway.client(user_token) as user_client:
+            listed = user_client.get(f"/agents/{target}").status_code
         assert (listed == 200) == (sent.status_code == 200), (listed, sent.text)
         if sent.status_code == 200:
             seen = dep[target].recorder.calls()[-1].bearer

@@ -101,7 +101,7 @@ async def test_a_long_task_reports_progress(setup: Setup, mode: str) -> None:
     token = await setup.token("alice", "work:run")
     notes: list[str | None] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         notes.append(message)
 
     async with mcp_client(setup.url, token, mode) as client:

@@ -473,7 +473,7 @@ def test_stdio_servers_need_admin_an_allowlisted_command_and_are_restarted(
 
     def restarted() -> bool:
         try:
-            return federation.call("local__pid").structured_content != first_pid
+            return bool(federation.call("local__pid").structured_content != first_pid)
         except UpstreamUnavailable:
             return False
 

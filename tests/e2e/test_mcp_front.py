@@ -129,14 +129,14 @@ async def test_list_and_call_with_progress(front: Front, mode: str) -> None:
         assert listed == {"alpha__add", "alpha__slow", "alpha__ask_name", "alpha__hang"}
         added = await client.call_tool("alpha__add", {"a": 2, "b": 3})
         assert added.structured_content == {"result": 5}
-        progress: list[float] = []
+        reported: list[float] = []
 
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            progress.append(value)
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            reported.append(progress)
 
         slow = await client.call_tool("alpha__slow", {"steps": 3}, progress_callback=on_progress)
         assert text_of(slow) == "done after 3 steps"
-        assert progress == [1, 2, 3]
+        assert reported == [1, 2, 3]
         if mode != "legacy":  # 2026-07-28 results carry the server's stamp: the gateway's
             assert slow.meta is not None and slow.meta[SERVER_INFO]["name"] == "switchboard"
     # The caller's token never reaches the upstream.
@@ -378,19 +378,19 @@ async def test_mcp_stdio_bridge(front: Front, mode: str) -> None:
         env={"SWITCHBOARD_TOKEN": token, "PATH": os.environ.get("PATH", "")},
         cwd=str(Path(__file__).parents[2]),
     )
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"name": "Grace"})
 
-    async with Client(params, mode=mode, elicitation_callback=answer) as client:  # type: ignore[arg-type]
+    async with Client(params, mode=mode, elicitation_callback=answer) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "alpha__add" in names and "alpha__fail" not in names
         slow = await client.call_tool("alpha__slow", {"steps": 2}, progress_callback=on_progress)
-        assert text_of(slow) == "done after 2 steps" and progress == [1, 2]
+        assert text_of(slow) == "done after 2 steps" and reported == [1, 2]
         assert text_of(await client.call_tool("alpha__ask_name", {})) == "Hello, Grace!"
 
 
@@ -441,7 +441,7 @@ async def test_each_call_reaches_the_server_in_its_own_callers_trace(
     async with (
         http,
         Client(streamable_http_client(traced.url, http_client=http), mode=mode) as client,
-    ):  # type: ignore[arg-type]
+    ):
         for case, headers in cases.items():
             for name in ("traceparent", "tracestate"):
                 http.headers.pop(name, None)

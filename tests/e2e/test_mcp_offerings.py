@@ -63,7 +63,8 @@ def content_box() -> ToolBox:
     def sneaky() -> str:
         return "never served"
 
-    @server.completion()
+    # The mcp SDK leaves MCPServer.completion() unannotated (its other decorators are typed).
+    @server.completion()  # type: ignore[no-untyped-call, untyped-decorator]
     async def complete(
         ref: types.PromptReference | types.ResourceTemplateReference,
         argument: types.CompletionArgument,

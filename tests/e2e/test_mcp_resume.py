@@ -21,6 +21,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.streamable_http import EventCallback, EventId, StreamId
 
 from gateway.mcp_auth import current_caller
 from gateway.mcp_events import MemoryEventStore, SessionBinding, SessionScope, _current_session
@@ -80,16 +81,19 @@ def spy_on(
 
     def where(method: str) -> None:
         caller, session = current_caller.get(), _current_session.get()
-        seen.append((method, caller and caller.subject, session))
+        seen.append((method, caller.subject if caller is not None else None, session))
 
-    async def store_event(stream_id: str, message: Any) -> str:
+    async def store_event(stream_id: StreamId, message: types.JSONRPCMessage | None) -> EventId:
         where("store" if message is not None else "prime")
         return await store(stream_id, message)
 
-    async def replay_events_after(last_event_id: str, callback: Any) -> str | None:
+    async def replay_events_after(
+        last_event_id: EventId, send_callback: EventCallback
+    ) -> StreamId | None:
         where("replay")
-        return await replay(last_event_id, callback)
+        return await replay(last_event_id, send_callback)
 
+    # A spy on this one store, in place of its methods.
     events.store_event = store_event  # type: ignore[method-assign]
     events.replay_events_after = replay_events_after  # type: ignore[method-assign]
 
@@ -279,7 +283,7 @@ async def test_a_dropped_call_stream_is_resumed(resume: Resume) -> None:
     async with (
         http,
         Client(streamable_http_client(resume.url, http_client=http), mode="legacy") as client,
-    ):  # type: ignore[arg-type]
+    ):
         async with anyio.create_task_group() as group:
             results: list[types.CallToolResult] = []
 

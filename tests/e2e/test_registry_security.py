@@ -439,8 +439,11 @@ def _signed_card(base_url: str, key: SigningKey, jku: str | None = None) -> dict
     header: dict[str, Any] = {"kid": key.kid, "alg": "ES256", "typ": "JOSE"}
     if jku:
         header["jku"] = jku
+    # ProtectedHeader makes every key required, but the SDK sends the dict as the
+    # JWS header: a card without a `jku` must not carry `"jku": null`.
     signer = create_agent_card_signer(signing_key=key.private_key_pem, protected_header=header)  # type: ignore[arg-type]
-    return MessageToDict(signer(sdk_card(base_url)))
+    card: dict[str, Any] = MessageToDict(signer(sdk_card(base_url)))
+    return card
 
 
 def _jwks(*keys: SigningKey) -> dict[str, Any]:

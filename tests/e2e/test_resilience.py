@@ -122,10 +122,9 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
         dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
         closed.close()
         card = agents["backup"].card()
-        dead = {
-            **card,
-            "supportedInterfaces": [{**card["supportedInterfaces"][0], "url": dead_url}],
-        }  # type: ignore[dict-item]
+        interfaces = card["supportedInterfaces"]
+        assert isinstance(interfaces, list)
+        dead = {**card, "supportedInterfaces": [{**interfaces[0], "url": dead_url}]}
         with gateway.client() as admin:
             for name, agent in agents.items():
                 extra = {"skill_contracts": {"work": CONTRACT}} if name == "strict" else {}

@@ -225,7 +225,7 @@ def test_the_gateway_writes_a_card_and_lists_the_agents(setup: Setup) -> None:
 
 def test_bad_registrations_are_refused_and_store_nothing(setup: Setup) -> None:
     admin = setup.tokens["admin"]
-    bad_mapping = {
+    bad_mapping: dict[str, Any] = {
         "id": "bad",
         "name": "Bad",
         "upstream": {

@@ -71,6 +71,7 @@ def _keys_rotate_while_the_gateway_runs(dep: Deployment) -> None:
             break
         assert time.monotonic() < deadline, "the gateway never started signing with the new key"
         time.sleep(KEY_RECHECK / 10)
+    assert latest is not None
     verify_as_downstream(latest, gw.url, dep["support"].resource)
 
     # Retiring at once removes the old key from the JWKS once the gateway re-reads it.

@@ -27,7 +27,7 @@ from policies.delegation import (
     actors_of,
 )
 from policies.keys import SigningKey
-from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer
+from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer, mint_access_token
 
 ISSUER = "https://switchboard.example"
 AUDIENCE = "https://inventory.example/a2a"
@@ -73,11 +73,10 @@ def signing_key() -> SigningKey:
 @pytest.fixture
 def keys(signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> FakeKeys:
     fake = FakeKeys(signing_key)
-    sign = delegation_module.mint_access_token
 
     def counting(*args: Any, **kwargs: Any) -> str:
         fake.calls += 1
-        return sign(*args, **kwargs)
+        return mint_access_token(*args, **kwargs)
 
     monkeypatch.setattr(delegation_module, "mint_access_token", counting)
     return fake

@@ -652,9 +652,10 @@ def test_merge_grant_intersects_and_unset_does_not_constrain() -> None:
     merged = merge(
         [("a", Rule(grant=["x", "y", "z"])), ("b", Rule()), ("c", Rule(grant=["y", "z", "w"]))]
     )
-    assert merged.grant == {"y", "z"}
+    assert merged.grant == frozenset({"y", "z"})
     # A more specific grant cannot add scopes the broader one left out.
-    assert merge([("a", Rule(grant=["x"])), ("b", Rule(grant=["x", "y"]))]).grant == {"x"}
+    narrower = merge([("a", Rule(grant=["x"])), ("b", Rule(grant=["x", "y"]))])
+    assert narrower.grant == frozenset({"x"})
     # Disjoint grants leave an empty cap, which is not the same as no cap.
     assert merge([("a", Rule(grant=["x"])), ("b", Rule(grant=["y"]))]).grant == frozenset()
 
@@ -690,7 +691,7 @@ def test_merge_agent_rule_fields_count_but_its_skills_do_not() -> None:
     agent = AgentRule(grant=["x"], skills={"s": Rule(allow=False)})
     merged = merge([("agents.crm", agent)])
     assert merged.allow is True
-    assert merged.grant == {"x"}
+    assert merged.grant == frozenset({"x"})
 
 
 def test_wildcard_agent_and_skill_rules_merge_with_the_specific_ones() -> None:
@@ -716,14 +717,14 @@ def test_wildcard_agent_and_skill_rules_merge_with_the_specific_ones() -> None:
     )
     merged = merge(policy_trail(pol, "crm", "lookup"), max_depth=10)
     assert merged.require == {"r1", "r2"}
-    assert merged.grant == {"b"}
+    assert merged.grant == frozenset({"b"})
     assert merged.max_depth == 3
     assert merged.approval is True
     assert merged.allow is True
     # Another agent gets only the "*" rules.
     other = merge(policy_trail(pol, "billing", "lookup"), max_depth=10)
     assert other.require == {"r1", "r2"}
-    assert other.grant == {"a", "b", "c"}
+    assert other.grant == frozenset({"a", "b", "c"})
     assert other.max_depth == 5
     assert other.approval is False
 
@@ -780,7 +781,7 @@ def test_from_card_reads_requirements_skills_and_skill_requirements() -> None:
     assert tgt.agent_id == "crm"
     assert tgt.requirements == (scopes("read write x"), scopes("admin"))
     assert tgt.skill_requirements == {"lookup": (scopes("read"),)}
-    assert tgt.skills == {"lookup", "delete", "open"}
+    assert tgt.skills == frozenset({"lookup", "delete", "open"})
 
 
 def test_from_card_without_skills_knows_there_are_none() -> None:
@@ -880,7 +881,7 @@ def test_from_card_malformed_skills_entries_are_skipped() -> None:
     )
     tgt = Target.from_card("crm", raw)
     # Only mapping entries count; one without an id gets the id "None".
-    assert tgt.skills == {"ok", "None"}
+    assert tgt.skills == frozenset({"ok", "None"})
 
 
 @pytest.mark.parametrize("skills", [{"lookup": {}}, "lookup", None, []])
@@ -999,7 +1000,9 @@ RAW_POLICIES = st.tuples(
     ),
 )
 RAW_ALTERNATIVES = st.lists(INDEXES, max_size=2)
-RAW_TARGETS = st.tuples(
+# agent id, card-level alternatives, per-skill alternatives, the skills it declares
+RawTarget = tuple[str, list[frozenset[int]], dict[str, list[frozenset[int]]], frozenset[str] | None]
+RAW_TARGETS: st.SearchStrategy[RawTarget] = st.tuples(
     st.sampled_from(AGENT_IDS),
     RAW_ALTERNATIVES,
     st.dictionaries(st.sampled_from(SKILL_IDS), RAW_ALTERNATIVES, max_size=2),
@@ -1008,7 +1011,9 @@ RAW_TARGETS = st.tuples(
 # A hop in a chain delegates to the agent as a whole, so only the card-level
 # requirements matter; agents from a wider set than the policy names, so chains
 # can grow past the depth caps before they run out of fresh agents.
-RAW_HOPS = st.tuples(st.sampled_from(CHAIN_IDS), RAW_ALTERNATIVES, st.just({}), st.none())
+RAW_HOPS: st.SearchStrategy[RawTarget] = st.tuples(
+    st.sampled_from(CHAIN_IDS), RAW_ALTERNATIVES, st.just({}), st.none()
+)
 KINDS: st.SearchStrategy[ActionKind] = st.sampled_from(["skill", "tool"])
 DEPTH_CAPS = st.integers(1, 8)
 
@@ -1052,7 +1057,7 @@ class Names:
             },
         )
 
-    def target(self, raw: tuple[Any, ...]) -> Target:
+    def target(self, raw: RawTarget) -> Target:
         agent_id, alts, skill_alts, skills = raw
         return Target(
             agent_id=agent_id,
@@ -1104,7 +1109,11 @@ def declared_alternatives(query: DelegationQuery) -> tuple[frozenset[str], ...]:
     """The card alternatives that apply to the query, restated independently of the code:
     a skill's own requirements replace the card's."""
     tgt = query.target
-    if query.kind == "skill" and query.action in tgt.skill_requirements:
+    if (
+        query.kind == "skill"
+        and query.action is not None
+        and query.action in tgt.skill_requirements
+    ):
         return tgt.skill_requirements[query.action]
     return tgt.requirements
 

@@ -157,7 +157,7 @@ def agent_card(
             }
         }
         document["securityRequirements"] = [{"schemes": {"gateway": {"list": scopes}}}]
-    card = ParseDict(document, AgentCard())
+    card: AgentCard = ParseDict(document, AgentCard())
     card.supported_interfaces.append(
         AgentInterface(url=url + "/", protocol_binding="JSONRPC", protocol_version="1.0")
     )

@@ -31,5 +31,5 @@ async def mcp_client(
     async with (
         http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
-    ):  # type: ignore[arg-type]
+    ):
         yield client

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from adapters.http import UpstreamHTTP, UpstreamRefused
 from registry.ssrf import AddressPolicy
@@ -14,11 +15,11 @@ from tests.support.servers import ServerThread
 
 
 def _answer(_url: str) -> object:
-    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
-        await send({"type": "http.response.body", "body": b"internal"})  # type: ignore[operator]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"internal"})
 
     return app
 
@@ -76,13 +77,13 @@ def test_metadata_credentials_and_other_schemes_are_refused_before_connecting(
 
 
 def _sets_a_cookie(_url: str) -> object:
-    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         sent = dict(scope["headers"]).get(b"cookie", b"")
         start = [(b"set-cookie", b"session=one-users; Path=/")]
-        await send({"type": "http.response.start", "status": 200, "headers": start})  # type: ignore[operator]
-        await send({"type": "http.response.body", "body": sent})  # type: ignore[operator]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+        await send({"type": "http.response.body", "body": sent})
 
     return app
 

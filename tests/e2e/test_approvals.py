@@ -383,7 +383,7 @@ async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
         approval = held.structured_content["approval"]
         # `add` declares an output schema, which a pending answer cannot match.
         assert held.is_error
-        assert STATUS_TOOL in held.content[0].text  # type: ignore[union-attr]
+        assert STATUS_TOOL in _first_text(held)
         status = await client.call_tool(STATUS_TOOL, {"approval": approval})
         assert not status.is_error and status.structured_content == {
             "approval": approval,
@@ -422,6 +422,13 @@ async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
     assert call.trace is not None and call.trace[0] == shown["trace_id"]
 
 
+def _first_text(result: types.CallToolResult) -> str:
+    """The text of the result's first content block, which must be text."""
+    first = result.content[0]
+    assert isinstance(first, types.TextContent), first
+    return first.text
+
+
 def _approval_meta(approval: str) -> types.RequestParamsMeta:
     """A call's ``_meta`` naming the approval it collects. RequestParamsMeta is
     an open map (``extra_items=Any``, PEP 728), which mypy cannot express yet."""
@@ -450,7 +457,7 @@ async def test_an_agent_skill_tool_held_then_rejected_is_never_called(
         result = await client.call_tool("worker__work", {"message": "task hello"}, meta=meta)
         assert result.is_error and result.structured_content is not None
         assert result.structured_content["state"] == "rejected"
-        assert "too risky" in result.content[0].text  # type: ignore[union-attr]
+        assert "too risky" in _first_text(result)
     assert not mcp_setup.worker_seen.calls()
     trace = _mcp_show(mcp_setup, approval)["trace_id"]
     assert ("approval", "rejected") in mcp_audit(mcp_setup, trace)
@@ -466,7 +473,7 @@ async def test_an_approved_agent_skill_tool_runs_with_the_result(mcp_setup: McpS
         ).status_code == 200
         result = await client.call_tool(STATUS_TOOL, {"approval": approval})
     assert not result.is_error, result
-    assert "done: hello" in result.content[0].text  # type: ignore[union-attr]
+    assert "done: hello" in _first_text(result)
     assert len(mcp_setup.worker_seen.calls()) == 1
 
 

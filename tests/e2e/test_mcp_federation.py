@@ -21,7 +21,7 @@ import mcp_types as types
 import pytest
 
 from adapters.mcp import UpstreamUnavailable
-from gateway.mcp_federation import FederatedTool, ToolQuarantined
+from gateway.mcp_federation import FederatedTool, McpFederation, ToolQuarantined
 from gateway.pipeline import Caller, DelegationDenied
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
@@ -77,7 +77,8 @@ class Federation:
             principal = await self.gateway.server.app.state.switchboard.verifier.verify(token)
             return Caller.user(principal)
 
-        return self.gateway.server.run(verify())  # type: ignore[no-any-return]
+        caller: Caller = self.gateway.server.run(verify())
+        return caller
 
     def call(
         self,
@@ -104,7 +105,8 @@ class Federation:
 
     def tools(self, caller: Caller | None = None) -> dict[str, FederatedTool]:
         async def run() -> list[FederatedTool]:
-            return await self.gateway.server.app.state.switchboard.mcp.tools(caller)  # type: ignore[no-any-return]
+            mcp: McpFederation = self.gateway.server.app.state.switchboard.mcp
+            return await mcp.tools(caller)
 
         return {t.name: t for t in self.gateway.server.run(run())}
 

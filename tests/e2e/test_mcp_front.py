@@ -186,13 +186,15 @@ async def test_request_state_is_sealed_and_bound_to_the_caller(front: Front) -> 
     async with mcp_client(front.url, await front.token("alice"), "2026-07-28") as alice:
         first = await alice.session.call_tool("alpha__ask_name", {}, allow_input_required=True)
     assert isinstance(first, types.InputRequiredResult)
-    answer = {"name": types.ElicitResult(action="accept", content={"name": "Eve"})}
+    answer: types.InputResponses = {
+        "name": types.ElicitResult(action="accept", content={"name": "Eve"})
+    }
     async with mcp_client(front.url, await front.token("mallory"), "2026-07-28") as mallory:
         with pytest.raises(MCPError) as refused:
             await mallory.session.call_tool(
                 "alpha__ask_name",
                 {},
-                input_responses=answer,  # type: ignore[arg-type]
+                input_responses=answer,
                 request_state=first.request_state or "forged",
                 allow_input_required=True,
             )

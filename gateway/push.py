@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -204,6 +205,12 @@ class PushRelays:
             except KeySealError as exc:
                 raise CredentialsUnavailable(str(exc)) from None
             headers["Authorization"] = f"{scheme} {credentials}"
+        elif scheme and config.authentication.credentials:
+            # Written by a replica older than migration 0009 during a rolling
+            # upgrade: still the client's credentials (in plain text until the
+            # client sets the config again; docs/a2a.md says to stop every
+            # replica for this upgrade).
+            headers["Authorization"] = f"{scheme} {config.authentication.credentials}"
         else:
             key = await self._keys.active_key()
             signed = mint_access_token(
@@ -223,6 +230,27 @@ class PushRelays:
             timeout=FORWARD_TIMEOUT_SECONDS,
         )
         return response.status_code
+
+
+# RFC 9110 §11.1: an auth-scheme is a token; §5.5: a field value is visible
+# ASCII and spaces (no CR, LF or other controls, which would end the header).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+
+
+def header_problem(config: TaskPushNotificationConfig) -> str | None:
+    """Why the config's scheme, credentials or token cannot be sent as an HTTP
+    header, or None: checked when it is set, not when a notification fails."""
+    authentication = config.authentication
+    if authentication.scheme and not _TOKEN.fullmatch(authentication.scheme):
+        return "authentication.scheme must be an HTTP auth-scheme token (RFC 9110 §11.1)"
+    for name, value in (
+        ("authentication.credentials", authentication.credentials),
+        ("token", config.token),
+    ):
+        if value and not _FIELD_VALUE.fullmatch(value):
+            return f"{name} must be visible ASCII, as an HTTP header value (RFC 9110 §5.5)"
+    return None
 
 
 def parse_notification(body: Any) -> StreamResponse:

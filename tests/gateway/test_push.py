@@ -201,3 +201,30 @@ async def test_0009_downgrade_puts_the_credentials_back(engine: AsyncEngine) -> 
     async with engine.connect() as conn:
         document = (await conn.execute(select(a2a_push_configs.c.config))).scalar_one()
     assert document == PLAIN
+
+
+@pytest.mark.parametrize("wrong", ["a-different-sealing-secret-0123456789abcdef", None])
+async def test_0009_refuses_a_secret_that_does_not_open_the_signing_key(
+    engine: AsyncEngine, wrong: str | None
+) -> None:
+    """A value sealed with the wrong secret could never be opened again, and
+    `serve` checks the secret only after migrating: 0009 checks it first."""
+    await migrate(engine, "0008")
+    await KeyStore(engine, SECRET).active_key()  # the gateway's key, sealed with SECRET
+    await insert_plain(engine, "c1", PLAIN)
+    with pytest.raises(RuntimeError, match="nothing was changed"):
+        await db.upgrade(engine, wrong)
+    # Still at 0008, the credentials where they were: the right secret seals them.
+    async with engine.connect() as conn:
+        document = (await conn.execute(select(a2a_push_configs.c.config))).scalar_one()
+    assert document == PLAIN
+    await db.upgrade(engine, SECRET)
+    assert await authorization(relays(engine, SECRET), "relay-c1") == "Basic dXNlcjpwYXNz"
+
+
+async def test_0009_with_nothing_to_seal_needs_no_secret(engine: AsyncEngine) -> None:
+    await migrate(engine, "0008")
+    await KeyStore(engine, SECRET).active_key()
+    await insert_plain(engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"})
+    await db.upgrade(engine, None)  # e.g. `switchboard keys list` on a host without it
+    assert (await row(engine))["credentials_sealed"] is None

@@ -10,6 +10,12 @@ one; a gateway that later runs with a secret refuses to use such a value (that
 one notification is not forwarded, and the gateway logs why) until the client
 sets the config again.
 
+A value sealed with the wrong secret could never be opened again, so when
+there is anything to seal the secret is first tried on the gateway's own
+signing key (sealed with the same secret since 0001): a wrong secret, or none
+where the key is sealed, stops the migration before it changes anything
+(`switchboard serve` checks the secret only after migrating).
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-21
@@ -20,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-from policies.keys import KeySealError, open_secret, seal_secret
+from policies.keys import KeySealError, open_private_key, open_secret, seal_secret
 
 revision = "0009"
 down_revision = "0008"
@@ -41,10 +47,23 @@ _configs = sa.table(
 )
 
 
+_signing_keys = sa.table(
+    "signing_keys",
+    sa.column("kid", sa.String),
+    sa.column("private_key", sa.Text),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+
+
 def upgrade() -> None:
+    secret = _secret()
+    # Before any change (SQLite does not roll DDL back): refuse a secret that
+    # does not open the signing key when there are credentials to seal.
+    stored = op.get_bind().execute(sa.select(_configs.c.config)).scalars().all()
+    if any(((d or {}).get("authentication") or {}).get("credentials") for d in stored):
+        _check_secret(secret)
     with op.batch_alter_table("a2a_push_configs") as batch:
         batch.add_column(sa.Column("credentials_sealed", sa.Text, nullable=True))
-    secret = _secret()
     for row in _rows():
         config = dict(row.config)
         authentication = dict(config.get("authentication") or {})
@@ -72,6 +91,27 @@ def downgrade() -> None:
         _update(row, config, None)
     with op.batch_alter_table("a2a_push_configs") as batch:
         batch.drop_column("credentials_sealed")
+
+
+def _check_secret(secret: str | None) -> None:
+    newest = (
+        op.get_bind()
+        .execute(
+            sa.select(_signing_keys.c.kid, _signing_keys.c.private_key)
+            .order_by(_signing_keys.c.created_at.desc())
+            .limit(1)
+        )
+        .first()
+    )
+    if newest is None:
+        return  # no key yet: nothing says which secret is the gateway's
+    try:
+        open_private_key(newest.private_key, secret)
+    except KeySealError as exc:
+        raise RuntimeError(
+            f"migration 0009 seals stored push credentials with SWITCHBOARD_SECRET_KEY, "
+            f"but {exc} (signing key {newest.kid}); nothing was changed"
+        ) from None
 
 
 def _secret() -> str | None:

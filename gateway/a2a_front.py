@@ -96,7 +96,13 @@ from gateway.breaker import BreakerOpen, Breakers
 from gateway.errors import Problem, problem_response
 from gateway.handoffs import Resilience, breaker_error, contract_refusal, skill_of
 from gateway.pipeline import ApprovalRequired, Caller, DelegationDenied, Delegations, Grant
-from gateway.push import CredentialsUnavailable, PushRelays, RelayRefused, parse_notification
+from gateway.push import (
+    CredentialsUnavailable,
+    PushRelays,
+    RelayRefused,
+    header_problem,
+    parse_notification,
+)
 from gateway.retry import Attempts, Failure
 from gateway.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
@@ -788,6 +794,8 @@ class AgentHandler(RequestHandler):
         admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
+        if (problem := header_problem(params)) is not None:
+            raise InvalidParamsError(problem)
         try:
             await self._parts().fetcher.resolve(params.url)
         except FetchError as exc:
@@ -890,6 +898,20 @@ class AgentHandler(RequestHandler):
         except httpx.HTTPError as exc:
             logger.warning("push to the webhook of task %s failed: %r", relay.task_id, exc)
             return JSONResponse({"error": "the client's webhook is unreachable"}, status_code=502)
+        except ValueError as exc:
+            # A header the HTTP client refuses (a control character in a
+            # config stored before `header_problem` was checked on create).
+            # Its message may quote the value, a secret: only the type is logged.
+            logger.warning(
+                "push config %s of task %s (agent %s) not forwarded: %s in its headers",
+                relay.config_id,
+                relay.task_id,
+                agent_id,
+                type(exc).__name__,
+            )
+            return JSONResponse(
+                {"error": "the client's webhook headers cannot be sent"}, status_code=502
+            )
         if status >= 400:
             return JSONResponse({"error": f"the client's webhook answered {status}"}, 502)
         return Response(status_code=204)

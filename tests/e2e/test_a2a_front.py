@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -631,6 +632,94 @@ async def test_a_push_config_whose_credentials_cannot_be_opened_is_skipped(
     assert not any(lost in w or sealed in w for w in warnings)
 
 
+@pytest.mark.parametrize(
+    ("scheme", "credentials", "token", "field"),
+    [
+        ("Bearer", "abc\r\nX-Injected: 1", "", "authentication.credentials"),
+        ("Bearer\r\nX-Injected:", "abc", "", "authentication.scheme"),
+        ("", "", "tok\nen", "token"),
+        ("Bearer x", "abc", "", "authentication.scheme"),
+    ],
+)
+async def test_a_push_config_that_cannot_be_a_header_is_refused(
+    front: Front, scheme: str, credentials: str, token: str, field: str
+) -> None:
+    async with front.transport("worker") as alice:
+        task = (await alice.send_message(message("ask"))).task
+        config = TaskPushNotificationConfig(
+            task_id=task.id, url="http://example.com/hook", token=token
+        )
+        if scheme:
+            config.authentication.CopyFrom(
+                AuthenticationInfo(scheme=scheme, credentials=credentials)
+            )
+        with pytest.raises(InvalidParamsError, match=re.escape(field)):
+            await alice.create_task_push_notification_config(config)
+        listed = await alice.list_task_push_notification_configs(
+            ListTaskPushNotificationConfigsRequest(task_id=task.id)
+        )
+    assert not listed.configs
+
+
+async def test_a_stored_config_that_cannot_be_a_header_is_skipped_not_a_500(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A config stored before headers were checked on create."""
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            task = (await alice.send_message(message("ask"))).task
+            created = await alice.create_task_push_notification_config(
+                TaskPushNotificationConfig(task_id=task.id, url=hook.url, token="fine")
+            )
+            row = await _push_row(front, task.id, created.id)
+            await _set_row(
+                front, task.id, created.id, config={**row["config"], "token": "bad\r\nvalue"}
+            )
+            with caplog.at_level(logging.WARNING, logger="gateway.a2a_front"):
+                await alice.send_message(follow_up(task))
+                for _ in range(100):
+                    if _skipped(caplog, task.id):
+                        break
+                    await asyncio.sleep(0.05)
+            fetched = await alice.get_task(GetTaskRequest(id=task.id))
+    finally:
+        hook.server.stop()
+    assert fetched.status.state == DONE
+    assert not hook.received
+    warnings = _skipped(caplog, task.id)
+    assert warnings, caplog.text
+    assert not any("bad" in w for w in warnings)
+
+
+async def test_plain_credentials_from_a_replica_before_0009_still_reach_the_webhook(
+    front: Front,
+) -> None:
+    """During a rolling upgrade an older replica writes the credentials into
+    `config`, as before migration 0009; a newer one still sends them."""
+    secret = f"old-replica-{uuid.uuid4().hex}"
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            task = (await alice.send_message(message("ask"))).task
+            created = await alice.create_task_push_notification_config(
+                TaskPushNotificationConfig(
+                    task_id=task.id,
+                    url=hook.url,
+                    authentication=AuthenticationInfo(scheme="Basic", credentials="sealed"),
+                )
+            )
+            row = await _push_row(front, task.id, created.id)
+            config = {**row["config"], "authentication": {"scheme": "Basic", "credentials": secret}}
+            await _set_row(front, task.id, created.id, config=config, credentials_sealed=None)
+            await alice.send_message(follow_up(task))
+            await _until_done(hook)
+    finally:
+        hook.server.stop()
+    assert hook.received
+    assert all(h["authorization"] == f"Basic {secret}" for h, _ in hook.received)
+
+
 def follow_up(task: Task) -> SendMessageRequest:
     """The answer that completes a task paused by "ask"."""
     return message("warehouse 7", task_id=task.id, context_id=task.context_id)
@@ -660,6 +749,10 @@ async def _push_row(front: Front, task_id: str, config_id: str) -> dict[str, Any
 
 
 async def _set_sealed(front: Front, task_id: str, config_id: str, sealed: str) -> None:
+    await _set_row(front, task_id, config_id, credentials_sealed=sealed)
+
+
+async def _set_row(front: Front, task_id: str, config_id: str, **values: Any) -> None:
     engine = create_engine(front.gateway.settings.effective_database_url)
     try:
         async with engine.begin() as conn:
@@ -669,7 +762,7 @@ async def _set_sealed(front: Front, task_id: str, config_id: str, sealed: str) -
                     a2a_push_configs.c.task_id == task_id,
                     a2a_push_configs.c.config_id == config_id,
                 )
-                .values(credentials_sealed=sealed)
+                .values(**values)
             )
     finally:
         await engine.dispose()

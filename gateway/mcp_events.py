@@ -29,9 +29,11 @@ an unknown, evicted or foreign id replays nothing, the same as an id that
 never existed. Event ids are `secrets.token_urlsafe`, so they cannot be
 guessed either.
 
-Memory is bounded: events per stream, events in all and bytes in all (a
-message's JSON, serialised once when stored: the store keeps that text, not
-the object), the oldest evicted first. A session's events go when the client
+Memory is bounded: events per stream, per user, in all, and bytes per user
+and in all (a message's JSON, serialised once when stored: the store keeps
+that text, not the object), the oldest evicted first -- over a user's quota,
+that user's own oldest, so one busy user cannot push everyone else's streams
+out of the store. A session's events go when the client
 deletes it, or once it has had no request in flight for the session idle
 timeout (when the SDK ends such a session too).
 
@@ -117,11 +119,19 @@ class MemoryEventStore(EventStore):
         max_events: int,
         max_bytes: int,
         idle_seconds: float,
+        max_events_per_owner: int | None = None,
+        max_bytes_per_owner: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_events_per_stream = max_events_per_stream
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.max_events_per_owner = max_events_per_owner or max_events
+        self.max_bytes_per_owner = max_bytes_per_owner or max_bytes
+        # Each owner's events, oldest first (an owner's oldest is the oldest of
+        # its stream: a session, and so each of its streams, has one owner).
+        self._owned: dict[Owner, dict[EventId, _Event]] = {}
+        self._owner_bytes: dict[Owner, int] = {}
         self.idle_seconds = idle_seconds
         self._clock = clock
         self._events: dict[EventId, _Event] = {}  # oldest first
@@ -155,6 +165,7 @@ class MemoryEventStore(EventStore):
             for event in stream.events:
                 del self._events[event.id]
                 self.bytes -= event.size
+                self._disown(event)
 
     def _sweep(self) -> None:
         """Drop the events of sessions idle (nothing in flight) for the idle timeout."""
@@ -181,7 +192,7 @@ class MemoryEventStore(EventStore):
             else jsonrpc_message_adapter.dump_json(message, by_alias=True, exclude_unset=True)
         )
         size = EVENT_OVERHEAD_BYTES + (len(data) if data is not None else 0)
-        if size > self.max_bytes:
+        if size > min(self.max_bytes, self.max_bytes_per_owner):
             return event_id  # sent live, too large to keep
         streams = self._streams.setdefault(scope, {})
         stream = streams.get(stream_id)
@@ -191,8 +202,16 @@ class MemoryEventStore(EventStore):
         stream.events.append(event)
         self._events[event_id] = event
         self.bytes += size
+        owned = self._owned.setdefault(owner, {})
+        owned[event_id] = event
+        self._owner_bytes[owner] = self._owner_bytes.get(owner, 0) + size
         if len(stream.events) > self.max_events_per_stream:
             self._forget(stream.events[0])
+        while (
+            len(owned) > self.max_events_per_owner
+            or self._owner_bytes[owner] > self.max_bytes_per_owner
+        ):
+            self._forget(next(iter(owned.values())))
         while len(self._events) > self.max_events or self.bytes > self.max_bytes:
             self._forget(next(iter(self._events.values())))
         return event_id
@@ -223,11 +242,19 @@ class MemoryEventStore(EventStore):
         stream.events.popleft()
         del self._events[event.id]
         self.bytes -= event.size
+        self._disown(event)
         if not stream.events:
             streams = self._streams[stream.session]
             del streams[stream.stream_id]
             if not streams:
                 del self._streams[stream.session]
+
+    def _disown(self, event: _Event) -> None:
+        owned = self._owned[event.owner]
+        del owned[event.id]
+        self._owner_bytes[event.owner] -= event.size
+        if not owned:
+            del self._owned[event.owner], self._owner_bytes[event.owner]
 
 
 def _opens_a_session(scope: Scope, headers: Headers) -> bool:

@@ -214,6 +214,8 @@ class McpFront:
                 max_events_per_stream=settings.mcp_resume_max_events_per_stream,
                 max_events=settings.mcp_resume_max_events,
                 max_bytes=settings.mcp_resume_max_bytes,
+                max_events_per_owner=settings.mcp_resume_max_events_per_user,
+                max_bytes_per_owner=settings.mcp_resume_max_bytes_per_user,
                 idle_seconds=settings.mcp_session_idle_seconds,
             )
             if settings.mcp_resumable

@@ -218,6 +218,17 @@ class Settings(BaseSettings):
         ge=64 * 1024,
         description="Bytes of events kept for resumption in all (their JSON); oldest first.",
     )
+    mcp_resume_max_events_per_user: int = Field(
+        default=10_000,
+        ge=1,
+        description="Events kept for one user's sessions; their own oldest go first, so one "
+        "busy user cannot push out everyone else's.",
+    )
+    mcp_resume_max_bytes_per_user: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of events kept for one user's sessions; their own oldest first.",
+    )
 
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,

@@ -163,6 +163,34 @@ async def test_total_events_and_bytes_are_capped_oldest_first() -> None:
         assert events.count == 3 and events.bytes == 3 * size
 
 
+async def test_one_user_over_their_quota_evicts_their_own_events_only() -> None:
+    """A busy user cannot push another user's streams out of the store."""
+    events = store(max_events=10, max_events_per_owner=4)
+    alice, bob = caller("alice"), caller("bob")
+    with acting(bob, opened(events, "b")):
+        kept = [await events.store_event("1", note(n)) for n in range(3)]
+    with acting(alice, opened(events, "a")):
+        flood = [await events.store_event("1", note(n)) for n in range(20)]
+        # Alice keeps her newest four; the oldest of hers went first.
+        assert await replay(events, flood[16]) == ("1", [17, 18, 19])
+        assert await replay(events, flood[15]) == (None, [])
+    assert events.count == 7
+    with acting(bob, events.session("b")):
+        assert await replay(events, kept[0]) == ("1", [1, 2])
+
+    size = EVENT_OVERHEAD_BYTES + len(note(1).model_dump_json(by_alias=True, exclude_unset=True))
+    events = store(max_bytes_per_owner=2 * size)
+    with acting(bob, opened(events, "b")):
+        theirs = await events.store_event("1", note(1))
+    with acting(alice, opened(events, "a")):
+        mine = [await events.store_event("1", note(n)) for n in range(1, 6)]
+        assert await replay(events, mine[3]) == ("1", [5])
+        assert await replay(events, mine[2]) == (None, [])
+    assert events.bytes == 3 * size
+    with acting(bob, events.session("b")):
+        assert await replay(events, theirs) == ("1", [])  # still known: nothing after it
+
+
 async def test_a_deleted_or_idle_session_loses_its_events() -> None:
     clock = Clock()
     events = store(clock)

@@ -70,6 +70,7 @@ from gateway.mcp_errors import (
     trace_of,
 )
 from gateway.mcp_events import MemoryEventStore, SessionBinding
+from gateway.mcp_fastpath import McpFastPath, sdk_matches
 from gateway.mcp_federation import McpFederation, ToolNotFound, ToolQuarantined
 from gateway.mcp_front_offerings import OfferingHandlers
 from gateway.mcp_input import MAX_ROUNDS, ask_legacy_client, is_modern
@@ -221,6 +222,10 @@ class McpFront:
             if settings.mcp_resumable
             else None
         )
+        self._fast_path = settings.mcp_fast_path and sdk_matches()
+        if settings.mcp_fast_path and not self._fast_path:
+            logger.warning("mcp_fast_path: not the mcp SDK it mirrors; /mcp takes the SDK's path")
+        self._max_body = settings.max_request_bytes
         self.manager = StreamableHTTPSessionManager(
             app=self.server,
             event_store=self.events,
@@ -239,6 +244,8 @@ class McpFront:
         # One exact route (GET for the 2025 stream, POST, DELETE to end a
         # session): a Mount would redirect `/mcp` to `/mcp/`.
         app: ASGIApp = StreamableHTTPASGIApp(self.manager)
+        if self._fast_path:
+            app = McpFastPath(self.manager, self._max_body)
         if self.events is not None:
             app = SessionBinding(app, self.events)  # after McpAuth: the caller is known
         return [Route(MCP_PATH, endpoint=McpAuth(app))]

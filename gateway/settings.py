@@ -174,6 +174,11 @@ class Settings(BaseSettings):
         description="Send tools/call to 2026-07-28 MCP servers over HTTP without the SDK's "
         "client (same wire, less CPU); off: every call goes through the SDK.",
     )
+    mcp_fast_path: bool = Field(
+        default=True,
+        description="Serve a 2026-07-28 tools/call on /mcp with a leaner driver after the "
+        "SDK's own checks (same answers, less CPU); off: every request as the SDK serves it.",
+    )
     mcp_reconnect_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     mcp_reconcile_seconds: float = Field(
         default=5.0, gt=0, description="How soon a replica sees servers registered elsewhere."

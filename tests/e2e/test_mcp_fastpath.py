@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pydantic import Field
 from gateway import mcp_fastpath
 from gateway.mcp_fastpath import McpFastPath
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.mcp_servers import ToolBox, upstream_server
+from tests.support.mcp_servers import Hang, ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
 
 # The fast path is on only with the SDK source it mirrors (`SDK_DIGEST`); with
@@ -57,21 +56,6 @@ async def regional(
 async def nap(seconds: float) -> str:
     await anyio.sleep(seconds)
     return "rested"
-
-
-class Hang:
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.cancelled = threading.Event()
-
-    async def hang(self) -> str:
-        self.started.set()
-        try:
-            await anyio.sleep(30)
-        except anyio.get_cancelled_exc_class():
-            self.cancelled.set()
-            raise
-        return "never cancelled"
 
 
 @dataclass

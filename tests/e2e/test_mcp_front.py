@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from mcp.server.mcpserver import Context
 from gateway.mcp_errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, Seen
-from tests.support.mcp_clients import MODES, mcp_client
-from tests.support.mcp_servers import ToolBox, upstream_server
+from tests.support.mcp_clients import MODES, NameAnswerer, mcp_client
+from tests.support.mcp_servers import Hang, ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
 
 POLICY = """\
@@ -41,23 +40,6 @@ agents:
 """
 NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
-
-
-class Hang:
-    """A tool that waits until it is cancelled, and says so."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.cancelled = threading.Event()
-
-    async def hang(self) -> str:
-        self.started.set()
-        try:
-            await anyio.sleep(30)
-        except anyio.get_cancelled_exc_class():
-            self.cancelled.set()
-            raise
-        return "never cancelled"
 
 
 async def ask_name(ctx: Context) -> str | types.InputRequiredResult:
@@ -167,17 +149,13 @@ async def test_refusals_are_mcp_errors(front: Front, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_input_required_round_trip(front: Front, mode: str) -> None:
-    asked: list[str] = []
-
-    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"name": "Ada"})
+    answer = NameAnswerer()
 
     token = await front.token("alice")
     async with mcp_client(front.url, token, mode, elicitation_callback=answer) as client:
         result = await client.call_tool("alpha__ask_name", {})
     assert text_of(result) == "Hello, Ada!"
-    assert asked == ["Your name?"]
+    assert answer.asked == ["Your name?"]
 
 
 async def test_request_state_is_sealed_and_bound_to_the_caller(front: Front) -> None:

@@ -29,11 +29,11 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-from tests.e2e.test_mcp_front import Hang, ask_name
+from tests.e2e.test_mcp_front import ask_name
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, buffered
-from tests.support.mcp_clients import mcp_client
-from tests.support.mcp_servers import ToolBox, upstream_server
+from tests.support.mcp_clients import NameAnswerer, mcp_client
+from tests.support.mcp_servers import Hang, ToolBox, upstream_server
 from tests.support.servers import ServerThread
 
 # Sampling and logging are deprecated as of 2026-07-28 (SEP-2577); these tools
@@ -163,17 +163,13 @@ def text_of(result: types.CallToolResult) -> str:
 
 
 async def test_a_legacy_tool_asks_its_legacy_caller(relay: Relay) -> None:
-    asked: list[str] = []
-
-    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"name": "Ada"})
+    answer = NameAnswerer()
 
     token = await relay.token("alice")
     async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
         result = await client.call_tool("beta__ask_legacy", {})
     assert text_of(result) == "Hello, Ada!"
-    assert asked == ["Your name?"]
+    assert answer.asked == ["Your name?"]
 
 
 async def test_a_caller_that_cannot_elicit_is_not_asked(relay: Relay) -> None:
@@ -290,16 +286,12 @@ async def test_a_modern_callers_capabilities_reach_the_upstream(relay: Relay) ->
 
 
 async def test_a_question_from_no_call_is_never_put_to_a_user(relay: Relay) -> None:
-    asked: list[str] = []
-
-    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"name": "Ada"})
+    answer = NameAnswerer()
 
     token = await relay.token("alice")
     async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
         result = await client.call_tool("beta__stray", {})
-    assert asked == []
+    assert answer.asked == []
     # Refused by the gateway, or never delivered (the server's standalone
     # stream may not be open yet): never answered.
     assert text_of(result) == "unanswered" or text_of(result).startswith(
@@ -352,16 +344,12 @@ async def test_a_token_exchange_server_gets_no_shared_legacy_session(relay: Rela
 
     await anyio.to_thread.run_sync(register)
 
-    asked: list[str] = []
-
-    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"name": "Ada"})
+    answer = NameAnswerer()
 
     token = await relay.token("alice")
     async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
         result = await client.call_tool("gamma__ask_legacy", {})
-    assert asked == []
+    assert answer.asked == []
     assert text_of(result).startswith("cannot ask:")
 
 
@@ -369,11 +357,7 @@ async def test_a_session_the_server_ended_is_replaced(relay: Relay) -> None:
     """The server forgets the lane's session (restart, expiry): the call that
     meets the 404 was not run, so it is sent over the 2026-07-28 session, and
     the next call gets a fresh 2025-11-25 session."""
-    asked: list[str] = []
-
-    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"name": "Ada"})
+    answer = NameAnswerer()
 
     token = await relay.token("alice")
     async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
@@ -389,7 +373,7 @@ async def test_a_session_the_server_ended_is_replaced(relay: Relay) -> None:
         added = await client.call_tool("beta__add", {"a": 1, "b": 2})
         assert added.structured_content == {"result": 3}
         assert text_of(await client.call_tool("beta__ask_legacy", {})) == "Hello, Ada!"
-    assert asked == ["Your name?", "Your name?"]
+    assert answer.asked == ["Your name?", "Your name?"]
 
 
 async def test_a_question_is_withdrawn_when_its_call_ends(relay: Relay) -> None:

@@ -7,11 +7,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
+import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 # The two revisions a client may speak: 2026-07-28 (stateless) and 2025-11-25 (sessions).
 MODES = ["2026-07-28", "legacy"]
+
+
+class NameAnswerer:
+    """An elicitation callback that answers every question with the name Ada
+    and keeps the questions it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
 
 
 @contextlib.asynccontextmanager

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -69,6 +71,23 @@ class ToolBox:
 
 OAUTH_CLIENT = ("gateway-client", "client-secret-42")
 OAUTH_TOKEN = "cc-token-from-the-upstream-as"
+
+
+class Hang:
+    """A tool that waits until it is cancelled, and says so."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+
+    async def hang(self) -> str:
+        self.started.set()
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+        return "never cancelled"
 
 
 async def _token_endpoint(scope: Scope, receive: Receive, send: Send) -> None:

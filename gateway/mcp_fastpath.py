@@ -30,6 +30,7 @@ was written against (`SDK_DIGEST`); otherwise every request goes to the SDK.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import json
@@ -47,6 +48,7 @@ from mcp.server.transport_security import RequestBodyLimitMiddleware, TransportS
 from mcp.shared.inbound import (
     MCP_PROTOCOL_VERSION_HEADER,
     InboundLadderRejection,
+    InboundModernRoute,
     classify_inbound_request,
     find_duplicated_routing_header,
 )
@@ -86,7 +88,10 @@ def sdk_digest() -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
+@functools.cache
 def sdk_matches() -> bool:
+    # The SDK's source cannot change under a running process: read it once,
+    # not for every app built (the test suite builds hundreds).
     return sdk_digest() == SDK_DIGEST
 
 
@@ -237,32 +242,12 @@ class McpFastPath:
             await self._fallback(scope, receive, send)
             return
         body = await request.body()
-        try:
-            decoded = json.loads(body)
-        except (ValueError, RecursionError):
-            decoded = None
-        if not (
-            isinstance(decoded, dict) and decoded.get("method") == "tools/call" and "id" in decoded
-        ):
+        admitted = await self._admitted(request, body)
+        if admitted is None:
             await self._fallback(scope, _replay(body, receive), send)
             return
-        try:
-            req = JSONRPCRequest.model_validate(decoded)
-        except ValidationError:
-            await self._fallback(scope, _replay(body, receive), send)
-            return
-        if find_duplicated_routing_header(request.headers.items()) is not None:
-            await self._fallback(scope, _replay(body, receive), send)
-            return
-        verdict = classify_inbound_request(decoded, headers=dict(request.headers))
-        if isinstance(verdict, InboundLadderRejection):
-            await self._fallback(scope, _replay(body, receive), send)
-            return
+        req, verdict = admitted
         app, lifespan_state = manager.app, manager._lifespan_state
-        if await sdk._mcp_param_rejection(app, request, req, verdict, lifespan_state) is not None:
-            await self._fallback(scope, _replay(body, receive), send)
-            return
-
         connection = Connection.from_envelope(
             verdict.protocol_version, verdict.client_info, verdict.client_capabilities
         )
@@ -297,6 +282,34 @@ class McpFastPath:
             exchange.close()
             if watcher is not None:
                 watcher.cancel()
+
+    async def _admitted(
+        self, request: Request, body: bytes
+    ) -> tuple[JSONRPCRequest, InboundModernRoute] | None:
+        """The rest of the SDK's ladder, in its order, for a `tools/call`: the
+        request and its route, or None for anything the SDK is to answer."""
+        try:
+            decoded = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not (
+            isinstance(decoded, dict) and decoded.get("method") == "tools/call" and "id" in decoded
+        ):
+            return None
+        try:
+            req = JSONRPCRequest.model_validate(decoded)
+        except ValidationError:
+            return None
+        if find_duplicated_routing_header(request.headers.items()) is not None:
+            return None
+        verdict = classify_inbound_request(decoded, headers=dict(request.headers))
+        if isinstance(verdict, InboundLadderRejection):
+            return None
+        manager = self.manager
+        rejection = await sdk._mcp_param_rejection(
+            manager.app, request, req, verdict, manager._lifespan_state
+        )
+        return None if rejection is not None else (req, verdict)
 
 
 def _modern(scope: Scope) -> bool:

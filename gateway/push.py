@@ -60,6 +60,7 @@ from gateway.tables import a2a_push_configs
 from gateway.tasks import Owner
 from policies.keys import KeySealError, open_secret, seal_secret
 from policies.tokens import mint_access_token
+from registry.models import HTTP_TCHAR
 
 WEBHOOK_TOKEN_TTL_SECONDS = 60
 FORWARD_TIMEOUT_SECONDS = 10.0
@@ -234,7 +235,7 @@ class PushRelays:
 
 # RFC 9110 §11.1: an auth-scheme is a token; §5.5: a field value is visible
 # ASCII and spaces (no CR, LF or other controls, which would end the header).
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN = re.compile(rf"{HTTP_TCHAR}+")
 _FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 
 

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from registry.models import AGENT_ID_PATTERN, HealthStatus, is_absolute_uri
+from registry.models import AGENT_ID_PATTERN, HTTP_TCHAR, HealthStatus, is_absolute_uri
 
 # RFC 9110 §5.1 field-name = token.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_HEADER_NAME = re.compile(rf"^{HTTP_TCHAR}{{1,128}}$")
 # Headers the transport owns: a credential must not be able to replace them.
 _RESERVED_HEADERS = frozenset(
     {

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from registry.signatures import SignatureStatus
 
 AGENT_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+# RFC 9110 §5.6.2 tchar: a header field name, an auth-scheme, any token.
+HTTP_TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
 
 
 class HealthStatus(enum.StrEnum):

@@ -6,7 +6,7 @@ concurrent calls an `httpx.AsyncClient` reached 0.07-0.15x the throughput of
 an aiohttp forwarder, httpx over the `httpx-aiohttp` transport 0.3-0.55x and
 aiohttp itself 0.84-1.18x. So:
 
-* the hot path (same-version pass-through, `gateway/a2a_passthrough.py`)
+* the hot path (same-version pass-through, `gateway/a2a/passthrough.py`)
   calls `UpstreamHTTP.post()`, which is aiohttp directly;
 * the official SDKs' client transports need an `httpx.AsyncClient`; theirs
   (`UpstreamHTTP.httpx`) runs over the same aiohttp pool through

@@ -488,7 +488,7 @@ class McpUpstream:
         (the SDK's "Handler returned an invalid result": in practice an
         `InputRequiredResult` from a tool written for 2026-07-28) is sent
         again over the 2026-07-28 session, whose `InputRequiredResult` the
-        gateway can put to the caller (`gateway.mcp_input`). Repeating it is
+        gateway can put to the caller (`gateway.mcp.input_relay`). Repeating it is
         what multi round-trip requests already require of such a handler: a
         2026-07-28 client re-sends the whole request with its answers. So is
         one the server refused for an unknown session (it did not run it);

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 class CallRelay(Protocol):
-    """The downstream side of one upstream call (`gateway.mcp_relay`)."""
+    """The downstream side of one upstream call (`gateway.mcp.relay`)."""
 
     def upstream_capabilities(self) -> dict[str, Any]:
         """The caller's client capabilities the gateway can carry back to it."""

@@ -31,7 +31,7 @@ a request's POST in its sender's context, so the value set for a call is the
 one its requests see, and a concurrent call's never is. It is set where the
 trace is decided (`begin`, in the task serving that one request or MCP
 message) and bound to each delegation where its token is minted (`follow`,
-from `gateway.pipeline`), so a call made later on a stored trace id (an
+from `gateway.delegation.pipeline`), so a call made later on a stored trace id (an
 approved call, a run taken over after a restart) carries that trace. Every
 aiohttp pool the gateway calls upstreams with (`adapters.http.checked_session`)
 writes the headers into each request it builds (`TracedRequest`): a request

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from gateway import db
 from gateway.app import freeze_startup_heap
+from gateway.storage import db
 from registry.cards import parse_card
 from registry.models import AgentQuery
 from registry.signatures import SignatureCheck, SignatureStatus

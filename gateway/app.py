@@ -16,40 +16,22 @@ from fastapi import FastAPI
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from adapters.mcp import UpstreamTimings
-from gateway import db, runstate
-from gateway.a2a_approvals import (
+from gateway.a2a.approvals import (
     ApprovalAgentHandler,
     ApprovalDesk,
     ApprovalExecution,
     ApprovalParts,
 )
-from gateway.a2a_front import (
+from gateway.a2a.front import (
     A2AFrontDoor,
     AgentHandler,
     FrontDoorParts,
     GatewayHandler,
     StreamLimits,
 )
-from gateway.a2a_mcp import McpAgents
-from gateway.a2a_passthrough import PassThrough
-from gateway.a2a_vendor import GatewayRun, VendorAgentHandler, VendorExecution
-from gateway.approvals import Approvals
-from gateway.audit import AuditLog
-from gateway.breaker import Breakers, BreakerSettings
-from gateway.errors import install_error_handlers
-from gateway.handoffs import Resilience
-from gateway.keystore import KeyStore
-from gateway.limits import BodyLimitMiddleware
-from gateway.mcp_agent_tools import AgentSkillTools
-from gateway.mcp_approvals import McpApprovals
-from gateway.mcp_federation import FederationSettings, McpFederation
-from gateway.mcp_front import McpFront
-from gateway.mcp_upstreams import McpUpstreams, UpstreamLimits
-from gateway.pipeline import Delegations
-from gateway.push import PushRelays
-from gateway.replay import replay_cache
-from gateway.retry import RetrySettings
-from gateway.routers import (
+from gateway.a2a.passthrough import PassThrough
+from gateway.a2a.vendor import GatewayRun, VendorAgentHandler, VendorExecution
+from gateway.api import (
     agents,
     approvals,
     audit,
@@ -61,12 +43,30 @@ from gateway.routers import (
     vendor_agents,
     wellknown,
 )
+from gateway.api.state import AppState
+from gateway.delegation.approvals import Approvals
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.breaker import Breakers, BreakerSettings
+from gateway.delegation.handoffs import Resilience
+from gateway.delegation.keystore import KeyStore
+from gateway.delegation.pipeline import Delegations
+from gateway.delegation.push import PushRelays
+from gateway.delegation.replay import replay_cache
+from gateway.delegation.retry import RetrySettings
+from gateway.delegation.task_runner import TaskRunner
+from gateway.delegation.tasks import TaskRecords
+from gateway.delegation.token_exchange import TokenExchange
+from gateway.delegation.vendor_agents import VendorAgents
+from gateway.http.limits import BodyLimitMiddleware
+from gateway.http.problems import install_error_handlers
+from gateway.mcp.agent_tools import AgentSkillTools
+from gateway.mcp.approvals import McpApprovals
+from gateway.mcp.as_a2a import McpAgents
+from gateway.mcp.federation import FederationSettings, McpFederation
+from gateway.mcp.front import McpFront
+from gateway.mcp.upstreams import McpUpstreams, UpstreamLimits
 from gateway.settings import Settings
-from gateway.state import AppState
-from gateway.task_runner import TaskRunner
-from gateway.tasks import TaskRecords
-from gateway.token_exchange import TokenExchange
-from gateway.vendor_agents import VendorAgents
+from gateway.storage import db, runstate
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
 from policies.policy_file import PolicySource

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from gateway import db, runstate
-from gateway.keystore import KeyStore, load_active_key
+from gateway.delegation.keystore import KeyStore, load_active_key
 from gateway.settings import ConfigError, Settings
+from gateway.storage import db, runstate
 from policies.keys import KeySealError
 from policies.policy_file import PolicyError, load_policy
 from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
@@ -513,7 +513,7 @@ def _secret_value(value: str) -> str:
 def _mcp_stdio(args: argparse.Namespace) -> int:
     import anyio
 
-    from gateway.mcp_stdio import bridge
+    from gateway.mcp.stdio import bridge
 
     token = args.token or os.environ.get("SWITCHBOARD_TOKEN")
     if not token:

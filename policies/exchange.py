@@ -1,6 +1,6 @@
 """RFC 8693 token exchange requests: parsing and the protocol's error codes.
 
-Pure: the token endpoint (`gateway.token_exchange`) does the I/O. Parameters
+Pure: the token endpoint (`gateway.delegation.token_exchange`) does the I/O. Parameters
 arrive form-encoded (RFC 6749 §3.2, §4.1.3); a parameter sent twice is an
 `invalid_request` (RFC 6749 §3.2: "MUST NOT be included more than once"),
 except `resource`, which RFC 8707 allows to repeat -- and which we refuse to

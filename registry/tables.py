@@ -1,6 +1,6 @@
 """SQL tables of the registry (SQLite and PostgreSQL through the same definitions).
 
-Schema changes go through the Alembic migrations in `gateway/migrations`.
+Schema changes go through the Alembic migrations in `gateway/storage/migrations`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from mcp.client.session import ClientSession
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
 from adapters.mcp_relay import on_elicitation, relaying, stamp_caller_capabilities
-from gateway.mcp_relay import MAX_LOG_BYTES, MAX_LOG_LINES, MAX_QUESTIONS, DownstreamRelay
+from gateway.mcp.relay import MAX_LOG_BYTES, MAX_LOG_LINES, MAX_QUESTIONS, DownstreamRelay
 
 QUESTION = types.ElicitRequestFormParams(
     message="?", requested_schema={"type": "object", "properties": {}}

@@ -55,9 +55,9 @@ from a2a.utils.signing import create_signature_verifier
 from google.protobuf.json_format import ParseDict
 from sqlalchemy import select, update
 
-from gateway.db import create_engine
-from gateway.push import SEAL_PURPOSE
-from gateway.tables import a2a_push_configs
+from gateway.delegation.push import SEAL_PURPOSE
+from gateway.storage.db import create_engine
+from gateway.storage.tables import a2a_push_configs
 from policies.keys import seal_secret
 from tests.support.a2a_agents import Webhook, legacy_worker_agent, webhook, worker_agent
 from tests.support.gateway import Gateway, start_gateway
@@ -613,7 +613,7 @@ async def test_a_push_config_whose_credentials_cannot_be_opened_is_skipped(
             # As if restored from a deployment with another SWITCHBOARD_SECRET_KEY.
             sealed = seal_secret(lost, "another" * 6, SEAL_PURPOSE)
             await _set_sealed(front, task.id, "skipped", sealed)
-            with caplog.at_level(logging.WARNING, logger="gateway.a2a_front"):
+            with caplog.at_level(logging.WARNING, logger="gateway.a2a.front"):
                 await alice.send_message(follow_up(task))
                 await _until_done(kept)
                 for _ in range(100):
@@ -676,7 +676,7 @@ async def test_a_stored_config_that_cannot_be_a_header_is_skipped_not_a_500(
             await _set_row(
                 front, task.id, created.id, config={**row["config"], "token": "bad\r\nvalue"}
             )
-            with caplog.at_level(logging.WARNING, logger="gateway.a2a_front"):
+            with caplog.at_level(logging.WARNING, logger="gateway.a2a.front"):
                 await alice.send_message(follow_up(task))
                 for _ in range(100):
                     if _skipped(caplog, task.id):

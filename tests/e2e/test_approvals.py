@@ -35,7 +35,7 @@ from a2a.utils.errors import TaskNotFoundError
 from google.protobuf.json_format import MessageToDict
 from mcp import MCPError
 
-from gateway.mcp_approvals import STATUS_TOOL
+from gateway.mcp.approvals import STATUS_TOOL
 from policies.scopes import ADMIN_SCOPE
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway

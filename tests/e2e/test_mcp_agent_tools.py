@@ -13,7 +13,7 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
-from gateway.mcp_errors import DELEGATION_REFUSED
+from gateway.mcp.errors import DELEGATION_REFUSED
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream

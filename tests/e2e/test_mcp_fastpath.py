@@ -1,4 +1,4 @@
-"""The `/mcp` fast path for 2026-07-28 `tools/call` (`gateway.mcp_fastpath`)
+"""The `/mcp` fast path for 2026-07-28 `tools/call` (`gateway.mcp.fastpath`)
 against the SDK's own path: two gateways, one with it and one without
 (`mcp_fast_path=False`), federating the same upstream, asked the same raw
 HTTP requests. Every answer -- status, content type and body bytes -- must be
@@ -22,8 +22,8 @@ from mcp.server import _streamable_http_modern as sdk_modern
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY
 from pydantic import Field
 
-from gateway import mcp_fastpath
-from gateway.mcp_fastpath import McpFastPath
+from gateway.mcp import fastpath as mcp_fastpath
+from gateway.mcp.fastpath import McpFastPath
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_servers import Hang, ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
@@ -34,7 +34,7 @@ from tests.support.servers import ServerThread, stop_all
 # fresh install may pick up a newer mcp, and the gateway is still correct.
 pytestmark = pytest.mark.skipif(
     not mcp_fastpath.sdk_matches(),
-    reason="the installed mcp SDK is not the one gateway/mcp_fastpath.py mirrors, so the "
+    reason="the installed mcp SDK is not the one gateway/mcp/fastpath.py mirrors, so the "
     "fast path is off: review it against this SDK, then update SDK_DIGEST",
 )
 VERSION = "2026-07-28"

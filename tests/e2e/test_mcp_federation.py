@@ -21,8 +21,8 @@ import mcp_types as types
 import pytest
 
 from adapters.mcp import UpstreamUnavailable
-from gateway.mcp_federation import FederatedTool, McpFederation, ToolQuarantined
-from gateway.pipeline import Caller, DelegationDenied
+from gateway.delegation.pipeline import Caller, DelegationDenied
+from gateway.mcp.federation import FederatedTool, McpFederation, ToolQuarantined
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client

@@ -22,7 +22,7 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
 
-from gateway.mcp_errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
+from gateway.mcp.errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, Seen
 from tests.support.mcp_clients import MODES, NameAnswerer, mcp_client

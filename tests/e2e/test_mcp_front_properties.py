@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mcp import MCPError
 
-from gateway.mcp_approvals import STATUS_TOOL
-from gateway.mcp_errors import DELEGATION_REFUSED
+from gateway.mcp.approvals import STATUS_TOOL
+from gateway.mcp.errors import DELEGATION_REFUSED
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import upstream_server

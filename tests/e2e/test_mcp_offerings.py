@@ -18,7 +18,7 @@ import pytest
 from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 
-from gateway.mcp_errors import DELEGATION_REFUSED, TOOL_QUARANTINED, UPSTREAM_UNAVAILABLE
+from gateway.mcp.errors import DELEGATION_REFUSED, TOOL_QUARANTINED, UPSTREAM_UNAVAILABLE
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client

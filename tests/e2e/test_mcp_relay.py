@@ -1,5 +1,5 @@
 """What an upstream tool asks or logs mid-call reaches its own caller, and only
-that caller (`adapters.mcp_relay`, `gateway.mcp_relay`).
+that caller (`adapters.mcp_relay`, `gateway.mcp.relay`).
 
 End to end: the official `mcp` client in both revisions against a real
 gateway in front of a real SDK server that keeps 2025-11-25 sessions, over

@@ -1,5 +1,5 @@
 """Resumable SSE streams on the gateway's `/mcp` (2025-11-25 sessions;
-`gateway.mcp_events`): priming events with `retry`, a call whose stream drops
+`gateway.mcp.events`): priming events with `retry`, a call whose stream drops
 resumed with `Last-Event-ID`, and no replay of another user's events.
 
 A real gateway (SQLite: nothing here touches storage) in front of a real SDK
@@ -23,8 +23,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.streamable_http import EventCallback, EventId, StreamId
 
-from gateway.mcp_auth import current_caller
-from gateway.mcp_events import MemoryEventStore, SessionBinding, SessionScope, _current_session
+from gateway.mcp.auth import current_caller
+from gateway.mcp.events import MemoryEventStore, SessionBinding, SessionScope, _current_session
 from tests.e2e.test_mcp_front import text_of
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import mcp_client

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway.keystore import load_active_key
+from gateway.delegation.keystore import load_active_key
 from policies.exchange import (
     ACCESS_TOKEN_TYPE,
     JWT_BEARER_ASSERTION,

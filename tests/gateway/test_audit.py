@@ -1,4 +1,4 @@
-"""gateway.audit: the batched decision log, on SQLite and on PostgreSQL.
+"""gateway.delegation.audit: the batched decision log, on SQLite and on PostgreSQL.
 
 Reads go through `AuditLog.query`, which flushes first; where a test must see
 what the *background* writer did, it reads the table directly instead.
@@ -20,15 +20,15 @@ from sqlalchemy import event as event_api
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit import (
+from gateway.delegation.audit import (
     AuditEvent,
     AuditLog,
     AuditQuery,
     AuditRecord,
     InvalidAuditCursor,
 )
-from gateway.db import create_engine, upgrade
-from gateway.tables import audit_events
+from gateway.storage.db import create_engine, upgrade
+from gateway.storage.tables import audit_events
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

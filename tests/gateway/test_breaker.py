@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.breaker import (
+from gateway.delegation.breaker import (
     CLOSED,
     BreakerOpen,
     Breakers,

@@ -1,6 +1,6 @@
-"""gateway.keystore: rotation, retirement, and replicas picking up a new key.
+"""gateway.delegation.keystore: rotation, retirement, and replicas picking up a new key.
 
-Time is faked per module attribute (`gateway.keystore.time` / `.datetime`), so
+Time is faked per module attribute (`gateway.delegation.keystore.time` / `.datetime`), so
 nothing here waits for ACTIVE_KEY_RECHECK_SECONDS or a key's retirement.
 """
 
@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import keystore
-from gateway.db import create_engine, upgrade
-from gateway.keystore import KeyStore
-from gateway.tables import signing_keys
+from gateway.delegation import keystore
+from gateway.delegation.keystore import KeyStore
+from gateway.storage.db import create_engine, upgrade
+from gateway.storage.tables import signing_keys
 from policies.keys import SigningKey
 from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer, mint_access_token
 

@@ -1,4 +1,4 @@
-"""The event store behind resumable `/mcp` streams (`gateway.mcp_events`):
+"""The event store behind resumable `/mcp` streams (`gateway.mcp.events`):
 binding to owner and session, caps, eviction, session end."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import mcp_types as types
 from mcp.server.streamable_http import EventMessage
 
-from gateway.mcp_auth import current_caller
-from gateway.mcp_events import (
+from gateway.delegation.pipeline import Caller
+from gateway.mcp.auth import current_caller
+from gateway.mcp.events import (
     EVENT_OVERHEAD_BYTES,
     MemoryEventStore,
     SessionScope,
     _current_session,
 )
-from gateway.pipeline import Caller
 
 
 class Clock:

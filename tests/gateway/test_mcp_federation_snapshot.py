@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.mcp_federation import FederationSettings, McpFederation
+from gateway.mcp.federation import FederationSettings, McpFederation
 from registry.mcp_store import McpServerConfig, StoredTool
 
 

@@ -1,4 +1,4 @@
-"""gateway.push: the client's webhook credentials sealed at rest, and migration
+"""gateway.delegation.push: the client's webhook credentials sealed at rest, and migration
 0009, which seals the ones stored before, on SQLite and PostgreSQL.
 
 The relays are driven directly here (a forward goes to an `httpx.MockTransport`);
@@ -21,11 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import db
-from gateway.keystore import KeyStore
-from gateway.push import CredentialsUnavailable, PushRelays
-from gateway.tables import a2a_push_configs
-from gateway.tasks import Owner
+from gateway.delegation.keystore import KeyStore
+from gateway.delegation.push import CredentialsUnavailable, PushRelays
+from gateway.delegation.tasks import Owner
+from gateway.storage import db
+from gateway.storage.tables import a2a_push_configs
 
 SECRET = "push-tests-sealing-secret-0123456789abcdef"
 OWNER = Owner("alice", "https://issuer.example")
@@ -42,7 +42,7 @@ async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[Asyn
 async def migrate(
     engine: AsyncEngine, revision: str, secret: str | None = None, *, down: bool = False
 ) -> None:
-    """Up (or down) to one revision, as `gateway.db.upgrade` goes to the head."""
+    """Up (or down) to one revision, as `gateway.storage.db.upgrade` goes to the head."""
 
     def run(connection: Connection) -> None:
         config = db.alembic_config()

@@ -1,4 +1,4 @@
-"""gateway.replay: one-time `jti`s, in memory and in the real Redis (db 15).
+"""gateway.delegation.replay: one-time `jti`s, in memory and in the real Redis (db 15).
 
 Each Redis test uses its own random key prefix and deletes its keys afterwards,
 so the tests can run in parallel with each other and with a live gateway.
@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway import replay
-from gateway.replay import MemoryReplayCache, RedisReplayCache, replay_cache
+from gateway.delegation import replay
+from gateway.delegation.replay import MemoryReplayCache, RedisReplayCache, replay_cache
 from policies.client_auth import verify_client_assertion
 from policies.keys import ec_public_jwk
 
@@ -206,7 +206,7 @@ async def test_unreachable_redis_raises_instead_of_accepting() -> None:
 
 
 async def test_assertion_accepted_in_leeway_cannot_be_replayed() -> None:
-    # Exactly what gateway.token_exchange._check_assertion does, with its default leeway.
+    # Exactly what gateway.delegation.token_exchange._check_assertion does, with its default leeway.
     private = ec.generate_private_key(ec.SECP256R1())
     jwks = {"keys": [{**ec_public_jwk(private.public_key()), "kid": "k1"}]}
     now = time.time()

@@ -13,9 +13,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
-from gateway import retry
-from gateway.breaker import BreakerOpen, Breakers, BreakerSettings
-from gateway.retry import Attempts, Failure, RetrySettings, UpstreamStatus, classify, delays
+from gateway.delegation import retry
+from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings
+from gateway.delegation.retry import (
+    Attempts,
+    Failure,
+    RetrySettings,
+    UpstreamStatus,
+    classify,
+    delays,
+)
 
 
 @given(

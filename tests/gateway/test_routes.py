@@ -10,7 +10,7 @@ from typing import Any
 from starlette.routing import Match
 
 from gateway.app import create_app
-from gateway.mcp_auth import MCP_PATH
+from gateway.mcp.auth import MCP_PATH
 from gateway.settings import Settings
 
 

@@ -754,7 +754,7 @@ def test_any_mangled_token_gives_client_auth_error(
 
 
 def test_assertion_is_not_accepted_after_its_replay_horizon(agent: Agent) -> None:
-    # gateway.token_exchange stores the jti in the replay cache until
+    # gateway.delegation.token_exchange stores the jti in the replay cache until
     # checked.expires_at. For that to stop replays, the same assertion must
     # be refused from that instant on.
     token = agent.sign(good_claims(iat=NOW - 60, exp=NOW - 10))  # accepted: within leeway

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from gateway import db
+from gateway.storage import db
 from registry.cards import parse_card
 from registry.fetch import SafeFetcher
 from registry.health import HealthChecker, HealthState, next_state

@@ -12,7 +12,7 @@ import httpx
 
 from gateway.app import create_app
 from gateway.cli import issue_dev_token
-from gateway.keystore import load_active_key
+from gateway.delegation.keystore import load_active_key
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import mint_access_token

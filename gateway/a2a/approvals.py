@@ -1,0 +1,500 @@
+"""A2A calls that wait for a human's approval (`gateway.delegation.approvals`).
+
+The front door hands a request here when the policy wants an admin to
+approve calls to the agent (`Delegations.admit` raised `ApprovalRequired`).
+Nothing reaches the agent until then:
+
+* `SendMessage` / `SendStreamingMessage` answer at once with a task the
+  gateway owns, in ``TASK_STATE_AUTH_REQUIRED``; its status message says an
+  admin must approve and names the approval (text and ``metadata.approval``);
+* `GetTask`, `ListTasks` answer from the task records; `SubscribeToTask`
+  follows the task through the decision and the call to its end;
+  `CancelTask` withdraws a pending request (or stops the approved call);
+* approved (`ApprovalDesk.decide`), the call becomes a gateway-run task
+  (`gateway.delegation.task_runner`, so it survives the replica that started it):
+  decided again and minted at that moment, for the original caller, then
+  sent through the front door's own handler for the agent; the upstream's
+  status and artifacts become the gateway task's. Rejected, the task ends
+  ``TASK_STATE_REJECTED`` with the admin's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import (
+    RequestHandler,
+    validate_request_params,
+)
+from a2a.types import (
+    Artifact,
+    CancelTaskRequest,
+    GetTaskRequest,
+    Message,
+    SendMessageRequest,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils.errors import (
+    A2AError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+
+from adapters.base import Turn
+from gateway.a2a.front import Admission, FrontDoorParts, admission_of, handler_context
+from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.delegation.approvals import (
+    APPROVED,
+    PENDING,
+    REJECTED,
+    WITHDRAWN,
+    AlreadyDecided,
+    Approval,
+    Approvals,
+    NewApproval,
+    State,
+    new_id,
+)
+from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.task_runner import (
+    ENDS,
+    TERMINAL,
+    Execute,
+    RunNotFound,
+    RunSpec,
+    TaskRunner,
+    status_message,
+)
+from policies.tokens import TokenInvalid
+from registry.store import AgentNotFound
+
+POLL_SECONDS = 0.5
+APPROVAL_META = "approval"
+
+
+@dataclass(frozen=True)
+class ApprovalParts:
+    approvals: Approvals
+    runner: TaskRunner
+
+
+def _ended(task: Task, approval: Approval | None) -> bool:
+    """Whether a follower has seen all there is: the task ended, or the
+    approved call paused (input or auth required upstream) and finished."""
+    if task.status.state in TERMINAL:
+        return True
+    if approval is None or approval.state != APPROVED:
+        return False
+    return approval.outcome not in (None, "running")
+
+
+class ApprovalAgentHandler(RecordedTaskHandler):
+    no_push = "not for calls that wait for approval"
+    no_extended_card = "not while calls to this agent need approval"
+
+    """The A2A operations on an agent whose calls need approval."""
+
+    def __init__(
+        self, parts: Callable[[], FrontDoorParts], approvals: Callable[[], ApprovalParts]
+    ) -> None:
+        self._parts = parts
+        self._approvals = approvals
+
+    @property
+    def handler(self) -> RequestHandler:
+        return self
+
+    async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
+        outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+        detail = None if error is None else str(error)[:500]
+        await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
+
+    # Messages -------------------------------------------------------------
+
+    async def _hold(self, params: SendMessageRequest, admission: Admission) -> Task:
+        """Record the request as a pending approval and its task; call nothing."""
+        if params.configuration.HasField("task_push_notification_config"):
+            raise PushNotificationNotSupportedError(
+                "push configs are not relayed for calls that wait for approval"
+            )
+        parts, store = self._parts(), self._approvals().approvals
+        message = params.message
+        if message.task_id:
+            # Continuing one of the caller's own tasks (say one that asked for
+            # input) is a new request to approve; an approval's own task is not.
+            await self._own(admission, message.task_id)
+            if await store.by_task(admission.agent_id, message.task_id) is not None:
+                raise UnsupportedOperationError(
+                    f"task {message.task_id} is a request for approval; send a new message"
+                )
+        for referenced in message.reference_task_ids:
+            await self._own(admission, referenced)
+        if message.context_id:
+            owners = await parts.tasks.context_owners(admission.agent_id, message.context_id)
+            if owners and owners != {admission.owner}:
+                raise TaskNotFoundError(f"context {message.context_id} not found")
+        approval_id = new_id()
+        task = Task(id=str(uuid.uuid4()), context_id=message.context_id or str(uuid.uuid4()))
+        task.status.state = TaskState.TASK_STATE_AUTH_REQUIRED
+        task.status.message.CopyFrom(
+            status_message(
+                task.id,
+                task.context_id,
+                f"an admin must approve this request before {admission.agent_id} is called "
+                f"(approval {approval_id}); follow this task for the outcome",
+            )
+        )
+        task.status.message.metadata.update({APPROVAL_META: approval_id})
+        task.metadata.update({APPROVAL_META: approval_id})
+        history = task.history.add()
+        history.CopyFrom(message)
+        if not message.task_id:
+            history.task_id = task.id
+        history.context_id = task.context_id
+        metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
+        skill = metadata.get("skill")
+        await parts.tasks.record(admission.agent_id, admission.owner, task)
+        approval = await store.create(
+            NewApproval(
+                kind="a2a",
+                permit=admission.grant,
+                action_kind="skill",
+                request=MessageToDict(params),
+                action=skill if isinstance(skill, str) else None,
+                task_id=task.id,
+                context_id=task.context_id,
+            ),
+            approval_id,
+        )
+        await store.audit_request(approval, "a2a.SendMessage")
+        return task
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        # AUTH_REQUIRED is an interrupted state: even a blocking send answers now.
+        return await self._hold(params, admission_of(context))
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        yield await self._hold(params, admission_of(context))
+
+    # Tasks ----------------------------------------------------------------
+
+    @validate_request_params
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
+        admission = admission_of(context)
+        task = await self._own(admission, params.id)
+        desk = self._approvals()
+        approval = await desk.approvals.by_task(admission.agent_id, params.id)
+        if approval is not None and approval.state == PENDING:
+            try:
+                withdrawn = await desk.approvals.decide(
+                    approval.id, WITHDRAWN, admission.owner.subject, "withdrawn by the requester"
+                )
+            except AlreadyDecided:
+                pass  # decided meanwhile: stop the call, if it runs
+            else:
+                await desk.approvals.audit_decision(withdrawn)
+                ended = await end_task(
+                    self._parts(), withdrawn, TaskState.TASK_STATE_CANCELED, "withdrawn"
+                )
+                await self._audit(admission, "CancelTask", None)
+                return ended
+        if task.status.state in ENDS or not await desk.runner.cancel(admission.agent_id, params.id):
+            error = TaskNotCancelableError(f"task {params.id} cannot be canceled now")
+            await self._audit(admission, "CancelTask", error)
+            raise error
+        await self._audit(admission, "CancelTask", None)
+        return await self._own(admission, params.id)
+
+    async def _follow(self, admission: Admission, task: Task) -> AsyncIterator[Event]:
+        """The task, then its updates through the decision and the call."""
+        desk, tasks = self._approvals(), self._parts().tasks
+        yield task
+        while True:
+            approval = await desk.approvals.by_task(admission.agent_id, task.id)
+            if _ended(task, approval):
+                return
+            try:
+                events = desk.runner.events(admission.agent_id, task.id)
+            except RunNotFound:  # pending, or running on another replica
+                await asyncio.sleep(POLL_SECONDS)
+                latest = await tasks.get(admission.agent_id, admission.owner, task.id)
+                if latest is None:
+                    return
+                if latest.status != task.status:
+                    update = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+                    update.status.CopyFrom(latest.status)
+                    yield update
+                task = latest
+                continue
+            async for event in events:
+                yield event
+            return
+
+
+async def end_task(parts: FrontDoorParts, approval: Approval, state: TaskState, verb: str) -> Task:
+    """End a held request's task without calling anything (rejected, withdrawn)."""
+    assert approval.task_id is not None
+    task = await parts.tasks.get(approval.target, approval.owner, approval.task_id)
+    if task is None:
+        task = Task(id=approval.task_id, context_id=approval.context_id or "")
+    text = f"request {verb}"
+    if state == TaskState.TASK_STATE_REJECTED:
+        text += f" by {approval.decided_by}"
+    if approval.reason:
+        text += f": {approval.reason}"
+    task.status.Clear()
+    task.status.state = state
+    task.status.message.CopyFrom(status_message(task.id, task.context_id, text))
+    task.status.message.metadata.update({APPROVAL_META: approval.id})
+    await parts.tasks.record(approval.target, approval.owner, task)
+    return task
+
+
+class ApprovalDesk:
+    """What an admin's decision sets in motion (the admin API calls this)."""
+
+    def __init__(self, parts: Callable[[], FrontDoorParts], approvals: ApprovalParts) -> None:
+        self._parts = parts
+        self.parts = approvals
+        self.approvals = approvals.approvals
+        self._runner = approvals.runner
+
+    async def decide(
+        self, approval_id: str, approve: bool, by: str, reason: str | None
+    ) -> Approval:
+        """Raises `ApprovalNotFound`, `AlreadyDecided`."""
+        state: State = APPROVED if approve else REJECTED
+        approval = await self.approvals.decide(approval_id, state, by, reason)
+        await self.approvals.audit_decision(approval)
+        if approval.kind == "a2a" and approval.task_id is not None:
+            if approve:
+                spec = RunSpec(
+                    agent_id=approval.target,
+                    task_id=approval.task_id,
+                    context_id=approval.context_id or "",
+                    caller=approval.caller(),
+                    trace_id=approval.trace_id,
+                    turn=Turn(
+                        text="",
+                        skill=approval.action,
+                        task_id=approval.task_id,
+                        context_id=approval.context_id or "",
+                    ),
+                    streaming=True,
+                )
+                await self._runner.start(spec, None)
+            else:
+                await end_task(self._parts(), approval, TaskState.TASK_STATE_REJECTED, "rejected")
+        return approval
+
+
+# Making the approved call (`gateway.delegation.task_runner.Execute`) ----------------------
+
+
+class ApprovalExecution:
+    """Runs an approved A2A call as the gateway task the caller holds."""
+
+    def __init__(
+        self,
+        parts: Callable[[], FrontDoorParts],
+        approvals: Approvals,
+        handler_for: Callable[[Mapping[str, Any]], RequestHandler],
+    ) -> None:
+        self._parts = parts
+        self._approvals = approvals
+        self._handler_for = handler_for
+
+    def dispatching(self, otherwise: Execute) -> Execute:
+        """One `Execute` for the runner: approved calls here, the rest ``otherwise``."""
+
+        async def execute(spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+            approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
+            chosen = otherwise if approval is None else self
+            async for event in chosen(spec, grant):
+                yield event
+
+        return execute
+
+    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+        parts = self._parts()
+        approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
+        task = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
+        task = task or Task(id=spec.task_id, context_id=spec.context_id)
+        if approval is None or not await self._approvals.claim(approval.id):
+            # Claimed before: the replica making it was interrupted. An approval
+            # covers one call, so it is not made a second time.
+            yield _failed(task, "the approved call was interrupted; it is not made twice")
+            return
+        mirror = _Mirror(task)
+        try:
+            working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+            working.status.state = TaskState.TASK_STATE_WORKING
+            working.status.message.CopyFrom(
+                status_message(
+                    task.id, task.context_id, f"approved by {approval.decided_by}; calling"
+                )
+            )
+            yield working
+            async for event in self._call(approval, mirror):
+                yield event
+        except Exception:
+            await self._approvals.finish(approval.id, "failed")
+            raise
+        final = mirror.final()
+        yield final
+        await self._approvals.finish(approval.id, TaskState.Name(final.status.state))
+
+    async def _call(self, approval: Approval, mirror: _Mirror) -> AsyncIterator[Event]:
+        parts = self._parts()
+        try:
+            # Decided again now: a policy change since the request counts.
+            grant = await parts.delegations.admit(
+                approval.caller(),
+                approval.target,
+                event="a2a.approved",
+                trace_id=approval.trace_id,
+                approved=True,
+            )
+        except AgentNotFound:
+            mirror.fail(f"agent {approval.target} is no longer registered")
+            return
+        except DelegationDenied as denied:
+            reasons = "; ".join(denied.decision.reasons)
+            mirror.fail(f"the policy no longer allows this call: {reasons}")
+            return
+        except TokenInvalid:
+            # A minted token never outlives the one it derives from.
+            mirror.fail(
+                "the requester's token expired before the approval, so the call cannot be "
+                "made on their behalf; send the request again"
+            )
+            await self._approvals.audit(approval, "a2a.approved", "expired", "token expired")
+            return
+        request = SendMessageRequest()
+        try:
+            ParseDict(approval.request, request, ignore_unknown_fields=True)
+        except ParseError as exc:
+            mirror.fail(f"the stored request cannot be read: {exc}")
+            return
+        request.configuration.return_immediately = False
+        handler = self._handler_for(grant.card)
+        context = handler_context(Admission(grant, approval.owner, frozenset()))
+        try:
+            async for event in handler.on_message_send_stream(request, context):
+                update = mirror.take(event)
+                if update is not None:
+                    yield update
+            # A non-streaming agent may answer a task still at work: poll it.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + (grant.agent.timeout_seconds or parts.default_timeout_seconds)
+            while mirror.upstream_id and not mirror.ended:
+                if loop.time() > deadline:
+                    mirror.fail(f"agent {approval.target} did not finish in time")
+                    return
+                await asyncio.sleep(POLL_SECONDS)
+                latest = await handler.on_get_task(GetTaskRequest(id=mirror.upstream_id), context)
+                update = mirror.take(latest)
+                if update is not None:
+                    yield update
+        except A2AError as exc:
+            mirror.fail(str(exc) or type(exc).__name__)
+
+
+class _Mirror:
+    """The gateway task, following what the upstream says about its own."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.upstream_id = ""
+        self.ended = False
+
+    def _status(self, status: TaskStatus) -> None:
+        self.task.status.CopyFrom(status)
+        if status.HasField("message"):
+            self.task.status.message.task_id = self.task.id
+            self.task.status.message.context_id = self.task.context_id
+        self.ended = status.state in ENDS
+
+    def _artifact(self, artifact: Artifact, append: bool) -> None:
+        for known in self.task.artifacts:
+            if known.artifact_id == artifact.artifact_id:
+                if append:
+                    known.parts.extend(artifact.parts)
+                else:
+                    known.CopyFrom(artifact)
+                return
+        self.task.artifacts.append(artifact)
+
+    def take(self, event: Any) -> Event | None:
+        """Absorb an upstream event; returns the update to pass on, if any."""
+        if isinstance(event, Message):
+            reply = Artifact(artifact_id=str(uuid.uuid4()), name="reply", parts=event.parts)
+            self._artifact(reply, False)
+            self._status(TaskStatus(state=TaskState.TASK_STATE_COMPLETED))
+            return None
+        if isinstance(event, Task):
+            self.upstream_id = event.id
+            for artifact in event.artifacts:
+                self._artifact(artifact, False)
+            self._status(event.status)
+            self.task.metadata.update({"upstreamTaskId": event.id})
+            return None if self.ended else self._update()
+        if isinstance(event, TaskStatusUpdateEvent):
+            self.upstream_id = self.upstream_id or event.task_id
+            self._status(event.status)
+            return None if self.ended else self._update()
+        if isinstance(event, TaskArtifactUpdateEvent):
+            self._artifact(event.artifact, event.append)
+            update = TaskArtifactUpdateEvent(
+                task_id=self.task.id,
+                context_id=self.task.context_id,
+                append=event.append,
+                last_chunk=event.last_chunk,
+            )
+            update.artifact.CopyFrom(event.artifact)
+            return update
+        return None
+
+    def _update(self) -> TaskStatusUpdateEvent:
+        update = TaskStatusUpdateEvent(task_id=self.task.id, context_id=self.task.context_id)
+        update.status.CopyFrom(self.task.status)
+        return update
+
+    def fail(self, reason: str) -> None:
+        self.task.status.Clear()
+        self.task.status.state = TaskState.TASK_STATE_FAILED
+        self.task.status.message.CopyFrom(
+            status_message(self.task.id, self.task.context_id, reason)
+        )
+        self.ended = True
+
+    def final(self) -> Task:
+        if not self.ended:
+            self.fail("the agent ended without a final answer")
+        return self.task
+
+
+def _failed(task: Task, reason: str) -> Task:
+    task.status.Clear()
+    task.status.state = TaskState.TASK_STATE_FAILED
+    task.status.message.CopyFrom(status_message(task.id, task.context_id, reason))
+    return task

@@ -1,0 +1,128 @@
+"""What every handler whose tasks the gateway itself records answers alike.
+
+Three kinds of target have no A2A upstream holding their tasks: MCP servers
+served as agents (`gateway.mcp.as_a2a`), gateway-run vendor agents
+(`gateway.a2a.vendor`) and calls held for approval (`gateway.a2a.approvals`).
+For all three, `GetTask` and `ListTasks` are answered from the gateway's task
+records (only the caller's own; another user's task is "not found", A2A 1.0
+§3.1.3), `SubscribeToTask` follows one's own task until it ends (`_follow`,
+each handler's own), and push configs and the extended card are not offered. Each handler
+says why in its own words (`no_push`, `no_extended_card`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, ClassVar
+
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import (
+    RequestHandler,
+    validate_request_params,
+)
+from a2a.types import (
+    AgentCard,
+    DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
+    SubscribeToTaskRequest,
+    Task,
+    TaskPushNotificationConfig,
+)
+from a2a.utils.errors import (
+    A2AError,
+    ExtendedAgentCardNotConfiguredError,
+    PushNotificationNotSupportedError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+
+from gateway.a2a.front import ADMISSION, FrontDoorParts, list_own_tasks
+from gateway.delegation.task_runner import TERMINAL
+
+
+class RecordedTaskHandler(RequestHandler):
+    no_push: ClassVar[str]
+    no_extended_card: ClassVar[str]
+
+    def __init__(self, parts: Callable[[], FrontDoorParts]) -> None:
+        self._parts = parts
+
+    @staticmethod
+    def _admission(context: ServerCallContext | None) -> Any:
+        """The front door's admission (an `Admission`, or an MCP server's)."""
+        assert context is not None
+        return context.state[ADMISSION]
+
+    async def _audit(self, admission: Any, operation: str, error: A2AError | None) -> None:
+        """Record the outcome of an operation; handlers that audit override it."""
+
+    async def _own(self, admission: Any, task_id: str) -> Task:
+        task = await self._parts().tasks.get(admission.agent_id, admission.owner, task_id)
+        if task is None:
+            await self._audit(admission, "ownership", TaskNotFoundError())
+            raise TaskNotFoundError(f"task {task_id} not found")
+        return task
+
+    @validate_request_params
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
+        task = await self._own(self._admission(context), params.id)
+        if params.HasField("history_length"):
+            keep = list(task.history)[-params.history_length :] if params.history_length else []
+            del task.history[:]
+            task.history.extend(keep)
+        return task
+
+    @validate_request_params
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        admission = self._admission(context)
+        return await list_own_tasks(
+            self._parts().tasks, admission.agent_id, admission.owner, params
+        )
+
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = self._admission(context)
+        task = await self._own(admission, params.id)
+        if task.status.state in TERMINAL:
+            raise UnsupportedOperationError(f"task {params.id} has ended")
+        async for event in self._follow(admission, task):
+            yield event
+
+    def _follow(self, admission: Any, task: Task) -> AsyncIterator[Event]:
+        """The task, then its updates until it ends."""
+        raise NotImplementedError
+
+    async def on_create_task_push_notification_config(
+        self, params: TaskPushNotificationConfig, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError(self.no_push)
+
+    async def on_get_task_push_notification_config(
+        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        raise PushNotificationNotSupportedError(self.no_push)
+
+    async def on_list_task_push_notification_configs(
+        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
+    ) -> ListTaskPushNotificationConfigsResponse:
+        raise PushNotificationNotSupportedError(self.no_push)
+
+    async def on_delete_task_push_notification_config(
+        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> None:
+        raise PushNotificationNotSupportedError(self.no_push)
+
+    async def on_get_extended_agent_card(
+        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
+    ) -> AgentCard:
+        raise ExtendedAgentCardNotConfiguredError(self.no_extended_card)

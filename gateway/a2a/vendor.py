@@ -1,0 +1,353 @@
+"""Gateway-run agents (OpenAI-compatible, REST webhooks) behind the A2A front door.
+
+The front door admits the caller exactly as for an A2A agent (authenticate,
+`Delegations.admit`: decide and mint) and hands the request here when the
+agent's card carries the gateway-run mark (`registry.vendor_cards`). Each
+message becomes one task the gateway owns and runs (`gateway.delegation.task_runner`):
+
+* the message's text parts (joined) and first data part become the adapter's
+  `Turn`; the skill is ``metadata.skill``, or the agent's only skill;
+* `SendMessage` waits for the task to end and answers it -- or, with
+  ``returnImmediately``, answers the submitted task at once;
+  `SendStreamingMessage` answers the task, then its status and artifact
+  updates as the upstream streams;
+* `GetTask`, `ListTasks` answer from the task records, `CancelTask` stops the
+  call, `SubscribeToTask` follows a running task;
+* the reply becomes one artifact: its text as a text part, its data as a
+  data part. An upstream failure is a failed task whose status message says
+  what failed; a message the upstream cannot be called with (a mapping that
+  needs a value the message lacks) is InvalidParamsError and starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import (
+    RequestHandler,
+    validate_request_params,
+)
+from a2a.types import (
+    Artifact,
+    CancelTaskRequest,
+    Message,
+    Part,
+    SendMessageRequest,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils.errors import (
+    A2AError,
+    InternalError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.struct_pb2 import Value
+
+from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
+from gateway.a2a.front import Admission, FrontDoorParts, admission_of
+from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.task_runner import (
+    TERMINAL,
+    RunNotFound,
+    RunSpec,
+    TaskRunner,
+    status_message,
+)
+from gateway.delegation.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
+from policies.tokens import TokenInvalid
+from registry.vendor_cards import gateway_run_kind
+
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class GatewayRun:
+    """What the handler needs besides the front door's parts."""
+
+    vendors: VendorAgents
+    runner: TaskRunner
+
+
+class VendorAgentHandler(RecordedTaskHandler):
+    no_push = "this agent's tasks send no notifications"
+    no_extended_card = "this agent has no extended card"
+
+    def __init__(self, parts: Callable[[], FrontDoorParts], run: Callable[[], GatewayRun]) -> None:
+        self._parts = parts
+        self._run = run
+
+    @property
+    def handler(self) -> RequestHandler:
+        """The front door's `GatewayRunAgents`: this handler serves them all."""
+        return self
+
+    @staticmethod
+    def serves(card: dict[str, Any]) -> bool:
+        return gateway_run_kind(card) is not None
+
+    async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
+        outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+        detail = None if error is None else str(error)[:500]
+        await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
+
+    # Messages -------------------------------------------------------------
+
+    async def _begin(
+        self, params: SendMessageRequest, admission: Admission, *, stream: bool
+    ) -> Task:
+        """Check the message, record its task and start the call."""
+        if params.configuration.HasField("task_push_notification_config"):
+            raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
+        message = params.message
+        if message.task_id:
+            await self._own(admission, message.task_id)
+            raise UnsupportedOperationError(
+                f"task {message.task_id}: each message to this agent is a task of its own; "
+                "send a new message (with the same contextId to stay in the conversation)"
+            )
+        for referenced in message.reference_task_ids:
+            await self._own(admission, referenced)
+        parts = self._parts()
+        if message.context_id:
+            owners = await parts.tasks.context_owners(admission.agent_id, message.context_id)
+            if owners and owners != {admission.owner}:
+                raise TaskNotFoundError(f"context {message.context_id} not found")
+        call = await self._call(admission)
+        task = Task(id=str(uuid.uuid4()), context_id=message.context_id or str(uuid.uuid4()))
+        task.status.state = TaskState.TASK_STATE_SUBMITTED
+        turn = _turn(message, call, task)
+        try:
+            call.adapter.check(turn)
+        except InputInvalid as exc:
+            raise InvalidParamsError(str(exc)) from None
+        history = task.history.add()
+        history.CopyFrom(message)
+        history.task_id, history.context_id = task.id, task.context_id
+        await parts.tasks.record(admission.agent_id, admission.owner, task)
+        # The upstream streams only to a caller who streams too.
+        capabilities = admission.grant.card.get("capabilities") or {}
+        streaming = stream and bool(capabilities.get("streaming"))
+        spec = RunSpec(
+            agent_id=admission.agent_id,
+            task_id=task.id,
+            context_id=task.context_id,
+            caller=admission.grant.caller,
+            trace_id=admission.grant.trace_id,
+            turn=turn,
+            streaming=streaming,
+        )
+        await self._run().runner.start(spec, admission.grant)
+        return task
+
+    async def _call(self, admission: Admission) -> VendorCall:
+        try:
+            call = await self._run().vendors.call_for(admission.agent_id)
+        except CredentialUnavailable as exc:
+            raise InternalError(f"agent {admission.agent_id}: {exc}") from None
+        if call is None:
+            raise InternalError(f"agent {admission.agent_id} has no upstream configuration")
+        return call
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        admission = admission_of(context)
+        try:
+            task = await self._begin(params, admission, stream=False)
+        except A2AError as error:
+            await self._audit(admission, "SendMessage", error)
+            raise
+        await self._audit(admission, "SendMessage", None)
+        if not params.configuration.return_immediately:
+            await self._run().runner.wait(admission.agent_id, task.id)
+        return await self._own(admission, task.id)
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = admission_of(context)
+        try:
+            task = await self._begin(params, admission, stream=True)
+        except A2AError as error:
+            await self._audit(admission, "SendStreamingMessage", error)
+            raise
+        await self._audit(admission, "SendStreamingMessage", None)
+        async for event in self._follow(admission, task):
+            yield event
+
+    async def _follow(self, admission: Admission, task: Task) -> AsyncIterator[Event]:
+        """The task, then its events until it ends: from the run when it runs
+        here, else from the records."""
+        runner = self._run().runner
+        try:
+            events = runner.events(admission.agent_id, task.id)
+        except RunNotFound:  # it runs on another replica, or has just ended
+            pass
+        else:
+            yield task
+            async for event in events:
+                yield event
+            return
+        yield task
+        tasks = self._parts().tasks
+        while task.status.state not in TERMINAL:
+            await asyncio.sleep(POLL_SECONDS)
+            latest = await tasks.get(admission.agent_id, admission.owner, task.id)
+            if latest is None:
+                return
+            if latest.status.state != task.status.state:
+                update = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+                update.status.CopyFrom(latest.status)
+                yield update
+            task = latest
+
+    # Tasks ----------------------------------------------------------------
+
+    @validate_request_params
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
+        admission = admission_of(context)
+        task = await self._own(admission, params.id)
+        if task.status.state in TERMINAL or not await self._run().runner.cancel(
+            admission.agent_id, params.id
+        ):
+            error = TaskNotCancelableError(f"task {params.id} has ended")
+            await self._audit(admission, "CancelTask", error)
+            raise error
+        await self._audit(admission, "CancelTask", None)
+        return await self._own(admission, params.id)
+
+
+# Running one call (`gateway.delegation.task_runner.Execute`) ----------------------------
+
+
+class VendorExecution:
+    """Runs one gateway-run task: call the adapter, turn its answer into A2A."""
+
+    def __init__(self, parts: Callable[[], FrontDoorParts], run: Callable[[], GatewayRun]) -> None:
+        self._parts = parts
+        self._run = run
+
+    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+        parts = self._parts()
+        snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
+        task = snapshot or Task(id=spec.task_id, context_id=spec.context_id)
+        working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+        working.status.state = TaskState.TASK_STATE_WORKING
+        yield working
+        try:
+            if grant is None:  # run again after an interruption: decide and mint anew
+                grant = await parts.delegations.admit(
+                    spec.caller, spec.agent_id, event="a2a.retry", trace_id=spec.trace_id
+                )
+            call = await self._run().vendors.call_for(spec.agent_id)
+            if call is None:
+                raise AdapterError(f"agent {spec.agent_id} is no longer registered")
+        except (DelegationDenied, TokenInvalid, CredentialUnavailable, AdapterError) as exc:
+            yield _failed(task, f"the call could not be made: {exc}")
+            return
+        timeout = grant.agent.timeout_seconds or parts.default_timeout_seconds
+        credentials = call.credentials(grant.token.token)
+        artifact_id = str(uuid.uuid4())
+        name = spec.turn.skill or "reply"
+        reply: Reply | None = None
+        streamed = False
+        try:
+            if spec.streaming:
+                async for item in call.adapter.stream(
+                    spec.turn, credentials, timeout_seconds=timeout
+                ):
+                    if isinstance(item, Delta):
+                        yield _chunk(task, artifact_id, name, [Part(text=item.text)], streamed)
+                        streamed = True
+                    else:
+                        reply = item
+            else:
+                reply = await call.adapter.call(spec.turn, credentials, timeout_seconds=timeout)
+            if reply is None:
+                raise AdapterError(f"agent {spec.agent_id} ended without an answer")
+        except AdapterError as exc:
+            await parts.delegations.record(grant, "a2a.run", "upstream_error", str(exc)[:500])
+            yield _failed(task, str(exc))
+            return
+        await parts.delegations.record(grant, "a2a.run", "ok")
+        artifact = Artifact(artifact_id=artifact_id, name=name, parts=reply_parts(reply))
+        if spec.streaming:
+            rest = [p for p in artifact.parts if p.HasField("data")] if streamed else artifact.parts
+            event = _chunk(task, artifact_id, name, list(rest), streamed)
+            event.last_chunk = True
+            yield event
+        task.artifacts.append(artifact)
+        task.status.Clear()
+        task.status.state = TaskState.TASK_STATE_COMPLETED
+        yield task
+
+
+def _turn(message: Message, call: VendorCall, task: Task) -> Turn:
+    texts: list[str] = []
+    data: Any = None
+    for part in message.parts:
+        if part.HasField("text"):
+            texts.append(part.text)
+        elif part.HasField("data"):
+            if data is None:
+                data = MessageToDict(part.data)
+        else:
+            raise InvalidParamsError("this agent takes text and data parts, not files")
+    skills = [s.id for s in call.config.skills]
+    metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
+    skill = metadata.get("skill")
+    if skill is None and len(skills) == 1:
+        skill = skills[0]
+    if skill is not None and skill not in skills:
+        raise InvalidParamsError(f"no skill {skill!r} here; skills: {', '.join(skills)}")
+    return Turn(
+        text="\n".join(texts),
+        data=data,
+        skill=skill if isinstance(skill, str) else None,
+        task_id=task.id,
+        context_id=task.context_id,
+    )
+
+
+def reply_parts(reply: Reply) -> list[Part]:
+    parts: list[Part] = []
+    if reply.text is not None:
+        parts.append(Part(text=reply.text))
+    if reply.data is not None:
+        value = Value()
+        ParseDict(reply.data, value)
+        parts.append(Part(data=value, media_type="application/json"))
+    return parts or [Part(text="")]
+
+
+def _chunk(
+    task: Task, artifact_id: str, name: str, parts: list[Part], append: bool
+) -> TaskArtifactUpdateEvent:
+    event = TaskArtifactUpdateEvent(task_id=task.id, context_id=task.context_id, append=append)
+    event.artifact.artifact_id = artifact_id
+    event.artifact.name = name
+    event.artifact.parts.extend(parts)
+    return event
+
+
+def _failed(task: Task, reason: str) -> Task:
+    task.status.Clear()
+    task.status.state = TaskState.TASK_STATE_FAILED
+    task.status.message.CopyFrom(status_message(task.id, task.context_id, reason))
+    return task

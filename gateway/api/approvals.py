@@ -1,0 +1,73 @@
+"""`/approvals` (admin): calls held for a human's decision (`gateway.delegation.approvals`).
+
+`GET /approvals` lists them, pending first (filters: `state`, `agent`,
+`user`); `GET /approvals/{id}` shows one; `POST /approvals/{id}` with
+``{"decision": "approve"|"reject", "reason": "..."}`` decides it -- once: a
+second decision (or one after the requester withdrew) is 409.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from gateway.api.state import state_of
+from gateway.delegation.approvals import (
+    AlreadyDecided,
+    Approval,
+    ApprovalNotFound,
+    ApprovalPage,
+    Decision,
+)
+from gateway.http.auth import AdminPrincipal
+from gateway.http.problems import Problem
+
+router = APIRouter(prefix="/approvals", tags=["approvals"])
+
+
+def _not_found(approval_id: str) -> Problem:
+    return Problem(404, "not-found", "Not found", f"no approval {approval_id}")
+
+
+@router.get("", summary="Held calls, pending first, newest first within each")
+async def list_approvals(
+    request: Request,
+    _: AdminPrincipal,
+    state: Literal["pending", "approved", "rejected", "withdrawn"] | None = None,
+    agent: str | None = None,
+    user: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ApprovalPage:
+    return await state_of(request).approvals.approvals.list(
+        state=state, target=agent, user=user, limit=limit, offset=offset
+    )
+
+
+@router.get("/{approval_id}", summary="One held call: who asked, for what, and why")
+async def get_approval(request: Request, approval_id: str, _: AdminPrincipal) -> Approval:
+    try:
+        return await state_of(request).approvals.approvals.get(approval_id)
+    except ApprovalNotFound:
+        raise _not_found(approval_id) from None
+
+
+@router.post("/{approval_id}", summary="Approve or reject a held call (once)")
+async def decide_approval(
+    request: Request, approval_id: str, decision: Decision, admin: AdminPrincipal
+) -> Approval:
+    desk = state_of(request).approvals
+    try:
+        return await desk.decide(
+            approval_id, decision.decision == "approve", admin.subject, decision.reason
+        )
+    except ApprovalNotFound:
+        raise _not_found(approval_id) from None
+    except AlreadyDecided as decided:
+        raise Problem(
+            409,
+            "already-decided",
+            "Already decided",
+            f"approval {approval_id} is already {decided.approval.state}",
+        ) from None

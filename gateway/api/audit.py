@@ -1,0 +1,46 @@
+"""`GET /audit` (admin): the decision log, filtered and paged, or exported as
+JSON Lines (`?format=jsonl` or `Accept: application/jsonl`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from gateway.api.state import state_of
+from gateway.delegation.audit import AuditPage, AuditQuery
+from gateway.http.auth import AdminPrincipal
+
+router = APIRouter(tags=["audit"])
+JSONL = "application/jsonl"
+
+
+@router.get(
+    "/audit",
+    summary="Decisions, newest first (or oldest first after `after_id`)",
+    response_model=AuditPage,
+)
+async def audit(
+    request: Request,
+    _: AdminPrincipal,
+    query: Annotated[AuditQuery, Query()],
+    format: Literal["json", "jsonl"] | None = None,
+) -> AuditPage | StreamingResponse:
+    log = state_of(request).audit
+    wants_lines = format == "jsonl" or (
+        format is None and JSONL in request.headers.get("accept", "")
+    )
+    if not wants_lines:
+        return await log.query(query)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for record in log.export(query):
+            yield record.model_dump_json().encode() + b"\n"
+
+    return StreamingResponse(
+        lines(),
+        media_type=JSONL,
+        headers={"Content-Disposition": 'attachment; filename="switchboard-audit.jsonl"'},
+    )

@@ -1,0 +1,108 @@
+"""The MCP server registry API (`/mcp-servers`).
+
+Registering a server reached over HTTP needs `switchboard:admin` or
+`switchboard:mcp-register`; a stdio server (a command the gateway runs) needs
+admin and a command on the operator's allowlist. Refresh, approval and
+removal need admin. Reads need a valid token. Admins read every server's
+whole record (`McpServerRecord`). Anyone else reads only the servers they may
+use (the policy's decision, as for agents), each as a `McpServerView`: no
+URL, command line, resource, credential, registrant or health detail, and
+only the tools their `/mcp` `tools/list` offers them (`McpFederation.shown`).
+No response ever carries a credential's secret.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, Response, status
+
+from gateway.api.state import state_of
+from gateway.http.auth import AdminPrincipal, CurrentPrincipal
+from gateway.http.problems import Problem
+from policies.scopes import ADMIN_SCOPE, MCP_REGISTER_SCOPE
+from registry.mcp_models import (
+    ApproveRequest,
+    McpServerList,
+    McpServerRecord,
+    McpServerRegistration,
+    McpServerView,
+    McpToolRecord,
+    RefreshResult,
+)
+from registry.mcp_store import McpServerNotFound
+
+router = APIRouter(prefix="/mcp-servers", tags=["mcp"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an MCP server (Streamable HTTP URL or stdio command)",
+)
+async def register_server(
+    request: Request,
+    response: Response,
+    registration: McpServerRegistration,
+    principal: CurrentPrincipal,
+) -> McpServerRecord:
+    if not (principal.has_scope(ADMIN_SCOPE) or principal.has_scope(MCP_REGISTER_SCOPE)):
+        raise Problem(
+            403,
+            "insufficient-scope",
+            "Insufficient scope",
+            f"registering an MCP server needs {ADMIN_SCOPE} or {MCP_REGISTER_SCOPE}",
+        )
+    record = await state_of(request).mcp.register(registration, principal)
+    response.headers["Location"] = f"/mcp-servers/{record.id}"
+    return record
+
+
+@router.get("", summary="The MCP servers the caller may use, with their tools")
+async def list_servers(request: Request, principal: CurrentPrincipal) -> McpServerList:
+    federation = state_of(request).mcp
+    return McpServerList(items=await federation.shown(principal, await federation.store.all()))
+
+
+@router.get("/{server_id}", summary="One MCP server, with its tools")
+async def get_server(
+    request: Request, server_id: str, principal: CurrentPrincipal
+) -> McpServerRecord | McpServerView:
+    federation = state_of(request).mcp
+    record = await federation.store.get(server_id)
+    shown = await federation.shown(principal, [record] if record else [])
+    if not shown:
+        raise McpServerNotFound(server_id)
+    return shown[0]
+
+
+@router.delete(
+    "/{server_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an MCP server"
+)
+async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> Response:
+    if not await state_of(request).mcp.remove(server_id):
+        raise McpServerNotFound(server_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{server_id}/refresh",
+    summary="List the server's tools now; a changed definition is quarantined",
+)
+async def refresh_server(request: Request, server_id: str, _: AdminPrincipal) -> RefreshResult:
+    return await state_of(request).mcp.refresh(server_id)
+
+
+@router.post(
+    "/{server_id}/tools/{tool}/approve",
+    summary="Approve a tool's current definition (pins its digest)",
+)
+async def approve_tool(
+    request: Request,
+    server_id: str,
+    tool: str,
+    principal: AdminPrincipal,
+    body: Annotated[ApproveRequest | None, Body()] = None,
+) -> McpToolRecord:
+    digest = body.digest if body else None
+    return await state_of(request).mcp.approve(server_id, tool, digest, principal)

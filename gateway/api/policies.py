@@ -1,0 +1,86 @@
+"""`/policies` (admin): the policy in force and `explain`, which runs the very
+decision a delegation would, without calling anything or minting a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.state import state_of
+from gateway.delegation.pipeline import Caller
+from gateway.http.auth import AdminPrincipal
+from gateway.http.problems import Problem
+from policies.policy import ActionKind, Target
+from policies.scopes import ScopeSyntaxError, parse_scopes
+from registry.models import AGENT_ID_PATTERN
+from registry.store import AgentNotFound
+
+router = APIRouter(prefix="/policies", tags=["policies"])
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_scopes: list[str] | str = Field(description="the user's scopes (list or space-separated)")
+    chain: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="agents that have already acted, oldest first (empty: the user's own call)",
+    )
+    target: str = Field(pattern=AGENT_ID_PATTERN)
+    action: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="skill id, tool name, resource URI (or URI template) or prompt name",
+    )
+    kind: ActionKind = "skill"
+    requested_scopes: list[str] | str | None = None
+    subject: str = "explain"
+
+
+@router.get("", summary="The policy in force")
+async def current_policy(request: Request, _: AdminPrincipal) -> dict[str, Any]:
+    source = state_of(request).delegations.policy
+    return {
+        "file": str(source.path) if source.path else None,
+        "last_reload_error": source.last_error,
+        "policy": source.current.model_dump(mode="json", exclude_none=True),
+    }
+
+
+@router.post("/explain", summary="What would happen for this delegation, and why")
+async def explain(request: Request, body: ExplainRequest, _admin: AdminPrincipal) -> dict[str, Any]:
+    state = state_of(request)
+    delegations = state.delegations
+    try:
+        *_, target = await delegations.target(body.target)
+    except AgentNotFound:
+        # MCP servers are targets of the same decision (kinds "tool", "resource", "prompt").
+        if await state.mcp.store.config(body.target) is None:
+            raise
+        target = Target(body.target)
+    caller = Caller(
+        subject=body.subject,
+        issuer="explain",
+        scopes=_scopes(body.user_scopes),
+        actors=("client", *body.chain),
+        client_id="client",
+    )
+    requested = _scopes(body.requested_scopes) if body.requested_scopes is not None else None
+    decision = delegations.decide(caller, target, body.action, body.kind, requested)
+    return {
+        **decision.as_dict(),
+        "target": body.target,
+        "chain": body.chain,
+        "action": body.action,
+    }
+
+
+def _scopes(value: list[str] | str) -> frozenset[str]:
+    text = value if isinstance(value, str) else " ".join(value)
+    try:
+        return parse_scopes(text)
+    except ScopeSyntaxError as exc:
+        raise Problem(422, "invalid-scope", "Invalid scope", str(exc)) from None

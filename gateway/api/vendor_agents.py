@@ -1,0 +1,49 @@
+"""Gateway-run agents (`/vendor-agents`): OpenAI-compatible endpoints and REST webhooks.
+
+Registering and removing need `switchboard:admin`. A registered agent is an
+agent like any other: listed and searched at `/agents` (with the card the
+gateway wrote), served at `/a2a/{id}`, decided by the same policy. Reading
+its configuration here needs admin too; no answer ever carries the API key.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from gateway.api.state import state_of
+from gateway.http.auth import AdminPrincipal
+from registry.store import AgentNotFound
+from registry.vendor_models import VendorAgentRecord, VendorRegistration
+
+router = APIRouter(prefix="/vendor-agents", tags=["registry"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an OpenAI-compatible or REST webhook agent",
+)
+async def register_vendor_agent(
+    request: Request, response: Response, registration: VendorRegistration, _: AdminPrincipal
+) -> VendorAgentRecord:
+    record = await state_of(request).vendors.register(registration)
+    response.headers["Location"] = f"/vendor-agents/{record.id}"
+    return record
+
+
+@router.get("/{agent_id}", summary="A gateway-run agent's record and upstream configuration")
+async def get_vendor_agent(request: Request, agent_id: str, _: AdminPrincipal) -> VendorAgentRecord:
+    record = await state_of(request).vendors.get(agent_id)
+    if record is None:
+        raise AgentNotFound(agent_id)
+    return record
+
+
+@router.delete(
+    "/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a gateway-run agent"
+)
+async def delete_vendor_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
+    state = state_of(request)
+    if await state.vendors.get(agent_id) is None or not await state.agents.delete(agent_id):
+        raise AgentNotFound(agent_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

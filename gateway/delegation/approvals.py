@@ -1,0 +1,353 @@
+"""Human approval: calls the policy holds until an admin decides.
+
+A call to a skill or tool marked ``approval: true`` is not made when it is
+asked for. It becomes an approval (a row in `approvals`): who asked (user,
+client, actor chain, scopes -- never a token), the target and skill or tool,
+the request itself, the policy's reasons, the trace id. An admin approves or
+rejects it once (`decide`: the first decision wins, a second is a conflict);
+the requester may withdraw it while it is pending.
+
+What happens next depends on the front door it came through:
+
+* A2A (`gateway.a2a.approvals`): the caller holds a gateway-owned task in
+  ``TASK_STATE_AUTH_REQUIRED``; approval starts the call as a gateway-run task
+  (`gateway.delegation.task_runner`), decided and minted again at that moment;
+* MCP (`gateway.mcp.approvals`): the client is told the approval id and asks
+  again for the outcome; the approved call is made then, once.
+
+Every step is audited with the request's trace id: the request (outcome
+``approval_required``), the decision (event ``approval``) and the call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import case, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.pipeline import Caller, Permit
+from gateway.delegation.tasks import Owner
+from gateway.storage.tables import approvals
+from registry.tables import as_utc
+
+State = Literal["pending", "approved", "rejected", "withdrawn"]
+PENDING: State = "pending"
+APPROVED: State = "approved"
+REJECTED: State = "rejected"
+WITHDRAWN: State = "withdrawn"
+AUDIT_EVENT = "approval"
+
+
+class ApprovalNotFound(Exception):
+    pass
+
+
+class AlreadyDecided(Exception):
+    def __init__(self, approval: Approval) -> None:
+        super().__init__(f"approval {approval.id} is already {approval.state}")
+        self.approval = approval
+
+
+class Requester(BaseModel):
+    subject: str
+    issuer: str
+    client_id: str
+    actors: list[str] = Field(description="oldest first: the user's client, then agents")
+    scopes: list[str]
+    token_expires_at: datetime | None = Field(
+        None, description="when the requester's token expires: an A2A call approved later fails"
+    )
+
+
+class Approval(BaseModel):
+    """One held call, as the admin API shows it."""
+
+    id: str
+    state: State
+    kind: Literal["a2a", "mcp"]
+    target: str = Field(description="the agent or MCP server")
+    action_kind: Literal["skill", "tool"]
+    action: str | None = Field(None, description="the skill or tool (None: the whole agent)")
+    tool: str | None = Field(None, description="the MCP tool name the client called")
+    requested_by: Requester
+    request: dict[str, Any] = Field(description="the A2A message, or the MCP tool arguments")
+    reasons: list[str] = Field(description="the policy's reasons")
+    trace_id: str
+    task_id: str | None = None
+    context_id: str | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    reason: str | None = Field(None, description="the admin's (or requester's) reason")
+    outcome: str | None = Field(None, description="what the approved call did")
+    finished_at: datetime | None = None
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.requested_by.subject, self.requested_by.issuer)
+
+    def caller(self) -> Caller:
+        who = self.requested_by
+        expires = who.token_expires_at
+        return Caller(
+            subject=who.subject,
+            issuer=who.issuer,
+            scopes=frozenset(who.scopes),
+            actors=tuple(who.actors),
+            client_id=who.client_id,
+            not_after=expires.timestamp() if expires is not None else None,
+        )
+
+
+class ApprovalPage(BaseModel):
+    items: list[Approval]
+    next_offset: int | None = None
+
+
+class Decision(BaseModel):
+    """`POST /approvals/{id}`. Unknown keys are refused: a misspelt key
+    ("decison", "reasn") must not pass as a decision without it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(None, max_length=2000)
+
+
+@dataclass(frozen=True)
+class NewApproval:
+    kind: Literal["a2a", "mcp"]
+    permit: Permit
+    action_kind: Literal["skill", "tool"]
+    request: dict[str, Any]
+    action: str | None = None  # when the permit names none (an A2A message's skill)
+    tool: str | None = None
+    task_id: str | None = None
+    context_id: str | None = None
+
+
+def new_id() -> str:
+    return "apr_" + uuid.uuid4().hex
+
+
+class Approvals:
+    """The approvals table, and the audit records of its steps."""
+
+    def __init__(self, engine: AsyncEngine, audit: AuditLog) -> None:
+        self._engine = engine
+        self._audit = audit
+
+    async def create(self, new: NewApproval, approval_id: str | None = None) -> Approval:
+        permit = new.permit
+        caller = permit.caller
+        now = datetime.now(UTC)
+        row = {
+            "id": approval_id or new_id(),
+            "state": PENDING,
+            "kind": new.kind,
+            "target": permit.target_id,
+            "action_kind": new.action_kind,
+            "action": permit.action or new.action,
+            "tool": new.tool,
+            "owner_subject": caller.subject,
+            "owner_issuer": caller.issuer,
+            "caller": {
+                **asdict(caller),
+                "scopes": sorted(caller.scopes),
+                "actors": list(caller.actors),
+            },
+            "trace_id": permit.trace_id,
+            "request": new.request,
+            "reasons": list(permit.decision.reasons),
+            "task_id": new.task_id,
+            "context_id": new.context_id,
+            "created_at": now,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(approvals).values(**row))
+        return _approval(row)
+
+    async def get(self, approval_id: str) -> Approval:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(approvals).where(approvals.c.id == approval_id))
+            ).first()
+        if row is None:
+            raise ApprovalNotFound(approval_id)
+        return _approval(row._asdict())
+
+    async def by_task(self, target: str, task_id: str) -> Approval | None:
+        """The approval that owns the gateway task ``task_id`` on ``target``."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(approvals).where(
+                        approvals.c.target == target, approvals.c.task_id == task_id
+                    )
+                )
+            ).first()
+        return None if row is None else _approval(row._asdict())
+
+    async def list(
+        self,
+        *,
+        state: str | None = None,
+        target: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ApprovalPage:
+        """Pending first, then the rest; newest first within each."""
+        c = approvals.c
+        where = []
+        if state is not None:
+            where.append(c.state == state)
+        if target is not None:
+            where.append(c.target == target)
+        if user is not None:
+            where.append(c.owner_subject == user)
+        order = [case((c.state == PENDING, 0), else_=1), c.created_at.desc(), c.id]
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(approvals).where(*where).order_by(*order).limit(limit + 1).offset(offset)
+                )
+            ).all()
+        items = [_approval(r._asdict()) for r in rows[:limit]]
+        return ApprovalPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
+
+    async def decide(self, approval_id: str, state: State, by: str, reason: str | None) -> Approval:
+        """Move a pending approval to ``state``; `AlreadyDecided` if it moved already."""
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            moved = await conn.execute(
+                update(approvals)
+                .where(approvals.c.id == approval_id, approvals.c.state == PENDING)
+                .values(state=state, decided_at=now, decided_by=by, decision_reason=reason)
+            )
+        approval = await self.get(approval_id)
+        if not moved.rowcount:
+            raise AlreadyDecided(approval)
+        return approval
+
+    async def claim(self, approval_id: str) -> bool:
+        """Take an approved, not yet made call to make it (once, across replicas)."""
+        async with self._engine.begin() as conn:
+            taken = await conn.execute(
+                update(approvals)
+                .where(
+                    approvals.c.id == approval_id,
+                    approvals.c.state == APPROVED,
+                    approvals.c.outcome.is_(None),
+                )
+                .values(outcome="running")
+            )
+        return bool(taken.rowcount)
+
+    async def finish(
+        self, approval_id: str, outcome: str | None, result: dict[str, Any] | None = None
+    ) -> None:
+        """Record what the approved call did (None: give the claim back)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(approvals)
+                .where(approvals.c.id == approval_id)
+                .values(
+                    outcome=outcome,
+                    result=result,
+                    finished_at=datetime.now(UTC) if outcome is not None else None,
+                )
+            )
+
+    async def result(self, approval_id: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            stored: dict[str, Any] | None = await conn.scalar(
+                select(approvals.c.result).where(approvals.c.id == approval_id)
+            )
+        return stored
+
+    # Audit --------------------------------------------------------------------
+
+    async def audit(
+        self,
+        approval: Approval,
+        event: str,
+        outcome: str,
+        detail: str | None,
+        *,
+        decision: Literal["allow", "deny"] = "allow",
+        token_id: str | None = None,
+    ) -> None:
+        who = approval.requested_by
+        await self._audit.record(
+            AuditEvent(
+                event=event,
+                trace_id=approval.trace_id,
+                subject=who.subject,
+                subject_issuer=who.issuer,
+                client_id=who.client_id,
+                actors=tuple(who.actors),
+                target=approval.target,
+                action=approval.action,
+                scopes_requested=None,
+                scopes_granted=frozenset(),
+                decision=decision,
+                reasons=tuple(approval.reasons),
+                outcome=outcome,
+                detail=detail,
+                latency_ms=0.0,
+                token_id=token_id,
+            )
+        )
+
+    async def audit_request(self, approval: Approval, event: str) -> None:
+        detail = f"approval {approval.id}: not called until an admin decides"
+        await self.audit(approval, event, "approval_required", detail)
+
+    async def audit_decision(self, approval: Approval) -> None:
+        by = approval.decided_by or "?"
+        detail = f"approval {approval.id} {approval.state} by {by}"
+        if approval.reason:
+            detail += f": {approval.reason}"
+        outcome = approval.state
+        decision: Literal["allow", "deny"] = "allow" if approval.state == APPROVED else "deny"
+        await self.audit(approval, AUDIT_EVENT, outcome, detail[:2000], decision=decision)
+
+
+def _approval(row: dict[str, Any]) -> Approval:
+    caller = row["caller"]
+    not_after = caller.get("not_after")
+    return Approval(
+        id=row["id"],
+        state=row["state"],
+        kind=row["kind"],
+        target=row["target"],
+        action_kind=row["action_kind"],
+        action=row["action"],
+        tool=row["tool"],
+        requested_by=Requester(
+            subject=caller["subject"],
+            issuer=caller["issuer"],
+            client_id=caller["client_id"],
+            actors=list(caller["actors"]),
+            scopes=list(caller["scopes"]),
+            token_expires_at=datetime.fromtimestamp(not_after, UTC) if not_after else None,
+        ),
+        request=row["request"],
+        reasons=list(row["reasons"]),
+        trace_id=row["trace_id"],
+        task_id=row["task_id"],
+        context_id=row["context_id"],
+        created_at=as_utc(row["created_at"]),
+        decided_at=as_utc(row["decided_at"]) if row.get("decided_at") else None,
+        decided_by=row.get("decided_by"),
+        reason=row.get("decision_reason"),
+        outcome=row.get("outcome"),
+        finished_at=as_utc(row["finished_at"]) if row.get("finished_at") else None,
+    )

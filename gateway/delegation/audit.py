@@ -1,0 +1,283 @@
+"""The audit log: one record per decision, allow or deny.
+
+Records are buffered and written in batches by one background task, so a
+delegated call does not wait for its own INSERT (DESIGN.md performance: the
+hot path pays for auth, policy, mint and audit). The buffer is flushed at
+least every `audit_flush_seconds`, when it reaches a batch, before every
+audit read, and at shutdown. A caller that outruns the database waits: the
+log never silently drops a decision.
+
+What is recorded: time, user (sub + issuer), client, actor chain, target,
+skill/tool, scopes asked and granted, decision, reasons, outcome, latency,
+trace id and the minted token's `jti`. Never a token value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, insert, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.storage.tables import audit_events
+from registry.store import InvalidCursor
+from registry.tables import as_utc
+
+logger = logging.getLogger(__name__)
+_BATCH = 500
+_MAX_ID = 2**63 - 1  # BIGINT
+
+
+@dataclass
+class AuditEvent:
+    event: str  # "token_exchange", "delegate"
+    trace_id: str
+    subject: str
+    subject_issuer: str
+    decision: Literal["allow", "deny"]
+    outcome: str  # "ok", "denied", "error", "upstream_error", ...
+    client_id: str | None = None
+    actors: tuple[str, ...] = ()
+    target: str | None = None
+    action: str | None = None
+    scopes_requested: Iterable[str] | None = None
+    scopes_granted: Iterable[str] = ()
+    reasons: Iterable[str] = ()
+    detail: str | None = None
+    latency_ms: float = 0.0
+    token_id: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "at": as_utc(self.at),
+            "trace_id": self.trace_id,
+            "event": self.event,
+            "subject": self.subject,
+            "subject_issuer": self.subject_issuer,
+            "client_id": self.client_id,
+            "actors": list(self.actors),
+            "target": self.target,
+            "action": self.action,
+            "scopes_requested": (
+                " ".join(sorted(self.scopes_requested))
+                if self.scopes_requested is not None
+                else None
+            ),
+            "scopes_granted": " ".join(sorted(self.scopes_granted)),
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "outcome": self.outcome,
+            "detail": self.detail[:2000] if self.detail else None,
+            "latency_ms": round(self.latency_ms, 3),
+            "token_id": self.token_id,
+        }
+
+
+class AuditRecord(BaseModel):
+    id: int
+    at: datetime
+    trace_id: str
+    event: str
+    subject: str
+    subject_issuer: str
+    client_id: str | None
+    actors: list[str]
+    target: str | None
+    action: str | None
+    scopes_requested: list[str] | None
+    scopes_granted: list[str]
+    decision: str
+    reasons: list[str]
+    outcome: str
+    detail: str | None
+    latency_ms: float
+    token_id: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRecord]
+    next_cursor: str | None = None
+
+
+class AuditQuery(BaseModel):
+    user: str | None = Field(default=None, description="the triggering user (sub)")
+    agent: str | None = Field(default=None, description="the target agent id")
+    decision: Literal["allow", "deny"] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_id: int | None = Field(
+        default=None,
+        ge=0,
+        le=_MAX_ID,
+        description="records after this id, oldest first (for tailing)",
+    )
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, description="from a previous page's next_cursor")
+
+
+class AuditLog:
+    def __init__(self, engine: AsyncEngine, flush_seconds: float = 0.05) -> None:
+        self._engine = engine
+        self._flush_seconds = flush_seconds
+        self._buffer: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def record(self, event: AuditEvent) -> None:
+        self._buffer.append(event.row())
+        if len(self._buffer) >= _BATCH:
+            await self.flush()  # back-pressure instead of unbounded memory
+        else:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._buffer:
+                batch, self._buffer = self._buffer[:_BATCH], self._buffer[_BATCH:]
+                try:
+                    async with self._engine.begin() as conn:
+                        await conn.execute(insert(audit_events), batch)
+                except DBAPIError as exc:
+                    if not _row_refused(exc):
+                        self._buffer[:0] = batch  # the database is down: retry later
+                        raise
+                    # One row the database refuses must not block every later
+                    # record: write the rest one by one, report the refused.
+                    await self._insert_one_by_one(batch)
+                except BaseException:
+                    self._buffer[:0] = batch  # keep them for the next attempt
+                    raise
+
+    async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
+        for row in batch:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(audit_events), [row])
+            except DBAPIError as exc:
+                if not _row_refused(exc):
+                    raise
+                logger.error(
+                    "audit record refused by the database and dropped "
+                    "(trace %s, subject %s, target %s): %s",
+                    row.get("trace_id"),
+                    row.get("subject"),
+                    row.get("target"),
+                    type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+                )
+
+    async def run_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._flush_seconds)  # gather a batch
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("audit flush failed; will retry")
+                self._wake.set()
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    # Reads ------------------------------------------------------------------
+
+    async def query(self, query: AuditQuery) -> AuditPage:
+        await self.flush()
+        statement = _filtered(select(audit_events), query)
+        if query.after_id is not None:
+            statement = statement.where(audit_events.c.id > query.after_id).order_by(
+                audit_events.c.id.asc()
+            )
+        else:
+            if query.cursor is not None:
+                statement = statement.where(audit_events.c.id < _decode_cursor(query.cursor))
+            statement = statement.order_by(audit_events.c.id.desc())
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement.limit(query.limit + 1))).mappings().all()
+        items = [_record(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit and query.after_id is None
+        return AuditPage(items=items, next_cursor=str(items[-1].id) if more and items else None)
+
+    async def export(self, query: AuditQuery) -> AsyncIterator[AuditRecord]:
+        """Every matching record, newest first, a page at a time."""
+        page_query = query.model_copy(update={"limit": 1000, "after_id": None})
+        while True:
+            page = await self.query(page_query)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            page_query = page_query.model_copy(update={"cursor": page.next_cursor})
+
+
+def _row_refused(exc: DBAPIError) -> bool:
+    """The database refused the data itself (SQLSTATE class 22 data exception or
+    23 integrity violation), as opposed to being unreachable."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
+
+
+class InvalidAuditCursor(InvalidCursor):
+    """Answered 400 by the registry's cursor handler."""
+
+
+def _decode_cursor(cursor: str) -> int:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > _MAX_ID:
+        raise InvalidAuditCursor("cursor is not one this server issued")
+    return int(cursor)
+
+
+def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
+    c = audit_events.c
+    if query.user is not None:
+        statement = statement.where(c.subject == query.user)
+    if query.agent is not None:
+        statement = statement.where(c.target == query.agent)
+    if query.decision is not None:
+        statement = statement.where(c.decision == query.decision)
+    if query.since is not None:
+        statement = statement.where(c.at >= as_utc(query.since))
+    if query.until is not None:
+        statement = statement.where(c.at < as_utc(query.until))
+    return statement
+
+
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        id=row["id"],
+        at=as_utc(row["at"]),
+        trace_id=row["trace_id"],
+        event=row["event"],
+        subject=row["subject"],
+        subject_issuer=row["subject_issuer"],
+        client_id=row["client_id"],
+        actors=list(row["actors"]),
+        target=row["target"],
+        action=row["action"],
+        scopes_requested=(
+            row["scopes_requested"].split() if row["scopes_requested"] is not None else None
+        ),
+        scopes_granted=row["scopes_granted"].split(),
+        decision=row["decision"],
+        reasons=list(row["reasons"]),
+        outcome=row["outcome"],
+        detail=row["detail"],
+        latency_ms=row["latency_ms"],
+        token_id=row["token_id"],
+    )

@@ -1,0 +1,389 @@
+"""The one delegation pipeline: look up -> decide -> mint -> call -> record.
+
+Every way into an agent (the A2A front door, the token endpoint) goes through
+`Delegations.authorize()` for the decision and the minted token (`admit()`
+when the gateway makes the call itself, which also refuses a call that needs
+human approval), and through `Delegations.record()` for the audit record, so
+no path can skip a step or record twice. An MCP server is a target of the
+very same decision: `admit_target()` takes a target the caller already
+resolved (the federation looks MCP servers up itself) and runs the same
+decide -> mint -> refuse-if-approval steps. A call that needs a human's
+approval is not refused for good: it is held (`gateway.delegation.approvals`) and made,
+decided again, once an admin approves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.trace_context import follow as follow_trace
+from gateway.delegation.audit import AuditEvent, AuditLog
+from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest, actors_of
+from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize, may_use
+from policies.policy_file import PolicySource
+from policies.tokens import Principal
+from registry.models import AgentRecord
+from registry.store import AgentNotFound, SqlAgentStore, card_skills
+
+TARGET_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """On whose behalf, and through whom, a delegation is asked for."""
+
+    subject: str
+    issuer: str
+    scopes: frozenset[str]
+    # Oldest first; the last one is the actor calling now. actors[0] is the
+    # client the user's request came through; actors[1:] are agents.
+    actors: tuple[str, ...]
+    client_id: str
+    not_after: float | None = None  # a derived token never outlives its source
+
+    @classmethod
+    def user(cls, principal: Principal) -> Caller:
+        """A user's own request, arriving with the user's (or their app's) token."""
+        client = principal.client_id or principal.subject
+        return cls(
+            subject=principal.subject,
+            issuer=principal.issuer,
+            scopes=principal.scopes,
+            actors=(client,),
+            client_id=client,
+            not_after=principal.expires_at or None,
+        )
+
+    @classmethod
+    def delegated(cls, principal: Principal) -> Caller:
+        """An agent calling onwards with a token this gateway minted for the
+        call by token exchange: the user's, with the actor chain in ``act``."""
+        actors = actors_of(principal.claims)
+        return cls(
+            subject=principal.subject,
+            issuer=principal.issuer,
+            scopes=principal.scopes,
+            actors=actors,
+            client_id=principal.client_id or actors[-1],
+            not_after=principal.expires_at or None,
+        )
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The agents that have acted so far (the policy's view of the chain)."""
+        return self.actors[1:]
+
+
+@dataclass(frozen=True)
+class Permit:
+    """An allowed delegation to one target, with the token minted for it."""
+
+    target_id: str
+    decision: Decision
+    token: MintedToken
+    caller: Caller
+    action: str | None
+    requested: frozenset[str] | None
+    trace_id: str
+    started: float
+
+
+@dataclass(frozen=True)
+class Grant(Permit):
+    """A permit for a registered A2A agent, with its record and card."""
+
+    agent: AgentRecord
+    card: dict[str, Any]
+
+
+class DelegationDenied(Exception):
+    def __init__(self, agent_id: str, decision: Decision) -> None:
+        super().__init__("; ".join(decision.reasons))
+        self.agent_id = agent_id
+        self.decision = decision
+
+
+class ApprovalRequired(DelegationDenied):
+    """The policy wants a human to approve this call first. ``permit`` is what
+    the call would run with: who asks, the decision, the trace (its token is
+    never stored; an approved call decides and mints again)."""
+
+    def __init__(self, permit: Permit) -> None:
+        super().__init__(permit.target_id, permit.decision)
+        self.permit = permit
+
+
+class Delegations:
+    def __init__(
+        self,
+        agents: SqlAgentStore,
+        policy: PolicySource,
+        minter: DelegatedTokenMinter,
+        audit: AuditLog,
+        *,
+        max_depth: int,
+    ) -> None:
+        self.agents = agents
+        self.policy = policy
+        self.minter = minter
+        self.audit = audit
+        self.max_depth = max_depth
+        self._targets: dict[str, tuple[float, tuple[AgentRecord, dict[str, Any], Target]]] = {}
+        self._loading: dict[str, asyncio.Future[tuple[AgentRecord, dict[str, Any], Target]]] = {}
+
+    async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
+        # Every call needs the agent's record and card; reading them is a
+        # database round trip, so they are kept for a moment. A change made on
+        # any replica (refresh, delete) is seen within TARGET_CACHE_SECONDS.
+        cached = self._targets.get(agent_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        # One read per expiry, however many calls arrive meanwhile: under load
+        # every concurrent call would otherwise miss at once and each query.
+        loading = self._loading.get(agent_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_target(agent_id))
+            self._loading[agent_id] = loading
+            loading.add_done_callback(lambda done: self._loaded(agent_id, done))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, agent_id: str, done: asyncio.Future[Any]) -> None:
+        self._loading.pop(agent_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone away
+
+    async def _load_target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
+        found = await self.agents.get_with_card(agent_id)
+        if found is None:
+            self._targets.pop(agent_id, None)
+            raise AgentNotFound(agent_id)
+        record, card = found
+        target = (record, card, Target.from_card(agent_id, card))
+        if len(self._targets) > 10_000:
+            self._targets.clear()
+        self._targets[agent_id] = (time.monotonic() + TARGET_CACHE_SECONDS, target)
+        return target
+
+    def visible(self, principal: Principal, agent_id: str, card: dict[str, Any]) -> bool:
+        """Whether a user may use the agent at all: what listings show."""
+        return may_use(
+            self.policy.current,
+            principal.scopes,
+            Target.from_card(agent_id, card),
+            max_depth=self.max_depth,
+        )
+
+    def usable_skills(
+        self, caller: Caller, agent_id: str, card: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The skills of ``card`` that ``caller`` may delegate to, each decided
+        as a message for it is (`decide`, kind "skill"): what every listing of
+        skills shows (the extended card, `GET /agents`, `/mcp`'s agent tools).
+        A skill that needs approval is usable: its call is held, not refused."""
+        target = Target.from_card(agent_id, card)
+        return [
+            skill
+            for skill in card_skills(card)
+            if self.decide(caller, target, skill["id"], "skill").allowed
+        ]
+
+    def decide(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None = None,
+        kind: ActionKind = "skill",
+        requested: frozenset[str] | None = None,
+    ) -> Decision:
+        query = DelegationQuery(caller.scopes, caller.chain, target, action, kind, requested)
+        return authorize(self.policy.current, query, max_depth=self.max_depth)
+
+    async def authorize(
+        self,
+        caller: Caller,
+        agent_id: str,
+        *,
+        event: str,
+        trace_id: str,
+        action: str | None = None,
+        kind: ActionKind = "skill",
+        requested: frozenset[str] | None = None,
+        audience: str | None = None,
+    ) -> Grant:
+        """Decide and mint (for ``audience``, default the agent's resource). A
+        denial is audited here and raised as `DelegationDenied`."""
+        started = time.perf_counter()
+        record, card, target = await self.target(agent_id)
+        permit = await self._permit(
+            caller,
+            target,
+            audience or record.resource,
+            event,
+            trace_id,
+            action,
+            kind,
+            requested,
+            started,
+        )
+        return Grant(**vars(permit), agent=record, card=card)
+
+    async def authorize_target(
+        self,
+        caller: Caller,
+        target: Target,
+        audience: str,
+        *,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None = None,
+    ) -> Permit:
+        """`authorize()` for a target that is not an A2A agent (an MCP server)."""
+        return await self._permit(
+            caller, target, audience, event, trace_id, None, "tool", requested, time.perf_counter()
+        )
+
+    async def _permit(
+        self,
+        caller: Caller,
+        target: Target,
+        resource: str,
+        event: str,
+        trace_id: str,
+        action: str | None,
+        kind: ActionKind,
+        requested: frozenset[str] | None,
+        started: float,
+    ) -> Permit:
+        decision = self.decide(caller, target, action, kind, requested)
+        if not decision.allowed:
+            await self.audit.record(
+                _event(
+                    event, trace_id, caller, target.agent_id, action, requested, decision, started
+                )
+            )
+            raise DelegationDenied(target.agent_id, decision)
+        token = await self.minter.mint(
+            MintRequest(
+                subject=caller.subject,
+                subject_issuer=caller.issuer,
+                actors=caller.actors,
+                audience=resource,
+                scopes=decision.granted,
+                client_id=caller.client_id,
+                not_after=caller.not_after,
+            )
+        )
+        # Every upstream call made for a delegation is made with a token minted
+        # here, in the task that makes the call or starts the task that does
+        # (a request's, a run's, an approved call's). From here on that task's
+        # upstream requests carry this trace id, the one its audit records
+        # carry: the caller's traceparent when `begin` took it from this very
+        # request, else the stored trace of an approved or resumed call
+        # (`adapters.trace_context`).
+        follow_trace(trace_id)
+        return Permit(
+            target.agent_id, decision, token, caller, action, requested, trace_id, started
+        )
+
+    async def record(
+        self, permit: Permit, event: str, outcome: str, detail: str | None = None
+    ) -> None:
+        audit_event = _event(
+            event,
+            permit.trace_id,
+            permit.caller,
+            permit.target_id,
+            permit.action,
+            permit.requested,
+            permit.decision,
+            permit.started,
+            outcome=outcome,
+            detail=detail,
+        )
+        audit_event.token_id = permit.token.token_id
+        await self.audit.record(audit_event)
+
+    async def admit(
+        self,
+        caller: Caller,
+        agent_id: str,
+        *,
+        event: str,
+        trace_id: str,
+        action: str | None = None,
+        kind: ActionKind = "skill",
+        approved: bool = False,
+    ) -> Grant:
+        """`authorize()` for a call the gateway makes itself: a decision that
+        wants human approval is raised as `ApprovalRequired` (whoever catches it
+        records the request, `gateway.delegation.approvals`) unless the call is ``approved``."""
+        grant = await self.authorize(
+            caller, agent_id, event=event, trace_id=trace_id, action=action, kind=kind
+        )
+        self._refuse_if_approval_needed(grant, approved)
+        return grant
+
+    async def admit_target(
+        self,
+        caller: Caller,
+        target: Target,
+        resource: str,
+        *,
+        event: str,
+        trace_id: str,
+        action: str | None = None,
+        kind: ActionKind = "tool",
+        approved: bool = False,
+    ) -> Permit:
+        """`admit()` for a target that is not an A2A agent (an MCP server):
+        the caller resolved it; ``resource`` is the audience of the minted token."""
+        started = time.perf_counter()
+        permit = await self._permit(
+            caller, target, resource, event, trace_id, action, kind, None, started
+        )
+        self._refuse_if_approval_needed(permit, approved)
+        return permit
+
+    @staticmethod
+    def _refuse_if_approval_needed(permit: Permit, approved: bool) -> None:
+        # The call waits for a human: the caller turns this into a pending
+        # approval (`gateway.delegation.approvals`). ``approved`` is set only when an
+        # admin's approval of this very request is being carried out.
+        if permit.decision.approval_required and not approved:
+            raise ApprovalRequired(permit)
+
+
+def _event(
+    event: str,
+    trace_id: str,
+    caller: Caller,
+    agent_id: str,
+    action: str | None,
+    requested: frozenset[str] | None,
+    decision: Decision,
+    started: float,
+    *,
+    outcome: str | None = None,
+    detail: str | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        event=event,
+        trace_id=trace_id,
+        subject=caller.subject,
+        subject_issuer=caller.issuer,
+        client_id=caller.client_id,
+        actors=caller.actors,
+        target=agent_id,
+        action=action,
+        scopes_requested=requested,
+        scopes_granted=decision.granted,
+        decision="allow" if decision.allowed else "deny",
+        reasons=decision.reasons,
+        outcome=outcome or ("ok" if decision.allowed else "denied"),
+        detail=detail,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )

@@ -1,0 +1,295 @@
+"""Push notifications through the gateway (A2A 1.0 §4.3, "push notifications").
+
+A client's webhook URL is never handed to the upstream agent. The gateway
+stores the client's config (after the SSRF checks on its URL) and gives the
+agent a relay URL of its own, `/a2a/{agent_id}/push/{relay_id}`, with a
+random relay token the agent sends back in `X-A2A-Notification-Token`. A
+notification that arrives with the right token is recorded against the task
+and forwarded to the client's webhook -- connected under the SSRF rules again,
+pinned, with a deadline -- carrying:
+
+* `X-A2A-Notification-Token`: the token the client chose, if any;
+* `Authorization`: the client's own `authentication` (scheme + credentials)
+  if it gave one; otherwise a short-lived JWT signed by the gateway (`iss` =
+  the gateway, `aud` = the webhook URL, `sub` = the task's owner), which the
+  webhook can check against the gateway's JWKS.
+
+The client's `authentication.credentials` are a secret of its webhook. They
+are stored apart from the rest of its config (`credentials_sealed`), sealed
+with the operator's SWITCHBOARD_SECRET_KEY like the vendor agents' API keys
+(`policies.keys.seal_secret`, a key derived for this purpose alone), and
+opened only to build the `Authorization` header of a forward. A value that
+cannot be opened (another secret, or none) fails that forward alone
+(`CredentialsUnavailable`). They are never given back: the configs that
+Create, Get and List answer with carry the scheme but no credentials. A2A 1.0
+lets a server leave them out -- `credentials` is the one optional field of
+`AuthenticationInfo`, and Get must return "the webhook URL and notification
+settings" (§3.1.8) -- and asks that they be treated as secrets (§13.2). The
+a2a-sdk's own `DefaultRequestHandler` returns them as stored; the gateway does
+not.
+
+Rows written before this kept the credentials in plain text inside `config`.
+Rather than a format that tells plain values from sealed ones and reseals them
+when the client next sets its config (which it may never do, leaving them in
+plain text), `gateway.storage.db.upgrade` hands the operator's secret to the
+migrations and 0009 seals them all at once; `switchboard serve` and
+`switchboard db upgrade` pass it. So a stored value is only ever what
+`seal_secret` wrote, and `open_secret` reads it with the same rules as every
+other sealed secret here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from a2a.types import StreamResponse, Task, TaskPushNotificationConfig
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.keystore import KeyStore
+from gateway.delegation.tasks import Owner
+from gateway.storage.tables import a2a_push_configs
+from policies.keys import KeySealError, open_secret, seal_secret
+from policies.tokens import mint_access_token
+from registry.models import HTTP_TCHAR
+
+WEBHOOK_TOKEN_TTL_SECONDS = 60
+FORWARD_TIMEOUT_SECONDS = 10.0
+# Names the key the credentials are sealed with: part of the stored format
+# (migration 0009 uses it too), so it never changes.
+SEAL_PURPOSE = "a2a-push-credentials"
+
+
+@dataclass(frozen=True)
+class Relay:
+    agent_id: str
+    task_id: str
+    config_id: str
+    owner: Owner
+    config: dict[str, Any]
+    credentials_sealed: str | None
+
+
+class RelayRefused(Exception):
+    """Unknown relay or wrong relay token: the caller is not the agent we asked."""
+
+
+class CredentialsUnavailable(Exception):
+    """The client's webhook credentials cannot be opened (another sealing
+    secret, or none); the message never contains them."""
+
+
+class PushRelays:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: KeyStore,
+        public_url: str,
+        sealing_secret: str | None,
+    ) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._public_url = public_url
+        self._sealing_secret = sealing_secret
+
+    async def create(
+        self, agent_id: str, owner: Owner, config: TaskPushNotificationConfig
+    ) -> tuple[TaskPushNotificationConfig, TaskPushNotificationConfig]:
+        """Store the client's config; returns (what the client gets back, what
+        the upstream is given)."""
+        stored = TaskPushNotificationConfig()
+        stored.CopyFrom(config)
+        stored.id = config.id or str(uuid.uuid4())
+        credentials = stored.authentication.credentials
+        sealed = (
+            seal_secret(credentials, self._sealing_secret, SEAL_PURPOSE) if credentials else None
+        )
+        _without_credentials(stored)
+        relay_id = secrets.token_urlsafe(16)
+        relay_token = secrets.token_urlsafe(32)
+        async with self._engine.begin() as conn:
+            # Setting a config id again replaces it (and its relay).
+            await conn.execute(
+                delete(a2a_push_configs).where(*_owned(agent_id, owner, stored.task_id, stored.id))
+            )
+            await conn.execute(
+                a2a_push_configs.insert().values(
+                    agent_id=agent_id,
+                    task_id=stored.task_id,
+                    config_id=stored.id,
+                    owner_subject=owner.subject,
+                    owner_issuer=owner.issuer,
+                    relay_id=relay_id,
+                    relay_token_hash=_digest(relay_token),
+                    config=MessageToDict(stored),
+                    credentials_sealed=sealed,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        upstream = TaskPushNotificationConfig(
+            task_id=stored.task_id,
+            id=stored.id,
+            url=f"{self._public_url}/a2a/{agent_id}/push/{relay_id}",
+            token=relay_token,
+        )
+        return stored, upstream
+
+    async def configs(
+        self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
+    ) -> list[TaskPushNotificationConfig]:
+        c = a2a_push_configs.c
+        where = _owned(agent_id, owner, task_id, config_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(c.config).where(*where).order_by(c.created_at))).all()
+        found = []
+        for row in rows:
+            config = TaskPushNotificationConfig()
+            ParseDict(row.config, config, ignore_unknown_fields=True)
+            found.append(_without_credentials(config))
+        return found
+
+    async def delete(self, agent_id: str, owner: Owner, task_id: str, config_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(a2a_push_configs).where(*_owned(agent_id, owner, task_id, config_id))
+            )
+        return bool(result.rowcount)
+
+    async def relay_for(self, agent_id: str, relay_id: str, token: str | None) -> Relay:
+        c = a2a_push_configs.c
+        if "\x00" in relay_id or len(relay_id) > 64:
+            raise RelayRefused
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(a2a_push_configs).where(c.agent_id == agent_id, c.relay_id == relay_id)
+                )
+            ).first()
+        # Compare in constant time, and compare something even when the relay
+        # is unknown, so timing tells nothing about which relay ids exist.
+        expected = row.relay_token_hash if row is not None else _digest("")
+        if not hmac.compare_digest(expected, _digest(token or "")) or row is None or not token:
+            raise RelayRefused
+        return Relay(
+            agent_id=row.agent_id,
+            task_id=row.task_id,
+            config_id=row.config_id,
+            owner=Owner(row.owner_subject, row.owner_issuer),
+            config=dict(row.config),
+            credentials_sealed=row.credentials_sealed,
+        )
+
+    async def forward(self, http: httpx.AsyncClient, relay: Relay, event: StreamResponse) -> int:
+        """POST the event to the client's webhook; returns its HTTP status.
+        Raises `CredentialsUnavailable` (before connecting) when the client's
+        credentials cannot be opened."""
+        config = TaskPushNotificationConfig()
+        ParseDict(relay.config, config, ignore_unknown_fields=True)
+        headers = {"Content-Type": "application/json"}
+        if config.token:
+            headers["X-A2A-Notification-Token"] = config.token
+        scheme = config.authentication.scheme
+        if scheme and relay.credentials_sealed:
+            try:
+                credentials = open_secret(
+                    relay.credentials_sealed, self._sealing_secret, SEAL_PURPOSE
+                )
+            except KeySealError as exc:
+                raise CredentialsUnavailable(str(exc)) from None
+            headers["Authorization"] = f"{scheme} {credentials}"
+        elif scheme and config.authentication.credentials:
+            # Written by a replica older than migration 0009 during a rolling
+            # upgrade: still the client's credentials (in plain text until the
+            # client sets the config again; docs/a2a.md says to stop every
+            # replica for this upgrade).
+            headers["Authorization"] = f"{scheme} {config.authentication.credentials}"
+        else:
+            key = await self._keys.active_key()
+            signed = mint_access_token(
+                key,
+                issuer=self._public_url,
+                subject=relay.owner.subject,
+                audience=config.url,
+                scopes=[],
+                ttl_seconds=WEBHOOK_TOKEN_TTL_SECONDS,
+                client_id="switchboard",
+            )
+            headers["Authorization"] = f"Bearer {signed}"
+        response = await http.post(
+            config.url,
+            json=MessageToDict(event),
+            headers=headers,
+            timeout=FORWARD_TIMEOUT_SECONDS,
+        )
+        return response.status_code
+
+
+# RFC 9110 §11.1: an auth-scheme is a token; §5.5: a field value is visible
+# ASCII and spaces (no CR, LF or other controls, which would end the header).
+_TOKEN = re.compile(rf"{HTTP_TCHAR}+")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+
+
+def header_problem(config: TaskPushNotificationConfig) -> str | None:
+    """Why the config's scheme, credentials or token cannot be sent as an HTTP
+    header, or None: checked when it is set, not when a notification fails."""
+    authentication = config.authentication
+    if authentication.scheme and not _TOKEN.fullmatch(authentication.scheme):
+        return "authentication.scheme must be an HTTP auth-scheme token (RFC 9110 §11.1)"
+    for name, value in (
+        ("authentication.credentials", authentication.credentials),
+        ("token", config.token),
+    ):
+        if value and not _FIELD_VALUE.fullmatch(value):
+            return f"{name} must be visible ASCII, as an HTTP header value (RFC 9110 §5.5)"
+    return None
+
+
+def parse_notification(body: Any) -> StreamResponse:
+    """An A2A 1.0 notification is a StreamResponse; 0.3 agents post the Task."""
+    if not isinstance(body, dict):
+        raise ValueError("a notification is a JSON object")
+    event = StreamResponse()
+    try:
+        ParseDict(body, event)
+    except ParseError:
+        task = Task()
+        try:
+            ParseDict(body, task, ignore_unknown_fields=True)
+        except ParseError as exc:
+            raise ValueError(f"not an A2A notification: {exc}") from None
+        event.task.CopyFrom(task)
+    if event.WhichOneof("payload") is None:
+        raise ValueError("the notification carries no event")
+    return event
+
+
+def _without_credentials(config: TaskPushNotificationConfig) -> TaskPushNotificationConfig:
+    """The config as the client may see it again: the scheme, not the secret.
+    Applied to what is read back too, so no row can hand one out."""
+    if config.HasField("authentication"):
+        config.authentication.ClearField("credentials")
+    return config
+
+
+def _owned(
+    agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
+) -> list[ColumnElement[bool]]:
+    c = a2a_push_configs.c
+    where = [c.agent_id == agent_id, c.task_id == task_id, owner.owns(a2a_push_configs)]
+    if config_id is not None:
+        where.append(c.config_id == config_id)
+    return where
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()

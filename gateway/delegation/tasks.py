@@ -1,0 +1,274 @@
+"""Who owns which A2A task: the gateway's record of every task created through it.
+
+A task id is the upstream agent's own; the gateway serves each agent at its
+own URL, so (agent, task id) names one task. The record keeps the owner (the
+user at the origin of the call, `sub` + `iss`), the context, the last state
+and the last snapshot seen, so that:
+
+* `GetTask`, `CancelTask`, `SubscribeToTask` and push configs are refused with
+  "task not found" (A2A 1.0 §3.1.3: never reveal that it exists) to anyone but
+  the owner, whether the upstream checks or not;
+* a message continuing someone else's task or context is refused the same way;
+* `ListTasks` answers from here, with only the caller's tasks, and the whole
+  thing survives a gateway restart and is shared by replicas.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from a2a.types import (
+    ListTasksRequest,
+    ListTasksResponse,
+    Task,
+    TaskState,
+    TaskStatusUpdateEvent,
+)
+from google.protobuf.json_format import MessageToDict, ParseDict
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.storage.tables import a2a_tasks
+from registry.tables import as_utc
+
+# A2A 1.0 §3.1.4 (ListTasks): page size defaults to 50, at most 100.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+MAX_ID_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Owner:
+    subject: str
+    issuer: str
+
+    def owns(self, table: Table) -> ColumnElement[bool]:
+        """The rows of ``table`` (with owner_subject/owner_issuer) that are theirs."""
+        return and_(table.c.owner_subject == self.subject, table.c.owner_issuer == self.issuer)
+
+
+class InvalidPageToken(ValueError):
+    pass
+
+
+class TaskRecords:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def owner_of(self, agent_id: str, task_id: str) -> Owner | None:
+        if not _storable(task_id):
+            return None
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(a2a_tasks.c.owner_subject, a2a_tasks.c.owner_issuer).where(
+                        a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.task_id == task_id
+                    )
+                )
+            ).first()
+        return Owner(row.owner_subject, row.owner_issuer) if row else None
+
+    async def context_owners(self, agent_id: str, context_id: str) -> set[Owner]:
+        """Everyone who has a task in this context (normally one user, or nobody)."""
+        if not _storable(context_id):
+            return set()
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(a2a_tasks.c.owner_subject, a2a_tasks.c.owner_issuer)
+                    .where(a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.context_id == context_id)
+                    .distinct()
+                    .limit(2)
+                )
+            ).all()
+        return {Owner(r.owner_subject, r.owner_issuer) for r in rows}
+
+    async def record(self, agent_id: str, owner: Owner, task: Task) -> bool:
+        """Store the task snapshot; a task already owned by someone else is left
+        alone and False returned (an upstream that reuses another user's task id
+        must not hand it over)."""
+        if not _storable(task.id) or (task.context_id and not _storable(task.context_id)):
+            return False
+        now = datetime.now(UTC)
+        snapshot = MessageToDict(task)
+        values = {
+            "context_id": task.context_id or None,
+            "state": TaskState.Name(task.status.state),
+            "updated_at": now,
+            "task": snapshot,
+        }
+        async with self._engine.begin() as conn:
+            changed = await conn.execute(
+                update(a2a_tasks)
+                .where(
+                    a2a_tasks.c.agent_id == agent_id,
+                    a2a_tasks.c.task_id == task.id,
+                    owner.owns(a2a_tasks),
+                )
+                .values(**values)
+            )
+            if changed.rowcount:
+                return True
+            exists = await conn.scalar(
+                select(func.count()).where(
+                    a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.task_id == task.id
+                )
+            )
+            if exists:
+                return False
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    a2a_tasks.insert().values(
+                        agent_id=agent_id,
+                        task_id=task.id,
+                        owner_subject=owner.subject,
+                        owner_issuer=owner.issuer,
+                        created_at=now,
+                        **values,
+                    )
+                )
+        except IntegrityError:  # another request recorded it first
+            return (await self.owner_of(agent_id, task.id)) == owner
+        return True
+
+    async def observe(self, agent_id: str, owner: Owner, event: object) -> bool:
+        """Record what an event says about a task (a snapshot or a status
+        update); False if it concerns a task someone else owns."""
+        if isinstance(event, Task):
+            return await self.record(agent_id, owner, event)
+        if isinstance(event, TaskStatusUpdateEvent):
+            return await self.record_status(agent_id, owner, event)
+        return True
+
+    async def record_status(
+        self, agent_id: str, owner: Owner, event: TaskStatusUpdateEvent
+    ) -> bool:
+        """A status update from a stream: the state moves and the snapshot's status
+        follows. A task not seen before (a stream that starts with an update) is
+        recorded from the update; someone else's task is left alone (False)."""
+        if not _storable(event.task_id):
+            return False
+        c = a2a_tasks.c
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(c.task, c.owner_subject, c.owner_issuer).where(
+                        c.agent_id == agent_id, c.task_id == event.task_id
+                    )
+                )
+            ).first()
+            if row is not None:
+                if Owner(row.owner_subject, row.owner_issuer) != owner:
+                    return False
+                snapshot = {**row.task, "status": MessageToDict(event.status)}
+                await conn.execute(
+                    update(a2a_tasks)
+                    .where(c.agent_id == agent_id, c.task_id == event.task_id)
+                    .values(
+                        state=TaskState.Name(event.status.state),
+                        updated_at=datetime.now(UTC),
+                        task=snapshot,
+                    )
+                )
+                return True
+        task = Task(id=event.task_id, context_id=event.context_id)
+        task.status.CopyFrom(event.status)
+        return await self.record(agent_id, owner, task)
+
+    async def get(self, agent_id: str, owner: Owner, task_id: str) -> Task | None:
+        """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""
+        if not _storable(task_id):
+            return None
+        async with self._engine.connect() as conn:
+            stored = await conn.scalar(
+                select(a2a_tasks.c.task).where(
+                    a2a_tasks.c.agent_id == agent_id,
+                    a2a_tasks.c.task_id == task_id,
+                    owner.owns(a2a_tasks),
+                )
+            )
+        return None if stored is None else _snapshot(stored, ListTasksRequest())
+
+    async def list(
+        self, agent_id: str, owner: Owner, request: ListTasksRequest
+    ) -> ListTasksResponse:
+        page_size = request.page_size or DEFAULT_PAGE_SIZE
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+        if request.HasField("history_length") and request.history_length < 0:
+            raise ValueError("historyLength must not be negative")
+        c = a2a_tasks.c
+        where = [c.agent_id == agent_id, owner.owns(a2a_tasks)]
+        if request.context_id:
+            where.append(c.context_id == request.context_id)
+        if request.status:
+            where.append(c.state == TaskState.Name(request.status))
+        if request.HasField("status_timestamp_after"):
+            where.append(c.updated_at >= request.status_timestamp_after.ToDatetime(tzinfo=UTC))
+        async with self._engine.connect() as conn:
+            total = await conn.scalar(select(func.count()).select_from(a2a_tasks).where(*where))
+            if request.page_token:
+                after_time, after_id = _decode_page_token(request.page_token)
+                where.append(
+                    or_(
+                        c.updated_at < after_time,
+                        and_(c.updated_at == after_time, c.task_id < after_id),
+                    )
+                )
+            rows = (
+                await conn.execute(
+                    select(c.task_id, c.updated_at, c.task)
+                    .where(*where)
+                    .order_by(c.updated_at.desc(), c.task_id.desc())
+                    .limit(page_size + 1)
+                )
+            ).all()
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        tasks = [_snapshot(row.task, request) for row in rows]
+        next_token = (
+            _encode_page_token(as_utc(rows[-1].updated_at), rows[-1].task_id) if more else ""
+        )
+        return ListTasksResponse(
+            tasks=tasks, next_page_token=next_token, page_size=page_size, total_size=total or 0
+        )
+
+
+def _snapshot(stored: dict[str, Any], request: ListTasksRequest) -> Task:
+    task = Task()
+    ParseDict(stored, task, ignore_unknown_fields=True)
+    if request.HasField("history_length"):
+        keep = request.history_length
+        history = list(task.history)[-keep:] if keep else []
+        del task.history[:]
+        task.history.extend(history)
+    return task
+
+
+def _storable(identifier: str) -> bool:
+    # Ids come from clients and upstreams: too long or holding NUL (which
+    # PostgreSQL text cannot store) means no task of ours has that id.
+    return 0 < len(identifier) <= MAX_ID_LENGTH and "\x00" not in identifier
+
+
+def _encode_page_token(updated_at: datetime, task_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), task_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        when, task_id = json.loads(raw)
+        if not isinstance(when, str) or not isinstance(task_id, str):
+            raise TypeError
+        return as_utc(datetime.fromisoformat(when)), task_id
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidPageToken("pageToken is not one this gateway issued") from exc

@@ -1,0 +1,205 @@
+"""Gateway-run agents: registering them, and building the adapter for a call.
+
+An OpenAI-compatible endpoint or a REST webhook is registered with
+`POST /vendor-agents`; the gateway checks the upstream URL (SSRF), the
+mapping and the credential, writes an A2A card for it and stores both
+(`registry.vendor_store`). A call then gets the adapter for the agent's
+upstream (`adapters.openai_compat`, `adapters.rest_webhook`) and the
+credentials to present: the API key -- opened from its sealed form or read
+from the gateway's settings, never from the caller -- and, when the
+registration names a header for it, the token minted for this call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from adapters.base import Adapter, Credentials
+from adapters.http import UpstreamHTTP, UpstreamRefused
+from adapters.mapping import MappingInvalid, compile_mapping
+from adapters.openai_compat import ChatConfig, OpenAICompatAdapter
+from adapters.rest_webhook import RestWebhookAdapter, WebhookConfig
+from gateway.http.problems import Problem
+from policies.keys import KeySealError, open_secret, seal_secret
+from registry.service import slugify
+from registry.signatures import SignatureCheck, SignatureStatus
+from registry.store import AgentConflict, NewAgent, SqlAgentStore
+from registry.vendor_cards import vendor_card
+from registry.vendor_models import (
+    CredentialInfo,
+    OpenAIUpstream,
+    VendorAgentRecord,
+    VendorConfig,
+    VendorRegistration,
+    WebhookUpstream,
+)
+from registry.vendor_store import SqlVendorStore, StoredVendorAgent
+
+SEAL_PURPOSE = "vendor-api-key"
+
+
+class CredentialUnavailable(Exception):
+    """The agent's API key cannot be had (a missing setting, a wrong sealing secret)."""
+
+
+@dataclass(frozen=True)
+class VendorCall:
+    """Everything a call to one gateway-run agent needs, but the turn."""
+
+    agent_id: str
+    adapter: Adapter
+    config: VendorConfig
+    api_key: str | None
+
+    def credentials(self, minted_token: str | None) -> Credentials:
+        headers: dict[str, str] = {}
+        credential = self.config.credential
+        if self.api_key is not None:
+            header = credential.header
+            bearer = header.lower() == "authorization"
+            headers[header] = f"Bearer {self.api_key}" if bearer else self.api_key
+        if self.config.token_header and minted_token:
+            headers[self.config.token_header] = f"Bearer {minted_token}"
+        return Credentials(headers)
+
+
+class VendorAgents:
+    def __init__(
+        self,
+        store: SqlVendorStore,
+        agents: SqlAgentStore,
+        http: UpstreamHTTP,
+        *,
+        public_url: str,
+        sealing_secret: str | None,
+        secrets: Mapping[str, SecretStr],
+    ) -> None:
+        self.store = store
+        self._agents = agents
+        self.http = http
+        self._public_url = public_url
+        self._sealing_secret = sealing_secret
+        self._secrets = secrets
+
+    # Registration ---------------------------------------------------------
+
+    async def register(self, registration: VendorRegistration) -> VendorAgentRecord:
+        """Check everything, then store the card and the configuration at once."""
+        upstream = registration.upstream
+        url = upstream.base_url if isinstance(upstream, OpenAIUpstream) else upstream.url
+        try:
+            self.http.check_url(url)
+        except UpstreamRefused as exc:
+            raise Problem(422, "url-refused", "URL refused by the SSRF policy", str(exc)) from None
+        if isinstance(upstream, WebhookUpstream):
+            try:
+                compile_mapping(upstream.mapping)
+            except MappingInvalid as exc:
+                raise Problem(
+                    422, "invalid-mapping", "The webhook mapping is invalid", str(exc)
+                ) from None
+        credential, sealed = self._credential(registration)
+        agent_id = registration.id or await self._free_id(registration.name)
+        parsed = vendor_card(registration, agent_id, f"{self._public_url}/a2a/{agent_id}")
+        config = VendorConfig(
+            upstream=upstream,
+            skills=registration.skills,
+            credential=credential,
+            token_header=registration.token_header,
+        )
+        record = await self.store.create(
+            NewAgent(
+                id=agent_id,
+                resource=registration.resource or f"urn:switchboard:agent:{agent_id}",
+                card_url=None,
+                parsed=parsed,
+                signature=SignatureCheck(SignatureStatus.UNSIGNED, "written by the gateway"),
+                pinned_keys=None,
+                timeout_seconds=registration.timeout_seconds,
+            ),
+            config,
+            sealed,
+        )
+        return VendorAgentRecord(agent=record, config=config)
+
+    def _credential(self, registration: VendorRegistration) -> tuple[CredentialInfo, str | None]:
+        header = registration.api_key_header
+        if registration.api_key is not None:
+            sealed = seal_secret(
+                registration.api_key.get_secret_value(), self._sealing_secret, SEAL_PURPOSE
+            )
+            return CredentialInfo(type="sealed", header=header), sealed
+        if registration.api_key_secret is not None:
+            name = registration.api_key_secret
+            if name not in self._secrets:
+                raise Problem(
+                    422,
+                    "unknown-secret",
+                    "No such secret in the gateway's settings",
+                    f"set SWITCHBOARD_SECRETS__{name.upper()} (or secrets.{name} in the "
+                    "config file) on every replica first",
+                )
+            return CredentialInfo(type="settings_secret", name=name, header=header), None
+        return CredentialInfo(type="none", header=header), None
+
+    async def _free_id(self, name: str) -> str:
+        base = slugify(name)
+        for n in range(1, 51):
+            candidate = base if n == 1 else f"{base[:60]}-{n}"
+            if not await self._agents.id_taken(candidate):
+                return candidate
+        raise AgentConflict(base)
+
+    async def get(self, agent_id: str) -> VendorAgentRecord | None:
+        stored = await self.store.get(agent_id)
+        record = await self._agents.get(agent_id) if stored else None
+        if stored is None or record is None:
+            return None
+        return VendorAgentRecord(agent=record, config=stored.config)
+
+    # Calls ----------------------------------------------------------------
+
+    async def call_for(self, agent_id: str) -> VendorCall | None:
+        """The adapter and key for one call, or None: no such gateway-run agent.
+        Raises `CredentialUnavailable` when the key cannot be had."""
+        stored = await self.store.get(agent_id)
+        if stored is None:
+            return None
+        return VendorCall(agent_id, self._adapter(stored), stored.config, self._api_key(stored))
+
+    def _adapter(self, stored: StoredVendorAgent) -> Adapter:
+        upstream = stored.config.upstream
+        name = f"agent {stored.agent_id}"
+        if isinstance(upstream, OpenAIUpstream):
+            instructions = {s.id: s.instructions for s in stored.config.skills if s.instructions}
+            chat = ChatConfig(
+                base_url=upstream.base_url,
+                model=upstream.model,
+                system_prompt=upstream.system_prompt,
+                skill_instructions=instructions,
+                temperature=upstream.temperature,
+                max_tokens=upstream.max_tokens,
+            )
+            return OpenAICompatAdapter(self.http.httpx, chat, name)
+        webhook = WebhookConfig(upstream.url, upstream.method, compile_mapping(upstream.mapping))
+        return RestWebhookAdapter(self.http.httpx, webhook, name)
+
+    def _api_key(self, stored: StoredVendorAgent) -> str | None:
+        credential = stored.config.credential
+        if credential.type == "sealed" and stored.api_key_sealed is not None:
+            try:
+                return open_secret(stored.api_key_sealed, self._sealing_secret, SEAL_PURPOSE)
+            except KeySealError as exc:
+                raise CredentialUnavailable(str(exc)) from None
+        if credential.type == "settings_secret" and credential.name is not None:
+            secret = self._secrets.get(credential.name)
+            if secret is None:
+                raise CredentialUnavailable(
+                    f"the gateway has no secret named {credential.name!r} "
+                    f"(SWITCHBOARD_SECRETS__{credential.name.upper()})"
+                )
+            return secret.get_secret_value()
+        return None

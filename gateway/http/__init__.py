@@ -1,0 +1,1 @@
+"""Request-level pieces every door uses: authentication, problem documents, body limits."""

@@ -1,0 +1,157 @@
+"""Bearer authentication for the gateway's own API (RFC 6750, RFC 9728).
+
+A missing or bad token gets 401 with `WWW-Authenticate: Bearer` naming the
+protected resource metadata, so a client can discover where to get a token;
+a valid token without the needed scope gets 403 `insufficient_scope`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.api.state import state_of
+from gateway.http.problems import Problem
+from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal, TokenInvalid
+
+PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
+
+
+def challenge(
+    request: Request,
+    error: str | None,
+    description: str | None,
+    scope: str | None,
+    *,
+    resource_path: str = "",
+) -> str:
+    """The `WWW-Authenticate` value naming the metadata of the resource at
+    ``resource_path`` (RFC 9728 §3.1: the well-known path, then the resource's)."""
+    settings = state_of(request).settings
+    metadata_url = settings.effective_public_url + PROTECTED_RESOURCE_PATH + resource_path
+    params = [f'resource_metadata="{metadata_url}"']
+    if error:
+        params.append(f'error="{error}"')
+    if description:
+        # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E.
+        safe = "".join(c for c in description if 0x20 <= ord(c) <= 0x7E and c not in '"\\')
+        params.append(f'error_description="{safe}"')
+    if scope:
+        params.append(f'scope="{scope}"')
+    return "Bearer " + ", ".join(params)
+
+
+async def current_principal(request: Request) -> Principal:
+    return await authenticate(request)
+
+
+async def authenticate(
+    request: Request, *, resource_path: str = "", audiences: tuple[str, ...] = ()
+) -> Principal:
+    """Verify the bearer token; 401 with a challenge naming the metadata of the
+    resource at ``resource_path``. A token for the gateway's own audience is
+    accepted, and so is one for any of ``audiences`` (RFC 8707 resource
+    indicators naming a sub-resource, e.g. the MCP endpoint)."""
+
+    def _challenge(
+        request: Request, error: str | None, description: str | None, scope: str | None
+    ) -> str:
+        return challenge(request, error, description, scope, resource_path=resource_path)
+
+    header = request.headers.get("authorization")
+    if not header:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "send an access token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": _challenge(request, None, None, None)},
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(
+            401,
+            "invalid-token",
+            "Invalid token",
+            "the Authorization header must be 'Bearer <token>'",
+            headers={
+                "WWW-Authenticate": _challenge(
+                    request, "invalid_request", "expected a Bearer token", None
+                )
+            },
+        )
+    verifier = state_of(request).verifier
+    try:
+        try:
+            return await verifier.verify(token)
+        except TokenInvalid as first:
+            for audience in audiences:
+                with contextlib.suppress(TokenInvalid):
+                    return await verifier.verify(token, audience=audience)
+            raise first from None
+    except TokenInvalid as exc:
+        raise Problem(
+            401,
+            "invalid-token",
+            "Invalid token",
+            str(exc),
+            headers={"WWW-Authenticate": _challenge(request, "invalid_token", str(exc), None)},
+        ) from None
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def front_door_principal(request: Request, front_door_url: str) -> tuple[Principal, bool]:
+    """The caller of an agent's front door (``…/a2a/{id}``), and whether it is
+    an agent delegating onwards.
+
+    A user's token for the gateway is accepted as everywhere. So is a token
+    this gateway minted by token exchange *for this front door* (RFC 8707: the
+    agent asked for ``resource=…/a2a/{id}``): the agent that exchanged it
+    calls on the user's behalf, its actor chain in ``act``. A token minted for
+    an agent itself (aud = the agent's resource) is never one of these, so an
+    agent cannot re-enter the gateway with the token it received.
+    """
+    try:
+        return await authenticate(request), False
+    except Problem as refused:
+        header = request.headers.get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise
+        state = state_of(request)
+        try:
+            principal = await state.verifier.verify(
+                token.strip(),
+                audience=front_door_url,
+                issuer=state.settings.effective_public_url,
+            )
+        except TokenInvalid:
+            raise refused from None
+        if "act" not in principal.claims:
+            raise refused from None
+        return principal, True
+
+
+async def admin_principal(request: Request, principal: CurrentPrincipal) -> Principal:
+    if not principal.has_scope(ADMIN_SCOPE):
+        raise Problem(
+            403,
+            "insufficient-scope",
+            "Insufficient scope",
+            f"this operation needs the scope {ADMIN_SCOPE}",
+            headers={
+                "WWW-Authenticate": challenge(
+                    request, "insufficient_scope", f"requires {ADMIN_SCOPE}", ADMIN_SCOPE
+                )
+            },
+        )
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]

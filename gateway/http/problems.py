@@ -1,0 +1,215 @@
+"""Every error leaves the REST API as an RFC 9457 problem document.
+
+Domain exceptions from `registry` and `policies` are mapped here, at the
+boundary, so routers stay thin and no stack trace ever reaches a caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from registry.cards import CardInvalid
+from registry.contracts import ContractInvalid
+from registry.fetch import FetchFailed, FetchRefused
+from registry.mcp_store import (
+    McpServerConflict,
+    McpServerNotFound,
+    McpToolNotFound,
+    ToolDigestMismatch,
+)
+from registry.service import SignatureRefused
+from registry.store import AgentConflict, AgentNotFound, InvalidCursor
+
+logger = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = dict(headers or {})
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:switchboard:problem:{problem.slug}",
+        "title": problem.title,
+        "status": problem.status,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    if instance:
+        body["instance"] = instance
+    if problem.errors:
+        body["errors"] = list(problem.errors)
+    return JSONResponse(
+        body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def handler(convert: Any) -> Any:
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            return problem_response(convert(exc), request.url.path)
+
+        return handle
+
+    app.add_exception_handler(Problem, handler(lambda e: e))
+    app.add_exception_handler(RequestValidationError, handler(_validation_problem))
+    app.add_exception_handler(StarletteHTTPException, handler(_http_problem))
+    app.add_exception_handler(CardInvalid, handler(_card_problem))
+    app.add_exception_handler(ContractInvalid, handler(_contract_problem))
+    app.add_exception_handler(
+        FetchRefused,
+        handler(lambda e: Problem(422, "url-refused", "URL refused by the SSRF policy", str(e))),
+    )
+    app.add_exception_handler(
+        FetchFailed,
+        handler(
+            lambda e: Problem(502, "card-fetch-failed", "Could not fetch the agent card", str(e))
+        ),
+    )
+    app.add_exception_handler(
+        SignatureRefused,
+        handler(
+            lambda e: Problem(
+                422, "invalid-signature", "The agent card signature is invalid", str(e)
+            )
+        ),
+    )
+    app.add_exception_handler(
+        AgentConflict,
+        handler(
+            lambda e: Problem(
+                409,
+                "agent-exists",
+                "An agent with this id, card URL or resource already exists",
+                str(e),
+            )
+        ),
+    )
+    app.add_exception_handler(
+        AgentNotFound, handler(lambda e: Problem(404, "agent-not-found", "No such agent", str(e)))
+    )
+    app.add_exception_handler(
+        InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
+    )
+    _install_mcp_handlers(app, handler)
+    app.add_exception_handler(
+        RecursionError,
+        handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
+    )
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def _install_mcp_handlers(app: FastAPI, handler: Any) -> None:
+    # Imported here: the federation imports the pipeline, which must not need the errors.
+    from gateway.mcp.federation import CommandNotAllowed, RegistrationRefused, ToolNotFound
+
+    mapping: list[tuple[type[Exception], int, str, str]] = [
+        (
+            McpServerConflict,
+            409,
+            "mcp-server-exists",
+            "An MCP server or agent has this id or resource",
+        ),
+        (McpServerNotFound, 404, "mcp-server-not-found", "No such MCP server"),
+        (McpToolNotFound, 404, "mcp-tool-not-found", "No such tool on this MCP server"),
+        (ToolNotFound, 404, "mcp-tool-not-found", "No such federated tool"),
+        (ToolDigestMismatch, 409, "tool-changed", "The tool changed since it was reviewed"),
+        (RegistrationRefused, 403, "insufficient-scope", "Insufficient scope"),
+        (CommandNotAllowed, 422, "command-not-allowed", "The command is not allowlisted"),
+        (UpstreamTimeout, 504, "mcp-upstream-timeout", "The MCP server did not answer in time"),
+        (UpstreamUnavailable, 502, "mcp-upstream-unavailable", "The MCP server is unreachable"),
+        (UpstreamError, 502, "mcp-upstream-error", "The MCP server answered with an error"),
+    ]
+    for exc_type, status, slug, title in mapping:
+        app.add_exception_handler(
+            exc_type,
+            handler(lambda e, s=status, g=slug, t=title: Problem(s, g, t, str(e))),
+        )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away (or refused us): 503, so clients and load
+    balancers retry; a constraint or programming error stays a 500."""
+    if isinstance(exc, IntegrityError | DataError | ProgrammingError):
+        return await _unexpected(request, exc)
+    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    problem = Problem(
+        503, "database-unavailable", "The database is unavailable", headers={"Retry-After": "5"}
+    )
+    return problem_response(problem, request.url.path)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(Problem(500, "internal", "Internal error"), request.url.path)
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Problem(400, "malformed-json", "The request body is not valid JSON")
+    return Problem(
+        422,
+        "invalid-request",
+        "The request does not match the expected shape",
+        errors=[
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
+            for e in errors
+        ],
+    )
+
+
+def _http_problem(exc: StarletteHTTPException) -> Problem:
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return Problem(exc.status_code, slug, str(exc.detail), headers=exc.headers)
+
+
+def _card_problem(exc: CardInvalid) -> Problem:
+    return Problem(
+        422,
+        "invalid-card",
+        "The agent card is invalid",
+        str(exc),
+        errors=[{"field": e.field, "message": e.message} for e in exc.errors],
+    )
+
+
+def _contract_problem(exc: ContractInvalid) -> Problem:
+    return Problem(
+        422,
+        "invalid-contract",
+        "A skill contract is not a usable JSON Schema",
+        str(exc),
+        errors=[
+            {"field": f"skill_contracts.{skill}", "message": reason}
+            for skill, reason in exc.problems
+        ],
+    )

@@ -1,0 +1,1 @@
+"""MCP both ways: the `/mcp` front and the federation of upstream MCP servers."""

@@ -1,0 +1,280 @@
+"""Every registered A2A agent's skills, as tools of the gateway's MCP server.
+
+A skill is offered as the tool ``{agent}__{skill}`` (the federation's naming
+rule, `registry.mcp_tools.namespaced_name`: agents and MCP servers share one
+id space, so the two kinds of names never meet). Listing asks the same
+question a call asks (`Delegations.decide` on the agent's card, for that
+skill): a user sees exactly the skills they may delegate to.
+
+A call is an A2A delegation through the A2A front door's own handler
+(`AgentHandler`): the user's minted token, ownership checks, task records and
+the audit record are those of any A2A call (event ``a2a.SendStreamingMessage``).
+Arguments: ``message`` (text) and/or ``data`` (an object), and to continue a
+task that asked for input, its ``taskId`` (and ``contextId``). The answer:
+text parts as text, data parts as `structuredContent` (and as JSON text),
+URL parts as resource links, raw parts as embedded blobs; a status update
+while the task runs is a progress notification. A task that ends in
+``input_required`` or ``auth_required`` is not an error: its result says
+so, with the ``taskId`` to continue with.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import (
+    Artifact,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatusUpdateEvent,
+)
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct, Value
+
+from gateway.a2a.front import Admission, FrontDoorParts, handler_context
+from gateway.delegation.pipeline import Caller
+from gateway.delegation.tasks import Owner
+from registry.mcp_tools import SEPARATOR, namespaced_name
+from registry.store import AgentNotFound, card_skills
+
+EVENT = "mcp"
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string", "description": "What to ask the agent, in words."},
+        "data": {"type": "object", "description": "Structured input for the skill."},
+        "taskId": {"type": "string", "description": "Continue this task (it asked for input)."},
+        "contextId": {"type": "string", "description": "Continue in this conversation."},
+    },
+    "additionalProperties": False,
+}
+_WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+_FAILED = {
+    TaskState.TASK_STATE_FAILED,
+    TaskState.TASK_STATE_REJECTED,
+    TaskState.TASK_STATE_CANCELED,
+}
+
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class SkillCallRefused(Exception):
+    """The arguments do not make an A2A message (the tool exists)."""
+
+
+@dataclass(frozen=True)
+class SkillTool:
+    name: str
+    agent_id: str
+    skill_id: str
+    tool: types.Tool
+
+
+class AgentSkillTools:
+    def __init__(
+        self,
+        parts: Callable[[], FrontDoorParts],
+        handler_for: Callable[[Mapping[str, Any]], RequestHandler],
+    ) -> None:
+        """``handler_for(card)``: the front door's handler for that agent (the
+        A2A one, or the gateway-run one for OpenAI-compatible and webhook agents)."""
+        self._parts = parts
+        self._handler_for = handler_for
+
+    async def tools(self, caller: Caller) -> list[SkillTool]:
+        """The skills ``caller`` may delegate to, as tools."""
+        delegations = self._parts().delegations
+        found: list[SkillTool] = []
+        async for record, card in delegations.agents.all_with_cards():
+            for skill in delegations.usable_skills(caller, record.id, card):
+                found.append(_skill_tool(record.id, card, skill))
+        return found
+
+    async def find(self, name: str) -> SkillTool | None:
+        """The tool ``name`` if it is an agent's skill; whether the caller may
+        use it is the call's decision (`Delegations.admit`), refused there."""
+        agent_id, separator, _ = name.partition(SEPARATOR)
+        if not separator:
+            return None
+        delegations = self._parts().delegations
+        try:
+            _, card, _ = await delegations.target(agent_id)
+        except AgentNotFound:
+            return None
+        for skill in card_skills(card):
+            if namespaced_name(agent_id, skill["id"]) == name:
+                return _skill_tool(agent_id, card, skill)
+        return None
+
+    async def call(
+        self,
+        tool: SkillTool,
+        arguments: Mapping[str, Any] | None,
+        *,
+        caller: Caller,
+        trace_id: str,
+        progress: Progress,
+        approved: bool = False,
+    ) -> types.CallToolResult:
+        """Run the skill; raises the pipeline's `DelegationDenied` (`ApprovalRequired`
+        unless ``approved``) / `AgentNotFound` and the front door's `A2AError`s."""
+        request = _request(tool, dict(arguments or {}))
+        grant = await self._parts().delegations.admit(
+            caller,
+            tool.agent_id,
+            event=EVENT,
+            trace_id=trace_id,
+            action=tool.skill_id,
+            approved=approved,
+        )
+        admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
+        context = handler_context(admission)
+        outcome = _Outcome()
+        handler = self._handler_for(grant.card)
+        async for event in handler.on_message_send_stream(request, context):
+            note = outcome.take(event)
+            if note is not None:
+                outcome.steps += 1
+                await progress(outcome.steps, None, note)
+        return outcome.result()
+
+
+def _skill_tool(agent_id: str, card: Mapping[str, Any], skill: Mapping[str, Any]) -> SkillTool:
+    name = namespaced_name(agent_id, str(skill["id"]))
+    description = str(skill.get("description") or skill.get("name") or skill["id"])
+    tool = types.Tool(
+        name=name,
+        title=f"{card.get('name') or agent_id}: {skill.get('name') or skill['id']}",
+        description=f"{description} (A2A agent {agent_id}, skill {skill['id']})",
+        input_schema=INPUT_SCHEMA,
+    )
+    return SkillTool(name, agent_id, str(skill["id"]), tool)
+
+
+def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:
+    text, data = arguments.get("message"), arguments.get("data")
+    if text is None and data is None:
+        raise SkillCallRefused("give a message (text), data (an object), or both")
+    if (text is not None and not isinstance(text, str)) or (
+        data is not None and not isinstance(data, dict)
+    ):
+        raise SkillCallRefused("message must be a string and data an object")
+    parts = [Part(text=text)] if text else []
+    if data is not None:
+        struct = Struct()
+        struct.update(data)
+        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
+    message = Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=parts)
+    for key, field in (("taskId", "task_id"), ("contextId", "context_id")):
+        value = arguments.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise SkillCallRefused(f"{key} must be a string")
+            setattr(message, field, value)
+    # A2A messages name no skill; agents that serve several read this.
+    message.metadata.update({"skill": tool.skill_id})
+    return SendMessageRequest(message=message)
+
+
+class _Outcome:
+    """What a stream of A2A events amounts to, for one MCP result."""
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+        self.message: Message | None = None
+        self.artifacts: dict[str, Artifact] = {}
+        self.steps = 0
+
+    def take(self, event: Any) -> str | None:
+        """Absorb an event; returns a progress note for a status update."""
+        if isinstance(event, Task):
+            self.task = event
+            for artifact in event.artifacts:
+                self.artifacts[artifact.artifact_id] = artifact
+        elif isinstance(event, Message):
+            self.message = event
+        elif isinstance(event, TaskStatusUpdateEvent):
+            if self.task is None:
+                self.task = Task(id=event.task_id, context_id=event.context_id)
+            self.task.status.CopyFrom(event.status)
+            text = _text(event.status.message.parts)
+            return f"{TaskState.Name(event.status.state)}: {text}".rstrip(": ")
+        elif isinstance(event, TaskArtifactUpdateEvent):
+            known = self.artifacts.get(event.artifact.artifact_id)
+            if known is not None and event.append:
+                for part in event.artifact.parts:
+                    # Streamed text arrives in fragments: one text, not many.
+                    if known.parts and known.parts[-1].HasField("text") and part.HasField("text"):
+                        known.parts[-1].text += part.text
+                    else:
+                        known.parts.append(part)
+            else:
+                self.artifacts[event.artifact.artifact_id] = event.artifact
+        return None
+
+    def result(self) -> types.CallToolResult:
+        if self.message is not None and self.task is None:
+            return _result(list(self.message.parts), is_error=False, meta={})
+        if self.task is None:
+            return _result([Part(text="the agent answered nothing")], is_error=True, meta={})
+        task = self.task
+        state = task.status.state
+        parts = [part for artifact in self.artifacts.values() for part in artifact.parts]
+        meta = {"taskId": task.id, "contextId": task.context_id, "state": TaskState.Name(state)}
+        if state in _WAITING:
+            asked = list(task.status.message.parts) or [Part(text="the agent needs more input")]
+            verb = "more input" if state == TaskState.TASK_STATE_INPUT_REQUIRED else "authorization"
+            asked.append(Part(text=f"(task {task.id} waits for {verb}: call again with taskId)"))
+            return _result(parts + asked, is_error=False, meta=meta)
+        if state in _FAILED:
+            reason = list(task.status.message.parts) or [Part(text=TaskState.Name(state))]
+            return _result(reason, is_error=True, meta=meta)
+        return _result(parts + list(task.status.message.parts), is_error=False, meta=meta)
+
+
+def _text(parts: Any) -> str:
+    return " ".join(p.text for p in parts if p.HasField("text"))
+
+
+def _result(parts: list[Part], *, is_error: bool, meta: dict[str, str]) -> types.CallToolResult:
+    content: list[Any] = []
+    structured: dict[str, Any] = dict(meta)
+    for part in parts:
+        if part.HasField("text"):
+            content.append(types.TextContent(type="text", text=part.text))
+        elif part.HasField("data"):
+            value = MessageToDict(part.data)
+            if isinstance(value, dict):
+                structured.update(value)
+            content.append(types.TextContent(type="text", text=json.dumps(value)))
+        elif part.HasField("url"):
+            content.append(
+                types.ResourceLink(
+                    type="resource_link",
+                    uri=part.url,
+                    name=part.filename or part.url,
+                    mime_type=part.media_type or None,
+                )
+            )
+        elif part.HasField("raw"):
+            blob = types.BlobResourceContents(
+                uri=f"a2a:part/{uuid.uuid4()}",
+                blob=base64.b64encode(part.raw).decode(),
+                mime_type=part.media_type or "application/octet-stream",
+            )
+            content.append(types.EmbeddedResource(type="resource", resource=blob))
+    return types.CallToolResult(
+        content=content, structured_content=structured or None, is_error=is_error
+    )

@@ -1,0 +1,80 @@
+"""The MCP errors `/mcp` answers with, and the caller and trace of a request.
+
+Errors are MCP's (2025-11-25 "Tools", "Error handling"): an unknown tool is
+the JSON-RPC error -32602; the gateway's refusals and upstream failures are
+JSON-RPC errors with the codes below and a message that says what happened.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+from mcp import MCPError
+from mcp.server import ServerRequestContext
+
+from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.trace_context import begin as begin_trace
+from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.mcp.auth import CALLER_KEY, current_caller
+from gateway.mcp.federation import ToolNotFound, ToolQuarantined
+
+# JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
+# -32001 are avoided: the SDK's client reads them as "connection closed" and
+# "request timeout"; -32020..-32022 and -32042 are the spec's own.
+DELEGATION_REFUSED = -32010
+TOOL_QUARANTINED = -32011
+UPSTREAM_UNAVAILABLE = -32012
+UPSTREAM_TIMEOUT = -32013
+TOO_MANY_ROUNDS = -32014
+
+
+def mcp_error(exc: Exception, name: str) -> MCPError:
+    """The MCP error a caller gets for a refused or failed call."""
+    if isinstance(exc, ToolNotFound):
+        # The spec's own example: "Unknown tool: invalid_tool_name" (-32602).
+        return MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+    if isinstance(exc, ApprovalRequired):
+        reasons = list(exc.decision.reasons)
+        return MCPError(
+            DELEGATION_REFUSED,
+            f"{name} needs human approval: " + "; ".join(reasons),
+            {"reasons": reasons, "approval_required": True},
+        )
+    if isinstance(exc, DelegationDenied):
+        reasons = list(exc.decision.reasons)
+        data: dict[str, Any] = {"reasons": reasons}
+        if exc.decision.denial is not None:
+            data["denial"] = exc.decision.denial.value
+        return MCPError(
+            DELEGATION_REFUSED, f"calling {name} was refused: " + "; ".join(reasons), data
+        )
+    if isinstance(exc, ToolQuarantined):
+        return MCPError(TOOL_QUARANTINED, str(exc), {"state": exc.tool.state.value})
+    if isinstance(exc, UpstreamTimeout):
+        return MCPError(UPSTREAM_TIMEOUT, str(exc))
+    if isinstance(exc, UpstreamUnavailable):
+        return MCPError(UPSTREAM_UNAVAILABLE, str(exc))
+    if isinstance(exc, UpstreamError):
+        # The upstream's own JSON-RPC error (say -32602 for bad arguments) passes through.
+        return MCPError(exc.code, exc.message, exc.data)
+    raise exc
+
+
+def caller_of(ctx: ServerRequestContext) -> Caller:
+    """The caller `McpAuth` established for the HTTP request carrying this message."""
+    request = ctx.request
+    caller = getattr(request, "scope", {}).get(CALLER_KEY) if request is not None else None
+    caller = caller or current_caller.get()
+    if caller is None:  # unreachable behind McpAuth; refuse rather than guess
+        raise MCPError(types.INVALID_REQUEST, "not authenticated")
+    return caller
+
+
+def trace_of(ctx: ServerRequestContext) -> str:
+    """The trace id of this message, from the `traceparent` of the HTTP
+    request carrying it (each message's own, in a 2025-11-25 session too), or
+    a fresh one; the upstream calls made for it carry that trace. Called in
+    the task the SDK runs this one message's handler in, so the trace set
+    is this message's alone (`adapters.trace_context`)."""
+    return begin_trace(getattr(ctx.request, "headers", None))

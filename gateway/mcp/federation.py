@@ -1,0 +1,621 @@
+"""The MCP federation: upstream MCP servers' tools, namespaced, pinned, permissioned.
+
+Two faces:
+
+* the registry API (`register`, `refresh`, `approve`, `remove`, and `shown`
+  for reads), used by `gateway/api/mcp_servers.py`;
+* the Python API the gateway's MCP front end uses: `tools()` and
+  `call_tool()`. A call runs the one delegation pipeline: the MCP server is a
+  policy target like an agent (``agents.<server id>.tools.<tool name>`` in the
+  policy file), `Delegations.admit_target()` decides and mints, the upstream
+  gets the credential configured for it (never the caller's token), and the
+  outcome is audited (event ``mcp``), also when the call is refused.
+
+A tool is callable only while its definition hashes to the approved digest
+(`registry.mcp_tools`); otherwise the call fails with `ToolQuarantined`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
+
+from adapters.mcp import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    discover,
+)
+from adapters.mcp_relay import CallRelay
+from adapters.trace_context import new_trace_id
+from gateway.delegation import retry
+from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings
+from gateway.delegation.handoffs import Resilience
+from gateway.delegation.pipeline import Caller, Delegations, Permit
+from gateway.mcp.credentials import stored_form
+from gateway.mcp.upstreams import McpUpstreams, spec_of
+from policies.policy import Target, handoff
+from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal
+from registry.fetch import SafeFetcher
+from registry.mcp_models import (
+    McpServerRecord,
+    McpServerRegistration,
+    McpServerView,
+    McpToolRecord,
+    McpToolView,
+    RefreshResult,
+    ToolState,
+)
+from registry.mcp_store import (
+    McpServerConfig,
+    McpServerConflict,
+    McpServerNotFound,
+    NewMcpServer,
+    SqlMcpStore,
+    StoredTool,
+)
+from registry.mcp_tools import SEPARATOR
+from registry.models import HealthStatus
+from registry.service import slugify
+
+AUDIT_EVENT = "mcp"
+SNAPSHOT_SECONDS = 1.0  # how long a replica may serve a tool list another replica changed
+_MAX_SLUG_ATTEMPTS = 50
+SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
+
+
+class RegistrationRefused(Exception):
+    """The caller may not register this server (e.g. stdio without admin)."""
+
+
+class CommandNotAllowed(Exception):
+    """The stdio command is not on the operator's allowlist."""
+
+
+class ToolNotFound(Exception):
+    pass
+
+
+class ToolQuarantined(Exception):
+    """The tool's definition is not the approved one (or was never approved)."""
+
+    def __init__(self, tool: FederatedTool) -> None:
+        if not tool.available:
+            reason = f"{tool.name} is no longer offered by its server"
+        elif tool.state is ToolState.QUARANTINED:
+            reason = (
+                f"{tool.name} changed upstream since it was approved and is quarantined "
+                "until an admin approves the new definition"
+            )
+        else:
+            flagged = f" (flagged: {', '.join(sorted({f['kind'] for f in tool.flags}))})"
+            reason = f"{tool.name} awaits an admin's approval" + (flagged if tool.flags else "")
+        super().__init__(reason)
+        self.tool = tool
+
+
+@dataclass(frozen=True)
+class FederatedTool:
+    """One upstream tool as the gateway offers it."""
+
+    name: str  # the namespaced name callers use
+    server_id: str
+    upstream_name: str
+    definition: Mapping[str, Any]  # the upstream's definition (MCP JSON, camelCase)
+    state: ToolState
+    flags: tuple[Mapping[str, str], ...]
+    available: bool
+    digest: str
+
+    @property
+    def callable(self) -> bool:
+        return self.available and self.state is ToolState.APPROVED
+
+    def as_mcp_tool(self) -> types.Tool:
+        """The definition under its federated name, for a `tools/list` answer."""
+        return types.Tool.model_validate({**self.definition, "name": self.name})
+
+    @classmethod
+    def of(cls, stored: StoredTool) -> FederatedTool:
+        return cls(
+            name=stored.namespaced,
+            server_id=stored.server_id,
+            upstream_name=stored.name,
+            definition=stored.definition,
+            state=stored.state,
+            flags=stored.flags,
+            available=stored.available,
+            digest=stored.digest,
+        )
+
+
+def _classify(exc: BaseException) -> retry.Failure:
+    """An MCP upstream's failures, for retries: a timeout is transient, a lost
+    or missing connection unreached; a JSON-RPC error is an answer."""
+    if isinstance(exc, UpstreamTimeout):
+        return retry.Failure.TRANSIENT
+    if isinstance(exc, UpstreamUnavailable):
+        return retry.Failure.UNREACHED
+    return retry.Failure.ANSWERED
+
+
+def _counts(failure: retry.Failure) -> bool:
+    # The breaker counts timeouts only: a lost connection is the upstream
+    # connection's business, which reconnects with its own backoff (and a
+    # call meanwhile fails at once, without the breaker's help).
+    return failure is retry.Failure.TRANSIENT
+
+
+def _noted(exc: Exception, attempts: retry.Attempts) -> str:
+    return f"{exc}; after {attempts.made} attempts" if attempts.made > 1 else str(exc)
+
+
+@dataclass(frozen=True)
+class _Server:
+    resource: str
+    timeout_seconds: float | None
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    stdio_commands: tuple[tuple[str, ...], ...]
+    auto_approve_new_tools: bool
+    sealing_secret: str | None
+    connect_timeout_seconds: float
+    default_timeout_seconds: float
+
+
+class McpFederation:
+    def __init__(
+        self,
+        store: SqlMcpStore,
+        upstreams: McpUpstreams,
+        delegations: Delegations,
+        fetcher: SafeFetcher,
+        settings: FederationSettings,
+        resilience: Resilience | None = None,
+    ) -> None:
+        self.resilience = resilience or Resilience(Breakers(BreakerSettings()), retry.NO_RETRIES)
+        self.store = store
+        self.upstreams = upstreams
+        self.delegations = delegations
+        self._fetcher = fetcher
+        self._settings = settings
+        self._snapshot: tuple[float, dict[str, FederatedTool], dict[str, _Server]] | None = None
+        self._catalog: dict[str, FederatedTool] = {}  # the last snapshot's tools, never cleared
+        self._loading: asyncio.Future[tuple[dict[str, FederatedTool], dict[str, _Server]]] | None
+        self._loading = None
+        self._generation = 0
+        self._configs: tuple[float, list[McpServerConfig]] | None = None
+        # Told (synchronously, on the event loop) whenever the tools may have
+        # changed: the MCP front end sends tools/list_changed from here.
+        self.listeners: list[Callable[[], None]] = []
+
+    # --- The front end's API --------------------------------------------------------
+
+    async def tools(
+        self, caller: Caller | None = None, *, include_uncallable: bool = False
+    ) -> list[FederatedTool]:
+        """The federated tools, by name. With a ``caller``, only the tools the
+        policy lets them call -- the very decision `call_tool` runs. Without
+        ``include_uncallable``, only approved tools their server still offers."""
+        tools, _ = await self._current()
+        return [
+            tool
+            for tool in tools.values()
+            if (include_uncallable or tool.callable)
+            and (caller is None or self.may_call(caller, tool))
+        ]
+
+    async def tool(self, name: str) -> FederatedTool:
+        tools, _ = await self._current()
+        found = tools.get(name)
+        if found is None:
+            raise ToolNotFound(name)
+        return found
+
+    def known_tool(self, name: str) -> FederatedTool | None:
+        """The tool as last read, without I/O (for synchronous SDK hooks such as
+        input-schema lookups; never for a decision)."""
+        return self._catalog.get(name)
+
+    def may_call(self, caller: Caller, tool: FederatedTool) -> bool:
+        """What `call_tool` will let through (a tool that needs a human's
+        approval is callable: the call is held for an admin, `gateway.mcp.approvals`)."""
+        decision = self.delegations.decide(
+            caller, Target(tool.server_id), tool.upstream_name, "tool"
+        )
+        return decision.allowed
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        *,
+        caller: Caller,
+        trace_id: str | None = None,
+        progress_callback: ProgressFnT | None = None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+        approved: bool = False,
+        relay: CallRelay | None = None,
+        legacy: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Call a federated tool on ``caller``'s behalf (``approved``: an admin
+        approved this very call, `gateway.mcp.approvals`; ``relay`` and
+        ``legacy``: `McpUpstream.call_tool`).
+
+        Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
+        policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
+        (the server) and `UpstreamError` (the server answered with a JSON-RPC
+        error). A tool's own failure is a result with ``isError``.
+        """
+        trace_id = trace_id or new_trace_id()
+        tools, servers = await self._current()
+        tool = tools.get(name)
+        server = servers.get(tool.server_id) if tool else None
+        if tool is None or server is None:
+            raise ToolNotFound(name)
+        # 1. The policy decides and mints (denials are audited there).
+        permit = await self.delegations.admit_target(
+            caller,
+            Target(tool.server_id),
+            server.resource,
+            event=AUDIT_EVENT,
+            trace_id=trace_id,
+            action=tool.upstream_name,
+            kind="tool",
+            approved=approved,
+        )
+        # 2. Only the approved definition may be called.
+        if not tool.callable:
+            refusal = ToolQuarantined(tool)
+            await self.delegations.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
+            raise refusal
+        # 3. The upstream, with the credential configured for it.
+        live = self.upstreams.get(tool.server_id)
+        if live is None:
+            detail = f"MCP server {tool.server_id} is not connected yet"
+            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", detail)
+            raise UpstreamUnavailable(detail)
+        upstream, credentials = live
+        await upstream.wait_ready(self._settings.connect_timeout_seconds)
+        timeout = server.timeout_seconds or self._settings.default_timeout_seconds
+        attempts = retry.Attempts()
+
+        async def call() -> types.CallToolResult | types.InputRequiredResult:
+            credential = await credentials.for_call(permit)
+            return await upstream.call_tool(
+                tool.upstream_name,
+                arguments,
+                credential=credential,
+                timeout_seconds=timeout,
+                progress_callback=progress_callback,
+                input_responses=input_responses,
+                request_state=request_state,
+                relay=relay,
+                legacy=legacy,
+            )
+
+        try:
+            # 4. Under the server's breaker; retried only when idempotent.
+            result = await retry.run(
+                call,
+                upstream=tool.server_id,
+                breakers=self.resilience.breakers,
+                idempotent=self._idempotent(tool),
+                settings=self.resilience.retry,
+                attempts=attempts,
+                classify=_classify,
+                counts=_counts,
+            )
+        except BreakerOpen as exc:
+            await self.delegations.record(permit, AUDIT_EVENT, "breaker_open", str(exc))
+            raise UpstreamUnavailable(f"MCP server {exc}; not called") from None
+        except asyncio.CancelledError:
+            # The caller went away (an MCP client's cancellation): the upstream
+            # request was abandoned with it. Recorded even while cancelled.
+            await asyncio.shield(
+                self.delegations.record(permit, AUDIT_EVENT, "cancelled", "the caller cancelled")
+            )
+            raise
+        except UpstreamTimeout as exc:
+            await self.delegations.record(permit, AUDIT_EVENT, "timeout", _noted(exc, attempts))
+            raise
+        except (UpstreamUnavailable, UpstreamError) as exc:
+            detail = _noted(exc, attempts)
+            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", detail)
+            raise
+        except Exception as exc:  # e.g. the OAuth token endpoint failed
+            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
+            raise UpstreamUnavailable(f"MCP server {tool.server_id}: {exc}") from None
+        await self._record_result(permit, result)
+        return _restamped(result)
+
+    def _idempotent(self, tool: FederatedTool) -> bool:
+        """The policy's `idempotent` for the tool, else the tool's own
+        `idempotentHint` (part of the definition an admin approved)."""
+        rules = handoff(self.delegations.policy.current, tool.server_id, "tool", tool.upstream_name)
+        if rules.idempotent is not None:
+            return rules.idempotent
+        annotations = tool.definition.get("annotations")
+        return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
+
+    async def _record_result(
+        self, permit: Permit, result: types.CallToolResult | types.InputRequiredResult
+    ) -> None:
+        if isinstance(result, types.InputRequiredResult):
+            outcome = "input_required"
+        else:
+            outcome = "tool_error" if result.is_error else "ok"
+        await self.delegations.record(permit, AUDIT_EVENT, outcome)
+
+    # --- The registry's API ----------------------------------------------------------
+
+    async def register(
+        self, registration: McpServerRegistration, principal: Principal
+    ) -> McpServerRecord:
+        """Check, probe (list the tools once), then store server and tools together."""
+        admin = principal.has_scope(ADMIN_SCOPE)
+        if registration.transport == "stdio":
+            if not admin:
+                raise RegistrationRefused(
+                    f"registering a stdio server runs a command on the gateway: "
+                    f"it needs {ADMIN_SCOPE}"
+                )
+            self._check_command(registration.command or "", registration.args)
+        else:
+            assert registration.url is not None
+            await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
+        if not admin and registration.resource not in (None, registration.url):
+            # The resource is the audience of tokens minted for the server; a
+            # registrant choosing another target's audience would receive
+            # tokens that target accepts.
+            raise RegistrationRefused(
+                f"only an admin may give a resource other than the server's URL ({ADMIN_SCOPE})"
+            )
+        server_id = registration.id or await self._free_slug(registration.name)
+        if registration.id is not None and await self.store.id_taken(server_id):
+            raise McpServerConflict(server_id)
+        shown, sealed = stored_form(registration.credential, self._settings.sealing_secret)
+        new = NewMcpServer(
+            id=server_id,
+            name=registration.name,
+            transport=registration.transport,
+            url=registration.url,
+            command=(
+                {"command": registration.command, "args": list(registration.args)}
+                if registration.command
+                else None
+            ),
+            resource=registration.resource
+            or registration.url
+            or f"urn:switchboard:mcp:{server_id}",
+            timeout_seconds=registration.timeout_seconds,
+            credential=shown,
+            credential_secret=sealed,
+            registered_by=principal.subject,
+            trusted_registrant=admin,
+            prefix_tools=registration.prefix_tools,
+        )
+        config = _config_of(new)
+        credentials = self.upstreams.credentials(config)
+        connected, tools = await discover(
+            spec_of(config),
+            self.upstreams.http,
+            await credentials.default(),
+            deadline=self._settings.connect_timeout_seconds,
+        )
+        await self.store.create(
+            new, tools, auto_approve=self._settings.auto_approve_new_tools and admin
+        )
+        await self.store.record_health(
+            server_id,
+            HealthStatus.HEALTHY,
+            None,
+            server_info=connected.server_info,
+            protocol_version=connected.protocol_version,
+        )
+        self.invalidate()
+        await self.upstreams.wake_and_wait()
+        live = self.upstreams.get(server_id)
+        if live is not None:  # so the first call need not wait for the connection
+            await live[0].wait_ready(self._settings.connect_timeout_seconds)
+        fresh = await self.store.get(server_id)
+        assert fresh is not None
+        return fresh
+
+    async def refresh(self, server_id: str) -> RefreshResult:
+        """List the server's tools now; changed definitions are quarantined."""
+        if await self.store.config(server_id) is None:
+            raise McpServerNotFound(server_id)
+        live = self.upstreams.get(server_id)
+        if live is None:
+            await self.upstreams.wake_and_wait()
+            live = self.upstreams.get(server_id)
+        if live is None or not live[0].ready:
+            reason = live[0].last_error if live else None
+            raise UpstreamUnavailable(
+                f"MCP server {server_id} is not connected" + (f": {reason}" if reason else "")
+            )
+        tools = await live[0].list_tools()
+        result = await self.store.sync_tools(server_id, tools, auto_approve=False)
+        self.invalidate()
+        record = await self.store.get(server_id)
+        if record is None:
+            raise McpServerNotFound(server_id)
+        return RefreshResult(
+            added=result.added, changed=result.changed, removed=result.removed, server=record
+        )
+
+    async def approve(
+        self, server_id: str, tool_name: str, digest: str | None, principal: Principal
+    ) -> McpToolRecord:
+        approved = await self.store.approve(server_id, tool_name, digest, principal.subject)
+        self.invalidate()
+        return approved
+
+    async def remove(self, server_id: str) -> bool:
+        removed = await self.store.delete(server_id)
+        if removed:
+            self.invalidate()
+            await self.upstreams.wake_and_wait()
+        return removed
+
+    async def shown(
+        self, principal: Principal, records: Sequence[McpServerRecord]
+    ) -> list[McpServerRecord | McpServerView]:
+        """What the registry API shows ``principal`` of ``records``: an admin
+        every record whole; anyone else each server they may use (`visible`),
+        as a view with only the tools their `tools/list` offers them --
+        `tools(caller)`, the very decision `call_tool` runs."""
+        if principal.has_scope(ADMIN_SCOPE):
+            return list(records)
+        offered: dict[str, list[FederatedTool]] = {}
+        for tool in await self.tools(Caller.user(principal)):
+            offered.setdefault(tool.server_id, []).append(tool)
+        return [
+            _view_of(record, offered.get(record.id, []))
+            for record in records
+            if self.visible(principal, record)
+        ]
+
+    def visible(self, principal: Principal, record: McpServerRecord) -> bool:
+        """Whether a user may use any tool of the server: what listings show."""
+        if principal.has_scope(ADMIN_SCOPE):
+            return True
+        caller = Caller.user(principal)
+        target = Target(record.id)
+        return (
+            any(
+                self.delegations.decide(caller, target, tool.name, "tool").allowed
+                for tool in record.tools
+            )
+            or self.delegations.decide(caller, target, None, "tool").allowed
+        )
+
+    async def server_configs(self) -> list[McpServerConfig]:
+        """The registered servers in registration order (read at most once per
+        SNAPSHOT_SECONDS): what resources, prompts and completions route by."""
+        now = time.monotonic()
+        if self._configs is None or self._configs[0] <= now:
+            self._configs = (now + SNAPSHOT_SECONDS, await self.store.configs())
+        return self._configs[1]
+
+    @property
+    def default_timeout_seconds(self) -> float:
+        return self._settings.default_timeout_seconds
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+        self._configs = None
+        # A read already under way may predate the change: later calls start
+        # their own, and its answer is not kept.
+        self._generation += 1
+        self._loading = None
+        for listener in self.listeners:
+            listener()
+
+    # --- Helpers ---------------------------------------------------------------------------
+
+    async def _current(self) -> tuple[dict[str, FederatedTool], dict[str, _Server]]:
+        # The call path reads tools and servers from memory; a change made on
+        # another replica (an approval, a refresh) is seen within SNAPSHOT_SECONDS.
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot[0] > time.monotonic():
+            return snapshot[1], snapshot[2]
+        # One read per expiry, however many calls arrive meanwhile: under load
+        # every concurrent call would otherwise miss at once and each query.
+        loading = self._loading
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(self._generation))
+            self._loading = loading
+            loading.add_done_callback(self._loaded)
+        return await asyncio.shield(loading)
+
+    def _loaded(self, done: asyncio.Future[Any]) -> None:
+        if self._loading is done:
+            self._loading = None
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone away
+
+    async def _load(self, generation: int) -> tuple[dict[str, FederatedTool], dict[str, _Server]]:
+        now = time.monotonic()
+        tools = {t.namespaced: FederatedTool.of(t) for t in await self.store.tools()}
+        servers = {c.id: _Server(c.resource, c.timeout_seconds) for c in await self.store.configs()}
+        if generation == self._generation:  # else invalidated meanwhile: a newer read follows
+            self._snapshot = (now + SNAPSHOT_SECONDS, tools, servers)
+            self._catalog = tools
+        return tools, servers
+
+    def _check_command(self, command: str, args: Sequence[str]) -> None:
+        # The whole command line, exactly: a prefix would let an allowed
+        # `server-filesystem /srv/shared` take one more argument (`/`), from
+        # which the child reads the gateway's own environment and secrets.
+        argv = (command, *args)
+        if argv in self._settings.stdio_commands:
+            return
+        raise CommandNotAllowed(
+            f"{shlex.join(argv)!r} is not allowed: a stdio command line must be exactly an "
+            "entry of the mcp_stdio_commands setting"
+        )
+
+    async def _free_slug(self, name: str) -> str:
+        base = slugify(name).replace(SEPARATOR, "-")
+        for n in range(1, _MAX_SLUG_ATTEMPTS + 1):
+            candidate = base if n == 1 else f"{base[:60]}-{n}"
+            if not await self.store.id_taken(candidate):
+                return candidate
+        raise McpServerConflict(base)
+
+
+def _config_of(new: NewMcpServer) -> McpServerConfig:
+    command = new.command or {}
+    return McpServerConfig(
+        id=new.id,
+        transport=new.transport,
+        url=new.url,
+        command=command.get("command"),
+        args=tuple(command.get("args") or ()),
+        resource=new.resource,
+        timeout_seconds=new.timeout_seconds,
+        credential=new.credential,
+        credential_secret=new.credential_secret,
+        version="",
+        trusted_registrant=new.trusted_registrant,
+    )
+
+
+def _view_of(record: McpServerRecord, tools: Sequence[FederatedTool]) -> McpServerView:
+    return McpServerView(
+        id=record.id,
+        name=record.name,
+        transport=record.transport,
+        health=record.health.model_copy(update={"detail": None}),
+        server_info=record.server_info,
+        protocol_version=record.protocol_version,
+        tools_refreshed_at=record.tools_refreshed_at,
+        tools=[
+            McpToolView(name=t.upstream_name, namespaced=t.name, definition=dict(t.definition))
+            for t in tools
+        ],
+    )
+
+
+def _restamped(
+    result: types.CallToolResult | types.InputRequiredResult,
+) -> types.CallToolResult | types.InputRequiredResult:
+    """Drop the upstream's identity stamp: the front end stamps the gateway's own."""
+    meta = result.meta
+    if meta and SERVER_INFO_META_KEY in meta:
+        cleaned = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
+        return result.model_copy(update={"meta": cleaned or None})
+    return result

@@ -1,0 +1,435 @@
+"""The gateway's own MCP server: `/mcp`, Streamable HTTP, revisions 2026-07-28
+and 2025-11-25 on one endpoint.
+
+The protocol work is the official SDK's (`mcp` 2.x): its session manager routes
+a request by its `MCP-Protocol-Version` header -- 2026-07-28 requests are
+stateless POSTs (`server/discover`, no `initialize`), anything else the
+2025-11-25 handshake with `Mcp-Session-Id` sessions -- and its low-level
+`Server` dispatches to the handlers here, which hold no logic of their own:
+
+* `tools/list` answers `McpFederation.tools(caller)`: only the tools the policy
+  lets this caller call, by the very decision `tools/call` runs
+  (`McpFederation.may_call`), so a user never sees a tool they cannot call;
+* `tools/call` runs `McpFederation.call_tool`, the one delegation pipeline
+  (decide -> mint -> approval check -> upstream with its own credential ->
+  audit), forwarding progress both ways, letting a client's cancellation
+  cancel the upstream call (the SDK cancels this handler; the upstream client
+  then abandons its request), and passing input requests on (`gateway.mcp.input_relay`)
+  as well as what a tool asks or logs mid-call (`gateway.mcp.relay`).
+
+Errors are MCP's (2025-11-25 "Tools", "Error handling"): an unknown tool is
+the JSON-RPC error -32602; the gateway's refusals and upstream failures are
+JSON-RPC errors with the codes below and a message that says what happened;
+a tool's own failure stays a result with ``isError``. Nothing becomes a 500.
+
+The session manager must run for the app's whole life: `run()` is entered in
+the FastAPI lifespan (a mounted app's own lifespan never runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import mcp_types as types
+from a2a.utils.errors import A2AError
+from mcp import MCPError
+from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.streamable_http_manager import (
+    StreamableHTTPASGIApp,
+    StreamableHTTPSessionManager,
+)
+from mcp.server.subscriptions import ListenHandler
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPDeprecationWarning
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from adapters.mcp import UpstreamError, UpstreamUnavailable
+from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
+from gateway.mcp.approvals import (
+    STATUS_SCHEMA,
+    STATUS_TOOL,
+    STATUS_TOOL_DEFINITION,
+    McpApprovals,
+    held_for,
+)
+from gateway.mcp.approvals import wanted as approval_asked
+from gateway.mcp.auth import MCP_PATH, McpAuth
+from gateway.mcp.errors import (
+    TOO_MANY_ROUNDS,
+    caller_of,
+    mcp_error,
+    trace_of,
+)
+from gateway.mcp.events import MemoryEventStore, SessionBinding
+from gateway.mcp.fastpath import McpFastPath, sdk_matches
+from gateway.mcp.federation import McpFederation, ToolNotFound, ToolQuarantined
+from gateway.mcp.front_offerings import OfferingHandlers
+from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
+from gateway.mcp.notify import ToolListNotifier
+from gateway.mcp.offerings import McpOfferings
+from gateway.mcp.relay import DownstreamRelay
+from gateway.settings import Settings
+from policies.keys import derive_key
+from policies.policy import ActionKind
+from registry.mcp_tools import SEPARATOR
+
+logger = logging.getLogger(__name__)
+
+
+class _GatewayServer(Server[Any]):
+    """Declares ``tools.listChanged`` to 2025-11-25 clients (the handshake-era
+    capabilities take it from `NotificationOptions`; at 2026-07-28 the SDK
+    derives it from `subscriptions/listen` being served)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS rebinding protection (MCP 2025-11-25 "Transports", security warning):
+    the public URL's host, the configured ones, and loopback in dev mode. The
+    SDK's default allowlist is loopback only, which 421s a real host name."""
+    public = urlsplit(settings.effective_public_url)
+    hosts = [public.netloc, *settings.mcp_allowed_hosts]
+    if public.port is None and public.hostname:
+        hosts.append(f"{public.hostname}:*")
+    origins = [f"{public.scheme}://{public.netloc}", *settings.mcp_allowed_origins]
+    if settings.dev:
+        for loopback in ("127.0.0.1", "localhost", "[::1]"):
+            hosts += [loopback, f"{loopback}:*"]
+            origins += [f"http://{loopback}", f"http://{loopback}:*"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity:
+    """`requestState` is sealed (AES-GCM) and bound to the caller and the
+    request by the SDK; every replica derives the same key from the secret."""
+    if settings.sealing_secret:
+        return RequestStateSecurity(keys=[derive_key(settings.sealing_secret, "mcp requestState")])
+    return RequestStateSecurity.ephemeral()  # --dev without a secret: this process only
+
+
+class _ProgressRelay:
+    """The upstream's progress, reported against the caller's own progressToken
+    (a no-op when the caller sent none)."""
+
+    def __init__(self, ctx: ServerRequestContext) -> None:
+        self._ctx = ctx
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        await self._ctx.session.report_progress(progress, total, message)
+
+
+def can_be_asked(ctx: ServerRequestContext) -> bool:
+    """A 2026-07-28 client that declared elicitation: one we may answer with an
+    `input_required` result that asks its user a question."""
+    if not is_modern(ctx):
+        return False
+    capabilities = getattr(ctx.session, "client_capabilities", None)
+    return capabilities is not None and capabilities.elicitation is not None
+
+
+class McpFront:
+    """The `/mcp` endpoint: an SDK `Server` whose handlers call the federation.
+
+    Built with the app (routes must exist before the lifespan); the federation
+    is asked for at call time through ``federation``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        federation: Callable[[], McpFederation],
+        *,
+        version: str,
+    ) -> None:
+        self._federation = federation
+        # The agents' skills as tools; set once the A2A handler exists.
+        self.agent_tools: AgentSkillTools | None = None
+        # Calls held for a human's approval; set with the app.
+        self.approvals: McpApprovals | None = None
+        self.notifier = ToolListNotifier()
+        self._offerings: McpOfferings | None = None
+        # Resources, prompts, completions, logging (gateway.mcp.front_offerings).
+        self.offerings = OfferingHandlers(self._current_offerings)
+        offered = self.offerings
+        with warnings.catch_warnings():
+            # `logging/setLevel` is deprecated as of 2026-07-28 (SEP-2577), but
+            # 2025-11-25 clients still send it.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = _GatewayServer(
+                "switchboard",
+                version=version,
+                title="Switchboard",
+                description=(
+                    "The MCP tools, resources and prompts of every server federated "
+                    "by this gateway that you may use"
+                ),
+                on_list_tools=self.on_list_tools,
+                on_call_tool=self.on_call_tool,
+                on_subscriptions_listen=ListenHandler(self.notifier.bus),
+                on_list_resources=offered.on_list_resources,
+                on_list_resource_templates=offered.on_list_resource_templates,
+                on_read_resource=offered.on_read_resource,
+                on_subscribe_resource=offered.on_subscribe_resource,
+                on_unsubscribe_resource=offered.on_unsubscribe_resource,
+                on_list_prompts=offered.on_list_prompts,
+                on_get_prompt=offered.on_get_prompt,
+                on_completion=offered.on_completion,
+                on_set_logging_level=offered.on_set_logging_level,
+                # Runs before the handlers, for every 2026-07-28 tools/call with
+                # arguments (Mcp-Param-* header checks); without it the SDK would
+                # run a whole tools/list per call.
+                get_tool_input_schema=self.input_schema,
+            )
+        self.server.middleware.append(
+            RequestStateBoundary(
+                request_state_security(settings),
+                default_audience=settings.effective_resource_id + MCP_PATH,
+            )
+        )
+        # Resumable SSE streams for 2025-11-25 sessions (gateway.mcp.events).
+        self.events = (
+            MemoryEventStore(
+                max_events_per_stream=settings.mcp_resume_max_events_per_stream,
+                max_events=settings.mcp_resume_max_events,
+                max_bytes=settings.mcp_resume_max_bytes,
+                max_events_per_owner=settings.mcp_resume_max_events_per_user,
+                max_bytes_per_owner=settings.mcp_resume_max_bytes_per_user,
+                idle_seconds=settings.mcp_session_idle_seconds,
+            )
+            if settings.mcp_resumable
+            else None
+        )
+        self._fast_path = settings.mcp_fast_path and sdk_matches()
+        if settings.mcp_fast_path and not self._fast_path:
+            logger.warning("mcp_fast_path: not the mcp SDK it mirrors; /mcp takes the SDK's path")
+        self._max_body = settings.max_request_bytes
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server,
+            event_store=self.events,
+            retry_interval=settings.mcp_sse_retry_ms if self.events is not None else None,
+            # SSE answers, not JSON: with JSON a 2026-07-28 call can neither
+            # report progress nor be cancelled (the SDK answers plain JSON
+            # anyway when a handler finishes quickly and silently).
+            json_response=False,
+            stateless=False,  # 2025-11-25 sessions, so list_changed can reach them
+            security_settings=transport_security(settings),
+            session_idle_timeout=settings.mcp_session_idle_seconds,
+            max_request_body_size=settings.max_request_bytes,
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        # One exact route (GET for the 2025 stream, POST, DELETE to end a
+        # session): a Mount would redirect `/mcp` to `/mcp/`.
+        app: ASGIApp = StreamableHTTPASGIApp(self.manager)
+        if self._fast_path:
+            app = McpFastPath(self.manager, self._max_body)
+        if self.events is not None:
+            app = SessionBinding(app, self.events)  # after McpAuth: the caller is known
+        return [Route(MCP_PATH, endpoint=McpAuth(app))]
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        async with self.manager.run():
+            try:
+                yield
+            finally:
+                await self.notifier.aclose()
+                await self.offerings.subscriptions.aclose()
+
+    def _current_offerings(self) -> McpOfferings:
+        federation = self._federation()
+        if self._offerings is None or self._offerings.federation is not federation:
+            self._offerings = McpOfferings(federation)
+        return self._offerings
+
+    # Handlers -----------------------------------------------------------------
+
+    async def on_list_tools(
+        self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        self.notifier.remember(ctx)
+        caller = caller_of(ctx)
+        federated_tools = await self._federation().tools(caller)
+        federated = [tool.as_mcp_tool() for tool in federated_tools]
+        names = {tool.name for tool in federated}
+        skills = await self.agent_tools.tools(caller) if self.agent_tools is not None else []
+        # A federated tool keeps its name; an agent's skill never shadows it.
+        offered = federated + [s.tool for s in skills if s.name not in names]
+        if self.approvals is not None:
+            held: list[tuple[str, str, ActionKind]] = [
+                (t.server_id, t.upstream_name, "tool") for t in federated_tools
+            ]
+            held += [(s.agent_id, s.skill_id, "skill") for s in skills]
+            if held_for(self._federation().delegations, caller, held):
+                offered.append(STATUS_TOOL_DEFINITION)
+        return types.ListToolsResult(tools=offered)
+
+    async def on_call_tool(
+        self, ctx: ServerRequestContext, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        self.notifier.remember(ctx)
+        caller = caller_of(ctx)
+        if self.approvals is not None and (held := approval_asked(params)) is not None:
+            # The outcome of a call held for approval (`gateway.mcp.approvals`).
+            async def approved(name: str, arguments: Any, trace_id: str) -> Any:
+                # A fresh call: the state and answers of the approval's own
+                # question are the gateway's, not the upstream's.
+                call = params.model_copy(
+                    update={
+                        "name": name,
+                        "arguments": arguments,
+                        "request_state": None,
+                        "input_responses": None,
+                    }
+                )
+                return await self._call(ctx, call, caller, trace_id, approved=True)
+
+            tool = self._federation().known_tool(params.name)
+            return await self.approvals.collect(
+                held,
+                params,
+                caller,
+                approved,
+                ask=can_be_asked(ctx),
+                output_schema=tool is not None and "outputSchema" in tool.definition,
+            )
+        return await self._call(ctx, params, caller, trace_of(ctx))
+
+    async def _call(
+        self,
+        ctx: ServerRequestContext,
+        params: types.CallToolRequestParams,
+        caller: Caller,
+        trace_id: str,
+        *,
+        approved: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        progress = _ProgressRelay(ctx)
+        if self.agent_tools is not None and self._federation().known_tool(params.name) is None:
+            skill = await self.agent_tools.find(params.name)
+            if skill is not None:
+                return await self._call_skill(
+                    skill, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
+                )
+
+        responses, state = params.input_responses, params.request_state
+        for _ in range(MAX_ROUNDS):
+            try:
+                result = await self._federation().call_tool(
+                    params.name,
+                    params.arguments,
+                    caller=caller,
+                    trace_id=trace_id,
+                    progress_callback=progress,
+                    input_responses=responses,
+                    request_state=state,
+                    approved=approved,
+                    relay=DownstreamRelay(ctx, self.offerings.log_level),
+                    legacy=not is_modern(ctx),
+                )
+            except ApprovalRequired as pending:
+                if self.approvals is None:
+                    raise mcp_error(pending, params.name) from None
+                tool = self._federation().known_tool(params.name)
+                schema = tool is not None and tool.definition.get("outputSchema") is not None
+                return await self.approvals.hold(
+                    pending,
+                    params.name,
+                    params.arguments,
+                    kind="tool",
+                    output_schema=schema,
+                    ask=can_be_asked(ctx),
+                )
+            except (
+                ToolNotFound,
+                DelegationDenied,
+                ToolQuarantined,
+                UpstreamUnavailable,
+                UpstreamError,
+            ) as exc:
+                raise mcp_error(exc, params.name) from None
+            if not isinstance(result, types.InputRequiredResult) or is_modern(ctx):
+                return result
+            responses = await ask_legacy_client(ctx, result.input_requests or {})
+            state = result.request_state
+        raise MCPError(
+            TOO_MANY_ROUNDS, f"{params.name} asked for input more than {MAX_ROUNDS} times"
+        )
+
+    async def _call_skill(
+        self,
+        skill: SkillTool,
+        params: types.CallToolRequestParams,
+        caller: Caller,
+        trace_id: str,
+        progress: _ProgressRelay,
+        approved: bool,
+        *,
+        ask: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        assert self.agent_tools is not None
+        try:
+            return await self.agent_tools.call(
+                skill,
+                params.arguments,
+                caller=caller,
+                trace_id=trace_id,
+                progress=progress,
+                approved=approved,
+            )
+        except ApprovalRequired as pending:
+            if self.approvals is None:
+                raise mcp_error(pending, params.name) from None
+            return await self.approvals.hold(
+                pending,
+                params.name,
+                params.arguments,
+                kind="skill",
+                output_schema=False,
+                ask=ask,
+            )
+        except DelegationDenied as exc:
+            raise mcp_error(exc, params.name) from None
+        except (SkillCallRefused, A2AError) as exc:
+            # A tool execution error, reported in the result (MCP, tools:
+            # "Tool Execution Errors"), so the model can see it and retry.
+            text = f"{params.name}: {exc}"
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=text)], is_error=True
+            )
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        if name == STATUS_TOOL and self.approvals is not None:
+            return STATUS_SCHEMA
+        tool = self._federation().known_tool(name)
+        if tool is None:
+            # An agent's skill (or nothing): the schema is the same for all.
+            return INPUT_SCHEMA if SEPARATOR in name and self.agent_tools is not None else None
+        schema = tool.definition.get("inputSchema")
+        return schema if isinstance(schema, Mapping) else None
+
+    def tools_changed(self) -> None:
+        self.notifier.changed()

@@ -1,0 +1,484 @@
+"""What federated MCP servers offer besides tools: resources, resource
+templates, prompts and completions -- under the rules tools follow.
+
+* **Per user**: a listing shows what the policy lets this caller read or get,
+  by the very decision a read or get runs (`may_read`, `may_get`): a resource
+  is an action of kind ``resource`` on its server, named by its upstream URI,
+  or by the URI template a read matches; a prompt is kind ``prompt``, named
+  by its upstream name.
+* **Namespacing** (`registry.mcp_offerings`): URIs become
+  ``switchboard://{server}/{uri}`` and prompt names ``{server}__{name}``,
+  except on servers registered with ``prefix_tools: false``, which keep their
+  own where no server registered earlier holds them.
+* **The upstream's own credential**: listings go out with the gateway's
+  identity (as tool listings do); a read, get or completion runs the
+  delegation pipeline (decide -> mint -> the server's credential for this
+  call -> audit, event ``mcp``). The caller's token never goes upstream.
+* **Screening**: a prompt's definition is screened like a tool's
+  (hidden Unicode, instruction-like text); a flagged prompt is withheld:
+  not listed, and a get is refused.
+
+Nothing here is stored: listings are read from the live sessions (kept for
+`LISTING_SECONDS`), so a server's resources and prompts are what it offers now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import mcp_types as types
+from mcp.client.session import ClientSession
+
+from adapters.mcp import McpUpstream, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.trace_context import new_trace_id
+from gateway.delegation.pipeline import Caller, Permit
+from gateway.mcp.credentials import UpstreamCredentials
+from gateway.mcp.federation import AUDIT_EVENT, SERVER_INFO_META_KEY, McpFederation
+from policies.policy import ActionKind, Target
+from registry.mcp_offerings import (
+    UriNamer,
+    gateway_uri,
+    screen_prompt,
+    split_gateway_uri,
+    template_matches,
+)
+from registry.mcp_store import McpServerConfig
+from registry.mcp_tools import ToolFlag, federated_name
+
+LISTING_SECONDS = 1.0  # how long one server's listing is reused
+_MAX_PAGES = 100
+Kind = Literal["resources", "templates", "prompts"]
+R = TypeVar("R", bound=types.Result)
+
+
+class ResourceNotFound(Exception):
+    """No federated server offers the URI (MCP: -32602, with the URI in data)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"Resource not found: {uri}")
+        self.uri = uri
+
+
+class PromptNotFound(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown prompt: {name}")
+        self.name = name
+
+
+class PromptWithheld(Exception):
+    """The prompt's definition was flagged by the screen; it is not served."""
+
+    def __init__(self, prompt: OfferedPrompt) -> None:
+        kinds = ", ".join(sorted({flag.kind for flag in prompt.flags}))
+        super().__init__(f"{prompt.name} is withheld: its definition was flagged ({kinds})")
+        self.prompt = prompt
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A connected server, with what a call to it needs."""
+
+    config: McpServerConfig
+    upstream: McpUpstream
+    credentials: UpstreamCredentials
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+
+@dataclass(frozen=True)
+class OfferedResource:
+    uri: str  # as offered
+    server_id: str
+    upstream_uri: str
+    resource: types.Resource  # the upstream's, under the offered URI
+
+
+@dataclass(frozen=True)
+class OfferedTemplate:
+    uri_template: str
+    server_id: str
+    upstream_template: str
+    template: types.ResourceTemplate
+
+
+@dataclass(frozen=True)
+class OfferedPrompt:
+    name: str
+    server_id: str
+    upstream_name: str
+    prompt: types.Prompt
+    flags: tuple[ToolFlag, ...]
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    resources: list[OfferedResource]
+    templates: list[OfferedTemplate]
+    prompts: list[OfferedPrompt]
+
+
+@dataclass(frozen=True)
+class _ResolvedUri:
+    source: _Source
+    upstream_uri: str
+    action: str  # the policy's name for it: the listed URI or the matching template
+    gateway_form: bool
+
+
+class McpOfferings:
+    def __init__(self, federation: McpFederation) -> None:
+        self.federation = federation
+        self._listings: dict[tuple[str, Kind], tuple[float, list[Any]]] = {}
+
+    # --- Decisions (the one function listings and calls share) -------------------------
+
+    def may_read(self, caller: Caller, server_id: str, action: str) -> bool:
+        return self._may(caller, server_id, action, "resource")
+
+    def may_get(self, caller: Caller, server_id: str, prompt: str) -> bool:
+        return self._may(caller, server_id, prompt, "prompt")
+
+    def _may(self, caller: Caller, server_id: str, action: str, kind: ActionKind) -> bool:
+        # As for tools: a call that needs human approval is refused, so it is not listed.
+        decision = self.federation.delegations.decide(caller, Target(server_id), action, kind)
+        return decision.allowed and not decision.approval_required
+
+    # --- Listings ------------------------------------------------------------------------
+
+    async def resources(self, caller: Caller) -> list[OfferedResource]:
+        catalog = await self._catalog({"resources"})
+        return [r for r in catalog.resources if self.may_read(caller, r.server_id, r.upstream_uri)]
+
+    async def templates(self, caller: Caller) -> list[OfferedTemplate]:
+        catalog = await self._catalog({"templates"})
+        return [
+            t for t in catalog.templates if self.may_read(caller, t.server_id, t.upstream_template)
+        ]
+
+    async def prompts(self, caller: Caller) -> list[OfferedPrompt]:
+        catalog = await self._catalog({"prompts"})
+        return [
+            p
+            for p in catalog.prompts
+            if not p.flags and self.may_get(caller, p.server_id, p.upstream_name)
+        ]
+
+    # --- Calls ---------------------------------------------------------------------------
+
+    async def read_resource(
+        self,
+        uri: str,
+        *,
+        caller: Caller,
+        trace_id: str | None = None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        """Read ``uri`` (as offered) on ``caller``'s behalf. Raises
+        `ResourceNotFound`, `DelegationDenied`, and the upstream errors."""
+        found = await self._resolve_uri(uri)
+        permit = await self._admit(caller, found.source, found.action, "resource", trace_id)
+        result = await self._call(
+            permit,
+            found.source,
+            lambda session: session.read_resource(
+                found.upstream_uri,
+                input_responses=input_responses,
+                request_state=request_state,
+                allow_input_required=True,
+            ),
+        )
+        if isinstance(result, types.ReadResourceResult) and found.gateway_form:
+            contents = [
+                c.model_copy(update={"uri": gateway_uri(found.source.id, c.uri)})
+                for c in result.contents
+            ]
+            result = result.model_copy(update={"contents": contents})
+        return _restamped(result)
+
+    async def subscription_target(self, uri: str, caller: Caller) -> tuple[str, str]:
+        """(server id, upstream URI) of a resource ``caller`` may read; what a
+        subscription is kept under. Raises `ResourceNotFound`, `DelegationDenied`."""
+        found = await self._resolve_uri(uri)
+        permit = await self._admit(caller, found.source, found.action, "resource", None)
+        await self.federation.delegations.record(permit, AUDIT_EVENT, "ok", "resources/subscribe")
+        return found.source.id, found.upstream_uri
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: Mapping[str, str] | None,
+        *,
+        caller: Caller,
+        trace_id: str | None = None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        """Get the prompt ``name`` (as offered). Raises `PromptNotFound`,
+        `PromptWithheld`, `DelegationDenied`, and the upstream errors."""
+        prompt, source = await self._prompt(name)
+        permit = await self._admit(caller, source, prompt.upstream_name, "prompt", trace_id)
+        if prompt.flags:
+            refusal = PromptWithheld(prompt)
+            await self.federation.delegations.record(
+                permit, AUDIT_EVENT, "quarantined", str(refusal)
+            )
+            raise refusal
+        result = await self._call(
+            permit,
+            source,
+            lambda session: session.get_prompt(
+                prompt.upstream_name,
+                dict(arguments) if arguments is not None else None,
+                input_responses=input_responses,
+                request_state=request_state,
+                allow_input_required=True,
+            ),
+        )
+        return _restamped(result)
+
+    async def complete(
+        self, params: types.CompleteRequestParams, *, caller: Caller, trace_id: str | None = None
+    ) -> types.CompleteResult:
+        """Completion for a prompt's or a resource template's argument, by the
+        server that owns it, under the decision a get or read of it runs."""
+        ref: types.PromptReference | types.ResourceTemplateReference
+        kind: ActionKind
+        if isinstance(params.ref, types.PromptReference):
+            prompt, source = await self._prompt(params.ref.name)
+            action, kind = prompt.upstream_name, "prompt"
+            ref = params.ref.model_copy(update={"name": prompt.upstream_name})
+        else:
+            source, upstream, action = await self._resolve_template(params.ref.uri)
+            kind = "resource"
+            ref = params.ref.model_copy(update={"uri": upstream})
+        permit = await self._admit(caller, source, action, kind, trace_id)
+        forwarded = params.model_copy(update={"ref": ref, "meta": None})
+        result = await self._call(
+            permit,
+            source,
+            lambda session: session.send_request(
+                types.CompleteRequest(params=forwarded), types.CompleteResult
+            ),
+        )
+        return _restamped(result)
+
+    # --- Helpers -------------------------------------------------------------------------
+
+    def _sources(self, configs: list[McpServerConfig]) -> list[_Source]:
+        sources = []
+        for config in configs:  # registration order
+            live = self.federation.upstreams.get(config.id)
+            if live is not None and live[0].ready:
+                sources.append(_Source(config, live[0], live[1]))
+        return sources
+
+    async def _catalog(self, kinds: set[Kind]) -> _Catalog:
+        sources = self._sources(await self.federation.server_configs())
+        listed = await asyncio.gather(
+            *(self._listing(source, kind) for source in sources for kind in sorted(kinds))
+        )
+        by_source = iter(listed)
+        resources: list[OfferedResource] = []
+        templates: list[OfferedTemplate] = []
+        prompts: list[OfferedPrompt] = []
+        uris, template_uris, taken = UriNamer(), UriNamer(), set[str]()
+        for source in sources:
+            prefix = source.config.prefix
+            for _ in sorted(kinds):
+                for item in next(by_source):
+                    if isinstance(item, types.Resource):
+                        name = uris.name(source.id, item.uri, prefix=prefix)
+                        offered = item.model_copy(update={"uri": name})
+                        resources.append(OfferedResource(name, source.id, item.uri, offered))
+                    elif isinstance(item, types.ResourceTemplate):
+                        name = template_uris.name(source.id, item.uri_template, prefix=prefix)
+                        offered_t = item.model_copy(update={"uri_template": name})
+                        templates.append(
+                            OfferedTemplate(name, source.id, item.uri_template, offered_t)
+                        )
+                    elif isinstance(item, types.Prompt):
+                        name = federated_name(source.id, item.name, frozenset(taken), prefix=prefix)
+                        taken.add(name)
+                        flags = screen_prompt(item.model_dump(mode="json", by_alias=True))
+                        prompts.append(
+                            OfferedPrompt(
+                                name,
+                                source.id,
+                                item.name,
+                                item.model_copy(update={"name": name}),
+                                tuple(flags),
+                            )
+                        )
+        return _Catalog(resources, templates, prompts)
+
+    async def _listing(self, source: _Source, kind: Kind) -> list[Any]:
+        """One server's listing of ``kind`` (all pages), or [] when it offers none."""
+        capabilities = source.upstream.capabilities
+        offers = capabilities is not None and (
+            capabilities.prompts is not None
+            if kind == "prompts"
+            else capabilities.resources is not None
+        )
+        if not offers:
+            return []
+        key = (source.id, kind)
+        cached = self._listings.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            items = await self._list_all(source.upstream, kind)
+        except (UpstreamUnavailable, UpstreamError):
+            return []  # a server that fails to list offers nothing now
+        self._listings[key] = (now + LISTING_SECONDS, items)
+        return items
+
+    @staticmethod
+    async def _list_all(upstream: McpUpstream, kind: Kind) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            params = types.PaginatedRequestParams(cursor=cursor)
+
+            async def page(
+                session: ClientSession, params: types.PaginatedRequestParams = params
+            ) -> tuple[list[Any], str | None]:
+                if kind == "resources":
+                    got = await session.list_resources(params=params)
+                    return list(got.resources), got.next_cursor
+                if kind == "templates":
+                    got_t = await session.list_resource_templates(params=params)
+                    return list(got_t.resource_templates), got_t.next_cursor
+                got_p = await session.list_prompts(params=params)
+                return list(got_p.prompts), got_p.next_cursor
+
+            batch, cursor = await upstream.request(page, credential=None)
+            items.extend(batch)
+            if cursor is None:
+                break
+        return items
+
+    async def _resolve_uri(self, uri: str) -> _ResolvedUri:
+        """The server a URI (as offered) belongs to, its upstream URI, and the
+        policy's name for it. A plain URI goes where the listing put it."""
+        catalog = await self._catalog({"resources", "templates"})
+        split = split_gateway_uri(uri)
+        if split is not None:
+            server_id, upstream_uri = split
+            source = await self._source(server_id)
+            if source is None:
+                if any(c.id == server_id for c in await self.federation.server_configs()):
+                    raise UpstreamUnavailable(f"MCP server {server_id} is not connected")
+                raise ResourceNotFound(uri)
+            return _ResolvedUri(
+                source, upstream_uri, _action(catalog, server_id, upstream_uri), True
+            )
+        candidates = [r.server_id for r in catalog.resources if r.uri == uri] + [
+            t.server_id
+            for t in catalog.templates
+            if split_gateway_uri(t.uri_template) is None and template_matches(t.uri_template, uri)
+        ]
+        if not candidates:
+            raise ResourceNotFound(uri)
+        source = await self._source(candidates[0])
+        if source is None:  # pragma: no cover - it was listed a moment ago
+            raise ResourceNotFound(uri)
+        return _ResolvedUri(source, uri, _action(catalog, source.id, uri), False)
+
+    async def _resolve_template(self, uri_template: str) -> tuple[_Source, str, str]:
+        catalog = await self._catalog({"templates"})
+        for template in catalog.templates:
+            if template.uri_template == uri_template:
+                source = await self._source(template.server_id)
+                if source is not None:
+                    return source, template.upstream_template, template.upstream_template
+        raise ResourceNotFound(uri_template)
+
+    async def _prompt(self, name: str) -> tuple[OfferedPrompt, _Source]:
+        catalog = await self._catalog({"prompts"})
+        for prompt in catalog.prompts:
+            if prompt.name == name:
+                source = await self._source(prompt.server_id)
+                if source is not None:
+                    return prompt, source
+        raise PromptNotFound(name)
+
+    async def _source(self, server_id: str) -> _Source | None:
+        configs = [c for c in await self.federation.server_configs() if c.id == server_id]
+        sources = self._sources(configs)
+        return sources[0] if sources else None
+
+    async def _admit(
+        self, caller: Caller, source: _Source, action: str, kind: ActionKind, trace_id: str | None
+    ) -> Permit:
+        # The policy decides and mints; a denial is audited there.
+        return await self.federation.delegations.admit_target(
+            caller,
+            Target(source.id),
+            source.config.resource,
+            event=AUDIT_EVENT,
+            trace_id=trace_id or new_trace_id(),
+            action=action,
+            kind=kind,
+        )
+
+    async def _call(
+        self, permit: Permit, source: _Source, send: Callable[[ClientSession], Awaitable[R]]
+    ) -> R:
+        """The upstream, with the credential configured for it; always audited."""
+        delegations = self.federation.delegations
+        try:
+            credential = await source.credentials.for_call(permit)
+            result = await source.upstream.request(
+                send,
+                credential=credential,
+                timeout_seconds=source.config.timeout_seconds
+                or self.federation.default_timeout_seconds,
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                delegations.record(permit, AUDIT_EVENT, "cancelled", "the caller cancelled")
+            )
+            raise
+        except UpstreamTimeout as exc:
+            await delegations.record(permit, AUDIT_EVENT, "timeout", str(exc))
+            raise
+        except (UpstreamUnavailable, UpstreamError) as exc:
+            await delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
+            raise
+        except Exception as exc:  # e.g. the OAuth token endpoint failed
+            await delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
+            raise UpstreamUnavailable(f"MCP server {source.id}: {exc}") from None
+        outcome = "input_required" if isinstance(result, types.InputRequiredResult) else "ok"
+        await delegations.record(permit, AUDIT_EVENT, outcome)
+        return result
+
+
+def _action(catalog: _Catalog, server_id: str, upstream_uri: str) -> str:
+    """The policy's name for a read: the URI when the server lists it, else
+    the first of its templates the URI matches, else the URI itself."""
+    for resource in catalog.resources:
+        if resource.server_id == server_id and resource.upstream_uri == upstream_uri:
+            return upstream_uri
+    for template in catalog.templates:
+        if template.server_id == server_id and template_matches(
+            template.upstream_template, upstream_uri
+        ):
+            return template.upstream_template
+    return upstream_uri
+
+
+def _restamped(result: R) -> R:
+    """Drop the upstream's identity stamp: the front end stamps the gateway's own."""
+    meta = result.meta
+    if meta and SERVER_INFO_META_KEY in meta:
+        cleaned = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
+        return result.model_copy(update={"meta": cleaned or None})
+    return result

@@ -1,0 +1,238 @@
+"""The live connections to every registered MCP server, owned by one lifespan task.
+
+`McpUpstreams.run_forever()` runs in the app's lifespan. It reads the server
+list from the database (every ``reconcile_seconds``, or at once after a
+registration or removal on this replica), starts an `adapters.mcp.McpUpstream`
+task for each new server, restarts one whose registration changed and stops
+the ones removed. Every connection task is created here, never in a request
+handler, so each SDK client lives and dies in its own task.
+
+What the connections learn goes to the store: each listing is applied with
+`SqlMcpStore.sync_tools` (a changed definition is quarantined there), each
+health transition is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx2
+import mcp_types as types
+
+from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
+from adapters.mcp_http import UpstreamAuth, checked_client
+from adapters.mcp_passthrough import McpPassThrough
+from gateway.mcp.credentials import UpstreamCredentials, build_credentials
+from policies.delegation import DelegatedTokenMinter
+from registry.mcp_store import McpServerConfig, McpServerNotFound, SqlMcpStore
+from registry.models import HealthStatus
+from registry.ssrf import AddressPolicy
+
+logger = logging.getLogger(__name__)
+_STOP_ATTEMPTS = 5
+ResourceUpdated = Callable[[str, types.ResourceUpdatedNotification], None]
+_STOP_WAIT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    connect_timeout_seconds: float
+    call_timeout_seconds: float
+    max_response_bytes: int
+
+
+def spec_of(config: McpServerConfig) -> UpstreamSpec:
+    if config.transport == "http":
+        return UpstreamSpec(config.id, "http", url=config.url)
+    return UpstreamSpec(config.id, "stdio", command=config.command, args=config.args)
+
+
+@dataclass
+class _Running:
+    version: str
+    upstream: McpUpstream
+    credentials: UpstreamCredentials
+    task: asyncio.Task[None]
+
+
+class McpUpstreams:
+    def __init__(
+        self,
+        store: SqlMcpStore,
+        policy: AddressPolicy,
+        minter: DelegatedTokenMinter,
+        *,
+        secret: str | None,
+        limits: UpstreamLimits,
+        timings: UpstreamTimings,
+        reconcile_seconds: float,
+        on_change: Callable[[], None],
+        passthrough: bool = True,
+    ) -> None:
+        """``passthrough``: `tools/call` on 2026-07-28 HTTP servers skips the
+        SDK's client (`adapters.mcp_passthrough`)."""
+        self._store = store
+        self._policy = policy
+        self._minter = minter
+        self._secret = secret
+        self.limits = limits
+        self._timings = timings
+        self._reconcile_seconds = reconcile_seconds
+        self._on_change = on_change
+        self._running: dict[str, _Running] = {}
+        self._wake = asyncio.Event()
+        self._reconciled = asyncio.Event()
+        # Told when a server says one of its resources changed (the MCP front
+        # end relays it to the sessions that subscribed).
+        self.on_resource_updated: ResourceUpdated | None = None
+        # Token requests (OAuth client credentials) share one checked client,
+        # with no per-call credential on it.
+        self.token_http = self.http(None)
+        self.passthrough = (
+            McpPassThrough(
+                policy,
+                connect_timeout_seconds=limits.connect_timeout_seconds,
+                max_response_bytes=limits.max_response_bytes,
+            )
+            if passthrough
+            else None
+        )
+
+    def http(self, auth: UpstreamAuth | None) -> httpx2.AsyncClient:
+        return checked_client(
+            self._policy,
+            auth or UpstreamAuth(),
+            connect_timeout_seconds=self.limits.connect_timeout_seconds,
+            read_timeout_seconds=self.limits.call_timeout_seconds,
+            max_response_bytes=self.limits.max_response_bytes,
+        )
+
+    def credentials(self, config: McpServerConfig) -> UpstreamCredentials:
+        return build_credentials(
+            config, secret=self._secret, minter=self._minter, token_http=self.token_http
+        )
+
+    def get(self, server_id: str) -> tuple[McpUpstream, UpstreamCredentials] | None:
+        running = self._running.get(server_id)
+        return (running.upstream, running.credentials) if running else None
+
+    async def wake_and_wait(self, wait_seconds: float = 5.0) -> None:
+        """Reconcile now (after a registration or removal here) and wait for it."""
+        self._reconciled.clear()
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_seconds):
+                await self._reconciled.wait()
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.reconcile()
+                except Exception:  # keep the loop alive; the database may be away a moment
+                    logger.exception("MCP upstream reconcile failed")
+                self._reconciled.set()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._reconcile_seconds):
+                        await self._wake.wait()
+                self._wake.clear()
+        finally:
+            await self._stop_all()
+
+    async def reconcile(self) -> None:
+        configs = {c.id: c for c in await self._store.configs()}
+        for server_id in [s for s in self._running if s not in configs]:
+            await self._stop(server_id)
+        for server_id, config in configs.items():
+            running = self._running.get(server_id)
+            if running is not None and running.version == config.version:
+                continue
+            if running is not None:
+                await self._stop(server_id)
+            self._start(config)
+
+    def _start(self, config: McpServerConfig) -> None:
+        try:
+            credentials = self.credentials(config)
+        except Exception as exc:  # a credential sealed with another secret
+            logger.error("MCP server %s: its credential cannot be used: %s", config.id, exc)
+            return
+        server_id = config.id
+
+        async def on_tools(tools: ToolList) -> None:
+            await self._synced(server_id, tools)
+
+        async def on_health(ok: bool, detail: str | None, connected: Connected | None) -> None:
+            await self._store.record_health(
+                server_id,
+                HealthStatus.HEALTHY if ok else HealthStatus.UNHEALTHY,
+                detail,
+                server_info=connected.server_info if connected else None,
+                protocol_version=connected.protocol_version if connected else None,
+            )
+
+        upstream = McpUpstream(
+            spec_of(config),
+            self.http,
+            default_credential=credentials.default,
+            on_tools=on_tools,
+            on_health=on_health,
+            timings=self._timings,
+            per_caller_credentials=credentials.kind == "token_exchange",
+            passthrough=self.passthrough,
+        )
+        upstream.notice_listeners.append(lambda notice: self._resource_updated(server_id, notice))
+        task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")
+        self._running[server_id] = _Running(config.version, upstream, credentials, task)
+
+    def _resource_updated(self, server_id: str, notice: types.ResourceUpdatedNotification) -> None:
+        if self.on_resource_updated is not None:
+            self.on_resource_updated(server_id, notice)
+
+    async def _synced(self, server_id: str, tools: ToolList) -> None:
+        try:
+            # Tools first seen after registration are never approved on sight.
+            result = await self._store.sync_tools(server_id, tools, auto_approve=False)
+        except McpServerNotFound:
+            return  # removed meanwhile; the reconciler stops this connection
+        if result.added or result.changed or result.removed:
+            logger.warning(
+                "MCP server %s changed its tools: added %s, changed %s, removed %s",
+                server_id,
+                result.added,
+                result.changed,
+                result.removed,
+            )
+            self._on_change()
+
+    async def _stop(self, server_id: str) -> None:
+        running = self._running.pop(server_id, None)
+        if running is None:
+            return
+        running.upstream.stop()
+        # Cancel until it ends: a cancellation that lands while the SDK is
+        # tearing down its own task groups can be absorbed there. Bounded, so
+        # shutdown never hangs on one server.
+        for _ in range(_STOP_ATTEMPTS):
+            running.task.cancel()
+            done, _ = await asyncio.wait({running.task}, timeout=_STOP_WAIT_SECONDS)
+            if done:
+                break
+        else:
+            logger.error("MCP server %s: its connection task did not stop", server_id)
+        if running.task.done() and not running.task.cancelled():
+            with contextlib.suppress(BaseException):
+                running.task.result()
+
+    async def _stop_all(self) -> None:
+        await asyncio.gather(*(self._stop(server_id) for server_id in list(self._running)))
+
+    async def aclose(self) -> None:
+        await self._stop_all()
+        await self.token_http.aclose()
+        if self.passthrough is not None:
+            await self.passthrough.aclose()

@@ -1,0 +1,1 @@
+"""Persistence: the engine (SQLite or PostgreSQL), tables, migrations, run state."""

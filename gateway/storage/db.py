@@ -1,0 +1,88 @@
+"""Database engine and schema migrations (Alembic), for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.storage import tables as gateway_tables
+from registry import tables as registry_tables
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+TARGET_METADATA: list[MetaData] = [registry_tables.metadata, gateway_tables.metadata]
+# Any constant works; it only has to be the same in every replica.
+_MIGRATION_LOCK_ID = 0x5B0A4D
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 15})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the CLI read (e.g. `token issue`) while the server writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
+
+
+@contextlib.asynccontextmanager
+async def migrated(url: str, sealing_secret: str | None) -> AsyncIterator[AsyncEngine]:
+    """An engine on an up-to-date schema, disposed on exit: for processes
+    without a running app (the CLI, tools)."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine, sealing_secret)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(engine: AsyncEngine, sealing_secret: str | None = None) -> None:
+    """Apply every pending migration; safe to run from several replicas at once.
+
+    ``sealing_secret`` (the operator's `SWITCHBOARD_SECRET_KEY`) is for the
+    migrations that seal values already stored (0009): without it they move
+    them as they are, which only a ``--dev`` gateway without a secret can read.
+    """
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Serialise concurrent upgrades; released when this transaction ends.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
+        await conn.run_sync(_upgrade_sync, sealing_secret)
+
+
+def _upgrade_sync(connection: Connection, sealing_secret: str | None) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    config.attributes["sealing_secret"] = sealing_secret
+    command.upgrade(config, "head")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

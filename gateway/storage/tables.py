@@ -1,0 +1,164 @@
+"""SQL tables the gateway itself owns (registry tables live in `registry.tables`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    # PEM, sealed with SWITCHBOARD_SECRET_KEY unless running --dev without one.
+    Column("private_key", Text, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set when the key is rotated out: past this instant it is no longer
+    # published, so it is "now + the longest lifetime of a token it signed".
+    Column("retires_at", DateTime(timezone=True), nullable=True),
+)
+
+# One row per decision (allow or deny), never a token value: `token_id` is the
+# minted token's `jti`, which identifies it without being usable.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("subject_issuer", Text, nullable=False),
+    Column("client_id", Text, nullable=True),
+    Column("actors", JSON, nullable=False),
+    Column("target", String(64), nullable=True),
+    Column("action", Text, nullable=True),
+    Column("scopes_requested", Text, nullable=True),
+    Column("scopes_granted", Text, nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("token_id", String(64), nullable=True),
+    Index("ix_audit_subject", "subject", "id"),
+    Index("ix_audit_target", "target", "id"),
+    Index("ix_audit_at", "at"),
+)
+
+# A2A tasks created through the gateway. The ids are the upstream agent's own
+# (the gateway serves each agent at its own URL, so (agent, task id) is unique);
+# the owner is who created the task, and only they can see or touch it.
+a2a_tasks = Table(
+    "a2a_tasks",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("task_id", String(256), primary_key=True),
+    Column("context_id", String(256), nullable=True),
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("state", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The last task snapshot the gateway saw (A2A 1.0 JSON), for ListTasks.
+    Column("task", JSON, nullable=False),
+    Index("ix_a2a_tasks_owner", "agent_id", "owner_subject", "updated_at"),
+    Index("ix_a2a_tasks_context", "agent_id", "context_id"),
+)
+
+# Push notification configs a client set on one of its tasks. The upstream is
+# given the gateway's relay URL instead of the client's (`relay_id` names it;
+# the upstream proves itself with the relay token, stored as a hash), and the
+# gateway forwards what arrives to `url` after the SSRF checks.
+a2a_push_configs = Table(
+    "a2a_push_configs",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("task_id", String(256), primary_key=True),
+    Column("config_id", String(256), primary_key=True),
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("relay_id", String(64), nullable=False, unique=True),
+    Column("relay_token_hash", String(128), nullable=False),
+    # The client's config as it sent it (A2A 1.0 JSON: url, token,
+    # authentication.scheme) but for `authentication.credentials`, which is
+    # kept apart, sealed with SWITCHBOARD_SECRET_KEY (`gateway.delegation.push`).
+    Column("config", JSON, nullable=False),
+    Column("credentials_sealed", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Calls the gateway runs itself for agents without tasks of their own
+# (`gateway.delegation.task_runner`): a row exists while a call runs. `runner` is the
+# replica running it, which renews `lease_until` while it does; a row whose
+# lease ran out was interrupted (a crash, a restart) and is failed or, for an
+# idempotent skill, run again. The task itself is in `a2a_tasks`.
+gateway_runs = Table(
+    "gateway_runs",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("task_id", String(256), primary_key=True),
+    Column("skill", String(64), nullable=True),
+    # The request as the adapter takes it (`adapters.base.Turn`) and on whose
+    # behalf (`gateway.delegation.pipeline.Caller`), to run it again.
+    Column("turn", JSON, nullable=False),
+    Column("caller", JSON, nullable=False),
+    Column("streaming", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("runner", String(64), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gateway_runs_lease", "lease_until"),
+)
+
+# Calls the policy holds for a human's decision (`gateway.delegation.approvals`). A row is
+# written when the call is asked for (the call is not made) and keeps everything
+# needed to make it later on the requester's behalf -- never a token: the
+# caller's identity, scopes and actor chain, and the request itself. `state`
+# moves once, from `pending` to `approved`, `rejected` or `withdrawn`; what the
+# approved call then did is `outcome` (and, for an MCP tool, its `result`).
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),  # "a2a" or "mcp"
+    Column("target", String(64), nullable=False),
+    Column("action_kind", String(8), nullable=False),  # "skill" or "tool"
+    Column("action", Text, nullable=True),
+    Column("tool", Text, nullable=True),  # the MCP tool name the client called
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("caller", JSON, nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("task_id", String(256), nullable=True),
+    Column("context_id", String(256), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", Text, nullable=True),
+    Column("decision_reason", Text, nullable=True),
+    Column("outcome", String(40), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_approvals_state", "state", "created_at"),
+    Index("ix_approvals_task", "target", "task_id"),
+    Index("ix_approvals_owner", "owner_subject", "created_at"),
+)

@@ -16,19 +16,16 @@ from fastapi import FastAPI
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from adapters.mcp import UpstreamTimings
+from gateway.a2a.admission import FrontDoorParts, StreamLimits
 from gateway.a2a.approvals import (
     ApprovalAgentHandler,
     ApprovalDesk,
     ApprovalExecution,
     ApprovalParts,
 )
-from gateway.a2a.front import (
-    A2AFrontDoor,
-    AgentHandler,
-    FrontDoorParts,
-    GatewayHandler,
-    StreamLimits,
-)
+from gateway.a2a.front import A2AFrontDoor
+from gateway.a2a.gateway_handler import GatewayHandler
+from gateway.a2a.handler import AgentHandler
 from gateway.a2a.passthrough import PassThrough
 from gateway.a2a.vendor import GatewayRun, VendorAgentHandler, VendorExecution
 from gateway.api import (

@@ -54,7 +54,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from adapters.base import Turn
-from gateway.a2a.front import Admission, FrontDoorParts, admission_of, handler_context
+from gateway.a2a.admission import Admission, FrontDoorParts, admission_of, handler_context
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.approvals import (
     APPROVED,

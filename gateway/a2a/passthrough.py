@@ -52,7 +52,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.http import Answer, UpstreamBadAnswer, UpstreamRefused
-from gateway.a2a.front import Admission, AgentDown, AgentHandler, tried_note, upstream_error
+from gateway.a2a.admission import Admission
+from gateway.a2a.handler import AgentHandler
+from gateway.a2a.upstream_errors import AgentDown, tried_note, upstream_error
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.handoffs import breaker_error

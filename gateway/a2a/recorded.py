@@ -43,7 +43,8 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 
-from gateway.a2a.front import ADMISSION, FrontDoorParts, list_own_tasks
+from gateway.a2a.admission import ADMISSION, FrontDoorParts
+from gateway.a2a.task_events import list_own_tasks
 from gateway.delegation.task_runner import TERMINAL
 
 

@@ -57,7 +57,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Value
 
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
-from gateway.a2a.front import Admission, FrontDoorParts, admission_of
+from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.task_runner import (

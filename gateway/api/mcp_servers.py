@@ -17,9 +17,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response, status
 
+from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.api.state import state_of
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
-from gateway.http.problems import Problem
+from gateway.http.problems import Problem, ProblemMapping
+from gateway.mcp.federated_tools import CommandNotAllowed, RegistrationRefused, ToolNotFound
 from policies.scopes import ADMIN_SCOPE, MCP_REGISTER_SCOPE
 from registry.mcp_models import (
     ApproveRequest,
@@ -30,7 +32,31 @@ from registry.mcp_models import (
     McpToolRecord,
     RefreshResult,
 )
-from registry.mcp_store import McpServerNotFound
+from registry.mcp_store import (
+    McpServerConflict,
+    McpServerNotFound,
+    McpToolNotFound,
+    ToolDigestMismatch,
+)
+
+# What the MCP registry and federation raise, as problems (`install_error_handlers`).
+PROBLEMS: list[ProblemMapping] = [
+    (
+        McpServerConflict,
+        409,
+        "mcp-server-exists",
+        "An MCP server or agent has this id or resource",
+    ),
+    (McpServerNotFound, 404, "mcp-server-not-found", "No such MCP server"),
+    (McpToolNotFound, 404, "mcp-tool-not-found", "No such tool on this MCP server"),
+    (ToolNotFound, 404, "mcp-tool-not-found", "No such federated tool"),
+    (ToolDigestMismatch, 409, "tool-changed", "The tool changed since it was reviewed"),
+    (RegistrationRefused, 403, "insufficient-scope", "Insufficient scope"),
+    (CommandNotAllowed, 422, "command-not-allowed", "The command is not allowlisted"),
+    (UpstreamTimeout, 504, "mcp-upstream-timeout", "The MCP server did not answer in time"),
+    (UpstreamUnavailable, 502, "mcp-upstream-unavailable", "The MCP server is unreachable"),
+    (UpstreamError, 502, "mcp-upstream-error", "The MCP server answered with an error"),
+]
 
 router = APIRouter(prefix="/mcp-servers", tags=["mcp"])
 

@@ -21,8 +21,8 @@ from registry.service import RegistryService
 from registry.store import SqlAgentStore
 
 if TYPE_CHECKING:
+    from gateway.a2a.admission import FrontDoorParts
     from gateway.a2a.approvals import ApprovalDesk
-    from gateway.a2a.front import FrontDoorParts
     from gateway.a2a.vendor import GatewayRun
     from gateway.delegation.vendor_agents import VendorAgents
     from gateway.mcp.federation import McpFederation

@@ -8,16 +8,35 @@ a valid token without the needed scope gets 403 `insufficient_scope`.
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from gateway.api.state import state_of
 from gateway.http.problems import Problem
+from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
-from policies.tokens import Principal, TokenInvalid
+from policies.tokens import Principal, TokenInvalid, TokenVerifier
 
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
+
+
+@dataclass(frozen=True)
+class RequestAuth:
+    """What authenticating a request needs. `gateway.app` puts it on the app's
+    state once the lifespan has built the verifier; every door (the REST API,
+    `/a2a`, `/mcp`) reads it from there, so this layer knows none of them."""
+
+    settings: Settings
+    verifier: TokenVerifier
+
+    def install(self, app: Any) -> None:
+        app.state.request_auth = self
+
+
+def request_auth(request: Request) -> RequestAuth:
+    auth: RequestAuth = request.app.state.request_auth
+    return auth
 
 
 def challenge(
@@ -30,7 +49,7 @@ def challenge(
 ) -> str:
     """The `WWW-Authenticate` value naming the metadata of the resource at
     ``resource_path`` (RFC 9728 §3.1: the well-known path, then the resource's)."""
-    settings = state_of(request).settings
+    settings = request_auth(request).settings
     metadata_url = settings.effective_public_url + PROTECTED_RESOURCE_PATH + resource_path
     params = [f'resource_metadata="{metadata_url}"']
     if error:
@@ -84,7 +103,7 @@ async def authenticate(
                 )
             },
         )
-    verifier = state_of(request).verifier
+    verifier = request_auth(request).verifier
     try:
         try:
             return await verifier.verify(token)
@@ -124,12 +143,12 @@ async def front_door_principal(request: Request, front_door_url: str) -> tuple[P
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise
-        state = state_of(request)
+        auth = request_auth(request)
         try:
-            principal = await state.verifier.verify(
+            principal = await auth.verifier.verify(
                 token.strip(),
                 audience=front_door_url,
-                issuer=state.settings.effective_public_url,
+                issuer=auth.settings.effective_public_url,
             )
         except TokenInvalid:
             raise refused from None

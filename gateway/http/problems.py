@@ -7,7 +7,7 @@ boundary, so routers stay thin and no stack trace ever reaches a caller.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,16 +16,9 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from registry.cards import CardInvalid
 from registry.contracts import ContractInvalid
 from registry.fetch import FetchFailed, FetchRefused
-from registry.mcp_store import (
-    McpServerConflict,
-    McpServerNotFound,
-    McpToolNotFound,
-    ToolDigestMismatch,
-)
 from registry.service import SignatureRefused
 from registry.store import AgentConflict, AgentNotFound, InvalidCursor
 
@@ -70,7 +63,15 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+# An exception a subsystem raises, and the problem it becomes: status, type slug, title.
+ProblemMapping = tuple[type[Exception], int, str, str]
+
+
+def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()) -> None:
+    """Every handler of the REST API; ``mappings`` are the subsystems' own
+    exceptions (e.g. `gateway.api.mcp_servers.PROBLEMS`), each turned into a
+    problem with the exception's text as its detail."""
+
     def handler(convert: Any) -> Any:
         async def handle(request: Request, exc: Exception) -> JSONResponse:
             return problem_response(convert(exc), request.url.path)
@@ -117,7 +118,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(
         InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
     )
-    _install_mcp_handlers(app, handler)
+    for exc_type, status, slug, title in mappings:
+        app.add_exception_handler(
+            exc_type,
+            handler(lambda e, s=status, g=slug, t=title: Problem(s, g, t, str(e))),
+        )
     app.add_exception_handler(
         RecursionError,
         handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
@@ -125,34 +130,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
-
-
-def _install_mcp_handlers(app: FastAPI, handler: Any) -> None:
-    # Imported here: the federation imports the pipeline, which must not need the errors.
-    from gateway.mcp.federation import CommandNotAllowed, RegistrationRefused, ToolNotFound
-
-    mapping: list[tuple[type[Exception], int, str, str]] = [
-        (
-            McpServerConflict,
-            409,
-            "mcp-server-exists",
-            "An MCP server or agent has this id or resource",
-        ),
-        (McpServerNotFound, 404, "mcp-server-not-found", "No such MCP server"),
-        (McpToolNotFound, 404, "mcp-tool-not-found", "No such tool on this MCP server"),
-        (ToolNotFound, 404, "mcp-tool-not-found", "No such federated tool"),
-        (ToolDigestMismatch, 409, "tool-changed", "The tool changed since it was reviewed"),
-        (RegistrationRefused, 403, "insufficient-scope", "Insufficient scope"),
-        (CommandNotAllowed, 422, "command-not-allowed", "The command is not allowlisted"),
-        (UpstreamTimeout, 504, "mcp-upstream-timeout", "The MCP server did not answer in time"),
-        (UpstreamUnavailable, 502, "mcp-upstream-unavailable", "The MCP server is unreachable"),
-        (UpstreamError, 502, "mcp-upstream-error", "The MCP server answered with an error"),
-    ]
-    for exc_type, status, slug, title in mapping:
-        app.add_exception_handler(
-            exc_type,
-            handler(lambda e, s=status, g=slug, t=title: Problem(s, g, t, str(e))),
-        )
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

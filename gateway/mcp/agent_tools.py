@@ -43,7 +43,7 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
-from gateway.a2a.front import Admission, FrontDoorParts, handler_context
+from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from registry.mcp_tools import SEPARATOR, namespaced_name

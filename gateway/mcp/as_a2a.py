@@ -65,11 +65,12 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.struct_pb2 import Value
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.a2a.front import FrontDoorParts
+from gateway.a2a.admission import FrontDoorParts
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
-from gateway.mcp.federation import FederatedTool, McpFederation, ToolNotFound, ToolQuarantined
+from gateway.mcp.federated_tools import FederatedTool, ToolNotFound, ToolQuarantined
+from gateway.mcp.federation import McpFederation
 from registry.mcp_models import McpServerRecord
 from registry.mcp_tools import SEPARATOR
 

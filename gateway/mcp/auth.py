@@ -28,9 +28,8 @@ from mcp.server.auth.provider import AccessToken
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.state import state_of
 from gateway.delegation.pipeline import Caller
-from gateway.http.auth import PROTECTED_RESOURCE_PATH, authenticate, challenge
+from gateway.http.auth import PROTECTED_RESOURCE_PATH, authenticate, challenge, request_auth
 from gateway.http.problems import Problem, problem_response
 from policies.tokens import Principal
 
@@ -45,7 +44,7 @@ current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 
 def mcp_resource(request: Request) -> str:
     """The RFC 8707 resource identifier of the MCP endpoint."""
-    return state_of(request).settings.effective_resource_id + MCP_PATH
+    return request_auth(request).settings.effective_resource_id + MCP_PATH
 
 
 def access_token(principal: Principal, token: str) -> AccessToken:
@@ -94,7 +93,7 @@ class McpAuth:
         principal = await authenticate(
             request, resource_path=MCP_PATH, audiences=(mcp_resource(request),)
         )
-        required = state_of(request).settings.mcp_required_scopes
+        required = request_auth(request).settings.mcp_required_scopes
         missing = sorted(set(required) - principal.scopes)
         if missing:
             wanted = " ".join(sorted(required))

@@ -17,7 +17,7 @@ from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.mcp.auth import CALLER_KEY, current_caller
-from gateway.mcp.federation import ToolNotFound, ToolQuarantined
+from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 
 # JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
 # -32001 are avoided: the SDK's client reads them as "connection closed" and

@@ -40,6 +40,22 @@ from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations, Permit
 from gateway.mcp.credentials import stored_form
+from gateway.mcp.federated_tools import (
+    AUDIT_EVENT,
+    MAX_SLUG_ATTEMPTS,
+    SNAPSHOT_SECONDS,
+    CommandNotAllowed,
+    FederatedTool,
+    RegistrationRefused,
+    ToolNotFound,
+    ToolQuarantined,
+    classify_failure,
+    config_of,
+    counts_for_breaker,
+    noted,
+    restamped,
+    view_of,
+)
 from gateway.mcp.upstreams import McpUpstreams, spec_of
 from policies.policy import Target, handoff
 from policies.scopes import ADMIN_SCOPE
@@ -50,9 +66,7 @@ from registry.mcp_models import (
     McpServerRegistration,
     McpServerView,
     McpToolRecord,
-    McpToolView,
     RefreshResult,
-    ToolState,
 )
 from registry.mcp_store import (
     McpServerConfig,
@@ -60,102 +74,10 @@ from registry.mcp_store import (
     McpServerNotFound,
     NewMcpServer,
     SqlMcpStore,
-    StoredTool,
 )
 from registry.mcp_tools import SEPARATOR
 from registry.models import HealthStatus
 from registry.service import slugify
-
-AUDIT_EVENT = "mcp"
-SNAPSHOT_SECONDS = 1.0  # how long a replica may serve a tool list another replica changed
-_MAX_SLUG_ATTEMPTS = 50
-SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
-
-
-class RegistrationRefused(Exception):
-    """The caller may not register this server (e.g. stdio without admin)."""
-
-
-class CommandNotAllowed(Exception):
-    """The stdio command is not on the operator's allowlist."""
-
-
-class ToolNotFound(Exception):
-    pass
-
-
-class ToolQuarantined(Exception):
-    """The tool's definition is not the approved one (or was never approved)."""
-
-    def __init__(self, tool: FederatedTool) -> None:
-        if not tool.available:
-            reason = f"{tool.name} is no longer offered by its server"
-        elif tool.state is ToolState.QUARANTINED:
-            reason = (
-                f"{tool.name} changed upstream since it was approved and is quarantined "
-                "until an admin approves the new definition"
-            )
-        else:
-            flagged = f" (flagged: {', '.join(sorted({f['kind'] for f in tool.flags}))})"
-            reason = f"{tool.name} awaits an admin's approval" + (flagged if tool.flags else "")
-        super().__init__(reason)
-        self.tool = tool
-
-
-@dataclass(frozen=True)
-class FederatedTool:
-    """One upstream tool as the gateway offers it."""
-
-    name: str  # the namespaced name callers use
-    server_id: str
-    upstream_name: str
-    definition: Mapping[str, Any]  # the upstream's definition (MCP JSON, camelCase)
-    state: ToolState
-    flags: tuple[Mapping[str, str], ...]
-    available: bool
-    digest: str
-
-    @property
-    def callable(self) -> bool:
-        return self.available and self.state is ToolState.APPROVED
-
-    def as_mcp_tool(self) -> types.Tool:
-        """The definition under its federated name, for a `tools/list` answer."""
-        return types.Tool.model_validate({**self.definition, "name": self.name})
-
-    @classmethod
-    def of(cls, stored: StoredTool) -> FederatedTool:
-        return cls(
-            name=stored.namespaced,
-            server_id=stored.server_id,
-            upstream_name=stored.name,
-            definition=stored.definition,
-            state=stored.state,
-            flags=stored.flags,
-            available=stored.available,
-            digest=stored.digest,
-        )
-
-
-def _classify(exc: BaseException) -> retry.Failure:
-    """An MCP upstream's failures, for retries: a timeout is transient, a lost
-    or missing connection unreached; a JSON-RPC error is an answer."""
-    if isinstance(exc, UpstreamTimeout):
-        return retry.Failure.TRANSIENT
-    if isinstance(exc, UpstreamUnavailable):
-        return retry.Failure.UNREACHED
-    return retry.Failure.ANSWERED
-
-
-def _counts(failure: retry.Failure) -> bool:
-    # The breaker counts timeouts only: a lost connection is the upstream
-    # connection's business, which reconnects with its own backoff (and a
-    # call meanwhile fails at once, without the breaker's help).
-    return failure is retry.Failure.TRANSIENT
-
-
-def _noted(exc: Exception, attempts: retry.Attempts) -> str:
-    return f"{exc}; after {attempts.made} attempts" if attempts.made > 1 else str(exc)
 
 
 @dataclass(frozen=True)
@@ -314,8 +236,8 @@ class McpFederation:
                 idempotent=self._idempotent(tool),
                 settings=self.resilience.retry,
                 attempts=attempts,
-                classify=_classify,
-                counts=_counts,
+                classify=classify_failure,
+                counts=counts_for_breaker,
             )
         except BreakerOpen as exc:
             await self.delegations.record(permit, AUDIT_EVENT, "breaker_open", str(exc))
@@ -328,17 +250,17 @@ class McpFederation:
             )
             raise
         except UpstreamTimeout as exc:
-            await self.delegations.record(permit, AUDIT_EVENT, "timeout", _noted(exc, attempts))
+            await self.delegations.record(permit, AUDIT_EVENT, "timeout", noted(exc, attempts))
             raise
         except (UpstreamUnavailable, UpstreamError) as exc:
-            detail = _noted(exc, attempts)
+            detail = noted(exc, attempts)
             await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", detail)
             raise
         except Exception as exc:  # e.g. the OAuth token endpoint failed
             await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
             raise UpstreamUnavailable(f"MCP server {tool.server_id}: {exc}") from None
         await self._record_result(permit, result)
-        return _restamped(result)
+        return restamped(result)
 
     def _idempotent(self, tool: FederatedTool) -> bool:
         """The policy's `idempotent` for the tool, else the tool's own
@@ -406,7 +328,7 @@ class McpFederation:
             trusted_registrant=admin,
             prefix_tools=registration.prefix_tools,
         )
-        config = _config_of(new)
+        config = config_of(new)
         credentials = self.upstreams.credentials(config)
         connected, tools = await discover(
             spec_of(config),
@@ -483,7 +405,7 @@ class McpFederation:
         for tool in await self.tools(Caller.user(principal)):
             offered.setdefault(tool.server_id, []).append(tool)
         return [
-            _view_of(record, offered.get(record.id, []))
+            view_of(record, offered.get(record.id, []))
             for record in records
             if self.visible(principal, record)
         ]
@@ -570,52 +492,8 @@ class McpFederation:
 
     async def _free_slug(self, name: str) -> str:
         base = slugify(name).replace(SEPARATOR, "-")
-        for n in range(1, _MAX_SLUG_ATTEMPTS + 1):
+        for n in range(1, MAX_SLUG_ATTEMPTS + 1):
             candidate = base if n == 1 else f"{base[:60]}-{n}"
             if not await self.store.id_taken(candidate):
                 return candidate
         raise McpServerConflict(base)
-
-
-def _config_of(new: NewMcpServer) -> McpServerConfig:
-    command = new.command or {}
-    return McpServerConfig(
-        id=new.id,
-        transport=new.transport,
-        url=new.url,
-        command=command.get("command"),
-        args=tuple(command.get("args") or ()),
-        resource=new.resource,
-        timeout_seconds=new.timeout_seconds,
-        credential=new.credential,
-        credential_secret=new.credential_secret,
-        version="",
-        trusted_registrant=new.trusted_registrant,
-    )
-
-
-def _view_of(record: McpServerRecord, tools: Sequence[FederatedTool]) -> McpServerView:
-    return McpServerView(
-        id=record.id,
-        name=record.name,
-        transport=record.transport,
-        health=record.health.model_copy(update={"detail": None}),
-        server_info=record.server_info,
-        protocol_version=record.protocol_version,
-        tools_refreshed_at=record.tools_refreshed_at,
-        tools=[
-            McpToolView(name=t.upstream_name, namespaced=t.name, definition=dict(t.definition))
-            for t in tools
-        ],
-    )
-
-
-def _restamped(
-    result: types.CallToolResult | types.InputRequiredResult,
-) -> types.CallToolResult | types.InputRequiredResult:
-    """Drop the upstream's identity stamp: the front end stamps the gateway's own."""
-    meta = result.meta
-    if meta and SERVER_INFO_META_KEY in meta:
-        cleaned = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
-        return result.model_copy(update={"meta": cleaned or None})
-    return result

@@ -72,7 +72,8 @@ from gateway.mcp.errors import (
 )
 from gateway.mcp.events import MemoryEventStore, SessionBinding
 from gateway.mcp.fastpath import McpFastPath, sdk_matches
-from gateway.mcp.federation import McpFederation, ToolNotFound, ToolQuarantined
+from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.mcp.federation import McpFederation
 from gateway.mcp.front_offerings import OfferingHandlers
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp.notify import ToolListNotifier

@@ -37,7 +37,8 @@ from adapters.mcp import McpUpstream, UpstreamError, UpstreamTimeout, UpstreamUn
 from adapters.trace_context import new_trace_id
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.mcp.credentials import UpstreamCredentials
-from gateway.mcp.federation import AUDIT_EVENT, SERVER_INFO_META_KEY, McpFederation
+from gateway.mcp.federated_tools import AUDIT_EVENT, SERVER_INFO_META_KEY
+from gateway.mcp.federation import McpFederation
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
     UriNamer,

@@ -1,0 +1,139 @@
+"""What the front door established for one request, and what every A2A
+handler works with: the admission, its call context, the shared parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from a2a.auth.user import User
+from a2a.server.context import ServerCallContext
+from a2a.server.routes.common import ServerCallContextBuilder
+from a2a.types import (
+    AgentCard,
+)
+from a2a.utils.constants import VERSION_HEADER
+from a2a.utils.errors import (
+    A2AError,
+)
+from starlette.requests import Request
+
+from adapters.a2a import A2AUpstreams
+from gateway.a2a.cards import sign_card
+from gateway.delegation.handoffs import Resilience
+from gateway.delegation.pipeline import (
+    Delegations,
+    Grant,
+)
+from gateway.delegation.push import (
+    PushRelays,
+)
+from gateway.delegation.tasks import Owner, TaskRecords
+from policies.keys import SigningKey
+from registry.fetch import SafeFetcher
+
+ADMISSION = "switchboard.admission"
+PRINCIPAL = "switchboard.principal"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What `admit()` established for one request, read by the handler."""
+
+    grant: Grant
+    owner: Owner
+    extensions: frozenset[str]
+    # Set by the pass-through when it found the agent down and the policy names
+    # a fallback: the SDK path then hands the message over without calling.
+    down: A2AError | None = None
+
+    @property
+    def agent_id(self) -> str:
+        return self.grant.agent.id
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    max_seconds: float
+
+
+class _GatewayUser(User):
+    def __init__(self, subject: str) -> None:
+        self._subject = subject
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def user_name(self) -> str:
+        return self._subject
+
+
+def call_context(
+    request: Request,
+    subject: str,
+    key: str,
+    value: Any,
+    extensions: frozenset[str] = frozenset(),
+) -> ServerCallContext:
+    version = request.headers.get(VERSION_HEADER)
+    return ServerCallContext(
+        user=_GatewayUser(subject),
+        state={key: value, "headers": {VERSION_HEADER.lower(): version} if version else {}},
+        requested_extensions=set(extensions),
+    )
+
+
+def handler_context(admission: Admission) -> ServerCallContext:
+    """A call context for running `AgentHandler` from inside the gateway (the
+    MCP front end's agent tools): the admission, and no caller headers."""
+    return ServerCallContext(
+        user=_GatewayUser(admission.owner.subject),
+        state={ADMISSION: admission, "headers": {}},
+        requested_extensions=set(admission.extensions),
+    )
+
+
+class AdmissionContextBuilder(ServerCallContextBuilder):
+    """The call context carries the admission and, of the caller's headers, only
+    `A2A-Version`, which the SDK's version check reads (its default builder
+    copies every header, the caller's token included)."""
+
+    def build(self, request: Request) -> ServerCallContext:
+        admission: Admission = request.state.admission
+        return call_context(
+            request, admission.owner.subject, ADMISSION, admission, admission.extensions
+        )
+
+
+def admission_of(context: ServerCallContext | None) -> Admission:
+    """The front door's admission of the request this handler call serves."""
+    assert context is not None
+    admission: Admission = context.state[ADMISSION]
+    return admission
+
+
+@dataclass(frozen=True)
+class FrontDoorParts:
+    """What the handler works with; built in the app's lifespan."""
+
+    delegations: Delegations
+    tasks: TaskRecords
+    upstreams: A2AUpstreams
+    default_timeout_seconds: float
+    stream_limits: StreamLimits
+    signing_key: Callable[[], Awaitable[SigningKey]]
+    public_url: str
+    token_endpoint: str
+    version: str
+    fetcher: SafeFetcher
+    push: PushRelays
+    resilience: Resilience
+
+    async def sign(self, card: AgentCard) -> AgentCard:
+        """Sign with the current key, naming the gateway's JWKS as `jku`."""
+        jku = self.public_url + "/.well-known/jwks.json"
+        return sign_card(card, await self.signing_key(), jku)

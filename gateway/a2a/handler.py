@@ -1,0 +1,338 @@
+"""The A2A operations on a registered agent: the SDK's `RequestHandler`
+behind `/a2a/{agent_id}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import (
+    RequestHandler,
+    validate_request_params,
+)
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+    Task,
+    TaskPushNotificationConfig,
+)
+from a2a.utils.errors import (
+    A2AError,
+    ExtendedAgentCardNotConfiguredError,
+    InvalidAgentResponseError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotFoundError,
+)
+from a2a.utils.task import validate_history_length
+from google.protobuf.json_format import MessageToDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.a2a.admission import Admission, admission_of
+from gateway.a2a.calls import UpstreamCalls
+from gateway.a2a.cards import proxied_card
+from gateway.a2a.task_events import event_of, list_own_tasks, task_id_of
+from gateway.a2a.tenants import without_tenants
+from gateway.delegation.push import (
+    CredentialsUnavailable,
+    RelayRefused,
+    header_problem,
+    parse_notification,
+)
+from registry.fetch import FetchError
+
+logger = logging.getLogger(__name__)
+
+
+@without_tenants
+class AgentHandler(UpstreamCalls, RequestHandler):
+    """Every A2A operation on one registered agent, through the pipeline
+    (`UpstreamCalls` holds how the agent is called)."""
+
+    @staticmethod
+    def _no_inline_push(params: SendMessageRequest) -> None:
+        if params.configuration.HasField("task_push_notification_config"):
+            # The agent would call the client's webhook directly, past the
+            # gateway's checks; configs go through CreateTaskPushNotificationConfig.
+            raise PushNotificationNotSupportedError(
+                "push configs in SendMessage are not relayed; create one with "
+                "CreateTaskPushNotificationConfig once the task exists"
+            )
+
+    async def _check_message(self, admission: Admission, message: Message) -> None:
+        if message.task_id:
+            await self._own_task(admission, message.task_id)
+        for referenced in message.reference_task_ids:
+            await self._own_task(admission, referenced)
+        if message.context_id:
+            owners = await self.tasks.context_owners(admission.agent_id, message.context_id)
+            if owners and owners != {admission.owner}:
+                await self._audit(admission, "ownership", TaskNotFoundError())
+                raise TaskNotFoundError(f"context {message.context_id} not found")
+
+    # Messages -------------------------------------------------------------
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        admission = admission_of(context)
+        self._no_inline_push(params)
+        await self._check_message(admission, params.message)
+        skill = await self._checked_skill(admission, params, "SendMessage")
+        admission, response = await self._send(
+            admission, skill, "SendMessage", lambda t, c: t.send_message(params, context=c)
+        )
+        if response.HasField("task"):
+            await self._remember(admission, response.task)
+            return response.task
+        if response.HasField("message"):
+            return response.message
+        raise InvalidAgentResponseError(f"agent {admission.agent_id} answered with neither")
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = admission_of(context)
+        self._no_inline_push(params)
+        await self._check_message(admission, params.message)
+        capabilities = admission.grant.card.get("capabilities") or {}
+        if not capabilities.get("streaming"):
+            # The agent does not stream: its one answer is the whole stream.
+            yield await self.on_message_send(params, context)
+            return
+        skill = await self._checked_skill(admission, params, "SendStreamingMessage")
+        admission = await self._stream_target(admission, skill)
+        async for event in self._relay(
+            admission,
+            "SendStreamingMessage",
+            lambda t, c: t.send_message_streaming(params, context=c),
+        ):
+            yield event
+
+    # Tasks ----------------------------------------------------------------
+
+    @validate_request_params
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
+        validate_history_length(params)
+        admission = admission_of(context)
+        await self._own_task(admission, params.id)
+        task = await self._call(
+            admission, "GetTask", lambda t, c: t.get_task(params, context=c), idempotent=True
+        )
+        await self._remember(admission, task)
+        return task
+
+    @validate_request_params
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        # Answered from the gateway's records: only the caller's tasks, for
+        # every agent, whether or not the agent itself implements ListTasks.
+        admission = admission_of(context)
+        page = await list_own_tasks(self.tasks, admission.agent_id, admission.owner, params)
+        await self._audit(admission, "ListTasks", None)
+        return page
+
+    @validate_request_params
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
+        admission = admission_of(context)
+        await self._own_task(admission, params.id)
+        task = await self._call(
+            admission, "CancelTask", lambda t, c: t.cancel_task(params, context=c)
+        )
+        await self._remember(admission, task)
+        return task
+
+    @validate_request_params
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = admission_of(context)
+        await self._own_task(admission, params.id)
+        async for event in self._relay(
+            admission, "SubscribeToTask", lambda t, c: t.subscribe(params, context=c)
+        ):
+            yield event
+
+    # Push notification configs ----------------------------------------------
+
+    def _check_push(self, admission: Admission) -> None:
+        capabilities = admission.grant.card.get("capabilities") or {}
+        if not capabilities.get("pushNotifications"):
+            raise PushNotificationNotSupportedError(
+                f"agent {admission.agent_id} does not send push notifications"
+            )
+
+    @validate_request_params
+    async def on_create_task_push_notification_config(
+        self, params: TaskPushNotificationConfig, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        admission = admission_of(context)
+        self._check_push(admission)
+        await self._own_task(admission, params.task_id)
+        if (problem := header_problem(params)) is not None:
+            raise InvalidParamsError(problem)
+        try:
+            await self._parts().fetcher.resolve(params.url)
+        except FetchError as exc:
+            raise InvalidParamsError(f"push notification url refused: {exc}") from None
+        parts = self._parts()
+        stored, upstream = await parts.push.create(admission.agent_id, admission.owner, params)
+        try:
+            await self._call(
+                admission,
+                "CreateTaskPushNotificationConfig",
+                lambda t, c: t.create_task_push_notification_config(upstream, context=c),
+            )
+        except A2AError:
+            await parts.push.delete(admission.agent_id, admission.owner, stored.task_id, stored.id)
+            raise
+        return stored
+
+    @validate_request_params
+    async def on_get_task_push_notification_config(
+        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        admission = admission_of(context)
+        self._check_push(admission)
+        await self._own_task(admission, params.task_id)
+        found = await self._parts().push.configs(
+            admission.agent_id, admission.owner, params.task_id, params.id
+        )
+        if not found:
+            raise TaskNotFoundError(f"no push notification config {params.id}")
+        return found[0]
+
+    @validate_request_params
+    async def on_list_task_push_notification_configs(
+        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
+    ) -> ListTaskPushNotificationConfigsResponse:
+        admission = admission_of(context)
+        self._check_push(admission)
+        await self._own_task(admission, params.task_id)
+        found = await self._parts().push.configs(
+            admission.agent_id, admission.owner, params.task_id
+        )
+        return ListTaskPushNotificationConfigsResponse(configs=found)
+
+    @validate_request_params
+    async def on_delete_task_push_notification_config(
+        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> None:
+        admission = admission_of(context)
+        self._check_push(admission)
+        await self._own_task(admission, params.task_id)
+        parts = self._parts()
+        if not await parts.push.delete(
+            admission.agent_id, admission.owner, params.task_id, params.id
+        ):
+            raise TaskNotFoundError(f"no push notification config {params.id}")
+        # The agent's copy points at a relay that no longer exists; removing it
+        # is a courtesy, and a failure leaves nothing the agent could use.
+        with contextlib.suppress(A2AError):
+            await self._call(
+                admission,
+                "DeleteTaskPushNotificationConfig",
+                lambda t, c: t.delete_task_push_notification_config(params, context=c),
+            )
+
+    async def relay_notification(self, request: Request) -> Response:
+        """`POST /a2a/{agent_id}/push/{relay_id}`: a notification from the agent."""
+        parts = self._parts()
+        agent_id = request.path_params["agent_id"]
+        try:
+            relay = await parts.push.relay_for(
+                agent_id,
+                request.path_params["relay_id"],
+                request.headers.get("x-a2a-notification-token"),
+            )
+        except RelayRefused:
+            return JSONResponse({"error": "unknown relay or wrong token"}, status_code=401)
+        try:
+            event = parse_notification(json.loads(await request.body()))
+        except (ValueError, RecursionError) as exc:
+            return JSONResponse({"error": str(exc)[:300]}, status_code=400)
+        task_id = task_id_of(event)
+        if task_id and task_id != relay.task_id:
+            return JSONResponse({"error": "the event is about another task"}, status_code=400)
+        await parts.tasks.observe(agent_id, relay.owner, event_of(event))
+        try:
+            status = await parts.push.forward(parts.upstreams.http, relay, event)
+        except CredentialsUnavailable as exc:
+            # Recorded, not forwarded: this config's credentials cannot be
+            # opened (the reason names no secret). Other configs are unaffected.
+            logger.warning(
+                "push config %s of task %s (agent %s) not forwarded: %s",
+                relay.config_id,
+                relay.task_id,
+                agent_id,
+                exc,
+            )
+            return JSONResponse(
+                {"error": "the client's webhook credentials cannot be used"}, status_code=502
+            )
+        except httpx.HTTPError as exc:
+            logger.warning("push to the webhook of task %s failed: %r", relay.task_id, exc)
+            return JSONResponse({"error": "the client's webhook is unreachable"}, status_code=502)
+        except ValueError as exc:
+            # A header the HTTP client refuses (a control character in a
+            # config stored before `header_problem` was checked on create).
+            # Its message may quote the value, a secret: only the type is logged.
+            logger.warning(
+                "push config %s of task %s (agent %s) not forwarded: %s in its headers",
+                relay.config_id,
+                relay.task_id,
+                agent_id,
+                type(exc).__name__,
+            )
+            return JSONResponse(
+                {"error": "the client's webhook headers cannot be sent"}, status_code=502
+            )
+        if status >= 400:
+            return JSONResponse({"error": f"the client's webhook answered {status}"}, 502)
+        return Response(status_code=204)
+
+    # Cards ----------------------------------------------------------------
+
+    async def on_get_extended_agent_card(
+        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
+    ) -> AgentCard:
+        admission = admission_of(context)
+        capabilities = admission.grant.card.get("capabilities") or {}
+        if not capabilities.get("extendedAgentCard"):
+            raise ExtendedAgentCardNotConfiguredError(
+                f"agent {admission.agent_id} has no extended card"
+            )
+        extended = await self._call(
+            admission,
+            "GetExtendedAgentCard",
+            lambda t, c: t.get_extended_agent_card(params, context=c),
+            idempotent=True,
+        )
+        return await self.card_for(admission.agent_id, MessageToDict(extended))
+
+    async def card_for(self, agent_id: str, upstream_card: dict[str, Any]) -> AgentCard:
+        parts = self._parts()
+        url = f"{parts.public_url}/a2a/{agent_id}"
+        return await parts.sign(proxied_card(upstream_card, url, parts.token_endpoint))

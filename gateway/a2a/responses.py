@@ -1,0 +1,74 @@
+"""Answers the front door gives itself: refusals in either binding, cards
+with caching headers, and a JSON-RPC body parsed once.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.a2a.cards import etag
+from registry.tables import as_utc
+
+# Implementation-defined server error (JSON-RPC reserves -32000..-32099; A2A
+# uses -32001..-32009): the gateway refused to delegate.
+DELEGATION_REFUSED = -32000
+
+
+def jsonrpc_refusal(status: int, message: str, data: Any = None) -> Response:
+    error: dict[str, Any] = {"code": DELEGATION_REFUSED, "message": message}
+    if data is not None:
+        error["data"] = data
+    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=status)
+
+
+def rest_refusal(status: int, message: str, data: Any = None) -> Response:
+    grpc_status = {403: "PERMISSION_DENIED", 404: "NOT_FOUND"}.get(status, "FAILED_PRECONDITION")
+    body: dict[str, Any] = {"code": status, "status": grpc_status, "message": message}
+    if data is not None:
+        body["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "DELEGATION_REFUSED",
+                "domain": "switchboard",
+                "metadata": {k: str(v) for k, v in data.items()},
+            }
+        ]
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def card_response(
+    request: Request, document: dict[str, Any], modified: datetime | None
+) -> Response:
+    """A card with the caching headers of A2A 1.0 §8.6.1: a weak ETag (and a
+    304 for a matching If-None-Match), Last-Modified when known, and a short
+    max-age so a re-registered card is picked up within a minute."""
+    headers = {"Cache-Control": "public, max-age=60", "ETag": etag(document)}
+    if modified is not None:
+        headers["Last-Modified"] = format_datetime(as_utc(modified), usegmt=True)
+    wanted = request.headers.get("if-none-match", "")
+    tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+    if "*" in tags or headers["ETag"].removeprefix("W/") in tags:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(document, headers=headers)
+
+
+async def parse_jsonrpc_body(request: Request) -> Response | None:
+    """Parse the body once, here, so that JSON nested deep enough to exhaust the
+    parser's recursion is a parse error (-32700), not the SDK's internal error
+    carrying Python's exception text."""
+    if hasattr(request, "_json"):
+        return None  # parsed already (to find the skill before admission)
+    try:
+        # Starlette keeps the parsed body on the request; the SDK's dispatcher
+        # reads it from there instead of parsing again.
+        request._json = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        error = {"code": -32700, "message": "the request body is not valid JSON"}
+        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
+    return None

@@ -1,0 +1,95 @@
+"""Upstream failures as the A2A errors a caller gets, and what the breaker hears."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import httpx
+from a2a.client.errors import A2AClientError, A2AClientTimeoutError
+from a2a.utils.errors import (
+    A2AError,
+    InternalError,
+    InvalidAgentResponseError,
+)
+
+from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from gateway.delegation import retry
+from gateway.delegation.breaker import Breakers
+from gateway.delegation.retry import Attempts
+
+
+def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> A2AError:
+    """Map a client-side failure to the A2A error the caller gets.
+
+    The cause chain is read whole before deciding: an SSRF refusal reaches us
+    wrapped as a connection error (resolver -> aiohttp -> httpx -> SDK), and
+    the refusal is what the caller needs to hear about.
+    """
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 16:
+        chain.append(cause)
+        cause = cause.__cause__
+
+    def first(kind: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+        return next((c for c in chain if isinstance(c, kind)), None)
+
+    if (refused := first(UpstreamRefused)) is not None:
+        return InternalError(f"agent {agent_id} may not be called: {refused}")
+    if (bad := first(UpstreamBadAnswer)) is not None:
+        return InvalidAgentResponseError(f"agent {agent_id}: {bad}")
+    # httpx-aiohttp maps every aiohttp connection error to httpx.ConnectTimeout;
+    # when aiohttp's own error is in the chain, it is the one that says.
+    aio = first(aiohttp.ClientError)
+    timeouts = (httpx.TimeoutException, A2AClientTimeoutError, TimeoutError)
+    if isinstance(aio, TimeoutError) or (aio is None and first(timeouts) is not None):
+        limit = f" within {timeout:g} s" if timeout else ""
+        return InternalError(f"agent {agent_id} did not answer{limit}")
+    if (status := first(httpx.HTTPStatusError)) is not None:
+        return InvalidAgentResponseError(
+            f"agent {agent_id} answered HTTP {status.response.status_code}"
+        )
+    if first((httpx.TransportError, aiohttp.ClientError, OSError)) is not None:
+        return InternalError(f"agent {agent_id} could not be reached ({_transport_failure(chain)})")
+    if isinstance(exc, A2AClientError):
+        return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer: {exc}")
+    if isinstance(exc, A2AError):
+        return exc  # the agent's own A2A error, with its code
+    return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer")
+
+
+def _transport_failure(chain: list[BaseException]) -> str:
+    """Say what failed in words that do not depend on the HTTP library."""
+    connect = (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError)
+    lost = (httpx.RemoteProtocolError, httpx.ReadError, aiohttp.ServerDisconnectedError)
+    for cause in reversed(chain):  # the deepest cause is the real one
+        if isinstance(cause, connect):
+            return "connection failed"
+        if isinstance(cause, lost):
+            return "connection lost"
+    return "transport error"
+
+
+class AgentDown(Exception):
+    """The agent is down (see `UpstreamCalls._call`); not audited yet."""
+
+    def __init__(self, error: A2AError, tried: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.tried = tried
+
+
+def tried_note(attempts: Attempts) -> str:
+    return f"; after {attempts.made} attempts" if attempts.made > 1 else ""
+
+
+def report_outcome(breakers: Breakers, agent_id: str, exc: BaseException) -> None:
+    if retry.counts_against(retry.classify(exc)):
+        breakers.failure(agent_id)
+    else:
+        breakers.success(agent_id)
+
+
+def outcome_of(error: A2AError | None) -> str:
+    return "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]

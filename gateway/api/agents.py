@@ -125,7 +125,7 @@ def _showing(record: AgentRecord, skills: list[dict[str, Any]]) -> AgentRecord:
 
 def _with_breaker(request: Request, record: AgentRecord) -> AgentRecord:
     """The record with its circuit breaker, as this replica sees it (docs/resilience.md)."""
-    breakers = state_of(request).front_door.resilience.breakers
+    breakers = state_of(request).breakers
     return record.model_copy(update={"breaker": breaker_info(breakers.state(record.id))})
 
 

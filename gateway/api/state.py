@@ -1,51 +1,47 @@
-"""What the running app holds: built once in the lifespan, read by routers."""
+"""What the REST API's routers read: built once in the lifespan by `gateway.app`.
+
+It sits in the top layer with the routers (which use every subsystem); no
+lower layer reads it. Request authentication reads its own small
+`gateway.http.auth.RequestAuth` instead.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.a2a.approvals import ApprovalDesk
 from gateway.delegation.audit import AuditLog
+from gateway.delegation.breaker import Breakers
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.token_exchange import TokenExchange
+from gateway.delegation.vendor_agents import VendorAgents
+from gateway.mcp.federation import McpFederation
 from gateway.settings import Settings
 from policies.tokens import TokenVerifier
 from registry.credentials import SqlCredentialStore
-from registry.fetch import SafeFetcher
-from registry.health import HealthChecker
 from registry.service import RegistryService
 from registry.store import SqlAgentStore
 
-if TYPE_CHECKING:
-    from gateway.a2a.admission import FrontDoorParts
-    from gateway.a2a.approvals import ApprovalDesk
-    from gateway.a2a.vendor import GatewayRun
-    from gateway.delegation.vendor_agents import VendorAgents
-    from gateway.mcp.federation import McpFederation
 
-
-@dataclass
+@dataclass(frozen=True)
 class AppState:
     settings: Settings
     engine: AsyncEngine
     keys: KeyStore
     verifier: TokenVerifier
-    fetcher: SafeFetcher
     agents: SqlAgentStore
     registry: RegistryService
-    health: HealthChecker
     credentials: SqlCredentialStore
     audit: AuditLog
     delegations: Delegations
     token_exchange: TokenExchange
-    front_door: FrontDoorParts
+    breakers: Breakers
     mcp: McpFederation
     vendors: VendorAgents
-    gateway_run: GatewayRun
     approvals: ApprovalDesk
 
 

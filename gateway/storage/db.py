@@ -42,6 +42,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+async def start(
+    url: str, sealing_secret: str | None, stack: contextlib.AsyncExitStack
+) -> AsyncEngine:
+    """The app's engine on an up-to-date schema, disposed when ``stack`` closes."""
+    engine = create_engine(url)
+    stack.push_async_callback(engine.dispose)
+    await upgrade(engine, sealing_secret)
+    return engine
+
+
 @contextlib.asynccontextmanager
 async def migrated(url: str, sealing_secret: str | None) -> AsyncIterator[AsyncEngine]:
     """An engine on an up-to-date schema, disposed on exit: for processes

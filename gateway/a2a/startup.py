@@ -1,0 +1,152 @@
+"""The A2A front door's start-up: its handlers (built with the app) and the
+parts they work with (built by `start()` in the app's lifespan).
+
+The SDK's routes need their handlers when the app is created, before the
+lifespan has opened the database; so each handler is given an accessor
+(`A2ADoor.front_door_parts`, ...) that it calls per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from a2a.server.request_handlers.request_handler import RequestHandler
+from starlette.routing import BaseRoute
+
+from adapters.a2a import A2AUpstreams
+from adapters.http import UpstreamHTTP
+from gateway.a2a.admission import FrontDoorParts, StreamLimits
+from gateway.a2a.approvals import (
+    ApprovalAgentHandler,
+    ApprovalDesk,
+    ApprovalExecution,
+    ApprovalParts,
+)
+from gateway.a2a.front import A2AFrontDoor, OtherAgents
+from gateway.a2a.gateway_handler import GatewayHandler
+from gateway.a2a.handler import AgentHandler
+from gateway.a2a.passthrough import PassThrough
+from gateway.a2a.vendor import GatewayRun, VendorAgentHandler, VendorExecution
+from gateway.delegation.startup import DelegationCore, Job
+from gateway.delegation.task_runner import TaskRunner
+from gateway.delegation.vendor_agents import VendorAgents
+from registry.vendor_store import SqlVendorStore
+
+
+@dataclass(frozen=True)
+class A2AParts:
+    front_door: FrontDoorParts
+    gateway_run: GatewayRun
+    desk: ApprovalDesk
+
+    def jobs(self) -> list[Job]:
+        return [("gateway-runs", self.gateway_run.runner.run_forever())]
+
+
+class A2ADoor:
+    """`/a2a/{agent_id}` and `/a2a`: every handler, and the routes around them."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self._parts: A2AParts | None = None
+        self.handler = AgentHandler(self.front_door_parts)
+        self.vendor = VendorAgentHandler(self.front_door_parts, self.gateway_run)
+        self.gateway = GatewayHandler(self.front_door_parts)
+        self.approvals = ApprovalAgentHandler(self.front_door_parts, self.approval_parts)
+
+    @property
+    def parts(self) -> A2AParts:
+        assert self._parts is not None, "the A2A front door has not started"
+        return self._parts
+
+    def front_door_parts(self) -> FrontDoorParts:
+        return self.parts.front_door
+
+    def gateway_run(self) -> GatewayRun:
+        return self.parts.gateway_run
+
+    def approval_parts(self) -> ApprovalParts:
+        return self.parts.desk.parts
+
+    def handler_for(self, card: Mapping[str, Any]) -> RequestHandler:
+        """The handler that serves the agent with this (stored) card."""
+        return self.vendor if self.vendor.serves(dict(card)) else self.handler
+
+    def routes(self, others: OtherAgents | None = None) -> list[BaseRoute]:
+        return A2AFrontDoor(
+            self.handler,
+            self.gateway,
+            pass_through=PassThrough(self.handler),
+            others=others,
+            gateway_run=self.vendor,
+            approvals=self.approvals,
+        ).routes()
+
+    async def start(self, core: DelegationCore, stack: contextlib.AsyncExitStack) -> A2AParts:
+        settings = core.settings
+        upstreams = A2AUpstreams(
+            core.fetcher,
+            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+            stream_idle_seconds=settings.stream_idle_seconds,
+            max_response_bytes=settings.upstream_max_bytes,
+            max_stream_bytes=settings.stream_max_bytes,
+        )
+        stack.push_async_callback(upstreams.aclose)
+        front_door = FrontDoorParts(
+            delegations=core.delegations,
+            tasks=core.tasks,
+            upstreams=upstreams,
+            default_timeout_seconds=settings.upstream_timeout_seconds,
+            stream_limits=StreamLimits(max_seconds=settings.stream_max_seconds),
+            signing_key=core.keys.active_key,
+            public_url=settings.effective_public_url,
+            token_endpoint=settings.token_endpoint,
+            version=self.version,
+            fetcher=core.fetcher,
+            push=core.push,
+            resilience=core.resilience,
+        )
+        vendor_http = UpstreamHTTP(
+            core.fetcher.policy,
+            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+            idle_timeout_seconds=settings.stream_idle_seconds,
+            max_response_bytes=settings.upstream_max_bytes,
+            max_stream_bytes=settings.stream_max_bytes,
+        )
+        stack.push_async_callback(vendor_http.aclose)
+        vendors = VendorAgents(
+            SqlVendorStore(core.engine, core.agents),
+            core.agents,
+            vendor_http,
+            public_url=settings.effective_public_url,
+            sealing_secret=settings.sealing_secret,
+            secrets=settings.secrets,
+        )
+
+        async def idempotent(agent_id: str, skill: str | None) -> bool:
+            call = await vendors.store.get(agent_id)
+            return call is not None and any(
+                s.id == skill and s.idempotent for s in call.config.skills
+            )
+
+        # One runner for every gateway-run task: vendor calls, and approved calls.
+        execute = ApprovalExecution(
+            lambda: front_door, core.approvals, self.handler_for
+        ).dispatching(VendorExecution(lambda: front_door, self.gateway_run))
+        runner = TaskRunner(
+            core.engine,
+            core.tasks,
+            lambda: execute,
+            lease_seconds=settings.gateway_run_lease_seconds,
+            idempotent=idempotent,
+        )
+        stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
+        self._parts = A2AParts(
+            front_door=front_door,
+            gateway_run=GatewayRun(vendors, runner),
+            desk=ApprovalDesk(lambda: front_door, ApprovalParts(core.approvals, runner)),
+        )
+        return self._parts

@@ -1,0 +1,210 @@
+"""The delegation core's start-up: what every door delegates through.
+
+Built once per process by `gateway.app`'s lifespan, torn down by the exit
+stack it is given (callbacks run in reverse: the background jobs are cancelled
+before the pools they use are closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.approvals import Approvals
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.breaker import Breakers, BreakerSettings
+from gateway.delegation.handoffs import Resilience
+from gateway.delegation.keystore import KeyStore
+from gateway.delegation.pipeline import Delegations
+from gateway.delegation.push import PushRelays
+from gateway.delegation.replay import replay_cache
+from gateway.delegation.retry import RetrySettings
+from gateway.delegation.tasks import TaskRecords
+from gateway.delegation.token_exchange import TokenExchange
+from gateway.settings import Settings
+from policies.delegation import DelegatedTokenMinter
+from policies.jwks import RemoteJwks
+from policies.policy_file import PolicySource
+from policies.tokens import TokenVerifier, TrustedIssuer
+from registry.credentials import SqlCredentialStore
+from registry.fetch import FetchLimits, SafeFetcher
+from registry.health import HealthChecker
+from registry.mcp_store import SqlMcpStore
+from registry.service import RegistryService
+from registry.ssrf import AddressPolicy
+from registry.store import SqlAgentStore
+
+logger = logging.getLogger(__name__)
+
+Job = tuple[str, Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class DelegationCore:
+    """The registry, identity and delegation parts every door shares."""
+
+    settings: Settings
+    engine: AsyncEngine
+    keys: KeyStore
+    verifier: TokenVerifier
+    fetcher: SafeFetcher
+    agents: SqlAgentStore
+    registry: RegistryService
+    health: HealthChecker
+    credentials: SqlCredentialStore
+    mcp_servers: SqlMcpStore
+    audit: AuditLog
+    minter: DelegatedTokenMinter
+    delegations: Delegations
+    resilience: Resilience
+    tasks: TaskRecords
+    push: PushRelays
+    approvals: Approvals
+    token_exchange: TokenExchange
+
+    def jobs(self) -> list[Job]:
+        """What runs for the app's whole life, in the order it is started."""
+        return [
+            ("health-checker", self.health.run_forever()),
+            ("audit-writer", self.audit.run_forever()),
+            ("policy-reloader", _reload_policy(self.delegations, self.settings)),
+        ]
+
+
+async def start(
+    settings: Settings, engine: AsyncEngine, stack: contextlib.AsyncExitStack
+) -> DelegationCore:
+    keys = KeyStore(engine, settings.sealing_secret, settings.key_recheck_seconds)
+    await keys.active_key()
+    verifier = _verifier(settings, keys, stack)
+    fetcher = SafeFetcher(
+        AddressPolicy.from_cidrs(settings.ssrf_allow_cidrs, allow_loopback=settings.dev),
+        FetchLimits(
+            timeout_seconds=settings.fetch_timeout_seconds,
+            max_bytes=settings.fetch_max_bytes,
+            max_redirects=settings.fetch_max_redirects,
+        ),
+    )
+    stack.push_async_callback(fetcher.aclose)
+    store = SqlAgentStore(engine)
+    checker = HealthChecker(
+        store,
+        fetcher,
+        interval_seconds=settings.health_check_interval_seconds,
+        failure_threshold=settings.health_failure_threshold,
+        success_threshold=settings.health_success_threshold,
+        concurrency=settings.health_check_concurrency,
+    )
+    audit_log = AuditLog(engine, settings.audit_flush_seconds)
+    stack.push_async_callback(audit_log.close)  # runs after the writer task is cancelled
+    replay = replay_cache(settings.redis_url)
+    stack.push_async_callback(replay.aclose)
+    minter = DelegatedTokenMinter(
+        keys, settings.effective_public_url, ttl_seconds=settings.delegated_token_ttl_seconds
+    )
+    delegations = Delegations(
+        store,
+        PolicySource(settings.policy_file),
+        minter,
+        audit_log,
+        max_depth=settings.max_delegation_depth,
+    )
+    credentials = SqlCredentialStore(engine)
+    mcp_servers = SqlMcpStore(engine)
+    return DelegationCore(
+        settings=settings,
+        engine=engine,
+        keys=keys,
+        verifier=verifier,
+        fetcher=fetcher,
+        agents=store,
+        registry=RegistryService(store, fetcher),
+        health=checker,
+        credentials=credentials,
+        mcp_servers=mcp_servers,
+        audit=audit_log,
+        minter=minter,
+        delegations=delegations,
+        resilience=_resilience(settings),
+        tasks=TaskRecords(engine),
+        push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
+        approvals=Approvals(engine, audit_log),
+        token_exchange=TokenExchange(
+            delegations=delegations,
+            agents=store,
+            credentials=credentials,
+            verifier=verifier,
+            replay=replay,
+            audit=audit_log,
+            issuer=settings.effective_public_url,
+            token_endpoint=settings.token_endpoint,
+            leeway_seconds=settings.token_leeway_seconds,
+            mcp_servers=mcp_servers,
+        ),
+    )
+
+
+def _verifier(
+    settings: Settings, keys: KeyStore, stack: contextlib.AsyncExitStack
+) -> TokenVerifier:
+    """The gateway itself as an issuer, then every issuer the operator trusts."""
+    jwks_client = httpx.AsyncClient(timeout=5.0, trust_env=False)
+    stack.push_async_callback(jwks_client.aclose)
+    return TokenVerifier(
+        [
+            TrustedIssuer(
+                issuer=settings.effective_public_url,
+                keys=keys,
+                audience=settings.effective_resource_id,
+                accept_dev_tokens=settings.dev,
+            ),
+            *(
+                TrustedIssuer(
+                    issuer=i.issuer,
+                    keys=RemoteJwks(
+                        i.jwks_url,
+                        jwks_client,
+                        cache_seconds=settings.jwks_cache_seconds,
+                        min_refetch_seconds=settings.jwks_min_refetch_seconds,
+                    ),
+                    audience=i.audience or settings.effective_resource_id,
+                    accepted_types=frozenset(i.accepted_types),
+                )
+                for i in settings.trusted_issuers
+            ),
+        ],
+        leeway_seconds=settings.token_leeway_seconds,
+    )
+
+
+def _resilience(settings: Settings) -> Resilience:
+    return Resilience(
+        Breakers(
+            BreakerSettings(
+                threshold=settings.breaker_failure_threshold,
+                cooldown_seconds=settings.breaker_cooldown_seconds,
+            )
+        ),
+        RetrySettings(
+            attempts=settings.retry_max_attempts,
+            base_delay_seconds=settings.retry_base_delay_seconds,
+            max_delay_seconds=settings.retry_max_delay_seconds,
+        ),
+    )
+
+
+async def _reload_policy(delegations: Delegations, settings: Settings) -> None:
+    source = delegations.policy
+    while True:
+        await asyncio.sleep(settings.policy_reload_seconds)
+        try:
+            source.reload_if_changed()
+        except Exception:  # pragma: no cover - never let the reloader die
+            logger.exception("policy reload check failed")

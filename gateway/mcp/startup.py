@@ -1,0 +1,66 @@
+"""The MCP federation's start-up: the live upstream connections and the
+federation over them (`gateway.mcp.front` serves it at `/mcp`)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from adapters.mcp import UpstreamTimings
+from gateway.delegation.startup import DelegationCore, Job
+from gateway.mcp.federation import FederationSettings, McpFederation
+from gateway.mcp.upstreams import McpUpstreams, UpstreamLimits
+
+
+@dataclass(frozen=True)
+class McpParts:
+    federation: McpFederation
+
+    def jobs(self) -> list[Job]:
+        return [("mcp-upstreams", self.federation.upstreams.run_forever())]
+
+
+async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpParts:
+    settings = core.settings
+    federation: McpFederation | None = None
+
+    def tools_changed() -> None:
+        if federation is not None:
+            federation.invalidate()
+
+    upstreams = McpUpstreams(
+        core.mcp_servers,
+        core.fetcher.policy,
+        core.minter,
+        secret=settings.sealing_secret,
+        limits=UpstreamLimits(
+            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+            call_timeout_seconds=settings.upstream_timeout_seconds,
+            max_response_bytes=settings.upstream_max_bytes,
+        ),
+        timings=UpstreamTimings(
+            connect_seconds=settings.mcp_connect_timeout_seconds,
+            probe_seconds=settings.mcp_probe_seconds,
+            call_seconds=settings.upstream_timeout_seconds,
+            reconnect_max_seconds=settings.mcp_reconnect_max_seconds,
+        ),
+        reconcile_seconds=settings.mcp_reconcile_seconds,
+        on_change=tools_changed,
+        passthrough=settings.mcp_passthrough,
+    )
+    stack.push_async_callback(upstreams.aclose)  # after the reconciler task is cancelled
+    federation = McpFederation(
+        core.mcp_servers,
+        upstreams,
+        core.delegations,
+        core.fetcher,
+        FederationSettings(
+            stdio_commands=settings.stdio_command_lines,
+            auto_approve_new_tools=settings.mcp_auto_approve_new_tools,
+            sealing_secret=settings.sealing_secret,
+            connect_timeout_seconds=settings.mcp_connect_timeout_seconds,
+            default_timeout_seconds=settings.upstream_timeout_seconds,
+        ),
+        core.resilience,
+    )
+    return McpParts(federation)

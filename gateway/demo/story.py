@@ -79,7 +79,7 @@ class Demo:
     support_gw: Any = None
 
     def token(self, subject: str, scopes: str) -> str:
-        from gateway.cli import issue_dev_token
+        from gateway.delegation.dev_tokens import issue_dev_token
 
         assert self.settings is not None
         return issue_dev_token(self.settings, subject, frozenset(scopes.split()), 3600)

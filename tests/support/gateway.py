@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from gateway.app import create_app
-from gateway.cli import issue_dev_token
+from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.delegation.keystore import load_active_key
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE

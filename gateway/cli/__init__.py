@@ -1,0 +1,50 @@
+"""`switchboard` command line: serve, demo, db, token, agents, mcp, keys, policy,
+audit, approvals -- one module per command group.
+
+Admin commands talk to the running gateway over its HTTP API, like any other
+client; only `serve`, `db upgrade`, `keys` and `token issue` touch the
+database, and `policy check` only reads a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from gateway.cli import agents, approvals, audit, demo, keys, mcp, policy, serve, tokens
+from gateway.cli.common import CliError
+from gateway.settings import ConfigError
+from policies.keys import KeySealError
+
+# In the order `switchboard --help` lists them.
+GROUPS = (serve, demo, tokens, agents, mcp, keys, policy, audit, approvals)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.run(args)
+        return result
+    except (CliError, ConfigError, KeySealError) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"switchboard: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="A2A/MCP interoperability gateway"
+    )
+    commands = parser.add_subparsers(title="commands")
+    for group in GROUPS:
+        group.register(commands)
+    return parser

@@ -1,0 +1,108 @@
+"""`switchboard agents`: the agent registry, over the gateway's HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.common import (
+    CliError,
+    call,
+    gateway_options,
+    print_json,
+)
+
+
+def register(commands: Any) -> None:
+    agents = commands.add_parser("agents", help="manage registered agents").add_subparsers(
+        title="agents commands"
+    )
+    add = agents.add_parser(
+        "add", help="register an agent by card URL (or --file for an inline card)"
+    )
+    add.add_argument("url", nargs="?", help="the agent's base URL or full card URL")
+    add.add_argument("--file", type=Path, help="register this card JSON inline instead")
+    add.add_argument("--id", help="slug to register under (default: from the card's name)")
+    add.add_argument(
+        "--resource", help="audience of tokens minted for it (default: its first interface URL)"
+    )
+    add.set_defaults(run=_agents_add)
+    lister = agents.add_parser("list", help="list / search agents")
+    lister.add_argument("--q", help="free text over names, descriptions and skills")
+    lister.add_argument("--skill")
+    lister.add_argument("--tag")
+    lister.add_argument("--limit", type=int, default=50)
+    lister.add_argument("--cursor", help="continue a previous listing")
+    lister.set_defaults(run=_agents_list)
+    show = agents.add_parser("show", help="show one agent")
+    show.add_argument("id")
+    show.set_defaults(run=_agents_show)
+    remove = agents.add_parser("remove", help="remove an agent")
+    remove.add_argument("id")
+    remove.set_defaults(run=_agents_remove)
+    creds = agents.add_parser(
+        "credentials", help="issue the credential an agent uses at /oauth/token"
+    )
+    creds.add_argument("id")
+    creds.add_argument("--jwks", type=Path, help="the agent's public JWKS (private_key_jwt)")
+    creds.set_defaults(run=_agents_credentials)
+    gateway_options(add)
+    gateway_options(lister)
+    gateway_options(show)
+    gateway_options(remove)
+    gateway_options(creds)
+
+
+def _agents_add(args: argparse.Namespace) -> int:
+    if bool(args.url) == bool(args.file):
+        raise CliError("give a URL or --file, not both")
+    body: dict[str, Any] = (
+        {"card_url": args.url} if args.url else {"card": json.loads(args.file.read_text())}
+    )
+    if args.id:
+        body["id"] = args.id
+    if args.resource:
+        body["resource"] = args.resource
+    print_json(call(args, "POST", "/agents", json=body).json())
+    return 0
+
+
+def _agents_list(args: argparse.Namespace) -> int:
+    wanted = {"q": args.q, "skill": args.skill, "tag": args.tag, "cursor": args.cursor}
+    params = {k: v for k, v in wanted.items() if v}
+    params["limit"] = str(args.limit)
+    page = call(args, "GET", "/agents", params=params).json()
+    for agent in page["items"]:
+        skills = ", ".join(s["id"] for s in agent["skills"])
+        print(
+            f"{agent['id']:<24} {agent['health']['status']:<9} {agent['signature']['status']:<8} "
+            f"A2A {agent['protocol_version']:<4} {agent['name']}  [{skills}]"
+        )
+    if page.get("next_cursor"):
+        print(f"(more: --cursor {page['next_cursor']})")
+    return 0
+
+
+def _agents_show(args: argparse.Namespace) -> int:
+    print_json(call(args, "GET", f"/agents/{args.id}").json())
+    return 0
+
+
+def _agents_remove(args: argparse.Namespace) -> int:
+    call(args, "DELETE", f"/agents/{args.id}")
+    print(f"removed {args.id}")
+    return 0
+
+
+def _agents_credentials(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"method": "client_secret"}
+    if args.jwks:
+        body = {"method": "private_key_jwt", "jwks": json.loads(args.jwks.read_text())}
+    info = call(args, "POST", f"/agents/{args.id}/credentials", json=body).json()
+    print_json(info)
+    if info.get("client_secret"):
+        print("store the client_secret now: it is not shown again", file=sys.stderr)
+    return 0

@@ -1,0 +1,64 @@
+"""`switchboard approvals`: calls waiting for a human, over the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gateway.cli.common import (
+    call,
+    gateway_options,
+    print_json,
+)
+
+
+def register(commands: Any) -> None:
+    approvals = commands.add_parser(
+        "approvals", help="calls waiting for a human's approval"
+    ).add_subparsers(title="approvals commands")
+    approvals_list = approvals.add_parser("list", help="pending first, then decided")
+    approvals_list.add_argument("--state", choices=["pending", "approved", "rejected", "withdrawn"])
+    approvals_list.add_argument("--agent", help="the target agent or MCP server")
+    approvals_list.add_argument("--user", help="who asked (subject)")
+    approvals_list.add_argument("--limit", type=int, default=50)
+    approvals_list.set_defaults(run=_approvals_list)
+    approvals_show = approvals.add_parser("show", help="who asked, for what, and why")
+    approvals_show.add_argument("id")
+    approvals_show.set_defaults(run=_approvals_show)
+    approvals_decide = []
+    for verb in ("approve", "reject"):
+        decide = approvals.add_parser(verb, help=f"{verb} a pending call")
+        decide.add_argument("id")
+        decide.add_argument("--reason", help="recorded, and shown to the requester")
+        decide.set_defaults(run=_approvals_decide, decision=verb)
+        approvals_decide.append(decide)
+    for sub in (approvals_list, approvals_show, *approvals_decide):
+        gateway_options(sub)
+
+
+def _approvals_list(args: argparse.Namespace) -> int:
+    wanted = {"state": args.state, "agent": args.agent, "user": args.user}
+    params = {k: v for k, v in wanted.items() if v}
+    params["limit"] = str(args.limit)
+    page = call(args, "GET", "/approvals", params=params).json()
+    for item in page["items"]:
+        action = item["tool"] or item["action"] or "-"
+        print(
+            f"{item['id']:<36} {item['state']:<9} {item['created_at'][:19]}  "
+            f"{item['requested_by']['subject']} -> {item['target']} {action}"
+        )
+    if not page["items"]:
+        print("no approvals")
+    return 0
+
+
+def _approvals_show(args: argparse.Namespace) -> int:
+    print_json(call(args, "GET", f"/approvals/{args.id}").json())
+    return 0
+
+
+def _approvals_decide(args: argparse.Namespace) -> int:
+    body = {"decision": args.decision, "reason": args.reason}
+    decided = call(args, "POST", f"/approvals/{args.id}", json=body).json()
+    print(f"{decided['state']} {decided['id']}")
+    return 0

@@ -1,0 +1,39 @@
+"""`switchboard demo`: the gateway, three sample agents and one story across them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.common import (
+    CliError,
+)
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="start the gateway and three sample agents, and play a cross-vendor delegation",
+    )
+    demo.add_argument(
+        "--data-dir", type=Path, help="keep the gateway's data here (default: a temp dir)"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave everything running afterwards, to explore"
+    )
+    demo.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.servers import DemoError
+    from gateway.demo.story import run
+
+    try:
+        return run(args.data_dir, args.keep, lambda line: print(line, flush=True))
+    except DemoError as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        print("switchboard demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130

@@ -1,0 +1,73 @@
+"""`switchboard keys`: the gateway's signing keys, in its database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from gateway.cli.common import (
+    CliError,
+    settings_of,
+    settings_options,
+)
+from gateway.delegation.keystore import KeyStore
+from gateway.storage import db
+
+
+def register(commands: Any) -> None:
+    keys = commands.add_parser("keys", help="the gateway's signing keys").add_subparsers(
+        title="keys commands"
+    )
+    rotate = keys.add_parser("rotate", help="sign with a new key; keep the old one published")
+    settings_options(rotate)
+    rotate.add_argument(
+        "--retire-after",
+        type=int,
+        help="seconds the old key stays published (default: the longest delegated "
+        "token lifetime plus clock leeway and replica catch-up)",
+    )
+    rotate.set_defaults(run=_keys_rotate)
+    keys_list = keys.add_parser("list", help="keys that are published")
+    settings_options(keys_list)
+    keys_list.set_defaults(run=_keys_list)
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    retire_after = args.retire_after
+    if retire_after is None:
+        retire_after = (
+            settings.delegated_token_ttl_seconds
+            + settings.token_leeway_seconds
+            + settings.key_recheck_seconds
+            + 60
+        )
+    if retire_after < 0:
+        raise CliError("--retire-after must not be negative")
+
+    async def run() -> tuple[str, list[str]]:
+        async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
+            store = KeyStore(engine, settings.sealing_secret)
+            await store.active_key()  # opens the current key: a wrong secret fails here
+            key, old = await store.rotate(retire_after)
+            return key.kid, old
+
+    kid, old = asyncio.run(run())
+    print(f"signing with {kid}")
+    for retired in old:
+        print(f"{retired} stays published for {int(retire_after)} s, then retires")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+
+    async def run() -> list[Any]:
+        async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
+            return await KeyStore(engine, settings.sealing_secret).list_keys()
+
+    for info in asyncio.run(run()):
+        state = "active" if info.active else f"retires {info.retires_at:%Y-%m-%d %H:%M:%S}Z"
+        print(f"{info.kid}  {info.alg}  created {info.created_at:%Y-%m-%d %H:%M:%S}Z  {state}")
+    return 0

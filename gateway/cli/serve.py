@@ -1,0 +1,79 @@
+"""`switchboard serve` and `switchboard db upgrade`: the gateway process and its schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from gateway.cli.common import (
+    CliError,
+    settings_of,
+    settings_options,
+)
+from gateway.storage import db
+from policies.policy_file import PolicyError, load_policy
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the gateway")
+    settings_options(serve)
+    serve.add_argument(
+        "--dev", action="store_true", default=None, help="development mode (never in production)"
+    )
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+
+    database = commands.add_parser("db", help="database maintenance").add_subparsers(
+        title="db commands"
+    )
+    upgrade = database.add_parser("upgrade", help="apply pending schema migrations")
+    settings_options(upgrade)
+    upgrade.set_defaults(run=_db_upgrade)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = settings_of(args, dev=args.dev, host=args.host, port=args.port)
+    problems = settings.insecurities()
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise CliError(
+            f"refusing to start with insecure settings:\n{lines}\n(use --dev for local development)"
+        )
+    if settings.policy_file is not None:
+        # Fail here with the file and line, not in the lifespan with a traceback.
+        try:
+            load_policy(settings.policy_file)
+        except PolicyError as exc:
+            raise CliError(f"the policy file cannot be used:\n{exc}") from None
+    if settings.dev:
+        print(
+            "switchboard: DEV MODE - dev tokens accepted, loopback agents allowed", file=sys.stderr
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+
+    async def run() -> None:
+        async with db.migrated(settings.effective_database_url, settings.sealing_secret):
+            pass
+
+    asyncio.run(run())
+    print("database is up to date")
+    return 0

@@ -1,0 +1,52 @@
+"""`switchboard token issue`: a token from the dev issuer."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from gateway.cli.common import (
+    CliError,
+    settings_of,
+    settings_options,
+)
+from gateway.delegation.dev_tokens import issue_dev_token
+from policies.scopes import ScopeSyntaxError, parse_scopes
+
+_TTL = re.compile(r"^(\d+)([smhd]?)$")
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DEV_TOKEN_TTL = 30 * 86400
+
+
+def register(commands: Any) -> None:
+    token = commands.add_parser("token", help="tokens").add_subparsers(title="token commands")
+    issue = token.add_parser(
+        "issue", help="print a token from the dev issuer (accepted only by a --dev gateway)"
+    )
+    settings_options(issue)
+    issue.add_argument("--sub", required=True, help="the user the token speaks for")
+    issue.add_argument(
+        "--scope", default="", help='space-separated scopes, e.g. "crm:read orders:write"'
+    )
+    issue.add_argument("--ttl", default="1h", help="lifetime: 3600, 30m, 1h, 2d (default 1h)")
+    issue.set_defaults(run=_token_issue)
+
+
+def parse_ttl(value: str) -> int:
+    match = _TTL.match(value.strip())
+    if not match:
+        raise CliError(f"--ttl {value!r}: use seconds or a number with s, m, h or d")
+    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    if not 0 < seconds <= MAX_DEV_TOKEN_TTL:
+        raise CliError(f"--ttl must be between 1s and {MAX_DEV_TOKEN_TTL // 86400}d")
+    return seconds
+
+
+def _token_issue(args: argparse.Namespace) -> int:
+    try:
+        scopes = parse_scopes(args.scope)
+    except ScopeSyntaxError as exc:
+        raise CliError(str(exc)) from None
+    print(issue_dev_token(settings_of(args), args.sub, scopes, parse_ttl(args.ttl)))
+    return 0

@@ -9,7 +9,7 @@ pinning and table); this adds the `gateway` leg: `switchboard serve --dev`
 on SQLite with everything on -- bearer authentication, the policy decision,
 a minted token per call (cached), the task/ownership checks and the audit
 record -- with the agent registered through the CLI and a dev user token on
-every request. DESIGN.md's targets: >= 0.6x the aiohttp forwarder's req/s at
+every request. docs/architecture.md's targets: >= 0.6x the aiohttp forwarder's req/s at
 32 connections, and <= 1 ms added p50 at 1 connection.
 """
 

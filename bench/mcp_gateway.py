@@ -12,7 +12,7 @@ the same code for both legs; only the URL (and the bearer token) differ.
 Unless `--no-pin`, the load generator and the upstream share one CPU and the
 gateway has another (LAYOUT), as `bench.a2a_forwarding` places its legs. The
 gateway leg pays for authentication, the policy decision, a minted token, the
-approval check, the audit record and a second MCP hop. DESIGN.md's target:
+approval check, the audit record and a second MCP hop. docs/architecture.md's target:
 through the gateway >= 0.5x the direct calls/s. Ratios are taken in the same
 run, per revision and caller count.
 

@@ -4,7 +4,7 @@
     python -m bench.registry_search --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
 
 Baseline, measured in the same run on the same store: a primary-key lookup
-(`get`). DESIGN.md target: registry search over 10,000 cards, p99 <= 10 ms.
+(`get`). docs/architecture.md target: registry search over 10,000 cards, p99 <= 10 ms.
 """
 
 from __future__ import annotations

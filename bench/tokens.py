@@ -4,7 +4,7 @@
 
 Baseline, measured in the same run: one bare ES256 signature with
 `cryptography` (what any JWT library pays at minimum). Rows are mean µs per
-operation and the ratio to that baseline. DESIGN.md: minting and verifying
+operation and the ratio to that baseline. docs/architecture.md: minting and verifying
 cost is amortised -- a cached mint should cost a small fraction of a signature.
 """
 

@@ -4,7 +4,7 @@ were the agent, in A2A 1.0 and 0.3, over JSON-RPC and HTTP+JSON.
 The protocol work is the official SDK's: its route factories parse the
 request (either version, either binding), validate it, and encode answers,
 errors and SSE streams; this module is the `RequestHandler` behind them. Each
-operation runs the one pipeline (DESIGN.md, "one delegated call"):
+operation runs the one pipeline (docs/architecture.md, "One delegated call"):
 
 1. `admit()` runs before the SDK sees the request: authenticate the caller,
    look up the agent, decide and mint (`Delegations.authorize`). A refusal is

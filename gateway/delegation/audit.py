@@ -1,7 +1,7 @@
 """The audit log: one record per decision, allow or deny.
 
 Records are buffered and written in batches by one background task, so a
-delegated call does not wait for its own INSERT (DESIGN.md performance: the
+delegated call does not wait for its own INSERT (docs/architecture.md, performance targets: the
 hot path pays for auth, policy, mint and audit). The buffer is flushed at
 least every `audit_flush_seconds`, when it reaches a batch, before every
 audit read, and at shutdown. A caller that outruns the database waits: the

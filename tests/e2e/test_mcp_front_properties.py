@@ -1,5 +1,5 @@
 """Property test: through `/mcp`, `tools/list` and `tools/call` make the same
-decision (DESIGN.md invariant) -- a user never sees a tool they cannot call,
+decision (docs/architecture.md, invariants) -- a user never sees a tool they cannot call,
 nor calls one they cannot see -- for random scope sets, in both revisions.
 
 One deployment serves every example; the policy mixes the rule kinds that

@@ -1,4 +1,4 @@
-"""Listings agree with calls, skill by skill (DESIGN.md, invariants).
+"""Listings agree with calls, skill by skill (docs/architecture.md, invariants).
 
 One gateway with a policy and cards that put rules on single skills: a
 policy `require` on one skill, an `approval` on another, a `*` rule denying

@@ -53,15 +53,18 @@ async def test_a_database_from_before_the_move_upgrades_to_the_same_schema(
     async with db.migrated(_copy_of_old_database(tmp_path), SECRET) as old:
         upgraded_schema = await _schema(old)
         upgraded_revision = await _revision(old)
-        keys = await KeyStore(old, SECRET).list_keys()
+        async with old.connect() as conn:
+            keys = (await conn.execute(text("SELECT count(*) FROM signing_keys"))).scalar()
         active = await KeyStore(old, SECRET).active_key()
     fresh_url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
     async with db.migrated(fresh_url, SECRET) as fresh:
         assert upgraded_schema == await _schema(fresh)
         assert upgraded_revision == await _revision(fresh)
-    # The two keys the old code made (one rotated out, one active) are read,
-    # and the active one is opened with the same secret.
-    assert len(keys) == 2
+    # The two keys the old code made (one rotated out, one active) are still
+    # there, and the active one is opened with the same secret. (Not through
+    # `list_keys`: the rotated-out key stops being published 400 s after it
+    # was made.)
+    assert keys == 2
     assert active.kid == ACTIVE_KID
 
 

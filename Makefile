@@ -1,5 +1,6 @@
 # Both entry points create (or reuse) .venv themselves, so they work on a fresh machine.
 PYTHON ?= python3
+PORT   ?= 8080
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -16,9 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/switchboard demo $(DEMO_ARGS)
 
-## run: the gateway on the embedded default (SQLite in ./data, dev mode, 127.0.0.1:8080)
+## run: the gateway on the embedded default (SQLite in ./data, dev mode, 127.0.0.1:8080; make run PORT=8181)
 run: $(STAMP)
-	$(BIN)/switchboard serve --dev --data-dir ./data --host 127.0.0.1 --port 8080
+	$(BIN)/switchboard serve --dev --data-dir ./data --host 127.0.0.1 --port $(PORT)
 
 ## test: the whole test suite (SQLite and the local PostgreSQL)
 test: $(STAMP)

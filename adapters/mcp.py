@@ -193,7 +193,7 @@ async def discover(
     except TimeoutError:
         raise UpstreamTimeout(f"{_where(spec)} did not answer within {deadline:g}s") from None
     except MCPError as exc:
-        raise UpstreamUnavailable(f"{_where(spec)}: {exc.error.message}") from None
+        raise UpstreamUnavailable(f"{_where(spec)}: {_not_mcp(exc)}") from None
     except Exception as exc:  # the SDK and transports raise many kinds; all mean "unreachable"
         raise UpstreamUnavailable(f"{_where(spec)}: {_describe(exc)}") from None
 
@@ -755,11 +755,26 @@ def _where(spec: UpstreamSpec) -> str:
     return f"MCP server {spec.server_id}"
 
 
+# What the SDK's Streamable HTTP client makes of an HTTP error answer that is
+# not JSON-RPC (mcp/client/streamable_http.py): it keeps no status code.
+_HTTP_ERROR_ANSWERS = ("Not Found", "Server returned an error response")
+
+
+def _not_mcp(exc: MCPError) -> str:
+    message = exc.error.message
+    if message in _HTTP_ERROR_ANSWERS:
+        return (
+            f"it answered an MCP request with an HTTP error ({message}), not JSON-RPC: "
+            "is this the server's Streamable HTTP endpoint (often ending in /mcp)?"
+        )
+    return message
+
+
 def _describe(exc: BaseException) -> str:
     """A short, safe description: the innermost error of an exception group."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, MCPError):
-        return exc.error.message
+        return _not_mcp(exc)
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -92,7 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
             await stack.enter_async_context(mcp_front.run())
             for name, job in (*core.jobs(), *mcp_parts.jobs(), *a2a_parts.jobs()):
                 stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
-            runstate.write(settings)
+            if runstate.write(settings):
+                stack.callback(runstate.remove, settings)
             freeze_startup_heap()
             logger.info("Switchboard ready at %s", settings.effective_public_url)
             yield

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shlex
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from registry.ssrf import NEVER_ALLOWED_NETWORKS
 
@@ -253,6 +256,19 @@ class Settings(BaseSettings):
     health_success_threshold: int = Field(default=2, ge=1)
     health_check_concurrency: int = Field(default=8, ge=1)
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition("://")[0].lower()
+        if scheme.split("+")[0] not in ("sqlite", "postgres", "postgresql"):
+            raise ValueError(
+                f"{scheme or value[:20]!r} is not a database the gateway runs on: "
+                "use sqlite:///path or postgresql://user@host:port/db"
+            )
+        return value
+
     @field_validator("ssrf_allow_cidrs")
     @classmethod
     def _cidrs_parse(cls, value: list[str]) -> list[str]:
@@ -304,6 +320,12 @@ class Settings(BaseSettings):
         token = _config_file.set(path)
         try:
             return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(_settings_problems(exc, path)) from None
+        except SettingsError as exc:
+            raise ConfigError(_source_problem(exc)) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
         finally:
             _config_file.reset(token)
 
@@ -331,7 +353,7 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return _with_async_driver(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"
 
     def insecurities(self) -> list[str]:
@@ -373,3 +395,54 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a URL host
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+# Settings whose values are never echoed back in an error.
+_SENSITIVE = ("secret", "key", "token", "password", "credential", "database_url", "redis_url")
+# Settings `switchboard serve` also takes as flags.
+_FLAGS = {"port": "--port", "host": "--host", "dev": "--dev", "data_dir": "--data-dir"}
+
+
+def _settings_problems(exc: ValidationError, config_file: Path | None) -> str:
+    """One line per bad setting: which, why, where it can come from."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            where = f" in {config_file}" if config_file else ""
+            lines.append(f"unknown setting {name!r}{where} (docs/configuration.md lists them)")
+            continue
+        given = ""
+        if not any(word in name for word in _SENSITIVE) and "input" in error:
+            given = f" (given {str(error['input'])[:60]!r})"
+        top = str(error["loc"][0]) if error["loc"] else name
+        flag = f"{_FLAGS[top]}, " if top in _FLAGS else ""
+        sources = f"{flag}SWITCHBOARD_{top.upper()}" + (
+            f" or {config_file}" if config_file else " or the config file"
+        )
+        lines.append(f"setting {name!r}: {error['msg']}{given}; set by {sources}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _source_problem(exc: SettingsError) -> str:
+    """pydantic-settings names the field and source but not the variable."""
+    match = re.search(r'field "([^"]+)" from source "(\w+)"', str(exc))
+    if match is None:
+        return f"invalid settings: {exc}"
+    field, source = match.groups()
+    if source == "EnvSettingsSource":
+        return (
+            f"SWITCHBOARD_{field.upper()}: not a valid value for {field!r} "
+            "(structured settings are JSON, e.g. "
+            'SWITCHBOARD_TRUSTED_ISSUERS=\'[{"issuer": "https://...", "jwks_url": "https://..."}]\')'
+        )
+    return f"setting {field!r} from {source}: not a valid value"
+
+
+def _with_async_driver(url: str) -> str:
+    """`postgres://` and `postgresql://` (what most tools print) name the async
+    driver the gateway uses, as `sqlite://` does; an explicit driver is kept."""
+    scheme, sep, rest = url.partition("://")
+    driver = {"postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg"}.get(scheme)
+    driver = driver or {"sqlite": "sqlite+aiosqlite"}.get(scheme)
+    return f"{driver}{sep}{rest}" if driver and sep else url

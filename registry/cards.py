@@ -73,12 +73,19 @@ def parse_card(raw: Any) -> ParsedCard:
         raise CardInvalid(
             [FieldError("card", f"cannot be canonicalised (RFC 8785): {exc}")]
         ) from None
+    shape = _shape_errors(raw)
+    if shape:
+        raise CardInvalid(shape)
     try:
         card = parse_agent_card(copy.deepcopy(raw))
     except ParseError as exc:
+        if str(exc).startswith("Invalid agent card structure"):
+            # The SDK's text is Python's (e.g. "'str' object has no attribute
+            # 'pop'"): it names no field and says nothing a registrant can use.
+            raise CardInvalid([FieldError("card", _WRONG_TYPES)]) from None
         raise CardInvalid([FieldError(_parse_error_field(str(exc)), str(exc))]) from None
-    except (TypeError, AttributeError, ValueError) as exc:
-        raise CardInvalid([FieldError("card", f"invalid structure: {exc}")]) from None
+    except (TypeError, AttributeError, ValueError):
+        raise CardInvalid([FieldError("card", _WRONG_TYPES)]) from None
     errors = _required_field_errors(card) + _own_rules(card)
     if errors:
         raise CardInvalid(errors)
@@ -89,6 +96,55 @@ def parse_card(raw: Any) -> ParsedCard:
         protocol_version=version,
         digest=digest,
     )
+
+
+_WRONG_TYPES = "a field has the wrong type for an A2A agent card (see the A2A card schema)"
+# The JSON type of each top-level card field that holds structure, for both
+# versions (A2A 1.0 §4.4.1 AgentCard; 0.3 adds url, preferredTransport, ...).
+_OBJECT_LISTS = ("skills", "supportedInterfaces", "additionalInterfaces", "signatures")
+_OBJECTS = ("capabilities", "securitySchemes", "provider")
+_STRING_LISTS = ("defaultInputModes", "defaultOutputModes")
+_STRINGS = ("name", "description", "version", "url", "protocolVersion", "preferredTransport")
+
+
+def _shape_errors(raw: dict[str, Any]) -> list[FieldError]:
+    """Fields whose JSON type is wrong, each named, before the SDK parses the card."""
+    errors: list[FieldError] = []
+
+    def wrong(field: str, expected: str, value: Any) -> None:
+        errors.append(FieldError(field, f"must be {expected}, not {_json_type(value)}"))
+
+    for field in _OBJECT_LISTS:
+        if field in raw:
+            value = raw[field]
+            if not isinstance(value, list):
+                wrong(field, "a list of objects", value)
+                continue
+            for i, item in enumerate(value):
+                if not isinstance(item, dict):
+                    wrong(f"{field}[{i}]", "an object", item)
+    for field in _OBJECTS:
+        if field in raw and not isinstance(raw[field], dict):
+            wrong(field, "an object", raw[field])
+    for field in _STRING_LISTS:
+        value = raw.get(field)
+        if field in raw and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            wrong(field, "a list of strings", value)
+    for field in _STRINGS:
+        if field in raw and not isinstance(raw[field], str):
+            wrong(field, "a string", raw[field])
+    return errors
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    kinds = {str: "a string", list: "a list", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def detect_protocol_version(raw: dict[str, Any]) -> str:

@@ -128,7 +128,7 @@ class SafeFetcher:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise FetchFailed(f"{url}: {type(exc).__name__}") from None
+            raise FetchFailed(f"{url}: {_transport_failure(exc)}") from None
         try:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
@@ -141,7 +141,7 @@ class SafeFetcher:
                     raise FetchFailed(f"{url}: body larger than {self.limits.max_bytes} bytes")
                 chunks.append(chunk)
         except httpx.HTTPError as exc:
-            raise FetchFailed(f"{url}: {type(exc).__name__}") from None
+            raise FetchFailed(f"{url}: {_transport_failure(exc)}") from None
         finally:
             await response.aclose()
         return response.status_code, response.headers, b"".join(chunks)
@@ -214,3 +214,30 @@ async def _resolve(hostname: str, port: int) -> list[IPAddress]:
     if not addresses:
         raise FetchFailed(f"{hostname} resolved to no address")
     return addresses
+
+
+def _transport_failure(exc: httpx.HTTPError) -> str:
+    """What failed, in words: not the client library's class name, and not the
+    connector's own text (aiohttp says "ssl:default" for a plain-http URL)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, httpx.ConnectError):
+        refused = any(
+            isinstance(c, ConnectionRefusedError) or "refused" in str(c).lower()
+            for c in _chain(exc)
+        )
+        return "connection refused: nothing listens there" if refused else "could not connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for the answer"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return "the connection was closed before a whole answer came"
+    return "the request failed"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

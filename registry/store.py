@@ -151,10 +151,27 @@ class SqlAgentStore:
                 if also is not None:
                     await also(conn)
         except IntegrityError:
-            raise AgentConflict(agent.id) from None
+            raise AgentConflict(await self._conflict(agent)) from None
         record = await self.get(agent.id)
         assert record is not None
         return record
+
+    async def _conflict(self, agent: NewAgent) -> str:
+        """Which registered agent holds the id, card URL or resource ``agent`` wants."""
+        async with self._engine.connect() as conn:
+            for column, value, what in (
+                (agents.c.id, agent.id, "the id"),
+                (agents.c.card_url, agent.card_url, "the card URL"),
+                (agents.c.resource, agent.resource, "the resource"),
+            ):
+                if value is None:
+                    continue
+                holder = (
+                    await conn.execute(select(agents.c.id).where(column == value))
+                ).scalar()
+                if holder is not None:
+                    return f"agent {holder!r} already has {what} {value}"
+        return f"{agent.id}: an agent with this id, card URL or resource exists"
 
     async def add_revision(
         self, agent_id: str, parsed: ParsedCard, signature: SignatureCheck

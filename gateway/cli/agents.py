@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from gateway.cli.common import (
     call,
     gateway_options,
     print_json,
+    read_document,
 )
 
 
@@ -57,11 +57,16 @@ def register(commands: Any) -> None:
 
 
 def _agents_add(args: argparse.Namespace) -> int:
-    if bool(args.url) == bool(args.file):
+    if args.url and args.file:
         raise CliError("give a URL or --file, not both")
-    body: dict[str, Any] = (
-        {"card_url": args.url} if args.url else {"card": json.loads(args.file.read_text())}
-    )
+    if not args.url and not args.file:
+        raise CliError("give the agent's URL, or --file with its card (JSON or YAML)")
+    body: dict[str, Any] = {"card_url": args.url}
+    if args.file:
+        card = read_document(args.file, "--file")
+        if not isinstance(card, dict):
+            raise CliError(f"--file {args.file}: an agent card is a JSON object, not {_kind(card)}")
+        body = {"card": card}
     if args.id:
         body["id"] = args.id
     if args.resource:
@@ -100,9 +105,15 @@ def _agents_remove(args: argparse.Namespace) -> int:
 def _agents_credentials(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"method": "client_secret"}
     if args.jwks:
-        body = {"method": "private_key_jwt", "jwks": json.loads(args.jwks.read_text())}
+        body = {"method": "private_key_jwt", "jwks": read_document(args.jwks, "--jwks")}
     info = call(args, "POST", f"/agents/{args.id}/credentials", json=body).json()
     print_json(info)
     if info.get("client_secret"):
         print("store the client_secret now: it is not shown again", file=sys.stderr)
     return 0
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", type(None): "empty"}.get(
+        type(value), type(value).__name__
+    )

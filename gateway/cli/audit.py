@@ -15,6 +15,7 @@ from gateway.cli.common import (
     call,
     gateway_client,
     gateway_options,
+    output_file,
 )
 
 
@@ -87,6 +88,8 @@ def _audit_tail(args: argparse.Namespace) -> int:
 
 def _audit_export(args: argparse.Namespace) -> int:
     params = {**_audit_filters(args), "format": "jsonl"}
+    if args.out:
+        output_file(args.out, "--out")
     with gateway_client(args) as client:
         try:
             with client.stream("GET", "/audit", params=params) as response:

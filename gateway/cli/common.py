@@ -5,21 +5,121 @@ the running gateway like any other client of its API.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.settings import Settings
 from gateway.storage import runstate
 from policies.scopes import ADMIN_SCOPE
 
+T = TypeVar("T")
+
 
 class CliError(Exception):
     """One line for the user (what, where, what to do); `main` prints it, exit 2."""
+
+
+def read_document(path: Path, what: str) -> Any:
+    """A JSON (or, by its suffix, YAML) file the user named, or one line that
+    says what is wrong with it and where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"{what} {path}: is a directory; give a file") from None
+    except PermissionError:
+        raise CliError(f"{what} {path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{what} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise CliError(f"{what} {path}: {exc.strerror}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+            problem = getattr(exc, "problem", None) or "cannot be parsed"
+            raise CliError(f"{what} {path}:{where} not valid YAML ({problem})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"{what} {path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+        ) from None
+
+
+def output_file(path: Path, what: str) -> Path:
+    """Refuse, before any work is done, a file that cannot be written."""
+    if path.is_dir():
+        raise CliError(f"{what} {path}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise CliError(f"{what} {path}: the directory {path.parent} does not exist")
+    return path
+
+
+def database_problem(exc: BaseException, url: str) -> str:
+    """What went wrong reaching the database, without the password."""
+    try:
+        parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
+    except ArgumentError:
+        return f"the database URL is not a URL: {url.split('://')[0]}://..."
+    hint = "(set SWITCHBOARD_DATABASE_URL, e.g. postgresql://user@host:5432/db)"
+    if isinstance(exc, NoSuchModuleError):
+        return f"the database URL {shown} names an unsupported database {hint}"
+    chain = _causes(exc)
+    names = {type(c).__name__ for c in chain}
+    cause = next((c for c in chain if isinstance(c, OSError)), None)
+    if "InvalidCatalogNameError" in names:
+        return (
+            f"the database {parsed.database!r} does not exist on {parsed.host}:"
+            f"{parsed.port or 5432}: create it (createdb {parsed.database}) or fix the URL {hint}"
+        )
+    if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
+        return f"the database at {shown} refused the credentials {hint}"
+    if cause is not None or "CannotConnectNowError" in names:
+        return f"cannot connect to the database at {shown}: is it running? {hint}"
+    return f"the database at {shown} failed: {str(exc).splitlines()[0][:200]}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, what SQLAlchemy wrapped (``orig``) and their causes."""
+    chain: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(chain) < 16:
+        current = todo.pop()
+        if current is None or current in chain:
+            continue
+        chain.append(current)
+        todo += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return chain
+
+
+def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` (which uses the database); a database failure is one line."""
+    try:
+        return asyncio.run(work)
+    except (SQLAlchemyError, OSError) as exc:
+        raise CliError(database_problem(exc, settings.effective_database_url)) from None
+
+
+def dev_token(settings: Settings, subject: str, scopes: frozenset[str], ttl: int) -> str:
+    try:
+        return issue_dev_token(settings, subject, scopes, ttl)
+    except (SQLAlchemyError, OSError) as exc:
+        raise CliError(database_problem(exc, settings.effective_database_url)) from None
 
 
 def settings_options(p: argparse.ArgumentParser) -> None:
@@ -47,7 +147,7 @@ def gateway_client(args: argparse.Namespace) -> httpx.Client:
     if not token:
         # Local convenience: a short-lived admin token from the dev issuer. Only
         # a --dev gateway accepts it; any other answers 401 and says so.
-        token = issue_dev_token(settings, "switchboard-cli", frozenset({ADMIN_SCOPE}), 300)
+        token = dev_token(settings, "switchboard-cli", frozenset({ADMIN_SCOPE}), 300)
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from gateway.cli.common import (
     CliError,
+    on_database,
     settings_of,
     settings_options,
 )
@@ -53,7 +53,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
             key, old = await store.rotate(retire_after)
             return key.kid, old
 
-    kid, old = asyncio.run(run())
+    kid, old = on_database(settings, run())
     print(f"signing with {kid}")
     for retired in old:
         print(f"{retired} stays published for {int(retire_after)} s, then retires")
@@ -67,7 +67,7 @@ def _keys_list(args: argparse.Namespace) -> int:
         async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
             return await KeyStore(engine, settings.sealing_secret).list_keys()
 
-    for info in asyncio.run(run()):
+    for info in on_database(settings, run()):
         state = "active" if info.active else f"retires {info.retires_at:%Y-%m-%d %H:%M:%S}Z"
         print(f"{info.kid}  {info.alg}  created {info.created_at:%Y-%m-%d %H:%M:%S}Z  {state}")
     return 0

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 from gateway.cli.common import (
     CliError,
+    on_database,
     settings_of,
     settings_options,
 )
+from gateway.settings import Settings
 from gateway.storage import db
 from policies.policy_file import PolicyError, load_policy
 
@@ -24,7 +25,12 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="how much the server logs (default info)",
+    )
     serve.set_defaults(run=_serve)
 
     database = commands.add_parser("db", help="database maintenance").add_subparsers(
@@ -53,6 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
             load_policy(settings.policy_file)
         except PolicyError as exc:
             raise CliError(f"the policy file cannot be used:\n{exc}") from None
+    # Reach the database (and bring its schema up to date) before the server
+    # starts: an unreachable or missing database is one line, not a traceback
+    # from inside the lifespan.
+    on_database(settings, _upgrade(settings))
     if settings.dev:
         print(
             "switchboard: DEV MODE - dev tokens accepted, loopback agents allowed", file=sys.stderr
@@ -67,13 +77,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _upgrade(settings: Settings) -> None:
+    async with db.migrated(settings.effective_database_url, settings.sealing_secret):
+        pass
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-
-    async def run() -> None:
-        async with db.migrated(settings.effective_database_url, settings.sealing_secret):
-            pass
-
-    asyncio.run(run())
+    on_database(settings, _upgrade(settings))
     print("database is up to date")
     return 0

@@ -8,10 +8,10 @@ from typing import Any
 
 from gateway.cli.common import (
     CliError,
+    dev_token,
     settings_of,
     settings_options,
 )
-from gateway.delegation.dev_tokens import issue_dev_token
 from policies.scopes import ScopeSyntaxError, parse_scopes
 
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
@@ -48,5 +48,5 @@ def _token_issue(args: argparse.Namespace) -> int:
         scopes = parse_scopes(args.scope)
     except ScopeSyntaxError as exc:
         raise CliError(str(exc)) from None
-    print(issue_dev_token(settings_of(args), args.sub, scopes, parse_ttl(args.ttl)))
+    print(dev_token(settings_of(args), args.sub, scopes, parse_ttl(args.ttl)))
     return 0

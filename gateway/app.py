@@ -25,6 +25,7 @@ from gateway.api import (
     credentials,
     health,
     mcp_servers,
+    metrics,
     oauth,
     policies,
     vendor_agents,
@@ -41,6 +42,7 @@ from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.as_a2a import McpAgents
 from gateway.mcp.federation import McpFederation
 from gateway.mcp.front import McpFront
+from gateway.observability import startup as observability
 from gateway.settings import Settings
 from gateway.storage import db, runstate
 
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await a2a_door.start(core, stack)
             mcp_parts = await mcp.start(core, stack)
+            observed = observability.start(settings, core, stack)
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,
@@ -80,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
                 mcp=mcp_parts.federation,
                 vendors=a2a_parts.gateway_run.vendors,
                 approvals=a2a_parts.desk,
+                metrics=observed.metrics,
             )
             RequestAuth(settings, core.verifier).install(app)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)
@@ -90,7 +94,8 @@ def create_app(settings: Settings) -> FastAPI:
             # FastAPI never runs a mounted app's lifespan: the MCP session
             # manager runs here, for the app's whole life.
             await stack.enter_async_context(mcp_front.run())
-            for name, job in (*core.jobs(), *mcp_parts.jobs(), *a2a_parts.jobs()):
+            jobs = (*core.jobs(), *mcp_parts.jobs(), *a2a_parts.jobs(), *observed.jobs())
+            for name, job in jobs:
                 stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
             if runstate.write(settings):
                 stack.callback(runstate.remove, settings)
@@ -116,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
         mcp_servers.router,
         vendor_agents.router,
         approvals.router,
+        metrics.router,
     ):
         app.include_router(router)
     # First: routes are matched in order, and the A2A and MCP hot paths should

@@ -106,6 +106,21 @@ class Settings(BaseSettings):
     policy_reload_seconds: float = Field(default=1.0, gt=0)
     max_delegation_depth: int = Field(default=4, ge=1, le=16)
     delegated_token_ttl_seconds: int = Field(default=300, ge=10, le=300)
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a token (default: an admin token is needed).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve metrics on this port of `host` (not the main one), without a token.",
+    )
+    metrics_refresh_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often breaker, approval, task and pool gauges are read.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Shared state for replicas (assertion replay cache); in-process if unset.",

@@ -166,9 +166,7 @@ class SqlAgentStore:
             ):
                 if value is None:
                     continue
-                holder = (
-                    await conn.execute(select(agents.c.id).where(column == value))
-                ).scalar()
+                holder = (await conn.execute(select(agents.c.id).where(column == value))).scalar()
                 if holder is not None:
                     return f"agent {holder!r} already has {what} {value}"
         return f"{agent.id}: an agent with this id, card URL or resource exists"

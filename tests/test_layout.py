@@ -19,12 +19,14 @@ PACKAGES = ("gateway", "adapters", "registry", "policies")
 
 # Inside `gateway/`, the order of the layers, bottom first. A module may import
 # from its own layer and the layers below it, never above:
-# cli -> demo -> app -> api -> mcp -> a2a -> delegation -> http -> storage -> settings.
+# cli -> demo -> app -> api -> mcp -> a2a -> observability -> delegation -> http
+# -> storage -> settings.
 GATEWAY_LAYERS = (
     "gateway.settings",
     "gateway.storage",
     "gateway.http",
     "gateway.delegation",
+    "gateway.observability",
     "gateway.a2a",
     "gateway.mcp",
     "gateway.api",

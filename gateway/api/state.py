@@ -20,6 +20,7 @@ from gateway.delegation.pipeline import Delegations
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.mcp.federation import McpFederation
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from policies.tokens import TokenVerifier
 from registry.credentials import SqlCredentialStore
@@ -43,6 +44,7 @@ class AppState:
     mcp: McpFederation
     vendors: VendorAgents
     approvals: ApprovalDesk
+    metrics: GatewayMetrics
 
 
 def state_of(request: Request) -> AppState:

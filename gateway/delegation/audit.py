@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -131,8 +131,12 @@ class AuditLog:
         self._buffer: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        # Told of every event as it is recorded (metrics); must not block.
+        self.listeners: list[Callable[[AuditEvent], None]] = []
 
     async def record(self, event: AuditEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
         self._buffer.append(event.row())
         if len(self._buffer) >= _BATCH:
             await self.flush()  # back-pressure instead of unbounded memory

@@ -115,6 +115,10 @@ class Breakers:
     def state(self, upstream: str) -> BreakerState:
         return self._states.get(upstream, CLOSED)
 
+    def states(self) -> dict[str, BreakerState]:
+        """Every upstream whose breaker is not plainly closed (for metrics)."""
+        return dict(self._states)
+
     def check(self, upstream: str) -> None:
         """Raise `BreakerOpen` unless a call may go to ``upstream`` now."""
         state = self._states.get(upstream)

@@ -1,0 +1,40 @@
+"""Observability's start-up: metrics fed by the audit log, their gauges
+refreshed by a job, and (with `metrics_port`) their own HTTP server."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from prometheus_client import start_http_server
+
+from gateway.delegation.startup import DelegationCore, Job
+from gateway.observability.metrics import GatewayMetrics
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True)
+class ObservabilityParts:
+    metrics: GatewayMetrics
+    refresh_seconds: float
+
+    def jobs(self) -> list[Job]:
+        return [("metrics-refresh", self.metrics.run_forever(self.refresh_seconds))]
+
+
+def start(
+    settings: Settings,
+    core: DelegationCore,
+    stack: contextlib.ExitStack | contextlib.AsyncExitStack,
+) -> ObservabilityParts:
+    metrics = GatewayMetrics(core.engine, core.resilience.breakers)
+    core.audit.listeners.append(metrics.observe)
+    if settings.metrics_port is not None:
+        server, thread = start_http_server(
+            settings.metrics_port, addr=settings.host, registry=metrics.registry
+        )
+        # At exit, in this order: stop serving, close the socket, join.
+        stack.callback(thread.join, 5)
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
+    return ObservabilityParts(metrics, settings.metrics_refresh_seconds)

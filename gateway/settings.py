@@ -17,7 +17,7 @@ import re
 import shlex
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     policy_reload_seconds: float = Field(default=1.0, gt=0)
     max_delegation_depth: int = Field(default=4, ge=1, le=16)
     delegated_token_ttl_seconds: int = Field(default=300, ge=10, le=300)
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text for a terminal; json: one object per line, with the trace id.",
+    )
     metrics_public: bool = Field(
         default=False,
         description="Serve /metrics without a token (default: an admin token is needed).",

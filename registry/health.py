@@ -20,6 +20,7 @@ from registry.models import HealthStatus
 from registry.store import HealthTarget, SqlAgentStore
 
 logger = logging.getLogger(__name__)
+security = logging.getLogger("switchboard.security")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,14 @@ class HealthChecker:
             await self._store.record_health(
                 target.agent_id, state.status, state.failures, state.successes, detail
             )
+            if state.status is not HealthState(*current).status:
+                security.warning(
+                    "agent %s health: %s -> %s (%s)",
+                    target.agent_id,
+                    HealthState(*current).status.value,
+                    state.status.value,
+                    detail or "ok",
+                )
             return state.status
 
     async def _probe(self, target: HealthTarget) -> tuple[bool, str | None]:

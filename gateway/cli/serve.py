@@ -12,6 +12,7 @@ from gateway.cli.common import (
     settings_of,
     settings_options,
 )
+from gateway.observability.logs import log_config
 from gateway.settings import Settings
 from gateway.storage import db
 from policies.policy_file import PolicyError, load_policy
@@ -31,6 +32,11 @@ def register(commands: Any) -> None:
         choices=["critical", "error", "warning", "info", "debug", "trace"],
         help="how much the server logs (default info)",
     )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text (default) or one JSON object per line, with the trace id",
+    )
     serve.set_defaults(run=_serve)
 
     database = commands.add_parser("db", help="database maintenance").add_subparsers(
@@ -46,7 +52,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
 
-    settings = settings_of(args, dev=args.dev, host=args.host, port=args.port)
+    settings = settings_of(
+        args, dev=args.dev, host=args.host, port=args.port, log_format=args.log_format
+    )
     problems = settings.insecurities()
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
@@ -72,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
+        log_config=log_config(settings.log_format, args.log_level),
         proxy_headers=False,
     )
     return 0

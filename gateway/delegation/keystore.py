@@ -9,6 +9,7 @@ verifying the gateway's own tokens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ _RELOAD_MIN_SECONDS = 5.0
 # How soon a replica starts signing with a key rotated in by another process
 # (the default of the `key_recheck_seconds` setting).
 ACTIVE_KEY_RECHECK_SECONDS = 10.0
+
+security = logging.getLogger("switchboard.security")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ class KeyStore:
         self._active = key
         self._active_checked = time.monotonic()
         await self._reload()
+        security.warning(
+            "signing key rotated: %s signs now; %s retire at %s",
+            key.kid,
+            ", ".join(old) or "no other key",
+            retire_at.isoformat(),
+        )
         return key, list(old)
 
     async def list_keys(self) -> list[KeyInfo]:

@@ -8,6 +8,7 @@ a valid token without the needed scope gets 403 `insufficient_scope`.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal, TokenInvalid, TokenVerifier
 
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
+security = logging.getLogger("switchboard.security")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ async def authenticate(
                     return await verifier.verify(token, audience=audience)
             raise first from None
     except TokenInvalid as exc:
+        # The reason only: never the token.
+        security.warning("authentication failed on %s: %s", request.url.path, exc)
         raise Problem(
             401,
             "invalid-token",

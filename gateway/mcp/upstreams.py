@@ -33,6 +33,7 @@ from registry.models import HealthStatus
 from registry.ssrf import AddressPolicy
 
 logger = logging.getLogger(__name__)
+security = logging.getLogger("switchboard.security")
 _STOP_ATTEMPTS = 5
 ResourceUpdated = Callable[[str, types.ResourceUpdatedNotification], None]
 _STOP_WAIT_SECONDS = 1.0
@@ -207,6 +208,12 @@ class McpUpstreams:
                 result.changed,
                 result.removed,
             )
+            if result.changed:
+                security.warning(
+                    "MCP server %s: tools changed, quarantined until an admin re-approves: %s",
+                    server_id,
+                    result.changed,
+                )
             self._on_change()
 
     async def _stop(self, server_id: str) -> None:

@@ -1,5 +1,6 @@
-"""Observability's start-up: metrics fed by the audit log, their gauges
-refreshed by a job, and (with `metrics_port`) their own HTTP server."""
+"""Observability's start-up: metrics and the security log fed by the audit
+log, the metrics' gauges refreshed by a job, and (with `metrics_port`) their
+own HTTP server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from prometheus_client import start_http_server
 
 from gateway.delegation.startup import DelegationCore, Job
+from gateway.observability.logs import log_decision
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 
@@ -29,6 +31,7 @@ def start(
 ) -> ObservabilityParts:
     metrics = GatewayMetrics(core.engine, core.resilience.breakers)
     core.audit.listeners.append(metrics.observe)
+    core.audit.listeners.append(log_decision)
     if settings.metrics_port is not None:
         server, thread = start_http_server(
             settings.metrics_port, addr=settings.host, registry=metrics.registry

@@ -1,0 +1,133 @@
+"""Logs: one JSON object per line when configured (time, level, logger,
+message, trace id), plain text by default, and the security events on the
+`switchboard.security` logger -- never a token."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import logging.config
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.datastructures import Headers
+
+from adapters.trace_context import begin
+from gateway.delegation.audit import AuditEvent
+from gateway.observability.logs import TraceIds, log_config, log_decision
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    log = tmp_path / "stderr.log"
+    with (
+        log.open("w") as err,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--dev",
+                "--data-dir",
+                str(tmp_path),
+                "--port",
+                str(port),
+                "--log-format",
+                "json",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        ) as server,
+    ):
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(200):
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            forged = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"
+            refused = httpx.get(url + "/agents", headers={"Authorization": f"Bearer {forged}"})
+            assert refused.status_code == 401
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines if not line.startswith("switchboard: DEV")]
+    assert records
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= set(record), record
+    security = [r for r in records if r["logger"] == "switchboard.security"]
+    assert any("authentication failed on /agents" in r["message"] for r in security), records
+    assert forged not in log.read_text()
+    assert "eyJ" not in log.read_text()
+
+
+def test_text_is_the_default_format() -> None:
+    config = log_config("text", "info")
+    assert config["formatters"]["main"] == {
+        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    }
+    assert config["loggers"]["uvicorn.access"]["handlers"] == ["main"]
+
+
+def test_a_log_line_carries_the_trace_of_its_request() -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+
+    def in_a_request() -> None:
+        begin(Headers({"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}))
+        assert TraceIds().filter(record)
+
+    contextvars.copy_context().run(in_a_request)  # the trace stays in that context
+    assert record.__dict__["trace_id"] == trace_id
+
+
+def test_every_denial_is_a_security_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    denied = AuditEvent(
+        event="token_exchange",
+        trace_id="t",
+        subject="alice",
+        subject_issuer="https://issuer",
+        decision="deny",
+        outcome="denied",
+        client_id="sales",
+        target="inventory",
+        reasons=("scope inventory:write is beyond the subject token",),
+    )
+    allowed = AuditEvent(
+        event="a2a.SendMessage",
+        trace_id="t",
+        subject="alice",
+        subject_issuer="https://issuer",
+        decision="allow",
+        outcome="ok",
+    )
+    with caplog.at_level(logging.WARNING, logger="switchboard.security"):
+        log_decision(denied)
+        log_decision(allowed)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == (
+        "denied: token_exchange to inventory for alice (sales): "
+        "scope inventory:write is beyond the subject token"
+    )

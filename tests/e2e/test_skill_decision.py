@@ -56,6 +56,9 @@ agents:
   held-ops:
     skills:
       adminop: {approval: true}
+  ops-stream:
+    skills:
+      adminop: {require: [ops:admin]}
   hook:
     skills:
       adminop: {require: [ops:admin]}
@@ -122,15 +125,17 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
     gateway = start_gateway(tmp / "data", None, policy_file=policy)
-    seen = {agent: Recorder() for agent in [*AGENTS, "held-ops"]}
+    extra = ["held-ops", "ops-stream"]
+    seen = {agent: Recorder() for agent in [*AGENTS, *extra]}
     servers = [skill_agent(kind, seen[agent], agent) for agent, kind in AGENTS.items()]
     servers.append(skill_agent("jsonrpc", seen["held-ops"], "held-ops"))
+    servers.append(skill_agent("jsonrpc", seen["ops-stream"], "ops-stream", streaming=True))
     hook = hook_server()
     tokens = {who: gateway.token(who, scopes) for who, scopes in CALLERS.items()}
     tokens["admin"] = gateway.token("admin", "switchboard:admin")
     try:
         with gateway.client(tokens["admin"]) as admin:
-            for agent, server in zip([*AGENTS, "held-ops"], servers, strict=True):
+            for agent, server in zip([*AGENTS, *extra], servers, strict=True):
                 card = server.url + "/.well-known/agent-card.json"
                 answer = admin.post("/agents", json={"card_url": card, "id": agent})
                 assert answer.status_code == 201, answer.text
@@ -338,6 +343,35 @@ def test_a_message_naming_no_skill_goes_upstream_naming_none(setup: Setup, diale
     # mallory may not use adminop, which the agent might pick: refused.
     assert outcome(sent, setup.post("mallory", "ops", sent)).kind == "denied"
     assert len(setup.seen["ops"].calls()) == 1
+
+
+@pytest.mark.parametrize(
+    ("dialect", "path", "method"),
+    [
+        ("jsonrpc-1.0", "", "SendStreamingMessage"),
+        ("jsonrpc-0.3", "", "message/stream"),
+        ("rest-1.0", "/message:stream", None),
+        ("rest-0.3", "/v1/message:stream", None),
+    ],
+)
+def test_a_stream_names_the_decided_skill_too(
+    setup: Setup, dialect: str, path: str, method: str | None
+) -> None:
+    def streamed(request_skill: Any, message_skill: Any) -> Sent:
+        sent = request(dialect, request_skill, message_skill)
+        body = {**sent.body, "method": method} if method else sent.body
+        return Sent(path, sent.headers, body)
+
+    setup.clear()
+    sent = streamed("read", "adminop")
+    assert outcome(sent, setup.post("mallory", "ops-stream", sent)).kind == "invalid"
+    assert setup.seen["ops-stream"].calls() == []
+    answer = setup.post("mallory", "ops-stream", streamed("read", ABSENT))
+    assert answer.status_code == 200, answer.text
+    assert "ran read (request says read)" in answer.text, answer.text
+    (call,) = setup.seen["ops-stream"].calls()
+    assert json.loads(call.body)["method"] == "SendStreamingMessage"
+    assert upstream_skills(call) == {"params.metadata": "read", "params.message.metadata": "read"}
 
 
 # Held for approval, replayed once approved ----------------------------------------

@@ -62,7 +62,7 @@ def _skills() -> list[AgentSkill]:
     ]
 
 
-def skill_card(base_url: str, name: str, kind: Kind) -> AgentCard:
+def skill_card(base_url: str, name: str, kind: Kind, *, streaming: bool = False) -> AgentCard:
     binding = "HTTP+JSON" if kind == "rest" else "JSONRPC"
     url = base_url if kind == "rest" else base_url + "/"
     return AgentCard(
@@ -72,7 +72,7 @@ def skill_card(base_url: str, name: str, kind: Kind) -> AgentCard:
         supported_interfaces=[
             AgentInterface(url=url, protocol_binding=binding, protocol_version="1.0")
         ],
-        capabilities=AgentCapabilities(streaming=False),
+        capabilities=AgentCapabilities(streaming=streaming),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=_skills(),
@@ -97,8 +97,11 @@ def _legacy_card(base_url: str, name: str) -> dict[str, Any]:
     }
 
 
-def skill_agent(kind: Kind, recorder: Recorder, name: str = "Ops") -> ServerThread:
-    """An SDK agent with the skills `read` and `adminop`, of the given kind."""
+def skill_agent(
+    kind: Kind, recorder: Recorder, name: str = "Ops", *, streaming: bool = False
+) -> ServerThread:
+    """An SDK agent with the skills `read` and `adminop`, of the given kind
+    (a 1.0 one streams when asked to)."""
 
     def build(url: str) -> ASGIApp:
         if kind == "legacy":
@@ -107,7 +110,7 @@ def skill_agent(kind: Kind, recorder: Recorder, name: str = "Ops") -> ServerThre
             raw = _legacy_card(url, name)
             card = parse_agent_card(json.loads(json.dumps(raw)))
         else:
-            card = skill_card(url, name, kind)
+            card = skill_card(url, name, kind, streaming=streaming)
         handler = DefaultRequestHandler(
             agent_executor=SkillExecutor(), task_store=InMemoryTaskStore(), agent_card=card
         )

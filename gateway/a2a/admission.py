@@ -45,6 +45,12 @@ class Admission:
     grant: Grant
     owner: Owner
     extensions: frozenset[str]
+    # The skill the message is for, as the front door decided it from every
+    # place the caller could name one (`gateway.delegation.handoffs.skill_of`;
+    # None: it names none, to an agent with several). The request that goes
+    # upstream names this one and no other (`admitted_skill`). For other
+    # operations, None.
+    skill: str | None = None
     # Set by the pass-through when it found the agent down and the policy names
     # a fallback: the SDK path then hands the message over without calling.
     down: A2AError | None = None

@@ -46,6 +46,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import (
     A2AError,
+    InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
@@ -68,6 +69,7 @@ from gateway.delegation.approvals import (
     State,
     new_id,
 )
+from gateway.delegation.handoffs import admitted_skill, proto_places, skill_of
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.task_runner import (
     ENDS,
@@ -131,6 +133,9 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                 "push configs are not relayed for calls that wait for approval"
             )
         parts, store = self._parts(), self._approvals().approvals
+        # The request held, and replayed once approved, names the skill it was
+        # decided for and no other; that is also the skill the admin is shown.
+        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
         message = params.message
         if message.task_id:
             # Continuing one of the caller's own tasks (say one that asked for
@@ -164,8 +169,6 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         if not message.task_id:
             history.task_id = task.id
         history.context_id = task.context_id
-        metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
-        skill = metadata.get("skill")
         await parts.tasks.record(admission.agent_id, admission.owner, task)
         approval = await store.create(
             NewApproval(
@@ -173,7 +176,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                 permit=admission.grant,
                 action_kind="skill",
                 request=MessageToDict(params),
-                action=skill if isinstance(skill, str) else None,
+                action=skill,
                 task_id=task.id,
                 context_id=task.context_id,
             ),
@@ -187,13 +190,20 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         # AUTH_REQUIRED is an interrupted state: even a blocking send answers now.
-        return await self._hold(params, admission_of(context))
+        return await self._held(params, admission_of(context), "SendMessage")
 
     @validate_request_params
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        yield await self._hold(params, admission_of(context))
+        yield await self._held(params, admission_of(context), "SendStreamingMessage")
+
+    async def _held(self, params: SendMessageRequest, admission: Admission, operation: str) -> Task:
+        try:
+            return await self._hold(params, admission)
+        except InvalidParamsError as refusal:  # its skill: nothing is held
+            await self._audit(admission, operation, refusal)
+            raise
 
     # Tasks ----------------------------------------------------------------
 
@@ -365,11 +375,17 @@ class ApprovalExecution:
 
     async def _call(self, approval: Approval, mirror: _Mirror) -> AsyncIterator[Event]:
         parts = self._parts()
+        request = SendMessageRequest()
         try:
-            # Decided again now: a policy change since the request counts.
-            grant = await parts.delegations.admit(
+            ParseDict(approval.request, request, ignore_unknown_fields=True)
+            # Held naming one skill (or none) and no other: decided again now
+            # for that one (or as for the strictest): a policy change counts.
+            _, card, _ = await parts.delegations.target(approval.target)
+            skill = skill_of(approval.target, card, proto_places(request))
+            grant = await parts.delegations.admit_message(
                 approval.caller(),
                 approval.target,
+                skill,
                 event="a2a.approved",
                 trace_id=approval.trace_id,
                 approved=True,
@@ -389,15 +405,13 @@ class ApprovalExecution:
             )
             await self._approvals.audit(approval, "a2a.approved", "expired", "token expired")
             return
-        request = SendMessageRequest()
-        try:
-            ParseDict(approval.request, request, ignore_unknown_fields=True)
-        except ParseError as exc:
-            mirror.fail(f"the stored request cannot be read: {exc}")
+        except (ParseError, InvalidParamsError) as exc:
+            mirror.fail(f"the stored request cannot be made: {exc}")
             return
         request.configuration.return_immediately = False
         handler = self._handler_for(grant.card)
-        context = handler_context(Admission(grant, approval.owner, frozenset()))
+        admission = Admission(grant, approval.owner, frozenset(), skill)
+        context = handler_context(admission)
         try:
             async for event in handler.on_message_send_stream(request, context):
                 update = mirror.take(event)

@@ -40,7 +40,12 @@ from gateway.a2a.upstream_errors import (
 )
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
-from gateway.delegation.handoffs import Resilience, breaker_error, contract_refusal, skill_of
+from gateway.delegation.handoffs import (
+    Resilience,
+    admitted_skill,
+    breaker_error,
+    contract_refusal,
+)
 from gateway.delegation.pipeline import (
     DelegationDenied,
     Delegations,
@@ -205,13 +210,13 @@ class UpstreamCalls:
         decision (a denial is audited by `admit` and means no fallback)."""
         grant = admission.grant
         try:
-            fallback = await self.delegations.admit(
-                grant.caller, agent_id, event="a2a", trace_id=grant.trace_id, action=skill
+            fallback = await self.delegations.admit_message(
+                grant.caller, agent_id, skill, event="a2a", trace_id=grant.trace_id
             )
         except (AgentNotFound, DelegationDenied) as exc:
             logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)
             return None
-        return Admission(fallback, admission.owner, admission.extensions)
+        return Admission(fallback, admission.owner, admission.extensions, skill)
 
     async def _checked_skill(
         self, admission: Admission, params: SendMessageRequest, operation: str
@@ -242,14 +247,11 @@ class UpstreamCalls:
         return fallback
 
     def _check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
-        """The message's skill, after checking its contract (see `gateway.delegation.handoffs`)."""
+        """The message's skill -- the one it was admitted for, now the only one
+        it names, in every place (`gateway.delegation.handoffs.admitted_skill`) --
+        after checking its contract."""
         message = params.message
-        skill = skill_of(
-            admission.agent_id,
-            admission.grant.card,
-            params.metadata if params.HasField("metadata") else None,
-            message.metadata if message.HasField("metadata") else None,
-        )
+        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
         contracts = admission.grant.agent.skill_contracts
         if skill is None or skill not in contracts or message.task_id:
             return skill

@@ -25,7 +25,7 @@ through with its own code.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -50,8 +50,14 @@ from gateway.a2a.admission import Admission, AdmissionContextBuilder
 from gateway.a2a.cards import card_json
 from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
 from gateway.a2a.handler import AgentHandler
-from gateway.a2a.responses import card_response, jsonrpc_refusal, parse_jsonrpc_body, rest_refusal
-from gateway.delegation.handoffs import skill_of
+from gateway.a2a.responses import (
+    card_response,
+    invalid_params,
+    jsonrpc_refusal,
+    parse_jsonrpc_body,
+    rest_refusal,
+)
+from gateway.delegation.handoffs import json_places, skill_of
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -61,9 +67,8 @@ from gateway.delegation.pipeline import (
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import current_principal, front_door_principal
 from gateway.http.problems import Problem, problem_response
-from policies.policy import Target
 from policies.tokens import TokenInvalid
-from registry.store import AgentNotFound, card_skills
+from registry.store import AgentNotFound
 
 
 class OtherAgents(Protocol):
@@ -114,8 +119,10 @@ class _Unparseable(Exception):
         self.response = response
 
 
-def _mapping(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
+class _SkillRefused(Exception):
+    def __init__(self, error: InvalidParamsError, response: Response) -> None:
+        self.error = error
+        self.response = response
 
 
 def _sdk_endpoints(
@@ -169,13 +176,23 @@ class A2AFrontDoor:
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         trace_id = begin_trace(request.headers)
         try:
-            skill = await self._skill(request, jsonrpc, agent_id, caller)
+            message, skill = await self._skill(request, jsonrpc, agent_id)
         except _Unparseable as refusal:
             return refusal.response
-        try:
-            grant = await self.handler.delegations.admit(
-                caller, agent_id, event="a2a", trace_id=trace_id, action=skill
+        except _SkillRefused as refused:
+            # Before any decision: nothing to decide for, nothing is called.
+            await self.handler.delegations.refused(
+                caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refused.error)
             )
+            return refused.response
+        delegations = self.handler.delegations
+        try:
+            if message:
+                grant = await delegations.admit_message(
+                    caller, agent_id, skill, event="a2a", trace_id=trace_id
+                )
+            else:
+                grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
         except AgentNotFound:
             other = None
             if self.others is not None:
@@ -199,64 +216,50 @@ class A2AFrontDoor:
             return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
         request.state.admission = Admission(
-            grant, Owner(caller.subject, caller.issuer), frozenset(extensions)
+            grant, Owner(caller.subject, caller.issuer), frozenset(extensions), skill
         )
         return None
 
     async def _skill(
-        self, request: Request, jsonrpc: bool, agent_id: str, caller: Caller
-    ) -> str | None:
-        """The skill a message asks for (`gateway.delegation.handoffs.skill_of`), so that the
-        decision is the skill's own: a `require` or `approval` on one skill
-        applies to the call, not only to listings. None for every other
-        request (reading or cancelling one's own task is the agent's decision).
-
-        A message that names no skill, to an agent with several, may reach any
-        of them (the agent picks): it is decided as for the strictest skill
-        this caller is held to more tightly than to the agent -- one it may not
-        use, else one that needs approval -- so leaving the skill unsaid never
-        gets round a skill's own rule. None when no skill is stricter."""
+        self, request: Request, jsonrpc: bool, agent_id: str
+    ) -> tuple[bool, str | None]:
+        """Whether the request sends a message, and the skill it is for
+        (`gateway.delegation.handoffs.skill_of`, from every place the caller's
+        JSON can name one), so that the decision is the skill's own: a
+        `require` or `approval` on one skill applies to the call, not only to
+        listings. Reading or cancelling one's own task is decided for the
+        agent. A message naming no skill, to an agent with several, is decided
+        as for the strictest (`Delegations.admit_message`). Places that name
+        different skills, or a skill the card lacks, raise `_SkillRefused`."""
+        request_id: Any = None
+        legacy = False
         if jsonrpc:
             refused = await parse_jsonrpc_body(request)
             if refused is not None:
                 raise _Unparseable(refused)
             body = request._json
             if not isinstance(body, dict) or body.get("method") not in _MESSAGE_METHODS:
-                return None
+                return False, None
             params = body.get("params")
+            request_id = body.get("id")
+            legacy = "/" in str(body.get("method"))
         else:
             if not request.url.path.endswith(_MESSAGE_PATHS) or request.method != "POST":
-                return None
+                return False, None
             try:
                 params = json.loads(await request.body())
             except (ValueError, RecursionError):
-                return None  # the SDK answers it
+                return True, None  # the SDK answers it
         if not isinstance(params, dict):
-            return None
-        message = params.get("message")
+            return True, None  # the SDK answers it
         try:
-            _, card, target = await self.handler.delegations.target(agent_id)
-            named = skill_of(
-                agent_id,
-                card,
-                _mapping(params.get("metadata")),
-                _mapping(message.get("metadata") if isinstance(message, dict) else None),
-            )
-        except (AgentNotFound, InvalidParamsError):
-            return None  # not an agent (admit says so), or a bad skill (the SDK path says so)
-        return named if named is not None else self._strictest(caller, target, card)
-
-    def _strictest(self, caller: Caller, target: Target, card: Mapping[str, Any]) -> str | None:
-        delegations = self.handler.delegations
-        agent = delegations.decide(caller, target, None, "skill")
-        held: str | None = None
-        for skill in card_skills(card):
-            decision = delegations.decide(caller, target, skill["id"], "skill")
-            if agent.allowed and not decision.allowed:
-                return str(skill["id"])
-            if held is None and decision.approval_required and not agent.approval_required:
-                held = str(skill["id"])
-        return held
+            _, card, _ = await self.handler.delegations.target(agent_id)
+        except AgentNotFound:
+            return True, None  # not an agent: admit says so, or serves an MCP server
+        try:
+            return True, skill_of(agent_id, card, json_places(params))
+        except InvalidParamsError as error:
+            raise _SkillRefused(error, invalid_params(error, jsonrpc, request_id, legacy)) from None
 
     def _guarded(
         self,

@@ -15,7 +15,11 @@ it does on the SDK path, in the same order:
    not parse -- is *not* handled here but left to the SDK, so every error a
    caller can provoke keeps the SDK's wording and code;
 3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`, the
-   refusal of an inline push config, and the skill's handoff contract;
+   refusal of an inline push config, the skill -- the parsed request must
+   name none but the one admitted, which is then written into both its
+   metadata levels (`gateway.delegation.handoffs.admitted_skill`), so the
+   re-encoded request names exactly the skill decided -- and that skill's
+   handoff contract;
 4. the call, with the minted token and nothing else of the caller's headers,
    under the agent's circuit breaker and retried when the policy says the
    skill is idempotent (`gateway.delegation.retry`); an agent found down whose skill has

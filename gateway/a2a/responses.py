@@ -9,6 +9,9 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
+from a2a.server.request_handlers.response_helpers import build_error_response
+from a2a.utils.error_handlers import build_rest_error_payload
+from a2a.utils.errors import InvalidParamsError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -40,6 +43,23 @@ def rest_refusal(status: int, message: str, data: Any = None) -> Response:
             }
         ]
     return JSONResponse({"error": body}, status_code=status)
+
+
+def invalid_params(
+    error: InvalidParamsError, jsonrpc: bool, request_id: Any, legacy: bool
+) -> Response:
+    """The SDK's own answer to an invalid request, which the front door gives
+    itself before the SDK sees the request: JSON-RPC -32602 under the
+    caller's request id (0.3's error shape for a 0.3 method), or HTTP+JSON 400
+    INVALID_ARGUMENT."""
+    if not jsonrpc:
+        return JSONResponse(build_rest_error_payload(error), status_code=400)
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int | None):
+        request_id = None
+    if legacy:
+        fault = {"code": -32602, "message": error.message, "data": error.data}
+        return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": fault})
+    return JSONResponse(build_error_response(request_id, error))
 
 
 def card_response(

@@ -6,7 +6,12 @@ agent's card carries the gateway-run mark (`registry.vendor_cards`). Each
 message becomes one task the gateway owns and runs (`gateway.delegation.task_runner`):
 
 * the message's text parts (joined) and first data part become the adapter's
-  `Turn`; the skill is ``metadata.skill``, or the agent's only skill;
+  `Turn`; its skill is the one the front door decided the call for
+  (`gateway.delegation.handoffs.skill_of`: ``metadata.skill`` of the request
+  and of the message, which must agree, or the agent's only skill) -- the
+  adapter hands the upstream that one (a webhook's ``skill`` field or
+  ``{{skill}}`` placeholder, an OpenAI-compatible agent's skill instructions),
+  and none when a message names none to an agent with several;
 * `SendMessage` waits for the task to end and answers it -- or, with
   ``returnImmediately``, answers the submitted task at once;
   `SendStreamingMessage` answers the task, then its status and artifact
@@ -59,6 +64,7 @@ from google.protobuf.struct_pb2 import Value
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.task_runner import (
     TERMINAL,
@@ -127,9 +133,11 @@ class VendorAgentHandler(RecordedTaskHandler):
             if owners and owners != {admission.owner}:
                 raise TaskNotFoundError(f"context {message.context_id} not found")
         call = await self._call(admission)
+        # The adapter is told the skill the call was decided for, and no other.
+        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
         task = Task(id=str(uuid.uuid4()), context_id=message.context_id or str(uuid.uuid4()))
         task.status.state = TaskState.TASK_STATE_SUBMITTED
-        turn = _turn(message, call, task)
+        turn = _turn(message, skill, task)
         try:
             call.adapter.check(turn)
         except InputInvalid as exc:
@@ -252,8 +260,12 @@ class VendorExecution:
         yield working
         try:
             if grant is None:  # run again after an interruption: decide and mint anew
-                grant = await parts.delegations.admit(
-                    spec.caller, spec.agent_id, event="a2a.retry", trace_id=spec.trace_id
+                grant = await parts.delegations.admit_message(
+                    spec.caller,
+                    spec.agent_id,
+                    spec.turn.skill,
+                    event="a2a.retry",
+                    trace_id=spec.trace_id,
                 )
             call = await self._run().vendors.call_for(spec.agent_id)
             if call is None:
@@ -298,7 +310,7 @@ class VendorExecution:
         yield task
 
 
-def _turn(message: Message, call: VendorCall, task: Task) -> Turn:
+def _turn(message: Message, skill: str | None, task: Task) -> Turn:
     texts: list[str] = []
     data: Any = None
     for part in message.parts:
@@ -309,17 +321,10 @@ def _turn(message: Message, call: VendorCall, task: Task) -> Turn:
                 data = MessageToDict(part.data)
         else:
             raise InvalidParamsError("this agent takes text and data parts, not files")
-    skills = [s.id for s in call.config.skills]
-    metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
-    skill = metadata.get("skill")
-    if skill is None and len(skills) == 1:
-        skill = skills[0]
-    if skill is not None and skill not in skills:
-        raise InvalidParamsError(f"no skill {skill!r} here; skills: {', '.join(skills)}")
     return Turn(
         text="\n".join(texts),
         data=data,
-        skill=skill if isinstance(skill, str) else None,
+        skill=skill,
         task_id=task.id,
         context_id=task.context_id,
     )

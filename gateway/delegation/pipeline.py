@@ -191,6 +191,25 @@ class Delegations:
             if self.decide(caller, target, skill["id"], "skill").allowed
         ]
 
+    def strictest_skill(
+        self, caller: Caller, target: Target, card: Mapping[str, Any]
+    ) -> str | None:
+        """What a message that names no skill, to an agent with several, is
+        decided as. It may reach any of them (the agent picks), so it is
+        decided as for the strictest skill this caller is held to more
+        tightly than to the agent -- one it may not use, else one that needs
+        approval -- and leaving the skill unsaid never gets round a skill's own
+        rule. None when no skill is stricter than the agent."""
+        agent = self.decide(caller, target, None, "skill")
+        held: str | None = None
+        for skill in card_skills(card):
+            decision = self.decide(caller, target, skill["id"], "skill")
+            if agent.allowed and not decision.allowed:
+                return str(skill["id"])
+            if held is None and decision.approval_required and not agent.approval_required:
+                held = str(skill["id"])
+        return held
+
     def decide(
         self,
         caller: Caller,
@@ -326,6 +345,50 @@ class Delegations:
         )
         self._refuse_if_approval_needed(grant, approved)
         return grant
+
+    async def admit_message(
+        self,
+        caller: Caller,
+        agent_id: str,
+        skill: str | None,
+        *,
+        event: str,
+        trace_id: str,
+        approved: bool = False,
+    ) -> Grant:
+        """`admit()` for an A2A message whose skill is ``skill``
+        (`gateway.delegation.handoffs.skill_of`): decided as that skill's own
+        call, or -- naming none, to an agent with several -- as for the
+        strictest (`strictest_skill`). Every way a message reaches an agent
+        (the front door, a fallback, an approved or resumed call, `/mcp`'s
+        agent tools) is decided here, so none decides differently."""
+        action = skill
+        if action is None:
+            _, card, target = await self.target(agent_id)
+            action = self.strictest_skill(caller, target, card)
+        return await self.admit(
+            caller, agent_id, event=event, trace_id=trace_id, action=action, approved=approved
+        )
+
+    async def refused(
+        self, caller: Caller, agent_id: str, *, event: str, trace_id: str, reason: str
+    ) -> None:
+        """Audit a request refused before it could be decided (it names two
+        skills, say): a denial with no decision behind it and no token."""
+        await self.audit.record(
+            AuditEvent(
+                event=event,
+                trace_id=trace_id,
+                subject=caller.subject,
+                subject_issuer=caller.issuer,
+                client_id=caller.client_id,
+                actors=caller.actors,
+                target=agent_id,
+                decision="deny",
+                outcome="invalid_request",
+                reasons=(reason,),
+            )
+        )
 
     async def admit_target(
         self,

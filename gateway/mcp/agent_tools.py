@@ -44,6 +44,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
 from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
+from gateway.delegation.handoffs import stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from registry.mcp_tools import SEPARATOR, namespaced_name
@@ -131,15 +132,11 @@ class AgentSkillTools:
         """Run the skill; raises the pipeline's `DelegationDenied` (`ApprovalRequired`
         unless ``approved``) / `AgentNotFound` and the front door's `A2AError`s."""
         request = _request(tool, dict(arguments or {}))
-        grant = await self._parts().delegations.admit(
-            caller,
-            tool.agent_id,
-            event=EVENT,
-            trace_id=trace_id,
-            action=tool.skill_id,
-            approved=approved,
+        grant = await self._parts().delegations.admit_message(
+            caller, tool.agent_id, tool.skill_id, event=EVENT, trace_id=trace_id, approved=approved
         )
-        admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
+        owner = Owner(caller.subject, caller.issuer)
+        admission = Admission(grant, owner, frozenset(), tool.skill_id)
         context = handler_context(admission)
         outcome = _Outcome()
         handler = self._handler_for(grant.card)
@@ -183,9 +180,11 @@ def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:
             if not isinstance(value, str):
                 raise SkillCallRefused(f"{key} must be a string")
             setattr(message, field, value)
-    # A2A messages name no skill; agents that serve several read this.
-    message.metadata.update({"skill": tool.skill_id})
-    return SendMessageRequest(message=message)
+    # A2A messages name no skill; agents that serve several read it in
+    # metadata, of the request or of the message: both name the tool's skill.
+    request = SendMessageRequest(message=message)
+    stamp_skill(request, tool.skill_id)
+    return request
 
 
 class _Outcome:

@@ -124,14 +124,15 @@ def test_the_agent_gets_what_the_gateway_checked_with_a_token_minted_for_it(
     assert response.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
     (call,) = scripted.seen.calls()
     # The canonical form of the checked request: no unknown field, no tenant
-    # (the gateway has none, so a caller may not pick one upstream).
+    # (the gateway has none, so a caller may not pick one upstream), and the
+    # skill it was decided for -- the agent's only one -- in both places.
+    skill = {"skill": "work"}
+    message = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]}
     assert json.loads(call.body) == {
         "jsonrpc": "2.0",
         "id": "req-1",
         "method": "SendMessage",
-        "params": {
-            "message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]}
-        },
+        "params": {"message": {**message, "metadata": skill}, "metadata": skill},
     }
     assert call.headers["a2a-version"] == "1.0"
     # The upstream got a token minted for it, never the caller's.

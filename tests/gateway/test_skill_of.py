@@ -1,0 +1,154 @@
+"""`gateway.delegation.handoffs`: the one function that decides a message's
+skill, read from the caller's JSON and from the parsed request alike, and the
+stamping that makes the upstream see that skill and no other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from a2a.types import SendMessageRequest
+from a2a.utils.errors import InvalidParamsError
+from google.protobuf.json_format import MessageToDict, ParseDict
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.delegation.handoffs import (
+    admitted_skill,
+    json_places,
+    proto_places,
+    skill_of,
+    stamp_skill,
+)
+
+CARD = {"skills": [{"id": "read"}, {"id": "adminop"}]}
+ONE = {"skills": [{"id": "read"}]}
+ABSENT = object()
+
+
+def params(request_skill: Any = ABSENT, message_skill: Any = ABSENT) -> dict[str, Any]:
+    message: dict[str, Any] = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]}
+    body: dict[str, Any] = {"message": message}
+    if message_skill is not ABSENT:
+        message["metadata"] = {"skill": message_skill, "other": 1}
+    if request_skill is not ABSENT:
+        body["metadata"] = {"skill": request_skill}
+    return body
+
+
+def decide(card: dict[str, Any], body: dict[str, Any]) -> str | None:
+    return skill_of("ops", card, json_places(body))
+
+
+@pytest.mark.parametrize(
+    ("request_skill", "message_skill", "expected"),
+    [
+        (ABSENT, ABSENT, None),
+        ("read", ABSENT, "read"),
+        (ABSENT, "adminop", "adminop"),
+        ("adminop", "adminop", "adminop"),
+    ],
+)
+def test_every_place_names_the_same_skill(
+    request_skill: Any, message_skill: Any, expected: str | None
+) -> None:
+    assert decide(CARD, params(request_skill, message_skill)) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_skill", "message_skill", "says"),
+    [
+        ("read", "adminop", "more than one skill"),
+        ("adminop", "read", "more than one skill"),
+        (None, "adminop", "must be a string"),  # no longer "the first place wins"
+        ("read", ["adminop"], "must be a string"),
+        ("nope", ABSENT, "no skill 'nope'"),
+        ("nope", "nope", "no skill 'nope'"),
+    ],
+)
+def test_places_that_disagree_or_name_no_skill_of_the_card_are_refused(
+    request_skill: Any, message_skill: Any, says: str
+) -> None:
+    with pytest.raises(InvalidParamsError, match=says) as refused:
+        decide(CARD, params(request_skill, message_skill))
+    assert refused.value.data is not None and "field" in refused.value.data
+
+
+def test_an_agent_with_one_skill_gets_it_unsaid() -> None:
+    assert decide(ONE, params()) == "read"
+    with pytest.raises(InvalidParamsError):
+        decide(ONE, params("adminop"))
+
+
+def test_the_0_3_proto_name_of_the_message_is_a_place_too() -> None:
+    body = params("read")
+    body["request"] = body.pop("message")
+    body["request"]["metadata"] = {"skill": "adminop"}
+    with pytest.raises(InvalidParamsError, match=r"params\.request\.metadata\.skill"):
+        decide(CARD, body)
+
+
+def _parsed(body: dict[str, Any]) -> SendMessageRequest:
+    parsed: SendMessageRequest = ParseDict(body, SendMessageRequest())
+    return parsed
+
+
+def test_the_parsed_request_is_stamped_with_the_admitted_skill() -> None:
+    body = params("read")
+    body["message"]["metadata"] = {"other": 1}
+    parsed = _parsed(body)
+    assert admitted_skill("ops", CARD, "read", parsed) == "read"
+    stamped = MessageToDict(parsed)
+    assert stamped["metadata"]["skill"] == stamped["message"]["metadata"]["skill"] == "read"
+    assert stamped["message"]["metadata"]["other"] == 1  # the rest is left alone
+    # Admitted for a skill the parsed request does not name: stamped all the same.
+    parsed = _parsed(params())
+    assert admitted_skill("ops", CARD, "read", parsed) == "read"
+    assert MessageToDict(parsed)["message"]["metadata"] == {"skill": "read"}
+
+
+def test_a_parsed_request_naming_another_skill_than_admitted_is_refused() -> None:
+    for admitted in ("read", None):
+        with pytest.raises(InvalidParamsError, match="admitted for"):
+            admitted_skill("ops", CARD, admitted, _parsed(params(ABSENT, "adminop")))
+
+
+def test_naming_none_stays_naming_none() -> None:
+    parsed = _parsed(params())
+    assert admitted_skill("ops", CARD, None, parsed) is None
+    assert "metadata" not in MessageToDict(parsed)
+    parsed = _parsed(params())
+    stamp_skill(parsed, "read")
+    stamp_skill(parsed, None)
+    assert all(m is None or "skill" not in m for _, m in proto_places(parsed))
+
+
+VALUES = st.sampled_from([ABSENT, ABSENT, "read", "adminop", "nope", "", None, 3, True])
+
+
+@settings(max_examples=200, deadline=None)
+@given(request_skill=VALUES, message_skill=VALUES, card=st.sampled_from([CARD, ONE]))
+def test_the_callers_json_and_the_parsed_request_are_decided_alike(
+    request_skill: Any, message_skill: Any, card: dict[str, Any]
+) -> None:
+    """The front door decides from the JSON, the handler checks the parsed
+    request: the two readings agree, and a stamped request names the decided
+    skill in every place."""
+    body = params(request_skill, message_skill)
+    try:
+        from_json: Any = decide(card, body)
+    except InvalidParamsError:
+        from_json = InvalidParamsError
+    parsed = _parsed(body)
+    try:
+        from_proto: Any = skill_of("ops", card, proto_places(parsed))
+    except InvalidParamsError:
+        from_proto = InvalidParamsError
+    assert from_json == from_proto
+    if from_json is InvalidParamsError:
+        return
+    assert admitted_skill("ops", card, from_json, parsed) == from_json
+    named = {m["skill"] for _, m in proto_places(parsed) if m is not None and "skill" in m}
+    assert named == ({from_json} if from_json is not None else set())
+    if from_json is not None:
+        assert all(m is not None for _, m in proto_places(parsed))

@@ -21,6 +21,16 @@ JSONL = "application/jsonl"
     "/audit",
     summary="Decisions, newest first (or oldest first after `after_id`)",
     response_model=AuditPage,
+    responses={
+        200: {
+            "content": {
+                JSONL: {
+                    "schema": {"type": "string"},
+                    "description": "One audit record (as in `items`) a line",
+                }
+            }
+        }
+    },
 )
 async def audit(
     request: Request,

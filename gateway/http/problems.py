@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from registry.cards import CardInvalid
 from registry.contracts import ContractInvalid
@@ -80,7 +81,7 @@ def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()
 
     app.add_exception_handler(Problem, handler(lambda e: e))
     app.add_exception_handler(RequestValidationError, handler(_validation_problem))
-    app.add_exception_handler(StarletteHTTPException, handler(_http_problem))
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(CardInvalid, handler(_card_problem))
     app.add_exception_handler(ContractInvalid, handler(_contract_problem))
     app.add_exception_handler(
@@ -164,9 +165,31 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
-def _http_problem(exc: StarletteHTTPException) -> Problem:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return Problem(exc.status_code, slug, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    problem = Problem(exc.status_code, slug, str(exc.detail), headers=headers)
+    return problem_response(problem, request.url.path)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """RFC 9110 §15.5.6: a 405 lists every method the resource supports.
+    Starlette's lists only those of the first route whose path matched, and
+    one path is often several routes (GET and DELETE /agents/{id})."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    )
 
 
 def _card_problem(exc: CardInvalid) -> Problem:

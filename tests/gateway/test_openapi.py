@@ -1,6 +1,9 @@
 """The OpenAPI document says what the REST API does: which operations need a
 bearer token, and that every error is an RFC 9457 problem document (the
 schema-driven fuzzer in tests/fuzz holds the live API to it).
+
+And a 405 names every method its resource supports (RFC 9110 §15.5.6), not
+only those of the first route that matched the path -- which the fuzzer found.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.http.problems import PROBLEM_JSON
@@ -72,3 +76,24 @@ def test_the_token_endpoint_documents_its_form(document: dict[str, Any]) -> None
 def test_the_audit_export_is_documented(document: dict[str, Any]) -> None:
     content = document["paths"]["/audit"]["get"]["responses"]["200"]["content"]
     assert set(content) == {"application/json", "application/jsonl"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/agents/x", "GET, DELETE"),
+        ("PUT", "/agents", "GET, POST"),
+        ("PATCH", "/agents/x/credentials", "GET, POST, DELETE"),
+        ("OPTIONS", "/approvals/x", "GET, POST"),
+        ("PUT", "/healthz", "GET"),
+    ],
+)
+def test_a_405_names_every_method_of_the_resource(
+    tmp_path: Path, method: str, path: str, allowed: str
+) -> None:
+    client = TestClient(create_app(Settings(dev=True, data_dir=tmp_path)))
+    answer = client.request(method, path)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == allowed
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    assert answer.json()["type"] == "urn:switchboard:problem:method-not-allowed"

@@ -135,7 +135,17 @@ def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """The database went away (or refused us): 503, so clients and load
-    balancers retry; a constraint or programming error stays a 500."""
+    balancers retry; a constraint or programming error stays a 500. A text
+    the caller sent that PostgreSQL cannot hold (a NUL character: SQLSTATE
+    22021, which SQLite stores) is the caller's: 422."""
+    if _sqlstate(exc) == UNREPRESENTABLE_CHARACTER:
+        problem = Problem(
+            422,
+            "invalid-character",
+            "The request holds a character the database cannot store",
+            "text values may not contain NUL (U+0000)",
+        )
+        return problem_response(problem, request.url.path)
     if isinstance(exc, IntegrityError | DataError | ProgrammingError):
         return await _unexpected(request, exc)
     logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
@@ -143,6 +153,21 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         503, "database-unavailable", "The database is unavailable", headers={"Retry-After": "5"}
     )
     return problem_response(problem, request.url.path)
+
+
+# PostgreSQL's character_not_in_repertoire: "invalid byte sequence for encoding UTF8: 0x00".
+UNREPRESENTABLE_CHARACTER = "22021"
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    """The SQLSTATE of a driver error (asyncpg's, under SQLAlchemy's wrapper)."""
+    seen: BaseException | None = getattr(exc, "orig", None)
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = seen.__cause__
+    return None
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

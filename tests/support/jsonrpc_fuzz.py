@@ -185,7 +185,13 @@ def had_id(body: Json) -> bool:
     rid = body["id"]
     if isinstance(rid, str) and _DEEP.fullmatch(f'"{rid}"'):
         return False  # sent as nested arrays, not as this string
-    return isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool))
+    if isinstance(rid, str):
+        try:
+            rid.encode("utf-8")
+        except UnicodeEncodeError:
+            return False  # a lone surrogate: no JSON text can carry it back
+        return True
+    return isinstance(rid, int) and not isinstance(rid, bool)
 
 
 def encode(body: Json) -> bytes:

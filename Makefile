@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo run test lint typecheck check clean
+.PHONY: demo run test fuzz lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ run: $(STAMP)
 ## test: the whole test suite (SQLite and the local PostgreSQL)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## fuzz: the fuzzers of tests/fuzz (REST API, A2A and MCP JSON-RPC) with many more
+## examples per operation than the test run gives them (SQLite and PostgreSQL)
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	SWITCHBOARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

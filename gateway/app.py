@@ -33,6 +33,7 @@ from gateway.api import (
 )
 from gateway.api.state import AppState
 from gateway.delegation import startup as delegation
+from gateway.http import openapi
 from gateway.http.auth import RequestAuth
 from gateway.http.limits import BodyLimitMiddleware
 from gateway.http.problems import install_error_handlers
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app, mcp_servers.PROBLEMS)
+    openapi.install(app)
     for router in (
         health.router,
         wellknown.router,

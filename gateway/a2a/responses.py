@@ -5,6 +5,7 @@ with caching headers, and a JSON-RPC body parsed once.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -81,14 +82,53 @@ def card_response(
 async def parse_jsonrpc_body(request: Request) -> Response | None:
     """Parse the body once, here, so that JSON nested deep enough to exhaust the
     parser's recursion is a parse error (-32700), not the SDK's internal error
-    carrying Python's exception text."""
+    carrying Python's exception text; and so is a string holding an unpaired
+    UTF-16 surrogate (`"\\ud800"`, which `json` decodes and no UTF-8 encoder
+    will write back: the SDK's error answer echoing it was a 500)."""
     if hasattr(request, "_json"):
         return None  # parsed already (to find the skill before admission)
+    body = await request.body()
     try:
-        # Starlette keeps the parsed body on the request; the SDK's dispatcher
-        # reads it from there instead of parsing again.
-        request._json = json.loads(await request.body())
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
         error = {"code": -32700, "message": "the request body is not valid JSON"}
         return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
+    if _MAYBE_SURROGATE.search(body) and _has_lone_surrogate(parsed):
+        error = {"code": -32700, "message": _SURROGATE}
+        return JSONResponse({"jsonrpc": "2.0", "id": _clean_id(parsed), "error": error})
+    # Starlette keeps the parsed body on the request; the SDK's dispatcher
+    # reads it from there instead of parsing again.
+    request._json = parsed
     return None
+
+
+_SURROGATE = "the request body is not valid JSON: a string holds an unpaired UTF-16 surrogate"
+# Where a surrogate can come from: a JSON escape, or its raw UTF-8 form (which
+# `json.loads` decodes with surrogatepass). A well-formed pair matches too, so
+# only a match is walked, and the walk decides.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _clean_id(body: Any) -> str | int | None:
+    """The request's id, when it can be written back."""
+    rid = body.get("id") if isinstance(body, dict) else None
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        return rid
+    return rid if isinstance(rid, str) and not _has_lone_surrogate(rid) else None

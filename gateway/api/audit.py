@@ -21,6 +21,16 @@ JSONL = "application/jsonl"
     "/audit",
     summary="Decisions, newest first (or oldest first after `after_id`)",
     response_model=AuditPage,
+    responses={
+        200: {
+            "content": {
+                JSONL: {
+                    "schema": {"type": "string"},
+                    "description": "One audit record (as in `items`) a line",
+                }
+            }
+        }
+    },
 )
 async def audit(
     request: Request,
@@ -35,8 +45,17 @@ async def audit(
     if not wants_lines:
         return await log.query(query)
 
+    # The first record is read before the response starts: a bad cursor or a
+    # value the database refuses is still a problem document, not a stream
+    # cut short after its 200.
+    records = log.export(query)
+    first = await anext(records, None)
+
     async def lines() -> AsyncIterator[bytes]:
-        async for record in log.export(query):
+        if first is None:
+            return
+        yield first.model_dump_json().encode() + b"\n"
+        async for record in records:
             yield record.model_dump_json().encode() + b"\n"
 
     return StreamingResponse(

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.http.problems import Problem
 from gateway.settings import Settings
@@ -21,6 +22,15 @@ from policies.tokens import Principal, TokenInvalid, TokenVerifier
 
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
 security = logging.getLogger("switchboard.security")
+# How the OpenAPI document names the scheme (`gateway.http.openapi`). It never
+# refuses anything itself (auto_error off): `authenticate` decides, and answers
+# with the problem documents and challenges below.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An access token for the gateway (RFC 6750), e.g. a dev token.",
+    auto_error=False,
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,10 @@ def challenge(
     return "Bearer " + ", ".join(params)
 
 
-async def current_principal(request: Request) -> Principal:
+async def current_principal(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> Principal:
     return await authenticate(request)
 
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from registry.cards import CardInvalid
 from registry.contracts import ContractInvalid
@@ -80,7 +81,7 @@ def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()
 
     app.add_exception_handler(Problem, handler(lambda e: e))
     app.add_exception_handler(RequestValidationError, handler(_validation_problem))
-    app.add_exception_handler(StarletteHTTPException, handler(_http_problem))
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(CardInvalid, handler(_card_problem))
     app.add_exception_handler(ContractInvalid, handler(_contract_problem))
     app.add_exception_handler(
@@ -134,7 +135,17 @@ def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """The database went away (or refused us): 503, so clients and load
-    balancers retry; a constraint or programming error stays a 500."""
+    balancers retry; a constraint or programming error stays a 500. A text
+    the caller sent that PostgreSQL cannot hold (a NUL character: SQLSTATE
+    22021, which SQLite stores) is the caller's: 422."""
+    if _sqlstate(exc) == UNREPRESENTABLE_CHARACTER:
+        problem = Problem(
+            422,
+            "invalid-character",
+            "The request holds a character the database cannot store",
+            "text values may not contain NUL (U+0000)",
+        )
+        return problem_response(problem, request.url.path)
     if isinstance(exc, IntegrityError | DataError | ProgrammingError):
         return await _unexpected(request, exc)
     logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
@@ -142,6 +153,21 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         503, "database-unavailable", "The database is unavailable", headers={"Retry-After": "5"}
     )
     return problem_response(problem, request.url.path)
+
+
+# PostgreSQL's character_not_in_repertoire: "invalid byte sequence for encoding UTF8: 0x00".
+UNREPRESENTABLE_CHARACTER = "22021"
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    """The SQLSTATE of a driver error (asyncpg's, under SQLAlchemy's wrapper)."""
+    seen: BaseException | None = getattr(exc, "orig", None)
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = seen.__cause__
+    return None
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -164,9 +190,31 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
-def _http_problem(exc: StarletteHTTPException) -> Problem:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return Problem(exc.status_code, slug, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    problem = Problem(exc.status_code, slug, str(exc.detail), headers=headers)
+    return problem_response(problem, request.url.path)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """RFC 9110 §15.5.6: a 405 lists every method the resource supports.
+    Starlette's lists only those of the first route whose path matched, and
+    one path is often several routes (GET and DELETE /agents/{id})."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    )
 
 
 def _card_problem(exc: CardInvalid) -> Problem:

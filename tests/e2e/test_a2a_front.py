@@ -256,6 +256,51 @@ def test_an_unknown_agent_has_no_card(front: Front) -> None:
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("body", "answered_id"),
+    [
+        # The SDK's error answer echoed the id; writing it out was a 500 (the fuzzer's find).
+        (b'{"jsonrpc": "2.0", "id": "\\ud800", "method": "GetTask", "params": {"id": "t"}}', None),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "GetTask", "params": {"id": "\\udfff"}}', 7),
+        (b'{"jsonrpc": "2.0", "id": "x", "method": "Get\\udc00Task", "params": {}}', "x"),
+        # The raw UTF-8 form of a surrogate, which `json` decodes all the same.
+        (b'{"jsonrpc": "2.0", "id": 8, "method": "GetTask", "params": {"id": "\xed\xa0\x80"}}', 8),
+    ],
+)
+def test_a_lone_surrogate_is_a_parse_error_not_a_500(
+    front: Front, body: bytes, answered_id: Any
+) -> None:
+    answer = httpx.post(
+        front.agent_url("worker"),
+        content=body,
+        headers={
+            "Authorization": f"Bearer {front.token()}",
+            "A2A-Version": "1.0",
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert document["error"]["code"] == -32700
+    assert "surrogate" in document["error"]["message"]
+    assert document["id"] == answered_id
+
+
+def test_a_surrogate_pair_is_just_a_character(front: Front) -> None:
+    body = b'{"jsonrpc": "2.0", "id": 9, "method": "GetTask", "params": {"id": "\\ud83d\\ude00"}}'
+    answer = httpx.post(
+        front.agent_url("worker"),
+        content=body,
+        headers={
+            "Authorization": f"Bearer {front.token()}",
+            "A2A-Version": "1.0",
+            "Content-Type": "application/json",
+        },
+    ).json()
+    assert answer["id"] == 9
+    assert answer["error"]["code"] == -32001  # task not found: the id was read
+
+
 # SendMessage, streaming, tasks ----------------------------------------------------
 
 

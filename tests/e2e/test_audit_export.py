@@ -1,0 +1,53 @@
+"""The audit log's JSON Lines export refuses a bad request with a problem
+document before its 200 starts, on SQLite and PostgreSQL.
+
+The REST fuzzer found `GET /audit?cursor=&format=jsonl` answered 200 and then
+cut off mid-stream (the bad cursor was only read once the stream had begun),
+which a client sees as a broken connection, not as its own mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.http.problems import PROBLEM_JSON
+from tests.support.gateway import Gateway, start_gateway
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
+    gw = start_gateway(tmp_path / "data", database_url)
+    yield gw
+    gw.stop()
+
+
+@pytest.mark.parametrize("cursor", ["", "x", "99999999999999999999"])
+def test_a_bad_cursor_is_a_problem_before_the_stream(gateway: Gateway, cursor: str) -> None:
+    with gateway.client() as admin:
+        answer = admin.get("/audit", params={"format": "jsonl", "cursor": cursor})
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == PROBLEM_JSON
+
+
+def test_a_nul_filter_is_a_problem_before_the_stream(
+    gateway: Gateway, database_url: str | None
+) -> None:
+    with gateway.client() as admin:
+        answer = admin.get("/audit", params={"format": "jsonl", "agent": "a\x00"})
+    if database_url is None:  # SQLite stores NUL: nothing matches
+        assert (answer.status_code, answer.content) == (200, b"")
+    else:
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == PROBLEM_JSON
+
+
+def test_an_export_streams_every_record(gateway: Gateway) -> None:
+    with gateway.client() as admin:
+        for _ in range(3):  # refused calls are audited too
+            admin.post("/a2a/nobody", json={"jsonrpc": "2.0", "id": 1, "method": "GetTask"})
+        listed = admin.get("/audit").json()["items"]
+        lines = admin.get("/audit", params={"format": "jsonl"}).text.splitlines()
+    assert len(lines) == len(listed)

@@ -8,10 +8,13 @@ scraper reaches).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials
 
 from gateway.api.state import state_of
-from gateway.http.auth import admin_principal, current_principal
+from gateway.http.auth import BEARER, admin_principal, current_principal
 from gateway.http.problems import Problem
 from gateway.observability.metrics import CONTENT_TYPE
 
@@ -19,7 +22,12 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(
+    request: Request,
+    # Documents the default (an admin's bearer token) in the OpenAPI document;
+    # whether one is needed is decided below, from the settings.
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> Response:
     state = state_of(request)
     settings = state.settings
     if settings.metrics_port is not None:

@@ -25,11 +25,14 @@ MAX_FORM_BYTES = 64 * 1024
 class OAuthError(Exception):
     """An RFC 6749 §5.2 / RFC 8693 §2.2.2 error response."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(
+        self, error: str, description: str, status: int = 400, retry_after: int | None = None
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from policies.limits import LimitRule
 from policies.scopes import ScopeSyntaxError, parse_scopes
 
 # DESIGN.md: the default delegation depth limit (user -> A -> B -> C -> D).
@@ -108,6 +109,17 @@ class Policy(BaseModel):
     version: Literal[1] = 1
     defaults: Rule = Field(default_factory=Rule)
     agents: dict[str, AgentRule] = Field(default_factory=dict)
+    # Rate limits and quotas (`policies.limits`): counted by the gateway after
+    # a call is allowed, before its token is minted.
+    limits: list[LimitRule] = Field(default_factory=list)
+
+    @field_validator("limits")
+    @classmethod
+    def _unique_limit_names(cls, value: list[LimitRule]) -> list[LimitRule]:
+        names = [rule.name for rule in value]
+        if len(names) != len(set(names)):
+            raise ValueError("every limit needs its own name")
+        return value
 
     def rule_trail(
         self, agent_id: str, kind: ActionKind, action: str | None
@@ -248,6 +260,8 @@ class Denial(enum.StrEnum):
     SCOPE_EXCEEDS_SUBJECT = "scope_exceeds_subject"
     MISSING_SCOPE = "missing_scope"
     CARD_REQUIREMENT = "card_requirement"
+    # Allowed, but a rate limit of the policy is reached (`policies.limits`).
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from gateway.delegation.pipeline import (
     Caller,
     DelegationDenied,
     Grant,
+    RateLimited,
 )
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import current_principal, front_door_principal
@@ -211,6 +212,16 @@ class A2AFrontDoor:
                     {"reasons": reasons, "approval_required": True},
                 )
             grant, request.state.approval = pending.permit, True
+        except RateLimited as limited:
+            # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3), the hint in
+            # the error's data too for clients that only read the body.
+            reasons = list(limited.decision.reasons)
+            return refuse(
+                429,
+                "delegation refused: " + "; ".join(reasons),
+                {"reasons": reasons, "retry_after": limited.retry_after},
+                headers={"Retry-After": str(limited.retry_after)},
+            )
         except DelegationDenied as denied:
             reasons = list(denied.decision.reasons)
             return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})

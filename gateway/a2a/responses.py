@@ -24,15 +24,23 @@ from registry.tables import as_utc
 DELEGATION_REFUSED = -32000
 
 
-def jsonrpc_refusal(status: int, message: str, data: Any = None) -> Response:
+def jsonrpc_refusal(
+    status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
+) -> Response:
     error: dict[str, Any] = {"code": DELEGATION_REFUSED, "message": message}
     if data is not None:
         error["data"] = data
-    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=status)
+    return JSONResponse(
+        {"jsonrpc": "2.0", "id": None, "error": error}, status_code=status, headers=headers
+    )
 
 
-def rest_refusal(status: int, message: str, data: Any = None) -> Response:
-    grpc_status = {403: "PERMISSION_DENIED", 404: "NOT_FOUND"}.get(status, "FAILED_PRECONDITION")
+def rest_refusal(
+    status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    grpc_status = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}.get(
+        status, "FAILED_PRECONDITION"
+    )
     body: dict[str, Any] = {"code": status, "status": grpc_status, "message": message}
     if data is not None:
         body["details"] = [
@@ -43,7 +51,7 @@ def rest_refusal(status: int, message: str, data: Any = None) -> Response:
                 "metadata": {k: str(v) for k, v in data.items()},
             }
         ]
-    return JSONResponse({"error": body}, status_code=status)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def invalid_params(

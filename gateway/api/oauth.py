@@ -47,6 +47,8 @@ async def token(request: Request) -> JSONResponse:
         if exc.status == 401:
             # RFC 6749 §5.2: invalid_client answered with 401 carries a challenge.
             headers["WWW-Authenticate"] = 'Basic realm="switchboard", charset="UTF-8"'
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(
             {"error": exc.error, "error_description": exc.description},
             status_code=exc.status,

@@ -70,8 +70,23 @@ async def explain(request: Request, body: ExplainRequest, _admin: AdminPrincipal
     )
     requested = _scopes(body.requested_scopes) if body.requested_scopes is not None else None
     decision = delegations.decide(caller, target, body.action, body.kind, requested)
+    # The rate limits that would count this call, and what is left of each for
+    # this subject (counting nothing).
+    limits = await delegations.rate_limits.state(
+        delegations.limits_for(caller, body.target, body.action)
+    )
     return {
         **decision.as_dict(),
+        "limits": [
+            {
+                "name": s.limit.name,
+                "rate": s.limit.rate,
+                "per": list(s.limit.key[1:]),
+                "remaining": s.remaining,
+                "resets_in_seconds": s.resets_in,
+            }
+            for s in limits
+        ],
         "target": body.target,
         "chain": body.chain,
         "action": body.action,

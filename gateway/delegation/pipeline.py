@@ -17,13 +17,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.rate_limits import RateLimits
 from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest, actors_of
-from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize, may_use
+from policies.limits import AppliedLimit, CallFacts, applicable
+from policies.policy import (
+    ActionKind,
+    Decision,
+    DelegationQuery,
+    Denial,
+    Target,
+    authorize,
+    may_use,
+)
 from policies.policy_file import PolicySource
 from policies.tokens import Principal
 from registry.models import AgentRecord
@@ -107,6 +117,15 @@ class DelegationDenied(Exception):
         self.decision = decision
 
 
+class RateLimited(DelegationDenied):
+    """Allowed by the policy, but one of its rate limits is reached: the caller
+    may come back in ``retry_after`` seconds."""
+
+    def __init__(self, agent_id: str, decision: Decision, retry_after: int) -> None:
+        super().__init__(agent_id, decision)
+        self.retry_after = retry_after
+
+
 class ApprovalRequired(DelegationDenied):
     """The policy wants a human to approve this call first. ``permit`` is what
     the call would run with: who asks, the decision, the trace (its token is
@@ -126,12 +145,14 @@ class Delegations:
         audit: AuditLog,
         *,
         max_depth: int,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.agents = agents
         self.policy = policy
         self.minter = minter
         self.audit = audit
         self.max_depth = max_depth
+        self.rate_limits = rate_limits or RateLimits(None)
         self._targets: dict[str, tuple[float, tuple[AgentRecord, dict[str, Any], Target]]] = {}
         self._loading: dict[str, asyncio.Future[tuple[AgentRecord, dict[str, Any], Target]]] = {}
 
@@ -285,6 +306,8 @@ class Delegations:
                 )
             )
             raise DelegationDenied(target.agent_id, decision)
+        if self.policy.current.limits:  # counted once allowed, before a token exists
+            await self._count(caller, target, action, decision, event, trace_id, requested, started)
         token = await self.minter.mint(
             MintRequest(
                 subject=caller.subject,
@@ -307,6 +330,49 @@ class Delegations:
         return Permit(
             target.agent_id, decision, token, caller, action, requested, trace_id, started
         )
+
+    def limits_for(
+        self, caller: Caller, agent_id: str, action: str | None
+    ) -> tuple[AppliedLimit, ...]:
+        """The policy's rate limits that count a call (`policies.limits`)."""
+        facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
+        return applicable(self.policy.current.limits, facts, action)
+
+    async def _count(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None,
+        decision: Decision,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None,
+        started: float,
+    ) -> None:
+        reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
+        if reached is None:
+            return
+        limited = replace(
+            decision,
+            allowed=False,
+            granted=frozenset(),
+            reasons=(reached.reason(),),
+            denial=Denial.RATE_LIMITED,
+        )
+        await self.audit.record(
+            _event(
+                event,
+                trace_id,
+                caller,
+                target.agent_id,
+                action,
+                requested,
+                limited,
+                started,
+                outcome="rate_limited",
+            )
+        )
+        raise RateLimited(target.agent_id, limited, reached.retry_after)
 
     async def record(
         self, permit: Permit, event: str, outcome: str, detail: str | None = None

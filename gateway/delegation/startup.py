@@ -24,6 +24,7 @@ from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.push import PushRelays
+from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.replay import replay_cache
 from gateway.delegation.retry import RetrySettings
 from gateway.delegation.tasks import TaskRecords
@@ -115,6 +116,7 @@ async def start(
         minter,
         audit_log,
         max_depth=settings.max_delegation_depth,
+        rate_limits=RateLimits(settings.redis_url),
     )
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)

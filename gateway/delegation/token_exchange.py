@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.delegation.audit import AuditEvent, AuditLog
-from gateway.delegation.pipeline import Caller, DelegationDenied, Delegations, Permit
+from gateway.delegation.pipeline import (
+    Caller,
+    DelegationDenied,
+    Delegations,
+    Permit,
+    RateLimited,
+)
 from gateway.delegation.replay import ReplayCache
 from policies.client_auth import (
     ClientAuthError,
@@ -143,6 +149,15 @@ class TokenExchange:
                     requested=request.scope,
                     audience=front_door,
                 )
+        except RateLimited as limited:
+            # RFC 6749 §5.2 has no code for it: `temporarily_unavailable` (its
+            # §4.1.2.1 name for "try again later") with 429 and Retry-After.
+            raise OAuthError(
+                "temporarily_unavailable",
+                "; ".join(limited.decision.reasons),
+                status=429,
+                retry_after=limited.retry_after,
+            ) from None
         except DelegationDenied as denied:
             decision = denied.decision
             assert decision.denial is not None

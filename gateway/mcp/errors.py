@@ -15,7 +15,7 @@ from mcp.server import ServerRequestContext
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
-from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied, RateLimited
 from gateway.mcp.auth import CALLER_KEY, current_caller
 from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 
@@ -27,6 +27,8 @@ TOOL_QUARANTINED = -32011
 UPSTREAM_UNAVAILABLE = -32012
 UPSTREAM_TIMEOUT = -32013
 TOO_MANY_ROUNDS = -32014
+# A rate limit of the policy is reached; `data.retry_after` says when to retry.
+RATE_LIMITED = -32015
 
 
 def mcp_error(exc: Exception, name: str) -> MCPError:
@@ -40,6 +42,13 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
             DELEGATION_REFUSED,
             f"{name} needs human approval: " + "; ".join(reasons),
             {"reasons": reasons, "approval_required": True},
+        )
+    if isinstance(exc, RateLimited):
+        reasons = list(exc.decision.reasons)
+        return MCPError(
+            RATE_LIMITED,
+            f"calling {name} was refused: " + "; ".join(reasons),
+            {"reasons": reasons, "denial": "rate_limited", "retry_after": exc.retry_after},
         )
     if isinstance(exc, DelegationDenied):
         reasons = list(exc.decision.reasons)

@@ -1,0 +1,100 @@
+"""Rate limits and quotas in the policy file: which apply to a call, and the
+counter each one counts in. Pure: counting is the gateway's
+(`gateway.delegation.rate_limits`, on the `limits` library).
+
+```yaml
+limits:
+  - name: per-user
+    rate: 100/minute          # the `limits` library's notation: N/second|minute|hour|day
+    per: [user]               # the counter: one per user, per client, per agent, ...
+  - name: quotes
+    rate: 10/minute
+    per: [user, agent]
+    agents: [sales]           # only calls to these targets (default: every target)
+    skills: [quote]           # only these skills or tools (default: every action)
+    strategy: fixed-window    # or moving-window (the default), sliding-window-counter
+```
+
+A call is counted against every limit that matches it, each in its own
+counter (the rule's name and the values of its `per` dimensions); one limit
+reached refuses the call. `flow` counts per flow run's flow once flows exist
+(until then it is the empty value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from limits import parse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Dimension = Literal["user", "client", "agent", "skill", "flow"]
+Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
+
+
+class LimitRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    rate: str
+    per: list[Dimension] = Field(default_factory=lambda: list[Dimension](["user"]), min_length=1)
+    agents: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    skills: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    strategy: Strategy = "moving-window"
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate: write N/second, N/minute, N/hour or N/day "
+                "(e.g. 100/minute)"
+            ) from None
+        return value
+
+    def matches(self, agent_id: str, action: str | None) -> bool:
+        agents = "*" in self.agents or agent_id in self.agents
+        skills = "*" in self.skills or (action is not None and action in self.skills)
+        return agents and skills
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What a limit's counter may be keyed by."""
+
+    user: str
+    client: str
+    agent: str
+    skill: str
+    flow: str = ""
+
+
+@dataclass(frozen=True)
+class AppliedLimit:
+    name: str
+    rate: str
+    strategy: Strategy
+    key: tuple[str, ...]  # the rule's name, then one value per `per` dimension
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.rate})"
+
+
+def applicable(
+    rules: Sequence[LimitRule], facts: CallFacts, action: str | None
+) -> tuple[AppliedLimit, ...]:
+    """The limits that count this call, each with its counter's key."""
+    return tuple(
+        AppliedLimit(
+            rule.name,
+            rule.rate,
+            rule.strategy,
+            (rule.name, *(getattr(facts, dimension) for dimension in rule.per)),
+        )
+        for rule in rules
+        if rule.matches(facts.agent, action)
+    )

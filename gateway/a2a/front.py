@@ -63,7 +63,8 @@ from gateway.http.auth import current_principal, front_door_principal
 from gateway.http.problems import Problem, problem_response
 from policies.policy import Target
 from policies.tokens import TokenInvalid
-from registry.store import AgentNotFound, card_skills
+from registry.cards import card_skills
+from registry.store import AgentNotFound
 
 
 class OtherAgents(Protocol):

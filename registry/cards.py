@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +60,15 @@ class ParsedCard:
     @property
     def skill_ids(self) -> list[str]:
         return [s.id for s in self.card.skills]
+
+
+def card_skills(card: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The skills of a stored card that have an id (the rest name nothing)."""
+    return [
+        skill
+        for skill in card.get("skills") or []
+        if isinstance(skill, dict) and isinstance(skill.get("id"), str)
+    ]
 
 
 def parse_card(raw: Any) -> ParsedCard:

@@ -137,7 +137,9 @@ class McpServerRegistration(BaseModel):
     prefix_tools: bool = Field(
         default=True,
         description="offer the tools as {server}__{tool}; false: under their own names where "
-        "those are free (a name already taken gets the prefixed form)",
+        "those are free (a name another server's tool holds gets the prefixed form) and not "
+        "reserved: a name with '__', starting switchboard__, or shaped like a hashed "
+        "{id}__{name} is another target's (registration refused, 409 mcp-name-reserved)",
     )
 
     @model_validator(mode="after")
@@ -280,4 +282,9 @@ class RefreshResult(BaseModel):
     added: list[str]
     changed: list[str]
     removed: list[str]
+    kept_out: dict[str, str] = Field(
+        default_factory=dict,
+        description="new tools that could not have the name they would have had (one name on "
+        "/mcp means one target), by the name they wait under for an admin's approval: why",
+    )
     server: McpServerRecord

@@ -6,22 +6,28 @@ and prompts.
   server's id as the authority, the upstream URI verbatim as the path -- and a
   resource template the same way (``switchboard://{server}/test://t/{id}``
   still expands as a template). A server registered with
-  ``prefix_tools: false`` offers its URIs unchanged, where no server
-  registered before it offers the same one (see `UriNamer`).
+  ``prefix_tools: false`` offers its URIs unchanged where no other such
+  server offers one that could be the same URI (`uri_names`).
 * **Resource templates** are matched against a URI to find the template a
   read comes from (RFC 6570, permissively: a variable matches any run of
   characters its operator could expand to).
-* **Prompts** are named like tools (`registry.mcp_tools.federated_name`) and
-  screened like tool descriptions (`screen_prompt`): a prompt's text is
+* **Prompts** are named like tools (`registry.mcp_names`; `prompt_names`)
+  and screened like tool descriptions (`screen_prompt`): a prompt's text is
   written by the server and read by the model.
+
+Resources, templates and prompts are listed live, not stored, so a plain
+(unprefixed) name cannot be "the first one's": a name two servers claim at
+once is offered by neither under it (each offers it in its own form). No
+server can take another's name by listing it later.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from registry.mcp_names import Refusal, is_plain, namespaced_name, reserved, reserved_uri
 from registry.mcp_tools import ToolFlag, screen_texts
 
 SCHEME = "switchboard"
@@ -43,26 +49,6 @@ def split_gateway_uri(uri: str) -> tuple[str, str] | None:
     if not server_id or not slash or not upstream:
         return None
     return server_id, upstream
-
-
-class UriNamer:
-    """Names URIs (or URI templates) in one listing, servers in registration order.
-
-    A prefixed server's URIs are always `gateway_uri`. An unprefixed server's
-    URI is kept when it is not a gateway URI and no server named earlier in
-    this listing kept the same one; otherwise it gets the gateway form too.
-    The same order is used to route a plain URI back to its server, so the
-    server a URI is listed under is the server a read of it reaches.
-    """
-
-    def __init__(self) -> None:
-        self._kept: set[str] = set()
-
-    def name(self, server_id: str, uri: str, *, prefix: bool) -> str:
-        if prefix or uri in self._kept or split_gateway_uri(uri) is not None:
-            return gateway_uri(server_id, uri)
-        self._kept.add(uri)
-        return uri
 
 
 # --- RFC 6570 templates -------------------------------------------------------
@@ -110,3 +96,81 @@ def screen_prompt(prompt: Mapping[str, Any]) -> list[ToolFlag]:
     """Hidden Unicode and instruction-like text in a prompt's definition, as
     for a tool's (`registry.mcp_tools.screen_tool`)."""
     return screen_texts(prompt_definition(prompt))
+
+
+# --- Names ------------------------------------------------------------------------
+
+# (server id, the upstream's name or URI, whether the server's names are prefixed)
+Claim = tuple[str, str, bool]
+
+
+def prompt_names(claims: Sequence[Claim]) -> list[tuple[str, Refusal | None]]:
+    """The name each prompt is offered under, and why it is withheld (None: it
+    is not). A prefixed server's prompt: ``{server}__{name}``. An unprefixed
+    server's: its own name where valid and claimed by no other server; a
+    reserved one (`registry.mcp_names.reserved`) is withheld, under the
+    server's own form, so it holds nobody else's name."""
+    claimants: dict[str, set[str]] = {}
+    for server_id, name, prefix in claims:
+        if not prefix and is_plain(name) and reserved(name) is None:
+            claimants.setdefault(name, set()).add(server_id)
+    taken: set[str] = set()
+    named: list[tuple[str, Refusal | None]] = []
+    for server_id, name, prefix in claims:
+        refusal = None
+        if not prefix and name not in taken and claimants.get(name) == {server_id}:
+            offered = name
+        else:
+            why = None if prefix or not is_plain(name) else reserved(name)
+            if why is not None:
+                refusal = Refusal(f"its own name {name!r} {why}", reserved=True)
+            offered = namespaced_name(server_id, name, frozenset(taken))
+        taken.add(offered)
+        named.append((offered, refusal))
+    return named
+
+
+def uri_names(
+    resources: Sequence[Claim], templates: Sequence[Claim]
+) -> tuple[list[str], list[str]]:
+    """The URI each resource, and each template, is offered under. A prefixed
+    server's: `gateway_uri`. An unprefixed server's: unchanged, unless it is of
+    the gateway's scheme or another unprefixed server offers a resource or
+    template that could be the same URI; then `gateway_uri`."""
+    plain_resources = [
+        (i, c) for i, c in enumerate(resources) if not c[2] and not reserved_uri(c[1])
+    ]
+    plain_templates = [
+        (i, c) for i, c in enumerate(templates) if not c[2] and not reserved_uri(c[1])
+    ]
+    by_uri: dict[str, set[str]] = {}
+    for _, (server_id, uri, _) in plain_resources:
+        by_uri.setdefault(uri, set()).add(server_id)
+    contested = {i for i, (_, uri, _) in plain_resources if len(by_uri[uri]) > 1}
+    contested_templates: set[int] = set()
+    for n, (i, (server_id, template, _)) in enumerate(plain_templates):
+        pattern = template_pattern(template)
+        for j, (other, uri, _) in plain_resources:
+            if other != server_id and pattern.fullmatch(uri):
+                contested |= {j}
+                contested_templates |= {i}
+        for k, (other, template_k, _) in plain_templates[n + 1 :]:
+            if other != server_id and _may_overlap(template, template_k):
+                contested_templates |= {i, k}
+    kept = {i for i, _ in plain_resources} - contested
+    kept_templates = {i for i, _ in plain_templates} - contested_templates
+    return (
+        [uri if i in kept else gateway_uri(s, uri) for i, (s, uri, _) in enumerate(resources)],
+        [t if i in kept_templates else gateway_uri(s, t) for i, (s, t, _) in enumerate(templates)],
+    )
+
+
+def _may_overlap(first: str, second: str) -> bool:
+    """Whether some URI could match both templates (conservatively: their
+    literal starts agree, or a template without variables matches the other)."""
+    if "{" not in first:
+        return template_matches(second, first)
+    if "{" not in second:
+        return template_matches(first, second)
+    start_a, start_b = first.split("{", 1)[0], second.split("{", 1)[0]
+    return start_a.startswith(start_b) or start_b.startswith(start_a)

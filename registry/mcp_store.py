@@ -7,7 +7,7 @@ an approval only lands if the definition is still the one reviewed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,13 +26,13 @@ from registry.mcp_models import (
     ToolFlagInfo,
     ToolState,
 )
-from registry.mcp_tools import federated_name, pinned_definition, screen_tool, tool_digest
+from registry.mcp_names import NameConflict, reserved_id, withheld
+from registry.mcp_sync import SyncResult, sync
 from registry.models import HealthStatus
+from registry.name_holders import lock_names, skill_holders
 from registry.store import is_agent_id
 from registry.tables import agents, as_utc, mcp_servers, mcp_tools
 
-TRUST_ON_FIRST_USE = "trust-on-first-use"
-MAX_TOOL_NAME = 512
 _SYNC_ATTEMPTS = 3
 
 
@@ -105,13 +105,6 @@ class StoredTool:
         return tool_state(self.digest, self.approved_digest)
 
 
-@dataclass(frozen=True)
-class SyncResult:
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-
-
 def tool_state(digest: str, approved_digest: str | None) -> ToolState:
     if approved_digest is None:
         return ToolState.PENDING
@@ -125,6 +118,8 @@ class SqlMcpStore:
     # Servers ------------------------------------------------------------------
 
     async def id_taken(self, server_id: str) -> bool:
+        if reserved_id(server_id) is not None:
+            return True
         async with self._engine.connect() as conn:
             return await _id_taken(conn, server_id)
 
@@ -135,6 +130,9 @@ class SqlMcpStore:
         for attempt in range(_SYNC_ATTEMPTS):
             try:
                 async with self._engine.begin() as conn:
+                    if (refusal := reserved_id(server.id)) is not None:
+                        raise refusal.error(f"MCP server {server.id}")
+                    await lock_names(conn)
                     if await _id_taken(conn, server.id):
                         raise McpServerConflict(server.id)
                     if await _resource_taken(conn, server.resource):
@@ -162,7 +160,9 @@ class SqlMcpStore:
                             updated_at=now,
                         )
                     )
-                    await _sync(conn, server.id, tools, auto_approve=auto_approve, now=now)
+                    await sync(
+                        conn, server.id, tools, auto_approve=auto_approve, now=now, registering=True
+                    )
                 break
             except IntegrityError:
                 # Another registration took the id, or (rarely) a namespaced
@@ -262,7 +262,7 @@ class SqlMcpStore:
                     )
                     if exists is None:
                         raise McpServerNotFound(server_id)
-                    return await _sync(conn, server_id, tools, auto_approve=auto_approve)
+                    return await sync(conn, server_id, tools, auto_approve=auto_approve)
             except IntegrityError:
                 # Two replicas synced at once (or a namespaced name was taken
                 # meanwhile): the loser reads the winner's rows and tries again.
@@ -288,6 +288,7 @@ class SqlMcpStore:
             )
             if row is None:
                 raise McpToolNotFound(f"{server_id}: {namespaced}")
+            await _refuse_name(conn, server_id, row)
             if digest is not None and digest != row["digest"]:
                 raise ToolDigestMismatch(
                     f"{namespaced} is now {row['digest']}, not the reviewed {digest}"
@@ -336,6 +337,18 @@ class SqlMcpStore:
 # Helpers --------------------------------------------------------------------------
 
 
+async def _refuse_name(conn: AsyncConnection, server_id: str, row: RowMapping) -> None:
+    """An approval makes a tool callable under its name: refused (`NameConflict`)
+    while that name is not the tool's to hold, or is an agent's skill's."""
+    namespaced = row["namespaced"]
+    refusal = withheld(server_id, row["name"], namespaced)
+    if refusal is not None:
+        raise refusal.error(f"{namespaced} cannot be approved")
+    holder = (await skill_holders(conn, [namespaced])).get(namespaced)
+    if holder is not None:
+        raise NameConflict(f"{namespaced} cannot be approved: the name is {holder}")
+
+
 async def _resource_taken(conn: AsyncConnection, resource: str) -> bool:
     for table in (mcp_servers, agents):
         if await conn.scalar(select(table.c.id).where(table.c.resource == resource)) is not None:
@@ -348,98 +361,6 @@ async def _id_taken(conn: AsyncConnection, server_id: str) -> bool:
         if await conn.scalar(select(table.c.id).where(table.c.id == server_id)) is not None:
             return True
     return False
-
-
-async def _sync(
-    conn: AsyncConnection,
-    server_id: str,
-    listed: Sequence[Mapping[str, Any]],
-    *,
-    auto_approve: bool,
-    now: datetime | None = None,
-) -> SyncResult:
-    now = now or _now()
-    current = {
-        row["name"]: row
-        for row in (
-            await conn.execute(select(mcp_tools).where(mcp_tools.c.server_id == server_id))
-        ).mappings()
-    }
-    taken = frozenset((await conn.execute(select(mcp_tools.c.namespaced))).scalars())
-    prefix = (
-        await conn.execute(select(mcp_servers.c.prefix_tools).where(mcp_servers.c.id == server_id))
-    ).scalar_one_or_none()
-    added: list[str] = []
-    changed: list[str] = []
-    seen: set[str] = set()
-    for tool in _usable(listed):
-        name = str(tool["name"])
-        seen.add(name)
-        definition = pinned_definition(tool)
-        digest = tool_digest(definition)
-        flags = [f.as_dict() for f in screen_tool(definition)]
-        row = current.get(name)
-        if row is None:
-            namespaced = federated_name(server_id, name, taken, prefix=prefix is not False)
-            taken = taken | {namespaced}
-            approve = auto_approve and not flags
-            await conn.execute(
-                insert(mcp_tools).values(
-                    server_id=server_id,
-                    name=name,
-                    namespaced=namespaced,
-                    definition=definition,
-                    digest=digest,
-                    flags=flags,
-                    available=True,
-                    approved_digest=digest if approve else None,
-                    approved_definition=definition if approve else None,
-                    approved_by=TRUST_ON_FIRST_USE if approve else None,
-                    approved_at=now if approve else None,
-                    first_seen_at=now,
-                    changed_at=now,
-                )
-            )
-            added.append(namespaced)
-        elif row["digest"] != digest or not row["available"]:
-            await conn.execute(
-                update(mcp_tools)
-                .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
-                .values(
-                    definition=definition,
-                    digest=digest,
-                    flags=flags,
-                    available=True,
-                    changed_at=now if row["digest"] != digest else row["changed_at"],
-                )
-            )
-            (changed if row["available"] else added).append(row["namespaced"])
-    removed = [
-        row["namespaced"] for name, row in current.items() if name not in seen and row["available"]
-    ]
-    if removed:
-        await conn.execute(
-            update(mcp_tools)
-            .where(mcp_tools.c.server_id == server_id, mcp_tools.c.namespaced.in_(removed))
-            .values(available=False, changed_at=now)
-        )
-    await conn.execute(
-        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
-    )
-    return SyncResult(added=added, changed=changed, removed=removed)
-
-
-def _usable(listed: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-    """Tools with a name the gateway can store; the first of duplicate names wins."""
-    names: set[str] = set()
-    for tool in listed:
-        name = tool.get("name")
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_TOOL_NAME or "\x00" in name:
-            continue
-        if name in names:
-            continue
-        names.add(name)
-        yield tool
 
 
 def _config(row: RowMapping) -> McpServerConfig:

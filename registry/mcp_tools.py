@@ -1,4 +1,4 @@
-"""Pure rules for federated MCP tools: pinning, screening and namespacing.
+"""Pure rules for federated MCP tools: pinning and screening.
 
 * **Pinning** (rug-pull protection): what a model reads of a tool -- its name,
   title, description, input and output schemas, annotations -- is hashed as
@@ -9,9 +9,8 @@
   controls, variation-selector supplement) and for instruction-like phrases
   aimed at the model ("ignore previous instructions", "do not tell the user").
   A flagged tool is never approved automatically.
-* **Namespacing**: a federated name is ``{server}__{tool}`` when that is
-  exact and short enough; otherwise a readable prefix plus a hash of the
-  (server, tool) pair. See `namespaced_name`.
+
+Names (``{server}__{tool}``, plain names, what is reserved): `registry.mcp_names`.
 """
 
 from __future__ import annotations
@@ -36,13 +35,6 @@ PINNED_FIELDS = (
     "annotations",
     "execution",
 )
-# MCP 2025-11-25 "Tool names": 1-128 of [A-Za-z0-9_.-]. A federated name is
-# kept to the stricter set most model APIs accept for function names,
-# ^[a-zA-Z0-9_-]{1,64}$ (no dots), so any client can pass it on as is.
-MAX_NAME = 64
-SEPARATOR = "__"
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]")
-_HASH_LEN = 8
 
 
 def pinned_definition(tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,51 +167,3 @@ def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _texts(item, f"{path}[{index}]")
-
-
-# --- Namespacing -----------------------------------------------------------------
-
-
-def federated_name(
-    server_id: str, tool_name: str, taken: frozenset[str] = frozenset(), *, prefix: bool = True
-) -> str:
-    """The name a tool is offered under. With ``prefix`` (the default),
-    `namespaced_name`. Without (an operator's choice per server, so a server's
-    tools keep the names its clients and tests know), the tool's own name when
-    it is a valid federated name (``[A-Za-z0-9_-]``, at most 64) that nothing
-    holds yet; otherwise -- a collision, or a name that needs cleaning -- the
-    namespaced name, so the first registered keeps the plain name and a
-    collision is resolved the same way on every replica and every run."""
-    if not prefix and _is_plain(tool_name) and tool_name not in taken:
-        return tool_name
-    return namespaced_name(server_id, tool_name, taken)
-
-
-def _is_plain(name: str) -> bool:
-    return 0 < len(name) <= MAX_NAME and not _NAME_SAFE.search(name)
-
-
-def namespaced_name(server_id: str, tool_name: str, taken: frozenset[str] = frozenset()) -> str:
-    """The federated name of ``tool_name`` on ``server_id``.
-
-    ``{server}__{tool}`` when the tool name needs no change and the whole fits
-    in 64 characters. Otherwise (characters outside [A-Za-z0-9_-] replaced,
-    or too long) the name is cut and given ``_`` + a hash of the exact
-    (server id, tool name) pair, so two tools whose names clean up alike
-    never meet. Server ids never contain ``_``, so the plain form splits at
-    its first ``__`` unambiguously: plain names cannot collide with each
-    other. Only a hashed name can meet an existing one (``taken``); then the
-    hash grows until it is free. Names are stored when first given, so they
-    stay stable across refreshes.
-    """
-    clean = _NAME_SAFE.sub("_", tool_name) or "_"
-    plain = f"{server_id}{SEPARATOR}{clean}"
-    if clean == tool_name and len(plain) <= MAX_NAME and plain not in taken:
-        return plain
-    digest = hashlib.sha256(f"{server_id}\x00{tool_name}".encode()).hexdigest()
-    for length in range(_HASH_LEN, len(digest) + 1, 4):
-        suffix = "_" + digest[:length]
-        candidate = plain[: MAX_NAME - len(suffix)] + suffix
-        if candidate not in taken:
-            return candidate
-    raise ValueError(f"no free name for {tool_name!r} on {server_id}")  # pragma: no cover

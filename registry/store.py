@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry.cards import ParsedCard
+from registry.mcp_names import is_reserved_id
 from registry.models import (
     AGENT_ID_PATTERN,
     AgentPage,
@@ -33,6 +34,7 @@ from registry.models import (
     SignatureInfo,
     SkillSummary,
 )
+from registry.name_holders import lock_names, refuse_agent_names, taken_by_mcp_server
 from registry.signatures import SignatureCheck
 from registry.tables import (
     agent_card_versions,
@@ -40,7 +42,6 @@ from registry.tables import (
     agent_facets,
     agents,
     as_utc,
-    mcp_servers,
     vendor_agents,
 )
 
@@ -140,11 +141,14 @@ class SqlAgentStore:
             async with self._engine.begin() as conn:
                 # Agents and MCP servers share one id space (both are served at
                 # /a2a/{id} and named agents.<id> in the policy) and one space of
-                # token audiences (a resource names one target).
-                if await _taken_by_mcp_server(conn, agent.id, agent.resource):
+                # token audiences (a resource names one target); its skills'
+                # names on /mcp must be free (registry.mcp_names).
+                await lock_names(conn)
+                if await taken_by_mcp_server(conn, agent.id, agent.resource):
                     raise AgentConflict(
                         f"{agent.id}: an MCP server has this id or resource {agent.resource}"
                     )
+                await refuse_agent_names(conn, agent.id, agent.parsed.skill_ids)
                 await conn.execute(insert(agents).values(**row))
                 await _insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
                 await _replace_facets(conn, agent.id, agent.parsed)
@@ -186,6 +190,7 @@ class SqlAgentStore:
                 raise AgentNotFound(agent_id)
             changed = current.card_digest != parsed.digest
             if changed:
+                await refuse_agent_names(conn, agent_id, parsed.skill_ids)
                 revision = current.revision + 1
                 # The WHERE on the old revision makes two concurrent refreshes
                 # serialise: the loser updates nothing and retries via the PK.
@@ -237,6 +242,13 @@ class SqlAgentStore:
             )
         return (_record(row), row["card"]) if row else None
 
+    async def ids_starting(self, start: str) -> list[str]:
+        """The agents whose id starts with ``start`` (a name on /mcp cut short
+        names one of them: `registry.mcp_names.cut_hashed`)."""
+        query = select(agents.c.id).where(agents.c.id.startswith(start, autoescape=True))
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(query.order_by(agents.c.id).limit(100))).scalars())
+
     async def id_for_resource(self, resource: str) -> str | None:
         """The agent whose minted tokens carry ``resource`` as their audience."""
         if "\x00" in resource:  # PostgreSQL text cannot hold NUL: it names nothing
@@ -246,9 +258,11 @@ class SqlAgentStore:
         return str(found) if found is not None else None
 
     async def id_taken(self, agent_id: str) -> bool:
+        if is_reserved_id(agent_id):
+            return True
         async with self._engine.connect() as conn:
             found = await conn.scalar(select(agents.c.id).where(agents.c.id == agent_id))
-            return found is not None or await _taken_by_mcp_server(conn, agent_id, None)
+            return found is not None or await taken_by_mcp_server(conn, agent_id, None)
 
     async def registration(self, agent_id: str) -> tuple[str | None, Mapping[str, Any] | None]:
         """(card URL, pinned keys) for a refresh; raises `AgentNotFound`."""
@@ -582,15 +596,6 @@ def _record(row: RowMapping) -> AgentRecord:
     )
 
 
-def card_skills(card: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The skills of a stored card that have an id (the rest name nothing)."""
-    return [
-        skill
-        for skill in card.get("skills") or []
-        if isinstance(skill, dict) and isinstance(skill.get("id"), str)
-    ]
-
-
 def skill_filters_match(
     query: AgentQuery, card: Mapping[str, Any], skills: list[dict[str, Any]]
 ) -> bool:
@@ -658,10 +663,3 @@ def _decode_cursor(cursor: str) -> str:
     if not re.fullmatch(AGENT_ID_PATTERN, value):
         raise InvalidCursor("cursor is not one this API returned")
     return value
-
-
-async def _taken_by_mcp_server(conn: AsyncConnection, agent_id: str, resource: str | None) -> bool:
-    taken = mcp_servers.c.id == agent_id
-    if resource is not None:
-        taken = or_(taken, mcp_servers.c.resource == resource)
-    return await conn.scalar(select(exists().where(taken))) is True

@@ -9,11 +9,17 @@ a message for it is (`Delegations.usable_skills`); a search by skill, tag or
 media type matches only those, and free text (`q`) only what the user is
 shown (the agent's name, description and provider, and those skills). Admins
 see all.
+
+An agent's skills are tools on `/mcp` (``{agent}__{skill}``): a registration
+or refresh whose id is reserved, or whose skills' names a stored MCP tool
+holds, is refused with 409 (`mcp-name-reserved`, `mcp-name-conflict`) and
+audited (event ``mcp.names``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
@@ -21,8 +27,10 @@ from gateway.api.state import state_of
 from gateway.delegation.handoffs import breaker_info
 from gateway.delegation.pipeline import Caller
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
+from gateway.mcp.federated_tools import audit_name_refusal
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
+from registry.mcp_names import NameConflict
 from registry.models import (
     AgentPage,
     AgentQuery,
@@ -34,15 +42,17 @@ from registry.models import (
 from registry.store import AgentNotFound, encode_cursor, skill_filters_match, words_match
 
 router = APIRouter(prefix="/agents", tags=["registry"])
+T = TypeVar("T")
 
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, summary="Register an agent by card URL or inline card"
 )
 async def register_agent(
-    request: Request, response: Response, registration: AgentRegistration, _: AdminPrincipal
+    request: Request, response: Response, registration: AgentRegistration, admin: AdminPrincipal
 ) -> AgentRecord:
-    record = await state_of(request).registry.register(registration)
+    registry = state_of(request).registry
+    record = await _names_audited(request, admin, registration.id, registry.register(registration))
     state_of(request).registry.changed()
     response.headers["Location"] = f"/agents/{record.id}"
     return _with_breaker(request, record)
@@ -169,12 +179,23 @@ async def delete_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Re
 async def refresh_agent(
     request: Request,
     agent_id: str,
-    _: AdminPrincipal,
+    admin: AdminPrincipal,
     body: Annotated[RefreshRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    record, changed = await state_of(request).registry.refresh(
-        agent_id, body.card if body else None
-    )
+    refresh = state_of(request).registry.refresh(agent_id, body.card if body else None)
+    record, changed = await _names_audited(request, admin, agent_id, refresh)
     if changed:
         state_of(request).registry.changed()
     return {"changed": changed, "agent": _with_breaker(request, record).model_dump(mode="json")}
+
+
+async def _names_audited(
+    request: Request, admin: Principal, agent_id: str | None, work: Awaitable[T]
+) -> T:
+    """``work``, with a refusal of the agent's names on /mcp (its id, its
+    skills' tool names: `registry.mcp_names`) audited as ``mcp.names``."""
+    try:
+        return await work
+    except NameConflict as refused:
+        await audit_name_refusal(state_of(request).audit, admin, agent_id, str(refused))
+        raise

@@ -9,6 +9,11 @@ use (the policy's decision, as for agents), each as a `McpServerView`: no
 URL, command line, resource, credential, registrant or health detail, and
 only the tools their `/mcp` `tools/list` offers them (`McpFederation.shown`).
 No response ever carries a credential's secret.
+
+One name on `/mcp` means one target (`registry.mcp_names`): a registration,
+or an approval, that would give a name another target holds, or one of a
+reserved form, is refused with 409 (`mcp-name-conflict`, `mcp-name-reserved`)
+and audited (event ``mcp.names``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from registry.mcp_models import (
     McpToolRecord,
     RefreshResult,
 )
+from registry.mcp_names import NameConflict, NameReserved
 from registry.mcp_store import (
     McpServerConflict,
     McpServerNotFound,
@@ -47,6 +53,8 @@ PROBLEMS: list[ProblemMapping] = [
         "mcp-server-exists",
         "An MCP server or agent has this id or resource",
     ),
+    (NameReserved, 409, "mcp-name-reserved", "The name is of a form reserved for others"),
+    (NameConflict, 409, "mcp-name-conflict", "The name already means another target on /mcp"),
     (McpServerNotFound, 404, "mcp-server-not-found", "No such MCP server"),
     (McpToolNotFound, 404, "mcp-tool-not-found", "No such tool on this MCP server"),
     (ToolNotFound, 404, "mcp-tool-not-found", "No such federated tool"),
@@ -115,8 +123,10 @@ async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> 
     "/{server_id}/refresh",
     summary="List the server's tools now; a changed definition is quarantined",
 )
-async def refresh_server(request: Request, server_id: str, _: AdminPrincipal) -> RefreshResult:
-    return await state_of(request).mcp.refresh(server_id)
+async def refresh_server(
+    request: Request, server_id: str, principal: AdminPrincipal
+) -> RefreshResult:
+    return await state_of(request).mcp.refresh(server_id, principal)
 
 
 @router.post(

@@ -36,8 +36,9 @@ from policies.policy import (
 )
 from policies.policy_file import PolicySource
 from policies.tokens import Principal
+from registry.cards import card_skills
 from registry.models import AgentRecord
-from registry.store import AgentNotFound, SqlAgentStore, card_skills
+from registry.store import AgentNotFound, SqlAgentStore
 
 TARGET_CACHE_SECONDS = 1.0
 

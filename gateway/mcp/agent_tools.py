@@ -1,8 +1,8 @@
 """Every registered A2A agent's skills, as tools of the gateway's MCP server.
 
 A skill is offered as the tool ``{agent}__{skill}`` (the federation's naming
-rule, `registry.mcp_tools.namespaced_name`: agents and MCP servers share one
-id space, so the two kinds of names never meet). Listing asks the same
+rule, `registry.mcp_names.skill_tool_name`; which source a name on /mcp
+belongs to is `gateway.mcp.namespace`'s to say). Listing asks the same
 question a call asks (`Delegations.decide` on the agent's card, for that
 skill): a user sees exactly the skills they may delegate to.
 
@@ -47,8 +47,9 @@ from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
 from gateway.delegation.handoffs import stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
-from registry.mcp_tools import SEPARATOR, namespaced_name
-from registry.store import AgentNotFound, card_skills
+from registry.cards import card_skills
+from registry.mcp_names import cut_hashed, owner_of, skill_tool_name
+from registry.store import AgentNotFound
 
 EVENT = "mcp"
 INPUT_SCHEMA: dict[str, Any] = {
@@ -94,29 +95,40 @@ class AgentSkillTools:
         self._parts = parts
         self._handler_for = handler_for
 
-    async def tools(self, caller: Caller) -> list[SkillTool]:
-        """The skills ``caller`` may delegate to, as tools."""
+    async def catalog(self, caller: Caller) -> tuple[list[SkillTool], set[str]]:
+        """The skills ``caller`` may delegate to, as tools; and the names of
+        every agent's skills (whoever may use them: what names they hold)."""
         delegations = self._parts().delegations
         found: list[SkillTool] = []
+        names: set[str] = set()
         async for record, card in delegations.agents.all_with_cards():
+            names.update(skill_tool_name(record.id, skill["id"]) for skill in card_skills(card))
             for skill in delegations.usable_skills(caller, record.id, card):
                 found.append(_skill_tool(record.id, card, skill))
-        return found
+        return found, names
 
     async def find(self, name: str) -> SkillTool | None:
         """The tool ``name`` if it is an agent's skill; whether the caller may
-        use it is the call's decision (`Delegations.admit`), refused there."""
-        agent_id, separator, _ = name.partition(SEPARATOR)
-        if not separator:
+        use it is the call's decision (`Delegations.admit`), refused there.
+        ``{agent}__...`` is looked for on that agent; a hashed name cut before
+        its separator on the agents whose id it starts."""
+        owner = owner_of(name)
+        if owner is not None:
+            candidates = [owner]
+        elif cut_hashed(name):
+            candidates = await self._parts().delegations.agents.ids_starting(
+                name[: name.rindex("_")]
+            )
+        else:
             return None
-        delegations = self._parts().delegations
-        try:
-            _, card, _ = await delegations.target(agent_id)
-        except AgentNotFound:
-            return None
-        for skill in card_skills(card):
-            if namespaced_name(agent_id, skill["id"]) == name:
-                return _skill_tool(agent_id, card, skill)
+        for agent_id in candidates:
+            try:
+                _, card, _ = await self._parts().delegations.target(agent_id)
+            except AgentNotFound:
+                continue
+            for skill in card_skills(card):
+                if skill_tool_name(agent_id, skill["id"]) == name:
+                    return _skill_tool(agent_id, card, skill)
         return None
 
     async def call(
@@ -149,7 +161,7 @@ class AgentSkillTools:
 
 
 def _skill_tool(agent_id: str, card: Mapping[str, Any], skill: Mapping[str, Any]) -> SkillTool:
-    name = namespaced_name(agent_id, str(skill["id"]))
+    name = skill_tool_name(agent_id, str(skill["id"]))
     description = str(skill.get("description") or skill.get("name") or skill["id"])
     tool = types.Tool(
         name=name,

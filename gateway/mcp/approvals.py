@@ -77,8 +77,8 @@ STATUS_TOOL_DEFINITION = types.Tool(
 )
 
 Result = types.CallToolResult | types.InputRequiredResult
-# Makes the approved call: (tool name, arguments, trace id) -> its result.
-Run = Callable[[str, Mapping[str, Any] | None, str], Awaitable[Result]]
+# Makes the approved call (the approval's tool, arguments and trace) -> its result.
+Run = Callable[[Approval], Awaitable[Result]]
 
 
 def held_for(
@@ -183,7 +183,7 @@ class McpApprovals:
             return _note(approval, "running", "the approved call is being made; ask again")
         assert approval.tool is not None
         try:
-            result = await run(approval.tool, arguments, approval.trace_id)
+            result = await run(approval)
         except BaseException:
             await store.finish(approval_id, None)  # not made: the claim goes back
             raise

@@ -72,7 +72,7 @@ from gateway.delegation.tasks import Owner
 from gateway.mcp.federated_tools import FederatedTool, ToolNotFound, ToolQuarantined
 from gateway.mcp.federation import McpFederation
 from registry.mcp_models import McpServerRecord
-from registry.mcp_tools import SEPARATOR
+from registry.mcp_names import SEPARATOR
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ upstream failure counts for retries, and the records a registration becomes.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,13 +15,17 @@ from adapters.mcp import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from adapters.trace_context import new_trace_id
 from gateway.delegation import retry
+from gateway.delegation.audit import AuditEvent, AuditLog
+from policies.tokens import Principal
 from registry.mcp_models import (
     McpServerRecord,
     McpServerView,
     McpToolView,
     ToolState,
 )
+from registry.mcp_names import withheld
 from registry.mcp_store import (
     McpServerConfig,
     NewMcpServer,
@@ -28,6 +33,7 @@ from registry.mcp_store import (
 )
 
 AUDIT_EVENT = "mcp"
+NAMES_EVENT = "mcp.names"  # a name refused at registration, refresh or approval
 SNAPSHOT_SECONDS = 1.0  # how long a replica may serve a tool list another replica changed
 MAX_SLUG_ATTEMPTS = 50
 SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
@@ -75,10 +81,13 @@ class FederatedTool:
     flags: tuple[Mapping[str, str], ...]
     available: bool
     digest: str
+    # Why the tool may not be offered under ``name`` (`registry.mcp_names.withheld`):
+    # a row stored before names were checked. Such a tool claims no name.
+    withheld: str | None = None
 
     @property
     def callable(self) -> bool:
-        return self.available and self.state is ToolState.APPROVED
+        return self.available and self.state is ToolState.APPROVED and self.withheld is None
 
     def as_mcp_tool(self) -> types.Tool:
         """The definition under its federated name, for a `tools/list` answer."""
@@ -86,6 +95,7 @@ class FederatedTool:
 
     @classmethod
     def of(cls, stored: StoredTool) -> FederatedTool:
+        refusal = withheld(stored.server_id, stored.name, stored.namespaced)
         return cls(
             name=stored.namespaced,
             server_id=stored.server_id,
@@ -95,7 +105,22 @@ class FederatedTool:
             flags=stored.flags,
             available=stored.available,
             digest=stored.digest,
+            withheld=refusal.reason if refusal is not None else None,
         )
+
+
+def check_command(allowed: Sequence[Sequence[str]], command: str, args: Sequence[str]) -> None:
+    """Raise `CommandNotAllowed` unless the command line is exactly an allowed one."""
+    # The whole command line, exactly: a prefix would let an allowed
+    # `server-filesystem /srv/shared` take one more argument (`/`), from
+    # which the child reads the gateway's own environment and secrets.
+    argv = (command, *args)
+    if argv in {tuple(line) for line in allowed}:
+        return
+    raise CommandNotAllowed(
+        f"{shlex.join(argv)!r} is not allowed: a stdio command line must be exactly an "
+        "entry of the mcp_stdio_commands setting"
+    )
 
 
 def classify_failure(exc: BaseException) -> retry.Failure:
@@ -161,3 +186,32 @@ def restamped(
         cleaned = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
         return result.model_copy(update={"meta": cleaned or None})
     return result
+
+
+async def audit_name_refusal(
+    audit: AuditLog, principal: Principal | None, target: str | None, detail: str
+) -> None:
+    """Record a name refused on /mcp (event ``mcp.names``, decision deny):
+    at a registration, an approval (``principal``: who asked), or a refresh
+    (None when the gateway's own connection listed the tools)."""
+    await audit.record(
+        AuditEvent(
+            event=NAMES_EVENT,
+            trace_id=new_trace_id(),
+            subject=principal.subject if principal else "switchboard",
+            subject_issuer=principal.issuer if principal else "switchboard",
+            decision="deny",
+            outcome="name_refused",
+            client_id=principal.client_id if principal else None,
+            target=target,
+            detail=detail,
+        )
+    )
+
+
+async def audit_kept_out(
+    audit: AuditLog, server_id: str, kept_out: Mapping[str, str], principal: Principal | None
+) -> None:
+    """Audit the new tools a listing brought that were kept out of their names."""
+    for name, why in kept_out.items():
+        await audit_name_refusal(audit, principal, server_id, f"{name} kept out: {why}")

@@ -18,7 +18,6 @@ A tool is callable only while its definition hashes to the approved digest
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,11 +43,13 @@ from gateway.mcp.federated_tools import (
     AUDIT_EVENT,
     MAX_SLUG_ATTEMPTS,
     SNAPSHOT_SECONDS,
-    CommandNotAllowed,
     FederatedTool,
     RegistrationRefused,
     ToolNotFound,
     ToolQuarantined,
+    audit_kept_out,
+    audit_name_refusal,
+    check_command,
     classify_failure,
     config_of,
     counts_for_breaker,
@@ -68,6 +69,7 @@ from registry.mcp_models import (
     McpToolRecord,
     RefreshResult,
 )
+from registry.mcp_names import SEPARATOR, NameConflict, reserved_id
 from registry.mcp_store import (
     McpServerConfig,
     McpServerConflict,
@@ -75,7 +77,6 @@ from registry.mcp_store import (
     NewMcpServer,
     SqlMcpStore,
 )
-from registry.mcp_tools import SEPARATOR
 from registry.models import HealthStatus
 from registry.service import slugify
 
@@ -184,8 +185,8 @@ class McpFederation:
         tools, servers = await self._current()
         tool = tools.get(name)
         server = servers.get(tool.server_id) if tool else None
-        if tool is None or server is None:
-            raise ToolNotFound(name)
+        if tool is None or tool.withheld is not None or server is None:
+            raise ToolNotFound(name)  # a withheld tool holds a name that is not its own
         # 1. The policy decides and mints (denials are audited there).
         permit = await self.delegations.admit_target(
             caller,
@@ -293,7 +294,9 @@ class McpFederation:
                     f"registering a stdio server runs a command on the gateway: "
                     f"it needs {ADMIN_SCOPE}"
                 )
-            self._check_command(registration.command or "", registration.args)
+            check_command(
+                self._settings.stdio_commands, registration.command or "", registration.args
+            )
         else:
             assert registration.url is not None
             await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
@@ -305,40 +308,46 @@ class McpFederation:
                 f"only an admin may give a resource other than the server's URL ({ADMIN_SCOPE})"
             )
         server_id = registration.id or await self._free_slug(registration.name)
-        if registration.id is not None and await self.store.id_taken(server_id):
-            raise McpServerConflict(server_id)
-        shown, sealed = stored_form(registration.credential, self._settings.sealing_secret)
-        new = NewMcpServer(
-            id=server_id,
-            name=registration.name,
-            transport=registration.transport,
-            url=registration.url,
-            command=(
-                {"command": registration.command, "args": list(registration.args)}
-                if registration.command
-                else None
-            ),
-            resource=registration.resource
-            or registration.url
-            or f"urn:switchboard:mcp:{server_id}",
-            timeout_seconds=registration.timeout_seconds,
-            credential=shown,
-            credential_secret=sealed,
-            registered_by=principal.subject,
-            trusted_registrant=admin,
-            prefix_tools=registration.prefix_tools,
-        )
-        config = config_of(new)
-        credentials = self.upstreams.credentials(config)
-        connected, tools = await discover(
-            spec_of(config),
-            self.upstreams.http,
-            await credentials.default(),
-            deadline=self._settings.connect_timeout_seconds,
-        )
-        await self.store.create(
-            new, tools, auto_approve=self._settings.auto_approve_new_tools and admin
-        )
+        try:  # one name on /mcp, one target: a refusal is audited
+            if (refusal := reserved_id(server_id)) is not None:
+                raise refusal.error(f"MCP server {server_id}")
+            if registration.id is not None and await self.store.id_taken(server_id):
+                raise McpServerConflict(server_id)
+            shown, sealed = stored_form(registration.credential, self._settings.sealing_secret)
+            new = NewMcpServer(
+                id=server_id,
+                name=registration.name,
+                transport=registration.transport,
+                url=registration.url,
+                command=(
+                    {"command": registration.command, "args": list(registration.args)}
+                    if registration.command
+                    else None
+                ),
+                resource=registration.resource
+                or registration.url
+                or f"urn:switchboard:mcp:{server_id}",
+                timeout_seconds=registration.timeout_seconds,
+                credential=shown,
+                credential_secret=sealed,
+                registered_by=principal.subject,
+                trusted_registrant=admin,
+                prefix_tools=registration.prefix_tools,
+            )
+            config = config_of(new)
+            credentials = self.upstreams.credentials(config)
+            connected, tools = await discover(
+                spec_of(config),
+                self.upstreams.http,
+                await credentials.default(),
+                deadline=self._settings.connect_timeout_seconds,
+            )
+            await self.store.create(
+                new, tools, auto_approve=self._settings.auto_approve_new_tools and admin
+            )
+        except (NameConflict, McpServerConflict) as refused:
+            await audit_name_refusal(self.delegations.audit, principal, server_id, str(refused))
+            raise
         await self.store.record_health(
             server_id,
             HealthStatus.HEALTHY,
@@ -355,8 +364,9 @@ class McpFederation:
         assert fresh is not None
         return fresh
 
-    async def refresh(self, server_id: str) -> RefreshResult:
-        """List the server's tools now; changed definitions are quarantined."""
+    async def refresh(self, server_id: str, principal: Principal | None = None) -> RefreshResult:
+        """List the server's tools now; changed definitions are quarantined, new
+        ones that cannot have their names kept out (`registry.mcp_sync`)."""
         if await self.store.config(server_id) is None:
             raise McpServerNotFound(server_id)
         live = self.upstreams.get(server_id)
@@ -371,17 +381,26 @@ class McpFederation:
         tools = await live[0].list_tools()
         result = await self.store.sync_tools(server_id, tools, auto_approve=False)
         self.invalidate()
+        await audit_kept_out(self.delegations.audit, server_id, result.kept_out, principal)
         record = await self.store.get(server_id)
         if record is None:
             raise McpServerNotFound(server_id)
         return RefreshResult(
-            added=result.added, changed=result.changed, removed=result.removed, server=record
+            added=result.added,
+            changed=result.changed,
+            removed=result.removed,
+            kept_out=result.kept_out,
+            server=record,
         )
 
     async def approve(
         self, server_id: str, tool_name: str, digest: str | None, principal: Principal
     ) -> McpToolRecord:
-        approved = await self.store.approve(server_id, tool_name, digest, principal.subject)
+        try:
+            approved = await self.store.approve(server_id, tool_name, digest, principal.subject)
+        except NameConflict as refused:
+            await audit_name_refusal(self.delegations.audit, principal, server_id, str(refused))
+            raise
         self.invalidate()
         return approved
 
@@ -477,18 +496,6 @@ class McpFederation:
             self._snapshot = (now + SNAPSHOT_SECONDS, tools, servers)
             self._catalog = tools
         return tools, servers
-
-    def _check_command(self, command: str, args: Sequence[str]) -> None:
-        # The whole command line, exactly: a prefix would let an allowed
-        # `server-filesystem /srv/shared` take one more argument (`/`), from
-        # which the child reads the gateway's own environment and secrets.
-        argv = (command, *args)
-        if argv in self._settings.stdio_commands:
-            return
-        raise CommandNotAllowed(
-            f"{shlex.join(argv)!r} is not allowed: a stdio command line must be exactly an "
-            "entry of the mcp_stdio_commands setting"
-        )
 
     async def _free_slug(self, name: str) -> str:
         base = slugify(name).replace(SEPARATOR, "-")

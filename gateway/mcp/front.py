@@ -7,9 +7,12 @@ stateless POSTs (`server/discover`, no `initialize`), anything else the
 2025-11-25 handshake with `Mcp-Session-Id` sessions -- and its low-level
 `Server` dispatches to the handlers here, which hold no logic of their own:
 
-* `tools/list` answers `McpFederation.tools(caller)`: only the tools the policy
-  lets this caller call, by the very decision `tools/call` runs
-  (`McpFederation.may_call`), so a user never sees a tool they cannot call;
+* `tools/list` answers `ToolNamespace.listing(caller)` (`gateway.mcp.namespace`):
+  the federated tools and agents' skills the policy lets this caller call, by
+  the very decision `tools/call` runs (`McpFederation.may_call`,
+  `Delegations.usable_skills`), each under a name that `tools/call` resolves
+  (`ToolNamespace.resolve`) to that same target, so a user never sees a tool
+  they cannot call, and a name never means two things;
 * `tools/call` runs `McpFederation.call_tool`, the one delegation pipeline
   (decide -> mint -> approval check -> upstream with its own credential ->
   audit), forwarding progress both ways, letting a client's cancellation
@@ -53,6 +56,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
+from gateway.delegation.approvals import Approval
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp.approvals import (
@@ -76,13 +80,14 @@ from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.mcp.federation import McpFederation
 from gateway.mcp.front_offerings import OfferingHandlers
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
+from gateway.mcp.namespace import NameContested, ToolNamespace
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.offerings import McpOfferings
 from gateway.mcp.relay import DownstreamRelay
 from gateway.settings import Settings
 from policies.keys import derive_key
 from policies.policy import ActionKind
-from registry.mcp_tools import SEPARATOR
+from registry.mcp_names import cut_hashed, owner_of
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +175,9 @@ class McpFront:
         self.agent_tools: AgentSkillTools | None = None
         # Calls held for a human's approval; set with the app.
         self.approvals: McpApprovals | None = None
+        # Which target each tool name means: one rule for listing and calling.
+        self.namespace = ToolNamespace(federation, lambda: self.agent_tools)
+        self.namespace.claim(STATUS_TOOL_DEFINITION)
         self.notifier = ToolListNotifier()
         self._offerings: McpOfferings | None = None
         # Resources, prompts, completions, logging (gateway.mcp.front_offerings).
@@ -273,17 +281,13 @@ class McpFront:
     ) -> types.ListToolsResult:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
-        federated_tools = await self._federation().tools(caller)
-        federated = [tool.as_mcp_tool() for tool in federated_tools]
-        names = {tool.name for tool in federated}
-        skills = await self.agent_tools.tools(caller) if self.agent_tools is not None else []
-        # A federated tool keeps its name; an agent's skill never shadows it.
-        offered = federated + [s.tool for s in skills if s.name not in names]
+        listing = await self.namespace.listing(caller)
+        offered = listing.tools()
         if self.approvals is not None:
             held: list[tuple[str, str, ActionKind]] = [
-                (t.server_id, t.upstream_name, "tool") for t in federated_tools
+                (t.server_id, t.upstream_name, "tool") for t in listing.federated
             ]
-            held += [(s.agent_id, s.skill_id, "skill") for s in skills]
+            held += [(s.agent_id, s.skill_id, "skill") for s in listing.skills]
             if held_for(self._federation().delegations, caller, held):
                 offered.append(STATUS_TOOL_DEFINITION)
         return types.ListToolsResult(tools=offered)
@@ -295,20 +299,24 @@ class McpFront:
         caller = caller_of(ctx)
         if self.approvals is not None and (held := approval_asked(params)) is not None:
             # The outcome of a call held for approval (`gateway.mcp.approvals`).
-            async def approved(name: str, arguments: Any, trace_id: str) -> Any:
+            async def approved(approval: Approval) -> Any:
                 # A fresh call: the state and answers of the approval's own
                 # question are the gateway's, not the upstream's.
                 call = params.model_copy(
                     update={
-                        "name": name,
-                        "arguments": arguments,
+                        "name": approval.tool,
+                        "arguments": approval.request.get("arguments") or {},
                         "request_state": None,
                         "input_responses": None,
                     }
                 )
-                return await self._call(ctx, call, caller, trace_id, approved=True)
+                # Only to the target and action the admin approved.
+                expected = (approval.target, approval.action)
+                return await self._call(
+                    ctx, call, caller, approval.trace_id, approved=True, expected=expected
+                )
 
-            tool = self._federation().known_tool(params.name)
+            tool = self.namespace.known(params.name)
             return await self.approvals.collect(
                 held,
                 params,
@@ -327,14 +335,29 @@ class McpFront:
         trace_id: str,
         *,
         approved: bool = False,
+        expected: tuple[str, str | None] | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         progress = _ProgressRelay(ctx)
-        if self.agent_tools is not None and self._federation().known_tool(params.name) is None:
-            skill = await self.agent_tools.find(params.name)
-            if skill is not None:
-                return await self._call_skill(
-                    skill, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
-                )
+        try:
+            target = await self.namespace.resolve(params.name)
+        except NameContested as exc:
+            raise MCPError(types.INVALID_PARAMS, str(exc)) from None
+        except ToolNotFound as exc:
+            raise mcp_error(exc, params.name) from None
+        if isinstance(target, SkillTool):
+            means = (target.agent_id, target.skill_id)
+        else:
+            means = (target.server_id, target.upstream_name)
+        if expected is not None and means != expected:
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"{params.name} now names {means[0]}'s {means[1]!r}, not "
+                f"{expected[0]}'s {expected[1]!r} that was approved: not called",
+            )
+        if isinstance(target, SkillTool):
+            return await self._call_skill(
+                target, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
+            )
 
         responses, state = params.input_responses, params.request_state
         for _ in range(MAX_ROUNDS):
@@ -354,8 +377,7 @@ class McpFront:
             except ApprovalRequired as pending:
                 if self.approvals is None:
                     raise mcp_error(pending, params.name) from None
-                tool = self._federation().known_tool(params.name)
-                schema = tool is not None and tool.definition.get("outputSchema") is not None
+                schema = target.definition.get("outputSchema") is not None
                 return await self.approvals.hold(
                     pending,
                     params.name,
@@ -425,10 +447,11 @@ class McpFront:
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         if name == STATUS_TOOL and self.approvals is not None:
             return STATUS_SCHEMA
-        tool = self._federation().known_tool(name)
+        tool = self.namespace.known(name)
         if tool is None:
             # An agent's skill (or nothing): the schema is the same for all.
-            return INPUT_SCHEMA if SEPARATOR in name and self.agent_tools is not None else None
+            skill_like = owner_of(name) is not None or cut_hashed(name)
+            return INPUT_SCHEMA if skill_like and self.agent_tools is not None else None
         schema = tool.definition.get("inputSchema")
         return schema if isinstance(schema, Mapping) else None
 

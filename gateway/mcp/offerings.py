@@ -6,10 +6,13 @@ templates, prompts and completions -- under the rules tools follow.
   is an action of kind ``resource`` on its server, named by its upstream URI,
   or by the URI template a read matches; a prompt is kind ``prompt``, named
   by its upstream name.
-* **Namespacing** (`registry.mcp_offerings`): URIs become
-  ``switchboard://{server}/{uri}`` and prompt names ``{server}__{name}``,
-  except on servers registered with ``prefix_tools: false``, which keep their
-  own where no server registered earlier holds them.
+* **Namespacing** (`registry.mcp_offerings`, `registry.mcp_names`): URIs
+  become ``switchboard://{server}/{uri}`` and prompt names
+  ``{server}__{name}``, except on servers registered with
+  ``prefix_tools: false``, which keep their own where no other server claims
+  the same (then neither keeps it) and the name is not reserved (a prompt
+  whose own name is, say ``{agent}__{skill}``, is withheld). One name, one
+  server: a listing and a read or get resolve names the same way.
 * **The upstream's own credential**: listings go out with the gateway's
   identity (as tool listings do); a read, get or completion runs the
   delegation pipeline (decide -> mint -> the server's credential for this
@@ -41,14 +44,16 @@ from gateway.mcp.federated_tools import AUDIT_EVENT, SERVER_INFO_META_KEY
 from gateway.mcp.federation import McpFederation
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
-    UriNamer,
     gateway_uri,
+    prompt_names,
     screen_prompt,
     split_gateway_uri,
     template_matches,
+    uri_names,
 )
 from registry.mcp_store import McpServerConfig
-from registry.mcp_tools import ToolFlag, federated_name
+from registry.mcp_sync import NAME_FLAG
+from registry.mcp_tools import ToolFlag
 
 LISTING_SECONDS = 1.0  # how long one server's listing is reused
 _MAX_PAGES = 100
@@ -75,7 +80,9 @@ class PromptWithheld(Exception):
 
     def __init__(self, prompt: OfferedPrompt) -> None:
         kinds = ", ".join(sorted({flag.kind for flag in prompt.flags}))
-        super().__init__(f"{prompt.name} is withheld: its definition was flagged ({kinds})")
+        named = [flag.detail for flag in prompt.flags if flag.kind == NAME_FLAG]
+        why = named[0] if named else f"its definition was flagged ({kinds})"
+        super().__init__(f"{prompt.name} is withheld: {why}")
         self.prompt = prompt
 
 
@@ -281,42 +288,46 @@ class McpOfferings:
         return sources
 
     async def _catalog(self, kinds: set[Kind]) -> _Catalog:
+        if kinds & {"resources", "templates"}:
+            # A plain URI is kept only where no template or resource of
+            # another server could be it: both are named together, always.
+            kinds = kinds | {"resources", "templates"}
         sources = self._sources(await self.federation.server_configs())
         listed = await asyncio.gather(
             *(self._listing(source, kind) for source in sources for kind in sorted(kinds))
         )
         by_source = iter(listed)
-        resources: list[OfferedResource] = []
-        templates: list[OfferedTemplate] = []
-        prompts: list[OfferedPrompt] = []
-        uris, template_uris, taken = UriNamer(), UriNamer(), set[str]()
-        for source in sources:
-            prefix = source.config.prefix
-            for _ in sorted(kinds):
-                for item in next(by_source):
-                    if isinstance(item, types.Resource):
-                        name = uris.name(source.id, item.uri, prefix=prefix)
-                        offered = item.model_copy(update={"uri": name})
-                        resources.append(OfferedResource(name, source.id, item.uri, offered))
-                    elif isinstance(item, types.ResourceTemplate):
-                        name = template_uris.name(source.id, item.uri_template, prefix=prefix)
-                        offered_t = item.model_copy(update={"uri_template": name})
-                        templates.append(
-                            OfferedTemplate(name, source.id, item.uri_template, offered_t)
-                        )
-                    elif isinstance(item, types.Prompt):
-                        name = federated_name(source.id, item.name, frozenset(taken), prefix=prefix)
-                        taken.add(name)
-                        flags = screen_prompt(item.model_dump(mode="json", by_alias=True))
-                        prompts.append(
-                            OfferedPrompt(
-                                name,
-                                source.id,
-                                item.name,
-                                item.model_copy(update={"name": name}),
-                                tuple(flags),
-                            )
-                        )
+        items: list[tuple[_Source, Any]] = [
+            (source, item) for source in sources for _ in sorted(kinds) for item in next(by_source)
+        ]
+        # Every name at once (`registry.mcp_offerings`): a plain name two
+        # servers claim is neither's, whichever is listed first.
+        found = [(s, i) for s, i in items if isinstance(i, types.Resource)]
+        found_t = [(s, i) for s, i in items if isinstance(i, types.ResourceTemplate)]
+        found_p = [(s, i) for s, i in items if isinstance(i, types.Prompt)]
+        uris, template_uris = uri_names(
+            [(s.id, i.uri, s.config.prefix) for s, i in found],
+            [(s.id, i.uri_template, s.config.prefix) for s, i in found_t],
+        )
+        resources = [
+            OfferedResource(uri, s.id, i.uri, i.model_copy(update={"uri": uri}))
+            for (s, i), uri in zip(found, uris, strict=True)
+        ]
+        templates = [
+            OfferedTemplate(uri, s.id, i.uri_template, i.model_copy(update={"uri_template": uri}))
+            for (s, i), uri in zip(found_t, template_uris, strict=True)
+        ]
+        names = prompt_names([(s.id, i.name, s.config.prefix) for s, i in found_p])
+        prompts = []
+        for (source, item), (name, refusal) in zip(found_p, names, strict=True):
+            flags = screen_prompt(item.model_dump(mode="json", by_alias=True))
+            if refusal is not None:  # a name of a reserved form: withheld, with the reason
+                flags.append(ToolFlag(NAME_FLAG, "name", f"kept out: {refusal.reason}"))
+            prompts.append(
+                OfferedPrompt(
+                    name, source.id, item.name, item.model_copy(update={"name": name}), tuple(flags)
+                )
+            )
         return _Catalog(resources, templates, prompts)
 
     async def _listing(self, source: _Source, kind: Kind) -> list[Any]:
@@ -386,7 +397,8 @@ class McpOfferings:
             for t in catalog.templates
             if split_gateway_uri(t.uri_template) is None and template_matches(t.uri_template, uri)
         ]
-        if not candidates:
+        if len(set(candidates)) != 1:
+            # None; or (never, by `uri_names`) servers that each claim it.
             raise ResourceNotFound(uri)
         source = await self._source(candidates[0])
         if source is None:  # pragma: no cover - it was listed a moment ago

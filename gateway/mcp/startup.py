@@ -4,10 +4,12 @@ federation over them (`gateway.mcp.front` serves it at `/mcp`)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.mcp import UpstreamTimings
 from gateway.delegation.startup import DelegationCore, Job
+from gateway.mcp.federated_tools import audit_kept_out
 from gateway.mcp.federation import FederationSettings, McpFederation
 from gateway.mcp.upstreams import McpUpstreams, UpstreamLimits
 
@@ -63,4 +65,10 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
         ),
         core.resilience,
     )
+
+    async def kept_out(server_id: str, names: Mapping[str, str]) -> None:
+        # Audited: what a listing brought that could not have its name.
+        await audit_kept_out(core.delegations.audit, server_id, names, None)
+
+    upstreams.on_kept_out = kept_out
     return McpParts(federation)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx2
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 security = logging.getLogger("switchboard.security")
 _STOP_ATTEMPTS = 5
 ResourceUpdated = Callable[[str, types.ResourceUpdatedNotification], None]
+KeptOut = Callable[[str, Mapping[str, str]], Awaitable[None]]
 _STOP_WAIT_SECONDS = 1.0
 
 
@@ -90,6 +91,9 @@ class McpUpstreams:
         # Told when a server says one of its resources changed (the MCP front
         # end relays it to the sessions that subscribed).
         self.on_resource_updated: ResourceUpdated | None = None
+        # Told of new tools a listing brought that were kept out of their
+        # names (`registry.mcp_sync`): the federation audits them.
+        self.on_kept_out: KeptOut | None = None
         # Token requests (OAuth client credentials) share one checked client,
         # with no per-call credential on it.
         self.token_http = self.http(None)
@@ -215,6 +219,8 @@ class McpUpstreams:
                     result.changed,
                 )
             self._on_change()
+        if result.kept_out and self.on_kept_out is not None:
+            await self.on_kept_out(server_id, result.kept_out)
 
     async def _stop(self, server_id: str) -> None:
         running = self._running.pop(server_id, None)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from registry.mcp_offerings import (
-    UriNamer,
     gateway_uri,
+    prompt_names,
     screen_prompt,
     split_gateway_uri,
     template_matches,
+    uri_names,
 )
 
 
@@ -21,17 +22,69 @@ def test_gateway_uris_round_trip() -> None:
         assert split_gateway_uri(other) is None
 
 
-def test_unprefixed_uris_are_kept_where_free() -> None:
-    namer = UriNamer()
-    assert namer.name("a", "note://x", prefix=True) == "switchboard://a/note://x"
-    assert namer.name("b", "note://x", prefix=False) == "note://x"
-    # Taken by b, registered earlier: c gets the gateway form.
-    assert namer.name("c", "note://x", prefix=False) == "switchboard://c/note://x"
-    # A URI that looks like a gateway URI is never kept plain.
-    assert (
-        namer.name("c", "switchboard://b/note://y", prefix=False)
-        == "switchboard://c/switchboard://b/note://y"
+def test_unprefixed_uris_are_kept_where_no_other_server_claims_them() -> None:
+    resources, _ = uri_names(
+        [("a", "note://x", True), ("b", "note://x", False), ("b", "note://y", False)], []
     )
+    assert resources == ["switchboard://a/note://x", "note://x", "note://y"]
+    # Claimed by b and c at once: neither keeps it, whichever is listed first.
+    claims = [("b", "note://x", False), ("c", "note://x", False)]
+    for ordered in (claims, claims[::-1]):
+        resources, _ = uri_names(ordered, [])
+        assert sorted(resources) == ["switchboard://b/note://x", "switchboard://c/note://x"]
+    # A URI of the gateway's scheme (any case) is never kept plain.
+    resources, _ = uri_names(
+        [("c", "switchboard://b/note://y", False), ("c", "SWITCHBOARD:x", False)], []
+    )
+    assert resources == [
+        "switchboard://c/switchboard://b/note://y",
+        "switchboard://c/SWITCHBOARD:x",
+    ]
+
+
+def test_a_template_that_could_match_another_servers_uri_keeps_neither_plain() -> None:
+    resources, templates = uri_names(
+        [("b", "note://by-id/7", False), ("b", "other://z", False)],
+        [("a", "note://by-id/{id}", False), ("a", "file:///{+path}", False)],
+    )
+    assert resources == ["switchboard://b/note://by-id/7", "other://z"]
+    assert templates == ["switchboard://a/note://by-id/{id}", "file:///{+path}"]
+    # Two templates whose literal starts agree could expand to the same URI.
+    _, templates = uri_names(
+        [],
+        [("a", "note://{x}", False), ("b", "note://by-id/{id}", False), ("c", "x://{y}", False)],
+    )
+    assert templates == [
+        "switchboard://a/note://{x}",
+        "switchboard://b/note://by-id/{id}",
+        "x://{y}",
+    ]
+    # The same server's own resources and templates never contest each other.
+    resources, templates = uri_names([("a", "note://1", False)], [("a", "note://{n}", False)])
+    assert (resources, templates) == (["note://1"], ["note://{n}"])
+
+
+def test_unprefixed_prompts_keep_free_names_and_reserved_ones_are_withheld() -> None:
+    named = prompt_names(
+        [
+            ("docs", "greet", True),
+            ("plain", "greet", False),
+            ("plain", "docs__greet", False),  # another server's prefixed name
+            ("plain", "switchboard__x", False),
+            ("twin", "hello", False),
+            ("plain", "hello", False),
+        ]
+    )
+    names = [name for name, _ in named]
+    assert names[:2] == ["docs__greet", "greet"]
+    # Withheld under plain's own form: the real docs__greet stays docs'.
+    assert names[2] == "plain__docs__greet" and named[2][1] is not None
+    assert named[2][1].reserved and "'__'" in named[2][1].reason
+    assert names[3] == "plain__switchboard__x" and named[3][1] is not None
+    # Claimed by two unprefixed servers: each offers it in its own form.
+    assert names[4:] == ["twin__hello", "plain__hello"]
+    assert [r for _, r in named if r is not None and not r.reserved] == []
+    assert len(set(names)) == len(names)
 
 
 @pytest.mark.parametrize(

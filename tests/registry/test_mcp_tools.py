@@ -8,14 +8,8 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.mcp_tools import (
-    MAX_NAME,
-    federated_name,
-    hidden_character,
-    namespaced_name,
-    screen_tool,
-    tool_digest,
-)
+from registry.mcp_names import MAX_NAME, federated_name, namespaced_name
+from registry.mcp_tools import hidden_character, screen_tool, tool_digest
 
 FEDERATED_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 server_ids = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", fullmatch=True)

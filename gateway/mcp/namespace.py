@@ -1,0 +1,127 @@
+"""One namespace for the tools `/mcp` offers: a name means exactly one target.
+
+Three sources offer tools: the federation (upstream servers' tools, named and
+stored when first listed), the agents' skills (``{agent}__{skill}``), and the
+gateway itself (``switchboard__approval_status``; flows, later, under
+``switchboard__flow...``: `ToolNamespace.claim`). `tools/list` (`listing`)
+and `tools/call` (`resolve`) ask this one module, which applies one rule
+(`registry.mcp_names`) -- never "whichever source is asked first":
+
+* ``switchboard__...`` is the gateway's; neither a federated tool nor a
+  skill holds such a name.
+* A federated tool stored under a name that is not its own (a row written
+  before names were checked: `FederatedTool.withheld`) holds nothing.
+* ``{id}__...`` belongs to the one target with that id. Agents and MCP
+  servers share one id space (given out under one lock, `registry.name_holders`),
+  so a server's own ``{server}__{tool}`` is no skill's.
+* Any other name a federated tool and a skill both hold (a hashed name cut
+  before its separator, which registration refuses to give out twice) is
+  refused to both: listed by neither, and a call is an error saying so.
+
+Registration, approval and refresh keep names from colliding in the first
+place (`registry.mcp_sync`, `registry.name_holders`); this is what a call
+and a listing see of whatever the store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mcp_types as types
+
+from gateway.delegation.pipeline import Caller
+from gateway.mcp.agent_tools import AgentSkillTools, SkillTool
+from gateway.mcp.federated_tools import FederatedTool, ToolNotFound
+from gateway.mcp.federation import McpFederation
+from registry.mcp_names import cut_hashed, gateways, owner_of
+
+
+class NameContested(Exception):
+    """Two sources hold one name; a call to it is refused (never guessed)."""
+
+    def __init__(self, name: str, tool: FederatedTool, skill: SkillTool) -> None:
+        super().__init__(
+            f"{name} is held by MCP server {tool.server_id}'s tool {tool.upstream_name!r} "
+            f"and by agent {skill.agent_id}'s skill {skill.skill_id!r}; it is refused "
+            "until an admin removes one"
+        )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What `tools/list` offers one caller (the gateway's own tools aside)."""
+
+    federated: list[FederatedTool]
+    skills: list[SkillTool]
+
+    def tools(self) -> list[types.Tool]:
+        return [t.as_mcp_tool() for t in self.federated] + [s.tool for s in self.skills]
+
+
+class ToolNamespace:
+    def __init__(
+        self,
+        federation: Callable[[], McpFederation],
+        skills: Callable[[], AgentSkillTools | None],
+    ) -> None:
+        self._federation = federation
+        self._skills = skills
+        # The gateway's own tools, by name: each starts with switchboard__.
+        self.gateway: dict[str, types.Tool] = {}
+
+    def claim(self, tool: types.Tool) -> None:
+        """Hold a name for one of the gateway's own tools (the hook for flows)."""
+        if not gateways(tool.name):
+            raise ValueError(f"the gateway's own tools are named switchboard__...: {tool.name}")
+        self.gateway[tool.name] = tool
+
+    async def listing(self, caller: Caller) -> Listing:
+        """The tools ``caller`` may call, each under a name `resolve` answers
+        with that very tool; the policy decision is the one a call runs."""
+        federation = self._federation()
+        holding = {
+            t.name: t for t in await federation.tools(include_uncallable=True) if t.withheld is None
+        }
+        offered = await federation.tools(caller)
+        agent_tools = self._skills()
+        skills, skill_names = await agent_tools.catalog(caller) if agent_tools else ([], set())
+        return Listing(
+            federated=[t for t in offered if not _contested(t, skill_names)],
+            # A name a federated tool holds is that tool's (or refused to both).
+            skills=[s for s in skills if s.name not in holding and not gateways(s.name)],
+        )
+
+    async def resolve(self, name: str) -> FederatedTool | SkillTool:
+        """The one target ``name`` means. Raises `ToolNotFound` or `NameContested`."""
+        if gateways(name):
+            raise ToolNotFound(name)  # the gateway's own are answered before this
+        try:
+            tool: FederatedTool | None = await self._federation().tool(name)
+        except ToolNotFound:
+            tool = None
+        if tool is not None and tool.withheld is not None:
+            tool = None
+        if tool is not None and owner_of(name) == tool.server_id:
+            return tool  # {server}__...: no agent has the server's id
+        agent_tools = self._skills()
+        skill = None
+        if agent_tools is not None and (owner_of(name) is not None or cut_hashed(name)):
+            skill = await agent_tools.find(name)
+        if tool is not None and skill is not None:
+            raise NameContested(name, tool, skill)
+        found = tool or skill
+        if found is None:
+            raise ToolNotFound(name)
+        return found
+
+    def known(self, name: str) -> FederatedTool | None:
+        """The federated tool ``name`` as last read, without I/O, if the name is
+        its own (for synchronous SDK hooks such as input-schema lookups)."""
+        tool = self._federation().known_tool(name)
+        return tool if tool is not None and tool.withheld is None else None
+
+
+def _contested(tool: FederatedTool, skill_names: set[str]) -> bool:
+    """What `resolve` finds for the tool's name: a skill besides it."""
+    return owner_of(tool.name) != tool.server_id and tool.name in skill_names

@@ -1,0 +1,230 @@
+"""Applying one MCP server's tool listing to the store, and naming new tools.
+
+`sync` runs inside the caller's transaction (`SqlMcpStore.create` for a
+registration, `SqlMcpStore.sync_tools` for every later listing): new tools
+are stored and named, changed ones keep their name and lose their approval
+(quarantine), vanished ones are marked unavailable.
+
+A new tool's name follows `registry.mcp_names`: its own name on a server
+registered with ``prefix_tools: false`` when that is valid, not reserved and
+free, else ``{server}__{tool}`` -- unless another target holds that (a row
+stored before names were checked, an agent's skill): then a longer, hashed
+form of the server's own. Where the tool does not get the name it would
+have had, registration is refused (`NameReserved`, `NameConflict`); a
+later listing cannot be refused, so the tool is kept out instead: stored
+under the server's own form, flagged ``name-conflict`` with the reason, and
+never approved on sight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from registry.mcp_names import (
+    NameConflict,
+    NameReserved,
+    Refusal,
+    is_plain,
+    namespaced_name,
+    natural_name,
+    reserved,
+    withheld,
+)
+from registry.mcp_tools import pinned_definition, screen_tool, tool_digest
+from registry.name_holders import skill_holders, tool_holders
+from registry.tables import mcp_servers, mcp_tools
+
+TRUST_ON_FIRST_USE = "trust-on-first-use"
+MAX_TOOL_NAME = 512
+NAME_FLAG = "name-conflict"
+_NAMING_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    # New tools that did not get the name they would have had: name -> why.
+    kept_out: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Naming:
+    names: dict[str, str] = field(default_factory=dict)  # tool -> the name it gets
+    refused: dict[str, Refusal] = field(default_factory=dict)  # refuses a registration
+    fell_back: dict[str, str] = field(default_factory=dict)  # own name held: prefixed form
+
+
+async def sync(
+    conn: AsyncConnection,
+    server_id: str,
+    listed: Sequence[Mapping[str, Any]],
+    *,
+    auto_approve: bool,
+    now: datetime | None = None,
+    registering: bool = False,
+) -> SyncResult:
+    """Apply one complete listing; with ``registering``, a tool that cannot
+    have its name refuses the whole registration (nothing is written)."""
+    now = now or datetime.now(UTC)
+    current = {
+        row["name"]: row
+        for row in (
+            await conn.execute(select(mcp_tools).where(mcp_tools.c.server_id == server_id))
+        ).mappings()
+    }
+    prefix = (
+        await conn.execute(select(mcp_servers.c.prefix_tools).where(mcp_servers.c.id == server_id))
+    ).scalar_one_or_none()
+    usable = list(_usable(listed))
+    naming = await _name(
+        conn,
+        server_id,
+        [str(t["name"]) for t in usable if t["name"] not in current],
+        prefix=prefix is not False,
+    )
+    if registering and naming.refused:
+        _refuse(server_id, naming.refused)
+    kept_out = {naming.names[tool]: why.reason for tool, why in naming.refused.items()} | {
+        naming.names[tool]: why for tool, why in naming.fell_back.items()
+    }
+    added: list[str] = []
+    changed: list[str] = []
+    seen: set[str] = set()
+    for tool in usable:
+        name = str(tool["name"])
+        seen.add(name)
+        definition = pinned_definition(tool)
+        digest = tool_digest(definition)
+        flags = [f.as_dict() for f in screen_tool(definition)]
+        row = current.get(name)
+        if row is None:
+            namespaced = naming.names[name]
+            if namespaced in kept_out and not registering:
+                pending = f"{kept_out[namespaced]}; pending as {namespaced} until an admin approves"
+                flags.append(_name_flag(pending))
+            approve = auto_approve and not flags
+            await conn.execute(
+                insert(mcp_tools).values(
+                    server_id=server_id,
+                    name=name,
+                    namespaced=namespaced,
+                    definition=definition,
+                    digest=digest,
+                    flags=flags,
+                    available=True,
+                    approved_digest=digest if approve else None,
+                    approved_definition=definition if approve else None,
+                    approved_by=TRUST_ON_FIRST_USE if approve else None,
+                    approved_at=now if approve else None,
+                    first_seen_at=now,
+                    changed_at=now,
+                )
+            )
+            added.append(namespaced)
+        elif row["digest"] != digest or not row["available"]:
+            why = withheld(server_id, name, row["namespaced"])
+            if why is not None:  # stored before names were checked: say why it is not offered
+                flags.append(_name_flag(why.reason))
+            await conn.execute(
+                update(mcp_tools)
+                .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
+                .values(
+                    definition=definition,
+                    digest=digest,
+                    flags=flags,
+                    available=True,
+                    changed_at=now if row["digest"] != digest else row["changed_at"],
+                )
+            )
+            (changed if row["available"] else added).append(row["namespaced"])
+    removed = [
+        row["namespaced"] for name, row in current.items() if name not in seen and row["available"]
+    ]
+    if removed:
+        await conn.execute(
+            update(mcp_tools)
+            .where(mcp_tools.c.server_id == server_id, mcp_tools.c.namespaced.in_(removed))
+            .values(available=False, changed_at=now)
+        )
+    await conn.execute(
+        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
+    )
+    return SyncResult(added=added, changed=changed, removed=removed, kept_out=kept_out)
+
+
+async def _name(
+    conn: AsyncConnection, server_id: str, tools: Sequence[str], *, prefix: bool
+) -> _Naming:
+    """The names new ``tools`` of ``server_id`` get, and where one is not the
+    name it would have had, why."""
+    naming = _Naming()
+    taken = set((await conn.execute(select(mcp_tools.c.namespaced))).scalars())
+    own: list[str] = []
+    for tool in tools:
+        if not prefix and is_plain(tool):  # the registrant asked for the tool's own name
+            why = reserved(tool)
+            if why is not None:
+                naming.refused[tool] = Refusal(f"tool {tool!r}: its own name {why}", reserved=True)
+            elif tool in taken:
+                naming.fell_back[tool] = f"its own name {tool!r} is another server's tool's"
+            else:
+                naming.names[tool] = tool
+                taken.add(tool)
+                continue
+        own.append(tool)
+    # The server's own form, unless another target holds it (its own other
+    # tools' names are its own business: a hashed form then, as ever).
+    naturals: dict[str, str] = {}
+    for tool in own:
+        natural = natural_name(server_id, tool)
+        if natural is not None and natural in taken:
+            naturals[natural] = tool
+    for name, holder in (await tool_holders(conn, naturals, besides=server_id)).items():
+        naming.refused.setdefault(naturals[name], Refusal(f"{name!r} is {holder}"))
+    pending = own
+    for _ in range(_NAMING_ROUNDS):
+        for tool in pending:
+            naming.names[tool] = namespaced_name(server_id, tool, frozenset(taken))
+            taken.add(naming.names[tool])
+        clashes = await skill_holders(conn, [naming.names[t] for t in pending])
+        pending = [t for t in pending if naming.names[t] in clashes]
+        for tool in pending:
+            name = naming.names[tool]
+            naming.refused.setdefault(tool, Refusal(f"{name!r} is {clashes[name]}"))
+        if not pending:
+            return naming
+    raise NameConflict(f"MCP server {server_id}: no free name for {pending}")  # pragma: no cover
+
+
+def _refuse(server_id: str, refused: Mapping[str, Refusal]) -> None:
+    reasons = "; ".join(refusal.reason for _, refusal in sorted(refused.items()))
+    text = f"MCP server {server_id}: {reasons} (one name on /mcp means one target)"
+    if any(refusal.reserved for refusal in refused.values()):
+        hint = "; register it with prefix_tools: true to offer them as {server}__{tool}"
+        raise NameReserved(text + hint)
+    raise NameConflict(text)
+
+
+def _name_flag(reason: str) -> dict[str, str]:
+    return {"kind": NAME_FLAG, "field": "name", "detail": f"kept out: {reason}"}
+
+
+def _usable(listed: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    """Tools with a name the gateway can store; the first of duplicate names wins."""
+    names: set[str] = set()
+    for tool in listed:
+        name = tool.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_TOOL_NAME or "\x00" in name:
+            continue
+        if name in names:
+            continue
+        names.add(name)
+        yield tool

@@ -21,6 +21,7 @@ from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.mcp.federation import McpFederation
 from gateway.settings import Settings
+from gateway.storage.readiness import Readiness
 from policies.tokens import TokenVerifier
 from registry.credentials import SqlCredentialStore
 from registry.service import RegistryService
@@ -43,6 +44,7 @@ class AppState:
     mcp: McpFederation
     vendors: VendorAgents
     approvals: ApprovalDesk
+    readiness: Readiness
 
 
 def state_of(request: Request) -> AppState:

@@ -133,15 +133,20 @@ class A2ADoor:
             )
 
         # One runner for every gateway-run task: vendor calls, and approved calls.
-        execute = ApprovalExecution(
-            lambda: front_door, core.approvals, self.handler_for
-        ).dispatching(VendorExecution(lambda: front_door, self.gateway_run))
+        # A vendor agent's call cannot be resumed (an OpenAI-compatible or REST
+        # upstream has no task to ask about): taken over, it runs again if its
+        # skill is idempotent, else fails. An approved A2A call whose agent
+        # named its task is followed there instead.
+        approved = ApprovalExecution(lambda: front_door, core.approvals, self.handler_for)
+        execute = approved.dispatching(VendorExecution(lambda: front_door, self.gateway_run))
         runner = TaskRunner(
             core.engine,
             core.tasks,
             lambda: execute,
             lease_seconds=settings.gateway_run_lease_seconds,
+            poll_seconds=settings.gateway_run_poll_seconds,
             idempotent=idempotent,
+            resumable=approved.resumable,
         )
         stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
         self._parts = A2AParts(

@@ -60,13 +60,8 @@ from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.pipeline import DelegationDenied, Grant
-from gateway.delegation.task_runner import (
-    TERMINAL,
-    RunNotFound,
-    RunSpec,
-    TaskRunner,
-    status_message,
-)
+from gateway.delegation.runs import TERMINAL, RunSpec, status_message
+from gateway.delegation.task_runner import RunNotFound, TaskRunner
 from gateway.delegation.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
 from policies.tokens import TokenInvalid
 from registry.vendor_cards import gateway_run_kind

@@ -57,7 +57,9 @@ def outage_of(exc: BaseException) -> DependencyUnavailable | None:
             # A bare OS-level failure reaching the database (asyncpg may raise
             # ConnectionRefusedError before SQLAlchemy wraps anything).
             return DependencyUnavailable(DATABASE, type(cause).__name__)
-        cause = cause.__cause__ or cause.__context__
+        # The explicit cause, else the exception being handled when this one
+        # was raised (unless it was deliberately hidden with `from None`).
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
         seen += 1
     return None
 

@@ -85,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
                 vendors=a2a_parts.gateway_run.vendors,
                 approvals=a2a_parts.desk,
                 metrics=observed.metrics,
+                readiness=core.readiness,
             )
             RequestAuth(settings, core.verifier).install(app)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)

@@ -266,8 +266,32 @@ class Settings(BaseSettings):
         default=30.0,
         ge=1,
         le=3600,
-        description="How soon a task the gateway runs is taken over after its replica "
-        "stopped without a clean shutdown.",
+        description="How long a replica's hold on a task the gateway runs lasts without "
+        "renewal; the task is taken over at most this plus gateway_run_poll_seconds after "
+        "its replica stopped without a clean shutdown.",
+    )
+    gateway_run_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="How often each replica renews the leases of its running tasks and "
+        "looks for expired ones (at most a third of gateway_run_lease_seconds is used).",
+    )
+
+    a2a_reconcile_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="How often replicas look for A2A tasks the gateway lost contact with "
+        "(a broken stream, an unreachable agent), and the first wait before asking the "
+        "agent again; the wait doubles per attempt, up to 12 times this.",
+    )
+    a2a_reconcile_max_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long after losing contact with a running A2A task the gateway "
+        "keeps asking its agent; then the task is recorded failed, with the reason.",
     )
 
     health_check_interval_seconds: float = Field(default=30.0, gt=0)

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from adapters.a2a import A2AUpstreams
 from gateway.a2a.cards import sign_card
 from gateway.delegation.handoffs import Resilience
+from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.pipeline import (
     Delegations,
     Grant,
@@ -138,6 +139,7 @@ class FrontDoorParts:
     fetcher: SafeFetcher
     push: PushRelays
     resilience: Resilience
+    lost: LostTasks
 
     async def sign(self, card: AgentCard) -> AgentCard:
         """Sign with the current key, naming the gateway's JWKS as `jku`."""

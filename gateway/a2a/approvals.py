@@ -33,15 +33,12 @@ from a2a.server.request_handlers.request_handler import (
     validate_request_params,
 )
 from a2a.types import (
-    Artifact,
     CancelTaskRequest,
     GetTaskRequest,
     Message,
     SendMessageRequest,
     Task,
-    TaskArtifactUpdateEvent,
     TaskState,
-    TaskStatus,
     TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
@@ -56,6 +53,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from adapters.base import Turn
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of, handler_context
+from gateway.a2a.mirror import UPSTREAM_META, Mirror, upstream_task_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.approvals import (
     APPROVED,
@@ -71,15 +69,8 @@ from gateway.delegation.approvals import (
 )
 from gateway.delegation.handoffs import admitted_skill, proto_places, skill_of
 from gateway.delegation.pipeline import DelegationDenied, Grant
-from gateway.delegation.task_runner import (
-    ENDS,
-    TERMINAL,
-    Execute,
-    RunNotFound,
-    RunSpec,
-    TaskRunner,
-    status_message,
-)
+from gateway.delegation.runs import ENDS, TERMINAL, Execute, RunSpec, status_message
+from gateway.delegation.task_runner import RunNotFound, TaskRunner
 from policies.tokens import TokenInvalid
 from registry.store import AgentNotFound
 
@@ -349,12 +340,14 @@ class ApprovalExecution:
         approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
         task = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
         task = task or Task(id=spec.task_id, context_id=spec.context_id)
-        if approval is None or not await self._approvals.claim(approval.id):
-            # Claimed before: the replica making it was interrupted. An approval
-            # covers one call, so it is not made a second time.
+        follow = upstream_task_of(task)
+        if approval is None or not (follow or await self._approvals.claim(approval.id)):
+            # Claimed before: the replica making it was interrupted before the
+            # agent named its task. An approval covers one call, so it is not
+            # made a second time.
             yield _failed(task, "the approved call was interrupted; it is not made twice")
             return
-        mirror = _Mirror(task)
+        mirror = Mirror(task)
         try:
             working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
             working.status.state = TaskState.TASK_STATE_WORKING
@@ -364,7 +357,7 @@ class ApprovalExecution:
                 )
             )
             yield working
-            async for event in self._call(approval, mirror):
+            async for event in self._call(approval, mirror, spec, follow):
                 yield event
         except Exception:
             await self._approvals.finish(approval.id, "failed")
@@ -373,7 +366,20 @@ class ApprovalExecution:
         yield final
         await self._approvals.finish(approval.id, TaskState.Name(final.status.state))
 
-    async def _call(self, approval: Approval, mirror: _Mirror) -> AsyncIterator[Event]:
+    async def resumable(self, spec: RunSpec) -> bool:
+        """Whether an interrupted run can go on without calling again: an
+        approved call whose upstream task is known is followed there."""
+        approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
+        if approval is None or approval.state != APPROVED:
+            return False
+        task = await self._parts().tasks.get(spec.agent_id, spec.owner, spec.task_id)
+        return task is not None and upstream_task_of(task) is not None
+
+    async def _call(
+        self, approval: Approval, mirror: Mirror, spec: RunSpec, follow: str | None
+    ) -> AsyncIterator[Event]:
+        """Make the approved call, or -- taken over after an interruption --
+        follow the upstream task it started (``follow``) to its end."""
         parts = self._parts()
         request = SendMessageRequest()
         try:
@@ -413,10 +419,17 @@ class ApprovalExecution:
         admission = Admission(grant, approval.owner, frozenset(), skill)
         context = handler_context(admission)
         try:
-            async for event in handler.on_message_send_stream(request, context):
-                update = mirror.take(event)
-                if update is not None:
-                    yield update
+            if follow is not None:
+                mirror.upstream_id = follow
+            else:
+                async for event in handler.on_message_send_stream(request, context):
+                    update = mirror.take(event)
+                    if mirror.upstream_id and upstream_task_of(mirror.task) is None:
+                        # Kept at once, so a replica taking over can follow it.
+                        mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
+                        await parts.tasks.record(spec.agent_id, spec.owner, mirror.task)
+                    if update is not None:
+                        yield update
             # A non-streaming agent may answer a task still at work: poll it.
             loop = asyncio.get_running_loop()
             deadline = loop.time() + (grant.agent.timeout_seconds or parts.default_timeout_seconds)
@@ -431,80 +444,6 @@ class ApprovalExecution:
                     yield update
         except A2AError as exc:
             mirror.fail(str(exc) or type(exc).__name__)
-
-
-class _Mirror:
-    """The gateway task, following what the upstream says about its own."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.upstream_id = ""
-        self.ended = False
-
-    def _status(self, status: TaskStatus) -> None:
-        self.task.status.CopyFrom(status)
-        if status.HasField("message"):
-            self.task.status.message.task_id = self.task.id
-            self.task.status.message.context_id = self.task.context_id
-        self.ended = status.state in ENDS
-
-    def _artifact(self, artifact: Artifact, append: bool) -> None:
-        for known in self.task.artifacts:
-            if known.artifact_id == artifact.artifact_id:
-                if append:
-                    known.parts.extend(artifact.parts)
-                else:
-                    known.CopyFrom(artifact)
-                return
-        self.task.artifacts.append(artifact)
-
-    def take(self, event: Any) -> Event | None:
-        """Absorb an upstream event; returns the update to pass on, if any."""
-        if isinstance(event, Message):
-            reply = Artifact(artifact_id=str(uuid.uuid4()), name="reply", parts=event.parts)
-            self._artifact(reply, False)
-            self._status(TaskStatus(state=TaskState.TASK_STATE_COMPLETED))
-            return None
-        if isinstance(event, Task):
-            self.upstream_id = event.id
-            for artifact in event.artifacts:
-                self._artifact(artifact, False)
-            self._status(event.status)
-            self.task.metadata.update({"upstreamTaskId": event.id})
-            return None if self.ended else self._update()
-        if isinstance(event, TaskStatusUpdateEvent):
-            self.upstream_id = self.upstream_id or event.task_id
-            self._status(event.status)
-            return None if self.ended else self._update()
-        if isinstance(event, TaskArtifactUpdateEvent):
-            self._artifact(event.artifact, event.append)
-            update = TaskArtifactUpdateEvent(
-                task_id=self.task.id,
-                context_id=self.task.context_id,
-                append=event.append,
-                last_chunk=event.last_chunk,
-            )
-            update.artifact.CopyFrom(event.artifact)
-            return update
-        return None
-
-    def _update(self) -> TaskStatusUpdateEvent:
-        update = TaskStatusUpdateEvent(task_id=self.task.id, context_id=self.task.context_id)
-        update.status.CopyFrom(self.task.status)
-        return update
-
-    def fail(self, reason: str) -> None:
-        self.task.status.Clear()
-        self.task.status.state = TaskState.TASK_STATE_FAILED
-        self.task.status.message.CopyFrom(
-            status_message(self.task.id, self.task.context_id, reason)
-        )
-        self.ended = True
-
-    def final(self) -> Task:
-        if not self.ended:
-            self.fail("the agent ended without a final answer")
-        return self.task
 
 
 def _failed(task: Task, reason: str) -> Task:

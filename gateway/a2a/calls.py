@@ -18,6 +18,9 @@ from a2a.types import (
     SendMessageRequest,
     StreamResponse,
     Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
@@ -52,6 +55,7 @@ from gateway.delegation.pipeline import (
 )
 from gateway.delegation.retry import Attempts, Failure
 from gateway.delegation.tasks import TaskRecords
+from gateway.storage.outages import outage_of
 from registry.store import AgentNotFound
 
 logger = logging.getLogger(__name__)
@@ -325,6 +329,7 @@ class UpstreamCalls:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.stream_limits.max_seconds
         started = False  # the breaker hears how the stream opened, only
+        followed = _Followed()  # the task the stream is about, and its last state
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -334,8 +339,10 @@ class UpstreamCalls:
                     async with asyncio.timeout(remaining):
                         item = await anext(stream)
                 except StopAsyncIteration:
+                    followed.lost = True  # lost, if it ended with the task still running
                     break
                 except TimeoutError:
+                    followed.lost = True
                     error = InternalError(
                         f"the stream from agent {admission.agent_id} passed the "
                         f"{self.stream_limits.max_seconds:g} s limit"
@@ -344,12 +351,14 @@ class UpstreamCalls:
                 except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
                     if not started:
                         report_outcome(breakers, admission.agent_id, exc)
+                    followed.lost = True
                     error = upstream_error(admission.agent_id, exc, None)
                     raise error from None
                 if not started:
                     started = True
                     breakers.success(admission.agent_id)
                 event = event_of(item)
+                followed.see(event)
                 try:
                     await self._observe(admission, event)
                 except A2AError as exc:
@@ -361,3 +370,49 @@ class UpstreamCalls:
             if aclose is not None:
                 await aclose()
             await self._audit(admission, operation, error)
+            if followed.lost and followed.running:
+                await self._lost_contact(admission, followed.task_id)
+
+    async def _lost_contact(self, admission: Admission, task_id: str) -> None:
+        """Nobody follows this running task any more: have it reconciled
+        (`gateway.a2a.reconcile`). Best effort: the database may be down too."""
+        try:
+            if await self._parts().lost.lost(
+                admission.agent_id, admission.owner, task_id, admission.grant.caller
+            ):
+                logger.warning(
+                    "lost contact with task %s of agent %s; it will be reconciled",
+                    task_id,
+                    admission.agent_id,
+                )
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
+            logger.error("task %s of agent %s not marked for reconciling: %s", task_id,
+                         admission.agent_id, exc)  # fmt: skip
+
+
+class _Followed:
+    """What a relayed stream said about its task."""
+
+    def __init__(self) -> None:
+        self.task_id = ""
+        self.state = TaskState.TASK_STATE_UNSPECIFIED
+        self.lost = False
+
+    def see(self, event: Event) -> None:
+        if isinstance(event, Task):
+            self.task_id, self.state = event.id, event.status.state
+        elif isinstance(event, TaskStatusUpdateEvent):
+            self.task_id, self.state = event.task_id, event.status.state
+        elif isinstance(event, TaskArtifactUpdateEvent):
+            self.task_id = self.task_id or event.task_id
+
+    @property
+    def running(self) -> bool:
+        return bool(self.task_id) and self.state in RUNNING
+
+
+# A task in these states goes on without a word from the caller; a stream may
+# end in any other (an end, or input or auth required) and lose nothing.
+RUNNING = frozenset({TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING})

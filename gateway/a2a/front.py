@@ -42,7 +42,7 @@ from a2a.utils.errors import (
     InvalidParamsError,
 )
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.trace_context import begin as begin_trace
@@ -50,6 +50,7 @@ from gateway.a2a.admission import Admission, AdmissionContextBuilder
 from gateway.a2a.cards import card_json
 from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
 from gateway.a2a.handler import AgentHandler
+from gateway.a2a.outages import OutageNote, current_note, outage_response, retry_after, watch
 from gateway.a2a.responses import (
     card_response,
     invalid_params,
@@ -57,6 +58,7 @@ from gateway.a2a.responses import (
     parse_jsonrpc_body,
     rest_refusal,
 )
+from gateway.delegation.audit import outage_event
 from gateway.delegation.handoffs import json_places, skill_of
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -68,6 +70,7 @@ from gateway.delegation.pipeline import (
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import current_principal, front_door_principal
 from gateway.http.problems import Problem, problem_response
+from gateway.storage.outages import DependencyUnavailable, outage_of
 from policies.tokens import TokenInvalid
 from registry.store import AgentNotFound
 
@@ -307,7 +310,54 @@ class A2AFrontDoor:
                     )
             return refused if refused is not None else await endpoint(request)
 
+        return self._outage_guard(guarded, jsonrpc=jsonrpc)
+
+    def _outage_guard(self, endpoint: Endpoint, *, jsonrpc: bool) -> Endpoint:
+        """A dependency outage, met here or in a handler (`gateway.a2a.outages`),
+        answered 503 with `Retry-After` in the binding's error form, and audited."""
+
+        async def guarded(request: Request) -> Response:
+            note = OutageNote()
+            token = current_note.set(note)
+            try:
+                response = await endpoint(request)
+            except Exception as exc:
+                outage = outage_of(exc)
+                if outage is None:
+                    raise
+                note.outage = outage
+                body = getattr(request, "_json", None)
+                request_id = body.get("id") if isinstance(body, dict) else None
+                response = outage_response(outage, jsonrpc=jsonrpc, request_id=request_id)
+            finally:
+                current_note.reset(token)
+            if note.outage is not None:
+                if isinstance(response, JSONResponse):  # not a stream already under way
+                    response.status_code = 503
+                response.headers.update(retry_after(note.outage))
+                await self._audit_outage(request, note.outage)
+            return response
+
         return guarded
+
+    async def _audit_outage(self, request: Request, outage: DependencyUnavailable) -> None:
+        admission = getattr(request.state, "admission", None)
+        agent_id = request.path_params.get("agent_id")
+        event = outage_event("a2a", "", str(outage), target=agent_id)
+        if isinstance(admission, Admission):
+            caller = admission.grant.caller
+            event = outage_event(
+                "a2a",
+                admission.grant.trace_id,
+                str(outage),
+                subject=caller.subject,
+                issuer=caller.issuer,
+                client_id=caller.client_id,
+                actors=caller.actors,
+                target=agent_id,
+            )
+        # Kept in the audit buffer until the database takes it (or logged).
+        await self.handler.delegations.audit.record(event)
 
     async def agent_card(self, request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
@@ -325,6 +375,12 @@ class A2AFrontDoor:
         return rest_refusal(404, f"no agent {agent_id}")
 
     def routes(self) -> list[BaseRoute]:
+        for handler in (self.handler, self.gateway, self.approvals):
+            watch(handler)
+        if self.others is not None:
+            watch(self.others.handler)
+        if self.gateway_run is not None:
+            watch(self.gateway_run.handler)
         context = AdmissionContextBuilder()
         (jsonrpc,) = create_jsonrpc_routes(
             self.handler, "/", context_builder=context, enable_v0_3_compat=True
@@ -394,7 +450,7 @@ class A2AFrontDoor:
             self.gateway, "/a2a", context_builder=GatewayContextBuilder(), enable_v0_3_compat=True
         )
         assert isinstance(own, Route)
-        own_endpoint = self._authenticated(own.endpoint)
+        own_endpoint = self._outage_guard(self._authenticated(own.endpoint), jsonrpc=True)
         return [
             Route("/.well-known/agent-card.json", self.gateway_card, methods=["GET"]),
             Route("/.well-known/agent.json", self.gateway_card, methods=["GET"]),

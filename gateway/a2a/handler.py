@@ -37,6 +37,7 @@ from a2a.types import (
 from a2a.utils.errors import (
     A2AError,
     ExtendedAgentCardNotConfiguredError,
+    InternalError,
     InvalidAgentResponseError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
@@ -48,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.a2a.admission import Admission, admission_of
-from gateway.a2a.calls import UpstreamCalls
+from gateway.a2a.calls import RUNNING, UpstreamCalls
 from gateway.a2a.cards import proxied_card
 from gateway.a2a.task_events import event_of, list_own_tasks, task_id_of
 from gateway.a2a.tenants import without_tenants
@@ -58,6 +59,7 @@ from gateway.delegation.push import (
     header_problem,
     parse_notification,
 )
+from gateway.delegation.runs import TERMINAL
 from registry.fetch import FetchError
 
 logger = logging.getLogger(__name__)
@@ -137,9 +139,20 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         validate_history_length(params)
         admission = admission_of(context)
         await self._own_task(admission, params.id)
-        task = await self._call(
-            admission, "GetTask", lambda t, c: t.get_task(params, context=c), idempotent=True
-        )
+        try:
+            task = await self._call(
+                admission, "GetTask", lambda t, c: t.get_task(params, context=c), idempotent=True
+            )
+        except (InternalError, TaskNotFoundError):
+            # The agent cannot be reached, or no longer knows the task (it
+            # restarted): an end the gateway recorded (its own verdict after
+            # losing contact, say) still stands; a running task is reconciled.
+            recorded = await self.tasks.get(admission.agent_id, admission.owner, params.id)
+            if recorded is not None and recorded.status.state in TERMINAL:
+                return recorded
+            if recorded is not None and recorded.status.state in RUNNING:
+                await self._lost_contact(admission, params.id)
+            raise
         await self._remember(admission, task)
         return task
 

@@ -45,7 +45,7 @@ from a2a.utils.errors import (
 
 from gateway.a2a.admission import ADMISSION, FrontDoorParts
 from gateway.a2a.task_events import list_own_tasks
-from gateway.delegation.task_runner import TERMINAL
+from gateway.delegation.runs import TERMINAL
 
 
 class RecordedTaskHandler(RequestHandler):

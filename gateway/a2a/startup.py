@@ -29,7 +29,9 @@ from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.handler import AgentHandler
 from gateway.a2a.passthrough import PassThrough
+from gateway.a2a.reconcile import Reconciler
 from gateway.a2a.vendor import GatewayRun, VendorAgentHandler, VendorExecution
+from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.vendor_agents import VendorAgents
@@ -41,9 +43,13 @@ class A2AParts:
     front_door: FrontDoorParts
     gateway_run: GatewayRun
     desk: ApprovalDesk
+    reconciler: Reconciler
 
     def jobs(self) -> list[Job]:
-        return [("gateway-runs", self.gateway_run.runner.run_forever())]
+        return [
+            ("gateway-runs", self.gateway_run.runner.run_forever()),
+            ("a2a-reconciler", self.reconciler.run_forever()),
+        ]
 
 
 class A2ADoor:
@@ -108,6 +114,7 @@ class A2ADoor:
             fetcher=core.fetcher,
             push=core.push,
             resilience=core.resilience,
+            lost=LostTasks(core.engine),
         )
         vendor_http = UpstreamHTTP(
             core.fetcher.policy,
@@ -133,20 +140,31 @@ class A2ADoor:
             )
 
         # One runner for every gateway-run task: vendor calls, and approved calls.
-        execute = ApprovalExecution(
-            lambda: front_door, core.approvals, self.handler_for
-        ).dispatching(VendorExecution(lambda: front_door, self.gateway_run))
+        # A vendor agent's call cannot be resumed (an OpenAI-compatible or REST
+        # upstream has no task to ask about): taken over, it runs again if its
+        # skill is idempotent, else fails. An approved A2A call whose agent
+        # named its task is followed there instead.
+        approved = ApprovalExecution(lambda: front_door, core.approvals, self.handler_for)
+        execute = approved.dispatching(VendorExecution(lambda: front_door, self.gateway_run))
         runner = TaskRunner(
             core.engine,
             core.tasks,
             lambda: execute,
             lease_seconds=settings.gateway_run_lease_seconds,
+            poll_seconds=settings.gateway_run_poll_seconds,
             idempotent=idempotent,
+            resumable=approved.resumable,
         )
         stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
         self._parts = A2AParts(
             front_door=front_door,
             gateway_run=GatewayRun(vendors, runner),
             desk=ApprovalDesk(lambda: front_door, ApprovalParts(core.approvals, runner)),
+            reconciler=Reconciler(
+                lambda: front_door,
+                self.handler,
+                poll_seconds=settings.a2a_reconcile_poll_seconds,
+                limit_seconds=settings.a2a_reconcile_max_seconds,
+            ),
         )
         return self._parts

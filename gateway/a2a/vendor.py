@@ -66,14 +66,10 @@ from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
-from gateway.delegation.task_runner import (
-    TERMINAL,
-    RunNotFound,
-    RunSpec,
-    TaskRunner,
-    status_message,
-)
+from gateway.delegation.runs import TERMINAL, RunSpec, status_message
+from gateway.delegation.task_runner import RunNotFound, TaskRunner
 from gateway.delegation.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
+from gateway.storage.outages import outage_of
 from policies.tokens import TokenInvalid
 from registry.vendor_cards import gateway_run_kind
 
@@ -253,7 +249,16 @@ class VendorExecution:
 
     async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
         parts = self._parts()
-        snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
+        delay = 0.2
+        while True:  # the task's record (its history) is needed: wait out an outage
+            try:
+                snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
+                break
+            except Exception as exc:
+                if outage_of(exc) is None:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         task = snapshot or Task(id=spec.task_id, context_id=spec.context_id)
         working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
         working.status.state = TaskState.TASK_STATE_WORKING

@@ -3,6 +3,7 @@ exchange at `/oauth/token` and RFC 8414 metadata describing it."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,9 @@ from fastapi.responses import JSONResponse
 
 from adapters.trace_context import begin as begin_trace
 from gateway.api.state import state_of
+from gateway.delegation.audit import outage_event
 from gateway.delegation.token_exchange import ExchangeContext
+from gateway.storage.outages import outage_of
 from policies.exchange import (
     JWT_TOKEN_TYPE,
     TOKEN_EXCHANGE_GRANT,
@@ -20,6 +23,7 @@ from policies.exchange import (
 )
 from policies.jws import ASYMMETRIC_ALGORITHMS
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["oauth"])
 # RFC 6749 §5.1: token responses MUST NOT be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -28,6 +32,7 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @router.post("/oauth/token", summary="RFC 8693 token exchange for agents delegating onwards")
 async def token(request: Request) -> JSONResponse:
     state = state_of(request)
+    trace_id = ""
     try:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
@@ -35,11 +40,12 @@ async def token(request: Request) -> JSONResponse:
                 "invalid_request", "send the parameters as application/x-www-form-urlencoded"
             )
         exchange_request = parse_exchange(parse_form(await request.body()))
+        trace_id = begin_trace(request.headers)
         result = await state.token_exchange.exchange(
             exchange_request,
             ExchangeContext(
                 basic_authorization=request.headers.get("authorization"),
-                trace_id=begin_trace(request.headers),
+                trace_id=trace_id,
             ),
         )
     except OAuthError as exc:
@@ -53,6 +59,28 @@ async def token(request: Request) -> JSONResponse:
             {"error": exc.error, "error_description": exc.description},
             status_code=exc.status,
             headers=headers,
+        )
+    except Exception as exc:
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        logger.error("token exchange refused: %s", outage)
+        # Kept in the audit buffer and written once the database is back.
+        await state.audit.record(outage_event("token_exchange", trace_id, str(outage)))
+        # RFC 6749 §5.2 defines no error code for "try again later" at the
+        # token endpoint; `temporarily_unavailable` is the code §4.1.2.1 gives
+        # the authorization endpoint for exactly this (a server that cannot
+        # answer for now), and OAuth clients already know it. The status is
+        # 503 with Retry-After (RFC 9110 §15.6.4, §10.2.3), so generic HTTP
+        # clients and load balancers retry too. It fails closed: no token is
+        # issued without the checks the outage stopped.
+        return JSONResponse(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": f"{outage}; try again in {outage.retry_after} s",
+            },
+            status_code=503,
+            headers={**_NO_STORE, "Retry-After": str(outage.retry_after)},
         )
     return JSONResponse(result, headers=_NO_STORE)
 

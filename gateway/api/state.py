@@ -22,6 +22,7 @@ from gateway.delegation.vendor_agents import VendorAgents
 from gateway.mcp.federation import McpFederation
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
+from gateway.storage.readiness import Readiness
 from policies.tokens import TokenVerifier
 from registry.credentials import SqlCredentialStore
 from registry.service import RegistryService
@@ -45,6 +46,7 @@ class AppState:
     vendors: VendorAgents
     approvals: ApprovalDesk
     metrics: GatewayMetrics
+    readiness: Readiness
 
 
 def state_of(request: Request) -> AppState:

@@ -7,6 +7,14 @@ least every `audit_flush_seconds`, when it reaches a batch, before every
 audit read, and at shutdown. A caller that outruns the database waits: the
 log never silently drops a decision.
 
+While the database is down, records are kept in the buffer (recording never
+fails the call that records) and the writer retries with backoff, from
+`RETRY_SECONDS` doubling to `MAX_RETRY_SECONDS`; once the database answers,
+everything kept is written in order. Past `MAX_BUFFERED` records, or at a
+shutdown that cannot write them, each record goes to the log at ERROR as one
+JSON line (logger ``gateway.delegation.audit``), so none is lost without a
+trace.
+
 What is recorded: time, user (sub + issuer), client, actor chain, target,
 skill/tool, scopes asked and granted, decision, reasons, outcome, latency,
 trace id and the minted token's `jti`. Never a token value.
@@ -15,7 +23,7 @@ trace id and the minted token's `jti`. Never a token value.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +41,9 @@ from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
 _BATCH = 500
+MAX_BUFFERED = 100_000
+RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 30.0
 _MAX_ID = 2**63 - 1  # BIGINT
 
 
@@ -131,17 +142,36 @@ class AuditLog:
         self._buffer: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        # Told of every event as it is recorded (metrics); must not block.
+        self.failing_since: float | None = None  # monotonic, while writes fail
+        # Told of every event as it is recorded (metrics, the security log);
+        # must not block.
         self.listeners: list[Callable[[AuditEvent], None]] = []
 
     async def record(self, event: AuditEvent) -> None:
+        """Keep ``event`` for the writer; never raises for a database outage."""
         for listener in self.listeners:
             listener(event)
-        self._buffer.append(event.row())
-        if len(self._buffer) >= _BATCH:
-            await self.flush()  # back-pressure instead of unbounded memory
-        else:
-            self._wake.set()
+        row = event.row()
+        if len(self._buffer) >= MAX_BUFFERED:
+            _spill([row], "audit buffer full while the database is unavailable")
+            return
+        self._buffer.append(row)
+        if len(self._buffer) >= _BATCH and self.failing_since is None:
+            try:
+                await self.flush()  # back-pressure instead of unbounded memory
+            except Exception:
+                # Kept in the buffer; the writer retries with backoff.
+                self._failed()
+        self._wake.set()
+
+    def _failed(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = asyncio.get_running_loop().time()
+            logger.error(
+                "audit records cannot be written (the database is unavailable?); "
+                "keeping them (%d now) and retrying",
+                len(self._buffer),
+            )
 
     async def flush(self) -> None:
         async with self._lock:
@@ -160,6 +190,9 @@ class AuditLog:
                 except BaseException:
                     self._buffer[:0] = batch  # keep them for the next attempt
                     raise
+            if self.failing_since is not None:
+                logger.warning("audit records are written again")
+                self.failing_since = None
 
     async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
         for row in batch:
@@ -179,6 +212,7 @@ class AuditLog:
                 )
 
     async def run_forever(self) -> None:
+        delay = RETRY_SECONDS
         while True:
             await self._wake.wait()
             await asyncio.sleep(self._flush_seconds)  # gather a batch
@@ -186,13 +220,19 @@ class AuditLog:
             try:
                 await self.flush()
             except Exception:
-                logger.exception("audit flush failed; will retry")
+                self._failed()
                 self._wake.set()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+            else:
+                delay = RETRY_SECONDS
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self.flush()
+        except Exception:
+            _spill(self._buffer, "audit records not written at shutdown")
+            self._buffer = []
 
     # Reads ------------------------------------------------------------------
 
@@ -223,6 +263,38 @@ class AuditLog:
             if page.next_cursor is None:
                 return
             page_query = page_query.model_copy(update={"cursor": page.next_cursor})
+
+
+def _spill(rows: list[dict[str, Any]], why: str) -> None:
+    """The records the database could not take, to the log, one JSON line each."""
+    for row in rows:
+        logger.error("%s: %s", why, json.dumps(row, default=str, sort_keys=True))
+
+
+def outage_event(
+    event: str,
+    trace_id: str,
+    detail: str,
+    *,
+    subject: str = "(unknown)",
+    issuer: str = "(unknown)",
+    client_id: str | None = None,
+    actors: tuple[str, ...] = (),
+    target: str | None = None,
+) -> AuditEvent:
+    """The record of a call refused because a dependency is down."""
+    return AuditEvent(
+        event=event,
+        trace_id=trace_id or "0" * 32,
+        subject=subject,
+        subject_issuer=issuer,
+        client_id=client_id,
+        actors=actors,
+        target=target,
+        decision="deny",
+        outcome="dependency_unavailable",
+        detail=detail,
+    )
 
 
 def _row_refused(exc: DBAPIError) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from adapters.trace_context import follow as follow_trace
@@ -55,6 +55,21 @@ class Caller:
     actors: tuple[str, ...]
     client_id: str
     not_after: float | None = None  # a derived token never outlives its source
+
+    def stored(self) -> dict[str, Any]:
+        """As JSON, to act for this caller later (`from_stored`); no token in it."""
+        return {**asdict(self), "scopes": sorted(self.scopes), "actors": list(self.actors)}
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> Caller:
+        return cls(
+            subject=str(data["subject"]),
+            issuer=str(data["issuer"]),
+            scopes=frozenset(data["scopes"]),
+            actors=tuple(data["actors"]),
+            client_id=str(data["client_id"]),
+            not_after=data.get("not_after"),
+        )
 
     @classmethod
     def user(cls, principal: Principal) -> Caller:

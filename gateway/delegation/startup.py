@@ -25,11 +25,12 @@ from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.push import PushRelays
 from gateway.delegation.rate_limits import RateLimits
-from gateway.delegation.replay import replay_cache
+from gateway.delegation.replay import ReplayCache
 from gateway.delegation.retry import RetrySettings
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.settings import Settings
+from gateway.storage.readiness import Readiness
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
 from policies.policy_file import PolicySource
@@ -69,6 +70,7 @@ class DelegationCore:
     push: PushRelays
     approvals: Approvals
     token_exchange: TokenExchange
+    readiness: Readiness
 
     def jobs(self) -> list[Job]:
         """What runs for the app's whole life, in the order it is started."""
@@ -105,8 +107,8 @@ async def start(
     )
     audit_log = AuditLog(engine, settings.audit_flush_seconds)
     stack.push_async_callback(audit_log.close)  # runs after the writer task is cancelled
-    replay = replay_cache(settings.redis_url)
-    stack.push_async_callback(replay.aclose)
+    readiness = Readiness(engine, settings.redis_url)
+    stack.push_async_callback(readiness.aclose)
     minter = DelegatedTokenMinter(
         keys, settings.effective_public_url, ttl_seconds=settings.delegated_token_ttl_seconds
     )
@@ -143,13 +145,14 @@ async def start(
             agents=store,
             credentials=credentials,
             verifier=verifier,
-            replay=replay,
+            replay=ReplayCache(engine),
             audit=audit_log,
             issuer=settings.effective_public_url,
             token_endpoint=settings.token_endpoint,
             leeway_seconds=settings.token_leeway_seconds,
             mcp_servers=mcp_servers,
         ),
+        readiness=readiness,
     )
 
 

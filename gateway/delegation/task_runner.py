@@ -8,15 +8,32 @@ ending in the task's final snapshot) is recorded in the task records
 (`gateway.delegation.tasks.TaskRecords`: `GetTask` and `ListTasks` read them) and handed
 to whoever streams or waits on this replica.
 
-A run survives its replica: the replica renews a lease on its runs every
-``lease_seconds / 3``; a run whose lease ran out (a crash, a restart -- a
-clean shutdown gives its leases up at once) is claimed by whichever replica
-looks next, which fails the task with a clear reason or, for a skill the
-operator marked idempotent, runs the call again (at most `MAX_ATTEMPTS`
-times). Cancelling deletes the run row and records the task canceled in one
-transaction; the replica running it notices at its next renewal and stops.
-The final snapshot is written in the same transaction that deletes the run
-row, and only by the replica holding it, so a run ends exactly once.
+A run survives its replica. Every ``poll`` seconds (`gateway_run_poll_seconds`,
+at most a third of the lease) each replica renews the lease of each run whose
+coroutine is still alive -- per run, never "everything this replica holds",
+so a run that died leaves a lease that runs out -- and claims the runs whose
+lease ran out (a crash, a restart; a clean shutdown gives its leases up at
+once). So a run is taken over at most ``lease + poll`` seconds after its
+replica died (docs/operations.md, "Guarantees"). The claiming replica asks
+whether the run can be resumed (`resumable`: an approved A2A call whose
+upstream task is known is followed, not made again); otherwise it fails the
+task with a clear reason or, for a skill the operator marked idempotent, runs
+the call again (at most `MAX_ATTEMPTS` times).
+
+A database outage is not a crash: a replica that could not reach the
+database claims nothing until it has reached it again for a whole lease, so
+the replicas whose runs outlived the outage renew them first.
+
+A run whose outcome is known is never lost: the final snapshot is written
+with retries (backoff up to ``poll``) for as long as the database is down,
+the run's coroutine staying alive (and its lease renewed) meanwhile; a clean
+shutdown waits for those writes (up to ``lease``). An outcome from the
+upstream takes the run over from any replica that claimed it meanwhile; the
+gateway's own verdicts ("interrupted", "failed running it") are written only
+by the replica holding the run. Cancelling deletes the run row and records
+the task canceled in one transaction; the replica running it notices at its
+next renewal and stops. The final snapshot is written in the transaction
+that deletes the run row, so a run ends exactly once.
 """
 
 from __future__ import annotations
@@ -31,55 +48,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from a2a.server.events.event_queue import Event
-from a2a.types import Message, Part, Role, Task, TaskState, TaskStatusUpdateEvent
-from google.protobuf.json_format import MessageToDict, ParseDict
-from sqlalchemy import delete, insert, select, update
+from a2a.types import Task, TaskState
+from google.protobuf.json_format import ParseDict
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.base import Turn
-from gateway.delegation.pipeline import Caller, Grant
-from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.delegation.pipeline import Grant
+from gateway.delegation.runs import (
+    ENDS,
+    MAX_ATTEMPTS,
+    TERMINAL_NAMES,
+    Execute,
+    RunSpec,
+    ended_snapshot,
+    final_update,
+    final_write,
+    spec_of,
+)
+from gateway.delegation.tasks import TaskRecords
+from gateway.storage.outages import outage_of
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 logger = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 3
-TERMINAL = frozenset(
-    {
-        TaskState.TASK_STATE_COMPLETED,
-        TaskState.TASK_STATE_FAILED,
-        TaskState.TASK_STATE_CANCELED,
-        TaskState.TASK_STATE_REJECTED,
-    }
-)
-TERMINAL_NAMES = frozenset(TaskState.Name(s) for s in TERMINAL)
-# A run ends with its task in one of these: terminal, or paused by the agent
-# for the caller (an approved call whose upstream asked for input).
-ENDS = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One call to run: stored whole, so another replica can run it again."""
-
-    agent_id: str
-    task_id: str
-    context_id: str
-    caller: Caller
-    trace_id: str
-    turn: Turn
-    streaming: bool
-    attempt: int = 1
-
-    @property
-    def owner(self) -> Owner:
-        return Owner(self.caller.subject, self.caller.issuer)
-
-
-# Runs a spec: yields the A2A events of the call, the last one the task's
-# final snapshot. ``grant`` is the admission's; None when a run is retried
-# after an interruption (the executor decides again and mints anew).
-Execute = Callable[[RunSpec, Grant | None], AsyncIterator[Event]]
 
 
 @dataclass
@@ -89,6 +79,11 @@ class _Run:
     subscribers: list[asyncio.Queue[Event | None]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
+    finishing: bool = False  # its outcome is known and being written
+
+    @property
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
 
 
 class RunNotFound(Exception):
@@ -104,15 +99,23 @@ class TaskRunner:
         *,
         lease_seconds: float,
         idempotent: Callable[[str, str | None], Awaitable[bool]],
+        poll_seconds: float | None = None,
+        resumable: Callable[[RunSpec], Awaitable[bool]] | None = None,
     ) -> None:
         self._engine = engine
         self._tasks = tasks
         self._execute = execute
         self._lease = lease_seconds
+        self.poll = min(poll_seconds or lease_seconds / 3, lease_seconds / 3)
         self._idempotent = idempotent
+        self._resumable = resumable
         self._runs: dict[tuple[str, str], _Run] = {}
         self._closing = False
         self.runner_id = uuid.uuid4().hex
+        # Monotonic time before which this replica claims nothing: set a lease
+        # ahead when it reaches the database again after failing to.
+        self._claim_after = 0.0
+        self._unreachable = False
 
     # Starting and watching --------------------------------------------------
 
@@ -177,23 +180,33 @@ class TaskRunner:
             async for event in self._execute()(spec, grant):
                 if isinstance(event, Task) and event.status.state in ENDS:
                     final = event
-                    if not await self._finish(spec, final):
-                        return  # canceled or claimed elsewhere meanwhile
-                    self._publish(run, _final_update(final))
+                    run.finishing = True
+                    if not await self._finish_durably(spec, final, known=True):
+                        return  # canceled or ended elsewhere meanwhile
+                    self._publish(run, final_update(final))
                 else:
-                    await self._tasks.observe(spec.agent_id, spec.owner, event)
+                    await self._observe(spec, event)
                     self._publish(run, event)
             if final is None:
                 raise RuntimeError("the run ended without a final task")
         except asyncio.CancelledError:
             if run.cancel_requested:
-                await self._finish(spec, await self._ended(spec, TaskState.TASK_STATE_CANCELED))
+                ended = await self._ended(spec, TaskState.TASK_STATE_CANCELED)
+                await self._finish_durably(spec, ended)
             elif not self._closing:
                 raise
-        except Exception:
-            logger.exception("gateway-run task %s failed", spec.task_id)
-            reason = "the gateway failed running it"
-            await self._finish(spec, await self._ended(spec, TaskState.TASK_STATE_FAILED, reason))
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                logger.exception("gateway-run task %s failed", spec.task_id)
+            else:
+                logger.error("gateway-run task %s failed: %s", spec.task_id, outage)
+            reason = "the gateway failed running it" + (f" ({outage})" if outage else "")
+            run.finishing = True
+            failed = ended_snapshot(Task(id=spec.task_id, context_id=spec.context_id), reason)
+            with contextlib.suppress(Exception):
+                failed = await self._ended(spec, TaskState.TASK_STATE_FAILED, reason)
+            await self._finish_durably(spec, failed)
         finally:
             self._runs.pop((spec.agent_id, spec.task_id), None)
             for queue in run.subscribers:
@@ -204,20 +217,45 @@ class TaskRunner:
         for queue in run.subscribers:
             queue.put_nowait(event)
 
-    async def _finish(self, spec: RunSpec, task: Task) -> bool:
-        """Write the final snapshot and end the run, if this replica still holds it."""
-        c = gateway_runs.c
-        async with self._engine.begin() as conn:
-            held = await conn.execute(
-                delete(gateway_runs).where(
-                    c.agent_id == spec.agent_id,
-                    c.task_id == spec.task_id,
-                    c.runner == self.runner_id,
+    async def _observe(self, spec: RunSpec, event: Event) -> None:
+        """Record an update on the way (best effort: the final snapshot says it all)."""
+        try:
+            await self._tasks.observe(spec.agent_id, spec.owner, event)
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
+            logger.warning("update of gateway-run task %s not recorded: %s", spec.task_id, exc)
+
+    async def _finish_durably(self, spec: RunSpec, task: Task, *, known: bool = False) -> bool:
+        """`_finish`, retried through a database outage until it is written."""
+        delay = 0.2
+        while True:
+            try:
+                return await self._finish(spec, task, known=known)
+            except Exception as exc:
+                if outage_of(exc) is None:
+                    raise
+                logger.warning(
+                    "outcome of gateway-run task %s not written yet (%s); retrying in %.1f s",
+                    spec.task_id,
+                    exc.__class__.__name__,
+                    delay,
                 )
-            )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.poll)
+
+    async def _finish(self, spec: RunSpec, task: Task, *, known: bool = False) -> bool:
+        """Write the final snapshot and end the run, if this replica still holds it
+        -- or, for an outcome the upstream gave (``known``), if anyone still does."""
+        c = gateway_runs.c
+        where = [c.agent_id == spec.agent_id, c.task_id == spec.task_id]
+        if not known:
+            where.append(c.runner == self.runner_id)
+        async with self._engine.begin() as conn:
+            held = await conn.execute(delete(gateway_runs).where(*where))
             if not held.rowcount:
                 return False
-            await conn.execute(_final_write(spec.agent_id, task))
+            await conn.execute(final_write(spec.agent_id, task))
         return True
 
     # Cancelling -------------------------------------------------------------
@@ -250,39 +288,65 @@ class TaskRunner:
                 ParseDict(snapshot, task, ignore_unknown_fields=True)
             task.status.Clear()
             task.status.state = TaskState.TASK_STATE_CANCELED
-            await conn.execute(_final_write(agent_id, task))
+            await conn.execute(final_write(agent_id, task))
         return True
 
     # Leases and recovery ----------------------------------------------------
 
     async def run_forever(self) -> None:
+        """Tick every ``poll`` seconds, at a fixed rate (a slow tick does not
+        push the next one back, so the takeover bound holds)."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
         while True:
             try:
                 await self.tick()
-            except Exception:  # pragma: no cover - never let the runner die
-                logger.exception("gateway-run lease renewal failed")
-            await asyncio.sleep(self._lease / 3)
+            except Exception as exc:  # never let the runner die
+                if not self._unreachable:
+                    logger.error("gateway-run leases not renewed: %s", outage_of(exc) or exc)
+                self._unreachable = True
+            next_tick += self.poll
+            now = loop.time()
+            if next_tick < now:  # a tick took longer than a poll: start again from now
+                next_tick = now
+            await asyncio.sleep(next_tick - now)
 
     async def tick(self) -> None:
         await self._renew()
-        await self._recover()
+        now = asyncio.get_running_loop().time()
+        if self._unreachable:
+            # Back from an outage: the others could not renew either; give
+            # them a lease to do so before judging their leases.
+            self._unreachable = False
+            self._claim_after = now + self._lease
+            logger.warning("database reachable again; claiming no run for %g s", self._lease)
+        if now >= self._claim_after:
+            await self._recover()
 
     async def _renew(self) -> None:
+        """Extend the lease of each run whose coroutine is alive here; stop
+        those whose row is gone (canceled elsewhere)."""
         c = gateway_runs.c
         until = datetime.now(UTC) + timedelta(seconds=self._lease)
+        alive = [key for key, run in self._runs.items() if run.alive]
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(gateway_runs).where(c.runner == self.runner_id).values(lease_until=until)
-            )
+            for start in range(0, len(alive), 200):
+                chunk = alive[start : start + 200]
+                await conn.execute(
+                    update(gateway_runs)
+                    .where(c.runner == self.runner_id, tuple_(c.agent_id, c.task_id).in_(chunk))
+                    .values(lease_until=until)
+                )
             held = {
                 (r.agent_id, r.task_id)
                 for r in await conn.execute(
                     select(c.agent_id, c.task_id).where(c.runner == self.runner_id)
                 )
             }
-        for key, run in list(self._runs.items()):
-            if key not in held and run.task is not None:
-                run.task.cancel()  # canceled elsewhere: the record says so already
+        for key in alive:
+            run = self._runs.get(key)
+            if key not in held and run is not None and run.task and not run.finishing:
+                run.task.cancel()  # canceled or taken over: the record says so
 
     async def _recover(self) -> None:
         c = gateway_runs.c
@@ -308,12 +372,16 @@ class TaskRunner:
                     )
                 )
             if claimed.rowcount:
-                await self._resume(_spec_of(row))
+                await self._resume(spec_of(row))
 
     async def _resume(self, spec: RunSpec) -> None:
         state = await self._state(spec)
         if state in TERMINAL_NAMES:  # it ended; only the run row was left
             await self._finish_quietly(spec)
+            return
+        if self._resumable is not None and await self._resumable(spec):
+            logger.info("following interrupted task %s upstream", spec.task_id)
+            await self.start(spec, None, new=False)
             return
         retry = await self._idempotent(spec.agent_id, spec.turn.skill)
         if retry and spec.attempt <= MAX_ATTEMPTS:
@@ -333,11 +401,7 @@ class TaskRunner:
         task = await self._tasks.get(spec.agent_id, spec.owner, spec.task_id)
         if task is None:
             task = Task(id=spec.task_id, context_id=spec.context_id)
-        task.status.Clear()
-        task.status.state = state
-        if reason:
-            task.status.message.CopyFrom(status_message(spec.task_id, spec.context_id, reason))
-        return task
+        return ended_snapshot(task, reason, state)
 
     async def _state(self, spec: RunSpec) -> str | None:
         async with self._engine.connect() as conn:
@@ -359,63 +423,21 @@ class TaskRunner:
 
     async def aclose(self) -> None:
         """Stop every run without ending its task, and give up the leases so
-        the next replica to look (this one, restarted) takes them over."""
+        the next replica to look (this one, restarted) takes them over. A run
+        whose outcome is being written (through an outage) is given up to a
+        lease to write it first."""
         self._closing = True
+        writing = [r.task for r in self._runs.values() if r.finishing and r.task is not None]
+        if writing:
+            await asyncio.wait(writing, timeout=self._lease)
         runs = [r.task for r in self._runs.values() if r.task is not None]
         for task in runs:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
         past = datetime.now(UTC) - timedelta(seconds=1)
+        c = gateway_runs.c
         with contextlib.suppress(Exception):
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    update(gateway_runs)
-                    .where(gateway_runs.c.runner == self.runner_id)
-                    .values(lease_until=past)
+                    update(gateway_runs).where(c.runner == self.runner_id).values(lease_until=past)
                 )
-
-
-def _spec_of(row: Any) -> RunSpec:
-    caller = dict(row.caller)
-    trace_id = str(caller.pop("trace_id", ""))
-    caller["scopes"] = frozenset(caller["scopes"])
-    caller["actors"] = tuple(caller["actors"])
-    turn = Turn(**row.turn)
-    return RunSpec(
-        agent_id=row.agent_id,
-        task_id=row.task_id,
-        context_id=turn.context_id,
-        caller=Caller(**caller),
-        trace_id=trace_id,
-        turn=turn,
-        streaming=bool(row.streaming),
-        attempt=row.attempts + 1,
-    )
-
-
-def _final_write(agent_id: str, task: Task) -> Any:
-    return (
-        update(a2a_tasks)
-        .where(a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.task_id == task.id)
-        .values(
-            state=TaskState.Name(task.status.state),
-            updated_at=datetime.now(UTC),
-            task=MessageToDict(task),
-        )
-    )
-
-
-def status_message(task_id: str, context_id: str, text: str) -> Message:
-    return Message(
-        message_id=str(uuid.uuid4()),
-        role=Role.ROLE_AGENT,
-        parts=[Part(text=text)],
-        task_id=task_id,
-        context_id=context_id,
-    )
-
-
-def _final_update(task: Task) -> TaskStatusUpdateEvent:
-    event = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
-    event.status.CopyFrom(task.status)
-    return event

@@ -37,6 +37,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.storage.tables import a2a_tasks
 from registry.tables import as_utc
 
+# The states a task ends in; a record reaching one is no longer out of contact.
+TERMINAL_STATES = frozenset(
+    {
+        "TASK_STATE_COMPLETED",
+        "TASK_STATE_FAILED",
+        "TASK_STATE_CANCELED",
+        "TASK_STATE_REJECTED",
+    }
+)
+_IN_CONTACT = {
+    "reconcile_at": None,
+    "reconcile_since": None,
+    "reconcile_attempts": None,
+    "reconcile_caller": None,
+}
+
 # A2A 1.0 §3.1.4 (ListTasks): page size defaults to 50, at most 100.
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -97,12 +113,14 @@ class TaskRecords:
             return False
         now = datetime.now(UTC)
         snapshot = MessageToDict(task)
-        values = {
+        values: dict[str, Any] = {
             "context_id": task.context_id or None,
             "state": TaskState.Name(task.status.state),
             "updated_at": now,
             "task": snapshot,
         }
+        if values["state"] in TERMINAL_STATES:
+            values.update(_IN_CONTACT)
         async with self._engine.begin() as conn:
             changed = await conn.execute(
                 update(a2a_tasks)
@@ -168,14 +186,12 @@ class TaskRecords:
                 if Owner(row.owner_subject, row.owner_issuer) != owner:
                     return False
                 snapshot = {**row.task, "status": MessageToDict(event.status)}
+                state = TaskState.Name(event.status.state)
+                ended = _IN_CONTACT if state in TERMINAL_STATES else {}
                 await conn.execute(
                     update(a2a_tasks)
                     .where(c.agent_id == agent_id, c.task_id == event.task_id)
-                    .values(
-                        state=TaskState.Name(event.status.state),
-                        updated_at=datetime.now(UTC),
-                        task=snapshot,
-                    )
+                    .values(state=state, updated_at=datetime.now(UTC), task=snapshot, **ended)
                 )
                 return True
         task = Task(id=event.task_id, context_id=event.context_id)

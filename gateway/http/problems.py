@@ -12,11 +12,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from gateway.storage.outages import DependencyUnavailable, outage_of
 from registry.cards import CardInvalid
 from registry.contracts import ContractInvalid
 from registry.fetch import FetchFailed, FetchRefused
@@ -128,13 +132,32 @@ def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()
         RecursionError,
         handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
     )
-    app.add_exception_handler(DBAPIError, _database_error)
-    app.add_exception_handler(ConnectionError, _database_error)
+    for outage in (
+        DBAPIError,
+        PoolTimeout,
+        ConnectionError,
+        DependencyUnavailable,
+        RedisConnectionError,
+        RedisTimeout,
+    ):
+        app.add_exception_handler(outage, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
+def unavailable_problem(outage: DependencyUnavailable) -> Problem:
+    """The problem every HTTP door answers a dependency outage with: 503,
+    `Retry-After`, and which dependency (``<dependency>-unavailable``)."""
+    return Problem(
+        503,
+        f"{outage.dependency}-unavailable",
+        f"The {outage.dependency} is unavailable",
+        f"try again in {outage.retry_after} s",
+        headers={"Retry-After": str(outage.retry_after)},
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """The database went away (or refused us): 503, so clients and load
+    """A dependency went away (or refused us): 503, so clients and load
     balancers retry; a constraint or programming error stays a 500. A text
     the caller sent that PostgreSQL cannot hold (a NUL character: SQLSTATE
     22021, which SQLite stores) is the caller's: 422."""
@@ -146,13 +169,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "text values may not contain NUL (U+0000)",
         )
         return problem_response(problem, request.url.path)
-    if isinstance(exc, IntegrityError | DataError | ProgrammingError):
+    outage = outage_of(exc)
+    if outage is None:
         return await _unexpected(request, exc)
-    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-    problem = Problem(
-        503, "database-unavailable", "The database is unavailable", headers={"Retry-After": "5"}
-    )
-    return problem_response(problem, request.url.path)
+    logger.error("%s on %s %s", outage, request.method, request.url.path)
+    return problem_response(unavailable_problem(outage), request.url.path)
 
 
 # PostgreSQL's character_not_in_repertoire: "invalid byte sequence for encoding UTF8: 0x00".

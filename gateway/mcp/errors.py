@@ -7,17 +7,21 @@ JSON-RPC errors with the codes below and a message that says what happened.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
+from gateway.a2a.outages import DependencyUnavailableError
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied, RateLimited
 from gateway.mcp.auth import CALLER_KEY, current_caller
 from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.storage.outages import DependencyUnavailable, outage_of
 
 # JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
 # -32001 are avoided: the SDK's client reads them as "connection closed" and
@@ -29,6 +33,11 @@ UPSTREAM_TIMEOUT = -32013
 TOO_MANY_ROUNDS = -32014
 # A rate limit of the policy is reached; `data.retry_after` says when to retry.
 RATE_LIMITED = -32015
+# A dependency of the gateway (its database, Redis) is down: the same code as
+# on the A2A front door (`gateway.a2a.outages`). MCP defines no "unavailable"
+# error and the answer rides in a stream whose HTTP status is already sent,
+# so the retry hint is in ``error.data``: ``{"dependency", "retryAfterSeconds"}``.
+DEPENDENCY_UNAVAILABLE = -32050
 
 
 def mcp_error(exc: Exception, name: str) -> MCPError:
@@ -68,6 +77,38 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
         # The upstream's own JSON-RPC error (say -32602 for bad arguments) passes through.
         return MCPError(exc.code, exc.message, exc.data)
     raise exc
+
+
+def unavailable(outage: DependencyUnavailable) -> MCPError:
+    return MCPError(
+        DEPENDENCY_UNAVAILABLE,
+        f"{outage}; try again in {outage.retry_after} s",
+        {"dependency": outage.dependency, "retryAfterSeconds": outage.retry_after},
+    )
+
+
+class OutageBoundary:
+    """Server middleware: a dependency outage in any handler is answered
+    `DEPENDENCY_UNAVAILABLE` (not the SDK's -32603 "Internal server error")
+    and reported to ``seen`` (which audits it)."""
+
+    def __init__(
+        self, seen: Callable[[ServerRequestContext, DependencyUnavailable], Awaitable[None]]
+    ) -> None:
+        self._seen = seen
+
+    async def __call__(self, ctx: ServerRequestContext, call_next: CallNext) -> HandlerResult:
+        try:
+            return await call_next(ctx)
+        except MCPError:
+            raise
+        except Exception as exc:
+            # An A2A handler's outage (an agent's skill called as a tool) too.
+            outage = exc.outage if isinstance(exc, DependencyUnavailableError) else outage_of(exc)
+            if outage is None:
+                raise
+            await self._seen(ctx, outage)
+            raise unavailable(outage) from None
 
 
 def caller_of(ctx: ServerRequestContext) -> Caller:

@@ -56,7 +56,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
+from gateway.a2a.outages import DependencyUnavailableError
 from gateway.delegation.approvals import Approval
+from gateway.delegation.audit import outage_event
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp.approvals import (
@@ -70,6 +72,7 @@ from gateway.mcp.approvals import wanted as approval_asked
 from gateway.mcp.auth import MCP_PATH, McpAuth
 from gateway.mcp.errors import (
     TOO_MANY_ROUNDS,
+    OutageBoundary,
     caller_of,
     mcp_error,
     trace_of,
@@ -85,6 +88,7 @@ from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.offerings import McpOfferings
 from gateway.mcp.relay import DownstreamRelay
 from gateway.settings import Settings
+from gateway.storage.outages import DependencyUnavailable
 from policies.keys import derive_key
 from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
@@ -218,6 +222,7 @@ class McpFront:
                 default_audience=settings.effective_resource_id + MCP_PATH,
             )
         )
+        self.server.middleware.append(OutageBoundary(self._outage))
         # Resumable SSE streams for 2025-11-25 sessions (gateway.mcp.events).
         self.events = (
             MemoryEventStore(
@@ -436,6 +441,8 @@ class McpFront:
             )
         except DelegationDenied as exc:
             raise mcp_error(exc, params.name) from None
+        except DependencyUnavailableError:
+            raise  # not the tool's failure: `OutageBoundary` answers it
         except (SkillCallRefused, A2AError) as exc:
             # A tool execution error, reported in the result (MCP, tools:
             # "Tool Execution Errors"), so the model can see it and retry.
@@ -443,6 +450,27 @@ class McpFront:
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=text)], is_error=True
             )
+
+    async def _outage(self, ctx: ServerRequestContext, outage: DependencyUnavailable) -> None:
+        """Audit a request a dependency outage refused (kept until the database is back)."""
+        try:
+            caller: Caller | None = caller_of(ctx)
+        except MCPError:
+            caller = None
+        detail = f"{ctx.method}: {outage}"
+        trace = trace_of(ctx)
+        event = outage_event("mcp", trace, detail)
+        if caller is not None:
+            event = outage_event(
+                "mcp",
+                trace,
+                detail,
+                subject=caller.subject,
+                issuer=caller.issuer,
+                client_id=caller.client_id,
+                actors=caller.actors,
+            )
+        await self._federation().delegations.audit.record(event)
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         if name == STATUS_TOOL and self.approvals is not None:

@@ -78,8 +78,26 @@ a2a_tasks = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # The last task snapshot the gateway saw (A2A 1.0 JSON), for ListTasks.
     Column("task", JSON, nullable=False),
+    # Set while the gateway has lost contact with a running task (its stream
+    # broke, or the agent could not be reached): when to ask the agent next,
+    # since when, how many times, and on whose behalf (`gateway.a2a.reconcile`).
+    Column("reconcile_at", DateTime(timezone=True), nullable=True),
+    Column("reconcile_since", DateTime(timezone=True), nullable=True),
+    Column("reconcile_attempts", Integer, nullable=True),
+    Column("reconcile_caller", JSON, nullable=True),
     Index("ix_a2a_tasks_owner", "agent_id", "owner_subject", "updated_at"),
     Index("ix_a2a_tasks_context", "agent_id", "context_id"),
+    Index("ix_a2a_tasks_reconcile", "reconcile_at"),
+)
+
+# Client assertion ids (`jti`) accepted at the token endpoint, until they
+# expire: `key` is SHA-256 of "client id:jti" (`gateway.delegation.replay`).
+used_assertions = Table(
+    "used_assertions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_used_assertions_expiry", "expires_at"),
 )
 
 # Push notification configs a client set on one of its tasks. The upstream is

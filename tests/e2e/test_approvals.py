@@ -283,6 +283,31 @@ async def test_a_pending_request_survives_a_restart(setup: Setup) -> None:
     assert len(setup.seen.calls()) == 1
 
 
+async def test_an_approved_call_taken_over_is_followed_at_its_agent(setup: Setup) -> None:
+    """Interrupted once the agent had named its task, the approved call is not
+    made again (an approval covers one call): the replica taking it over asks
+    the agent about that task and follows it to its end."""
+    async with setup.client() as alice:
+        task = await send(alice, message("slow 3"))
+    approval = approval_of(task)
+    assert (await decide(setup, approval, "approve")).status_code == 200
+    async with setup.client() as alice:
+        deadline = time.monotonic() + 20
+        while "upstreamTaskId" not in MessageToDict(
+            (await alice.get_task(GetTaskRequest(id=task.id))).metadata
+        ):
+            assert time.monotonic() < deadline, "the agent never named its task"
+            await asyncio.sleep(0.1)
+    await anyio.to_thread.run_sync(setup.restart)  # stops the run mid-call
+    async with setup.client() as alice:
+        done = await poll(alice, task.id, TaskState.TASK_STATE_COMPLETED, seconds=30)
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED, done
+    assert artifact_text(done) == "done: 3"
+    sent = [c for c in setup.seen.calls() if b"SendStreamingMessage" in c.body]
+    sent += [c for c in setup.seen.calls() if b'SendMessage"' in c.body]
+    assert len(sent) == 1, [c.body[:80] for c in setup.seen.calls()]
+
+
 async def test_the_decision_is_taken_again_at_approval_time(setup: Setup) -> None:
     async with setup.client() as alice:
         task = await send(alice, message("task hello"))

@@ -20,6 +20,7 @@ from sqlalchemy import event as event_api
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.delegation import audit
 from gateway.delegation.audit import (
     AuditEvent,
     AuditLog,
@@ -388,32 +389,55 @@ async def test_failed_batch_flush_from_record_keeps_every_record(
     engine = create_engine(database(database_url, tmp_path))
     try:
         log = AuditLog(engine)
-        failures = 0
         for n in range(520):
-            try:
-                await log.record(event(n))
-            except Exception:  # the caller that hits a full batch sees the failure
-                failures += 1
-        assert failures == 21  # the 500th record and every one after it
+            await log.record(event(n))  # the outage never fails the caller
+        assert log.failing_since is not None
 
         await upgrade(engine)
         await log.flush()
         exported = await all_records(log)
         assert len(exported) == 520  # none lost, none written twice
         assert [int(r.trace_id, 16) for r in exported] == list(reversed(range(520)))
+        assert log.failing_since is None
     finally:
         await engine.dispose()
 
 
-async def test_close_flushes_and_swallows_errors(database_url: str | None, tmp_path: Path) -> None:
+async def test_close_flushes_or_logs_what_it_cannot_write(
+    database_url: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = create_engine(database(database_url, tmp_path))
     try:
         log = AuditLog(engine)
-        await log.record(event())
-        await log.close()  # no table: shutdown must not raise
+        await log.record(event(7))
+        await log.close()  # no table: shutdown must not raise, and logs the record
+        spilled = [r for r in caplog.records if "not written at shutdown" in r.getMessage()]
+        assert len(spilled) == 1 and f'"trace_id": "{7:032x}"' in spilled[0].getMessage()
         await upgrade(engine)
+        await log.record(event(8))
         await log.close()
         assert await rows_in_table(engine) == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_full_buffer_during_an_outage_goes_to_the_log(
+    database_url: str | None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audit, "MAX_BUFFERED", 600)
+    engine = create_engine(database(database_url, tmp_path))
+    try:
+        log = AuditLog(engine)
+        for n in range(610):
+            await log.record(event(n))
+        spilled = [r for r in caplog.records if "audit buffer full" in r.getMessage()]
+        assert len(spilled) == 10
+        await upgrade(engine)
+        await log.flush()
+        assert await rows_in_table(engine) == 600
     finally:
         await engine.dispose()
 
@@ -458,13 +482,13 @@ async def test_run_forever_retries_after_a_failure(
         async with running(log) as task:
             await log.record(event())
             deadline = time.monotonic() + 2
-            while "audit flush failed" not in caplog.text:
+            while "audit records cannot be written" not in caplog.text:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.01)
             assert not task.done()  # a failure does not end the writer
 
             await upgrade(engine)
-            await wait_for_rows(engine, 1, within=3)  # retried after ~1 s
+            await wait_for_rows(engine, 1, within=3)  # retried with backoff from 0.5 s
     finally:
         await engine.dispose()
 

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.support.inspecting import Recorder, buffered
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, bound_socket
 
 
 class WorkerExecutor(AgentExecutor):
@@ -102,7 +102,10 @@ def worker_card(base_url: str, name: str = "Worker") -> AgentCard:
     )
 
 
-def worker_agent(recorder: Recorder | None = None, name: str = "Worker") -> ServerThread:
+def worker_agent(
+    recorder: Recorder | None = None, name: str = "Worker", *, port: int | None = None
+) -> ServerThread:
+    """``port``: on that port (say, the one a stopped worker had), else a free one."""
     recorder = recorder or Recorder()
 
     def build(url: str) -> ASGIApp:
@@ -122,7 +125,7 @@ def worker_agent(recorder: Recorder | None = None, name: str = "Worker") -> Serv
         )
         return recorder.middleware(Starlette(routes=routes))
 
-    return ServerThread(build).start()
+    return ServerThread(build, sock=None if port is None else bound_socket(port=port)).start()
 
 
 def legacy_card(base_url: str) -> dict[str, Any]:

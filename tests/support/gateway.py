@@ -107,6 +107,9 @@ def _overrides(settings: Settings) -> dict[str, Any]:
         "stream_idle_seconds",
         "secrets",
         "gateway_run_lease_seconds",
+        "gateway_run_poll_seconds",
+        "a2a_reconcile_poll_seconds",
+        "a2a_reconcile_max_seconds",
         "key_recheck_seconds",
     )
     return {f: getattr(settings, f) for f in fields}

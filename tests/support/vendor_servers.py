@@ -9,6 +9,7 @@ The chat server answers ``"echo: <the user's message>"`` (streamed as one
 chunk per word). A user message that starts with a keyword asks for trouble:
 
 * ``hold`` -- wait until the test sets `Behaviour.release` (or 30 s);
+* ``later`` -- wait until the test sets `Behaviour.later` (or 30 s);
 * ``error`` -- HTTP 500 with an OpenAI error object;
 * ``garbage`` -- an answer that is not JSON;
 * ``tools`` -- a completion with tool calls and no content.
@@ -38,6 +39,7 @@ MODEL = "test-model-1"
 @dataclass
 class Behaviour:
     release: threading.Event = field(default_factory=threading.Event)
+    later: threading.Event = field(default_factory=threading.Event)
     calls: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,6 +100,8 @@ def chat_app(behaviour: Behaviour) -> Starlette:
         behaviour.count(user)
         if user.startswith("hold"):
             await behaviour.hold()
+        if user.startswith("later"):
+            await asyncio.to_thread(behaviour.later.wait, 30)
         if user.startswith("error"):
             return _error(
                 500, "The server had an error while processing your request.", "server_error"

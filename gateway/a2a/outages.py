@@ -1,0 +1,150 @@
+"""A dependency outage on the A2A front door: the same answer on every path.
+
+A2A 1.0 defines no error for "the server cannot answer now, try later". The
+HTTP+JSON binding carries `google.rpc.Status` errors (A2A 1.0 §5.4, "Error
+Code Mappings"), and there the answer is `UNAVAILABLE` with HTTP 503, the
+code google.rpc.Code documents as "most likely a transient condition, which
+can be corrected by retrying with a backoff". JSON-RPC 2.0 §5.1 leaves
+-32000..-32099 to the implementation; A2A takes -32001..-32009 and the
+gateway's MCP errors -32010..-32014, so an outage is **-32050** with the
+same `ErrorInfo` detail (reason `DEPENDENCY_UNAVAILABLE`, metadata
+`dependency` and `retryAfterSeconds`). Either binding answers with HTTP 503
+and `Retry-After` when the answer is not already a stream (an outage in the
+middle of an SSE stream ends it with the error event).
+
+The SDK turns any other exception from a handler into -32603 with the
+exception's text (an errno message, a SQL statement), so every handler the
+front door serves is wrapped (`watch`): an outage becomes
+`DependencyUnavailableError`, and the request's `OutageNote` says so to the
+front door, which sets the status, the header and the audit record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from a2a.server.jsonrpc_models import JSONRPCError
+from a2a.server.request_handlers import response_helpers
+from a2a.server.request_handlers.response_helpers import build_error_response
+from a2a.utils import errors as sdk_errors
+from a2a.utils.error_handlers import build_rest_error_payload
+from a2a.utils.errors import A2AError, ErrorMapping
+from starlette.responses import JSONResponse, Response
+
+from gateway.storage.outages import DependencyUnavailable, outage_of
+
+DEPENDENCY_UNAVAILABLE = -32050
+REASON = "DEPENDENCY_UNAVAILABLE"
+
+
+class DependencyUnavailableError(A2AError):
+    message = "A dependency of the gateway is unavailable"
+    outage: DependencyUnavailable | None = None
+
+
+def _register() -> None:
+    """Teach the SDK's error tables the outage error (its code, HTTP status,
+    gRPC status and reason), as it knows its own."""
+    sdk_errors.JSON_RPC_ERROR_CODE_MAP[DependencyUnavailableError] = DEPENDENCY_UNAVAILABLE
+    sdk_errors.A2A_ERROR_MAPPING[DependencyUnavailableError] = ErrorMapping(
+        503, "UNAVAILABLE", REASON
+    )
+    sdk_errors.A2A_ERROR_REASONS[DependencyUnavailableError] = REASON
+    response_helpers.EXCEPTION_MAP[DependencyUnavailableError] = JSONRPCError
+
+
+_register()
+
+
+def unavailable_error(outage: DependencyUnavailable) -> DependencyUnavailableError:
+    error = DependencyUnavailableError(
+        f"{outage}; try again in {outage.retry_after} s",
+        data={"dependency": outage.dependency, "retryAfterSeconds": str(outage.retry_after)},
+    )
+    error.outage = outage
+    return error
+
+
+@dataclass
+class OutageNote:
+    """What happened to one request; set by `watch`ed handlers."""
+
+    outage: DependencyUnavailable | None = None
+
+
+current_note: contextvars.ContextVar[OutageNote | None] = contextvars.ContextVar(
+    "a2a_outage_note", default=None
+)
+
+
+def _noted(exc: Exception) -> DependencyUnavailableError | None:
+    outage = outage_of(exc)
+    if outage is None:
+        return None
+    note = current_note.get()
+    if note is not None:
+        note.outage = outage
+    return unavailable_error(outage)
+
+
+def _watched(method: Callable[..., Any]) -> Callable[..., Any]:
+    # Unwrapped: a decorator may return the stream from a plain function.
+    if inspect.isasyncgenfunction(inspect.unwrap(method)):
+
+        @functools.wraps(method)
+        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in method(*args, **kwargs):
+                    yield item
+            except A2AError:
+                raise
+            except Exception as exc:
+                error = _noted(exc)
+                if error is None:
+                    raise
+                raise error from None
+
+        return stream
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except A2AError:
+            raise
+        except Exception as exc:
+            error = _noted(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    return call
+
+
+def watch(handler: Any) -> Any:
+    """Wrap every A2A operation (``on_*``) of ``handler`` in place; returns it."""
+    if getattr(handler, "_outages_watched", False):
+        return handler
+    for name in dir(type(handler)):
+        if name.startswith("on_") and callable(getattr(handler, name, None)):
+            setattr(handler, name, _watched(getattr(handler, name)))
+    handler._outages_watched = True
+    return handler
+
+
+def outage_response(
+    outage: DependencyUnavailable, *, jsonrpc: bool, request_id: Any = None
+) -> Response:
+    """The whole answer for an outage met before the SDK had the request."""
+    error = unavailable_error(outage)
+    body = build_error_response(request_id, error) if jsonrpc else build_rest_error_payload(error)
+    return JSONResponse(body, status_code=503, headers=retry_after(outage))
+
+
+def retry_after(outage: DependencyUnavailable) -> dict[str, str]:
+    return {"Retry-After": str(outage.retry_after)}

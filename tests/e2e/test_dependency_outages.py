@@ -1,0 +1,210 @@
+"""What callers see while the database or Redis is down (docs/operations.md).
+
+A gateway on its own throwaway PostgreSQL cluster and its own Redis, with
+official-SDK agents on 127.0.0.1; the test stops and starts them:
+
+* `/readyz` names each dependency, 503 while one is down;
+* Redis down: the token endpoint keeps working (assertion ids live in the
+  database), and a Redis restart forgets no used assertion;
+* PostgreSQL down: the REST API, the token endpoint, both A2A bindings and
+  `/mcp` all answer "unavailable" with a retry hint (503 + `Retry-After` where
+  the answer is not already a stream), never -32603 or a 500;
+* what was refused meanwhile is in the audit once the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import MCPError
+
+from gateway.a2a.outages import DEPENDENCY_UNAVAILABLE
+from policies.exchange import JWT_TOKEN_TYPE
+from tests.support.delegation import USER_SCOPES, Deployment, deployment
+from tests.support.mcp_clients import mcp_client
+from tests.support.outages import PostgresCluster, RedisServer, postgres_cluster, redis_server
+
+pytestmark = pytest.mark.postgres
+
+
+@dataclass
+class Outages:
+    dep: Deployment
+    pg: PostgresCluster
+    redis: RedisServer
+
+    @property
+    def url(self) -> str:
+        return self.dep.gateway.url
+
+
+@pytest.fixture
+def outages(tmp_path: Path) -> Iterator[Outages]:
+    with (
+        postgres_cluster() as pg,
+        redis_server() as redis,
+        deployment(tmp_path, pg.url, redis_url=redis.url) as dep,
+    ):
+        yield Outages(dep, pg, redis)
+
+
+def ready(url: str) -> httpx.Response:
+    return httpx.get(url + "/readyz", timeout=30)
+
+
+def until(check: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def first_hop(dep: Deployment) -> str:
+    """alice -> support through the gateway; the token support received."""
+    answer = dep.send("support", dep.gateway.token("alice", USER_SCOPES), "order 5 X-100")
+    assert answer.status_code == 200, answer.text
+    token = dep["support"].recorder.calls()[-1].bearer
+    assert token is not None
+    return token
+
+
+def exchange_with(dep: Deployment, subject: str, assertion: str) -> httpx.Response:
+    """support's token for sales, exchanged by sales with ``assertion`` (its actor token)."""
+    to_sales = dep.exchange(subject, by="support", audience="sales").json()["access_token"]
+    extra = {"actor_token": assertion, "actor_token_type": JWT_TOKEN_TYPE}
+    return dep.exchange(to_sales, by="sales", audience="inventory", method="none", extra=extra)
+
+
+def test_readiness_names_each_dependency(outages: Outages) -> None:
+    answer = ready(outages.url)
+    assert answer.status_code == 200
+    assert answer.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+    outages.redis.stop()
+    answer = ready(outages.url)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    body = answer.json()
+    assert body["type"] == "urn:switchboard:problem:not-ready"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"].startswith("unavailable")
+    assert "redis" in body["title"]
+    outages.redis.start()
+    until(lambda: ready(outages.url).status_code == 200)
+
+    outages.pg.stop()
+    try:
+        answer = ready(outages.url)
+        assert answer.status_code == 503
+        assert answer.json()["checks"]["database"].startswith("unavailable")
+        assert answer.json()["checks"]["redis"] == "ok"
+        assert httpx.get(outages.url + "/healthz").status_code == 200  # alive, not ready
+    finally:
+        outages.pg.start()
+    until(lambda: ready(outages.url).status_code == 200)
+
+
+def test_a_redis_restart_or_outage_forgets_no_used_assertion(outages: Outages) -> None:
+    dep = outages.dep
+    subject = first_hop(dep)
+    assertion = dep["sales"].assertion(outages.url, jti=f"jti-{uuid.uuid4().hex}")
+    assert exchange_with(dep, subject, assertion).status_code == 200
+
+    outages.redis.stop()  # no persistence: everything it held is gone
+    outages.redis.start()
+    again = exchange_with(dep, subject, assertion)
+    assert again.status_code == 401
+    assert "already used" in again.json()["error_description"]
+
+    # Redis is not on the token endpoint's path at all: down, it still works
+    # (and still refuses the replay).
+    outages.redis.stop()
+    fresh = dep["sales"].assertion(outages.url)
+    assert exchange_with(dep, subject, fresh).status_code == 200
+    assert exchange_with(dep, subject, fresh).status_code == 401
+    outages.redis.start()
+
+
+async def _mcp_call_during_outage(url: str, token: str) -> MCPError:
+    async with mcp_client(url + "/mcp", token, "2026-07-28") as client:
+        try:
+            result = await client.call_tool("support__triage", {"message": "help"})
+        except MCPError as error:
+            return error
+    raise AssertionError(f"the call answered during the outage: {result}")
+
+
+def test_every_door_answers_a_database_outage_as_unavailable(outages: Outages) -> None:
+    dep, url = outages.dep, outages.url
+    alice = dep.gateway.token("alice", USER_SCOPES)
+    subject = first_hop(dep)
+    assertion = dep["sales"].assertion(url)
+    a2a_headers = {"Authorization": f"Bearer {alice}", "A2A-Version": "1.0"}
+    # Warm what is cached, so each door reaches its own use of the database.
+    assert dep.send("support", alice, "warm").status_code == 200
+    admin = dep.gateway.client()  # its token is minted from the database
+
+    outages.pg.stop()
+    try:
+        with admin:
+            listing = admin.get("/agents")
+        assert listing.status_code == 503 and listing.headers["retry-after"] == "5"
+        assert listing.json()["type"] == "urn:switchboard:problem:database-unavailable"
+
+        token = exchange_with_during_outage(dep, subject, assertion)
+        assert token.status_code == 503, token.text
+        assert token.headers["retry-after"] == "5"
+        assert token.headers["cache-control"] == "no-store"
+        assert token.json()["error"] == "temporarily_unavailable"
+
+        # A2A JSON-RPC (the 1.0 pass-through) and HTTP+JSON (the SDK's path).
+        get_task = {"jsonrpc": "2.0", "id": 7, "method": "GetTask", "params": {"id": "t-1"}}
+        rpc = httpx.post(f"{url}/a2a/support", json=get_task, headers=a2a_headers, timeout=30)
+        assert rpc.status_code == 503, rpc.text
+        assert rpc.json()["id"] == 7
+        assert rpc.headers["retry-after"] == "5"
+        error = rpc.json()["error"]
+        assert error["code"] == DEPENDENCY_UNAVAILABLE
+        assert error["data"][0]["reason"] == "DEPENDENCY_UNAVAILABLE"
+        assert error["data"][0]["metadata"]["dependency"] == "database"
+        assert "Errno" not in rpc.text and "SELECT" not in rpc.text
+
+        rest = httpx.get(f"{url}/a2a/support/tasks/nope", headers=a2a_headers, timeout=30)
+        assert rest.status_code == 503, rest.text
+        assert rest.headers["retry-after"] == "5"
+        assert rest.json()["error"]["status"] == "UNAVAILABLE"
+
+        mcp_error = asyncio.run(_mcp_call_during_outage(url, alice))
+        assert mcp_error.error.code == DEPENDENCY_UNAVAILABLE, mcp_error.error
+        assert mcp_error.error.data == {"dependency": "database", "retryAfterSeconds": 5}
+    finally:
+        outages.pg.start()
+    until(lambda: ready(url).status_code == 200)
+
+    # Nothing refused meanwhile went unrecorded: the audit kept it.
+    def audited() -> list[dict[str, Any]]:
+        with dep.gateway.client() as auditor:
+            page = auditor.get("/audit", params={"limit": 1000})
+        if page.status_code != 200:
+            return []
+        items: list[dict[str, Any]] = page.json()["items"]
+        return [r for r in items if r["outcome"] == "dependency_unavailable"]
+
+    until(lambda: {r["event"] for r in audited()} >= {"token_exchange", "a2a", "mcp"})
+    by_event = {r["event"]: r for r in audited()}
+    assert by_event["a2a"]["subject"] == "alice" and by_event["a2a"]["target"] == "support"
+    assert by_event["mcp"]["subject"] == "alice"
+
+
+def exchange_with_during_outage(dep: Deployment, subject: str, assertion: str) -> httpx.Response:
+    """As `exchange_with`, with the subject token already in hand (the first
+    exchange of `exchange_with` needs the database too)."""
+    extra = {"actor_token": assertion, "actor_token_type": JWT_TOKEN_TYPE}
+    return dep.exchange(subject, by="sales", audience="inventory", method="none", extra=extra)

@@ -1,0 +1,144 @@
+"""Throwaway PostgreSQL clusters and Redis servers that a test may stop and start.
+
+Outage tests never touch the shared services on 5432 and 6379: each starts
+its own on a free port, in a temporary directory, and takes it down (and
+back up) as the test says. PostgreSQL refuses to run as root, so when the
+tests run as root the cluster runs as the `postgres` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import bound_socket
+
+
+def free_port() -> int:
+    sock = bound_socket()
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"PostgreSQL's {name} is not installed")
+    return path
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+class PostgresCluster:
+    """`initdb` + `pg_ctl` on a free port; `stop()` and `start()` at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        subprocess.run(
+            _as_postgres(list(command)),
+            check=True,
+            cwd=self.root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+
+    def init(self) -> None:
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l",
+            str(self.root / "log"), "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate``: connections drop at once, as when the server dies."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    root = Path(tempfile.mkdtemp(prefix="sb-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    cluster = PostgresCluster(root)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class RedisServer:
+    """`redis-server` without persistence on a free port (a restart forgets everything)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError):
+                import socket
+
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

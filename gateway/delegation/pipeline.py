@@ -17,13 +17,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.permits import (
+    ApprovalRequired as ApprovalRequired,
+)
+from gateway.delegation.permits import (
+    Caller as Caller,
+)
+from gateway.delegation.permits import (
+    DelegationDenied as DelegationDenied,
+)
+from gateway.delegation.permits import (
+    Grant as Grant,
+)
+from gateway.delegation.permits import (
+    Permit as Permit,
+)
+from gateway.delegation.permits import (
+    RateLimited as RateLimited,
+)
 from gateway.delegation.rate_limits import RateLimits
-from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest, actors_of
+from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
     ActionKind,
@@ -41,115 +59,6 @@ from registry.models import AgentRecord
 from registry.store import AgentNotFound, SqlAgentStore
 
 TARGET_CACHE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Caller:
-    """On whose behalf, and through whom, a delegation is asked for."""
-
-    subject: str
-    issuer: str
-    scopes: frozenset[str]
-    # Oldest first; the last one is the actor calling now. actors[0] is the
-    # client the user's request came through; actors[1:] are agents.
-    actors: tuple[str, ...]
-    client_id: str
-    not_after: float | None = None  # a derived token never outlives its source
-
-    def stored(self) -> dict[str, Any]:
-        """As JSON, to act for this caller later (`from_stored`); no token in it."""
-        return {**asdict(self), "scopes": sorted(self.scopes), "actors": list(self.actors)}
-
-    @classmethod
-    def from_stored(cls, data: Mapping[str, Any]) -> Caller:
-        return cls(
-            subject=str(data["subject"]),
-            issuer=str(data["issuer"]),
-            scopes=frozenset(data["scopes"]),
-            actors=tuple(data["actors"]),
-            client_id=str(data["client_id"]),
-            not_after=data.get("not_after"),
-        )
-
-    @classmethod
-    def user(cls, principal: Principal) -> Caller:
-        """A user's own request, arriving with the user's (or their app's) token."""
-        client = principal.client_id or principal.subject
-        return cls(
-            subject=principal.subject,
-            issuer=principal.issuer,
-            scopes=principal.scopes,
-            actors=(client,),
-            client_id=client,
-            not_after=principal.expires_at or None,
-        )
-
-    @classmethod
-    def delegated(cls, principal: Principal) -> Caller:
-        """An agent calling onwards with a token this gateway minted for the
-        call by token exchange: the user's, with the actor chain in ``act``."""
-        actors = actors_of(principal.claims)
-        return cls(
-            subject=principal.subject,
-            issuer=principal.issuer,
-            scopes=principal.scopes,
-            actors=actors,
-            client_id=principal.client_id or actors[-1],
-            not_after=principal.expires_at or None,
-        )
-
-    @property
-    def chain(self) -> tuple[str, ...]:
-        """The agents that have acted so far (the policy's view of the chain)."""
-        return self.actors[1:]
-
-
-@dataclass(frozen=True)
-class Permit:
-    """An allowed delegation to one target, with the token minted for it."""
-
-    target_id: str
-    decision: Decision
-    token: MintedToken
-    caller: Caller
-    action: str | None
-    requested: frozenset[str] | None
-    trace_id: str
-    started: float
-
-
-@dataclass(frozen=True)
-class Grant(Permit):
-    """A permit for a registered A2A agent, with its record and card."""
-
-    agent: AgentRecord
-    card: dict[str, Any]
-
-
-class DelegationDenied(Exception):
-    def __init__(self, agent_id: str, decision: Decision) -> None:
-        super().__init__("; ".join(decision.reasons))
-        self.agent_id = agent_id
-        self.decision = decision
-
-
-class RateLimited(DelegationDenied):
-    """Allowed by the policy, but one of its rate limits is reached: the caller
-    may come back in ``retry_after`` seconds."""
-
-    def __init__(self, agent_id: str, decision: Decision, retry_after: int) -> None:
-        super().__init__(agent_id, decision)
-        self.retry_after = retry_after
-
-
-class ApprovalRequired(DelegationDenied):
-    """The policy wants a human to approve this call first. ``permit`` is what
-    the call would run with: who asks, the decision, the trace (its token is
-    never stored; an approved call decides and mints again)."""
-
-    def __init__(self, permit: Permit) -> None:
-        super().__init__(permit.target_id, permit.decision)
-        self.permit = permit
 
 
 class Delegations:

@@ -23,6 +23,7 @@ from gateway.api import (
     approvals,
     audit,
     credentials,
+    flows,
     health,
     mcp_servers,
     oauth,
@@ -32,6 +33,7 @@ from gateway.api import (
 )
 from gateway.api.state import AppState
 from gateway.delegation import startup as delegation
+from gateway.flows.startup import FlowsDoor
 from gateway.http.auth import RequestAuth
 from gateway.http.limits import BodyLimitMiddleware
 from gateway.http.problems import install_error_handlers
@@ -54,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
         return state.mcp
 
     a2a_door = A2ADoor(__version__)
+    # Before the routes: a flow is a gateway-run agent of its own kind.
+    flows_door = FlowsDoor(a2a_door)
     mcp_front = McpFront(settings, federation, version=__version__)
     mcp_front.agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
     mcp_front.approvals = McpApprovals(lambda: a2a_door.approval_parts().approvals)
@@ -65,6 +69,9 @@ def create_app(settings: Settings) -> FastAPI:
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await a2a_door.start(core, stack)
             mcp_parts = await mcp.start(core, stack)
+            flow_parts = await flows_door.start(
+                core, lambda: mcp_parts.federation, a2a_parts.desk, stack
+            )
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,
@@ -80,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
                 mcp=mcp_parts.federation,
                 vendors=a2a_parts.gateway_run.vendors,
                 approvals=a2a_parts.desk,
+                flows=flow_parts.service,
             )
             RequestAuth(settings, core.verifier).install(app)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)
@@ -103,7 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="A2A/MCP interoperability gateway",
         lifespan=lifespan,
     )
-    install_error_handlers(app, mcp_servers.PROBLEMS)
+    install_error_handlers(app, [*mcp_servers.PROBLEMS, *flows.PROBLEMS])
     for router in (
         health.router,
         wellknown.router,
@@ -115,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
         mcp_servers.router,
         vendor_agents.router,
         approvals.router,
+        flows.router,
     ):
         app.include_router(router)
     # First: routes are matched in order, and the A2A and MCP hot paths should

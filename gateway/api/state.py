@@ -19,6 +19,7 @@ from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
+from gateway.flows.service import FlowService
 from gateway.mcp.federation import McpFederation
 from gateway.settings import Settings
 from policies.tokens import TokenVerifier
@@ -43,6 +44,7 @@ class AppState:
     mcp: McpFederation
     vendors: VendorAgents
     approvals: ApprovalDesk
+    flows: FlowService
 
 
 def state_of(request: Request) -> AppState:

@@ -214,24 +214,28 @@ def validate(data: Any) -> FlowDocument:
 _KINDS = frozenset({"call", "parallel", "route", "checkpoint"})
 
 
-def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """``("steps", 2, "call", "retries")`` -> ``steps[2].retries``: the step kind
-    a tagged union puts after a step's index, and the union members' names
-    (``Quorum``, ``literal[...]``) are pydantic's, not the document's."""
-    out = ""
-    after_step = False
+def _clean(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
+    """The document's own path in a pydantic error location: without the step
+    kind a tagged union puts after a step's index, nor the union members'
+    names (``Quorum``, ``literal[...]``)."""
+    out: list[Any] = []
+    previous: Any = None
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            after_step = out.endswith(f"steps[{part}]")
+        after_step = isinstance(previous, int) and len(out) >= 2 and out[-2] == "steps"
+        previous = part
+        if part in _KINDS and after_step:
             continue
-        if after_step and part in _KINDS:
-            after_step = False
-            continue
-        after_step = False
         if part == "Quorum" or str(part).startswith("literal["):
             continue
-        out += ("." if out else "") + str(part)
+        out.append(part)
+    return out
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("steps", 2, "call", "retries")`` -> ``steps[2].retries``."""
+    out = ""
+    for part in _clean(loc):
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out
 
 
@@ -239,7 +243,7 @@ def _step_at(data: Any, loc: tuple[Any, ...] | list[Any]) -> str | None:
     """The id of the innermost step ``loc`` points into, if it has one."""
     found: str | None = None
     node = data
-    for part in loc:
+    for part in _clean(loc):
         if isinstance(node, dict) and isinstance(part, str):
             node = node.get(part)
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
@@ -247,7 +251,7 @@ def _step_at(data: Any, loc: tuple[Any, ...] | list[Any]) -> str | None:
             if isinstance(node, dict) and isinstance(node.get("id"), str):
                 found = node["id"]
         else:
-            continue
+            break
     return found
 
 

@@ -247,7 +247,7 @@ def test_a_bad_document_is_refused_naming_the_step_and_the_field(
 
 
 def test_flows_that_would_call_each_other_in_a_cycle_are_refused(setup: FlowSetup) -> None:
-    inner = {
+    inner: dict[str, Any] = {
         "format": "switchboard.flow/v1",
         "id": "inner",
         "name": "Inner",
@@ -256,7 +256,7 @@ def test_flows_that_would_call_each_other_in_a_cycle_are_refused(setup: FlowSetu
         ],
     }
     assert setup.register(inner).status_code == 201
-    outer = {
+    outer: dict[str, Any] = {
         "format": "switchboard.flow/v1",
         "id": "outer",
         "name": "Outer",

@@ -312,3 +312,8 @@ def test_the_schema_is_published_and_shipped_alike(setup: FlowSetup) -> None:
 def test_only_admins_register_flows(setup: FlowSetup) -> None:
     with setup.user() as dana:
         assert dana.post("/flows", json=QUOTE_FLOW).status_code == 403
+
+
+def test_the_documented_example_is_the_tested_flow() -> None:
+    example = Path(__file__).parents[2] / "examples" / "flows" / "quote-flow.yaml"
+    assert yaml.safe_load(example.read_text()) == QUOTE_FLOW

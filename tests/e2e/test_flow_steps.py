@@ -6,10 +6,12 @@ tool on the gateway's /mcp."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mcp_types as types
 import pytest
 
@@ -200,3 +202,39 @@ async def test_a_flow_is_a_tool_on_the_gateways_mcp(setup: FlowSetup) -> None:
     assert result.structured_content["state"] == "TASK_STATE_COMPLETED"
     assert result.structured_content["quote"]["total"] == 118.75
     assert "Dear ACME" in json.dumps(result.structured_content)
+
+
+def test_cancelling_a_run_cancels_its_agents_task_in_flight(setup: FlowSetup) -> None:
+    assert setup.register(flow(work("long", 20))).status_code == 201
+    with setup.user() as dana:
+        started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
+        deadline = time.monotonic() + 20
+        while True:
+            seen = dana.get(f"/flows/steps/runs/{started['id']}").json()
+            long = steps_of(seen).get("long")
+            if long and long["upstream_task_id"]:
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        cancelled = dana.post(f"/flows/steps/runs/{started['id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "canceled"
+        deadline = time.monotonic() + 20
+        while (
+            steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json())["long"]["state"]
+            != "canceled"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    # The agent's own view of its task (it checks no token).
+    answer = httpx.post(
+        setup.sales.url + "/",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "GetTask",
+            "params": {"id": long["upstream_task_id"]},
+        },
+        headers={"A2A-Version": "1.0"},
+        timeout=10,
+    ).json()
+    assert answer["result"]["status"]["state"] == "TASK_STATE_CANCELED", answer

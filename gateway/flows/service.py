@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.trace_context import new_trace_id
 from gateway.delegation.approvals import PENDING, WITHDRAWN, AlreadyDecided
+from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.flows.calls import is_idempotent
@@ -163,6 +164,22 @@ class FlowService:
             "context_id": context_id,
         }
         await self.rt.store.create_run(run, grant)
+        await self.rt.delegations.audit.record(
+            AuditEvent(
+                event="flow.grant",
+                trace_id=trace_id,
+                subject=caller.subject,
+                subject_issuer=caller.issuer,
+                client_id=caller.client_id,
+                actors=tuple(grant["actors"]),
+                target=flow_id,
+                action="run",
+                scopes_granted=grant["scopes"],
+                decision="allow",
+                outcome="ok",
+                detail=f"run {run_id}: grant {grant_id} until {grant['expires_at'].isoformat()}",
+            )
+        )
         await self.rt.publish(
             run, "submitted", f"run {run_id} of flow {flow_id} (version {record.version})"
         )

@@ -136,6 +136,33 @@ def test_a_revoked_grant_stops_the_run_at_its_next_step(setup: FlowSetup) -> Non
     assert setup.desk.count("reply") == 0
 
 
+def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        approval = _approval_of(setup.run(dana, run, "input_required"))
+        # While the run waits, the policy stops anyone from delegating to sales.
+        setup.policy.write_text(POLICY.replace("  sales:\n", "  sales:\n    allow: false\n"))
+        time.sleep(0.6)  # re-read every 0.2 s
+        admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+        done = setup.run(dana, run, "completed", "failed")
+        audit = admin.get("/audit", params={"limit": 200}).json()["items"]
+    assert done["state"] == "failed"
+    assert "step reply failed: refused by the policy" in done["error"]
+    assert setup.desk.count("reply") == 0
+    trail = [
+        (r["event"], r["target"], r["decision"]) for r in audit if r["trace_id"] == run["trace_id"]
+    ]
+    assert ("flow.grant", "quote-flow", "allow") in trail
+    assert ("flow.step", "sales", "deny") in trail
+    assert ("flow.run", "quote-flow", "allow") in trail
+    grant = next(
+        r for r in audit if r["trace_id"] == run["trace_id"] and r["event"] == "flow.grant"
+    )
+    assert grant["actors"][-1] == "quote-flow"
+    assert sorted(grant["scopes_granted"]) == ["inventory:read", "sales:quote"]
+
+
 def test_runs_are_their_users_own(setup: FlowSetup) -> None:
     assert setup.register(QUOTE_FLOW).status_code == 201
     with setup.user() as dana, setup.user("erin") as erin:

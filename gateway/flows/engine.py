@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Any
 
@@ -141,8 +142,15 @@ class FlowEngine:
 
     async def start(self, run_id: str) -> None:
         await self.ensure()
-        with SetWorkflowID(run_id):
-            await DBOS.start_workflow_async(runner.run_flow, run_id)
+
+        async def start() -> None:
+            with SetWorkflowID(run_id):
+                await DBOS.start_workflow_async(runner.run_flow, run_id)
+
+        # A run is always a workflow of its own, also when a step of another
+        # run starts it (a flow calling a flow): started outside that step's
+        # DBOS context, which would make it the step's child.
+        await asyncio.create_task(start(), context=contextvars.Context())
 
     async def cancel(self, run_id: str) -> None:
         await self.ensure()

@@ -238,3 +238,27 @@ def test_cancelling_a_run_cancels_its_agents_task_in_flight(setup: FlowSetup) ->
         timeout=10,
     ).json()
     assert answer["result"]["status"]["state"] == "TASK_STATE_CANCELED", answer
+
+
+def test_a_flow_calls_another_flow_as_an_agent(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    outer = flow(
+        {
+            "id": "inner",
+            "call": {"agent": "quote-flow"},
+            "input": "{sku: input.sku, quantity: input.quantity, customer: 'ACME'}",
+        },
+        output="steps.inner.output.quote.total",
+    )
+    done = run(setup, outer)
+    assert done["state"] == "completed", done
+    assert done["output"] == 118.75
+    inner = steps_of(done)["inner"]
+    assert inner["token"]["actors"][-1] == "steps"
+    with setup.user() as dana:
+        runs = dana.get("/flows/quote-flow/runs").json()
+    assert [r["id"] for r in runs] == [inner["upstream_task_id"]]
+    with setup.user() as dana:
+        nested = dana.get(f"/flows/quote-flow/runs/{inner['upstream_task_id']}").json()
+    assert nested["grant"]["actors"][-2:] == ["steps", "quote-flow"]
+    assert nested["state"] == "completed"

@@ -139,16 +139,19 @@ class FlowService:
             lifetime = min(lifetime, document.max_run_seconds)
         run_id = new_run_id()
         grant_id = new_grant_id()
+        actors = [*caller.actors, flow_id]
+        scopes = sorted(granted)
+        expires_at = now + timedelta(seconds=lifetime)
         grant = {
             "id": grant_id,
             "run_id": run_id,
             "subject": caller.subject,
             "issuer": caller.issuer,
             "client_id": caller.client_id,
-            "actors": [*caller.actors, flow_id],
-            "scopes": sorted(granted),
+            "actors": actors,
+            "scopes": scopes,
             "issued_at": now,
-            "expires_at": now + timedelta(seconds=lifetime),
+            "expires_at": expires_at,
         }
         context_id = context_id or str(uuid.uuid4())
         run = {
@@ -171,13 +174,13 @@ class FlowService:
                 subject=caller.subject,
                 subject_issuer=caller.issuer,
                 client_id=caller.client_id,
-                actors=tuple(grant["actors"]),
+                actors=tuple(actors),
                 target=flow_id,
                 action="run",
-                scopes_granted=grant["scopes"],
+                scopes_granted=scopes,
                 decision="allow",
                 outcome="ok",
-                detail=f"run {run_id}: grant {grant_id} until {grant['expires_at'].isoformat()}",
+                detail=f"run {run_id}: grant {grant_id} until {expires_at.isoformat()}",
             )
         )
         await self.rt.publish(

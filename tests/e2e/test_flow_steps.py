@@ -262,3 +262,23 @@ def test_a_flow_calls_another_flow_as_an_agent(setup: FlowSetup) -> None:
         nested = dana.get(f"/flows/quote-flow/runs/{inner['upstream_task_id']}").json()
     assert nested["grant"]["actors"][-2:] == ["steps", "quote-flow"]
     assert nested["state"] == "completed"
+
+
+def test_a_clean_restart_mid_step_goes_on_where_it_was(setup: FlowSetup) -> None:
+    assert setup.register(flow(quote("q"), work("long", 2), quote("again"))).status_code == 201
+    with setup.user() as dana:
+        started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
+        deadline = time.monotonic() + 20
+        while not (
+            steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json()).get("long") or {}
+        ).get("upstream_task_id"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    setup.gateway = (
+        setup.gateway.restart()
+    )  # the lifespan's shutdown runs: runs stop where they are
+    with setup.user() as dana:
+        done = setup.run(dana, started, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert [setup.desk.count(s) for s in ("quote", "work")] == [2, 1]
+    assert all(s["attempts"] == 1 for s in done["steps"])

@@ -123,20 +123,28 @@ class StepCall:
     def idempotent(self) -> bool:
         return is_idempotent(self.rt, self.step)
 
-    async def run(self, arguments: dict[str, Any] | None, text: str | None) -> dict[str, Any]:
-        """Every attempt the step may have; the outcome of the last."""
-        store, step = self.rt.store, self.step
+    async def run(
+        self,
+        arguments: dict[str, Any] | None,
+        text: str | None,
+        row: Mapping[str, Any] | None,
+        base: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Every attempt the step may have; the outcome of the last. ``row`` is
+        the step's record as the run found it (after a crash: what was sent);
+        ``base`` what every write of the step's row carries."""
+        step = self.step
         attempts = 1 + step.retries
-        row = await store.step_row(self.call.run_id, step.id)
         # After a crash the last attempt goes on (it re-attaches, or decides it
         # cannot be sent again); then the attempts left, if any.
         first = max(0 if row is None else int(row["attempts"]), 1) - 1
+        known: Mapping[str, Any] = row or {}
         reason = "not called"
         for attempt in range(first, max(attempts, first + 1)):
-            await store.set_step(self.call.run_id, step.id, attempts=attempt + 1, state="running")
+            pending = {**base, "attempts": attempt + 1, "state": "running"}
             try:
                 async with asyncio.timeout(step.timeout_seconds):
-                    return await self._attempt(arguments, text)
+                    return await self._attempt(arguments, text, known, pending)
             except TimeoutError:
                 reason = f"timed out after {step.timeout_seconds:g} s"
                 await self._cancel_upstream()
@@ -144,16 +152,24 @@ class StepCall:
                 reason = str(exc)
                 if exc.final:
                     break
+            known = {}  # the next attempt is a new call
             if attempt + 1 < attempts:
-                await store.set_step(self.call.run_id, step.id, sent_at=None, upstream_task_id=None)
                 await asyncio.sleep(min(2.0**attempt * 0.2, 5.0))
         return failed(reason)
 
-    async def _attempt(self, arguments: dict[str, Any] | None, text: str | None) -> dict[str, Any]:
-        row = await self.rt.store.step_row(self.call.run_id, self.step.id) or {}
+    async def _attempt(
+        self,
+        arguments: dict[str, Any] | None,
+        text: str | None,
+        known: Mapping[str, Any],
+        pending: dict[str, Any],
+    ) -> dict[str, Any]:
         if self.step.call.agent is not None:
-            return await self._agent(arguments, text, row)
-        return await self._tool(arguments, row)
+            return await self._agent(arguments, text, known, pending)
+        return await self._tool(arguments, known, pending)
+
+    async def _write(self, **values: Any) -> None:
+        await self.rt.store.set_step(self.call.run_id, self.step.id, **values)
 
     # Agents --------------------------------------------------------------------------
 
@@ -175,48 +191,48 @@ class StepCall:
             ) from None
         except AgentNotFound:
             raise StepFailed(f"no agent {agent_id}", final=True) from None
-        await self._record_token(
-            grant.token.token_id, grant.token.expires_at, grant.decision.granted
-        )
         return grant
 
-    async def _record_token(
+    def _token(
         self, jti: str | None, expires_at: float | None, scopes: frozenset[str]
-    ) -> None:
+    ) -> dict[str, Any]:
+        """What the step's record shows of its token (never the token)."""
         caller = self.call.caller
-        await self.rt.store.set_step(
-            self.call.run_id,
-            self.step.id,
-            token={
-                "sub": caller.subject,
-                "actors": list(caller.actors),
-                "scopes": sorted(scopes),
-                "audience": self.step.call.target,
-                "jti": jti,
-                "expires_at": (
-                    datetime.fromtimestamp(expires_at, UTC).isoformat() if expires_at else None
-                ),
-            },
-        )
+        return {
+            "sub": caller.subject,
+            "actors": list(caller.actors),
+            "scopes": sorted(scopes),
+            "audience": self.step.call.target,
+            "jti": jti,
+            "expires_at": (
+                datetime.fromtimestamp(expires_at, UTC).isoformat() if expires_at else None
+            ),
+        }
 
     async def _agent(
-        self, arguments: dict[str, Any] | None, text: str | None, row: Mapping[str, Any]
+        self,
+        arguments: dict[str, Any] | None,
+        text: str | None,
+        known: Mapping[str, Any],
+        pending: dict[str, Any],
     ) -> dict[str, Any]:
         target = self.step.call
         assert target.agent is not None
         grant = await self._admit(target.agent, target.skill)
-        admission = Admission(
-            grant, Owner(self.call.caller.subject, self.call.caller.issuer), frozenset()
-        )
+        token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
+        caller = self.call.caller
+        admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
         context = handler_context(admission)
         handler = self.rt.handler_for(grant.card)
-        task_id = row.get("upstream_task_id")
+        task_id = known.get("upstream_task_id")
         if task_id:
+            await self._write(**pending, token=token)
             return await self._follow(handler, context, str(task_id))
-        if row.get("sent_at") is not None and not self.idempotent():
+        if known.get("sent_at") is not None and not self.idempotent():
+            await self._write(**pending, token=token)
             raise StepFailed(self._unknown(), final=True)
         message = Message(
-            message_id=f"{self.call.run_id}.{self.step.id}.{row.get('attempts', 1)}",
+            message_id=f"{self.call.run_id}.{self.step.id}.{pending['attempts']}",
             role=Role.ROLE_USER,
             parts=_parts(arguments, text),
         )
@@ -225,14 +241,15 @@ class StepCall:
         request = SendMessageRequest(
             message=message, configuration=SendMessageConfiguration(return_immediately=True)
         )
-        await self.rt.store.set_step(self.call.run_id, self.step.id, sent_at=_now())
+        # Written before sending: after a crash, "sent" without a task id.
+        await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
         try:
             answer = await handler.on_message_send(request, context)
         except A2AError as exc:
             raise StepFailed(f"{target.agent}: {exc}") from None
         if isinstance(answer, Message):
             return _from_parts(list(answer.parts))
-        await self.rt.store.set_step(self.call.run_id, self.step.id, upstream_task_id=answer.id)
+        await self._write(upstream_task_id=answer.id)
         return await self._follow(handler, context, answer.id, answer)
 
     async def _follow(
@@ -283,20 +300,22 @@ class StepCall:
     # MCP tools -----------------------------------------------------------------------
 
     async def _tool(
-        self, arguments: dict[str, Any] | None, row: Mapping[str, Any]
+        self, arguments: dict[str, Any] | None, known: Mapping[str, Any], pending: dict[str, Any]
     ) -> dict[str, Any]:
         name = str(self.step.call.tool)
-        if row.get("sent_at") is not None and not self.idempotent():
-            raise StepFailed(self._unknown(), final=True)
-        known = self.rt.federation().known_tool(name)
-        if known is not None:
+        tool = self.rt.federation().known_tool(name)
+        token = None
+        if tool is not None:
             # The federation mints the tool's token itself; what it carries is
             # this decision's (its jti is in the audit record).
             decision = self.rt.delegations.decide(
-                self.call.caller, Target(known.server_id), known.upstream_name, "tool"
+                self.call.caller, Target(tool.server_id), tool.upstream_name, "tool"
             )
-            await self._record_token(None, None, decision.granted)
-        await self.rt.store.set_step(self.call.run_id, self.step.id, sent_at=_now())
+            token = self._token(None, None, decision.granted)
+        if known.get("sent_at") is not None and not self.idempotent():
+            await self._write(**pending, token=token)
+            raise StepFailed(self._unknown(), final=True)
+        await self._write(**pending, token=token, sent_at=_now())
         try:
             result = await self.rt.federation().call_tool(
                 name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id

@@ -229,21 +229,18 @@ class FlowRun:
         """One call step (a DBOS step: its result is recorded once it returns)."""
         target = step.call
         row = await self.rt.store.step_row(self.run_id, step.id)
-        await self.rt.store.set_step(
-            self.run_id,
-            step.id,
-            kind="call",
-            parent=parent,
-            state="running",
-            target=target.target,
-            action=target.skill,
-            trace_id=self.info["trace_id"],
-            started_at=row["started_at"] if row and row["started_at"] else now(),
-        )
+        base: dict[str, Any] = {
+            "kind": "call",
+            "parent": parent,
+            "target": target.target,
+            "action": target.skill,
+            "trace_id": self.info["trace_id"],
+            "started_at": row["started_at"] if row and row["started_at"] else now(),
+        }
         if parent is None:
             await self.rt.store.set_run(self.run_id, current_step=step.id)
         try:
-            outcome = await self._call_once(step)
+            outcome = await self._call_once(step, row, base)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(step))
             raise
@@ -253,10 +250,13 @@ class FlowRun:
             outcome["state"],
             output=outcome["output"],
             error=outcome["error"],
+            **{k: base[k] for k in ("parent", "target", "action", "started_at")},
         )
         return outcome
 
-    async def _call_once(self, step: CallStep) -> dict[str, Any]:
+    async def _call_once(
+        self, step: CallStep, row: dict[str, Any] | None, base: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             caller = await self.rt.caller(self.info["grant_id"])
         except GrantUnusable as exc:
@@ -270,11 +270,9 @@ class FlowRun:
             return failed(f"input must be an object; it is {type(arguments).__name__}")
         if text is not None and not isinstance(text, str):
             text = str(text)
-        await self.rt.store.set_step(
-            self.run_id, step.id, input={"input": arguments, "message": text}
-        )
+        base["input"] = {"input": arguments, "message": text}
         call = CallContext(self.run_id, self.info["trace_id"], caller)
-        return await StepCall(self.rt, call, step).run(arguments, text)
+        return await StepCall(self.rt, call, step).run(arguments, text, row, base)
 
     async def _cancelled(self, step: CallStep) -> None:
         """The step was stopped: by a cancel of the run (its agent's task is

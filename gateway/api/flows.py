@@ -16,6 +16,7 @@ step and the field of each problem.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -93,8 +94,6 @@ async def register_flow(request: Request, response: Response, admin: AdminPrinci
 
 
 def _json(body: bytes) -> Any:
-    import json
-
     try:
         return json.loads(body)
     except ValueError as exc:

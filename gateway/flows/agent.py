@@ -21,7 +21,6 @@ against the input schema.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -170,7 +169,3 @@ def _input(message: Message) -> dict[str, Any]:
         if part.HasField("text"):
             texts.append(part.text)
     return {"text": "\n".join(texts)}
-
-
-def new_context_id() -> str:
-    return str(uuid.uuid4())

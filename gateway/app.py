@@ -23,6 +23,7 @@ from gateway.api import (
     approvals,
     audit,
     credentials,
+    flows,
     health,
     mcp_servers,
     metrics,
@@ -33,6 +34,7 @@ from gateway.api import (
 )
 from gateway.api.state import AppState
 from gateway.delegation import startup as delegation
+from gateway.flows.startup import FlowsDoor
 from gateway.http import openapi
 from gateway.http.auth import RequestAuth
 from gateway.http.limits import BodyLimitMiddleware
@@ -57,6 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
         return state.mcp
 
     a2a_door = A2ADoor(__version__)
+    # Before the routes: a flow is a gateway-run agent of its own kind.
+    flows_door = FlowsDoor(a2a_door)
     mcp_front = McpFront(settings, federation, version=__version__)
     mcp_front.agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
     mcp_front.approvals = McpApprovals(lambda: a2a_door.approval_parts().approvals)
@@ -69,6 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
             a2a_parts = await a2a_door.start(core, stack)
             mcp_parts = await mcp.start(core, stack)
             observed = observability.start(settings, core, stack)
+            flow_parts = await flows_door.start(
+                core, lambda: mcp_parts.federation, a2a_parts.desk, stack
+            )
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,
@@ -86,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
                 approvals=a2a_parts.desk,
                 metrics=observed.metrics,
                 readiness=core.readiness,
+                flows=flow_parts.service,
             )
             RequestAuth(settings, core.verifier).install(app)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)
@@ -111,7 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="A2A/MCP interoperability gateway",
         lifespan=lifespan,
     )
-    install_error_handlers(app, mcp_servers.PROBLEMS)
+    install_error_handlers(app, [*mcp_servers.PROBLEMS, *flows.PROBLEMS])
     openapi.install(app)
     for router in (
         health.router,
@@ -125,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         vendor_agents.router,
         approvals.router,
         metrics.router,
+        flows.router,
     ):
         app.include_router(router)
     # First: routes are matched in order, and the A2A and MCP hot paths should

@@ -294,6 +294,21 @@ class Settings(BaseSettings):
         "keeps asking its agent; then the task is recorded failed, with the reason.",
     )
 
+    flow_grant_max_seconds: float = Field(
+        default=7 * 86400,
+        ge=60,
+        le=90 * 86400,
+        description="The longest a flow run may act for its user (its durable grant's "
+        "lifetime; a flow's max_run_seconds may shorten it).",
+    )
+    flow_checkpoint_poll_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often a run waiting at a checkpoint looks at its approval even "
+        "without being woken (a decision normally wakes it at once).",
+    )
+
     health_check_interval_seconds: float = Field(default=30.0, gt=0)
     health_failure_threshold: int = Field(default=3, ge=1)
     health_success_threshold: int = Field(default=2, ge=1)

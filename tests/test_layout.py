@@ -19,8 +19,8 @@ PACKAGES = ("gateway", "adapters", "registry", "policies")
 
 # Inside `gateway/`, the order of the layers, bottom first. A module may import
 # from its own layer and the layers below it, never above:
-# cli -> demo -> app -> api -> mcp -> a2a -> observability -> delegation -> http
-# -> storage -> settings.
+# cli -> demo -> app -> api -> flows -> mcp -> a2a -> observability -> delegation
+# -> http -> storage -> settings.
 GATEWAY_LAYERS = (
     "gateway.settings",
     "gateway.storage",
@@ -29,6 +29,7 @@ GATEWAY_LAYERS = (
     "gateway.observability",
     "gateway.a2a",
     "gateway.mcp",
+    "gateway.flows",
     "gateway.api",
     "gateway.app",
     "gateway.demo",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,6 +278,9 @@ class ApprovalDesk:
         self.parts = approvals
         self.approvals = approvals.approvals
         self._runner = approvals.runner
+        # Told of every decision, after it is stored (a flow's checkpoint
+        # wakes its run from here, `gateway.flows`).
+        self.listeners: list[Callable[[Approval], Awaitable[None]]] = []
 
     async def decide(
         self, approval_id: str, approve: bool, by: str, reason: str | None
@@ -305,6 +308,8 @@ class ApprovalDesk:
                 await self._runner.start(spec, None)
             else:
                 await end_task(self._parts(), approval, TaskState.TASK_STATE_REJECTED, "rejected")
+        for listener in self.listeners:
+            await listener(approval)
         return approval
 
 

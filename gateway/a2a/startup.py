@@ -27,6 +27,7 @@ from gateway.a2a.approvals import (
 )
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
+from gateway.a2a.gateway_run import GatewayRunHandlers
 from gateway.a2a.handler import AgentHandler
 from gateway.a2a.passthrough import PassThrough
 from gateway.a2a.reconcile import Reconciler
@@ -60,6 +61,9 @@ class A2ADoor:
         self._parts: A2AParts | None = None
         self.handler = AgentHandler(self.front_door_parts)
         self.vendor = VendorAgentHandler(self.front_door_parts, self.gateway_run)
+        # Gateway-run agents by kind: the vendor agents, and what a layer above
+        # adds (flows) before `routes()`.
+        self.gateway_runs = GatewayRunHandlers(self.vendor)
         self.gateway = GatewayHandler(self.front_door_parts)
         self.approvals = ApprovalAgentHandler(self.front_door_parts, self.approval_parts)
 
@@ -79,7 +83,7 @@ class A2ADoor:
 
     def handler_for(self, card: Mapping[str, Any]) -> RequestHandler:
         """The handler that serves the agent with this (stored) card."""
-        return self.vendor if self.vendor.serves(dict(card)) else self.handler
+        return self.gateway_runs.pick(card) if self.gateway_runs.serves(card) else self.handler
 
     def routes(self, others: OtherAgents | None = None) -> list[BaseRoute]:
         return A2AFrontDoor(
@@ -87,7 +91,7 @@ class A2ADoor:
             self.gateway,
             pass_through=PassThrough(self.handler),
             others=others,
-            gateway_run=self.vendor,
+            gateway_run=self.gateway_runs,
             approvals=self.approvals,
         ).routes()
 

@@ -19,6 +19,7 @@ from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
+from gateway.flows.service import FlowService
 from gateway.mcp.federation import McpFederation
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
@@ -47,6 +48,7 @@ class AppState:
     approvals: ApprovalDesk
     metrics: GatewayMetrics
     readiness: Readiness
+    flows: FlowService
 
 
 def state_of(request: Request) -> AppState:

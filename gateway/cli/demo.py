@@ -23,15 +23,30 @@ def register(commands: Any) -> None:
     demo.add_argument(
         "--keep", action="store_true", help="leave everything running afterwards, to explore"
     )
+    demo.add_argument(
+        "--scenario",
+        choices=["delegation", "flow-crash"],
+        default="delegation",
+        help="delegation: the cross-vendor story (default); flow-crash: a gateway killed "
+        "with SIGKILL mid-flow and restarted, the run resuming with nothing sent twice",
+    )
     demo.set_defaults(run=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo.servers import DemoError
-    from gateway.demo.story import run
+
+    def out(line: str) -> None:
+        print(line, flush=True)
 
     try:
-        return run(args.data_dir, args.keep, lambda line: print(line, flush=True))
+        if args.scenario == "flow-crash":
+            from gateway.demo import flow_crash
+
+            return flow_crash.run(args.data_dir, out)
+        from gateway.demo.story import run
+
+        return run(args.data_dir, args.keep, out)
     except DemoError as exc:
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:

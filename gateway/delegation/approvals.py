@@ -13,7 +13,9 @@ What happens next depends on the front door it came through:
   ``TASK_STATE_AUTH_REQUIRED``; approval starts the call as a gateway-run task
   (`gateway.delegation.task_runner`), decided and minted again at that moment;
 * MCP (`gateway.mcp.approvals`): the client is told the approval id and asks
-  again for the outcome; the approved call is made then, once.
+  again for the outcome; the approved call is made then, once;
+* a flow's checkpoint (`gateway.flows`, kind ``flow``): no call is held; the
+  run waits for the decision (`hold` writes it, with the run as its task).
 
 Every step is audited with the request's trace id: the request (outcome
 ``approval_required``), the decision (event ``approval``) and the call.
@@ -70,8 +72,8 @@ class Approval(BaseModel):
 
     id: str
     state: State
-    kind: Literal["a2a", "mcp"]
-    target: str = Field(description="the agent or MCP server")
+    kind: Literal["a2a", "mcp", "flow"]
+    target: str = Field(description="the agent or MCP server (a flow: the flow)")
     action_kind: Literal["skill", "tool"]
     action: str | None = Field(None, description="the skill or tool (None: the whole agent)")
     tool: str | None = Field(None, description="the MCP tool name the client called")
@@ -145,16 +147,47 @@ class Approvals:
 
     async def create(self, new: NewApproval, approval_id: str | None = None) -> Approval:
         permit = new.permit
-        caller = permit.caller
-        now = datetime.now(UTC)
+        return await self.hold(
+            approval_id or new_id(),
+            kind=new.kind,
+            caller=permit.caller,
+            target=permit.target_id,
+            action_kind=new.action_kind,
+            action=permit.action or new.action,
+            tool=new.tool,
+            request=new.request,
+            reasons=list(permit.decision.reasons),
+            trace_id=permit.trace_id,
+            task_id=new.task_id,
+            context_id=new.context_id,
+        )
+
+    async def hold(
+        self,
+        approval_id: str,
+        *,
+        kind: Literal["a2a", "mcp", "flow"],
+        caller: Caller,
+        target: str,
+        action_kind: Literal["skill", "tool"],
+        action: str | None,
+        request: dict[str, Any],
+        reasons: list[str],
+        trace_id: str,
+        tool: str | None = None,
+        task_id: str | None = None,
+        context_id: str | None = None,
+    ) -> Approval:
+        """Store a pending approval (`create` for a held call; a flow's
+        checkpoint, which holds no call, names the rest itself)."""
         row = {
-            "id": approval_id or new_id(),
+            "id": approval_id,
             "state": PENDING,
-            "kind": new.kind,
-            "target": permit.target_id,
-            "action_kind": new.action_kind,
-            "action": permit.action or new.action,
-            "tool": new.tool,
+            "kind": kind,
+            "target": target,
+            "action_kind": action_kind,
+            "action": action,
+            "tool": tool,
             "owner_subject": caller.subject,
             "owner_issuer": caller.issuer,
             "caller": {
@@ -162,12 +195,12 @@ class Approvals:
                 "scopes": sorted(caller.scopes),
                 "actors": list(caller.actors),
             },
-            "trace_id": permit.trace_id,
-            "request": new.request,
-            "reasons": list(permit.decision.reasons),
-            "task_id": new.task_id,
-            "context_id": new.context_id,
-            "created_at": now,
+            "trace_id": trace_id,
+            "request": request,
+            "reasons": reasons,
+            "task_id": task_id,
+            "context_id": context_id,
+            "created_at": datetime.now(UTC),
         }
         async with self._engine.begin() as conn:
             await conn.execute(insert(approvals).values(**row))

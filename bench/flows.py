@@ -1,0 +1,136 @@
+"""Flows: the gateway's CPU per step, over the same calls made one by one.
+
+    python -m bench.flows                       # 30 runs of 3 steps, then 30 x 3 calls
+    python -m bench.flows --runs 100 --concurrent 100
+
+A gateway process (`switchboard serve --dev`, SQLite) and the sales desk
+(an A2A agent on the official a2a-sdk, in this process). Two legs, each
+measured as the gateway process's CPU time (/proc, user + system):
+
+* ``calls``: ``runs x steps`` `SendMessage` calls to the agent through the
+  front door (`/a2a/sales`, skill ``quote``), one after another;
+* ``flow``: ``runs`` runs of a flow of ``steps`` such calls, started
+  ``--concurrent`` at a time and followed to their end.
+
+The figure is (flow CPU - calls CPU) / (runs x steps): what a step costs
+over the call it makes (docs/architecture.md's target: <= 2 ms). Load
+average is printed with it: the machine is shared, so compare within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.demo.flow_agents import SalesDesk, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from gateway.demo.servers import Server
+
+POLICY = "version: 1\nagents:\n  bench-flow:\n    grant: [sales:quote]\n  sales:\n    require: [sales:quote]\n"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def flow_document(steps: int) -> dict[str, Any]:
+    return {
+        "format": "switchboard.flow/v1",
+        "id": "bench-flow",
+        "name": "Bench",
+        "steps": [
+            {
+                "id": f"s{i}",
+                "call": {"agent": "sales", "skill": "quote"},
+                "input": "{sku: 'X-100', quantity: `10`}",
+            }
+            for i in range(steps)
+        ],
+    }
+
+
+def call_once(client: httpx.Client) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendMessage",
+        "params": {
+            "message": {
+                "messageId": str(uuid.uuid4()),
+                "role": "ROLE_USER",
+                "parts": [{"data": {"sku": "X-100", "quantity": 10}}],
+                "metadata": {"skill": "quote"},
+            }
+        },
+    }
+    answer = client.post("/a2a/sales", json=body, headers={"A2A-Version": "1.0"})
+    answer.raise_for_status()
+    assert "result" in answer.json(), answer.text
+
+
+def run_once(client: httpx.Client) -> None:
+    started = client.post("/flows/bench-flow/runs", json={"input": {}})
+    started.raise_for_status()
+    run_id = started.json()["id"]
+    while True:
+        state = client.get(f"/flows/bench-flow/runs/{run_id}").json()["state"]
+        if state in ("completed", "failed"):
+            assert state == "completed", run_id
+            return
+        time.sleep(0.5)  # rarely: the bench's own polling is gateway CPU too
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--concurrent", type=int, default=1)
+    args = parser.parse_args()
+    desk = SalesDesk()
+    sales = Server("sales desk")
+    sales.start(sales_desk_app(sales.url, desk))
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-flows-") as temp:
+        policy = Path(temp) / "policy.yaml"
+        policy.write_text(POLICY)
+        gateway = GatewayProcess(Path(temp) / "gw", policy_file=policy)
+        gateway.start()
+        try:
+            with gateway.client("admin", "switchboard:admin") as admin:
+                card = sales.url + "/.well-known/agent-card.json"
+                admin.post("/agents", json={"card_url": card, "id": "sales"}).raise_for_status()
+                admin.post("/flows", json=flow_document(args.steps)).raise_for_status()
+            with gateway.client("bench", "sales:quote") as user:
+                call_once(user)  # warm both paths
+                run_once(user)
+                total = args.runs * args.steps
+                before = cpu_seconds(gateway.pid)
+                for _ in range(total):
+                    call_once(user)
+                calls = cpu_seconds(gateway.pid) - before
+                before, wall = cpu_seconds(gateway.pid), time.monotonic()
+                with ThreadPoolExecutor(args.concurrent) as pool:
+                    list(pool.map(lambda _: run_once(user), range(args.runs)))
+                flows, wall = cpu_seconds(gateway.pid) - before, time.monotonic() - wall
+        finally:
+            gateway.stop()
+            sales.stop()
+    load = os.getloadavg()[0]
+    print(
+        f"load average {load:.2f}; {args.runs} runs x {args.steps} steps, {args.concurrent} at a time"
+    )
+    print(f"calls one by one: {calls * 1000 / total:.2f} ms CPU per call")
+    print(f"flow runs:        {flows * 1000 / total:.2f} ms CPU per step ({wall:.1f} s wall)")
+    print(f"per step over its call: {(flows - calls) * 1000 / total:.2f} ms (target <= 2 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Gateway-run agents by kind: one handler behind the front door for all of them.
+
+A card with the gateway-run mark (`registry.vendor_cards.gateway_run_kind`)
+names its kind: ``openai`` and ``rest`` are the vendor agents
+(`gateway.a2a.vendor`); a layer above may add its own kinds (``flow``:
+`gateway.flows.agent`) to `GatewayRunHandlers.kinds` before the routes are
+built. Each operation goes to the kind's handler, read from the admitted
+agent's card; a kind nobody added goes to the vendor handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+    Task,
+    TaskPushNotificationConfig,
+)
+
+from gateway.a2a.admission import ADMISSION
+from gateway.a2a.tenants import without_tenants
+from registry.vendor_cards import gateway_run_kind
+
+
+@without_tenants
+class GatewayRunHandlers(RequestHandler):
+    def __init__(self, default: RequestHandler) -> None:
+        self.default = default
+        self.kinds: dict[str, RequestHandler] = {}
+
+    @property
+    def handler(self) -> RequestHandler:
+        """The front door's `GatewayRunAgents`: this handler serves them all."""
+        return self
+
+    @staticmethod
+    def serves(card: Mapping[str, Any]) -> bool:
+        return gateway_run_kind(card) is not None
+
+    def pick(self, card: Mapping[str, Any]) -> RequestHandler:
+        kind = gateway_run_kind(card)
+        return self.kinds.get(kind or "", self.default)
+
+    def _of(self, context: ServerCallContext | None) -> RequestHandler:
+        admission = context.state.get(ADMISSION) if context is not None else None
+        grant = getattr(admission, "grant", None)
+        return self.pick(grant.card) if grant is not None else self.default
+
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        return await self._of(context).on_message_send(params, context)
+
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        async for event in self._of(context).on_message_send_stream(params, context):
+            yield event
+
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
+        return await self._of(context).on_get_task(params, context)
+
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        return await self._of(context).on_list_tasks(params, context)
+
+    async def on_cancel_task(
+        self, params: CancelTaskRequest, context: ServerCallContext
+    ) -> Task | None:
+        return await self._of(context).on_cancel_task(params, context)
+
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        async for event in self._of(context).on_subscribe_to_task(params, context):
+            yield event
+
+    async def on_create_task_push_notification_config(
+        self, params: TaskPushNotificationConfig, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        return await self._of(context).on_create_task_push_notification_config(params, context)
+
+    async def on_get_task_push_notification_config(
+        self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> TaskPushNotificationConfig:
+        return await self._of(context).on_get_task_push_notification_config(params, context)
+
+    async def on_list_task_push_notification_configs(
+        self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
+    ) -> ListTaskPushNotificationConfigsResponse:
+        return await self._of(context).on_list_task_push_notification_configs(params, context)
+
+    async def on_delete_task_push_notification_config(
+        self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
+    ) -> None:
+        await self._of(context).on_delete_task_push_notification_config(params, context)
+
+    async def on_get_extended_agent_card(
+        self, params: GetExtendedAgentCardRequest, context: ServerCallContext
+    ) -> AgentCard:
+        return await self._of(context).on_get_extended_agent_card(params, context)

@@ -1,0 +1,212 @@
+"""`/flows`: flow documents, their versions, and their runs (`gateway.flows`).
+
+* `GET /flows/schema`: the JSON Schema of a flow document (no token needed);
+* `POST /flows` (admin): register a flow, or its next version (JSON, or YAML
+  sent with a YAML content type); `GET /flows/{id}/versions` (admin): all;
+* `GET /flows`, `GET /flows/{id}`: the flows a caller may run (admins: all);
+* `POST /flows/{id}/runs` ``{"input": {...}}``: start a run as the caller;
+* `GET /flows/{id}/runs`, `GET /flows/{id}/runs/{run}`: one's own runs
+  (admins: all); one run, step by step;
+* `POST /flows/{id}/runs/{run}/cancel`, `.../resume`: stop a run; go on with
+  a stopped one; `.../revoke`: revoke its grant (no further step starts).
+
+A document that fails a check is a 422 problem whose ``errors`` name the
+step and the field of each problem.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from gateway.api.state import state_of
+from gateway.delegation.pipeline import Caller, DelegationDenied
+from gateway.delegation.tasks import Owner
+from gateway.flows.definition import DocumentInvalid, json_schema, parse_text
+from gateway.flows.engine import EngineUnavailable
+from gateway.flows.models import (
+    FlowRecord,
+    FlowVersion,
+    Registered,
+    Revoke,
+    RunView,
+    StartRun,
+)
+from gateway.flows.runtime import GrantUnusable
+from gateway.flows.service import InputInvalid, RunNotActive
+from gateway.flows.store import FlowNotFound, RunNotFound
+from gateway.http.auth import AdminPrincipal, CurrentPrincipal
+from gateway.http.problems import Problem, ProblemMapping
+from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal
+
+router = APIRouter(prefix="/flows", tags=["flows"])
+
+PROBLEMS: list[ProblemMapping] = [
+    (FlowNotFound, 404, "flow-not-found", "No such flow"),
+    (RunNotFound, 404, "run-not-found", "No such run"),
+    (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
+    (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
+    (EngineUnavailable, 503, "flow-engine-unavailable", "The flow engine is unavailable"),
+]
+
+
+def _invalid(exc: DocumentInvalid) -> Problem:
+    return Problem(
+        422,
+        "invalid-flow",
+        "The flow document is invalid",
+        f"{len(exc.errors)} problem(s): {exc}"[:2000],
+        errors=exc.errors,
+    )
+
+
+def _is_admin(principal: Principal) -> bool:
+    return ADMIN_SCOPE in principal.scopes
+
+
+def _owner(principal: Principal) -> Owner | None:
+    return None if _is_admin(principal) else Owner(principal.subject, principal.issuer)
+
+
+@router.get("/schema", summary="The JSON Schema of a flow document (switchboard.flow/v1)")
+async def flow_schema() -> dict[str, Any]:
+    return json_schema()
+
+
+@router.post(
+    "", summary="Register a flow, or its next version", status_code=status.HTTP_201_CREATED
+)
+async def register_flow(request: Request, response: Response, admin: AdminPrincipal) -> Registered:
+    body = await request.body()
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        data = parse_text(body) if "yaml" in kind else _json(body)
+        record, changed = await state_of(request).flows.register(data, admin.subject)
+    except DocumentInvalid as exc:
+        raise _invalid(exc) from None
+    response.headers["Location"] = f"/flows/{record.id}"
+    if not changed:
+        response.status_code = status.HTTP_200_OK
+    return Registered(flow=record, changed=changed)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise DocumentInvalid(
+            [{"step": None, "field": "", "message": f"not JSON: {exc}"}]
+        ) from None
+
+
+@router.get("", summary="The flows the caller may run (admins: every flow)")
+async def list_flows(request: Request, principal: CurrentPrincipal) -> list[FlowRecord]:
+    state = state_of(request)
+    found = await state.flows.rt.store.list()
+    if _is_admin(principal):
+        return found
+    return [f for f in found if await _may_run(request, principal, f.id)]
+
+
+async def _may_run(request: Request, principal: Principal, flow_id: str) -> bool:
+    card = await state_of(request).agents.card(flow_id)
+    return card is not None and state_of(request).delegations.visible(principal, flow_id, card)
+
+
+@router.get("/{flow_id}", summary="One flow: its current version")
+async def get_flow(request: Request, flow_id: str, principal: CurrentPrincipal) -> FlowRecord:
+    if not _is_admin(principal) and not await _may_run(request, principal, flow_id):
+        raise FlowNotFound(flow_id)
+    return await state_of(request).flows.rt.store.get(flow_id)
+
+
+@router.get("/{flow_id}/versions", summary="Every version of a flow, newest first")
+async def flow_versions(request: Request, flow_id: str, _: AdminPrincipal) -> list[FlowVersion]:
+    return await state_of(request).flows.rt.store.versions(flow_id)
+
+
+@router.post(
+    "/{flow_id}/runs",
+    summary="Start a run, as the caller",
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def start_run(
+    request: Request, flow_id: str, start: StartRun, principal: CurrentPrincipal
+) -> RunView:
+    service = state_of(request).flows
+    await service.rt.store.get(flow_id)
+    try:
+        run_id = await service.start_as_user(flow_id, Caller.user(principal), start.input)
+    except DelegationDenied as denied:
+        reasons = list(denied.decision.reasons)
+        raise Problem(
+            403,
+            "delegation-refused",
+            "The policy refuses this run",
+            "; ".join(reasons),
+            errors=[{"field": "flow", "message": r} for r in reasons],
+        ) from None
+    except InputInvalid as exc:
+        raise Problem(
+            422,
+            "invalid-input",
+            "The input does not match the flow's schema",
+            str(exc),
+            errors=exc.errors,
+        ) from None
+    return await service.rt.store.view(run_id)
+
+
+@router.get("/{flow_id}/runs", summary="Runs of a flow, newest first (one's own; admins: all)")
+async def list_runs(
+    request: Request,
+    flow_id: str,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[RunView]:
+    owner = _owner(principal)
+    return await state_of(request).flows.rt.store.runs(
+        flow_id, owner=(owner.subject, owner.issuer) if owner else None, limit=limit
+    )
+
+
+@router.get("/{flow_id}/runs/{run_id}", summary="One run, step by step")
+async def get_run(
+    request: Request, flow_id: str, run_id: str, principal: CurrentPrincipal
+) -> RunView:
+    service = state_of(request).flows
+    await service.owned(flow_id, run_id, _owner(principal))
+    return await service.rt.store.view(run_id)
+
+
+@router.post("/{flow_id}/runs/{run_id}/cancel", summary="Cancel a run")
+async def cancel_run(
+    request: Request, flow_id: str, run_id: str, principal: CurrentPrincipal
+) -> RunView:
+    service = state_of(request).flows
+    await service.owned(flow_id, run_id, _owner(principal))
+    await service.cancel(run_id, principal.subject)
+    return await service.rt.store.view(run_id)
+
+
+@router.post("/{flow_id}/runs/{run_id}/resume", summary="Go on with a cancelled or failed run")
+async def resume_run(
+    request: Request, flow_id: str, run_id: str, principal: CurrentPrincipal
+) -> RunView:
+    service = state_of(request).flows
+    await service.owned(flow_id, run_id, _owner(principal))
+    await service.resume(run_id, principal.subject)
+    return await service.rt.store.view(run_id)
+
+
+@router.post("/{flow_id}/runs/{run_id}/revoke", summary="Revoke a run's grant")
+async def revoke_grant(
+    request: Request, flow_id: str, run_id: str, revoke: Revoke, principal: CurrentPrincipal
+) -> RunView:
+    service = state_of(request).flows
+    await service.owned(flow_id, run_id, _owner(principal))
+    await service.revoke(run_id, principal.subject, revoke.reason)
+    return await service.rt.store.view(run_id)

@@ -1,0 +1,166 @@
+"""`switchboard flows`: flow documents and their runs, over the HTTP API.
+
+switchboard flows add quote.yaml            # register (or a new version)
+switchboard flows list
+switchboard flows show quote-flow [--versions]
+switchboard flows run quote-flow --input '{"sku": "X-100", "quantity": 500}' [--wait]
+switchboard flows runs quote-flow [RUN]      # the runs; one run, step by step
+switchboard flows cancel quote-flow RUN
+switchboard flows resume quote-flow RUN
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.common import CliError, call, gateway_options, print_json
+
+_STOPPED = {"completed", "failed", "canceled", "rejected", "input_required"}
+
+
+def register(commands: Any) -> None:
+    flows = commands.add_parser("flows", help="flows: durable multi-agent work").add_subparsers(
+        title="flows commands"
+    )
+    add = flows.add_parser("add", help="register a flow document (YAML or JSON)")
+    add.add_argument("file", type=Path)
+    add.set_defaults(run=_add)
+    listed = flows.add_parser("list", help="the flows you may run (admins: all)")
+    listed.set_defaults(run=_list)
+    show = flows.add_parser("show", help="one flow's current document")
+    show.add_argument("flow")
+    show.add_argument("--versions", action="store_true", help="every version, newest first")
+    show.set_defaults(run=_show)
+    run = flows.add_parser("run", help="start a run, as you")
+    run.add_argument("flow")
+    run.add_argument("--input", default="{}", help="the input, as JSON")
+    run.add_argument("--input-file", type=Path, help="the input, from a JSON or YAML file")
+    run.add_argument("--wait", action="store_true", help="until it ends or waits for a human")
+    run.set_defaults(run=_run)
+    runs = flows.add_parser("runs", help="a flow's runs, or one run step by step")
+    runs.add_argument("flow")
+    runs.add_argument("run_id", nargs="?", metavar="RUN")
+    runs.add_argument("--json", action="store_true", help="the whole record")
+    runs.set_defaults(run=_runs)
+    stop = []
+    for verb, help_text in (
+        ("cancel", "cancel a run"),
+        ("resume", "go on with a cancelled or failed run from its last completed step"),
+    ):
+        sub = flows.add_parser(verb, help=help_text)
+        sub.add_argument("flow")
+        sub.add_argument("run_id", metavar="RUN")
+        sub.set_defaults(run=_change, verb=verb)
+        stop.append(sub)
+    for sub in (add, listed, show, run, runs, *stop):
+        gateway_options(sub)
+
+
+def _add(args: argparse.Namespace) -> int:
+    try:
+        body = args.file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    kind = "application/json" if args.file.suffix == ".json" else "application/yaml"
+    answer = call(args, "POST", "/flows", content=body, headers={"Content-Type": kind}).json()
+    flow = answer["flow"]
+    verb = "registered" if answer["changed"] else "unchanged:"
+    print(f"{verb} {flow['id']} version {flow['version']} ({flow['name']})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    found = call(args, "GET", "/flows").json()
+    for flow in found:
+        steps = len(flow["document"].get("steps", []))
+        print(f"{flow['id']:<32} v{flow['version']:<4} {steps:>3} steps  {flow['name']}")
+    if not found:
+        print("no flows")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    path = f"/flows/{args.flow}" + ("/versions" if args.versions else "")
+    print_json(call(args, "GET", path).json())
+    return 0
+
+
+def _input(args: argparse.Namespace) -> Any:
+    import yaml
+
+    try:
+        if args.input_file is not None:
+            return yaml.safe_load(args.input_file.read_text())
+        return json.loads(args.input)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise CliError(f"the input is not JSON: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    run = call(args, "POST", f"/flows/{args.flow}/runs", json={"input": _input(args)}).json()
+    print(f"started {run['id']} (trace {run['trace_id']})")
+    if not args.wait:
+        return 0
+    while run["state"] not in _STOPPED:
+        time.sleep(0.5)
+        run = call(args, "GET", f"/flows/{args.flow}/runs/{run['id']}").json()
+    _print_run(run)
+    return 0 if run["state"] in ("completed", "input_required") else 1
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if args.run_id is None:
+        found = call(args, "GET", f"/flows/{args.flow}/runs").json()
+        for run in found:
+            print(
+                f"{run['id']:<38} {run['state']:<15} {run['created_at'][:19]}  "
+                f"{run['user']['subject']}  {run['current_step'] or '-'}"
+            )
+        if not found:
+            print("no runs")
+        return 0
+    run = call(args, "GET", f"/flows/{args.flow}/runs/{args.run_id}").json()
+    if args.json:
+        print_json(run)
+    else:
+        _print_run(run)
+    return 0
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    grant = run.get("grant") or {}
+    print(f"run {run['id']} of {run['flow_id']} v{run['flow_version']}: {run['state']}")
+    print(f"  for {run['user']['subject']}, trace {run['trace_id']}")
+    if grant:
+        revoked = f", revoked by {grant['revoked_by']}" if grant.get("revoked_at") else ""
+        print(
+            f"  grant {grant['id']}: {' '.join(grant['scopes']) or '(no scopes)'}; "
+            f"acts as {' -> '.join(grant['actors'])}; until {grant['expires_at'][:19]}{revoked}"
+        )
+    for step in run["steps"]:
+        took = f"{step['duration_ms']:.0f} ms" if step["duration_ms"] is not None else ""
+        indent = "    " if step["parent"] else "  "
+        target = step["target"] or ""
+        extra = f" task {step['upstream_task_id']}" if step["upstream_task_id"] else ""
+        extra += f" approval {step['approval_id']}" if step["approval_id"] else ""
+        retries = f" retries {step['retries']}" if step["retries"] else ""
+        print(
+            f"{indent}{step['id']:<16} {step['state']:<11} {target:<28} {took:>8}{retries}{extra}"
+        )
+        if step["error"] and step["state"] != "skipped":
+            print(f"{indent}  {step['error']}")
+    if run["state"] == "completed":
+        print("output:", json.dumps(run["output"]))
+    elif run["error"]:
+        print("error:", run["error"], file=sys.stderr)
+
+
+def _change(args: argparse.Namespace) -> int:
+    run = call(args, "POST", f"/flows/{args.flow}/runs/{args.run_id}/{args.verb}").json()
+    print(f"{run['state']} {run['id']}")
+    return 0

@@ -1,0 +1,170 @@
+"""The agents the flow demo (and the flow tests) call: two vendors, two protocols.
+
+* ``sales_desk_app()``: an A2A 1.0 agent built with the official a2a-sdk,
+  skills ``quote`` (data ``{sku, quantity}`` -> ``{sku, quantity, unit_price,
+  total, discount}``; 20 % off from 100 units), ``work`` (data ``{seconds}``:
+  works that long, reporting progress, then ``{"worked": seconds}``) and
+  ``reply`` (data ``{customer, total}`` -> a text reply). Every message it
+  receives is logged (`SalesDesk.received`), so a caller can check that
+  nothing was sent twice.
+* ``inventory_app()``: an MCP server (official mcp SDK), tool ``check_stock``
+  ``{sku, quantity}`` -> ``{sku, on_hand, enough}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from a2a.helpers import new_task_from_user_message, new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    Part,
+    TaskState,
+)
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct, Value
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+
+QUOTE_CONTRACT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "sku": {"type": "string"},
+        "quantity": {"type": "integer", "minimum": 1},
+    },
+    "required": ["sku", "quantity"],
+    "additionalProperties": False,
+}
+STOCK = {"X-100": 1240, "X-200": 80}
+
+
+@dataclass
+class SalesDesk:
+    received: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, skill: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.received if r["skill"] == skill)
+
+
+def _data(value: dict[str, Any]) -> Part:
+    struct = Struct()
+    struct.update(value)
+    return Part(data=Value(struct_value=struct), media_type="application/json")
+
+
+class _Executor(AgentExecutor):
+    def __init__(self, desk: SalesDesk) -> None:
+        self.desk = desk
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        message = context.message
+        assert message is not None
+        metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
+        data: dict[str, Any] = {}
+        for part in message.parts:
+            if part.HasField("data"):
+                found = MessageToDict(part.data)
+                data = found if isinstance(found, dict) else {}
+                break
+        skill = str(metadata.get("skill") or "quote")
+        with self.desk.lock:
+            self.desk.received.append(
+                {"skill": skill, "data": data, "message_id": message.message_id}
+            )
+        task = context.current_task or new_task_from_user_message(message)
+        if context.current_task is None:
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.start_work()
+        if skill == "work":
+            seconds = float(data.get("seconds", 1))
+            deadline = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+                await updater.update_status(TaskState.TASK_STATE_WORKING)
+            parts = [_data({"worked": seconds})]
+        elif skill == "reply":
+            customer = data.get("customer", "customer")
+            parts = [new_text_part(f"Dear {customer}, your quote is {data.get('total')} EUR.")]
+        else:
+            quantity = int(data.get("quantity", 1))
+            unit = 12.5
+            discount = 0.2 if quantity >= 100 else 0.05
+            total = round(quantity * unit * (1 - discount), 2)
+            parts = [
+                _data(
+                    {
+                        "sku": data.get("sku"),
+                        "quantity": quantity,
+                        "unit_price": unit,
+                        "total": total,
+                        "discount": discount,
+                    }
+                )
+            ]
+        await updater.add_artifact(parts, name=skill)
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.task_id is not None
+        assert context.context_id is not None
+        await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
+
+
+def sales_card(url: str) -> AgentCard:
+    skills = [
+        AgentSkill(id="quote", name="Quote", description="Prices an order.", tags=["sales"]),
+        AgentSkill(id="work", name="Work", description="Works a while.", tags=["sales"]),
+        AgentSkill(id="reply", name="Reply", description="Writes the reply.", tags=["sales"]),
+    ]
+    return AgentCard(
+        name="Sales desk",
+        description="Quotes orders (an A2A agent on the official SDK).",
+        version="1.0.0",
+        supported_interfaces=[
+            AgentInterface(url=url + "/", protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=url, protocol_binding="HTTP+JSON", protocol_version="1.0"),
+        ],
+        capabilities=AgentCapabilities(streaming=True),
+        default_input_modes=["application/json", "text/plain"],
+        default_output_modes=["application/json", "text/plain"],
+        skills=skills,
+    )
+
+
+def sales_desk_app(url: str, desk: SalesDesk) -> Starlette:
+    card = sales_card(url)
+    handler = DefaultRequestHandler(
+        agent_executor=_Executor(desk), task_store=InMemoryTaskStore(), agent_card=card
+    )
+    routes = (
+        create_agent_card_routes(card)
+        + create_jsonrpc_routes(handler, rpc_url="/")
+        + create_rest_routes(handler)
+    )
+    return Starlette(routes=routes)
+
+
+def check_stock(sku: str, quantity: int) -> dict[str, Any]:
+    """Units on hand for a SKU, and whether that covers the quantity."""
+    on_hand = STOCK.get(sku, 0)
+    return {"sku": sku, "on_hand": on_hand, "enough": on_hand >= quantity}
+
+
+def inventory_app() -> Any:
+    server = MCPServer("inventory")
+    server.add_tool(check_stock)
+    return server.streamable_http_app(stateless_http=True)

@@ -1,0 +1,112 @@
+"""A gateway in a process of its own (`switchboard serve --dev`), to be killed
+with SIGKILL and started again on the same data and port: what the crash
+demo (`switchboard demo --scenario flow-crash`) and the crash tests do."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from gateway.delegation.dev_tokens import issue_dev_token
+from gateway.demo.servers import DemoError, bound_socket
+from gateway.settings import Settings
+
+
+class GatewayProcess:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        policy_file: Path | None = None,
+        log: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        sock = bound_socket()
+        self.port = int(sock.getsockname()[1])
+        sock.close()  # the gateway binds it itself; nothing else takes it meanwhile, in practice
+        self.url = f"http://127.0.0.1:{self.port}"
+        values: dict[str, Any] = {
+            "public_url": self.url,
+            "health_check_interval_seconds": 3600,
+            "policy_reload_seconds": 0.2,
+        }
+        if database_url is not None:
+            values["database_url"] = database_url
+        if policy_file is not None:
+            values["policy_file"] = str(policy_file)
+        self.config = data_dir / "gateway.yaml"
+        self.config.write_text(yaml.safe_dump(values))
+        self.log = log or data_dir / "gateway.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.settings = Settings.load(self.config, data_dir=data_dir, dev=True)
+
+    def start(self, timeout: float = 60) -> GatewayProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--dev",
+            "--config",
+            str(self.config),
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise DemoError(f"the gateway exited ({self.process.returncode}); see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            if time.monotonic() > deadline:
+                raise DemoError(f"the gateway did not start within {timeout:g} s; see {self.log}")
+            time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def token(self, subject: str, scopes: str, ttl: int = 600) -> str:
+        return issue_dev_token(self.settings, subject, frozenset(scopes.split()), ttl)
+
+    def client(self, subject: str, scopes: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token(subject, scopes)}"},
+            timeout=30,
+        )

@@ -1,0 +1,171 @@
+"""A flow is an agent: its card, and its A2A operations at `/a2a/{flow_id}`.
+
+The card (written by the gateway, stored in the registry under the flow's
+id, a new card version with each flow version) has one skill, ``run``, whose
+contract is the flow's input schema, and the gateway-run mark with kind
+``flow``: the front door admits a caller exactly as for any agent (the policy
+decides on the flow's id; a denial never starts a run) and hands the request
+to `FlowAgentHandler` (`gateway.a2a.gateway_run`). Being in the registry, a
+flow is listed, searchable, callable from another flow, and offered on
+`/mcp` as the tool ``{flow_id}__run``.
+
+The A2A task IS the run (task id = run id): `SendMessage` starts a run and
+answers when it ends or stops at a checkpoint (at once with
+``returnImmediately``); `GetTask` shows its progress (the status message
+names the step); a checkpoint is ``TASK_STATE_INPUT_REQUIRED`` (decided on the
+approvals desk, not by a message); `CancelTask` cancels the run. The input is
+the message's first data part (else ``{"text": <its text>}``), checked
+against the input schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import validate_request_params
+from a2a.types import (
+    CancelTaskRequest,
+    Message,
+    SendMessageRequest,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils.errors import (
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    UnsupportedOperationError,
+)
+from google.protobuf.json_format import MessageToDict
+
+from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
+from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.delegation.runs import TERMINAL
+from gateway.flows.service import FlowService, InputInvalid
+
+POLL_SECONDS = 0.25
+_STOPS = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED}
+
+
+class FlowAgentHandler(RecordedTaskHandler):
+    no_push = "a flow's runs send no push notifications"
+    no_extended_card = "a flow has no extended card"
+
+    def __init__(
+        self, parts: Callable[[], FrontDoorParts], service: Callable[[], FlowService]
+    ) -> None:
+        super().__init__(parts)
+        self._service = service
+
+    async def _audit(self, admission: Any, operation: str, error: Any) -> None:
+        outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+        detail = None if error is None else str(error)[:500]
+        await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
+
+    async def _start(self, params: SendMessageRequest, admission: Admission) -> Task:
+        if params.configuration.HasField("task_push_notification_config"):
+            raise PushNotificationNotSupportedError(self.no_push)
+        message = params.message
+        if message.task_id:
+            await self._own(admission, message.task_id)
+            raise UnsupportedOperationError(
+                f"run {message.task_id} takes no further messages: its checkpoints are "
+                "decided on the approvals desk; send a new message to start another run"
+            )
+        try:
+            run_id = await self._service().start(
+                admission.agent_id,
+                _input(message),
+                caller=admission.grant.caller,
+                granted=admission.grant.decision.granted,
+                trace_id=admission.grant.trace_id,
+                context_id=message.context_id or None,
+            )
+        except InputInvalid as exc:
+            raise InvalidParamsError(str(exc), data={"errors": exc.errors}) from None
+        return await self._own(admission, run_id)
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        admission = admission_of(context)
+        try:
+            task = await self._start(params, admission)
+        except Exception as error:
+            await self._audit(admission, "SendMessage", error)
+            raise
+        await self._audit(admission, "SendMessage", None)
+        if params.configuration.return_immediately:
+            return task
+        async for _ in self._follow(admission, task):
+            pass
+        return await self._own(admission, task.id)
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        admission = admission_of(context)
+        try:
+            task = await self._start(params, admission)
+        except Exception as error:
+            await self._audit(admission, "SendStreamingMessage", error)
+            raise
+        await self._audit(admission, "SendStreamingMessage", None)
+        async for event in self._follow(admission, task):
+            yield event
+
+    async def _follow(self, admission: Any, task: Task) -> AsyncIterator[Event]:
+        """The task, then each change of its status, until it ends or waits
+        at a checkpoint (then the result artifact, if it completed)."""
+        yield task
+        tasks = self._parts().tasks
+        seen = (task.status.state, task.status.message.SerializeToString())
+        while task.status.state not in _STOPS:
+            await asyncio.sleep(POLL_SECONDS)
+            latest = await tasks.get(admission.agent_id, admission.owner, task.id)
+            if latest is None:
+                return
+            now = (latest.status.state, latest.status.message.SerializeToString())
+            if now != seen:
+                for artifact in latest.artifacts:
+                    yield TaskArtifactUpdateEvent(
+                        task_id=task.id, context_id=task.context_id, artifact=artifact
+                    )
+                update = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+                update.status.CopyFrom(latest.status)
+                yield update
+                seen = now
+            task = latest
+
+    @validate_request_params
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
+        admission = admission_of(context)
+        task = await self._own(admission, params.id)
+        if task.status.state in TERMINAL:
+            error = TaskNotCancelableError(f"run {params.id} has ended")
+            await self._audit(admission, "CancelTask", error)
+            raise error
+        await self._service().cancel(params.id, by=admission.owner.subject)
+        await self._audit(admission, "CancelTask", None)
+        return await self._own(admission, params.id)
+
+
+def _input(message: Message) -> dict[str, Any]:
+    texts = []
+    for part in message.parts:
+        if part.HasField("data"):
+            value = MessageToDict(part.data)
+            if not isinstance(value, Mapping):
+                raise InvalidParamsError("a flow's input is an object (a data part)")
+            return dict(value)
+        if part.HasField("text"):
+            texts.append(part.text)
+    return {"text": "\n".join(texts)}

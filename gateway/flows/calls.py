@@ -1,0 +1,380 @@
+"""One call step: an agent's skill or an MCP tool, on the run's grant.
+
+Each attempt is one pass through the pipeline: `Delegations.admit` decides
+with the policy in force now (the flow in the actor chain), mints a token for
+this target only and audits; then the A2A front door's own handler for the
+agent (`A2ADoor.handler_for`: an A2A agent, a gateway-run agent, another
+flow) or the MCP federation makes the call, recording and auditing it as
+for any caller.
+
+Sending at most once. The step's row (`flow_steps`) gets ``sent_at`` just
+before a message is sent and ``upstream_task_id`` as soon as the agent names
+its task (`SendMessage` with ``returnImmediately``), before waiting for it.
+When the step runs again after a crash (DBOS re-runs a step that never
+recorded its result):
+
+* with an upstream task id: it re-attaches -- polls that task -- and sends
+  nothing;
+* sent, but no task id known (the crash fell between sending and the answer,
+  or the target has no tasks, like an MCP tool): sent again only if the target
+  is idempotent, else the step fails saying its outcome is unknown;
+* never sent: sent.
+
+Every outcome is a plain dict -- ``state`` (completed, failed), ``output``,
+``text``, ``error`` -- which DBOS records as the step's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import mcp_types as types
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageConfiguration,
+    SendMessageRequest,
+    Task,
+    TaskState,
+)
+from a2a.utils.errors import A2AError
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct, Value
+
+from adapters.mcp import UpstreamError, UpstreamUnavailable
+from gateway.a2a.admission import Admission, handler_context
+from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied, Grant
+from gateway.delegation.runs import TERMINAL
+from gateway.delegation.tasks import Owner
+from gateway.flows.definition import CallStep
+from gateway.flows.runtime import FlowRuntime
+from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
+from policies.policy import Target, handoff
+from registry.store import AgentNotFound
+
+logger = logging.getLogger(__name__)
+
+EVENT = "flow.step"
+_WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+
+
+class StepFailed(Exception):
+    """The attempt failed; ``final`` when another attempt cannot help."""
+
+    def __init__(self, reason: str, *, final: bool = False) -> None:
+        super().__init__(reason)
+        self.final = final
+
+
+@dataclass(frozen=True)
+class CallContext:
+    run_id: str
+    trace_id: str
+    caller: Caller
+
+
+def is_idempotent(rt: FlowRuntime, step: CallStep) -> bool:
+    """The policy's ``idempotent`` for the step's target (for an MCP tool, else
+    the tool's own ``idempotentHint``, part of the definition an admin approved)."""
+    policy = rt.delegations.policy.current
+    target = step.call
+    if target.agent is not None:
+        return bool(handoff(policy, target.agent, "skill", target.skill).idempotent)
+    known = rt.federation().known_tool(str(target.tool))
+    if known is None:
+        return False
+    rule = handoff(policy, known.server_id, "tool", known.upstream_name)
+    if rule.idempotent is not None:
+        return rule.idempotent
+    annotations = known.definition.get("annotations")
+    return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
+
+
+def completed(output: Any, text: str = "") -> dict[str, Any]:
+    return {"state": "completed", "output": output, "text": text, "error": None}
+
+
+def failed(reason: str) -> dict[str, Any]:
+    return {"state": "failed", "output": None, "text": "", "error": reason}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StepCall:
+    """Calls one step's target for one run (`run` is its entry point)."""
+
+    def __init__(self, runtime: FlowRuntime, call: CallContext, step: CallStep) -> None:
+        self.rt = runtime
+        self.call = call
+        self.step = step
+
+    def idempotent(self) -> bool:
+        return is_idempotent(self.rt, self.step)
+
+    async def run(
+        self,
+        arguments: dict[str, Any] | None,
+        text: str | None,
+        row: Mapping[str, Any] | None,
+        base: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Every attempt the step may have; the outcome of the last. ``row`` is
+        the step's record as the run found it (after a crash: what was sent);
+        ``base`` what every write of the step's row carries."""
+        step = self.step
+        attempts = 1 + step.retries
+        # After a crash the last attempt goes on (it re-attaches, or decides it
+        # cannot be sent again); then the attempts left, if any.
+        first = max(0 if row is None else int(row["attempts"]), 1) - 1
+        known: Mapping[str, Any] = row or {}
+        reason = "not called"
+        for attempt in range(first, max(attempts, first + 1)):
+            pending = {**base, "attempts": attempt + 1, "state": "running"}
+            try:
+                async with asyncio.timeout(step.timeout_seconds):
+                    return await self._attempt(arguments, text, known, pending)
+            except TimeoutError:
+                reason = f"timed out after {step.timeout_seconds:g} s"
+                await self._cancel_upstream()
+            except StepFailed as exc:
+                reason = str(exc)
+                if exc.final:
+                    break
+            known = {}  # the next attempt is a new call
+            if attempt + 1 < attempts:
+                await asyncio.sleep(min(2.0**attempt * 0.2, 5.0))
+        return failed(reason)
+
+    async def _attempt(
+        self,
+        arguments: dict[str, Any] | None,
+        text: str | None,
+        known: Mapping[str, Any],
+        pending: dict[str, Any],
+    ) -> dict[str, Any]:
+        if self.step.call.agent is not None:
+            return await self._agent(arguments, text, known, pending)
+        return await self._tool(arguments, known, pending)
+
+    async def _write(self, **values: Any) -> None:
+        await self.rt.store.set_step(self.call.run_id, self.step.id, **values)
+
+    # Agents --------------------------------------------------------------------------
+
+    async def _admit(self, agent_id: str, skill: str | None) -> Grant:
+        try:
+            grant = await self.rt.delegations.admit(
+                self.call.caller, agent_id, event=EVENT, trace_id=self.call.trace_id, action=skill
+            )
+        except ApprovalRequired as held:
+            raise StepFailed(
+                f"{agent_id} needs a human's approval for every call "
+                f"({'; '.join(held.decision.reasons)}); put a checkpoint step before it "
+                "and mark the call approved in the policy for flows (not supported yet)",
+                final=True,
+            ) from None
+        except DelegationDenied as denied:
+            raise StepFailed(
+                f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
+            ) from None
+        except AgentNotFound:
+            raise StepFailed(f"no agent {agent_id}", final=True) from None
+        return grant
+
+    def _token(
+        self, jti: str | None, expires_at: float | None, scopes: frozenset[str]
+    ) -> dict[str, Any]:
+        """What the step's record shows of its token (never the token)."""
+        caller = self.call.caller
+        return {
+            "sub": caller.subject,
+            "actors": list(caller.actors),
+            "scopes": sorted(scopes),
+            "audience": self.step.call.target,
+            "jti": jti,
+            "expires_at": (
+                datetime.fromtimestamp(expires_at, UTC).isoformat() if expires_at else None
+            ),
+        }
+
+    async def _agent(
+        self,
+        arguments: dict[str, Any] | None,
+        text: str | None,
+        known: Mapping[str, Any],
+        pending: dict[str, Any],
+    ) -> dict[str, Any]:
+        target = self.step.call
+        assert target.agent is not None
+        grant = await self._admit(target.agent, target.skill)
+        token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
+        caller = self.call.caller
+        admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
+        context = handler_context(admission)
+        handler = self.rt.handler_for(grant.card)
+        task_id = known.get("upstream_task_id")
+        if task_id:
+            await self._write(**pending, token=token)
+            return await self._follow(handler, context, str(task_id))
+        if known.get("sent_at") is not None and not self.idempotent():
+            await self._write(**pending, token=token)
+            raise StepFailed(self._unknown(), final=True)
+        message = Message(
+            message_id=f"{self.call.run_id}.{self.step.id}.{pending['attempts']}",
+            role=Role.ROLE_USER,
+            parts=_parts(arguments, text),
+        )
+        if target.skill:
+            message.metadata.update({"skill": target.skill})
+        request = SendMessageRequest(
+            message=message, configuration=SendMessageConfiguration(return_immediately=True)
+        )
+        # Written before sending: after a crash, "sent" without a task id.
+        await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
+        try:
+            answer = await handler.on_message_send(request, context)
+        except A2AError as exc:
+            raise StepFailed(f"{target.agent}: {exc}") from None
+        if isinstance(answer, Message):
+            return _from_parts(list(answer.parts))
+        await self._write(upstream_task_id=answer.id)
+        return await self._follow(handler, context, answer.id, answer)
+
+    async def _follow(
+        self, handler: RequestHandler, context: Any, task_id: str, task: Task | None = None
+    ) -> dict[str, Any]:
+        """Wait for the agent's task to end: GetTask, backing off."""
+        delay = self.rt.settings.poll_min_seconds
+        while task is None or task.status.state not in TERMINAL | _WAITING:
+            if task is not None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.rt.settings.poll_max_seconds)
+            try:
+                task = await handler.on_get_task(GetTaskRequest(id=task_id), context)
+            except A2AError as exc:
+                raise StepFailed(f"{self.step.call.target}: task {task_id}: {exc}") from None
+        state = task.status.state
+        said = _text(list(task.status.message.parts))
+        if state == TaskState.TASK_STATE_COMPLETED:
+            parts = [p for artifact in task.artifacts for p in artifact.parts]
+            if not parts:
+                parts = list(task.status.message.parts)
+            return _from_parts(parts)
+        if state in _WAITING:
+            raise StepFailed(
+                f"{self.step.call.target} asked for input ({said or TaskState.Name(state)}); "
+                "a flow cannot answer an agent yet",
+                final=True,
+            )
+        raise StepFailed(
+            f"{self.step.call.target}: task {TaskState.Name(state)}: {said}".rstrip(": ")
+        )
+
+    async def _cancel_upstream(self) -> None:
+        """Best effort: the agent's task of a step given up on is cancelled."""
+        row = await self.rt.store.step_row(self.call.run_id, self.step.id) or {}
+        task_id, agent = row.get("upstream_task_id"), self.step.call.agent
+        if not task_id or agent is None:
+            return
+        with contextlib.suppress(Exception):
+            grant = await self._admit(agent, None)
+            admission = Admission(
+                grant, Owner(self.call.caller.subject, self.call.caller.issuer), frozenset()
+            )
+            await self.rt.handler_for(grant.card).on_cancel_task(
+                CancelTaskRequest(id=str(task_id)), handler_context(admission)
+            )
+
+    # MCP tools -----------------------------------------------------------------------
+
+    async def _tool(
+        self, arguments: dict[str, Any] | None, known: Mapping[str, Any], pending: dict[str, Any]
+    ) -> dict[str, Any]:
+        name = str(self.step.call.tool)
+        tool = self.rt.federation().known_tool(name)
+        token = None
+        if tool is not None:
+            # The federation mints the tool's token itself; what it carries is
+            # this decision's (its jti is in the audit record).
+            decision = self.rt.delegations.decide(
+                self.call.caller, Target(tool.server_id), tool.upstream_name, "tool"
+            )
+            token = self._token(None, None, decision.granted)
+        if known.get("sent_at") is not None and not self.idempotent():
+            await self._write(**pending, token=token)
+            raise StepFailed(self._unknown(), final=True)
+        await self._write(**pending, token=token, sent_at=_now())
+        try:
+            result = await self.rt.federation().call_tool(
+                name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id
+            )
+        except ApprovalRequired as held:
+            raise StepFailed(
+                f"{name} needs a human's approval for every call "
+                f"({'; '.join(held.decision.reasons)})",
+                final=True,
+            ) from None
+        except DelegationDenied as denied:
+            raise StepFailed(
+                f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
+            ) from None
+        except (ToolNotFound, ToolQuarantined) as exc:
+            raise StepFailed(f"{name}: {exc}", final=True) from None
+        except (UpstreamUnavailable, UpstreamError) as exc:
+            raise StepFailed(f"{name}: {exc}") from None
+        if isinstance(result, types.InputRequiredResult):
+            raise StepFailed(f"{name} asked for input; a flow cannot answer a tool yet", final=True)
+        text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+        if result.is_error:
+            raise StepFailed(f"{name}: {text or 'the tool failed'}")
+        output = result.structured_content if result.structured_content is not None else text
+        if isinstance(output, dict) and set(output) == {"result"}:
+            output = output["result"]
+        return completed(output, text)
+
+    def _unknown(self) -> str:
+        return (
+            f"{self.step.call.target} may have received this call before the gateway stopped, "
+            "and its outcome is unknown; it is not idempotent, so it is not sent again"
+        )
+
+
+def _parts(arguments: dict[str, Any] | None, text: str | None) -> list[Part]:
+    parts = [Part(text=text)] if text else []
+    if arguments is not None:
+        struct = Struct()
+        struct.update(arguments)
+        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
+    if not parts:
+        parts.append(Part(text=""))
+    return parts
+
+
+def _text(parts: list[Part]) -> str:
+    return " ".join(p.text for p in parts if p.HasField("text"))
+
+
+def _from_parts(parts: list[Part]) -> dict[str, Any]:
+    """Data parts (merged) as the output, else the text; the text always."""
+    data: dict[str, Any] | None = None
+    for part in parts:
+        if part.HasField("data"):
+            value = MessageToDict(part.data)
+            if isinstance(value, dict):
+                data = {**(data or {}), **value}
+            elif data is None:
+                data = {"value": value}
+    text = _text(parts)
+    return completed(data if data is not None else text, text)

@@ -1,0 +1,370 @@
+"""What registration checks beyond the document's schema: every problem named
+with its step and its field.
+
+* step ids are unique (branches included);
+* every expression compiles, reads only ``input``, ``steps`` and ``run``, and
+  names only steps that have run before it (earlier steps; not a sibling
+  branch, not itself, not a later step);
+* a route goes forward (a later step, or ``end``), and only its last case may
+  omit ``when``; a quorum is at most the number of branches;
+* every target exists: the agent and its skill (a skill must be named when the
+  agent has several), or the MCP tool;
+* retries only on idempotent targets (the policy's ``idempotent``, or an MCP
+  tool's ``idempotentHint``);
+* contracts: when the target declares an input schema (a skill contract, an
+  MCP tool's ``inputSchema``) and the mapping's shape can be known from the
+  flow's input schema and earlier tools' output schemas, the mapping must
+  produce every required field, no field the schema forbids, and fields of
+  the declared types;
+* no cycle among flows (a flow that calls itself, directly or through others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.flows.definition import (
+    END,
+    CallStep,
+    CheckpointStep,
+    FlowDocument,
+    ParallelStep,
+    Quorum,
+    RouteStep,
+)
+from gateway.flows.expressions import ROOTS, ExpressionInvalid, fits, references, shape
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    skills: tuple[str, ...]
+    contracts: Mapping[str, Any]
+    is_flow: bool
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    input_schema: Mapping[str, Any] | None
+    output_schema: Mapping[str, Any] | None
+
+
+class Catalog(Protocol):
+    """What the checks look up (`gateway.flows.service`)."""
+
+    async def agent(self, agent_id: str) -> AgentInfo | None: ...
+
+    async def tool(self, name: str) -> ToolInfo | None: ...
+
+    def idempotent(self, step: CallStep, tool: ToolInfo | None) -> bool: ...
+
+    async def flow_calls(self) -> dict[str, set[str]]:
+        """Every stored flow's id -> the agents its steps call."""
+        ...
+
+
+Problem = dict[str, Any]
+
+
+def _problem(step: str | None, field: str, message: str) -> Problem:
+    return {"step": step, "field": field, "message": message}
+
+
+@dataclass(frozen=True)
+class _Placed:
+    step: CallStep | ParallelStep | RouteStep | CheckpointStep
+    path: str  # steps[2] or steps[2].parallel.branches[0]
+    index: int  # the top-level position
+    parent: str | None
+
+
+def _placed(document: FlowDocument) -> list[_Placed]:
+    placed: list[_Placed] = []
+    for index, step in enumerate(document.steps):
+        placed.append(_Placed(step, f"steps[{index}]", index, None))
+        if isinstance(step, ParallelStep):
+            for b, branch in enumerate(step.parallel.branches):
+                placed.append(
+                    _Placed(branch, f"steps[{index}].parallel.branches[{b}]", index, step.id)
+                )
+    return placed
+
+
+async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
+    problems: list[Problem] = []
+    placed = _placed(document)
+    position: dict[str, _Placed] = {}
+    for where in placed:
+        if where.step.id in position:
+            problems.append(_problem(where.step.id, f"{where.path}.id", "a step id is used twice"))
+        else:
+            position[where.step.id] = where
+    known_shapes: dict[str, Any] = {"input": document.input}
+    for where in placed:
+        problems += _expressions(where, position)
+        step = where.step
+        if isinstance(step, RouteStep):
+            problems += _route(step, where, position)
+        elif isinstance(step, ParallelStep):
+            join = step.parallel.join
+            if isinstance(join, Quorum) and join.quorum > len(step.parallel.branches):
+                problems.append(
+                    _problem(
+                        step.id,
+                        f"{where.path}.parallel.join.quorum",
+                        f"a quorum of {join.quorum} out of {len(step.parallel.branches)} branches",
+                    )
+                )
+        elif isinstance(step, CallStep):
+            problems += await _call(step, where, catalog, known_shapes)
+    if document.output is not None:
+        problems += _refs(None, "output", document.output, None, position, final=True)
+    problems += await _cycles(document, catalog)
+    return problems
+
+
+def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Problem]:
+    step, path = where.step, where.path
+    found: list[tuple[str, str | None]] = [("when", step.when)]
+    if isinstance(step, CallStep):
+        found += [("input", step.input), ("message", step.message)]
+    elif isinstance(step, RouteStep):
+        found += [(f"route[{i}].when", case.when) for i, case in enumerate(step.route)]
+    elif isinstance(step, CheckpointStep):
+        found.append(("checkpoint.show", step.checkpoint.show))
+    problems: list[Problem] = []
+    for field, expression in found:
+        if expression is not None:
+            problems += _refs(step.id, f"{path}.{field}", expression, where, position)
+    return problems
+
+
+def _refs(
+    step_id: str | None,
+    field: str,
+    expression: str,
+    where: _Placed | None,
+    position: Mapping[str, _Placed],
+    *,
+    final: bool = False,
+) -> list[Problem]:
+    try:
+        refs = references(expression)
+    except ExpressionInvalid as exc:
+        return [_problem(step_id, field, f"not a JMESPath expression: {exc}")]
+    problems: list[Problem] = []
+    for ref in refs:
+        if ref.root not in ROOTS:
+            problems.append(
+                _problem(
+                    step_id,
+                    field,
+                    f"{ref.root!r} is not known here: expressions read input, steps.<id> and run",
+                )
+            )
+        elif ref.step is not None:
+            earlier = position.get(ref.step)
+            if earlier is None:
+                problems.append(_problem(step_id, field, f"no step {ref.step!r} in this flow"))
+            elif not final and where is not None and not _before(earlier, where):
+                problems.append(
+                    _problem(
+                        step_id, field, f"step {ref.step!r} has not run yet when this one runs"
+                    )
+                )
+    return problems
+
+
+def _before(earlier: _Placed, where: _Placed) -> bool:
+    """Whether ``earlier`` has finished whenever ``where`` starts."""
+    # A branch's own parallel step, or a sibling branch, is not before it.
+    return earlier.index < where.index
+
+
+def _route(step: RouteStep, where: _Placed, position: Mapping[str, _Placed]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, case in enumerate(step.route):
+        field = f"{where.path}.route[{i}]"
+        if case.when is None and i != len(step.route) - 1:
+            problems.append(_problem(step.id, f"{field}.when", "only the last case may omit when"))
+        if case.goto == END:
+            continue
+        target = position.get(case.goto)
+        if target is None or target.parent is not None:
+            problems.append(_problem(step.id, f"{field}.goto", f"no step {case.goto!r} to go to"))
+        elif target.index <= where.index:
+            problems.append(
+                _problem(
+                    step.id,
+                    f"{field}.goto",
+                    f"a route goes forward: {case.goto!r} is not after {step.id!r}",
+                )
+            )
+    return problems
+
+
+async def _call(
+    step: CallStep, where: _Placed, catalog: Catalog, known_shapes: dict[str, Any]
+) -> list[Problem]:
+    target = step.call
+    path = where.path
+    schema: Mapping[str, Any] | None = None
+    tool: ToolInfo | None = None
+    if target.agent is not None:
+        agent = await catalog.agent(target.agent)
+        if agent is None:
+            return [_problem(step.id, f"{path}.call.agent", f"no agent {target.agent!r}")]
+        skill = target.skill
+        if skill is None and len(agent.skills) != 1:
+            return [
+                _problem(
+                    step.id,
+                    f"{path}.call.skill",
+                    f"agent {target.agent!r} has {len(agent.skills)} skills: name one "
+                    f"({', '.join(agent.skills)})",
+                )
+            ]
+        skill = skill or agent.skills[0]
+        if skill not in agent.skills:
+            return [
+                _problem(
+                    step.id, f"{path}.call.skill", f"agent {target.agent!r} has no skill {skill!r}"
+                )
+            ]
+        schema = agent.contracts.get(skill)
+        if schema is not None and step.input is None:
+            return [
+                _problem(
+                    step.id,
+                    f"{path}.input",
+                    f"skill {skill!r} of {target.agent!r} takes data matching its contract: "
+                    "give an input",
+                )
+            ]
+    else:
+        tool = await catalog.tool(str(target.tool))
+        if tool is None:
+            return [_problem(step.id, f"{path}.call.tool", f"no MCP tool {target.tool!r}")]
+        schema = tool.input_schema
+        if tool.output_schema is not None:
+            known_shapes[f"steps.{step.id}.output"] = tool.output_schema
+        if step.message is not None:
+            return [_problem(step.id, f"{path}.message", "an MCP tool takes input, not a message")]
+    problems: list[Problem] = []
+    if step.retries and not catalog.idempotent(step, tool):
+        problems.append(
+            _problem(
+                step.id,
+                f"{path}.retries",
+                f"{target.target} is not idempotent: a call that may have reached it is "
+                "never sent again (mark it idempotent in the policy to retry)",
+            )
+        )
+    if schema is not None and step.input is not None:
+        problems += _contract(step, f"{path}.input", schema, known_shapes)
+    return problems
+
+
+def _contract(
+    step: CallStep, field: str, wanted: Mapping[str, Any], known_shapes: Mapping[str, Any]
+) -> list[Problem]:
+    assert step.input is not None
+    try:
+        produced = shape(step.input, known_shapes)
+    except ExpressionInvalid:
+        return []  # reported with the expressions
+    if produced is None:
+        return []  # the mapping's shape is not known before a run: checked then
+    if not fits(produced, wanted):
+        return [
+            _problem(
+                step.id,
+                field,
+                f"the mapping produces {produced.get('type')}, the target's contract wants "
+                f"{wanted.get('type')}",
+            )
+        ]
+    have = produced.get("properties")
+    want = wanted.get("properties")
+    if not isinstance(have, Mapping):
+        return []
+    problems: list[Problem] = []
+    exact = produced.get("x-exact-keys") is True
+    required = [r for r in wanted.get("required") or () if isinstance(r, str)]
+    have_required = set(produced.get("required") or ())
+    for name in required:
+        if name not in have and (exact or name not in have_required):
+            problems.append(
+                _problem(
+                    step.id,
+                    f"{field}.{name}",
+                    "required by the target's contract, not produced",
+                )
+            )
+    if isinstance(want, Mapping):
+        closed = wanted.get("additionalProperties") is False
+        for name, inner in have.items():
+            if name not in want:
+                if closed and exact:
+                    problems.append(
+                        _problem(
+                            step.id, f"{field}.{name}", "the target's contract has no such field"
+                        )
+                    )
+                continue
+            target = want[name]
+            if (
+                isinstance(inner, Mapping)
+                and isinstance(target, Mapping)
+                and not fits(inner, target)
+            ):
+                problems.append(
+                    _problem(
+                        step.id,
+                        f"{field}.{name}",
+                        f"produces {inner.get('type')}, the target's contract wants "
+                        f"{target.get('type')}",
+                    )
+                )
+    return problems
+
+
+async def _cycles(document: FlowDocument, catalog: Catalog) -> list[Problem]:
+    graph = await catalog.flow_calls()
+    calls = {
+        where.step.call.agent
+        for where in _placed(document)
+        if isinstance(where.step, CallStep) and where.step.call.agent is not None
+    }
+    graph[document.id] = calls
+    # A path from any flow this one calls back to this one is a cycle.
+    for where in _placed(document):
+        step = where.step
+        if not isinstance(step, CallStep) or step.call.agent is None:
+            continue
+        path = _path(graph, step.call.agent, document.id)
+        if path is not None:
+            chain = " -> ".join([document.id, *path])
+            return [
+                _problem(
+                    step.id, f"{where.path}.call.agent", f"flows would call in a cycle: {chain}"
+                )
+            ]
+    return []
+
+
+def _path(graph: Mapping[str, set[str]], start: str, goal: str) -> list[str] | None:
+    """Flows from ``start`` to ``goal`` along calls, or None."""
+    seen: set[str] = set()
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    while stack:
+        node, trail = stack.pop()
+        if node == goal:
+            return trail
+        if node in seen:
+            continue
+        seen.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            stack.append((nxt, [*trail, nxt]))
+    return None

@@ -1,0 +1,172 @@
+"""The durable engine: DBOS Transact, in this process, on the gateway's database.
+
+DBOS is a library, not a server: `DBOS.launch()` creates (and migrates) its
+system tables and recovers this executor's unfinished workflows. Its system
+database is the gateway's own:
+
+* SQLite: the same file (DBOS's tables -- ``workflow_status``,
+  ``operation_outputs``, ``notifications``, ... -- next to the gateway's;
+  DBOS opens it with the stdlib ``sqlite3`` driver, IMMEDIATE transactions
+  and a 30 s busy timeout, the gateway with aiosqlite in WAL mode);
+* PostgreSQL: the same database, in the ``dbos`` schema (DBOS uses psycopg 3;
+  the URL is the gateway's with the driver swapped).
+
+A run's workflow is `gateway.flows.runner.run_flow`; its async code runs on
+the gateway's own event loop (DBOS adopts the loop running when it is
+launched). DBOS is one per process, so one gateway per process runs flows;
+the engine starts only once a flow exists (at start-up if one is stored,
+else when the first is registered), so a gateway without flows pays nothing.
+
+``application_version`` is fixed (`ENGINE_VERSION`) rather than DBOS's hash
+of the workflow code: a run started before an upgrade is recovered by the
+upgraded gateway (the walk reads the run's pinned flow version; step names
+are stable). Change it only with a note on what happens to runs in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from typing import Any
+
+from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
+from sqlalchemy.engine import make_url
+
+from gateway.flows import runner
+from gateway.flows.runtime import FlowRuntime
+
+logger = logging.getLogger(__name__)
+
+ENGINE_VERSION = "switchboard-flows-1"
+SCHEMA = "dbos"
+_OWNER: object | None = None
+
+
+class EngineUnavailable(Exception):
+    pass
+
+
+def system_database_url(gateway_url: str) -> str:
+    """The gateway's database, as DBOS's (synchronous) drivers open it."""
+    url = make_url(gateway_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite").render_as_string(hide_password=False)
+    if backend == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    raise EngineUnavailable(f"flows need SQLite or PostgreSQL, not {backend}")
+
+
+class FlowEngine:
+    def __init__(
+        self,
+        database_url: str,
+        rt: FlowRuntime,
+        *,
+        executor_id: str = "local",
+        notification_poll_seconds: float = 0.25,
+    ) -> None:
+        self._url = system_database_url(database_url)
+        self.rt = rt
+        self._executor_id = executor_id
+        self._poll = notification_poll_seconds
+        self._launched = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def launched(self) -> bool:
+        return self._launched
+
+    async def ensure(self) -> None:
+        """Launch DBOS on this event loop, once; runs left unfinished start again."""
+        if self._launched:
+            return
+        async with self._lock:
+            if self._launched:
+                return
+            global _OWNER
+            if _OWNER is not None and _OWNER is not self:
+                raise EngineUnavailable(
+                    "another gateway in this process runs flows (DBOS is one per process)"
+                )
+            config: DBOSConfig = {
+                "name": "switchboard",
+                "system_database_url": self._url,
+                "application_version": ENGINE_VERSION,
+                "executor_id": self._executor_id,
+                "dbos_system_schema": SCHEMA,
+                "serializer": DBOSPortableJSONSerializer(),
+                "log_level": "WARNING",
+                "notification_listener_polling_interval_sec": self._poll,
+                "enable_otlp": False,
+            }
+            runner.install(self.rt)
+            _OWNER = self
+            try:
+                DBOS(config=config)
+                # Launch on the loop: DBOS submits recovered runs to the loop
+                # that launched it. It creates its tables first (a moment, once).
+                DBOS.launch()
+            except BaseException:
+                _OWNER = None
+                runner.install(None)
+                with contextlib.suppress(Exception):
+                    DBOS.destroy()
+                raise
+            self._launched = True
+            logger.info(
+                "flow engine (DBOS Transact) launched on %s", make_url(self._url).get_backend_name()
+            )
+
+    async def stop(self) -> None:
+        """Stop the runs in progress here where they are (they go on at the next
+        start, from their last completed step) and shut DBOS down."""
+        global _OWNER
+        if not self._launched:
+            return
+        tasks = list(runner.running())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await asyncio.to_thread(DBOS.destroy)
+        runner.install(None)
+        self._launched = False
+        if _OWNER is self:
+            _OWNER = None
+
+    # Runs -------------------------------------------------------------------------
+
+    async def start(self, run_id: str) -> None:
+        await self.ensure()
+
+        async def start() -> None:
+            with SetWorkflowID(run_id):
+                await DBOS.start_workflow_async(runner.run_flow, run_id)
+
+        # A run is always a workflow of its own, also when a step of another
+        # run starts it (a flow calling a flow): started outside that step's
+        # DBOS context, which would make it the step's child.
+        await asyncio.create_task(start(), context=contextvars.Context())
+
+    async def cancel(self, run_id: str) -> None:
+        await self.ensure()
+        await DBOS.cancel_workflow_async(run_id)
+
+    async def resume(self, run_id: str) -> None:
+        await self.ensure()
+        await DBOS.resume_workflow_async(run_id)
+
+    async def status(self, run_id: str) -> str | None:
+        await self.ensure()
+        status: Any = await DBOS.get_workflow_status_async(run_id)
+        return None if status is None else str(status.status)
+
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """DBOS's own record of the run's steps (name, when, error): for tests and debugging."""
+        await self.ensure()
+        found: list[Any] = await DBOS.list_workflow_steps_async(run_id)
+        return [dict(step) for step in found]

@@ -1,0 +1,109 @@
+"""What the flows API shows: flows, their versions, runs, steps and grants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FlowRecord(BaseModel):
+    id: str
+    version: int = Field(description="the registry's number for this version: 1, 2, ...")
+    name: str
+    description: str | None = None
+    digest: str = Field(description="sha256 of the canonical JSON document")
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    document: dict[str, Any]
+
+
+class FlowVersion(BaseModel):
+    version: int
+    digest: str
+    created_by: str
+    created_at: datetime
+    document: dict[str, Any]
+
+
+class Registered(BaseModel):
+    flow: FlowRecord
+    changed: bool = Field(description="false: the same document was registered already")
+
+
+class GrantView(BaseModel):
+    """A run's durable grant: what it may do for its user, and until when. Never a token."""
+
+    id: str
+    subject: str
+    issuer: str
+    client_id: str
+    actors: list[str] = Field(description="the actor chain every step's token carries")
+    scopes: list[str] = Field(description="the most any step's token may carry")
+    issued_at: datetime
+    expires_at: datetime = Field(description="no step starts after this")
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+
+
+class StepView(BaseModel):
+    id: str
+    parent: str | None = Field(None, description="the parallel step a branch belongs to")
+    kind: str
+    state: str = Field(
+        description="pending, running, waiting, completed, failed, skipped, not_needed, canceled"
+    )
+    target: str | None = None
+    action: str | None = None
+    attempts: int
+    retries: int
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    upstream_task_id: str | None = None
+    token: dict[str, Any] | None = Field(
+        None, description="the step's minted token: actors, scopes, audience, jti, expiry"
+    )
+    approval_id: str | None = None
+    trace_id: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+class RunView(BaseModel):
+    id: str
+    flow_id: str
+    flow_version: int
+    state: str = Field(
+        description="submitted, working, input_required, completed, failed, canceled, rejected"
+    )
+    user: dict[str, str]
+    input: Any
+    output: Any = None
+    error: str | None = None
+    trace_id: str
+    context_id: str
+    current_step: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    grant: GrantView | None = None
+    steps: list[StepView] = Field(default_factory=list)
+
+
+class StartRun(BaseModel):
+    """`POST /flows/{id}/runs`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class Revoke(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=2000)

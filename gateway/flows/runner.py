@@ -1,0 +1,412 @@
+"""A run: one DBOS workflow (workflow id = run id) that walks the flow's steps.
+
+DBOS records each step's result in its own tables in the gateway's database;
+after a crash, `DBOS.launch` runs the workflow again and every recorded step
+returns its recorded result without running: a completed step is never run
+twice. Everything the walk decides on (a ``when``, a route, a join, a
+checkpoint's wait) is computed from recorded results only -- the clock
+included (`checkpoints`) -- so the replay takes the same path.
+
+A step that was in flight runs again; `gateway.flows.calls` makes sure that
+re-attaches to the agent's task, or refuses to send twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from dbos import DBOS
+
+from gateway.delegation.audit import AuditEvent
+from gateway.flows import checkpoints
+from gateway.flows.calls import CallContext, StepCall, failed
+from gateway.flows.definition import (
+    END,
+    CallStep,
+    CheckpointStep,
+    FlowDocument,
+    ParallelStep,
+    Quorum,
+    RouteStep,
+)
+from gateway.flows.expressions import evaluate
+from gateway.flows.runtime import FlowRuntime, GrantUnusable
+
+logger = logging.getLogger(__name__)
+
+WORKFLOW = "switchboard.flows.run"
+_RUNTIME: FlowRuntime | None = None
+_RUNNING: set[asyncio.Task[Any]] = set()
+
+
+def install(runtime: FlowRuntime | None) -> None:
+    """The runtime every run in this process works with (DBOS is one per process)."""
+    global _RUNTIME
+    _RUNTIME = runtime
+
+
+def runtime() -> FlowRuntime:
+    if _RUNTIME is None:
+        raise RuntimeError("the flow engine is not running")
+    return _RUNTIME
+
+
+def running() -> set[asyncio.Task[Any]]:
+    """The asyncio tasks of the runs in progress here (stopped at shutdown)."""
+    return _RUNNING
+
+
+@DBOS.workflow(name=WORKFLOW)
+async def run_flow(run_id: str) -> str:
+    task = asyncio.current_task()
+    if task is not None:
+        _RUNNING.add(task)
+        task.add_done_callback(_RUNNING.discard)
+    return await FlowRun(runtime(), run_id).execute()
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null, "", [], {} are false."""
+    return value not in (False, None, "", [], {})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FlowRun:
+    def __init__(self, rt: FlowRuntime, run_id: str) -> None:
+        self.rt = rt
+        self.run_id = run_id
+        self.info: dict[str, Any] = {}
+        self.ctx: dict[str, Any] = {}
+
+    async def execute(self) -> str:
+        begun = await DBOS.run_step_async({"name": "begin"}, self._begin)
+        if begun is None:
+            return "missing"
+        self.info = begun["run"]
+        document = FlowDocument.model_validate(begun["document"])
+        self.ctx = {
+            "input": self.info["input"],
+            "steps": {},
+            "run": {
+                "id": self.run_id,
+                "flow": self.info["flow_id"],
+                "user": self.info["owner_subject"],
+            },
+        }
+        ended = await self._walk(document)
+        if ended is not None:
+            state, reason = ended
+            await DBOS.run_step_async({"name": "finish"}, self._finish, state, reason, None)
+            return state
+        try:
+            output = (
+                evaluate(document.output, self.ctx)
+                if document.output is not None
+                else self._last_output(document)
+            )
+        except Exception as exc:  # a JMESPath runtime error (a function on the wrong type)
+            await DBOS.run_step_async(
+                {"name": "finish"}, self._finish, "failed", f"output: {exc}", None
+            )
+            return "failed"
+        await DBOS.run_step_async({"name": "finish"}, self._finish, "completed", "done", output)
+        return "completed"
+
+    def _last_output(self, document: FlowDocument) -> Any:
+        for step in reversed(document.steps):
+            seen = self.ctx["steps"].get(step.id)
+            if seen is not None and seen["state"] == "completed":
+                return seen["output"]
+        return None
+
+    async def _walk(self, document: FlowDocument) -> tuple[str, str] | None:
+        """Run the steps; (state, reason) when the run ends early."""
+        order = {step.id: i for i, step in enumerate(document.steps)}
+        index = 0
+        while index < len(document.steps):
+            step = document.steps[index]
+            index += 1
+            try:
+                holds = step.when is None or truthy(evaluate(step.when, self.ctx))
+            except Exception as exc:
+                return "failed", f"step {step.id}: when: {exc}"
+            if not holds:
+                await self._skip(step.id, "its when did not hold")
+                continue
+            if isinstance(step, RouteStep):
+                goto = self._route(step)
+                await self._mark(step.id, "route", "completed", output={"goto": goto})
+                self.ctx["steps"][step.id] = _seen({"state": "completed", "output": {"goto": goto}})
+                target = len(document.steps) if goto == END else order.get(goto, index)
+                for skipped in document.steps[index:target]:
+                    await self._skip(skipped.id, f"route {step.id} went to {goto}")
+                index = max(index, target)
+                continue
+            if isinstance(step, CallStep):
+                outcome = await DBOS.run_step_async(
+                    {"name": f"call {step.id}", "preemptible": True}, self._call, step, None
+                )
+            elif isinstance(step, ParallelStep):
+                outcome = await self._parallel(step)
+            else:
+                assert isinstance(step, CheckpointStep)
+                outcome = await checkpoints.wait(self, step)
+            self.ctx["steps"][step.id] = _seen(outcome)
+            state = outcome["state"]
+            if state == "completed":
+                continue
+            if state in ("rejected", "canceled"):
+                return state, str(outcome.get("error") or state)
+            on_error = getattr(step, "on_error", "fail")
+            if outcome.get("fatal") or on_error == "fail":
+                return "failed", f"step {step.id} failed: {outcome.get('error')}"
+        return None
+
+    def _route(self, step: RouteStep) -> str:
+        for case in step.route:
+            if case.when is None or truthy(evaluate(case.when, self.ctx)):
+                return case.goto
+        return ""  # no case held: on to the next step
+
+    # Steps ---------------------------------------------------------------------------
+
+    async def _begin(self) -> dict[str, Any] | None:
+        try:
+            run = await self.rt.store.run_row(self.run_id)
+        except Exception:
+            logger.warning("flow run %s has no record; not run", self.run_id)
+            return None
+        document = await self.rt.store.version(run["flow_id"], run["flow_version"])
+        info = {
+            k: run[k]
+            for k in ("id", "flow_id", "owner_subject", "owner_issuer", "grant_id", "input")
+        }
+        info.update(trace_id=run["trace_id"], context_id=run["context_id"])
+        await self.rt.publish(info, "working", f"flow {run['flow_id']} is running")
+        return {"run": info, "document": document}
+
+    async def _finish(self, state: str, reason: str, output: Any) -> None:
+        text = "done" if state == "completed" else reason
+        await self.rt.publish(self.info, state, text, output)
+        grant = self.info["grant_id"]
+        await self.rt.delegations.audit.record(
+            AuditEvent(
+                event="flow.run",
+                trace_id=self.info["trace_id"],
+                subject=self.info["owner_subject"],
+                subject_issuer=self.info["owner_issuer"],
+                decision="allow",
+                outcome=state,
+                target=self.info["flow_id"],
+                detail=f"run {self.run_id} (grant {grant}) {state}: {text}"[:2000],
+            )
+        )
+
+    async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
+        finished = now() if state not in ("running", "waiting") else None
+        await self.rt.store.set_step(
+            self.run_id,
+            step_id,
+            kind=kind,
+            state=state,
+            trace_id=self.info["trace_id"],
+            finished_at=finished,
+            **values,
+        )
+
+    async def _skip(self, step_id: str, why: str) -> None:
+        await self._mark(step_id, "skipped", "skipped", error=why)
+        self.ctx["steps"][step_id] = _seen({"state": "skipped", "output": None})
+
+    async def _call(self, step: CallStep, parent: str | None) -> dict[str, Any]:
+        """One call step (a DBOS step: its result is recorded once it returns)."""
+        target = step.call
+        row = await self.rt.store.step_row(self.run_id, step.id)
+        base: dict[str, Any] = {
+            "kind": "call",
+            "parent": parent,
+            "target": target.target,
+            "action": target.skill,
+            "trace_id": self.info["trace_id"],
+            "started_at": row["started_at"] if row and row["started_at"] else now(),
+        }
+        if parent is None:
+            await self.rt.store.set_run(self.run_id, current_step=step.id)
+        try:
+            outcome = await self._call_once(step, row, base)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(step))
+            raise
+        await self._mark(
+            step.id,
+            "call",
+            outcome["state"],
+            output=outcome["output"],
+            error=outcome["error"],
+            **{k: base[k] for k in ("parent", "target", "action", "started_at")},
+        )
+        return outcome
+
+    async def _call_once(
+        self, step: CallStep, row: dict[str, Any] | None, base: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            caller = await self.rt.caller(self.info["grant_id"])
+        except GrantUnusable as exc:
+            return {**failed(str(exc)), "fatal": True}
+        try:
+            arguments = evaluate(step.input, self.ctx) if step.input is not None else None
+            text = evaluate(step.message, self.ctx) if step.message is not None else None
+        except Exception as exc:
+            return failed(f"input: {exc}")
+        if arguments is not None and not isinstance(arguments, dict):
+            return failed(f"input must be an object; it is {type(arguments).__name__}")
+        if text is not None and not isinstance(text, str):
+            text = str(text)
+        base["input"] = {"input": arguments, "message": text}
+        call = CallContext(self.run_id, self.info["trace_id"], caller)
+        return await StepCall(self.rt, call, step).run(arguments, text, row, base)
+
+    async def _cancelled(self, step: CallStep) -> None:
+        """The step was stopped: by a cancel of the run (its agent's task is
+        cancelled too), or by a shutdown (left as it is, to go on at restart)."""
+        with contextlib.suppress(Exception):
+            run = await self.rt.store.run_row(self.run_id)
+            if run["state"] == "canceled":
+                caller = await self.rt.caller(self.info["grant_id"])
+                call = CallContext(self.run_id, self.info["trace_id"], caller)
+                await StepCall(self.rt, call, step)._cancel_upstream()
+                await self._mark(step.id, "call", "canceled", error="the run was cancelled")
+
+    # Parallel ------------------------------------------------------------------------
+
+    async def _parallel(self, step: ParallelStep) -> dict[str, Any]:
+        branches = step.parallel.branches
+        join = step.parallel.join
+        needed = (
+            len(branches)
+            if join == "all"
+            else 1
+            if join == "any"
+            else int(getattr(join, "quorum", 1))
+        )
+        await self._mark(step.id, "parallel", "running", started_at=now())
+        await self.rt.store.set_run(self.run_id, current_step=step.id)
+        # Step ids for every branch, drawn in order now: the branches then run
+        # at once, and a replay finds each one's record under the same id.
+        reservations = [DBOS.reserve_step() for _ in branches]
+        decided = asyncio.Event()
+        outcomes: dict[str, dict[str, Any]] = {}
+
+        def settle() -> None:
+            done = sum(1 for o in outcomes.values() if o["state"] == "completed")
+            given_up = sum(
+                1
+                for b in branches
+                if b.id in outcomes
+                and outcomes[b.id]["state"] == "failed"
+                and (
+                    (join == "all" and b.on_error == "fail")
+                    or isinstance(join, Quorum)
+                    or join == "any"
+                )
+            )
+            skipped = sum(1 for o in outcomes.values() if o["state"] == "skipped")
+            if join == "all":
+                if given_up or done + skipped == len(branches):
+                    decided.set()
+            elif done >= needed or len(branches) - given_up - skipped < needed:
+                decided.set()
+
+        async def one(index: int, branch: CallStep) -> None:
+            outcome = await reservations[index].run_async(
+                {"name": f"call {branch.id}", "preemptible": True},
+                self._branch,
+                branch,
+                step.id,
+                decided,
+            )
+            outcomes[branch.id] = outcome
+            self.ctx["steps"][branch.id] = _seen(outcome)
+            settle()
+
+        await asyncio.gather(*(one(i, b) for i, b in enumerate(branches)))
+        done = {
+            b.id: outcomes[b.id]["output"]
+            for b in branches
+            if outcomes[b.id]["state"] == "completed"
+        }
+        skipped = [b.id for b in branches if outcomes[b.id]["state"] == "skipped"]
+        met = len(done) + len(skipped) == len(branches) if join == "all" else len(done) >= needed
+        outcome: dict[str, Any]
+        if met:
+            outcome = {"state": "completed", "output": done, "text": "", "error": None}
+        else:
+            errors = "; ".join(
+                f"{b.id}: {outcomes[b.id]['error']}" for b in branches if outcomes[b.id]["error"]
+            )
+            outcome = failed(f"join {_join_name(join)} not met ({errors or 'no branch completed'})")
+        await self._mark(
+            step.id,
+            "parallel",
+            str(outcome["state"]),
+            output=outcome["output"],
+            error=outcome["error"],
+        )
+        return outcome
+
+    async def _branch(
+        self, branch: CallStep, parent: str, decided: asyncio.Event
+    ) -> dict[str, Any]:
+        """One branch (a DBOS step): its call, unless the join is decided first."""
+        if branch.when is not None and not truthy(evaluate(branch.when, self.ctx)):
+            await self._mark(
+                branch.id, "call", "skipped", parent=parent, error="its when did not hold"
+            )
+            return {"state": "skipped", "output": None, "text": "", "error": None}
+        if decided.is_set():
+            return await self._not_needed(branch, parent)
+        call = asyncio.ensure_future(self._call(branch, parent))
+        waiter = asyncio.ensure_future(decided.wait())
+        try:
+            await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if call.done():
+            return call.result()
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        with contextlib.suppress(Exception):
+            caller = await self.rt.caller(self.info["grant_id"])
+            await StepCall(
+                self.rt, CallContext(self.run_id, self.info["trace_id"], caller), branch
+            )._cancel_upstream()
+        return await self._not_needed(branch, parent)
+
+    async def _not_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
+        await self._mark(
+            branch.id, "call", "not_needed", parent=parent, error="the join was decided"
+        )
+        return {"state": "not_needed", "output": None, "text": "", "error": None}
+
+
+def _join_name(join: Any) -> str:
+    return f"quorum {join.quorum}" if isinstance(join, Quorum) else str(join)
+
+
+def _seen(outcome: dict[str, Any]) -> dict[str, Any]:
+    """What expressions see of a step: ``steps.<id>.output`` and the rest."""
+    return {
+        "state": outcome.get("state"),
+        "output": outcome.get("output"),
+        "text": outcome.get("text", ""),
+        "error": outcome.get("error"),
+    }

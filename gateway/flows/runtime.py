@@ -1,0 +1,128 @@
+"""What a running flow works with, and the run's state as others see it.
+
+`FlowRuntime` holds the gateway's parts a step needs (the pipeline, the A2A
+handlers, the MCP federation, the approvals, the stores). A run's A2A task
+(the flow's agent, task id = run id) is kept in step with the run here
+(`publish`), so `GetTask` answers from the task records like any other
+gateway-owned task.
+
+The durable grant (`GrantView`): who the run acts for (subject, issuer, the
+client their request came through), the actor chain every step's token
+carries (the caller's chain, then the flow), the most scopes a step may get
+(what the policy granted the flow when the run started), and a hard end
+(`expires_at`). It holds no token. Each step turns it into a `Caller` and
+goes through `Delegations.admit` with the policy in force at that moment;
+a revoked or expired grant fails the run at its next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import Artifact, Part, Task, TaskState
+from google.protobuf.struct_pb2 import Struct, Value
+
+from gateway.a2a.admission import FrontDoorParts
+from gateway.delegation.approvals import Approvals
+from gateway.delegation.pipeline import Caller, Delegations
+from gateway.delegation.runs import status_message
+from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.flows.store import FlowStore, grant_view
+from gateway.mcp.federation import McpFederation
+
+RUN_STATES = {
+    "submitted": TaskState.TASK_STATE_SUBMITTED,
+    "working": TaskState.TASK_STATE_WORKING,
+    "input_required": TaskState.TASK_STATE_INPUT_REQUIRED,
+    "completed": TaskState.TASK_STATE_COMPLETED,
+    "failed": TaskState.TASK_STATE_FAILED,
+    "canceled": TaskState.TASK_STATE_CANCELED,
+    "rejected": TaskState.TASK_STATE_REJECTED,
+}
+
+
+class GrantUnusable(Exception):
+    """The run's grant was revoked or has expired: no further step runs."""
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    grant_max_seconds: float
+    checkpoint_poll_seconds: float = 60.0
+    poll_min_seconds: float = 0.05
+    poll_max_seconds: float = 2.0
+
+
+@dataclass
+class FlowRuntime:
+    store: FlowStore
+    tasks: TaskRecords
+    approvals: Approvals
+    settings: FlowSettings
+    front_door: Callable[[], FrontDoorParts]
+    handler_for: Callable[[Mapping[str, Any]], RequestHandler]
+    federation: Callable[[], McpFederation]
+
+    @property
+    def delegations(self) -> Delegations:
+        return self.front_door().delegations
+
+    async def caller(self, grant_id: str) -> Caller:
+        """The caller every step of the run acts as; `GrantUnusable` if it may not."""
+        grant = grant_view(await self.store.grant(grant_id))
+        if grant.revoked_at is not None:
+            reason = f": {grant.revoke_reason}" if grant.revoke_reason else ""
+            raise GrantUnusable(f"the run's grant was revoked by {grant.revoked_by}{reason}")
+        if grant.expires_at <= datetime.now(UTC):
+            raise GrantUnusable(f"the run's grant expired at {grant.expires_at.isoformat()}")
+        return Caller(
+            subject=grant.subject,
+            issuer=grant.issuer,
+            scopes=frozenset(grant.scopes),
+            actors=tuple(grant.actors),
+            client_id=grant.actors[-1],
+            not_after=grant.expires_at.timestamp(),
+        )
+
+    async def publish(
+        self,
+        run: Mapping[str, Any],
+        state: str,
+        text: str,
+        output: Any = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set the run's state, and its A2A task's, with a status message."""
+        values: dict[str, Any] = {"state": state}
+        if state == "completed":
+            values["output"] = output
+        if state in ("failed", "rejected", "canceled"):
+            values["error"] = text
+        await self.store.set_run(run["id"], **values)
+        task = Task(id=run["id"], context_id=run["context_id"])
+        task.status.state = RUN_STATES[state]
+        task.status.message.CopyFrom(status_message(run["id"], run["context_id"], text))
+        if metadata:
+            task.metadata.update(dict(metadata))
+        task.metadata.update({"flow": run["flow_id"], "run": run["id"]})
+        if state == "completed":
+            task.artifacts.append(result_artifact(output))
+        owner = Owner(run["owner_subject"], run["owner_issuer"])
+        await self.tasks.record(run["flow_id"], owner, task)
+
+
+def result_artifact(output: Any) -> Artifact:
+    """The run's result as one artifact: a data part (an object, or the value
+    under ``result``), or a text part for a string."""
+    if isinstance(output, str):
+        part = Part(text=output)
+    else:
+        struct = Struct()
+        struct.update(output if isinstance(output, dict) else {"result": output})
+        part = Part(data=Value(struct_value=struct), media_type="application/json")
+    return Artifact(artifact_id="result", name="result", parts=[part])

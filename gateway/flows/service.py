@@ -1,0 +1,293 @@
+"""Flows as the API and the CLI use them: register, start, cancel, resume, revoke.
+
+Registering checks the document (`definition.validate`, then `checks.check`
+against the registry, the federation and the stored flows), stores it as the
+flow's next version and writes the flow's card as an agent in the registry
+(`agent.flow_card`: a new card version with each flow version, the input
+schema as the contract of its skill ``run``).
+
+Starting a run always follows an admission for the flow's own id (the A2A
+front door's, or `admit_user`'s for the REST API and the CLI), so the policy
+decides whether the user may run the flow, and what the flow may hold: the
+run's durable grant gets the scopes that decision granted, the actor chain
+with the flow last, and an end (`FlowSettings.grant_max_seconds`, or the
+flow's own ``max_run_seconds`` if shorter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.trace_context import new_trace_id
+from gateway.delegation.approvals import PENDING, WITHDRAWN, AlreadyDecided
+from gateway.delegation.audit import AuditEvent
+from gateway.delegation.pipeline import Caller
+from gateway.delegation.tasks import Owner
+from gateway.flows.calls import is_idempotent
+from gateway.flows.cards import flow_card
+from gateway.flows.checks import AgentInfo, ToolInfo, check
+from gateway.flows.definition import CallStep, DocumentInvalid, FlowDocument, validate
+from gateway.flows.engine import FlowEngine
+from gateway.flows.models import FlowRecord
+from gateway.flows.runtime import FlowRuntime
+from gateway.flows.store import TERMINAL_RUN_STATES, RunNotFound, new_grant_id, new_run_id
+from gateway.mcp.federated_tools import ToolNotFound
+from registry.contracts import violation
+from registry.signatures import SignatureCheck, SignatureStatus
+from registry.store import AgentConflict, AgentNotFound, NewAgent
+from registry.vendor_cards import gateway_run_kind
+
+logger = logging.getLogger(__name__)
+
+
+class InputInvalid(ValueError):
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class RunNotActive(Exception):
+    pass
+
+
+@dataclass
+class FlowService:
+    rt: FlowRuntime
+    engine: FlowEngine
+    public_url: str
+
+    # Registration -------------------------------------------------------------------
+
+    async def register(self, data: Any, by: str) -> tuple[FlowRecord, bool]:
+        """Check and store; `DocumentInvalid` names every problem's step and field."""
+        document = validate(data)
+        problems = await check(document, _Catalog(self.rt))
+        if problems:
+            raise DocumentInvalid(problems)
+        raw = document.model_dump(mode="json", exclude_none=True, by_alias=True)
+        store = self.rt.store
+        agents = self.rt.delegations.agents
+        existing = await agents.get(document.id)
+        if existing is not None:
+            card = await agents.card(document.id)
+            if card is None or gateway_run_kind(card) != "flow":
+                raise AgentConflict(f"{document.id}: an agent with this id exists")
+        url = f"{self.public_url}/a2a/{document.id}"
+        contracts = {"run": document.input}
+        unsigned = SignatureCheck(SignatureStatus.UNSIGNED, "written by the gateway")
+        if existing is None:
+            # The first version and the flow's agent, in one transaction.
+            async def first(conn: AsyncConnection) -> None:
+                await store.save(raw, by, conn)
+
+            await agents.create(
+                NewAgent(
+                    id=document.id,
+                    resource=f"urn:switchboard:flow:{document.id}",
+                    card_url=None,
+                    parsed=flow_card(document, url, 1),
+                    signature=unsigned,
+                    pinned_keys=None,
+                    skill_contracts=contracts,
+                ),
+                also=first,
+            )
+            changed = True
+        else:
+            version, changed = await store.save(raw, by)
+            if changed:
+                await agents.add_revision(document.id, flow_card(document, url, version), unsigned)
+                await store.set_agent_contracts(document.id, contracts)
+        record = await store.get(document.id)
+        await self.engine.ensure()
+        return record, changed
+
+    # Runs ---------------------------------------------------------------------------
+
+    async def start(
+        self,
+        flow_id: str,
+        run_input: dict[str, Any],
+        *,
+        caller: Caller,
+        granted: frozenset[str],
+        trace_id: str,
+        context_id: str | None = None,
+    ) -> str:
+        """Start a run for an admitted caller; returns the run id (= task id)."""
+        record = await self.rt.store.get(flow_id)
+        document = FlowDocument.model_validate(record.document)
+        found = violation(document.input, run_input)
+        if found is not None:
+            field = f"input{found.pointer.replace('/', '.')}"
+            raise InputInvalid(
+                f"the input does not match flow {flow_id}'s input schema at "
+                f"{found.pointer or '/'}: {found.message}",
+                [{"field": field, "message": found.message}],
+            )
+        now = datetime.now(UTC)
+        lifetime = self.rt.settings.grant_max_seconds
+        if document.max_run_seconds is not None:
+            lifetime = min(lifetime, document.max_run_seconds)
+        run_id = new_run_id()
+        grant_id = new_grant_id()
+        actors = [*caller.actors, flow_id]
+        scopes = sorted(granted)
+        expires_at = now + timedelta(seconds=lifetime)
+        grant = {
+            "id": grant_id,
+            "run_id": run_id,
+            "subject": caller.subject,
+            "issuer": caller.issuer,
+            "client_id": caller.client_id,
+            "actors": actors,
+            "scopes": scopes,
+            "issued_at": now,
+            "expires_at": expires_at,
+        }
+        context_id = context_id or str(uuid.uuid4())
+        run = {
+            "id": run_id,
+            "flow_id": flow_id,
+            "flow_version": record.version,
+            "state": "submitted",
+            "owner_subject": caller.subject,
+            "owner_issuer": caller.issuer,
+            "grant_id": grant_id,
+            "input": run_input,
+            "trace_id": trace_id,
+            "context_id": context_id,
+        }
+        await self.rt.store.create_run(run, grant)
+        await self.rt.delegations.audit.record(
+            AuditEvent(
+                event="flow.grant",
+                trace_id=trace_id,
+                subject=caller.subject,
+                subject_issuer=caller.issuer,
+                client_id=caller.client_id,
+                actors=tuple(actors),
+                target=flow_id,
+                action="run",
+                scopes_granted=scopes,
+                decision="allow",
+                outcome="ok",
+                detail=f"run {run_id}: grant {grant_id} until {expires_at.isoformat()}",
+            )
+        )
+        await self.rt.publish(
+            run, "submitted", f"run {run_id} of flow {flow_id} (version {record.version})"
+        )
+        await self.engine.start(run_id)
+        return run_id
+
+    async def start_as_user(self, flow_id: str, caller: Caller, run_input: dict[str, Any]) -> str:
+        """The REST API's and the CLI's start: the same admission as `/a2a/{flow_id}`
+        (raises the pipeline's `DelegationDenied`, `AgentNotFound`)."""
+        trace_id = new_trace_id()
+        grant = await self.rt.delegations.admit(
+            caller, flow_id, event="flow.start", trace_id=trace_id, action="run"
+        )
+        run_id = await self.start(
+            flow_id, run_input, caller=caller, granted=grant.decision.granted, trace_id=trace_id
+        )
+        await self.rt.delegations.record(grant, "flow.start", "ok", f"run {run_id}")
+        return run_id
+
+    async def owned(self, flow_id: str, run_id: str, owner: Owner | None) -> dict[str, Any]:
+        """The run's row if it belongs to ``flow_id`` and ``owner`` (None: an admin)."""
+        run = await self.rt.store.run_row(run_id)
+        if run["flow_id"] != flow_id or (
+            owner is not None
+            and (run["owner_subject"], run["owner_issuer"]) != (owner.subject, owner.issuer)
+        ):
+            raise RunNotFound(run_id)
+        return run
+
+    async def cancel(self, run_id: str, by: str) -> None:
+        run = await self.rt.store.run_row(run_id)
+        if run["state"] in TERMINAL_RUN_STATES:
+            raise RunNotActive(f"run {run_id} has ended ({run['state']})")
+        await self.rt.publish(run, "canceled", f"cancelled by {by}")
+        await self._withdraw_checkpoints(run_id, by)
+        await self.engine.cancel(run_id)
+
+    async def _withdraw_checkpoints(self, run_id: str, by: str) -> None:
+        for step in (await self.rt.store.view(run_id)).steps:
+            if step.approval_id and step.state == "waiting":
+                with contextlib.suppress(AlreadyDecided, Exception):
+                    approval = await self.rt.approvals.get(step.approval_id)
+                    if approval.state == PENDING:
+                        decided = await self.rt.approvals.decide(
+                            step.approval_id, WITHDRAWN, by, "the run was cancelled"
+                        )
+                        await self.rt.approvals.audit_decision(decided)
+
+    async def resume(self, run_id: str, by: str) -> None:
+        """Go on with a cancelled or failed run from its last completed step
+        (DBOS `resume_workflow`), on the same grant -- which must still be usable."""
+        run = await self.rt.store.run_row(run_id)
+        await self.rt.caller(run["grant_id"])  # GrantUnusable: not resumed
+        status = await self.engine.status(run_id)
+        if status not in ("CANCELLED", "ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "PENDING"):
+            raise RunNotActive(f"run {run_id} cannot be resumed: it is {run['state']}")
+        await self.rt.store.reopen(run_id)
+        await self.rt.publish(run, "working", f"resumed by {by}")
+        await self.engine.resume(run_id)
+
+    async def revoke(self, run_id: str, by: str, reason: str | None) -> bool:
+        run = await self.rt.store.run_row(run_id)
+        return await self.rt.store.revoke(run["grant_id"], by, reason)
+
+
+class _Catalog:
+    """What `checks.check` looks up, from the registry, the federation and the stored flows."""
+
+    def __init__(self, rt: FlowRuntime) -> None:
+        self.rt = rt
+
+    async def agent(self, agent_id: str) -> AgentInfo | None:
+        try:
+            record, card, _ = await self.rt.delegations.target(agent_id)
+        except AgentNotFound:
+            return None
+        skills = tuple(str(s.get("id")) for s in card.get("skills") or () if isinstance(s, Mapping))
+        return AgentInfo(skills, record.skill_contracts or {}, gateway_run_kind(card) == "flow")
+
+    async def tool(self, name: str) -> ToolInfo | None:
+        try:
+            tool = await self.rt.federation().tool(name)
+        except ToolNotFound:
+            return None
+        definition = tool.definition
+        inputs, outputs = definition.get("inputSchema"), definition.get("outputSchema")
+        return ToolInfo(
+            inputs if isinstance(inputs, Mapping) else None,
+            outputs if isinstance(outputs, Mapping) else None,
+        )
+
+    def idempotent(self, step: CallStep, tool: ToolInfo | None) -> bool:
+        return is_idempotent(self.rt, step)
+
+    async def flow_calls(self) -> dict[str, set[str]]:
+        graph: dict[str, set[str]] = {}
+        for flow in await self.rt.store.list():
+            called: set[str] = set()
+            for step in flow.document.get("steps", []):
+                branches = (
+                    step.get("parallel", {}).get("branches", []) if "parallel" in step else [step]
+                )
+                for one in branches:
+                    agent = one.get("call", {}).get("agent") if isinstance(one, dict) else None
+                    if isinstance(agent, str):
+                        called.add(agent)
+            graph[flow.id] = called
+        return graph

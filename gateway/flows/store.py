@@ -1,0 +1,353 @@
+"""Flow definitions and their versions; runs, their steps and their grants.
+
+What a run *does* next is DBOS's (`gateway.flows.engine`); these tables are
+what the gateway shows of it (`GET /flows/{id}/runs/{run}`) and what its
+steps need across a crash (the upstream task id of a call in flight, the
+durable grant). Every write here is idempotent: a step that runs again after
+a crash writes the same row again.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.flows.models import FlowRecord, FlowVersion, GrantView, RunView, StepView
+from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
+from registry.tables import agents, as_utc
+
+TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
+
+
+def digest_of(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
+
+
+class FlowNotFound(Exception):
+    pass
+
+
+class RunNotFound(Exception):
+    pass
+
+
+class FlowStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # Definitions ------------------------------------------------------------------
+
+    async def save(
+        self, document: dict[str, Any], by: str, conn: AsyncConnection | None = None
+    ) -> tuple[int, bool]:
+        """Store ``document`` as the flow's next version unless it is unchanged
+        (in ``conn``'s transaction when given). Returns (version, changed)."""
+        if conn is None:
+            async with self._engine.begin() as own:
+                return await self.save(document, by, own)
+        flow_id = str(document["id"])
+        digest = digest_of(document)
+        now = _now()
+        current = (
+            await conn.execute(select(flows.c.version, flows.c.digest).where(flows.c.id == flow_id))
+        ).first()
+        if current is not None and current.digest == digest:
+            return current.version, False
+        version = 1 if current is None else current.version + 1
+        values = {
+            "version": version,
+            "name": str(document["name"]),
+            "document": document,
+            "digest": digest,
+            "updated_at": now,
+        }
+        if current is None:
+            await conn.execute(
+                insert(flows).values(id=flow_id, created_by=by, created_at=now, **values)
+            )
+        else:
+            await conn.execute(update(flows).where(flows.c.id == flow_id).values(**values))
+        await conn.execute(
+            insert(flow_versions).values(
+                flow_id=flow_id,
+                version=version,
+                document=document,
+                digest=digest,
+                created_by=by,
+                created_at=now,
+            )
+        )
+        return version, True
+
+    async def get(self, flow_id: str) -> FlowRecord:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(flows).where(flows.c.id == flow_id))).first()
+        if row is None:
+            raise FlowNotFound(flow_id)
+        return _flow(row._asdict())
+
+    async def list(self) -> builtins.list[FlowRecord]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(flows).order_by(flows.c.id))).all()
+        return [_flow(r._asdict()) for r in rows]
+
+    async def any(self) -> bool:
+        async with self._engine.connect() as conn:
+            return (await conn.scalar(select(flows.c.id).limit(1))) is not None
+
+    async def versions(self, flow_id: str) -> builtins.list[FlowVersion]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(flow_versions)
+                    .where(flow_versions.c.flow_id == flow_id)
+                    .order_by(flow_versions.c.version.desc())
+                )
+            ).all()
+        if not rows:
+            raise FlowNotFound(flow_id)
+        return [
+            FlowVersion(
+                version=r.version,
+                digest=r.digest,
+                created_by=r.created_by,
+                created_at=as_utc(r.created_at),
+                document=r.document,
+            )
+            for r in rows
+        ]
+
+    async def version(self, flow_id: str, version: int) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            document: dict[str, Any] | None = await conn.scalar(
+                select(flow_versions.c.document).where(
+                    flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
+                )
+            )
+        if document is None:
+            raise FlowNotFound(f"{flow_id} version {version}")
+        return document
+
+    # Runs -------------------------------------------------------------------------
+
+    async def create_run(self, run: dict[str, Any], grant: dict[str, Any]) -> None:
+        now = _now()
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(flow_grants).values(**grant))
+            await conn.execute(
+                insert(flow_runs).values(created_at=now, updated_at=now, finished_at=None, **run)
+            )
+
+    async def run_row(self, run_id: str) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(flow_runs).where(flow_runs.c.id == run_id))).first()
+        if row is None:
+            raise RunNotFound(run_id)
+        return row._asdict()
+
+    async def set_run(self, run_id: str, **values: Any) -> bool:
+        """Update a run that has not ended (an ended run stays as it ended)."""
+        values["updated_at"] = _now()
+        if values.get("state") in TERMINAL_RUN_STATES:
+            values["finished_at"] = values["updated_at"]
+        async with self._engine.begin() as conn:
+            changed = await conn.execute(
+                update(flow_runs)
+                .where(flow_runs.c.id == run_id, flow_runs.c.state.not_in(TERMINAL_RUN_STATES))
+                .values(**values)
+            )
+        return bool(changed.rowcount)
+
+    async def runs(
+        self, flow_id: str, *, owner: tuple[str, str] | None = None, limit: int = 50
+    ) -> builtins.list[RunView]:
+        query = select(flow_runs).where(flow_runs.c.flow_id == flow_id)
+        if owner is not None:
+            query = query.where(
+                flow_runs.c.owner_subject == owner[0], flow_runs.c.owner_issuer == owner[1]
+            )
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(query.order_by(flow_runs.c.created_at.desc()).limit(limit))
+            ).all()
+        return [_run(r._asdict(), None, []) for r in rows]
+
+    async def view(self, run_id: str) -> RunView:
+        row = await self.run_row(run_id)
+        async with self._engine.connect() as conn:
+            grant = (
+                await conn.execute(select(flow_grants).where(flow_grants.c.id == row["grant_id"]))
+            ).first()
+            steps = (
+                await conn.execute(
+                    select(flow_steps)
+                    .where(flow_steps.c.run_id == run_id)
+                    .order_by(flow_steps.c.started_at, flow_steps.c.step_id)
+                )
+            ).all()
+        return _run(row, grant._asdict() if grant else None, [_step(s._asdict()) for s in steps])
+
+    async def reopen(self, run_id: str) -> None:
+        """A cancelled or failed run goes on (`FlowService.resume`)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(flow_runs)
+                .where(flow_runs.c.id == run_id)
+                .values(state="working", error=None, finished_at=None, updated_at=_now())
+            )
+
+    async def set_agent_contracts(self, agent_id: str, contracts: dict[str, Any]) -> None:
+        """The flow's agent record takes the new version's input contract."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(agents).where(agents.c.id == agent_id).values(skill_contracts=contracts)
+            )
+
+    # Grants -----------------------------------------------------------------------
+
+    async def grant(self, grant_id: str) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(flow_grants).where(flow_grants.c.id == grant_id))
+            ).first()
+        if row is None:
+            raise RunNotFound(grant_id)
+        return row._asdict()
+
+    async def revoke(self, grant_id: str, by: str, reason: str | None) -> bool:
+        async with self._engine.begin() as conn:
+            changed = await conn.execute(
+                update(flow_grants)
+                .where(flow_grants.c.id == grant_id, flow_grants.c.revoked_at.is_(None))
+                .values(revoked_at=_now(), revoked_by=by, revoke_reason=reason)
+            )
+        return bool(changed.rowcount)
+
+    # Steps ------------------------------------------------------------------------
+
+    async def step_row(self, run_id: str, step_id: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(flow_steps).where(
+                        flow_steps.c.run_id == run_id, flow_steps.c.step_id == step_id
+                    )
+                )
+            ).first()
+        return row._asdict() if row else None
+
+    async def set_step(self, run_id: str, step_id: str, **values: Any) -> None:
+        """Create or update the step's row (``kind`` and ``trace_id`` needed to create)."""
+        async with self._engine.begin() as conn:
+            changed = await conn.execute(
+                update(flow_steps)
+                .where(flow_steps.c.run_id == run_id, flow_steps.c.step_id == step_id)
+                .values(**values)
+            )
+            if not changed.rowcount:
+                values.setdefault("attempts", 0)
+                values.setdefault("state", "pending")
+                await conn.execute(
+                    insert(flow_steps).values(run_id=run_id, step_id=step_id, **values)
+                )
+
+
+def new_run_id() -> str:
+    return "run_" + uuid.uuid4().hex
+
+
+def new_grant_id() -> str:
+    return "grt_" + uuid.uuid4().hex
+
+
+def _flow(row: dict[str, Any]) -> FlowRecord:
+    document = row["document"]
+    return FlowRecord(
+        id=row["id"],
+        version=row["version"],
+        name=row["name"],
+        description=document.get("description"),
+        digest=row["digest"],
+        created_by=row["created_by"],
+        created_at=as_utc(row["created_at"]),
+        updated_at=as_utc(row["updated_at"]),
+        document=document,
+    )
+
+
+def grant_view(row: dict[str, Any]) -> GrantView:
+    return GrantView(
+        id=row["id"],
+        subject=row["subject"],
+        issuer=row["issuer"],
+        client_id=row["client_id"],
+        actors=list(row["actors"]),
+        scopes=list(row["scopes"]),
+        issued_at=as_utc(row["issued_at"]),
+        expires_at=as_utc(row["expires_at"]),
+        revoked_at=_utc(row["revoked_at"]),
+        revoked_by=row["revoked_by"],
+        revoke_reason=row["revoke_reason"],
+    )
+
+
+def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView]) -> RunView:
+    return RunView(
+        id=row["id"],
+        flow_id=row["flow_id"],
+        flow_version=row["flow_version"],
+        state=row["state"],
+        user={"subject": row["owner_subject"], "issuer": row["owner_issuer"]},
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        trace_id=row["trace_id"],
+        context_id=row["context_id"],
+        current_step=row["current_step"],
+        created_at=as_utc(row["created_at"]),
+        updated_at=as_utc(row["updated_at"]),
+        finished_at=_utc(row["finished_at"]),
+        grant=grant_view(grant) if grant else None,
+        steps=steps,
+    )
+
+
+def _step(row: dict[str, Any]) -> StepView:
+    started, finished = _utc(row["started_at"]), _utc(row["finished_at"])
+    duration = (finished - started).total_seconds() * 1000 if started and finished else None
+    return StepView(
+        id=row["step_id"],
+        parent=row["parent"],
+        kind=row["kind"],
+        state=row["state"],
+        target=row["target"],
+        action=row["action"],
+        attempts=row["attempts"],
+        retries=max(0, row["attempts"] - 1),
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        upstream_task_id=row["upstream_task_id"],
+        token=row["token"],
+        approval_id=row["approval_id"],
+        trace_id=row["trace_id"],
+        started_at=started,
+        finished_at=finished,
+        duration_ms=duration,
+    )

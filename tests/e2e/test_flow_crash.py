@@ -1,0 +1,160 @@
+"""Crash safety: a real gateway process killed with SIGKILL in the middle of a
+flow's step, and started again on the same data (SQLite and PostgreSQL).
+
+The run goes on from the step it was at; the steps it had completed are not
+run again; the step in flight re-attaches to the agent's task instead of
+sending the message again -- the agent (official a2a-sdk, in this process)
+counts what it receives. A step whose message may have been sent but whose
+task id was never recorded is not sent again to a target that is not
+idempotent: it fails saying so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from gateway.demo.flow_agents import SalesDesk, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from gateway.flows.engine import system_database_url
+from policies.scopes import ADMIN_SCOPE
+from tests.support.flows import POLICY
+from tests.support.servers import ServerThread
+
+CRASH_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "crash-flow",
+    "name": "Quote, work a while, reply",
+    "input": {"type": "object", "properties": {"quantity": {"type": "integer"}}},
+    "steps": [
+        {
+            "id": "quote",
+            "call": {"agent": "sales", "skill": "quote"},
+            "input": "{sku: 'X-100', quantity: input.quantity}",
+        },
+        {
+            "id": "work",
+            "call": {"agent": "sales", "skill": "work"},
+            "input": "{seconds: `3`}",
+        },
+        {
+            "id": "reply",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: 'ACME', total: steps.quote.output.total}",
+        },
+    ],
+}
+
+
+@dataclass
+class Crash:
+    gateway: GatewayProcess
+    desk: SalesDesk
+    database_url: str
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client("admin", ADMIN_SCOPE)
+
+    def user(self) -> httpx.Client:
+        return self.gateway.client("dana", "sales:quote")
+
+    def run(self, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while True:
+            with self.user() as dana:
+                body: dict[str, Any] = dana.get(f"/flows/crash-flow/runs/{run_id}").json()
+            if done(body):
+                return body
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def crash(tmp_path: Path, database_url: str | None) -> Iterator[Crash]:
+    desk = SalesDesk()
+    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+    try:
+        gateway.start()
+        made = Crash(gateway, desk, gateway.settings.effective_database_url)
+        with made.admin() as admin:
+            body = {"card_url": sales.url + "/.well-known/agent-card.json", "id": "sales"}
+            assert admin.post("/agents", json=body).status_code == 201
+            registered = admin.post("/flows", json=CRASH_FLOW)
+            assert registered.status_code == 201, registered.text
+        yield made
+    finally:
+        gateway.stop()
+        sales.stop()
+
+
+def _step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in run["steps"] if s["id"] == step_id)
+    return found
+
+
+def _in_flight(run: dict[str, Any]) -> bool:
+    steps = {s["id"]: s for s in run["steps"]}
+    return "work" in steps and bool(steps["work"]["upstream_task_id"])
+
+
+def _start(crash: Crash) -> str:
+    with crash.user() as dana:
+        started = dana.post("/flows/crash-flow/runs", json={"input": {"quantity": 10}})
+    assert started.status_code == 202, started.text
+    run_id: str = started.json()["id"]
+    return run_id
+
+
+def test_a_killed_gateway_resumes_the_run_where_it_was_and_sends_nothing_twice(
+    crash: Crash,
+) -> None:
+    run_id = _start(crash)
+    before = crash.run(run_id, _in_flight)
+    upstream_task = _step(before, "work")["upstream_task_id"]
+    assert _step(before, "quote")["state"] == "completed"
+    crash.gateway.kill()
+    assert crash.desk.count("work") == 1
+    crash.gateway.start()
+    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    assert after["state"] == "completed", after
+    # Nothing sent twice: one quote, one work (re-attached), one reply.
+    assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 1]
+    work = _step(after, "work")
+    assert work["upstream_task_id"] == upstream_task
+    assert work["attempts"] == 1 and work["retries"] == 0
+    assert work["output"] == {"worked": 3.0}
+    assert _step(after, "quote")["attempts"] == 1
+    assert "Dear ACME" in after["output"]
+
+
+def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> None:
+    run_id = _start(crash)
+    crash.run(run_id, _in_flight)
+    crash.gateway.kill()
+    # As if the gateway had died between sending and hearing the task's id.
+    engine = create_engine(system_database_url(crash.database_url))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE flow_steps SET upstream_task_id = NULL WHERE run_id = :r AND step_id = 'work'"
+            ),
+            {"r": run_id},
+        )
+    engine.dispose()
+    crash.gateway.start()
+    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    assert after["state"] == "failed", after
+    work = _step(after, "work")
+    assert work["state"] == "failed"
+    assert "outcome is unknown" in work["error"] and "not sent again" in work["error"]
+    assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 0]

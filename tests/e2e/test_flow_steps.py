@@ -1,0 +1,284 @@
+"""What each kind of step does, end to end (SQLite): joins (any, quorum), a
+`when` guard, a checkpoint's timeout, on_error skip, retries on an idempotent
+target, an output that breaks the next step's contract, and the flow as a
+tool on the gateway's /mcp."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mcp_types as types
+import pytest
+
+from tests.support.flaky_agent import FlakyAgent, flaky_agent
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.mcp_clients import mcp_client
+
+QUOTE = {"sku": "X-100", "quantity": 10}
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[FlowSetup]:
+    policy = (
+        POLICY
+        + "  steps:\n    grant: [sales:quote, inventory:read]\n  flaky:\n    idempotent: true\n"
+    )
+    with flow_setup(tmp_path, None, policy) as made:
+        yield made
+
+
+def flow(*steps: dict[str, Any], output: str | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "format": "switchboard.flow/v1",
+        "id": "steps",
+        "name": "Steps",
+        "input": {"type": "object"},
+        "steps": list(steps),
+    }
+    if output is not None:
+        document["output"] = output
+    return document
+
+
+def quote(step_id: str, quantity: str = "input.quantity", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "call": {"agent": "sales", "skill": "quote"},
+        "input": f"{{sku: input.sku, quantity: {quantity}}}",
+        **extra,
+    }
+
+
+def work(step_id: str, seconds: int) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "call": {"agent": "sales", "skill": "work"},
+        "input": f"{{seconds: `{seconds}`}}",
+    }
+
+
+def run(
+    setup: FlowSetup, document: dict[str, Any], run_input: dict[str, Any] = QUOTE
+) -> dict[str, Any]:
+    registered = setup.register(document)
+    assert registered.status_code in (200, 201), registered.text
+    with setup.user() as dana:
+        started = dana.post("/flows/steps/runs", json={"input": run_input})
+        assert started.status_code == 202, started.text
+        return setup.run(dana, started.json(), "completed", "failed", "rejected", "input_required")
+
+
+def steps_of(done: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["id"]: s for s in done["steps"]}
+
+
+def test_join_any_takes_the_first_branch_and_stops_the_others(setup: FlowSetup) -> None:
+    document = flow(
+        {"id": "race", "parallel": {"join": "any", "branches": [quote("fast"), work("slow", 20)]}}
+    )
+    done = run(setup, document)
+    assert done["state"] == "completed", done
+    seen = steps_of(done)
+    assert seen["fast"]["state"] == "completed"
+    assert seen["slow"]["state"] == "not_needed"
+    assert list(seen["race"]["output"]) == ["fast"]
+
+
+def test_a_quorum_holds_with_one_branch_broken_by_its_contract(setup: FlowSetup) -> None:
+    branches = [
+        quote("one"),
+        quote("two"),
+        quote("broken", quantity="`0`"),  # the contract wants quantity >= 1
+    ]
+    done = run(
+        setup, flow({"id": "vote", "parallel": {"join": {"quorum": 2}, "branches": branches}})
+    )
+    assert done["state"] == "completed", done
+    seen = steps_of(done)
+    assert seen["broken"]["state"] in ("failed", "not_needed")
+    assert sorted(seen["vote"]["output"]) == ["one", "two"]
+
+
+def test_an_output_that_breaks_the_next_contract_stops_with_the_reason(setup: FlowSetup) -> None:
+    done = run(setup, flow(quote("first"), quote("second", quantity="steps.first.output.sku")))
+    assert done["state"] == "failed"
+    second = steps_of(done)["second"]
+    assert second["state"] == "failed"
+    assert "does not match its contract at /quantity" in second["error"]
+    assert setup.desk.count("quote") == 1
+
+
+def test_on_error_skip_goes_on(setup: FlowSetup) -> None:
+    done = run(
+        setup,
+        flow(
+            quote("broken", quantity="`0`", on_error="skip"),
+            quote("after"),
+            output="steps.after.output.total",
+        ),
+    )
+    assert done["state"] == "completed", done
+    assert steps_of(done)["broken"]["state"] == "failed"
+    assert done["output"] == 118.75
+
+
+def test_a_when_guard_asks_a_human_only_when_it_holds(setup: FlowSetup) -> None:
+    guard = {
+        "id": "ask",
+        "when": "steps.q.output.discount > `0.1`",
+        "checkpoint": {"prompt": "Big discount?"},
+    }
+    done = run(setup, flow(quote("q"), guard))
+    assert done["state"] == "completed"
+    assert steps_of(done)["ask"]["state"] == "skipped"
+    waiting = run(setup, flow(quote("q"), guard), {"sku": "X-100", "quantity": 500})
+    assert waiting["state"] == "input_required"
+
+
+@pytest.mark.parametrize("on_timeout", ["continue", "fail"])
+def test_a_checkpoint_nobody_decides_times_out(setup: FlowSetup, on_timeout: str) -> None:
+    check = {
+        "id": "ask",
+        "checkpoint": {"prompt": "Anyone?", "timeout_seconds": 1, "on_timeout": on_timeout},
+    }
+    registered = setup.register(flow(check, quote("after")))
+    assert registered.status_code in (200, 201), registered.text
+    with setup.user() as dana:
+        started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
+        done = setup.run(dana, started, "completed", "failed")
+    ask = steps_of(done)["ask"]
+    assert "no decision within 1 s" in ask["error"]
+    with setup.admin() as admin:
+        approval = admin.get(f"/approvals/{ask['approval_id']}").json()
+    assert approval["state"] == "withdrawn" and approval["reason"] == "timed out"
+    if on_timeout == "continue":
+        assert done["state"] == "completed"
+        assert ask["output"] == {"approved": False, "timed_out": True}
+    else:
+        assert done["state"] == "failed" and "no decision within 1 s" in done["error"]
+        assert "after" not in steps_of(done)
+
+
+def test_retries_on_an_idempotent_target(setup: FlowSetup) -> None:
+    flaky: FlakyAgent = flaky_agent("flaky")
+    try:
+        with setup.admin() as admin:
+            body = {"card_url": flaky.url + "/.well-known/agent-card.json", "id": "flaky"}
+            assert admin.post("/agents", json=body).status_code == 201
+        flaky.fail_next, flaky.status = 1, 400  # not transient: the front door does not retry it
+        step = {"id": "try", "call": {"agent": "flaky"}, "message": "'hello'", "retries": 2}
+        done = run(setup, flow(step))
+    finally:
+        flaky.stop()
+    assert done["state"] == "completed", done
+    tried = steps_of(done)["try"]
+    assert tried["attempts"] == 2 and tried["retries"] == 1
+    assert tried["output"] == "from flaky"
+    assert flaky.calls == 2
+
+
+async def test_a_flow_is_a_tool_on_the_gateways_mcp(setup: FlowSetup) -> None:
+    import asyncio
+
+    def prepare() -> str:
+        assert setup.register(QUOTE_FLOW).status_code == 201
+        return setup.gateway.token("dana", "sales:quote inventory:read")
+
+    token = await asyncio.to_thread(prepare)
+    async with mcp_client(f"{setup.gateway.url}/mcp", token, "2026-07-28") as client:
+        tools = await client.list_tools()
+        assert "quote-flow__run" in [t.name for t in tools.tools]
+        result = await client.call_tool(
+            "quote-flow__run", {"data": {"sku": "X-100", "quantity": 10, "customer": "ACME"}}
+        )
+    assert isinstance(result, types.CallToolResult)
+    assert not result.is_error, result
+    assert result.structured_content is not None
+    assert result.structured_content["state"] == "TASK_STATE_COMPLETED"
+    assert result.structured_content["quote"]["total"] == 118.75
+    assert "Dear ACME" in json.dumps(result.structured_content)
+
+
+def test_cancelling_a_run_cancels_its_agents_task_in_flight(setup: FlowSetup) -> None:
+    assert setup.register(flow(work("long", 20))).status_code == 201
+    with setup.user() as dana:
+        started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
+        deadline = time.monotonic() + 20
+        while True:
+            seen = dana.get(f"/flows/steps/runs/{started['id']}").json()
+            long = steps_of(seen).get("long")
+            if long and long["upstream_task_id"]:
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        cancelled = dana.post(f"/flows/steps/runs/{started['id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "canceled"
+        deadline = time.monotonic() + 20
+        while (
+            steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json())["long"]["state"]
+            != "canceled"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    # The agent's own view of its task (it checks no token).
+    answer = httpx.post(
+        setup.sales.url + "/",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "GetTask",
+            "params": {"id": long["upstream_task_id"]},
+        },
+        headers={"A2A-Version": "1.0"},
+        timeout=10,
+    ).json()
+    assert answer["result"]["status"]["state"] == "TASK_STATE_CANCELED", answer
+
+
+def test_a_flow_calls_another_flow_as_an_agent(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    outer = flow(
+        {
+            "id": "inner",
+            "call": {"agent": "quote-flow"},
+            "input": "{sku: input.sku, quantity: input.quantity, customer: 'ACME'}",
+        },
+        output="steps.inner.output.quote.total",
+    )
+    done = run(setup, outer)
+    assert done["state"] == "completed", done
+    assert done["output"] == 118.75
+    inner = steps_of(done)["inner"]
+    assert inner["token"]["actors"][-1] == "steps"
+    with setup.user() as dana:
+        runs = dana.get("/flows/quote-flow/runs").json()
+    assert [r["id"] for r in runs] == [inner["upstream_task_id"]]
+    with setup.user() as dana:
+        nested = dana.get(f"/flows/quote-flow/runs/{inner['upstream_task_id']}").json()
+    assert nested["grant"]["actors"][-2:] == ["steps", "quote-flow"]
+    assert nested["state"] == "completed"
+
+
+def test_a_clean_restart_mid_step_goes_on_where_it_was(setup: FlowSetup) -> None:
+    assert setup.register(flow(quote("q"), work("long", 2), quote("again"))).status_code == 201
+    with setup.user() as dana:
+        started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
+        deadline = time.monotonic() + 20
+        while not (
+            steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json()).get("long") or {}
+        ).get("upstream_task_id"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    setup.gateway = (
+        setup.gateway.restart()
+    )  # the lifespan's shutdown runs: runs stop where they are
+    with setup.user() as dana:
+        done = setup.run(dana, started, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert [setup.desk.count(s) for s in ("quote", "work")] == [2, 1]
+    assert all(s["attempts"] == 1 for s in done["steps"])

@@ -1,0 +1,265 @@
+"""Flows end to end, on SQLite and PostgreSQL: an A2A agent (official a2a-sdk)
+and an MCP server (official mcp SDK) called by a registered flow, over real
+HTTP on 127.0.0.1, with the policy deciding every step."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.client import ClientConfig, ClientFactory
+from a2a.client.client import Client
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageConfiguration,
+    SendMessageRequest,
+    Task,
+    TaskState,
+)
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct, Value
+
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    with flow_setup(tmp_path, database_url) as made:
+        yield made
+
+
+def test_a_small_order_runs_every_step_without_a_checkpoint(setup: FlowSetup) -> None:
+    registered = setup.register(QUOTE_FLOW)
+    assert registered.status_code == 201, registered.text
+    with setup.user() as dana:
+        started = dana.post(
+            "/flows/quote-flow/runs",
+            json={"input": {"sku": "X-100", "quantity": 10, "customer": "ACME"}},
+        )
+        assert started.status_code == 202, started.text
+        run = setup.run(dana, started.json(), "completed", "failed")
+    assert run["state"] == "completed", run
+    assert run["output"]["quote"]["total"] == 118.75
+    assert run["output"]["stock"]["enough"] is True
+    assert "Dear ACME" in run["output"]["reply"]
+    steps = {s["id"]: s for s in run["steps"]}
+    assert steps["manager"]["state"] == "skipped"
+    assert steps["quote"]["token"]["actors"][-1] == "quote-flow"
+    assert steps["quote"]["token"]["scopes"] == ["sales:quote"]
+    assert steps["stock"]["token"]["scopes"] == ["inventory:read"]
+    assert setup.desk.count("quote") == 1
+
+
+BIG = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
+
+
+def _approval_of(run: dict[str, Any]) -> str:
+    steps = {s["id"]: s for s in run["steps"]}
+    approval = steps["manager"]["approval_id"]
+    assert isinstance(approval, str)
+    return approval
+
+
+def test_a_big_discount_waits_for_a_manager_then_goes_on(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        waiting = setup.run(dana, run, "input_required")
+        approval = _approval_of(waiting)
+        shown = admin.get(f"/approvals/{approval}").json()
+        assert shown["kind"] == "flow" and shown["target"] == "quote-flow"
+        assert shown["requested_by"]["subject"] == "dana"
+        assert shown["request"]["show"]["discount"] == 0.2
+        assert shown["task_id"] == run["id"]
+        assert setup.desk.count("reply") == 0
+        decided = admin.post(f"/approvals/{approval}", json={"decision": "approve", "reason": "ok"})
+        assert decided.status_code == 200, decided.text
+        done = setup.run(dana, run, "completed", "failed", seconds=20)
+    assert done["state"] == "completed", done
+    steps = {s["id"]: s for s in done["steps"]}
+    assert steps["manager"]["output"] == {"approved": True, "by": "admin", "reason": "ok"}
+    assert steps["manager"]["state"] == "completed"
+    assert setup.desk.count("quote") == 1 and setup.desk.count("reply") == 1
+
+
+def test_a_rejected_checkpoint_ends_the_run_rejected(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        approval = _approval_of(setup.run(dana, run, "input_required"))
+        admin.post(f"/approvals/{approval}", json={"decision": "reject", "reason": "too much"})
+        done = setup.run(dana, run, "rejected", "completed", "failed")
+    assert done["state"] == "rejected"
+    assert "too much" in done["error"]
+    assert setup.desk.count("reply") == 0
+
+
+def test_a_step_the_user_may_not_use_fails_the_run_with_the_reason(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    # dana may quote but not read the inventory: the flow gets no inventory:read
+    with setup.user(scopes="sales:quote") as dana:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "failed"
+    steps = {s["id"]: s for s in done["steps"]}
+    assert steps["stock"]["state"] == "failed"
+    assert "refused by the policy" in steps["stock"]["error"]
+    assert "inventory:read" in steps["stock"]["error"]
+    assert "stock" in done["error"] and "check" in done["error"]
+
+
+def test_a_revoked_grant_stops_the_run_at_its_next_step(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        approval = _approval_of(setup.run(dana, run, "input_required"))
+        revoked = dana.post(
+            f"/flows/quote-flow/runs/{run['id']}/revoke", json={"reason": "changed my mind"}
+        )
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["grant"]["revoked_by"] == "dana"
+        admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "failed"
+    assert "revoked by dana: changed my mind" in done["error"]
+    assert setup.desk.count("reply") == 0
+
+
+def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        approval = _approval_of(setup.run(dana, run, "input_required"))
+        # While the run waits, the policy stops anyone from delegating to sales.
+        setup.policy.write_text(POLICY.replace("  sales:\n", "  sales:\n    allow: false\n"))
+        time.sleep(0.6)  # re-read every 0.2 s
+        admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+        done = setup.run(dana, run, "completed", "failed")
+        audit = admin.get("/audit", params={"limit": 200}).json()["items"]
+    assert done["state"] == "failed"
+    assert "step reply failed: refused by the policy" in done["error"]
+    assert setup.desk.count("reply") == 0
+    trail = [
+        (r["event"], r["target"], r["decision"]) for r in audit if r["trace_id"] == run["trace_id"]
+    ]
+    assert ("flow.grant", "quote-flow", "allow") in trail
+    assert ("flow.step", "sales", "deny") in trail
+    assert ("flow.run", "quote-flow", "allow") in trail
+    grant = next(
+        r for r in audit if r["trace_id"] == run["trace_id"] and r["event"] == "flow.grant"
+    )
+    assert grant["actors"][-1] == "quote-flow"
+    assert sorted(grant["scopes_granted"]) == ["inventory:read", "sales:quote"]
+
+
+def test_runs_are_their_users_own(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.user("erin") as erin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        assert erin.get(f"/flows/quote-flow/runs/{run['id']}").status_code == 404
+        assert erin.post(f"/flows/quote-flow/runs/{run['id']}/cancel").status_code == 404
+        assert [r["id"] for r in erin.get("/flows/quote-flow/runs").json()] == []
+        assert [r["id"] for r in dana.get("/flows/quote-flow/runs").json()] == [run["id"]]
+        setup.run(dana, run, "input_required")
+        cancelled = dana.post(f"/flows/quote-flow/runs/{run['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "canceled"
+    with setup.admin() as admin:
+        approval = _approval_of(cancelled.json())
+        assert admin.get(f"/approvals/{approval}").json()["state"] == "withdrawn"
+
+
+def test_a_user_the_policy_refuses_the_flow_cannot_start_it(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    setup.policy.write_text(
+        POLICY.replace("  quote-flow:\n", "  quote-flow:\n    require: [sales:admin]\n")
+    )
+    time.sleep(0.6)  # the policy is re-read every 0.2 s
+    with setup.user() as dana:
+        refused = dana.post("/flows/quote-flow/runs", json={"input": BIG})
+    assert refused.status_code == 403, refused.text
+    assert "sales:admin" in refused.json()["detail"]
+
+
+def test_input_that_breaks_the_flows_schema_starts_nothing(setup: FlowSetup) -> None:
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana:
+        refused = dana.post("/flows/quote-flow/runs", json={"input": {"sku": "X-100"}})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "input.quantity"
+        assert dana.get("/flows/quote-flow/runs").json() == []
+
+
+# The flow as an A2A agent ---------------------------------------------------------------
+
+
+@asynccontextmanager
+async def a2a_client(setup: FlowSetup, token: str) -> AsyncIterator[Client]:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
+        yield await factory.create_from_url(f"{setup.gateway.url}/a2a/quote-flow")
+
+
+def _data_message(value: dict[str, Any]) -> SendMessageRequest:
+    struct = Struct()
+    struct.update(value)
+    part = Part(data=Value(struct_value=struct), media_type="application/json")
+    message = Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=[part])
+    return SendMessageRequest(
+        message=message, configuration=SendMessageConfiguration(return_immediately=True)
+    )
+
+
+async def _poll(client: Client, task_id: str, *states: int) -> Task:
+    deadline = time.monotonic() + 30
+    while True:
+        task = await client.get_task(GetTaskRequest(id=task_id))
+        if task.status.state in states or time.monotonic() > deadline:
+            return task
+        await asyncio.sleep(0.1)
+
+
+async def test_a_flow_is_an_agent_whose_task_is_the_run(setup: FlowSetup) -> None:
+    def prepare() -> tuple[dict[str, Any], dict[str, Any], str]:
+        assert setup.register(QUOTE_FLOW).status_code == 201
+        with setup.admin() as admin:
+            card = admin.get("/agents/quote-flow/card").json()
+            record = admin.get("/agents/quote-flow").json()
+        return card, record, setup.gateway.token("dana", "sales:quote inventory:read")
+
+    card, record, token = await asyncio.to_thread(prepare)
+    assert [s["id"] for s in card["skills"]] == ["run"]
+    assert record["skill_contracts"]["run"] == QUOTE_FLOW["input"]
+    async with a2a_client(setup, token) as dana:
+        events = [e async for e in dana.send_message(_data_message(BIG))]
+        task = events[0].task
+        waiting = await _poll(dana, task.id, TaskState.TASK_STATE_INPUT_REQUIRED)
+        assert waiting.status.state == TaskState.TASK_STATE_INPUT_REQUIRED, waiting
+        assert "Approve a discount" in waiting.status.message.parts[0].text
+        cancelled = await dana.cancel_task(CancelTaskRequest(id=task.id))
+        assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        small = {**BIG, "quantity": 10}
+        events = [e async for e in dana.send_message(_data_message(small))]
+        done = await _poll(dana, events[0].task.id, TaskState.TASK_STATE_COMPLETED)
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED, done
+    result = MessageToDict(done.artifacts[0].parts[0].data)
+    assert result["quote"]["total"] == 118.75
+
+    def look() -> dict[str, Any]:
+        with setup.user() as dana_http:
+            found: dict[str, Any] = dana_http.get(f"/flows/quote-flow/runs/{task.id}").json()
+            return found
+
+    run = await asyncio.to_thread(look)
+    assert run["state"] == "canceled"

@@ -1,0 +1,65 @@
+"""`switchboard flows add|list|show|run|runs|cancel|resume`, run as real subprocesses
+against a gateway with the sales desk and the inventory registered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.gateway.test_cli import run
+from tests.support.flows import QUOTE_FLOW, FlowSetup, flow_setup
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[FlowSetup]:
+    with flow_setup(tmp_path, None) as made:
+        yield made
+
+
+def test_flows_commands(setup: FlowSetup, tmp_path: Path) -> None:
+    gateway = setup.gateway
+    admin = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    dana = [*admin, "--token", gateway.token("dana", "sales:quote inventory:read")]
+    document = tmp_path / "quote.yaml"
+    document.write_text(yaml.safe_dump(QUOTE_FLOW))
+    added = run("flows", "add", str(document), *admin)
+    assert added.returncode == 0, added.stderr
+    assert "registered quote-flow version 1" in added.stdout
+    again = run("flows", "add", str(document), *admin)
+    assert "unchanged: quote-flow version 1" in again.stdout
+    listed = run("flows", "list", *dana)
+    assert listed.returncode == 0 and "quote-flow" in listed.stdout and "4 steps" in listed.stdout
+    shown = run("flows", "show", "quote-flow", *admin)
+    assert json.loads(shown.stdout)["version"] == 1
+
+    small = json.dumps({"sku": "X-100", "quantity": 10, "customer": "ACME"})
+    done = run("flows", "run", "quote-flow", "--input", small, "--wait", *dana)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ": completed" in done.stdout and "Dear ACME" in done.stdout
+    assert "acts as switchboard-dev-issuer -> quote-flow" in done.stdout
+
+    big = json.dumps({"sku": "X-100", "quantity": 500, "customer": "ACME"})
+    waiting = run("flows", "run", "quote-flow", "--input", big, "--wait", *dana)
+    assert waiting.returncode == 0 and ": input_required" in waiting.stdout
+    run_id = waiting.stdout.split()[1]
+    runs = run("flows", "runs", "quote-flow", *dana)
+    assert runs.returncode == 0 and run_id in runs.stdout and "input_required" in runs.stdout
+    one = run("flows", "runs", "quote-flow", run_id, *dana)
+    assert "manager" in one.stdout and "approval apr_" in one.stdout
+    cancelled = run("flows", "cancel", "quote-flow", run_id, *dana)
+    assert cancelled.returncode == 0 and f"canceled {run_id}" in cancelled.stdout
+    twice = run("flows", "cancel", "quote-flow", run_id, *dana)
+    assert twice.returncode == 2 and "HTTP 409" in twice.stderr
+    resumed = run("flows", "resume", "quote-flow", run_id, *dana)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"working {run_id}" in resumed.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**QUOTE_FLOW, "id": "bad", "output": "steps.nobody"}))
+    refused = run("flows", "add", str(bad), *admin)
+    assert refused.returncode == 2
+    assert "HTTP 422" in refused.stderr and "output: no step 'nobody'" in refused.stderr

@@ -1,0 +1,161 @@
+"""What the flow tests share: a gateway with a policy, the sales desk (an A2A
+agent, official SDK) and the inventory (an MCP server, official SDK), and the
+documents of the flows they run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.demo.flow_agents import QUOTE_CONTRACT, SalesDesk, inventory_app, sales_desk_app
+from policies.scopes import ADMIN_SCOPE
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.servers import ServerThread, stop_all
+
+USER_SCOPES = "sales:quote inventory:read"
+POLICY = """\
+version: 1
+agents:
+  quote-flow:
+    grant: [sales:quote, inventory:read]
+  crash-flow:
+    grant: [sales:quote]
+  sales:
+    require: [sales:quote]
+    grant: [sales:quote]
+  inventory:
+    require: [inventory:read]
+    grant: [inventory:read]
+"""
+
+QUOTE_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "quote-flow",
+    "name": "Quote an order",
+    "description": "Sales quote and stock check in parallel; a big discount needs a manager.",
+    "input": {
+        "type": "object",
+        "properties": {
+            "sku": {"type": "string"},
+            "quantity": {"type": "integer"},
+            "customer": {"type": "string"},
+        },
+        "required": ["sku", "quantity", "customer"],
+    },
+    "steps": [
+        {
+            "id": "check",
+            "parallel": {
+                "join": "all",
+                "branches": [
+                    {
+                        "id": "quote",
+                        "call": {"agent": "sales", "skill": "quote"},
+                        "input": "{sku: input.sku, quantity: input.quantity}",
+                    },
+                    {
+                        "id": "stock",
+                        "call": {"tool": "inventory__check_stock"},
+                        "input": "{sku: input.sku, quantity: input.quantity}",
+                    },
+                ],
+            },
+        },
+        {
+            "id": "big_discount",
+            "route": [
+                {"when": "steps.quote.output.discount > `0.1`", "goto": "manager"},
+                {"goto": "reply"},
+            ],
+        },
+        {
+            "id": "manager",
+            "checkpoint": {
+                "prompt": "Approve a discount over 10 %?",
+                "show": "steps.quote.output",
+                "timeout_seconds": 60,
+            },
+        },
+        {
+            "id": "reply",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: input.customer, total: steps.quote.output.total}",
+        },
+    ],
+    "output": "{reply: steps.reply.text, quote: steps.quote.output, stock: steps.stock.output}",
+}
+
+
+@dataclass
+class FlowSetup:
+    gateway: Gateway
+    desk: SalesDesk
+    sales: ServerThread
+    inventory: ServerThread
+    policy: Path
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client(self.gateway.token("admin", ADMIN_SCOPE))
+
+    def user(self, sub: str = "dana", scopes: str = USER_SCOPES) -> httpx.Client:
+        return self.gateway.client(self.gateway.token(sub, scopes))
+
+    def register(self, document: dict[str, Any]) -> httpx.Response:
+        with self.admin() as admin:
+            return admin.post("/flows", json=document)
+
+    def run(
+        self, client: httpx.Client, run: dict[str, Any], *states: str, seconds: float = 30
+    ) -> dict[str, Any]:
+        """The run once it reaches one of ``states``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            seen = client.get(f"/flows/{run['flow_id']}/runs/{run['id']}")
+            assert seen.status_code == 200, seen.text
+            body: dict[str, Any] = seen.json()
+            if body["state"] in states:
+                return body
+            assert time.monotonic() < deadline, f"run stuck in {body['state']}: {body}"
+            time.sleep(0.1)
+
+
+def register_agents(gateway: Gateway, sales: ServerThread, inventory: ServerThread) -> None:
+    with gateway.client(gateway.token("admin", ADMIN_SCOPE)) as admin:
+        body = {
+            "card_url": sales.url + "/.well-known/agent-card.json",
+            "id": "sales",
+            "skill_contracts": {"quote": QUOTE_CONTRACT},
+        }
+        response = admin.post("/agents", json=body)
+        assert response.status_code == 201, response.text
+        response = admin.post(
+            "/mcp-servers",
+            json={"name": "Inventory", "id": "inventory", "url": inventory.url + "/mcp"},
+        )
+        assert response.status_code == 201, response.text
+
+
+@contextmanager
+def flow_setup(
+    tmp_path: Path, database_url: str | None, policy: str = POLICY
+) -> Iterator[FlowSetup]:
+    desk = SalesDesk()
+    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
+    inventory = ServerThread(lambda _url: inventory_app()).start()
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy)
+    gateway = start_gateway(
+        tmp_path / "data", database_url, policy_file=policy_file, policy_reload_seconds=0.2
+    )
+    made = FlowSetup(gateway, desk, sales, inventory, policy_file)
+    try:
+        register_agents(gateway, sales, inventory)
+        yield made
+    finally:
+        stop_all(made.gateway.server, sales, inventory)

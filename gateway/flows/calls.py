@@ -173,11 +173,19 @@ class StepCall:
 
     # Agents --------------------------------------------------------------------------
 
-    async def _admit(self, agent_id: str, skill: str | None) -> Grant:
+    async def _admit(self, agent_id: str, skill: str | None, *, message: bool = True) -> Grant:
+        """Decide the step's call: a message as every message is decided, for its
+        skill (`Delegations.admit_message`); another operation for the agent."""
+        delegations = self.rt.delegations
         try:
-            grant = await self.rt.delegations.admit(
-                self.call.caller, agent_id, event=EVENT, trace_id=self.call.trace_id, action=skill
-            )
+            if message:
+                grant = await delegations.admit_message(
+                    self.call.caller, agent_id, skill, event=EVENT, trace_id=self.call.trace_id
+                )
+            else:
+                grant = await delegations.admit(
+                    self.call.caller, agent_id, event=EVENT, trace_id=self.call.trace_id
+                )
         except ApprovalRequired as held:
             raise StepFailed(
                 f"{agent_id} needs a human's approval for every call "
@@ -221,7 +229,9 @@ class StepCall:
         grant = await self._admit(target.agent, target.skill)
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
         caller = self.call.caller
-        admission = Admission(grant, Owner(caller.subject, caller.issuer), frozenset())
+        admission = Admission(
+            grant, Owner(caller.subject, caller.issuer), frozenset(), skill=target.skill
+        )
         context = handler_context(admission)
         handler = self.rt.handler_for(grant.card)
         task_id = known.get("upstream_task_id")
@@ -289,7 +299,7 @@ class StepCall:
         if not task_id or agent is None:
             return
         with contextlib.suppress(Exception):
-            grant = await self._admit(agent, None)
+            grant = await self._admit(agent, None, message=False)
             admission = Admission(
                 grant, Owner(self.call.caller.subject, self.call.caller.issuer), frozenset()
             )

@@ -11,10 +11,8 @@ Nothing reaches the agent until then:
   follows the task through the decision and the call to its end;
   `CancelTask` withdraws a pending request (or stops the approved call);
 * approved (`ApprovalDesk.decide`), the call becomes a gateway-run task
-  (`gateway.delegation.task_runner`, so it survives the replica that started it):
-  decided again and minted at that moment, for the original caller, then
-  sent through the front door's own handler for the agent; the upstream's
-  status and artifacts become the gateway task's. Rejected, the task ends
+  (`gateway.delegation.task_runner`, so it survives the replica that started it),
+  made by `gateway.a2a.approved`. Rejected, the task ends
   ``TASK_STATE_REJECTED`` with the admin's reason.
 """
 
@@ -22,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
@@ -33,15 +30,11 @@ from a2a.server.request_handlers.request_handler import (
     validate_request_params,
 )
 from a2a.types import (
-    Artifact,
     CancelTaskRequest,
-    GetTaskRequest,
     Message,
     SendMessageRequest,
     Task,
-    TaskArtifactUpdateEvent,
     TaskState,
-    TaskStatus,
     TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
@@ -52,10 +45,10 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from google.protobuf.json_format import MessageToDict
 
 from adapters.base import Turn
-from gateway.a2a.admission import Admission, FrontDoorParts, admission_of, handler_context
+from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.approvals import (
     APPROVED,
@@ -69,19 +62,15 @@ from gateway.delegation.approvals import (
     State,
     new_id,
 )
-from gateway.delegation.handoffs import admitted_skill, proto_places, skill_of
-from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.task_runner import (
     ENDS,
     TERMINAL,
-    Execute,
     RunNotFound,
     RunSpec,
     TaskRunner,
     status_message,
 )
-from policies.tokens import TokenInvalid
-from registry.store import AgentNotFound
 
 POLL_SECONDS = 0.5
 APPROVAL_META = "approval"
@@ -315,200 +304,3 @@ class ApprovalDesk:
             else:
                 await end_task(self._parts(), approval, TaskState.TASK_STATE_REJECTED, "rejected")
         return approval
-
-
-# Making the approved call (`gateway.delegation.task_runner.Execute`) ----------------------
-
-
-class ApprovalExecution:
-    """Runs an approved A2A call as the gateway task the caller holds."""
-
-    def __init__(
-        self,
-        parts: Callable[[], FrontDoorParts],
-        approvals: Approvals,
-        handler_for: Callable[[Mapping[str, Any]], RequestHandler],
-    ) -> None:
-        self._parts = parts
-        self._approvals = approvals
-        self._handler_for = handler_for
-
-    def dispatching(self, otherwise: Execute) -> Execute:
-        """One `Execute` for the runner: approved calls here, the rest ``otherwise``."""
-
-        async def execute(spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
-            approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
-            chosen = otherwise if approval is None else self
-            async for event in chosen(spec, grant):
-                yield event
-
-        return execute
-
-    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
-        parts = self._parts()
-        approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
-        task = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
-        task = task or Task(id=spec.task_id, context_id=spec.context_id)
-        if approval is None or not await self._approvals.claim(approval.id):
-            # Claimed before: the replica making it was interrupted. An approval
-            # covers one call, so it is not made a second time.
-            yield _failed(task, "the approved call was interrupted; it is not made twice")
-            return
-        mirror = _Mirror(task)
-        try:
-            working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
-            working.status.state = TaskState.TASK_STATE_WORKING
-            working.status.message.CopyFrom(
-                status_message(
-                    task.id, task.context_id, f"approved by {approval.decided_by}; calling"
-                )
-            )
-            yield working
-            async for event in self._call(approval, mirror):
-                yield event
-        except Exception:
-            await self._approvals.finish(approval.id, "failed")
-            raise
-        final = mirror.final()
-        yield final
-        await self._approvals.finish(approval.id, TaskState.Name(final.status.state))
-
-    async def _call(self, approval: Approval, mirror: _Mirror) -> AsyncIterator[Event]:
-        parts = self._parts()
-        request = SendMessageRequest()
-        try:
-            ParseDict(approval.request, request, ignore_unknown_fields=True)
-            # Held naming one skill (or none) and no other: decided again now
-            # for that one (or as for the strictest): a policy change counts.
-            _, card, _ = await parts.delegations.target(approval.target)
-            skill = skill_of(approval.target, card, proto_places(request))
-            grant = await parts.delegations.admit_message(
-                approval.caller(),
-                approval.target,
-                skill,
-                event="a2a.approved",
-                trace_id=approval.trace_id,
-                approved=True,
-            )
-        except AgentNotFound:
-            mirror.fail(f"agent {approval.target} is no longer registered")
-            return
-        except DelegationDenied as denied:
-            reasons = "; ".join(denied.decision.reasons)
-            mirror.fail(f"the policy no longer allows this call: {reasons}")
-            return
-        except TokenInvalid:
-            # A minted token never outlives the one it derives from.
-            mirror.fail(
-                "the requester's token expired before the approval, so the call cannot be "
-                "made on their behalf; send the request again"
-            )
-            await self._approvals.audit(approval, "a2a.approved", "expired", "token expired")
-            return
-        except (ParseError, InvalidParamsError) as exc:
-            mirror.fail(f"the stored request cannot be made: {exc}")
-            return
-        request.configuration.return_immediately = False
-        handler = self._handler_for(grant.card)
-        admission = Admission(grant, approval.owner, frozenset(), skill)
-        context = handler_context(admission)
-        try:
-            async for event in handler.on_message_send_stream(request, context):
-                update = mirror.take(event)
-                if update is not None:
-                    yield update
-            # A non-streaming agent may answer a task still at work: poll it.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + (grant.agent.timeout_seconds or parts.default_timeout_seconds)
-            while mirror.upstream_id and not mirror.ended:
-                if loop.time() > deadline:
-                    mirror.fail(f"agent {approval.target} did not finish in time")
-                    return
-                await asyncio.sleep(POLL_SECONDS)
-                latest = await handler.on_get_task(GetTaskRequest(id=mirror.upstream_id), context)
-                update = mirror.take(latest)
-                if update is not None:
-                    yield update
-        except A2AError as exc:
-            mirror.fail(str(exc) or type(exc).__name__)
-
-
-class _Mirror:
-    """The gateway task, following what the upstream says about its own."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.upstream_id = ""
-        self.ended = False
-
-    def _status(self, status: TaskStatus) -> None:
-        self.task.status.CopyFrom(status)
-        if status.HasField("message"):
-            self.task.status.message.task_id = self.task.id
-            self.task.status.message.context_id = self.task.context_id
-        self.ended = status.state in ENDS
-
-    def _artifact(self, artifact: Artifact, append: bool) -> None:
-        for known in self.task.artifacts:
-            if known.artifact_id == artifact.artifact_id:
-                if append:
-                    known.parts.extend(artifact.parts)
-                else:
-                    known.CopyFrom(artifact)
-                return
-        self.task.artifacts.append(artifact)
-
-    def take(self, event: Any) -> Event | None:
-        """Absorb an upstream event; returns the update to pass on, if any."""
-        if isinstance(event, Message):
-            reply = Artifact(artifact_id=str(uuid.uuid4()), name="reply", parts=event.parts)
-            self._artifact(reply, False)
-            self._status(TaskStatus(state=TaskState.TASK_STATE_COMPLETED))
-            return None
-        if isinstance(event, Task):
-            self.upstream_id = event.id
-            for artifact in event.artifacts:
-                self._artifact(artifact, False)
-            self._status(event.status)
-            self.task.metadata.update({"upstreamTaskId": event.id})
-            return None if self.ended else self._update()
-        if isinstance(event, TaskStatusUpdateEvent):
-            self.upstream_id = self.upstream_id or event.task_id
-            self._status(event.status)
-            return None if self.ended else self._update()
-        if isinstance(event, TaskArtifactUpdateEvent):
-            self._artifact(event.artifact, event.append)
-            update = TaskArtifactUpdateEvent(
-                task_id=self.task.id,
-                context_id=self.task.context_id,
-                append=event.append,
-                last_chunk=event.last_chunk,
-            )
-            update.artifact.CopyFrom(event.artifact)
-            return update
-        return None
-
-    def _update(self) -> TaskStatusUpdateEvent:
-        update = TaskStatusUpdateEvent(task_id=self.task.id, context_id=self.task.context_id)
-        update.status.CopyFrom(self.task.status)
-        return update
-
-    def fail(self, reason: str) -> None:
-        self.task.status.Clear()
-        self.task.status.state = TaskState.TASK_STATE_FAILED
-        self.task.status.message.CopyFrom(
-            status_message(self.task.id, self.task.context_id, reason)
-        )
-        self.ended = True
-
-    def final(self) -> Task:
-        if not self.ended:
-            self.fail("the agent ended without a final answer")
-        return self.task
-
-
-def _failed(task: Task, reason: str) -> Task:
-    task.status.Clear()
-    task.status.state = TaskState.TASK_STATE_FAILED
-    task.status.message.CopyFrom(status_message(task.id, task.context_id, reason))
-    return task

@@ -124,7 +124,10 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         parts, store = self._parts(), self._approvals().approvals
         # The request held, and replayed once approved, names the skill it was
         # decided for and no other; that is also the skill the admin is shown.
-        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
+        grant = admission.grant
+        skill = admitted_skill(
+            admission.agent_id, grant.card, admission.skill, params, task_id=admission.task_id
+        )
         message = params.message
         if message.task_id:
             # Continuing one of the caller's own tasks (say one that asked for
@@ -158,7 +161,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         if not message.task_id:
             history.task_id = task.id
         history.context_id = task.context_id
-        await parts.tasks.record(admission.agent_id, admission.owner, task)
+        await parts.tasks.record(admission.agent_id, admission.owner, task, admission.task_skill)
         approval = await store.create(
             NewApproval(
                 kind="a2a",

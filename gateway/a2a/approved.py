@@ -33,7 +33,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 
 from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
 from gateway.delegation.approvals import Approval, Approvals
-from gateway.delegation.handoffs import proto_places, skill_of
+from gateway.delegation.handoffs import message_skill, proto_places
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.task_runner import ENDS, Execute, RunSpec, status_message
 from policies.tokens import TokenInvalid
@@ -101,16 +101,25 @@ class ApprovalExecution:
         try:
             ParseDict(approval.request, request, ignore_unknown_fields=True)
             # Held naming one skill (or none) and no other: decided again now
-            # for that one (or as for the strictest): a policy change counts.
+            # for that one (or as for the strictest; continuing a task, for
+            # the task's): a policy change counts.
             _, card, _ = await parts.delegations.target(approval.target)
-            skill = skill_of(approval.target, card, proto_places(request))
+            decided = await message_skill(
+                parts.tasks,
+                approval.target,
+                card,
+                approval.owner,
+                proto_places(request),
+                request.message.task_id,
+            )
             grant = await parts.delegations.admit_message(
                 approval.caller(),
                 approval.target,
-                skill,
+                decided.skill,
                 event="a2a.approved",
                 trace_id=approval.trace_id,
                 approved=True,
+                strictest=decided.strictest,
             )
         except AgentNotFound:
             mirror.fail(f"agent {approval.target} is no longer registered")
@@ -132,7 +141,14 @@ class ApprovalExecution:
             return
         request.configuration.return_immediately = False
         handler = self._handler_for(grant.card)
-        admission = Admission(grant, approval.owner, frozenset(), skill)
+        admission = Admission(
+            grant,
+            approval.owner,
+            frozenset(),
+            decided.skill,
+            task_id=decided.task_id,
+            strictest=decided.strictest,
+        )
         context = handler_context(admission)
         try:
             async for event in handler.on_message_send_stream(request, context):

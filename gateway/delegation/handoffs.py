@@ -3,11 +3,10 @@ contract, and the breaker, retry and fallback settings that apply.
 
 Which skill (`skill_of`, the one function every way into an agent asks): A2A
 messages carry no skill id, so a caller names it in metadata, and an agent
-serving several skills reads it there. It can be named in two places --
-`metadata.skill` of the SendMessage request, and `metadata.skill` of the
-message (in 0.3 HTTP+JSON the message may also come as `request`, the
-proto's own field name) -- and every place is read, never "the first one
-wins":
+serving several skills reads it there. It can be named in `metadata.skill`
+of the SendMessage request, of the message (in 0.3 HTTP+JSON the message may
+also come as `request`, the proto's own field name) and of each of the
+message's parts -- and every place is read, never "the first one wins":
 
 * places that name a skill must all name the same one, as a string, and
   the card must declare it;
@@ -16,6 +15,11 @@ wins":
   places): refused before any decision, nothing is sent upstream;
 * naming none, the message is for the agent's only skill when its card
   declares exactly one, else for no skill in particular (None).
+
+A part's metadata is a place like the others, so a part naming another skill
+than the message is refused rather than stripped: stripping would change
+what the caller sent without telling it, and an agent that reads the part
+could then run something the caller never sees refused.
 
 A message that continues a task (`taskId`) is for the skill the task was
 started for (`message_skill`): the gateway records the skill decided with
@@ -75,19 +79,33 @@ def json_places(params: Mapping[str, Any]) -> list[Place]:
         message = params.get(key)
         if isinstance(message, Mapping):
             places.append((f"params.{key}.metadata", _mapping(message.get("metadata"))))
+            for parts_key in ("parts", "content"):  # "content": 0.3's proto field name
+                parts = message.get(parts_key)
+                if isinstance(parts, list):
+                    places.extend(
+                        (f"params.{key}.{parts_key}[{i}].metadata", part.get("metadata"))
+                        for i, part in enumerate(parts)
+                        if isinstance(part, Mapping) and isinstance(part.get("metadata"), Mapping)
+                    )
     return places
 
 
 def proto_places(params: SendMessageRequest) -> list[Place]:
     """The places of a parsed request: what an agent receives."""
     message = params.message
-    return [
+    places: list[Place] = [
         ("params.metadata", params.metadata if params.HasField("metadata") else None),
         (
             "params.message.metadata",
             message.metadata if message.HasField("metadata") else None,
         ),
     ]
+    places.extend(
+        (f"params.message.parts[{i}].metadata", part.metadata)
+        for i, part in enumerate(message.parts)
+        if part.HasField("metadata")
+    )
+    return places
 
 
 def json_task_id(params: Mapping[str, Any]) -> str | None:

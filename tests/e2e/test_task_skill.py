@@ -3,8 +3,8 @@
 An agent continues a task's own skill, whatever the next message names. The
 attacks: the caller owns a task of `adminop` (a `require` or an `approval`)
 and continues it while naming `read` -- decided as `read`, run as `adminop`
--- or continues it with a narrower token; or gives two task ids in one
-message.
+-- or continues it with a narrower token. And two more ways round the one
+skill decision: a part's `metadata.skill`, and two task ids in one message.
 Each is sent on every binding and version a caller can speak, to agents of
 every dialect, through the approval path, `/mcp`'s agent tools and a
 gateway-run webhook agent.
@@ -155,6 +155,7 @@ def test_continuing_a_task_while_naming_another_skill_is_refused(
     placements = [
         ("read", ABSENT, ABSENT),
         (ABSENT, "read", ABSENT),
+        (ABSENT, ABSENT, "read"),  # a part's metadata
         ("adminop", "read", ABSENT),
         (None, ABSENT, ABSENT),
     ]
@@ -351,3 +352,37 @@ def test_a_gateway_run_agents_task_is_a_task_of_its_skill(setup: Setup) -> None:
     same = setup.post("mallory", "hook", request("jsonrpc-1.0", "read", task_id=task)).json()
     assert "task of its own" in same["error"]["message"], same
     assert len(setup.hook.calls()) == calls
+
+
+# A part's metadata is a place too -----------------------------------------------------------
+
+
+def _part_skills(call: Seen) -> list[Any]:
+    body = json.loads(call.body)
+    params = body.get("params", {}) if "jsonrpc" in body else body
+    message = params.get("message") or params.get("request") or {}
+    parts = message.get("parts") or message.get("content") or []
+    return [(p.get("metadata") or {}).get("skill", ABSENT) for p in parts]
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_part_naming_another_skill_is_refused(setup: Setup, dialect: str, agent: str) -> None:
+    calls = len(setup.calls(agent))
+    for request_skill, message_skill in (("read", ABSENT), (ABSENT, "read"), ("read", "read")):
+        sent = request(dialect, request_skill, message_skill, part_skill="adminop")
+        got = setup.send("mallory", agent, sent)
+        assert got.kind == "invalid" and "more than one skill" in got.message, got
+        assert "parts[0].metadata.skill" in got.message or "content[0]" in got.message, got
+    # Named in the part alone, it is the skill named: adminop, which mallory
+    # may not use.
+    assert setup.send("mallory", agent, request(dialect, part_skill="adminop")).kind == "denied"
+    assert len(setup.calls(agent)) == calls
+    got = setup.send("root", agent, request(dialect, part_skill="adminop"))
+    assert got.kind == "ok" and "ran adminop (request says adminop)" in got.text, got
+    (call,) = setup.calls(agent)[calls:]
+    assert upstream_skills(call) == {
+        "params.metadata": "adminop",
+        "params.message.metadata": "adminop",
+    }
+    assert _part_skills(call) == ["adminop"]

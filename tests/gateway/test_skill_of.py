@@ -30,9 +30,13 @@ ONE = {"skills": [{"id": "read"}]}
 ABSENT = object()
 
 
-def params(request_skill: Any = ABSENT, message_skill: Any = ABSENT) -> dict[str, Any]:
+def params(
+    request_skill: Any = ABSENT, message_skill: Any = ABSENT, part_skill: Any = ABSENT
+) -> dict[str, Any]:
     message: dict[str, Any] = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]}
     body: dict[str, Any] = {"message": message}
+    if part_skill is not ABSENT:
+        message["parts"].append({"text": "y", "metadata": {"skill": part_skill}})
     if message_skill is not ABSENT:
         message["metadata"] = {"skill": message_skill, "other": 1}
     if request_skill is not ABSENT:
@@ -131,14 +135,19 @@ VALUES = st.sampled_from([ABSENT, ABSENT, "read", "adminop", "nope", "", None, 3
 
 
 @settings(max_examples=200, deadline=None)
-@given(request_skill=VALUES, message_skill=VALUES, card=st.sampled_from([CARD, ONE]))
+@given(
+    request_skill=VALUES,
+    message_skill=VALUES,
+    part_skill=VALUES,
+    card=st.sampled_from([CARD, ONE]),
+)
 def test_the_callers_json_and_the_parsed_request_are_decided_alike(
-    request_skill: Any, message_skill: Any, card: dict[str, Any]
+    request_skill: Any, message_skill: Any, part_skill: Any, card: dict[str, Any]
 ) -> None:
     """The front door decides from the JSON, the handler checks the parsed
     request: the two readings agree, and a stamped request names the decided
     skill in every place."""
-    body = params(request_skill, message_skill)
+    body = params(request_skill, message_skill, part_skill)
     try:
         from_json: Any = decide(card, body)
     except InvalidParamsError:
@@ -156,6 +165,40 @@ def test_the_callers_json_and_the_parsed_request_are_decided_alike(
     assert named == ({from_json} if from_json is not None else set())
     if from_json is not None:
         assert all(m is not None for _, m in proto_places(parsed))
+
+
+# A part's metadata is a place too -------------------------------------------------
+
+
+def test_a_part_naming_another_skill_is_refused_from_the_json_and_the_parsed_request() -> None:
+    body = params("read")
+    body["message"]["parts"] = [{"text": "x"}, {"text": "y", "metadata": {"skill": "adminop"}}]
+    with pytest.raises(InvalidParamsError, match=r"params\.message\.parts\[1\]\.metadata\.skill"):
+        decide(CARD, body)
+    with pytest.raises(InvalidParamsError, match="more than one skill"):
+        admitted_skill("ops", CARD, "read", _parsed(body), task_id=None)
+    body = params()
+    body["message"]["parts"] = [{"text": "y", "metadata": {"skill": "adminop"}}]
+    with pytest.raises(InvalidParamsError, match="admitted for 'read'"):
+        admitted_skill("ops", CARD, "read", _parsed(body), task_id=None)
+    # The 0.3 proto's `content` and `request` are read too.
+    legacy: dict[str, Any] = {
+        "request": {"content": [{"text": "x", "metadata": {"skill": "adminop"}}]}
+    }
+    legacy["metadata"] = {"skill": "read"}
+    with pytest.raises(InvalidParamsError, match=r"params\.request\.content\[0\]"):
+        decide(CARD, legacy)
+
+
+def test_a_part_naming_the_decided_skill_is_the_skill_named() -> None:
+    body = params()
+    body["message"]["parts"] = [{"text": "x", "metadata": {"skill": "adminop", "lang": "en"}}]
+    assert decide(CARD, body) == "adminop"
+    parsed = _parsed(body)
+    assert admitted_skill("ops", CARD, "adminop", parsed, task_id=None) == "adminop"
+    stamped = MessageToDict(parsed)
+    assert stamped["metadata"]["skill"] == stamped["message"]["metadata"]["skill"] == "adminop"
+    assert stamped["message"]["parts"][0]["metadata"] == {"skill": "adminop", "lang": "en"}
 
 
 # Which task a message continues ------------------------------------------------------

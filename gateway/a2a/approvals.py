@@ -62,7 +62,7 @@ from gateway.delegation.approvals import (
     State,
     new_id,
 )
-from gateway.delegation.handoffs import admitted_skill
+from gateway.delegation.handoffs import admitted_skill, check_contract
 from gateway.delegation.task_runner import (
     ENDS,
     TERMINAL,
@@ -129,6 +129,8 @@ class ApprovalAgentHandler(RecordedTaskHandler):
             admission.agent_id, grant.card, admission.skill, params, task_id=admission.task_id
         )
         message = params.message
+        # Refused now, not after an admin approved it (`check_contract`).
+        check_contract(admission.agent_id, grant.card, grant.agent.skill_contracts, skill, message)
         if message.task_id:
             # Continuing one of the caller's own tasks (say one that asked for
             # input) is a new request to approve; an approval's own task is not.

@@ -41,7 +41,9 @@ a harmless request into the strictest operation.
 The contract (`registry.contracts`, `check_contract`) applies to a message
 that starts a task (no `taskId`): each of its data parts must match the
 skill's schema, and a contract with no data part to check is a refusal too.
-The refusal is InvalidParams (-32602)
+A message that names no skill, to an agent with several of which one has a
+contract, is refused as well: the agent may pick the contracted skill, so the
+caller must say which skill it means. The refusal is InvalidParams (-32602)
 naming the part and the field (an RFC 6901 pointer), in the message and in
 `data`; the agent is not called.
 """
@@ -293,7 +295,23 @@ def check_contract(
     gets (see the module's doc): only a message that starts a task."""
     if message.task_id or not contracts:
         return
-    if skill is None or skill not in contracts:
+    if skill is None:
+        contracted = sorted(s for s in card_skill_ids(card) if s in contracts)
+        if contracted:
+            reason = (
+                f"agent {agent_id} checks handoff contracts for skill(s) {', '.join(contracted)}, "
+                "and a message naming no skill may reach any of them: name the skill in "
+                "metadata.skill"
+            )
+            raise InvalidParamsError(
+                reason,
+                data={
+                    "skills": contracted,
+                    "errors": [{"field": "params.metadata.skill", "message": reason}],
+                },
+            )
+        return
+    if skill not in contracts:
         return
     parts = (
         (i, MessageToDict(part.data))

@@ -3,8 +3,9 @@
 An agent continues a task's own skill, whatever the next message names. The
 attacks: the caller owns a task of `adminop` (a `require` or an `approval`)
 and continues it while naming `read` -- decided as `read`, run as `adminop`
--- or continues it with a narrower token. And two more ways round the one
-skill decision: a part's `metadata.skill`, and two task ids in one message.
+-- or continues it with a narrower token. And three more ways round the one
+skill decision: a part's `metadata.skill`, a message naming no skill to an
+agent whose skills have handoff contracts, and two task ids in one message.
 Each is sent on every binding and version a caller can speak, to agents of
 every dialect, through the approval path, `/mcp`'s agent tools and a
 gateway-run webhook agent.
@@ -386,3 +387,46 @@ def test_a_part_naming_another_skill_is_refused(setup: Setup, dialect: str, agen
         "params.message.metadata": "adminop",
     }
     assert _part_skills(call) == ["adminop"]
+
+
+# Contracts: a message naming no skill, to an agent with a contracted skill ---------------------
+
+
+@pytest.mark.parametrize("agent", ["contracted", "contracted-rest"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_message_naming_no_skill_to_a_contracted_agent_must_name_it(
+    setup: Setup, dialect: str, agent: str
+) -> None:
+    """The agent may pick `adminop`, whose contract the message was never
+    checked against: refused, naming the contracted skills."""
+    calls = len(setup.calls(agent))
+    got = setup.send("root", agent, request(dialect))
+    assert got.kind == "invalid", got
+    assert "adminop" in got.message and "name the skill" in got.message, got
+    assert setup.send("root", agent, request(dialect, "adminop")).kind == "invalid"  # no data
+    assert len(setup.calls(agent)) == calls
+    got = setup.send("root", agent, request(dialect, "read"))
+    assert got.kind == "ok" and "ran read" in got.text, got
+
+
+@pytest.mark.parametrize("agent", ["contracted", "contracted-rest"])
+def test_a_contracted_skill_named_with_matching_data_goes_through(setup: Setup, agent: str) -> None:
+    for dialect in ("jsonrpc-1.0", "rest-1.0"):
+        sent = request(dialect, "adminop")
+        message = sent.body["params"]["message"] if "jsonrpc" in sent.body else sent.body["message"]
+        message["parts"].append({"data": {"sku": "A-1"}})
+        got = setup.send("root", agent, sent)
+        assert got.kind == "ok" and "ran adminop" in got.text, got
+
+
+def test_a_held_message_naming_no_skill_to_a_contracted_agent_is_refused_not_held(
+    setup: Setup,
+) -> None:
+    for dialect in ("jsonrpc-1.0", "rest-0.3"):
+        got = setup.send("root", "held-contracted", request(dialect))
+        assert got.kind == "invalid" and "name the skill" in got.message, got
+        # Named, without the contract's data: refused before an admin sees it.
+        got = setup.send("root", "held-contracted", request(dialect, "adminop"))
+        assert got.kind == "invalid" and "contract" in got.message, got
+    assert _pending(setup, "held-contracted") == []
+    assert setup.calls("held-contracted") == []

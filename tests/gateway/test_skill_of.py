@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from gateway.delegation.handoffs import (
     MessageSkill,
     admitted_skill,
+    check_contract,
     json_places,
     json_task_id,
     message_skill,
@@ -270,3 +271,27 @@ async def test_someone_elses_task_is_decided_as_a_new_message_and_says_nothing()
     # Bob learns nothing of Alice's task here: the handler answers "not found".
     assert await _for(BOB, "admin-task", "read") == MessageSkill("read", "admin-task")
     assert await _for(ALICE, None, "read") == MessageSkill("read")
+
+
+# Contracts for a message naming no skill ------------------------------------------------
+
+SCHEMA = {"type": "object", "required": ["sku"]}
+
+
+def test_a_message_naming_no_skill_to_an_agent_with_a_contracted_skill_is_refused() -> None:
+    contracts = {"adminop": SCHEMA}
+    message = _parsed(params()).message
+    with pytest.raises(InvalidParamsError, match="name the skill") as refused:
+        check_contract("ops", CARD, contracts, None, message)
+    assert refused.value.data is not None and refused.value.data["skills"] == ["adminop"]
+    # A skill named: its own contract, or none.
+    check_contract("ops", CARD, contracts, "read", message)
+    with pytest.raises(InvalidParamsError, match="has none"):
+        check_contract("ops", CARD, contracts, "adminop", message)
+    # Continuing a task: the agent already accepted it.
+    body = params()
+    body["message"]["taskId"] = "t1"
+    check_contract("ops", CARD, contracts, None, _parsed(body).message)
+    # No contract on any of the card's skills: nothing to check.
+    check_contract("ops", CARD, {}, None, message)
+    check_contract("ops", CARD, {"gone": SCHEMA}, None, message)

@@ -47,18 +47,30 @@ class Admission:
     owner: Owner
     extensions: frozenset[str]
     # The skill the message is for, as the front door decided it from every
-    # place the caller could name one (`gateway.delegation.handoffs.skill_of`;
-    # None: it names none, to an agent with several). The request that goes
-    # upstream names this one and no other (`admitted_skill`). For other
-    # operations, None.
+    # place the caller could name one, or from the task it continues
+    # (`gateway.delegation.handoffs.message_skill`; None: it names none, to an
+    # agent with several). The request that goes upstream names this one and
+    # no other (`admitted_skill`). For other operations, None.
     skill: str | None = None
     # Set by the pass-through when it found the agent down and the policy names
     # a fallback: the SDK path then hands the message over without calling.
     down: A2AError | None = None
+    # The task the message continues, as the decision read it (None: it starts
+    # one); the parsed request must continue this one (`admitted_skill`).
+    task_id: str | None = None
+    # Decided as for the strictest skill whatever it names: it continues a task
+    # recorded for no skill in particular.
+    strictest: bool = False
 
     @property
     def agent_id(self) -> str:
         return self.grant.agent.id
+
+    @property
+    def task_skill(self) -> str | None:
+        """The skill a task this message starts is recorded for: the one it
+        was decided for -- none when that was as for the strictest skill."""
+        return None if self.strictest else self.skill
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,8 @@ Nothing reaches the agent until then:
   follows the task through the decision and the call to its end;
   `CancelTask` withdraws a pending request (or stops the approved call);
 * approved (`ApprovalDesk.decide`), the call becomes a gateway-run task
-  (`gateway.delegation.task_runner`, so it survives the replica that started it):
-  decided again and minted at that moment, for the original caller, then
-  sent through the front door's own handler for the agent; the upstream's
-  status and artifacts become the gateway task's. Rejected, the task ends
+  (`gateway.delegation.task_runner`, so it survives the replica that started it),
+  made by `gateway.a2a.approved`. Rejected, the task ends
   ``TASK_STATE_REJECTED`` with the admin's reason.
 """
 
@@ -22,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
@@ -34,7 +31,6 @@ from a2a.server.request_handlers.request_handler import (
 )
 from a2a.types import (
     CancelTaskRequest,
-    GetTaskRequest,
     Message,
     SendMessageRequest,
     Task,
@@ -49,11 +45,10 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from google.protobuf.json_format import MessageToDict
 
 from adapters.base import Turn
-from gateway.a2a.admission import Admission, FrontDoorParts, admission_of, handler_context
-from gateway.a2a.mirror import UPSTREAM_META, Mirror, upstream_task_of
+from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.approvals import (
     APPROVED,
@@ -67,12 +62,9 @@ from gateway.delegation.approvals import (
     State,
     new_id,
 )
-from gateway.delegation.handoffs import admitted_skill, proto_places, skill_of
-from gateway.delegation.pipeline import DelegationDenied, Grant
-from gateway.delegation.runs import ENDS, TERMINAL, Execute, RunSpec, status_message
+from gateway.delegation.handoffs import admitted_skill, check_contract
+from gateway.delegation.runs import ENDS, TERMINAL, RunSpec, status_message
 from gateway.delegation.task_runner import RunNotFound, TaskRunner
-from policies.tokens import TokenInvalid
-from registry.store import AgentNotFound
 
 POLL_SECONDS = 0.5
 APPROVAL_META = "approval"
@@ -126,8 +118,13 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         parts, store = self._parts(), self._approvals().approvals
         # The request held, and replayed once approved, names the skill it was
         # decided for and no other; that is also the skill the admin is shown.
-        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
+        grant = admission.grant
+        skill = admitted_skill(
+            admission.agent_id, grant.card, admission.skill, params, task_id=admission.task_id
+        )
         message = params.message
+        # Refused now, not after an admin approved it (`check_contract`).
+        check_contract(admission.agent_id, grant.card, grant.agent.skill_contracts, skill, message)
         if message.task_id:
             # Continuing one of the caller's own tasks (say one that asked for
             # input) is a new request to approve; an approval's own task is not.
@@ -160,7 +157,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         if not message.task_id:
             history.task_id = task.id
         history.context_id = task.context_id
-        await parts.tasks.record(admission.agent_id, admission.owner, task)
+        await parts.tasks.record(admission.agent_id, admission.owner, task, admission.task_skill)
         approval = await store.create(
             NewApproval(
                 kind="a2a",
@@ -311,148 +308,3 @@ class ApprovalDesk:
         for listener in self.listeners:
             await listener(approval)
         return approval
-
-
-# Making the approved call (`gateway.delegation.task_runner.Execute`) ----------------------
-
-
-class ApprovalExecution:
-    """Runs an approved A2A call as the gateway task the caller holds."""
-
-    def __init__(
-        self,
-        parts: Callable[[], FrontDoorParts],
-        approvals: Approvals,
-        handler_for: Callable[[Mapping[str, Any]], RequestHandler],
-    ) -> None:
-        self._parts = parts
-        self._approvals = approvals
-        self._handler_for = handler_for
-
-    def dispatching(self, otherwise: Execute) -> Execute:
-        """One `Execute` for the runner: approved calls here, the rest ``otherwise``."""
-
-        async def execute(spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
-            approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
-            chosen = otherwise if approval is None else self
-            async for event in chosen(spec, grant):
-                yield event
-
-        return execute
-
-    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
-        parts = self._parts()
-        approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
-        task = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
-        task = task or Task(id=spec.task_id, context_id=spec.context_id)
-        follow = upstream_task_of(task)
-        if approval is None or not (follow or await self._approvals.claim(approval.id)):
-            # Claimed before: the replica making it was interrupted before the
-            # agent named its task. An approval covers one call, so it is not
-            # made a second time.
-            yield _failed(task, "the approved call was interrupted; it is not made twice")
-            return
-        mirror = Mirror(task)
-        try:
-            working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
-            working.status.state = TaskState.TASK_STATE_WORKING
-            working.status.message.CopyFrom(
-                status_message(
-                    task.id, task.context_id, f"approved by {approval.decided_by}; calling"
-                )
-            )
-            yield working
-            async for event in self._call(approval, mirror, spec, follow):
-                yield event
-        except Exception:
-            await self._approvals.finish(approval.id, "failed")
-            raise
-        final = mirror.final()
-        yield final
-        await self._approvals.finish(approval.id, TaskState.Name(final.status.state))
-
-    async def resumable(self, spec: RunSpec) -> bool:
-        """Whether an interrupted run can go on without calling again: an
-        approved call whose upstream task is known is followed there."""
-        approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
-        if approval is None or approval.state != APPROVED:
-            return False
-        task = await self._parts().tasks.get(spec.agent_id, spec.owner, spec.task_id)
-        return task is not None and upstream_task_of(task) is not None
-
-    async def _call(
-        self, approval: Approval, mirror: Mirror, spec: RunSpec, follow: str | None
-    ) -> AsyncIterator[Event]:
-        """Make the approved call, or -- taken over after an interruption --
-        follow the upstream task it started (``follow``) to its end."""
-        parts = self._parts()
-        request = SendMessageRequest()
-        try:
-            ParseDict(approval.request, request, ignore_unknown_fields=True)
-            # Held naming one skill (or none) and no other: decided again now
-            # for that one (or as for the strictest): a policy change counts.
-            _, card, _ = await parts.delegations.target(approval.target)
-            skill = skill_of(approval.target, card, proto_places(request))
-            grant = await parts.delegations.admit_message(
-                approval.caller(),
-                approval.target,
-                skill,
-                event="a2a.approved",
-                trace_id=approval.trace_id,
-                approved=True,
-            )
-        except AgentNotFound:
-            mirror.fail(f"agent {approval.target} is no longer registered")
-            return
-        except DelegationDenied as denied:
-            reasons = "; ".join(denied.decision.reasons)
-            mirror.fail(f"the policy no longer allows this call: {reasons}")
-            return
-        except TokenInvalid:
-            # A minted token never outlives the one it derives from.
-            mirror.fail(
-                "the requester's token expired before the approval, so the call cannot be "
-                "made on their behalf; send the request again"
-            )
-            await self._approvals.audit(approval, "a2a.approved", "expired", "token expired")
-            return
-        except (ParseError, InvalidParamsError) as exc:
-            mirror.fail(f"the stored request cannot be made: {exc}")
-            return
-        request.configuration.return_immediately = False
-        handler = self._handler_for(grant.card)
-        admission = Admission(grant, approval.owner, frozenset(), skill)
-        context = handler_context(admission)
-        try:
-            if follow is not None:
-                mirror.upstream_id = follow
-            else:
-                async for event in handler.on_message_send_stream(request, context):
-                    update = mirror.take(event)
-                    if mirror.upstream_id and upstream_task_of(mirror.task) is None:
-                        # Kept at once, so a replica taking over can follow it.
-                        mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
-                        await parts.tasks.record(spec.agent_id, spec.owner, mirror.task)
-                    if update is not None:
-                        yield update
-            # A non-streaming agent may answer a task still at work: poll it.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + (grant.agent.timeout_seconds or parts.default_timeout_seconds)
-            while mirror.upstream_id and not mirror.ended:
-                if loop.time() > deadline:
-                    mirror.fail(f"agent {approval.target} did not finish in time")
-                    return
-                await asyncio.sleep(POLL_SECONDS)
-                latest = await handler.on_get_task(GetTaskRequest(id=mirror.upstream_id), context)
-                update = mirror.take(latest)
-                if update is not None:
-                    yield update
-        except A2AError as exc:
-            mirror.fail(str(exc) or type(exc).__name__)
-
-
-def _failed(task: Task, reason: str) -> Task:
-    task.status.Clear()
-    task.status.state = TaskState.TASK_STATE_FAILED
-    task.status.message.CopyFrom(status_message(task.id, task.context_id, reason))
-    return task

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,7 +30,7 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import MessageToDict, ParseError
+from google.protobuf.json_format import ParseError
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from gateway.a2a.admission import Admission, FrontDoorParts, StreamLimits
@@ -47,7 +48,7 @@ from gateway.delegation.handoffs import (
     Resilience,
     admitted_skill,
     breaker_error,
-    contract_refusal,
+    check_contract,
 )
 from gateway.delegation.pipeline import (
     DelegationDenied,
@@ -215,12 +216,17 @@ class UpstreamCalls:
         grant = admission.grant
         try:
             fallback = await self.delegations.admit_message(
-                grant.caller, agent_id, skill, event="a2a", trace_id=grant.trace_id
+                grant.caller,
+                agent_id,
+                skill,
+                event="a2a",
+                trace_id=grant.trace_id,
+                strictest=admission.strictest,
             )
         except (AgentNotFound, DelegationDenied) as exc:
             logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)
             return None
-        return Admission(fallback, admission.owner, admission.extensions, skill)
+        return replace(admission, grant=fallback, skill=skill, down=None)
 
     async def _checked_skill(
         self, admission: Admission, params: SendMessageRequest, operation: str
@@ -252,21 +258,16 @@ class UpstreamCalls:
 
     def _check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
         """The message's skill -- the one it was admitted for, now the only one
-        it names, in every place (`gateway.delegation.handoffs.admitted_skill`) --
-        after checking its contract."""
-        message = params.message
-        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
-        contracts = admission.grant.agent.skill_contracts
-        if skill is None or skill not in contracts or message.task_id:
-            return skill
-        parts = (
-            (i, MessageToDict(part.data))
-            for i, part in enumerate(message.parts)
-            if part.HasField("data")
+        it names, in every place, continuing the task it was admitted for
+        (`gateway.delegation.handoffs.admitted_skill`) -- after checking its
+        contract (`check_contract`)."""
+        grant = admission.grant
+        skill = admitted_skill(
+            admission.agent_id, grant.card, admission.skill, params, task_id=admission.task_id
         )
-        refusal = contract_refusal(admission.agent_id, skill, contracts[skill], parts)
-        if refusal is not None:
-            raise refusal
+        check_contract(
+            admission.agent_id, grant.card, grant.agent.skill_contracts, skill, params.message
+        )
         return skill
 
     async def _audit(
@@ -287,7 +288,9 @@ class UpstreamCalls:
             raise TaskNotFoundError(f"task {task_id} not found")
 
     async def _remember(self, admission: Admission, task: Task) -> None:
-        if not await self.tasks.record(admission.agent_id, admission.owner, task):
+        if not await self.tasks.record(
+            admission.agent_id, admission.owner, task, admission.task_skill
+        ):
             logger.warning(
                 "agent %s answered with task id %r that belongs to another user",
                 admission.agent_id,
@@ -300,7 +303,9 @@ class UpstreamCalls:
     async def _observe(self, admission: Admission, event: Event) -> None:
         if isinstance(event, Task):
             await self._remember(admission, event)
-        elif not await self.tasks.observe(admission.agent_id, admission.owner, event):
+        elif not await self.tasks.observe(
+            admission.agent_id, admission.owner, event, admission.task_skill
+        ):
             raise InvalidAgentResponseError(
                 f"agent {admission.agent_id} sent an update for a task that is not yours"
             )

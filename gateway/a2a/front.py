@@ -59,7 +59,7 @@ from gateway.a2a.responses import (
     rest_refusal,
 )
 from gateway.delegation.audit import outage_event
-from gateway.delegation.handoffs import json_places, skill_of
+from gateway.delegation.handoffs import MessageSkill, json_places, json_task_id, message_skill
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -179,8 +179,9 @@ class A2AFrontDoor:
         except TokenInvalid as exc:  # a malformed act claim
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         trace_id = begin_trace(request.headers)
+        owner = Owner(caller.subject, caller.issuer)
         try:
-            message, skill = await self._skill(request, jsonrpc, agent_id)
+            message, decided = await self._skill(request, jsonrpc, agent_id, owner)
         except _Unparseable as refusal:
             return refusal.response
         except _SkillRefused as refused:
@@ -193,7 +194,12 @@ class A2AFrontDoor:
         try:
             if message:
                 grant = await delegations.admit_message(
-                    caller, agent_id, skill, event="a2a", trace_id=trace_id
+                    caller,
+                    agent_id,
+                    decided.skill,
+                    event="a2a",
+                    trace_id=trace_id,
+                    strictest=decided.strictest,
                 )
             else:
                 grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
@@ -230,48 +236,63 @@ class A2AFrontDoor:
             return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
         request.state.admission = Admission(
-            grant, Owner(caller.subject, caller.issuer), frozenset(extensions), skill
+            grant,
+            owner,
+            frozenset(extensions),
+            decided.skill,
+            task_id=decided.task_id,
+            strictest=decided.strictest,
         )
         return None
 
     async def _skill(
-        self, request: Request, jsonrpc: bool, agent_id: str
-    ) -> tuple[bool, str | None]:
-        """Whether the request sends a message, and the skill it is for
-        (`gateway.delegation.handoffs.skill_of`, from every place the caller's
-        JSON can name one), so that the decision is the skill's own: a
+        self, request: Request, jsonrpc: bool, agent_id: str, owner: Owner
+    ) -> tuple[bool, MessageSkill]:
+        """Whether the request sends a message, and what it is for
+        (`gateway.delegation.handoffs.message_skill`: from every place the
+        caller's JSON can name a skill, or -- continuing one of the caller's
+        tasks -- the task's), so that the decision is the skill's own: a
         `require` or `approval` on one skill applies to the call, not only to
         listings. Reading or cancelling one's own task is decided for the
         agent. A message naming no skill, to an agent with several, is decided
         as for the strictest (`Delegations.admit_message`). Places that name
-        different skills, or a skill the card lacks, raise `_SkillRefused`."""
+        different skills, a skill the card lacks, a skill other than the
+        continued task's or two task ids raise `_SkillRefused`."""
         request_id: Any = None
         legacy = False
+        unsaid = MessageSkill(None)
         if jsonrpc:
             refused = await parse_jsonrpc_body(request)
             if refused is not None:
                 raise _Unparseable(refused)
             body = request._json
             if not isinstance(body, dict) or body.get("method") not in _MESSAGE_METHODS:
-                return False, None
+                return False, unsaid
             params = body.get("params")
             request_id = body.get("id")
             legacy = "/" in str(body.get("method"))
         else:
             if not request.url.path.endswith(_MESSAGE_PATHS) or request.method != "POST":
-                return False, None
+                return False, unsaid
             try:
                 params = json.loads(await request.body())
             except (ValueError, RecursionError):
-                return True, None  # the SDK answers it
+                return True, unsaid  # the SDK answers it
         if not isinstance(params, dict):
-            return True, None  # the SDK answers it
+            return True, unsaid  # the SDK answers it
         try:
             _, card, _ = await self.handler.delegations.target(agent_id)
         except AgentNotFound:
-            return True, None  # not an agent: admit says so, or serves an MCP server
+            return True, unsaid  # not an agent: admit says so, or serves an MCP server
         try:
-            return True, skill_of(agent_id, card, json_places(params))
+            return True, await message_skill(
+                self.handler.tasks,
+                agent_id,
+                card,
+                owner,
+                json_places(params),
+                json_task_id(params),
+            )
         except InvalidParamsError as error:
             raise _SkillRefused(error, invalid_params(error, jsonrpc, request_id, legacy)) from None
 

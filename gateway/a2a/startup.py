@@ -19,12 +19,8 @@ from starlette.routing import BaseRoute
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from gateway.a2a.admission import FrontDoorParts, StreamLimits
-from gateway.a2a.approvals import (
-    ApprovalAgentHandler,
-    ApprovalDesk,
-    ApprovalExecution,
-    ApprovalParts,
-)
+from gateway.a2a.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
+from gateway.a2a.approved import ApprovalExecution
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.gateway_run import GatewayRunHandlers

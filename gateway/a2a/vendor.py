@@ -130,7 +130,13 @@ class VendorAgentHandler(RecordedTaskHandler):
                 raise TaskNotFoundError(f"context {message.context_id} not found")
         call = await self._call(admission)
         # The adapter is told the skill the call was decided for, and no other.
-        skill = admitted_skill(admission.agent_id, admission.grant.card, admission.skill, params)
+        skill = admitted_skill(
+            admission.agent_id,
+            admission.grant.card,
+            admission.skill,
+            params,
+            task_id=admission.task_id,
+        )
         task = Task(id=str(uuid.uuid4()), context_id=message.context_id or str(uuid.uuid4()))
         task.status.state = TaskState.TASK_STATE_SUBMITTED
         turn = _turn(message, skill, task)
@@ -141,7 +147,7 @@ class VendorAgentHandler(RecordedTaskHandler):
         history = task.history.add()
         history.CopyFrom(message)
         history.task_id, history.context_id = task.id, task.context_id
-        await parts.tasks.record(admission.agent_id, admission.owner, task)
+        await parts.tasks.record(admission.agent_id, admission.owner, task, admission.task_skill)
         # The upstream streams only to a caller who streams too.
         capabilities = admission.grant.card.get("capabilities") or {}
         streaming = stream and bool(capabilities.get("streaming"))

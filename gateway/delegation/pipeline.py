@@ -346,17 +346,21 @@ class Delegations:
         event: str,
         trace_id: str,
         approved: bool = False,
+        strictest: bool = False,
     ) -> Grant:
         """`admit()` for an A2A message whose skill is ``skill``
-        (`gateway.delegation.handoffs.skill_of`): decided as that skill's own
-        call, or -- naming none, to an agent with several -- as for the
-        strictest (`strictest_skill`). Every way a message reaches an agent
-        (the front door, a fallback, an approved or resumed call, `/mcp`'s
-        agent tools) is decided here, so none decides differently."""
+        (`gateway.delegation.handoffs.message_skill`): decided as that skill's
+        own call, or -- naming none, to an agent with several, or
+        ``strictest``: continuing a task recorded for no skill in particular,
+        which may be any -- as for the strictest (`strictest_skill`; when none
+        is stricter than the agent, as the skill named). Every way a message
+        reaches an agent (the front door, a fallback, an approved or resumed
+        call, `/mcp`'s agent tools) is decided here, so none decides
+        differently."""
         action = skill
-        if action is None:
+        if action is None or strictest:
             _, card, target = await self.target(agent_id)
-            action = self.strictest_skill(caller, target, card)
+            action = self.strictest_skill(caller, target, card) or skill
         return await self.admit(
             caller, agent_id, event=event, trace_id=trace_id, action=action, approved=approved
         )

@@ -9,6 +9,8 @@ and the last snapshot seen, so that:
   "task not found" (A2A 1.0 §3.1.3: never reveal that it exists) to anyone but
   the owner, whether the upstream checks or not;
 * a message continuing someone else's task or context is refused the same way;
+* a message continuing one's own task is decided for the skill the task was
+  started for (`skill`, kept from the first record);
 * `ListTasks` answers from here, with only the caller's tasks, and the whole
   thing survives a gateway restart and is shared by replicas.
 """
@@ -90,6 +92,23 @@ class TaskRecords:
             ).first()
         return Owner(row.owner_subject, row.owner_issuer) if row else None
 
+    async def skill_of(self, agent_id: str, owner: Owner, task_id: str) -> tuple[bool, str | None]:
+        """Whether the task is ``owner``'s, and the skill it was recorded for
+        (None: no skill in particular, or recorded before the skill was)."""
+        if not _storable(task_id):
+            return False, None
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(a2a_tasks.c.skill).where(
+                        a2a_tasks.c.agent_id == agent_id,
+                        a2a_tasks.c.task_id == task_id,
+                        owner.owns(a2a_tasks),
+                    )
+                )
+            ).first()
+        return (False, None) if row is None else (True, row.skill)
+
     async def context_owners(self, agent_id: str, context_id: str) -> set[Owner]:
         """Everyone who has a task in this context (normally one user, or nobody)."""
         if not _storable(context_id):
@@ -105,10 +124,15 @@ class TaskRecords:
             ).all()
         return {Owner(r.owner_subject, r.owner_issuer) for r in rows}
 
-    async def record(self, agent_id: str, owner: Owner, task: Task) -> bool:
+    async def record(
+        self, agent_id: str, owner: Owner, task: Task, skill: str | None = None
+    ) -> bool:
         """Store the task snapshot; a task already owned by someone else is left
         alone and False returned (an upstream that reuses another user's task id
-        must not hand it over)."""
+        must not hand it over). ``skill`` -- the skill the message that started
+        it was decided for -- is kept from the first record on: an agent
+        continues a task's own skill, so every message continuing it is decided
+        for that one (`gateway.delegation.handoffs.message_skill`)."""
         if not _storable(task.id) or (task.context_id and not _storable(task.context_id)):
             return False
         now = datetime.now(UTC)
@@ -149,6 +173,7 @@ class TaskRecords:
                         owner_subject=owner.subject,
                         owner_issuer=owner.issuer,
                         created_at=now,
+                        skill=skill,
                         **values,
                     )
                 )
@@ -156,17 +181,20 @@ class TaskRecords:
             return (await self.owner_of(agent_id, task.id)) == owner
         return True
 
-    async def observe(self, agent_id: str, owner: Owner, event: object) -> bool:
+    async def observe(
+        self, agent_id: str, owner: Owner, event: object, skill: str | None = None
+    ) -> bool:
         """Record what an event says about a task (a snapshot or a status
-        update); False if it concerns a task someone else owns."""
+        update); False if it concerns a task someone else owns. ``skill``: as
+        for `record`, for a task seen here first."""
         if isinstance(event, Task):
-            return await self.record(agent_id, owner, event)
+            return await self.record(agent_id, owner, event, skill)
         if isinstance(event, TaskStatusUpdateEvent):
-            return await self.record_status(agent_id, owner, event)
+            return await self.record_status(agent_id, owner, event, skill)
         return True
 
     async def record_status(
-        self, agent_id: str, owner: Owner, event: TaskStatusUpdateEvent
+        self, agent_id: str, owner: Owner, event: TaskStatusUpdateEvent, skill: str | None = None
     ) -> bool:
         """A status update from a stream: the state moves and the snapshot's status
         follows. A task not seen before (a stream that starts with an update) is
@@ -196,7 +224,7 @@ class TaskRecords:
                 return True
         task = Task(id=event.task_id, context_id=event.context_id)
         task.status.CopyFrom(event.status)
-        return await self.record(agent_id, owner, task)
+        return await self.record(agent_id, owner, task, skill)
 
     async def get(self, agent_id: str, owner: Owner, task_id: str) -> Task | None:
         """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""

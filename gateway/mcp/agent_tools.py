@@ -10,8 +10,10 @@ A call is an A2A delegation through the A2A front door's own handler
 (`AgentHandler`): the user's minted token, ownership checks, task records and
 the audit record are those of any A2A call (event ``a2a.SendStreamingMessage``).
 Arguments: ``message`` (text) and/or ``data`` (an object), and to continue a
-task that asked for input, its ``taskId`` (and ``contextId``). The answer:
-text parts as text, data parts as `structuredContent` (and as JSON text),
+task that asked for input, its ``taskId`` (and ``contextId``) -- with the tool
+of the skill the task was started for: an agent continues a task's own skill,
+so another skill's tool is refused (an error result, audited, nothing sent).
+The answer: text parts as text, data parts as `structuredContent` (and as JSON text),
 URL parts as resource links, raw parts as embedded blobs; a status update
 while the task runs is a progress notification. A task that ends in
 ``input_required`` or ``auth_required`` is not an error: its result says
@@ -40,11 +42,12 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
+from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
 from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
-from gateway.delegation.handoffs import stamp_skill
+from gateway.delegation.handoffs import message_skill, proto_places, stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from registry.cards import card_skills
@@ -144,11 +147,43 @@ class AgentSkillTools:
         """Run the skill; raises the pipeline's `DelegationDenied` (`ApprovalRequired`
         unless ``approved``) / `AgentNotFound` and the front door's `A2AError`s."""
         request = _request(tool, dict(arguments or {}))
-        grant = await self._parts().delegations.admit_message(
-            caller, tool.agent_id, tool.skill_id, event=EVENT, trace_id=trace_id, approved=approved
-        )
+        parts = self._parts()
+        delegations = parts.delegations
         owner = Owner(caller.subject, caller.issuer)
-        admission = Admission(grant, owner, frozenset(), tool.skill_id)
+        _, card, _ = await delegations.target(tool.agent_id)
+        try:
+            # Continuing a task (`taskId`): the task's skill, which must be
+            # this tool's (`gateway.delegation.handoffs.message_skill`).
+            decided = await message_skill(
+                parts.tasks,
+                tool.agent_id,
+                card,
+                owner,
+                proto_places(request),
+                request.message.task_id or None,
+            )
+        except InvalidParamsError as refusal:
+            await delegations.refused(
+                caller, tool.agent_id, event=EVENT, trace_id=trace_id, reason=str(refusal)
+            )
+            raise
+        grant = await delegations.admit_message(
+            caller,
+            tool.agent_id,
+            decided.skill,
+            event=EVENT,
+            trace_id=trace_id,
+            approved=approved,
+            strictest=decided.strictest,
+        )
+        admission = Admission(
+            grant,
+            owner,
+            frozenset(),
+            decided.skill,
+            task_id=decided.task_id,
+            strictest=decided.strictest,
+        )
         context = handler_context(admission)
         outcome = _Outcome()
         handler = self._handler_for(grant.card)

@@ -3,14 +3,20 @@
 `/a2a/{server_id}` works for an MCP server as for an agent (the two share one
 id space): the card has one skill per approved tool, and a message runs one
 tool through `McpFederation.call_tool()` -- the same decision, minted
-credential, quarantine check and audit as an MCP client's call. Which tool,
-with which arguments:
+credential, quarantine check and audit as an MCP client's call. Which tool
+is decided once, by the rule the A2A front door decides a skill by
+(`gateway.delegation.handoffs`): every place a message can name it is read --
+``tool`` and ``skill`` in the request's metadata, the message's and each
+part's, and the data part's ``tool`` -- each by the tool's own name or its
+federated ``{server}__{tool}`` name; the places that name one must name the
+same tool, else the message is refused (-32602, naming the places, audited;
+nothing is called). That tool, and no other, is called, with:
 
-* a data part ``{"tool": "<name>", "arguments": {...}}`` (the tool's own name
-  or its federated ``{server}__{tool}`` name); or
-* text, when the tool takes one string: the tool is named by the message's
-  ``metadata.tool`` (or ``metadata.skill``), or is the server's only tool
-  taking one string, and the text becomes that string.
+* the data part's ``arguments`` (``{"tool": "<name>", "arguments": {...}}``;
+  ``tool`` may be left to the metadata; one data part at most: it is the one
+  call's input); or
+* the text, when the tool takes one string: the tool is the one named, or,
+  named nowhere, the server's only tool taking one string.
 
 A call is a whole task: the gateway answers with a task that has already
 ended (completed, or failed when the tool reports an error), recorded for its
@@ -67,12 +73,16 @@ from google.protobuf.struct_pb2 import Value
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.a2a.admission import FrontDoorParts
 from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.delegation.handoffs import SKILL_KEY, decide_named, named_in, proto_places
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.mcp.federated_tools import FederatedTool, ToolNotFound, ToolQuarantined
 from gateway.mcp.federation import McpFederation
 from registry.mcp_models import McpServerRecord
 from registry.mcp_names import SEPARATOR
+
+# Where a message names its tool: these keys of every metadata place.
+TOOL_KEYS = ("tool", SKILL_KEY)
 
 
 @dataclass(frozen=True)
@@ -158,7 +168,18 @@ class McpAgentHandler(RecordedTaskHandler):
         # Quarantined tools too: calling one should say it is quarantined.
         everything = await federation.tools(include_uncallable=True)
         tools = [t for t in everything if t.server_id == admission.server_id]
-        tool, arguments = _tool_call(admission.server_id, message, tools)
+        try:
+            tool, arguments = _tool_call(admission.server_id, params, tools)
+        except InvalidParamsError as refused:
+            # Before any decision (two tools named, say): nothing is called.
+            await self._parts().delegations.refused(
+                admission.caller,
+                admission.server_id,
+                event="a2a",
+                trace_id=admission.trace_id,
+                reason=str(refused),
+            )
+            raise
         try:
             result = await federation.call_tool(
                 tool.name, arguments, caller=admission.caller, trace_id=admission.trace_id
@@ -199,7 +220,9 @@ class McpAgentHandler(RecordedTaskHandler):
             raise InvalidAgentResponseError(
                 f"MCP server {admission.server_id} answered content it could not have meant: {exc}"
             ) from None
-        await self._parts().tasks.record(admission.server_id, admission.owner, task)
+        await self._parts().tasks.record(
+            admission.server_id, admission.owner, task, tool.upstream_name
+        )
         return task
 
     async def on_message_send_stream(
@@ -226,31 +249,52 @@ class McpAgentHandler(RecordedTaskHandler):
 
 
 def _tool_call(
-    server_id: str, message: Message, tools: list[FederatedTool]
+    server_id: str, params: SendMessageRequest, tools: list[FederatedTool]
 ) -> tuple[FederatedTool, dict[str, Any]]:
-    """Which tool the message runs, and its arguments."""
-    by_name = {t.upstream_name: t for t in tools} | {t.name: t for t in tools}
-    offered = ", ".join(sorted(t.upstream_name for t in tools)) or "none"
-    for part in message.parts:
-        if part.HasField("data"):
-            data = MessageToDict(part.data)
-            if not isinstance(data, dict) or not isinstance(data.get("tool"), str):
-                raise InvalidParamsError('a data part must be {"tool": name, "arguments": {...}}')
-            tool = by_name.get(data["tool"])
+    """Which tool the message runs (decided from every place that can name
+    it, see the module's doc), and its arguments."""
+    own = {t.upstream_name: t for t in tools}
+    by_name = own | {t.name: t for t in tools}
+    offered = ", ".join(sorted(own)) or "none"
+    message = params.message
+    named = named_in(proto_places(params), TOOL_KEYS)
+    data_parts = [
+        (i, MessageToDict(part.data))
+        for i, part in enumerate(message.parts)
+        if part.HasField("data")
+    ]
+    if len(data_parts) > 1:
+        raise InvalidParamsError(
+            "send one data part: it holds the one tool call's arguments",
+            data={"field": f"params.message.parts[{data_parts[1][0]}].data"},
+        )
+    for i, data in data_parts:
+        if not isinstance(data, dict):
+            raise InvalidParamsError('a data part must be {"tool": name, "arguments": {...}}')
+        if "tool" in data:
+            named[f"params.message.parts[{i}].data.tool"] = data["tool"]
+    canonical: dict[str, Any] = {}
+    for where, value in named.items():
+        if isinstance(value, str):
+            tool = by_name.get(value) or by_name.get(f"{server_id}{SEPARATOR}{value}")
             if tool is None:
-                raise InvalidParamsError(f"no tool {data['tool']!r} here; tools: {offered}")
-            arguments = data.get("arguments", {})
-            if not isinstance(arguments, dict):
-                raise InvalidParamsError("arguments must be an object")
-            return tool, arguments
+                raise InvalidParamsError(
+                    f"no tool {value!r} here; tools: {offered}", data={"field": where}
+                )
+            value = tool.upstream_name
+        canonical[where] = value
+    chosen = decide_named(server_id, list(own), canonical, noun="tool") if canonical else None
+    if data_parts:
+        ((_, data),) = data_parts
+        if chosen is None:
+            raise InvalidParamsError('a data part must be {"tool": name, "arguments": {...}}')
+        arguments = data.get("arguments", {})
+        if not isinstance(arguments, dict):
+            raise InvalidParamsError("arguments must be an object")
+        return own[chosen], arguments
     text = "".join(part.text for part in message.parts if part.HasField("text"))
-    metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
-    named = metadata.get("tool") or metadata.get("skill")
-    if isinstance(named, str):
-        tool = by_name.get(named) or by_name.get(f"{server_id}{SEPARATOR}{named}")
-        if tool is None:
-            raise InvalidParamsError(f"no tool {named!r} here; tools: {offered}")
-        candidates = [tool]
+    if chosen is not None:
+        candidates = [own[chosen]]
     else:
         candidates = [t for t in tools if _one_string(t) is not None]
     if len(candidates) != 1 or (field := _one_string(candidates[0])) is None:

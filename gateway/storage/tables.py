@@ -85,6 +85,12 @@ a2a_tasks = Table(
     Column("reconcile_since", DateTime(timezone=True), nullable=True),
     Column("reconcile_attempts", Integer, nullable=True),
     Column("reconcile_caller", JSON, nullable=True),
+    # The skill the message that started the task was decided for, kept from
+    # the first record: a message continuing the task is decided for it. NULL:
+    # no skill in particular (started naming none, to an agent with several),
+    # or recorded before migration 0012; continuing it is decided as for the
+    # strictest skill (`gateway.delegation.handoffs.message_skill`).
+    Column("skill", Text, nullable=True),
     Index("ix_a2a_tasks_owner", "agent_id", "owner_subject", "updated_at"),
     Index("ix_a2a_tasks_context", "agent_id", "context_id"),
     Index("ix_a2a_tasks_reconcile", "reconcile_at"),

@@ -142,16 +142,17 @@ def test_the_agent_gets_what_the_gateway_checked_with_a_token_minted_for_it(
 
 
 @pytest.mark.parametrize(
-    "smuggled",
+    ("smuggled", "refused"),
     [
         # Python keeps the last of a key given twice; some parsers keep the first.
-        b'"taskId": "VICTIM", "messageId": "m2", "taskId": "OWN"',
+        (b'"taskId": "VICTIM", "messageId": "m2", "taskId": "OWN"', False),
         # Protobuf's JSON parser takes a field under either name; the last wins.
-        b'"taskId": "VICTIM", "messageId": "m2", "task_id": "OWN"',
+        # The front door reads both spellings, and two tasks are refused.
+        (b'"taskId": "VICTIM", "messageId": "m2", "task_id": "OWN"', True),
     ],
 )
 def test_two_spellings_of_a_task_id_cannot_smuggle_another_users_task(
-    scripted: Scripted, smuggled: bytes
+    scripted: Scripted, smuggled: bytes, refused: bool
 ) -> None:
     victim = scripted.send("task").json()["result"]["task"]["id"]
     own = scripted.send("task", OTHER, messageId="m-bob").json()["result"]["task"]["id"]
@@ -162,6 +163,11 @@ def test_two_spellings_of_a_task_id_cannot_smuggle_another_users_task(
         + b', "role": "ROLE_USER", "parts": [{"text": "task"}]}}}'
     )
     response = scripted.post(raw, OTHER)
+    if refused:
+        assert _error(response)["code"] == -32602
+        assert "more than one task" in _error(response)["message"]
+        assert scripted.seen.calls()[calls:] == []
+        return
     assert response.json()["result"]["task"]["id"] == own
     (call,) = scripted.seen.calls()[calls:]
     assert victim.encode() not in call.body

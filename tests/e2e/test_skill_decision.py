@@ -18,12 +18,10 @@ and answer with the skill they read; one deployment (SQLite) for the module.
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,16 +29,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mcp import MCPError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.servers import ServerThread, stop_all
-from tests.support.skill_agents import Kind, skill_agent, upstream_skills
+from tests.support.skill_agents import Hook, Kind, hook_server, skill_agent, upstream_skills
+from tests.support.skill_requests import ABSENT, DIALECTS, Sent, outcome, request
 
 POLICY = """\
 agents:
@@ -65,37 +60,7 @@ agents:
 """
 # agent id -> the kind of A2A agent behind it
 AGENTS: dict[str, Kind] = {"ops": "jsonrpc", "ops-rest": "rest", "ops-legacy": "legacy"}
-DIALECTS = ("jsonrpc-1.0", "jsonrpc-0.3", "rest-1.0", "rest-0.3")
 CALLERS = {"mallory": "", "root": "ops:admin"}
-_ids = itertools.count()
-
-
-@dataclass
-class Hook:
-    """A REST webhook (a gateway-run agent's upstream) that records its bodies."""
-
-    server: ServerThread
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def calls(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.bodies)
-
-
-def hook_server() -> Hook:
-    hook = Hook(None)  # type: ignore[arg-type]
-
-    async def receive(request: Request) -> JSONResponse:
-        body = await request.json()
-        with hook.lock:
-            hook.bodies.append(body)
-        return JSONResponse(f"webhook ran {body.get('skill')}")
-
-    hook.server = ServerThread(
-        lambda _url: Starlette(routes=[Route("/hook", receive, methods=["POST"])])
-    ).start()
-    return hook
 
 
 @dataclass
@@ -152,94 +117,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         yield Setup(gateway, tokens, seen, hook, servers)
     finally:
         stop_all(gateway.server, hook.server, *servers)
-
-
-# Requests, in each dialect a caller can speak ------------------------------------
-
-ABSENT = object()
-
-
-@dataclass(frozen=True)
-class Sent:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-def _metadata(value: Any) -> dict[str, Any]:
-    return {} if value is ABSENT else {"metadata": {"skill": value}}
-
-
-def request(
-    dialect: str,
-    request_skill: Any = ABSENT,
-    message_skill: Any = ABSENT,
-    *,
-    text: str = "hello",
-    message_key: str = "message",
-) -> Sent:
-    """A SendMessage naming ``request_skill`` in `params.metadata` and
-    ``message_skill`` in the message's metadata (ABSENT: not named there)."""
-    message_id = f"m-{next(_ids)}"
-    if dialect == "jsonrpc-0.3":
-        message = {
-            "kind": "message",
-            "messageId": message_id,
-            "role": "user",
-            "parts": [{"kind": "text", "text": text}],
-        }
-    elif dialect == "rest-0.3":  # the 0.3 proto's JSON: `content`, not `parts`
-        message = {"messageId": message_id, "role": "ROLE_USER", "content": [{"text": text}]}
-    else:
-        message = {"messageId": message_id, "role": "ROLE_USER", "parts": [{"text": text}]}
-    params = {message_key: {**message, **_metadata(message_skill)}, **_metadata(request_skill)}
-    one = {"A2A-Version": "1.0"}
-    if dialect == "jsonrpc-1.0":
-        envelope = {"jsonrpc": "2.0", "id": message_id, "method": "SendMessage", "params": params}
-        return Sent("", one, envelope)
-    if dialect == "jsonrpc-0.3":
-        envelope = {"jsonrpc": "2.0", "id": message_id, "method": "message/send", "params": params}
-        return Sent("", {}, envelope)
-    if dialect == "rest-1.0":
-        return Sent("/message:send", one, params)
-    return Sent("/v1/message:send", {}, params)
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [t for k, v in value.items() for t in ([v] if k == "text" else _texts(v))]
-    if isinstance(value, list):
-        return [t for v in value for t in _texts(v)]
-    return []
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: str  # "ok", "invalid" (-32602 / 400), "denied" (403), "held"
-    text: str = ""
-    message: str = ""
-
-
-def outcome(sent: Sent, response: httpx.Response) -> Outcome:
-    if response.status_code == 403:
-        return Outcome("denied")
-    body = response.json()
-    if "jsonrpc" in sent.body:
-        assert response.status_code == 200, response.text
-        assert body["id"] == sent.body["id"], body
-        if "error" in body:
-            assert body["error"]["code"] == -32602, body
-            return Outcome("invalid", message=body["error"]["message"])
-        result = body["result"]
-    else:
-        if response.status_code == 400:
-            assert body["error"]["status"] == "INVALID_ARGUMENT", body
-            return Outcome("invalid", message=body["error"]["message"])
-        assert response.status_code == 200, response.text
-        result = body
-    if "AUTH_REQUIRED" in json.dumps(result) or "auth-required" in json.dumps(result):
-        return Outcome("held")
-    return Outcome("ok", text=" ".join(_texts(result)))
 
 
 def _refusals(setup: Setup, agent: str, subject: str) -> list[dict[str, Any]]:

@@ -5,25 +5,30 @@ metadata -- here, as the gateway's own `/mcp` bridge writes it, from the
 message's `metadata.skill`. `SkillExecutor` answers ``ran <that skill>``
 (``ran -`` when none is named) and what the request-level `metadata.skill`
 said, so a test sees which skill the agent would have run; the recorder sees
-the bytes. Served as an A2A 1.0 JSON-RPC agent, a 1.0 HTTP+JSON-only agent,
+the bytes. Sent ``ask``, it starts a task of that skill that waits for input;
+the next message on the task continues the task's skill, whatever that
+message names, as agents do: ``continued <task's skill> (message says ...)``. Served as an A2A 1.0 JSON-RPC agent, a 1.0 HTTP+JSON-only agent,
 or a 0.3-only JSON-RPC agent (`skill_agent`).
 
-`upstream_skills` reads what crossed the wire: every place of the forwarded
+`hook_server` is a REST webhook (a gateway-run agent's upstream) that
+records the bodies it gets. `upstream_skills` reads what crossed the wire: every place of the forwarded
 request that names a skill, whatever the agent's dialect.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from a2a.helpers import new_text_message
+from a2a.helpers import new_task_from_user_message, new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
-from a2a.server.tasks import InMemoryTaskStore
-from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -50,6 +55,22 @@ class SkillExecutor(AgentExecutor):
         params = getattr(context, "_params", None)
         ran = _said(message.metadata if message is not None else None)
         asked = _said(params.metadata if params is not None else None)
+        current = context.current_task
+        if current is not None and current.status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            # A task continues its own skill, whatever this message names.
+            started = _said(current.metadata)
+            updater = TaskUpdater(event_queue, current.id, current.context_id)
+            said = f"continued {started} (message says {ran}, request says {asked})"
+            await updater.add_artifact([new_text_part(said)], name="answer")
+            await updater.complete()
+            return
+        if message is not None and context.get_user_input() == "ask":
+            task = new_task_from_user_message(message)
+            task.metadata.update({"skill": ran})
+            await event_queue.enqueue_event(task)
+            updater = TaskUpdater(event_queue, task.id, task.context_id)
+            await updater.requires_input(new_text_message(f"{ran}: which one?"))
+            return
         await event_queue.enqueue_event(new_text_message(f"ran {ran} (request says {asked})"))
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
@@ -147,3 +168,31 @@ def upstream_skills(seen: Seen) -> dict[str, Any]:
         if isinstance(metadata, dict) and "skill" in metadata:
             found[where] = metadata["skill"]
     return found
+
+
+@dataclass
+class Hook:
+    """A REST webhook (a gateway-run agent's upstream) that records its bodies."""
+
+    server: ServerThread
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def calls(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.bodies)
+
+
+def hook_server() -> Hook:
+    hook = Hook(None)  # type: ignore[arg-type]
+
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.json()
+        with hook.lock:
+            hook.bodies.append(body)
+        return JSONResponse(f"webhook ran {body.get('skill')}")
+
+    hook.server = ServerThread(
+        lambda _url: Starlette(routes=[Route("/hook", receive, methods=["POST"])])
+    ).start()
+    return hook

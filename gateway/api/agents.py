@@ -144,7 +144,8 @@ async def get_card(
     request: Request,
     agent_id: str,
     principal: CurrentPrincipal,
-    revision: Annotated[int | None, Query(ge=1)] = None,
+    # A revision is an INTEGER column (int32 on PostgreSQL): past it, no card.
+    revision: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     original: Annotated[bool, Query(description="the card exactly as registered")] = False,
 ) -> dict[str, Any]:
     await _visible(request, principal, agent_id)

@@ -38,7 +38,9 @@ async def list_approvals(
     agent: str | None = None,
     user: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded so the database never sees an OFFSET it cannot hold (SQLite and
+    # asyncpg take 64 bits; no listing is anywhere near 2**31 rows).
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> ApprovalPage:
     return await state_of(request).approvals.approvals.list(
         state=state, target=agent, user=user, limit=limit, offset=offset

@@ -46,6 +46,7 @@ def test_secured_operations_name_the_bearer_scheme(document: dict[str, Any]) -> 
         "GET /.well-known/oauth-protected-resource/mcp",
         "GET /.well-known/oauth-authorization-server",
         "POST /oauth/token",
+        "GET /flows/schema",  # the published JSON Schema of flow documents
     }
     for name in secured:
         assert {"401", "403"} <= set(operations[name]["responses"]), name

@@ -24,6 +24,7 @@ through with its own code.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -56,6 +57,7 @@ from gateway.a2a.responses import (
     invalid_params,
     jsonrpc_refusal,
     parse_jsonrpc_body,
+    request_id_of,
     rest_refusal,
 )
 from gateway.delegation.audit import outage_event
@@ -190,6 +192,8 @@ class A2AFrontDoor:
                 caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refused.error)
             )
             return refused.response
+        if jsonrpc:  # the body is parsed by now: refusals keep the request's id
+            refuse = functools.partial(jsonrpc_refusal, request_id=request_id_of(request))
         delegations = self.handler.delegations
         try:
             if message:

@@ -25,14 +25,31 @@ DELEGATION_REFUSED = -32000
 
 
 def jsonrpc_refusal(
-    status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    data: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    request_id: Any = None,
 ) -> Response:
+    """A refusal in JSON-RPC's error form, under the request's own id
+    (JSON-RPC 2.0 §5: null only when the id could not be read)."""
     error: dict[str, Any] = {"code": DELEGATION_REFUSED, "message": message}
     if data is not None:
         error["data"] = data
     return JSONResponse(
-        {"jsonrpc": "2.0", "id": None, "error": error}, status_code=status, headers=headers
+        {"jsonrpc": "2.0", "id": request_id, "error": error}, status_code=status, headers=headers
     )
+
+
+def request_id_of(request: Request) -> Any:
+    """The id of a JSON-RPC request whose body was parsed (`parse_jsonrpc_body`),
+    if it is one JSON-RPC allows (a string or a number; not a boolean)."""
+    body = getattr(request, "_json", None)
+    found = body.get("id") if isinstance(body, dict) else None
+    if isinstance(found, bool) or not isinstance(found, str | int | float):
+        return None
+    return found
 
 
 def rest_refusal(
@@ -104,9 +121,37 @@ async def parse_jsonrpc_body(request: Request) -> Response | None:
     if _MAYBE_SURROGATE.search(body) and _has_lone_surrogate(parsed):
         error = {"code": -32700, "message": _SURROGATE}
         return JSONResponse({"jsonrpc": "2.0", "id": _clean_id(parsed), "error": error})
+    if (field := _int32_overflow(parsed)) is not None:
+        # A2A's int32 fields (a2a.proto): the SDK's 0.3 translation raised
+        # "Value out of range" as an internal error (-32603) for these.
+        error = {"code": -32602, "message": f"params.{field} must fit in 32 bits"}
+        return JSONResponse({"jsonrpc": "2.0", "id": _clean_id(parsed), "error": error})
     # Starlette keeps the parsed body on the request; the SDK's dispatcher
     # reads it from there instead of parsing again.
     request._json = parsed
+    return None
+
+
+_INT32_FIELDS = ("historyLength", "history_length", "pageSize", "page_size")
+
+
+def _int32_overflow(parsed: Any) -> str | None:
+    """The first of the request's int32 fields (in params, or its
+    configuration) holding a number out of range, if any."""
+    params = parsed.get("params") if isinstance(parsed, dict) else None
+    if not isinstance(params, dict):
+        return None
+    places = [("", params)]
+    configuration = params.get("configuration")
+    if isinstance(configuration, dict):
+        places.append(("configuration.", configuration))
+    for prefix, place in places:
+        for name in _INT32_FIELDS:
+            value = place.get(name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not -(2**31) <= value <= 2**31 - 1:
+                return prefix + name
     return None
 
 

@@ -26,9 +26,8 @@ from gateway.http.problems import PROBLEM_JSON
 
 # KNOWN ISSUE, fixed on branch no-500 ("JSON-RPC error ids"): some errors
 # answer `"id": null` to a request that had an id (e.g. an unknown agent on
-# /a2a/{id}). Switch this on once no-500 is merged; every other check of an
-# answer's id (a result always keeps it) is on already.
-ERRORS_KEEP_REQUEST_ID = False
+# /a2a/{id}). On: the gateway's own refusals keep the id.
+ERRORS_KEEP_REQUEST_ID = True
 
 Json = Any
 INTERNAL_ERROR = -32603
@@ -217,7 +216,11 @@ def _sse_messages(text: str) -> list[Json]:
 
 
 def check_message(
-    message: Json, body: Json, where: str, tolerated: Callable[[dict[str, Any]], bool]
+    message: Json,
+    body: Json,
+    where: str,
+    tolerated: Callable[[dict[str, Any]], bool],
+    keep_ids: bool = ERRORS_KEEP_REQUEST_ID,
 ) -> None:
     """One JSON-RPC response object, answering ``body``."""
     assert isinstance(message, dict), f"{where}: not an object: {message!r:.300}"
@@ -237,10 +240,21 @@ def check_message(
         assert isinstance(error.get("message"), str), f"{where}: {error!r:.300}"
         # JSON-RPC's own 500: what a caller sent was not understood as its mistake.
         assert code != INTERNAL_ERROR or tolerated(error), f"{where}: {message!r:.500}"
-    if had_id(body) and (has_result or ERRORS_KEEP_REQUEST_ID):
+    # JSON-RPC 2.0 §5: a parse error or an invalid request may answer null,
+    # "if there was an error in detecting the id" (a body nested too deep for
+    # the parser, say); every other error keeps the request's id.
+    undetectable = (
+        not has_result and message.get("id") is None and error_code(message) in (-32700, -32600)
+    )
+    if had_id(body) and (has_result or (keep_ids and not undetectable)):
         assert _same_id(body["id"], message["id"]), (
             f"{where}: sent id {body['id']!r:.80}, answered {message['id']!r:.80}"
         )
+
+
+def error_code(message: Json) -> Any:
+    error = message.get("error") if isinstance(message, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def is_problem(response: httpx.Response) -> bool:
@@ -257,10 +271,11 @@ def judge(
     body: Json,
     where: str,
     tolerated: Callable[[dict[str, Any]], bool] = never,
+    keep_ids: bool = ERRORS_KEEP_REQUEST_ID,
 ) -> None:
     """The contract every answer keeps, whatever was sent. ``tolerated``
     names the -32603 (internal) errors a fuzzer knows of and accepts, each
-    a reported, unfixed finding."""
+    a reported, unfixed finding; ``keep_ids``: an error keeps the request's id."""
     where = f"{where} -> {response.status_code}"
     assert response.status_code < 500, f"{where}: {response.text[:500]}"
     content_type = response.headers.get("content-type", "").split(";")[0].strip()
@@ -288,4 +303,4 @@ def judge(
         parsed = response.json()
         messages = parsed if isinstance(parsed, list) else [parsed]
     for message in messages:
-        check_message(message, body, where, tolerated)
+        check_message(message, body, where, tolerated, keep_ids)

@@ -1,0 +1,78 @@
+"""JSON-RPC errors the A2A front door writes itself keep the request's id
+(JSON-RPC 2.0 §5: null only when the id could not be read), and a number too
+large for one of A2A's int32 fields is invalid params, not an internal error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.delegation import USER_SCOPES, Deployment, deployment
+from tests.support.inspecting import send_message_body
+
+
+@pytest.fixture
+def dep(tmp_path: Path) -> Iterator[Deployment]:
+    with deployment(tmp_path) as made:
+        yield made
+
+
+def _post(dep: Deployment, path: str, token: str, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{dep.gateway.url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
+        timeout=30,
+    )
+
+
+def test_a_policy_denial_keeps_the_request_id(dep: Deployment) -> None:
+    body = send_message_body("hello", request_id="request-7")
+    refused = _post(dep, "/a2a/support", dep.gateway.token("bob", "sales:quote"), body)
+    assert refused.status_code == 403
+    assert refused.json()["id"] == "request-7"
+    assert refused.json()["error"]["code"] == -32000
+
+
+def test_an_unknown_agent_keeps_the_request_id(dep: Deployment) -> None:
+    body = send_message_body("hello", request_id="42")
+    body["id"] = 42
+    refused = _post(dep, "/a2a/nobody", dep.gateway.token("alice", USER_SCOPES), body)
+    assert refused.status_code == 404
+    assert refused.json()["id"] == 42
+
+
+@pytest.mark.parametrize("field", ["historyLength", "history_length"])
+def test_an_int32_field_out_of_range_is_invalid_params(dep: Deployment, field: str) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tasks/get",
+        "params": {"id": "t-1", field: 2**31},
+    }
+    answered = _post(dep, "/a2a/support", dep.gateway.token("alice", USER_SCOPES), body)
+    assert answered.status_code == 200
+    assert answered.json() == {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "error": {"code": -32602, "message": f"params.{field} must fit in 32 bits"},
+    }
+
+
+def test_a_body_too_deep_to_read_answers_a_null_id(dep: Deployment) -> None:
+    deep = '{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": ' + "[" * 100_000
+    answered = httpx.post(
+        f"{dep.gateway.url}/a2a/support",
+        content=deep + "]" * 100_000 + "}",
+        headers={
+            "Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}",
+            "Content-Type": "application/json",
+        },
+        timeout=30,
+    )
+    assert answered.json()["error"]["code"] == -32700
+    assert answered.json()["id"] is None

@@ -46,6 +46,25 @@ class WebhookConfig:
     mapping: WebhookMapping
 
 
+# What most HTTP servers accept in a request line and in one header field
+# (RFC 9110 §4.1 and §5.4 set no number; 8 kB is the common limit).
+MAX_URL_LENGTH = 8192
+MAX_HEADER_LENGTH = 8192
+
+
+def _check_header(name: str, value: str) -> None:
+    """A value the mapping puts into a header must be one: visible US-ASCII,
+    spaces and tabs (RFC 9110 §5.5). Refused rather than encoded: the webhook
+    would read an encoding it never agreed to as the value itself."""
+    if len(value) > MAX_HEADER_LENGTH:
+        raise InputInvalid(f"header {name}: {len(value)} characters (at most {MAX_HEADER_LENGTH})")
+    if any(not (" " <= c <= "~" or c == "\t") for c in value):
+        raise InputInvalid(
+            f"header {name}: the value holds characters a header cannot carry "
+            "(only visible ASCII, spaces and tabs; RFC 9110 §5.5)"
+        )
+
+
 class RestWebhookAdapter(Adapter):
     def __init__(self, http: httpx.AsyncClient, config: WebhookConfig, name: str) -> None:
         self._http = http
@@ -70,11 +89,20 @@ class RestWebhookAdapter(Adapter):
                 body = json.dumps(render(template, values)).encode()
         except MappingFailed as exc:
             raise InputInvalid(str(exc)) from None
+        for name, value in headers.items():
+            _check_header(name, value)
         url = self._config.url
         if query:
+            # RFC 3986 §3.4 with form encoding: every value percent-encoded
+            # (UTF-8), so any text the caller sent is one query value.
             parts = urlsplit(url)
             joined = "&".join(q for q in (parts.query, urlencode(query)) if q)
             url = urlunsplit(parts._replace(query=joined))
+        if len(url) > MAX_URL_LENGTH:
+            raise InputInvalid(
+                f"the mapping's query makes a URL of {len(url)} characters "
+                f"(at most {MAX_URL_LENGTH}): send long text in the body"
+            )
         headers.update(credentials.headers)  # after the template's: they cannot be overridden
         headers["Accept"] = "application/json, text/plain;q=0.9"
         if body is not None:

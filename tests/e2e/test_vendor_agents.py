@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -540,3 +541,58 @@ async def test_a_gateway_run_agents_skill_is_an_mcp_tool(setup: Setup, mode: str
         "echo: What is MCP?"
     ]
     assert not any(c.contains(token) for c in setup.chat_seen.calls())
+
+
+def _webhook(setup: Setup, agent_id: str, request: dict[str, Any]) -> None:
+    """Another webhook agent on the same test server, with ``request`` as its
+    mapping's request part."""
+    body = {
+        "id": agent_id,
+        "name": agent_id.title(),
+        "upstream": {
+            "type": "rest",
+            "url": setup.hook.url + "/hooks/tickets",
+            "mapping": {"request": request, "response": {"text": "$.answer"}},
+        },
+        "skills": [{"id": "lookup", "name": "Look up"}],
+        "api_key": API_KEY,
+        "api_key_header": "X-Api-Key",
+    }
+    answer = register(setup.gateway, setup.tokens["admin"], body)
+    assert answer.status_code in (201, 409), answer.text
+
+
+async def test_text_in_a_query_is_percent_encoded(setup: Setup) -> None:
+    _webhook(setup, "search", {"query": {"q": "{{text}}"}, "body": {"customer": "c-1"}})
+    before = len(setup.hook_seen.calls())
+    async with setup.client("search") as alice:
+        task = await send(alice, text("héllo & ✓ = 1?"))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED, task.status
+    seen = setup.hook_seen.calls()[before]
+    assert b"h%C3%A9llo+%26+%E2%9C%93+%3D+1" in seen.query  # one value, encoded
+    assert parse_qs(seen.query.decode()) == {"q": ["héllo & ✓ = 1?"]}
+
+
+async def test_text_that_cannot_be_a_header_or_a_url_is_refused_and_audited(
+    setup: Setup,
+) -> None:
+    _webhook(setup, "notes", {"headers": {"X-Note": "{{text}}"}, "body": {"customer": "c-1"}})
+    _webhook(setup, "search", {"query": {"q": "{{text}}"}, "body": {"customer": "c-1"}})
+    before = len(setup.hook_seen.calls())
+    async with setup.client("notes") as alice:
+        with pytest.raises(InvalidParamsError, match=r"header X-Note: .*RFC 9110"):
+            await send(alice, text("héllo"))
+        with pytest.raises(InvalidParamsError, match=r"header X-Note: .*RFC 9110"):
+            await send(alice, text("line\r\nInjected: yes"))
+        with pytest.raises(InvalidParamsError, match=r"header X-Note: 9000 characters"):
+            await send(alice, text("a" * 9000))
+    async with setup.client("search") as alice:
+        with pytest.raises(InvalidParamsError, match=r"URL of \d+ characters"):
+            await send(alice, text("x" * 70_000))
+    assert len(setup.hook_seen.calls()) == before, "a refused message reached the webhook"
+    async with httpx.AsyncClient(
+        base_url=setup.gateway.url, headers={"Authorization": f"Bearer {setup.tokens['admin']}"}
+    ) as admin:
+        records = (await admin.get("/audit", params={"limit": "50"})).json()["items"]
+    refused = [r for r in records if r["target"] in ("notes", "search") and r["outcome"] != "ok"]
+    assert len(refused) >= 4, records

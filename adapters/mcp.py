@@ -52,6 +52,7 @@ from adapters.mcp_relay import (
     relaying,
     stamp_caller_capabilities,
 )
+from adapters.mcp_results import lenient_results, malformed
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ async def discover(
             asyncio.timeout(deadline),
             open_client(spec, http, auth, timeout=deadline) as client,
         ):
+            lenient_results(client.session)
             return _connected(client), await list_all_tools(client)
     except TimeoutError:
         raise UpstreamTimeout(f"{_where(spec)} did not answer within {deadline:g}s") from None
@@ -303,6 +305,7 @@ class McpUpstream:
                         timeout=timeout,
                     )
                 )
+            lenient_results(client.session)
             lane = self._lane_for(client, timeout)
             lane_task = asyncio.create_task(lane.run()) if lane is not None else None
             try:
@@ -370,7 +373,15 @@ class McpUpstream:
             if self._broken.is_set():
                 raise UpstreamUnavailable(self.last_error or "the session was lost")
             self._relist.clear()
-            await self._list_and_report(client)
+            try:
+                await self._list_and_report(client)
+            except Exception as exc:
+                if (invalid := malformed(exc)) is None:
+                    raise
+                # A bad listing is not a lost session: the last good one stands.
+                logger.warning(
+                    "MCP server %s listed its tools with %s", self.spec.server_id, invalid
+                )
 
     async def _list_and_report(self, client: Client) -> None:
         self._auth.default = await self._default_credential()
@@ -566,6 +577,9 @@ class McpUpstream:
                 return UpstreamError(exc.code, exc.error.message, exc.error.data)
         if isinstance(exc, UpstreamUnavailable):
             return exc
+        if (invalid := malformed(exc)) is not None:
+            # A bad answer fails its own call; the session is still up.
+            return UpstreamError(INTERNAL_ERROR, f"{_where(self.spec)} answered with {invalid}")
         reason = _describe(exc)
         if lane is not None:
             lane.lost(reason, client)

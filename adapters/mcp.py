@@ -409,20 +409,26 @@ class McpUpstream:
     async def _listen(self, client: Client) -> None:
         """A 2026-07-28 server tells of changes only on a `subscriptions/listen`
         stream (SEP-2575): keep one open for the tool and prompt list changes
-        it declares, for as long as the session lives. A stream that ends or
-        fails is opened again after ``probe_seconds`` (the probe catches what
-        was missed meanwhile); a server that does not serve it is not asked
-        again on this session. Never ends the session."""
+        it declares, for as long as the session lives. A stream that drops
+        once open (a read timeout of a silent stream, say) is opened again at
+        once; one that cannot be opened is tried again with backoff (up to
+        ``probe_seconds``: the probe catches what is missed meanwhile); a
+        server that does not serve it is not asked again on this session.
+        Never ends the session."""
         capabilities = client.server_capabilities
         tools = bool(capabilities and capabilities.tools and capabilities.tools.list_changed)
         prompts = bool(capabilities and capabilities.prompts and capabilities.prompts.list_changed)
         if not (tools or prompts):
             return
+        shortest = self._timings.reconnect_min_seconds
+        delay = shortest
         while not self._stopping:
+            opened = False
             try:
                 async with client.listen(
                     tools_list_changed=tools, prompts_list_changed=prompts
                 ) as subscription:
+                    opened = True
                     async for event in subscription:
                         if isinstance(event, ToolsListChanged):
                             self._tools_changed()
@@ -433,12 +439,17 @@ class McpUpstream:
             except Exception as exc:
                 if isinstance(exc, MCPError) and exc.code == METHOD_NOT_FOUND:
                     return
-                logger.info(
+                logger.debug(
                     "MCP server %s: subscriptions/listen ended: %s",
                     self.spec.server_id,
                     _describe(exc),
                 )
-            await asyncio.sleep(self._timings.probe_seconds)
+            if opened:
+                delay = shortest
+                await asyncio.sleep(min(shortest, 0.1))
+            else:
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
+                delay = min(delay * 2, self._timings.probe_seconds)
 
     def _tools_changed(self) -> None:
         """The server says its tools changed: list them again, then tell."""

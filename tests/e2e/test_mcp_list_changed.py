@@ -11,7 +11,9 @@ notice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,12 @@ class Changing:
 
 @pytest.fixture
 def changing(tmp_path: Path) -> Iterator[Changing]:
+    with _changing(tmp_path) as deployed:
+        yield deployed
+
+
+@contextlib.contextmanager
+def _changing(tmp_path: Path, **settings: Any) -> Iterator[Changing]:
     box = ToolBox()
     server = box.server
     server.add_prompt(Prompt.from_function(greet, name="greet"))
@@ -78,7 +86,7 @@ def changing(tmp_path: Path) -> Iterator[Changing]:
     server.add_tool(trigger_tools, name="trigger_tools")
     server.add_tool(trigger_prompts, name="trigger_prompts")
     upstream, _, _ = upstream_server(box)
-    gateway = start_gateway(tmp_path / "data", None, mcp_probe_seconds=3600)
+    gateway = start_gateway(tmp_path / "data", None, mcp_probe_seconds=3600, **settings)
     try:
         with gateway.client() as admin:
             response = admin.post(
@@ -165,3 +173,18 @@ async def test_a_listener_hears_only_what_it_asked_for(changing: Changing) -> No
         with contextlib.suppress(TimeoutError), anyio.fail_after(1.5):
             async for event in subscription:
                 raise AssertionError(f"heard {event!r}")
+
+
+def test_a_listen_stream_that_times_out_is_opened_again(tmp_path: Path) -> None:
+    """The upstream stream is silent for longer than the read timeout: it
+    drops, and the gateway listens again at once (not after the probe)."""
+    with _changing(tmp_path, upstream_timeout_seconds=1) as changing:
+        time.sleep(2.5)
+        heard = _heard(
+            changing,
+            "2026-07-28",
+            "alpha__trigger_tools",
+            types.ToolListChangedNotification,
+            tools=True,
+        )
+        asyncio.run(heard)

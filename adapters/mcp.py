@@ -51,11 +51,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from adapters.mcp_http import CALL_CREDENTIAL, Credential, UpstreamAuth, call_credential
 from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import (
+    Callbacks,
     CallRelay,
-    on_elicitation,
-    on_list_roots,
+    Source,
     on_log,
-    on_sampling,
     relaying,
     stamp_caller_capabilities,
 )
@@ -143,13 +142,14 @@ def open_client(
         # The child gets the SDK's safe environment (PATH, HOME, ...), never
         # the gateway's own (which holds SWITCHBOARD_SECRET_KEY).
         transport = StdioServerParameters(command=spec.command, args=list(spec.args))
+    callbacks = Callbacks(Source(_where(spec), spec.transport))
     return Client(
         transport,
         read_timeout_seconds=timeout,
         message_handler=on_message,
-        elicitation_callback=on_elicitation,
-        sampling_callback=on_sampling,
-        list_roots_callback=on_list_roots,
+        elicitation_callback=callbacks.elicitation,
+        sampling_callback=callbacks.sampling,
+        list_roots_callback=callbacks.list_roots,
         logging_callback=on_log,
         client_info=types.Implementation(name="switchboard", version="0.1.0"),
         cache=None,  # every listing must reach the server: it is how changes are seen

@@ -37,21 +37,28 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client._transport import TransportStreams
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import PromptsListChanged, ToolsListChanged
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    LOG_LEVEL_META_KEY,
+    METHOD_NOT_FOUND,
+    REQUEST_TIMEOUT,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp_http import CALL_CREDENTIAL, Credential, UpstreamAuth, call_credential
 from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import (
+    Callbacks,
     CallRelay,
-    on_elicitation,
-    on_list_roots,
+    Source,
     on_log,
-    on_sampling,
     relaying,
     stamp_caller_capabilities,
 )
+from adapters.mcp_results import lenient_results, malformed
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +116,8 @@ CredentialSource = Callable[[], Awaitable[Credential | None]]
 OnTools = Callable[[ToolList], Awaitable[None]]
 OnHealth = Callable[[bool, str | None, Connected | None], Awaitable[None]]
 OnNotice = Callable[[types.ResourceUpdatedNotification], None]
+ListKind = Literal["tools", "prompts"]
+OnListChanged = Callable[[ListKind], None]
 
 
 def open_client(
@@ -133,13 +142,14 @@ def open_client(
         # The child gets the SDK's safe environment (PATH, HOME, ...), never
         # the gateway's own (which holds SWITCHBOARD_SECRET_KEY).
         transport = StdioServerParameters(command=spec.command, args=list(spec.args))
+    callbacks = Callbacks(Source(_where(spec), spec.transport))
     return Client(
         transport,
         read_timeout_seconds=timeout,
         message_handler=on_message,
-        elicitation_callback=on_elicitation,
-        sampling_callback=on_sampling,
-        list_roots_callback=on_list_roots,
+        elicitation_callback=callbacks.elicitation,
+        sampling_callback=callbacks.sampling,
+        list_roots_callback=callbacks.list_roots,
         logging_callback=on_log,
         client_info=types.Implementation(name="switchboard", version="0.1.0"),
         cache=None,  # every listing must reach the server: it is how changes are seen
@@ -189,6 +199,7 @@ async def discover(
             asyncio.timeout(deadline),
             open_client(spec, http, auth, timeout=deadline) as client,
         ):
+            lenient_results(client.session)
             return _connected(client), await list_all_tools(client)
     except TimeoutError:
         raise UpstreamTimeout(f"{_where(spec)} did not answer within {deadline:g}s") from None
@@ -238,6 +249,10 @@ class McpUpstream:
         # Told of the server's notices for the gateway's clients (a resource
         # updated); called on the event loop, must not block.
         self.notice_listeners: list[OnNotice] = []
+        # Told when the server says its tools (after they are listed again)
+        # or prompts changed; called on the event loop, must not block.
+        self.list_listeners: list[OnListChanged] = []
+        self._announce_tools = False
 
     @property
     def ready(self) -> bool:
@@ -303,6 +318,7 @@ class McpUpstream:
                         timeout=timeout,
                     )
                 )
+            lenient_results(client.session)
             lane = self._lane_for(client, timeout)
             lane_task = asyncio.create_task(lane.run()) if lane is not None else None
             try:
@@ -313,7 +329,13 @@ class McpUpstream:
                 self.last_error = None
                 self._ready.set()
                 await self._on_health(True, None, self.connected)
-                await self._serve(client)
+                listening = asyncio.create_task(self._listen(client)) if is_modern(client) else None
+                try:
+                    await self._serve(client)
+                finally:
+                    if listening is not None:
+                        listening.cancel()
+                        await asyncio.wait({listening}, timeout=timeout)
             finally:
                 self._client = None
                 self._lane = None
@@ -370,7 +392,76 @@ class McpUpstream:
             if self._broken.is_set():
                 raise UpstreamUnavailable(self.last_error or "the session was lost")
             self._relist.clear()
-            await self._list_and_report(client)
+            announce, self._announce_tools = self._announce_tools, False
+            try:
+                await self._list_and_report(client)
+            except Exception as exc:
+                if (invalid := malformed(exc)) is None:
+                    raise
+                # A bad listing is not a lost session: the last good one stands.
+                where = self.spec.server_id
+                logger.warning("MCP server %s listed its tools with %s", where, invalid)
+            if announce:
+                # Told even when nothing changed for the gateway (a tool added
+                # and removed again): clients list again and see for themselves.
+                self._announce("tools")
+
+    async def _listen(self, client: Client) -> None:
+        """A 2026-07-28 server tells of changes only on a `subscriptions/listen`
+        stream (SEP-2575): keep one open for the tool and prompt list changes
+        it declares, for as long as the session lives. A stream that drops
+        once open (a read timeout of a silent stream, say) is opened again at
+        once; one that cannot be opened is tried again with backoff (up to
+        ``probe_seconds``: the probe catches what is missed meanwhile); a
+        server that does not serve it is not asked again on this session.
+        Never ends the session."""
+        capabilities = client.server_capabilities
+        tools = bool(capabilities and capabilities.tools and capabilities.tools.list_changed)
+        prompts = bool(capabilities and capabilities.prompts and capabilities.prompts.list_changed)
+        if not (tools or prompts):
+            return
+        shortest = self._timings.reconnect_min_seconds
+        delay = shortest
+        while not self._stopping:
+            opened = False
+            try:
+                async with client.listen(
+                    tools_list_changed=tools, prompts_list_changed=prompts
+                ) as subscription:
+                    opened = True
+                    async for event in subscription:
+                        if isinstance(event, ToolsListChanged):
+                            self._tools_changed()
+                        elif isinstance(event, PromptsListChanged):
+                            self._announce("prompts")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, MCPError) and exc.code == METHOD_NOT_FOUND:
+                    return
+                logger.debug(
+                    "MCP server %s: subscriptions/listen ended: %s",
+                    self.spec.server_id,
+                    _describe(exc),
+                )
+            if opened:
+                delay = shortest
+                await asyncio.sleep(min(shortest, 0.1))
+            else:
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
+                delay = min(delay * 2, self._timings.probe_seconds)
+
+    def _tools_changed(self) -> None:
+        """The server says its tools changed: list them again, then tell."""
+        self._announce_tools = True
+        self._relist.set()
+
+    def _announce(self, kind: ListKind) -> None:
+        for listener in list(self.list_listeners):
+            try:
+                listener(kind)
+            except Exception:
+                logger.exception("list_changed listener of %s raised", self.spec.server_id)
 
     async def _list_and_report(self, client: Client) -> None:
         self._auth.default = await self._default_credential()
@@ -380,7 +471,9 @@ class McpUpstream:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, types.ToolListChangedNotification):
-            self._relist.set()
+            self._tools_changed()
+        elif isinstance(message, types.PromptListChangedNotification):
+            self._announce("prompts")
         elif isinstance(message, types.ResourceUpdatedNotification):
             for listener in list(self.notice_listeners):
                 listener(message)
@@ -566,6 +659,9 @@ class McpUpstream:
                 return UpstreamError(exc.code, exc.error.message, exc.error.data)
         if isinstance(exc, UpstreamUnavailable):
             return exc
+        if (invalid := malformed(exc)) is not None:
+            # A bad answer fails its own call; the session is still up.
+            return UpstreamError(INTERNAL_ERROR, f"{_where(self.spec)} answered with {invalid}")
         reason = _describe(exc)
         if lane is not None:
             lane.lost(reason, client)

@@ -83,6 +83,7 @@ from adapters.http import (
 )
 from adapters.mcp_http import Credential, TooLarge
 from adapters.mcp_relay import on_log
+from adapters.mcp_results import complete_by_default
 from registry.ssrf import AddressPolicy
 
 logger = logging.getLogger(__name__)
@@ -436,6 +437,7 @@ async def _result(
 ) -> types.CallToolResult | types.InputRequiredResult:
     """`ClientSession.send_request`'s checks, then `call_tool`'s."""
     _clamp_inbound_ttl(raw)
+    raw = complete_by_default(METHOD, version, raw)
     with contextlib.suppress(KeyError):
         _methods.validate_server_result(METHOD, version, raw)
     if not (foreign := _later_revision_fields(METHOD, version)).isdisjoint(raw):

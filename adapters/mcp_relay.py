@@ -33,6 +33,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -136,11 +137,25 @@ async def relaying(relay: CallRelay | None) -> AsyncIterator[None]:
             await call.end()
 
 
-def _nobody_to_ask(what: str) -> types.ErrorData:
+def _nobody_to_ask(what: str, source: Source | None = None) -> types.ErrorData:
+    """The refusal of a request that reached no call: sent outside any call's
+    stream, it names no request of the gateway's (MCP puts no related
+    request id on the wire: the stream it arrives on is the only link, and
+    2025-11-25 says the standalone stream SHOULD carry messages unrelated to
+    any request), so no caller can be found and nobody is asked."""
+    if source is None:
+        where, server = "outside any call's stream", "an MCP server"
+    elif source.transport == "stdio":
+        where, server = "over stdio, where one reader serves every call", source.server
+    else:
+        where, server = "on the server's standalone (GET) stream", source.server
+    logger.warning("%s from %s refused: it came %s and belongs to no call", what, server, where)
     return types.ErrorData(
         code=INVALID_REQUEST,
         message=f"{what} is only relayed on the stream of the call that needs it; "
-        "this request belongs to no call the gateway is making",
+        f"this request belongs to no call the gateway is making: it came {where}, "
+        "which names no request, so there is no user to ask (send it on the stream "
+        "of the request it belongs to)",
     )
 
 
@@ -150,32 +165,70 @@ def _call_ended(what: str) -> types.ErrorData:
     )
 
 
+@dataclass(frozen=True)
+class Source:
+    """Which upstream a session's requests come from, for refusals."""
+
+    server: str  # "MCP server {id}"
+    transport: str  # "http" or "stdio"
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """The client callbacks for one upstream's sessions (`open_client`)."""
+
+    source: Source
+
+    async def elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        return await on_elicitation(context, params, source=self.source)
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        return await on_sampling(context, params, source=self.source)
+
+    async def list_roots(
+        self, context: ClientRequestContext
+    ) -> types.ListRootsResult | types.ErrorData:
+        return await on_list_roots(context, source=self.source)
+
+
 async def on_elicitation(
-    context: ClientRequestContext, params: types.ElicitRequestParams
+    context: ClientRequestContext,
+    params: types.ElicitRequestParams,
+    *,
+    source: Source | None = None,
 ) -> types.ElicitResult | types.ErrorData:
     call = CALL_RELAY.get()
     if call is None:
-        return _nobody_to_ask("elicitation")
+        return _nobody_to_ask("elicitation", source)
     relay = call.relay
     answer = await call.relay_to_caller("elicitation", lambda: relay.elicit(params))
     return answer
 
 
 async def on_sampling(
-    context: ClientRequestContext, params: types.CreateMessageRequestParams
+    context: ClientRequestContext,
+    params: types.CreateMessageRequestParams,
+    *,
+    source: Source | None = None,
 ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
     call = CALL_RELAY.get()
     if call is None:
-        return _nobody_to_ask("sampling")
+        return _nobody_to_ask("sampling", source)
     relay = call.relay
     answer = await call.relay_to_caller("sampling", lambda: relay.sample(params))
     return answer
 
 
-async def on_list_roots(context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+async def on_list_roots(
+    context: ClientRequestContext, *, source: Source | None = None
+) -> types.ListRootsResult | types.ErrorData:
     call = CALL_RELAY.get()
     if call is None:
-        return _nobody_to_ask("roots/list")
+        return _nobody_to_ask("roots/list", source)
     answer = await call.relay_to_caller("roots/list", call.relay.list_roots)
     return answer
 

@@ -46,18 +46,7 @@ Results = dict[tuple[str, str], str]  # (scenario, check id) -> status
 # Checks known to pass directly and not through the gateway, each with the
 # issue that tracks it. The run fails on any other such check, and on a known
 # one that passes again (so this list only ever shrinks, on purpose).
-KNOWN_GAPS = {
-    (
-        "2026-07-28",
-        "server-stateless",
-        "sep-2575-server-sends-tools-list-changed-on-subscription",
-    ): "issue 16: the gateway does not yet subscribe upstream for list_changed",
-    (
-        "2026-07-28",
-        "server-stateless",
-        "sep-2575-server-sends-prompts-list-changed-on-subscription",
-    ): "issue 16: the gateway does not yet subscribe upstream for list_changed",
-}
+KNOWN_GAPS: dict[tuple[str, str, str], str] = {}
 _TIMESTAMP = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
 

@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
             mcp_parts.federation.upstreams.on_resource_updated = (
                 mcp_front.offerings.resource_updated
             )
+            mcp_parts.federation.upstreams.on_list_changed = mcp_front.upstream_list_changed
             core.registry.listeners.append(mcp_front.tools_changed)  # agents' skills
             # FastAPI never runs a mounted app's lifespan: the MCP session
             # manager runs here, for the app's whole life.

@@ -97,9 +97,9 @@ logger = logging.getLogger(__name__)
 
 
 class _GatewayServer(Server[Any]):
-    """Declares ``tools.listChanged`` to 2025-11-25 clients (the handshake-era
-    capabilities take it from `NotificationOptions`; at 2026-07-28 the SDK
-    derives it from `subscriptions/listen` being served)."""
+    """Declares ``tools.listChanged`` and ``prompts.listChanged`` to 2025-11-25
+    clients (the handshake-era capabilities take it from `NotificationOptions`;
+    at 2026-07-28 the SDK derives it from `subscriptions/listen` being served)."""
 
     def create_initialization_options(
         self,
@@ -108,7 +108,7 @@ class _GatewayServer(Server[Any]):
         extensions: dict[str, dict[str, Any]] | None = None,
     ) -> InitializationOptions:
         return super().create_initialization_options(
-            notification_options or NotificationOptions(tools_changed=True),
+            notification_options or NotificationOptions(tools_changed=True, prompts_changed=True),
             experimental_capabilities,
             extensions,
         )
@@ -485,3 +485,12 @@ class McpFront:
 
     def tools_changed(self) -> None:
         self.notifier.changed()
+
+    def upstream_list_changed(self, server_id: str, kind: str) -> None:
+        """A federated server said its tools (listed again since) or its
+        prompts changed: tell every client, who lists again."""
+        if kind == "prompts":
+            self._current_offerings().forget(server_id, "prompts")
+            self.notifier.changed("prompts")
+        elif kind == "tools":
+            self.notifier.changed("tools")

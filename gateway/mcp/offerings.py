@@ -144,6 +144,10 @@ class McpOfferings:
         self.federation = federation
         self._listings: dict[tuple[str, Kind], tuple[float, list[Any]]] = {}
 
+    def forget(self, server_id: str, kind: Kind) -> None:
+        """Drop a kept listing: the server said it changed."""
+        self._listings.pop((server_id, kind), None)
+
     # --- Decisions (the one function listings and calls share) -------------------------
 
     def may_read(self, caller: Caller, server_id: str, action: str) -> bool:

@@ -91,6 +91,10 @@ class McpUpstreams:
         # Told when a server says one of its resources changed (the MCP front
         # end relays it to the sessions that subscribed).
         self.on_resource_updated: ResourceUpdated | None = None
+        # Told when a server says its tools (once listed again) or prompts
+        # changed: (server id, "tools" or "prompts"); the MCP front end tells
+        # its clients.
+        self.on_list_changed: Callable[[str, str], None] | None = None
         # Told of new tools a listing brought that were kept out of their
         # names (`registry.mcp_sync`): the federation audits them.
         self.on_kept_out: KeptOut | None = None
@@ -191,12 +195,17 @@ class McpUpstreams:
             passthrough=self.passthrough,
         )
         upstream.notice_listeners.append(lambda notice: self._resource_updated(server_id, notice))
+        upstream.list_listeners.append(lambda kind: self._list_changed(server_id, kind))
         task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")
         self._running[server_id] = _Running(config.version, upstream, credentials, task)
 
     def _resource_updated(self, server_id: str, notice: types.ResourceUpdatedNotification) -> None:
         if self.on_resource_updated is not None:
             self.on_resource_updated(server_id, notice)
+
+    def _list_changed(self, server_id: str, kind: str) -> None:
+        if self.on_list_changed is not None:
+            self.on_list_changed(server_id, kind)
 
     async def _synced(self, server_id: str, tools: ToolList) -> None:
         try:

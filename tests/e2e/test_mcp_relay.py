@@ -299,6 +299,27 @@ async def test_a_question_from_no_call_is_never_put_to_a_user(relay: Relay) -> N
     )
 
 
+async def test_a_question_on_the_standalone_stream_is_refused_with_its_reason(
+    relay: Relay,
+) -> None:
+    """Once the lane's standalone (GET) stream is open, a question sent on it
+    is refused by the gateway, saying where it came from and why nobody is
+    asked (it names no request: MCP puts no related request id on the wire)."""
+    answer = NameAnswerer()
+    token = await relay.token("alice")
+    async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
+        results = []
+        for _ in range(3):  # the first call opens the lane; its GET stream follows
+            results.append(text_of(await client.call_tool("beta__stray", {})))
+            if results[-1] != "unanswered":
+                break
+    assert answer.asked == []
+    refused = results[-1]
+    assert refused.startswith("refused: elicitation is only relayed on the stream of the call")
+    assert "on the server's standalone (GET) stream" in refused
+    assert "there is no user to ask" in refused
+
+
 async def test_a_modern_style_tool_still_reaches_a_legacy_caller(relay: Relay) -> None:
     """A 2026-07-28 `InputRequiredResult` has no 2025-11-25 form: the lane's
     call fails upstream, the gateway sends it again at 2026-07-28 and asks the

@@ -1,0 +1,84 @@
+"""Reading an upstream's results as MCP defines them, not as strictly as the SDK.
+
+MCP 2026-07-28 tags each result with ``resultType`` and says "Absent
+`resultType` is equivalent to 'complete'" (`mcp_types.ResultType`); the
+SDK's client checks results against the revision's schema, which requires
+it, so a peer that leaves it out (a hand-written or other-language server)
+failed every call. `complete_by_default` adds the tag where it is absent and
+the result is otherwise valid; `lenient_results` makes a session's every
+request do that, before the SDK's own checks.
+
+An answer that is still not a valid result (`malformed`) is that one call's
+failure, never the connection's: the session stays up and the next call
+goes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.client.extension import UnexpectedClaimedResult
+from mcp.client.session import ClientSession
+from mcp_types import methods as _methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+COMPLETE = "complete"
+
+
+def complete_by_default(method: str, version: str | None, raw: Any) -> Any:
+    """``raw`` with ``resultType: "complete"`` when it has none, is a result
+    of a 2026-07-28 ``method``, and is valid only so; else ``raw`` itself."""
+    if version not in MODERN_PROTOCOL_VERSIONS or not isinstance(raw, Mapping):
+        return raw
+    if "resultType" in raw:
+        return raw
+    try:
+        _methods.validate_server_result(method, version, raw)
+        return raw  # valid as it is (a result whose schema has no tag)
+    except (KeyError, ValueError):  # not a method of this revision / not valid (yet)
+        pass
+    completed = {**raw, "resultType": COMPLETE}
+    try:
+        _methods.validate_server_result(method, version, completed)
+    except (KeyError, ValueError):
+        return raw  # malformed anyway: the SDK's check says how
+    return completed
+
+
+def lenient_results(session: ClientSession) -> bool:
+    """Make ``session`` read an untagged 2026-07-28 result as complete.
+
+    Wraps its dispatcher's ``send_raw_request`` (what every typed request
+    goes through, before `ClientSession.send_request` checks the result).
+    Returns False (and changes nothing) if this SDK's session has no such
+    dispatcher; `tests/adapters/test_mcp_results.py` notices."""
+    dispatcher = getattr(session, "_dispatcher", None)
+    inner = getattr(dispatcher, "send_raw_request", None)
+    if inner is None or getattr(inner, "_switchboard_lenient", False):
+        return inner is not None
+
+    async def send_raw_request(method: str, params: Any, opts: Any = None, **extra: Any) -> Any:
+        raw = await inner(method, params, opts, **extra)
+        return complete_by_default(method, session.protocol_version, raw)
+
+    send_raw_request._switchboard_lenient = True  # type: ignore[attr-defined]
+    dispatcher.send_raw_request = send_raw_request  # type: ignore[union-attr]
+    return True
+
+
+def malformed(exc: BaseException) -> str | None:
+    """Why an answer is not a valid result (``exc`` from reading it), or None
+    when ``exc`` is something else (a transport's failure, say)."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False)
+        first = errors[0] if errors else None
+        if first is None:
+            return f"not a valid {exc.title}"
+        where = ".".join(str(part) for part in first.get("loc", ())) or "result"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"not a valid {exc.title}: {where}: {first.get('msg')}{more}"
+    if isinstance(exc, UnexpectedClaimedResult):
+        return f"not a result this call can have: {exc}"
+    return None

@@ -44,8 +44,8 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
@@ -72,7 +72,7 @@ def new_trace_id() -> str:
     return secrets.token_hex(16)
 
 
-def _valid_trace_id(trace_id: str) -> bool:
+def valid_trace_id(trace_id: str) -> bool:
     return (
         len(trace_id) == 32
         and all(c in "0123456789abcdef" for c in trace_id)
@@ -88,6 +88,9 @@ class TraceContext:
     sampled: bool = True
     # The caller's tracestate; only ever with the caller's own trace id.
     state: str | None = None
+    # The caller's span (its `traceparent`'s parent-id): with tracing on, the
+    # gateway's server span, which spans made for this request hang under.
+    parent_id: str | None = field(default=None, compare=False)
 
     @classmethod
     def incoming(cls, traceparent: Sequence[str], tracestate: Sequence[str] = ()) -> TraceContext:
@@ -98,19 +101,19 @@ class TraceContext:
             # "If the vendor failed to parse traceparent, it MUST NOT attempt
             # to parse tracestate."
             return cls(new_trace_id())
-        trace_id, sampled = parsed
-        return cls(trace_id, sampled, _checked_state(tracestate))
+        trace_id, parent_id, sampled = parsed
+        return cls(trace_id, sampled, _checked_state(tracestate), parent_id)
 
-    def traceparent(self) -> str:
-        """The header for one request: this trace, a fresh span."""
-        span_id = secrets.token_hex(8)
-        while span_id == "0" * 16:  # all zeros is invalid
+    def traceparent(self, span_id: str | None = None) -> str:
+        """The header for one request: this trace, its span (the request's
+        CLIENT span when tracing is on) or a fresh one."""
+        while span_id is None or span_id == "0" * 16:  # all zeros is invalid
             span_id = secrets.token_hex(8)
         return f"00-{self.trace_id}-{span_id}-{'01' if self.sampled else '00'}"
 
 
-def _parse_traceparent(value: str) -> tuple[str, bool] | None:
-    """(trace id, sampled) of a valid `traceparent`; of a version above 00,
+def _parse_traceparent(value: str) -> tuple[str, str, bool] | None:
+    """(trace id, parent id, sampled) of a valid `traceparent`; of a version above 00,
     from its first four fields, which must be followed by "-" or nothing."""
     value = value.strip(" \t")
     match = _TRACEPARENT.match(value)
@@ -123,7 +126,7 @@ def _parse_traceparent(value: str) -> tuple[str, bool] | None:
         return None
     if trace_id == "0" * 32 or parent_id == "0" * 16:
         return None
-    return trace_id, bool(int(flags, 16) & 1)
+    return trace_id, parent_id, bool(int(flags, 16) & 1)
 
 
 def _checked_state(lines: Sequence[str]) -> str | None:
@@ -144,6 +147,17 @@ def _checked_state(lines: Sequence[str]) -> str | None:
 
 
 _CURRENT: ContextVar[TraceContext | None] = ContextVar("switchboard_trace", default=None)
+# With tracing on (`adapters.spans`): the id of the CLIENT span of the request
+# being built, which its `traceparent` names as the parent.
+_REQUEST_SPAN: ContextVar[str | None] = ContextVar("switchboard_request_span", default=None)
+
+
+def set_request_span(span_id: str) -> Token[str | None]:
+    return _REQUEST_SPAN.set(span_id)
+
+
+def reset_request_span(token: Token[str | None]) -> None:
+    _REQUEST_SPAN.reset(token)
 
 
 class HeaderLines(Protocol):
@@ -177,7 +191,7 @@ def follow(trace_id: str) -> None:
     current = _CURRENT.get()
     if current is not None and current.trace_id == trace_id:
         return
-    _CURRENT.set(TraceContext(trace_id) if _valid_trace_id(trace_id) else None)
+    _CURRENT.set(TraceContext(trace_id) if valid_trace_id(trace_id) else None)
 
 
 def current() -> TraceContext | None:
@@ -191,7 +205,7 @@ def stamp(headers: CIMultiDict[str]) -> None:
     trace = _CURRENT.get()
     if trace is None:
         return
-    headers[TRACEPARENT] = trace.traceparent()
+    headers[TRACEPARENT] = trace.traceparent(_REQUEST_SPAN.get())
     if trace.state is not None:
         headers[TRACESTATE] = trace.state
 

@@ -1,8 +1,8 @@
 """Logging: plain text for a person at a terminal (the default), or one JSON
 object per line for a log pipeline (`log_format: json`, python-json-logger),
 each with time, level, logger, message and the W3C trace id of the request
-it belongs to, so a log line finds its audit records (span ids come with the
-OpenTelemetry spans, which are not built yet).
+it belongs to, so a log line finds its audit records, and with tracing on
+(`gateway.observability.tracing`) the id of the span it was written in.
 
 Security-relevant events go to the `switchboard.security` logger:
 authentication failures (the reason, never the token), every denial and
@@ -15,21 +15,32 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+from opentelemetry.trace import get_current_span
+
+from adapters import spans
 from adapters.trace_context import current
 from gateway.delegation.audit import AuditEvent
 
 LogFormat = Literal["text", "json"]
 SECURITY = logging.getLogger("switchboard.security")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_JSON = "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s"
+_JSON = "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s"
 
 
 class TraceIds(logging.Filter):
-    """Adds the trace id of the request being served (None outside one)."""
+    """Adds the trace id of the request being served (None outside one) and,
+    with tracing on, the current span's id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         trace = current()
-        record.trace_id = trace.trace_id if trace is not None else None
+        trace_id = trace.trace_id if trace is not None else None
+        span_id = None
+        if spans.enabled():
+            context = get_current_span().get_span_context()
+            if context.is_valid and format(context.trace_id, "032x") == trace_id:
+                span_id = format(context.span_id, "016x")
+        record.trace_id = trace_id
+        record.span_id = span_id
         return True
 
 

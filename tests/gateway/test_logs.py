@@ -103,6 +103,34 @@ def test_a_log_line_carries_the_trace_of_its_request() -> None:
     assert record.__dict__["trace_id"] == trace_id
 
 
+def test_with_tracing_on_a_log_line_carries_its_span() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from adapters import spans
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    provider = TracerProvider()
+    spans.enable(provider.get_tracer("test"))
+    seen: dict[str, str] = {}
+
+    def in_a_request() -> None:
+        begin(Headers({"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}))
+        with spans.span("switchboard.decide") as span:
+            assert span is not None
+            seen["span_id"] = format(span.get_span_context().span_id, "016x")
+            assert format(span.get_span_context().trace_id, "032x") == trace_id
+            assert TraceIds().filter(record)
+
+    try:
+        contextvars.copy_context().run(in_a_request)
+    finally:
+        spans.disable()
+        provider.shutdown()
+    assert record.__dict__["trace_id"] == trace_id
+    assert record.__dict__["span_id"] == seen["span_id"]
+
+
 def test_every_denial_is_a_security_log_line(caplog: pytest.LogCaptureFixture) -> None:
     denied = AuditEvent(
         event="token_exchange",

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from adapters.usage import Usage
 
 # JSON as the standard library parses it; adapters hand it on, never eval it.
 JSON = Any
@@ -44,6 +45,8 @@ class Reply:
 
     text: str | None = None
     data: JSON = None
+    # What the upstream says the answer cost (`adapters.usage`), when it says.
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

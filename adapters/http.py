@@ -46,6 +46,7 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
+from adapters.spans import traced_session_configs
 from adapters.trace_context import TracedRequest
 from registry.ssrf import AddressPolicy, AddressRefused
 
@@ -122,6 +123,8 @@ def checked_session(policy: AddressPolicy) -> aiohttp.ClientSession:
         trust_env=False,
         auto_decompress=False,
         request_class=TracedRequest,
+        # With tracing on, a CLIENT span per request of a delegation.
+        trace_configs=traced_session_configs(),
     )
 
 

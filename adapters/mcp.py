@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
+import aiohttp
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
@@ -48,7 +49,13 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from adapters.mcp_http import CALL_CREDENTIAL, Credential, UpstreamAuth, call_credential
+from adapters.mcp_http import (
+    CALL_CREDENTIAL,
+    Credential,
+    UpstreamAuth,
+    call_credential,
+    connect_failure,
+)
 from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import (
     Callbacks,
@@ -872,5 +879,7 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, MCPError):
         return _not_mcp(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return connect_failure(exc)
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

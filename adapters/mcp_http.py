@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -226,6 +227,15 @@ class CheckedTransport(httpx2.AsyncBaseTransport):
             await self._session.close()
 
 
+def connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """What failed, in words: not aiohttp's own text, which names the SSL
+    context ("ssl:default") for a plain http URL too and reads as a TLS
+    failure."""
+    error = exc.os_error
+    reason = os.strerror(error.errno) if error.errno else type(error).__name__
+    return f"cannot connect to {exc.host}:{exc.port} ({reason.lower()})"
+
+
 @contextlib.contextmanager
 def _mapped(request: httpx2.Request) -> Iterator[None]:
     """aiohttp's exceptions as the httpx2 ones the SDK and callers expect
@@ -236,7 +246,7 @@ def _mapped(request: httpx2.Request) -> Iterator[None]:
         if isinstance(exc.os_error, UpstreamRefused):
             message = f"refused by the SSRF policy: {exc.os_error}"
             raise httpx2.ConnectError(message, request=request) from None
-        raise httpx2.ConnectError(str(exc), request=request) from exc
+        raise httpx2.ConnectError(connect_failure(exc), request=request) from exc
     except aiohttp.ConnectionTimeoutError as exc:
         raise httpx2.ConnectTimeout(str(exc) or "timed out connecting", request=request) from exc
     except aiohttp.ServerTimeoutError as exc:

@@ -8,7 +8,9 @@ reply. Streamed, the answer is server-sent events, each ``data: {chunk}``
 carrying ``choices[0].delta.content``, ended by ``data: [DONE]``.
 
 The API key is the gateway's (`Credentials`), sent as ``Authorization:
-Bearer``; tool calls and other choices are not used.
+Bearer``; tool calls and other choices are not used. The answer's ``usage``
+(tokens), when the server reports it -- with the completion, or streamed in a
+chunk of its own -- comes back with the reply (`adapters.usage`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from adapters.base import (
     UpstreamInvalid,
     http_failure,
 )
+from adapters.usage import Usage, from_openai
 
 MAX_EVENT_LINE = 1024 * 1024
 
@@ -43,6 +46,9 @@ class ChatConfig:
     skill_instructions: Mapping[str, str] = field(default_factory=dict)
     temperature: float | None = None
     max_tokens: int | None = None
+    # Streamed, ask for a last chunk with the usage (OpenAI's
+    # stream_options.include_usage; vLLM, Ollama, LiteLLM know it too).
+    stream_usage: bool = True
 
     @property
     def url(self) -> str:
@@ -70,6 +76,8 @@ class OpenAICompatAdapter(Adapter):
             body["temperature"] = config.temperature
         if config.max_tokens is not None:
             body["max_tokens"] = config.max_tokens
+        if stream and config.stream_usage:
+            body["stream_options"] = {"include_usage": True}
         return body
 
     def _request(self, turn: Turn, credentials: Credentials, *, stream: bool) -> httpx.Request:
@@ -94,7 +102,9 @@ class OpenAICompatAdapter(Adapter):
             completion = response.json()
         except ValueError:
             raise UpstreamInvalid(f"{self._name} did not answer JSON") from None
-        return Reply(text=self._content(completion, "message"))
+        return Reply(
+            text=self._content(completion, "message"), usage=from_openai(completion.get("usage"))
+        )
 
     async def stream(
         self, turn: Turn, credentials: Credentials, *, timeout_seconds: float
@@ -102,6 +112,7 @@ class OpenAICompatAdapter(Adapter):
         request = self._request(turn, credentials, stream=True)
         request.extensions["timeout"] = httpx.Timeout(timeout_seconds).as_dict()
         pieces: list[str] = []
+        usage: list[Usage] = []  # the last chunk that reports it
         try:
             response = await self._http.send(request, stream=True)
             try:
@@ -111,14 +122,17 @@ class OpenAICompatAdapter(Adapter):
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # Some servers ignore "stream": the whole answer at once.
                     completion = json.loads(await response.aread())
-                    yield Reply(text=self._content(completion, "message"))
+                    yield Reply(
+                        text=self._content(completion, "message"),
+                        usage=from_openai(completion.get("usage")),
+                    )
                     return
                 async for line in response.aiter_lines():
-                    piece = self._event(line, credentials)
+                    piece = self._event(line, credentials, usage)
                     if piece is None:
                         continue
                     if piece is _DONE:
-                        yield Reply(text="".join(pieces))
+                        yield Reply(text="".join(pieces), usage=usage[-1] if usage else None)
                         return
                     if piece:
                         pieces.append(piece)
@@ -131,7 +145,7 @@ class OpenAICompatAdapter(Adapter):
             raise UpstreamInvalid(f"{self._name} did not answer JSON") from None
         raise UpstreamInvalid(f"{self._name} ended its stream without [DONE]")
 
-    def _event(self, line: str, credentials: Credentials) -> str | None:
+    def _event(self, line: str, credentials: Credentials, usage: list[Usage]) -> str | None:
         """The text a server-sent event line carries ('' for none), `_DONE`, or
         None for lines that are not data (comments, event names, blanks)."""
         if len(line) > MAX_EVENT_LINE:
@@ -149,6 +163,9 @@ class OpenAICompatAdapter(Adapter):
             raise UpstreamFailed(
                 credentials.scrub(f"{self._name} failed mid-stream: {_message(chunk)}")
             )
+        reported = from_openai(chunk.get("usage")) if isinstance(chunk, dict) else None
+        if reported is not None:
+            usage.append(reported)
         choices = chunk.get("choices") if isinstance(chunk, dict) else None
         if not isinstance(choices, list):
             raise UpstreamInvalid(f"{self._name} sent a chunk without choices")

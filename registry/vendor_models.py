@@ -48,6 +48,11 @@ class OpenAIUpstream(BaseModel):
     system_prompt: str = Field(default="", max_length=64_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+    stream_usage: bool = Field(
+        default=True,
+        description="Ask for token usage on streamed answers (stream_options.include_usage, "
+        "as OpenAI's API has it); off for a server that refuses the option.",
+    )
 
 
 class WebhookUpstream(BaseModel):

@@ -50,6 +50,7 @@ from google.protobuf.json_format import MessageToDict
 from adapters.base import Turn
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.a2a.upstream_errors import outcome_of
 from gateway.delegation.approvals import (
     APPROVED,
     PENDING,
@@ -103,7 +104,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         return self
 
     async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
-        outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+        outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
 

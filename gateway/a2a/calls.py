@@ -25,8 +25,6 @@ from a2a.types import (
 )
 from a2a.utils.errors import (
     A2AError,
-    InternalError,
-    InvalidAgentResponseError,
     TaskNotFoundError,
     UnsupportedOperationError,
 )
@@ -56,6 +54,7 @@ from gateway.delegation.pipeline import (
 )
 from gateway.delegation.retry import Attempts, Failure
 from gateway.delegation.tasks import TaskRecords
+from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamTimeoutError
 from gateway.storage.outages import outage_of
 from registry.store import AgentNotFound
 
@@ -296,7 +295,7 @@ class UpstreamCalls:
                 admission.agent_id,
                 task.id,
             )
-            raise InvalidAgentResponseError(
+            raise UpstreamBadAnswerError(
                 f"agent {admission.agent_id} answered with a task id it already gave someone else"
             )
 
@@ -306,7 +305,7 @@ class UpstreamCalls:
         elif not await self.tasks.observe(
             admission.agent_id, admission.owner, event, admission.task_skill
         ):
-            raise InvalidAgentResponseError(
+            raise UpstreamBadAnswerError(
                 f"agent {admission.agent_id} sent an update for a task that is not yours"
             )
 
@@ -348,7 +347,7 @@ class UpstreamCalls:
                     break
                 except TimeoutError:
                     followed.lost = True
-                    error = InternalError(
+                    error = UpstreamTimeoutError(
                         f"the stream from agent {admission.agent_id} passed the "
                         f"{self.stream_limits.max_seconds:g} s limit"
                     )

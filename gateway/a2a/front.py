@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.trace_context import begin as begin_trace
+from adapters.trace_context import current as current_trace
 from gateway.a2a.admission import Admission, AdmissionContextBuilder
 from gateway.a2a.cards import card_json
 from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
@@ -181,7 +182,7 @@ class A2AFrontDoor:
         except TokenInvalid as exc:  # a malformed act claim
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         trace_id = begin_trace(request.headers)
-        owner = Owner(caller.subject, caller.issuer)
+        owner = Owner(caller.subject, caller.issuer, caller)
         try:
             message, decided = await self._skill(request, jsonrpc, agent_id, owner)
         except _Unparseable as refusal:
@@ -212,6 +213,14 @@ class A2AFrontDoor:
             if self.others is not None:
                 other = await self.others.admission(agent_id, caller, trace_id)
             if other is None:
+                await delegations.refused(
+                    caller,
+                    agent_id,
+                    event="a2a",
+                    trace_id=trace_id,
+                    reason=f"no agent {agent_id}",
+                    outcome="unknown_agent",
+                )
                 return refuse(404, f"no agent {agent_id}")
             request.state.admission = other
             request.state.other = True
@@ -368,7 +377,11 @@ class A2AFrontDoor:
     async def _audit_outage(self, request: Request, outage: DependencyUnavailable) -> None:
         admission = getattr(request.state, "admission", None)
         agent_id = request.path_params.get("agent_id")
-        event = outage_event("a2a", "", str(outage), target=agent_id)
+        # The request's trace even when the outage came before its admission
+        # (reading the agent, say): the caller's answer and this record meet.
+        began = current_trace()
+        trace_id = began.trace_id if began is not None else begin_trace(request.headers)
+        event = outage_event("a2a", trace_id, str(outage), target=agent_id)
         if isinstance(admission, Admission):
             caller = admission.grant.caller
             event = outage_event(

@@ -38,7 +38,6 @@ from a2a.utils.errors import (
     A2AError,
     ExtendedAgentCardNotConfiguredError,
     InternalError,
-    InvalidAgentResponseError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotFoundError,
@@ -60,6 +59,7 @@ from gateway.delegation.push import (
     parse_notification,
 )
 from gateway.delegation.runs import TERMINAL
+from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 from registry.fetch import FetchError
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             return response.task
         if response.HasField("message"):
             return response.message
-        raise InvalidAgentResponseError(f"agent {admission.agent_id} answered with neither")
+        raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
 
     @validate_request_params
     async def on_message_send_stream(

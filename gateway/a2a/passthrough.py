@@ -48,7 +48,7 @@ from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
-from a2a.utils.errors import A2AError, InvalidAgentResponseError
+from a2a.utils.errors import A2AError
 from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message as ProtoMessage
@@ -63,6 +63,7 @@ from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.handoffs import breaker_error
 from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
+from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class PassThrough:
             if result.HasField("task"):
                 await handler._remember(admission, result.task)
             elif not result.HasField("message"):
-                raise InvalidAgentResponseError(f"agent {admission.agent_id} answered with neither")
+                raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
         except AgentDown as down:
             # The SDK path hands the message to the fallback (and audits both).
             request.state.admission = replace(admission, down=down.error)
@@ -192,9 +193,7 @@ class PassThrough:
             error: A2AError = breaker_error(exc)
             down = True
         except UpstreamStatus as exc:
-            error = InvalidAgentResponseError(
-                f"agent {admission.agent_id} answered HTTP {exc.status}"
-            )
+            error = UpstreamBadAnswerError(f"agent {admission.agent_id} answered HTTP {exc.status}")
             down = idempotent
         except (UpstreamRefused, UpstreamBadAnswer, aiohttp.ClientError, OSError) as exc:
             error = upstream_error(admission.agent_id, exc, timeout)
@@ -203,7 +202,7 @@ class PassThrough:
             )
         else:
             if not 200 <= answer.status < 300:
-                raise InvalidAgentResponseError(
+                raise UpstreamBadAnswerError(
                     f"agent {admission.agent_id} answered HTTP {answer.status}"
                 )
             return answer.body
@@ -222,13 +221,13 @@ class PassThrough:
             # error its code maps to; a non-response raises A2AClientError.
             checked = _sdk_check_jsonrpc_response(transport, data)
             if checked.get("id") != request_id:
-                raise InvalidAgentResponseError(f"agent {agent_id} answered another request id")
+                raise UpstreamBadAnswerError(f"agent {agent_id} answered another request id")
             result: SendMessageResponse = parse_lenient(checked["result"], SendMessageResponse())
         except A2AError as exc:  # A2AClientError included: an invalid answer
             raise upstream_error(agent_id, exc, None) from None
         except (ValueError, RecursionError, KeyError, TypeError, ParseError) as exc:
             logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
-            raise InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer") from None
+            raise UpstreamBadAnswerError(f"agent {agent_id} sent an invalid answer") from None
         return result
 
 

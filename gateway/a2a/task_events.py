@@ -9,11 +9,11 @@ from a2a.types import (
     StreamResponse,
 )
 from a2a.utils.errors import (
-    InvalidAgentResponseError,
     InvalidParamsError,
 )
 
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 
 async def list_own_tasks(
@@ -42,6 +42,6 @@ def task_id_of(item: StreamResponse) -> str:
 def event_of(item: StreamResponse) -> Event:
     kind = item.WhichOneof("payload")
     if kind is None:
-        raise InvalidAgentResponseError("the agent sent an empty stream event")
+        raise UpstreamBadAnswerError("the agent sent an empty stream event")
     event: Event = getattr(item, kind)
     return event

@@ -10,13 +10,17 @@ from a2a.client.errors import A2AClientError, A2AClientTimeoutError
 from a2a.utils.errors import (
     A2AError,
     InternalError,
-    InvalidAgentResponseError,
 )
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.delegation import retry
 from gateway.delegation.breaker import Breakers
 from gateway.delegation.retry import Attempts
+from gateway.delegation.upstream_failures import (
+    UpstreamBadAnswerError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 
 
 def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> A2AError:
@@ -38,25 +42,27 @@ def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> 
     if (refused := first(UpstreamRefused)) is not None:
         return InternalError(f"agent {agent_id} may not be called: {refused}")
     if (bad := first(UpstreamBadAnswer)) is not None:
-        return InvalidAgentResponseError(f"agent {agent_id}: {bad}")
+        return UpstreamBadAnswerError(f"agent {agent_id}: {bad}")
     # httpx-aiohttp maps every aiohttp connection error to httpx.ConnectTimeout;
     # when aiohttp's own error is in the chain, it is the one that says.
     aio = first(aiohttp.ClientError)
     timeouts = (httpx.TimeoutException, A2AClientTimeoutError, TimeoutError)
     if isinstance(aio, TimeoutError) or (aio is None and first(timeouts) is not None):
         limit = f" within {timeout:g} s" if timeout else ""
-        return InternalError(f"agent {agent_id} did not answer{limit}")
+        return UpstreamTimeoutError(f"agent {agent_id} did not answer{limit}")
     if (status := first(httpx.HTTPStatusError)) is not None:
-        return InvalidAgentResponseError(
+        return UpstreamBadAnswerError(
             f"agent {agent_id} answered HTTP {status.response.status_code}"
         )
     if first((httpx.TransportError, aiohttp.ClientError, OSError)) is not None:
-        return InternalError(f"agent {agent_id} could not be reached ({_transport_failure(chain)})")
+        return UpstreamUnavailableError(
+            f"agent {agent_id} could not be reached ({_transport_failure(chain)})"
+        )
     if isinstance(exc, A2AClientError):
-        return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer: {exc}")
+        return UpstreamBadAnswerError(f"agent {agent_id} sent an invalid answer: {exc}")
     if isinstance(exc, A2AError):
         return exc  # the agent's own A2A error, with its code
-    return InvalidAgentResponseError(f"agent {agent_id} sent an invalid answer")
+    return UpstreamBadAnswerError(f"agent {agent_id} sent an invalid answer")
 
 
 def _transport_failure(chain: list[BaseException]) -> str:
@@ -92,4 +98,11 @@ def report_outcome(breakers: Breakers, agent_id: str, exc: BaseException) -> Non
 
 
 def outcome_of(error: A2AError | None) -> str:
-    return "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+    """The audit outcome of a call that ended with ``error``: the A2A error
+    the caller was sent, by its SDK class name (the gateway's own subclasses,
+    such as `UpstreamUnavailableError`, are sent as the SDK class they
+    extend)."""
+    if error is None:
+        return "ok"
+    sent = next(c for c in type(error).__mro__ if c.__module__.startswith("a2a."))
+    return f"a2a_error:{sent.__name__}"[:64]

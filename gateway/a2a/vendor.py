@@ -62,8 +62,10 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Value
 
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
+from adapters.usage import METADATA_KEY, Usage
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.a2a.upstream_errors import outcome_of
 from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import TERMINAL, RunSpec, status_message
@@ -102,7 +104,7 @@ class VendorAgentHandler(RecordedTaskHandler):
         return gateway_run_kind(card) is not None
 
     async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
-        outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+        outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
 
@@ -308,7 +310,10 @@ class VendorExecution:
             await parts.delegations.record(grant, "a2a.run", "upstream_error", str(exc)[:500])
             yield _failed(task, str(exc))
             return
-        await parts.delegations.record(grant, "a2a.run", "ok")
+        await parts.delegations.record(grant, "a2a.run", "ok", _usage_said(reply.usage))
+        if reply.usage is not None:
+            # Where a flow step (or any caller) reads what the answer cost.
+            task.metadata.update({METADATA_KEY: reply.usage.as_dict()})
         artifact = Artifact(artifact_id=artifact_id, name=name, parts=reply_parts(reply))
         if spec.streaming:
             rest = [p for p in artifact.parts if p.HasField("data")] if streamed else artifact.parts
@@ -339,6 +344,12 @@ def _turn(message: Message, skill: str | None, task: Task) -> Turn:
         task_id=task.id,
         context_id=task.context_id,
     )
+
+
+def _usage_said(usage: Usage | None) -> str | None:
+    if usage is None:
+        return None
+    return f"usage: {usage.input_tokens} in, {usage.output_tokens} out, {usage.total_tokens} tokens"
 
 
 def reply_parts(reply: Reply) -> list[Part]:

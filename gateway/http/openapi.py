@@ -140,6 +140,11 @@ def _describe(operation: dict[str, Any]) -> None:
         responses["404"] = _problem("No such record (or one the caller may not see)")
     if parameters or has_body:
         responses["422"] = _problem("The request does not match the expected shape")
+    for status, response in responses.items():
+        # An error a route declares itself (e.g. a webhook's 401 for a bad
+        # signature) is answered as a problem document like every other.
+        if status[0] in "45" and "content" not in response:
+            responses[status] = _problem(response.get("description", "An error"))
     # Anything else (a conflict, an upstream's failure, the database's
     # absence) is a problem document too.
     responses["default"] = _problem("Any other error")

@@ -161,12 +161,26 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     balancers retry; a constraint or programming error stays a 500. A text
     the caller sent that PostgreSQL cannot hold (a NUL character: SQLSTATE
     22021, which SQLite stores) is the caller's: 422."""
-    if _sqlstate(exc) == UNREPRESENTABLE_CHARACTER:
+    state = _sqlstate(exc)
+    if state == UNREPRESENTABLE_CHARACTER:
         problem = Problem(
             422,
             "invalid-character",
             "The request holds a character the database cannot store",
             "text values may not contain NUL (U+0000)",
+        )
+        return problem_response(problem, request.url.path)
+    if state is not None and state.startswith(DATA_EXCEPTION_CLASS):
+        # Class 22, "data exception" (a number out of range, a value of the
+        # wrong form): a value the request carried that the database cannot
+        # hold. The request's fault, not an outage nor ours: 422, and logged,
+        # since the API's own validation should have caught it first.
+        logger.warning("data exception %s on %s %s", state, request.method, request.url.path)
+        problem = Problem(
+            422,
+            "invalid-value",
+            "The request holds a value the database cannot store",
+            f"a value is out of range or of the wrong form (SQLSTATE {state})",
         )
         return problem_response(problem, request.url.path)
     outage = outage_of(exc)
@@ -178,6 +192,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 # PostgreSQL's character_not_in_repertoire: "invalid byte sequence for encoding UTF8: 0x00".
 UNREPRESENTABLE_CHARACTER = "22021"
+DATA_EXCEPTION_CLASS = "22"
 
 
 def _sqlstate(exc: Exception) -> str | None:

@@ -8,7 +8,8 @@ skill): a user sees exactly the skills they may delegate to.
 
 A call is an A2A delegation through the A2A front door's own handler
 (`AgentHandler`): the user's minted token, ownership checks, task records and
-the audit record are those of any A2A call (event ``a2a.SendStreamingMessage``).
+the audit record are those of any A2A call (event ``a2a.SendMessage``, as
+`tests/e2e/test_failures_audited.py` reads it back).
 Arguments: ``message`` (text) and/or ``data`` (an object), and to continue a
 task that asked for input, its ``taskId`` (and ``contextId``) -- with the tool
 of the skill the task was started for: an agent continues a task's own skill,
@@ -149,7 +150,7 @@ class AgentSkillTools:
         request = _request(tool, dict(arguments or {}))
         parts = self._parts()
         delegations = parts.delegations
-        owner = Owner(caller.subject, caller.issuer)
+        owner = Owner(caller.subject, caller.issuer, caller)
         _, card, _ = await delegations.target(tool.agent_id)
         try:
             # Continuing a task (`taskId`): the task's skill, which must be

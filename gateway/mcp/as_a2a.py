@@ -59,8 +59,6 @@ from a2a.types import (
     TaskStatus,
 )
 from a2a.utils.errors import (
-    InternalError,
-    InvalidAgentResponseError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
@@ -76,6 +74,7 @@ from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.delegation.handoffs import SKILL_KEY, decide_named, named_in, proto_places
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
+from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamUnavailableError
 from gateway.mcp.federated_tools import FederatedTool, ToolNotFound, ToolQuarantined
 from gateway.mcp.federation import McpFederation
 from registry.mcp_models import McpServerRecord
@@ -204,11 +203,11 @@ class McpAgentHandler(RecordedTaskHandler):
         except ToolQuarantined as quarantined:
             raise UnsupportedOperationError(str(quarantined)) from None
         except UpstreamError as error:
-            raise InvalidAgentResponseError(
+            raise UpstreamBadAnswerError(
                 f"MCP server {admission.server_id} answered error {error.code}: {error}"
             ) from None
         except UpstreamUnavailable as unavailable:
-            raise InternalError(str(unavailable)) from None
+            raise UpstreamUnavailableError(str(unavailable)) from None
         if not isinstance(result, types.CallToolResult):
             raise UnsupportedOperationError(
                 f"{tool.upstream_name} asked for more input, which is not relayed over A2A; "
@@ -217,7 +216,7 @@ class McpAgentHandler(RecordedTaskHandler):
         try:
             task = _task_of(message, tool, result)
         except (binascii.Error, ValueError, ParseError) as exc:
-            raise InvalidAgentResponseError(
+            raise UpstreamBadAnswerError(
                 f"MCP server {admission.server_id} answered content it could not have meant: {exc}"
             ) from None
         await self._parts().tasks.record(
@@ -381,7 +380,8 @@ class McpAgents:
     async def admission(self, agent_id: str, caller: Caller, trace_id: str) -> McpAdmission | None:
         if await self._federation().store.get(agent_id) is None:
             return None
-        return McpAdmission(agent_id, caller, Owner(caller.subject, caller.issuer), trace_id)
+        owner = Owner(caller.subject, caller.issuer, caller)
+        return McpAdmission(agent_id, caller, owner, trace_id)
 
     async def card(self, agent_id: str, url: str) -> tuple[AgentCard, datetime | None] | None:
         federation = self._federation()

@@ -60,6 +60,7 @@ from gateway.a2a.outages import DependencyUnavailableError
 from gateway.delegation.approvals import Approval
 from gateway.delegation.audit import outage_event
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.http.jsonrpc_ids import KeepRequestId
 from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp.approvals import (
     STATUS_SCHEMA,
@@ -87,8 +88,10 @@ from gateway.mcp.namespace import NameContested, ToolNamespace
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.offerings import McpOfferings
 from gateway.mcp.relay import DownstreamRelay
+from gateway.mcp.replicas import SessionRouting
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
+from gateway.storage.replicas import ReplicaDirectory
 from policies.keys import derive_key
 from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
@@ -173,6 +176,7 @@ class McpFront:
         federation: Callable[[], McpFederation],
         *,
         version: str,
+        replicas: ReplicaDirectory | None = None,
     ) -> None:
         self._federation = federation
         # The agents' skills as tools; set once the A2A handler exists.
@@ -236,6 +240,9 @@ class McpFront:
             if settings.mcp_resumable
             else None
         )
+        # 2025-11-25 sessions served whichever replica a request lands on.
+        self.replicas = replicas if settings.mcp_session_routing else None
+        self._routing: SessionRouting | None = None
         self._fast_path = settings.mcp_fast_path and sdk_matches()
         if settings.mcp_fast_path and not self._fast_path:
             logger.warning("mcp_fast_path: not the mcp SDK it mirrors; /mcp takes the SDK's path")
@@ -262,7 +269,12 @@ class McpFront:
             app = McpFastPath(self.manager, self._max_body)
         if self.events is not None:
             app = SessionBinding(app, self.events)  # after McpAuth: the caller is known
-        return [Route(MCP_PATH, endpoint=McpAuth(app))]
+        if self.replicas is not None:
+            # Outside the binding: it and the SDK see the SDK's own session ids.
+            app = self._routing = SessionRouting(app, self.replicas)
+        # The SDK's envelope refusals answer "id": null; the caller's id goes
+        # back whenever it could be read (JSON-RPC 2.0 section 5).
+        return [Route(MCP_PATH, endpoint=McpAuth(KeepRequestId(app)))]
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -272,6 +284,8 @@ class McpFront:
             finally:
                 await self.notifier.aclose()
                 await self.offerings.subscriptions.aclose()
+                if self._routing is not None:
+                    await self._routing.aclose()
 
     def _current_offerings(self) -> McpOfferings:
         federation = self._federation()

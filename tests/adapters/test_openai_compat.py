@@ -127,3 +127,83 @@ async def test_transport_failures_are_unavailable() -> None:
 
     with pytest.raises(UpstreamUnavailable, match="could not be reached"):
         await adapter(handler).call(Turn("x"), CREDENTIALS, timeout_seconds=5)
+
+
+async def test_usage_comes_back_with_the_reply_when_the_server_reports_it() -> None:
+    usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                "usage": usage,
+            },
+        )
+
+    reply = await adapter(handler).call(Turn(text="hi"), CREDENTIALS, timeout_seconds=5)
+    assert reply.usage is not None
+    assert reply.usage.as_dict() == {"input_tokens": 9, "output_tokens": 3, "total_tokens": 12}
+
+
+async def test_a_streamed_usage_chunk_is_kept_and_no_text() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        usage_chunk = {
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        }
+        return sse(delta("a"), delta("b"), usage_chunk, "data: [DONE]\n\n")
+
+    items = [
+        item
+        async for item in adapter(handler).stream(Turn(text="hi"), CREDENTIALS, timeout_seconds=5)
+    ]
+    reply = items[-1]
+    assert isinstance(reply, Reply) and reply.text == "ab"
+    assert reply.usage is not None and reply.usage.total_tokens == 7
+    assert [i.text for i in items if isinstance(i, Delta)] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        None,
+        "12 tokens",
+        {"prompt_tokens": -1, "completion_tokens": 3},
+        {"prompt_tokens": 1.5, "completion_tokens": 3},
+        {"prompt_tokens": True, "completion_tokens": 3},
+        {"prompt_tokens": 10**13, "completion_tokens": 3},
+        {"completion_tokens": 3},
+    ],
+)
+async def test_usage_that_is_not_whole_counts_is_ignored_not_an_error(usage: object) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                "usage": usage,
+            },
+        )
+
+    reply = await adapter(handler).call(Turn(text="hi"), CREDENTIALS, timeout_seconds=5)
+    assert reply.text == "ok" and reply.usage is None
+
+
+@pytest.mark.parametrize("asked", [True, False])
+async def test_a_stream_asks_for_usage_unless_told_not_to(asked: bool) -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return sse(delta("a"), "data: [DONE]\n\n")
+
+    config = ChatConfig(base_url="http://llm.test/v1", model="m", stream_usage=asked)
+    chat = OpenAICompatAdapter(
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)), config, "x"
+    )
+    _ = [i async for i in chat.stream(Turn(text="hi"), CREDENTIALS, timeout_seconds=5)]
+    assert ("stream_options" in bodies[0]) is asked
+    if asked:
+        assert bodies[0]["stream_options"] == {"include_usage": True}

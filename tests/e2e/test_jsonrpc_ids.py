@@ -1,6 +1,8 @@
-"""JSON-RPC errors the A2A front door writes itself keep the request's id
-(JSON-RPC 2.0 §5: null only when the id could not be read), and a number too
-large for one of A2A's int32 fields is invalid params, not an internal error."""
+"""JSON-RPC errors keep the request's id (JSON-RPC 2.0 §5: null only when
+the id could not be read): those the A2A front door writes itself, and on
+`/mcp` those the MCP SDK's transport writes for an envelope it refuses; and a
+number too large for one of A2A's int32 fields is invalid params, not an
+internal error."""
 
 from __future__ import annotations
 
@@ -76,3 +78,64 @@ def test_a_body_too_deep_to_read_answers_a_null_id(dep: Deployment) -> None:
     )
     assert answered.json()["error"]["code"] == -32700
     assert answered.json()["id"] is None
+
+
+MCP_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+}
+REFUSED_ENVELOPES = [
+    {"jsonrpc": "1.0", "id": 7, "method": "ping"},
+    {"jsonrpc": "2.0", "id": "req-8", "method": "tools/call", "params": "x"},
+    {"jsonrpc": "2.0", "id": 9, "method": 9},
+    {"id": 10, "method": "tools/list"},
+]
+
+
+@pytest.mark.parametrize("revision", ["2026-07-28", "2025-11-25"])
+@pytest.mark.parametrize("body", REFUSED_ENVELOPES, ids=lambda b: str(b.get("id")))
+def test_an_mcp_envelope_refusal_keeps_the_request_id(
+    dep: Deployment, revision: str, body: dict[str, Any]
+) -> None:
+    refused = httpx.post(
+        f"{dep.gateway.url}/mcp",
+        json=body,
+        headers={
+            **MCP_HEADERS,
+            "Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}",
+            "MCP-Protocol-Version": revision,
+        },
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    answer = refused.json()
+    assert answer["id"] == body["id"], answer
+    # JSON-RPC 2.0 §5.1: not a valid Request object is Invalid Request, and
+    # the caller gets a sentence, not pydantic's report.
+    assert answer["error"]["code"] == -32600, answer
+    assert "pydantic" not in answer["error"]["message"]
+    assert int(refused.headers["content-length"]) == len(refused.content)
+
+
+@pytest.mark.parametrize("revision", ["2026-07-28", "2025-11-25"])
+@pytest.mark.parametrize(
+    "body",
+    [[{"jsonrpc": "2.0", "id": 7, "method": "ping"}], {"jsonrpc": "2.0", "id": True, "method": 7}],
+    ids=["batch", "bool-id"],
+)
+def test_an_mcp_request_whose_id_cannot_be_read_answers_null(
+    dep: Deployment, revision: str, body: Any
+) -> None:
+    refused = httpx.post(
+        f"{dep.gateway.url}/mcp",
+        json=body,
+        headers={
+            **MCP_HEADERS,
+            "Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}",
+            "MCP-Protocol-Version": revision,
+        },
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    assert refused.json()["id"] is None
+    assert refused.json()["error"]["code"] == -32600

@@ -67,9 +67,12 @@ class Resume:
 def event_store(gateway: Gateway) -> MemoryEventStore:
     for route in gateway.server.app.routes:
         if getattr(route, "path", None) == "/mcp":
-            binding = route.app.app  # McpAuth -> SessionBinding
-            assert isinstance(binding, SessionBinding)
-            return binding.store
+            binding = route.app  # McpAuth -> ... -> SessionBinding
+            for _ in range(10):
+                if isinstance(binding, SessionBinding):
+                    return binding.store
+                binding = binding.app
+            raise AssertionError("no SessionBinding under /mcp")
     raise AssertionError("no /mcp route")
 
 

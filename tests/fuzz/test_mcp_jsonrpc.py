@@ -172,8 +172,7 @@ def test_method(
     raw = {name.encode(): value for name, value in headers.items()}
     response = mcp.post("/mcp", content=encode(body), headers=raw)
     tolerated = upstreams_own if method == "prompts/get" else never
-    # keep_ids off on /mcp: the MCP SDK's transport answers an envelope it
-    # cannot validate (no "jsonrpc", say) with 400 and id null itself, before
-    # the gateway sees the message; the gateway's own errors are checked on
-    # /a2a, where the gateway writes them (a reported finding, not fixed here).
-    judge(response, body, f"{method} at {revision}", tolerated, keep_ids=False)
+    # Errors keep the request's id here too: the MCP SDK's transport answers
+    # an envelope it refuses with id null, and `gateway.http.jsonrpc_ids`
+    # puts a readable id back (issue 15).
+    judge(response, body, f"{method} at {revision}", tolerated)

@@ -47,6 +47,8 @@ def test_secured_operations_name_the_bearer_scheme(document: dict[str, Any]) -> 
         "GET /.well-known/oauth-authorization-server",
         "POST /oauth/token",
         "GET /flows/schema",  # the published JSON Schema of flow documents
+        # authenticated by its Standard Webhooks signature, not a bearer token
+        "POST /flows/{flow_id}/hooks/{trigger_id}",
     }
     for name in secured:
         assert {"401", "403"} <= set(operations[name]["responses"]), name

@@ -125,6 +125,18 @@ def chat_app(behaviour: Behaviour) -> Starlette:
             for n, word in enumerate(words):
                 yield _chunk({"content": word if n == 0 else " " + word})
             yield _chunk({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                # As OpenAI sends it: a last chunk with no choices and the usage.
+                usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+                chunk = {
+                    "id": "chatcmpl-test123",
+                    "object": "chat.completion.chunk",
+                    "created": 1764547200,
+                    "model": MODEL,
+                    "choices": [],
+                    "usage": usage,
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import shlex
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +35,9 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from gateway.settings.flows import FlowOptions
+from gateway.settings.issuers import IssuerSettings
+from gateway.settings.problems import settings_problems, source_problem
 from registry.ssrf import NEVER_ALLOWED_NETWORKS
 
 _config_file: ContextVar[Path | None] = ContextVar("switchboard_config_file", default=None)
@@ -38,26 +47,11 @@ _KNOWN_WEAK_SECRETS = {"changeme", "change-me", "secret", "switchboard", "passwo
 MIN_SECRET_LENGTH = 32
 
 
-class IssuerSettings(BaseModel):
-    """An external OIDC/OAuth issuer whose access tokens the gateway accepts."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    issuer: str = Field(description="Exact `iss` value; compared byte for byte.")
-    jwks_url: str = Field(description="Where the issuer publishes its signing keys.")
-    # RFC 9068 §4: resource servers MUST check `typ` is `at+jwt`. Some IdPs still
-    # stamp plain `JWT` on access tokens; an operator can opt in per issuer.
-    accepted_types: list[str] = Field(default_factory=lambda: ["at+jwt"])
-    audience: str | None = Field(
-        default=None, description="Expected `aud`; defaults to the gateway's resource id."
-    )
-
-
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says why."""
 
 
-class Settings(BaseSettings):
+class Settings(FlowOptions, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
         # SWITCHBOARD_SECRETS__OPENAI=... sets secrets["openai"].
@@ -119,6 +113,13 @@ class Settings(BaseSettings):
         ge=1,
         le=65535,
         description="Serve metrics on this port of `host` (not the main one), without a token.",
+    )
+    tracing_hash_subject: bool = Field(
+        default=False,
+        description=(
+            "Spans show the subject id as a keyed hash, not as given (tracing is"
+            " turned on by the standard OTEL_* variables; docs/operations.md)."
+        ),
     )
     metrics_refresh_seconds: float = Field(
         default=15.0,
@@ -222,6 +223,35 @@ class Settings(BaseSettings):
     mcp_session_idle_seconds: float = Field(
         default=1800.0, gt=0, description="How long an idle 2025-11-25 MCP session is kept."
     )
+    replica_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where the other replicas reach this one (http://<pod ip>:<port>), to pass "
+        "on requests for the 2025-11-25 MCP sessions it holds; default http://<host>:<port>, "
+        "with this machine's name for a wildcard host.",
+    )
+    replica_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="This replica's stable name (a StatefulSet pod's name): restarted, it takes "
+        "its own unfinished flow runs back at once. Default: a random id per process, whose "
+        "runs another replica takes over once it is gone (`replica_stale_seconds`).",
+    )
+    replica_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How often a replica renews its registration."
+    )
+    replica_stale_seconds: float = Field(
+        default=45.0,
+        gt=0,
+        le=3600,
+        description="A replica not renewed for this long is gone: its MCP sessions answer 404 "
+        "and its unfinished flow runs are taken over. Keep it several heartbeats long.",
+    )
+    mcp_session_routing: bool = Field(
+        default=True,
+        description="Pass a request for a 2025-11-25 MCP session opened on another replica on "
+        "to that replica (no balancer affinity needed).",
+    )
     mcp_resumable: bool = Field(
         default=True,
         description="Keep the events of 2025-11-25 sessions' SSE streams so a client whose "
@@ -294,21 +324,6 @@ class Settings(BaseSettings):
         "keeps asking its agent; then the task is recorded failed, with the reason.",
     )
 
-    flow_grant_max_seconds: float = Field(
-        default=7 * 86400,
-        ge=60,
-        le=90 * 86400,
-        description="The longest a flow run may act for its user (its durable grant's "
-        "lifetime; a flow's max_run_seconds may shorten it).",
-    )
-    flow_checkpoint_poll_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        description="How often a run waiting at a checkpoint looks at its approval even "
-        "without being woken (a decision normally wakes it at once).",
-    )
-
     health_check_interval_seconds: float = Field(default=30.0, gt=0)
     health_failure_threshold: int = Field(default=3, ge=1)
     health_success_threshold: int = Field(default=2, ge=1)
@@ -350,6 +365,13 @@ class Settings(BaseSettings):
                 raise ValueError("an empty entry would allow every command")
         return value
 
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> Settings:
+        # A live replica taken for gone would have its flow runs run twice.
+        if self.replica_stale_seconds < 2 * self.replica_heartbeat_seconds:
+            raise ValueError("replica_stale_seconds must be at least two heartbeats long")
+        return self
+
     @property
     def stdio_command_lines(self) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(shlex.split(entry)) for entry in self.mcp_stdio_commands)
@@ -379,9 +401,9 @@ class Settings(BaseSettings):
         try:
             return cls(**{k: v for k, v in overrides.items() if v is not None})
         except ValidationError as exc:
-            raise ConfigError(_settings_problems(exc, path)) from None
+            raise ConfigError(settings_problems(exc, path)) from None
         except SettingsError as exc:
-            raise ConfigError(_source_problem(exc)) from None
+            raise ConfigError(source_problem(exc)) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
         finally:
@@ -403,6 +425,15 @@ class Settings(BaseSettings):
     def sealing_secret(self) -> str | None:
         """The secret that seals the signing keys at rest, if one is set."""
         return self.secret_key.get_secret_value() if self.secret_key else None
+
+    @property
+    def effective_replica_url(self) -> str:
+        if self.replica_url:
+            return self.replica_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind, not a bind here
+            host = socket.gethostname()
+        return f"http://{_url_host(host)}:{self.port}"
 
     @property
     def token_endpoint(self) -> str:
@@ -453,48 +484,6 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a URL host
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
-
-
-# Settings whose values are never echoed back in an error.
-_SENSITIVE = ("secret", "key", "token", "password", "credential", "database_url", "redis_url")
-# Settings `switchboard serve` also takes as flags.
-_FLAGS = {"port": "--port", "host": "--host", "dev": "--dev", "data_dir": "--data-dir"}
-
-
-def _settings_problems(exc: ValidationError, config_file: Path | None) -> str:
-    """One line per bad setting: which, why, where it can come from."""
-    lines = []
-    for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
-            where = f" in {config_file}" if config_file else ""
-            lines.append(f"unknown setting {name!r}{where} (docs/configuration.md lists them)")
-            continue
-        given = ""
-        if not any(word in name for word in _SENSITIVE) and "input" in error:
-            given = f" (given {str(error['input'])[:60]!r})"
-        top = str(error["loc"][0]) if error["loc"] else name
-        flag = f"{_FLAGS[top]}, " if top in _FLAGS else ""
-        sources = f"{flag}SWITCHBOARD_{top.upper()}" + (
-            f" or {config_file}" if config_file else " or the config file"
-        )
-        lines.append(f"setting {name!r}: {error['msg']}{given}; set by {sources}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
-
-
-def _source_problem(exc: SettingsError) -> str:
-    """pydantic-settings names the field and source but not the variable."""
-    match = re.search(r'field "([^"]+)" from source "(\w+)"', str(exc))
-    if match is None:
-        return f"invalid settings: {exc}"
-    field, source = match.groups()
-    if source == "EnvSettingsSource":
-        return (
-            f"SWITCHBOARD_{field.upper()}: not a valid value for {field!r} "
-            "(structured settings are JSON, e.g. "
-            'SWITCHBOARD_TRUSTED_ISSUERS=\'[{"issuer": "https://...", "jwks_url": "https://..."}]\')'
-        )
-    return f"setting {field!r} from {source}: not a valid value"
 
 
 def _with_async_driver(url: str) -> str:

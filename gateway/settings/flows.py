@@ -1,0 +1,42 @@
+"""The settings of flows (`gateway.flows`): a part of `Settings`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class FlowOptions(BaseModel):
+    flow_grant_max_seconds: float = Field(
+        default=7 * 86400,
+        ge=60,
+        le=90 * 86400,
+        description="The longest a flow run may act for its user (its durable grant's "
+        "lifetime; a flow's max_run_seconds may shorten it).",
+    )
+    flow_checkpoint_poll_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often a run waiting at a checkpoint looks at its approval even "
+        "without being woken (a decision normally wakes it at once).",
+    )
+    flow_run_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=3650,
+        description="How long an ended flow run (its steps, inputs, outputs, grant) is kept, "
+        "unless its flow says (retention_days); 0 keeps runs for ever.",
+    )
+    flow_retention_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="How often ended runs are redacted at rest and expired ones deleted.",
+    )
+    flow_trigger_sweep_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How often tasks that ended lately are checked for the flow runs their "
+        "triggers should have started (a crash between the two); each starts once.",
+    )

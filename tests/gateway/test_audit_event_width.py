@@ -1,0 +1,75 @@
+"""Every event name the gateway records fits `audit_events.event`, on SQLite
+and PostgreSQL (migration 0013): the A2A push-notification operations,
+`a2a.DeleteTaskPushNotificationConfig` and its siblings, were longer than the
+column's first 32 characters, and PostgreSQL refused their audit records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.audit import AuditEvent, AuditLog, AuditQuery
+from gateway.storage import db
+from gateway.storage.tables import audit_events
+
+GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
+
+
+def recorded_event_names() -> set[str]:
+    """The event names the code records: literal `event="..."` and the A2A
+    door's `a2a.<operation>` for every operation name it handles."""
+    names: set[str] = set()
+    operations: set[str] = set()
+    for source in GATEWAY.rglob("*.py"):
+        text = source.read_text()
+        names.update(re.findall(r'event="([^"]+)"', text))
+        if source.parent.name == "a2a":
+            operations.update(
+                re.findall(r'"((?:Send|Get|List|Cancel|Subscribe|Create|Delete)[A-Za-z]+)"', text)
+            )
+    names.update(f"a2a.{operation}" for operation in operations)
+    return names
+
+
+def test_every_event_name_fits_the_column() -> None:
+    names = recorded_event_names()
+    assert "a2a.DeleteTaskPushNotificationConfig" in names  # the scan sees them
+    column_type = audit_events.c.event.type
+    assert isinstance(column_type, String) and column_type.length is not None
+    width = column_type.length
+    too_long = {name for name in names if len(name) > width}
+    assert not too_long, too_long
+
+
+@pytest.fixture
+async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with db.migrated(
+        database_url or f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}", None
+    ) as migrated:
+        yield migrated
+
+
+async def test_the_longest_events_are_written_and_read_back(engine: AsyncEngine) -> None:
+    audit = AuditLog(engine)
+    names = sorted(recorded_event_names(), key=len, reverse=True)[:6]
+    for name in names:
+        await audit.record(
+            AuditEvent(
+                event=name,
+                trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                subject="alice",
+                subject_issuer="https://issuer.example",
+                decision="allow",
+                outcome="ok",
+                target="worker",
+            )
+        )
+    await audit.flush()
+    page = await audit.query(AuditQuery(agent="worker"))
+    assert sorted(item.event for item in page.items) == sorted(names)

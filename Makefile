@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo run test fuzz lint typecheck check clean
+.PHONY: demo run test fuzz faults lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 FUZZ_EXAMPLES ?= 300
 fuzz: $(STAMP)
 	SWITCHBOARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
+
+## faults: the fault-injection suite alone (its own PostgreSQL cluster and redis-server,
+## two replicas behind a round-robin balancer, under load; make test runs it too)
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
 ## conformance: the MCP suite and (with TCK_DIR=path/to/a2a-tck) the A2A TCK, direct and through the gateway
 conformance: conformance-mcp conformance-a2a

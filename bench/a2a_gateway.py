@@ -3,29 +3,37 @@
     python -m bench.a2a_gateway                 # direct, aiohttp, gateway at 1 and 32 conns
     python -m bench.a2a_gateway --seconds 10 --rounds 3
     SWITCHBOARD_BENCH_PROFILE=/tmp/gw.prof python -m bench.a2a_gateway --conns 1
+    python -m bench.a2a_gateway --tracing       # + the gateway exporting OTLP traces
 
 The harness is `bench.a2a_forwarding` (same agent, load generator, CPU
 pinning and table); this adds the `gateway` leg: `switchboard serve --dev`
 on SQLite with everything on -- bearer authentication, the policy decision,
 a minted token per call (cached), the task/ownership checks and the audit
 record -- with the agent registered through the CLI and a dev user token on
-every request. docs/architecture.md's targets: >= 0.6x the aiohttp forwarder's req/s at
+every request. `--tracing` adds the `gateway-traced` leg: the same gateway
+with OpenTelemetry export on (`OTEL_EXPORTER_OTLP_ENDPOINT` at a sink in this
+process that decodes nothing, so the gateway's own cost is what is measured:
+making, batching and serialising the spans). docs/architecture.md's targets: >= 0.6x the aiohttp forwarder's req/s at
 32 connections, and <= 1 ms added p50 at 1 connection.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import http.server
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from urllib.parse import urlsplit
 
 from bench import a2a_forwarding as harness
 
 GATEWAY = "gateway"
+TRACED = "gateway-traced"
 
 
 def _switchboard(*args: str) -> str:
@@ -95,12 +103,56 @@ def _start_gateway(upstream_url: str) -> harness.Running:
     )
 
 
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that takes spans and keeps nothing."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _start_traced(upstream_url: str) -> harness.Running:
+    sink = http.server.ThreadingHTTPServer((harness.HOST, 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    saved = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{harness.HOST}:{sink.server_port}"
+    try:
+        running = _start_gateway(upstream_url)  # the child inherits the variable
+    except BaseException:
+        sink.shutdown()
+        raise
+    finally:
+        if saved is None:
+            del os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        else:
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = saved
+
+    def stop() -> None:
+        running.stop()
+        sink.shutdown()
+        sink.server_close()
+
+    return dataclasses.replace(running, stop=stop)
+
+
 harness.LEGS[GATEWAY] = harness.Leg(
     _start_gateway, "Switchboard: auth + policy + minted token + task checks + audit"
+)
+harness.LEGS[TRACED] = harness.Leg(
+    _start_traced, "Switchboard as above, exporting OpenTelemetry traces (OTLP/HTTP)"
 )
 
 
 if __name__ == "__main__":
+    tracing = "--tracing" in sys.argv
+    if tracing:
+        sys.argv.remove("--tracing")
     if "--legs" not in sys.argv:
-        sys.argv += ["--legs", f"{harness.DIRECT},{harness.BASELINE},{GATEWAY}"]
+        legs = [harness.DIRECT, harness.BASELINE, GATEWAY, *([TRACED] if tracing else [])]
+        sys.argv += ["--legs", ",".join(legs)]
     raise SystemExit(harness.cli())

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -89,11 +91,23 @@ def run_once(client: httpx.Client) -> None:
         time.sleep(0.5)  # rarely: the bench's own polling is gateway CPU too
 
 
+def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+    command += ["--threads", "--output", out, "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=1)
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the gateway during the flow leg with py-spy (pip install py-spy), "
+        "collapsed stacks to FILE (threads, idle excluded)",
+    )
     args = parser.parse_args()
     desk = SalesDesk()
     sales = Server("sales desk")
@@ -116,10 +130,14 @@ def main() -> None:
                 for _ in range(total):
                     call_once(user)
                 calls = cpu_seconds(gateway.pid) - before
+                sampler = _profile(gateway.pid, args.profile) if args.profile else None
                 before, wall = cpu_seconds(gateway.pid), time.monotonic()
                 with ThreadPoolExecutor(args.concurrent) as pool:
                     list(pool.map(lambda _: run_once(user), range(args.runs)))
                 flows, wall = cpu_seconds(gateway.pid) - before, time.monotonic() - wall
+                if sampler is not None:
+                    sampler.send_signal(signal.SIGINT)
+                    sampler.wait(30)
         finally:
             gateway.stop()
             sales.stop()

@@ -46,8 +46,10 @@ from gateway.mcp.as_a2a import McpAgents
 from gateway.mcp.federation import McpFederation
 from gateway.mcp.front import McpFront
 from gateway.observability import startup as observability
+from gateway.observability import tracing
 from gateway.settings import Settings
 from gateway.storage import db, runstate
+from gateway.storage.replicas import ReplicaDirectory
 
 logger = logging.getLogger(__name__)
 __version__ = "0.1.0"
@@ -61,20 +63,30 @@ def create_app(settings: Settings) -> FastAPI:
     a2a_door = A2ADoor(__version__)
     # Before the routes: a flow is a gateway-run agent of its own kind.
     flows_door = FlowsDoor(a2a_door)
-    mcp_front = McpFront(settings, federation, version=__version__)
+    replicas = ReplicaDirectory(
+        settings.effective_replica_url,
+        replica_id=settings.replica_id,
+        heartbeat_seconds=settings.replica_heartbeat_seconds,
+        stale_seconds=settings.replica_stale_seconds,
+    )
+    mcp_front = McpFront(settings, federation, version=__version__, replicas=replicas)
     mcp_front.agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
     mcp_front.approvals = McpApprovals(lambda: a2a_door.approval_parts().approvals)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            tracing.start(settings, __version__, stack)
             engine = await db.start(settings.effective_database_url, settings.sealing_secret, stack)
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await a2a_door.start(core, stack)
             mcp_parts = await mcp.start(core, stack)
             observed = observability.start(settings, core, stack)
+            # Registered before the flows engine starts: its executor id is this replica's.
+            await replicas.announce(engine)
+            stack.push_async_callback(replicas.withdraw)
             flow_parts = await flows_door.start(
-                core, lambda: mcp_parts.federation, a2a_parts.desk, stack
+                core, lambda: mcp_parts.federation, a2a_parts.desk, replicas, stack
             )
             app.state.switchboard = AppState(
                 settings=settings,
@@ -105,7 +117,14 @@ def create_app(settings: Settings) -> FastAPI:
             # FastAPI never runs a mounted app's lifespan: the MCP session
             # manager runs here, for the app's whole life.
             await stack.enter_async_context(mcp_front.run())
-            jobs = (*core.jobs(), *mcp_parts.jobs(), *a2a_parts.jobs(), *observed.jobs())
+            jobs = (
+                *core.jobs(),
+                *mcp_parts.jobs(),
+                *a2a_parts.jobs(),
+                *observed.jobs(),
+                *flow_parts.jobs(),
+                ("replica", replicas.run_forever()),
+            )
             for name, job in jobs:
                 stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
             if runstate.write(settings):
@@ -143,6 +162,8 @@ def create_app(settings: Settings) -> FastAPI:
     others = McpAgents(a2a_door.front_door_parts, federation)
     app.router.routes[0:0] = [*a2a_door.routes(others), *mcp_front.routes()]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if tracing.configured():  # outermost: the span covers the whole request
+        app.add_middleware(tracing.ServerSpans)
     return app
 
 

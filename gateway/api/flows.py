@@ -19,15 +19,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 
 from gateway.api.state import state_of
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
-from gateway.flows.definition import DocumentInvalid, json_schema, parse_text
+from gateway.flows import webhooks
+from gateway.flows.definition import EVENT_NAME, DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
 from gateway.flows.models import (
     FlowRecord,
+    FlowUsage,
     FlowVersion,
     Registered,
     Revoke,
@@ -35,8 +37,9 @@ from gateway.flows.models import (
     StartRun,
 )
 from gateway.flows.runtime import GrantUnusable
-from gateway.flows.service import InputInvalid, RunNotActive
+from gateway.flows.service import InputInvalid, NoSuchEvent, RunNotActive
 from gateway.flows.store import FlowNotFound, RunNotFound
+from gateway.flows.webhooks import Delivery
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem, ProblemMapping
 from policies.scopes import ADMIN_SCOPE
@@ -48,6 +51,7 @@ PROBLEMS: list[ProblemMapping] = [
     (FlowNotFound, 404, "flow-not-found", "No such flow"),
     (RunNotFound, 404, "run-not-found", "No such run"),
     (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
+    (NoSuchEvent, 404, "event-not-awaited", "The run waits for no such event"),
     (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
     (EngineUnavailable, 503, "flow-engine-unavailable", "The flow engine is unavailable"),
 ]
@@ -157,7 +161,20 @@ async def start_run(
             str(exc),
             errors=exc.errors,
         ) from None
-    return await service.rt.store.view(run_id)
+    return await service.view(run_id)
+
+
+@router.get(
+    "/{flow_id}/usage",
+    summary="Tokens the flow's kept runs used, as upstreams reported them (one's own; admins: all)",
+)
+async def flow_usage(request: Request, flow_id: str, principal: CurrentPrincipal) -> FlowUsage:
+    service = state_of(request).flows
+    await service.rt.store.get(flow_id)  # FlowNotFound: 404
+    owner = _owner(principal)
+    return await service.rt.store.usage(
+        flow_id, owner=(owner.subject, owner.issuer) if owner else None
+    )
 
 
 @router.get("/{flow_id}/runs", summary="Runs of a flow, newest first (one's own; admins: all)")
@@ -168,7 +185,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[RunView]:
     owner = _owner(principal)
-    return await state_of(request).flows.rt.store.runs(
+    return await state_of(request).flows.runs(
         flow_id, owner=(owner.subject, owner.issuer) if owner else None, limit=limit
     )
 
@@ -179,7 +196,7 @@ async def get_run(
 ) -> RunView:
     service = state_of(request).flows
     await service.owned(flow_id, run_id, _owner(principal))
-    return await service.rt.store.view(run_id)
+    return await service.view(run_id)
 
 
 @router.post("/{flow_id}/runs/{run_id}/cancel", summary="Cancel a run")
@@ -189,7 +206,7 @@ async def cancel_run(
     service = state_of(request).flows
     await service.owned(flow_id, run_id, _owner(principal))
     await service.cancel(run_id, principal.subject)
-    return await service.rt.store.view(run_id)
+    return await service.view(run_id)
 
 
 @router.post("/{flow_id}/runs/{run_id}/resume", summary="Go on with a cancelled or failed run")
@@ -199,7 +216,66 @@ async def resume_run(
     service = state_of(request).flows
     await service.owned(flow_id, run_id, _owner(principal))
     await service.resume(run_id, principal.subject)
-    return await service.rt.store.view(run_id)
+    return await service.view(run_id)
+
+
+@router.post(
+    "/{flow_id}/runs/{run_id}/events/{event}",
+    status_code=202,
+    summary="Deliver an event to a run that waits for it (its body: the wait step's output)",
+)
+async def post_event(
+    request: Request,
+    flow_id: str,
+    run_id: str,
+    event: Annotated[str, Path(pattern=EVENT_NAME)],
+    body: Annotated[dict[str, Any], Body()],
+    principal: CurrentPrincipal,
+) -> dict[str, str]:
+    service = state_of(request).flows
+    await service.owned(flow_id, run_id, _owner(principal))
+    await service.post_event(run_id, event, body, principal.subject)
+    return {"run": run_id, "event": event, "status": "delivered"}
+
+
+@router.post(
+    "/{flow_id}/hooks/{trigger_id}",
+    status_code=202,
+    summary="Start a run from a signed webhook (Standard Webhooks headers; no bearer token)",
+    responses={401: {"description": "not signed with the trigger's secret"}},
+)
+async def webhook(
+    request: Request,
+    flow_id: str,
+    trigger_id: str,
+    response: Response,
+    webhook_id: Annotated[str, Header()] = "",
+    webhook_timestamp: Annotated[str, Header()] = "",
+    webhook_signature: Annotated[str, Header()] = "",
+) -> dict[str, str]:
+    delivery = Delivery(webhook_id, webhook_timestamp, webhook_signature, await request.body())
+    service = state_of(request).flows
+    try:
+        run_id, started = await webhooks.deliver(service, flow_id, trigger_id, delivery)
+    except webhooks.WebhookRefused:
+        raise Problem(
+            401,
+            "webhook-unauthenticated",
+            "Webhook not authenticated",
+            "the request is not signed with this trigger's secret, or too late",
+        ) from None
+    except webhooks.NoSuchHook as exc:
+        raise Problem(404, "webhook-not-found", "No such webhook", str(exc)) from None
+    except (webhooks.WebhookInvalid, InputInvalid) as exc:
+        raise Problem(422, "invalid-input", "The event cannot start a run", str(exc)) from None
+    except DelegationDenied as denied:
+        reasons = list(denied.decision.reasons)
+        raise Problem(
+            403, "delegation-refused", "The policy refuses this run", "; ".join(reasons)
+        ) from None
+    if not started:
+        response.status_code = status.HTTP_200_OK  # the same delivery again: the same run
+    return {"run": run_id, "status": "started" if started else "already started"}
 
 
 @router.post("/{flow_id}/runs/{run_id}/revoke", summary="Revoke a run's grant")
@@ -209,4 +285,4 @@ async def revoke_grant(
     service = state_of(request).flows
     await service.owned(flow_id, run_id, _owner(principal))
     await service.revoke(run_id, principal.subject, revoke.reason)
-    return await service.rt.store.view(run_id)
+    return await service.view(run_id)

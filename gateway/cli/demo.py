@@ -25,10 +25,12 @@ def register(commands: Any) -> None:
     )
     demo.add_argument(
         "--scenario",
-        choices=["delegation", "flow-crash"],
+        choices=["delegation", "flow", "flow-crash"],
         default="delegation",
-        help="delegation: the cross-vendor story (default); flow-crash: a gateway killed "
-        "with SIGKILL mid-flow and restarted, the run resuming with nothing sent twice",
+        help="delegation: the cross-vendor story (default); flow: the story as a flow, "
+        "triggered by the support desk, parallel steps and a manager's checkpoint; "
+        "flow-crash: a gateway killed with SIGKILL mid-flow and restarted, the run "
+        "resuming with nothing sent twice",
     )
     demo.set_defaults(run=_demo)
 
@@ -40,6 +42,10 @@ def _demo(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
+        if args.scenario == "flow":
+            from gateway.demo import flow_story
+
+            return flow_story.run(args.data_dir, out)
         if args.scenario == "flow-crash":
             from gateway.demo import flow_crash
 

@@ -148,16 +148,25 @@ def _print_run(run: dict[str, Any]) -> None:
         target = step["target"] or ""
         extra = f" task {step['upstream_task_id']}" if step["upstream_task_id"] else ""
         extra += f" approval {step['approval_id']}" if step["approval_id"] else ""
+        extra += _tokens(step.get("usage"))
         retries = f" retries {step['retries']}" if step["retries"] else ""
         print(
             f"{indent}{step['id']:<16} {step['state']:<11} {target:<28} {took:>8}{retries}{extra}"
         )
         if step["error"] and step["state"] != "skipped":
             print(f"{indent}  {step['error']}")
+    if run.get("usage"):
+        print(f"  usage:{_tokens(run['usage'])}")
     if run["state"] == "completed":
         print("output:", json.dumps(run["output"]))
     elif run["error"]:
         print("error:", run["error"], file=sys.stderr)
+
+
+def _tokens(usage: dict[str, int] | None) -> str:
+    if not usage:
+        return ""
+    return f" {usage['input_tokens']}+{usage['output_tokens']} tokens"
 
 
 def _change(args: argparse.Namespace) -> int:

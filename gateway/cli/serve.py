@@ -51,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.observability import tracing
 
     settings = settings_of(
         args, dev=args.dev, host=args.host, port=args.port, log_format=args.log_format
@@ -67,6 +68,10 @@ def _serve(args: argparse.Namespace) -> int:
             load_policy(settings.policy_file)
         except PolicyError as exc:
             raise CliError(f"the policy file cannot be used:\n{exc}") from None
+    try:
+        tracing.check()
+    except tracing.TracingConfigError as exc:
+        raise CliError(f"tracing cannot be set up: {exc}") from None
     # Reach the database (and bring its schema up to date) before the server
     # starts: an unreachable or missing database is one line, not a traceback
     # from inside the lifespan.

@@ -35,6 +35,7 @@ from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters import spans
 from gateway.storage.tables import audit_events
 from registry.store import InvalidCursor
 from registry.tables import as_utc
@@ -149,6 +150,18 @@ class AuditLog:
 
     async def record(self, event: AuditEvent) -> None:
         """Keep ``event`` for the writer; never raises for a database outage."""
+        with spans.span("switchboard.record", trace_id=event.trace_id) as span:
+            if span is not None:  # tracing on: the record's span, in its trace
+                span.set_attributes(
+                    {
+                        "switchboard.event": event.event,
+                        "switchboard.decision": event.decision,
+                        "switchboard.outcome": event.outcome,
+                    }
+                )
+            await self._keep(event)
+
+    async def _keep(self, event: AuditEvent) -> None:
         for listener in self.listeners:
             listener(event)
         row = event.row()

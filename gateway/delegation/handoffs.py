@@ -62,6 +62,7 @@ from google.protobuf.json_format import MessageToDict
 from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerState
 from gateway.delegation.retry import RetrySettings
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.delegation.upstream_failures import UpstreamUnavailableError
 from policies.policy import Handoff, Policy, handoff
 from registry.contracts import violation
 from registry.models import BreakerInfo
@@ -356,7 +357,7 @@ def contract_refusal(
 
 
 def breaker_error(exc: BreakerOpen) -> InternalError:
-    return InternalError(
+    return UpstreamUnavailableError(
         f"agent {exc.upstream} is unavailable: its circuit breaker is "
         f"{exc.state.status.value} after {exc.state.failures} consecutive failures; not called",
         data={"agent": exc.upstream, "breaker": exc.state.status.value},

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from adapters import spans
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import (
@@ -223,7 +224,20 @@ class Delegations:
         requested: frozenset[str] | None,
         started: float,
     ) -> Permit:
-        decision = self.decide(caller, target, action, kind, requested)
+        # Every upstream call made for a delegation is made with a token minted
+        # here, in the task that makes the call or starts the task that does
+        # (a request's, a run's, an approved call's). From here on that task's
+        # upstream requests -- and spans -- carry this trace id, the one its
+        # audit records carry: the caller's traceparent when `begin` took it
+        # from this very request, else the stored trace of an approved or
+        # resumed call (`adapters.trace_context`, `adapters.spans`).
+        follow_trace(trace_id)
+        with spans.span("switchboard.decide") as span:
+            decision = self.decide(caller, target, action, kind, requested)
+            if span is not None:  # tracing on
+                facts = _span_facts(caller, target.agent_id, action, event)
+                span.set_attributes({**facts, **_decision_facts(decision)})
+                spans.bind_delegation(facts)
         if not decision.allowed:
             await self.audit.record(
                 _event(
@@ -233,25 +247,20 @@ class Delegations:
             raise DelegationDenied(target.agent_id, decision)
         if self.policy.current.limits:  # counted once allowed, before a token exists
             await self._count(caller, target, action, decision, event, trace_id, requested, started)
-        token = await self.minter.mint(
-            MintRequest(
-                subject=caller.subject,
-                subject_issuer=caller.issuer,
-                actors=caller.actors,
-                audience=resource,
-                scopes=decision.granted,
-                client_id=caller.client_id,
-                not_after=caller.not_after,
+        with spans.span("switchboard.mint") as span:
+            if span is not None:
+                span.set_attribute("switchboard.audience", resource)
+            token = await self.minter.mint(
+                MintRequest(
+                    subject=caller.subject,
+                    subject_issuer=caller.issuer,
+                    actors=caller.actors,
+                    audience=resource,
+                    scopes=decision.granted,
+                    client_id=caller.client_id,
+                    not_after=caller.not_after,
+                )
             )
-        )
-        # Every upstream call made for a delegation is made with a token minted
-        # here, in the task that makes the call or starts the task that does
-        # (a request's, a run's, an approved call's). From here on that task's
-        # upstream requests carry this trace id, the one its audit records
-        # carry: the caller's traceparent when `begin` took it from this very
-        # request, else the stored trace of an approved or resumed call
-        # (`adapters.trace_context`).
-        follow_trace(trace_id)
         return Permit(
             target.agent_id, decision, token, caller, action, requested, trace_id, started
         )
@@ -366,10 +375,19 @@ class Delegations:
         )
 
     async def refused(
-        self, caller: Caller, agent_id: str, *, event: str, trace_id: str, reason: str
+        self,
+        caller: Caller,
+        agent_id: str,
+        *,
+        event: str,
+        trace_id: str,
+        reason: str,
+        outcome: str = "invalid_request",
     ) -> None:
         """Audit a request refused before it could be decided (it names two
-        skills, say): a denial with no decision behind it and no token."""
+        skills, say, or an agent that does not exist): a denial with no
+        decision behind it and no token. The target as the caller named it,
+        cut to the column's 64 characters (an unknown id can be anything)."""
         await self.audit.record(
             AuditEvent(
                 event=event,
@@ -378,9 +396,9 @@ class Delegations:
                 subject_issuer=caller.issuer,
                 client_id=caller.client_id,
                 actors=caller.actors,
-                target=agent_id,
+                target=agent_id[:64],
                 decision="deny",
-                outcome="invalid_request",
+                outcome=outcome,
                 reasons=(reason,),
             )
         )
@@ -413,6 +431,32 @@ class Delegations:
         # admin's approval of this very request is being carried out.
         if permit.decision.approval_required and not approved:
             raise ApprovalRequired(permit)
+
+
+def _span_facts(
+    caller: Caller, target: str, action: str | None, event: str
+) -> dict[str, str | int | float | bool]:
+    """What a span of this delegation says: who (as tracing shows a subject),
+    what, for which front-door operation. No token, no message."""
+    facts: dict[str, str | int | float | bool] = {
+        "switchboard.target": target,
+        "switchboard.event": event,
+        "switchboard.subject": spans.subject(caller.subject),
+        "switchboard.depth": len(caller.actors),
+    }
+    if action:
+        facts["switchboard.action"] = action
+    return facts
+
+
+def _decision_facts(decision: Decision) -> dict[str, str | int | float | bool]:
+    facts: dict[str, str | int | float | bool] = {
+        "switchboard.decision": "allow" if decision.allowed else "deny",
+        "switchboard.approval_required": decision.approval_required,
+    }
+    if decision.denial is not None:
+        facts["switchboard.denial"] = str(decision.denial)
+    return facts
 
 
 def _event(

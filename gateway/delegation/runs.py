@@ -50,7 +50,7 @@ class RunSpec:
 
     @property
     def owner(self) -> Owner:
-        return Owner(self.caller.subject, self.caller.issuer)
+        return Owner(self.caller.subject, self.caller.issuer, self.caller)
 
 
 # Runs a spec: yields the A2A events of the call, the last one the task's
@@ -112,4 +112,7 @@ def status_message(task_id: str, context_id: str, text: str) -> Message:
 def final_update(task: Task) -> TaskStatusUpdateEvent:
     event = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
     event.status.CopyFrom(task.status)
+    # What the task's metadata says at its end (its usage, `adapters.usage`)
+    # reaches a streaming caller too.
+    event.metadata.CopyFrom(task.metadata)
     return event

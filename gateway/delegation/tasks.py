@@ -12,15 +12,21 @@ and the last snapshot seen, so that:
 * a message continuing one's own task is decided for the skill the task was
   started for (`skill`, kept from the first record);
 * `ListTasks` answers from here, with only the caller's tasks, and the whole
-  thing survives a gateway restart and is shared by replicas.
+  thing survives a gateway restart and is shared by replicas;
+* a flow triggered by a task's end acts for the task's user with what their
+  call carried (`owner_caller`, kept from the first record: identity, scopes,
+  actors -- never a token), and learns of the end from `ended_listeners`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +42,7 @@ from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.delegation.permits import Caller
 from gateway.storage.tables import a2a_tasks
 from registry.tables import as_utc
 
@@ -55,6 +62,8 @@ _IN_CONTACT = {
     "reconcile_caller": None,
 }
 
+logger = logging.getLogger(__name__)
+
 # A2A 1.0 §3.1.4 (ListTasks): page size defaults to 50, at most 100.
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -65,6 +74,9 @@ MAX_ID_LENGTH = 256
 class Owner:
     subject: str
     issuer: str
+    # Who made the call, when known: kept with a task the first time it is
+    # recorded. Not part of the owner's identity (equality, hash).
+    caller: Caller | None = field(default=None, compare=False, repr=False)
 
     def owns(self, table: Table) -> ColumnElement[bool]:
         """The rows of ``table`` (with owner_subject/owner_issuer) that are theirs."""
@@ -75,9 +87,35 @@ class InvalidPageToken(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class EndedTask:
+    """A task recorded in a terminal state (perhaps not for the first time)."""
+
+    agent_id: str
+    task_id: str
+    state: str
+    snapshot: dict[str, Any]
+
+
+EndedListener = Callable[[EndedTask], Awaitable[None]]
+
+
 class TaskRecords:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Told of every terminal record, after it is written, off the request's
+        # path (a listener's failure is logged, never the caller's).
+        self.ended_listeners: list[EndedListener] = []
+        self._telling: set[asyncio.Task[None]] = set()
+
+    def _ended(self, agent_id: str, task_id: str, state: str, snapshot: dict[str, Any]) -> None:
+        if not self.ended_listeners or state not in TERMINAL_STATES:
+            return
+        ended = EndedTask(agent_id, task_id, state, snapshot)
+        for listener in self.ended_listeners:
+            told = asyncio.create_task(_tell(listener, ended))
+            self._telling.add(told)
+            told.add_done_callback(self._telling.discard)
 
     async def owner_of(self, agent_id: str, task_id: str) -> Owner | None:
         if not _storable(task_id):
@@ -155,15 +193,17 @@ class TaskRecords:
                 )
                 .values(**values)
             )
-            if changed.rowcount:
-                return True
-            exists = await conn.scalar(
+            updated = bool(changed.rowcount)
+            exists = updated or await conn.scalar(
                 select(func.count()).where(
                     a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.task_id == task.id
                 )
             )
-            if exists:
-                return False
+        if updated:
+            self._ended(agent_id, task.id, values["state"], snapshot)
+            return True
+        if exists:
+            return False
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -174,11 +214,13 @@ class TaskRecords:
                         owner_issuer=owner.issuer,
                         created_at=now,
                         skill=skill,
+                        owner_caller=owner.caller.stored() if owner.caller else None,
                         **values,
                     )
                 )
         except IntegrityError:  # another request recorded it first
             return (await self.owner_of(agent_id, task.id)) == owner
+        self._ended(agent_id, task.id, values["state"], snapshot)
         return True
 
     async def observe(
@@ -221,7 +263,9 @@ class TaskRecords:
                     .where(c.agent_id == agent_id, c.task_id == event.task_id)
                     .values(state=state, updated_at=datetime.now(UTC), task=snapshot, **ended)
                 )
-                return True
+        if row is not None:
+            self._ended(agent_id, event.task_id, state, snapshot)
+            return True
         task = Task(id=event.task_id, context_id=event.context_id)
         task.status.CopyFrom(event.status)
         return await self.record(agent_id, owner, task, skill)
@@ -316,3 +360,10 @@ def _decode_page_token(token: str) -> tuple[datetime, str]:
         return as_utc(datetime.fromisoformat(when)), task_id
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidPageToken("pageToken is not one this gateway issued") from exc
+
+
+async def _tell(listener: EndedListener, ended: EndedTask) -> None:
+    try:
+        await listener(ended)
+    except Exception:
+        logger.exception("a listener failed on task %s of %s", ended.task_id, ended.agent_id)

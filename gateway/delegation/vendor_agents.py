@@ -182,6 +182,7 @@ class VendorAgents:
                 skill_instructions=instructions,
                 temperature=upstream.temperature,
                 max_tokens=upstream.max_tokens,
+                stream_usage=upstream.stream_usage,
             )
             return OpenAICompatAdapter(self.http.httpx, chat, name)
         webhook = WebhookConfig(upstream.url, upstream.method, compile_mapping(upstream.mapping))

@@ -7,6 +7,9 @@
   ``reply`` (data ``{customer, total}`` -> a text reply). Every message it
   receives is logged (`SalesDesk.received`), so a caller can check that
   nothing was sent twice.
+* ``support_desk_app()``: the same kind of agent as the support desk, skill
+  ``escalate`` (data ``{customer, sku, quantity}`` -> the same, as the order
+  to hand on, and a text line).
 * ``inventory_app()``: an MCP server (official mcp SDK), tool ``check_stock``
   ``{sku, quantity}`` -> ``{sku, on_hand, enough}``.
 """
@@ -96,6 +99,10 @@ class _Executor(AgentExecutor):
                 await asyncio.sleep(0.2)
                 await updater.update_status(TaskState.TASK_STATE_WORKING)
             parts = [_data({"worked": seconds})]
+        elif skill == "escalate":
+            # The support desk: a customer's request becomes an order to quote.
+            ticket = {k: data.get(k) for k in ("customer", "sku", "quantity")}
+            parts = [_data(ticket), new_text_part(f"Escalated: {data.get('customer')} order")]
         elif skill == "reply":
             customer = data.get("customer", "customer")
             parts = [new_text_part(f"Dear {customer}, your quote is {data.get('total')} EUR.")]
@@ -145,8 +152,25 @@ def sales_card(url: str) -> AgentCard:
     )
 
 
-def sales_desk_app(url: str, desk: SalesDesk) -> Starlette:
+def support_card(url: str) -> AgentCard:
     card = sales_card(url)
+    card.name = "Support desk"
+    card.description = "Takes customers' requests and escalates orders (official a2a-sdk)."
+    del card.skills[:]
+    card.skills.append(
+        AgentSkill(
+            id="escalate", name="Escalate", description="Hands an order on.", tags=["support"]
+        )
+    )
+    return card
+
+
+def support_desk_app(url: str, desk: SalesDesk) -> Starlette:
+    return sales_desk_app(url, desk, support_card(url))
+
+
+def sales_desk_app(url: str, desk: SalesDesk, card: AgentCard | None = None) -> Starlette:
+    card = card or sales_card(url)
     handler = DefaultRequestHandler(
         agent_executor=_Executor(desk), task_store=InMemoryTaskStore(), agent_card=card
     )

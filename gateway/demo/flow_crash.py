@@ -26,7 +26,7 @@ import httpx
 
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
-from gateway.demo.servers import DemoError, Server
+from gateway.demo.servers import DemoError, Server, quiet_libraries
 
 POLICY = """\
 version: 1
@@ -73,6 +73,7 @@ def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
     if data_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="switchboard-flow-crash-"))
         data_dir = temp
+    quiet_libraries()
     desk = SalesDesk()
     sales = Server("sales desk")
     gateway: GatewayProcess | None = None

@@ -29,6 +29,8 @@ class GatewayProcess:
         database_url: str | None = None,
         policy_file: Path | None = None,
         log: Path | None = None,
+        replica_id: str | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +42,10 @@ class GatewayProcess:
             "public_url": self.url,
             "health_check_interval_seconds": 3600,
             "policy_reload_seconds": 0.2,
+            # The same replica when started again, as a StatefulSet pod is:
+            # it takes its own unfinished flow runs back at once.
+            "replica_id": replica_id or f"gw{self.port}",
+            **(settings or {}),
         }
         if database_url is not None:
             values["database_url"] = database_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import socket
 import sys
@@ -96,3 +97,13 @@ class Server:
             self._server.should_exit = True
             self._thread.join(10)
         self.sock.close()
+
+
+NOISY_LOGGERS = ("httpx", "httpx2", "mcp", "gateway", "uvicorn", "a2a", "alembic")
+
+
+def quiet_libraries() -> None:
+    """The demo's own lines only: the libraries' INFO logging (the mcp SDK
+    turns it on for the process when a server is built) is not the story."""
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -20,7 +20,6 @@ Everything stops at the end (and on failure and Ctrl-C) unless ``--keep``.
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import shutil
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from gateway.demo.servers import DemoError, Server, bound_socket, load_example
+from gateway.demo.servers import DemoError, Server, bound_socket, load_example, quiet_libraries
 from gateway.demo.tree import render
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
@@ -96,8 +95,7 @@ class Demo:
 def run(data_dir: Path | None, keep: bool, out: Callable[[str], None] = print) -> int:
     """Play the story; 0 when it completed. Everything started is stopped."""
     started = time.monotonic()
-    for noisy in ("httpx", "httpx2", "mcp", "gateway", "uvicorn", "a2a", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
     with ExitStack() as stack:
         if data_dir is None:
             temp = tempfile.mkdtemp(prefix="switchboard-demo-")

@@ -46,6 +46,7 @@ from google.protobuf.json_format import MessageToDict
 
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.a2a.upstream_errors import outcome_of
 from gateway.delegation.runs import TERMINAL
 from gateway.flows.service import FlowService, InputInvalid
 
@@ -64,7 +65,7 @@ class FlowAgentHandler(RecordedTaskHandler):
         self._service = service
 
     async def _audit(self, admission: Any, operation: str, error: Any) -> None:
-        outcome = "ok" if error is None else f"a2a_error:{type(error).__name__}"[:32]
+        outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
 

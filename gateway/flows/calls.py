@@ -45,13 +45,16 @@ from a2a.types import (
     SendMessageConfiguration,
     SendMessageRequest,
     Task,
+    TaskArtifactUpdateEvent,
     TaskState,
+    TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import A2AError
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
+from adapters.usage import from_metadata
 from gateway.a2a.admission import Admission, handler_context
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied, Grant
 from gateway.delegation.runs import TERMINAL
@@ -230,7 +233,7 @@ class StepCall:
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
         caller = self.call.caller
         admission = Admission(
-            grant, Owner(caller.subject, caller.issuer), frozenset(), skill=target.skill
+            grant, Owner(caller.subject, caller.issuer, caller), frozenset(), skill=target.skill
         )
         context = handler_context(admission)
         handler = self.rt.handler_for(grant.card)
@@ -248,11 +251,15 @@ class StepCall:
         )
         if target.skill:
             message.metadata.update({"skill": target.skill})
+        streams = bool((grant.card.get("capabilities") or {}).get("streaming"))
         request = SendMessageRequest(
-            message=message, configuration=SendMessageConfiguration(return_immediately=True)
+            message=message,
+            configuration=SendMessageConfiguration(return_immediately=not streams),
         )
         # Written before sending: after a crash, "sent" without a task id.
         await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
+        if streams:
+            return await self._stream(handler, context, request)
         try:
             answer = await handler.on_message_send(request, context)
         except A2AError as exc:
@@ -261,6 +268,38 @@ class StepCall:
             return _from_parts(list(answer.parts))
         await self._write(upstream_task_id=answer.id)
         return await self._follow(handler, context, answer.id, answer)
+
+    async def _stream(
+        self, handler: RequestHandler, context: Any, request: SendMessageRequest
+    ) -> dict[str, Any]:
+        """An agent that streams: one `SendStreamingMessage`, the task id recorded
+        from its first event (before any waiting, as for a polled call), the
+        task followed to its end on the stream -- no `GetTask` polling. A stream
+        that ends or breaks before the task does is followed by polling."""
+        task: Task | None = None
+        try:
+            events = handler.on_message_send_stream(request, context)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Message):
+                        return _from_parts(list(event.parts))
+                    if task is None:
+                        task = Task(id=_task_id(event), context_id=getattr(event, "context_id", ""))
+                        await self._write(upstream_task_id=task.id)
+                    _apply(task, event)
+                    if task.status.state in TERMINAL | _WAITING:
+                        break
+        except A2AError as exc:
+            if task is None:
+                raise StepFailed(f"{self.step.call.target}: {exc}") from None
+            logger.info(
+                "run %s: stream of task %s broke (%s); polling", self.call.run_id, task.id, exc
+            )
+        if task is None:
+            raise StepFailed(f"{self.step.call.target} ended its stream without a task")
+        if task.status.state in TERMINAL | _WAITING:
+            return self._ended(task)
+        return await self._follow(handler, context, task.id)
 
     async def _follow(
         self, handler: RequestHandler, context: Any, task_id: str, task: Task | None = None
@@ -275,13 +314,21 @@ class StepCall:
                 task = await handler.on_get_task(GetTaskRequest(id=task_id), context)
             except A2AError as exc:
                 raise StepFailed(f"{self.step.call.target}: task {task_id}: {exc}") from None
+        return self._ended(task)
+
+    def _ended(self, task: Task) -> dict[str, Any]:
+        """The outcome of a task in a final (or waiting) state."""
         state = task.status.state
         said = _text(list(task.status.message.parts))
         if state == TaskState.TASK_STATE_COMPLETED:
             parts = [p for artifact in task.artifacts for p in artifact.parts]
             if not parts:
                 parts = list(task.status.message.parts)
-            return _from_parts(parts)
+            outcome = _from_parts(parts)
+            usage = from_metadata(MessageToDict(task.metadata))
+            if usage is not None:
+                outcome["usage"] = usage.as_dict()
+            return outcome
         if state in _WAITING:
             raise StepFailed(
                 f"{self.step.call.target} asked for input ({said or TaskState.Name(state)}); "
@@ -300,9 +347,8 @@ class StepCall:
             return
         with contextlib.suppress(Exception):
             grant = await self._admit(agent, None, message=False)
-            admission = Admission(
-                grant, Owner(self.call.caller.subject, self.call.caller.issuer), frozenset()
-            )
+            caller = self.call.caller
+            admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
             await self.rt.handler_for(grant.card).on_cancel_task(
                 CancelTaskRequest(id=str(task_id)), handler_context(admission)
             )
@@ -359,6 +405,32 @@ class StepCall:
             f"{self.step.call.target} may have received this call before the gateway stopped, "
             "and its outcome is unknown; it is not idempotent, so it is not sent again"
         )
+
+
+def _task_id(event: Any) -> str:
+    return str(event.id if isinstance(event, Task) else event.task_id)
+
+
+def _apply(task: Task, event: Any) -> None:
+    """What a stream event says of its task (A2A 1.0 section 3.2: a Task
+    snapshot, a status update, or an artifact update -- appended to the
+    artifact of the same id when ``append`` is set)."""
+    if isinstance(event, Task):
+        task.CopyFrom(event)
+    elif isinstance(event, TaskStatusUpdateEvent):
+        task.status.CopyFrom(event.status)
+        if event.metadata:
+            task.metadata.update(MessageToDict(event.metadata))
+    elif isinstance(event, TaskArtifactUpdateEvent):
+        same = next(
+            (a for a in task.artifacts if a.artifact_id == event.artifact.artifact_id), None
+        )
+        if same is not None and event.append:
+            same.parts.extend(event.artifact.parts)
+        elif same is not None:
+            same.CopyFrom(event.artifact)
+        else:
+            task.artifacts.append(event.artifact)
 
 
 def _parts(arguments: dict[str, Any] | None, text: str | None) -> list[Part]:

@@ -7,6 +7,8 @@ with its step and its field.
   branch, not itself, not a later step);
 * a route goes forward (a later step, or ``end``), and only its last case may
   omit ``when``; a quorum is at most the number of branches;
+* a map's call expressions may also read ``item`` and ``index``; its target,
+  and a call's ``fallback``, are checked as a call's target is;
 * every target exists: the agent and its skill (a skill must be named when the
   agent has several), or the MCP tool;
 * retries only on idempotent targets (the policy's ``idempotent``, or an MCP
@@ -30,9 +32,11 @@ from gateway.flows.definition import (
     CallStep,
     CheckpointStep,
     FlowDocument,
+    MapStep,
     ParallelStep,
     Quorum,
     RouteStep,
+    WaitStep,
 )
 from gateway.flows.expressions import ROOTS, ExpressionInvalid, fits, references, shape
 
@@ -71,9 +75,13 @@ def _problem(step: str | None, field: str, message: str) -> Problem:
     return {"step": step, "field": field, "message": message}
 
 
+# What a map's per-item expressions read besides the usual roots.
+MAP_ROOTS = frozenset({"item", "index"})
+
+
 @dataclass(frozen=True)
 class _Placed:
-    step: CallStep | ParallelStep | RouteStep | CheckpointStep
+    step: CallStep | ParallelStep | RouteStep | CheckpointStep | MapStep | WaitStep
     path: str  # steps[2] or steps[2].parallel.branches[0]
     index: int  # the top-level position
     parent: str | None
@@ -118,6 +126,10 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
                 )
         elif isinstance(step, CallStep):
             problems += await _call(step, where, catalog, known_shapes)
+            if step.fallback is not None:
+                problems += await _fallback(step, where, catalog, known_shapes)
+        elif isinstance(step, MapStep):
+            problems += await _call(as_item_call(step, step.id), where, catalog, {}, ".map")
     if document.output is not None:
         problems += _refs(None, "output", document.output, None, position, final=True)
     problems += await _cycles(document, catalog)
@@ -133,10 +145,18 @@ def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Proble
         found += [(f"route[{i}].when", case.when) for i, case in enumerate(step.route)]
     elif isinstance(step, CheckpointStep):
         found.append(("checkpoint.show", step.checkpoint.show))
+    elif isinstance(step, MapStep):
+        found.append(("map.over", step.map.over))
     problems: list[Problem] = []
     for field, expression in found:
         if expression is not None:
             problems += _refs(step.id, f"{path}.{field}", expression, where, position)
+    if isinstance(step, MapStep):
+        for field, expression in (("map.input", step.map.input), ("map.message", step.map.message)):
+            if expression is not None:
+                problems += _refs(
+                    step.id, f"{path}.{field}", expression, where, position, extra=MAP_ROOTS
+                )
     return problems
 
 
@@ -148,6 +168,7 @@ def _refs(
     position: Mapping[str, _Placed],
     *,
     final: bool = False,
+    extra: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     try:
         refs = references(expression)
@@ -155,12 +176,16 @@ def _refs(
         return [_problem(step_id, field, f"not a JMESPath expression: {exc}")]
     problems: list[Problem] = []
     for ref in refs:
+        if ref.root in extra:
+            continue
         if ref.root not in ROOTS:
+            also = "".join(f", {root}" for root in sorted(extra))
             problems.append(
                 _problem(
                     step_id,
                     field,
-                    f"{ref.root!r} is not known here: expressions read input, steps.<id> and run",
+                    f"{ref.root!r} is not known here: expressions read input, steps.<id>{also} "
+                    "and run",
                 )
             )
         elif ref.step is not None:
@@ -204,11 +229,60 @@ def _route(step: RouteStep, where: _Placed, position: Mapping[str, _Placed]) -> 
     return problems
 
 
-async def _call(
+def as_item_call(step: MapStep, item_id: str) -> CallStep:
+    """The call a map makes for one item (``item_id``: its record's id)."""
+    spec = step.map
+    return CallStep.model_construct(
+        id=item_id,
+        description=None,
+        when=None,
+        call=spec.call,
+        input=spec.input,
+        message=spec.message,
+        retries=spec.retries,
+        timeout_seconds=spec.timeout_seconds,
+        fallback=None,
+        on_error="fail",
+    )
+
+
+def as_fallback(step: CallStep) -> CallStep:
+    """The call a step makes when its own failed: its fallback target, the
+    same input, once (a retry needs an idempotent target, checked for the
+    step's own target only)."""
+    assert step.fallback is not None
+    return step.model_copy(update={"call": step.fallback, "fallback": None, "retries": 0})
+
+
+async def _fallback(
     step: CallStep, where: _Placed, catalog: Catalog, known_shapes: dict[str, Any]
 ) -> list[Problem]:
+    fallback = as_fallback(step)
+    if fallback.call.target == step.call.target and fallback.call.skill == step.call.skill:
+        return [_problem(step.id, f"{where.path}.fallback", "the fallback is the call itself")]
+    problems = await _call(fallback, where, catalog, dict(known_shapes), ".fallback")
+    # Named as the document has them: the target under `fallback`, the
+    # input and message the step's own.
+    base = f"{where.path}.fallback"
+    for problem in problems:
+        field = str(problem["field"])
+        if field.startswith(base + ".call."):
+            problem["field"] = base + "." + field[len(base + ".call.") :]
+        elif field.startswith(base + "."):
+            problem["field"] = where.path + field[len(base) :]
+    return problems
+
+
+async def _call(
+    step: CallStep,
+    where: _Placed,
+    catalog: Catalog,
+    known_shapes: dict[str, Any],
+    under: str = "",
+) -> list[Problem]:
+    """``under``: where the call sits in the step (a map's or a fallback's)."""
     target = step.call
-    path = where.path
+    path = where.path + under
     schema: Mapping[str, Any] | None = None
     tool: ToolInfo | None = None
     if target.agent is not None:

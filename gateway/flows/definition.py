@@ -12,7 +12,10 @@ Step kinds (one key each): ``call`` (an agent's skill -- an A2A agent, a
 gateway-run agent or another flow -- or a federated MCP tool), ``parallel``
 (branches of calls joined by all / any / a quorum), ``route`` (the first case
 whose condition holds says which later step runs next), ``checkpoint`` (a
-human approves on the approvals desk, with a timeout). Every step may have a
+human approves on the approvals desk, with a timeout), ``map`` (one call per
+item of a list, at most ``concurrency`` at a time; the call's expressions
+also read ``item`` and ``index``). A call may name a ``fallback``: another
+target called with the same input when the call fails. Every step may have a
 ``when`` condition (skipped unless it holds). Expressions are JMESPath
 (`gateway.flows.expressions`).
 """
@@ -22,8 +25,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from croniter import croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -42,9 +47,17 @@ FLOW_ID = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 END = "end"
 MAX_STEPS = 100
 MAX_BRANCHES = 20
+MAX_MAP_ITEMS = 1000
+MAX_MAP_CONCURRENCY = 32
+# A map's items are recorded as "<step id>[<index>]", in a 64-character column.
+MAP_STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,55}$"
 MAX_DOCUMENT_BYTES = 256 * 1024
+REVIEWED_STEP_ID = 52
+EVENT_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_REVIEWS = 3
 
 Expression = Annotated[str, Field(min_length=1, max_length=4000, description="JMESPath")]
+RedactedKey = Annotated[str, Field(min_length=1, max_length=128, description="an object key")]
 
 
 class _Strict(BaseModel):
@@ -86,6 +99,46 @@ class CallStep(_Step):
     message: Expression | None = Field(None, description="a string: the agent's text part")
     retries: int = Field(0, ge=0, le=10, description="more attempts; idempotent targets only")
     timeout_seconds: float | None = Field(None, gt=0, le=7 * 86400)
+    fallback: CallTarget | None = Field(
+        None,
+        description="called with the same input (once) when the call fails after its retries",
+    )
+    on_error: Literal["fail", "skip", "checkpoint"] = Field(
+        "fail",
+        description="when the call fails: fail the run, skip the step, or ask a human "
+        "(checkpoint: approve to call again, reject to end the run)",
+    )
+
+    @model_validator(mode="after")
+    def _review_fits(self) -> CallStep:
+        # A review is recorded as the step "<id>_review<n>", in a 64-character column.
+        if self.on_error == "checkpoint" and len(self.id) > REVIEWED_STEP_ID:
+            raise ValueError(f"with on_error: checkpoint, a step id is at most {REVIEWED_STEP_ID}")
+        return self
+
+
+class MapSpec(_Strict):
+    over: Expression = Field(description="a list: one call per item")
+    concurrency: int = Field(
+        4, ge=1, le=MAX_MAP_CONCURRENCY, description="how many items are called at once"
+    )
+    call: CallTarget
+    input: Expression | None = Field(
+        None, description="an object per item; reads item and index as well"
+    )
+    message: Expression | None = Field(
+        None, description="a string per item; reads item and index as well"
+    )
+    retries: int = Field(0, ge=0, le=10, description="more attempts; idempotent targets only")
+    timeout_seconds: float | None = Field(None, gt=0, le=7 * 86400, description="per item")
+
+
+class MapStep(_Step):
+    """The output is the list of the items' outputs, in the items' order; the
+    step fails (or is skipped, with ``on_error: skip``) if any item fails."""
+
+    id: str = Field(pattern=MAP_STEP_ID, description="unique in the flow; at most 56 characters")
+    map: MapSpec
     on_error: Literal["fail", "skip"] = "fail"
 
 
@@ -96,6 +149,12 @@ class Quorum(_Strict):
 class Parallel(_Strict):
     join: Literal["all", "any"] | Quorum = "all"
     branches: list[CallStep] = Field(min_length=2, max_length=MAX_BRANCHES)
+
+    @model_validator(mode="after")
+    def _no_review_in_branches(self) -> Parallel:
+        if any(b.on_error == "checkpoint" for b in self.branches):
+            raise ValueError("a branch's on_error is fail or skip (the join decides the rest)")
+        return self
 
 
 class ParallelStep(_Step):
@@ -123,11 +182,29 @@ class CheckpointStep(_Step):
     checkpoint: Checkpoint
 
 
+class Wait(_Strict):
+    event: str = Field(
+        pattern=EVENT_NAME,
+        description="its name: POST /flows/{id}/runs/{run}/events/{event} delivers it",
+    )
+    timeout_seconds: float = Field(86400, gt=0, le=30 * 86400)
+    on_timeout: Literal["fail", "continue"] = Field(
+        "fail", description="fail the run, or go on with a null output"
+    )
+
+
+class WaitStep(_Step):
+    """The run waits for an event posted to it; the event's body is the output."""
+
+    wait: Wait
+
+
 def _kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, dict):
-        found = [k for k in ("call", "parallel", "route", "checkpoint") if k in value]
+        kinds = ("call", "parallel", "route", "checkpoint", "map", "wait")
+        found = [k for k in kinds if k in value]
         return found[0] if len(found) == 1 else None
     return None
 
@@ -136,13 +213,103 @@ Step = Annotated[
     Annotated[CallStep, Tag("call")]
     | Annotated[ParallelStep, Tag("parallel")]
     | Annotated[RouteStep, Tag("route")]
-    | Annotated[CheckpointStep, Tag("checkpoint")],
+    | Annotated[CheckpointStep, Tag("checkpoint")]
+    | Annotated[MapStep, Tag("map")]
+    | Annotated[WaitStep, Tag("wait")],
     Discriminator(
         _kind,
         custom_error_type="step_kind",
-        custom_error_message="a step has exactly one of call, parallel, route, checkpoint",
+        custom_error_message="a step has exactly one of call, parallel, route, checkpoint, "
+        "map, wait",
     ),
 ]
+
+
+TaskEnd = Literal["completed", "failed", "canceled", "rejected"]
+
+
+class TaskEvent(_Strict):
+    """A delegated task of an agent (and skill) reaching one of ``states``."""
+
+    agent: str = Field(description="the agent whose tasks start the flow (not the flow itself)")
+    skill: str | None = Field(None, description="only tasks started for this skill")
+    states: list[TaskEnd] = Field(
+        default_factory=lambda: list[TaskEnd](["completed"]),
+        min_length=1,
+        description="which ends start it",
+    )
+
+
+class Webhook(_Strict):
+    """Signed requests to `POST /flows/{id}/hooks/{trigger}` (Standard Webhooks:
+    `webhook-id`, `webhook-timestamp`, `webhook-signature` headers)."""
+
+    secret: str = Field(
+        pattern=r"^[a-z0-9_-]{1,64}$",
+        description="the name of the HMAC-SHA256 secret in the gateway's `secrets` setting",
+    )
+
+
+class Schedule(_Strict):
+    """A cron schedule (DBOS's scheduler: 5 fields, or 6 with seconds first)."""
+
+    cron: str = Field(min_length=9, max_length=120, description="e.g. '0 2 * * *': 02:00 daily")
+    timezone: str | None = Field(None, max_length=64, description="IANA name; default UTC")
+
+    @model_validator(mode="after")
+    def _valid(self) -> Schedule:
+        if not croniter.is_valid(self.cron, second_at_beginning=True):
+            raise ValueError(f"not a cron expression: {self.cron!r}")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"no time zone {self.timezone!r}") from None
+        return self
+
+
+class RunAs(_Strict):
+    """Who a webhook's run acts for: a service identity of the flow's own,
+    decided by the policy like any caller (issuer `urn:switchboard:trigger`)."""
+
+    subject: str = Field(pattern=r"^[A-Za-z0-9._@:-]{1,128}$")
+    scopes: list[str] = Field(
+        default_factory=list, max_length=50, description="what its calls may carry, at most"
+    )
+
+
+class Trigger(_Strict):
+    """What starts a run without anyone asking: a delegated task's end (the run
+    acts for that task's user, `gateway.flows.triggers`) or a signed webhook
+    (it acts for `run_as`, `gateway.flows.webhooks`)."""
+
+    id: str = Field(pattern=STEP_ID, description="unique among the flow's triggers")
+    task: TaskEvent | None = None
+    webhook: Webhook | None = None
+    schedule: Schedule | None = None
+    run_as: RunAs | None = Field(
+        None, description="a webhook's or a schedule's identity (not for task)"
+    )
+    input: Expression | None = Field(
+        None,
+        description="the run's input, from task.{id, agent, skill, state, output, text, user} "
+        "(default: the task's output if an object, else {text}); for a webhook, from "
+        "event (its JSON body) and webhook.id (default: the body); for a schedule, from "
+        "schedule.time (default: {})",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        kinds = [k for k in (self.task, self.webhook, self.schedule) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError("a trigger has exactly one of task, webhook or schedule")
+        if self.task is None and self.run_as is None:
+            raise ValueError(
+                "a webhook or schedule trigger needs run_as: the identity its runs act for"
+            )
+        if self.task is not None and self.run_as is not None:
+            raise ValueError("a task trigger's run acts for the task's user: no run_as")
+        return self
 
 
 class FlowDocument(_Strict):
@@ -170,6 +337,20 @@ class FlowDocument(_Strict):
         None, gt=0, description="the run's grant lives at most this long (capped by the gateway)"
     )
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    redact: list[RedactedKey] = Field(
+        default_factory=list,
+        max_length=50,
+        description="object keys (any depth, any case) whose values the run's record never "
+        "shows: the run's input and output, each step's input and output",
+    )
+    triggers: list[Trigger] = Field(default_factory=list, max_length=20)
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=3650,
+        description="an ended run is deleted this many days after it ended "
+        "(default: the gateway's flow_run_retention_days)",
+    )
 
 
 class DocumentInvalid(ValueError):

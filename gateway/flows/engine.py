@@ -165,6 +165,37 @@ class FlowEngine:
         status: Any = await DBOS.get_workflow_status_async(run_id)
         return None if status is None else str(status.status)
 
+    # Replicas ---------------------------------------------------------------------
+
+    async def pending_executors(self) -> set[str]:
+        """The executors (replicas) that own unfinished runs."""
+        await self.ensure()
+        found: list[Any] = await DBOS.list_workflows_async(
+            status="PENDING", app_version=ENGINE_VERSION, load_input=False, load_output=False
+        )
+        return {str(w.executor_id) for w in found if w.executor_id}
+
+    async def recover(self, executor_ids: list[str]) -> list[str]:
+        """Take up the unfinished runs of ``executor_ids`` (replicas that are gone).
+
+        DBOS puts each back on its internal queue only while it is still
+        PENDING under one of those executors, and a queued run is dequeued by
+        exactly one live executor, which then owns it: two replicas taking
+        over the same dead one at once start each run once.
+        """
+        await self.ensure()
+        # DBOS's own recovery, which Conductor drives; its classmethod is
+        # underscored in 3.x. `resume_workflow` is public but not guarded by
+        # the executor: two replicas resuming at once could run a run twice.
+        # tests/e2e/test_flow_replicas.py breaks if the name goes away.
+        handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
+        return [handle.get_workflow_id() for handle in handles]
+
+    async def delete(self, run_ids: list[str]) -> None:
+        """Forget runs' workflows: their inputs, step results and status."""
+        await self.ensure()
+        await DBOS.delete_workflows_async(run_ids)
+
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         """DBOS's own record of the run's steps (name, when, error): for tests and debugging."""
         await self.ensure()

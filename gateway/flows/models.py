@@ -8,6 +8,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class TokenUsage(BaseModel):
+    """Tokens, as the upstreams reported them (OpenAI-compatible ``usage``)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
 class FlowRecord(BaseModel):
     id: str
     version: int = Field(description="the registry's number for this version: 1, 2, ...")
@@ -72,6 +80,7 @@ class StepView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+    usage: TokenUsage | None = Field(None, description="what the upstream said the call cost")
 
 
 class RunView(BaseModel):
@@ -93,6 +102,7 @@ class RunView(BaseModel):
     finished_at: datetime | None = None
     grant: GrantView | None = None
     steps: list[StepView] = Field(default_factory=list)
+    usage: TokenUsage | None = Field(None, description="the steps' usage, summed")
 
 
 class StartRun(BaseModel):
@@ -107,3 +117,17 @@ class Revoke(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(None, max_length=2000)
+
+
+class UserUsage(TokenUsage):
+    subject: str
+    issuer: str
+    runs: int = Field(description="runs with usage reported")
+
+
+class FlowUsage(TokenUsage):
+    """`GET /flows/{id}/usage`: what the flow's kept runs cost, in all and per user."""
+
+    flow_id: str
+    runs: int = Field(description="runs with usage reported")
+    by_user: list[UserUsage] = Field(default_factory=list)

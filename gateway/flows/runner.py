@@ -16,24 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from dbos import DBOS
 
+from adapters import spans
 from gateway.delegation.audit import AuditEvent
-from gateway.flows import checkpoints
+from gateway.flows import checkpoints, reviews, waits
 from gateway.flows.calls import CallContext, StepCall, failed
+from gateway.flows.checks import as_fallback
 from gateway.flows.definition import (
     END,
     CallStep,
     CheckpointStep,
     FlowDocument,
+    MapStep,
     ParallelStep,
-    Quorum,
     RouteStep,
+    WaitStep,
 )
 from gateway.flows.expressions import evaluate
+from gateway.flows.fanout import FanOutSteps
+from gateway.flows.outcomes import now, seen, truthy
 from gateway.flows.runtime import FlowRuntime, GrantUnusable
 
 logger = logging.getLogger(__name__)
@@ -69,16 +73,7 @@ async def run_flow(run_id: str) -> str:
     return await FlowRun(runtime(), run_id).execute()
 
 
-def truthy(value: Any) -> bool:
-    """JMESPath's truth: false, null, "", [], {} are false."""
-    return value not in (False, None, "", [], {})
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-class FlowRun:
+class FlowRun(FanOutSteps):
     def __init__(self, rt: FlowRuntime, run_id: str) -> None:
         self.rt = rt
         self.run_id = run_id
@@ -143,29 +138,31 @@ class FlowRun:
             if isinstance(step, RouteStep):
                 goto = self._route(step)
                 await self._mark(step.id, "route", "completed", output={"goto": goto})
-                self.ctx["steps"][step.id] = _seen({"state": "completed", "output": {"goto": goto}})
+                self.ctx["steps"][step.id] = seen({"state": "completed", "output": {"goto": goto}})
                 target = len(document.steps) if goto == END else order.get(goto, index)
                 for skipped in document.steps[index:target]:
                     await self._skip(skipped.id, f"route {step.id} went to {goto}")
                 index = max(index, target)
                 continue
             if isinstance(step, CallStep):
-                outcome = await DBOS.run_step_async(
-                    {"name": f"call {step.id}", "preemptible": True}, self._call, step, None
-                )
+                outcome = await reviews.call_with_review(self, step)
             elif isinstance(step, ParallelStep):
                 outcome = await self._parallel(step)
+            elif isinstance(step, MapStep):
+                outcome = await self._map(step)
+            elif isinstance(step, WaitStep):
+                outcome = await waits.wait(self, step)
             else:
                 assert isinstance(step, CheckpointStep)
                 outcome = await checkpoints.wait(self, step)
-            self.ctx["steps"][step.id] = _seen(outcome)
+            self.ctx["steps"][step.id] = seen(outcome)
             state = outcome["state"]
             if state == "completed":
                 continue
             if state in ("rejected", "canceled"):
                 return state, str(outcome.get("error") or state)
             on_error = getattr(step, "on_error", "fail")
-            if outcome.get("fatal") or on_error == "fail":
+            if outcome.get("fatal") or on_error != "skip":
                 return "failed", f"step {step.id} failed: {outcome.get('error')}"
         return None
 
@@ -223,10 +220,13 @@ class FlowRun:
 
     async def _skip(self, step_id: str, why: str) -> None:
         await self._mark(step_id, "skipped", "skipped", error=why)
-        self.ctx["steps"][step_id] = _seen({"state": "skipped", "output": None})
+        self.ctx["steps"][step_id] = seen({"state": "skipped", "output": None})
 
-    async def _call(self, step: CallStep, parent: str | None) -> dict[str, Any]:
-        """One call step (a DBOS step: its result is recorded once it returns)."""
+    async def _call(
+        self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One call step (a DBOS step: its result is recorded once it returns).
+        ``scope``: what its expressions read besides the run's (a map's item)."""
         target = step.call
         row = await self.rt.store.step_row(self.run_id, step.id)
         base: dict[str, Any] = {
@@ -239,31 +239,83 @@ class FlowRun:
         }
         if parent is None:
             await self.rt.store.set_run(self.run_id, current_step=step.id)
-        try:
-            outcome = await self._call_once(step, row, base)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._cancelled(step))
-            raise
+        # A span per step, in the run's trace (the one its audit records
+        # carry), whichever replica or restart runs it.
+        with spans.span("switchboard.flow.step", trace_id=self.info["trace_id"]) as span:
+            if span is not None:
+                span.set_attributes(
+                    {
+                        "switchboard.flow": self.info["flow_id"],
+                        "switchboard.flow.run": self.run_id,
+                        "switchboard.flow.step": step.id,
+                        "switchboard.target": target.target,
+                        "switchboard.action": target.skill or "",
+                    }
+                )
+            try:
+                outcome = await self._with_fallback(step, row, base, scope)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._cancelled(step))
+                raise
+            if span is not None:
+                span.set_attribute("switchboard.outcome", str(outcome["state"]))
         await self._mark(
             step.id,
             "call",
             outcome["state"],
             output=outcome["output"],
             error=outcome["error"],
+            # Only when reported: a JSON column takes None as JSON null, not SQL NULL.
+            **({"usage": outcome["usage"]} if outcome.get("usage") else {}),
             **{k: base[k] for k in ("parent", "target", "action", "started_at")},
         )
         return outcome
 
+    async def _with_fallback(
+        self,
+        step: CallStep,
+        row: dict[str, Any] | None,
+        base: dict[str, Any],
+        scope: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The call, and its fallback when it failed. The step's record names
+        the target in flight, so a run resumed after a crash during the
+        fallback goes on with the fallback (re-attaching to it), not with the
+        call that had already failed."""
+        fallback = as_fallback(step) if step.fallback is not None else None
+        in_fallback = (
+            fallback is not None
+            and row is not None
+            and row.get("target") == fallback.call.target
+            and row.get("action") == fallback.call.skill
+            and (fallback.call.target, fallback.call.skill) != (step.call.target, step.call.skill)
+        )
+        if not in_fallback:
+            outcome = await self._call_once(step, row, base, scope)
+            if fallback is None or outcome["state"] != "failed" or outcome.get("fatal"):
+                return outcome
+            logger.info("flow run %s: step %s failed, calling its fallback", self.run_id, step.id)
+            row = None  # the fallback is a new call
+        assert fallback is not None
+        base.update(target=fallback.call.target, action=fallback.call.skill)
+        outcome = await self._call_once(fallback, row, base, scope)
+        return {**outcome, "fallback": True}
+
     async def _call_once(
-        self, step: CallStep, row: dict[str, Any] | None, base: dict[str, Any]
+        self,
+        step: CallStep,
+        row: dict[str, Any] | None,
+        base: dict[str, Any],
+        scope: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         try:
             caller = await self.rt.caller(self.info["grant_id"])
         except GrantUnusable as exc:
             return {**failed(str(exc)), "fatal": True}
+        context = {**self.ctx, **scope} if scope else self.ctx
         try:
-            arguments = evaluate(step.input, self.ctx) if step.input is not None else None
-            text = evaluate(step.message, self.ctx) if step.message is not None else None
+            arguments = evaluate(step.input, context) if step.input is not None else None
+            text = evaluate(step.message, context) if step.message is not None else None
         except Exception as exc:
             return failed(f"input: {exc}")
         if arguments is not None and not isinstance(arguments, dict):
@@ -284,129 +336,3 @@ class FlowRun:
                 call = CallContext(self.run_id, self.info["trace_id"], caller)
                 await StepCall(self.rt, call, step)._cancel_upstream()
                 await self._mark(step.id, "call", "canceled", error="the run was cancelled")
-
-    # Parallel ------------------------------------------------------------------------
-
-    async def _parallel(self, step: ParallelStep) -> dict[str, Any]:
-        branches = step.parallel.branches
-        join = step.parallel.join
-        needed = (
-            len(branches)
-            if join == "all"
-            else 1
-            if join == "any"
-            else int(getattr(join, "quorum", 1))
-        )
-        await self._mark(step.id, "parallel", "running", started_at=now())
-        await self.rt.store.set_run(self.run_id, current_step=step.id)
-        # Step ids for every branch, drawn in order now: the branches then run
-        # at once, and a replay finds each one's record under the same id.
-        reservations = [DBOS.reserve_step() for _ in branches]
-        decided = asyncio.Event()
-        outcomes: dict[str, dict[str, Any]] = {}
-
-        def settle() -> None:
-            done = sum(1 for o in outcomes.values() if o["state"] == "completed")
-            given_up = sum(
-                1
-                for b in branches
-                if b.id in outcomes
-                and outcomes[b.id]["state"] == "failed"
-                and (
-                    (join == "all" and b.on_error == "fail")
-                    or isinstance(join, Quorum)
-                    or join == "any"
-                )
-            )
-            skipped = sum(1 for o in outcomes.values() if o["state"] == "skipped")
-            if join == "all":
-                if given_up or done + skipped == len(branches):
-                    decided.set()
-            elif done >= needed or len(branches) - given_up - skipped < needed:
-                decided.set()
-
-        async def one(index: int, branch: CallStep) -> None:
-            outcome = await reservations[index].run_async(
-                {"name": f"call {branch.id}", "preemptible": True},
-                self._branch,
-                branch,
-                step.id,
-                decided,
-            )
-            outcomes[branch.id] = outcome
-            self.ctx["steps"][branch.id] = _seen(outcome)
-            settle()
-
-        await asyncio.gather(*(one(i, b) for i, b in enumerate(branches)))
-        done = {
-            b.id: outcomes[b.id]["output"]
-            for b in branches
-            if outcomes[b.id]["state"] == "completed"
-        }
-        skipped = [b.id for b in branches if outcomes[b.id]["state"] == "skipped"]
-        met = len(done) + len(skipped) == len(branches) if join == "all" else len(done) >= needed
-        outcome: dict[str, Any]
-        if met:
-            outcome = {"state": "completed", "output": done, "text": "", "error": None}
-        else:
-            errors = "; ".join(
-                f"{b.id}: {outcomes[b.id]['error']}" for b in branches if outcomes[b.id]["error"]
-            )
-            outcome = failed(f"join {_join_name(join)} not met ({errors or 'no branch completed'})")
-        await self._mark(
-            step.id,
-            "parallel",
-            str(outcome["state"]),
-            output=outcome["output"],
-            error=outcome["error"],
-        )
-        return outcome
-
-    async def _branch(
-        self, branch: CallStep, parent: str, decided: asyncio.Event
-    ) -> dict[str, Any]:
-        """One branch (a DBOS step): its call, unless the join is decided first."""
-        if branch.when is not None and not truthy(evaluate(branch.when, self.ctx)):
-            await self._mark(
-                branch.id, "call", "skipped", parent=parent, error="its when did not hold"
-            )
-            return {"state": "skipped", "output": None, "text": "", "error": None}
-        if decided.is_set():
-            return await self._not_needed(branch, parent)
-        call = asyncio.ensure_future(self._call(branch, parent))
-        waiter = asyncio.ensure_future(decided.wait())
-        try:
-            await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if call.done():
-            return call.result()
-        call.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await call
-        with contextlib.suppress(Exception):
-            caller = await self.rt.caller(self.info["grant_id"])
-            await StepCall(
-                self.rt, CallContext(self.run_id, self.info["trace_id"], caller), branch
-            )._cancel_upstream()
-        return await self._not_needed(branch, parent)
-
-    async def _not_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
-        await self._mark(
-            branch.id, "call", "not_needed", parent=parent, error="the join was decided"
-        )
-        return {"state": "not_needed", "output": None, "text": "", "error": None}
-
-
-def _join_name(join: Any) -> str:
-    return f"quorum {join.quorum}" if isinstance(join, Quorum) else str(join)
-
-
-def _seen(outcome: dict[str, Any]) -> dict[str, Any]:
-    """What expressions see of a step: ``steps.<id>.output`` and the rest."""
-    return {
-        "state": outcome.get("state"),
-        "output": outcome.get("output"),
-        "text": outcome.get("text", ""),
-        "error": outcome.get("error"),
-    }

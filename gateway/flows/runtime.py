@@ -18,13 +18,14 @@ a revoked or expired grant fails the run at its next step.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import Artifact, Part, Task, TaskState
 from google.protobuf.struct_pb2 import Struct, Value
+from pydantic import SecretStr
 
 from gateway.a2a.admission import FrontDoorParts
 from gateway.delegation.approvals import Approvals
@@ -55,6 +56,8 @@ class FlowSettings:
     checkpoint_poll_seconds: float = 60.0
     poll_min_seconds: float = 0.05
     poll_max_seconds: float = 2.0
+    # The gateway's named secrets: a webhook trigger's HMAC key is one of them.
+    secrets: Mapping[str, SecretStr] = field(default_factory=dict)
 
 
 @dataclass

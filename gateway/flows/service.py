@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.trace_context import new_trace_id
@@ -31,14 +32,17 @@ from gateway.delegation.approvals import PENDING, WITHDRAWN, AlreadyDecided
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
+from gateway.flows import waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, check
-from gateway.flows.definition import CallStep, DocumentInvalid, FlowDocument, validate
+from gateway.flows.definition import CallStep, DocumentInvalid, FlowDocument, WaitStep, validate
 from gateway.flows.engine import FlowEngine
-from gateway.flows.models import FlowRecord
+from gateway.flows.models import FlowRecord, RunView
+from gateway.flows.redaction import redact_run, rules
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.store import TERMINAL_RUN_STATES, RunNotFound, new_grant_id, new_run_id
+from gateway.flows.trigger_checks import check_triggers
 from gateway.mcp.federated_tools import ToolNotFound
 from registry.contracts import violation
 from registry.signatures import SignatureCheck, SignatureStatus
@@ -58,18 +62,34 @@ class RunNotActive(Exception):
     pass
 
 
+class NoSuchEvent(Exception):
+    """The run's flow has no `wait` step for this event."""
+
+
+class RunAlreadyStarted(Exception):
+    """A run with this id exists: a trigger's run started once already."""
+
+
 @dataclass
 class FlowService:
     rt: FlowRuntime
     engine: FlowEngine
     public_url: str
+    _redactions: dict[tuple[str, int], frozenset[str]] = field(default_factory=dict)
+    # Told when a flow is registered here (the triggers read them again; the
+    # schedules are made to match, awaited).
+    registered_listeners: list[Callable[[], None]] = field(default_factory=list)
+    registered_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     # Registration -------------------------------------------------------------------
 
     async def register(self, data: Any, by: str) -> tuple[FlowRecord, bool]:
         """Check and store; `DocumentInvalid` names every problem's step and field."""
         document = validate(data)
-        problems = await check(document, _Catalog(self.rt))
+        catalog = _Catalog(self.rt)
+        problems = await check(document, catalog) + await check_triggers(
+            document, catalog, self.rt.settings.secrets.keys()
+        )
         if problems:
             raise DocumentInvalid(problems)
         raw = document.model_dump(mode="json", exclude_none=True, by_alias=True)
@@ -108,6 +128,10 @@ class FlowService:
                 await store.set_agent_contracts(document.id, contracts)
         record = await store.get(document.id)
         await self.engine.ensure()
+        for listener in self.registered_listeners:
+            listener()
+        for hook in self.registered_hooks:
+            await hook()
         return record, changed
 
     # Runs ---------------------------------------------------------------------------
@@ -121,8 +145,10 @@ class FlowService:
         granted: frozenset[str],
         trace_id: str,
         context_id: str | None = None,
+        run_id: str | None = None,
     ) -> str:
-        """Start a run for an admitted caller; returns the run id (= task id)."""
+        """Start a run for an admitted caller; returns the run id (= task id).
+        A given ``run_id`` that exists already raises `RunAlreadyStarted`."""
         record = await self.rt.store.get(flow_id)
         document = FlowDocument.model_validate(record.document)
         found = violation(document.input, run_input)
@@ -137,7 +163,7 @@ class FlowService:
         lifetime = self.rt.settings.grant_max_seconds
         if document.max_run_seconds is not None:
             lifetime = min(lifetime, document.max_run_seconds)
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         grant_id = new_grant_id()
         actors = [*caller.actors, flow_id]
         scopes = sorted(granted)
@@ -166,7 +192,10 @@ class FlowService:
             "trace_id": trace_id,
             "context_id": context_id,
         }
-        await self.rt.store.create_run(run, grant)
+        try:
+            await self.rt.store.create_run(run, grant)
+        except IntegrityError:
+            raise RunAlreadyStarted(run_id) from None
         await self.rt.delegations.audit.record(
             AuditEvent(
                 event="flow.grant",
@@ -211,6 +240,53 @@ class FlowService:
         ):
             raise RunNotFound(run_id)
         return run
+
+    # What is shown of runs: always under the run's flow version's `redact`.
+
+    async def view(self, run_id: str) -> RunView:
+        found = await self.rt.store.view(run_id)
+        return redact_run(found, await self._redaction(found.flow_id, found.flow_version))
+
+    async def runs(
+        self, flow_id: str, *, owner: tuple[str, str] | None = None, limit: int = 50
+    ) -> list[RunView]:
+        found = await self.rt.store.runs(flow_id, owner=owner, limit=limit)
+        return [redact_run(r, await self._redaction(r.flow_id, r.flow_version)) for r in found]
+
+    async def _redaction(self, flow_id: str, version: int) -> frozenset[str]:
+        key = (flow_id, version)
+        if key not in self._redactions:  # a version never changes: cached for good
+            if len(self._redactions) > 4096:
+                self._redactions.clear()
+            document = await self.rt.store.version(flow_id, version)
+            self._redactions[key] = rules(document.get("redact") or ())
+        return self._redactions[key]
+
+    async def post_event(self, run_id: str, event: str, body: Any, by: str) -> None:
+        """Deliver ``event`` to a run that has a `wait` step for it (`gateway.flows.waits`)."""
+        run = await self.rt.store.run_row(run_id)
+        if run["state"] in TERMINAL_RUN_STATES:
+            raise RunNotActive(f"run {run_id} has ended ({run['state']})")
+        document = FlowDocument.model_validate(
+            await self.rt.store.version(run["flow_id"], run["flow_version"])
+        )
+        if not any(isinstance(s, WaitStep) and s.wait.event == event for s in document.steps):
+            raise NoSuchEvent(f"flow {run['flow_id']} waits for no event {event!r}")
+        await self.engine.ensure()
+        await waits.deliver(run_id, event, body)
+        await self.rt.delegations.audit.record(
+            AuditEvent(
+                event="flow.event",
+                trace_id=run["trace_id"],
+                subject=run["owner_subject"],
+                subject_issuer=run["owner_issuer"],
+                decision="allow",
+                outcome="ok",
+                target=run["flow_id"],
+                action=event,
+                detail=f"run {run_id}: event {event} posted by {by}"[:2000],
+            )
+        )
 
     async def cancel(self, run_id: str, by: str) -> None:
         run = await self.rt.store.run_row(run_id)

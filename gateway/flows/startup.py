@@ -10,27 +10,46 @@ wakes a run waiting at that checkpoint.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from gateway.a2a.approvals import ApprovalDesk
 from gateway.a2a.startup import A2ADoor
 from gateway.delegation.approvals import Approval
 from gateway.delegation.startup import DelegationCore
-from gateway.flows import checkpoints
+from gateway.flows import checkpoints, schedules
 from gateway.flows.agent import FlowAgentHandler
 from gateway.flows.cards import KIND
 from gateway.flows.engine import FlowEngine
+from gateway.flows.retention import RunRetention
 from gateway.flows.runtime import FlowRuntime, FlowSettings
 from gateway.flows.service import FlowService
 from gateway.flows.store import FlowStore
+from gateway.flows.takeover import RunTakeover
+from gateway.flows.triggers import FlowTriggers
 from gateway.mcp.federation import McpFederation
+from gateway.storage.replicas import ReplicaDirectory
 
 
 @dataclass(frozen=True)
 class FlowParts:
     service: FlowService
     engine: FlowEngine
+    takeover: RunTakeover | None
+    retention: RunRetention
+    triggers: FlowTriggers
+
+    def jobs(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        jobs = [
+            ("flow-retention", self.retention.run_forever()),
+            ("flow-triggers", self.triggers.run_forever()),
+        ]
+        if self.takeover is not None:
+            jobs.append(("flow-takeover", self.takeover.run_forever()))
+        return jobs
 
 
 class FlowsDoor:
@@ -53,6 +72,7 @@ class FlowsDoor:
         core: DelegationCore,
         federation: Callable[[], McpFederation],
         desk: ApprovalDesk,
+        replicas: ReplicaDirectory,
         stack: contextlib.AsyncExitStack,
     ) -> FlowParts:
         settings = core.settings
@@ -64,12 +84,22 @@ class FlowsDoor:
             settings=FlowSettings(
                 grant_max_seconds=settings.flow_grant_max_seconds,
                 checkpoint_poll_seconds=settings.flow_checkpoint_poll_seconds,
+                secrets=settings.secrets,
             ),
             front_door=self._a2a.front_door_parts,
             handler_for=self._a2a.handler_for,
             federation=federation,
         )
-        engine = FlowEngine(settings.effective_database_url, runtime)
+        # Several replicas share a PostgreSQL database: each runs its runs
+        # under its own executor id and takes over those of replicas gone. An
+        # SQLite file is one process's: DBOS's `local`, recovered at each start.
+        shared = make_url(settings.effective_database_url).get_backend_name() == "postgresql"
+        engine = FlowEngine(
+            settings.effective_database_url,
+            runtime,
+            executor_id=replicas.id if shared else "local",
+        )
+        takeover = RunTakeover(engine, store, replicas) if shared else None
         stack.push_async_callback(engine.stop)
         service = FlowService(runtime, engine, settings.effective_public_url)
 
@@ -78,7 +108,27 @@ class FlowsDoor:
                 await checkpoints.notify(approval)
 
         desk.listeners.append(decided)
-        self._parts = FlowParts(service, engine)
+        retention = RunRetention(
+            core.engine,
+            store,
+            engine,
+            default_days=settings.flow_run_retention_days,
+            interval_seconds=settings.flow_retention_interval_seconds,
+        )
+        triggers = FlowTriggers(
+            service, core.engine, interval_seconds=settings.flow_trigger_sweep_seconds
+        )
+        core.tasks.ended_listeners.append(triggers.on_ended)
+        service.registered_listeners.append(triggers.forget)
+
+        async def schedules_match() -> None:
+            await schedules.sync(service)
+
+        schedules.install(service)
+        stack.callback(schedules.install, None)
+        service.registered_hooks.append(schedules_match)
+        self._parts = FlowParts(service, engine, takeover, retention, triggers)
         if await store.any():
             await engine.ensure()
+            await schedules.sync(service)
         return self._parts

@@ -13,13 +13,23 @@ import builtins
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.flows.models import FlowRecord, FlowVersion, GrantView, RunView, StepView
+from gateway.flows.models import (
+    FlowRecord,
+    FlowUsage,
+    FlowVersion,
+    GrantView,
+    RunView,
+    StepView,
+    TokenUsage,
+    UserUsage,
+)
 from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from registry.tables import agents, as_utc
 
@@ -188,6 +198,49 @@ class FlowStore:
             ).all()
         return [_run(r._asdict(), None, []) for r in rows]
 
+    async def usage(self, flow_id: str, *, owner: tuple[str, str] | None = None) -> FlowUsage:
+        """The usage the flow's kept runs' steps reported, in all and per user."""
+        query = (
+            select(
+                flow_runs.c.id,
+                flow_runs.c.owner_subject,
+                flow_runs.c.owner_issuer,
+                flow_steps.c.usage,
+            )
+            .join(flow_steps, flow_steps.c.run_id == flow_runs.c.id)
+            .where(flow_runs.c.flow_id == flow_id, flow_steps.c.usage.is_not(None))
+        )
+        if owner is not None:
+            query = query.where(
+                flow_runs.c.owner_subject == owner[0], flow_runs.c.owner_issuer == owner[1]
+            )
+        users: dict[tuple[str, str], tuple[set[str], list[TokenUsage | None]]] = {}
+        async with self._engine.connect() as conn:
+            async for row in (await conn.stream(query)).mappings():
+                if not row["usage"]:
+                    continue  # JSON null
+                runs, usages = users.setdefault(
+                    (row["owner_subject"], row["owner_issuer"]), (set(), [])
+                )
+                runs.add(row["id"])
+                usages.append(TokenUsage.model_validate(row["usage"]))
+        by_user = [
+            UserUsage(
+                subject=subject,
+                issuer=issuer,
+                runs=len(runs),
+                **(summed(usages) or TokenUsage()).model_dump(),
+            )
+            for (subject, issuer), (runs, usages) in sorted(users.items())
+        ]
+        overall = summed(by_user) or TokenUsage()
+        return FlowUsage(
+            flow_id=flow_id,
+            runs=sum(u.runs for u in by_user),
+            by_user=by_user,
+            **overall.model_dump(),
+        )
+
     async def view(self, run_id: str) -> RunView:
         row = await self.run_row(run_id)
         async with self._engine.connect() as conn:
@@ -209,7 +262,13 @@ class FlowStore:
             await conn.execute(
                 update(flow_runs)
                 .where(flow_runs.c.id == run_id)
-                .values(state="working", error=None, finished_at=None, updated_at=_now())
+                .values(
+                    state="working",
+                    error=None,
+                    finished_at=None,
+                    redacted_at=None,
+                    updated_at=_now(),
+                )
             )
 
     async def set_agent_contracts(self, agent_id: str, contracts: dict[str, Any]) -> None:
@@ -325,6 +384,18 @@ def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView
         finished_at=_utc(row["finished_at"]),
         grant=grant_view(grant) if grant else None,
         steps=steps,
+        usage=summed([s.usage for s in steps]),
+    )
+
+
+def summed(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:
+    found = [u for u in usages if u is not None]
+    if not found:
+        return None
+    return TokenUsage(
+        input_tokens=sum(u.input_tokens for u in found),
+        output_tokens=sum(u.output_tokens for u in found),
+        total_tokens=sum(u.total_tokens for u in found),
     )
 
 
@@ -350,4 +421,5 @@ def _step(row: dict[str, Any]) -> StepView:
         started_at=started,
         finished_at=finished,
         duration_ms=duration,
+        usage=TokenUsage.model_validate(row["usage"]) if row.get("usage") else None,
     )

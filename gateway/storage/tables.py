@@ -42,7 +42,7 @@ audit_events = Table(
     ),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("trace_id", String(32), nullable=False),
-    Column("event", String(32), nullable=False),
+    Column("event", String(64), nullable=False),  # migration 0013
     Column("subject", Text, nullable=False),
     Column("subject_issuer", Text, nullable=False),
     Column("client_id", Text, nullable=True),
@@ -53,7 +53,7 @@ audit_events = Table(
     Column("scopes_granted", Text, nullable=False),
     Column("decision", String(8), nullable=False),
     Column("reasons", JSON, nullable=False),
-    Column("outcome", String(32), nullable=False),
+    Column("outcome", String(64), nullable=False),  # migration 0013
     Column("detail", Text, nullable=True),
     Column("latency_ms", Float, nullable=False),
     Column("token_id", String(64), nullable=True),
@@ -91,6 +91,9 @@ a2a_tasks = Table(
     # or recorded before migration 0012; continuing it is decided as for the
     # strictest skill (`gateway.delegation.handoffs.message_skill`).
     Column("skill", Text, nullable=True),
+    # Who made the call that started it (`Caller.stored()`: no token), from the
+    # first record: a flow its end triggers acts for them (migration 0016).
+    Column("owner_caller", JSON, nullable=True),
     Index("ix_a2a_tasks_owner", "agent_id", "owner_subject", "updated_at"),
     Index("ix_a2a_tasks_context", "agent_id", "context_id"),
     Index("ix_a2a_tasks_reconcile", "reconcile_at"),
@@ -149,6 +152,19 @@ gateway_runs = Table(
     Column("lease_until", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_gateway_runs_lease", "lease_until"),
+)
+
+# The replicas running now, and where the others reach each (`replica_url`): a
+# 2025-11-25 MCP session lives in the replica that opened it, and its id names
+# that replica, so any replica can pass a session's request on to it
+# (`gateway.mcp.replicas`). `seen_at` is renewed while the replica runs; a row
+# not renewed for a while is a replica that is gone.
+gateway_replicas = Table(
+    "gateway_replicas",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
 )
 
 # Calls the policy holds for a human's decision (`gateway.delegation.approvals`). A row is
@@ -257,8 +273,11 @@ flow_runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # Set once the ended run's record is rewritten under its flow's `redact`.
+    Column("redacted_at", DateTime(timezone=True), nullable=True),
     Index("ix_flow_runs_flow", "flow_id", "created_at"),
     Index("ix_flow_runs_owner", "owner_subject", "created_at"),
+    Index("ix_flow_runs_finished", "finished_at"),
 )
 
 # One row per step of a run (a parallel step's branches each have theirs,
@@ -287,4 +306,6 @@ flow_steps = Table(
     Column("trace_id", String(32), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # {input_tokens, output_tokens, total_tokens}, as the upstream reported them.
+    Column("usage", JSON, nullable=True),
 )

@@ -158,3 +158,115 @@ def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> 
     assert work["state"] == "failed"
     assert "outcome is unknown" in work["error"] and "not sent again" in work["error"]
     assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 0]
+
+
+MAP_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "crash-flow",
+    "name": "Work through a list, two at a time",
+    "input": {"type": "object"},
+    "steps": [
+        {
+            "id": "work",
+            "map": {
+                "over": "input.jobs",
+                "concurrency": 2,
+                "call": {"agent": "sales", "skill": "work"},
+                "input": "{seconds: item}",
+            },
+        }
+    ],
+}
+
+
+def test_a_killed_gateway_resumes_a_map_calling_only_the_items_not_done(crash: Crash) -> None:
+    with crash.admin() as admin:
+        assert admin.post("/flows", json=MAP_FLOW).status_code in (200, 201)
+    with crash.user() as dana:
+        started = dana.post("/flows/crash-flow/runs", json={"input": {"jobs": [0.2, 0.2, 3, 3]}})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+
+    def two_done_one_in_flight(run: dict[str, Any]) -> bool:
+        steps = {s["id"]: s for s in run["steps"]}
+        done = all(steps.get(f"work[{i}]", {}).get("state") == "completed" for i in (0, 1))
+        sent = [steps.get(f"work[{i}]", {}).get("upstream_task_id") for i in (2, 3)]
+        return done and all(sent)
+
+    before = crash.run(run_id, two_done_one_in_flight)
+    in_flight = _step(before, "work[2]")["upstream_task_id"]
+    crash.gateway.kill()
+    crash.gateway.start()
+    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    assert after["state"] == "completed", after
+    # Four items, four messages: the two done were not called again, the two
+    # in flight were re-attached to.
+    assert crash.desk.count("work") == 4
+    assert _step(after, "work[2]")["upstream_task_id"] == in_flight
+    assert [_step(after, f"work[{i}]")["attempts"] for i in range(4)] == [1, 1, 1, 1]
+    assert _step(after, "work")["output"] == [{"worked": s} for s in (0.2, 0.2, 3.0, 3.0)]
+
+
+PARALLEL_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "crash-flow",
+    "name": "Two long jobs side by side, a manager, a reply",
+    "input": {"type": "object"},
+    "steps": [
+        {
+            "id": "both",
+            "parallel": {
+                "branches": [
+                    {
+                        "id": "left",
+                        "call": {"agent": "sales", "skill": "work"},
+                        "input": "{seconds: `3`}",
+                    },
+                    {
+                        "id": "right",
+                        "call": {"agent": "sales", "skill": "work"},
+                        "input": "{seconds: `3`}",
+                    },
+                ]
+            },
+        },
+        {"id": "manager", "checkpoint": {"prompt": "Go on?", "timeout_seconds": 600}},
+        {
+            "id": "reply",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: 'ACME', total: `1`}",
+        },
+    ],
+}
+
+
+def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: Crash) -> None:
+    with crash.admin() as admin:
+        assert admin.post("/flows", json=PARALLEL_FLOW).status_code in (200, 201)
+    with crash.user() as dana:
+        started = dana.post("/flows/crash-flow/runs", json={"input": {}})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+
+    def both_in_flight(run: dict[str, Any]) -> bool:
+        steps = {s["id"]: s for s in run["steps"]}
+        return all(steps.get(b, {}).get("upstream_task_id") for b in ("left", "right"))
+
+    before = crash.run(run_id, both_in_flight)
+    tasks = {b: _step(before, b)["upstream_task_id"] for b in ("left", "right")}
+    crash.gateway.kill()  # mid-parallel: both branches in flight
+    crash.gateway.start()
+    waiting = crash.run(run_id, lambda r: r["state"] in ("input_required", "failed"))
+    assert waiting["state"] == "input_required", waiting
+    assert {b: _step(waiting, b)["upstream_task_id"] for b in ("left", "right")} == tasks
+    approval = _step(waiting, "manager")["approval_id"]
+    crash.gateway.kill()  # at the checkpoint
+    crash.gateway.start()
+    with crash.admin() as admin:
+        decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    assert after["state"] == "completed", after
+    assert _step(after, "manager")["approval_id"] == approval  # the same one, not asked twice
+    # Two jobs sent, re-attached to after the crash; one reply.
+    assert [crash.desk.count(s) for s in ("work", "reply")] == [2, 1]

@@ -121,6 +121,28 @@ def test_a_port_out_of_range(tmp_path: Path) -> None:
     assert "errors.pydantic.dev" not in text
 
 
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER='zipkin'"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+            },
+            "use http/protobuf or grpc",
+        ),
+    ],
+)
+def test_tracing_variables_the_gateway_cannot_act_on(
+    tmp_path: Path, environ: dict[str, str], expected: str
+) -> None:
+    result = run(
+        "serve", "--dev", "--port", str(closed_port()), "--data-dir", str(tmp_path), env=environ
+    )
+    one_line_error(result, "tracing cannot be set up", expected)
+
+
 def test_an_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     config = tmp_path / "switchboard.yaml"
     config.write_text("dev: true\nprot: 8181\n")

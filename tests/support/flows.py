@@ -143,7 +143,7 @@ def register_agents(gateway: Gateway, sales: ServerThread, inventory: ServerThre
 
 @contextmanager
 def flow_setup(
-    tmp_path: Path, database_url: str | None, policy: str = POLICY
+    tmp_path: Path, database_url: str | None, policy: str = POLICY, **settings: Any
 ) -> Iterator[FlowSetup]:
     desk = SalesDesk()
     sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
@@ -151,7 +151,11 @@ def flow_setup(
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy)
     gateway = start_gateway(
-        tmp_path / "data", database_url, policy_file=policy_file, policy_reload_seconds=0.2
+        tmp_path / "data",
+        database_url,
+        policy_file=policy_file,
+        policy_reload_seconds=0.2,
+        **settings,
     )
     made = FlowSetup(gateway, desk, sales, inventory, policy_file)
     try:

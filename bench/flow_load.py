@@ -1,0 +1,220 @@
+"""Flows under load: many runs waiting at once, and a crash among them.
+
+    python -m bench.flow_load                         # 1,000 runs on SQLite
+    python -m bench.flow_load --runs 1000 --database-url postgresql://127.0.0.1:5432/DB
+
+A gateway process (`switchboard serve --dev`) and the sales desk (an A2A
+agent on the official a2a-sdk, streaming, in this process). Each run of the
+flow quotes at the desk in two parallel branches, then waits at a checkpoint
+for a human. The bench
+
+1. starts ``--runs`` runs, ``--clients`` HTTP clients at a time, and waits
+   until every one waits at its checkpoint: errors, wall time, and the
+   gateway's resident memory before and after (per waiting run);
+2. kills the gateway (SIGKILL) and starts it again on the same data: the
+   time until it answers, and until every run answers as waiting again;
+3. approves every checkpoint and waits until every run has completed: the
+   time it takes, and that each run's quotes were each sent once (the desk
+   counts what it receives).
+
+Figures go to docs/performance.md; the machine is shared, so the load
+average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, create_engine, text
+
+from gateway.demo.flow_agents import SalesDesk, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from gateway.demo.servers import Server
+from gateway.flows.engine import system_database_url
+
+POLICY = (
+    "version: 1\nagents:\n  load-flow:\n    grant: [sales:quote]\n"
+    "  sales:\n    require: [sales:quote]\n"
+)
+FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "load-flow",
+    "name": "Two quotes side by side, then a human",
+    "steps": [
+        {
+            "id": "quotes",
+            "parallel": {
+                "branches": [
+                    {
+                        "id": "small",
+                        "call": {"agent": "sales", "skill": "quote"},
+                        "input": "{sku: 'A-1', quantity: `2`}",
+                    },
+                    {
+                        "id": "large",
+                        "call": {"agent": "sales", "skill": "quote"},
+                        "input": "{sku: 'B-2', quantity: `200`}",
+                    },
+                ]
+            },
+        },
+        {"id": "approve", "checkpoint": {"prompt": "Send both quotes?", "timeout_seconds": 86400}},
+    ],
+}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def until(check: Callable[[], bool], seconds: float, what: str) -> float:
+    start = time.monotonic()
+    print(f"... waiting: {what}", file=sys.stderr, flush=True)
+    while not check():
+        if time.monotonic() - start > seconds:
+            raise SystemExit(f"not within {seconds:g} s: {what}")
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
+def states(db: Engine) -> dict[str, int]:
+    """Runs per state, read from the gateway's database (the API pages by 200)."""
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT state, count(*) FROM flow_runs GROUP BY state")).all()
+    return {str(state): int(n) for state, n in rows}
+
+
+def _progress(counted: dict[str, int]) -> dict[str, int]:
+    print(f"    {counted}", file=sys.stderr, flush=True)
+    return counted
+
+
+def pending_approvals(admin: httpx.Client) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = admin.get("/approvals", params={"state": "pending", "limit": 200, "offset": offset})
+        page.raise_for_status()
+        body = page.json()
+        found += body["items"]
+        offset = body.get("next_offset")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    desk = SalesDesk()
+    sales = Server("sales desk")
+    sales.start(sales_desk_app(sales.url, desk))
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-load-") as temp:
+        policy = Path(temp) / "policy.yaml"
+        policy.write_text(POLICY)
+        gateway = GatewayProcess(
+            Path(temp) / "gw", policy_file=policy, database_url=args.database_url
+        )
+        gateway.start()
+        try:
+            report = _load(gateway, sales, desk, args)
+        finally:
+            gateway.stop()
+            sales.stop()
+    load = os.getloadavg()[0]
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"flow load on {backend}: {args.runs} runs, {args.clients} clients, load {load:.2f}")
+    for name, value in report.items():
+        print(f"  {name:<34} {value}")
+
+
+def _load(
+    gateway: GatewayProcess, sales: Server, desk: SalesDesk, args: argparse.Namespace
+) -> dict[str, str]:
+    report: dict[str, str] = {}
+    with gateway.client("admin", "switchboard:admin") as admin:
+        card = sales.url + "/.well-known/agent-card.json"
+        admin.post("/agents", json={"card_url": card, "id": "sales"}).raise_for_status()
+        admin.post("/flows", json=FLOW).raise_for_status()
+    errors: list[str] = []
+    run_ids: list[str] = []
+
+    # Tokens issued once, here: issuing one reads the signing key (and would
+    # migrate the database), which is no job for 32 threads at once.
+    user = gateway.client("bench", "sales:quote")
+    admin = gateway.client("admin", "switchboard:admin")
+
+    def start(_: int) -> None:
+        answer = user.post("/flows/load-flow/runs", json={"input": {}}, timeout=120)
+        if answer.status_code != 202:
+            errors.append(f"{answer.status_code} {answer.text[:200]}")
+        else:
+            run_ids.append(answer.json()["id"])
+
+    rss_before = rss_mib(gateway.pid)
+    began = time.monotonic()
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(start, range(args.runs)))
+    started = time.monotonic() - began
+    report["start errors"] = str(len(errors)) + (f" (first: {errors[0]})" if errors else "")
+    report["started in"] = f"{started:.1f} s ({args.runs / started:.0f} runs/s)"
+
+    db = create_engine(system_database_url(gateway.settings.effective_database_url))
+    try:
+        settle = until(
+            lambda: _progress(states(db)).get("input_required", 0) >= len(run_ids),
+            args.timeout,
+            "every run waiting at its checkpoint",
+        )
+        report["all waiting after"] = f"{started + settle:.1f} s"
+        rss_after = rss_mib(gateway.pid)
+        per_run = (rss_after - rss_before) * 1024 / max(1, len(run_ids))
+        report["gateway RSS"] = (
+            f"{rss_before:.0f} -> {rss_after:.0f} MiB ({per_run:.1f} KiB per waiting run)"
+        )
+
+        gateway.kill()
+        restarted = time.monotonic()
+        gateway.start(timeout=300)
+        report["restart (SIGKILL) to /healthz"] = f"{time.monotonic() - restarted:.1f} s"
+        items = pending_approvals(admin)
+        began = time.monotonic()
+
+        def approve(item: dict[str, Any]) -> None:
+            admin.post(f"/approvals/{item['id']}", json={"decision": "approve"}, timeout=120)
+
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(approve, items))
+        until(
+            lambda: _progress(states(db)).get("completed", 0) >= len(run_ids),
+            args.timeout,
+            "every run completed after the restart",
+        )
+        report["approved all, completed after"] = (
+            f"{time.monotonic() - began:.1f} s ({len(items)} approvals)"
+        )
+        report["run states"] = str(states(db))
+    finally:
+        db.dispose()
+        user.close()
+        admin.close()
+    report["quotes sent"] = f"{desk.count('quote')} for {len(run_ids)} runs (2 each expected)"
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""`switchboard demo --scenario flow`: the delegation story as a flow.
+
+A customer's request reaches the support desk; its escalation, completed,
+**triggers** the quote flow for the same user; the flow asks the sales desk
+for a quote and the inventory MCP server for stock **in parallel**; the
+discount is over 10 %, so the run **stops at a human checkpoint**; a manager
+approves it on the approvals desk; the sales desk writes the reply, and the
+run's record shows every step, its token's actor chain and scopes.
+
+Everything on 127.0.0.1 and free ports: the support and sales desks (A2A
+agents on the official a2a-sdk) and the inventory server (official mcp SDK)
+in this process, the gateway in a process of its own (SQLite in a temp dir).
+Exit status 0 when the story went as told.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.demo.flow_agents import (
+    QUOTE_CONTRACT,
+    SalesDesk,
+    inventory_app,
+    sales_desk_app,
+    support_desk_app,
+)
+from gateway.demo.process import GatewayProcess
+from gateway.demo.servers import DemoError, Server, quiet_libraries
+
+POLICY = """\
+version: 1
+agents:
+  support:
+    require: [support:escalate]
+  quote-flow:
+    require: [sales:quote]
+    grant: [sales:quote, inventory:read]
+  sales:
+    require: [sales:quote]
+    grant: [sales:quote]
+  inventory:
+    require: [inventory:read]
+    grant: [inventory:read]
+"""
+USER_SCOPES = "support:escalate sales:quote inventory:read"
+FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "quote-flow",
+    "name": "Quote an escalated order",
+    "input": {
+        "type": "object",
+        "properties": {
+            "customer": {"type": "string"},
+            "sku": {"type": "string"},
+            "quantity": {"type": "integer"},
+        },
+        "required": ["customer", "sku", "quantity"],
+    },
+    "triggers": [{"id": "escalated", "task": {"agent": "support", "skill": "escalate"}}],
+    "steps": [
+        {
+            "id": "check",
+            "parallel": {
+                "branches": [
+                    {
+                        "id": "quote",
+                        "call": {"agent": "sales", "skill": "quote"},
+                        "input": "{sku: input.sku, quantity: input.quantity}",
+                    },
+                    {
+                        "id": "stock",
+                        "call": {"tool": "inventory__check_stock"},
+                        "input": "{sku: input.sku, quantity: input.quantity}",
+                    },
+                ]
+            },
+        },
+        {
+            "id": "manager",
+            "when": "steps.quote.output.discount > `0.1`",
+            "checkpoint": {
+                "prompt": "Approve a discount over 10 %?",
+                "show": "steps.quote.output",
+                "timeout_seconds": 300,
+            },
+        },
+        {
+            "id": "reply",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: input.customer, total: steps.quote.output.total}",
+        },
+    ],
+    "output": "{reply: steps.reply.text, quote: steps.quote.output, stock: steps.stock.output}",
+}
+ORDER = {"customer": "ACME", "sku": "X-100", "quantity": 120}
+
+
+def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
+    temp = None
+    if data_dir is None:
+        temp = Path(tempfile.mkdtemp(prefix="switchboard-flow-demo-"))
+        data_dir = temp
+    quiet_libraries()
+    support_desk, sales_desk = SalesDesk(), SalesDesk()
+    support, sales, inventory = Server("support desk"), Server("sales desk"), Server("inventory")
+    gateway: GatewayProcess | None = None
+    try:
+        support.start(support_desk_app(support.url, support_desk))
+        sales.start(sales_desk_app(sales.url, sales_desk))
+        inventory.start(inventory_app())
+        data_dir.mkdir(parents=True, exist_ok=True)
+        policy = data_dir / "policy.yaml"
+        policy.write_text(POLICY)
+        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy)
+        gateway.start()
+        out(f"gateway    {gateway.url} (pid {gateway.pid}, SQLite in {gateway.data_dir})")
+        out(f"support    {support.url} (A2A agent, official a2a-sdk)")
+        out(f"sales      {sales.url} (A2A agent, official a2a-sdk)")
+        out(f"inventory  {inventory.url}/mcp (MCP server, official mcp SDK)")
+        _register(gateway, support.url, sales.url, inventory.url)
+        return _play(gateway, sales_desk, out)
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        for server in (support, sales, inventory):
+            server.stop()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _register(gateway: GatewayProcess, support: str, sales: str, inventory: str) -> None:
+    with gateway.client("admin", "switchboard:admin") as admin:
+        for agent_id, url in (("support", support), ("sales", sales)):
+            card = url + "/.well-known/agent-card.json"
+            body: dict[str, Any] = {"card_url": card, "id": agent_id}
+            if agent_id == "sales":
+                body["skill_contracts"] = {"quote": QUOTE_CONTRACT}
+            _ok(admin.post("/agents", json=body))
+        server = {"id": "inventory", "name": "Inventory", "url": inventory + "/mcp"}
+        _ok(admin.post("/mcp-servers", json=server))
+        _ok(admin.post("/flows", json=FLOW))
+
+
+def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], None]) -> int:
+    order = f"{ORDER['customer']} wants {ORDER['quantity']} x {ORDER['sku']}"
+    out(f"\n1. dana asks the support desk: {order}")
+    with gateway.client("dana", USER_SCOPES) as dana:
+        message = {
+            "messageId": "demo-escalation",
+            "role": "ROLE_USER",
+            "parts": [{"text": "Please escalate this order."}, {"data": ORDER}],
+        }
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "SendMessage",
+            "params": {"message": message, "metadata": {"skill": "escalate"}},
+        }
+        answer = _ok(dana.post("/a2a/support", json=body, headers={"A2A-Version": "1.0"}))
+        task = answer["result"]["task"]
+        out(f"   support task {task['id']}: {task['status']['state']}")
+        out("2. its end triggers quote-flow for dana (sales quote and stock check in parallel)")
+        run = _wait(dana, None, lambda r: r["state"] in ("input_required", "completed", "failed"))
+        out(f"   run {run['id']}: {run['state']}")
+        manager = next((s for s in run["steps"] if s["id"] == "manager"), None)
+        if manager is None or not manager.get("approval_id"):
+            raise DemoError(f"the run did not stop at the manager's checkpoint: {run}")
+        quote = next(s for s in run["steps"] if s["id"] == "quote")["output"]
+        approval = manager["approval_id"]
+        out(f"3. discount {quote['discount']:.0%} > 10 %: it waits for a manager ({approval})")
+    with gateway.client("maria", "switchboard:admin") as maria:
+        decision = {"decision": "approve", "reason": "key account"}
+        _ok(maria.post(f"/approvals/{manager['approval_id']}", json=decision))
+    out("4. maria approves on the approvals desk; the sales desk writes the reply")
+    with gateway.client("dana", USER_SCOPES) as dana:
+        done = _wait(dana, run["id"], lambda r: r["state"] in ("completed", "failed", "rejected"))
+    out(f"\nrun {done['id']} of {done['flow_id']} v{done['flow_version']}: {done['state']}")
+    grant = done.get("grant") or {}
+    scopes, actors = " ".join(grant.get("scopes", [])), " -> ".join(grant.get("actors", []))
+    out(f"  grant: {scopes}; acts as {actors}")
+    for step in done["steps"]:
+        took = f"{step['duration_ms']:.0f} ms" if step["duration_ms"] is not None else ""
+        indent = "    " if step["parent"] else "  "
+        out(f"{indent}{step['id']:<10} {step['state']:<10} {step['target'] or '':<24} {took:>8}")
+    if done["state"] == "completed":
+        out(f"reply: {done['output']['reply']}")
+    checks = {
+        "the run completed": done["state"] == "completed",
+        "it acted for dana": done["user"]["subject"] == "dana",
+        "quote and stock ran in parallel": {
+            s["parent"] for s in done["steps"] if s["id"] in ("quote", "stock")
+        }
+        == {"check"},
+        "the sales desk quoted once and replied once": (
+            sales_desk.count("quote"),
+            sales_desk.count("reply"),
+        )
+        == (1, 1),
+    }
+    for what, held in checks.items():
+        out(f"  [{'ok' if held else 'FAILED'}] {what}")
+    return 0 if all(checks.values()) else 1
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 300:
+        raise DemoError(f"{response.request.method} {response.request.url}: {response.text}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _wait(
+    dana: httpx.Client, run_id: str | None, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        if run_id is None:
+            runs = _ok_list(dana.get("/flows/quote-flow/runs"))
+            run = _ok(dana.get(f"/flows/quote-flow/runs/{runs[0]['id']}")) if runs else None
+        else:
+            run = _ok(dana.get(f"/flows/quote-flow/runs/{run_id}"))
+        if run is not None and done(run):
+            return run
+        if time.monotonic() > deadline:
+            raise DemoError(f"the flow run did not get there in 60 s: {run}")
+        time.sleep(0.1)
+
+
+def _ok_list(response: httpx.Response) -> list[dict[str, Any]]:
+    if response.status_code >= 300:
+        raise DemoError(f"{response.request.method} {response.request.url}: {response.text}")
+    found: list[dict[str, Any]] = response.json()
+    return found

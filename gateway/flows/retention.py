@@ -1,0 +1,181 @@
+"""What is kept of a run once it has ended, and for how long.
+
+Once a minute (`flow_retention_interval_seconds`) each replica:
+
+1. rewrites the stored record of every run that has ended since under its
+   flow version's `redact:` rules -- the run's input and output, each step's
+   input and output (`gateway.flows.redaction`) -- and marks it
+   (`flow_runs.redacted_at`). A run that has ended for the engine too (its
+   workflow returned: DBOS `SUCCESS`) also loses the engine's own copy of its
+   step results, which nothing reads again; a cancelled run keeps it, since
+   `resume` replays from it, until its retention ends.
+2. deletes the runs that ended more than their flow's `retention_days` ago
+   (default `flow_run_retention_days`; the flow's current version says, as a
+   retention policy applies to what is already kept): the run, its steps, its
+   grant and the engine's workflow. The audit log keeps its own records
+   (`flow.run`, `flow.grant`, each step's delegation) under its own retention.
+
+Every statement is idempotent and bounded (`BATCH` runs a pass), so replicas
+sweeping at once, or a sweep cut short by a crash, only repeat work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.flows.engine import FlowEngine
+from gateway.flows.redaction import redact, rules
+from gateway.flows.store import TERMINAL_RUN_STATES, FlowStore
+from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions
+
+logger = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+class RunRetention:
+    def __init__(
+        self,
+        db: AsyncEngine,
+        store: FlowStore,
+        engine: FlowEngine,
+        *,
+        default_days: float,
+        interval_seconds: float,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.engine = engine
+        self.default_days = default_days
+        self.interval_seconds = interval_seconds
+
+    async def sweep(self, now: datetime | None = None) -> tuple[int, int]:
+        """One pass: (runs whose record was rewritten, runs deleted)."""
+        now = now or datetime.now(UTC)
+        rewritten = await self._rewrite_ended(now)
+        deleted = await self._delete_expired(now)
+        return rewritten, deleted
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_seconds)
+            try:
+                await self.sweep()
+            except Exception as exc:  # a database outage: the next pass does it
+                logger.warning("flow run retention pass failed: %s", exc)
+
+    # 1. Redaction at rest -----------------------------------------------------------
+
+    async def _rewrite_ended(self, now: datetime) -> int:
+        async with self.db.connect() as conn:
+            ended = (
+                await conn.execute(
+                    select(flow_runs.c.id, flow_runs.c.flow_id, flow_runs.c.flow_version)
+                    .where(
+                        flow_runs.c.state.in_(TERMINAL_RUN_STATES),
+                        flow_runs.c.redacted_at.is_(None),
+                    )
+                    .limit(BATCH)
+                )
+            ).all()
+        documents: dict[tuple[str, int], dict[str, Any]] = {}
+        for run_id, flow_id, version in ended:
+            key = (flow_id, version)
+            if key not in documents:
+                documents[key] = await self._document(flow_id, version)
+            await self._rewrite(run_id, rules(documents[key].get("redact") or ()), now)
+            await self._forget_engine_copy(run_id)
+        return len(ended)
+
+    async def _document(self, flow_id: str, version: int) -> dict[str, Any]:
+        async with self.db.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(flow_versions.c.document).where(
+                        flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
+                    )
+                )
+            ).scalar_one_or_none()
+        return dict(found or {})
+
+    async def _rewrite(self, run_id: str, keys: frozenset[str], now: datetime) -> None:
+        async with self.db.begin() as conn:
+            if keys:
+                run = (
+                    await conn.execute(
+                        select(flow_runs.c.input, flow_runs.c.output).where(
+                            flow_runs.c.id == run_id
+                        )
+                    )
+                ).one()
+                await conn.execute(
+                    update(flow_runs)
+                    .where(flow_runs.c.id == run_id)
+                    .values(input=redact(run.input, keys), output=redact(run.output, keys))
+                )
+                steps = (
+                    await conn.execute(
+                        select(flow_steps.c.step_id, flow_steps.c.input, flow_steps.c.output).where(
+                            flow_steps.c.run_id == run_id
+                        )
+                    )
+                ).all()
+                for step in steps:
+                    await conn.execute(
+                        update(flow_steps)
+                        .where(flow_steps.c.run_id == run_id, flow_steps.c.step_id == step.step_id)
+                        .values(input=redact(step.input, keys), output=redact(step.output, keys))
+                    )
+            await conn.execute(
+                update(flow_runs).where(flow_runs.c.id == run_id).values(redacted_at=now)
+            )
+
+    async def _forget_engine_copy(self, run_id: str) -> None:
+        if not self.engine.launched:
+            return
+        if await self.engine.status(run_id) == "SUCCESS":
+            await self.engine.delete([run_id])
+
+    # 2. Retention -----------------------------------------------------------------
+
+    async def _delete_expired(self, now: datetime) -> int:
+        deleted = 0
+        for flow in await self.store.list():
+            days = flow.document.get("retention_days") or self.default_days
+            if days <= 0:
+                continue  # kept for ever
+            cutoff = now - timedelta(days=days)
+            async with self.db.connect() as conn:
+                expired = (
+                    await conn.execute(
+                        select(flow_runs.c.id, flow_runs.c.grant_id)
+                        .where(
+                            flow_runs.c.flow_id == flow.id,
+                            flow_runs.c.state.in_(TERMINAL_RUN_STATES),
+                            flow_runs.c.finished_at < cutoff,
+                        )
+                        .limit(BATCH)
+                    )
+                ).all()
+            if not expired:
+                continue
+            run_ids = [row.id for row in expired]
+            if self.engine.launched:
+                await self.engine.delete(run_ids)
+            async with self.db.begin() as conn:
+                await conn.execute(delete(flow_steps).where(flow_steps.c.run_id.in_(run_ids)))
+                await conn.execute(
+                    delete(flow_grants).where(flow_grants.c.id.in_([r.grant_id for r in expired]))
+                )
+                await conn.execute(delete(flow_runs).where(flow_runs.c.id.in_(run_ids)))
+            logger.info(
+                "deleted %d run(s) of flow %s ended before %s", len(run_ids), flow.id, cutoff
+            )
+            deleted += len(run_ids)
+        return deleted

@@ -1,0 +1,73 @@
+"""Starting a run nobody asked for by hand -- a trigger's (a task's end, a
+webhook, a schedule tick): admitted by the policy for the flow like any
+caller, started at most once under a run id derived from what fired it, and
+audited under the trigger's own event (`flow.trigger`, `flow.webhook`,
+`flow.schedule`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from adapters.trace_context import new_trace_id
+from gateway.delegation.permits import Caller
+from gateway.flows.definition import Trigger
+from gateway.flows.service import FlowService, InputInvalid, RunAlreadyStarted
+
+# The issuer of the identities webhooks and schedules act as (`run_as`): no
+# identity provider issues it, so no user's token can ever be taken for one.
+ISSUER = "urn:switchboard:trigger"
+
+
+def derived_run_id(*parts: str) -> str:
+    return "run_" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def service_caller(kind: str, flow_id: str, trigger: Trigger) -> Caller:
+    """A webhook's or a schedule's `run_as`, as a caller: its scopes at most."""
+    assert trigger.run_as is not None
+    actor = f"{kind}:{flow_id}/{trigger.id}"
+    return Caller(
+        subject=trigger.run_as.subject,
+        issuer=ISSUER,
+        scopes=frozenset(trigger.run_as.scopes),
+        actors=(actor,),
+        client_id=actor,
+    )
+
+
+async def start_once(
+    service: FlowService,
+    flow_id: str,
+    caller: Caller,
+    run_input: Callable[[], dict[str, Any]],
+    *,
+    run_id: str,
+    event: str,
+    said: str,
+) -> bool:
+    """Admit and start; True if it started now, False if it had already.
+
+    Raises `DelegationDenied` / `ApprovalRequired` (audited where decided), and
+    `InputInvalid` or `ValueError` for an input the flow cannot take (audited
+    here, `invalid_input`)."""
+    delegations = service.rt.delegations
+    trace_id = new_trace_id()
+    grant = await delegations.admit(caller, flow_id, event=event, trace_id=trace_id, action="run")
+    try:
+        await service.start(
+            flow_id,
+            run_input(),
+            caller=caller,
+            granted=grant.decision.granted,
+            trace_id=trace_id,
+            run_id=run_id,
+        )
+    except RunAlreadyStarted:
+        return False
+    except (InputInvalid, ValueError) as exc:
+        await delegations.record(grant, event, "invalid_input", f"{said}: {exc}"[:500])
+        raise
+    await delegations.record(grant, event, "ok", f"run {run_id}: {said}"[:500])
+    return True

@@ -1,0 +1,61 @@
+"""The unfinished runs of a replica that is gone, taken over by a live one.
+
+A run is a DBOS workflow owned by the replica that runs it: its executor id
+is the replica's id (`gateway.storage.replicas`). DBOS's own start-up
+recovery takes up only the runs of its own executor id -- right for one
+process, wrong for several: a replica that dies is not there to restart, or
+comes back under a new random id. So every replica running flows looks, once
+a heartbeat, for unfinished runs whose owner is not among the live replicas
+(its row not renewed for `replica_stale_seconds`, or absent), and hands them
+to DBOS's recovery, which re-queues each once however many replicas ask.
+
+On SQLite the gateway is one process (the embedded default): its executor is
+DBOS's `local`, recovered at every start, and nothing here runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway.flows.engine import FlowEngine
+from gateway.flows.store import FlowStore
+from gateway.storage.replicas import ReplicaDirectory
+
+logger = logging.getLogger(__name__)
+
+
+class RunTakeover:
+    def __init__(self, engine: FlowEngine, store: FlowStore, replicas: ReplicaDirectory) -> None:
+        self.engine = engine
+        self.store = store
+        self.replicas = replicas
+
+    async def sweep(self) -> list[str]:
+        """Take over the runs of replicas that are gone; returns their ids."""
+        if not self.engine.launched:
+            # Runs exist only where flows do; a replica that has served no flow
+            # request yet still takes over the others'.
+            if not await self.store.any():
+                return []
+            await self.engine.ensure()
+        gone = await self.engine.pending_executors() - await self.replicas.live_ids()
+        if not gone:
+            return []
+        runs = await self.engine.recover(sorted(gone))
+        if runs:
+            logger.warning(
+                "replica %s takes over %d unfinished flow run(s) of replica(s) gone: %s",
+                self.replicas.id,
+                len(runs),
+                ", ".join(sorted(gone)),
+            )
+        return runs
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.replicas.heartbeat_seconds)
+            try:
+                await self.sweep()
+            except Exception as exc:  # a database outage: the next beat tries again
+                logger.warning("taking over flow runs of replicas gone failed: %s", exc)

@@ -1,0 +1,76 @@
+"""What registration checks of a flow's triggers (`triggers:`): each names
+an agent that exists -- not the flow itself -- and a skill it has; a webhook
+names a secret the gateway has; and `input` reads only `task` (a webhook's:
+`event` and `webhook`). Problems name the trigger's field, as the step
+checks name a step's (`gateway.flows.checks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from gateway.flows.checks import Catalog, Problem
+from gateway.flows.definition import FlowDocument
+from gateway.flows.expressions import ExpressionInvalid, references
+
+
+def _problem(field: str, message: str) -> Problem:
+    return {"step": None, "field": field, "message": message}
+
+
+async def _task(
+    document: FlowDocument, agent: str, skill: str | None, where: str, catalog: Catalog
+) -> list[Problem]:
+    if agent == document.id:
+        return [_problem(f"{where}.task.agent", "a flow cannot be started by its own runs")]
+    info = await catalog.agent(agent)
+    if info is None:
+        return [_problem(f"{where}.task.agent", f"no agent {agent!r}")]
+    if skill is not None and info.skills and skill not in info.skills:
+        return [
+            _problem(
+                f"{where}.task.skill",
+                f"agent {agent!r} has no skill {skill!r} ({', '.join(info.skills)})",
+            )
+        ]
+    return []
+
+
+async def check_triggers(
+    document: FlowDocument, catalog: Catalog, secrets: Collection[str] = ()
+) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, trigger in enumerate(document.triggers):
+        where = f"triggers[{i}]"
+        if trigger.id in seen:
+            problems.append(_problem(f"{where}.id", "a trigger id is used twice"))
+        seen.add(trigger.id)
+        if trigger.task is not None:
+            task = trigger.task
+            problems += await _task(document, task.agent, task.skill, where, catalog)
+        elif trigger.webhook is not None and trigger.webhook.secret not in secrets:
+            problems.append(
+                _problem(
+                    f"{where}.webhook.secret",
+                    f"no secret {trigger.webhook.secret!r} in the gateway's secrets setting",
+                )
+            )
+        if trigger.input is not None:
+            try:
+                roots = {ref.root for ref in references(trigger.input)}
+            except ExpressionInvalid as exc:
+                problems.append(_problem(f"{where}.input", f"not a JMESPath expression: {exc}"))
+                continue
+            known = (
+                {"task"}
+                if trigger.task is not None
+                else {"event", "webhook"}
+                if trigger.webhook is not None
+                else {"schedule"}
+            )
+            if roots - known:
+                unknown = ", ".join(sorted(roots - known))
+                reads = " and ".join(sorted(known))
+                said = f"{unknown}: this trigger's input reads only {reads}"
+                problems.append(_problem(f"{where}.input", said))
+    return problems

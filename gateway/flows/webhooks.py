@@ -1,0 +1,182 @@
+"""Flows started by a signed webhook: another system (a CRM, a payment
+provider) posts an event to `POST /flows/{id}/hooks/{trigger}` and a run
+starts with it.
+
+The request is signed as Standard Webhooks has it (standardwebhooks.com;
+Svix and others send it): `webhook-id`, `webhook-timestamp` (Unix seconds)
+and `webhook-signature` -- space-separated ``v1,<base64 HMAC-SHA256>`` of
+``"<id>.<timestamp>.<raw body>"`` under the trigger's secret, a named secret
+of the gateway (`secrets`; a ``whsec_``-prefixed value is the base64 of the
+key, as Standard Webhooks issues them, any other is the key's UTF-8 bytes).
+Refused (401, nothing said of why beyond "signature"): no or a wrong
+signature, a timestamp more than `TOLERANCE_SECONDS` from now (a captured
+request replayed later). A request replayed within the window starts nothing
+new: the run's id is derived from the trigger and `webhook-id`, so the same
+delivery retried (as senders do) is the same run.
+
+The run acts for the trigger's `run_as` -- a service identity of the flow's
+own, issuer `urn:switchboard:trigger`, with the scopes it declares, decided
+by the policy for the flow like any caller's; never for a user. Every
+delivery is audited (`flow.webhook`), refused ones included.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from adapters.trace_context import new_trace_id
+from gateway.delegation.audit import AuditEvent
+from gateway.flows.definition import FlowDocument, Trigger
+from gateway.flows.expressions import evaluate
+from gateway.flows.service import FlowService
+from gateway.flows.started import ISSUER, derived_run_id, service_caller, start_once
+from gateway.flows.store import FlowNotFound
+
+TOLERANCE_SECONDS = 300
+MAX_ID_LENGTH = 256
+
+
+class WebhookRefused(Exception):
+    """401: the delivery is not signed as the trigger's secret signs."""
+
+
+class WebhookInvalid(Exception):
+    """422: signed, but not something a run can start from."""
+
+
+class NoSuchHook(Exception):
+    """404: the flow has no webhook trigger of that id."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    webhook_id: str
+    timestamp: str
+    signatures: str
+    body: bytes
+
+
+def key_of(secret: SecretStr) -> bytes:
+    value = secret.get_secret_value()
+    if value.startswith("whsec_"):
+        try:
+            return base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            pass  # not base64 after all: the bytes as given
+    return value.encode()
+
+
+def signature(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def verify(key: bytes, delivery: Delivery, now: float | None = None) -> None:
+    if not delivery.webhook_id or len(delivery.webhook_id) > MAX_ID_LENGTH:
+        raise WebhookRefused("webhook-id missing or too long")
+    try:
+        sent_at = int(delivery.timestamp)
+    except ValueError:
+        raise WebhookRefused("webhook-timestamp is not a Unix time") from None
+    if abs((now or time.time()) - sent_at) > TOLERANCE_SECONDS:
+        raise WebhookRefused("webhook-timestamp is too far from now")
+    expected = signature(key, delivery.webhook_id, delivery.timestamp, delivery.body)
+    offered = delivery.signatures.split()
+    # Compare every offered signature in constant time (a sender rotating keys
+    # sends several); only v1 (HMAC-SHA256) is known.
+    if not any(hmac.compare_digest(expected, s) for s in offered if s.startswith("v1,")):
+        raise WebhookRefused("no valid signature")
+
+
+def hook_run_id(flow_id: str, trigger_id: str, webhook_id: str) -> str:
+    return derived_run_id(flow_id, trigger_id, webhook_id)
+
+
+async def deliver(
+    service: FlowService, flow_id: str, trigger_id: str, delivery: Delivery
+) -> tuple[str, bool]:
+    """Verify and start; (run id, whether it started now)."""
+    trigger = await _trigger(service, flow_id, trigger_id)
+    assert trigger.webhook is not None
+    assert trigger.run_as is not None
+    trace_id = new_trace_id()
+    secret = service.rt.settings.secrets.get(trigger.webhook.secret)
+    if secret is None:
+        raise WebhookRefused(f"secret {trigger.webhook.secret!r} is not configured")
+    try:
+        verify(key_of(secret), delivery)
+    except WebhookRefused as exc:
+        await _audit(service, flow_id, trigger, trace_id, "deny", "unauthenticated", str(exc))
+        raise
+    try:
+        body = json.loads(delivery.body)
+    except ValueError:
+        raise WebhookInvalid("the body is not JSON") from None
+    run_input = _input(trigger, body, delivery.webhook_id)
+    run_id = hook_run_id(flow_id, trigger.id, delivery.webhook_id)
+    started = await start_once(
+        service,
+        flow_id,
+        service_caller("webhook", flow_id, trigger),
+        lambda: run_input,
+        run_id=run_id,
+        event="flow.webhook",
+        said=f"webhook {trigger.id}, delivery {delivery.webhook_id}",
+    )  # DelegationDenied: 403; InputInvalid: 422
+    return run_id, started
+
+
+async def _trigger(service: FlowService, flow_id: str, trigger_id: str) -> Trigger:
+    try:
+        record = await service.rt.store.get(flow_id)
+    except FlowNotFound:
+        raise NoSuchHook(f"no flow {flow_id}") from None
+    document = FlowDocument.model_validate(record.document)
+    for trigger in document.triggers:
+        if trigger.id == trigger_id and trigger.webhook is not None:
+            return trigger
+    raise NoSuchHook(f"flow {flow_id} has no webhook {trigger_id!r}")
+
+
+def _input(trigger: Trigger, body: Any, webhook_id: str) -> dict[str, Any]:
+    if trigger.input is None:
+        found = body
+    else:
+        found = evaluate(trigger.input, {"event": body, "webhook": {"id": webhook_id}})
+    if not isinstance(found, dict):
+        raise WebhookInvalid(f"the run's input is {type(found).__name__}, not an object")
+    return found
+
+
+async def _audit(
+    service: FlowService,
+    flow_id: str,
+    trigger: Trigger,
+    trace_id: str,
+    decision: Literal["allow", "deny"],
+    outcome: str,
+    detail: str,
+) -> None:
+    assert trigger.run_as is not None
+    await service.rt.delegations.audit.record(
+        AuditEvent(
+            event="flow.webhook",
+            trace_id=trace_id,
+            subject=trigger.run_as.subject,
+            subject_issuer=ISSUER,
+            decision=decision,
+            outcome=outcome,
+            target=flow_id,
+            action=trigger.id,
+            detail=detail[:2000],
+        )
+    )

@@ -1,0 +1,39 @@
+"""`switchboard demo --scenario flow` as a user runs it: the support desk's
+escalation triggers the quote flow for the same user, quote and stock run in
+parallel, the run stops for a manager, and the reply goes back; exit 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_the_flow_demo_tells_the_story_and_exits_0(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SWITCHBOARD_CONFIG", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "demo",
+            "--scenario",
+            "flow",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "its end triggers quote-flow for dana" in out
+    assert ": input_required" in out and "it waits for a manager (apr_" in out
+    assert "grant: inventory:read sales:quote" in out
+    assert "[FAILED]" not in out and out.count("[ok]") == 4
+    assert "reply: Dear ACME, your quote is 1200.0 EUR." in out

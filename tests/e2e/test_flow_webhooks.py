@@ -1,0 +1,187 @@
+"""Flows started by a signed webhook (SQLite and PostgreSQL): a delivery
+signed as Standard Webhooks has it starts a run that acts for the trigger's
+service identity, decided by the policy; the same delivery again is the same
+run; anything not signed with the trigger's secret, or too old, is 401 and
+starts nothing (audited); a bad trigger is refused at registration."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from gateway.flows.webhooks import key_of, signature
+from tests.support.flows import POLICY, FlowSetup, flow_setup
+
+KEY = base64.b64encode(b"a 32-byte key for the crm's hook").decode()
+SECRET = SecretStr("whsec_" + KEY)
+
+HOOK_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "hook-flow",
+    "name": "Quote what the CRM sends",
+    "input": {
+        "type": "object",
+        "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer"}},
+        "required": ["sku", "quantity"],
+    },
+    "triggers": [
+        {
+            "id": "crm",
+            "webhook": {"secret": "crm"},
+            "run_as": {"subject": "crm-bot", "scopes": ["crm:events", "sales:quote"]},
+            "input": "{sku: event.order.sku, quantity: event.order.quantity}",
+        }
+    ],
+    "steps": [
+        {
+            "id": "quote",
+            "call": {"agent": "sales", "skill": "quote"},
+            "input": "{sku: input.sku, quantity: input.quantity}",
+        }
+    ],
+}
+HOOK_POLICY = POLICY + ("  hook-flow:\n    require: [crm:events]\n    grant: [sales:quote]\n")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    with flow_setup(tmp_path, database_url, HOOK_POLICY, secrets={"crm": SECRET}) as made:
+        assert made.register(HOOK_FLOW).status_code == 201
+        yield made
+
+
+def _post(
+    setup: FlowSetup,
+    body: bytes,
+    *,
+    webhook_id: str = "msg_1",
+    timestamp: int | None = None,
+    key: bytes | None = None,
+    trigger: str = "crm",
+) -> httpx.Response:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": signature(key or key_of(SECRET), webhook_id, stamp, body),
+        "content-type": "application/json",
+    }
+    with setup.gateway.anonymous() as anyone:
+        return anyone.post(f"/flows/hook-flow/hooks/{trigger}", content=body, headers=headers)
+
+
+ORDER = json.dumps({"type": "order.created", "order": {"sku": "H-1", "quantity": 5}}).encode()
+
+
+def test_a_signed_delivery_starts_a_run_once(setup: FlowSetup) -> None:
+    first = _post(setup, ORDER)
+    assert first.status_code == 202, first.text
+    run_id = first.json()["run"]
+    again = _post(setup, ORDER)  # the sender retries the same delivery
+    assert again.status_code == 200 and again.json()["run"] == run_id
+    with setup.admin() as admin:
+        run = setup.run(admin, {"id": run_id, "flow_id": "hook-flow"}, "completed", "failed")
+        audit = admin.get("/audit", params={"agent": "hook-flow", "limit": 50}).json()
+    assert run["state"] == "completed", run
+    assert run["user"] == {"subject": "crm-bot", "issuer": "urn:switchboard:trigger"}
+    assert run["input"] == {"sku": "H-1", "quantity": 5}
+    assert run["grant"]["actors"] == ["webhook:hook-flow/crm", "hook-flow"]
+    assert run["grant"]["scopes"] == ["sales:quote"]
+    assert setup.desk.count("quote") == 1
+    started = [r for r in audit["items"] if r["event"] == "flow.webhook" and r["outcome"] == "ok"]
+    assert len(started) == 1
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        {"key": b"another key entirely, 32 bytes!!"},
+        {"timestamp": int(time.time()) - 3600},
+        {"timestamp": int(time.time()) + 3600},
+    ],
+)
+def test_a_delivery_not_signed_with_the_secret_is_401(
+    setup: FlowSetup, tamper: dict[str, Any]
+) -> None:
+    refused = _post(setup, ORDER, **tamper)
+    assert refused.status_code == 401, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    with setup.admin() as admin:
+        assert admin.get("/flows/hook-flow/runs").json() == []
+        audit = admin.get("/audit", params={"agent": "hook-flow", "limit": 50}).json()
+    assert any(r["event"] == "flow.webhook" and r["decision"] == "deny" for r in audit["items"])
+
+
+def test_unsigned_or_changed_bodies_are_401(setup: FlowSetup) -> None:
+    with setup.gateway.anonymous() as anyone:
+        bare = anyone.post("/flows/hook-flow/hooks/crm", content=ORDER)
+    assert bare.status_code == 401
+    stamp = str(int(time.time()))
+    headers = {
+        "webhook-id": "msg_2",
+        "webhook-timestamp": stamp,
+        "webhook-signature": signature(key_of(SECRET), "msg_2", stamp, ORDER),
+    }
+    with setup.gateway.anonymous() as anyone:
+        changed = anyone.post(
+            "/flows/hook-flow/hooks/crm", content=ORDER.replace(b"5", b"500"), headers=headers
+        )
+    assert changed.status_code == 401
+
+
+def test_bad_events_and_unknown_hooks(setup: FlowSetup) -> None:
+    assert _post(setup, b"not json", webhook_id="m3").status_code == 422
+    wrong = json.dumps({"order": {"sku": "H-1", "quantity": "many"}}).encode()
+    assert _post(setup, wrong, webhook_id="m4").status_code == 422
+    assert _post(setup, ORDER, trigger="nope").status_code == 404
+
+
+def test_a_service_identity_the_policy_refuses_starts_nothing(setup: FlowSetup) -> None:
+    document = json.loads(json.dumps(HOOK_FLOW))
+    document["triggers"][0]["run_as"]["scopes"] = ["sales:quote"]  # no crm:events
+    assert setup.register(document).status_code == 201
+    refused = _post(setup, ORDER, webhook_id="m5")
+    assert refused.status_code == 403, refused.text
+    assert "crm:events" in refused.text
+
+
+@pytest.mark.parametrize(
+    ("trigger", "field", "says"),
+    [
+        ({"id": "t", "webhook": {"secret": "crm"}}, "triggers[0]", "needs run_as"),
+        (
+            {"id": "t", "webhook": {"secret": "nope"}, "run_as": {"subject": "x"}},
+            "triggers[0].webhook.secret",
+            "no secret",
+        ),
+        (
+            {
+                "id": "t",
+                "webhook": {"secret": "crm"},
+                "run_as": {"subject": "x"},
+                "input": "{sku: task.output.sku}",
+            },
+            "triggers[0].input",
+            "reads only event and webhook",
+        ),
+        (
+            {"id": "t", "task": {"agent": "sales"}, "run_as": {"subject": "x"}},
+            "triggers[0]",
+            "no run_as",
+        ),
+    ],
+)
+def test_a_bad_webhook_trigger_is_refused(
+    setup: FlowSetup, trigger: dict[str, Any], field: str, says: str
+) -> None:
+    refused = setup.register({**HOOK_FLOW, "triggers": [trigger]})
+    assert refused.status_code == 422, refused.text
+    assert says in refused.text and field in refused.text

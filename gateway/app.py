@@ -22,6 +22,7 @@ from gateway.api import (
     agents,
     approvals,
     audit,
+    coordination,
     credentials,
     flows,
     health,
@@ -152,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
         mcp_servers.router,
         vendor_agents.router,
         approvals.router,
+        coordination.router,
         metrics.router,
         flows.router,
     ):

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from policies.coordination import CoordinationPolicy
 from policies.limits import LimitRule
 from policies.scopes import ScopeSyntaxError, parse_scopes
 
@@ -112,6 +113,10 @@ class Policy(BaseModel):
     # Rate limits and quotas (`policies.limits`): counted by the gateway after
     # a call is allowed, before its token is minted.
     limits: list[LimitRule] = Field(default_factory=list)
+    # Coordination rules (`policies.coordination`): holds, cooldowns, leases
+    # and budgets per business entity, kept by the gateway inside the same
+    # decision, after the rate limits.
+    coordination: CoordinationPolicy = Field(default_factory=CoordinationPolicy)
 
     @field_validator("limits")
     @classmethod
@@ -262,6 +267,8 @@ class Denial(enum.StrEnum):
     CARD_REQUIREMENT = "card_requirement"
     # Allowed, but a rate limit of the policy is reached (`policies.limits`).
     RATE_LIMITED = "rate_limited"
+    # Allowed, but a coordination rule holds the call back (`policies.coordination`).
+    COORDINATION = "coordination"
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ def _line_of(node: Any, path: list[str]) -> int:
                     node = value
                     break
             else:
-                return line
+                # A tagged union's tag (`hold` of rules.0.hold.ttl) is no key
+                # of the file: step over it, the rest of the path is.
+                continue
         elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
             node = node.value[int(part)]
             line = node.start_mark.line + 1

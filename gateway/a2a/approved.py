@@ -38,7 +38,7 @@ from gateway.delegation.approvals import (
     Approval,
     Approvals,
 )
-from gateway.delegation.handoffs import message_skill, proto_places
+from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import Execute, RunSpec, status_message
 from policies.tokens import TokenInvalid
@@ -142,6 +142,7 @@ class ApprovalExecution:
                 trace_id=approval.trace_id,
                 approved=True,
                 strictest=decided.strictest,
+                inputs=proto_inputs(request.message),
             )
         except AgentNotFound:
             mirror.fail(f"agent {approval.target} is no longer registered")

@@ -55,6 +55,7 @@ from gateway.a2a.handler import AgentHandler
 from gateway.a2a.outages import OutageNote, current_note, outage_response, retry_after, watch
 from gateway.a2a.responses import (
     card_response,
+    denial_response,
     invalid_params,
     jsonrpc_refusal,
     parse_jsonrpc_body,
@@ -62,13 +63,18 @@ from gateway.a2a.responses import (
     rest_refusal,
 )
 from gateway.delegation.audit import outage_event
-from gateway.delegation.handoffs import MessageSkill, json_places, json_task_id, message_skill
+from gateway.delegation.handoffs import (
+    MessageSkill,
+    json_inputs,
+    json_places,
+    json_task_id,
+    message_skill,
+)
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
     DelegationDenied,
     Grant,
-    RateLimited,
 )
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import current_principal, front_door_principal
@@ -184,7 +190,7 @@ class A2AFrontDoor:
         trace_id = begin_trace(request.headers)
         owner = Owner(caller.subject, caller.issuer, caller)
         try:
-            message, decided = await self._skill(request, jsonrpc, agent_id, owner)
+            message, decided, inputs = await self._skill(request, jsonrpc, agent_id, owner)
         except _Unparseable as refusal:
             return refusal.response
         except _SkillRefused as refused:
@@ -205,6 +211,7 @@ class A2AFrontDoor:
                     event="a2a",
                     trace_id=trace_id,
                     strictest=decided.strictest,
+                    inputs=inputs,
                 )
             else:
                 grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
@@ -234,19 +241,8 @@ class A2AFrontDoor:
                     {"reasons": reasons, "approval_required": True},
                 )
             grant, request.state.approval = pending.permit, True
-        except RateLimited as limited:
-            # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3), the hint in
-            # the error's data too for clients that only read the body.
-            reasons = list(limited.decision.reasons)
-            return refuse(
-                429,
-                "delegation refused: " + "; ".join(reasons),
-                {"reasons": reasons, "retry_after": limited.retry_after},
-                headers={"Retry-After": str(limited.retry_after)},
-            )
-        except DelegationDenied as denied:
-            reasons = list(denied.decision.reasons)
-            return refuse(403, "delegation refused: " + "; ".join(reasons), {"reasons": reasons})
+        except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
+            return denial_response(denied, refuse)
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
         request.state.admission = Admission(
             grant,
@@ -260,7 +256,7 @@ class A2AFrontDoor:
 
     async def _skill(
         self, request: Request, jsonrpc: bool, agent_id: str, owner: Owner
-    ) -> tuple[bool, MessageSkill]:
+    ) -> tuple[bool, MessageSkill, list[Any] | None]:
         """Whether the request sends a message, and what it is for
         (`gateway.delegation.handoffs.message_skill`: from every place the
         caller's JSON can name a skill, or -- continuing one of the caller's
@@ -270,7 +266,8 @@ class A2AFrontDoor:
         agent. A message naming no skill, to an agent with several, is decided
         as for the strictest (`Delegations.admit_message`). Places that name
         different skills, a skill the card lacks, a skill other than the
-        continued task's or two task ids raise `_SkillRefused`."""
+        continued task's or two task ids raise `_SkillRefused`. And what the
+        message hands the agent, for the coordination rules (`json_inputs`)."""
         request_id: Any = None
         legacy = False
         unsaid = MessageSkill(None)
@@ -280,25 +277,25 @@ class A2AFrontDoor:
                 raise _Unparseable(refused)
             body = request._json
             if not isinstance(body, dict) or body.get("method") not in _MESSAGE_METHODS:
-                return False, unsaid
+                return False, unsaid, None
             params = body.get("params")
             request_id = body.get("id")
             legacy = "/" in str(body.get("method"))
         else:
             if not request.url.path.endswith(_MESSAGE_PATHS) or request.method != "POST":
-                return False, unsaid
+                return False, unsaid, None
             try:
                 params = json.loads(await request.body())
             except (ValueError, RecursionError):
-                return True, unsaid  # the SDK answers it
+                return True, unsaid, None  # the SDK answers it
         if not isinstance(params, dict):
-            return True, unsaid  # the SDK answers it
+            return True, unsaid, None  # the SDK answers it
         try:
             _, card, _ = await self.handler.delegations.target(agent_id)
         except AgentNotFound:
-            return True, unsaid  # not an agent: admit says so, or serves an MCP server
+            return True, unsaid, None  # not an agent: admit says so, or serves an MCP server
         try:
-            return True, await message_skill(
+            decided = await message_skill(
                 self.handler.tasks,
                 agent_id,
                 card,
@@ -308,6 +305,7 @@ class A2AFrontDoor:
             )
         except InvalidParamsError as error:
             raise _SkillRefused(error, invalid_params(error, jsonrpc, request_id, legacy)) from None
+        return True, decided, json_inputs(params)
 
     def _guarded(
         self,

@@ -8,7 +8,7 @@ import json
 import re
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.utils.error_handlers import build_rest_error_payload
@@ -17,11 +17,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.a2a.cards import etag
+from gateway.delegation.pipeline import CoordinationRefused, DelegationDenied, RateLimited
 from registry.tables import as_utc
 
 # Implementation-defined server error (JSON-RPC reserves -32000..-32099; A2A
 # uses -32001..-32009): the gateway refused to delegate.
 DELEGATION_REFUSED = -32000
+
+
+class Refuse(Protocol):
+    """`jsonrpc_refusal` or `rest_refusal` (bound to a request's id)."""
+
+    def __call__(
+        self,
+        status: int,
+        message: str,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response: ...
 
 
 def jsonrpc_refusal(
@@ -55,9 +68,13 @@ def request_id_of(request: Request) -> Any:
 def rest_refusal(
     status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    grpc_status = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}.get(
-        status, "FAILED_PRECONDITION"
-    )
+    grpc_status = {
+        400: "INVALID_ARGUMENT",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        409: "ABORTED",  # google.rpc.Code: a concurrency conflict
+        429: "RESOURCE_EXHAUSTED",
+    }.get(status, "FAILED_PRECONDITION")
     body: dict[str, Any] = {"code": status, "status": grpc_status, "message": message}
     if data is not None:
         body["details"] = [
@@ -185,3 +202,33 @@ def _clean_id(body: Any) -> str | int | None:
     if isinstance(rid, int) and not isinstance(rid, bool):
         return rid
     return rid if isinstance(rid, str) and not _has_lone_surrogate(rid) else None
+
+
+def denial_response(denied: DelegationDenied, refuse: Refuse) -> Response:
+    """The refusal of a call the policy denied (403), a rate limit holds back
+    (429) or a coordination rule does (409; 400 when the input names no
+    entity the rules need), in the caller's binding (``refuse``)."""
+    reasons = list(denied.decision.reasons)
+    said = "delegation refused: " + "; ".join(reasons)
+    if isinstance(denied, RateLimited):
+        # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3), the hint in
+        # the error's data too for clients that only read the body.
+        return refuse(
+            429,
+            said,
+            {"reasons": reasons, "retry_after": denied.retry_after},
+            headers={"Retry-After": str(denied.retry_after)},
+        )
+    if isinstance(denied, CoordinationRefused):
+        # RFC 9110 §15.5.10: 409, the request conflicts with the entity's
+        # state (a hold, a cooldown, another call in flight, a spent budget).
+        data = {"reasons": reasons, "denial": "coordination", "rule": denied.rule}
+        if denied.retry_after is None:
+            return refuse(400, said, data)
+        return refuse(
+            409,
+            said,
+            {**data, "retry_after": denied.retry_after},
+            headers={"Retry-After": str(denied.retry_after)},
+        )
+    return refuse(403, said, {"reasons": reasons})

@@ -3,15 +3,17 @@ decision a delegation would, without calling anything or minting a token."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.state import state_of
-from gateway.delegation.pipeline import Caller
+from gateway.delegation.pipeline import Caller, Delegations
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
+from policies.coordination import EntityKeyInvalid, EntityKeyMissing, entity_keys, plan
 from policies.policy import ActionKind, Target
 from policies.scopes import ScopeSyntaxError, parse_scopes
 from registry.models import AGENT_ID_PATTERN
@@ -38,6 +40,11 @@ class ExplainRequest(BaseModel):
     kind: ActionKind = "skill"
     requested_scopes: list[str] | str | None = None
     subject: str = "explain"
+    input: dict[str, Any] | None = Field(
+        default=None,
+        description="what the call would hand the agent (a message's data, a tool's "
+        "arguments): the coordination rules read their entities' keys from it",
+    )
 
 
 @router.get("", summary="The policy in force")
@@ -77,6 +84,7 @@ async def explain(request: Request, body: ExplainRequest, _admin: AdminPrincipal
     )
     return {
         **decision.as_dict(),
+        "coordination": await _coordination(delegations, body),
         "limits": [
             {
                 "name": s.limit.name,
@@ -99,3 +107,43 @@ def _scopes(value: list[str] | str) -> frozenset[str]:
         return parse_scopes(text)
     except ScopeSyntaxError as exc:
         raise Problem(422, "invalid-scope", "Invalid scope", str(exc)) from None
+
+
+async def _coordination(delegations: Delegations, body: ExplainRequest) -> dict[str, Any]:
+    """The coordination rules that would apply to the call, and what holds it
+    back now, counting and taking nothing (`policies.coordination`)."""
+    rules = delegations.policy.current.coordination
+    if not rules or body.input is None:
+        return {"keys": {}, "rules": [], "blocked_by": []}
+    try:
+        keys = entity_keys(rules, body.target, body.action, [body.input])
+    except (EntityKeyMissing, EntityKeyInvalid) as exc:
+        return {"keys": {}, "rules": [], "blocked_by": [], "error": str(exc)}
+    asked = plan(rules, body.target, body.action, keys)
+    blocked = await delegations.coordination.state(asked) if delegations.coordination else []
+    return {
+        "keys": keys,
+        "rules": [
+            {"rule": k.rule, "kind": k.kind, "entity": k.entity, "key": k.key, "role": role}
+            for role, found in (
+                ("blocked_by", asked.blocked_by),
+                ("takes_lease", asked.leases),
+                ("counts_in_budget", asked.budgets),
+                ("opens", asked.opens),
+                ("closes", asked.closes),
+                ("starts_cooldown", asked.cools),
+            )
+            for k in found
+        ],
+        "blocked_by": [
+            {
+                "rule": b.rule.rule,
+                "kind": b.rule.kind,
+                "entity": b.rule.entity,
+                "key": b.rule.key,
+                "until": datetime.fromtimestamp(b.until, UTC).isoformat(),
+                "reason": b.reason(),
+            }
+            for b in blocked
+        ],
+    }

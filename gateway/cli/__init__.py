@@ -1,5 +1,5 @@
 """`switchboard` command line: serve, demo, db, token, agents, mcp, keys, policy,
-audit, approvals, flows -- one module per command group.
+audit, approvals, holds, flows -- one module per command group.
 
 Admin commands talk to the running gateway over its HTTP API, like any other
 client; only `serve`, `db upgrade`, `keys` and `token issue` touch the
@@ -15,13 +15,25 @@ from importlib import metadata
 
 from pydantic import ValidationError
 
-from gateway.cli import agents, approvals, audit, demo, flows, keys, mcp, policy, serve, tokens
+from gateway.cli import (
+    agents,
+    approvals,
+    audit,
+    demo,
+    flows,
+    holds,
+    keys,
+    mcp,
+    policy,
+    serve,
+    tokens,
+)
 from gateway.cli.common import CliError
 from gateway.settings import ConfigError
 from policies.keys import KeySealError
 
 # In the order `switchboard --help` lists them.
-GROUPS = (serve, demo, tokens, agents, mcp, keys, policy, audit, approvals, flows)
+GROUPS = (serve, demo, tokens, agents, mcp, keys, policy, audit, approvals, holds, flows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

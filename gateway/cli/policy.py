@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ def register(commands: Any) -> None:
     explain.add_argument("--skill", help="the skill asked for")
     explain.add_argument("--tool", help="the MCP tool asked for")
     explain.add_argument("--requested", help="scopes asked for (token exchange)")
+    explain.add_argument(
+        "--input",
+        help="the call's input as JSON (its data, a tool's arguments), for the coordination rules",
+    )
     explain.set_defaults(run=_policy_explain)
     gateway_options(explain)
 
@@ -55,6 +60,11 @@ def _policy_explain(args: argparse.Namespace) -> int:
     }
     if args.requested is not None:
         body["requested_scopes"] = args.requested
+    if args.input is not None:
+        try:
+            body["input"] = json.loads(args.input)
+        except ValueError as exc:
+            raise CliError(f"--input is not JSON: {exc}") from None
     result = call(args, "POST", "/policies/explain", json=body).json()
     verdict = "ALLOW" if result["decision"] == "allow" else "DENY"
     print(f"{verdict}  depth {result['depth']}  granted: {' '.join(result['granted_scopes'])}")
@@ -63,4 +73,15 @@ def _policy_explain(args: argparse.Namespace) -> int:
     for reason in result["reasons"]:
         print(f"  - {reason}")
     print(f"  rules: {', '.join(result['rules'])}")
-    return 0 if result["decision"] == "allow" else 1
+    coordination = result.get("coordination") or {}
+    if coordination.get("error"):
+        print(f"  coordination: refused: {coordination['error']}")
+    for rule in coordination.get("rules", []):
+        print(
+            f"  coordination: {rule['rule']} ({rule['kind']}) {rule['role']} "
+            f"{rule['entity']} {rule['key']}"
+        )
+    for blocked in coordination.get("blocked_by", []):
+        print(f"  HELD BACK: {blocked['reason']}")
+    held = bool(coordination.get("blocked_by") or coordination.get("error"))
+    return 0 if result["decision"] == "allow" and not held else 1

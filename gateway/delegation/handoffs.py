@@ -111,6 +111,33 @@ def proto_places(params: SendMessageRequest) -> list[Place]:
     return places
 
 
+def json_inputs(params: Mapping[str, Any]) -> list[Any]:
+    """What a SendMessage request's JSON hands the agent to act on, for the
+    coordination rules (`policies.coordination`): every data part's data,
+    under every spelling a parser accepts (A2A 1.0 `{"data": ...}`, 0.3
+    `{"kind": "data", "data": ...}`; the message as `message` or 0.3's
+    `request`; its parts as `parts` or `content`). Read as widely as
+    `json_places`: a part one parser ignores can only add a key to agree
+    with, never hide the one the agent reads."""
+    inputs: list[Any] = []
+    for key in ("message", "request"):
+        message = params.get(key)
+        if not isinstance(message, Mapping):
+            continue
+        for parts_key in ("parts", "content"):
+            parts = message.get(parts_key)
+            if isinstance(parts, list):
+                inputs.extend(
+                    part["data"] for part in parts if isinstance(part, Mapping) and "data" in part
+                )
+    return inputs
+
+
+def proto_inputs(message: Message) -> list[Any]:
+    """`json_inputs` of a parsed message: its data parts' data."""
+    return [MessageToDict(part.data) for part in message.parts if part.HasField("data")]
+
+
 def json_task_id(params: Mapping[str, Any]) -> str | None:
     """The task a SendMessage request's JSON continues (`taskId`), read under
     every spelling a parser accepts (`taskId`, `task_id`; the message as

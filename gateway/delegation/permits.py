@@ -4,9 +4,10 @@ every door and `gateway.delegation.pipeline` pass around."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from policies.coordination import Plan
 from policies.delegation import MintedToken, actors_of
 from policies.policy import Decision
 from policies.tokens import Principal
@@ -75,6 +76,19 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """What the coordination rules gave one admitted call
+    (`gateway.delegation.coordination`), and what its end must do."""
+
+    holder: str
+    plan: Plan
+    caller: Caller
+    agent: str
+    action: str | None
+    trace_id: str
+
+
+@dataclass(frozen=True)
 class Permit:
     """An allowed delegation to one target, with the token minted for it."""
 
@@ -86,6 +100,10 @@ class Permit:
     requested: frozenset[str] | None
     trace_id: str
     started: float
+    # What the policy's coordination rules gave this call (leases, budget
+    # units), given back -- and cooldowns started -- when its outcome is
+    # recorded (`Delegations.record`). None: no rule applies to it.
+    coordinated: Admitted | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,19 @@ class RateLimited(DelegationDenied):
     def __init__(self, agent_id: str, decision: Decision, retry_after: int) -> None:
         super().__init__(agent_id, decision)
         self.retry_after = retry_after
+
+
+class CoordinationRefused(DelegationDenied):
+    """Allowed by the policy, but one of its coordination rules holds the call
+    back (``retry_after``: when it may come back; None for a call whose
+    input does not name the entity the rules need, which no waiting fixes)."""
+
+    def __init__(
+        self, agent_id: str, decision: Decision, retry_after: int | None, rule: str | None
+    ) -> None:
+        super().__init__(agent_id, decision)
+        self.retry_after = retry_after
+        self.rule = rule
 
 
 class ApprovalRequired(DelegationDenied):

@@ -15,33 +15,33 @@ decided again, once an admin approves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters import spans
 from adapters.trace_context import follow as follow_trace
-from gateway.delegation.audit import AuditEvent, AuditLog
-from gateway.delegation.permits import (
-    ApprovalRequired as ApprovalRequired,
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.coordination import Coordination, CoordinationBlocked
+from gateway.delegation.decision_records import (
+    decision_event,
+    decision_facts,
+    refused_event,
+    span_facts,
 )
 from gateway.delegation.permits import (
-    Caller as Caller,
-)
-from gateway.delegation.permits import (
-    DelegationDenied as DelegationDenied,
-)
-from gateway.delegation.permits import (
-    Grant as Grant,
-)
-from gateway.delegation.permits import (
-    Permit as Permit,
-)
-from gateway.delegation.permits import (
-    RateLimited as RateLimited,
+    ApprovalRequired,
+    Caller,
+    CoordinationRefused,
+    DelegationDenied,
+    Grant,
+    Permit,
+    RateLimited,
 )
 from gateway.delegation.rate_limits import RateLimits
+from policies.coordination import EntityKeyInvalid, EntityKeyMissing, entity_keys, plan
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -59,7 +59,19 @@ from registry.cards import card_skills
 from registry.models import AgentRecord
 from registry.store import AgentNotFound, SqlAgentStore
 
+# Re-exported: every door imports the pipeline's types from here.
+__all__ = [
+    "ApprovalRequired",
+    "Caller",
+    "CoordinationRefused",
+    "DelegationDenied",
+    "Delegations",
+    "Grant",
+    "Permit",
+    "RateLimited",
+]
 TARGET_CACHE_SECONDS = 1.0
+P = TypeVar("P", bound=Permit)
 
 
 class Delegations:
@@ -72,6 +84,7 @@ class Delegations:
         *,
         max_depth: int,
         rate_limits: RateLimits | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self.agents = agents
         self.policy = policy
@@ -79,6 +92,7 @@ class Delegations:
         self.audit = audit
         self.max_depth = max_depth
         self.rate_limits = rate_limits or RateLimits(None)
+        self.coordination = coordination
         self._targets: dict[str, tuple[float, tuple[AgentRecord, dict[str, Any], Target]]] = {}
         self._loading: dict[str, asyncio.Future[tuple[AgentRecord, dict[str, Any], Target]]] = {}
 
@@ -209,7 +223,15 @@ class Delegations:
     ) -> Permit:
         """`authorize()` for a target that is not an A2A agent (an MCP server)."""
         return await self._permit(
-            caller, target, audience, event, trace_id, None, "tool", requested, time.perf_counter()
+            caller,
+            target,
+            audience,
+            event,
+            trace_id,
+            None,
+            "tool",
+            requested,
+            time.perf_counter(),
         )
 
     async def _permit(
@@ -235,12 +257,12 @@ class Delegations:
         with spans.span("switchboard.decide") as span:
             decision = self.decide(caller, target, action, kind, requested)
             if span is not None:  # tracing on
-                facts = _span_facts(caller, target.agent_id, action, event)
-                span.set_attributes({**facts, **_decision_facts(decision)})
+                facts = span_facts(caller, target.agent_id, action, event)
+                span.set_attributes({**facts, **decision_facts(decision)})
                 spans.bind_delegation(facts)
         if not decision.allowed:
             await self.audit.record(
-                _event(
+                decision_event(
                     event, trace_id, caller, target.agent_id, action, requested, decision, started
                 )
             )
@@ -286,32 +308,95 @@ class Delegations:
         reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
         if reached is None:
             return
-        limited = replace(
-            decision,
-            allowed=False,
-            granted=frozenset(),
-            reasons=(reached.reason(),),
-            denial=Denial.RATE_LIMITED,
+        limited = await self._refuse(
+            caller,
+            target,
+            action,
+            replace(decision, allowed=False, granted=frozenset()),
+            event,
+            trace_id,
+            requested,
+            started,
+            reached.reason(),
         )
+        raise RateLimited(target.agent_id, limited, reached.retry_after)
+
+    async def _coordinate(self, permit: P, inputs: Sequence[Any] | None, event: str) -> P:
+        """Keep the policy's coordination rules for a call about to be made
+        (`gateway.delegation.coordination`): ``permit`` with what they gave
+        it. A call they hold back, or whose input does not name the entity
+        they need, is audited and refused. ``inputs``: what the call hands
+        the agent (a message's data parts, a tool's arguments)."""
+        rules = self.policy.current.coordination
+        if inputs is None or not rules or self.coordination is None:
+            return permit
+        target, action = permit.target_id, permit.action
+        refuse = functools.partial(
+            self._refuse,
+            permit.caller,
+            Target(target),
+            action,
+            replace(permit.decision, allowed=False, granted=frozenset()),
+            event,
+            permit.trace_id,
+            permit.requested,
+            permit.started,
+        )
+        try:
+            keys = entity_keys(rules, target, action, inputs)
+            asked = plan(rules, target, action, keys)
+            if not asked:
+                return permit
+            admitted = await self.coordination.admit(
+                asked, permit.caller, target, action, permit.trace_id
+            )
+        except (EntityKeyMissing, EntityKeyInvalid) as exc:
+            refused = await refuse(str(exc), outcome="invalid_request")
+            raise CoordinationRefused(target, refused, None, None) from None
+        except CoordinationBlocked as exc:
+            blocked = exc.blocked
+            refused = await refuse(blocked.reason(), outcome="coordination")
+            raise CoordinationRefused(
+                target, refused, blocked.retry_after, blocked.rule.rule
+            ) from None
+        return replace(permit, coordinated=admitted)
+
+    async def _refuse(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None,
+        decision: Decision,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None,
+        started: float,
+        reason: str,
+        outcome: str = "rate_limited",
+    ) -> Decision:
+        """Audit an allowed call refused after the policy's decision (a rate
+        limit, a coordination rule): the refusal, as the caller is told it."""
+        denial = Denial.RATE_LIMITED if outcome == "rate_limited" else Denial.COORDINATION
+        refused = replace(decision, reasons=(reason,), denial=denial)
         await self.audit.record(
-            _event(
+            decision_event(
                 event,
                 trace_id,
                 caller,
                 target.agent_id,
                 action,
                 requested,
-                limited,
+                refused,
                 started,
-                outcome="rate_limited",
+                outcome=outcome,
             )
         )
-        raise RateLimited(target.agent_id, limited, reached.retry_after)
+        return refused
 
     async def record(
         self, permit: Permit, event: str, outcome: str, detail: str | None = None
     ) -> None:
-        audit_event = _event(
+        audit_event = decision_event(
             event,
             permit.trace_id,
             permit.caller,
@@ -325,6 +410,8 @@ class Delegations:
         )
         audit_event.token_id = permit.token.token_id
         await self.audit.record(audit_event)
+        if permit.coordinated is not None and self.coordination is not None:
+            await self.coordination.finished(permit.coordinated, outcome == "ok")
 
     async def admit(
         self,
@@ -336,15 +423,18 @@ class Delegations:
         action: str | None = None,
         kind: ActionKind = "skill",
         approved: bool = False,
+        inputs: Sequence[Any] | None = None,
     ) -> Grant:
         """`authorize()` for a call the gateway makes itself: a decision that
         wants human approval is raised as `ApprovalRequired` (whoever catches it
-        records the request, `gateway.delegation.approvals`) unless the call is ``approved``."""
+        records the request, `gateway.delegation.approvals`) unless the call is
+        ``approved``; then the coordination rules, for a call with ``inputs``
+        (held for approval, it is not made yet: they apply once it is)."""
         grant = await self.authorize(
             caller, agent_id, event=event, trace_id=trace_id, action=action, kind=kind
         )
         self._refuse_if_approval_needed(grant, approved)
-        return grant
+        return await self._coordinate(grant, inputs, event)
 
     async def admit_message(
         self,
@@ -356,6 +446,7 @@ class Delegations:
         trace_id: str,
         approved: bool = False,
         strictest: bool = False,
+        inputs: Sequence[Any] | None = None,
     ) -> Grant:
         """`admit()` for an A2A message whose skill is ``skill``
         (`gateway.delegation.handoffs.message_skill`): decided as that skill's
@@ -371,7 +462,13 @@ class Delegations:
             _, card, target = await self.target(agent_id)
             action = self.strictest_skill(caller, target, card) or skill
         return await self.admit(
-            caller, agent_id, event=event, trace_id=trace_id, action=action, approved=approved
+            caller,
+            agent_id,
+            event=event,
+            trace_id=trace_id,
+            action=action,
+            approved=approved,
+            inputs=inputs,
         )
 
     async def refused(
@@ -384,24 +481,9 @@ class Delegations:
         reason: str,
         outcome: str = "invalid_request",
     ) -> None:
-        """Audit a request refused before it could be decided (it names two
-        skills, say, or an agent that does not exist): a denial with no
-        decision behind it and no token. The target as the caller named it,
-        cut to the column's 64 characters (an unknown id can be anything)."""
-        await self.audit.record(
-            AuditEvent(
-                event=event,
-                trace_id=trace_id,
-                subject=caller.subject,
-                subject_issuer=caller.issuer,
-                client_id=caller.client_id,
-                actors=caller.actors,
-                target=agent_id[:64],
-                decision="deny",
-                outcome=outcome,
-                reasons=(reason,),
-            )
-        )
+        """Audit a request refused before it could be decided
+        (`gateway.delegation.decision_records.refused_event`)."""
+        await self.audit.record(refused_event(caller, agent_id, event, trace_id, reason, outcome))
 
     async def admit_target(
         self,
@@ -414,6 +496,7 @@ class Delegations:
         action: str | None = None,
         kind: ActionKind = "tool",
         approved: bool = False,
+        inputs: Sequence[Any] | None = None,
     ) -> Permit:
         """`admit()` for a target that is not an A2A agent (an MCP server):
         the caller resolved it; ``resource`` is the audience of the minted token."""
@@ -422,7 +505,7 @@ class Delegations:
             caller, target, resource, event, trace_id, action, kind, None, started
         )
         self._refuse_if_approval_needed(permit, approved)
-        return permit
+        return await self._coordinate(permit, inputs, event)
 
     @staticmethod
     def _refuse_if_approval_needed(permit: Permit, approved: bool) -> None:
@@ -431,61 +514,3 @@ class Delegations:
         # admin's approval of this very request is being carried out.
         if permit.decision.approval_required and not approved:
             raise ApprovalRequired(permit)
-
-
-def _span_facts(
-    caller: Caller, target: str, action: str | None, event: str
-) -> dict[str, str | int | float | bool]:
-    """What a span of this delegation says: who (as tracing shows a subject),
-    what, for which front-door operation. No token, no message."""
-    facts: dict[str, str | int | float | bool] = {
-        "switchboard.target": target,
-        "switchboard.event": event,
-        "switchboard.subject": spans.subject(caller.subject),
-        "switchboard.depth": len(caller.actors),
-    }
-    if action:
-        facts["switchboard.action"] = action
-    return facts
-
-
-def _decision_facts(decision: Decision) -> dict[str, str | int | float | bool]:
-    facts: dict[str, str | int | float | bool] = {
-        "switchboard.decision": "allow" if decision.allowed else "deny",
-        "switchboard.approval_required": decision.approval_required,
-    }
-    if decision.denial is not None:
-        facts["switchboard.denial"] = str(decision.denial)
-    return facts
-
-
-def _event(
-    event: str,
-    trace_id: str,
-    caller: Caller,
-    agent_id: str,
-    action: str | None,
-    requested: frozenset[str] | None,
-    decision: Decision,
-    started: float,
-    *,
-    outcome: str | None = None,
-    detail: str | None = None,
-) -> AuditEvent:
-    return AuditEvent(
-        event=event,
-        trace_id=trace_id,
-        subject=caller.subject,
-        subject_issuer=caller.issuer,
-        client_id=caller.client_id,
-        actors=caller.actors,
-        target=agent_id,
-        action=action,
-        scopes_requested=requested,
-        scopes_granted=decision.granted,
-        decision="allow" if decision.allowed else "deny",
-        reasons=decision.reasons,
-        outcome=outcome or ("ok" if decision.allowed else "denied"),
-        detail=detail,
-        latency_ms=(time.perf_counter() - started) * 1000,
-    )

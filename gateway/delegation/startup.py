@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.approvals import Approvals
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers, BreakerSettings
+from gateway.delegation.coordination import Coordination
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
@@ -119,6 +120,7 @@ async def start(
         audit_log,
         max_depth=settings.max_delegation_depth,
         rate_limits=RateLimits(settings.redis_url),
+        coordination=Coordination(engine, audit_log),
     )
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)

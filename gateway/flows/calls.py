@@ -176,14 +176,28 @@ class StepCall:
 
     # Agents --------------------------------------------------------------------------
 
-    async def _admit(self, agent_id: str, skill: str | None, *, message: bool = True) -> Grant:
+    async def _admit(
+        self,
+        agent_id: str,
+        skill: str | None,
+        *,
+        message: bool = True,
+        inputs: list[Any] | None = None,
+    ) -> Grant:
         """Decide the step's call: a message as every message is decided, for its
-        skill (`Delegations.admit_message`); another operation for the agent."""
+        skill (`Delegations.admit_message`); another operation for the agent.
+        ``inputs``: the message's data, for the coordination rules (None: no
+        message will be sent, the step follows a task it already started)."""
         delegations = self.rt.delegations
         try:
             if message:
                 grant = await delegations.admit_message(
-                    self.call.caller, agent_id, skill, event=EVENT, trace_id=self.call.trace_id
+                    self.call.caller,
+                    agent_id,
+                    skill,
+                    event=EVENT,
+                    trace_id=self.call.trace_id,
+                    inputs=inputs,
                 )
             else:
                 grant = await delegations.admit(
@@ -229,7 +243,11 @@ class StepCall:
     ) -> dict[str, Any]:
         target = self.step.call
         assert target.agent is not None
-        grant = await self._admit(target.agent, target.skill)
+        # A step that sent its message before a crash sends nothing now: the
+        # coordination rules kept it then (its hold, its budget unit), not again.
+        fresh = not known.get("upstream_task_id") and known.get("sent_at") is None
+        inputs = ([arguments] if arguments is not None else []) if fresh else None
+        grant = await self._admit(target.agent, target.skill, inputs=inputs)
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
         caller = self.call.caller
         admission = Admission(

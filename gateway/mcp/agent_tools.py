@@ -48,7 +48,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
 from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
-from gateway.delegation.handoffs import message_skill, proto_places, stamp_skill
+from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places, stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from registry.cards import card_skills
@@ -176,6 +176,7 @@ class AgentSkillTools:
             trace_id=trace_id,
             approved=approved,
             strictest=decided.strictest,
+            inputs=proto_inputs(request.message),
         )
         admission = Admission(
             grant,

@@ -18,7 +18,13 @@ from mcp.server.context import CallNext, HandlerResult
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.outages import DependencyUnavailableError
-from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied, RateLimited
+from gateway.delegation.pipeline import (
+    ApprovalRequired,
+    Caller,
+    CoordinationRefused,
+    DelegationDenied,
+    RateLimited,
+)
 from gateway.mcp.auth import CALLER_KEY, current_caller
 from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.storage.outages import DependencyUnavailable, outage_of
@@ -64,6 +70,10 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
         data: dict[str, Any] = {"reasons": reasons}
         if exc.decision.denial is not None:
             data["denial"] = exc.decision.denial.value
+        if isinstance(exc, CoordinationRefused):  # a hold, a cooldown, a lease, a budget
+            data["rule"] = exc.rule
+            if exc.retry_after is not None:
+                data["retry_after"] = exc.retry_after
         return MCPError(
             DELEGATION_REFUSED, f"calling {name} was refused: " + "; ".join(reasons), data
         )

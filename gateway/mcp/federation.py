@@ -197,6 +197,7 @@ class McpFederation:
             action=tool.upstream_name,
             kind="tool",
             approved=approved,
+            inputs=[arguments or {}],
         )
         # 2. Only the approved definition may be called.
         if not tool.callable:

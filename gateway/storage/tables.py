@@ -167,6 +167,31 @@ gateway_replicas = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False),
 )
 
+# What the policy's coordination rules keep per business entity
+# (`gateway.delegation.coordination`): an open hold, a cooldown, a call's
+# exclusive lease (slot 0; in force while `until`, epoch seconds, is ahead),
+# and a budget's count in one period (slot: the period's index since the
+# epoch). Rows past `until` are spent: ignored, overwritten, purged.
+coordination_state = Table(
+    "coordination_state",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("slot", BigInteger, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("until", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    # A lease: the call that holds it. A hold or cooldown: the call that began it.
+    Column("holder", String(64), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("agent", String(64), nullable=True),
+    Column("action", Text, nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("opened_at", Float, nullable=False),
+    Index("coordination_state_entity", "entity", "key"),
+)
+
 # Calls the policy holds for a human's decision (`gateway.delegation.approvals`). A row is
 # written when the call is asked for (the call is not made) and keeps everything
 # needed to make it later on the requester's behalf -- never a token: the

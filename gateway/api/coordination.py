@@ -1,0 +1,64 @@
+"""`/coordination` (admin): what the policy's coordination rules keep in force
+-- open holds, running cooldowns, calls holding an entity, budgets' counts --
+and ending one by hand (a hold left open by an agent that never resolves)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from gateway.api.state import state_of
+from gateway.http.auth import AdminPrincipal
+from gateway.http.problems import Problem
+
+router = APIRouter(prefix="/coordination", tags=["coordination"])
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _entity(value: str | None) -> tuple[str | None, str | None]:
+    """`customer` or `customer:C-1042`: the entity, and its key if given."""
+    if value is None:
+        return None, None
+    entity, _, key = value.partition(":")
+    return entity, key or None
+
+
+@router.get("/holds", summary="Holds, cooldowns, leases and budget counts in force")
+async def list_holds(
+    request: Request,
+    _admin: AdminPrincipal,
+    entity: Annotated[
+        str | None,
+        Query(
+            max_length=64 + 1 + 256,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:.{1,256})?$",
+            description="an entity (`customer`) or one of its keys (`customer:C-1042`)",
+        ),
+    ] = None,
+    rule: Annotated[str | None, Query(pattern=NAME)] = None,
+) -> dict[str, Any]:
+    coordination = state_of(request).delegations.coordination
+    assert coordination is not None
+    wanted, key = _entity(entity)
+    rows = await coordination.list(wanted, key)
+    items = [row.as_dict() for row in rows if rule is None or row.rule == rule]
+    return {"items": items}
+
+
+@router.delete(
+    "/holds/{rule}/{key}",
+    summary="End what a rule keeps for one entity (a hold, a cooldown, a lease, a count)",
+)
+async def release_hold(
+    request: Request,
+    rule: Annotated[str, Path(pattern=NAME)],
+    key: Annotated[str, Path(min_length=1, max_length=256)],
+    admin: AdminPrincipal,
+) -> dict[str, Any]:
+    coordination = state_of(request).delegations.coordination
+    assert coordination is not None
+    released = await coordination.release(rule, key, admin.subject)
+    if not released:
+        raise Problem(404, "not-found", "Nothing in force", f"rule {rule} keeps nothing for {key}")
+    return {"rule": rule, "key": key, "released": released}

@@ -1,0 +1,359 @@
+"""Coordination rules: how calls of agents that do not know about each other
+may follow one another for the same business entity (a customer, an order).
+Pure: which keys a call carries and what each rule asks of it. Keeping the
+state (holds, cooldowns, leases, counts) is the gateway's
+(`gateway.delegation.coordination`), inside the one delegation decision.
+
+```yaml
+coordination:
+  entities:                    # where a call's input names an entity
+    - entity: customer
+      agents: [support, sales]
+      skills: ["*"]
+      key: customer_id         # JMESPath over the call's input (jmespath.org)
+  rules:
+    - name: support-first
+      kind: hold               # opened by one call, closed by another (or its ttl)
+      entity: customer
+      opened_by: {agents: [support], skills: [escalate]}
+      closed_by: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales]}
+      ttl: PT24H               # ISO 8601 duration, or seconds
+    - name: sales-waits
+      kind: cooldown           # after a call succeeds, others wait
+      entity: customer
+      after: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales]}
+      duration: PT2H
+    - name: one-writer
+      kind: exclusive          # one call in flight per entity
+      entity: order
+      calls: {agents: [inventory, orders], skills: [adjust, amend]}
+      ttl: PT5M
+    - name: contact-cap
+      kind: budget             # at most `limit` calls per entity per period
+      entity: customer
+      calls: {agents: [sales]}
+      limit: 3
+      per: P7D
+```
+
+A call's input is what the agent acts on: an A2A message's data parts, an MCP
+tool's arguments, a flow step's input. Every declaration of an entity that
+matches the call is evaluated against every input; the values found must
+agree (a message naming two customers is refused: the gateway would check one
+and the agent might act on the other), and a call a declaration matches must
+carry the key. A rule applies to a call only for the entities it carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_KEY_CHARS = 256
+# Long enough for any business rule, short enough that a typo in the unit
+# (seconds for days) is caught: a year.
+MAX_DURATION = timedelta(days=366)
+
+
+class Calls(BaseModel):
+    """Which calls a rule names: to these agents (or MCP servers), of these
+    skills (or tools); `*` is any."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agents: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    skills: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+    def matches(self, agent: str, action: str | None) -> bool:
+        agents = "*" in self.agents or agent in self.agents
+        skills = "*" in self.skills or (action is not None and action in self.skills)
+        return agents and skills
+
+    def overlaps(self, other: Calls) -> bool:
+        """Whether some call matches both (for the policy check)."""
+
+        def meet(a: list[str], b: list[str]) -> bool:
+            return "*" in a or "*" in b or bool(set(a) & set(b))
+
+        return meet(self.agents, other.agents) and meet(self.skills, other.skills)
+
+
+def _duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0) or value > MAX_DURATION:
+        raise ValueError(f"must be more than 0 and at most {MAX_DURATION.days} days")
+    return value
+
+
+Duration = Annotated[timedelta, AfterValidator(_duration)]
+
+
+class EntityDeclaration(Calls):
+    """Where the input of the calls it matches names an ``entity``."""
+
+    entity: str = Field(pattern=NAME)
+    key: str = Field(min_length=1, max_length=512)
+
+    @field_validator("key")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            raise ValueError(f"not a JMESPath expression: {exc}") from None
+        return value
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME)
+    entity: str = Field(pattern=NAME)
+
+    def selectors(self) -> dict[str, Calls]:
+        raise NotImplementedError
+
+
+class HoldRule(_Rule):
+    kind: Literal["hold"]
+    opened_by: Calls
+    closed_by: Calls
+    blocks: Calls
+    ttl: Duration
+
+    def selectors(self) -> dict[str, Calls]:
+        return {"opened_by": self.opened_by, "closed_by": self.closed_by, "blocks": self.blocks}
+
+
+class CooldownRule(_Rule):
+    kind: Literal["cooldown"]
+    after: Calls
+    blocks: Calls
+    duration: Duration
+
+    def selectors(self) -> dict[str, Calls]:
+        return {"after": self.after, "blocks": self.blocks}
+
+
+class ExclusiveRule(_Rule):
+    kind: Literal["exclusive"]
+    calls: Calls
+    ttl: Duration = Field(description="the longest a call holds the entity")
+
+    def selectors(self) -> dict[str, Calls]:
+        return {"calls": self.calls}
+
+
+class BudgetRule(_Rule):
+    kind: Literal["budget"]
+    calls: Calls
+    limit: int = Field(ge=1, le=1_000_000)
+    per: Duration
+
+    def selectors(self) -> dict[str, Calls]:
+        return {"calls": self.calls}
+
+
+Rule = Annotated[HoldRule | CooldownRule | ExclusiveRule | BudgetRule, Field(discriminator="kind")]
+
+
+class CoordinationPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entities: list[EntityDeclaration] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CoordinationPolicy:
+        # Each problem at its own place, so `switchboard policy check` names
+        # the rule's line, not the section's.
+        problems: list[InitErrorDetails] = []
+
+        def problem(loc: tuple[str | int, ...], message: str) -> None:
+            error = PydanticCustomError("coordination", "{message}", {"message": message})
+            problems.append(InitErrorDetails(type=error, loc=loc, input=None))
+
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if rule.name in seen:
+                problem(("rules", index, "name"), f"a second rule named {rule.name!r}")
+            seen.add(rule.name)
+            declared = [d for d in self.entities if d.entity == rule.entity]
+            if not declared:
+                problem(
+                    ("rules", index, "entity"),
+                    f"no entities entry says where calls name a {rule.entity!r}",
+                )
+                continue
+            for place, calls in rule.selectors().items():
+                if not any(calls.overlaps(d) for d in declared):
+                    problem(
+                        ("rules", index, place),
+                        f"names calls whose input no entities entry for {rule.entity!r} "
+                        "reads, so the rule would never apply to them",
+                    )
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+
+class EntityKeyMissing(ValueError):
+    def __init__(self, entity: str, declaration: EntityDeclaration) -> None:
+        super().__init__(
+            f"this call must name its {entity} at {declaration.key!r} in its input "
+            "(the policy's coordination rules apply to it); the input has none"
+        )
+        self.entity = entity
+        self.field = declaration.key
+
+
+class EntityKeyInvalid(ValueError):
+    def __init__(self, entity: str, expression: str, reason: str) -> None:
+        super().__init__(f"the {entity} named at {expression!r} {reason}")
+        self.entity = entity
+        self.field = expression
+
+
+def entity_keys(
+    policy: CoordinationPolicy, agent: str, action: str | None, inputs: Sequence[Any]
+) -> dict[str, str]:
+    """The entities the call names, each with its key. Raises
+    `EntityKeyMissing` or `EntityKeyInvalid` (two values, or not a string or
+    integer). Only entities some rule is about are read."""
+    ruled = {rule.entity for rule in policy.rules}
+    found: dict[str, str] = {}
+    for declaration in policy.entities:
+        if declaration.entity not in ruled or not declaration.matches(agent, action):
+            continue
+        entity = declaration.entity
+        for data in inputs:
+            value = _key(entity, declaration.key, data)
+            if value is None:
+                continue
+            if found.get(entity, value) != value:
+                raise EntityKeyInvalid(
+                    entity,
+                    declaration.key,
+                    f"is given twice, as {found[entity]!r} and {value!r}: name one",
+                )
+            found[entity] = value
+        if entity not in found:
+            raise EntityKeyMissing(entity, declaration)
+    return found
+
+
+def _key(entity: str, expression: str, data: Any) -> str | None:
+    try:
+        value = jmespath.search(expression, data)
+    except JMESPathError:
+        value = None  # a type error on this input: it names nothing here
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a protobuf Value holds every number as a double: 7.0 is 7
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EntityKeyInvalid(entity, expression, "must be a string or an integer")
+    key = str(value)
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise EntityKeyInvalid(entity, expression, f"must be 1 to {MAX_KEY_CHARS} characters")
+    return key
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """One rule, for one entity's key."""
+
+    rule: str
+    kind: str
+    entity: str
+    key: str
+    seconds: float = 0.0  # the rule's ttl, duration or period
+    limit: int = 0  # a budget's
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the rules ask of one call: what it must not be blocked by, what it
+    takes (leases, budget), what it opens and closes, and what its success
+    starts."""
+
+    blocked_by: tuple[Keyed, ...] = ()  # holds and cooldowns in force refuse it
+    leases: tuple[Keyed, ...] = ()
+    budgets: tuple[Keyed, ...] = ()
+    opens: tuple[Keyed, ...] = ()
+    closes: tuple[Keyed, ...] = ()
+    cools: tuple[Keyed, ...] = ()  # started once the call has succeeded
+    keys: Mapping[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.blocked_by, self.leases, self.budgets, self.opens, self.closes, self.cools)
+        )
+
+    def rules(self) -> Iterable[Keyed]:
+        yield from self.blocked_by
+        yield from self.leases
+        yield from self.budgets
+        yield from self.opens
+        yield from self.closes
+        yield from self.cools
+
+
+def plan(
+    policy: CoordinationPolicy, agent: str, action: str | None, keys: Mapping[str, str]
+) -> Plan:
+    """What ``policy``'s rules ask of a call to ``agent``'s ``action`` naming
+    ``keys``. A call blocked by a hold it would also close (support resolving
+    what it escalated) is not blocked by it."""
+    parts: dict[str, list[Keyed]] = {
+        name: [] for name in ("blocked_by", "leases", "budgets", "opens", "closes", "cools")
+    }
+    for rule in policy.rules:
+        key = keys.get(rule.entity)
+        if key is None:
+            continue
+        if isinstance(rule, HoldRule):
+            keyed = Keyed(rule.name, rule.kind, rule.entity, key, rule.ttl.total_seconds())
+            closes = rule.closed_by.matches(agent, action)
+            if closes:
+                parts["closes"].append(keyed)
+            if rule.opened_by.matches(agent, action):
+                parts["opens"].append(keyed)
+            elif rule.blocks.matches(agent, action) and not closes:
+                parts["blocked_by"].append(keyed)
+        elif isinstance(rule, CooldownRule):
+            keyed = Keyed(rule.name, rule.kind, rule.entity, key, rule.duration.total_seconds())
+            if rule.blocks.matches(agent, action):
+                parts["blocked_by"].append(keyed)
+            if rule.after.matches(agent, action):
+                parts["cools"].append(keyed)
+        elif isinstance(rule, ExclusiveRule):
+            if rule.calls.matches(agent, action):
+                seconds = rule.ttl.total_seconds()
+                parts["leases"].append(Keyed(rule.name, rule.kind, rule.entity, key, seconds))
+        elif rule.calls.matches(agent, action):
+            seconds = rule.per.total_seconds()
+            parts["budgets"].append(
+                Keyed(rule.name, rule.kind, rule.entity, key, seconds, rule.limit)
+            )
+    return Plan(**{name: tuple(found) for name, found in parts.items()}, keys=dict(keys))

@@ -1,0 +1,247 @@
+"""Coordination rules over real HTTP: SDK agents behind the gateway, the policy
+file's holds, cooldowns and budgets per customer, on the A2A front door
+(JSON-RPC and HTTP+JSON) and on `/mcp` (a federated tool), shown by explain,
+listed and released by an admin, audited with the rule's name."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import MCPError
+
+from gateway.mcp.errors import DELEGATION_REFUSED
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.inspecting import Recorder, agent_card, inspecting_agent
+from tests.support.mcp_clients import mcp_client
+from tests.support.mcp_servers import upstream_server
+from tests.support.servers import ServerThread, stop_all
+
+POLICY = """\
+coordination:
+  entities:
+    - entity: customer
+      agents: [support, sales]
+      key: customer_id
+    - entity: customer
+      agents: [calc]
+      skills: [add]
+      key: a
+  rules:
+    - name: support-first
+      kind: hold
+      entity: customer
+      opened_by: {agents: [support], skills: [escalate]}
+      closed_by: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales], skills: [upsell]}
+      ttl: PT24H
+    - name: sales-waits
+      kind: cooldown
+      entity: customer
+      after: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales], skills: [upsell]}
+      duration: PT2H
+    - name: contact-cap
+      kind: budget
+      entity: customer
+      calls: {agents: [sales], skills: [survey]}
+      limit: 2
+      per: P1D
+    - name: one-sum-a-day
+      kind: budget
+      entity: customer
+      calls: {agents: [calc], skills: [add]}
+      limit: 1
+      per: P1D
+"""
+SKILLS = {
+    "support": [{"id": "escalate"}, {"id": "resolve"}],
+    "sales": [{"id": "upsell"}, {"id": "survey"}],
+}
+
+
+@dataclass
+class Setup:
+    gateway: Gateway
+    recorders: dict[str, Recorder]
+    token: str
+
+    def send(
+        self, agent: str, skill: str, data: dict[str, Any] | None, *, rest: bool = False
+    ) -> httpx.Response:
+        parts: list[dict[str, Any]] = [{"text": f"{skill} please"}]
+        if data is not None:
+            parts.append({"data": data})
+        message = {"messageId": str(uuid.uuid4()), "role": "ROLE_USER", "parts": parts}
+        params = {"message": message, "metadata": {"skill": skill}}
+        headers = {"Authorization": f"Bearer {self.token}", "A2A-Version": "1.0"}
+        if rest:
+            url = f"{self.gateway.url}/a2a/{agent}/message:send"
+            return httpx.post(url, json=params, headers=headers, timeout=30)
+        body = {"jsonrpc": "2.0", "id": "r1", "method": "SendMessage", "params": params}
+        return httpx.post(f"{self.gateway.url}/a2a/{agent}", json=body, headers=headers, timeout=30)
+
+    def calls(self, agent: str) -> int:
+        return len(self.recorders[agent].calls())
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    servers: list[ServerThread] = []
+    recorders: dict[str, Recorder] = {}
+    try:
+        for agent_id, skills in SKILLS.items():
+            server, recorder = inspecting_agent(
+                lambda url, agent_id=agent_id, skills=skills: agent_card(
+                    agent_id.title(), url, skills
+                )
+            )
+            servers.append(server)
+            recorders[agent_id] = recorder
+        calc, calc_recorder, _ = upstream_server()
+        servers.append(calc)
+        recorders["calc"] = calc_recorder
+        gateway = start_gateway(tmp_path / "data", None, policy_file=policy)
+        servers.insert(0, gateway.server)
+        with gateway.client() as admin:
+            for agent_id, server in zip(SKILLS, servers[1:], strict=False):
+                body = {"card_url": server.url, "id": agent_id}
+                assert admin.post("/agents", json=body).status_code == 201
+            body = {"name": "calc", "url": calc.url + "/mcp"}
+            assert admin.post("/mcp-servers", json=body).status_code == 201, "calc"
+        yield Setup(gateway, recorders, gateway.token("alice", ""))
+    finally:
+        stop_all(*servers)
+
+
+def test_a_hold_keeps_sales_away_until_support_resolves(setup: Setup) -> None:
+    assert setup.send("support", "escalate", {"customer_id": "C-1"}).status_code == 200
+    held = setup.send("sales", "upsell", {"customer_id": "C-1"})
+    assert held.status_code == 409, held.text
+    error = held.json()["error"]
+    assert "support-first" in error["message"] and "C-1" in error["message"]
+    assert error["data"]["rule"] == "support-first"
+    assert error["data"]["denial"] == "coordination"
+    assert int(held.headers["Retry-After"]) > 23 * 3600  # the hold's ttl, 24 h
+    assert held.json()["id"] == "r1"
+    assert setup.calls("sales") == 0, "the held call reached the agent"
+    # Another customer is not held.
+    assert setup.send("sales", "upsell", {"customer_id": "C-2"}).status_code == 200
+    # The HTTP+JSON binding says it in its own form.
+    rest = setup.send("sales", "upsell", {"customer_id": "C-1"}, rest=True)
+    assert rest.status_code == 409
+    assert rest.json()["error"]["status"] == "ABORTED"
+    with setup.gateway.client() as admin:
+        listed = admin.get("/coordination/holds", params={"entity": "customer:C-1"}).json()
+        (hold,) = listed["items"]
+        assert (hold["rule"], hold["kind"], hold["key"]) == ("support-first", "hold", "C-1")
+        assert hold["opened_by"] == {"subject": "alice", "agent": "support", "action": "escalate"}
+        explained = admin.post(
+            "/policies/explain",
+            json={
+                "user_scopes": "",
+                "target": "sales",
+                "action": "upsell",
+                "input": {"customer_id": "C-1"},
+            },
+        ).json()
+    assert explained["decision"] == "allow"  # the policy allows; the hold holds it back
+    (blocked,) = explained["coordination"]["blocked_by"]
+    assert blocked["rule"] == "support-first"
+    assert blocked["until"] == hold["until"]
+    # Support resolves: the hold closes, and the cooldown after a resolve starts.
+    assert setup.send("support", "resolve", {"customer_id": "C-1"}).status_code == 200
+    cooling = setup.send("sales", "upsell", {"customer_id": "C-1"})
+    assert cooling.status_code == 409
+    assert cooling.json()["error"]["data"]["rule"] == "sales-waits"
+    assert 7000 < int(cooling.headers["Retry-After"]) <= 7200
+    # An admin ends the cooldown: sales may go ahead.
+    with setup.gateway.client() as admin:
+        assert admin.delete("/coordination/holds/sales-waits/C-1").status_code == 200
+        assert admin.delete("/coordination/holds/sales-waits/C-1").status_code == 404
+    assert setup.send("sales", "upsell", {"customer_id": "C-1"}).status_code == 200
+    with setup.gateway.client() as admin:
+        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    outcomes = [(r["event"], r["outcome"], r["target"]) for r in records]
+    assert ("coordination", "hold_opened", "support") in outcomes
+    assert ("coordination", "hold_closed", "support") in outcomes
+    assert ("coordination", "cooldown_started", "support") in outcomes
+    assert ("coordination", "released", "support") in outcomes  # the call that began it
+    refused = [r for r in records if r["outcome"] == "coordination"]
+    assert len(refused) == 3 and all(r["decision"] == "deny" for r in refused)
+    assert any("support-first" in " ".join(r["reasons"]) for r in refused)
+    assert any("sales-waits" in " ".join(r["reasons"]) for r in refused)
+
+
+def test_a_call_that_must_name_its_customer_and_does_not_is_refused(setup: Setup) -> None:
+    missing = setup.send("sales", "upsell", None)
+    assert missing.status_code == 400
+    message = missing.json()["error"]["message"]
+    assert "customer" in message and "customer_id" in message
+    assert setup.calls("sales") == 0
+    # Two customers in one message: the gateway would check one, the agent
+    # might act on the other.
+    message_body = {
+        "messageId": str(uuid.uuid4()),
+        "role": "ROLE_USER",
+        "parts": [{"data": {"customer_id": "C-1"}}, {"data": {"customer_id": "C-9"}}],
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "SendMessage",
+        "params": {"message": message_body, "metadata": {"skill": "upsell"}},
+    }
+    headers = {"Authorization": f"Bearer {setup.token}", "A2A-Version": "1.0"}
+    two = httpx.post(f"{setup.gateway.url}/a2a/sales", json=body, headers=headers, timeout=30)
+    assert two.status_code == 400
+    assert "given twice" in two.json()["error"]["message"]
+    # A key that is no string or integer.
+    odd = setup.send("sales", "upsell", {"customer_id": {"id": 1}})
+    assert odd.status_code == 400
+    assert "string or an integer" in odd.json()["error"]["message"]
+    assert setup.calls("sales") == 0
+    # Nothing was taken: a valid call for the same customer goes through.
+    assert setup.send("sales", "upsell", {"customer_id": "C-1"}).status_code == 200
+
+
+def test_a_budget_caps_contacts_per_customer(setup: Setup) -> None:
+    for _ in range(2):
+        assert setup.send("sales", "survey", {"customer_id": 7}).status_code == 200
+    capped = setup.send("sales", "survey", {"customer_id": 7})
+    assert capped.status_code == 409
+    assert "contact-cap" in capped.json()["error"]["message"]
+    assert setup.calls("sales") == 2
+    assert setup.send("sales", "survey", {"customer_id": 8}).status_code == 200
+    with setup.gateway.client() as admin:
+        (count,) = admin.get(
+            "/coordination/holds", params={"entity": "customer:7", "rule": "contact-cap"}
+        ).json()["items"]
+    assert (count["kind"], count["count"]) == ("budget", 2)
+
+
+def test_an_mcp_tool_is_held_back_with_the_rule_and_the_retry_hint(setup: Setup) -> None:
+    async def calls() -> MCPError:
+        async with mcp_client(setup.gateway.url + "/mcp", setup.token, "2026-07-28") as client:
+            first = await client.call_tool("calc__add", {"a": 41, "b": 1})
+            assert not first.is_error, first
+            with pytest.raises(MCPError) as capped:
+                await client.call_tool("calc__add", {"a": 41, "b": 2})
+            other = await client.call_tool("calc__add", {"a": 40, "b": 2})
+            assert not other.is_error, other
+            return capped.value
+
+    error = anyio.run(calls)
+    assert error.error.code == DELEGATION_REFUSED
+    assert isinstance(error.error.data, dict)
+    assert error.error.data["rule"] == "one-sum-a-day"
+    assert error.error.data["denial"] == "coordination"
+    assert error.error.data["retry_after"] >= 1

@@ -1,0 +1,327 @@
+"""The coordination rules' state (`gateway.delegation.coordination`) against a
+reference model written from the rules' definitions alone: for random rule
+sets and random sequences of calls starting and ending, each call is refused
+or allowed exactly as the model says -- on SQLite and on PostgreSQL. And two
+replicas (two engines on one PostgreSQL database) racing on one entity: a
+lease goes to exactly one call, a budget's units to exactly `limit` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.delegation.audit import AuditEvent
+from gateway.delegation.coordination import Coordination, CoordinationBlocked
+from gateway.delegation.permits import Admitted, Caller
+from gateway.storage.db import create_engine, upgrade
+from policies.coordination import CoordinationPolicy, entity_keys, plan
+
+AGENTS = ["a", "b", "c"]
+SKILLS = ["x", "y"]
+ALICE = Caller("alice", "test", frozenset(), ("client",), "client")
+
+
+class Audit:
+    """The one piece stood in for: these tests are about the state, not the log."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    async def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+calls_strategy = st.fixed_dictionaries(
+    {"agents": st.sampled_from([["*"], ["a"], ["b"], ["c"], ["a", "b"]])},
+    optional={"skills": st.sampled_from([["*"], ["x"], ["y"]])},
+)
+
+
+@st.composite
+def rule_sets(draw: st.DrawFn) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = []
+    for index, kind in enumerate(draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=4))):
+        rule: dict[str, Any] = {"name": f"r{index}", "kind": kind, "entity": "customer"}
+        if kind == "hold":
+            rule |= {
+                "opened_by": draw(calls_strategy),
+                "closed_by": draw(calls_strategy),
+                "blocks": draw(calls_strategy),
+                "ttl": 86400,
+            }
+        elif kind == "cooldown":
+            rule |= {"after": draw(calls_strategy), "blocks": draw(calls_strategy)}
+            rule["duration"] = 86400
+        elif kind == "exclusive":
+            rule |= {"calls": draw(calls_strategy), "ttl": 86400}
+        else:
+            rule |= {"calls": draw(calls_strategy), "limit": draw(st.integers(1, 3)), "per": 86400}
+        rules.append(rule)
+    entities = [{"entity": "customer", "key": "id"}]
+    return {"entities": entities, "rules": rules}
+
+
+KINDS = ["hold", "cooldown", "exclusive", "budget"]
+# A step: ("start", agent, skill, customer) or ("end", which started call, succeeded).
+steps_strategy = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("start"),
+            st.sampled_from(AGENTS),
+            st.sampled_from(SKILLS),
+            st.sampled_from("PQ"),
+        ),
+        st.tuples(st.just("end"), st.integers(0, 20), st.booleans()),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+def _matches(calls: dict[str, Any], agent: str, skill: str) -> bool:
+    return ("*" in calls["agents"] or agent in calls["agents"]) and (
+        "*" in calls.get("skills", ["*"]) or skill in calls.get("skills", ["*"])
+    )
+
+
+@dataclass
+class Model:
+    """The rules as docs/coordination.md states them, with nothing expiring."""
+
+    rules: list[dict[str, Any]]
+    holds: set[tuple[str, str]] = field(default_factory=set)
+    cools: set[tuple[str, str]] = field(default_factory=set)
+    leases: dict[tuple[str, str], int] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def start(self, call: int, agent: str, skill: str, key: str) -> bool:
+        for rule in self.rules:
+            at = (rule["name"], key)
+            kind = rule["kind"]
+            if kind == "hold":
+                exempt = _matches(rule["opened_by"], agent, skill) or _matches(
+                    rule["closed_by"], agent, skill
+                )
+                if _matches(rule["blocks"], agent, skill) and not exempt and at in self.holds:
+                    return False
+            elif kind == "cooldown":
+                if _matches(rule["blocks"], agent, skill) and at in self.cools:
+                    return False
+            elif kind == "exclusive":
+                if _matches(rule["calls"], agent, skill) and at in self.leases:
+                    return False
+            elif _matches(rule["calls"], agent, skill) and self.counts.get(at, 0) >= rule["limit"]:
+                return False
+        for rule in self.rules:
+            at = (rule["name"], key)
+            kind = rule["kind"]
+            if kind == "exclusive" and _matches(rule["calls"], agent, skill):
+                self.leases[at] = call
+            elif kind == "budget" and _matches(rule["calls"], agent, skill):
+                self.counts[at] = self.counts.get(at, 0) + 1
+            elif kind == "hold":
+                if _matches(rule["closed_by"], agent, skill):
+                    self.holds.discard(at)
+                if _matches(rule["opened_by"], agent, skill):
+                    self.holds.add(at)
+        return True
+
+    def end(self, call: int, agent: str, skill: str, key: str, succeeded: bool) -> None:
+        self.leases = {at: held for at, held in self.leases.items() if held != call}
+        if succeeded:
+            for rule in self.rules:
+                if rule["kind"] == "cooldown" and _matches(rule["after"], agent, skill):
+                    self.cools.add((rule["name"], key))
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('coordination') / 'state.db'}"
+        _migrate(url)
+        yield url
+        return
+    from tests.conftest import _fresh_database
+
+    with _fresh_database() as url:
+        _migrate(url)
+        yield url
+
+
+def _migrate(url: str) -> None:
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    anyio.run(run)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rules=rule_sets(), steps=steps_strategy)
+def test_the_state_agrees_with_the_reference_model(
+    database: str, rules: dict[str, Any], steps: list[tuple[Any, ...]]
+) -> None:
+    policy = CoordinationPolicy.model_validate(rules)
+    model = Model(rules["rules"])
+    run = uuid.uuid4().hex[:8]  # this example's own customers in the shared database
+
+    async def play() -> None:
+        engine = create_engine(database)
+        coordination = Coordination(engine, Audit())  # type: ignore[arg-type]
+        started: list[tuple[Admitted | None, str, str, str, int]] = []
+        try:
+            for step in steps:
+                if step[0] == "start":
+                    _, agent, skill, customer = step
+                    key = f"{run}-{customer}"
+                    call = len(started)
+                    expected = model.start(call, agent, skill, key)
+                    asked = plan(
+                        policy, agent, skill, entity_keys(policy, agent, skill, [{"id": key}])
+                    )
+                    admitted: Admitted | None = None
+                    try:
+                        if asked:
+                            admitted = await coordination.admit(asked, ALICE, agent, skill, "t")
+                        allowed = True
+                    except CoordinationBlocked:
+                        allowed = False
+                    assert allowed == expected, (step, model)
+                    if allowed:
+                        started.append((admitted, agent, skill, key, call))
+                elif started:
+                    _, index, succeeded = step
+                    admitted, agent, skill, key, call = started.pop(index % len(started))
+                    model.end(call, agent, skill, key, succeeded)
+                    if admitted is not None:
+                        await coordination.finished(admitted, succeeded)
+        finally:
+            await engine.dispose()
+
+    anyio.run(play)
+
+
+RACE = CoordinationPolicy.model_validate(
+    {
+        "entities": [{"entity": "order", "key": "order"}],
+        "rules": [
+            {
+                "name": "one-writer",
+                "kind": "exclusive",
+                "entity": "order",
+                "calls": {"skills": ["amend"]},
+                "ttl": 600,
+            },
+            {
+                "name": "three-a-day",
+                "kind": "budget",
+                "entity": "order",
+                "calls": {"skills": ["notify"]},
+                "limit": 3,
+                "per": 86400,
+            },
+        ],
+    }
+)
+
+
+@pytest.mark.postgres
+def test_two_replicas_racing_on_one_entity_obey_each_rule_once(postgres_url: str) -> None:
+    _migrate(postgres_url)
+    order = uuid.uuid4().hex
+
+    async def race(skill: str, calls: int) -> int:
+        one, two = create_engine(postgres_url), create_engine(postgres_url)
+        replicas = [Coordination(one, Audit()), Coordination(two, Audit())]  # type: ignore[arg-type]
+        asked = plan(RACE, "orders", skill, {"order": order})
+
+        async def attempt(index: int) -> bool:
+            try:
+                await replicas[index % 2].admit(asked, ALICE, "orders", skill, "t")
+            except CoordinationBlocked:
+                return False
+            return True
+
+        try:
+            won = await asyncio.gather(*(attempt(i) for i in range(calls)))
+        finally:
+            await one.dispose()
+            await two.dispose()
+        return sum(won)
+
+    assert anyio.run(race, "amend", 20) == 1
+    assert anyio.run(race, "notify", 20) == 3
+
+
+def test_a_spent_lease_and_an_expired_hold_hold_nothing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+    _migrate(url)
+    policy = CoordinationPolicy.model_validate(
+        {
+            "entities": [{"entity": "customer", "key": "id"}],
+            "rules": [
+                {
+                    "name": "h",
+                    "kind": "hold",
+                    "entity": "customer",
+                    "opened_by": {"agents": ["a"]},
+                    "closed_by": {"agents": ["z"]},
+                    "blocks": {"agents": ["b"]},
+                    "ttl": 60,
+                },
+                {
+                    "name": "x",
+                    "kind": "exclusive",
+                    "entity": "customer",
+                    "calls": {"agents": ["c"]},
+                    "ttl": 30,
+                },
+            ],
+        }
+    )
+    clock = [1_000_000.0]
+
+    def asked(agent: str) -> Any:
+        return plan(policy, agent, None, {"customer": "K"})
+
+    async def play() -> None:
+        engine = create_engine(url)
+        coordination = Coordination(engine, Audit(), lambda: clock[0])  # type: ignore[arg-type]
+        try:
+            await coordination.admit(asked("a"), ALICE, "a", None, "t")  # opens h
+            with pytest.raises(CoordinationBlocked):
+                await coordination.admit(asked("b"), ALICE, "b", None, "t")
+            clock[0] += 61  # the hold's ttl has passed
+            await coordination.admit(asked("b"), ALICE, "b", None, "t")
+            await coordination.admit(asked("c"), ALICE, "c", None, "t")  # never ends
+            with pytest.raises(CoordinationBlocked) as held:
+                await coordination.admit(asked("c"), ALICE, "c", None, "t")
+            assert held.value.blocked.retry_after == 30
+            clock[0] += 31  # the lease's ttl has passed: the stuck call holds nothing
+            await coordination.admit(asked("c"), ALICE, "c", None, "t")
+            assert [row.rule for row in await coordination.list("customer", "K")] == ["x"]
+            assert await coordination.purge() == 1  # the spent hold's row
+        finally:
+            await engine.dispose()
+
+    anyio.run(play)

@@ -1,0 +1,139 @@
+"""The policy file's `coordination:` section: every mistake refused with its
+line, the keys a call carries, and what each rule asks of a call."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.coordination import (
+    CoordinationPolicy,
+    EntityKeyInvalid,
+    EntityKeyMissing,
+    entity_keys,
+    plan,
+)
+from policies.policy_file import PolicyError, parse_policy
+
+GOOD = """\
+coordination:
+  entities:
+    - entity: customer
+      agents: [support, sales]
+      key: customer_id
+  rules:
+    - name: support-first
+      kind: hold
+      entity: customer
+      opened_by: {agents: [support], skills: [escalate]}
+      closed_by: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales]}
+      ttl: PT24H
+"""
+
+
+def _rule(body: str) -> str:
+    return GOOD.split("  rules:\n")[0] + "  rules:\n" + body
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        (_rule("    - name: a\n      kind: hold\n      entity: customer\n"), 7, "opened_by"),
+        (
+            _rule(
+                "    - name: a\n      kind: cooldown\n      entity: customer\n"
+                "      after: {}\n      blocks: {}\n      duration: 0\n"
+            ),
+            12,
+            "more than 0",
+        ),
+        (
+            _rule(
+                "    - name: a\n      kind: budget\n      entity: customer\n"
+                "      calls: {}\n      limit: 0\n      per: P1D\n"
+            ),
+            11,
+            "greater than or equal to 1",
+        ),
+        (_rule("    - name: a\n      kind: queue\n      entity: customer\n"), 7, "kind"),
+        (
+            _rule(
+                "    - name: a\n      kind: exclusive\n      entity: order\n"
+                "      calls: {}\n      ttl: PT5M\n"
+            ),
+            9,
+            "no entities entry says where calls name a 'order'",
+        ),
+        (
+            _rule(
+                "    - name: a\n      kind: exclusive\n      entity: customer\n"
+                "      calls: {agents: [billing]}\n      ttl: PT5M\n"
+            ),
+            10,
+            "would never apply",
+        ),
+        (
+            _rule(
+                "    - name: a\n      kind: exclusive\n      entity: customer\n"
+                "      calls: {}\n      ttl: PT5M\n"
+                "    - name: a\n      kind: exclusive\n      entity: customer\n"
+                "      calls: {}\n      ttl: PT5M\n"
+            ),
+            12,
+            "a second rule named 'a'",
+        ),
+        (GOOD.replace("key: customer_id", "key: 'customer_id['"), 5, "not a JMESPath"),
+        (GOOD.replace("ttl: PT24H", "ttl: P400D"), 13, "at most 366 days"),
+        (GOOD.replace("blocks: {agents: [sales]}", "blocks: {agent: [sales]}"), 12, "unknown key"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_its_line(text: str, line: int, expected: str) -> None:
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text, "policy.yaml")
+    assert f"policy.yaml:{line}:" in str(refused.value), str(refused.value)
+    assert expected in str(refused.value)
+
+
+def test_the_good_file_parses() -> None:
+    policy = parse_policy(GOOD, "policy.yaml")
+    (rule,) = policy.coordination.rules
+    assert rule.name == "support-first"
+    assert rule.kind == "hold"
+
+
+POLICY = parse_policy(GOOD).coordination
+
+
+def test_keys_are_read_from_every_input_and_must_agree() -> None:
+    assert entity_keys(POLICY, "sales", "upsell", [{"x": 1}, {"customer_id": "C"}]) == {
+        "customer": "C"
+    }
+    assert entity_keys(POLICY, "sales", "upsell", [{"customer_id": 7.0}]) == {"customer": "7"}
+    with pytest.raises(EntityKeyInvalid, match="given twice"):
+        entity_keys(POLICY, "sales", "upsell", [{"customer_id": "C"}, {"customer_id": "D"}])
+    with pytest.raises(EntityKeyMissing):
+        entity_keys(POLICY, "sales", "upsell", [{"customer": "C"}, "text", 3])
+    with pytest.raises(EntityKeyInvalid, match="string or an integer"):
+        entity_keys(POLICY, "sales", "upsell", [{"customer_id": True}])
+    with pytest.raises(EntityKeyInvalid, match="1 to 256"):
+        entity_keys(POLICY, "sales", "upsell", [{"customer_id": "x" * 257}])
+    # A call no declaration matches carries no key, and needs none.
+    assert entity_keys(POLICY, "billing", "charge", []) == {}
+
+
+def test_what_a_hold_asks_of_each_call() -> None:
+    keys = {"customer": "C"}
+    escalate = plan(POLICY, "support", "escalate", keys)
+    assert [k.rule for k in escalate.opens] == ["support-first"] and not escalate.blocked_by
+    resolve = plan(POLICY, "support", "resolve", keys)
+    assert [k.rule for k in resolve.closes] == ["support-first"] and not resolve.blocked_by
+    upsell = plan(POLICY, "sales", "upsell", keys)
+    assert [k.rule for k in upsell.blocked_by] == ["support-first"]
+    assert upsell.blocked_by[0].seconds == 86400
+    assert not plan(POLICY, "support", "triage", keys)  # named by no rule: nothing to keep
+    assert not plan(POLICY, "sales", "upsell", {})  # no key: no rule applies
+
+
+def test_an_empty_section_is_no_rules() -> None:
+    assert not CoordinationPolicy()
+    assert not parse_policy("agents: {}\n").coordination

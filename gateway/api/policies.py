@@ -3,13 +3,13 @@ decision a delegation would, without calling anything or minting a token."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.state import state_of
+from gateway.delegation.coordination import iso
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
@@ -141,7 +141,7 @@ async def _coordination(delegations: Delegations, body: ExplainRequest) -> dict[
                 "kind": b.rule.kind,
                 "entity": b.rule.entity,
                 "key": b.rule.key,
-                "until": datetime.fromtimestamp(b.until, UTC).isoformat(),
+                "until": iso(b.until),
                 "reason": b.reason(),
             }
             for b in blocked

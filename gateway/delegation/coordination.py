@@ -1,19 +1,20 @@
 """Keeping the policy's coordination rules (`policies.coordination`) for the
 calls the gateway admits: the state of every hold, cooldown, exclusive lease
-and budget, in the gateway's database so every replica sees the same.
+and budget, shared by every replica -- in the gateway's database
+(`coordination_sql`), or in Redis when `redis_url` is set (`coordination_redis`,
+one round trip per call).
 
-`admit()` runs inside the delegation decision (`Delegations._permit`, after
-the policy allowed the call and its rate limits counted it, before a token is
-minted) in one transaction: it refuses a call a hold or cooldown in force
+`admit()` runs inside the delegation decision (`Delegations._coordinate`,
+after the policy allowed the call and its rate limits counted it, before it is
+made) as one atomic step: it refuses a call a hold or cooldown in force
 blocks, takes the call's leases and budget units, opens and closes holds --
-all of it or, when one rule refuses, none of it. Two replicas racing on one
-entity meet at the row's primary key: a lease or a budget's last unit goes to
-exactly one of them (an INSERT .. ON CONFLICT DO UPDATE .. WHERE, atomic in
-PostgreSQL and SQLite alike). `finished()` runs when the call's outcome is
-recorded: it gives the leases back and, when the call succeeded, starts the
-cooldowns that follow it.
+all of it or, when one rule refuses, none of it. `finished()` runs when the
+call's outcome is recorded: it gives the leases back and, when the call
+succeeded, starts the cooldowns that follow it. Both stores keep exactly the
+same rules (`tests/gateway/test_coordination_model.py` holds each to one
+reference model).
 
-The database unreachable: the call fails as any other would (a 503), unlike a
+The store unreachable: the call fails as any other would (a 503), unlike a
 rate limit's counter store. A coordination rule keeps agents from acting on
 the same customer at once; letting calls through blind would break the very
 promise the rule was written for (docs/coordination.md).
@@ -21,28 +22,70 @@ promise the rule was written for (docs/coordination.md).
 
 from __future__ import annotations
 
-import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import and_, delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import Any, Protocol
 
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import Admitted, Caller
-from gateway.storage.tables import coordination_state
 from policies.coordination import Keyed, Plan
 
-logger = logging.getLogger(__name__)
 AUDIT_EVENT = "coordination"
-HOLDING = ("hold", "cooldown", "exclusive")  # slot 0, one row per rule and key
+
+
+@dataclass(frozen=True)
+class StateRow:
+    """What one rule keeps for one key: a hold, a cooldown, a lease, or a
+    budget's count in one period (``slot``)."""
+
+    rule: str
+    key: str
+    slot: int
+    kind: str
+    entity: str
+    until: float  # epoch seconds
+    opened_at: float
+    count: int
+    holder: str | None
+    subject: str | None
+    agent: str | None
+    action: str | None
+    trace_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "kind": self.kind,
+            "entity": self.entity,
+            "key": self.key,
+            "until": iso(self.until),
+            "opened_at": iso(self.opened_at),
+            "count": self.count,
+            "opened_by": {"subject": self.subject, "agent": self.agent, "action": self.action},
+            "trace_id": self.trace_id,
+        }
+
+
+def new_row(keyed: Keyed, admitted: Admitted, now: float, slot: int, until: float) -> StateRow:
+    return StateRow(
+        rule=keyed.rule,
+        key=keyed.key,
+        slot=slot,
+        kind=keyed.kind,
+        entity=keyed.entity,
+        until=until,
+        opened_at=now,
+        count=1,
+        holder=admitted.holder,
+        subject=admitted.caller.subject,
+        agent=admitted.agent,
+        action=admitted.action,
+        trace_id=admitted.trace_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -60,11 +103,25 @@ class Blocked:
         return max(1, math.ceil(self.until - self.now))
 
     def reason(self) -> str:
-        when = datetime.fromtimestamp(self.until, UTC).isoformat(timespec="seconds")
         return (
             f"coordination rule {self.rule.rule} ({self.rule.kind}) on "
-            f"{self.rule.entity} {self.rule.key}: {self.detail}, until {when}"
+            f"{self.rule.entity} {self.rule.key}: {self.detail}, until {iso(self.until)}"
         )
+
+
+def blocked_by(keyed: Keyed, row: StateRow, now: float) -> Blocked:
+    """A hold open, a cooldown running, or a lease held by ``row``."""
+    since = f"since {iso(row.opened_at)}, by a call to {row.agent} {row.action or ''}".rstrip()
+    what = {"hold": "a hold is open", "cooldown": "a cooldown runs"}.get(
+        keyed.kind, "another call is in flight"
+    )
+    return Blocked(keyed, row.until, f"{what} ({since})", now)
+
+
+def spent(keyed: Keyed, now: float) -> Blocked:
+    """A budget's calls for this period all made."""
+    until = (int(now // keyed.seconds) + 1) * keyed.seconds
+    return Blocked(keyed, until, f"{keyed.limit} calls per {_span(keyed)} made", now)
 
 
 class CoordinationBlocked(Exception):
@@ -73,41 +130,34 @@ class CoordinationBlocked(Exception):
         self.blocked = blocked
 
 
-@dataclass(frozen=True)
-class StateRow:
-    """One row of state, as `GET /coordination/holds` shows it."""
+class Store(Protocol):
+    """Where the state lives; each operation is atomic."""
 
-    rule: str
-    kind: str
-    entity: str
-    key: str
-    until: datetime
-    opened_at: datetime
-    count: int
-    subject: str | None
-    agent: str | None
-    action: str | None
-    trace_id: str | None
+    async def take(self, admitted: Admitted, now: float) -> tuple[list[Keyed], list[Keyed]]:
+        """Check and take what the plan asks; the holds opened and closed.
+        Raises `CoordinationBlocked` having taken nothing."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "kind": self.kind,
-            "entity": self.entity,
-            "key": self.key,
-            "until": self.until.isoformat(),
-            "opened_at": self.opened_at.isoformat(),
-            "count": self.count,
-            "opened_by": {"subject": self.subject, "agent": self.agent, "action": self.action},
-            "trace_id": self.trace_id,
-        }
+    async def give_back(self, admitted: Admitted, succeeded: bool, now: float) -> None:
+        """Drop the call's leases; start its cooldowns if it succeeded."""
+
+    async def blocking(self, plan: Plan, now: float) -> list[Blocked]:
+        """What holds a call back now, taking nothing."""
+
+    async def rows(self, entity: str | None, key: str | None, now: float) -> list[StateRow]:
+        """What is in force (at most 1,000 rows)."""
+
+    async def remove(self, rule: str, key: str, now: float) -> list[StateRow]:
+        """End what ``rule`` keeps for ``key``; the rows that were in force."""
+
+    async def purge(self, now: float) -> int:
+        """Drop spent rows."""
 
 
 class Coordination:
     def __init__(
-        self, engine: AsyncEngine, audit: AuditLog, clock: Callable[[], float] = time.time
+        self, store: Store, audit: AuditLog, clock: Callable[[], float] = time.time
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.audit = audit
         self.clock = clock  # epoch seconds; every replica's clock is NTP-kept
 
@@ -116,32 +166,8 @@ class Coordination:
     ) -> Admitted:
         """Take what ``plan`` asks for, or raise `CoordinationBlocked` having
         taken nothing."""
-        now = self.clock()
         admitted = Admitted(secrets.token_hex(16), plan, caller, agent, action, trace_id)
-        opened: list[Keyed] = []
-        closed: list[Keyed] = []
-        async with self.engine.begin() as conn:
-            blocked = await self._blocking(conn, plan.blocked_by, now)
-            if blocked is not None:
-                raise CoordinationBlocked(blocked)
-            for keyed in plan.leases:
-                if not await self._take(conn, keyed, admitted, now, 0, now + keyed.seconds):
-                    raise CoordinationBlocked(await self._held(conn, keyed, now))
-            for keyed in plan.budgets:
-                slot = int(now // keyed.seconds)
-                if not await self._take(
-                    conn, keyed, admitted, now, slot, (slot + 1) * keyed.seconds
-                ):
-                    until = (slot + 1) * keyed.seconds
-                    raise CoordinationBlocked(
-                        Blocked(keyed, until, f"{keyed.limit} calls per {_span(keyed)} made", now)
-                    )
-            for keyed in plan.closes:
-                if await self._close(conn, keyed, now):
-                    closed.append(keyed)
-            for keyed in plan.opens:
-                await self._put(conn, keyed, admitted, now, now + keyed.seconds)
-                opened.append(keyed)
+        opened, closed = await self.store.take(admitted, self.clock())
         await self._audit_holds(admitted, opened, "hold_opened")
         await self._audit_holds(admitted, closed, "hold_closed")
         return admitted
@@ -151,208 +177,42 @@ class Coordination:
         plan = admitted.plan
         if not plan.leases and not (succeeded and plan.cools):
             return
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            if plan.leases:
-                await conn.execute(
-                    delete(coordination_state).where(
-                        coordination_state.c.holder == admitted.holder,
-                        coordination_state.c.kind == "exclusive",
-                    )
-                )
-            if succeeded:
-                for keyed in plan.cools:
-                    await self._put(conn, keyed, admitted, now, now + keyed.seconds)
+        await self.store.give_back(admitted, succeeded, self.clock())
         if succeeded and plan.cools:
             await self._audit_holds(admitted, plan.cools, "cooldown_started")
 
     async def state(self, plan: Plan) -> list[Blocked]:
         """What would hold ``plan``'s call back now, counting nothing (explain)."""
-        now = self.clock()
-        found: list[Blocked] = []
-        async with self.engine.connect() as conn:
-            for keyed in plan.blocked_by:
-                blocked = await self._blocking(conn, (keyed,), now)
-                if blocked is not None:
-                    found.append(blocked)
-            for keyed in plan.leases:
-                row = await self._row(conn, keyed, 0)
-                if row is not None and row.until > now:
-                    found.append(await self._held(conn, keyed, now))
-            for keyed in plan.budgets:
-                slot = int(now // keyed.seconds)
-                row = await self._row(conn, keyed, slot)
-                if row is not None and row.count >= keyed.limit:
-                    detail = f"{keyed.limit} calls per {_span(keyed)} made"
-                    found.append(Blocked(keyed, (slot + 1) * keyed.seconds, detail, now))
-        return found
+        return await self.store.blocking(plan, self.clock())
 
     async def list(self, entity: str | None = None, key: str | None = None) -> list[StateRow]:
         """The holds, cooldowns, leases and budget counts in force."""
-        query = select(coordination_state).where(coordination_state.c.until > self.clock())
-        if entity is not None:
-            query = query.where(coordination_state.c.entity == entity)
-        if key is not None:
-            query = query.where(coordination_state.c.key == key)
-        query = query.order_by(coordination_state.c.entity, coordination_state.c.key)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query.limit(1000))).mappings().all()
-        return [_state_row(row) for row in rows]
+        return await self.store.rows(entity, key, self.clock())
 
     async def release(self, rule: str, key: str, by: str) -> int:
         """An admin ends what ``rule`` keeps for ``key`` (a hold, a cooldown,
-        a stuck lease, a budget's count); how many rows ended."""
-        where = and_(coordination_state.c.rule == rule, coordination_state.c.key == key)
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(select(coordination_state).where(where))).mappings().all()
-            await conn.execute(delete(coordination_state).where(where))
-        live = [row for row in rows if row["until"] > self.clock()]
+        a stuck lease, a budget's count); how many were in force."""
+        live = await self.store.remove(rule, key, self.clock())
         for row in live:
             await self.audit.record(
                 AuditEvent(
                     event=AUDIT_EVENT,
-                    trace_id=row["trace_id"] or secrets.token_hex(16),
+                    trace_id=row.trace_id or secrets.token_hex(16),
                     subject=by,
                     subject_issuer="admin",
                     decision="allow",
                     outcome="released",
-                    target=row["agent"],
-                    action=row["action"],
-                    reasons=(f"rule {rule} ({row['kind']}) on {row['entity']} {key}",),
+                    target=row.agent,
+                    action=row.action,
+                    reasons=(f"rule {rule} ({row.kind}) on {row.entity} {key}",),
                     detail=f"released by {by}",
                 )
             )
         return len(live)
 
-    async def purge(self, before: float | None = None) -> int:
-        """Delete spent rows (retention)."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(coordination_state).where(
-                    coordination_state.c.until < (before or self.clock())
-                )
-            )
-        return int(result.rowcount or 0)
-
-    async def _blocking(
-        self, conn: AsyncConnection, rules: Sequence[Keyed], now: float
-    ) -> Blocked | None:
-        if not rules:
-            return None
-        pairs = [(keyed.rule, keyed.key) for keyed in rules]
-        row = (
-            (
-                await conn.execute(
-                    select(coordination_state)
-                    .where(
-                        tuple_(coordination_state.c.rule, coordination_state.c.key).in_(pairs),
-                        coordination_state.c.slot == 0,
-                        coordination_state.c.until > now,
-                    )
-                    .order_by(coordination_state.c.until.desc())
-                    .limit(1)
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return None
-        keyed = next(k for k in rules if (k.rule, k.key) == (row["rule"], row["key"]))
-        what = "a hold is open" if keyed.kind == "hold" else "a cooldown runs"
-        return Blocked(keyed, row["until"], f"{what} (since {_by(row)})", now)
-
-    async def _held(self, conn: AsyncConnection, keyed: Keyed, now: float) -> Blocked:
-        row = await self._row(conn, keyed, 0)
-        until = row.until if row is not None else now + 1
-        who = f"{row.agent}" if row is not None else "another call"
-        return Blocked(keyed, until, f"a call to {who} is in flight", now)
-
-    async def _row(self, conn: AsyncConnection, keyed: Keyed, slot: int) -> Any:
-        return (
-            await conn.execute(
-                select(coordination_state).where(
-                    coordination_state.c.rule == keyed.rule,
-                    coordination_state.c.key == keyed.key,
-                    coordination_state.c.slot == slot,
-                )
-            )
-        ).first()
-
-    def _insert(self) -> Any:
-        return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-
-    def _values(
-        self, keyed: Keyed, admitted: Admitted, now: float, slot: int, until: float
-    ) -> dict[str, Any]:
-        return {
-            "rule": keyed.rule,
-            "key": keyed.key,
-            "slot": slot,
-            "kind": keyed.kind,
-            "entity": keyed.entity,
-            "until": until,
-            "count": 1,
-            "holder": admitted.holder,
-            "subject": admitted.caller.subject,
-            "agent": admitted.agent,
-            "action": admitted.action,
-            "trace_id": admitted.trace_id,
-            "opened_at": now,
-        }
-
-    async def _take(
-        self,
-        conn: AsyncConnection,
-        keyed: Keyed,
-        admitted: Admitted,
-        now: float,
-        slot: int,
-        until: float,
-    ) -> bool:
-        """A lease (free or spent) or a budget unit (the count below the
-        limit): True when this call got it."""
-        values = self._values(keyed, admitted, now, slot, until)
-        table = coordination_state
-        statement = self._insert()(table).values(values)
-        if keyed.kind == "budget":
-            statement = statement.on_conflict_do_update(
-                index_elements=["rule", "key", "slot"],
-                set_={"count": table.c.count + 1},
-                where=table.c.count < keyed.limit,
-            )
-        else:
-            statement = statement.on_conflict_do_update(
-                index_elements=["rule", "key", "slot"],
-                set_={k: statement.excluded[k] for k in values if k not in ("rule", "key", "slot")},
-                where=table.c.until <= now,
-            )
-        taken = await conn.execute(statement.returning(table.c.rule))
-        return taken.first() is not None
-
-    async def _put(
-        self, conn: AsyncConnection, keyed: Keyed, admitted: Admitted, now: float, until: float
-    ) -> None:
-        """Open a hold or start a cooldown (again: from now)."""
-        values = self._values(keyed, admitted, now, 0, until)
-        statement = self._insert()(coordination_state).values(values)
-        statement = statement.on_conflict_do_update(
-            index_elements=["rule", "key", "slot"],
-            set_={k: statement.excluded[k] for k in values if k not in ("rule", "key", "slot")},
-        )
-        await conn.execute(statement)
-
-    async def _close(self, conn: AsyncConnection, keyed: Keyed, now: float) -> bool:
-        result = await conn.execute(
-            delete(coordination_state)
-            .where(
-                coordination_state.c.rule == keyed.rule,
-                coordination_state.c.key == keyed.key,
-                coordination_state.c.slot == 0,
-            )
-            .returning(coordination_state.c.until)
-        )
-        return any(until > now for (until,) in result.all())
+    async def purge(self) -> int:
+        """Drop spent rows (retention)."""
+        return await self.store.purge(self.clock())
 
     async def _audit_holds(self, admitted: Admitted, rules: Iterable[Keyed], outcome: str) -> None:
         caller = admitted.caller
@@ -383,22 +243,6 @@ def _span(keyed: Keyed) -> str:
     return f"{seconds} s"
 
 
-def _by(row: Any) -> str:
-    opened = datetime.fromtimestamp(row["opened_at"], UTC).isoformat(timespec="seconds")
-    return f"{opened}, by a call to {row['agent']} {row['action'] or ''}".rstrip()
-
-
-def _state_row(row: Any) -> StateRow:
-    return StateRow(
-        rule=row["rule"],
-        kind=row["kind"],
-        entity=row["entity"],
-        key=row["key"],
-        until=datetime.fromtimestamp(row["until"], UTC),
-        opened_at=datetime.fromtimestamp(row["opened_at"], UTC),
-        count=row["count"],
-        subject=row["subject"],
-        agent=row["agent"],
-        action=row["action"],
-        trace_id=row["trace_id"],
-    )
+def iso(epoch: float) -> str:
+    """An instant as the API shows it (UTC, to the second)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

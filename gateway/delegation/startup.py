@@ -21,6 +21,8 @@ from gateway.delegation.approvals import Approvals
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.coordination import Coordination
+from gateway.delegation.coordination_redis import RedisStore
+from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
@@ -120,7 +122,9 @@ async def start(
         audit_log,
         max_depth=settings.max_delegation_depth,
         rate_limits=RateLimits(settings.redis_url),
-        coordination=Coordination(engine, audit_log),
+        coordination=Coordination(
+            RedisStore(settings.redis_url) if settings.redis_url else SqlStore(engine), audit_log
+        ),
     )
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis
 from mcp import MCPError
 
 from gateway.mcp.errors import DELEGATION_REFUSED
@@ -91,8 +92,15 @@ class Setup:
         return len(self.recorders[agent].calls())
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+REDIS = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    """The gateway keeping the rules' state in its database, or in Redis."""
+    redis_url = REDIS if request.param == "redis" else None
+    if redis_url:
+        redis.Redis.from_url(redis_url).flushdb()
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     servers: list[ServerThread] = []
@@ -109,7 +117,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         calc, calc_recorder, _ = upstream_server()
         servers.append(calc)
         recorders["calc"] = calc_recorder
-        gateway = start_gateway(tmp_path / "data", None, policy_file=policy)
+        gateway = start_gateway(tmp_path / "data", None, policy_file=policy, redis_url=redis_url)
         servers.insert(0, gateway.server)
         with gateway.client() as admin:
             for agent_id, server in zip(SKILLS, servers[1:], strict=False):

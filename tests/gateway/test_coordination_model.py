@@ -8,19 +8,23 @@ lease goes to exactly one call, a budget's units to exactly `limit` calls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.delegation.audit import AuditEvent
-from gateway.delegation.coordination import Coordination, CoordinationBlocked
+from gateway.delegation.coordination import Coordination, CoordinationBlocked, Store
+from gateway.delegation.coordination_redis import RedisStore
+from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.permits import Admitted, Caller
 from gateway.storage.db import create_engine, upgrade
 from policies.coordination import CoordinationPolicy, entity_keys, plan
@@ -64,7 +68,7 @@ def rule_sets(draw: st.DrawFn) -> dict[str, Any]:
         elif kind == "exclusive":
             rule |= {"calls": draw(calls_strategy), "ttl": 86400}
         else:
-            rule |= {"calls": draw(calls_strategy), "limit": draw(st.integers(1, 3)), "per": 86400}
+            rule |= {"calls": draw(calls_strategy), "limit": draw(st.integers(1, 2)), "per": 86400}
         rules.append(rule)
     entities = [{"entity": "customer", "key": "id"}]
     return {"entities": entities, "rules": rules}
@@ -143,12 +147,25 @@ class Model:
                     self.cools.add((rule["name"], key))
 
 
+REDIS = "redis://127.0.0.1:6379/14"
+
+
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
 )
-def database(
+def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
+    """Where the state lives: a database's URL, or Redis's."""
+    if request.param == "redis":
+        redis.Redis.from_url(REDIS).flushdb()
+        yield REDIS
+        return
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('coordination') / 'state.db'}"
         _migrate(url)
@@ -159,6 +176,23 @@ def database(
     with _fresh_database() as url:
         _migrate(url)
         yield url
+
+
+@contextlib.asynccontextmanager
+async def opened(backend: str) -> AsyncIterator[Store]:
+    """The store on ``backend``, as one replica holds it."""
+    if backend.startswith("redis"):
+        store = RedisStore(backend)
+        try:
+            yield store
+        finally:
+            await store.redis.aclose()
+        return
+    engine = create_engine(backend)
+    try:
+        yield SqlStore(engine)
+    finally:
+        await engine.dispose()
 
 
 def _migrate(url: str) -> None:
@@ -173,23 +207,22 @@ def _migrate(url: str) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(rules=rule_sets(), steps=steps_strategy)
 def test_the_state_agrees_with_the_reference_model(
-    database: str, rules: dict[str, Any], steps: list[tuple[Any, ...]]
+    backend: str, rules: dict[str, Any], steps: list[tuple[Any, ...]]
 ) -> None:
     policy = CoordinationPolicy.model_validate(rules)
     model = Model(rules["rules"])
     run = uuid.uuid4().hex[:8]  # this example's own customers in the shared database
 
     async def play() -> None:
-        engine = create_engine(database)
-        coordination = Coordination(engine, Audit())  # type: ignore[arg-type]
         started: list[tuple[Admitted | None, str, str, str, int]] = []
-        try:
+        async with opened(backend) as store:
+            coordination = Coordination(store, Audit())  # type: ignore[arg-type]
             for step in steps:
                 if step[0] == "start":
                     _, agent, skill, customer = step
@@ -215,8 +248,6 @@ def test_the_state_agrees_with_the_reference_model(
                     model.end(call, agent, skill, key, succeeded)
                     if admitted is not None:
                         await coordination.finished(admitted, succeeded)
-        finally:
-            await engine.dispose()
 
     anyio.run(play)
 
@@ -245,37 +276,47 @@ RACE = CoordinationPolicy.model_validate(
 )
 
 
-@pytest.mark.postgres
-def test_two_replicas_racing_on_one_entity_obey_each_rule_once(postgres_url: str) -> None:
-    _migrate(postgres_url)
+@pytest.fixture(
+    params=[
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+def shared(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store two replicas share (SQLite is one process's)."""
+    if request.param == "redis":
+        yield REDIS
+        return
+    from tests.conftest import _fresh_database
+
+    with _fresh_database() as url:
+        _migrate(url)
+        yield url
+
+
+def test_two_replicas_racing_on_one_entity_obey_each_rule_once(shared: str) -> None:
     order = uuid.uuid4().hex
 
     async def race(skill: str, calls: int) -> int:
-        one, two = create_engine(postgres_url), create_engine(postgres_url)
-        replicas = [Coordination(one, Audit()), Coordination(two, Audit())]  # type: ignore[arg-type]
         asked = plan(RACE, "orders", skill, {"order": order})
+        async with opened(shared) as one, opened(shared) as two:
+            replicas = [Coordination(one, Audit()), Coordination(two, Audit())]  # type: ignore[arg-type]
 
-        async def attempt(index: int) -> bool:
-            try:
-                await replicas[index % 2].admit(asked, ALICE, "orders", skill, "t")
-            except CoordinationBlocked:
-                return False
-            return True
+            async def attempt(index: int) -> bool:
+                try:
+                    await replicas[index % 2].admit(asked, ALICE, "orders", skill, "t")
+                except CoordinationBlocked:
+                    return False
+                return True
 
-        try:
             won = await asyncio.gather(*(attempt(i) for i in range(calls)))
-        finally:
-            await one.dispose()
-            await two.dispose()
         return sum(won)
 
     assert anyio.run(race, "amend", 20) == 1
     assert anyio.run(race, "notify", 20) == 3
 
 
-def test_a_spent_lease_and_an_expired_hold_hold_nothing(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
-    _migrate(url)
+def test_a_spent_lease_and_an_expired_hold_hold_nothing(backend: str) -> None:
     policy = CoordinationPolicy.model_validate(
         {
             "entities": [{"entity": "customer", "key": "id"}],
@@ -299,15 +340,16 @@ def test_a_spent_lease_and_an_expired_hold_hold_nothing(tmp_path: Path) -> None:
             ],
         }
     )
-    clock = [1_000_000.0]
+    # Near the real time: Redis expires a row at its `until` by itself.
+    clock = [time.time()]
+    customer = uuid.uuid4().hex
 
     def asked(agent: str) -> Any:
-        return plan(policy, agent, None, {"customer": "K"})
+        return plan(policy, agent, None, {"customer": customer})
 
     async def play() -> None:
-        engine = create_engine(url)
-        coordination = Coordination(engine, Audit(), lambda: clock[0])  # type: ignore[arg-type]
-        try:
+        async with opened(backend) as store:
+            coordination = Coordination(store, Audit(), lambda: clock[0])  # type: ignore[arg-type]
             await coordination.admit(asked("a"), ALICE, "a", None, "t")  # opens h
             with pytest.raises(CoordinationBlocked):
                 await coordination.admit(asked("b"), ALICE, "b", None, "t")
@@ -319,9 +361,9 @@ def test_a_spent_lease_and_an_expired_hold_hold_nothing(tmp_path: Path) -> None:
             assert held.value.blocked.retry_after == 30
             clock[0] += 31  # the lease's ttl has passed: the stuck call holds nothing
             await coordination.admit(asked("c"), ALICE, "c", None, "t")
-            assert [row.rule for row in await coordination.list("customer", "K")] == ["x"]
-            assert await coordination.purge() == 1  # the spent hold's row
-        finally:
-            await engine.dispose()
+            assert [row.rule for row in await coordination.list("customer", customer)] == ["x"]
+            # The spent hold's row: gone from a database by a purge, from Redis
+            # by itself (a minute from now).
+            assert await coordination.purge() == (0 if backend == REDIS else 1)
 
     anyio.run(play)

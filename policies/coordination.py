@@ -131,12 +131,18 @@ class _Rule(BaseModel):
         raise NotImplementedError
 
 
+Mode = Literal["refuse", "defer"]
+
+
 class HoldRule(_Rule):
     kind: Literal["hold"]
     opened_by: Calls
     closed_by: Calls
     blocks: Calls
     ttl: Duration
+    # refuse: a blocked call is refused (409); defer: it waits, and is made
+    # when the hold closes (`gateway.delegation.deferrals`).
+    mode: Mode = "refuse"
 
     def selectors(self) -> dict[str, Calls]:
         return {"opened_by": self.opened_by, "closed_by": self.closed_by, "blocks": self.blocks}
@@ -147,6 +153,7 @@ class CooldownRule(_Rule):
     after: Calls
     blocks: Calls
     duration: Duration
+    mode: Mode = "refuse"
 
     def selectors(self) -> dict[str, Calls]:
         return {"after": self.after, "blocks": self.blocks}
@@ -171,7 +178,29 @@ class BudgetRule(_Rule):
         return {"calls": self.calls}
 
 
-Rule = Annotated[HoldRule | CooldownRule | ExclusiveRule | BudgetRule, Field(discriminator="kind")]
+class PriorityRule(_Rule):
+    """Which deferred calls for one entity go first when what held them back
+    ends: those matching ``order[0]``, then ``order[1]``, ...; a call matching
+    none comes last. All but the first rank give up after ``ttl``."""
+
+    kind: Literal["priority"]
+    order: list[Calls] = Field(min_length=2, max_length=16)
+    ttl: Duration
+
+    def selectors(self) -> dict[str, Calls]:
+        return {f"order.{i}": calls for i, calls in enumerate(self.order)}
+
+    def rank(self, agent: str, action: str | None) -> int:
+        return next(
+            (i for i, calls in enumerate(self.order) if calls.matches(agent, action)),
+            len(self.order),
+        )
+
+
+Rule = Annotated[
+    HoldRule | CooldownRule | ExclusiveRule | BudgetRule | PriorityRule,
+    Field(discriminator="kind"),
+]
 
 
 class CoordinationPolicy(BaseModel):
@@ -205,13 +234,27 @@ class CoordinationPolicy(BaseModel):
             for place, calls in rule.selectors().items():
                 if not any(calls.overlaps(d) for d in declared):
                     problem(
-                        ("rules", index, place),
+                        ("rules", index, *(int(p) if p.isdigit() else p for p in place.split("."))),
                         f"names calls whose input no entities entry for {rule.entity!r} "
                         "reads, so the rule would never apply to them",
                     )
+        ranked = [r.entity for r in self.rules if isinstance(r, PriorityRule)]
+        for index, rule in enumerate(self.rules):
+            if isinstance(rule, PriorityRule) and ranked.count(rule.entity) > 1:
+                problem(("rules", index, "entity"), f"a second priority rule for {rule.entity!r}")
+                ranked.remove(rule.entity)
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
+
+    def priority(self, entity: str, agent: str, action: str | None) -> tuple[int, float | None]:
+        """A deferred call's rank for ``entity`` (0 first) and how long it may
+        wait (None: until released)."""
+        for rule in self.rules:
+            if isinstance(rule, PriorityRule) and rule.entity == entity:
+                rank = rule.rank(agent, action)
+                return rank, (rule.ttl.total_seconds() if rank > 0 else None)
+        return 0, None
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -289,6 +332,7 @@ class Keyed:
     key: str
     seconds: float = 0.0  # the rule's ttl, duration or period
     limit: int = 0  # a budget's
+    mode: str = "refuse"  # a hold's or cooldown's: what a call it blocks gets
 
 
 @dataclass(frozen=True)
@@ -332,8 +376,12 @@ def plan(
         key = keys.get(rule.entity)
         if key is None:
             continue
+        if isinstance(rule, PriorityRule):
+            continue  # ranks deferred calls (`CoordinationPolicy.priority`), asks nothing
         if isinstance(rule, HoldRule):
-            keyed = Keyed(rule.name, rule.kind, rule.entity, key, rule.ttl.total_seconds())
+            keyed = Keyed(
+                rule.name, rule.kind, rule.entity, key, rule.ttl.total_seconds(), mode=rule.mode
+            )
             closes = rule.closed_by.matches(agent, action)
             if closes:
                 parts["closes"].append(keyed)
@@ -342,7 +390,14 @@ def plan(
             elif rule.blocks.matches(agent, action) and not closes:
                 parts["blocked_by"].append(keyed)
         elif isinstance(rule, CooldownRule):
-            keyed = Keyed(rule.name, rule.kind, rule.entity, key, rule.duration.total_seconds())
+            keyed = Keyed(
+                rule.name,
+                rule.kind,
+                rule.entity,
+                key,
+                rule.duration.total_seconds(),
+                mode=rule.mode,
+            )
             if rule.blocks.matches(agent, action):
                 parts["blocked_by"].append(keyed)
             if rule.after.matches(agent, action):
@@ -356,4 +411,8 @@ def plan(
             parts["budgets"].append(
                 Keyed(rule.name, rule.kind, rule.entity, key, seconds, rule.limit)
             )
+    # A rule that refuses is reported before one that defers: a call both
+    # refuse and defer would hold back is refused (deferring it would only
+    # make it wait to be refused).
+    parts["blocked_by"].sort(key=lambda keyed: keyed.mode == "defer")
     return Plan(**{name: tuple(found) for name, found in parts.items()}, keys=dict(keys))

@@ -24,6 +24,7 @@ from adapters.a2a import A2AUpstreams
 from gateway.a2a.cards import sign_card
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.lost_tasks import LostTasks
+from gateway.delegation.permits import Deferral
 from gateway.delegation.pipeline import (
     Delegations,
     Grant,
@@ -61,6 +62,9 @@ class Admission:
     # Decided as for the strictest skill whatever it names: it continues a task
     # recorded for no skill in particular.
     strictest: bool = False
+    # Held back by a coordination rule in `mode: defer`: the request is kept
+    # and made once that ends (`gateway.delegation.deferrals`).
+    deferral: Deferral | None = None
 
     @property
     def agent_id(self) -> str:

@@ -19,6 +19,7 @@ Nothing reaches the agent until then:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -58,11 +59,13 @@ from gateway.delegation.approvals import (
     WITHDRAWN,
     AlreadyDecided,
     Approval,
+    ApprovalNotFound,
     Approvals,
     NewApproval,
     State,
     new_id,
 )
+from gateway.delegation.deferrals import DECIDED_BY, Deferrals
 from gateway.delegation.handoffs import admitted_skill, check_contract
 from gateway.delegation.runs import ENDS, TERMINAL, RunSpec, status_message
 from gateway.delegation.task_runner import RunNotFound, TaskRunner
@@ -75,6 +78,7 @@ APPROVAL_META = "approval"
 class ApprovalParts:
     approvals: Approvals
     runner: TaskRunner
+    deferrals: Deferrals | None = None  # calls a coordination rule defers
 
 
 def _ended(task: Task, approval: Approval | None) -> bool:
@@ -142,15 +146,22 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                 raise TaskNotFoundError(f"context {message.context_id} not found")
         approval_id = new_id()
         task = Task(id=str(uuid.uuid4()), context_id=message.context_id or str(uuid.uuid4()))
-        task.status.state = TaskState.TASK_STATE_AUTH_REQUIRED
-        task.status.message.CopyFrom(
-            status_message(
-                task.id,
-                task.context_id,
-                f"an admin must approve this request before {admission.agent_id} is called "
-                f"(approval {approval_id}); follow this task for the outcome",
+        deferral = admission.deferral
+        if deferral is not None:
+            # Waiting for something other agents do, not for anyone's
+            # permission: submitted, not yet started (A2A 1.0 TaskState).
+            task.status.state = TaskState.TASK_STATE_SUBMITTED
+            said = (
+                f"deferred: {deferral.reason}; {admission.agent_id} is called once that "
+                f"ends (deferral {approval_id}); follow this task for the outcome"
             )
-        )
+        else:
+            task.status.state = TaskState.TASK_STATE_AUTH_REQUIRED
+            said = (
+                f"an admin must approve this request before {admission.agent_id} is called "
+                f"(approval {approval_id}); follow this task for the outcome"
+            )
+        task.status.message.CopyFrom(status_message(task.id, task.context_id, said))
         task.status.message.metadata.update({APPROVAL_META: approval_id})
         task.metadata.update({APPROVAL_META: approval_id})
         history = task.history.add()
@@ -171,7 +182,13 @@ class ApprovalAgentHandler(RecordedTaskHandler):
             ),
             approval_id,
         )
-        await store.audit_request(approval, "a2a.SendMessage")
+        if deferral is not None:
+            deferrals = self._approvals().deferrals
+            assert deferrals is not None
+            await deferrals.add(approval.id, deferral)
+            await store.audit(approval, "a2a.SendMessage", "deferred", said[:2000])
+        else:
+            await store.audit_request(approval, "a2a.SendMessage")
         return task
 
     @validate_request_params
@@ -309,3 +326,17 @@ class ApprovalDesk:
         for listener in self.listeners:
             await listener(approval)
         return approval
+
+    async def release(self, approval_id: str, reason: str) -> None:
+        """A deferred call may go now (`gateway.delegation.deferrals`): made as
+        an approved one, by the gateway."""
+        await self._by_coordination(approval_id, True, reason)
+
+    async def give_up(self, approval_id: str, reason: str) -> None:
+        """A deferred call waited longer than its rank allows."""
+        await self._by_coordination(approval_id, False, reason)
+
+    async def _by_coordination(self, approval_id: str, go: bool, reason: str) -> None:
+        # Withdrawn by its requester, or decided by an admin, meanwhile: theirs stands.
+        with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
+            await self.decide(approval_id, go, DECIDED_BY, reason)

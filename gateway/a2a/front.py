@@ -73,6 +73,7 @@ from gateway.delegation.handoffs import (
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
+    CoordinationDeferred,
     DelegationDenied,
     Grant,
 )
@@ -241,6 +242,8 @@ class A2AFrontDoor:
                     {"reasons": reasons, "approval_required": True},
                 )
             grant, request.state.approval = pending.permit, True
+            if isinstance(pending, CoordinationDeferred):
+                request.state.deferral = pending.deferral
         except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
             return denial_response(denied, refuse)
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
@@ -251,6 +254,7 @@ class A2AFrontDoor:
             decided.skill,
             task_id=decided.task_id,
             strictest=decided.strictest,
+            deferral=getattr(request.state, "deferral", None),
         )
         return None
 

@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.a2a.admission import Admission, admission_of
+from gateway.a2a.approvals import APPROVAL_META as HELD_META
 from gateway.a2a.calls import RUNNING, UpstreamCalls
 from gateway.a2a.cards import proxied_card
 from gateway.a2a.task_events import event_of, list_own_tasks, task_id_of
@@ -69,6 +70,19 @@ logger = logging.getLogger(__name__)
 class AgentHandler(UpstreamCalls, RequestHandler):
     """Every A2A operation on one registered agent, through the pipeline
     (`UpstreamCalls` holds how the agent is called)."""
+
+    # Serves the gateway's own tasks of calls a coordination rule deferred
+    # (`gateway.a2a.approvals`): the agent has never seen them.
+    held: RequestHandler | None = None
+
+    async def _deferred(self, admission: Admission, task_id: str) -> RequestHandler | None:
+        """The handler of ``task_id`` if it is a deferred call's task. Looked
+        up only while the policy can defer a call."""
+        rules = self._parts().delegations.policy.current.coordination.rules
+        if self.held is None or not any(getattr(r, "mode", "") == "defer" for r in rules):
+            return None
+        task = await self.tasks.get(admission.agent_id, admission.owner, task_id)
+        return self.held if task is not None and HELD_META in task.metadata else None
 
     @staticmethod
     def _no_inline_push(params: SendMessageRequest) -> None:
@@ -138,6 +152,9 @@ class AgentHandler(UpstreamCalls, RequestHandler):
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         validate_history_length(params)
         admission = admission_of(context)
+        held = await self._deferred(admission, params.id)
+        if held is not None:
+            return await held.on_get_task(params, context)  # type: ignore[return-value]
         await self._own_task(admission, params.id)
         try:
             task = await self._call(
@@ -170,6 +187,9 @@ class AgentHandler(UpstreamCalls, RequestHandler):
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
         admission = admission_of(context)
+        held = await self._deferred(admission, params.id)
+        if held is not None:
+            return await held.on_cancel_task(params, context)  # type: ignore[return-value]
         await self._own_task(admission, params.id)
         task = await self._call(
             admission, "CancelTask", lambda t, c: t.cancel_task(params, context=c)
@@ -182,6 +202,11 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         admission = admission_of(context)
+        held = await self._deferred(admission, params.id)
+        if held is not None:
+            async for event in held.on_subscribe_to_task(params, context):
+                yield event
+            return
         await self._own_task(admission, params.id)
         async for event in self._relay(
             admission, "SubscribeToTask", lambda t, c: t.subscribe(params, context=c)

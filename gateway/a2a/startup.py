@@ -28,11 +28,15 @@ from gateway.a2a.handler import AgentHandler
 from gateway.a2a.passthrough import PassThrough
 from gateway.a2a.reconcile import Reconciler
 from gateway.a2a.vendor import GatewayRun, VendorAgentHandler, VendorExecution
+from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.vendor_agents import VendorAgents
 from registry.vendor_store import SqlVendorStore
+
+# How soon a deferred call follows the end of what held it back.
+DEFERRALS_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,21 @@ class A2AParts:
     reconciler: Reconciler
 
     def jobs(self) -> list[Job]:
-        return [
+        jobs = [
             ("gateway-runs", self.gateway_run.runner.run_forever()),
             ("a2a-reconciler", self.reconciler.run_forever()),
         ]
+        deferrals = self.desk.parts.deferrals
+        if deferrals is not None and deferrals.coordination is not None:
+            jobs.append(
+                (
+                    "coordination-deferrals",
+                    deferrals.run_forever(
+                        self.desk.release, self.desk.give_up, DEFERRALS_POLL_SECONDS
+                    ),
+                )
+            )
+        return jobs
 
 
 class A2ADoor:
@@ -62,6 +77,7 @@ class A2ADoor:
         self.gateway_runs = GatewayRunHandlers(self.vendor)
         self.gateway = GatewayHandler(self.front_door_parts)
         self.approvals = ApprovalAgentHandler(self.front_door_parts, self.approval_parts)
+        self.handler.held = self.approvals  # deferred calls' tasks
 
     @property
     def parts(self) -> A2AParts:
@@ -156,10 +172,11 @@ class A2ADoor:
             resumable=approved.resumable,
         )
         stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
+        deferrals = Deferrals(core.engine, core.delegations.coordination)
         self._parts = A2AParts(
             front_door=front_door,
             gateway_run=GatewayRun(vendors, runner),
-            desk=ApprovalDesk(lambda: front_door, ApprovalParts(core.approvals, runner)),
+            desk=ApprovalDesk(lambda: front_door, ApprovalParts(core.approvals, runner, deferrals)),
             reconciler=Reconciler(
                 lambda: front_door,
                 self.handler,

@@ -123,22 +123,21 @@ class SqlStore:
     ) -> Blocked | None:
         if not rules:
             return None
-        query = (
-            select(table)
-            .where(
-                tuple_(table.c.rule, table.c.key).in_([(k.rule, k.key) for k in rules]),
-                table.c.slot == 0,
-                table.c.until > now,
-            )
-            .order_by(table.c.until.desc())
-            .limit(1)
+        query = select(table).where(
+            tuple_(table.c.rule, table.c.key).in_([(k.rule, k.key) for k in rules]),
+            table.c.slot == 0,
+            table.c.until > now,
         )
-        found = (await conn.execute(query)).mappings().first()
-        if found is None:
-            return None
-        row = StateRow(**found)
-        keyed = next(k for k in rules if (k.rule, k.key) == (row.rule, row.key))
-        return blocked_by(keyed, row, now)
+        live = {
+            (r.rule, r.key): r
+            for r in map(lambda m: StateRow(**m), (await conn.execute(query)).mappings())
+        }
+        # The first of ``rules`` in force (`plan` puts those that refuse first).
+        for keyed in rules:
+            row = live.get((keyed.rule, keyed.key))
+            if row is not None:
+                return blocked_by(keyed, row, now)
+        return None
 
     async def _row(self, conn: AsyncConnection, keyed: Keyed, slot: int) -> StateRow | None:
         query = select(table).where(

@@ -151,3 +151,27 @@ class ApprovalRequired(DelegationDenied):
     def __init__(self, permit: Permit) -> None:
         super().__init__(permit.target_id, permit.decision)
         self.permit = permit
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Why a call waits, in the words the caller and the admin see, and what
+    releases it (`gateway.delegation.deferrals`)."""
+
+    rule: str
+    kind: str
+    entity: str
+    key: str
+    reason: str
+    rank: int  # among the entity's deferred calls: 0 goes first
+    wait_seconds: float | None  # a lower rank gives up after this; None: until released
+
+
+class CoordinationDeferred(ApprovalRequired):
+    """A coordination rule in `mode: defer` holds the call back: it is kept,
+    as a request for approval is, and made once what held it back has ended
+    -- by the gateway, not an admin."""
+
+    def __init__(self, permit: Permit, deferral: Deferral) -> None:
+        super().__init__(permit)
+        self.deferral = deferral

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from adapters import spans
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.audit import AuditLog
-from gateway.delegation.coordination import Coordination, CoordinationBlocked
+from gateway.delegation.coordinate import coordinate
+from gateway.delegation.coordination import Coordination
 from gateway.delegation.decision_records import (
     decision_event,
     decision_facts,
@@ -34,6 +35,7 @@ from gateway.delegation.decision_records import (
 from gateway.delegation.permits import (
     ApprovalRequired,
     Caller,
+    CoordinationDeferred,
     CoordinationRefused,
     DelegationDenied,
     Grant,
@@ -41,7 +43,6 @@ from gateway.delegation.permits import (
     RateLimited,
 )
 from gateway.delegation.rate_limits import RateLimits
-from policies.coordination import EntityKeyInvalid, EntityKeyMissing, entity_keys, plan
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -63,6 +64,7 @@ from registry.store import AgentNotFound, SqlAgentStore
 __all__ = [
     "ApprovalRequired",
     "Caller",
+    "CoordinationDeferred",
     "CoordinationRefused",
     "DelegationDenied",
     "Delegations",
@@ -342,24 +344,7 @@ class Delegations:
             permit.requested,
             permit.started,
         )
-        try:
-            keys = entity_keys(rules, target, action, inputs)
-            asked = plan(rules, target, action, keys)
-            if not asked:
-                return permit
-            admitted = await self.coordination.admit(
-                asked, permit.caller, target, action, permit.trace_id
-            )
-        except (EntityKeyMissing, EntityKeyInvalid) as exc:
-            refused = await refuse(str(exc), outcome="invalid_request")
-            raise CoordinationRefused(target, refused, None, None) from None
-        except CoordinationBlocked as exc:
-            blocked = exc.blocked
-            refused = await refuse(blocked.reason(), outcome="coordination")
-            raise CoordinationRefused(
-                target, refused, blocked.retry_after, blocked.rule.rule
-            ) from None
-        return replace(permit, coordinated=admitted)
+        return await coordinate(rules, self.coordination, permit, inputs, refuse)
 
     async def _refuse(
         self,

@@ -192,6 +192,25 @@ coordination_state = Table(
     Index("coordination_state_entity", "entity", "key"),
 )
 
+# Calls a coordination rule in `mode: defer` holds back
+# (`gateway.delegation.deferrals`): each is also an approval (the request, its
+# caller, its task), made when what held it back (`rule`, `key`) has ended --
+# the first `rank` first -- or given up at `expires_at`.
+coordination_deferrals = Table(
+    "coordination_deferrals",
+    metadata,
+    Column("approval_id", String(40), primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("state", String(16), nullable=False),  # waiting, released, expired, ended
+    Index("ix_coordination_deferrals_waiting", "state", "rule", "key"),
+)
+
 # Calls the policy holds for a human's decision (`gateway.delegation.approvals`). A row is
 # written when the call is asked for (the call is not made) and keeps everything
 # needed to make it later on the requester's behalf -- never a token: the

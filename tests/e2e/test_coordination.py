@@ -5,6 +5,7 @@ listed and released by an admin, audited with the rule's name."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,21 @@ coordination:
       closed_by: {agents: [support], skills: [resolve]}
       blocks: {agents: [sales], skills: [upsell]}
       ttl: PT24H
+    - name: support-first-then-follow-up
+      kind: hold
+      entity: customer
+      opened_by: {agents: [support], skills: [escalate]}
+      closed_by: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales], skills: [followup, promo]}
+      ttl: PT24H
+      mode: defer
+    - name: follow-ups-first
+      kind: priority
+      entity: customer
+      order:
+        - {agents: [sales], skills: [followup]}
+        - {agents: [sales], skills: [promo]}
+      ttl: PT1S
     - name: sales-waits
       kind: cooldown
       entity: customer
@@ -63,7 +79,7 @@ coordination:
 """
 SKILLS = {
     "support": [{"id": "escalate"}, {"id": "resolve"}],
-    "sales": [{"id": "upsell"}, {"id": "survey"}],
+    "sales": [{"id": "upsell"}, {"id": "survey"}, {"id": "followup"}, {"id": "promo"}],
 }
 
 
@@ -149,8 +165,12 @@ def test_a_hold_keeps_sales_away_until_support_resolves(setup: Setup) -> None:
     assert rest.json()["error"]["status"] == "ABORTED"
     with setup.gateway.client() as admin:
         listed = admin.get("/coordination/holds", params={"entity": "customer:C-1"}).json()
-        (hold,) = listed["items"]
-        assert (hold["rule"], hold["kind"], hold["key"]) == ("support-first", "hold", "C-1")
+        assert {i["rule"] for i in listed["items"]} == {
+            "support-first",
+            "support-first-then-follow-up",
+        }
+        (hold,) = [i for i in listed["items"] if i["rule"] == "support-first"]
+        assert (hold["kind"], hold["key"]) == ("hold", "C-1")
         assert hold["opened_by"] == {"subject": "alice", "agent": "support", "action": "escalate"}
         explained = admin.post(
             "/policies/explain",
@@ -253,3 +273,52 @@ def test_an_mcp_tool_is_held_back_with_the_rule_and_the_retry_hint(setup: Setup)
     assert error.error.data["rule"] == "one-sum-a-day"
     assert error.error.data["denial"] == "coordination"
     assert error.error.data["retry_after"] >= 1
+
+
+def _task(setup: Setup, agent: str, task_id: str) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 9, "method": "GetTask", "params": {"id": task_id}}
+    headers = {"Authorization": f"Bearer {setup.token}", "A2A-Version": "1.0"}
+    answer = httpx.post(f"{setup.gateway.url}/a2a/{agent}", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    task: dict[str, Any] = answer.json()["result"]
+    return task
+
+
+def _until(setup: Setup, agent: str, task_id: str, states: set[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        task = _task(setup, agent, task_id)
+        if task["status"]["state"] in states or time.monotonic() > deadline:
+            return task
+        time.sleep(0.1)
+
+
+def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Setup) -> None:
+    assert setup.send("support", "escalate", {"customer_id": "D-1"}).status_code == 200
+    deferred = setup.send("sales", "followup", {"customer_id": "D-1"})
+    assert deferred.status_code == 200, deferred.text
+    task = deferred.json()["result"]["task"]
+    assert task["status"]["state"] == "TASK_STATE_SUBMITTED"
+    said = task["status"]["message"]["parts"][0]["text"]
+    assert "support-first-then-follow-up" in said and "deferred" in said
+    # A lower-ranked call for the same customer gives up after the priority's ttl.
+    promo = setup.send("sales", "promo", {"customer_id": "D-1"}).json()["result"]["task"]
+    given_up = _until(setup, "sales", promo["id"], {"TASK_STATE_REJECTED"})
+    assert given_up["status"]["state"] == "TASK_STATE_REJECTED", given_up
+    assert "calls ranked before it go first" in given_up["status"]["message"]["parts"][0]["text"]
+    time.sleep(1.0)
+    assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
+    assert setup.calls("sales") == 0, "a deferred call reached the agent"
+    # Support resolves: the hold closes and the follow-up is made, for alice.
+    assert setup.send("support", "resolve", {"customer_id": "D-1"}).status_code == 200
+    done = _until(setup, "sales", task["id"], {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED"})
+    assert done["status"]["state"] == "TASK_STATE_COMPLETED", done
+    (call,) = setup.recorders["sales"].calls()
+    assert call.bearer is not None and call.bearer != setup.token  # a token minted for sales
+    with setup.gateway.client() as admin:
+        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    outcomes = {(r["event"], r["outcome"]) for r in records}
+    assert ("a2a.SendMessage", "deferred") in outcomes
+    assert ("approval", "approved") in outcomes and ("approval", "rejected") in outcomes
+    released = [r for r in records if r["event"] == "approval" and r["outcome"] == "approved"]
+    assert "by coordination" in released[0]["detail"]

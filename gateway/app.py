@@ -72,7 +72,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     mcp_front = McpFront(settings, federation, version=__version__, replicas=replicas)
     mcp_front.agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
-    mcp_front.approvals = McpApprovals(lambda: a2a_door.approval_parts().approvals)
+    mcp_front.approvals = McpApprovals(
+        lambda: a2a_door.approval_parts().approvals, lambda: a2a_door.approval_parts().deferrals
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -44,7 +44,9 @@ def _policy_check(args: argparse.Namespace) -> int:
         policy = load_policy(args.file)
     except PolicyError as exc:
         raise CliError(str(exc)) from None
-    print(f"{args.file}: ok ({len(policy.agents)} agent rules)")
+    rules = len(policy.coordination.rules)
+    said = f", {rules} coordination rules" if rules else ""
+    print(f"{args.file}: ok ({len(policy.agents)} agent rules{said})")
     return 0
 
 

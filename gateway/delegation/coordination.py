@@ -35,6 +35,9 @@ from gateway.delegation.permits import Admitted, Caller
 from policies.coordination import Keyed, Plan
 
 AUDIT_EVENT = "coordination"
+# Every reason a rule gives starts so (`Blocked.reason`): what a held call's
+# stored reasons say it waits for.
+DEFERRED_PREFIX = "coordination rule "
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Blocked:
 
     def reason(self) -> str:
         return (
-            f"coordination rule {self.rule.rule} ({self.rule.kind}) on "
+            f"{DEFERRED_PREFIX}{self.rule.rule} ({self.rule.kind}) on "
             f"{self.rule.entity} {self.rule.key}: {self.detail}, until {iso(self.until)}"
         )
 

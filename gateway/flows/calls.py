@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from a2a.server.request_handlers.request_handler import RequestHandler
@@ -56,7 +56,13 @@ from google.protobuf.struct_pb2 import Struct, Value
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from adapters.usage import from_metadata
 from gateway.a2a.admission import Admission, handler_context
-from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied, Grant
+from gateway.delegation.pipeline import (
+    ApprovalRequired,
+    Caller,
+    CoordinationDeferred,
+    DelegationDenied,
+    Grant,
+)
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
 from gateway.flows.definition import CallStep
@@ -65,6 +71,9 @@ from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
 
+T = TypeVar("T")
+# How often a step a coordination rule defers asks again.
+DEFERRED_POLL_SECONDS = 1.0
 logger = logging.getLogger(__name__)
 
 EVENT = "flow.step"
@@ -191,13 +200,16 @@ class StepCall:
         delegations = self.rt.delegations
         try:
             if message:
-                grant = await delegations.admit_message(
-                    self.call.caller,
+                grant = await self._waiting(
                     agent_id,
-                    skill,
-                    event=EVENT,
-                    trace_id=self.call.trace_id,
-                    inputs=inputs,
+                    lambda: delegations.admit_message(
+                        self.call.caller,
+                        agent_id,
+                        skill,
+                        event=EVENT,
+                        trace_id=self.call.trace_id,
+                        inputs=inputs,
+                    ),
                 )
             else:
                 grant = await delegations.admit(
@@ -217,6 +229,31 @@ class StepCall:
         except AgentNotFound:
             raise StepFailed(f"no agent {agent_id}", final=True) from None
         return grant
+
+    async def _waiting(self, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """A call a rule in `mode: defer` holds back waits here, asked again
+        every `DEFERRED_POLL_SECONDS` until the rule lets it through (within
+        the step's timeout); the wait is audited once, with the reason."""
+        said = False
+        while True:
+            try:
+                return await attempt()
+            except CoordinationDeferred as deferred:
+                if not said:
+                    said = True
+                    reason = deferred.deferral.reason
+                    logger.info(
+                        "run %s step %s deferred: %s", self.call.run_id, self.step.id, reason
+                    )
+                    await self.rt.delegations.refused(
+                        self.call.caller,
+                        target,
+                        event=EVENT,
+                        trace_id=self.call.trace_id,
+                        reason=reason,
+                        outcome="deferred",
+                    )
+                await asyncio.sleep(DEFERRED_POLL_SECONDS)
 
     def _token(
         self, jti: str | None, expires_at: float | None, scopes: frozenset[str]
@@ -391,8 +428,11 @@ class StepCall:
             raise StepFailed(self._unknown(), final=True)
         await self._write(**pending, token=token, sent_at=_now())
         try:
-            result = await self.rt.federation().call_tool(
-                name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id
+            result = await self._waiting(
+                name,
+                lambda: self.rt.federation().call_tool(
+                    name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id
+                ),
             )
         except ApprovalRequired as held:
             raise StepFailed(

@@ -49,7 +49,14 @@ from gateway.delegation.approvals import (
     Approvals,
     NewApproval,
 )
-from gateway.delegation.pipeline import ApprovalRequired, Caller, Delegations
+from gateway.delegation.coordination import DEFERRED_PREFIX
+from gateway.delegation.deferrals import Deferrals
+from gateway.delegation.pipeline import (
+    ApprovalRequired,
+    Caller,
+    CoordinationDeferred,
+    Delegations,
+)
 from gateway.delegation.tasks import Owner
 from policies.policy import ActionKind, Target
 
@@ -110,8 +117,13 @@ def wanted(params: types.CallToolRequestParams) -> str | None:
 
 
 class McpApprovals:
-    def __init__(self, approvals: Callable[[], Approvals]) -> None:
+    def __init__(
+        self,
+        approvals: Callable[[], Approvals],
+        deferrals: Callable[[], Deferrals | None] = lambda: None,
+    ) -> None:
         self._approvals = approvals
+        self._deferrals = deferrals
 
     async def hold(
         self,
@@ -135,7 +147,14 @@ class McpApprovals:
                 tool=name,
             )
         )
-        await store.audit_request(approval, "mcp")
+        deferrals = self._deferrals()
+        if isinstance(pending, CoordinationDeferred) and deferrals is not None:
+            # Held back by a coordination rule: released by the gateway when
+            # that ends (`gateway.delegation.deferrals`), collected the same way.
+            await deferrals.add(approval.id, pending.deferral)
+            await store.audit(approval, "mcp", "deferred", pending.deferral.reason[:2000])
+        else:
+            await store.audit_request(approval, "mcp")
         return _ask(approval) if ask else _pending(approval, is_error=output_schema)
 
     async def collect(
@@ -206,9 +225,17 @@ def _note(
     )
 
 
+def _waits_for(approval: Approval) -> str:
+    """What a held call waits for, as the caller is told it."""
+    reasons = approval.reasons
+    if reasons and reasons[0].startswith(DEFERRED_PREFIX):
+        return f"is deferred ({reasons[0]}); it is made once that ends"
+    return "awaits an admin's approval"
+
+
 def _pending(approval: Approval, *, is_error: bool) -> types.CallToolResult:
     text = (
-        f"{approval.tool} awaits an admin's approval (approval {approval.id}); nothing was "
+        f"{approval.tool} {_waits_for(approval)} (approval {approval.id}); nothing was "
         f"called yet. Ask for the outcome with the tool {STATUS_TOOL} "
         f'{{"approval": "{approval.id}"}}, or call {approval.tool} again with the same '
         f'arguments and _meta {{"{APPROVAL_META}": "{approval.id}"}}.'
@@ -225,7 +252,7 @@ def _ask(approval: Approval) -> types.InputRequiredResult:
     question = types.ElicitRequest(
         params=types.ElicitRequestFormParams(
             message=(
-                f"{approval.tool} needs an admin's approval (approval {approval.id}); "
+                f"{approval.tool} {_waits_for(approval)} (approval {approval.id}); "
                 "nothing was called yet. Accept to check again, decline to stop waiting."
             ),
             requested_schema={"type": "object", "properties": {}},

@@ -18,6 +18,7 @@ import pytest
 import redis
 from mcp import MCPError
 
+from gateway.mcp.approvals import STATUS_TOOL
 from gateway.mcp.errors import DELEGATION_REFUSED
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent
@@ -50,6 +51,14 @@ coordination:
       closed_by: {agents: [support], skills: [resolve]}
       blocks: {agents: [sales], skills: [followup, promo]}
       ttl: PT24H
+      mode: defer
+    - name: calc-waits
+      kind: hold
+      entity: customer
+      opened_by: {agents: [support], skills: [escalate]}
+      closed_by: {agents: [support], skills: [resolve]}
+      blocks: {agents: [calc], skills: [add]}
+      ttl: PT1H
       mode: defer
     - name: follow-ups-first
       kind: priority
@@ -168,6 +177,7 @@ def test_a_hold_keeps_sales_away_until_support_resolves(setup: Setup) -> None:
         assert {i["rule"] for i in listed["items"]} == {
             "support-first",
             "support-first-then-follow-up",
+            "calc-waits",
         }
         (hold,) = [i for i in listed["items"] if i["rule"] == "support-first"]
         assert (hold["kind"], hold["key"]) == ("hold", "C-1")
@@ -322,3 +332,87 @@ def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Se
     assert ("approval", "approved") in outcomes and ("approval", "rejected") in outcomes
     released = [r for r in records if r["event"] == "approval" and r["outcome"] == "approved"]
     assert "by coordination" in released[0]["detail"]
+
+
+def test_a_deferred_mcp_tool_call_is_collected_once_the_hold_closes(setup: Setup) -> None:
+    assert setup.send("support", "escalate", {"customer_id": 41}).status_code == 200
+
+    async def deferred() -> tuple[str, str]:
+        async with mcp_client(setup.gateway.url + "/mcp", setup.token, "2026-07-28") as client:
+            held = await client.call_tool("calc__add", {"a": 41, "b": 1})
+            # (isError: `add` declares an outputSchema this note cannot match.)
+            assert held.structured_content is not None
+            assert held.structured_content["state"] == "pending"
+            text = held.content[0].text  # type: ignore[union-attr]
+            return str(held.structured_content["approval"]), text
+
+    approval, text = anyio.run(deferred)
+    assert "deferred" in text and "calc-waits" in text, text
+    assert not _sums(setup), "the deferred call reached the server"
+    assert setup.send("support", "resolve", {"customer_id": 41}).status_code == 200
+
+    async def collect() -> Any:
+        async with mcp_client(setup.gateway.url + "/mcp", setup.token, "2026-07-28") as client:
+            deadline = time.monotonic() + 20
+            while True:
+                result = await client.call_tool(STATUS_TOOL, {"approval": approval})
+                state = (result.structured_content or {}).get("state")
+                if state != "pending" or time.monotonic() > deadline:
+                    return result
+                await anyio.sleep(0.2)
+
+    result = anyio.run(collect)
+    assert not result.is_error, result
+    assert "42" in result.content[0].text, result
+    assert len(_sums(setup)) == 1
+
+
+def _sums(setup: Setup) -> list[Any]:
+    return [c for c in setup.recorders["calc"].calls() if b"tools/call" in (c.body or b"")]
+
+
+FOLLOW_FLOW = {
+    "format": "switchboard.flow/v1",
+    "id": "follow-flow",
+    "name": "Follow up a customer",
+    "input": {
+        "type": "object",
+        "properties": {"customer": {"type": "string"}},
+        "required": ["customer"],
+    },
+    "steps": [
+        {
+            "id": "follow",
+            "call": {"agent": "sales", "skill": "followup"},
+            "input": "{customer_id: input.customer}",
+        }
+    ],
+}
+
+
+def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
+    with setup.gateway.client() as admin:
+        assert admin.post("/flows", json=FOLLOW_FLOW).status_code == 201
+    assert setup.send("support", "escalate", {"customer_id": "F-1"}).status_code == 200
+    headers = {"Authorization": f"Bearer {setup.token}"}
+    with httpx.Client(base_url=setup.gateway.url, headers=headers, timeout=30) as alice:
+        started = alice.post("/flows/follow-flow/runs", json={"input": {"customer": "F-1"}})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        time.sleep(2.5)
+        waiting = alice.get(f"/flows/follow-flow/runs/{run_id}").json()
+        assert waiting["state"] == "working", waiting
+        assert setup.calls("sales") == 0
+        assert setup.send("support", "resolve", {"customer_id": "F-1"}).status_code == 200
+        deadline = time.monotonic() + 20
+        while True:
+            run = alice.get(f"/flows/follow-flow/runs/{run_id}").json()
+            if run["state"] != "working" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert run["state"] == "completed", run
+    assert setup.calls("sales") == 1
+    with setup.gateway.client() as admin:
+        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    waited = [r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"]
+    assert len(waited) == 1 and "support-first-then-follow-up" in waited[0]["reasons"][0]

@@ -25,12 +25,13 @@ def register(commands: Any) -> None:
     )
     demo.add_argument(
         "--scenario",
-        choices=["delegation", "flow", "flow-crash"],
+        choices=["delegation", "flow", "flow-crash", "conflict"],
         default="delegation",
         help="delegation: the cross-vendor story (default); flow: the story as a flow, "
         "triggered by the support desk, parallel steps and a manager's checkpoint; "
         "flow-crash: a gateway killed with SIGKILL mid-flow and restarted, the run "
-        "resuming with nothing sent twice",
+        "resuming with nothing sent twice; conflict: a sales agent's upsell deferred by "
+        "a hold support opened on the customer, released when support resolves",
     )
     demo.set_defaults(run=_demo)
 
@@ -46,6 +47,10 @@ def _demo(args: argparse.Namespace) -> int:
             from gateway.demo import flow_story
 
             return flow_story.run(args.data_dir, out)
+        if args.scenario == "conflict":
+            from gateway.demo import conflict_story
+
+            return conflict_story.run(args.data_dir, out)
         if args.scenario == "flow-crash":
             from gateway.demo import flow_crash
 

@@ -25,12 +25,13 @@ from tests.support.inspecting import Recorder, agent_card, inspecting_agent
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.vendor_servers import API_KEY, webhook_server
 
 POLICY = """\
 coordination:
   entities:
     - entity: customer
-      agents: [support, sales]
+      agents: [support, sales, tickets]
       key: customer_id
     - entity: customer
       agents: [calc]
@@ -79,6 +80,12 @@ coordination:
       calls: {agents: [sales], skills: [survey]}
       limit: 2
       per: P1D
+    - name: one-ticket-a-day
+      kind: budget
+      entity: customer
+      calls: {agents: [tickets]}
+      limit: 1
+      per: P1D
     - name: one-sum-a-day
       kind: budget
       entity: customer
@@ -86,6 +93,10 @@ coordination:
       limit: 1
       per: P1D
 """
+HOOK = {
+    "request": {"body": {"query": "{{text}}", "customer": "{{data.customer_id}}"}},
+    "response": {"text": "$.answer"},
+}
 SKILLS = {
     "support": [{"id": "escalate"}, {"id": "resolve"}],
     "sales": [{"id": "upsell"}, {"id": "survey"}, {"id": "followup"}, {"id": "promo"}],
@@ -142,6 +153,9 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
         calc, calc_recorder, _ = upstream_server()
         servers.append(calc)
         recorders["calc"] = calc_recorder
+        hook, hook_recorder, _ = webhook_server()
+        servers.append(hook)
+        recorders["tickets"] = hook_recorder
         gateway = start_gateway(tmp_path / "data", None, policy_file=policy, redis_url=redis_url)
         servers.insert(0, gateway.server)
         with gateway.client() as admin:
@@ -150,6 +164,15 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
                 assert admin.post("/agents", json=body).status_code == 201
             body = {"name": "calc", "url": calc.url + "/mcp"}
             assert admin.post("/mcp-servers", json=body).status_code == 201, "calc"
+            tickets = {
+                "id": "tickets",
+                "name": "Tickets",
+                "upstream": {"type": "rest", "url": hook.url + "/hooks/tickets", "mapping": HOOK},
+                "skills": [{"id": "lookup", "name": "Look up a ticket"}],
+                "api_key": API_KEY,
+                "api_key_header": "X-Api-Key",
+            }
+            assert admin.post("/vendor-agents", json=tickets).status_code == 201
         yield Setup(gateway, recorders, gateway.token("alice", ""))
     finally:
         stop_all(*servers)
@@ -416,3 +439,13 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
         records = admin.get("/audit", params={"limit": "100"}).json()["items"]
     waited = [r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"]
     assert len(waited) == 1 and "support-first-then-follow-up" in waited[0]["reasons"][0]
+
+
+def test_a_vendor_agent_s_calls_are_counted_per_customer(setup: Setup) -> None:
+    first = setup.send("tickets", "lookup", {"customer_id": "T-1"})
+    assert first.status_code == 200, first.text
+    capped = setup.send("tickets", "lookup", {"customer_id": "T-1"})
+    assert capped.status_code == 409, capped.text
+    assert capped.json()["error"]["data"]["rule"] == "one-ticket-a-day"
+    assert setup.calls("tickets") == 1
+    assert setup.send("tickets", "lookup", {"customer_id": "T-2"}).status_code == 200

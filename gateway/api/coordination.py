@@ -47,7 +47,7 @@ async def list_holds(
 
 
 @router.delete(
-    "/holds/{rule}/{key}",
+    "/holds/{rule}/{key:path}",  # a key may hold a slash; a rule's name never does
     summary="End what a rule keeps for one entity (a hold, a cooldown, a lease, a count)",
 )
 async def release_hold(

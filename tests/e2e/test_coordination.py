@@ -441,6 +441,18 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
     assert len(waited) == 1 and "support-first-then-follow-up" in waited[0]["reasons"][0]
 
 
+def test_a_key_with_a_slash_is_listed_and_released(setup: Setup) -> None:
+    assert setup.send("support", "resolve", {"customer_id": "EU/7"}).status_code == 200
+    assert setup.send("sales", "upsell", {"customer_id": "EU/7"}).status_code == 409
+    with setup.gateway.client() as admin:
+        listed = admin.get("/coordination/holds", params={"entity": "customer:EU/7"}).json()
+        assert [i["rule"] for i in listed["items"]] == ["sales-waits"]
+        assert admin.delete("/coordination/holds/sales-waits/EU/7").status_code == 200
+        bad = admin.get("/coordination/holds", params={"entity": "no such entity!"})
+        assert bad.status_code == 422
+    assert setup.send("sales", "upsell", {"customer_id": "EU/7"}).status_code == 200
+
+
 def test_a_vendor_agent_s_calls_are_counted_per_customer(setup: Setup) -> None:
     first = setup.send("tickets", "lookup", {"customer_id": "T-1"})
     assert first.status_code == 200, first.text
@@ -449,3 +461,28 @@ def test_a_vendor_agent_s_calls_are_counted_per_customer(setup: Setup) -> None:
     assert capped.json()["error"]["data"]["rule"] == "one-ticket-a-day"
     assert setup.calls("tickets") == 1
     assert setup.send("tickets", "lookup", {"customer_id": "T-2"}).status_code == 200
+
+
+def test_the_cli_lists_explains_and_releases(setup: Setup) -> None:
+    from tests.gateway.test_cli import run
+
+    assert setup.send("support", "escalate", {"customer_id": "K-9"}).status_code == 200
+    common = ["--data-dir", str(setup.gateway.settings.data_dir), "--gateway", setup.gateway.url]
+    listed = run("holds", "list", "--entity", "customer:K-9", *common)
+    assert listed.returncode == 0, listed.stderr
+    assert "customer:K-9" in listed.stdout and "support-first " in listed.stdout
+    assert "(by support escalate)" in listed.stdout
+    data = '{"customer_id": "K-9"}'
+    explained = run(
+        "policy", "explain", "--target", "sales", "--skill", "upsell", "--input", data, *common
+    )
+    assert explained.returncode == 1, explained.stdout + explained.stderr
+    assert "HELD BACK: coordination rule support-first (hold) on customer K-9" in explained.stdout
+    released = run("holds", "release", "support-first", "K-9", *common)
+    assert released.returncode == 0, released.stderr
+    assert "released support-first for K-9" in released.stdout
+    again = run("holds", "release", "support-first", "K-9", *common)
+    assert again.returncode != 0 and "keeps nothing for K-9" in again.stderr
+    bad = run("policy", "explain", "--target", "sales", "--input", "{not json", *common)
+    assert bad.returncode != 0 and "--input is not JSON" in bad.stderr
+    assert setup.send("sales", "upsell", {"customer_id": "K-9"}).status_code == 200

@@ -22,6 +22,7 @@ promise the rule was written for (docs/coordination.md).
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import time
@@ -33,6 +34,8 @@ from typing import Any, Protocol
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import Admitted, Caller
 from policies.coordination import Keyed, Plan
+
+logger = logging.getLogger(__name__)
 
 AUDIT_EVENT = "coordination"
 # Every reason a rule gives starts so (`Blocked.reason`): what a held call's
@@ -176,11 +179,25 @@ class Coordination:
         return admitted
 
     async def finished(self, admitted: Admitted, succeeded: bool) -> None:
-        """The call ended: its leases go back; its success starts cooldowns."""
+        """The call ended: its leases go back; its success starts cooldowns.
+        The store unreachable now: logged, not raised -- the call was made
+        and its answer stands; its leases end at their ttl, but the
+        cooldowns it should have started do not run (the error says which)."""
         plan = admitted.plan
         if not plan.leases and not (succeeded and plan.cools):
             return
-        await self.store.give_back(admitted, succeeded, self.clock())
+        try:
+            await self.store.give_back(admitted, succeeded, self.clock())
+        except Exception as exc:
+            lost = ", ".join(k.rule for k in plan.cools) if succeeded else "none"
+            logger.error(
+                "coordination state not updated after a call to %s (%s): leases end at their "
+                "ttl; cooldowns not started: %s",
+                admitted.agent,
+                exc,
+                lost,
+            )
+            return
         if succeeded and plan.cools:
             await self._audit_holds(admitted, plan.cools, "cooldown_started")
 

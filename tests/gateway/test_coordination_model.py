@@ -367,3 +367,45 @@ def test_a_spent_lease_and_an_expired_hold_hold_nothing(backend: str) -> None:
             assert await coordination.purge() == (0 if backend == REDIS else 1)
 
     anyio.run(play)
+
+
+class _DownStore(SqlStore):
+    """A store that stopped answering once the call was made."""
+
+    async def give_back(self, admitted: Admitted, succeeded: bool, now: float) -> None:
+        raise ConnectionError("the store is gone")
+
+
+def test_a_store_lost_after_the_call_is_logged_not_raised(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend == REDIS:
+        pytest.skip("the stand-in store is SQL")
+    policy = CoordinationPolicy.model_validate(
+        {
+            "entities": [{"entity": "customer", "key": "id"}],
+            "rules": [
+                {
+                    "name": "after",
+                    "kind": "cooldown",
+                    "entity": "customer",
+                    "after": {"agents": ["a"]},
+                    "blocks": {"agents": ["b"]},
+                    "duration": 60,
+                },
+            ],
+        }
+    )
+
+    async def play() -> None:
+        engine = create_engine(backend)
+        try:
+            coordination = Coordination(_DownStore(engine), Audit())  # type: ignore[arg-type]
+            asked = plan(policy, "a", None, {"customer": uuid.uuid4().hex})
+            admitted = await coordination.admit(asked, ALICE, "a", None, "t")
+            await coordination.finished(admitted, True)  # does not raise
+        finally:
+            await engine.dispose()
+
+    anyio.run(play)
+    assert "cooldowns not started: after" in caplog.text

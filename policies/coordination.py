@@ -68,6 +68,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_KEY_CHARS = 256
+MAX_SAFE_INTEGER = 2**53  # RFC 8259 §6: integers an IEEE 754 double holds exactly
 # Long enough for any business rule, short enough that a typo in the unit
 # (seconds for days) is caught: a year.
 MAX_DURATION = timedelta(days=366)
@@ -83,8 +84,12 @@ class Calls(BaseModel):
     skills: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
 
     def matches(self, agent: str, action: str | None) -> bool:
+        """``action`` None: a message naming no skill, which the agent may
+        run as any of its skills -- so it is each of them here, and leaving
+        the skill unsaid never gets round a rule (as for the policy's
+        skill rules, `Delegations.strictest_skill`)."""
         agents = "*" in self.agents or agent in self.agents
-        skills = "*" in self.skills or (action is not None and action in self.skills)
+        skills = "*" in self.skills or action is None or action in self.skills
         return agents and skills
 
     def overlaps(self, other: Calls) -> bool:
@@ -247,6 +252,12 @@ class CoordinationPolicy(BaseModel):
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
+    def names(self, agent: str) -> bool:
+        """Whether some rule may apply to a call to ``agent`` (one of its
+        calls must name an entity a rule is about)."""
+        ruled = {rule.entity for rule in self.rules}
+        return any(d.entity in ruled and d.matches(agent, None) for d in self.entities)
+
     def priority(self, entity: str, agent: str, action: str | None) -> tuple[int, float | None]:
         """A deferred call's rank for ``entity`` (0 first) and how long it may
         wait (None: until released)."""
@@ -285,10 +296,12 @@ def entity_keys(
     integer). Only entities some rule is about are read."""
     ruled = {rule.entity for rule in policy.rules}
     found: dict[str, str] = {}
+    wanted: dict[str, EntityDeclaration] = {}
     for declaration in policy.entities:
         if declaration.entity not in ruled or not declaration.matches(agent, action):
             continue
         entity = declaration.entity
+        wanted.setdefault(entity, declaration)
         for data in inputs:
             value = _key(entity, declaration.key, data)
             if value is None:
@@ -300,6 +313,8 @@ def entity_keys(
                     f"is given twice, as {found[entity]!r} and {value!r}: name one",
                 )
             found[entity] = value
+    # Missing only when no declaration that matches the call found it.
+    for entity, declaration in wanted.items():
         if entity not in found:
             raise EntityKeyMissing(entity, declaration)
     return found
@@ -316,9 +331,15 @@ def _key(entity: str, expression: str, data: Any) -> str | None:
         value = int(value)  # a protobuf Value holds every number as a double: 7.0 is 7
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise EntityKeyInvalid(entity, expression, "must be a string or an integer")
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        # Past 2^53 a double (a protobuf Value, what the agent reads) is not
+        # the integer the JSON said: the gateway would check another key.
+        raise EntityKeyInvalid(entity, expression, "is an integer too large: send it as a string")
     key = str(value)
     if not key or len(key) > MAX_KEY_CHARS:
         raise EntityKeyInvalid(entity, expression, f"must be 1 to {MAX_KEY_CHARS} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise EntityKeyInvalid(entity, expression, "must hold no control characters")
     return key
 
 
@@ -337,16 +358,17 @@ class Keyed:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the rules ask of one call: what it must not be blocked by, what it
-    takes (leases, budget), what it opens and closes, and what its success
-    starts."""
+    """What the rules ask of one call: what it must not be blocked by and what
+    it takes (leases, budget units) when it is admitted; the holds it opens
+    and closes and the cooldowns it starts once it has succeeded (a call
+    that is never made, or fails, opens and closes nothing)."""
 
     blocked_by: tuple[Keyed, ...] = ()  # holds and cooldowns in force refuse it
     leases: tuple[Keyed, ...] = ()
     budgets: tuple[Keyed, ...] = ()
-    opens: tuple[Keyed, ...] = ()
+    opens: tuple[Keyed, ...] = ()  # these three: once the call has succeeded
     closes: tuple[Keyed, ...] = ()
-    cools: tuple[Keyed, ...] = ()  # started once the call has succeeded
+    cools: tuple[Keyed, ...] = ()
     keys: Mapping[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:

@@ -65,6 +65,9 @@ class Admission:
     # Held back by a coordination rule in `mode: defer`: the request is kept
     # and made once that ends (`gateway.delegation.deferrals`).
     deferral: Deferral | None = None
+    # What the message hands the agent, as the coordination rules read it
+    # (`json_inputs`): a fallback agent's admission reads it again.
+    inputs: list[Any] | None = None
 
     @property
     def agent_id(self) -> str:

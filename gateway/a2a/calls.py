@@ -221,6 +221,7 @@ class UpstreamCalls:
                 event="a2a",
                 trace_id=grant.trace_id,
                 strictest=admission.strictest,
+                inputs=admission.inputs,
             )
         except (AgentNotFound, DelegationDenied) as exc:
             logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)

@@ -255,6 +255,7 @@ class A2AFrontDoor:
             task_id=decided.task_id,
             strictest=decided.strictest,
             deferral=getattr(request.state, "deferral", None),
+            inputs=inputs,
         )
         return None
 
@@ -379,8 +380,7 @@ class A2AFrontDoor:
     async def _audit_outage(self, request: Request, outage: DependencyUnavailable) -> None:
         admission = getattr(request.state, "admission", None)
         agent_id = request.path_params.get("agent_id")
-        # The request's trace even when the outage came before its admission
-        # (reading the agent, say): the caller's answer and this record meet.
+        # The request's trace even before its admission: answer and record meet.
         began = current_trace()
         trace_id = began.trace_id if began is not None else begin_trace(request.headers)
         event = outage_event("a2a", trace_id, str(outage), target=agent_id)

@@ -172,7 +172,9 @@ class A2ADoor:
             resumable=approved.resumable,
         )
         stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
-        deferrals = Deferrals(core.engine, core.delegations.coordination)
+        deferrals = Deferrals(
+            core.engine, core.delegations.coordination, core.approvals, core.delegations.policy
+        )
         self._parts = A2AParts(
             front_door=front_door,
             gateway_run=GatewayRun(vendors, runner),

@@ -106,7 +106,11 @@ class VendorAgentHandler(RecordedTaskHandler):
     async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
         outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
-        await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
+        # A message accepted is not the call's end: the run records that ("a2a.run").
+        accepted = error is None and operation in ("SendMessage", "SendStreamingMessage")
+        await self._parts().delegations.record(
+            admission.grant, f"a2a.{operation}", outcome, detail, ends_call=not accepted
+        )
 
     # Messages -------------------------------------------------------------
 

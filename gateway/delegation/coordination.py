@@ -139,12 +139,17 @@ class CoordinationBlocked(Exception):
 class Store(Protocol):
     """Where the state lives; each operation is atomic."""
 
-    async def take(self, admitted: Admitted, now: float) -> tuple[list[Keyed], list[Keyed]]:
-        """Check and take what the plan asks; the holds opened and closed.
-        Raises `CoordinationBlocked` having taken nothing."""
+    async def take(self, admitted: Admitted, now: float) -> None:
+        """Check, and take what the plan asks (leases, budget units). Raises
+        `CoordinationBlocked` having taken nothing."""
 
-    async def give_back(self, admitted: Admitted, succeeded: bool, now: float) -> None:
-        """Drop the call's leases; start its cooldowns if it succeeded."""
+    async def give_back(
+        self, admitted: Admitted, succeeded: bool, now: float
+    ) -> tuple[list[Keyed], list[Keyed]]:
+        """Drop the call's leases; if it succeeded, close and open its holds
+        and start its cooldowns (one atomic step: no instant between a hold
+        closing and the cooldown after it starting). The holds it opened and
+        closed."""
 
     async def blocking(self, plan: Plan, now: float) -> list[Blocked]:
         """What holds a call back now, taking nothing."""
@@ -166,6 +171,7 @@ class Coordination:
         self.store = store
         self.audit = audit
         self.clock = clock  # epoch seconds; every replica's clock is NTP-kept
+        self._ended: dict[str, None] = {}  # the calls whose outcome counted (insertion order)
 
     async def admit(
         self, plan: Plan, caller: Caller, agent: str, action: str | None, trace_id: str
@@ -173,32 +179,42 @@ class Coordination:
         """Take what ``plan`` asks for, or raise `CoordinationBlocked` having
         taken nothing."""
         admitted = Admitted(secrets.token_hex(16), plan, caller, agent, action, trace_id)
-        opened, closed = await self.store.take(admitted, self.clock())
-        await self._audit_holds(admitted, opened, "hold_opened")
-        await self._audit_holds(admitted, closed, "hold_closed")
+        await self.store.take(admitted, self.clock())
         return admitted
 
     async def finished(self, admitted: Admitted, succeeded: bool) -> None:
-        """The call ended: its leases go back; its success starts cooldowns.
+        """The call's outcome is recorded: its leases go back; its success
+        closes and opens holds and starts cooldowns. Only the first outcome
+        recorded for a call counts (a gateway-run task is recorded when it is
+        accepted and when it ends; a polled task at every poll).
+
         The store unreachable now: logged, not raised -- the call was made
-        and its answer stands; its leases end at their ttl, but the
-        cooldowns it should have started do not run (the error says which)."""
+        and its answer stands; its leases end at their ttl, but what its
+        success should have done is not done (the error says what)."""
+        if admitted.holder in self._ended:
+            return
+        self._ended[admitted.holder] = None
+        if len(self._ended) > 10_000:
+            del self._ended[next(iter(self._ended))]
         plan = admitted.plan
-        if not plan.leases and not (succeeded and plan.cools):
+        effects = plan.opens or plan.closes or plan.cools
+        if not plan.leases and not (succeeded and effects):
             return
         try:
-            await self.store.give_back(admitted, succeeded, self.clock())
+            opened, closed = await self.store.give_back(admitted, succeeded, self.clock())
         except Exception as exc:
-            lost = ", ".join(k.rule for k in plan.cools) if succeeded else "none"
+            lost = ", ".join(k.rule for k in (*plan.opens, *plan.closes, *plan.cools))
             logger.error(
                 "coordination state not updated after a call to %s (%s): leases end at their "
-                "ttl; cooldowns not started: %s",
+                "ttl; holds not opened or closed, cooldowns not started: %s",
                 admitted.agent,
                 exc,
-                lost,
+                (lost if succeeded else "") or "none",
             )
             return
-        if succeeded and plan.cools:
+        await self._audit_holds(admitted, closed, "hold_closed")
+        await self._audit_holds(admitted, opened, "hold_opened")
+        if succeeded:
             await self._audit_holds(admitted, plan.cools, "cooldown_started")
 
     async def state(self, plan: Plan) -> list[Blocked]:
@@ -208,6 +224,10 @@ class Coordination:
     async def list(self, entity: str | None = None, key: str | None = None) -> list[StateRow]:
         """The holds, cooldowns, leases and budget counts in force."""
         return await self.store.rows(entity, key, self.clock())
+
+    async def keeps(self, rule: str, entity: str, key: str) -> bool:
+        """Whether ``rule`` keeps anything in force for ``entity`` ``key``."""
+        return any(row.rule == rule for row in await self.list(entity, key))
 
     async def release(self, rule: str, key: str, by: str) -> int:
         """An admin ends what ``rule`` keeps for ``key`` (a hold, a cooldown,

@@ -35,7 +35,7 @@ _GLOB = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
 # KEYS: none (every key is derived from the call; see the module's doc).
 # ARGV[1]: now; ARGV[2]: {blocked: [key], leases: [[key, until, fields]],
-# budgets: [[key, limit, until, fields]], closes: [key], opens: [[key, until, fields]]}.
+# budgets: [[key, limit, until, fields]]}.
 _TAKE = """
 local now = tonumber(ARGV[1])
 local ops = cjson.decode(ARGV[2])
@@ -64,26 +64,30 @@ for _, budget in ipairs(ops.budgets) do
   if live(budget[1]) then redis.call('HINCRBY', budget[1], 'count', 1)
   else put(budget[1], budget[3], budget[4]) end
 end
+return cjson.encode({'ok', 0, {}})
+"""
+# ARGV[1]: now; ARGV[2]: the holder; ARGV[3]: {leases: [key], closes: [key],
+# puts: [[key, until, fields]]} (puts: the holds opened and cooldowns started,
+# empty for a call that failed). Returns the 1-based indices of `closes` that
+# were in force.
+_GIVE_BACK = """
+local now = tonumber(ARGV[1])
+local ops = cjson.decode(ARGV[3])
+for _, key in ipairs(ops.leases) do
+  if redis.call('HGET', key, 'holder') == ARGV[2] then redis.call('DEL', key) end
+end
 local closed = {}
 for i, key in ipairs(ops.closes) do
-  if live(key) then table.insert(closed, i) end
+  local ends = redis.call('HGET', key, 'until')
+  if ends and tonumber(ends) > now then table.insert(closed, i) end
   redis.call('DEL', key)
 end
-for _, hold in ipairs(ops.opens) do put(hold[1], hold[2], hold[3]) end
-return cjson.encode({'ok', 0, closed})
-"""
-# ARGV[1]: the holder; ARGV[2]: {leases: [key], cools: [[key, until, fields]]}.
-_GIVE_BACK = """
-local ops = cjson.decode(ARGV[2])
-for _, key in ipairs(ops.leases) do
-  if redis.call('HGET', key, 'holder') == ARGV[1] then redis.call('DEL', key) end
+for _, put in ipairs(ops.puts) do
+  redis.call('DEL', put[1])
+  redis.call('HSET', put[1], unpack(put[3]))
+  redis.call('PEXPIREAT', put[1], math.ceil(put[2] * 1000))
 end
-for _, cool in ipairs(ops.cools) do
-  redis.call('DEL', cool[1])
-  redis.call('HSET', cool[1], unpack(cool[3]))
-  redis.call('PEXPIREAT', cool[1], math.ceil(cool[2] * 1000))
-end
-return 1
+return cjson.encode(closed)
 """
 
 
@@ -132,31 +136,23 @@ class RedisStore:
         self._take = self.redis.register_script(_TAKE)
         self._give_back = self.redis.register_script(_GIVE_BACK)
 
-    async def take(self, admitted: Admitted, now: float) -> tuple[list[Keyed], list[Keyed]]:
+    async def take(self, admitted: Admitted, now: float) -> None:
         plan = admitted.plan
-
-        def slot0(keyed: Keyed, ends: float) -> list[Any]:
-            row = new_row(keyed, admitted, now, 0, ends)
-            return [redis_key(keyed.rule, 0, keyed.key), ends, _fields(row)]
-
         budgets = []
         for keyed in plan.budgets:
             slot = int(now // keyed.seconds)
             ends = (slot + 1) * keyed.seconds
             row = new_row(keyed, admitted, now, slot, ends)
-            budgets.append(
-                [redis_key(keyed.rule, slot, keyed.key), keyed.limit, ends, _fields(row)]
-            )
+            key = redis_key(keyed.rule, slot, keyed.key)
+            budgets.append([key, keyed.limit, ends, _fields(row)])
         ops = {
             "blocked": [redis_key(k.rule, 0, k.key) for k in plan.blocked_by],
-            "leases": [slot0(k, now + k.seconds) for k in plan.leases],
+            "leases": [self._slot0(k, admitted, now) for k in plan.leases],
             "budgets": budgets,
-            "closes": [redis_key(k.rule, 0, k.key) for k in plan.closes],
-            "opens": [slot0(k, now + k.seconds) for k in plan.opens],
         }
         phase, index, found = json.loads(await self._take(args=[repr(now), json.dumps(ops)]))
         if phase == "ok":
-            return list(plan.opens), [plan.closes[i - 1] for i in found]
+            return
         if phase == "budget":
             raise CoordinationBlocked(spent(plan.budgets[index - 1], now))
         keyed = (plan.blocked_by if phase == "blocked" else plan.leases)[index - 1]
@@ -164,15 +160,32 @@ class RedisStore:
         assert holder is not None
         raise CoordinationBlocked(blocked_by(keyed, holder, now))
 
-    async def give_back(self, admitted: Admitted, succeeded: bool, now: float) -> None:
+    async def give_back(
+        self, admitted: Admitted, succeeded: bool, now: float
+    ) -> tuple[list[Keyed], list[Keyed]]:
         plan = admitted.plan
-        cools = []
-        if succeeded:
-            for keyed in plan.cools:
-                row = new_row(keyed, admitted, now, 0, now + keyed.seconds)
-                cools.append([redis_key(keyed.rule, 0, keyed.key), row.until, _fields(row)])
-        ops = {"leases": [redis_key(k.rule, 0, k.key) for k in plan.leases], "cools": cools}
-        await self._give_back(args=[admitted.holder, json.dumps(ops)])
+        ops = {
+            "leases": [redis_key(k.rule, 0, k.key) for k in plan.leases],
+            "closes": [redis_key(k.rule, 0, k.key) for k in plan.closes] if succeeded else [],
+            "puts": (
+                [self._slot0(k, admitted, now) for k in (*plan.opens, *plan.cools)]
+                if succeeded
+                else []
+            ),
+        }
+        found = json.loads(
+            await self._give_back(args=[repr(now), admitted.holder, json.dumps(ops)])
+        )
+        if not succeeded:
+            return [], []
+        # cjson encodes an empty table as {}: nothing closed.
+        closed = [plan.closes[i - 1] for i in found] if isinstance(found, list) else []
+        return list(plan.opens), closed
+
+    @staticmethod
+    def _slot0(keyed: Keyed, admitted: Admitted, now: float) -> list[Any]:
+        row = new_row(keyed, admitted, now, 0, now + keyed.seconds)
+        return [redis_key(keyed.rule, 0, keyed.key), row.until, _fields(row)]
 
     async def blocking(self, plan: Plan, now: float) -> list[Blocked]:
         found: list[Blocked] = []

@@ -40,9 +40,8 @@ class SqlStore:
         self.engine = engine
         self._insert: Any = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
-    async def take(self, admitted: Admitted, now: float) -> tuple[list[Keyed], list[Keyed]]:
+    async def take(self, admitted: Admitted, now: float) -> None:
         plan = admitted.plan
-        closed: list[Keyed] = []
         async with self.engine.begin() as conn:
             found = await self._blocking(conn, plan.blocked_by, now)
             if found is not None:
@@ -62,24 +61,26 @@ class SqlStore:
                 row = new_row(keyed, admitted, now, slot, (slot + 1) * keyed.seconds)
                 if not await self._take(conn, row, keyed):
                     raise CoordinationBlocked(spent(keyed, now))
-            for keyed in plan.closes:
-                if await self._close(conn, keyed, now):
-                    closed.append(keyed)
-            for keyed in plan.opens:
-                await self._put(conn, new_row(keyed, admitted, now, 0, now + keyed.seconds))
-        return list(plan.opens), closed
 
-    async def give_back(self, admitted: Admitted, succeeded: bool, now: float) -> None:
+    async def give_back(
+        self, admitted: Admitted, succeeded: bool, now: float
+    ) -> tuple[list[Keyed], list[Keyed]]:
+        plan, closed = admitted.plan, []
         async with self.engine.begin() as conn:
-            if admitted.plan.leases:
+            if plan.leases:
                 await conn.execute(
                     delete(table).where(
                         table.c.holder == admitted.holder, table.c.kind == "exclusive"
                     )
                 )
-            if succeeded:
-                for keyed in admitted.plan.cools:
-                    await self._put(conn, new_row(keyed, admitted, now, 0, now + keyed.seconds))
+            if not succeeded:
+                return [], []
+            for keyed in plan.closes:
+                if await self._close(conn, keyed, now):
+                    closed.append(keyed)
+            for keyed in (*plan.opens, *plan.cools):
+                await self._put(conn, new_row(keyed, admitted, now, 0, now + keyed.seconds))
+        return list(plan.opens), closed
 
     async def blocking(self, plan: Plan, now: float) -> list[Blocked]:
         found: list[Blocked] = []

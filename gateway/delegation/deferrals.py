@@ -13,11 +13,13 @@ first and oldest first, by approving them on the desk as the gateway
 original caller, so a released call keeps exactly its user's rights and
 meets the rules again); an MCP client collecting it gets the call's result.
 A call of a lower rank that waited longer than the priority rule's `ttl` is
-given up (rejected by `coordination`, its reason said).
+given up (rejected by `coordination`, its reason said). Before a call is
+released its rules are asked again: held back by another deferring rule (the
+cooldown the hold's closing started), it waits on that one instead.
 
 Two replicas releasing at once: the desk's first decision wins; the other's
-is a no-op. A call released into a rule that has meanwhile closed again (a
-hold reopened) is refused then, with the rule named.
+is a no-op. A call released into a rule that closes again at that very
+instant (a hold reopened) is refused then, with the rule named.
 """
 
 from __future__ import annotations
@@ -27,13 +29,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.delegation.approvals import PENDING, ApprovalNotFound, Approvals
 from gateway.delegation.coordination import Coordination
+from gateway.delegation.handoffs import json_inputs
 from gateway.delegation.permits import Deferral
 from gateway.storage.tables import coordination_deferrals as table
+from policies.coordination import entity_keys, plan
+from policies.policy_file import PolicySource
 
 logger = logging.getLogger(__name__)
 WAITING, RELEASED, EXPIRED, ENDED = "waiting", "released", "expired", "ended"
@@ -60,10 +67,14 @@ class Deferrals:
         self,
         engine: AsyncEngine,
         coordination: Coordination | None,
+        approvals: Approvals | None = None,
+        policy: PolicySource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.coordination = coordination
+        self.approvals = approvals
+        self.policy = policy
         self.clock = clock
 
     async def add(self, approval_id: str, deferral: Deferral) -> None:
@@ -84,55 +95,116 @@ class Deferrals:
                 )
             )
 
-    async def waiting(self) -> list[Waiting]:
+    async def waiting(self, rule: str | None = None, key: str | None = None) -> list[Waiting]:
+        """Waiting calls, first rank first, oldest first (of one rule and key)."""
+        query = select(table).where(table.c.state == WAITING)
+        if rule is not None and key is not None:
+            query = query.where(table.c.rule == rule, table.c.key == key)
+        query = query.order_by(table.c.rank, table.c.created_at).limit(1000)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [Waiting(**{k: v for k, v in row.items() if k != "state"}) for row in rows]
+
+    async def mark(self, approval_id: str, state: str, **moved: Any) -> bool:
+        """Move a waiting deferral on (or onto another rule, ``moved``); False
+        when another replica did first."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(table)
+                .where(table.c.approval_id == approval_id, table.c.state == WAITING)
+                .values(state=state, **moved)
+            )
+        return bool(result.rowcount)
+
+    async def tick(self, release: Release, give_up: Release) -> int:
+        """Give up what waited too long; release what may go now. How many
+        moved. Looked at per rule and key (at most 1,000 of them a tick), so
+        calls piling up behind one hold never keep others waiting."""
+        assert self.coordination is not None
+        now, moved = self.clock(), 0
+        for waiting in await self._expired(now):
+            # Given up first, marked after: a replica that dies between the
+            # two leaves a row the next tick moves on (the desk's first
+            # decision stands).
+            await give_up(
+                waiting.approval_id,
+                f"waited {now - waiting.created_at:.0f} s for rule {waiting.rule} on "
+                f"{waiting.entity} {waiting.key}; calls ranked before it go first",
+            )
+            moved += await self.mark(waiting.approval_id, EXPIRED)
+        for rule, key, entity in await self._groups():
+            if await self.coordination.keeps(rule, entity, key):
+                continue  # still held back
+            for waiting in await self.waiting(rule, key):
+                if await self._held_again(waiting):
+                    continue
+                await release(
+                    waiting.approval_id,
+                    f"rule {waiting.rule} keeps nothing for {waiting.entity} {waiting.key} "
+                    "any more",
+                )
+                moved += await self.mark(waiting.approval_id, RELEASED)
+        return moved
+
+    async def _expired(self, now: float) -> list[Waiting]:
         query = (
             select(table)
-            .where(table.c.state == WAITING)
-            .order_by(table.c.rank, table.c.created_at)
+            .where(table.c.state == WAITING, table.c.expires_at <= now)
+            .order_by(table.c.expires_at)
             .limit(1000)
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [Waiting(**{k: v for k, v in row.items() if k != "state"}) for row in rows]
 
-    async def mark(self, approval_id: str, state: str) -> bool:
-        """Move a waiting deferral on; False when another replica (or the
-        requester withdrawing it) did first."""
-        async with self.engine.begin() as conn:
-            moved = await conn.execute(
-                update(table)
-                .where(table.c.approval_id == approval_id, table.c.state == WAITING)
-                .values(state=state)
-            )
-        return bool(moved.rowcount)
+    async def _groups(self) -> list[tuple[str, str, str]]:
+        query = (
+            select(table.c.rule, table.c.key, table.c.entity)
+            .where(table.c.state == WAITING)
+            .group_by(table.c.rule, table.c.key, table.c.entity)
+            .limit(1000)
+        )
+        async with self.engine.connect() as conn:
+            return [(r, k, e) for r, k, e in (await conn.execute(query)).all()]
 
-    async def tick(self, release: Release, give_up: Release) -> int:
-        """Release what may go now, give up what waited too long; how many moved."""
-        assert self.coordination is not None
-        now, moved = self.clock(), 0
-        blocked: dict[tuple[str, str], bool] = {}
-        for waiting in await self.waiting():
-            if waiting.expires_at is not None and waiting.expires_at <= now:
-                if await self.mark(waiting.approval_id, EXPIRED):
-                    await give_up(
-                        waiting.approval_id,
-                        f"waited {now - waiting.created_at:.0f} s for rule {waiting.rule} on "
-                        f"{waiting.entity} {waiting.key}; calls ranked before it go first",
-                    )
-                    moved += 1
-                continue
-            at = (waiting.rule, waiting.key)
-            if at not in blocked:
-                rows = await self.coordination.list(waiting.entity, waiting.key)
-                blocked[at] = any(row.rule == waiting.rule for row in rows)
-            if blocked[at] or not await self.mark(waiting.approval_id, RELEASED):
-                continue
-            await release(
-                waiting.approval_id,
-                f"rule {waiting.rule} keeps nothing for {waiting.entity} {waiting.key} any more",
-            )
-            moved += 1
-        return moved
+    async def _held_again(self, waiting: Waiting) -> bool:
+        """Whether the call, its own rule over, is held back by another one
+        that defers (a cooldown that the hold's closing started, say): it
+        then waits on that one instead. A call no longer pending (withdrawn,
+        decided by an admin) is done with here."""
+        if self.approvals is None or self.policy is None or self.coordination is None:
+            return False
+        try:
+            approval = await self.approvals.get(waiting.approval_id)
+        except ApprovalNotFound:
+            await self.mark(waiting.approval_id, ENDED)
+            return True
+        if approval.state != PENDING:
+            await self.mark(waiting.approval_id, ENDED)
+            return True
+        request = approval.request
+        inputs = (
+            json_inputs(request) if approval.kind == "a2a" else [request.get("arguments") or {}]
+        )
+        rules = self.policy.current.coordination
+        try:
+            keys = entity_keys(rules, approval.target, approval.action, inputs)
+        except ValueError:
+            return False  # released: deciding it again says why it cannot go
+        asked = plan(rules, approval.target, approval.action, keys)
+        for blocked in await self.coordination.state(asked):
+            keyed = blocked.rule
+            if keyed.kind in ("hold", "cooldown") and keyed.mode == "defer":
+                await self.mark(
+                    waiting.approval_id,
+                    WAITING,
+                    rule=keyed.rule,
+                    key=keyed.key,
+                    entity=keyed.entity,
+                    kind=keyed.kind,
+                )
+                return True
+        return False
 
     async def run_forever(self, release: Release, give_up: Release, interval: float) -> None:
         while True:

@@ -114,11 +114,15 @@ def proto_places(params: SendMessageRequest) -> list[Place]:
 def json_inputs(params: Mapping[str, Any]) -> list[Any]:
     """What a SendMessage request's JSON hands the agent to act on, for the
     coordination rules (`policies.coordination`): every data part's data,
-    under every spelling a parser accepts (A2A 1.0 `{"data": ...}`, 0.3
-    `{"kind": "data", "data": ...}`; the message as `message` or 0.3's
-    `request`; its parts as `parts` or `content`). Read as widely as
-    `json_places`: a part one parser ignores can only add a key to agree
-    with, never hide the one the agent reads."""
+    under every spelling a parser accepts -- A2A 1.0 `{"data": ...}`, 0.3
+    JSON-RPC `{"kind": "data", "data": ...}`, 0.3 HTTP+JSON (proto field
+    names) `{"data": {"data": ...}}`, where a parser keeps only the inner one;
+    the message as `message` or 0.3's `request`; its parts as `parts` or
+    `content`. Read as widely as `json_places`: both the outer and the inner
+    object of a part are inputs, so a key beside the inner one (which the
+    agent never sees) must agree with the key inside it, or the call is
+    refused -- a part can only add a key to agree with, never hide the one
+    the agent reads."""
     inputs: list[Any] = []
     for key in ("message", "request"):
         message = params.get(key)
@@ -126,10 +130,15 @@ def json_inputs(params: Mapping[str, Any]) -> list[Any]:
             continue
         for parts_key in ("parts", "content"):
             parts = message.get(parts_key)
-            if isinstance(parts, list):
-                inputs.extend(
-                    part["data"] for part in parts if isinstance(part, Mapping) and "data" in part
-                )
+            if not isinstance(parts, list):
+                continue
+            for part in parts:
+                if not isinstance(part, Mapping) or "data" not in part:
+                    continue
+                data = part["data"]
+                inputs.append(data)
+                if isinstance(data, Mapping) and "data" in data:
+                    inputs.append(data["data"])
     return inputs
 
 

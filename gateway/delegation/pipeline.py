@@ -379,8 +379,17 @@ class Delegations:
         return refused
 
     async def record(
-        self, permit: Permit, event: str, outcome: str, detail: str | None = None
+        self,
+        permit: Permit,
+        event: str,
+        outcome: str,
+        detail: str | None = None,
+        *,
+        ends_call: bool = True,
     ) -> None:
+        """Audit a call's outcome; ``ends_call`` False for a step that is not
+        its end (a gateway-run task accepted: the run records the end), so
+        the coordination rules see the end only."""
         audit_event = decision_event(
             event,
             permit.trace_id,
@@ -395,7 +404,7 @@ class Delegations:
         )
         audit_event.token_id = permit.token.token_id
         await self.audit.record(audit_event)
-        if permit.coordinated is not None and self.coordination is not None:
+        if ends_call and permit.coordinated is not None and self.coordination is not None:
             await self.coordination.finished(permit.coordinated, outcome == "ok")
 
     async def admit(

@@ -164,6 +164,17 @@ class TokenExchange:
             raise OAuthError(_DENIAL_ERRORS[decision.denial], "; ".join(decision.reasons)) from None
         except TokenInvalid as exc:  # the subject token expired between check and mint
             raise OAuthError("invalid_grant", str(exc)) from None
+        if front_door is None and self._delegations.policy.current.coordination.names(target_id):
+            # A token for the agent itself would let it be called past the
+            # coordination rules, which read each call's input at the gateway.
+            await self._delegations.record(
+                grant, "token_exchange", "denied", "coordinated: not issued"
+            )
+            raise OAuthError(
+                "invalid_target",
+                f"calls to {target_id} are kept to coordination rules; call it through the "
+                f"gateway: ask for resource={self._a2a_prefix}{target_id}",
+            )
         if grant.decision.approval_required:
             # A token handed out here would skip the approval step: such calls
             # must go through the gateway, where they wait for a human.

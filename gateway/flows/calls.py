@@ -195,8 +195,7 @@ class StepCall:
     ) -> Grant:
         """Decide the step's call: a message as every message is decided, for its
         skill (`Delegations.admit_message`); another operation for the agent.
-        ``inputs``: the message's data, for the coordination rules (None: no
-        message will be sent, the step follows a task it already started)."""
+        ``inputs``: the message's data for the coordination rules (None: none sent)."""
         delegations = self.rt.delegations
         try:
             if message:
@@ -231,29 +230,30 @@ class StepCall:
         return grant
 
     async def _waiting(self, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """A call a rule in `mode: defer` holds back waits here, asked again
-        every `DEFERRED_POLL_SECONDS` until the rule lets it through (within
-        the step's timeout); the wait is audited once, with the reason."""
+        """A call a `mode: defer` rule holds back waits here (audited once)."""
         said = False
         while True:
             try:
                 return await attempt()
             except CoordinationDeferred as deferred:
-                if not said:
-                    said = True
-                    reason = deferred.deferral.reason
-                    logger.info(
-                        "run %s step %s deferred: %s", self.call.run_id, self.step.id, reason
-                    )
-                    await self.rt.delegations.refused(
-                        self.call.caller,
-                        target,
-                        event=EVENT,
-                        trace_id=self.call.trace_id,
-                        reason=reason,
-                        outcome="deferred",
-                    )
+                held = deferred.deferral
+            if not said:
+                said = True
+                await self.rt.delegations.refused(
+                    self.call.caller,
+                    target,
+                    event=EVENT,
+                    trace_id=self.call.trace_id,
+                    reason=held.reason,
+                    outcome="deferred",
+                )
+            # Asked again once the rule keeps nothing for the key (no decision,
+            # token or rate-limit hit meanwhile).
+            coordination = self.rt.delegations.coordination
+            while coordination is not None:
                 await asyncio.sleep(DEFERRED_POLL_SECONDS)
+                if not await coordination.keeps(held.rule, held.entity, held.key):
+                    break
 
     def _token(
         self, jti: str | None, expires_at: float | None, scopes: frozenset[str]
@@ -280,10 +280,10 @@ class StepCall:
     ) -> dict[str, Any]:
         target = self.step.call
         assert target.agent is not None
-        # A step that sent its message before a crash sends nothing now: the
-        # coordination rules kept it then (its hold, its budget unit), not again.
-        fresh = not known.get("upstream_task_id") and known.get("sent_at") is None
-        inputs = ([arguments] if arguments is not None else []) if fresh else None
+        # The coordination rules see each message that will be sent (not one followed).
+        sent, followed = known.get("sent_at"), known.get("upstream_task_id")
+        sends = not followed and (not sent or self.idempotent())
+        inputs = ([arguments] if arguments is not None else []) if sends else None
         grant = await self._admit(target.agent, target.skill, inputs=inputs)
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
         caller = self.call.caller

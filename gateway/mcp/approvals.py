@@ -61,6 +61,7 @@ from gateway.delegation.tasks import Owner
 from policies.policy import ActionKind, Target
 
 STATUS_TOOL = "switchboard__approval_status"
+NEEDS_APPROVAL = "needs an admin's approval"
 APPROVAL_META = "switchboard/approval"
 STATE_PREFIX = "switchboard-approval:"
 ASK_KEY = "approval"
@@ -225,12 +226,12 @@ def _note(
     )
 
 
-def _waits_for(approval: Approval) -> str:
+def _waits_for(approval: Approval, otherwise: str = "awaits an admin's approval") -> str:
     """What a held call waits for, as the caller is told it."""
     reasons = approval.reasons
     if reasons and reasons[0].startswith(DEFERRED_PREFIX):
         return f"is deferred ({reasons[0]}); it is made once that ends"
-    return "awaits an admin's approval"
+    return otherwise
 
 
 def _pending(approval: Approval, *, is_error: bool) -> types.CallToolResult:
@@ -252,7 +253,8 @@ def _ask(approval: Approval) -> types.InputRequiredResult:
     question = types.ElicitRequest(
         params=types.ElicitRequestFormParams(
             message=(
-                f"{approval.tool} {_waits_for(approval)} (approval {approval.id}); "
+                f"{approval.tool} {_waits_for(approval, NEEDS_APPROVAL)} "
+                f"(approval {approval.id}); "
                 "nothing was called yet. Accept to check again, decline to stop waiting."
             ),
             requested_schema={"type": "object", "properties": {}},

@@ -61,6 +61,13 @@ coordination:
       blocks: {agents: [calc], skills: [add]}
       ttl: PT1H
       mode: defer
+    - name: follow-up-waits
+      kind: cooldown
+      entity: customer
+      after: {agents: [support], skills: [resolve]}
+      blocks: {agents: [sales], skills: [followup]}
+      duration: PT1H
+      mode: defer
     - name: follow-ups-first
       kind: priority
       entity: customer
@@ -342,8 +349,15 @@ def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Se
     time.sleep(1.0)
     assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
     assert setup.calls("sales") == 0, "a deferred call reached the agent"
-    # Support resolves: the hold closes and the follow-up is made, for alice.
+    # Support resolves: the hold closes -- and the cooldown after a resolve,
+    # which defers follow-ups too, starts in the same step: the call waits on.
     assert setup.send("support", "resolve", {"customer_id": "D-1"}).status_code == 200
+    time.sleep(1.5)
+    assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
+    assert setup.calls("sales") == 0
+    # An admin ends the cooldown: the follow-up is made, for alice.
+    with setup.gateway.client() as admin:
+        assert admin.delete("/coordination/holds/follow-up-waits/D-1").status_code == 200
     done = _until(setup, "sales", task["id"], {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED"})
     assert done["status"]["state"] == "TASK_STATE_COMPLETED", done
     (call,) = setup.recorders["sales"].calls()
@@ -427,6 +441,8 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
         assert waiting["state"] == "working", waiting
         assert setup.calls("sales") == 0
         assert setup.send("support", "resolve", {"customer_id": "F-1"}).status_code == 200
+        with setup.gateway.client() as admin:  # the cooldown a resolve starts defers it too
+            assert admin.delete("/coordination/holds/follow-up-waits/F-1").status_code == 200
         deadline = time.monotonic() + 20
         while True:
             run = alice.get(f"/flows/follow-flow/runs/{run_id}").json()
@@ -446,7 +462,7 @@ def test_a_key_with_a_slash_is_listed_and_released(setup: Setup) -> None:
     assert setup.send("sales", "upsell", {"customer_id": "EU/7"}).status_code == 409
     with setup.gateway.client() as admin:
         listed = admin.get("/coordination/holds", params={"entity": "customer:EU/7"}).json()
-        assert [i["rule"] for i in listed["items"]] == ["sales-waits"]
+        assert [i["rule"] for i in listed["items"]] == ["follow-up-waits", "sales-waits"]
         assert admin.delete("/coordination/holds/sales-waits/EU/7").status_code == 200
         bad = admin.get("/coordination/holds", params={"entity": "no such entity!"})
         assert bad.status_code == 422

@@ -132,19 +132,23 @@ class Model:
                 self.leases[at] = call
             elif kind == "budget" and _matches(rule["calls"], agent, skill):
                 self.counts[at] = self.counts.get(at, 0) + 1
-            elif kind == "hold":
+        return True
+
+    def end(self, call: int, agent: str, skill: str, key: str, succeeded: bool) -> None:
+        """A call's outcome: its leases go back; its success closes, then
+        opens, holds and starts cooldowns."""
+        self.leases = {at: held for at, held in self.leases.items() if held != call}
+        if not succeeded:
+            return
+        for rule in self.rules:
+            at = (rule["name"], key)
+            if rule["kind"] == "hold":
                 if _matches(rule["closed_by"], agent, skill):
                     self.holds.discard(at)
                 if _matches(rule["opened_by"], agent, skill):
                     self.holds.add(at)
-        return True
-
-    def end(self, call: int, agent: str, skill: str, key: str, succeeded: bool) -> None:
-        self.leases = {at: held for at, held in self.leases.items() if held != call}
-        if succeeded:
-            for rule in self.rules:
-                if rule["kind"] == "cooldown" and _matches(rule["after"], agent, skill):
-                    self.cools.add((rule["name"], key))
+            elif rule["kind"] == "cooldown" and _matches(rule["after"], agent, skill):
+                self.cools.add((rule["name"], key))
 
 
 REDIS = "redis://127.0.0.1:6379/14"
@@ -350,7 +354,8 @@ def test_a_spent_lease_and_an_expired_hold_hold_nothing(backend: str) -> None:
     async def play() -> None:
         async with opened(backend) as store:
             coordination = Coordination(store, Audit(), lambda: clock[0])  # type: ignore[arg-type]
-            await coordination.admit(asked("a"), ALICE, "a", None, "t")  # opens h
+            opener = await coordination.admit(asked("a"), ALICE, "a", None, "t")
+            await coordination.finished(opener, True)  # its success opens h
             with pytest.raises(CoordinationBlocked):
                 await coordination.admit(asked("b"), ALICE, "b", None, "t")
             clock[0] += 61  # the hold's ttl has passed
@@ -372,7 +377,9 @@ def test_a_spent_lease_and_an_expired_hold_hold_nothing(backend: str) -> None:
 class _DownStore(SqlStore):
     """A store that stopped answering once the call was made."""
 
-    async def give_back(self, admitted: Admitted, succeeded: bool, now: float) -> None:
+    async def give_back(
+        self, admitted: Admitted, succeeded: bool, now: float
+    ) -> tuple[list[Any], list[Any]]:
         raise ConnectionError("the store is gone")
 
 

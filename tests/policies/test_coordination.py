@@ -137,3 +137,34 @@ def test_what_a_hold_asks_of_each_call() -> None:
 def test_an_empty_section_is_no_rules() -> None:
     assert not CoordinationPolicy()
     assert not parse_policy("agents: {}\n").coordination
+
+
+def test_a_call_naming_no_skill_is_each_of_its_agent_s_skills() -> None:
+    # The agent may run it as any skill: "upsell" included, so the hold holds it.
+    unsaid = plan(POLICY, "sales", None, {"customer": "C"})
+    assert [k.rule for k in unsaid.blocked_by] == ["support-first"]
+    # Named "triage" it is not support's escalate: it opens nothing.
+    assert not plan(POLICY, "support", "triage", {"customer": "C"}).opens
+
+
+def test_keys_the_agent_would_read_differently_are_refused() -> None:
+    with pytest.raises(EntityKeyInvalid, match="too large"):
+        entity_keys(POLICY, "sales", "upsell", [{"customer_id": 2**53 + 1}])
+    assert entity_keys(POLICY, "sales", "upsell", [{"customer_id": 2**53}]) == {
+        "customer": str(2**53)
+    }
+    with pytest.raises(EntityKeyInvalid, match="control characters"):
+        entity_keys(POLICY, "sales", "upsell", [{"customer_id": "C\x00-1"}])
+
+
+def test_one_matching_declaration_that_finds_the_key_is_enough() -> None:
+    policy = parse_policy(
+        GOOD.replace(
+            "      key: customer_id\n",
+            "      key: customer_id\n    - entity: customer\n      key: customer.id\n",
+        )
+    ).coordination
+    assert entity_keys(policy, "sales", "upsell", [{"customer": {"id": "N"}}]) == {"customer": "N"}
+    assert entity_keys(policy, "sales", "upsell", [{"customer_id": "N"}]) == {"customer": "N"}
+    with pytest.raises(EntityKeyInvalid, match="given twice"):
+        entity_keys(policy, "sales", "upsell", [{"customer_id": "N", "customer": {"id": "M"}}])

@@ -85,13 +85,20 @@ class RunRetention:
                 )
             ).all()
         documents: dict[tuple[str, int], dict[str, Any]] = {}
+        rewritten = 0
         for run_id, flow_id, version in ended:
             key = (flow_id, version)
             if key not in documents:
                 documents[key] = await self._document(flow_id, version)
+            if await self._engine_finishing(run_id):
+                # Ended in our records, not yet in the engine's (it writes its
+                # own status after the last step): rewritten on a later pass,
+                # so that its copy is forgotten with it, not left behind.
+                continue
             await self._rewrite(run_id, rules(documents[key].get("redact") or ()), now)
             await self._forget_engine_copy(run_id)
-        return len(ended)
+            rewritten += 1
+        return rewritten
 
     async def _document(self, flow_id: str, version: int) -> dict[str, Any]:
         async with self.db.connect() as conn:
@@ -135,6 +142,11 @@ class RunRetention:
             await conn.execute(
                 update(flow_runs).where(flow_runs.c.id == run_id).values(redacted_at=now)
             )
+
+    async def _engine_finishing(self, run_id: str) -> bool:
+        if not self.engine.launched:
+            return False
+        return await self.engine.status(run_id) in ("PENDING", "ENQUEUED")
 
     async def _forget_engine_copy(self, run_id: str) -> None:
         if not self.engine.launched:

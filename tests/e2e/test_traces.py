@@ -359,7 +359,14 @@ def test_an_mcp_tool_call_is_traced_to_the_upstream_server(
         assert calls, [seen.body[:80] for seen in recorder.calls()]
         upstream_trace, upstream_parent, _ = calls[-1].trace or ("", "", "")
         assert upstream_trace == trace_id
-        spans = receiver.wait_for(lambda spans: any(s.span_id == upstream_parent for s in spans))
+
+        def client_and_its_parent(spans: list[Exported]) -> bool:
+            # The server span of the POST ends after its response is sent, so it
+            # can be exported after the client span it parents: wait for both.
+            parents = {s.parent_id for s in spans if s.span_id == upstream_parent}
+            return any(s.span_id in parents for s in spans)
+
+        spans = receiver.wait_for(client_and_its_parent)
     finally:
         stop_all(gateway.server, upstream)
     named = _by_name(spans, trace_id)

@@ -168,6 +168,9 @@ class ExclusiveRule(_Rule):
     kind: Literal["exclusive"]
     calls: Calls
     ttl: Duration = Field(description="the longest a call holds the entity")
+    # refuse: a call finding the lease taken is refused; defer: it waits, and
+    # the calls waiting get the lease one at a time, in priority order.
+    mode: Mode = "refuse"
 
     def selectors(self) -> dict[str, Calls]:
         return {"calls": self.calls}
@@ -353,7 +356,7 @@ class Keyed:
     key: str
     seconds: float = 0.0  # the rule's ttl, duration or period
     limit: int = 0  # a budget's
-    mode: str = "refuse"  # a hold's or cooldown's: what a call it blocks gets
+    mode: str = "refuse"  # a hold's, cooldown's or lease's: what a call it blocks gets
 
 
 @dataclass(frozen=True)
@@ -427,7 +430,9 @@ def plan(
         elif isinstance(rule, ExclusiveRule):
             if rule.calls.matches(agent, action):
                 seconds = rule.ttl.total_seconds()
-                parts["leases"].append(Keyed(rule.name, rule.kind, rule.entity, key, seconds))
+                parts["leases"].append(
+                    Keyed(rule.name, rule.kind, rule.entity, key, seconds, mode=rule.mode)
+                )
         elif rule.calls.matches(agent, action):
             seconds = rule.per.total_seconds()
             parts["budgets"].append(

@@ -38,13 +38,12 @@ from gateway.delegation.approvals import (
     Approval,
     Approvals,
 )
+from gateway.delegation.coordination import claiming
 from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places
-from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.pipeline import CoordinationDeferred, DelegationDenied, Grant
 from gateway.delegation.runs import Execute, RunSpec, status_message
 from policies.tokens import TokenInvalid
 from registry.store import AgentNotFound
-
-POLL_SECONDS = 0.5
 
 POLL_SECONDS = 0.5
 
@@ -134,18 +133,25 @@ class ApprovalExecution:
                 proto_places(request),
                 request.message.task_id,
             )
-            grant = await parts.delegations.admit_message(
-                approval.caller(),
-                approval.target,
-                decided.skill,
-                event="a2a.approved",
-                trace_id=approval.trace_id,
-                approved=True,
-                strictest=decided.strictest,
-                inputs=proto_inputs(request.message),
-            )
+            with claiming(approval.id):  # the leases reserved for it, if released
+                grant = await parts.delegations.admit_message(
+                    approval.caller(),
+                    approval.target,
+                    decided.skill,
+                    event="a2a.approved",
+                    trace_id=approval.trace_id,
+                    approved=True,
+                    strictest=decided.strictest,
+                    inputs=proto_inputs(request.message),
+                )
         except AgentNotFound:
             mirror.fail(f"agent {approval.target} is no longer registered")
+            return
+        except CoordinationDeferred as deferred:
+            # Held back again between its release and now (a hold reopened):
+            # an approval covers one attempt, so it is not kept a second time.
+            reasons = "; ".join(deferred.decision.reasons)
+            mirror.fail(f"held back again when it was to be made: {reasons}; send it again")
             return
         except DelegationDenied as denied:
             reasons = "; ".join(denied.decision.reasons)

@@ -22,12 +22,14 @@ promise the rule was written for (docs/coordination.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,12 +37,37 @@ from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import Admitted, Caller
 from policies.coordination import Keyed, Plan
 
+# The holder a deferred call, released, takes its reserved lease as
+# (`Coordination.reserve`): set around the released call's decision by what
+# makes it (`gateway.a2a.approved`, `gateway.mcp.approvals`), read by
+# `Coordination.admit` -- the decision every call goes through stays one.
+_CLAIMING: ContextVar[str | None] = ContextVar("coordination_claiming", default=None)
+
+
+def approval_holder(approval_id: str) -> str:
+    """The holder an approved (or released) call's leases are taken as."""
+    return f"approval:{approval_id}"
+
+
+@contextlib.contextmanager
+def claiming(approval_id: str) -> Iterator[None]:
+    """Decide the approved call ``approval_id`` as the holder of what was
+    reserved for it."""
+    token = _CLAIMING.set(approval_holder(approval_id))
+    try:
+        yield
+    finally:
+        _CLAIMING.reset(token)
+
+
 logger = logging.getLogger(__name__)
 
 AUDIT_EVENT = "coordination"
 # Every reason a rule gives starts so (`Blocked.reason`): what a held call's
 # stored reasons say it waits for.
 DEFERRED_PREFIX = "coordination rule "
+# How long a lease reserved for a released deferred call waits for it.
+RESERVED_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -178,9 +205,36 @@ class Coordination:
     ) -> Admitted:
         """Take what ``plan`` asks for, or raise `CoordinationBlocked` having
         taken nothing."""
-        admitted = Admitted(secrets.token_hex(16), plan, caller, agent, action, trace_id)
+        holder = _CLAIMING.get() or secrets.token_hex(16)
+        admitted = Admitted(holder, plan, caller, agent, action, trace_id)
         await self.store.take(admitted, self.clock())
         return admitted
+
+    async def reserve(
+        self,
+        leases: tuple[Keyed, ...],
+        approval_id: str,
+        caller: Caller,
+        agent: str,
+        action: str | None,
+        trace_id: str,
+    ) -> bool:
+        """Take ``leases`` for the deferred call ``approval_id`` as it is
+        released (`gateway.delegation.deferrals`), so that no other call gets
+        the entity between its release and its making; the released call
+        takes them over (`claiming`), or they end at their ttl. False when
+        one is taken (none is then)."""
+        # Reserved for a while only: a released call is made at once (A2A) or
+        # when its client comes back for it (MCP); one never made, or failing
+        # before it is, must not keep the entity from everyone until the
+        # rule's ttl. Taken over, a lease runs its full ttl again.
+        held = tuple(replace(k, seconds=min(k.seconds, RESERVED_SECONDS)) for k in leases)
+        try:
+            with claiming(approval_id):
+                await self.admit(Plan(leases=held), caller, agent, action, trace_id)
+        except CoordinationBlocked:
+            return False
+        return True
 
     async def finished(self, admitted: Admitted, succeeded: bool) -> None:
         """The call's outcome is recorded: its leases go back; its success

@@ -35,7 +35,7 @@ _GLOB = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
 # KEYS: none (every key is derived from the call; see the module's doc).
 # ARGV[1]: now; ARGV[2]: {blocked: [key], leases: [[key, until, fields]],
-# budgets: [[key, limit, until, fields]]}.
+# budgets: [[key, limit, until, fields]]}; ARGV[3]: the call's holder.
 _TAKE = """
 local now = tonumber(ARGV[1])
 local ops = cjson.decode(ARGV[2])
@@ -52,7 +52,10 @@ for i, key in ipairs(ops.blocked) do
   if live(key) then return cjson.encode({'blocked', i, redis.call('HGETALL', key)}) end
 end
 for i, lease in ipairs(ops.leases) do
-  if live(lease[1]) then return cjson.encode({'lease', i, redis.call('HGETALL', lease[1])}) end
+  -- taken, unless reserved for this very call (`Coordination.reserve`)
+  if live(lease[1]) and redis.call('HGET', lease[1], 'holder') ~= ARGV[3] then
+    return cjson.encode({'lease', i, redis.call('HGETALL', lease[1])})
+  end
 end
 for i, budget in ipairs(ops.budgets) do
   if live(budget[1]) and tonumber(redis.call('HGET', budget[1], 'count')) >= budget[2] then
@@ -150,7 +153,9 @@ class RedisStore:
             "leases": [self._slot0(k, admitted, now) for k in plan.leases],
             "budgets": budgets,
         }
-        phase, index, found = json.loads(await self._take(args=[repr(now), json.dumps(ops)]))
+        phase, index, found = json.loads(
+            await self._take(args=[repr(now), json.dumps(ops), admitted.holder])
+        )
         if phase == "ok":
             return
         if phase == "budget":

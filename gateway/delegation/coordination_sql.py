@@ -162,7 +162,8 @@ class SqlStore:
             statement = statement.on_conflict_do_update(
                 index_elements=list(_PRIMARY),
                 set_={k: statement.excluded[k] for k in values if k not in _PRIMARY},
-                where=table.c.until <= row.opened_at,
+                # Spent, or reserved for this very call (`Coordination.reserve`).
+                where=(table.c.until <= row.opened_at) | (table.c.holder == row.holder),
             )
         taken = await conn.execute(statement.returning(table.c.rule))
         return taken.first() is not None

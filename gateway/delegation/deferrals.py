@@ -17,9 +17,17 @@ given up (rejected by `coordination`, its reason said). Before a call is
 released its rules are asked again: held back by another deferring rule (the
 cooldown the hold's closing started), it waits on that one instead.
 
+Calls waiting for an exclusive lease (`mode: defer` on an `exclusive` rule)
+get it one at a time: the call released is given its leases at once, reserved
+under its approval (`Coordination.reserve`; it takes them over when it is
+made, `coordination.claiming`), so the next in rank waits on, and no call
+arriving meanwhile takes the entity from it. A released call not made within
+`RESERVED_SECONDS` (an MCP client slow to come back for it) loses them.
+
 Two replicas releasing at once: the desk's first decision wins; the other's
 is a no-op. A call released into a rule that closes again at that very
-instant (a hold reopened) is refused then, with the rule named.
+instant (a hold reopened) fails then, with the rule named: an approval is
+one attempt.
 """
 
 from __future__ import annotations
@@ -29,17 +37,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.approvals import PENDING, ApprovalNotFound, Approvals
+from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound, Approvals
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.handoffs import json_inputs
 from gateway.delegation.permits import Deferral
 from gateway.storage.tables import coordination_deferrals as table
-from policies.coordination import entity_keys, plan
+from policies.coordination import Plan, entity_keys, plan
 from policies.policy_file import PolicySource
 
 logger = logging.getLogger(__name__)
@@ -95,11 +103,11 @@ class Deferrals:
                 )
             )
 
-    async def waiting(self, rule: str | None = None, key: str | None = None) -> list[Waiting]:
-        """Waiting calls, first rank first, oldest first (of one rule and key)."""
+    async def waiting(self, entity: str | None = None, key: str | None = None) -> list[Waiting]:
+        """Waiting calls, first rank first, oldest first (of one entity's key)."""
         query = select(table).where(table.c.state == WAITING)
-        if rule is not None and key is not None:
-            query = query.where(table.c.rule == rule, table.c.key == key)
+        if entity is not None and key is not None:
+            query = query.where(table.c.entity == entity, table.c.key == key)
         query = query.order_by(table.c.rank, table.c.created_at).limit(1000)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
@@ -118,7 +126,7 @@ class Deferrals:
 
     async def tick(self, release: Release, give_up: Release) -> int:
         """Give up what waited too long; release what may go now. How many
-        moved. Looked at per rule and key (at most 1,000 of them a tick), so
+        moved. Looked at per entity's key (at most 1,000 of them a tick), so
         calls piling up behind one hold never keep others waiting."""
         assert self.coordination is not None
         now, moved = self.clock(), 0
@@ -132,12 +140,25 @@ class Deferrals:
                 f"{waiting.entity} {waiting.key}; calls ranked before it go first",
             )
             moved += await self.mark(waiting.approval_id, EXPIRED)
-        for rule, key, entity in await self._groups():
-            if await self.coordination.keeps(rule, entity, key):
-                continue  # still held back
-            for waiting in await self.waiting(rule, key):
-                if await self._held_again(waiting):
+        for entity, key in await self._groups():
+            # One entity's calls in rank order, whatever rule holds each: the
+            # first that may go reserves the leases it needs, so those after
+            # it wanting the same are held again (`_asked_again`).
+            kept: dict[str, bool] = {}
+            for waiting in await self.waiting(entity, key):
+                if waiting.rule not in kept:
+                    kept[waiting.rule] = await self.coordination.keeps(waiting.rule, entity, key)
+                if kept[waiting.rule]:
+                    continue  # still held back
+                approval = await self._pending(waiting)
+                if approval is False:
                     continue
+                if approval is not None:
+                    asked = await self._asked_again(waiting, approval)
+                    if asked is None:
+                        continue
+                    if asked.leases and not await self._reserve(asked, approval):
+                        continue  # a lease went to another call first: next tick
                 await release(
                     waiting.approval_id,
                     f"rule {waiting.rule} keeps nothing for {waiting.entity} {waiting.key} "
@@ -157,31 +178,39 @@ class Deferrals:
             rows = (await conn.execute(query)).mappings().all()
         return [Waiting(**{k: v for k, v in row.items() if k != "state"}) for row in rows]
 
-    async def _groups(self) -> list[tuple[str, str, str]]:
+    async def _groups(self) -> list[tuple[str, str]]:
         query = (
-            select(table.c.rule, table.c.key, table.c.entity)
+            select(table.c.entity, table.c.key)
             .where(table.c.state == WAITING)
-            .group_by(table.c.rule, table.c.key, table.c.entity)
+            .group_by(table.c.entity, table.c.key)
             .limit(1000)
         )
         async with self.engine.connect() as conn:
-            return [(r, k, e) for r, k, e in (await conn.execute(query)).all()]
+            return [(e, k) for e, k in (await conn.execute(query)).all()]
 
-    async def _held_again(self, waiting: Waiting) -> bool:
-        """Whether the call, its own rule over, is held back by another one
-        that defers (a cooldown that the hold's closing started, say): it
-        then waits on that one instead. A call no longer pending (withdrawn,
-        decided by an admin) is done with here."""
+    async def _pending(self, waiting: Waiting) -> Approval | Literal[False] | None:
+        """The waiting call's approval; False for a call no longer pending
+        (withdrawn, decided by an admin): done with here. None: no desk to
+        ask (a call is then released as it is)."""
         if self.approvals is None or self.policy is None or self.coordination is None:
-            return False
+            return None
         try:
             approval = await self.approvals.get(waiting.approval_id)
         except ApprovalNotFound:
             await self.mark(waiting.approval_id, ENDED)
-            return True
+            return False
         if approval.state != PENDING:
             await self.mark(waiting.approval_id, ENDED)
-            return True
+            return False
+        return approval
+
+    async def _asked_again(self, waiting: Waiting, approval: Approval) -> Plan | None:
+        """What the rules ask of the call now, or None when, its own rule
+        over, it is held back by another that defers (a cooldown that the
+        hold's closing started; the lease just reserved for a call released
+        before it): it then waits on that one instead."""
+        assert self.policy is not None
+        assert self.coordination is not None
         request = approval.request
         inputs = (
             json_inputs(request) if approval.kind == "a2a" else [request.get("arguments") or {}]
@@ -190,11 +219,11 @@ class Deferrals:
         try:
             keys = entity_keys(rules, approval.target, approval.action, inputs)
         except ValueError:
-            return False  # released: deciding it again says why it cannot go
+            return Plan()  # released: deciding it again says why it cannot go
         asked = plan(rules, approval.target, approval.action, keys)
         for blocked in await self.coordination.state(asked):
             keyed = blocked.rule
-            if keyed.kind in ("hold", "cooldown") and keyed.mode == "defer":
+            if keyed.kind != "budget" and keyed.mode == "defer":
                 await self.mark(
                     waiting.approval_id,
                     WAITING,
@@ -203,8 +232,23 @@ class Deferrals:
                     entity=keyed.entity,
                     kind=keyed.kind,
                 )
-                return True
-        return False
+                return None
+        return asked
+
+    async def _reserve(self, asked: Plan, approval: Approval) -> bool:
+        """A call that takes exclusive leases is released holding them
+        (`Coordination.reserve`): the calls waiting for one entity get it one
+        at a time, first rank first, and no call arriving meanwhile takes it
+        from the one released. False: one was taken by another call first."""
+        assert self.coordination is not None
+        return await self.coordination.reserve(
+            asked.leases,
+            approval.id,
+            approval.caller(),
+            approval.target,
+            approval.action,
+            approval.trace_id,
+        )
 
     async def run_forever(self, release: Release, give_up: Release, interval: float) -> None:
         while True:

@@ -49,7 +49,7 @@ from gateway.delegation.approvals import (
     Approvals,
     NewApproval,
 )
-from gateway.delegation.coordination import DEFERRED_PREFIX
+from gateway.delegation.coordination import DEFERRED_PREFIX, claiming
 from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -203,7 +203,8 @@ class McpApprovals:
             return _note(approval, "running", "the approved call is being made; ask again")
         assert approval.tool is not None
         try:
-            result = await run(approval)
+            with claiming(approval.id):  # the leases reserved for it, if released
+                result = await run(approval)
         except BaseException:
             await store.finish(approval_id, None)  # not made: the claim goes back
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ coordination:
       agents: [calc]
       skills: [add]
       key: a
+    - entity: order
+      agents: [sales]
+      skills: [refund, credit]
+      key: order_id
   rules:
     - name: support-first
       kind: hold
@@ -93,6 +98,19 @@ coordination:
       calls: {agents: [tickets]}
       limit: 1
       per: P1D
+    - name: one-change-at-a-time
+      kind: exclusive
+      entity: order
+      calls: {agents: [sales], skills: [refund, credit]}
+      ttl: PT1M
+      mode: defer
+    - name: refunds-first
+      kind: priority
+      entity: order
+      order:
+        - {agents: [sales], skills: [refund]}
+        - {agents: [sales], skills: [credit]}
+      ttl: PT1M
     - name: one-sum-a-day
       kind: budget
       entity: customer
@@ -106,7 +124,14 @@ HOOK = {
 }
 SKILLS = {
     "support": [{"id": "escalate"}, {"id": "resolve"}],
-    "sales": [{"id": "upsell"}, {"id": "survey"}, {"id": "followup"}, {"id": "promo"}],
+    "sales": [
+        {"id": "upsell"},
+        {"id": "survey"},
+        {"id": "followup"},
+        {"id": "promo"},
+        {"id": "refund"},
+        {"id": "credit"},
+    ],
 }
 
 
@@ -369,6 +394,50 @@ def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Se
     assert ("approval", "approved") in outcomes and ("approval", "rejected") in outcomes
     released = [r for r in records if r["event"] == "approval" and r["outcome"] == "approved"]
     assert "by coordination" in released[0]["detail"]
+
+
+def test_calls_an_exclusive_rule_defers_get_the_order_one_at_a_time_by_rank(
+    setup: Setup,
+) -> None:
+    order = {"customer_id": "E-1", "order_id": "O-1"}
+    sales = setup.recorders["sales"]
+    sales.gate.clear()  # the first refund stays in flight, holding the order
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(setup.send, "sales", "refund", order)
+        deadline = time.monotonic() + 20
+        while not sales.calls() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(sales.calls()) == 1
+        # A credit, then a refund: both wait; the refund ranks first.
+        waiting = []
+        for skill in ("credit", "refund"):
+            answer = setup.send("sales", skill, order)
+            assert answer.status_code == 200, answer.text
+            task = answer.json()["result"]["task"]
+            assert task["status"]["state"] == "TASK_STATE_SUBMITTED", task
+            assert "one-change-at-a-time" in task["status"]["message"]["parts"][0]["text"]
+            waiting.append(task["id"])
+        # Another order is not held.
+        other = pool.submit(
+            setup.send, "sales", "credit", {"customer_id": "E-1", "order_id": "O-2"}
+        )
+        time.sleep(1.0)
+        assert len(sales.calls()) == 2, "a deferred call reached the agent"
+        with setup.gateway.client() as admin:
+            held = admin.get("/coordination/holds", params={"entity": "order"}).json()
+        assert [(h["rule"], h["key"]) for h in held["items"]] == [
+            ("one-change-at-a-time", "O-1"),
+            ("one-change-at-a-time", "O-2"),
+        ], held
+        sales.gate.set()
+        assert first.result(timeout=30).status_code == 200
+        assert other.result(timeout=30).status_code == 200
+    for task_id in waiting:
+        done = _until(setup, "sales", task_id, {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED"})
+        assert done["status"]["state"] == "TASK_STATE_COMPLETED", done
+    made = [c.body or b"" for c in sales.calls() if b"O-1" in (c.body or b"")]
+    skills = [next(s for s in (b"refund", b"credit") if s in body) for body in made]
+    assert skills == [b"refund", b"refund", b"credit"], skills
 
 
 def test_a_deferred_mcp_tool_call_is_collected_once_the_hold_closes(setup: Setup) -> None:

@@ -8,6 +8,7 @@ would: with PyJWT (not our code) against the gateway's published JWKS.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from dataclasses import dataclass, field
@@ -89,6 +90,12 @@ async def buffered(receive: Receive) -> tuple[bytes, Receive]:
 class Recorder:
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Cleared: every POST, once seen, waits until it is set again (a call
+    # kept in flight for as long as a test needs).
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,6 +115,8 @@ class Recorder:
                         body=body,
                     )
                 )
+            if scope["method"] == "POST" and not self.gate.is_set():
+                await asyncio.to_thread(self.gate.wait)  # set by the test's thread
             await app(scope, replay, send)
 
         return wrapped

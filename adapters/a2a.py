@@ -34,12 +34,18 @@ from a2a.types import AgentCard, AgentInterface
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from google.protobuf.json_format import ParseDict
 
+from adapters import a2a_tolerance
 from adapters.http import UpstreamHTTP
 from registry.fetch import SafeFetcher
 
 # In order of preference: JSON-RPC is what every A2A agent must offer (A2A 1.0
 # §5.1 lists it first) and what the SDK prefers; gRPC would need grpcio.
 SUPPORTED_BINDINGS = (TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON)
+
+# Upstream answers are read tolerantly by the SDK's client transports too
+# (`adapters.a2a_tolerance`: known deviations of real agents, repaired only
+# when the strict parse failed).
+a2a_tolerance.install()
 
 
 class NoUsableInterface(ValueError):

@@ -76,18 +76,23 @@ def parse_card(raw: Any) -> ParsedCard:
         raise CardInvalid([FieldError("card", "must be a JSON object")])
     if _depth(raw) > MAX_DEPTH:
         raise CardInvalid([FieldError("card", f"nested deeper than {MAX_DEPTH} levels")])
-    version = detect_protocol_version(raw)
+    # JSON null for a member is "not given": what pydantic-based 0.3 SDKs
+    # write for every unset field (Agno's cards, docs/interop.md), and what
+    # the SDK's own parser reads so. A required member that is null is then
+    # missing, and refused as such.
+    given = {key: value for key, value in raw.items() if value is not None}
+    version = detect_protocol_version(given)
     try:
         digest = card_digest(raw)
     except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
         raise CardInvalid(
             [FieldError("card", f"cannot be canonicalised (RFC 8785): {exc}")]
         ) from None
-    shape = _shape_errors(raw)
+    shape = _shape_errors(given)
     if shape:
         raise CardInvalid(shape)
     try:
-        card = parse_agent_card(copy.deepcopy(raw))
+        card = parse_agent_card(copy.deepcopy(given))
     except ParseError as exc:
         if str(exc).startswith("Invalid agent card structure"):
             # The SDK's text is Python's (e.g. "'str' object has no attribute

@@ -25,7 +25,8 @@ it does on the SDK path, in the same order:
    skill is idempotent (`gateway.delegation.retry`); an agent found down whose skill has
    a fallback is left to the SDK path, which hands the message over;
 5. the answer is checked the way the SDK's client checks it
-   (`_check_jsonrpc_response`, then `parse_lenient` into `SendMessageResponse`);
+   (`_check_jsonrpc_response`, then `parse_lenient` into `SendMessageResponse`,
+   repaired where a known deviation made it fail: `adapters.a2a_tolerance`);
    a task is recorded for its owner; an upstream error is re-encoded through
    the SDK's own mapping, as the SDK path does;
 6. the audit record.
@@ -49,12 +50,13 @@ from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from a2a.utils.errors import A2AError
-from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
+from a2a.utils.proto_utils import validate_proto_required_fields
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message as ProtoMessage
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import Answer, UpstreamBadAnswer, UpstreamRefused
 from gateway.a2a.admission import Admission
 from gateway.a2a.handler import AgentHandler
@@ -222,7 +224,7 @@ class PassThrough:
             checked = _sdk_check_jsonrpc_response(transport, data)
             if checked.get("id") != request_id:
                 raise UpstreamBadAnswerError(f"agent {agent_id} answered another request id")
-            result: SendMessageResponse = parse_lenient(checked["result"], SendMessageResponse())
+            result: SendMessageResponse = parse_tolerant(checked["result"], SendMessageResponse())
         except A2AError as exc:  # A2AClientError included: an invalid answer
             raise upstream_error(agent_id, exc, None) from None
         except (ValueError, RecursionError, KeyError, TypeError, ParseError) as exc:

@@ -1,0 +1,74 @@
+"""Reading upstream A2A answers that bend the 1.0 JSON mapping in ways known
+from real agents, instead of failing the call (docs/interop.md).
+
+* A `TaskStatus.timestamp` without a time zone. The mapping (A2A 1.0 §5.5,
+  ProtoJSON's `google.protobuf.Timestamp`) is RFC 3339 with `Z` or an offset;
+  fasta2a 2.1 (pydantic-ai's A2A server) sends a naive local time such as
+  `2026-11-23T12:24:04.008222`, which protobuf refuses, so every answer of
+  such an agent was "invalid". It is read as UTC -- what every such server
+  here writes.
+
+Only after the strict parse failed: a correct answer costs nothing more, and
+one that still fails after the repair fails as it did. User content (parts,
+data, metadata) is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+from a2a.client.transports import jsonrpc as _sdk_jsonrpc
+from a2a.client.transports import rest as _sdk_rest
+from a2a.utils.proto_utils import parse_lenient
+from google.protobuf.json_format import ParseError
+from google.protobuf.message import Message
+
+M = TypeVar("M", bound=Message)
+
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?")
+# Where user content lives: never rewritten.
+_OPAQUE = frozenset({"parts", "data", "metadata", "extensions"})
+
+
+def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
+    """`parse_lenient`, and when it fails on a repairable answer, once more
+    on the repaired one."""
+    try:
+        return parse_lenient(data, message)
+    except ParseError:
+        decoded = json.loads(data) if isinstance(data, str | bytes) else data
+        repaired, changed = _zone_naive_timestamps(decoded)
+        if not changed:
+            raise
+        message.Clear()  # the failed parse may have filled part of it
+        return parse_lenient(repaired, message)
+
+
+def _zone_naive_timestamps(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, list):
+        items = [_zone_naive_timestamps(item) for item in value]
+        return [item for item, _ in items], any(changed for _, changed in items)
+    if not isinstance(value, dict):
+        return value, False
+    out: dict[str, Any] = {}
+    changed = False
+    for key, inner in value.items():
+        if key in _OPAQUE:
+            out[key] = inner
+        elif key == "timestamp" and isinstance(inner, str) and _NAIVE.fullmatch(inner):
+            out[key], changed = inner + "Z", True
+        else:
+            out[key], moved = _zone_naive_timestamps(inner)
+            changed = changed or moved
+    return out, changed
+
+
+def install() -> None:
+    """Have the SDK's client transports (JSON-RPC and HTTP+JSON) read answers
+    this way too: they parse every answer through the module-level name
+    `parse_lenient`, which is rebound here, once, at import of
+    `adapters.a2a`."""
+    _sdk_jsonrpc.parse_lenient = parse_tolerant  # type: ignore[attr-defined]
+    _sdk_rest.parse_lenient = parse_tolerant  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ def register(commands: Any) -> None:
     for sub in (tail, export):
         sub.add_argument("--user")
         sub.add_argument("--agent")
+        sub.add_argument("--trace", help="one trace id: every hop of one delegation")
         sub.add_argument("--decision", choices=["allow", "deny"])
         sub.add_argument("--since", help="ISO 8601 time")
         sub.add_argument("--until", help="ISO 8601 time")
@@ -46,6 +47,7 @@ def _audit_filters(args: argparse.Namespace) -> dict[str, str]:
     wanted = {
         "user": args.user,
         "agent": args.agent,
+        "trace": args.trace,
         "decision": args.decision,
         "since": args.since,
         "until": args.until,

@@ -123,6 +123,11 @@ class AuditPage(BaseModel):
 class AuditQuery(BaseModel):
     user: str | None = Field(default=None, description="the triggering user (sub)")
     agent: str | None = Field(default=None, description="the target agent id")
+    trace: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{32}$",
+        description="one trace id: every hop of one delegation, across agents (W3C trace-id)",
+    )
     decision: Literal["allow", "deny"] | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -338,6 +343,8 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
         statement = statement.where(c.subject == query.user)
     if query.agent is not None:
         statement = statement.where(c.target == query.agent)
+    if query.trace is not None:
+        statement = statement.where(c.trace_id == query.trace)
     if query.decision is not None:
         statement = statement.where(c.decision == query.decision)
     if query.since is not None:

@@ -60,6 +60,7 @@ audit_events = Table(
     Index("ix_audit_subject", "subject", "id"),
     Index("ix_audit_target", "target", "id"),
     Index("ix_audit_at", "at"),
+    Index("ix_audit_trace", "trace_id", "id"),  # migration 0019
 )
 
 # A2A tasks created through the gateway. The ids are the upstream agent's own
@@ -209,6 +210,7 @@ coordination_deferrals = Table(
     Column("expires_at", Float, nullable=True),
     Column("state", String(16), nullable=False),  # waiting, released, expired, ended
     Index("ix_coordination_deferrals_waiting", "state", "rule", "key"),
+    Index("ix_coordination_deferrals_entity", "state", "entity", "key"),  # migration 0019
 )
 
 # Calls the policy holds for a human's decision (`gateway.delegation.approvals`). A row is

@@ -51,3 +51,16 @@ def test_an_export_streams_every_record(gateway: Gateway) -> None:
         listed = admin.get("/audit").json()["items"]
         lines = admin.get("/audit", params={"format": "jsonl"}).text.splitlines()
     assert len(lines) == len(listed)
+
+
+@pytest.mark.parametrize("trace", ["", "xyz", "A" * 32, "0" * 33, "0" * 31])
+def test_a_malformed_trace_filter_is_a_problem(gateway: Gateway, trace: str) -> None:
+    with gateway.client() as admin:
+        for params in ({"trace": trace}, {"trace": trace, "format": "jsonl"}):
+            answer = admin.get("/audit", params=params)
+            assert answer.status_code == 422, answer.text
+            assert answer.headers["content-type"] == PROBLEM_JSON
+            assert "trace" in answer.text
+        # A well-formed trace that matches nothing is an empty page, not an error.
+        empty = admin.get("/audit", params={"trace": "0" * 32})
+        assert empty.status_code == 200 and empty.json()["items"] == []

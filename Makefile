@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo run test fuzz faults lint typecheck check clean
+.PHONY: demo run test fuzz faults interop lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ fuzz: $(STAMP)
 ## two replicas behind a round-robin balancer, under load; make test runs it too)
 faults: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
+
+## interop: the whole interoperability matrix (docs/interop.md): every framework, each
+## installed from PyPI into its own cached environment (~/.cache/switchboard/interop)
+interop: $(STAMP)
+	SWITCHBOARD_INTEROP=all $(BIN)/python -m pytest -q -p no:cacheprovider tests/interop $(PYTEST_ARGS)
 
 ## conformance: the MCP suite and (with TCK_DIR=path/to/a2a-tck) the A2A TCK, direct and through the gateway
 conformance: conformance-mcp conformance-a2a

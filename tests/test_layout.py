@@ -20,8 +20,9 @@ PACKAGES = ("gateway", "adapters", "registry", "policies")
 # Inside `gateway/`, the order of the layers, bottom first. A module may import
 # from its own layer and the layers below it, never above:
 # cli -> demo -> app -> api -> flows -> mcp -> a2a -> observability -> delegation
-# -> http -> storage -> settings.
+# -> http -> storage -> settings -> client.
 GATEWAY_LAYERS = (
+    "gateway.client",
     "gateway.settings",
     "gateway.storage",
     "gateway.http",

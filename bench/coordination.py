@@ -1,7 +1,8 @@
 """What coordination rules add to a delegated call, in one run: the same call
 with no rules (the pipeline skips them), with rules that do not name it (the
-keys read and the plan made, no database), and with rules that do (one
-transaction to take and one to give back), on SQLite and on PostgreSQL.
+keys read and the plan made, no database), and with rules that do (a hold
+checked and a budget unit taken: one transaction, nothing to give back), on
+SQLite, PostgreSQL and Redis.
 
     python -m bench.coordination
     python -m bench.coordination --calls 4000 --postgres ''   # SQLite only
@@ -90,8 +91,12 @@ async def _database(url: str, calls: int) -> float:
     engine = create_engine(url)
     try:
         await upgrade(engine)
-        coordination = Coordination(SqlStore(engine), _Audit())  # type: ignore[arg-type]
-        return await _per_call(RULES, "sales", coordination, calls)
+        store = SqlStore(engine)
+        try:
+            coordination = Coordination(store, _Audit())  # type: ignore[arg-type]
+            return await _per_call(RULES, "sales", coordination, calls)
+        finally:
+            await store.aclose()
     finally:
         await engine.dispose()
 
@@ -112,7 +117,7 @@ async def _redis(url: str, calls: int) -> tuple[float, float]:
         return await _per_call(RULES, "sales", coordination, calls), statistics.median(pings)
     finally:
         await store.redis.flushdb()
-        await store.redis.aclose()
+        await store.aclose()
 
 
 async def _scratch_postgres(server: str, calls: int) -> float:

@@ -190,6 +190,9 @@ class Store(Protocol):
     async def purge(self, now: float) -> int:
         """Drop spent rows."""
 
+    async def aclose(self) -> None:
+        """Let go of what the store holds (connections, a thread)."""
+
 
 class Coordination:
     def __init__(

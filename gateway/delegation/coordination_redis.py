@@ -231,3 +231,6 @@ class RedisStore:
 
     async def purge(self, now: float) -> int:
         return 0  # every row expires at its `until` by itself
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.approvals import Approvals
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers, BreakerSettings
-from gateway.delegation.coordination import Coordination
+from gateway.delegation.coordination import Coordination, Store
 from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.handoffs import Resilience
@@ -115,6 +115,10 @@ async def start(
     minter = DelegatedTokenMinter(
         keys, settings.effective_public_url, ttl_seconds=settings.delegated_token_ttl_seconds
     )
+    coordination_store: Store = (
+        RedisStore(settings.redis_url) if settings.redis_url else SqlStore(engine)
+    )
+    stack.push_async_callback(coordination_store.aclose)
     delegations = Delegations(
         store,
         PolicySource(settings.policy_file),
@@ -122,9 +126,7 @@ async def start(
         audit_log,
         max_depth=settings.max_delegation_depth,
         rate_limits=RateLimits(settings.redis_url),
-        coordination=Coordination(
-            RedisStore(settings.redis_url) if settings.redis_url else SqlStore(engine), audit_log
-        ),
+        coordination=Coordination(coordination_store, audit_log),
     )
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,6 +31,7 @@ from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.permits import Admitted, Caller
 from gateway.storage.db import create_engine, upgrade
 from policies.coordination import CoordinationPolicy, entity_keys, plan
+from tests.support.services import local_redis
 
 AGENTS = ["a", "b", "c"]
 SKILLS = ["x", "y"]
@@ -151,7 +155,7 @@ class Model:
                 self.cools.add((rule["name"], key))
 
 
-REDIS = "redis://127.0.0.1:6379/14"
+REDIS = local_redis(2)
 
 
 @pytest.fixture(
@@ -186,15 +190,19 @@ def backend(
 async def opened(backend: str) -> AsyncIterator[Store]:
     """The store on ``backend``, as one replica holds it."""
     if backend.startswith("redis"):
-        store = RedisStore(backend)
+        store: Store = RedisStore(backend)
         try:
             yield store
         finally:
-            await store.redis.aclose()
+            await store.aclose()
         return
     engine = create_engine(backend)
     try:
-        yield SqlStore(engine)
+        store = SqlStore(engine)
+        try:
+            yield store
+        finally:
+            await store.aclose()
     finally:
         await engine.dispose()
 
@@ -225,13 +233,14 @@ def test_the_state_agrees_with_the_reference_model(
 
     async def play() -> None:
         started: list[tuple[Admitted | None, str, str, str, int]] = []
+        calls = 0
         async with opened(backend) as store:
             coordination = Coordination(store, Audit())  # type: ignore[arg-type]
             for step in steps:
                 if step[0] == "start":
                     _, agent, skill, customer = step
                     key = f"{run}-{customer}"
-                    call = len(started)
+                    call = calls = calls + 1  # unique: the model keeps leases by call
                     expected = model.start(call, agent, skill, key)
                     asked = plan(
                         policy, agent, skill, entity_keys(policy, agent, skill, [{"id": key}])
@@ -282,14 +291,20 @@ RACE = CoordinationPolicy.model_validate(
 
 @pytest.fixture(
     params=[
+        "sqlite",
         pytest.param("postgresql", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
     ]
 )
-def shared(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A store two replicas share (SQLite is one process's)."""
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store two replicas share (on SQLite: two gateway processes' workers)."""
     if request.param == "redis":
         yield REDIS
+        return
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+        _migrate(url)
+        yield url
         return
     from tests.conftest import _fresh_database
 
@@ -313,11 +328,60 @@ def test_two_replicas_racing_on_one_entity_obey_each_rule_once(shared: str) -> N
                     return False
                 return True
 
-            won = await asyncio.gather(*(attempt(i) for i in range(calls)))
+            with _write_locked(shared, seconds=0.2):
+                # On SQLite the first calls find the file's write lock taken
+                # (another process writing) and wait for it off the event loop,
+                # each store on its own connection: a real race between them.
+                won = await asyncio.gather(*(attempt(i) for i in range(calls)))
         return sum(won)
 
     assert anyio.run(race, "amend", 20) == 1
     assert anyio.run(race, "notify", 20) == 3
+
+
+@contextlib.contextmanager
+def _write_locked(url: str, seconds: float) -> Iterator[None]:
+    """Another process holding a SQLite file's write lock for ``seconds``
+    (nothing for another backend)."""
+    if not url.startswith("sqlite"):
+        yield
+        return
+    blocker = sqlite3.connect(url.split("///", 1)[1], isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(seconds, lambda: blocker.execute("COMMIT"))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        blocker.close()
+
+
+def test_on_sqlite_a_call_waits_for_the_write_lock_off_the_event_loop(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+    _migrate(url)
+    asked = plan(RACE, "orders", "notify", {"order": "o-1"})
+
+    async def play() -> None:
+        async with opened(url) as store:
+            coordination = Coordination(store, Audit())  # type: ignore[arg-type]
+            blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            call = asyncio.create_task(coordination.admit(asked, ALICE, "orders", "notify", "t"))
+            ticks = 0
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                ticks += 1
+            # The loop went on meanwhile; the call is still waiting for the lock.
+            assert ticks == 20 and not call.done()
+            assert await coordination.list("order", "o-1") == []  # read beside the writer
+            blocker.execute("COMMIT")
+            blocker.close()
+            await asyncio.wait_for(call, 10)
+            [row] = await coordination.list("order", "o-1")
+            assert (row.rule, row.count) == ("three-a-day", 1)
+
+    anyio.run(play)
 
 
 def test_a_spent_lease_and_an_expired_hold_hold_nothing(backend: str) -> None:

@@ -21,9 +21,11 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(BIN)/switchboard serve --dev --data-dir ./data --host 127.0.0.1 --port $(PORT)
 
-## test: the whole test suite (SQLite and the local PostgreSQL)
+## test: the whole test suite (SQLite and the local PostgreSQL), a test file per process
+## in TEST_WORKERS processes (make test TEST_WORKERS=0: one process)
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 ## fuzz: the fuzzers of tests/fuzz (REST API, A2A and MCP JSON-RPC) with many more
 ## examples per operation than the test run gives them (SQLite and PostgreSQL)

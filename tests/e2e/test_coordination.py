@@ -26,6 +26,7 @@ from tests.support.inspecting import Recorder, agent_card, inspecting_agent
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.services import local_redis
 from tests.support.vendor_servers import API_KEY, webhook_server
 
 POLICY = """\
@@ -160,7 +161,7 @@ class Setup:
         return len(self.recorders[agent].calls())
 
 
-REDIS = "redis://127.0.0.1:6379/15"
+REDIS = local_redis(3)
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])

@@ -24,6 +24,7 @@ from tests.support.gateway import start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import mcp_client
 from tests.support.servers import stop_all
+from tests.support.services import local_redis
 
 LIMITS = """\
 limits:
@@ -36,7 +37,7 @@ limits:
     per: [client]
     agents: [inventory]
 """
-REDIS = "redis://127.0.0.1:6379/13"
+REDIS = local_redis(0)
 
 
 @pytest.fixture

@@ -38,9 +38,10 @@ from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.permits import Admitted, Caller, Deferral
 from gateway.storage.db import create_engine, upgrade
 from policies.coordination import CoordinationPolicy, entity_keys, plan
+from tests.support.services import local_redis
 
 ALICE = Caller("alice", "test", frozenset(), ("client",), "client")
-REDIS = "redis://127.0.0.1:6379/13"
+REDIS = local_redis(1)
 POLICY = CoordinationPolicy.model_validate(
     {
         "entities": [{"entity": "customer", "key": "id"}],

@@ -95,6 +95,15 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             )
 
     async def _check_message(self, admission: Admission, message: Message) -> None:
+        for index, part in enumerate(message.parts):
+            # A Part holds exactly one of text, raw, url, data (the `content`
+            # oneof of a2a.proto); protobuf's JSON parser lets one through with
+            # none (`""` parses as an empty Part), which no agent can read and
+            # a 0.3 agent's translation fails on.
+            if part.WhichOneof("content") is None:
+                raise InvalidParamsError(
+                    f"message.parts[{index}] has no content: one of text, raw, url or data"
+                )
         if message.task_id:
             await self._own_task(admission, message.task_id)
         for referenced in message.reference_task_ids:

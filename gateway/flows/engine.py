@@ -191,8 +191,18 @@ class FlowEngine:
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
         return [handle.get_workflow_id() for handle in handles]
 
+    async def succeeded(self, run_ids: list[str]) -> list[str]:
+        """Those of ``run_ids`` whose workflow is stored and has returned."""
+        await self.ensure()
+        found: list[Any] = await DBOS.list_workflows_async(
+            workflow_ids=run_ids, status="SUCCESS", load_input=False, load_output=False
+        )
+        return [str(w.workflow_id) for w in found]
+
     async def delete(self, run_ids: list[str]) -> None:
         """Forget runs' workflows: their inputs, step results and status."""
+        if not run_ids:
+            return
         await self.ensure()
         await DBOS.delete_workflows_async(run_ids)
 

@@ -39,6 +39,19 @@ GATEWAY_LAYERS = (
 )
 
 
+def _parse(path: Path) -> ast.Module:
+    """``path``'s syntax tree. Python 3.11 keeps the AST builder's recursion
+    depth per interpreter, not per thread (CPython gh-106905): a parse in
+    another thread at the same moment (a server thread left by an earlier
+    test in this process) makes it raise SystemError; parsing again is right."""
+    for _ in range(4):
+        try:
+            return ast.parse(path.read_text(), str(path))
+        except SystemError:
+            continue
+    return ast.parse(path.read_text(), str(path))
+
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -54,7 +67,7 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
     """Every project module ``name`` imports, resolved to the module itself
     (`from gateway.mcp import front` names `gateway.mcp.front`)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(_parse(path)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield from _known_prefix(alias.name, known)
@@ -153,7 +166,7 @@ def test_every_gateway_module_has_a_layer() -> None:
 def test_the_libraries_import_neither_the_gateway_nor_fastapi(package: str) -> None:
     offending = []
     for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parse(path)):
             names = (
                 [a.name for a in node.names]
                 if isinstance(node, ast.Import)
@@ -174,7 +187,7 @@ def test_fastapi_is_imported_only_under_gateway() -> None:
         _module_name(path)
         for package in PACKAGES
         for path in (ROOT / package).rglob("*.py")
-        if "fastapi" in {_top(n) for n in ast.walk(ast.parse(path.read_text()))}
+        if "fastapi" in {_top(n) for n in ast.walk(_parse(path))}
     }
     assert users and all(u.startswith("gateway") for u in users)
 

@@ -140,8 +140,9 @@ def test_redacted_keys_never_show_and_are_gone_at_rest(setup: FlowSetup, db: Eng
     # later pass removes it, `RunRetention._forget_leftovers`.)
     tables = ("workflow_status", "workflow_input", "operation_outputs")
     _until(
-        lambda: all(_count(db, _dbos(db, t), "workflow_uuid", run["id"]) == 0 for t in tables)
-        or None
+        lambda: (
+            all(_count(db, _dbos(db, t), "workflow_uuid", run["id"]) == 0 for t in tables) or None
+        )
     )
     # Nothing of the card number is left anywhere in the database's flow tables.
     with db.connect() as conn:

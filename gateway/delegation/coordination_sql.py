@@ -33,6 +33,7 @@ leaves the state inconsistent. The rest of the database keeps its settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -365,10 +366,14 @@ def _in_transaction(
     when it raises."""
     try:
         result = operation(_Sqlite3(connection), *args)
+        connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        # SQLite may have rolled back by itself (a full disk); a COMMIT that
+        # failed leaves it open, and the connection's next BEGIN would fail.
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")
     return result
 
 

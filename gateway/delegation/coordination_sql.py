@@ -14,7 +14,7 @@ statement runner (`Sql`), run as one transaction in one step:
 
 * SQLite: on `sqlite3` connections of the store's own, at once on the event
   loop when the write lock is free, else in a worker thread that waits for
-  it (`_SqliteThread`) -- where aiosqlite makes a thread hop (~0.1 ms here)
+  it (`_SqliteConnections`) -- where aiosqlite makes a thread hop (~0.1 ms here)
   per statement, BEGIN and COMMIT; the statements are written out once, where
   building SQLAlchemy constructs and their cache keys cost more than SQLite
   running them;
@@ -277,11 +277,11 @@ class _Runner(Protocol):
 def _runner(engine: AsyncEngine) -> _Runner:
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return _SqliteThread(url.database)
+        return _SqliteConnections(url.database)
     return _AsyncEngine(engine)
 
 
-class _SqliteThread:
+class _SqliteConnections:
     """Connections of the store's own to the gateway's file.
 
     An operation runs at once on the event loop's connection when the file's
@@ -394,16 +394,22 @@ class _AsyncEngine:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         self._pending: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
-        async with self._engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            return await conn.run_sync(lambda sync: operation(_Alchemy(sync), *args))
+        return await self._transaction(operation, args, no_disk_wait=self._postgres)
 
     async def read(self, operation: Callable[..., T], *args: Any) -> T:
-        return await self(operation, *args)
+        return await self._transaction(operation, args, no_disk_wait=False)
+
+    async def _transaction(
+        self, operation: Callable[..., T], args: tuple[Any, ...], *, no_disk_wait: bool
+    ) -> T:
+        async with self._engine.begin() as conn:
+            if no_disk_wait:  # see the module's doc
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            return await conn.run_sync(lambda sync: operation(_Alchemy(sync), *args))
 
     def soon(self, operation: Callable[..., Any], *args: Any) -> None:
         task = asyncio.get_running_loop().create_task(self(operation, *args))

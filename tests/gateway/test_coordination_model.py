@@ -29,8 +29,9 @@ from gateway.delegation.coordination import Coordination, CoordinationBlocked, S
 from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.permits import Admitted, Caller
-from gateway.storage.db import create_engine, upgrade
+from gateway.storage.db import create_engine
 from policies.coordination import CoordinationPolicy, entity_keys, plan
+from tests.support.databases import migrate
 from tests.support.services import local_redis
 
 AGENTS = ["a", "b", "c"]
@@ -176,13 +177,13 @@ def backend(
         return
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('coordination') / 'state.db'}"
-        _migrate(url)
+        migrate(url)
         yield url
         return
     from tests.conftest import _fresh_database
 
     with _fresh_database() as url:
-        _migrate(url)
+        migrate(url)
         yield url
 
 
@@ -205,17 +206,6 @@ async def opened(backend: str) -> AsyncIterator[Store]:
             await store.aclose()
     finally:
         await engine.dispose()
-
-
-def _migrate(url: str) -> None:
-    async def run() -> None:
-        engine = create_engine(url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    anyio.run(run)
 
 
 @settings(
@@ -303,13 +293,13 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
-        _migrate(url)
+        migrate(url)
         yield url
         return
     from tests.conftest import _fresh_database
 
     with _fresh_database() as url:
-        _migrate(url)
+        migrate(url)
         yield url
 
 
@@ -359,7 +349,7 @@ def _write_locked(url: str, seconds: float) -> Iterator[None]:
 
 def test_on_sqlite_a_call_waits_for_the_write_lock_off_the_event_loop(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
-    _migrate(url)
+    migrate(url)
     asked = plan(RACE, "orders", "notify", {"order": "o-1"})
 
     async def play() -> None:

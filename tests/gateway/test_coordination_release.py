@@ -36,8 +36,9 @@ from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.permits import Admitted, Caller, Deferral
-from gateway.storage.db import create_engine, upgrade
+from gateway.storage.db import create_engine
 from policies.coordination import CoordinationPolicy, entity_keys, plan
+from tests.support.databases import migrate
 from tests.support.services import local_redis
 
 ALICE = Caller("alice", "test", frozenset(), ("client",), "client")
@@ -150,27 +151,16 @@ def backend(
         from tests.conftest import _fresh_database
 
         with _fresh_database() as url:
-            _migrate(url)
+            migrate(url)
             yield url, None
         return
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('release') / 'state.db'}"
-    _migrate(url)
+    migrate(url)
     if request.param == "redis":
         redis.Redis.from_url(REDIS).flushdb()
         yield url, REDIS
         return
     yield url, None
-
-
-def _migrate(url: str) -> None:
-    async def run() -> None:
-        engine = create_engine(url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    anyio.run(run)
 
 
 @settings(

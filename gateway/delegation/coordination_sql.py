@@ -21,13 +21,14 @@ statement runner (`Sql`), run as one transaction in one step:
 * PostgreSQL: through the app's engine (`run_sync`: asyncpg, one round trip
   per statement).
 
-Durability: these transactions commit without waiting for the disk (SQLite
-`synchronous=NORMAL` in WAL mode on the store's connection, PostgreSQL
-`synchronous_commit = off` for the transaction). The wait was most of a
-call's cost (an fsync: 0.4-2 ms here). The gateway crashing loses nothing; the
-machine losing power (or PostgreSQL crashing) may forget the last fraction of
-a second of changes -- a budget's last units, a hold just opened -- and never
-leaves the state inconsistent. The rest of the database keeps its settings.
+Durability: on SQLite these transactions commit without waiting for the disk
+(`synchronous=NORMAL` in WAL mode on the store's connections). The wait was
+most of a call's cost (an fsync: 0.4-2 ms here). The gateway crashing loses
+nothing; the machine losing power may forget the last fraction of a second of
+changes -- a budget's last units, a hold just opened -- and never leaves the
+state inconsistent. The rest of the file keeps its settings. On PostgreSQL a
+commit waits as every other does: a database server crash, an outage the
+gateway must survive (docs/resilience.md), loses nothing committed.
 """
 
 from __future__ import annotations
@@ -394,22 +395,14 @@ class _AsyncEngine:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._postgres = engine.dialect.name == "postgresql"
         self._pending: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
-        return await self._transaction(operation, args, no_disk_wait=self._postgres)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(lambda sync: operation(_Alchemy(sync), *args))
 
     async def read(self, operation: Callable[..., T], *args: Any) -> T:
-        return await self._transaction(operation, args, no_disk_wait=False)
-
-    async def _transaction(
-        self, operation: Callable[..., T], args: tuple[Any, ...], *, no_disk_wait: bool
-    ) -> T:
-        async with self._engine.begin() as conn:
-            if no_disk_wait:  # see the module's doc
-                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            return await conn.run_sync(lambda sync: operation(_Alchemy(sync), *args))
+        return await self(operation, *args)
 
     def soon(self, operation: Callable[..., Any], *args: Any) -> None:
         task = asyncio.get_running_loop().create_task(self(operation, *args))

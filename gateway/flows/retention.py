@@ -97,14 +97,14 @@ class RunRetention:
                 # so that its copy is forgotten with it, not left behind.
                 continue
             await self._rewrite(run_id, rules(documents[key].get("redact") or ()), now)
+            await self._forget_engine_copy(run_id)
             rewritten += 1
-        await self._forget_engine_copies(now)
+        await self._forget_leftovers(now)
         return rewritten
 
-    async def _forget_engine_copies(self, now: datetime) -> None:
-        """The engine's copy of the runs rewritten in the last hour (this pass's
-        included) whose workflow has returned. Looking again at earlier passes'
-        runs: the engine's own last writes for a run can land after the pass
+    async def _forget_leftovers(self, now: datetime) -> None:
+        """The engine's copy of runs rewritten in the last hour that is still
+        there: the engine's own last writes for a run can land after the pass
         that rewrote it found it ended (seen under load in CI); its copy holds
         what redaction removed, so it goes on a later pass."""
         if not self.engine.launched:
@@ -168,6 +168,12 @@ class RunRetention:
         if not self.engine.launched:
             return False
         return await self.engine.status(run_id) in ("PENDING", "ENQUEUED")
+
+    async def _forget_engine_copy(self, run_id: str) -> None:
+        if not self.engine.launched:
+            return
+        if await self.engine.status(run_id) == "SUCCESS":
+            await self.engine.delete([run_id])
 
     # 2. Retention -----------------------------------------------------------------
 

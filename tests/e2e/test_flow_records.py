@@ -137,7 +137,7 @@ def test_redacted_keys_never_show_and_are_gone_at_rest(setup: FlowSetup, db: Eng
     assert _json(step["output"])["discount"] == REDACTED
     # ... and the engine's copy of the inputs and step results gone with its workflow.
     # (Its last writes can land after the pass that rewrote the run: then a
-    # later pass removes it, `RunRetention._forget_engine_copies`.)
+    # later pass removes it, `RunRetention._forget_leftovers`.)
     tables = ("workflow_status", "workflow_input", "operation_outputs")
     _until(
         lambda: (

@@ -1,4 +1,4 @@
-"""The retention pass's second look (`RunRetention._forget_engine_copies`): an
+"""The retention pass's second look (`RunRetention._forget_leftovers`): an
 engine copy still there for a run already rewritten under `redact:` goes on a
 later pass. The engine stands in (what it holds is a set of run ids); the
 runs' records are in a real database."""
@@ -76,7 +76,7 @@ def test_an_engine_copy_left_after_the_rewrite_goes_on_a_later_pass(tmp_path: Pa
                 default_days=30,
                 interval_seconds=60,
             )
-            await retention._forget_engine_copies(now)
+            await retention._forget_leftovers(now)
             return engine.stored
         finally:
             await db.dispose()

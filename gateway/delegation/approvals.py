@@ -269,6 +269,23 @@ class Approvals:
             raise AlreadyDecided(approval)
         return approval
 
+    async def reopen(self, approval_id: str, withdrawn_for: str) -> Approval | None:
+        """Put back a request that was withdrawn for ``withdrawn_for`` (the
+        run it belonged to was cancelled, and goes on again): pending, as if
+        never decided. Anything else -- approved, rejected, withdrawn for
+        another reason -- stays as it is (None)."""
+        async with self._engine.begin() as conn:
+            moved = await conn.execute(
+                update(approvals)
+                .where(
+                    approvals.c.id == approval_id,
+                    approvals.c.state == WITHDRAWN,
+                    approvals.c.decision_reason == withdrawn_for,
+                )
+                .values(state=PENDING, decided_at=None, decided_by=None, decision_reason=None)
+            )
+        return await self.get(approval_id) if moved.rowcount else None
+
     async def claim(self, approval_id: str) -> bool:
         """Take an approved, not yet made call to make it (once, across replicas)."""
         async with self._engine.begin() as conn:

@@ -5,8 +5,9 @@
   total, discount}``; 20 % off from 100 units), ``work`` (data ``{seconds}``:
   works that long, reporting progress, then ``{"worked": seconds}``) and
   ``reply`` (data ``{customer, total}`` -> a text reply). Every message it
-  receives is logged (`SalesDesk.received`), so a caller can check that
-  nothing was sent twice.
+  receives is logged (`SalesDesk.received`, with the time it came), so a
+  caller can check that nothing was sent twice; a quote of a SKU in
+  `SalesDesk.failing` fails its task (an upstream having a bad moment).
 * ``support_desk_app()``: the same kind of agent as the support desk, skill
   ``escalate`` (data ``{customer, sku, quantity}`` -> the same, as the order
   to hand on, and a text line).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,7 @@ STOCK = {"X-100": 1240, "X-200": 80}
 class SalesDesk:
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    failing: set[str] = field(default_factory=set)
 
     def count(self, skill: str) -> int:
         with self.lock:
@@ -85,13 +88,18 @@ class _Executor(AgentExecutor):
         skill = str(metadata.get("skill") or "quote")
         with self.desk.lock:
             self.desk.received.append(
-                {"skill": skill, "data": data, "message_id": message.message_id}
+                {"skill": skill, "data": data, "message_id": message.message_id, "at": time.time()}
             )
+            fails = skill == "quote" and data.get("sku") in self.desk.failing
         task = context.current_task or new_task_from_user_message(message)
         if context.current_task is None:
             await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, task.id, task.context_id)
         await updater.start_work()
+        if fails:
+            said = updater.new_agent_message([new_text_part(f"no price for {data['sku']} now")])
+            await updater.failed(said)
+            return
         if skill == "work":
             seconds = float(data.get("seconds", 1))
             deadline = asyncio.get_running_loop().time() + seconds

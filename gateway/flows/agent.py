@@ -142,6 +142,9 @@ class FlowAgentHandler(RecordedTaskHandler):
                     )
                 update = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
                 update.status.CopyFrom(latest.status)
+                # The task's metadata goes with it (the event's `metadata`): at the
+                # end, the run's summed usage, which a caller records.
+                update.metadata.CopyFrom(latest.metadata)
                 yield update
                 seen = now
             task = latest

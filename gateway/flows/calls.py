@@ -20,8 +20,8 @@ recorded its result):
   is idempotent, else the step fails saying its outcome is unknown;
 * never sent: sent.
 
-Every outcome is a plain dict -- ``state`` (completed, failed), ``output``,
-``text``, ``error`` -- which DBOS records as the step's result.
+Every outcome is a plain dict -- ``state`` (completed, failed, retrying),
+``output``, ``text``, ``error`` -- which DBOS records as the step's result.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from gateway.delegation.pipeline import (
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
 from gateway.flows.definition import CallStep
+from gateway.flows.outcomes import RETRYING, retrying
 from gateway.flows.runtime import FlowRuntime
 from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from policies.policy import Target, handoff
@@ -142,32 +143,31 @@ class StepCall:
         row: Mapping[str, Any] | None,
         base: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """Every attempt the step may have; the outcome of the last. ``row`` is
-        the step's record as the run found it (after a crash: what was sent);
-        ``base`` what every write of the step's row carries."""
+        """One attempt: its outcome, or `retrying` when another is due (the run
+        waits the backoff as a durable DBOS sleep, `reviews.called`). ``row``:
+        the step's record as found; ``base``: what every write of it carries."""
         step = self.step
-        attempts = 1 + step.retries
-        # After a crash the last attempt goes on (it re-attaches, or decides it
-        # cannot be sent again); then the attempts left, if any.
-        first = max(0 if row is None else int(row["attempts"]), 1) - 1
+        # After a crash the last attempt goes on (re-attaching, or refusing to
+        # send twice) -- or, ended with a retry due, the next: none is made twice.
+        attempt = max(0 if row is None else int(row["attempts"]), 1) - 1
         known: Mapping[str, Any] = row or {}
-        reason = "not called"
-        for attempt in range(first, max(attempts, first + 1)):
-            pending = {**base, "attempts": attempt + 1, "state": "running"}
-            try:
-                async with asyncio.timeout(step.timeout_seconds):
-                    return await self._attempt(arguments, text, known, pending)
-            except TimeoutError:
-                reason = f"timed out after {step.timeout_seconds:g} s"
-                await self._cancel_upstream()
-            except StepFailed as exc:
-                reason = str(exc)
-                if exc.final:
-                    break
-            known = {}  # the next attempt is a new call
-            if attempt + 1 < attempts:
-                await asyncio.sleep(min(2.0**attempt * 0.2, 5.0))
-        return failed(reason)
+        if row is not None and row.get("state") == RETRYING:
+            attempt, known = int(row["attempts"]), {}
+        pending = {**base, "attempts": attempt + 1, "state": "running"}
+        try:
+            async with asyncio.timeout(step.timeout_seconds):
+                return await self._attempt(arguments, text, known, pending)
+        except TimeoutError:
+            reason = f"timed out after {step.timeout_seconds:g} s"
+            await self._cancel_upstream()
+        except StepFailed as exc:
+            if exc.final:
+                return failed(str(exc))
+            reason = str(exc)
+        if attempt + 1 >= 1 + step.retries:
+            return failed(reason)
+        await self._write(**{**pending, "state": RETRYING, "error": reason})
+        return retrying(reason, self.rt.settings.backoff(attempt))
 
     async def _attempt(
         self,

@@ -7,10 +7,14 @@ with its step and its field.
   branch, not itself, not a later step);
 * a route goes forward (a later step, or ``end``), and only its last case may
   omit ``when``; a quorum is at most the number of branches;
+* a parallel step with ``on_error: checkpoint`` has an id of at most 52
+  characters: its reviews are recorded as ``<id>_review<n>`` (a call's and a
+  branch's id the schema limits so; a map's 56 leaves room already);
 * a map's call expressions may also read ``item`` and ``index``; its target,
   and a call's ``fallback``, are checked as a call's target is;
 * every target exists: the agent and its skill (a skill must be named when the
-  agent has several), or the MCP tool;
+  agent has several), or the MCP tool; so does the agent a ``wait`` waits on
+  a task of (its ``states`` are A2A task states: the schema says);
 * retries only on idempotent targets (the policy's ``idempotent``, or an MCP
   tool's ``idempotentHint``);
 * contracts: when the target declares an input schema (a skill contract, an
@@ -29,6 +33,7 @@ from typing import Any, Protocol
 
 from gateway.flows.definition import (
     END,
+    REVIEWED_STEP_ID,
     CallStep,
     CheckpointStep,
     FlowDocument,
@@ -115,6 +120,15 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
         if isinstance(step, RouteStep):
             problems += _route(step, where, position)
         elif isinstance(step, ParallelStep):
+            if step.on_error == "checkpoint" and len(step.id) > REVIEWED_STEP_ID:
+                problems.append(
+                    _problem(
+                        step.id,
+                        f"{where.path}.id",
+                        f"with on_error: checkpoint, a step id is at most {REVIEWED_STEP_ID} "
+                        "characters (its reviews are recorded as <id>_review<n>)",
+                    )
+                )
             join = step.parallel.join
             if isinstance(join, Quorum) and join.quorum > len(step.parallel.branches):
                 problems.append(
@@ -130,6 +144,12 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
                 problems += await _fallback(step, where, catalog, known_shapes)
         elif isinstance(step, MapStep):
             problems += await _call(as_item_call(step, step.id), where, catalog, {}, ".map")
+        elif isinstance(step, WaitStep) and step.wait.task is not None:
+            agent = step.wait.task.agent
+            if await catalog.agent(agent) is None:
+                problems.append(
+                    _problem(step.id, f"{where.path}.wait.task.agent", f"no agent {agent!r}")
+                )
     if document.output is not None:
         problems += _refs(None, "output", document.output, None, position, final=True)
     problems += await _cycles(document, catalog)
@@ -147,6 +167,8 @@ def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Proble
         found.append(("checkpoint.show", step.checkpoint.show))
     elif isinstance(step, MapStep):
         found.append(("map.over", step.map.over))
+    elif isinstance(step, WaitStep) and step.wait.task is not None:
+        found.append(("wait.task.id", step.wait.task.id))
     problems: list[Problem] = []
     for field, expression in found:
         if expression is not None:
@@ -287,6 +309,8 @@ async def _call(
     tool: ToolInfo | None = None
     if target.agent is not None:
         agent = await catalog.agent(target.agent)
+        if target.flow is not None and (agent is None or not agent.is_flow):
+            return [_problem(step.id, f"{path}.call.flow", f"no flow {target.flow!r}")]
         if agent is None:
             return [_problem(step.id, f"{path}.call.agent", f"no agent {target.agent!r}")]
         skill = target.skill

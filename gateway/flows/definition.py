@@ -14,7 +14,8 @@ gateway-run agent or another flow -- or a federated MCP tool), ``parallel``
 whose condition holds says which later step runs next), ``checkpoint`` (a
 human approves on the approvals desk, with a timeout), ``map`` (one call per
 item of a list, at most ``concurrency`` at a time; the call's expressions
-also read ``item`` and ``index``). A call may name a ``fallback``: another
+also read ``item`` and ``index``), ``wait`` (for an event posted to the run,
+or for another agent's task to reach a state). A call may name a ``fallback``: another
 target called with the same input when the call fails. Every step may have a
 ``when`` condition (skipped unless it holds). Expressions are JMESPath
 (`gateway.flows.expressions`).
@@ -66,11 +67,22 @@ class _Strict(BaseModel):
 
 class CallTarget(_Strict):
     """What a call step calls: exactly one of ``agent`` (with ``skill`` when
-    the agent has several) or ``tool``."""
+    the agent has several), ``tool``, or ``flow`` (a flow is an agent: it is
+    called as ``agent``, and must be a flow)."""
 
     agent: str | None = Field(None, description="agent id: an A2A agent, gateway-run agent or flow")
     skill: str | None = Field(None, description="the agent's skill")
     tool: str | None = Field(None, description="a federated MCP tool, as /mcp names it")
+    flow: str | None = Field(None, description="another flow's id (called as its agent)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flow_is_an_agent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("flow") is not None:
+            if data.get("agent") not in (None, data["flow"]) or data.get("tool") is not None:
+                raise ValueError("name exactly one of agent, tool or flow")
+            return {**data, "agent": data["flow"]}
+        return data
 
     @model_validator(mode="after")
     def _one_target(self) -> CallTarget:
@@ -135,11 +147,13 @@ class MapSpec(_Strict):
 
 class MapStep(_Step):
     """The output is the list of the items' outputs, in the items' order; the
-    step fails (or is skipped, with ``on_error: skip``) if any item fails."""
+    step fails (or is skipped, with ``on_error: skip``, or a human decides,
+    with ``checkpoint``: once for the step, approving calls the failed items
+    again) if any item fails."""
 
     id: str = Field(pattern=MAP_STEP_ID, description="unique in the flow; at most 56 characters")
     map: MapSpec
-    on_error: Literal["fail", "skip"] = "fail"
+    on_error: Literal["fail", "skip", "checkpoint"] = "fail"
 
 
 class Quorum(_Strict):
@@ -150,16 +164,13 @@ class Parallel(_Strict):
     join: Literal["all", "any"] | Quorum = "all"
     branches: list[CallStep] = Field(min_length=2, max_length=MAX_BRANCHES)
 
-    @model_validator(mode="after")
-    def _no_review_in_branches(self) -> Parallel:
-        if any(b.on_error == "checkpoint" for b in self.branches):
-            raise ValueError("a branch's on_error is fail or skip (the join decides the rest)")
-        return self
-
 
 class ParallelStep(_Step):
+    """With ``on_error: checkpoint`` (an id of at most 52 characters), a join
+    not met asks a human: approving runs the branches not completed again."""
+
     parallel: Parallel
-    on_error: Literal["fail", "skip"] = "fail"
+    on_error: Literal["fail", "skip", "checkpoint"] = "fail"
 
 
 class RouteCase(_Strict):
@@ -182,19 +193,66 @@ class CheckpointStep(_Step):
     checkpoint: Checkpoint
 
 
+# A2A 1.0 `TaskState` names (specification/a2a.proto), as `TASK_STATE_` + upper case.
+TaskStateName = Literal[
+    "submitted",
+    "working",
+    "input_required",
+    "auth_required",
+    "completed",
+    "failed",
+    "canceled",
+    "rejected",
+]
+TASK_ENDS: tuple[TaskStateName, ...] = ("completed", "failed", "canceled", "rejected")
+
+
+class WaitTask(_Strict):
+    """A task of another agent, delegated through the gateway and owned by the
+    run's user (`gateway.flows.task_waits`)."""
+
+    agent: str = Field(min_length=1, max_length=128, description="the agent whose task it is")
+    id: Expression = Field(description="an expression giving the task's id")
+
+
 class Wait(_Strict):
-    event: str = Field(
+    """Exactly one of ``event`` (posted to the run) or ``task`` (another
+    agent's task reaching one of ``states``)."""
+
+    event: str | None = Field(
+        None,
         pattern=EVENT_NAME,
         description="its name: POST /flows/{id}/runs/{run}/events/{event} delivers it",
+    )
+    task: WaitTask | None = Field(None, description="another agent's task, owned by the run's user")
+    states: list[TaskStateName] | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="with task: the states waited for (default: any end -- completed, "
+        "failed, canceled, rejected)",
     )
     timeout_seconds: float = Field(86400, gt=0, le=30 * 86400)
     on_timeout: Literal["fail", "continue"] = Field(
         "fail", description="fail the run, or go on with a null output"
     )
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> Wait:
+        if (self.event is None) == (self.task is None):
+            raise ValueError("a wait has exactly one of event or task")
+        if self.states is not None and self.task is None:
+            raise ValueError("states go with task, not with event")
+        return self
+
+    @property
+    def task_states(self) -> tuple[TaskStateName, ...]:
+        return tuple(self.states) if self.states is not None else TASK_ENDS
+
 
 class WaitStep(_Step):
-    """The run waits for an event posted to it; the event's body is the output."""
+    """The run waits for an event posted to it (the event's body is the
+    output), or for another agent's task to reach a state (the task is)."""
 
     wait: Wait
 
@@ -255,11 +313,23 @@ class Schedule(_Strict):
 
     cron: str = Field(min_length=9, max_length=120, description="e.g. '0 2 * * *': 02:00 daily")
     timezone: str | None = Field(None, max_length=64, description="IANA name; default UTC")
+    # None (not "none") when absent, so documents stored before these keys
+    # existed dump alike and registering them again is no new version.
+    catch_up: Literal["none", "latest", "all"] | None = Field(
+        None,
+        description="ticks missed while no gateway ran, at the next start: none (default, "
+        "as cron), the latest one, or all (the newest catch_up_max)",
+    )
+    catch_up_max: int | None = Field(
+        None, ge=1, le=100, description="with catch_up: all, at most this many runs (default 10)"
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> Schedule:
         if not croniter.is_valid(self.cron, second_at_beginning=True):
             raise ValueError(f"not a cron expression: {self.cron!r}")
+        if self.catch_up_max is not None and self.catch_up != "all":
+            raise ValueError("catch_up_max is for catch_up: all")
         if self.timezone is not None:
             try:
                 ZoneInfo(self.timezone)
@@ -392,7 +462,7 @@ def validate(data: Any) -> FlowDocument:
         raise DocumentInvalid(errors) from None
 
 
-_KINDS = frozenset({"call", "parallel", "route", "checkpoint"})
+_KINDS = frozenset({"call", "parallel", "route", "checkpoint", "map", "wait"})
 
 
 def _clean(loc: tuple[Any, ...] | list[Any]) -> list[Any]:

@@ -3,6 +3,11 @@
 `gateway.flows.runner.FlowRun`. Each call they make is a DBOS step of its
 own, with its step id drawn in order before any starts, so a run resumed
 after a crash finds every finished call's record under the same id.
+
+``on_error: checkpoint`` on a map, a parallel step or a branch asks a human
+as a call step does (`gateway.flows.reviews`), but only once the fan-out has
+settled, from the workflow itself: what DBOS records then follows from the
+recorded outcomes alone, never from the order concurrent calls finished in.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from typing import Any
 
 from dbos import DBOS
 
+from gateway.flows import reviews
 from gateway.flows.calls import CallContext, StepCall, failed
 from gateway.flows.checks import as_item_call
 from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep, ParallelStep, Quorum
 from gateway.flows.expressions import evaluate
-from gateway.flows.outcomes import now, seen, truthy
+from gateway.flows.outcomes import RETRYING, now, seen, truthy
 from gateway.flows.runtime import FlowRuntime
 
 
@@ -35,53 +41,98 @@ class FanOutSteps:
     async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
         raise NotImplementedError
 
+    async def _retrying(
+        self, step: CallStep, parent: str, scope: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A call inside a fan-out's own DBOS step (an item, a branch). Its
+        attempts count on across a crash as any call's do (its record says
+        which is next: none is made twice), but the backoff between two is
+        waited here, in the step: a DBOS sleep taken from the concurrent part
+        of a fan-out would get its id in the order the calls happen to fail.
+        A run resumed during such a backoff makes the next attempt at once."""
+        outcome = await self._call(step, parent, scope)
+        while outcome["state"] == RETRYING:
+            await asyncio.sleep(float(outcome["backoff"]))
+            outcome = await self._call(step, parent, scope)
+        return outcome
+
     # Map -----------------------------------------------------------------------------
 
     async def _map(self, step: MapStep) -> dict[str, Any]:
         """One call per item of ``map.over``, at most ``concurrency`` at once,
         each a DBOS step of its own recorded as ``<step>[<index>]``: a run
         resumed after a crash finds the items already done and calls only the
-        others (an item in flight re-attaches, as any call does)."""
+        others (an item in flight re-attaches, as any call does).
+
+        ``on_error: checkpoint`` asks once for the step, not once per failed
+        item: the workflow opens the review when every item has settled, so
+        the ids DBOS gives its operations never depend on which item failed
+        first (a run resumed while it waits finds the same approval), and one
+        decision covers every failure rather than up to a thousand approvals.
+        Approved, only the items that did not complete are called again."""
+        await self._mark(step.id, "map", "running", started_at=now())
+        await self.rt.store.set_run(self.run_id, current_step=step.id)
+        items: list[dict[str, Any]] = []  # each item's outcome in the last round
+        outcome = await self._map_round(step, items)
+        if step.on_error != "checkpoint":
+            return outcome
+
+        async def again() -> dict[str, Any]:
+            return await self._map_round(step, items, again=True)
+
+        saying = "call the items that failed again"
+        return await reviews.reviewed(self, step.id, step.map.call.target, outcome, again, saying)
+
+    async def _map_round(
+        self, step: MapStep, items: list[dict[str, Any]], again: bool = False
+    ) -> dict[str, Any]:
+        """The items not completed yet (all, the first time), ``items`` updated."""
         refused: str | None = None
         try:
-            items = evaluate(step.map.over, self.ctx)
+            values = evaluate(step.map.over, self.ctx)
         except Exception as exc:
             refused = f"map.over: {exc}"
         else:
-            if not isinstance(items, list):
-                refused = f"map.over must be a list; it is {type(items).__name__}"
-            elif len(items) > MAX_MAP_ITEMS:
-                refused = f"map.over has {len(items)} items; at most {MAX_MAP_ITEMS}"
+            if not isinstance(values, list):
+                refused = f"map.over must be a list; it is {type(values).__name__}"
+            elif len(values) > MAX_MAP_ITEMS:
+                refused = f"map.over has {len(values)} items; at most {MAX_MAP_ITEMS}"
         if refused is not None:
-            await self._mark(step.id, "map", "failed", started_at=now(), error=refused)
+            await self._mark(step.id, "map", "failed", error=refused)
             return failed(refused)
-        await self._mark(step.id, "map", "running", started_at=now())
-        await self.rt.store.set_run(self.run_id, current_step=step.id)
+        if len(items) != len(values):
+            items[:] = [{} for _ in values]
+        todo = [i for i, o in enumerate(items) if o.get("state") != "completed"]
+        calls = {i: as_item_call(step, f"{step.id}[{i}]") for i in todo}
+        if again:
+            await self._mark(step.id, "map", "running", error=None)
+            redo = [calls[i] for i in todo if items[i]]
+            await DBOS.run_step_async({"name": f"reset {step.id} items"}, reviews.reset, self, redo)
         # Step ids drawn in the items' order now, whatever order they finish in.
-        reservations = [DBOS.reserve_step() for _ in items]
+        reservations = {i: DBOS.reserve_step() for i in todo}
         gate = asyncio.Semaphore(step.map.concurrency)
-        outcomes: list[dict[str, Any]] = [{} for _ in items]
 
-        async def one(index: int, item: Any) -> None:
+        async def one(index: int) -> None:
             async with gate:
-                call = as_item_call(step, f"{step.id}[{index}]")
-                outcomes[index] = await reservations[index].run_async(
-                    {"name": f"call {call.id}", "preemptible": True},
-                    self._call,
-                    call,
+                items[index] = await reservations[index].run_async(
+                    {"name": f"call {calls[index].id}", "preemptible": True},
+                    self._retrying,
+                    calls[index],
                     step.id,
-                    {"item": item, "index": index},
+                    {"item": values[index], "index": index},
                 )
 
-        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
-        failures = [(i, o) for i, o in enumerate(outcomes) if o.get("state") != "completed"]
+        await asyncio.gather(*(one(i) for i in todo))
+        failures = [(i, o) for i, o in enumerate(items) if o.get("state") != "completed"]
         outcome: dict[str, Any]
         if failures:
             said = "; ".join(f"[{i}]: {o.get('error')}" for i, o in failures[:5])
             more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
             outcome = failed(f"{len(failures)} of {len(items)} items failed: {said}{more}")
+            if any(o.get("fatal") for _, o in failures):
+                outcome["fatal"] = True  # the run's grant is unusable: no review helps
         else:
-            output = [o["output"] for o in outcomes]
+            output = [o["output"] for o in items]
             outcome = {"state": "completed", "output": output, "text": "", "error": None}
         await self._mark(
             step.id, "map", str(outcome["state"]), output=outcome["output"], error=outcome["error"]
@@ -91,45 +142,45 @@ class FanOutSteps:
     # Parallel ------------------------------------------------------------------------
 
     async def _parallel(self, step: ParallelStep) -> dict[str, Any]:
-        branches = step.parallel.branches
-        join = step.parallel.join
-        needed = (
-            len(branches)
-            if join == "all"
-            else 1
-            if join == "any"
-            else int(getattr(join, "quorum", 1))
-        )
+        """The branches at once, joined. A branch with ``on_error: checkpoint``
+        that fails keeps the join open; once every branch has settled, if the
+        join is not met but could be, the workflow asks about each such branch
+        in turn (`reviews.call_reviewed`). The step's own ``on_error:
+        checkpoint`` asks when the join is not met: approved, the branches
+        that did not complete run again, those that did keep their outputs."""
         await self._mark(step.id, "parallel", "running", started_at=now())
         await self.rt.store.set_run(self.run_id, current_step=step.id)
+        outcomes: dict[str, dict[str, Any]] = {}
+        outcome = await self._join(step, outcomes)
+        if step.on_error != "checkpoint":
+            return outcome
+
+        async def again() -> dict[str, Any]:
+            return await self._join(step, outcomes, again=True)
+
+        saying = "run the branches that did not complete again"
+        return await reviews.reviewed(self, step.id, "parallel", outcome, again, saying)
+
+    async def _join(
+        self, step: ParallelStep, outcomes: dict[str, dict[str, Any]], again: bool = False
+    ) -> dict[str, Any]:
+        branches = step.parallel.branches
+        kept = ("completed", "skipped")
+        todo = [b for b in branches if outcomes.get(b.id, {}).get("state") not in kept]
+        if again:
+            await self._mark(step.id, "parallel", "running", error=None)
+            await DBOS.run_step_async(
+                {"name": f"reset {step.id} branches"}, reviews.reset, self, todo
+            )
+            for branch in todo:
+                del outcomes[branch.id]
         # Step ids for every branch, drawn in order now: the branches then run
         # at once, and a replay finds each one's record under the same id.
-        reservations = [DBOS.reserve_step() for _ in branches]
+        reservations = {b.id: DBOS.reserve_step() for b in todo}
         decided = asyncio.Event()
-        outcomes: dict[str, dict[str, Any]] = {}
 
-        def settle() -> None:
-            done = sum(1 for o in outcomes.values() if o["state"] == "completed")
-            given_up = sum(
-                1
-                for b in branches
-                if b.id in outcomes
-                and outcomes[b.id]["state"] == "failed"
-                and (
-                    (join == "all" and b.on_error == "fail")
-                    or isinstance(join, Quorum)
-                    or join == "any"
-                )
-            )
-            skipped = sum(1 for o in outcomes.values() if o["state"] == "skipped")
-            if join == "all":
-                if given_up or done + skipped == len(branches):
-                    decided.set()
-            elif done >= needed or len(branches) - given_up - skipped < needed:
-                decided.set()
-
-        async def one(index: int, branch: CallStep) -> None:
-            outcome = await reservations[index].run_async(
+        async def one(branch: CallStep) -> None:
+            outcome = await reservations[branch.id].run_async(
                 {"name": f"call {branch.id}", "preemptible": True},
                 self._branch,
                 branch,
@@ -138,24 +189,29 @@ class FanOutSteps:
             )
             outcomes[branch.id] = outcome
             self.ctx["steps"][branch.id] = seen(outcome)
-            settle()
+            if _verdict(step, outcomes) is not None:
+                decided.set()
 
-        await asyncio.gather(*(one(i, b) for i, b in enumerate(branches)))
+        await asyncio.gather(*(one(b) for b in todo))
+        if _verdict(step, outcomes, hopeful=False) != "met" and _verdict(step, outcomes) is None:
+            ended = await self._review_branches(step, outcomes)
+            if ended is not None:  # rejected, withdrawn, or still failing: the run ends
+                await self._mark(step.id, "parallel", "failed", error=ended["error"])
+                return ended
         done = {
             b.id: outcomes[b.id]["output"]
             for b in branches
             if outcomes[b.id]["state"] == "completed"
         }
-        skipped = [b.id for b in branches if outcomes[b.id]["state"] == "skipped"]
-        met = len(done) + len(skipped) == len(branches) if join == "all" else len(done) >= needed
         outcome: dict[str, Any]
-        if met:
+        if _verdict(step, outcomes, hopeful=False) == "met":
             outcome = {"state": "completed", "output": done, "text": "", "error": None}
         else:
+            join = _join_name(step.parallel.join)
             errors = "; ".join(
                 f"{b.id}: {outcomes[b.id]['error']}" for b in branches if outcomes[b.id]["error"]
             )
-            outcome = failed(f"join {_join_name(join)} not met ({errors or 'no branch completed'})")
+            outcome = failed(f"join {join} not met ({errors or 'no branch completed'})")
         await self._mark(
             step.id,
             "parallel",
@@ -164,6 +220,27 @@ class FanOutSteps:
             error=outcome["error"],
         )
         return outcome
+
+    async def _review_branches(
+        self, step: ParallelStep, outcomes: dict[str, dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Each failed branch with ``on_error: checkpoint``, in the branches'
+        order, put to a human by the workflow -- one review after the other,
+        never from the concurrent part, so a replay draws the same ids -- until
+        the join is decided. The outcome that ends the run, if one does."""
+        waiting = [b for b in step.parallel.branches if _reviewable(b, outcomes[b.id])]
+        for branch in waiting:
+            if (
+                _verdict(step, outcomes, hopeful=False) == "met"
+                or _verdict(step, outcomes) == "lost"
+            ):
+                break
+            outcome = await reviews.call_reviewed(self, branch, outcomes[branch.id], step.id)
+            outcomes[branch.id] = outcome
+            self.ctx["steps"][branch.id] = seen(outcome)
+            if outcome["state"] in ("rejected", "canceled") or outcome.get("fatal"):
+                return outcome
+        return None
 
     async def _branch(
         self, branch: CallStep, parent: str, decided: asyncio.Event
@@ -176,7 +253,7 @@ class FanOutSteps:
             return {"state": "skipped", "output": None, "text": "", "error": None}
         if decided.is_set():
             return await self._not_needed(branch, parent)
-        call = asyncio.ensure_future(self._call(branch, parent))
+        call = asyncio.ensure_future(self._retrying(branch, parent))
         waiter = asyncio.ensure_future(decided.wait())
         try:
             await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -203,3 +280,37 @@ class FanOutSteps:
 
 def _join_name(join: Any) -> str:
     return f"quorum {join.quorum}" if isinstance(join, Quorum) else str(join)
+
+
+def _reviewable(branch: CallStep, outcome: dict[str, Any]) -> bool:
+    """A branch that failed and asks a human (its run's grant still usable)."""
+    failed_ = outcome["state"] == "failed" and not outcome.get("fatal")
+    return failed_ and branch.on_error == "checkpoint"
+
+
+def _verdict(
+    step: ParallelStep, outcomes: dict[str, dict[str, Any]], hopeful: bool = True
+) -> str | None:
+    """The join: "met", "lost", or None while undecided. ``hopeful``: a branch
+    awaiting its review is as one still running (it may yet complete)."""
+    join = step.parallel.join
+    branches = step.parallel.branches
+    needed = len(branches) if join == "all" else join.quorum if isinstance(join, Quorum) else 1
+    done = running = 0
+    for branch in branches:
+        outcome = outcomes.get(branch.id)
+        if outcome is None:
+            running += 1
+            continue
+        # For all, a branch skipped -- by its when, or past its failure by
+        # on_error: skip (as docs/flows.md has it) -- counts as one done.
+        passed = outcome["state"] == "skipped" or (
+            branch.on_error == "skip" and outcome["state"] == "failed" and not outcome.get("fatal")
+        )
+        if outcome["state"] == "completed" or (join == "all" and passed):
+            done += 1
+        elif hopeful and _reviewable(branch, outcome):
+            running += 1
+    if done >= needed:
+        return "met"
+    return "lost" if done + running < needed else None

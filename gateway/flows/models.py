@@ -62,7 +62,8 @@ class StepView(BaseModel):
     parent: str | None = Field(None, description="the parallel step a branch belongs to")
     kind: str
     state: str = Field(
-        description="pending, running, waiting, completed, failed, skipped, not_needed, canceled"
+        description="pending, running, retrying (waiting out the backoff before its next "
+        "attempt), waiting, completed, failed, skipped, not_needed, canceled"
     )
     target: str | None = None
     action: str | None = None

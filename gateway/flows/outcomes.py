@@ -5,6 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+# A call whose attempt failed with another one due: the step ends so, and the
+# run waits the backoff outside it, as a durable DBOS sleep (`reviews.called`),
+# which a restart resumes with only what is left to wait.
+RETRYING = "retrying"
+
+
+def retrying(reason: str, backoff: float) -> dict[str, Any]:
+    return {"state": RETRYING, "output": None, "text": "", "error": reason, "backoff": backoff}
+
 
 def truthy(value: Any) -> bool:
     """JMESPath's truth: false, null, "", [], {} are false."""

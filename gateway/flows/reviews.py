@@ -1,4 +1,5 @@
-"""`on_error: checkpoint`: a call step that fails asks a human what next.
+"""`on_error: checkpoint`: a step that fails asks a human what next; and a
+call's attempts, with the backoff between them a durable DBOS sleep.
 
 The step's failure (after its retries and fallback) opens a checkpoint on the
 approvals desk -- recorded as the step ``<id>_review<n>``, with the error in
@@ -9,12 +10,21 @@ re-attaches to it like any call); rejected, the run ends `rejected`; no
 decision within a day, the run fails. At most `MAX_REVIEWS` rounds: a step
 still failing after them fails the run.
 
+The same holds for a parallel branch (asked once its siblings have settled,
+if the join could still be met), and for a map or a parallel step as a whole
+(`gateway.flows.fanout`: approved, what did not complete is run again; what
+did is kept). Each review is opened by the workflow itself, one after the
+other, never from the concurrent part of a fan-out: the ids DBOS gives its
+operations then follow the recorded outcomes only, so a run resumed while a
+review waits finds the same approval, and the same place in the walk.
+
 Approving a call again is the human's decision to send it again, idempotent
 target or not; that is what the review is for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from dbos import DBOS
@@ -26,6 +36,7 @@ from gateway.flows.definition import (
     Checkpoint,
     CheckpointStep,
 )
+from gateway.flows.outcomes import RETRYING
 from gateway.flows.runtime import FlowRuntime
 
 REVIEW_TIMEOUT_SECONDS = 86400.0
@@ -40,50 +51,92 @@ class FlowRun(checkpoints.FlowRun, Protocol):
     ) -> dict[str, Any]: ...
 
 
-def review_step(step: CallStep, round_: int, error: str) -> CheckpointStep:
+def review_step(
+    step_id: str, what: str, round_: int, error: str, again: str = "call it again"
+) -> CheckpointStep:
     prompt = (
-        f"Step {step.id} ({step.call.target}) failed: {error}"[:1800]
-        + " -- approve to call it again, reject to end the run."
+        f"Step {step_id} ({what}) failed: {error}"[:1800]
+        + f" -- approve to {again}, reject to end the run."
     )
     return CheckpointStep(
-        id=f"{step.id}_review{round_}",
+        id=f"{step_id}_review{round_}",
         checkpoint=Checkpoint(prompt=prompt, timeout_seconds=REVIEW_TIMEOUT_SECONDS),
     )
 
 
-async def call_with_review(run: FlowRun, step: CallStep) -> dict[str, Any]:
+async def called(
+    run: FlowRun, step: CallStep, name: str, parent: str | None = None
+) -> dict[str, Any]:
+    """A call made by the workflow itself: each attempt a DBOS step, and the
+    backoff between two a durable DBOS sleep -- after a crash during it the
+    run waits only for what is left, then makes the next attempt (the step's
+    record says which: none is made twice)."""
     outcome = await DBOS.run_step_async(
-        {"name": f"call {step.id}", "preemptible": True}, run._call, step, None
+        {"name": name, "preemptible": True}, run._call, step, parent
     )
+    while outcome["state"] == RETRYING:
+        await DBOS.sleep_async(float(outcome["backoff"]))
+        outcome = await DBOS.run_step_async(
+            {"name": f"{name}, retry", "preemptible": True}, run._call, step, parent
+        )
+    return outcome
+
+
+async def call_with_review(run: FlowRun, step: CallStep) -> dict[str, Any]:
+    outcome = await called(run, step, f"call {step.id}")
     if step.on_error != "checkpoint":
         return outcome
+    return await call_reviewed(run, step, outcome)
+
+
+async def call_reviewed(
+    run: FlowRun, step: CallStep, outcome: dict[str, Any], parent: str | None = None
+) -> dict[str, Any]:
+    """A call step's (or a branch's) failed ``outcome`` put to a human."""
+
+    async def again() -> dict[str, Any]:
+        await DBOS.run_step_async({"name": f"reset {step.id}"}, reset, run, [step])
+        return await called(run, step, f"call {step.id} again", parent)
+
+    return await reviewed(run, step.id, step.call.target, outcome, again)
+
+
+async def reviewed(
+    run: FlowRun,
+    step_id: str,
+    what: str,
+    outcome: dict[str, Any],
+    again: Callable[[], Awaitable[dict[str, Any]]],
+    saying: str = "call it again",
+) -> dict[str, Any]:
+    """While ``outcome`` is a failure: ask (``<step_id>_review<n>``); approved,
+    ``again()`` is the new outcome. At most `MAX_REVIEWS` rounds."""
     for round_ in range(1, MAX_REVIEWS + 1):
         if outcome["state"] != "failed" or outcome.get("fatal"):
             return outcome
-        decided = await checkpoints.wait(run, review_step(step, round_, str(outcome["error"])))
+        ask = review_step(step_id, what, round_, str(outcome["error"]), saying)
+        decided = await checkpoints.wait(run, ask)
         if decided["state"] != "completed":
             return decided  # rejected or withdrawn: the run ends so; timed out: fails
-        await DBOS.run_step_async({"name": f"reset {step.id}"}, _reset, run, step)
-        outcome = await DBOS.run_step_async(
-            {"name": f"call {step.id} again", "preemptible": True}, run._call, step, None
-        )
+        outcome = await again()
     if outcome["state"] == "failed":
         error = f"{outcome['error']} (still, after {MAX_REVIEWS} reviews)"
         return {**outcome, "error": error, "fatal": True}
     return outcome
 
 
-async def _reset(run: FlowRun, step: CallStep) -> None:
-    """The step's record as before a first attempt: nothing sent, no task."""
-    await run.rt.store.set_step(
-        run.run_id,
-        step.id,
-        state="pending",
-        attempts=0,
-        sent_at=None,
-        upstream_task_id=None,
-        output=None,
-        error=None,
-        target=step.call.target,
-        action=step.call.skill,
-    )
+async def reset(run: FlowRun, steps: Sequence[CallStep]) -> None:
+    """The calls' records as before a first attempt: nothing sent, no task."""
+    for step in steps:
+        await run.rt.store.set_step(
+            run.run_id,
+            step.id,
+            state="pending",
+            attempts=0,
+            sent_at=None,
+            upstream_task_id=None,
+            output=None,
+            error=None,
+            target=step.call.target,
+            action=step.call.skill,
+        )

@@ -38,7 +38,7 @@ from gateway.flows.definition import (
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
 from gateway.flows.outcomes import now, seen, truthy
-from gateway.flows.runtime import FlowRuntime, GrantUnusable
+from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,12 @@ class FlowRun(FanOutSteps):
 
     async def _finish(self, state: str, reason: str, output: Any) -> None:
         text = "done" if state == "completed" else reason
-        await self.rt.publish(self.info, state, text, output)
+        # The steps' usage, summed, goes with the run's task as any agent's
+        # does (`adapters.usage`): a flow called as a step of another flow
+        # reports what its own steps used to its caller's record.
+        usage = await self.rt.store.run_usage(self.run_id)
+        metadata = {"usage": usage.model_dump()} if usage is not None else None
+        await self.rt.publish(self.info, state, text, output, metadata=metadata)
         grant = self.info["grant_id"]
         await self.rt.delegations.audit.record(
             AuditEvent(
@@ -228,7 +233,9 @@ class FlowRun(FanOutSteps):
         """One call step (a DBOS step: its result is recorded once it returns).
         ``scope``: what its expressions read besides the run's (a map's item)."""
         target = step.call
-        row = await self.rt.store.step_row(self.run_id, step.id)
+        row, grant = await self.rt.store.enter_step(
+            self.run_id, step.id, self.info["grant_id"], current=parent is None
+        )
         base: dict[str, Any] = {
             "kind": "call",
             "parent": parent,
@@ -237,8 +244,6 @@ class FlowRun(FanOutSteps):
             "trace_id": self.info["trace_id"],
             "started_at": row["started_at"] if row and row["started_at"] else now(),
         }
-        if parent is None:
-            await self.rt.store.set_run(self.run_id, current_step=step.id)
         # A span per step, in the run's trace (the one its audit records
         # carry), whichever replica or restart runs it.
         with spans.span("switchboard.flow.step", trace_id=self.info["trace_id"]) as span:
@@ -253,7 +258,7 @@ class FlowRun(FanOutSteps):
                     }
                 )
             try:
-                outcome = await self._with_fallback(step, row, base, scope)
+                outcome = await self._with_fallback(step, row, base, scope, grant)
             except asyncio.CancelledError:
                 await asyncio.shield(self._cancelled(step))
                 raise
@@ -277,6 +282,7 @@ class FlowRun(FanOutSteps):
         row: dict[str, Any] | None,
         base: dict[str, Any],
         scope: dict[str, Any] | None,
+        grant: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The call, and its fallback when it failed. The step's record names
         the target in flight, so a run resumed after a crash during the
@@ -291,7 +297,7 @@ class FlowRun(FanOutSteps):
             and (fallback.call.target, fallback.call.skill) != (step.call.target, step.call.skill)
         )
         if not in_fallback:
-            outcome = await self._call_once(step, row, base, scope)
+            outcome = await self._call_once(step, row, base, scope, grant)
             if fallback is None or outcome["state"] != "failed" or outcome.get("fatal"):
                 return outcome
             logger.info("flow run %s: step %s failed, calling its fallback", self.run_id, step.id)
@@ -307,9 +313,15 @@ class FlowRun(FanOutSteps):
         row: dict[str, Any] | None,
         base: dict[str, Any],
         scope: dict[str, Any] | None = None,
+        grant: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """``grant``: the run's grant as read when the step began (a fallback
+        reads it again: the first call may have taken long)."""
         try:
-            caller = await self.rt.caller(self.info["grant_id"])
+            if grant is not None:
+                caller = caller_of(grant)
+            else:
+                caller = await self.rt.caller(self.info["grant_id"])
         except GrantUnusable as exc:
             return {**failed(str(exc)), "fatal": True}
         context = {**self.ctx, **scope} if scope else self.ctx

@@ -32,6 +32,7 @@ from gateway.delegation.approvals import Approvals
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.runs import status_message
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.flows.cards import SKILL
 from gateway.flows.store import FlowStore, grant_view
 from gateway.mcp.federation import McpFederation
 
@@ -58,6 +59,12 @@ class FlowSettings:
     poll_max_seconds: float = 2.0
     # The gateway's named secrets: a webhook trigger's HMAC key is one of them.
     secrets: Mapping[str, SecretStr] = field(default_factory=dict)
+    retry_backoff_seconds: float = 0.2
+    retry_backoff_max_seconds: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        """The wait after attempt ``attempt`` (0 first) failed: doubling, capped."""
+        return min(self.retry_backoff_seconds * 2.0**attempt, self.retry_backoff_max_seconds)
 
 
 @dataclass
@@ -76,20 +83,7 @@ class FlowRuntime:
 
     async def caller(self, grant_id: str) -> Caller:
         """The caller every step of the run acts as; `GrantUnusable` if it may not."""
-        grant = grant_view(await self.store.grant(grant_id))
-        if grant.revoked_at is not None:
-            reason = f": {grant.revoke_reason}" if grant.revoke_reason else ""
-            raise GrantUnusable(f"the run's grant was revoked by {grant.revoked_by}{reason}")
-        if grant.expires_at <= datetime.now(UTC):
-            raise GrantUnusable(f"the run's grant expired at {grant.expires_at.isoformat()}")
-        return Caller(
-            subject=grant.subject,
-            issuer=grant.issuer,
-            scopes=frozenset(grant.scopes),
-            actors=tuple(grant.actors),
-            client_id=grant.actors[-1],
-            not_after=grant.expires_at.timestamp(),
-        )
+        return caller_of(await self.store.grant(grant_id))
 
     async def publish(
         self,
@@ -99,8 +93,14 @@ class FlowRuntime:
         output: Any = None,
         *,
         metadata: Mapping[str, Any] | None = None,
+        caller: Caller | None = None,
     ) -> None:
-        """Set the run's state, and its A2A task's, with a status message."""
+        """Set the run's state, and its A2A task's, with a status message.
+
+        ``caller``: who made the call that started the run, given with its
+        first record and kept with the task from then on (never a token), so
+        the run's end starts the flows triggered by it for that caller, as any
+        agent's task does (`gateway.flows.triggers`)."""
         values: dict[str, Any] = {"state": state}
         if state == "completed":
             values["output"] = output
@@ -115,8 +115,27 @@ class FlowRuntime:
         task.metadata.update({"flow": run["flow_id"], "run": run["id"]})
         if state == "completed":
             task.artifacts.append(result_artifact(output))
-        owner = Owner(run["owner_subject"], run["owner_issuer"])
-        await self.tasks.record(run["flow_id"], owner, task)
+        owner = Owner(run["owner_subject"], run["owner_issuer"], caller)
+        await self.tasks.record(run["flow_id"], owner, task, skill=SKILL)
+
+
+def caller_of(row: Mapping[str, Any]) -> Caller:
+    """The caller a run's grant (its stored row, read just now) makes every
+    step act as; `GrantUnusable` once it is revoked or past its end."""
+    grant = grant_view(dict(row))
+    if grant.revoked_at is not None:
+        reason = f": {grant.revoke_reason}" if grant.revoke_reason else ""
+        raise GrantUnusable(f"the run's grant was revoked by {grant.revoked_by}{reason}")
+    if grant.expires_at <= datetime.now(UTC):
+        raise GrantUnusable(f"the run's grant expired at {grant.expires_at.isoformat()}")
+    return Caller(
+        subject=grant.subject,
+        issuer=grant.issuer,
+        scopes=frozenset(grant.scopes),
+        actors=tuple(grant.actors),
+        client_id=grant.actors[-1],
+        not_after=grant.expires_at.timestamp(),
+    )
 
 
 def result_artifact(output: Any) -> Artifact:

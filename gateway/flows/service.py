@@ -51,6 +51,9 @@ from registry.vendor_cards import gateway_run_kind
 
 logger = logging.getLogger(__name__)
 
+# Why a cancel withdraws a run's open checkpoints (and how a resume finds them).
+CANCELLED = "the run was cancelled"
+
 
 class InputInvalid(ValueError):
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
@@ -87,8 +90,9 @@ class FlowService:
         """Check and store; `DocumentInvalid` names every problem's step and field."""
         document = validate(data)
         catalog = _Catalog(self.rt)
+        stored = {flow.id: flow.document for flow in await self.rt.store.list()}
         problems = await check(document, catalog) + await check_triggers(
-            document, catalog, self.rt.settings.secrets.keys()
+            document, catalog, self.rt.settings.secrets.keys(), stored
         )
         if problems:
             raise DocumentInvalid(problems)
@@ -213,7 +217,10 @@ class FlowService:
             )
         )
         await self.rt.publish(
-            run, "submitted", f"run {run_id} of flow {flow_id} (version {record.version})"
+            run,
+            "submitted",
+            f"run {run_id} of flow {flow_id} (version {record.version})",
+            caller=caller,
         )
         await self.engine.start(run_id)
         return run_id
@@ -293,8 +300,11 @@ class FlowService:
         if run["state"] in TERMINAL_RUN_STATES:
             raise RunNotActive(f"run {run_id} has ended ({run['state']})")
         await self.rt.publish(run, "canceled", f"cancelled by {by}")
-        await self._withdraw_checkpoints(run_id, by)
+        # The workflow first: once DBOS has it cancelled it records no further
+        # step, so the checkpoint the withdrawal wakes cannot record "ended
+        # withdrawn" -- which a resume would replay, ending the run again.
         await self.engine.cancel(run_id)
+        await self._withdraw_checkpoints(run_id, by)
 
     async def _withdraw_checkpoints(self, run_id: str, by: str) -> None:
         for step in (await self.rt.store.view(run_id)).steps:
@@ -303,7 +313,7 @@ class FlowService:
                     approval = await self.rt.approvals.get(step.approval_id)
                     if approval.state == PENDING:
                         decided = await self.rt.approvals.decide(
-                            step.approval_id, WITHDRAWN, by, "the run was cancelled"
+                            step.approval_id, WITHDRAWN, by, CANCELLED
                         )
                         await self.rt.approvals.audit_decision(decided)
 
@@ -316,8 +326,29 @@ class FlowService:
         if status not in ("CANCELLED", "ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "PENDING"):
             raise RunNotActive(f"run {run_id} cannot be resumed: it is {run['state']}")
         await self.rt.store.reopen(run_id)
-        await self.rt.publish(run, "working", f"resumed by {by}")
+        asking = await self._reopen_checkpoints(run_id)
+        if asking:
+            # The run goes back to waiting where it was (its checkpoint's
+            # opening is replayed, not run again: it is said here).
+            said = f"resumed by {by}; waiting for an admin's approval {asking[0]}"
+            await self.rt.publish(run, "input_required", said, metadata={"approval": asking[0]})
+        else:
+            await self.rt.publish(run, "working", f"resumed by {by}")
         await self.engine.resume(run_id)
+
+    async def _reopen_checkpoints(self, run_id: str) -> list[str]:
+        """The checkpoints the run's cancel withdrew ask again (their ids): the
+        resumed run waits at them for a decision (their deadline is still the
+        one set when they opened), instead of reading "withdrawn" and ending
+        once more."""
+        asking = []
+        for step in (await self.rt.store.view(run_id)).steps:
+            if step.approval_id and step.state == "waiting":
+                reopened = await self.rt.approvals.reopen(step.approval_id, CANCELLED)
+                if reopened is not None:
+                    await self.rt.approvals.audit_request(reopened, "flow.checkpoint")
+                    asking.append(reopened.id)
+        return asking
 
     async def revoke(self, run_id: str, by: str, reason: str | None) -> bool:
         run = await self.rt.store.run_row(run_id)

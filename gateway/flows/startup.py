@@ -4,7 +4,8 @@ app, before the routes) and the parts it works with (built in the lifespan).
 The engine (DBOS) is launched here when a flow is already stored -- which
 also takes up the runs a previous process left unfinished -- else by the first
 registration. The approvals desk tells the engine of every decision, which
-wakes a run waiting at that checkpoint.
+wakes a run waiting at that checkpoint; the task records tell it of every
+task's end, which starts triggered runs and wakes runs waiting on that task.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gateway.a2a.approvals import ApprovalDesk
 from gateway.a2a.startup import A2ADoor
 from gateway.delegation.approvals import Approval
 from gateway.delegation.startup import DelegationCore
-from gateway.flows import checkpoints, schedules
+from gateway.flows import checkpoints, schedule_catch_up, schedules
 from gateway.flows.agent import FlowAgentHandler
 from gateway.flows.cards import KIND
 from gateway.flows.engine import FlowEngine
@@ -29,6 +30,7 @@ from gateway.flows.runtime import FlowRuntime, FlowSettings
 from gateway.flows.service import FlowService
 from gateway.flows.store import FlowStore
 from gateway.flows.takeover import RunTakeover
+from gateway.flows.task_waits import TaskWakeUps
 from gateway.flows.triggers import FlowTriggers
 from gateway.mcp.federation import McpFederation
 from gateway.storage.replicas import ReplicaDirectory
@@ -85,6 +87,8 @@ class FlowsDoor:
                 grant_max_seconds=settings.flow_grant_max_seconds,
                 checkpoint_poll_seconds=settings.flow_checkpoint_poll_seconds,
                 secrets=settings.secrets,
+                retry_backoff_seconds=settings.flow_retry_backoff_seconds,
+                retry_backoff_max_seconds=settings.flow_retry_backoff_max_seconds,
             ),
             front_door=self._a2a.front_door_parts,
             handler_for=self._a2a.handler_for,
@@ -120,6 +124,10 @@ class FlowsDoor:
         )
         core.tasks.ended_listeners.append(triggers.on_ended)
         service.registered_listeners.append(triggers.forget)
+        # A task's end also wakes the runs waiting on it (`wait: {task: ...}`).
+        wake_ups = TaskWakeUps(runtime, core.engine, lambda: engine.launched)
+        core.tasks.ended_listeners.append(wake_ups.on_ended)
+        service.registered_listeners.append(wake_ups.forget)
 
         async def schedules_match() -> None:
             await schedules.sync(service)
@@ -129,6 +137,9 @@ class FlowsDoor:
         service.registered_hooks.append(schedules_match)
         self._parts = FlowParts(service, engine, takeover, retention, triggers)
         if await store.any():
+            # Read before DBOS launches: its scheduler then fires new ticks.
+            fired = await schedule_catch_up.last_fired(service, settings.effective_database_url)
             await engine.ensure()
             await schedules.sync(service)
+            await schedule_catch_up.catch_up(service, fired)
         return self._parts

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows.models import (
@@ -55,6 +55,22 @@ class FlowNotFound(Exception):
 
 class RunNotFound(Exception):
     pass
+
+
+# Statements a step runs every time, built once (building one costs about a
+# fifth of executing it).
+_SET_CURRENT_STEP = (
+    update(flow_runs)
+    .where(
+        flow_runs.c.id == bindparam("run"),
+        flow_runs.c.state.not_in(TERMINAL_RUN_STATES),
+    )
+    .values(current_step=bindparam("step"), updated_at=bindparam("at"))
+)
+_STEP_ROW = select(flow_steps).where(
+    flow_steps.c.run_id == bindparam("run"), flow_steps.c.step_id == bindparam("step")
+)
+_GRANT_ROW = select(flow_grants).where(flow_grants.c.id == bindparam("grant"))
 
 
 class FlowStore:
@@ -310,6 +326,37 @@ class FlowStore:
                 )
             ).first()
         return row._asdict() if row else None
+
+    async def run_usage(self, run_id: str) -> TokenUsage | None:
+        """The usage the run's steps reported, summed (None: none reported)."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(flow_steps.c.usage).where(
+                        flow_steps.c.run_id == run_id, flow_steps.c.usage.is_not(None)
+                    )
+                )
+            ).all()
+        return summed(TokenUsage.model_validate(r.usage) for r in rows if r.usage)
+
+    async def enter_step(
+        self, run_id: str, step_id: str, grant_id: str, *, current: bool
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """What a call step starts from, in one transaction (each one costs
+        ~1 ms of CPU through the async driver, so the three this replaces were
+        a sixth of a step's cost): the step's row as a crash left it (or None),
+        the run's grant as it is now, and -- ``current`` -- the run's
+        ``current_step`` moved to it (an ended run is left as it ended)."""
+        async with self._engine.begin() as conn:
+            if current:
+                await conn.execute(
+                    _SET_CURRENT_STEP, {"run": run_id, "step": step_id, "at": _now()}
+                )
+            row = (await conn.execute(_STEP_ROW, {"run": run_id, "step": step_id})).first()
+            grant = (await conn.execute(_GRANT_ROW, {"grant": grant_id})).first()
+        if grant is None:
+            raise RunNotFound(grant_id)
+        return (row._asdict() if row else None), grant._asdict()
 
     async def set_step(self, run_id: str, step_id: str, **values: Any) -> None:
         """Create or update the step's row (``kind`` and ``trace_id`` needed to create)."""

@@ -1,16 +1,19 @@
 """What registration checks of a flow's triggers (`triggers:`): each names
 an agent that exists -- not the flow itself -- and a skill it has; a webhook
-names a secret the gateway has; and `input` reads only `task` (a webhook's:
-`event` and `webhook`). Problems name the trigger's field, as the step
-checks name a step's (`gateway.flows.checks`)."""
+names a secret the gateway has; `input` reads only `task` (a webhook's:
+`event` and `webhook`); and no trigger closes a loop of runs starting runs
+(`gateway.flows.trigger_loops`). Problems name the trigger's field, as the
+step checks name a step's (`gateway.flows.checks`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from gateway.flows.checks import Catalog, Problem
 from gateway.flows.definition import FlowDocument
 from gateway.flows.expressions import ExpressionInvalid, references
+from gateway.flows.trigger_loops import trigger_loops
 
 
 def _problem(field: str, message: str) -> Problem:
@@ -36,8 +39,12 @@ async def _task(
 
 
 async def check_triggers(
-    document: FlowDocument, catalog: Catalog, secrets: Collection[str] = ()
+    document: FlowDocument,
+    catalog: Catalog,
+    secrets: Collection[str] = (),
+    flows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Problem]:
+    """``flows``: the stored flows' current documents, by id (for loops)."""
     problems: list[Problem] = []
     seen: set[str] = set()
     for i, trigger in enumerate(document.triggers):
@@ -73,4 +80,4 @@ async def check_triggers(
                 reads = " and ".join(sorted(known))
                 said = f"{unknown}: this trigger's input reads only {reads}"
                 problems.append(_problem(f"{where}.input", said))
-    return problems
+    return problems + trigger_loops(document, flows or {})

@@ -14,7 +14,14 @@ that user's own request through the same client would be (the policy's
 agent whose task ended is not an actor: it did not delegate anything, an
 administrator's trigger did, and the audit record of the start
 (`flow.trigger`) names the task and its agent. A task recorded without its
-caller (before migration 0016, or a flow's own run) starts nothing.
+caller (before migration 0016) starts nothing.
+
+A flow is an agent, and its run is its task (`FlowRuntime.publish` records
+it with the caller that started the run -- a user at `/a2a/{flow}`, a step of
+another flow, or whoever a trigger acted for): a run's end fires the
+triggers on that flow like any agent's task's end, with the run's output as
+the task's output, for the same caller. Registration refuses triggers that
+would loop (`gateway.flows.trigger_loops`).
 
 Exactly once per (trigger, task): the run id is derived from both, so the
 task's end seen again (a later GetTask, another replica, the sweep) finds the

@@ -10,6 +10,8 @@ taken when it does, and one posted while the gateway is down is refused
 with the step's timeout, a durable timer: a run recovered after a crash
 waits only for what is left. No event in time: ``on_timeout`` fails the run
 or goes on with a null output (``{"timed_out": true}`` in the record).
+
+A wait for another agent's task to reach a state is `gateway.flows.task_waits`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 
 from dbos import DBOS
 
+from gateway.flows import task_waits
 from gateway.flows.definition import WaitStep
 from gateway.flows.outcomes import now
 from gateway.flows.runtime import FlowRuntime
@@ -27,6 +30,7 @@ class FlowRun(Protocol):
     rt: FlowRuntime
     run_id: str
     info: dict[str, Any]
+    ctx: dict[str, Any]
 
     async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
@@ -41,6 +45,9 @@ async def deliver(run_id: str, event: str, body: Any) -> None:
 
 async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     spec = step.wait
+    if spec.task is not None:
+        return await task_waits.wait(run, step)
+    assert spec.event is not None
     await DBOS.run_step_async({"name": f"wait {step.id}"}, _waiting, run, step)
     message = await DBOS.recv_async(topic(spec.event), timeout_seconds=spec.timeout_seconds)
     return await DBOS.run_step_async({"name": f"waited {step.id}"}, _waited, run, step, message)

@@ -17,8 +17,9 @@ class FlowOptions(BaseModel):
         default=60.0,
         gt=0,
         le=3600,
-        description="How often a run waiting at a checkpoint looks at its approval even "
-        "without being woken (a decision normally wakes it at once).",
+        description="How often a run waiting at a checkpoint looks at its approval, or one "
+        "waiting for another agent's task at the task's record, even without being woken "
+        "(a decision, or the task's end, normally wakes it at once).",
     )
     flow_run_retention_days: float = Field(
         default=30.0,
@@ -39,4 +40,18 @@ class FlowOptions(BaseModel):
         le=3600,
         description="How often tasks that ended lately are checked for the flow runs their "
         "triggers should have started (a crash between the two); each starts once.",
+    )
+    flow_retry_backoff_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=3600,
+        description="How long a flow step with retries waits after its first failed attempt; "
+        "each further wait doubles, up to flow_retry_backoff_max_seconds. The wait is a "
+        "durable timer: a run resumed after a crash waits only for what is left.",
+    )
+    flow_retry_backoff_max_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=86400,
+        description="The longest wait between two attempts of a flow step.",
     )

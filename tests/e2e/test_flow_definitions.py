@@ -61,6 +61,20 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str | None, str, str]] 
         "no agent 'nobody'",
     ),
     (
+        "an agent that is not a flow, called as one",
+        lambda d: _branch(d, 0).update(call={"flow": "sales", "skill": "quote"}),
+        "quote",
+        f"{QUOTE}.call.flow",
+        "no flow 'sales'",
+    ),
+    (
+        "a flow and an agent at once",
+        _set(lambda d: _branch(d, 0)["call"], flow="quote-flow"),
+        "quote",
+        f"{QUOTE}.call",
+        "name exactly one of agent, tool or flow",
+    ),
+    (
         "an unknown skill",
         _set(lambda d: _branch(d, 0)["call"], skill="haggle"),
         "quote",

@@ -77,6 +77,9 @@ def test_each_tick_is_one_run_for_the_service_identity(setup: FlowSetup) -> None
     [
         ({"cron": "every minute"}, "not a cron"),
         ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "no time zone"),
+        ({"cron": "0 2 * * *", "catch_up": "sometimes"}, "catch_up"),
+        ({"cron": "0 2 * * *", "catch_up": "all", "catch_up_max": 1000}, "catch_up_max"),
+        ({"cron": "0 2 * * *", "catch_up": "latest", "catch_up_max": 3}, "is for catch_up: all"),
     ],
 )
 def test_a_bad_schedule_is_refused(setup: FlowSetup, schedule: dict[str, Any], says: str) -> None:

@@ -42,6 +42,7 @@ USAGE_FLOW: dict[str, Any] = {
 def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
     chat, _seen, _does = chat_server()
     policy = POLICY + "  usage-flow:\n    grant: [sales:quote]\n"
+    policy += "  outer-flow:\n    grant: [sales:quote]\n"
     try:
         with flow_setup(
             tmp_path, database_url, policy, secrets={"chat": SecretStr(API_KEY)}
@@ -114,3 +115,29 @@ def test_the_hop_audit_record_says_the_usage(setup: FlowSetup) -> None:
         time.sleep(0.1)
     assert said[0]["detail"] == "usage: 9 in, 3 out, 12 tokens"
     assert {r["trace_id"] for r in said} == {run["trace_id"]}
+
+
+OUTER_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "outer-flow",
+    "name": "The usage flow, as a step",
+    "input": {"type": "object"},
+    # `flow:` is `agent:` for a flow, checked to be one.
+    "steps": [{"id": "inner", "call": {"flow": "usage-flow"}, "input": "`{}`"}],
+}
+
+
+def test_a_flow_called_as_a_step_reports_its_steps_usage_to_its_caller(
+    setup: FlowSetup,
+) -> None:
+    """The inner run's task carries its steps' usage, summed, as any agent's
+    task does: the outer step records it, and the outer run sums it."""
+    assert setup.register(OUTER_FLOW).status_code == 201
+    with setup.user("dana") as client:
+        started = client.post("/flows/outer-flow/runs", json={"input": {}})
+        assert started.status_code == 202, started.text
+        run = setup.run(client, started.json(), "completed", "failed")
+    assert run["state"] == "completed", run
+    both = {k: 2 * v for k, v in CHAT_STEP.items()}
+    assert run["steps"][0]["usage"] == both
+    assert run["usage"] == both

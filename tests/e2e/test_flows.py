@@ -180,6 +180,30 @@ def test_runs_are_their_users_own(setup: FlowSetup) -> None:
         assert admin.get(f"/approvals/{approval}").json()["state"] == "withdrawn"
 
 
+def test_a_run_cancelled_at_a_checkpoint_resumes_waiting_there(setup: FlowSetup) -> None:
+    """Cancelling withdraws the checkpoint's request; resuming asks again (the
+    same request, pending), and an approval then finishes the run -- nothing
+    before the checkpoint is called twice."""
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
+        approval = _approval_of(setup.run(dana, run, "input_required"))
+        cancelled = dana.post(f"/flows/quote-flow/runs/{run['id']}/cancel")
+        assert cancelled.json()["state"] == "canceled", cancelled.text
+        assert admin.get(f"/approvals/{approval}").json()["state"] == "withdrawn"
+        resumed = dana.post(f"/flows/quote-flow/runs/{run['id']}/resume")
+        assert resumed.status_code == 200, resumed.text
+        again = setup.run(dana, run, "input_required", "canceled", "failed")
+        assert again["state"] == "input_required", again
+        assert _approval_of(again) == approval
+        assert admin.get(f"/approvals/{approval}").json()["state"] == "pending"
+        decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        done = setup.run(dana, run, "completed", "failed", "canceled", seconds=20)
+    assert done["state"] == "completed", done
+    assert setup.desk.count("quote") == 1 and setup.desk.count("reply") == 1
+
+
 def test_a_user_the_policy_refuses_the_flow_cannot_start_it(setup: FlowSetup) -> None:
     assert setup.register(QUOTE_FLOW).status_code == 201
     setup.policy.write_text(

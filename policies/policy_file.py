@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,14 +124,26 @@ class _Stamp:
 class PolicySource:
     """The policy in force: from a file (reloaded on change) or the built-in default."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(
+        self, path: Path | None, check: Callable[[Policy], str | None] | None = None
+    ) -> None:
+        """``check`` refuses, with its reason, a policy the deployment cannot
+        enforce (rate limits across processes without a shared counter)."""
         self.path = path
+        self._check = check
         self._stamp: _Stamp | None = None
         self.current = Policy()
         self.last_error: str | None = None
         if path is not None:
             self._stamp = _stamp(path)
-            self.current = load_policy(path)  # at start-up a bad file is fatal
+            self.current = self._load(path)  # at start-up a bad file is fatal
+
+    def _load(self, path: Path) -> Policy:
+        policy = load_policy(path)
+        problem = self._check(policy) if self._check is not None else None
+        if problem:
+            raise PolicyError(f"{path}: {problem}")
+        return policy
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if it changed on disk; True when a new policy took effect."""
@@ -144,7 +157,7 @@ class PolicySource:
             # an empty file would put the defaults in force. Look again later.
             return False
         try:
-            policy = load_policy(self.path)
+            policy = self._load(self.path)
         except PolicyError as exc:
             if _stamp(self.path) != stamp:
                 return False  # changed while being read: judge the next version

@@ -12,8 +12,10 @@ from gateway.cli.common import (
     settings_of,
     settings_options,
 )
+from gateway.delegation.keystore import load_active_key
 from gateway.observability.logs import log_config
 from gateway.settings import Settings
+from gateway.settings.workers import rate_limits_problem
 from gateway.storage import db
 from policies.policy_file import PolicyError, load_policy
 
@@ -26,6 +28,11 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gateway processes on the port (default 1; one per core; also SWITCHBOARD_WORKERS)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -54,7 +61,12 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.observability import tracing
 
     settings = settings_of(
-        args, dev=args.dev, host=args.host, port=args.port, log_format=args.log_format
+        args,
+        dev=args.dev,
+        host=args.host,
+        port=args.port,
+        log_format=args.log_format,
+        workers=args.workers,
     )
     problems = settings.insecurities()
     if problems:
@@ -65,9 +77,12 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.policy_file is not None:
         # Fail here with the file and line, not in the lifespan with a traceback.
         try:
-            load_policy(settings.policy_file)
+            policy = load_policy(settings.policy_file)
         except PolicyError as exc:
             raise CliError(f"the policy file cannot be used:\n{exc}") from None
+        problem = rate_limits_problem(settings.workers, settings.redis_url, policy)
+        if problem:
+            raise CliError(f"the policy file {settings.policy_file} cannot be used: {problem}")
     try:
         tracing.check()
     except tracing.TracingConfigError as exc:
@@ -79,6 +94,19 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.dev:
         print(
             "switchboard: DEV MODE - dev tokens accepted, loopback agents allowed", file=sys.stderr
+        )
+    if settings.workers > 1:
+        from gateway.cli import workers
+
+        # The signing key too, before the workers start: two creating it at once would
+        # both sign with their own until the next re-check.
+        on_database(
+            settings, load_active_key(settings.effective_database_url, settings.sealing_secret)
+        )
+        return workers.serve(
+            settings,
+            log_level=args.log_level,
+            log_config=log_config(settings.log_format, args.log_level),
         )
     uvicorn.run(
         create_app(settings),

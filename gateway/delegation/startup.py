@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from gateway.delegation.retry import RetrySettings
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.settings import Settings
+from gateway.settings.workers import rate_limits_problem
 from gateway.storage.readiness import Readiness
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
@@ -121,7 +123,10 @@ async def start(
     stack.push_async_callback(coordination_store.aclose)
     delegations = Delegations(
         store,
-        PolicySource(settings.policy_file),
+        PolicySource(
+            settings.policy_file,
+            functools.partial(rate_limits_problem, settings.workers, settings.redis_url),
+        ),
         minter,
         audit_log,
         max_depth=settings.max_delegation_depth,

@@ -31,8 +31,10 @@ class GatewayProcess:
         log: Path | None = None,
         replica_id: str | None = None,
         settings: dict[str, Any] | None = None,
+        workers: int = 1,
     ) -> None:
         self.data_dir = data_dir
+        self.workers = workers
         data_dir.mkdir(parents=True, exist_ok=True)
         sock = bound_socket()
         self.port = int(sock.getsockname()[1])
@@ -72,6 +74,8 @@ class GatewayProcess:
             str(self.port),
             "--log-level",
             "warning",
+            "--workers",
+            str(self.workers),
         ]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
@@ -92,6 +96,17 @@ class GatewayProcess:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def worker_pids(self) -> set[int]:
+        """The worker processes of `serve --workers` (uvicorn's spawned
+        children; not multiprocessing's resource tracker). Linux only."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        found = set()
+        for child in map(int, children):
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.add(child)
+        return found
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""

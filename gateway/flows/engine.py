@@ -79,6 +79,10 @@ class FlowEngine:
     def launched(self) -> bool:
         return self._launched
 
+    @property
+    def executor_id(self) -> str:
+        return self._executor_id
+
     async def ensure(self) -> None:
         """Launch DBOS on this event loop, once; runs left unfinished start again."""
         if self._launched:

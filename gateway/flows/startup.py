@@ -94,16 +94,19 @@ class FlowsDoor:
             handler_for=self._a2a.handler_for,
             federation=federation,
         )
-        # Several replicas share a PostgreSQL database: each runs its runs
-        # under its own executor id and takes over those of replicas gone. An
-        # SQLite file is one process's: DBOS's `local`, recovered at each start.
-        shared = make_url(settings.effective_database_url).get_backend_name() == "postgresql"
+        # Several replicas share a PostgreSQL database, and the workers of
+        # `serve --workers` an SQLite file: each runs its runs under its own
+        # executor id and takes over those of replicas gone. An SQLite file of
+        # one process is DBOS's `local`, recovered at each start.
+        postgresql = make_url(settings.effective_database_url).get_backend_name() == "postgresql"
+        shared = postgresql or settings.workers > 1
         engine = FlowEngine(
             settings.effective_database_url,
             runtime,
             executor_id=replicas.id if shared else "local",
         )
-        takeover = RunTakeover(engine, store, replicas) if shared else None
+        # Also for `local`: the file may hold the runs of workers it had before.
+        takeover = RunTakeover(engine, store, replicas)
         stack.push_async_callback(engine.stop)
         service = FlowService(runtime, engine, settings.effective_public_url)
 

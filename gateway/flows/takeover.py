@@ -9,8 +9,10 @@ a heartbeat, for unfinished runs whose owner is not among the live replicas
 (its row not renewed for `replica_stale_seconds`, or absent), and hands them
 to DBOS's recovery, which re-queues each once however many replicas ask.
 
-On SQLite the gateway is one process (the embedded default): its executor is
-DBOS's `local`, recovered at every start, and nothing here runs.
+On SQLite with one process (the embedded default) its executor is DBOS's
+`local`, recovered at every start; the sweep then only takes up runs left by
+the workers of an earlier `serve --workers` on the same file. With workers,
+each is a replica here as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class RunTakeover:
             if not await self.store.any():
                 return []
             await self.engine.ensure()
-        gone = await self.engine.pending_executors() - await self.replicas.live_ids()
+        # This process's own executor is never gone (`local` is not a replica id).
+        live = await self.replicas.live_ids() | {self.engine.executor_id}
+        gone = await self.engine.pending_executors() - live
         if not gone:
             return []
         runs = await self.engine.recover(sorted(gone))

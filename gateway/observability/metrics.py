@@ -12,17 +12,36 @@ State that is not an event (breakers, approvals waiting, tasks by state, the
 database pool) is read by `refresh()`, which a background job runs every
 `metrics_refresh_seconds`, so a scrape never waits on the database.
 
-Each process keeps its own registry. With several worker processes per
-replica (not yet an option of `switchboard serve`), Prometheus' multiprocess
-mode will be needed; until then one process is one scrape target.
+Each process keeps its own registry. Under `serve --workers` the workers
+share Prometheus' multiprocess directory (`MULTIPROCESS_ENV`, set by the
+supervisor before it spawns them): a scrape answered by any worker, or by
+the supervisor on `metrics_port`, sums every worker's counters and
+histograms, those of workers that have died included (a count never goes
+back); the state gauges read from the database show the latest reading, the
+breakers whether any live worker has one open, the pool the live workers'
+total.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import re
+from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +53,9 @@ from gateway.storage.tables import a2a_tasks, approvals
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+# prometheus-client's own variable: read when it is imported.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 
 class GatewayMetrics:
@@ -60,24 +82,29 @@ class GatewayMetrics:
             "1 while an upstream's circuit breaker is open or half-open",
             ["target", "state"],
             registry=self.registry,
+            multiprocess_mode="livemax",  # open in any live worker
         )
         self.approvals_pending = Gauge(
             "switchboard_approvals_pending",
             "Calls waiting for a human's approval",
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # every worker reads the same database
         )
         self.tasks = Gauge(
             "switchboard_tasks",
             "Tasks the gateway records, by A2A state",
             ["state"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.pool = Gauge(
             "switchboard_db_pool_connections",
             "Database connections of this process, by use",
             ["use"],
             registry=self.registry,
+            multiprocess_mode="livesum",  # the replica's total
         )
+        self._shown: dict[str, set[tuple[str, ...]]] = {"breakers": set(), "tasks": set()}
 
     def observe(self, event: AuditEvent) -> None:
         self.calls.labels(
@@ -91,10 +118,15 @@ class GatewayMetrics:
 
     async def refresh(self) -> None:
         """Read the state gauges (breakers, approvals, tasks, pool)."""
-        self.breakers.clear()
-        for target, state in self._breakers.states().items():
-            if state.status.value != "closed":
-                self.breakers.labels(target, state.status.value).set(1)
+        self._replace(
+            "breakers",
+            self.breakers,
+            {
+                (target, state.status.value): 1
+                for target, state in self._breakers.states().items()
+                if state.status.value != "closed"
+            },
+        )
         pool = self._engine.pool
         checked_out = getattr(pool, "checkedout", None)
         size = getattr(pool, "size", None)
@@ -110,9 +142,7 @@ class GatewayMetrics:
                 rows = await conn.execute(
                     select(a2a_tasks.c.state, func.count()).group_by(a2a_tasks.c.state)
                 )
-                self.tasks.clear()
-                for state, count in rows:
-                    self.tasks.labels(state).set(count)
+                self._replace("tasks", self.tasks, {(state,): count for state, count in rows})
         except (SQLAlchemyError, OSError) as exc:
             # The database is down: the gauges keep their last values, and
             # /readyz says why.
@@ -123,5 +153,63 @@ class GatewayMetrics:
             await self.refresh()
             await asyncio.sleep(every_seconds)
 
+    def _replace(self, name: str, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+        """Show exactly ``values``. A series no longer there is removed; with
+        workers, set to 0 instead (its last value stays in the worker's file)."""
+        for gone in self._shown[name] - values.keys():
+            if os.environ.get(MULTIPROCESS_ENV):
+                gauge.labels(*gone).set(0)
+            else:
+                gauge.remove(*gone)
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+        self._shown[name] = set(values)
+
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_ENV):
+            return generate_latest(aggregate_registry())
         return generate_latest(self.registry)
+
+
+class _Workers(Collector):
+    """Every worker's metrics from the multiprocess directory, without the
+    live-only gauges of workers that are gone (uvicorn's supervisor has no
+    hook to say so when one dies: a file whose process is gone is one)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        for entry in os.listdir(self._path):
+            match = _LIVE_FILE.match(entry)
+            if match and not _alive(int(match.group(1))):
+                multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                    int(match.group(1)), self._path
+                )
+        collector = multiprocess.MultiProcessCollector(None, self._path)  # type: ignore[no-untyped-call]
+        found: Iterable[Metric] = collector.collect()  # type: ignore[no-untyped-call]
+        return found
+
+
+def aggregate_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(_Workers(os.environ[MULTIPROCESS_ENV]))
+    return registry
+
+
+def serve_aggregate(port: int, host: str, stack: contextlib.ExitStack) -> None:
+    """`metrics_port` in the supervisor of `serve --workers`: every worker's sum."""
+    server, thread = start_http_server(port, addr=host, registry=aggregate_registry())
+    stack.callback(thread.join, 5)
+    stack.callback(server.server_close)
+    stack.callback(server.shutdown)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

@@ -38,6 +38,7 @@ from pydantic_settings.exceptions import SettingsError
 from gateway.settings.flows import FlowOptions
 from gateway.settings.issuers import IssuerSettings
 from gateway.settings.problems import settings_problems, source_problem
+from gateway.settings.workers import WorkerOptions
 from registry.ssrf import NEVER_ALLOWED_NETWORKS
 
 _config_file: ContextVar[Path | None] = ContextVar("switchboard_config_file", default=None)
@@ -51,7 +52,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says why."""
 
 
-class Settings(FlowOptions, BaseSettings):
+class Settings(FlowOptions, WorkerOptions, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
         # SWITCHBOARD_SECRETS__OPENAI=... sets secrets["openai"].

@@ -28,6 +28,8 @@ def write(settings: Settings) -> bool:
     """Write this process's run state; False when another live gateway owns the file."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     current = read(settings.data_dir)
+    if current and current.get("pid") == os.getppid():
+        return False  # a worker of `serve --workers`: its supervisor's file names the gateway
     if current and current.get("pid") != os.getpid():
         logger.warning(
             "another gateway (pid %s, %s) runs on the data dir %s: the CLI keeps talking to it",

@@ -1,0 +1,51 @@
+"""The settings of worker processes (`switchboard serve --workers`): a part of `Settings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from policies.policy import Policy
+
+# `gateway_replicas.id` holds 32 characters; a worker's id is the replica's
+# plus "-<slot>" (`gateway.cli.workers`), so the configured one must leave room.
+REPLICA_ID_MAX = 32
+SLOT_SUFFIX_MAX = 4  # "-" and up to three digits
+
+
+class WorkerOptions(BaseModel):
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Gateway processes serving the one port (`serve --workers`); one per core. "
+        "Each is a replica of its own (its own replica id, flow executor and address).",
+    )
+
+    @model_validator(mode="after")
+    def _room_for_worker_suffix(self) -> Any:
+        replica_id: str | None = getattr(self, "replica_id", None)
+        if self.workers > 1 and replica_id and len(replica_id) > REPLICA_ID_MAX - SLOT_SUFFIX_MAX:
+            raise ValueError(
+                f"replica_id may have at most {REPLICA_ID_MAX - SLOT_SUFFIX_MAX} characters "
+                "with workers: each worker's id is it plus -<worker number>"
+            )
+        return self
+
+
+def rate_limits_problem(workers: int, redis_url: str | None, policy: Policy) -> str | None:
+    """Why ``policy`` cannot be enforced by ``workers`` processes, if it cannot.
+
+    Without Redis a rate limit is counted in each process's memory
+    (`gateway.delegation.rate_limits`): each worker would allow the whole rate.
+    Refused (at start-up, and on reload the previous policy stays) rather
+    than enforced N times over.
+    """
+    if workers > 1 and not redis_url and policy.limits:
+        return (
+            f"its rate limits (limits:) need redis_url with {workers} workers: without Redis "
+            "each process counts on its own and would allow the whole rate (set redis_url, "
+            "or run one worker)"
+        )
+    return None

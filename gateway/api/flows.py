@@ -25,7 +25,8 @@ from gateway.api.state import state_of
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
-from gateway.flows.definition import EVENT_NAME, DocumentInvalid, json_schema, parse_text
+from gateway.flows.definition import EVENT_NAME
+from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
 from gateway.flows.models import (
     FlowRecord,
@@ -241,8 +242,12 @@ async def post_event(
 @router.post(
     "/{flow_id}/hooks/{trigger_id}",
     status_code=202,
-    summary="Start a run from a signed webhook (Standard Webhooks headers; no bearer token)",
-    responses={401: {"description": "not signed with the trigger's secret"}},
+    summary="Start a run from a signed webhook, or bring its event to the runs waiting "
+    "for it (Standard Webhooks headers; no bearer token)",
+    responses={
+        401: {"description": "not signed with the trigger's secret"},
+        404: {"description": "no such webhook; or, delivering, no run waits with that key"},
+    },
 )
 async def webhook(
     request: Request,
@@ -252,10 +257,13 @@ async def webhook(
     webhook_id: Annotated[str, Header()] = "",
     webhook_timestamp: Annotated[str, Header()] = "",
     webhook_signature: Annotated[str, Header()] = "",
-) -> dict[str, str]:
+) -> dict[str, Any]:
     delivery = Delivery(webhook_id, webhook_timestamp, webhook_signature, await request.body())
     service = state_of(request).flows
     try:
+        if await webhooks.delivers(service, flow_id, trigger_id):
+            runs = await webhooks.deliver_event(service, flow_id, trigger_id, delivery)
+            return {"status": "delivered", "runs": runs}
         run_id, started = await webhooks.deliver(service, flow_id, trigger_id, delivery)
     except webhooks.WebhookRefused:
         raise Problem(
@@ -266,6 +274,8 @@ async def webhook(
         ) from None
     except webhooks.NoSuchHook as exc:
         raise Problem(404, "webhook-not-found", "No such webhook", str(exc)) from None
+    except webhooks.NoRunWaiting as exc:
+        raise Problem(404, "no-run-waiting", "No run waits for this event", str(exc)) from None
     except (webhooks.WebhookInvalid, InputInvalid) as exc:
         raise Problem(422, "invalid-input", "The event cannot start a run", str(exc)) from None
     except DelegationDenied as denied:

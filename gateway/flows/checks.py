@@ -169,6 +169,8 @@ def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Proble
         found.append(("map.over", step.map.over))
     elif isinstance(step, WaitStep) and step.wait.task is not None:
         found.append(("wait.task.id", step.wait.task.id))
+    elif isinstance(step, WaitStep):
+        found.append(("wait.key", step.wait.key))
     problems: list[Problem] = []
     for field, expression in found:
         if expression is not None:

@@ -23,12 +23,10 @@ target called with the same input when the call fails. Every step may have a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from croniter import croniter
 from pydantic import (
     BaseModel,
@@ -36,7 +34,6 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     model_validator,
 )
 
@@ -224,6 +221,11 @@ class Wait(_Strict):
         pattern=EVENT_NAME,
         description="its name: POST /flows/{id}/runs/{run}/events/{event} delivers it",
     )
+    key: Expression | None = Field(
+        None,
+        description="with event: the run's key for it (e.g. input.order_id), by which a "
+        "webhook trigger's deliver finds the runs waiting for the event",
+    )
     task: WaitTask | None = Field(None, description="another agent's task, owned by the run's user")
     states: list[TaskStateName] | None = Field(
         None,
@@ -243,6 +245,8 @@ class Wait(_Strict):
             raise ValueError("a wait has exactly one of event or task")
         if self.states is not None and self.task is None:
             raise ValueError("states go with task, not with event")
+        if self.key is not None and self.event is None:
+            raise ValueError("key goes with event, not with task")
         return self
 
     @property
@@ -338,6 +342,15 @@ class Schedule(_Strict):
         return self
 
 
+class Deliver(_Strict):
+    """What a webhook brings to runs already going (`gateway.flows.webhooks`):
+    its body as ``event``, to the runs of this flow waiting for that event
+    whose ``wait.key`` equals ``key`` evaluated over the delivery."""
+
+    event: str = Field(pattern=EVENT_NAME, description="the event a wait step waits for")
+    key: Expression = Field(description="from event (the JSON body) and webhook.id: the run's key")
+
+
 class RunAs(_Strict):
     """Who a webhook's run acts for: a service identity of the flow's own,
     decided by the policy like any caller (issuer `urn:switchboard:trigger`)."""
@@ -357,6 +370,9 @@ class Trigger(_Strict):
     task: TaskEvent | None = None
     webhook: Webhook | None = None
     schedule: Schedule | None = None
+    deliver: Deliver | None = Field(
+        None, description="a webhook's: feed waiting runs instead of starting one (no run_as)"
+    )
     run_as: RunAs | None = Field(
         None, description="a webhook's or a schedule's identity (not for task)"
     )
@@ -373,6 +389,12 @@ class Trigger(_Strict):
         kinds = [k for k in (self.task, self.webhook, self.schedule) if k is not None]
         if len(kinds) != 1:
             raise ValueError("a trigger has exactly one of task, webhook or schedule")
+        if self.deliver is not None:
+            if self.webhook is None:
+                raise ValueError("deliver goes with webhook")
+            if self.run_as is not None or self.input is not None:
+                raise ValueError("a webhook that delivers starts no run: no run_as, no input")
+            return self
         if self.task is None and self.run_as is None:
             raise ValueError(
                 "a webhook or schedule trigger needs run_as: the identity its runs act for"
@@ -421,97 +443,3 @@ class FlowDocument(_Strict):
         description="an ended run is deleted this many days after it ended "
         "(default: the gateway's flow_run_retention_days)",
     )
-
-
-class DocumentInvalid(ValueError):
-    """``errors``: ``{"step", "field", "message"}`` each."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
-        self.errors = errors
-
-
-def parse_text(text: str | bytes) -> Any:
-    """A YAML or JSON document (JSON is YAML) as plain data."""
-    if len(text) > MAX_DOCUMENT_BYTES:
-        raise DocumentInvalid(
-            [{"step": None, "field": "", "message": f"over {MAX_DOCUMENT_BYTES} bytes"}]
-        )
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DocumentInvalid(
-            [{"step": None, "field": "", "message": f"not YAML or JSON: {exc}"}]
-        ) from None
-
-
-def validate(data: Any) -> FlowDocument:
-    """The document, or `DocumentInvalid` naming each bad field and its step."""
-    try:
-        return FlowDocument.model_validate(data)
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = []
-        for error in exc.errors():
-            entry = {
-                "step": _step_at(data, error["loc"]),
-                "field": field_path(error["loc"]),
-                "message": error["msg"],
-            }
-            if entry not in errors:
-                errors.append(entry)
-        raise DocumentInvalid(errors) from None
-
-
-_KINDS = frozenset({"call", "parallel", "route", "checkpoint", "map", "wait"})
-
-
-def _clean(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
-    """The document's own path in a pydantic error location: without the step
-    kind a tagged union puts after a step's index, nor the union members'
-    names (``Quorum``, ``literal[...]``)."""
-    out: list[Any] = []
-    previous: Any = None
-    for part in loc:
-        after_step = isinstance(previous, int) and len(out) >= 2 and out[-2] == "steps"
-        previous = part
-        if part in _KINDS and after_step:
-            continue
-        if part == "Quorum" or str(part).startswith("literal["):
-            continue
-        out.append(part)
-    return out
-
-
-def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """``("steps", 2, "call", "retries")`` -> ``steps[2].retries``."""
-    out = ""
-    for part in _clean(loc):
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
-def _step_at(data: Any, loc: tuple[Any, ...] | list[Any]) -> str | None:
-    """The id of the innermost step ``loc`` points into, if it has one."""
-    found: str | None = None
-    node = data
-    for part in _clean(loc):
-        if isinstance(node, dict) and isinstance(part, str):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-            if isinstance(node, dict) and isinstance(node.get("id"), str):
-                found = node["id"]
-        else:
-            break
-    return found
-
-
-def json_schema() -> dict[str, Any]:
-    schema = FlowDocument.model_json_schema()
-    schema["title"] = "Switchboard flow (switchboard.flow/v1)"
-    return schema
-
-
-def shipped_schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(SCHEMA_FILE.read_text())
-    return loaded

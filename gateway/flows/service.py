@@ -1,6 +1,6 @@
 """Flows as the API and the CLI use them: register, start, cancel, resume, revoke.
 
-Registering checks the document (`definition.validate`, then `checks.check`
+Registering checks the document (`documents.validate`, then `checks.check`
 against the registry, the federation and the stored flows), stores it as the
 flow's next version and writes the flow's card as an agent in the registry
 (`agent.flow_card`: a new card version with each flow version, the input
@@ -36,7 +36,8 @@ from gateway.flows import waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, check
-from gateway.flows.definition import CallStep, DocumentInvalid, FlowDocument, WaitStep, validate
+from gateway.flows.definition import CallStep, FlowDocument, WaitStep
+from gateway.flows.documents import DocumentInvalid, validate
 from gateway.flows.engine import FlowEngine
 from gateway.flows.models import FlowRecord, RunView
 from gateway.flows.redaction import redact_run, rules

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows.models import (
@@ -326,6 +326,31 @@ class FlowStore:
                 )
             ).first()
         return row._asdict() if row else None
+
+    async def waiting_for(self, flow_id: str, target: str, key: str) -> builtins.list[str]:
+        """The runs of the flow whose current step waits on ``target`` with
+        ``key`` (a keyed event wait: `gateway.flows.waits`)."""
+        runs, steps = flow_runs.c, flow_steps.c
+        query = (
+            select(runs.id)
+            .select_from(
+                flow_runs.join(
+                    flow_steps, and_(steps.run_id == runs.id, steps.step_id == runs.current_step)
+                )
+            )
+            .where(
+                runs.flow_id == flow_id,  # ix_flow_runs_flow
+                runs.finished_at.is_(None),
+                steps.kind == "wait",
+                steps.state == "waiting",
+                steps.target == target,
+                steps.upstream_task_id == key,
+            )
+            .order_by(runs.created_at)
+            .limit(100)
+        )
+        async with self._engine.connect() as conn:
+            return [row.id for row in await conn.execute(query)]
 
     async def run_usage(self, run_id: str) -> TokenUsage | None:
         """The usage the run's steps reported, summed (None: none reported)."""

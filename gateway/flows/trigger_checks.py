@@ -1,7 +1,8 @@
 """What registration checks of a flow's triggers (`triggers:`): each names
 an agent that exists -- not the flow itself -- and a skill it has; a webhook
 names a secret the gateway has; `input` reads only `task` (a webhook's:
-`event` and `webhook`); and no trigger closes a loop of runs starting runs
+`event` and `webhook`); a webhook that delivers names an event a step waits
+for by key, and its key reads only the delivery; and no trigger closes a loop of runs starting runs
 (`gateway.flows.trigger_loops`). Problems name the trigger's field, as the
 step checks name a step's (`gateway.flows.checks`)."""
 
@@ -11,7 +12,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.flows.checks import Catalog, Problem
-from gateway.flows.definition import FlowDocument
+from gateway.flows.definition import Deliver, FlowDocument, WaitStep
 from gateway.flows.expressions import ExpressionInvalid, references
 from gateway.flows.trigger_loops import trigger_loops
 
@@ -80,4 +81,29 @@ async def check_triggers(
                 reads = " and ".join(sorted(known))
                 said = f"{unknown}: this trigger's input reads only {reads}"
                 problems.append(_problem(f"{where}.input", said))
+        if trigger.deliver is not None:
+            problems += _deliver(document, trigger.deliver, where)
     return problems + trigger_loops(document, flows or {})
+
+
+def _deliver(document: FlowDocument, deliver: Deliver, where: str) -> list[Problem]:
+    """A delivering webhook's event is one a step waits for by key, and its
+    key reads the delivery only."""
+    problems: list[Problem] = []
+    keyed = {
+        str(step.wait.event)
+        for step in document.steps
+        if isinstance(step, WaitStep) and step.wait.key is not None
+    }
+    if deliver.event not in keyed:
+        said = f"no wait step waits for event {deliver.event!r} with a key"
+        problems.append(_problem(f"{where}.deliver.event", said))
+    try:
+        roots = {ref.root for ref in references(deliver.key)}
+    except ExpressionInvalid as exc:
+        return [*problems, _problem(f"{where}.deliver.key", f"not a JMESPath expression: {exc}")]
+    if roots - {"event", "webhook"}:
+        unknown = ", ".join(sorted(roots - {"event", "webhook"}))
+        said = f"{unknown}: a delivery's key reads only event and webhook"
+        problems.append(_problem(f"{where}.deliver.key", said))
+    return problems

@@ -11,6 +11,13 @@ with the step's timeout, a durable timer: a run recovered after a crash
 waits only for what is left. No event in time: ``on_timeout`` fails the run
 or goes on with a null output (``{"timed_out": true}`` in the record).
 
+A wait may name a ``key`` (an expression over the run: an order id, say):
+a signed webhook of the flow's whose trigger says ``deliver`` then brings the
+event to the runs waiting for it with that key (`gateway.flows.webhooks`),
+found by the step's record (``target`` ``event:<name>``, the key in
+``upstream_task_id``: what the step waits on, as a task wait keeps its
+task's id there).
+
 A wait for another agent's task to reach a state is `gateway.flows.task_waits`.
 """
 
@@ -22,6 +29,7 @@ from dbos import DBOS
 
 from gateway.flows import task_waits
 from gateway.flows.definition import WaitStep
+from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import now
 from gateway.flows.runtime import FlowRuntime
 
@@ -35,12 +43,18 @@ class FlowRun(Protocol):
     async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
+MAX_KEY_LENGTH = 256  # as the column that keeps it (flow_steps.upstream_task_id)
+
+
 def topic(event: str) -> str:
     return f"event:{event}"
 
 
-async def deliver(run_id: str, event: str, body: Any) -> None:
-    await DBOS.send_async(run_id, {"body": body}, topic(event))
+async def deliver(
+    run_id: str, event: str, body: Any, *, idempotency_key: str | None = None
+) -> None:
+    """``idempotency_key``: the same delivery sent again is one message."""
+    await DBOS.send_async(run_id, {"body": body}, topic(event), idempotency_key=idempotency_key)
 
 
 async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
@@ -48,15 +62,55 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     if spec.task is not None:
         return await task_waits.wait(run, step)
     assert spec.event is not None
-    await DBOS.run_step_async({"name": f"wait {step.id}"}, _waiting, run, step)
+    key, refused = _key(run, step)
+    if refused:
+        return await DBOS.run_step_async(
+            {"name": f"waited {step.id}"}, _refused, run, step, refused
+        )
+    await DBOS.run_step_async({"name": f"wait {step.id}"}, _waiting, run, step, key)
     message = await DBOS.recv_async(topic(spec.event), timeout_seconds=spec.timeout_seconds)
     return await DBOS.run_step_async({"name": f"waited {step.id}"}, _waited, run, step, message)
 
 
-async def _waiting(run: FlowRun, step: WaitStep) -> None:
+def _key(run: FlowRun, step: WaitStep) -> tuple[str | None, str]:
+    """The run's key for the event (computed from recorded results only, so a
+    replay finds the same), or why there is none."""
+    if step.wait.key is None:
+        return None, ""
+    try:
+        value = evaluate(step.wait.key, run.ctx)
+    except Exception as exc:  # a JMESPath runtime error
+        return None, f"key: {exc}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
+        return None, f"key gave {str(value)[:80]!r}: not a string of 1 to {MAX_KEY_LENGTH}"
+    return value, ""
+
+
+def target_of(event: str) -> str:
+    """What a keyed event wait's record names as its target."""
+    return f"event:{event}"
+
+
+async def _waiting(run: FlowRun, step: WaitStep, key: str | None) -> None:
     await run.rt.store.set_run(run.run_id, current_step=step.id)
     await run.rt.publish(run.info, "working", f"{step.id}: waiting for event {step.wait.event}")
-    await run._mark(step.id, "wait", "waiting", input={"event": step.wait.event}, started_at=now())
+    event = str(step.wait.event)
+    keyed = {"target": target_of(event), "upstream_task_id": key} if key is not None else {}
+    await run._mark(
+        step.id,
+        "wait",
+        "waiting",
+        input={"event": event, **({"key": key} if key is not None else {})},
+        started_at=now(),
+        **keyed,
+    )
+
+
+async def _refused(run: FlowRun, step: WaitStep, reason: str) -> dict[str, Any]:
+    await run._mark(step.id, "wait", "failed", error=reason, started_at=now())
+    return {"state": "failed", "output": None, "text": "", "error": reason, "fatal": True}
 
 
 async def _waited(run: FlowRun, step: WaitStep, message: Any) -> dict[str, Any]:

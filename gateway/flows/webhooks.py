@@ -18,6 +18,15 @@ The run acts for the trigger's `run_as` -- a service identity of the flow's
 own, issuer `urn:switchboard:trigger`, with the scopes it declares, decided
 by the policy for the flow like any caller's; never for a user. Every
 delivery is audited (`flow.webhook`), refused ones included.
+
+A trigger that says ``deliver`` starts nothing: the event goes to the runs
+of this flow already waiting for it (a `wait` with a ``key``) whose key is
+the one ``deliver.key`` reads from the body -- a payment provider confirming
+order o-1 reaches the run waiting for o-1's payment. The body is the wait's
+output; it grants no rights (the run goes on acting for its user). The same
+delivery retried is one message per run (DBOS's idempotency key). No run
+waiting with that key: 404, nothing kept -- the sender's retries bring it
+again once the run waits.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from pydantic import SecretStr
 
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit import AuditEvent
+from gateway.flows import waits
 from gateway.flows.definition import FlowDocument, Trigger
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService
@@ -55,6 +65,10 @@ class WebhookInvalid(Exception):
 
 class NoSuchHook(Exception):
     """404: the flow has no webhook trigger of that id."""
+
+
+class NoRunWaiting(Exception):
+    """404: a delivering webhook's event, and no run waits for it with its key."""
 
 
 @dataclass(frozen=True)
@@ -109,18 +123,7 @@ async def deliver(
     assert trigger.webhook is not None
     assert trigger.run_as is not None
     trace_id = new_trace_id()
-    secret = service.rt.settings.secrets.get(trigger.webhook.secret)
-    if secret is None:
-        raise WebhookRefused(f"secret {trigger.webhook.secret!r} is not configured")
-    try:
-        verify(key_of(secret), delivery)
-    except WebhookRefused as exc:
-        await _audit(service, flow_id, trigger, trace_id, "deny", "unauthenticated", str(exc))
-        raise
-    try:
-        body = json.loads(delivery.body)
-    except ValueError:
-        raise WebhookInvalid("the body is not JSON") from None
+    body = await _verified(service, flow_id, trigger, trace_id, delivery)
     run_input = _input(trigger, body, delivery.webhook_id)
     run_id = hook_run_id(flow_id, trigger.id, delivery.webhook_id)
     started = await start_once(
@@ -133,6 +136,62 @@ async def deliver(
         said=f"webhook {trigger.id}, delivery {delivery.webhook_id}",
     )  # DelegationDenied: 403; InputInvalid: 422
     return run_id, started
+
+
+async def deliver_event(
+    service: FlowService, flow_id: str, trigger_id: str, delivery: Delivery
+) -> list[str]:
+    """Verify, and bring the event to the runs waiting for it with its key
+    (`NoRunWaiting` if none); the runs it went to."""
+    trigger = await _trigger(service, flow_id, trigger_id)
+    assert trigger.deliver is not None
+    trace_id = new_trace_id()
+    body = await _verified(service, flow_id, trigger, trace_id, delivery)
+    spec = trigger.deliver
+    try:
+        key = evaluate(spec.key, {"event": body, "webhook": {"id": delivery.webhook_id}})
+    except Exception as exc:  # a JMESPath runtime error
+        raise WebhookInvalid(f"deliver.key: {exc}") from None
+    if isinstance(key, int | float) and not isinstance(key, bool):
+        key = str(key)
+    if not isinstance(key, str) or not key or len(key) > waits.MAX_KEY_LENGTH:
+        raise WebhookInvalid(f"deliver.key gave {str(key)[:80]!r}, not a key")
+    runs = await service.rt.store.waiting_for(flow_id, waits.target_of(spec.event), key)
+    said = f"event {spec.event} for key {key!r}, delivery {delivery.webhook_id}"
+    if not runs:
+        await _audit(service, flow_id, trigger, trace_id, "allow", "no_run_waiting", said)
+        raise NoRunWaiting(f"no run of {flow_id} waits for event {spec.event} with key {key!r}")
+    for run_id in runs:
+        await waits.deliver(
+            run_id, spec.event, body, idempotency_key=f"{trigger.id}:{delivery.webhook_id}"
+        )
+    detail = f"{said} to {', '.join(runs)}"
+    await _audit(service, flow_id, trigger, trace_id, "allow", "delivered", detail)
+    return runs
+
+
+async def delivers(service: FlowService, flow_id: str, trigger_id: str) -> bool:
+    """Whether the webhook brings events to waiting runs (else it starts one)."""
+    return (await _trigger(service, flow_id, trigger_id)).deliver is not None
+
+
+async def _verified(
+    service: FlowService, flow_id: str, trigger: Trigger, trace_id: str, delivery: Delivery
+) -> Any:
+    """The delivery's JSON body, once its signature is the trigger's secret's."""
+    assert trigger.webhook is not None
+    secret = service.rt.settings.secrets.get(trigger.webhook.secret)
+    if secret is None:
+        raise WebhookRefused(f"secret {trigger.webhook.secret!r} is not configured")
+    try:
+        verify(key_of(secret), delivery)
+    except WebhookRefused as exc:
+        await _audit(service, flow_id, trigger, trace_id, "deny", "unauthenticated", str(exc))
+        raise
+    try:
+        return json.loads(delivery.body)
+    except ValueError:
+        raise WebhookInvalid("the body is not JSON") from None
 
 
 async def _trigger(service: FlowService, flow_id: str, trigger_id: str) -> Trigger:
@@ -166,12 +225,13 @@ async def _audit(
     outcome: str,
     detail: str,
 ) -> None:
-    assert trigger.run_as is not None
+    # A delivering webhook acts for nobody: it is named as its sender.
+    subject = trigger.run_as.subject if trigger.run_as else f"webhook:{flow_id}/{trigger.id}"
     await service.rt.delegations.audit.record(
         AuditEvent(
             event="flow.webhook",
             trace_id=trace_id,
-            subject=trigger.run_as.subject,
+            subject=subject,
             subject_issuer=ISSUER,
             decision=decision,
             outcome=outcome,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.flows.definition import json_schema, shipped_schema
+from gateway.flows.documents import json_schema, shipped_schema
 from tests.support.flows import QUOTE_FLOW, FlowSetup, flow_setup
 
 

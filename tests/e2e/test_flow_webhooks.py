@@ -49,6 +49,31 @@ HOOK_FLOW: dict[str, Any] = {
     ],
 }
 HOOK_POLICY = POLICY + ("  hook-flow:\n    require: [crm:events]\n    grant: [sales:quote]\n")
+HOOK_POLICY += "  paid-flow:\n    grant: [sales:quote]\n"
+
+# Runs wait for their order's payment; the payment provider's signed webhook
+# brings it to the run waiting for that order (`deliver`), starting nothing.
+PAID_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "paid-flow",
+    "name": "Quote once the order is paid",
+    "input": {"type": "object", "properties": {"order": {"type": "string"}}},
+    "triggers": [
+        {
+            "id": "payments",
+            "webhook": {"secret": "crm"},
+            "deliver": {"event": "paid", "key": "event.order"},
+        }
+    ],
+    "steps": [
+        {"id": "paid", "wait": {"event": "paid", "key": "input.order", "timeout_seconds": 60}},
+        {
+            "id": "quote",
+            "call": {"agent": "sales", "skill": "quote"},
+            "input": "{sku: 'P-1', quantity: steps.paid.output.quantity}",
+        },
+    ],
+}
 
 
 @pytest.fixture
@@ -66,6 +91,7 @@ def _post(
     timestamp: int | None = None,
     key: bytes | None = None,
     trigger: str = "crm",
+    flow: str = "hook-flow",
 ) -> httpx.Response:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     headers = {
@@ -75,7 +101,7 @@ def _post(
         "content-type": "application/json",
     }
     with setup.gateway.anonymous() as anyone:
-        return anyone.post(f"/flows/hook-flow/hooks/{trigger}", content=body, headers=headers)
+        return anyone.post(f"/flows/{flow}/hooks/{trigger}", content=body, headers=headers)
 
 
 ORDER = json.dumps({"type": "order.created", "order": {"sku": "H-1", "quantity": 5}}).encode()
@@ -185,3 +211,74 @@ def test_a_bad_webhook_trigger_is_refused(
     refused = setup.register({**HOOK_FLOW, "triggers": [trigger]})
     assert refused.status_code == 422, refused.text
     assert says in refused.text and field in refused.text
+
+
+def _waiting_for_payment(setup: FlowSetup, client: httpx.Client, order: str) -> dict[str, Any]:
+    started = client.post("/flows/paid-flow/runs", json={"input": {"order": order}})
+    assert started.status_code == 202, started.text
+    run: dict[str, Any] = started.json()
+    deadline = time.monotonic() + 20
+    while True:
+        seen: dict[str, Any] = client.get(f"/flows/paid-flow/runs/{run['id']}").json()
+        steps = {s["id"]: s for s in seen["steps"]}
+        if steps.get("paid", {}).get("state") == "waiting":
+            return seen
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+
+
+def test_a_delivering_webhook_brings_its_event_to_the_run_waiting_with_its_key(
+    setup: FlowSetup,
+) -> None:
+    assert setup.register(PAID_FLOW).status_code == 201
+    paid = json.dumps({"order": "o-1", "quantity": 3}).encode()
+    with setup.user() as dana:
+        first = _waiting_for_payment(setup, dana, "o-1")
+        other = _waiting_for_payment(setup, dana, "o-2")
+        # No run waits for o-9: 404, nothing kept (the sender retries later).
+        nobody = _post(setup, b'{"order": "o-9"}', trigger="payments", flow="paid-flow")
+        assert nobody.status_code == 404, nobody.text
+        assert nobody.json()["type"].endswith("no-run-waiting")
+        # Not signed with the secret: 401, delivered to nobody.
+        forged = _post(setup, paid, trigger="payments", flow="paid-flow", key=b"x" * 32)
+        assert forged.status_code == 401
+        delivered = _post(setup, paid, webhook_id="pay_1", trigger="payments", flow="paid-flow")
+        assert delivered.status_code == 202, delivered.text
+        assert delivered.json() == {"status": "delivered", "runs": [first["id"]]}
+        done = setup.run(dana, first, "completed", "failed")
+        still = dana.get(f"/flows/paid-flow/runs/{other['id']}").json()
+    assert done["state"] == "completed", done
+    steps = {s["id"]: s for s in done["steps"]}
+    assert steps["paid"]["output"] == {"order": "o-1", "quantity": 3}
+    assert steps["paid"]["input"] == {"event": "paid", "key": "o-1"}
+    assert done["user"]["subject"] == "dana"  # the event grants nothing: dana's run still
+    assert still["state"] == "working" and still["current_step"] == "paid"
+    assert setup.desk.count("quote") == 1
+    with setup.admin() as admin:
+        audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
+    hooks = [r for r in audit if r["event"] == "flow.webhook"]
+    assert {r["outcome"] for r in hooks} >= {"delivered", "no_run_waiting", "unauthenticated"}
+    assert all(r["subject"] == "webhook:paid-flow/payments" for r in hooks)
+
+
+def test_a_bad_delivering_trigger_is_refused_naming_its_field(setup: FlowSetup) -> None:
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"deliver": {"event": "shipped", "key": "event.order"}}, "deliver.event", "no wait"),
+        ({"deliver": {"event": "paid", "key": "input.order"}}, "deliver.key", "reads only"),
+        (
+            {"deliver": {"event": "paid", "key": "event.order"}, "run_as": {"subject": "x"}},
+            "",
+            "starts no run",
+        ),
+    ]
+    for change, field, says in cases:
+        document = json.loads(json.dumps(PAID_FLOW))
+        trigger = {"id": "payments", "webhook": {"secret": "crm"}, **change}
+        document["triggers"] = [trigger]
+        refused = setup.register(document)
+        assert refused.status_code == 422, (change, refused.text)
+        errors = refused.json()["errors"]
+        assert any(
+            e["field"] == f"triggers[0]{'.' + field if field else ''}" and says in e["message"]
+            for e in errors
+        ), (change, errors)

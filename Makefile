@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo run test fuzz faults interop lint typecheck check clean
+.PHONY: demo run test fuzz faults interop lint typecheck check clean console-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ conformance-a2a: $(STAMP)
 	@if [ -z "$(TCK_DIR)" ]; then \
 		echo "conformance-a2a: skipped: the A2A TCK is not on a package registry; give TCK_DIR=path/to/a2a-tck (branch 1.0-dev)"; \
 	else echo "conformance-a2a: the TCK run is not automated yet (issue 22); docs/conformance.md has the recipe"; exit 2; fi
+
+## console-screenshots: PNGs of the console's main pages into docs/console/ (a gateway
+## with real agents, in Debian's chromium: apt-get install chromium chromium-driver)
+console-screenshots: $(STAMP)
+	$(BIN)/python -m tests.browser.screenshots docs/console
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,6 +34,8 @@ from gateway.api import (
     wellknown,
 )
 from gateway.api.state import AppState
+from gateway.console import apidocs
+from gateway.console import install as install_console
 from gateway.delegation import startup as delegation
 from gateway.flows.startup import FlowsDoor
 from gateway.http import openapi
@@ -140,7 +142,11 @@ def create_app(settings: Settings) -> FastAPI:
         title="Switchboard",
         version=__version__,
         summary="A2A/MCP interoperability gateway",
+        description=openapi.DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI from an installed package, not a CDN (`gateway.console.apidocs`).
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app, [*mcp_servers.PROBLEMS, *flows.PROBLEMS])
     openapi.install(app)
@@ -160,6 +166,8 @@ def create_app(settings: Settings) -> FastAPI:
         flows.router,
     ):
         app.include_router(router)
+    apidocs.install(app)
+    install_console(app, settings)
     # First: routes are matched in order, and the A2A and MCP hot paths should
     # not be tried against every REST route before their own (no paths
     # overlap; tests/gateway/test_routes.py).

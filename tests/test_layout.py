@@ -19,7 +19,7 @@ PACKAGES = ("gateway", "adapters", "registry", "policies")
 
 # Inside `gateway/`, the order of the layers, bottom first. A module may import
 # from its own layer and the layers below it, never above:
-# cli -> demo -> app -> api -> flows -> mcp -> a2a -> observability -> delegation
+# cli -> demo -> app -> console -> api -> flows -> mcp -> a2a -> observability -> delegation
 # -> http -> storage -> settings -> client.
 GATEWAY_LAYERS = (
     "gateway.client",
@@ -32,6 +32,7 @@ GATEWAY_LAYERS = (
     "gateway.mcp",
     "gateway.flows",
     "gateway.api",
+    "gateway.console",
     "gateway.app",
     "gateway.demo",
     "gateway.cli",

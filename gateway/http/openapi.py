@@ -85,6 +85,30 @@ TOKEN_REQUEST_SCHEMA: dict[str, Any] = {
     },
 }
 TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
+# The document's introduction: how to authenticate, and the two protocol doors
+# that are not REST operations (their own specifications describe them).
+DESCRIPTION = """\
+The REST API of Switchboard's registry, approvals, audit, policies and flows.
+
+**Authorize** with a bearer access token (RFC 6750) from an issuer the gateway
+trusts; a `--dev` gateway also takes `switchboard token issue --sub alice
+--scope switchboard:admin`. The web console is at [/ui](/ui).
+
+**The protocol doors** are not REST operations, so they are not listed below:
+
+* `/a2a/{agent_id}` -- every registered agent as an A2A agent: its card at
+  `GET /a2a/{agent_id}/.well-known/agent-card.json`, JSON-RPC at
+  `POST /a2a/{agent_id}`, HTTP+JSON at `/a2a/{agent_id}/message:send`,
+  `/a2a/{agent_id}/tasks/{id}`, ... (A2A 1.0; 0.3 clients too). The same
+  bearer token. Which agents a token may use: `GET /agents`. The gateway's
+  own card: [`/.well-known/agent-card.json`](/.well-known/agent-card.json).
+  See docs/a2a.md.
+* `/mcp` -- the gateway's own MCP server (Streamable HTTP, revisions
+  2026-07-28 and 2025-11-25): agents' skills and the federated MCP servers'
+  tools, filtered per user. Metadata at
+  [`/.well-known/oauth-protected-resource/mcp`](/.well-known/oauth-protected-resource/mcp).
+  See docs/mcp.md.
+"""
 
 
 def install(app: FastAPI) -> None:

@@ -181,6 +181,18 @@ class McpOfferings:
             if not p.flags and self.may_get(caller, p.server_id, p.upstream_name)
         ]
 
+    async def of_server(
+        self, server_id: str
+    ) -> tuple[list[OfferedResource], list[OfferedTemplate], list[OfferedPrompt]]:
+        """Everything one server offers now, withheld prompts with their flags,
+        no decision applied: what an admin reviews (the console)."""
+        catalog = await self._catalog({"resources", "prompts"})
+        return (
+            [r for r in catalog.resources if r.server_id == server_id],
+            [t for t in catalog.templates if t.server_id == server_id],
+            [p for p in catalog.prompts if p.server_id == server_id],
+        )
+
     # --- Calls ---------------------------------------------------------------------------
 
     async def read_resource(

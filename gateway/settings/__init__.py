@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from gateway.settings.console import ConsoleSettings
 from gateway.settings.flows import FlowOptions
 from gateway.settings.issuers import IssuerSettings
 from gateway.settings.problems import settings_problems, source_problem
@@ -84,6 +85,7 @@ class Settings(FlowOptions, WorkerOptions, BaseSettings):
     )
 
     trusted_issuers: list[IssuerSettings] = Field(default_factory=list)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwks_cache_seconds: float = Field(default=600, gt=0)
     jwks_min_refetch_seconds: float = Field(default=30, ge=0)
@@ -373,6 +375,15 @@ class Settings(FlowOptions, WorkerOptions, BaseSettings):
             raise ValueError("replica_stale_seconds must be at least two heartbeats long")
         return self
 
+    @model_validator(mode="after")
+    def _console_issuer_trusted(self) -> Settings:
+        # The console verifies what it gets like any bearer token: an issuer
+        # the API would refuse must not be able to log anyone in either.
+        oidc = self.console.oidc
+        if oidc is not None and oidc.issuer not in {i.issuer for i in self.trusted_issuers}:
+            raise ValueError(f"console.oidc.issuer {oidc.issuer} is not one of trusted_issuers")
+        return self
+
     @property
     def stdio_command_lines(self) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(shlex.split(entry)) for entry in self.mcp_stdio_commands)
@@ -473,6 +484,7 @@ class Settings(FlowOptions, WorkerOptions, BaseSettings):
         for issuer in self.trusted_issuers:
             if not issuer.jwks_url.startswith("https://"):
                 problems.append(f"issuer {issuer.issuer}: jwks_url must be https:// outside --dev")
+        problems += self.console.insecurities()
         return problems
 
 

@@ -356,3 +356,36 @@ flow_steps = Table(
     # {input_tokens, output_tokens, total_tokens}, as the upstream reported them.
     Column("usage", JSON, nullable=True),
 )
+
+# The web console's sessions (`gateway.console.sessions`, migration 0021). A row
+# is keyed by the SHA-256 of the cookie's value, so reading the table gives no
+# session away; it holds who logged in (subject, issuer, scopes, expiry) and the
+# session's CSRF token -- never the user's upstream token.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("issuer", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("client_id", Text, nullable=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_console_sessions_expires", "expires_at"),
+)
+
+# A login under way (minutes at most): the login form's CSRF token and, once
+# the browser went to the issuer, the OAuth `state` and PKCE `code_verifier`
+# the callback must match (RFC 6749 §10.12, RFC 7636 §4.1). Keyed like a session.
+console_logins = Table(
+    "console_logins",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("csrf", String(64), nullable=False),
+    Column("state", String(64), nullable=True),
+    Column("code_verifier", String(128), nullable=True),
+    Column("return_to", Text, nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_console_logins_expires", "expires_at"),
+)

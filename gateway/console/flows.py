@@ -1,0 +1,140 @@
+"""`/ui/flows`: flow documents, their versions, their runs step by step.
+
+Every read and action is `gateway.api.flows`' own route function with the
+logged-in user as the caller: a user sees the flows `GET /flows` shows them
+(those the policy lets them run) and only their own runs; an admin sees
+every flow, its versions with a diff between two, and every run. A run's
+page draws its steps as a timeline (state, when, how long, the target, the
+scopes of the token each step was given, the error); **Cancel** and
+**Resume** are `POST /flows/{id}/runs/{run}/cancel` and `.../resume` --
+the run's owner or an admin, as there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+import yaml
+from fastapi import APIRouter, Query, Request, Response
+
+from gateway.api import flows as flows_api
+from gateway.console.diffs import DiffLine, json_diff
+from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, posted, redirect
+from gateway.flows.models import FlowVersion, RunView, StepView
+from policies.scopes import ADMIN_SCOPE
+
+router = APIRouter(prefix=PREFIX + "/flows", route_class=ConsoleRoute, include_in_schema=False)
+VERSION = Query(ge=1, le=2**31 - 1)
+RUNS = 50
+ENDED = frozenset({"completed", "failed", "canceled", "rejected"})
+RESUMABLE = frozenset({"canceled", "failed"})
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One step on the run's timeline, in thousandths of the run's span."""
+
+    step: StepView
+    depth: int
+    x: int
+    width: int
+
+
+@router.get("")
+async def flows_page(request: Request) -> Response:
+    user = await current_user(request)
+    found = await flows_api.list_flows(request, user.principal())
+    return page(request, user, "flows.html", flows=found)
+
+
+@router.get("/{flow_id}")
+async def flow_page(
+    request: Request,
+    flow_id: str,
+    old: Annotated[int | None, VERSION] = None,
+    new: Annotated[int | None, VERSION] = None,
+) -> Response:
+    user = await current_user(request)
+    principal = user.principal()
+    flow = await flows_api.get_flow(request, flow_id, principal)
+    versions: list[FlowVersion] = []
+    diff: list[DiffLine] = []
+    if principal.has_scope(ADMIN_SCOPE):  # `GET /flows/{id}/versions` is for admins
+        versions = await flows_api.flow_versions(request, flow_id, principal)
+        if len(versions) > 1:
+            new = new or versions[0].version
+            old = old or next((v.version for v in versions if v.version < new), new)
+            documents = {v.version: v.document for v in versions}
+            if old in documents and new in documents:
+                diff = json_diff(documents[old], documents[new], f"version {old}", f"version {new}")
+    runs = await flows_api.list_runs(request, flow_id, principal, limit=RUNS)
+    return page(
+        request,
+        user,
+        "flow.html",
+        flow=flow,
+        document=yaml.safe_dump(flow.document, sort_keys=False, allow_unicode=False),
+        versions=versions,
+        diff=diff,
+        old=old,
+        new=new,
+        runs=runs,
+    )
+
+
+@router.get("/{flow_id}/runs/{run_id}")
+async def run_page(request: Request, flow_id: str, run_id: str) -> Response:
+    user = await current_user(request)
+    run = await flows_api.get_run(request, flow_id, run_id, user.principal())
+    return page(
+        request,
+        user,
+        "flow_run.html",
+        run=run,
+        bars=timeline(run),
+        can_cancel=run.state not in ENDED,
+        can_resume=run.state in RESUMABLE,
+    )
+
+
+@router.post("/{flow_id}/runs/{run_id}/cancel")
+async def cancel(request: Request, flow_id: str, run_id: str) -> Response:
+    user = await current_user(request)
+    await posted(request, user.csrf)
+    await flows_api.cancel_run(request, flow_id, run_id, user.principal())
+    return redirect(f"{PREFIX}/flows/{flow_id}/runs/{run_id}")
+
+
+@router.post("/{flow_id}/runs/{run_id}/resume")
+async def resume(request: Request, flow_id: str, run_id: str) -> Response:
+    user = await current_user(request)
+    await posted(request, user.csrf)
+    await flows_api.resume_run(request, flow_id, run_id, user.principal())
+    return redirect(f"{PREFIX}/flows/{flow_id}/runs/{run_id}")
+
+
+def timeline(run: RunView) -> list[Bar]:
+    """The run's steps in order, each placed on the run's span (from its
+    creation to its end, or its last change while it goes on); a step not
+    started has no bar, one still running reaches the span's end."""
+    start = run.created_at
+    end = max(
+        [run.finished_at or run.updated_at]
+        + [t for s in run.steps for t in (s.started_at, s.finished_at) if t is not None]
+    )
+    span = max((end - start).total_seconds(), 1e-3)
+
+    def at(moment: datetime) -> int:
+        return round(1000 * min(max((moment - start).total_seconds() / span, 0.0), 1.0))
+
+    bars = []
+    for step in run.steps:
+        if step.started_at is None:
+            bars.append(Bar(step, 1 if step.parent else 0, 0, 0))
+            continue
+        x = at(step.started_at)
+        width = max(at(step.finished_at or end) - x, 2)  # an instant still shows
+        bars.append(Bar(step, 1 if step.parent else 0, x, width))
+    return bars

@@ -1,0 +1,99 @@
+"""`/ui`: what there is and how it is doing.
+
+Agents (health, circuit breaker), MCP servers and flows, each listed by the
+REST API's own route function for this user -- so a user sees exactly what
+`GET /agents`, `GET /mcp-servers` and `GET /flows` would show them -- and
+the approvals waiting (all of them for an admin, one's own otherwise). An
+admin also sees the recent denials, the signing keys and the policy's state,
+its last reload error included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.api import agents as agents_api
+from gateway.api import audit as audit_api
+from gateway.api import flows as flows_api
+from gateway.api import mcp_servers as mcp_api
+from gateway.api import policies as policies_api
+from gateway.console.approvals import own_approvals
+from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, redirect
+from gateway.delegation.audit import AuditQuery
+from gateway.storage.tables import approvals
+from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal
+from registry.models import AgentQuery
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+LISTED = 200  # the overview counts this many approvals; the pages behind it page on
+AGENTS = 25  # the first agents (by id); the Agents page searches and pages on
+
+
+@router.get("/")
+async def root() -> Response:
+    """A person opening the gateway's address lands in the console."""
+    return redirect(PREFIX)
+
+
+@router.get(PREFIX)
+async def overview(request: Request) -> Response:
+    user = await current_user(request)
+    principal = user.principal()
+    # The reads are independent: made at once, each on its own pooled
+    # connection, the page waits for the slowest rather than for their sum.
+    agents, servers, flows, extra = await asyncio.gather(
+        agents_api.list_agents(request, principal, AgentQuery(limit=AGENTS)),
+        mcp_api.list_servers(request, principal),
+        flows_api.list_flows(request, principal),
+        _admin_view(request, principal)
+        if principal.has_scope(ADMIN_SCOPE)
+        else _own_view(request, principal),
+    )
+    context: dict[str, Any] = {
+        "agents": agents.items,
+        "more_agents": agents.next_cursor is not None,
+        "servers": servers.items,
+        "flows": flows,
+        **extra,
+    }
+    return page(request, user, "overview.html", **context)
+
+
+async def _admin_view(request: Request, principal: Principal) -> dict[str, Any]:
+    """All approvals waiting, every agent counted, the recent denials, the
+    policy's state and the signing keys."""
+    state = request.app.state.switchboard
+    (pending, more_pending), total, denials, keys = await asyncio.gather(
+        pending_count(state.engine, LISTED),
+        state.agents.count(),  # admins see every agent
+        audit_api.audit(request, principal, AuditQuery(decision="deny", limit=10)),
+        state.keys.list_keys(),
+    )
+    return {
+        "pending": pending,
+        "more_pending": more_pending,
+        "agent_total": total,
+        "denials": getattr(denials, "items", []),
+        "policy": await policies_api.current_policy(request, principal),
+        "keys": keys,
+    }
+
+
+async def _own_view(request: Request, principal: Principal) -> dict[str, Any]:
+    mine = await own_approvals(request, principal, "pending")
+    return {"pending": len(mine), "more_pending": False}
+
+
+async def pending_count(engine: AsyncEngine, cap: int) -> tuple[int, bool]:
+    """How many approvals wait, up to ``cap`` (and whether there are more):
+    counted on the state index, no record read or decoded."""
+    waiting = select(approvals.c.id).where(approvals.c.state == "pending").limit(cap + 1)
+    async with engine.connect() as conn:
+        found = int(await conn.scalar(select(func.count()).select_from(waiting.subquery())) or 0)
+    return min(found, cap), found > cap

@@ -92,6 +92,15 @@ class HealthInfo(BaseModel):
     detail: str | None = None
 
 
+class HealthEvent(BaseModel):
+    """A change of an agent's health status, as its checks decided it."""
+
+    at: datetime
+    status: HealthStatus
+    previous: HealthStatus | None = None
+    detail: str | None = None
+
+
 class BreakerInfo(BaseModel):
     """The agent's circuit breaker, as this gateway process sees it."""
 

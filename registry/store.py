@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry.cards import ParsedCard
+from registry.health_history import history, note_change
 from registry.mcp_names import is_reserved_id
 from registry.models import (
     AGENT_ID_PATTERN,
@@ -28,6 +29,7 @@ from registry.models import (
     AgentQuery,
     AgentRecord,
     CardVersion,
+    HealthEvent,
     HealthInfo,
     HealthStatus,
     InterfaceSummary,
@@ -40,6 +42,7 @@ from registry.tables import (
     agent_card_versions,
     agent_credentials,
     agent_facets,
+    agent_health_events,
     agents,
     as_utc,
     vendor_agents,
@@ -218,6 +221,9 @@ class SqlAgentStore:
             )
             await conn.execute(delete(vendor_agents).where(vendor_agents.c.agent_id == agent_id))
             await conn.execute(delete(agent_facets).where(agent_facets.c.agent_id == agent_id))
+            await conn.execute(
+                delete(agent_health_events).where(agent_health_events.c.agent_id == agent_id)
+            )
             await conn.execute(
                 delete(agent_card_versions).where(agent_card_versions.c.agent_id == agent_id)
             )
@@ -431,7 +437,11 @@ class SqlAgentStore:
         successes: int,
         detail: str | None,
     ) -> None:
+        now = _now()
         async with self._engine.begin() as conn:
+            previous = await conn.scalar(
+                select(agents.c.health_status).where(agents.c.id == agent_id)
+            )
             await conn.execute(
                 update(agents)
                 .where(agents.c.id == agent_id)
@@ -440,10 +450,16 @@ class SqlAgentStore:
                     health_failures=failures,
                     health_successes=successes,
                     health_detail=detail,
-                    health_checked_at=_now(),
+                    health_checked_at=now,
                     health_lease_until=None,
                 )
             )
+            if previous is not None:  # the agent is still registered
+                await note_change(conn, agent_id, previous, status, detail, now)
+
+    async def health_history(self, agent_id: str, limit: int = 50) -> list[HealthEvent]:
+        """The agent's changes of health, newest first (`registry.health_history`)."""
+        return await history(self._engine, agent_id, limit)
 
     async def health_state(self, agent_id: str) -> tuple[HealthStatus, int, int] | None:
         async with self._engine.connect() as conn:

@@ -80,6 +80,18 @@ agent_card_versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# An agent's health as it changed: one row per change of status the health
+# checks decided (not one per check), the newest MAX_HEALTH_EVENTS kept.
+agent_health_events = Table(
+    "agent_health_events",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("at", DateTime(timezone=True), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("previous", String(16), nullable=True),
+    Column("detail", Text, nullable=True),
+)
+
 # Exact-match facets (skill ids, tags, media types) for filtering without JSON
 # functions, which SQLite and PostgreSQL spell differently.
 agent_facets = Table(

@@ -37,6 +37,7 @@ from registry.models import (
     AgentRecord,
     AgentRegistration,
     CardVersion,
+    HealthEvent,
     RefreshRequest,
 )
 from registry.store import AgentNotFound, encode_cursor, skill_filters_match, words_match
@@ -164,6 +165,20 @@ async def list_versions(
     if versions is None:
         raise AgentNotFound(agent_id)
     return versions
+
+
+@router.get("/{agent_id}/health", summary="The agent's changes of health, newest first")
+async def health_history(
+    request: Request,
+    agent_id: str,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[HealthEvent]:
+    await _visible(request, principal, agent_id)
+    agents = state_of(request).agents
+    if principal.has_scope(ADMIN_SCOPE) and await agents.get(agent_id) is None:
+        raise AgentNotFound(agent_id)  # `_visible` reads no card for admins
+    return await agents.health_history(agent_id, limit)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an agent")

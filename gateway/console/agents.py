@@ -72,6 +72,7 @@ async def agent_page(
     original = await agents_api.get_card(request, agent_id, principal, original=True)
     versions = await agents_api.list_versions(request, agent_id, principal)
     credential = await _credential(request, agent_id, principal)
+    health = await agents_api.health_history(request, agent_id, principal, limit=20)
     diff: list[tuple[str, str]] = []
     if len(versions) > 1:
         new = new or versions[0].revision
@@ -92,6 +93,7 @@ async def agent_page(
         old=old,
         new=new,
         credential=credential,
+        health=health,
     )
 
 

@@ -44,7 +44,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     policy.write_text(POLICY)
     seen = Recorder()
     worker = worker_agent(seen)
-    gateway = start_gateway(Path(root / "data"), None, policy_file=policy)
+    # Health checked often, so an agent's page has a history to show.
+    gateway = start_gateway(
+        Path(root / "data"), None, policy_file=policy, health_check_interval_seconds=1
+    )
     try:
         with gateway.client(gateway.token("admin", ADMIN_SCOPE)) as admin:
             body = {"card_url": worker.url + "/.well-known/agent-card.json", "id": "worker"}

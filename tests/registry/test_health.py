@@ -13,6 +13,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from gateway.storage import db
+from registry import health_history
 from registry.cards import parse_card
 from registry.fetch import SafeFetcher
 from registry.health import HealthChecker, HealthState, next_state
@@ -89,6 +90,27 @@ async def test_checker_flips_only_after_the_threshold(
     host.documents["/card"] = (200, MessageToDict(sdk_card(server.url)))
     assert await checker.check(target) is X
     assert await checker.check(target) is H
+    # The history keeps each change of status, not each check: newest first.
+    history = await store.health_history("inv")
+    assert [(e.status, e.previous) for e in history] == [(H, X), (X, H), (H, U)]
+    assert "503" in (history[1].detail or "")
+
+
+async def test_health_history_keeps_the_newest_and_goes_with_the_agent(
+    store: SqlAgentStore,
+    card_host: tuple[CardHost, ServerThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(health_history, "MAX_HEALTH_EVENTS", 3)
+    _, server = card_host
+    await _add(store, server.url + "/card", server.url)
+    for i in range(6):
+        await store.record_health("inv", H if i % 2 == 0 else X, 0, 0, f"check {i}")
+    await store.record_health("inv", X, 1, 0, "the same status again: no change")
+    kept = await store.health_history("inv")
+    assert [e.detail for e in kept] == ["check 5", "check 4", "check 3"]
+    assert await store.delete("inv")
+    assert await store.health_history("inv") == []
 
 
 async def test_inline_agents_are_probed_on_their_interface(
@@ -148,6 +170,10 @@ def test_background_checker_runs_in_the_gateway(tmp_path: Path, sdk_agent: Serve
                 status = client.get(f"/agents/{agent_id}").json()["health"]["status"]
             assert status == "healthy"
             assert client.get(f"/agents/{agent_id}").json()["health"]["checked_at"]
+            history = client.get(f"/agents/{agent_id}/health")
+            assert history.status_code == 200, history.text
+            assert [e["status"] for e in history.json()] == ["healthy"]
+            assert client.get("/agents/nobody/health").status_code == 404
     finally:
         gateway.stop()
     assert httpx.get(sdk_agent.url + "/.well-known/agent-card.json").status_code == 200

@@ -2,7 +2,7 @@
 
 Revision ID: 0021_console_sessions
 Revises: 0020_flow_runs_redacted_index
-Create Date: 2026-11-24
+Create Date: 2026-11-23
 """
 
 import sqlalchemy as sa

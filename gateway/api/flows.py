@@ -38,7 +38,7 @@ from gateway.flows.models import (
     StartRun,
 )
 from gateway.flows.runtime import GrantUnusable
-from gateway.flows.service import InputInvalid, NoSuchEvent, RunNotActive
+from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNotActive
 from gateway.flows.store import FlowNotFound, RunNotFound
 from gateway.flows.webhooks import Delivery
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
@@ -53,6 +53,7 @@ PROBLEMS: list[ProblemMapping] = [
     (RunNotFound, 404, "run-not-found", "No such run"),
     (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
     (NoSuchEvent, 404, "event-not-awaited", "The run waits for no such event"),
+    (EventSigned, 403, "event-signed", "Only the flow's signed webhook brings this event"),
     (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
     (EngineUnavailable, 503, "flow-engine-unavailable", "The flow engine is unavailable"),
 ]
@@ -235,7 +236,7 @@ async def post_event(
 ) -> dict[str, str]:
     service = state_of(request).flows
     await service.owned(flow_id, run_id, _owner(principal))
-    await service.post_event(run_id, event, body, principal.subject)
+    await service.post_event(run_id, event, body, principal.subject, admin=_is_admin(principal))
     return {"run": run_id, "event": event, "status": "delivered"}
 
 
@@ -247,6 +248,7 @@ async def post_event(
     responses={
         401: {"description": "not signed with the trigger's secret"},
         404: {"description": "no such webhook; or, delivering, no run waits with that key"},
+        409: {"description": "delivering: runs of more than one user wait with that key"},
     },
 )
 async def webhook(
@@ -276,6 +278,10 @@ async def webhook(
         raise Problem(404, "webhook-not-found", "No such webhook", str(exc)) from None
     except webhooks.NoRunWaiting as exc:
         raise Problem(404, "no-run-waiting", "No run waits for this event", str(exc)) from None
+    except webhooks.AmbiguousKey as exc:
+        raise Problem(
+            409, "ambiguous-key", "Runs of several users wait with this key", str(exc)
+        ) from None
     except (webhooks.WebhookInvalid, InputInvalid) as exc:
         raise Problem(422, "invalid-input", "The event cannot start a run", str(exc)) from None
     except DelegationDenied as denied:

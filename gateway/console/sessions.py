@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.tables import console_logins, console_sessions
-from policies.tokens import Principal
+from policies.tokens import DEV_CLIENT_ID, Principal
 
 LOGIN_SECONDS = 600  # time to get through the issuer's login page
 _PURGE_EVERY_SECONDS = 60.0
@@ -71,10 +71,20 @@ class Login:
 
 
 class SessionStore:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Callable[[], float] = time.time,
+        *,
+        accept_dev: bool = False,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._purged_at = 0.0
+        # A dev login's session (the dev client id) counts only on a `--dev`
+        # gateway, as the dev issuer's tokens do: not after a restart without
+        # it, nor on a replica without it.
+        self._accept_dev = accept_dev
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -121,7 +131,7 @@ class SessionStore:
                     select(console_sessions).where(console_sessions.c.id == _key(cookie))
                 )
             ).first()
-        if row is None:
+        if row is None or (row.client_id == DEV_CLIENT_ID and not self._accept_dev):
             return None
         expires = _aware(row.expires_at)
         if expires <= self._now():

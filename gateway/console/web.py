@@ -107,7 +107,9 @@ class Console:
 
     def sessions(self, request: Request) -> SessionStore:
         if self._sessions is None:
-            self._sessions = SessionStore(request.app.state.switchboard.engine)
+            self._sessions = SessionStore(
+                request.app.state.switchboard.engine, accept_dev=self.settings.dev
+            )
         return self._sessions
 
     def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:

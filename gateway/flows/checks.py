@@ -175,6 +175,8 @@ def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Proble
     for field, expression in found:
         if expression is not None:
             problems += _refs(step.id, f"{path}.{field}", expression, where, position)
+    if isinstance(step, WaitStep) and step.wait.key is not None:
+        problems += _key_not_chosen(step.id, f"{path}.wait.key", step.wait.key)
     if isinstance(step, MapStep):
         for field, expression in (("map.input", step.map.input), ("map.message", step.map.message)):
             if expression is not None:
@@ -182,6 +184,21 @@ def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Proble
                     step.id, f"{path}.{field}", expression, where, position, extra=MAP_ROOTS
                 )
     return problems
+
+
+def _key_not_chosen(step_id: str, field: str, key: str) -> list[Problem]:
+    """A key a signed webhook finds the run by must not be one whoever starts
+    the run chooses: read from its input, another user's order id would
+    bring that user's event (their payment) to this run."""
+    try:
+        roots = {ref.root for ref in references(key)}
+    except ExpressionInvalid:
+        return []  # said by _refs
+    if "input" not in roots:
+        return []
+    said = "a key read from the run's input is chosen by whoever starts the run: read it "
+    said += "from an earlier step's output (an id the agent gave) or run.id"
+    return [_problem(step_id, field, said)]
 
 
 def _refs(

@@ -70,6 +70,11 @@ class NoSuchEvent(Exception):
     """The run's flow has no `wait` step for this event."""
 
 
+class EventSigned(Exception):
+    """The event is the one a signed webhook of the flow brings (`deliver`):
+    the run's user may not post it in the sender's place."""
+
+
 class RunAlreadyStarted(Exception):
     """A run with this id exists: a trigger's run started once already."""
 
@@ -270,8 +275,12 @@ class FlowService:
             self._redactions[key] = rules(document.get("redact") or ())
         return self._redactions[key]
 
-    async def post_event(self, run_id: str, event: str, body: Any, by: str) -> None:
-        """Deliver ``event`` to a run that has a `wait` step for it (`gateway.flows.waits`)."""
+    async def post_event(
+        self, run_id: str, event: str, body: Any, by: str, *, admin: bool = False
+    ) -> None:
+        """Deliver ``event`` to a run that has a `wait` step for it (`gateway.flows.waits`).
+        An event a signed webhook of the flow brings (``deliver``) is that
+        sender's word: only an admin may post it by hand (`EventSigned`)."""
         run = await self.rt.store.run_row(run_id)
         if run["state"] in TERMINAL_RUN_STATES:
             raise RunNotActive(f"run {run_id} has ended ({run['state']})")
@@ -280,6 +289,10 @@ class FlowService:
         )
         if not any(isinstance(s, WaitStep) and s.wait.event == event for s in document.steps):
             raise NoSuchEvent(f"flow {run['flow_id']} waits for no event {event!r}")
+        if not admin and any(t.deliver and t.deliver.event == event for t in document.triggers):
+            raise EventSigned(
+                f"event {event!r} of flow {run['flow_id']} is brought by its signed webhook only"
+            )
         await self.engine.ensure()
         await waits.deliver(run_id, event, body)
         await self.rt.delegations.audit.record(

@@ -327,12 +327,15 @@ class FlowStore:
             ).first()
         return row._asdict() if row else None
 
-    async def waiting_for(self, flow_id: str, target: str, key: str) -> builtins.list[str]:
+    async def waiting_for(
+        self, flow_id: str, target: str, key: str
+    ) -> builtins.list[tuple[str, tuple[str, str]]]:
         """The runs of the flow whose current step waits on ``target`` with
-        ``key`` (a keyed event wait: `gateway.flows.waits`)."""
+        ``key`` (a keyed event wait: `gateway.flows.waits`), each with its
+        owner (subject, issuer)."""
         runs, steps = flow_runs.c, flow_steps.c
         query = (
-            select(runs.id)
+            select(runs.id, runs.owner_subject, runs.owner_issuer)
             .select_from(
                 flow_runs.join(
                     flow_steps, and_(steps.run_id == runs.id, steps.step_id == runs.current_step)
@@ -350,7 +353,8 @@ class FlowStore:
             .limit(100)
         )
         async with self._engine.connect() as conn:
-            return [row.id for row in await conn.execute(query)]
+            found = await conn.execute(query)
+            return [(row.id, (row.owner_subject, row.owner_issuer)) for row in found]
 
     async def run_usage(self, run_id: str) -> TokenUsage | None:
         """The usage the run's steps reported, summed (None: none reported)."""

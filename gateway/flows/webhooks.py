@@ -26,7 +26,9 @@ order o-1 reaches the run waiting for o-1's payment. The body is the wait's
 output; it grants no rights (the run goes on acting for its user). The same
 delivery retried is one message per run (DBOS's idempotency key). No run
 waiting with that key: 404, nothing kept -- the sender's retries bring it
-again once the run waits.
+again once the run waits. Runs of more than one user waiting with the key:
+409, delivered to none -- a key read from a run's input is its user's
+choice, so another user could otherwise claim someone else's event.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class NoSuchHook(Exception):
 
 class NoRunWaiting(Exception):
     """404: a delivering webhook's event, and no run waits for it with its key."""
+
+
+class AmbiguousKey(Exception):
+    """409: runs of more than one user wait with the key: it is nobody's proof."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +162,17 @@ async def deliver_event(
         key = str(key)
     if not isinstance(key, str) or not key or len(key) > waits.MAX_KEY_LENGTH:
         raise WebhookInvalid(f"deliver.key gave {str(key)[:80]!r}, not a key")
-    runs = await service.rt.store.waiting_for(flow_id, waits.target_of(spec.event), key)
+    waiting = await service.rt.store.waiting_for(flow_id, waits.target_of(spec.event), key)
     said = f"event {spec.event} for key {key!r}, delivery {delivery.webhook_id}"
-    if not runs:
+    if not waiting:
         await _audit(service, flow_id, trigger, trace_id, "allow", "no_run_waiting", said)
         raise NoRunWaiting(f"no run of {flow_id} waits for event {spec.event} with key {key!r}")
+    if len({owner for _, owner in waiting}) > 1:
+        # A key a run's user could choose (its input, say) is no proof whose
+        # the event is: runs of several users waiting with it get nothing.
+        await _audit(service, flow_id, trigger, trace_id, "deny", "ambiguous_key", said)
+        raise AmbiguousKey(f"runs of more than one user wait for event {spec.event} with this key")
+    runs = [run_id for run_id, _ in waiting]
     for run_id in runs:
         await waits.deliver(
             run_id, spec.event, body, idempotency_key=f"{trigger.id}:{delivery.webhook_id}"

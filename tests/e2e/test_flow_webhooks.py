@@ -66,11 +66,22 @@ PAID_FLOW: dict[str, Any] = {
         }
     ],
     "steps": [
-        {"id": "paid", "wait": {"event": "paid", "key": "input.order", "timeout_seconds": 60}},
+        # The desk takes the order and names it (the sales desk's quote
+        # answers with the sku it priced: a real order desk gives an id of
+        # its own). The key is the desk's word, not the run's input.
         {
-            "id": "quote",
+            "id": "order",
             "call": {"agent": "sales", "skill": "quote"},
-            "input": "{sku: 'P-1', quantity: steps.paid.output.quantity}",
+            "input": "{sku: input.order, quantity: `1`}",
+        },
+        {
+            "id": "paid",
+            "wait": {"event": "paid", "key": "steps.order.output.sku", "timeout_seconds": 60},
+        },
+        {
+            "id": "reply",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: run.user, total: steps.paid.output.quantity}",
         },
     ],
 }
@@ -253,7 +264,7 @@ def test_a_delivering_webhook_brings_its_event_to_the_run_waiting_with_its_key(
     assert steps["paid"]["input"] == {"event": "paid", "key": "o-1"}
     assert done["user"]["subject"] == "dana"  # the event grants nothing: dana's run still
     assert still["state"] == "working" and still["current_step"] == "paid"
-    assert setup.desk.count("quote") == 1
+    assert setup.desk.count("quote") == 2 and setup.desk.count("reply") == 1  # 2 orders
     with setup.admin() as admin:
         audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
     hooks = [r for r in audit if r["event"] == "flow.webhook"]
@@ -271,6 +282,15 @@ def test_a_bad_delivering_trigger_is_refused_naming_its_field(setup: FlowSetup) 
             "starts no run",
         ),
     ]
+    # A key read from the run's input is whatever its user says: another
+    # user's order id would bring that user's payment here.
+    chosen = json.loads(json.dumps(PAID_FLOW))
+    chosen["steps"][1]["wait"]["key"] = "input.order"
+    refused = setup.register(chosen)
+    assert refused.status_code == 422, refused.text
+    (error,) = [e for e in refused.json()["errors"] if e["field"] == "steps[1].wait.key"]
+    assert "chosen by whoever starts the run" in error["message"]
+    assert error["step"] == "paid"
     for change, field, says in cases:
         document = json.loads(json.dumps(PAID_FLOW))
         trigger = {"id": "payments", "webhook": {"secret": "crm"}, **change}
@@ -282,3 +302,58 @@ def test_a_bad_delivering_trigger_is_refused_naming_its_field(setup: FlowSetup) 
             e["field"] == f"triggers[0]{'.' + field if field else ''}" and says in e["message"]
             for e in errors
         ), (change, errors)
+
+
+def test_the_runs_user_cannot_post_the_event_a_signed_webhook_brings(setup: FlowSetup) -> None:
+    """Red team: `paid` is the payment provider's signed word. The run's own
+    user posting it to `POST .../events/paid` would skip the signature (a
+    payment nobody made), so it is refused, delivered to nothing; an admin
+    may still post it by hand."""
+    assert setup.register(PAID_FLOW).status_code == 201
+    with setup.user() as dana:
+        run = _waiting_for_payment(setup, dana, "o-1")
+        forged = dana.post(
+            f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "o-1", "quantity": 3}
+        )
+        assert forged.status_code == 403, forged.text
+        assert forged.headers["content-type"].startswith("application/problem+json")
+        assert "signed webhook" in forged.json()["detail"]
+        time.sleep(0.5)
+        still = dana.get(f"/flows/paid-flow/runs/{run['id']}").json()
+    assert still["state"] == "working" and still["current_step"] == "paid", still
+    assert setup.desk.count("reply") == 0  # the run did not go on
+    with setup.admin() as admin:
+        by_hand = admin.post(
+            f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "o-1", "quantity": 2}
+        )
+        assert by_hand.status_code == 202, by_hand.text
+        assert setup.run(admin, run, "completed", "failed")["state"] == "completed"
+
+
+def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup) -> None:
+    """Red team: two users' runs may wait with one key (here the desk names
+    orders by sku, which both ordered). Erin's run waiting for dana's order `o-1`: the provider's `paid`
+    for o-1 would reach erin's run too (dana's payment details in erin's run,
+    and erin's run going on as paid). Runs of more than one user waiting with
+    the key: 409, delivered to none, audited."""
+    assert setup.register(PAID_FLOW).status_code == 201
+    paid = json.dumps({"order": "o-1", "quantity": 3, "card": "4111 ... 1111"}).encode()
+    with setup.user() as dana, setup.user("erin") as erin:
+        mine = _waiting_for_payment(setup, dana, "o-1")
+        also_mine = _waiting_for_payment(setup, dana, "o-1")
+        theirs = _waiting_for_payment(setup, erin, "o-1")
+        refused = _post(setup, paid, webhook_id="pay_2", trigger="payments", flow="paid-flow")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["type"].endswith("ambiguous-key")
+        time.sleep(0.5)
+        for client, run in ((dana, mine), (dana, also_mine), (erin, theirs)):
+            seen = client.get(f"/flows/paid-flow/runs/{run['id']}").json()
+            assert seen["state"] == "working" and seen["current_step"] == "paid", seen
+        # Once erin's run is gone, dana's two runs (one user) both get it.
+        assert erin.post(f"/flows/paid-flow/runs/{theirs['id']}/cancel").status_code == 200
+        delivered = _post(setup, paid, webhook_id="pay_3", trigger="payments", flow="paid-flow")
+        assert delivered.status_code == 202, delivered.text
+        assert sorted(delivered.json()["runs"]) == sorted([mine["id"], also_mine["id"]])
+    with setup.admin() as admin:
+        audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
+    assert any(r["event"] == "flow.webhook" and r["outcome"] == "ambiguous_key" for r in audit)

@@ -74,3 +74,35 @@ def test_the_cookie_is_host_prefixed_and_secure_on_https(tmp_path: Path) -> None
     assert "Domain" not in header  # RFC 6265bis: a __Host- cookie names no Domain
     plain = Console(Settings(dev=True, data_dir=tmp_path, public_url="http://127.0.0.1:8080"))
     assert plain.session_cookie == "switchboard-session"
+
+
+def test_a_dev_login_is_no_session_on_a_gateway_not_in_dev_mode(tmp_path: Path) -> None:
+    """Red team: the dev login (any user, any scopes) is a `--dev` gateway's
+    alone, like the dev issuer's tokens, which a gateway without `--dev`
+    refuses. Its session, kept in the shared database, must not let its
+    holder in once the gateway runs without `--dev` (a restart, another
+    replica): what its token would not do there, its session does not."""
+    import httpx
+
+    from tests.support.console import dev_login
+    from tests.support.gateway import start_gateway
+
+    data = tmp_path / "data"
+    dev = start_gateway(data, None, secret_key="s" * 40)
+    try:
+        with httpx.Client(base_url=dev.url, timeout=30) as client:
+            dev_login(client, "mallory", "switchboard:admin")
+            cookie = client.cookies["switchboard-session"]
+            assert client.get("/ui/audit").status_code == 200
+    finally:
+        dev.stop()
+    strict = start_gateway(data, None, dev=False, secret_key="s" * 40)
+    try:
+        with httpx.Client(base_url=strict.url, timeout=30) as client:
+            client.cookies.set("switchboard-session", cookie)
+            for path in ("/ui", "/ui/audit", "/ui/policy"):
+                answer = client.get(path)
+                assert answer.status_code == 303, (path, answer.text[:300])
+                assert answer.headers["location"].startswith("/ui/login")
+    finally:
+        strict.stop()

@@ -250,7 +250,10 @@ def test_killed_in_a_retry_backoff_the_run_waits_only_what_is_left_and_goes_on(
     assert len(sleeps) == 1, sleeps
     woke_at = sleeps[0]
     assert woke_at == pytest.approx(first_at + 15, abs=1.5)
-    # The second attempt waited for the recorded wake-up time -- and no
-    # longer: a fresh backoff, begun when the gateway came back, would have
-    # put it 15 s after the restart at the earliest.
-    assert woke_at - 0.1 <= calls[1]["at"] < restarted_at + 15
+    # The second attempt waited for that recorded wake-up time. (That it
+    # waited no longer is the single recorded sleep above: a fresh backoff
+    # taken after the restart would be a second one; how soon DBOS picks the
+    # run up after a restart varies with the machine's load, so no bound on
+    # the time is asserted.)
+    assert calls[1]["at"] >= woke_at - 0.1
+    assert calls[1]["at"] > restarted_at

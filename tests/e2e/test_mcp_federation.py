@@ -246,7 +246,9 @@ def test_a_changed_tool_is_quarantined_until_an_admin_approves_it(
     with federation.admin() as admin:
         refreshed = admin.post("/mcp-servers/alpha/refresh")
     assert refreshed.status_code == 200, refreshed.text
-    assert refreshed.json()["changed"] == ["alpha__add"]
+    # The connection's own listing (its health probe) may have seen the change
+    # a moment before this refresh: either way the tool is quarantined.
+    assert refreshed.json()["changed"] in (["alpha__add"], []), refreshed.json()
     tool = federation.tool("alpha", "alpha__add")
     assert tool["state"] == "quarantined"
     assert [f["kind"] for f in tool["flags"]] == ["instruction-like"]

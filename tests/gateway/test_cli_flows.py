@@ -56,7 +56,8 @@ def test_flows_commands(setup: FlowSetup, tmp_path: Path) -> None:
     assert twice.returncode == 2 and "HTTP 409" in twice.stderr
     resumed = run("flows", "resume", "quote-flow", run_id, *dana)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"working {run_id}" in resumed.stdout
+    # Cancelled at its checkpoint, it waits there again (the request pending once more).
+    assert f"input_required {run_id}" in resumed.stdout
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**QUOTE_FLOW, "id": "bad", "output": "steps.nobody"}))

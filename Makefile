@@ -50,10 +50,12 @@ conformance: conformance-mcp conformance-a2a
 conformance-mcp: $(STAMP)
 	$(BIN)/python -m conformance.mcp $(CONFORMANCE_ARGS)
 
+## conformance-a2a: the A2A TCK (TCK_DIR=checkout, branch 1.0-dev) against its reference agent, compared test by test
+## (CONFORMANCE_A2A_ARGS="--push" for a push-capable agent, "--out DIR" to keep the junit files)
 conformance-a2a: $(STAMP)
 	@if [ -z "$(TCK_DIR)" ]; then \
 		echo "conformance-a2a: skipped: the A2A TCK is not on a package registry; give TCK_DIR=path/to/a2a-tck (branch 1.0-dev)"; \
-	else echo "conformance-a2a: the TCK run is not automated yet (issue 22); docs/conformance.md has the recipe"; exit 2; fi
+	else $(BIN)/python -m conformance.a2a --tck-dir "$(TCK_DIR)" $(CONFORMANCE_A2A_ARGS); fi
 
 ## console-screenshots: PNGs of the console's main pages into docs/console/ (a gateway
 ## with real agents, in Debian's chromium: apt-get install chromium chromium-driver)

@@ -65,7 +65,9 @@ async def running(upstream: str, token: str, port: int) -> AsyncIterator[str]:
 
 
 def serve(upstream: str, token: str, port: int) -> None:
-    """Run until interrupted (for the TCK, run by hand or by conformance.a2a)."""
+    """Run until interrupted (by conformance.mcp, or by hand; the TCK reads
+    the gateway's URLs from its cards, so conformance.a2a uses
+    conformance.tck_auth instead)."""
 
     async def main() -> None:
         async with running(upstream, token, port):

@@ -287,6 +287,35 @@ def test_a_lone_surrogate_is_a_parse_error_not_a_500(
     assert document["id"] == answered_id
 
 
+def test_each_binding_answers_as_the_spec_says_where_the_tck_disagrees(front: Front) -> None:
+    """The two TCK failures both paths share (docs/conformance.md), pinned
+    where the A2A specification backs the SDK over the TCK:
+
+    * §11.1 (A2A v1.0.1, a2aproject/A2A PR #1753): HTTP+JSON requests and
+      responses SHOULD be `application/a2a+json`; the TCK's HTTP_JSON-SVC-001
+      checks v1.0.0's `application/json`. JSON-RPC is `application/json` (§9.1).
+    * §3.3.2: ContentTypeNotSupportedError (-32005) is for a media type of the
+      message's parts. A body that is not JSON is JSONParseError, -32700
+      (§9.5), whatever its Content-Type; JSONRPC-SSE-002 expects -32005 for
+      Python's `str()` of a request sent as `text/plain`.
+    """
+    headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"}
+    parts = [{"text": "hi"}]
+    params = {"message": {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": parts}}
+    url = front.agent_url("worker")
+    rest = httpx.post(url + "/message:send", json=params, headers=headers, timeout=30)
+    assert rest.status_code == 200, rest.text
+    assert rest.headers["content-type"] == "application/a2a+json"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": params}
+    rpc = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert rpc.headers["content-type"] == "application/json"
+    assert "echo: hi" in rpc.text
+    not_json = {**headers, "Content-Type": "text/plain"}
+    wrong = httpx.post(url, content=str(body).encode(), headers=not_json, timeout=30)
+    assert wrong.headers["content-type"] == "application/json"
+    assert wrong.json()["error"]["code"] == -32700
+
+
 @pytest.mark.parametrize("agent", ["worker", "legacy"])
 @pytest.mark.parametrize("method", ["SendMessage", "SendStreamingMessage"])
 def test_a_part_with_no_content_is_invalid_params_before_any_agent(

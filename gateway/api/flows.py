@@ -263,10 +263,11 @@ async def webhook(
     delivery = Delivery(webhook_id, webhook_timestamp, webhook_signature, await request.body())
     service = state_of(request).flows
     try:
-        if await webhooks.delivers(service, flow_id, trigger_id):
-            runs = await webhooks.deliver_event(service, flow_id, trigger_id, delivery)
+        trigger = await webhooks.webhook_trigger(service, flow_id, trigger_id)
+        if trigger.deliver is not None:
+            runs = await webhooks.deliver_event(service, flow_id, trigger, delivery)
             return {"status": "delivered", "runs": runs}
-        run_id, started = await webhooks.deliver(service, flow_id, trigger_id, delivery)
+        run_id, started = await webhooks.deliver(service, flow_id, trigger, delivery)
     except webhooks.WebhookRefused:
         raise Problem(
             401,

@@ -122,10 +122,9 @@ def hook_run_id(flow_id: str, trigger_id: str, webhook_id: str) -> str:
 
 
 async def deliver(
-    service: FlowService, flow_id: str, trigger_id: str, delivery: Delivery
+    service: FlowService, flow_id: str, trigger: Trigger, delivery: Delivery
 ) -> tuple[str, bool]:
     """Verify and start; (run id, whether it started now)."""
-    trigger = await _trigger(service, flow_id, trigger_id)
     assert trigger.webhook is not None
     assert trigger.run_as is not None
     trace_id = new_trace_id()
@@ -145,11 +144,10 @@ async def deliver(
 
 
 async def deliver_event(
-    service: FlowService, flow_id: str, trigger_id: str, delivery: Delivery
+    service: FlowService, flow_id: str, trigger: Trigger, delivery: Delivery
 ) -> list[str]:
     """Verify, and bring the event to the runs waiting for it with its key
     (`NoRunWaiting` if none); the runs it went to."""
-    trigger = await _trigger(service, flow_id, trigger_id)
     assert trigger.deliver is not None
     trace_id = new_trace_id()
     body = await _verified(service, flow_id, trigger, trace_id, delivery)
@@ -182,11 +180,6 @@ async def deliver_event(
     return runs
 
 
-async def delivers(service: FlowService, flow_id: str, trigger_id: str) -> bool:
-    """Whether the webhook brings events to waiting runs (else it starts one)."""
-    return (await _trigger(service, flow_id, trigger_id)).deliver is not None
-
-
 async def _verified(
     service: FlowService, flow_id: str, trigger: Trigger, trace_id: str, delivery: Delivery
 ) -> Any:
@@ -206,7 +199,10 @@ async def _verified(
         raise WebhookInvalid("the body is not JSON") from None
 
 
-async def _trigger(service: FlowService, flow_id: str, trigger_id: str) -> Trigger:
+async def webhook_trigger(service: FlowService, flow_id: str, trigger_id: str) -> Trigger:
+    """The flow's webhook trigger of that id (`NoSuchHook` if none): with
+    ``deliver`` it brings events to waiting runs (`deliver_event`), else it
+    starts one (`deliver`)."""
     try:
         record = await service.rt.store.get(flow_id)
     except FlowNotFound:

@@ -36,7 +36,7 @@ from conformance.mcp import CACHE, ROOT, free_port, process
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 
-TRANSPORTS = "jsonrpc,http_json"  # the gateway has no gRPC binding (issue 22)
+TRANSPORTS = "jsonrpc,http_json,grpc"
 AGENT_ID = "tck"
 RUN_TIMEOUT = 1800  # seconds, each run; a whole run takes a few minutes
 Results = dict[str, str]  # test id -> passed | failed | skipped
@@ -45,7 +45,7 @@ Results = dict[str, str]  # test id -> passed | failed | skipped
 # one that passes again (so this list only ever shrinks, on purpose).
 KNOWN_GAPS: dict[str, str] = {}
 _PUSH_TESTS = "tests.compatibility.core_operations.test_push_notifications."
-_BINDINGS = ("jsonrpc", "http_json")
+_BINDINGS = ("jsonrpc", "http_json", "grpc")
 
 
 def push_gaps() -> dict[str, str]:
@@ -188,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in [k for k in os.environ if k.startswith("SWITCHBOARD_")]:
         del os.environ[name]
     env = dict(os.environ)
-    port = free_port()
+    port, agent_grpc, gateway_grpc = free_port(), free_port(), free_port()
     agent_url = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
         agent = [sys.executable, "-m", "conformance.tck_agent", str(tck_dir), str(port)]
+        agent += ["--grpc-port", str(agent_grpc)]
         stack.enter_context(
             process(
                 agent + (["--push"] if args.push else []),
@@ -200,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                 {**env, "PYTHONPATH": str(ROOT)},
             )
         )
-        gateway = GatewayProcess(out / "gateway-data", log=out / "gateway.log")
+        gateway = GatewayProcess(
+            out / "gateway-data",
+            log=out / "gateway.log",
+            settings={"a2a_grpc_port": gateway_grpc},
+        )
         stack.callback(gateway.stop)
         gateway.start()
         token = register(gateway, agent_url)
@@ -211,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
             tck_dir,
             f"{gateway.url}/a2a/{AGENT_ID}",
             out / "tck-gateway.xml",
-            {**env, "SWITCHBOARD_TCK_TOKEN": token, "SWITCHBOARD_TCK_ORIGIN": gateway.url},
+            {
+                **env,
+                "SWITCHBOARD_TCK_TOKEN": token,
+                "SWITCHBOARD_TCK_ORIGIN": gateway.url,
+                "SWITCHBOARD_TCK_GRPC": f"127.0.0.1:{gateway_grpc}",
+                "SWITCHBOARD_TCK_TENANT": AGENT_ID,
+            },
             extra,
         )
     print(f"A2A TCK, --transport {TRANSPORTS}{', push-capable agent' if args.push else ''}")

@@ -1,6 +1,6 @@
 """The A2A TCK's reference agent, hosted on the a2a-sdk installed here.
 
-    python -m conformance.tck_agent TCK_DIR PORT [--push]
+    python -m conformance.tck_agent TCK_DIR PORT [--push] [--grpc-port N]
 
 The TCK ships its system under test as `sut/a2a-python/sut_agent.py`,
 generated for a2a-sdk 1.0.0a0. Nothing of it is copied here: it is loaded
@@ -18,7 +18,8 @@ this gateway uses:
 
 With ``--push`` the card declares `pushNotifications: true` and the agent
 keeps push configs and sends notifications (the SDK's in-memory store and
-sender), so the TCK's push tests run.
+sender), so the TCK's push tests run. With ``--grpc-port`` it also serves
+gRPC there (the SDK's `GrpcHandler`), which the TCK's card lists.
 """
 
 from __future__ import annotations
@@ -35,19 +36,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc.aio
 import httpx
 import uvicorn
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.events.event_queue import Event
-from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers import DefaultRequestHandler, RequestHandler
+from a2a.server.request_handlers.grpc_handler import GrpcHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import (
     BasePushNotificationSender,
     InMemoryPushNotificationConfigStore,
     InMemoryTaskStore,
 )
-from a2a.types import AgentCard, Message, Task, TaskState, TaskStatus
+from a2a.types import AgentCard, Message, Task, TaskState, TaskStatus, a2a_pb2_grpc
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -104,9 +107,12 @@ def load_sut(tck_dir: Path) -> types.ModuleType:
     return module
 
 
-def sut_card(sut: types.ModuleType, port: int) -> AgentCard:
-    """The card the TCK's `main()` builds for ``port`` (its `SUT_HOST`)."""
+def sut_card(sut: types.ModuleType, port: int, grpc_port: int | None = None) -> AgentCard:
+    """The card the TCK's `main()` builds for ``port`` (its `SUT_HOST`) and,
+    for its gRPC interface, ``grpc_port`` (its `GRPC_PORT`; else port + 1)."""
     os.environ["SUT_HOST"] = f"127.0.0.1:{port}"
+    if grpc_port is not None:
+        os.environ["GRPC_PORT"] = str(grpc_port)
     # main() builds its handler the 1.0-alpha way before it reaches the card.
     sut.DefaultRequestHandler = lambda **_: None  # type: ignore[attr-defined]
     sut.A2AStarletteApplication = _TakeCard  # type: ignore[attr-defined]
@@ -154,9 +160,11 @@ class OnOneX(AgentExecutor):
         await self.inner.cancel(context, event_queue)
 
 
-def build(tck_dir: Path, port: int, *, push: bool) -> Starlette:
+def build(
+    tck_dir: Path, port: int, *, push: bool, grpc_port: int | None = None
+) -> tuple[Starlette, RequestHandler]:
     sut = load_sut(tck_dir)
-    card = sut_card(sut, port)
+    card = sut_card(sut, port, grpc_port)
     card.capabilities.push_notifications = push
     configs = InMemoryPushNotificationConfigStore() if push else None
     handler = DefaultRequestHandler(
@@ -175,7 +183,22 @@ def build(tck_dir: Path, port: int, *, push: bool) -> Starlette:
         *create_jsonrpc_routes(handler, rpc_url="/"),
         *create_rest_routes(handler, path_prefix=sut.REST_URL),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes), handler
+
+
+async def serve(app: Starlette, handler: RequestHandler, port: int, grpc_port: int | None) -> None:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    if grpc_port is None:
+        await server.serve()
+        return
+    grpc_server = grpc.aio.server()
+    grpc_server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+    a2a_pb2_grpc.add_A2AServiceServicer_to_server(GrpcHandler(handler), grpc_server)  # type: ignore[no-untyped-call]
+    await grpc_server.start()
+    try:
+        await server.serve()
+    finally:
+        await grpc_server.stop(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,9 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("tck_dir", type=Path)
     parser.add_argument("port", type=int)
     parser.add_argument("--push", action="store_true", help="declare and send push notifications")
+    parser.add_argument("--grpc-port", type=int, help="serve gRPC on this port too")
     args = parser.parse_args(argv)
-    app = build(args.tck_dir.resolve(), args.port, push=args.push)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    app, handler = build(
+        args.tck_dir.resolve(), args.port, push=args.push, grpc_port=args.grpc_port
+    )
+    asyncio.run(serve(app, handler, args.port, args.grpc_port))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ def create_app(settings: Settings) -> FastAPI:
                 readiness=core.readiness,
                 flows=flow_parts.service,
             )
-            RequestAuth(settings, core.verifier).install(app)
+            request_auth = RequestAuth(settings, core.verifier)
+            request_auth.install(app)
+            await a2a_door.serve_grpc(request_auth, settings, stack)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)
             mcp_parts.federation.upstreams.on_resource_updated = (
                 mcp_front.offerings.resource_updated

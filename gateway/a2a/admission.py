@@ -105,7 +105,14 @@ def call_context(
     value: Any,
     extensions: frozenset[str] = frozenset(),
 ) -> ServerCallContext:
-    version = request.headers.get(VERSION_HEADER)
+    return admitted_context(subject, key, value, extensions, request.headers.get(VERSION_HEADER))
+
+
+def admitted_context(
+    subject: str, key: str, value: Any, extensions: frozenset[str], version: str | None
+) -> ServerCallContext:
+    """The call context of an admitted request in any binding: the admission
+    under ``key`` and, of the caller's headers, only the `A2A-Version` given."""
     return ServerCallContext(
         user=_GatewayUser(subject),
         state={key: value, "headers": {VERSION_HEADER.lower(): version} if version else {}},
@@ -159,6 +166,8 @@ class FrontDoorParts:
     push: PushRelays
     resilience: Resilience
     lost: LostTasks
+    # host:port of the gRPC binding, when it is served (`gateway.a2a.grpc_door`).
+    grpc_target: str | None = None
 
     async def sign(self, card: AgentCard) -> AgentCard:
         """Sign with the current key, naming the gateway's JWKS as `jku`."""

@@ -31,6 +31,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import ParseError
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
+from adapters.http import UpstreamRefused
 from gateway.a2a.admission import Admission, FrontDoorParts, StreamLimits
 from gateway.a2a.task_events import event_of
 from gateway.a2a.upstream_errors import (
@@ -104,12 +105,20 @@ class UpstreamCalls:
     def _timeout(self, admission: Admission) -> float:
         return admission.grant.agent.timeout_seconds or self.default_timeout
 
-    def _client(self, admission: Admission) -> tuple[ClientTransport, UpstreamEndpoint]:
+    async def _client(
+        self, admission: Admission, operation: str
+    ) -> tuple[ClientTransport, UpstreamEndpoint]:
+        """The agent's transport. A gRPC agent's target is resolved and checked
+        when its transport is made: a refusal then is the call's, audited."""
         agent = admission.grant.agent
         try:
-            return self.upstreams.client(agent.id, agent.card_digest, admission.grant.card)
+            return await self.upstreams.client(agent.id, agent.card_digest, admission.grant.card)
         except NoUsableInterface as exc:
             raise UnsupportedOperationError(f"agent {agent.id}: {exc}") from None
+        except UpstreamRefused as exc:
+            error = upstream_error(agent.id, exc, None)
+            await self._audit(admission, operation, error)
+            raise error from None
 
     def _context(self, admission: Admission, *, streaming: bool = False) -> Any:
         context = self.upstreams.context(
@@ -135,7 +144,7 @@ class UpstreamCalls:
         ``idempotent`` (`gateway.delegation.retry`). With ``may_fall_back``, a failure
         that says the agent is down raises `AgentDown` unaudited, for the caller
         to hand the call to a fallback."""
-        transport, _ = self._client(admission)
+        transport, _ = await self._client(admission, operation)
         resilience = self.resilience
         attempts = Attempts()
         try:
@@ -321,7 +330,7 @@ class UpstreamCalls:
         The stream is closed (and the upstream connection with it) when the
         client goes away, when the duration cap is hit, or on any error.
         """
-        transport, _ = self._client(admission)
+        transport, _ = await self._client(admission, operation)
         breakers = self.resilience.breakers
         error: A2AError | None = None
         try:

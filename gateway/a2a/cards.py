@@ -39,8 +39,13 @@ GATEWAY_VERSION_1 = "1.0"
 GATEWAY_VERSION_0_3 = "0.3.0"
 
 
-def _interfaces(url: str) -> list[dict[str, str]]:
-    return [
+def _interfaces(url: str, grpc_target: str | None = None, tenant: str = "") -> list[dict[str, str]]:
+    """Where the gateway serves one agent: JSON-RPC and HTTP+JSON at its URL, in
+    A2A 1.0 and 0.3, and -- when the gRPC binding is on -- gRPC at the
+    gateway's one gRPC target, the agent named by `tenant`: gRPC has no paths,
+    so the tenant is how a request names the agent (A2A 1.0 §4.4.6
+    AgentInterface.tenant; clients set it on every request)."""
+    interfaces = [
         {
             "url": url,
             "protocolBinding": TransportProtocol.JSONRPC,
@@ -57,6 +62,16 @@ def _interfaces(url: str) -> list[dict[str, str]]:
             "protocolVersion": GATEWAY_VERSION_0_3,
         },
     ]
+    if grpc_target is not None:
+        grpc = {
+            "url": grpc_target,
+            "protocolBinding": TransportProtocol.GRPC,
+            "protocolVersion": GATEWAY_VERSION_1,
+        }
+        if tenant:
+            grpc["tenant"] = tenant
+        interfaces.insert(2, grpc)
+    return interfaces
 
 
 def _security(token_endpoint: str) -> dict[str, Any]:
@@ -75,8 +90,15 @@ def _security(token_endpoint: str) -> dict[str, Any]:
     }
 
 
-def proxied_card(upstream: Mapping[str, Any], url: str, token_endpoint: str) -> AgentCard:
-    """The card of an agent as reached through the gateway at ``url``."""
+def proxied_card(
+    upstream: Mapping[str, Any],
+    url: str,
+    token_endpoint: str,
+    grpc_target: str | None = None,
+    tenant: str = "",
+) -> AgentCard:
+    """The card of an agent as reached through the gateway at ``url`` (and at
+    ``grpc_target`` as ``tenant``)."""
     kept = {
         k: upstream[k]
         for k in (
@@ -106,7 +128,11 @@ def proxied_card(upstream: Mapping[str, Any], url: str, token_endpoint: str) -> 
     ]
     card = AgentCard()
     ParseDict(
-        {**kept, "supportedInterfaces": _interfaces(url), **_security(token_endpoint)},
+        {
+            **kept,
+            "supportedInterfaces": _interfaces(url, grpc_target, tenant),
+            **_security(token_endpoint),
+        },
         card,
         ignore_unknown_fields=True,
     )

@@ -47,42 +47,38 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.trace_context import begin as begin_trace
-from adapters.trace_context import current as current_trace
 from gateway.a2a.admission import Admission, AdmissionContextBuilder
+from gateway.a2a.admit import Refusal, admit_call, decide_skill
 from gateway.a2a.cards import card_json
 from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
 from gateway.a2a.handler import AgentHandler
-from gateway.a2a.outages import OutageNote, current_note, outage_response, retry_after, watch
+from gateway.a2a.outages import (
+    OutageNote,
+    current_note,
+    outage_record,
+    outage_response,
+    retry_after,
+    watch,
+)
 from gateway.a2a.responses import (
     card_response,
-    denial_response,
     invalid_params,
     jsonrpc_refusal,
     parse_jsonrpc_body,
     request_id_of,
     rest_refusal,
 )
-from gateway.delegation.audit import outage_event
 from gateway.delegation.handoffs import (
     MessageSkill,
-    json_inputs,
-    json_places,
-    json_task_id,
-    message_skill,
 )
 from gateway.delegation.pipeline import (
-    ApprovalRequired,
     Caller,
-    CoordinationDeferred,
-    DelegationDenied,
-    Grant,
 )
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import current_principal, front_door_principal
 from gateway.http.problems import Problem, problem_response
 from gateway.storage.outages import DependencyUnavailable, outage_of
 from policies.tokens import TokenInvalid
-from registry.store import AgentNotFound
 
 
 class OtherAgents(Protocol):
@@ -202,61 +198,26 @@ class A2AFrontDoor:
             return refused.response
         if jsonrpc:  # the body is parsed by now: refusals keep the request's id
             refuse = functools.partial(jsonrpc_refusal, request_id=request_id_of(request))
-        delegations = self.handler.delegations
-        try:
-            if message:
-                grant = await delegations.admit_message(
-                    caller,
-                    agent_id,
-                    decided.skill,
-                    event="a2a",
-                    trace_id=trace_id,
-                    strictest=decided.strictest,
-                    inputs=inputs,
-                )
-            else:
-                grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
-        except AgentNotFound:
-            other = None
-            if self.others is not None:
-                other = await self.others.admission(agent_id, caller, trace_id)
-            if other is None:
-                await delegations.refused(
-                    caller,
-                    agent_id,
-                    event="a2a",
-                    trace_id=trace_id,
-                    reason=f"no agent {agent_id}",
-                    outcome="unknown_agent",
-                )
-                return refuse(404, f"no agent {agent_id}")
-            request.state.admission = other
-            request.state.other = True
-            return None
-        except ApprovalRequired as pending:
-            if self.approvals is None or not isinstance(pending.permit, Grant):
-                reasons = list(pending.decision.reasons)
-                return refuse(
-                    403,
-                    "delegation needs human approval: " + "; ".join(reasons),
-                    {"reasons": reasons, "approval_required": True},
-                )
-            grant, request.state.approval = pending.permit, True
-            if isinstance(pending, CoordinationDeferred):
-                request.state.deferral = pending.deferral
-        except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
-            return denial_response(denied, refuse)
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
-        request.state.admission = Admission(
-            grant,
-            owner,
-            frozenset(extensions),
-            decided.skill,
-            task_id=decided.task_id,
-            strictest=decided.strictest,
-            deferral=getattr(request.state, "deferral", None),
-            inputs=inputs,
-        )
+        try:
+            admitted = await admit_call(
+                self.handler.delegations,
+                caller,
+                agent_id,
+                trace_id,
+                owner,
+                message=message,
+                decided=decided,
+                inputs=inputs,
+                extensions=frozenset(extensions),
+                others=self.others,
+                approvals=self.approvals is not None,
+            )
+        except Refusal as refused:
+            return refuse(refused.status, refused.message, refused.data, refused.headers or None)
+        request.state.admission = admitted.admission
+        request.state.other = admitted.route == "other"
+        request.state.approval = admitted.route == "approval"
         return None
 
     async def _skill(
@@ -296,21 +257,12 @@ class A2AFrontDoor:
         if not isinstance(params, dict):
             return True, unsaid, None  # the SDK answers it
         try:
-            _, card, _ = await self.handler.delegations.target(agent_id)
-        except AgentNotFound:
-            return True, unsaid, None  # not an agent: admit says so, or serves an MCP server
-        try:
-            decided = await message_skill(
-                self.handler.tasks,
-                agent_id,
-                card,
-                owner,
-                json_places(params),
-                json_task_id(params),
+            decided, inputs = await decide_skill(
+                self.handler.delegations, self.handler.tasks, agent_id, owner, params
             )
         except InvalidParamsError as error:
             raise _SkillRefused(error, invalid_params(error, jsonrpc, request_id, legacy)) from None
-        return True, decided, json_inputs(params)
+        return True, decided, inputs
 
     def _guarded(
         self,
@@ -380,22 +332,7 @@ class A2AFrontDoor:
     async def _audit_outage(self, request: Request, outage: DependencyUnavailable) -> None:
         admission = getattr(request.state, "admission", None)
         agent_id = request.path_params.get("agent_id")
-        # The request's trace even before its admission: answer and record meet.
-        began = current_trace()
-        trace_id = began.trace_id if began is not None else begin_trace(request.headers)
-        event = outage_event("a2a", trace_id, str(outage), target=agent_id)
-        if isinstance(admission, Admission):
-            caller = admission.grant.caller
-            event = outage_event(
-                "a2a",
-                admission.grant.trace_id,
-                str(outage),
-                subject=caller.subject,
-                issuer=caller.issuer,
-                client_id=caller.client_id,
-                actors=caller.actors,
-                target=agent_id,
-            )
+        event = outage_record(admission, agent_id, outage, request.headers)
         # Kept in the audit buffer until the database takes it (or logged).
         await self.handler.delegations.audit.record(event)
 

@@ -36,6 +36,11 @@ from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import A2AError, ErrorMapping
 from starlette.responses import JSONResponse, Response
 
+from adapters.trace_context import HeaderLines
+from adapters.trace_context import begin as begin_trace
+from adapters.trace_context import current as current_trace
+from gateway.delegation.audit import AuditEvent, outage_event
+from gateway.delegation.pipeline import Grant
 from gateway.storage.outages import DependencyUnavailable, outage_of
 
 DEPENDENCY_UNAVAILABLE = -32050
@@ -148,3 +153,28 @@ def outage_response(
 
 def retry_after(outage: DependencyUnavailable) -> dict[str, str]:
     return {"Retry-After": str(outage.retry_after)}
+
+
+def outage_record(
+    admission: Any, agent_id: str | None, outage: DependencyUnavailable, headers: HeaderLines
+) -> AuditEvent:
+    """The audit record of a call an outage answered, in any binding: for the
+    admitted caller under the admission's trace, else (met before admission,
+    or a target that is not an agent) under the request's own trace, so that
+    the answer and the record meet."""
+    grant = getattr(admission, "grant", None)
+    if isinstance(grant, Grant):
+        caller = grant.caller
+        return outage_event(
+            "a2a",
+            grant.trace_id,
+            str(outage),
+            subject=caller.subject,
+            issuer=caller.issuer,
+            client_id=caller.client_id,
+            actors=caller.actors,
+            target=agent_id,
+        )
+    began = current_trace()
+    trace_id = began.trace_id if began is not None else begin_trace(headers)
+    return outage_event("a2a", trace_id, str(outage), target=agent_id)

@@ -104,11 +104,14 @@ class PassThrough:
         if not isinstance(raw_params, dict):
             return None
         try:
-            transport, endpoint = self._handler.upstreams.client(
+            found = self._handler.upstreams.http_client(
                 admission.agent_id, admission.grant.agent.card_digest, admission.grant.card
             )
         except ValueError:  # NoUsableInterface: the SDK path reports it
             return None
+        if found is None:  # a gRPC agent
+            return None
+        transport, endpoint = found
         if endpoint.binding != TransportProtocol.JSONRPC or endpoint.legacy:
             return None
         assert isinstance(transport, JsonRpcTransport)

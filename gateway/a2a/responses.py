@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.utils.error_handlers import build_rest_error_payload
@@ -23,6 +24,7 @@ from registry.tables import as_utc
 # Implementation-defined server error (JSON-RPC reserves -32000..-32099; A2A
 # uses -32001..-32009): the gateway refused to delegate.
 DELEGATION_REFUSED = -32000
+T = TypeVar("T")
 
 
 class Refuse(Protocol):
@@ -204,7 +206,7 @@ def _clean_id(body: Any) -> str | int | None:
     return rid if isinstance(rid, str) and not _has_lone_surrogate(rid) else None
 
 
-def denial_response(denied: DelegationDenied, refuse: Refuse) -> Response:
+def denial_response(denied: DelegationDenied, refuse: Callable[..., T]) -> T:
     """The refusal of a call the policy denied (403), a rate limit holds back
     (429) or a coordination rule does (409; 400 when the input names no
     entity the rules need), in the caller's binding (``refuse``)."""

@@ -18,12 +18,14 @@ from starlette.routing import BaseRoute
 
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
+from gateway.a2a import grpc_door
 from gateway.a2a.admission import FrontDoorParts, StreamLimits
 from gateway.a2a.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
 from gateway.a2a.approved import ApprovalExecution
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.gateway_run import GatewayRunHandlers
+from gateway.a2a.grpc_door import GrpcFrontDoor
 from gateway.a2a.handler import AgentHandler
 from gateway.a2a.passthrough import PassThrough
 from gateway.a2a.reconcile import Reconciler
@@ -33,6 +35,8 @@ from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.vendor_agents import VendorAgents
+from gateway.http.auth import RequestAuth
+from gateway.settings import Settings
 from registry.vendor_store import SqlVendorStore
 
 # How soon a deferred call follows the end of what held it back.
@@ -98,14 +102,22 @@ class A2ADoor:
         return self.gateway_runs.pick(card) if self.gateway_runs.serves(card) else self.handler
 
     def routes(self, others: OtherAgents | None = None) -> list[BaseRoute]:
-        return A2AFrontDoor(
+        self.front = A2AFrontDoor(
             self.handler,
             self.gateway,
             pass_through=PassThrough(self.handler),
             others=others,
             gateway_run=self.gateway_runs,
             approvals=self.approvals,
-        ).routes()
+        )
+        return self.front.routes()
+
+    async def serve_grpc(
+        self, auth: RequestAuth, settings: Settings, stack: contextlib.AsyncExitStack
+    ) -> int | None:
+        """The gRPC binding of the same door, when `a2a_grpc_port` is set
+        (after `routes()`, once authentication can run); its port."""
+        return await grpc_door.serve(GrpcFrontDoor(self.front, auth), settings, stack)
 
     async def start(self, core: DelegationCore, stack: contextlib.AsyncExitStack) -> A2AParts:
         settings = core.settings
@@ -131,6 +143,7 @@ class A2ADoor:
             push=core.push,
             resilience=core.resilience,
             lost=LostTasks(core.engine),
+            grpc_target=grpc_door.public_target(settings),
         )
         vendor_http = UpstreamHTTP(
             core.fetcher.policy,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import grpc
+import grpc.aio
 import httpx
 from a2a.client.errors import A2AClientError, A2AClientTimeoutError
 from a2a.utils.errors import (
@@ -21,6 +23,10 @@ from gateway.delegation.upstream_failures import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+
+# gRPC statuses that say the call did not reach the agent (the channel could
+# not connect, or lost the connection): UNAVAILABLE, as the gRPC docs define it.
+_GRPC_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
 def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> A2AError:
@@ -58,6 +64,9 @@ def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> 
         return UpstreamUnavailableError(
             f"agent {agent_id} could not be reached ({_transport_failure(chain)})"
         )
+    if (rpc := first(grpc.aio.AioRpcError)) is not None and rpc.code() in _GRPC_UNREACHABLE:
+        # A gRPC agent: the channel's own failure, not an answer of the agent.
+        return UpstreamUnavailableError(f"agent {agent_id} could not be reached ({rpc.details()})")
     if isinstance(exc, A2AClientError):
         return UpstreamBadAnswerError(f"agent {agent_id} sent an invalid answer: {exc}")
     if isinstance(exc, A2AError):

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp
+import grpc
+import grpc.aio
 import httpx
 from a2a.client.errors import A2AClientTimeoutError
 
@@ -96,6 +98,15 @@ def classify(exc: BaseException) -> Failure:
         status = _status_of(c)
         if status is not None:
             return Failure.TRANSIENT if status >= 500 else Failure.ANSWERED
+    for c in chain:
+        if isinstance(c, grpc.aio.AioRpcError):
+            # UNAVAILABLE: no connection, or it was lost (gRPC's status docs);
+            # a deadline is a timeout; any other status is the agent's answer.
+            if c.code() == grpc.StatusCode.UNAVAILABLE:
+                return Failure.TRANSIENT
+            if c.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return Failure.TRANSIENT
+            return Failure.ANSWERED
     if any(isinstance(c, _CONNECT) for c in chain):
         # httpx-aiohttp reports every aiohttp connection error as ConnectTimeout;
         # aiohttp's own error in the chain is the accurate one.

@@ -160,18 +160,24 @@ async def front_door_principal(request: Request, front_door_url: str) -> tuple[P
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise
-        auth = request_auth(request)
         try:
-            principal = await auth.verifier.verify(
-                token.strip(),
-                audience=front_door_url,
-                issuer=auth.settings.effective_public_url,
-            )
+            return await onwards_principal(request_auth(request), token.strip(), front_door_url)
         except TokenInvalid:
             raise refused from None
-        if "act" not in principal.claims:
-            raise refused from None
-        return principal, True
+
+
+async def onwards_principal(
+    auth: RequestAuth, token: str, front_door_url: str
+) -> tuple[Principal, bool]:
+    """The second half of `front_door_principal`, for a door without a
+    Starlette request (gRPC): a token minted by this gateway for the front
+    door ``front_door_url``, carrying the actor chain. Raises TokenInvalid."""
+    principal = await auth.verifier.verify(
+        token, audience=front_door_url, issuer=auth.settings.effective_public_url
+    )
+    if "act" not in principal.claims:
+        raise TokenInvalid("not a token for this gateway, nor one exchanged for this agent")
+    return principal, True
 
 
 async def admin_principal(request: Request, principal: CurrentPrincipal) -> Principal:

@@ -1,0 +1,106 @@
+"""gRPC channels to A2A agents whose cards offer gRPC (A2A 1.0 §10).
+
+The SDK's `GrpcTransport` takes a channel; this module makes it under the
+same rules as every other upstream connection (`adapters.http`):
+
+* the target's host is checked and resolved here, every address checked
+  under the SSRF policy (`registry.ssrf.AddressPolicy`), and the channel
+  dials the checked address itself (`ipv4:`/`ipv6:` targets), so gRPC's own
+  resolver never picks another one (DNS rebinding); the authority and the
+  TLS name stay the card's host;
+* TLS unless the card says `grpc://` -- a bare `host:port` (as A2A cards
+  write gRPC targets) gets TLS, except on a loopback address, which only a
+  `--dev` gateway may reach at all;
+* answers are capped at the gateway's upstream size limit per message; no
+  proxy from the environment is used (`grpc.enable_http_proxy`: 0).
+
+The channel is pinned to the address resolved when the agent's transport is
+made (`adapters.a2a.A2AUpstreams`: once per card).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import grpc
+import grpc.aio
+
+from adapters.http import SafeResolver, UpstreamRefused
+from registry.ssrf import AddressPolicy, IPAddress
+
+
+@dataclass(frozen=True)
+class GrpcTarget:
+    host: str  # as the card names it (brackets stripped from an IPv6 literal)
+    port: int
+    tls: bool | None  # None: as the address decides (bare host:port)
+
+    @property
+    def authority(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_target(url: str) -> GrpcTarget:
+    """`grpc://host:port`, `grpcs://host:port` or a bare `host:port`."""
+    tls: bool | None = None
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("grpc", "grpcs"):
+            raise UpstreamRefused(f"{url}: not a gRPC target")
+        tls = parts.scheme == "grpcs"
+        url = parts.netloc
+    parts = urlsplit("//" + url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise UpstreamRefused(f"{url}: a gRPC target is host:port")
+    return GrpcTarget(parts.hostname, port, tls)
+
+
+async def checked_addresses(target: GrpcTarget, policy: AddressPolicy) -> list[IPAddress]:
+    """The target's addresses, each allowed by ``policy`` (`SafeResolver`, the
+    check every HTTP upstream connection makes); `UpstreamRefused` if any is
+    not (an answer that mixes allowed and forbidden ones is refused whole)."""
+    resolver = SafeResolver(policy)
+    try:
+        answers = await resolver.resolve(target.host, target.port, socket.AF_UNSPEC)
+    except OSError as exc:  # no such name (UpstreamRefused is an OSError too)
+        if isinstance(exc, UpstreamRefused):
+            raise
+        raise UpstreamRefused(f"{target.host}: {exc.strerror or exc}") from None
+    finally:
+        await resolver.close()
+    found: list[IPAddress] = []
+    for answer in answers:
+        address = ipaddress.ip_address(answer["host"].split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    if not found:
+        raise UpstreamRefused(f"{target.host}: no address")
+    return found
+
+
+async def open_channel(url: str, policy: AddressPolicy, *, max_bytes: int) -> grpc.aio.Channel:
+    """A channel to the card's gRPC target ``url``, on a checked address."""
+    target = parse_target(url)
+    address = (await checked_addresses(target, policy))[0]
+    dial = (
+        f"ipv6:[{address}]:{target.port}"
+        if address.version == 6
+        else f"ipv4:{address}:{target.port}"
+    )
+    options: list[tuple[str, str | int]] = [
+        ("grpc.default_authority", target.authority),
+        ("grpc.max_receive_message_length", max_bytes),
+        ("grpc.enable_http_proxy", 0),
+    ]
+    tls = target.tls if target.tls is not None else not address.is_loopback
+    if tls:
+        options.append(("grpc.ssl_target_name_override", target.host))
+        return grpc.aio.secure_channel(dial, grpc.ssl_channel_credentials(), options=options)
+    return grpc.aio.insecure_channel(dial, options=options)

@@ -1,0 +1,181 @@
+"""Admitting one call on the A2A front door, whatever its binding.
+
+The bindings differ in how a request arrives (a JSON-RPC body, an HTTP+JSON
+path, a gRPC message with its `tenant`) and how a refusal is said (`Refusal`:
+an HTTP status with the binding's error body, or a gRPC status). What is
+decided does not differ: the skill a message is for, then the delegation --
+admitted for the agent, held for a human, or refused -- and, for an id that
+is no agent, the other targets served in the agents' id space (MCP servers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from a2a.types import SendMessageRequest
+
+from gateway.a2a.admission import Admission
+from gateway.a2a.responses import denial_response
+from gateway.delegation.handoffs import (
+    MessageSkill,
+    json_inputs,
+    json_places,
+    json_task_id,
+    message_skill,
+    proto_inputs,
+    proto_places,
+)
+from gateway.delegation.pipeline import (
+    ApprovalRequired,
+    Caller,
+    CoordinationDeferred,
+    DelegationDenied,
+    Delegations,
+    Grant,
+)
+from gateway.delegation.tasks import Owner, TaskRecords
+from registry.store import AgentNotFound
+
+Route = Literal["agent", "other", "approval"]
+
+
+class Refusal(Exception):
+    """A call refused before any agent saw it, said in no binding yet: the
+    status as HTTP names it (the gRPC door maps it to a status code), the
+    message, structured data, and headers (`Retry-After`)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.data = data
+        self.headers = headers or {}
+
+
+def refusal(
+    status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
+) -> Refusal:
+    """A `responses.Refuse` that builds the refusal instead of answering it."""
+    return Refusal(status, message, data, headers)
+
+
+class OtherTargets(Protocol):
+    async def admission(self, agent_id: str, caller: Caller, trace_id: str) -> Any | None: ...
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Where the call goes and what its handler reads from the call context."""
+
+    route: Route
+    admission: Any  # an `Admission`, or what `others` admitted
+
+
+async def decide_skill(
+    delegations: Delegations,
+    tasks: TaskRecords,
+    agent_id: str,
+    owner: Owner,
+    params: Mapping[str, Any] | SendMessageRequest,
+) -> tuple[MessageSkill, list[Any] | None]:
+    """What a SendMessage is for (`message_skill`: every place it can name a
+    skill, or the task it continues) and what it hands the agent (for the
+    coordination rules). ``params``: its JSON params, read as widely as any
+    parser reads them (`json_places`), or -- the gRPC door -- the parsed
+    request, which is what goes upstream (`proto_places`). Raises the SDK's
+    `InvalidParamsError` for places that disagree; a target that is no agent
+    has no skills to decide."""
+    try:
+        _, card, _ = await delegations.target(agent_id)
+    except AgentNotFound:
+        return MessageSkill(None), None
+    if isinstance(params, SendMessageRequest):
+        message = params.message
+        places, task_id = proto_places(params), message.task_id or None
+        decided = await message_skill(tasks, agent_id, card, owner, places, task_id)
+        return decided, proto_inputs(message)
+    decided = await message_skill(
+        tasks, agent_id, card, owner, json_places(params), json_task_id(params)
+    )
+    return decided, json_inputs(params)
+
+
+async def admit_call(
+    delegations: Delegations,
+    caller: Caller,
+    agent_id: str,
+    trace_id: str,
+    owner: Owner,
+    *,
+    message: bool,
+    decided: MessageSkill,
+    inputs: list[Any] | None,
+    extensions: frozenset[str],
+    others: OtherTargets | None,
+    approvals: bool,
+) -> Admitted:
+    """Decide one call (`Delegations.admit_message` for a message, `admit`
+    otherwise); raises `Refusal`. A call held for a human goes to the
+    approvals handler when there is one (``approvals``), else it is refused."""
+    deferral = None
+    route: Route = "agent"
+    try:
+        if message:
+            grant = await delegations.admit_message(
+                caller,
+                agent_id,
+                decided.skill,
+                event="a2a",
+                trace_id=trace_id,
+                strictest=decided.strictest,
+                inputs=inputs,
+            )
+        else:
+            grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
+    except AgentNotFound:
+        other = None
+        if others is not None:
+            other = await others.admission(agent_id, caller, trace_id)
+        if other is None:
+            await delegations.refused(
+                caller,
+                agent_id,
+                event="a2a",
+                trace_id=trace_id,
+                reason=f"no agent {agent_id}",
+                outcome="unknown_agent",
+            )
+            raise Refusal(404, f"no agent {agent_id}") from None
+        return Admitted("other", other)
+    except ApprovalRequired as pending:
+        if not approvals or not isinstance(pending.permit, Grant):
+            reasons = list(pending.decision.reasons)
+            raise Refusal(
+                403,
+                "delegation needs human approval: " + "; ".join(reasons),
+                {"reasons": reasons, "approval_required": True},
+            ) from None
+        grant, route = pending.permit, "approval"
+        if isinstance(pending, CoordinationDeferred):
+            deferral = pending.deferral
+    except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
+        raise denial_response(denied, refusal) from None
+    admission = Admission(
+        grant,
+        owner,
+        extensions,
+        decided.skill,
+        task_id=decided.task_id,
+        strictest=decided.strictest,
+        deferral=deferral,
+        inputs=inputs,
+    )
+    return Admitted(route, admission)

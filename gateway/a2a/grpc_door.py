@@ -1,0 +1,442 @@
+"""The A2A front door over gRPC (A2A 1.0 §10, service `lf.a2a.v1.A2AService`).
+
+gRPC has no paths: the gateway serves every agent on one gRPC target, and a
+request names its agent in its `tenant` field, which the agent's card gives
+with the gRPC interface (A2A 1.0 §4.4.6 `AgentInterface.tenant`: clients set
+it on every request). A request without one is refused INVALID_ARGUMENT.
+
+Everything else is the HTTP door's: the caller's bearer token (`authorization`
+metadata) authenticated the same way, the same decision (`gateway.a2a.admit`),
+the same handlers behind the SDK's `GrpcHandler` -- ownership, minted tokens,
+audit, version translation upstream -- and the same outage answer, here
+UNAVAILABLE with `retry-after` trailing metadata. A refusal is a gRPC status
+with a `google.rpc.ErrorInfo` (reason DELEGATION_REFUSED, domain switchboard,
+the refusal's data as metadata), as the HTTP+JSON binding carries it.
+A2A 0.3's gRPC service has no tenant to name an agent by and is not served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import grpc.aio
+from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers import grpc_handler
+from a2a.server.request_handlers.grpc_handler import GrpcHandler, GrpcServerCallContextBuilder
+from a2a.types import a2a_pb2_grpc
+from a2a.utils.constants import VERSION_HEADER
+from a2a.utils.errors import (
+    A2AError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    UnsupportedOperationError,
+    VersionNotSupportedError,
+)
+from a2a.utils.grpc_status import status_to_grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
+from adapters.trace_context import begin as begin_trace
+from gateway.a2a.admission import ADMISSION, admitted_context
+from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
+from gateway.a2a.front import A2AFrontDoor
+from gateway.a2a.outages import (
+    DependencyUnavailableError,
+    OutageNote,
+    current_note,
+    outage_record,
+    unavailable_error,
+)
+from gateway.delegation.handoffs import MessageSkill
+from gateway.delegation.pipeline import Caller
+from gateway.delegation.tasks import Owner
+from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
+from gateway.http.auth import RequestAuth, onwards_principal
+from gateway.settings import Settings
+from gateway.storage.outages import DependencyUnavailable, outage_of
+from policies.tokens import Principal, TokenInvalid
+
+security = logging.getLogger("switchboard.security")
+
+# A2A 1.0 §5.4 "Error Code Mappings" names UNIMPLEMENTED for these three; the
+# SDK's table says FAILED_PRECONDITION (the TCK's GRPC-ERR-002 fails the SDK's
+# own server on it). The gateway's door follows the specification. The table
+# is the SDK's, and only this process's gRPC door reads it.
+grpc_handler._ERROR_CODE_MAP[PushNotificationNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
+grpc_handler._ERROR_CODE_MAP[UnsupportedOperationError] = grpc.StatusCode.UNIMPLEMENTED
+grpc_handler._ERROR_CODE_MAP[VersionNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
+# What an upstream failure or an outage is in gRPC's own codes (the SDK's
+# table maps them as their base classes, InternalError: INTERNAL).
+grpc_handler._ERROR_CODE_MAP[DependencyUnavailableError] = grpc.StatusCode.UNAVAILABLE
+grpc_handler._ERROR_CODE_MAP[UpstreamUnavailableError] = grpc.StatusCode.UNAVAILABLE
+grpc_handler._ERROR_CODE_MAP[UpstreamTimeoutError] = grpc.StatusCode.DEADLINE_EXCEEDED
+
+# google.rpc.Code for the HTTP statuses a refusal carries (as `rest_refusal`).
+_REFUSAL_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ABORTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+# The call context of the request being served, for the SDK's GrpcHandler.
+_call: contextvars.ContextVar[ServerCallContext | None] = contextvars.ContextVar(
+    "a2a_grpc_call", default=None
+)
+
+
+class _Admitted(GrpcServerCallContextBuilder):
+    def build(self, context: grpc.aio.ServicerContext) -> ServerCallContext:
+        call = _call.get()
+        assert call is not None, "a gRPC call reached a handler without admission"
+        return call
+
+
+class _Handler(GrpcHandler):
+    async def abort_context(self, error: A2AError, context: grpc.aio.ServicerContext) -> None:
+        outage = getattr(error, "outage", None)
+        if isinstance(outage, DependencyUnavailable):
+            _add_trailing(context, {"retry-after": str(outage.retry_after)})
+        await super().abort_context(error, context)
+
+
+def _add_trailing(context: grpc.aio.ServicerContext, values: dict[str, str]) -> None:
+    present = tuple(context.trailing_metadata() or ())
+    context.set_trailing_metadata(present + tuple((k.lower(), v) for k, v in values.items()))
+
+
+class _Lines(dict[str, list[str]]):
+    """Metadata as `adapters.trace_context` reads headers."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self.get(key.lower(), [])
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> _Lines:
+    found = _Lines()
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, bytes):  # a -bin key: nothing the door reads
+            continue
+        found.setdefault(key.lower(), []).append(value)
+    return found
+
+
+async def _abort(context: grpc.aio.ServicerContext, refused: Refusal) -> None:
+    """A refusal as a gRPC status with an ErrorInfo; `Retry-After` as metadata."""
+    code = _REFUSAL_CODES.get(refused.status, grpc.StatusCode.FAILED_PRECONDITION)
+    status = status_pb2.Status(code=code.value[0], message=refused.message)
+    if isinstance(refused.data, dict):
+        info = error_details_pb2.ErrorInfo(
+            reason="DELEGATION_REFUSED",
+            domain="switchboard",
+            metadata={str(k): str(v) for k, v in refused.data.items()},
+        )
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        status.details.append(detail)
+    rich = status_to_grpc(status)
+    _add_trailing(context, {k: str(v) for k, v in refused.headers.items()})
+    present = tuple(context.trailing_metadata() or ())
+    context.set_trailing_metadata(present + tuple(rich.trailing_metadata))
+    await context.abort(rich.code, rich.details)
+
+
+class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
+    """`lf.a2a.v1.A2AService` for every agent of the HTTP door ``door``."""
+
+    def __init__(self, door: A2AFrontDoor, auth: RequestAuth) -> None:
+        self._door = door
+        self._auth = auth
+        admitted = _Admitted()
+        self._agents = _Handler(door.handler, admitted)
+        self._others = _Handler(door.others.handler, admitted) if door.others else None
+        self._runs = _Handler(door.gateway_run.handler, admitted) if door.gateway_run else None
+        self._held = _Handler(door.approvals, admitted) if door.approvals else None
+
+    # The service's operations -------------------------------------------------
+
+    async def SendMessage(self, request: Any, context: Any) -> Any:
+        return await self._unary("SendMessage", request, context, message=True)
+
+    async def SendStreamingMessage(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        # An async generator function: how grpc.aio tells a stream from a unary call.
+        async for event in self._stream("SendStreamingMessage", request, context, message=True):
+            yield event
+
+    async def GetTask(self, request: Any, context: Any) -> Any:
+        return await self._unary("GetTask", request, context)
+
+    async def ListTasks(self, request: Any, context: Any) -> Any:
+        return await self._unary("ListTasks", request, context)
+
+    async def CancelTask(self, request: Any, context: Any) -> Any:
+        return await self._unary("CancelTask", request, context)
+
+    async def SubscribeToTask(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        # An async generator function: how grpc.aio tells a stream from a unary call.
+        async for event in self._stream("SubscribeToTask", request, context):
+            yield event
+
+    async def CreateTaskPushNotificationConfig(self, request: Any, context: Any) -> Any:
+        return await self._unary("CreateTaskPushNotificationConfig", request, context)
+
+    async def GetTaskPushNotificationConfig(self, request: Any, context: Any) -> Any:
+        return await self._unary("GetTaskPushNotificationConfig", request, context)
+
+    async def ListTaskPushNotificationConfigs(self, request: Any, context: Any) -> Any:
+        return await self._unary("ListTaskPushNotificationConfigs", request, context)
+
+    async def DeleteTaskPushNotificationConfig(self, request: Any, context: Any) -> Any:
+        return await self._unary("DeleteTaskPushNotificationConfig", request, context)
+
+    async def GetExtendedAgentCard(self, request: Any, context: Any) -> Any:
+        return await self._unary("GetExtendedAgentCard", request, context)
+
+    # One call ------------------------------------------------------------------
+
+    async def _unary(self, name: str, request: Message, context: Any, message: bool = False) -> Any:
+        async with self._outages(request, context):
+            handler = await self._admit(request, context, message=message)
+            return await getattr(handler, name)(request, context)
+
+    async def _stream(
+        self, name: str, request: Message, context: Any, message: bool = False
+    ) -> AsyncIterator[Any]:
+        async with self._outages(request, context):
+            handler = await self._admit(request, context, message=message)
+            async for item in getattr(handler, name)(request, context):
+                yield item
+
+    @contextlib.asynccontextmanager
+    async def _outages(self, request: Message, context: Any) -> AsyncIterator[None]:
+        """An outage met in the call, in a handler (`watch`) or admitting it,
+        answered UNAVAILABLE and audited, as the HTTP door's `_outage_guard`."""
+        note = OutageNote()
+        noted = current_note.set(note)
+        agent_id = getattr(request, "tenant", "")  # read before `_admit` clears it
+        try:
+            yield
+        except Exception as exc:
+            await self._outage(exc, note, context)
+            raise
+        finally:
+            current_note.reset(noted)
+            if note.outage is not None:
+                call = _call.get()
+                admission = call.state.get(ADMISSION) if call is not None else None
+                event = outage_record(admission, agent_id or None, note.outage, _metadata(context))
+                await self._door.handler.delegations.audit.record(event)
+
+    async def _outage(self, exc: Exception, note: OutageNote, context: Any) -> None:
+        """An outage met outside a handler (admitting the call): UNAVAILABLE."""
+        outage = outage_of(exc)
+        if outage is None:
+            return
+        note.outage = outage
+        await self._agents.abort_context(unavailable_error(outage), context)
+
+    async def _admit(self, request: Message, context: Any, *, message: bool) -> GrpcHandler:
+        """Authenticate, name the agent, decide; the handler that serves the
+        call, its call context set for it (`_call`). Aborts the call with the
+        refusal."""
+        if isinstance(request, _Malformed):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"not a valid request message: {request.error}"
+            )
+        agent_id = getattr(request, "tenant", "")
+        if not agent_id:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "name the agent in the request's tenant, as its card's gRPC interface gives it",
+            )
+        request.ClearField("tenant")  # one agent per tenant; never forwarded (`tenants`)
+        metadata = _metadata(context)
+        caller = await self._caller(context, metadata, agent_id)
+        version = next(iter(metadata.getlist(VERSION_HEADER)), None)
+        if version is not None and version.strip().split(".")[0] != "1":
+            # This service is A2A 1.x's (§3.2.6: a version the server does not
+            # speak is VersionNotSupportedError); the SDK's GrpcHandler, unlike
+            # its HTTP routes, leaves the header to the handler.
+            await self._agents.abort_context(
+                VersionNotSupportedError(f"A2A version {version!r} is not served here; use 1.0"),
+                context,
+            )
+        trace_id = begin_trace(metadata)
+        owner = Owner(caller.subject, caller.issuer, caller)
+        delegations = self._door.handler.delegations
+        decided, inputs = MessageSkill(None), None
+        if message:
+            try:
+                decided, inputs = await decide_skill(
+                    delegations, self._door.handler.tasks, agent_id, owner, request
+                )
+            except InvalidParamsError as error:
+                await delegations.refused(
+                    caller, agent_id, event="a2a", trace_id=trace_id, reason=str(error)
+                )
+                await self._agents.abort_context(error, context)
+        extensions = frozenset(
+            get_requested_extensions(metadata.get(HTTP_EXTENSION_HEADER.lower(), []))
+        )
+        try:
+            admitted = await admit_call(
+                delegations,
+                caller,
+                agent_id,
+                trace_id,
+                owner,
+                message=message,
+                decided=decided,
+                inputs=inputs,
+                extensions=extensions,
+                others=self._door.others,
+                approvals=self._held is not None,
+            )
+        except Refusal as refused:
+            await _abort(context, refused)
+        call = admitted_context(
+            owner.subject,
+            ADMISSION,
+            admitted.admission,
+            getattr(admitted.admission, "extensions", extensions),
+            version,
+        )
+        _call.set(call)
+        return self._handler_for(admitted)
+
+    def _handler_for(self, admitted: Admitted) -> GrpcHandler:
+        if admitted.route == "other" and self._others is not None:
+            return self._others
+        if admitted.route == "approval" and self._held is not None:
+            return self._held
+        run = self._door.gateway_run
+        if self._runs is not None and run is not None and run.serves(admitted.admission.grant.card):
+            return self._runs
+        return self._agents
+
+    async def _caller(self, context: Any, metadata: _Lines, agent_id: str) -> Caller:
+        """The caller as the HTTP door authenticates it (`front_door_principal`):
+        a token for the gateway, or one it minted for this agent's front door."""
+        header = (metadata.get("authorization") or [""])[0]
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "send an access token as 'authorization: Bearer <token>' metadata",
+            )
+        principal: Principal
+        try:
+            principal, onwards = await self._auth.verifier.verify(token), False
+        except TokenInvalid as first:
+            public_url = self._door.handler._parts().public_url
+            try:
+                principal, onwards = await onwards_principal(
+                    self._auth, token, f"{public_url}/a2a/{agent_id}"
+                )
+            except TokenInvalid:
+                # The reason only: never the token.
+                security.warning("authentication failed on gRPC %s: %s", agent_id, first)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(first))
+                raise  # not reached: abort raises
+        return Caller.delegated(principal) if onwards else Caller.user(principal)
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    """A request body that is not the method's message (what its parser said)."""
+
+    error: str
+
+
+class _Handlers:
+    """Collects what the generated `add_A2AServiceServicer_to_server` registers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.methods: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, methods: dict[str, Any]) -> None:
+        self.service, self.methods = service, methods
+
+
+def _lenient(parse: Any) -> Any:
+    def parse_or_say(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:
+            return _Malformed(str(exc) or type(exc).__name__)
+
+    return parse_or_say
+
+
+def _add_service(door: GrpcFrontDoor, server: grpc.aio.Server) -> None:
+    """The generated service, except that a body protobuf cannot parse reaches
+    the door as `_Malformed` (grpcio answers a parser's exception UNKNOWN,
+    "Unexpected DecodeError"; it is the caller's error: INVALID_ARGUMENT)."""
+    collected = _Handlers()
+    a2a_pb2_grpc.add_A2AServiceServicer_to_server(door, collected)  # type: ignore[no-untyped-call]
+    methods = {
+        name: handler._replace(request_deserializer=_lenient(handler.request_deserializer))
+        for name, handler in collected.methods.items()
+    }
+    generic = grpc.method_handlers_generic_handler(collected.service, methods)
+    server.add_generic_rpc_handlers((generic,))
+    server.add_registered_method_handlers(collected.service, methods)
+
+
+def public_target(settings: Settings) -> str | None:
+    """host:port of the gRPC binding as cards list it, or None when it is off."""
+    if settings.a2a_grpc_port is None:
+        return None
+    if settings.a2a_grpc_public_target:
+        return settings.a2a_grpc_public_target
+    host = urlsplit(settings.effective_public_url).hostname or settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{settings.a2a_grpc_port}"
+
+
+async def serve(
+    door: GrpcFrontDoor, settings: Settings, stack: contextlib.AsyncExitStack
+) -> int | None:
+    """Start the gRPC server for ``door`` when `a2a_grpc_port` is set; stopped
+    with ``stack``. Returns the port it listens on."""
+    if settings.a2a_grpc_port is None:
+        return None
+    options = [
+        # The same cap on one request as the HTTP door's bodies.
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        # Worker processes share the port, as they share the HTTP one; a
+        # single process must not silently share it with another program.
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+    ]
+    server = grpc.aio.server(options=options)
+    _add_service(door, server)
+    address = f"{settings.host}:{settings.a2a_grpc_port}"
+    if settings.a2a_grpc_tls_cert_file and settings.a2a_grpc_tls_key_file:
+        key = await asyncio.to_thread(Path(settings.a2a_grpc_tls_key_file).read_bytes)
+        chain = await asyncio.to_thread(Path(settings.a2a_grpc_tls_cert_file).read_bytes)
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+    else:
+        port = server.add_insecure_port(address)
+    await server.start()
+    stack.push_async_callback(server.stop, 5.0)
+    return int(port)

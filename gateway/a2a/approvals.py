@@ -40,6 +40,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import (
     A2AError,
+    InternalError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
@@ -47,6 +48,7 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 from google.protobuf.json_format import MessageToDict
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.base import Turn
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
@@ -169,23 +171,32 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         if not message.task_id:
             history.task_id = task.id
         history.context_id = task.context_id
-        await parts.tasks.record(admission.agent_id, admission.owner, task, admission.task_skill)
-        approval = await store.create(
-            NewApproval(
-                kind="a2a",
-                permit=admission.grant,
-                action_kind="skill",
-                request=MessageToDict(params),
-                action=skill,
-                task_id=task.id,
-                context_id=task.context_id,
-            ),
-            approval_id,
+        held = NewApproval(
+            kind="a2a",
+            permit=admission.grant,
+            action_kind="skill",
+            request=MessageToDict(params),
+            action=skill,
+            task_id=task.id,
+            context_id=task.context_id,
         )
+        deferrals = self._approvals().deferrals
+        stored: list[Approval] = []
+
+        async def hold(conn: AsyncConnection) -> None:
+            stored.append(await store.create(held, approval_id, conn=conn))
+            if deferral is not None:
+                assert deferrals is not None
+                await deferrals.add(approval_id, deferral, conn=conn)
+
+        # The task, its approval and its wait in one transaction: an outage
+        # between them would leave a task that no decision can ever end.
+        if not await parts.tasks.record(
+            admission.agent_id, admission.owner, task, admission.task_skill, with_rows=hold
+        ):
+            raise InternalError(f"task {task.id} could not be recorded")
+        (approval,) = stored
         if deferral is not None:
-            deferrals = self._approvals().deferrals
-            assert deferrals is not None
-            await deferrals.add(approval.id, deferral)
             await store.audit(approval, "a2a.SendMessage", "deferred", said[:2000])
         else:
             await store.audit_request(approval, "a2a.SendMessage")
@@ -266,6 +277,20 @@ class ApprovalAgentHandler(RecordedTaskHandler):
             return
 
 
+def _approved_run(approval: Approval, task_id: str) -> RunSpec:
+    """The call an approval lets go, as the task runner makes it."""
+    context_id = approval.context_id or ""
+    return RunSpec(
+        agent_id=approval.target,
+        task_id=task_id,
+        context_id=context_id,
+        caller=approval.caller(),
+        trace_id=approval.trace_id,
+        turn=Turn(text="", skill=approval.action, task_id=task_id, context_id=context_id),
+        streaming=True,
+    )
+
+
 async def end_task(parts: FrontDoorParts, approval: Approval, state: TaskState, verb: str) -> Task:
     """End a held request's task without calling anything (rejected, withdrawn)."""
     assert approval.task_id is not None
@@ -302,27 +327,22 @@ class ApprovalDesk:
     ) -> Approval:
         """Raises `ApprovalNotFound`, `AlreadyDecided`."""
         state: State = APPROVED if approve else REJECTED
-        approval = await self.approvals.decide(approval_id, state, by, reason)
+        runs: list[RunSpec] = []
+
+        async def store_run(approval: Approval, conn: AsyncConnection) -> None:
+            # The approved call's run in the decision's transaction: an outage
+            # between the two would leave an approved task nothing runs.
+            if approve and approval.kind == "a2a" and approval.task_id is not None:
+                spec = _approved_run(approval, approval.task_id)
+                await self._runner.stored(spec)(conn)
+                runs.append(spec)
+
+        approval = await self.approvals.decide(approval_id, state, by, reason, then=store_run)
         await self.approvals.audit_decision(approval)
-        if approval.kind == "a2a" and approval.task_id is not None:
-            if approve:
-                spec = RunSpec(
-                    agent_id=approval.target,
-                    task_id=approval.task_id,
-                    context_id=approval.context_id or "",
-                    caller=approval.caller(),
-                    trace_id=approval.trace_id,
-                    turn=Turn(
-                        text="",
-                        skill=approval.action,
-                        task_id=approval.task_id,
-                        context_id=approval.context_id or "",
-                    ),
-                    streaming=True,
-                )
-                await self._runner.start(spec, None)
-            else:
-                await end_task(self._parts(), approval, TaskState.TASK_STATE_REJECTED, "rejected")
+        for spec in runs:
+            await self._runner.start(spec, None, new=False)
+        if not approve and approval.kind == "a2a" and approval.task_id is not None:
+            await end_task(self._parts(), approval, TaskState.TASK_STATE_REJECTED, "rejected")
         for listener in self.listeners:
             await listener(approval)
         return approval

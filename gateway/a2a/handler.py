@@ -61,6 +61,7 @@ from gateway.delegation.push import (
 )
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
+from policies.policy import Policy
 from registry.fetch import FetchError
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,12 @@ class AgentHandler(UpstreamCalls, RequestHandler):
     held: RequestHandler | None = None
 
     async def _deferred(self, admission: Admission, task_id: str) -> RequestHandler | None:
-        """The handler of ``task_id`` if it is a deferred call's task. Looked
-        up only while the policy can defer a call."""
-        rules = self._parts().delegations.policy.current.coordination.rules
-        if self.held is None or not any(getattr(r, "mode", "") == "defer" for r in rules):
+        """The handler of ``task_id`` if it is a held call's task: deferred by a
+        coordination rule, or waiting for an approval the policy asks for on
+        one skill (an approval on the whole agent sends every operation to
+        the approvals handler already). Looked up only while the policy can
+        hold a call."""
+        if self.held is None or not _can_hold(self._parts().delegations.policy.current):
             return None
         task = await self.tasks.get(admission.agent_id, admission.owner, task_id)
         return self.held if task is not None and HELD_META in task.metadata else None
@@ -382,4 +385,18 @@ class AgentHandler(UpstreamCalls, RequestHandler):
     async def card_for(self, agent_id: str, upstream_card: dict[str, Any]) -> AgentCard:
         parts = self._parts()
         url = f"{parts.public_url}/a2a/{agent_id}"
-        return await parts.sign(proxied_card(upstream_card, url, parts.token_endpoint))
+        card = proxied_card(upstream_card, url, parts.token_endpoint, parts.grpc_target, agent_id)
+        return await parts.sign(card)
+
+
+_holding: tuple[object, bool] = (None, False)
+
+
+def _can_hold(policy: Policy) -> bool:
+    """Whether ``policy`` can hold a call -- a coordination rule in `mode:
+    defer`, or `approval` anywhere -- worked out once per policy object."""
+    global _holding
+    if _holding[0] is not policy:
+        defers = any(getattr(r, "mode", "") == "defer" for r in policy.coordination.rules)
+        _holding = (policy, defers or '"approval":true' in policy.model_dump_json())
+    return _holding[1]

@@ -153,7 +153,6 @@ class VendorAgentHandler(RecordedTaskHandler):
         history = task.history.add()
         history.CopyFrom(message)
         history.task_id, history.context_id = task.id, task.context_id
-        await parts.tasks.record(admission.agent_id, admission.owner, task, admission.task_skill)
         # The upstream streams only to a caller who streams too.
         capabilities = admission.grant.card.get("capabilities") or {}
         streaming = stream and bool(capabilities.get("streaming"))
@@ -166,7 +165,19 @@ class VendorAgentHandler(RecordedTaskHandler):
             turn=turn,
             streaming=streaming,
         )
-        await self._run().runner.start(spec, admission.grant)
+        runner = self._run().runner
+        # The task and its run in one transaction: an outage between two
+        # would leave a task recorded that no run will ever end.
+        recorded = await parts.tasks.record(
+            admission.agent_id,
+            admission.owner,
+            task,
+            admission.task_skill,
+            with_rows=runner.stored(spec),
+        )
+        if not recorded:  # a fresh id taken: nothing stored, nothing to run
+            raise InternalError(f"task {task.id} could not be recorded")
+        await runner.start(spec, admission.grant, new=False)
         return task
 
     async def _call(self, admission: Admission) -> VendorCall:

@@ -24,13 +24,14 @@ Every step is audited with the request's trace id: the request (outcome
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.pipeline import Caller, Permit
@@ -145,7 +146,14 @@ class Approvals:
         self._engine = engine
         self._audit = audit
 
-    async def create(self, new: NewApproval, approval_id: str | None = None) -> Approval:
+    async def create(
+        self,
+        new: NewApproval,
+        approval_id: str | None = None,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> Approval:
+        """``conn``: in that transaction (the held call's task's, say)."""
         permit = new.permit
         return await self.hold(
             approval_id or new_id(),
@@ -160,6 +168,7 @@ class Approvals:
             trace_id=permit.trace_id,
             task_id=new.task_id,
             context_id=new.context_id,
+            conn=conn,
         )
 
     async def hold(
@@ -177,9 +186,11 @@ class Approvals:
         tool: str | None = None,
         task_id: str | None = None,
         context_id: str | None = None,
+        conn: AsyncConnection | None = None,
     ) -> Approval:
         """Store a pending approval (`create` for a held call; a flow's
-        checkpoint, which holds no call, names the rest itself)."""
+        checkpoint, which holds no call, names the rest itself); in ``conn``'s
+        transaction when given."""
         row = {
             "id": approval_id,
             "state": PENDING,
@@ -202,8 +213,11 @@ class Approvals:
             "context_id": context_id,
             "created_at": datetime.now(UTC),
         }
-        async with self._engine.begin() as conn:
+        if conn is not None:
             await conn.execute(insert(approvals).values(**row))
+        else:
+            async with self._engine.begin() as own:
+                await own.execute(insert(approvals).values(**row))
         return _approval(row)
 
     async def get(self, approval_id: str) -> Approval:
@@ -255,8 +269,18 @@ class Approvals:
         items = [_approval(r._asdict()) for r in rows[:limit]]
         return ApprovalPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
 
-    async def decide(self, approval_id: str, state: State, by: str, reason: str | None) -> Approval:
-        """Move a pending approval to ``state``; `AlreadyDecided` if it moved already."""
+    async def decide(
+        self,
+        approval_id: str,
+        state: State,
+        by: str,
+        reason: str | None,
+        *,
+        then: Callable[[Approval, AsyncConnection], Awaitable[None]] | None = None,
+    ) -> Approval:
+        """Move a pending approval to ``state``; `AlreadyDecided` if it moved
+        already. ``then`` writes what the decision sets in motion in the same
+        transaction (the approved call's run): both happen, or neither."""
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
             moved = await conn.execute(
@@ -264,6 +288,10 @@ class Approvals:
                 .where(approvals.c.id == approval_id, approvals.c.state == PENDING)
                 .values(state=state, decided_at=now, decided_by=by, decision_reason=reason)
             )
+            if moved.rowcount and then is not None:
+                query = select(approvals).where(approvals.c.id == approval_id)
+                decided = (await conn.execute(query)).one()
+                await then(_approval(decided._asdict()), conn)
         approval = await self.get(approval_id)
         if not moved.rowcount:
             raise AlreadyDecided(approval)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound, Approvals
 from gateway.delegation.coordination import Coordination
@@ -85,23 +85,29 @@ class Deferrals:
         self.policy = policy
         self.clock = clock
 
-    async def add(self, approval_id: str, deferral: Deferral) -> None:
+    async def add(
+        self, approval_id: str, deferral: Deferral, *, conn: AsyncConnection | None = None
+    ) -> None:
+        """Keep the deferred call's wait; in ``conn``'s transaction when given
+        (the one that stores its task and approval)."""
         now = self.clock()
         wait = deferral.wait_seconds
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(table).values(
-                    approval_id=approval_id,
-                    rule=deferral.rule,
-                    key=deferral.key,
-                    entity=deferral.entity,
-                    kind=deferral.kind,
-                    rank=deferral.rank,
-                    created_at=now,
-                    expires_at=now + wait if wait is not None else None,
-                    state=WAITING,
-                )
-            )
+        row = insert(table).values(
+            approval_id=approval_id,
+            rule=deferral.rule,
+            key=deferral.key,
+            entity=deferral.entity,
+            kind=deferral.kind,
+            rank=deferral.rank,
+            created_at=now,
+            expires_at=now + wait if wait is not None else None,
+            state=WAITING,
+        )
+        if conn is not None:
+            await conn.execute(row)
+            return
+        async with self.engine.begin() as own:
+            await own.execute(row)
 
     async def waiting(self, entity: str | None = None, key: str | None = None) -> list[Waiting]:
         """Waiting calls, first rank first, oldest first (of one entity's key)."""

@@ -26,8 +26,10 @@ the replicas whose runs outlived the outage renew them first.
 
 A run whose outcome is known is never lost: the final snapshot is written
 with retries (backoff up to ``poll``) for as long as the database is down,
-the run's coroutine staying alive (and its lease renewed) meanwhile; a clean
-shutdown waits for those writes (up to ``lease``). An outcome from the
+the run's coroutine staying alive (and its lease renewed) meanwhile; a
+caller blocked on the run is answered "database unavailable" (503) as soon as
+the write is held up, not after the outage, and finds the outcome with GetTask
+once it is written; a clean shutdown waits for those writes (up to ``lease``). An outcome from the
 upstream takes the run over from any replica that claimed it meanwhile; the
 gateway's own verdicts ("interrupted", "failed running it") are written only
 by the replica holding the run. Cancelling deletes the run row and records
@@ -51,7 +53,7 @@ from a2a.server.events.event_queue import Event
 from a2a.types import Task, TaskState
 from google.protobuf.json_format import ParseDict
 from sqlalchemy import delete, insert, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import (
@@ -66,7 +68,7 @@ from gateway.delegation.runs import (
     spec_of,
 )
 from gateway.delegation.tasks import TaskRecords
-from gateway.storage.outages import outage_of
+from gateway.storage.outages import DependencyUnavailable, outage_of
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,10 @@ class _Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
     finishing: bool = False  # its outcome is known and being written
+    # Set while the outcome's write waits for the database: a blocking caller
+    # is answered 503 then instead of being held for the whole outage.
+    stalled: DependencyUnavailable | None = None
+    stalled_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def alive(self) -> bool:
@@ -119,11 +125,22 @@ class TaskRunner:
 
     # Starting and watching --------------------------------------------------
 
+    def stored(self, spec: RunSpec) -> Callable[[AsyncConnection], Awaitable[None]]:
+        """Writes the run's row in a transaction of the caller's: the one that
+        records its task (`TaskRecords.record(with_rows=...)`); then `start`
+        it with ``new=False``."""
+
+        async def store(conn: AsyncConnection) -> None:
+            await conn.execute(insert(gateway_runs).values(**self._row(spec)))
+
+        return store
+
     async def start(self, spec: RunSpec, grant: Grant | None, *, new: bool = True) -> None:
-        """Store the run (unless it is a claimed one) and start it in the background."""
+        """Store the run (unless it is a claimed one, or was stored with its
+        task: `stored`) and start it in the background."""
         if new:
             async with self._engine.begin() as conn:
-                await conn.execute(insert(gateway_runs).values(**self._row(spec)))
+                await self.stored(spec)(conn)
         run = _Run(spec)
         self._runs[(spec.agent_id, spec.task_id)] = run
         run.task = asyncio.create_task(self._run(run, grant), name=f"run-{spec.task_id}")
@@ -167,9 +184,23 @@ class TaskRunner:
                 run.subscribers.remove(queue)
 
     async def wait(self, agent_id: str, task_id: str) -> None:
+        """Until the run has ended and its outcome is written. Raises the
+        outage if that write is held up by one: the run goes on writing it
+        (the caller finds the outcome with GetTask later), but a blocking
+        caller is not kept waiting as long as the database is down."""
         run = self._runs.get((agent_id, task_id))
-        if run is not None:
-            await run.done.wait()
+        if run is None:
+            return
+        done = asyncio.ensure_future(run.done.wait())
+        stalled = asyncio.ensure_future(run.stalled_event.wait())
+        try:
+            await asyncio.wait((done, stalled), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            stalled.cancel()
+        if not run.done.is_set() and run.stalled is not None:
+            detail = f"the outcome of task {task_id} is not recorded yet; GetTask it later"
+            raise DependencyUnavailable(run.stalled.dependency, detail)
 
     # Running ----------------------------------------------------------------
 
@@ -233,8 +264,13 @@ class TaskRunner:
             try:
                 return await self._finish(spec, task, known=known)
             except Exception as exc:
-                if outage_of(exc) is None:
+                outage = outage_of(exc)
+                if outage is None:
                     raise
+                run = self._runs.get((spec.agent_id, spec.task_id))
+                if run is not None and run.stalled is None:
+                    run.stalled = outage
+                    run.stalled_event.set()
                 logger.warning(
                     "outcome of gateway-run task %s not written yet (%s); retrying in %.1f s",
                     spec.task_id,

@@ -41,7 +41,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.permits import Caller
 from gateway.storage.tables import a2a_tasks
@@ -164,14 +164,24 @@ class TaskRecords:
         return {Owner(r.owner_subject, r.owner_issuer) for r in rows}
 
     async def record(
-        self, agent_id: str, owner: Owner, task: Task, skill: str | None = None
+        self,
+        agent_id: str,
+        owner: Owner,
+        task: Task,
+        skill: str | None = None,
+        *,
+        with_rows: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> bool:
         """Store the task snapshot; a task already owned by someone else is left
         alone and False returned (an upstream that reuses another user's task id
         must not hand it over). ``skill`` -- the skill the message that started
         it was decided for -- is kept from the first record on: an agent
         continues a task's own skill, so every message continuing it is decided
-        for that one (`gateway.delegation.handoffs.message_skill`)."""
+        for that one (`gateway.delegation.handoffs.message_skill`).
+        ``with_rows`` writes more in the same transaction, when the task is
+        stored: a task and the run that will end it exist together or not at
+        all (`TaskRunner.stored`), so no outage or crash between two
+        transactions leaves a task nothing will ever finish."""
         if not _storable(task.id) or (task.context_id and not _storable(task.context_id)):
             return False
         now = datetime.now(UTC)
@@ -216,6 +226,8 @@ class TaskRecords:
                     .on_conflict_do_nothing(index_elements=["agent_id", "task_id"])
                 )
                 stored = bool(added.rowcount)
+            if stored and with_rows is not None:
+                await with_rows(conn)
         if stored:
             self._ended(agent_id, task.id, values["state"], snapshot)
             return True
@@ -225,6 +237,8 @@ class TaskRecords:
             return False
         async with self._engine.begin() as conn:
             await conn.execute(mine)
+            if with_rows is not None:
+                await with_rows(conn)
         self._ended(agent_id, task.id, values["state"], snapshot)
         return True
 

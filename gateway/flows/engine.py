@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from datetime import datetime
 from typing import Any
 
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
@@ -106,6 +107,12 @@ class FlowEngine:
                 "notification_listener_polling_interval_sec": self._poll,
                 "enable_otlp": False,
             }
+            # DBOS's own schema migrations first, off the event loop: some
+            # build indexes CONCURRENTLY, which waits for every open
+            # transaction in the database -- including this gateway's, which
+            # could never finish while the loop is blocked in DBOS.launch()
+            # (a deadlock seen on PostgreSQL). Launch then finds nothing to do.
+            await asyncio.to_thread(DBOS.migrate, self._url, schema=SCHEMA)
             runner.install(self.rt)
             _OWNER = self
             try:
@@ -200,6 +207,19 @@ class FlowEngine:
         await self.ensure()
         found: list[Any] = await DBOS.list_workflows_async(
             workflow_ids=run_ids, status="SUCCESS", load_input=False, load_output=False
+        )
+        return [str(w.workflow_id) for w in found]
+
+    async def ended_before(self, name: str, before: datetime, limit: int) -> list[str]:
+        """Ids of ``name`` workflows that returned or failed before ``before``."""
+        await self.ensure()
+        found: list[Any] = await DBOS.list_workflows_async(
+            name=name,
+            status=["SUCCESS", "ERROR"],
+            completed_before=before.isoformat(),
+            limit=limit,
+            load_input=False,
+            load_output=False,
         )
         return [str(w.workflow_id) for w in found]
 

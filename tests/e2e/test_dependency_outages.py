@@ -22,15 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from a2a.types import GetTaskRequest, a2a_pb2_grpc
 from mcp import MCPError
 
 from gateway.a2a.outages import DEPENDENCY_UNAVAILABLE
 from policies.exchange import JWT_TOKEN_TYPE
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.mcp_clients import mcp_client
-from tests.support.outages import PostgresCluster, RedisServer, postgres_cluster, redis_server
+from tests.support.outages import (
+    PostgresCluster,
+    RedisServer,
+    free_port,
+    postgres_cluster,
+    redis_server,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -51,7 +59,7 @@ def outages(tmp_path: Path) -> Iterator[Outages]:
     with (
         postgres_cluster() as pg,
         redis_server() as redis,
-        deployment(tmp_path, pg.url, redis_url=redis.url) as dep,
+        deployment(tmp_path, pg.url, redis_url=redis.url, a2a_grpc_port=free_port()) as dep,
     ):
         yield Outages(dep, pg, redis)
 
@@ -144,6 +152,7 @@ async def _mcp_call_during_outage(url: str, token: str) -> MCPError:
 def test_every_door_answers_a_database_outage_as_unavailable(outages: Outages) -> None:
     dep, url = outages.dep, outages.url
     alice = dep.gateway.token("alice", USER_SCOPES)
+    carol = dep.gateway.token("carol", USER_SCOPES)  # the gRPC door's caller
     subject = first_hop(dep)
     assertion = dep["sales"].assertion(url)
     a2a_headers = {"Authorization": f"Bearer {alice}", "A2A-Version": "1.0"}
@@ -181,6 +190,21 @@ def test_every_door_answers_a_database_outage_as_unavailable(outages: Outages) -
         assert rest.headers["retry-after"] == "5"
         assert rest.json()["error"]["status"] == "UNAVAILABLE"
 
+        # A2A over gRPC: UNAVAILABLE, the hint as `retry-after` metadata.
+        target = f"127.0.0.1:{dep.gateway.settings.a2a_grpc_port}"
+        with grpc.insecure_channel(target) as channel:
+            stub = a2a_pb2_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
+            with pytest.raises(grpc.RpcError) as unavailable:
+                stub.GetTask(
+                    GetTaskRequest(id="t-1", tenant="support"),
+                    metadata=(("authorization", f"Bearer {carol}"), ("a2a-version", "1.0")),
+                    timeout=30,
+                )
+        failed: Any = unavailable.value
+        assert failed.code() == grpc.StatusCode.UNAVAILABLE, failed
+        assert ("retry-after", "5") in tuple(failed.trailing_metadata())
+        assert "Errno" not in failed.details() and "SELECT" not in failed.details()
+
         mcp_error = asyncio.run(_mcp_call_during_outage(url, alice))
         assert mcp_error.error.code == DEPENDENCY_UNAVAILABLE, mcp_error.error
         assert mcp_error.error.data == {"dependency": "database", "retryAfterSeconds": 5}
@@ -201,6 +225,8 @@ def test_every_door_answers_a_database_outage_as_unavailable(outages: Outages) -
     by_event = {r["event"]: r for r in audited()}
     assert by_event["a2a"]["subject"] == "alice" and by_event["a2a"]["target"] == "support"
     assert by_event["mcp"]["subject"] == "alice"
+    # The gRPC door's refusal too, for its caller.
+    until(lambda: any(r["event"] == "a2a" and r["subject"] == "carol" for r in audited()))
 
 
 def exchange_with_during_outage(dep: Deployment, subject: str, assertion: str) -> httpx.Response:

@@ -10,6 +10,8 @@ what that fault promises on top:
 
 * kill -9 of a replica mid-task: its runs are taken over within lease + poll;
 * PostgreSQL stopped 10 s: callers get 503 with Retry-After, nothing is lost;
+  a blocking call whose outcome cannot be written yet is answered 503 at
+  once, not held for the outage;
 * Redis stopped and restarted empty: readiness names it, token exchange
   goes on (it keeps nothing there), and a used assertion is refused after;
 * an upstream killed mid-stream: its task fails within the reconcile bound;
@@ -142,6 +144,36 @@ def test_postgres_stopped_for_ten_seconds(faults: Faults) -> None:
     assert after and all(a.status == 200 for a in after), [a.status for a in after]
     faults.wait_until_settled(within=SLACK)
     faults.check(load.answers)
+
+
+def test_postgres_stopped_under_a_blocking_call(faults: Faults) -> None:
+    """A blocking SendMessage whose upstream answers while the database is
+    down is answered 503 with Retry-After at once, not after the outage (the
+    run keeps writing its outcome, found with GetTask once it is)."""
+    answers: list[Any] = []
+    caller = threading.Thread(target=lambda: answers.append(faults.send("chat", "hold 1")))
+    caller.start()
+    deadline = time.monotonic() + SLACK
+    while not faults.query("SELECT task_id FROM gateway_runs"):
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.1)
+    (run,) = faults.query("SELECT task_id FROM gateway_runs")
+    faults.pg.stop()
+    try:
+        faults.chat_does.release.set()
+        caller.join(SLACK)  # the database stays down meanwhile
+        assert not caller.is_alive(), "the caller was held for the outage"
+    finally:
+        faults.pg.start()
+    (answer,) = answers
+    assert answer.status == 503 and answer.retry_after, answer
+    assert "not recorded yet" in json.dumps(answer.body), answer.body
+    for replica in faults.replicas:
+        replica.wait_ready(within=30)
+    faults.wait_until_settled(within=SLACK)
+    assert _state(faults, run["task_id"]) == "TASK_STATE_COMPLETED"
+    told = faults.rpc("chat", "GetTask", {"id": run["task_id"]})["result"]
+    assert told["status"]["state"] == "TASK_STATE_COMPLETED", told
 
 
 def _agent_key(faults: Faults) -> ec.EllipticCurvePrivateKey:

@@ -24,8 +24,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from gateway.console.login_state import LOGIN_SECONDS, Login
 from gateway.console.oidc import LoginFailed, OidcClient, pkce_pair
-from gateway.console.sessions import LOGIN_SECONDS, new_secret
+from gateway.console.sessions import new_secret
 from gateway.console.web import (
     PREFIX,
     ConsoleError,
@@ -72,7 +73,7 @@ async def login_page(request: Request, next: Annotated[str | None, Query()] = No
     sessions = console.sessions(request)
     if await sessions.get(request.cookies.get(console.session_cookie)) is not None:
         return redirect(_return_to(next))
-    cookie, login = await sessions.begin_login(_return_to(next))
+    login = Login(csrf=new_secret(), state=None, code_verifier=None, return_to=_return_to(next))
     response = page(
         request,
         None,
@@ -80,7 +81,7 @@ async def login_page(request: Request, next: Annotated[str | None, Query()] = No
         csrf=login.csrf,
         oidc=console.settings.console.oidc,
     )
-    console.set_cookie(response, console.login_cookie, cookie, LOGIN_SECONDS)
+    console.set_cookie(response, console.login_cookie, console.logins.seal(login), LOGIN_SECONDS)
     return response
 
 
@@ -93,8 +94,8 @@ async def login_oidc(request: Request) -> Response:
     client = oidc_client(request)
     if client is None:
         raise ConsoleError(404, "No OpenID Connect issuer is configured for the console")
-    cookie = request.cookies.get(console.login_cookie)
-    if cookie is None or await console.sessions(request).login(cookie) is None:
+    login = console.logins.open(request.cookies.get(console.login_cookie))
+    if login is None:
         return redirect(PREFIX + "/login")
     state = new_secret()
     verifier, challenge = pkce_pair()
@@ -102,8 +103,13 @@ async def login_oidc(request: Request) -> Response:
         target = await client.authorization_url(state, challenge)
     except LoginFailed as exc:
         raise ConsoleError(502, "Login failed", str(exc)) from None
-    await console.sessions(request).authorizing(cookie, state, verifier)
-    return redirect(target)
+    # What the callback must match travels sealed in this browser's cookie.
+    authorizing = Login(login.csrf, state, verifier, login.return_to)
+    response = redirect(target)
+    console.set_cookie(
+        response, console.login_cookie, console.logins.seal(authorizing), LOGIN_SECONDS
+    )
+    return response
 
 
 @router.get("/login/callback")
@@ -114,18 +120,14 @@ async def login_callback(
     error: str | None = None,
 ) -> Response:
     console = console_of(request)
-    sessions = console.sessions(request)
-    cookie = request.cookies.get(console.login_cookie)
-    login = await sessions.login(cookie)
-    if cookie is None or login is None or login.state is None or login.code_verifier is None:
+    login = console.logins.open(request.cookies.get(console.login_cookie))
+    if login is None or login.state is None or login.code_verifier is None:
         raise ConsoleError(
             400, "Login failed", "no login is under way in this browser; start again"
         )
     # RFC 6749 §10.12: the state must be the one this browser was sent with.
     if state is None or not hmac.compare_digest(state.encode(), login.state.encode()):
         raise ConsoleError(400, "Login failed", "the issuer's answer does not match this login")
-    if not await sessions.end_login(cookie):  # one callback per login
-        raise ConsoleError(400, "Login failed", "this login was already used; start again")
     if error is not None or not code:
         raise ConsoleError(401, "Login failed", f"the issuer said: {(error or 'no code')[:100]}")
     client = oidc_client(request)
@@ -147,10 +149,8 @@ async def login_dev(request: Request) -> Response:
     settings = console.settings
     if not settings.dev:
         raise ConsoleError(404, "Not found")
-    sessions = console.sessions(request)
-    cookie = request.cookies.get(console.login_cookie)
-    login = await sessions.login(cookie)
-    if cookie is None or login is None:
+    login = console.logins.open(request.cookies.get(console.login_cookie))
+    if login is None:
         raise ConsoleError(403, "Refused: the login form expired", "reload the login page")
     form = await posted(request, login.csrf)
     subject = form.get("subject", "").strip()
@@ -160,7 +160,6 @@ async def login_dev(request: Request) -> Response:
         scopes = parse_scopes(form.get("scopes", ""))
     except ScopeSyntaxError as exc:
         raise ConsoleError(422, "Invalid scopes", str(exc)) from None
-    await sessions.end_login(cookie)
     principal = Principal(
         subject=subject,
         issuer=settings.effective_public_url,

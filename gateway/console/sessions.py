@@ -7,9 +7,8 @@ synchronizer CSRF token its forms carry (OWASP CSRF Prevention Cheat Sheet,
 "Synchronizer Token Pattern"), never the user's upstream token: what the
 session may see is decided from that identity by the API's own functions.
 
-A login under way (`Login`) is kept the same way, for minutes: the login
-form's CSRF token, and the OAuth `state` and PKCE `code_verifier` that the
-issuer's callback must match.
+A login under way is not kept here but in the browser, sealed
+(`gateway.console.login_state`): an anonymous visit writes nothing.
 """
 
 from __future__ import annotations
@@ -21,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.storage.tables import console_logins, console_sessions
+from gateway.storage.tables import console_sessions
 from policies.tokens import DEV_CLIENT_ID, Principal
 
-LOGIN_SECONDS = 600  # time to get through the issuer's login page
 _PURGE_EVERY_SECONDS = 60.0
 
 
@@ -60,14 +58,6 @@ class ConsoleUser:
             client_id=self.client_id,
             expires_at=int(self.expires_at.timestamp()),
         )
-
-
-@dataclass(frozen=True)
-class Login:
-    csrf: str
-    state: str | None
-    code_verifier: str | None
-    return_to: str | None
 
 
 class SessionStore:
@@ -152,60 +142,14 @@ class SessionStore:
                 delete(console_sessions).where(console_sessions.c.id == _key(cookie))
             )
 
-    async def begin_login(self, return_to: str | None) -> tuple[str, Login]:
-        await self._purge()
-        cookie = new_secret()
-        login = Login(csrf=new_secret(), state=None, code_verifier=None, return_to=return_to)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(console_logins).values(
-                    id=_key(cookie),
-                    csrf=login.csrf,
-                    return_to=return_to,
-                    expires_at=self._now() + timedelta(seconds=LOGIN_SECONDS),
-                )
-            )
-        return cookie, login
-
-    async def login(self, cookie: str | None) -> Login | None:
-        if not cookie:
-            return None
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(console_logins).where(console_logins.c.id == _key(cookie))
-                )
-            ).first()
-        if row is None or _aware(row.expires_at) <= self._now():
-            return None
-        return Login(row.csrf, row.state, row.code_verifier, row.return_to)
-
-    async def authorizing(self, cookie: str, state: str, code_verifier: str) -> None:
-        """The browser goes to the issuer: remember what its callback must match."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(console_logins)
-                .where(console_logins.c.id == _key(cookie))
-                .values(state=state, code_verifier=code_verifier)
-            )
-
-    async def end_login(self, cookie: str) -> bool:
-        """Forget the login; False if another request ended it first (a code is used once)."""
-        async with self._engine.begin() as conn:
-            gone = await conn.execute(
-                delete(console_logins).where(console_logins.c.id == _key(cookie))
-            )
-        return bool(gone.rowcount)
-
     async def _purge(self) -> None:
-        """Drop expired sessions and logins, at most once a minute per process."""
+        """Drop expired sessions, at most once a minute per process."""
         if self._clock() - self._purged_at < _PURGE_EVERY_SECONDS:
             return
         self._purged_at = self._clock()
         now = self._now()
         async with self._engine.begin() as conn:
             await conn.execute(delete(console_sessions).where(console_sessions.c.expires_at <= now))
-            await conn.execute(delete(console_logins).where(console_logins.c.expires_at <= now))
 
 
 def _aware(value: datetime) -> datetime:

@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from gateway.console.login_state import LoginSeal
 from gateway.console.oidc import OidcClient
 from gateway.console.sessions import ConsoleUser, SessionStore
 from gateway.http.auth import admin_principal
@@ -96,6 +97,8 @@ class Console:
         self.session_cookie = prefix + "switchboard-session"
         self.login_cookie = prefix + "switchboard-login"
         self._sessions: SessionStore | None = None
+        # Without a secret only in --dev (`Settings.insecurities`): see login_state.
+        self.logins = LoginSeal(settings.sealing_secret or settings.effective_resource_id)
         self.oidc: OidcClient | None = None  # built on first use (`gateway.console.login`)
         self.templates = Environment(
             loader=PackageLoader("gateway.console", "templates"),

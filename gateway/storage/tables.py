@@ -374,18 +374,3 @@ console_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_console_sessions_expires", "expires_at"),
 )
-
-# A login under way (minutes at most): the login form's CSRF token and, once
-# the browser went to the issuer, the OAuth `state` and PKCE `code_verifier`
-# the callback must match (RFC 6749 §10.12, RFC 7636 §4.1). Keyed like a session.
-console_logins = Table(
-    "console_logins",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("csrf", String(64), nullable=False),
-    Column("state", String(64), nullable=True),
-    Column("code_verifier", String(128), nullable=True),
-    Column("return_to", Text, nullable=True),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Index("ix_console_logins_expires", "expires_at"),
-)

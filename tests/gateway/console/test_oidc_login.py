@@ -1,10 +1,13 @@
 """Logging in to the console with an OpenID Connect issuer (authorization code
 + PKCE), over real HTTP: the token is verified like a bearer token, never
-stored, and a callback is good once, for the browser that started the login."""
+stored, and a callback is good once, for the browser that started the login.
+A login under way is kept in the browser, sealed: an anonymous visit writes
+nothing, and a login cookie changed, expired or sealed elsewhere is none."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.storage.tables import console_logins, console_sessions
+from gateway.console.login_state import LOGIN_SECONDS, Login, LoginSeal
+from gateway.storage.tables import console_sessions
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.oidc_issuer import Issuer, oidc_issuer
 from tests.support.servers import ServerThread, stop_all
@@ -101,10 +105,8 @@ def test_login_with_the_issuer_keeps_the_identity_and_never_the_token(setup: Set
     (session,) = rows(gateway, console_sessions)
     assert session["subject"] == "erin" and session["issuer"] == setup.server.url
     assert session["scopes"] == "crm:read"
-    stored = repr(rows(gateway, console_sessions)) + repr(rows(gateway, console_logins))
+    stored = repr(rows(gateway, console_sessions))
     assert access_token not in stored and access_token.split(".")[2] not in stored
-    # The code, used once, is gone from the issuer; the login row is gone too.
-    assert rows(gateway, console_logins) == []
 
 
 def test_a_callback_is_good_once_and_only_in_the_browser_that_started_it(setup: Setup) -> None:
@@ -119,10 +121,57 @@ def test_a_callback_is_good_once_and_only_in_the_browser_that_started_it(setup: 
         # A forged state.
         forged = callback.replace("state=", "state=x")
         assert browser.get(forged).status_code == 400
+        login_cookie = browser.cookies["switchboard-login"]
         assert browser.get(callback).status_code == 303
-        # Replayed.
+        # Replayed: the login cookie is gone with the login.
         browser.cookies.delete("switchboard-session")
         assert browser.get(callback).status_code == 400
+        # Replayed with a copy of it: the issuer's code was good once.
+        browser.cookies.set("switchboard-login", login_cookie)
+        replayed = browser.get(callback)
+        assert replayed.status_code == 502 and "switchboard-session" not in replayed.cookies
+    assert len(rows(gateway, console_sessions)) == 1
+
+
+def test_an_anonymous_visit_writes_nothing_and_a_login_cookie_cannot_be_made(
+    setup: Setup,
+) -> None:
+    gateway = setup.gateway
+    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+        for _ in range(5):
+            assert browser.get("/ui/agents").status_code in (303, 307)
+            assert browser.get("/ui/login").status_code == 200
+        url, _ = start_login(browser)
+        callback = at_issuer(url)
+        sealed = browser.cookies["switchboard-login"]
+        assert "state" not in sealed and _query(callback)["state"] not in sealed  # encrypted
+        # Changed by a byte, sealed under another secret, or sealed too long
+        # ago: no login under way.
+        changed = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+        state = _query(callback)["state"]
+        made = Login("c", state, "v" * 43, "/ui")
+        elsewhere = LoginSeal("another secret of forty characters......").seal(made)
+        own = LoginSeal("s" * 40)  # the gateway's secret_key: its own seal works
+        for cookie in (changed, elsewhere, "", "not a seal"):
+            browser.cookies.set("switchboard-login", cookie)
+            answer = browser.get(callback)
+            assert answer.status_code == 400 and "no login is under way" in answer.text, cookie
+        stale = own._fernet.encrypt_at_time(
+            b'{"csrf": "c", "state": "%s", "code_verifier": "%s", "return_to": "/ui"}'
+            % (state.encode(), b"v" * 43),
+            int(time.time()) - LOGIN_SECONDS - 5,
+        ).decode()
+        browser.cookies.set("switchboard-login", stale)
+        assert browser.get(callback).status_code == 400
+        assert own.open(own.seal(made)) == made
+        browser.cookies.set("switchboard-login", sealed)
+        assert browser.get(callback).status_code == 303
+    # Only the session the login made: nothing for the anonymous visits.
+    assert len(rows(gateway, console_sessions)) == 1
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
 def test_a_token_for_another_audience_logs_nobody_in(setup: Setup) -> None:

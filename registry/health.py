@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from registry.cards import CardInvalid, parse_card
 from registry.fetch import FetchError, SafeFetcher
@@ -75,7 +75,14 @@ class HealthChecker:
             await asyncio.sleep(self._interval)
 
     async def check_all(self) -> None:
-        targets = await self._store.health_targets()
+        """Check each agent not checked in the last interval (by this replica
+        or another): a restart, or a second replica, does not probe every
+        agent again at once -- with many agents that round competed with
+        requests for the database for a long time (`bench.scale`)."""
+        # A little short of the interval, so that an agent checked in the
+        # previous round (which took some time) is due again in this one.
+        since = datetime.now(UTC) - timedelta(seconds=self._interval * 0.9)
+        targets = await self._store.health_targets(checked_before=since)
         await asyncio.gather(*(self.check(t) for t in targets))
 
     async def check(self, target: HealthTarget) -> HealthStatus | None:

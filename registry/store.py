@@ -401,9 +401,18 @@ class SqlAgentStore:
 
     # Health -----------------------------------------------------------------
 
-    async def health_targets(self) -> list[HealthTarget]:
+    async def health_targets(self, checked_before: datetime | None = None) -> list[HealthTarget]:
+        """Every agent, or (``checked_before``) those not checked since then."""
+        query = select(agents.c.id, agents.c.card_url, agents.c.card)
+        if checked_before is not None:
+            query = query.where(
+                or_(
+                    agents.c.health_checked_at.is_(None),
+                    agents.c.health_checked_at < checked_before,
+                )
+            )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(agents.c.id, agents.c.card_url, agents.c.card))).all()
+            rows = (await conn.execute(query)).all()
         targets = []
         for row in rows:
             interfaces = row.card.get("supportedInterfaces") or []
@@ -477,6 +486,17 @@ class SqlAgentStore:
     async def count(self) -> int:
         async with self._engine.connect() as conn:
             return int(await conn.scalar(select(func.count()).select_from(agents)) or 0)
+
+    async def fingerprint(self) -> tuple[int, str, int]:
+        """What changes whenever an agent is added, removed or given a new
+        card, on any replica: their count, the latest `updated_at` and the sum
+        of their revisions (a new card is a new revision, whatever the clock of
+        the replica that stored it says). All three read one narrow index
+        (migration 0024), not the cards. For caches of the whole registry."""
+        query = select(func.count(), func.max(agents.c.updated_at), func.sum(agents.c.revision))
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return int(row[0] or 0), str(row[1]), int(row[2] or 0)
 
 
 # Helpers ----------------------------------------------------------------------

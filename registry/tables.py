@@ -65,6 +65,8 @@ agents = Table(
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ux_agents_resource", "resource", unique=True),
+    # The registry's fingerprint (`SqlAgentStore.fingerprint`) reads only this.
+    Index("ix_agents_updated_at", "updated_at", "revision"),
 )
 
 agent_card_versions = Table(

@@ -147,11 +147,20 @@ class Delegations:
         as a message for it is (`decide`, kind "skill"): what every listing of
         skills shows (the extended card, `GET /agents`, `/mcp`'s agent tools).
         A skill that needs approval is usable: its call is held, not refused."""
-        target = Target.from_card(agent_id, card)
         return [
             skill
+            for skill, decision in self.skill_decisions(caller, agent_id, card)
+            if decision.allowed
+        ]
+
+    def skill_decisions(
+        self, caller: Caller, agent_id: str, card: Mapping[str, Any]
+    ) -> list[tuple[dict[str, Any], Decision]]:
+        """Each skill of ``card`` with its decision for ``caller`` (as a message for it)."""
+        target = Target.from_card(agent_id, card)
+        return [
+            (skill, self.decide(caller, target, skill["id"], "skill"))
             for skill in card_skills(card)
-            if self.decide(caller, target, skill["id"], "skill").allowed
         ]
 
     def strictest_skill(

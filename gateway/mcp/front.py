@@ -87,6 +87,7 @@ from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp.namespace import NameContested, ToolNamespace
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.offerings import McpOfferings
+from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
 from gateway.settings import Settings
@@ -179,6 +180,7 @@ class McpFront:
         replicas: ReplicaDirectory | None = None,
     ) -> None:
         self._federation = federation
+        self._page_size = settings.mcp_tools_page_size
         # The agents' skills as tools; set once the A2A handler exists.
         self.agent_tools: AgentSkillTools | None = None
         # Calls held for a human's approval; set with the app.
@@ -303,13 +305,17 @@ class McpFront:
         listing = await self.namespace.listing(caller)
         offered = listing.tools()
         if self.approvals is not None:
-            held: list[tuple[str, str, ActionKind]] = [
+            # A skill's tool knows from its listing (decided then); a federated
+            # tool is decided here.
+            federated: list[tuple[str, str, ActionKind]] = [
                 (t.server_id, t.upstream_name, "tool") for t in listing.federated
             ]
-            held += [(s.agent_id, s.skill_id, "skill") for s in listing.skills]
-            if held_for(self._federation().delegations, caller, held):
+            if any(s.held for s in listing.skills) or held_for(
+                self._federation().delegations, caller, federated
+            ):
                 offered.append(STATUS_TOOL_DEFINITION)
-        return types.ListToolsResult(tools=offered)
+        tools, next_cursor = page(offered, params.cursor if params else None, self._page_size)
+        return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
 
     async def on_call_tool(
         self, ctx: ServerRequestContext, params: types.CallToolRequestParams

@@ -96,6 +96,37 @@ async def test_checker_flips_only_after_the_threshold(
     assert "503" in (history[1].detail or "")
 
 
+async def test_a_round_checks_only_agents_not_checked_within_the_interval(
+    store: SqlAgentStore, fetcher: SafeFetcher, card_host: tuple[CardHost, ServerThread]
+) -> None:
+    """A restart (or another replica) does not probe every agent again at
+    once: an agent checked less than an interval ago waits its turn."""
+    host, server = card_host
+    host.documents["/card"] = (200, MessageToDict(sdk_card(server.url)))
+    await _add(store, server.url + "/card", server.url)
+    checker = HealthChecker(
+        store, fetcher, interval_seconds=60, failure_threshold=2, success_threshold=2, concurrency=4
+    )
+    await checker.check_all()  # never checked: due
+    assert host.hits["/card"] == 1
+    restarted = HealthChecker(
+        store, fetcher, interval_seconds=60, failure_threshold=2, success_threshold=2, concurrency=4
+    )
+    await restarted.check_all()  # checked a moment ago: not due
+    assert host.hits["/card"] == 1
+    soon = HealthChecker(
+        store,
+        fetcher,
+        interval_seconds=0.05,
+        failure_threshold=2,
+        success_threshold=2,
+        concurrency=4,
+    )
+    await asyncio.sleep(0.1)
+    await soon.check_all()  # an interval of 0.05 s has passed: due again
+    assert host.hits["/card"] == 2
+
+
 async def test_health_history_keeps_the_newest_and_goes_with_the_agent(
     store: SqlAgentStore,
     card_host: tuple[CardHost, ServerThread],
@@ -174,6 +205,13 @@ def test_background_checker_runs_in_the_gateway(tmp_path: Path, sdk_agent: Serve
             assert history.status_code == 200, history.text
             assert [e["status"] for e in history.json()] == ["healthy"]
             assert client.get("/agents/nobody/health").status_code == 404
+            # A limit out of range or not a number: 422 naming it, history kept.
+            for limit in ("0", "201", "-1", "ten", "1e3"):
+                bad = client.get(f"/agents/{agent_id}/health", params={"limit": limit})
+                assert bad.status_code == 422, (limit, bad.text)
+                assert "limit" in bad.text, bad.text
+            one = client.get(f"/agents/{agent_id}/health", params={"limit": "1"})
+            assert [e["status"] for e in one.json()] == ["healthy"]
     finally:
         gateway.stop()
     assert httpx.get(sdk_agent.url + "/.well-known/agent-card.json").status_code == 200

@@ -447,27 +447,33 @@ def _contract(
     return problems
 
 
-async def _cycles(document: FlowDocument, catalog: Catalog) -> list[Problem]:
-    graph = await catalog.flow_calls()
-    calls = {
-        where.step.call.agent
-        for where in _placed(document)
-        if isinstance(where.step, CallStep) and where.step.call.agent is not None
-    }
-    graph[document.id] = calls
-    # A path from any flow this one calls back to this one is a cycle.
+def called_agents(document: FlowDocument) -> list[tuple[str | None, str, str]]:
+    """Every agent (a flow is one) the document's steps may call: (step id,
+    field, agent) -- a call's target, its fallback's, and a map's per item."""
+    found: list[tuple[str | None, str, str]] = []
     for where in _placed(document):
         step = where.step
-        if not isinstance(step, CallStep) or step.call.agent is None:
-            continue
-        path = _path(graph, step.call.agent, document.id)
+        targets: list[tuple[str, str | None]] = []
+        if isinstance(step, CallStep):
+            targets.append((f"{where.path}.call.agent", step.call.agent))
+            if step.fallback is not None:
+                targets.append((f"{where.path}.fallback.agent", step.fallback.agent))
+        elif isinstance(step, MapStep):
+            targets.append((f"{where.path}.map.call.agent", step.map.call.agent))
+        found += [(step.id, field, agent) for field, agent in targets if agent is not None]
+    return found
+
+
+async def _cycles(document: FlowDocument, catalog: Catalog) -> list[Problem]:
+    graph = await catalog.flow_calls()
+    called = called_agents(document)
+    graph[document.id] = {agent for _, _, agent in called}
+    # A path from any flow this one calls back to this one is a cycle.
+    for step_id, field, agent in called:
+        path = _path(graph, agent, document.id)
         if path is not None:
             chain = " -> ".join([document.id, *path])
-            return [
-                _problem(
-                    step.id, f"{where.path}.call.agent", f"flows would call in a cycle: {chain}"
-                )
-            ]
+            return [_problem(step_id, field, f"flows would call in a cycle: {chain}")]
     return []
 
 

@@ -14,6 +14,12 @@ Once a minute (`flow_retention_interval_seconds`) each replica:
    retention policy applies to what is already kept): the run, its steps, its
    grant and the engine's workflow. The audit log keeps its own records
    (`flow.run`, `flow.grant`, each step's delegation) under its own retention.
+3. forgets the engine's workflows of schedule ticks (`gateway.flows.schedules`:
+   one per tick, whose only work is starting the tick's run) a day after they
+   ended -- a schedule every minute would otherwise leave 1,440 rows a day
+   for ever. Nothing reads them again: a tick's run has an id of its own
+   derived from the tick, and catch-up only looks at ticks after the
+   schedule last fired.
 
 Every statement is idempotent and bounded (`BATCH` runs a pass), so replicas
 sweeping at once, or a sweep cut short by a crash, only repeat work.
@@ -31,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.flows.engine import FlowEngine
 from gateway.flows.redaction import redact, rules
+from gateway.flows.schedules import TICK_WORKFLOW
 from gateway.flows.store import TERMINAL_RUN_STATES, FlowStore
 from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions
 
@@ -38,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 200
 LEFTOVER_WINDOW = timedelta(hours=1)
+TICKS_KEPT = timedelta(days=1)
 
 
 class RunRetention:
@@ -61,6 +69,7 @@ class RunRetention:
         now = now or datetime.now(UTC)
         rewritten = await self._rewrite_ended(now)
         deleted = await self._delete_expired(now)
+        await self._forget_ticks(now)
         return rewritten, deleted
 
     async def run_forever(self) -> None:
@@ -120,6 +129,12 @@ class RunRetention:
             ids = list(recent)
         if ids:
             await self.engine.delete(await self.engine.succeeded(ids))
+
+    async def _forget_ticks(self, now: datetime) -> None:
+        if not self.engine.launched:
+            return  # no flow has run here: the engine has nothing of ours
+        ended = await self.engine.ended_before(TICK_WORKFLOW, now - TICKS_KEPT, BATCH)
+        await self.engine.delete(ended)
 
     async def _document(self, flow_id: str, version: int) -> dict[str, Any]:
         async with self.db.connect() as conn:

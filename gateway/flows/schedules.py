@@ -32,6 +32,7 @@ from gateway.flows.store import FlowNotFound
 logger = logging.getLogger(__name__)
 
 PREFIX = "switchboard-flow:"
+TICK_WORKFLOW = "switchboard.flow.scheduled"
 _SERVICE: FlowService | None = None
 
 
@@ -49,7 +50,7 @@ def tick_run_id(flow_id: str, trigger_id: str, at: str) -> str:
     return derived_run_id(flow_id, trigger_id, at)
 
 
-@DBOS.workflow(name="switchboard.flow.scheduled")
+@DBOS.workflow(name=TICK_WORKFLOW)
 async def scheduled(at: datetime, context: Any) -> None:
     await DBOS.run_step_async({"name": "start run"}, _tick, dict(context), at.isoformat())
 

@@ -35,7 +35,7 @@ from gateway.delegation.tasks import Owner
 from gateway.flows import waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
-from gateway.flows.checks import AgentInfo, ToolInfo, check
+from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
 from gateway.flows.definition import CallStep, FlowDocument, WaitStep
 from gateway.flows.documents import DocumentInvalid, validate
 from gateway.flows.engine import FlowEngine
@@ -401,14 +401,6 @@ class _Catalog:
     async def flow_calls(self) -> dict[str, set[str]]:
         graph: dict[str, set[str]] = {}
         for flow in await self.rt.store.list():
-            called: set[str] = set()
-            for step in flow.document.get("steps", []):
-                branches = (
-                    step.get("parallel", {}).get("branches", []) if "parallel" in step else [step]
-                )
-                for one in branches:
-                    agent = one.get("call", {}).get("agent") if isinstance(one, dict) else None
-                    if isinstance(agent, str):
-                        called.add(agent)
-            graph[flow.id] = called
+            document = FlowDocument.model_validate(flow.document)
+            graph[flow.id] = {agent for _, _, agent in called_agents(document)}
         return graph

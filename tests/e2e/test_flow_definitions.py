@@ -287,6 +287,34 @@ def test_flows_that_would_call_each_other_in_a_cycle_are_refused(setup: FlowSetu
     refused = setup.register(itself)
     assert refused.status_code == 422
     assert "outer -> outer" in refused.json()["errors"][0]["message"]
+    # Through a map's per-item call, or a call's fallback, as well.
+    mapped = {"over": "`[1, 2]`", "call": {"flow": "outer"}, "input": "`{}`"}
+    by_map = {**inner, "steps": [{"id": "each", "map": mapped}]}
+    refused = setup.register(by_map)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["step"] == "each" and error["field"] == "steps[0].map.call.agent", error
+    assert "inner -> outer -> inner" in error["message"]
+    falling = {"agent": "sales", "skill": "work"}
+    by_fallback = {
+        **inner,
+        "steps": [{"id": "try", "call": falling, "fallback": {"agent": "outer"}, "input": "`{}`"}],
+    }
+    refused = setup.register(by_fallback)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["step"] == "try" and error["field"] == "steps[0].fallback.agent", error
+    # A stored flow's map counts too: "mapper" maps over "leaf"; "leaf" may
+    # not then call "mapper".
+    leaf = {**inner, "id": "leaf", "steps": [{"id": "work", "call": falling, "input": "`{}`"}]}
+    assert setup.register(leaf).status_code == 201
+    mapper_map = {**mapped, "call": {"flow": "leaf"}}
+    mapper = {**inner, "id": "mapper", "steps": [{"id": "each", "map": mapper_map}]}
+    assert setup.register(mapper).status_code == 201
+    back = {**leaf, "steps": [{"id": "up", "call": {"flow": "mapper"}, "input": "`{}`"}]}
+    refused = setup.register(back)
+    assert refused.status_code == 422, refused.text
+    assert "leaf -> mapper -> leaf" in refused.json()["errors"][0]["message"]
 
 
 def test_versions_are_kept_and_an_unchanged_document_is_not_a_new_one(setup: FlowSetup) -> None:

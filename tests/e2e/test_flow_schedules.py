@@ -12,7 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import bindparam, create_engine, text
 
+from gateway.flows.engine import system_database_url
+from gateway.flows.schedules import TICK_WORKFLOW
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
 TICKING: dict[str, Any] = {
@@ -38,10 +41,12 @@ TICKING: dict[str, Any] = {
 }
 
 
+TICKING_POLICY = POLICY + "  ticking:\n    require: [sales:quote]\n    grant: [sales:quote]\n"
+
+
 @pytest.fixture
 def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
-    policy = POLICY + "  ticking:\n    require: [sales:quote]\n    grant: [sales:quote]\n"
-    with flow_setup(tmp_path, database_url, policy) as made:
+    with flow_setup(tmp_path, database_url, TICKING_POLICY) as made:
         yield made
 
 
@@ -87,3 +92,52 @@ def test_a_bad_schedule_is_refused(setup: FlowSetup, schedule: dict[str, Any], s
     refused = setup.register({**TICKING, "triggers": [trigger]})
     assert refused.status_code == 422, refused.text
     assert says in refused.text and "triggers[0].schedule" in refused.text
+
+
+def test_the_engine_forgets_a_tick_a_day_after_it_ended(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Each tick leaves a workflow of DBOS's (it starts the tick's run); the
+    retention pass deletes those that ended over a day ago, and only those:
+    the runs, and the ticks of the last day, stay."""
+    with flow_setup(
+        tmp_path, database_url, TICKING_POLICY, flow_retention_interval_seconds=0.2
+    ) as setup:
+        assert setup.register(TICKING).status_code == 201
+        with setup.admin() as admin:
+            deadline = time.monotonic() + 20
+            while len(_runs(admin)) < 3:
+                assert time.monotonic() < deadline, _runs(admin)
+                time.sleep(0.2)
+            assert setup.register({**TICKING, "triggers": []}).status_code == 201
+            time.sleep(1.5)  # a tick already on its way may still land
+            runs = _runs(admin)
+        db = create_engine(system_database_url(setup.gateway.settings.effective_database_url))
+        table = "dbos.workflow_status" if db.dialect.name == "postgresql" else "workflow_status"
+        ticks = f"SELECT workflow_uuid FROM {table} WHERE name = :name"  # noqa: S608 -- ours
+        two_days_ms = 2 * 24 * 3600 * 1000
+        try:
+            with db.begin() as conn:
+                ended = list(conn.execute(text(ticks), {"name": TICK_WORKFLOW}).scalars())
+                assert len(ended) >= 3, ended
+                aged, recent = ended[:-1], ended[-1]
+                conn.execute(
+                    text(
+                        f"UPDATE {table} SET completed_at = completed_at - :ms "  # noqa: S608
+                        "WHERE workflow_uuid IN :ids"
+                    ).bindparams(bindparam("ids", expanding=True)),
+                    {"ms": two_days_ms, "ids": aged},
+                )
+            deadline = time.monotonic() + 20
+            while True:
+                with db.connect() as conn:
+                    left = set(conn.execute(text(ticks), {"name": TICK_WORKFLOW}).scalars())
+                if not left & set(aged):
+                    break
+                assert time.monotonic() < deadline, left
+                time.sleep(0.2)
+            assert recent in left
+        finally:
+            db.dispose()
+        with setup.admin() as admin:
+            assert {r["id"] for r in _runs(admin)} >= {r["id"] for r in runs}

@@ -357,3 +357,28 @@ def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup
     with setup.admin() as admin:
         audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
     assert any(r["event"] == "flow.webhook" and r["outcome"] == "ambiguous_key" for r in audit)
+
+
+def test_a_delivery_whose_key_is_not_a_key_is_422_and_loses_nothing(setup: FlowSetup) -> None:
+    """`deliver.key` reads the sender's body: a list, an object, a boolean,
+    nothing, an empty or over-long string is no key -- 422, delivered to
+    nobody -- and the run waiting goes on to take the right delivery."""
+    assert setup.register(PAID_FLOW).status_code == 201
+    with setup.user() as dana:
+        waiting = _waiting_for_payment(setup, dana, "o-1")
+        for n, order in enumerate((["o-1"], {"id": "o-1"}, True, None, "", "o" * 300)):
+            body = json.dumps({"order": order, "quantity": 1}).encode()
+            refused = _post(
+                setup, body, webhook_id=f"bad_{n}", trigger="payments", flow="paid-flow"
+            )
+            assert refused.status_code == 422, (order, refused.text)
+            assert "not a key" in refused.json()["detail"], refused.text
+        missing = _post(setup, b'{"quantity": 1}', trigger="payments", flow="paid-flow")
+        assert missing.status_code == 422, missing.text
+        still = dana.get(f"/flows/paid-flow/runs/{waiting['id']}").json()
+        assert still["state"] == "working" and still["current_step"] == "paid", still
+        paid = json.dumps({"order": "o-1", "quantity": 2}).encode()
+        delivered = _post(setup, paid, webhook_id="pay_ok", trigger="payments", flow="paid-flow")
+        assert delivered.status_code == 202, delivered.text
+        done = setup.run(dana, waiting, "completed", "failed")
+    assert done["state"] == "completed", done

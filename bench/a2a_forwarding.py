@@ -77,7 +77,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -658,23 +658,25 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     return status, body, headers.get("connection", "").lower() == "close"
 
 
-async def _load(
-    url: str, conns: int, warmup: float, seconds: float, headers: dict[str, str], pids: list[int]
+# A connection of the load: its reader, its writer, and what else the
+# protocol keeps for it (an MCP session's request head, say).
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]
+
+
+async def drive(
+    connect: Callable[[], Awaitable[Connection]],
+    body_for: Callable[[int], bytes],
+    exchange: Callable[[Connection, bytes], Awaitable[tuple[int, bytes, bool, bool]]],
+    *,
+    conns: int,
+    warmup: float,
+    seconds: float,
+    pids: list[int],
 ) -> LoadResult:
-    rest = url.removeprefix("http://")
-    authority, _, path = rest.partition("/")
-    host, _, port_text = authority.partition(":")
-    port = int(port_text or "80")
-    # Without A2A-Version: 1.0 an a2a-sdk agent takes the call for 0.3 and
-    # answers -32009. A leg's own headers override these.
-    merged = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "A2A-Version": "1.0",
-    }
-    merged = {k: v for k, v in merged.items() if k.lower() not in {h.lower() for h in headers}}
-    lines = "".join(f"{k}: {v}\r\n" for k, v in (merged | headers).items())
-    head = f"POST /{path} HTTP/1.1\r\nHost: {authority}\r\n{lines}Content-Length: ".encode()
+    """``conns`` keep-alive connections sending one request after another for
+    ``warmup`` + ``seconds``; what is answered in the window is counted.
+    ``body_for(request id)`` makes a request's body (outside the timing);
+    ``exchange`` sends it and says (status, answer, good, close the connection)."""
     # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
     clock = time.perf_counter
     start = clock() + warmup
@@ -684,35 +686,19 @@ async def _load(
     counter = iter(range(1, 1 << 62))
 
     async def worker() -> None:
-        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        connection: Connection | None = None
         while clock() < end:
             try:
                 if connection is None:
-                    connection = await asyncio.open_connection(host, port)
-                reader, writer = connection
-                body = json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": next(counter),
-                        "method": "SendMessage",
-                        "params": {
-                            "message": {
-                                "messageId": str(uuid.uuid4()),
-                                "role": "ROLE_USER",
-                                "parts": [{"text": "hello"}],
-                            }
-                        },
-                    }
-                ).encode()
+                    connection = await connect()
+                body = body_for(next(counter))
                 sent = clock()
-                writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
                 async with asyncio.timeout(UPSTREAM_TIMEOUT):
-                    status, answer, close = await _read_response(reader)
+                    status, answer, good, close = await exchange(connection, body)
                 done = clock()
                 if close:
-                    writer.close()
+                    connection[1].close()
                     connection = None
-                good = status == 200 and b'"result"' in answer
                 if start <= done <= end:
                     if good:
                         latencies.append(done - sent)
@@ -759,17 +745,73 @@ async def _load(
     )
 
 
-def _load_main(config: dict[str, Any]) -> None:
+def run_in_event_loop(
+    load: Callable[..., Coroutine[Any, Any, LoadResult]], config: dict[str, Any]
+) -> None:
+    """A load process's main: gone with its parent, pinned, ``load(**config)``
+    on uvloop where installed, its result printed as JSON for the parent."""
     _die_with_parent(config.pop("parent"))
     if cpus := config.pop("cpus"):
         os.sched_setaffinity(0, cpus)
     if _has("uvloop"):
         import uvloop
 
-        result = uvloop.run(_load(**config))
+        result = uvloop.run(load(**config))
     else:
-        result = asyncio.run(_load(**config))
+        result = asyncio.run(load(**config))
     print(json.dumps(dataclasses.asdict(result)))
+
+
+async def _load(
+    url: str, conns: int, warmup: float, seconds: float, headers: dict[str, str], pids: list[int]
+) -> LoadResult:
+    rest = url.removeprefix("http://")
+    authority, _, path = rest.partition("/")
+    host, _, port_text = authority.partition(":")
+    port = int(port_text or "80")
+    # Without A2A-Version: 1.0 an a2a-sdk agent takes the call for 0.3 and
+    # answers -32009. A leg's own headers override these.
+    merged = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "A2A-Version": "1.0",
+    }
+    merged = {k: v for k, v in merged.items() if k.lower() not in {h.lower() for h in headers}}
+    lines = "".join(f"{k}: {v}\r\n" for k, v in (merged | headers).items())
+    head = f"POST /{path} HTTP/1.1\r\nHost: {authority}\r\n{lines}Content-Length: ".encode()
+
+    async def connect() -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return reader, writer, None
+
+    def body_for(request_id: int) -> bytes:
+        message = {
+            "messageId": str(uuid.uuid4()),
+            "role": "ROLE_USER",
+            "parts": [{"text": "hello"}],
+        }
+        return json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "SendMessage",
+                "params": {"message": message},
+            }
+        ).encode()
+
+    async def exchange(connection: Connection, body: bytes) -> tuple[int, bytes, bool, bool]:
+        reader, writer, _ = connection
+        writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        status, answer, close = await _read_response(reader)
+        return status, answer, status == 200 and b'"result"' in answer, close
+
+    return await drive(
+        connect, body_for, exchange, conns=conns, warmup=warmup, seconds=seconds, pids=pids
+    )
+
+
+def _load_main(config: dict[str, Any]) -> None:
+    run_in_event_loop(_load, config)
 
 
 def run_load(

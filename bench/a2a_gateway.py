@@ -48,32 +48,37 @@ def _switchboard(*args: str) -> str:
     return result.stdout.strip()
 
 
+def serve_argv(data: str, port: int, *extra: str, python: tuple[str, ...] = ()) -> list[str]:
+    """`switchboard serve --dev` on 127.0.0.1:``port`` with its state in ``data``
+    (SQLite), warnings only; ``extra``: more options (``--workers 2``);
+    ``python``: options for the interpreter (a profiler)."""
+    return [
+        sys.executable,
+        *python,
+        "-m",
+        "gateway",
+        "serve",
+        "--dev",
+        "--data-dir",
+        data,
+        "--host",
+        harness.HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
 def _start_gateway(upstream_url: str) -> harness.Running:
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
     port = harness.free_port()
     # SWITCHBOARD_BENCH_PROFILE=out.prof runs the gateway under cProfile (the
     # figures are then not comparable; it is for finding where the time goes).
     profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
-    profiler = ["-m", "cProfile", "-o", profile] if profile else []
-    process = harness.spawn(
-        [
-            sys.executable,
-            *profiler,
-            "-m",
-            "gateway",
-            "serve",
-            "--dev",
-            "--data-dir",
-            data,
-            "--host",
-            harness.HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        port,
-    )
+    profiler = ("-m", "cProfile", "-o", profile) if profile else ()
+    process = harness.spawn(serve_argv(data, port, python=profiler), port)
     harness.pin(process.pid, harness.LAYOUT["forwarder"])
     parts = urlsplit(upstream_url)
     try:

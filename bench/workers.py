@@ -38,14 +38,13 @@ import os
 import shutil
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import a2a_forwarding as harness
-from bench.a2a_gateway import _switchboard
+from bench.a2a_gateway import _switchboard, serve_argv
 
 TARGET = 1.6  # DESIGN.md: --workers 2 >= 1.6x one worker on 2 cores
 
@@ -83,24 +82,7 @@ def _leg(workers: int, cpus: str | None) -> harness.Leg:
         data = tempfile.mkdtemp(prefix="switchboard-bench-workers-")
         port = harness.free_port()
         pinning = ["taskset", "-c", cpus] if cpus else []
-        argv = [
-            *pinning,
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--dev",
-            "--data-dir",
-            data,
-            "--host",
-            harness.HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--workers",
-            str(workers),
-        ]
+        argv = [*pinning, *serve_argv(data, port, "--workers", str(workers))]
         process = harness.spawn(argv, port, timeout=90)
         try:
             pids = _wait_for_workers(data, process.pid, workers)

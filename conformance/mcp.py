@@ -3,6 +3,7 @@ directly and through the gateway, compared check by check.
 
     python -m conformance.mcp            # or: make conformance
     python -m conformance.mcp --out DIR  # keep every scenario's checks.json
+    python -m conformance.mcp --extensions   # also the [extension] scenarios (tasks), reported
 
 Everything it needs comes from package registries into a cache directory
 (`.cache/conformance`, or `$SWITCHBOARD_CONFORMANCE_CACHE`): Node 22 and the
@@ -13,6 +14,9 @@ the scenarios call), and a local proxy adding the bearer token the suite
 cannot send itself (`conformance.header_proxy`).
 
 Exit 1 when a check that passes directly does not pass through the gateway.
+The suite's `[extension]` scenarios (the tasks extension) belong to no spec
+revision; `--extensions` runs each on both paths and reports them, unscored:
+the `mcp` SDK implements no extension (docs/conformance.md).
 """
 
 from __future__ import annotations
@@ -159,22 +163,16 @@ class SuiteRun:
     failed: int
 
 
-def run_suite(node: Path, suite: Path, url: str, revision: str, out: Path) -> SuiteRun:
+def run_suite(
+    node: Path, suite: Path, url: str, revision: str, out: Path, scenario: str | None = None
+) -> SuiteRun:
+    """Every scenario of ``revision``, or the one ``scenario`` (revision unused)."""
     out.mkdir(parents=True, exist_ok=True)
+    chosen = (
+        ["--scenario", scenario] if scenario else ["--suite", "all", "--spec-version", revision]
+    )
     subprocess.run(
-        [
-            str(node),
-            str(suite),
-            "server",
-            "--url",
-            url,
-            "--suite",
-            "all",
-            "--spec-version",
-            revision,
-            "-o",
-            str(out),
-        ],
+        [str(node), str(suite), "server", "--url", url, *chosen, "-o", str(out)],
         stdout=(out / "summary.txt").open("w"),
         stderr=subprocess.STDOUT,
         check=False,  # it exits non-zero when a check fails; the checks say which
@@ -193,6 +191,31 @@ def run_suite(node: Path, suite: Path, url: str, revision: str, out: Path) -> Su
     if not results:
         raise SystemExit(f"the suite wrote no results for {url}; see {out / 'summary.txt'}")
     return SuiteRun(results, counted["SUCCESS"], counted["FAILURE"])
+
+
+def extension_scenarios(node: Path, suite: Path) -> list[str]:
+    """The server scenarios the suite lists as `[extension]`."""
+    listed = subprocess.run(
+        [str(node), str(suite), "list", "--server"], capture_output=True, text=True, check=True
+    ).stdout
+    return re.findall(r"^\s*-\s+(\S+)\s+\[extension\]", listed, re.MULTILINE)
+
+
+def report_extensions(
+    node: Path, suite: Path, direct_url: str, gateway_url: str, out: Path
+) -> None:
+    """Each extension scenario on both paths, its checks passed / failed."""
+    print("extension scenario                   direct checks   gateway checks")
+    for scenario in extension_scenarios(node, suite):
+        row = []
+        for name, url in (("direct", direct_url), ("gateway", gateway_url)):
+            try:
+                run = run_suite(node, suite, url, "", out / f"{name}-{scenario}", scenario)
+            except SystemExit:  # the suite wrote nothing for it
+                row.append("no result")
+                continue
+            row.append(f"{run.passed} / {run.failed}")
+        print(f"{scenario:36} {row[0]:>13}   {row[1]:>14}")
 
 
 def cli(*args: str, env: dict[str, str]) -> str:
@@ -228,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="keep the suite's results here")
     parser.add_argument("--revision", action="append", choices=REVISIONS, help="default: both")
+    parser.add_argument(
+        "--extensions", action="store_true", help="also report the [extension] scenarios"
+    )
     args = parser.parse_args(argv)
     if shutil.which("npm") is None:
         print("conformance: npm is needed to install the suite and Node 22", file=sys.stderr)
@@ -321,6 +347,14 @@ def main(argv: list[str] | None = None) -> int:
                 for (rev, scenario, check) in KNOWN_GAPS
                 if rev == revision and (scenario, check) not in known
             ]
+        if args.extensions:
+            report_extensions(
+                node,
+                suite,
+                f"http://127.0.0.1:{upstream}/mcp",
+                f"http://127.0.0.1:{proxy}/mcp",
+                out / "extensions",
+            )
     print(f"results: {out}")
     for (revision, scenario, check), why in KNOWN_GAPS.items():
         print(f"known gap, {revision} {scenario}: {check} -- {why}")

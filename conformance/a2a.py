@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,34 +43,6 @@ Results = dict[str, str]  # test id -> passed | failed | skipped
 # issue that tracks it. The run fails on any other such test, and on a known
 # one that passes again (so this list only ever shrinks, on purpose).
 KNOWN_GAPS: dict[str, str] = {}
-_PUSH_TESTS = "tests.compatibility.core_operations.test_push_notifications."
-_BINDINGS = ("jsonrpc", "http_json", "grpc")
-
-
-def push_gaps() -> dict[str, str]:
-    """The known gaps of a run with the push-capable agent (`--push`)."""
-    inline = "a push config inside SendMessage is refused (-32003) by design: docs/a2a.md"
-    gaps = {
-        f"{_PUSH_TESTS}TestPushNotificationDelivery::test_delivery_{name}[{binding}]": inline
-        for name in ("includes_auth", "at_least_once", "payload_format")
-        for binding in _BINDINGS
-    }
-    try:
-        socket.getaddrinfo("example.com", 443)
-    except OSError:
-        # The CRUD tests' webhook is https://example.com/...: a URL the gateway
-        # cannot resolve fails its SSRF check, so it is refused; directly the
-        # agent stores it unchecked.
-        unresolved = "example.com does not resolve here; the SSRF check refuses its URL"
-        crud = "create_push_config config_persists get_push_config list_push_configs"
-        gaps |= {
-            f"{_PUSH_TESTS}TestPushNotificationCrud::test_{name}[{binding}]": unresolved
-            for name in (*crud.split(), "delete_push_config", "delete_is_idempotent")
-            for binding in _BINDINGS
-        }
-    return gaps
-
-
 def ensure_tck(tck_dir: Path) -> Path:
     """The TCK's own virtualenv, with the checkout installed (editable); made
     again when the checkout or its dependencies change. Its Python."""
@@ -233,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     found = differences(direct, through)
     for d in found:
         print(f"  {d.test}: {d.direct} directly, {d.gateway} through the gateway")
-    known = KNOWN_GAPS | (push_gaps() if args.push else {})
+    known = KNOWN_GAPS
     lost = {d.test for d in found if d.direct == "passed"}
     regressions = sorted(lost - known.keys())
     healed = sorted(known.keys() - lost)

@@ -5,6 +5,7 @@ behind `/a2a/{agent_id}`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncGenerator
@@ -61,8 +62,7 @@ from gateway.delegation.push import (
 )
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
-from policies.policy import Policy
-from registry.fetch import FetchError
+from registry.fetch import FetchError, FetchRefused
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +82,59 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         one skill (an approval on the whole agent sends every operation to
         the approvals handler already). Looked up only while the policy can
         hold a call."""
-        if self.held is None or not _can_hold(self._parts().delegations.policy.current):
+        if self.held is None or not self._parts().delegations.policy.current.can_hold:
             return None
         task = await self.tasks.get(admission.agent_id, admission.owner, task_id)
         return self.held if task is not None and HELD_META in task.metadata else None
 
-    @staticmethod
-    def _no_inline_push(params: SendMessageRequest) -> None:
-        if params.configuration.HasField("task_push_notification_config"):
-            # The agent would call the client's webhook directly, past the
-            # gateway's checks; configs go through CreateTaskPushNotificationConfig.
-            raise PushNotificationNotSupportedError(
-                "push configs in SendMessage are not relayed; create one with "
-                "CreateTaskPushNotificationConfig once the task exists"
+    async def _inline_push(self, admission: Admission, params: SendMessageRequest) -> str | None:
+        """A push config inside SendMessage (A2A 1.0 §3.2.2): checked as
+        CreateTaskPushNotificationConfig checks one, stored, and swapped in
+        ``params`` for the gateway's relay -- the agent must never be handed
+        the client's webhook, which it would call past the gateway's checks.
+        Returns the relay URL the agent is given (None: no inline config);
+        the call's outcome then binds it to its task or removes it."""
+        if not params.configuration.HasField("task_push_notification_config"):
+            return None
+        given = params.configuration.task_push_notification_config
+        self._check_push(admission)
+        if given.task_id and given.task_id != params.message.task_id:
+            raise InvalidParamsError(
+                "configuration.taskPushNotificationConfig.taskId must be the message's taskId"
             )
+        await self._check_webhook(given)
+        config = TaskPushNotificationConfig()
+        config.CopyFrom(given)
+        config.task_id = params.message.task_id  # "" for a new task: stored pending
+        _, upstream = await self._parts().push.create(admission.agent_id, admission.owner, config)
+        params.configuration.task_push_notification_config.CopyFrom(upstream)
+        return upstream.url
+
+    async def _check_webhook(self, config: TaskPushNotificationConfig) -> None:
+        """A client's webhook as a push config may name it. A URL the SSRF
+        rules refuse (a private, link-local or metadata address, a bad
+        scheme) is refused here; a host name that does not resolve *now* is
+        not a refusal -- every delivery resolves and checks it again at
+        connect time (`adapters.http.SafeResolver`), so it can never reach
+        a refused address, and the agent's own store would take it too."""
+        if (problem := header_problem(config)) is not None:
+            raise InvalidParamsError(problem)
+        try:
+            await self._parts().fetcher.resolve(config.url)
+        except FetchRefused as exc:
+            raise InvalidParamsError(f"push notification url refused: {exc}") from None
+        except FetchError:
+            logger.info("push notification url %s does not resolve now", config.url[:200])
+
+    async def _settle_push(self, admission: Admission, relay: str | None, task_id: str) -> None:
+        """Bind an inline config to its task, or remove it (no task came)."""
+        if relay is None:
+            return
+        push = self._parts().push
+        if task_id:
+            await push.bind(admission.agent_id, relay, task_id)
+        else:
+            await push.forget_pending(admission.agent_id, relay)
 
     async def _check_message(self, admission: Admission, message: Message) -> None:
         for index, part in enumerate(message.parts):
@@ -124,39 +163,53 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         admission = admission_of(context)
-        self._no_inline_push(params)
         await self._check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendMessage")
-        admission, response = await self._send(
-            admission, skill, "SendMessage", lambda t, c: t.send_message(params, context=c)
-        )
-        if response.HasField("task"):
-            await self._remember(admission, response.task)
-            return response.task
-        if response.HasField("message"):
-            return response.message
-        raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
+        relay = await self._inline_push(admission, params)
+        task_id = ""
+        try:
+            admission, response = await self._send(
+                admission, skill, "SendMessage", lambda t, c: t.send_message(params, context=c)
+            )
+            if response.HasField("task"):
+                task_id = response.task.id
+                await self._remember(admission, response.task)
+                return response.task
+            if response.HasField("message"):
+                return response.message
+            raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
+        finally:
+            await self._settle_push(admission, relay, task_id)
 
     @validate_request_params
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         admission = admission_of(context)
-        self._no_inline_push(params)
-        await self._check_message(admission, params.message)
         capabilities = admission.grant.card.get("capabilities") or {}
         if not capabilities.get("streaming"):
             # The agent does not stream: its one answer is the whole stream.
             yield await self.on_message_send(params, context)
             return
+        await self._check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendStreamingMessage")
         admission = await self._stream_target(admission, skill)
-        async for event in self._relay(
-            admission,
-            "SendStreamingMessage",
-            lambda t, c: t.send_message_streaming(params, context=c),
-        ):
-            yield event
+        relay = await self._inline_push(admission, params)
+        task_id = ""
+        try:
+            async for event in self._relay(
+                admission,
+                "SendStreamingMessage",
+                lambda t, c: t.send_message_streaming(params, context=c),
+            ):
+                if relay is not None and not task_id:
+                    task_id = _task_id_of(event)
+                    if task_id:  # bound before the client can ask for it
+                        await self._settle_push(admission, relay, task_id)
+                yield event
+        finally:
+            if relay is not None and not task_id:
+                await self._settle_push(admission, relay, "")
 
     # Tasks ----------------------------------------------------------------
 
@@ -241,12 +294,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
-        if (problem := header_problem(params)) is not None:
-            raise InvalidParamsError(problem)
-        try:
-            await self._parts().fetcher.resolve(params.url)
-        except FetchError as exc:
-            raise InvalidParamsError(f"push notification url refused: {exc}") from None
+        await self._check_webhook(params)
         parts = self._parts()
         stored, upstream = await parts.push.create(admission.agent_id, admission.owner, params)
         try:
@@ -297,7 +345,11 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         if not await parts.push.delete(
             admission.agent_id, admission.owner, params.task_id, params.id
         ):
-            raise TaskNotFoundError(f"no push notification config {params.id}")
+            # A2A 1.0 §3.1.10: delete "MUST be idempotent - multiple deletions
+            # of the same config have the same effect". The task is the
+            # caller's (checked above); a config already gone is no error.
+            await self._audit(admission, "DeleteTaskPushNotificationConfig", None, "; none left")
+            return
         # The agent's copy points at a relay that no longer exists; removing it
         # is a courtesy, and a failure leaves nothing the agent could use.
         with contextlib.suppress(A2AError):
@@ -324,6 +376,12 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         except (ValueError, RecursionError) as exc:
             return JSONResponse({"error": str(exc)[:300]}, status_code=400)
         task_id = task_id_of(event)
+        if relay.pending and task_id:
+            # An inline config's first notification may come before the
+            # answer that names its task: only this agent holds the relay
+            # token, and the record below is the owner's alone (`observe`).
+            await parts.push.bind(agent_id, request.path_params["relay_id"], task_id)
+            relay = dataclasses.replace(relay, task_id=task_id)
         if task_id and task_id != relay.task_id:
             return JSONResponse({"error": "the event is about another task"}, status_code=400)
         await parts.tasks.observe(agent_id, relay.owner, event_of(event))
@@ -389,14 +447,11 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         return await parts.sign(card)
 
 
-_holding: tuple[object, bool] = (None, False)
-
-
-def _can_hold(policy: Policy) -> bool:
-    """Whether ``policy`` can hold a call -- a coordination rule in `mode:
-    defer`, or `approval` anywhere -- worked out once per policy object."""
-    global _holding
-    if _holding[0] is not policy:
-        defers = any(getattr(r, "mode", "") == "defer" for r in policy.coordination.rules)
-        _holding = (policy, defers or '"approval":true' in policy.model_dump_json())
-    return _holding[1]
+def _task_id_of(event: Event) -> str:
+    """The task a stream event is about: a Task's id, an update's task_id; a
+    Message alone makes no task."""
+    if isinstance(event, Task):
+        return str(event.id)
+    if isinstance(event, Message):
+        return ""
+    return str(event.task_id)

@@ -12,14 +12,14 @@ it does on the SDK path, in the same order:
 2. the request is validated exactly as the SDK validates it (base JSON-RPC
    envelope, `ParseDict` of the params, the proto's required fields); anything
    unusual -- another method, another version, a bad envelope, params that do
-   not parse -- is *not* handled here but left to the SDK, so every error a
-   caller can provoke keeps the SDK's wording and code;
-3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`, the
-   refusal of an inline push config, the skill -- the parsed request must
-   name none but the one admitted, which is then written into both its
-   metadata levels (`gateway.delegation.handoffs.admitted_skill`), so the
-   re-encoded request names exactly the skill decided -- and that skill's
-   handoff contract;
+   not parse, an inline push config (relayed by the SDK path) -- is *not*
+   handled here but left to the SDK, so every error a caller can provoke
+   keeps the SDK's wording and code;
+3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`; the
+   skill -- the parsed request must name none but the one admitted, which is
+   then written into both its metadata levels
+   (`gateway.delegation.handoffs.admitted_skill`), so the re-encoded request
+   names exactly the skill decided -- and that skill's handoff contract;
 4. the call, with the minted token and nothing else of the caller's headers,
    under the agent's circuit breaker and retried when the policy says the
    skill is idempotent (`gateway.delegation.retry`); an agent found down whose skill has
@@ -118,6 +118,8 @@ class PassThrough:
         try:
             params = ParseDict(raw_params, SendMessageRequest(), ignore_unknown_fields=True)
             validate_proto_required_fields(params)
+            if params.configuration.HasField("task_push_notification_config"):
+                return None  # relayed by the SDK path (`AgentHandler._inline_push`)
             # The gateway serves one agent per URL and has no tenants; a
             # caller-chosen tenant must not pick another one upstream.
             params.ClearField("tenant")
@@ -134,7 +136,6 @@ class PassThrough:
         handler = self._handler
         attempts = Attempts()
         try:
-            handler._no_inline_push(params)
             await handler._check_message(admission, params.message)
             try:
                 skill = handler._check_contract(admission, params)

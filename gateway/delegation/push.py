@@ -28,6 +28,15 @@ settings" (§3.1.8) -- and asks that they be treated as secrets (§13.2). The
 a2a-sdk's own `DefaultRequestHandler` returns them as stored; the gateway does
 not.
 
+A config given inside `SendMessage` (`SendMessageConfiguration.task_push_notification_config`,
+A2A 1.0 §3.2.2) is relayed the same way. Its task does not exist yet -- the
+agent makes it -- so its row is stored under a pending id (`pending:` and the
+relay id, which nothing else can take) and bound to the task by `bind` as
+soon as the task's id is known: from the agent's answer, from the first
+event of its stream, or from the first notification the agent sends through
+the relay (which only that agent can, with the relay token), whichever comes
+first. A call that ends without a task (a Message, an error) removes it.
+
 Rows written before this kept the credentials in plain text inside `config`.
 Rather than a format that tells plain values from sealed ones and reseals them
 when the client next sets its config (which it may never do, leaving them in
@@ -64,6 +73,9 @@ from registry.models import HTTP_TCHAR
 
 WEBHOOK_TOKEN_TTL_SECONDS = 60
 FORWARD_TIMEOUT_SECONDS = 10.0
+# The task id of an inline config's row until its task is known: no task id
+# an agent makes can start with it and end in a relay id of ours.
+PENDING = "pending:"
 # Names the key the credentials are sealed with: part of the stored format
 # (migration 0009 uses it too), so it never changes.
 SEAL_PURPOSE = "a2a-push-credentials"
@@ -77,6 +89,11 @@ class Relay:
     owner: Owner
     config: dict[str, Any]
     credentials_sealed: str | None
+
+    @property
+    def pending(self) -> bool:
+        """An inline config whose task is not known yet (`PushRelays.bind`)."""
+        return self.task_id.startswith(PENDING)
 
 
 class RelayRefused(Exception):
@@ -105,7 +122,8 @@ class PushRelays:
         self, agent_id: str, owner: Owner, config: TaskPushNotificationConfig
     ) -> tuple[TaskPushNotificationConfig, TaskPushNotificationConfig]:
         """Store the client's config; returns (what the client gets back, what
-        the upstream is given)."""
+        the upstream is given). A config without a task id is an inline one
+        (SendMessage): stored pending until `bind` names its task."""
         stored = TaskPushNotificationConfig()
         stored.CopyFrom(config)
         stored.id = config.id or str(uuid.uuid4())
@@ -116,15 +134,16 @@ class PushRelays:
         _without_credentials(stored)
         relay_id = secrets.token_urlsafe(16)
         relay_token = secrets.token_urlsafe(32)
+        task_id = stored.task_id or PENDING + relay_id
         async with self._engine.begin() as conn:
             # Setting a config id again replaces it (and its relay).
             await conn.execute(
-                delete(a2a_push_configs).where(*_owned(agent_id, owner, stored.task_id, stored.id))
+                delete(a2a_push_configs).where(*_owned(agent_id, owner, task_id, stored.id))
             )
             await conn.execute(
                 a2a_push_configs.insert().values(
                     agent_id=agent_id,
-                    task_id=stored.task_id,
+                    task_id=task_id,
                     config_id=stored.id,
                     owner_subject=owner.subject,
                     owner_issuer=owner.issuer,
@@ -142,6 +161,41 @@ class PushRelays:
             token=relay_token,
         )
         return stored, upstream
+
+    async def bind(self, agent_id: str, relay_url: str, task_id: str) -> bool:
+        """Give the pending inline config behind ``relay_url`` (the relay's URL
+        as the agent was given it, or its last segment) its task. False
+        if it has one already (or is gone); a config of the same id on that
+        task is replaced, as setting it again would."""
+        relay_id = relay_url.rsplit("/", 1)[-1]
+        c = a2a_push_configs.c
+        pending = (c.agent_id == agent_id, c.relay_id == relay_id, c.task_id == PENDING + relay_id)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(select(a2a_push_configs).where(*pending))).first()
+            if row is None:
+                return False
+            owner = Owner(row.owner_subject, row.owner_issuer)
+            await conn.execute(
+                delete(a2a_push_configs).where(*_owned(agent_id, owner, task_id, row.config_id))
+            )
+            await conn.execute(
+                a2a_push_configs.update()
+                .where(*pending)
+                .values(task_id=task_id, config={**row.config, "taskId": task_id})
+            )
+        return True
+
+    async def forget_pending(self, agent_id: str, relay_url: str) -> None:
+        """Remove the inline config behind ``relay_url`` if it never got a task
+        (its call answered with a Message, or failed)."""
+        relay_id = relay_url.rsplit("/", 1)[-1]
+        c = a2a_push_configs.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(a2a_push_configs).where(
+                    c.agent_id == agent_id, c.relay_id == relay_id, c.task_id == PENDING + relay_id
+                )
+            )
 
     async def configs(
         self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None

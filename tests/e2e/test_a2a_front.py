@@ -49,7 +49,6 @@ from a2a.types import (
 )
 from a2a.utils.errors import (
     InvalidParamsError,
-    PushNotificationNotSupportedError,
     TaskNotFoundError,
 )
 from a2a.utils.signing import create_signature_verifier
@@ -624,6 +623,16 @@ async def test_push_notifications_are_relayed_to_the_clients_webhook(front: Fron
                 ListTaskPushNotificationConfigsRequest(task_id=task.id)
             )
             assert not after.configs
+            # A2A 1.0 §3.1.10: deleting again has the same effect, no error...
+            await alice.delete_task_push_notification_config(
+                DeleteTaskPushNotificationConfigRequest(task_id=task.id, id=created.id)
+            )
+            # ...but on someone else's task it is still "not found".
+            async with front.transport("worker", OTHER) as bob:
+                with pytest.raises(TaskNotFoundError):
+                    await bob.delete_task_push_notification_config(
+                        DeleteTaskPushNotificationConfigRequest(task_id=task.id, id=created.id)
+                    )
     finally:
         hook.server.stop()
     assert any(_is_done(body) for _, body in hook.received), hook.received
@@ -650,10 +659,97 @@ async def test_a_push_url_to_a_forbidden_address_is_refused(front: Front) -> Non
         )
         with pytest.raises(InvalidParamsError, match=r"169\.254\.169\.254"):
             await alice.create_task_push_notification_config(config)
+        # Inside SendMessage too, before the agent is called.
+        calls = len(front.worker_seen.calls())
         request = message("task y")
-        request.configuration.task_push_notification_config.url = "http://example.com/hook"
-        with pytest.raises(PushNotificationNotSupportedError):
+        request.configuration.task_push_notification_config.url = "http://10.0.0.1/hook"
+        with pytest.raises(InvalidParamsError, match=r"10\.0\.0\.1"):
             await alice.send_message(request)
+        assert len(front.worker_seen.calls()) == calls
+
+
+async def test_a_push_config_inside_send_message_is_relayed(front: Front) -> None:
+    # A2A 1.0 §3.2.2: SendMessage's configuration may carry the push config of
+    # the task it creates. The agent gets the gateway's relay in its place.
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            request = message("slow 0.6")
+            request.configuration.return_immediately = True
+            inline = request.configuration.task_push_notification_config
+            inline.url, inline.token, inline.id = hook.url, "inline-token", "cfg-1"
+            task = (await alice.send_message(request)).task
+            listed = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task.id)
+            )
+            assert [(c.id, c.url, c.task_id) for c in listed.configs] == [
+                ("cfg-1", hook.url, task.id)
+            ]
+            for _ in range(100):
+                if any(_is_done(body) for _, body in hook.received):
+                    break
+                await asyncio.sleep(0.05)
+            async with front.transport("worker", OTHER) as bob:
+                with pytest.raises(TaskNotFoundError):
+                    await bob.list_task_push_notification_configs(
+                        ListTaskPushNotificationConfigsRequest(task_id=task.id)
+                    )
+            # A call answered by a Message (no task) leaves no config behind.
+            quick = message("hello")
+            quick.configuration.task_push_notification_config.url = hook.url
+            answered = await alice.send_message(quick)
+    finally:
+        hook.server.stop()
+    assert answered.HasField("message")  # the worker echoes "hello": no task
+    assert any(_is_done(body) for _, body in hook.received), hook.received
+    for headers, body in hook.received:
+        assert headers["x-a2a-notification-token"] == "inline-token"
+        assert _task_of(body) == task.id
+    for call in front.worker_seen.calls():
+        assert not call.contains(hook.url) and not call.contains("inline-token")
+    engine = create_engine(front.gateway.settings.effective_database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(a2a_push_configs.c.task_id))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert not [t for t in rows if t.startswith("pending:")], rows
+
+
+async def test_a_streamed_send_message_binds_its_inline_push_config(front: Front) -> None:
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            request = message("slow 0.3")
+            request.configuration.task_push_notification_config.url = hook.url
+            events = [e async for e in alice.send_message_streaming(request)]
+            task_id = events[0].task.id
+            listed = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task_id)
+            )
+            for _ in range(100):
+                if any(_is_done(body) for _, body in hook.received):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        hook.server.stop()
+    assert [c.url for c in listed.configs] == [hook.url]
+    assert hook.received and all(_task_of(body) == task_id for _, body in hook.received)
+
+
+async def test_a_webhook_host_that_does_not_resolve_now_is_kept_for_delivery(
+    front: Front,
+) -> None:
+    # Refusing it would protect nothing: each delivery resolves and checks the
+    # address again at connect time, and the agent's own store takes it too
+    # (the A2A TCK's push CRUD tests use such a URL).
+    async with front.transport("worker") as alice:
+        task = (await alice.send_message(message("task z"))).task
+        url = "https://no-such-host.invalid/hook"
+        created = await alice.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=task.id, url=url)
+        )
+        assert created.url == url
 
 
 async def test_a_forged_notification_is_refused(front: Front) -> None:

@@ -132,6 +132,43 @@ async def test_without_credentials_the_webhook_gets_the_gateways_token(
     assert (await authorization(push, relay_id, upstream.token)).startswith("Bearer ey")
 
 
+async def test_an_inline_config_is_pending_until_bound_to_its_task(engine: AsyncEngine) -> None:
+    await db.upgrade(engine, SECRET)
+    push = relays(engine, SECRET)
+    inline = config()
+    inline.task_id = ""  # SendMessage's: the agent has not made the task yet
+    _, upstream = await push.create("worker", OWNER, inline)
+    assert not upstream.task_id
+    relay = await push.relay_for("worker", upstream.url.rsplit("/", 1)[1], upstream.token)
+    assert relay.pending
+    assert await push.configs("worker", OWNER, "t9") == []
+    # Another config of the same id on that task is replaced, as setting it again would.
+    older = config()
+    older.task_id, older.id = "t9", inline.id
+    await push.create("worker", OWNER, older)
+    assert await push.bind("worker", upstream.url, "t9")
+    assert not await push.bind("worker", upstream.url, "t10"), "bound once only"
+    (listed,) = await push.configs("worker", OWNER, "t9")
+    assert (listed.task_id, listed.url) == ("t9", "https://hook.example/in")
+    relay_id = upstream.url.rsplit("/", 1)[1]
+    assert not (await push.relay_for("worker", relay_id, upstream.token)).pending
+    # Nobody else's: another owner sees none, and a bound config is not forgotten.
+    assert await push.configs("worker", Owner("bob", "https://issuer.example"), "t9") == []
+    await push.forget_pending("worker", upstream.url)
+    assert len(await push.configs("worker", OWNER, "t9")) == 1
+
+
+async def test_an_inline_config_whose_call_made_no_task_is_forgotten(engine: AsyncEngine) -> None:
+    await db.upgrade(engine, SECRET)
+    push = relays(engine, SECRET)
+    inline = config()
+    inline.task_id = ""
+    _, upstream = await push.create("worker", OWNER, inline)
+    await push.forget_pending("worker", upstream.url)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(a2a_push_configs))).first() is None
+
+
 # Migration 0009 ----------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -125,6 +126,20 @@ class Policy(BaseModel):
         if len(names) != len(set(names)):
             raise ValueError("every limit needs its own name")
         return value
+
+    @cached_property
+    def can_hold(self) -> bool:
+        """Whether a call can be held under this policy: a rule anywhere asks
+        for a human's approval, or a coordination rule defers. Worked out
+        once per policy object; the A2A handlers look a task up among the
+        held ones only when it is true."""
+        rules: list[Rule] = [self.defaults]
+        for agent in self.agents.values():
+            rules.append(agent)
+            for kind in ("skill", "tool", "resource", "prompt"):
+                rules.extend(agent.actions(kind).values())
+        defers = any(getattr(r, "mode", "") == "defer" for r in self.coordination.rules)
+        return defers or any(rule.approval for rule in rules)
 
     def rule_trail(
         self, agent_id: str, kind: ActionKind, action: str | None

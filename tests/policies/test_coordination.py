@@ -168,3 +168,11 @@ def test_one_matching_declaration_that_finds_the_key_is_enough() -> None:
     assert entity_keys(policy, "sales", "upsell", [{"customer_id": "N"}]) == {"customer": "N"}
     with pytest.raises(EntityKeyInvalid, match="given twice"):
         entity_keys(policy, "sales", "upsell", [{"customer_id": "N", "customer": {"id": "M"}}])
+
+
+def test_a_deferring_rule_lets_the_policy_hold_calls() -> None:
+    # `Policy.can_hold`: a hold in `mode: defer` keeps a task at the gateway,
+    # so the A2A handlers must look for it among the held ones.
+    assert not parse_policy(GOOD).can_hold
+    deferring = GOOD.rstrip("\n") + "\n      mode: defer\n"
+    assert parse_policy(deferring).can_hold

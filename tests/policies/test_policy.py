@@ -1375,3 +1375,23 @@ def test_resources_and_prompts_have_their_own_rules() -> None:
     assert decide(pol, "read", target(), action="note://x", kind="tool").allowed is False
     assert_denied(decide(pol, "read", target(), action="greet", kind="prompt"), Denial.POLICY)
     assert decide(pol, "read", target(), action="note://x", kind="prompt").allowed
+
+
+@pytest.mark.parametrize(
+    ("document", "holds"),
+    [
+        ({}, False),
+        ({"agents": {"a": {"grant": ["x"]}}}, False),
+        ({"agents": {"a": {"approval": False}}}, False),
+        ({"defaults": {"approval": True}}, True),
+        ({"agents": {"a": {"approval": True}}}, True),
+        ({"agents": {"*": {"skills": {"refund": {"approval": True}}}}}, True),
+        ({"agents": {"inv": {"tools": {"adjust": {"approval": True}}}}}, True),
+    ],
+)
+def test_can_hold_says_whether_any_rule_asks_for_an_approval(
+    document: dict[str, Any], holds: bool
+) -> None:
+    # The A2A handlers look a task up among the held ones only when it is true:
+    # a rule it missed would send a held task's GetTask to the agent.
+    assert Policy.model_validate(document).can_hold is holds

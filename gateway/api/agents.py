@@ -4,8 +4,9 @@ Reads need a valid token, and show a user only the agents they may delegate
 to -- decided by `policies.policy.may_use`, the same function every
 delegation runs -- so nobody browses what they cannot use. An agent a user
 may not use answers 404, exactly like one that does not exist. A record's
-`skills` (and `skill_contracts`) are those the user may call, each decided as
-a message for it is (`Delegations.usable_skills`); a search by skill, tag or
+`skills` (and `skill_contracts`), and the skills of its card at any revision,
+are those the user may call, each decided as a message for it is
+(`Delegations.usable_skills`); a search by skill, tag or
 media type matches only those, and free text (`q`) only what the user is
 shown (the agent's name, description and provider, and those skills). Admins
 see all.
@@ -149,11 +150,33 @@ async def get_card(
     revision: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     original: Annotated[bool, Query(description="the card exactly as registered")] = False,
 ) -> dict[str, Any]:
-    await _visible(request, principal, agent_id)
-    card = await state_of(request).agents.card(agent_id, revision, original=original)
+    agents = state_of(request).agents
+    card: dict[str, Any] | None
+    if principal.has_scope(ADMIN_SCOPE):
+        card = await agents.card(agent_id, revision, original=original)
+    else:
+        current = await agents.card(agent_id)
+        _check_visible(request, principal, agent_id, current)
+        assert current is not None
+        if revision is None and not original:
+            card = current
+        else:
+            card = await agents.card(agent_id, revision, original=original)
+        if card is not None:
+            # Only the skills the user may call, as every other listing: decided
+            # on the current card (the one a call is decided on), applied to
+            # whichever version is asked for -- an old revision or the card as
+            # registered must not show what the current one hides.
+            usable = {s["id"] for s in _usable(request, principal, agent_id, current)}
+            card = {**card, "skills": [s for s in _skills(card) if s.get("id") in usable]}
     if card is None:
         raise AgentNotFound(agent_id if revision is None else f"{agent_id} revision {revision}")
     return card
+
+
+def _skills(card: dict[str, Any]) -> list[dict[str, Any]]:
+    skills = card.get("skills")
+    return [s for s in skills if isinstance(s, dict)] if isinstance(skills, list) else []
 
 
 @router.get("/{agent_id}/versions", summary="Card history, newest first")

@@ -6,7 +6,7 @@ every skill of an agent, an agent denied outright, a card requirement that
 one skill replaces with its own. For each caller, every skill is called
 through the A2A front door (`metadata.skill`), and every listing of skills
 -- the gateway's authenticated extended card, `GET /agents`, `GET
-/agents/{id}`, a search by skill, by tag and by free text, and `/mcp`'s agent
+/agents/{id}`, its card (normalised, as registered, an old revision), a search by skill, by tag and by free text, and `/mcp`'s agent
 tools -- must
 show exactly the skills whose call was admitted. A call held for approval is
 admitted (held, not refused), as `/mcp` lists such skills.
@@ -184,6 +184,15 @@ def _registry(http: httpx.Client) -> dict[str, set[tuple[str, str]]]:
             record = answer.json()
             one_by_one |= _records([record])
             assert set(record["skill_contracts"]) <= {s for _, s in one_by_one}
+    # The card itself, as normalised, as registered and at its first revision.
+    cards: dict[str, set[tuple[str, str]]] = {}
+    for name, params in (("", {}), ("original", {"original": "true"}), ("rev 1", {"revision": 1})):
+        shown = cards[f"GET /agents/{{id}}/card {name}".strip()] = set()
+        for agent in CARDS:
+            answer = http.get(f"/agents/{agent}/card", params=params)
+            assert answer.status_code in (200, 404), answer.text
+            if answer.status_code == 200:
+                shown |= {(agent, s["id"]) for s in answer.json().get("skills", [])}
     by_skill = set()
     for agent, skill in SKILLS:
         found = http.get("/agents", params={"skill": skill}).json()["items"]
@@ -200,6 +209,7 @@ def _registry(http: httpx.Client) -> dict[str, set[tuple[str, str]]]:
     return {
         "GET /agents": listed,
         "GET /agents/{id}": one_by_one,
+        **cards,
         "GET /agents?skill=": by_skill,
         "GET /agents?tag= (desk/secret)": by_tag,
         "GET /agents?q= (desk/secret)": by_word,

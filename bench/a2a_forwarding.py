@@ -636,7 +636,9 @@ def _percentile(ordered: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer off a keep-alive connection: status, headers (names
+    lowered), body (chunked or by Content-Length)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -655,7 +657,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
         body = b"".join(chunks)
     else:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, body, headers.get("connection", "").lower() == "close"
+    return status, headers, body
 
 
 # A connection of the load: its reader, its writer, and what else the
@@ -802,7 +804,8 @@ async def _load(
     async def exchange(connection: Connection, body: bytes) -> tuple[int, bytes, bool, bool]:
         reader, writer, _ = connection
         writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-        status, answer, close = await _read_response(reader)
+        status, headers, answer = await read_response(reader)
+        close = headers.get("connection", "").lower() == "close"
         return status, answer, status == 200 and b'"result"' in answer, close
 
     return await drive(

@@ -201,7 +201,8 @@ def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Ta
     argv = [*_taskset(cpus), *serve_argv(data, port, "--workers", str(workers))]
     process = harness.spawn(argv, port, timeout=90)
     try:
-        _wait_for_workers(data, process.pid, workers)
+        # `serve --data-dir` keeps SQLite in the data dir (the default database).
+        _wait_for_workers(f"sqlite+aiosqlite:///{data}/switchboard.db", process.pid, workers)
         # --gateway: the run state names the address only once every worker is up.
         where = ["--data-dir", data, "--gateway", f"http://{harness.HOST}:{port}"]
         switchboard_cli("agents", "add", up.a2a_url.rstrip("/"), "--id", "bench", *where)
@@ -518,22 +519,7 @@ async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes
 ) -> tuple[int, dict[str, str], bytes]:
     writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-    raw = await reader.readuntil(b"\r\n\r\n")
-    lines = raw.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        chunks = []
-        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            chunks.append((await reader.readexactly(size + 2))[:-2])
-        await reader.readexactly(2)
-        answer = b"".join(chunks)
-    else:
-        answer = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers, answer
+    return await harness.read_response(reader)
 
 
 def _message(answer: bytes, content_type: str) -> dict[str, Any]:

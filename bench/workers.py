@@ -2,6 +2,7 @@
 
     python -m bench.workers                        # 32 conns, stub agent, 3 rounds
     python -m bench.workers --conns 32,64 --seconds 8 --rounds 5 --agent sdk
+    python -m bench.workers --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 The harness is `bench.a2a_forwarding` (its load generator, agents, CPU
 accounting); the load is A2A `SendMessage` through the gateway (`serve --dev`
@@ -23,6 +24,11 @@ kernel): the load generator and the agent are pinned to the first CPU
   load generator included; on a machine with more cores, pin the load
   elsewhere with `--load-cpus` and the workers gain more.
 
+`--database-url` names a PostgreSQL server instead: each leg gets a throwaway
+database on it (`bench.scale.database`, dropped afterwards), so two workers
+can be compared with one without SQLite's one-writer-per-file lock between
+their processes.
+
 `gw µs/req` is the gateway's CPU per request (all its processes together), the
 steadier figure: two workers should cost about what one does per request.
 `load+agent µs/req` is what the load generator and the agent spend: on two
@@ -34,17 +40,22 @@ was disturbed.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import shutil
-import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy import text
+
 from bench import a2a_forwarding as harness
 from bench.a2a_gateway import _switchboard, serve_argv
+from bench.scale import database as throwaway_database
+from gateway.storage.db import create_engine
 
 TARGET = 1.6  # DESIGN.md: --workers 2 >= 1.6x one worker on 2 cores
 
@@ -59,46 +70,61 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait_for_workers(data: str, parent: int, workers: int, timeout: float = 90) -> list[int]:
+def _wait_for_workers(url: str, parent: int, workers: int, timeout: float = 90) -> list[int]:
     """The worker pids, once each has registered (its app has started)."""
     deadline = time.monotonic() + timeout
-    database = Path(data) / "switchboard.db"
     while True:
         pids = _children(parent) if workers > 1 else [parent]
-        with sqlite3.connect(database) as conn:
-            try:
-                rows = conn.execute("SELECT count(*) FROM gateway_replicas").fetchone()[0]
-            except sqlite3.OperationalError:  # not migrated yet
-                rows = 0
-        if len(pids) == workers and rows >= workers:
+        if len(pids) == workers and asyncio.run(_replicas(url)) >= workers:
             return pids
         if time.monotonic() > deadline:
             raise RuntimeError(f"{workers} workers did not start within {timeout:g} s")
         time.sleep(0.2)
 
 
-def _leg(workers: int, cpus: str | None) -> harness.Leg:
+async def _replicas(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT count(*) FROM gateway_replicas"))
+            return int(found.scalar_one())
+    except Exception:  # not migrated yet
+        return 0
+    finally:
+        await engine.dispose()
+
+
+def _leg(workers: int, cpus: str | None, server_url: str | None) -> harness.Leg:
     def start(upstream_url: str) -> harness.Running:
         data = tempfile.mkdtemp(prefix="switchboard-bench-workers-")
+        databases = contextlib.ExitStack()
+        url = databases.enter_context(
+            throwaway_database(server_url, Path(data), f"workers{workers}")
+        )
+        # The gateway and the CLI calls below read it (the CLI runs in-process
+        # children of this one, with its environment).
+        os.environ["SWITCHBOARD_DATABASE_URL"] = url
         port = harness.free_port()
         pinning = ["taskset", "-c", cpus] if cpus else []
         argv = [*pinning, *serve_argv(data, port, "--workers", str(workers))]
+
+        def stop() -> None:
+            try:
+                harness.stop_process(process)
+            finally:
+                databases.close()
+                shutil.rmtree(data, ignore_errors=True)
+
         process = harness.spawn(argv, port, timeout=90)
         try:
-            pids = _wait_for_workers(data, process.pid, workers)
+            pids = _wait_for_workers(url, process.pid, workers)
             parts = urlsplit(upstream_url)
             agent = f"{parts.scheme}://{parts.netloc}"
             _switchboard("agents", "add", agent, "--id", "bench", "--data-dir", data)
             token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user")
         except BaseException:
-            harness.stop_process(process)
-            shutil.rmtree(data, ignore_errors=True)
+            stop()
             raise
-
-        def stop() -> None:
-            harness.stop_process(process)
-            shutil.rmtree(data, ignore_errors=True)
-
         return harness.Running(
             f"http://{harness.HOST}:{port}/a2a/bench",
             tuple(pids),  # the workers' CPU (a child's is not in its parent's /proc stat)
@@ -122,6 +148,9 @@ def main() -> int:
     parser.add_argument("--agent", default="stub", choices=sorted(harness.AGENTS))
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--load-cpus", help="CPUs for the load generator and agent (default: 0)")
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server for throwaway databases (default: SQLite)"
+    )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cpus) >= 2
@@ -132,8 +161,8 @@ def main() -> int:
         one, two = str(spare[0]), ",".join(map(str, cpus if len(spare) < 2 else spare[:2]))
     else:
         one = two = None  # type: ignore[assignment]
-    harness.LEGS["1-worker"] = _leg(1, one)
-    harness.LEGS["2-workers"] = _leg(2, two)
+    harness.LEGS["1-worker"] = _leg(1, one, args.database_url)
+    harness.LEGS["2-workers"] = _leg(2, two, args.database_url)
     levels = [int(c) for c in args.conns.split(",")]
     rows: dict[tuple[str, int], list[harness.Row]] = {}
     for round_ in range(args.rounds):
@@ -143,7 +172,11 @@ def main() -> int:
             ):
                 rows.setdefault((leg, row.conns), []).append(row)
     load_avg = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\n--workers 1 vs 2, {len(cpus)} CPUs, {args.agent} agent, load average {load_avg}")
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(
+        f"\n--workers 1 vs 2, {len(cpus)} CPUs, {args.agent} agent, {backend}, "
+        f"load average {load_avg}"
+    )
     if pinned:
         print(
             f"load + agent on CPU {sorted(harness.LAYOUT['load'] or ())}; 1 worker on {one}; 2 on {two}"

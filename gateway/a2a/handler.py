@@ -58,6 +58,7 @@ from gateway.delegation.push import (
     CredentialsUnavailable,
     RelayRefused,
     header_problem,
+    id_problem,
     parse_notification,
 )
 from gateway.delegation.runs import TERMINAL
@@ -87,7 +88,9 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         task = await self.tasks.get(admission.agent_id, admission.owner, task_id)
         return self.held if task is not None and HELD_META in task.metadata else None
 
-    async def _inline_push(self, admission: Admission, params: SendMessageRequest) -> str | None:
+    async def _inline_push(
+        self, admission: Admission, params: SendMessageRequest, operation: str
+    ) -> str | None:
         """A push config inside SendMessage (A2A 1.0 §3.2.2): checked as
         CreateTaskPushNotificationConfig checks one, stored, and swapped in
         ``params`` for the gateway's relay -- the agent must never be handed
@@ -97,12 +100,16 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         if not params.configuration.HasField("task_push_notification_config"):
             return None
         given = params.configuration.task_push_notification_config
-        self._check_push(admission)
-        if given.task_id and given.task_id != params.message.task_id:
-            raise InvalidParamsError(
-                "configuration.taskPushNotificationConfig.taskId must be the message's taskId"
-            )
-        await self._check_webhook(given)
+        try:
+            self._check_push(admission)
+            if given.task_id and given.task_id != params.message.task_id:
+                raise InvalidParamsError(
+                    "configuration.taskPushNotificationConfig.taskId must be the message's taskId"
+                )
+            await self._check_webhook(given)
+        except A2AError as refusal:
+            await self._audit(admission, operation, refusal, "; not called")
+            raise
         config = TaskPushNotificationConfig()
         config.CopyFrom(given)
         config.task_id = params.message.task_id  # "" for a new task: stored pending
@@ -117,7 +124,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         not a refusal -- every delivery resolves and checks it again at
         connect time (`adapters.http.SafeResolver`), so it can never reach
         a refused address, and the agent's own store would take it too."""
-        if (problem := header_problem(config)) is not None:
+        if (problem := header_problem(config) or id_problem(config.id)) is not None:
             raise InvalidParamsError(problem)
         try:
             await self._parts().fetcher.resolve(config.url)
@@ -143,9 +150,11 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             # none (`""` parses as an empty Part), which no agent can read and
             # a 0.3 agent's translation fails on.
             if part.WhichOneof("content") is None:
-                raise InvalidParamsError(
+                refusal = InvalidParamsError(
                     f"message.parts[{index}] has no content: one of text, raw, url or data"
                 )
+                await self._audit(admission, "SendMessage", refusal, "; not called")
+                raise refusal
         if message.task_id:
             await self._own_task(admission, message.task_id)
         for referenced in message.reference_task_ids:
@@ -165,21 +174,26 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         admission = admission_of(context)
         await self._check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendMessage")
-        relay = await self._inline_push(admission, params)
-        task_id = ""
+        relay = await self._inline_push(admission, params, "SendMessage")
+        task_id = ""  # the task the inline config is bound to: only one recorded as the caller's
+        asked = admission
         try:
             admission, response = await self._send(
                 admission, skill, "SendMessage", lambda t, c: t.send_message(params, context=c)
             )
             if response.HasField("task"):
-                task_id = response.task.id
                 await self._remember(admission, response.task)
+                task_id = response.task.id
                 return response.task
             if response.HasField("message"):
                 return response.message
             raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
         finally:
-            await self._settle_push(admission, relay, task_id)
+            if admission.agent_id != asked.agent_id:
+                # A fallback took the call: it was handed a relay of the agent
+                # asked, under which its task is not recorded. Not kept.
+                task_id = ""
+            await self._settle_push(asked, relay, task_id)
 
     @validate_request_params
     async def on_message_send_stream(
@@ -194,7 +208,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         await self._check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendStreamingMessage")
         admission = await self._stream_target(admission, skill)
-        relay = await self._inline_push(admission, params)
+        relay = await self._inline_push(admission, params, "SendStreamingMessage")
         task_id = ""
         try:
             async for event in self._relay(
@@ -203,8 +217,10 @@ class AgentHandler(UpstreamCalls, RequestHandler):
                 lambda t, c: t.send_message_streaming(params, context=c),
             ):
                 if relay is not None and not task_id:
+                    # `_relay` yields an event only once it is recorded as the
+                    # caller's: bound before the client can ask for it.
                     task_id = _task_id_of(event)
-                    if task_id:  # bound before the client can ask for it
+                    if task_id:
                         await self._settle_push(admission, relay, task_id)
                 yield event
         finally:
@@ -378,13 +394,18 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         task_id = task_id_of(event)
         if relay.pending and task_id:
             # An inline config's first notification may come before the
-            # answer that names its task: only this agent holds the relay
-            # token, and the record below is the owner's alone (`observe`).
+            # answer that names its task. Bound only to a task recorded as
+            # the relay owner's (a task id the agent gave someone else is
+            # not this config's, whatever the agent says).
+            await parts.tasks.observe(agent_id, relay.owner, event_of(event))
+            if await parts.tasks.get(agent_id, relay.owner, task_id) is None:
+                return JSONResponse({"error": "the event is about another task"}, status_code=400)
             await parts.push.bind(agent_id, request.path_params["relay_id"], task_id)
             relay = dataclasses.replace(relay, task_id=task_id)
-        if task_id and task_id != relay.task_id:
+        elif (task_id and task_id != relay.task_id) or not await parts.tasks.observe(
+            agent_id, relay.owner, event_of(event)
+        ):
             return JSONResponse({"error": "the event is about another task"}, status_code=400)
-        await parts.tasks.observe(agent_id, relay.owner, event_of(event))
         try:
             status = await parts.push.forward(parts.upstreams.http, relay, event)
         except CredentialsUnavailable as exc:
@@ -438,7 +459,16 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             lambda t, c: t.get_extended_agent_card(params, context=c),
             idempotent=True,
         )
-        return await self.card_for(admission.agent_id, MessageToDict(extended))
+        card = MessageToDict(extended)
+        # Only the skills this caller may call, as every listing of skills:
+        # decided on the registered card, as a call is (a skill the extended
+        # card alone names is unknown to the decision, so refused anyway).
+        usable = self.delegations.usable_skills(
+            admission.grant.caller, admission.agent_id, admission.grant.card
+        )
+        ids = {skill["id"] for skill in usable}
+        card["skills"] = [s for s in card.get("skills", []) if s.get("id") in ids]
+        return await self.card_for(admission.agent_id, card)
 
     async def card_for(self, agent_id: str, upstream_card: dict[str, Any]) -> AgentCard:
         parts = self._parts()

@@ -175,15 +175,20 @@ class PushRelays:
             if row is None:
                 return False
             owner = Owner(row.owner_subject, row.owner_issuer)
+            # Never this relay's own row: a bind racing this one (the agent's
+            # answer and its first notification at once) may have bound it
+            # meanwhile, and deleting it would lose the client's config.
             await conn.execute(
-                delete(a2a_push_configs).where(*_owned(agent_id, owner, task_id, row.config_id))
+                delete(a2a_push_configs).where(
+                    *_owned(agent_id, owner, task_id, row.config_id), c.relay_id != relay_id
+                )
             )
-            await conn.execute(
+            bound = await conn.execute(
                 a2a_push_configs.update()
                 .where(*pending)
                 .values(task_id=task_id, config={**row.config, "taskId": task_id})
             )
-        return True
+        return bool(bound.rowcount)
 
     async def forget_pending(self, agent_id: str, relay_url: str) -> None:
         """Remove the inline config behind ``relay_url`` if it never got a task
@@ -305,6 +310,19 @@ def header_problem(config: TaskPushNotificationConfig) -> str | None:
     ):
         if value and not _FIELD_VALUE.fullmatch(value):
             return f"{name} must be visible ASCII, as an HTTP header value (RFC 9110 §5.5)"
+    return None
+
+
+# a2a_push_configs.config_id is String(256); PostgreSQL refuses NUL in text.
+MAX_CONFIG_ID = 256
+
+
+def id_problem(config_id: str) -> str | None:
+    """Why a config id the client chose cannot be stored, or None."""
+    if len(config_id) > MAX_CONFIG_ID:
+        return f"id must be at most {MAX_CONFIG_ID} characters"
+    if "\x00" in config_id:
+        return "id must not contain NUL"
     return None
 
 

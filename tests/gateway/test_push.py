@@ -7,6 +7,7 @@ tests/e2e/test_a2a_front.py covers the same through the A2A front door.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -265,3 +266,25 @@ async def test_0009_with_nothing_to_seal_needs_no_secret(engine: AsyncEngine) ->
     await insert_plain(engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"})
     await db.upgrade(engine, None)  # e.g. `switchboard keys list` on a host without it
     assert (await row(engine))["credentials_sealed"] is None
+
+
+async def test_binds_racing_for_one_inline_config_keep_it(engine: AsyncEngine) -> None:
+    # The agent's answer and its first notification often name the task at
+    # once: both bind. Neither may delete the row the other just bound.
+    await db.upgrade(engine, SECRET)
+    push = relays(engine, SECRET)
+    for i in range(40):
+        inline = config()
+        inline.task_id, inline.id = "", f"c{i}"
+        _, upstream = await push.create("worker", OWNER, inline)
+
+        async def late(url: str, task: str, delay: float) -> bool:
+            await asyncio.sleep(delay)
+            return await push.bind("worker", url, task)
+
+        first, second = await asyncio.gather(
+            push.bind("worker", upstream.url, f"t{i}"), late(upstream.url, f"t{i}", i % 8 * 5e-4)
+        )
+        assert sorted([first, second]) == [False, True], "exactly one of them binds"
+        (kept,) = await push.configs("worker", OWNER, f"t{i}")
+        assert kept.id == f"c{i}"

@@ -66,6 +66,7 @@ from gateway.http.auth import RequestAuth, onwards_principal
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable, outage_of
 from policies.tokens import Principal, TokenInvalid
+from registry.store import is_agent_id
 
 security = logging.getLogger("switchboard.security")
 
@@ -263,7 +264,15 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "name the agent in the request's tenant, as its card's gRPC interface gives it",
             )
+        if not is_agent_id(agent_id):
+            # No agent has such an id, so saying so before authentication
+            # tells nothing; and an unchecked tenant (gRPC has no URL-length
+            # limit) would reach the logs and the audit whole.
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no agent has that id")
         request.ClearField("tenant")  # one agent per tenant; never forwarded (`tenants`)
+        # Fields this gateway's a2a.proto does not know are not forwarded to an
+        # agent: no check here has seen them.
+        request.DiscardUnknownFields()
         metadata = _metadata(context)
         caller = await self._caller(context, metadata, agent_id)
         version = next(iter(metadata.getlist(VERSION_HEADER)), None)

@@ -32,10 +32,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, insert, select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
+from gateway.storage.outages import data_refused
 from gateway.storage.tables import audit_events
 from registry.store import InvalidCursor
 from registry.tables import as_utc
@@ -199,7 +200,7 @@ class AuditLog:
                     async with self._engine.begin() as conn:
                         await conn.execute(insert(audit_events), batch)
                 except DBAPIError as exc:
-                    if not _row_refused(exc):
+                    if not data_refused(exc):
                         self._buffer[:0] = batch  # the database is down: retry later
                         raise
                     # One row the database refuses must not block every later
@@ -218,7 +219,7 @@ class AuditLog:
                 async with self._engine.begin() as conn:
                     await conn.execute(insert(audit_events), [row])
             except DBAPIError as exc:
-                if not _row_refused(exc):
+                if not data_refused(exc):
                     raise
                 logger.error(
                     "audit record refused by the database and dropped "
@@ -313,18 +314,6 @@ def outage_event(
         outcome="dependency_unavailable",
         detail=detail,
     )
-
-
-def _row_refused(exc: DBAPIError) -> bool:
-    """The database refused the data itself (SQLSTATE class 22 data exception or
-    23 integrity violation), as opposed to being unreachable."""
-    if isinstance(exc, IntegrityError | DataError):
-        return True
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(
-        getattr(orig, "__cause__", None), "sqlstate", None
-    )
-    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 class InvalidAuditCursor(InvalidCursor):

@@ -314,6 +314,10 @@ class TaskRecords:
         c = a2a_tasks.c
         where = [c.agent_id == agent_id, owner.owns(a2a_tasks)]
         if request.context_id:
+            if not _storable(request.context_id):
+                # No task of ours is in such a context; PostgreSQL would refuse
+                # the NUL outright (and a refused query must not read as an outage).
+                return ListTasksResponse(page_size=page_size)
             where.append(c.context_id == request.context_id)
         if request.status:
             where.append(c.state == TaskState.Name(request.status))

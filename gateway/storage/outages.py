@@ -48,6 +48,8 @@ def outage_of(exc: BaseException) -> DependencyUnavailable | None:
         if isinstance(cause, IntegrityError | DataError | ProgrammingError):
             return None
         if isinstance(cause, DBAPIError):
+            if data_refused(cause):
+                return None
             return DependencyUnavailable(DATABASE, type(cause.orig or cause).__name__)
         if isinstance(cause, PoolTimeout):
             return DependencyUnavailable(DATABASE, "no connection in time")
@@ -62,6 +64,20 @@ def outage_of(exc: BaseException) -> DependencyUnavailable | None:
         cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
         seen += 1
     return None
+
+
+def data_refused(exc: DBAPIError) -> bool:
+    """The database refused the data itself (SQLSTATE class 22 data exception or
+    23 integrity violation), as opposed to being unreachable. SQLAlchemy's
+    asyncpg dialect raises these as a plain `DBAPIError` (not `DataError`):
+    a string too long for its column, a NUL byte in text on PostgreSQL."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 def _is_redis_outage(exc: BaseException) -> bool:

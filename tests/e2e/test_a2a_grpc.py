@@ -445,3 +445,44 @@ async def test_a_skill_named_twice_differently_is_refused_before_any_agent(
 
     refusals = await anyio.to_thread.run_sync(audited)
     assert len(refusals) == 2 and all(r["decision"] == "deny" for r in refusals), refusals
+
+
+def _audited(front: GrpcFront, subject: str) -> list[dict[str, Any]]:
+    with front.gateway.client() as admin:
+        items = admin.get("/audit", params={"agent": "worker", "limit": 100}).json()["items"]
+    return [r for r in items if r["subject"] == subject]
+
+
+async def test_bad_push_configs_and_tenants_are_clear_refusals_and_audited(
+    grpc_front: GrpcFront, user: User
+) -> None:
+    good = (("authorization", f"Bearer {user.token}"), ("a2a-version", "1.0"))
+    async with grpc_front.stub() as stub:
+        # A push config inside SendMessage to a refused address, or with an id
+        # no row can hold (too long, NUL): INVALID_ARGUMENT, never UNAVAILABLE.
+        for url, config_id in (
+            ("http://10.0.0.1/hook", ""),
+            ("https://hooks.example/a2a", "x" * 300),
+            ("https://hooks.example/a2a", "a\x00b"),
+        ):
+            request = message("task refused-inline")
+            request.tenant = "worker"
+            inline = request.configuration.task_push_notification_config
+            inline.url, inline.id = url, config_id
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.SendMessage(request, metadata=good)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, config_id
+        # A NUL in a context id matches no task: an empty page, not an outage.
+        listing = ListTasksRequest(context_id="a\x00b", tenant="worker")
+        assert not (await stub.ListTasks(listing, metadata=good)).tasks
+        # A tenant no agent can have is NOT_FOUND before anything reads it.
+        huge = message("hi")
+        huge.tenant = "A" * 500_000
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.SendMessage(huge, metadata=good)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not grpc_front.worker_seen.calls(), "a refused call reached the agent"
+    records = await asyncio.to_thread(_audited, grpc_front, user.subject)
+    refusals = [r for r in records if r["event"] == "a2a.SendMessage"]
+    assert len(refusals) == 3, records
+    assert all(r["outcome"] != "ok" and "not called" in (r["detail"] or "") for r in refusals)

@@ -27,7 +27,6 @@ import asyncio
 import base64
 import json
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,12 +52,12 @@ from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
 from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places, stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
+from gateway.mcp.per_caller import PerCaller
 from registry.cards import card_skills
 from registry.mcp_names import cut_hashed, owner_of, skill_tool_name
 from registry.store import AgentNotFound
 
 EVENT = "mcp"
-_CALLERS_KEPT = 256  # callers whose agent-tool list is kept (least recently listed goes)
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -119,34 +118,31 @@ class AgentSkillTools:
         # nothing else. Calls are decided afresh as always (`Delegations.admit`).
         self._snapshot: _Snapshot | None = None
         self._reading = asyncio.Lock()
-        self._policy: object | None = None
-        self._listed: OrderedDict[tuple[Any, ...], tuple[SkillTool, ...]] = OrderedDict()
+        self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
 
-    async def catalog(self, caller: Caller) -> tuple[list[SkillTool], set[str]]:
+    async def catalog(self, caller: Caller) -> tuple[tuple[SkillTool, ...], frozenset[str]]:
         """The skills ``caller`` may delegate to, as tools; and the names of
         every agent's skills (whoever may use them: what names they hold).
-        The tools' ``held``: a call to it would wait for approval."""
+        The tools' ``held``: a call to it would wait for approval. Both are
+        the kept objects themselves, unchanged while their inputs stand (the
+        listing above keys its own memo on them)."""
         delegations = self._parts().delegations
         snapshot = await self._current()
-        policy = delegations.policy.current
-        if policy is not self._policy:
-            self._policy = policy
-            self._listed.clear()
-        key = (caller.subject, caller.issuer, caller.scopes, caller.actors, caller.client_id)
-        listed = self._listed.get(key)
+        shared = (delegations.policy.current, snapshot)
+        listed = self._listed.get(caller, shared)
         if listed is None:
-            listed = tuple(
-                _skill_tool(agent_id, card, skill, held=decision.approval_required)
-                for agent_id, card in snapshot.agents
-                for skill, decision in delegations.skill_decisions(caller, agent_id, card)
-                if decision.allowed
+            listed = self._listed.put(
+                caller,
+                shared,
+                (),
+                tuple(
+                    _skill_tool(agent_id, card, skill, held=decision.approval_required)
+                    for agent_id, card in snapshot.agents
+                    for skill, decision in delegations.skill_decisions(caller, agent_id, card)
+                    if decision.allowed
+                ),
             )
-            self._listed[key] = listed
-            if len(self._listed) > _CALLERS_KEPT:
-                self._listed.popitem(last=False)
-        else:
-            self._listed.move_to_end(key)
-        return list(listed), set(snapshot.names)
+        return listed, snapshot.names
 
     async def _current(self) -> _Snapshot:
         agents = self._parts().delegations.agents
@@ -162,7 +158,6 @@ class AgentSkillTools:
                     read.append((record.id, card))
                     names.update(skill_tool_name(record.id, s["id"]) for s in card_skills(card))
                 self._snapshot = _Snapshot(fingerprint, tuple(read), frozenset(names))
-                self._listed.clear()
             return self._snapshot
 
     async def find(self, name: str) -> SkillTool | None:

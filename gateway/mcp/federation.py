@@ -138,6 +138,12 @@ class McpFederation:
             and (caller is None or self.may_call(caller, tool))
         ]
 
+    async def snapshot(self) -> Mapping[str, FederatedTool]:
+        """The tools as last read (replaced, never changed, by a new read): what
+        a listing worked out from them can be kept while it is the current one."""
+        tools, _ = await self._current()
+        return tools
+
     async def tool(self, name: str) -> FederatedTool:
         tools, _ = await self._current()
         found = tools.get(name)

@@ -84,7 +84,7 @@ from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.mcp.federation import McpFederation
 from gateway.mcp.front_offerings import OfferingHandlers
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
-from gateway.mcp.namespace import NameContested, ToolNamespace
+from gateway.mcp.namespace import Listing, NameContested, ToolNamespace
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.offerings import McpOfferings
 from gateway.mcp.pages import page
@@ -303,6 +303,14 @@ class McpFront:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
         listing = await self.namespace.listing(caller)
+        # Worked out once per listing, not once per page (`gateway.mcp.per_caller`).
+        if listing.offered is None:
+            listing.offered = self._offer(caller, listing)
+        offered = listing.offered
+        tools, next_cursor = page(offered, params.cursor if params else None, self._page_size)
+        return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
+
+    def _offer(self, caller: Caller, listing: Listing) -> list[types.Tool]:
         offered = listing.tools()
         if self.approvals is not None:
             # A skill's tool knows from its listing (decided then); a federated
@@ -314,8 +322,7 @@ class McpFront:
                 self._federation().delegations, caller, federated
             ):
                 offered.append(STATUS_TOOL_DEFINITION)
-        tools, next_cursor = page(offered, params.cursor if params else None, self._page_size)
-        return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
+        return offered
 
     async def on_call_tool(
         self, ctx: ServerRequestContext, params: types.CallToolRequestParams

@@ -26,7 +26,7 @@ and a listing see of whatever the store holds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mcp_types as types
 
@@ -34,6 +34,7 @@ from gateway.delegation.pipeline import Caller
 from gateway.mcp.agent_tools import AgentSkillTools, SkillTool
 from gateway.mcp.federated_tools import FederatedTool, ToolNotFound
 from gateway.mcp.federation import McpFederation
+from gateway.mcp.per_caller import PerCaller
 from registry.mcp_names import cut_hashed, gateways, owner_of
 
 
@@ -48,15 +49,21 @@ class NameContested(Exception):
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listing:
     """What `tools/list` offers one caller (the gateway's own tools aside)."""
 
     federated: list[FederatedTool]
     skills: list[SkillTool]
+    # The whole `tools/list` answer the front worked out from this listing,
+    # kept with it: every page of one listing asks for it again.
+    offered: list[types.Tool] | None = field(default=None, repr=False, compare=False)
 
     def tools(self) -> list[types.Tool]:
         return [t.as_mcp_tool() for t in self.federated] + [s.tool for s in self.skills]
+
+
+_NO_SKILLS: tuple[tuple[SkillTool, ...], frozenset[str]] = ((), frozenset())
 
 
 class ToolNamespace:
@@ -69,6 +76,7 @@ class ToolNamespace:
         self._skills = skills
         # The gateway's own tools, by name: each starts with switchboard__.
         self.gateway: dict[str, types.Tool] = {}
+        self._listings: PerCaller[Listing] = PerCaller()
 
     def claim(self, tool: types.Tool) -> None:
         """Hold a name for one of the gateway's own tools (the hook for flows)."""
@@ -78,19 +86,27 @@ class ToolNamespace:
 
     async def listing(self, caller: Caller) -> Listing:
         """The tools ``caller`` may call, each under a name `resolve` answers
-        with that very tool; the policy decision is the one a call runs."""
+        with that very tool; the policy decision is the one a call runs. The
+        same `Listing` object while the federation's tools, the agents' skill
+        tools and the policy are the same objects (`gateway.mcp.per_caller`):
+        each page of a `tools/list` asks again."""
         federation = self._federation()
+        agent_tools = self._skills()
+        skills, skill_names = await agent_tools.catalog(caller) if agent_tools else _NO_SKILLS
+        shared = (await federation.snapshot(), federation.delegations.policy.current)
+        kept = self._listings.get(caller, shared, (skills,))
+        if kept is not None:
+            return kept
         holding = {
             t.name: t for t in await federation.tools(include_uncallable=True) if t.withheld is None
         }
         offered = await federation.tools(caller)
-        agent_tools = self._skills()
-        skills, skill_names = await agent_tools.catalog(caller) if agent_tools else ([], set())
-        return Listing(
+        listing = Listing(
             federated=[t for t in offered if not _contested(t, skill_names)],
             # A name a federated tool holds is that tool's (or refused to both).
             skills=[s for s in skills if s.name not in holding and not gateways(s.name)],
         )
+        return self._listings.put(caller, shared, (skills,), listing)
 
     async def resolve(self, name: str) -> FederatedTool | SkillTool:
         """The one target ``name`` means. Raises `ToolNotFound` or `NameContested`."""
@@ -122,6 +138,6 @@ class ToolNamespace:
         return tool if tool is not None and tool.withheld is None else None
 
 
-def _contested(tool: FederatedTool, skill_names: set[str]) -> bool:
+def _contested(tool: FederatedTool, skill_names: frozenset[str]) -> bool:
     """What `resolve` finds for the tool's name: a skill besides it."""
     return owner_of(tool.name) != tool.server_id and tool.name in skill_names

@@ -43,6 +43,8 @@ Results = dict[str, str]  # test id -> passed | failed | skipped
 # issue that tracks it. The run fails on any other such test, and on a known
 # one that passes again (so this list only ever shrinks, on purpose).
 KNOWN_GAPS: dict[str, str] = {}
+
+
 def ensure_tck(tck_dir: Path) -> Path:
     """The TCK's own virtualenv, with the checkout installed (editable); made
     again when the checkout or its dependencies change. Its Python."""

@@ -36,7 +36,6 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import mcp_types as types
 from a2a.utils.errors import A2AError
@@ -44,13 +43,12 @@ from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
-from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.request_state import RequestStateBoundary
 from mcp.server.streamable_http_manager import (
     StreamableHTTPASGIApp,
     StreamableHTTPSessionManager,
 )
 from mcp.server.subscriptions import ListenHandler
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
@@ -90,10 +88,10 @@ from gateway.mcp.offerings import McpOfferings
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
+from gateway.mcp.transport_settings import request_state_security, transport_security
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
 from gateway.storage.replicas import ReplicaDirectory
-from policies.keys import derive_key
 from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
 
@@ -116,32 +114,6 @@ class _GatewayServer(Server[Any]):
             experimental_capabilities,
             extensions,
         )
-
-
-def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """DNS rebinding protection (MCP 2025-11-25 "Transports", security warning):
-    the public URL's host, the configured ones, and loopback in dev mode. The
-    SDK's default allowlist is loopback only, which 421s a real host name."""
-    public = urlsplit(settings.effective_public_url)
-    hosts = [public.netloc, *settings.mcp_allowed_hosts]
-    if public.port is None and public.hostname:
-        hosts.append(f"{public.hostname}:*")
-    origins = [f"{public.scheme}://{public.netloc}", *settings.mcp_allowed_origins]
-    if settings.dev:
-        for loopback in ("127.0.0.1", "localhost", "[::1]"):
-            hosts += [loopback, f"{loopback}:*"]
-            origins += [f"http://{loopback}", f"http://{loopback}:*"]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
-    )
-
-
-def request_state_security(settings: Settings) -> RequestStateSecurity:
-    """`requestState` is sealed (AES-GCM) and bound to the caller and the
-    request by the SDK; every replica derives the same key from the secret."""
-    if settings.sealing_secret:
-        return RequestStateSecurity(keys=[derive_key(settings.sealing_secret, "mcp requestState")])
-    return RequestStateSecurity.ephemeral()  # --dev without a secret: this process only
 
 
 class _ProgressRelay:

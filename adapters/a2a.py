@@ -39,7 +39,12 @@ from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, Transp
 from google.protobuf.json_format import ParseDict
 
 from adapters import a2a_tolerance
-from adapters.a2a_grpc import open_channel
+from adapters.a2a_grpc import (
+    CappedCompatGrpcTransport,
+    CappedGrpcTransport,
+    StreamCaps,
+    open_channel,
+)
 from adapters.http import UpstreamHTTP
 from registry.fetch import SafeFetcher
 
@@ -118,6 +123,7 @@ class A2AUpstreams:
         self._http = self._upstream_http.httpx
         self._policy = fetcher.policy
         self._max_response_bytes = max_response_bytes
+        self._stream_caps = StreamCaps(max_stream_bytes, stream_idle_seconds)
         self._clients: dict[tuple[str, str], tuple[ClientTransport, UpstreamEndpoint]] = {}
 
     async def client(
@@ -162,9 +168,13 @@ class A2AUpstreams:
 
     async def _grpc_transport(self, card: AgentCard, endpoint: UpstreamEndpoint) -> ClientTransport:
         channel = await open_channel(endpoint.url, self._policy, max_bytes=self._max_response_bytes)
-        if endpoint.legacy:
-            return CompatGrpcTransport(channel, card)
-        return GrpcTransport(channel, card)
+        transport = (
+            CappedCompatGrpcTransport(channel, card)
+            if endpoint.legacy
+            else CappedGrpcTransport(channel, card)
+        )
+        transport.caps = self._stream_caps
+        return transport
 
     def _forget_all(self) -> None:
         old, self._clients = self._clients, {}

@@ -12,7 +12,11 @@ same rules as every other upstream connection (`adapters.http`):
   write gRPC targets) gets TLS, except on a loopback address, which only a
   `--dev` gateway may reach at all;
 * answers are capped at the gateway's upstream size limit per message; no
-  proxy from the environment is used (`grpc.enable_http_proxy`: 0).
+  proxy from the environment is used (`grpc.enable_http_proxy`: 0);
+* a stream (`SendStreamingMessage`, `SubscribeToTask`) is held to the same
+  caps as an HTTP one (`stream_max_bytes` in all, `stream_idle_seconds`
+  between events: `StreamCaps`), which the HTTP pool enforces on its bytes
+  and a gRPC channel knows nothing of.
 
 The channel is pinned to the address resolved when the agent's transport is
 made (`adapters.a2a.A2AUpstreams`: once per card).
@@ -20,15 +24,22 @@ made (`adapters.a2a.A2AUpstreams`: once per card).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
+import httpx
+from a2a.client.transports.grpc import GrpcTransport
+from a2a.compat.v0_3.grpc_transport import CompatGrpcTransport
+from a2a.types import StreamResponse
 
-from adapters.http import SafeResolver, UpstreamRefused
+from adapters.http import SafeResolver, UpstreamRefused, UpstreamTooLarge
 from registry.ssrf import AddressPolicy, IPAddress
 
 
@@ -104,3 +115,55 @@ async def open_channel(url: str, policy: AddressPolicy, *, max_bytes: int) -> gr
         options.append(("grpc.ssl_target_name_override", target.host))
         return grpc.aio.secure_channel(dial, grpc.ssl_channel_credentials(), options=options)
     return grpc.aio.insecure_channel(dial, options=options)
+
+
+@dataclass(frozen=True)
+class StreamCaps:
+    max_bytes: int
+    idle_seconds: float
+
+    async def apply(self, events: AsyncIterator[StreamResponse]) -> AsyncGenerator[StreamResponse]:
+        """``events`` until they pass ``max_bytes`` in all (UpstreamTooLarge)
+        or none comes for ``idle_seconds`` (httpx.ReadTimeout): the errors an
+        HTTP stream over the capped pool raises, so they are answered alike."""
+        seen = 0
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.idle_seconds):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise httpx.ReadTimeout(
+                        f"no event from the agent for {self.idle_seconds:g} s"
+                    ) from None
+                seen += event.ByteSize()
+                if seen > self.max_bytes:
+                    raise UpstreamTooLarge(f"the stream exceeds {self.max_bytes} bytes")
+                yield event
+        finally:
+            closing = getattr(events, "aclose", None)
+            if closing is not None:
+                await closing()
+
+
+class _CappedStreams:
+    """`send_message_streaming` and `subscribe` of an SDK gRPC transport, held
+    to ``caps`` (set before use)."""
+
+    caps: StreamCaps
+
+    def send_message_streaming(self, *args: Any, **kwargs: Any) -> AsyncGenerator[StreamResponse]:
+        return self.caps.apply(super().send_message_streaming(*args, **kwargs))  # type: ignore[misc]
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> AsyncGenerator[StreamResponse]:
+        return self.caps.apply(super().subscribe(*args, **kwargs))  # type: ignore[misc]
+
+
+class CappedGrpcTransport(_CappedStreams, GrpcTransport):
+    """The SDK's A2A 1.0 gRPC transport, its streams capped."""
+
+
+class CappedCompatGrpcTransport(_CappedStreams, CompatGrpcTransport):
+    """The SDK's A2A 0.3 gRPC transport, its streams capped."""

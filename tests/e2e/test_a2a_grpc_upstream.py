@@ -7,6 +7,7 @@ agent with the SDK's gRPC transport, a token minted for it as metadata.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -205,3 +206,40 @@ async def test_an_unreachable_grpc_agent_is_an_a2a_error_and_audited(setup: Setu
     assert await anyio.to_thread.run_sync(audited) == [
         ("a2a.SendMessage", "a2a_error:InternalError")
     ]
+
+
+@pytest.mark.parametrize(
+    ("caps", "said"),
+    [
+        ({"stream_max_bytes": 300}, "the stream exceeds 300 bytes"),
+        ({"stream_idle_seconds": 0.05}, "did not answer"),
+    ],
+)
+def test_a_grpc_agents_stream_is_held_to_the_stream_caps(
+    setup: Setup, tmp_path: Any, caps: dict[str, Any], said: str
+) -> None:
+    # The HTTP pool caps a stream's bytes and silences; a gRPC channel knows
+    # nothing of them, so the gateway holds gRPC streams to the same settings.
+    capped = start_gateway(tmp_path / "data", None, **caps)
+    try:
+        with capped.client() as admin:
+            card = setup.agent.url + "/.well-known/agent-card.json"
+            added = admin.post("/agents", json={"card_url": card, "id": "grpc-worker"})
+            assert added.status_code == 201, added.text
+        token = capped.token("alice", "work:run")
+
+        async def stream() -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+                factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
+                client = await factory.create_from_url(f"{capped.url}/a2a/grpc-worker")
+                await collect(client.send_message(message("slow 2")))
+
+        with pytest.raises(Exception, match=said):
+            asyncio.run(stream())
+        with capped.client() as admin:
+            items = admin.get("/audit", params={"agent": "grpc-worker"}).json()["items"]
+        outcomes = [r["outcome"] for r in items if r["event"] == "a2a.SendStreamingMessage"]
+        assert len(outcomes) == 1 and outcomes[0] != "ok", outcomes
+    finally:
+        stop_all(capped.server)

@@ -31,6 +31,7 @@ from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.mcp.federated_tools import audit_name_refusal
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
+from registry.cards import card_skills
 from registry.mcp_names import NameConflict
 from registry.models import (
     AgentPage,
@@ -168,15 +169,10 @@ async def get_card(
             # whichever version is asked for -- an old revision or the card as
             # registered must not show what the current one hides.
             usable = {s["id"] for s in _usable(request, principal, agent_id, current)}
-            card = {**card, "skills": [s for s in _skills(card) if s.get("id") in usable]}
+            card = {**card, "skills": [s for s in card_skills(card) if s["id"] in usable]}
     if card is None:
         raise AgentNotFound(agent_id if revision is None else f"{agent_id} revision {revision}")
     return card
-
-
-def _skills(card: dict[str, Any]) -> list[dict[str, Any]]:
-    skills = card.get("skills")
-    return [s for s in skills if isinstance(s, dict)] if isinstance(skills, list) else []
 
 
 @router.get("/{agent_id}/versions", summary="Card history, newest first")

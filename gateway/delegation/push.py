@@ -167,9 +167,7 @@ class PushRelays:
         as the agent was given it, or its last segment) its task. False
         if it has one already (or is gone); a config of the same id on that
         task is replaced, as setting it again would."""
-        relay_id = relay_url.rsplit("/", 1)[-1]
-        c = a2a_push_configs.c
-        pending = (c.agent_id == agent_id, c.relay_id == relay_id, c.task_id == PENDING + relay_id)
+        relay_id, pending = _pending(agent_id, relay_url)
         async with self._engine.begin() as conn:
             row = (await conn.execute(select(a2a_push_configs).where(*pending))).first()
             if row is None:
@@ -180,7 +178,8 @@ class PushRelays:
             # meanwhile, and deleting it would lose the client's config.
             await conn.execute(
                 delete(a2a_push_configs).where(
-                    *_owned(agent_id, owner, task_id, row.config_id), c.relay_id != relay_id
+                    *_owned(agent_id, owner, task_id, row.config_id),
+                    a2a_push_configs.c.relay_id != relay_id,
                 )
             )
             bound = await conn.execute(
@@ -193,14 +192,9 @@ class PushRelays:
     async def forget_pending(self, agent_id: str, relay_url: str) -> None:
         """Remove the inline config behind ``relay_url`` if it never got a task
         (its call answered with a Message, or failed)."""
-        relay_id = relay_url.rsplit("/", 1)[-1]
-        c = a2a_push_configs.c
+        _, pending = _pending(agent_id, relay_url)
         async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(a2a_push_configs).where(
-                    c.agent_id == agent_id, c.relay_id == relay_id, c.task_id == PENDING + relay_id
-                )
-            )
+            await conn.execute(delete(a2a_push_configs).where(*pending))
 
     async def configs(
         self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
@@ -361,6 +355,18 @@ def _owned(
     if config_id is not None:
         where.append(c.config_id == config_id)
     return where
+
+
+def _pending(agent_id: str, relay_url: str) -> tuple[str, list[ColumnElement[bool]]]:
+    """The relay id in ``relay_url`` (or the id itself), and what selects its
+    config while it is pending (`PENDING`)."""
+    relay_id = relay_url.rsplit("/", 1)[-1]
+    c = a2a_push_configs.c
+    return relay_id, [
+        c.agent_id == agent_id,
+        c.relay_id == relay_id,
+        c.task_id == PENDING + relay_id,
+    ]
 
 
 def _digest(value: str) -> str:

@@ -460,15 +460,17 @@ async def test_bad_push_configs_and_tenants_are_clear_refusals_and_audited(
     async with grpc_front.stub() as stub:
         # A push config inside SendMessage to a refused address, or with an id
         # no row can hold (too long, NUL): INVALID_ARGUMENT, never UNAVAILABLE.
-        for url, config_id in (
-            ("http://10.0.0.1/hook", ""),
-            ("https://hooks.example/a2a", "x" * 300),
-            ("https://hooks.example/a2a", "a\x00b"),
+        for url, config_id, task_id in (
+            ("http://10.0.0.1/hook", "", ""),
+            ("https://hooks.example/a2a", "x" * 300, ""),
+            ("https://hooks.example/a2a", "a\x00b", ""),
+            # A config naming a task other than the message's (none here).
+            ("https://hooks.example/a2a", "", "someone-elses-task"),
         ):
             request = message("task refused-inline")
             request.tenant = "worker"
             inline = request.configuration.task_push_notification_config
-            inline.url, inline.id = url, config_id
+            inline.url, inline.id, inline.task_id = url, config_id, task_id
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.SendMessage(request, metadata=good)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, config_id
@@ -484,5 +486,5 @@ async def test_bad_push_configs_and_tenants_are_clear_refusals_and_audited(
     assert not grpc_front.worker_seen.calls(), "a refused call reached the agent"
     records = await asyncio.to_thread(_audited, grpc_front, user.subject)
     refusals = [r for r in records if r["event"] == "a2a.SendMessage"]
-    assert len(refusals) == 3, records
+    assert len(refusals) == 4, records
     assert all(r["outcome"] != "ok" and "not called" in (r["detail"] or "") for r in refusals)

@@ -373,8 +373,9 @@ def profiled(pid: int, options: Options, label: str) -> Iterator[None]:
         yield
         return
     options.profile.mkdir(parents=True, exist_ok=True)
-    out = options.profile / f"{label}.svg"
-    argv = ["py-spy", "record", "-p", str(pid), "-o", str(out), "-r", "200"]
+    # Collapsed stacks ("raw"): greppable, and `flamegraph.pl` or speedscope draw them.
+    out = options.profile / f"{label}.txt"
+    argv = ["py-spy", "record", "-p", str(pid), "-o", str(out), "-r", "200", "--format", "raw"]
     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -657,7 +658,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a PostgreSQL server (postgresql+asyncpg://user@host:port/db): one throwaway "
         "database per world on it; default SQLite files",
     )
-    parser.add_argument("--profile", type=Path, help="py-spy flame graph of the gateway per row")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy collapsed stacks of the gateway per row"
+    )
     parser.add_argument("--no-pin", action="store_true", help="let the kernel place processes")
     return parser.parse_args(argv)
 

@@ -136,7 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
                 stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
             if runstate.write(settings):
                 stack.callback(runstate.remove, settings)
-            freeze_startup_heap()
+            freeze_startup_heap(settings.gc_young_threshold)
             logger.info("Switchboard ready at %s", settings.effective_public_url)
             yield
 
@@ -181,16 +181,29 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def freeze_startup_heap() -> None:
-    """Move everything alive after start-up out of the cyclic GC's reach.
+def freeze_startup_heap(young_threshold: int = 0) -> None:
+    """Move everything alive after start-up out of the cyclic GC's reach, and
+    collect the youngest generation less often.
 
     The SDKs (protobuf descriptors, pydantic models, SQLAlchemy metadata) leave
     a large long-lived heap; every full collection walked all of it, ~50 ms on
     these machines, which set the registry search p99 (bench/registry_search.py:
     p99 55 ms -> 7 ms). Objects created later are collected as usual.
+
+    Python's young threshold (700 net allocations) is far below what one large
+    answer allocates: a `tools/list` page of 1,000 tools builds ~15,000
+    containers (the SDK's `model_dump`, then its validation of the result), so
+    they outlived several young collections, reached the old generation, and
+    every few pages set off a full collection that walked the whole registry
+    snapshot. A full listing of 10,000 agents cost 1.69 s of CPU, 20x that of
+    1,000 agents; with 50,000 it costs 0.68 s, 10x (`bench.scale`, docs/
+    performance.md). The A2A and MCP call paths do not move (within 3%).
     """
     gc.collect()
     gc.freeze()
+    if young_threshold:
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(young_threshold, middle, old)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

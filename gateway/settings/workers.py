@@ -22,6 +22,14 @@ class WorkerOptions(BaseModel):
         description="Gateway processes serving the one port (`serve --workers`); one per core. "
         "Each is a replica of its own (its own replica id, flow executor and address).",
     )
+    gc_young_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        le=10_000_000,
+        description="Objects allocated (net) before the cyclic GC collects the youngest "
+        "generation, set at start-up (`gc.set_threshold`); 0 keeps Python's own (700). "
+        "Higher means fewer collections, each a little longer.",
+    )
 
     @model_validator(mode="after")
     def _room_for_worker_suffix(self) -> Any:

@@ -1,0 +1,53 @@
+"""The gateway's start-up GC tuning (`gateway.app.freeze_startup_heap`): the
+start-up heap frozen, and the young generation's threshold from the settings."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.app import freeze_startup_heap
+from gateway.settings import Settings
+from tests.support.gateway import start_gateway
+
+
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, int, int]]:
+    before = gc.get_threshold()
+    yield before
+    gc.set_threshold(*before)
+
+
+def test_a_started_gateway_sets_the_configured_young_threshold(
+    tmp_path: Path, thresholds: tuple[int, int, int]
+) -> None:
+    gateway = start_gateway(tmp_path, None, gc_young_threshold=12_345)
+    try:
+        assert gc.get_threshold() == (12_345, thresholds[1], thresholds[2])
+        assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's walk
+        with gateway.client() as client:
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gateway.stop()
+
+
+def test_zero_keeps_pythons_own_threshold(thresholds: tuple[int, int, int]) -> None:
+    gc.set_threshold(700, 10, 10)
+    freeze_startup_heap(0)
+    assert gc.get_threshold() == (700, 10, 10)
+    freeze_startup_heap(50_000)
+    assert gc.get_threshold() == (50_000, 10, 10)
+
+
+def test_the_default_and_the_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().gc_young_threshold == 50_000
+    monkeypatch.setenv("SWITCHBOARD_GC_YOUNG_THRESHOLD", "0")
+    assert Settings().gc_young_threshold == 0
+    for bad in ("-1", "many", "10000001"):
+        monkeypatch.setenv("SWITCHBOARD_GC_YOUNG_THRESHOLD", bad)
+        with pytest.raises(ValidationError):
+            Settings()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,14 @@ from registry.mcp_names import cut_hashed, owner_of, skill_tool_name
 from registry.store import AgentNotFound
 
 EVENT = "mcp"
+# The fingerprint (`SqlAgentStore.fingerprint`) counts and sums over every agent
+# row: O(agents) in the database. A listing's first page always asks it, so a
+# listing sees every change made before it; a later page may use the snapshot
+# found current within this long -- a full listing of 100,000 agents is 300
+# pages, and asking per page made it O(agents x pages) (`bench.scale`). Like
+# the federation's snapshot (`SNAPSHOT_SECONDS`), and the pages of one listing
+# then come from one snapshot.
+CONTINUATION_SECONDS = 1.0
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -117,17 +126,22 @@ class AgentSkillTools:
         # list while the policy object and the cards do: a decision depends on
         # nothing else. Calls are decided afresh as always (`Delegations.admit`).
         self._snapshot: _Snapshot | None = None
+        self._checked_until = 0.0  # when the snapshot's fingerprint was last found current, +1 s
         self._reading = asyncio.Lock()
         self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
 
-    async def catalog(self, caller: Caller) -> tuple[tuple[SkillTool, ...], frozenset[str]]:
+    async def catalog(
+        self, caller: Caller, *, continuing: bool = False
+    ) -> tuple[tuple[SkillTool, ...], frozenset[str]]:
         """The skills ``caller`` may delegate to, as tools; and the names of
         every agent's skills (whoever may use them: what names they hold).
         The tools' ``held``: a call to it would wait for approval. Both are
         the kept objects themselves, unchanged while their inputs stand (the
-        listing above keys its own memo on them)."""
+        listing above keys its own memo on them). ``continuing``: for a later
+        page of a listing, which may use a snapshot checked within
+        `CONTINUATION_SECONDS` instead of asking the database again."""
         delegations = self._parts().delegations
-        snapshot = await self._current()
+        snapshot = await self._current(continuing)
         shared = (delegations.policy.current, snapshot)
         listed = self._listed.get(caller, shared)
         if listed is None:
@@ -144,12 +158,17 @@ class AgentSkillTools:
             )
         return listed, snapshot.names
 
-    async def _current(self) -> _Snapshot:
+    async def _current(self, continuing: bool = False) -> _Snapshot:
+        if continuing and self._snapshot is not None and time.monotonic() < self._checked_until:
+            return self._snapshot
         agents = self._parts().delegations.agents
+        checked = time.monotonic()
         fingerprint = await agents.fingerprint()
         if self._snapshot is not None and self._snapshot.fingerprint == fingerprint:
+            self._checked_until = checked + CONTINUATION_SECONDS
             return self._snapshot
         async with self._reading:  # one read of the whole registry at a time
+            checked = time.monotonic()
             fingerprint = await agents.fingerprint()
             if self._snapshot is None or self._snapshot.fingerprint != fingerprint:
                 read: list[tuple[str, Mapping[str, Any]]] = []
@@ -158,6 +177,7 @@ class AgentSkillTools:
                     read.append((record.id, card))
                     names.update(skill_tool_name(record.id, s["id"]) for s in card_skills(card))
                 self._snapshot = _Snapshot(fingerprint, tuple(read), frozenset(names))
+            self._checked_until = checked + CONTINUATION_SECONDS
             return self._snapshot
 
     async def find(self, name: str) -> SkillTool | None:

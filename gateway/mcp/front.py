@@ -274,12 +274,12 @@ class McpFront:
     ) -> types.ListToolsResult:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
-        listing = await self.namespace.listing(caller)
+        cursor = params.cursor if params else None
+        listing = await self.namespace.listing(caller, continuing=cursor is not None)
         # Worked out once per listing, not once per page (`gateway.mcp.per_caller`).
         if listing.offered is None:
             listing.offered = self._offer(caller, listing)
-        offered = listing.offered
-        tools, next_cursor = page(offered, params.cursor if params else None, self._page_size)
+        tools, next_cursor = page(listing.offered, cursor, self._page_size)
         return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
 
     def _offer(self, caller: Caller, listing: Listing) -> list[types.Tool]:

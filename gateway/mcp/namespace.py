@@ -84,15 +84,18 @@ class ToolNamespace:
             raise ValueError(f"the gateway's own tools are named switchboard__...: {tool.name}")
         self.gateway[tool.name] = tool
 
-    async def listing(self, caller: Caller) -> Listing:
+    async def listing(self, caller: Caller, *, continuing: bool = False) -> Listing:
         """The tools ``caller`` may call, each under a name `resolve` answers
         with that very tool; the policy decision is the one a call runs. The
         same `Listing` object while the federation's tools, the agents' skill
         tools and the policy are the same objects (`gateway.mcp.per_caller`):
-        each page of a `tools/list` asks again."""
+        each page of a `tools/list` asks again (``continuing``: a page after the
+        first, `AgentSkillTools.catalog`)."""
         federation = self._federation()
         agent_tools = self._skills()
-        skills, skill_names = await agent_tools.catalog(caller) if agent_tools else _NO_SKILLS
+        skills, skill_names = (
+            await agent_tools.catalog(caller, continuing=continuing) if agent_tools else _NO_SKILLS
+        )
         shared = (await federation.snapshot(), federation.delegations.policy.current)
         kept = self._listings.get(caller, shared, (skills,))
         if kept is not None:

@@ -63,3 +63,39 @@ async def test_the_tool_list_comes_in_pages_and_every_tool_once(
             with pytest.raises(MCPError) as refused:
                 await client.list_tools(cursor=bad, cache_mode="bypass")
             assert refused.value.error.code == types.INVALID_PARAMS
+
+
+async def test_a_listing_sees_a_registration_made_just_before_it(gateway: Gateway) -> None:
+    """Later pages may reuse the registry snapshot found current within a second
+    (`gateway.mcp.agent_tools.CONTINUATION_SECONDS`); a listing's first page
+    never does, so a change made before a listing is in it, however soon."""
+    token = await anyio.to_thread.run_sync(gateway.token, "dana", "work:run")
+    worker = worker_agent()
+    card_url = worker.url + "/.well-known/agent-card.json"
+    card = await anyio.to_thread.run_sync(lambda: httpx.get(card_url).json())
+
+    def admin(method: str, path: str, body: dict[str, object] | None = None) -> int:
+        with gateway.client() as client:
+            return client.request(method, path, json=body).status_code
+
+    async with mcp_client(gateway.url + "/mcp", token, MODES[0]) as client:
+
+        async def listed() -> list[str]:
+            names: list[str] = []
+            cursor: str | None = None
+            while True:
+                page = await client.list_tools(cursor=cursor, cache_mode="bypass")
+                names += [t.name for t in page.tools]
+                if (cursor := page.next_cursor) is None:
+                    return names
+
+        try:
+            assert not any(n.startswith("delta__") for n in await listed())
+            body = {"card": card, "id": "delta", "resource": "urn:test:delta"}
+            assert await anyio.to_thread.run_sync(admin, "POST", "/agents", body) == 201
+            assert any(n.startswith("delta__") for n in await listed())
+            assert await anyio.to_thread.run_sync(admin, "DELETE", "/agents/delta") == 204
+            assert not any(n.startswith("delta__") for n in await listed())
+        finally:
+            await anyio.to_thread.run_sync(admin, "DELETE", "/agents/delta")
+            stop_all(worker)

@@ -4,10 +4,14 @@ find it expired, and never an answer kept that predates an invalidation."""
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from gateway.mcp import federation as federation_module
+from gateway.mcp.federated_tools import SNAPSHOT_SECONDS
 from gateway.mcp.federation import FederationSettings, McpFederation
 from registry.mcp_store import McpServerConfig, StoredTool
 
@@ -115,3 +119,29 @@ async def test_a_failed_read_is_retried_by_the_next_call() -> None:
         await federation.tools()
     store.tools = failing  # type: ignore[method-assign]
     assert [t.name for t in await federation.tools()] == ["alpha__echo"]
+
+
+async def test_an_unchanged_read_keeps_the_snapshot_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a listing worked out is kept while the snapshot is the same object
+    (`gateway.mcp.per_caller`): a read that finds nothing changed must not
+    replace it, and one that finds a change must."""
+    store = _Store()
+    store.gate.set()
+    federation = _federation(store)
+    first = await federation.snapshot()
+    clock = [time.monotonic()]
+    monkeypatch.setattr(federation_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    clock[0] += SNAPSHOT_SECONDS + 1  # expired: read again
+    assert await federation.snapshot() is first
+    assert store.reads == 2
+    store.names = ["echo", "added"]
+    clock[0] += SNAPSHOT_SECONDS + 1
+    changed = await federation.snapshot()
+    assert changed is not first and set(changed) == {"alpha__echo", "alpha__added"}
+    assert store.reads == 3
+    store.names = ["echo"]
+    federation.invalidate()
+    again = await federation.snapshot()
+    assert again is not changed and set(again) == {"alpha__echo"}

@@ -1,0 +1,68 @@
+"""`AgentSkillTools`'s registry snapshot: a listing's first page asks the
+registry's fingerprint, a later page within `CONTINUATION_SECONDS` does not
+(the fingerprint is O(agents) in the database, and a listing may be 300 pages)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gateway.mcp import agent_tools as agent_tools_module
+from gateway.mcp.agent_tools import CONTINUATION_SECONDS, AgentSkillTools
+
+
+class _Agents:
+    def __init__(self) -> None:
+        self.fingerprints = 0
+        self.reads = 0
+        self.revision = 1
+
+    async def fingerprint(self) -> tuple[int, str, int]:
+        self.fingerprints += 1
+        return 1, "t", self.revision
+
+    async def all_with_cards(self) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+        self.reads += 1
+        card = {"name": "Alpha", "skills": [{"id": f"s{self.revision}", "name": "S"}]}
+        yield SimpleNamespace(id="alpha"), card
+
+
+def _tools(agents: _Agents) -> AgentSkillTools:
+    allowed = SimpleNamespace(allowed=True, approval_required=False)
+    delegations = SimpleNamespace(
+        agents=agents,
+        policy=SimpleNamespace(current=object()),
+        skill_decisions=lambda caller, agent_id, card: [(s, allowed) for s in card["skills"]],
+    )
+    parts: Any = SimpleNamespace(delegations=delegations)
+    return AgentSkillTools(lambda: parts, lambda card: None)  # type: ignore[arg-type,return-value]
+
+
+CALLER: Any = SimpleNamespace(subject="u", issuer="i", scopes=(), actors=(), client_id=None)
+
+
+async def test_later_pages_reuse_a_fresh_check_and_first_pages_always_ask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(agent_tools_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    agents = _Agents()
+    tools = _tools(agents)
+    first, _ = await tools.catalog(CALLER)
+    asked = agents.fingerprints
+    assert asked >= 1 and agents.reads == 1  # checked, then the cards read
+    for _ in range(5):  # the listing's later pages, within the second
+        assert (await tools.catalog(CALLER, continuing=True))[0] is first
+    assert agents.fingerprints == asked
+    agents.revision = 2  # a new card: the next listing's first page sees it
+    changed, names = await tools.catalog(CALLER)
+    assert agents.fingerprints > asked and agents.reads == 2
+    assert [t.skill_id for t in changed] == ["s2"] and names == {"alpha__s2"}
+    agents.revision = 3
+    asked = agents.fingerprints
+    clock[0] += CONTINUATION_SECONDS + 0.1  # a later page, but the check is stale
+    latest, _ = await tools.catalog(CALLER, continuing=True)
+    assert [t.skill_id for t in latest] == ["s3"] and agents.fingerprints > asked

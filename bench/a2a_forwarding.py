@@ -88,6 +88,7 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
 # Request headers a forwarder passes on; the gateway sends the same set upstream.
+SDK_TYPES = "uvicorn-sdk-types"
 FORWARDED = ("content-type", "accept", "a2a-version", "a2a-extensions", "authorization")
 # The gateway reads upstream answers as a stream with a size cap; forwarders do
 # too, so each library is measured on the code path the gateway would use.
@@ -253,6 +254,11 @@ LEGS: dict[str, Leg] = {
     ),
     "uvicorn-aiohttp": Leg(
         _forwarder("uvicorn-aiohttp"), "uvicorn + aiohttp.ClientSession", ("aiohttp",)
+    ),
+    SDK_TYPES: Leg(
+        _forwarder(SDK_TYPES),
+        "uvicorn + aiohttp.ClientSession + the a2a-sdk's types both ways (no auth, policy, audit)",
+        ("aiohttp",),
     ),
 }
 
@@ -546,7 +552,7 @@ def _upstream_client(role: str, url: str) -> Upstream:
             transport=transport2,
         )
         return _HttpxUpstream(client2, url)
-    if role == "uvicorn-aiohttp":
+    if role in ("uvicorn-aiohttp", SDK_TYPES):
         return _AiohttpUpstream(url)
     raise ValueError(f"no such forwarder: {role}")
 
@@ -572,11 +578,37 @@ def _serve_uvicorn_forwarder(role: str, port: int, upstream_url: str) -> None:
     async def forward(request: Request) -> Response:
         body = await request.body()
         headers = {k: v for k in FORWARDED if (v := request.headers.get(k)) is not None}
+        if role == SDK_TYPES:
+            body = _through_sdk_types(body, "params")
         status, content_type, payload = await clients[0].post(body, headers)
+        if role == SDK_TYPES:
+            payload = _through_sdk_types(payload, "result")
         return Response(payload, status_code=status, headers={"content-type": content_type})
 
     app = Starlette(routes=[Route("/", forward, methods=["POST"])], lifespan=lifespan)
     _run_uvicorn(app, port)
+
+
+def _through_sdk_types(document: bytes, member: str) -> bytes:
+    """What any A2A proxy built on the a2a-sdk does with a SendMessage and its
+    answer, and no more: the member parsed into the SDK's protobuf type (the
+    request also checked for the proto's required fields, as the SDK's server
+    does) and the envelope re-encoded from it -- the pass-through's protocol
+    work (`gateway.a2a.passthrough`) without its authentication, decision,
+    minted token, ownership checks and audit. The floor of the SDK's types on
+    this server stack."""
+    from a2a.types import SendMessageRequest, SendMessageResponse
+    from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
+    from google.protobuf.json_format import MessageToDict, ParseDict
+
+    envelope = json.loads(document)
+    if member == "params":
+        params = ParseDict(envelope["params"], SendMessageRequest(), ignore_unknown_fields=True)
+        validate_proto_required_fields(params)
+        envelope["params"] = MessageToDict(params)
+    else:
+        envelope["result"] = MessageToDict(parse_lenient(envelope["result"], SendMessageResponse()))
+    return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 def _serve(role: str, port: int, upstream_url: str) -> None:

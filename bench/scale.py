@@ -420,7 +420,7 @@ def first_message() -> dict[str, Any]:
 
 
 async def measure_mcp(
-    url: str, token: str, calls: tuple[str, ...], pid: int, options: Options
+    url: str, token: str, calls: tuple[str, ...], pid: int, options: Options, label: str
 ) -> dict[str, Measured]:
     """tools/list (every page, bypassing the client's cache) and tools/call of one
     tool, one at a time through the SDK's `Client`."""
@@ -453,33 +453,37 @@ async def measure_mcp(
         except Exception as exc:  # e.g. a listing over the SDK's 1 MiB SSE event limit
             failed = Measured(0, 1, math.nan, math.nan, math.nan, os.getloadavg(), repr(exc))
             return {call: failed for call in calls}
-        measured = {MCP_LIST: await timed(listing, pid, options)}
+        measured = {MCP_LIST: await timed(listing, pid, options, f"{label}-tools-list")}
         if MCP_CALL in calls:
-            measured[MCP_CALL] = await timed(call, pid, options)
+            measured[MCP_CALL] = await timed(call, pid, options, f"{label}-tools-call")
         return measured
 
 
-async def timed(call: Callable[[], Awaitable[bool]], pid: int, options: Options) -> Measured:
+async def timed(
+    call: Callable[[], Awaitable[bool]], pid: int, options: Options, label: str
+) -> Measured:
     """Sequential calls for ``options.seconds`` after ``options.warmup``, and at
-    least MIN_CALLS of them however long they take."""
+    least MIN_CALLS of them however long they take (profiled, with ``--profile``,
+    from the end of the warm-up: a profile of this row's calls and nothing else)."""
     clock = time.perf_counter
     until = clock() + options.warmup
     while clock() < until:
         await call()
     latencies: list[float] = []
     errors, sample = 0, ""
-    cpu = harness._cpu_seconds(pid)
-    until = clock() + options.seconds
-    while (started := clock()) < until or len(latencies) + errors < MIN_CALLS:
-        try:
-            ok = await call()
-        except Exception as exc:  # an error is counted, not raised: the row says so
-            ok, sample = False, f"{type(exc).__name__}: {exc}"
-        if ok:
-            latencies.append((clock() - started) * 1000)
-        else:
-            errors += 1
-    cpu = harness._cpu_seconds(pid) - cpu
+    with profiled(pid, options, label):
+        cpu = harness._cpu_seconds(pid)
+        until = clock() + options.seconds
+        while (started := clock()) < until or len(latencies) + errors < MIN_CALLS:
+            try:
+                ok = await call()
+            except Exception as exc:  # an error is counted, not raised: the row says so
+                ok, sample = False, f"{type(exc).__name__}: {exc}"
+            if ok:
+                latencies.append((clock() - started) * 1000)
+            else:
+                errors += 1
+        cpu = harness._cpu_seconds(pid) - cpu
     ordered = sorted(latencies) or [float("nan")]
     return Measured(
         len(latencies),
@@ -530,14 +534,14 @@ def measure_world(
                 if MCP_LIST in calls:
                     stack.enter_context(mcp_upstream(gateway, sizes.tools, options))
                 token = gateway.token("bench-user", USER_SCOPES)
-                with profiled(gateway.pid, options, label):
-                    if A2A_CALL in calls:
+                if A2A_CALL in calls:
+                    with profiled(gateway.pid, options, f"{label}-send-message"):
                         measured[A2A_CALL] = measure_a2a(gateway, token, agent_pid, options)
-                    if MCP_LIST in calls:
-                        found = asyncio.run(
-                            measure_mcp(f"{gateway.url}/mcp", token, calls, gateway.pid, options)
-                        )
-                        measured.update(found)
+                if MCP_LIST in calls:
+                    found = asyncio.run(
+                        measure_mcp(f"{gateway.url}/mcp", token, calls, gateway.pid, options, label)
+                    )
+                    measured.update(found)
             took["probed"] = asyncio.run(probed_agents(url))
         finally:
             gateway.stop()

@@ -196,6 +196,20 @@ class PushRelays:
         async with self._engine.begin() as conn:
             await conn.execute(delete(a2a_push_configs).where(*pending))
 
+    async def sweep_pending(self, older_than: datetime) -> int:
+        """Remove inline configs still pending since before ``older_than``: a
+        call that ended binds or forgets its own, so these are a crashed or
+        killed gateway's leftovers (their relay URLs would otherwise stay
+        usable for ever). How many went."""
+        c = a2a_push_configs.c
+        async with self._engine.begin() as conn:
+            swept = await conn.execute(
+                delete(a2a_push_configs).where(
+                    c.task_id.startswith(PENDING, autoescape=True), c.created_at < older_than
+                )
+            )
+        return int(swept.rowcount or 0)
+
     async def configs(
         self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
     ) -> list[TaskPushNotificationConfig]:

@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -83,6 +84,7 @@ class DelegationCore:
             ("health-checker", self.health.run_forever()),
             ("audit-writer", self.audit.run_forever()),
             ("policy-reloader", _reload_policy(self.delegations, self.settings)),
+            ("push-pending-sweeper", _sweep_pending_push(self.push, self.settings)),
         ]
 
 
@@ -216,6 +218,28 @@ def _resilience(settings: Settings) -> Resilience:
             max_delay_seconds=settings.retry_max_delay_seconds,
         ),
     )
+
+
+# An inline push config waits for its task at most as long as its call can
+# run; a day past that (and at least a day) it can only be a leftover.
+PENDING_PUSH_SWEEP_SECONDS = 600.0
+PENDING_PUSH_MIN_AGE = timedelta(days=1)
+
+
+async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
+    longest_call = timedelta(
+        seconds=max(settings.stream_max_seconds, settings.upstream_timeout_seconds)
+    )
+    while True:
+        await asyncio.sleep(PENDING_PUSH_SWEEP_SECONDS)
+        try:
+            swept = await push.sweep_pending(
+                datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE
+            )
+            if swept:
+                logger.info("removed %d inline push configs that never got a task", swept)
+        except Exception:  # a database outage: the next round tries again
+            logger.warning("sweeping pending push configs failed", exc_info=True)
 
 
 async def _reload_policy(delegations: Delegations, settings: Settings) -> None:

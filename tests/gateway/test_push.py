@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.keystore import KeyStore
-from gateway.delegation.push import CredentialsUnavailable, PushRelays
+from gateway.delegation.push import CredentialsUnavailable, PushRelays, RelayRefused
 from gateway.delegation.tasks import Owner
 from gateway.storage import db
 from gateway.storage.tables import a2a_push_configs
@@ -168,6 +168,36 @@ async def test_an_inline_config_whose_call_made_no_task_is_forgotten(engine: Asy
     await push.forget_pending("worker", upstream.url)
     async with engine.connect() as conn:
         assert (await conn.execute(select(a2a_push_configs))).first() is None
+
+
+async def test_inline_configs_left_pending_long_ago_are_swept(engine: AsyncEngine) -> None:
+    """A crashed gateway neither binds nor forgets the inline config of a call it
+    was running; the sweeper removes it once it is older than any call can be,
+    and nothing else: not a young pending one, not an old bound one."""
+    await db.upgrade(engine, SECRET)
+    push = relays(engine, SECRET)
+    made: dict[str, TaskPushNotificationConfig] = {}
+    for name in ("orphan", "young", "bound"):
+        inline = config()
+        inline.task_id, inline.id = "", name
+        _, made[name] = await push.create("worker", OWNER, inline)
+    assert await push.bind("worker", made["bound"].url, "t9")
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    relay_ids = [made[n].url.rsplit("/", 1)[1] for n in ("orphan", "bound")]
+    async with engine.begin() as conn:
+        await conn.execute(
+            a2a_push_configs.update()
+            .where(a2a_push_configs.c.relay_id.in_(relay_ids))
+            .values(created_at=long_ago)
+        )
+    assert await push.sweep_pending(datetime(2026, 6, 1, tzinfo=UTC)) == 1
+    async with engine.connect() as conn:
+        left = (await conn.execute(select(a2a_push_configs.c.config_id))).scalars().all()
+    assert sorted(left) == ["bound", "young"]
+    orphan_relay = made["orphan"].url.rsplit("/", 1)[1]
+    with pytest.raises(RelayRefused):  # its relay URL no longer takes anything
+        await push.relay_for("worker", orphan_relay, made["orphan"].token)
+    assert await push.sweep_pending(datetime(2026, 6, 1, tzinfo=UTC)) == 0
 
 
 # Migration 0009 ----------------------------------------------------------------------

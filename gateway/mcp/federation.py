@@ -131,6 +131,16 @@ class McpFederation:
         policy lets them call -- the very decision `call_tool` runs. Without
         ``include_uncallable``, only approved tools their server still offers."""
         tools, _ = await self._current()
+        return self.offered(tools, caller, include_uncallable=include_uncallable)
+
+    def offered(
+        self,
+        tools: Mapping[str, FederatedTool],
+        caller: Caller | None = None,
+        *,
+        include_uncallable: bool = False,
+    ) -> list[FederatedTool]:
+        """`tools` of one snapshot (`snapshot`), filtered as `tools` filters."""
         return [
             tool
             for tool in tools.values()

@@ -96,14 +96,14 @@ class ToolNamespace:
         skills, skill_names = (
             await agent_tools.catalog(caller, continuing=continuing) if agent_tools else _NO_SKILLS
         )
-        shared = (await federation.snapshot(), federation.delegations.policy.current)
+        snapshot = await federation.snapshot()
+        shared = (snapshot, federation.delegations.policy.current)
         kept = self._listings.get(caller, shared, (skills,))
         if kept is not None:
             return kept
-        holding = {
-            t.name: t for t in await federation.tools(include_uncallable=True) if t.withheld is None
-        }
-        offered = await federation.tools(caller)
+        # All from the one snapshot the listing is kept under.
+        holding = {t.name for t in snapshot.values() if t.withheld is None}
+        offered = federation.offered(snapshot, caller)
         listing = Listing(
             federated=[t for t in offered if not _contested(t, skill_names)],
             # A name a federated tool holds is that tool's (or refused to both).

@@ -73,7 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
         stale_seconds=settings.replica_stale_seconds,
     )
     mcp_front = McpFront(settings, federation, version=__version__, replicas=replicas)
-    mcp_front.agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
+    agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
+    mcp_front.agent_tools = agent_tools
     mcp_front.approvals = McpApprovals(
         lambda: a2a_door.approval_parts().approvals, lambda: a2a_door.approval_parts().deferrals
     )
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
             mcp_parts.federation.upstreams.on_list_changed = mcp_front.upstream_list_changed
             core.registry.listeners.append(mcp_front.tools_changed)  # agents' skills
+            core.registry.listeners.append(agent_tools.registry_changed)
             # FastAPI never runs a mounted app's lifespan: the MCP session
             # manager runs here, for the app's whole life.
             await stack.enter_async_context(mcp_front.run())

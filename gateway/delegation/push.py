@@ -61,7 +61,7 @@ from typing import Any
 import httpx
 from a2a.types import StreamResponse, Task, TaskPushNotificationConfig
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, String, delete, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.keystore import KeyStore
@@ -202,11 +202,14 @@ class PushRelays:
         killed gateway's leftovers (their relay URLs would otherwise stay
         usable for ever). How many went."""
         c = a2a_push_configs.c
+        # Exactly a pending row (`_pending`): an agent may name a real task
+        # "pending:...", and SQLite's LIKE ignores case.
+        still_pending = c.task_id == literal(PENDING, String) + c.relay_id
+        # SQLite keeps the clock time without its zone: compare in UTC, as written.
+        cutoff = older_than.astimezone(UTC)
         async with self._engine.begin() as conn:
             swept = await conn.execute(
-                delete(a2a_push_configs).where(
-                    c.task_id.startswith(PENDING, autoescape=True), c.created_at < older_than
-                )
+                delete(a2a_push_configs).where(still_pending, c.created_at < cutoff)
             )
         return int(swept.rowcount or 0)
 

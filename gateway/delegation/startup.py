@@ -224,12 +224,12 @@ def _resilience(settings: Settings) -> Resilience:
 # run; a day past that (and at least a day) it can only be a leftover.
 PENDING_PUSH_SWEEP_SECONDS = 600.0
 PENDING_PUSH_MIN_AGE = timedelta(days=1)
+LONGEST_CALL_CAP = timedelta(days=30)  # whatever the settings say (they allow "forever")
 
 
 async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
-    longest_call = timedelta(
-        seconds=max(settings.stream_max_seconds, settings.upstream_timeout_seconds)
-    )
+    longest = max(settings.stream_max_seconds, settings.upstream_timeout_seconds)
+    longest_call = min(timedelta(seconds=min(longest, 1e9)), LONGEST_CALL_CAP)
     while True:
         await asyncio.sleep(PENDING_PUSH_SWEEP_SECONDS)
         try:

@@ -63,9 +63,12 @@ EVENT = "mcp"
 # row: O(agents) in the database. A listing's first page always asks it, so a
 # listing sees every change made before it; a later page may use the snapshot
 # found current within this long -- a full listing of 100,000 agents is 300
-# pages, and asking per page made it O(agents x pages) (`bench.scale`). Like
-# the federation's snapshot (`SNAPSHOT_SECONDS`), and the pages of one listing
-# then come from one snapshot.
+# pages, and asking per page made it O(agents x pages) (`bench.scale`). So a
+# later page may show, for at most this long, an agent another replica (or
+# this one, outside `RegistryService`) just removed -- a call to it is decided
+# afresh and refused -- as the federation's snapshot may (`SNAPSHOT_SECONDS`).
+# A change through this replica's registry API ends the reuse at once
+# (`registry_changed`).
 CONTINUATION_SECONDS = 1.0
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -179,6 +182,11 @@ class AgentSkillTools:
                 self._snapshot = _Snapshot(fingerprint, tuple(read), frozenset(names))
             self._checked_until = checked + CONTINUATION_SECONDS
             return self._snapshot
+
+    def registry_changed(self) -> None:
+        """An agent was registered, refreshed or removed on this replica: the
+        next page checks the fingerprint again (`RegistryService.listeners`)."""
+        self._checked_until = 0.0
 
     async def find(self, name: str) -> SkillTool | None:
         """The tool ``name`` if it is an agent's skill; whether the caller may

@@ -66,3 +66,17 @@ async def test_later_pages_reuse_a_fresh_check_and_first_pages_always_ask(
     clock[0] += CONTINUATION_SECONDS + 0.1  # a later page, but the check is stale
     latest, _ = await tools.catalog(CALLER, continuing=True)
     assert [t.skill_id for t in latest] == ["s3"] and agents.fingerprints > asked
+
+
+async def test_a_change_through_this_replicas_registry_ends_the_reuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(agent_tools_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    agents = _Agents()
+    tools = _tools(agents)
+    await tools.catalog(CALLER)
+    agents.revision = 2
+    tools.registry_changed()  # `RegistryService.changed()` after a removal, say
+    changed, _ = await tools.catalog(CALLER, continuing=True)
+    assert [t.skill_id for t in changed] == ["s2"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -182,22 +182,31 @@ async def test_inline_configs_left_pending_long_ago_are_swept(engine: AsyncEngin
         inline.task_id, inline.id = "", name
         _, made[name] = await push.create("worker", OWNER, inline)
     assert await push.bind("worker", made["bound"].url, "t9")
-    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
-    relay_ids = [made[n].url.rsplit("/", 1)[1] for n in ("orphan", "bound")]
+    # Bound to tasks an agent named like pending rows: real tasks, kept.
+    for name, task_id in (("named", "pending:abc"), ("shouting", "PENDING:abc")):
+        inline = config()
+        inline.task_id, inline.id = "", name
+        _, made[name] = await push.create("worker", OWNER, inline)
+        assert await push.bind("worker", made[name].url, task_id)
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=3)
+    relay_ids = [made[n].url.rsplit("/", 1)[1] for n in ("orphan", "bound", "named", "shouting")]
     async with engine.begin() as conn:
         await conn.execute(
             a2a_push_configs.update()
             .where(a2a_push_configs.c.relay_id.in_(relay_ids))
             .values(created_at=long_ago)
         )
-    assert await push.sweep_pending(datetime(2026, 6, 1, tzinfo=UTC)) == 1
+    # A cutoff in another zone means the same instant.
+    cutoff = (now - timedelta(days=1)).astimezone(timezone(timedelta(hours=-10)))
+    assert await push.sweep_pending(cutoff) == 1
     async with engine.connect() as conn:
         left = (await conn.execute(select(a2a_push_configs.c.config_id))).scalars().all()
-    assert sorted(left) == ["bound", "young"]
+    assert sorted(left) == ["bound", "named", "shouting", "young"]
     orphan_relay = made["orphan"].url.rsplit("/", 1)[1]
     with pytest.raises(RelayRefused):  # its relay URL no longer takes anything
         await push.relay_for("worker", orphan_relay, made["orphan"].token)
-    assert await push.sweep_pending(datetime(2026, 6, 1, tzinfo=UTC)) == 0
+    assert await push.sweep_pending(cutoff) == 0
 
 
 # Migration 0009 ----------------------------------------------------------------------

@@ -125,22 +125,15 @@ class McpFederation:
     # --- The front end's API --------------------------------------------------------
 
     async def tools(
-        self, caller: Caller | None = None, *, include_uncallable: bool = False
-    ) -> list[FederatedTool]:
-        """The federated tools, by name. With a ``caller``, only the tools the
-        policy lets them call -- the very decision `call_tool` runs. Without
-        ``include_uncallable``, only approved tools their server still offers."""
-        tools, _ = await self._current()
-        return self.offered(tools, caller, include_uncallable=include_uncallable)
-
-    def offered(
         self,
-        tools: Mapping[str, FederatedTool],
         caller: Caller | None = None,
         *,
         include_uncallable: bool = False,
+        snapshot: Mapping[str, FederatedTool] | None = None,
     ) -> list[FederatedTool]:
-        """`tools` of one snapshot (`snapshot`), filtered as `tools` filters."""
+        """The federated tools (of ``snapshot``, or current): a ``caller``'s, those it may
+        call (`call_tool`'s decision); only callable ones unless ``include_uncallable``."""
+        tools = snapshot if snapshot is not None else (await self._current())[0]
         return [
             tool
             for tool in tools.values()
@@ -509,11 +502,8 @@ class McpFederation:
         now = time.monotonic()
         tools = {t.namespaced: FederatedTool.of(t) for t in await self.store.tools()}
         if tools == self._catalog:
-            # Unchanged: the very object of the last read, so what was worked out
-            # from it stays current (`gateway.mcp.per_caller` compares identity).
-            # A new dict each expiry made each caller's tools/list memo miss once
-            # a second, and a listing whose pages took longer than that redid
-            # the whole listing per second: O(tools x seconds) (`bench.scale`).
+            # Unchanged: the same object, so memos keyed on it stay (`gateway.mcp.
+            # per_caller`); a new one each second redid long listings (`bench.scale`).
             tools = self._catalog
         servers = {c.id: _Server(c.resource, c.timeout_seconds) for c in await self.store.configs()}
         if generation == self._generation:  # else invalidated meanwhile: a newer read follows

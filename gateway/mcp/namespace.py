@@ -103,7 +103,7 @@ class ToolNamespace:
             return kept
         # All from the one snapshot the listing is kept under.
         holding = {t.name for t in snapshot.values() if t.withheld is None}
-        offered = federation.offered(snapshot, caller)
+        offered = await federation.tools(caller, snapshot=snapshot)
         listing = Listing(
             federated=[t for t in offered if not _contested(t, skill_names)],
             # A name a federated tool holds is that tool's (or refused to both).

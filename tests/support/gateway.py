@@ -76,14 +76,21 @@ class Gateway:
         self.server.stop()
 
     def restart(self) -> Gateway:
-        """Stop, then start a new process-equivalent on the same data and port."""
+        """Stop, then start a new process-equivalent on the same data and port.
+
+        In place, and returned: whoever else holds this object (a fixture's
+        ``finally``) stops the new server, not the dead one. A new object left
+        the restarted gateway running after its test, its jobs looping against
+        a database dropped at teardown for the rest of the worker's run."""
         self.stop()
-        return start_gateway(
+        new = start_gateway(
             self.settings.data_dir,
             self.settings.database_url,
             port=self.server.port,
             **_overrides(self.settings),
         )
+        self.server, self.settings = new.server, new.settings
+        return self
 
 
 def _overrides(settings: Settings) -> dict[str, Any]:

@@ -11,6 +11,7 @@ coordination:
       agents: [support, sales]
       skills: ["*"]
       key: customer_id         # JMESPath over the call's input (jmespath.org)
+      case: insensitive        # the default; `sensitive` keeps `ab-1` and `AB-1` apart
   rules:
     - name: support-first
       kind: hold               # opened by one call, closed by another (or its ttl)
@@ -44,6 +45,11 @@ matches the call is evaluated against every input; the values found must
 agree (a message naming two customers is refused: the gateway would check one
 and the agent might act on the other), and a call a declaration matches must
 carry the key. A rule applies to a call only for the entities it carries.
+
+Keys are compared in one canonical form (`policies.entity_keys`): NFKC,
+format characters removed, case folded unless the entity is declared
+`case: sensitive`, surrounding whitespace stripped. Two spellings of one
+customer are one customer; the state and the audit hold the canonical form.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from policies.entity_keys import Case, canonical_key
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_KEY_CHARS = 256
@@ -115,6 +123,9 @@ class EntityDeclaration(Calls):
 
     entity: str = Field(pattern=NAME)
     key: str = Field(min_length=1, max_length=512)
+    # How its keys compare (`policies.entity_keys`); every declaration of one
+    # entity must say the same.
+    case: Case = "insensitive"
 
     @field_validator("key")
     @classmethod
@@ -246,6 +257,15 @@ class CoordinationPolicy(BaseModel):
                         f"names calls whose input no entities entry for {rule.entity!r} "
                         "reads, so the rule would never apply to them",
                     )
+        cases: dict[str, str] = {}
+        for index, declaration in enumerate(self.entities):
+            said = cases.setdefault(declaration.entity, declaration.case)
+            if said != declaration.case:
+                problem(
+                    ("entities", index, "case"),
+                    f"another entities entry for {declaration.entity!r} says case: {said}; "
+                    "one entity's keys compare one way",
+                )
         ranked = [r.entity for r in self.rules if isinstance(r, PriorityRule)]
         for index, rule in enumerate(self.rules):
             if isinstance(rule, PriorityRule) and ranked.count(rule.entity) > 1:
@@ -254,6 +274,17 @@ class CoordinationPolicy(BaseModel):
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
+
+    def case(self, entity: str) -> Case:
+        """How ``entity``'s keys compare (insensitive unless declared)."""
+        for declaration in self.entities:
+            if declaration.entity == entity:
+                return declaration.case
+        return "insensitive"
+
+    def canonical(self, entity: str, key: str) -> str:
+        """``key`` of ``entity`` as it is compared and stored."""
+        return canonical_key(key, self.case(entity))
 
     def names(self, agent: str) -> bool:
         """Whether some rule may apply to a call to ``agent`` (one of its
@@ -306,7 +337,7 @@ def entity_keys(
         entity = declaration.entity
         wanted.setdefault(entity, declaration)
         for data in inputs:
-            value = _key(entity, declaration.key, data)
+            value = _key(entity, declaration, data)
             if value is None:
                 continue
             if found.get(entity, value) != value:
@@ -323,7 +354,9 @@ def entity_keys(
     return found
 
 
-def _key(entity: str, expression: str, data: Any) -> str | None:
+def _key(entity: str, declaration: EntityDeclaration, data: Any) -> str | None:
+    """The canonical key ``declaration`` finds in ``data``, if any."""
+    expression = declaration.key
     try:
         value = jmespath.search(expression, data)
     except JMESPathError:
@@ -338,7 +371,7 @@ def _key(entity: str, expression: str, data: Any) -> str | None:
         # Past 2^53 a double (a protobuf Value, what the agent reads) is not
         # the integer the JSON said: the gateway would check another key.
         raise EntityKeyInvalid(entity, expression, "is an integer too large: send it as a string")
-    key = str(value)
+    key = canonical_key(str(value), declaration.case)
     if not key or len(key) > MAX_KEY_CHARS:
         raise EntityKeyInvalid(entity, expression, f"must be 1 to {MAX_KEY_CHARS} characters")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import Admitted, Caller
-from policies.coordination import Keyed, Plan
+from policies.coordination import CoordinationPolicy, Keyed, Plan
 
 # The holder a deferred call, released, takes its reserved lease as
 # (`Coordination.reserve`): set around the released call's decision by what
@@ -190,8 +190,26 @@ class Store(Protocol):
     async def purge(self, now: float) -> int:
         """Drop spent rows."""
 
+    async def rekey(self, canonical: Canonical, now: float) -> int:
+        """Move every row in force whose key is not ``canonical`` to the key
+        that is, merged with what is kept there already (the later end, and
+        for a budget the sum of the counts); how many moved."""
+
     async def aclose(self) -> None:
         """Let go of what the store holds (connections, a thread)."""
+
+
+class Canonical(Protocol):
+    """An entity's key as it is compared (`CoordinationPolicy.canonical`)."""
+
+    def __call__(self, entity: str, key: str) -> str: ...
+
+
+def merged(kept: StateRow, moved: StateRow) -> StateRow:
+    """What one key keeps once a row kept under another spelling of it joins:
+    in force until the later of the two ends; a budget's period counts both."""
+    count = kept.count + moved.count if kept.kind == "budget" else max(kept.count, moved.count)
+    return replace(kept, until=max(kept.until, moved.until), count=count)
 
 
 class Coordination:
@@ -310,6 +328,13 @@ class Coordination:
     async def purge(self) -> int:
         """Drop spent rows (retention)."""
         return await self.store.purge(self.clock())
+
+    async def canonicalise(self, rules: CoordinationPolicy) -> int:
+        """Re-key what is kept under a spelling that is not canonical (state
+        written before keys were canonicalised, issue 32): without it, a hold
+        on `CU-1` would no longer hold a call naming `CU-1`, read as `cu-1`.
+        Idempotent; how many rows moved."""
+        return await self.store.rekey(rules.canonical, self.clock())
 
     async def _audit_holds(self, admitted: Admitted, rules: Iterable[Keyed], outcome: str) -> None:
         caller = admitted.caller

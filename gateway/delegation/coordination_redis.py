@@ -21,9 +21,11 @@ from redis.asyncio import Redis
 
 from gateway.delegation.coordination import (
     Blocked,
+    Canonical,
     CoordinationBlocked,
     StateRow,
     blocked_by,
+    merged,
     new_row,
     spent,
 )
@@ -93,6 +95,20 @@ end
 return cjson.encode(closed)
 """
 
+# ARGV[1]: the row's name; ARGV[2]: the name under its canonical key;
+# ARGV[3]: its fields, merged with what is there already (`merged`);
+# ARGV[4]: when they end. Moves a row only if it is still there as it was
+# read (ARGV[5]: its `until`), so a replica re-keying at the same time, or a
+# call that changed it since, is not overwritten: 0, and it is read again.
+_MOVE = """
+if redis.call('HGET', ARGV[1], 'until') ~= ARGV[5] then return 0 end
+redis.call('DEL', ARGV[1])
+redis.call('DEL', ARGV[2])
+redis.call('HSET', ARGV[2], unpack(cjson.decode(ARGV[3])))
+redis.call('PEXPIREAT', ARGV[2], math.ceil(tonumber(ARGV[4]) * 1000))
+return 1
+"""
+
 
 def redis_key(rule: str, slot: int, key: str) -> str:
     return f"{PREFIX}:{rule}:{slot}:{key}"
@@ -138,6 +154,7 @@ class RedisStore:
         self.redis: Redis = Redis.from_url(url)
         self._take = self.redis.register_script(_TAKE)
         self._give_back = self.redis.register_script(_GIVE_BACK)
+        self._move = self.redis.register_script(_MOVE)
 
     async def take(self, admitted: Admitted, now: float) -> None:
         plan = admitted.plan
@@ -231,6 +248,28 @@ class RedisStore:
 
     async def purge(self, now: float) -> int:
         return 0  # every row expires at its `until` by itself
+
+    async def rekey(self, canonical: Canonical, now: float) -> int:
+        moved = 0
+        async for name in self.redis.scan_iter(match=f"{PREFIX}:*", count=1000):
+            row = _row(await self.redis.hgetall(name))
+            if row is None or row.until <= now or canonical(row.entity, row.key) == row.key:
+                continue
+            key = canonical(row.entity, row.key)
+            there = _row(await self.redis.hgetall(redis_key(row.rule, row.slot, key)))
+            kept = replace(row, key=key)
+            if there is not None and there.until > now:
+                kept = merged(there, row)
+            moved += await self._move(
+                args=[
+                    name,
+                    redis_key(row.rule, row.slot, key),
+                    json.dumps(_fields(kept)),
+                    repr(kept.until),
+                    repr(row.until),  # as `_fields` wrote it
+                ]
+            )
+        return moved
 
     async def aclose(self) -> None:
         await self.redis.aclose()

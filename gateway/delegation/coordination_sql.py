@@ -39,6 +39,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, TextClause, text
@@ -46,9 +47,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.coordination import (
     Blocked,
+    Canonical,
     CoordinationBlocked,
     StateRow,
     blocked_by,
+    merged,
     new_row,
     spent,
 )
@@ -99,6 +102,9 @@ class SqlStore:
 
     async def purge(self, now: float) -> int:
         return await self._run(_purge, now)
+
+    async def rekey(self, canonical: Canonical, now: float) -> int:
+        return await self._run(_rekey, canonical, now)
 
     async def aclose(self) -> None:
         await self._run.aclose()
@@ -229,6 +235,28 @@ def _remove(sql: Sql, rule: str, key: str, now: float) -> list[StateRow]:
 
 def _purge(sql: Sql, now: float) -> int:
     return sql.run(_PURGE, {"now": now})
+
+
+_IN_FORCE = f'{_SELECT} WHERE "until" > :now'
+_DELETE_ROW = 'DELETE FROM coordination_state WHERE rule = :rule AND "key" = :key AND slot = :slot'
+
+
+def _rekey(sql: Sql, canonical: Canonical, now: float) -> int:
+    moved = 0
+    for row in map(_state, sql.rows(_IN_FORCE, {"now": now})):
+        key = canonical(row.entity, row.key)
+        if key == row.key:
+            continue
+        # Deleted first: another replica re-keying at the same time waits for
+        # this transaction, then deletes nothing and leaves the row alone.
+        if not sql.run(_DELETE_ROW, {"rule": row.rule, "key": row.key, "slot": row.slot}):
+            continue
+        found = sql.rows(_ROW, {"rule": row.rule, "key": key, "slot": row.slot})
+        there = _state(found[0]) if found else None
+        kept = replace(row, key=key) if there is None or there.until <= now else there
+        sql.run(_PUT, vars(merged(kept, row) if kept is there else kept))
+        moved += 1
+    return moved
 
 
 def _blocking(sql: Sql, rules: Sequence[Keyed], now: float) -> Blocked | None:

@@ -43,7 +43,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound, Approvals
-from gateway.delegation.coordination import Coordination
+from gateway.delegation.coordination import Canonical, Coordination
 from gateway.delegation.handoffs import json_inputs
 from gateway.delegation.permits import Deferral
 from gateway.storage.tables import coordination_deferrals as table
@@ -263,3 +263,19 @@ class Deferrals:
             except Exception as exc:  # a database hiccup: try again next time
                 logger.warning("deferred calls not released this time: %s", exc)
             await asyncio.sleep(interval)
+
+
+async def canonicalise_waiting(engine: AsyncEngine, canonical: Canonical) -> int:
+    """Re-key waiting deferrals kept under a key that is not canonical (written
+    before keys were canonicalised): they are released when what holds their
+    canonical key ends. How many moved."""
+    query = select(table.c.approval_id, table.c.entity, table.c.key).where(table.c.state == WAITING)
+    moved = 0
+    async with engine.begin() as conn:
+        for approval_id, entity, key in (await conn.execute(query)).all():
+            if (wanted := canonical(entity, key)) != key:
+                await conn.execute(
+                    update(table).where(table.c.approval_id == approval_id).values(key=wanted)
+                )
+                moved += 1
+    return moved

@@ -25,6 +25,7 @@ from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.coordination import Coordination, Store
 from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
+from gateway.delegation.deferrals import canonicalise_waiting
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
@@ -135,6 +136,7 @@ async def start(
         rate_limits=RateLimits(settings.redis_url),
         coordination=Coordination(coordination_store, audit_log),
     )
+    await _canonical_coordination_keys(delegations, engine)
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)
     return DelegationCore(
@@ -229,7 +231,7 @@ LONGEST_CALL_CAP = timedelta(days=30)  # whatever the settings say (they allow "
 
 async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
     longest = max(settings.stream_max_seconds, settings.upstream_timeout_seconds)
-    longest_call = min(timedelta(seconds=min(longest, 1e9)), LONGEST_CALL_CAP)
+    longest_call = timedelta(seconds=min(longest, LONGEST_CALL_CAP.total_seconds()))
     while True:
         await asyncio.sleep(PENDING_PUSH_SWEEP_SECONDS)
         try:
@@ -250,3 +252,22 @@ async def _reload_policy(delegations: Delegations, settings: Settings) -> None:
             source.reload_if_changed()
         except Exception:  # pragma: no cover - never let the reloader die
             logger.exception("policy reload check failed")
+
+
+async def _canonical_coordination_keys(delegations: Delegations, engine: AsyncEngine) -> None:
+    """State kept before entity keys were compared in one form moves to its
+    canonical key (`Coordination.canonicalise`), on every start: cheap when
+    there is nothing to move, and a replica started on an older state finds
+    it. A store that cannot be reached now is reported, not fatal: `/readyz`
+    says so, and the next start tries again."""
+    rules = delegations.policy.current.coordination
+    if not rules or delegations.coordination is None:
+        return
+    try:
+        moved = await delegations.coordination.canonicalise(rules)
+        moved += await canonicalise_waiting(engine, rules.canonical)
+    except Exception as exc:
+        logger.warning("coordination state not re-keyed to canonical keys: %s", exc)
+        return
+    if moved:
+        logger.info("coordination state: %d rows moved to their canonical keys", moved)

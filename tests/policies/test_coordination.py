@@ -106,7 +106,7 @@ POLICY = parse_policy(GOOD).coordination
 
 def test_keys_are_read_from_every_input_and_must_agree() -> None:
     assert entity_keys(POLICY, "sales", "upsell", [{"x": 1}, {"customer_id": "C"}]) == {
-        "customer": "C"
+        "customer": "c"  # canonical: case folded (`policies.entity_keys`)
     }
     assert entity_keys(POLICY, "sales", "upsell", [{"customer_id": 7.0}]) == {"customer": "7"}
     with pytest.raises(EntityKeyInvalid, match="given twice"):
@@ -164,8 +164,8 @@ def test_one_matching_declaration_that_finds_the_key_is_enough() -> None:
             "      key: customer_id\n    - entity: customer\n      key: customer.id\n",
         )
     ).coordination
-    assert entity_keys(policy, "sales", "upsell", [{"customer": {"id": "N"}}]) == {"customer": "N"}
-    assert entity_keys(policy, "sales", "upsell", [{"customer_id": "N"}]) == {"customer": "N"}
+    assert entity_keys(policy, "sales", "upsell", [{"customer": {"id": "N"}}]) == {"customer": "n"}
+    assert entity_keys(policy, "sales", "upsell", [{"customer_id": "N"}]) == {"customer": "n"}
     with pytest.raises(EntityKeyInvalid, match="given twice"):
         entity_keys(policy, "sales", "upsell", [{"customer_id": "N", "customer": {"id": "M"}}])
 

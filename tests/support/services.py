@@ -1,7 +1,9 @@
 """The local services the tests share (PostgreSQL and Redis on 127.0.0.1),
 split so that pytest-xdist's workers never meet in them: PostgreSQL by a
 fresh database per test or module (`tests/conftest.py`), Redis by database
-number (this module)."""
+number (this module). ``SWITCHBOARD_TEST_REDIS`` (``redis://host:port``)
+points them at another Redis server, e.g. one per checkout when several test
+runs share a machine."""
 
 from __future__ import annotations
 
@@ -22,4 +24,5 @@ def local_redis(slot: int) -> str:
     index = int(worker) if worker.isdigit() else 0
     if index >= _MAX_WORKERS:
         raise RuntimeError(f"at most {_MAX_WORKERS} pytest-xdist workers share the local Redis")
-    return f"redis://127.0.0.1:6379/{15 - index * _PER_PROCESS - slot}"
+    server = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+    return f"{server}/{15 - index * _PER_PROCESS - slot}"

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from registry.models import AGENT_ID_PATTERN, HTTP_TCHAR, HealthStatus, is_absolute_uri
+from registry.urls import HttpUrlText
 
 # RFC 9110 §5.1 field-name = token.
 _HEADER_NAME = re.compile(rf"^{HTTP_TCHAR}{{1,128}}$")
@@ -78,20 +79,13 @@ class OAuthClientCredentials(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["oauth_client_credentials"]
-    token_url: str = Field(max_length=2048)
+    token_url: HttpUrlText
     client_id: str = Field(min_length=1, max_length=512)
     client_secret: SecretStr = Field(description="stored sealed, never shown")
     scope: str | None = Field(default=None, max_length=2048)
     resource: str | None = Field(
         default=None, max_length=2048, description="RFC 8707 resource to ask the token for"
     )
-
-    @field_validator("token_url")
-    @classmethod
-    def _https_or_http(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("token_url must be an http(s) URL")
-        return value
 
     @field_validator("client_secret")
     @classmethod
@@ -124,7 +118,7 @@ class McpServerRegistration(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
-    url: str | None = Field(default=None, max_length=2048)
+    url: HttpUrlText | None = None
     command: str | None = Field(default=None, min_length=1, max_length=4096)
     args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=64)
     resource: str | None = Field(

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from registry.signatures import SignatureStatus
+from registry.urls import HttpUrlText
 
 AGENT_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 # RFC 9110 §5.6.2 tchar: a header field name, an auth-scheme, any token.
@@ -27,7 +28,7 @@ class AgentRegistration(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    card_url: str | None = Field(default=None, max_length=2048)
+    card_url: HttpUrlText | None = None
     card: dict[str, Any] | None = None
     id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
     signing_keys: dict[str, Any] | None = Field(

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from registry.models import AGENT_ID_PATTERN, AgentRecord, is_absolute_uri
+from registry.urls import HttpUrlText
 
 SKILL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SECRET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # noqa: S105 - a name, not a secret
@@ -43,7 +44,7 @@ class OpenAIUpstream(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["openai"]
-    base_url: str = Field(max_length=2048, description="e.g. https://api.openai.com/v1")
+    base_url: HttpUrlText = Field(description="e.g. https://api.openai.com/v1")
     model: str = Field(min_length=1, max_length=256)
     system_prompt: str = Field(default="", max_length=64_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -59,7 +60,7 @@ class WebhookUpstream(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["rest"]
-    url: str = Field(max_length=2048)
+    url: HttpUrlText
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     mapping: dict[str, Any] = Field(
         default_factory=dict, description="Request templates and response selectors."

@@ -37,7 +37,7 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -354,7 +354,12 @@ class TaskRecords:
 
 def _snapshot(stored: dict[str, Any], request: ListTasksRequest) -> Task:
     task = Task()
-    ParseDict(stored, task, ignore_unknown_fields=True)
+    try:
+        ParseDict(stored, task, ignore_unknown_fields=True)
+    except (ParseError, RecursionError):
+        # A row no parser can read (written before the doors' depth limit)
+        # is shown by what it says of itself, not failing the whole listing.
+        task = _unreadable(stored)
     if request.HasField("history_length"):
         keep = request.history_length
         history = list(task.history)[-keep:] if keep else []
@@ -390,3 +395,19 @@ async def _tell(listener: EndedListener, ended: EndedTask) -> None:
         await listener(ended)
     except Exception:
         logger.exception("a listener failed on task %s of %s", ended.task_id, ended.agent_id)
+
+
+def _unreadable(stored: Any) -> Task:
+    """What a stored task that cannot be parsed still says: its id, context
+    and state (only when they are plain strings), and that it is unreadable."""
+    said = stored if isinstance(stored, dict) else {}
+    status = said.get("status") if isinstance(said.get("status"), dict) else {}
+    state = status.get("state") if isinstance(status, dict) else None
+    task = Task(
+        id=said["id"] if isinstance(said.get("id"), str) else "",
+        context_id=said["contextId"] if isinstance(said.get("contextId"), str) else "",
+    )
+    if isinstance(state, str) and state in TaskState.DESCRIPTOR.values_by_name:
+        task.status.state = TaskState.Value(state)
+    task.metadata.update({"switchboard": {"unreadable": "stored task could not be read"}})
+    return task

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,6 +31,7 @@ from gateway.flows.models import (
     TokenUsage,
     UserUsage,
 )
+from gateway.storage.readable import readable
 from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from registry.tables import agents, as_utc
 
@@ -239,7 +241,7 @@ class FlowStore:
                     (row["owner_subject"], row["owner_issuer"]), (set(), [])
                 )
                 runs.add(row["id"])
-                usages.append(TokenUsage.model_validate(row["usage"]))
+                usages.append(_usage(row["usage"]))
         by_user = [
             UserUsage(
                 subject=subject,
@@ -449,8 +451,8 @@ def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView
         flow_version=row["flow_version"],
         state=row["state"],
         user={"subject": row["owner_subject"], "issuer": row["owner_issuer"]},
-        input=row["input"],
-        output=row["output"],
+        input=readable(row["input"]),
+        output=readable(row["output"]),
         error=row["error"],
         trace_id=row["trace_id"],
         context_id=row["context_id"],
@@ -487,8 +489,8 @@ def _step(row: dict[str, Any]) -> StepView:
         action=row["action"],
         attempts=row["attempts"],
         retries=max(0, row["attempts"] - 1),
-        input=row["input"],
-        output=row["output"],
+        input=readable(row["input"]),
+        output=readable(row["output"]),
         error=row["error"],
         upstream_task_id=row["upstream_task_id"],
         token=row["token"],
@@ -497,5 +499,16 @@ def _step(row: dict[str, Any]) -> StepView:
         started_at=started,
         finished_at=finished,
         duration_ms=duration,
-        usage=TokenUsage.model_validate(row["usage"]) if row.get("usage") else None,
+        usage=_usage(row.get("usage")),
     )
+
+
+def _usage(stored: Any) -> TokenUsage | None:
+    """A step's usage as an upstream reported it; None for what no usage
+    reads as (one odd report must not fail every listing and sum)."""
+    if not stored:
+        return None
+    try:
+        return TokenUsage.model_validate(stored)
+    except (ValidationError, RecursionError):
+        return None

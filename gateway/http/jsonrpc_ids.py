@@ -28,6 +28,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 _ENVELOPE_REFUSED = "Validation error"  # how the MCP SDK's session lane says it
@@ -92,7 +93,7 @@ def _with_request_id(answer: bytes, request: bytes) -> bytes:
         return answer
     if not (isinstance(error, dict) and "error" in error and error.get("id", 0) is None):
         return answer
-    error["id"] = _request_id(request)
+    error["id"] = request_id(request)
     detail = error.get("error")
     if (
         isinstance(detail, dict)
@@ -109,7 +110,7 @@ def _with_request_id(answer: bytes, request: bytes) -> bytes:
     return json.dumps(error, separators=(",", ":")).encode()
 
 
-def _request_id(body: bytes) -> Any:
+def request_id(body: bytes) -> Any:
     """The request's id if it is one JSON-RPC allows and the body says it
     plainly: a string or an integer (not a boolean) of a single object."""
     try:

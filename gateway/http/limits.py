@@ -4,6 +4,10 @@ Bodies are buffered up to the limit and replayed, so an oversized body is
 refused with 413 before any handler sees a byte of it, whether or not the
 client declared a Content-Length. A modest overflow is read and dropped
 first, so the client gets the 413 instead of a connection reset mid-upload.
+
+A JSON body is also held to ``max_json_depth`` levels of nesting
+(`gateway.http.json_depth`), refused in the caller's protocol before any
+handler parses it: every door that takes JSON has the same limit.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.http.json_depth import refusal, too_deep
+
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_depth: int = 64) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -43,6 +50,9 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
         body = b"".join(chunks)
+        if _is_json(scope) and too_deep(body, self.max_json_depth):
+            await _answer(send, *refusal(scope["path"], body, self.max_json_depth))
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -86,3 +96,26 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _is_json(scope: Scope) -> bool:
+    """JSON by its media type (`application/json`, `application/*+json`); a
+    form or a YAML document is not read as JSON."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return False
+
+
+async def _answer(send: Send, status: int, content_type: str, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -171,8 +171,14 @@ BAD_BODIES: list[tuple[str, bytes | str, int, str]] = [
     (
         "deep card",
         json.dumps({"card": {**v03_card("https://a.example"), "x": _nested(900)}}),
-        422,
-        "invalid-card",
+        400,
+        "too-deep",  # the one JSON depth limit of every door (max_json_depth)
+    ),
+    (
+        "card nested past the depth limit",
+        json.dumps({"card": {**v03_card("https://a.example"), "x": _nested(70)}}),
+        400,
+        "too-deep",
     ),
 ]
 
@@ -301,7 +307,11 @@ def test_dev_mode_still_refuses_non_loopback_private_and_metadata(
     with gateway.client() as client:
         response = client.post("/agents", json={"card_url": url})
         assert response.status_code == 422, response.text
-        assert response.json()["type"] == "urn:switchboard:problem:url-refused"
+        if url.startswith("http"):
+            assert response.json()["type"] == "urn:switchboard:problem:url-refused"
+        else:  # no http(s) URL at all: the request's shape is wrong, before any policy
+            assert response.json()["type"] == "urn:switchboard:problem:invalid-request"
+            assert response.json()["errors"][0]["field"] == "body.card_url"
 
 
 def test_redirects_are_checked_at_every_hop(

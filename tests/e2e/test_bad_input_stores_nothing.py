@@ -1,0 +1,181 @@
+"""Bad input is refused before anything is stored, in the caller's protocol,
+and a listing never fails because of one stored row (issue 32): a run input
+nested 300 deep was stored and then made `GET /flows/{id}/runs` answer 500
+for everyone; a registration naming no usable URL answered 502 or 500.
+Over real HTTP, with the flows' SDK agents, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import MCPError
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gateway.storage.readable import UNREADABLE
+from gateway.storage.tables import a2a_tasks, flow_runs
+from tests.support.flows import QUOTE_FLOW, USER_SCOPES, FlowSetup, flow_setup
+from tests.support.mcp_clients import mcp_client
+
+SMALL = {"sku": "X-100", "quantity": 5, "customer": "ACME"}
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    with flow_setup(tmp_path, database_url) as made:
+        assert made.register(QUOTE_FLOW).status_code == 201
+        yield made
+
+
+def _write(setup: FlowSetup, statement: Any) -> None:
+    async def run() -> None:
+        engine = create_async_engine(setup.gateway.settings.effective_database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(statement)
+        finally:
+            await engine.dispose()
+
+    anyio.run(run)
+
+
+def test_a_run_input_nested_too_deep_is_refused_and_stores_nothing(setup: FlowSetup) -> None:
+    with setup.user() as dana:
+        for levels in (70, 300):
+            refused = dana.post(
+                "/flows/quote-flow/runs", json={"input": {**SMALL, "extra": _nested(levels)}}
+            )
+            assert refused.status_code == 400, refused.text
+            problem = refused.json()
+            assert problem["type"] == "urn:switchboard:problem:too-deep"
+            assert "deeper than 64" in problem["detail"]
+        assert dana.get("/flows/quote-flow/runs").json() == []
+        # Just inside the limit is a run like any other.
+        kept = dana.post("/flows/quote-flow/runs", json={"input": {**SMALL, "extra": _nested(55)}})
+        assert kept.status_code == 202, kept.text
+    with setup.admin() as admin:
+        assert len(admin.get("/flows/quote-flow/runs").json()) == 1
+        assert admin.get("/flows/quote-flow/usage").status_code == 200
+
+
+def test_one_unreadable_row_does_not_break_a_listing(setup: FlowSetup) -> None:
+    """A row stored before the limit existed: shown, its input marked
+    unreadable, and every other row as it is; for its user and for admins."""
+    with setup.user() as dana:
+        runs = [dana.post("/flows/quote-flow/runs", json={"input": SMALL}).json() for _ in "ab"]
+        for run in runs:
+            setup.run(dana, run, "completed", "input_required", "failed")
+    poisoned = runs[0]["id"]
+    _write(
+        setup,
+        update(flow_runs).where(flow_runs.c.id == poisoned).values(input={"x": _nested(300)}),
+    )
+    with setup.user() as dana, setup.admin() as admin:
+        for client in (dana, admin):
+            listed = client.get("/flows/quote-flow/runs")
+            assert listed.status_code == 200, listed.text
+            by_id = {r["id"]: r for r in listed.json()}
+            assert set(by_id) == {r["id"] for r in runs}
+            assert by_id[poisoned]["input"] == UNREADABLE
+            assert by_id[runs[1]["id"]]["input"] == SMALL
+            one = client.get(f"/flows/quote-flow/runs/{poisoned}")
+            assert one.status_code == 200, one.text
+            assert client.get("/flows/quote-flow/usage").status_code == 200
+
+
+def _send(setup: FlowSetup, token: str, data: Any, *, rest: bool = False) -> Any:
+    message = {"messageId": str(uuid.uuid4()), "role": "ROLE_USER", "parts": [{"data": data}]}
+    params = {"message": message, "metadata": {"skill": "quote"}}
+    headers = {"A2A-Version": "1.0"}
+    with setup.gateway.client(token) as client:
+        if rest:
+            return client.post("/a2a/sales/message:send", json=params, headers=headers)
+        body = {"jsonrpc": "2.0", "id": "deep-1", "method": "SendMessage", "params": params}
+        return client.post("/a2a/sales", json=body, headers=headers)
+
+
+def test_the_protocol_doors_refuse_it_in_their_own_protocol(setup: FlowSetup) -> None:
+    token = setup.gateway.token("dana", USER_SCOPES)
+    refused = _send(setup, token, _nested(300))
+    assert refused.status_code == 200, refused.text
+    assert refused.json()["id"] == "deep-1"
+    assert refused.json()["error"]["code"] == -32600
+    rest = _send(setup, token, _nested(100), rest=True)
+    assert rest.status_code == 400, rest.text
+    assert rest.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+    async def over_mcp() -> MCPError:
+        async with mcp_client(setup.gateway.url + "/mcp", token, "2026-07-28") as client:
+            with pytest.raises(MCPError) as error:
+                await client.call_tool(
+                    "inventory__check_stock", {"sku": "X-100", "quantity": 1, "x": _nested(90)}
+                )
+            return error.value
+
+    assert anyio.run(over_mcp).error.code == -32600
+    assert setup.desk.received == [], "a refused call reached the agent"
+
+
+def test_an_unreadable_task_does_not_break_list_tasks(setup: FlowSetup) -> None:
+    token = setup.gateway.token("dana", USER_SCOPES)
+    sent = _send(setup, token, {"sku": "X-100", "quantity": 2})
+    assert sent.status_code == 200, sent.text
+    task_id = sent.json()["result"]["task"]["id"]
+    stored = {"id": task_id, "status": {"state": "TASK_STATE_COMPLETED"}, "metadata": _nested(150)}
+    _write(setup, update(a2a_tasks).where(a2a_tasks.c.task_id == task_id).values(task=stored))
+    with setup.gateway.client(token) as client:
+        body = {"jsonrpc": "2.0", "id": 2, "method": "ListTasks", "params": {}}
+        listed = client.post("/a2a/sales", json=body, headers={"A2A-Version": "1.0"})
+    assert listed.status_code == 200, listed.text
+    (task,) = listed.json()["result"]["tasks"]
+    assert task["id"] == task_id
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert task["metadata"]["switchboard"]["unreadable"]
+
+
+BAD_URLS = ["", "nope", "ftp://x/", "http://", "http://[::1", "http://a b/", "http://x:99999/"]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_registration_naming_no_usable_url_is_422_and_stores_nothing(
+    setup: FlowSetup, url: str
+) -> None:
+    with setup.admin() as admin:
+        before = {
+            route: admin.get(route).json()
+            for route in ("/agents", "/mcp-servers", "/vendor-agents")
+        }
+        for route, body, field in (
+            ("/agents", {"card_url": url}, "card_url"),
+            ("/mcp-servers", {"name": "x", "url": url}, "url"),
+            (
+                "/vendor-agents",
+                {
+                    "id": "v",
+                    "name": "V",
+                    "upstream": {"type": "openai", "base_url": url, "model": "m"},
+                    "skills": [{"id": "s", "name": "S"}],
+                },
+                "base_url",
+            ),
+        ):
+            refused = admin.post(route, json=body)
+            assert refused.status_code == 422, (route, url, refused.text)
+            problem = refused.json()
+            assert problem["type"] == "urn:switchboard:problem:invalid-request", problem
+            assert any(e["field"].endswith(field) for e in problem["errors"]), problem
+        for route, listed in before.items():
+            assert admin.get(route).json() == listed
+        assert admin.post("/mcp-servers", json={}).status_code == 422

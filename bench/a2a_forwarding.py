@@ -287,19 +287,32 @@ def _run_uvicorn(app: Starlette | Callable[..., Awaitable[None]], port: int) -> 
     )
 
 
-def _serve_agent(port: int) -> None:
-    from a2a.helpers import new_text_message
+def _serve_agent(port: int, answer: str = "message") -> None:
+    """The a2a-sdk agent. ``answer="message"``: one Message (the echo path);
+    ``"task"``: a Task, a working status update and a completed one carrying
+    the answer, the shape real agents answer in (the SDK's TaskUpdater)."""
+    from a2a.helpers import new_task_from_user_message, new_text_message, new_text_part
     from a2a.server.agent_execution import AgentExecutor, RequestContext
     from a2a.server.events import EventQueue
     from a2a.server.request_handlers import DefaultRequestHandler
     from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-    from a2a.server.tasks import InMemoryTaskStore
+    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
     from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
     from starlette.applications import Starlette
 
     class Echo(AgentExecutor):
         async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
-            await event_queue.enqueue_event(new_text_message(f"echo: {context.get_user_input()}"))
+            text = f"echo: {context.get_user_input()}"
+            if answer == "message":
+                await event_queue.enqueue_event(new_text_message(text))
+                return
+            assert context.message is not None
+            task = context.current_task or new_task_from_user_message(context.message)
+            if context.current_task is None:
+                await event_queue.enqueue_event(task)
+            updater = TaskUpdater(event_queue, task.id, task.context_id)
+            await updater.start_work()
+            await updater.complete(updater.new_agent_message([new_text_part(text)]))
 
         async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
             raise NotImplementedError
@@ -614,6 +627,8 @@ def _through_sdk_types(document: bytes, member: str) -> bytes:
 def _serve(role: str, port: int, upstream_url: str) -> None:
     if role == "agent-sdk":
         _serve_agent(port)
+    elif role == "agent-task":
+        _serve_agent(port, answer="task")
     elif role == "agent-stub":
         _serve_stub_agent(port)
     elif role == "agent-slow":
@@ -881,6 +896,7 @@ def run_load(
 
 AGENTS = {
     "sdk": "an a2a-sdk agent (DefaultRequestHandler, InMemoryTaskStore) under uvicorn",
+    "task": "the a2a-sdk agent answering with a task, a working and a completed status update",
     "stub": "a bare ASGI app answering like the a2a-sdk agent, under uvicorn",
     "slow": f"the bare ASGI app, answering after {SLOW_AGENT_SECONDS * 1000:g} ms",
 }
@@ -1098,7 +1114,9 @@ def cli() -> int:
     parser.add_argument(
         "--legs", default=",".join(LEGS), help=f"comma-separated: {', '.join(LEGS)}"
     )
-    parser.add_argument("--agent", default="sdk", help="upstream(s), comma-separated: sdk, stub")
+    parser.add_argument(
+        "--agent", default="sdk", help=f"upstream(s), comma-separated: {', '.join(AGENTS)}"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="run every leg this often; medians")
     parser.add_argument(
         "--no-pin",

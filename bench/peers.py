@@ -1,6 +1,6 @@
 """Switchboard and its peers, measured side by side (issue 19).
 
-    python -m bench.peers                          # 3 rounds, 1 and 32 conns, both protocols
+    python -m bench.peers                          # 3 rounds, 1 and 32 conns, every protocol
     python -m bench.peers --rounds 5 --seconds 8 --conns 1,64
     python -m bench.peers --contextforge-version 1.0.8 --contextforge-db sqlite
 
@@ -11,8 +11,11 @@ reinstalls). LiteLLM's proxy is not measured; see LITELLM_NOT_MEASURED.
 
 The same upstreams serve every target: one MCP server (the `mcp` SDK's
 `MCPServer` with one `echo` tool, stateless Streamable HTTP, the one
-bench.mcp_gateway uses) and one A2A 1.0 agent (the a2a-sdk agent of
-bench.a2a_forwarding). Targets, all started once and kept running:
+bench.mcp_gateway uses) and two A2A 1.0 agents, both the a2a-sdk agent of
+bench.a2a_forwarding: one answers with a message (protocol `a2a`, the echo
+path), the other with a task, a working and a completed status update
+(protocol `a2a-task`, the shape real agents answer in). Targets, all started
+once and kept running:
 
 * `direct`: the upstreams themselves, no gateway;
 * `switchboard-<n>`: `switchboard serve --dev --workers n` on SQLite, auth on
@@ -147,6 +150,7 @@ class Target:
     about: str
     mcp_url: str
     a2a_url: str
+    a2a_task_url: str
     root: int | None  # the gateway's first process; None for `direct`
     stop: Callable[[], None]
     headers: dict[str, str] = field(default_factory=dict)
@@ -159,25 +163,38 @@ class Target:
 class Upstreams:
     mcp_url: str
     a2a_url: str
-    pids: tuple[int, int]  # MCP server, agent
+    a2a_task_url: str
+    pids: tuple[int, int, int]  # MCP server, echo agent, task agent
+
+    def pid_for(self, protocol: str) -> int:
+        return self.pids[PROTOCOLS.index(protocol)]
+
+
+# The rows' protocols, in the order of `Upstreams.pids`.
+PROTOCOLS = ("mcp", "a2a", "a2a-task")
 
 
 @contextlib.contextmanager
 def _upstreams(cpus: set[int] | None) -> Iterator[Upstreams]:
-    mcp_port, agent_port = harness.free_port(), harness.free_port()
+    mcp_port, agent_port, task_port = (harness.free_port() for _ in range(3))
     mcp = harness.spawn(
         [sys.executable, "-m", "bench.mcp_gateway", "_upstream", str(mcp_port)], mcp_port
     )
     try:
         agent = harness.spawn(harness._serve_argv("agent-sdk", agent_port), agent_port)
         try:
-            harness.pin(mcp.pid, cpus)
-            harness.pin(agent.pid, cpus)
-            yield Upstreams(
-                f"http://{harness.HOST}:{mcp_port}/mcp",
-                f"http://{harness.HOST}:{agent_port}/",
-                (mcp.pid, agent.pid),
-            )
+            task_agent = harness.spawn(harness._serve_argv("agent-task", task_port), task_port)
+            try:
+                for pid in (mcp.pid, agent.pid, task_agent.pid):
+                    harness.pin(pid, cpus)
+                yield Upstreams(
+                    f"http://{harness.HOST}:{mcp_port}/mcp",
+                    f"http://{harness.HOST}:{agent_port}/",
+                    f"http://{harness.HOST}:{task_port}/",
+                    (mcp.pid, agent.pid, task_agent.pid),
+                )
+            finally:
+                harness.stop_process(task_agent)
         finally:
             harness.stop_process(agent)
     finally:
@@ -192,7 +209,15 @@ def switchboard_cli(*args: str) -> str:
 
 
 def _direct(up: Upstreams) -> Target:
-    return Target("direct", "the upstreams, no gateway", up.mcp_url, up.a2a_url, None, lambda: None)
+    return Target(
+        "direct",
+        "the upstreams, no gateway",
+        up.mcp_url,
+        up.a2a_url,
+        up.a2a_task_url,
+        None,
+        lambda: None,
+    )
 
 
 def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Target:
@@ -206,6 +231,7 @@ def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Ta
         # --gateway: the run state names the address only once every worker is up.
         where = ["--data-dir", data, "--gateway", f"http://{harness.HOST}:{port}"]
         switchboard_cli("agents", "add", up.a2a_url.rstrip("/"), "--id", "bench", *where)
+        switchboard_cli("agents", "add", up.a2a_task_url.rstrip("/"), "--id", "bench-task", *where)
         switchboard_cli(
             "mcp", "add", "Bench", up.mcp_url, "--id", "bench-mcp", "--no-prefix", *where
         )
@@ -225,6 +251,7 @@ def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Ta
         f"switchboard serve --dev --workers {workers} (SQLite)",
         f"{base}/mcp",
         f"{base}/a2a/bench",
+        f"{base}/a2a/bench-task",
         process.pid,
         stop,
         {"Authorization": f"Bearer {token}"},
@@ -431,7 +458,7 @@ def _start_contextforge(
             .stdout.strip()
             .splitlines()[-1]
         )
-        mcp_url, a2a_url = _register_contextforge(base, token, up)
+        mcp_url, a2a_url, a2a_task_url = _register_contextforge(base, token, up)
     except BaseException:
         stop()
         raise
@@ -440,6 +467,7 @@ def _start_contextforge(
         f"ContextForge {version}, gunicorn {workers} UvicornWorker(s), {database}",
         mcp_url,
         a2a_url,
+        a2a_task_url,
         process.pid,
         stop,
         {"Authorization": f"Bearer {token}"},
@@ -463,9 +491,9 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, workers:
     raise RuntimeError(f"ContextForge not ready in 180 s:\n{log.read_text()[-3000:]}")
 
 
-def _register_contextforge(base: str, token: str, up: Upstreams) -> tuple[str, str]:
-    """The MCP server as a gateway + virtual server, the agent as an A2A
-    agent; returns the URLs to load."""
+def _register_contextforge(base: str, token: str, up: Upstreams) -> tuple[str, str, str]:
+    """The MCP server as a gateway + virtual server, the agents as A2A
+    agents; returns the URLs to load (MCP, echo agent, task agent)."""
     gateway = _contextforge_api(
         base,
         token,
@@ -485,24 +513,29 @@ def _register_contextforge(base: str, token: str, up: Upstreams) -> tuple[str, s
         "/servers",
         {"server": {"name": "bench", "associated_tools": [ours[0]["id"]]}, "visibility": "public"},
     )
-    _contextforge_api(
-        base,
-        token,
-        "POST",
-        "/a2a",
-        {
-            "agent": {
-                "name": "bench",
-                "endpoint_url": up.a2a_url,
-                "agent_type": "jsonrpc",
-                "protocol_version": "1.0",
-                "description": "the bench's echo agent",
+    for name, url in (("bench", up.a2a_url), ("bench-task", up.a2a_task_url)):
+        _contextforge_api(
+            base,
+            token,
+            "POST",
+            "/a2a",
+            {
+                "agent": {
+                    "name": name,
+                    "endpoint_url": url,
+                    "agent_type": "jsonrpc",
+                    "protocol_version": "1.0",
+                    "description": f"the bench's {name} agent",
+                },
+                "visibility": "public",
             },
-            "visibility": "public",
-        },
-    )
+        )
     CONTEXTFORGE_TOOLS[f"{base}/servers/{server['id']}/mcp"] = ours[0]["name"]
-    return f"{base}/servers/{server['id']}/mcp", f"{base}/a2a/bench/jsonrpc"
+    return (
+        f"{base}/servers/{server['id']}/mcp",
+        f"{base}/a2a/bench/jsonrpc",
+        f"{base}/a2a/bench-task/jsonrpc",
+    )
 
 
 # The tool's name as each MCP URL lists it (ContextForge prefixes the gateway's).
@@ -619,8 +652,9 @@ def _mcp_load_main(config: dict[str, Any]) -> None:
 def _run_load(
     protocol: str, target: Target, conns: int, warmup: float, seconds: float, pids: list[int]
 ) -> harness.LoadResult:
-    if protocol == "a2a":
-        running = harness.Running(target.a2a_url, tuple(pids[1:]), lambda: None, target.headers)
+    if protocol in ("a2a", "a2a-task"):
+        url = target.a2a_url if protocol == "a2a" else target.a2a_task_url
+        running = harness.Running(url, tuple(pids[1:]), lambda: None, target.headers)
         return harness.run_load(running, conns, warmup, seconds, pids[0])
     config = {
         "url": target.mcp_url,
@@ -668,7 +702,7 @@ def _measure(
     warmup: float,
     seconds: float,
 ) -> Row:
-    upstream = up.pids[0] if protocol == "mcp" else up.pids[1]
+    upstream = up.pid_for(protocol)
     gateway = target.pids()
     result = _run_load(protocol, target, conns, warmup, seconds, [upstream, *gateway])
     cpu = sum(result.cpu.get(str(p), 0.0) for p in gateway) if gateway else float("nan")
@@ -746,7 +780,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--conns", default="1,32")
-    parser.add_argument("--protocols", default="mcp,a2a")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="mcp, a2a, a2a-task")
     parser.add_argument("--contextforge-version", default=CONTEXTFORGE_VERSION)
     parser.add_argument("--contextforge-db", default="postgres", choices=["postgres", "sqlite"])
     parser.add_argument(
@@ -779,6 +813,8 @@ def main() -> int:
     chosen = args.targets.split(",") if args.targets else list(starters)
     levels = [int(c) for c in args.conns.split(",")]
     protocols = args.protocols.split(",")
+    if unknown := [p for p in protocols if p not in PROTOCOLS]:
+        parser.error(f"unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
     print(LITELLM_NOT_MEASURED, file=sys.stderr)
     runs: dict[tuple[str, int, str], list[Row]] = {}
     with contextlib.ExitStack() as stack:

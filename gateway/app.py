@@ -177,7 +177,11 @@ def create_app(settings: Settings) -> FastAPI:
     # overlap; tests/gateway/test_routes.py).
     others = McpAgents(a2a_door.front_door_parts, federation)
     app.router.routes[0:0] = [*a2a_door.routes(others), *mcp_front.routes()]
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        max_json_depth=settings.max_json_depth,
+    )
     if tracing.configured():  # outermost: the span covers the whole request
         app.add_middleware(tracing.ServerSpans)
     return app

@@ -68,6 +68,7 @@ from gateway.a2a.responses import (
     request_id_of,
     rest_refusal,
 )
+from gateway.a2a.versions import version_of
 from gateway.delegation.handoffs import (
     MessageSkill,
 )
@@ -184,6 +185,10 @@ class A2AFrontDoor:
             return problem_response(problem)
         except TokenInvalid as exc:  # a malformed act claim
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
+        if jsonrpc and await parse_jsonrpc_body(request) is None:
+            wrong = version_of(request, request._json)  # before anything reads the header
+            if wrong is not None:
+                return wrong
         trace_id = begin_trace(request.headers)
         owner = Owner(caller.subject, caller.issuer, caller)
         try:

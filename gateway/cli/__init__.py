@@ -1,5 +1,5 @@
-"""`switchboard` command line: serve, demo, db, token, agents, mcp, keys, policy,
-audit, approvals, holds, flows -- one module per command group.
+"""`switchboard` command line: serve, demo, db, token, call, agents, mcp, keys,
+policy, audit, approvals, holds, flows -- one module per command group.
 
 Admin commands talk to the running gateway over its HTTP API, like any other
 client; only `serve`, `db upgrade`, `keys` and `token issue` touch the
@@ -19,6 +19,7 @@ from gateway.cli import (
     agents,
     approvals,
     audit,
+    call,
     demo,
     flows,
     holds,
@@ -33,7 +34,7 @@ from gateway.settings import ConfigError
 from policies.keys import KeySealError
 
 # In the order `switchboard --help` lists them.
-GROUPS = (serve, demo, tokens, agents, mcp, keys, policy, audit, approvals, holds, flows)
+GROUPS = (serve, demo, tokens, call, agents, mcp, keys, policy, audit, approvals, holds, flows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -88,6 +88,8 @@ def _agents_list(args: argparse.Namespace) -> int:
         )
     if page.get("next_cursor"):
         print(f"(more: --cursor {page['next_cursor']})")
+    if not page["items"]:
+        print("no agents" + (" match" if len(params) > 1 else " yet: switchboard agents add URL"))
     return 0
 
 

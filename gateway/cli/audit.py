@@ -64,7 +64,7 @@ def _audit_line(record: dict[str, Any]) -> str:
     return (
         f"{record['at']}  {record['decision']:<5} {record['event']:<15} {record['subject']}  "
         f"[{chain}] -> {target}  scopes: {granted}  {record['outcome']}  "
-        f"{record['reasons'][0] if record['reasons'] else ''}"
+        f"{'; '.join(record['reasons'])}"
     )
 
 
@@ -74,6 +74,8 @@ def _audit_tail(args: argparse.Namespace) -> int:
     newest_first = page["items"]
     for record in reversed(newest_first[: max(0, args.n)]):
         print(_audit_line(record), flush=True)
+    if not newest_first and not args.follow:
+        print("no audit records" + (" match" if filters else " yet"))
     last = newest_first[0]["id"] if newest_first else 0
     polls = 0
     while args.follow and (args.max_polls == 0 or polls < args.max_polls):

@@ -116,6 +116,15 @@ def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
 
 
 def dev_token(settings: Settings, subject: str, scopes: frozenset[str], ttl: int) -> str:
+    """A token from the dev issuer whose key is in the gateway's database;
+    refused where there is no gateway's database (the key would be made in a
+    new one, and no gateway would accept the token)."""
+    sqlite_file = settings.data_dir / "switchboard.db"
+    if not settings.database_url and not sqlite_file.exists():
+        raise CliError(
+            f"no gateway's data in {settings.data_dir.resolve()} ({sqlite_file.name} is not "
+            "there): give --data-dir of a gateway started with --dev, or --token"
+        )
     try:
         return issue_dev_token(settings, subject, scopes, ttl)
     except (SQLAlchemyError, OSError) as exc:
@@ -144,11 +153,14 @@ def gateway_client(args: argparse.Namespace) -> httpx.Client:
     base = args.gateway or os.environ.get("SWITCHBOARD_GATEWAY_URL") or running.get("public_url")
     base = base or settings.effective_public_url
     token = args.token or os.environ.get("SWITCHBOARD_TOKEN")
-    if not token:
+    headers = {}
+    if not token and (settings.database_url or (settings.data_dir / "switchboard.db").exists()):
         # Local convenience: a short-lived admin token from the dev issuer. Only
         # a --dev gateway accepts it; any other answers 401 and says so.
         token = dev_token(settings, "switchboard-cli", frozenset({ADMIN_SCOPE}), 300)
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=base, headers=headers, timeout=30.0)
 
 
 def call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:

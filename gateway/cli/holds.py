@@ -30,7 +30,8 @@ def _holds_list(args: argparse.Namespace) -> int:
     items = call(args, "GET", "/coordination/holds", params=params).json()["items"]
     for item in items:
         by = item["opened_by"]
-        count = f" {item['count']} calls" if item["kind"] == "budget" else ""
+        calls = "call" if item["count"] == 1 else "calls"
+        count = f" {item['count']} {calls}" if item["kind"] == "budget" else ""
         print(
             f"{item['entity']}:{item['key']:<20} {item['rule']:<20} {item['kind']:<9}{count} "
             f"until {item['until'][:19]}  (by {by['agent']} {by['action'] or ''})"

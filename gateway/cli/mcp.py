@@ -141,8 +141,11 @@ def _print_server(record: dict[str, Any]) -> None:
 
 
 def _mcp_list(args: argparse.Namespace) -> int:
-    for record in call(args, "GET", "/mcp-servers").json()["items"]:
+    items = call(args, "GET", "/mcp-servers").json()["items"]
+    for record in items:
         _print_server(record)
+    if not items:
+        print("no MCP servers yet: switchboard mcp add NAME URL")
     return 0
 
 

@@ -69,12 +69,13 @@ def _policy_explain(args: argparse.Namespace) -> int:
             raise CliError(f"--input is not JSON: {exc}") from None
     result = call(args, "POST", "/policies/explain", json=body).json()
     verdict = "ALLOW" if result["decision"] == "allow" else "DENY"
-    print(f"{verdict}  depth {result['depth']}  granted: {' '.join(result['granted_scopes'])}")
+    granted = " ".join(result["granted_scopes"]) or "(none)"
+    print(f"{verdict}  depth {result['depth']}  granted: {granted}")
     if result["approval_required"]:
         print("  needs human approval")
     for reason in result["reasons"]:
         print(f"  - {reason}")
-    print(f"  rules: {', '.join(result['rules'])}")
+    print(f"  rules: {', '.join(result['rules']) or '(none)'}")
     coordination = result.get("coordination") or {}
     if coordination.get("error"):
         print(f"  coordination: refused: {coordination['error']}")

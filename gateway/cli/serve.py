@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import (
@@ -13,7 +17,7 @@ from gateway.cli.common import (
     settings_options,
 )
 from gateway.delegation.keystore import load_active_key
-from gateway.observability.logs import log_config
+from gateway.observability.logs import banner, log_config
 from gateway.settings import Settings
 from gateway.settings.workers import rate_limits_problem
 from gateway.storage import db
@@ -87,14 +91,18 @@ def _serve(args: argparse.Namespace) -> int:
         tracing.check()
     except tracing.TracingConfigError as exc:
         raise CliError(f"tracing cannot be set up: {exc}") from None
+    _check_data_dir(settings.data_dir)
+    _check_port(settings.host, settings.port)
     # Reach the database (and bring its schema up to date) before the server
     # starts: an unreachable or missing database is one line, not a traceback
     # from inside the lifespan.
     on_database(settings, _upgrade(settings))
     if settings.dev:
-        print(
-            "switchboard: DEV MODE - dev tokens accepted, loopback agents allowed", file=sys.stderr
+        said = (
+            "DEV MODE - dev tokens accepted, loopback agents allowed; console "
+            f"{settings.effective_public_url}/ui (log in with any user name and scopes)"
         )
+        print(banner(settings.log_format, said), file=sys.stderr)
     if settings.workers > 1:
         from gateway.cli import workers
 
@@ -129,3 +137,33 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     on_database(settings, _upgrade(settings))
     print("database is up to date")
     return 0
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """The data directory (SQLite, run state) exists or can be made, and takes
+    files: said as such, not as a database that is not running."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise CliError(
+            f"the data directory {data_dir} cannot be written: {exc.strerror or exc} "
+            "(choose another with --data-dir)"
+        ) from None
+
+
+def _check_port(host: str, port: int) -> None:
+    """The address is free, found before any migration runs (uvicorn would
+    find it only after the database work, with a traceback)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"{host}:{port} is already in use (another gateway?): pick another with --port"
+                ) from None
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -201,15 +201,13 @@ class PushRelays:
         call that ended binds or forgets its own, so these are a crashed or
         killed gateway's leftovers (their relay URLs would otherwise stay
         usable for ever). How many went."""
-        c = a2a_push_configs.c
-        # Exactly a pending row (`_pending`): an agent may name a real task
-        # "pending:...", and SQLite's LIKE ignores case.
-        still_pending = c.task_id == literal(PENDING, String) + c.relay_id
         # SQLite keeps the clock time without its zone: compare in UTC, as written.
         cutoff = older_than.astimezone(UTC)
         async with self._engine.begin() as conn:
             swept = await conn.execute(
-                delete(a2a_push_configs).where(still_pending, c.created_at < cutoff)
+                delete(a2a_push_configs).where(
+                    _STILL_PENDING, a2a_push_configs.c.created_at < cutoff
+                )
             )
         return int(swept.rowcount or 0)
 
@@ -374,16 +372,19 @@ def _owned(
     return where
 
 
+# A row still pending: its task id is exactly `PENDING` and its own relay id (an
+# agent may name a real task "pending:...", and SQLite's LIKE ignores case).
+_STILL_PENDING = a2a_push_configs.c.task_id == (
+    literal(PENDING, String) + a2a_push_configs.c.relay_id
+)
+
+
 def _pending(agent_id: str, relay_url: str) -> tuple[str, list[ColumnElement[bool]]]:
     """The relay id in ``relay_url`` (or the id itself), and what selects its
-    config while it is pending (`PENDING`)."""
+    config while it is pending (`_STILL_PENDING`)."""
     relay_id = relay_url.rsplit("/", 1)[-1]
     c = a2a_push_configs.c
-    return relay_id, [
-        c.agent_id == agent_id,
-        c.relay_id == relay_id,
-        c.task_id == PENDING + relay_id,
-    ]
+    return relay_id, [c.agent_id == agent_id, c.relay_id == relay_id, _STILL_PENDING]
 
 
 def _digest(value: str) -> str:

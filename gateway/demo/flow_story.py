@@ -3,7 +3,7 @@
 A customer's request reaches the support desk; its escalation, completed,
 **triggers** the quote flow for the same user; the flow asks the sales desk
 for a quote and the inventory MCP server for stock **in parallel**; the
-discount is over 10 %, so the run **stops at a human checkpoint**; a manager
+discount is over 10%, so the run **stops at a human checkpoint**; a manager
 approves it on the approvals desk; the sales desk writes the reply, and the
 run's record shows every step, its token's actor chain and scopes.
 
@@ -86,7 +86,7 @@ FLOW: dict[str, Any] = {
             "id": "manager",
             "when": "steps.quote.output.discount > `0.1`",
             "checkpoint": {
-                "prompt": "Approve a discount over 10 %?",
+                "prompt": "Approve a discount over 10%?",
                 "show": "steps.quote.output",
                 "timeout_seconds": 300,
             },
@@ -174,7 +174,7 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
             raise DemoError(f"the run did not stop at the manager's checkpoint: {run}")
         quote = next(s for s in run["steps"] if s["id"] == "quote")["output"]
         approval = manager["approval_id"]
-        out(f"3. discount {quote['discount']:.0%} > 10 %: it waits for a manager ({approval})")
+        out(f"3. discount {quote['discount']:.0%} > 10%: it waits for a manager ({approval})")
     with gateway.client("maria", "switchboard:admin") as maria:
         decision = {"decision": "approve", "reason": "key account"}
         _ok(maria.post(f"/approvals/{manager['approval_id']}", json=decision))

@@ -89,12 +89,15 @@ async def authenticate(
     resource at ``resource_path``. A token for the gateway's own audience is
     accepted, and so is one for any of ``audiences`` (RFC 8707 resource
     indicators naming a sub-resource, e.g. the MCP endpoint)."""
+    token = bearer_token(request, resource_path)
+    try:
+        return await _verified(request_auth(request).verifier, token, audiences)
+    except TokenInvalid as exc:
+        raise refused(request, exc, resource_path) from None
 
-    def _challenge(
-        request: Request, error: str | None, description: str | None, scope: str | None
-    ) -> str:
-        return challenge(request, error, description, scope, resource_path=resource_path)
 
+def bearer_token(request: Request, resource_path: str = "") -> str:
+    """The request's bearer token; 401 when there is none (RFC 6750 §3)."""
     header = request.headers.get("authorization")
     if not header:
         raise Problem(
@@ -102,7 +105,11 @@ async def authenticate(
             "unauthenticated",
             "Authentication required",
             "send an access token as 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": _challenge(request, None, None, None)},
+            headers={
+                "WWW-Authenticate": challenge(
+                    request, None, None, None, resource_path=resource_path
+                )
+            },
         )
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -113,30 +120,46 @@ async def authenticate(
             "Invalid token",
             "the Authorization header must be 'Bearer <token>'",
             headers={
-                "WWW-Authenticate": _challenge(
-                    request, "invalid_request", "expected a Bearer token", None
+                "WWW-Authenticate": challenge(
+                    request,
+                    "invalid_request",
+                    "expected a Bearer token",
+                    None,
+                    resource_path=resource_path,
                 )
             },
         )
-    verifier = request_auth(request).verifier
+    return token
+
+
+async def _verified(verifier: TokenVerifier, token: str, audiences: tuple[str, ...]) -> Principal:
     try:
-        try:
-            return await verifier.verify(token)
-        except TokenInvalid as first:
-            for audience in audiences:
-                with contextlib.suppress(TokenInvalid):
-                    return await verifier.verify(token, audience=audience)
-            raise first from None
-    except TokenInvalid as exc:
-        # The reason only: never the token.
-        security.warning("authentication failed on %s: %s", request.url.path, exc)
-        raise Problem(
-            401,
-            "invalid-token",
-            "Invalid token",
-            str(exc),
-            headers={"WWW-Authenticate": _challenge(request, "invalid_token", str(exc), None)},
-        ) from None
+        return await verifier.verify(token)
+    except TokenInvalid as first:
+        for audience in audiences:
+            with contextlib.suppress(TokenInvalid):
+                return await verifier.verify(token, audience=audience)
+        raise first from None
+
+
+def refused(request: Request, exc: TokenInvalid, resource_path: str = "") -> Problem:
+    """The 401 for a token that was refused, and its security log line: written
+    here, once the request is refused, and never while another way of
+    accepting the token is still to be tried (a token exchanged for an agent's
+    front door first fails as a token for the gateway)."""
+    # The reason only: never the token.
+    security.warning("authentication failed on %s: %s", request.url.path, exc)
+    return Problem(
+        401,
+        "invalid-token",
+        "Invalid token",
+        str(exc),
+        headers={
+            "WWW-Authenticate": challenge(
+                request, "invalid_token", str(exc), None, resource_path=resource_path
+            )
+        },
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -153,17 +176,15 @@ async def front_door_principal(request: Request, front_door_url: str) -> tuple[P
     an agent itself (aud = the agent's resource) is never one of these, so an
     agent cannot re-enter the gateway with the token it received.
     """
+    token = bearer_token(request)
+    auth = request_auth(request)
     try:
-        return await authenticate(request), False
-    except Problem as refused:
-        header = request.headers.get("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise
+        return await auth.verifier.verify(token), False
+    except TokenInvalid as first:
         try:
-            return await onwards_principal(request_auth(request), token.strip(), front_door_url)
+            return await onwards_principal(auth, token, front_door_url)
         except TokenInvalid:
-            raise refused from None
+            raise refused(request, first) from None
 
 
 async def onwards_principal(

@@ -12,10 +12,13 @@ transitions and key rotations (policy reloads are logged by `policies.policy_fil
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from opentelemetry.trace import get_current_span
+from pythonjsonlogger.json import JsonFormatter
 
 from adapters import spans
 from adapters.trace_context import current
@@ -24,7 +27,39 @@ from gateway.delegation.audit import AuditEvent
 LogFormat = Literal["text", "json"]
 SECURITY = logging.getLogger("switchboard.security")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_JSON = "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s"
+_JSON = "%(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s"
+# uvicorn's records carry the message again with ANSI colours, for its own
+# terminal formatter; a log pipeline wants neither the copy nor the escapes.
+_DROPPED = ("color_message",)
+# One line per outgoing request at INFO: noise at the gateway's default level,
+# shown when the gateway logs at debug.
+_CHATTY = ("httpx", "httpcore", "httpx2", "httpcore2")
+
+
+def utc_time(created: float) -> str:
+    """A record's time as ISO 8601 in UTC, to the millisecond (`...Z`)."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class JsonLines(JsonFormatter):
+    """python-json-logger, with `time` in ISO 8601 UTC first and uvicorn's
+    coloured copy of the message dropped."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = utc_time(record.created)
+        super().add_fields(log_data, record, message_dict)
+        for name in _DROPPED:
+            log_data.pop(name, None)
+
+
+def banner(log_format: LogFormat, message: str) -> str:
+    """A line the CLI prints before logging is set up, in the log's format."""
+    if log_format != "json":
+        return f"switchboard: {message}"
+    record = {"time": utc_time(datetime.now(UTC).timestamp()), "level": "WARNING"}
+    return json.dumps({**record, "logger": "switchboard", "message": message})
 
 
 class TraceIds(logging.Filter):
@@ -48,9 +83,9 @@ def log_config(log_format: LogFormat, level: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` for the gateway and uvicorn's own loggers."""
     formatter: dict[str, Any] = (
         {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "gateway.observability.logs.JsonLines",
             "fmt": _JSON,
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": False,
         }
         if log_format == "json"
@@ -63,6 +98,7 @@ def log_config(log_format: LogFormat, level: str) -> dict[str, Any]:
         "stream": "ext://sys.stderr",
     }
     named = level.upper() if level != "trace" else "DEBUG"
+    chatty = named if named == "DEBUG" else "WARNING"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -76,6 +112,7 @@ def log_config(log_format: LogFormat, level: str) -> dict[str, Any]:
             "uvicorn": {"handlers": ["main"], "level": named, "propagate": False},
             "uvicorn.error": {"level": named},
             "uvicorn.access": {"handlers": ["main"], "level": named, "propagate": False},
+            **{name: {"level": chatty} for name in _CHATTY},
         },
     }
 

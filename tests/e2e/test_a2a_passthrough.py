@@ -245,8 +245,10 @@ def test_what_the_pass_through_does_not_take_goes_to_the_sdk(scripted: Scripted)
         },
     }
     assert _error(scripted.post(body))["code"] == -32003
-    # No A2A-Version header means 0.3 (A2A 1.0 §3.6.2): the SDK refuses a 1.0 method.
-    assert _error(scripted.post({**bad, "params": {}}, version=None))["code"] == -32009
+    # No A2A-Version header means 0.3 (A2A 1.0 §3.6.2), but 0.3 has no such method:
+    # a 1.0 method name is read as 1.0 (`gateway.a2a.versions`), so its params are checked.
+    assert _error(scripted.post({**bad, "params": {}}, version=None))["code"] == -32602
+    assert _error(scripted.post({**bad, "params": {}}, version="0.3"))["code"] == -32009
     assert len(scripted.seen.seen) == calls
 
 

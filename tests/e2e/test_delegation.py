@@ -551,3 +551,64 @@ def test_an_agent_calls_onwards_through_the_gateway_with_an_exchanged_token(
         (record,) = admin.get("/audit", params={"agent": "sales", "limit": 1}).json()["items"]
     assert record["event"] == "a2a.SendMessage"
     assert record["actors"] == ["switchboard-dev-issuer", "support"]
+
+
+def test_a_call_with_an_exchanged_token_writes_no_security_warning(
+    dep: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A front-door token first fails as a token for the gateway; that is not a
+    refusal, so nothing is written to the security log until a request is
+    actually refused (issue 32: the demo cried wolf on every onward call)."""
+    gw = dep.gateway
+    to_support = _first_hop(dep, gw.token("alice", USER_SCOPES))
+    front_door = dep.exchange(to_support, by="support", resource=f"{gw.url}/a2a/sales").json()[
+        "access_token"
+    ]
+    caplog.set_level(logging.INFO, logger="switchboard.security")
+    sent = dep.send("sales", front_door, "a quote, please")
+    assert sent.status_code == 200, sent.text
+    assert [r for r in caplog.records if r.name == "switchboard.security"] == []
+    # Refused at another agent's front door: exactly one warning, saying why.
+    assert dep.send("inventory", front_door).status_code == 401
+    warned = [r for r in caplog.records if r.name == "switchboard.security"]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    assert warned[0].levelno == logging.WARNING
+    assert "authentication failed on /a2a/inventory" in warned[0].getMessage()
+    assert front_door not in caplog.text
+
+
+def test_a_1_0_method_without_a_version_header_is_read_as_1_0(dep: Deployment) -> None:
+    """A2A 1.0 §3.2.6 says a request without `A2A-Version` is 0.3, but 0.3 has
+    no `SendMessage`: the method's name says which version it is. A real
+    mismatch says which header to send (issue 32)."""
+    url = dep.gateway.url + "/a2a/support"
+    auth = {"Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}"}
+    sent = httpx.post(url, json=send_message_body("no header"), headers=auth)
+    assert sent.status_code == 200, sent.text
+    assert "echo: no header" in sent.text
+    missing = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": "nope"}}
+    unknown = httpx.post(url, json=missing, headers=auth).json()
+    assert unknown["error"]["code"] == -32001, unknown  # task not found, not a version error
+    legacy = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "message/send",
+        "params": {
+            "message": {
+                "kind": "message",
+                "messageId": "m-03",
+                "role": "user",
+                "parts": [{"kind": "text", "text": "still 0.3"}],
+            }
+        },
+    }
+    answered = httpx.post(url, json=legacy, headers=auth)
+    assert "echo: still 0.3" in answered.text, answered.text
+    for said, wanted in (("0.3", "1.0"), ("2.0", "1.0")):
+        wrong = httpx.post(
+            url, json=send_message_body("x", "r9"), headers={**auth, "A2A-Version": said}
+        ).json()
+        assert wrong["id"] == "r9"
+        assert wrong["error"]["code"] == -32009
+        assert f"send the header 'A2A-Version: {wanted}'" in wrong["error"]["message"], wrong
+    assert len(dep["support"].recorder.calls()) == 2  # the two that were served

@@ -24,7 +24,7 @@ def test_the_conflict_demo_tells_the_story_and_exits_0(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "2. sales is asked to upsell C-1042: task TASK_STATE_SUBMITTED" in out
-    assert "explain: coordination rule support-first (hold) on customer C-1042" in out
+    assert "explain: coordination rule support-first (hold) on customer c-1042" in out
     assert "4. the upsell is released and made for dana: task TASK_STATE_COMPLETED" in out
     assert "approved     sales    approval apr_" in out and "by coordination" in out
     assert "[FAILED]" not in out and out.count("[ok]") == 6

@@ -79,7 +79,7 @@ def test_agents_commands_over_http(gateway: Gateway, sdk_agent: ServerThread) ->
     assert listed.returncode == 0, listed.stderr
     assert "stock" in listed.stdout
     assert "Inventory Agent" in listed.stdout
-    assert run("agents", "list", "--skill", "nope", *data).stdout.strip() == ""
+    assert run("agents", "list", "--skill", "nope", *data).stdout.strip() == "no agents match"
     shown = run("agents", "show", "stock", *data)
     assert json.loads(shown.stdout)["skills"][0]["id"] == "check-stock"
     duplicate = run("agents", "add", sdk_agent.url, "--id", "stock", *data)

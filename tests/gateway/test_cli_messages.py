@@ -170,6 +170,7 @@ def test_run_state_of_a_dead_process_is_ignored(tmp_path: Path) -> None:
         json.dumps({"public_url": "http://127.0.0.1:1", "pid": gone.pid})
     )
     assert runstate.read(tmp_path) == {}
+    assert run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
     result = run("token", "issue", "--sub", "alice", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
 
@@ -276,3 +277,47 @@ def test_make_run_takes_a_port() -> None:
     )
     assert "PORT" in makefile
     assert "--port 9191" in dry.stdout, dry.stdout + dry.stderr
+
+
+# A newcomer's first ten minutes (issue 32) ------------------------------------
+
+
+def test_token_issue_outside_a_gateway_s_data_dir_refuses(tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-gateway"
+    empty.mkdir()
+    one_line_error(
+        run("token", "issue", "--sub", "dana", "--data-dir", str(empty)),
+        "no gateway's data in",
+        "--data-dir",
+    )
+    assert list(empty.iterdir()) == [], "a database was made where there was none"
+
+
+def test_serve_on_an_unwritable_data_dir_says_so(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    said = one_line_error(
+        run("serve", "--dev", "--data-dir", str(blocked / "data"), "--port", str(closed_port())),
+        "data directory",
+        "cannot be written",
+    )
+    assert "is it running" not in said
+
+
+def test_serve_on_a_port_in_use_says_so_before_touching_the_database(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line_error(
+            run("serve", "--dev", "--data-dir", str(tmp_path), "--port", str(port)),
+            f"127.0.0.1:{port} is already in use",
+        )
+    assert not (tmp_path / "switchboard.db").exists(), "migrations ran before the port check"
+
+
+def test_empty_listings_say_so(gateway: Gateway) -> None:
+    common = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    assert "no agents yet" in run("agents", "list", *common).stdout
+    assert "no MCP servers yet" in run("mcp", "list", *common).stdout
+    assert "no audit records" in run("audit", "tail", *common).stdout

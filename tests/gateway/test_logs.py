@@ -9,6 +9,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
                 "--log-format",
                 "json",
             ],
-            stdout=subprocess.DEVNULL,
+            stdout=err,
             stderr=err,
             env=env,
         ) as server,
@@ -73,10 +74,17 @@ def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
             server.terminate()
             server.wait(timeout=20)
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    records = [json.loads(line) for line in lines if not line.startswith("switchboard: DEV")]
+    # Every line is JSON, the dev-mode banner too; times are ISO 8601 UTC;
+    # uvicorn's coloured copy of its messages is not there (issue 32).
+    records = [json.loads(line) for line in lines]
     assert records
+    assert "DEV MODE" in records[0]["message"] and "/ui" in records[0]["message"]
+    assert any(r["logger"].startswith("uvicorn") for r in records), records
     for record in records:
         assert {"time", "level", "logger", "message"} <= set(record), record
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record
+        assert "color_message" not in record, record
+    assert "\x1b" not in log.read_text()
     security = [r for r in records if r["logger"] == "switchboard.security"]
     assert any("authentication failed on /agents" in r["message"] for r in security), records
     assert forged not in log.read_text()
@@ -159,3 +167,9 @@ def test_every_denial_is_a_security_log_line(caplog: pytest.LogCaptureFixture) -
         "denied: token_exchange to inventory for alice (sales): "
         "scope inventory:write is beyond the subject token"
     )
+
+
+def test_the_http_client_s_request_lines_are_off_unless_debugging() -> None:
+    assert log_config("json", "info")["loggers"]["httpx"]["level"] == "WARNING"
+    assert log_config("text", "warning")["loggers"]["httpcore"]["level"] == "WARNING"
+    assert log_config("json", "debug")["loggers"]["httpx"]["level"] == "DEBUG"

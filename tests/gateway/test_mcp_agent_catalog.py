@@ -44,11 +44,17 @@ def _tools(agents: _Agents) -> AgentSkillTools:
 CALLER: Any = SimpleNamespace(subject="u", issuer="i", scopes=(), actors=(), client_id=None)
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The module's monotonic clock, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr(agent_tools_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
 async def test_later_pages_reuse_a_fresh_check_and_first_pages_always_ask(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(agent_tools_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     agents = _Agents()
     tools = _tools(agents)
     first, _ = await tools.catalog(CALLER)
@@ -69,10 +75,8 @@ async def test_later_pages_reuse_a_fresh_check_and_first_pages_always_ask(
 
 
 async def test_a_change_through_this_replicas_registry_ends_the_reuse(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(agent_tools_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     agents = _Agents()
     tools = _tools(agents)
     await tools.catalog(CALLER)

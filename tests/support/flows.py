@@ -77,7 +77,7 @@ QUOTE_FLOW: dict[str, Any] = {
         {
             "id": "manager",
             "checkpoint": {
-                "prompt": "Approve a discount over 10 %?",
+                "prompt": "Approve a discount over 10%?",
                 "show": "steps.quote.output",
                 "timeout_seconds": 60,
             },

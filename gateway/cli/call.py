@@ -1,0 +1,187 @@
+"""`switchboard call AGENT "text"`: send a message to an agent through the
+gateway's A2A front door (`/a2a/{AGENT}`), as any A2A client would -- the
+official a2a-sdk client, the agent's card from the gateway -- and print the
+answer and the task id. Works for every kind of agent the gateway fronts:
+A2A agents, vendor agents, MCP servers' A2A faces and flows.
+
+The caller is `--token` / `$SWITCHBOARD_TOKEN`, or a dev token for `--as`
+(with `--scope`) from a `--dev` gateway's issuer; the gateway decides for
+that user, as for any other call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+import httpx
+from a2a.client import A2AClientError, ClientConfig, ClientFactory
+from a2a.types import (
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    Task,
+    TaskState,
+)
+from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.struct_pb2 import Struct, Value
+
+from gateway.cli.common import CliError, dev_token, gateway_options, settings_of
+from gateway.storage import runstate
+from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
+
+# States a task ends in, or waits in for someone else; the exit code says which.
+_FINE = {TaskState.TASK_STATE_COMPLETED}
+_WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+
+
+def register(commands: Any) -> None:
+    call = commands.add_parser(
+        "call",
+        help="send a message to an agent through the gateway and print the answer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    call.add_argument("agent", help="the agent's id (as `agents list` shows it)")
+    call.add_argument("text", help="the message's text")
+    call.add_argument("--skill", help="the skill to ask for (message metadata `skill`)")
+    call.add_argument("--data", help="a JSON object sent as the message's data part")
+    call.add_argument("--stream", action="store_true", help="print updates as they arrive")
+    call.add_argument("--as", dest="user", help="with a dev gateway: call as this user")
+    call.add_argument("--scope", default="", help="with --as: the user's scopes")
+    gateway_options(call)
+    call.set_defaults(run=_call)
+
+
+def _call(args: argparse.Namespace) -> int:
+    base, token = _where(args)
+    message = _message(args.text, _data(args.data))
+    request = SendMessageRequest(message=message)
+    if args.skill:
+        request.metadata.update({"skill": args.skill})
+    return asyncio.run(_send(f"{base}/a2a/{args.agent}", token, request, stream=args.stream))
+
+
+def _where(args: argparse.Namespace) -> tuple[str, str]:
+    settings = settings_of(args)
+    running = runstate.read(settings.data_dir)
+    base = args.gateway or os.environ.get("SWITCHBOARD_GATEWAY_URL") or running.get("public_url")
+    base = (base or settings.effective_public_url).rstrip("/")
+    token = args.token or os.environ.get("SWITCHBOARD_TOKEN")
+    if args.user:
+        try:
+            scopes = parse_scopes(args.scope)
+        except ScopeSyntaxError as exc:
+            raise CliError(str(exc)) from None
+        token = dev_token(settings, args.user, scopes, 300)
+    if not token:
+        token = dev_token(settings, "switchboard-cli", frozenset({ADMIN_SCOPE}), 300)
+    return base, token
+
+
+def _data(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CliError(f"--data is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError("--data must be a JSON object")
+    return data
+
+
+def _message(text: str, data: dict[str, Any] | None) -> Message:
+    parts = [Part(text=text)]
+    if data is not None:
+        struct = Struct()
+        ParseDict(data, struct)
+        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
+    return Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=parts)
+
+
+async def _send(url: str, token: str, request: SendMessageRequest, *, stream: bool) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(headers=headers, timeout=300) as http:
+        try:
+            client = await ClientFactory(
+                ClientConfig(httpx_client=http, streaming=stream)
+            ).create_from_url(url)
+            last: Task | None = None
+            async for event in client.send_message(request):
+                last = _show(event, stream) or last
+                if last is not None and event.WhichOneof("payload") == "status_update":
+                    last.status.CopyFrom(event.status_update.status)  # where the task is now
+        except A2AClientError as exc:
+            raise CliError(f"{url}: {_reason(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the gateway at {url}: {exc}") from None
+    if last is None:
+        return 0  # answered with a message, printed
+    _show_task(last)
+    if last.status.state in _FINE:
+        return 0
+    return 3 if last.status.state in _WAITING else 1
+
+
+def _reason(exc: A2AClientError) -> str:
+    """What the gateway said: the SDK's client reports a refusal (403, 409,
+    429, ...) by its HTTP status only, though the body says why."""
+    cause = exc.__cause__
+    if isinstance(cause, httpx.HTTPStatusError):
+        try:
+            body = cause.response.json()
+        except (ValueError, httpx.ResponseNotRead):
+            return str(exc)
+        said = body.get("error") if isinstance(body, dict) else None
+        if isinstance(said, dict) and said.get("message"):
+            return f"HTTP {cause.response.status_code}: {said['message']}"
+        if isinstance(body, dict) and body.get("detail"):
+            return f"HTTP {cause.response.status_code}: {body['detail']}"
+    return str(exc)
+
+
+def _show(event: StreamResponse, stream: bool) -> Task | None:
+    """Print what ``event`` says; the task it carries, if any."""
+    kind = event.WhichOneof("payload")
+    if kind == "message":
+        _print_parts(event.message.parts)
+    elif kind == "task":
+        return event.task
+    elif kind == "status_update" and stream:
+        update = event.status_update
+        print(f"[{_state(update.status.state)}]", file=sys.stderr, flush=True)
+        _print_parts(update.status.message.parts)
+    elif kind == "artifact_update" and stream:
+        _print_parts(event.artifact_update.artifact.parts)
+    return None
+
+
+def _show_task(task: Task) -> None:
+    if task.status.HasField("message"):
+        _print_parts(task.status.message.parts)
+    for artifact in task.artifacts:
+        _print_parts(artifact.parts)
+    print(f"task {task.id}: {_state(task.status.state)}", file=sys.stderr)
+
+
+def _print_parts(parts: Any) -> None:
+    for part in parts:
+        if part.HasField("text"):
+            print(part.text, flush=True)
+        elif part.HasField("data"):
+            print(json.dumps(MessageToDict(part.data), indent=2), flush=True)
+        elif part.HasField("url"):
+            print(part.url, flush=True)
+
+
+def _state(state: int) -> str:
+    name: str = TaskState.Name(state)
+    return name.removeprefix("TASK_STATE_").lower()

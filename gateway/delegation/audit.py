@@ -192,6 +192,15 @@ class AuditLog:
                 len(self._buffer),
             )
 
+    async def record_now(self, event: AuditEvent) -> None:
+        """`record`, then written at once (a record recovery writes must survive
+        another crash); kept for the writer if the database is down."""
+        await self.record(event)
+        try:
+            await self.flush()
+        except Exception:
+            self._failed()
+
     async def flush(self) -> None:
         async with self._lock:
             while self._buffer:

@@ -40,22 +40,19 @@ from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
     Message,
-    Part,
     Role,
     SendMessageConfiguration,
     SendMessageRequest,
     Task,
-    TaskArtifactUpdateEvent,
     TaskState,
-    TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import A2AError
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct, Value
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from adapters.usage import from_metadata
 from gateway.a2a.admission import Admission, handler_context
+from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -66,11 +63,19 @@ from gateway.delegation.pipeline import (
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
 from gateway.flows.definition import CallStep
-from gateway.flows.outcomes import RETRYING, retrying
+from gateway.flows.messages import (
+    apply_event,
+    message_parts,
+    outcome_of_parts,
+    task_id_of,
+    text_of,
+)
+from gateway.flows.outcomes import RETRYING, completed, failed, retrying
 from gateway.flows.runtime import FlowRuntime
 from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
+from registry.tables import as_utc
 
 T = TypeVar("T")
 # How often a step a coordination rule defers asks again.
@@ -111,14 +116,6 @@ def is_idempotent(rt: FlowRuntime, step: CallStep) -> bool:
         return rule.idempotent
     annotations = known.definition.get("annotations")
     return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
-
-
-def completed(output: Any, text: str = "") -> dict[str, Any]:
-    return {"state": "completed", "output": output, "text": text, "error": None}
-
-
-def failed(reason: str) -> dict[str, Any]:
-    return {"state": "failed", "output": None, "text": "", "error": reason}
 
 
 def _now() -> datetime:
@@ -294,15 +291,19 @@ class StepCall:
         handler = self.rt.handler_for(grant.card)
         task_id = known.get("upstream_task_id")
         if task_id:
+            await self._interrupted(known, f"re-attached to task {task_id}")
             await self._write(**pending, token=token)
             return await self._follow(handler, context, str(task_id))
         if known.get("sent_at") is not None and not self.idempotent():
+            await self._interrupted(known, "not sent again: its outcome is unknown")
             await self._write(**pending, token=token)
             raise StepFailed(self._unknown(), final=True)
+        if known.get("sent_at") is not None:
+            await self._interrupted(known, "sent again: the target is idempotent")
         message = Message(
             message_id=f"{self.call.run_id}.{self.step.id}.{pending['attempts']}",
             role=Role.ROLE_USER,
-            parts=_parts(arguments, text),
+            parts=message_parts(arguments, text),
         )
         if target.skill:
             message.metadata.update({"skill": target.skill})
@@ -320,7 +321,7 @@ class StepCall:
         except A2AError as exc:
             raise StepFailed(f"{target.agent}: {exc}") from None
         if isinstance(answer, Message):
-            return _from_parts(list(answer.parts))
+            return outcome_of_parts(list(answer.parts))
         await self._write(upstream_task_id=answer.id)
         return await self._follow(handler, context, answer.id, answer)
 
@@ -337,11 +338,13 @@ class StepCall:
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, Message):
-                        return _from_parts(list(event.parts))
+                        return outcome_of_parts(list(event.parts))
                     if task is None:
-                        task = Task(id=_task_id(event), context_id=getattr(event, "context_id", ""))
+                        task = Task(
+                            id=task_id_of(event), context_id=getattr(event, "context_id", "")
+                        )
                         await self._write(upstream_task_id=task.id)
-                    _apply(task, event)
+                    apply_event(task, event)
                     if task.status.state in TERMINAL | _WAITING:
                         break
         except A2AError as exc:
@@ -374,12 +377,12 @@ class StepCall:
     def _ended(self, task: Task) -> dict[str, Any]:
         """The outcome of a task in a final (or waiting) state."""
         state = task.status.state
-        said = _text(list(task.status.message.parts))
+        said = text_of(list(task.status.message.parts))
         if state == TaskState.TASK_STATE_COMPLETED:
             parts = [p for artifact in task.artifacts for p in artifact.parts]
             if not parts:
                 parts = list(task.status.message.parts)
-            outcome = _from_parts(parts)
+            outcome = outcome_of_parts(parts)
             usage = from_metadata(MessageToDict(task.metadata))
             if usage is not None:
                 outcome["usage"] = usage.as_dict()
@@ -415,7 +418,7 @@ class StepCall:
     ) -> dict[str, Any]:
         name = str(self.step.call.tool)
         tool = self.rt.federation().known_tool(name)
-        token = None
+        token, server = None, None if tool is None else tool.server_id
         if tool is not None:
             # The federation mints the tool's token itself; what it carries is
             # this decision's (its jti is in the audit record).
@@ -424,8 +427,11 @@ class StepCall:
             )
             token = self._token(None, None, decision.granted)
         if known.get("sent_at") is not None and not self.idempotent():
+            await self._interrupted(known, "not sent again: its outcome is unknown", server)
             await self._write(**pending, token=token)
             raise StepFailed(self._unknown(), final=True)
+        if known.get("sent_at") is not None:
+            await self._interrupted(known, "sent again: the tool is idempotent", server)
         await self._write(**pending, token=token, sent_at=_now())
         try:
             result = await self._waiting(
@@ -458,63 +464,29 @@ class StepCall:
             output = output["result"]
         return completed(output, text)
 
+    async def _interrupted(
+        self, known: Mapping[str, Any], then: str, target: str | None = None
+    ) -> None:
+        """The record of the send a crash interrupted (`gateway.delegation.
+        interrupted`), from what the step's record kept of it. ``target``: as
+        the audit names it (an MCP tool's server), if not the step's."""
+        token = known.get("token") or {}
+        sent = SentCall(
+            event=EVENT,
+            trace_id=self.call.trace_id,
+            caller=self.call.caller,
+            target=target or self.step.call.target,
+            action=self.step.call.skill
+            if self.step.call.agent is not None
+            else self.step.call.tool,
+            token_id=token.get("jti"),
+            scopes=token.get("scopes") or (),
+            sent_at=as_utc(known["sent_at"]),
+        )
+        await record_interrupted(self.rt.delegations.audit, sent, then)
+
     def _unknown(self) -> str:
         return (
             f"{self.step.call.target} may have received this call before the gateway stopped, "
             "and its outcome is unknown; it is not idempotent, so it is not sent again"
         )
-
-
-def _task_id(event: Any) -> str:
-    return str(event.id if isinstance(event, Task) else event.task_id)
-
-
-def _apply(task: Task, event: Any) -> None:
-    """What a stream event says of its task (A2A 1.0 section 3.2: a Task
-    snapshot, a status update, or an artifact update -- appended to the
-    artifact of the same id when ``append`` is set)."""
-    if isinstance(event, Task):
-        task.CopyFrom(event)
-    elif isinstance(event, TaskStatusUpdateEvent):
-        task.status.CopyFrom(event.status)
-        if event.metadata:
-            task.metadata.update(MessageToDict(event.metadata))
-    elif isinstance(event, TaskArtifactUpdateEvent):
-        same = next(
-            (a for a in task.artifacts if a.artifact_id == event.artifact.artifact_id), None
-        )
-        if same is not None and event.append:
-            same.parts.extend(event.artifact.parts)
-        elif same is not None:
-            same.CopyFrom(event.artifact)
-        else:
-            task.artifacts.append(event.artifact)
-
-
-def _parts(arguments: dict[str, Any] | None, text: str | None) -> list[Part]:
-    parts = [Part(text=text)] if text else []
-    if arguments is not None:
-        struct = Struct()
-        struct.update(arguments)
-        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
-    if not parts:
-        parts.append(Part(text=""))
-    return parts
-
-
-def _text(parts: list[Part]) -> str:
-    return " ".join(p.text for p in parts if p.HasField("text"))
-
-
-def _from_parts(parts: list[Part]) -> dict[str, Any]:
-    """Data parts (merged) as the output, else the text; the text always."""
-    data: dict[str, Any] | None = None
-    for part in parts:
-        if part.HasField("data"):
-            value = MessageToDict(part.data)
-            if isinstance(value, dict):
-                data = {**(data or {}), **value}
-            elif data is None:
-                data = {"value": value}
-    text = _text(parts)
-    return completed(data if data is not None else text, text)

@@ -19,11 +19,11 @@ from typing import Any
 from dbos import DBOS
 
 from gateway.flows import reviews
-from gateway.flows.calls import CallContext, StepCall, failed
+from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_item_call
 from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep, ParallelStep, Quorum
 from gateway.flows.expressions import evaluate
-from gateway.flows.outcomes import RETRYING, now, seen, truthy
+from gateway.flows.outcomes import RETRYING, failed, now, seen, truthy
 from gateway.flows.runtime import FlowRuntime
 
 
@@ -105,9 +105,10 @@ class FanOutSteps:
         todo = [i for i, o in enumerate(items) if o.get("state") != "completed"]
         calls = {i: as_item_call(step, f"{step.id}[{i}]") for i in todo}
         if again:
-            await self._mark(step.id, "map", "running", error=None)
             redo = [calls[i] for i in todo if items[i]]
-            await DBOS.run_step_async({"name": f"reset {step.id} items"}, reviews.reset, self, redo)
+            await DBOS.run_step_async(
+                {"name": f"reset {step.id} items"}, reviews.reset, self, redo, step.id
+            )
         # Step ids drawn in the items' order now, whatever order they finish in.
         reservations = {i: DBOS.reserve_step() for i in todo}
         gate = asyncio.Semaphore(step.map.concurrency)
@@ -168,9 +169,8 @@ class FanOutSteps:
         kept = ("completed", "skipped")
         todo = [b for b in branches if outcomes.get(b.id, {}).get("state") not in kept]
         if again:
-            await self._mark(step.id, "parallel", "running", error=None)
             await DBOS.run_step_async(
-                {"name": f"reset {step.id} branches"}, reviews.reset, self, todo
+                {"name": f"reset {step.id} branches"}, reviews.reset, self, todo, step.id
             )
             for branch in todo:
                 del outcomes[branch.id]

@@ -15,6 +15,14 @@ def retrying(reason: str, backoff: float) -> dict[str, Any]:
     return {"state": RETRYING, "output": None, "text": "", "error": reason, "backoff": backoff}
 
 
+def completed(output: Any, text: str = "") -> dict[str, Any]:
+    return {"state": "completed", "output": output, "text": text, "error": None}
+
+
+def failed(reason: str) -> dict[str, Any]:
+    return {"state": "failed", "output": None, "text": "", "error": reason}
+
+
 def truthy(value: Any) -> bool:
     """JMESPath's truth: false, null, "", [], {} are false."""
     return value not in (False, None, "", [], {})

@@ -125,8 +125,15 @@ async def reviewed(
     return outcome
 
 
-async def reset(run: FlowRun, steps: Sequence[CallStep]) -> None:
-    """The calls' records as before a first attempt: nothing sent, no task."""
+async def reset(run: FlowRun, steps: Sequence[CallStep], reopened: str | None = None) -> None:
+    """The calls' records as before a first attempt: nothing sent, no task;
+    and the map or parallel step they belong to (``reopened``) running again
+    -- here, in a recorded operation, not in the workflow's code: a replay
+    after a crash does not move a step it finished back (`step_records`)."""
+    if reopened is not None:
+        await run.rt.store.set_step(
+            run.run_id, reopened, state="running", error=None, finished_at=None
+        )
     for step in steps:
         await run.rt.store.set_step(
             run.run_id,

@@ -23,7 +23,7 @@ from dbos import DBOS
 from adapters import spans
 from gateway.delegation.audit import AuditEvent
 from gateway.flows import checkpoints, reviews, waits
-from gateway.flows.calls import CallContext, StepCall, failed
+from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_fallback
 from gateway.flows.definition import (
     END,
@@ -37,7 +37,7 @@ from gateway.flows.definition import (
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
-from gateway.flows.outcomes import now, seen, truthy
+from gateway.flows.outcomes import failed, now, seen, truthy
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ class FlowRun(FanOutSteps):
             state=state,
             trace_id=self.info["trace_id"],
             finished_at=finished,
+            replayable=True,
             **values,
         )
 

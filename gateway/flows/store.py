@@ -31,6 +31,7 @@ from gateway.flows.models import (
     TokenUsage,
     UserUsage,
 )
+from gateway.flows.step_records import write_step
 from gateway.storage.readable import readable
 from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from registry.tables import agents, as_utc
@@ -389,20 +390,13 @@ class FlowStore:
             raise RunNotFound(grant_id)
         return (row._asdict() if row else None), grant._asdict()
 
-    async def set_step(self, run_id: str, step_id: str, **values: Any) -> None:
-        """Create or update the step's row (``kind`` and ``trace_id`` needed to create)."""
-        async with self._engine.begin() as conn:
-            changed = await conn.execute(
-                update(flow_steps)
-                .where(flow_steps.c.run_id == run_id, flow_steps.c.step_id == step_id)
-                .values(**values)
-            )
-            if not changed.rowcount:
-                values.setdefault("attempts", 0)
-                values.setdefault("state", "pending")
-                await conn.execute(
-                    insert(flow_steps).values(run_id=run_id, step_id=step_id, **values)
-                )
+    async def set_step(
+        self, run_id: str, step_id: str, *, replayable: bool = False, **values: Any
+    ) -> None:
+        """Create or update the step's record (``kind`` and ``trace_id`` needed to
+        create); ``replayable``: written by workflow code that recovery runs
+        again, so it never moves the record back (`step_records`)."""
+        await write_step(self._engine, run_id, step_id, replayable=replayable, **values)
 
 
 def new_run_id() -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,13 @@ class Crash:
     def user(self) -> httpx.Client:
         return self.gateway.client("dana", "sales:quote")
 
+    def audit(self, trace_id: str) -> list[dict[str, Any]]:
+        with self.admin() as admin:
+            page = admin.get("/audit", params={"trace": trace_id, "limit": 1000})
+        assert page.status_code == 200, page.text
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
+
     def run(self, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + seconds
         while True:
@@ -102,6 +110,10 @@ def _step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
     return found
 
 
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
 def _in_flight(run: dict[str, Any]) -> bool:
     steps = {s["id"]: s for s in run["steps"]}
     return "work" in steps and bool(steps["work"]["upstream_task_id"])
@@ -121,12 +133,24 @@ def test_a_killed_gateway_resumes_the_run_where_it_was_and_sends_nothing_twice(
     run_id = _start(crash)
     before = crash.run(run_id, _in_flight)
     upstream_task = _step(before, "work")["upstream_task_id"]
+    sent = _step(before, "work")["token"]["jti"]
     assert _step(before, "quote")["state"] == "completed"
     crash.gateway.kill()
     assert crash.desk.count("work") == 1
     crash.gateway.start()
     after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
     assert after["state"] == "completed", after
+    # The send in flight at the kill is in the audit, by its token's jti,
+    # at the time it was sent; then the re-attached call's own record.
+    records = crash.audit(after["trace_id"])
+    interrupted = [r for r in records if r["outcome"] == "interrupted"]
+    assert len(interrupted) == 1, records
+    assert interrupted[0]["token_id"] == sent
+    assert interrupted[0]["decision"] == "allow" and interrupted[0]["target"] == "sales"
+    assert interrupted[0]["detail"] == f"re-attached to task {upstream_task}"
+    assert interrupted[0]["subject"] == "dana" and interrupted[0]["action"] == "work"
+    assert _at(interrupted[0]["at"]) < _at(_step(after, "work")["finished_at"])
+    assert interrupted[0]["event"] == "flow.step"
     # Nothing sent twice: one quote, one work (re-attached), one reply.
     assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 1]
     work = _step(after, "work")
@@ -139,7 +163,7 @@ def test_a_killed_gateway_resumes_the_run_where_it_was_and_sends_nothing_twice(
 
 def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> None:
     run_id = _start(crash)
-    crash.run(run_id, _in_flight)
+    sent = _step(crash.run(run_id, _in_flight), "work")["token"]["jti"]
     crash.gateway.kill()
     # As if the gateway had died between sending and hearing the task's id.
     engine = create_engine(system_database_url(crash.database_url))
@@ -158,6 +182,9 @@ def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> 
     assert work["state"] == "failed"
     assert "outcome is unknown" in work["error"] and "not sent again" in work["error"]
     assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 0]
+    [interrupted] = [r for r in crash.audit(after["trace_id"]) if r["outcome"] == "interrupted"]
+    assert interrupted["token_id"] == sent
+    assert interrupted["detail"] == "not sent again: its outcome is unknown"
 
 
 MAP_FLOW: dict[str, Any] = {
@@ -259,6 +286,12 @@ def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: Crash)
     waiting = crash.run(run_id, lambda r: r["state"] in ("input_required", "failed"))
     assert waiting["state"] == "input_required", waiting
     assert {b: _step(waiting, b)["upstream_task_id"] for b in ("left", "right")} == tasks
+    # Recovery moved no step back: the parallel step started before its branches.
+    both = _step(waiting, "both")
+    assert _at(both["started_at"]) <= min(
+        _at(_step(before, b)["started_at"]) for b in ("left", "right")
+    )
+    assert both["state"] == "completed"
     approval = _step(waiting, "manager")["approval_id"]
     crash.gateway.kill()  # at the checkpoint
     crash.gateway.start()
@@ -268,5 +301,11 @@ def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: Crash)
     after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
     assert after["state"] == "completed", after
     assert _step(after, "manager")["approval_id"] == approval  # the same one, not asked twice
+    # The replay after the second kill rewrote nothing the run had finished.
+    kept = ("started_at", "finished_at", "state")
+    for step_id in ("both", "left", "right"):
+        assert {k: _step(after, step_id)[k] for k in kept} == {
+            k: _step(waiting, step_id)[k] for k in kept
+        }, step_id
     # Two jobs sent, re-attached to after the crash; one reply.
     assert [crash.desk.count(s) for s in ("work", "reply")] == [2, 1]

@@ -11,7 +11,7 @@ become the gateway task's (`_Mirror`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from a2a.server.events.event_queue import Event
@@ -56,10 +56,13 @@ class ApprovalExecution:
         parts: Callable[[], FrontDoorParts],
         approvals: Approvals,
         handler_for: Callable[[Mapping[str, Any]], RequestHandler],
+        sending: Callable[[RunSpec, Grant, str], Awaitable[None]] | None = None,
     ) -> None:
         self._parts = parts
         self._approvals = approvals
         self._handler_for = handler_for
+        # Keeps what is about to be sent in the run's row (`TaskRunner.sending`).
+        self._sending = sending
 
     def dispatching(self, otherwise: Execute) -> Execute:
         """One `Execute` for the runner: approved calls here, the rest ``otherwise``."""
@@ -183,12 +186,17 @@ class ApprovalExecution:
             if follow is not None:
                 mirror.upstream_id = follow
             else:
+                if self._sending is not None:
+                    await self._sending(spec, grant, "a2a.approved")
+                kept = False
                 async for event in handler.on_message_send_stream(request, context):
                     update = mirror.take(event)
-                    if mirror.upstream_id and upstream_task_of(mirror.task) is None:
+                    if mirror.upstream_id and not kept:
                         # Kept at once, so a replica taking over can follow it.
+                        # (Not "unless the snapshot names it": `take` names it
+                        # in memory as soon as a Task event arrives.)
                         mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
-                        await parts.tasks.record(spec.agent_id, spec.owner, mirror.task)
+                        kept = await parts.tasks.record(spec.agent_id, spec.owner, mirror.task)
                     if update is not None:
                         yield update
             # A non-streaming agent may answer a task still at work: poll it.

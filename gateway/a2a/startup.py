@@ -173,7 +173,12 @@ class A2ADoor:
         # upstream has no task to ask about): taken over, it runs again if its
         # skill is idempotent, else fails. An approved A2A call whose agent
         # named its task is followed there instead.
-        approved = ApprovalExecution(lambda: front_door, core.approvals, self.handler_for)
+        approved = ApprovalExecution(
+            lambda: front_door,
+            core.approvals,
+            self.handler_for,
+            lambda spec, grant, event: runner.sending(spec, grant, event),
+        )
         execute = approved.dispatching(VendorExecution(lambda: front_door, self.gateway_run))
         runner = TaskRunner(
             core.engine,
@@ -183,6 +188,7 @@ class A2ADoor:
             poll_seconds=settings.gateway_run_poll_seconds,
             idempotent=idempotent,
             resumable=approved.resumable,
+            audit=core.delegations.audit,
         )
         stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
         deferrals = Deferrals(

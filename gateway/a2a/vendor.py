@@ -68,7 +68,7 @@ from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.a2a.upstream_errors import outcome_of
 from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
-from gateway.delegation.runs import TERMINAL, RunSpec, status_message
+from gateway.delegation.runs import TERMINAL, RunSpec, sending, status_message
 from gateway.delegation.task_runner import RunNotFound, TaskRunner
 from gateway.delegation.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
 from gateway.storage.outages import outage_of
@@ -164,6 +164,7 @@ class VendorAgentHandler(RecordedTaskHandler):
             trace_id=admission.grant.trace_id,
             turn=turn,
             streaming=streaming,
+            sent=sending(admission.grant, "a2a.run"),
         )
         runner = self._run().runner
         # The task and its run in one transaction: an outage between two
@@ -295,6 +296,7 @@ class VendorExecution:
                     event="a2a.retry",
                     trace_id=spec.trace_id,
                 )
+                await self._run().runner.sending(spec, grant, "a2a.run")
             call = await self._run().vendors.call_for(spec.agent_id)
             if call is None:
                 raise AdapterError(f"agent {spec.agent_id} is no longer registered")

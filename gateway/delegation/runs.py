@@ -16,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from sqlalchemy import update
 
 from adapters.base import Turn
+from gateway.delegation.interrupted import SentCall
 from gateway.delegation.pipeline import Caller, Grant
 from gateway.delegation.tasks import Owner
 from gateway.storage.tables import a2a_tasks
@@ -47,6 +48,9 @@ class RunSpec:
     turn: Turn
     streaming: bool
     attempt: int = 1
+    # What was about to be sent (`sending`): kept in the run's row before the
+    # call leaves, so recovery can record a send it interrupted.
+    sent: dict[str, Any] | None = None
 
     @property
     def owner(self) -> Owner:
@@ -62,6 +66,7 @@ Execute = Callable[[RunSpec, Grant | None], AsyncIterator[Event]]
 def spec_of(row: Any) -> RunSpec:
     caller = dict(row.caller)
     trace_id = str(caller.pop("trace_id", ""))
+    sent = caller.pop("sent", None)
     caller["scopes"] = frozenset(caller["scopes"])
     caller["actors"] = tuple(caller["actors"])
     turn = Turn(**row.turn)
@@ -74,6 +79,35 @@ def spec_of(row: Any) -> RunSpec:
         turn=turn,
         streaming=bool(row.streaming),
         attempt=row.attempts + 1,
+        sent=sent if isinstance(sent, dict) else None,
+    )
+
+
+def sending(grant: Grant, event: str) -> dict[str, Any]:
+    """What a run's row keeps of the call it is about to make with ``grant``."""
+    return {
+        "event": event,
+        "token_id": grant.token.token_id,
+        "scopes": sorted(grant.decision.granted),
+        "action": grant.action,
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
+def interrupted_call(spec: RunSpec) -> SentCall | None:
+    """The call a run was making, as `gateway.delegation.interrupted` records it."""
+    if spec.sent is None:
+        return None
+    sent = spec.sent
+    return SentCall(
+        event=str(sent.get("event") or "a2a.run"),
+        trace_id=spec.trace_id,
+        caller=spec.caller,
+        target=spec.agent_id,
+        action=sent.get("action"),
+        token_id=sent.get("token_id"),
+        scopes=sent.get("scopes") or (),
+        sent_at=datetime.fromisoformat(str(sent["at"])),
     )
 
 

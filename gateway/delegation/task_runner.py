@@ -45,7 +45,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +55,8 @@ from google.protobuf.json_format import ParseDict
 from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.interrupted import record_interrupted
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import (
     ENDS,
@@ -65,6 +67,8 @@ from gateway.delegation.runs import (
     ended_snapshot,
     final_update,
     final_write,
+    interrupted_call,
+    sending,
     spec_of,
 )
 from gateway.delegation.tasks import TaskRecords
@@ -107,6 +111,7 @@ class TaskRunner:
         idempotent: Callable[[str, str | None], Awaitable[bool]],
         poll_seconds: float | None = None,
         resumable: Callable[[RunSpec], Awaitable[bool]] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._engine = engine
         self._tasks = tasks
@@ -115,6 +120,7 @@ class TaskRunner:
         self.poll = min(poll_seconds or lease_seconds / 3, lease_seconds / 3)
         self._idempotent = idempotent
         self._resumable = resumable
+        self._audit = audit
         self._runs: dict[tuple[str, str], _Run] = {}
         self._closing = False
         self.runner_id = uuid.uuid4().hex
@@ -157,6 +163,7 @@ class TaskRunner:
                 "scopes": sorted(spec.caller.scopes),
                 "actors": list(spec.caller.actors),
                 "trace_id": spec.trace_id,
+                **({"sent": spec.sent} if spec.sent is not None else {}),
             },
             "streaming": int(spec.streaming),
             "attempts": spec.attempt,
@@ -164,6 +171,18 @@ class TaskRunner:
             "lease_until": now + timedelta(seconds=self._lease),
             "created_at": now,
         }
+
+    async def sending(self, spec: RunSpec, grant: Grant, event: str) -> None:
+        """Keep in the run's row what is about to be sent with ``grant``, before
+        it is (a run taken over after a crash records it: `_interrupted`)."""
+        spec = replace(spec, sent=sending(grant, event))
+        c = gateway_runs.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(gateway_runs)
+                .where(c.agent_id == spec.agent_id, c.task_id == spec.task_id)
+                .values(caller=self._row(spec)["caller"])
+            )
 
     def events(self, agent_id: str, task_id: str) -> AsyncIterator[Event]:
         """The run's events from this call on, until it ends (`RunNotFound` if it
@@ -413,17 +432,21 @@ class TaskRunner:
     async def _resume(self, spec: RunSpec) -> None:
         state = await self._state(spec)
         if state in TERMINAL_NAMES:  # it ended; only the run row was left
+            await self._interrupted(spec, f"its task had ended meanwhile ({state})")
             await self._finish_quietly(spec)
             return
         if self._resumable is not None and await self._resumable(spec):
             logger.info("following interrupted task %s upstream", spec.task_id)
+            await self._interrupted(spec, "followed: the agent had named its task")
             await self.start(spec, None, new=False)
             return
         retry = await self._idempotent(spec.agent_id, spec.turn.skill)
         if retry and spec.attempt <= MAX_ATTEMPTS:
             logger.info("retrying interrupted task %s (attempt %d)", spec.task_id, spec.attempt)
+            await self._interrupted(spec, f"sent again (attempt {spec.attempt}): idempotent")
             await self.start(spec, None, new=False)
             return
+        await self._interrupted(spec, "not sent again: its outcome is unknown; task failed")
         reason = (
             f"the gateway was interrupted while this task ran, {MAX_ATTEMPTS} times"
             if retry
@@ -431,6 +454,11 @@ class TaskRunner:
             f"because skill {spec.turn.skill or '(none)'} is not marked idempotent"
         )
         await self._finish(spec, await self._ended(spec, TaskState.TASK_STATE_FAILED, reason))
+
+    async def _interrupted(self, spec: RunSpec, then: str) -> None:
+        call = interrupted_call(spec)
+        if call is not None and self._audit is not None:
+            await record_interrupted(self._audit, call, then)
 
     async def _ended(self, spec: RunSpec, state: TaskState, reason: str | None = None) -> Task:
         """The task's last snapshot, ended in ``state`` (with ``reason`` as its message)."""

@@ -5,6 +5,8 @@ mcp clients, and the admin API, over real HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -306,6 +308,24 @@ async def test_an_approved_call_taken_over_is_followed_at_its_agent(setup: Setup
     sent = [c for c in setup.seen.calls() if b"SendStreamingMessage" in c.body]
     sent += [c for c in setup.seen.calls() if b'SendMessage"' in c.body]
     assert len(sent) == 1, [c.body[:80] for c in setup.seen.calls()]
+    # Every token the agent received is in the audit -- the one it got with
+    # the approved call too, whose own record the restart cut off (issue 32.3).
+    with setup.admin() as admin:
+        items = admin.get("/audit", params={"agent": "worker", "limit": 1000}).json()["items"]
+    recorded = {r["token_id"] for r in items}
+    received = {_jti(c.headers["authorization"]) for c in setup.seen.calls()}
+    assert received <= recorded, (received - recorded, items)
+    [interrupted] = [r for r in items if r["outcome"] == "interrupted"]
+    assert interrupted["event"] == "a2a.approved"
+    assert interrupted["token_id"] == _jti(sent[0].headers["authorization"])
+    assert interrupted["detail"] == "followed: the agent had named its task"
+
+
+def _jti(authorization: str) -> str:
+    """The ``jti`` of a bearer JWT (read, not verified: the agent verified it)."""
+    payload = authorization.split()[1].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(claims["jti"])
 
 
 async def test_the_decision_is_taken_again_at_approval_time(setup: Setup) -> None:

@@ -127,6 +127,14 @@ def upstream() -> Iterator[Upstream]:
         stop_all(server)
 
 
+def audit_of(gateway: Gateway, user: str) -> list[dict[str, Any]]:
+    with gateway.client(gateway.token("admin", ADMIN_SCOPE)) as admin:
+        page = admin.get("/audit", params={"user": user, "limit": 1000})
+    assert page.status_code == 200, page.text
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
+
+
 def register_chat(gateway: Gateway, base: str) -> None:
     with gateway.client(gateway.token("admin", ADMIN_SCOPE)) as admin:
         answer = admin.post("/vendor-agents", json=chat_agent(base))
@@ -211,6 +219,16 @@ def test_a_killed_replicas_runs_are_taken_over_within_lease_and_poll(
         took = time.monotonic() - killed
         assert took <= LEASE + POLL + SLACK, took
         assert "interrupted" in reason_of(failed)
+        # The call in flight at the kill is in the audit (issue 32.3): the
+        # record of its acceptance carries the token the run was made with,
+        # and the taking-over replica recorded that the send was interrupted.
+        records = audit_of(b, "alice")
+        [accepted] = [r for r in records if r["event"] == "a2a.SendMessage"]
+        [interrupted] = [r for r in records if r["outcome"] == "interrupted"]
+        assert interrupted["event"] == "a2a.run" and interrupted["target"] == "chat"
+        assert interrupted["token_id"] == accepted["token_id"] is not None
+        assert interrupted["trace_id"] == accepted["trace_id"]
+        assert interrupted["detail"] == "not sent again: its outcome is unknown; task failed"
     finally:
         if a.poll() is None:
             a.kill()

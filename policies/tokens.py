@@ -279,3 +279,11 @@ def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
         if value is not None:
             raise TokenInvalid(f"token {name} claim is malformed")
     return frozenset()
+
+
+def first_actor(principal: Principal) -> str:
+    """Who a user's own request came through, the first of its actor chain:
+    the client app named by the token -- or, for a dev token (no app between
+    the user and the gateway), the user: the dev issuer is not an actor."""
+    client = principal.client_id
+    return client if client and client != DEV_CLIENT_ID else principal.subject

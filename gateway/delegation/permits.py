@@ -10,7 +10,7 @@ from typing import Any
 from policies.coordination import Plan
 from policies.delegation import MintedToken, actors_of
 from policies.policy import Decision
-from policies.tokens import Principal
+from policies.tokens import Principal, first_actor
 from registry.models import AgentRecord
 
 
@@ -45,13 +45,12 @@ class Caller:
     @classmethod
     def user(cls, principal: Principal) -> Caller:
         """A user's own request, arriving with the user's (or their app's) token."""
-        client = principal.client_id or principal.subject
         return cls(
             subject=principal.subject,
             issuer=principal.issuer,
             scopes=principal.scopes,
-            actors=(client,),
-            client_id=client,
+            actors=(first_actor(principal),),
+            client_id=principal.client_id or principal.subject,
             not_after=principal.expires_at or None,
         )
 

@@ -43,7 +43,7 @@ from policies.delegation import actors_of
 from policies.exchange import ACCESS_TOKEN_TYPE, ExchangeRequest, OAuthError
 from policies.jws import unverified_claims
 from policies.policy import Denial, Target
-from policies.tokens import TokenInvalid, TokenVerifier
+from policies.tokens import TokenInvalid, TokenVerifier, first_actor
 from registry.credentials import CredentialMethod, SqlCredentialStore
 from registry.mcp_store import SqlMcpStore
 from registry.store import SqlAgentStore
@@ -308,7 +308,7 @@ class TokenExchange:
                 raise TokenInvalid("a delegated token must carry an act claim")
         else:
             principal = await self._verifier.verify(token)
-            actors = (principal.client_id or principal.subject,)
+            actors = (first_actor(principal),)
         return _Subject(
             subject=principal.subject,
             issuer=principal.issuer,

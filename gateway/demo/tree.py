@@ -39,7 +39,8 @@ def build(records: Iterable[Record]) -> Hop:
 def _chain(record: Record) -> str:
     actors = list(record.get("actors") or [])
     user = str(record.get("subject", "?"))
-    via = f"{user} (via {actors[0]})" if actors else user
+    # The user's own app, if any (a dev token has none: the chain starts with the user).
+    via = f"{user} (via {actors[0]})" if actors and actors[0] != user else user
     return " -> ".join([via, *actors[1:], str(record.get("target", "?"))])
 
 

@@ -45,7 +45,7 @@ def test_chain_carries_only_the_users_rights(dep: Deployment) -> None:
     to_support = _first_hop(dep, user_token)
     claims = verify_as_downstream(to_support, gw.url, dep["support"].resource)
     assert claims["sub"] == "alice"
-    assert claims["act"] == {"sub": "switchboard-dev-issuer"}
+    assert claims["act"] == {"sub": "alice"}
     assert claims["scope"].split() == ["inventory:read", "sales:quote", "support:write"]
     assert claims["exp"] - claims["iat"] <= 300
     assert jwt.get_unverified_header(to_support)["kid"]
@@ -60,7 +60,7 @@ def test_chain_carries_only_the_users_rights(dep: Deployment) -> None:
     to_sales = body["access_token"]
     claims2 = verify_as_downstream(to_sales, gw.url, dep["sales"].resource)
     assert claims2["sub"] == "alice"
-    assert claims2["act"] == {"sub": "support", "act": {"sub": "switchboard-dev-issuer"}}
+    assert claims2["act"] == {"sub": "support", "act": {"sub": "alice"}}
     assert set(claims2["scope"].split()) == {"sales:quote", "inventory:read"}
     assert claims2["client_id"] == "support"
     assert claims2["exp"] <= claims["exp"] + 300
@@ -74,7 +74,7 @@ def test_chain_carries_only_the_users_rights(dep: Deployment) -> None:
     claims3 = verify_as_downstream(to_inventory, gw.url, dep["inventory"].resource)
     assert claims3["act"] == {
         "sub": "sales",
-        "act": {"sub": "support", "act": {"sub": "switchboard-dev-issuer"}},
+        "act": {"sub": "support", "act": {"sub": "alice"}},
     }
     assert claims3["scope"] == "inventory:read"
     assert claims3["sub"] == "alice"
@@ -222,14 +222,14 @@ def test_audit_has_one_record_per_decision_and_no_tokens(
         assert first["event"] == "a2a.SendMessage"
         assert first["subject"] == "alice"
         assert first["target"] == "support"
-        assert first["actors"] == ["switchboard-dev-issuer"]
+        assert first["actors"] == ["alice"]
         assert first["scopes_granted"] == ["inventory:read", "sales:quote", "support:write"]
         assert first["outcome"] == "ok"
         assert first["latency_ms"] > 0
         assert len(first["trace_id"]) == 32
         exchange = records[-2]
         assert exchange["event"] == "token_exchange"
-        assert exchange["actors"] == ["switchboard-dev-issuer", "support"]
+        assert exchange["actors"] == ["alice", "support"]
         assert (
             exchange["token_id"] == jwt.decode(to_sales, options={"verify_signature": False})["jti"]
         )
@@ -543,14 +543,14 @@ def test_an_agent_calls_onwards_through_the_gateway_with_an_exchanged_token(
     assert to_sales is not None and to_sales != front_door
     minted = verify_as_downstream(to_sales, gw.url, dep["sales"].resource)
     assert minted["sub"] == "alice"
-    assert minted["act"] == {"sub": "support", "act": {"sub": "switchboard-dev-issuer"}}
+    assert minted["act"] == {"sub": "support", "act": {"sub": "alice"}}
     assert set(minted["scope"].split()) == {"sales:quote", "inventory:read"}
     # The token sales received is not a front door token: it cannot re-enter.
     assert dep.send("sales", to_sales).status_code == 401
     with gw.client() as admin:
         (record,) = admin.get("/audit", params={"agent": "sales", "limit": 1}).json()["items"]
     assert record["event"] == "a2a.SendMessage"
-    assert record["actors"] == ["switchboard-dev-issuer", "support"]
+    assert record["actors"] == ["alice", "support"]
 
 
 def test_a_call_with_an_exchanged_token_writes_no_security_warning(

@@ -30,7 +30,7 @@ def test_the_demo_tells_the_story_and_exits_0(tmp_path: Path) -> None:
     assert "waiting for approval apr_" in out and "admin approves it" in out
     assert "13% off" in out  # the discount the approved call gave
     # The tree, with the actor chain at every hop.
-    assert "chain:   dana (via switchboard-dev-issuer) -> support -> sales -> inventory" in out
+    assert "chain:   dana -> support -> sales -> inventory" in out
     assert "└── inventory" in out
     assert "granted: inventory:read" in out
     assert "The story completed." in out

@@ -40,7 +40,7 @@ def test_flows_commands(setup: FlowSetup, tmp_path: Path) -> None:
     done = run("flows", "run", "quote-flow", "--input", small, "--wait", *dana)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": completed" in done.stdout and "Dear ACME" in done.stdout
-    assert "acts as switchboard-dev-issuer -> quote-flow" in done.stdout
+    assert "acts as dana -> quote-flow" in done.stdout
 
     big = json.dumps({"sku": "X-100", "quantity": 500, "customer": "ACME"})
     waiting = run("flows", "run", "quote-flow", "--input", big, "--wait", *dana)

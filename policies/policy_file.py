@@ -72,11 +72,11 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
             loc = [str(p) for p in error["loc"]]
             path = ".".join(loc) or "(top)"
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{source}:{_line_of(root, loc)}: {path}: {message}")
+            problems.append(f"{source}:{line_of(root, loc)}: {path}: {message}")
         raise PolicyError("\n".join(problems)) from None
 
 
-def _line_of(node: Any, path: list[str]) -> int:
+def line_of(node: Any, path: list[str]) -> int:
     """The 1-based line of the deepest node along ``path`` that exists."""
     line = node.start_mark.line + 1 if node is not None else 1
     for part in path:

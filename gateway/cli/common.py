@@ -169,6 +169,11 @@ def call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> htt
             response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the gateway at {client.base_url}: {exc}") from None
+    return call_answer(response)
+
+
+def call_answer(response: httpx.Response) -> httpx.Response:
+    """``response`` if it succeeded; else its problem as a `CliError`."""
     if response.status_code >= 400:
         try:
             problem = response.json()

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import CliError, call, gateway_options, print_json
+import httpx
+
+from gateway.cli.common import (
+    CliError,
+    call,
+    call_answer,
+    gateway_client,
+    gateway_options,
+    print_json,
+)
+from policies.policy_file import line_of
 
 _STOPPED = {"completed", "failed", "canceled", "rejected", "input_required"}
 
@@ -67,11 +78,50 @@ def _add(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
     kind = "application/json" if args.file.suffix == ".json" else "application/yaml"
-    answer = call(args, "POST", "/flows", content=body, headers={"Content-Type": kind}).json()
+    root = _yaml_tree(args.file, body)
+    with gateway_client(args) as client:
+        try:
+            sent = client.post("/flows", content=body, headers={"Content-Type": kind})
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the gateway at {client.base_url}: {exc}") from None
+    if sent.status_code == 422:
+        raise CliError(_problems_in(args.file, root, sent))
+    answer = call_answer(sent).json()
     flow = answer["flow"]
     verb = "registered" if answer["changed"] else "unchanged:"
     print(f"{verb} {flow['id']} version {flow['version']} ({flow['name']})")
     return 0
+
+
+def _yaml_tree(path: Path, body: bytes) -> Any:
+    """The document's node tree (YAML is a superset of JSON), to say on which
+    line a problem is; its syntax errors are said here, with file and line."""
+    import yaml
+
+    try:
+        return yaml.compose(body.decode("utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise CliError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def _problems_in(path: Path, root: Any, answer: httpx.Response) -> str:
+    """The gateway's 422 as ``file:line: field: message`` lines."""
+    try:
+        problem = answer.json()
+        errors = problem.get("errors") or []
+        detail = problem.get("detail") or problem.get("title") or "invalid flow"
+    except ValueError:
+        return f"{path}: {answer.text}"
+    lines = []
+    for error in errors:
+        field = str(error.get("field") or "")
+        parts = [p for p in re.split(r"[.\[\]]+", field) if p]
+        lines.append(f"{path}:{line_of(root, parts)}: {field or '(top)'}: {error.get('message')}")
+    return "\n".join(lines) or f"{path}: {detail}"
 
 
 def _list(args: argparse.Namespace) -> int:

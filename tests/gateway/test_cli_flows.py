@@ -63,4 +63,26 @@ def test_flows_commands(setup: FlowSetup, tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({**QUOTE_FLOW, "id": "bad", "output": "steps.nobody"}))
     refused = run("flows", "add", str(bad), *admin)
     assert refused.returncode == 2
-    assert "HTTP 422" in refused.stderr and "output: no step 'nobody'" in refused.stderr
+    assert f"{bad}:" in refused.stderr and ": output: no step 'nobody'" in refused.stderr
+
+
+def test_a_bad_flow_file_is_named_with_its_line(setup: FlowSetup, tmp_path: Path) -> None:
+    """Issue 32.9: YAML errors name the file and field, with the line."""
+    gateway = setup.gateway
+    admin = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(
+        "format: switchboard.flow/v1\nid: x\nname: X\nsteps:\n"
+        "  - id: a\n    call: {agent: sales, skil: quote}\n"
+    )
+    added = run("flows", "add", str(misspelt), *admin)
+    assert added.returncode == 2
+    assert f"{misspelt}:6: steps[0].call.skil: " in added.stderr, added.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("format: switchboard.flow/v1\nsteps:\n  - {id: a\n")
+    added = run("flows", "add", str(broken), *admin)
+    assert added.returncode == 2
+    assert f"{broken}:4:1: not valid YAML: expected ',' or '}}'" in added.stderr, added.stderr
+    assert added.stderr.count("not valid YAML") == 1
+    listed = run("flows", "list", *admin)
+    assert "no flows" in listed.stdout  # nothing stored

@@ -50,6 +50,19 @@ class Gateway:
     url: str
     client_id: str = "support"
     client_secret: str = ""
+    # Read at each exchange, so the agent can start (and be registered, which
+    # fetches its card) before its credential exists.
+    secret_file: str = ""
+
+    def secret(self) -> str:
+        if self.client_secret or not self.secret_file:
+            return self.client_secret
+        try:
+            with open(self.secret_file) as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
     approval_wait_seconds: float = 60.0
 
 
@@ -61,7 +74,7 @@ async def exchange(http: httpx.AsyncClient, gw: Gateway, token: str, target: str
     """RFC 8693: the token we received for one to ``target``'s front door."""
     answer = await http.post(
         gw.url + "/oauth/token",
-        auth=(gw.client_id, gw.client_secret),
+        auth=(gw.client_id, gw.secret()),
         data={
             "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
             "subject_token": token,
@@ -184,5 +197,6 @@ if __name__ == "__main__":
     gw = Gateway(
         os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:8080"),
         client_secret=os.environ.get("SUPPORT_CLIENT_SECRET", ""),
+        secret_file=os.environ.get("SUPPORT_CLIENT_SECRET_FILE", ""),
     )
     uvicorn.run(app(f"http://{args.host}:{args.port}", gw), host=args.host, port=args.port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,12 @@ def register(commands: Any) -> None:
     )
     creds.add_argument("id")
     creds.add_argument("--jwks", type=Path, help="the agent's public JWKS (private_key_jwt)")
+    creds.add_argument(
+        "--secret-file",
+        type=Path,
+        help="write the client secret to this file (mode 600) instead of printing it: "
+        "an agent started with its *_CLIENT_SECRET_FILE reads it from there",
+    )
     creds.set_defaults(run=_agents_credentials)
     gateway_options(add)
     gateway_options(lister)
@@ -71,7 +78,18 @@ def _agents_add(args: argparse.Namespace) -> int:
         body["id"] = args.id
     if args.resource:
         body["resource"] = args.resource
-    print_json(call(args, "POST", "/agents", json=body).json())
+    try:
+        answer = call(args, "POST", "/agents", json=body)
+    except CliError as exc:
+        if args.url and "HTTP 502" in str(exc):
+            # The agent is not there (yet): the usual first-time slip.
+            raise CliError(
+                f"{exc}\nis the agent running at {args.url}? Start it first; the examples "
+                "run with e.g. `python examples/support_agent/agent.py --port 9101` "
+                "(examples/README.md)"
+            ) from None
+        raise
+    print_json(answer.json())
     return 0
 
 
@@ -108,11 +126,33 @@ def _agents_credentials(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"method": "client_secret"}
     if args.jwks:
         body = {"method": "private_key_jwt", "jwks": read_document(args.jwks, "--jwks")}
+    if args.secret_file and args.jwks:
+        raise CliError("--secret-file is for a client secret, not with --jwks")
     info = call(args, "POST", f"/agents/{args.id}/credentials", json=body).json()
+    secret = info.get("client_secret")
+    if secret and args.secret_file:
+        _write_secret(args.secret_file, secret)
+        print_json({**info, "client_secret": f"(written to {args.secret_file})"})
+        return 0
     print_json(info)
-    if info.get("client_secret"):
+    if secret:
         print("store the client_secret now: it is not shown again", file=sys.stderr)
     return 0
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """Only the owner may read it; an existing file is replaced (a new secret
+    replaces the agent's old one at the gateway too)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(secret + "\n")
+    except OSError as exc:
+        raise CliError(
+            f"cannot write {path}: {exc.strerror}; the new secret is not stored "
+            "anywhere: issue another"
+        ) from None
 
 
 def _kind(value: Any) -> str:

@@ -21,7 +21,9 @@ def register(commands: Any) -> None:
         "--data-dir", type=Path, help="keep the gateway's data here (default: a temp dir)"
     )
     demo.add_argument(
-        "--keep", action="store_true", help="leave everything running afterwards, to explore"
+        "--keep",
+        action="store_true",
+        help="leave everything running afterwards, to explore (delegation and flow scenarios)",
     )
     demo.add_argument(
         "--scenario",
@@ -46,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
         if args.scenario == "flow":
             from gateway.demo import flow_story
 
-            return flow_story.run(args.data_dir, out)
+            return flow_story.run(args.data_dir, out, keep=args.keep)
         if args.scenario == "conflict":
             from gateway.demo import conflict_story
 

@@ -15,6 +15,7 @@ Exit status 0 when the story went as told.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -32,7 +33,13 @@ from gateway.demo.flow_agents import (
     support_desk_app,
 )
 from gateway.demo.process import GatewayProcess
-from gateway.demo.servers import DemoError, Server, quiet_libraries
+from gateway.demo.servers import (
+    DemoError,
+    Server,
+    console_lines,
+    quiet_libraries,
+    wait_for_ctrl_c,
+)
 
 POLICY = """\
 version: 1
@@ -102,7 +109,7 @@ FLOW: dict[str, Any] = {
 ORDER = {"customer": "ACME", "sku": "X-100", "quantity": 120}
 
 
-def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
+def run(data_dir: Path | None, out: Callable[[str], None], keep: bool = False) -> int:
     temp = None
     if data_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="switchboard-flow-demo-"))
@@ -125,7 +132,10 @@ def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
         out(f"sales      {sales.url} (A2A agent, official a2a-sdk)")
         out(f"inventory  {inventory.url}/mcp (MCP server, official mcp SDK)")
         _register(gateway, support.url, sales.url, inventory.url)
-        return _play(gateway, sales_desk, out)
+        status = _play(gateway, sales_desk, out)
+        if keep:
+            _explore(gateway, out)
+        return status
     finally:
         if gateway is not None:
             gateway.stop()
@@ -207,6 +217,22 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
     for what, held in checks.items():
         out(f"  [{'ok' if held else 'FAILED'}] {what}")
     return 0 if all(checks.values()) else 1
+
+
+def _explore(gateway: GatewayProcess, out: Callable[[str], None]) -> None:
+    """--keep: what to try next, the worked example of docs/flows.md included."""
+    out("\nStill running (--keep):")
+    out(f"  gateway     {gateway.url}   (API docs: {gateway.url}/docs)")
+    for line in console_lines(gateway.url):
+        out(line)
+    order = json.dumps({"sku": "X-100", "quantity": 10, "customer": "ACME"})
+    out(f"\n  export SWITCHBOARD_GATEWAY_URL={gateway.url}")
+    out(f"  export SWITCHBOARD_TOKEN={gateway.token('maria', 'switchboard:admin')}   # admin")
+    out(f"  export USER_TOKEN={gateway.token('dana', USER_SCOPES)}   # dana")
+    out("  switchboard flows add examples/flows/quote-flow.yaml")
+    out(f"  switchboard flows run quote-flow --input '{order}' --wait --token \"$USER_TOKEN\"")
+    out('  switchboard flows runs quote-flow --token "$USER_TOKEN"')
+    wait_for_ctrl_c(out)
 
 
 def _ok(response: httpx.Response) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -107,3 +108,22 @@ def quiet_libraries() -> None:
     turns it on for the process when a server is built) is not the story."""
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def console_lines(gateway_url: str) -> list[str]:
+    """Where the console is and how to log in to the demo's dev-mode gateway."""
+    return [
+        f"  console     {gateway_url}/ui",
+        "              log in with any user name and scopes (dev mode): e.g. maria with",
+        "              switchboard:admin to see every run, the audit and the approvals desk",
+    ]
+
+
+def wait_for_ctrl_c(out: Callable[[str], None]) -> None:
+    out("\nCtrl-C stops everything.")
+    sys.stdout.flush()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        out("\nstopping")

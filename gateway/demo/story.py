@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -34,7 +33,15 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from gateway.demo.servers import DemoError, Server, bound_socket, load_example, quiet_libraries
+from gateway.demo.servers import (
+    DemoError,
+    Server,
+    bound_socket,
+    console_lines,
+    load_example,
+    quiet_libraries,
+    wait_for_ctrl_c,
+)
 from gateway.demo.tree import render
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
@@ -321,15 +328,11 @@ def _explore(demo: Demo, data_dir: Path) -> None:
     for name in ("support", "sales", "inventory"):
         out(f"  {name:<11} {demo.gateway_url}/a2a/{name}   (upstream {demo.servers[name].url})")
     out(f"  MCP         {demo.gateway_url}/mcp")
+    for line in console_lines(demo.gateway_url):
+        out(line)
     out(f"  data dir    {data_dir}")
     out(f"\n  export SWITCHBOARD_GATEWAY_URL={demo.gateway_url}")
     out(f"  export SWITCHBOARD_TOKEN={demo.tokens['admin']}   # admin, 1 h")
     out(f"  # {USER}'s token ({USER_SCOPES}):\n  export USER_TOKEN={demo.tokens[USER]}")
     out("  switchboard audit tail        # then: switchboard agents list, switchboard mcp list")
-    out("\nCtrl-C stops everything.")
-    sys.stdout.flush()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        out("\nstopping")
+    wait_for_ctrl_c(out)

@@ -213,6 +213,10 @@ class FlowRun(FanOutSteps):
 
     async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
         finished = now() if state not in ("running", "waiting") else None
+        if finished is not None:
+            # A step settled at once (a route, a skip) started then; for any
+            # other the record keeps the start it has (`step_records`).
+            values.setdefault("started_at", finished)
         await self.rt.store.set_step(
             self.run_id,
             step_id,

@@ -39,9 +39,10 @@ from bench.registry_search import WORDS, synthetic_card
 from gateway.demo.process import GatewayProcess
 from gateway.storage import db
 from gateway.storage.tables import approvals
+from registry.agent_rows import card_columns  # the rows `SqlAgentStore.create` writes
+from registry.agent_search import card_facets
 from registry.cards import parse_card
 from registry.signatures import SignatureCheck, SignatureStatus
-from registry.store import _card_columns, _facets  # the rows `SqlAgentStore.create` writes
 from registry.tables import agent_card_versions, agent_facets, agents
 
 POSTGRES = os.environ.get("SWITCHBOARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -125,7 +126,7 @@ def agent_rows(count: int) -> tuple[list[dict[str, Any]], ...]:
                 "health_checked_at": now,
                 "registered_at": now,
                 "updated_at": now,
-                **_card_columns(parsed, unsigned),
+                **card_columns(parsed, unsigned),
             }
         )
         versions.append(
@@ -141,7 +142,7 @@ def agent_rows(count: int) -> tuple[list[dict[str, Any]], ...]:
             }
         )
         facets += [
-            {"agent_id": agent_id, "kind": k, "value": v} for k, v in sorted(_facets(parsed))
+            {"agent_id": agent_id, "kind": k, "value": v} for k, v in sorted(card_facets(parsed))
         ]
     return rows, versions, facets
 

@@ -1,4 +1,5 @@
-"""Registry storage: one SQL implementation for SQLite and PostgreSQL.
+"""Registry storage: one SQL implementation for SQLite and PostgreSQL (its
+search index in `registry.agent_search`, agents' health in `registry.agent_health`).
 
 Every write is one transaction, so a failure anywhere (a conflict, a crash
 mid-way) leaves the previous state untouched: nothing is half-written.
@@ -6,22 +7,34 @@ mid-way) leaves the previous state untouched: nothing is half-written.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, exists, func, insert, or_, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
+from registry.agent_health import AgentHealthRecords, HealthTarget
+from registry.agent_rows import RECORD_COLUMNS, agent_record, card_columns
+from registry.agent_search import (
+    MAX_WORD,
+    MAX_WORDS,
+    InvalidCursor,
+    card_facets,
+    decode_cursor,
+    encode_cursor,
+    encode_cursor_of,
+    has_facet,
+    replace_facets,
+    search_text,
+    search_words,
+    skill_filters_match,
+    words_match,
+)
 from registry.cards import ParsedCard
-from registry.health_history import history, note_change
 from registry.mcp_names import is_reserved_id
 from registry.models import (
     AGENT_ID_PATTERN,
@@ -29,12 +42,7 @@ from registry.models import (
     AgentQuery,
     AgentRecord,
     CardVersion,
-    HealthEvent,
-    HealthInfo,
     HealthStatus,
-    InterfaceSummary,
-    SignatureInfo,
-    SkillSummary,
 )
 from registry.name_holders import lock_names, refuse_agent_names, taken_by_mcp_server
 from registry.signatures import SignatureCheck
@@ -48,7 +56,25 @@ from registry.tables import (
     vendor_agents,
 )
 
-_WORD = re.compile(r"[^\W_]+")
+# Imported from here by the API, the health checker and tests.
+__all__ = [
+    "MAX_WORD",
+    "MAX_WORDS",
+    "AgentConflict",
+    "AgentNotFound",
+    "HealthTarget",
+    "InvalidCursor",
+    "NewAgent",
+    "SqlAgentStore",
+    "card_facets",
+    "encode_cursor",
+    "is_agent_id",
+    "search_text",
+    "search_words",
+    "skill_filters_match",
+    "words_match",
+]
+
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
@@ -58,8 +84,6 @@ def is_agent_id(value: str) -> bool:
     return _AGENT_ID.fullmatch(value) is not None
 
 
-MAX_WORD = 64
-MAX_WORDS = 4000
 # Upper bound for a prefix range: sorts after every string starting with the prefix.
 _MAX_CHAR = "\U0010ffff"
 
@@ -69,10 +93,6 @@ class AgentConflict(Exception):
 
 
 class AgentNotFound(Exception):
-    pass
-
-
-class InvalidCursor(ValueError):
     pass
 
 
@@ -86,13 +106,6 @@ class NewAgent:
     pinned_keys: Mapping[str, Any] | None
     timeout_seconds: float | None = None
     skill_contracts: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class HealthTarget:
-    agent_id: str
-    card_url: str | None
-    interface_url: str | None
 
 
 class AgentStore(Protocol):
@@ -112,7 +125,7 @@ class AgentStore(Protocol):
     async def id_taken(self, agent_id: str) -> bool: ...
 
 
-class SqlAgentStore:
+class SqlAgentStore(AgentHealthRecords):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
@@ -138,7 +151,7 @@ class SqlAgentStore:
             "health_successes": 0,
             "registered_at": now,
             "updated_at": now,
-            **_card_columns(agent.parsed, agent.signature),
+            **card_columns(agent.parsed, agent.signature),
         }
         try:
             async with self._engine.begin() as conn:
@@ -154,7 +167,7 @@ class SqlAgentStore:
                 await refuse_agent_names(conn, agent.id, agent.parsed.skill_ids)
                 await conn.execute(insert(agents).values(**row))
                 await _insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
-                await _replace_facets(conn, agent.id, agent.parsed)
+                await replace_facets(conn, agent.id, agent.parsed)
                 if also is not None:
                     await also(conn)
         except IntegrityError:
@@ -200,12 +213,12 @@ class SqlAgentStore:
                 result = await conn.execute(
                     update(agents)
                     .where(agents.c.id == agent_id, agents.c.revision == current.revision)
-                    .values(revision=revision, updated_at=now, **_card_columns(parsed, signature))
+                    .values(revision=revision, updated_at=now, **card_columns(parsed, signature))
                 )
                 if result.rowcount != 1:
                     raise AgentConflict(agent_id)
                 await _insert_version(conn, agent_id, revision, parsed, signature, now)
-                await _replace_facets(conn, agent_id, parsed)
+                await replace_facets(conn, agent_id, parsed)
         record = await self.get(agent_id)
         if record is None:
             raise AgentNotFound(agent_id)
@@ -246,7 +259,7 @@ class SqlAgentStore:
                 .mappings()
                 .first()
             )
-        return (_record(row), row["card"]) if row else None
+        return (agent_record(row), row["card"]) if row else None
 
     async def ids_starting(self, start: str) -> list[str]:
         """The agents whose id starts with ``start`` (a name on /mcp cut short
@@ -365,7 +378,7 @@ class SqlAgentStore:
             )
             if value
         ]
-        statement = select(*_RECORD_COLUMNS)
+        statement = select(*RECORD_COLUMNS)
         order = agents.c.id
         if exact:
             kind, value = exact.pop(0)
@@ -375,7 +388,7 @@ class SqlAgentStore:
             )
             order = driver.c.agent_id
         for kind, value in exact:
-            statement = statement.where(_has_facet(kind, agent_facets.c.value == value))
+            statement = statement.where(has_facet(kind, agent_facets.c.value == value))
         # Every word of the query must begin a word of the card. Without an
         # exact filter the longest word (likely the rarest) drives, through
         # the index, so a query that matches nothing reads almost nothing.
@@ -388,100 +401,16 @@ class SqlAgentStore:
                 )
                 statement = statement.where(agents.c.id.in_(driving))
             else:
-                statement = statement.where(_has_facet("word", prefix))
+                statement = statement.where(has_facet("word", prefix))
         if query.cursor:
-            statement = statement.where(order > _decode_cursor(query.cursor))
+            statement = statement.where(order > decode_cursor(query.cursor))
         statement = statement.order_by(order).limit(query.limit + 1)
         async with self._engine.connect() as conn:
             rows = list((await conn.execute(statement)).mappings())
-        items = [_record(r) for r in rows[: query.limit]]
-        next_cursor = _encode_cursor(items[-1].id) if len(rows) > query.limit else None
+        items = [agent_record(r) for r in rows[: query.limit]]
+        next_cursor = encode_cursor_of(items[-1].id) if len(rows) > query.limit else None
         cards = {r["id"]: r["card"] for r in rows[: query.limit]}
         return AgentPage(items=items, next_cursor=next_cursor), cards
-
-    # Health -----------------------------------------------------------------
-
-    async def health_targets(self, checked_before: datetime | None = None) -> list[HealthTarget]:
-        """Every agent, or (``checked_before``) those not checked since then."""
-        query = select(agents.c.id, agents.c.card_url, agents.c.card)
-        if checked_before is not None:
-            query = query.where(
-                or_(
-                    agents.c.health_checked_at.is_(None),
-                    agents.c.health_checked_at < checked_before,
-                )
-            )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        targets = []
-        for row in rows:
-            interfaces = row.card.get("supportedInterfaces") or []
-            first = interfaces[0].get("url") if interfaces else None
-            targets.append(HealthTarget(row.id, row.card_url, first))
-        return targets
-
-    async def claim_health_check(self, agent_id: str, lease: timedelta) -> bool:
-        """Take the right to check ``agent_id`` now; false if another check holds it.
-
-        A conditional UPDATE is atomic on both databases, so across replicas
-        too, one agent is never checked twice at once.
-        """
-        now = _now()
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(agents)
-                .where(
-                    agents.c.id == agent_id,
-                    or_(agents.c.health_lease_until.is_(None), agents.c.health_lease_until < now),
-                )
-                .values(health_lease_until=now + lease)
-            )
-        return result.rowcount == 1
-
-    async def record_health(
-        self,
-        agent_id: str,
-        status: HealthStatus,
-        failures: int,
-        successes: int,
-        detail: str | None,
-    ) -> None:
-        now = _now()
-        async with self._engine.begin() as conn:
-            previous = await conn.scalar(
-                select(agents.c.health_status).where(agents.c.id == agent_id)
-            )
-            await conn.execute(
-                update(agents)
-                .where(agents.c.id == agent_id)
-                .values(
-                    health_status=status.value,
-                    health_failures=failures,
-                    health_successes=successes,
-                    health_detail=detail,
-                    health_checked_at=now,
-                    health_lease_until=None,
-                )
-            )
-            if previous is not None:  # the agent is still registered
-                await note_change(conn, agent_id, previous, status, detail, now)
-
-    async def health_history(self, agent_id: str, limit: int = 50) -> list[HealthEvent]:
-        """The agent's changes of health, newest first (`registry.health_history`)."""
-        return await history(self._engine, agent_id, limit)
-
-    async def health_state(self, agent_id: str) -> tuple[HealthStatus, int, int] | None:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        agents.c.health_status, agents.c.health_failures, agents.c.health_successes
-                    ).where(agents.c.id == agent_id)
-                )
-            ).first()
-        if row is None:
-            return None
-        return HealthStatus(row.health_status), row.health_failures, row.health_successes
 
     async def count(self) -> int:
         async with self._engine.connect() as conn:
@@ -500,73 +429,6 @@ class SqlAgentStore:
 
 
 # Helpers ----------------------------------------------------------------------
-
-
-def _card_columns(parsed: ParsedCard, signature: SignatureCheck) -> dict[str, Any]:
-    card = parsed.card
-    return {
-        "name": card.name,
-        "description": card.description,
-        "card_version": card.version,
-        "protocol_version": parsed.protocol_version,
-        "card": parsed.normalized,
-        "original_card": parsed.original,
-        "card_digest": parsed.digest,
-        "signature_status": signature.status.value,
-        "signature_detail": signature.detail,
-    }
-
-
-def _search_text(parsed: ParsedCard) -> str:
-    return search_text(parsed.normalized, parsed.normalized.get("skills") or [])
-
-
-def search_text(card: Mapping[str, Any], skills: Iterable[Mapping[str, Any]]) -> str:
-    """What free-text search reads of a stored (1.0 JSON) card: its name,
-    description and provider, and the id, name, description, tags and examples
-    of each of ``skills`` (all the card's, or those a caller is shown)."""
-    provider = card.get("provider")
-    pieces: list[Any] = [
-        card.get("name"),
-        card.get("description"),
-        provider.get("organization") if isinstance(provider, Mapping) else None,
-    ]
-    for skill in skills:
-        pieces += [skill.get("id"), skill.get("name"), skill.get("description")]
-        pieces += [*(skill.get("tags") or ()), *(skill.get("examples") or ())]
-    return "\n".join(p for p in pieces if isinstance(p, str) and p)
-
-
-def search_words(text: str) -> set[str]:
-    """Lower-cased letter/digit runs: what free-text search matches by prefix."""
-    return {w[:MAX_WORD] for w in _WORD.findall(text.lower())}
-
-
-def _has_facet(kind: str, condition: ColumnElement[bool]) -> Any:
-    return exists().where(
-        agent_facets.c.agent_id == agents.c.id, agent_facets.c.kind == kind, condition
-    )
-
-
-def _facets(parsed: ParsedCard) -> set[tuple[str, str]]:
-    card = parsed.card
-    facets: set[tuple[str, str]] = set()
-    facets.update(("input", m) for m in card.default_input_modes)
-    facets.update(("output", m) for m in card.default_output_modes)
-    facets.update(("word", w) for w in sorted(search_words(_search_text(parsed)))[:MAX_WORDS])
-    for skill in card.skills:
-        facets.add(("skill", skill.id))
-        facets.update(("tag", t.lower()) for t in skill.tags)
-        facets.update(("input", m) for m in skill.input_modes)
-        facets.update(("output", m) for m in skill.output_modes)
-    return {(k, v[:255]) for k, v in facets if v}
-
-
-async def _replace_facets(conn: AsyncConnection, agent_id: str, parsed: ParsedCard) -> None:
-    await conn.execute(delete(agent_facets).where(agent_facets.c.agent_id == agent_id))
-    rows = [{"agent_id": agent_id, "kind": k, "value": v} for k, v in sorted(_facets(parsed))]
-    if rows:
-        await conn.execute(insert(agent_facets), rows)
 
 
 async def _insert_version(
@@ -591,111 +453,5 @@ async def _insert_version(
     )
 
 
-# What a record shows; the original card and pinned keys stay in the database.
-_RECORD_COLUMNS = [
-    c for c in agents.c if c.name not in ("original_card", "pinned_keys", "health_lease_until")
-]
-
-
-def _record(row: RowMapping) -> AgentRecord:
-    card: dict[str, Any] = row["card"]
-    return AgentRecord(
-        id=row["id"],
-        resource=row["resource"],
-        timeout_seconds=row["timeout_seconds"],
-        skill_contracts=row["skill_contracts"] or {},
-        name=row["name"],
-        description=row["description"],
-        version=row["card_version"],
-        protocol_version=row["protocol_version"],
-        revision=row["revision"],
-        card_url=row["card_url"],
-        card_digest=row["card_digest"],
-        skills=[_skill(s) for s in card.get("skills", [])],
-        interfaces=[
-            InterfaceSummary(
-                url=i.get("url", ""),
-                protocol_binding=i.get("protocolBinding", ""),
-                protocol_version=i.get("protocolVersion", ""),
-            )
-            for i in card.get("supportedInterfaces", [])
-        ],
-        health=HealthInfo(
-            status=HealthStatus(row["health_status"]),
-            consecutive_failures=row["health_failures"],
-            checked_at=as_utc(row["health_checked_at"]) if row["health_checked_at"] else None,
-            detail=row["health_detail"],
-        ),
-        signature=SignatureInfo(status=row["signature_status"], detail=row["signature_detail"]),
-        registered_at=as_utc(row["registered_at"]),
-        updated_at=as_utc(row["updated_at"]),
-    )
-
-
-def skill_filters_match(
-    query: AgentQuery, card: Mapping[str, Any], skills: list[dict[str, Any]]
-) -> bool:
-    """Whether the card, showing only ``skills`` of its own, still meets the
-    query's exact filters (`search_with_cards` matched them on all its skills):
-    a caller who may use some skills must not find an agent by another one."""
-    if query.skill and query.skill not in {s["id"] for s in skills}:
-        return False
-    tags = {str(t).lower() for s in skills for t in s.get("tags") or ()}
-    if query.tag and query.tag.lower() not in tags:
-        return False
-    for wanted, default, key in (
-        (query.input_mode, "defaultInputModes", "inputModes"),
-        (query.output_mode, "defaultOutputModes", "outputModes"),
-    ):
-        if wanted and wanted not in {
-            *(card.get(default) or ()),
-            *(m for s in skills for m in s.get(key) or ()),
-        }:
-            return False
-    return True
-
-
-def words_match(q: str | None, card: Mapping[str, Any], skills: list[dict[str, Any]]) -> bool:
-    """Whether every word of ``q`` begins a word of the card as a caller shown
-    only ``skills`` of its own reads it (`search_with_cards` matched the words
-    on the whole card): no agent is found by a skill its caller is not shown."""
-    wanted = search_words(q or "")
-    if not wanted:
-        return True
-    words = search_words(search_text(card, skills))
-    return all(any(word.startswith(w) for word in words) for w in wanted)
-
-
-def _skill(skill: Mapping[str, Any]) -> SkillSummary:
-    return SkillSummary(
-        id=skill.get("id", ""),
-        name=skill.get("name", ""),
-        description=skill.get("description", ""),
-        tags=list(skill.get("tags", [])),
-        input_modes=list(skill.get("inputModes", [])),
-        output_modes=list(skill.get("outputModes", [])),
-    )
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def encode_cursor(agent_id: str) -> str:
-    """The cursor that continues a listing after ``agent_id``."""
-    return _encode_cursor(agent_id)
-
-
-def _encode_cursor(agent_id: str) -> str:
-    return base64.urlsafe_b64encode(agent_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        value = ""
-    if not re.fullmatch(AGENT_ID_PATTERN, value):
-        raise InvalidCursor("cursor is not one this API returned")
-    return value

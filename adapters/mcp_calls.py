@@ -1,0 +1,263 @@
+"""Calls over an MCP upstream's live session: a listing, `tools/call` (over
+the pass-through or the SDK, on the 2026-07-28 session or the 2025-11-25
+lane), any other request, and what their failures become. `McpUpstream`
+(`adapters.mcp`) keeps the session these calls use."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
+
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp.client.session import ClientSession, IncomingMessage
+from mcp.shared.dispatcher import ProgressFnT
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    LOG_LEVEL_META_KEY,
+    REQUEST_TIMEOUT,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from adapters.mcp_client import (
+    CredentialSource,
+    ToolList,
+    UpstreamSpec,
+    UpstreamTimings,
+    list_all_tools,
+    where,
+)
+from adapters.mcp_http import CALL_CREDENTIAL, Credential, UpstreamAuth, call_credential
+from adapters.mcp_lane import LANE_SESSION_GONE, LegacyLane
+from adapters.mcp_passthrough import FALLBACK, McpPassThrough
+from adapters.mcp_relay import CallRelay, relaying
+from adapters.mcp_results import malformed
+from adapters.mcp_upstream_errors import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    describe,
+    not_at_2025,
+)
+
+T = TypeVar("T")
+
+
+class UpstreamCalls:
+    """The calls half of `adapters.mcp.McpUpstream`, which sets these."""
+
+    spec: UpstreamSpec
+    last_error: str | None
+    _auth: UpstreamAuth
+    _client: Client | None
+    _lane: LegacyLane | None
+    _broken: asyncio.Event
+    _relist: asyncio.Event
+    _timings: UpstreamTimings
+    _passthrough: McpPassThrough | None
+    _default_credential: CredentialSource
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        raise NotImplementedError
+
+    async def list_tools(self) -> ToolList:
+        """A fresh listing through the live session."""
+        client = self._live()
+        self._auth.default = await self._default_credential()
+        try:
+            async with asyncio.timeout(self._timings.call_seconds):
+                return await list_all_tools(client)
+        except Exception as exc:
+            raise self._failure(exc, client=client) from None
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        *,
+        credential: Credential | None,
+        timeout_seconds: float | None = None,
+        progress_callback: ProgressFnT | None = None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+        relay: CallRelay | None = None,
+        legacy: bool = False,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """``relay``: where the server's mid-call questions and log lines go
+        (`adapters.mcp_relay`); ``legacy``: the caller speaks 2025-11-25, so
+        the call goes over the 2025-11-25 lane when there is one."""
+
+        async def send(session: ClientSession) -> types.CallToolResult | types.InputRequiredResult:
+            passthrough = self._passthrough_for(session)
+            if passthrough is not None:
+                assert self.spec.url is not None
+                answer = await passthrough.call_tool(
+                    session,
+                    self.spec.url,
+                    name,
+                    arguments,
+                    credential=CALL_CREDENTIAL.get() or self._auth.default,
+                    read_timeout_seconds=timeout_seconds or self._timings.call_seconds,
+                    progress_callback=progress_callback,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=log_opt_in(session, relay),
+                    on_notice=self._on_message,
+                )
+                if answer is not FALLBACK:
+                    assert isinstance(answer, types.CallToolResult | types.InputRequiredResult)
+                    return answer
+            result = await session.call_tool(
+                name,
+                dict(arguments) if arguments is not None else None,
+                read_timeout_seconds=timeout_seconds or self._timings.call_seconds,
+                progress_callback=progress_callback,
+                input_responses=input_responses,
+                request_state=request_state,
+                meta=log_opt_in(session, relay),
+                allow_input_required=True,
+            )
+            assert isinstance(result, types.CallToolResult | types.InputRequiredResult)
+            return result
+
+        return await self.request(
+            send,
+            credential=credential,
+            timeout_seconds=timeout_seconds,
+            relay=relay,
+            legacy=legacy,
+        )
+
+    def _passthrough_for(self, session: ClientSession) -> McpPassThrough | None:
+        """The pass-through, for a call on the primary session when that is
+        2026-07-28 over HTTP (never over the 2025-11-25 lane, nor stdio)."""
+        client = self._client
+        if (
+            self._passthrough is None
+            or self.spec.transport != "http"
+            or client is None
+            or session is not client.session
+            or session.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        ):
+            return None
+        return self._passthrough
+
+    async def request(
+        self,
+        send: Callable[[ClientSession], Awaitable[T]],
+        *,
+        credential: Credential | None,
+        timeout_seconds: float | None = None,
+        relay: CallRelay | None = None,
+        legacy: bool = False,
+    ) -> T:
+        """Any request through the live session (tools, resources, prompts,
+        completions): ``send`` makes it. ``credential`` None is the gateway's
+        own (listings); ``relay`` and ``legacy`` as for `call_tool`.
+
+        Over the lane, a request whose result does not exist at 2025-11-25
+        (the SDK's "Handler returned an invalid result": in practice an
+        `InputRequiredResult` from a tool written for 2026-07-28) is sent
+        again over the 2026-07-28 session, whose `InputRequiredResult` the
+        gateway can put to the caller (`gateway.mcp.input_relay`). Repeating it is
+        what multi round-trip requests already require of such a handler: a
+        2026-07-28 client re-sends the whole request with its answers. So is
+        one the server refused for an unknown session (it did not run it);
+        the lane then reconnects for the next call.
+        """
+        client, lane = await self._pick(legacy)
+        if credential is None:
+            credential = await self._default_credential()
+        if lane is None:
+            return await self._send(client, None, send, credential, timeout_seconds, relay)
+        # Set by the lane's response hook, which runs in this call's context.
+        gone: list[bool] = []
+        token = LANE_SESSION_GONE.set(gone)
+        try:
+            return await self._send(client, lane, send, credential, timeout_seconds, relay)
+        except UpstreamError as exc:
+            if not (gone or not_at_2025(exc)):
+                raise
+        except UpstreamUnavailable:
+            if not gone:
+                raise
+        finally:
+            LANE_SESSION_GONE.reset(token)
+        # Not run over the lane (session gone), or not expressible there.
+        return await self._send(self._live(), None, send, credential, timeout_seconds, relay)
+
+    async def _send(
+        self,
+        client: Client,
+        lane: LegacyLane | None,
+        send: Callable[[ClientSession], Awaitable[T]],
+        credential: Credential | None,
+        timeout_seconds: float | None,
+        relay: CallRelay | None,
+    ) -> T:
+        timeout = timeout_seconds or self._timings.call_seconds
+        try:
+            with call_credential(credential):
+                async with relaying(relay), asyncio.timeout(timeout):
+                    return await send(client.session)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{where(self.spec)} did not answer within {timeout:g}s"
+            ) from None
+        except Exception as exc:
+            raise self._failure(exc, lane, client) from None
+
+    async def _pick(self, legacy: bool) -> tuple[Client, LegacyLane | None]:
+        """The session for a call: the 2025-11-25 lane for a 2025-11-25
+        caller when the server has one, else the primary."""
+        client = self._live()
+        lane = self._lane
+        if legacy and lane is not None:
+            lane_client = await lane.client()
+            if lane_client is not None:
+                return lane_client, lane
+        return client, None
+
+    def _live(self) -> Client:
+        client = self._client
+        if client is None:
+            detail = f": {self.last_error}" if self.last_error else " yet"
+            raise UpstreamUnavailable(f"{where(self.spec)} is not connected{detail}")
+        return client
+
+    def _failure(
+        self, exc: Exception, lane: LegacyLane | None = None, client: Client | None = None
+    ) -> Exception:
+        """Map an exception from a call; a lost session wakes its owner to
+        reconnect (the lane's, if the call went over the lane)."""
+        if isinstance(exc, MCPError):
+            if exc.code == REQUEST_TIMEOUT:
+                return UpstreamTimeout(f"{where(self.spec)}: {exc.error.message}")
+            if exc.code != CONNECTION_CLOSED:
+                return UpstreamError(exc.code, exc.error.message, exc.error.data)
+        if isinstance(exc, UpstreamUnavailable):
+            return exc
+        if (invalid := malformed(exc)) is not None:
+            # A bad answer fails its own call; the session is still up.
+            return UpstreamError(INTERNAL_ERROR, f"{where(self.spec)} answered with {invalid}")
+        reason = describe(exc)
+        if lane is not None:
+            lane.lost(reason, client)
+        elif client is None or client is self._client:
+            # A call that failed on a session since replaced says nothing
+            # about the one that replaced it.
+            self.last_error = reason
+            self._broken.set()
+        return UpstreamUnavailable(f"{where(self.spec)}: {reason}")
+
+
+def log_opt_in(session: ClientSession, relay: CallRelay | None) -> types.RequestParamsMeta | None:
+    """A 2026-07-28 request gets log lines only if it opts in (``_meta``
+    ``io.modelcontextprotocol/logLevel``, MCP 2026-07-28 "Logging"): the
+    caller's own opt-in is passed on, and nothing else."""
+    if relay is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return None
+    level = relay.log_level()
+    return cast(types.RequestParamsMeta, {LOG_LEVEL_META_KEY: level}) if level else None

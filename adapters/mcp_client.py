@@ -1,0 +1,173 @@
+"""Opening an SDK client to an MCP upstream (Streamable HTTP or stdio), and
+registration's one-off probe of a server (`discover`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx2
+import mcp_types as types
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client._transport import TransportStreams
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from adapters.mcp_http import (
+    Credential,
+    UpstreamAuth,
+)
+from adapters.mcp_relay import (
+    Callbacks,
+    Source,
+    on_log,
+)
+from adapters.mcp_results import lenient_results
+from adapters.mcp_upstream_errors import (
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    describe,
+    not_mcp,
+)
+
+ToolList = list[dict[str, Any]]
+_MAX_PAGES = 100  # a paginator that never ends cannot hang a listing
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    server_id: str
+    transport: Literal["http", "stdio"]
+    url: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What the owner task learned on connecting."""
+
+    protocol_version: str
+    server_info: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class UpstreamTimings:
+    connect_seconds: float = 10.0
+    probe_seconds: float = 30.0
+    call_seconds: float = 30.0
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
+
+
+HttpFactory = Callable[[UpstreamAuth], httpx2.AsyncClient]
+CredentialSource = Callable[[], Awaitable[Credential | None]]
+OnTools = Callable[[ToolList], Awaitable[None]]
+OnHealth = Callable[[bool, str | None, Connected | None], Awaitable[None]]
+OnNotice = Callable[[types.ResourceUpdatedNotification], None]
+ListKind = Literal["tools", "prompts"]
+OnListChanged = Callable[[ListKind], None]
+
+
+def open_client(
+    spec: UpstreamSpec,
+    http: HttpFactory,
+    auth: UpstreamAuth,
+    *,
+    on_message: Any = None,
+    timeout: float,
+    mode: Literal["auto", "legacy"] = "auto",
+) -> Client:
+    """An (unentered) SDK client for ``spec``; ``auth`` adds the credential.
+
+    Its callbacks relay what the server asks or logs mid-call to the caller
+    of that call (`adapters.mcp_relay`); with no such caller they refuse.
+    """
+    if spec.transport == "http":
+        assert spec.url is not None
+        transport: Any = _http_transport(spec.url, http(auth))
+    else:
+        assert spec.command is not None
+        # The child gets the SDK's safe environment (PATH, HOME, ...), never
+        # the gateway's own (which holds SWITCHBOARD_SECRET_KEY).
+        transport = StdioServerParameters(command=spec.command, args=list(spec.args))
+    callbacks = Callbacks(Source(where(spec), spec.transport))
+    return Client(
+        transport,
+        read_timeout_seconds=timeout,
+        message_handler=on_message,
+        elicitation_callback=callbacks.elicitation,
+        sampling_callback=callbacks.sampling,
+        list_roots_callback=callbacks.list_roots,
+        logging_callback=on_log,
+        client_info=types.Implementation(name="switchboard", version="0.1.0"),
+        cache=None,  # every listing must reach the server: it is how changes are seen
+        mode=mode,
+    )
+
+
+def is_modern(client: Client) -> bool:
+    return client.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+@contextlib.asynccontextmanager
+async def _http_transport(url: str, http: httpx2.AsyncClient) -> AsyncIterator[TransportStreams]:
+    """Streamable HTTP over ``http``, which lives exactly as long as the session."""
+    async with (
+        http,
+        streamable_http_client(url, http_client=http, terminate_on_close=True) as streams,
+    ):
+        yield streams
+
+
+async def list_all_tools(client: Client) -> ToolList:
+    tools: ToolList = []
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        page = await client.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+        tools.extend(
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in page.tools
+        )
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tools
+
+
+async def discover(
+    spec: UpstreamSpec, http: HttpFactory, credential: Credential | None, *, deadline: float
+) -> tuple[Connected, ToolList]:
+    """Connect once, list the tools, disconnect (registration's probe).
+
+    Opened and closed in the calling task, so it is safe in a request handler.
+    """
+    auth = UpstreamAuth()
+    auth.default = credential
+    try:
+        async with (
+            asyncio.timeout(deadline),
+            open_client(spec, http, auth, timeout=deadline) as client,
+        ):
+            lenient_results(client.session)
+            return connected_of(client), await list_all_tools(client)
+    except TimeoutError:
+        raise UpstreamTimeout(f"{where(spec)} did not answer within {deadline:g}s") from None
+    except MCPError as exc:
+        raise UpstreamUnavailable(f"{where(spec)}: {not_mcp(exc)}") from None
+    except Exception as exc:  # the SDK and transports raise many kinds; all mean "unreachable"
+        raise UpstreamUnavailable(f"{where(spec)}: {describe(exc)}") from None
+
+
+def connected_of(client: Client) -> Connected:
+    info = client.server_info
+    return Connected(
+        protocol_version=client.protocol_version,
+        server_info=info.model_dump(mode="json", exclude_none=True) if info else None,
+    )
+
+
+def where(spec: UpstreamSpec) -> str:
+    return f"MCP server {spec.server_id}"

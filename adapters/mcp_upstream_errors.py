@@ -1,0 +1,66 @@
+"""What an MCP upstream's failures are called, and how they are told: a
+server that cannot be reached, or that answered with a JSON-RPC error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from mcp import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+)
+
+from adapters.mcp_http import (
+    connect_failure,
+)
+
+
+class UpstreamUnavailable(Exception):
+    """The server cannot be reached now (not connected, connection lost, refused)."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The server did not answer within the deadline."""
+
+
+class UpstreamError(Exception):
+    """The server answered the call with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def not_at_2025(exc: UpstreamError) -> bool:
+    """The SDK server's answer when a handler's result has no 2025-11-25 form."""
+    return exc.code == INTERNAL_ERROR and exc.message == "Handler returned an invalid result"
+
+
+# What the SDK's Streamable HTTP client makes of an HTTP error answer that is
+# not JSON-RPC (mcp/client/streamable_http.py): it keeps no status code.
+HTTP_ERROR_ANSWERS = ("Not Found", "Server returned an error response")
+
+
+def not_mcp(exc: MCPError) -> str:
+    message = exc.error.message
+    if message in HTTP_ERROR_ANSWERS:
+        return (
+            f"it answered an MCP request with an HTTP error ({message}), not JSON-RPC: "
+            "is this the server's Streamable HTTP endpoint (often ending in /mcp)?"
+        )
+    return message
+
+
+def describe(exc: BaseException) -> str:
+    """A short, safe description: the innermost error of an exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, MCPError):
+        return not_mcp(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return connect_failure(exc)
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -8,19 +8,33 @@ from real agents, instead of failing the call (docs/interop.md).
   such an agent was "invalid". It is read as UTC -- what every such server
   here writes.
 
-Only after the strict parse failed: a correct answer costs nothing more, and
-one that still fails after the repair fails as it did. User content (parts,
-data, metadata) is never touched.
+* A stream event in the 0.3 shape on a 1.0 stream. LangGraph's server
+  (langgraph-api 0.16) advertises a 1.0 card and sends the first event of a
+  `SendStreamingMessage` as 1.0, then the rest as 0.3 objects told apart by
+  `kind` (`{"kind": "status-update", "taskId": ..., "status": {"state":
+  "working"}}`). A 1.0 `StreamResponse` has none of those fields, so the
+  lenient parse gave an empty event. Such an event (a `kind` of `task`,
+  `message`, `status-update` or `artifact-update`, and nothing the 1.0 parse
+  could read) is read with the SDK's own 0.3 types and converted to its 1.0
+  form (`a2a.compat.v0_3.conversions`), as the SDK does for its 0.3 clients.
+
+Only after the strict parse failed (or, for a stream event, gave nothing): a
+correct answer costs nothing more, and one that still fails after the repair
+fails as it did. User content (parts, data, metadata) is never touched.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from a2a.client.transports import jsonrpc as _sdk_jsonrpc
 from a2a.client.transports import rest as _sdk_rest
+from a2a.compat.v0_3 import conversions
+from a2a.compat.v0_3 import types as types_v03
+from a2a.types import StreamResponse
 from a2a.utils.proto_utils import parse_lenient
 from google.protobuf.json_format import ParseError
 from google.protobuf.message import Message
@@ -36,7 +50,7 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
     """`parse_lenient`, and when it fails on a repairable answer, once more
     on the repaired one."""
     try:
-        return parse_lenient(data, message)
+        parsed = parse_lenient(data, message)
     except ParseError:
         decoded = json.loads(data) if isinstance(data, str | bytes) else data
         repaired, changed = _zone_naive_timestamps(decoded)
@@ -44,6 +58,46 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
             raise
         message.Clear()  # the failed parse may have filled part of it
         return parse_lenient(repaired, message)
+    if isinstance(parsed, StreamResponse) and parsed.WhichOneof("payload") is None:
+        decoded = json.loads(data) if isinstance(data, str | bytes) else data
+        event = _from_0_3(decoded)
+        if event is not None:
+            parsed.CopyFrom(event)
+    return parsed
+
+
+_0_3_KINDS: dict[str, tuple[Any, Callable[[Any], Message], str]] = {
+    "task": (types_v03.Task, conversions.to_core_task, "task"),
+    "message": (types_v03.Message, conversions.to_core_message, "message"),
+    "status-update": (
+        types_v03.TaskStatusUpdateEvent,
+        conversions.to_core_task_status_update_event,
+        "status_update",
+    ),
+    "artifact-update": (
+        types_v03.TaskArtifactUpdateEvent,
+        conversions.to_core_task_artifact_update_event,
+        "artifact_update",
+    ),
+}
+
+
+def _from_0_3(value: Any) -> StreamResponse | None:
+    """A 0.3 stream event (told by its ``kind``) as a 1.0 `StreamResponse`;
+    None if it is not one, or does not read as one."""
+    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
+        return None
+    known = _0_3_KINDS.get(value["kind"])
+    if known is None:
+        return None
+    model, convert, field = known
+    try:
+        core = convert(model.model_validate(value))
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return None
+    event = StreamResponse()
+    getattr(event, field).CopyFrom(core)
+    return event
 
 
 def _zone_naive_timestamps(value: Any) -> tuple[Any, bool]:

@@ -15,8 +15,9 @@ from real agents, instead of failing the call (docs/interop.md).
   "working"}}`). A 1.0 `StreamResponse` has none of those fields, so the
   lenient parse gave an empty event. Such an event (a `kind` of `task`,
   `message`, `status-update` or `artifact-update`, and nothing the 1.0 parse
-  could read) is read with the SDK's own 0.3 types and converted to its 1.0
-  form (`a2a.compat.v0_3.conversions`), as the SDK does for its 0.3 clients.
+  could read) is read under its 1.0 name -- LangGraph's content is 1.0 --
+  or else with the SDK's own 0.3 types, converted to 1.0
+  (`a2a.compat.v0_3.conversions`), as the SDK does for its 0.3 clients.
 
 Only after the strict parse failed (or, for a stream event, gave nothing): a
 correct answer costs nothing more, and one that still fails after the repair
@@ -66,15 +67,17 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
     return parsed
 
 
-_0_3_KINDS: dict[str, tuple[Any, Callable[[Any], Message], str]] = {
-    "task": (types_v03.Task, conversions.to_core_task, "task"),
-    "message": (types_v03.Message, conversions.to_core_message, "message"),
+_0_3_KINDS: dict[str, tuple[str, Any, Callable[[Any], Message], str]] = {
+    "task": ("task", types_v03.Task, conversions.to_core_task, "task"),
+    "message": ("message", types_v03.Message, conversions.to_core_message, "message"),
     "status-update": (
+        "statusUpdate",
         types_v03.TaskStatusUpdateEvent,
         conversions.to_core_task_status_update_event,
         "status_update",
     ),
     "artifact-update": (
+        "artifactUpdate",
         types_v03.TaskArtifactUpdateEvent,
         conversions.to_core_task_artifact_update_event,
         "artifact_update",
@@ -83,20 +86,31 @@ _0_3_KINDS: dict[str, tuple[Any, Callable[[Any], Message], str]] = {
 
 
 def _from_0_3(value: Any) -> StreamResponse | None:
-    """A 0.3 stream event (told by its ``kind``) as a 1.0 `StreamResponse`;
-    None if it is not one, or does not read as one."""
+    """A stream event in the 0.3 envelope (told by its ``kind``) as a 1.0
+    `StreamResponse`; None if it is not one, or does not read as one.
+
+    Read as 0.3 throughout first (`working`, `agent`), through the SDK's 0.3
+    types; else under its 1.0 name -- LangGraph's content is 1.0 in a 0.3
+    envelope (`TASK_STATE_WORKING`, `ROLE_AGENT`), and the 0.3-only fields
+    (`kind`, `final`) are ignored as any unknown field. Not the other way
+    round: the lenient 1.0 parse drops an enum value it does not know
+    (`input-required`) instead of failing."""
     if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
         return None
     known = _0_3_KINDS.get(value["kind"])
     if known is None:
         return None
-    model, convert, field = known
-    try:
-        core = convert(model.model_validate(value))
-    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
-        return None
+    wrapper, model, convert, field = known
     event = StreamResponse()
-    getattr(event, field).CopyFrom(core)
+    try:
+        getattr(event, field).CopyFrom(convert(model.model_validate(value)))
+        return event
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        event.Clear()
+    try:
+        parse_lenient({wrapper: value}, event)
+    except ParseError:
+        return None
     return event
 
 

@@ -50,6 +50,7 @@ from gateway.mcp.federation import McpFederation
 from gateway.mcp.front import McpFront
 from gateway.observability import startup as observability
 from gateway.observability import tracing
+from gateway.observability.http_metrics import HttpMetrics
 from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.replicas import ReplicaDirectory
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
             flow_parts = await flows_door.start(
                 core, lambda: mcp_parts.federation, a2a_parts.desk, replicas, stack
             )
+            flow_parts.service.rt.step_listeners.append(observed.metrics.observe_step)
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,
@@ -182,6 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_bytes=settings.max_request_bytes,
         max_json_depth=settings.max_json_depth,
     )
+    app.add_middleware(HttpMetrics)  # outside the body limit: refusals are counted too
     if tracing.configured():  # outermost: the span covers the whole request
         app.add_middleware(tracing.ServerSpans)
     return app

@@ -37,8 +37,9 @@ from gateway.flows.definition import (
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
-from gateway.flows.outcomes import failed, now, seen, truthy
+from gateway.flows.outcomes import RETRYING, failed, now, seen, truthy
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
+from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,10 @@ class FlowRun(FanOutSteps):
                 raise
             if span is not None:
                 span.set_attribute("switchboard.outcome", str(outcome["state"]))
+        if outcome["state"] != RETRYING:
+            took = (now() - as_utc(base["started_at"])).total_seconds()
+            for listener in self.rt.step_listeners:
+                listener(str(outcome["state"]), took)
         await self._mark(
             step.id,
             "call",

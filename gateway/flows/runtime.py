@@ -76,6 +76,8 @@ class FlowRuntime:
     front_door: Callable[[], FrontDoorParts]
     handler_for: Callable[[Mapping[str, Any]], RequestHandler]
     federation: Callable[[], McpFederation]
+    # Told of each call step that ended: its state and seconds (metrics).
+    step_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
 
     @property
     def delegations(self) -> Delegations:

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.breaker import Breakers
-from gateway.storage.tables import a2a_tasks, approvals
+from gateway.storage.tables import a2a_tasks, approvals, flow_runs
 
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -104,7 +104,58 @@ class GatewayMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",  # the replica's total
         )
-        self._shown: dict[str, set[tuple[str, ...]]] = {"breakers": set(), "tasks": set()}
+        # What operators watch, beside the calls (issue 32.11; docs/operations.md).
+        self.flow_runs = Counter(
+            "switchboard_flow_runs",
+            "Flow runs started, and ended by state (completed, failed, canceled, rejected)",
+            ["flow", "state"],
+            registry=self.registry,
+        )
+        self.flow_runs_active = Gauge(
+            "switchboard_flow_runs_active",
+            "Flow runs not ended, by state (working, input_required: waiting for a human "
+            "or an event)",
+            ["state"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.flow_steps = Histogram(
+            "switchboard_flow_step_duration_seconds",
+            "A flow's call steps, from start to outcome (retries and fallback included), by state",
+            ["state"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.token_exchanges = Counter(
+            "switchboard_token_exchanges",
+            "RFC 8693 token exchanges at /oauth/token, by target and outcome",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
+        self.coordination = Counter(
+            "switchboard_coordination_refusals",
+            "Calls a coordination rule refused (a hold, cooldown, lease or budget: "
+            "coordination) or held back until it allows them (deferred), by target",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
+        self.http = Counter(
+            "switchboard_http_requests",
+            "HTTP requests by route template (never a raw path), method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.mcp = Counter(
+            "switchboard_mcp_requests",
+            "JSON-RPC requests to the gateway's /mcp endpoint, by MCP method",
+            ["method"],
+            registry=self.registry,
+        )
+        self._shown: dict[str, set[tuple[str, ...]]] = {
+            "breakers": set(),
+            "tasks": set(),
+            "flow_runs": set(),
+        }
 
     def observe(self, event: AuditEvent) -> None:
         self.calls.labels(
@@ -115,6 +166,24 @@ class GatewayMetrics:
             event.outcome,
         ).inc()
         self.duration.labels(event.event, event.decision).observe(event.latency_ms / 1000.0)
+        if event.event == "flow.start" and event.decision == "allow":
+            self.flow_runs.labels(event.target or "", "started").inc()
+        elif event.event == "flow.run":
+            self.flow_runs.labels(event.target or "", event.outcome).inc()
+        elif event.event == "token_exchange":
+            self.token_exchanges.labels(event.target or "", event.outcome).inc()
+        if event.outcome in ("coordination", "deferred"):
+            self.coordination.labels(event.target or "", event.outcome).inc()
+
+    def observe_step(self, state: str, seconds: float) -> None:
+        """A flow's call step ended (`FlowRuntime.step_listeners`)."""
+        self.flow_steps.labels(state).observe(seconds)
+
+    def observe_http(self, route: str, method: str, status: int, mcp_method: str | None) -> None:
+        """One HTTP request (`gateway.observability.http_metrics`)."""
+        self.http.labels(route, method, str(status)).inc()
+        if mcp_method is not None:
+            self.mcp.labels(mcp_method).inc()
 
     async def refresh(self) -> None:
         """Read the state gauges (breakers, approvals, tasks, pool)."""
@@ -143,6 +212,13 @@ class GatewayMetrics:
                     select(a2a_tasks.c.state, func.count()).group_by(a2a_tasks.c.state)
                 )
                 self._replace("tasks", self.tasks, {(state,): count for state, count in rows})
+                rows = await conn.execute(
+                    select(flow_runs.c.state, func.count())
+                    .where(flow_runs.c.finished_at.is_(None))
+                    .group_by(flow_runs.c.state)
+                )
+                active: dict[tuple[str, ...], float] = {(str(s),): n for s, n in rows}
+                self._replace("flow_runs", self.flow_runs_active, active)
         except (SQLAlchemyError, OSError) as exc:
             # The database is down: the gauges keep their last values, and
             # /readyz says why.

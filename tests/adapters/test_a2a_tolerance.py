@@ -96,3 +96,27 @@ def test_what_is_neither_shape_stays_empty_and_1_0_is_untouched() -> None:
         assert parse_tolerant(odd, StreamResponse()).WhichOneof("payload") is None
     proper = {"statusUpdate": {"taskId": "t", "status": {"state": "TASK_STATE_WORKING"}}}
     assert parse_tolerant(proper, StreamResponse()) == parse_lenient(proper, StreamResponse())
+
+
+def test_langgraphs_hybrid_event_is_read_as_1_0() -> None:
+    # What langgraph-api 0.16 sent (make interop): a 0.3 envelope around 1.0 values.
+    hybrid = {
+        "taskId": "t1",
+        "contextId": "c1",
+        "kind": "status-update",
+        "status": {
+            "state": "TASK_STATE_WORKING",
+            "message": {
+                "kind": "message",
+                "role": "ROLE_AGENT",
+                "parts": [{"kind": "text", "text": "langgraph says: hello"}],
+                "messageId": "m1",
+            },
+            "timestamp": "2026-11-25T07:43:24.158063+00:00",
+        },
+        "final": False,
+    }
+    parsed = parse_tolerant(hybrid, StreamResponse())
+    assert parsed.status_update.status.state == TaskState.TASK_STATE_WORKING
+    assert parsed.status_update.status.message.role == Role.ROLE_AGENT
+    assert parsed.status_update.status.message.parts[0].text == "langgraph says: hello"

@@ -45,6 +45,9 @@ class A2AServer:
     framework: str
     card_path: str  # where its card is served
     says: str  # what its deterministic model answers before the user's text
+    # Also streamed through the gateway (SendStreamingMessage), for a server
+    # whose stream once did not pass (LangGraph's: 0.3 events after the first).
+    streams: bool = False
 
 
 A2A_SERVERS = [
@@ -59,7 +62,7 @@ A2A_SERVERS = [
     A2AServer("crewai", "/.well-known/agent-card.json", "crewai says:"),
     # langgraph-api's in-memory server (a folder named `langgraph` would join
     # the `langgraph` namespace package, hence the name).
-    A2AServer("langgraph_server", "/.well-known/agent-card.json", "langgraph says:"),
+    A2AServer("langgraph_server", "/.well-known/agent-card.json", "langgraph says:", True),
 ]
 # The client's extra arguments: an a2a-sdk 0.3 client (Strands) reads the 0.3
 # form of the gateway's card, at agent.json (agent-card.json is pure 1.0,
@@ -167,6 +170,13 @@ def test_a_framework_a2a_server_behind_the_gateway(
             # Answered with a task still at work: follow it through the gateway.
             said = _texts(_get_task(stage, agent_id, task["id"]))
         assert f"{spec.says} hello from alice" in said, result
+        if spec.streams:
+            streamed = _stream(stage, agent_id, "hello again")
+            assert f"{spec.says} hello again" in _texts(streamed), streamed
+            assert not [e for e in streamed if "error" in e], streamed
+            last = streamed[-1]["result"]
+            state = (last.get("statusUpdate") or last.get("task") or {}).get("status", {})
+            assert state.get("state") == "TASK_STATE_COMPLETED", streamed
         calls = agent.calls()
         assert calls, "the agent received nothing"
         for call in calls:
@@ -178,6 +188,27 @@ def test_a_framework_a2a_server_behind_the_gateway(
             assert claims["aud"] == resource
             assert "act" in claims
             assert set(claims.get("scope", "").split()) <= {"crm:read"}
+
+
+def _stream(stage: Stage, agent_id: str, text: str) -> list[dict[str, Any]]:
+    """`SendStreamingMessage` through the gateway: every SSE event, as sent."""
+    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}]}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "SendStreamingMessage",
+        "params": {"message": message},
+    }
+    headers = {"Authorization": f"Bearer {stage.user_token}", "A2A-Version": "1.0"}
+    events: list[dict[str, Any]] = []
+    url = f"{stage.gateway.url}/a2a/{agent_id}"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as answer:
+        assert answer.status_code == 200, answer.read()
+        for line in answer.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    assert events, "the stream was empty"
+    return events
 
 
 def _get_task(stage: Stage, agent_id: str, task_id: str) -> dict[str, Any]:

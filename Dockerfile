@@ -2,6 +2,7 @@
 #   docker build -t switchboard .
 #   docker run -p 8080:8080 -e SWITCHBOARD_SECRET_KEY=... -e SWITCHBOARD_PUBLIC_URL=https://... \
 #     -e SWITCHBOARD_TRUSTED_ISSUERS='[{"issuer":"...","jwks_url":"..."}]' switchboard
+#   docker run --rm switchboard demo      # the demo: gateway and sample agents in the container
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -22,6 +23,9 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/switchboard sw
     && chown switchboard:switchboard /var/lib/switchboard
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# The sample agents `switchboard demo` runs (not part of the package).
+COPY examples /opt/switchboard/examples
+ENV SWITCHBOARD_EXAMPLES=/opt/switchboard/examples
 USER switchboard
 WORKDIR /var/lib/switchboard
 VOLUME ["/var/lib/switchboard"]

@@ -61,6 +61,8 @@ class Settings(FlowOptions, WorkerOptions, GrpcOptions, BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        # An empty variable is unset (Compose's `${VAR:-}`: deploy/compose.yaml).
+        env_ignore_empty=True,
     )
 
     dev: bool = False

@@ -7,20 +7,27 @@ compose-spec schema), and both against what the gateway reads (every
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
 
 from gateway.settings import Settings
+from policies.policy_file import parse_policy
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+# policy.yaml beside them is the policy the kustomization mounts, not a manifest.
+MANIFESTS = sorted(p for p in (DEPLOY / "kubernetes").glob("*.yaml") if p.name != "policy.yaml")
 KUBERNETES = kubernetes_validate.latest_version()
 
 
@@ -137,3 +144,94 @@ def test_compose_has_two_replicas_a_balancer_and_a_persistent_redis() -> None:
     assert "gateway-1:8080" in upstream.group(1)
     assert "gateway-2:8080" in upstream.group(1)
     assert "ip_hash" not in upstream.group(1)  # no affinity: any replica serves any request
+
+
+POLICY_PATH = "/etc/switchboard/policy.yaml"
+
+
+def test_the_policy_is_mounted_where_the_gateway_reads_it() -> None:
+    """Issue 32.12: kustomize and Compose mount the one policy file at the
+    path SWITCHBOARD_POLICY_FILE names, and that file is a valid policy."""
+    parse_policy((DEPLOY / "kubernetes" / "policy.yaml").read_text())
+    (kustomization,) = _documents(DEPLOY / "kubernetes" / "kustomization.yaml")
+    [generated] = [g for g in kustomization["configMapGenerator"] if "policy.yaml" in g["files"]]
+    resources = _resources()
+    assert resources["ConfigMap"]["data"]["SWITCHBOARD_POLICY_FILE"] == POLICY_PATH
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    [volume] = [
+        v for v in pod["volumes"] if v.get("configMap", {}).get("name") == generated["name"]
+    ]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert str(Path(mount["mountPath"]) / "policy.yaml") == POLICY_PATH and mount["readOnly"]
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name, service in {"x-gateway": compose["x-gateway"], **compose["services"]}.items():
+        if name.startswith("gateway") or name == "x-gateway":
+            env = service.get("environment") or compose["x-gateway"]["environment"]
+            assert env["SWITCHBOARD_POLICY_FILE"] == POLICY_PATH, name
+            source, target, mode = service.get("volumes", compose["x-gateway"]["volumes"])[0].split(
+                ":"
+            )
+            assert (DEPLOY / source).resolve() == (DEPLOY / "kubernetes" / "policy.yaml").resolve()
+            assert (target, mode) == (POLICY_PATH, "ro"), name
+
+
+def test_the_dev_profile_runs_with_nothing_else(tmp_path: Path) -> None:
+    """The `dev` profile: one gateway in dev mode, no other service, no
+    variable to set (Compose interpolates the whole file: no `${VAR:?}`
+    anywhere) -- and its command, run with its environment, serves."""
+    text = (DEPLOY / "compose.yaml").read_text()
+    assert not re.search(r"\$\{\w+:\?", text)
+    dev = yaml.safe_load(text)["services"]["gateway-dev"]
+    assert dev["profiles"] == ["dev"] and dev["command"] == ["serve", "--dev"]
+    assert "depends_on" not in dev
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")},
+        **dev["environment"],
+        "SWITCHBOARD_POLICY_FILE": str(DEPLOY / "kubernetes" / "policy.yaml"),
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_PORT": str(_free_port()),
+    }
+    env["SWITCHBOARD_PUBLIC_URL"] = f"http://127.0.0.1:{env['SWITCHBOARD_PORT']}"
+    command = [sys.executable, "-m", "gateway", *dev["command"]]
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                ready = httpx.get(env["SWITCHBOARD_PUBLIC_URL"] + "/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the dev gateway did not become ready"
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_the_image_can_run_the_demo() -> None:
+    """`docker run IMAGE demo`: the entry point is the CLI, and the sample
+    agents the demo loads are in the image where it looks for them."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r'^ENTRYPOINT \["switchboard"\]$', dockerfile, re.M)
+    copied = re.search(r"^COPY examples (\S+)$", dockerfile, re.M)
+    assert copied is not None
+    assert f"ENV SWITCHBOARD_EXAMPLES={copied.group(1)}" in dockerfile
+    ignored = ROOT / ".dockerignore"
+    if ignored.exists():
+        assert "examples" not in ignored.read_text()
+    demo = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--help"], capture_output=True, text=True
+    )
+    assert demo.returncode == 0 and "--scenario" in demo.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

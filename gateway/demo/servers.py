@@ -105,9 +105,14 @@ NOISY_LOGGERS = ("httpx", "httpx2", "mcp", "gateway", "uvicorn", "a2a", "alembic
 
 def quiet_libraries() -> None:
     """The demo's own lines only: the libraries' INFO logging (the mcp SDK
-    turns it on for the process when a server is built) is not the story."""
+    turns it on for the process when a server is built) is not the story,
+    nor the security log of the refusal the story makes on purpose."""
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The gateway in this process logs each denial as a security warning; the
+    # story refuses a call on purpose and shows it from the audit log, so
+    # the warning would only repeat it. Errors still show.
+    logging.getLogger("switchboard.security").setLevel(logging.ERROR)
 
 
 def console_lines(gateway_url: str) -> list[str]:

@@ -34,6 +34,11 @@ def test_the_demo_tells_the_story_and_exits_0(tmp_path: Path) -> None:
     assert "└── inventory" in out
     assert "granted: inventory:read" in out
     assert "The story completed." in out
+    # No warning in a story that went as told (issue 32.6): not the false
+    # "authentication failed" of an onward call, not the refusal it makes
+    # on purpose (told above from the audit log).
+    said = out + done.stderr
+    assert "WARNING" not in said and "authentication failed" not in said, said
     # The process exited by itself (its servers are threads of it, so nothing
     # it started is still running), and the data went where it was asked to.
     assert (tmp_path / "data" / "policy.yaml").is_file()

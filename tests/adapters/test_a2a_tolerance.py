@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from a2a.client.transports import jsonrpc, rest
-from a2a.types import Role, SendMessageResponse, StreamResponse, Task, TaskState
+from a2a.types import SendMessageResponse, Task
 from a2a.utils.proto_utils import parse_lenient
 from google.protobuf.json_format import ParseError
 
@@ -59,64 +59,3 @@ def test_the_sdk_transports_read_answers_through_it() -> None:
     # Guards an SDK upgrade that stops reading answers through this name.
     assert jsonrpc.parse_lenient is parse_tolerant  # type: ignore[attr-defined]
     assert rest.parse_lenient is parse_tolerant  # type: ignore[attr-defined]
-
-
-def test_a_0_3_stream_event_on_a_1_0_stream_is_read_as_1_0() -> None:
-    # langgraph-api 0.16: a 1.0 card, stream events after the first in 0.3.
-    status = {
-        "kind": "status-update",
-        "taskId": "t1",
-        "contextId": "c1",
-        "status": {"state": "input-required"},
-        "final": True,
-    }
-    assert parse_lenient(status, StreamResponse()).WhichOneof("payload") is None
-    parsed = parse_tolerant(status, StreamResponse())
-    assert parsed.status_update.task_id == "t1"
-    assert parsed.status_update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
-    artifact = {
-        "kind": "artifact-update",
-        "taskId": "t1",
-        "contextId": "c1",
-        "artifact": {
-            "artifactId": "a1",
-            "parts": [{"kind": "data", "data": {"kind": "status-update", "n": 1}}],
-        },
-    }
-    parsed = parse_tolerant(artifact, StreamResponse())
-    # The user's data is kept as it was, "kind" and all.
-    data = parsed.artifact_update.artifact.parts[0].data.struct_value
-    assert dict(data) == {"kind": "status-update", "n": 1}
-    message = {"kind": "message", "messageId": "m", "role": "agent", "parts": []}
-    assert parse_tolerant(message, StreamResponse()).message.role == Role.ROLE_AGENT
-
-
-def test_what_is_neither_shape_stays_empty_and_1_0_is_untouched() -> None:
-    for odd in ({"kind": "nonsense"}, {"kind": "status-update", "status": 7}, {"kind": 3}):
-        assert parse_tolerant(odd, StreamResponse()).WhichOneof("payload") is None
-    proper = {"statusUpdate": {"taskId": "t", "status": {"state": "TASK_STATE_WORKING"}}}
-    assert parse_tolerant(proper, StreamResponse()) == parse_lenient(proper, StreamResponse())
-
-
-def test_langgraphs_hybrid_event_is_read_as_1_0() -> None:
-    # What langgraph-api 0.16 sent (make interop): a 0.3 envelope around 1.0 values.
-    hybrid = {
-        "taskId": "t1",
-        "contextId": "c1",
-        "kind": "status-update",
-        "status": {
-            "state": "TASK_STATE_WORKING",
-            "message": {
-                "kind": "message",
-                "role": "ROLE_AGENT",
-                "parts": [{"kind": "text", "text": "langgraph says: hello"}],
-                "messageId": "m1",
-            },
-            "timestamp": "2026-11-25T07:43:24.158063+00:00",
-        },
-        "final": False,
-    }
-    parsed = parse_tolerant(hybrid, StreamResponse())
-    assert parsed.status_update.status.state == TaskState.TASK_STATE_WORKING
-    assert parsed.status_update.status.message.role == Role.ROLE_AGENT
-    assert parsed.status_update.status.message.parts[0].text == "langgraph says: hello"

@@ -1,131 +1,134 @@
 """An agent whose card says A2A 1.0 but whose stream events after the first are
-in the 0.3 shape -- LangGraph's server (langgraph-api 0.16) does this -- streams
-through the gateway (issue 32.13): the caller, an official a2a-sdk 1.0 client,
-gets 1.0 events and the task's end, not -32006 "empty stream event".
+in 0.3's layout -- LangGraph's server does this (docs/interop.md) -- streams
+through the gateway (issue 32.13): an official a2a-sdk 1.0 client gets 1.0
+events, and the gateway records the task's end; an event that is neither
+shape is refused by name (-32006), not as an "empty stream event".
 
-The agent is a few lines of Starlette over real HTTP on 127.0.0.1, sending
-exactly what such a server sends; SQLite and PostgreSQL."""
+Over real HTTP on 127.0.0.1 (`tests.support.mixed_stream_agent`), SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import anyio
 import httpx
 import pytest
 from a2a.client import ClientConfig, ClientFactory
-from a2a.types import Message, Part, Role, SendMessageRequest, TaskState
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from a2a.client.client import Client
+from a2a.types import (
+    ListTasksRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    TaskState,
+)
+from a2a.utils.errors import InvalidAgentResponseError
 
-from policies.scopes import ADMIN_SCOPE
 from tests.support.gateway import Gateway, start_gateway
-from tests.support.servers import ServerThread
+from tests.support.inspecting import Recorder, verify_as_downstream
+from tests.support.mixed_stream_agent import FILE_URL, SAYS, mixed_stream_agent
+from tests.support.servers import ServerThread, stop_all
+
+DIALECTS = ("langgraph", "0.3", "neither")
 
 
-def _card(url: str) -> dict[str, Any]:
-    return {
-        "name": "Mixed",
-        "description": "a 1.0 card, 0.3 stream events after the first",
-        "version": "1.0.0",
-        "supportedInterfaces": [
-            {"url": url + "/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
-        ],
-        "capabilities": {"streaming": True},
-        "defaultInputModes": ["text/plain"],
-        "defaultOutputModes": ["text/plain"],
-        "skills": [{"id": "chat", "name": "Chat", "description": "talks", "tags": ["chat"]}],
-    }
+@dataclass
+class Setup:
+    gateway: Gateway
+    agents: dict[str, tuple[ServerThread, Recorder]]
+    token: str
+
+    @asynccontextmanager
+    async def client(self, dialect: str) -> AsyncIterator[Client]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+            factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
+            yield await factory.create_from_url(f"{self.gateway.url}/a2a/{_id(dialect)}")
 
 
-def _events(request_id: Any) -> list[dict[str, Any]]:
-    """As langgraph-api sends them: the task in 1.0, then 0.3 updates."""
-    first = {
-        "task": {
-            "id": "t-1",
-            "contextId": "c-1",
-            "status": {"state": "TASK_STATE_SUBMITTED"},
-        }
-    }
-    later: list[dict[str, Any]] = [
-        {
-            "kind": "status-update",
-            "taskId": "t-1",
-            "contextId": "c-1",
-            "status": {"state": "working"},
-            "final": False,
-        },
-        {
-            "kind": "artifact-update",
-            "taskId": "t-1",
-            "contextId": "c-1",
-            "artifact": {"artifactId": "a-1", "parts": [{"kind": "text", "text": "hello back"}]},
-        },
-        {
-            "kind": "status-update",
-            "taskId": "t-1",
-            "contextId": "c-1",
-            "status": {"state": "completed"},
-            "final": True,
-        },
-    ]
-    return [{"jsonrpc": "2.0", "id": request_id, "result": e} for e in [first, *later]]
-
-
-def mixed_agent(url: str) -> Starlette:
-    async def card(_: Request) -> Response:
-        return JSONResponse(_card(url))
-
-    async def rpc(request: Request) -> Response:
-        body = await request.json()
-        if body.get("method") != "SendStreamingMessage":
-            error = {"code": -32601, "message": "only streaming here"}
-            return JSONResponse({"jsonrpc": "2.0", "id": body.get("id"), "error": error})
-
-        async def stream() -> AsyncIterator[str]:
-            for event in _events(body.get("id")):
-                yield f"data: {json.dumps(event)}\n\n"
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
-
-    return Starlette(
-        routes=[
-            Route("/.well-known/agent-card.json", card),
-            Route("/", rpc, methods=["POST"]),
-        ]
-    )
+def _id(dialect: str) -> str:
+    return "mixed-" + dialect.replace(".", "")
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[tuple[Gateway, str]]:
-    agent = ServerThread(mixed_agent).start()
-    gw = start_gateway(tmp_path / "data", database_url)
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    agents = {}
+    for dialect in DIALECTS:
+        recorder = Recorder()
+        agents[dialect] = (mixed_stream_agent(dialect, recorder), recorder)
+    gateway = start_gateway(tmp_path / "data", database_url)
     try:
-        with gw.client(gw.token("admin", ADMIN_SCOPE)) as admin:
-            body = {"card_url": agent.url + "/.well-known/agent-card.json", "id": "mixed"}
-            registered = admin.post("/agents", json=body)
-            assert registered.status_code == 201, registered.text
-        yield gw, gw.token("alice", "")
+        with gateway.client() as admin:
+            for dialect, (agent, _) in agents.items():
+                body = {"card_url": agent.url + "/.well-known/agent-card.json", "id": _id(dialect)}
+                registered = admin.post("/agents", json=body)
+                assert registered.status_code == 201, registered.text
+        yield Setup(gateway, agents, gateway.token("alice", ""))
     finally:
-        gw.stop()
-        agent.stop()
+        stop_all(gateway.server, *(agent for agent, _ in agents.values()))
 
 
+def _hello() -> SendMessageRequest:
+    message = Message(message_id="m-1", role=Role.ROLE_USER, parts=[Part(text="hello")])
+    return SendMessageRequest(message=message)
+
+
+@pytest.mark.parametrize("dialect", ["langgraph", "0.3"])
 async def test_0_3_shaped_events_after_the_first_reach_the_caller_as_1_0(
-    gateway: tuple[Gateway, str],
+    setup: Setup, dialect: str
 ) -> None:
-    gw, token = gateway
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-        factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
-        client = await factory.create_from_url(f"{gw.url}/a2a/mixed")
-        message = Message(message_id="m-1", role=Role.ROLE_USER, parts=[Part(text="hello")])
-        events = [e async for e in client.send_message(SendMessageRequest(message=message))]
-    kinds = [e.WhichOneof("payload") for e in events]
-    assert kinds == ["task", "status_update", "artifact_update", "status_update"], events
-    assert events[1].status_update.status.state == TaskState.TASK_STATE_WORKING
-    assert events[2].artifact_update.artifact.parts[0].text == "hello back"
-    assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    async with setup.client(dialect) as client:
+        events: list[StreamResponse] = [e async for e in client.send_message(_hello())]
+        kinds = [e.WhichOneof("payload") for e in events]
+        assert kinds == ["task", "status_update", "artifact_update", "status_update"], events
+        working = events[1].status_update
+        assert working.task_id == "mixed-task"
+        assert working.status.state == TaskState.TASK_STATE_WORKING
+        assert working.status.message.role == Role.ROLE_AGENT
+        assert working.status.message.parts[0].text == f"{SAYS} hello"
+        parts = events[2].artifact_update.artifact.parts
+        assert parts[0].text == f"{SAYS} hello"
+        if dialect == "0.3":
+            assert parts[1].url == FILE_URL
+        assert events[3].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+        # The gateway followed the task to its end, from the translated events.
+        listed = await client.list_tasks(ListTasksRequest())
+    assert [(t.id, t.status.state) for t in listed.tasks] == [
+        ("mixed-task", TaskState.TASK_STATE_COMPLETED)
+    ]
+    (call,) = setup.agents[dialect][1].calls()
+    assert call.bearer is not None and call.bearer != setup.token
+    claims = verify_as_downstream(
+        call.bearer, setup.gateway.url, setup.agents[dialect][0].url + "/"
+    )
+    assert claims["sub"] == "alice"
+
+
+async def test_an_event_of_neither_shape_is_refused_by_name(setup: Setup) -> None:
+    seen: list[StreamResponse] = []
+
+    async def follow(client: Client) -> None:
+        async for event in client.send_message(_hello()):
+            seen.append(event)
+
+    async with setup.client("neither") as client:
+        with pytest.raises(InvalidAgentResponseError) as refused:
+            await follow(client)
+    assert [e.WhichOneof("payload") for e in seen] == ["task", "status_update"]
+    said = str(refused.value)
+    assert "agent mixed-neither sent an invalid answer" in said, said
+    assert "neither A2A 1.0's shape nor 0.3's (members: contextId, kind, percent, taskId)" in said
+
+    def audited() -> list[str]:
+        with setup.gateway.client() as admin:
+            items = admin.get("/audit", params={"agent": "mixed-neither"}).json()["items"]
+        return [r["outcome"] for r in items if r["event"] == "a2a.SendStreamingMessage"]
+
+    outcomes = await anyio.to_thread.run_sync(audited)
+    assert outcomes == ["a2a_error:InvalidAgentResponseError"], outcomes

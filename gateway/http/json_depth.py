@@ -74,7 +74,7 @@ def refusal(path: str, body: bytes, max_depth: int) -> tuple[int, str, bytes]:
             error = {"code": INVALID_REQUEST, "message": f"Invalid Request: {detail}"}
         answer = {"jsonrpc": "2.0", "id": request_id(body), "error": error}
         return 200, "application/json", json.dumps(answer).encode()
-    if path.startswith("/a2a/"):
+    if _http_json_method(path):
         # A2A 1.0 §11 (HTTP+JSON): errors are google.rpc.Status (AIP-193).
         status = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": detail}}
         return 400, "application/json", json.dumps(status).encode()
@@ -93,6 +93,17 @@ def _jsonrpc_endpoint(path: str) -> bool:
     if path == "/mcp" or path.startswith("/mcp/"):
         return True
     return path.startswith("/a2a/") and "/" not in path[len("/a2a/") :].rstrip("/")
+
+
+def _http_json_method(path: str) -> bool:
+    """An A2A HTTP+JSON method that takes a body (`/a2a/{id}/message:send`,
+    `.../tasks/{id}:cancel`, `.../tasks/{id}/pushNotificationConfigs`, with a
+    tenant or 0.3's `/v1` before them). Any other path under `/a2a/` (a path
+    no route takes, the push relay) gets the gateway's own problem document."""
+    if not path.startswith("/a2a/"):
+        return False
+    rest = path[len("/a2a/") :].partition("/")[2]
+    return "message:" in rest or "tasks/" in rest
 
 
 def _is_jsonrpc(body: bytes) -> bool:

@@ -66,6 +66,10 @@ def test_brackets_inside_strings_do_not_count() -> None:
         ("/a2a/sales/message:send", b'{"message": {}}', 400, "aip193"),
         ("/a2a/sales/", b"[[[", 200, "jsonrpc-null"),  # the TCK posts to <url>/
         ("/flows/f/runs", b'{"input": {}}', 400, "problem"),
+        ("/a2a/sales/tasks/t1:cancel", b'{"id": "t1"}', 400, "aip193"),
+        # A path no A2A route takes (the fuzzer's /a2a/a%2Fb, decoded): not
+        # HTTP+JSON, so the gateway's own problem document.
+        ("/a2a/a/b", b'{"id": 0, "method": "message/stream"}', 400, "problem"),
     ],
 )
 def test_the_refusal_speaks_the_caller_s_protocol(

@@ -20,7 +20,7 @@ from gateway.delegation.deferrals import canonicalise_waiting
 from gateway.storage.db import create_engine
 from gateway.storage.tables import coordination_deferrals, coordination_state
 from policies.entity_keys import canonical_key
-from tests.support.databases import migrate
+from tests.support.databases import coordination_backend
 from tests.support.services import local_redis
 
 REDIS = local_redis(2)
@@ -36,18 +36,8 @@ REDIS = local_redis(2)
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str | None]]:
-    if request.param == "postgresql":
-        from tests.conftest import _fresh_database
-
-        with _fresh_database() as url:
-            migrate(url)
-            yield url, None
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('rekey') / 'state.db'}"
-    migrate(url)
-    if request.param == "redis":
-        redis.Redis.from_url(REDIS).flushdb()
-    yield url, REDIS if request.param == "redis" else None
+    with coordination_backend(request.param, tmp_path_factory.mktemp("rekey"), REDIS) as made:
+        yield made
 
 
 def _row(rule: str, key: str, kind: str, until: float, count: int = 0) -> StateRow:

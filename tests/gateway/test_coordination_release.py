@@ -19,7 +19,6 @@ from typing import Any
 
 import anyio
 import pytest
-import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +37,7 @@ from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.permits import Admitted, Caller, Deferral
 from gateway.storage.db import create_engine
 from policies.coordination import CoordinationPolicy, entity_keys, plan
-from tests.support.databases import migrate
+from tests.support.databases import coordination_backend
 from tests.support.services import local_redis
 
 ALICE = Caller("alice", "test", frozenset(), ("client",), "client")
@@ -147,20 +146,8 @@ def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str | None]]:
     """The database's URL, and Redis's when the rules' state lives there."""
-    if request.param == "postgresql":
-        from tests.conftest import _fresh_database
-
-        with _fresh_database() as url:
-            migrate(url)
-            yield url, None
-        return
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('release') / 'state.db'}"
-    migrate(url)
-    if request.param == "redis":
-        redis.Redis.from_url(REDIS).flushdb()
-        yield url, REDIS
-        return
-    yield url, None
+    with coordination_backend(request.param, tmp_path_factory.mktemp("release"), REDIS) as made:
+        yield made
 
 
 @settings(

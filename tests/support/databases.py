@@ -3,7 +3,12 @@ stores without a running gateway."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import anyio
+import redis
 
 from gateway.storage.db import migrated
 
@@ -16,3 +21,24 @@ def migrate(url: str) -> None:
             pass
 
     anyio.run(run)
+
+
+@contextlib.contextmanager
+def coordination_backend(
+    kind: str, scratch: Path, redis_url: str
+) -> Iterator[tuple[str, str | None]]:
+    """A migrated database for the coordination rules' state (``kind``:
+    sqlite, postgresql, or redis beside an SQLite database, flushed): its
+    URL, and Redis's when the state lives there."""
+    if kind == "postgresql":
+        from tests.conftest import _fresh_database
+
+        with _fresh_database() as url:
+            migrate(url)
+            yield url, None
+        return
+    url = f"sqlite+aiosqlite:///{scratch / 'state.db'}"
+    migrate(url)
+    if kind == "redis":
+        redis.Redis.from_url(redis_url).flushdb()
+    yield url, redis_url if kind == "redis" else None

@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from adapters.a2a import A2AUpstreams
 from gateway.a2a.cards import sign_card
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.permits import Deferral
@@ -165,6 +166,7 @@ class FrontDoorParts:
     fetcher: SafeFetcher
     push: PushRelays
     resilience: Resilience
+    delegate: Delegate
     lost: LostTasks
     # host:port of the gRPC binding, when it is served (`gateway.a2a.grpc_door`).
     grpc_target: str | None = None

@@ -4,19 +4,19 @@ fallback, contract, ownership and audit.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import aiohttp
-import httpx
 from a2a.client.transports.base import ClientTransport
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.events.event_queue import Event
 from a2a.types import (
     SendMessageRequest,
+    SendMessageResponse,
     StreamResponse,
     Task,
     TaskArtifactUpdateEvent,
@@ -28,21 +28,14 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import ParseError
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
 from gateway.a2a.admission import Admission, FrontDoorParts, StreamLimits
 from gateway.a2a.task_events import event_of
-from gateway.a2a.upstream_errors import (
-    AgentDown,
-    outcome_of,
-    report_outcome,
-    tried_note,
-    upstream_error,
-)
-from gateway.delegation import retry
+from gateway.a2a.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
 from gateway.delegation.breaker import BreakerOpen
+from gateway.delegation.delegate import Explained, Sending, Streaming, UpstreamDown
 from gateway.delegation.handoffs import (
     Resilience,
     admitted_skill,
@@ -53,7 +46,6 @@ from gateway.delegation.pipeline import (
     DelegationDenied,
     Delegations,
 )
-from gateway.delegation.retry import Attempts, Failure
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamTimeoutError
 from gateway.storage.outages import outage_of
@@ -130,6 +122,20 @@ class UpstreamCalls:
             )
         return context
 
+    def _explain(self, admission: Admission) -> Callable[[BaseException], Explained]:
+        """A failure of a call to this agent as the A2A error its caller gets."""
+
+        def explain(exc: BaseException) -> Explained:
+            if isinstance(exc, BreakerOpen):
+                error: BaseException = breaker_error(exc)
+            elif isinstance(exc, UPSTREAM_FAILURES):
+                error = upstream_error(admission.agent_id, exc, self._timeout(admission))
+            else:  # not the agent's doing: raised as it is
+                return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
+            return Explained(error, outcome_of(error), str(error))  # type: ignore[arg-type]
+
+        return explain
+
     async def _call(
         self,
         admission: Admission,
@@ -139,38 +145,25 @@ class UpstreamCalls:
         idempotent: bool = False,
         may_fall_back: bool = False,
         note: str = "",
+        accept: Callable[[Admission, T], Awaitable[None]] | None = None,
     ) -> T:
-        """One operation on the agent, under its breaker, retried when
-        ``idempotent`` (`gateway.delegation.retry`). With ``may_fall_back``, a failure
-        that says the agent is down raises `AgentDown` unaudited, for the caller
-        to hand the call to a fallback."""
+        """One operation on the agent, through the delegation core
+        (`gateway.delegation.delegate`): under its breaker, retried when
+        ``idempotent``, recorded. With ``may_fall_back``, a failure that says
+        the agent is down raises `UpstreamDown` unrecorded, for the caller to
+        hand the call to a fallback. ``accept`` takes the answer in before
+        the record (`Sending.accept`)."""
         transport, _ = await self._client(admission, operation)
-        resilience = self.resilience
-        attempts = Attempts()
-        try:
-            result = await retry.run(
-                lambda: call(transport, self._context(admission)),
-                upstream=admission.agent_id,
-                breakers=resilience.breakers,
-                idempotent=idempotent,
-                settings=resilience.retry,
-                attempts=attempts,
-            )
-        except BreakerOpen as exc:
-            error: A2AError = breaker_error(exc)
-            down = True
-        except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
-            error = upstream_error(admission.agent_id, exc, self._timeout(admission))
-            down = attempts.last_failure is Failure.UNREACHED or (
-                idempotent and attempts.last_failure is Failure.TRANSIENT
-            )
-        else:
-            await self._audit(admission, operation, None, tried_note(attempts) + note)
-            return result
-        if down and may_fall_back:
-            raise AgentDown(error, tried_note(attempts))
-        await self._audit(admission, operation, error, tried_note(attempts) + note)
-        raise error from None
+        sending: Sending[T] = Sending(
+            upstream=admission.agent_id,
+            attempt=lambda: call(transport, self._context(admission)),
+            explain=self._explain(admission),
+            idempotent=idempotent,
+            may_hand_off=may_fall_back,
+            note=note,
+            accept=None if accept is None else functools.partial(accept, admission),
+        )
+        return await self._parts().delegate.send(admission.grant, f"a2a.{operation}", sending)
 
     async def _send(
         self,
@@ -178,6 +171,7 @@ class UpstreamCalls:
         skill: str | None,
         operation: str,
         call: Callable[[ClientTransport, Any], Awaitable[T]],
+        accept: Callable[[Admission, T], Awaitable[None]] | None = None,
     ) -> tuple[Admission, T]:
         """A message to the agent, or -- when it is down and the policy names a
         fallback for the skill -- to the fallback, with a token minted for it
@@ -191,9 +185,10 @@ class UpstreamCalls:
                     call,
                     idempotent=bool(rules.idempotent),
                     may_fall_back=rules.fallback is not None,
+                    accept=accept,
                 )
-            except AgentDown as down:
-                error, tried = down.error, down.tried
+            except UpstreamDown as down:
+                error, tried = cast(A2AError, down.explained.error), down.tried
         else:
             error, tried = admission.down, ""
         assert rules.fallback is not None
@@ -213,6 +208,7 @@ class UpstreamCalls:
             call,
             idempotent=bool(fallback_rules.idempotent),
             note=f"; fallback for {admission.agent_id} ({error})",
+            accept=accept,
         )
         return fallback, answer
 
@@ -282,12 +278,14 @@ class UpstreamCalls:
     async def _audit(
         self, admission: Admission, operation: str, error: A2AError | None, note: str = ""
     ) -> None:
-        detail = (str(error) if error is not None else "") + note
-        await self.delegations.record(
+        """The record of a refusal of the door's own (a contract, ownership, a
+        handoff): the call's other records are the core's."""
+        await self._parts().delegate.record(
             admission.grant,
             f"a2a.{operation}",
             outcome_of(error),
-            detail.lstrip("; ")[:500] or None,
+            "" if error is None else str(error),
+            note,
         )
 
     async def _own_task(self, admission: Admission, task_id: str) -> None:
@@ -309,6 +307,13 @@ class UpstreamCalls:
                 f"agent {admission.agent_id} answered with a task id it already gave someone else"
             )
 
+    async def _take_answer(self, admission: Admission, response: SendMessageResponse) -> None:
+        """A SendMessage answer: a task, recorded for its owner, or a message."""
+        if response.HasField("task"):
+            await self._remember(admission, response.task)
+        elif not response.HasField("message"):
+            raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
+
     async def _observe(self, admission: Admission, event: Event) -> None:
         if isinstance(event, Task):
             await self._remember(admission, event)
@@ -325,67 +330,46 @@ class UpstreamCalls:
         operation: str,
         open_stream: Callable[[ClientTransport, Any], AsyncIterator[StreamResponse]],
     ) -> AsyncGenerator[Event]:
-        """Pass events through as they arrive, recording tasks on the way.
-
-        The stream is closed (and the upstream connection with it) when the
-        client goes away, when the duration cap is hit, or on any error.
-        """
+        """Pass events through as they arrive, recording tasks on the way
+        (`Delegate.stream`: the breaker, the duration cap, the one record)."""
         transport, _ = await self._client(admission, operation)
-        breakers = self.resilience.breakers
-        error: A2AError | None = None
-        try:
-            breakers.check(admission.agent_id)
-        except BreakerOpen as exc:
-            error = breaker_error(exc)
-            await self._audit(admission, operation, error)
-            raise error from None
-        stream = open_stream(transport, self._context(admission, streaming=True))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.stream_limits.max_seconds
-        started = False  # the breaker hears how the stream opened, only
         followed = _Followed()  # the task the stream is about, and its last state
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                try:
-                    if remaining <= 0:
-                        raise TimeoutError
-                    async with asyncio.timeout(remaining):
-                        item = await anext(stream)
-                except StopAsyncIteration:
-                    followed.lost = True  # lost, if it ended with the task still running
-                    break
-                except TimeoutError:
-                    followed.lost = True
-                    error = UpstreamTimeoutError(
-                        f"the stream from agent {admission.agent_id} passed the "
-                        f"{self.stream_limits.max_seconds:g} s limit"
-                    )
-                    raise error from None
-                except (A2AError, httpx.HTTPError, aiohttp.ClientError, ParseError) as exc:
-                    if not started:
-                        report_outcome(breakers, admission.agent_id, exc)
-                    followed.lost = True
-                    error = upstream_error(admission.agent_id, exc, None)
-                    raise error from None
-                if not started:
-                    started = True
-                    breakers.success(admission.agent_id)
-                event = event_of(item)
-                followed.see(event)
-                try:
-                    await self._observe(admission, event)
-                except A2AError as exc:
-                    error = exc
-                    raise
-                yield event
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await self._audit(admission, operation, error)
-            if followed.lost and followed.running:
+        limit = self.stream_limits.max_seconds
+
+        async def events() -> AsyncIterator[Event]:
+            # Closed with the relay: that closes the upstream connection.
+            stream = open_stream(transport, self._context(admission, streaming=True))
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for item in stream:
+                    yield event_of(item)
+
+        async def observe(event: Event) -> None:
+            followed.see(event)
+            await self._observe(admission, event)
+
+        async def closed(lost: bool) -> None:
+            if lost and followed.running:
                 await self._lost_contact(admission, followed.task_id)
+
+        def overran() -> Explained:
+            error = UpstreamTimeoutError(
+                f"the stream from agent {admission.agent_id} passed the {limit:g} s limit"
+            )
+            return Explained(error, outcome_of(error), str(error))
+
+        streaming: Streaming[Event] = Streaming(
+            upstream=admission.agent_id,
+            open=events,
+            explain=self._explain(admission),
+            max_seconds=limit,
+            observe=observe,
+            overran=overran,
+            closed=closed,
+        )
+        async for event in self._parts().delegate.stream(
+            admission.grant, f"a2a.{operation}", streaming
+        ):
+            yield event
 
     async def _lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled

@@ -62,7 +62,6 @@ from gateway.delegation.push import (
     parse_notification,
 )
 from gateway.delegation.runs import TERMINAL
-from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 from registry.fetch import FetchError, FetchRefused
 
 logger = logging.getLogger(__name__)
@@ -179,15 +178,16 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         asked = admission
         try:
             admission, response = await self._send(
-                admission, skill, "SendMessage", lambda t, c: t.send_message(params, context=c)
+                admission,
+                skill,
+                "SendMessage",
+                lambda t, c: t.send_message(params, context=c),
+                self._take_answer,
             )
             if response.HasField("task"):
-                await self._remember(admission, response.task)
                 task_id = response.task.id
                 return response.task
-            if response.HasField("message"):
-                return response.message
-            raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
+            return response.message
         finally:
             if admission.agent_id != asked.agent_id:
                 # A fallback took the call: it was handed a relay of the agent
@@ -239,7 +239,11 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         await self._own_task(admission, params.id)
         try:
             task = await self._call(
-                admission, "GetTask", lambda t, c: t.get_task(params, context=c), idempotent=True
+                admission,
+                "GetTask",
+                lambda t, c: t.get_task(params, context=c),
+                idempotent=True,
+                accept=self._remember,
             )
         except (InternalError, TaskNotFoundError):
             # The agent cannot be reached, or no longer knows the task (it
@@ -251,7 +255,6 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             if recorded is not None and recorded.status.state in RUNNING:
                 await self._lost_contact(admission, params.id)
             raise
-        await self._remember(admission, task)
         return task
 
     @validate_request_params
@@ -272,11 +275,12 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         if held is not None:
             return await held.on_cancel_task(params, context)  # type: ignore[return-value]
         await self._own_task(admission, params.id)
-        task = await self._call(
-            admission, "CancelTask", lambda t, c: t.cancel_task(params, context=c)
+        return await self._call(
+            admission,
+            "CancelTask",
+            lambda t, c: t.cancel_task(params, context=c),
+            accept=self._remember,
         )
-        await self._remember(admission, task)
-        return task
 
     @validate_request_params
     async def on_subscribe_to_task(

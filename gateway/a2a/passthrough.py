@@ -41,9 +41,8 @@ import inspect
 import json
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-import aiohttp
 from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.request_handlers.response_helpers import build_error_response
@@ -57,17 +56,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.a2a_tolerance import parse_tolerant
-from adapters.http import Answer, UpstreamBadAnswer, UpstreamRefused
+from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.a2a.admission import Admission
 from gateway.a2a.handler import AgentHandler
-from gateway.a2a.upstream_errors import AgentDown, tried_note, upstream_error
-from gateway.delegation import retry
+from gateway.a2a.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
 from gateway.delegation.breaker import BreakerOpen
+from gateway.delegation.delegate import Explained, Sending, UpstreamDown
 from gateway.delegation.handoffs import breaker_error
-from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
+from gateway.delegation.retry import UpstreamStatus
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)
+# What the post can fail with that says something about the agent.
+_FAILURES = (UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)
 
 OPERATION = "SendMessage"
 # The SDK client's own answer check, without the tracing span the SDK's class
@@ -134,7 +135,6 @@ class PassThrough:
         params, transport, url = prepared
         request_id = body.get("id")
         handler = self._handler
-        attempts = Attempts()
         try:
             await handler._check_message(admission, params.message)
             try:
@@ -143,20 +143,13 @@ class PassThrough:
                 await handler._audit(admission, OPERATION, refusal, "; not called")
                 return JSONResponse(build_error_response(request_id, refusal))
             forwarded = _envelope(request_id, "params", params)
-            answer = await self._forward(admission, url, forwarded, skill, attempts)
-            result = self._check_answer(admission, transport, answer, request_id)
-            if result.HasField("task"):
-                await handler._remember(admission, result.task)
-            elif not result.HasField("message"):
-                raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
-        except AgentDown as down:
+            result = await self._forward(admission, url, forwarded, skill, transport, request_id)
+        except UpstreamDown as down:
             # The SDK path hands the message to the fallback (and audits both).
-            request.state.admission = replace(admission, down=down.error)
+            request.state.admission = replace(admission, down=cast(A2AError, down.explained.error))
             return None
-        except A2AError as error:
-            await handler._audit(admission, OPERATION, error, tried_note(attempts))
+        except A2AError as error:  # recorded by the core, or by the checks
             return JSONResponse(build_error_response(request_id, error))
-        await handler._audit(admission, OPERATION, None, tried_note(attempts))
         return Response(_envelope(request_id, "result", result), media_type="application/json")
 
     async def _forward(
@@ -165,8 +158,11 @@ class PassThrough:
         url: str,
         body: bytes,
         skill: str | None,
-        attempts: Attempts,
-    ) -> bytes:
+        transport: JsonRpcTransport,
+        request_id: Any,
+    ) -> SendMessageResponse:
+        """The call, through the delegation core: posted, its answer checked
+        (an upstream fault, never retried), the task it names recorded."""
         handler = self._handler
         headers = {
             "Authorization": f"Bearer {admission.grant.token.token}",
@@ -176,45 +172,47 @@ class PassThrough:
         if admission.extensions:
             headers[HTTP_EXTENSION_HEADER] = ",".join(sorted(admission.extensions))
         timeout = handler._timeout(admission)
-        resilience = handler.resilience
-        rules = resilience.handoff(handler.delegations.policy.current, admission.agent_id, skill)
-        idempotent = bool(rules.idempotent)
+        rules = handler.resilience.handoff(
+            handler.delegations.policy.current, admission.agent_id, skill
+        )
+        agent_id = admission.agent_id
 
-        async def post() -> Answer:
+        async def post() -> SendMessageResponse:
             answer = await handler.upstreams.raw.post(url, body, headers, timeout_seconds=timeout)
             if answer.status >= 500:
                 raise UpstreamStatus(answer.status)
-            return answer
-
-        try:
-            answer = await retry.run(
-                post,
-                upstream=admission.agent_id,
-                breakers=resilience.breakers,
-                idempotent=idempotent,
-                settings=resilience.retry,
-                attempts=attempts,
-            )
-        except BreakerOpen as exc:
-            error: A2AError = breaker_error(exc)
-            down = True
-        except UpstreamStatus as exc:
-            error = UpstreamBadAnswerError(f"agent {admission.agent_id} answered HTTP {exc.status}")
-            down = idempotent
-        except (UpstreamRefused, UpstreamBadAnswer, aiohttp.ClientError, OSError) as exc:
-            error = upstream_error(admission.agent_id, exc, timeout)
-            down = attempts.last_failure is Failure.UNREACHED or (
-                idempotent and attempts.last_failure is Failure.TRANSIENT
-            )
-        else:
             if not 200 <= answer.status < 300:
-                raise UpstreamBadAnswerError(
-                    f"agent {admission.agent_id} answered HTTP {answer.status}"
-                )
-            return answer.body
-        if down and rules.fallback is not None:
-            raise AgentDown(error, tried_note(attempts))
-        raise error
+                raise UpstreamBadAnswerError(f"agent {agent_id} answered HTTP {answer.status}")
+            return self._check_answer(admission, transport, answer.body, request_id)
+
+        async def accept(result: SendMessageResponse) -> None:
+            if result.HasField("task"):
+                await handler._remember(admission, result.task)
+            elif not result.HasField("message"):
+                raise UpstreamBadAnswerError(f"agent {agent_id} answered with neither")
+
+        def explain(exc: BaseException) -> Explained:
+            if isinstance(exc, BreakerOpen):
+                error: A2AError = breaker_error(exc)
+            elif isinstance(exc, UpstreamStatus):
+                error = UpstreamBadAnswerError(f"agent {agent_id} answered HTTP {exc.status}")
+            elif isinstance(
+                exc, (A2AError, UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)
+            ):
+                error = upstream_error(agent_id, exc, timeout)
+            else:
+                return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
+            return Explained(error, outcome_of(error), str(error))
+
+        sending: Sending[SendMessageResponse] = Sending(
+            upstream=agent_id,
+            attempt=post,
+            explain=explain,
+            idempotent=bool(rules.idempotent),
+            accept=accept,
+            may_hand_off=rules.fallback is not None,
+        )
+        return await handler._parts().delegate.send(admission.grant, f"a2a.{OPERATION}", sending)
 
     @staticmethod
     def _check_answer(

@@ -142,6 +142,7 @@ class A2ADoor:
             fetcher=core.fetcher,
             push=core.push,
             resilience=core.resilience,
+            delegate=core.delegate,
             lost=LostTasks(core.engine),
             grpc_target=grpc_door.public_target(settings),
         )

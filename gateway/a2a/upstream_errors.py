@@ -13,15 +13,26 @@ from a2a.utils.errors import (
     A2AError,
     InternalError,
 )
+from google.protobuf.json_format import ParseError
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
-from gateway.delegation import retry
-from gateway.delegation.breaker import Breakers
-from gateway.delegation.retry import Attempts
 from gateway.delegation.upstream_failures import (
     UpstreamBadAnswerError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+)
+
+# What a call to an agent can fail with that says something about the agent
+# (its own A2A error, a transport failure, an answer that does not parse);
+# anything else is the gateway's own and is raised as it is.
+UPSTREAM_FAILURES: tuple[type[BaseException], ...] = (
+    A2AError,
+    httpx.HTTPError,
+    aiohttp.ClientError,
+    ParseError,
+    A2AClientError,
+    OSError,
+    grpc.RpcError,
 )
 
 # gRPC statuses that say the call did not reach the agent (the channel could
@@ -84,26 +95,6 @@ def _transport_failure(chain: list[BaseException]) -> str:
         if isinstance(cause, lost):
             return "connection lost"
     return "transport error"
-
-
-class AgentDown(Exception):
-    """The agent is down (see `UpstreamCalls._call`); not audited yet."""
-
-    def __init__(self, error: A2AError, tried: str) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.tried = tried
-
-
-def tried_note(attempts: Attempts) -> str:
-    return f"; after {attempts.made} attempts" if attempts.made > 1 else ""
-
-
-def report_outcome(breakers: Breakers, agent_id: str, exc: BaseException) -> None:
-    if retry.counts_against(retry.classify(exc)):
-        breakers.failure(agent_id)
-    else:
-        breakers.success(agent_id)
 
 
 def outcome_of(error: A2AError | None) -> str:

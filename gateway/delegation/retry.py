@@ -131,6 +131,14 @@ def counts_against(failure: Failure) -> bool:
     return failure in (Failure.UNREACHED, Failure.TRANSIENT)
 
 
+def report(breakers: Breakers, upstream: str, exc: BaseException) -> None:
+    """Tell the breaker how a call that is not `run()` went (a stream's opening)."""
+    if counts_against(classify(exc)):
+        breakers.failure(upstream)
+    else:
+        breakers.success(upstream)
+
+
 @dataclass
 class Attempts:
     """How a `run()` went, for the audit record."""

@@ -26,6 +26,7 @@ from gateway.delegation.coordination import Coordination, Store
 from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.deferrals import canonicalise_waiting
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
@@ -73,6 +74,7 @@ class DelegationCore:
     minter: DelegatedTokenMinter
     delegations: Delegations
     resilience: Resilience
+    delegate: Delegate  # decide, mint, send, record: every door's upstream call
     tasks: TaskRecords
     push: PushRelays
     approvals: Approvals
@@ -139,6 +141,7 @@ async def start(
     await _canonical_coordination_keys(delegations, engine)
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)
+    resilience = _resilience(settings)
     return DelegationCore(
         settings=settings,
         engine=engine,
@@ -153,7 +156,8 @@ async def start(
         audit=audit_log,
         minter=minter,
         delegations=delegations,
-        resilience=_resilience(settings),
+        resilience=resilience,
+        delegate=Delegate(delegations, resilience),
         tasks=TaskRecords(engine),
         push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
         approvals=Approvals(engine, audit_log),

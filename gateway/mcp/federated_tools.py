@@ -12,12 +12,15 @@ from typing import Any
 import mcp_types as types
 
 from adapters.mcp import (
+    UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from adapters.trace_context import new_trace_id
 from gateway.delegation import retry
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.breaker import BreakerOpen
+from gateway.delegation.delegate import Explained
 from policies.tokens import Principal
 from registry.mcp_models import (
     McpServerRecord,
@@ -140,8 +143,27 @@ def counts_for_breaker(failure: retry.Failure) -> bool:
     return failure is retry.Failure.TRANSIENT
 
 
-def noted(exc: Exception, attempts: retry.Attempts) -> str:
-    return f"{exc}; after {attempts.made} attempts" if attempts.made > 1 else str(exc)
+def explain_failure(server_id: str, exc: BaseException) -> Explained:
+    """A failed tool call as the error its caller gets, and its record."""
+    if isinstance(exc, BreakerOpen):
+        return Explained(
+            UpstreamUnavailable(f"MCP server {exc}; not called"), "breaker_open", str(exc)
+        )
+    if isinstance(exc, UpstreamTimeout):
+        return Explained(exc, "timeout", str(exc))
+    if isinstance(exc, (UpstreamUnavailable, UpstreamError)):
+        return Explained(exc, "upstream_error", str(exc))
+    # e.g. the OAuth token endpoint failed
+    return Explained(
+        UpstreamUnavailable(f"MCP server {server_id}: {exc}"), "upstream_error", str(exc)
+    )
+
+
+def result_record(result: types.CallToolResult | types.InputRequiredResult) -> tuple[str, str]:
+    """A tool's answer's record: its own failure is an answer, not the server's."""
+    if isinstance(result, types.InputRequiredResult):
+        return "input_required", ""
+    return ("tool_error" if result.is_error else "ok"), ""
 
 
 def config_of(new: NewMcpServer) -> McpServerConfig:

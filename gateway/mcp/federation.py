@@ -18,6 +18,7 @@ A tool is callable only while its definition hashes to the approved digest
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,17 +28,16 @@ import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
 from adapters.mcp import (
-    UpstreamError,
-    UpstreamTimeout,
     UpstreamUnavailable,
     discover,
 )
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
 from gateway.delegation import retry
-from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings
+from gateway.delegation.breaker import Breakers, BreakerSettings
+from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
-from gateway.delegation.pipeline import Caller, Delegations, Permit
+from gateway.delegation.pipeline import Caller, Delegations
 from gateway.mcp.credentials import stored_form
 from gateway.mcp.federated_tools import (
     AUDIT_EVENT,
@@ -53,8 +53,9 @@ from gateway.mcp.federated_tools import (
     classify_failure,
     config_of,
     counts_for_breaker,
-    noted,
+    explain_failure,
     restamped,
+    result_record,
     view_of,
 )
 from gateway.mcp.upstreams import McpUpstreams, spec_of
@@ -110,6 +111,7 @@ class McpFederation:
         self.store = store
         self.upstreams = upstreams
         self.delegations = delegations
+        self.delegate = Delegate(delegations, self.resilience)
         self._fetcher = fetcher
         self._settings = settings
         self._snapshot: tuple[float, dict[str, FederatedTool], dict[str, _Server]] | None = None
@@ -211,18 +213,17 @@ class McpFederation:
         # 2. Only the approved definition may be called.
         if not tool.callable:
             refusal = ToolQuarantined(tool)
-            await self.delegations.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
+            await self.delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
             raise refusal
         # 3. The upstream, with the credential configured for it.
         live = self.upstreams.get(tool.server_id)
         if live is None:
             detail = f"MCP server {tool.server_id} is not connected yet"
-            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", detail)
+            await self.delegate.record(permit, AUDIT_EVENT, "upstream_error", detail)
             raise UpstreamUnavailable(detail)
         upstream, credentials = live
         await upstream.wait_ready(self._settings.connect_timeout_seconds)
         timeout = server.timeout_seconds or self._settings.default_timeout_seconds
-        attempts = retry.Attempts()
 
         async def call() -> types.CallToolResult | types.InputRequiredResult:
             credential = await credentials.for_call(permit)
@@ -238,40 +239,18 @@ class McpFederation:
                 legacy=legacy,
             )
 
-        try:
-            # 4. Under the server's breaker; retried only when idempotent.
-            result = await retry.run(
-                call,
-                upstream=tool.server_id,
-                breakers=self.resilience.breakers,
-                idempotent=self._idempotent(tool),
-                settings=self.resilience.retry,
-                attempts=attempts,
-                classify=classify_failure,
-                counts=counts_for_breaker,
-            )
-        except BreakerOpen as exc:
-            await self.delegations.record(permit, AUDIT_EVENT, "breaker_open", str(exc))
-            raise UpstreamUnavailable(f"MCP server {exc}; not called") from None
-        except asyncio.CancelledError:
-            # The caller went away (an MCP client's cancellation): the upstream
-            # request was abandoned with it. Recorded even while cancelled.
-            await asyncio.shield(
-                self.delegations.record(permit, AUDIT_EVENT, "cancelled", "the caller cancelled")
-            )
-            raise
-        except UpstreamTimeout as exc:
-            await self.delegations.record(permit, AUDIT_EVENT, "timeout", noted(exc, attempts))
-            raise
-        except (UpstreamUnavailable, UpstreamError) as exc:
-            detail = noted(exc, attempts)
-            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", detail)
-            raise
-        except Exception as exc:  # e.g. the OAuth token endpoint failed
-            await self.delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
-            raise UpstreamUnavailable(f"MCP server {tool.server_id}: {exc}") from None
-        await self._record_result(permit, result)
-        return restamped(result)
+        # 4. Through the core: under the server's breaker, retried only when
+        # idempotent, recorded (cancelled by the caller included).
+        sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
+            upstream=tool.server_id,
+            attempt=call,
+            explain=functools.partial(explain_failure, tool.server_id),
+            idempotent=self._idempotent(tool),
+            recorded=result_record,
+            classify=classify_failure,
+            counts=counts_for_breaker,
+        )
+        return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
 
     def _idempotent(self, tool: FederatedTool) -> bool:
         """The policy's `idempotent` for the tool, else the tool's own
@@ -281,15 +260,6 @@ class McpFederation:
             return rules.idempotent
         annotations = tool.definition.get("annotations")
         return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
-
-    async def _record_result(
-        self, permit: Permit, result: types.CallToolResult | types.InputRequiredResult
-    ) -> None:
-        if isinstance(result, types.InputRequiredResult):
-            outcome = "input_required"
-        else:
-            outcome = "tool_error" if result.is_error else "ok"
-        await self.delegations.record(permit, AUDIT_EVENT, outcome)
 
     # --- The registry's API ----------------------------------------------------------
 

@@ -28,6 +28,7 @@ Nothing here is stored: listings are read from the live sessions (kept for
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,11 +37,18 @@ from typing import Any, Literal, TypeVar
 import mcp_types as types
 from mcp.client.session import ClientSession
 
-from adapters.mcp import McpUpstream, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
 from adapters.trace_context import new_trace_id
+from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.mcp.credentials import UpstreamCredentials
-from gateway.mcp.federated_tools import AUDIT_EVENT, SERVER_INFO_META_KEY
+from gateway.mcp.federated_tools import (
+    AUDIT_EVENT,
+    SERVER_INFO_META_KEY,
+    classify_failure,
+    counts_for_breaker,
+    explain_failure,
+)
 from gateway.mcp.federation import McpFederation
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
@@ -231,7 +239,7 @@ class McpOfferings:
         subscription is kept under. Raises `ResourceNotFound`, `DelegationDenied`."""
         found = await self._resolve_uri(uri)
         permit = await self._admit(caller, found.source, found.action, "resource", None)
-        await self.federation.delegations.record(permit, AUDIT_EVENT, "ok", "resources/subscribe")
+        await self.federation.delegate.record(permit, AUDIT_EVENT, "ok", "resources/subscribe")
         return found.source.id, found.upstream_uri
 
     async def get_prompt(
@@ -250,9 +258,7 @@ class McpOfferings:
         permit = await self._admit(caller, source, prompt.upstream_name, "prompt", trace_id)
         if prompt.flags:
             refusal = PromptWithheld(prompt)
-            await self.federation.delegations.record(
-                permit, AUDIT_EVENT, "quarantined", str(refusal)
-            )
+            await self.federation.delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
             raise refusal
         result = await self._call(
             permit,
@@ -461,33 +467,29 @@ class McpOfferings:
     async def _call(
         self, permit: Permit, source: _Source, send: Callable[[ClientSession], Awaitable[R]]
     ) -> R:
-        """The upstream, with the credential configured for it; always audited."""
-        delegations = self.federation.delegations
-        try:
+        """The upstream, with the credential configured for it, through the
+        delegation core (`gateway.delegation.delegate`): always recorded."""
+        timeout = source.config.timeout_seconds or self.federation.default_timeout_seconds
+
+        async def attempt() -> R:
             credential = await source.credentials.for_call(permit)
-            result = await source.upstream.request(
-                send,
-                credential=credential,
-                timeout_seconds=source.config.timeout_seconds
-                or self.federation.default_timeout_seconds,
+            return await source.upstream.request(
+                send, credential=credential, timeout_seconds=timeout
             )
-        except asyncio.CancelledError:
-            await asyncio.shield(
-                delegations.record(permit, AUDIT_EVENT, "cancelled", "the caller cancelled")
-            )
-            raise
-        except UpstreamTimeout as exc:
-            await delegations.record(permit, AUDIT_EVENT, "timeout", str(exc))
-            raise
-        except (UpstreamUnavailable, UpstreamError) as exc:
-            await delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
-            raise
-        except Exception as exc:  # e.g. the OAuth token endpoint failed
-            await delegations.record(permit, AUDIT_EVENT, "upstream_error", str(exc))
-            raise UpstreamUnavailable(f"MCP server {source.id}: {exc}") from None
-        outcome = "input_required" if isinstance(result, types.InputRequiredResult) else "ok"
-        await delegations.record(permit, AUDIT_EVENT, outcome)
-        return result
+
+        sending: Sending[R] = Sending(
+            upstream=source.id,
+            attempt=attempt,
+            explain=functools.partial(explain_failure, source.id),
+            recorded=_recorded,
+            classify=classify_failure,
+            counts=counts_for_breaker,
+        )
+        return await self.federation.delegate.send(permit, AUDIT_EVENT, sending)
+
+
+def _recorded(result: object) -> tuple[str, str]:
+    return ("input_required" if isinstance(result, types.InputRequiredResult) else "ok"), ""
 
 
 def _action(catalog: _Catalog, server_id: str, upstream_uri: str) -> str:

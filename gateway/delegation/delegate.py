@@ -1,0 +1,246 @@
+"""The one delegated call: decide -> mint -> send -> record.
+
+`Delegate` is what every door's upstream call goes through once the door has
+decoded its protocol. It owns, in this order and on every path (success, the
+upstream's failure, an open breaker, the caller's cancellation):
+
+1. **decide and mint** -- `Delegations.admit` / `admit_target`
+   (`gateway.delegation.pipeline`): the policy, its rate limits and
+   coordination rules, the token for this target only. A refusal is audited
+   there and raised as the pipeline's domain error.
+2. **send** -- the target adapter's attempt (`Sending.attempt`: the A2A
+   client, the MCP session, a gateway-run agent), under the upstream's
+   breaker, retried only when the call is idempotent (`retry.run`).
+3. **record** -- the audit record under the caller's trace id, with what was
+   tried; the coordination rules hear the call's end (`Delegations.record`).
+
+A door never calls the adapter, the breaker, `retry` or the audit writer
+itself: it hands the core a `Sending` -- how to make the call and how its
+failures read in the door's protocol (`Sending.explain`) -- and maps what the
+core raises back into its protocol. A failure that says the upstream is down,
+for a call that may be handed to a fallback, is raised as `UpstreamDown`
+before anything is recorded, so the handoff's record says where it went.
+
+Streams are the same call with many answers (`Delegate.stream`): the breaker
+hears how the stream opened, each item is observed as it passes, the stream
+is closed on any end, and the record is written once, at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from gateway.delegation import retry
+from gateway.delegation.breaker import BreakerOpen
+from gateway.delegation.handoffs import Resilience
+from gateway.delegation.permits import Permit
+from gateway.delegation.pipeline import Delegations
+from gateway.delegation.retry import Attempts, Failure
+
+T = TypeVar("T")
+CANCELLED = ("cancelled", "the caller cancelled")
+
+
+@dataclass(frozen=True)
+class Explained:
+    """A failure as the door says it: the error its caller gets, and the audit
+    record's outcome and detail."""
+
+    error: BaseException
+    outcome: str
+    detail: str
+
+
+def answered(_: object) -> tuple[str, str]:
+    """The record of an answer that is not a failure: outcome ``ok``."""
+    return "ok", ""
+
+
+@dataclass(frozen=True)
+class Sending(Generic[T]):
+    """The target adapter's half of one call: how to make it, and what its
+    failures mean to the door that asked."""
+
+    upstream: str  # the breaker's key: the agent's or the MCP server's id
+    attempt: Callable[[], Awaitable[T]]
+    explain: Callable[[BaseException], Explained]
+    idempotent: bool = False
+    # Taking the answer in (recording the task it names): after the send,
+    # before the record; a failure here is the call's, recorded, but neither
+    # retried nor held against the upstream's breaker.
+    accept: Callable[[T], Awaitable[None]] | None = None
+    # What an answer's record says (an MCP tool's own failure is an answer).
+    recorded: Callable[[T], tuple[str, str]] = answered
+    classify: Callable[[BaseException], Failure] = retry.classify
+    counts: Callable[[Failure], bool] = retry.counts_against
+    # Raise `UpstreamDown` (unrecorded) when the upstream is down, for the
+    # door to hand the call to a fallback (`gateway.delegation.handoffs`).
+    may_hand_off: bool = False
+    # Appended to every record of this call (a fallback's "for whom").
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Streaming(Generic[T]):
+    """A call answered by a stream: how to open it, and what each item and
+    each failure mean. ``max_seconds`` caps the stream's whole duration."""
+
+    upstream: str
+    open: Callable[[], AsyncIterator[T]]
+    explain: Callable[[BaseException], Explained]
+    max_seconds: float
+    # Each item before it is passed on; raising ends the stream with that error.
+    observe: Callable[[T], Awaitable[None]] | None = None
+    # The stream's duration cap passed: the error the caller gets.
+    overran: Callable[[], Explained] | None = None
+    # Called once the stream has ended, however (after its record), with
+    # whether the upstream's side ended it (ran dry, overran, broke) rather
+    # than the caller or an item `observe` refused.
+    closed: Callable[[bool], Awaitable[None]] | None = None
+
+
+class UpstreamDown(Exception):
+    """The upstream is down and the call may be handed off; not recorded yet."""
+
+    def __init__(self, explained: Explained, tried: str) -> None:
+        super().__init__(explained.detail)
+        self.explained = explained
+        self.tried = tried
+
+
+def tried_note(attempts: Attempts) -> str:
+    return f"; after {attempts.made} attempts" if attempts.made > 1 else ""
+
+
+def _joined(*details: str) -> str | None:
+    return "".join(details).lstrip("; ")[:500] or None
+
+
+class Delegate:
+    """Decide, mint, send and record: see the module's docstring."""
+
+    def __init__(self, delegations: Delegations, resilience: Resilience) -> None:
+        self.delegations = delegations
+        self.resilience = resilience
+
+    async def record(
+        self, permit: Permit, event: str, outcome: str, *details: str, ends_call: bool = True
+    ) -> None:
+        """The call's audit record (a refusal of the door's own, before or
+        after sending, goes through here too)."""
+        detail = _joined(*details)
+        await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
+
+    async def send(self, permit: Permit, event: str, sending: Sending[T]) -> T:
+        """Make the call under the upstream's breaker, retried when idempotent;
+        record its outcome; return the answer or raise the door's error."""
+        attempts = Attempts()
+        try:
+            result = await retry.run(
+                sending.attempt,
+                upstream=sending.upstream,
+                breakers=self.resilience.breakers,
+                idempotent=sending.idempotent,
+                settings=self.resilience.retry,
+                attempts=attempts,
+                classify=sending.classify,
+                counts=sending.counts,
+            )
+        except asyncio.CancelledError:
+            # The caller went away; the upstream request went with it. The
+            # record is written even while cancelled.
+            await asyncio.shield(self.record(permit, event, *CANCELLED, sending.note))
+            raise
+        except Exception as exc:
+            explained = sending.explain(exc)
+            tried = tried_note(attempts)
+            down = isinstance(exc, BreakerOpen) or (
+                attempts.last_failure is Failure.UNREACHED
+                or (sending.idempotent and attempts.last_failure is Failure.TRANSIENT)
+            )
+            if down and sending.may_hand_off:
+                raise UpstreamDown(explained, tried) from None
+            await self.record(
+                permit, event, explained.outcome, explained.detail, tried, sending.note
+            )
+            raise explained.error from None
+        if sending.accept is not None:
+            try:
+                await sending.accept(result)
+            except Exception as exc:
+                explained = sending.explain(exc)
+                await self.record(permit, event, explained.outcome, explained.detail, sending.note)
+                raise explained.error from None
+        outcome, detail = sending.recorded(result)
+        await self.record(permit, event, outcome, detail, tried_note(attempts), sending.note)
+        return result
+
+    async def stream(
+        self, permit: Permit, event: str, streaming: Streaming[T]
+    ) -> AsyncGenerator[T]:
+        """Pass a stream's items through as they arrive (each observed first).
+
+        Not retried, nor moved once started. The breaker hears how the stream
+        opened, only. The stream is closed -- and the upstream connection with
+        it -- when the caller goes away, at the duration cap, or on any
+        error; then the one record is written."""
+        breakers = self.resilience.breakers
+        try:
+            breakers.check(streaming.upstream)
+        except BreakerOpen as exc:
+            explained = streaming.explain(exc)
+            await self.record(permit, event, explained.outcome, explained.detail)
+            raise explained.error from None
+        stream = streaming.open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + streaming.max_seconds
+        started = False
+        lost = False  # the stream ended before its caller was done with it
+        failed: Explained | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(remaining):
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    lost = True
+                    break
+                except TimeoutError:
+                    lost = True
+                    if streaming.overran is None:
+                        raise
+                    failed = streaming.overran()
+                    raise failed.error from None
+                except Exception as exc:
+                    lost = True
+                    if not started:
+                        retry.report(breakers, streaming.upstream, exc)
+                    failed = streaming.explain(exc)
+                    raise failed.error from None
+                if not started:
+                    started = True
+                    breakers.success(streaming.upstream)
+                if streaming.observe is not None:
+                    try:
+                        await streaming.observe(item)
+                    except Exception as exc:
+                        failed = streaming.explain(exc)
+                        raise
+                yield item
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if failed is None:
+                await self.record(permit, event, "ok")
+            else:
+                await self.record(permit, event, failed.outcome, failed.detail)
+            if streaming.closed is not None:
+                # Whether the upstream's side ended it: ran dry, overran, broke.
+                await streaming.closed(lost)

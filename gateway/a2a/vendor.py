@@ -27,6 +27,7 @@ message becomes one task the gateway owns and runs (`gateway.delegation.task_run
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -66,11 +67,19 @@ from adapters.usage import METADATA_KEY, Usage
 from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
 from gateway.a2a.recorded import RecordedTaskHandler
 from gateway.a2a.upstream_errors import outcome_of
+from gateway.delegation.delegate import Sending, Streaming
 from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import TERMINAL, RunSpec, sending, status_message
 from gateway.delegation.task_runner import RunNotFound, TaskRunner
-from gateway.delegation.vendor_agents import CredentialUnavailable, VendorAgents, VendorCall
+from gateway.delegation.vendor_agents import (
+    CredentialUnavailable,
+    VendorAgents,
+    VendorCall,
+    classify_adapter_failure,
+    explain_adapter_failure,
+    overran,
+)
 from gateway.storage.outages import outage_of
 from policies.tokens import TokenInvalid
 from registry.vendor_cards import gateway_run_kind
@@ -309,25 +318,53 @@ class VendorExecution:
         name = spec.turn.skill or "reply"
         reply: Reply | None = None
         streamed = False
+        delegate, event = parts.delegate, "a2a.run"
+        rules = parts.resilience.handoff(
+            parts.delegations.policy.current, spec.agent_id, spec.turn.skill
+        )
         try:
             if spec.streaming:
-                async for item in call.adapter.stream(
-                    spec.turn, credentials, timeout_seconds=timeout
-                ):
+
+                async def items() -> AsyncIterator[Delta | Reply]:
+                    answered = False
+                    async for item in call.adapter.stream(
+                        spec.turn, credentials, timeout_seconds=timeout
+                    ):
+                        answered = answered or isinstance(item, Reply)
+                        yield item
+                    if not answered:
+                        raise AdapterError(f"agent {spec.agent_id} ended without an answer")
+
+                streaming: Streaming[Delta | Reply] = Streaming(
+                    upstream=spec.agent_id,
+                    open=items,
+                    explain=explain_adapter_failure,
+                    max_seconds=parts.stream_limits.max_seconds,
+                    overran=functools.partial(overran, spec.agent_id),
+                    recorded=lambda: ("ok", _usage_said(reply.usage if reply else None) or ""),
+                )
+                async for item in delegate.stream(grant, event, streaming):
                     if isinstance(item, Delta):
                         yield _chunk(task, artifact_id, name, [Part(text=item.text)], streamed)
                         streamed = True
                     else:
                         reply = item
             else:
-                reply = await call.adapter.call(spec.turn, credentials, timeout_seconds=timeout)
-            if reply is None:
-                raise AdapterError(f"agent {spec.agent_id} ended without an answer")
-        except AdapterError as exc:
-            await parts.delegations.record(grant, "a2a.run", "upstream_error", str(exc)[:500])
+                sending: Sending[Reply] = Sending(
+                    upstream=spec.agent_id,
+                    attempt=lambda: call.adapter.call(
+                        spec.turn, credentials, timeout_seconds=timeout
+                    ),
+                    explain=explain_adapter_failure,
+                    idempotent=bool(rules.idempotent),
+                    recorded=lambda answer: ("ok", _usage_said(answer.usage) or ""),
+                    classify=classify_adapter_failure,
+                )
+                reply = await delegate.send(grant, event, sending)
+        except AdapterError as exc:  # recorded by the core
             yield _failed(task, str(exc))
             return
-        await parts.delegations.record(grant, "a2a.run", "ok", _usage_said(reply.usage))
+        assert reply is not None
         if reply.usage is not None:
             # Where a flow step (or any caller) reads what the answer cost.
             task.metadata.update({METADATA_KEY: reply.usage.as_dict()})

@@ -96,6 +96,8 @@ class Streaming(Generic[T]):
     observe: Callable[[T], Awaitable[None]] | None = None
     # The stream's duration cap passed: the error the caller gets.
     overran: Callable[[], Explained] | None = None
+    # The record of a stream that ended well, asked at its end.
+    recorded: Callable[[], tuple[str, str]] = lambda: ("ok", "")
     # Called once the stream has ended, however (after its record), with
     # whether the upstream's side ended it (ran dry, overran, broke) rather
     # than the caller or an item `observe` refused.
@@ -238,7 +240,7 @@ class Delegate:
             if aclose is not None:
                 await aclose()
             if failed is None:
-                await self.record(permit, event, "ok")
+                await self.record(permit, event, *streaming.recorded())
             else:
                 await self.record(permit, event, failed.outcome, failed.detail)
             if streaming.closed is not None:

@@ -17,11 +17,21 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from adapters.base import Adapter, Credentials
+from adapters.base import (
+    Adapter,
+    AdapterError,
+    Credentials,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
+from adapters.base import UpstreamUnavailable as AdapterUnavailable
 from adapters.http import UpstreamHTTP, UpstreamRefused
 from adapters.mapping import MappingInvalid, compile_mapping
 from adapters.openai_compat import ChatConfig, OpenAICompatAdapter
 from adapters.rest_webhook import RestWebhookAdapter, WebhookConfig
+from gateway.delegation.breaker import BreakerOpen
+from gateway.delegation.delegate import Explained
+from gateway.delegation.retry import Failure, classify
 from gateway.http.problems import Problem
 from policies.keys import KeySealError, open_secret, seal_secret
 from registry.service import slugify
@@ -204,3 +214,32 @@ class VendorAgents:
                 )
             return secret.get_secret_value()
         return None
+
+
+# What a gateway-run agent's failures mean to the delegation core
+# (`gateway.delegation.delegate`): the task fails with the adapter's words.
+
+
+def classify_adapter_failure(exc: BaseException) -> Failure:
+    """A timeout or a 5xx is transient; no connection, unreached; the rest is
+    the upstream's answer (`gateway.delegation.retry.Failure`)."""
+    if isinstance(exc, UpstreamTimeout):
+        return Failure.TRANSIENT
+    if isinstance(exc, AdapterUnavailable):
+        return Failure.UNREACHED
+    if isinstance(exc, UpstreamFailed) and (exc.status or 0) >= 500:
+        return Failure.TRANSIENT
+    return classify(exc) if not isinstance(exc, AdapterError) else Failure.ANSWERED
+
+
+def explain_adapter_failure(exc: BaseException) -> Explained:
+    if isinstance(exc, BreakerOpen):
+        return Explained(AdapterUnavailable(f"agent {exc}; not called"), "breaker_open", str(exc))
+    if isinstance(exc, AdapterError):
+        return Explained(exc, "upstream_error", str(exc))
+    return Explained(AdapterError(f"{type(exc).__name__}: {exc}"), "upstream_error", str(exc))
+
+
+def overran(agent_id: str) -> Explained:
+    error = UpstreamTimeout(f"the stream from agent {agent_id} passed its time limit")
+    return Explained(error, "upstream_error", str(error))

@@ -9,40 +9,21 @@ an INSERT .. ON CONFLICT DO UPDATE .. WHERE that is atomic in PostgreSQL and
 SQLite alike: exactly one of them gets it (RETURNING says which).
 
 How it is run, for speed (bench/coordination.py: this is on the path of
-every call a rule names). Each operation is one function over a minimal
-statement runner (`Sql`), run as one transaction in one step:
-
-* SQLite: on `sqlite3` connections of the store's own, at once on the event
-  loop when the write lock is free, else in a worker thread that waits for
-  it (`_SqliteConnections`) -- where aiosqlite makes a thread hop (~0.1 ms here)
-  per statement, BEGIN and COMMIT; the statements are written out once, where
-  building SQLAlchemy constructs and their cache keys cost more than SQLite
-  running them;
-* PostgreSQL: through the app's engine (`run_sync`: asyncpg, one round trip
-  per statement).
-
-Durability: on SQLite these transactions commit without waiting for the disk
-(`synchronous=NORMAL` in WAL mode on the store's connections). The wait was
-most of a call's cost (an fsync: 0.4-2 ms here). The gateway crashing loses
-nothing; the machine losing power may forget the last fraction of a second of
-changes -- a budget's last units, a hold just opened -- and never leaves the
-state inconsistent. The rest of the file keeps its settings. On PostgreSQL a
-commit waits as every other does: a database server crash, an outage the
-gateway must survive (docs/resilience.md), loses nothing committed.
+every call a rule names): each operation is one function over the minimal
+statement runner of `gateway.storage.statements` (`Sql`), run as one
+transaction in one step -- on SQLite on a connection of its own, on the
+event loop when the write lock is free, committed without waiting for the
+disk (that module says what that means for a power loss).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.coordination import (
@@ -56,25 +37,17 @@ from gateway.delegation.coordination import (
     spent,
 )
 from gateway.delegation.permits import Admitted
+from gateway.storage.statements import Sql, statement_runner
 from gateway.storage.tables import coordination_state as table
 from policies.coordination import Keyed, Plan
 
 T = TypeVar("T")
 
 
-class Sql(Protocol):
-    """Runs one statement (named ``:binds``) in the operation's transaction."""
-
-    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]: ...
-
-    def run(self, statement: str, params: Mapping[str, Any]) -> int:
-        """The number of rows it changed."""
-
-
 class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._run = _runner(engine)
+        self._run = statement_runner(engine)
 
     async def take(self, admitted: Admitted, now: float) -> None:
         try:
@@ -286,173 +259,3 @@ def _take_row(sql: Sql, row: StateRow, keyed: Keyed) -> bool:
     if keyed.kind == "budget":
         return bool(sql.rows(_TAKE_UNIT, {**values, "limit": keyed.limit}))
     return bool(sql.rows(_TAKE_LEASE, values))
-
-
-# -- running a transaction ----------------------------------------------------
-
-
-class _Runner(Protocol):
-    async def __call__(self, operation: Callable[..., T], *args: Any) -> T: ...
-
-    async def read(self, operation: Callable[..., T], *args: Any) -> T:
-        """An operation that writes nothing."""
-
-    def soon(self, operation: Callable[..., Any], *args: Any) -> None:
-        """Run ``operation`` after every one already started, unawaited."""
-
-    async def aclose(self) -> None: ...
-
-
-def _runner(engine: AsyncEngine) -> _Runner:
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return _SqliteConnections(url.database)
-    return _AsyncEngine(engine)
-
-
-class _SqliteConnections:
-    """Connections of the store's own to the gateway's file.
-
-    An operation runs at once on the event loop's connection when the file's
-    write lock is free (SQLite's `BEGIN IMMEDIATE` with no wait): ~0.1 ms,
-    where a hop to a thread and back costs more than that here. When another
-    writer has the lock, the operation goes to one worker thread whose
-    connection waits for it (busy_timeout), so the loop never waits on a lock.
-    The loop's connection never checkpoints the WAL (the app's other
-    connections do; one of those is a disk write the loop would wait for)."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._on_loop: sqlite3.Connection | None = None
-        self._on_thread: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="coordination-sqlite")
-
-    def _loop_connection(self) -> sqlite3.Connection:
-        if self._on_loop is None:
-            self._on_loop = _connect(self._path, busy_seconds=0)
-            self._on_loop.execute("PRAGMA wal_autocheckpoint=0")
-        return self._on_loop
-
-    async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
-        on_loop = self._loop_connection()
-        try:
-            on_loop.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:  # locked: wait for it off the loop
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._waiting, operation, args)
-        return _in_transaction(on_loop, operation, args)
-
-    async def read(self, operation: Callable[..., T], *args: Any) -> T:
-        # In WAL mode a reader never waits for a writer: always on the loop.
-        on_loop = self._loop_connection()
-        on_loop.execute("BEGIN")
-        return _in_transaction(on_loop, operation, args)
-
-    def soon(self, operation: Callable[..., Any], *args: Any) -> None:
-        self._thread.submit(self._waiting, operation, args)
-
-    def _waiting(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
-        if self._on_thread is None:
-            self._on_thread = _connect(self._path, busy_seconds=15)
-        # The write lock taken at BEGIN, waiting for it (busy_timeout): a
-        # deferred transaction that reads and then writes gets SQLITE_BUSY at
-        # once when another process wrote in between, with no wait.
-        self._on_thread.execute("BEGIN IMMEDIATE")
-        return _in_transaction(self._on_thread, operation, args)
-
-    def _close_thread(self) -> None:
-        if self._on_thread is not None:
-            self._on_thread.close()
-
-    async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close_thread)
-        self._thread.shutdown(wait=False)
-        if self._on_loop is not None:
-            self._on_loop.close()
-            self._on_loop = None
-
-
-def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
-    # isolation_level None: no transactions of the driver's own (BEGIN
-    # IMMEDIATE, by the caller); check_same_thread off: opened by the thread
-    # that uses it, but closed by the store.
-    connection = sqlite3.connect(
-        path, timeout=busy_seconds, isolation_level=None, check_same_thread=False
-    )
-    if busy_seconds:
-        # The app's engine made the file WAL already (a setting of the file);
-        # said again where waiting for a lock is allowed.
-        connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"PRAGMA busy_timeout={busy_seconds * 1000}")
-    connection.execute("PRAGMA synchronous=NORMAL")  # see the module's doc
-    return connection
-
-
-def _in_transaction(
-    connection: sqlite3.Connection, operation: Callable[..., T], args: tuple[Any, ...]
-) -> T:
-    """``operation`` in the transaction just begun: committed, or rolled back
-    when it raises."""
-    try:
-        result = operation(_Sqlite3(connection), *args)
-        connection.execute("COMMIT")
-    except BaseException:
-        # SQLite may have rolled back by itself (a full disk); a COMMIT that
-        # failed leaves it open, and the connection's next BEGIN would fail.
-        if connection.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-        raise
-    return result
-
-
-class _Sqlite3:
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
-
-    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        return self._connection.execute(statement, params).fetchall()
-
-    def run(self, statement: str, params: Mapping[str, Any]) -> int:
-        return self._connection.execute(statement, params).rowcount
-
-
-class _AsyncEngine:
-    """PostgreSQL (and an in-memory SQLite database, which a connection of
-    the store's own would not see): the app's engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._pending: set[asyncio.Task[Any]] = set()
-
-    async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(lambda sync: operation(_Alchemy(sync), *args))
-
-    async def read(self, operation: Callable[..., T], *args: Any) -> T:
-        return await self(operation, *args)
-
-    def soon(self, operation: Callable[..., Any], *args: Any) -> None:
-        task = asyncio.get_running_loop().create_task(self(operation, *args))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def aclose(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-
-@functools.cache
-def _text(statement: str) -> TextClause:
-    return text(statement)
-
-
-class _Alchemy:
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        return list(self._connection.execute(_text(statement), dict(params)).all())
-
-    def run(self, statement: str, params: Mapping[str, Any]) -> int:
-        return int(self._connection.execute(_text(statement), dict(params)).rowcount or 0)

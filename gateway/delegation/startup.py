@@ -142,6 +142,8 @@ async def start(
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)
     resilience = _resilience(settings)
+    tasks = TaskRecords(engine)
+    stack.push_async_callback(tasks.aclose)
     return DelegationCore(
         settings=settings,
         engine=engine,
@@ -158,7 +160,7 @@ async def start(
         delegations=delegations,
         resilience=resilience,
         delegate=Delegate(delegations, resilience),
-        tasks=TaskRecords(engine),
+        tasks=tasks,
         push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
         approvals=Approvals(engine, audit_log),
         token_exchange=TokenExchange(

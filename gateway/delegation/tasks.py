@@ -43,19 +43,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.delegation import task_statements
 from gateway.delegation.permits import Caller
+from gateway.storage.statements import statement_runner
 from gateway.storage.tables import a2a_tasks
 from registry.tables import as_utc
 
 # The states a task ends in; a record reaching one is no longer out of contact.
-TERMINAL_STATES = frozenset(
-    {
-        "TASK_STATE_COMPLETED",
-        "TASK_STATE_FAILED",
-        "TASK_STATE_CANCELED",
-        "TASK_STATE_REJECTED",
-    }
-)
+TERMINAL_STATES = task_statements.TERMINAL_STATES
 _IN_CONTACT = {
     "reconcile_at": None,
     "reconcile_since": None,
@@ -104,6 +99,10 @@ EndedListener = Callable[[EndedTask], Awaitable[None]]
 class TaskRecords:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # A task's record is written for every answer and stream event a
+        # caller gets: its hot statements go the lean way
+        # (`gateway.storage.statements`).
+        self._run = statement_runner(engine)
         # Told of every terminal record, after it is written, off the request's
         # path (a listener's failure is logged, never the caller's).
         self.ended_listeners: list[EndedListener] = []
@@ -121,15 +120,11 @@ class TaskRecords:
     async def owner_of(self, agent_id: str, task_id: str) -> Owner | None:
         if not _storable(task_id):
             return None
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(a2a_tasks.c.owner_subject, a2a_tasks.c.owner_issuer).where(
-                        a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.task_id == task_id
-                    )
-                )
-            ).first()
-        return Owner(row.owner_subject, row.owner_issuer) if row else None
+        found = await self._run.read(task_statements.owner_of, agent_id, task_id)
+        return None if found is None else Owner(*found)
+
+    async def aclose(self) -> None:
+        await self._run.aclose()
 
     async def skill_of(self, agent_id: str, owner: Owner, task_id: str) -> tuple[bool, str | None]:
         """Whether the task is ``owner``'s, and the skill it was recorded for
@@ -194,6 +189,29 @@ class TaskRecords:
         }
         if values["state"] in TERMINAL_STATES:
             values.update(_IN_CONTACT)
+        if with_rows is not None:
+            stored = await self._record_with_rows(
+                agent_id, owner, task, skill, values, now, with_rows
+            )
+        else:
+            caller = owner.caller.stored() if owner.caller else None
+            stored = await self._run(
+                task_statements.record, agent_id, _owned(owner), task.id, skill, caller, values, now
+            )
+        if stored:
+            self._ended(agent_id, task.id, values["state"], snapshot)
+        return stored
+
+    async def _record_with_rows(
+        self,
+        agent_id: str,
+        owner: Owner,
+        task: Task,
+        skill: str | None,
+        values: dict[str, Any],
+        now: datetime,
+        with_rows: Callable[[AsyncConnection], Awaitable[None]],
+    ) -> bool:
         # One transaction (each costs ~1 ms of CPU through the async driver):
         # the update of the caller's own task, else an insert that does
         # nothing when the id is taken -- by someone else, or by a request
@@ -226,10 +244,9 @@ class TaskRecords:
                     .on_conflict_do_nothing(index_elements=["agent_id", "task_id"])
                 )
                 stored = bool(added.rowcount)
-            if stored and with_rows is not None:
+            if stored:
                 await with_rows(conn)
         if stored:
-            self._ended(agent_id, task.id, values["state"], snapshot)
             return True
         # Taken. Someone else's stays theirs; one a concurrent request of this
         # caller's recorded between the two statements is theirs to update.
@@ -237,9 +254,7 @@ class TaskRecords:
             return False
         async with self._engine.begin() as conn:
             await conn.execute(mine)
-            if with_rows is not None:
-                await with_rows(conn)
-        self._ended(agent_id, task.id, values["state"], snapshot)
+            await with_rows(conn)
         return True
 
     async def observe(
@@ -262,28 +277,21 @@ class TaskRecords:
         recorded from the update; someone else's task is left alone (False)."""
         if not _storable(event.task_id):
             return False
-        c = a2a_tasks.c
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(c.task, c.owner_subject, c.owner_issuer).where(
-                        c.agent_id == agent_id, c.task_id == event.task_id
-                    )
-                )
-            ).first()
-            if row is not None:
-                if Owner(row.owner_subject, row.owner_issuer) != owner:
-                    return False
-                snapshot = {**row.task, "status": MessageToDict(event.status)}
-                state = TaskState.Name(event.status.state)
-                ended = _IN_CONTACT if state in TERMINAL_STATES else {}
-                await conn.execute(
-                    update(a2a_tasks)
-                    .where(c.agent_id == agent_id, c.task_id == event.task_id)
-                    .values(state=state, updated_at=datetime.now(UTC), task=snapshot, **ended)
-                )
-        if row is not None:
-            self._ended(agent_id, event.task_id, state, snapshot)
+        status = MessageToDict(event.status)
+        state = TaskState.Name(event.status.state)
+        found = await self._run(
+            task_statements.record_status,
+            agent_id,
+            _owned(owner),
+            event.task_id,
+            status,
+            state,
+            datetime.now(UTC),
+        )
+        if found is False:
+            return False
+        if isinstance(found, dict):
+            self._ended(agent_id, event.task_id, state, found)
             return True
         task = Task(id=event.task_id, context_id=event.context_id)
         task.status.CopyFrom(event.status)
@@ -293,14 +301,7 @@ class TaskRecords:
         """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""
         if not _storable(task_id):
             return None
-        async with self._engine.connect() as conn:
-            stored = await conn.scalar(
-                select(a2a_tasks.c.task).where(
-                    a2a_tasks.c.agent_id == agent_id,
-                    a2a_tasks.c.task_id == task_id,
-                    owner.owns(a2a_tasks),
-                )
-            )
+        stored = await self._run.read(task_statements.snapshot_of, agent_id, _owned(owner), task_id)
         return None if stored is None else _snapshot(stored, ListTasksRequest())
 
     async def list(
@@ -350,6 +351,10 @@ class TaskRecords:
         return ListTasksResponse(
             tasks=tasks, next_page_token=next_token, page_size=page_size, total_size=total or 0
         )
+
+
+def _owned(owner: Owner) -> task_statements.Owned:
+    return owner.subject, owner.issuer
 
 
 def _snapshot(stored: dict[str, Any], request: ListTasksRequest) -> Task:

@@ -8,6 +8,8 @@ exception is an outage and of what; each door encodes the answer.
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -18,6 +20,7 @@ from sqlalchemy.exc import (
     TimeoutError as PoolTimeout,
 )
 
+_SQLITE_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
 # What every "unavailable" answer tells a client to wait before trying again.
 RETRY_AFTER_SECONDS = 5
 DATABASE = "database"
@@ -51,6 +54,10 @@ def outage_of(exc: BaseException) -> DependencyUnavailable | None:
             if data_refused(cause):
                 return None
             return DependencyUnavailable(DATABASE, type(cause.orig or cause).__name__)
+        if isinstance(cause, sqlite3.Error) and not isinstance(cause, _SQLITE_REFUSALS):
+            # `gateway.storage.statements` runs SQLite directly: its errors
+            # are read as SQLAlchemy's wrapping of them is, above.
+            return DependencyUnavailable(DATABASE, type(cause).__name__)
         if isinstance(cause, PoolTimeout):
             return DependencyUnavailable(DATABASE, "no connection in time")
         if _is_redis_outage(cause):

@@ -1,0 +1,157 @@
+"""The task records' hot statements, on the lean path
+(`gateway.storage.statements`): each operation is one transaction, run by
+`gateway.delegation.tasks.TaskRecords`, whose docstring says what a record
+is for. Owners are (subject, issuer) pairs here; `TaskRecords` makes them
+`Owner`s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway.storage.statements import Sql, Statement
+from gateway.storage.tables import a2a_tasks
+
+TERMINAL_STATES = frozenset(
+    {
+        "TASK_STATE_COMPLETED",
+        "TASK_STATE_FAILED",
+        "TASK_STATE_CANCELED",
+        "TASK_STATE_REJECTED",
+    }
+)
+Owned = tuple[str, str]  # (subject, issuer)
+
+_OWNER = Statement(
+    a2a_tasks,
+    "SELECT owner_subject, owner_issuer FROM a2a_tasks"
+    " WHERE agent_id = :agent_id AND task_id = :task_id",
+)
+_TASK_OWNER = Statement(
+    a2a_tasks,
+    "SELECT task, owner_subject, owner_issuer FROM a2a_tasks"
+    " WHERE agent_id = :agent_id AND task_id = :task_id",
+)
+_SNAPSHOT = Statement(
+    a2a_tasks,
+    "SELECT task FROM a2a_tasks WHERE agent_id = :agent_id AND task_id = :task_id"
+    " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
+)
+# A record reaching a terminal state is back in contact (every reconcile_*
+# column cleared, as `gateway.delegation.tasks._IN_CONTACT` says).
+_UPDATE_MINE = {
+    False: Statement(
+        a2a_tasks,
+        "UPDATE a2a_tasks SET context_id = :context_id, state = :state,"
+        " updated_at = :updated_at, task = :task"
+        " WHERE agent_id = :agent_id AND task_id = :task_id"
+        " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
+    ),
+    True: Statement(
+        a2a_tasks,
+        "UPDATE a2a_tasks SET context_id = :context_id, state = :state,"
+        " updated_at = :updated_at, task = :task, reconcile_at = NULL,"
+        " reconcile_since = NULL, reconcile_attempts = NULL, reconcile_caller = NULL"
+        " WHERE agent_id = :agent_id AND task_id = :task_id"
+        " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
+    ),
+}
+_INSERT = Statement(
+    a2a_tasks,
+    "INSERT INTO a2a_tasks (agent_id, task_id, owner_subject, owner_issuer, created_at, skill,"
+    " owner_caller, context_id, state, updated_at, task) VALUES (:agent_id, :task_id,"
+    " :owner_subject, :owner_issuer, :created_at, :skill, :owner_caller, :context_id, :state,"
+    " :updated_at, :task) ON CONFLICT (agent_id, task_id) DO NOTHING",
+)
+_STATUS = {
+    False: Statement(
+        a2a_tasks,
+        "UPDATE a2a_tasks SET state = :state, updated_at = :updated_at, task = :task"
+        " WHERE agent_id = :agent_id AND task_id = :task_id",
+    ),
+    True: Statement(
+        a2a_tasks,
+        "UPDATE a2a_tasks SET state = :state, updated_at = :updated_at, task = :task,"
+        " reconcile_at = NULL, reconcile_since = NULL, reconcile_attempts = NULL,"
+        " reconcile_caller = NULL WHERE agent_id = :agent_id AND task_id = :task_id",
+    ),
+}
+
+
+def _changed(sql: Sql, statement: Statement, params: dict[str, Any]) -> bool:
+    return bool(sql.typed(statement, params)[0]["rowcount"])
+
+
+def owner_of(sql: Sql, agent_id: str, task_id: str) -> Owned | None:
+    rows = sql.typed(_OWNER, {"agent_id": agent_id, "task_id": task_id})
+    return (rows[0]["owner_subject"], rows[0]["owner_issuer"]) if rows else None
+
+
+def snapshot_of(sql: Sql, agent_id: str, owner: Owned, task_id: str) -> Any:
+    mine = {"agent_id": agent_id, "task_id": task_id}
+    rows = sql.typed(_SNAPSHOT, {**mine, "owner_subject": owner[0], "owner_issuer": owner[1]})
+    return rows[0]["task"] if rows else None
+
+
+def record(
+    sql: Sql,
+    agent_id: str,
+    owner: Owned,
+    task_id: str,
+    skill: str | None,
+    caller: dict[str, Any] | None,
+    values: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """`TaskRecords.record` in one transaction: the update of the caller's own
+    task, else an insert that does nothing when the id is taken -- by someone
+    else, or by a request of this caller's a moment before: then the update
+    again (each statement sees what was committed before it, on PostgreSQL
+    too), and a task still not updated is someone else's."""
+    ended = values["state"] in TERMINAL_STATES
+    mine = {
+        "agent_id": agent_id,
+        "task_id": task_id,
+        "owner_subject": owner[0],
+        "owner_issuer": owner[1],
+        "context_id": values["context_id"],
+        "state": values["state"],
+        "updated_at": values["updated_at"],
+        "task": values["task"],
+    }
+    if _changed(sql, _UPDATE_MINE[ended], mine):
+        return True
+    new = {
+        **mine,
+        "created_at": now,
+        "skill": skill,
+        "owner_caller": caller,
+    }
+    if _changed(sql, _INSERT, new):
+        return True
+    return _changed(sql, _UPDATE_MINE[ended], mine)
+
+
+def record_status(
+    sql: Sql,
+    agent_id: str,
+    owner: Owned,
+    task_id: str,
+    status: dict[str, Any],
+    state: str,
+    now: datetime,
+) -> dict[str, Any] | bool | None:
+    """A status update on a task's record: its new snapshot; False if the
+    task is someone else's; None if there is no record yet."""
+    where = {"agent_id": agent_id, "task_id": task_id}
+    rows = sql.typed(_TASK_OWNER, where)
+    if not rows:
+        return None
+    row = rows[0]
+    if (row["owner_subject"], row["owner_issuer"]) != owner:
+        return False
+    snapshot = {**row["task"], "status": status}
+    ended = state in TERMINAL_STATES
+    sql.typed(_STATUS[ended], {**where, "state": state, "updated_at": now, "task": snapshot})
+    return snapshot

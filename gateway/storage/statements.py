@@ -1,0 +1,303 @@
+"""A lean way to run a store's hot statements: one transaction in one step.
+
+Some statements run on every call (a task's record, a flow step's, the
+coordination rules' state). Through the app's engine each costs the building
+of SQLAlchemy constructs and their cache keys, and -- on SQLite -- a thread
+hop per statement, BEGIN and COMMIT (aiosqlite), which together cost more
+than SQLite running them (bench/coordination.py, bench/flows.py). A store
+writes such an operation as one plain function over `Sql` (statements
+written out once, named ``:binds``) and hands it to its `StatementRunner`:
+
+* SQLite: on `sqlite3` connections of the runner's own, at once on the
+  event loop when the write lock is free, else in a worker thread that waits
+  for it (`_SqliteConnections`);
+* PostgreSQL (and an in-memory SQLite database, which a connection of the
+  runner's own would not see): through the app's engine (`run_sync`).
+
+Values are written and read as the engine's column types would (`Statement`
+names the table whose columns type its binds and results), so rows written
+here and through SQLAlchemy read the same either way.
+
+Durability: on SQLite these transactions commit without waiting for the disk
+(`synchronous=NORMAL` in WAL mode on the runner's connections). The wait was
+most of an operation's cost (an fsync: 0.4-2 ms here). The gateway crashing
+loses nothing; the machine losing power may forget the last fraction of a
+second of changes, and never leaves the file inconsistent. The rest of the
+file keeps its settings. On PostgreSQL a commit waits as every other does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import JSON, Connection, DateTime, Table, TextClause, bindparam, column, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+
+
+class Sql(Protocol):
+    """Runs one statement (named ``:binds``) in the operation's transaction."""
+
+    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]: ...
+
+    def run(self, statement: str, params: Mapping[str, Any]) -> int:
+        """The number of rows it changed."""
+
+    def typed(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A `Statement`'s rows as dicts, values as the table's column types read."""
+
+
+class StatementRunner(Protocol):
+    async def __call__(self, operation: Callable[..., T], *args: Any) -> T: ...
+
+    async def read(self, operation: Callable[..., T], *args: Any) -> T:
+        """An operation that writes nothing."""
+
+    def soon(self, operation: Callable[..., Any], *args: Any) -> None:
+        """Run ``operation`` after every one already started, unawaited."""
+
+    async def aclose(self) -> None: ...
+
+
+def statement_runner(engine: AsyncEngine) -> StatementRunner:
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return _SqliteConnections(url.database)
+    return _AsyncEngine(engine)
+
+
+class _SqliteConnections:
+    """Connections of the store's own to the gateway's file.
+
+    An operation runs at once on the event loop's connection when the file's
+    write lock is free (SQLite's `BEGIN IMMEDIATE` with no wait): ~0.1 ms,
+    where a hop to a thread and back costs more than that here. When another
+    writer has the lock, the operation goes to one worker thread whose
+    connection waits for it (busy_timeout), so the loop never waits on a lock.
+    The loop's connection never checkpoints the WAL (the app's other
+    connections do; one of those is a disk write the loop would wait for)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._on_loop: sqlite3.Connection | None = None
+        self._on_thread: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="coordination-sqlite")
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        if self._on_loop is None:
+            self._on_loop = _connect(self._path, busy_seconds=0)
+            self._on_loop.execute("PRAGMA wal_autocheckpoint=0")
+        return self._on_loop
+
+    async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
+        on_loop = self._loop_connection()
+        try:
+            on_loop.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # locked: wait for it off the loop
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._waiting, operation, args)
+        return _in_transaction(on_loop, operation, args)
+
+    async def read(self, operation: Callable[..., T], *args: Any) -> T:
+        # In WAL mode a reader never waits for a writer: always on the loop.
+        on_loop = self._loop_connection()
+        on_loop.execute("BEGIN")
+        return _in_transaction(on_loop, operation, args)
+
+    def soon(self, operation: Callable[..., Any], *args: Any) -> None:
+        self._thread.submit(self._waiting, operation, args)
+
+    def _waiting(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._on_thread is None:
+            self._on_thread = _connect(self._path, busy_seconds=15)
+        # The write lock taken at BEGIN, waiting for it (busy_timeout): a
+        # deferred transaction that reads and then writes gets SQLITE_BUSY at
+        # once when another process wrote in between, with no wait.
+        self._on_thread.execute("BEGIN IMMEDIATE")
+        return _in_transaction(self._on_thread, operation, args)
+
+    def _close_thread(self) -> None:
+        if self._on_thread is not None:
+            self._on_thread.close()
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close_thread)
+        self._thread.shutdown(wait=False)
+        if self._on_loop is not None:
+            self._on_loop.close()
+            self._on_loop = None
+
+
+def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
+    # isolation_level None: no transactions of the driver's own (BEGIN
+    # IMMEDIATE, by the caller); check_same_thread off: opened by the thread
+    # that uses it, but closed by the store.
+    connection = sqlite3.connect(
+        path, timeout=busy_seconds, isolation_level=None, check_same_thread=False
+    )
+    if busy_seconds:
+        # The app's engine made the file WAL already (a setting of the file);
+        # said again where waiting for a lock is allowed.
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA busy_timeout={busy_seconds * 1000}")
+    connection.execute("PRAGMA synchronous=NORMAL")  # see the module's doc
+    return connection
+
+
+def _in_transaction(
+    connection: sqlite3.Connection, operation: Callable[..., T], args: tuple[Any, ...]
+) -> T:
+    """``operation`` in the transaction just begun: committed, or rolled back
+    when it raises."""
+    try:
+        result = operation(_Sqlite3(connection), *args)
+        connection.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled back by itself (a full disk); a COMMIT that
+        # failed leaves it open, and the connection's next BEGIN would fail.
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+    return result
+
+
+class _Sqlite3:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        return self._connection.execute(statement, params).fetchall()
+
+    def run(self, statement: str, params: Mapping[str, Any]) -> int:
+        return self._connection.execute(statement, params).rowcount
+
+    def typed(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        cursor = self._connection.execute(statement.sql, statement.sqlite_params(params))
+        if cursor.description is None:
+            return [{"rowcount": cursor.rowcount}]
+        names = [d[0] for d in cursor.description]
+        return [statement.sqlite_row(names, row) for row in cursor.fetchall()]
+
+
+class _AsyncEngine:
+    """PostgreSQL (and an in-memory SQLite database, which a connection of
+    the store's own would not see): the app's engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(lambda sync: operation(_Alchemy(sync), *args))
+
+    async def read(self, operation: Callable[..., T], *args: Any) -> T:
+        return await self(operation, *args)
+
+    def soon(self, operation: Callable[..., Any], *args: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self(operation, *args))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def aclose(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+@functools.cache
+def _text(statement: str) -> TextClause:
+    return text(statement)
+
+
+class _Alchemy:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        return list(self._connection.execute(_text(statement), dict(params)).all())
+
+    def run(self, statement: str, params: Mapping[str, Any]) -> int:
+        return int(self._connection.execute(_text(statement), dict(params)).rowcount or 0)
+
+    def typed(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        result = self._connection.execute(statement.clause, dict(params))
+        if not result.returns_rows:
+            return [{"rowcount": int(result.rowcount or 0)}]
+        return [dict(row._mapping) for row in result]
+
+
+class Statement:
+    """One statement on one table, its binds and result columns typed by the
+    table's columns (a bind or result named as a column takes its type), so
+    a JSON or timestamp value is written and read as SQLAlchemy would.
+
+    A statement that returns no rows answers ``[{"rowcount": n}]``."""
+
+    def __init__(self, table: Table, sql: str) -> None:
+        self.sql = " ".join(sql.split())
+        columns = table.c
+        binds = dict.fromkeys(_BIND.findall(self.sql))
+        typed = [bindparam(name, type_=columns[name].type) for name in binds if name in columns]
+        clause: Any = text(self.sql).bindparams(*typed)
+        selected = _selected(self.sql)
+        if selected:
+            clause = clause.columns(*(columns[n] if n in columns else column(n) for n in selected))
+        self.clause = clause
+        self._json_binds = frozenset(n for n in binds if n in columns and _is_json(columns[n]))
+        self._json_out = frozenset(c.name for c in columns if _is_json(c))
+        self._time_out = frozenset(c.name for c in columns if isinstance(c.type, DateTime))
+
+    def sqlite_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """As SQLAlchemy's SQLite dialect writes them: JSON as its text (None
+        as ``null``, `JSON.none_as_null` being off), a timestamp as
+        ``YYYY-MM-DD HH:MM:SS.ffffff`` (the zone dropped: every time the
+        gateway writes is UTC)."""
+        out: dict[str, Any] = {}
+        for name, value in params.items():
+            if name in self._json_binds:
+                value = json.dumps(value)
+            elif isinstance(value, datetime):
+                value = value.strftime(_SQLITE_TIME)
+            out[name] = value
+        return out
+
+    def sqlite_row(self, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in zip(names, row, strict=True):
+            if value is not None and name in self._json_out:
+                value = json.loads(value)
+            elif value is not None and name in self._time_out:
+                value = datetime.fromisoformat(value)
+            out[name] = value
+        return out
+
+
+_BIND = re.compile(r"(?<![:\w]):(\w+)")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _is_json(col: Any) -> bool:
+    return isinstance(col.type, JSON)
+
+
+def _selected(sql: str) -> list[str]:
+    """The result columns' names: a SELECT's list, or what RETURNING names."""
+    upper = sql.upper()
+    if upper.startswith("SELECT "):
+        listed = sql[7 : upper.index(" FROM ")]
+    elif " RETURNING " in upper:
+        listed = sql[upper.index(" RETURNING ") + 11 :]
+    else:
+        return []
+    return [part.strip().split(" ")[-1].split(".")[-1] for part in listed.split(",")]

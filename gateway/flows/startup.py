@@ -79,6 +79,7 @@ class FlowsDoor:
     ) -> FlowParts:
         settings = core.settings
         store = FlowStore(core.engine)
+        stack.push_async_callback(store.aclose)
         runtime = FlowRuntime(
             store=store,
             tasks=core.tasks,

@@ -1,4 +1,7 @@
-"""Writing a step's record (`flow_steps`) so that recovery never rewrites it.
+"""Writing a step's record (`flow_steps`) so that recovery never rewrites it,
+and the statements a run and its steps read and write every time, on the
+lean path (`gateway.storage.statements`: one transaction in one step, with
+no SQLAlchemy construct built per call).
 
 DBOS recovers a run by running its workflow again from the start: the
 operations it recorded return their results without running, but the
@@ -20,44 +23,137 @@ replayable: they change the record as they say.
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from gateway.storage.tables import flow_steps
+from gateway.storage.statements import Sql, Statement
+from gateway.storage.tables import flow_grants, flow_runs, flow_steps
 
 # The states a step does not leave again unless a review resets it.
 SETTLED = ("completed", "failed", "skipped", "not_needed")
+# The states a run ends in (`gateway.flows.store.TERMINAL_RUN_STATES`).
+_ENDED = "('completed', 'failed', 'canceled', 'rejected')"
 
 
-async def write_step(
-    engine: AsyncEngine, run_id: str, step_id: str, *, replayable: bool, **values: Any
+def _every_column(table: Any) -> str:
+    return ", ".join(column.name for column in table.c)
+
+
+# Column names come from the tables, never from input.
+_STEP_ROW = Statement(
+    flow_steps,
+    f"SELECT {_every_column(flow_steps)} FROM flow_steps"  # noqa: S608
+    " WHERE run_id = :run_id AND step_id = :step_id",
+)
+_RUN_ROW = Statement(
+    flow_runs,
+    f"SELECT {_every_column(flow_runs)} FROM flow_runs WHERE id = :id",  # noqa: S608
+)
+_GRANT_ROW = Statement(
+    flow_grants,
+    f"SELECT {_every_column(flow_grants)} FROM flow_grants WHERE id = :id",  # noqa: S608
+)
+_SET_CURRENT_STEP = Statement(
+    flow_runs,
+    "UPDATE flow_runs SET current_step = :current_step, updated_at = :updated_at"
+    " WHERE id = :id AND state NOT IN ('completed', 'failed', 'canceled', 'rejected')",
+)
+
+
+def step_row(sql: Sql, run_id: str, step_id: str) -> dict[str, Any] | None:
+    rows = sql.typed(_STEP_ROW, {"run_id": run_id, "step_id": step_id})
+    return rows[0] if rows else None
+
+
+def run_row(sql: Sql, run_id: str) -> dict[str, Any] | None:
+    rows = sql.typed(_RUN_ROW, {"id": run_id})
+    return rows[0] if rows else None
+
+
+def grant_row(sql: Sql, grant_id: str) -> dict[str, Any] | None:
+    rows = sql.typed(_GRANT_ROW, {"id": grant_id})
+    return rows[0] if rows else None
+
+
+def enter_step(
+    sql: Sql, run_id: str, step_id: str, grant_id: str, current: bool, now: datetime
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """`FlowStore.enter_step`, in one transaction."""
+    if current:
+        params = {"id": run_id, "current_step": step_id, "updated_at": now}
+        sql.typed(_SET_CURRENT_STEP, params)
+    return step_row(sql, run_id, step_id), grant_row(sql, grant_id)
+
+
+def set_run(sql: Sql, run_id: str, values: dict[str, Any]) -> bool:
+    """Update a run that has not ended (an ended run stays as it ended)."""
+    statement = _set_run_statement(tuple(sorted(values)))
+    return bool(sql.typed(statement, {**values, "id": run_id})[0]["rowcount"])
+
+
+def write_step(
+    sql: Sql, run_id: str, step_id: str, replayable: bool, values: dict[str, Any]
 ) -> None:
     """Create or update the step's record (``kind`` and ``trace_id`` needed to create)."""
-    c = flow_steps.c
-    this = (c.run_id == run_id, c.step_id == step_id)
-    changes = dict(values)
-    statement = update(flow_steps).where(*this)
-    if replayable:
-        state = values.get("state")
-        if changes.get("started_at") is not None:
-            changes["started_at"] = func.coalesce(c.started_at, changes["started_at"])
-        if state is not None:
-            statement = statement.where(or_(c.state.not_in(SETTLED), c.state == state))
-            if changes.get("finished_at") is not None:
-                changes["finished_at"] = case(
-                    (c.state == state, func.coalesce(c.finished_at, changes["finished_at"])),
-                    else_=changes["finished_at"],
-                )
-    async with engine.begin() as conn:
-        changed = await conn.execute(statement.values(**changes))
-        if changed.rowcount:
-            return
-        if replayable:  # refused, or missing?
-            found = await conn.execute(select(c.state).where(*this))
-            if found.first() is not None:
-                return
-        values.setdefault("attempts", 0)
-        values.setdefault("state", "pending")
-        await conn.execute(insert(flow_steps).values(run_id=run_id, step_id=step_id, **values))
+    keys = tuple(sorted(values))
+    state_given = replayable and values.get("state") is not None
+    keep_start = replayable and values.get("started_at") is not None
+    keep_finish = state_given and values.get("finished_at") is not None
+    update = _update_step(keys, state_given, keep_start, keep_finish)
+    this = {"run_id": run_id, "step_id": step_id}
+    if sql.typed(update, {**values, **this})[0]["rowcount"]:
+        return
+    if replayable and step_row(sql, run_id, step_id) is not None:
+        return  # refused: it is beyond what the replay writes
+    new = {"attempts": 0, "state": "pending", **values, **this}
+    sql.typed(_insert_step(tuple(sorted(new))), new)
+
+
+@functools.cache
+def _update_step(
+    keys: tuple[str, ...], state_given: bool, keep_start: bool, keep_finish: bool
+) -> Statement:
+    sets = []
+    for key in _columns(flow_steps, keys):
+        if key == "started_at" and keep_start:
+            sets.append("started_at = COALESCE(started_at, :started_at)")
+        elif key == "finished_at" and keep_finish:
+            # The right side reads the row as it was: its own state kept.
+            sets.append(
+                "finished_at = CASE WHEN state = :state"
+                " THEN COALESCE(finished_at, :finished_at) ELSE :finished_at END"
+            )
+        else:
+            sets.append(f"{key} = :{key}")
+    where = "run_id = :run_id AND step_id = :step_id"
+    if state_given:
+        settled = ", ".join(f"'{state}'" for state in SETTLED)
+        where += f" AND (state NOT IN ({settled}) OR state = :state)"
+    return Statement(flow_steps, f"UPDATE flow_steps SET {', '.join(sets)} WHERE {where}")  # noqa: S608
+
+
+@functools.cache
+def _insert_step(keys: tuple[str, ...]) -> Statement:
+    names = _columns(flow_steps, keys)
+    binds = ", ".join(f":{key}" for key in names)
+    return Statement(
+        flow_steps,
+        f"INSERT INTO flow_steps ({', '.join(names)}) VALUES ({binds})",  # noqa: S608
+    )
+
+
+@functools.cache
+def _set_run_statement(keys: tuple[str, ...]) -> Statement:
+    sets = ", ".join(f"{key} = :{key}" for key in _columns(flow_runs, keys))
+    return Statement(
+        flow_runs,
+        f"UPDATE flow_runs SET {sets} WHERE id = :id AND state NOT IN {_ENDED}",  # noqa: S608
+    )
+
+
+def _columns(table: Any, keys: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [key for key in keys if key not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column {', '.join(unknown)}")
+    return keys

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.flows import step_records
 from gateway.flows.models import (
     FlowRecord,
     FlowUsage,
@@ -31,8 +32,8 @@ from gateway.flows.models import (
     TokenUsage,
     UserUsage,
 )
-from gateway.flows.step_records import write_step
 from gateway.storage.readable import readable
+from gateway.storage.statements import statement_runner
 from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from registry.tables import agents, as_utc
 
@@ -60,25 +61,15 @@ class RunNotFound(Exception):
     pass
 
 
-# Statements a step runs every time, built once (building one costs about a
-# fifth of executing it).
-_SET_CURRENT_STEP = (
-    update(flow_runs)
-    .where(
-        flow_runs.c.id == bindparam("run"),
-        flow_runs.c.state.not_in(TERMINAL_RUN_STATES),
-    )
-    .values(current_step=bindparam("step"), updated_at=bindparam("at"))
-)
-_STEP_ROW = select(flow_steps).where(
-    flow_steps.c.run_id == bindparam("run"), flow_steps.c.step_id == bindparam("step")
-)
-_GRANT_ROW = select(flow_grants).where(flow_grants.c.id == bindparam("grant"))
-
-
 class FlowStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # What every run and step reads and writes goes the lean way
+        # (`gateway.flows.step_records`, `gateway.storage.statements`).
+        self._run = statement_runner(engine)
+
+    async def aclose(self) -> None:
+        await self._run.aclose()
 
     # Definitions ------------------------------------------------------------------
 
@@ -184,24 +175,17 @@ class FlowStore:
             )
 
     async def run_row(self, run_id: str) -> dict[str, Any]:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(flow_runs).where(flow_runs.c.id == run_id))).first()
+        row = await self._run.read(step_records.run_row, run_id)
         if row is None:
             raise RunNotFound(run_id)
-        return row._asdict()
+        return row
 
     async def set_run(self, run_id: str, **values: Any) -> bool:
         """Update a run that has not ended (an ended run stays as it ended)."""
         values["updated_at"] = _now()
         if values.get("state") in TERMINAL_RUN_STATES:
             values["finished_at"] = values["updated_at"]
-        async with self._engine.begin() as conn:
-            changed = await conn.execute(
-                update(flow_runs)
-                .where(flow_runs.c.id == run_id, flow_runs.c.state.not_in(TERMINAL_RUN_STATES))
-                .values(**values)
-            )
-        return bool(changed.rowcount)
+        return await self._run(step_records.set_run, run_id, values)
 
     async def runs(
         self, flow_id: str, *, owner: tuple[str, str] | None = None, limit: int = 50
@@ -300,13 +284,10 @@ class FlowStore:
     # Grants -----------------------------------------------------------------------
 
     async def grant(self, grant_id: str) -> dict[str, Any]:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(select(flow_grants).where(flow_grants.c.id == grant_id))
-            ).first()
+        row = await self._run.read(step_records.grant_row, grant_id)
         if row is None:
             raise RunNotFound(grant_id)
-        return row._asdict()
+        return row
 
     async def revoke(self, grant_id: str, by: str, reason: str | None) -> bool:
         async with self._engine.begin() as conn:
@@ -320,15 +301,7 @@ class FlowStore:
     # Steps ------------------------------------------------------------------------
 
     async def step_row(self, run_id: str, step_id: str) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(flow_steps).where(
-                        flow_steps.c.run_id == run_id, flow_steps.c.step_id == step_id
-                    )
-                )
-            ).first()
-        return row._asdict() if row else None
+        return await self._run.read(step_records.step_row, run_id, step_id)
 
     async def waiting_for(
         self, flow_id: str, target: str, key: str
@@ -379,16 +352,12 @@ class FlowStore:
         a sixth of a step's cost): the step's row as a crash left it (or None),
         the run's grant as it is now, and -- ``current`` -- the run's
         ``current_step`` moved to it (an ended run is left as it ended)."""
-        async with self._engine.begin() as conn:
-            if current:
-                await conn.execute(
-                    _SET_CURRENT_STEP, {"run": run_id, "step": step_id, "at": _now()}
-                )
-            row = (await conn.execute(_STEP_ROW, {"run": run_id, "step": step_id})).first()
-            grant = (await conn.execute(_GRANT_ROW, {"grant": grant_id})).first()
+        row, grant = await self._run(
+            step_records.enter_step, run_id, step_id, grant_id, current, _now()
+        )
         if grant is None:
             raise RunNotFound(grant_id)
-        return (row._asdict() if row else None), grant._asdict()
+        return row, grant
 
     async def set_step(
         self, run_id: str, step_id: str, *, replayable: bool = False, **values: Any
@@ -396,7 +365,7 @@ class FlowStore:
         """Create or update the step's record (``kind`` and ``trace_id`` needed to
         create); ``replayable``: written by workflow code that recovery runs
         again, so it never moves the record back (`step_records`)."""
-        await write_step(self._engine, run_id, step_id, replayable=replayable, **values)
+        await self._run(step_records.write_step, run_id, step_id, replayable, values)
 
 
 def new_run_id() -> str:

@@ -151,6 +151,9 @@ def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA busy_timeout={busy_seconds * 1000}")
     connection.execute("PRAGMA synchronous=NORMAL")  # see the module's doc
+    # As on the engine's connections (`gateway.storage.db`): a row naming a
+    # registry row that is gone is refused, and a cascade is kept.
+    connection.execute("PRAGMA foreign_keys=ON")
     return connection
 
 
@@ -275,7 +278,9 @@ class Statement:
     def sqlite_row(self, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, value in zip(names, row, strict=True):
-            if value is not None and name in self._json_out:
+            if isinstance(value, str) and name in self._json_out:
+                # A JSON column has NUMERIC affinity in SQLite: a number was
+                # stored as one, and comes back as one, as SQLAlchemy reads it.
                 value = json.loads(value)
             elif value is not None and name in self._time_out:
                 value = datetime.fromisoformat(value)

@@ -1,0 +1,169 @@
+"""The lean statement path (`gateway.storage.statements`) writes and reads
+values as the engine does: a row written one way reads the same the other
+way, on SQLite (the runner's own connections) and PostgreSQL (the engine);
+a failed operation rolls back; an unknown column is refused; SQLite's own
+errors are read as outages, as SQLAlchemy's wrapping of them is."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import insert, select
+
+from gateway.flows import step_records
+from gateway.storage.db import create_engine
+from gateway.storage.outages import outage_of
+from gateway.storage.statements import Sql, Statement, statement_runner
+from gateway.storage.tables import flow_steps
+from tests.support.databases import coordination_backend
+
+REDIS = "redis://127.0.0.1:1"  # unused: no Redis backend here
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with coordination_backend(request.param, tmp_path, REDIS) as (made, _):
+        yield made
+
+
+VALUES: list[Any] = [None, 3, 3.5, "text", "3.5", {"a": [1, None, "b"]}, [], True]
+WHEN = datetime(2026, 11, 25, 10, 30, 1, 123456, tzinfo=UTC)
+_ROW = Statement(
+    flow_steps,
+    "SELECT output, started_at, attempts FROM flow_steps"
+    " WHERE run_id = :run_id AND step_id = :step_id",
+)
+_ADD = Statement(
+    flow_steps,
+    "INSERT INTO flow_steps (run_id, step_id, kind, state, attempts, trace_id, output,"
+    " started_at) VALUES (:run_id, :step_id, 'call', 'pending', 0, 't', :output, :started_at)",
+)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def test_rows_written_either_way_read_the_same(url: str) -> None:
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        try:
+            for index, value in enumerate(VALUES):
+                lean, alchemy = f"lean{index}", f"alchemy{index}"
+
+                def add(sql: Sql, step: str = lean, output: Any = value) -> None:
+                    params = {"run_id": "r", "step_id": step, "output": output}
+                    sql.typed(_ADD, {**params, "started_at": WHEN})
+
+                await runner(add)
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        insert(flow_steps).values(
+                            run_id="r",
+                            step_id=alchemy,
+                            kind="call",
+                            state="pending",
+                            attempts=0,
+                            trace_id="t",
+                            output=value,
+                            started_at=WHEN,
+                        )
+                    )
+                for step in (lean, alchemy):
+                    ours = await runner.read(
+                        lambda sql, s=step: sql.typed(_ROW, {"run_id": "r", "step_id": s})
+                    )
+                    async with engine.connect() as conn:
+                        theirs = (
+                            await conn.execute(
+                                select(flow_steps.c.output, flow_steps.c.started_at).where(
+                                    flow_steps.c.step_id == step
+                                )
+                            )
+                        ).one()
+                    assert ours[0]["output"] == theirs.output == value, (step, ours, theirs)
+                    assert _naive_utc(ours[0]["started_at"]) == _naive_utc(theirs.started_at)
+                    assert _naive_utc(theirs.started_at) == WHEN.replace(tzinfo=None)
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    anyio.run(main)
+
+
+def test_a_failed_operation_stores_nothing(url: str) -> None:
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        try:
+
+            def half(sql: Sql) -> None:
+                params = {"run_id": "r", "step_id": "half", "output": 1, "started_at": WHEN}
+                sql.typed(_ADD, params)
+                raise RuntimeError("crashed between two statements")
+
+            with pytest.raises(RuntimeError):
+                await runner(half)
+            row = await runner.read(step_records.step_row, "r", "half")
+            assert row is None
+            # and the runner goes on working
+            values = {"kind": "call", "trace_id": "t", "state": "running"}
+            await runner(step_records.write_step, "r", "after", False, values)
+            row = await runner.read(step_records.step_row, "r", "after")
+            assert row is not None and row["state"] == "running" and row["attempts"] == 0
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    anyio.run(main)
+
+
+def test_a_replayed_write_never_moves_a_settled_step_back(url: str) -> None:
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        try:
+            first = {"kind": "parallel", "trace_id": "t", "state": "completed"}
+            first |= {"started_at": WHEN, "finished_at": WHEN}
+            await runner(step_records.write_step, "r", "p", True, first)
+            later = datetime(2026, 11, 26, tzinfo=UTC)
+            again = {"state": "running", "started_at": later}
+            await runner(step_records.write_step, "r", "p", True, again)
+            same = {"state": "completed", "started_at": later, "finished_at": later}
+            await runner(step_records.write_step, "r", "p", True, same)
+            row = await runner.read(step_records.step_row, "r", "p")
+            assert row is not None and row["state"] == "completed"
+            assert _naive_utc(row["started_at"]) == WHEN.replace(tzinfo=None)
+            assert _naive_utc(row["finished_at"]) == WHEN.replace(tzinfo=None)
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    anyio.run(main)
+
+
+def test_an_unknown_column_is_refused(url: str) -> None:
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        try:
+            values = {"state": "x", "state = 'x'; DROP TABLE flow_steps; --": 1}
+            with pytest.raises(ValueError, match="no column"):
+                await runner(step_records.write_step, "r", "s", False, values)
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    anyio.run(main)
+
+
+def test_sqlite_errors_are_outages_unless_the_data_is_refused() -> None:
+    assert outage_of(sqlite3.OperationalError("database is locked")) is not None
+    assert outage_of(sqlite3.IntegrityError("UNIQUE constraint failed")) is None

@@ -130,7 +130,7 @@ def test_a_replayed_write_never_moves_a_settled_step_back(url: str) -> None:
         engine = create_engine(url)
         runner = statement_runner(engine)
         try:
-            first = {"kind": "parallel", "trace_id": "t", "state": "completed"}
+            first: dict[str, Any] = {"kind": "parallel", "trace_id": "t", "state": "completed"}
             first |= {"started_at": WHEN, "finished_at": WHEN}
             await runner(step_records.write_step, "r", "p", True, first)
             later = datetime(2026, 11, 26, tzinfo=UTC)

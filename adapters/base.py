@@ -4,7 +4,7 @@ An agent that does not speak A2A (an OpenAI-compatible chat endpoint, a REST
 webhook) is served as an A2A agent by the gateway; its adapter only turns one
 `Turn` into one `Reply` -- or into a stream of `Delta`s ending in a `Reply`.
 Adapters know nothing of A2A, FastAPI or the database: the gateway converts
-A2A messages to turns and replies to A2A artifacts (`gateway.a2a.vendor`), and
+A2A messages to turns and replies to A2A artifacts (`gateway.agents.vendor`), and
 runs the call as a task (`gateway.delegation.task_runner`).
 
 Failures leave an adapter as one of the `AdapterError` classes below, mapped at

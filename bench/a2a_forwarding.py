@@ -607,7 +607,7 @@ def _through_sdk_types(document: bytes, member: str) -> bytes:
     answer, and no more: the member parsed into the SDK's protobuf type (the
     request also checked for the proto's required fields, as the SDK's server
     does) and the envelope re-encoded from it -- the pass-through's protocol
-    work (`gateway.a2a.passthrough`) without its authentication, decision,
+    work (`gateway.agents.passthrough`) without its authentication, decision,
     minted token, ownership checks and audit. The floor of the SDK's types on
     this server stack."""
     from a2a.types import SendMessageRequest, SendMessageResponse

@@ -12,7 +12,7 @@ each), and reports requests per second, p50 and the gateway's CPU per call.
 The figure that matters is the ratio: gRPC's CPU per call over JSON-RPC's,
 measured in the same run on the same process. Both doors run the same
 admission, decision, minted token, task checks and audit; the JSON-RPC door
-also has its pass-through path (`gateway.a2a.passthrough`), which the gRPC
+also has its pass-through path (`gateway.agents.passthrough`), which the gRPC
 door, serving the SDK's types end to end, does not use.
 """
 

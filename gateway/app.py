@@ -1,7 +1,7 @@
 """The composition root: the FastAPI app, wired from the subsystems' own parts.
 
 Each subsystem builds and tears down its own parts (`storage.db.start`,
-`delegation.startup.start`, `A2ADoor.start`, `mcp.startup.start`); this module
+`delegation.startup.start`, `Agents.start`, `federation.startup.start`); this module
 only connects them: the routes each door serves, what the REST API reads
 (`AppState`), what request authentication reads (`RequestAuth`), who hears
 whom (tool-list changes), and the background jobs each subsystem names.
@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway.a2a.startup import A2ADoor
+from gateway.agents.startup import Agents
 from gateway.api import (
     agents,
     approvals,
@@ -37,16 +38,16 @@ from gateway.api.state import AppState
 from gateway.console import apidocs
 from gateway.console import install as install_console
 from gateway.delegation import startup as delegation
+from gateway.federation import startup as mcp_federation
+from gateway.federation.as_a2a import McpAgents
+from gateway.federation.federation import McpFederation
 from gateway.flows.startup import FlowsDoor
 from gateway.http import openapi
 from gateway.http.auth import RequestAuth
 from gateway.http.limits import BodyLimitMiddleware
 from gateway.http.problems import install_error_handlers
-from gateway.mcp import startup as mcp
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
-from gateway.mcp.as_a2a import McpAgents
-from gateway.mcp.federation import McpFederation
 from gateway.mcp.front import McpFront
 from gateway.observability import startup as observability
 from gateway.observability import tracing
@@ -64,9 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
         state: AppState = app.state.switchboard
         return state.mcp
 
-    a2a_door = A2ADoor(__version__)
+    handlers = Agents(__version__)
+    a2a_door = A2ADoor(handlers)
     # Before the routes: a flow is a gateway-run agent of its own kind.
-    flows_door = FlowsDoor(a2a_door)
+    flows_door = FlowsDoor(handlers)
     replicas = ReplicaDirectory(
         settings.effective_replica_url,
         replica_id=settings.replica_id,
@@ -74,10 +76,11 @@ def create_app(settings: Settings) -> FastAPI:
         stale_seconds=settings.replica_stale_seconds,
     )
     mcp_front = McpFront(settings, federation, version=__version__, replicas=replicas)
-    agent_tools = AgentSkillTools(a2a_door.front_door_parts, a2a_door.handler_for)
+    agent_tools = AgentSkillTools(handlers.front_door_parts, handlers.handler_for)
     mcp_front.agent_tools = agent_tools
     mcp_front.approvals = McpApprovals(
-        lambda: a2a_door.approval_parts().approvals, lambda: a2a_door.approval_parts().deferrals
+        lambda: handlers.approval_parts().approvals,
+        lambda: handlers.approval_parts().deferrals,
     )
 
     @contextlib.asynccontextmanager
@@ -86,8 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
             tracing.start(settings, __version__, stack)
             engine = await db.start(settings.effective_database_url, settings.sealing_secret, stack)
             core = await delegation.start(settings, engine, stack)
-            a2a_parts = await a2a_door.start(core, stack)
-            mcp_parts = await mcp.start(core, stack)
+            a2a_parts = await handlers.start(core, stack)
+            mcp_parts = await mcp_federation.start(core, stack)
             observed = observability.start(settings, core, stack)
             # Registered before the flows engine starts: its executor id is this replica's.
             await replicas.announce(engine)
@@ -177,7 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
     # First: routes are matched in order, and the A2A and MCP hot paths should
     # not be tried against every REST route before their own (no paths
     # overlap; tests/gateway/test_routes.py).
-    others = McpAgents(a2a_door.front_door_parts, federation)
+    others = McpAgents(handlers.front_door_parts, federation)
     app.router.routes[0:0] = [*a2a_door.routes(others), *mcp_front.routes()]
     app.add_middleware(
         BodyLimitMiddleware,

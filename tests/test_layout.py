@@ -18,19 +18,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "adapters", "registry", "policies")
 
 # Inside `gateway/`, the order of the layers, bottom first. A module may import
-# from its own layer and the layers below it, never above:
-# cli -> demo -> app -> console -> api -> flows -> mcp -> a2a -> observability -> delegation
-# -> http -> storage -> settings -> client.
-GATEWAY_LAYERS = (
+# from its own layer and the layers below it, never above. The doors (A2A,
+# /mcp, flows) are one layer of peers: none imports another; what two of them
+# share lives below them (the agents' handlers, the MCP federation, the core).
+# cli -> demo -> app -> console -> api -> {a2a | mcp | flows} -> federation -> agents
+# -> observability -> delegation -> http -> storage -> settings -> client.
+DOORS = ("gateway.a2a", "gateway.mcp", "gateway.flows")
+GATEWAY_LAYERS: tuple[str | tuple[str, ...], ...] = (
     "gateway.client",
     "gateway.settings",
     "gateway.storage",
     "gateway.http",
     "gateway.delegation",
     "gateway.observability",
-    "gateway.a2a",
-    "gateway.mcp",
-    "gateway.flows",
+    "gateway.agents",
+    "gateway.federation",
+    DOORS,
     "gateway.api",
     "gateway.console",
     "gateway.app",
@@ -98,11 +101,23 @@ def _graph() -> dict[str, set[str]]:
     }
 
 
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
 def _layer(module: str) -> int | None:
-    for index, prefix in enumerate(GATEWAY_LAYERS):
-        if module == prefix or module.startswith(prefix + "."):
+    for index, layer in enumerate(GATEWAY_LAYERS):
+        if any(_within(module, prefix) for prefix in _prefixes(layer)):
             return index
     return None
+
+
+def _prefixes(layer: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (layer,) if isinstance(layer, str) else layer
+
+
+def _door(module: str) -> str | None:
+    return next((door for door in DOORS if _within(module, door)), None)
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -154,6 +169,94 @@ def test_gateway_layers_point_down() -> None:
         and (_layer(module) or 0) < (_layer(dep) or 0)
     ]
     assert upward == []
+
+
+def test_no_door_imports_another() -> None:
+    crossing = [
+        f"{module} -> {dep}"
+        for module, deps in _graph().items()
+        for dep in deps
+        if _door(module) is not None and _door(dep) not in (None, _door(module))
+    ]
+    assert crossing == []
+
+
+# What only the delegation core may touch: the upstream call's breaker and
+# retries (`gateway.delegation.delegate` makes every upstream call under them,
+# and names what a door needs of them: `BreakerOpen`, `Failure`). Reading the
+# breakers' states to show them is not making a call: the readers named here.
+CORE_ONLY = {
+    "gateway.delegation.retry": frozenset[str](),
+    "gateway.delegation.breaker": frozenset({"gateway.observability.metrics", "gateway.api.state"}),
+}
+
+
+def test_only_the_core_retries_and_trips_breakers() -> None:
+    users = [
+        f"{module} -> {dep}"
+        for module, deps in _graph().items()
+        for dep, readers in CORE_ONLY.items()
+        if dep in deps and not _within(module, "gateway.delegation") and module not in readers
+    ]
+    assert users == []
+
+
+def _private_members() -> dict[str, set[str]]:
+    """Each module's classes' private members (methods and class attributes
+    whose name starts with one underscore), a `Protocol`'s excepted: a
+    protocol that declares another class's private method is a way round
+    this check, not a definition."""
+    found: dict[str, set[str]] = {}
+    for name, path in _modules().items():
+        names = found.setdefault(name, set())
+        for node in ast.walk(_parse(path)):
+            if not isinstance(node, ast.ClassDef) or any(
+                getattr(base, "id", getattr(base, "attr", "")) == "Protocol" for base in node.bases
+            ):
+                continue
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                    names.add(member.name)
+                elif isinstance(member, ast.Assign):
+                    names.update(t.id for t in member.targets if isinstance(t, ast.Name))
+                elif isinstance(member, ast.AnnAssign) and isinstance(member.target, ast.Name):
+                    names.add(member.target.id)
+        found[name] = {n for n in names if n.startswith("_") and not n.startswith("__")}
+    return found
+
+
+NAMED_TUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_mapping"})
+
+
+def _private_uses(members: dict[str, set[str]]) -> list[str]:
+    """Where a module reaches another module's private names: imported by
+    name, or as an attribute (``thing._name``, other than ``self``'s and
+    ``cls``'s) that only another module's classes define. A library's own
+    private attributes (``request._json``) are the library's business, and a
+    named tuple's ``_replace`` / ``_asdict`` are its public API."""
+    uses = []
+    for module, path in _modules().items():
+        elsewhere = {n for other, names in members.items() if other != module for n in names}
+        elsewhere -= members.get(module, set())
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+                uses += [
+                    f"{module}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+            elif isinstance(node, ast.Attribute) and node.attr in elsewhere - NAMED_TUPLE_API:
+                owner = node.value
+                if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                    continue
+                if isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "super":
+                    continue
+                uses.append(f"{module}:{node.lineno}: .{node.attr}")
+    return uses
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    assert _private_uses(_private_members()) == []
 
 
 def test_every_gateway_module_has_a_layer() -> None:

@@ -16,8 +16,8 @@ from typing import Any, Literal, Protocol
 
 from a2a.types import SendMessageRequest
 
-from gateway.a2a.admission import Admission
 from gateway.a2a.responses import denial_response
+from gateway.agents.admission import Admission
 from gateway.delegation.handoffs import (
     MessageSkill,
     json_inputs,

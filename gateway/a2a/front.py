@@ -47,19 +47,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from adapters.trace_context import begin as begin_trace
-from gateway.a2a.admission import Admission, AdmissionContextBuilder
 from gateway.a2a.admit import Refusal, admit_call, decide_skill
-from gateway.a2a.cards import card_json
 from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
-from gateway.a2a.handler import AgentHandler
-from gateway.a2a.outages import (
-    OutageNote,
-    current_note,
-    outage_record,
-    outage_response,
-    retry_after,
-    watch,
-)
 from gateway.a2a.responses import (
     card_response,
     invalid_params,
@@ -69,6 +58,17 @@ from gateway.a2a.responses import (
     rest_refusal,
 )
 from gateway.a2a.versions import version_of
+from gateway.agents.admission import Admission, AdmissionContextBuilder
+from gateway.agents.cards import card_json
+from gateway.agents.handler import AgentHandler
+from gateway.agents.outages import (
+    OutageNote,
+    current_note,
+    outage_record,
+    outage_response,
+    retry_after,
+    watch,
+)
 from gateway.delegation.handoffs import (
     MessageSkill,
 )
@@ -83,7 +83,7 @@ from policies.tokens import TokenInvalid
 
 
 class OtherAgents(Protocol):
-    """Targets served at `/a2a/{id}` that are not A2A agents (`gateway.mcp.as_a2a`:
+    """Targets served at `/a2a/{id}` that are not A2A agents (`gateway.federation.as_a2a`:
     MCP servers). They share the agents' id space, so an id names one or the
     other; the agents are looked up first."""
 
@@ -99,7 +99,7 @@ class OtherAgents(Protocol):
 
 
 class GatewayRunAgents(Protocol):
-    """Registered agents the gateway runs itself (`gateway.a2a.vendor`: OpenAI-
+    """Registered agents the gateway runs itself (`gateway.agents.vendor`: OpenAI-
     compatible and REST webhook upstreams). They are agents -- admitted, listed
     and decided like any other -- whose card carries the gateway-run mark; their
     calls go to this handler instead of an A2A upstream."""
@@ -113,7 +113,7 @@ class GatewayRunAgents(Protocol):
 
 
 # Answers a request itself, or returns None to leave it to the SDK's dispatcher
-# (`gateway.a2a.passthrough.PassThrough`).
+# (`gateway.agents.passthrough.PassThrough`).
 PassThroughPath = Callable[[Request, Admission, Any], Awaitable[Response | None]]
 
 
@@ -171,7 +171,7 @@ class A2AFrontDoor:
         self.pass_through = pass_through
         self.others = others
         self.gateway_run = gateway_run
-        # Serves agents whose calls wait for a human (`gateway.a2a.approvals`).
+        # Serves agents whose calls wait for a human (`gateway.agents.approvals`).
         self.approvals = approvals
 
     async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
@@ -307,7 +307,7 @@ class A2AFrontDoor:
         return self._outage_guard(guarded, jsonrpc=jsonrpc)
 
     def _outage_guard(self, endpoint: Endpoint, *, jsonrpc: bool) -> Endpoint:
-        """A dependency outage, met here or in a handler (`gateway.a2a.outages`),
+        """A dependency outage, met here or in a handler (`gateway.agents.outages`),
         answered 503 with `Retry-After` in the binding's error form, and audited."""
 
         async def guarded(request: Request) -> Response:

@@ -36,8 +36,8 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import ParseDict
 from starlette.requests import Request
 
-from gateway.a2a.admission import PRINCIPAL, FrontDoorParts, call_context
-from gateway.a2a.cards import gateway_card
+from gateway.agents.admission import PRINCIPAL, FrontDoorParts, call_context
+from gateway.agents.cards import gateway_card
 from gateway.delegation.pipeline import (
     Caller,
 )

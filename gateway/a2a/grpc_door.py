@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
@@ -48,10 +47,10 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from adapters.trace_context import begin as begin_trace
-from gateway.a2a.admission import ADMISSION, admitted_context
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.front import A2AFrontDoor
-from gateway.a2a.outages import (
+from gateway.agents.admission import ADMISSION, admitted_context
+from gateway.agents.outages import (
     DependencyUnavailableError,
     OutageNote,
     current_note,
@@ -64,6 +63,7 @@ from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.http.auth import RequestAuth, onwards_principal
 from gateway.settings import Settings
+from gateway.settings.grpc import grpc_public_target
 from gateway.storage.outages import DependencyUnavailable, outage_of
 from policies.tokens import Principal, TokenInvalid
 from registry.store import is_agent_id
@@ -413,14 +413,7 @@ def _add_service(door: GrpcFrontDoor, server: grpc.aio.Server) -> None:
 
 def public_target(settings: Settings) -> str | None:
     """host:port of the gRPC binding as cards list it, or None when it is off."""
-    if settings.a2a_grpc_port is None:
-        return None
-    if settings.a2a_grpc_public_target:
-        return settings.a2a_grpc_public_target
-    host = urlsplit(settings.effective_public_url).hostname or settings.host
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{settings.a2a_grpc_port}"
+    return grpc_public_target(settings, settings.effective_public_url, settings.host)
 
 
 async def serve(

@@ -17,7 +17,7 @@ from a2a.utils.errors import InvalidParamsError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.a2a.cards import etag
+from gateway.agents.cards import etag
 from gateway.delegation.pipeline import CoordinationRefused, DelegationDenied, RateLimited
 from registry.tables import as_utc
 

@@ -1,114 +1,43 @@
-"""The A2A front door's start-up: its handlers (built with the app) and the
-parts they work with (built by `start()` in the app's lifespan).
+"""The A2A front door's start-up: its routes (`/a2a/{agent_id}`, `/a2a`) and
+its gRPC binding, over the handlers every door shares (`gateway.agents`).
 
-The SDK's routes need their handlers when the app is created, before the
-lifespan has opened the database; so each handler is given an accessor
-(`A2ADoor.front_door_parts`, ...) that it calls per request.
+The door decodes A2A (JSON-RPC, HTTP+JSON, gRPC), admits the caller and
+hands the request to the agent's handler; it adds `/a2a`, the gateway's own
+agent (`gateway_handler`), and the same-version JSON-RPC fast path.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from a2a.server.request_handlers.request_handler import RequestHandler
 from starlette.routing import BaseRoute
 
-from adapters.a2a import A2AUpstreams
-from adapters.http import UpstreamHTTP
 from gateway.a2a import grpc_door
-from gateway.a2a.admission import FrontDoorParts, StreamLimits
-from gateway.a2a.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
-from gateway.a2a.approved import ApprovalExecution
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
-from gateway.a2a.gateway_run import GatewayRunHandlers
 from gateway.a2a.grpc_door import GrpcFrontDoor
-from gateway.a2a.handler import AgentHandler
-from gateway.a2a.passthrough import PassThrough
-from gateway.a2a.reconcile import Reconciler
-from gateway.a2a.vendor import GatewayRun, VendorAgentHandler, VendorExecution
-from gateway.delegation.deferrals import Deferrals
-from gateway.delegation.lost_tasks import LostTasks
-from gateway.delegation.startup import DelegationCore, Job
-from gateway.delegation.task_runner import TaskRunner
-from gateway.delegation.vendor_agents import VendorAgents
+from gateway.agents.passthrough import PassThrough
+from gateway.agents.startup import Agents
 from gateway.http.auth import RequestAuth
 from gateway.settings import Settings
-from registry.vendor_store import SqlVendorStore
-
-# How soon a deferred call follows the end of what held it back.
-DEFERRALS_POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class A2AParts:
-    front_door: FrontDoorParts
-    gateway_run: GatewayRun
-    desk: ApprovalDesk
-    reconciler: Reconciler
-
-    def jobs(self) -> list[Job]:
-        jobs = [
-            ("gateway-runs", self.gateway_run.runner.run_forever()),
-            ("a2a-reconciler", self.reconciler.run_forever()),
-        ]
-        deferrals = self.desk.parts.deferrals
-        if deferrals is not None and deferrals.coordination is not None:
-            jobs.append(
-                (
-                    "coordination-deferrals",
-                    deferrals.run_forever(
-                        self.desk.release, self.desk.give_up, DEFERRALS_POLL_SECONDS
-                    ),
-                )
-            )
-        return jobs
 
 
 class A2ADoor:
-    """`/a2a/{agent_id}` and `/a2a`: every handler, and the routes around them."""
+    """`/a2a/{agent_id}` and `/a2a`: the routes around the agents' handlers."""
 
-    def __init__(self, version: str) -> None:
-        self.version = version
-        self._parts: A2AParts | None = None
-        self.handler = AgentHandler(self.front_door_parts)
-        self.vendor = VendorAgentHandler(self.front_door_parts, self.gateway_run)
-        # Gateway-run agents by kind: the vendor agents, and what a layer above
-        # adds (flows) before `routes()`.
-        self.gateway_runs = GatewayRunHandlers(self.vendor)
-        self.gateway = GatewayHandler(self.front_door_parts)
-        self.approvals = ApprovalAgentHandler(self.front_door_parts, self.approval_parts)
-        self.handler.held = self.approvals  # deferred calls' tasks
-
-    @property
-    def parts(self) -> A2AParts:
-        assert self._parts is not None, "the A2A front door has not started"
-        return self._parts
-
-    def front_door_parts(self) -> FrontDoorParts:
-        return self.parts.front_door
-
-    def gateway_run(self) -> GatewayRun:
-        return self.parts.gateway_run
-
-    def approval_parts(self) -> ApprovalParts:
-        return self.parts.desk.parts
-
-    def handler_for(self, card: Mapping[str, Any]) -> RequestHandler:
-        """The handler that serves the agent with this (stored) card."""
-        return self.gateway_runs.pick(card) if self.gateway_runs.serves(card) else self.handler
+    def __init__(self, agents: Agents) -> None:
+        self.agents = agents
+        self.gateway = GatewayHandler(agents.front_door_parts)
 
     def routes(self, others: OtherAgents | None = None) -> list[BaseRoute]:
+        agents = self.agents
         self.front = A2AFrontDoor(
-            self.handler,
+            agents.handler,
             self.gateway,
-            pass_through=PassThrough(self.handler),
+            pass_through=PassThrough(agents.handler),
             others=others,
-            gateway_run=self.gateway_runs,
-            approvals=self.approvals,
+            gateway_run=agents.gateway_runs,
+            approvals=agents.approvals,
         )
         return self.front.routes()
 
@@ -118,92 +47,3 @@ class A2ADoor:
         """The gRPC binding of the same door, when `a2a_grpc_port` is set
         (after `routes()`, once authentication can run); its port."""
         return await grpc_door.serve(GrpcFrontDoor(self.front, auth), settings, stack)
-
-    async def start(self, core: DelegationCore, stack: contextlib.AsyncExitStack) -> A2AParts:
-        settings = core.settings
-        upstreams = A2AUpstreams(
-            core.fetcher,
-            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
-            stream_idle_seconds=settings.stream_idle_seconds,
-            max_response_bytes=settings.upstream_max_bytes,
-            max_stream_bytes=settings.stream_max_bytes,
-        )
-        stack.push_async_callback(upstreams.aclose)
-        front_door = FrontDoorParts(
-            delegations=core.delegations,
-            tasks=core.tasks,
-            upstreams=upstreams,
-            default_timeout_seconds=settings.upstream_timeout_seconds,
-            stream_limits=StreamLimits(max_seconds=settings.stream_max_seconds),
-            signing_key=core.keys.active_key,
-            public_url=settings.effective_public_url,
-            token_endpoint=settings.token_endpoint,
-            version=self.version,
-            fetcher=core.fetcher,
-            push=core.push,
-            resilience=core.resilience,
-            delegate=core.delegate,
-            lost=LostTasks(core.engine),
-            grpc_target=grpc_door.public_target(settings),
-        )
-        vendor_http = UpstreamHTTP(
-            core.fetcher.policy,
-            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
-            idle_timeout_seconds=settings.stream_idle_seconds,
-            max_response_bytes=settings.upstream_max_bytes,
-            max_stream_bytes=settings.stream_max_bytes,
-        )
-        stack.push_async_callback(vendor_http.aclose)
-        vendors = VendorAgents(
-            SqlVendorStore(core.engine, core.agents),
-            core.agents,
-            vendor_http,
-            public_url=settings.effective_public_url,
-            sealing_secret=settings.sealing_secret,
-            secrets=settings.secrets,
-        )
-
-        async def idempotent(agent_id: str, skill: str | None) -> bool:
-            call = await vendors.store.get(agent_id)
-            return call is not None and any(
-                s.id == skill and s.idempotent for s in call.config.skills
-            )
-
-        # One runner for every gateway-run task: vendor calls, and approved calls.
-        # A vendor agent's call cannot be resumed (an OpenAI-compatible or REST
-        # upstream has no task to ask about): taken over, it runs again if its
-        # skill is idempotent, else fails. An approved A2A call whose agent
-        # named its task is followed there instead.
-        approved = ApprovalExecution(
-            lambda: front_door,
-            core.approvals,
-            self.handler_for,
-            lambda spec, grant, event: runner.sending(spec, grant, event),
-        )
-        execute = approved.dispatching(VendorExecution(lambda: front_door, self.gateway_run))
-        runner = TaskRunner(
-            core.engine,
-            core.tasks,
-            lambda: execute,
-            lease_seconds=settings.gateway_run_lease_seconds,
-            poll_seconds=settings.gateway_run_poll_seconds,
-            idempotent=idempotent,
-            resumable=approved.resumable,
-            audit=core.delegations.audit,
-        )
-        stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
-        deferrals = Deferrals(
-            core.engine, core.delegations.coordination, core.approvals, core.delegations.policy
-        )
-        self._parts = A2AParts(
-            front_door=front_door,
-            gateway_run=GatewayRun(vendors, runner),
-            desk=ApprovalDesk(lambda: front_door, ApprovalParts(core.approvals, runner, deferrals)),
-            reconciler=Reconciler(
-                lambda: front_door,
-                self.handler,
-                poll_seconds=settings.a2a_reconcile_poll_seconds,
-                limit_seconds=settings.a2a_reconcile_max_seconds,
-            ),
-        )
-        return self._parts

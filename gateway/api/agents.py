@@ -27,8 +27,8 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from gateway.api.state import state_of
 from gateway.delegation.handoffs import breaker_info
 from gateway.delegation.pipeline import Caller
+from gateway.federation.federated_tools import audit_name_refusal
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
-from gateway.mcp.federated_tools import audit_name_refusal
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.cards import card_skills

@@ -24,9 +24,9 @@ from fastapi import APIRouter, Body, Request, Response, status
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.api.state import state_of
+from gateway.federation.federated_tools import CommandNotAllowed, RegistrationRefused, ToolNotFound
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem, ProblemMapping
-from gateway.mcp.federated_tools import CommandNotAllowed, RegistrationRefused, ToolNotFound
 from policies.scopes import ADMIN_SCOPE, MCP_REGISTER_SCOPE
 from registry.mcp_models import (
     ApproveRequest,

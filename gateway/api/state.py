@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.a2a.approvals import ApprovalDesk
+from gateway.agents.approvals import ApprovalDesk
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
+from gateway.federation.federation import McpFederation
 from gateway.flows.service import FlowService
-from gateway.mcp.federation import McpFederation
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.storage.readiness import Readiness

@@ -10,7 +10,7 @@ page was drawn is refused (409), never approved unseen. Anyone else sees the
 servers they may use with only the tools their `/mcp` `tools/list` offers.
 
 Prompts and resources are listed live by the `/mcp` door's own service
-(`gateway.mcp.offerings.McpOfferings`), with the user as the caller: a user
+(`gateway.federation.offerings.McpOfferings`), with the user as the caller: a user
 sees what their `prompts/list` and `resources/list` would offer; an admin
 sees everything the server offers, a withheld prompt with its flags.
 """
@@ -35,7 +35,7 @@ from gateway.console.web import (
     require_admin,
 )
 from gateway.delegation.pipeline import Caller
-from gateway.mcp.offerings import McpOfferings
+from gateway.federation.offerings import McpOfferings
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.mcp_models import ApproveRequest, McpServerRecord, McpToolRecord, ToolState

@@ -9,7 +9,7 @@ the requester may withdraw it while it is pending.
 
 What happens next depends on the front door it came through:
 
-* A2A (`gateway.a2a.approvals`): the caller holds a gateway-owned task in
+* A2A (`gateway.agents.approvals`): the caller holds a gateway-owned task in
   ``TASK_STATE_AUTH_REQUIRED``; approval starts the call as a gateway-run task
   (`gateway.delegation.task_runner`), decided and minted again at that moment;
 * MCP (`gateway.mcp.approvals`): the client is told the approval id and asks

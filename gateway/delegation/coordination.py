@@ -39,7 +39,7 @@ from policies.coordination import CoordinationPolicy, Keyed, Plan
 
 # The holder a deferred call, released, takes its reserved lease as
 # (`Coordination.reserve`): set around the released call's decision by what
-# makes it (`gateway.a2a.approved`, `gateway.mcp.approvals`), read by
+# makes it (`gateway.agents.approved`, `gateway.mcp.approvals`), read by
 # `Coordination.admit` -- the decision every call goes through stays one.
 _CLAIMING: ContextVar[str | None] = ContextVar("coordination_claiming", default=None)
 

@@ -9,7 +9,7 @@ it: `Deferrals.tick` (every replica, every `interval` seconds) releases the
 waiting calls whose rule keeps nothing for their key any more, first rank
 first and oldest first, by approving them on the desk as the gateway
 (`decided_by: coordination`) -- an A2A call is then made as an approved one
-(`gateway.a2a.approved`: decided again and minted at that moment, for the
+(`gateway.agents.approved`: decided again and minted at that moment, for the
 original caller, so a released call keeps exactly its user's rights and
 meets the rules again); an MCP client collecting it gets the call's result.
 A call of a lower rank that waited longer than the priority rule's `ttl` is

@@ -38,7 +38,22 @@ from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.permits import Permit
 from gateway.delegation.pipeline import Delegations
-from gateway.delegation.retry import Attempts, Failure
+from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
+
+# What a door's `Sending.explain` and `Sending.classify` read: the core's
+# words for an open breaker, a failure's kind and a 5xx answer.
+__all__ = [
+    "BreakerOpen",
+    "Delegate",
+    "Explained",
+    "Failure",
+    "Sending",
+    "Streaming",
+    "UpstreamDown",
+    "UpstreamStatus",
+    "classify",
+]
+classify = retry.classify
 
 T = TypeVar("T")
 CANCELLED = ("cancelled", "the caller cancelled")

@@ -59,8 +59,8 @@ from a2a.types import Message, SendMessageRequest
 from a2a.utils.errors import InternalError, InvalidParamsError
 from google.protobuf.json_format import MessageToDict
 
-from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerState
-from gateway.delegation.retry import RetrySettings
+from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings, BreakerState
+from gateway.delegation.retry import NO_RETRIES, RetrySettings
 from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.delegation.upstream_failures import UpstreamUnavailableError
 from policies.policy import Handoff, Policy, handoff
@@ -414,6 +414,11 @@ class Resilience:
     retry: RetrySettings
     _policy: Policy | None = field(default=None, repr=False)
     _rules: dict[tuple[str, str | None], Handoff] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def fresh(cls) -> Resilience:
+        """Breakers of their own and no retries (a part built without the app's)."""
+        return cls(Breakers(BreakerSettings()), NO_RETRIES)
 
     def handoff(self, policy: Policy, agent_id: str, skill: str | None) -> Handoff:
         if policy is not self._policy:  # reloaded: start over

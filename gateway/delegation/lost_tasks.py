@@ -5,7 +5,7 @@ connection dropped) or a `GetTask` cannot reach the agent, nobody follows the
 task any more and its record would say "working" for good. The record is
 marked instead (`a2a_tasks.reconcile_*`: when to ask next, since when
 contact was lost, how many times asked, on whose behalf) and a background job
-(`gateway.a2a.reconcile`) asks the agent with backoff until it answers with
+(`gateway.agents.reconcile`) asks the agent with backoff until it answers with
 an end, or fails the task after `a2a_reconcile_max_seconds`.
 
 Several replicas share the work without a lock: a replica takes a due row by

@@ -1,6 +1,6 @@
 """Tasks the gateway runs itself, for agents that have no tasks of their own.
 
-A call to a gateway-run agent (`gateway.a2a.vendor`) becomes a run: a row in
+A call to a gateway-run agent (`gateway.agents.vendor`) becomes a run: a row in
 `gateway_runs` (what to call, on whose behalf) and a background asyncio task
 owned by the app's lifespan, so `returnImmediately` can answer at once and the
 call goes on after the client has gone. What the run produces (A2A events,

@@ -5,7 +5,7 @@ id, a new card version with each flow version) has one skill, ``run``, whose
 contract is the flow's input schema, and the gateway-run mark with kind
 ``flow``: the front door admits a caller exactly as for any agent (the policy
 decides on the flow's id; a denial never starts a run) and hands the request
-to `FlowAgentHandler` (`gateway.a2a.gateway_run`). Being in the registry, a
+to `FlowAgentHandler` (`gateway.agents.gateway_run`). Being in the registry, a
 flow is listed, searchable, callable from another flow, and offered on
 `/mcp` as the tool ``{flow_id}__run``.
 
@@ -44,9 +44,9 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import MessageToDict
 
-from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
-from gateway.a2a.recorded import RecordedTaskHandler
-from gateway.a2a.upstream_errors import outcome_of
+from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.recorded import RecordedTaskHandler
+from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.runs import TERMINAL
 from gateway.flows.service import FlowService, InputInvalid
 
@@ -64,7 +64,7 @@ class FlowAgentHandler(RecordedTaskHandler):
         super().__init__(parts)
         self._service = service
 
-    async def _audit(self, admission: Any, operation: str, error: Any) -> None:
+    async def audit(self, admission: Any, operation: str, error: Any) -> None:
         outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
@@ -100,9 +100,9 @@ class FlowAgentHandler(RecordedTaskHandler):
         try:
             task = await self._start(params, admission)
         except Exception as error:
-            await self._audit(admission, "SendMessage", error)
+            await self.audit(admission, "SendMessage", error)
             raise
-        await self._audit(admission, "SendMessage", None)
+        await self.audit(admission, "SendMessage", None)
         if params.configuration.return_immediately:
             return task
         async for _ in self._follow(admission, task):
@@ -117,9 +117,9 @@ class FlowAgentHandler(RecordedTaskHandler):
         try:
             task = await self._start(params, admission)
         except Exception as error:
-            await self._audit(admission, "SendStreamingMessage", error)
+            await self.audit(admission, "SendStreamingMessage", error)
             raise
-        await self._audit(admission, "SendStreamingMessage", None)
+        await self.audit(admission, "SendStreamingMessage", None)
         async for event in self._follow(admission, task):
             yield event
 
@@ -155,10 +155,10 @@ class FlowAgentHandler(RecordedTaskHandler):
         task = await self._own(admission, params.id)
         if task.status.state in TERMINAL:
             error = TaskNotCancelableError(f"run {params.id} has ended")
-            await self._audit(admission, "CancelTask", error)
+            await self.audit(admission, "CancelTask", error)
             raise error
         await self._service().cancel(params.id, by=admission.owner.subject)
-        await self._audit(admission, "CancelTask", None)
+        await self.audit(admission, "CancelTask", None)
         return await self._own(admission, params.id)
 
 

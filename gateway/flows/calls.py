@@ -3,7 +3,7 @@
 Each attempt is one pass through the pipeline: `Delegations.admit` decides
 with the policy in force now (the flow in the actor chain), mints a token for
 this target only and audits; then the A2A front door's own handler for the
-agent (`A2ADoor.handler_for`: an A2A agent, a gateway-run agent, another
+agent (`Agents.handler_for`: an A2A agent, a gateway-run agent, another
 flow) or the MCP federation makes the call, recording and auditing it as
 for any caller.
 
@@ -51,7 +51,7 @@ from google.protobuf.json_format import MessageToDict
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from adapters.usage import from_metadata
-from gateway.a2a.admission import Admission, handler_context
+from gateway.agents.admission import Admission, handler_context
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -62,6 +62,7 @@ from gateway.delegation.pipeline import (
 )
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
+from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.flows.definition import CallStep
 from gateway.flows.messages import (
     apply_event,
@@ -72,7 +73,6 @@ from gateway.flows.messages import (
 )
 from gateway.flows.outcomes import RETRYING, completed, failed, retrying
 from gateway.flows.runtime import FlowRuntime
-from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
 from registry.tables import as_utc
@@ -156,7 +156,7 @@ class StepCall:
                 return await self._attempt(arguments, text, known, pending)
         except TimeoutError:
             reason = f"timed out after {step.timeout_seconds:g} s"
-            await self._cancel_upstream()
+            await self.cancel_upstream()
         except StepFailed as exc:
             if exc.final:
                 return failed(str(exc))
@@ -397,7 +397,7 @@ class StepCall:
             f"{self.step.call.target}: task {TaskState.Name(state)}: {said}".rstrip(": ")
         )
 
-    async def _cancel_upstream(self) -> None:
+    async def cancel_upstream(self) -> None:
         """Best effort: the agent's task of a step given up on is cancelled."""
         row = await self.rt.store.step_row(self.call.run_id, self.step.id) or {}
         task_id, agent = row.get("upstream_task_id"), self.step.call.agent

@@ -49,7 +49,7 @@ class FlowRun(Protocol):
     info: dict[str, Any]
     ctx: dict[str, Any]
 
-    async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
 def approval_id(run_id: str, step_id: str) -> str:
@@ -115,7 +115,7 @@ async def _open(run: FlowRun, step: CheckpointStep, shown: Any) -> dict[str, Any
             context_id=info["context_id"],
         )
         await rt.approvals.audit_request(approval, "flow.checkpoint")
-    await run._mark(
+    await run.mark(
         step.id,
         "checkpoint",
         "waiting",
@@ -160,21 +160,21 @@ async def _close(run: FlowRun, step: CheckpointStep, seen: dict[str, Any]) -> di
     said = f" by {by}" + (f": {reason}" if reason else "")
     if state == "approved":
         outcome = {"approved": True, "by": by, "reason": reason}
-        await run._mark(step.id, "checkpoint", "completed", output=outcome)
+        await run.mark(step.id, "checkpoint", "completed", output=outcome)
         await run.rt.publish(run.info, "working", f"{step.id} approved{said}")
         return {"state": "completed", "output": outcome, "text": "", "error": None}
     if state == WITHDRAWN and reason == TIMED_OUT and by == "switchboard":
         timeout = f"no decision within {step.checkpoint.timeout_seconds:g} s"
         if step.checkpoint.on_timeout == "continue":
             outcome = {"approved": False, "timed_out": True}
-            await run._mark(step.id, "checkpoint", "completed", output=outcome, error=timeout)
+            await run.mark(step.id, "checkpoint", "completed", output=outcome, error=timeout)
             await run.rt.publish(run.info, "working", f"{step.id}: {timeout}; going on")
             return {"state": "completed", "output": outcome, "text": "", "error": None}
-        await run._mark(step.id, "checkpoint", "failed", error=timeout)
+        await run.mark(step.id, "checkpoint", "failed", error=timeout)
         return {"state": "failed", "output": None, "text": "", "error": timeout, "fatal": True}
     if state == "rejected":
         error = f"rejected{said}"
-        await run._mark(step.id, "checkpoint", "failed", error=error)
+        await run.mark(step.id, "checkpoint", "failed", error=error)
         return {"state": "rejected", "output": None, "text": "", "error": f"{step.id} {error}"}
-    await run._mark(step.id, "checkpoint", "canceled", error=f"withdrawn{said}")
+    await run.mark(step.id, "checkpoint", "canceled", error=f"withdrawn{said}")
     return {"state": "canceled", "output": None, "text": "", "error": f"{step.id} withdrawn{said}"}

@@ -33,12 +33,12 @@ class FanOutSteps:
     info: dict[str, Any]
     ctx: dict[str, Any]
 
-    async def _call(
+    async def call_attempt(
         self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
         raise NotImplementedError
 
     async def _retrying(
@@ -50,10 +50,10 @@ class FanOutSteps:
         waited here, in the step: a DBOS sleep taken from the concurrent part
         of a fan-out would get its id in the order the calls happen to fail.
         A run resumed during such a backoff makes the next attempt at once."""
-        outcome = await self._call(step, parent, scope)
+        outcome = await self.call_attempt(step, parent, scope)
         while outcome["state"] == RETRYING:
             await asyncio.sleep(float(outcome["backoff"]))
-            outcome = await self._call(step, parent, scope)
+            outcome = await self.call_attempt(step, parent, scope)
         return outcome
 
     # Map -----------------------------------------------------------------------------
@@ -70,7 +70,7 @@ class FanOutSteps:
         first (a run resumed while it waits finds the same approval), and one
         decision covers every failure rather than up to a thousand approvals.
         Approved, only the items that did not complete are called again."""
-        await self._mark(step.id, "map", "running", started_at=now())
+        await self.mark(step.id, "map", "running", started_at=now())
         await self.rt.store.set_run(self.run_id, current_step=step.id)
         items: list[dict[str, Any]] = []  # each item's outcome in the last round
         outcome = await self._map_round(step, items)
@@ -98,7 +98,7 @@ class FanOutSteps:
             elif len(values) > MAX_MAP_ITEMS:
                 refused = f"map.over has {len(values)} items; at most {MAX_MAP_ITEMS}"
         if refused is not None:
-            await self._mark(step.id, "map", "failed", error=refused)
+            await self.mark(step.id, "map", "failed", error=refused)
             return failed(refused)
         if len(items) != len(values):
             items[:] = [{} for _ in values]
@@ -135,7 +135,7 @@ class FanOutSteps:
         else:
             output = [o["output"] for o in items]
             outcome = {"state": "completed", "output": output, "text": "", "error": None}
-        await self._mark(
+        await self.mark(
             step.id, "map", str(outcome["state"]), output=outcome["output"], error=outcome["error"]
         )
         return outcome
@@ -149,7 +149,7 @@ class FanOutSteps:
         in turn (`reviews.call_reviewed`). The step's own ``on_error:
         checkpoint`` asks when the join is not met: approved, the branches
         that did not complete run again, those that did keep their outputs."""
-        await self._mark(step.id, "parallel", "running", started_at=now())
+        await self.mark(step.id, "parallel", "running", started_at=now())
         await self.rt.store.set_run(self.run_id, current_step=step.id)
         outcomes: dict[str, dict[str, Any]] = {}
         outcome = await self._join(step, outcomes)
@@ -196,7 +196,7 @@ class FanOutSteps:
         if _verdict(step, outcomes, hopeful=False) != "met" and _verdict(step, outcomes) is None:
             ended = await self._review_branches(step, outcomes)
             if ended is not None:  # rejected, withdrawn, or still failing: the run ends
-                await self._mark(step.id, "parallel", "failed", error=ended["error"])
+                await self.mark(step.id, "parallel", "failed", error=ended["error"])
                 return ended
         done = {
             b.id: outcomes[b.id]["output"]
@@ -212,7 +212,7 @@ class FanOutSteps:
                 f"{b.id}: {outcomes[b.id]['error']}" for b in branches if outcomes[b.id]["error"]
             )
             outcome = failed(f"join {join} not met ({errors or 'no branch completed'})")
-        await self._mark(
+        await self.mark(
             step.id,
             "parallel",
             str(outcome["state"]),
@@ -247,7 +247,7 @@ class FanOutSteps:
     ) -> dict[str, Any]:
         """One branch (a DBOS step): its call, unless the join is decided first."""
         if branch.when is not None and not truthy(evaluate(branch.when, self.ctx)):
-            await self._mark(
+            await self.mark(
                 branch.id, "call", "skipped", parent=parent, error="its when did not hold"
             )
             return {"state": "skipped", "output": None, "text": "", "error": None}
@@ -268,11 +268,11 @@ class FanOutSteps:
             caller = await self.rt.caller(self.info["grant_id"])
             await StepCall(
                 self.rt, CallContext(self.run_id, self.info["trace_id"], caller), branch
-            )._cancel_upstream()
+            ).cancel_upstream()
         return await self._not_needed(branch, parent)
 
     async def _not_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
-        await self._mark(
+        await self.mark(
             branch.id, "call", "not_needed", parent=parent, error="the join was decided"
         )
         return {"state": "not_needed", "output": None, "text": "", "error": None}

@@ -46,7 +46,7 @@ class FlowRun(checkpoints.FlowRun, Protocol):
     rt: FlowRuntime
     run_id: str
 
-    async def _call(
+    async def call_attempt(
         self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
     ) -> dict[str, Any]: ...
 
@@ -72,12 +72,12 @@ async def called(
     run waits only for what is left, then makes the next attempt (the step's
     record says which: none is made twice)."""
     outcome = await DBOS.run_step_async(
-        {"name": name, "preemptible": True}, run._call, step, parent
+        {"name": name, "preemptible": True}, run.call_attempt, step, parent
     )
     while outcome["state"] == RETRYING:
         await DBOS.sleep_async(float(outcome["backoff"]))
         outcome = await DBOS.run_step_async(
-            {"name": f"{name}, retry", "preemptible": True}, run._call, step, parent
+            {"name": f"{name}, retry", "preemptible": True}, run.call_attempt, step, parent
         )
     return outcome
 

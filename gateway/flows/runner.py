@@ -138,7 +138,7 @@ class FlowRun(FanOutSteps):
                 continue
             if isinstance(step, RouteStep):
                 goto = self._route(step)
-                await self._mark(step.id, "route", "completed", output={"goto": goto})
+                await self.mark(step.id, "route", "completed", output={"goto": goto})
                 self.ctx["steps"][step.id] = seen({"state": "completed", "output": {"goto": goto}})
                 target = len(document.steps) if goto == END else order.get(goto, index)
                 for skipped in document.steps[index:target]:
@@ -212,7 +212,7 @@ class FlowRun(FanOutSteps):
             )
         )
 
-    async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
         finished = now() if state not in ("running", "waiting") else None
         if finished is not None:
             # A step settled at once (a route, a skip) started then; for any
@@ -230,10 +230,10 @@ class FlowRun(FanOutSteps):
         )
 
     async def _skip(self, step_id: str, why: str) -> None:
-        await self._mark(step_id, "skipped", "skipped", error=why)
+        await self.mark(step_id, "skipped", "skipped", error=why)
         self.ctx["steps"][step_id] = seen({"state": "skipped", "output": None})
 
-    async def _call(
+    async def call_attempt(
         self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """One call step (a DBOS step: its result is recorded once it returns).
@@ -274,7 +274,7 @@ class FlowRun(FanOutSteps):
             took = (now() - as_utc(base["started_at"])).total_seconds()
             for listener in self.rt.step_listeners:
                 listener(str(outcome["state"]), took)
-        await self._mark(
+        await self.mark(
             step.id,
             "call",
             outcome["state"],
@@ -356,5 +356,5 @@ class FlowRun(FanOutSteps):
             if run["state"] == "canceled":
                 caller = await self.rt.caller(self.info["grant_id"])
                 call = CallContext(self.run_id, self.info["trace_id"], caller)
-                await StepCall(self.rt, call, step)._cancel_upstream()
-                await self._mark(step.id, "call", "canceled", error="the run was cancelled")
+                await StepCall(self.rt, call, step).cancel_upstream()
+                await self.mark(step.id, "call", "canceled", error="the run was cancelled")

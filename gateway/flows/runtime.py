@@ -27,14 +27,14 @@ from a2a.types import Artifact, Part, Task, TaskState
 from google.protobuf.struct_pb2 import Struct, Value
 from pydantic import SecretStr
 
-from gateway.a2a.admission import FrontDoorParts
+from gateway.agents.admission import FrontDoorParts
 from gateway.delegation.approvals import Approvals
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.runs import status_message
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.federation.federation import McpFederation
 from gateway.flows.cards import SKILL
 from gateway.flows.store import FlowStore, grant_view
-from gateway.mcp.federation import McpFederation
 
 RUN_STATES = {
     "submitted": TaskState.TASK_STATE_SUBMITTED,

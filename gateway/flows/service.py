@@ -32,6 +32,7 @@ from gateway.delegation.approvals import PENDING, WITHDRAWN, AlreadyDecided
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
+from gateway.federation.federated_tools import ToolNotFound
 from gateway.flows import waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
@@ -44,7 +45,6 @@ from gateway.flows.redaction import redact_run, rules
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.store import TERMINAL_RUN_STATES, RunNotFound, new_grant_id, new_run_id
 from gateway.flows.trigger_checks import check_triggers
-from gateway.mcp.federated_tools import ToolNotFound
 from registry.contracts import violation
 from registry.signatures import SignatureCheck, SignatureStatus
 from registry.store import AgentConflict, AgentNotFound, NewAgent

@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from gateway.a2a.approvals import ApprovalDesk
-from gateway.a2a.startup import A2ADoor
+from gateway.agents.approvals import ApprovalDesk
+from gateway.agents.startup import Agents
 from gateway.delegation.approvals import Approval
 from gateway.delegation.startup import DelegationCore
+from gateway.federation.federation import McpFederation
 from gateway.flows import checkpoints, schedule_catch_up, schedules
 from gateway.flows.agent import FlowAgentHandler
 from gateway.flows.cards import KIND
@@ -32,7 +33,6 @@ from gateway.flows.store import FlowStore
 from gateway.flows.takeover import RunTakeover
 from gateway.flows.task_waits import TaskWakeUps
 from gateway.flows.triggers import FlowTriggers
-from gateway.mcp.federation import McpFederation
 from gateway.storage.replicas import ReplicaDirectory
 
 
@@ -55,7 +55,7 @@ class FlowParts:
 
 
 class FlowsDoor:
-    def __init__(self, a2a: A2ADoor) -> None:
+    def __init__(self, a2a: Agents) -> None:
         self._parts: FlowParts | None = None
         self._a2a = a2a
         self.handler = FlowAgentHandler(a2a.front_door_parts, self.service)

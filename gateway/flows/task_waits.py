@@ -73,7 +73,7 @@ class FlowRun(Protocol):
     info: dict[str, Any]
     ctx: dict[str, Any]
 
-    async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
 def topic(step_id: str) -> str:
@@ -127,7 +127,7 @@ async def _open(run: FlowRun, step: WaitStep, task_id: str) -> dict[str, Any]:
     # Recorded as waiting on (agent, task) before the first look: an end
     # recorded from here on finds the run (`TaskWakeUps`), an earlier one the look.
     await run.rt.store.set_run(run.run_id, current_step=step.id)
-    await run._mark(
+    await run.mark(
         step.id,
         "wait",
         "waiting",
@@ -191,7 +191,7 @@ async def _close(
         error = f"task {task_id!r} of agent {agent} not found"
     elif error is None and task is not None:
         if task["state"] in states:
-            await run._mark(step.id, "wait", "completed", output=task)
+            await run.mark(step.id, "wait", "completed", output=task)
             await run.rt.publish(run.info, "working", f"{step.id}: task {task_id} {task['state']}")
             return {"state": "completed", "output": task, "text": task["text"], "error": None}
         error = f"task {task_id} of agent {agent} ended {task['state']}, not {' or '.join(states)}"
@@ -199,9 +199,9 @@ async def _close(
         error = f"task {task_id} of agent {agent} not {' or '.join(states)} within "
         error += f"{step.wait.timeout_seconds:g} s"
         if step.wait.on_timeout == "continue":
-            await run._mark(step.id, "wait", "completed", output=None, error=error)
+            await run.mark(step.id, "wait", "completed", output=None, error=error)
             return {"state": "completed", "output": None, "text": "", "error": None}
-    await run._mark(step.id, "wait", "failed", error=error)
+    await run.mark(step.id, "wait", "failed", error=error)
     return {"state": "failed", "output": None, "text": "", "error": error, "fatal": True}
 
 

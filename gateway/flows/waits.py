@@ -40,7 +40,7 @@ class FlowRun(Protocol):
     info: dict[str, Any]
     ctx: dict[str, Any]
 
-    async def _mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
 MAX_KEY_LENGTH = 256  # as the column that keeps it (flow_steps.upstream_task_id)
@@ -98,7 +98,7 @@ async def _waiting(run: FlowRun, step: WaitStep, key: str | None) -> None:
     await run.rt.publish(run.info, "working", f"{step.id}: waiting for event {step.wait.event}")
     event = str(step.wait.event)
     keyed = {"target": target_of(event), "upstream_task_id": key} if key is not None else {}
-    await run._mark(
+    await run.mark(
         step.id,
         "wait",
         "waiting",
@@ -109,19 +109,19 @@ async def _waiting(run: FlowRun, step: WaitStep, key: str | None) -> None:
 
 
 async def _refused(run: FlowRun, step: WaitStep, reason: str) -> dict[str, Any]:
-    await run._mark(step.id, "wait", "failed", error=reason, started_at=now())
+    await run.mark(step.id, "wait", "failed", error=reason, started_at=now())
     return {"state": "failed", "output": None, "text": "", "error": reason, "fatal": True}
 
 
 async def _waited(run: FlowRun, step: WaitStep, message: Any) -> dict[str, Any]:
     if isinstance(message, dict) and "body" in message:
         body = message["body"]
-        await run._mark(step.id, "wait", "completed", output=body)
+        await run.mark(step.id, "wait", "completed", output=body)
         await run.rt.publish(run.info, "working", f"{step.id}: event {step.wait.event} came")
         return {"state": "completed", "output": body, "text": "", "error": None}
     timeout = f"no event {step.wait.event} within {step.wait.timeout_seconds:g} s"
     if step.wait.on_timeout == "continue":
-        await run._mark(step.id, "wait", "completed", output=None, error=timeout)
+        await run.mark(step.id, "wait", "completed", output=None, error=timeout)
         return {"state": "completed", "output": None, "text": "", "error": None}
-    await run._mark(step.id, "wait", "failed", error=timeout)
+    await run.mark(step.id, "wait", "failed", error=timeout)
     return {"state": "failed", "output": None, "text": "", "error": timeout, "fatal": True}

@@ -49,7 +49,7 @@ from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
-from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
+from gateway.agents.admission import Admission, FrontDoorParts, handler_context
 from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places, stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner

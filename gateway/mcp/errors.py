@@ -17,7 +17,7 @@ from mcp.server.context import CallNext, HandlerResult
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
-from gateway.a2a.outages import DependencyUnavailableError
+from gateway.agents.outages import DependencyUnavailableError
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -25,8 +25,8 @@ from gateway.delegation.pipeline import (
     DelegationDenied,
     RateLimited,
 )
+from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.mcp.auth import CALLER_KEY, current_caller
-from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.storage.outages import DependencyUnavailable, outage_of
 
 # JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
@@ -40,7 +40,7 @@ TOO_MANY_ROUNDS = -32014
 # A rate limit of the policy is reached; `data.retry_after` says when to retry.
 RATE_LIMITED = -32015
 # A dependency of the gateway (its database, Redis) is down: the same code as
-# on the A2A front door (`gateway.a2a.outages`). MCP defines no "unavailable"
+# on the A2A front door (`gateway.agents.outages`). MCP defines no "unavailable"
 # error and the answer rides in a stream whose HTTP status is already sent,
 # so the retry hint is in ``error.data``: ``{"dependency", "retryAfterSeconds"}``.
 DEPENDENCY_UNAVAILABLE = -32050

@@ -54,10 +54,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.a2a.outages import DependencyUnavailableError
+from gateway.agents.outages import DependencyUnavailableError
 from gateway.delegation.approvals import Approval
 from gateway.delegation.audit import outage_event
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.federation.federation import McpFederation
+from gateway.federation.offerings import McpOfferings
 from gateway.http.jsonrpc_ids import KeepRequestId
 from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp.approvals import (
@@ -78,13 +81,10 @@ from gateway.mcp.errors import (
 )
 from gateway.mcp.events import MemoryEventStore, SessionBinding
 from gateway.mcp.fastpath import McpFastPath, sdk_matches
-from gateway.mcp.federated_tools import ToolNotFound, ToolQuarantined
-from gateway.mcp.federation import McpFederation
 from gateway.mcp.front_offerings import OfferingHandlers
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp.namespace import Listing, NameContested, ToolNamespace
 from gateway.mcp.notify import ToolListNotifier
-from gateway.mcp.offerings import McpOfferings
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting

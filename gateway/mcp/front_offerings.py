@@ -1,6 +1,6 @@
 """`/mcp` handlers for resources, prompts, completions and logging.
 
-They decode, call `gateway.mcp.offerings.McpOfferings` (which decides, mints,
+They decode, call `gateway.federation.offerings.McpOfferings` (which decides, mints,
 calls the owning server with its own credential and audits) and encode:
 
 * `resources/list`, `resources/templates/list`, `prompts/list`: what this
@@ -38,14 +38,14 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.delegation.pipeline import Caller, DelegationDenied
-from gateway.mcp.errors import TOO_MANY_ROUNDS, TOOL_QUARANTINED, caller_of, mcp_error, trace_of
-from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
-from gateway.mcp.offerings import (
+from gateway.federation.offerings import (
     McpOfferings,
     PromptNotFound,
     PromptWithheld,
     ResourceNotFound,
 )
+from gateway.mcp.errors import TOO_MANY_ROUNDS, TOOL_QUARANTINED, caller_of, mcp_error, trace_of
+from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 
 logger = logging.getLogger(__name__)
 SEND_TIMEOUT_SECONDS = 2.0

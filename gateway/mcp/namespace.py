@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import mcp_types as types
 
 from gateway.delegation.pipeline import Caller
+from gateway.federation.federated_tools import FederatedTool, ToolNotFound
+from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools, SkillTool
-from gateway.mcp.federated_tools import FederatedTool, ToolNotFound
-from gateway.mcp.federation import McpFederation
 from gateway.mcp.per_caller import PerCaller
 from registry.mcp_names import cut_hashed, gateways, owner_of
 

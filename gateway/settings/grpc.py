@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -37,3 +38,15 @@ class GrpcOptions(BaseModel):
         if target is not None and (":" not in target or "/" in target):
             raise ValueError("a2a_grpc_public_target is host:port (a gRPC target has no path)")
         return self
+
+
+def grpc_public_target(options: GrpcOptions, public_url: str, host: str) -> str | None:
+    """host:port of the gRPC binding as cards list it, or None when it is off."""
+    if options.a2a_grpc_port is None:
+        return None
+    if options.a2a_grpc_public_target:
+        return options.a2a_grpc_public_target
+    name = urlsplit(public_url).hostname or host
+    if ":" in name:
+        name = f"[{name}]"
+    return f"{name}:{options.a2a_grpc_port}"

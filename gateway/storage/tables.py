@@ -81,7 +81,7 @@ a2a_tasks = Table(
     Column("task", JSON, nullable=False),
     # Set while the gateway has lost contact with a running task (its stream
     # broke, or the agent could not be reached): when to ask the agent next,
-    # since when, how many times, and on whose behalf (`gateway.a2a.reconcile`).
+    # since when, how many times, and on whose behalf (`gateway.agents.reconcile`).
     Column("reconcile_at", DateTime(timezone=True), nullable=True),
     Column("reconcile_since", DateTime(timezone=True), nullable=True),
     Column("reconcile_attempts", Integer, nullable=True),

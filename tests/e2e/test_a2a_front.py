@@ -823,7 +823,7 @@ async def test_a_push_config_whose_credentials_cannot_be_opened_is_skipped(
             # As if restored from a deployment with another SWITCHBOARD_SECRET_KEY.
             sealed = seal_secret(lost, "another" * 6, SEAL_PURPOSE)
             await _set_sealed(front, task.id, "skipped", sealed)
-            with caplog.at_level(logging.WARNING, logger="gateway.a2a.handler"):
+            with caplog.at_level(logging.WARNING, logger="gateway.agents.handler"):
                 await alice.send_message(follow_up(task))
                 await _until_done(kept)
                 for _ in range(100):
@@ -886,7 +886,7 @@ async def test_a_stored_config_that_cannot_be_a_header_is_skipped_not_a_500(
             await _set_row(
                 front, task.id, created.id, config={**row["config"], "token": "bad\r\nvalue"}
             )
-            with caplog.at_level(logging.WARNING, logger="gateway.a2a.handler"):
+            with caplog.at_level(logging.WARNING, logger="gateway.agents.handler"):
                 await alice.send_message(follow_up(task))
                 for _ in range(100):
                     if _skipped(caplog, task.id):

@@ -1,4 +1,4 @@
-"""A2A tasks the gateway lost contact with are reconciled (gateway.a2a.reconcile).
+"""A2A tasks the gateway lost contact with are reconciled (gateway.agents.reconcile).
 
 An official-SDK A2A agent streams a slow task through the gateway and is
 stopped mid-stream. The gateway asks it about the task with backoff

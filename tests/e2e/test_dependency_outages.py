@@ -28,7 +28,7 @@ import pytest
 from a2a.types import GetTaskRequest, a2a_pb2_grpc
 from mcp import MCPError
 
-from gateway.a2a.outages import DEPENDENCY_UNAVAILABLE
+from gateway.agents.outages import DEPENDENCY_UNAVAILABLE
 from policies.exchange import JWT_TOKEN_TYPE
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.mcp_clients import mcp_client

@@ -22,8 +22,8 @@ import pytest
 
 from adapters.mcp import UpstreamUnavailable
 from gateway.delegation.pipeline import Caller, DelegationDenied
-from gateway.mcp.federated_tools import FederatedTool, ToolQuarantined
-from gateway.mcp.federation import McpFederation
+from gateway.federation.federated_tools import FederatedTool, ToolQuarantined
+from gateway.federation.federation import McpFederation
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client

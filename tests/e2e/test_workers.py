@@ -58,7 +58,7 @@ FAST = {
     "replica_heartbeat_seconds": 0.5,
     "replica_stale_seconds": 2.0,
     # How soon a worker connects to an MCP server registered through another
-    # (as a replica does, `gateway.mcp.upstreams`).
+    # (as a replica does, `gateway.federation.upstreams`).
     "mcp_reconcile_seconds": 0.5,
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.mcp import federation as federation_module
-from gateway.mcp.federated_tools import SNAPSHOT_SECONDS
-from gateway.mcp.federation import FederationSettings, McpFederation
+from gateway.federation import federation as federation_module
+from gateway.federation.federated_tools import SNAPSHOT_SECONDS
+from gateway.federation.federation import FederationSettings, McpFederation
 from registry.mcp_store import McpServerConfig, StoredTool
 
 

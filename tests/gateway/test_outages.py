@@ -1,5 +1,5 @@
 """gateway.storage.outages and the "unavailable" answers built on it
-(A2A: gateway.a2a.outages; MCP: gateway.mcp.errors)."""
+(A2A: gateway.agents.outages; MCP: gateway.mcp.errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from a2a.utils.error_handlers import build_rest_error_payload
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gateway.a2a.outages import DEPENDENCY_UNAVAILABLE, unavailable_error
+from gateway.agents.outages import DEPENDENCY_UNAVAILABLE, unavailable_error
 from gateway.mcp.errors import unavailable
 from gateway.storage.outages import DependencyUnavailable, outage_of
 

@@ -122,7 +122,7 @@ async def pending(
 async def test_a_held_calls_approval_is_stored_with_its_task_or_neither(
     engine: AsyncEngine,
 ) -> None:
-    """A call held for an approval (`gateway.a2a.approvals`): its task and its
+    """A call held for an approval (`gateway.agents.approvals`): its task and its
     approval in one transaction, so no task waits for an approval that is not
     there."""
     tasks = TaskRecords(engine)

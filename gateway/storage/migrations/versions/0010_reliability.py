@@ -7,7 +7,7 @@ and A2A tasks the gateway lost contact with, to reconcile.
 * `a2a_tasks.reconcile_*`: set when the stream that followed a task broke (or
   a `GetTask` could not reach the agent) while the task was still running; a
   background job asks the agent for it with backoff, and fails it after
-  `a2a_reconcile_max_seconds` (`gateway.a2a.reconcile`).
+  `a2a_reconcile_max_seconds` (`gateway.agents.reconcile`).
 
 Revision ID: 0010
 Revises: 0009

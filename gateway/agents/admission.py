@@ -21,7 +21,7 @@ from a2a.utils.errors import (
 from starlette.requests import Request
 
 from adapters.a2a import A2AUpstreams
-from gateway.a2a.cards import sign_card
+from gateway.agents.cards import sign_card
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.lost_tasks import LostTasks

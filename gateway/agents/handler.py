@@ -48,12 +48,12 @@ from google.protobuf.json_format import MessageToDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.a2a.admission import Admission, admission_of
-from gateway.a2a.approvals import APPROVAL_META as HELD_META
-from gateway.a2a.calls import RUNNING, UpstreamCalls
-from gateway.a2a.cards import proxied_card
-from gateway.a2a.task_events import event_of, list_own_tasks, task_id_of
-from gateway.a2a.tenants import without_tenants
+from gateway.agents.admission import Admission, admission_of
+from gateway.agents.approvals import APPROVAL_META as HELD_META
+from gateway.agents.calls import RUNNING, UpstreamCalls
+from gateway.agents.cards import proxied_card
+from gateway.agents.task_events import event_of, list_own_tasks, task_id_of
+from gateway.agents.tenants import without_tenants
 from gateway.delegation.push import (
     CredentialsUnavailable,
     RelayRefused,
@@ -73,7 +73,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
     (`UpstreamCalls` holds how the agent is called)."""
 
     # Serves the gateway's own tasks of calls a coordination rule deferred
-    # (`gateway.a2a.approvals`): the agent has never seen them.
+    # (`gateway.agents.approvals`): the agent has never seen them.
     held: RequestHandler | None = None
 
     async def _deferred(self, admission: Admission, task_id: str) -> RequestHandler | None:
@@ -107,7 +107,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
                 )
             await self._check_webhook(given)
         except A2AError as refusal:
-            await self._audit(admission, operation, refusal, "; not called")
+            await self.audit(admission, operation, refusal, "; not called")
             raise
         config = TaskPushNotificationConfig()
         config.CopyFrom(given)
@@ -142,7 +142,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         else:
             await push.forget_pending(admission.agent_id, relay)
 
-    async def _check_message(self, admission: Admission, message: Message) -> None:
+    async def check_message(self, admission: Admission, message: Message) -> None:
         for index, part in enumerate(message.parts):
             # A Part holds exactly one of text, raw, url, data (the `content`
             # oneof of a2a.proto); protobuf's JSON parser lets one through with
@@ -152,7 +152,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
                 refusal = InvalidParamsError(
                     f"message.parts[{index}] has no content: one of text, raw, url or data"
                 )
-                await self._audit(admission, "SendMessage", refusal, "; not called")
+                await self.audit(admission, "SendMessage", refusal, "; not called")
                 raise refusal
         if message.task_id:
             await self._own_task(admission, message.task_id)
@@ -161,7 +161,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         if message.context_id:
             owners = await self.tasks.context_owners(admission.agent_id, message.context_id)
             if owners and owners != {admission.owner}:
-                await self._audit(admission, "ownership", TaskNotFoundError())
+                await self.audit(admission, "ownership", TaskNotFoundError())
                 raise TaskNotFoundError(f"context {message.context_id} not found")
 
     # Messages -------------------------------------------------------------
@@ -171,7 +171,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
         admission = admission_of(context)
-        await self._check_message(admission, params.message)
+        await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendMessage")
         relay = await self._inline_push(admission, params, "SendMessage")
         task_id = ""  # the task the inline config is bound to: only one recorded as the caller's
@@ -205,7 +205,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             # The agent does not stream: its one answer is the whole stream.
             yield await self.on_message_send(params, context)
             return
-        await self._check_message(admission, params.message)
+        await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendStreamingMessage")
         admission = await self._stream_target(admission, skill)
         relay = await self._inline_push(admission, params, "SendStreamingMessage")
@@ -243,7 +243,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
                 "GetTask",
                 lambda t, c: t.get_task(params, context=c),
                 idempotent=True,
-                accept=self._remember,
+                accept=self.remember,
             )
         except (InternalError, TaskNotFoundError):
             # The agent cannot be reached, or no longer knows the task (it
@@ -265,7 +265,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         # every agent, whether or not the agent itself implements ListTasks.
         admission = admission_of(context)
         page = await list_own_tasks(self.tasks, admission.agent_id, admission.owner, params)
-        await self._audit(admission, "ListTasks", None)
+        await self.audit(admission, "ListTasks", None)
         return page
 
     @validate_request_params
@@ -279,7 +279,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             admission,
             "CancelTask",
             lambda t, c: t.cancel_task(params, context=c),
-            accept=self._remember,
+            accept=self.remember,
         )
 
     @validate_request_params
@@ -368,7 +368,7 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             # A2A 1.0 §3.1.10: delete "MUST be idempotent - multiple deletions
             # of the same config have the same effect". The task is the
             # caller's (checked above); a config already gone is no error.
-            await self._audit(admission, "DeleteTaskPushNotificationConfig", None, "; none left")
+            await self.audit(admission, "DeleteTaskPushNotificationConfig", None, "; none left")
             return
         # The agent's copy points at a relay that no longer exists; removing it
         # is a courtesy, and a failure leaves nothing the agent could use.

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from adapters.mcp import UpstreamTimings
 from gateway.delegation.startup import DelegationCore, Job
-from gateway.mcp.federated_tools import audit_kept_out
-from gateway.mcp.federation import FederationSettings, McpFederation
-from gateway.mcp.upstreams import McpUpstreams, UpstreamLimits
+from gateway.federation.federated_tools import audit_kept_out
+from gateway.federation.federation import FederationSettings, McpFederation
+from gateway.federation.upstreams import McpUpstreams, UpstreamLimits
 
 
 @dataclass(frozen=True)

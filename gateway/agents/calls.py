@@ -31,11 +31,10 @@ from a2a.utils.errors import (
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
-from gateway.a2a.admission import Admission, FrontDoorParts, StreamLimits
-from gateway.a2a.task_events import event_of
-from gateway.a2a.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
-from gateway.delegation.breaker import BreakerOpen
-from gateway.delegation.delegate import Explained, Sending, Streaming, UpstreamDown
+from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits
+from gateway.agents.task_events import event_of
+from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
+from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
 from gateway.delegation.handoffs import (
     Resilience,
     admitted_skill,
@@ -94,7 +93,7 @@ class UpstreamCalls:
 
     # Plumbing -------------------------------------------------------------
 
-    def _timeout(self, admission: Admission) -> float:
+    def timeout_of(self, admission: Admission) -> float:
         return admission.grant.agent.timeout_seconds or self.default_timeout
 
     async def _client(
@@ -109,12 +108,12 @@ class UpstreamCalls:
             raise UnsupportedOperationError(f"agent {agent.id}: {exc}") from None
         except UpstreamRefused as exc:
             error = upstream_error(agent.id, exc, None)
-            await self._audit(admission, operation, error)
+            await self.audit(admission, operation, error)
             raise error from None
 
     def _context(self, admission: Admission, *, streaming: bool = False) -> Any:
         context = self.upstreams.context(
-            admission.grant.token.token, None if streaming else self._timeout(admission)
+            admission.grant.token.token, None if streaming else self.timeout_of(admission)
         )
         if admission.extensions and context.service_parameters is not None:
             context.service_parameters[HTTP_EXTENSION_HEADER] = ",".join(
@@ -129,7 +128,7 @@ class UpstreamCalls:
             if isinstance(exc, BreakerOpen):
                 error: BaseException = breaker_error(exc)
             elif isinstance(exc, UPSTREAM_FAILURES):
-                error = upstream_error(admission.agent_id, exc, self._timeout(admission))
+                error = upstream_error(admission.agent_id, exc, self.timeout_of(admission))
             else:  # not the agent's doing: raised as it is
                 return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
             return Explained(error, outcome_of(error), str(error))  # type: ignore[arg-type]
@@ -194,9 +193,9 @@ class UpstreamCalls:
         assert rules.fallback is not None
         fallback = await self._fallback(admission, rules.fallback, skill)
         if fallback is None:
-            await self._audit(admission, operation, error, tried + "; no usable fallback")
+            await self.audit(admission, operation, error, tried + "; no usable fallback")
             raise error from None
-        await self._audit(
+        await self.audit(
             admission, operation, error, f"{tried}; handed to fallback {fallback.agent_id}"
         )
         fallback_rules = self.resilience.handoff(
@@ -237,9 +236,9 @@ class UpstreamCalls:
         self, admission: Admission, params: SendMessageRequest, operation: str
     ) -> str | None:
         try:
-            return self._check_contract(admission, params)
+            return self.check_contract(admission, params)
         except A2AError as refusal:
-            await self._audit(admission, operation, refusal, "; not called")
+            await self.audit(admission, operation, refusal, "; not called")
             raise
 
     async def _stream_target(self, admission: Admission, skill: str | None) -> Admission:
@@ -256,12 +255,12 @@ class UpstreamCalls:
             return admission
         state = breakers.state(admission.agent_id)
         error = breaker_error(BreakerOpen(admission.agent_id, state))
-        await self._audit(
+        await self.audit(
             admission, "SendStreamingMessage", error, f"; handed to fallback {fallback.agent_id}"
         )
         return fallback
 
-    def _check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
+    def check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
         """The message's skill -- the one it was admitted for, now the only one
         it names, in every place, continuing the task it was admitted for
         (`gateway.delegation.handoffs.admitted_skill`) -- after checking its
@@ -275,7 +274,7 @@ class UpstreamCalls:
         )
         return skill
 
-    async def _audit(
+    async def audit(
         self, admission: Admission, operation: str, error: A2AError | None, note: str = ""
     ) -> None:
         """The record of a refusal of the door's own (a contract, ownership, a
@@ -291,10 +290,10 @@ class UpstreamCalls:
     async def _own_task(self, admission: Admission, task_id: str) -> None:
         # A2A 1.0 §3.1.3: another user's task is indistinguishable from none.
         if await self.tasks.owner_of(admission.agent_id, task_id) != admission.owner:
-            await self._audit(admission, "ownership", TaskNotFoundError())
+            await self.audit(admission, "ownership", TaskNotFoundError())
             raise TaskNotFoundError(f"task {task_id} not found")
 
-    async def _remember(self, admission: Admission, task: Task) -> None:
+    async def remember(self, admission: Admission, task: Task) -> None:
         if not await self.tasks.record(
             admission.agent_id, admission.owner, task, admission.task_skill
         ):
@@ -310,13 +309,13 @@ class UpstreamCalls:
     async def _take_answer(self, admission: Admission, response: SendMessageResponse) -> None:
         """A SendMessage answer: a task, recorded for its owner, or a message."""
         if response.HasField("task"):
-            await self._remember(admission, response.task)
+            await self.remember(admission, response.task)
         elif not response.HasField("message"):
             raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
 
     async def _observe(self, admission: Admission, event: Event) -> None:
         if isinstance(event, Task):
-            await self._remember(admission, event)
+            await self.remember(admission, event)
         elif not await self.tasks.observe(
             admission.agent_id, admission.owner, event, admission.task_skill
         ):
@@ -373,7 +372,7 @@ class UpstreamCalls:
 
     async def _lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled
-        (`gateway.a2a.reconcile`). Best effort: the database may be down too."""
+        (`gateway.agents.reconcile`). Best effort: the database may be down too."""
         try:
             if await self._parts().lost.lost(
                 admission.agent_id, admission.owner, task_id, admission.grant.caller

@@ -1,6 +1,6 @@
 """Making an A2A call an admin approved (`gateway.delegation.approvals`).
 
-`gateway.a2a.approvals` holds the request and answers its task while it
+`gateway.agents.approvals` holds the request and answers its task while it
 waits; once approved (`ApprovalDesk.decide`), the call is a gateway-run task
 (`gateway.delegation.task_runner`), and `ApprovalExecution` runs it: decided
 again and minted at that moment, for the original caller, then sent through
@@ -31,8 +31,8 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import ParseDict, ParseError
 
-from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
-from gateway.a2a.mirror import UPSTREAM_META, Mirror, upstream_task_of
+from gateway.agents.admission import Admission, FrontDoorParts, handler_context
+from gateway.agents.mirror import UPSTREAM_META, Mirror, upstream_task_of
 from gateway.delegation.approvals import (
     APPROVED,
     Approval,

@@ -1,5 +1,5 @@
 """The gateway task of an approved A2A call, following what the agent says
-about its own task (`gateway.a2a.approvals`)."""
+about its own task (`gateway.agents.approvals`)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Nothing reaches the agent until then:
   `CancelTask` withdraws a pending request (or stops the approved call);
 * approved (`ApprovalDesk.decide`), the call becomes a gateway-run task
   (`gateway.delegation.task_runner`, so it survives the replica that started it),
-  made by `gateway.a2a.approved`. Rejected, the task ends
+  made by `gateway.agents.approved`. Rejected, the task ends
   ``TASK_STATE_REJECTED`` with the admin's reason.
 """
 
@@ -51,9 +51,9 @@ from google.protobuf.json_format import MessageToDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.base import Turn
-from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
-from gateway.a2a.recorded import RecordedTaskHandler
-from gateway.a2a.upstream_errors import outcome_of
+from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.recorded import RecordedTaskHandler
+from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.approvals import (
     APPROVED,
     PENDING,
@@ -109,7 +109,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
     def handler(self) -> RequestHandler:
         return self
 
-    async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
+    async def audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
         outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
         await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
@@ -219,7 +219,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         try:
             return await self._hold(params, admission)
         except InvalidParamsError as refusal:  # its skill: nothing is held
-            await self._audit(admission, operation, refusal)
+            await self.audit(admission, operation, refusal)
             raise
 
     # Tasks ----------------------------------------------------------------
@@ -242,13 +242,13 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                 ended = await end_task(
                     self._parts(), withdrawn, TaskState.TASK_STATE_CANCELED, "withdrawn"
                 )
-                await self._audit(admission, "CancelTask", None)
+                await self.audit(admission, "CancelTask", None)
                 return ended
         if task.status.state in ENDS or not await desk.runner.cancel(admission.agent_id, params.id):
             error = TaskNotCancelableError(f"task {params.id} cannot be canceled now")
-            await self._audit(admission, "CancelTask", error)
+            await self.audit(admission, "CancelTask", error)
             raise error
-        await self._audit(admission, "CancelTask", None)
+        await self.audit(admission, "CancelTask", None)
         return await self._own(admission, params.id)
 
     async def _follow(self, admission: Admission, task: Task) -> AsyncIterator[Event]:

@@ -36,9 +36,9 @@ from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import GetTaskRequest, TaskState
 from a2a.utils.errors import A2AError, TaskNotFoundError
 
-from gateway.a2a.admission import Admission, FrontDoorParts, handler_context
-from gateway.a2a.calls import RUNNING
-from gateway.a2a.outages import DependencyUnavailableError
+from gateway.agents.admission import Admission, FrontDoorParts, handler_context
+from gateway.agents.calls import RUNNING
+from gateway.agents.outages import DependencyUnavailableError
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.lost_tasks import LostTask, backoff
 from gateway.delegation.pipeline import DelegationDenied

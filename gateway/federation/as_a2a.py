@@ -69,14 +69,14 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.struct_pb2 import Value
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.a2a.admission import FrontDoorParts
-from gateway.a2a.recorded import RecordedTaskHandler
+from gateway.agents.admission import FrontDoorParts
+from gateway.agents.recorded import RecordedTaskHandler
 from gateway.delegation.handoffs import SKILL_KEY, decide_named, named_in, proto_places
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamUnavailableError
-from gateway.mcp.federated_tools import FederatedTool, ToolNotFound, ToolQuarantined
-from gateway.mcp.federation import McpFederation
+from gateway.federation.federated_tools import FederatedTool, ToolNotFound, ToolQuarantined
+from gateway.federation.federation import McpFederation
 from registry.mcp_models import McpServerRecord
 from registry.mcp_names import SEPARATOR
 

@@ -64,9 +64,9 @@ from google.protobuf.struct_pb2 import Value
 
 from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
 from adapters.usage import METADATA_KEY, Usage
-from gateway.a2a.admission import Admission, FrontDoorParts, admission_of
-from gateway.a2a.recorded import RecordedTaskHandler
-from gateway.a2a.upstream_errors import outcome_of
+from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.recorded import RecordedTaskHandler
+from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.delegate import Sending, Streaming
 from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
@@ -112,7 +112,7 @@ class VendorAgentHandler(RecordedTaskHandler):
     def serves(card: dict[str, Any]) -> bool:
         return gateway_run_kind(card) is not None
 
-    async def _audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
+    async def audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
         outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
         # A message accepted is not the call's end: the run records that ("a2a.run").
@@ -207,9 +207,9 @@ class VendorAgentHandler(RecordedTaskHandler):
         try:
             task = await self._begin(params, admission, stream=False)
         except A2AError as error:
-            await self._audit(admission, "SendMessage", error)
+            await self.audit(admission, "SendMessage", error)
             raise
-        await self._audit(admission, "SendMessage", None)
+        await self.audit(admission, "SendMessage", None)
         if not params.configuration.return_immediately:
             await self._run().runner.wait(admission.agent_id, task.id)
         return await self._own(admission, task.id)
@@ -222,9 +222,9 @@ class VendorAgentHandler(RecordedTaskHandler):
         try:
             task = await self._begin(params, admission, stream=True)
         except A2AError as error:
-            await self._audit(admission, "SendStreamingMessage", error)
+            await self.audit(admission, "SendStreamingMessage", error)
             raise
-        await self._audit(admission, "SendStreamingMessage", None)
+        await self.audit(admission, "SendStreamingMessage", None)
         async for event in self._follow(admission, task):
             yield event
 
@@ -264,9 +264,9 @@ class VendorAgentHandler(RecordedTaskHandler):
             admission.agent_id, params.id
         ):
             error = TaskNotCancelableError(f"task {params.id} has ended")
-            await self._audit(admission, "CancelTask", error)
+            await self.audit(admission, "CancelTask", error)
             raise error
-        await self._audit(admission, "CancelTask", None)
+        await self.audit(admission, "CancelTask", None)
         return await self._own(admission, params.id)
 
 

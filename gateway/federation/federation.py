@@ -33,13 +33,11 @@ from adapters.mcp import (
 )
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
-from gateway.delegation import retry
-from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
-from gateway.mcp.credentials import stored_form
-from gateway.mcp.federated_tools import (
+from gateway.federation.credentials import stored_form
+from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     MAX_SLUG_ATTEMPTS,
     SNAPSHOT_SECONDS,
@@ -58,7 +56,7 @@ from gateway.mcp.federated_tools import (
     result_record,
     view_of,
 )
-from gateway.mcp.upstreams import McpUpstreams, spec_of
+from gateway.federation.upstreams import McpUpstreams, spec_of
 from policies.policy import Target, handoff
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -107,7 +105,7 @@ class McpFederation:
         settings: FederationSettings,
         resilience: Resilience | None = None,
     ) -> None:
-        self.resilience = resilience or Resilience(Breakers(BreakerSettings()), retry.NO_RETRIES)
+        self.resilience = resilience or Resilience.fresh()
         self.store = store
         self.upstreams = upstreams
         self.delegations = delegations

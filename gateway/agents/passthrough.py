@@ -57,13 +57,17 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
-from gateway.a2a.admission import Admission
-from gateway.a2a.handler import AgentHandler
-from gateway.a2a.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
-from gateway.delegation.breaker import BreakerOpen
-from gateway.delegation.delegate import Explained, Sending, UpstreamDown
+from gateway.agents.admission import Admission
+from gateway.agents.handler import AgentHandler
+from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
+from gateway.delegation.delegate import (
+    BreakerOpen,
+    Explained,
+    Sending,
+    UpstreamDown,
+    UpstreamStatus,
+)
 from gateway.delegation.handoffs import breaker_error
-from gateway.delegation.retry import UpstreamStatus
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)
@@ -136,11 +140,11 @@ class PassThrough:
         request_id = body.get("id")
         handler = self._handler
         try:
-            await handler._check_message(admission, params.message)
+            await handler.check_message(admission, params.message)
             try:
-                skill = handler._check_contract(admission, params)
+                skill = handler.check_contract(admission, params)
             except A2AError as refusal:
-                await handler._audit(admission, OPERATION, refusal, "; not called")
+                await handler.audit(admission, OPERATION, refusal, "; not called")
                 return JSONResponse(build_error_response(request_id, refusal))
             forwarded = _envelope(request_id, "params", params)
             result = await self._forward(admission, url, forwarded, skill, transport, request_id)
@@ -171,7 +175,7 @@ class PassThrough:
         }
         if admission.extensions:
             headers[HTTP_EXTENSION_HEADER] = ",".join(sorted(admission.extensions))
-        timeout = handler._timeout(admission)
+        timeout = handler.timeout_of(admission)
         rules = handler.resilience.handoff(
             handler.delegations.policy.current, admission.agent_id, skill
         )
@@ -187,7 +191,7 @@ class PassThrough:
 
         async def accept(result: SendMessageResponse) -> None:
             if result.HasField("task"):
-                await handler._remember(admission, result.task)
+                await handler.remember(admission, result.task)
             elif not result.HasField("message"):
                 raise UpstreamBadAnswerError(f"agent {agent_id} answered with neither")
 

@@ -41,15 +41,15 @@ from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
-from gateway.mcp.credentials import UpstreamCredentials
-from gateway.mcp.federated_tools import (
+from gateway.federation.credentials import UpstreamCredentials
+from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     SERVER_INFO_META_KEY,
     classify_failure,
     counts_for_breaker,
     explain_failure,
 )
-from gateway.mcp.federation import McpFederation
+from gateway.federation.federation import McpFederation
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
     gateway_uri,

@@ -2,7 +2,7 @@
 
 A card with the gateway-run mark (`registry.vendor_cards.gateway_run_kind`)
 names its kind: ``openai`` and ``rest`` are the vendor agents
-(`gateway.a2a.vendor`); a layer above may add its own kinds (``flow``:
+(`gateway.agents.vendor`); a layer above may add its own kinds (``flow``:
 `gateway.flows.agent`) to `GatewayRunHandlers.kinds` before the routes are
 built. Each operation goes to the kind's handler, read from the admitted
 agent's card; a kind nobody added goes to the vendor handler.
@@ -34,8 +34,8 @@ from a2a.types import (
     TaskPushNotificationConfig,
 )
 
-from gateway.a2a.admission import ADMISSION
-from gateway.a2a.tenants import without_tenants
+from gateway.agents.admission import ADMISSION
+from gateway.agents.tenants import without_tenants
 from registry.vendor_cards import gateway_run_kind
 
 

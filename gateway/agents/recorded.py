@@ -1,8 +1,8 @@
 """What every handler whose tasks the gateway itself records answers alike.
 
 Three kinds of target have no A2A upstream holding their tasks: MCP servers
-served as agents (`gateway.mcp.as_a2a`), gateway-run vendor agents
-(`gateway.a2a.vendor`) and calls held for approval (`gateway.a2a.approvals`).
+served as agents (`gateway.federation.as_a2a`), gateway-run vendor agents
+(`gateway.agents.vendor`) and calls held for approval (`gateway.agents.approvals`).
 For all three, `GetTask` and `ListTasks` are answered from the gateway's task
 records (only the caller's own; another user's task is "not found", A2A 1.0
 §3.1.3), `SubscribeToTask` follows one's own task until it ends (`_follow`,
@@ -43,8 +43,8 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 
-from gateway.a2a.admission import ADMISSION, FrontDoorParts
-from gateway.a2a.task_events import list_own_tasks
+from gateway.agents.admission import ADMISSION, FrontDoorParts
+from gateway.agents.task_events import list_own_tasks
 from gateway.delegation.runs import TERMINAL
 
 
@@ -61,13 +61,13 @@ class RecordedTaskHandler(RequestHandler):
         assert context is not None
         return context.state[ADMISSION]
 
-    async def _audit(self, admission: Any, operation: str, error: A2AError | None) -> None:
+    async def audit(self, admission: Any, operation: str, error: A2AError | None) -> None:
         """Record the outcome of an operation; handlers that audit override it."""
 
     async def _own(self, admission: Any, task_id: str) -> Task:
         task = await self._parts().tasks.get(admission.agent_id, admission.owner, task_id)
         if task is None:
-            await self._audit(admission, "ownership", TaskNotFoundError())
+            await self.audit(admission, "ownership", TaskNotFoundError())
             raise TaskNotFoundError(f"task {task_id} not found")
         return task
 

@@ -26,7 +26,7 @@ import mcp_types as types
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
 from adapters.mcp_http import UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
-from gateway.mcp.credentials import UpstreamCredentials, build_credentials
+from gateway.federation.credentials import UpstreamCredentials, build_credentials
 from policies.delegation import DelegatedTokenMinter
 from registry.mcp_store import McpServerConfig, McpServerNotFound, SqlMcpStore
 from registry.models import HealthStatus

@@ -17,10 +17,8 @@ from adapters.mcp import (
     UpstreamUnavailable,
 )
 from adapters.trace_context import new_trace_id
-from gateway.delegation import retry
 from gateway.delegation.audit import AuditEvent, AuditLog
-from gateway.delegation.breaker import BreakerOpen
-from gateway.delegation.delegate import Explained
+from gateway.delegation.delegate import BreakerOpen, Explained, Failure
 from policies.tokens import Principal
 from registry.mcp_models import (
     McpServerRecord,
@@ -126,21 +124,21 @@ def check_command(allowed: Sequence[Sequence[str]], command: str, args: Sequence
     )
 
 
-def classify_failure(exc: BaseException) -> retry.Failure:
+def classify_failure(exc: BaseException) -> Failure:
     """An MCP upstream's failures, for retries: a timeout is transient, a lost
     or missing connection unreached; a JSON-RPC error is an answer."""
     if isinstance(exc, UpstreamTimeout):
-        return retry.Failure.TRANSIENT
+        return Failure.TRANSIENT
     if isinstance(exc, UpstreamUnavailable):
-        return retry.Failure.UNREACHED
-    return retry.Failure.ANSWERED
+        return Failure.UNREACHED
+    return Failure.ANSWERED
 
 
-def counts_for_breaker(failure: retry.Failure) -> bool:
+def counts_for_breaker(failure: Failure) -> bool:
     # The breaker counts timeouts only: a lost connection is the upstream
     # connection's business, which reconnects with its own backoff (and a
     # call meanwhile fails at once, without the breaker's help).
-    return failure is retry.Failure.TRANSIENT
+    return failure is Failure.TRANSIENT
 
 
 def explain_failure(server_id: str, exc: BaseException) -> Explained:

@@ -1,0 +1,238 @@
+"""The delegation core's send and stream (`gateway.delegation.delegate`), one
+piece on its own: a recording stand-in for the pipeline's `record`, real
+breakers and retry settings. Every path ends in exactly one record (or none,
+for a call handed to a fallback), with what was tried."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.delegation.breaker import Breakers, BreakerSettings
+from gateway.delegation.delegate import (
+    BreakerOpen,
+    Delegate,
+    Explained,
+    Sending,
+    Streaming,
+    UpstreamDown,
+)
+from gateway.delegation.handoffs import Resilience
+from gateway.delegation.retry import RetrySettings
+
+UPSTREAM = "agent-1"
+
+
+@dataclass
+class Records:
+    """What `Delegations.record` was asked to write."""
+
+    written: list[tuple[str, str | None]] = field(default_factory=list)
+
+    async def record(
+        self, permit: Any, event: str, outcome: str, detail: str | None = None, **_: Any
+    ) -> None:
+        self.written.append((outcome, detail))
+
+
+class Refused(Exception):
+    """The error a door's caller gets."""
+
+
+def explain(exc: BaseException) -> Explained:
+    if isinstance(exc, BreakerOpen):
+        return Explained(Refused(f"breaker: {exc}"), "breaker_open", str(exc))
+    return Explained(Refused(str(exc)), "upstream_error", f"failed: {exc}")
+
+
+def core(threshold: int = 5, attempts: int = 3) -> tuple[Delegate, Records]:
+    records = Records()
+    resilience = Resilience(
+        Breakers(BreakerSettings(threshold=threshold, cooldown_seconds=60)),
+        RetrySettings(attempts=attempts, base_delay_seconds=0, max_delay_seconds=0),
+    )
+    return Delegate(records, resilience), records  # type: ignore[arg-type]
+
+
+def failing(times: int, error: Exception, answer: str = "ok") -> tuple[Any, list[int]]:
+    calls = [0]
+
+    async def attempt() -> str:
+        calls[0] += 1
+        if calls[0] <= times:
+            raise error
+        return answer
+
+    return attempt, calls
+
+
+LOST = httpx.ConnectError("connection refused")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_an_answer_is_recorded_once() -> None:
+    delegate, records = core()
+    attempt, calls = failing(0, LOST, "hello")
+    sending = Sending(upstream=UPSTREAM, attempt=attempt, explain=explain)
+    assert run(delegate.send(None, "a2a.SendMessage", sending)) == "hello"  # type: ignore[arg-type]
+    assert calls == [1] and records.written == [("ok", None)]
+
+
+def test_only_an_idempotent_call_is_retried_and_the_record_says_how_often() -> None:
+    delegate, records = core()
+    attempt, calls = failing(2, LOST)
+    sending = Sending(upstream=UPSTREAM, attempt=attempt, explain=explain, idempotent=True)
+    assert run(delegate.send(None, "e", sending)) == "ok"  # type: ignore[arg-type]
+    assert calls == [3] and records.written == [("ok", "after 3 attempts")]
+
+    delegate, records = core()
+    attempt, calls = failing(2, LOST)
+    once = Sending(upstream=UPSTREAM, attempt=attempt, explain=explain)
+    with pytest.raises(Refused):
+        run(delegate.send(None, "e", once))  # type: ignore[arg-type]
+    assert calls == [1]
+    assert records.written == [("upstream_error", "failed: connection refused")]
+
+
+def test_an_open_breaker_refuses_without_calling_and_is_recorded() -> None:
+    delegate, records = core(threshold=1)
+    attempt, calls = failing(99, LOST)
+    sending = Sending(upstream=UPSTREAM, attempt=attempt, explain=explain)
+    with pytest.raises(Refused):
+        run(delegate.send(None, "e", sending))  # type: ignore[arg-type]
+    with pytest.raises(Refused, match="breaker"):
+        run(delegate.send(None, "e", sending))  # type: ignore[arg-type]
+    assert calls == [1]
+    assert [outcome for outcome, _ in records.written] == ["upstream_error", "breaker_open"]
+
+
+def test_a_call_that_may_be_handed_off_is_not_recorded_when_the_upstream_is_down() -> None:
+    delegate, records = core()
+    attempt, _ = failing(9, LOST)
+    sending = Sending(upstream=UPSTREAM, attempt=attempt, explain=explain, may_hand_off=True)
+    with pytest.raises(UpstreamDown) as down:
+        run(delegate.send(None, "e", sending))  # type: ignore[arg-type]
+    assert isinstance(down.value.explained.error, Refused) and records.written == []
+    # An answer of the upstream's own is not "down": recorded, not handed off.
+    answered, _ = failing(9, ValueError("no such skill"))
+    sending = Sending(upstream=UPSTREAM, attempt=answered, explain=explain, may_hand_off=True)
+    with pytest.raises(Refused):
+        run(delegate.send(None, "e", sending))  # type: ignore[arg-type]
+    assert records.written == [("upstream_error", "failed: no such skill")]
+
+
+def test_the_callers_cancellation_is_recorded() -> None:
+    delegate, records = core()
+
+    async def slow() -> str:
+        await asyncio.sleep(30)
+        return "late"
+
+    async def main() -> None:
+        sending = Sending(upstream=UPSTREAM, attempt=slow, explain=explain)
+        call = asyncio.ensure_future(delegate.send(None, "e", sending))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    run(main())
+    assert records.written == [("cancelled", "the caller cancelled")]
+
+
+def test_an_answer_refused_when_taken_in_is_the_calls_failure_and_not_retried() -> None:
+    delegate, records = core()
+    attempt, calls = failing(0, LOST, "someone else's task")
+
+    async def accept(answer: str) -> None:
+        raise ValueError(f"refused {answer}")
+
+    sending = Sending(
+        upstream=UPSTREAM, attempt=attempt, explain=explain, idempotent=True, accept=accept
+    )
+    with pytest.raises(Refused):
+        run(delegate.send(None, "e", sending))  # type: ignore[arg-type]
+    assert calls == [1]
+    assert records.written == [("upstream_error", "failed: refused someone else's task")]
+
+
+def _streaming(items: list[Any], **more: Any) -> Streaming[Any]:
+    async def events() -> AsyncIterator[Any]:
+        for item in items:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    return Streaming(upstream=UPSTREAM, open=events, explain=explain, max_seconds=5, **more)
+
+
+async def _drain(stream: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in stream]
+
+
+def test_a_stream_is_recorded_once_at_its_end_and_says_when_it_ran_dry() -> None:
+    delegate, records = core()
+    seen: list[Any] = []
+    closed: list[bool] = []
+
+    async def observe(item: Any) -> None:
+        seen.append(item)
+
+    async def on_close(lost: bool) -> None:
+        closed.append(lost)
+
+    streaming = _streaming([1, 2, 3], observe=observe, closed=on_close)
+    assert run(_drain(delegate.stream(None, "e", streaming))) == [1, 2, 3]  # type: ignore[arg-type]
+    assert seen == [1, 2, 3] and closed == [True] and records.written == [("ok", None)]
+
+
+def test_a_broken_stream_is_recorded_as_its_failure() -> None:
+    delegate, records = core()
+    streaming = _streaming([1, LOST])
+    with pytest.raises(Refused):
+        run(_drain(delegate.stream(None, "e", streaming)))  # type: ignore[arg-type]
+    assert records.written == [("upstream_error", "failed: connection refused")]
+
+
+def test_a_stream_the_caller_leaves_is_recorded_ok_and_not_lost() -> None:
+    delegate, records = core()
+    closed: list[bool] = []
+
+    async def on_close(lost: bool) -> None:
+        closed.append(lost)
+
+    async def first_only() -> Any:
+        stream = delegate.stream(None, "e", _streaming([1, 2, 3], closed=on_close))  # type: ignore[arg-type]
+        item = await anext(stream)
+        await stream.aclose()
+        return item
+
+    assert run(first_only()) == 1
+    assert records.written == [("ok", None)] and closed == [False]
+
+
+def test_a_stream_past_its_cap_is_cut_and_recorded() -> None:
+    delegate, records = core()
+
+    async def forever() -> AsyncIterator[int]:
+        while True:
+            await asyncio.sleep(0.01)
+            yield 1
+
+    def overran() -> Explained:
+        return Explained(Refused("too long"), "timeout", "passed the cap")
+
+    streaming: Streaming[int] = Streaming(
+        upstream=UPSTREAM, open=forever, explain=explain, max_seconds=0.05, overran=overran
+    )
+    with pytest.raises(Refused, match="too long"):
+        run(_drain(delegate.stream(None, "e", streaming)))  # type: ignore[arg-type]
+    assert records.written == [("timeout", "passed the cap")]

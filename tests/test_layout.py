@@ -201,6 +201,22 @@ def test_only_the_core_retries_and_trips_breakers() -> None:
     assert users == []
 
 
+def test_only_the_core_writes_the_audit_log() -> None:
+    # Everything recorded goes through the core (`Delegations.record`,
+    # `.record_event`, `Delegate.record`): never `<...>.audit.record(...)`.
+    writers = [
+        f"{module}:{node.lineno}"
+        for module, path in _modules().items()
+        if not _within(module, "gateway.delegation")
+        for node in ast.walk(_parse(path))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "record"
+        and getattr(node.func.value, "attr", getattr(node.func.value, "id", "")) == "audit"
+    ]
+    assert writers == []
+
+
 def _private_members() -> dict[str, set[str]]:
     """Each module's classes' private members (methods and class attributes
     whose name starts with one underscore), a `Protocol`'s excepted: a

@@ -339,7 +339,7 @@ class A2AFrontDoor:
         agent_id = request.path_params.get("agent_id")
         event = outage_record(admission, agent_id, outage, request.headers)
         # Kept in the audit buffer until the database takes it (or logged).
-        await self.handler.delegations.audit.record(event)
+        await self.handler.delegations.record_event(event)
 
     async def agent_card(self, request: Request) -> Response:
         agent_id = request.path_params["agent_id"]

@@ -240,7 +240,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
                 call = _call.get()
                 admission = call.state.get(ADMISSION) if call is not None else None
                 event = outage_record(admission, agent_id or None, note.outage, _metadata(context))
-                await self._door.handler.delegations.audit.record(event)
+                await self._door.handler.delegations.record_event(event)
 
     async def _outage(self, exc: Exception, note: OutageNote, context: Any) -> None:
         """An outage met outside a handler (admitting the call): UNAVAILABLE."""

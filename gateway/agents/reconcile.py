@@ -149,7 +149,7 @@ class Reconciler:
             return  # it ended meanwhile
         logger.warning("task %s of agent %s failed: %s", lost.task_id, lost.agent_id, reason)
         caller = lost.caller
-        await parts.delegations.audit.record(
+        await parts.delegations.record_event(
             AuditEvent(
                 event="a2a.reconcile",
                 trace_id=uuid.uuid4().hex,

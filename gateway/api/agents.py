@@ -232,5 +232,5 @@ async def _names_audited(
     try:
         return await work
     except NameConflict as refused:
-        await audit_name_refusal(state_of(request).audit, admin, agent_id, str(refused))
+        await audit_name_refusal(state_of(request).delegations, admin, agent_id, str(refused))
         raise

@@ -66,7 +66,7 @@ async def token(request: Request) -> JSONResponse:
             raise
         logger.error("token exchange refused: %s", outage)
         # Kept in the audit buffer and written once the database is back.
-        await state.audit.record(outage_event("token_exchange", trace_id, str(outage)))
+        await state.delegations.record_event(outage_event("token_exchange", trace_id, str(outage)))
         # RFC 6749 §5.2 defines no error code for "try again later" at the
         # token endpoint; `temporarily_unavailable` is the code §4.1.2.1 gives
         # the authorization endpoint for exactly this (a server that cannot

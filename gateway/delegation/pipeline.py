@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from adapters import spans
 from adapters.trace_context import follow as follow_trace
-from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.coordinate import coordinate
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.decision_records import (
@@ -415,6 +415,12 @@ class Delegations:
         await self.audit.record(audit_event)
         if ends_call and permit.coordinated is not None and self.coordination is not None:
             await self.coordination.finished(permit.coordinated, outcome == "ok")
+
+    async def record_event(self, event: AuditEvent) -> None:
+        """Audit what is not a delegated call's outcome: an outage answered, a
+        flow's own events, a registration refused. The audit writer is the
+        core's: doors record through here, never through it."""
+        await self.audit.record(event)
 
     async def admit(
         self,

@@ -17,8 +17,9 @@ from adapters.mcp import (
     UpstreamUnavailable,
 )
 from adapters.trace_context import new_trace_id
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditEvent
 from gateway.delegation.delegate import BreakerOpen, Explained, Failure
+from gateway.delegation.pipeline import Delegations
 from policies.tokens import Principal
 from registry.mcp_models import (
     McpServerRecord,
@@ -209,12 +210,12 @@ def restamped(
 
 
 async def audit_name_refusal(
-    audit: AuditLog, principal: Principal | None, target: str | None, detail: str
+    delegations: Delegations, principal: Principal | None, target: str | None, detail: str
 ) -> None:
     """Record a name refused on /mcp (event ``mcp.names``, decision deny):
     at a registration, an approval (``principal``: who asked), or a refresh
     (None when the gateway's own connection listed the tools)."""
-    await audit.record(
+    await delegations.record_event(
         AuditEvent(
             event=NAMES_EVENT,
             trace_id=new_trace_id(),
@@ -230,8 +231,11 @@ async def audit_name_refusal(
 
 
 async def audit_kept_out(
-    audit: AuditLog, server_id: str, kept_out: Mapping[str, str], principal: Principal | None
+    delegations: Delegations,
+    server_id: str,
+    kept_out: Mapping[str, str],
+    principal: Principal | None,
 ) -> None:
     """Audit the new tools a listing brought that were kept out of their names."""
     for name, why in kept_out.items():
-        await audit_name_refusal(audit, principal, server_id, f"{name} kept out: {why}")
+        await audit_name_refusal(delegations, principal, server_id, f"{name} kept out: {why}")

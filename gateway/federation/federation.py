@@ -324,7 +324,7 @@ class McpFederation:
                 new, tools, auto_approve=self._settings.auto_approve_new_tools and admin
             )
         except (NameConflict, McpServerConflict) as refused:
-            await audit_name_refusal(self.delegations.audit, principal, server_id, str(refused))
+            await audit_name_refusal(self.delegations, principal, server_id, str(refused))
             raise
         await self.store.record_health(
             server_id,
@@ -359,7 +359,7 @@ class McpFederation:
         tools = await live[0].list_tools()
         result = await self.store.sync_tools(server_id, tools, auto_approve=False)
         self.invalidate()
-        await audit_kept_out(self.delegations.audit, server_id, result.kept_out, principal)
+        await audit_kept_out(self.delegations, server_id, result.kept_out, principal)
         record = await self.store.get(server_id)
         if record is None:
             raise McpServerNotFound(server_id)
@@ -377,7 +377,7 @@ class McpFederation:
         try:
             approved = await self.store.approve(server_id, tool_name, digest, principal.subject)
         except NameConflict as refused:
-            await audit_name_refusal(self.delegations.audit, principal, server_id, str(refused))
+            await audit_name_refusal(self.delegations, principal, server_id, str(refused))
             raise
         self.invalidate()
         return approved

@@ -68,7 +68,7 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
 
     async def kept_out(server_id: str, names: Mapping[str, str]) -> None:
         # Audited: what a listing brought that could not have its name.
-        await audit_kept_out(core.delegations.audit, server_id, names, None)
+        await audit_kept_out(core.delegations, server_id, names, None)
 
     upstreams.on_kept_out = kept_out
     return McpParts(federation)

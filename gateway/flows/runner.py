@@ -199,7 +199,7 @@ class FlowRun(FanOutSteps):
         metadata = {"usage": usage.model_dump()} if usage is not None else None
         await self.rt.publish(self.info, state, text, output, metadata=metadata)
         grant = self.info["grant_id"]
-        await self.rt.delegations.audit.record(
+        await self.rt.delegations.record_event(
             AuditEvent(
                 event="flow.run",
                 trace_id=self.info["trace_id"],

@@ -168,7 +168,7 @@ async def _audit(
     if skipped:
         said += f"; older missed ticks skipped (at most {limit})"
     logger.info("flow %s: %s", flow_id, said)
-    await service.rt.delegations.audit.record(
+    await service.rt.delegations.record_event(
         AuditEvent(
             event="flow.schedule",
             trace_id=new_trace_id(),

@@ -206,7 +206,7 @@ class FlowService:
             await self.rt.store.create_run(run, grant)
         except IntegrityError:
             raise RunAlreadyStarted(run_id) from None
-        await self.rt.delegations.audit.record(
+        await self.rt.delegations.record_event(
             AuditEvent(
                 event="flow.grant",
                 trace_id=trace_id,
@@ -295,7 +295,7 @@ class FlowService:
             )
         await self.engine.ensure()
         await waits.deliver(run_id, event, body)
-        await self.rt.delegations.audit.record(
+        await self.rt.delegations.record_event(
             AuditEvent(
                 event="flow.event",
                 trace_id=run["trace_id"],

@@ -235,7 +235,7 @@ async def _audit(
 ) -> None:
     # A delivering webhook acts for nobody: it is named as its sender.
     subject = trigger.run_as.subject if trigger.run_as else f"webhook:{flow_id}/{trigger.id}"
-    await service.rt.delegations.audit.record(
+    await service.rt.delegations.record_event(
         AuditEvent(
             event="flow.webhook",
             trace_id=trace_id,

@@ -469,7 +469,7 @@ class McpFront:
                 client_id=caller.client_id,
                 actors=caller.actors,
             )
-        await self._federation().delegations.audit.record(event)
+        await self._federation().delegations.record_event(event)
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         if name == STATUS_TOOL and self.approvals is not None:

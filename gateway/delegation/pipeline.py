@@ -14,7 +14,6 @@ decided again, once an admin approves.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ from gateway.delegation.permits import (
     RateLimited,
 )
 from gateway.delegation.rate_limits import RateLimits
+from gateway.delegation.targets import TargetCache
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -58,7 +58,7 @@ from policies.policy_file import PolicySource
 from policies.tokens import Principal
 from registry.cards import card_skills
 from registry.models import AgentRecord
-from registry.store import AgentNotFound, SqlAgentStore
+from registry.store import SqlAgentStore
 
 # Re-exported: every door imports the pipeline's types from here.
 __all__ = [
@@ -72,7 +72,6 @@ __all__ = [
     "Permit",
     "RateLimited",
 ]
-TARGET_CACHE_SECONDS = 1.0
 P = TypeVar("P", bound=Permit)
 
 
@@ -95,41 +94,11 @@ class Delegations:
         self.max_depth = max_depth
         self.rate_limits = rate_limits or RateLimits(None)
         self.coordination = coordination
-        self._targets: dict[str, tuple[float, tuple[AgentRecord, dict[str, Any], Target]]] = {}
-        self._loading: dict[str, asyncio.Future[tuple[AgentRecord, dict[str, Any], Target]]] = {}
+        self._targets = TargetCache(agents)
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
-        # Every call needs the agent's record and card; reading them is a
-        # database round trip, so they are kept for a moment. A change made on
-        # any replica (refresh, delete) is seen within TARGET_CACHE_SECONDS.
-        cached = self._targets.get(agent_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        # One read per expiry, however many calls arrive meanwhile: under load
-        # every concurrent call would otherwise miss at once and each query.
-        loading = self._loading.get(agent_id)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load_target(agent_id))
-            self._loading[agent_id] = loading
-            loading.add_done_callback(lambda done: self._loaded(agent_id, done))
-        return await asyncio.shield(loading)
-
-    def _loaded(self, agent_id: str, done: asyncio.Future[Any]) -> None:
-        self._loading.pop(agent_id, None)
-        if not done.cancelled():
-            done.exception()  # retrieved here: every waiter may have gone away
-
-    async def _load_target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
-        found = await self.agents.get_with_card(agent_id)
-        if found is None:
-            self._targets.pop(agent_id, None)
-            raise AgentNotFound(agent_id)
-        record, card = found
-        target = (record, card, Target.from_card(agent_id, card))
-        if len(self._targets) > 10_000:
-            self._targets.clear()
-        self._targets[agent_id] = (time.monotonic() + TARGET_CACHE_SECONDS, target)
-        return target
+        """The agent's record, card and policy target (`TargetCache`)."""
+        return await self._targets.get(agent_id)
 
     def visible(self, principal: Principal, agent_id: str, card: dict[str, Any]) -> bool:
         """Whether a user may use the agent at all: what listings show."""

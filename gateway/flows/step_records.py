@@ -54,6 +54,11 @@ _GRANT_ROW = Statement(
     flow_grants,
     f"SELECT {_every_column(flow_grants)} FROM flow_grants WHERE id = :id",  # noqa: S608
 )
+_RUN_STEPS = Statement(
+    flow_steps,
+    f"SELECT {_every_column(flow_steps)} FROM flow_steps"  # noqa: S608
+    " WHERE run_id = :run_id ORDER BY started_at, step_id",
+)
 _SET_CURRENT_STEP = Statement(
     flow_runs,
     "UPDATE flow_runs SET current_step = :current_step, updated_at = :updated_at"
@@ -74,6 +79,18 @@ def run_row(sql: Sql, run_id: str) -> dict[str, Any] | None:
 def grant_row(sql: Sql, grant_id: str) -> dict[str, Any] | None:
     rows = sql.typed(_GRANT_ROW, {"id": grant_id})
     return rows[0] if rows else None
+
+
+def run_view(
+    sql: Sql, run_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
+    """A run, its grant and its steps as one read: on SQLite one snapshot; on
+    PostgreSQL (each statement its own snapshot) the steps are read before
+    the run, so a step seen at a stage implies the run's row as it was
+    written before that stage (its ``current_step``) is seen too."""
+    steps = sql.typed(_RUN_STEPS, {"run_id": run_id})
+    run = run_row(sql, run_id)
+    return run, None if run is None else grant_row(sql, run["grant_id"]), steps
 
 
 def enter_step(

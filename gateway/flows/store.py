@@ -245,19 +245,10 @@ class FlowStore:
         )
 
     async def view(self, run_id: str) -> RunView:
-        row = await self.run_row(run_id)
-        async with self._engine.connect() as conn:
-            grant = (
-                await conn.execute(select(flow_grants).where(flow_grants.c.id == row["grant_id"]))
-            ).first()
-            steps = (
-                await conn.execute(
-                    select(flow_steps)
-                    .where(flow_steps.c.run_id == run_id)
-                    .order_by(flow_steps.c.started_at, flow_steps.c.step_id)
-                )
-            ).all()
-        return _run(row, grant._asdict() if grant else None, [_step(s._asdict()) for s in steps])
+        row, grant, steps = await self._run.read(step_records.run_view, run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return _run(row, grant, [_step(s) for s in steps])
 
     async def reopen(self, run_id: str) -> None:
         """A cancelled or failed run goes on (`FlowService.resume`)."""

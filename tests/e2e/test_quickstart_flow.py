@@ -17,6 +17,10 @@ from tests.gateway.test_cli import CLI, run
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_quickstart_reaches_a_completed_run_of_the_example_flow(tmp_path: Path) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     log = tmp_path / "demo.log"
@@ -27,6 +31,9 @@ def test_the_quickstart_reaches_a_completed_run_of_the_example_flow(tmp_path: Pa
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env=clean,
+            # Ctrl-C reaches it even when this test runs under a shell that
+            # ignores SIGINT (a background job): an ignored signal is inherited.
+            preexec_fn=_interruptible,
         )
     try:
         deadline = time.monotonic() + 120

@@ -33,7 +33,7 @@ from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits
 from gateway.agents.task_events import event_of
-from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
+from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
 from gateway.delegation.handoffs import (
     Resilience,
@@ -123,17 +123,9 @@ class UpstreamCalls:
 
     def _explain(self, admission: Admission) -> Callable[[BaseException], Explained]:
         """A failure of a call to this agent as the A2A error its caller gets."""
-
-        def explain(exc: BaseException) -> Explained:
-            if isinstance(exc, BreakerOpen):
-                error: BaseException = breaker_error(exc)
-            elif isinstance(exc, UPSTREAM_FAILURES):
-                error = upstream_error(admission.agent_id, exc, self.timeout_of(admission))
-            else:  # not the agent's doing: raised as it is
-                return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
-            return Explained(error, outcome_of(error), str(error))  # type: ignore[arg-type]
-
-        return explain
+        return functools.partial(
+            explain_agent_failure, admission.agent_id, self.timeout_of(admission)
+        )
 
     async def _call(
         self,

@@ -16,6 +16,8 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import ParseError
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from gateway.delegation.delegate import BreakerOpen, Explained
+from gateway.delegation.handoffs import breaker_error
 from gateway.delegation.upstream_failures import (
     UpstreamBadAnswerError,
     UpstreamTimeoutError,
@@ -106,3 +108,16 @@ def outcome_of(error: A2AError | None) -> str:
         return "ok"
     sent = next(c for c in type(error).__mro__ if c.__module__.startswith("a2a."))
     return f"a2a_error:{sent.__name__}"[:64]
+
+
+def explain_agent_failure(agent_id: str, timeout: float | None, exc: BaseException) -> Explained:
+    """A failure of a call to ``agent_id`` as the A2A error its caller gets and
+    its record (`gateway.delegation.delegate.Sending.explain`). ``timeout``:
+    the call's limit, said in a timeout's message."""
+    if isinstance(exc, BreakerOpen):
+        error: A2AError = breaker_error(exc)
+    elif isinstance(exc, UPSTREAM_FAILURES):
+        error = upstream_error(agent_id, exc, timeout)
+    else:  # not the agent's doing: raised as it is
+        return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
+    return Explained(error, outcome_of(error), str(error))

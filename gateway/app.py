@@ -54,6 +54,7 @@ from gateway.observability import tracing
 from gateway.observability.http_metrics import HttpMetrics
 from gateway.settings import Settings
 from gateway.storage import db, runstate
+from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
 
 logger = logging.getLogger(__name__)
@@ -137,10 +138,13 @@ def create_app(settings: Settings) -> FastAPI:
                 *a2a_parts.jobs(),
                 *observed.jobs(),
                 *flow_parts.jobs(),
-                ("replica", replicas.run_forever()),
+                Periodic("replica", replicas.heartbeat_seconds, replicas.renew),
             )
-            for name, job in jobs:
-                stack.push_async_callback(_cancel, asyncio.create_task(job, name=name))
+            periodic = [job for job in jobs if isinstance(job, Periodic)]
+            observed.metrics.watch(periodic)
+            for job in jobs:
+                name, running = (job.name, job.run_forever()) if isinstance(job, Periodic) else job
+                stack.push_async_callback(_cancel, asyncio.create_task(running, name=name))
             if runstate.write(settings):
                 stack.callback(runstate.remove, settings)
             freeze_startup_heap(settings.gc_young_threshold)

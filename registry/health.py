@@ -59,20 +59,12 @@ class HealthChecker:
     ) -> None:
         self._store = store
         self._fetcher = fetcher
-        self._interval = interval_seconds
+        self.interval_seconds = interval_seconds
         self._failure_threshold = failure_threshold
         self._success_threshold = success_threshold
         self._semaphore = asyncio.Semaphore(concurrency)
         # A lease outlives the longest check so a crashed checker frees it.
         self._lease = timedelta(seconds=max(60.0, fetcher.limits.timeout_seconds * 4))
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.check_all()
-            except Exception:  # keep the loop alive; one bad round is logged
-                logger.exception("health check round failed")
-            await asyncio.sleep(self._interval)
 
     async def check_all(self) -> None:
         """Check each agent not checked in the last interval (by this replica
@@ -81,7 +73,7 @@ class HealthChecker:
         requests for the database for a long time (`bench.scale`)."""
         # A little short of the interval, so that an agent checked in the
         # previous round (which took some time) is due again in this one.
-        since = datetime.now(UTC) - timedelta(seconds=self._interval * 0.9)
+        since = datetime.now(UTC) - timedelta(seconds=self.interval_seconds * 0.9)
         targets = await self._store.health_targets(checked_before=since)
         await asyncio.gather(*(self.check(t) for t in targets))
 

@@ -26,7 +26,6 @@ takes the agent's word.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -43,7 +42,6 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.lost_tasks import LostTask, backoff
 from gateway.delegation.pipeline import DelegationDenied
 from gateway.delegation.runs import TERMINAL
-from gateway.storage.outages import outage_of
 from policies.tokens import TokenInvalid
 from registry.store import AgentNotFound
 
@@ -61,31 +59,15 @@ class Reconciler:
     ) -> None:
         self._parts = parts
         self._handler = handler
-        self._poll = poll_seconds
+        self.poll_seconds = poll_seconds
         self._limit = limit_seconds
-        self._failing = False
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.tick()
-                self._failing = False
-            except Exception as exc:  # never let the job die
-                if not self._failing:
-                    outage = outage_of(exc)
-                    if outage is None:
-                        logger.exception("reconciling lost A2A tasks failed")
-                    else:
-                        logger.error("reconciling lost A2A tasks paused: %s", outage)
-                self._failing = True
-            await asyncio.sleep(self._poll)
 
     async def tick(self) -> int:
         """One round over the tasks that are due; how many were asked about."""
         lost_tasks = self._parts().lost
         asked = 0
         for lost in await lost_tasks.due():
-            next_at = datetime.now(UTC) + backoff(self._poll, lost.attempts + 1)
+            next_at = datetime.now(UTC) + backoff(self.poll_seconds, lost.attempts + 1)
             if await lost_tasks.take(lost, next_at):
                 asked += 1
                 await self._reconcile(lost)

@@ -11,6 +11,7 @@ lifespan has opened the database; so each handler is given an accessor
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from gateway.delegation.startup import DelegationCore, Job
 from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.settings.grpc import grpc_public_target
+from gateway.storage.periodic import Periodic
 from registry.vendor_store import SqlVendorStore
 
 # How soon a deferred call follows the end of what held it back.
@@ -46,18 +48,20 @@ class A2AParts:
     reconciler: Reconciler
 
     def jobs(self) -> list[Job]:
-        jobs = [
-            ("gateway-runs", self.gateway_run.runner.run_forever()),
-            ("a2a-reconciler", self.reconciler.run_forever()),
+        runner = self.gateway_run.runner
+        jobs: list[Job] = [
+            # Fixed rate: the takeover bound counts on leases renewed on time.
+            Periodic("gateway-runs", runner.poll, runner.tick, fixed_rate=True),
+            Periodic("a2a-reconciler", self.reconciler.poll_seconds, self.reconciler.tick),
         ]
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:
+            desk = self.desk
             jobs.append(
-                (
+                Periodic(
                     "coordination-deferrals",
-                    deferrals.run_forever(
-                        self.desk.release, self.desk.give_up, DEFERRALS_POLL_SECONDS
-                    ),
+                    DEFERRALS_POLL_SECONDS,
+                    functools.partial(deferrals.tick, desk.release, desk.give_up),
                 )
             )
         return jobs

@@ -32,7 +32,6 @@ one attempt.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -255,14 +254,6 @@ class Deferrals:
             approval.action,
             approval.trace_id,
         )
-
-    async def run_forever(self, release: Release, give_up: Release, interval: float) -> None:
-        while True:
-            try:
-                await self.tick(release, give_up)
-            except Exception as exc:  # a database hiccup: try again next time
-                logger.warning("deferred calls not released this time: %s", exc)
-            await asyncio.sleep(interval)
 
 
 async def canonicalise_waiting(engine: AsyncEngine, canonical: Canonical) -> int:

@@ -7,11 +7,10 @@ before the pools they use are closed).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +37,7 @@ from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.settings import Settings
 from gateway.settings.workers import rate_limits_problem
+from gateway.storage.periodic import Periodic
 from gateway.storage.readiness import Readiness
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
@@ -53,7 +53,9 @@ from registry.store import SqlAgentStore
 
 logger = logging.getLogger(__name__)
 
-Job = tuple[str, Coroutine[Any, Any, None]]
+# What runs for the app's whole life: a periodic pass (`gateway.storage.
+# periodic`), or a coroutine of its own (the audit writer's batching loop).
+Job = Periodic | tuple[str, Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,22 @@ class DelegationCore:
 
     def jobs(self) -> list[Job]:
         """What runs for the app's whole life, in the order it is started."""
+        settings, push, policy = self.settings, self.push, self.delegations.policy
         return [
-            ("health-checker", self.health.run_forever()),
+            Periodic("health-checker", self.health.interval_seconds, self.health.check_all),
             ("audit-writer", self.audit.run_forever()),
-            ("policy-reloader", _reload_policy(self.delegations, self.settings)),
-            ("push-pending-sweeper", _sweep_pending_push(self.push, self.settings)),
+            Periodic(
+                "policy-reloader",
+                lambda: settings.policy_reload_seconds,
+                _async(policy.reload_if_changed),
+                now=False,
+            ),
+            Periodic(
+                "push-pending-sweeper",
+                PENDING_PUSH_SWEEP_SECONDS,
+                functools.partial(_sweep_pending_push, push, settings),
+                now=False,
+            ),
         ]
 
 
@@ -238,26 +251,18 @@ LONGEST_CALL_CAP = timedelta(days=30)  # whatever the settings say (they allow "
 async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
     longest = max(settings.stream_max_seconds, settings.upstream_timeout_seconds)
     longest_call = timedelta(seconds=min(longest, LONGEST_CALL_CAP.total_seconds()))
-    while True:
-        await asyncio.sleep(PENDING_PUSH_SWEEP_SECONDS)
-        try:
-            swept = await push.sweep_pending(
-                datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE
-            )
-            if swept:
-                logger.info("removed %d inline push configs that never got a task", swept)
-        except Exception:  # a database outage: the next round tries again
-            logger.warning("sweeping pending push configs failed", exc_info=True)
+    swept = await push.sweep_pending(datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE)
+    if swept:
+        logger.info("removed %d inline push configs that never got a task", swept)
 
 
-async def _reload_policy(delegations: Delegations, settings: Settings) -> None:
-    source = delegations.policy
-    while True:
-        await asyncio.sleep(settings.policy_reload_seconds)
-        try:
-            source.reload_if_changed()
-        except Exception:  # pragma: no cover - never let the reloader die
-            logger.exception("policy reload check failed")
+def _async(check: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    """A quick synchronous job as a periodic one."""
+
+    async def job() -> None:
+        check()
+
+    return job
 
 
 async def _canonical_coordination_keys(delegations: Delegations, engine: AsyncEngine) -> None:

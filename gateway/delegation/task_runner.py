@@ -348,35 +348,25 @@ class TaskRunner:
 
     # Leases and recovery ----------------------------------------------------
 
-    async def run_forever(self) -> None:
-        """Tick every ``poll`` seconds, at a fixed rate (a slow tick does not
-        push the next one back, so the takeover bound holds)."""
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:  # never let the runner die
-                if not self._unreachable:
-                    logger.error("gateway-run leases not renewed: %s", outage_of(exc) or exc)
-                self._unreachable = True
-            next_tick += self.poll
-            now = loop.time()
-            if next_tick < now:  # a tick took longer than a poll: start again from now
-                next_tick = now
-            await asyncio.sleep(next_tick - now)
-
     async def tick(self) -> None:
-        await self._renew()
-        now = asyncio.get_running_loop().time()
-        if self._unreachable:
-            # Back from an outage: the others could not renew either; give
-            # them a lease to do so before judging their leases.
-            self._unreachable = False
-            self._claim_after = now + self._lease
-            logger.warning("database reachable again; claiming no run for %g s", self._lease)
-        if now >= self._claim_after:
-            await self._recover()
+        """Renew this runner's leases and take over runs whose lease ran out.
+        Run every ``poll`` seconds at a fixed rate (`gateway.storage.periodic`:
+        a slow tick does not push the next one back, so the takeover bound
+        holds)."""
+        try:
+            await self._renew()
+            now = asyncio.get_running_loop().time()
+            if self._unreachable:
+                # Back from an outage: the others could not renew either; give
+                # them a lease to do so before judging their leases.
+                self._unreachable = False
+                self._claim_after = now + self._lease
+                logger.warning("database reachable again; claiming no run for %g s", self._lease)
+            if now >= self._claim_after:
+                await self._recover()
+        except Exception:
+            self._unreachable = True
+            raise
 
     async def _renew(self) -> None:
         """Extend the lease of each run whose coroutine is alive here; stop

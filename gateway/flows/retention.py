@@ -27,7 +27,6 @@ sweeping at once, or a sweep cut short by a crash, only repeat work.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,14 +70,6 @@ class RunRetention:
         deleted = await self._delete_expired(now)
         await self._forget_ticks(now)
         return rewritten, deleted
-
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_seconds)
-            try:
-                await self.sweep()
-            except Exception as exc:  # a database outage: the next pass does it
-                logger.warning("flow run retention pass failed: %s", exc)
 
     # 1. Redaction at rest -----------------------------------------------------------
 

@@ -11,9 +11,8 @@ task's end, which starts triggered runs and wakes runs waiting on that task.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -33,6 +32,7 @@ from gateway.flows.store import FlowStore
 from gateway.flows.takeover import RunTakeover
 from gateway.flows.task_waits import TaskWakeUps
 from gateway.flows.triggers import FlowTriggers
+from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
 
 
@@ -44,13 +44,15 @@ class FlowParts:
     retention: RunRetention
     triggers: FlowTriggers
 
-    def jobs(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def jobs(self) -> list[Periodic]:
+        retention, triggers = self.retention, self.triggers
         jobs = [
-            ("flow-retention", self.retention.run_forever()),
-            ("flow-triggers", self.triggers.run_forever()),
+            Periodic("flow-retention", retention.interval_seconds, retention.sweep, now=False),
+            Periodic("flow-triggers", triggers.interval_seconds, triggers.sweep, now=False),
         ]
         if self.takeover is not None:
-            jobs.append(("flow-takeover", self.takeover.run_forever()))
+            beat = self.takeover.replicas.heartbeat_seconds
+            jobs.append(Periodic("flow-takeover", beat, self.takeover.sweep, now=False))
         return jobs
 
 

@@ -17,7 +17,6 @@ each is a replica here as on PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from gateway.flows.engine import FlowEngine
@@ -55,11 +54,3 @@ class RunTakeover:
                 ", ".join(sorted(gone)),
             )
         return runs
-
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.replicas.heartbeat_seconds)
-            try:
-                await self.sweep()
-            except Exception as exc:  # a database outage: the next beat tries again
-                logger.warning("taking over flow runs of replicas gone failed: %s", exc)

@@ -33,7 +33,6 @@ after the trigger was registered (never for tasks that ended before).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -140,14 +139,6 @@ class FlowTriggers:
                 for task_id in task_ids:
                     started += await self.fire(armed, agent_id, task_id)
         return started
-
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_seconds)
-            try:
-                await self.sweep()
-            except Exception as exc:  # a database outage: the next pass does it
-                logger.warning("flow trigger sweep failed: %s", exc)
 
     async def fire(self, armed: Armed, agent_id: str, task_id: str) -> int:
         """Start the run ``armed`` asks for on the task's end, once; 1 if started."""

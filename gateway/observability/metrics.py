@@ -24,7 +24,6 @@ total.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -43,11 +42,11 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.breaker import Breakers
+from gateway.storage.periodic import Periodic
 from gateway.storage.tables import a2a_tasks, approvals, flow_runs
 
 logger = logging.getLogger(__name__)
@@ -132,6 +131,23 @@ class GatewayMetrics:
             ["target", "outcome"],
             registry=self.registry,
         )
+        # The periodic jobs (`gateway.storage.periodic`): a job failing for
+        # long (retention, lease renewal, health checks) is silent otherwise.
+        self.job_failing = Gauge(
+            "switchboard_job_failing",
+            "1 while a periodic job's passes fail (retention, sweeps, health checks, leases)",
+            ["job"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.job_last_success = Gauge(
+            "switchboard_job_last_success_timestamp_seconds",
+            "When a periodic job's last pass ended well (Unix time)",
+            ["job"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self._jobs: list[Periodic] = []
         self.coordination = Counter(
             "switchboard_coordination_refusals",
             "Calls a coordination rule refused (a hold, cooldown, lease or budget: "
@@ -185,8 +201,18 @@ class GatewayMetrics:
         if mcp_method is not None:
             self.mcp.labels(mcp_method).inc()
 
+    def watch(self, jobs: Iterable[Periodic]) -> None:
+        """Show these periodic jobs' health (`switchboard_job_*`)."""
+        self._jobs = list(jobs)
+
     async def refresh(self) -> None:
-        """Read the state gauges (breakers, approvals, tasks, pool)."""
+        """Read the state gauges (jobs, breakers, pool, approvals, tasks, runs).
+        With the database away, those read from it keep their last values
+        (and /readyz says why); the job's failure is logged once."""
+        for job in self._jobs:
+            self.job_failing.labels(job.name).set(0 if job.state.failing is None else 1)
+            if job.state.last_ok is not None:
+                self.job_last_success.labels(job.name).set(job.state.last_ok)
         self._replace(
             "breakers",
             self.breakers,
@@ -202,32 +228,20 @@ class GatewayMetrics:
         if callable(checked_out) and callable(size):
             self.pool.labels("in_use").set(checked_out())
             self.pool.labels("size").set(size())
-        try:
-            async with self._engine.connect() as conn:
-                pending = await conn.execute(
-                    select(func.count()).where(approvals.c.state == "pending")
-                )
-                self.approvals_pending.set(pending.scalar() or 0)
-                rows = await conn.execute(
-                    select(a2a_tasks.c.state, func.count()).group_by(a2a_tasks.c.state)
-                )
-                self._replace("tasks", self.tasks, {(state,): count for state, count in rows})
-                rows = await conn.execute(
-                    select(flow_runs.c.state, func.count())
-                    .where(flow_runs.c.finished_at.is_(None))
-                    .group_by(flow_runs.c.state)
-                )
-                active: dict[tuple[str, ...], float] = {(str(s),): n for s, n in rows}
-                self._replace("flow_runs", self.flow_runs_active, active)
-        except (SQLAlchemyError, OSError) as exc:
-            # The database is down: the gauges keep their last values, and
-            # /readyz says why.
-            logger.warning("metrics: database gauges not refreshed: %s", type(exc).__name__)
-
-    async def run_forever(self, every_seconds: float) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(every_seconds)
+        async with self._engine.connect() as conn:
+            pending = await conn.execute(select(func.count()).where(approvals.c.state == "pending"))
+            self.approvals_pending.set(pending.scalar() or 0)
+            rows = await conn.execute(
+                select(a2a_tasks.c.state, func.count()).group_by(a2a_tasks.c.state)
+            )
+            self._replace("tasks", self.tasks, {(state,): count for state, count in rows})
+            rows = await conn.execute(
+                select(flow_runs.c.state, func.count())
+                .where(flow_runs.c.finished_at.is_(None))
+                .group_by(flow_runs.c.state)
+            )
+            active: dict[tuple[str, ...], float] = {(str(s),): n for s, n in rows}
+            self._replace("flow_runs", self.flow_runs_active, active)
 
     def _replace(self, name: str, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
         """Show exactly ``values``. A series no longer there is removed; with

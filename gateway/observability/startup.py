@@ -13,6 +13,7 @@ from gateway.delegation.startup import DelegationCore, Job
 from gateway.observability.logs import log_decision
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
+from gateway.storage.periodic import Periodic
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ObservabilityParts:
     refresh_seconds: float
 
     def jobs(self) -> list[Job]:
-        return [("metrics-refresh", self.metrics.run_forever(self.refresh_seconds))]
+        return [Periodic("metrics-refresh", self.refresh_seconds, self.metrics.refresh)]
 
 
 def start(

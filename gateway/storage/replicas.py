@@ -16,7 +16,6 @@ that is gone (a SIGKILL leaves its row behind; a clean stop deletes it).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -74,15 +73,10 @@ class ReplicaDirectory:
         async with self.engine.begin() as conn:
             await conn.execute(statement)
 
-    async def run_forever(self) -> None:
-        """Renew this replica's row while it runs (a database outage only
-        delays it: the row is stale later, not wrong)."""
-        while True:
-            try:
-                await self._renew()
-            except Exception as exc:
-                logger.warning("replica %s could not renew its registration: %s", self.id, exc)
-            await asyncio.sleep(self.heartbeat_seconds)
+    async def renew(self) -> None:
+        """Renew this replica's row (every ``heartbeat_seconds`` while it runs;
+        a database outage only delays it: the row is stale later, not wrong)."""
+        await self._renew()
 
     async def withdraw(self) -> None:
         if self.engine is not None:

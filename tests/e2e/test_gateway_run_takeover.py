@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,25 @@ def audit_of(gateway: Gateway, user: str) -> list[dict[str, Any]]:
     return items
 
 
+def audit_at(url: str, admin_token: str, user: str) -> list[dict[str, Any]]:
+    """The audit as the replica at ``url`` reads it (a read writes its buffer first)."""
+    page = httpx.get(
+        url + "/audit",
+        params={"user": user, "limit": 1000},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    assert page.status_code == 200, page.text
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
+
+
+def until(check: Callable[[], bool], *, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not within {within} s"
+        time.sleep(0.05)
+
+
 def register_chat(gateway: Gateway, base: str) -> None:
     with gateway.client(gateway.token("admin", ADMIN_SCOPE)) as admin:
         answer = admin.post("/vendor-agents", json=chat_agent(base))
@@ -212,6 +231,14 @@ def test_a_killed_replicas_runs_are_taken_over_within_lease_and_poll(
         token = b.token("alice")
         task_id = send_held(public, token, "hold: on a")
         wait_for(b.url, token, task_id, "TASK_STATE_WORKING", within=10)
+        # The audit is written behind the answer (docs/operations.md: a SIGKILL
+        # can lose the records of a replica's last moments): A is killed once
+        # its record of the call is in the database.
+        admin = b.token("admin", ADMIN_SCOPE)
+        until(
+            lambda: any(r["event"] == "a2a.SendMessage" for r in audit_at(public, admin, "alice")),
+            within=10,
+        )
         a.send_signal(signal.SIGKILL)
         a.wait(10)
         killed = time.monotonic()

@@ -5,6 +5,7 @@ with the three-agent deployment."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,43 @@ def test_state_gauges_are_refreshed(dep: Deployment) -> None:
     samples = _samples(text)
     assert ("switchboard_approvals_pending", frozenset()) in samples
     assert any(name == "switchboard_db_pool_connections" for name, _ in samples)
+
+
+def test_the_periodic_jobs_health_is_shown(dep: Deployment) -> None:
+    """Every periodic job (gateway.storage.periodic) has a failing gauge, at 0
+    on a healthy gateway, and those that ran a last-success time."""
+    ran = {"replica", "health-checker", "gateway-runs", "a2a-reconciler"}
+    deadline = time.monotonic() + 30
+    with dep.gateway.client() as admin:
+        while True:
+            samples = _samples(admin.get("/metrics").text)
+            shown = {
+                dict(labels)["job"]
+                for name, labels in samples
+                if name == "switchboard_job_last_success_timestamp_seconds"
+            }
+            if ran <= shown or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert ran <= shown
+    failing = {
+        dict(labels)["job"]: value
+        for (name, labels), value in samples.items()
+        if name == "switchboard_job_failing"
+    }
+    assert {
+        "policy-reloader",
+        "push-pending-sweeper",
+        "metrics-refresh",
+        "flow-retention",
+    } | ran <= (failing.keys())
+    assert set(failing.values()) == {0}
+    started = time.time() - 120
+    assert all(
+        value > started
+        for (name, _), value in samples.items()
+        if name == "switchboard_job_last_success_timestamp_seconds"
+    )
 
 
 def test_open_metrics_for_a_scraper_without_a_token(tmp_path: Path) -> None:

@@ -171,6 +171,19 @@ def backend(
         ("tick",),
     ]
 )
+# Two calls of one rank waiting for one lease: the older goes first, also when
+# the older was asked again at an earlier tick (found by this test when a call
+# was kept under the key as the caller spelled it, not its canonical form).
+@example(
+    steps=[
+        ("call", "first", "P"),
+        ("call", "first", "P"),
+        ("tick",),
+        ("call", "first", "P"),
+        ("end", 0),
+        ("tick",),
+    ]
+)
 def test_deferred_calls_are_released_as_the_model_says(
     backend: tuple[str, str | None], steps: list[tuple[Any, ...]]
 ) -> None:
@@ -231,10 +244,14 @@ def test_deferred_calls_are_released_as_the_model_says(
                             reasons=[blocked.blocked.reason()],
                             trace_id="t",
                         )
+                        # Kept under the rule's key, in its canonical form, as the
+                        # pipeline keeps it (`gateway.delegation.coordinate`).
                         rule = blocked.blocked.rule
                         await deferrals.add(
                             approval_id,
-                            Deferral(rule.rule, rule.kind, rule.entity, key, "", RANK[skill], None),
+                            Deferral(
+                                rule.rule, rule.kind, rule.entity, rule.key, "", RANK[skill], None
+                            ),
                         )
                         skills[approval_id] = (skill, key)
                         model.waiting.append((RANK[skill], seq, approval_id, key))

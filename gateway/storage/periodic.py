@@ -1,0 +1,124 @@
+"""The gateway's periodic jobs: one loop for all of them.
+
+Retention, sweeps, health checks, reconciliation, lease renewal, the
+policy reloader and the metrics' database gauges each run one pass every
+few seconds in every replica. They used to be a hand-written ``while True:
+sleep`` each, and each decided on its own what a failing pass did -- one
+logged every pass, one logged nothing, and one (the metrics refresh) died
+for good on an error it did not expect. `Periodic` is the one loop:
+
+* a pass that raises never ends the job: the next pass runs on time;
+* a failing stretch is logged once when it starts -- as the outage it is
+  when the database or Redis is away (`gateway.storage.outages`), with its
+  traceback when it is a bug -- and once when the job recovers, not once
+  per pass (a database down for an hour is two lines per job, not 720);
+* ``fixed_rate`` keeps a pass that ran long from pushing the next one back
+  (the gateway-run tasks' lease renewal: the takeover bound depends on it);
+* ``wake()`` runs the next pass now (a change was made that it should see);
+* each job's runs, failures and last good pass are kept (`JobState`) for
+  `/metrics` (`switchboard_job_*`).
+
+Why not DBOS scheduled workflows (the flows' engine): these jobs are per
+replica (each renews its own leases and refreshes its own gauges), cheap and
+idempotent, so a durable record of each pass buys nothing; and the engine
+starts only once a flow exists, so that a gateway without flows does not pay
+its polling (docs/performance.md, "Idle cost").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from gateway.storage.outages import outage_of
+
+logger = logging.getLogger(__name__)
+
+Interval = float | Callable[[], float]
+
+
+@dataclass
+class JobState:
+    """What a job has done in this process."""
+
+    runs: int = 0
+    failures: int = 0
+    last_ok: float | None = None  # wall-clock time of the last pass that ended well
+    failing: str | None = None  # what the current failing stretch is, if one is on
+
+
+@dataclass
+class Periodic:
+    """``job`` every ``every`` seconds (a number, or read before each wait:
+    a setting that can change). ``now``: the first pass at once rather than
+    after one interval. See the module's docstring."""
+
+    name: str
+    every: Interval
+    job: Callable[[], Awaitable[object]]
+    now: bool = True
+    fixed_rate: bool = False
+    state: JobState = field(default_factory=JobState)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def interval(self) -> float:
+        return self.every() if callable(self.every) else self.every
+
+    def wake(self) -> None:
+        """Run the next pass now instead of at its time."""
+        self._wake.set()
+
+    async def run_once(self) -> bool:
+        """One pass; whether it ended well (a failure is logged and kept, never raised)."""
+        self.state.runs += 1
+        try:
+            await self.job()
+        except Exception as exc:
+            self.state.failures += 1
+            self._failed(exc)
+            return False
+        self.state.last_ok = time.time()
+        if self.state.failing is not None:
+            logger.warning("%s: running again (was failing: %s)", self.name, self.state.failing)
+            self.state.failing = None
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        if self.state.failing is not None:
+            logger.debug("%s: still failing: %s", self.name, exc)
+            return
+        outage = outage_of(exc)
+        if outage is not None:
+            self.state.failing = str(outage)
+            logger.error("%s: paused while %s", self.name, outage)
+        else:
+            self.state.failing = f"{type(exc).__name__}: {exc}"[:300]
+            logger.exception("%s failed", self.name)
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + (0.0 if self.now else self.interval())
+        while True:
+            await self._until(due - loop.time())
+            await self.run_once()
+            if self.fixed_rate:
+                # The next pass at its time, unless this one ran past it.
+                due = max(due + self.interval(), loop.time())
+            else:
+                due = loop.time() + self.interval()
+
+    async def _until(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if woken. Always yields to the event loop,
+        even when due already: a job with no wait between passes (an interval
+        of 0, a fixed-rate job running behind) must not starve it."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+        else:
+            await asyncio.sleep(0)
+        self._wake.clear()

@@ -1,0 +1,125 @@
+"""The periodic jobs' loop (`gateway.storage.periodic`): a failing pass never
+ends a job, a failing stretch is logged once each way, an outage reads as one,
+and a pass can be asked for now. Passes are awaited by condition, not time:
+each test's interval is an hour unless woken."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from gateway.storage.outages import DependencyUnavailable
+from gateway.storage.periodic import Periodic
+
+HOUR = 3600.0
+
+
+class Script:
+    """A job that fails with the next of ``errors`` (None: succeeds), and
+    signals each pass."""
+
+    def __init__(self, *errors: Exception | None) -> None:
+        self.errors = list(errors)
+        self.passes = 0
+        self.passed = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.passes += 1
+        self.passed.set()
+        error = self.errors.pop(0) if self.errors else None
+        if error is not None:
+            raise error
+
+
+async def next_pass(job: Periodic, script: Script, *, wake: bool = True) -> None:
+    script.passed.clear()
+    if wake:
+        job.wake()
+    await asyncio.wait_for(script.passed.wait(), 5)
+    await asyncio.sleep(0)  # the pass's outcome is recorded
+
+
+async def test_a_failing_pass_never_ends_the_job_and_is_logged_once_each_way(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = Script(ValueError("bug one"), ValueError("bug two"), None, None)
+    job = Periodic("sweeper", HOUR, script)
+    running = asyncio.create_task(job.run_forever())
+    with caplog.at_level(logging.DEBUG, logger="gateway.storage.periodic"):
+        await next_pass(job, script, wake=False)  # the first pass runs at once
+        assert job.state.failing == "ValueError: bug one"
+        await next_pass(job, script)
+        await next_pass(job, script)
+        assert job.state.failing is None and job.state.last_ok is not None
+        await next_pass(job, script)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert (job.state.runs, job.state.failures) == (4, 2)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert said == [
+        ("ERROR", "sweeper failed"),
+        ("DEBUG", "sweeper: still failing: bug two"),
+        ("WARNING", "sweeper: running again (was failing: ValueError: bug one)"),
+    ]
+    assert caplog.records[0].exc_info is not None  # a bug comes with its traceback
+
+
+async def test_an_outage_is_said_as_one_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = Script(DependencyUnavailable("database", "OperationalError"))
+    job = Periodic("retention", HOUR, script)
+    with caplog.at_level(logging.INFO, logger="gateway.storage.periodic"):
+        assert await job.run_once() is False
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "retention: paused while the database is unavailable: OperationalError"
+    )
+    assert record.exc_info is None
+
+
+async def test_a_job_that_waits_first_runs_only_when_due_or_woken() -> None:
+    script = Script()
+    job = Periodic("later", HOUR, script, now=False)
+    running = asyncio.create_task(job.run_forever())
+    await asyncio.sleep(0.05)
+    assert script.passes == 0
+    await next_pass(job, script)
+    assert script.passes == 1
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
+async def test_the_interval_is_read_before_each_wait() -> None:
+    script = Script()
+    intervals = [HOUR, 0.0]
+    job = Periodic("reloader", lambda: intervals[0], script)
+    running = asyncio.create_task(job.run_forever())
+    await next_pass(job, script, wake=False)
+    intervals[0] = 0.0  # a setting changed: the next wait is none
+    await next_pass(job, script)  # the hour-long wait, cut short
+    await next_pass(job, script, wake=False)  # then due at once, unwoken
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert script.passes >= 3
+
+
+async def test_cancelling_stops_a_pass_in_progress() -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await never.wait()
+
+    job = Periodic("slow", HOUR, slow)
+    running = asyncio.create_task(job.run_forever())
+    await asyncio.wait_for(started.wait(), 5)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert job.state.failures == 0  # a cancellation is not a failure

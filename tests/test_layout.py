@@ -336,3 +336,19 @@ def test_the_checker_sees_a_circle() -> None:
     # The checker itself: a circle through three modules is found, a chain is not.
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_gateways_unit_tests_mirror_its_source_tree() -> None:
+    """`tests/gateway/<package>/` tests `gateway/<package>/`: a reader finds a
+    module's tests where the module is (the app's own, `gateway/app.py`, at
+    the top)."""
+    tests = ROOT / "tests" / "gateway"
+    strays = [
+        d.name
+        for d in tests.iterdir()
+        if d.is_dir() and d.name != "__pycache__" and not (ROOT / "gateway" / d.name).is_dir()
+    ]
+    assert strays == [], f"tests/gateway/{strays} mirror no package of gateway/"
+    for d in tests.iterdir():
+        if d.is_dir() and d.name != "__pycache__":
+            assert (d / "__init__.py").is_file(), f"tests/gateway/{d.name} is not a package"

@@ -11,7 +11,7 @@ blocks, takes the call's leases and budget units, opens and closes holds --
 all of it or, when one rule refuses, none of it. `finished()` runs when the
 call's outcome is recorded: it gives the leases back and, when the call
 succeeded, starts the cooldowns that follow it. Both stores keep exactly the
-same rules (`tests/gateway/test_coordination_model.py` holds each to one
+same rules (`tests/gateway/delegation/test_coordination_model.py` holds each to one
 reference model).
 
 The store unreachable: the call fails as any other would (a 503), unlike a

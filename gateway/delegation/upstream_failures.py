@@ -22,7 +22,7 @@ class: the HTTP+JSON statuses (`A2A_ERROR_MAPPING`), the reasons
 (`A2A_ERROR_REASONS`), the JSON-RPC codes and error models, the gRPC
 statuses. `_register` puts each class here into every one of them, as its
 base class is there, with only the HTTP status changed;
-`tests/gateway/test_upstream_failures.py` finds every such table in the SDK
+`tests/gateway/delegation/test_upstream_failures.py` finds every such table in the SDK
 and fails if one lacks a class of ours (an SDK upgrade that adds a table).
 """
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.test_cli import run
+from tests.gateway.cli.test_cli import run
 from tests.support.flows import QUOTE_FLOW, USER_SCOPES, FlowSetup, flow_setup
 from tests.support.servers import stop_all
 from tests.support.vendor_servers import API_KEY, webhook_server

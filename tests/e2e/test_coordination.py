@@ -551,7 +551,7 @@ def test_a_vendor_agent_s_calls_are_counted_per_customer(setup: Setup) -> None:
 
 
 def test_the_cli_lists_explains_and_releases(setup: Setup) -> None:
-    from tests.gateway.test_cli import run
+    from tests.gateway.cli.test_cli import run
 
     assert setup.send("support", "escalate", {"customer_id": "K-9"}).status_code == 200
     common = ["--data-dir", str(setup.gateway.settings.data_dir), "--gateway", setup.gateway.url]

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.gateway.test_cli import CLI, run
+from tests.gateway.cli.test_cli import CLI, run
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ operations are longer than 32 characters
 (value too long for character varying(32)); the audit writer writes a refused
 row's neighbours one by one and reports the refused row in the log, so the
 call went on but its audit record was lost. 64 leaves room for the longest
-name with margin; `tests/gateway/test_audit_event_width.py` checks every
+name with margin; `tests/gateway/delegation/test_audit_event_width.py` checks every
 event name the code records against the column. The outcome of a call that
 ended with an A2A error is `a2a_error:<the error's class>`, cut to 32
 characters until now (`a2a_error:InvalidAgentResponseEr`): 64 as well.

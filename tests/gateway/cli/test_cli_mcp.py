@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.test_cli import run
+from tests.gateway.cli.test_cli import run
 from tests.support.gateway import Gateway
 from tests.support.mcp_servers import stdio_command, upstream_server
 from tests.support.servers import ServerThread

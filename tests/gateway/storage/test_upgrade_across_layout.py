@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.keystore import KeyStore
 from gateway.storage import db
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "switchboard-0009-before-layout.db.gz"
+DATA = Path(__file__).resolve().parents[2] / "data" / "switchboard-0009-before-layout.db.gz"
 SECRET = "layout-test-secret-0123456789abcdef"
 ACTIVE_KID = "G6rdizc14U83jc0wE5HMKgiB8n6XUQmkFXW1UJpdPL0"  # what `keys rotate` printed
 

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.settings import Settings
 from gateway.storage import runstate
-from tests.gateway.test_cli import run
+from tests.gateway.cli.test_cli import run
 from tests.support.gateway import Gateway
 
 
@@ -267,12 +267,12 @@ def test_a_url_that_is_not_an_mcp_server(gateway: Gateway, tmp_path: Path) -> No
 
 
 def test_make_run_takes_a_port() -> None:
-    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    makefile = (Path(__file__).resolve().parents[3] / "Makefile").read_text()
     dry = subprocess.run(
         ["make", "-n", "run", "PORT=9191"],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
         check=False,
     )
     assert "PORT" in makefile

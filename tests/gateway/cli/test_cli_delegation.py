@@ -14,7 +14,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.gateway.test_cli import CLI, run
+from tests.gateway.cli.test_cli import CLI, run
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import verify_as_downstream
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gateway.test_cli import run
+from tests.gateway.cli.test_cli import run
 from tests.support.flows import QUOTE_FLOW, FlowSetup, flow_setup
 
 

@@ -18,7 +18,7 @@ from gateway.delegation.audit import AuditEvent, AuditLog, AuditQuery
 from gateway.storage import db
 from gateway.storage.tables import audit_events
 
-GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
+GATEWAY = Path(__file__).resolve().parents[3] / "gateway"
 
 
 def recorded_event_names() -> set[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_cli import run
+from tests.gateway.cli.test_cli import run
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import send_message_body

@@ -217,6 +217,21 @@ def test_only_the_core_writes_the_audit_log() -> None:
     assert writers == []
 
 
+def test_below_the_doors_errors_are_the_domains_not_a_protocols() -> None:
+    # The core and the layers below the doors raise domain errors; each door
+    # maps them to its protocol (an HTTP problem, a JSON-RPC error, a gRPC
+    # status, an MCP error). None of them builds an HTTP problem.
+    below = ("gateway.storage", "gateway.delegation", "gateway.agents", "gateway.federation")
+    modules = _modules()
+    found = [
+        module
+        for module, path in modules.items()
+        if any(_within(module, layer) for layer in below)
+        and "gateway.http.problems" in set(_imports(module, path, modules))
+    ]
+    assert found == []
+
+
 def _private_members() -> dict[str, set[str]]:
     """Each module's classes' private members (methods and class attributes
     whose name starts with one underscore), a `Protocol`'s excepted: a

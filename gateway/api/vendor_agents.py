@@ -11,7 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from gateway.api.state import state_of
+from gateway.delegation.vendor_agents import VendorRegistrationRefused
 from gateway.http.auth import AdminPrincipal
+from gateway.http.problems import Problem
 from registry.store import AgentNotFound
 from registry.vendor_models import VendorAgentRecord, VendorRegistration
 
@@ -26,7 +28,10 @@ router = APIRouter(prefix="/vendor-agents", tags=["registry"])
 async def register_vendor_agent(
     request: Request, response: Response, registration: VendorRegistration, _: AdminPrincipal
 ) -> VendorAgentRecord:
-    record = await state_of(request).vendors.register(registration)
+    try:
+        record = await state_of(request).vendors.register(registration)
+    except VendorRegistrationRefused as refused:
+        raise Problem(422, refused.reason, refused.title, refused.detail) from None
     response.headers["Location"] = f"/vendor-agents/{record.id}"
     return record
 

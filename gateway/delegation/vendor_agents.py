@@ -32,7 +32,6 @@ from adapters.rest_webhook import RestWebhookAdapter, WebhookConfig
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.delegate import Explained
 from gateway.delegation.retry import Failure, classify
-from gateway.http.problems import Problem
 from policies.keys import KeySealError, open_secret, seal_secret
 from registry.service import slugify
 from registry.signatures import SignatureCheck, SignatureStatus
@@ -76,6 +75,18 @@ class VendorCall:
         return Credentials(headers)
 
 
+class VendorRegistrationRefused(ValueError):
+    """A registration the gateway cannot accept as it is. ``reason`` is a
+    stable slug (``url-refused``, ``invalid-mapping``, ``unknown-secret``),
+    ``title`` what it means; the REST API answers it as a 422 problem."""
+
+    def __init__(self, reason: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.title = title
+        self.detail = detail
+
+
 class VendorAgents:
     def __init__(
         self,
@@ -103,13 +114,15 @@ class VendorAgents:
         try:
             self.http.check_url(url)
         except UpstreamRefused as exc:
-            raise Problem(422, "url-refused", "URL refused by the SSRF policy", str(exc)) from None
+            raise VendorRegistrationRefused(
+                "url-refused", "URL refused by the SSRF policy", str(exc)
+            ) from None
         if isinstance(upstream, WebhookUpstream):
             try:
                 compile_mapping(upstream.mapping)
             except MappingInvalid as exc:
-                raise Problem(
-                    422, "invalid-mapping", "The webhook mapping is invalid", str(exc)
+                raise VendorRegistrationRefused(
+                    "invalid-mapping", "The webhook mapping is invalid", str(exc)
                 ) from None
         credential, sealed = self._credential(registration)
         agent_id = registration.id or await self._free_id(registration.name)
@@ -145,8 +158,7 @@ class VendorAgents:
         if registration.api_key_secret is not None:
             name = registration.api_key_secret
             if name not in self._secrets:
-                raise Problem(
-                    422,
+                raise VendorRegistrationRefused(
                     "unknown-secret",
                     "No such secret in the gateway's settings",
                     f"set SWITCHBOARD_SECRETS__{name.upper()} (or secrets.{name} in the "

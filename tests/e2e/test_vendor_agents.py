@@ -238,6 +238,7 @@ def test_bad_registrations_are_refused_and_store_nothing(setup: Setup) -> None:
     }
     answer = register(setup.gateway, admin, bad_mapping)
     assert answer.status_code == 422 and "placeholder" in answer.json()["detail"]
+    assert answer.json()["type"] == "urn:switchboard:problem:invalid-mapping"
     bad_selector = dict(
         bad_mapping,
         upstream={**bad_mapping["upstream"], "mapping": {"response": {"text": "$..answer"}}},
@@ -246,8 +247,11 @@ def test_bad_registrations_are_refused_and_store_nothing(setup: Setup) -> None:
     unknown_secret = chat_registration(setup.chat.url, id="nosecret", api_key_secret="nope")
     answer = register(setup.gateway, admin, unknown_secret)
     assert answer.status_code == 422 and "SWITCHBOARD_SECRETS__NOPE" in answer.text
+    assert answer.json()["type"] == "urn:switchboard:problem:unknown-secret"
     metadata = chat_registration("http://169.254.169.254", id="meta")
-    assert register(setup.gateway, admin, metadata).status_code == 422
+    answer = register(setup.gateway, admin, metadata)
+    assert answer.status_code == 422
+    assert answer.json()["type"] == "urn:switchboard:problem:url-refused"
     with setup.admin() as client:
         ids = {a["id"] for a in client.get("/agents").json()["items"]}
     assert ids == {"chat", "tickets"}

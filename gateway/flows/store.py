@@ -68,6 +68,10 @@ class FlowStore:
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
 
+    @property
+    def database(self) -> AsyncEngine:
+        return self._engine
+
     async def aclose(self) -> None:
         await self._run.aclose()
 

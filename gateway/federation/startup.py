@@ -19,7 +19,7 @@ class McpParts:
     federation: McpFederation
 
     def jobs(self) -> list[Job]:
-        return [("mcp-upstreams", self.federation.upstreams.run_forever())]
+        return [self.federation.upstreams.reconciler]
 
 
 async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpParts:

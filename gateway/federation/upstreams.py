@@ -1,6 +1,6 @@
 """The live connections to every registered MCP server, owned by one lifespan task.
 
-`McpUpstreams.run_forever()` runs in the app's lifespan. It reads the server
+`McpUpstreams.reconciler` (a periodic job) runs in the app's lifespan. It reads the server
 list from the database (every ``reconcile_seconds``, or at once after a
 registration or removal on this replica), starts an `adapters.mcp.McpUpstream`
 task for each new server, restarts one whose registration changed and stops
@@ -27,6 +27,7 @@ from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, Upstrea
 from adapters.mcp_http import UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
 from gateway.federation.credentials import UpstreamCredentials, build_credentials
+from gateway.storage.periodic import Periodic
 from policies.delegation import DelegatedTokenMinter
 from registry.mcp_store import McpServerConfig, McpServerNotFound, SqlMcpStore
 from registry.models import HealthStatus
@@ -86,8 +87,10 @@ class McpUpstreams:
         self._reconcile_seconds = reconcile_seconds
         self._on_change = on_change
         self._running: dict[str, _Running] = {}
-        self._wake = asyncio.Event()
         self._reconciled = asyncio.Event()
+        # Reconciling every `reconcile_seconds`, or at once when woken (the
+        # app's jobs run it: `gateway.storage.periodic`).
+        self.reconciler = Periodic("mcp-upstreams", reconcile_seconds, self._reconcile_pass)
         # Told when a server says one of its resources changed (the MCP front
         # end relays it to the sessions that subscribed).
         self.on_resource_updated: ResourceUpdated | None = None
@@ -132,25 +135,16 @@ class McpUpstreams:
     async def wake_and_wait(self, wait_seconds: float = 5.0) -> None:
         """Reconcile now (after a registration or removal here) and wait for it."""
         self._reconciled.clear()
-        self._wake.set()
+        self.reconciler.wake()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_seconds):
                 await self._reconciled.wait()
 
-    async def run_forever(self) -> None:
+    async def _reconcile_pass(self) -> None:
         try:
-            while True:
-                try:
-                    await self.reconcile()
-                except Exception:  # keep the loop alive; the database may be away a moment
-                    logger.exception("MCP upstream reconcile failed")
-                self._reconciled.set()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._reconcile_seconds):
-                        await self._wake.wait()
-                self._wake.clear()
-        finally:
-            await self._stop_all()
+            await self.reconcile()
+        finally:  # whoever waits for a pass hears of it, failed or not
+            self._reconciled.set()
 
     async def reconcile(self) -> None:
         configs = {c.id: c for c in await self._store.configs()}

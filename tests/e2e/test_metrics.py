@@ -97,7 +97,7 @@ def test_state_gauges_are_refreshed(dep: Deployment) -> None:
 def test_the_periodic_jobs_health_is_shown(dep: Deployment) -> None:
     """Every periodic job (gateway.storage.periodic) has a failing gauge, at 0
     on a healthy gateway, and those that ran a last-success time."""
-    ran = {"replica", "health-checker", "gateway-runs", "a2a-reconciler"}
+    ran = {"replica", "health-checker", "gateway-runs", "a2a-reconciler", "mcp-upstreams"}
     deadline = time.monotonic() + 30
     with dep.gateway.client() as admin:
         while True:

@@ -138,14 +138,14 @@ class GatewayMetrics:
             "1 while a periodic job's passes fail (retention, sweeps, health checks, leases)",
             ["job"],
             registry=self.registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.job_last_success = Gauge(
             "switchboard_job_last_success_timestamp_seconds",
             "When a periodic job's last pass ended well (Unix time)",
             ["job"],
             registry=self.registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemin",
         )
         self._jobs: list[Periodic] = []
         self.coordination = Counter(

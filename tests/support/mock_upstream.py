@@ -38,7 +38,7 @@ from a2a.types import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
-from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
+from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, TransportProtocol
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 URL = "http://agent.test/a2a"
@@ -215,13 +215,11 @@ class MockAgent:
         )
         return card
 
-    def transport(self) -> JsonRpcTransport:
-        """The SDK's JSON-RPC client transport, talking to this agent in process
-        (with the `A2A-Version` header the gateway's upstream pool sends)."""
-        http = httpx.AsyncClient(
-            transport=httpx.MockTransport(self),
-            headers={VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
-        )
+    def transport(self, headers: dict[str, str] | None = None) -> JsonRpcTransport:
+        """The SDK's JSON-RPC client transport, talking to this agent in process.
+        ``headers``: sent on every request, as a pool's default headers are
+        (the gateway's pool adds `A2A-Version`: `adapters.a2a`)."""
+        http = httpx.AsyncClient(transport=httpx.MockTransport(self), headers=headers)
         return JsonRpcTransport(http, self.card(), self.url)
 
 

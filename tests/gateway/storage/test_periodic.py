@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from gateway.storage.outages import DependencyUnavailable
-from gateway.storage.periodic import Periodic
+from gateway.storage.periodic import Periodic, next_due
 
 HOUR = 3600.0
 
@@ -123,3 +123,35 @@ async def test_cancelling_stops_a_pass_in_progress() -> None:
     with pytest.raises(asyncio.CancelledError):
         await running
     assert job.state.failures == 0  # a cancellation is not a failure
+
+
+async def test_a_failing_stretch_that_changes_kind_is_said_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database back, then a bug: the bug is logged with its traceback,
+    not hidden behind the outage."""
+    outage = DependencyUnavailable("database", "OperationalError")
+    script = Script(outage, outage, KeyError("k"), KeyError("k"))
+    job = Periodic("checker", HOUR, script)
+    with caplog.at_level(logging.INFO, logger="gateway.storage.periodic"):
+        for _ in range(4):
+            assert await job.run_once() is False
+    said = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert said == [
+        ("ERROR", "checker: paused while the database is unavailable: OperationalError", False),
+        ("ERROR", "checker failed", True),
+    ]
+    assert job.state.failing == "KeyError: 'k'"
+
+
+@pytest.mark.parametrize(
+    ("due", "ended", "fixed_rate", "then"),
+    [
+        (100.0, 100.5, True, 110.0),  # fixed rate: one interval after it was due
+        (100.0, 100.5, False, 110.5),  # otherwise: one interval after it ended
+        (100.0, 112.0, True, 112.0),  # ran past the next: at once, not behind for ever
+        (100.0, 112.0, False, 122.0),
+    ],
+)
+def test_when_the_next_pass_is_due(due: float, ended: float, fixed_rate: bool, then: float) -> None:
+    assert next_due(due, ended, 10.0, fixed_rate=fixed_rate) == then

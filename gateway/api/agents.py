@@ -29,7 +29,6 @@ from gateway.delegation.handoffs import breaker_info
 from gateway.delegation.pipeline import Caller
 from gateway.federation.federated_tools import audit_name_refusal
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
-from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.cards import card_skills
@@ -44,7 +43,6 @@ from registry.models import (
     RefreshRequest,
 )
 from registry.store import AgentNotFound, encode_cursor, skill_filters_match, words_match
-from registry.vendor_cards import gateway_run_kind
 
 router = APIRouter(prefix="/agents", tags=["registry"])
 T = TypeVar("T")
@@ -204,15 +202,6 @@ async def health_history(
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an agent")
 async def delete_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
-    card = await state_of(request).agents.card(agent_id)
-    if card is not None and gateway_run_kind(card) == "flow":
-        # Its document, versions and runs would be left behind.
-        raise Problem(
-            409,
-            "agent-is-a-flow",
-            "This agent is a flow",
-            f"delete the flow instead: DELETE /flows/{agent_id}",
-        )
     if not await state_of(request).agents.delete(agent_id):
         raise AgentNotFound(agent_id)
     state_of(request).registry.changed()

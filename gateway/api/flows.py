@@ -26,7 +26,6 @@ from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
 from gateway.flows.definition import EVENT_NAME
-from gateway.flows.deletion import FlowHasActiveRuns
 from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
 from gateway.flows.models import (
@@ -51,7 +50,6 @@ router = APIRouter(prefix="/flows", tags=["flows"])
 
 PROBLEMS: list[ProblemMapping] = [
     (FlowNotFound, 404, "flow-not-found", "No such flow"),
-    (FlowHasActiveRuns, 409, "flow-has-active-runs", "The flow has runs that have not ended"),
     (RunNotFound, 404, "run-not-found", "No such run"),
     (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
     (NoSuchEvent, 404, "event-not-awaited", "The run waits for no such event"),
@@ -129,25 +127,6 @@ async def get_flow(request: Request, flow_id: str, principal: CurrentPrincipal) 
     if not _is_admin(principal) and not await _may_run(request, principal, flow_id):
         raise FlowNotFound(flow_id)
     return await state_of(request).flows.rt.store.get(flow_id)
-
-
-@router.delete(
-    "/{flow_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Delete a flow, its agent and its ended runs (refused while runs are active)",
-)
-async def delete_flow(
-    request: Request,
-    flow_id: str,
-    admin: AdminPrincipal,
-    cancel: Annotated[
-        bool, Query(description="cancel the flow's active runs first instead of refusing")
-    ] = False,
-) -> Response:
-    state = state_of(request)
-    await state.flows.delete(flow_id, Owner(admin.subject, admin.issuer), cancel=cancel)
-    state.registry.changed()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{flow_id}/versions", summary="Every version of a flow, newest first")

@@ -68,13 +68,7 @@ def register(commands: Any) -> None:
         sub.add_argument("run_id", metavar="RUN")
         sub.set_defaults(run=_change, verb=verb)
         stop.append(sub)
-    remove = flows.add_parser("delete", help="delete a flow, its agent and its ended runs (admin)")
-    remove.add_argument("flow")
-    remove.add_argument(
-        "--cancel", action="store_true", help="cancel its active runs first instead of refusing"
-    )
-    remove.set_defaults(run=_delete)
-    for sub in (add, listed, show, run, runs, *stop, remove):
+    for sub in (add, listed, show, run, runs, *stop):
         gateway_options(sub)
 
 
@@ -228,11 +222,4 @@ def _tokens(usage: dict[str, int] | None) -> str:
 def _change(args: argparse.Namespace) -> int:
     run = call(args, "POST", f"/flows/{args.flow}/runs/{args.run_id}/{args.verb}").json()
     print(f"{run['state']} {run['id']}")
-    return 0
-
-
-def _delete(args: argparse.Namespace) -> int:
-    params = {"cancel": "true"} if args.cancel else {}
-    call(args, "DELETE", f"/flows/{args.flow}", params=params)
-    print(f"deleted {args.flow}")
     return 0

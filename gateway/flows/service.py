@@ -33,7 +33,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
-from gateway.flows import deletion, waits
+from gateway.flows import waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
@@ -143,50 +143,6 @@ class FlowService:
         for hook in self.registered_hooks:
             await hook()
         return record, changed
-
-    async def delete(self, flow_id: str, by: Owner, *, cancel: bool = False) -> int:
-        """Delete the flow: its agent (`/a2a/{id}` is gone), its versions, its
-        triggers and schedules, and its ended runs' records (the audit log keeps
-        its own). Refused while a run has not ended (`FlowHasActiveRuns`),
-        unless ``cancel``: those runs are cancelled first, as `cancel` does. A
-        run started while the flow is deleted is cancelled too: no run of a
-        deleted flow goes on. How many runs' records were deleted."""
-        store, agents = self.rt.store, self.rt.delegations.agents
-        await store.get(flow_id)  # FlowNotFound
-        if cancel:
-            await self._cancel_all(flow_id, by.subject)
-        run_ids = await deletion.delete_flow(store.database, flow_id)
-        card = await agents.card(flow_id)
-        if card is not None and gateway_run_kind(card) == "flow":
-            await agents.delete(flow_id)
-        # A run that started between the two (a trigger firing) has no flow to
-        # follow now: it ends here, not at its next step.
-        await self._cancel_all(flow_id, by.subject)
-        if self.engine.launched:
-            await self.engine.delete(run_ids)
-        for listener in self.registered_listeners:
-            listener()
-        for hook in self.registered_hooks:
-            await hook()
-        await self.rt.delegations.record_event(
-            AuditEvent(
-                event="flow.deleted",
-                trace_id=new_trace_id(),
-                subject=by.subject,
-                subject_issuer=by.issuer,
-                decision="allow",
-                outcome="ok",
-                target=flow_id,
-                detail=f"flow {flow_id} deleted by {by.subject}, with {len(run_ids)} ended "
-                f"run(s){' (active runs cancelled)' if cancel else ''}",
-            )
-        )
-        return len(run_ids)
-
-    async def _cancel_all(self, flow_id: str, by: str) -> None:
-        for run_id in await deletion.active_runs(self.rt.store.database, flow_id):
-            with contextlib.suppress(RunNotActive, RunNotFound):  # ended meanwhile
-                await self.cancel(run_id, by)
 
     # Runs ---------------------------------------------------------------------------
 

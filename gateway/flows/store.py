@@ -68,10 +68,6 @@ class FlowStore:
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
 
-    @property
-    def database(self) -> AsyncEngine:
-        return self._engine
-
     async def aclose(self) -> None:
         await self._run.aclose()
 

@@ -1,4 +1,4 @@
-"""`switchboard flows add|list|show|run|runs|cancel|resume|delete`, run as real subprocesses
+"""`switchboard flows add|list|show|run|runs|cancel|resume`, run as real subprocesses
 against a gateway with the sales desk and the inventory registered."""
 
 from __future__ import annotations
@@ -58,15 +58,6 @@ def test_flows_commands(setup: FlowSetup, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     # Cancelled at its checkpoint, it waits there again (the request pending once more).
     assert f"input_required {run_id}" in resumed.stdout
-
-    # A flow whose run waits is not deleted unless asked to cancel it; a user may not.
-    kept = run("flows", "delete", "quote-flow", *admin)
-    assert kept.returncode == 2 and "HTTP 409" in kept.stderr and run_id in kept.stderr
-    assert run("flows", "delete", "quote-flow", "--cancel", *dana).returncode == 2
-    deleted = run("flows", "delete", "quote-flow", "--cancel", *admin)
-    assert deleted.returncode == 0 and "deleted quote-flow" in deleted.stdout, deleted.stderr
-    gone = run("flows", "show", "quote-flow", *admin)
-    assert gone.returncode == 2 and "HTTP 404" in gone.stderr
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**QUOTE_FLOW, "id": "bad", "output": "steps.nobody"}))

@@ -13,7 +13,11 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -66,6 +70,12 @@ def text_of(driver: Browser, css: str = "main") -> str:
         return str(driver.find_element(By.CSS_SELECTOR, css).text)
     except (StaleElementReferenceException, NoSuchElementException):
         return ""
+    except WebDriverException as exc:
+        # The same race, as chromedriver reports it when the element was found
+        # in the old page and read after the new one replaced it.
+        if "does not belong to the document" in str(exc):
+            return ""
+        raise
 
 
 def fill(driver: Browser, fields: dict[str, str], form: str = "form") -> None:

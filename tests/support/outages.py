@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -20,14 +22,35 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import bound_socket
+# Below the kernel's ephemeral range (net.ipv4.ip_local_port_range).
+_FIXED_PORTS_FROM = 15000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
-    sock = bound_socket()
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
+    """A port nothing listens on now, for a server that binds by number later
+    (gRPC, a PostgreSQL cluster, a redis-server). Chosen *outside* the
+    kernel's ephemeral range: a port from that range, closed here, can be
+    handed by the kernel to any socket bound to port 0 -- every test server
+    and client here -- before the server binds it (a setup error seen in CI:
+    "Address already in use"). Outside it, only another pick here could take
+    it, at random among ~17,000."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(_FIXED_PORTS_FROM, _ephemeral_low())
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _pg_bin(name: str) -> str:

@@ -12,6 +12,7 @@ says why in its own words (`no_push`, `no_extended_card`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, ClassVar
 
@@ -96,8 +97,30 @@ class RecordedTaskHandler(RequestHandler):
         task = await self._own(admission, params.id)
         if task.status.state in TERMINAL:
             raise UnsupportedOperationError(f"task {params.id} has ended")
-        async for event in self._follow(admission, task):
-            yield event
+        # A task the gateway itself runs or holds (an approval, a deferral) can
+        # wait for days: its subscription ends at the stream limit, as a relayed
+        # stream does, and the client subscribes again (found by the fuzz suite:
+        # a subscription to a held task stayed open for good).
+        limit = self._parts().stream_limits.max_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        events = self._follow(admission, task)
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    async with asyncio.timeout(remaining) as cap:
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if cap.expired():
+                        return  # the limit: the stream ends here, cleanly
+                    raise
+                yield event
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _follow(self, admission: Any, task: Task) -> AsyncIterator[Event]:
         """The task, then its updates until it ends."""

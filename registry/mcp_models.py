@@ -104,11 +104,50 @@ class GatewayToken(BaseModel):
     type: Literal["token_exchange"]
 
 
+class UserOAuth(BaseModel):
+    """Each user's own token from the upstream's authorization server: the user
+    connects their account once (OAuth 2.1 authorization code with PKCE, as
+    MCP authorization specifies), the gateway keeps the tokens sealed per user
+    and server and sends each call with its user's own, never another's.
+
+    The authorization server is discovered from the server (RFC 9728, then
+    RFC 8414); the client is the one given here (pre-registered), else the
+    gateway's Client ID Metadata Document, else Dynamic Client Registration
+    (RFC 7591), in the MCP specification's order."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["user_oauth"]
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=512, description="a client registered out of band"
+    )
+    client_secret: SecretStr | None = Field(
+        default=None, description="the pre-registered client's secret; stored sealed, never shown"
+    )
+    scope: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="scopes to ask for; default: what the server's metadata says it needs",
+    )
+
+    @model_validator(mode="after")
+    def _secret_needs_client(self) -> UserOAuth:
+        if self.client_secret is not None:
+            if self.client_id is None:
+                raise ValueError("client_secret goes with client_id")
+            if not 0 < len(self.client_secret.get_secret_value()) <= 4096:
+                raise ValueError("client_secret must be 1-4096 characters")
+        if self.scope is not None and any(ord(c) < 0x21 and c != " " for c in self.scope):
+            raise ValueError("scope is space-separated printable tokens (RFC 6749 §3.3)")
+        return self
+
+
 CredentialSpec = Annotated[
-    NoCredential | StaticHeader | OAuthClientCredentials | GatewayToken,
+    NoCredential | StaticHeader | OAuthClientCredentials | GatewayToken | UserOAuth,
     Field(discriminator="type"),
 ]
-CredentialType = Literal["none", "static_header", "oauth_client_credentials", "token_exchange"]
+CredentialType = Literal[
+    "none", "static_header", "oauth_client_credentials", "token_exchange", "user_oauth"
+]
 
 
 class McpServerRegistration(BaseModel):

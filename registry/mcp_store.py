@@ -251,9 +251,16 @@ class SqlMcpStore:
     # Tools --------------------------------------------------------------------
 
     async def sync_tools(
-        self, server_id: str, tools: Sequence[Mapping[str, Any]], *, auto_approve: bool
+        self,
+        server_id: str,
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        auto_approve: bool,
+        auto_approve_if_first: bool = False,
     ) -> SyncResult:
-        """Apply one complete listing: new tools, changed ones, vanished ones."""
+        """Apply one complete listing: new tools, changed ones, vanished ones.
+        ``auto_approve_if_first``: approve them if the server never had a tool
+        (its first listing, made after its registration)."""
         for attempt in range(_SYNC_ATTEMPTS):
             try:
                 async with self._engine.begin() as conn:
@@ -262,6 +269,13 @@ class SqlMcpStore:
                     )
                     if exists is None:
                         raise McpServerNotFound(server_id)
+                    if auto_approve_if_first and not auto_approve:
+                        listed_before = await conn.scalar(
+                            select(mcp_tools.c.name)
+                            .where(mcp_tools.c.server_id == server_id)
+                            .limit(1)
+                        )
+                        auto_approve = listed_before is None
                     return await sync(conn, server_id, tools, auto_approve=auto_approve)
             except IntegrityError:
                 # Two replicas synced at once (or a namespaced name was taken

@@ -22,13 +22,14 @@ PACKAGES = ("gateway", "adapters", "registry", "policies")
 # /mcp, flows) are one layer of peers: none imports another; what two of them
 # share lives below them (the agents' handlers, the MCP federation, the core).
 # cli -> demo -> app -> console -> api -> {a2a | mcp | flows} -> federation -> agents
-# -> observability -> delegation -> http -> storage -> settings -> client.
+# -> observability -> delegation -> connections -> http -> storage -> settings -> client.
 DOORS = ("gateway.a2a", "gateway.mcp", "gateway.flows")
 GATEWAY_LAYERS: tuple[str | tuple[str, ...], ...] = (
     "gateway.client",
     "gateway.settings",
     "gateway.storage",
     "gateway.http",
+    "gateway.connections",
     "gateway.delegation",
     "gateway.observability",
     "gateway.agents",

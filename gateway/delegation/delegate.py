@@ -33,6 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.handoffs import Resilience
@@ -83,6 +84,12 @@ class Sending(Generic[T]):
     attempt: Callable[[], Awaitable[T]]
     explain: Callable[[BaseException], Explained]
     idempotent: bool = False
+    # Before the first attempt: getting the credential the call goes with (the
+    # user's own token from their connected account). `ConnectionRequired`
+    # here is the call's refusal -- recorded, neither retried nor held
+    # against the upstream's breaker, raised as it is for the door to say in
+    # its protocol; nothing is sent.
+    before: Callable[[], Awaitable[None]] | None = None
     # Taking the answer in (recording the task it names): after the send,
     # before the record; a failure here is the call's, recorded, but neither
     # retried nor held against the upstream's breaker.
@@ -155,6 +162,16 @@ class Delegate:
         """Make the call under the upstream's breaker, retried when idempotent;
         record its outcome; return the answer or raise the door's error."""
         attempts = Attempts()
+        if sending.before is not None:
+            try:
+                await sending.before()
+            except ConnectionRequired as needed:
+                await self.record(permit, event, "connection_required", needed.reason)
+                raise
+            except Exception as exc:
+                explained = sending.explain(exc)
+                await self.record(permit, event, explained.outcome, explained.detail)
+                raise explained.error from None
         try:
             result = await retry.run(
                 sending.attempt,

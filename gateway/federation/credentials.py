@@ -10,7 +10,13 @@ Never the caller's token. Per server, one of:
   (sub = user, `act` chain, aud = the server's resource, the scopes the
   policy granted): the same token `Delegations.admit_target()` minted. For
   the gateway's own requests (discovery, probes) it mints one for itself
-  (sub = ``switchboard``, no scopes).
+  (sub = ``switchboard``, no scopes);
+* ``user_oauth`` -- each user's own token at the server's authorization
+  server, from their connected account (`gateway.connections`). A user who
+  has not connected gets `ConnectionRequired`, never anyone else's token.
+  The gateway's own requests (listing the tools) go with the registrant's
+  connection: what the server lists for them is its catalog; what each user
+  may call is still the policy's, with their own token.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import httpx2
 
 from adapters.mcp_auth import ClientCredentialsToken
 from adapters.mcp_http import Credential
+from gateway.connections.service import Connections, Upstream
 from gateway.delegation.pipeline import Permit
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.keys import open_secret, seal_secret
@@ -30,6 +37,7 @@ from registry.mcp_models import (
     CredentialSpec,
     OAuthClientCredentials,
     StaticHeader,
+    UserOAuth,
 )
 from registry.mcp_store import McpServerConfig
 
@@ -46,7 +54,22 @@ def stored_form(spec: CredentialSpec, secret: str | None) -> tuple[dict[str, Any
     if isinstance(spec, OAuthClientCredentials):
         shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
         return shown, seal_secret(spec.client_secret.get_secret_value(), secret, SEAL_PURPOSE)
+    if isinstance(spec, UserOAuth):
+        shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
+        client_secret = spec.client_secret
+        return shown, (
+            seal_secret(client_secret.get_secret_value(), secret, SEAL_PURPOSE)
+            if client_secret is not None
+            else None
+        )
     return {"type": spec.type}, None
+
+
+def with_registrant(shown: dict[str, Any], subject: str, issuer: str) -> dict[str, Any]:
+    """A `user_oauth` server's tools are listed with its registrant's connection."""
+    if shown.get("type") == "user_oauth":
+        return {**shown, "registrant": {"subject": subject, "issuer": issuer}}
+    return shown
 
 
 @dataclass
@@ -58,9 +81,27 @@ class UpstreamCredentials:
     oauth: ClientCredentialsToken | None = None
     mint: Callable[[MintRequest], Any] | None = None
     resource: str = ""
+    connections: Connections | None = None
+    upstream: Upstream | None = None
+    registrant: tuple[str, str] | None = None  # (subject, issuer)
+
+    @property
+    def per_caller(self) -> bool:
+        """Each call carries its own user's credential (no shared session)."""
+        return self.kind in ("token_exchange", "user_oauth")
+
+    async def _connected(self, subject: str, issuer: str) -> Credential:
+        assert self.connections is not None
+        assert self.upstream is not None
+        token = await self.connections.token_for(self.upstream, subject=subject, issuer=issuer)
+        return Credential("Authorization", f"Bearer {token}")
 
     async def default(self) -> Credential | None:
         """For the gateway's own requests to the server."""
+        if self.kind == "user_oauth":
+            if self.registrant is None:
+                return None
+            return await self._connected(*self.registrant)
         if self.oauth is not None:
             return await self.oauth.credential()
         if self.mint is not None:
@@ -81,6 +122,10 @@ class UpstreamCredentials:
         """For one call on a user's behalf."""
         if self.kind == "token_exchange":
             return Credential("Authorization", f"Bearer {permit.token.token}")
+        if self.kind == "user_oauth":
+            # The user on whose behalf the call is made, as their identity
+            # provider named them (`Caller`: subject and issuer).
+            return await self._connected(permit.caller.subject, permit.caller.issuer)
         return await self.default()
 
 
@@ -90,6 +135,7 @@ def build_credentials(
     secret: str | None,
     minter: DelegatedTokenMinter,
     token_http: httpx2.AsyncClient,
+    connections: Connections | None = None,
 ) -> UpstreamCredentials:
     """Opens the sealed secret (`KeySealError` if the gateway's secret cannot)."""
     stored: Mapping[str, Any] = config.credential
@@ -115,4 +161,30 @@ def build_credentials(
         )
     if kind == "token_exchange":
         return UpstreamCredentials(kind, mint=minter.mint, resource=config.resource)
+    if kind == "user_oauth" and connections is not None and config.url is not None:
+        registrant = stored.get("registrant")
+        return UpstreamCredentials(
+            kind,
+            connections=connections,
+            upstream=upstream_of(config, opened),
+            registrant=(
+                (str(registrant["subject"]), str(registrant["issuer"]))
+                if isinstance(registrant, Mapping)
+                else None
+            ),
+        )
     return UpstreamCredentials("none")
+
+
+def upstream_of(config: McpServerConfig, opened_secret: str | None) -> Upstream:
+    stored = config.credential
+    assert config.url is not None
+    client_id = stored.get("client_id")
+    scope = stored.get("scope")
+    return Upstream(
+        id=config.id,
+        url=config.url,
+        client_id=str(client_id) if client_id else None,
+        client_secret=opened_secret,
+        scope=str(scope) if scope else None,
+    )

@@ -31,12 +31,15 @@ from adapters.mcp import (
     UpstreamUnavailable,
     discover,
 )
+from adapters.mcp_client import Connected, ToolList
+from adapters.mcp_http import Credential
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
-from gateway.federation.credentials import stored_form
+from gateway.federation.credentials import stored_form, with_registrant
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     MAX_SLUG_ATTEMPTS,
@@ -223,8 +226,13 @@ class McpFederation:
         await upstream.wait_ready(self._settings.connect_timeout_seconds)
         timeout = server.timeout_seconds or self._settings.default_timeout_seconds
 
-        async def call() -> types.CallToolResult | types.InputRequiredResult:
+        credential: Credential | None = None
+
+        async def credential_for_call() -> None:
+            nonlocal credential
             credential = await credentials.for_call(permit)
+
+        async def call() -> types.CallToolResult | types.InputRequiredResult:
             return await upstream.call_tool(
                 tool.upstream_name,
                 arguments,
@@ -242,6 +250,7 @@ class McpFederation:
         sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
             upstream=tool.server_id,
             attempt=call,
+            before=credential_for_call,
             explain=functools.partial(explain_failure, tool.server_id),
             idempotent=self._idempotent(tool),
             recorded=result_record,
@@ -292,6 +301,7 @@ class McpFederation:
             if registration.id is not None and await self.store.id_taken(server_id):
                 raise McpServerConflict(server_id)
             shown, sealed = stored_form(registration.credential, self._settings.sealing_secret)
+            shown = with_registrant(shown, principal.subject, principal.issuer)
             new = NewMcpServer(
                 id=server_id,
                 name=registration.name,
@@ -314,25 +324,44 @@ class McpFederation:
             )
             config = config_of(new)
             credentials = self.upstreams.credentials(config)
-            connected, tools = await discover(
-                spec_of(config),
-                self.upstreams.http,
-                await credentials.default(),
-                deadline=self._settings.connect_timeout_seconds,
-            )
+            connected: Connected | None = None
+            tools: ToolList = []
+            awaiting: ConnectionRequired | None = None
+            try:
+                default = await credentials.default()
+            except ConnectionRequired as waiting:
+                # A `user_oauth` server is listed with its registrant's own
+                # connection, which cannot exist before the server does.
+                awaiting = waiting
+            else:
+                connected, tools = await discover(
+                    spec_of(config),
+                    self.upstreams.http,
+                    default,
+                    deadline=self._settings.connect_timeout_seconds,
+                )
             await self.store.create(
                 new, tools, auto_approve=self._settings.auto_approve_new_tools and admin
             )
         except (NameConflict, McpServerConflict) as refused:
             await audit_name_refusal(self.delegations, principal, server_id, str(refused))
             raise
-        await self.store.record_health(
-            server_id,
-            HealthStatus.HEALTHY,
-            None,
-            server_info=connected.server_info,
-            protocol_version=connected.protocol_version,
-        )
+        if connected is None:
+            await self.store.record_health(
+                server_id,
+                HealthStatus.UNKNOWN,
+                f"listed once its registrant connects an account: {awaiting.connect_url}"
+                if awaiting is not None
+                else None,
+            )
+        else:
+            await self.store.record_health(
+                server_id,
+                HealthStatus.HEALTHY,
+                None,
+                server_info=connected.server_info,
+                protocol_version=connected.protocol_version,
+            )
         self.invalidate()
         await self.upstreams.wake_and_wait()
         live = self.upstreams.get(server_id)

@@ -38,6 +38,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 
 from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
+from adapters.mcp_http import Credential
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
@@ -471,8 +472,13 @@ class McpOfferings:
         delegation core (`gateway.delegation.delegate`): always recorded."""
         timeout = source.config.timeout_seconds or self.federation.default_timeout_seconds
 
-        async def attempt() -> R:
+        credential: Credential | None = None
+
+        async def credential_for_call() -> None:
+            nonlocal credential
             credential = await source.credentials.for_call(permit)
+
+        async def attempt() -> R:
             return await source.upstream.request(
                 send, credential=credential, timeout_seconds=timeout
             )
@@ -480,6 +486,7 @@ class McpOfferings:
         sending: Sending[R] = Sending(
             upstream=source.id,
             attempt=attempt,
+            before=credential_for_call,
             explain=functools.partial(explain_failure, source.id),
             recorded=_recorded,
             classify=classify_failure,

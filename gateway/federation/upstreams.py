@@ -26,6 +26,7 @@ import mcp_types as types
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
 from adapters.mcp_http import UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
+from gateway.connections.service import Connections
 from gateway.federation.credentials import UpstreamCredentials, build_credentials
 from gateway.storage.periodic import Periodic
 from policies.delegation import DelegatedTokenMinter
@@ -88,6 +89,13 @@ class McpUpstreams:
         self._on_change = on_change
         self._running: dict[str, _Running] = {}
         self._reconciled = asyncio.Event()
+        # Connected accounts, for `user_oauth` servers (set at start-up).
+        self.connections: Connections | None = None
+        # A server's first listing after registration is approved as the
+        # registration's own would have been (a `user_oauth` server is listed
+        # only once its registrant connects).
+        self.auto_approve_first_listing = False
+        self._trusted: dict[str, bool] = {}
         # Reconciling every `reconcile_seconds`, or at once when woken (the
         # app's jobs run it: `gateway.storage.periodic`).
         self.reconciler = Periodic("mcp-upstreams", reconcile_seconds, self._reconcile_pass)
@@ -125,8 +133,20 @@ class McpUpstreams:
 
     def credentials(self, config: McpServerConfig) -> UpstreamCredentials:
         return build_credentials(
-            config, secret=self._secret, minter=self._minter, token_http=self.token_http
+            config,
+            secret=self._secret,
+            minter=self._minter,
+            token_http=self.token_http,
+            connections=self.connections,
         )
+
+    def restart(self, server_id: str) -> None:
+        """Connect to the server again now (its registrant just connected an
+        account: the tools can be listed), instead of at the next backoff."""
+        running = self._running.get(server_id)
+        if running is not None and not running.upstream.ready:
+            running.version = ""  # the next pass starts it afresh
+            self.reconciler.wake()
 
     def get(self, server_id: str) -> tuple[McpUpstream, UpstreamCredentials] | None:
         running = self._running.get(server_id)
@@ -178,6 +198,7 @@ class McpUpstreams:
                 protocol_version=connected.protocol_version if connected else None,
             )
 
+        self._trusted[server_id] = config.trusted_registrant
         upstream = McpUpstream(
             spec_of(config),
             self.http,
@@ -185,7 +206,7 @@ class McpUpstreams:
             on_tools=on_tools,
             on_health=on_health,
             timings=self._timings,
-            per_caller_credentials=credentials.kind == "token_exchange",
+            per_caller_credentials=credentials.per_caller,
             passthrough=self.passthrough,
         )
         upstream.notice_listeners.append(lambda notice: self._resource_updated(server_id, notice))
@@ -204,7 +225,13 @@ class McpUpstreams:
     async def _synced(self, server_id: str, tools: ToolList) -> None:
         try:
             # Tools first seen after registration are never approved on sight.
-            result = await self._store.sync_tools(server_id, tools, auto_approve=False)
+            result = await self._store.sync_tools(
+                server_id,
+                tools,
+                auto_approve=False,
+                auto_approve_if_first=self.auto_approve_first_listing
+                and self._trusted.get(server_id, False),
+            )
         except McpServerNotFound:
             return  # removed meanwhile; the reconciler stops this connection
         if result.added or result.changed or result.removed:

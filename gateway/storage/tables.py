@@ -374,3 +374,47 @@ console_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_console_sessions_expires", "expires_at"),
 )
+
+# Connected accounts (`gateway.connections`): a user's own tokens at an
+# upstream that trusts only its own authorization server. The tokens and the
+# client's secret are sealed (`policies.keys.seal_secret`, a purpose of their
+# own); nothing here is ever shown or logged. `version` changes on every
+# refresh: a replica refreshing writes only over the version it read, so
+# one refresh wins and a rotated refresh token is never overwritten by an
+# older one (RFC 9700 §4.14.2, refresh token rotation).
+upstream_connections = Table(
+    "upstream_connections",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("issuer", Text, nullable=False),
+    Column("upstream", String(64), nullable=False),
+    Column("tokens", Text, nullable=False),
+    Column("scope", Text, nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("authorization_server", Text, nullable=False),
+    Column("token_endpoint", Text, nullable=False),
+    Column("revocation_endpoint", Text, nullable=True),
+    Column("client", Text, nullable=False),
+    Column("resource", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    # Set while one replica refreshes the tokens (a claim, not a lock held
+    # across an await): the others wait for the new version.
+    Column("refreshing_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Index("ux_upstream_connections_user", "upstream", "issuer", "subject", unique=True),
+)
+
+# The client the gateway registered at an upstream's authorization server
+# (RFC 7591), shared by every user of that upstream: registered once, not
+# once per user. Bound to the authorization server that issued it (a
+# registration is never presented to another server).
+upstream_clients = Table(
+    "upstream_clients",
+    metadata,
+    Column("upstream", String(64), primary_key=True),
+    Column("authorization_server", Text, nullable=False),
+    Column("client", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,298 @@
+"""The OAuth exchanges of connecting an account, split at the browser's round trip.
+
+The MCP SDK's `OAuthClientProvider` runs the whole authorization code flow
+inside one request, waiting for a person in between; a gateway cannot (the
+browser comes back to any replica, minutes later). So the flow is cut where
+the browser leaves and comes back, and each half uses the SDK's own pieces
+(`mcp.client.auth.utils`, `mcp.shared.auth`) for what it does:
+
+* `discover()` -- MCP authorization (2025-11-25, "Authorization Server
+  Discovery"): an unauthenticated request, the 401's `WWW-Authenticate`
+  `resource_metadata`, the protected resource metadata (RFC 9728, with the
+  well-known fallbacks), its authorization server's metadata (RFC 8414 /
+  OIDC discovery, issuer checked, §3.3). An authorization server that does
+  not list `S256` in `code_challenge_methods_supported` is refused: MCP
+  clients MUST refuse to go on without PKCE (OAuth 2.1 §7.5.2).
+* `register()` -- Dynamic Client Registration (RFC 7591), the registration
+  checked usable (`check_registration_usable`).
+* `exchange_code()`, `refresh()` -- the token endpoint (RFC 6749 §4.1.3,
+  §6), with `code_verifier` (RFC 7636) and `resource` (RFC 8707), the client
+  authenticated as its registration says (`OAuthContext.prepare_token_auth`).
+* `revoke()` -- RFC 7009, where the server offers it.
+
+Every request goes through the SSRF-checked client the upstream's own
+connection uses; a redirect is never followed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+import httpx2
+from mcp.client.auth.exceptions import OAuthFlowError, OAuthRegistrationError, OAuthTokenError
+from mcp.client.auth.oauth2 import OAuthContext, check_registration_usable
+from mcp.client.auth.utils import (
+    build_oauth_authorization_server_metadata_discovery_urls,
+    build_protected_resource_metadata_discovery_urls,
+    create_client_registration_request,
+    extract_resource_metadata_from_www_auth,
+    extract_scope_from_www_auth,
+    get_client_metadata_scopes,
+    handle_auth_metadata_response,
+    handle_protected_resource_response,
+    handle_registration_response,
+    handle_token_response_scopes,
+    validate_metadata_issuer,
+)
+from mcp.shared.auth import (
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthMetadata,
+    OAuthToken,
+    ProtectedResourceMetadata,
+)
+from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
+
+from gateway.connections.errors import ConnectFailed
+
+_PROBE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "switchboard", "version": "1"},
+    },
+}
+_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """Where a user of one upstream gets a token for it, and what to ask for."""
+
+    metadata: OAuthMetadata
+    resource: str  # RFC 8707: the resource the token is asked for
+    scope: str | None  # what the upstream says it needs, unless configured
+
+    @property
+    def issuer(self) -> str:
+        return str(self.metadata.issuer)
+
+
+async def _get(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
+    try:
+        return await http.get(url, headers={"Accept": "application/json"})
+    except httpx2.HTTPError as exc:
+        raise ConnectFailed(f"{url}: {type(exc).__name__}: {exc}") from None
+
+
+async def discover(http: httpx2.AsyncClient, server_url: str) -> Discovered:
+    try:
+        probe = await http.post(server_url, json=_PROBE, headers=_HEADERS)
+    except httpx2.HTTPError as exc:
+        raise ConnectFailed(f"the server at {server_url} cannot be reached: {exc}") from None
+    challenged_scope = extract_scope_from_www_auth(probe) if probe.status_code == 401 else None
+    pointer = extract_resource_metadata_from_www_auth(probe) if probe.status_code == 401 else None
+    prm: ProtectedResourceMetadata | None = None
+    for url in build_protected_resource_metadata_discovery_urls(pointer, server_url):
+        prm = await handle_protected_resource_response(await _get(http, url))
+        if prm is not None:
+            break
+    if prm is None or not prm.authorization_servers:
+        raise ConnectFailed(
+            f"the server at {server_url} publishes no protected resource metadata "
+            "naming an authorization server (RFC 9728)"
+        )
+    default_resource = resource_url_from_server_url(server_url)
+    resource = str(prm.resource) if prm.resource else default_resource
+    if not check_resource_allowed(
+        requested_resource=default_resource, configured_resource=resource
+    ):
+        # RFC 9728 §3.3: metadata for another resource is not this server's.
+        raise ConnectFailed(f"the server's metadata names another resource ({resource})")
+    issuer = str(prm.authorization_servers[0])
+    metadata: OAuthMetadata | None = None
+    for url in build_oauth_authorization_server_metadata_discovery_urls(issuer, server_url):
+        ok, found = await handle_auth_metadata_response(await _get(http, url))
+        if not ok:
+            break
+        if found is not None:
+            metadata = found
+            break
+    if metadata is None:
+        raise ConnectFailed(f"the authorization server {issuer} publishes no metadata (RFC 8414)")
+    try:
+        validate_metadata_issuer(metadata, issuer)
+    except OAuthFlowError as exc:
+        raise ConnectFailed(str(exc)) from None
+    if "S256" not in (metadata.code_challenge_methods_supported or ()):
+        raise ConnectFailed(
+            f"the authorization server {issuer} does not offer PKCE with S256: "
+            "the gateway does not connect accounts without it"
+        )
+    scope = get_client_metadata_scopes(
+        challenged_scope, prm, metadata, ["authorization_code", "refresh_token"]
+    )
+    return Discovered(metadata, resource, scope)
+
+
+def client_metadata(redirect_uri: str, scope: str | None) -> OAuthClientMetadata:
+    """What the gateway registers as (RFC 7591 §2): a confidential web client
+    with one exact redirect URI."""
+    return OAuthClientMetadata.model_validate(
+        {
+            "redirect_uris": [redirect_uri],
+            "client_name": "Switchboard",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "application_type": "web",
+            "scope": scope,
+        }
+    )
+
+
+async def register(
+    http: httpx2.AsyncClient, found: Discovered, metadata: OAuthClientMetadata
+) -> OAuthClientInformationFull:
+    if found.metadata.registration_endpoint is None:
+        raise ConnectFailed(
+            f"the authorization server {found.issuer} offers no dynamic client registration: "
+            "register a client there and give its client_id to the gateway"
+        )
+    request = create_client_registration_request(found.metadata, metadata, found.issuer)
+    try:
+        response = await http.send(request)
+        client = await handle_registration_response(response)
+        check_registration_usable(client)
+    except httpx2.HTTPError as exc:
+        raise ConnectFailed(f"client registration failed: {exc}") from None
+    except OAuthRegistrationError as exc:
+        raise ConnectFailed(str(exc)) from None
+    client.issuer = found.issuer
+    return client
+
+
+def authorization_url(
+    found: Discovered,
+    client: OAuthClientInformationFull,
+    *,
+    redirect_uri: str,
+    state: str,
+    challenge: str,
+    scope: str | None,
+) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "resource": found.resource,
+    }
+    if scope:
+        params["scope"] = scope
+    endpoint = str(found.metadata.authorization_endpoint)
+    separator = "&" if urlparse(endpoint).query else "?"
+    return endpoint + separator + urlencode(params)
+
+
+async def _token_request(
+    http: httpx2.AsyncClient,
+    token_endpoint: str,
+    client: OAuthClientInformationFull,
+    form: dict[str, str],
+) -> httpx2.Response:
+    context = OAuthContext(
+        server_url=token_endpoint,
+        client_metadata=OAuthClientMetadata(redirect_uris=None),
+        storage=None,  # type: ignore[arg-type]  # only its client-auth helper is used
+        redirect_handler=None,
+        callback_handler=None,
+        client_info=client,
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    form, headers = context.prepare_token_auth({**form, "client_id": client.client_id}, headers)
+    try:
+        return await http.post(token_endpoint, data=form, headers=headers)
+    except httpx2.HTTPError as exc:
+        raise ConnectFailed(f"the token endpoint cannot be reached: {exc}") from None
+
+
+def _refusal(response: httpx2.Response) -> str:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    described = f" ({error})" if isinstance(error, str) and error.isprintable() else ""
+    return f"the token endpoint answered HTTP {response.status_code}{described}"
+
+
+async def _token(response: httpx2.Response) -> OAuthToken:
+    if response.status_code != 200:
+        # RFC 6749 §5.2: 400 (invalid_grant, ...) and 401 (invalid_client) are answers.
+        raise ConnectFailed(_refusal(response), refused=response.status_code in (400, 401))
+    try:
+        token = await handle_token_response_scopes(response)
+    except (OAuthTokenError, ValueError):
+        raise ConnectFailed("the token endpoint's answer is not a bearer token") from None
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in token.access_token):
+        raise ConnectFailed("the token endpoint sent a token that cannot go in a header")
+    return token
+
+
+async def exchange_code(
+    http: httpx2.AsyncClient,
+    *,
+    token_endpoint: str,
+    client: OAuthClientInformationFull,
+    code: str,
+    verifier: str,
+    redirect_uri: str,
+    resource: str,
+) -> OAuthToken:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+        "resource": resource,
+    }
+    return await _token(await _token_request(http, token_endpoint, client, form))
+
+
+async def refresh(
+    http: httpx2.AsyncClient,
+    *,
+    token_endpoint: str,
+    client: OAuthClientInformationFull,
+    refresh_token: str,
+    resource: str | None,
+) -> OAuthToken:
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    if resource:
+        form["resource"] = resource
+    return await _token(await _token_request(http, token_endpoint, client, form))
+
+
+async def revoke(
+    http: httpx2.AsyncClient,
+    *,
+    revocation_endpoint: str,
+    client: OAuthClientInformationFull,
+    token: str,
+    hint: str,
+) -> bool:
+    """RFC 7009 §2.1; True when the server took it (200, §2.2)."""
+    form = {"token": token, "token_type_hint": hint}
+    try:
+        response = await _token_request(http, revocation_endpoint, client, form)
+    except ConnectFailed:
+        return False
+    return response.status_code == 200

@@ -1,0 +1,332 @@
+"""Connected accounts: connecting a user's account at an upstream, and the
+user's own token for each call to it.
+
+`Connections.begin()` and `.complete()` are the two halves of the
+authorization code flow around the browser's visit to the upstream's
+authorization server (`gateway.connections.oauth`); the client is chosen in
+the MCP specification's order (2025-11-25, "Client Registration"): one
+registered out of band (the server's `client_id`), the gateway's Client ID
+Metadata Document where the server supports it and the gateway has an
+https public URL, else one registered dynamically (RFC 7591) and kept for
+every user of that upstream.
+
+`Connections.token_for()` is the credential of one call: the user's own
+access token, refreshed shortly before it expires (one refresh in flight
+per connection: in this process a lock, across replicas the vault's claim).
+A user without a working connection gets `ConnectionRequired` -- nothing is
+sent, and no other credential stands in for theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import httpx2
+from mcp.client.auth.exceptions import OAuthFlowError
+from mcp.client.auth.utils import (
+    create_client_info_from_metadata_url,
+    validate_authorization_response_iss,
+)
+from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
+
+from gateway.connections import oauth
+from gateway.connections.errors import ConnectFailed, ConnectionRequired
+from gateway.connections.pending import Pending
+from gateway.connections.vault import Connection, Grant, Vault
+
+CALLBACK_PATH = "/ui/connections/callback"
+CLIENT_METADATA_PATH = "/connections/client-metadata.json"
+_REFRESH_MARGIN_SECONDS = 60.0  # refresh this long before the access token expires
+_WAIT_FOR_OTHER_REFRESH_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream whose users connect their own accounts (`user_oauth`)."""
+
+    id: str
+    url: str
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    scope: str | None = None
+
+
+def _challenge(verifier: str) -> str:
+    """RFC 7636 §4.2, S256."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _configured(upstream: Upstream) -> OAuthClientInformationFull:
+    """A client registered out of band (RFC 6749 §2.3.1: its secret by HTTP Basic)."""
+    assert upstream.client_id is not None
+    return OAuthClientInformationFull(
+        client_id=upstream.client_id,
+        client_secret=upstream.client_secret,
+        token_endpoint_auth_method="client_secret_basic" if upstream.client_secret else "none",
+    )
+
+
+class Connections:
+    def __init__(self, vault: Vault, http: httpx2.AsyncClient, public_url: str) -> None:
+        self.vault = vault
+        self._http = http
+        self._public_url = public_url.rstrip("/")
+        self.redirect_uri = self._public_url + CALLBACK_PATH
+        # CIMD needs a client id the authorization server can fetch: https only.
+        self.client_metadata_url = (
+            self._public_url + CLIENT_METADATA_PATH
+            if self._public_url.startswith("https://")
+            else None
+        )
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def connect_url(self, upstream: str) -> str:
+        return f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/connect"
+
+    def client_metadata(self) -> dict[str, object]:
+        """The gateway's Client ID Metadata Document (served at its own URL)."""
+        document = oauth.client_metadata(self.redirect_uri, None).model_dump(
+            mode="json", exclude_none=True
+        )
+        document["token_endpoint_auth_method"] = "none"  # noqa: S105 - a method's name
+        document["client_id"] = self.client_metadata_url
+        return document
+
+    # --- Connecting -----------------------------------------------------------
+
+    async def _client(
+        self, upstream: Upstream, found: oauth.Discovered, *, may_register: bool
+    ) -> OAuthClientInformationFull:
+        if upstream.client_id is not None:
+            return _configured(upstream)
+        if self.client_metadata_url and found.metadata.client_id_metadata_document_supported:
+            return create_client_info_from_metadata_url(self.client_metadata_url)
+        kept = await self.vault.registered_client(upstream.id, found.issuer)
+        if kept is not None:
+            return kept
+        if not may_register:
+            raise ConnectFailed("the gateway's registration at the authorization server is gone")
+        client = await oauth.register(
+            self._http, found, oauth.client_metadata(self.redirect_uri, upstream.scope)
+        )
+        await self.vault.keep_client(upstream.id, found.issuer, client)
+        return client
+
+    async def begin(
+        self, upstream: Upstream, *, subject: str, issuer: str, session: str
+    ) -> tuple[str, Pending]:
+        """(where to send the browser, what to keep until it comes back)."""
+        found = await oauth.discover(self._http, upstream.url)
+        client = await self._client(upstream, found, may_register=True)
+        scope = upstream.scope or found.scope
+        verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
+        state = secrets.token_urlsafe(32)
+        pending = Pending(
+            state=state,
+            verifier=verifier,
+            upstream=upstream.id,
+            session=session,
+            subject=subject,
+            issuer=issuer,
+            authorization_server=found.issuer,
+            token_endpoint=str(found.metadata.token_endpoint),
+            revocation_endpoint=(
+                str(found.metadata.revocation_endpoint)
+                if found.metadata.revocation_endpoint
+                else None
+            ),
+            resource=found.resource,
+            scope=scope,
+            client_id=client.client_id,
+            iss_required=bool(found.metadata.authorization_response_iss_parameter_supported),
+        )
+        url = oauth.authorization_url(
+            found,
+            client,
+            redirect_uri=self.redirect_uri,
+            state=state,
+            challenge=_challenge(verifier),
+            scope=scope,
+        )
+        return url, pending
+
+    async def complete(
+        self, upstream: Upstream, pending: Pending, *, code: str, iss: str | None
+    ) -> Connection:
+        """The browser came back with ``code`` (``state`` already matched)."""
+        # RFC 9207 §2.4: the response's issuer is the server the request went to.
+        expected = OAuthMetadata.model_validate(
+            {
+                "issuer": pending.authorization_server,
+                "authorization_endpoint": pending.token_endpoint,
+                "token_endpoint": pending.token_endpoint,
+                "authorization_response_iss_parameter_supported": pending.iss_required,
+            }
+        )
+        try:
+            validate_authorization_response_iss(iss, expected)
+        except OAuthFlowError:
+            raise ConnectFailed(
+                "the answer did not come from the authorization server the request went to "
+                "(RFC 9207 iss)"
+            ) from None
+        client = await self._resolved_client(upstream, pending)
+        token = await oauth.exchange_code(
+            self._http,
+            token_endpoint=pending.token_endpoint,
+            client=client,
+            code=code,
+            verifier=pending.verifier,
+            redirect_uri=self.redirect_uri,
+            resource=pending.resource,
+        )
+        if token.scope is None:  # RFC 6749 §5.1: omitted means as requested
+            token = token.model_copy(update={"scope": pending.scope})
+        saved, replaced = await self.vault.save(
+            pending.subject,
+            pending.issuer,
+            pending.upstream,
+            Grant(
+                token,
+                pending.authorization_server,
+                pending.token_endpoint,
+                pending.revocation_endpoint,
+                pending.resource,
+                client,
+            ),
+        )
+        if replaced is not None:  # connected again: the old grant goes at the server too
+            await self._revoke(replaced)
+        return saved
+
+    async def _resolved_client(
+        self, upstream: Upstream, pending: Pending
+    ) -> OAuthClientInformationFull:
+        if upstream.client_id is not None and upstream.client_id == pending.client_id:
+            return _configured(upstream)
+        if self.client_metadata_url and pending.client_id == self.client_metadata_url:
+            return create_client_info_from_metadata_url(self.client_metadata_url)
+        kept = await self.vault.registered_client(upstream.id, pending.authorization_server)
+        if kept is None or kept.client_id != pending.client_id:
+            raise ConnectFailed("the upstream's client changed while connecting: start again")
+        return kept
+
+    # --- Calling --------------------------------------------------------------
+
+    async def token_for(self, upstream: Upstream, *, subject: str, issuer: str) -> str:
+        """The user's own access token for ``upstream``, fresh."""
+        connection = await self.vault.get(subject, issuer, upstream.id)
+        if connection is None:
+            raise ConnectionRequired(
+                upstream.id, self.connect_url(upstream.id), "your account there is not connected"
+            )
+        now = self.vault.now()
+        if connection.fresh(now, _REFRESH_MARGIN_SECONDS):
+            return connection.access_token
+        lock = self._locks.setdefault(connection.id, asyncio.Lock())
+        async with lock:
+            return await self._refreshed(upstream, connection)
+
+    async def _refreshed(self, upstream: Upstream, seen: Connection) -> str:
+        current = await self.vault.by_id(seen.id)
+        if current is None:
+            raise ConnectionRequired(
+                upstream.id, self.connect_url(upstream.id), "your connection was removed"
+            )
+        if current.fresh(self.vault.now(), _REFRESH_MARGIN_SECONDS):
+            return current.access_token  # refreshed meanwhile, here or on another replica
+        if current.refresh_token is None:
+            return self._still_valid(upstream, current, "your connection expired")
+        if not await self.vault.claim_refresh(current):
+            return await self._after_other_refresh(upstream, current)
+        try:
+            token = await oauth.refresh(
+                self._http,
+                token_endpoint=current.token_endpoint,
+                client=current.client,
+                refresh_token=current.refresh_token,
+                resource=current.resource,
+            )
+        except ConnectFailed as failed:
+            if failed.refused:  # revoked at the server: this connection is over
+                await self.vault.delete(current.id)
+                raise ConnectionRequired(
+                    upstream.id,
+                    self.connect_url(upstream.id),
+                    "the authorization server no longer accepts your connection",
+                ) from None
+            await self.vault.release(current)
+            return self._still_valid(upstream, current, f"refreshing failed: {failed}")
+        written = await self.vault.refreshed(
+            current,
+            Grant(
+                token,
+                current.authorization_server,
+                current.token_endpoint,
+                current.revocation_endpoint,
+                current.resource,
+                current.client,
+            ),
+        )
+        if written is None:  # removed (disconnected) while refreshing
+            raise ConnectionRequired(
+                upstream.id, self.connect_url(upstream.id), "your connection was removed"
+            )
+        return written.access_token
+
+    async def _after_other_refresh(self, upstream: Upstream, seen: Connection) -> str:
+        """Another replica refreshes: wait for the version it writes."""
+        deadline = asyncio.get_running_loop().time() + _WAIT_FOR_OTHER_REFRESH_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            current = await self.vault.by_id(seen.id)
+            if current is None:
+                raise ConnectionRequired(
+                    upstream.id, self.connect_url(upstream.id), "your connection was removed"
+                )
+            if current.version != seen.version:
+                return current.access_token
+        return self._still_valid(upstream, seen, "a refresh elsewhere did not finish")
+
+    def _still_valid(self, upstream: Upstream, connection: Connection, reason: str) -> str:
+        """The current token while it has not expired yet; else the user must connect again."""
+        if connection.fresh(self.vault.now(), 0):
+            return connection.access_token
+        raise ConnectionRequired(upstream.id, self.connect_url(upstream.id), reason)
+
+    # --- Disconnecting --------------------------------------------------------
+
+    async def disconnect(self, connection_id: str) -> Connection | None:
+        """Remove a connection and revoke its tokens where the server offers it."""
+        gone = await self.vault.delete(connection_id)
+        if gone is not None:
+            await self._revoke(gone)
+        return gone
+
+    async def forget_upstream(self, upstream: str) -> None:
+        for gone in await self.vault.forget_upstream(upstream):
+            await self._revoke(gone)
+
+    async def _revoke(self, connection: Connection) -> bool:
+        """RFC 7009: the refresh token (which revokes its access tokens, §2.1)
+        else the access token. Best effort: the vault has forgotten them already."""
+        if connection.revocation_endpoint is None:
+            return False
+        token, hint = (
+            (connection.refresh_token, "refresh_token")
+            if connection.refresh_token
+            else (connection.access_token, "access_token")
+        )
+        return await oauth.revoke(
+            self._http,
+            revocation_endpoint=connection.revocation_endpoint,
+            client=connection.client,
+            token=token,
+            hint=hint,
+        )

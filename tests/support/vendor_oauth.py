@@ -1,0 +1,375 @@
+"""A third-party "vendor" whose MCP server trusts only its own OAuth authorization server.
+
+Both are the official SDK's server-side auth pieces, served on one port:
+`create_auth_routes` (RFC 8414 metadata, /authorize, /token with PKCE S256,
+RFC 7591 /register, RFC 7009 /revoke) over an in-memory
+`OAuthAuthorizationServerProvider`, and an `MCPServer` at ``{url}/mcp`` that
+verifies bearer tokens against what that AS issued, answers 401 with
+``WWW-Authenticate: Bearer ... resource_metadata=...`` and serves RFC 9728
+metadata at ``/.well-known/oauth-protected-resource/mcp``.
+
+What this module adds: the vendor's "browser login" (a cookie from `login()`;
+/authorize without one answers 401), the RFC 9207 ``iss`` in the redirect,
+refresh-token rotation, metadata that honours `pkce_methods`, and records of
+every request for the tests. A token issued for another RFC 8707 resource is
+refused at /mcp; one issued with no resource is accepted. `write_note` without
+scope ``notes:write`` is a tool error (a `ToolError`: ``is_error``), recorded in
+`calls` all the same. Whatever `pkce_methods` advertises, /authorize takes only
+S256 (the SDK's handler) and /token always checks the verifier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import (
+    AccessToken,
+    AuthorizationCode,
+    AuthorizationParams,
+    AuthorizeError,
+    IdentityAssertionParams,
+    RefreshToken,
+    TokenError,
+    construct_redirect_uri,
+)
+from mcp.server.auth.routes import build_metadata, create_auth_routes
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from pydantic import AnyUrl
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tests.support.servers import ServerThread
+
+SESSION_COOKIE = "vendor_session"
+AS_METADATA = "/.well-known/oauth-authorization-server"
+AS_PATHS = {AS_METADATA, "/authorize", "/token", "/register", "/revoke"}
+CODE_SECONDS = 300
+
+# The vendor user the current /authorize request is logged in as (set from the cookie).
+_vendor_user: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "vendor_user", default=None
+)
+
+
+class Provider:
+    """The in-memory state behind the SDK's AS handlers (an `OAuthAuthorizationServerProvider`)."""
+
+    def __init__(self, vendor: Vendor) -> None:
+        self.vendor = vendor
+        self.clients: dict[str, OAuthClientInformationFull] = {}
+        self.codes: dict[str, AuthorizationCode] = {}
+        self.access: dict[str, AccessToken] = {}
+        self.refresh: dict[str, RefreshToken] = {}
+        self.pairs: dict[str, str] = {}  # access token <-> its refresh token, both ways
+
+    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        return self.clients.get(client_id)
+
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        assert client_info.client_id is not None
+        self.clients[client_info.client_id] = client_info
+
+    async def authorize(
+        self, client: OAuthClientInformationFull, params: AuthorizationParams
+    ) -> str:
+        user = _vendor_user.get()
+        if user is None:  # the ASGI wrapper refuses this earlier; kept as a guard
+            raise AuthorizeError("access_denied", "not logged in at the vendor")
+        assert client.client_id is not None
+        code = secrets.token_urlsafe(32)
+        scopes = params.scopes or (client.scope or " ".join(self.vendor.scopes)).split()
+        self.codes[code] = AuthorizationCode(
+            code=code,
+            scopes=scopes,
+            expires_at=time.time() + CODE_SECONDS,
+            client_id=client.client_id,
+            code_challenge=params.code_challenge,
+            redirect_uri=params.redirect_uri,
+            redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
+            resource=params.resource,
+            subject=user,
+        )
+        iss = self.vendor.issuer if self.vendor.send_iss else None
+        return construct_redirect_uri(
+            str(params.redirect_uri), code=code, state=params.state, iss=iss
+        )
+
+    async def load_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: str
+    ) -> AuthorizationCode | None:
+        return self.codes.get(authorization_code)
+
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+    ) -> OAuthToken:
+        del self.codes[authorization_code.code]  # single use
+        return self._issue(authorization_code)
+
+    async def load_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: str
+    ) -> RefreshToken | None:
+        return self.refresh.get(refresh_token)
+
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        self.refresh.pop(refresh_token.token, None)  # rotation: the old one stops working
+        return self._issue(refresh_token.model_copy(update={"scopes": scopes}))
+
+    async def load_access_token(self, token: str) -> AccessToken | None:
+        return self.access.get(token)
+
+    async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
+        self.vendor.revoked.append(token.token)
+        for value in (token.token, self.pairs.pop(token.token, "")):
+            self.access.pop(value, None)
+            self.refresh.pop(value, None)
+            self.pairs.pop(value, None)
+
+    async def exchange_identity_assertion(
+        self, client: OAuthClientInformationFull, params: IdentityAssertionParams
+    ) -> OAuthToken:
+        raise TokenError("unsupported_grant_type")  # SEP-990 is not offered
+
+    def _issue(self, grant: AuthorizationCode | RefreshToken) -> OAuthToken:
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        seconds = self.vendor.access_seconds
+        common: dict[str, Any] = {
+            "client_id": grant.client_id,
+            "scopes": grant.scopes,
+            "resource": grant.resource,
+            "subject": grant.subject,
+        }
+        self.access[access] = AccessToken(
+            token=access,
+            expires_at=int(time.time()) + seconds,
+            claims={"iss": self.vendor.issuer},
+            **common,
+        )
+        self.refresh[refresh] = RefreshToken(token=refresh, **common)
+        self.pairs[access], self.pairs[refresh] = refresh, access
+        return OAuthToken(
+            access_token=access,
+            token_type="Bearer",
+            expires_in=seconds,
+            scope=" ".join(grant.scopes),
+            refresh_token=refresh,
+        )
+
+
+class Verifier:
+    """The MCP server's `TokenVerifier`: the AS's own records, shared in-process."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        found = self.provider.access.get(token)
+        if found is None or found.resource is None:
+            return found
+        ok = found.resource.rstrip("/") == self.provider.vendor.mcp_url
+        return found if ok else None  # issued for another resource (RFC 8707)
+
+
+@dataclass
+class Vendor:
+    access_seconds: int = 3600
+    scopes: tuple[str, ...] = ("notes:read", "notes:write")
+    pkce_methods: tuple[str, ...] = ("S256",)  # () omits code_challenge_methods_supported
+    dynamic_registration: bool = True
+    send_iss: bool = True
+    url: str = ""
+    mcp_url: str = ""
+    issuer: str = ""
+    authorize_requests: list[dict[str, str]] = field(default_factory=list)
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    registrations: list[dict[str, Any]] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    sessions: dict[str, str] = field(default_factory=dict)  # cookie -> vendor user
+    provider: Provider = field(init=False, repr=False)
+    thread: ServerThread | None = None
+
+    def __post_init__(self) -> None:
+        self.provider = Provider(self)
+
+    # -- the test's handles --------------------------------------------------------
+
+    def start(self) -> Vendor:
+        self.thread = ServerThread(self.app).start()
+        return self
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    def __enter__(self) -> Vendor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def login(self, vendor_user: str) -> dict[str, str]:
+        """Cookies that make /authorize consent at once as ``vendor_user``."""
+        cookie = secrets.token_urlsafe(16)
+        self.sessions[cookie] = vendor_user
+        return {SESSION_COOKIE: cookie}
+
+    def preregister(
+        self,
+        client_id: str,
+        client_secret: str | None,
+        redirect_uris: list[str],
+        *,
+        auth_method: str = "client_secret_post",
+    ) -> None:
+        """A client registered out of band; with no secret it is public (auth method none)."""
+        self.provider.clients[client_id] = OAuthClientInformationFull(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uris=[AnyUrl(uri) for uri in redirect_uris],
+            token_endpoint_auth_method=auth_method if client_secret else "none",
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            scope=" ".join(self.scopes),
+        )
+
+    def expire_all(self) -> None:
+        """Every access token issued so far is now expired (its refresh token still works)."""
+        for token in self.provider.access.values():
+            token.expires_at = int(time.time()) - 10
+
+    # -- the servers -----------------------------------------------------------------
+
+    def _registration(self) -> ClientRegistrationOptions:
+        return ClientRegistrationOptions(
+            enabled=self.dynamic_registration,
+            valid_scopes=list(self.scopes),
+            default_scopes=list(self.scopes),
+        )
+
+    def _metadata(self) -> dict[str, Any]:
+        """The SDK's RFC 8414 document, with this vendor's PKCE methods."""
+        settings = AuthSettings(issuer_url=self.issuer, resource_server_url=None)
+        document = build_metadata(
+            settings.issuer_url, None, self._registration(), RevocationOptions(enabled=True)
+        ).model_dump(mode="json", exclude_none=True)
+        document.pop("code_challenge_methods_supported", None)
+        if self.pkce_methods:
+            document["code_challenge_methods_supported"] = list(self.pkce_methods)
+        return document
+
+    def app(self, url: str) -> ASGIApp:
+        self.url, self.issuer, self.mcp_url = url, url, url + "/mcp"
+        auth = AuthSettings(
+            issuer_url=self.issuer,
+            resource_server_url=self.mcp_url,
+            validate_token_resource=False,  # Verifier checks the resource itself
+        )
+        server: MCPServer[Any] = MCPServer(
+            "vendor", token_verifier=Verifier(self.provider), auth=auth
+        )
+        server.add_tool(self.whoami, description="Who the bearer token speaks for.")
+        server.add_tool(self.write_note, description="Write a note (needs notes:write).")
+        mcp_app = server.streamable_http_app(stateless_http=True)
+        as_app = Starlette(
+            routes=create_auth_routes(
+                self.provider,
+                auth.issuer_url,
+                client_registration_options=self._registration(),
+                revocation_options=RevocationOptions(enabled=True),
+            )
+        )
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            path = scope.get("path", "")
+            if scope["type"] != "http" or path not in AS_PATHS:
+                await mcp_app(scope, receive, send)  # /mcp, RFC 9728 metadata, lifespan
+            elif path == AS_METADATA:
+                await JSONResponse(self._metadata())(scope, receive, send)
+            elif path == "/authorize":
+                await self._authorize(as_app, scope, receive, send)
+            else:
+                await self._recorded(as_app, scope, receive, send)
+
+        return app
+
+    async def _authorize(self, as_app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        self.authorize_requests.append(dict(request.query_params))
+        user = self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+        if user is None:
+            response = PlainTextResponse("not logged in at the vendor", status_code=401)
+            await response(scope, receive, send)
+            return
+        reset = _vendor_user.set(user)
+        try:
+            await as_app(scope, receive, send)
+        finally:
+            _vendor_user.reset(reset)
+
+    async def _recorded(self, as_app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Record the body of a /token, /register or /revoke request, then hand it on."""
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        if scope["method"] == "POST" and scope["path"] == "/token":
+            self.token_requests.append(dict(parse_qsl(body.decode(), keep_blank_values=True)))
+        elif scope["method"] == "POST" and scope["path"] == "/register":
+            with contextlib.suppress(ValueError):  # the SDK answers a malformed body itself
+                self.registrations.append(json.loads(body))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await as_app(scope, replay, send)
+
+    # -- the tools ---------------------------------------------------------------------
+
+    def _record(self, tool: str) -> AccessToken:
+        token = get_access_token()
+        assert token is not None, "the MCP server let an unauthenticated call through"
+        self.calls.append(
+            {
+                "tool": tool,
+                "subject": token.subject,
+                "scopes": list(token.scopes),
+                "client_id": token.client_id,
+                "token": token.token,
+            }
+        )
+        return token
+
+    async def whoami(self) -> str:
+        token = self._record("whoami")
+        return json.dumps(
+            {"subject": token.subject, "scopes": token.scopes, "client_id": token.client_id}
+        )
+
+    async def write_note(self, text: str) -> str:
+        token = self._record("write_note")
+        if "notes:write" not in token.scopes:
+            raise ToolError("insufficient scope: write_note needs notes:write")
+        return f"noted: {text}"

@@ -23,6 +23,7 @@ from gateway.api import (
     agents,
     approvals,
     audit,
+    connections,
     coordination,
     credentials,
     flows,
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
                 metrics=observed.metrics,
                 readiness=core.readiness,
                 flows=flow_parts.service,
+                connections=mcp_parts.connections,
             )
             request_auth = RequestAuth(settings, core.verifier)
             request_auth.install(app)
@@ -177,6 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
         coordination.router,
         metrics.router,
         flows.router,
+        connections.router,
     ):
         app.include_router(router)
     apidocs.install(app)

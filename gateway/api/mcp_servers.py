@@ -114,8 +114,11 @@ async def get_server(
     "/{server_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an MCP server"
 )
 async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> Response:
-    if not await state_of(request).mcp.remove(server_id):
+    state = state_of(request)
+    if not await state.mcp.remove(server_id):
         raise McpServerNotFound(server_id)
+    # Its users' connected accounts go too, revoked at its authorization server.
+    await state.connections.forget_upstream(server_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

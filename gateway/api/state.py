@@ -13,6 +13,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.agents.approvals import ApprovalDesk
+from gateway.connections.service import Connections
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers
 from gateway.delegation.keystore import KeyStore
@@ -49,6 +50,7 @@ class AppState:
     metrics: GatewayMetrics
     readiness: Readiness
     flows: FlowService
+    connections: Connections
 
 
 def state_of(request: Request) -> AppState:

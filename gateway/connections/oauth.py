@@ -26,6 +26,7 @@ connection uses; a redirect is never followed.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -140,7 +141,18 @@ async def discover(http: httpx2.AsyncClient, server_url: str) -> Discovered:
     return Discovered(metadata, resource, scope)
 
 
-def client_metadata(redirect_uri: str, scope: str | None) -> OAuthClientMetadata:
+def auth_method(metadata: OAuthMetadata | None) -> str:
+    """How the gateway authenticates at the token endpoint: ``client_secret_post``
+    where the server lists it (some servers' revocation endpoints read the
+    secret from the form only), else ``client_secret_basic``, RFC 8414 §2's
+    default when the server lists nothing."""
+    offered = (metadata.token_endpoint_auth_methods_supported if metadata else None) or []
+    return "client_secret_post" if "client_secret_post" in offered else "client_secret_basic"
+
+
+def client_metadata(
+    redirect_uri: str, scope: str | None, method: str = "client_secret_basic"
+) -> OAuthClientMetadata:
     """What the gateway registers as (RFC 7591 §2): a confidential web client
     with one exact redirect URI."""
     return OAuthClientMetadata.model_validate(
@@ -149,7 +161,7 @@ def client_metadata(redirect_uri: str, scope: str | None) -> OAuthClientMetadata
             "client_name": "Switchboard",
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": "client_secret_basic",
+            "token_endpoint_auth_method": method,
             "application_type": "web",
             "scope": scope,
         }
@@ -218,10 +230,32 @@ async def _token_request(
     )
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     form, headers = context.prepare_token_auth({**form, "client_id": client.client_id}, headers)
+    # The checked client sets each request's credential itself (`UpstreamAuth`,
+    # which drops any other): the client's own authentication goes as the
+    # request's `auth`, as the client-credentials grant's does.
+    basic = headers.pop("Authorization", None)
     try:
-        return await http.post(token_endpoint, data=form, headers=headers)
+        return await http.post(
+            token_endpoint,
+            data=form,
+            headers=headers,
+            auth=_ClientAuth(basic) if basic else httpx2.USE_CLIENT_DEFAULT,
+        )
     except httpx2.HTTPError as exc:
         raise ConnectFailed(f"the token endpoint cannot be reached: {exc}") from None
+
+
+class _ClientAuth(httpx2.Auth):
+    """RFC 6749 §2.3.1 HTTP Basic, as `OAuthContext.prepare_token_auth` encoded it."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = self._value
+        yield request
 
 
 def _refusal(response: httpx2.Response) -> str:

@@ -113,7 +113,11 @@ class Connections:
         if not may_register:
             raise ConnectFailed("the gateway's registration at the authorization server is gone")
         client = await oauth.register(
-            self._http, found, oauth.client_metadata(self.redirect_uri, upstream.scope)
+            self._http,
+            found,
+            oauth.client_metadata(
+                self.redirect_uri, upstream.scope, oauth.auth_method(found.metadata)
+            ),
         )
         await self.vault.keep_client(upstream.id, found.issuer, client)
         return client

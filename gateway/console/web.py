@@ -69,6 +69,7 @@ NAV: list[NavItem] = [
     NavItem("MCP servers", PREFIX + "/mcp"),
     NavItem("Flows", PREFIX + "/flows"),
     NavItem("Approvals", PREFIX + "/approvals"),
+    NavItem("Connections", PREFIX + "/connections"),
     NavItem("Holds", PREFIX + "/holds", admin=True),
     NavItem("Audit", PREFIX + "/audit", admin=True),
     NavItem("Policy", PREFIX + "/policy", admin=True),

@@ -188,3 +188,16 @@ def upstream_of(config: McpServerConfig, opened_secret: str | None) -> Upstream:
         client_secret=opened_secret,
         scope=str(scope) if scope else None,
     )
+
+
+def user_oauth_upstream(config: McpServerConfig, secret: str | None) -> Upstream | None:
+    """The server as its users connect to it; None unless it is `user_oauth`
+    over HTTP. Raises `KeySealError` if its client secret cannot be opened."""
+    if config.credential.get("type") != "user_oauth" or config.url is None:
+        return None
+    opened = (
+        open_secret(config.credential_secret, secret, SEAL_PURPOSE)
+        if config.credential_secret is not None
+        else None
+    )
+    return upstream_of(config, opened)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.mcp import UpstreamTimings
+from gateway.connections.service import Connections
+from gateway.connections.vault import Vault
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.federation.federated_tools import audit_kept_out
 from gateway.federation.federation import FederationSettings, McpFederation
@@ -17,6 +19,7 @@ from gateway.federation.upstreams import McpUpstreams, UpstreamLimits
 @dataclass(frozen=True)
 class McpParts:
     federation: McpFederation
+    connections: Connections
 
     def jobs(self) -> list[Job]:
         return [self.federation.upstreams.reconciler]
@@ -51,6 +54,15 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
         passthrough=settings.mcp_passthrough,
     )
     stack.push_async_callback(upstreams.aclose)  # after the reconciler task is cancelled
+    # Connected accounts (`user_oauth` servers): their OAuth requests go
+    # through the same SSRF-checked client as the servers' token requests.
+    connections = Connections(
+        Vault(core.engine, settings.sealing_secret),
+        upstreams.token_http,
+        settings.effective_public_url,
+    )
+    upstreams.connections = connections
+    upstreams.auto_approve_first_listing = settings.mcp_auto_approve_new_tools
     federation = McpFederation(
         core.mcp_servers,
         upstreams,
@@ -71,4 +83,4 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
         await audit_kept_out(core.delegations, server_id, names, None)
 
     upstreams.on_kept_out = kept_out
-    return McpParts(federation)
+    return McpParts(federation, connections)

@@ -7,17 +7,19 @@ JSON-RPC errors with the codes below and a message that says what happened.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
-from mcp import MCPError
+from mcp import MCPError, UrlElicitationRequiredError
 from mcp.server import ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
 from gateway.agents.outages import DependencyUnavailableError
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -87,6 +89,42 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
         # The upstream's own JSON-RPC error (say -32602 for bad arguments) passes through.
         return MCPError(exc.code, exc.message, exc.data)
     raise exc
+
+
+def connection_required(
+    ctx: ServerRequestContext, needed: ConnectionRequired, name: str
+) -> types.CallToolResult:
+    """The caller's user has not connected their account at the tool's server.
+
+    A client that takes URL-mode elicitations (2025-11-25 "Elicitation", URL
+    mode; declared as ``capabilities.elicitation.url``) gets the
+    -32042 URL-elicitation-required error pointing at the gateway's connect
+    page, and calls again after consent. Any other gets a tool error whose
+    text carries the URL, which the model can show its user (MCP tools,
+    "Tool Execution Errors"). Either way nothing was sent upstream."""
+    capabilities = getattr(ctx.session, "client_capabilities", None)
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    message = (
+        f"{name} acts with your own account at {needed.upstream}: {needed.reason}. "
+        f"Connect it at {needed.connect_url}, then try again."
+    )
+    if elicitation is not None and elicitation.url is not None:
+        raise UrlElicitationRequiredError(
+            [
+                types.ElicitRequestURLParams(
+                    message=message,
+                    url=needed.connect_url,
+                    elicitation_id=f"connect-{needed.upstream}-{secrets.token_urlsafe(8)}",
+                )
+            ],
+            message,
+        )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=message)],
+        is_error=True,
+        structured_content=None,
+        _meta={"switchboard/connect_url": needed.connect_url},
+    )
 
 
 def unavailable(outage: DependencyUnavailable) -> MCPError:

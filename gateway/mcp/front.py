@@ -55,6 +55,7 @@ from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.agents.outages import DependencyUnavailableError
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.approvals import Approval
 from gateway.delegation.audit import outage_event
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
@@ -76,6 +77,7 @@ from gateway.mcp.errors import (
     TOO_MANY_ROUNDS,
     OutageBoundary,
     caller_of,
+    connection_required,
     mcp_error,
     trace_of,
 )
@@ -390,6 +392,8 @@ class McpFront:
                     output_schema=schema,
                     ask=can_be_asked(ctx),
                 )
+            except ConnectionRequired as needed:
+                return connection_required(ctx, needed, params.name)
             except (
                 ToolNotFound,
                 DelegationDenied,

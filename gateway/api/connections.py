@@ -1,0 +1,145 @@
+"""`/connections`: a user's connected accounts at upstreams that trust only
+their own authorization servers (`user_oauth`, docs/connections.md).
+
+A user lists and removes their own; an admin lists anyone's (``?all=true``)
+and removes any -- when a person leaves, or a token is suspected. Removing
+one revokes it at the upstream's authorization server (RFC 7009) where that
+server offers revocation. Tokens are never shown: a connection is who, where,
+which scopes and until when. Another user's connection is "not found", not
+"forbidden": its id says nothing.
+
+`GET /connections/client-metadata.json` is the gateway's Client ID Metadata
+Document, which an authorization server fetches when the gateway uses its URL
+as its client id (MCP authorization, "Client ID Metadata Documents"): public,
+as it must be.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import BaseModel
+
+from adapters.trace_context import new_trace_id
+from gateway.api.state import state_of
+from gateway.connections.service import CLIENT_METADATA_PATH
+from gateway.connections.vault import Connection
+from gateway.delegation.audit import AuditEvent
+from gateway.http.auth import CurrentPrincipal
+from gateway.http.problems import Problem
+from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal
+
+router = APIRouter(prefix="/connections", tags=["connections"])
+CONNECTION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ConnectionView(BaseModel):
+    id: str
+    upstream: str
+    subject: str
+    issuer: str
+    scope: str | None
+    expires_at: datetime | None
+    authorization_server: str
+    connected_at: datetime
+    refreshed_at: datetime
+
+
+class ConnectionList(BaseModel):
+    items: list[ConnectionView]
+
+
+def view_of(connection: Connection) -> ConnectionView:
+    return ConnectionView(
+        id=connection.id,
+        upstream=connection.upstream,
+        subject=connection.subject,
+        issuer=connection.issuer,
+        scope=connection.scope,
+        expires_at=connection.expires_at,
+        authorization_server=connection.authorization_server,
+        connected_at=connection.created_at,
+        refreshed_at=connection.refreshed_at,
+    )
+
+
+def _not_found(connection_id: str) -> Problem:
+    return Problem(404, "connection-not-found", "No such connection", connection_id)
+
+
+async def audit_connection(
+    request: Request, principal: Principal, connection: Connection, event: str, outcome: str
+) -> None:
+    await state_of(request).delegations.record_event(
+        AuditEvent(
+            event=event,
+            trace_id=new_trace_id(),
+            subject=principal.subject,
+            subject_issuer=principal.issuer,
+            decision="allow",
+            outcome=outcome,
+            client_id=principal.client_id,
+            target=connection.upstream,
+            # Whose connection (an admin may remove anyone's); never a token.
+            detail=f"connection {connection.id} of {connection.subject} ({connection.issuer})",
+        )
+    )
+
+
+@router.get("", summary="Connected accounts: yours, or everyone's for an admin")
+async def list_connections(
+    request: Request,
+    principal: CurrentPrincipal,
+    all: Annotated[bool, Query(description="every user's (admins only)")] = False,
+    upstream: Annotated[str | None, Query(max_length=64)] = None,
+) -> ConnectionList:
+    vault = state_of(request).connections.vault
+    if all and not principal.has_scope(ADMIN_SCOPE):
+        raise Problem(403, "insufficient-scope", "Insufficient scope", f"?all needs {ADMIN_SCOPE}")
+    found = (
+        await vault.listed(upstream=upstream)
+        if all
+        else await vault.listed(
+            subject=principal.subject, issuer=principal.issuer, upstream=upstream
+        )
+    )
+    return ConnectionList(items=[view_of(c) for c in found])
+
+
+@router.delete(
+    "/{connection_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Disconnect: forget the tokens and revoke them at the authorization server",
+)
+async def delete_connection(
+    request: Request,
+    principal: CurrentPrincipal,
+    connection_id: Annotated[str, Path(pattern=CONNECTION_ID)],
+) -> Response:
+    connections = state_of(request).connections
+    found = await connections.vault.by_id(connection_id)
+    if found is None or not (
+        principal.has_scope(ADMIN_SCOPE)
+        or (found.subject == principal.subject and found.issuer == principal.issuer)
+    ):
+        raise _not_found(connection_id)
+    gone = await connections.disconnect(connection_id)
+    if gone is None:  # removed meanwhile
+        raise _not_found(connection_id)
+    await audit_connection(request, principal, gone, "connection.revoked", "ok")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    CLIENT_METADATA_PATH.removeprefix("/connections"),
+    summary="The gateway's OAuth Client ID Metadata Document",
+)
+async def client_metadata(request: Request) -> dict[str, Any]:
+    connections = state_of(request).connections
+    if connections.client_metadata_url is None:
+        # Only an https public URL can be a client id (the document's own URL).
+        raise Problem(404, "not-found", "Not found", "the gateway's public URL is not https")
+    return connections.client_metadata()

@@ -1,0 +1,212 @@
+"""Connected accounts end to end: a vendor whose MCP server trusts only its own
+OAuth authorization server (both the official SDK's: `tests.support.vendor_oauth`),
+a real gateway on both databases, users connecting through the console over
+HTTP as a browser would, and the official MCP client calling through `/mcp`.
+
+What must hold: each user's call reaches the vendor with that user's own
+token and no other; a user who has not connected is told where to connect and
+nothing is sent; tokens are refreshed with rotation; disconnecting revokes at
+the vendor; a callback is accepted only in the session that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import mcp_types as types
+import pytest
+
+from policies.scopes import ADMIN_SCOPE
+from tests.support.console import dev_login
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.mcp_clients import mcp_client
+from tests.support.vendor_oauth import Vendor
+
+POLICY = "agents: {}\n"
+
+
+@pytest.fixture
+def vendor() -> Iterator[Vendor]:
+    # Tokens shorter than the gateway's refresh margin: every call refreshes.
+    with Vendor(access_seconds=30) as running:
+        yield running
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    running = start_gateway(
+        tmp_path / "data",
+        database_url,
+        mcp_probe_seconds=0.5,
+        mcp_reconcile_seconds=0.5,
+        policy_file=policy,
+    )
+    try:
+        yield running
+    finally:
+        running.server.stop()
+
+
+@contextlib.contextmanager
+def browser(gateway: Gateway, subject: str, scopes: str = "") -> Iterator[httpx.Client]:
+    """A browser logged in to the console (the dev login)."""
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        dev_login(client, subject, scopes)
+        yield client
+
+
+def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: str) -> str:
+    """Connect through the console; the page the browser ends on."""
+    started = console.get("/ui/connections/notes/connect")
+    assert started.status_code == 303, started.text
+    authorize = started.headers["location"]
+    asked = parse_qs(urlparse(authorize).query)
+    assert asked["code_challenge_method"] == ["S256"]
+    assert asked["redirect_uri"] == [gateway.url + "/ui/connections/callback"]
+    assert asked["resource"] == [vendor.mcp_url]
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    assert at_vendor.status_code in (302, 303), at_vendor.text
+    back = at_vendor.headers["location"]
+    assert back.startswith(gateway.url + "/ui/connections/callback?")
+    done = console.get(back.removeprefix(gateway.url))
+    assert done.status_code == 303, done.text
+    return str(done.headers["location"])
+
+
+def call(gateway: Gateway, token: str, tool: str, **arguments: Any) -> types.CallToolResult:
+    async def run() -> types.CallToolResult:
+        async with mcp_client(gateway.url + "/mcp", token, "2026-07-28") as client:
+            return await client.call_tool(tool, arguments)
+
+    return gateway.server.run(run())  # type: ignore[no-any-return]
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def wait_for_tools(gateway: Gateway, server_id: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    with gateway.client() as admin:
+        while time.monotonic() < deadline:
+            record = admin.get(f"/mcp-servers/{server_id}").json()
+            if record["tools"]:
+                return list(record["tools"])
+            time.sleep(0.1)
+    raise AssertionError(f"{server_id}'s tools were never listed: {record}")
+
+
+def test_each_user_calls_with_their_own_account(gateway: Gateway, vendor: Vendor) -> None:
+    with gateway.client() as admin:
+        registered = admin.post(
+            "/mcp-servers",
+            json={"name": "notes", "url": vendor.mcp_url, "credential": {"type": "user_oauth"}},
+        )
+    assert registered.status_code == 201, registered.text
+    record = registered.json()
+    assert record["credential"]["type"] == "user_oauth"
+    assert record["tools"] == []  # listed once the registrant connects
+    assert "/ui/connections/notes/connect" in (record["health"]["detail"] or "")
+
+    with browser(gateway, "admin", ADMIN_SCOPE) as admin_console:
+        landed = connect(gateway, vendor, admin_console, "admin@vendor")
+    assert landed.endswith("connected=notes")
+    assert vendor.registrations, "the gateway registered itself (RFC 7591)"
+    tools = wait_for_tools(gateway, "notes")
+    assert {t["name"] for t in tools} == {"whoami", "write_note"}
+    assert all(t["state"] == "approved" for t in tools)  # the admin's own first listing
+
+    alice = gateway.token("alice")
+    seen = len(vendor.calls)
+    refused = call(gateway, alice, "notes__whoami")
+    assert refused.is_error
+    assert gateway.url + "/ui/connections/notes/connect" in text_of(refused)
+    assert len(vendor.calls) == seen, "nothing is sent for a user without a connection"
+
+    with browser(gateway, "alice") as alice_console:
+        connect(gateway, vendor, alice_console, "alice@vendor")
+    answer = call(gateway, alice, "notes__whoami")
+    assert not answer.is_error, text_of(answer)
+    assert json.loads(text_of(answer))["subject"] == "alice@vendor"
+    again = call(gateway, alice, "notes__whoami")
+    assert json.loads(text_of(again))["subject"] == "alice@vendor"
+    refreshes = [r for r in vendor.token_requests if r.get("grant_type") == "refresh_token"]
+    assert len(refreshes) >= 2, "a 30 s token is refreshed before each call"
+    assert len({r["refresh_token"] for r in refreshes}) == len(refreshes), "rotated, never reused"
+
+    admin_answer = call(gateway, gateway.token("admin", ADMIN_SCOPE), "notes__whoami")
+    assert json.loads(text_of(admin_answer))["subject"] == "admin@vendor"
+
+    # The API lists each user's own; another user's is "not found".
+    with gateway.client(alice) as as_alice:
+        mine = as_alice.get("/connections").json()["items"]
+        assert [(c["upstream"], c["subject"]) for c in mine] == [("notes", "alice")]
+        assert "token" not in json.dumps(mine).replace("token_endpoint", "")
+        assert as_alice.get("/connections?all=true").status_code == 403
+    with gateway.client(gateway.token("bob")) as as_bob:
+        assert as_bob.delete(f"/connections/{mine[0]['id']}").status_code == 404
+    with gateway.client(alice) as as_alice:
+        assert as_alice.delete(f"/connections/{mine[0]['id']}").status_code == 204
+    assert vendor.revoked, "disconnecting revokes at the vendor (RFC 7009)"
+    after = call(gateway, alice, "notes__whoami")
+    assert after.is_error
+    assert "/ui/connections/notes/connect" in text_of(after)
+    with gateway.client() as as_admin:
+        audit = as_admin.get("/audit", params={"subject": "alice"}).json()
+    outcomes = {(e["event"], e["outcome"]) for e in audit["items"]}
+    assert ("connection.created", "ok") in outcomes
+    assert ("connection.revoked", "ok") in outcomes
+    assert any(outcome == "connection_required" for _, outcome in outcomes)
+
+
+def test_a_callback_counts_only_in_the_session_that_started_it(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    with gateway.client() as admin:
+        registered = admin.post(
+            "/mcp-servers",
+            json={"name": "notes", "url": vendor.mcp_url, "credential": {"type": "user_oauth"}},
+        )
+    assert registered.status_code == 201, registered.text
+    with browser(gateway, "mallory") as mallory:
+        started = mallory.get("/ui/connections/notes/connect")
+    at_vendor = httpx.get(
+        started.headers["location"], cookies=vendor.login("mallory@vendor"), timeout=30
+    )
+    callback = at_vendor.headers["location"].removeprefix(gateway.url)
+    # Alice's browser is lured to Mallory's callback: it would connect Alice's
+    # gateway account to Mallory's account at the vendor.
+    with browser(gateway, "alice") as alice:
+        lured = alice.get(callback)
+    assert lured.status_code == 400
+    assert "no connection is under way" in lured.text
+    with gateway.client(gateway.token("alice")) as as_alice:
+        assert as_alice.get("/connections").json()["items"] == []
+
+
+def test_an_authorization_server_without_pkce_is_refused(gateway: Gateway) -> None:
+    with Vendor(pkce_methods=()) as no_pkce:
+        with gateway.client() as admin:
+            registered = admin.post(
+                "/mcp-servers",
+                json={
+                    "name": "notes",
+                    "url": no_pkce.mcp_url,
+                    "credential": {"type": "user_oauth"},
+                },
+            )
+        assert registered.status_code == 201, registered.text
+        with browser(gateway, "alice") as alice:
+            refused = alice.get("/ui/connections/notes/connect")
+        assert refused.status_code == 502
+        assert "PKCE" in refused.text
+        assert no_pkce.authorize_requests == []

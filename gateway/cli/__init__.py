@@ -1,5 +1,5 @@
 """`switchboard` command line: serve, demo, db, token, call, agents, mcp, keys,
-policy, audit, approvals, holds, flows -- one module per command group.
+policy, audit, approvals, holds, flows, connections -- one module per command group.
 
 Admin commands talk to the running gateway over its HTTP API, like any other
 client; only `serve`, `db upgrade`, `keys` and `token issue` touch the
@@ -20,6 +20,7 @@ from gateway.cli import (
     approvals,
     audit,
     call,
+    connections,
     demo,
     flows,
     holds,
@@ -34,7 +35,21 @@ from gateway.settings import ConfigError
 from policies.keys import KeySealError
 
 # In the order `switchboard --help` lists them.
-GROUPS = (serve, demo, tokens, call, agents, mcp, keys, policy, audit, approvals, holds, flows)
+GROUPS = (
+    serve,
+    demo,
+    tokens,
+    call,
+    agents,
+    mcp,
+    keys,
+    policy,
+    audit,
+    approvals,
+    holds,
+    flows,
+    connections,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

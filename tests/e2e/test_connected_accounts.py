@@ -12,6 +12,7 @@ the vendor; a callback is accepted only in the session that started it.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import httpx
 import mcp_types as types
 import pytest
 
+from gateway.cli import main
 from policies.scopes import ADMIN_SCOPE
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
@@ -90,6 +92,15 @@ def call(gateway: Gateway, token: str, tool: str, **arguments: Any) -> types.Cal
     return gateway.server.run(run())  # type: ignore[no-any-return]
 
 
+def cli(gateway: Gateway, token: str, *command: str) -> str:
+    """`switchboard ...` against the gateway, in this process; what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*command, "--gateway", gateway.url, "--token", token])
+    assert code == 0, out.getvalue()
+    return out.getvalue()
+
+
 def text_of(result: types.CallToolResult) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
@@ -145,6 +156,15 @@ def test_each_user_calls_with_their_own_account(gateway: Gateway, vendor: Vendor
 
     admin_answer = call(gateway, gateway.token("admin", ADMIN_SCOPE), "notes__whoami")
     assert json.loads(text_of(admin_answer))["subject"] == "admin@vendor"
+
+    # The CLI over the API: Alice's own, and everyone's for an admin.
+    listed = cli(gateway, alice, "connections", "list")
+    assert "notes" in listed
+    assert "alice" in listed
+    assert "admin (" not in listed
+    everyone = cli(gateway, gateway.token("admin", ADMIN_SCOPE), "connections", "list", "--all")
+    assert "alice (" in everyone
+    assert "admin (" in everyone
 
     # The API lists each user's own; another user's is "not found".
     with gateway.client(alice) as as_alice:

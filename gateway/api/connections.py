@@ -8,7 +8,7 @@ server offers revocation. Tokens are never shown: a connection is who, where,
 which scopes and until when. Another user's connection is "not found", not
 "forbidden": its id says nothing.
 
-`GET /connections/client-metadata.json` is the gateway's Client ID Metadata
+`GET /oauth/client-metadata.json` is the gateway's Client ID Metadata
 Document, which an authorization server fetches when the gateway uses its URL
 as its client id (MCP authorization, "Client ID Metadata Documents"): public,
 as it must be.
@@ -32,7 +32,7 @@ from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 
-router = APIRouter(prefix="/connections", tags=["connections"])
+router = APIRouter(tags=["connections"])
 CONNECTION_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -89,7 +89,7 @@ async def audit_connection(
     )
 
 
-@router.get("", summary="Connected accounts: yours, or everyone's for an admin")
+@router.get("/connections", summary="Connected accounts: yours, or everyone's for an admin")
 async def list_connections(
     request: Request,
     principal: CurrentPrincipal,
@@ -110,7 +110,7 @@ async def list_connections(
 
 
 @router.delete(
-    "/{connection_id}",
+    "/connections/{connection_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Disconnect: forget the tokens and revoke them at the authorization server",
 )
@@ -134,7 +134,7 @@ async def delete_connection(
 
 
 @router.get(
-    CLIENT_METADATA_PATH.removeprefix("/connections"),
+    CLIENT_METADATA_PATH,
     summary="The gateway's OAuth Client ID Metadata Document",
 )
 async def client_metadata(request: Request) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from gateway.connections.pending import Pending
 from gateway.connections.vault import Connection, Grant, Vault
 
 CALLBACK_PATH = "/ui/connections/callback"
-CLIENT_METADATA_PATH = "/connections/client-metadata.json"
+CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
 _REFRESH_MARGIN_SECONDS = 60.0  # refresh this long before the access token expires
 _WAIT_FOR_OTHER_REFRESH_SECONDS = 10.0
 

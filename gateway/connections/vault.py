@@ -93,7 +93,7 @@ class Vault:
         opened: dict[str, Any] = json.loads(open_secret(stored, self._secret, SEAL_PURPOSE))
         return opened
 
-    def _connection(self, row: Any) -> Connection:
+    def _from_row(self, row: Any) -> Connection:
         tokens = self._open(row.tokens)
         return Connection(
             id=row.id,
@@ -181,7 +181,7 @@ class Vault:
                     )
                 )
             ).first()
-        return self._connection(row) if row is not None else None
+        return self._from_row(row) if row is not None else None
 
     async def by_id(self, connection_id: str) -> Connection | None:
         async with self._engine.connect() as conn:
@@ -190,7 +190,7 @@ class Vault:
                     select(upstream_connections).where(upstream_connections.c.id == connection_id)
                 )
             ).first()
-        return self._connection(row) if row is not None else None
+        return self._from_row(row) if row is not None else None
 
     async def listed(
         self, *, subject: str | None = None, issuer: str | None = None, upstream: str | None = None
@@ -203,7 +203,7 @@ class Vault:
             query = query.where(table.c.upstream == upstream)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [self._connection(row) for row in rows]
+        return [self._from_row(row) for row in rows]
 
     async def claim_refresh(self, connection: Connection) -> bool:
         """Take the right to refresh ``connection`` (as read); False: another has it,

@@ -29,13 +29,10 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from adapters.mcp import (
     UpstreamUnavailable,
-    discover,
 )
-from adapters.mcp_client import Connected, ToolList
 from adapters.mcp_http import Credential
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
-from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
@@ -59,7 +56,8 @@ from gateway.federation.federated_tools import (
     result_record,
     view_of,
 )
-from gateway.federation.upstreams import McpUpstreams, spec_of
+from gateway.federation.probe import probe, record_first_health
+from gateway.federation.upstreams import McpUpstreams
 from policies.policy import Target, handoff
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -79,7 +77,6 @@ from registry.mcp_store import (
     NewMcpServer,
     SqlMcpStore,
 )
-from registry.models import HealthStatus
 from registry.service import slugify
 
 
@@ -324,44 +321,19 @@ class McpFederation:
             )
             config = config_of(new)
             credentials = self.upstreams.credentials(config)
-            connected: Connected | None = None
-            tools: ToolList = []
-            awaiting: ConnectionRequired | None = None
-            try:
-                default = await credentials.default()
-            except ConnectionRequired as waiting:
-                # A `user_oauth` server is listed with its registrant's own
-                # connection, which cannot exist before the server does.
-                awaiting = waiting
-            else:
-                connected, tools = await discover(
-                    spec_of(config),
-                    self.upstreams.http,
-                    default,
-                    deadline=self._settings.connect_timeout_seconds,
-                )
+            probed = await probe(
+                config,
+                credentials,
+                self.upstreams.http,
+                deadline=self._settings.connect_timeout_seconds,
+            )
             await self.store.create(
-                new, tools, auto_approve=self._settings.auto_approve_new_tools and admin
+                new, probed.tools, auto_approve=self._settings.auto_approve_new_tools and admin
             )
         except (NameConflict, McpServerConflict) as refused:
             await audit_name_refusal(self.delegations, principal, server_id, str(refused))
             raise
-        if connected is None:
-            await self.store.record_health(
-                server_id,
-                HealthStatus.UNKNOWN,
-                f"listed once its registrant connects an account: {awaiting.connect_url}"
-                if awaiting is not None
-                else None,
-            )
-        else:
-            await self.store.record_health(
-                server_id,
-                HealthStatus.HEALTHY,
-                None,
-                server_info=connected.server_info,
-                protocol_version=connected.protocol_version,
-            )
+        await record_first_health(self.store, server_id, probed)
         self.invalidate()
         await self.upstreams.wake_and_wait()
         live = self.upstreams.get(server_id)

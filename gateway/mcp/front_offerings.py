@@ -38,12 +38,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.delegation.pipeline import Caller, DelegationDenied
-from gateway.federation.offerings import (
-    McpOfferings,
-    PromptNotFound,
-    PromptWithheld,
-    ResourceNotFound,
-)
+from gateway.federation.offered import PromptNotFound, PromptWithheld, ResourceNotFound
+from gateway.federation.offerings import McpOfferings
 from gateway.mcp.errors import TOO_MANY_ROUNDS, TOOL_QUARANTINED, caller_of, mcp_error, trace_of
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 

@@ -46,6 +46,8 @@ def test_secured_operations_name_the_bearer_scheme(document: dict[str, Any]) -> 
         "GET /.well-known/oauth-protected-resource/mcp",
         "GET /.well-known/oauth-authorization-server",
         "POST /oauth/token",
+        # the gateway's OAuth Client ID Metadata Document: authorization servers fetch it
+        "GET /oauth/client-metadata.json",
         "GET /flows/schema",  # the published JSON Schema of flow documents
         # authenticated by its Standard Webhooks signature, not a bearer token
         "POST /flows/{flow_id}/hooks/{trigger_id}",

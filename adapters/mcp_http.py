@@ -92,6 +92,17 @@ class UpstreamAuth(httpx2.Auth):
         yield request
 
 
+class NoCredential(UpstreamAuth):
+    """For requests that carry no call's credential whatever the context (an
+    authorization server's endpoints: a request's own ``auth`` still applies)."""
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers.pop("authorization", None)
+        yield request
+
+
 class TooLarge(httpx2.TransportError):
     """An upstream answer broke the size rules: larger than the cap, or compressed."""
 

@@ -142,4 +142,9 @@ async def client_metadata(request: Request) -> dict[str, Any]:
     if connections.client_metadata_url is None:
         # Only an https public URL can be a client id (the document's own URL).
         raise Problem(404, "not-found", "Not found", "the gateway's public URL is not https")
-    return connections.client_metadata()
+    upstreams = [
+        config.id
+        for config in await state_of(request).mcp.store.configs()
+        if config.credential.get("type") == "user_oauth"
+    ]
+    return connections.client_metadata(upstreams)

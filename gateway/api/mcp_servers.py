@@ -115,10 +115,11 @@ async def get_server(
 )
 async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> Response:
     state = state_of(request)
-    if not await state.mcp.remove(server_id):
+    connected = await state.connections.vault.listed(upstream=server_id)
+    if not await state.mcp.remove(server_id):  # its connections go with it (cascade)
         raise McpServerNotFound(server_id)
-    # Its users' connected accounts go too, revoked at its authorization server.
-    await state.connections.forget_upstream(server_id)
+    # ... and are revoked at its authorization server.
+    await state.connections.revoke_all(connected)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

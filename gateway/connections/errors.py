@@ -20,9 +20,10 @@ class ConnectFailed(Exception):
     """Connecting an account could not go on (discovery, registration, the
     authorization server's answer). The message says why, for the user who
     tried; it never carries a token or a secret. ``refused``: the
-    authorization server said no (a refresh token revoked there, a code
-    already used), as opposed to not answering."""
+    authorization server refused the grant itself (RFC 6749 §5.2
+    ``invalid_grant``: a refresh token revoked or already used), as opposed
+    to not answering, or refusing the client or a parameter."""
 
     def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
-        self.refused = refused
+        self.refused = refused  # the grant itself is refused (invalid_grant)

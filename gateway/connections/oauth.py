@@ -91,7 +91,10 @@ async def _get(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
         raise ConnectFailed(f"{url}: {type(exc).__name__}: {exc}") from None
 
 
-async def discover(http: httpx2.AsyncClient, server_url: str) -> Discovered:
+async def discover(
+    http: httpx2.AsyncClient, server_url: str, *, allow_http: bool = False
+) -> Discovered:
+    """``allow_http``: endpoints may be plain http (a ``--dev`` gateway only)."""
     try:
         probe = await http.post(server_url, json=_PROBE, headers=_HEADERS)
     except httpx2.HTTPError as exc:
@@ -130,6 +133,14 @@ async def discover(http: httpx2.AsyncClient, server_url: str) -> Discovered:
         validate_metadata_issuer(metadata, issuer)
     except OAuthFlowError as exc:
         raise ConnectFailed(str(exc)) from None
+    if not allow_http:
+        for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint"):
+            endpoint = getattr(metadata, name)
+            if endpoint is not None and str(endpoint).split(":", 1)[0] != "https":
+                raise ConnectFailed(
+                    f"the authorization server's {name} is not https: "
+                    "the gateway sends no user there, nor any secret"
+                )
     if "S256" not in (metadata.code_challenge_methods_supported or ()):
         raise ConnectFailed(
             f"the authorization server {issuer} does not offer PKCE with S256: "
@@ -184,7 +195,8 @@ async def register(
     except httpx2.HTTPError as exc:
         raise ConnectFailed(f"client registration failed: {exc}") from None
     except OAuthRegistrationError as exc:
-        raise ConnectFailed(str(exc)) from None
+        # The SDK's message quotes the server's answer: shown, so kept short.
+        raise ConnectFailed(str(exc)[:300]) from None
     client.issuer = found.issuer
     return client
 
@@ -258,20 +270,26 @@ class _ClientAuth(httpx2.Auth):
         yield request
 
 
-def _refusal(response: httpx2.Response) -> str:
+def _error_code(response: httpx2.Response) -> str | None:
+    """RFC 6749 §5.2's ``error``, if the answer has a printable one."""
     try:
         body: Any = response.json()
     except ValueError:
-        body = None
+        return None
     error = body.get("error") if isinstance(body, dict) else None
-    described = f" ({error})" if isinstance(error, str) and error.isprintable() else ""
-    return f"the token endpoint answered HTTP {response.status_code}{described}"
+    return error[:64] if isinstance(error, str) and error.isprintable() else None
 
 
 async def _token(response: httpx2.Response) -> OAuthToken:
     if response.status_code != 200:
-        # RFC 6749 §5.2: 400 (invalid_grant, ...) and 401 (invalid_client) are answers.
-        raise ConnectFailed(_refusal(response), refused=response.status_code in (400, 401))
+        error = _error_code(response)
+        described = f" ({error})" if error else ""
+        raise ConnectFailed(
+            f"the token endpoint answered HTTP {response.status_code}{described}",
+            # Only the grant's own refusal ends a connection: a refused client
+            # (a wrong secret) or scope says nothing of the user's grant.
+            refused=error == "invalid_grant",
+        )
     try:
         token = await handle_token_response_scopes(response)
     except (OAuthTokenError, ValueError):

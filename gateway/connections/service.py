@@ -33,16 +33,17 @@ from mcp.client.auth.utils import (
     validate_authorization_response_iss,
 )
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
+from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
 from gateway.connections import oauth
 from gateway.connections.errors import ConnectFailed, ConnectionRequired
 from gateway.connections.pending import Pending
 from gateway.connections.vault import Connection, Grant, Vault
 
-CALLBACK_PATH = "/ui/connections/callback"
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
 _REFRESH_MARGIN_SECONDS = 60.0  # refresh this long before the access token expires
-_WAIT_FOR_OTHER_REFRESH_SECONDS = 10.0
+_REFRESH_SECONDS = 20.0  # a refresh's own limit: shorter than the vault's claim
+_WAIT_FOR_OTHER_REFRESH_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,16 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def _for(connection: Connection, upstream: Upstream) -> bool:
+    """The connection's tokens were issued for this server's URL (RFC 8707):
+    never sent to another server registered under the same id since."""
+    resource = connection.resource
+    return resource is not None and check_resource_allowed(
+        requested_resource=resource_url_from_server_url(upstream.url),
+        configured_resource=resource,
+    )
+
+
 def _configured(upstream: Upstream) -> OAuthClientInformationFull:
     """A client registered out of band (RFC 6749 §2.3.1: its secret by HTTP Basic)."""
     assert upstream.client_id is not None
@@ -73,11 +84,19 @@ def _configured(upstream: Upstream) -> OAuthClientInformationFull:
 
 
 class Connections:
-    def __init__(self, vault: Vault, http: httpx2.AsyncClient, public_url: str) -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        http: httpx2.AsyncClient,
+        public_url: str,
+        *,
+        allow_http: bool = False,
+    ) -> None:
+        """``allow_http``: authorization servers on plain http (``--dev`` only)."""
         self.vault = vault
         self._http = http
         self._public_url = public_url.rstrip("/")
-        self.redirect_uri = self._public_url + CALLBACK_PATH
+        self._allow_http = allow_http
         # CIMD needs a client id the authorization server can fetch: https only.
         self.client_metadata_url = (
             self._public_url + CLIENT_METADATA_PATH
@@ -89,11 +108,20 @@ class Connections:
     def connect_url(self, upstream: str) -> str:
         return f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/connect"
 
-    def client_metadata(self) -> dict[str, object]:
-        """The gateway's Client ID Metadata Document (served at its own URL)."""
-        document = oauth.client_metadata(self.redirect_uri, None).model_dump(
+    def redirect_uri(self, upstream: str) -> str:
+        """Each upstream its own redirect URI: the answer to a request sent to
+        one authorization server can never be taken for another's -- the
+        mix-up attack (RFC 9700 §4.4.2), whatever the server says of `iss`."""
+        return f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/callback"
+
+    def client_metadata(self, upstreams: list[str]) -> dict[str, object]:
+        """The gateway's Client ID Metadata Document (served at its own URL),
+        listing the redirect URI of every ``user_oauth`` upstream."""
+        redirects = [self.redirect_uri(u) for u in upstreams] or [self.redirect_uri("-")]
+        document = oauth.client_metadata(redirects[0], None).model_dump(
             mode="json", exclude_none=True
         )
+        document["redirect_uris"] = redirects
         document["token_endpoint_auth_method"] = "none"  # noqa: S105 - a method's name
         document["client_id"] = self.client_metadata_url
         return document
@@ -116,17 +144,17 @@ class Connections:
             self._http,
             found,
             oauth.client_metadata(
-                self.redirect_uri, upstream.scope, oauth.auth_method(found.metadata)
+                self.redirect_uri(upstream.id), upstream.scope, oauth.auth_method(found.metadata)
             ),
         )
-        await self.vault.keep_client(upstream.id, found.issuer, client)
-        return client
+        # Two users connecting first at once: the first registration kept wins.
+        return await self.vault.keep_client(upstream.id, found.issuer, client)
 
     async def begin(
         self, upstream: Upstream, *, subject: str, issuer: str, session: str
     ) -> tuple[str, Pending]:
         """(where to send the browser, what to keep until it comes back)."""
-        found = await oauth.discover(self._http, upstream.url)
+        found = await oauth.discover(self._http, upstream.url, allow_http=self._allow_http)
         client = await self._client(upstream, found, may_register=True)
         scope = upstream.scope or found.scope
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
@@ -153,7 +181,7 @@ class Connections:
         url = oauth.authorization_url(
             found,
             client,
-            redirect_uri=self.redirect_uri,
+            redirect_uri=self.redirect_uri(upstream.id),
             state=state,
             challenge=_challenge(verifier),
             scope=scope,
@@ -187,7 +215,7 @@ class Connections:
             client=client,
             code=code,
             verifier=pending.verifier,
-            redirect_uri=self.redirect_uri,
+            redirect_uri=self.redirect_uri(pending.upstream),
             resource=pending.resource,
         )
         if token.scope is None:  # RFC 6749 §5.1: omitted means as requested
@@ -226,7 +254,7 @@ class Connections:
     async def token_for(self, upstream: Upstream, *, subject: str, issuer: str) -> str:
         """The user's own access token for ``upstream``, fresh."""
         connection = await self.vault.get(subject, issuer, upstream.id)
-        if connection is None:
+        if connection is None or not _for(connection, upstream):
             raise ConnectionRequired(
                 upstream.id, self.connect_url(upstream.id), "your account there is not connected"
             )
@@ -249,25 +277,46 @@ class Connections:
             return self._still_valid(upstream, current, "your connection expired")
         if not await self.vault.claim_refresh(current):
             return await self._after_other_refresh(upstream, current)
-        try:
-            token = await oauth.refresh(
-                self._http,
-                token_endpoint=current.token_endpoint,
-                client=current.client,
-                refresh_token=current.refresh_token,
-                resource=current.resource,
+        # Shielded: a caller going away must not drop tokens the server has
+        # already rotated (the old refresh token is dead from then on).
+        refreshing = asyncio.ensure_future(self._refresh(current))
+        written = await asyncio.shield(refreshing)
+        if written is None:
+            raise ConnectionRequired(
+                upstream.id, self.connect_url(upstream.id), "your connection was removed"
             )
-        except ConnectFailed as failed:
-            if failed.refused:  # revoked at the server: this connection is over
-                await self.vault.delete(current.id)
+        if isinstance(written, ConnectFailed):
+            if written.refused:
                 raise ConnectionRequired(
                     upstream.id,
                     self.connect_url(upstream.id),
                     "the authorization server no longer accepts your connection",
-                ) from None
-            await self.vault.release(current)
-            return self._still_valid(upstream, current, f"refreshing failed: {failed}")
-        written = await self.vault.refreshed(
+                )
+            return self._still_valid(upstream, current, f"refreshing failed: {written}")
+        return written.access_token
+
+    async def _refresh(self, current: Connection) -> Connection | ConnectFailed | None:
+        """Refresh a claimed connection: the new one; the failure (a refused
+        grant deletes the connection, at the version refreshed); None if it
+        was removed meanwhile."""
+        assert current.refresh_token is not None
+        try:
+            async with asyncio.timeout(_REFRESH_SECONDS):
+                token = await oauth.refresh(
+                    self._http,
+                    token_endpoint=current.token_endpoint,
+                    client=current.client,
+                    refresh_token=current.refresh_token,
+                    resource=current.resource,
+                )
+        except (ConnectFailed, TimeoutError) as exc:
+            failed = exc if isinstance(exc, ConnectFailed) else ConnectFailed("timed out")
+            if failed.refused:
+                await self.vault.delete(current.id, version=current.version)
+            else:
+                await self.vault.release(current)
+            return failed
+        return await self.vault.refreshed(
             current,
             Grant(
                 token,
@@ -278,11 +327,6 @@ class Connections:
                 current.client,
             ),
         )
-        if written is None:  # removed (disconnected) while refreshing
-            raise ConnectionRequired(
-                upstream.id, self.connect_url(upstream.id), "your connection was removed"
-            )
-        return written.access_token
 
     async def _after_other_refresh(self, upstream: Upstream, seen: Connection) -> str:
         """Another replica refreshes: wait for the version it writes."""
@@ -313,9 +357,11 @@ class Connections:
             await self._revoke(gone)
         return gone
 
-    async def forget_upstream(self, upstream: str) -> None:
-        for gone in await self.vault.forget_upstream(upstream):
-            await self._revoke(gone)
+    async def revoke_all(self, gone: list[Connection]) -> None:
+        """Revoke connections already removed (their server was: the database
+        removed them with it, `ON DELETE CASCADE`)."""
+        for connection in gone:
+            await self._revoke(connection)
 
     async def _revoke(self, connection: Connection) -> bool:
         """RFC 7009: the refresh token (which revokes its access tokens, §2.1)

@@ -30,6 +30,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.connections.errors import ConnectFailed
 from gateway.storage.tables import upstream_clients, upstream_connections
 from policies.keys import open_secret, seal_secret
 from registry.tables import as_utc
@@ -167,7 +168,8 @@ class Vault:
             saved = await self.get(subject, issuer, upstream)
             assert saved is not None
             return saved, replaced
-        raise RuntimeError("the connection could not be saved")  # pragma: no cover
+        # The server was removed meanwhile (its connections go with it).
+        raise ConnectFailed("the connection could not be saved: its server is gone")
 
     async def get(self, subject: str, issuer: str, upstream: str) -> Connection | None:
         table = upstream_connections
@@ -261,13 +263,16 @@ class Vault:
                 .values(refreshing_until=None)
             )
 
-    async def delete(self, connection_id: str) -> Connection | None:
+    async def delete(self, connection_id: str, *, version: int | None = None) -> Connection | None:
+        """Remove a connection (only at ``version``, if given: not one made again
+        since it was read); what was removed."""
         found = await self.by_id(connection_id)
-        if found is None:
+        if found is None or (version is not None and found.version != version):
             return None
+        table = upstream_connections
         async with self._engine.begin() as conn:
             gone = await conn.execute(
-                delete(upstream_connections).where(upstream_connections.c.id == connection_id)
+                delete(table).where(table.c.id == connection_id, table.c.version == found.version)
             )
         return found if gone.rowcount == 1 else None
 
@@ -288,29 +293,30 @@ class Vault:
 
     async def keep_client(
         self, upstream: str, authorization_server: str, client: OAuthClientInformationFull
-    ) -> None:
+    ) -> OAuthClientInformationFull:
+        """Keep a registration; the one kept (another made at the same moment
+        may have been first: that one stays, for every user)."""
         sealed = self._seal(client.model_dump(mode="json", exclude_none=True))
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(upstream_clients).where(upstream_clients.c.upstream == upstream)
-            )
-            await conn.execute(
-                insert(upstream_clients).values(
-                    upstream=upstream,
-                    authorization_server=authorization_server,
-                    client=sealed,
-                    created_at=self.now(),
+        try:
+            async with self._engine.begin() as conn:
+                # One made at another authorization server is of no use any more.
+                await conn.execute(
+                    delete(upstream_clients).where(
+                        upstream_clients.c.upstream == upstream,
+                        upstream_clients.c.authorization_server != authorization_server,
+                    )
                 )
-            )
-
-    async def forget_upstream(self, upstream: str) -> list[Connection]:
-        """The upstream is gone: its connections (returned, to be revoked) and client."""
-        gone = await self.listed(upstream=upstream)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(upstream_connections).where(upstream_connections.c.upstream == upstream)
-            )
-            await conn.execute(
-                delete(upstream_clients).where(upstream_clients.c.upstream == upstream)
-            )
-        return gone
+                await conn.execute(
+                    insert(upstream_clients).values(
+                        upstream=upstream,
+                        authorization_server=authorization_server,
+                        client=sealed,
+                        created_at=self.now(),
+                    )
+                )
+        except IntegrityError:
+            kept = await self.registered_client(upstream, authorization_server)
+            if kept is None:
+                raise
+            return kept
+        return client

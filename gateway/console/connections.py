@@ -3,7 +3,7 @@
 The page lists the upstreams whose users connect their own accounts
 (`user_oauth`) with this user's connection to each, if any; **Connect** sends
 the browser to the upstream's authorization server (`Connections.begin`),
-whose answer comes back to `/ui/connections/callback` (`.complete`);
+whose answer comes back to `/ui/connections/{server}/callback` (`.complete`);
 **Disconnect** is `DELETE /connections/{id}` (the tokens forgotten and
 revoked at the server).
 
@@ -63,11 +63,15 @@ async def connections_page(request: Request) -> Response:
         c.upstream: c
         for c in await state.connections.vault.listed(subject=user.subject, issuer=user.issuer)
     }
-    upstreams = [
-        {"id": config.id, "connection": mine.get(config.id)}
-        for config in await state.mcp.store.configs()
-        if config.credential.get("type") == "user_oauth"
-    ]
+    principal = user.principal()
+    upstreams = []
+    for config in await state.mcp.store.configs():
+        if config.credential.get("type") != "user_oauth":
+            continue
+        record = await state.mcp.store.get(config.id)
+        # Only servers the policy lets this user use (what the API shows them).
+        if record is not None and state.mcp.visible(principal, record):
+            upstreams.append({"id": config.id, "connection": mine.get(config.id)})
     return page(
         request,
         user,
@@ -78,9 +82,10 @@ async def connections_page(request: Request) -> Response:
     )
 
 
-@router.get("/callback")
+@router.get("/{server_id}/callback")
 async def callback(
     request: Request,
+    server_id: Annotated[str, Path(pattern=SERVER_ID)],
     code: str | None = None,
     state: str | None = None,
     iss: str | None = None,
@@ -92,6 +97,8 @@ async def callback(
     session = request.cookies.get(console.session_cookie) or ""
     if (
         pending is None
+        # Each server its own redirect URI (the mix-up attack, RFC 9700 §4.4).
+        or pending.upstream != server_id
         or not hmac.compare_digest(pending.session, session_binding(session))
         or (pending.subject, pending.issuer) != (user.subject, user.issuer)
     ):

@@ -165,6 +165,9 @@ class Delegate:
         if sending.before is not None:
             try:
                 await sending.before()
+            except asyncio.CancelledError:
+                await asyncio.shield(self.record(permit, event, *CANCELLED, sending.note))
+                raise
             except ConnectionRequired as needed:
                 await self.record(permit, event, "connection_required", needed.reason)
                 raise

@@ -129,6 +129,27 @@ class UpstreamCredentials:
         return await self.default()
 
 
+class CallCredential:
+    """One call's credential. A user's connected account is looked up before
+    anything is sent (`Sending.before`: no connection is the call's refusal,
+    neither retried nor held against the breaker); any other kind is got per
+    attempt, as it always was (a token endpoint's failure is the attempt's)."""
+
+    def __init__(self, credentials: UpstreamCredentials, permit: Permit) -> None:
+        self._credentials = credentials
+        self._permit = permit
+        self._held: Credential | None = None
+
+    async def check(self) -> None:
+        if self._credentials.kind == "user_oauth":
+            self._held = await self._credentials.for_call(self._permit)
+
+    async def get(self) -> Credential | None:
+        if self._held is not None:
+            return self._held
+        return await self._credentials.for_call(self._permit)
+
+
 def build_credentials(
     config: McpServerConfig,
     *,

@@ -30,13 +30,12 @@ from mcp.shared.dispatcher import ProgressFnT
 from adapters.mcp import (
     UpstreamUnavailable,
 )
-from adapters.mcp_http import Credential
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
-from gateway.federation.credentials import stored_form, with_registrant
+from gateway.federation.credentials import CallCredential, stored_form, with_registrant
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     MAX_SLUG_ATTEMPTS,
@@ -223,17 +222,13 @@ class McpFederation:
         await upstream.wait_ready(self._settings.connect_timeout_seconds)
         timeout = server.timeout_seconds or self._settings.default_timeout_seconds
 
-        credential: Credential | None = None
-
-        async def credential_for_call() -> None:
-            nonlocal credential
-            credential = await credentials.for_call(permit)
+        credential = CallCredential(credentials, permit)
 
         async def call() -> types.CallToolResult | types.InputRequiredResult:
             return await upstream.call_tool(
                 tool.upstream_name,
                 arguments,
-                credential=credential,
+                credential=await credential.get(),
                 timeout_seconds=timeout,
                 progress_callback=progress_callback,
                 input_responses=input_responses,
@@ -247,7 +242,7 @@ class McpFederation:
         sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
             upstream=tool.server_id,
             attempt=call,
-            before=credential_for_call,
+            before=credential.check,
             explain=functools.partial(explain_failure, tool.server_id),
             idempotent=self._idempotent(tool),
             recorded=result_record,
@@ -284,6 +279,14 @@ class McpFederation:
         else:
             assert registration.url is not None
             await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
+        if not admin and registration.credential.type == "user_oauth":
+            # Every user is offered to connect their account at such a server:
+            # its authorization server is where the gateway sends them to log
+            # in, and where their tokens come from. Only an admin vouches for it.
+            raise RegistrationRefused(
+                f"a server whose users connect their own accounts (user_oauth) is "
+                f"registered by an admin ({ADMIN_SCOPE})"
+            )
         if not admin and registration.resource not in (None, registration.url):
             # The resource is the audience of tokens minted for the server; a
             # registrant choosing another target's audience would receive

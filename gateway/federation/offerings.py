@@ -38,7 +38,6 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 
 from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
-from adapters.mcp_http import Credential
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
@@ -263,6 +262,10 @@ class McpOfferings:
     def _sources(self, configs: list[McpServerConfig]) -> list[_Source]:
         sources = []
         for config in configs:  # registration order
+            if config.credential.get("type") == "user_oauth":
+                # Not offered yet: listing them needs a user's own account,
+                # and one user's listing is not another's (docs/connections.md).
+                continue
             live = self.federation.upstreams.get(config.id)
             if live is not None and live[0].ready:
                 sources.append(_Source(config, live[0], live[1]))
@@ -430,13 +433,8 @@ class McpOfferings:
         delegation core (`gateway.delegation.delegate`): always recorded."""
         timeout = source.config.timeout_seconds or self.federation.default_timeout_seconds
 
-        credential: Credential | None = None
-
-        async def credential_for_call() -> None:
-            nonlocal credential
-            credential = await source.credentials.for_call(permit)
-
         async def attempt() -> R:
+            credential = await source.credentials.for_call(permit)
             return await source.upstream.request(
                 send, credential=credential, timeout_seconds=timeout
             )
@@ -444,7 +442,6 @@ class McpOfferings:
         sending: Sending[R] = Sending(
             upstream=source.id,
             attempt=attempt,
-            before=credential_for_call,
             explain=functools.partial(explain_failure, source.id),
             recorded=_recorded,
             classify=classify_failure,

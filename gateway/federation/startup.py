@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.mcp import UpstreamTimings
+from adapters.mcp_http import NoCredential
 from gateway.connections.service import Connections
 from gateway.connections.vault import Vault
 from gateway.delegation.startup import DelegationCore, Job
@@ -55,11 +56,15 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
     )
     stack.push_async_callback(upstreams.aclose)  # after the reconciler task is cancelled
     # Connected accounts (`user_oauth` servers): their OAuth requests go
-    # through the same SSRF-checked client as the servers' token requests.
+    # through an SSRF-checked client of their own that never carries a
+    # call's credential. Authorization servers on plain http: --dev only.
+    oauth_http = upstreams.http(NoCredential())
+    stack.push_async_callback(oauth_http.aclose)
     connections = Connections(
         Vault(core.engine, settings.sealing_secret),
-        upstreams.token_http,
+        oauth_http,
         settings.effective_public_url,
+        allow_http=settings.dev,
     )
     upstreams.connections = connections
     upstreams.auto_approve_first_listing = settings.mcp_auto_approve_new_tools

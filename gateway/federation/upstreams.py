@@ -24,7 +24,7 @@ import httpx2
 import mcp_types as types
 
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
-from adapters.mcp_http import UpstreamAuth, checked_client
+from adapters.mcp_http import NoCredential, UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
 from gateway.connections.service import Connections
 from gateway.federation.credentials import UpstreamCredentials, build_credentials
@@ -111,7 +111,7 @@ class McpUpstreams:
         self.on_kept_out: KeptOut | None = None
         # Token requests (OAuth client credentials) share one checked client,
         # with no per-call credential on it.
-        self.token_http = self.http(None)
+        self.token_http = self.http(NoCredential())
         self.passthrough = (
             McpPassThrough(
                 policy,
@@ -198,7 +198,10 @@ class McpUpstreams:
                 protocol_version=connected.protocol_version if connected else None,
             )
 
-        self._trusted[server_id] = config.trusted_registrant
+        # Only a `user_oauth` server is listed after registration by design.
+        self._trusted[server_id] = (
+            config.trusted_registrant and config.credential.get("type") == "user_oauth"
+        )
         upstream = McpUpstream(
             spec_of(config),
             self.http,

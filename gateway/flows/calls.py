@@ -52,6 +52,7 @@ from google.protobuf.json_format import MessageToDict
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from adapters.usage import from_metadata
 from gateway.agents.admission import Admission, handler_context
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -452,6 +453,12 @@ class StepCall:
             ) from None
         except (ToolNotFound, ToolQuarantined) as exc:
             raise StepFailed(f"{name}: {exc}", final=True) from None
+        except ConnectionRequired as needed:
+            # Nothing was sent (the core refused before sending).
+            raise StepFailed(
+                f"{name}: {needed.reason}; the run's user connects at {needed.connect_url}",
+                final=True,
+            ) from None
         except (UpstreamUnavailable, UpstreamError) as exc:
             raise StepFailed(f"{name}: {exc}") from None
         if isinstance(result, types.InputRequiredResult):

@@ -91,24 +91,41 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
     raise exc
 
 
-def connection_required(
-    ctx: ServerRequestContext, needed: ConnectionRequired, name: str
-) -> types.CallToolResult:
-    """The caller's user has not connected their account at the tool's server.
+# A 2026-07-28 "connect first" question: its key in `input_requests`, and the
+# request state that marks the retry as the answer to it (not the upstream's).
+CONNECT_KEY = "switchboard-connect"
+CONNECT_STATE = "switchboard-connect:"
 
-    A client that takes URL-mode elicitations (2025-11-25 "Elicitation", URL
-    mode; declared as ``capabilities.elicitation.url``) gets the
-    -32042 URL-elicitation-required error pointing at the gateway's connect
-    page, and calls again after consent. Any other gets a tool error whose
-    text carries the URL, which the model can show its user (MCP tools,
-    "Tool Execution Errors"). Either way nothing was sent upstream."""
+
+def connection_required(
+    ctx: ServerRequestContext, needed: ConnectionRequired, name: str, *, modern: bool
+) -> types.CallToolResult | types.InputRequiredResult:
+    """The caller's user has not connected their account at the tool's server;
+    nothing was sent. Said the way the client can act on:
+
+    * a 2026-07-28 client that takes elicitations: an `input_required` result
+      whose one request is a URL elicitation of the connect page (multi
+      round-trip requests); its retry, after the user accepted, calls again;
+    * a 2025-11-25 client that takes URL-mode elicitations
+      (``capabilities.elicitation.url``): the -32042 URL-elicitation-required
+      error (2025-11-25 "Elicitation", URL mode; retired in 2026-07-28);
+    * any other: a tool error whose text carries the URL, which the model can
+      show its user (MCP tools, "Tool Execution Errors")."""
     capabilities = getattr(ctx.session, "client_capabilities", None)
     elicitation = capabilities.elicitation if capabilities is not None else None
     message = (
         f"{name} acts with your own account at {needed.upstream}: {needed.reason}. "
         f"Connect it at {needed.connect_url}, then try again."
     )
-    if elicitation is not None and elicitation.url is not None:
+    if modern and elicitation is not None:
+        question = types.ElicitRequest(
+            params=types.ElicitRequestURLParams(message=message, url=needed.connect_url)
+        )
+        return types.InputRequiredResult(
+            input_requests={CONNECT_KEY: question},
+            request_state=CONNECT_STATE + needed.upstream,
+        )
+    if not modern and elicitation is not None and elicitation.url is not None:
         raise UrlElicitationRequiredError(
             [
                 types.ElicitRequestURLParams(
@@ -119,12 +136,25 @@ def connection_required(
             ],
             message,
         )
+    return connect_refusal(needed, message)
+
+
+def connect_refusal(needed: ConnectionRequired, message: str) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=message)],
         is_error=True,
-        structured_content=None,
         _meta={"switchboard/connect_url": needed.connect_url},
     )
+
+
+def answers_connect(params: types.CallToolRequestParams) -> bool | None:
+    """None: not the retry of a "connect first" question; else whether the user
+    accepted it (connected, they say -- the call is tried again)."""
+    state = params.request_state
+    if state is None or not state.startswith(CONNECT_STATE):
+        return None
+    answer = (params.input_responses or {}).get(CONNECT_KEY)
+    return isinstance(answer, types.ElicitResult) and answer.action == "accept"
 
 
 def unavailable(outage: DependencyUnavailable) -> MCPError:

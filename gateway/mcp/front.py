@@ -76,7 +76,9 @@ from gateway.mcp.auth import MCP_PATH, McpAuth
 from gateway.mcp.errors import (
     TOO_MANY_ROUNDS,
     OutageBoundary,
+    answers_connect,
     caller_of,
+    connect_refusal,
     connection_required,
     mcp_error,
     trace_of,
@@ -366,6 +368,13 @@ class McpFront:
             )
 
         responses, state = params.input_responses, params.request_state
+        connect_answer = answers_connect(params)
+        if connect_answer is not None:
+            # The answer to our own "connect first" question: the call is made
+            # afresh -- the upstream never sees our question's state. Declined
+            # and still not connected: a tool error, not the question again.
+            responses, state = None, None
+        declined = connect_answer is False
         for _ in range(MAX_ROUNDS):
             try:
                 result = await self._federation().call_tool(
@@ -393,7 +402,9 @@ class McpFront:
                     ask=can_be_asked(ctx),
                 )
             except ConnectionRequired as needed:
-                return connection_required(ctx, needed, params.name)
+                if declined:
+                    return connect_refusal(needed, str(needed))
+                return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
             except (
                 ToolNotFound,
                 DelegationDenied,

@@ -381,7 +381,10 @@ console_sessions = Table(
 # own); nothing here is ever shown or logged. `version` changes on every
 # refresh: a replica refreshing writes only over the version it read, so
 # one refresh wins and a rotated refresh token is never overwritten by an
-# older one (RFC 9700 §4.14.2, refresh token rotation).
+# older one (RFC 9700 §4.14.2, refresh token rotation). `upstream` references
+# `mcp_servers.id` ON DELETE CASCADE (in the migration: that table is the
+# registry's metadata): a server removed takes its users' tokens with it, and
+# an id registered again never finds a former server's.
 upstream_connections = Table(
     "upstream_connections",
     metadata,

@@ -11,6 +11,7 @@ the vendor; a callback is accepted only in the session that started it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import mcp_types as types
 import pytest
+from mcp import UrlElicitationRequiredError
 
 from gateway.cli import main
 from policies.scopes import ADMIN_SCOPE
@@ -73,12 +75,12 @@ def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: st
     authorize = started.headers["location"]
     asked = parse_qs(urlparse(authorize).query)
     assert asked["code_challenge_method"] == ["S256"]
-    assert asked["redirect_uri"] == [gateway.url + "/ui/connections/callback"]
+    assert asked["redirect_uri"] == [gateway.url + "/ui/connections/notes/callback"]
     assert asked["resource"] == [vendor.mcp_url]
     at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
     assert at_vendor.status_code in (302, 303), at_vendor.text
     back = at_vendor.headers["location"]
-    assert back.startswith(gateway.url + "/ui/connections/callback?")
+    assert back.startswith(gateway.url + "/ui/connections/notes/callback?")
     done = console.get(back.removeprefix(gateway.url))
     assert done.status_code == 303, done.text
     return str(done.headers["location"])
@@ -230,3 +232,102 @@ def test_an_authorization_server_without_pkce_is_refused(gateway: Gateway) -> No
         assert refused.status_code == 502
         assert "PKCE" in refused.text
         assert no_pkce.authorize_requests == []
+
+
+def register_notes(gateway: Gateway, vendor: Vendor) -> None:
+    with gateway.client() as admin:
+        registered = admin.post(
+            "/mcp-servers",
+            json={"name": "notes", "url": vendor.mcp_url, "credential": {"type": "user_oauth"}},
+        )
+    assert registered.status_code == 201, registered.text
+    with browser(gateway, "admin", ADMIN_SCOPE) as admin_console:
+        connect(gateway, vendor, admin_console, "admin@vendor")
+    wait_for_tools(gateway, "notes")
+
+
+class Connecting:
+    """An MCP client's elicitation handler that, asked to open the connect
+    page, connects the user's account there (as their browser would) and
+    accepts; it keeps what it was asked."""
+
+    def __init__(self, gateway: Gateway, vendor: Vendor, user: str) -> None:
+        self.gateway, self.vendor, self.user = gateway, vendor, user
+        self.asked: list[types.ElicitRequestParams] = []
+
+    def _connect(self) -> None:
+        with browser(self.gateway, self.user) as console:
+            connect(self.gateway, self.vendor, console, f"{self.user}@vendor")
+
+    async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.asked.append(params)
+        assert isinstance(params, types.ElicitRequestURLParams)
+        assert params.url == self.gateway.url + "/ui/connections/notes/connect"
+        # The gateway's page is served on the loop this handler runs on.
+        await asyncio.to_thread(self._connect)
+        return types.ElicitResult(action="accept")
+
+
+def test_a_2026_client_is_asked_to_connect_and_the_call_completes(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    register_notes(gateway, vendor)
+    asker = Connecting(gateway, vendor, "carol")
+
+    async def run() -> types.CallToolResult:
+        async with mcp_client(
+            gateway.url + "/mcp",
+            gateway.token("carol"),
+            "2026-07-28",
+            elicitation_callback=asker,
+        ) as client:
+            return await client.call_tool("notes__whoami", {})
+
+    result = gateway.server.run(run())
+    assert len(asker.asked) == 1
+    assert not result.is_error, text_of(result)
+    assert json.loads(text_of(result))["subject"] == "carol@vendor"
+    # One call reached the vendor: the one after consent, with Carol's token.
+    assert [c["tool"] for c in vendor.calls if c["subject"] == "carol@vendor"] == ["whoami"]
+
+
+def test_a_2025_client_gets_the_url_elicitation_error(gateway: Gateway, vendor: Vendor) -> None:
+    register_notes(gateway, vendor)
+    asker = Connecting(gateway, vendor, "dave")
+
+    async def run() -> None:
+        async with mcp_client(
+            gateway.url + "/mcp", gateway.token("dave"), "legacy", elicitation_callback=asker
+        ) as client:
+            with pytest.raises(UrlElicitationRequiredError) as raised:
+                await client.call_tool("notes__whoami", {})
+            [asked] = raised.value.elicitations
+            assert asked.url == gateway.url + "/ui/connections/notes/connect"
+            await asyncio.to_thread(asker._connect)
+            again = await client.call_tool("notes__whoami", {})
+            assert json.loads(text_of(again))["subject"] == "dave@vendor"
+
+    gateway.server.run(run())
+
+
+def test_only_an_admin_registers_a_user_oauth_server(gateway: Gateway, vendor: Vendor) -> None:
+    with gateway.client(gateway.token("mallory")) as mallory:
+        refused = mallory.post(
+            "/mcp-servers",
+            json={"name": "notes", "url": vendor.mcp_url, "credential": {"type": "user_oauth"}},
+        )
+    assert refused.status_code == 422, refused.text
+    assert "admin" in refused.json()["detail"]
+    with gateway.client() as admin:
+        assert admin.get("/mcp-servers/notes").status_code == 404
+
+
+def test_removing_the_server_removes_and_revokes_its_connections(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    register_notes(gateway, vendor)
+    with gateway.client() as admin:
+        assert admin.get("/connections", params={"all": "true"}).json()["items"]
+        assert admin.delete("/mcp-servers/notes").status_code == 204
+        assert admin.get("/connections", params={"all": "true"}).json()["items"] == []
+    assert vendor.revoked, "the removed server's connections are revoked at its AS"

@@ -21,7 +21,12 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("issuer", sa.Text, nullable=False),
-        sa.Column("upstream", sa.String(64), nullable=False),
+        sa.Column(
+            "upstream",
+            sa.String(64),
+            sa.ForeignKey("mcp_servers.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("tokens", sa.Text, nullable=False),
         sa.Column("scope", sa.Text, nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
@@ -43,7 +48,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "upstream_clients",
-        sa.Column("upstream", sa.String(64), primary_key=True),
+        sa.Column(
+            "upstream",
+            sa.String(64),
+            sa.ForeignKey("mcp_servers.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("authorization_server", sa.Text, nullable=False),
         sa.Column("client", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import mcp_types as types
 import pytest
-from mcp import UrlElicitationRequiredError
+from mcp import MCPError, UrlElicitationRequiredError
+from mcp_types import URL_ELICITATION_REQUIRED
 
 from gateway.cli import main
 from policies.scopes import ADMIN_SCOPE
@@ -273,11 +274,12 @@ def test_a_2026_client_is_asked_to_connect_and_the_call_completes(
 ) -> None:
     register_notes(gateway, vendor)
     asker = Connecting(gateway, vendor, "carol")
+    token = gateway.token("carol")
 
     async def run() -> types.CallToolResult:
         async with mcp_client(
             gateway.url + "/mcp",
-            gateway.token("carol"),
+            token,
             "2026-07-28",
             elicitation_callback=asker,
         ) as client:
@@ -294,14 +296,16 @@ def test_a_2026_client_is_asked_to_connect_and_the_call_completes(
 def test_a_2025_client_gets_the_url_elicitation_error(gateway: Gateway, vendor: Vendor) -> None:
     register_notes(gateway, vendor)
     asker = Connecting(gateway, vendor, "dave")
+    token = gateway.token("dave")
 
     async def run() -> None:
         async with mcp_client(
-            gateway.url + "/mcp", gateway.token("dave"), "legacy", elicitation_callback=asker
+            gateway.url + "/mcp", token, "legacy", elicitation_callback=asker
         ) as client:
-            with pytest.raises(UrlElicitationRequiredError) as raised:
+            with pytest.raises(MCPError) as raised:
                 await client.call_tool("notes__whoami", {})
-            [asked] = raised.value.elicitations
+            assert raised.value.error.code == URL_ELICITATION_REQUIRED
+            [asked] = UrlElicitationRequiredError.from_error(raised.value.error).elicitations
             assert asked.url == gateway.url + "/ui/connections/notes/connect"
             await asyncio.to_thread(asker._connect)
             again = await client.call_tool("notes__whoami", {})
@@ -311,13 +315,13 @@ def test_a_2025_client_gets_the_url_elicitation_error(gateway: Gateway, vendor: 
 
 
 def test_only_an_admin_registers_a_user_oauth_server(gateway: Gateway, vendor: Vendor) -> None:
-    with gateway.client(gateway.token("mallory")) as mallory:
+    with gateway.client(gateway.token("mallory", "switchboard:mcp-register")) as mallory:
         refused = mallory.post(
             "/mcp-servers",
             json={"name": "notes", "url": vendor.mcp_url, "credential": {"type": "user_oauth"}},
         )
-    assert refused.status_code == 422, refused.text
-    assert "admin" in refused.json()["detail"]
+    assert refused.status_code == 403, refused.text
+    assert "user_oauth" in refused.json()["detail"]
     with gateway.client() as admin:
         assert admin.get("/mcp-servers/notes").status_code == 404
 

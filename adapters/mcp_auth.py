@@ -37,6 +37,7 @@ class ClientCredentialsToken:
         client_secret: str,
         scope: str | None = None,
         resource: str | None = None,
+        audience: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -45,6 +46,7 @@ class ClientCredentialsToken:
         self._client_secret = client_secret
         self._scope = scope
         self._resource = resource
+        self._audience = audience
         self._clock = clock
         self._cached: tuple[float, Credential] | None = None
         self._lock = asyncio.Lock()
@@ -68,6 +70,8 @@ class ClientCredentialsToken:
             form["scope"] = self._scope
         if self._resource:
             form["resource"] = self._resource
+        if self._audience:  # as identity providers name the target (RFC 8693 §2.1)
+            form["audience"] = self._audience
         # §2.3.1: the id and secret are form-urlencoded before Basic encoding.
         basic = httpx2.BasicAuth(
             quote(self._client_id, safe=""), quote(self._client_secret, safe="")

@@ -141,12 +141,57 @@ class UserOAuth(BaseModel):
         return self
 
 
+class IdpTokenExchange(BaseModel):
+    """On behalf of the user at the company's identity provider: the user's own
+    token from that provider (the one the call came in with) is exchanged
+    there for a token for this server -- RFC 8693 token exchange, or the
+    ``jwt-bearer`` on-behalf-of grant some providers use instead (Microsoft
+    Entra ID). The user's token goes only to their provider, never upstream;
+    only tokens that provider issued are exchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["idp_token_exchange"]
+    issuer: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="the identity provider's issuer: only its users' tokens are exchanged",
+    )
+    token_url: HttpUrlText
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: SecretStr = Field(description="stored sealed, never shown")
+    grant: Literal["token_exchange", "jwt_bearer"] = Field(
+        default="token_exchange",
+        description="token_exchange: RFC 8693; jwt_bearer: the on-behalf-of flow "
+        "(RFC 7523 assertion, requested_token_use=on_behalf_of)",
+    )
+    audience: str | None = Field(default=None, max_length=2048, description="RFC 8693 audience")
+    resource: str | None = Field(default=None, max_length=2048, description="RFC 8707 resource")
+    scope: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not 0 < len(value.get_secret_value()) <= 4096:
+            raise ValueError("client_secret must be 1-4096 characters")
+        return value
+
+
 CredentialSpec = Annotated[
-    NoCredential | StaticHeader | OAuthClientCredentials | GatewayToken | UserOAuth,
+    NoCredential
+    | StaticHeader
+    | OAuthClientCredentials
+    | GatewayToken
+    | UserOAuth
+    | IdpTokenExchange,
     Field(discriminator="type"),
 ]
 CredentialType = Literal[
-    "none", "static_header", "oauth_client_credentials", "token_exchange", "user_oauth"
+    "none",
+    "static_header",
+    "oauth_client_credentials",
+    "token_exchange",
+    "user_oauth",
+    "idp_token_exchange",
 ]
 
 
@@ -200,6 +245,9 @@ class CredentialInfo(BaseModel):
 
     type: CredentialType
     header: str | None = None
+    issuer: str | None = None
+    grant: str | None = None
+    audience: str | None = None
     token_url: str | None = None
     client_id: str | None = None
     scope: str | None = None

@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 
-class ConnectionRequired(Exception):
+class UserCredentialUnavailable(Exception):
+    """The call must carry the user's own credential at ``upstream`` and there
+    is none to carry. Nothing was sent: no other credential stands in for
+    theirs. ``outcome`` is the audit record's."""
+
+    outcome = "user_credential_unavailable"
+
+    def __init__(self, upstream: str, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"{upstream}: {reason}")
+        self.upstream = upstream
+        self.reason = reason
+
+
+class ConnectionRequired(UserCredentialUnavailable):
     """The user has not connected their account at this upstream (or the
-    connection stopped working: revoked there, refresh refused). Nothing was
-    sent: no other credential stands in for theirs. ``connect_url`` is the
-    gateway page where they give their consent."""
+    connection stopped working: revoked there, refresh refused).
+    ``connect_url`` is the gateway page where they give their consent."""
+
+    outcome = "connection_required"
 
     def __init__(self, upstream: str, connect_url: str, reason: str) -> None:
-        super().__init__(f"{upstream}: {reason}; connect your account at {connect_url}")
-        self.upstream = upstream
+        super().__init__(
+            upstream, reason, f"{upstream}: {reason}; connect your account at {connect_url}"
+        )
         self.connect_url = connect_url
-        self.reason = reason
+
+
+class OnBehalfUnavailable(UserCredentialUnavailable):
+    """No token for the user could be had from their identity provider: the
+    call carries none of theirs (a flow step, a deferred call, a hop through
+    an agent), it is another provider's, or the provider refused the exchange."""
+
+    outcome = "on_behalf_refused"
 
 
 class ConnectFailed(Exception):

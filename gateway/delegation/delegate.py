@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from gateway.connections.errors import ConnectionRequired
+from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.handoffs import Resilience
@@ -85,10 +85,10 @@ class Sending(Generic[T]):
     explain: Callable[[BaseException], Explained]
     idempotent: bool = False
     # Before the first attempt: getting the credential the call goes with (the
-    # user's own token from their connected account). `ConnectionRequired`
-    # here is the call's refusal -- recorded, neither retried nor held
-    # against the upstream's breaker, raised as it is for the door to say in
-    # its protocol; nothing is sent.
+    # user's own token from their connected account, or from their identity
+    # provider). `UserCredentialUnavailable` here is the call's refusal --
+    # recorded, neither retried nor held against the upstream's breaker,
+    # raised as it is for the door to say in its protocol; nothing is sent.
     before: Callable[[], Awaitable[None]] | None = None
     # Taking the answer in (recording the task it names): after the send,
     # before the record; a failure here is the call's, recorded, but neither
@@ -168,8 +168,8 @@ class Delegate:
             except asyncio.CancelledError:
                 await asyncio.shield(self.record(permit, event, *CANCELLED, sending.note))
                 raise
-            except ConnectionRequired as needed:
-                await self.record(permit, event, "connection_required", needed.reason)
+            except UserCredentialUnavailable as missing:
+                await self.record(permit, event, missing.outcome, missing.reason)
                 raise
             except Exception as exc:
                 explained = sending.explain(exc)

@@ -11,6 +11,10 @@ Never the caller's token. Per server, one of:
   policy granted): the same token `Delegations.admit_target()` minted. For
   the gateway's own requests (discovery, probes) it mints one for itself
   (sub = ``switchboard``, no scopes);
+* ``idp_token_exchange`` -- the user's own token from the company's
+  identity provider, exchanged there for one for this server
+  (`gateway.connections.on_behalf`); the gateway's own requests carry its
+  client-credentials token from the same provider, for the same audience;
 * ``user_oauth`` -- each user's own token at the server's authorization
   server, from their connected account (`gateway.connections`). A user who
   has not connected gets `ConnectionRequired`, never anyone else's token.
@@ -29,12 +33,14 @@ import httpx2
 
 from adapters.mcp_auth import ClientCredentialsToken
 from adapters.mcp_http import Credential
+from gateway.connections.on_behalf import OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections, Upstream
 from gateway.delegation.pipeline import Permit
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.keys import open_secret, seal_secret
 from registry.mcp_models import (
     CredentialSpec,
+    IdpTokenExchange,
     OAuthClientCredentials,
     StaticHeader,
     UserOAuth,
@@ -52,6 +58,9 @@ def stored_form(spec: CredentialSpec, secret: str | None) -> tuple[dict[str, Any
             spec.value.get_secret_value(), secret, SEAL_PURPOSE
         )
     if isinstance(spec, OAuthClientCredentials):
+        shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
+        return shown, seal_secret(spec.client_secret.get_secret_value(), secret, SEAL_PURPOSE)
+    if isinstance(spec, IdpTokenExchange):
         shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
         return shown, seal_secret(spec.client_secret.get_secret_value(), secret, SEAL_PURPOSE)
     if isinstance(spec, UserOAuth):
@@ -82,13 +91,20 @@ class UpstreamCredentials:
     mint: Callable[[MintRequest], Any] | None = None
     resource: str = ""
     connections: Connections | None = None
+    on_behalf: OnBehalf | None = None
     upstream: Upstream | None = None
     registrant: tuple[str, str] | None = None  # (subject, issuer)
 
     @property
     def per_caller(self) -> bool:
         """Each call carries its own user's credential (no shared session)."""
-        return self.kind in ("token_exchange", "user_oauth")
+        return self.kind in ("token_exchange", "user_oauth", "idp_token_exchange")
+
+    @property
+    def users_own(self) -> bool:
+        """The call carries a credential of the user's own from elsewhere,
+        which may be missing (`UserCredentialUnavailable`)."""
+        return self.kind in ("user_oauth", "idp_token_exchange")
 
     async def _connected(self, subject: str, issuer: str) -> Credential:
         assert self.connections is not None
@@ -118,10 +134,15 @@ class UpstreamCredentials:
             return Credential("Authorization", f"Bearer {minted.token}")
         return self.static
 
-    async def for_call(self, permit: Permit) -> Credential | None:
-        """For one call on a user's behalf."""
+    async def for_call(self, permit: Permit, user_token: str | None = None) -> Credential | None:
+        """For one call on a user's behalf (``user_token``: the bearer token
+        their call came in with, for an exchange at their identity provider)."""
         if self.kind == "token_exchange":
             return Credential("Authorization", f"Bearer {permit.token.token}")
+        if self.kind == "idp_token_exchange":
+            assert self.on_behalf is not None
+            token = await self.on_behalf.token_for(user_token, permit.caller.issuer)
+            return Credential("Authorization", f"Bearer {token}")
         if self.kind == "user_oauth":
             # The user on whose behalf the call is made, as their identity
             # provider named them (`Caller`: subject and issuer).
@@ -135,19 +156,22 @@ class CallCredential:
     neither retried nor held against the breaker); any other kind is got per
     attempt, as it always was (a token endpoint's failure is the attempt's)."""
 
-    def __init__(self, credentials: UpstreamCredentials, permit: Permit) -> None:
+    def __init__(
+        self, credentials: UpstreamCredentials, permit: Permit, user_token: str | None = None
+    ) -> None:
         self._credentials = credentials
         self._permit = permit
+        self._user_token = user_token
         self._held: Credential | None = None
 
     async def check(self) -> None:
-        if self._credentials.kind == "user_oauth":
-            self._held = await self._credentials.for_call(self._permit)
+        if self._credentials.users_own:
+            self._held = await self._credentials.for_call(self._permit, self._user_token)
 
     async def get(self) -> Credential | None:
         if self._held is not None:
             return self._held
-        return await self._credentials.for_call(self._permit)
+        return await self._credentials.for_call(self._permit, self._user_token)
 
 
 def build_credentials(
@@ -182,6 +206,33 @@ def build_credentials(
         )
     if kind == "token_exchange":
         return UpstreamCredentials(kind, mint=minter.mint, resource=config.resource)
+    if kind == "idp_token_exchange" and opened is not None:
+        on_behalf = OnBehalfConfig(
+            upstream=config.id,
+            issuer=str(stored["issuer"]),
+            token_url=str(stored["token_url"]),
+            client_id=str(stored["client_id"]),
+            client_secret=opened,
+            grant=str(stored.get("grant", "token_exchange")),
+            audience=stored.get("audience"),
+            resource=stored.get("resource"),
+            scope=stored.get("scope"),
+        )
+        return UpstreamCredentials(
+            kind,
+            on_behalf=OnBehalf(token_http, on_behalf),
+            # The gateway's own requests: its own token from the same provider,
+            # for the same audience (RFC 6749 §4.4).
+            oauth=ClientCredentialsToken(
+                token_http,
+                token_url=on_behalf.token_url,
+                client_id=on_behalf.client_id,
+                client_secret=opened,
+                scope=on_behalf.scope,
+                resource=on_behalf.resource,
+                audience=on_behalf.audience,
+            ),
+        )
     if kind == "user_oauth" and connections is not None and config.url is not None:
         registrant = stored.get("registrant")
         return UpstreamCredentials(

@@ -179,10 +179,13 @@ class McpFederation:
         approved: bool = False,
         relay: CallRelay | None = None,
         legacy: bool = False,
+        user_token: str | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call a federated tool on ``caller``'s behalf (``approved``: an admin
         approved this very call, `gateway.mcp.approvals`; ``relay`` and
-        ``legacy``: `McpUpstream.call_tool`).
+        ``legacy``: `McpUpstream.call_tool`; ``user_token``: the bearer token
+        the caller's request came with, for a server that exchanges it at
+        the user's identity provider -- it goes nowhere else).
 
         Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
         policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
@@ -222,7 +225,7 @@ class McpFederation:
         await upstream.wait_ready(self._settings.connect_timeout_seconds)
         timeout = server.timeout_seconds or self._settings.default_timeout_seconds
 
-        credential = CallCredential(credentials, permit)
+        credential = CallCredential(credentials, permit, user_token)
 
         async def call() -> types.CallToolResult | types.InputRequiredResult:
             return await upstream.call_tool(
@@ -279,13 +282,14 @@ class McpFederation:
         else:
             assert registration.url is not None
             await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
-        if not admin and registration.credential.type == "user_oauth":
-            # Every user is offered to connect their account at such a server:
-            # its authorization server is where the gateway sends them to log
-            # in, and where their tokens come from. Only an admin vouches for it.
+        if not admin and registration.credential.type in ("user_oauth", "idp_token_exchange"):
+            # Users' own credentials go with such a server's calls: user_oauth
+            # sends every user to its authorization server to log in;
+            # idp_token_exchange sends their identity provider's tokens to the
+            # token endpoint it names. Only an admin vouches for either.
             raise RegistrationRefused(
-                f"a server whose users connect their own accounts (user_oauth) is "
-                f"registered by an admin ({ADMIN_SCOPE})"
+                f"a server that acts with users' own credentials "
+                f"({registration.credential.type}) is registered by an admin ({ADMIN_SCOPE})"
             )
         if not admin and registration.resource not in (None, registration.url):
             # The resource is the audience of tokens minted for the server; a

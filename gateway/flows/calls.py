@@ -52,7 +52,7 @@ from google.protobuf.json_format import MessageToDict
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from adapters.usage import from_metadata
 from gateway.agents.admission import Admission, handler_context
-from gateway.connections.errors import ConnectionRequired
+from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -459,6 +459,8 @@ class StepCall:
                 f"{name}: {needed.reason}; the run's user connects at {needed.connect_url}",
                 final=True,
             ) from None
+        except UserCredentialUnavailable as missing:
+            raise StepFailed(f"{name}: {missing.reason}", final=True) from None
         except (UpstreamUnavailable, UpstreamError) as exc:
             raise StepFailed(f"{name}: {exc}") from None
         if isinstance(result, types.InputRequiredResult):

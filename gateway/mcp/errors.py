@@ -19,7 +19,7 @@ from mcp.server.context import CallNext, HandlerResult
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
 from gateway.agents.outages import DependencyUnavailableError
-from gateway.connections.errors import ConnectionRequired
+from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -145,6 +145,24 @@ def connect_refusal(needed: ConnectionRequired, message: str) -> types.CallToolR
         is_error=True,
         _meta={"switchboard/connect_url": needed.connect_url},
     )
+
+
+def credential_refusal(missing: UserCredentialUnavailable, name: str) -> types.CallToolResult:
+    """No credential of the user's own for the tool's server (not one they can
+    connect here: their identity provider's, say). A tool error, so the model
+    can tell its user; nothing was sent."""
+    text = f"{name} acts with your own credential at {missing.upstream}: {missing.reason}"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+def user_token_of(ctx: ServerRequestContext) -> str | None:
+    """The bearer token the HTTP request carrying this message came with (as
+    `McpAuth` verified it), for an exchange at the user's identity provider;
+    None over stdio. Never sent upstream."""
+    request = ctx.request
+    user = getattr(request, "scope", {}).get("user") if request is not None else None
+    token = getattr(getattr(user, "access_token", None), "token", None)
+    return token if isinstance(token, str) else None
 
 
 def answers_connect(params: types.CallToolRequestParams) -> bool | None:

@@ -55,7 +55,7 @@ from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.agents.outages import DependencyUnavailableError
-from gateway.connections.errors import ConnectionRequired
+from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.approvals import Approval
 from gateway.delegation.audit import outage_event
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
@@ -80,13 +80,21 @@ from gateway.mcp.errors import (
     caller_of,
     connect_refusal,
     connection_required,
+    credential_refusal,
     mcp_error,
     trace_of,
+    user_token_of,
 )
 from gateway.mcp.events import MemoryEventStore, SessionBinding
 from gateway.mcp.fastpath import McpFastPath, sdk_matches
 from gateway.mcp.front_offerings import OfferingHandlers
-from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
+from gateway.mcp.input_relay import (
+    MAX_ROUNDS,
+    ProgressRelay,
+    ask_legacy_client,
+    can_be_asked,
+    is_modern,
+)
 from gateway.mcp.namespace import Listing, NameContested, ToolNamespace
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
@@ -118,26 +126,6 @@ class _GatewayServer(Server[Any]):
             experimental_capabilities,
             extensions,
         )
-
-
-class _ProgressRelay:
-    """The upstream's progress, reported against the caller's own progressToken
-    (a no-op when the caller sent none)."""
-
-    def __init__(self, ctx: ServerRequestContext) -> None:
-        self._ctx = ctx
-
-    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
-        await self._ctx.session.report_progress(progress, total, message)
-
-
-def can_be_asked(ctx: ServerRequestContext) -> bool:
-    """A 2026-07-28 client that declared elicitation: one we may answer with an
-    `input_required` result that asks its user a question."""
-    if not is_modern(ctx):
-        return False
-    capabilities = getattr(ctx.session, "client_capabilities", None)
-    return capabilities is not None and capabilities.elicitation is not None
 
 
 class McpFront:
@@ -345,7 +333,7 @@ class McpFront:
         approved: bool = False,
         expected: tuple[str, str | None] | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        progress = _ProgressRelay(ctx)
+        progress = ProgressRelay(ctx)
         try:
             target = await self.namespace.resolve(params.name)
         except NameContested as exc:
@@ -388,6 +376,7 @@ class McpFront:
                     approved=approved,
                     relay=DownstreamRelay(ctx, self.offerings.log_level),
                     legacy=not is_modern(ctx),
+                    user_token=user_token_of(ctx),
                 )
             except ApprovalRequired as pending:
                 if self.approvals is None:
@@ -405,6 +394,8 @@ class McpFront:
                 if declined:
                     return connect_refusal(needed, str(needed))
                 return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
+            except UserCredentialUnavailable as missing:
+                return credential_refusal(missing, params.name)
             except (
                 ToolNotFound,
                 DelegationDenied,
@@ -427,7 +418,7 @@ class McpFront:
         params: types.CallToolRequestParams,
         caller: Caller,
         trace_id: str,
-        progress: _ProgressRelay,
+        progress: ProgressRelay,
         approved: bool,
         *,
         ask: bool = False,

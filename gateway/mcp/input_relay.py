@@ -76,3 +76,23 @@ async def ask_legacy_client(
 ) -> types.InputResponses:
     """Put each input request to a 2025-11-25 client and collect its answers."""
     return {key: await put_to_caller(ctx, request) for key, request in requests.items()}
+
+
+class ProgressRelay:
+    """The upstream's progress, reported against the caller's own progressToken
+    (a no-op when the caller sent none)."""
+
+    def __init__(self, ctx: ServerRequestContext) -> None:
+        self._ctx = ctx
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        await self._ctx.session.report_progress(progress, total, message)
+
+
+def can_be_asked(ctx: ServerRequestContext) -> bool:
+    """A 2026-07-28 client that declared elicitation: one we may answer with an
+    `input_required` result that asks its user a question."""
+    if not is_modern(ctx):
+        return False
+    capabilities = getattr(ctx.session, "client_capabilities", None)
+    return capabilities is not None and capabilities.elicitation is not None

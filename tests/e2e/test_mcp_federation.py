@@ -166,6 +166,9 @@ def test_register_list_show_call_and_remove(federation: Federation) -> None:
     assert record["credential"] == {
         "type": "static_header",
         "header": "X-Api-Key",
+        "issuer": None,
+        "grant": None,
+        "audience": None,
         "token_url": None,
         "client_id": None,
         "scope": None,

@@ -1,0 +1,167 @@
+"""On behalf of the user at the company's identity provider (`idp_token_exchange`).
+
+Where an upstream trusts the company's identity provider, not the gateway,
+the user's own token from that provider -- the bearer token their call came
+in with -- is exchanged at that provider for a token for the upstream:
+
+* RFC 8693 token exchange (``grant_type`` ``...:token-exchange``, the user's
+  token as ``subject_token``, ``audience`` / ``resource`` / ``scope`` naming
+  the upstream);
+* or the on-behalf-of flow some providers use instead (Microsoft Entra ID:
+  RFC 7523 ``jwt-bearer`` with the token as ``assertion`` and
+  ``requested_token_use=on_behalf_of``).
+
+The gateway authenticates as its client at the provider (HTTP Basic, RFC 6749
+§2.3.1). The user's token goes only to the provider that issued it -- a token
+from any other issuer is refused before anything is sent -- and never
+upstream. Exchanged tokens are kept in memory per user token until shortly
+before they expire, never stored. A call that carries no token of the user's
+(a flow step, a deferred or approved call, a hop through an agent) cannot be
+made this way, and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from gateway.connections.errors import OnBehalfUnavailable
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+_EARLY_SECONDS = 30
+_DEFAULT_LIFETIME = 300
+_MAX_CACHED = 10_000
+
+
+@dataclass(frozen=True)
+class OnBehalfConfig:
+    upstream: str
+    issuer: str
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    grant: str = "token_exchange"
+    audience: str | None = None
+    resource: str | None = None
+    scope: str | None = None
+
+
+class OnBehalf:
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        config: OnBehalfConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self.config = config
+        self._clock = clock
+        # sha256(user token) -> (usable until, exchanged token): the user's
+        # token itself is not kept.
+        self._cache: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _refused(self, reason: str) -> OnBehalfUnavailable:
+        return OnBehalfUnavailable(self.config.upstream, reason)
+
+    async def token_for(self, user_token: str | None, user_issuer: str) -> str:
+        if user_issuer != self.config.issuer:
+            raise self._refused(
+                f"it acts with your own token from {self.config.issuer}, and your identity "
+                f"is from {user_issuer}"
+            )
+        if not user_token:
+            raise self._refused(
+                "it acts with your own token from your identity provider, which only a "
+                "call you make yourself carries (not a flow step, a held or deferred call, "
+                "nor a hop through an agent)"
+            )
+        key = hashlib.sha256(user_token.encode()).hexdigest()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                cached = self._cache.get(key)
+                if cached is not None and cached[0] > self._clock():
+                    return cached[1]
+                token, lifetime = await self._exchange(user_token)
+                self._cache[key] = (self._clock() + max(lifetime - _EARLY_SECONDS, 1), token)
+                self._cache.move_to_end(key)
+                while len(self._cache) > _MAX_CACHED:
+                    self._cache.popitem(last=False)
+                return token
+        finally:
+            self._locks.pop(key, None)
+
+    def _form(self, user_token: str) -> dict[str, str]:
+        config = self.config
+        if config.grant == "jwt_bearer":
+            form = {
+                "grant_type": JWT_BEARER,
+                "assertion": user_token,
+                "requested_token_use": "on_behalf_of",
+            }
+        else:
+            form = {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": user_token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "requested_token_type": ACCESS_TOKEN_TYPE,
+            }
+        for name, value in (
+            ("audience", config.audience),
+            ("resource", config.resource),
+            ("scope", config.scope),
+        ):
+            if value:
+                form[name] = value
+        return form
+
+    async def _exchange(self, user_token: str) -> tuple[str, float]:
+        config = self.config
+        basic = httpx2.BasicAuth(
+            quote(config.client_id, safe=""), quote(config.client_secret, safe="")
+        )
+        try:
+            response = await self._http.post(
+                config.token_url,
+                data=self._form(user_token),
+                auth=basic,
+                headers={"Accept": "application/json"},
+            )
+            body: Any = response.json() if response.content else {}
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise self._refused(
+                f"the identity provider cannot be reached: {type(exc).__name__}"
+            ) from None
+        if response.status_code != 200 or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else None
+            said = f" ({error[:64]})" if isinstance(error, str) and error.isprintable() else ""
+            raise self._refused(
+                f"the identity provider refused the exchange: HTTP {response.status_code}{said}"
+            )
+        token = body.get("access_token")
+        token_type = str(body.get("token_type", "Bearer")).lower()
+        if (
+            not isinstance(token, str)
+            or not token
+            or token_type != "bearer"  # noqa: S105 - a token type's name
+            or any(ord(c) < 0x21 or ord(c) > 0x7E for c in token)
+        ):
+            raise self._refused("the identity provider sent no usable bearer token")
+        lifetime = body.get("expires_in", _DEFAULT_LIFETIME)
+        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+            lifetime = _DEFAULT_LIFETIME
+        return token, float(lifetime)

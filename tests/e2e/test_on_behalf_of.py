@@ -1,0 +1,170 @@
+"""On behalf of the user at the company's identity provider (`idp_token_exchange`),
+end to end: a provider serving RFC 8693 token exchange and the `jwt-bearer`
+on-behalf-of grant over HTTP (`tests.support.enterprise_idp`), an MCP server
+(the official SDK's) that trusts only that provider, a real gateway that
+trusts the provider's users, and the official MCP client on `/mcp`.
+
+What must hold: each user's call reaches the server with a token the
+provider issued *for that user*; the user's own token goes to the provider
+only, never upstream; a user of another identity provider, and a call that
+carries no token of the user's (a flow step), are refused with nothing sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+
+from gateway.connections.errors import OnBehalfUnavailable
+from gateway.delegation.permits import Caller
+from gateway.settings import Settings
+from tests.support.enterprise_idp import CLIENT, JWT_BEARER, TOKEN_EXCHANGE, EnterpriseIdp
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.mcp_clients import mcp_client
+
+POLICY = "agents: {}\n"
+
+
+@pytest.fixture
+def idp() -> Iterator[EnterpriseIdp]:
+    with EnterpriseIdp() as running:
+        yield running
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, database_url: str | None, idp: EnterpriseIdp) -> Iterator[Gateway]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    running = start_gateway(
+        tmp_path / "data",
+        database_url,
+        mcp_reconcile_seconds=0.5,
+        policy_file=policy,
+        trusted_issuers=[{"issuer": idp.url, "jwks_url": idp.url + "/jwks"}],
+    )
+    try:
+        yield running
+    finally:
+        running.server.stop()
+
+
+def register(gateway: Gateway, idp: EnterpriseIdp, grant: str) -> dict[str, Any]:
+    with gateway.client() as admin:
+        registered = admin.post(
+            "/mcp-servers",
+            json={
+                "name": "company",
+                "url": idp.mcp_url,
+                "credential": {
+                    "type": "idp_token_exchange",
+                    "issuer": idp.url,
+                    "token_url": idp.url + "/token",
+                    "client_id": CLIENT[0],
+                    "client_secret": CLIENT[1],
+                    "audience": idp.mcp_url,
+                    "grant": grant,
+                },
+            },
+        )
+    assert registered.status_code == 201, registered.text
+    record = dict(registered.json())
+    assert "client_secret" not in json.dumps(record)
+    return record
+
+
+def mcp_audience(settings: Settings) -> str:
+    return settings.effective_resource_id + "/mcp"
+
+
+def call(gateway: Gateway, token: str) -> types.CallToolResult:
+    async def run() -> types.CallToolResult:
+        async with mcp_client(gateway.url + "/mcp", token, "2026-07-28") as client:
+            return await client.call_tool("company__whoami", {})
+
+    return gateway.server.run(run())  # type: ignore[no-any-return]
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+@pytest.mark.parametrize("grant", ["token_exchange", "jwt_bearer"])
+def test_each_call_carries_the_users_own_token_from_their_idp(
+    gateway: Gateway, idp: EnterpriseIdp, grant: str
+) -> None:
+    record = register(gateway, idp, grant)
+    assert [t["name"] for t in record["tools"]] == ["whoami"]  # listed with the gateway's own
+    audience = mcp_audience(gateway.settings)
+    erin = idp.user_token("erin", audience)
+    frank = idp.user_token("frank", audience)
+
+    for user, token in (("erin", erin), ("frank", frank), ("erin", erin)):
+        answer = call(gateway, token)
+        assert not answer.is_error, text_of(answer)
+        seen = json.loads(text_of(answer))
+        assert seen["subject"] == user
+        assert seen["audience"] == idp.mcp_url
+
+    exchanges = [e for e in idp.exchanges if e["grant_type"] != "client_credentials"]
+    expected = TOKEN_EXCHANGE if grant == "token_exchange" else JWT_BEARER
+    assert {e["grant_type"] for e in exchanges} == {expected}
+    presented = {e.get("subject_token") or e.get("assertion") for e in exchanges}
+    assert presented == {erin, frank}, "each user's token once: the exchanged one is reused"
+    if grant == "jwt_bearer":
+        assert all(e["requested_token_use"] == "on_behalf_of" for e in exchanges)
+    # The users' own tokens went to their provider only, never to the server.
+    assert not {c["token"] for c in idp.calls} & {erin, frank}
+
+
+def test_users_of_another_issuer_and_tokenless_calls_are_refused(
+    gateway: Gateway, idp: EnterpriseIdp
+) -> None:
+    register(gateway, idp, "token_exchange")
+    before = len(idp.exchanges), len(idp.calls)
+    # A dev token: the gateway's own issuer, not the company's provider.
+    refused = call(gateway, gateway.token("mallory"))
+    assert refused.is_error
+    assert idp.url in text_of(refused)
+    assert (len(idp.exchanges), len(idp.calls)) == before, "nothing sent anywhere"
+
+    async def from_a_flow() -> Any:
+        # What a flow step (or a held call) does: the federation, with no token
+        # of the user's -- the run keeps none.
+        switchboard = gateway.server.app.state.switchboard
+        caller = Caller(
+            subject="erin", issuer=idp.url, scopes=frozenset(), actors=("app",), client_id="app"
+        )
+        return await switchboard.mcp.call_tool("company__whoami", {}, caller=caller)
+
+    with pytest.raises(OnBehalfUnavailable, match="only a call you make yourself"):
+        gateway.server.run(from_a_flow())
+    assert len(idp.calls) == before[1]
+    with gateway.client() as admin:
+        audit = admin.get("/audit", params={"subject": "erin"}).json()["items"]
+    assert any(e["outcome"] == "on_behalf_refused" for e in audit)
+
+
+def test_only_an_admin_registers_it(gateway: Gateway, idp: EnterpriseIdp) -> None:
+    token = gateway.token("mallory", "switchboard:mcp-register")
+    with gateway.client(token) as mallory:
+        refused = mallory.post(
+            "/mcp-servers",
+            json={
+                "name": "company",
+                "url": idp.mcp_url,
+                "credential": {
+                    "type": "idp_token_exchange",
+                    "issuer": idp.url,
+                    "token_url": "http://127.0.0.1:9/steal",
+                    "client_id": "x",
+                    "client_secret": "y",
+                },
+            },
+        )
+    assert refused.status_code == 403, refused.text
+    assert "idp_token_exchange" in refused.json()["detail"]

@@ -27,13 +27,15 @@ def register(commands: Any) -> None:
     )
     demo.add_argument(
         "--scenario",
-        choices=["delegation", "flow", "flow-crash", "conflict"],
+        choices=["delegation", "flow", "flow-crash", "conflict", "consent"],
         default="delegation",
         help="delegation: the cross-vendor story (default); flow: the story as a flow, "
         "triggered by the support desk, parallel steps and a manager's checkpoint; "
         "flow-crash: a gateway killed with SIGKILL mid-flow and restarted, the run "
         "resuming with nothing sent twice; conflict: a sales agent's upsell deferred by "
-        "a hold support opened on the customer, released when support resolves",
+        "a hold support opened on the customer, released when support resolves; consent: a "
+        "vendor's MCP server that trusts only its own logins, each user connecting their own "
+        "account and calling it as themselves",
     )
     demo.set_defaults(run=_demo)
 
@@ -53,6 +55,10 @@ def _demo(args: argparse.Namespace) -> int:
             from gateway.demo import conflict_story
 
             return conflict_story.run(args.data_dir, out)
+        if args.scenario == "consent":
+            from gateway.demo import consent_story
+
+            return consent_story.run(args.data_dir, out)
         if args.scenario == "flow-crash":
             from gateway.demo import flow_crash
 

@@ -1,5 +1,5 @@
 """Connected accounts end to end: a vendor whose MCP server trusts only its own
-OAuth authorization server (both the official SDK's: `tests.support.vendor_oauth`),
+OAuth authorization server (both the official SDK's: `gateway.demo.vendor`),
 a real gateway on both databases, users connecting through the console over
 HTTP as a browser would, and the official MCP client calling through `/mcp`.
 
@@ -28,11 +28,11 @@ from mcp import MCPError, UrlElicitationRequiredError
 from mcp_types import URL_ELICITATION_REQUIRED
 
 from gateway.cli import main
+from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import mcp_client
-from tests.support.vendor_oauth import Vendor
 
 POLICY = "agents: {}\n"
 

@@ -1,4 +1,5 @@
-"""A third-party "vendor" whose MCP server trusts only its own OAuth authorization server.
+"""A third-party "vendor" whose MCP server trusts only its own OAuth authorization server
+(`switchboard demo --scenario consent`, and the connected-accounts tests).
 
 Both are the official SDK's server-side auth pieces, served on one port:
 `create_auth_routes` (RFC 8414 metadata, /authorize, /token with PKCE S256,
@@ -51,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.support.servers import ServerThread
+from gateway.demo.servers import Server
 
 SESSION_COOKIE = "vendor_session"
 AS_METADATA = "/.well-known/oauth-authorization-server"
@@ -163,7 +164,7 @@ class Provider:
         self.pairs[access], self.pairs[refresh] = refresh, access
         return OAuthToken(
             access_token=access,
-            token_type="Bearer",
+            token_type="Bearer",  # noqa: S106 - the token type's name
             expires_in=seconds,
             scope=" ".join(grant.scopes),
             refresh_token=refresh,
@@ -201,7 +202,7 @@ class Vendor:
     calls: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, str] = field(default_factory=dict)  # cookie -> vendor user
     provider: Provider = field(init=False, repr=False)
-    thread: ServerThread | None = None
+    thread: Server | None = None
 
     def __post_init__(self) -> None:
         self.provider = Provider(self)
@@ -209,7 +210,8 @@ class Vendor:
     # -- the test's handles --------------------------------------------------------
 
     def start(self) -> Vendor:
-        self.thread = ServerThread(self.app).start()
+        server = Server("vendor")
+        self.thread = server.start(self.app(server.url))
         return self
 
     def stop(self) -> None:

@@ -46,6 +46,7 @@ class ConnectionView(BaseModel):
     authorization_server: str
     connected_at: datetime
     refreshed_at: datetime
+    used_at: datetime | None
 
 
 class ConnectionList(BaseModel):
@@ -63,6 +64,7 @@ def view_of(connection: Connection) -> ConnectionView:
         authorization_server=connection.authorization_server,
         connected_at=connection.created_at,
         refreshed_at=connection.refreshed_at,
+        used_at=connection.used_at,
     )
 
 
@@ -126,10 +128,14 @@ async def delete_connection(
         or (found.subject == principal.subject and found.issuer == principal.issuer)
     ):
         raise _not_found(connection_id)
-    gone = await connections.disconnect(connection_id)
-    if gone is None:  # removed meanwhile
+    removed = await connections.disconnect(connection_id)
+    if removed is None:  # removed meanwhile
         raise _not_found(connection_id)
-    await audit_connection(request, principal, gone, "connection.revoked", "ok")
+    gone, revoked = removed
+    # The tokens are forgotten either way; whether the server confirmed it
+    # also stopped honouring them is on the record.
+    outcome = "ok" if revoked else "not_revoked_upstream"
+    await audit_connection(request, principal, gone, "connection.revoked", outcome)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

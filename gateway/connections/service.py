@@ -23,6 +23,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -97,6 +98,10 @@ class Connections:
         self._http = http
         self._public_url = public_url.rstrip("/")
         self._allow_http = allow_http
+        # Told what happens to a connection outside a call or a user's action
+        # (a refresh that failed): (event, connection, outcome, detail). The
+        # app audits it (`gateway.federation.startup`).
+        self.on_event: Callable[[str, Connection, str, str], Awaitable[None]] | None = None
         # CIMD needs a client id the authorization server can fetch: https only.
         self.client_metadata_url = (
             self._public_url + CLIENT_METADATA_PATH
@@ -253,6 +258,10 @@ class Connections:
 
     async def token_for(self, upstream: Upstream, *, subject: str, issuer: str) -> str:
         """The user's own access token for ``upstream``, fresh."""
+        return (await self.connection_for(upstream, subject=subject, issuer=issuer)).access_token
+
+    async def connection_for(self, upstream: Upstream, *, subject: str, issuer: str) -> Connection:
+        """The user's connection to ``upstream``, its access token fresh."""
         connection = await self.vault.get(subject, issuer, upstream.id)
         if connection is None or not _for(connection, upstream):
             raise ConnectionRequired(
@@ -260,19 +269,19 @@ class Connections:
             )
         now = self.vault.now()
         if connection.fresh(now, _REFRESH_MARGIN_SECONDS):
-            return connection.access_token
+            return connection
         lock = self._locks.setdefault(connection.id, asyncio.Lock())
         async with lock:
             return await self._refreshed(upstream, connection)
 
-    async def _refreshed(self, upstream: Upstream, seen: Connection) -> str:
+    async def _refreshed(self, upstream: Upstream, seen: Connection) -> Connection:
         current = await self.vault.by_id(seen.id)
         if current is None:
             raise ConnectionRequired(
                 upstream.id, self.connect_url(upstream.id), "your connection was removed"
             )
         if current.fresh(self.vault.now(), _REFRESH_MARGIN_SECONDS):
-            return current.access_token  # refreshed meanwhile, here or on another replica
+            return current  # refreshed meanwhile, here or on another replica
         if current.refresh_token is None:
             return self._still_valid(upstream, current, "your connection expired")
         if not await self.vault.claim_refresh(current):
@@ -293,7 +302,7 @@ class Connections:
                     "the authorization server no longer accepts your connection",
                 )
             return self._still_valid(upstream, current, f"refreshing failed: {written}")
-        return written.access_token
+        return written
 
     async def _refresh(self, current: Connection) -> Connection | ConnectFailed | None:
         """Refresh a claimed connection: the new one; the failure (a refused
@@ -315,6 +324,9 @@ class Connections:
                 await self.vault.delete(current.id, version=current.version)
             else:
                 await self.vault.release(current)
+            if self.on_event is not None:
+                outcome = "ended" if failed.refused else "kept"
+                await self.on_event("connection.refresh_failed", current, outcome, str(failed))
             return failed
         return await self.vault.refreshed(
             current,
@@ -328,7 +340,7 @@ class Connections:
             ),
         )
 
-    async def _after_other_refresh(self, upstream: Upstream, seen: Connection) -> str:
+    async def _after_other_refresh(self, upstream: Upstream, seen: Connection) -> Connection:
         """Another replica refreshes: wait for the version it writes."""
         deadline = asyncio.get_running_loop().time() + _WAIT_FOR_OTHER_REFRESH_SECONDS
         while asyncio.get_running_loop().time() < deadline:
@@ -339,23 +351,24 @@ class Connections:
                     upstream.id, self.connect_url(upstream.id), "your connection was removed"
                 )
             if current.version != seen.version:
-                return current.access_token
+                return current
         return self._still_valid(upstream, seen, "a refresh elsewhere did not finish")
 
-    def _still_valid(self, upstream: Upstream, connection: Connection, reason: str) -> str:
+    def _still_valid(self, upstream: Upstream, connection: Connection, reason: str) -> Connection:
         """The current token while it has not expired yet; else the user must connect again."""
         if connection.fresh(self.vault.now(), 0):
-            return connection.access_token
+            return connection
         raise ConnectionRequired(upstream.id, self.connect_url(upstream.id), reason)
 
     # --- Disconnecting --------------------------------------------------------
 
-    async def disconnect(self, connection_id: str) -> Connection | None:
-        """Remove a connection and revoke its tokens where the server offers it."""
+    async def disconnect(self, connection_id: str) -> tuple[Connection, bool] | None:
+        """Remove a connection and revoke its tokens where the server offers it:
+        (what was removed, whether the server confirmed the revocation)."""
         gone = await self.vault.delete(connection_id)
-        if gone is not None:
-            await self._revoke(gone)
-        return gone
+        if gone is None:
+            return None
+        return gone, await self._revoke(gone)
 
     async def revoke_all(self, gone: list[Connection]) -> None:
         """Revoke connections already removed (their server was: the database

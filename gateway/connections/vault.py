@@ -17,6 +17,7 @@ authorization server may read as theft and answer by revoking them all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -39,6 +40,10 @@ SEAL_PURPOSE = "upstream-connection"
 _CLAIM_SECONDS = 30  # a refresh that takes longer is someone else's to retry
 
 
+def fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Connection:
     id: str
@@ -55,9 +60,15 @@ class Connection:
     refreshing_until: datetime | None
     created_at: datetime
     refreshed_at: datetime
+    used_at: datetime | None
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
     client: OAuthClientInformationFull = field(repr=False)
+
+    @property
+    def token_id(self) -> str:
+        """The access token's fingerprint, for the audit: names it, cannot be used."""
+        return fingerprint(self.access_token)
 
     def fresh(self, now: datetime, margin_seconds: float) -> bool:
         """Usable for at least ``margin_seconds`` more (no expiry: until refused)."""
@@ -111,6 +122,7 @@ class Vault:
             refreshing_until=as_utc(row.refreshing_until) if row.refreshing_until else None,
             created_at=as_utc(row.created_at),
             refreshed_at=as_utc(row.refreshed_at),
+            used_at=as_utc(row.used_at) if row.used_at else None,
             access_token=str(tokens["access_token"]),
             refresh_token=tokens.get("refresh_token"),
             client=OAuthClientInformationFull.model_validate(self._open(row.client)),
@@ -206,6 +218,18 @@ class Vault:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [self._from_row(row) for row in rows]
+
+    async def used(self, connection: Connection) -> None:
+        """Note a use, at most once a minute (a call does not write a row)."""
+        now = self.now()
+        if connection.used_at is not None and now - connection.used_at < timedelta(minutes=1):
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(upstream_connections)
+                .where(upstream_connections.c.id == connection.id)
+                .values(used_at=now)
+            )
 
     async def claim_refresh(self, connection: Connection) -> bool:
         """Take the right to refresh ``connection`` (as read); False: another has it,

@@ -1,7 +1,8 @@
 """`/ui/connections`: a user's connected accounts, and connecting one.
 
 The page lists the upstreams whose users connect their own accounts
-(`user_oauth`) with this user's connection to each, if any; **Connect** sends
+(`user_oauth`) with this user's connection to each, if any -- its scopes,
+expiry and last use -- and, for an admin, everyone's; **Connect** sends
 the browser to the upstream's authorization server (`Connections.begin`),
 whose answer comes back to `/ui/connections/{server}/callback` (`.complete`);
 **Disconnect** is `DELETE /connections/{id}` (the tokens forgotten and
@@ -37,6 +38,7 @@ from gateway.console.web import (
 )
 from gateway.federation.credentials import user_oauth_upstream
 from policies.keys import KeySealError
+from policies.scopes import ADMIN_SCOPE
 
 router = APIRouter(
     prefix=PREFIX + "/connections", route_class=ConsoleRoute, include_in_schema=False
@@ -72,11 +74,14 @@ async def connections_page(request: Request) -> Response:
         # Only servers the policy lets this user use (what the API shows them).
         if record is not None and state.mcp.visible(principal, record):
             upstreams.append({"id": config.id, "connection": mine.get(config.id)})
+    # An admin sees who is connected to what (never a token) and may revoke any.
+    everyone = await state.connections.vault.listed() if ADMIN_SCOPE in user.scopes else []
     return page(
         request,
         user,
         "connections.html",
         upstreams=upstreams,
+        everyone=everyone,
         connected=request.query_params.get("connected", ""),
         removed=request.query_params.get("removed", ""),
     )

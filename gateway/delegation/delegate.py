@@ -90,6 +90,10 @@ class Sending(Generic[T]):
     # recorded, neither retried nor held against the upstream's breaker,
     # raised as it is for the door to say in its protocol; nothing is sent.
     before: Callable[[], Awaitable[None]] | None = None
+    # Asked once `before` has run, appended to the call's records: which of the
+    # user's credentials it went with (a connection's id, its scopes and the
+    # token's fingerprint -- never a token).
+    went_with: Callable[[], str] | None = None
     # Taking the answer in (recording the task it names): after the send,
     # before the record; a failure here is the call's, recorded, but neither
     # retried nor held against the upstream's breaker.
@@ -175,6 +179,7 @@ class Delegate:
                 explained = sending.explain(exc)
                 await self.record(permit, event, explained.outcome, explained.detail)
                 raise explained.error from None
+        note = sending.note + (sending.went_with() if sending.went_with is not None else "")
         try:
             result = await retry.run(
                 sending.attempt,
@@ -189,7 +194,7 @@ class Delegate:
         except asyncio.CancelledError:
             # The caller went away; the upstream request went with it. The
             # record is written even while cancelled.
-            await asyncio.shield(self.record(permit, event, *CANCELLED, sending.note))
+            await asyncio.shield(self.record(permit, event, *CANCELLED, note))
             raise
         except Exception as exc:
             explained = sending.explain(exc)
@@ -200,19 +205,17 @@ class Delegate:
             )
             if down and sending.may_hand_off:
                 raise UpstreamDown(explained, tried) from None
-            await self.record(
-                permit, event, explained.outcome, explained.detail, tried, sending.note
-            )
+            await self.record(permit, event, explained.outcome, explained.detail, tried, note)
             raise explained.error from None
         if sending.accept is not None:
             try:
                 await sending.accept(result)
             except Exception as exc:
                 explained = sending.explain(exc)
-                await self.record(permit, event, explained.outcome, explained.detail, sending.note)
+                await self.record(permit, event, explained.outcome, explained.detail, note)
                 raise explained.error from None
         outcome, detail = sending.recorded(result)
-        await self.record(permit, event, outcome, detail, tried_note(attempts), sending.note)
+        await self.record(permit, event, outcome, detail, tried_note(attempts), note)
         return result
 
     async def stream(

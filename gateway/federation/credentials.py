@@ -35,6 +35,7 @@ from adapters.mcp_auth import ClientCredentialsToken
 from adapters.mcp_http import Credential
 from gateway.connections.on_behalf import OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections, Upstream
+from gateway.connections.vault import fingerprint
 from gateway.delegation.pipeline import Permit
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.keys import open_secret, seal_secret
@@ -107,10 +108,26 @@ class UpstreamCredentials:
         return self.kind in ("user_oauth", "idp_token_exchange")
 
     async def _connected(self, subject: str, issuer: str) -> Credential:
+        return (await self._account(subject, issuer))[0]
+
+    async def _account(self, subject: str, issuer: str) -> tuple[Credential, str]:
         assert self.connections is not None
         assert self.upstream is not None
-        token = await self.connections.token_for(self.upstream, subject=subject, issuer=issuer)
-        return Credential("Authorization", f"Bearer {token}")
+        found = await self.connections.connection_for(self.upstream, subject=subject, issuer=issuer)
+        await self.connections.vault.used(found)
+        went = f"; connection {found.id} (scopes {found.scope or '-'}, token {found.token_id})"
+        return Credential("Authorization", f"Bearer {found.access_token}"), went
+
+    async def users_credential(
+        self, permit: Permit, user_token: str | None
+    ) -> tuple[Credential, str]:
+        """The user's own credential for one call, and what the audit says of it."""
+        if self.kind == "idp_token_exchange":
+            assert self.on_behalf is not None
+            token = await self.on_behalf.token_for(user_token, permit.caller.issuer)
+            went = f"; on behalf at {self.on_behalf.config.issuer} (token {fingerprint(token)})"
+            return Credential("Authorization", f"Bearer {token}"), went
+        return await self._account(permit.caller.subject, permit.caller.issuer)
 
     async def default(self) -> Credential | None:
         """For the gateway's own requests to the server."""
@@ -139,14 +156,10 @@ class UpstreamCredentials:
         their call came in with, for an exchange at their identity provider)."""
         if self.kind == "token_exchange":
             return Credential("Authorization", f"Bearer {permit.token.token}")
-        if self.kind == "idp_token_exchange":
-            assert self.on_behalf is not None
-            token = await self.on_behalf.token_for(user_token, permit.caller.issuer)
-            return Credential("Authorization", f"Bearer {token}")
-        if self.kind == "user_oauth":
+        if self.users_own:
             # The user on whose behalf the call is made, as their identity
             # provider named them (`Caller`: subject and issuer).
-            return await self._connected(permit.caller.subject, permit.caller.issuer)
+            return (await self.users_credential(permit, user_token))[0]
         return await self.default()
 
 
@@ -163,10 +176,17 @@ class CallCredential:
         self._permit = permit
         self._user_token = user_token
         self._held: Credential | None = None
+        self._went = ""
 
     async def check(self) -> None:
         if self._credentials.users_own:
-            self._held = await self._credentials.for_call(self._permit, self._user_token)
+            self._held, self._went = await self._credentials.users_credential(
+                self._permit, self._user_token
+            )
+
+    def went_with(self) -> str:
+        """For the call's records: which of the user's credentials (never a token)."""
+        return self._went
 
     async def get(self) -> Credential | None:
         if self._held is not None:

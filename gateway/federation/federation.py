@@ -246,6 +246,7 @@ class McpFederation:
             upstream=tool.server_id,
             attempt=call,
             before=credential.check,
+            went_with=credential.went_with,
             explain=functools.partial(explain_failure, tool.server_id),
             idempotent=self._idempotent(tool),
             recorded=result_record,

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from adapters.mcp import UpstreamTimings
 from adapters.mcp_http import NoCredential
+from adapters.trace_context import new_trace_id
 from gateway.connections.service import Connections
-from gateway.connections.vault import Vault
+from gateway.connections.vault import Connection, Vault
+from gateway.delegation.audit import AuditEvent
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.federation.federated_tools import audit_kept_out
 from gateway.federation.federation import FederationSettings, McpFederation
@@ -67,6 +69,24 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
         allow_http=settings.dev,
     )
     upstreams.connections = connections
+
+    async def connection_event(
+        event: str, connection: Connection, outcome: str, detail: str
+    ) -> None:
+        await core.delegations.record_event(
+            AuditEvent(
+                event=event,
+                trace_id=new_trace_id(),
+                subject=connection.subject,
+                subject_issuer=connection.issuer,
+                decision="allow",
+                outcome=outcome,
+                target=connection.upstream,
+                detail=f"connection {connection.id}: {detail}"[:500],
+            )
+        )
+
+    connections.on_event = connection_event
     upstreams.auto_approve_first_listing = settings.mcp_auto_approve_new_tools
     federation = McpFederation(
         core.mcp_servers,

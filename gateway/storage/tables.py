@@ -406,6 +406,8 @@ upstream_connections = Table(
     Column("refreshing_until", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    # Last used for a call, to the minute (written at most once a minute).
+    Column("used_at", DateTime(timezone=True), nullable=True),
     Index("ux_upstream_connections_user", "upstream", "issuer", "subject", unique=True),
 )
 

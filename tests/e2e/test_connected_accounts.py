@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +120,10 @@ def wait_for_tools(gateway: Gateway, server_id: str) -> list[dict[str, Any]]:
     raise AssertionError(f"{server_id}'s tools were never listed: {record}")
 
 
-def test_each_user_calls_with_their_own_account(gateway: Gateway, vendor: Vendor) -> None:
+def test_each_user_calls_with_their_own_account(
+    gateway: Gateway, vendor: Vendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     with gateway.client() as admin:
         registered = admin.post(
             "/mcp-servers",
@@ -189,6 +193,20 @@ def test_each_user_calls_with_their_own_account(gateway: Gateway, vendor: Vendor
     assert ("connection.created", "ok") in outcomes
     assert ("connection.revoked", "ok") in outcomes
     assert any(outcome == "connection_required" for _, outcome in outcomes)
+    # Each call's record names the connection it used, by id and fingerprint.
+    made = [
+        e
+        for e in audit["items"]
+        if (e["event"], e["outcome"], e["subject"]) == ("mcp", "ok", "alice")
+    ]
+    assert made
+    assert all(f"connection {mine[0]['id']}" in (e["detail"] or "") for e in made), made
+    # No token the vendor issued appears in the audit, nor in any log line.
+    issued = {c["token"] for c in vendor.calls}
+    issued |= {r["refresh_token"] for r in refreshes} | set(vendor.revoked)
+    everything = json.dumps(audit) + "\n".join(r.getMessage() for r in caplog.records)
+    assert len(caplog.records) > 100  # the run's logs were seen
+    assert not [token for token in issued if token in everything]
 
 
 def test_a_callback_counts_only_in_the_session_that_started_it(

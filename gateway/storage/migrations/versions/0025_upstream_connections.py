@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("refreshing_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index(
         "ux_upstream_connections_user",

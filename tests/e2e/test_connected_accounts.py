@@ -36,6 +36,7 @@ from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import mcp_client
 
 POLICY = "agents: {}\n"
+SECRET_KEY = "a-sealing-secret-for-the-connected-accounts-tests"
 
 
 @pytest.fixture
@@ -55,6 +56,9 @@ def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
         mcp_probe_seconds=0.5,
         mcp_reconcile_seconds=0.5,
         policy_file=policy,
+        # Sealing on, as in production: a --dev gateway without a secret keeps
+        # upstream secrets unsealed (docs/connections.md).
+        secret_key=SECRET_KEY,
     )
     try:
         yield running
@@ -206,6 +210,12 @@ def test_each_user_calls_with_their_own_account(
     issued |= {r["refresh_token"] for r in refreshes} | set(vendor.revoked)
     everything = json.dumps(audit) + "\n".join(r.getMessage() for r in caplog.records)
     assert len(caplog.records) > 100  # the run's logs were seen
+    leaks = [
+        (r.name, r.getMessage()[:200])
+        for r in caplog.records
+        if any(token in r.getMessage() for token in issued)
+    ]
+    assert not leaks
     assert not [token for token in issued if token in everything]
 
 

@@ -76,6 +76,29 @@ def call_credential(credential: Credential | None) -> Iterator[None]:
         CALL_CREDENTIAL.reset(token)
 
 
+# Whether the server refused the call's own credential (HTTP 401), noted by
+# whichever transport sent the call, for the caller to tell its user: the
+# SDK's client keeps no status code of an HTTP error answer.
+CALL_REFUSED: ContextVar[list[int] | None] = ContextVar("mcp_call_refused", default=None)
+
+
+@contextlib.contextmanager
+def refusals_noted() -> Iterator[list[int]]:
+    """Around one call: the 401s its credential met (RFC 6750 §3.1 invalid_token)."""
+    seen: list[int] = []
+    token = CALL_REFUSED.set(seen)
+    try:
+        yield seen
+    finally:
+        CALL_REFUSED.reset(token)
+
+
+def note_status(status: int) -> None:
+    seen = CALL_REFUSED.get()
+    if seen is not None and status == 401:
+        seen.append(status)
+
+
 class UpstreamAuth(httpx2.Auth):
     """Sets exactly one credential header on each request, and no other."""
 
@@ -89,7 +112,9 @@ class UpstreamAuth(httpx2.Auth):
         request.headers.pop("authorization", None)
         if credential is not None:
             request.headers[credential.header] = credential.value
-        yield request
+        response = yield request
+        if credential is not None and credential is CALL_CREDENTIAL.get():
+            note_status(response.status_code)
 
 
 class NoCredential(UpstreamAuth):

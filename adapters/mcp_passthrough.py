@@ -81,7 +81,7 @@ from adapters.http import (
     read_capped,
     refuse_coding,
 )
-from adapters.mcp_http import Credential, TooLarge
+from adapters.mcp_http import Credential, TooLarge, note_status
 from adapters.mcp_relay import on_log
 from adapters.mcp_results import complete_by_default
 from registry.ssrf import AddressPolicy
@@ -216,6 +216,7 @@ class McpPassThrough:
         try:
             refuse_coding(response.headers.get("Content-Encoding"), TooLarge)
             status = response.status
+            note_status(status)
             if status == 202:
                 raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
             if 300 <= status < 400:

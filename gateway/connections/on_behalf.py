@@ -74,7 +74,11 @@ class OnBehalf:
     def _refused(self, reason: str) -> OnBehalfUnavailable:
         return OnBehalfUnavailable(self.config.upstream, reason)
 
-    async def token_for(self, user_token: str | None, user_issuer: str) -> str:
+    async def token_for(
+        self, user_token: str | None, user_issuer: str, not_after: float | None = None
+    ) -> str:
+        """``not_after``: when the user's token expires (epoch seconds); a token
+        exchanged from it is not reused past that, whatever its own lifetime."""
         if user_issuer != self.config.issuer:
             raise self._refused(
                 f"it acts with your own token from {self.config.issuer}, and your identity "
@@ -97,13 +101,20 @@ class OnBehalf:
                 if cached is not None and cached[0] > self._clock():
                     return cached[1]
                 token, lifetime = await self._exchange(user_token)
-                self._cache[key] = (self._clock() + max(lifetime - _EARLY_SECONDS, 1), token)
+                if not_after is not None:
+                    lifetime = min(lifetime, not_after - time.time())
+                self._cache[key] = (self._clock() + max(lifetime - _EARLY_SECONDS, 0), token)
                 self._cache.move_to_end(key)
                 while len(self._cache) > _MAX_CACHED:
                     self._cache.popitem(last=False)
                 return token
         finally:
             self._locks.pop(key, None)
+
+    def forget(self, user_token: str | None) -> None:
+        """Drop what was exchanged for ``user_token`` (the server refused it)."""
+        if user_token:
+            self._cache.pop(hashlib.sha256(user_token.encode()).hexdigest(), None)
 
     def _form(self, user_token: str) -> dict[str, str]:
         config = self.config

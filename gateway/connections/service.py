@@ -360,6 +360,22 @@ class Connections:
             return connection
         raise ConnectionRequired(upstream.id, self.connect_url(upstream.id), reason)
 
+    async def refused(self, upstream: Upstream, subject: str, issuer: str) -> ConnectionRequired:
+        """The server answered 401 to the user's token: it no longer honours
+        this connection (revoked there). It ends here too, at the version that
+        was used -- not one made again since -- and the user connects again."""
+        found = await self.vault.get(subject, issuer, upstream.id)
+        ended = found is not None and await self.vault.delete(found.id, version=found.version)
+        if ended and found is not None and self.on_event is not None:
+            await self.on_event(
+                "connection.refused_upstream", found, "ended", "the server answered 401"
+            )
+        return ConnectionRequired(
+            upstream.id,
+            self.connect_url(upstream.id),
+            "the server no longer accepts your connection",
+        )
+
     # --- Disconnecting --------------------------------------------------------
 
     async def disconnect(self, connection_id: str) -> tuple[Connection, bool] | None:

@@ -33,6 +33,7 @@ import httpx2
 
 from adapters.mcp_auth import ClientCredentialsToken
 from adapters.mcp_http import Credential
+from gateway.connections.errors import OnBehalfUnavailable, UserCredentialUnavailable
 from gateway.connections.on_behalf import OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections, Upstream
 from gateway.connections.vault import fingerprint
@@ -124,7 +125,8 @@ class UpstreamCredentials:
         """The user's own credential for one call, and what the audit says of it."""
         if self.kind == "idp_token_exchange":
             assert self.on_behalf is not None
-            token = await self.on_behalf.token_for(user_token, permit.caller.issuer)
+            caller = permit.caller
+            token = await self.on_behalf.token_for(user_token, caller.issuer, caller.not_after)
             went = f"; on behalf at {self.on_behalf.config.issuer} (token {fingerprint(token)})"
             return Credential("Authorization", f"Bearer {token}"), went
         return await self._account(permit.caller.subject, permit.caller.issuer)
@@ -187,6 +189,26 @@ class CallCredential:
     def went_with(self) -> str:
         """For the call's records: which of the user's credentials (never a token)."""
         return self._went
+
+    async def refused(self) -> UserCredentialUnavailable | None:
+        """The server answered 401 to the user's own credential (RFC 6750
+        §3.1): revoked there, or issued for another audience. A connection is
+        ended (the user connects again); an exchanged token is dropped."""
+        credentials = self._credentials
+        if self._held is None or not credentials.users_own:
+            return None
+        if credentials.kind == "idp_token_exchange":
+            assert credentials.on_behalf is not None
+            credentials.on_behalf.forget(self._user_token)
+            return OnBehalfUnavailable(
+                credentials.on_behalf.config.upstream,
+                "the server refused the token your identity provider issued for it",
+            )
+        assert credentials.connections is not None
+        assert credentials.upstream is not None
+        return await credentials.connections.refused(
+            credentials.upstream, self._permit.caller.subject, self._permit.caller.issuer
+        )
 
     async def get(self) -> Credential | None:
         if self._held is not None:

@@ -17,6 +17,7 @@ from adapters.mcp import (
     UpstreamUnavailable,
 )
 from adapters.trace_context import new_trace_id
+from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.delegate import BreakerOpen, Explained, Failure
 from gateway.delegation.pipeline import Delegations
@@ -152,6 +153,8 @@ def explain_failure(server_id: str, exc: BaseException) -> Explained:
         return Explained(exc, "timeout", str(exc))
     if isinstance(exc, (UpstreamUnavailable, UpstreamError)):
         return Explained(exc, "upstream_error", str(exc))
+    if isinstance(exc, UserCredentialUnavailable):  # the server refused the user's own
+        return Explained(exc, exc.outcome, exc.reason)
     # e.g. the OAuth token endpoint failed
     return Explained(
         UpstreamUnavailable(f"MCP server {server_id}: {exc}"), "upstream_error", str(exc)

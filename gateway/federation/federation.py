@@ -30,6 +30,7 @@ from mcp.shared.dispatcher import ProgressFnT
 from adapters.mcp import (
     UpstreamUnavailable,
 )
+from adapters.mcp_http import refusals_noted
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate, Sending
@@ -228,17 +229,24 @@ class McpFederation:
         credential = CallCredential(credentials, permit, user_token)
 
         async def call() -> types.CallToolResult | types.InputRequiredResult:
-            return await upstream.call_tool(
-                tool.upstream_name,
-                arguments,
-                credential=await credential.get(),
-                timeout_seconds=timeout,
-                progress_callback=progress_callback,
-                input_responses=input_responses,
-                request_state=request_state,
-                relay=relay,
-                legacy=legacy,
-            )
+            with refusals_noted() as refusals:
+                try:
+                    return await upstream.call_tool(
+                        tool.upstream_name,
+                        arguments,
+                        credential=await credential.get(),
+                        timeout_seconds=timeout,
+                        progress_callback=progress_callback,
+                        input_responses=input_responses,
+                        request_state=request_state,
+                        relay=relay,
+                        legacy=legacy,
+                    )
+                except Exception:
+                    refused = await credential.refused() if refusals else None
+                    if refused is not None:
+                        raise refused from None
+                    raise
 
         # 4. Through the core: under the server's breaker, retried only when
         # idempotent, recorded (cancelled by the caller included).

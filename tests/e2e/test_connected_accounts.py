@@ -363,3 +363,31 @@ def test_removing_the_server_removes_and_revokes_its_connections(
         assert admin.delete("/mcp-servers/notes").status_code == 204
         assert admin.get("/connections", params={"all": "true"}).json()["items"] == []
     assert vendor.revoked, "the removed server's connections are revoked at its AS"
+
+
+def test_a_token_revoked_at_the_vendor_asks_the_user_to_connect_again(
+    gateway: Gateway,
+) -> None:
+    with Vendor(access_seconds=3600) as vendor:  # long-lived: no refresh before the call
+        register_notes(gateway, vendor)
+        with browser(gateway, "erin") as console:
+            connect(gateway, vendor, console, "erin@vendor")
+        erin = gateway.token("erin")
+        first = json.loads(text_of(call(gateway, erin, "notes__whoami")))
+        assert first["subject"] == "erin@vendor"
+        # The vendor revokes Erin's access token on its side (an admin there, say).
+        [used] = [c["token"] for c in vendor.calls if c["subject"] == "erin@vendor"]
+        del vendor.provider.access[used]
+        refused = call(gateway, erin, "notes__whoami")
+        assert refused.is_error
+        assert "no longer accepts your connection" in text_of(refused)
+        assert "/ui/connections/notes/connect" in text_of(refused)
+        with gateway.client(erin) as as_erin:
+            assert as_erin.get("/connections").json()["items"] == []
+        with browser(gateway, "erin") as console:  # and connecting again works
+            connect(gateway, vendor, console, "erin@vendor")
+        again = json.loads(text_of(call(gateway, erin, "notes__whoami")))
+        assert again["subject"] == "erin@vendor"
+    with gateway.client() as admin:
+        audit = admin.get("/audit", params={"subject": "erin"}).json()["items"]
+    assert any(e["event"] == "connection.refused_upstream" for e in audit)

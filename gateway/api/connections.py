@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from adapters.trace_context import new_trace_id
 from gateway.api.state import state_of
 from gateway.connections.service import CLIENT_METADATA_PATH
-from gateway.connections.vault import Connection
+from gateway.connections.vault import Connection, ConnectionInfo
 from gateway.delegation.audit import AuditEvent
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
@@ -53,7 +53,7 @@ class ConnectionList(BaseModel):
     items: list[ConnectionView]
 
 
-def view_of(connection: Connection) -> ConnectionView:
+def view_of(connection: ConnectionInfo) -> ConnectionView:
     return ConnectionView(
         id=connection.id,
         upstream=connection.upstream,

@@ -115,7 +115,7 @@ async def get_server(
 )
 async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> Response:
     state = state_of(request)
-    connected = await state.connections.vault.listed(upstream=server_id)
+    connected = await state.connections.vault.of_upstream(server_id)
     if not await state.mcp.remove(server_id):  # its connections go with it (cascade)
         raise McpServerNotFound(server_id)
     # ... and are revoked at its authorization server.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from gateway.connections.errors import ConnectFailed, ConnectionRequired
 from gateway.connections.pending import Pending
 from gateway.connections.vault import Connection, Grant, Vault
 
+logger = logging.getLogger(__name__)
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
 _REFRESH_MARGIN_SECONDS = 60.0  # refresh this long before the access token expires
 _REFRESH_SECONDS = 20.0  # a refresh's own limit: shorter than the vault's claim
@@ -324,9 +326,8 @@ class Connections:
                 await self.vault.delete(current.id, version=current.version)
             else:
                 await self.vault.release(current)
-            if self.on_event is not None:
-                outcome = "ended" if failed.refused else "kept"
-                await self.on_event("connection.refresh_failed", current, outcome, str(failed))
+            outcome = "ended" if failed.refused else "kept"
+            await self._told("connection.refresh_failed", current, outcome, str(failed))
             return failed
         return await self.vault.refreshed(
             current,
@@ -360,21 +361,30 @@ class Connections:
             return connection
         raise ConnectionRequired(upstream.id, self.connect_url(upstream.id), reason)
 
-    async def refused(self, upstream: Upstream, subject: str, issuer: str) -> ConnectionRequired:
-        """The server answered 401 to the user's token: it no longer honours
-        this connection (revoked there). It ends here too, at the version that
-        was used -- not one made again since -- and the user connects again."""
-        found = await self.vault.get(subject, issuer, upstream.id)
-        ended = found is not None and await self.vault.delete(found.id, version=found.version)
-        if ended and found is not None and self.on_event is not None:
-            await self.on_event(
-                "connection.refused_upstream", found, "ended", "the server answered 401"
+    async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
+        """The server answered 401 to the token of ``used``: it no longer
+        honours this connection (revoked there). It ends here too, at the
+        version that was used -- not one made again or refreshed since -- and
+        the user connects again."""
+        if await self.vault.delete(used.id, version=used.version) is not None:
+            await self._told(
+                "connection.refused_upstream", used, "ended", "the server answered 401"
             )
         return ConnectionRequired(
             upstream.id,
             self.connect_url(upstream.id),
             "the server no longer accepts your connection",
         )
+
+    async def _told(self, event: str, connection: Connection, outcome: str, detail: str) -> None:
+        """Tell ``on_event``; its failure (the audit's database down) is logged,
+        not put in place of what happened to the connection."""
+        if self.on_event is None:
+            return
+        try:
+            await self.on_event(event, connection, outcome, detail)
+        except Exception:
+            logger.exception("connection %s: %s could not be recorded", connection.id, event)
 
     # --- Disconnecting --------------------------------------------------------
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from policies.keys import open_secret, seal_secret
 from registry.tables import as_utc
 
 SEAL_PURPOSE = "upstream-connection"
+logger = logging.getLogger(__name__)
 _CLAIM_SECONDS = 30  # a refresh that takes longer is someone else's to retry
 
 
@@ -73,6 +75,57 @@ class Connection:
     def fresh(self, now: datetime, margin_seconds: float) -> bool:
         """Usable for at least ``margin_seconds`` more (no expiry: until refused)."""
         return self.expires_at is None or self.expires_at - now > timedelta(seconds=margin_seconds)
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """A connection as listings show it: who, where, which scopes, when --
+    read without opening anything sealed."""
+
+    id: str
+    subject: str
+    issuer: str
+    upstream: str
+    scope: str | None
+    expires_at: datetime | None
+    authorization_server: str
+    created_at: datetime
+    refreshed_at: datetime
+    used_at: datetime | None
+
+
+_SHOWN = (
+    "id",
+    "subject",
+    "issuer",
+    "upstream",
+    "scope",
+    "expires_at",
+    "authorization_server",
+    "created_at",
+    "refreshed_at",
+    "used_at",
+)
+LISTED_MAX = 1000
+
+
+def _when(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
+
+
+def _info(row: Any) -> ConnectionInfo:
+    return ConnectionInfo(
+        id=row["id"],
+        subject=row["subject"],
+        issuer=row["issuer"],
+        upstream=row["upstream"],
+        scope=row["scope"],
+        expires_at=_when(row["expires_at"]),
+        authorization_server=row["authorization_server"],
+        created_at=as_utc(row["created_at"]),
+        refreshed_at=as_utc(row["refreshed_at"]),
+        used_at=_when(row["used_at"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -208,28 +261,50 @@ class Vault:
 
     async def listed(
         self, *, subject: str | None = None, issuer: str | None = None, upstream: str | None = None
-    ) -> list[Connection]:
+    ) -> list[ConnectionInfo]:
+        """At most `LISTED_MAX`, by upstream then user; nothing sealed is opened."""
         table = upstream_connections
-        query = select(table).order_by(table.c.upstream, table.c.subject)
+        query = (
+            select(*(table.c[name] for name in _SHOWN))
+            .order_by(table.c.upstream, table.c.subject)
+            .limit(LISTED_MAX)
+        )
         if subject is not None and issuer is not None:
             query = query.where(table.c.subject == subject, table.c.issuer == issuer)
         if upstream is not None:
             query = query.where(table.c.upstream == upstream)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [self._from_row(row) for row in rows]
+            rows = (await conn.execute(query)).mappings().all()
+        return [_info(row) for row in rows]
+
+    async def of_upstream(self, upstream: str) -> list[Connection]:
+        """Every connection to ``upstream``, opened (to revoke them)."""
+        table = upstream_connections
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(table).where(table.c.upstream == upstream))).all()
+        opened = []
+        for row in rows:
+            try:
+                opened.append(self._from_row(row))
+            except Exception:  # sealed with another secret: forgotten all the same
+                logger.warning("connection %s cannot be opened to revoke it", row.id)
+        return opened
 
     async def used(self, connection: Connection) -> None:
-        """Note a use, at most once a minute (a call does not write a row)."""
+        """Note a use, at most once a minute (a call does not write a row each
+        time). Best effort: a statistic never fails the call it describes."""
         now = self.now()
         if connection.used_at is not None and now - connection.used_at < timedelta(minutes=1):
             return
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(upstream_connections)
-                .where(upstream_connections.c.id == connection.id)
-                .values(used_at=now)
-            )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(upstream_connections)
+                    .where(upstream_connections.c.id == connection.id)
+                    .values(used_at=now)
+                )
+        except Exception:
+            logger.warning("connection %s: its last use could not be noted", connection.id)
 
     async def claim_refresh(self, connection: Connection) -> bool:
         """Take the right to refresh ``connection`` (as read); False: another has it,

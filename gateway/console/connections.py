@@ -131,6 +131,8 @@ async def callback(
     # The server's tools are listed with its registrant's connection: if this
     # was it, list them now rather than at the next reconnection.
     app.mcp.upstreams.restart(pending.upstream)
+    # The user's flow runs waiting for this go on.
+    await app.flows.connected(pending.upstream, user.subject, user.issuer)
     response = redirect(f"{PREFIX}/connections?connected={pending.upstream}")
     console.clear_cookie(response, _cookie(request))
     return response

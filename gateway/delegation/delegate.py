@@ -144,7 +144,9 @@ def tried_note(attempts: Attempts) -> str:
 
 
 def _joined(*details: str) -> str | None:
-    return "".join(details).lstrip("; ")[:500] or None
+    """The record's detail: its non-empty parts, "; " between them."""
+    parts = [part.strip("; ") for part in details]
+    return "; ".join(part for part in parts if part)[:500] or None
 
 
 class Delegate:
@@ -179,7 +181,9 @@ class Delegate:
                 explained = sending.explain(exc)
                 await self.record(permit, event, explained.outcome, explained.detail)
                 raise explained.error from None
-        note = sending.note + (sending.went_with() if sending.went_with is not None else "")
+        # Which credential it went with comes first: a long error cannot cut it off.
+        went = sending.went_with() if sending.went_with is not None else ""
+        note = sending.note
         try:
             result = await retry.run(
                 sending.attempt,
@@ -194,7 +198,8 @@ class Delegate:
         except asyncio.CancelledError:
             # The caller went away; the upstream request went with it. The
             # record is written even while cancelled.
-            await asyncio.shield(self.record(permit, event, *CANCELLED, note))
+            outcome, detail = CANCELLED
+            await asyncio.shield(self.record(permit, event, outcome, went, detail, note))
             raise
         except Exception as exc:
             explained = sending.explain(exc)
@@ -205,17 +210,17 @@ class Delegate:
             )
             if down and sending.may_hand_off:
                 raise UpstreamDown(explained, tried) from None
-            await self.record(permit, event, explained.outcome, explained.detail, tried, note)
+            await self.record(permit, event, explained.outcome, went, explained.detail, tried, note)
             raise explained.error from None
         if sending.accept is not None:
             try:
                 await sending.accept(result)
             except Exception as exc:
                 explained = sending.explain(exc)
-                await self.record(permit, event, explained.outcome, explained.detail, note)
+                await self.record(permit, event, explained.outcome, went, explained.detail, note)
                 raise explained.error from None
         outcome, detail = sending.recorded(result)
-        await self.record(permit, event, outcome, detail, tried_note(attempts), note)
+        await self.record(permit, event, outcome, went, detail, tried_note(attempts), note)
         return result
 
     async def stream(

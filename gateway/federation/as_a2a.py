@@ -71,6 +71,7 @@ from google.protobuf.struct_pb2 import Value
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.recorded import RecordedTaskHandler
+from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.handoffs import SKILL_KEY, decide_named, named_in, proto_places
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
@@ -202,6 +203,17 @@ class McpAgentHandler(RecordedTaskHandler):
             raise InvalidParamsError(f"delegation refused: {reasons}") from None
         except ToolQuarantined as quarantined:
             raise UnsupportedOperationError(str(quarantined)) from None
+        except ConnectionRequired as needed:
+            # A2A's own word for it (a2a.proto TaskState): the task waits for
+            # the user's consent, with the link; the caller sends it again
+            # once they connected (nothing was sent upstream).
+            task = _auth_required(message, needed)
+            await self._parts().tasks.record(
+                admission.server_id, admission.owner, task, tool.upstream_name
+            )
+            return task
+        except UserCredentialUnavailable as missing:
+            raise UnsupportedOperationError(f"{tool.name}: {missing.reason}") from None
         except UpstreamError as error:
             raise UpstreamBadAnswerError(
                 f"MCP server {admission.server_id} answered error {error.code}: {error}"
@@ -389,3 +401,28 @@ class McpAgents:
         if record is None:
             return None
         return mcp_card(record, await federation.tools(), url), record.updated_at
+
+
+def _auth_required(message: Message, needed: ConnectionRequired) -> Task:
+    task_id = str(uuid.uuid4())
+    context_id = message.context_id or str(uuid.uuid4())
+    text = (
+        f"{needed.upstream}: {needed.reason}. Connect your account at {needed.connect_url}, "
+        "then send the message again."
+    )
+    status = TaskStatus(state=TaskState.TASK_STATE_AUTH_REQUIRED)
+    status.message.CopyFrom(
+        Message(
+            message_id=str(uuid.uuid4()),
+            role=Role.ROLE_AGENT,
+            parts=[Part(text=text)],
+            task_id=task_id,
+            context_id=context_id,
+        )
+    )
+    history = Message()
+    history.CopyFrom(message)
+    history.task_id, history.context_id = task_id, context_id
+    task = Task(id=task_id, context_id=context_id, status=status, history=[history])
+    task.metadata.update({"connect_url": needed.connect_url, "upstream": needed.upstream})
+    return task

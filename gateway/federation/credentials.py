@@ -36,7 +36,7 @@ from adapters.mcp_http import Credential
 from gateway.connections.errors import OnBehalfUnavailable, UserCredentialUnavailable
 from gateway.connections.on_behalf import OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections, Upstream
-from gateway.connections.vault import fingerprint
+from gateway.connections.vault import Connection, fingerprint
 from gateway.delegation.pipeline import Permit
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.keys import open_secret, seal_secret
@@ -108,28 +108,32 @@ class UpstreamCredentials:
         which may be missing (`UserCredentialUnavailable`)."""
         return self.kind in ("user_oauth", "idp_token_exchange")
 
-    async def _connected(self, subject: str, issuer: str) -> Credential:
-        return (await self._account(subject, issuer))[0]
-
-    async def _account(self, subject: str, issuer: str) -> tuple[Credential, str]:
+    async def _connection_of(self, subject: str, issuer: str) -> Connection:
         assert self.connections is not None
         assert self.upstream is not None
-        found = await self.connections.connection_for(self.upstream, subject=subject, issuer=issuer)
-        await self.connections.vault.used(found)
-        went = f"; connection {found.id} (scopes {found.scope or '-'}, token {found.token_id})"
-        return Credential("Authorization", f"Bearer {found.access_token}"), went
+        return await self.connections.connection_for(self.upstream, subject=subject, issuer=issuer)
+
+    async def _connected(self, subject: str, issuer: str) -> Credential:
+        """The gateway's own requests, with the registrant's connection."""
+        found = await self._connection_of(subject, issuer)
+        return Credential("Authorization", f"Bearer {found.access_token}")
 
     async def users_credential(
         self, permit: Permit, user_token: str | None
-    ) -> tuple[Credential, str]:
-        """The user's own credential for one call, and what the audit says of it."""
+    ) -> tuple[Credential, str, Connection | None]:
+        """The user's own credential for one call, what the audit says of it,
+        and the connection it came from (a connected account's)."""
+        caller = permit.caller
         if self.kind == "idp_token_exchange":
             assert self.on_behalf is not None
-            caller = permit.caller
             token = await self.on_behalf.token_for(user_token, caller.issuer, caller.not_after)
-            went = f"; on behalf at {self.on_behalf.config.issuer} (token {fingerprint(token)})"
-            return Credential("Authorization", f"Bearer {token}"), went
-        return await self._account(permit.caller.subject, permit.caller.issuer)
+            went = f"on behalf at {self.on_behalf.config.issuer} (token {fingerprint(token)})"
+            return Credential("Authorization", f"Bearer {token}"), went, None
+        found = await self._connection_of(caller.subject, caller.issuer)
+        assert self.connections is not None
+        await self.connections.vault.used(found)
+        went = f"connection {found.id} (scopes {found.scope or '-'}, token {found.token_id})"
+        return Credential("Authorization", f"Bearer {found.access_token}"), went, found
 
     async def default(self) -> Credential | None:
         """For the gateway's own requests to the server."""
@@ -179,10 +183,11 @@ class CallCredential:
         self._user_token = user_token
         self._held: Credential | None = None
         self._went = ""
+        self._used: Connection | None = None
 
     async def check(self) -> None:
         if self._credentials.users_own:
-            self._held, self._went = await self._credentials.users_credential(
+            self._held, self._went, self._used = await self._credentials.users_credential(
                 self._permit, self._user_token
             )
 
@@ -206,9 +211,8 @@ class CallCredential:
             )
         assert credentials.connections is not None
         assert credentials.upstream is not None
-        return await credentials.connections.refused(
-            credentials.upstream, self._permit.caller.subject, self._permit.caller.issuer
-        )
+        assert self._used is not None
+        return await credentials.connections.refused(credentials.upstream, self._used)
 
     async def get(self) -> Credential | None:
         if self._held is not None:

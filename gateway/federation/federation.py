@@ -21,7 +21,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
@@ -36,6 +36,7 @@ from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
+from gateway.federation.credential_checks import UsersOwnChecks, check_users_own
 from gateway.federation.credentials import CallCredential, stored_form, with_registrant
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
@@ -93,6 +94,8 @@ class FederationSettings:
     sealing_secret: str | None
     connect_timeout_seconds: float
     default_timeout_seconds: float
+    # Who may name where users' tokens go (`credential_checks`).
+    users_own: UsersOwnChecks = field(default_factory=UsersOwnChecks)
 
 
 class McpFederation:
@@ -291,15 +294,7 @@ class McpFederation:
         else:
             assert registration.url is not None
             await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
-        if not admin and registration.credential.type in ("user_oauth", "idp_token_exchange"):
-            # Users' own credentials go with such a server's calls: user_oauth
-            # sends every user to its authorization server to log in;
-            # idp_token_exchange sends their identity provider's tokens to the
-            # token endpoint it names. Only an admin vouches for either.
-            raise RegistrationRefused(
-                f"a server that acts with users' own credentials "
-                f"({registration.credential.type}) is registered by an admin ({ADMIN_SCOPE})"
-            )
+        check_users_own(registration.credential, admin, self._settings.users_own)
         if not admin and registration.resource not in (None, registration.url):
             # The resource is the audience of tokens minted for the server; a
             # registrant choosing another target's audience would receive

@@ -262,8 +262,8 @@ class McpOfferings:
     def _sources(self, configs: list[McpServerConfig]) -> list[_Source]:
         sources = []
         for config in configs:  # registration order
-            if config.credential.get("type") == "user_oauth":
-                # Not offered yet: listing them needs a user's own account,
+            if config.credential.get("type") in ("user_oauth", "idp_token_exchange"):
+                # Not offered yet: listing them needs a user's own credential,
                 # and one user's listing is not another's (docs/connections.md).
                 continue
             live = self.federation.upstreams.get(config.id)

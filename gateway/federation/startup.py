@@ -14,6 +14,7 @@ from gateway.connections.service import Connections
 from gateway.connections.vault import Connection, Vault
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.startup import DelegationCore, Job
+from gateway.federation.credential_checks import UsersOwnChecks
 from gateway.federation.federated_tools import audit_kept_out
 from gateway.federation.federation import FederationSettings, McpFederation
 from gateway.federation.upstreams import McpUpstreams, UpstreamLimits
@@ -99,6 +100,10 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
             sealing_secret=settings.sealing_secret,
             connect_timeout_seconds=settings.mcp_connect_timeout_seconds,
             default_timeout_seconds=settings.upstream_timeout_seconds,
+            users_own=UsersOwnChecks(
+                trusted_issuers=tuple(issuer.issuer for issuer in settings.trusted_issuers),
+                allow_http=settings.dev,
+            ),
         ),
         core.resilience,
     )

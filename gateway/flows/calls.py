@@ -72,7 +72,7 @@ from gateway.flows.messages import (
     task_id_of,
     text_of,
 )
-from gateway.flows.outcomes import RETRYING, completed, failed, retrying
+from gateway.flows.outcomes import RETRYING, auth_required, completed, failed, retrying
 from gateway.flows.runtime import FlowRuntime
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
@@ -93,6 +93,14 @@ class StepFailed(Exception):
     def __init__(self, reason: str, *, final: bool = False) -> None:
         super().__init__(reason)
         self.final = final
+
+
+class NeedsConsent(Exception):
+    """The run's user has not connected their account at the tool's server."""
+
+    def __init__(self, needed: ConnectionRequired) -> None:
+        super().__init__(str(needed))
+        self.needed = needed
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,14 @@ class StepCall:
             if exc.final:
                 return failed(str(exc))
             reason = str(exc)
+        except NeedsConsent as needs:
+            needed = needs.needed
+            return auth_required(
+                f"{step.call.target}: {needed.reason}; the run's user connects at "
+                f"{needed.connect_url}",
+                needed.upstream,
+                needed.connect_url,
+            )
         if attempt + 1 >= 1 + step.retries:
             return failed(reason)
         await self._write(**{**pending, "state": RETRYING, "error": reason})
@@ -454,11 +470,9 @@ class StepCall:
         except (ToolNotFound, ToolQuarantined) as exc:
             raise StepFailed(f"{name}: {exc}", final=True) from None
         except ConnectionRequired as needed:
-            # Nothing was sent (the core refused before sending).
-            raise StepFailed(
-                f"{name}: {needed.reason}; the run's user connects at {needed.connect_url}",
-                final=True,
-            ) from None
+            # Nothing was sent (the core refused before sending): the run
+            # waits for its user to connect (`gateway.flows.consents`).
+            raise NeedsConsent(needed) from None
         except UserCredentialUnavailable as missing:
             raise StepFailed(f"{name}: {missing.reason}", final=True) from None
         except (UpstreamUnavailable, UpstreamError) as exc:

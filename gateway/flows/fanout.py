@@ -23,7 +23,7 @@ from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_item_call
 from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep, ParallelStep, Quorum
 from gateway.flows.expressions import evaluate
-from gateway.flows.outcomes import RETRYING, failed, now, seen, truthy
+from gateway.flows.outcomes import AUTH_REQUIRED, RETRYING, failed, now, seen, truthy
 from gateway.flows.runtime import FlowRuntime
 
 
@@ -54,6 +54,10 @@ class FanOutSteps:
         while outcome["state"] == RETRYING:
             await asyncio.sleep(float(outcome["backoff"]))
             outcome = await self.call_attempt(step, parent, scope)
+        if outcome["state"] == AUTH_REQUIRED:
+            # Inside a DBOS step nothing can wait durably: the item fails,
+            # with the link (a plain call step waits, `gateway.flows.consents`).
+            return {**failed(str(outcome["error"])), "fatal": True}
         return outcome
 
     # Map -----------------------------------------------------------------------------

@@ -19,6 +19,22 @@ def completed(output: Any, text: str = "") -> dict[str, Any]:
     return {"state": "completed", "output": output, "text": text, "error": None}
 
 
+AUTH_REQUIRED = "auth_required"
+
+
+def auth_required(reason: str, upstream: str, connect_url: str) -> dict[str, Any]:
+    """The run's user has not connected their account at ``upstream``: the run
+    waits for it (`gateway.flows.consents`); nothing was sent."""
+    return {
+        "state": AUTH_REQUIRED,
+        "output": None,
+        "text": "",
+        "error": reason,
+        "upstream": upstream,
+        "connect_url": connect_url,
+    }
+
+
 def failed(reason: str) -> dict[str, Any]:
     return {"state": "failed", "output": None, "text": "", "error": reason}
 

@@ -29,17 +29,20 @@ from typing import Any, Protocol
 
 from dbos import DBOS
 
-from gateway.flows import checkpoints
+from gateway.flows import checkpoints, consents
 from gateway.flows.definition import (
     MAX_REVIEWS,
     CallStep,
     Checkpoint,
     CheckpointStep,
 )
-from gateway.flows.outcomes import RETRYING
+from gateway.flows.outcomes import AUTH_REQUIRED, RETRYING, failed
 from gateway.flows.runtime import FlowRuntime
 
 REVIEW_TIMEOUT_SECONDS = 86400.0
+# How often one step may wait for its user to connect and then find them not
+# connected still (a disconnect meanwhile, another user's word).
+MAX_CONSENT_ROUNDS = 5
 
 
 class FlowRun(checkpoints.FlowRun, Protocol):
@@ -70,7 +73,25 @@ async def called(
     """A call made by the workflow itself: each attempt a DBOS step, and the
     backoff between two a durable DBOS sleep -- after a crash during it the
     run waits only for what is left, then makes the next attempt (the step's
-    record says which: none is made twice)."""
+    record says which: none is made twice). A call that needs its user to
+    connect an account first waits for that (`gateway.flows.consents`), then
+    is made again from scratch (nothing was sent)."""
+    outcome = await _attempts(run, step, name, parent)
+    for round_ in range(1, MAX_CONSENT_ROUNDS + 1):
+        if outcome["state"] != AUTH_REQUIRED:
+            return outcome
+        if not await consents.wait(run, step.id, outcome, round_):
+            return consents.timed_out(outcome, run.rt.settings.consent_timeout_seconds)
+        await DBOS.run_step_async(
+            {"name": f"reset {step.id} after consent {round_}"}, reset, run, [step]
+        )
+        outcome = await _attempts(run, step, f"{name}, after consent {round_}", parent)
+    if outcome["state"] == AUTH_REQUIRED:
+        return {**failed(str(outcome["error"])), "fatal": True}
+    return outcome
+
+
+async def _attempts(run: FlowRun, step: CallStep, name: str, parent: str | None) -> dict[str, Any]:
     outcome = await DBOS.run_step_async(
         {"name": name, "preemptible": True}, run.call_attempt, step, parent
     )

@@ -40,6 +40,7 @@ RUN_STATES = {
     "submitted": TaskState.TASK_STATE_SUBMITTED,
     "working": TaskState.TASK_STATE_WORKING,
     "input_required": TaskState.TASK_STATE_INPUT_REQUIRED,
+    "auth_required": TaskState.TASK_STATE_AUTH_REQUIRED,
     "completed": TaskState.TASK_STATE_COMPLETED,
     "failed": TaskState.TASK_STATE_FAILED,
     "canceled": TaskState.TASK_STATE_CANCELED,
@@ -55,6 +56,7 @@ class GrantUnusable(Exception):
 class FlowSettings:
     grant_max_seconds: float
     checkpoint_poll_seconds: float = 60.0
+    consent_timeout_seconds: float = 86400.0
     poll_min_seconds: float = 0.05
     poll_max_seconds: float = 2.0
     # The gateway's named secrets: a webhook trigger's HMAC key is one of them.

@@ -33,7 +33,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
-from gateway.flows import waits
+from gateway.flows import consents, waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
@@ -308,6 +308,18 @@ class FlowService:
                 detail=f"run {run_id}: event {event} posted by {by}"[:2000],
             )
         )
+
+    async def connected(self, upstream: str, subject: str, issuer: str) -> int:
+        """The user connected their account at ``upstream``: their runs waiting
+        for it go on (`gateway.flows.consents`); how many were woken. A run
+        waiting on another upstream takes the word as a wake-up on a topic it
+        does not read: nothing happens to it."""
+        if not self.engine.launched:
+            return 0
+        waiting = await self.rt.store.waiting_for_consent(subject, issuer)
+        for run_id in waiting:
+            await consents.connected(run_id, upstream)
+        return len(waiting)
 
     async def cancel(self, run_id: str, by: str) -> None:
         run = await self.rt.store.run_row(run_id)

@@ -89,6 +89,7 @@ class FlowsDoor:
             settings=FlowSettings(
                 grant_max_seconds=settings.flow_grant_max_seconds,
                 checkpoint_poll_seconds=settings.flow_checkpoint_poll_seconds,
+                consent_timeout_seconds=settings.flow_consent_timeout_seconds,
                 secrets=settings.secrets,
                 retry_backoff_seconds=settings.flow_retry_backoff_seconds,
                 retry_backoff_max_seconds=settings.flow_retry_backoff_max_seconds,

@@ -294,6 +294,23 @@ class FlowStore:
     async def step_row(self, run_id: str, step_id: str) -> dict[str, Any] | None:
         return await self._run.read(step_records.step_row, run_id, step_id)
 
+    async def waiting_for_consent(self, subject: str, issuer: str) -> builtins.list[str]:
+        """The runs of this user that wait for them to connect an account."""
+        runs = flow_runs.c
+        query = (
+            select(runs.id)
+            .where(
+                runs.state == "auth_required",
+                runs.finished_at.is_(None),
+                runs.owner_subject == subject,
+                runs.owner_issuer == issuer,
+            )
+            .order_by(runs.created_at)
+            .limit(1000)
+        )
+        async with self._engine.connect() as conn:
+            return [row.id for row in await conn.execute(query)]
+
     async def waiting_for(
         self, flow_id: str, target: str, key: str
     ) -> builtins.list[tuple[str, tuple[str, str]]]:

@@ -37,10 +37,18 @@ from mcp.server.connection import Connection
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
+from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.federation.offered import PromptNotFound, PromptWithheld, ResourceNotFound
 from gateway.federation.offerings import McpOfferings
-from gateway.mcp.errors import TOO_MANY_ROUNDS, TOOL_QUARANTINED, caller_of, mcp_error, trace_of
+from gateway.mcp.errors import (
+    DELEGATION_REFUSED,
+    TOO_MANY_ROUNDS,
+    TOOL_QUARANTINED,
+    caller_of,
+    mcp_error,
+    trace_of,
+)
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 
 logger = logging.getLogger(__name__)
@@ -58,10 +66,13 @@ def offering_error(exc: Exception, name: str) -> MCPError:
     if isinstance(exc, PromptWithheld):
         flags = [flag.as_dict() for flag in exc.prompt.flags]
         return MCPError(TOOL_QUARANTINED, str(exc), {"flags": flags})
+    if isinstance(exc, UserCredentialUnavailable):
+        return MCPError(DELEGATION_REFUSED, f"{name}: {exc.reason}", {"denial": exc.outcome})
     return mcp_error(exc, name)
 
 
 _REFUSALS = (
+    UserCredentialUnavailable,
     ResourceNotFound,
     PromptNotFound,
     PromptWithheld,

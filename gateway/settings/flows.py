@@ -21,6 +21,13 @@ class FlowOptions(BaseModel):
         "waiting for another agent's task at the task's record, even without being woken "
         "(a decision, or the task's end, normally wakes it at once).",
     )
+    flow_consent_timeout_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        le=30 * 86400,
+        description="How long a flow run waits at auth_required for its user to connect "
+        "their account at a step's server (docs/connections.md) before the step fails.",
+    )
     flow_run_retention_days: float = Field(
         default=30.0,
         ge=0,

@@ -25,6 +25,9 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import mcp_types as types
 import pytest
+from a2a.client import ClientConfig, ClientFactory
+from a2a.types import Message, Part, Role, SendMessageRequest, Task, TaskState
+from google.protobuf.struct_pb2 import Struct, Value
 from mcp import MCPError, UrlElicitationRequiredError
 from mcp_types import URL_ELICITATION_REQUIRED
 
@@ -391,3 +394,78 @@ def test_a_token_revoked_at_the_vendor_asks_the_user_to_connect_again(
     with gateway.client() as admin:
         audit = admin.get("/audit", params={"subject": "erin"}).json()["items"]
     assert any(e["event"] == "connection.refused_upstream" for e in audit)
+
+
+WHOAMI_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "ask-notes",
+    "name": "Ask the notes vendor who I am",
+    "input": {"type": "object"},
+    "steps": [{"id": "who", "call": {"tool": "notes__whoami"}, "input": "input"}],
+    "output": "steps.who.output",
+}
+
+
+def run_state(gateway: Gateway, token: str, run: dict[str, Any], *states: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    with gateway.client(token) as client:
+        while True:
+            body: dict[str, Any] = client.get(f"/flows/ask-notes/runs/{run['id']}").json()
+            if body["state"] in states:
+                return body
+            assert time.monotonic() < deadline, f"run stuck in {body['state']}: {body}"
+            time.sleep(0.1)
+
+
+def test_a_flow_run_waits_for_its_user_to_connect_then_goes_on(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    register_notes(gateway, vendor)
+    with gateway.client() as admin:
+        registered = admin.post("/flows", json=WHOAMI_FLOW)
+    assert registered.status_code == 201, registered.text
+    gina = gateway.token("gina")
+    with gateway.client(gina) as client:
+        started = client.post("/flows/ask-notes/runs", json={"input": {}})
+    assert started.status_code == 202, started.text
+    waiting = run_state(gateway, gina, started.json(), "auth_required", "failed", "completed")
+    assert waiting["state"] == "auth_required", waiting
+    assert not [c for c in vendor.calls if c["subject"] == "gina@vendor"]
+    # Another user connecting does not move Gina's run.
+    with browser(gateway, "hal") as console:
+        connect(gateway, vendor, console, "hal@vendor")
+    assert run_state(gateway, gina, started.json(), "auth_required")["state"] == "auth_required"
+    with browser(gateway, "gina") as console:
+        connect(gateway, vendor, console, "gina@vendor")
+    done = run_state(gateway, gina, started.json(), "completed", "failed")
+    assert done["state"] == "completed", done
+    assert json.loads(done["output"])["subject"] == "gina@vendor"
+    [who] = [c for c in vendor.calls if c["subject"] == "gina@vendor"]
+    assert who["tool"] == "whoami"  # sent once, after consent
+
+
+def test_an_a2a_caller_gets_a_task_in_auth_required(gateway: Gateway, vendor: Vendor) -> None:
+    """The vendor's server served as an A2A agent (`/a2a/notes`), with the a2a-sdk client."""
+    register_notes(gateway, vendor)
+    token = gateway.token("ivy")
+
+    async def send() -> Task:
+        data = Struct()
+        data.update({"tool": "whoami", "arguments": {}})
+        message = Message(
+            message_id="m-whoami", role=Role.ROLE_USER, parts=[Part(data=Value(struct_value=data))]
+        )
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as http:
+            factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
+            client = await factory.create_from_url(gateway.url + "/a2a/notes")
+            [event] = [e async for e in client.send_message(SendMessageRequest(message=message))]
+            assert event.HasField("task"), event
+            return event.task
+
+    task = gateway.server.run(send())
+    assert task.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
+    said = " ".join(p.text for p in task.status.message.parts)
+    assert gateway.url + "/ui/connections/notes/connect" in said
+    assert not [c for c in vendor.calls if c["subject"] == "ivy@vendor"]

@@ -168,3 +168,30 @@ def test_only_an_admin_registers_it(gateway: Gateway, idp: EnterpriseIdp) -> Non
         )
     assert refused.status_code == 403, refused.text
     assert "idp_token_exchange" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ({"token_url": "http://127.0.0.2:9/token"}, "own origin"),
+        ({"issuer": "https://idp.elsewhere.example"}, "trusted issuers"),
+    ],
+)
+def test_tokens_go_only_to_the_idp_that_issued_them(
+    gateway: Gateway, idp: EnterpriseIdp, change: dict[str, str], refusal: str
+) -> None:
+    credential = {
+        "type": "idp_token_exchange",
+        "issuer": idp.url,
+        "token_url": idp.url + "/token",
+        "client_id": CLIENT[0],
+        "client_secret": CLIENT[1],
+        **change,
+    }
+    with gateway.client() as admin:
+        refused = admin.post(
+            "/mcp-servers", json={"name": "company", "url": idp.mcp_url, "credential": credential}
+        )
+    assert refused.status_code == 403, refused.text
+    assert refusal in refused.json()["detail"]
+    assert not idp.exchanges, "nothing was sent to any token endpoint"

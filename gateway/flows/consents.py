@@ -1,0 +1,89 @@
+"""A run waits for its user to connect an account (`auth_required`).
+
+A call step whose tool acts with the user's own account at a vendor
+(`user_oauth`, docs/connections.md) -- and the run's user has not connected
+it -- sends nothing: its attempt ends `auth_required`. The workflow then
+waits, as at a checkpoint: the run and its A2A task go `auth_required` with
+the connect link in the status message, the deadline is recorded in a DBOS
+step (a run recovered after a crash waits only for what is left), and
+`DBOS.recv` waits for the word that the user connected
+(`FlowService.connected`, told by the console's callback), polled at
+`checkpoint_poll_seconds` in case a word is lost. Then the step's record
+is reset (nothing was sent) and the call is made again. No connection in
+time: the step fails with the link.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from dbos import DBOS
+
+from gateway.flows.outcomes import AUTH_REQUIRED, failed
+from gateway.flows.runtime import FlowRuntime
+
+
+class FlowRun(Protocol):
+    rt: FlowRuntime
+    run_id: str
+    info: dict[str, Any]
+
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
+
+
+def topic(upstream: str) -> str:
+    return f"connected:{upstream}"
+
+
+async def connected(run_id: str, upstream: str) -> None:
+    """Wake ``run_id`` if it waits for a connection at ``upstream``."""
+    await DBOS.send_async(run_id, {"upstream": upstream}, topic(upstream))
+
+
+async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> bool:
+    """Wait for the user to connect at ``outcome``'s upstream: True once they
+    did (the call may be made again), False at the deadline."""
+    upstream = str(outcome["upstream"])
+    opened = await DBOS.run_step_async(
+        {"name": f"await consent {step_id} {round_}"}, _open, run, step_id, outcome
+    )
+    deadline = float(opened["deadline"])
+    poll = run.rt.settings.checkpoint_poll_seconds
+    while True:
+        now = await DBOS.run_step_async({"name": f"consent clock {step_id}"}, time.time)
+        if now >= deadline:
+            return False
+        woken = await DBOS.recv_async(
+            topic(upstream), timeout_seconds=max(0.01, min(deadline - now, poll))
+        )
+        if woken is not None:
+            await DBOS.run_step_async(
+                {"name": f"consented {step_id} {round_}"}, _resumed, run, step_id
+            )
+            return True
+
+
+def timed_out(outcome: dict[str, Any], seconds: float) -> dict[str, Any]:
+    return {
+        **failed(f"{outcome['error']} -- not connected within {seconds:g} s"),
+        "fatal": True,
+    }
+
+
+async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    rt = run.rt
+    await run.mark(step_id, "call", AUTH_REQUIRED, error=outcome["error"])
+    await rt.store.set_run(run.run_id, current_step=step_id)
+    await rt.publish(
+        run.info,
+        AUTH_REQUIRED,
+        f"step {step_id} acts with your own account at {outcome['upstream']}: connect it at "
+        f"{outcome['connect_url']} and the run goes on",
+        metadata={"connect_url": outcome["connect_url"], "upstream": outcome["upstream"]},
+    )
+    return {"deadline": time.time() + rt.settings.consent_timeout_seconds}
+
+
+async def _resumed(run: FlowRun, step_id: str) -> None:
+    await run.rt.publish(run.info, "working", f"step {step_id}: connected; calling again")

@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,7 @@ _SHOWN = (
     "used_at",
 )
 LISTED_MAX = 1000
+_OPENED_MAX = 10_000
 
 
 def _when(value: datetime | None) -> datetime | None:
@@ -147,6 +149,11 @@ class Vault:
         self._engine = engine
         self._secret = secret
         self._clock = clock
+        # Opened rows by (id, version): a refresh or a reconnection is a new
+        # version, so an entry is never stale; bounded, least recently used out.
+        self._opened: OrderedDict[
+            tuple[str, int], tuple[str, str | None, OAuthClientInformationFull]
+        ] = OrderedDict()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -158,8 +165,27 @@ class Vault:
         opened: dict[str, Any] = json.loads(open_secret(stored, self._secret, SEAL_PURPOSE))
         return opened
 
+    def _opened_of(self, row: Any) -> tuple[str, str | None, OAuthClientInformationFull]:
+        """The sealed part of a row, opened -- once per (connection, version):
+        opening and parsing it on every call cost more than the call's own read."""
+        key = (row.id, row.version)
+        opened = self._opened.get(key)
+        if opened is None:
+            tokens = self._open(row.tokens)
+            opened = (
+                str(tokens["access_token"]),
+                tokens.get("refresh_token"),
+                OAuthClientInformationFull.model_validate(self._open(row.client)),
+            )
+            self._opened[key] = opened
+            while len(self._opened) > _OPENED_MAX:
+                self._opened.popitem(last=False)
+        else:
+            self._opened.move_to_end(key)
+        return opened
+
     def _from_row(self, row: Any) -> Connection:
-        tokens = self._open(row.tokens)
+        access, refresh, client = self._opened_of(row)
         return Connection(
             id=row.id,
             subject=row.subject,
@@ -176,9 +202,9 @@ class Vault:
             created_at=as_utc(row.created_at),
             refreshed_at=as_utc(row.refreshed_at),
             used_at=as_utc(row.used_at) if row.used_at else None,
-            access_token=str(tokens["access_token"]),
-            refresh_token=tokens.get("refresh_token"),
-            client=OAuthClientInformationFull.model_validate(self._open(row.client)),
+            access_token=access,
+            refresh_token=refresh,
+            client=client,
         )
 
     def _values(self, grant: Grant, now: datetime) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class KeyStore:
         self._active: SigningKey | None = None
         self._active_checked = 0.0
         self._loaded_at = 0.0
+        self._missed_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def active_key(self) -> SigningKey:
@@ -151,10 +152,15 @@ class KeyStore:
         """`KeySource` for the gateway's own tokens."""
         # Re-read on an unknown kid (a new key from another replica), and
         # periodically anyway, so a key retired elsewhere stops verifying here.
-        age = time.monotonic() - self._loaded_at
-        if (kid not in self._public and age > _RELOAD_MIN_SECONDS) or (
-            age > ACTIVE_KEY_RECHECK_SECONDS
-        ):
+        # Unknown kids re-read at most once per _RELOAD_MIN_SECONDS, counted
+        # from the last re-read a miss caused -- not from the last read: two
+        # replicas starting on an empty database each create a key, and the
+        # first token signed with the other's must not be refused for seconds.
+        now = time.monotonic()
+        missed = kid not in self._public and now - self._missed_at > _RELOAD_MIN_SECONDS
+        if missed or now - self._loaded_at > ACTIVE_KEY_RECHECK_SECONDS:
+            if missed:
+                self._missed_at = now
             await self._reload()
         retires = self._retires.get(kid)
         if retires is not None and retires <= datetime.now(UTC):

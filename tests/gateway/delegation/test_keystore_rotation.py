@@ -253,3 +253,37 @@ async def test_retired_key_stops_verifying_on_other_replicas(
     monotonic.now += 3600
     with pytest.raises(TokenInvalid):
         await verifier(replica).verify(forged)
+
+
+async def test_a_replica_that_started_beside_another_verifies_its_key_at_once(
+    engine: AsyncEngine, monotonic: Monotonic
+) -> None:
+    # Two replicas starting on an empty database: each creates a key, the
+    # second one's is the newest -- what tokens are signed with from then on.
+    first = KeyStore(engine, SECRET)
+    await first.active_key()
+    second = KeyStore(engine, SECRET)
+    newest, _ = await second.rotate(retire_after_seconds=3600)
+    # No time passes: the first replica re-reads on that first unknown kid.
+    assert (await verifier(first).verify(token(newest))).subject == "alice"
+
+
+async def test_unknown_kids_re_read_the_table_at_most_every_few_seconds(
+    engine: AsyncEngine, monotonic: Monotonic
+) -> None:
+    replica = KeyStore(engine, SECRET)
+    await replica.active_key()
+    reads: list[None] = []
+    reload = replica._reload
+
+    async def counted() -> None:
+        reads.append(None)
+        await reload()
+
+    replica._reload = counted  # type: ignore[method-assign]
+    for garbage in ("kid-1", "kid-2", "kid-3"):
+        assert await replica.get(garbage) is None
+    assert len(reads) == 1, "one re-read for a burst of unknown kids"
+    monotonic.now += 6
+    assert await replica.get("kid-4") is None
+    assert len(reads) == 2

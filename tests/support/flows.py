@@ -162,4 +162,10 @@ def flow_setup(
         register_agents(gateway, sales, inventory)
         yield made
     finally:
-        stop_all(made.gateway.server, sales, inventory)
+        # The gateway first: it is the upstreams' client, and its streams to
+        # them close with it. An upstream stopped while the gateway still held
+        # a 2026-07-28 listen stream open could outlast its graceful shutdown
+        # (the SDK's handler waiting on that stream) and its thread the join
+        # (seen once in CI as "server thread did not stop").
+        made.gateway.server.stop()
+        stop_all(sales, inventory)

@@ -75,7 +75,8 @@ class Vendor:
                 await self.token_gate.wait()
             if self.token_error is not None:
                 return httpx2.Response(400, json={"error": self.token_error})
-            if form.get("grant_type") == "refresh_token":
+            refreshing = form.get("grant_type") == "refresh_token"
+            if refreshing:
                 self.refreshes.append(form["refresh_token"])
             self.issued += 1
             return httpx2.Response(
@@ -84,7 +85,11 @@ class Vendor:
                     "access_token": f"access-{self.issued}",
                     "refresh_token": f"refresh-{self.issued}",
                     "token_type": "bearer",
-                    "expires_in": 30,  # within the refresh margin: every use refreshes
+                    # The first token is within the refresh margin (its first use
+                    # refreshes it); a refreshed one lives long, so a replica that
+                    # reads the row only after another's refresh does not refresh
+                    # it again.
+                    "expires_in": 3600 if refreshing else 30,
                 },
             )
         return httpx2.Response(404)

@@ -10,7 +10,7 @@ Metadata Document where the server supports it and the gateway has an
 https public URL, else one registered dynamically (RFC 7591) and kept for
 every user of that upstream.
 
-`Connections.token_for()` is the credential of one call: the user's own
+`Connections.connection_for()` is the credential of one call: the user's own
 access token, refreshed shortly before it expires (one refresh in flight
 per connection: in this process a lock, across replicas the vault's claim).
 A user without a working connection gets `ConnectionRequired` -- nothing is
@@ -257,10 +257,6 @@ class Connections:
         return kept
 
     # --- Calling --------------------------------------------------------------
-
-    async def token_for(self, upstream: Upstream, *, subject: str, issuer: str) -> str:
-        """The user's own access token for ``upstream``, fresh."""
-        return (await self.connection_for(upstream, subject=subject, issuer=issuer)).access_token
 
     async def connection_for(self, upstream: Upstream, *, subject: str, issuer: str) -> Connection:
         """The user's connection to ``upstream``, its access token fresh."""

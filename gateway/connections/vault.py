@@ -24,7 +24,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,37 +48,6 @@ def fingerprint(token: str) -> str:
 
 
 @dataclass(frozen=True)
-class Connection:
-    id: str
-    subject: str
-    issuer: str
-    upstream: str
-    scope: str | None
-    expires_at: datetime | None
-    authorization_server: str
-    token_endpoint: str
-    revocation_endpoint: str | None
-    resource: str | None
-    version: int
-    refreshing_until: datetime | None
-    created_at: datetime
-    refreshed_at: datetime
-    used_at: datetime | None
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    client: OAuthClientInformationFull = field(repr=False)
-
-    @property
-    def token_id(self) -> str:
-        """The access token's fingerprint, for the audit: names it, cannot be used."""
-        return fingerprint(self.access_token)
-
-    def fresh(self, now: datetime, margin_seconds: float) -> bool:
-        """Usable for at least ``margin_seconds`` more (no expiry: until refused)."""
-        return self.expires_at is None or self.expires_at - now > timedelta(seconds=margin_seconds)
-
-
-@dataclass(frozen=True)
 class ConnectionInfo:
     """A connection as listings show it: who, where, which scopes, when --
     read without opening anything sealed."""
@@ -95,18 +64,31 @@ class ConnectionInfo:
     used_at: datetime | None
 
 
-_SHOWN = (
-    "id",
-    "subject",
-    "issuer",
-    "upstream",
-    "scope",
-    "expires_at",
-    "authorization_server",
-    "created_at",
-    "refreshed_at",
-    "used_at",
-)
+@dataclass(frozen=True)
+class Connection(ConnectionInfo):
+    """A connection as a call uses it: the listing's fields, where its tokens
+    come from, and the tokens themselves (never printed)."""
+
+    token_endpoint: str
+    revocation_endpoint: str | None
+    resource: str | None
+    version: int
+    refreshing_until: datetime | None
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    client: OAuthClientInformationFull = field(repr=False)
+
+    @property
+    def token_id(self) -> str:
+        """The access token's fingerprint, for the audit: names it, cannot be used."""
+        return fingerprint(self.access_token)
+
+    def fresh(self, now: datetime, margin_seconds: float) -> bool:
+        """Usable for at least ``margin_seconds`` more (no expiry: until refused)."""
+        return self.expires_at is None or self.expires_at - now > timedelta(seconds=margin_seconds)
+
+
+_SHOWN = tuple(f.name for f in fields(ConnectionInfo))
 LISTED_MAX = 1000
 _OPENED_MAX = 10_000
 
@@ -115,19 +97,20 @@ def _when(value: datetime | None) -> datetime | None:
     return as_utc(value) if value is not None else None
 
 
-def _info(row: Any) -> ConnectionInfo:
-    return ConnectionInfo(
-        id=row["id"],
-        subject=row["subject"],
-        issuer=row["issuer"],
-        upstream=row["upstream"],
-        scope=row["scope"],
-        expires_at=_when(row["expires_at"]),
-        authorization_server=row["authorization_server"],
-        created_at=as_utc(row["created_at"]),
-        refreshed_at=as_utc(row["refreshed_at"]),
-        used_at=_when(row["used_at"]),
-    )
+def _info(row: Any) -> dict[str, Any]:
+    """A row's listed fields (`ConnectionInfo`'s), times in UTC."""
+    return {
+        "id": row.id,
+        "subject": row.subject,
+        "issuer": row.issuer,
+        "upstream": row.upstream,
+        "scope": row.scope,
+        "expires_at": _when(row.expires_at),
+        "authorization_server": row.authorization_server,
+        "created_at": as_utc(row.created_at),
+        "refreshed_at": as_utc(row.refreshed_at),
+        "used_at": _when(row.used_at),
+    }
 
 
 @dataclass(frozen=True)
@@ -187,21 +170,12 @@ class Vault:
     def _from_row(self, row: Any) -> Connection:
         access, refresh, client = self._opened_of(row)
         return Connection(
-            id=row.id,
-            subject=row.subject,
-            issuer=row.issuer,
-            upstream=row.upstream,
-            scope=row.scope,
-            expires_at=as_utc(row.expires_at) if row.expires_at else None,
-            authorization_server=row.authorization_server,
+            **_info(row),
             token_endpoint=row.token_endpoint,
             revocation_endpoint=row.revocation_endpoint,
             resource=row.resource,
             version=row.version,
-            refreshing_until=as_utc(row.refreshing_until) if row.refreshing_until else None,
-            created_at=as_utc(row.created_at),
-            refreshed_at=as_utc(row.refreshed_at),
-            used_at=as_utc(row.used_at) if row.used_at else None,
+            refreshing_until=_when(row.refreshing_until),
             access_token=access,
             refresh_token=refresh,
             client=client,
@@ -300,8 +274,8 @@ class Vault:
         if upstream is not None:
             query = query.where(table.c.upstream == upstream)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_info(row) for row in rows]
+            rows = (await conn.execute(query)).all()
+        return [ConnectionInfo(**_info(row)) for row in rows]
 
     async def of_upstream(self, upstream: str) -> list[Connection]:
         """Every connection to ``upstream``, opened (to revoke them)."""

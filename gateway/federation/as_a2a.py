@@ -332,17 +332,29 @@ def _task_of(message: Message, tool: FederatedTool, result: types.CallToolResult
         value = Value()
         ParseDict(result.structured_content, value)
         parts.append(Part(data=value, media_type="application/json"))
-    task_id = str(uuid.uuid4())
-    context_id = message.context_id or str(uuid.uuid4())
     state = TaskState.TASK_STATE_FAILED if result.is_error else TaskState.TASK_STATE_COMPLETED
-    status = TaskStatus(state=state)
     if result.is_error:
         text = " ".join(p.text for p in parts if p.HasField("text")) or "the tool failed"
+        return _answered(message, state, text)
+    task = _answered(message, state)
+    task.artifacts.append(
+        Artifact(artifact_id=str(uuid.uuid4()), name=tool.upstream_name, parts=parts)
+    )
+    return task
+
+
+def _answered(message: Message, state: TaskState, said: str | None = None) -> Task:
+    """A new task in ``state`` for ``message`` (kept in its history), with the
+    agent's status message ``said``."""
+    task_id = str(uuid.uuid4())
+    context_id = message.context_id or str(uuid.uuid4())
+    status = TaskStatus(state=state)
+    if said is not None:
         status.message.CopyFrom(
             Message(
                 message_id=str(uuid.uuid4()),
                 role=Role.ROLE_AGENT,
-                parts=[Part(text=text)],
+                parts=[Part(text=said)],
                 task_id=task_id,
                 context_id=context_id,
             )
@@ -350,14 +362,7 @@ def _task_of(message: Message, tool: FederatedTool, result: types.CallToolResult
     history = Message()
     history.CopyFrom(message)
     history.task_id, history.context_id = task_id, context_id
-    artifacts = (
-        []
-        if result.is_error
-        else [Artifact(artifact_id=str(uuid.uuid4()), name=tool.upstream_name, parts=parts)]
-    )
-    return Task(
-        id=task_id, context_id=context_id, status=status, artifacts=artifacts, history=[history]
-    )
+    return Task(id=task_id, context_id=context_id, status=status, history=[history])
 
 
 def _part_of(block: Any) -> Part | None:
@@ -404,25 +409,10 @@ class McpAgents:
 
 
 def _auth_required(message: Message, needed: ConnectionRequired) -> Task:
-    task_id = str(uuid.uuid4())
-    context_id = message.context_id or str(uuid.uuid4())
     text = (
         f"{needed.upstream}: {needed.reason}. Connect your account at {needed.connect_url}, "
         "then send the message again."
     )
-    status = TaskStatus(state=TaskState.TASK_STATE_AUTH_REQUIRED)
-    status.message.CopyFrom(
-        Message(
-            message_id=str(uuid.uuid4()),
-            role=Role.ROLE_AGENT,
-            parts=[Part(text=text)],
-            task_id=task_id,
-            context_id=context_id,
-        )
-    )
-    history = Message()
-    history.CopyFrom(message)
-    history.task_id, history.context_id = task_id, context_id
-    task = Task(id=task_id, context_id=context_id, status=status, history=[history])
+    task = _answered(message, TaskState.TASK_STATE_AUTH_REQUIRED, text)
     task.metadata.update({"connect_url": needed.connect_url, "upstream": needed.upstream})
     return task

@@ -132,13 +132,18 @@ async def connected(connections: Connections, user: str = "alice") -> None:
     await connections.complete(UPSTREAM, pending, code="the-code", iss=AS)
 
 
+async def token_for(connections: Connections, upstream: Upstream, issuer: str = "idp") -> str:
+    found = await connections.connection_for(upstream, subject="alice", issuer=issuer)
+    return found.access_token
+
+
 async def test_two_replicas_refresh_a_connection_once(engine: AsyncEngine) -> None:
     vendor = Vendor()
     one, two = connections_of(engine, vendor), connections_of(engine, vendor)
     await connected(one)
     vendor.token_gate = asyncio.Event()
-    first = asyncio.create_task(one.token_for(UPSTREAM, subject="alice", issuer="idp"))
-    second = asyncio.create_task(two.token_for(UPSTREAM, subject="alice", issuer="idp"))
+    first = asyncio.create_task(token_for(one, UPSTREAM))
+    second = asyncio.create_task(token_for(two, UPSTREAM))
     await _until(lambda: vendor.started == 2)  # the first refresh is at the server
     vendor.token_gate.set()
     tokens = await asyncio.gather(first, second)
@@ -153,7 +158,7 @@ async def test_a_caller_cancelled_mid_refresh_keeps_the_rotated_tokens(
     connections = connections_of(engine, vendor)
     await connected(connections)
     vendor.token_gate = asyncio.Event()
-    call = asyncio.create_task(connections.token_for(UPSTREAM, subject="alice", issuer="idp"))
+    call = asyncio.create_task(token_for(connections, UPSTREAM))
     await _until(lambda: vendor.started == 2)  # the refresh is at the server
     call.cancel()
     vendor.token_gate.set()
@@ -169,12 +174,12 @@ async def test_only_invalid_grant_ends_a_connection(engine: AsyncEngine) -> None
     connections = connections_of(engine, vendor)
     await connected(connections)
     vendor.token_error = "invalid_client"  # the client's problem, not the user's grant
-    token = await connections.token_for(UPSTREAM, subject="alice", issuer="idp")
+    token = await token_for(connections, UPSTREAM)
     assert token == "access-1"  # still alive: used while it lives
     assert await connections.vault.get("alice", "idp", "notes") is not None
     vendor.token_error = "invalid_grant"
     with pytest.raises(ConnectionRequired) as needed:
-        await connections.token_for(UPSTREAM, subject="alice", issuer="idp")
+        await token_for(connections, UPSTREAM)
     assert needed.value.connect_url == "https://gw.example/ui/connections/notes/connect"
     assert await connections.vault.get("alice", "idp", "notes") is None
 
@@ -184,9 +189,9 @@ async def test_tokens_never_go_to_a_server_at_another_url(engine: AsyncEngine) -
     await connected(connections)
     moved = Upstream(id="notes", url="https://elsewhere.example/mcp", client_id="gw")
     with pytest.raises(ConnectionRequired):
-        await connections.token_for(moved, subject="alice", issuer="idp")
+        await token_for(connections, moved)
     with pytest.raises(ConnectionRequired):  # and never another user's
-        await connections.token_for(UPSTREAM, subject="alice", issuer="another-idp")
+        await token_for(connections, UPSTREAM, "another-idp")
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await handlers.start(core, stack)
             mcp_parts = await mcp_federation.start(core, stack)
+            # Agents that take their users' own tokens get them from the same vault.
+            if a2a_parts.front_door.consents is not None:
+                a2a_parts.front_door.consents.connections = mcp_parts.connections
             observed = observability.start(settings, core, stack)
             # Registered before the flows engine starts: its executor id is this replica's.
             await replicas.announce(engine)

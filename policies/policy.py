@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from policies.card_oauth import card_authorization
 from policies.coordination import CoordinationPolicy
 from policies.limits import LimitRule
 from policies.scopes import ScopeSyntaxError, parse_scopes
@@ -237,6 +238,13 @@ class Target:
         skills = card.get("skills")
         if not isinstance(skills, list):
             skills = []
+        if card_authorization(card) is not None:
+            # Every call needs the user's own token from the agent's own
+            # authorization server (`policies.card_oauth`): the scopes it
+            # names are that server's, checked there against the user's own
+            # grant -- not the gateway's scopes, and no minted token carries them.
+            ids = frozenset(str(s.get("id")) for s in skills if isinstance(s, Mapping))
+            return cls(agent_id=agent_id, skills=ids)
         return cls(
             agent_id=agent_id,
             requirements=_requirements(card.get("securityRequirements")),

@@ -18,6 +18,7 @@ from a2a.types import SendMessageRequest
 
 from gateway.a2a.responses import denial_response
 from gateway.agents.admission import Admission
+from gateway.agents.consents import AgentConsents
 from gateway.delegation.handoffs import (
     MessageSkill,
     json_inputs,
@@ -121,6 +122,7 @@ async def admit_call(
     extensions: frozenset[str],
     others: OtherTargets | None,
     approvals: bool,
+    consents: AgentConsents | None = None,
 ) -> Admitted:
     """Decide one call (`Delegations.admit_message` for a message, `admit`
     otherwise); raises `Refusal`. A call held for a human goes to the
@@ -168,6 +170,15 @@ async def admit_call(
             deferral = pending.deferral
     except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
         raise denial_response(denied, refusal) from None
+    consent = None
+    if message and route == "agent" and consents is not None:
+        # The agent takes only its users' own tokens, and this user has not
+        # connected theirs: the message waits for them (`gateway.agents.consents`).
+        consent = await consents.needed(grant)
+        if consent is not None:
+            if not approvals:
+                raise Refusal(403, str(consent), {"connect_url": consent.connect_url})
+            route = "approval"
     admission = Admission(
         grant,
         owner,
@@ -176,6 +187,7 @@ async def admit_call(
         task_id=decided.task_id,
         strictest=decided.strictest,
         deferral=deferral,
+        consent=consent,
         inputs=inputs,
     )
     return Admitted(route, admission)

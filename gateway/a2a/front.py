@@ -217,6 +217,7 @@ class A2AFrontDoor:
                 extensions=frozenset(extensions),
                 others=self.others,
                 approvals=self.approvals is not None,
+                consents=self.handler._parts().consents,
             )
         except Refusal as refused:
             return refuse(refused.status, refused.message, refused.data, refused.headers or None)

@@ -314,6 +314,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
                 extensions=extensions,
                 others=self._door.others,
                 approvals=self._held is not None,
+                consents=self._door.handler._parts().consents,
             )
         except Refusal as refused:
             await _abort(context, refused)

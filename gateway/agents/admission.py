@@ -22,6 +22,8 @@ from starlette.requests import Request
 
 from adapters.a2a import A2AUpstreams
 from gateway.agents.cards import sign_card
+from gateway.agents.consents import AgentConsents
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.lost_tasks import LostTasks
@@ -66,6 +68,10 @@ class Admission:
     # Held back by a coordination rule in `mode: defer`: the request is kept
     # and made once that ends (`gateway.delegation.deferrals`).
     deferral: Deferral | None = None
+    # The agent needs the user's own account there and they have not
+    # connected it: the request is kept and made once they do
+    # (`gateway.agents.consents`).
+    consent: ConnectionRequired | None = None
     # What the message hands the agent, as the coordination rules read it
     # (`json_inputs`): a fallback agent's admission reads it again.
     inputs: list[Any] | None = None
@@ -170,6 +176,8 @@ class FrontDoorParts:
     lost: LostTasks
     # host:port of the gRPC binding, when it is served (`gateway.a2a.grpc_door`).
     grpc_target: str | None = None
+    # Agents called with each user's own token (`gateway.agents.consents`).
+    consents: AgentConsents | None = None
 
     async def sign(self, card: AgentCard) -> AgentCard:
         """Sign with the current key, naming the gateway's JWKS as `jku`."""

@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.base import Turn
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.consents import RELEASED_BY
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.approvals import (
@@ -74,6 +75,7 @@ from gateway.delegation.task_runner import RunNotFound, TaskRunner
 
 POLL_SECONDS = 0.5
 APPROVAL_META = "approval"
+CONNECT_META = "connect_url"  # as an MCP server served as an agent says it
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                 raise TaskNotFoundError(f"context {message.context_id} not found")
         approval_id = new_id()
         task = Task(id=str(uuid.uuid4()), context_id=message.context_id or str(uuid.uuid4()))
-        deferral = admission.deferral
+        deferral, consent = admission.deferral, admission.consent
         if deferral is not None:
             # Waiting for something other agents do, not for anyone's
             # permission: submitted, not yet started (A2A 1.0 TaskState).
@@ -156,6 +158,15 @@ class ApprovalAgentHandler(RecordedTaskHandler):
             said = (
                 f"deferred: {deferral.reason}; {admission.agent_id} is called once that "
                 f"ends (deferral {approval_id}); follow this task for the outcome"
+            )
+        elif consent is not None:
+            # A2A 1.0 §7.3.3: the client gets the user's consent out of band
+            # (the link); the task goes on by itself once it is given.
+            task.status.state = TaskState.TASK_STATE_AUTH_REQUIRED
+            said = (
+                f"{admission.agent_id} acts with your own account there: {consent.reason}. "
+                f"Connect it at {consent.connect_url}; this task goes on once you have "
+                f"(held as {approval_id})"
             )
         else:
             task.status.state = TaskState.TASK_STATE_AUTH_REQUIRED
@@ -166,6 +177,9 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         task.status.message.CopyFrom(status_message(task.id, task.context_id, said))
         task.status.message.metadata.update({APPROVAL_META: approval_id})
         task.metadata.update({APPROVAL_META: approval_id})
+        if consent is not None:
+            for meta in (task.metadata, task.status.message.metadata):
+                meta.update({CONNECT_META: consent.connect_url})
         history = task.history.add()
         history.CopyFrom(message)
         if not message.task_id:
@@ -188,6 +202,12 @@ class ApprovalAgentHandler(RecordedTaskHandler):
             if deferral is not None:
                 assert deferrals is not None
                 await deferrals.add(approval_id, deferral, conn=conn)
+            if consent is not None:
+                assert parts.consents is not None
+                owner = admission.owner
+                await parts.consents.hold(
+                    approval_id, consent.upstream, owner.subject, owner.issuer, conn
+                )
 
         # The task, its approval and its wait in one transaction: an outage
         # between them would leave a task that no decision can ever end.
@@ -198,6 +218,8 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         (approval,) = stored
         if deferral is not None:
             await store.audit(approval, "a2a.SendMessage", "deferred", said[:2000])
+        elif consent is not None:
+            await store.audit(approval, "a2a.SendMessage", consent.outcome, said[:2000])
         else:
             await store.audit_request(approval, "a2a.SendMessage")
         return task
@@ -355,6 +377,28 @@ class ApprovalDesk:
     async def give_up(self, approval_id: str, reason: str) -> None:
         """A deferred call waited longer than its rank allows."""
         await self._by_coordination(approval_id, False, reason)
+
+    async def waits_for_consent(self, approval_id: str) -> bool:
+        consents = self._parts().consents
+        return consents is not None and await consents.is_waiting(approval_id)
+
+    async def connected(self, upstream: str, subject: str, issuer: str) -> int:
+        """The user connected their account at an agent: their calls held for
+        it go now (`gateway.agents.consents`), each once across replicas.
+        Returns how many this replica released."""
+        consents = self._parts().consents
+        if consents is None:
+            return 0
+        released = 0
+        for approval_id in await consents.waiting(upstream, subject, issuer):
+            if not await consents.released(approval_id):
+                continue  # another replica's callback took it
+            with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
+                await self.decide(
+                    approval_id, True, RELEASED_BY, f"{subject} connected their account"
+                )
+                released += 1
+        return released
 
     async def _by_coordination(self, approval_id: str, go: bool, reason: str) -> None:
         # Withdrawn by its requester, or decided by an admin, meanwhile: theirs stands.

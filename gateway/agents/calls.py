@@ -32,6 +32,7 @@ from a2a.utils.errors import (
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits
+from gateway.agents.consents import CallToken
 from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
@@ -111,9 +112,14 @@ class UpstreamCalls:
             await self.audit(admission, operation, error)
             raise error from None
 
-    def _context(self, admission: Admission, *, streaming: bool = False) -> Any:
+    def call_token(self, admission: Admission) -> CallToken:
+        """The token the call goes with: minted, or the user's own
+        (`gateway.agents.consents`), got in the core's `before` step."""
+        return CallToken(self._parts().consents, admission.grant)
+
+    def _context(self, admission: Admission, token: CallToken, *, streaming: bool = False) -> Any:
         context = self.upstreams.context(
-            admission.grant.token.token, None if streaming else self.timeout_of(admission)
+            token.token, None if streaming else self.timeout_of(admission)
         )
         if admission.extensions and context.service_parameters is not None:
             context.service_parameters[HTTP_EXTENSION_HEADER] = ",".join(
@@ -145,9 +151,12 @@ class UpstreamCalls:
         hand the call to a fallback. ``accept`` takes the answer in before
         the record (`Sending.accept`)."""
         transport, _ = await self._client(admission, operation)
+        token = self.call_token(admission)
         sending: Sending[T] = Sending(
             upstream=admission.agent_id,
-            attempt=lambda: call(transport, self._context(admission)),
+            attempt=lambda: call(transport, self._context(admission, token)),
+            before=token.check if token.upstream is not None else None,
+            went_with=token.went_with,
             explain=self._explain(admission),
             idempotent=idempotent,
             may_hand_off=may_fall_back,
@@ -326,10 +335,11 @@ class UpstreamCalls:
         transport, _ = await self._client(admission, operation)
         followed = _Followed()  # the task the stream is about, and its last state
         limit = self.stream_limits.max_seconds
+        token = self.call_token(admission)
 
         async def events() -> AsyncIterator[Event]:
             # Closed with the relay: that closes the upstream connection.
-            stream = open_stream(transport, self._context(admission, streaming=True))
+            stream = open_stream(transport, self._context(admission, token, streaming=True))
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
                 async for item in stream:
                     yield event_of(item)
@@ -356,6 +366,8 @@ class UpstreamCalls:
             observe=observe,
             overran=overran,
             closed=closed,
+            before=token.check if token.upstream is not None else None,
+            went_with=token.went_with,
         )
         async for event in self._parts().delegate.stream(
             admission.grant, f"a2a.{operation}", streaming

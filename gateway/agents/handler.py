@@ -80,9 +80,15 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         """The handler of ``task_id`` if it is a held call's task: deferred by a
         coordination rule, or waiting for an approval the policy asks for on
         one skill (an approval on the whole agent sends every operation to
-        the approvals handler already). Looked up only while the policy can
-        hold a call."""
-        if self.held is None or not self._parts().delegations.policy.current.can_hold:
+        the approvals handler already), or for its user to connect their
+        account at the agent. Looked up only while the policy can hold a
+        call, or the agent takes its users' own tokens."""
+        if self.held is None:
+            return None
+        parts = self._parts()
+        if not parts.delegations.policy.current.can_hold and (
+            parts.consents is None or parts.consents.upstream(admission.grant) is None
+        ):
             return None
         task = await self.tasks.get(admission.agent_id, admission.owner, task_id)
         return self.held if task is not None and HELD_META in task.metadata else None

@@ -168,8 +168,8 @@ class PassThrough:
         """The call, through the delegation core: posted, its answer checked
         (an upstream fault, never retried), the task it names recorded."""
         handler = self._handler
+        token = handler.call_token(admission)  # minted, or the user's own (`before`)
         headers = {
-            "Authorization": f"Bearer {admission.grant.token.token}",
             "Content-Type": "application/json",
             VERSION_HEADER: PROTOCOL_VERSION_CURRENT,
         }
@@ -182,7 +182,8 @@ class PassThrough:
         agent_id = admission.agent_id
 
         async def post() -> SendMessageResponse:
-            answer = await handler.upstreams.raw.post(url, body, headers, timeout_seconds=timeout)
+            sent = {**headers, "Authorization": f"Bearer {token.token}"}
+            answer = await handler.upstreams.raw.post(url, body, sent, timeout_seconds=timeout)
             if answer.status >= 500:
                 raise UpstreamStatus(answer.status)
             if not 200 <= answer.status < 300:
@@ -215,6 +216,8 @@ class PassThrough:
             idempotent=bool(rules.idempotent),
             accept=accept,
             may_hand_off=rules.fallback is not None,
+            before=token.check if token.upstream is not None else None,
+            went_with=token.went_with,
         )
         return await handler._parts().delegate.send(admission.grant, f"a2a.{OPERATION}", sending)
 

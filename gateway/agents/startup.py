@@ -23,6 +23,7 @@ from adapters.http import UpstreamHTTP
 from gateway.agents.admission import FrontDoorParts, StreamLimits
 from gateway.agents.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
 from gateway.agents.approved import ApprovalExecution
+from gateway.agents.consents import AgentConsents
 from gateway.agents.gateway_run import GatewayRunHandlers
 from gateway.agents.handler import AgentHandler
 from gateway.agents.reconcile import Reconciler
@@ -125,6 +126,7 @@ class Agents:
             delegate=core.delegate,
             lost=LostTasks(core.engine),
             grpc_target=grpc_public_target(settings, settings.effective_public_url, settings.host),
+            consents=AgentConsents(core.engine),
         )
         vendor_http = UpstreamHTTP(
             core.fetcher.policy,

@@ -204,6 +204,8 @@ async def health_history(
 async def delete_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
     if not await state_of(request).agents.delete(agent_id):
         raise AgentNotFound(agent_id)
+    # Users' connected accounts at it (`user_oauth`): forgotten and revoked.
+    await state_of(request).connections.forget_upstream(agent_id)
     state_of(request).registry.changed()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -60,6 +60,15 @@ async def decide_approval(
     request: Request, approval_id: str, decision: Decision, admin: AdminPrincipal
 ) -> Approval:
     desk = state_of(request).approvals
+    if decision.decision == "approve" and await desk.waits_for_consent(approval_id):
+        # Approved, it would be made without the user's account: refused again.
+        raise Problem(
+            409,
+            "waits-for-consent",
+            "Waits for the user's consent",
+            f"approval {approval_id} is a call waiting for its user to connect their "
+            "account at the agent; it goes once they do (it can be rejected)",
+        )
     try:
         return await desk.decide(
             approval_id, decision.decision == "approve", admin.subject, decision.reason

@@ -115,11 +115,9 @@ async def get_server(
 )
 async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> Response:
     state = state_of(request)
-    connected = await state.connections.vault.of_upstream(server_id)
-    if not await state.mcp.remove(server_id):  # its connections go with it (cascade)
+    if not await state.mcp.remove(server_id):
         raise McpServerNotFound(server_id)
-    # ... and are revoked at its authorization server.
-    await state.connections.revoke_all(connected)
+    await state.connections.forget_upstream(server_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

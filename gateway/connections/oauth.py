@@ -57,6 +57,7 @@ from mcp.shared.auth import (
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
 from gateway.connections.errors import ConnectFailed
+from policies.card_oauth import CardAuthorization
 
 _PROBE = {
     "jsonrpc": "2.0",
@@ -129,6 +130,16 @@ async def discover(
             break
     if metadata is None:
         raise ConnectFailed(f"the authorization server {issuer} publishes no metadata (RFC 8414)")
+    _check(metadata, issuer, allow_http)
+    scope = get_client_metadata_scopes(
+        challenged_scope, prm, metadata, ["authorization_code", "refresh_token"]
+    )
+    return Discovered(metadata, resource, scope)
+
+
+def _check(metadata: OAuthMetadata, issuer: str, allow_http: bool) -> None:
+    """The authorization server's metadata is its issuer's (RFC 8414 §3.3),
+    on https (outside ``--dev``), with PKCE S256 (OAuth 2.1 §7.5.2)."""
     try:
         validate_metadata_issuer(metadata, issuer)
     except OAuthFlowError as exc:
@@ -146,10 +157,61 @@ async def discover(
             f"the authorization server {issuer} does not offer PKCE with S256: "
             "the gateway does not connect accounts without it"
         )
-    scope = get_client_metadata_scopes(
-        challenged_scope, prm, metadata, ["authorization_code", "refresh_token"]
-    )
-    return Discovered(metadata, resource, scope)
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+async def discover_from_card(
+    http: httpx2.AsyncClient,
+    agent_url: str,
+    card: CardAuthorization,
+    *,
+    allow_http: bool = False,
+) -> Discovered:
+    """An A2A agent's authorization server, from its card's OAuth2 scheme
+    (A2A 1.0 §4.5.4 OAuth2SecurityScheme). The card's `oauth2MetadataUrl`,
+    else RFC 8414's well-known URLs at the authorization URL's origin (the
+    issuer a card cannot name otherwise). The metadata is required: without
+    it the gateway cannot know that the server does PKCE S256, and the
+    card's own endpoints must be the ones the metadata names -- a card
+    cannot send users to one server and their codes to another."""
+    if card.metadata_url is not None:
+        urls = [card.metadata_url]
+    else:
+        parsed = urlparse(card.authorization_url)
+        origin = f"{parsed.scheme}://{parsed.netloc}"
+        urls = build_oauth_authorization_server_metadata_discovery_urls(origin, agent_url)
+    metadata: OAuthMetadata | None = None
+    for url in urls:
+        ok, found = await handle_auth_metadata_response(await _get(http, url))
+        if found is not None:
+            metadata = found
+            break
+        if not ok:
+            break
+    if metadata is None:
+        raise ConnectFailed(
+            f"the authorization server at {card.authorization_url} publishes no metadata "
+            "(RFC 8414): the gateway does not connect accounts without it"
+        )
+    issuer = str(metadata.issuer)
+    if card.metadata_url is not None and not any(
+        _same_url(card.metadata_url, u)
+        for u in build_oauth_authorization_server_metadata_discovery_urls(issuer, agent_url)
+    ):
+        # RFC 8414 §3.3: the metadata is the issuer's only at the issuer's URL.
+        raise ConnectFailed(f"the metadata at {card.metadata_url} is not its issuer's ({issuer})")
+    _check(metadata, issuer, allow_http)
+    if not _same_url(str(metadata.authorization_endpoint), card.authorization_url) or not (
+        _same_url(str(metadata.token_endpoint), card.token_url)
+    ):
+        raise ConnectFailed(
+            "the agent card's authorizationUrl and tokenUrl are not the ones its "
+            f"authorization server {issuer} publishes"
+        )
+    return Discovered(metadata, resource_url_from_server_url(agent_url), card.scope)
 
 
 def auth_method(metadata: OAuthMetadata | None) -> str:

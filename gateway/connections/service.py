@@ -41,6 +41,7 @@ from gateway.connections import oauth
 from gateway.connections.errors import ConnectFailed, ConnectionRequired
 from gateway.connections.pending import Pending
 from gateway.connections.vault import Connection, Grant, Vault
+from policies.card_oauth import CardAuthorization
 
 logger = logging.getLogger(__name__)
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
@@ -58,6 +59,9 @@ class Upstream:
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
     scope: str | None = None
+    # An A2A agent's card scheme (`card_oauth`): where its users get tokens.
+    # None: an MCP server, found by MCP authorization's discovery.
+    authorization: CardAuthorization | None = None
 
 
 def _challenge(verifier: str) -> str:
@@ -157,11 +161,18 @@ class Connections:
         # Two users connecting first at once: the first registration kept wins.
         return await self.vault.keep_client(upstream.id, found.issuer, client)
 
+    async def _discover(self, upstream: Upstream) -> oauth.Discovered:
+        if upstream.authorization is not None:
+            return await oauth.discover_from_card(
+                self._http, upstream.url, upstream.authorization, allow_http=self._allow_http
+            )
+        return await oauth.discover(self._http, upstream.url, allow_http=self._allow_http)
+
     async def begin(
         self, upstream: Upstream, *, subject: str, issuer: str, session: str
     ) -> tuple[str, Pending]:
         """(where to send the browser, what to keep until it comes back)."""
-        found = await oauth.discover(self._http, upstream.url, allow_http=self._allow_http)
+        found = await self._discover(upstream)
         client = await self._client(upstream, found, may_register=True)
         scope = upstream.scope or found.scope
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
@@ -391,6 +402,14 @@ class Connections:
         if gone is None:
             return None
         return gone, await self._revoke(gone)
+
+    async def forget_upstream(self, upstream: str) -> None:
+        """The upstream was removed: every user's connection to it is
+        forgotten, then revoked at its authorization server (after the
+        upstream is gone, no connection to it can be completed meanwhile)."""
+        gone = await self.vault.of_upstream(upstream)
+        await self.vault.forget_upstream(upstream)
+        await self.revoke_all(gone)
 
     async def revoke_all(self, gone: list[Connection]) -> None:
         """Revoke connections already removed (their server was: the database

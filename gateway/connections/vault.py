@@ -290,6 +290,18 @@ class Vault:
                 logger.warning("connection %s cannot be opened to revoke it", row.id)
         return opened
 
+    async def forget_upstream(self, upstream: str) -> None:
+        """The upstream is gone: its connections and its registered client
+        with it (revoke them first: `of_upstream`)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(upstream_connections).where(upstream_connections.c.upstream == upstream)
+            )
+            await conn.execute(
+                delete(upstream_clients).where(upstream_clients.c.upstream == upstream)
+            )
+        self._opened.clear()
+
     async def used(self, connection: Connection) -> None:
         """Note a use, at most once a minute (a call does not write a row each
         time). Best effort: a statistic never fails the call it describes."""

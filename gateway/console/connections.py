@@ -1,7 +1,8 @@
 """`/ui/connections`: a user's connected accounts, and connecting one.
 
 The page lists the upstreams whose users connect their own accounts
-(`user_oauth`) with this user's connection to each, if any -- its scopes,
+(`user_oauth` MCP servers, and A2A agents whose cards ask for each user's
+own token: `gateway.agents.consents`) with this user's connection to each, if any -- its scopes,
 expiry and last use -- and, for an admin, everyone's; **Connect** sends
 the browser to the upstream's authorization server (`Connections.begin`),
 whose answer comes back to `/ui/connections/{server}/callback` (`.complete`);
@@ -22,10 +23,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from gateway.agents.consents import agent_upstream
 from gateway.api import connections as connections_api
 from gateway.api.state import state_of
 from gateway.connections.errors import ConnectFailed
 from gateway.connections.pending import CONNECT_SECONDS, PendingSeal, session_binding
+from gateway.connections.service import Upstream
 from gateway.console.web import (
     PREFIX,
     ConsoleError,
@@ -36,6 +39,7 @@ from gateway.console.web import (
     posted,
     redirect,
 )
+from gateway.delegation.pipeline import Caller
 from gateway.federation.credentials import user_oauth_upstream
 from policies.keys import KeySealError
 from policies.scopes import ADMIN_SCOPE
@@ -57,6 +61,18 @@ def _cookie(request: Request) -> str:
     return ("__Host-" if console_of(request).secure else "") + COOKIE
 
 
+async def _upstream(request: Request, upstream_id: str) -> Upstream | None:
+    """The MCP server or A2A agent of that id whose users connect their own
+    accounts (the two share one id space). Raises `KeySealError` if a
+    server's client secret cannot be opened."""
+    state = state_of(request)
+    config = await state.mcp.store.config(upstream_id)
+    if config is not None:
+        return user_oauth_upstream(config, console_of(request).settings.sealing_secret)
+    found = await state.agents.get_with_card(upstream_id)
+    return agent_upstream(upstream_id, found[1]) if found is not None else None
+
+
 @router.get("")
 async def connections_page(request: Request) -> Response:
     user = await current_user(request)
@@ -73,7 +89,17 @@ async def connections_page(request: Request) -> Response:
         record = await state.mcp.store.get(config.id)
         # Only servers the policy lets this user use (what the API shows them).
         if record is not None and state.mcp.visible(principal, record):
-            upstreams.append({"id": config.id, "connection": mine.get(config.id)})
+            upstreams.append(
+                {"id": config.id, "kind": "MCP server", "connection": mine.get(config.id)}
+            )
+    caller = Caller.user(principal)
+    async for agent, card in state.agents.all_with_cards():
+        # Agents whose cards ask for each user's own token, which this user
+        # may call a skill of (`gateway.agents.consents`).
+        if agent_upstream(agent.id, card) is not None and state.delegations.usable_skills(
+            caller, agent.id, card
+        ):
+            upstreams.append({"id": agent.id, "kind": "agent", "connection": mine.get(agent.id)})
     # An admin sees who is connected to what (never a token) and may revoke any.
     everyone = await state.connections.vault.listed() if ADMIN_SCOPE in user.scopes else []
     return page(
@@ -117,8 +143,7 @@ async def callback(
         said = (error or "no code")[:100]
         raise ConsoleError(401, "Connecting failed", f"the authorization server said: {said}")
     app = state_of(request)
-    config = await app.mcp.store.config(pending.upstream)
-    upstream = user_oauth_upstream(config, console.settings.sealing_secret) if config else None
+    upstream = await _upstream(request, pending.upstream)
     if upstream is None:
         raise ConsoleError(404, "Connecting failed", f"{pending.upstream} is gone")
     try:
@@ -131,8 +156,9 @@ async def callback(
     # The server's tools are listed with its registrant's connection: if this
     # was it, list them now rather than at the next reconnection.
     app.mcp.upstreams.restart(pending.upstream)
-    # The user's flow runs waiting for this go on.
+    # The user's flow runs and A2A calls waiting for this go on.
     await app.flows.connected(pending.upstream, user.subject, user.issuer)
+    await app.approvals.connected(pending.upstream, user.subject, user.issuer)
     response = redirect(f"{PREFIX}/connections?connected={pending.upstream}")
     console.clear_cookie(response, _cookie(request))
     return response
@@ -146,9 +172,8 @@ async def connect(request: Request, server_id: Annotated[str, Path(pattern=SERVE
     user = await current_user(request)
     console = console_of(request)
     app = state_of(request)
-    config = await app.mcp.store.config(server_id)
     try:
-        upstream = user_oauth_upstream(config, console.settings.sealing_secret) if config else None
+        upstream = await _upstream(request, server_id)
     except KeySealError as exc:
         raise ConsoleError(500, "This server's client secret cannot be opened", str(exc)) from None
     if upstream is None:

@@ -128,6 +128,9 @@ class Streaming(Generic[T]):
     # whether the upstream's side ended it (ran dry, overran, broke) rather
     # than the caller or an item `observe` refused.
     closed: Callable[[bool], Awaitable[None]] | None = None
+    # As `Sending.before` and `Sending.went_with`.
+    before: Callable[[], Awaitable[None]] | None = None
+    went_with: Callable[[], str] | None = None
 
 
 class UpstreamDown(Exception):
@@ -164,23 +167,35 @@ class Delegate:
         detail = _joined(*details)
         await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
 
+    async def _before(
+        self,
+        permit: Permit,
+        event: str,
+        before: Callable[[], Awaitable[None]],
+        explain: Callable[[BaseException], Explained],
+        note: str = "",
+    ) -> None:
+        """Get the call's credential before anything is sent; a failure is
+        the call's, recorded (`Sending.before`)."""
+        try:
+            await before()
+        except asyncio.CancelledError:
+            await asyncio.shield(self.record(permit, event, *CANCELLED, note))
+            raise
+        except UserCredentialUnavailable as missing:
+            await self.record(permit, event, missing.outcome, missing.reason)
+            raise
+        except Exception as exc:
+            explained = explain(exc)
+            await self.record(permit, event, explained.outcome, explained.detail)
+            raise explained.error from None
+
     async def send(self, permit: Permit, event: str, sending: Sending[T]) -> T:
         """Make the call under the upstream's breaker, retried when idempotent;
         record its outcome; return the answer or raise the door's error."""
         attempts = Attempts()
         if sending.before is not None:
-            try:
-                await sending.before()
-            except asyncio.CancelledError:
-                await asyncio.shield(self.record(permit, event, *CANCELLED, sending.note))
-                raise
-            except UserCredentialUnavailable as missing:
-                await self.record(permit, event, missing.outcome, missing.reason)
-                raise
-            except Exception as exc:
-                explained = sending.explain(exc)
-                await self.record(permit, event, explained.outcome, explained.detail)
-                raise explained.error from None
+            await self._before(permit, event, sending.before, sending.explain, sending.note)
         # Which credential it went with comes first: a long error cannot cut it off.
         went = sending.went_with() if sending.went_with is not None else ""
         note = sending.note
@@ -239,6 +254,9 @@ class Delegate:
             explained = streaming.explain(exc)
             await self.record(permit, event, explained.outcome, explained.detail)
             raise explained.error from None
+        if streaming.before is not None:
+            await self._before(permit, event, streaming.before, streaming.explain)
+        went = streaming.went_with() if streaming.went_with is not None else ""
         stream = streaming.open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + streaming.max_seconds
@@ -283,9 +301,10 @@ class Delegate:
             if aclose is not None:
                 await aclose()
             if failed is None:
-                await self.record(permit, event, *streaming.recorded())
+                outcome, detail = streaming.recorded()
+                await self.record(permit, event, outcome, went, detail)
             else:
-                await self.record(permit, event, failed.outcome, failed.detail)
+                await self.record(permit, event, failed.outcome, went, failed.detail)
             if streaming.closed is not None:
                 # Whether the upstream's side ended it: ran dry, overran, broke.
                 await streaming.closed(lost)

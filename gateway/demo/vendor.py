@@ -15,7 +15,8 @@ refresh-token rotation, metadata that honours `pkce_methods`, and records of
 every request for the tests. A token issued for another RFC 8707 resource is
 refused at /mcp; one issued with no resource is accepted. `write_note` without
 scope ``notes:write`` is a tool error (a `ToolError`: ``is_error``), recorded in
-`calls` all the same. Whatever `pkce_methods` advertises, /authorize takes only
+`calls` all the same. At ``{url}/agent/`` an A2A agent trusts the same logins
+(`gateway.demo.vendor_agent`). Whatever `pkce_methods` advertises, /authorize takes only
 S256 (the SDK's handler) and /token always checks the verifier.
 """
 
@@ -50,9 +51,12 @@ from pydantic import AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.demo.servers import Server
+from gateway.demo.vendor_agent import PATH as AGENT_PATH
+from gateway.demo.vendor_agent import VendorSide, agent_app
 
 SESSION_COOKIE = "vendor_session"
 AS_METADATA = "/.well-known/oauth-authorization-server"
@@ -275,6 +279,9 @@ class Vendor:
             document["code_challenge_methods_supported"] = list(self.pkce_methods)
         return document
 
+    def _agent_side(self) -> VendorSide:
+        return VendorSide(self.url, self.scopes, self.provider.access, self.calls)
+
     def app(self, url: str) -> ASGIApp:
         self.url, self.issuer, self.mcp_url = url, url, url + "/mcp"
         auth = AuthSettings(
@@ -297,9 +304,13 @@ class Vendor:
             )
         )
 
+        agent = Starlette(routes=[Mount(AGENT_PATH, app=agent_app(self._agent_side()))])
+
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope.get("path", "")
-            if scope["type"] != "http" or path not in AS_PATHS:
+            if path.startswith(AGENT_PATH + "/"):
+                await agent(scope, receive, send)
+            elif scope["type"] != "http" or path not in AS_PATHS:
                 await mcp_app(scope, receive, send)  # /mcp, RFC 9728 metadata, lifespan
             elif path == AS_METADATA:
                 await JSONResponse(self._metadata())(scope, receive, send)

@@ -52,7 +52,6 @@ from google.protobuf.json_format import MessageToDict
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from adapters.usage import from_metadata
 from gateway.agents.admission import Admission, handler_context
-from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -74,6 +73,7 @@ from gateway.flows.messages import (
 )
 from gateway.flows.outcomes import RETRYING, auth_required, completed, failed, retrying
 from gateway.flows.runtime import FlowRuntime
+from gateway.flows.step_errors import NeedsConsent, StepFailed, users_own
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
 from registry.tables import as_utc
@@ -85,22 +85,6 @@ logger = logging.getLogger(__name__)
 
 EVENT = "flow.step"
 _WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
-
-
-class StepFailed(Exception):
-    """The attempt failed; ``final`` when another attempt cannot help."""
-
-    def __init__(self, reason: str, *, final: bool = False) -> None:
-        super().__init__(reason)
-        self.final = final
-
-
-class NeedsConsent(Exception):
-    """The run's user has not connected their account at the tool's server."""
-
-    def __init__(self, needed: ConnectionRequired) -> None:
-        super().__init__(str(needed))
-        self.needed = needed
 
 
 @dataclass(frozen=True)
@@ -331,12 +315,13 @@ class StepCall:
         )
         # Written before sending: after a crash, "sent" without a task id.
         await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
-        if streams:
-            return await self._stream(handler, context, request)
-        try:
-            answer = await handler.on_message_send(request, context)
-        except A2AError as exc:
-            raise StepFailed(f"{target.agent}: {exc}") from None
+        with users_own(target.agent):  # an agent that takes its users' own tokens
+            try:
+                if streams:
+                    return await self._stream(handler, context, request)
+                answer = await handler.on_message_send(request, context)
+            except A2AError as exc:
+                raise StepFailed(f"{target.agent}: {exc}") from None
         if isinstance(answer, Message):
             return outcome_of_parts(list(answer.parts))
         await self._write(upstream_task_id=answer.id)
@@ -451,12 +436,13 @@ class StepCall:
             await self._interrupted(known, "sent again: the tool is idempotent", server)
         await self._write(**pending, token=token, sent_at=_now())
         try:
-            result = await self._waiting(
-                name,
-                lambda: self.rt.federation().call_tool(
-                    name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id
-                ),
-            )
+            with users_own(name):
+                result = await self._waiting(
+                    name,
+                    lambda: self.rt.federation().call_tool(
+                        name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id
+                    ),
+                )
         except ApprovalRequired as held:
             raise StepFailed(
                 f"{name} needs a human's approval for every call "
@@ -469,12 +455,6 @@ class StepCall:
             ) from None
         except (ToolNotFound, ToolQuarantined) as exc:
             raise StepFailed(f"{name}: {exc}", final=True) from None
-        except ConnectionRequired as needed:
-            # Nothing was sent (the core refused before sending): the run
-            # waits for its user to connect (`gateway.flows.consents`).
-            raise NeedsConsent(needed) from None
-        except UserCredentialUnavailable as missing:
-            raise StepFailed(f"{name}: {missing.reason}", final=True) from None
         except (UpstreamUnavailable, UpstreamError) as exc:
             raise StepFailed(f"{name}: {exc}") from None
         if isinstance(result, types.InputRequiredResult):

@@ -350,13 +350,20 @@ class McpFront:
                 f"{params.name} now names {means[0]}'s {means[1]!r}, not "
                 f"{expected[0]}'s {expected[1]!r} that was approved: not called",
             )
+        connect_answer = answers_connect(params)
         if isinstance(target, SkillTool):
-            return await self._call_skill(
-                target, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
-            )
+            try:
+                return await self._call_skill(
+                    target, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
+                )
+            except ConnectionRequired as needed:  # the agent takes its users' own tokens
+                if connect_answer is False:
+                    return connect_refusal(needed, str(needed))
+                return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
+            except UserCredentialUnavailable as missing:
+                return credential_refusal(missing, params.name)
 
         responses, state = params.input_responses, params.request_state
-        connect_answer = answers_connect(params)
         if connect_answer is not None:
             # The answer to our own "connect first" question: the call is made
             # afresh -- the upstream never sees our question's state. Declined

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -422,4 +423,23 @@ upstream_clients = Table(
     Column("authorization_server", Text, nullable=False),
     Column("client", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# An A2A call held until its user connects their account at the agent
+# (`gateway.agents.consents`): the held call is an approval the gateway
+# releases when that connection is made.
+consent_waits = Table(
+    "consent_waits",
+    metadata,
+    Column(
+        "approval_id",
+        String(40),
+        ForeignKey("approvals.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("upstream", String(64), nullable=False),
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_consent_waits_user", "upstream", "owner_issuer", "owner_subject"),
 )

@@ -1,0 +1,194 @@
+"""A2A agents whose users connect their own accounts (`user_oauth`).
+
+An agent is one when its card asks for a token from its own authorization
+server on every call (`policies.card_oauth`). Each call to it
+then carries the calling user's own token from their connection
+(`gateway.connections`) -- never the gateway's minted token, never another
+user's. The token is got in the core's `before` step (`UpstreamCalls`), so
+a user without a connection is refused before anything is sent, and the
+refusal is recorded.
+
+A message from a user who has not connected yet is held, not refused
+(A2A 1.0 §7.3.3, "In-Task Authorization": the task waits in
+``TASK_STATE_AUTH_REQUIRED`` while the client gets the user's consent out of
+band, then goes on): `gateway.agents.approvals` answers with a task in that
+state whose status message carries the connect link, and a row here
+(`consent_waits`) says whose connection releases it. When that user
+connects their account at the agent (the console's callback), every call
+of theirs waiting for it is released as an approved call is
+(`ApprovalDesk.release`): decided again and sent at that moment, with the
+new connection's token -- the task goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from a2a.types import AgentCard
+from google.protobuf.json_format import ParseDict
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.a2a import NoUsableInterface, choose_interface
+from gateway.connections.errors import ConnectionRequired
+from gateway.connections.service import Connections, Upstream
+from gateway.connections.vault import Connection
+from gateway.delegation.permits import Grant
+from gateway.storage.tables import consent_waits as table
+from policies.card_oauth import card_authorization
+
+logger = logging.getLogger(__name__)
+RELEASED_BY = "connection"
+_KEPT = 1024  # parsed cards kept, by (agent, card digest)
+
+
+def agent_upstream(agent_id: str, card: Mapping[str, Any]) -> Upstream | None:
+    """The agent as its users connect to it; None unless its card asks for
+    each user's own token. Its URL is the interface the gateway calls
+    (`choose_interface`): the resource its tokens are asked for (RFC 8707),
+    and the only URL they are ever sent to."""
+    authorization = card_authorization(card)
+    if authorization is None:
+        return None
+    try:
+        endpoint = choose_interface(ParseDict(dict(card), AgentCard(), ignore_unknown_fields=True))
+    except NoUsableInterface:
+        return None
+    return Upstream(
+        id=agent_id, url=endpoint.url, scope=authorization.scope, authorization=authorization
+    )
+
+
+class AgentConsents:
+    """The user's own token for a call to a `user_oauth` agent, and the calls
+    held until a user connects."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Set by the app once the connections exist (`gateway.app`); None: no
+        # agent is called with a user's own token (every call is refused).
+        self.connections: Connections | None = None
+        self._upstreams: dict[tuple[str, str], Upstream | None] = {}
+
+    def upstream(self, grant: Grant) -> Upstream | None:
+        key = (grant.agent.id, grant.agent.card_digest)
+        if key not in self._upstreams:
+            if len(self._upstreams) >= _KEPT:
+                self._upstreams.clear()
+            self._upstreams[key] = agent_upstream(grant.agent.id, grant.card)
+        return self._upstreams[key]
+
+    def _required(self, upstream: Upstream) -> ConnectionRequired:
+        return ConnectionRequired(
+            upstream.id, "", "connected accounts are not available on this gateway"
+        )
+
+    async def connection(self, grant: Grant, upstream: Upstream) -> Connection:
+        """The caller's connection to the agent, its token fresh; raises
+        `ConnectionRequired`."""
+        if self.connections is None:
+            raise self._required(upstream)
+        caller = grant.caller
+        return await self.connections.connection_for(
+            upstream, subject=caller.subject, issuer=caller.issuer
+        )
+
+    async def needed(self, grant: Grant) -> ConnectionRequired | None:
+        """Why a message to the agent must wait for its user's consent; None
+        when it can go (not a `user_oauth` agent, or the user is connected)."""
+        upstream = self.upstream(grant)
+        if upstream is None:
+            return None
+        try:
+            await self.connection(grant, upstream)
+        except ConnectionRequired as needed:
+            return needed
+        return None
+
+    async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
+        """The agent answered 401 to the user's own token: the connection ends."""
+        if self.connections is None:
+            return self._required(upstream)
+        return await self.connections.refused(upstream, used)
+
+    # --- Calls waiting for a connection -----------------------------------------
+
+    async def hold(
+        self, approval_id: str, upstream: str, subject: str, issuer: str, conn: AsyncConnection
+    ) -> None:
+        """In the held call's own transaction (`gateway.agents.approvals`)."""
+        await conn.execute(
+            insert(table).values(
+                approval_id=approval_id,
+                upstream=upstream,
+                owner_subject=subject,
+                owner_issuer=issuer,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    async def waiting(self, upstream: str, subject: str, issuer: str) -> list[str]:
+        """The approvals of the user's calls waiting for this connection."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(table.c.approval_id)
+                .where(
+                    table.c.upstream == upstream,
+                    table.c.owner_issuer == issuer,
+                    table.c.owner_subject == subject,
+                )
+                .order_by(table.c.created_at)
+            )
+            return [row.approval_id for row in rows]
+
+    async def is_waiting(self, approval_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(
+                select(table.c.approval_id).where(table.c.approval_id == approval_id)
+            )
+        return found is not None
+
+    async def released(self, approval_id: str) -> bool:
+        """Whether this replica took the wait (another may have, at once)."""
+        async with self._engine.begin() as conn:
+            gone = await conn.execute(delete(table).where(table.c.approval_id == approval_id))
+        return gone.rowcount == 1
+
+
+class CallToken:
+    """The bearer token one call to an agent goes with: the one the gateway
+    minted for it, or -- for a `user_oauth` agent -- the caller's own from
+    their connection, got in the core's `before` step (`Sending.before`)."""
+
+    def __init__(self, consents: AgentConsents | None, grant: Grant) -> None:
+        self._consents = consents
+        self._grant = grant
+        self.upstream = consents.upstream(grant) if consents is not None else None
+        self.token = grant.token.token
+        self._used: Connection | None = None
+
+    async def check(self) -> None:
+        if self.upstream is None:
+            return
+        assert self._consents is not None
+        found = await self._consents.connection(self._grant, self.upstream)
+        assert self._consents.connections is not None
+        await self._consents.connections.vault.used(found)
+        self._used, self.token = found, found.access_token
+
+    def went_with(self) -> str:
+        """For the call's records: the connection (never its token)."""
+        used = self._used
+        if used is None:
+            return ""
+        return f"connection {used.id} (scopes {used.scope or '-'}, token {used.token_id})"
+
+    async def refused(self) -> ConnectionRequired | None:
+        """The agent answered 401 to the user's own token (RFC 6750 §3.1):
+        revoked there. The connection ends; the user connects again."""
+        if self._used is None or self.upstream is None or self._consents is None:
+            return None
+        return await self._consents.refused(self.upstream, self._used)

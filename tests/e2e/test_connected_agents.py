@@ -1,0 +1,239 @@
+"""Connected accounts at an A2A agent, end to end: the vendor's agent on the
+official a2a-sdk trusts only the vendor's own OAuth logins (the `mcp` SDK's
+authorization server: `gateway.demo.vendor`), and its card says so with an
+OAuth2 authorization-code scheme. A real gateway on both databases, users
+connecting through the console as a browser would, the a2a-sdk client
+calling through `/a2a/{agent}`.
+
+What must hold: a user who has not connected gets a task in
+``TASK_STATE_AUTH_REQUIRED`` with the connect link, nothing reaches the
+agent, and the task goes on by itself once that user -- and no other --
+connects; each user's call carries their own token; the audit names the
+connection and never a token; an admin cannot approve the held call past
+its user's consent; removing the agent revokes its connections.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import mcp_types as types
+import pytest
+from a2a.client import ClientConfig, ClientFactory
+from a2a.types import (
+    GetTaskRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    Task,
+    TaskState,
+)
+
+from gateway.demo.vendor import Vendor
+from tests.e2e.test_connected_accounts import browser
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.mcp_clients import mcp_client
+
+POLICY = "agents: {}\n"
+SECRET_KEY = "a-sealing-secret-for-the-connected-agents-tests"
+AGENT = "vendor-agent"
+
+
+@pytest.fixture
+def vendor() -> Iterator[Vendor]:
+    with Vendor() as running:
+        yield running
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, database_url: str | None, vendor: Vendor) -> Iterator[Gateway]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    running = start_gateway(
+        tmp_path / "data", database_url, policy_file=policy, secret_key=SECRET_KEY
+    )
+    try:
+        with running.client() as admin:
+            card = vendor.url + "/agent/.well-known/agent-card.json"
+            added = admin.post("/agents", json={"card_url": card, "id": AGENT})
+            assert added.status_code == 201, added.text
+        yield running
+    finally:
+        running.server.stop()
+
+
+def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: str) -> None:
+    started = console.get(f"/ui/connections/{AGENT}/connect")
+    assert started.status_code == 303, started.text
+    authorize = started.headers["location"]
+    assert authorize.startswith(vendor.url + "/authorize?")  # the card's authorizationUrl
+    asked = parse_qs(urlparse(authorize).query)
+    assert asked["code_challenge_method"] == ["S256"]
+    assert asked["redirect_uri"] == [f"{gateway.url}/ui/connections/{AGENT}/callback"]
+    assert asked["resource"] == [vendor.url + "/agent/"]  # the interface called (RFC 8707)
+    assert asked["scope"] == ["notes:read"]  # the least the card's requirement names
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    assert at_vendor.status_code in (302, 303), at_vendor.text
+    done = console.get(at_vendor.headers["location"].removeprefix(gateway.url))
+    assert done.status_code == 303, done.text
+    assert done.headers["location"].endswith(f"/ui/connections?connected={AGENT}")
+
+
+async def _client(gateway: Gateway, token: str, http: httpx.AsyncClient, streaming: bool) -> Any:
+    factory = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming))
+    return await factory.create_from_url(f"{gateway.url}/a2a/{AGENT}")
+
+
+def send(gateway: Gateway, token: str, *, streaming: bool = False) -> Task:
+    """A message for skill whoami; the task it is answered with (its last state)."""
+
+    async def run() -> Task:
+        message = Message(
+            message_id=f"m-{time.monotonic_ns()}", role=Role.ROLE_USER, parts=[Part(text="hi")]
+        )
+        message.metadata.update({"skill": "whoami"})
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+            client = await _client(gateway, token, http, streaming)
+            task: Task | None = None
+            async for event in client.send_message(SendMessageRequest(message=message)):
+                if event.HasField("task"):
+                    task = event.task
+                elif event.HasField("status_update") and task is not None:
+                    task.status.CopyFrom(event.status_update.status)
+                elif event.HasField("artifact_update") and task is not None:
+                    task.artifacts.append(event.artifact_update.artifact)
+            assert task is not None
+            return task
+
+    return gateway.server.run(run())  # type: ignore[no-any-return]
+
+
+def get_task(gateway: Gateway, token: str, task_id: str) -> Task:
+    async def run() -> Task:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+            client = await _client(gateway, token, http, False)
+            return await client.get_task(GetTaskRequest(id=task_id))
+
+    return gateway.server.run(run())  # type: ignore[no-any-return]
+
+
+def wait_for(gateway: Gateway, token: str, task_id: str, state: TaskState) -> Task:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        task = get_task(gateway, token, task_id)
+        if task.status.state == state:
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} never reached {state}: {task.status}")
+
+
+def said(task: Task) -> str:
+    return " ".join(p.text for p in task.status.message.parts)
+
+
+def answer(task: Task) -> str:
+    return " ".join(p.text for a in task.artifacts for p in a.parts)
+
+
+def test_a_call_waits_for_its_users_consent_then_goes_on(gateway: Gateway, vendor: Vendor) -> None:
+    alice, bob = gateway.token("alice"), gateway.token("bob")
+    held = send(gateway, alice)
+    assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
+    connect_url = f"{gateway.url}/ui/connections/{AGENT}/connect"
+    assert connect_url in said(held)
+    assert held.metadata["connect_url"] == connect_url
+    bobs = send(gateway, bob, streaming=True)
+    assert bobs.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
+    assert vendor.calls == []  # nothing reached the agent
+    # Bob cannot read Alice's held task.
+    with pytest.raises(Exception, match="not found"):
+        get_task(gateway, bob, held.id)
+
+    with browser(gateway, "alice") as console:
+        connect(gateway, vendor, console, "alice@vendor")
+    done = wait_for(gateway, alice, held.id, TaskState.TASK_STATE_COMPLETED)
+    assert answer(done) == "you are alice@vendor"
+    [call] = vendor.calls  # sent once, after consent, with Alice's own token
+    assert call["subject"] == "alice@vendor"
+    assert call["scopes"] == ["notes:read"]
+    # Bob's call still waits for Bob: Alice's connection releases only hers.
+    assert get_task(gateway, bob, bobs.id).status.state == TaskState.TASK_STATE_AUTH_REQUIRED
+
+    with browser(gateway, "bob") as console:
+        connect(gateway, vendor, console, "bob@vendor")
+    done = wait_for(gateway, bob, bobs.id, TaskState.TASK_STATE_COMPLETED)
+    assert answer(done) == "you are bob@vendor"
+    assert [c["subject"] for c in vendor.calls] == ["alice@vendor", "bob@vendor"]
+
+
+def test_a_connected_user_calls_at_once_and_the_audit_names_the_connection(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    alice = gateway.token("alice")
+    with browser(gateway, "alice") as console:
+        connect(gateway, vendor, console, "alice@vendor")
+    for streaming in (False, True):
+        task = send(gateway, alice, streaming=streaming)
+        assert task.status.state == TaskState.TASK_STATE_COMPLETED, said(task)
+        assert answer(task) == "you are alice@vendor"
+    assert [c["subject"] for c in vendor.calls] == ["alice@vendor"] * 2
+    with gateway.client() as admin:
+        [listed] = admin.get("/connections", params={"all": "true"}).json()["items"]
+        assert (listed["upstream"], listed["subject"]) == (AGENT, "alice")
+        records = admin.get("/audit", params={"target": AGENT, "limit": 50}).json()["items"]
+    sent = [r for r in records if r["event"].startswith("a2a.Send") and r["outcome"] == "ok"]
+    assert len(sent) == 2
+    for record in sent:
+        assert record["detail"].startswith(f"connection {listed['id']} (scopes notes:read")
+    tokens = {c["token"] for c in vendor.calls}
+    assert not [r for r in records if any(t in str(r) for t in tokens)]
+
+
+def test_an_mcp_client_calling_the_agents_skill_is_told_to_connect(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    token = gateway.token("carol")
+
+    async def run() -> types.CallToolResult:
+        async with mcp_client(gateway.url + "/mcp", token, "2026-07-28") as client:
+            return await client.call_tool(f"{AGENT}__whoami", {"message": "hi"})
+
+    result = gateway.server.run(run())
+    assert result.is_error
+    text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+    assert f"/ui/connections/{AGENT}/connect" in text
+    assert vendor.calls == []
+
+
+def test_an_admin_cannot_approve_a_call_past_its_users_consent(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    held = send(gateway, gateway.token("dora"))
+    approval = held.metadata["approval"]
+    with gateway.client() as admin:
+        refused = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["type"].endswith("waits-for-consent")
+        rejected = admin.post(f"/approvals/{approval}", json={"decision": "reject"})
+        assert rejected.status_code == 200, rejected.text
+    assert vendor.calls == []
+
+
+def test_removing_the_agent_removes_and_revokes_its_connections(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    with browser(gateway, "erin") as console:
+        connect(gateway, vendor, console, "erin@vendor")
+    with gateway.client() as admin:
+        assert len(admin.get("/connections", params={"all": "true"}).json()["items"]) == 1
+        assert admin.delete(f"/agents/{AGENT}").status_code == 204
+        assert admin.get("/connections", params={"all": "true"}).json()["items"] == []
+    assert len(vendor.revoked) == 1

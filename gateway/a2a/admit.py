@@ -170,7 +170,7 @@ async def admit_call(
             deferral = pending.deferral
     except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
         raise denial_response(denied, refusal) from None
-    consent = None
+    consent, holds = None, False
     if message and route == "agent" and consents is not None:
         # The agent takes only its users' own tokens, and this user has not
         # connected theirs: the message waits for them (`gateway.agents.consents`).
@@ -179,6 +179,7 @@ async def admit_call(
             if not approvals:
                 raise Refusal(403, str(consent), {"connect_url": consent.connect_url})
             route = "approval"
+        holds = approvals and consents.upstream(grant) is not None
     admission = Admission(
         grant,
         owner,
@@ -188,6 +189,7 @@ async def admit_call(
         strictest=decided.strictest,
         deferral=deferral,
         consent=consent,
+        holds_for_consent=holds,
         inputs=inputs,
     )
     return Admitted(route, admission)

@@ -72,6 +72,11 @@ class Admission:
     # connected it: the request is kept and made once they do
     # (`gateway.agents.consents`).
     consent: ConnectionRequired | None = None
+    # The A2A door holds a message to this agent for its user's consent when
+    # their connection fails after admission (revoked at the agent); other
+    # callers (a flow, an MCP client) get `ConnectionRequired` and say it
+    # their own way.
+    holds_for_consent: bool = False
     # What the message hands the agent, as the coordination rules read it
     # (`json_inputs`): a fallback agent's admission reads it again.
     inputs: list[Any] | None = None

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from a2a.client.transports.base import ClientTransport
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import (
     SendMessageRequest,
     SendMessageResponse,
@@ -31,10 +32,11 @@ from a2a.utils.errors import (
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
-from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits
+from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
 from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
 from gateway.delegation.handoffs import (
     Resilience,
@@ -64,6 +66,11 @@ class UpstreamCalls:
     The SDK's routes are created with the app, before the lifespan has opened
     the database; ``parts`` is asked for what the handler needs at call time.
     """
+
+    # Serves the gateway's own tasks of calls held back (deferred by a
+    # coordination rule, waiting for a user's consent: `gateway.agents.
+    # approvals`): the agent has never seen them.
+    held: RequestHandler | None = None
 
     def __init__(self, parts: Callable[[], FrontDoorParts]) -> None:
         self._parts = parts
@@ -152,9 +159,17 @@ class UpstreamCalls:
         the record (`Sending.accept`)."""
         transport, _ = await self._client(admission, operation)
         token = self.call_token(admission)
+
+        async def attempt() -> T:
+            try:
+                return await call(transport, self._context(admission, token))
+            except Exception as exc:
+                token.attempted(exc)
+                raise
+
         sending: Sending[T] = Sending(
             upstream=admission.agent_id,
-            attempt=lambda: call(transport, self._context(admission, token)),
+            attempt=attempt,
             before=token.check if token.upstream is not None else None,
             went_with=token.went_with,
             explain=self._explain(admission),
@@ -163,7 +178,27 @@ class UpstreamCalls:
             note=note,
             accept=None if accept is None else functools.partial(accept, admission),
         )
-        return await self._parts().delegate.send(admission.grant, f"a2a.{operation}", sending)
+        try:
+            return await self._parts().delegate.send(admission.grant, f"a2a.{operation}", sending)
+        except A2AError:
+            needed = await token.refused()
+            if needed is not None:  # the agent refused the user's own token
+                raise needed from None
+            raise
+
+    async def held_for_consent(
+        self, admission: Admission, params: SendMessageRequest, needed: ConnectionRequired
+    ) -> Task:
+        """A message whose user's own token failed after admission (revoked at
+        the agent, a refresh refused): held until they connect again, as an
+        unconnected user's is at admission -- when the A2A door admitted it;
+        other callers get `ConnectionRequired`. Nothing was sent."""
+        if not admission.holds_for_consent or self.held is None:
+            raise needed
+        held = replace(admission, consent=needed)
+        answer = await self.held.on_message_send(params, handler_context(held))
+        assert isinstance(answer, Task)
+        return answer
 
     async def _send(
         self,
@@ -340,9 +375,13 @@ class UpstreamCalls:
         async def events() -> AsyncIterator[Event]:
             # Closed with the relay: that closes the upstream connection.
             stream = open_stream(transport, self._context(admission, token, streaming=True))
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
-                async for item in stream:
-                    yield event_of(item)
+            try:
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for item in stream:
+                        yield event_of(item)
+            except Exception as exc:
+                token.attempted(exc)
+                raise
 
         async def observe(event: Event) -> None:
             followed.see(event)
@@ -369,10 +408,16 @@ class UpstreamCalls:
             before=token.check if token.upstream is not None else None,
             went_with=token.went_with,
         )
-        async for event in self._parts().delegate.stream(
-            admission.grant, f"a2a.{operation}", streaming
-        ):
-            yield event
+        try:
+            async for event in self._parts().delegate.stream(
+                admission.grant, f"a2a.{operation}", streaming
+            ):
+                yield event
+        except A2AError:
+            needed = await token.refused()
+            if needed is not None:  # the agent refused the user's own token
+                raise needed from None
+            raise
 
     async def _lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled

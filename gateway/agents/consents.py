@@ -169,6 +169,17 @@ class CallToken:
         self.upstream = consents.upstream(grant) if consents is not None else None
         self.token = grant.token.token
         self._used: Connection | None = None
+        self._answered_401 = False
+
+    def attempted(self, failure: BaseException) -> None:
+        """Note a failed attempt: did the agent answer 401 to the user's token?"""
+        status = _status_of(failure)
+        if status is not None:
+            self.answered(status)
+
+    def answered(self, status: int) -> None:
+        if self._used is not None and status == 401:
+            self._answered_401 = True
 
     async def check(self) -> None:
         if self.upstream is None:
@@ -187,8 +198,25 @@ class CallToken:
         return f"connection {used.id} (scopes {used.scope or '-'}, token {used.token_id})"
 
     async def refused(self) -> ConnectionRequired | None:
-        """The agent answered 401 to the user's own token (RFC 6750 §3.1):
-        revoked there. The connection ends; the user connects again."""
-        if self._used is None or self.upstream is None or self._consents is None:
+        """If the agent answered 401 to the user's own token (RFC 6750 §3.1:
+        revoked there), the connection ends and the user connects again."""
+        if not self._answered_401 or self._used is None or self._consents is None:
             return None
+        assert self.upstream is not None
         return await self._consents.refused(self.upstream, self._used)
+
+
+def _status_of(failure: BaseException) -> int | None:
+    """The HTTP status an upstream answered with, wherever in the chain of
+    causes the transport put it (the a2a-sdk client raises its own error
+    from httpx's `HTTPStatusError`; the pass-through raises `UpstreamStatus`)."""
+    seen: BaseException | None = failure
+    for _ in range(5):
+        if seen is None:
+            return None
+        response = getattr(seen, "response", None)
+        status = getattr(response, "status_code", None) or getattr(seen, "status", None)
+        if isinstance(status, int):
+            return status
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -52,8 +52,9 @@ from gateway.agents.admission import Admission, admission_of
 from gateway.agents.approvals import APPROVAL_META as HELD_META
 from gateway.agents.calls import RUNNING, UpstreamCalls
 from gateway.agents.cards import proxied_card
-from gateway.agents.task_events import event_of, list_own_tasks, task_id_of
+from gateway.agents.task_events import event_of, first_then_rest, list_own_tasks, task_id_of
 from gateway.agents.tenants import without_tenants
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.push import (
     CredentialsUnavailable,
     RelayRefused,
@@ -71,10 +72,6 @@ logger = logging.getLogger(__name__)
 class AgentHandler(UpstreamCalls, RequestHandler):
     """Every A2A operation on one registered agent, through the pipeline
     (`UpstreamCalls` holds how the agent is called)."""
-
-    # Serves the gateway's own tasks of calls a coordination rule deferred
-    # (`gateway.agents.approvals`): the agent has never seen them.
-    held: RequestHandler | None = None
 
     async def _deferred(self, admission: Admission, task_id: str) -> RequestHandler | None:
         """The handler of ``task_id`` if it is a held call's task: deferred by a
@@ -183,13 +180,16 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         task_id = ""  # the task the inline config is bound to: only one recorded as the caller's
         asked = admission
         try:
-            admission, response = await self._send(
-                admission,
-                skill,
-                "SendMessage",
-                lambda t, c: t.send_message(params, context=c),
-                self._take_answer,
-            )
+            try:
+                admission, response = await self._send(
+                    admission,
+                    skill,
+                    "SendMessage",
+                    lambda t, c: t.send_message(params, context=c),
+                    self._take_answer,
+                )
+            except ConnectionRequired as needed:
+                return await self.held_for_consent(asked, params, needed)
             if response.HasField("task"):
                 task_id = response.task.id
                 return response.task
@@ -216,12 +216,20 @@ class AgentHandler(UpstreamCalls, RequestHandler):
         admission = await self._stream_target(admission, skill)
         relay = await self._inline_push(admission, params, "SendStreamingMessage")
         task_id = ""
+        events = self._relay(
+            admission,
+            "SendStreamingMessage",
+            lambda t, c: t.send_message_streaming(params, context=c),
+        )
         try:
-            async for event in self._relay(
-                admission,
-                "SendStreamingMessage",
-                lambda t, c: t.send_message_streaming(params, context=c),
-            ):
+            try:
+                first = await anext(events)
+            except ConnectionRequired as needed:  # before anything came
+                yield await self.held_for_consent(admission, params, needed)
+                return
+            except StopAsyncIteration:
+                return
+            async for event in first_then_rest(first, events):
                 if relay is not None and not task_id:
                     # `_relay` yields an event only once it is recorded as the
                     # caller's: bound before the client can ask for it.

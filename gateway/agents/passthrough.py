@@ -60,6 +60,7 @@ from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
 from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
+from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import (
     BreakerOpen,
     Explained,
@@ -152,6 +153,12 @@ class PassThrough:
             # The SDK path hands the message to the fallback (and audits both).
             request.state.admission = replace(admission, down=cast(A2AError, down.explained.error))
             return None
+        except ConnectionRequired as needed:
+            # The user's own token, refused by the agent (the connection ended)
+            # or gone since admission: held for their consent; nothing was done.
+            task = await handler.held_for_consent(admission, params, needed)
+            held = SendMessageResponse(task=task)
+            return Response(_envelope(request_id, "result", held), media_type="application/json")
         except A2AError as error:  # recorded by the core, or by the checks
             return JSONResponse(build_error_response(request_id, error))
         return Response(_envelope(request_id, "result", result), media_type="application/json")
@@ -184,6 +191,7 @@ class PassThrough:
         async def post() -> SendMessageResponse:
             sent = {**headers, "Authorization": f"Bearer {token.token}"}
             answer = await handler.upstreams.raw.post(url, body, sent, timeout_seconds=timeout)
+            token.answered(answer.status)
             if answer.status >= 500:
                 raise UpstreamStatus(answer.status)
             if not 200 <= answer.status < 300:
@@ -219,7 +227,15 @@ class PassThrough:
             before=token.check if token.upstream is not None else None,
             went_with=token.went_with,
         )
-        return await handler._parts().delegate.send(admission.grant, f"a2a.{OPERATION}", sending)
+        try:
+            return await handler._parts().delegate.send(
+                admission.grant, f"a2a.{OPERATION}", sending
+            )
+        except A2AError:
+            needed = await token.refused()
+            if needed is not None:  # the agent refused the user's own token
+                raise needed from None
+            raise
 
     @staticmethod
     def _check_answer(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+
 from a2a.server.events.event_queue import Event
 from a2a.types import (
     ListTasksRequest,
@@ -45,3 +48,11 @@ def event_of(item: StreamResponse) -> Event:
         raise UpstreamBadAnswerError("the agent sent an empty stream event")
     event: Event = getattr(item, kind)
     return event
+
+
+async def first_then_rest(first: Event, rest: AsyncGenerator[Event]) -> AsyncIterator[Event]:
+    """A stream whose first event was taken to look at it, whole again."""
+    yield first
+    async with contextlib.aclosing(rest):
+        async for event in rest:
+            yield event

@@ -15,6 +15,8 @@ its user's consent; removing the agent revokes its connections.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +239,99 @@ def test_removing_the_agent_removes_and_revokes_its_connections(
         assert admin.delete(f"/agents/{AGENT}").status_code == 204
         assert admin.get("/connections", params={"all": "true"}).json()["items"] == []
     assert len(vendor.revoked) == 1
+
+
+def test_a_token_revoked_at_the_agent_holds_the_next_call_until_the_user_connects_again(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    fay = gateway.token("fay")
+    with browser(gateway, "fay") as console:
+        connect(gateway, vendor, console, "fay@vendor")
+    assert send(gateway, fay).status.state == TaskState.TASK_STATE_COMPLETED
+    for streaming in (False, True):
+        # The vendor revokes Fay's access token on its side (an admin there).
+        for used in {c["token"] for c in vendor.calls}:
+            vendor.provider.access.pop(used, None)
+        held = send(gateway, fay, streaming=streaming)
+        assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED, said(held)
+        assert "no longer accepts your connection" in said(held)
+        with gateway.client(fay) as as_fay:
+            assert as_fay.get("/connections").json()["items"] == []  # the connection ended
+        with browser(gateway, "fay") as console:
+            connect(gateway, vendor, console, "fay@vendor")
+        done = wait_for(gateway, fay, held.id, TaskState.TASK_STATE_COMPLETED)
+        assert answer(done) == "you are fay@vendor"
+    with gateway.client() as admin:
+        audit = admin.get("/audit", params={"subject": "fay"}).json()["items"]
+    assert sum(e["event"] == "connection.refused_upstream" for e in audit) == 2
+
+
+ASK_AGENT_FLOW: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "ask-agent",
+    "name": "Ask the vendor's agent who I am",
+    "input": {"type": "object"},
+    "steps": [{"id": "who", "call": {"agent": AGENT, "skill": "whoami"}, "input": "input"}],
+    "output": "steps.who.output",
+}
+
+
+def test_a_flow_step_to_the_agent_waits_for_its_user_then_goes_on(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    with gateway.client() as admin:
+        registered = admin.post("/flows", json=ASK_AGENT_FLOW)
+    assert registered.status_code == 201, registered.text
+    gus = gateway.token("gus")
+    with gateway.client(gus) as client:
+        started = client.post("/flows/ask-agent/runs", json={"input": {}}).json()
+
+        def state(*states: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while True:
+                body: dict[str, Any] = client.get(f"/flows/ask-agent/runs/{started['id']}").json()
+                if body["state"] in states:
+                    return body
+                assert time.monotonic() < deadline, body
+                time.sleep(0.1)
+
+        assert state("auth_required", "failed", "completed")["state"] == "auth_required"
+        assert vendor.calls == []
+        with browser(gateway, "gus") as console:
+            connect(gateway, vendor, console, "gus@vendor")
+        done = state("completed", "failed")
+    assert done["state"] == "completed", done
+    assert "you are gus@vendor" in json.dumps(done["output"])
+    assert [c["subject"] for c in vendor.calls] == ["gus@vendor"]
+
+
+def test_a_2026_mcp_client_is_asked_to_connect_and_the_skill_call_completes(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    asked: list[types.ElicitRequestParams] = []
+
+    def connect_hal() -> None:
+        with browser(gateway, "hal") as console:
+            connect(gateway, vendor, console, "hal@vendor")
+
+    async def elicited(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params)
+        assert isinstance(params, types.ElicitRequestURLParams)
+        assert params.url == f"{gateway.url}/ui/connections/{AGENT}/connect"
+        await asyncio.to_thread(connect_hal)
+        return types.ElicitResult(action="accept")
+
+    hal = gateway.token("hal")  # made off the gateway's loop
+
+    async def run() -> types.CallToolResult:
+        async with mcp_client(
+            gateway.url + "/mcp", hal, "2026-07-28", elicitation_callback=elicited
+        ) as client:
+            return await client.call_tool(f"{AGENT}__whoami", {"message": "hi"})
+
+    result = gateway.server.run(run())
+    text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+    assert not result.is_error, text
+    assert len(asked) == 1
+    assert "you are hal@vendor" in text
+    assert [c["subject"] for c in vendor.calls] == ["hal@vendor"]

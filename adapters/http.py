@@ -102,6 +102,8 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+    # An authentication challenge (RFC 6750 §3), for a refused credential.
+    www_authenticate: str | None = None
 
 
 def checked_session(policy: AddressPolicy) -> aiohttp.ClientSession:
@@ -193,7 +195,8 @@ class UpstreamHTTP:
         ) as response:
             refuse_coding(response.headers.get("Content-Encoding"))
             body = await read_capped(response, self.max_response_bytes)
-            return Answer(response.status, response.content_type, body)
+            challenge = response.headers.get("WWW-Authenticate")
+            return Answer(response.status, response.content_type, body, challenge)
 
     async def aclose(self) -> None:
         await self.httpx.aclose()

@@ -38,10 +38,12 @@ import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 import httpx2
 import yarl
+from mcp.client.auth.utils import extract_field_from_www_auth, extract_scope_from_www_auth
 
 from adapters.http import (
     UpstreamRefused,
@@ -76,16 +78,25 @@ def call_credential(credential: Credential | None) -> Iterator[None]:
         CALL_CREDENTIAL.reset(token)
 
 
-# Whether the server refused the call's own credential (HTTP 401), noted by
-# whichever transport sent the call, for the caller to tell its user: the
-# SDK's client keeps no status code of an HTTP error answer.
-CALL_REFUSED: ContextVar[list[int] | None] = ContextVar("mcp_call_refused", default=None)
+class Refused(NamedTuple):
+    """The server refused the call's own credential: 401 (RFC 6750 §3.1
+    ``invalid_token``), or 403 ``insufficient_scope`` naming the ``scope``
+    the call needs (MCP authorization 2025-11-25, "Scope Challenge Handling")."""
+
+    status: int
+    scope: str | None = None
+
+
+# What the server said of the call's own credential, noted by whichever
+# transport sent the call, for the caller to tell its user: the SDK's client
+# keeps no status code of an HTTP error answer.
+CALL_REFUSED: ContextVar[list[Refused] | None] = ContextVar("mcp_call_refused", default=None)
 
 
 @contextlib.contextmanager
-def refusals_noted() -> Iterator[list[int]]:
-    """Around one call: the 401s its credential met (RFC 6750 §3.1 invalid_token)."""
-    seen: list[int] = []
+def refusals_noted() -> Iterator[list[Refused]]:
+    """Around one call: the refusals its credential met."""
+    seen: list[Refused] = []
     token = CALL_REFUSED.set(seen)
     try:
         yield seen
@@ -93,10 +104,24 @@ def refusals_noted() -> Iterator[list[int]]:
         CALL_REFUSED.reset(token)
 
 
-def note_status(status: int) -> None:
+def refusal_of(status: int, www_authenticate: str | None = None) -> Refused | None:
+    """What an answer says of the credential it was sent with, if anything."""
+    if status == 401:
+        return Refused(401)
+    if status != 403:
+        return None
+    # Parsed by the SDK's own reader of the challenge (RFC 6750 §3).
+    challenge = httpx2.Response(403, headers={"WWW-Authenticate": www_authenticate or ""})
+    if extract_field_from_www_auth(challenge, "error") != "insufficient_scope":
+        return None
+    return Refused(403, extract_scope_from_www_auth(challenge))
+
+
+def note_status(status: int, www_authenticate: str | None = None) -> None:
     seen = CALL_REFUSED.get()
-    if seen is not None and status == 401:
-        seen.append(status)
+    refused = refusal_of(status, www_authenticate) if seen is not None else None
+    if seen is not None and refused is not None:
+        seen.append(refused)
 
 
 class UpstreamAuth(httpx2.Auth):
@@ -114,7 +139,7 @@ class UpstreamAuth(httpx2.Auth):
             request.headers[credential.header] = credential.value
         response = yield request
         if credential is not None and credential is CALL_CREDENTIAL.get():
-            note_status(response.status_code)
+            note_status(response.status_code, response.headers.get("WWW-Authenticate"))
 
 
 class NoCredential(UpstreamAuth):

@@ -216,7 +216,7 @@ class McpPassThrough:
         try:
             refuse_coding(response.headers.get("Content-Encoding"), TooLarge)
             status = response.status
-            note_status(status)
+            note_status(status, response.headers.get("WWW-Authenticate"))
             if status == 202:
                 raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
             if 300 <= status < 400:

@@ -33,6 +33,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.a2a import NoUsableInterface, choose_interface
+from adapters.mcp_http import Refused, refusal_of
 from gateway.connections.errors import ConnectionRequired
 from gateway.connections.service import Connections, Upstream
 from gateway.connections.vault import Connection
@@ -169,17 +170,17 @@ class CallToken:
         self.upstream = consents.upstream(grant) if consents is not None else None
         self.token = grant.token.token
         self._used: Connection | None = None
-        self._answered_401 = False
+        self._refused: Refused | None = None
 
     def attempted(self, failure: BaseException) -> None:
-        """Note a failed attempt: did the agent answer 401 to the user's token?"""
-        status = _status_of(failure)
-        if status is not None:
-            self.answered(status)
+        """Note a failed attempt: did the agent refuse the user's token?"""
+        response = _response_of(failure)
+        if response is not None:
+            self.answered(response.status_code, response.headers.get("WWW-Authenticate"))
 
-    def answered(self, status: int) -> None:
-        if self._used is not None and status == 401:
-            self._answered_401 = True
+    def answered(self, status: int, www_authenticate: str | None = None) -> None:
+        if self._used is not None:
+            self._refused = refusal_of(status, www_authenticate) or self._refused
 
     async def check(self) -> None:
         if self.upstream is None:
@@ -198,25 +199,30 @@ class CallToken:
         return f"connection {used.id} (scopes {used.scope or '-'}, token {used.token_id})"
 
     async def refused(self) -> ConnectionRequired | None:
-        """If the agent answered 401 to the user's own token (RFC 6750 §3.1:
-        revoked there), the connection ends and the user connects again."""
-        if not self._answered_401 or self._used is None or self._consents is None:
+        """If the agent refused the user's own token: 401 (RFC 6750 §3.1,
+        revoked there) ends the connection and the user connects again; 403
+        ``insufficient_scope`` asks them for the missing scope (a step-up)."""
+        refused, used = self._refused, self._used
+        if refused is None or used is None or self._consents is None:
             return None
         assert self.upstream is not None
-        return await self._consents.refused(self.upstream, self._used)
+        if refused.status == 403:
+            connections = self._consents.connections
+            assert connections is not None
+            return connections.step_up(self.upstream, used, refused.scope)
+        return await self._consents.refused(self.upstream, used)
 
 
-def _status_of(failure: BaseException) -> int | None:
-    """The HTTP status an upstream answered with, wherever in the chain of
-    causes the transport put it (the a2a-sdk client raises its own error
-    from httpx's `HTTPStatusError`; the pass-through raises `UpstreamStatus`)."""
+def _response_of(failure: BaseException) -> Any:
+    """The HTTP answer a failure came from, wherever in the chain of causes
+    the transport put it (the a2a-sdk client raises its own error from
+    httpx's `HTTPStatusError`, which holds the response)."""
     seen: BaseException | None = failure
     for _ in range(5):
         if seen is None:
             return None
         response = getattr(seen, "response", None)
-        status = getattr(response, "status_code", None) or getattr(seen, "status", None)
-        if isinstance(status, int):
-            return status
+        if isinstance(getattr(response, "status_code", None), int):
+            return response
         seen = seen.__cause__ or seen.__context__
     return None

@@ -191,7 +191,7 @@ class PassThrough:
         async def post() -> SendMessageResponse:
             sent = {**headers, "Authorization": f"Bearer {token.token}"}
             answer = await handler.upstreams.raw.post(url, body, sent, timeout_seconds=timeout)
-            token.answered(answer.status)
+            token.answered(answer.status, answer.www_authenticate)
             if answer.status >= 500:
                 raise UpstreamStatus(answer.status)
             if not 200 <= answer.status < 300:

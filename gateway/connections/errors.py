@@ -30,6 +30,19 @@ class ConnectionRequired(UserCredentialUnavailable):
         self.connect_url = connect_url
 
 
+class ScopeRequired(ConnectionRequired):
+    """The upstream needs a scope the user's connection was not granted (its
+    403 ``insufficient_scope``, RFC 6750 §3.1). The connection still works for
+    what it was granted; ``connect_url`` asks the user again for exactly the
+    scopes they had plus the ones missing (``scope``)."""
+
+    outcome = "insufficient_scope"
+
+    def __init__(self, upstream: str, connect_url: str, reason: str, scope: str) -> None:
+        super().__init__(upstream, connect_url, reason)
+        self.scope = scope
+
+
 class OnBehalfUnavailable(UserCredentialUnavailable):
     """No token for the user could be had from their identity provider: the
     call carries none of theirs (a flow step, a deferred call, a hop through

@@ -26,19 +26,20 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx2
 from mcp.client.auth.exceptions import OAuthFlowError
 from mcp.client.auth.utils import (
     create_client_info_from_metadata_url,
+    union_scopes,
     validate_authorization_response_iss,
 )
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
 from gateway.connections import oauth
-from gateway.connections.errors import ConnectFailed, ConnectionRequired
+from gateway.connections.errors import ConnectFailed, ConnectionRequired, ScopeRequired
 from gateway.connections.pending import Pending
 from gateway.connections.vault import Connection, Grant, Vault
 from policies.card_oauth import CardAuthorization
@@ -116,8 +117,9 @@ class Connections:
         )
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def connect_url(self, upstream: str) -> str:
-        return f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/connect"
+    def connect_url(self, upstream: str, scope: str | None = None) -> str:
+        url = f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/connect"
+        return url + "?" + urlencode({"scope": scope}) if scope else url
 
     def redirect_uri(self, upstream: str) -> str:
         """Each upstream its own redirect URI: the answer to a request sent to
@@ -151,11 +153,18 @@ class Connections:
             return kept
         if not may_register:
             raise ConnectFailed("the gateway's registration at the authorization server is gone")
+        # Registered for every scope the server offers: a registration's scope
+        # is what the client may ever ask for (RFC 7591 §2), and a step-up
+        # later asks for more than the first user did. Each user's own
+        # authorization asks for the least (`begin`).
+        offered = " ".join(found.metadata.scopes_supported or ()) or None
         client = await oauth.register(
             self._http,
             found,
             oauth.client_metadata(
-                self.redirect_uri(upstream.id), upstream.scope, oauth.auth_method(found.metadata)
+                self.redirect_uri(upstream.id),
+                offered or upstream.scope or found.scope,
+                oauth.auth_method(found.metadata),
             ),
         )
         # Two users connecting first at once: the first registration kept wins.
@@ -169,12 +178,19 @@ class Connections:
         return await oauth.discover(self._http, upstream.url, allow_http=self._allow_http)
 
     async def begin(
-        self, upstream: Upstream, *, subject: str, issuer: str, session: str
+        self,
+        upstream: Upstream,
+        *,
+        subject: str,
+        issuer: str,
+        session: str,
+        scope: str | None = None,
     ) -> tuple[str, Pending]:
-        """(where to send the browser, what to keep until it comes back)."""
+        """(where to send the browser, what to keep until it comes back).
+        ``scope``: asked for besides the upstream's own (a step-up)."""
         found = await self._discover(upstream)
         client = await self._client(upstream, found, may_register=True)
-        scope = upstream.scope or found.scope
+        scope = union_scopes(upstream.scope or found.scope, scope)
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
         state = secrets.token_urlsafe(32)
         pending = Pending(
@@ -367,6 +383,22 @@ class Connections:
         if connection.fresh(self.vault.now(), 0):
             return connection
         raise ConnectionRequired(upstream.id, self.connect_url(upstream.id), reason)
+
+    def step_up(
+        self, upstream: Upstream, used: Connection, challenged: str | None
+    ) -> ScopeRequired:
+        """The upstream answered 403 ``insufficient_scope`` to the user's token
+        (MCP authorization 2025-11-25, "Scope Challenge Handling"): the user is
+        asked again for what they granted plus what the upstream named; the
+        connection stays as it is until they do."""
+        scope = union_scopes(used.scope, challenged) or ""
+        missing = sorted(set(scope.split()) - set((used.scope or "").split()))
+        reason = (
+            f"the server needs scope {' '.join(missing)}, which your connection was not granted"
+            if missing
+            else "the server refused your connection's scopes"
+        )
+        return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope)
 
     async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
         """The server answered 401 to the token of ``used``: it no longer

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from gateway.agents.consents import agent_upstream
 from gateway.api import connections as connections_api
@@ -42,7 +42,7 @@ from gateway.console.web import (
 from gateway.delegation.pipeline import Caller
 from gateway.federation.credentials import user_oauth_upstream
 from policies.keys import KeySealError
-from policies.scopes import ADMIN_SCOPE
+from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
 
 router = APIRouter(
     prefix=PREFIX + "/connections", route_class=ConsoleRoute, include_in_schema=False
@@ -165,10 +165,21 @@ async def callback(
 
 
 @router.get("/{server_id}/connect")
-async def connect(request: Request, server_id: Annotated[str, Path(pattern=SERVER_ID)]) -> Response:
+async def connect(
+    request: Request,
+    server_id: Annotated[str, Path(pattern=SERVER_ID)],
+    scope: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response:
     """To the upstream's authorization server. A GET (a link an MCP client
     or an A2A caller is handed): it changes nothing here but this browser's
-    cookie, and consent is given at the authorization server."""
+    cookie, and consent is given at the authorization server. ``scope``:
+    asked for besides the upstream's own -- a step-up link names the
+    scopes the user had and the ones the upstream said were missing."""
+    if scope is not None:
+        try:
+            scope = " ".join(sorted(parse_scopes(scope))) or None
+        except ScopeSyntaxError as exc:
+            raise ConsoleError(400, "Not a scope", str(exc)) from None
     user = await current_user(request)
     console = console_of(request)
     app = state_of(request)
@@ -185,6 +196,7 @@ async def connect(request: Request, server_id: Annotated[str, Path(pattern=SERVE
             subject=user.subject,
             issuer=user.issuer,
             session=session_binding(session),
+            scope=scope,
         )
     except ConnectFailed as failed:
         raise ConsoleError(502, "Connecting failed", str(failed)) from None

@@ -52,11 +52,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.demo.servers import Server
 from gateway.demo.vendor_agent import PATH as AGENT_PATH
-from gateway.demo.vendor_agent import VendorSide, agent_app
+from gateway.demo.vendor_agent import VendorSide, agent_app, read_body
 
 SESSION_COOKIE = "vendor_session"
 AS_METADATA = "/.well-known/oauth-authorization-server"
@@ -196,6 +196,9 @@ class Vendor:
     pkce_methods: tuple[str, ...] = ("S256",)  # () omits code_challenge_methods_supported
     dynamic_registration: bool = True
     send_iss: bool = True
+    # write_note without notes:write: HTTP 403 insufficient_scope naming the
+    # scopes it needs (a step-up challenge), not a tool error.
+    scope_challenge: bool = False
     url: str = ""
     mcp_url: str = ""
     issuer: str = ""
@@ -310,6 +313,8 @@ class Vendor:
             path = scope.get("path", "")
             if path.startswith(AGENT_PATH + "/"):
                 await agent(scope, receive, send)
+            elif self.scope_challenge and path == "/mcp" and scope.get("method") == "POST":
+                await self._challenged(mcp_app, scope, receive, send)
             elif scope["type"] != "http" or path not in AS_PATHS:
                 await mcp_app(scope, receive, send)  # /mcp, RFC 9728 metadata, lifespan
             elif path == AS_METADATA:
@@ -335,28 +340,43 @@ class Vendor:
         finally:
             _vendor_user.reset(reset)
 
+    async def _challenged(
+        self, mcp_app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A write_note call whose token lacks notes:write: 403 insufficient_scope
+        (RFC 6750 §3.1; MCP authorization, "Scope Challenge Handling")."""
+        body, replay = await read_body(receive)
+        with contextlib.suppress(ValueError, AttributeError):
+            request = json.loads(body)
+            auth = Request(scope).headers.get("authorization", "")
+            token = self.provider.access.get(auth.partition(" ")[2])
+            if (
+                request.get("method") == "tools/call"
+                and request.get("params", {}).get("name") == "write_note"
+                and token is not None
+                and "notes:write" not in token.scopes
+            ):
+                challenge = (
+                    'Bearer error="insufficient_scope", scope="notes:read notes:write", '
+                    f'resource_metadata="{self.url}/.well-known/oauth-protected-resource/mcp"'
+                )
+                refusal = JSONResponse(
+                    {"error": "insufficient_scope"},
+                    status_code=403,
+                    headers={"WWW-Authenticate": challenge},
+                )
+                await refusal(scope, receive, send)
+                return
+        await mcp_app(scope, replay, send)
+
     async def _recorded(self, as_app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Record the body of a /token, /register or /revoke request, then hand it on."""
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
+        body, replay = await read_body(receive)
         if scope["method"] == "POST" and scope["path"] == "/token":
             self.token_requests.append(dict(parse_qsl(body.decode(), keep_blank_values=True)))
         elif scope["method"] == "POST" and scope["path"] == "/register":
             with contextlib.suppress(ValueError):  # the SDK answers a malformed body itself
                 self.registrations.append(json.loads(body))
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
         await as_app(scope, replay, send)
 
     # -- the tools ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ call is recorded in the vendor's `calls` as ``{"tool": "agent", ...}``.
 from __future__ import annotations
 
 import contextvars
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,11 +37,12 @@ from a2a.types import (
     SecurityScheme,
     StringList,
 )
+from google.protobuf.json_format import MessageToDict
 from mcp.server.auth.provider import AccessToken
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,12 @@ def agent_card(vendor: VendorSide) -> AgentCard:
         capabilities=AgentCapabilities(streaming=True),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
-        skills=[AgentSkill(id="whoami", name="Who am I", description="Names you.", tags=["id"])],
+        skills=[
+            AgentSkill(id="whoami", name="Who am I", description="Names you.", tags=["id"]),
+            AgentSkill(
+                id="write", name="Write", description="Writes (needs notes:write).", tags=["id"]
+            ),
+        ],
         security_schemes={
             SCHEME: SecurityScheme(
                 oauth2_security_scheme=OAuth2SecurityScheme(
@@ -117,7 +124,10 @@ class _Executor(AgentExecutor):
             await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, task.id, task.context_id)
         await updater.start_work()
-        await updater.add_artifact([new_text_part(f"you are {token.subject}")], name="whoami")
+        metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
+        skill = metadata.get("skill", "whoami")
+        said = f"{token.subject} wrote" if skill == "write" else f"you are {token.subject}"
+        await updater.add_artifact([new_text_part(said)], name=str(skill))
         await updater.complete()
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
@@ -156,10 +166,49 @@ def agent_app(vendor: VendorSide) -> ASGIApp:
             )
             await refusal(scope, receive, send)
             return
+        body, replay = await read_body(receive)
+        if "notes:write" not in found.scopes and _skill_of(body) == "write":
+            # RFC 6750 §3.1: the token is good, its scope is not enough.
+            challenge = 'Bearer error="insufficient_scope", scope="notes:read notes:write"'
+            refusal = JSONResponse(
+                {"error": "insufficient_scope"},
+                status_code=403,
+                headers={"WWW-Authenticate": challenge},
+            )
+            await refusal(scope, receive, send)
+            return
         reset = _token.set(found)
         try:
-            await inner(scope, receive, send)
+            await inner(scope, replay, send)
         finally:
             _token.reset(reset)
 
     return app
+
+
+def _skill_of(body: bytes) -> Any:
+    try:
+        request = json.loads(body)
+        return request["params"]["message"]["metadata"]["skill"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """A request's whole body, and a `receive` that hands it on again."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay

@@ -32,7 +32,7 @@ from typing import Any
 import httpx2
 
 from adapters.mcp_auth import ClientCredentialsToken
-from adapters.mcp_http import Credential
+from adapters.mcp_http import Credential, Refused
 from gateway.connections.errors import OnBehalfUnavailable, UserCredentialUnavailable
 from gateway.connections.on_behalf import OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections, Upstream
@@ -195,13 +195,23 @@ class CallCredential:
         """For the call's records: which of the user's credentials (never a token)."""
         return self._went
 
-    async def refused(self) -> UserCredentialUnavailable | None:
-        """The server answered 401 to the user's own credential (RFC 6750
-        §3.1): revoked there, or issued for another audience. A connection is
-        ended (the user connects again); an exchanged token is dropped."""
+    async def refused(self, refusals: list[Refused]) -> UserCredentialUnavailable | None:
+        """The server refused the user's own credential. 401 (RFC 6750 §3.1):
+        revoked there, or issued for another audience -- a connection is
+        ended (the user connects again), an exchanged token dropped. 403
+        ``insufficient_scope`` to a connection: the user is asked for the
+        missing scope (a step-up), the connection kept."""
         credentials = self._credentials
-        if self._held is None or not credentials.users_own:
+        if self._held is None or not credentials.users_own or not refusals:
             return None
+        if all(r.status == 403 for r in refusals):
+            if credentials.kind != "user_oauth":
+                return None  # the identity provider decides its token's scopes
+            assert credentials.connections is not None
+            assert credentials.upstream is not None
+            assert self._used is not None
+            challenged = next((r.scope for r in refusals if r.scope), None)
+            return credentials.connections.step_up(credentials.upstream, self._used, challenged)
         if credentials.kind == "idp_token_exchange":
             assert credentials.on_behalf is not None
             credentials.on_behalf.forget(self._user_token)

@@ -246,7 +246,7 @@ class McpFederation:
                         legacy=legacy,
                     )
                 except Exception:
-                    refused = await credential.refused() if refusals else None
+                    refused = await credential.refused(refusals)
                     if refused is not None:
                         raise refused from None
                     raise

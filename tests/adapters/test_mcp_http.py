@@ -19,10 +19,12 @@ from adapters.http import SafeResolver, UpstreamRefused
 from adapters.mcp_auth import ClientCredentialsToken, UpstreamAuthFailed
 from adapters.mcp_http import (
     Credential,
+    Refused,
     TooLarge,
     UpstreamAuth,
     call_credential,
     checked_client,
+    refusal_of,
 )
 from registry.ssrf import AddressPolicy
 from tests.support.servers import ServerThread
@@ -361,3 +363,26 @@ async def test_transport_failures_are_httpx2_errors(behaviours: ServerThread) ->
             await client.get(behaviours.url + "/silent", timeout=httpx2.Timeout(5, read=0.2))
         with pytest.raises(httpx2.ConnectError):
             await client.get("http://127.0.0.1:9/")  # nothing listens
+
+
+@pytest.mark.parametrize(
+    ("status", "challenge", "refused"),
+    [
+        (401, None, Refused(401)),
+        (401, 'Bearer error="invalid_token"', Refused(401)),
+        (
+            403,
+            'Bearer error="insufficient_scope", scope="notes:read notes:write"',
+            Refused(403, "notes:read notes:write"),
+        ),
+        (403, 'Bearer error="insufficient_scope"', Refused(403, None)),
+        (403, None, None),  # a 403 of another kind: not about the credential's scope
+        (403, 'Bearer error="invalid_request"', None),
+        (500, 'Bearer error="insufficient_scope"', None),
+        (200, None, None),
+    ],
+)
+def test_what_an_answer_says_of_the_credential(
+    status: int, challenge: str | None, refused: Refused | None
+) -> None:
+    assert refusal_of(status, challenge) == refused

@@ -92,14 +92,14 @@ async def _client(gateway: Gateway, token: str, http: httpx.AsyncClient, streami
     return await factory.create_from_url(f"{gateway.url}/a2a/{AGENT}")
 
 
-def send(gateway: Gateway, token: str, *, streaming: bool = False) -> Task:
-    """A message for skill whoami; the task it is answered with (its last state)."""
+def send(gateway: Gateway, token: str, *, streaming: bool = False, skill: str = "whoami") -> Task:
+    """A message for ``skill``; the task it is answered with (its last state)."""
 
     async def run() -> Task:
         message = Message(
             message_id=f"m-{time.monotonic_ns()}", role=Role.ROLE_USER, parts=[Part(text="hi")]
         )
-        message.metadata.update({"skill": "whoami"})
+        message.metadata.update({"skill": skill})
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(headers=headers, timeout=30) as http:
             client = await _client(gateway, token, http, streaming)
@@ -122,7 +122,8 @@ def get_task(gateway: Gateway, token: str, task_id: str) -> Task:
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(headers=headers, timeout=30) as http:
             client = await _client(gateway, token, http, False)
-            return await client.get_task(GetTaskRequest(id=task_id))
+            task: Task = await client.get_task(GetTaskRequest(id=task_id))
+            return task
 
     return gateway.server.run(run())  # type: ignore[no-any-return]
 
@@ -335,3 +336,37 @@ def test_a_2026_mcp_client_is_asked_to_connect_and_the_skill_call_completes(
     assert len(asked) == 1
     assert "you are hal@vendor" in text
     assert [c["subject"] for c in vendor.calls] == ["hal@vendor"]
+
+
+def test_a_missing_scope_holds_the_call_and_asks_for_exactly_it(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    kim = gateway.token("kim")
+    with browser(gateway, "kim") as console:
+        connect(gateway, vendor, console, "kim@vendor")  # notes:read, the card's least
+    for streaming in (False, True):
+        held = send(gateway, kim, streaming=streaming, skill="write")
+        assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED, said(held)
+        assert "needs scope notes:write" in said(held)
+        link = held.metadata["connect_url"]
+        assert parse_qs(urlparse(link).query)["scope"] == ["notes:read notes:write"]
+        # The connection is kept for what it was granted.
+        assert answer(send(gateway, kim)) == "you are kim@vendor"
+        with browser(gateway, "kim") as console:
+            started = console.get(link.removeprefix(gateway.url))
+            authorize = started.headers["location"]
+            assert parse_qs(urlparse(authorize).query)["scope"] == ["notes:read notes:write"]
+            at_vendor = httpx.get(authorize, cookies=vendor.login("kim@vendor"), timeout=30)
+            console.get(at_vendor.headers["location"].removeprefix(gateway.url))
+        done = wait_for(gateway, kim, held.id, TaskState.TASK_STATE_COMPLETED)
+        assert answer(done) == "kim@vendor wrote"
+        # Next round starts from notes:read again.
+        with gateway.client(kim) as as_kim:
+            [mine] = as_kim.get("/connections").json()["items"]
+            assert as_kim.delete(f"/connections/{mine['id']}").status_code == 204
+        with browser(gateway, "kim") as console:
+            connect(gateway, vendor, console, "kim@vendor")
+    wrote = [
+        c for c in vendor.calls if c["subject"] == "kim@vendor" and "notes:write" in c["scopes"]
+    ]
+    assert len(wrote) == 2

@@ -159,21 +159,51 @@ class IdpTokenExchange(BaseModel):
     token_url: HttpUrlText
     client_id: str = Field(min_length=1, max_length=512)
     client_secret: SecretStr = Field(description="stored sealed, never shown")
-    grant: Literal["token_exchange", "jwt_bearer"] = Field(
+    grant: Literal["token_exchange", "jwt_bearer", "identity_assertion"] = Field(
         default="token_exchange",
         description="token_exchange: RFC 8693; jwt_bearer: the on-behalf-of flow "
-        "(RFC 7523 assertion, requested_token_use=on_behalf_of)",
+        "(RFC 7523 assertion, requested_token_use=on_behalf_of); identity_assertion: MCP's "
+        "enterprise-managed authorization (an ID-JAG from the provider, presented at the "
+        "server's own authorization server)",
     )
     audience: str | None = Field(default=None, max_length=2048, description="RFC 8693 audience")
     resource: str | None = Field(default=None, max_length=2048, description="RFC 8707 resource")
     scope: str | None = Field(default=None, max_length=2048)
+    # identity_assertion only: the server's own authorization server, which
+    # trusts the provider's ID-JAGs, and the gateway's confidential client there.
+    authorization_server: str | None = Field(
+        default=None, max_length=2048, description="its issuer: the ID-JAG's audience"
+    )
+    authorization_server_token_url: HttpUrlText | None = None
+    authorization_server_client_id: str | None = Field(default=None, min_length=1, max_length=512)
+    authorization_server_client_secret: SecretStr | None = Field(
+        default=None, description="stored sealed, never shown"
+    )
 
-    @field_validator("client_secret")
+    @field_validator("client_secret", "authorization_server_client_secret")
     @classmethod
-    def _secret(cls, value: SecretStr) -> SecretStr:
-        if not 0 < len(value.get_secret_value()) <= 4096:
-            raise ValueError("client_secret must be 1-4096 characters")
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not 0 < len(value.get_secret_value()) <= 4096:
+            raise ValueError("a client secret must be 1-4096 characters")
         return value
+
+    @model_validator(mode="after")
+    def _authorization_server(self) -> IdpTokenExchange:
+        named = (
+            self.authorization_server,
+            self.authorization_server_token_url,
+            self.authorization_server_client_id,
+            self.authorization_server_client_secret,
+        )
+        if self.grant == "identity_assertion" and None in named:
+            raise ValueError(
+                "grant identity_assertion needs authorization_server, "
+                "authorization_server_token_url, authorization_server_client_id and "
+                "authorization_server_client_secret"
+            )
+        if self.grant != "identity_assertion" and any(v is not None for v in named):
+            raise ValueError("authorization_server_* are for grant identity_assertion only")
+        return self
 
 
 CredentialSpec = Annotated[

@@ -9,7 +9,15 @@ in with -- is exchanged at that provider for a token for the upstream:
   the upstream);
 * or the on-behalf-of flow some providers use instead (Microsoft Entra ID:
   RFC 7523 ``jwt-bearer`` with the token as ``assertion`` and
-  ``requested_token_use=on_behalf_of``).
+  ``requested_token_use=on_behalf_of``);
+* or, where the upstream has an authorization server of its own that
+  trusts the company's provider, the identity assertion grant of MCP's
+  enterprise-managed authorization (SEP-990,
+  draft-ietf-oauth-identity-assertion-authz-grant): the user's token is
+  exchanged at the provider for an ID-JAG (RFC 8693, ``requested_token_type``
+  ``...:id-jag``, ``audience`` the upstream's authorization server), which
+  the gateway presents there as an RFC 7523 ``jwt-bearer`` assertion, as its
+  own confidential client, for the access token.
 
 The gateway authenticates as its client at the provider (HTTP Basic, RFC 6749
 §2.3.1). The user's token goes only to the provider that issued it -- a token
@@ -38,6 +46,7 @@ from gateway.connections.errors import OnBehalfUnavailable
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
 _EARLY_SECONDS = 30
 _DEFAULT_LIFETIME = 300
 _MAX_CACHED = 10_000
@@ -54,6 +63,17 @@ class OnBehalfConfig:
     audience: str | None = None
     resource: str | None = None
     scope: str | None = None
+    # The identity assertion grant: the upstream's own authorization server
+    # and the gateway's confidential client there.
+    authorization_server: AuthorizationServerClient | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizationServerClient:
+    issuer: str  # the ID-JAG's audience
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
 
 
 class OnBehalf:
@@ -118,6 +138,17 @@ class OnBehalf:
 
     def _form(self, user_token: str) -> dict[str, str]:
         config = self.config
+        if config.grant == "identity_assertion":
+            assert config.authorization_server is not None
+            # Leg 1 (SEP-990): an ID-JAG for the upstream's authorization server.
+            return {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": user_token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "requested_token_type": ID_JAG_TYPE,
+                "audience": config.authorization_server.issuer,
+                **{k: v for k, v in (("resource", config.resource), ("scope", config.scope)) if v},
+            }
         if config.grant == "jwt_bearer":
             form = {
                 "grant_type": JWT_BEARER,
@@ -145,34 +176,59 @@ class OnBehalf:
         basic = httpx2.BasicAuth(
             quote(config.client_id, safe=""), quote(config.client_secret, safe="")
         )
+        body = await self._post(
+            "identity provider", config.token_url, self._form(user_token), basic
+        )
+        if config.grant != "identity_assertion":
+            return self._bearer("identity provider", body)
+        server = config.authorization_server
+        assert server is not None
+        assertion = body.get("access_token")
+        if body.get("issued_token_type") != ID_JAG_TYPE or not _printable(assertion):
+            raise self._refused("the identity provider sent no identity assertion (ID-JAG)")
+        # Leg 2: the ID-JAG as an RFC 7523 grant, the gateway a confidential
+        # client there (the SDK's server requires one: credentials in the form).
+        form = {
+            "grant_type": JWT_BEARER,
+            "assertion": str(assertion),
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            **{k: v for k, v in (("resource", config.resource), ("scope", config.scope)) if v},
+        }
+        answered = await self._post("upstream's authorization server", server.token_url, form)
+        return self._bearer("upstream's authorization server", answered)
+
+    async def _post(
+        self, who: str, url: str, form: dict[str, str], auth: httpx2.Auth | None = None
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
         try:
-            response = await self._http.post(
-                config.token_url,
-                data=self._form(user_token),
-                auth=basic,
-                headers={"Accept": "application/json"},
-            )
+            if auth is None:
+                response = await self._http.post(url, data=form, headers=headers)
+            else:
+                response = await self._http.post(url, data=form, auth=auth, headers=headers)
             body: Any = response.json() if response.content else {}
         except (httpx2.HTTPError, ValueError) as exc:
-            raise self._refused(
-                f"the identity provider cannot be reached: {type(exc).__name__}"
-            ) from None
+            raise self._refused(f"the {who} cannot be reached: {type(exc).__name__}") from None
         if response.status_code != 200 or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else None
             said = f" ({error[:64]})" if isinstance(error, str) and error.isprintable() else ""
             raise self._refused(
-                f"the identity provider refused the exchange: HTTP {response.status_code}{said}"
+                f"the {who} refused the exchange: HTTP {response.status_code}{said}"
             )
+        return body
+
+    def _bearer(self, who: str, body: dict[str, Any]) -> tuple[str, float]:
         token = body.get("access_token")
         token_type = str(body.get("token_type", "Bearer")).lower()
-        if (
-            not isinstance(token, str)
-            or not token
-            or token_type != "bearer"  # noqa: S105 - a token type's name
-            or any(ord(c) < 0x21 or ord(c) > 0x7E for c in token)
-        ):
-            raise self._refused("the identity provider sent no usable bearer token")
+        if not _printable(token) or token_type != "bearer":  # noqa: S105 - a type's name
+            raise self._refused(f"the {who} sent no usable bearer token")
         lifetime = body.get("expires_in", _DEFAULT_LIFETIME)
         if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
             lifetime = _DEFAULT_LIFETIME
-        return token, float(lifetime)
+        return str(token), float(lifetime)
+
+
+def _printable(token: Any) -> bool:
+    """A token that can go in a header as it is (RFC 6750 §2.1's b64token, loosely)."""
+    return isinstance(token, str) and bool(token) and all(0x21 <= ord(c) <= 0x7E for c in token)

@@ -22,6 +22,7 @@ S256 (the SDK's handler) and /token always checks the verifier.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import json
@@ -29,7 +30,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import (
@@ -57,6 +58,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.demo.servers import Server
 from gateway.demo.vendor_agent import PATH as AGENT_PATH
 from gateway.demo.vendor_agent import VendorSide, agent_app, read_body
+from policies.jws import JWSInvalid, verify_compact
 
 SESSION_COOKIE = "vendor_session"
 AS_METADATA = "/.well-known/oauth-authorization-server"
@@ -147,7 +149,41 @@ class Provider:
     async def exchange_identity_assertion(
         self, client: OAuthClientInformationFull, params: IdentityAssertionParams
     ) -> OAuthToken:
-        raise TokenError("unsupported_grant_type")  # SEP-990 is not offered
+        """SEP-990 leg 2: an ID-JAG from the identity provider this vendor
+        trusts (`Vendor.trusted_idp`), checked as its §5.1 says: signature,
+        ``typ``, issuer, audience (this server), expiry, and that it names the
+        client presenting it."""
+        trusted = self.vendor.trusted_idp
+        if trusted is None:
+            raise TokenError("unsupported_grant_type")  # SEP-990 is not offered
+        issuer, public_jwk = trusted
+        try:
+            header, payload = verify_compact(params.assertion, public_jwk)
+            claims = json.loads(payload)
+        except (JWSInvalid, ValueError):
+            raise TokenError("invalid_grant", "the assertion's signature is not valid") from None
+        if (
+            header.get("typ") != "oauth-id-jag+jwt"
+            or claims.get("iss") != issuer
+            or claims.get("aud") != self.vendor.issuer
+            or not isinstance(claims.get("exp"), int | float)
+            or claims["exp"] < time.time()
+            or claims.get("client_id") != client.client_id
+            or not isinstance(claims.get("sub"), str)
+        ):
+            raise TokenError("invalid_grant", "the assertion is not for this server or client")
+        self.vendor.assertions.append(claims)
+        assert client.client_id is not None
+        scopes = params.scopes or str(claims.get("scope") or "").split()
+        return self._issue(
+            RefreshToken(
+                token="",
+                client_id=client.client_id,
+                scopes=scopes,
+                resource=params.resource,
+                subject=claims["sub"],
+            )
+        )
 
     def _issue(self, grant: AuthorizationCode | RefreshToken) -> OAuthToken:
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -196,6 +232,10 @@ class Vendor:
     pkce_methods: tuple[str, ...] = ("S256",)  # () omits code_challenge_methods_supported
     dynamic_registration: bool = True
     send_iss: bool = True
+    # (issuer, public JWK) of an identity provider whose ID-JAGs the
+    # authorization server takes (SEP-990); None: the grant is not offered.
+    trusted_idp: tuple[str, dict[str, Any]] | None = None
+    assertions: list[dict[str, Any]] = field(default_factory=list)
     # write_note without notes:write: HTTP 403 insufficient_scope naming the
     # scopes it needs (a step-up challenge), not a tool error.
     scope_challenge: bool = False
@@ -245,6 +285,7 @@ class Vendor:
         redirect_uris: list[str],
         *,
         auth_method: str = "client_secret_post",
+        grant_types: tuple[str, ...] = ("authorization_code", "refresh_token"),
     ) -> None:
         """A client registered out of band; with no secret it is public (auth method none)."""
         self.provider.clients[client_id] = OAuthClientInformationFull(
@@ -252,7 +293,7 @@ class Vendor:
             client_secret=client_secret,
             redirect_uris=[AnyUrl(uri) for uri in redirect_uris],
             token_endpoint_auth_method=auth_method if client_secret else "none",
-            grant_types=["authorization_code", "refresh_token"],
+            grant_types=list(grant_types),
             response_types=["code"],
             scope=" ".join(self.scopes),
         )
@@ -275,7 +316,11 @@ class Vendor:
         """The SDK's RFC 8414 document, with this vendor's PKCE methods."""
         settings = AuthSettings(issuer_url=self.issuer, resource_server_url=None)
         document = build_metadata(
-            settings.issuer_url, None, self._registration(), RevocationOptions(enabled=True)
+            settings.issuer_url,
+            None,
+            self._registration(),
+            RevocationOptions(enabled=True),
+            supports_identity_assertion=self.trusted_idp is not None,
         ).model_dump(mode="json", exclude_none=True)
         document.pop("code_challenge_methods_supported", None)
         if self.pkce_methods:
@@ -304,6 +349,7 @@ class Vendor:
                 auth.issuer_url,
                 client_registration_options=self._registration(),
                 revocation_options=RevocationOptions(enabled=True),
+                identity_assertion_enabled=self.trusted_idp is not None,
             )
         )
 
@@ -373,11 +419,38 @@ class Vendor:
         """Record the body of a /token, /register or /revoke request, then hand it on."""
         body, replay = await read_body(receive)
         if scope["method"] == "POST" and scope["path"] == "/token":
-            self.token_requests.append(dict(parse_qsl(body.decode(), keep_blank_values=True)))
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+            self.token_requests.append(form)
+            if form.get("grant_type") == "client_credentials":
+                basic = Request(scope).headers.get("authorization", "")
+                await self._client_credentials(form, basic)(scope, receive, send)
+                return
         elif scope["method"] == "POST" and scope["path"] == "/register":
             with contextlib.suppress(ValueError):  # the SDK answers a malformed body itself
                 self.registrations.append(json.loads(body))
         await as_app(scope, replay, send)
+
+    def _client_credentials(self, form: dict[str, str], basic: str) -> JSONResponse:
+        """RFC 6749 §4.4, which the SDK's token endpoint does not offer: a token
+        for a confidential client registered for it, as itself (its secret by
+        HTTP Basic, §2.3.1, or in the form)."""
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if basic.lower().startswith("basic "):
+            with contextlib.suppress(ValueError):
+                decoded = base64.b64decode(basic[6:]).decode()
+                client_id, _, secret = (unquote(part) for part in decoded.partition(":"))
+        client = self.provider.clients.get(client_id)
+        if (
+            client is None
+            or not client.client_secret
+            or not secrets.compare_digest(client.client_secret, secret)
+            or "client_credentials" not in client.grant_types
+        ):
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        assert client.client_id is not None
+        scopes = form.get("scope", "").split() or list(self.scopes)
+        grant = RefreshToken(token="", client_id=client.client_id, scopes=scopes, subject=None)
+        return JSONResponse(self.provider._issue(grant).model_dump(exclude_none=True))
 
     # -- the tools ---------------------------------------------------------------------
 

@@ -52,3 +52,14 @@ def check_exchange(spec: IdpTokenExchange, checks: UsersOwnChecks) -> None:
         )
     if endpoint.scheme != "https" and not checks.allow_http:
         raise RegistrationRefused("token_url must be https")
+    if spec.authorization_server_token_url is not None:
+        # The ID-JAG and the gateway's secret there go to the upstream's own
+        # authorization server: on the origin of the issuer named, over https.
+        named = urlsplit(spec.authorization_server or "")
+        server = urlsplit(spec.authorization_server_token_url)
+        if (server.scheme, server.netloc.lower()) != (named.scheme, named.netloc.lower()):
+            raise RegistrationRefused(
+                "authorization_server_token_url must be on the authorization_server's origin"
+            )
+        if server.scheme != "https" and not checks.allow_http:
+            raise RegistrationRefused("authorization_server_token_url must be https")

@@ -25,6 +25,7 @@ Never the caller's token. Per server, one of:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ import httpx2
 from adapters.mcp_auth import ClientCredentialsToken
 from adapters.mcp_http import Credential, Refused
 from gateway.connections.errors import OnBehalfUnavailable, UserCredentialUnavailable
-from gateway.connections.on_behalf import OnBehalf, OnBehalfConfig
+from gateway.connections.on_behalf import AuthorizationServerClient, OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections, Upstream
 from gateway.connections.vault import Connection, fingerprint
 from gateway.delegation.pipeline import Permit
@@ -63,8 +64,14 @@ def stored_form(spec: CredentialSpec, secret: str | None) -> tuple[dict[str, Any
         shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
         return shown, seal_secret(spec.client_secret.get_secret_value(), secret, SEAL_PURPOSE)
     if isinstance(spec, IdpTokenExchange):
-        shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
-        return shown, seal_secret(spec.client_secret.get_secret_value(), secret, SEAL_PURPOSE)
+        secrets = {"client_secret", "authorization_server_client_secret"}
+        shown = spec.model_dump(exclude=secrets, exclude_none=True)
+        sealed = spec.client_secret.get_secret_value()
+        if spec.authorization_server_client_secret is not None:
+            # Two secrets, one sealed column: both, as one JSON document.
+            at_server = spec.authorization_server_client_secret.get_secret_value()
+            sealed = json.dumps({"idp": sealed, "authorization_server": at_server})
+        return shown, seal_secret(sealed, secret, SEAL_PURPOSE)
     if isinstance(spec, UserOAuth):
         shown = spec.model_dump(exclude={"client_secret"}, exclude_none=True)
         client_secret = spec.client_secret
@@ -263,32 +270,7 @@ def build_credentials(
     if kind == "token_exchange":
         return UpstreamCredentials(kind, mint=minter.mint, resource=config.resource)
     if kind == "idp_token_exchange" and opened is not None:
-        on_behalf = OnBehalfConfig(
-            upstream=config.id,
-            issuer=str(stored["issuer"]),
-            token_url=str(stored["token_url"]),
-            client_id=str(stored["client_id"]),
-            client_secret=opened,
-            grant=str(stored.get("grant", "token_exchange")),
-            audience=stored.get("audience"),
-            resource=stored.get("resource"),
-            scope=stored.get("scope"),
-        )
-        return UpstreamCredentials(
-            kind,
-            on_behalf=OnBehalf(token_http, on_behalf),
-            # The gateway's own requests: its own token from the same provider,
-            # for the same audience (RFC 6749 §4.4).
-            oauth=ClientCredentialsToken(
-                token_http,
-                token_url=on_behalf.token_url,
-                client_id=on_behalf.client_id,
-                client_secret=opened,
-                scope=on_behalf.scope,
-                resource=on_behalf.resource,
-                audience=on_behalf.audience,
-            ),
-        )
+        return _on_behalf(config, stored, opened, token_http)
     if kind == "user_oauth" and connections is not None and config.url is not None:
         registrant = stored.get("registrant")
         return UpstreamCredentials(
@@ -315,6 +297,50 @@ def upstream_of(config: McpServerConfig, opened_secret: str | None) -> Upstream:
         client_id=str(client_id) if client_id else None,
         client_secret=opened_secret,
         scope=str(scope) if scope else None,
+    )
+
+
+def _on_behalf(
+    config: McpServerConfig, stored: Mapping[str, Any], opened: str, token_http: httpx2.AsyncClient
+) -> UpstreamCredentials:
+    grant = str(stored.get("grant", "token_exchange"))
+    at_server: AuthorizationServerClient | None = None
+    idp_secret = opened
+    if grant == "identity_assertion":
+        both = json.loads(opened)
+        idp_secret = str(both["idp"])
+        at_server = AuthorizationServerClient(
+            issuer=str(stored["authorization_server"]),
+            token_url=str(stored["authorization_server_token_url"]),
+            client_id=str(stored["authorization_server_client_id"]),
+            client_secret=str(both["authorization_server"]),
+        )
+    on_behalf = OnBehalfConfig(
+        upstream=config.id,
+        issuer=str(stored["issuer"]),
+        token_url=str(stored["token_url"]),
+        client_id=str(stored["client_id"]),
+        client_secret=idp_secret,
+        grant=grant,
+        audience=stored.get("audience"),
+        resource=stored.get("resource"),
+        scope=stored.get("scope"),
+        authorization_server=at_server,
+    )
+    # The gateway's own requests (listing the tools): its own token, by client
+    # credentials (RFC 6749 §4.4), from whichever server the upstream trusts.
+    return UpstreamCredentials(
+        "idp_token_exchange",
+        on_behalf=OnBehalf(token_http, on_behalf),
+        oauth=ClientCredentialsToken(
+            token_http,
+            token_url=at_server.token_url if at_server else on_behalf.token_url,
+            client_id=at_server.client_id if at_server else on_behalf.client_id,
+            client_secret=at_server.client_secret if at_server else idp_secret,
+            scope=on_behalf.scope,
+            resource=on_behalf.resource,
+            audience=None if at_server else on_behalf.audience,
+        ),
     )
 
 

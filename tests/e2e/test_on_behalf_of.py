@@ -22,6 +22,7 @@ import pytest
 
 from gateway.connections.errors import OnBehalfUnavailable
 from gateway.delegation.permits import Caller
+from gateway.demo.vendor import Vendor
 from gateway.settings import Settings
 from tests.support.enterprise_idp import CLIENT, JWT_BEARER, TOKEN_EXCHANGE, EnterpriseIdp
 from tests.support.gateway import Gateway, start_gateway
@@ -195,3 +196,109 @@ def test_tokens_go_only_to_the_idp_that_issued_them(
     assert refused.status_code == 403, refused.text
     assert refusal in refused.json()["detail"]
     assert not idp.exchanges, "nothing was sent to any token endpoint"
+
+
+AT_VENDOR = ("switchboard-at-vendor", "gw-secret-at-the-vendor")
+
+
+def test_the_identity_assertion_grant_reaches_a_vendor_that_trusts_the_idp(
+    gateway: Gateway, idp: EnterpriseIdp
+) -> None:
+    """MCP's enterprise-managed authorization (SEP-990): the vendor's own
+    authorization server (the `mcp` SDK's) takes ID-JAGs from the company's
+    provider; the gateway gets one per user at the provider and presents it
+    there, as its confidential client, for the user's token at the vendor."""
+    with Vendor() as vendor:
+        vendor.trusted_idp = (idp.url, idp.key.public_jwk)
+        vendor.stop()
+        vendor.start()  # its token endpoint now takes the grant
+        vendor.preregister(
+            *AT_VENDOR,
+            ["http://127.0.0.1/unused"],
+            grant_types=(JWT_BEARER, "client_credentials"),
+        )
+        idp.jag_clients[vendor.issuer] = AT_VENDOR[0]
+        with gateway.client() as admin:
+            registered = admin.post(
+                "/mcp-servers",
+                json={
+                    "name": "notes",
+                    "url": vendor.mcp_url,
+                    "credential": {
+                        "type": "idp_token_exchange",
+                        "grant": "identity_assertion",
+                        "issuer": idp.url,
+                        "token_url": idp.url + "/token",
+                        "client_id": CLIENT[0],
+                        "client_secret": CLIENT[1],
+                        "resource": vendor.mcp_url,
+                        "scope": "notes:read",
+                        "authorization_server": vendor.issuer,
+                        "authorization_server_token_url": vendor.url + "/token",
+                        "authorization_server_client_id": AT_VENDOR[0],
+                        "authorization_server_client_secret": AT_VENDOR[1],
+                    },
+                },
+            )
+        assert registered.status_code == 201, registered.text
+        assert AT_VENDOR[1] not in registered.text and CLIENT[1] not in registered.text
+        # Listed with the gateway's own token at the vendor (client credentials).
+        assert [t["name"] for t in registered.json()["tools"]] == ["whoami", "write_note"]
+        audience = mcp_audience(gateway.settings)
+        erin, frank = idp.user_token("erin", audience), idp.user_token("frank", audience)
+
+        async def whoami(token: str) -> types.CallToolResult:
+            async with mcp_client(gateway.url + "/mcp", token, "2026-07-28") as client:
+                return await client.call_tool("notes__whoami", {})
+
+        for user, token in (("erin", erin), ("frank", frank)):
+            answer = gateway.server.run(whoami(token))
+            assert not answer.is_error, text_of(answer)
+            assert json.loads(text_of(answer))["subject"] == user
+        jags = [e for e in idp.exchanges if e.get("requested_token_type", "").endswith("id-jag")]
+        assert [e["subject_token"] for e in jags] == [erin, frank]
+        assert all(e["audience"] == vendor.issuer for e in jags)
+        assert [a["sub"] for a in vendor.assertions] == ["erin", "frank"]
+        assert all(a["client_id"] == AT_VENDOR[0] for a in vendor.assertions)
+        # The users' own tokens went to their provider only; the ID-JAGs to the vendor's AS.
+        sent = {c["token"] for c in vendor.calls}
+        assert not sent & {erin, frank}
+
+
+def test_the_identity_assertion_grant_needs_its_authorization_server(
+    gateway: Gateway, idp: EnterpriseIdp
+) -> None:
+    base = {
+        "type": "idp_token_exchange",
+        "grant": "identity_assertion",
+        "issuer": idp.url,
+        "token_url": idp.url + "/token",
+        "client_id": CLIENT[0],
+        "client_secret": CLIENT[1],
+    }
+    elsewhere = {
+        "authorization_server": "https://as.example",
+        "authorization_server_token_url": "https://other.example/token",
+        "authorization_server_client_id": "x",
+        "authorization_server_client_secret": "y",
+    }
+    with gateway.client() as admin:
+        missing = admin.post(
+            "/mcp-servers", json={"name": "n", "url": idp.mcp_url, "credential": base}
+        )
+        assert missing.status_code == 422, missing.text
+        moved = admin.post(
+            "/mcp-servers",
+            json={"name": "n", "url": idp.mcp_url, "credential": {**base, **elsewhere}},
+        )
+        assert moved.status_code == 403, moved.text
+        assert "authorization_server's origin" in moved.json()["detail"]
+        stray = admin.post(
+            "/mcp-servers",
+            json={
+                "name": "n",
+                "url": idp.mcp_url,
+                "credential": {**base, "grant": "token_exchange", **elsewhere},
+            },
+        )
+        assert stray.status_code == 422, stray.text

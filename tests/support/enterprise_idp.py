@@ -31,12 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from policies.jws import sign_compact
 from policies.keys import SigningKey
 from policies.tokens import mint_access_token
 from tests.support.servers import ServerThread
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
 CLIENT = ("switchboard", "gw-secret-at-the-idp")
 
 
@@ -48,6 +50,9 @@ class EnterpriseIdp:
     # token -> (subject, audience, expires at, client id)
     issued: dict[str, tuple[str, str, float, str]] = field(default_factory=dict)
     exchanges: list[dict[str, str]] = field(default_factory=list)
+    # An authorization server's issuer -> the gateway's client id there: the
+    # servers this provider issues ID-JAGs for (SEP-990).
+    jag_clients: dict[str, str] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
     thread: ServerThread | None = None
 
@@ -122,6 +127,8 @@ class EnterpriseIdp:
             if known is None or known[2] < time.time() or known[3] != "users-app":
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
             subject = known[0]
+            if form.get("requested_token_type") == ID_JAG:
+                return self._id_jag(subject, form)
         else:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         token = self._mint(subject, audience, form.get("scope", "").split(), CLIENT[0], ttl=300)
@@ -130,6 +137,38 @@ class EnterpriseIdp:
                 "access_token": token,
                 "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
                 "token_type": "Bearer",
+                "expires_in": 300,
+            }
+        )
+
+    def _id_jag(self, subject: str, form: dict[str, str]) -> Response:
+        """SEP-990 leg 1: an identity assertion for the upstream's authorization
+        server (``audience``), naming the client the gateway is there."""
+        audience = form.get("audience", "")
+        client = self.jag_clients.get(audience)
+        if client is None:
+            return JSONResponse({"error": "invalid_target"}, status_code=400)
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "sub": subject,
+            "aud": audience,
+            "client_id": client,
+            "jti": secrets.token_hex(8),
+            "iat": now,
+            "exp": now + 300,
+            "resource": form.get("resource"),
+            "scope": form.get("scope", ""),
+        }
+        headers = {"kid": self.key.kid, "typ": "oauth-id-jag+jwt"}
+        jag = sign_compact(
+            json.dumps(claims).encode(), self.key.private_key_pem, self.key.alg, headers
+        )
+        return JSONResponse(
+            {
+                "access_token": jag,
+                "issued_token_type": ID_JAG,
+                "token_type": "N_A",
                 "expires_in": 300,
             }
         )

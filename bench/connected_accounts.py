@@ -1,7 +1,14 @@
-"""What a connected account costs per `tools/call`, against a shared credential.
+"""What a connected account costs per call, against the credential it replaces.
 
     python -m bench.connected_accounts                 # 2 rounds of 400 calls per leg
     python -m bench.connected_accounts --calls 1000 --rounds 3
+
+Two comparisons, each on the path real callers take. **MCP** (`tools/call`):
+a `user_oauth` server against the same server behind a shared credential.
+**A2A** (`SendMessage`, answered with a task, a working update, an artifact
+and completion): the vendor's a2a-sdk agent whose card asks for each user's
+own token (`/agent/`) against the very same agent taking the gateway's
+minted token (`/open-agent/`); both through the same-version pass-through.
 
 One vendor (`gateway.demo.vendor`: an MCP server that trusts only its own
 authorization server, both the `mcp` SDK's) and one gateway in a process of
@@ -68,6 +75,62 @@ def _leg(gateway: GatewayProcess, token: str, tool: str, count: int) -> float:
     return (_cpu_seconds(gateway.pid) - before) / count * 1e6
 
 
+def _connect_to(gateway: GatewayProcess, vendor: Vendor, user: str, upstream: str) -> None:
+    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+        login = browser.get("/ui/login")
+        csrf = login.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        browser.post("/ui/login/dev", data={"csrf": csrf, "subject": user, "scopes": ""})
+        started = browser.get(f"/ui/connections/{upstream}/connect")
+        at_vendor = httpx.get(
+            started.headers["location"], cookies=vendor.login(f"{user}@vendor"), timeout=30
+        )
+        done = browser.get(at_vendor.headers["location"].removeprefix(gateway.url))
+        if done.status_code != 303:
+            raise SystemExit(f"connecting {user} to {upstream}: HTTP {done.status_code}")
+
+
+def _a2a_leg(gateway: GatewayProcess, token: str, agent: str, count: int) -> float:
+    """Gateway CPU µs per SendMessage (JSON-RPC, A2A 1.0)."""
+    headers = {"Authorization": f"Bearer {token}", "A2A-Version": "1.0"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as client:
+        before = _cpu_seconds(gateway.pid)
+        for index in range(count):
+            message = {
+                "messageId": f"m-{agent}-{index}-{time.monotonic_ns()}",
+                "role": "ROLE_USER",
+                "parts": [{"text": "hi"}],
+                "metadata": {"skill": "whoami"},
+            }
+            body = {"jsonrpc": "2.0", "id": index, "method": "SendMessage"}
+            answer = client.post(f"/a2a/{agent}", json={**body, "params": {"message": message}})
+            task = answer.json().get("result", {}).get("task", {})
+            if task.get("status", {}).get("state") != "TASK_STATE_COMPLETED":
+                raise SystemExit(f"{agent}: {answer.text[:300]}")
+        return (_cpu_seconds(gateway.pid) - before) / count * 1e6
+
+
+def _a2a(gateway: GatewayProcess, vendor: Vendor, calls: int, rounds: int) -> None:
+    with gateway.client("admin", "switchboard:admin") as admin:
+        for agent, path in (("vendor-agent", "agent"), ("open-agent", "open-agent")):
+            card = f"{vendor.url}/{path}/.well-known/agent-card.json"
+            answer = admin.post("/agents", json={"card_url": card, "id": agent})
+            if answer.status_code != 201:
+                raise SystemExit(f"registering {agent}: {answer.text}")
+    _connect_to(gateway, vendor, "alice", "vendor-agent")
+    token = gateway.token("alice", "")
+    print(f"A2A SendMessage: {calls} calls per leg, {rounds} rounds")
+    print(f"{'round':>5} {'minted µs/call':>15} {'user_oauth µs/call':>19} {'ratio':>6}")
+    _a2a_leg(gateway, token, "open-agent", 50)  # warm both paths, unmeasured
+    _a2a_leg(gateway, token, "vendor-agent", 50)
+    ratios = []
+    for round_ in range(1, rounds + 1):
+        minted = _a2a_leg(gateway, token, "open-agent", calls)
+        own = _a2a_leg(gateway, token, "vendor-agent", calls)
+        ratios.append(own / minted)
+        print(f"{round_:>5} {minted:>15,.0f} {own:>19,.0f} {own / minted:>5.2f}x")
+    print(f"median ratio {statistics.median(ratios):.2f}x (user_oauth over a minted token)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=400)
@@ -110,7 +173,7 @@ def main() -> int:
         _wait_for_tools(gateway, "crm")
         _connect(gateway, vendor, "alice")
         token = gateway.token("alice", "")
-        print(f"connected accounts: {args.calls} calls per leg, {args.rounds} rounds")
+        print(f"MCP tools/call: {args.calls} calls per leg, {args.rounds} rounds")
         print(f"{'round':>5} {'shared µs/call':>15} {'user_oauth µs/call':>19} {'ratio':>6}")
         _leg(gateway, token, "shared__whoami", 50)  # warm both paths, unmeasured
         _leg(gateway, token, "crm__whoami", 50)
@@ -123,6 +186,7 @@ def main() -> int:
         print(
             f"median ratio {statistics.median(ratios):.2f}x (user_oauth over a shared credential)"
         )
+        _a2a(gateway, vendor, args.calls, args.rounds)
         return 0
     except httpx.HTTPError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)

@@ -19,6 +19,8 @@ from a2a.types import SendMessageRequest
 from gateway.a2a.responses import denial_response
 from gateway.agents.admission import Admission
 from gateway.agents.consents import AgentConsents
+from gateway.connections.errors import ConnectionRequired
+from gateway.connections.vault import Connection
 from gateway.delegation.handoffs import (
     MessageSkill,
     json_inputs,
@@ -170,15 +172,16 @@ async def admit_call(
             deferral = pending.deferral
     except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
         raise denial_response(denied, refusal) from None
-    consent, holds = None, False
+    consent, connection, holds = None, None, False
     if message and route == "agent" and consents is not None:
-        # The agent takes only its users' own tokens, and this user has not
-        # connected theirs: the message waits for them (`gateway.agents.consents`).
-        consent = await consents.needed(grant)
-        if consent is not None:
+        found = await consents.needed(grant)
+        if isinstance(found, ConnectionRequired):
+            # The agent takes only its users' own tokens, and this user has not
+            # connected theirs: the message waits for them (`gateway.agents.consents`).
             if not approvals:
-                raise Refusal(403, str(consent), {"connect_url": consent.connect_url})
-            route = "approval"
+                raise Refusal(403, str(found), {"connect_url": found.connect_url})
+            consent, route = found, "approval"
+        connection = found if isinstance(found, Connection) else None
         holds = approvals and consents.upstream(grant) is not None
     admission = Admission(
         grant,
@@ -189,6 +192,7 @@ async def admit_call(
         strictest=decided.strictest,
         deferral=deferral,
         consent=consent,
+        connection=connection,
         holds_for_consent=holds,
         inputs=inputs,
     )

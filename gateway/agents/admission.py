@@ -24,6 +24,7 @@ from adapters.a2a import A2AUpstreams
 from gateway.agents.cards import sign_card
 from gateway.agents.consents import AgentConsents
 from gateway.connections.errors import ConnectionRequired
+from gateway.connections.vault import Connection
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.lost_tasks import LostTasks
@@ -72,6 +73,9 @@ class Admission:
     # connected it: the request is kept and made once they do
     # (`gateway.agents.consents`).
     consent: ConnectionRequired | None = None
+    # The user's connection at such an agent, as admission read it (fresh):
+    # the call goes with it, without reading the vault again.
+    connection: Connection | None = None
     # The A2A door holds a message to this agent for its user's consent when
     # their connection fails after admission (revoked at the agent); other
     # callers (a flow, an MCP client) get `ConnectionRequired` and say it

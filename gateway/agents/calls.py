@@ -122,7 +122,7 @@ class UpstreamCalls:
     def call_token(self, admission: Admission) -> CallToken:
         """The token the call goes with: minted, or the user's own
         (`gateway.agents.consents`), got in the core's `before` step."""
-        return CallToken(self._parts().consents, admission.grant)
+        return CallToken(self._parts().consents, admission.grant, admission.connection)
 
     def _context(self, admission: Admission, token: CallToken, *, streaming: bool = False) -> Any:
         context = self.upstreams.context(

@@ -97,17 +97,17 @@ class AgentConsents:
             upstream, subject=caller.subject, issuer=caller.issuer
         )
 
-    async def needed(self, grant: Grant) -> ConnectionRequired | None:
-        """Why a message to the agent must wait for its user's consent; None
-        when it can go (not a `user_oauth` agent, or the user is connected)."""
+    async def needed(self, grant: Grant) -> ConnectionRequired | Connection | None:
+        """Why a message to the agent must wait for its user's consent; else
+        the connection it goes with (read once: the call takes it from the
+        admission), or None for an agent that takes the gateway's token."""
         upstream = self.upstream(grant)
         if upstream is None:
             return None
         try:
-            await self.connection(grant, upstream)
+            return await self.connection(grant, upstream)
         except ConnectionRequired as needed:
             return needed
-        return None
 
     async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
         """The agent answered 401 to the user's own token: the connection ends."""
@@ -164,12 +164,16 @@ class CallToken:
     minted for it, or -- for a `user_oauth` agent -- the caller's own from
     their connection, got in the core's `before` step (`Sending.before`)."""
 
-    def __init__(self, consents: AgentConsents | None, grant: Grant) -> None:
+    def __init__(
+        self, consents: AgentConsents | None, grant: Grant, read: Connection | None = None
+    ) -> None:
+        """``read``: the user's connection as the admission read it, fresh."""
         self._consents = consents
         self._grant = grant
         self.upstream = consents.upstream(grant) if consents is not None else None
         self.token = grant.token.token
         self._used: Connection | None = None
+        self._read = read
         self._refused: Refused | None = None
 
     def attempted(self, failure: BaseException) -> None:
@@ -186,7 +190,9 @@ class CallToken:
         if self.upstream is None:
             return
         assert self._consents is not None
-        found = await self._consents.connection(self._grant, self.upstream)
+        found, self._read = self._read, None  # an attempt after a refusal reads again
+        if found is None or found.upstream != self.upstream.id:
+            found = await self._consents.connection(self._grant, self.upstream)
         assert self._consents.connections is not None
         await self._consents.connections.vault.used(found)
         self._used, self.token = found, found.access_token

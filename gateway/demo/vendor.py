@@ -56,8 +56,8 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.demo.servers import Server
+from gateway.demo.vendor_agent import OPEN_PATH, VendorSide, agent_app, read_body
 from gateway.demo.vendor_agent import PATH as AGENT_PATH
-from gateway.demo.vendor_agent import VendorSide, agent_app, read_body
 from policies.jws import JWSInvalid, verify_compact
 
 SESSION_COOKIE = "vendor_session"
@@ -353,11 +353,17 @@ class Vendor:
             )
         )
 
-        agent = Starlette(routes=[Mount(AGENT_PATH, app=agent_app(self._agent_side()))])
+        side = self._agent_side()
+        agent = Starlette(
+            routes=[
+                Mount(AGENT_PATH, app=agent_app(side)),
+                Mount(OPEN_PATH, app=agent_app(side, OPEN_PATH)),
+            ]
+        )
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope.get("path", "")
-            if path.startswith(AGENT_PATH + "/"):
+            if path.startswith((AGENT_PATH + "/", OPEN_PATH + "/")):
                 await agent(scope, receive, send)
             elif self.scope_challenge and path == "/mcp" and scope.get("method") == "POST":
                 await self._challenged(mcp_app, scope, receive, send)

@@ -57,14 +57,15 @@ class VendorSide:
 
 
 PATH = "/agent"
+OPEN_PATH = "/open-agent"  # the same agent taking any bearer token (benchmarks' baseline)
 SCHEME = "vendor_oauth"
 _token: contextvars.ContextVar[AccessToken | None] = contextvars.ContextVar(
     "vendor_agent_token", default=None
 )
 
 
-def agent_card(vendor: VendorSide) -> AgentCard:
-    url = vendor.url + PATH + "/"
+def agent_card(vendor: VendorSide, path: str = PATH) -> AgentCard:
+    url = vendor.url + path + "/"
     flow = AuthorizationCodeOAuthFlow(
         authorization_url=vendor.url + "/authorize",
         token_url=vendor.url + "/token",
@@ -136,16 +137,22 @@ class _Executor(AgentExecutor):
         await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
 
 
-def agent_app(vendor: VendorSide) -> ASGIApp:
-    """The agent, its bearer check in front (mounted at `PATH`)."""
-    card = agent_card(vendor)
+def agent_app(vendor: VendorSide, path: str = PATH) -> ASGIApp:
+    """The agent, its bearer check in front (mounted at `PATH`). At
+    `OPEN_PATH`: the same agent, whose card asks for nothing and which takes
+    any bearer token (the gateway's minted one) -- what a benchmark compares
+    a connected account against."""
+    card = agent_card(vendor, path)
+    if path == OPEN_PATH:
+        card.ClearField("security_schemes")
+        card.ClearField("security_requirements")
     handler = DefaultRequestHandler(
         agent_executor=_Executor(vendor), task_store=InMemoryTaskStore(), agent_card=card
     )
     inner = Starlette(
         routes=create_agent_card_routes(card) + create_jsonrpc_routes(handler, rpc_url="/")
     )
-    resource = vendor.url + PATH
+    resource = vendor.url + path
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").endswith("agent-card.json"):
@@ -154,6 +161,8 @@ def agent_app(vendor: VendorSide) -> ASGIApp:
         header = Request(scope).headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         found = vendor.access.get(value) if scheme.lower() == "bearer" else None
+        if path == OPEN_PATH and value:
+            found = AccessToken(token=value, client_id="gateway", scopes=[], subject="gateway")
         if found is not None and found.expires_at is not None and found.expires_at < time.time():
             found = None
         if found is not None and found.resource not in (None, resource, resource + "/"):

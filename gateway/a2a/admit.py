@@ -182,7 +182,9 @@ async def admit_call(
                 raise Refusal(403, str(found), {"connect_url": found.connect_url})
             consent, route = found, "approval"
         connection = found if isinstance(found, Connection) else None
-        holds = approvals and consents.upstream(grant) is not None
+        # Whichever agent takes the message in the end (a fallback, say): one
+        # that wants the user's own account holds it for their consent.
+        holds = approvals
     admission = Admission(
         grant,
         owner,

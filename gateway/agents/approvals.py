@@ -23,6 +23,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
@@ -351,7 +352,12 @@ class ApprovalDesk:
         state: State = APPROVED if approve else REJECTED
         runs: list[RunSpec] = []
 
+        consents = self._parts().consents
+
         async def store_run(approval: Approval, conn: AsyncConnection) -> None:
+            # A wait for the user's consent ends with any decision, in its transaction.
+            if consents is not None:
+                await consents.forget(approval.id, conn)
             # The approved call's run in the decision's transaction: an outage
             # between the two would leave an approved task nothing runs.
             if approve and approval.kind == "a2a" and approval.task_id is not None:
@@ -391,14 +397,40 @@ class ApprovalDesk:
             return 0
         released = 0
         for approval_id in await consents.waiting(upstream, subject, issuer):
-            if not await consents.released(approval_id):
-                continue  # another replica's callback took it
-            with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
-                await self.decide(
-                    approval_id, True, RELEASED_BY, f"{subject} connected their account"
-                )
-                released += 1
+            released += await self._released(approval_id, f"{subject} connected their account")
         return released
+
+    async def _released(self, approval_id: str, reason: str) -> int:
+        # Decided once across replicas: the first decision wins, and removes the wait.
+        with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
+            await self.decide(approval_id, True, RELEASED_BY, reason)
+            return 1
+        return 0
+
+    async def sweep_consents(self) -> None:
+        """Every few seconds, on every replica: a held call whose user is
+        connected now goes (a connection made while the call was being held
+        would otherwise be missed); one whose requester's token has expired
+        is given up (it could never be made on their behalf); a wait whose
+        call was decided otherwise is dropped."""
+        consents = self._parts().consents
+        if consents is None:
+            return
+        now = datetime.now(UTC)
+        for due in await consents.due():
+            if due.state != PENDING:
+                await consents.drop(due.approval_id)
+            elif due.connected:
+                await self._released(due.approval_id, "the requester's account is connected")
+            elif due.expires_at is not None and due.expires_at <= now:
+                with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
+                    await self.decide(
+                        due.approval_id,
+                        False,
+                        RELEASED_BY,
+                        "the requester's token expired before they connected their account; "
+                        "send the request again",
+                    )
 
     async def _by_coordination(self, approval_id: str, go: bool, reason: str) -> None:
         # Withdrawn by its requester, or decided by an admin, meanwhile: theirs stands.

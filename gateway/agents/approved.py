@@ -33,6 +33,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 
 from gateway.agents.admission import Admission, FrontDoorParts, handler_context
 from gateway.agents.mirror import UPSTREAM_META, Mirror, upstream_task_of
+from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation.approvals import (
     APPROVED,
     Approval,
@@ -213,6 +214,10 @@ class ApprovalExecution:
                     yield update
         except A2AError as exc:
             mirror.fail(str(exc) or type(exc).__name__)
+        except UserCredentialUnavailable as missing:
+            # The user's own account at the agent, gone or short of a scope
+            # since the call was released (nothing was sent): said with the link.
+            mirror.fail(f"{missing}; then send the request again")
 
 
 def _failed(task: Task, reason: str) -> Task:

@@ -26,6 +26,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import (
     A2AError,
+    InvalidRequestError,
     TaskNotFoundError,
     UnsupportedOperationError,
 )
@@ -36,7 +37,7 @@ from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, ha
 from gateway.agents.consents import CallToken
 from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
-from gateway.connections.errors import ConnectionRequired
+from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
 from gateway.delegation.handoffs import (
     Resilience,
@@ -179,12 +180,19 @@ class UpstreamCalls:
             accept=None if accept is None else functools.partial(accept, admission),
         )
         try:
-            return await self._parts().delegate.send(admission.grant, f"a2a.{operation}", sending)
-        except A2AError:
-            needed = await token.refused()
-            if needed is not None:  # the agent refused the user's own token
-                raise needed from None
-            raise
+            try:
+                return await self._parts().delegate.send(
+                    admission.grant, f"a2a.{operation}", sending
+                )
+            except A2AError:
+                needed = await token.refused()
+                if needed is not None:  # the agent refused the user's own token
+                    raise needed from None
+                raise
+        except UserCredentialUnavailable as missing:
+            if operation == "SendMessage":
+                raise  # held for the user's consent, or said by the caller's door
+            raise _unavailable(missing) from None
 
     async def held_for_consent(
         self, admission: Admission, params: SendMessageRequest, needed: ConnectionRequired
@@ -408,16 +416,25 @@ class UpstreamCalls:
             before=token.check if token.upstream is not None else None,
             went_with=token.went_with,
         )
+        started = False
         try:
-            async for event in self._parts().delegate.stream(
-                admission.grant, f"a2a.{operation}", streaming
-            ):
-                yield event
-        except A2AError:
-            needed = await token.refused()
-            if needed is not None:  # the agent refused the user's own token
-                raise needed from None
-            raise
+            try:
+                async for event in self._parts().delegate.stream(
+                    admission.grant, f"a2a.{operation}", streaming
+                ):
+                    started = True
+                    yield event
+            except A2AError:
+                needed = await token.refused()
+                if needed is not None:  # the agent refused the user's own token
+                    raise needed from None
+                raise
+        except UserCredentialUnavailable as missing:
+            if operation == "SendStreamingMessage" and not started:
+                raise  # nothing was done: held for the user's consent, or said by the door
+            # Under way (or another operation): an A2A error with the link, never
+            # a refusal that would have the message sent again.
+            raise _unavailable(missing) from None
 
     async def _lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled
@@ -462,3 +479,10 @@ class _Followed:
 # A task in these states goes on without a word from the caller; a stream may
 # end in any other (an end, or input or auth required) and lose nothing.
 RUNNING = frozenset({TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING})
+
+
+def _unavailable(missing: UserCredentialUnavailable) -> A2AError:
+    """The user's own credential at the agent is missing, for an operation
+    that is not a new message (a task's state, a cancellation, a stream
+    under way): the caller is told, with the connect link where there is one."""
+    return InvalidRequestError(str(missing))

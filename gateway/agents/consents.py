@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import AgentCard
 from google.protobuf.json_format import ParseDict
-from sqlalchemy import delete, insert, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.a2a import NoUsableInterface, choose_interface
@@ -37,7 +38,9 @@ from adapters.mcp_http import Refused, refusal_of
 from gateway.connections.errors import ConnectionRequired
 from gateway.connections.service import Connections, Upstream
 from gateway.connections.vault import Connection
+from gateway.delegation.approvals import PENDING
 from gateway.delegation.permits import Grant
+from gateway.storage.tables import approvals, upstream_connections
 from gateway.storage.tables import consent_waits as table
 from policies.card_oauth import card_authorization
 
@@ -58,9 +61,10 @@ def agent_upstream(agent_id: str, card: Mapping[str, Any]) -> Upstream | None:
         endpoint = choose_interface(ParseDict(dict(card), AgentCard(), ignore_unknown_fields=True))
     except NoUsableInterface:
         return None
-    return Upstream(
-        id=agent_id, url=endpoint.url, scope=authorization.scope, authorization=authorization
-    )
+    # A gRPC interface is named host:port; its tokens' resource must be an
+    # absolute URI (RFC 8707 §2), as the TLS channel it goes over.
+    url = endpoint.url if "://" in endpoint.url else "https://" + endpoint.url
+    return Upstream(id=agent_id, url=url, scope=authorization.scope, authorization=authorization)
 
 
 class AgentConsents:
@@ -146,17 +150,61 @@ class AgentConsents:
             return [row.approval_id for row in rows]
 
     async def is_waiting(self, approval_id: str) -> bool:
+        """A call still pending, for its user's consent."""
         async with self._engine.connect() as conn:
             found = await conn.scalar(
-                select(table.c.approval_id).where(table.c.approval_id == approval_id)
+                select(table.c.approval_id)
+                .join(approvals, approvals.c.id == table.c.approval_id)
+                .where(table.c.approval_id == approval_id, approvals.c.state == PENDING)
             )
         return found is not None
 
-    async def released(self, approval_id: str) -> bool:
-        """Whether this replica took the wait (another may have, at once)."""
+    async def forget(self, approval_id: str, conn: AsyncConnection) -> None:
+        """In the transaction of the call's decision, whatever it is."""
+        await conn.execute(delete(table).where(table.c.approval_id == approval_id))
+
+    async def drop(self, approval_id: str) -> None:
         async with self._engine.begin() as conn:
-            gone = await conn.execute(delete(table).where(table.c.approval_id == approval_id))
-        return gone.rowcount == 1
+            await self.forget(approval_id, conn)
+
+    async def due(self, limit: int = 200) -> list[Due]:
+        """The waits, each with its call's state, whether its user is connected
+        now, and when its requester's token expires (oldest first)."""
+        connections = upstream_connections
+        joined = table.join(approvals, approvals.c.id == table.c.approval_id).outerjoin(
+            connections,
+            and_(
+                connections.c.upstream == table.c.upstream,
+                connections.c.issuer == table.c.owner_issuer,
+                connections.c.subject == table.c.owner_subject,
+            ),
+        )
+        query = (
+            select(table.c.approval_id, approvals.c.state, approvals.c.caller, connections.c.id)
+            .select_from(joined)
+            .order_by(table.c.created_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Due(row[0], row[1], row[3] is not None, _expiry(row[2])) for row in rows]
+
+
+@dataclass(frozen=True)
+class Due:
+    approval_id: str
+    state: str
+    connected: bool
+    expires_at: datetime | None
+
+
+def _expiry(caller: Any) -> datetime | None:
+    """When the held call's requester's token expires (the stored caller's
+    `not_after`, epoch seconds: `gateway.delegation.approvals`)."""
+    value = caller.get("not_after") if isinstance(caller, Mapping) else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return datetime.fromtimestamp(value, UTC)
 
 
 class CallToken:

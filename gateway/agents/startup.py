@@ -41,6 +41,9 @@ from registry.vendor_store import SqlVendorStore
 DEFERRALS_POLL_SECONDS = 0.5
 
 
+CONSENT_SWEEP_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class A2AParts:
     front_door: FrontDoorParts
@@ -54,6 +57,8 @@ class A2AParts:
             # Fixed rate: the takeover bound counts on leases renewed on time.
             Periodic("gateway-runs", runner.poll, runner.tick, fixed_rate=True),
             Periodic("a2a-reconciler", self.reconciler.poll_seconds, self.reconciler.tick),
+            # Calls held for a user's consent (`gateway.agents.consents`).
+            Periodic("consent-waits", CONSENT_SWEEP_SECONDS, self.desk.sweep_consents),
         ]
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:

@@ -184,10 +184,11 @@ async def discover_from_card(
         origin = f"{parsed.scheme}://{parsed.netloc}"
         urls = build_oauth_authorization_server_metadata_discovery_urls(origin, agent_url)
     metadata: OAuthMetadata | None = None
+    answered = ""
     for url in urls:
         ok, found = await handle_auth_metadata_response(await _get(http, url))
         if found is not None:
-            metadata = found
+            metadata, answered = found, url
             break
         if not ok:
             break
@@ -197,12 +198,12 @@ async def discover_from_card(
             "(RFC 8414): the gateway does not connect accounts without it"
         )
     issuer = str(metadata.issuer)
-    if card.metadata_url is not None and not any(
-        _same_url(card.metadata_url, u)
+    if not any(
+        _same_url(answered, u)
         for u in build_oauth_authorization_server_metadata_discovery_urls(issuer, agent_url)
     ):
         # RFC 8414 §3.3: the metadata is the issuer's only at the issuer's URL.
-        raise ConnectFailed(f"the metadata at {card.metadata_url} is not its issuer's ({issuer})")
+        raise ConnectFailed(f"the metadata at {answered} is not its issuer's ({issuer})")
     _check(metadata, issuer, allow_http)
     if not _same_url(str(metadata.authorization_endpoint), card.authorization_url) or not (
         _same_url(str(metadata.token_endpoint), card.token_url)

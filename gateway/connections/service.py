@@ -190,6 +190,10 @@ class Connections:
         ``scope``: asked for besides the upstream's own (a step-up)."""
         found = await self._discover(upstream)
         client = await self._client(upstream, found, may_register=True)
+        offered = found.metadata.scopes_supported
+        if scope and offered:
+            # A link's scope asks for no more than the server offers at all.
+            scope = " ".join(s for s in scope.split() if s in offered) or None
         scope = union_scopes(upstream.scope or found.scope, scope)
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
         state = secrets.token_urlsafe(32)
@@ -444,8 +448,7 @@ class Connections:
         await self.revoke_all(gone)
 
     async def revoke_all(self, gone: list[Connection]) -> None:
-        """Revoke connections already removed (their server was: the database
-        removed them with it, `ON DELETE CASCADE`)."""
+        """Revoke connections already forgotten (`forget_upstream`)."""
         for connection in gone:
             await self._revoke(connection)
 

@@ -19,6 +19,7 @@ the vendor -- finds no connection under way in their browser and is refused.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -44,6 +45,7 @@ from gateway.federation.credentials import user_oauth_upstream
 from policies.keys import KeySealError
 from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
 
+logger = logging.getLogger(__name__)
 router = APIRouter(
     prefix=PREFIX + "/connections", route_class=ConsoleRoute, include_in_schema=False
 )
@@ -156,9 +158,14 @@ async def callback(
     # The server's tools are listed with its registrant's connection: if this
     # was it, list them now rather than at the next reconnection.
     app.mcp.upstreams.restart(pending.upstream)
-    # The user's flow runs and A2A calls waiting for this go on.
-    await app.flows.connected(pending.upstream, user.subject, user.issuer)
-    await app.approvals.connected(pending.upstream, user.subject, user.issuer)
+    # The user's flow runs and A2A calls waiting for this go on. Each on its
+    # own: one failing does not keep the other waiting (the A2A calls' sweep,
+    # `ApprovalDesk.sweep_consents`, would still find theirs).
+    for waiting in (app.flows.connected, app.approvals.connected):
+        try:
+            await waiting(pending.upstream, user.subject, user.issuer)
+        except Exception:
+            logger.exception("waking what waited for %s's connection", pending.upstream)
     response = redirect(f"{PREFIX}/connections?connected={pending.upstream}")
     console.clear_cookie(response, _cookie(request))
     return response

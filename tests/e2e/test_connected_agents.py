@@ -370,3 +370,48 @@ def test_a_missing_scope_holds_the_call_and_asks_for_exactly_it(
         c for c in vendor.calls if c["subject"] == "kim@vendor" and "notes:write" in c["scopes"]
     ]
     assert len(wrote) == 2
+
+
+def test_a_held_call_whose_release_was_missed_goes_on_all_the_same(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    """The connection is made while the call is being held (the callback's
+    release saw no wait yet): the gateway's sweep finds it."""
+    lee = gateway.token("lee")
+    held = send(gateway, lee)
+    desk = gateway.server.app.state.switchboard.approvals
+
+    async def missed(*_: Any) -> int:
+        return 0
+
+    desk.connected = missed  # the callback's release finds nothing
+    with browser(gateway, "lee") as console:
+        connect(gateway, vendor, console, "lee@vendor")
+    done = wait_for(gateway, lee, held.id, TaskState.TASK_STATE_COMPLETED)
+    assert answer(done) == "you are lee@vendor"
+
+
+def test_a_held_call_is_given_up_when_its_requesters_token_expires(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    mia = gateway.token("mia", ttl=3)
+    held = send(gateway, mia)
+    later = gateway.token("mia")  # to read the task once the first token is gone
+    done = wait_for(gateway, later, held.id, TaskState.TASK_STATE_REJECTED)
+    assert "token expired before they connected" in said(done)
+    assert vendor.calls == []
+
+
+def test_a_task_of_an_agent_whose_connection_is_gone_says_so_with_the_link(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    ned = gateway.token("ned")
+    with browser(gateway, "ned") as console:
+        connect(gateway, vendor, console, "ned@vendor")
+    task = send(gateway, ned)
+    with gateway.client() as admin:  # an admin revokes Ned's connection
+        [his] = admin.get("/connections", params={"all": "true"}).json()["items"]
+        assert admin.delete(f"/connections/{his['id']}").status_code == 204
+    with pytest.raises(Exception, match=f"/ui/connections/{AGENT}/connect") as refused:
+        get_task(gateway, ned, task.id)
+    assert "Internal" not in str(refused.value)

@@ -63,6 +63,7 @@ async def test_without_a_metadata_url_the_authorization_urls_origin_is_asked(
         (replace(CARD, token_url="https://evil.example/token"), {}, "not the ones"),
         # Metadata served at one issuer's URL, claiming another issuer (RFC 8414 §3.3).
         (CARD, {"issuer": "https://evil.example"}, "issuer"),
+        (replace(CARD, metadata_url=None), {"issuer": "https://evil.example"}, "issuer"),
         (CARD, {"code_challenge_methods_supported": ["plain"]}, "PKCE"),
         (CARD, {"token_endpoint": "http://as.example/token"}, "not https"),
         (replace(CARD, metadata_url=AS + "/nothing-here"), {}, "publishes no metadata"),

@@ -52,6 +52,9 @@ def downgrade() -> None:
     op.drop_index("ix_consent_waits_user", table_name="consent_waits")
     op.drop_table("consent_waits")
     for table in ("upstream_connections", "upstream_clients"):
+        # Connections at agents cannot come back under a key to mcp_servers.
+        op.execute(f"DELETE FROM {table} WHERE upstream NOT IN (SELECT id FROM mcp_servers)")  # noqa: S608 - names from this file
+    for table in ("upstream_connections", "upstream_clients"):
         with op.batch_alter_table(table) as batch:
             batch.create_foreign_key(
                 f"{table}_upstream_fkey", "mcp_servers", ["upstream"], ["id"], ondelete="CASCADE"

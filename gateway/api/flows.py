@@ -21,7 +21,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 
+from adapters.trace_context import new_trace_id
 from gateway.api.state import state_of
+from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
@@ -37,6 +39,7 @@ from gateway.flows.models import (
     RunView,
     StartRun,
 )
+from gateway.flows.removal import FlowBusy, FlowCalled, remove_flow
 from gateway.flows.runtime import GrantUnusable
 from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNotActive
 from gateway.flows.store import FlowNotFound, RunNotFound
@@ -56,6 +59,8 @@ PROBLEMS: list[ProblemMapping] = [
     (EventSigned, 403, "event-signed", "Only the flow's signed webhook brings this event"),
     (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
     (EngineUnavailable, 503, "flow-engine-unavailable", "The flow engine is unavailable"),
+    (FlowBusy, 409, "flow-busy", "Runs of the flow are still going"),
+    (FlowCalled, 409, "flow-called", "Another flow calls this flow"),
 ]
 
 
@@ -97,6 +102,10 @@ async def register_flow(request: Request, response: Response, admin: AdminPrinci
     if not changed:
         response.status_code = status.HTTP_200_OK
     return Registered(flow=record, changed=changed)
+
+
+def _cancelled(runs: list[str]) -> str | None:
+    return f"cancelled {len(runs)} run(s): {', '.join(runs)}"[:2000] if runs else None
 
 
 def _json(body: bytes) -> Any:
@@ -199,6 +208,35 @@ async def get_run(
     service = state_of(request).flows
     await service.owned(flow_id, run_id, _owner(principal))
     return await service.view(run_id)
+
+
+@router.delete(
+    "/{flow_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a flow (admins)"
+)
+async def delete_flow(
+    request: Request,
+    flow_id: str,
+    admin: AdminPrincipal,
+    cancel: Annotated[bool, Query(description="cancel its runs still going first")] = False,
+) -> Response:
+    """Refused (409) while runs of the flow are going, unless ``cancel=true``,
+    and while another flow calls it. Its runs' records stay."""
+    state = state_of(request)
+    cancelled = await remove_flow(state.flows, flow_id, admin.subject, cancel=cancel)
+    await state.delegations.record_event(
+        AuditEvent(
+            event="flow.deleted",
+            trace_id=new_trace_id(),
+            subject=admin.subject,
+            subject_issuer=admin.issuer,
+            decision="allow",
+            outcome="ok",
+            client_id=admin.client_id,
+            target=flow_id,
+            detail=_cancelled(cancelled),
+        )
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{flow_id}/runs/{run_id}/cancel", summary="Cancel a run")

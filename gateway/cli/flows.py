@@ -7,6 +7,7 @@ switchboard flows run quote-flow --input '{"sku": "X-100", "quantity": 500}' [--
 switchboard flows runs quote-flow [RUN]      # the runs; one run, step by step
 switchboard flows cancel quote-flow RUN
 switchboard flows resume quote-flow RUN
+switchboard flows delete quote-flow [--cancel]   # admins; --cancel: its runs still going
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ def register(commands: Any) -> None:
         sub.add_argument("run_id", metavar="RUN")
         sub.set_defaults(run=_change, verb=verb)
         stop.append(sub)
-    for sub in (add, listed, show, run, runs, *stop):
+    remove = flows.add_parser("delete", help="remove a flow (admins); its runs' records stay")
+    remove.add_argument("flow")
+    remove.add_argument("--cancel", action="store_true", help="cancel its runs still going first")
+    remove.set_defaults(run=_delete)
+    for sub in (add, listed, show, run, runs, *stop, remove):
         gateway_options(sub)
 
 
@@ -217,6 +222,13 @@ def _tokens(usage: dict[str, int] | None) -> str:
     if not usage:
         return ""
     return f" {usage['input_tokens']}+{usage['output_tokens']} tokens"
+
+
+def _delete(args: argparse.Namespace) -> int:
+    query = "?cancel=true" if args.cancel else ""
+    call(args, "DELETE", f"/flows/{args.flow}{query}")
+    print(f"removed {args.flow}")
+    return 0
 
 
 def _change(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import step_records
@@ -130,6 +130,22 @@ class FlowStore:
     async def any(self) -> bool:
         async with self._engine.connect() as conn:
             return (await conn.scalar(select(flows.c.id).limit(1))) is not None
+
+    async def active_runs(self, flow_id: str) -> builtins.list[str]:
+        """The ids of the flow's runs that have not ended, oldest first."""
+        query = (
+            select(flow_runs.c.id)
+            .where(flow_runs.c.flow_id == flow_id, flow_runs.c.state.not_in(TERMINAL_RUN_STATES))
+            .order_by(flow_runs.c.created_at)
+        )
+        async with self._engine.connect() as conn:
+            return [row[0] for row in await conn.execute(query)]
+
+    async def delete(self, flow_id: str) -> None:
+        """The flow's document and every version of it (its runs stay)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(flow_versions).where(flow_versions.c.flow_id == flow_id))
+            await conn.execute(delete(flows).where(flows.c.id == flow_id))
 
     async def versions(self, flow_id: str) -> builtins.list[FlowVersion]:
         async with self._engine.connect() as conn:

@@ -104,7 +104,7 @@ def test_connect_see_and_disconnect_in_the_console(browser: Browser, consent: Co
     browser.get(base + "/ui/connections")
     cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#connections tbody tr td")]
     upstream, status, scopes, expires, used = cells[:5]
-    assert (upstream, status.split()[0]) == ("notes", "connected")
+    assert (upstream, status.split()[0]) == ("notes MCP server", "connected")
     assert scopes == "notes:read notes:write"
     assert expires.startswith("20") and used.startswith("20"), cells  # dates, not the dash of none
     assert not browser.find_elements(By.ID, "everyone"), "not an admin: only her own"

@@ -20,6 +20,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from starlette.convertors import Convertor, register_url_convertor
 
 from adapters.trace_context import new_trace_id
 from gateway.api.state import state_of
@@ -210,8 +211,26 @@ async def get_run(
     return await service.view(run_id)
 
 
+class _FlowId(Convertor[str]):
+    """A flow's id in a path, never the static `schema` (`GET /flows/schema`):
+    a DELETE there is no flow's, and a 405 there must not advertise one."""
+
+    regex = r"(?!schema$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("flow_id", _FlowId())
+
+
 @router.delete(
-    "/{flow_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a flow (admins)"
+    "/{flow_id:flow_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a flow (admins)",
 )
 async def delete_flow(
     request: Request,

@@ -21,7 +21,15 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
-from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, posted, redirect
+from gateway.console.web import (
+    PREFIX,
+    ConsoleRoute,
+    current_user,
+    page,
+    posted,
+    redirect,
+    require_admin,
+)
 from gateway.flows.models import FlowVersion, RunView, StepView
 from policies.scopes import ADMIN_SCOPE
 
@@ -46,7 +54,8 @@ class Bar:
 async def flows_page(request: Request) -> Response:
     user = await current_user(request)
     found = await flows_api.list_flows(request, user.principal())
-    return page(request, user, "flows.html", flows=found)
+    removed = request.query_params.get("removed", "")
+    return page(request, user, "flows.html", flows=found, removed=removed)
 
 
 @router.get("/{flow_id}")
@@ -97,6 +106,18 @@ async def run_page(request: Request, flow_id: str, run_id: str) -> Response:
         can_cancel=run.state not in ENDED,
         can_resume=run.state in RESUMABLE,
     )
+
+
+@router.post("/{flow_id}/delete")
+async def delete(request: Request, flow_id: str) -> Response:
+    """`DELETE /flows/{id}` (admins), from the flow's page."""
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    await require_admin(request, user)
+    await flows_api.delete_flow(
+        request, flow_id, user.principal(), cancel=form.get("cancel") == "true"
+    )
+    return redirect(f"{PREFIX}/flows?removed={flow_id}")
 
 
 @router.post("/{flow_id}/runs/{run_id}/cancel")

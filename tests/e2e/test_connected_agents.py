@@ -415,3 +415,35 @@ def test_a_task_of_an_agent_whose_connection_is_gone_says_so_with_the_link(
     with pytest.raises(Exception, match=f"/ui/connections/{AGENT}/connect") as refused:
         get_task(gateway, ned, task.id)
     assert "Internal" not in str(refused.value)
+
+
+@pytest.fixture
+def approving_gateway(tmp_path: Path, vendor: Vendor) -> Iterator[Gateway]:
+    """SQLite only: the policy asks an admin to approve every call to the agent."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"agents:\n  {AGENT}:\n    approval: true\n")
+    running = start_gateway(tmp_path / "data", None, policy_file=policy, secret_key=SECRET_KEY)
+    try:
+        with running.client() as admin:
+            card = vendor.url + "/agent/.well-known/agent-card.json"
+            assert admin.post("/agents", json={"card_url": card, "id": AGENT}).status_code == 201
+        yield running
+    finally:
+        running.server.stop()
+
+
+def test_an_approved_call_without_the_users_connection_fails_with_the_link(
+    approving_gateway: Gateway, vendor: Vendor
+) -> None:
+    gateway = approving_gateway
+    oli = gateway.token("oli")
+    held = send(gateway, oli)
+    assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
+    with gateway.client() as admin:
+        approved = admin.post(
+            f"/approvals/{held.metadata['approval']}", json={"decision": "approve"}
+        )
+        assert approved.status_code == 200, approved.text
+    done = wait_for(gateway, oli, held.id, TaskState.TASK_STATE_FAILED)
+    assert f"/ui/connections/{AGENT}/connect" in said(done)
+    assert vendor.calls == []

@@ -11,10 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.cli import main
+from policies.scopes import ADMIN_SCOPE
 from tests.e2e.test_flow_waits import _start, _until_waiting, waiting_flow
+from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
 FLOW = "pay-then-reply"
@@ -86,3 +89,26 @@ def test_the_cli_removes_a_flow(setup: FlowSetup) -> None:
     assert f"removed {FLOW}" in out.getvalue()
     with setup.admin() as admin:
         assert admin.get(f"/flows/{FLOW}").status_code == 404
+
+
+def test_an_admin_removes_a_flow_from_the_console(setup: FlowSetup) -> None:
+    assert setup.register(waiting_flow()).status_code == 201
+    with setup.user() as dana:
+        run = _until_waiting(dana, _start(setup, dana))
+    gateway = setup.gateway
+    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+        csrf = dev_login(browser, "dana", "")
+        page = browser.get(f"/ui/flows/{FLOW}")
+        assert 'id="delete"' not in page.text  # not an admin: no button
+        refused = browser.post(f"/ui/flows/{FLOW}/delete", data={"csrf": csrf, "cancel": "true"})
+        assert refused.status_code == 403
+    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+        csrf = dev_login(browser, "admin", ADMIN_SCOPE)
+        assert 'id="delete"' in browser.get(f"/ui/flows/{FLOW}").text
+        busy = browser.post(f"/ui/flows/{FLOW}/delete", data={"csrf": csrf})
+        assert busy.status_code == 409
+        assert run["id"] in busy.text
+        done = browser.post(f"/ui/flows/{FLOW}/delete", data={"csrf": csrf, "cancel": "true"})
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"/ui/flows?removed={FLOW}"
+        assert browser.get(f"/ui/flows/{FLOW}").status_code == 404

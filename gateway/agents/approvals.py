@@ -207,7 +207,12 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                 assert parts.consents is not None
                 owner = admission.owner
                 await parts.consents.hold(
-                    approval_id, consent.upstream, owner.subject, owner.issuer, conn
+                    approval_id,
+                    consent.upstream,
+                    owner.subject,
+                    owner.issuer,
+                    conn,
+                    refused=getattr(consent, "kept", None),
                 )
 
         # The task, its approval and its wait in one transaction: an outage

@@ -122,15 +122,25 @@ class AgentConsents:
     # --- Calls waiting for a connection -----------------------------------------
 
     async def hold(
-        self, approval_id: str, upstream: str, subject: str, issuer: str, conn: AsyncConnection
+        self,
+        approval_id: str,
+        upstream: str,
+        subject: str,
+        issuer: str,
+        conn: AsyncConnection,
+        *,
+        refused: str | None = None,
     ) -> None:
-        """In the held call's own transaction (`gateway.agents.approvals`)."""
+        """In the held call's own transaction (`gateway.agents.approvals`).
+        ``refused``: the connection ("id:version") that lacked a scope (a
+        step-up): that one does not release the call, another does."""
         await conn.execute(
             insert(table).values(
                 approval_id=approval_id,
                 upstream=upstream,
                 owner_subject=subject,
                 owner_issuer=issuer,
+                refused_connection=refused,
                 created_at=datetime.now(UTC),
             )
         )
@@ -180,14 +190,30 @@ class AgentConsents:
             ),
         )
         query = (
-            select(table.c.approval_id, approvals.c.state, approvals.c.caller, connections.c.id)
+            select(
+                table.c.approval_id,
+                approvals.c.state,
+                approvals.c.caller,
+                connections.c.id,
+                connections.c.version,
+                table.c.refused_connection,
+            )
             .select_from(joined)
             .order_by(table.c.created_at)
             .limit(limit)
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [Due(row[0], row[1], row[3] is not None, _expiry(row[2])) for row in rows]
+        return [
+            Due(
+                approval_id,
+                state,
+                # Connected, and not with the very connection that lacked a scope.
+                found is not None and f"{found}:{version}" != refused,
+                _expiry(caller),
+            )
+            for approval_id, state, caller, found, version, refused in rows
+        ]
 
 
 @dataclass(frozen=True)

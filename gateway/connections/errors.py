@@ -38,9 +38,10 @@ class ScopeRequired(ConnectionRequired):
 
     outcome = "insufficient_scope"
 
-    def __init__(self, upstream: str, connect_url: str, reason: str, scope: str) -> None:
+    def __init__(self, upstream: str, connect_url: str, reason: str, scope: str, kept: str) -> None:
         super().__init__(upstream, connect_url, reason)
         self.scope = scope
+        self.kept = kept  # the connection that lacked it, "id:version"
 
 
 class OnBehalfUnavailable(UserCredentialUnavailable):

@@ -190,10 +190,9 @@ class Connections:
         ``scope``: asked for besides the upstream's own (a step-up)."""
         found = await self._discover(upstream)
         client = await self._client(upstream, found, may_register=True)
-        offered = found.metadata.scopes_supported
-        if scope and offered:
-            # A link's scope asks for no more than the server offers at all.
-            scope = " ".join(s for s in scope.split() if s in offered) or None
+        # A link's scope is asked for as it is: the user consents to it, or not,
+        # at the authorization server (a server's `scopes_supported` may leave
+        # scopes out, and dropping one would ask again for too little).
         scope = union_scopes(upstream.scope or found.scope, scope)
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
         state = secrets.token_urlsafe(32)
@@ -402,7 +401,8 @@ class Connections:
             if missing
             else "the server refused your connection's scopes"
         )
-        return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope)
+        kept = f"{used.id}:{used.version}"
+        return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope, kept)
 
     async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
         """The server answered 401 to the token of ``used``: it no longer

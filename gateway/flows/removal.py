@@ -2,10 +2,11 @@
 
 A flow with runs still going is not removed unless the caller asks for them
 to be cancelled first (``cancel``), nor one another flow calls (that flow
-would fail at its step): both are refused, saying which. Removed: the flow's
-document and every version of it, and its agent (`/a2a/{id}` is gone, no
-new run can start). Its runs' records stay, as evidence, with the audit
-log; a flow registered again under the same id starts again at version 1
+would fail at its step): both are refused, saying which. Removed: the flow
+and its agent (`/a2a/{id}` is gone, no new run can start, and no run of it
+can be resumed). Its runs' records stay, as evidence, with the audit log,
+and so do its versions, by whose rules those records are read and redacted;
+a flow registered again under the same id goes on from its last version
 and shows those runs as its own history.
 """
 

@@ -347,6 +347,7 @@ class FlowService:
         """Go on with a cancelled or failed run from its last completed step
         (DBOS `resume_workflow`), on the same grant -- which must still be usable."""
         run = await self.rt.store.run_row(run_id)
+        await self.rt.store.get(run["flow_id"])  # FlowNotFound: the flow was removed
         await self.rt.caller(run["grant_id"])  # GrantUnusable: not resumed
         status = await self.engine.status(run_id)
         if status not in ("CANCELLED", "ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "PENDING"):

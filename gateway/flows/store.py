@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import step_records
@@ -89,7 +89,14 @@ class FlowStore:
         ).first()
         if current is not None and current.digest == digest:
             return current.version, False
-        version = 1 if current is None else current.version + 1
+        if current is None:
+            # A flow removed and registered again goes on from its last version.
+            last = await conn.scalar(
+                select(func.max(flow_versions.c.version)).where(flow_versions.c.flow_id == flow_id)
+            )
+            version = (last or 0) + 1
+        else:
+            version = current.version + 1
         values = {
             "version": version,
             "name": str(document["name"]),
@@ -142,17 +149,22 @@ class FlowStore:
             return [row[0] for row in await conn.execute(query)]
 
     async def delete(self, flow_id: str) -> None:
-        """The flow's document and every version of it (its runs stay)."""
+        """The flow (its current document). Its versions stay, as its runs do:
+        a run's record is read, and redacted, by its own version's rules; a
+        flow registered again under the id goes on from the last version."""
         async with self._engine.begin() as conn:
-            await conn.execute(delete(flow_versions).where(flow_versions.c.flow_id == flow_id))
             await conn.execute(delete(flows).where(flows.c.id == flow_id))
 
     async def versions(self, flow_id: str) -> builtins.list[FlowVersion]:
+        """A registered flow's versions (a removed flow's are kept, not listed)."""
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(flow_versions)
-                    .where(flow_versions.c.flow_id == flow_id)
+                    .where(
+                        flow_versions.c.flow_id == flow_id,
+                        select(flows.c.id).where(flows.c.id == flow_id).exists(),
+                    )
                     .order_by(flow_versions.c.version.desc())
                 )
             ).all()

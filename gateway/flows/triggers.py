@@ -51,6 +51,7 @@ from gateway.flows.definition import FlowDocument, TaskEvent, Trigger
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService, InputInvalid
 from gateway.flows.started import derived_run_id, start_once
+from gateway.flows.store import FlowNotFound
 from gateway.storage.tables import a2a_tasks, flow_runs
 from registry.tables import as_utc
 
@@ -179,8 +180,10 @@ class FlowTriggers:
                 event="flow.trigger",
                 said=said,
             )
-        except (DelegationDenied, ApprovalRequired, InputInvalid, ValueError) as exc:
-            logger.info("flow %s not started by %s: %s", armed.flow_id, said, exc)
+        except (DelegationDenied, ApprovalRequired, InputInvalid, ValueError, FlowNotFound) as exc:
+            # FlowNotFound: removed on another replica, whose triggers this one
+            # has not re-read yet.
+            logger.info("flow %s not started by %s: %r", armed.flow_id, said, exc)
             return 0
         return int(started)
 

@@ -440,6 +440,9 @@ consent_waits = Table(
     Column("upstream", String(64), nullable=False),
     Column("owner_subject", Text, nullable=False),
     Column("owner_issuer", Text, nullable=False),
+    # A step-up: the connection (id:version) that lacked the scope; only
+    # another one (the user connected again) releases the call.
+    Column("refused_connection", String(80), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_consent_waits_user", "upstream", "owner_issuer", "owner_subject"),
 )

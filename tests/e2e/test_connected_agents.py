@@ -352,6 +352,11 @@ def test_a_missing_scope_holds_the_call_and_asks_for_exactly_it(
         assert parse_qs(urlparse(link).query)["scope"] == ["notes:read notes:write"]
         # The connection is kept for what it was granted.
         assert answer(send(gateway, kim)) == "you are kim@vendor"
+        # The sweep does not release the call with the connection that lacked the scope.
+        desk = gateway.server.app.state.switchboard.approvals
+        gateway.server.run(desk.sweep_consents())
+        still = get_task(gateway, kim, held.id)
+        assert still.status.state == TaskState.TASK_STATE_AUTH_REQUIRED, said(still)
         with browser(gateway, "kim") as console:
             started = console.get(link.removeprefix(gateway.url))
             authorize = started.headers["location"]

@@ -51,9 +51,11 @@ def test_a_flow_with_a_run_going_is_removed_only_with_cancel(setup: FlowSetup) -
         audit = admin.get("/audit", params={"target": FLOW, "limit": 50}).json()["items"]
     [deleted] = [e for e in audit if e["event"] == "flow.deleted"]
     assert run["id"] in deleted["detail"]
-    # The run was cancelled, and its record stays.
+    # The run was cancelled, and its record stays; it cannot be resumed.
     with setup.user() as dana:
         assert dana.post(f"/flows/{FLOW}/runs", json={"input": {}}).status_code == 404
+        resumed = dana.post(f"/flows/{FLOW}/runs/{run['id']}/resume")
+        assert resumed.status_code == 404, resumed.text
 
     async def state() -> Any:
         return (await setup.gateway.server.app.state.switchboard.flows.view(run["id"])).state
@@ -112,3 +114,18 @@ def test_an_admin_removes_a_flow_from_the_console(setup: FlowSetup) -> None:
         assert done.status_code == 303, done.text
         assert done.headers["location"] == f"/ui/flows?removed={FLOW}"
         assert browser.get(f"/ui/flows/{FLOW}").status_code == 404
+
+
+def test_a_flow_registered_again_goes_on_from_its_last_version(setup: FlowSetup) -> None:
+    assert setup.register(waiting_flow()).status_code == 201
+    changed = waiting_flow()
+    changed["name"] = "Quote, wait, reply (v2)"
+    assert setup.register(changed).status_code == 201
+    with setup.admin() as admin:
+        assert admin.delete(f"/flows/{FLOW}").status_code == 204
+    again = setup.register(waiting_flow())
+    assert again.status_code == 201, again.text
+    assert again.json()["flow"]["version"] == 3
+    with setup.admin() as admin:
+        versions = admin.get(f"/flows/{FLOW}/versions").json()
+    assert [v["version"] for v in versions] == [3, 2, 1]

@@ -39,6 +39,9 @@ def upgrade() -> None:
         sa.Column("upstream", sa.String(64), nullable=False),
         sa.Column("owner_subject", sa.Text, nullable=False),
         sa.Column("owner_issuer", sa.Text, nullable=False),
+        # A step-up: the connection (id:version) that lacked the scope; only
+        # another (the user connected again) releases the call.
+        sa.Column("refused_connection", sa.String(80), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index(

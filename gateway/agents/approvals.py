@@ -407,10 +407,7 @@ class ApprovalDesk:
 
     async def _released(self, approval_id: str, reason: str) -> int:
         # Decided once across replicas: the first decision wins, and removes the wait.
-        with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
-            await self.decide(approval_id, True, RELEASED_BY, reason)
-            return 1
-        return 0
+        return int(await self._by_gateway(approval_id, True, RELEASED_BY, reason))
 
     async def sweep_consents(self) -> None:
         """Every few seconds, on every replica: a held call whose user is
@@ -428,16 +425,21 @@ class ApprovalDesk:
             elif due.connected:
                 await self._released(due.approval_id, "the requester's account is connected")
             elif due.expires_at is not None and due.expires_at <= now:
-                with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
-                    await self.decide(
-                        due.approval_id,
-                        False,
-                        RELEASED_BY,
-                        "the requester's token expired before they connected their account; "
-                        "send the request again",
-                    )
+                await self._by_gateway(
+                    due.approval_id,
+                    False,
+                    RELEASED_BY,
+                    "the requester's token expired before they connected their account; "
+                    "send the request again",
+                )
 
     async def _by_coordination(self, approval_id: str, go: bool, reason: str) -> None:
-        # Withdrawn by its requester, or decided by an admin, meanwhile: theirs stands.
+        await self._by_gateway(approval_id, go, DECIDED_BY, reason)
+
+    async def _by_gateway(self, approval_id: str, go: bool, by: str, reason: str) -> bool:
+        """A decision the gateway makes. Withdrawn by its requester, decided by
+        an admin or by another replica meanwhile: theirs stands (False)."""
         with contextlib.suppress(AlreadyDecided, ApprovalNotFound):
-            await self.decide(approval_id, go, DECIDED_BY, reason)
+            await self.decide(approval_id, go, by, reason)
+            return True
+        return False

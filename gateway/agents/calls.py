@@ -171,7 +171,7 @@ class UpstreamCalls:
         sending: Sending[T] = Sending(
             upstream=admission.agent_id,
             attempt=attempt,
-            before=token.check if token.upstream is not None else None,
+            before=token.before,
             went_with=token.went_with,
             explain=self._explain(admission),
             idempotent=idempotent,
@@ -180,15 +180,10 @@ class UpstreamCalls:
             accept=None if accept is None else functools.partial(accept, admission),
         )
         try:
-            try:
+            async with token.refusals():
                 return await self._parts().delegate.send(
                     admission.grant, f"a2a.{operation}", sending
                 )
-            except A2AError:
-                needed = await token.refused()
-                if needed is not None:  # the agent refused the user's own token
-                    raise needed from None
-                raise
         except UserCredentialUnavailable as missing:
             if operation == "SendMessage":
                 raise  # held for the user's consent, or said by the caller's door
@@ -413,22 +408,17 @@ class UpstreamCalls:
             observe=observe,
             overran=overran,
             closed=closed,
-            before=token.check if token.upstream is not None else None,
+            before=token.before,
             went_with=token.went_with,
         )
         started = False
         try:
-            try:
+            async with token.refusals():
                 async for event in self._parts().delegate.stream(
                     admission.grant, f"a2a.{operation}", streaming
                 ):
                     started = True
                     yield event
-            except A2AError:
-                needed = await token.refused()
-                if needed is not None:  # the agent refused the user's own token
-                    raise needed from None
-                raise
         except UserCredentialUnavailable as missing:
             if operation == "SendStreamingMessage" and not started:
                 raise  # nothing was done: held for the user's consent, or said by the door

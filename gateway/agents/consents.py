@@ -22,13 +22,15 @@ new connection's token -- the task goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import AgentCard
+from a2a.utils.errors import A2AError
 from google.protobuf.json_format import ParseDict
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -113,11 +115,13 @@ class AgentConsents:
         except ConnectionRequired as needed:
             return needed
 
-    async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
-        """The agent answered 401 to the user's own token: the connection ends."""
+    async def refused(
+        self, upstream: Upstream, used: Connection, refusal: Refused
+    ) -> ConnectionRequired:
+        """The agent refused the user's own token (`Connections.answered`)."""
         if self.connections is None:
             return self._required(upstream)
-        return await self.connections.refused(upstream, used)
+        return await self.connections.answered(upstream, used, refusal)
 
     # --- Calls waiting for a connection -----------------------------------------
 
@@ -286,11 +290,25 @@ class CallToken:
         if refused is None or used is None or self._consents is None:
             return None
         assert self.upstream is not None
-        if refused.status == 403:
-            connections = self._consents.connections
-            assert connections is not None
-            return connections.step_up(self.upstream, used, refused.scope)
-        return await self._consents.refused(self.upstream, used)
+        return await self._consents.refused(self.upstream, used, refused)
+
+    @property
+    def before(self) -> Callable[[], Awaitable[None]] | None:
+        """The core's `before` step (`Sending.before`), for an agent that takes
+        its users' own tokens; none otherwise (the minted token needs none)."""
+        return self.check if self.upstream is not None else None
+
+    @contextlib.asynccontextmanager
+    async def refusals(self) -> AsyncIterator[None]:
+        """Around the core's send: an A2A error that was the agent refusing the
+        user's own token is raised as what the user must do about it."""
+        try:
+            yield
+        except A2AError:
+            needed = await self.refused()
+            if needed is not None:
+                raise needed from None
+            raise
 
 
 def _response_of(failure: BaseException) -> Any:

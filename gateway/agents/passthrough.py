@@ -224,18 +224,13 @@ class PassThrough:
             idempotent=bool(rules.idempotent),
             accept=accept,
             may_hand_off=rules.fallback is not None,
-            before=token.check if token.upstream is not None else None,
+            before=token.before,
             went_with=token.went_with,
         )
-        try:
+        async with token.refusals():
             return await handler._parts().delegate.send(
                 admission.grant, f"a2a.{OPERATION}", sending
             )
-        except A2AError:
-            needed = await token.refused()
-            if needed is not None:  # the agent refused the user's own token
-                raise needed from None
-            raise
 
     @staticmethod
     def _check_answer(

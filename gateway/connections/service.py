@@ -38,6 +38,7 @@ from mcp.client.auth.utils import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
+from adapters.mcp_http import Refused
 from gateway.connections import oauth
 from gateway.connections.errors import ConnectFailed, ConnectionRequired, ScopeRequired
 from gateway.connections.pending import Pending
@@ -403,6 +404,16 @@ class Connections:
         )
         kept = f"{used.id}:{used.version}"
         return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope, kept)
+
+    async def answered(
+        self, upstream: Upstream, used: Connection, refusal: Refused
+    ) -> ConnectionRequired:
+        """The upstream refused the user's own token: a 403 ``insufficient_scope``
+        asks for the missing scope (`step_up`), anything else ends the
+        connection (`refused`)."""
+        if refusal.status == 403:
+            return self.step_up(upstream, used, refusal.scope)
+        return await self.refused(upstream, used)
 
     async def refused(self, upstream: Upstream, used: Connection) -> ConnectionRequired:
         """The server answered 401 to the token of ``used``: it no longer

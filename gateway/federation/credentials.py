@@ -211,14 +211,9 @@ class CallCredential:
         credentials = self._credentials
         if self._held is None or not credentials.users_own or not refusals:
             return None
-        if all(r.status == 403 for r in refusals):
-            if credentials.kind != "user_oauth":
-                return None  # the identity provider decides its token's scopes
-            assert credentials.connections is not None
-            assert credentials.upstream is not None
-            assert self._used is not None
-            challenged = next((r.scope for r in refusals if r.scope), None)
-            return credentials.connections.step_up(credentials.upstream, self._used, challenged)
+        stepping_up = all(r.status == 403 for r in refusals)
+        if stepping_up and credentials.kind != "user_oauth":
+            return None  # the identity provider decides its token's scopes
         if credentials.kind == "idp_token_exchange":
             assert credentials.on_behalf is not None
             credentials.on_behalf.forget(self._user_token)
@@ -229,7 +224,11 @@ class CallCredential:
         assert credentials.connections is not None
         assert credentials.upstream is not None
         assert self._used is not None
-        return await credentials.connections.refused(credentials.upstream, self._used)
+        # A step-up names the scopes its challenge did, if any did.
+        refusal = next((r for r in refusals if r.scope), refusals[0]) if stepping_up else None
+        return await credentials.connections.answered(
+            credentials.upstream, self._used, refusal or Refused(401)
+        )
 
     async def get(self) -> Credential | None:
         if self._held is not None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import httpx
 import yaml
 
 from gateway.delegation.dev_tokens import issue_dev_token
-from gateway.demo.servers import DemoError, bound_socket
+from gateway.demo.ports import PortReservation
+from gateway.demo.servers import DemoError
 from gateway.settings import Settings
 
 
@@ -36,9 +38,11 @@ class GatewayProcess:
         self.data_dir = data_dir
         self.workers = workers
         data_dir.mkdir(parents=True, exist_ok=True)
-        sock = bound_socket()
-        self.port = int(sock.getsockname()[1])
-        sock.close()  # the gateway binds it itself; nothing else takes it meanwhile, in practice
+        # Held as long as this object lives: the gateway binds it itself, and
+        # binds it again after a kill (see gateway/demo/ports.py).
+        self._port = PortReservation()
+        weakref.finalize(self, self._port.release)
+        self.port = self._port.port
         self.url = f"http://127.0.0.1:{self.port}"
         values: dict[str, Any] = {
             "public_url": self.url,
@@ -84,13 +88,25 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise DemoError(f"the gateway exited ({self.process.returncode}); see {self.log}")
+                raise DemoError(
+                    f"the gateway exited ({self.process.returncode}); see {self.log}, "
+                    f"which ends:\n{self._log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
             if time.monotonic() > deadline:
-                raise DemoError(f"the gateway did not start within {timeout:g} s; see {self.log}")
+                raise DemoError(
+                    f"the gateway did not start within {timeout:g} s; see {self.log}, "
+                    f"which ends:\n{self._log_tail()}"
+                )
             time.sleep(0.1)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log.read_text(errors="replace").splitlines()
+            return "\n".join(text[-lines:])
+        return "(no log)"
 
     @property
     def pid(self) -> int:

@@ -88,9 +88,14 @@ class UpstreamTimeout(UpstreamUnavailable):
 class UpstreamFailed(AdapterError):
     """The upstream answered with an error (HTTP status >= 400, or an error object)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, challenge: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        # A 401's or 403's WWW-Authenticate (RFC 6750 §3): what a user's own
+        # token lacked, for connected accounts (`gateway.connections`).
+        self.challenge = challenge
 
 
 class UpstreamInvalid(AdapterError):

@@ -97,7 +97,7 @@ class OpenAICompatAdapter(Adapter):
         except httpx.HTTPError as exc:
             raise http_failure(exc, self._name, timeout_seconds) from None
         if response.status_code >= 400:
-            raise self._failure(response.status_code, response.content, credentials)
+            raise self._failure(response, response.content, credentials)
         try:
             completion = response.json()
         except ValueError:
@@ -118,7 +118,7 @@ class OpenAICompatAdapter(Adapter):
             try:
                 if response.status_code >= 400:
                     body = await response.aread()
-                    raise self._failure(response.status_code, body, credentials)
+                    raise self._failure(response, body, credentials)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # Some servers ignore "stream": the whole answer at once.
                     completion = json.loads(await response.aread())
@@ -192,13 +192,18 @@ class OpenAICompatAdapter(Adapter):
             return str(message["refusal"])
         raise UpstreamInvalid(f"{self._name} answered without content")
 
-    def _failure(self, status: int, body: bytes, credentials: Credentials) -> UpstreamFailed:
+    def _failure(
+        self, response: httpx.Response, body: bytes, credentials: Credentials
+    ) -> UpstreamFailed:
+        status = response.status_code
         try:
             detail = _message(json.loads(body))
         except ValueError:
             detail = ""
         text = f"{self._name} answered HTTP {status}" + (f": {detail}" if detail else "")
-        return UpstreamFailed(credentials.scrub(text), status)
+        return UpstreamFailed(
+            credentials.scrub(text), status, response.headers.get("WWW-Authenticate")
+        )
 
 
 _DONE = "\x00[DONE]"

@@ -121,7 +121,9 @@ class RestWebhookAdapter(Adapter):
             raise http_failure(exc, self._name, timeout_seconds) from None
         if response.status_code >= 400:
             raise UpstreamFailed(
-                f"{self._name} answered HTTP {response.status_code}", response.status_code
+                f"{self._name} answered HTTP {response.status_code}",
+                response.status_code,
+                response.headers.get("WWW-Authenticate"),
             )
         return self._reply(response)
 

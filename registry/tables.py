@@ -187,4 +187,6 @@ vendor_agents = Table(
     Column("config", JSON, nullable=False),
     Column("api_key_sealed", Text, nullable=True),
     Column("registered_at", DateTime(timezone=True), nullable=False),
+    # `user_oauth`'s pre-registered client secret, sealed (never in `config`).
+    Column("client_secret_sealed", Text, nullable=True),
 )

@@ -62,6 +62,10 @@ def vendor_card(registration: VendorRegistration, agent_id: str, url: str) -> Pa
     return parse_card(document)
 
 
+# The kinds `vendor_card` writes: agents the gateway calls through an adapter.
+VENDOR_KINDS = frozenset({"openai", "rest"})
+
+
 def gateway_run_kind(card: Mapping[str, Any]) -> str | None:
     """ "openai" or "rest" for a card `vendor_card` wrote; None for any other."""
     capabilities = card.get("capabilities")

@@ -70,6 +70,58 @@ class WebhookUpstream(BaseModel):
 Upstream = Annotated[OpenAIUpstream | WebhookUpstream, Field(discriminator="type")]
 
 
+class VendorUserOAuth(BaseModel):
+    """Each user's own token from the vendor's authorization server (connected
+    accounts, `gateway.connections`): sent as ``Authorization: Bearer`` on
+    every call the user makes, never another user's, never the gateway's.
+
+    The authorization server is the one named here (its RFC 8414 metadata
+    read at its issuer URL), else the one the upstream names in its
+    protected resource metadata (RFC 9728: its 401's ``WWW-Authenticate``,
+    then the well-known URLs). The client is the one given here, else the
+    gateway's Client ID Metadata Document, else Dynamic Client Registration
+    (RFC 7591), as for MCP servers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    authorization_server: HttpUrlText | None = Field(
+        default=None,
+        description="the authorization server's issuer URL; default: discovered from the "
+        "upstream (RFC 9728)",
+    )
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=512, description="a client registered out of band"
+    )
+    client_secret: SecretStr | None = Field(
+        default=None, description="the pre-registered client's secret; stored sealed, never shown"
+    )
+    scope: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="scopes to ask each user for; default: what the upstream's metadata says",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> VendorUserOAuth:
+        if self.client_secret is not None:
+            if self.client_id is None:
+                raise ValueError("client_secret goes with client_id")
+            if not 0 < len(self.client_secret.get_secret_value()) <= 4096:
+                raise ValueError("client_secret must be 1-4096 characters")
+        if self.scope is not None and any(ord(c) < 0x21 and c != " " for c in self.scope):
+            raise ValueError("scope is space-separated printable tokens (RFC 6749 §3.3)")
+        return self
+
+
+class UserOAuthInfo(BaseModel):
+    """`VendorUserOAuth` as stored and shown: never the client's secret."""
+
+    authorization_server: str | None = None
+    client_id: str | None = None
+    client_secret: bool = False  # whether one is kept (sealed)
+    scope: str | None = None
+
+
 class VendorRegistration(BaseModel):
     """`POST /vendor-agents`."""
 
@@ -100,6 +152,11 @@ class VendorRegistration(BaseModel):
         pattern=HEADER_PATTERN,
         description="Also send the token the gateway mints per call (sub = the user) here.",
     )
+    user_oauth: VendorUserOAuth | None = Field(
+        default=None,
+        description="Call the upstream with each user's own token from the vendor's "
+        "authorization server (the user connects their account once).",
+    )
     resource: str | None = Field(default=None, max_length=2048)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
 
@@ -107,6 +164,16 @@ class VendorRegistration(BaseModel):
     def _check(self) -> VendorRegistration:
         if self.api_key is not None and self.api_key_secret is not None:
             raise ValueError("give at most one of api_key and api_key_secret")
+        has_key = self.api_key is not None or self.api_key_secret is not None
+        if self.user_oauth is not None:
+            # The user's token is the Authorization header (RFC 6750 §2.1).
+            if has_key and self.api_key_header.lower() == "authorization":
+                raise ValueError(
+                    "with user_oauth the user's token goes in Authorization: send the "
+                    "API key in another header (api_key_header)"
+                )
+            if self.token_header is not None and self.token_header.lower() == "authorization":
+                raise ValueError("with user_oauth, token_header cannot be Authorization")
         if self.resource is not None and not is_absolute_uri(self.resource):
             raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
         if self.token_header is not None and self.token_header.lower() in (
@@ -136,6 +203,7 @@ class VendorConfig(BaseModel):
     skills: list[VendorSkill]
     credential: CredentialInfo
     token_header: str | None = None
+    user_oauth: UserOAuthInfo | None = None
 
 
 class VendorAgentRecord(BaseModel):

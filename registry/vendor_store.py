@@ -23,6 +23,7 @@ class StoredVendorAgent:
     agent_id: str
     config: VendorConfig
     api_key_sealed: str | None
+    client_secret_sealed: str | None = None
 
 
 class SqlVendorStore:
@@ -31,7 +32,11 @@ class SqlVendorStore:
         self._agents = agents
 
     async def create(
-        self, agent: NewAgent, config: VendorConfig, api_key_sealed: str | None
+        self,
+        agent: NewAgent,
+        config: VendorConfig,
+        api_key_sealed: str | None,
+        client_secret_sealed: str | None = None,
     ) -> AgentRecord:
         async def vendor_row(conn: AsyncConnection) -> None:
             await conn.execute(
@@ -40,6 +45,7 @@ class SqlVendorStore:
                     kind=config.upstream.type,
                     config=config.model_dump(mode="json"),
                     api_key_sealed=api_key_sealed,
+                    client_secret_sealed=client_secret_sealed,
                     registered_at=datetime.now(UTC),
                 )
             )
@@ -52,13 +58,18 @@ class SqlVendorStore:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(vendor_agents.c.config, vendor_agents.c.api_key_sealed).where(
-                        vendor_agents.c.agent_id == agent_id
-                    )
+                    select(
+                        vendor_agents.c.config,
+                        vendor_agents.c.api_key_sealed,
+                        vendor_agents.c.client_secret_sealed,
+                    ).where(vendor_agents.c.agent_id == agent_id)
                 )
             ).first()
         if row is None:
             return None
         return StoredVendorAgent(
-            agent_id, VendorConfig.model_validate(row.config), row.api_key_sealed
+            agent_id,
+            VendorConfig.model_validate(row.config),
+            row.api_key_sealed,
+            row.client_secret_sealed,
         )

@@ -45,6 +45,7 @@ from gateway.delegation.permits import Grant
 from gateway.storage.tables import approvals, upstream_connections
 from gateway.storage.tables import consent_waits as table
 from policies.card_oauth import card_authorization
+from registry.vendor_cards import VENDOR_KINDS, gateway_run_kind
 
 logger = logging.getLogger(__name__)
 RELEASED_BY = "connection"
@@ -69,6 +70,22 @@ def agent_upstream(agent_id: str, card: Mapping[str, Any]) -> Upstream | None:
     return Upstream(id=agent_id, url=url, scope=authorization.scope, authorization=authorization)
 
 
+VendorUpstreams = Callable[[str], Awaitable[Upstream | None]]
+
+
+async def connectable(
+    agent_id: str, card: Mapping[str, Any], vendors: VendorUpstreams | None
+) -> Upstream | None:
+    """The agent as its users connect to it, whatever its kind: an A2A agent
+    by its card (`agent_upstream`), a gateway-run vendor agent by its
+    registration (``vendors``: `VendorAgents.user_oauth_upstream`; its
+    gateway-written card does not say it); None for an agent that takes the
+    gateway's token."""
+    if gateway_run_kind(card) in VENDOR_KINDS:
+        return await vendors(agent_id) if vendors is not None else None
+    return agent_upstream(agent_id, card)
+
+
 class AgentConsents:
     """The user's own token for a call to a `user_oauth` agent, and the calls
     held until a user connects."""
@@ -78,6 +95,9 @@ class AgentConsents:
         # Set by the app once the connections exist (`gateway.app`); None: no
         # agent is called with a user's own token (every call is refused).
         self.connections: Connections | None = None
+        # Gateway-run vendor agents registered with `user_oauth`, by id (set
+        # by the A2A start-up: `VendorAgents.user_oauth_upstream`).
+        self.vendors: VendorUpstreams | None = None
         self._upstreams: dict[tuple[str, str], Upstream | None] = {}
 
     def upstream(self, grant: Grant) -> Upstream | None:
@@ -87,6 +107,10 @@ class AgentConsents:
                 self._upstreams.clear()
             self._upstreams[key] = agent_upstream(grant.agent.id, grant.card)
         return self._upstreams[key]
+
+    async def upstream_of(self, agent_id: str, card: Mapping[str, Any]) -> Upstream | None:
+        """`connectable`, with this gateway's vendor agents."""
+        return await connectable(agent_id, card, self.vendors)
 
     def _required(self, upstream: Upstream) -> ConnectionRequired:
         return ConnectionRequired(
@@ -107,7 +131,10 @@ class AgentConsents:
         """Why a message to the agent must wait for its user's consent; else
         the connection it goes with (read once: the call takes it from the
         admission), or None for an agent that takes the gateway's token."""
-        upstream = self.upstream(grant)
+        if gateway_run_kind(grant.card) in VENDOR_KINDS:
+            upstream = await self.upstream_of(grant.agent.id, grant.card)
+        else:
+            upstream = self.upstream(grant)
         if upstream is None:
             return None
         try:
@@ -243,12 +270,21 @@ class CallToken:
     their connection, got in the core's `before` step (`Sending.before`)."""
 
     def __init__(
-        self, consents: AgentConsents | None, grant: Grant, read: Connection | None = None
+        self,
+        consents: AgentConsents | None,
+        grant: Grant,
+        read: Connection | None = None,
+        *,
+        upstream: Upstream | None = None,
     ) -> None:
-        """``read``: the user's connection as the admission read it, fresh."""
+        """``read``: the user's connection as the admission read it, fresh.
+        ``upstream``: the agent as its users connect to it, where its card
+        does not say it (a gateway-run vendor agent: `AgentConsents.upstream_of`)."""
         self._consents = consents
         self._grant = grant
-        self.upstream = consents.upstream(grant) if consents is not None else None
+        if upstream is None and consents is not None:
+            upstream = consents.upstream(grant)
+        self.upstream = upstream
         self.token = grant.token.token
         self._used: Connection | None = None
         self._read = read

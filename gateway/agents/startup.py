@@ -150,6 +150,9 @@ class Agents:
             secrets=settings.secrets,
         )
 
+        if front_door.consents is not None:
+            front_door.consents.vendors = vendors.user_oauth_upstream
+
         async def idempotent(agent_id: str, skill: str | None) -> bool:
             call = await vendors.store.get(agent_id)
             return call is not None and any(

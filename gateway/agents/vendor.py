@@ -54,6 +54,7 @@ from a2a.utils.errors import (
     A2AError,
     InternalError,
     InvalidParamsError,
+    InvalidRequestError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
@@ -62,11 +63,21 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Value
 
-from adapters.base import AdapterError, Delta, InputInvalid, Reply, Turn
+from adapters.base import (
+    AdapterError,
+    Credentials,
+    Delta,
+    InputInvalid,
+    Reply,
+    Turn,
+    UpstreamFailed,
+)
 from adapters.usage import METADATA_KEY, Usage
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.consents import CallToken
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
+from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.delegate import Sending, Streaming
 from gateway.delegation.handoffs import admitted_skill
 from gateway.delegation.pipeline import DelegationDenied, Grant
@@ -144,6 +155,11 @@ class VendorAgentHandler(RecordedTaskHandler):
             if owners and owners != {admission.owner}:
                 raise TaskNotFoundError(f"context {message.context_id} not found")
         call = await self._call(admission)
+        if call.config.user_oauth is not None and admission.connection is None:
+            # Other doors than A2A's admission (an MCP client, a flow step)
+            # learn here, before a task starts, that the user must connect
+            # first: each says so in its own protocol (`ConnectionRequired`).
+            await _connected(parts, admission)
         # The adapter is told the skill the call was decided for, and no other.
         skill = admitted_skill(
             admission.agent_id,
@@ -190,6 +206,19 @@ class VendorAgentHandler(RecordedTaskHandler):
         await runner.start(spec, admission.grant, new=False)
         return task
 
+    async def _missing(
+        self, admission: Admission, operation: str, missing: UserCredentialUnavailable
+    ) -> Exception:
+        """The user's own account at the agent is not connected (nothing
+        started): recorded; the A2A door -- whose admission holds a message
+        until its user connects, so this is a connection lost since --
+        answers an A2A error with the link, the other doors say it their way."""
+        parts = self._parts()
+        await parts.delegations.record(
+            admission.grant, f"a2a.{operation}", missing.outcome, missing.reason
+        )
+        return InvalidRequestError(str(missing)) if admission.holds_for_consent else missing
+
     async def _call(self, admission: Admission) -> VendorCall:
         try:
             call = await self._run().vendors.call_for(admission.agent_id)
@@ -209,6 +238,8 @@ class VendorAgentHandler(RecordedTaskHandler):
         except A2AError as error:
             await self.audit(admission, "SendMessage", error)
             raise
+        except UserCredentialUnavailable as missing:
+            raise await self._missing(admission, "SendMessage", missing) from None
         await self.audit(admission, "SendMessage", None)
         if not params.configuration.return_immediately:
             await self._run().runner.wait(admission.agent_id, task.id)
@@ -224,6 +255,8 @@ class VendorAgentHandler(RecordedTaskHandler):
         except A2AError as error:
             await self.audit(admission, "SendStreamingMessage", error)
             raise
+        except UserCredentialUnavailable as missing:
+            raise await self._missing(admission, "SendStreamingMessage", missing) from None
         await self.audit(admission, "SendStreamingMessage", None)
         async for event in self._follow(admission, task):
             yield event
@@ -309,11 +342,18 @@ class VendorExecution:
             call = await self._run().vendors.call_for(spec.agent_id)
             if call is None:
                 raise AdapterError(f"agent {spec.agent_id} is no longer registered")
+            token = await _call_token(parts, call, grant)
         except (DelegationDenied, TokenInvalid, CredentialUnavailable, AdapterError) as exc:
             yield _failed(task, f"the call could not be made: {exc}")
             return
         timeout = grant.agent.timeout_seconds or parts.default_timeout_seconds
-        credentials = call.credentials(grant.token.token)
+
+        def credentials() -> Credentials:
+            # Read at each attempt: a `user_oauth` agent's token is the user's
+            # own, got by the core's `before` step (`CallToken.check`).
+            own = token.token if token.upstream is not None else None
+            return call.credentials(grant.token.token, own)
+
         artifact_id = str(uuid.uuid4())
         name = spec.turn.skill or "reply"
         reply: Reply | None = None
@@ -328,7 +368,7 @@ class VendorExecution:
                 async def items() -> AsyncIterator[Delta | Reply]:
                     answered = False
                     async for item in call.adapter.stream(
-                        spec.turn, credentials, timeout_seconds=timeout
+                        spec.turn, credentials(), timeout_seconds=timeout
                     ):
                         answered = answered or isinstance(item, Reply)
                         yield item
@@ -342,6 +382,8 @@ class VendorExecution:
                     max_seconds=parts.stream_limits.max_seconds,
                     overran=functools.partial(overran, spec.agent_id),
                     recorded=lambda: ("ok", _usage_said(reply.usage if reply else None) or ""),
+                    before=token.before,
+                    went_with=token.went_with,
                 )
                 async for item in delegate.stream(grant, event, streaming):
                     if isinstance(item, Delta):
@@ -353,16 +395,22 @@ class VendorExecution:
                 sending: Sending[Reply] = Sending(
                     upstream=spec.agent_id,
                     attempt=lambda: call.adapter.call(
-                        spec.turn, credentials, timeout_seconds=timeout
+                        spec.turn, credentials(), timeout_seconds=timeout
                     ),
                     explain=explain_adapter_failure,
                     idempotent=bool(rules.idempotent),
                     recorded=lambda answer: ("ok", _usage_said(answer.usage) or ""),
                     classify=classify_adapter_failure,
+                    before=token.before,
+                    went_with=token.went_with,
                 )
                 reply = await delegate.send(grant, event, sending)
+        except UserCredentialUnavailable as missing:  # recorded by the core; nothing sent
+            yield _failed(task, f"{missing}; then send the request again")
+            return
         except AdapterError as exc:  # recorded by the core
-            yield _failed(task, str(exc))
+            needed = await _refusal(token, exc)
+            yield _failed(task, f"{needed}; then send the request again" if needed else str(exc))
             return
         assert reply is not None
         if reply.usage is not None:
@@ -378,6 +426,53 @@ class VendorExecution:
         task.status.Clear()
         task.status.state = TaskState.TASK_STATE_COMPLETED
         yield task
+
+
+async def _call_token(parts: FrontDoorParts, call: VendorCall, grant: Grant) -> CallToken:
+    """The token the call goes with: for an agent registered with
+    `user_oauth`, the caller's own from their connection -- and none at all
+    where the gateway cannot get one (no connected accounts here): the
+    gateway's own key never stands in for the user's."""
+    if call.config.user_oauth is None:
+        return CallToken(None, grant)
+    consents = parts.consents
+    upstream = None
+    if consents is not None:
+        upstream = await consents.upstream_of(grant.agent.id, grant.card)
+    if consents is None or consents.connections is None or upstream is None:
+        raise AdapterError(
+            f"agent {grant.agent.id} takes each user's own account, "
+            "and connected accounts are not available on this gateway"
+        )
+    return CallToken(consents, grant, upstream=upstream)
+
+
+async def _refusal(token: CallToken, failure: AdapterError) -> ConnectionRequired | None:
+    """The vendor refused the user's own token (401, or 403
+    ``insufficient_scope``): what the user must do about it."""
+    if token.upstream is None or not isinstance(failure, UpstreamFailed):
+        return None
+    if failure.status in (401, 403):
+        token.answered(failure.status, failure.challenge)
+    return await token.refused()
+
+
+async def _connected(parts: FrontDoorParts, admission: Admission) -> None:
+    """Raises `ConnectionRequired` unless the caller has connected their own
+    account at this `user_oauth` vendor agent."""
+    consents = parts.consents
+    upstream = None
+    if consents is not None:
+        try:
+            upstream = await consents.upstream_of(admission.agent_id, admission.grant.card)
+        except CredentialUnavailable as exc:
+            raise InternalError(f"agent {admission.agent_id}: {exc}") from None
+    if consents is None or upstream is None:
+        raise InternalError(
+            f"agent {admission.agent_id} takes each user's own account, "
+            "and connected accounts are not available on this gateway"
+        )
+    await consents.connection(admission.grant, upstream)
 
 
 def _turn(message: Message, skill: str | None, task: Task) -> Turn:

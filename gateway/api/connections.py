@@ -16,6 +16,7 @@ as it must be.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,10 +24,12 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
 from adapters.trace_context import new_trace_id
+from gateway.agents.consents import connectable
 from gateway.api.state import state_of
 from gateway.connections.service import CLIENT_METADATA_PATH
 from gateway.connections.vault import Connection, ConnectionInfo
 from gateway.delegation.audit import AuditEvent
+from gateway.delegation.vendor_agents import CredentialUnavailable
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -148,9 +151,16 @@ async def client_metadata(request: Request) -> dict[str, Any]:
     if connections.client_metadata_url is None:
         # Only an https public URL can be a client id (the document's own URL).
         raise Problem(404, "not-found", "Not found", "the gateway's public URL is not https")
+    state = state_of(request)
     upstreams = [
         config.id
-        for config in await state_of(request).mcp.store.configs()
+        for config in await state.mcp.store.configs()
         if config.credential.get("type") == "user_oauth"
     ]
+    # And the agents whose users connect: each upstream its own redirect URI,
+    # which the authorization server matches exactly against this list.
+    async for agent, card in state.agents.all_with_cards():
+        with contextlib.suppress(CredentialUnavailable):
+            if await connectable(agent.id, card, state.vendors.user_oauth_upstream):
+                upstreams.append(agent.id)
     return connections.client_metadata(upstreams)

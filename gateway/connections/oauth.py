@@ -215,6 +215,27 @@ async def discover_from_card(
     return Discovered(metadata, resource_url_from_server_url(agent_url), card.scope)
 
 
+async def discover_at_issuer(
+    http: httpx2.AsyncClient, server_url: str, issuer: str, *, allow_http: bool = False
+) -> Discovered:
+    """The authorization server named at a vendor agent's registration: its
+    metadata read at its issuer's well-known URLs (RFC 8414 §3, then OIDC
+    discovery), issuer checked (§3.3), PKCE S256 required. The scope is the
+    registration's (none said: what the user consents to by default)."""
+    metadata: OAuthMetadata | None = None
+    for url in build_oauth_authorization_server_metadata_discovery_urls(issuer, server_url):
+        ok, found = await handle_auth_metadata_response(await _get(http, url))
+        if found is not None:
+            metadata = found
+            break
+        if not ok:
+            break
+    if metadata is None:
+        raise ConnectFailed(f"the authorization server {issuer} publishes no metadata (RFC 8414)")
+    _check(metadata, issuer, allow_http)
+    return Discovered(metadata, resource_url_from_server_url(server_url), None)
+
+
 def auth_method(metadata: OAuthMetadata | None) -> str:
     """How the gateway authenticates at the token endpoint: ``client_secret_post``
     where the server lists it (some servers' revocation endpoints read the

@@ -64,6 +64,9 @@ class Upstream:
     # An A2A agent's card scheme (`card_oauth`): where its users get tokens.
     # None: an MCP server, found by MCP authorization's discovery.
     authorization: CardAuthorization | None = None
+    # A vendor agent's authorization server, named at its registration (its
+    # issuer URL); None: discovered from the upstream (RFC 9728).
+    issuer: str | None = None
 
 
 def _challenge(verifier: str) -> str:
@@ -175,6 +178,10 @@ class Connections:
         if upstream.authorization is not None:
             return await oauth.discover_from_card(
                 self._http, upstream.url, upstream.authorization, allow_http=self._allow_http
+            )
+        if upstream.issuer is not None:
+            return await oauth.discover_at_issuer(
+                self._http, upstream.url, upstream.issuer, allow_http=self._allow_http
             )
         return await oauth.discover(self._http, upstream.url, allow_http=self._allow_http)
 

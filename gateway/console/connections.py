@@ -24,7 +24,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from gateway.agents.consents import agent_upstream
+from gateway.agents.consents import connectable
 from gateway.api import connections as connections_api
 from gateway.api.state import state_of
 from gateway.connections.errors import ConnectFailed
@@ -41,6 +41,7 @@ from gateway.console.web import (
     redirect,
 )
 from gateway.delegation.pipeline import Caller
+from gateway.delegation.vendor_agents import CredentialUnavailable
 from gateway.federation.credentials import user_oauth_upstream
 from policies.keys import KeySealError
 from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
@@ -72,7 +73,12 @@ async def _upstream(request: Request, upstream_id: str) -> Upstream | None:
     if config is not None:
         return user_oauth_upstream(config, console_of(request).settings.sealing_secret)
     found = await state.agents.get_with_card(upstream_id)
-    return agent_upstream(upstream_id, found[1]) if found is not None else None
+    if found is None:
+        return None
+    try:
+        return await connectable(upstream_id, found[1], state.vendors.user_oauth_upstream)
+    except CredentialUnavailable as exc:
+        raise KeySealError(str(exc)) from None
 
 
 @router.get("")
@@ -96,11 +102,17 @@ async def connections_page(request: Request) -> Response:
             )
     caller = Caller.user(principal)
     async for agent, card in state.agents.all_with_cards():
-        # Agents whose cards ask for each user's own token, which this user
-        # may call a skill of (`gateway.agents.consents`).
-        if agent_upstream(agent.id, card) is not None and state.delegations.usable_skills(
-            caller, agent.id, card
-        ):
+        # Agents that take each user's own token (their cards ask for it, or
+        # their registration: a vendor agent), which this user may call a
+        # skill of (`gateway.agents.consents`).
+        if not state.delegations.usable_skills(caller, agent.id, card):
+            continue
+        try:
+            upstream = await connectable(agent.id, card, state.vendors.user_oauth_upstream)
+            listed = upstream is not None
+        except CredentialUnavailable:
+            listed = True  # its client's secret cannot be opened: Connect says so
+        if listed:
             upstreams.append({"id": agent.id, "kind": "agent", "connection": mine.get(agent.id)})
     # An admin sees who is connected to what (never a token) and may revoke any.
     everyone = await state.connections.vault.listed() if ADMIN_SCOPE in user.scopes else []

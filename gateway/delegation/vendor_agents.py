@@ -29,6 +29,7 @@ from adapters.http import UpstreamHTTP, UpstreamRefused
 from adapters.mapping import MappingInvalid, compile_mapping
 from adapters.openai_compat import ChatConfig, OpenAICompatAdapter
 from adapters.rest_webhook import RestWebhookAdapter, WebhookConfig
+from gateway.connections.service import Upstream
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.delegate import Explained
 from gateway.delegation.retry import Failure, classify
@@ -40,6 +41,7 @@ from registry.vendor_cards import vendor_card
 from registry.vendor_models import (
     CredentialInfo,
     OpenAIUpstream,
+    UserOAuthInfo,
     VendorAgentRecord,
     VendorConfig,
     VendorRegistration,
@@ -48,6 +50,7 @@ from registry.vendor_models import (
 from registry.vendor_store import SqlVendorStore, StoredVendorAgent
 
 SEAL_PURPOSE = "vendor-api-key"
+CLIENT_SECRET_PURPOSE = "vendor-oauth-client-secret"  # noqa: S105 - a purpose, not a secret
 
 
 class CredentialUnavailable(Exception):
@@ -63,8 +66,12 @@ class VendorCall:
     config: VendorConfig
     api_key: str | None
 
-    def credentials(self, minted_token: str | None) -> Credentials:
+    def credentials(self, minted_token: str | None, user_token: str | None = None) -> Credentials:
+        """``user_token``: the caller's own from their connection (`user_oauth`),
+        as the Authorization header (RFC 6750 §2.1)."""
         headers: dict[str, str] = {}
+        if user_token is not None:
+            headers["Authorization"] = f"Bearer {user_token}"
         credential = self.config.credential
         if self.api_key is not None:
             header = credential.header
@@ -125,6 +132,7 @@ class VendorAgents:
                     "invalid-mapping", "The webhook mapping is invalid", str(exc)
                 ) from None
         credential, sealed = self._credential(registration)
+        user_oauth, client_secret = self._user_oauth(registration)
         agent_id = registration.id or await self._free_id(registration.name)
         parsed = vendor_card(registration, agent_id, f"{self._public_url}/a2a/{agent_id}")
         config = VendorConfig(
@@ -132,6 +140,7 @@ class VendorAgents:
             skills=registration.skills,
             credential=credential,
             token_header=registration.token_header,
+            user_oauth=user_oauth,
         )
         record = await self.store.create(
             NewAgent(
@@ -145,8 +154,40 @@ class VendorAgents:
             ),
             config,
             sealed,
+            client_secret,
         )
         return VendorAgentRecord(agent=record, config=config)
+
+    def _user_oauth(
+        self, registration: VendorRegistration
+    ) -> tuple[UserOAuthInfo | None, str | None]:
+        """What is kept of `user_oauth`: the client's secret sealed, apart."""
+        given = registration.user_oauth
+        if given is None:
+            return None, None
+        if given.authorization_server is not None:
+            try:
+                self.http.check_url(given.authorization_server)
+            except UpstreamRefused as exc:
+                raise VendorRegistrationRefused(
+                    "url-refused", "URL refused by the SSRF policy", str(exc)
+                ) from None
+        sealed = (
+            seal_secret(
+                given.client_secret.get_secret_value(),
+                self._sealing_secret,
+                CLIENT_SECRET_PURPOSE,
+            )
+            if given.client_secret is not None
+            else None
+        )
+        info = UserOAuthInfo(
+            authorization_server=given.authorization_server,
+            client_id=given.client_id,
+            client_secret=sealed is not None,
+            scope=given.scope,
+        )
+        return info, sealed
 
     def _credential(self, registration: VendorRegistration) -> tuple[CredentialInfo, str | None]:
         header = registration.api_key_header
@@ -209,6 +250,39 @@ class VendorAgents:
             return OpenAICompatAdapter(self.http.httpx, chat, name)
         webhook = WebhookConfig(upstream.url, upstream.method, compile_mapping(upstream.mapping))
         return RestWebhookAdapter(self.http.httpx, webhook, name)
+
+    async def user_oauth_upstream(self, agent_id: str) -> Upstream | None:
+        """The agent as its users connect to it (`gateway.connections`); None
+        unless it is a gateway-run agent registered with `user_oauth`. Its
+        URL -- where the calls go -- is the resource its users' tokens are
+        asked for (RFC 8707) and the only one they are sent to. Raises
+        `CredentialUnavailable` if the client's secret cannot be opened."""
+        stored = await self.store.get(agent_id)
+        if stored is None or stored.config.user_oauth is None:
+            return None
+        return self._upstream_of(stored)
+
+    def _upstream_of(self, stored: StoredVendorAgent) -> Upstream:
+        info = stored.config.user_oauth
+        assert info is not None
+        secret = None
+        if stored.client_secret_sealed is not None:
+            try:
+                secret = open_secret(
+                    stored.client_secret_sealed, self._sealing_secret, CLIENT_SECRET_PURPOSE
+                )
+            except KeySealError as exc:
+                raise CredentialUnavailable(str(exc)) from None
+        upstream = stored.config.upstream
+        url = upstream.base_url if isinstance(upstream, OpenAIUpstream) else upstream.url
+        return Upstream(
+            id=stored.agent_id,
+            url=url,
+            client_id=info.client_id,
+            client_secret=secret,
+            scope=info.scope,
+            issuer=info.authorization_server,
+        )
 
     def _api_key(self, stored: StoredVendorAgent) -> str | None:
         credential = stored.config.credential

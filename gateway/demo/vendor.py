@@ -16,7 +16,8 @@ every request for the tests. A token issued for another RFC 8707 resource is
 refused at /mcp; one issued with no resource is accepted. `write_note` without
 scope ``notes:write`` is a tool error (a `ToolError`: ``is_error``), recorded in
 `calls` all the same. At ``{url}/agent/`` an A2A agent trusts the same logins
-(`gateway.demo.vendor_agent`). Whatever `pkce_methods` advertises, /authorize takes only
+(`gateway.demo.vendor_agent`), and at ``{url}/llm/v1`` an OpenAI-compatible
+chat API (`gateway.demo.vendor_llm`). Whatever `pkce_methods` advertises, /authorize takes only
 S256 (the SDK's handler) and /token always checks the verifier.
 """
 
@@ -58,6 +59,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.demo.servers import Server
 from gateway.demo.vendor_agent import OPEN_PATH, VendorSide, agent_app, read_body
 from gateway.demo.vendor_agent import PATH as AGENT_PATH
+from gateway.demo.vendor_llm import METADATA_PATH as LLM_METADATA_PATH
+from gateway.demo.vendor_llm import PATH as LLM_PATH
+from gateway.demo.vendor_llm import llm_app
 from policies.jws import JWSInvalid, verify_compact
 
 SESSION_COOKIE = "vendor_session"
@@ -361,10 +365,16 @@ class Vendor:
             ]
         )
 
+        llm = llm_app(side)
+
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope.get("path", "")
             if path.startswith((AGENT_PATH + "/", OPEN_PATH + "/")):
                 await agent(scope, receive, send)
+            elif scope["type"] == "http" and (
+                path == LLM_PATH or path.startswith((LLM_PATH + "/", LLM_METADATA_PATH))
+            ):
+                await llm(scope, receive, send)
             elif self.scope_challenge and path == "/mcp" and scope.get("method") == "POST":
                 await self._challenged(mcp_app, scope, receive, send)
             elif scope["type"] != "http" or path not in AS_PATHS:

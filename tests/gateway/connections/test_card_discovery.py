@@ -77,3 +77,44 @@ async def test_a_card_or_server_that_cannot_be_trusted_is_refused(
     connections = connections_of(engine, vendor)
     with pytest.raises(ConnectFailed, match=refusal):
         await connections.begin(agent(card), subject="alice", issuer="idp", session="s")
+
+
+# A vendor agent's authorization server named at its registration -------------------
+
+LLM = "https://llm.example/v1"
+
+
+def named(issuer: str = AS) -> Upstream:
+    return Upstream(id="llm", url=LLM, client_id="gw", scope="chat", issuer=issuer)
+
+
+async def test_a_named_authorization_server_is_asked_for_the_upstream(
+    engine: AsyncEngine,
+) -> None:
+    connections = connections_of(engine, Vendor())
+    url, pending = await connections.begin(named(), subject="alice", issuer="idp", session="s")
+    assert url.startswith(AS + "/authorize?")
+    asked = parse_qs(url.split("?", 1)[1])
+    assert asked["resource"] == [LLM]  # RFC 8707: the API the gateway calls
+    assert asked["scope"] == ["chat"]
+    assert pending.authorization_server == AS
+
+
+@pytest.mark.parametrize(
+    ("issuer", "metadata", "refusal"),
+    [
+        # The metadata at the named issuer's URL claims another issuer (RFC 8414 §3.3).
+        (AS, {"issuer": "https://evil.example"}, "issuer"),
+        (AS, {"code_challenge_methods_supported": ["plain"]}, "PKCE"),
+        (AS, {"authorization_endpoint": "http://as.example/authorize"}, "not https"),
+        ("https://nothing.example", {}, "cannot be reached|publishes no metadata"),
+    ],
+)
+async def test_a_named_authorization_server_that_cannot_be_trusted_is_refused(
+    engine: AsyncEngine, issuer: str, metadata: dict[str, Any], refusal: str
+) -> None:
+    vendor = Vendor()
+    vendor.metadata.update(metadata)
+    connections = connections_of(engine, vendor)
+    with pytest.raises(ConnectFailed, match=refusal):
+        await connections.begin(named(issuer), subject="alice", issuer="idp", session="s")

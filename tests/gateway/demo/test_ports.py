@@ -3,12 +3,14 @@ no other reservation's."""
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
 
 from gateway.demo import ports
 from gateway.demo.ports import PortReservation
+from gateway.demo.servers import DemoError
 
 
 def test_a_reservation_is_below_the_ephemeral_range_and_free() -> None:
@@ -45,7 +47,7 @@ def test_a_port_in_use_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
         busy = listener.getsockname()[1]
         monkeypatch.setattr(ports, "_LOWEST", busy)
         monkeypatch.setattr(ports, "_ephemeral_low", lambda: busy + 1000)
-        monkeypatch.setattr(ports.random, "randrange", lambda n: 0)
+        monkeypatch.setattr(random, "randrange", lambda n: 0)
         held = PortReservation()
         try:
             assert held.port != busy
@@ -56,5 +58,5 @@ def test_a_port_in_use_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_room_below_the_ephemeral_range_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ports, "_ephemeral_low", lambda: ports._LOWEST + 10)
-    with pytest.raises(ports.DemoError, match="ip_local_port_range"):
+    with pytest.raises(DemoError, match="ip_local_port_range"):
         PortReservation()

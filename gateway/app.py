@@ -18,8 +18,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway.a2a.startup import A2ADoor
+from gateway.agents.oauth_clients import AgentOAuthClients
 from gateway.agents.startup import Agents
 from gateway.api import (
+    agent_clients,
     agents,
     approvals,
     audit,
@@ -123,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
                 readiness=core.readiness,
                 flows=flow_parts.service,
                 connections=mcp_parts.connections,
+                agent_clients=AgentOAuthClients(engine, settings.sealing_secret),
             )
             request_auth = RequestAuth(settings, core.verifier)
             request_auth.install(app)
@@ -172,6 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
         health.router,
         wellknown.router,
         agents.router,
+        agent_clients.router,
         credentials.router,
         oauth.router,
         policies.router,

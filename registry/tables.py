@@ -190,3 +190,15 @@ vendor_agents = Table(
     # `user_oauth`'s pre-registered client secret, sealed (never in `config`).
     Column("client_secret_sealed", Text, nullable=True),
 )
+
+# A client registered out of band at the authorization server of an A2A agent
+# whose users connect their own accounts (its card cannot name one): set by
+# an admin (`PUT /agents/{id}/oauth-client`), its secret sealed.
+agent_oauth_clients = Table(
+    "agent_oauth_clients",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("client_id", String(512), nullable=False),
+    Column("client_secret_sealed", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.a2a import NoUsableInterface, choose_interface
 from adapters.mcp_http import Refused, refusal_of
+from gateway.agents.oauth_clients import ConfiguredClient
 from gateway.connections.errors import ConnectionRequired
 from gateway.connections.service import Connections, Upstream
 from gateway.connections.vault import Connection
@@ -71,19 +72,28 @@ def agent_upstream(agent_id: str, card: Mapping[str, Any]) -> Upstream | None:
 
 
 VendorUpstreams = Callable[[str], Awaitable[Upstream | None]]
+ConfiguredClients = Callable[[str], Awaitable[ConfiguredClient | None]]
 
 
 async def connectable(
-    agent_id: str, card: Mapping[str, Any], vendors: VendorUpstreams | None
+    agent_id: str,
+    card: Mapping[str, Any],
+    vendors: VendorUpstreams | None,
+    clients: ConfiguredClients | None = None,
 ) -> Upstream | None:
     """The agent as its users connect to it, whatever its kind: an A2A agent
-    by its card (`agent_upstream`), a gateway-run vendor agent by its
-    registration (``vendors``: `VendorAgents.user_oauth_upstream`; its
-    gateway-written card does not say it); None for an agent that takes the
-    gateway's token."""
+    by its card (`agent_upstream`), with the client an admin registered for
+    it out of band (``clients``: `AgentOAuthClients.get`) if any; a
+    gateway-run vendor agent by its registration (``vendors``:
+    `VendorAgents.user_oauth_upstream`; its gateway-written card does not
+    say it); None for an agent that takes the gateway's token."""
     if gateway_run_kind(card) in VENDOR_KINDS:
         return await vendors(agent_id) if vendors is not None else None
-    return agent_upstream(agent_id, card)
+    upstream = agent_upstream(agent_id, card)
+    configured = await clients(agent_id) if upstream is not None and clients else None
+    if upstream is None or configured is None:
+        return upstream
+    return replace(upstream, client_id=configured.client_id, client_secret=configured.client_secret)
 
 
 class AgentConsents:

@@ -13,6 +13,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.agents.approvals import ApprovalDesk
+from gateway.agents.oauth_clients import AgentOAuthClients
 from gateway.connections.service import Connections
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers
@@ -51,6 +52,7 @@ class AppState:
     readiness: Readiness
     flows: FlowService
     connections: Connections
+    agent_clients: AgentOAuthClients
 
 
 def state_of(request: Request) -> AppState:

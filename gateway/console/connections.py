@@ -76,7 +76,9 @@ async def _upstream(request: Request, upstream_id: str) -> Upstream | None:
     if found is None:
         return None
     try:
-        return await connectable(upstream_id, found[1], state.vendors.user_oauth_upstream)
+        return await connectable(
+            upstream_id, found[1], state.vendors.user_oauth_upstream, state.agent_clients.get
+        )
     except CredentialUnavailable as exc:
         raise KeySealError(str(exc)) from None
 

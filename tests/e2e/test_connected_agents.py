@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import mcp_types as types
 import pytest
+import sqlalchemy as sa
 from a2a.client import ClientConfig, ClientFactory
 from a2a.types import (
     GetTaskRequest,
@@ -452,3 +453,62 @@ def test_an_approved_call_without_the_users_connection_fails_with_the_link(
     done = wait_for(gateway, oli, held.id, TaskState.TASK_STATE_FAILED)
     assert f"/ui/connections/{AGENT}/connect" in said(done)
     assert vendor.calls == []
+
+
+def test_an_admin_sets_a_client_registered_out_of_band_for_the_agent(
+    gateway: Gateway, vendor: Vendor, database_url: str | None
+) -> None:
+    """For a vendor that offers neither dynamic registration nor client id
+    metadata documents: the client an admin registered there by hand."""
+    vendor.dynamic_registration = False
+    secret = "the-agents-client-secret-0123456789"
+    redirect = f"{gateway.url}/ui/connections/{AGENT}/callback"
+    vendor.preregister("gw-agent", secret, [redirect], auth_method="client_secret_basic")
+    path = f"/agents/{AGENT}/oauth-client"
+    with gateway.client() as admin, gateway.client(gateway.token("ivy")) as ivy:
+        # Not for a non-admin, not for an agent that is not there, nothing half-set.
+        assert ivy.put(path, json={"client_id": "mine"}).status_code == 403
+        assert ivy.get(path).status_code == 403
+        assert admin.put("/agents/nobody/oauth-client", json={"client_id": "x"}).status_code == 404
+        for bad in (
+            {},
+            {"client_id": ""},
+            {"client_id": "x" * 513},
+            {"client_id": "x", "client_secret": ""},
+            {"client_id": "x", "extra": 1},
+            {"client_id": 7},
+        ):
+            assert admin.put(path, json=bad).status_code == 422, bad
+        assert admin.get(path).status_code == 404
+        put = admin.put(path, json={"client_id": "gw-agent", "client_secret": secret})
+        assert put.status_code == 200, put.text
+        shown = admin.get(path).json()
+        assert (shown["client_id"], shown["client_secret"]) == ("gw-agent", True)
+        assert secret not in put.text + json.dumps(shown)
+        audit = admin.get("/audit", params={"target": AGENT}).json()["items"]
+        assert any(r["event"] == "agent.oauth_client_set" for r in audit)
+    url = database_url or f"sqlite:///{gateway.settings.data_dir / 'switchboard.db'}"
+    engine = sa.create_engine(url.replace("+asyncpg", "").replace("+aiosqlite", ""))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM agent_oauth_clients")).all()
+    engine.dispose()
+    assert len(rows) == 1 and secret not in str(rows)
+
+    jan = gateway.token("jan")
+    with browser(gateway, "jan") as console:
+        started = console.get(f"/ui/connections/{AGENT}/connect")
+        assert parse_qs(urlparse(started.headers["location"]).query)["client_id"] == ["gw-agent"]
+        connect(gateway, vendor, console, "jan@vendor")
+    assert vendor.registrations == []
+    task = send(gateway, jan)
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED, said(task)
+    assert answer(task) == "you are jan@vendor"
+
+    with gateway.client() as admin:
+        assert admin.delete(path).status_code == 204
+        assert admin.delete(path).status_code == 404
+    # Without it, and without dynamic registration there, connecting says why.
+    with browser(gateway, "kai") as console:
+        refused = console.get(f"/ui/connections/{AGENT}/connect")
+        assert refused.status_code == 502, refused.text
+        assert "regist" in refused.text.lower()

@@ -291,6 +291,9 @@ def test_removing_the_agent_removes_and_revokes_its_connections(
         page = console.get("/ui/connections")
         assert AGENT in page.text
     with gateway.client() as admin:
+        # Its client is part of its registration, not set as an A2A agent's.
+        client = {"client_id": "x"}
+        assert admin.put(f"/agents/{AGENT}/oauth-client", json=client).status_code == 409
         assert len(admin.get("/connections", params={"all": "true"}).json()["items"]) == 1
         assert admin.delete(f"/vendor-agents/{AGENT}").status_code == 204
         assert admin.get("/connections", params={"all": "true"}).json()["items"] == []

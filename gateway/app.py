@@ -31,6 +31,7 @@ from gateway.api import (
     flows,
     health,
     mcp_servers,
+    mcp_sets,
     metrics,
     oauth,
     policies,
@@ -52,6 +53,7 @@ from gateway.http.problems import install_error_handlers
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.front import McpFront
+from gateway.mcp.sets import SetCache
 from gateway.observability import startup as observability
 from gateway.observability import tracing
 from gateway.observability.http_metrics import HttpMetrics
@@ -59,6 +61,7 @@ from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
+from registry.mcp_sets import SqlMcpSets
 
 logger = logging.getLogger(__name__)
 __version__ = "0.1.0"
@@ -106,6 +109,10 @@ def create_app(settings: Settings) -> FastAPI:
                 core, lambda: mcp_parts.federation, a2a_parts.desk, replicas, stack
             )
             flow_parts.service.rt.step_listeners.append(observed.metrics.observe_step)
+            # Virtual MCP servers' sets (`/mcp/{name}`).
+            set_cache = SetCache(SqlMcpSets(engine))
+            set_cache.listeners.append(mcp_front.set_changed)
+            mcp_front.sets = set_cache
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,
@@ -126,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
                 flows=flow_parts.service,
                 connections=mcp_parts.connections,
                 agent_clients=AgentOAuthClients(engine, settings.sealing_secret),
+                mcp_sets=set_cache,
             )
             request_auth = RequestAuth(settings, core.verifier)
             request_auth.install(app)
@@ -181,6 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
         policies.router,
         audit.router,
         mcp_servers.router,
+        mcp_sets.router,
         vendor_agents.router,
         approvals.router,
         coordination.router,

@@ -202,3 +202,18 @@ agent_oauth_clients = Table(
     Column("client_secret_sealed", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Virtual MCP servers: named tool sets served at /mcp/{name} (`registry.mcp_sets`).
+mcp_sets = Table(
+    "mcp_sets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("instructions", Text, nullable=False),
+    Column("icon", Text, nullable=True),
+    Column("selection", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", Text, nullable=False),
+)

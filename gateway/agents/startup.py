@@ -27,7 +27,8 @@ from gateway.agents.consents import AgentConsents
 from gateway.agents.gateway_run import GatewayRunHandlers
 from gateway.agents.handler import AgentHandler
 from gateway.agents.reconcile import Reconciler
-from gateway.agents.vendor import GatewayRun, VendorAgentHandler, VendorExecution
+from gateway.agents.vendor import GatewayRun, VendorAgentHandler
+from gateway.agents.vendor_run import VendorExecution
 from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.startup import DelegationCore, Job

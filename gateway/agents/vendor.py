@@ -27,7 +27,6 @@ message becomes one task the gateway owns and runs (`gateway.delegation.task_run
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -40,13 +39,10 @@ from a2a.server.request_handlers.request_handler import (
     validate_request_params,
 )
 from a2a.types import (
-    Artifact,
     CancelTaskRequest,
     Message,
-    Part,
     SendMessageRequest,
     Task,
-    TaskArtifactUpdateEvent,
     TaskState,
     TaskStatusUpdateEvent,
 )
@@ -60,39 +56,24 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict
-from google.protobuf.struct_pb2 import Value
+from google.protobuf.json_format import MessageToDict
 
 from adapters.base import (
-    AdapterError,
-    Credentials,
-    Delta,
     InputInvalid,
-    Reply,
     Turn,
-    UpstreamFailed,
 )
-from adapters.usage import METADATA_KEY, Usage
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
-from gateway.agents.consents import CallToken
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
-from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
-from gateway.delegation.delegate import Sending, Streaming
+from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation.handoffs import admitted_skill
-from gateway.delegation.pipeline import DelegationDenied, Grant
-from gateway.delegation.runs import TERMINAL, RunSpec, sending, status_message
+from gateway.delegation.runs import TERMINAL, RunSpec, sending
 from gateway.delegation.task_runner import RunNotFound, TaskRunner
 from gateway.delegation.vendor_agents import (
     CredentialUnavailable,
     VendorAgents,
     VendorCall,
-    classify_adapter_failure,
-    explain_adapter_failure,
-    overran,
 )
-from gateway.storage.outages import outage_of
-from policies.tokens import TokenInvalid
 from registry.vendor_cards import gateway_run_kind
 
 POLL_SECONDS = 0.5
@@ -303,160 +284,6 @@ class VendorAgentHandler(RecordedTaskHandler):
         return await self._own(admission, params.id)
 
 
-# Running one call (`gateway.delegation.task_runner.Execute`) ----------------------------
-
-
-class VendorExecution:
-    """Runs one gateway-run task: call the adapter, turn its answer into A2A."""
-
-    def __init__(self, parts: Callable[[], FrontDoorParts], run: Callable[[], GatewayRun]) -> None:
-        self._parts = parts
-        self._run = run
-
-    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
-        parts = self._parts()
-        delay = 0.2
-        while True:  # the task's record (its history) is needed: wait out an outage
-            try:
-                snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
-                break
-            except Exception as exc:
-                if outage_of(exc) is None:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        task = snapshot or Task(id=spec.task_id, context_id=spec.context_id)
-        working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
-        working.status.state = TaskState.TASK_STATE_WORKING
-        yield working
-        try:
-            if grant is None:  # run again after an interruption: decide and mint anew
-                grant = await parts.delegations.admit_message(
-                    spec.caller,
-                    spec.agent_id,
-                    spec.turn.skill,
-                    event="a2a.retry",
-                    trace_id=spec.trace_id,
-                )
-                await self._run().runner.sending(spec, grant, "a2a.run")
-            call = await self._run().vendors.call_for(spec.agent_id)
-            if call is None:
-                raise AdapterError(f"agent {spec.agent_id} is no longer registered")
-            token = await _call_token(parts, call, grant)
-        except (DelegationDenied, TokenInvalid, CredentialUnavailable, AdapterError) as exc:
-            yield _failed(task, f"the call could not be made: {exc}")
-            return
-        timeout = grant.agent.timeout_seconds or parts.default_timeout_seconds
-
-        def credentials() -> Credentials:
-            # Read at each attempt: a `user_oauth` agent's token is the user's
-            # own, got by the core's `before` step (`CallToken.check`).
-            own = token.token if token.upstream is not None else None
-            return call.credentials(grant.token.token, own)
-
-        artifact_id = str(uuid.uuid4())
-        name = spec.turn.skill or "reply"
-        reply: Reply | None = None
-        streamed = False
-        delegate, event = parts.delegate, "a2a.run"
-        rules = parts.resilience.handoff(
-            parts.delegations.policy.current, spec.agent_id, spec.turn.skill
-        )
-        try:
-            if spec.streaming:
-
-                async def items() -> AsyncIterator[Delta | Reply]:
-                    answered = False
-                    async for item in call.adapter.stream(
-                        spec.turn, credentials(), timeout_seconds=timeout
-                    ):
-                        answered = answered or isinstance(item, Reply)
-                        yield item
-                    if not answered:
-                        raise AdapterError(f"agent {spec.agent_id} ended without an answer")
-
-                streaming: Streaming[Delta | Reply] = Streaming(
-                    upstream=spec.agent_id,
-                    open=items,
-                    explain=explain_adapter_failure,
-                    max_seconds=parts.stream_limits.max_seconds,
-                    overran=functools.partial(overran, spec.agent_id),
-                    recorded=lambda: ("ok", _usage_said(reply.usage if reply else None) or ""),
-                    before=token.before,
-                    went_with=token.went_with,
-                )
-                async for item in delegate.stream(grant, event, streaming):
-                    if isinstance(item, Delta):
-                        yield _chunk(task, artifact_id, name, [Part(text=item.text)], streamed)
-                        streamed = True
-                    else:
-                        reply = item
-            else:
-                sending: Sending[Reply] = Sending(
-                    upstream=spec.agent_id,
-                    attempt=lambda: call.adapter.call(
-                        spec.turn, credentials(), timeout_seconds=timeout
-                    ),
-                    explain=explain_adapter_failure,
-                    idempotent=bool(rules.idempotent),
-                    recorded=lambda answer: ("ok", _usage_said(answer.usage) or ""),
-                    classify=classify_adapter_failure,
-                    before=token.before,
-                    went_with=token.went_with,
-                )
-                reply = await delegate.send(grant, event, sending)
-        except UserCredentialUnavailable as missing:  # recorded by the core; nothing sent
-            yield _failed(task, f"{missing}; then send the request again")
-            return
-        except AdapterError as exc:  # recorded by the core
-            needed = await _refusal(token, exc)
-            yield _failed(task, f"{needed}; then send the request again" if needed else str(exc))
-            return
-        assert reply is not None
-        if reply.usage is not None:
-            # Where a flow step (or any caller) reads what the answer cost.
-            task.metadata.update({METADATA_KEY: reply.usage.as_dict()})
-        artifact = Artifact(artifact_id=artifact_id, name=name, parts=reply_parts(reply))
-        if spec.streaming:
-            rest = [p for p in artifact.parts if p.HasField("data")] if streamed else artifact.parts
-            event = _chunk(task, artifact_id, name, list(rest), streamed)
-            event.last_chunk = True
-            yield event
-        task.artifacts.append(artifact)
-        task.status.Clear()
-        task.status.state = TaskState.TASK_STATE_COMPLETED
-        yield task
-
-
-async def _call_token(parts: FrontDoorParts, call: VendorCall, grant: Grant) -> CallToken:
-    """The token the call goes with: for an agent registered with
-    `user_oauth`, the caller's own from their connection -- and none at all
-    where the gateway cannot get one (no connected accounts here): the
-    gateway's own key never stands in for the user's."""
-    if call.config.user_oauth is None:
-        return CallToken(None, grant)
-    consents = parts.consents
-    upstream = None
-    if consents is not None:
-        upstream = await consents.upstream_of(grant.agent.id, grant.card)
-    if consents is None or consents.connections is None or upstream is None:
-        raise AdapterError(
-            f"agent {grant.agent.id} takes each user's own account, "
-            "and connected accounts are not available on this gateway"
-        )
-    return CallToken(consents, grant, upstream=upstream)
-
-
-async def _refusal(token: CallToken, failure: AdapterError) -> ConnectionRequired | None:
-    """The vendor refused the user's own token (401, or 403
-    ``insufficient_scope``): what the user must do about it."""
-    if token.upstream is None or not isinstance(failure, UpstreamFailed):
-        return None
-    if failure.status in (401, 403):
-        token.answered(failure.status, failure.challenge)
-    return await token.refused()
-
-
 async def _connected(parts: FrontDoorParts, admission: Admission) -> None:
     """Raises `ConnectionRequired` unless the caller has connected their own
     account at this `user_oauth` vendor agent."""
@@ -493,37 +320,3 @@ def _turn(message: Message, skill: str | None, task: Task) -> Turn:
         task_id=task.id,
         context_id=task.context_id,
     )
-
-
-def _usage_said(usage: Usage | None) -> str | None:
-    if usage is None:
-        return None
-    return f"usage: {usage.input_tokens} in, {usage.output_tokens} out, {usage.total_tokens} tokens"
-
-
-def reply_parts(reply: Reply) -> list[Part]:
-    parts: list[Part] = []
-    if reply.text is not None:
-        parts.append(Part(text=reply.text))
-    if reply.data is not None:
-        value = Value()
-        ParseDict(reply.data, value)
-        parts.append(Part(data=value, media_type="application/json"))
-    return parts or [Part(text="")]
-
-
-def _chunk(
-    task: Task, artifact_id: str, name: str, parts: list[Part], append: bool
-) -> TaskArtifactUpdateEvent:
-    event = TaskArtifactUpdateEvent(task_id=task.id, context_id=task.context_id, append=append)
-    event.artifact.artifact_id = artifact_id
-    event.artifact.name = name
-    event.artifact.parts.extend(parts)
-    return event
-
-
-def _failed(task: Task, reason: str) -> Task:
-    task.status.Clear()
-    task.status.state = TaskState.TASK_STATE_FAILED
-    task.status.message.CopyFrom(status_message(task.id, task.context_id, reason))
-    return task

@@ -23,6 +23,7 @@ from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.federation.federation import McpFederation
 from gateway.flows.service import FlowService
+from gateway.mcp.sets import SetCache
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.storage.readiness import Readiness
@@ -53,6 +54,7 @@ class AppState:
     flows: FlowService
     connections: Connections
     agent_clients: AgentOAuthClients
+    mcp_sets: SetCache
 
 
 def state_of(request: Request) -> AppState:

@@ -361,6 +361,17 @@ class McpOfferings:
                 break
         return items
 
+    async def server_of_uri(self, uri: str) -> str:
+        """The server a resource URI (as offered) belongs to; raises `ResourceNotFound`."""
+        return (await self._resolve_uri(uri)).source.id
+
+    async def server_of_template(self, uri_template: str) -> str:
+        return (await self._resolve_template(uri_template))[0].id
+
+    async def server_of_prompt(self, name: str) -> str:
+        """The server a prompt (as offered) belongs to; raises `PromptNotFound`."""
+        return (await self._prompt(name))[0].server_id
+
     async def _resolve_uri(self, uri: str) -> _ResolvedUri:
         """The server a URI (as offered) belongs to, its upstream URI, and the
         policy's name for it. A plain URI goes where the listing put it."""

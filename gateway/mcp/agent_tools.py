@@ -101,6 +101,7 @@ class SkillTool:
     skill_id: str
     tool: types.Tool
     held: bool = False  # for the caller it was listed for: a call waits for approval
+    tags: tuple[str, ...] = ()  # the skill's, from the card (virtual servers select by them)
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ def _skill_tool(
         description=f"{description} (A2A agent {agent_id}, skill {skill['id']})",
         input_schema=INPUT_SCHEMA,
     )
-    return SkillTool(name, agent_id, str(skill["id"]), tool, held)
+    tags = tuple(str(t) for t in skill.get("tags") or () if isinstance(t, str))
+    return SkillTool(name, agent_id, str(skill["id"]), tool, held, tags)
 
 
 def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:

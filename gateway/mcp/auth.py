@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.delegation.pipeline import Caller
 from gateway.http.auth import PROTECTED_RESOURCE_PATH, authenticate, challenge, request_auth
 from gateway.http.problems import Problem, problem_response
+from gateway.mcp.sets import set_path_name
 from policies.tokens import Principal
 
 MCP_PATH = "/mcp"
@@ -42,9 +43,17 @@ current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 )
 
 
-def mcp_resource(request: Request) -> str:
-    """The RFC 8707 resource identifier of the MCP endpoint."""
-    return request_auth(request).settings.effective_resource_id + MCP_PATH
+def mcp_resource(request: Request, path: str = MCP_PATH) -> str:
+    """The RFC 8707 resource identifier of the MCP endpoint (``path``: a
+    virtual server's, `/mcp/{name}`)."""
+    return request_auth(request).settings.effective_resource_id + path
+
+
+def resource_path(path: str) -> str:
+    """The MCP resource a request is for: `/mcp`, or a virtual server's
+    `/mcp/{name}` (`gateway.mcp.sets`), each a protected resource of its own
+    (RFC 9728: its metadata at the well-known path with its own appended)."""
+    return path if set_path_name(path) is not None else MCP_PATH
 
 
 def access_token(principal: Principal, token: str) -> AccessToken:
@@ -69,10 +78,11 @@ class McpAuth:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        path = resource_path(request.url.path)
         try:
-            principal = await self._authorize(request)
+            principal = await self._authorize(request, path)
         except Problem as problem:
-            await problem_response(problem, MCP_PATH)(scope, receive, send)
+            await problem_response(problem, path)(scope, receive, send)
             return
         header = request.headers.get("authorization", "")
         user = AuthenticatedUser(access_token(principal, header.partition(" ")[2].strip()))
@@ -89,9 +99,13 @@ class McpAuth:
             auth_context_var.reset(user_token)
             current_caller.reset(caller_token)
 
-    async def _authorize(self, request: Request) -> Principal:
+    async def _authorize(self, request: Request, path: str) -> Principal:
+        # A virtual server also takes tokens for `/mcp` itself: it offers a
+        # part of what they are good for. A token for a virtual server is
+        # good for that one only (RFC 8707).
+        audiences = {mcp_resource(request), mcp_resource(request, path)}
         principal = await authenticate(
-            request, resource_path=MCP_PATH, audiences=(mcp_resource(request),)
+            request, resource_path=path, audiences=tuple(sorted(audiences))
         )
         required = request_auth(request).settings.mcp_required_scopes
         missing = sorted(set(required) - principal.scopes)
@@ -108,7 +122,7 @@ class McpAuth:
                         "insufficient_scope",
                         f"requires {wanted}",
                         wanted,
-                        resource_path=MCP_PATH,
+                        resource_path=path,
                     )
                 },
             )

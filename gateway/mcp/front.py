@@ -41,8 +41,6 @@ import mcp_types as types
 from a2a.utils.errors import A2AError
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
-from mcp.server.lowlevel.server import NotificationOptions
-from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary
 from mcp.server.streamable_http_manager import (
     StreamableHTTPASGIApp,
@@ -88,6 +86,7 @@ from gateway.mcp.errors import (
 from gateway.mcp.events import MemoryEventStore, SessionBinding
 from gateway.mcp.fastpath import McpFastPath, sdk_matches
 from gateway.mcp.front_offerings import OfferingHandlers
+from gateway.mcp.gateway_server import GatewayServer
 from gateway.mcp.input_relay import (
     MAX_ROUNDS,
     ProgressRelay,
@@ -95,11 +94,12 @@ from gateway.mcp.input_relay import (
     can_be_asked,
     is_modern,
 )
-from gateway.mcp.namespace import Listing, NameContested, ToolNamespace
+from gateway.mcp.namespace import Listing, NameContested, ToolNamespace, in_set
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
+from gateway.mcp.sets import SetCache, SetScope, current_set
 from gateway.mcp.transport_settings import request_state_security, transport_security
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
@@ -108,24 +108,6 @@ from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
 
 logger = logging.getLogger(__name__)
-
-
-class _GatewayServer(Server[Any]):
-    """Declares ``tools.listChanged`` and ``prompts.listChanged`` to 2025-11-25
-    clients (the handshake-era capabilities take it from `NotificationOptions`;
-    at 2026-07-28 the SDK derives it from `subscriptions/listen` being served)."""
-
-    def create_initialization_options(
-        self,
-        notification_options: NotificationOptions | None = None,
-        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
-        extensions: dict[str, dict[str, Any]] | None = None,
-    ) -> InitializationOptions:
-        return super().create_initialization_options(
-            notification_options or NotificationOptions(tools_changed=True, prompts_changed=True),
-            experimental_capabilities,
-            extensions,
-        )
 
 
 class McpFront:
@@ -149,6 +131,8 @@ class McpFront:
         self.agent_tools: AgentSkillTools | None = None
         # Calls held for a human's approval; set with the app.
         self.approvals: McpApprovals | None = None
+        # Virtual servers' sets (`gateway.mcp.sets`); set with the app.
+        self.sets: SetCache | None = None
         # Which target each tool name means: one rule for listing and calling.
         self.namespace = ToolNamespace(federation, lambda: self.agent_tools)
         self.namespace.claim(STATUS_TOOL_DEFINITION)
@@ -161,7 +145,7 @@ class McpFront:
             # `logging/setLevel` is deprecated as of 2026-07-28 (SEP-2577), but
             # 2025-11-25 clients still send it.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
-            self.server: Server[Any] = _GatewayServer(
+            self.server: Server[Any] = GatewayServer(
                 "switchboard",
                 version=version,
                 title="Switchboard",
@@ -240,7 +224,14 @@ class McpFront:
             app = self._routing = SessionRouting(app, self.replicas)
         # The SDK's envelope refusals answer "id": null; the caller's id goes
         # back whenever it could be read (JSON-RPC 2.0 section 5).
-        return [Route(MCP_PATH, endpoint=McpAuth(KeepRequestId(app)))]
+        return [
+            Route(MCP_PATH, endpoint=McpAuth(KeepRequestId(app))),
+            # Virtual servers: the same endpoint, offering one set (`gateway.mcp.sets`).
+            Route(
+                MCP_PATH + "/{set_name}",
+                endpoint=McpAuth(SetScope(KeepRequestId(app), lambda: self.sets)),
+            ),
+        ]
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -271,7 +262,11 @@ class McpFront:
         # Worked out once per listing, not once per page (`gateway.mcp.per_caller`).
         if listing.offered is None:
             listing.offered = self._offer(caller, listing)
-        tools, next_cursor = page(listing.offered, cursor, self._page_size)
+        offered = listing.offered
+        chosen = current_set.get()
+        if chosen is not None:
+            offered = listing.within(chosen)
+        tools, next_cursor = page(offered, cursor, self._page_size)
         return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
 
     def _offer(self, caller: Caller, listing: Listing) -> list[types.Tool]:
@@ -340,6 +335,10 @@ class McpFront:
             raise MCPError(types.INVALID_PARAMS, str(exc)) from None
         except ToolNotFound as exc:
             raise mcp_error(exc, params.name) from None
+        chosen = current_set.get()
+        if chosen is not None and not in_set(chosen, target):
+            # Outside this virtual server: as a name it does not have.
+            raise mcp_error(ToolNotFound(params.name), params.name)
         if isinstance(target, SkillTool):
             means = (target.agent_id, target.skill_id)
         else:
@@ -494,6 +493,11 @@ class McpFront:
             return INPUT_SCHEMA if skill_like and self.agent_tools is not None else None
         schema = tool.definition.get("inputSchema")
         return schema if isinstance(schema, Mapping) else None
+
+    def set_changed(self, name: str) -> None:
+        """A virtual server's set changed: its clients (only) list again."""
+        self.notifier.changed("tools", only=name)
+        self.notifier.changed("prompts", only=name)
 
     def tools_changed(self) -> None:
         self.notifier.changed()

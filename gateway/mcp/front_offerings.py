@@ -50,6 +50,7 @@ from gateway.mcp.errors import (
     trace_of,
 )
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
+from gateway.mcp.sets import current_set
 
 logger = logging.getLogger(__name__)
 SEND_TIMEOUT_SECONDS = 2.0
@@ -145,13 +146,17 @@ class OfferingHandlers:
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         offered = await self._offerings().resources(caller_of(ctx))
-        return types.ListResourcesResult(resources=[r.resource for r in offered])
+        return types.ListResourcesResult(
+            resources=[r.resource for r in offered if _within(r.server_id)]
+        )
 
     async def on_list_resource_templates(
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         offered = await self._offerings().templates(caller_of(ctx))
-        return types.ListResourceTemplatesResult(resource_templates=[t.template for t in offered])
+        return types.ListResourceTemplatesResult(
+            resource_templates=[t.template for t in offered if _within(t.server_id)]
+        )
 
     async def on_read_resource(
         self, ctx: ServerRequestContext, params: types.ReadResourceRequestParams
@@ -161,6 +166,9 @@ class OfferingHandlers:
         async def read(
             responses: types.InputResponses | None, state: str | None
         ) -> types.ReadResourceResult | types.InputRequiredResult:
+            offerings = self._offerings()
+            if current_set.get() and not _within(await offerings.server_of_uri(params.uri)):
+                raise ResourceNotFound(params.uri)
             return await self._offerings().read_resource(
                 params.uri,
                 caller=caller,
@@ -175,7 +183,7 @@ class OfferingHandlers:
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
         offered = await self._offerings().prompts(caller_of(ctx))
-        return types.ListPromptsResult(prompts=[p.prompt for p in offered])
+        return types.ListPromptsResult(prompts=[p.prompt for p in offered if _within(p.server_id)])
 
     async def on_get_prompt(
         self, ctx: ServerRequestContext, params: types.GetPromptRequestParams
@@ -185,6 +193,9 @@ class OfferingHandlers:
         async def get(
             responses: types.InputResponses | None, state: str | None
         ) -> types.GetPromptResult | types.InputRequiredResult:
+            offerings = self._offerings()
+            if current_set.get() and not _within(await offerings.server_of_prompt(params.name)):
+                raise PromptNotFound(params.name)
             return await self._offerings().get_prompt(
                 params.name,
                 params.arguments,
@@ -201,6 +212,8 @@ class OfferingHandlers:
     ) -> types.CompleteResult:
         name = params.ref.name if isinstance(params.ref, types.PromptReference) else params.ref.uri
         try:
+            if current_set.get() is not None:
+                await self._in_set(params.ref)
             return await self._offerings().complete(
                 params, caller=caller_of(ctx), trace_id=trace_of(ctx)
             )
@@ -212,10 +225,21 @@ class OfferingHandlers:
     ) -> types.EmptyResult:
         try:
             key = await self._offerings().subscription_target(params.uri, caller_of(ctx))
+            if not _within(key[0]):
+                raise ResourceNotFound(params.uri)
         except _REFUSALS as exc:
             raise offering_error(exc, params.uri) from None
         self.subscriptions.add(ctx, key, params.uri)
         return types.EmptyResult()
+
+    async def _in_set(self, ref: types.PromptReference | types.ResourceTemplateReference) -> None:
+        """A completion's prompt or template is in the virtual server's set."""
+        offerings = self._offerings()
+        if isinstance(ref, types.PromptReference):
+            if not _within(await offerings.server_of_prompt(ref.name)):
+                raise PromptNotFound(ref.name)
+        elif not _within(await offerings.server_of_template(ref.uri)):
+            raise ResourceNotFound(ref.uri)
 
     async def on_unsubscribe_resource(
         self, ctx: ServerRequestContext, params: types.UnsubscribeRequestParams
@@ -262,3 +286,10 @@ async def _with_input(
         responses = await ask_legacy_client(ctx, result.input_requests or {})
         state = result.request_state
     raise MCPError(TOO_MANY_ROUNDS, f"{name} asked for input more than {MAX_ROUNDS} times")
+
+
+def _within(server_id: str) -> bool:
+    """An MCP server's offering is in the virtual server's set, if one is
+    served (`gateway.mcp.sets`): resources and prompts come by server."""
+    chosen = current_set.get()
+    return chosen is None or server_id in chosen.select.servers

@@ -36,6 +36,7 @@ from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools, SkillTool
 from gateway.mcp.per_caller import PerCaller
 from registry.mcp_names import cut_hashed, gateways, owner_of
+from registry.mcp_sets import McpSet
 
 
 class NameContested(Exception):
@@ -59,8 +60,27 @@ class Listing:
     # kept with it: every page of one listing asks for it again.
     offered: list[types.Tool] | None = field(default=None, repr=False, compare=False)
 
+    # `offered` within each virtual server's set asked for, by set (and the
+    # set's version: an edited set is worked out again).
+    by_set: dict[tuple[str, object], list[types.Tool]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
     def tools(self) -> list[types.Tool]:
         return [t.as_mcp_tool() for t in self.federated] + [s.tool for s in self.skills]
+
+    def within(self, chosen: McpSet) -> list[types.Tool]:
+        """`offered` (worked out) within a virtual server's set, in its order;
+        the gateway's own tools stay (a held call's status, whatever the set)."""
+        assert self.offered is not None
+        key = (chosen.name, chosen.updated_at)
+        kept = self.by_set.get(key)
+        if kept is None:
+            taken = {t.name for t in self.federated if in_set(chosen, t)}
+            taken |= {s.name for s in self.skills if in_set(chosen, s)}
+            kept = [t for t in self.offered if t.name in taken or gateways(t.name)]
+            self.by_set = {key: kept, **dict(list(self.by_set.items())[:15])}
+        return kept
 
 
 _NO_SKILLS: tuple[tuple[SkillTool, ...], frozenset[str]] = ((), frozenset())
@@ -144,3 +164,10 @@ class ToolNamespace:
 def _contested(tool: FederatedTool, skill_names: frozenset[str]) -> bool:
     """What `resolve` finds for the tool's name: a skill besides it."""
     return owner_of(tool.name) != tool.server_id and tool.name in skill_names
+
+
+def in_set(chosen: McpSet, target: FederatedTool | SkillTool) -> bool:
+    """Whether a virtual server's set takes this tool (`registry.mcp_sets`)."""
+    if isinstance(target, SkillTool):
+        return chosen.select.takes_tool(target.name, agent=target.agent_id, tags=target.tags)
+    return chosen.select.takes_tool(target.name, server=target.server_id)

@@ -30,16 +30,18 @@ import logging
 import weakref
 from collections.abc import Callable
 
+import anyio
 import mcp_types as types
 from mcp.server import ServerRequestContext
 from mcp.server.connection import Connection
 from mcp.server.subscriptions import (
-    InMemorySubscriptionBus,
     PromptsListChanged,
     ServerEvent,
     ToolsListChanged,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from gateway.mcp.sets import current_set
 
 logger = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.2
@@ -52,47 +54,89 @@ _NOTICES: dict[Kind, tuple[Callable[[], ServerEvent], str]] = {
 }
 
 
+class SetAwareBus:
+    """A `SubscriptionBus` whose listeners are kept with the virtual server
+    (`gateway.mcp.sets`) their `subscriptions/listen` came in on, so a
+    change to one set's tools is published to that set's listeners only.
+    Otherwise as the SDK's `InMemorySubscriptionBus`."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[object, tuple[str | None, Callable[[ServerEvent], None]]] = {}
+
+    async def publish(self, event: ServerEvent, only: str | None = None) -> None:
+        """To every listener; ``only``: to those of that set."""
+        for on, listener in list(self._listeners.values()):
+            if only is not None and on != only:
+                continue
+            try:
+                listener(event)
+            except Exception:  # fan-out boundary: isolate listeners from each other
+                logger.exception("subscription listener raised; continuing")
+        await anyio.lowlevel.checkpoint()
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        token = object()
+        self._listeners[token] = (_set_name(), listener)
+
+        def unsubscribe() -> None:
+            self._listeners.pop(token, None)
+
+        return unsubscribe
+
+
+def _set_name() -> str | None:
+    chosen = current_set.get()
+    return chosen.name if chosen is not None else None
+
+
 class ToolListNotifier:
     def __init__(self, coalesce_seconds: float = COALESCE_SECONDS) -> None:
-        self.bus = InMemorySubscriptionBus()
-        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.bus = SetAwareBus()
+        # Each 2025-11-25 session, with the virtual server it is on (None: /mcp).
+        self._connections: weakref.WeakKeyDictionary[Connection, str | None] = (
+            weakref.WeakKeyDictionary()
+        )
         self._coalesce = coalesce_seconds
-        self._pending: dict[Kind, asyncio.Task[None]] = {}
+        self._pending: dict[tuple[Kind, str | None], asyncio.Task[None]] = {}
 
     def remember(self, ctx: ServerRequestContext) -> None:
         """Note a 2025-11-25 session (any request on it will do)."""
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             # No public accessor on the request-scoped session (mcp 2.3).
-            self._connections.add(ctx.session._connection)
+            self._connections[ctx.session._connection] = _set_name()
 
-    def changed(self, kind: Kind = "tools") -> None:
-        """Schedule one notice of ``kind`` ("tools", "prompts") to everyone
-        (callable from sync code on the loop)."""
-        pending = self._pending.get(kind)
-        if pending is not None and not pending.done():
-            return
+    def changed(self, kind: Kind = "tools", only: str | None = None) -> None:
+        """Schedule one notice of ``kind`` ("tools", "prompts") to everyone,
+        or (``only``) to the clients of one virtual server (callable from
+        sync code on the loop)."""
+        for key in ((kind, None), (kind, only)):
+            pending = self._pending.get(key)
+            if pending is not None and not pending.done():
+                return  # everyone (or this set) is about to be told
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (start-up, tests of pure code): nobody to tell
             return
-        self._pending[kind] = loop.create_task(
-            self._send_later(kind), name=f"mcp-{kind}-list-changed"
+        self._pending[(kind, only)] = loop.create_task(
+            self._send_later(kind, only), name=f"mcp-{kind}-list-changed"
         )
 
-    async def _send_later(self, kind: Kind) -> None:
+    async def _send_later(self, kind: Kind, only: str | None) -> None:
         await asyncio.sleep(self._coalesce)
-        await self.send(kind)
+        await self.send(kind, only)
 
-    async def send(self, kind: Kind = "tools") -> None:
+    async def send(self, kind: Kind = "tools", only: str | None = None) -> None:
         event, method = _NOTICES[kind]
-        await self.bus.publish(event())
-        for connection in list(self._connections):
+        await self.bus.publish(event(), only)
+        for connection, on in list(self._connections.items()):
+            if only is not None and on != only:
+                continue
             try:
                 async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
                     await connection.outbound.notify(method, None)
             except Exception as exc:  # a closed session: forget it
                 logger.debug("%s not delivered: %r", method, exc)
-                self._connections.discard(connection)
+                self._connections.pop(connection, None)
 
     async def aclose(self) -> None:
         for pending in self._pending.values():

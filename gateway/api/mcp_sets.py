@@ -1,0 +1,120 @@
+"""`/mcp-sets`: virtual MCP servers, each a named tool set served at
+`/mcp/{name}` (`registry.mcp_sets`, `gateway.mcp.sets`).
+
+Defining, replacing and removing a set needs `switchboard:admin` and is
+audited; any authenticated caller may list the sets (what each offers them
+is still decided per call by the policy). A set naming a server or an agent
+that is not registered is refused (422 `unknown-target`): a typo would
+otherwise be a set that silently offers less.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+
+from adapters.trace_context import new_trace_id
+from gateway.api.state import state_of
+from gateway.delegation.audit import AuditEvent
+from gateway.http.auth import AdminPrincipal, CurrentPrincipal
+from gateway.http.problems import Problem
+from policies.tokens import Principal
+from registry.mcp_sets import SET_NAME_PATTERN, McpSet, McpSetSpec, NewMcpSet, SetExists
+
+router = APIRouter(prefix="/mcp-sets", tags=["mcp"])
+
+
+def _not_found(name: str) -> Problem:
+    return Problem(404, "not-found", "No such MCP set", f"no set named {name!r}")
+
+
+async def _check_targets(request: Request, spec: McpSetSpec) -> None:
+    state = state_of(request)
+    unknown = [s for s in spec.select.servers if await state.mcp.store.config(s) is None]
+    unknown += [a for a in spec.select.agents if await state.agents.get(a) is None]
+    if unknown:
+        raise Problem(
+            422,
+            "unknown-target",
+            "The set names what is not registered",
+            "no MCP server or agent " + ", ".join(repr(u) for u in unknown),
+        )
+
+
+async def _audit(request: Request, principal: Principal, name: str, event: str) -> None:
+    await state_of(request).delegations.record_event(
+        AuditEvent(
+            event=event,
+            trace_id=new_trace_id(),
+            subject=principal.subject,
+            subject_issuer=principal.issuer,
+            decision="allow",
+            outcome="ok",
+            client_id=principal.client_id,
+            target=f"mcp-set:{name}",
+        )
+    )
+
+
+def _changed(request: Request, name: str) -> None:
+    state_of(request).mcp_sets.changed(name)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Define a virtual MCP server")
+async def create_set(
+    request: Request, response: Response, spec: NewMcpSet, principal: AdminPrincipal
+) -> McpSet:
+    await _check_targets(request, spec)
+    try:
+        created = await state_of(request).mcp_sets.store.create(spec, principal.subject)
+    except SetExists:
+        raise Problem(
+            409, "set-exists", "The set exists", f"{spec.name}: PUT /mcp-sets/{spec.name}"
+        ) from None
+    _changed(request, spec.name)
+    await _audit(request, principal, spec.name, "mcp_set.created")
+    response.headers["Location"] = f"/mcp-sets/{spec.name}"
+    return created
+
+
+@router.get("", summary="The virtual MCP servers (each served at /mcp/{name})")
+async def list_sets(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
+    return {"items": await state_of(request).mcp_sets.store.all()}
+
+
+@router.get("/{name}", summary="One virtual MCP server")
+async def get_set(request: Request, name: str, _: CurrentPrincipal) -> McpSet:
+    found = await state_of(request).mcp_sets.store.get(name)
+    if found is None:
+        raise _not_found(name)
+    return found
+
+
+@router.put("/{name}", summary="Define or replace a virtual MCP server")
+async def put_set(
+    request: Request, response: Response, name: str, spec: McpSetSpec, principal: AdminPrincipal
+) -> McpSet:
+    try:
+        NewMcpSet(name=name, **spec.model_dump())
+    except ValueError:
+        raise Problem(
+            422, "invalid-name", "Invalid set name", f"a set name matches {SET_NAME_PATTERN}"
+        ) from None
+    await _check_targets(request, spec)
+    stored, new = await state_of(request).mcp_sets.store.replace(name, spec, principal.subject)
+    _changed(request, name)
+    await _audit(request, principal, name, "mcp_set.created" if new else "mcp_set.updated")
+    if new:
+        response.status_code = status.HTTP_201_CREATED
+        response.headers["Location"] = f"/mcp-sets/{name}"
+    return stored
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a set")
+async def delete_set(request: Request, name: str, principal: AdminPrincipal) -> Response:
+    if not await state_of(request).mcp_sets.store.delete(name):
+        raise _not_found(name)
+    _changed(request, name)
+    await _audit(request, principal, name, "mcp_set.deleted")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,118 @@
+"""Virtual MCP servers at `/mcp/{name}`: one curated set of what `/mcp` offers
+(`registry.mcp_sets`).
+
+A set's endpoint is `/mcp` itself -- the same SDK server, sessions, fast
+path and handlers -- behind `SetScope`, which finds the set named in the
+path and puts it in `current_set` for the request's handlers (the SDK copies
+the sender's context into a message's handler task, so a 2025-11-25
+session's messages see it too). The handlers then offer only what the set
+selects, and a call, read or prompt outside it is answered as one for a name
+that does not exist: a set is a curation, the caller's policy still decides
+inside it. `initialize` and `server/discover` answer with the set's own
+title, description, instructions and icon (`identity`).
+
+Sets are read through `SetCache`: at most ``ttl`` seconds old on another
+replica, at once on the one that changed them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from registry.mcp_sets import SET_NAME_PATTERN, McpSet, SqlMcpSets
+
+SET_KEY = "switchboard.mcp_set"
+_NAME = re.compile(SET_NAME_PATTERN)
+
+current_set: contextvars.ContextVar[McpSet | None] = contextvars.ContextVar(
+    "switchboard_mcp_set", default=None
+)
+
+
+def set_path_name(path: str) -> str | None:
+    """The set a request path names (`/mcp/{name}`), if it names one validly."""
+    prefix = "/mcp/"
+    if not path.startswith(prefix):
+        return None
+    name = path[len(prefix) :]
+    return name if _NAME.fullmatch(name) else None
+
+
+class SetCache:
+    def __init__(self, store: SqlMcpSets, ttl: float = 2.0) -> None:
+        self.store = store
+        self._ttl = ttl
+        self._kept: dict[str, tuple[float, McpSet | None]] = {}
+        # Told the name of a set changed on this replica (the MCP front end
+        # tells that set's clients their lists changed).
+        self.listeners: list[Callable[[str], None]] = []
+
+    async def get(self, name: str) -> McpSet | None:
+        now = time.monotonic()
+        kept = self._kept.get(name)
+        if kept is not None and now - kept[0] < self._ttl:
+            return kept[1]
+        found = await self.store.get(name)
+        if len(self._kept) > 4096:
+            self._kept.clear()
+        self._kept[name] = (now, found)
+        return found
+
+    def changed(self, name: str) -> None:
+        """A set was defined, replaced or removed here: read it again, and
+        tell its clients (`listeners`) -- at once on this replica."""
+        self._kept.pop(name, None)
+        for listener in self.listeners:
+            listener(name)
+
+
+class SetScope:
+    """ASGI: the set `/mcp/{name}` names, for the handlers; 404 (JSON) for
+    none. Inside `McpAuth`: an unauthenticated caller learns no set's name."""
+
+    def __init__(self, app: ASGIApp, sets: Callable[[], SetCache | None]) -> None:
+        """``sets``: the cache, once the app has started (None before)."""
+        self.app = app
+        self.sets = sets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = set_path_name(scope.get("path", ""))
+        cache = self.sets()
+        found = await cache.get(name) if name is not None and cache is not None else None
+        if found is None:
+            missing = JSONResponse(
+                {
+                    "type": "urn:switchboard:problem:not-found",
+                    "title": "No such MCP server",
+                    "status": 404,
+                    "detail": f"no tool set named {name!r} is served here",
+                },
+                status_code=404,
+                media_type="application/problem+json",
+            )
+            await missing(scope, receive, send)
+            return
+        scope[SET_KEY] = found
+        token = current_set.set(found)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_set.reset(token)
+
+
+def identity(chosen: McpSet) -> dict[str, Any]:
+    """What a client is told the server is (MCP `Implementation`, 2025-11-25)."""
+    return {
+        "name": chosen.name,
+        "title": chosen.title,
+        "description": chosen.description or None,
+        "instructions": chosen.instructions or None,
+        "icon": chosen.icon,
+    }

@@ -1,0 +1,200 @@
+"""Virtual MCP servers: named tool sets an admin curates, each served at
+`/mcp/{name}` (`gateway.mcp.sets`).
+
+A set selects from what `/mcp` offers a caller, never adds to it: the tools
+of some MCP servers, the skills of some agents (or those with some tags),
+and tools by name (exact, or a shell-style pattern such as ``crm__*``); a
+tool is in the set when any selector takes it. The caller's policy still
+decides inside the set, as on `/mcp`. Resources, resource templates and
+prompts come with their servers (``servers``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from registry.models import AGENT_ID_PATTERN
+from registry.tables import mcp_sets as table
+from registry.urls import HttpUrlText
+
+SET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_TargetId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
+_Tag = Annotated[str, Field(min_length=1, max_length=64)]
+_ToolPattern = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class McpSetSelection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    servers: list[_TargetId] = Field(
+        default_factory=list,
+        max_length=256,
+        description="every tool, resource and prompt of these MCP servers",
+    )
+    agents: list[_TargetId] = Field(
+        default_factory=list, max_length=256, description="every skill of these agents"
+    )
+    tags: list[_Tag] = Field(
+        default_factory=list, max_length=64, description="agents' skills with any of these tags"
+    )
+    tools: list[_ToolPattern] = Field(
+        default_factory=list,
+        max_length=512,
+        description="tools by the name /mcp offers them under: exact, or a shell-style "
+        "pattern (`crm__*`, `*__search`)",
+    )
+
+    @field_validator("tools")
+    @classmethod
+    def _printable(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if any(ord(c) < 0x21 or ord(c) == 0x7F for c in pattern):
+                raise ValueError("a tool pattern has no spaces or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> McpSetSelection:
+        if not (self.servers or self.agents or self.tags or self.tools):
+            raise ValueError("select at least one server, agent, tag or tool")
+        return self
+
+    def takes_tool(
+        self,
+        name: str,
+        *,
+        server: str | None = None,
+        agent: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> bool:
+        if server is not None and server in self.servers:
+            return True
+        if agent is not None and agent in self.agents:
+            return True
+        if agent is not None and self.tags and not set(self.tags).isdisjoint(tags):
+            return True
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.tools)
+
+
+class McpSetSpec(BaseModel):
+    """`PUT /mcp-sets/{name}` (and `POST /mcp-sets`, with ``name``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200, description="the server's name to clients")
+    description: str = Field(default="", max_length=2000)
+    instructions: str = Field(
+        default="",
+        max_length=16_000,
+        description="told to clients at initialize (and server/discover)",
+    )
+    icon: HttpUrlText | None = Field(default=None, description="an https URL of the set's icon")
+    select: McpSetSelection
+
+
+class NewMcpSet(McpSetSpec):
+    name: str = Field(pattern=SET_NAME_PATTERN, description="served at /mcp/{name}")
+
+
+class McpSet(NewMcpSet):
+    """A set as stored and shown."""
+
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str
+
+    def path(self) -> str:
+        return f"/mcp/{self.name}"
+
+
+class SetExists(Exception):
+    pass
+
+
+class SqlMcpSets:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(self, spec: NewMcpSet, by: str) -> McpSet:
+        now = datetime.now(UTC)
+        row = _row(spec, by, now)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(table).values(**row, created_at=now))
+        except IntegrityError:
+            raise SetExists(spec.name) from None
+        return McpSet(**spec.model_dump(), created_at=now, updated_at=now, updated_by=by)
+
+    async def replace(self, name: str, spec: McpSetSpec, by: str) -> tuple[McpSet, bool]:
+        """Create or replace; (the set, whether it is new)."""
+        now = datetime.now(UTC)
+        named = NewMcpSet(name=name, **spec.model_dump())
+        row = _row(named, by, now)
+        async with self._engine.begin() as conn:
+            done = await conn.execute(update(table).where(table.c.name == name).values(**row))
+            if done.rowcount:
+                created = await conn.scalar(select(table.c.created_at).where(table.c.name == name))
+                return McpSet(
+                    **named.model_dump(),
+                    created_at=_utc(created),
+                    updated_at=now,
+                    updated_by=by,
+                ), False
+        try:
+            return await self.create(named, by), True
+        except SetExists:  # created meanwhile: replace that one
+            return await self.replace(name, spec, by)
+
+    async def get(self, name: str) -> McpSet | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(table).where(table.c.name == name))).first()
+        return None if row is None else _parsed(row._mapping)
+
+    async def all(self) -> list[McpSet]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(table).order_by(table.c.name))).all()
+        return [_parsed(row._mapping) for row in rows]
+
+    async def delete(self, name: str) -> bool:
+        async with self._engine.begin() as conn:
+            done = await conn.execute(delete(table).where(table.c.name == name))
+        return bool(done.rowcount)
+
+
+def _row(spec: NewMcpSet, by: str, now: datetime) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "instructions": spec.instructions,
+        "icon": spec.icon,
+        "selection": spec.select.model_dump(mode="json"),
+        "updated_at": now,
+        "updated_by": by,
+    }
+
+
+def _utc(value: Any) -> datetime:
+    moment: datetime = value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parsed(row: Any) -> McpSet:
+    return McpSet(
+        name=row["name"],
+        title=row["title"],
+        description=row["description"],
+        instructions=row["instructions"],
+        icon=row["icon"],
+        select=McpSetSelection.model_validate(row["selection"]),
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+        updated_by=row["updated_by"],
+    )

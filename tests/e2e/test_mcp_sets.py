@@ -1,0 +1,328 @@
+"""Virtual MCP servers (`/mcp/{name}`), end to end: a real gateway on both
+databases, two MCP servers on the official SDK and an a2a-sdk agent over
+HTTP, and the `mcp` SDK's client at both protocol revisions.
+
+What must hold: a client at `/mcp/{name}` sees only the set -- its tools,
+resources and prompts -- and the set's own name and instructions; the
+caller's policy still filters inside it; anything outside it is answered as
+a name that does not exist; only admins define sets, with every bad
+definition refused and nothing stored; a changed set tells its own clients,
+not another set's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+from a2a.types import AgentSkill
+
+from tests.support.agents import CardSource, sdk_agent_app, sdk_card
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.mcp_clients import MODES, mcp_client
+from tests.support.mcp_servers import upstream_server
+from tests.support.servers import ServerThread, stop_all
+
+POLICY = """\
+agents:
+  alpha:
+    tools:
+      fail:
+        allow: false
+"""
+OPS = {
+    "name": "ops",
+    "title": "Ops tools",
+    "description": "What the ops team uses.",
+    "instructions": "Use these for stock questions.",
+    "icon": "https://icons.example/ops.png",
+    "select": {"servers": ["alpha"], "tags": ["inventory"], "tools": ["beta__ad?"]},
+}
+
+
+@dataclass
+class Setup:
+    gateway: Gateway
+    servers: list[ServerThread] = field(default_factory=list)
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    running = Setup(gateway)
+    try:
+        for name in ("alpha", "beta"):
+            server, _, _ = upstream_server()
+            running.servers.append(server)
+            with running.admin() as admin:
+                added = admin.post("/mcp-servers", json={"name": name, "url": server.url + "/mcp"})
+                assert added.status_code == 201, added.text
+        skills = [
+            AgentSkill(id="check-stock", name="Check stock", tags=["inventory"], description="x"),
+            AgentSkill(id="ship", name="Ship", tags=["shipping"], description="y"),
+        ]
+        agent = ServerThread(
+            lambda url: sdk_agent_app(CardSource(sdk_card(url, skills=skills)))
+        ).start()
+        running.servers.append(agent)
+        with running.admin() as admin:
+            body = {"card_url": agent.url + "/.well-known/agent-card.json", "id": "inventory"}
+            assert admin.post("/agents", json=body).status_code == 201
+        yield running
+    finally:
+        stop_all(*running.servers)
+        gateway.server.stop()
+
+
+def tool_names(setup: Setup, path: str, mode: str, token: str | None = None) -> set[str]:
+    token = token or setup.gateway.token("alice")
+
+    async def run() -> set[str]:
+        async with mcp_client(setup.gateway.url + path, token, mode) as client:
+            return {t.name for t in (await client.list_tools()).tools}
+
+    return setup.gateway.server.run(run())  # type: ignore[no-any-return]
+
+
+def wait_for_tools(setup: Setup) -> None:
+    """Until both servers' tools are listed on /mcp."""
+    deadline = time.monotonic() + 30
+    while not {"alpha__add", "beta__add"} <= tool_names(setup, "/mcp", "2026-07-28"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_client_at_a_set_sees_only_the_set(setup: Setup, mode: str) -> None:
+    wait_for_tools(setup)
+    with setup.admin() as admin:
+        created = admin.post("/mcp-sets", json=OPS)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/mcp-sets/ops"
+    everything = tool_names(setup, "/mcp", mode)
+    assert {"alpha__add", "beta__slow", "inventory__ship"} <= everything
+    token = setup.gateway.token("alice")
+
+    async def run() -> dict[str, Any]:
+        async with mcp_client(setup.gateway.url + "/mcp/ops", token, mode) as client:
+            listed = {t.name for t in (await client.list_tools()).tools}
+            added = await client.call_tool("beta__add", {"a": 2, "b": 3})
+            refused = {}
+            for outside in ("beta__slow", "inventory__ship", "alpha__fail"):
+                try:
+                    answer = await client.call_tool(outside, {"steps": 1, "message": "m"})
+                    refused[outside] = answer
+                except Exception as exc:  # the SDK raises the JSON-RPC error
+                    refused[outside] = str(exc)
+            return {"listed": listed, "added": added, "refused": refused}
+
+    seen = setup.gateway.server.run(run())
+    # alpha's tools but `fail` (the policy), beta__add by pattern, the inventory skill by tag.
+    assert seen["listed"] == {
+        "alpha__add",
+        "alpha__slow",
+        "alpha__whoami",
+        "beta__add",
+        "inventory__check-stock",
+    }
+    assert not seen["added"].is_error
+    assert "5" in "".join(c.text for c in seen["added"].content if hasattr(c, "text"))
+    for outside, said in seen["refused"].items():
+        text = said if isinstance(said, str) else str(said.content)
+        assert outside in text or "nknown tool" in text, (outside, said)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # initialize; server/discover
+def test_a_set_introduces_itself(setup: Setup, mode: str) -> None:
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+    token = setup.gateway.token("alice")
+
+    async def run(path: str) -> tuple[types.Implementation | None, str | None, str]:
+        async with mcp_client(setup.gateway.url + path, token, mode) as client:
+            return client.server_info, client.instructions, client.protocol_version
+
+    info, instructions, version = setup.gateway.server.run(run("/mcp/ops"))
+    assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+    assert info is not None
+    assert (info.name, info.title, info.description) == ("ops", "Ops tools", OPS["description"])
+    assert [str(i.src) for i in info.icons or []] == [OPS["icon"]] or mode == "auto"
+    assert instructions == OPS["instructions"]
+    info, instructions, _ = setup.gateway.server.run(run("/mcp"))
+    assert info is not None and info.name == "switchboard"
+    assert instructions != OPS["instructions"]
+
+
+def test_resources_and_prompts_come_with_their_servers(setup: Setup) -> None:
+    wait_for_tools(setup)
+    with setup.admin() as admin:
+        body = {"name": "beta-only", "title": "Beta", "select": {"servers": ["beta"]}}
+        assert admin.post("/mcp-sets", json=body).status_code == 201
+        skills = {"name": "skills", "title": "Skills", "select": {"agents": ["inventory"]}}
+        assert admin.post("/mcp-sets", json=skills).status_code == 201
+    assert tool_names(setup, "/mcp/beta-only", "2026-07-28") == {
+        "beta__add",
+        "beta__slow",
+        "beta__fail",
+        "beta__whoami",
+    }
+    assert tool_names(setup, "/mcp/skills", "legacy") == {
+        "inventory__check-stock",
+        "inventory__ship",
+    }
+    token = setup.gateway.token("alice")
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with mcp_client(setup.gateway.url + "/mcp/skills", token, "2026-07-28") as c:
+            resources = [str(r.uri) for r in (await c.list_resources()).resources]
+            prompts = [p.name for p in (await c.list_prompts()).prompts]
+        return resources, prompts
+
+    assert setup.gateway.server.run(run()) == ([], [])
+
+
+def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> None:
+    user = setup.gateway.token("bob")
+    with setup.admin() as admin, setup.gateway.client(user) as bob:
+        assert bob.post("/mcp-sets", json=OPS).status_code == 403
+        assert bob.put("/mcp-sets/ops", json=OPS).status_code == 403
+        bad: list[dict[str, Any]] = [
+            {**OPS, "name": "Ops"},
+            {**OPS, "name": "-ops"},
+            {**OPS, "name": "o" * 65},
+            {**OPS, "select": {}},
+            {**OPS, "select": {"servers": ["nobody"]}},
+            {**OPS, "select": {"agents": ["ghost"]}},
+            {**OPS, "select": {"tools": ["a b"]}},
+            {**OPS, "select": {"tools": "alpha__*"}},
+            {**OPS, "select": {"servers": ["alpha"], "extra": 1}},
+            {**OPS, "title": ""},
+            {**OPS, "title": "t" * 201},
+            {**OPS, "icon": "javascript:alert(1)"},
+            {**OPS, "unknown": True},
+            {k: v for k, v in OPS.items() if k != "select"},
+        ]
+        for body in bad:
+            answer = admin.post("/mcp-sets", json=body)
+            assert answer.status_code == 422, (body, answer.text)
+        unknown = admin.post("/mcp-sets", json={**OPS, "select": {"servers": ["nobody"]}})
+        assert unknown.json()["type"].endswith("unknown-target")
+        assert admin.get("/mcp-sets").json()["items"] == []
+        assert admin.put("/mcp-sets/Bad_Name", json=OPS).status_code == 422
+
+        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+        assert admin.post("/mcp-sets", json=OPS).status_code == 409
+        spec = {k: v for k, v in OPS.items() if k != "name"}
+        replaced = admin.put("/mcp-sets/ops", json={**spec, "title": "Ops, renamed"})
+        assert replaced.status_code == 200, replaced.text
+        created = admin.put("/mcp-sets/billing", json=spec)
+        assert created.status_code == 201
+        listed = bob.get("/mcp-sets").json()["items"]  # any user may list them
+        assert [(s["name"], s["title"]) for s in listed] == [
+            ("billing", "Ops tools"),
+            ("ops", "Ops, renamed"),
+        ]
+        assert bob.delete("/mcp-sets/ops").status_code == 403
+        assert admin.delete("/mcp-sets/ops").status_code == 204
+        assert admin.delete("/mcp-sets/ops").status_code == 404
+        assert bob.get("/mcp-sets/ops").status_code == 404
+        events = [
+            r["event"]
+            for r in admin.get("/audit", params={"subject": "admin", "limit": 100}).json()["items"]
+            if r["event"].startswith("mcp_set.")
+        ]
+    assert sorted(events) == sorted(
+        ["mcp_set.created", "mcp_set.updated", "mcp_set.created", "mcp_set.deleted"]
+    )
+
+
+def test_a_set_is_a_protected_resource_of_its_own(setup: Setup) -> None:
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+    url = setup.gateway.url
+    metadata = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/ops")
+    assert metadata.status_code == 200
+    assert metadata.json()["resource"] == url + "/mcp/ops"
+    assert metadata.json()["resource_name"] == "Ops tools"
+    missing = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/nope")
+    assert missing.status_code == 404
+    # Unauthenticated: 401 pointing at the set's own metadata, whether or not it exists.
+    for name in ("ops", "nope"):
+        refused = httpx.post(url + f"/mcp/{name}", json={"jsonrpc": "2.0", "id": 1})
+        assert refused.status_code == 401
+        challenge = refused.headers["www-authenticate"]
+        assert f'/.well-known/oauth-protected-resource/mcp/{name}"' in challenge
+    # Authenticated: an unknown set is 404, not an empty server.
+    token = setup.gateway.token("alice")
+    nope = httpx.post(
+        url + "/mcp/nope",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert nope.status_code == 404
+
+
+async def _notices(
+    setup: Setup, token: str, path: str, heard: dict[str, anyio.Event], ready: anyio.Event
+) -> None:
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            heard[path].set()
+
+    async with mcp_client(
+        setup.gateway.url + path, token, "legacy", message_handler=on_message
+    ) as client:
+        await client.list_tools()
+        ready.set()
+        await anyio.sleep_forever()
+
+
+def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+        other = {**OPS, "name": "other", "title": "Other"}
+        assert admin.post("/mcp-sets", json=other).status_code == 201
+    token = setup.gateway.token("carol")  # made off the gateway's loop
+    told: list[str] = []
+
+    async def run() -> None:
+        heard = {"/mcp/ops": anyio.Event(), "/mcp/other": anyio.Event()}
+        async with anyio.create_task_group() as group:
+            readies = []
+            for path in ("/mcp/ops", "/mcp/other"):
+                ready = anyio.Event()
+                readies.append(ready)
+                group.start_soon(_notices, setup, token, path, heard, ready)
+            with anyio.fail_after(20):
+                for ready in readies:
+                    await ready.wait()
+
+            def replace() -> int:
+                spec = {k: v for k, v in OPS.items() if k != "name"}
+                with setup.admin() as admin:
+                    return admin.put("/mcp-sets/ops", json={**spec, "title": "New"}).status_code
+
+            assert await anyio.to_thread.run_sync(replace) == 200
+            with anyio.fail_after(10):
+                await heard["/mcp/ops"].wait()
+            # The other set's client hears nothing of it (given a second more).
+            with contextlib.suppress(TimeoutError), anyio.fail_after(1.0):
+                await heard["/mcp/other"].wait()
+            told.extend(path for path, event in heard.items() if event.is_set())
+            group.cancel_scope.cancel()
+
+    setup.gateway.server.run(run())
+    assert told == ["/mcp/ops"]

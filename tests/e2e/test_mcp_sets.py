@@ -120,7 +120,7 @@ def test_a_client_at_a_set_sees_only_the_set(setup: Setup, mode: str) -> None:
         async with mcp_client(setup.gateway.url + "/mcp/ops", token, mode) as client:
             listed = {t.name for t in (await client.list_tools()).tools}
             added = await client.call_tool("beta__add", {"a": 2, "b": 3})
-            refused = {}
+            refused: dict[str, Any] = {}
             for outside in ("beta__slow", "inventory__ship", "alpha__fail"):
                 try:
                     answer = await client.call_tool(outside, {"steps": 1, "message": "m"})

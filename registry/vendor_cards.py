@@ -42,7 +42,7 @@ def vendor_card(registration: VendorRegistration, agent_id: str, url: str) -> Pa
                     "description": f"Run by the gateway: the agent is {_KIND_NAMES[kind]}; "
                     "its tasks are the gateway's.",
                     "required": False,
-                    "params": {"kind": kind},
+                    "params": {"kind": kind, **_connects(registration)},
                 }
             ],
         },
@@ -64,6 +64,23 @@ def vendor_card(registration: VendorRegistration, agent_id: str, url: str) -> Pa
 
 # The kinds `vendor_card` writes: agents the gateway calls through an adapter.
 VENDOR_KINDS = frozenset({"openai", "rest"})
+
+
+def _connects(registration: VendorRegistration) -> dict[str, Any]:
+    """Its users connect their own accounts at the vendor (`user_oauth`): said
+    in the card so a message's admission reads the registration only then."""
+    return {"userOAuth": True} if registration.user_oauth is not None else {}
+
+
+def takes_users_own_token(card: Mapping[str, Any]) -> bool:
+    """A card `vendor_card` wrote for an agent registered with `user_oauth`."""
+    if gateway_run_kind(card) not in VENDOR_KINDS:
+        return False
+    for extension in card.get("capabilities", {}).get("extensions") or ():
+        if isinstance(extension, Mapping) and extension.get("uri") == GATEWAY_RUN_EXTENSION:
+            params = extension.get("params")
+            return isinstance(params, Mapping) and params.get("userOAuth") is True
+    return False
 
 
 def gateway_run_kind(card: Mapping[str, Any]) -> str | None:

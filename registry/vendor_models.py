@@ -9,6 +9,7 @@ its API key is never stored in the clear and never shown.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -108,9 +109,16 @@ class VendorUserOAuth(BaseModel):
                 raise ValueError("client_secret goes with client_id")
             if not 0 < len(self.client_secret.get_secret_value()) <= 4096:
                 raise ValueError("client_secret must be 1-4096 characters")
-        if self.scope is not None and any(ord(c) < 0x21 and c != " " for c in self.scope):
-            raise ValueError("scope is space-separated printable tokens (RFC 6749 §3.3)")
+        if self.scope is not None and not _SCOPE.fullmatch(self.scope):
+            raise ValueError("scope is space-separated tokens (RFC 6749 §3.3)")
+        if self.client_id is not None and not _CLIENT_ID.fullmatch(self.client_id):
+            raise ValueError("client_id is printable ASCII (RFC 6749 Appendix A.1)")
         return self
+
+
+# RFC 6749 Appendix A: scope-token = 1*NQCHAR; client_id = *VSCHAR.
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
+_CLIENT_ID = re.compile(r"[\x20-\x7e]+")
 
 
 class UserOAuthInfo(BaseModel):

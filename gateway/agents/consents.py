@@ -46,7 +46,7 @@ from gateway.delegation.permits import Grant
 from gateway.storage.tables import approvals, upstream_connections
 from gateway.storage.tables import consent_waits as table
 from policies.card_oauth import card_authorization
-from registry.vendor_cards import VENDOR_KINDS, gateway_run_kind
+from registry.vendor_cards import VENDOR_KINDS, gateway_run_kind, takes_users_own_token
 
 logger = logging.getLogger(__name__)
 RELEASED_BY = "connection"
@@ -88,7 +88,9 @@ async def connectable(
     `VendorAgents.user_oauth_upstream`; its gateway-written card does not
     say it); None for an agent that takes the gateway's token."""
     if gateway_run_kind(card) in VENDOR_KINDS:
-        return await vendors(agent_id) if vendors is not None else None
+        if not takes_users_own_token(card) or vendors is None:
+            return None
+        return await vendors(agent_id)
     upstream = agent_upstream(agent_id, card)
     configured = await clients(agent_id) if upstream is not None and clients else None
     if upstream is None or configured is None:
@@ -295,7 +297,8 @@ class CallToken:
         if upstream is None and consents is not None:
             upstream = consents.upstream(grant)
         self.upstream = upstream
-        self.token = grant.token.token
+        # The user's own, once `check` has got it; never the minted one in its place.
+        self.token = grant.token.token if upstream is None else ""
         self._used: Connection | None = None
         self._read = read
         self._refused: Refused | None = None

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from policies.keys import open_secret, seal_secret
 from registry.store import AgentNotFound, is_agent_id
 from registry.tables import agent_oauth_clients as table
+from registry.tables import agents
 
 SEAL_PURPOSE = "agent-oauth-client-secret"
 
@@ -33,7 +34,9 @@ class OAuthClientSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    client_id: str = Field(min_length=1, max_length=512)
+    client_id: str = Field(
+        min_length=1, max_length=512, pattern=r"^[\x20-\x7e]+$"
+    )  # RFC 6749 Appendix A.1: VSCHAR
     client_secret: SecretStr | None = Field(
         default=None,
         min_length=1,
@@ -62,7 +65,9 @@ class AgentOAuthClients:
         self._engine = engine
         self._secret = sealing_secret
 
-    async def put(self, agent_id: str, spec: OAuthClientSpec) -> OAuthClientInfo:
+    async def put(
+        self, agent_id: str, spec: OAuthClientSpec, *, retried: bool = False
+    ) -> OAuthClientInfo:
         """Set (or replace) the agent's client; raises `AgentNotFound`."""
         sealed = (
             seal_secret(spec.client_secret.get_secret_value(), self._secret, SEAL_PURPOSE)
@@ -81,11 +86,20 @@ class AgentOAuthClients:
                         updated_at=now,
                     )
                 )
-        except IntegrityError:  # the agent was removed meanwhile
+        except IntegrityError:
+            # Another PUT's row came in between (a retry replaces it), or the
+            # agent was removed meanwhile.
+            if not retried and await self._agent_exists(agent_id):
+                return await self.put(agent_id, spec, retried=True)
             raise AgentNotFound(agent_id) from None
         return OAuthClientInfo(
             client_id=spec.client_id, client_secret=sealed is not None, updated_at=now
         )
+
+    async def _agent_exists(self, agent_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(agents.c.id).where(agents.c.id == agent_id))
+        return found is not None
 
     async def _row(self, agent_id: str) -> tuple[str, str | None, datetime] | None:
         if not is_agent_id(agent_id):

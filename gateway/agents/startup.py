@@ -149,6 +149,7 @@ class Agents:
             public_url=settings.effective_public_url,
             sealing_secret=settings.sealing_secret,
             secrets=settings.secrets,
+            dev=settings.dev,
         )
 
         if front_door.consents is not None:

@@ -74,6 +74,7 @@ from gateway.delegation.vendor_agents import (
     VendorAgents,
     VendorCall,
 )
+from policies.keys import KeySealError
 from registry.vendor_cards import gateway_run_kind
 
 POLL_SECONDS = 0.5
@@ -299,7 +300,12 @@ async def _connected(parts: FrontDoorParts, admission: Admission) -> None:
             f"agent {admission.agent_id} takes each user's own account, "
             "and connected accounts are not available on this gateway"
         )
-    await consents.connection(admission.grant, upstream)
+    try:
+        await consents.connection(admission.grant, upstream)
+    except KeySealError:  # the vault's sealing secret changed
+        raise InternalError(
+            f"agent {admission.agent_id}: the connection cannot be opened"
+        ) from None
 
 
 def _turn(message: Message, skill: str | None, task: Task) -> Turn:

@@ -196,7 +196,11 @@ async def _refusal(token: CallToken, failure: AdapterError) -> ConnectionRequire
     ``insufficient_scope``): what the user must do about it."""
     if token.upstream is None or not isinstance(failure, UpstreamFailed):
         return None
-    if failure.status in (401, 403):
+    # A 401 is the user's token refused only when it says so the bearer way
+    # (RFC 6750 §3): one for another credential (an API key sent alongside)
+    # must not end every user's connection.
+    bearer = (failure.challenge or "").lower().startswith("bearer")
+    if failure.status == 403 or (failure.status == 401 and bearer):
         token.answered(failure.status, failure.challenge)
     return await token.refused()
 

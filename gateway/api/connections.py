@@ -16,7 +16,7 @@ as it must be.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,13 +29,13 @@ from gateway.api.state import state_of
 from gateway.connections.service import CLIENT_METADATA_PATH
 from gateway.connections.vault import Connection, ConnectionInfo
 from gateway.delegation.audit import AuditEvent
-from gateway.delegation.vendor_agents import CredentialUnavailable
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 
 router = APIRouter(tags=["connections"])
+logger = logging.getLogger(__name__)
 CONNECTION_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -160,7 +160,9 @@ async def client_metadata(request: Request) -> dict[str, Any]:
     # And the agents whose users connect: each upstream its own redirect URI,
     # which the authorization server matches exactly against this list.
     async for agent, card in state.agents.all_with_cards():
-        with contextlib.suppress(CredentialUnavailable):
+        try:
             if await connectable(agent.id, card, state.vendors.user_oauth_upstream):
                 upstreams.append(agent.id)
+        except Exception:  # one agent's trouble does not take every connection down
+            logger.exception("agent %s left out of the client metadata document", agent.id)
     return connections.client_metadata(upstreams)

@@ -51,6 +51,7 @@ async def delete_vendor_agent(request: Request, agent_id: str, _: AdminPrincipal
     state = state_of(request)
     if await state.vendors.get(agent_id) is None or not await state.agents.delete(agent_id):
         raise AgentNotFound(agent_id)
+    state.registry.changed()  # its skills leave /mcp's tools
     # Its users' connected accounts go with it, revoked at the vendor.
     await state.connections.forget_upstream(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

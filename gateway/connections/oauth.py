@@ -93,15 +93,21 @@ async def _get(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
 
 
 async def discover(
-    http: httpx2.AsyncClient, server_url: str, *, allow_http: bool = False
+    http: httpx2.AsyncClient, server_url: str, *, allow_http: bool = False, probe: bool = True
 ) -> Discovered:
-    """``allow_http``: endpoints may be plain http (a ``--dev`` gateway only)."""
-    try:
-        probe = await http.post(server_url, json=_PROBE, headers=_HEADERS)
-    except httpx2.HTTPError as exc:
-        raise ConnectFailed(f"the server at {server_url} cannot be reached: {exc}") from None
-    challenged_scope = extract_scope_from_www_auth(probe) if probe.status_code == 401 else None
-    pointer = extract_resource_metadata_from_www_auth(probe) if probe.status_code == 401 else None
+    """``allow_http``: endpoints may be plain http (a ``--dev`` gateway only).
+    ``probe``: ask the server for its 401 first (an MCP `initialize`);
+    False: read its metadata at the well-known URLs only."""
+    challenged_scope: str | None = None
+    pointer: str | None = None
+    if probe:
+        try:
+            answer = await http.post(server_url, json=_PROBE, headers=_HEADERS)
+        except httpx2.HTTPError as exc:
+            raise ConnectFailed(f"the server at {server_url} cannot be reached: {exc}") from None
+        if answer.status_code == 401:
+            challenged_scope = extract_scope_from_www_auth(answer)
+            pointer = extract_resource_metadata_from_www_auth(answer)
     prm: ProtectedResourceMetadata | None = None
     for url in build_protected_resource_metadata_discovery_urls(pointer, server_url):
         prm = await handle_protected_resource_response(await _get(http, url))
@@ -222,6 +228,8 @@ async def discover_at_issuer(
     metadata read at its issuer's well-known URLs (RFC 8414 §3, then OIDC
     discovery), issuer checked (§3.3), PKCE S256 required. The scope is the
     registration's (none said: what the user consents to by default)."""
+    if not allow_http and not issuer.startswith("https://"):
+        raise ConnectFailed(f"the authorization server {issuer} is not https")
     metadata: OAuthMetadata | None = None
     for url in build_oauth_authorization_server_metadata_discovery_urls(issuer, server_url):
         ok, found = await handle_auth_metadata_response(await _get(http, url))

@@ -67,6 +67,9 @@ class Upstream:
     # A vendor agent's authorization server, named at its registration (its
     # issuer URL); None: discovered from the upstream (RFC 9728).
     issuer: str | None = None
+    # Discovery may send the upstream an unauthenticated request for its 401
+    # (RFC 9728 §5.1); False: the well-known metadata URLs only.
+    probe: bool = True
 
 
 def _challenge(verifier: str) -> str:
@@ -183,7 +186,9 @@ class Connections:
             return await oauth.discover_at_issuer(
                 self._http, upstream.url, upstream.issuer, allow_http=self._allow_http
             )
-        return await oauth.discover(self._http, upstream.url, allow_http=self._allow_http)
+        return await oauth.discover(
+            self._http, upstream.url, allow_http=self._allow_http, probe=upstream.probe
+        )
 
     async def begin(
         self,

@@ -18,6 +18,7 @@ the vendor -- finds no connection under way in their browser and is refused.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 from typing import Annotated
@@ -77,7 +78,10 @@ async def _upstream(request: Request, upstream_id: str) -> Upstream | None:
         return None
     try:
         return await connectable(
-            upstream_id, found[1], state.vendors.user_oauth_upstream, state.agent_clients.get
+            upstream_id,
+            found[1],
+            functools.partial(state.vendors.user_oauth_upstream, with_secret=True),
+            state.agent_clients.get,
         )
     except CredentialUnavailable as exc:
         raise KeySealError(str(exc)) from None
@@ -159,7 +163,12 @@ async def callback(
         said = (error or "no code")[:100]
         raise ConsoleError(401, "Connecting failed", f"the authorization server said: {said}")
     app = state_of(request)
-    upstream = await _upstream(request, pending.upstream)
+    try:
+        upstream = await _upstream(request, pending.upstream)
+    except KeySealError as exc:
+        raise ConsoleError(
+            500, "This upstream's client secret cannot be opened", str(exc)
+        ) from None
     if upstream is None:
         raise ConsoleError(404, "Connecting failed", f"{pending.upstream} is gone")
     try:
@@ -207,7 +216,9 @@ async def connect(
     try:
         upstream = await _upstream(request, server_id)
     except KeySealError as exc:
-        raise ConsoleError(500, "This server's client secret cannot be opened", str(exc)) from None
+        raise ConsoleError(
+            500, "This upstream's client secret cannot be opened", str(exc)
+        ) from None
     if upstream is None:
         raise ConsoleError(404, "No such server to connect to", server_id)
     session = request.cookies.get(console.session_cookie) or ""

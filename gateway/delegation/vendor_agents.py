@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -104,7 +105,10 @@ class VendorAgents:
         public_url: str,
         sealing_secret: str | None,
         secrets: Mapping[str, SecretStr],
+        dev: bool = False,
     ) -> None:
+        """``dev``: authorization servers on plain http (``--dev`` only)."""
+        self._dev = dev
         self.store = store
         self._agents = agents
         self.http = http
@@ -166,6 +170,14 @@ class VendorAgents:
         if given is None:
             return None, None
         if given.authorization_server is not None:
+            issuer = urlsplit(given.authorization_server)
+            if issuer.query or issuer.fragment or (issuer.scheme != "https" and not self._dev):
+                # RFC 8414 §2: an https URL without query or fragment (http in --dev).
+                raise VendorRegistrationRefused(
+                    "invalid-issuer",
+                    "Not an authorization server's issuer",
+                    "authorization_server is an https URL without query or fragment",
+                )
             try:
                 self.http.check_url(given.authorization_server)
             except UpstreamRefused as exc:
@@ -251,22 +263,26 @@ class VendorAgents:
         webhook = WebhookConfig(upstream.url, upstream.method, compile_mapping(upstream.mapping))
         return RestWebhookAdapter(self.http.httpx, webhook, name)
 
-    async def user_oauth_upstream(self, agent_id: str) -> Upstream | None:
+    async def user_oauth_upstream(
+        self, agent_id: str, *, with_secret: bool = False
+    ) -> Upstream | None:
         """The agent as its users connect to it (`gateway.connections`); None
         unless it is a gateway-run agent registered with `user_oauth`. Its
         URL -- where the calls go -- is the resource its users' tokens are
-        asked for (RFC 8707) and the only one they are sent to. Raises
-        `CredentialUnavailable` if the client's secret cannot be opened."""
+        asked for (RFC 8707) and the only one they are sent to.
+        ``with_secret``: the client's secret opened, for connecting (a call
+        needs none: a connection refreshes with the client it was made
+        with); raises `CredentialUnavailable` if it cannot be."""
         stored = await self.store.get(agent_id)
         if stored is None or stored.config.user_oauth is None:
             return None
-        return self._upstream_of(stored)
+        return self._upstream_of(stored, with_secret)
 
-    def _upstream_of(self, stored: StoredVendorAgent) -> Upstream:
+    def _upstream_of(self, stored: StoredVendorAgent, with_secret: bool) -> Upstream:
         info = stored.config.user_oauth
         assert info is not None
         secret = None
-        if stored.client_secret_sealed is not None:
+        if with_secret and stored.client_secret_sealed is not None:
             try:
                 secret = open_secret(
                     stored.client_secret_sealed, self._sealing_secret, CLIENT_SECRET_PURPOSE
@@ -274,6 +290,7 @@ class VendorAgents:
             except KeySealError as exc:
                 raise CredentialUnavailable(str(exc)) from None
         upstream = stored.config.upstream
+        openai = isinstance(upstream, OpenAIUpstream)
         url = upstream.base_url if isinstance(upstream, OpenAIUpstream) else upstream.url
         return Upstream(
             id=stored.agent_id,
@@ -282,6 +299,9 @@ class VendorAgents:
             client_secret=secret,
             scope=info.scope,
             issuer=info.authorization_server,
+            # A webhook may act on any request: its protected resource metadata
+            # is read at the well-known URLs only, never by calling it.
+            probe=openai,
         )
 
     def _api_key(self, stored: StoredVendorAgent) -> str | None:

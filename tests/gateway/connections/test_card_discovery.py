@@ -118,3 +118,13 @@ async def test_a_named_authorization_server_that_cannot_be_trusted_is_refused(
     connections = connections_of(engine, vendor)
     with pytest.raises(ConnectFailed, match=refusal):
         await connections.begin(named(issuer), subject="alice", issuer="idp", session="s")
+
+
+async def test_a_named_authorization_server_on_http_is_refused_outside_dev(
+    engine: AsyncEngine,
+) -> None:
+    connections = connections_of(engine, Vendor())
+    with pytest.raises(ConnectFailed, match="not https"):
+        await connections.begin(
+            named("http://as.example"), subject="alice", issuer="idp", session="s"
+        )

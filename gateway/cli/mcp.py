@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from gateway.cli import mcp_sets
 from gateway.cli.common import (
     CliError,
     call,
@@ -62,6 +63,7 @@ def register(commands: Any) -> None:
     mcp_approve.add_argument("tool", help="the namespaced tool name")
     mcp_approve.add_argument("--digest", help="the digest you reviewed (refused if it changed)")
     mcp_approve.set_defaults(run=_mcp_approve)
+    mcp_sets.register(mcp)
 
     stdio = commands.add_parser(
         "mcp-stdio",

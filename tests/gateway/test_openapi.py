@@ -44,6 +44,7 @@ def test_secured_operations_name_the_bearer_scheme(document: dict[str, Any]) -> 
         "GET /.well-known/jwks.json",
         "GET /.well-known/oauth-protected-resource",
         "GET /.well-known/oauth-protected-resource/mcp",
+        "GET /.well-known/oauth-protected-resource/mcp/{set_name}",  # a virtual server's
         "GET /.well-known/oauth-authorization-server",
         "POST /oauth/token",
         # the gateway's OAuth Client ID Metadata Document: authorization servers fetch it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -56,4 +57,40 @@ def test_mcp_commands_manage_servers(gateway: Gateway, upstream: ServerThread) -
     removed = run("mcp", "remove", "alpha", *common)
     assert removed.returncode == 0 and "removed alpha" in removed.stdout
     missing = run("mcp", "remove", "alpha", *common)
+    assert missing.returncode == 2 and "HTTP 404" in missing.stderr
+
+
+def test_mcp_sets_commands_manage_virtual_servers(
+    gateway: Gateway, upstream: ServerThread, tmp_path: Path
+) -> None:
+    common = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    assert run("mcp", "add", "Alpha", upstream.url + "/mcp", *common).returncode == 0
+    assert run("mcp", "sets", "list", *common).stdout.strip() == "no sets"
+    put = run(
+        "mcp", "sets", "put", "ops", "--title", "Ops", "--server", "alpha", "--tool", "x__*",
+        *common,
+    )  # fmt: skip
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.startswith("created /mcp/ops") and "server alpha" in put.stdout
+    spec = tmp_path / "ops.yaml"
+    spec.write_text(
+        "title: Ops, renamed\ninstructions: Ask first.\nselect:\n  tools: [alpha__add]\n"
+    )
+    replaced = run("mcp", "sets", "put", "ops", "--file", str(spec), *common)
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.startswith("replaced /mcp/ops") and "tool alpha__add" in replaced.stdout
+    listed = run("mcp", "sets", "list", "--token", gateway.token("alice"), *common)
+    assert listed.returncode == 0 and "Ops, renamed" in listed.stdout
+    shown = run("mcp", "sets", "show", "ops", *common)
+    assert '"instructions": "Ask first."' in shown.stdout
+    # Not an admin, an unknown server, a bad file: refused, said, nothing changed.
+    as_user = run("mcp", "sets", "remove", "ops", "--token", gateway.token("alice"), *common)
+    assert as_user.returncode == 2 and "HTTP 403" in as_user.stderr
+    unknown = run("mcp", "sets", "put", "x", "--title", "X", "--server", "nope", *common)
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
+    spec.write_text("- not a mapping\n")
+    bad = run("mcp", "sets", "put", "ops", "--file", str(spec), *common)
+    assert bad.returncode == 2 and "mapping" in bad.stderr
+    assert run("mcp", "sets", "remove", "ops", *common).stdout.strip() == "removed /mcp/ops"
+    missing = run("mcp", "sets", "show", "ops", *common)
     assert missing.returncode == 2 and "HTTP 404" in missing.stderr

@@ -24,6 +24,7 @@ from gateway.console import (
     holds,
     login,
     mcp_servers,
+    mcp_sets,
     overview,
     policy,
 )
@@ -40,6 +41,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         login.router,
         overview.router,
         agents.router,
+        mcp_sets.router,
         mcp_servers.router,
         flows.router,
         approvals.router,

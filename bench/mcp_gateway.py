@@ -3,6 +3,7 @@
     python -m bench.mcp_gateway                      # both revisions, 1 and 32 callers
     python -m bench.mcp_gateway --seconds 10 --modes 2026-07-28
     python -m bench.mcp_gateway --seconds 4 --rounds 3   # medians, ratio taken per round
+    python -m bench.mcp_gateway --with-set               # also through /mcp/{name}
 
 One upstream MCP server (the SDK's `MCPServer`, one `echo` tool, Streamable
 HTTP under uvicorn) and one gateway (`switchboard serve --dev`, SQLite, the
@@ -112,6 +113,10 @@ def _servers() -> Iterator[Servers]:
         pin(os.getpid(), LAYOUT["load"])
         direct = f"http://{HOST}:{up_port}/mcp"
         _switchboard(data, "mcp", "add", "Bench", direct, "--id", "bench", "--no-prefix")
+        # A virtual MCP server offering the same tool (the `set` leg, `--with-set`).
+        _switchboard(
+            data, "mcp", "sets", "put", "bench-set", "--title", "Bench", "--server", "bench"
+        )
         token = _switchboard(data, "token", "issue", "--sub", "bench-user")
         pids = {"upstream": upstream.pid, "gateway": gateway.pid}
         yield Servers(direct, f"http://{HOST}:{gw_port}/mcp", token, pids)
@@ -205,7 +210,14 @@ async def _load(
     return Result(len(latencies), errors, elapsed, latencies, cpu)
 
 
-def main(modes: list[str], levels: list[int], warmup: float, seconds: float, rounds: int) -> int:
+def main(
+    modes: list[str],
+    levels: list[int],
+    warmup: float,
+    seconds: float,
+    rounds: int,
+    with_set: bool = False,
+) -> int:
     # (mode, callers, leg) -> one Result per round. Each round runs direct
     # then gateway back to back, so a disturbance hits one round's pair, and
     # the ratio is taken within the round before the median is.
@@ -220,10 +232,16 @@ def main(modes: list[str], levels: list[int], warmup: float, seconds: float, rou
             token = servers.token
             return asyncio.run(_load(servers.gateway, token, m, n, warmup, seconds, pids))
 
+        def in_set(m: str, n: int) -> Result:
+            url = servers.gateway + "/bench-set"
+            return asyncio.run(_load(url, servers.token, m, n, warmup, seconds, pids))
+
         legs: list[tuple[str, Callable[[str, int], Result]]] = [
             ("direct", direct),
             ("gateway", gateway),
         ]
+        if with_set:
+            legs.append(("set", in_set))
         for _ in range(rounds):
             for mode in modes:
                 for callers in levels:
@@ -260,7 +278,7 @@ def print_table(runs: dict[tuple[str, int, str], list[Result]], seconds: float, 
         failed += any(r.errors > 0 or r.calls == 0 for r in results)
         span = "-"
         ratio = 1.0
-        if leg == "gateway":
+        if leg != "direct":
             directs = runs[(mode, callers, "direct")]
             ratios = sorted(g.rate / d.rate for g, d in zip(results, directs, strict=True))
             ratio = statistics.median(ratios)
@@ -272,7 +290,7 @@ def print_table(runs: dict[tuple[str, int, str], list[Result]], seconds: float, 
             f"{median(results, lambda r: r.percentile(50) if r.latencies else float('nan')):>7.2f} "
             f"{median(results, lambda r: r.percentile(99) if r.latencies else float('nan')):>7.2f} "
             f"{sum(r.errors for r in results):>6} {ratio:>8.2f} {span:>10} "
-            f"{median(results, lambda r: r.micros_per_call('gateway')) if leg == 'gateway' else float('nan'):>10.0f} "
+            f"{median(results, lambda r: r.micros_per_call('gateway')) if leg != 'direct' else float('nan'):>10.0f} "
             f"{median(results, lambda r: r.micros_per_call('upstream')):>10.0f} "
             f"{max(r.other_percent for r in results):>7.0f}"
         )
@@ -299,6 +317,11 @@ if __name__ == "__main__":
         action="store_true",
         help="let the kernel place processes (default: load+upstream on one CPU, gateway on another)",
     )
+    parser.add_argument(
+        "--with-set",
+        action="store_true",
+        help="a third leg: the same tool through a virtual MCP server (/mcp/bench-set)",
+    )
     options = parser.parse_args()
     if (
         not options.no_pin
@@ -307,4 +330,13 @@ if __name__ == "__main__":
     ):
         first, second = sorted(os.sched_getaffinity(0))[:2]
         LAYOUT.update(load={first}, upstream={first}, gateway={second})
-    sys.exit(main(options.modes, options.callers, options.warmup, options.seconds, options.rounds))
+    sys.exit(
+        main(
+            options.modes,
+            options.callers,
+            options.warmup,
+            options.seconds,
+            options.rounds,
+            options.with_set,
+        )
+    )

@@ -12,7 +12,10 @@ prompts come with their servers (``servers``).
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -52,12 +55,12 @@ class McpSetSelection(BaseModel):
         "pattern (`crm__*`, `*__search`)",
     )
 
-    @field_validator("tools")
+    @field_validator("tools", "tags")
     @classmethod
     def _printable(cls, value: list[str]) -> list[str]:
         for pattern in value:
             if any(ord(c) < 0x21 or ord(c) == 0x7F for c in pattern):
-                raise ValueError("a tool pattern has no spaces or control characters")
+                raise ValueError("no spaces or control characters")
         return value
 
     @model_validator(mode="after")
@@ -74,13 +77,37 @@ class McpSetSelection(BaseModel):
         agent: str | None = None,
         tags: Iterable[str] = (),
     ) -> bool:
-        if server is not None and server in self.servers:
+        compiled = self._compiled
+        if server is not None and server in compiled.servers:
             return True
-        if agent is not None and agent in self.agents:
+        if agent is not None and agent in compiled.agents:
             return True
-        if agent is not None and self.tags and not set(self.tags).isdisjoint(tags):
+        if agent is not None and compiled.tags and not compiled.tags.isdisjoint(tags):
             return True
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.tools)
+        if name in compiled.names:
+            return True
+        return compiled.patterns is not None and compiled.patterns.match(name) is not None
+
+    @functools.cached_property
+    def _compiled(self) -> _Compiled:
+        """Worked out once per set: a listing asks for every tool, a call for one."""
+        wild = [p for p in self.tools if any(c in p for c in "*?[")]
+        return _Compiled(
+            frozenset(self.servers),
+            frozenset(self.agents),
+            frozenset(self.tags),
+            frozenset(p for p in self.tools if p not in wild),
+            re.compile("|".join(fnmatch.translate(p) for p in wild)) if wild else None,
+        )
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    servers: frozenset[str]
+    agents: frozenset[str]
+    tags: frozenset[str]
+    names: frozenset[str]
+    patterns: re.Pattern[str] | None
 
 
 class McpSetSpec(BaseModel):
@@ -96,6 +123,14 @@ class McpSetSpec(BaseModel):
         description="told to clients at initialize (and server/discover)",
     )
     icon: HttpUrlText | None = Field(default=None, description="an https URL of the set's icon")
+
+    @field_validator("icon")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("an icon is an https URL (clients fetch it)")
+        return value
+
     select: McpSetSelection
 
 
@@ -112,6 +147,16 @@ class McpSet(NewMcpSet):
 
     def path(self) -> str:
         return f"/mcp/{self.name}"
+
+
+class McpSetView(BaseModel):
+    """A set as a non-admin reads it: what a client is told, and where."""
+
+    name: str
+    title: str
+    description: str
+    instructions: str
+    icon: str | None
 
 
 class SetExists(Exception):

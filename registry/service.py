@@ -59,6 +59,7 @@ class RegistryService:
         else:
             card_url = None
             parsed = parse_card(request.card)
+        _not_the_gateways(parsed)
         if request.skill_contracts:
             check_contracts(request.skill_contracts, (s.id for s in parsed.card.skills))
         signature = await self._signature(parsed, request.signing_keys, card_url)
@@ -96,6 +97,7 @@ class RegistryService:
                     [FieldError("card", "this agent was registered inline; send the new card")]
                 )
             parsed = parse_card(dict(inline_card))
+        _not_the_gateways(parsed)
         signature = await self._signature(parsed, pinned, card_url)
         return await self.store.add_revision(agent_id, parsed, signature)
 
@@ -158,3 +160,18 @@ def slugify(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
     return slug or "agent"
+
+
+def _not_the_gateways(parsed: ParsedCard) -> None:
+    """A registered card may not carry the gateway-run mark: it would have the
+    gateway run the agent itself -- as a vendor agent or a flow -- under a
+    configuration it never had (`registry.vendor_cards`)."""
+    if gateway_run_kind(parsed.normalized) is not None:
+        raise CardInvalid(
+            [
+                FieldError(
+                    "card.capabilities.extensions",
+                    "the gateway-run extension is the gateway's own mark, not a card's",
+                )
+            ]
+        )

@@ -2,8 +2,9 @@
 `/mcp/{name}` (`registry.mcp_sets`, `gateway.mcp.sets`).
 
 Defining, replacing and removing a set needs `switchboard:admin` and is
-audited; any authenticated caller may list the sets (what each offers them
-is still decided per call by the policy). A set naming a server or an agent
+audited; any authenticated caller may list the sets -- an admin reads each
+whole, anyone else its name, title, description and instructions (what each
+offers them is still decided per call by the policy). A set naming a server or an agent
 that is not registered is refused (422 `unknown-target`): a typo would
 otherwise be a set that silently offers less.
 """
@@ -19,8 +20,16 @@ from gateway.api.state import state_of
 from gateway.delegation.audit import AuditEvent
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem
+from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
-from registry.mcp_sets import SET_NAME_PATTERN, McpSet, McpSetSpec, NewMcpSet, SetExists
+from registry.mcp_sets import (
+    SET_NAME_PATTERN,
+    McpSet,
+    McpSetSpec,
+    McpSetView,
+    NewMcpSet,
+    SetExists,
+)
 
 router = APIRouter(prefix="/mcp-sets", tags=["mcp"])
 
@@ -78,17 +87,32 @@ async def create_set(
     return created
 
 
+def _shown(found: McpSet, principal: Principal) -> McpSet | McpSetView:
+    """An admin reads the whole set; anyone else what a client is told (what
+    it selects -- ids, patterns -- and who edited it are the admins')."""
+    if principal.has_scope(ADMIN_SCOPE):
+        return found
+    return McpSetView(
+        name=found.name,
+        title=found.title,
+        description=found.description,
+        instructions=found.instructions,
+        icon=found.icon,
+    )
+
+
 @router.get("", summary="The virtual MCP servers (each served at /mcp/{name})")
-async def list_sets(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
-    return {"items": await state_of(request).mcp_sets.store.all()}
+async def list_sets(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    found = await state_of(request).mcp_sets.store.all()
+    return {"items": [_shown(s, principal) for s in found]}
 
 
 @router.get("/{name}", summary="One virtual MCP server")
-async def get_set(request: Request, name: str, _: CurrentPrincipal) -> McpSet:
+async def get_set(request: Request, name: str, principal: CurrentPrincipal) -> McpSet | McpSetView:
     found = await state_of(request).mcp_sets.store.get(name)
     if found is None:
         raise _not_found(name)
-    return found
+    return _shown(found, principal)
 
 
 @router.put("/{name}", summary="Define or replace a virtual MCP server")

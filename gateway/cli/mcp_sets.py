@@ -49,7 +49,7 @@ def register(mcp: Any) -> None:
 
 
 def _print(record: dict[str, Any]) -> None:
-    chosen = record["select"]
+    chosen = record.get("select") or {}  # a non-admin reads no selection
     picks = [
         *(f"server {s}" for s in chosen.get("servers", ())),
         *(f"agent {a}" for a in chosen.get("agents", ())),
@@ -83,7 +83,9 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"{args.file}: {exc}") from None
         if not isinstance(loaded, dict):
             raise CliError(f"{args.file}: a set is a mapping (title, select, ...)")
-        loaded.pop("name", None)  # the command line's NAME is the one
+        # The command line's NAME is the one; what `show` adds is not a spec.
+        for shown in ("name", "created_at", "updated_at", "updated_by"):
+            loaded.pop(shown, None)
         return loaded
     if not args.title:
         raise CliError("give --title (or --file)")

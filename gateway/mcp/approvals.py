@@ -167,8 +167,11 @@ class McpApprovals:
         *,
         ask: bool = False,
         output_schema: bool = False,
+        within: Callable[[str], Awaitable[bool]] | None = None,
     ) -> Result:
-        """The outcome of a held call; the approved call is made at the first ask."""
+        """The outcome of a held call; the approved call is made at the first
+        ask. ``within``: whether a tool is in the virtual server asked
+        through (`gateway.mcp.sets`); one outside it is no approval there."""
         store = self._approvals()
         try:
             approval = await store.get(approval_id)
@@ -178,6 +181,7 @@ class McpApprovals:
             approval is None
             or approval.kind != "mcp"
             or approval.owner != Owner(caller.subject, caller.issuer)
+            or (within is not None and not await within(approval.tool or ""))
         ):
             raise MCPError(types.INVALID_PARAMS, f"no approval {approval_id}")
         arguments = approval.request.get("arguments") or {}

@@ -78,7 +78,7 @@ class McpAuth:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        path = resource_path(request.url.path)
+        path = resource_path(scope.get("path", ""))
         try:
             principal = await self._authorize(request, path)
         except Problem as problem:
@@ -103,10 +103,9 @@ class McpAuth:
         # A virtual server also takes tokens for `/mcp` itself: it offers a
         # part of what they are good for. A token for a virtual server is
         # good for that one only (RFC 8707).
-        audiences = {mcp_resource(request), mcp_resource(request, path)}
-        principal = await authenticate(
-            request, resource_path=path, audiences=tuple(sorted(audiences))
-        )
+        # The endpoint's own audience first: the one its clients ask for.
+        audiences = tuple(dict.fromkeys((mcp_resource(request, path), mcp_resource(request))))
+        principal = await authenticate(request, resource_path=path, audiences=audiences)
         required = request_auth(request).settings.mcp_required_scopes
         missing = sorted(set(required) - principal.scopes)
         if missing:

@@ -20,6 +20,7 @@ from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.trace_context import begin as begin_trace
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
+from gateway.delegation.audit import AuditEvent, outage_event
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -224,3 +225,25 @@ def trace_of(ctx: ServerRequestContext) -> str:
     the task the SDK runs this one message's handler in, so the trace set
     is this message's alone (`adapters.trace_context`)."""
     return begin_trace(getattr(ctx.request, "headers", None))
+
+
+def outage_record(ctx: ServerRequestContext, outage: DependencyUnavailable) -> AuditEvent:
+    """The audit record of a request a dependency outage refused: its caller,
+    when known, and its trace."""
+    try:
+        caller: Caller | None = caller_of(ctx)
+    except MCPError:
+        caller = None
+    detail = f"{ctx.method}: {outage}"
+    trace = trace_of(ctx)
+    if caller is None:
+        return outage_event("mcp", trace, detail)
+    return outage_event(
+        "mcp",
+        trace,
+        detail,
+        subject=caller.subject,
+        issuer=caller.issuer,
+        client_id=caller.client_id,
+        actors=caller.actors,
+    )

@@ -55,7 +55,6 @@ from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.approvals import Approval
-from gateway.delegation.audit import outage_event
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.federation.federation import McpFederation
@@ -80,6 +79,7 @@ from gateway.mcp.errors import (
     connection_required,
     credential_refusal,
     mcp_error,
+    outage_record,
     trace_of,
     user_token_of,
 )
@@ -99,7 +99,7 @@ from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
-from gateway.mcp.sets import SetCache, SetScope, current_set
+from gateway.mcp.sets import SessionPaths, SetCache, SetScope, current_set
 from gateway.mcp.transport_settings import request_state_security, transport_security
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
@@ -108,6 +108,8 @@ from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
 
 logger = logging.getLogger(__name__)
+# The gateway's own tools a virtual server offers whatever its set selects.
+_EVERY_SET = frozenset({STATUS_TOOL_DEFINITION.name})
 
 
 class McpFront:
@@ -224,6 +226,8 @@ class McpFront:
             app = self._routing = SessionRouting(app, self.replicas)
         # The SDK's envelope refusals answer "id": null; the caller's id goes
         # back whenever it could be read (JSON-RPC 2.0 section 5).
+        # A 2025-11-25 session answers only where it was opened (`/mcp` or a set's).
+        app = SessionPaths(app)
         return [
             Route(MCP_PATH, endpoint=McpAuth(KeepRequestId(app))),
             # Virtual servers: the same endpoint, offering one set (`gateway.mcp.sets`).
@@ -265,7 +269,7 @@ class McpFront:
         offered = listing.offered
         chosen = current_set.get()
         if chosen is not None:
-            offered = listing.within(chosen)
+            offered = listing.within(chosen, _EVERY_SET)
         tools, next_cursor = page(offered, cursor, self._page_size)
         return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
 
@@ -315,8 +319,17 @@ class McpFront:
                 approved,
                 ask=can_be_asked(ctx),
                 output_schema=tool is not None and "outputSchema" in tool.definition,
+                within=self._in_current_set if current_set.get() is not None else None,
             )
         return await self._call(ctx, params, caller, trace_of(ctx))
+
+    async def _in_current_set(self, name: str) -> bool:
+        chosen = current_set.get()
+        try:
+            target = await self.namespace.resolve(name)
+        except (ToolNotFound, NameContested):
+            return False
+        return chosen is None or in_set(chosen, target)
 
     async def _call(
         self,
@@ -464,24 +477,7 @@ class McpFront:
 
     async def _outage(self, ctx: ServerRequestContext, outage: DependencyUnavailable) -> None:
         """Audit a request a dependency outage refused (kept until the database is back)."""
-        try:
-            caller: Caller | None = caller_of(ctx)
-        except MCPError:
-            caller = None
-        detail = f"{ctx.method}: {outage}"
-        trace = trace_of(ctx)
-        event = outage_event("mcp", trace, detail)
-        if caller is not None:
-            event = outage_event(
-                "mcp",
-                trace,
-                detail,
-                subject=caller.subject,
-                issuer=caller.issuer,
-                client_id=caller.client_id,
-                actors=caller.actors,
-            )
-        await self._federation().delegations.record_event(event)
+        await self._federation().delegations.record_event(outage_record(ctx, outage))
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         if name == STATUS_TOOL and self.approvals is not None:

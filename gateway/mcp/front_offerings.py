@@ -166,9 +166,7 @@ class OfferingHandlers:
         async def read(
             responses: types.InputResponses | None, state: str | None
         ) -> types.ReadResourceResult | types.InputRequiredResult:
-            offerings = self._offerings()
-            if current_set.get() and not _within(await offerings.server_of_uri(params.uri)):
-                raise ResourceNotFound(params.uri)
+            await self._uri_in_set(params.uri)
             return await self._offerings().read_resource(
                 params.uri,
                 caller=caller,
@@ -224,13 +222,24 @@ class OfferingHandlers:
         self, ctx: ServerRequestContext, params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         try:
+            await self._uri_in_set(params.uri)  # before the subscription is decided
             key = await self._offerings().subscription_target(params.uri, caller_of(ctx))
-            if not _within(key[0]):
-                raise ResourceNotFound(params.uri)
         except _REFUSALS as exc:
             raise offering_error(exc, params.uri) from None
         self.subscriptions.add(ctx, key, params.uri)
         return types.EmptyResult()
+
+    async def _uri_in_set(self, uri: str) -> None:
+        """Raises `ResourceNotFound` for a resource outside the virtual
+        server's set -- its server down or not, as for a URI it does not have."""
+        if current_set.get() is None:
+            return
+        try:
+            server = await self._offerings().server_of_uri(uri)
+        except UpstreamUnavailable:
+            raise ResourceNotFound(uri) from None
+        if not _within(server):
+            raise ResourceNotFound(uri)
 
     async def _in_set(self, ref: types.PromptReference | types.ResourceTemplateReference) -> None:
         """A completion's prompt or template is in the virtual server's set."""

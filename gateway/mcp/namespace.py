@@ -69,16 +69,16 @@ class Listing:
     def tools(self) -> list[types.Tool]:
         return [t.as_mcp_tool() for t in self.federated] + [s.tool for s in self.skills]
 
-    def within(self, chosen: McpSet) -> list[types.Tool]:
+    def within(self, chosen: McpSet, keep: frozenset[str] = frozenset()) -> list[types.Tool]:
         """`offered` (worked out) within a virtual server's set, in its order;
-        the gateway's own tools stay (a held call's status, whatever the set)."""
+        ``keep``: the gateway's own tools every set offers (a held call's status)."""
         assert self.offered is not None
         key = (chosen.name, chosen.updated_at)
         kept = self.by_set.get(key)
         if kept is None:
             taken = {t.name for t in self.federated if in_set(chosen, t)}
             taken |= {s.name for s in self.skills if in_set(chosen, s)}
-            kept = [t for t in self.offered if t.name in taken or gateways(t.name)]
+            kept = [t for t in self.offered if t.name in taken or t.name in keep]
             self.by_set = {key: kept, **dict(list(self.by_set.items())[:15])}
         return kept
 

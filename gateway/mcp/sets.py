@@ -20,15 +20,16 @@ from __future__ import annotations
 import contextvars
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.mcp_sets import SET_NAME_PATTERN, McpSet, SqlMcpSets
 
 SET_KEY = "switchboard.mcp_set"
+_KEPT = 4096  # sets, and names that are none, kept each
 _NAME = re.compile(SET_NAME_PATTERN)
 
 current_set: contextvars.ContextVar[McpSet | None] = contextvars.ContextVar(
@@ -50,32 +51,39 @@ class SetCache:
         self.store = store
         self._ttl = ttl
         self._kept: dict[str, tuple[float, McpSet | None]] = {}
+        self._missing: dict[str, tuple[float, McpSet | None]] = {}
         # Told the name of a set changed on this replica (the MCP front end
         # tells that set's clients their lists changed).
         self.listeners: list[Callable[[str], None]] = []
 
     async def get(self, name: str) -> McpSet | None:
         now = time.monotonic()
-        kept = self._kept.get(name)
+        kept = self._kept.get(name) or self._missing.get(name)
         if kept is not None and now - kept[0] < self._ttl:
             return kept[1]
         found = await self.store.get(name)
-        if len(self._kept) > 4096:
-            self._kept.clear()
-        self._kept[name] = (now, found)
+        # Names that are no set (anyone may ask: a well-known URL) are kept
+        # apart, so guessing cannot push the sets themselves out.
+        into = self._kept if found is not None else self._missing
+        if len(into) >= _KEPT:
+            into.clear()
+        into[name] = (now, found)
         return found
 
     def changed(self, name: str) -> None:
         """A set was defined, replaced or removed here: read it again, and
         tell its clients (`listeners`) -- at once on this replica."""
         self._kept.pop(name, None)
+        self._missing.pop(name, None)
         for listener in self.listeners:
             listener(name)
 
 
 class SetScope:
     """ASGI: the set `/mcp/{name}` names, for the handlers; 404 (JSON) for
-    none. Inside `McpAuth`: an unauthenticated caller learns no set's name."""
+    none. Inside `McpAuth`: the endpoint answers no unauthenticated caller
+    (whether a set exists is public all the same: its protected resource
+    metadata is, RFC 9728)."""
 
     def __init__(self, app: ASGIApp, sets: Callable[[], SetCache | None]) -> None:
         """``sets``: the cache, once the app has started (None before)."""
@@ -92,7 +100,7 @@ class SetScope:
                     "type": "urn:switchboard:problem:not-found",
                     "title": "No such MCP server",
                     "status": 404,
-                    "detail": f"no tool set named {name!r} is served here",
+                    "detail": "no such virtual MCP server is served here",
                 },
                 status_code=404,
                 media_type="application/problem+json",
@@ -107,12 +115,55 @@ class SetScope:
             current_set.reset(token)
 
 
-def identity(chosen: McpSet) -> dict[str, Any]:
-    """What a client is told the server is (MCP `Implementation`, 2025-11-25)."""
-    return {
-        "name": chosen.name,
-        "title": chosen.title,
-        "description": chosen.description or None,
-        "instructions": chosen.instructions or None,
-        "icon": chosen.icon,
+class SessionPaths:
+    """ASGI: a 2025-11-25 session answers only at the path it was opened at
+    (`/mcp`, or one virtual server's): its id used at another path is a
+    session not found there, as the SDK says for an unknown one. Without
+    this, a token good for one set only could resume, listen on or end a
+    session of `/mcp` (the SDK knows a session's user, not its path).
+
+    The path is learned from the answer that hands the session its id, on
+    the replica that holds the session (a request for it on another one is
+    forwarded there, `gateway.mcp.replicas`, and checked on arrival)."""
+
+    def __init__(self, app: ASGIApp, kept: int = 100_000) -> None:
+        self.app = app
+        self._opened: OrderedDict[bytes, str] = OrderedDict()
+        self._kept = kept
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        here = set_path_name(scope.get("path", "")) or ""
+        session = next((v for k, v in scope["headers"] if k == _SESSION_HEADER), None)
+        if session is not None:
+            opened = self._opened.get(session)
+            if opened is not None and opened != here:
+                await _not_found(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+
+        async def learning(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for key, value in message.get("headers", ()):
+                    if key.lower() == _SESSION_HEADER:
+                        self._opened[bytes(value)] = here
+                        while len(self._opened) > self._kept:
+                            self._opened.popitem(last=False)
+            await send(message)
+
+        await self.app(scope, receive, learning)
+
+
+_SESSION_HEADER = b"mcp-session-id"
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32600, "message": "Session not found"},
     }
+    await JSONResponse(body, status_code=404)(scope, receive, send)

@@ -467,6 +467,41 @@ async def test_an_mcp_tool_call_is_held_and_collected_once_approved(
     assert call.trace is not None and call.trace[0] == shown["trace_id"]
 
 
+async def test_a_held_call_is_collected_only_where_its_tool_is_offered(
+    mcp_setup: McpSetup,
+) -> None:
+    """At a virtual MCP server that does not offer the held call's tool, its
+    approval is no approval: neither its state nor its result is told there."""
+
+    def define() -> None:
+        with mcp_setup.admin() as admin:
+            for name, select in (
+                ("adds", {"tools": ["alpha__add"]}),
+                ("work", {"agents": ["worker"]}),
+            ):
+                body = {"name": name, "title": name, "select": select}
+                assert admin.post("/mcp-sets", json=body).status_code == 201
+
+    await anyio.to_thread.run_sync(define)
+    token = await mcp_setup.token("alice")
+    gateway = mcp_setup.gateway.url
+    async with mcp_client(gateway + "/mcp/adds", token, "2026-07-28") as client:
+        held = await client.call_tool("alpha__add", {"a": 2, "b": 3})
+        assert held.structured_content is not None
+        approval = held.structured_content["approval"]
+    answer = await anyio.to_thread.run_sync(mcp_decide, mcp_setup, approval, "approve")
+    assert answer.status_code == 200
+    async with mcp_client(gateway + "/mcp/work", token, "2026-07-28") as elsewhere:
+        assert STATUS_TOOL in {t.name for t in (await elsewhere.list_tools()).tools}
+        with pytest.raises(MCPError, match=f"no approval {approval}"):
+            await elsewhere.call_tool(STATUS_TOOL, {"approval": approval})
+    assert mcp_setup.tool_calls() == 0  # nothing made by asking at the wrong door
+    async with mcp_client(gateway + "/mcp/adds", token, "2026-07-28") as client:
+        result = await client.call_tool(STATUS_TOOL, {"approval": approval})
+        assert not result.is_error and result.structured_content == {"result": 5}
+    assert mcp_setup.tool_calls() == 1
+
+
 def _first_text(result: types.CallToolResult) -> str:
     """The text of the result's first content block, which must be text."""
     first = result.content[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -143,10 +143,11 @@ def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> N
         approval = _approval_of(setup.run(dana, run, "input_required"))
         # While the run waits, the policy stops anyone from delegating to sales.
         setup.policy.write_text(POLICY.replace("  sales:\n", "  sales:\n    allow: false\n"))
-        time.sleep(0.6)  # re-read every 0.2 s
+        in_force(admin, lambda p: p["agents"]["sales"].get("allow") is False)
         admin.post(f"/approvals/{approval}", json={"decision": "approve"})
         done = setup.run(dana, run, "completed", "failed")
-        audit = admin.get("/audit", params={"limit": 200}).json()["items"]
+        # The run's own record is written as it ends, maybe just after its state.
+        audit = recorded(admin, run["trace_id"], "flow.run")
     assert done["state"] == "failed"
     assert "step reply failed: refused by the policy" in done["error"]
     assert setup.desk.count("reply") == 0
@@ -204,12 +205,32 @@ def test_a_run_cancelled_at_a_checkpoint_resumes_waiting_there(setup: FlowSetup)
     assert setup.desk.count("quote") == 1 and setup.desk.count("reply") == 1
 
 
+def in_force(admin: httpx.Client, changed: Callable[[dict[str, Any]], bool]) -> None:
+    """Until the gateway has read the policy file again (every 0.2 s here)."""
+    deadline = time.monotonic() + 30
+    while not changed(admin.get("/policies").json()["policy"]):
+        assert time.monotonic() < deadline, "the policy was not read again"
+        time.sleep(0.05)
+
+
+def recorded(admin: httpx.Client, trace_id: str, event: str) -> list[dict[str, Any]]:
+    """The audit, once the trace holds ``event``."""
+    deadline = time.monotonic() + 30
+    while True:
+        audit: list[dict[str, Any]] = admin.get("/audit", params={"limit": 200}).json()["items"]
+        if any(r["trace_id"] == trace_id and r["event"] == event for r in audit):
+            return audit
+        assert time.monotonic() < deadline, f"no {event} record for trace {trace_id}"
+        time.sleep(0.05)
+
+
 def test_a_user_the_policy_refuses_the_flow_cannot_start_it(setup: FlowSetup) -> None:
     assert setup.register(QUOTE_FLOW).status_code == 201
     setup.policy.write_text(
         POLICY.replace("  quote-flow:\n", "  quote-flow:\n    require: [sales:admin]\n")
     )
-    time.sleep(0.6)  # the policy is re-read every 0.2 s
+    with setup.admin() as admin:
+        in_force(admin, lambda p: "sales:admin" in p["agents"]["quote-flow"].get("require", []))
     with setup.user() as dana:
         refused = dana.post("/flows/quote-flow/runs", json={"input": BIG})
     assert refused.status_code == 403, refused.text

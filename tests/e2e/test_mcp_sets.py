@@ -212,6 +212,8 @@ def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> Non
             {**OPS, "title": ""},
             {**OPS, "title": "t" * 201},
             {**OPS, "icon": "javascript:alert(1)"},
+            {**OPS, "icon": "http://icons.example/ops.png"},
+            {**OPS, "select": {"tags": ["in ventory"]}},
             {**OPS, "unknown": True},
             {k: v for k, v in OPS.items() if k != "select"},
         ]
@@ -235,6 +237,10 @@ def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> Non
             ("billing", "Ops tools"),
             ("ops", "Ops, renamed"),
         ]
+        # What a set selects, and who edited it, are the admins' to read.
+        assert all("select" not in s and "updated_by" not in s for s in listed)
+        assert "select" not in bob.get("/mcp-sets/ops").json()
+        assert admin.get("/mcp-sets/ops").json()["updated_by"] == "admin"
         assert bob.delete("/mcp-sets/ops").status_code == 403
         assert admin.delete("/mcp-sets/ops").status_code == 204
         assert admin.delete("/mcp-sets/ops").status_code == 404
@@ -326,3 +332,41 @@ def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:
 
     setup.gateway.server.run(run())
     assert told == ["/mcp/ops"]
+
+
+def test_a_session_answers_only_where_it_was_opened(setup: Setup) -> None:
+    """A 2025-11-25 session of /mcp used at a set's path (or the other way
+    round) is a session not found there."""
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+    token = setup.gateway.token("dora")
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+    }
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    with httpx.Client(base_url=setup.gateway.url, headers=headers, timeout=30) as http:
+        for opened_at, elsewhere in (("/mcp", "/mcp/ops"), ("/mcp/ops", "/mcp")):
+            opened = http.post(opened_at, json=initialize)
+            assert opened.status_code == 200, opened.text
+            session = {
+                "Mcp-Session-Id": opened.headers["mcp-session-id"],
+                "MCP-Protocol-Version": "2025-11-25",
+            }
+            done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert http.post(opened_at, json=done, headers=session).status_code == 202
+            refused = http.post(elsewhere, json=listing, headers=session)
+            assert refused.status_code == 404, refused.text
+            assert "Session not found" in refused.text
+            assert http.delete(elsewhere, headers=session).status_code == 404
+            assert http.post(opened_at, json=listing, headers=session).status_code == 200

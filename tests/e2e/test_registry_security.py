@@ -563,3 +563,25 @@ def test_unsigned_card_is_recorded_as_unsigned(gateway: Gateway, sdk_agent: Serv
             "status": "unsigned",
             "detail": "the card carries no signature",
         }
+
+
+def test_a_card_cannot_carry_the_gateway_run_mark(gateway: Gateway) -> None:
+    """The mark has the gateway run the agent itself (a vendor agent, a flow):
+    no registered card may claim it, on registration or on a new revision."""
+    mark = {
+        "uri": "urn:switchboard:ext:gateway-run:v1",
+        "required": False,
+        "params": {"kind": "openai", "userOAuth": True},
+    }
+    card = MessageToDict(sdk_card("https://agent.example"))
+    forged = {**card, "capabilities": {**card.get("capabilities", {}), "extensions": [mark]}}
+    with gateway.client() as admin:
+        refused = admin.post("/agents", json={"card": forged, "id": "forged"})
+        assert refused.status_code == 422, refused.text
+        assert "gateway-run" in refused.text
+        assert admin.get("/agents/forged").status_code == 404
+        assert admin.post("/agents", json={"card": card, "id": "honest"}).status_code == 201
+        again = admin.post("/agents/honest/refresh", json={"card": forged})
+        assert again.status_code == 422, again.text
+        kept = admin.get("/agents/honest/card").json()
+        assert "extensions" not in json.dumps(kept)

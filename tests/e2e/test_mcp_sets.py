@@ -284,16 +284,15 @@ def test_a_set_is_a_protected_resource_of_its_own(setup: Setup) -> None:
 async def _notices(
     setup: Setup, token: str, path: str, heard: dict[str, anyio.Event], ready: anyio.Event
 ) -> None:
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            heard[path].set()
-
-    async with mcp_client(
-        setup.gateway.url + path, token, "legacy", message_handler=on_message
-    ) as client:
-        await client.list_tools()
+    """A 2026-07-28 client listening for tool list changes at ``path``
+    (`ready` once the gateway has acknowledged the subscription)."""
+    async with (
+        mcp_client(setup.gateway.url + path, token, "2026-07-28") as client,
+        client.listen(tools_list_changed=True) as subscription,
+    ):
         ready.set()
-        await anyio.sleep_forever()
+        async for _event in subscription:
+            heard[path].set()
 
 
 def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from adapters.trace_context import new_trace_id
 from gateway.agents.oauth_clients import OAuthClientInfo, OAuthClientSpec
 from gateway.api.state import state_of
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit import action_event
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
-from policies.tokens import Principal
 from registry.store import AgentNotFound
 from registry.vendor_cards import gateway_run_kind
 
@@ -36,21 +34,6 @@ async def _a2a_agent(request: Request, agent_id: str) -> None:
         )
 
 
-async def _audit(request: Request, principal: Principal, agent_id: str, event: str) -> None:
-    await state_of(request).delegations.record_event(
-        AuditEvent(
-            event=event,
-            trace_id=new_trace_id(),
-            subject=principal.subject,
-            subject_issuer=principal.issuer,
-            decision="allow",
-            outcome="ok",
-            client_id=principal.client_id,
-            target=agent_id,
-        )
-    )
-
-
 @router.put(
     "/{agent_id}/oauth-client",
     summary="Set the client registered out of band at an A2A agent's authorization server",
@@ -60,7 +43,9 @@ async def put_oauth_client(
 ) -> OAuthClientInfo:
     await _a2a_agent(request, agent_id)
     info = await state_of(request).agent_clients.put(agent_id, spec)
-    await _audit(request, principal, agent_id, "agent.oauth_client_set")
+    await state_of(request).delegations.record_event(
+        action_event(principal, "agent.oauth_client_set", agent_id)
+    )
     return info
 
 
@@ -87,5 +72,7 @@ async def delete_oauth_client(
     await _a2a_agent(request, agent_id)
     if not await state_of(request).agent_clients.delete(agent_id):
         raise Problem(404, "not-found", "No client set", f"agent {agent_id} has none")
-    await _audit(request, principal, agent_id, "agent.oauth_client_removed")
+    await state_of(request).delegations.record_event(
+        action_event(principal, "agent.oauth_client_removed", agent_id)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

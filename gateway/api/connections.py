@@ -23,12 +23,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
-from adapters.trace_context import new_trace_id
 from gateway.agents.consents import connectable
 from gateway.api.state import state_of
 from gateway.connections.service import CLIENT_METADATA_PATH
 from gateway.connections.vault import Connection, ConnectionInfo
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit import action_event
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -78,19 +77,10 @@ def _not_found(connection_id: str) -> Problem:
 async def audit_connection(
     request: Request, principal: Principal, connection: Connection, event: str, outcome: str
 ) -> None:
+    # Whose connection (an admin may remove anyone's); never a token.
+    detail = f"connection {connection.id} of {connection.subject} ({connection.issuer})"
     await state_of(request).delegations.record_event(
-        AuditEvent(
-            event=event,
-            trace_id=new_trace_id(),
-            subject=principal.subject,
-            subject_issuer=principal.issuer,
-            decision="allow",
-            outcome=outcome,
-            client_id=principal.client_id,
-            target=connection.upstream,
-            # Whose connection (an admin may remove anyone's); never a token.
-            detail=f"connection {connection.id} of {connection.subject} ({connection.issuer})",
-        )
+        action_event(principal, event, connection.upstream, outcome=outcome, detail=detail)
     )
 
 

@@ -22,9 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from starlette.convertors import Convertor, register_url_convertor
 
-from adapters.trace_context import new_trace_id
 from gateway.api.state import state_of
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit import action_event
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
@@ -243,17 +242,7 @@ async def delete_flow(
     state = state_of(request)
     cancelled = await remove_flow(state.flows, flow_id, admin.subject, cancel=cancel)
     await state.delegations.record_event(
-        AuditEvent(
-            event="flow.deleted",
-            trace_id=new_trace_id(),
-            subject=admin.subject,
-            subject_issuer=admin.issuer,
-            decision="allow",
-            outcome="ok",
-            client_id=admin.client_id,
-            target=flow_id,
-            detail=_cancelled(cancelled),
-        )
+        action_event(admin, "flow.deleted", flow_id, detail=_cancelled(cancelled))
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -15,9 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from adapters.trace_context import new_trace_id
 from gateway.api.state import state_of
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit import action_event
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -53,16 +52,7 @@ async def _check_targets(request: Request, spec: McpSetSpec) -> None:
 
 async def _audit(request: Request, principal: Principal, name: str, event: str) -> None:
     await state_of(request).delegations.record_event(
-        AuditEvent(
-            event=event,
-            trace_id=new_trace_id(),
-            subject=principal.subject,
-            subject_issuer=principal.issuer,
-            decision="allow",
-            outcome="ok",
-            client_id=principal.client_id,
-            target=f"mcp-set:{name}",
-        )
+        action_event(principal, event, f"mcp-set:{name}")
     )
 
 

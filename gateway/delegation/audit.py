@@ -36,8 +36,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
+from adapters.trace_context import new_trace_id
 from gateway.storage.outages import data_refused
 from gateway.storage.tables import audit_events
+from policies.tokens import Principal
 from registry.store import InvalidCursor
 from registry.tables import as_utc
 
@@ -297,6 +299,29 @@ def _spill(rows: list[dict[str, Any]], why: str) -> None:
     """The records the database could not take, to the log, one JSON line each."""
     for row in rows:
         logger.error("%s: %s", why, json.dumps(row, default=str, sort_keys=True))
+
+
+def action_event(
+    principal: Principal,
+    event: str,
+    target: str | None,
+    *,
+    outcome: str = "ok",
+    detail: str | None = None,
+) -> AuditEvent:
+    """The record of something a caller did through the API (an admin's
+    change, a user's connection): allowed, under a trace of its own."""
+    return AuditEvent(
+        event=event,
+        trace_id=new_trace_id(),
+        subject=principal.subject,
+        subject_issuer=principal.issuer,
+        decision="allow",
+        outcome=outcome,
+        client_id=principal.client_id,
+        target=target,
+        detail=detail,
+    )
 
 
 def outage_event(

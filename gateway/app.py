@@ -134,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
                 connections=mcp_parts.connections,
                 agent_clients=AgentOAuthClients(engine, settings.sealing_secret),
                 mcp_sets=set_cache,
+                mcp_notices=mcp_front.notifier,
             )
             request_auth = RequestAuth(settings, core.verifier)
             request_auth.install(app)

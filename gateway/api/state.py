@@ -23,6 +23,7 @@ from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.federation.federation import McpFederation
 from gateway.flows.service import FlowService
+from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.sets import SetCache
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
@@ -55,6 +56,8 @@ class AppState:
     connections: Connections
     agent_clients: AgentOAuthClients
     mcp_sets: SetCache
+    # The MCP front's list-changed notices (what is still on its way).
+    mcp_notices: ToolListNotifier
 
 
 def state_of(request: Request) -> AppState:

@@ -138,6 +138,12 @@ class ToolListNotifier:
                 logger.debug("%s not delivered: %r", method, exc)
                 self._connections.pop(connection, None)
 
+    async def settled(self) -> None:
+        """Until every notice scheduled so far (and any scheduled meanwhile)
+        has been sent: a test's "nothing left on its way"."""
+        while pending := [task for task in self._pending.values() if not task.done()]:
+            await asyncio.wait(pending)
+
     async def aclose(self) -> None:
         for pending in self._pending.values():
             pending.cancel()

@@ -305,6 +305,9 @@ def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:
 
     async def run() -> None:
         heard = {"/mcp/ops": anyio.Event(), "/mcp/other": anyio.Event()}
+        # The notices of the setup's own changes (the agent's registration,
+        # the sets' creation) are sent, to nobody, before anyone listens.
+        await setup.gateway.server.app.state.switchboard.mcp_notices.settled()
         async with anyio.create_task_group() as group:
             readies = []
             for path in ("/mcp/ops", "/mcp/other"):

@@ -92,3 +92,18 @@ async def test_a_sets_notice_reaches_its_listeners_only() -> None:
     assert heard == ["ops"]
     await bus.publish(ToolsListChanged())
     assert sorted(heard) == ["/mcp", "ops", "ops", "other"]
+
+
+async def test_settled_waits_for_every_coalesced_notice() -> None:
+    notifier = ToolListNotifier(coalesce_seconds=0.05)
+    ops = _seen_at(notifier, a_set("ops"))
+    notifier.changed("tools", only="ops")
+    notifier.changed("tools", only="ops")  # coalesced into the first
+    notifier.changed("prompts")
+    assert ops.outbound.sent == []
+    await notifier.settled()
+    assert sorted(ops.outbound.sent) == [
+        "notifications/prompts/list_changed",
+        "notifications/tools/list_changed",
+    ]
+    await notifier.settled()  # nothing pending: returns at once

@@ -54,6 +54,7 @@ from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.front import McpFront
 from gateway.mcp.sets import SetCache
+from gateway.mcp.tool_search import ToolSearch, catalog_of
 from gateway.observability import startup as observability
 from gateway.observability import tracing
 from gateway.observability.http_metrics import HttpMetrics
@@ -62,6 +63,7 @@ from gateway.storage import db, runstate
 from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
 from registry.mcp_sets import SqlMcpSets
+from registry.tool_index import SqlToolIndex
 
 logger = logging.getLogger(__name__)
 __version__ = "0.1.0"
@@ -113,6 +115,9 @@ def create_app(settings: Settings) -> FastAPI:
             set_cache = SetCache(SqlMcpSets(engine))
             set_cache.listeners.append(mcp_front.set_changed)
             mcp_front.sets = set_cache
+            mcp_front.tool_search = ToolSearch(
+                SqlToolIndex(engine), catalog_of(federation, lambda: mcp_front.agent_tools)
+            )
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import delete, insert, select, update
@@ -28,6 +28,7 @@ from registry.models import AGENT_ID_PATTERN
 from registry.tables import mcp_sets as table
 from registry.urls import HttpUrlText
 
+ToolSearchMode = Literal["off", "on", "only"]
 SET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TargetId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
 _Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -132,6 +133,12 @@ class McpSetSpec(BaseModel):
         return value
 
     select: McpSetSelection
+    tool_search: ToolSearchMode = Field(
+        default="off",
+        description="off: no tool search; on: switchboard__search_tools beside the set's "
+        "tools; only: just search_tools and switchboard__call_tool (progressive "
+        "disclosure: a client finds a tool, then calls it by name)",
+    )
 
 
 class NewMcpSet(McpSetSpec):
@@ -221,6 +228,7 @@ def _row(spec: NewMcpSet, by: str, now: datetime) -> dict[str, Any]:
         "instructions": spec.instructions,
         "icon": spec.icon,
         "selection": spec.select.model_dump(mode="json"),
+        "tool_search": spec.tool_search,
         "updated_at": now,
         "updated_by": by,
     }
@@ -239,6 +247,7 @@ def _parsed(row: Any) -> McpSet:
         instructions=row["instructions"],
         icon=row["icon"],
         select=McpSetSelection.model_validate(row["selection"]),
+        tool_search=row["tool_search"],
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
         updated_by=row["updated_by"],

@@ -213,7 +213,22 @@ mcp_sets = Table(
     Column("instructions", Text, nullable=False),
     Column("icon", Text, nullable=True),
     Column("selection", JSON, nullable=False),
+    Column("tool_search", String(16), nullable=False, server_default="off"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", Text, nullable=False),
+)
+
+# Tool search: one document per tool `/mcp` can offer (`registry.tool_index`);
+# the full-text index over it is the dialect's own (migration 0029).
+tool_docs = Table(
+    "tool_docs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("digest", String(64), nullable=False),
+    Column("name_words", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("params", Text, nullable=False),
 )

@@ -40,6 +40,11 @@ def register(mcp: Any) -> None:
     put.add_argument(
         "--tool", action="append", default=[], help="a tool name or pattern ('crm__*')"
     )
+    put.add_argument(
+        "--tool-search",
+        choices=("off", "on", "only"),
+        help="switchboard__search_tools beside the tools (on), or instead of them (only)",
+    )
     put.set_defaults(run=_put)
     removed = sets.add_parser("remove", help="remove a set (admin)")
     removed.add_argument("name")
@@ -57,6 +62,8 @@ def _print(record: dict[str, Any]) -> None:
         *(f"tool {t}" for t in chosen.get("tools", ())),
     ]
     print(f"/mcp/{record['name']:<24} {record['title']}")
+    if record.get("tool_search", "off") != "off":
+        print(f"  tool search: {record['tool_search']}")
     for pick in picks:
         print(f"  {pick}")
 
@@ -98,7 +105,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
             "tools": args.tool,
         },
     }
-    for key in ("description", "instructions", "icon"):
+    for key in ("description", "instructions", "icon", "tool_search"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     return spec

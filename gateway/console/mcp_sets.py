@@ -61,6 +61,7 @@ def _spec(form: dict[str, str]) -> McpSetSpec:
         "instructions": form.get("instructions", ""),
         "icon": form.get("icon") or None,
         "select": select,
+        "tool_search": form.get("tool_search") or "off",
     }
     try:
         return McpSetSpec.model_validate(body)

@@ -102,6 +102,7 @@ class SkillTool:
     tool: types.Tool
     held: bool = False  # for the caller it was listed for: a call waits for approval
     tags: tuple[str, ...] = ()  # the skill's, from the card (virtual servers select by them)
+    examples: tuple[str, ...] = ()  # the skill's example requests (tool search reads them)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class AgentSkillTools:
         self._checked_until = 0.0  # when the snapshot's fingerprint was last found current, +1 s
         self._reading = asyncio.Lock()
         self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
+        self._every: tuple[_Snapshot, tuple[SkillTool, ...]] | None = None
 
     async def catalog(
         self, caller: Caller, *, continuing: bool = False
@@ -183,6 +185,22 @@ class AgentSkillTools:
                 self._snapshot = _Snapshot(fingerprint, tuple(read), frozenset(names))
             self._checked_until = checked + CONTINUATION_SECONDS
             return self._snapshot
+
+    async def every_tool(self) -> tuple[object, tuple[SkillTool, ...]]:
+        """Every agent's every skill as a tool, whoever may use it (what tool
+        search indexes), with the snapshot they came from: the same objects
+        while the registry is unchanged."""
+        snapshot = await self._current()
+        if self._every is None or self._every[0] is not snapshot:
+            self._every = (
+                snapshot,
+                tuple(
+                    _skill_tool(agent_id, card, skill)
+                    for agent_id, card in snapshot.agents
+                    for skill in card_skills(card)
+                ),
+            )
+        return self._every
 
     def registry_changed(self) -> None:
         """An agent was registered, refreshed or removed on this replica: the
@@ -287,7 +305,8 @@ def _skill_tool(
         input_schema=INPUT_SCHEMA,
     )
     tags = tuple(str(t) for t in skill.get("tags") or () if isinstance(t, str))
-    return SkillTool(name, agent_id, str(skill["id"]), tool, held, tags)
+    examples = tuple(e for e in skill.get("examples") or () if isinstance(e, str))
+    return SkillTool(name, agent_id, str(skill["id"]), tool, held, tags, examples)
 
 
 def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:

@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
-from a2a.utils.errors import A2AError
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary
@@ -52,7 +51,6 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.agents.outages import DependencyUnavailableError
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.approvals import Approval
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
@@ -60,7 +58,7 @@ from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.federation.federation import McpFederation
 from gateway.federation.offerings import McpOfferings
 from gateway.http.jsonrpc_ids import KeepRequestId
-from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillCallRefused, SkillTool
+from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillTool
 from gateway.mcp.approvals import (
     STATUS_SCHEMA,
     STATUS_TOOL,
@@ -100,12 +98,25 @@ from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
 from gateway.mcp.sets import SessionPaths, SetCache, SetScope, current_set
+from gateway.mcp.skill_calls import call_skill
+from gateway.mcp.tool_search import (
+    CALL_TOOL,
+    CALL_TOOL_DEFINITION,
+    SEARCH_TOOL,
+    SEARCH_TOOL_DEFINITION,
+    ToolSearch,
+    own_schema,
+    search_answer,
+    unwrapped,
+    with_search,
+)
 from gateway.mcp.transport_settings import request_state_security, transport_security
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
 from gateway.storage.replicas import ReplicaDirectory
 from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
+from registry.mcp_sets import ToolSearchMode
 
 logger = logging.getLogger(__name__)
 # The gateway's own tools a virtual server offers whatever its set selects.
@@ -135,9 +146,14 @@ class McpFront:
         self.approvals: McpApprovals | None = None
         # Virtual servers' sets (`gateway.mcp.sets`); set with the app.
         self.sets: SetCache | None = None
+        # Tool search (`gateway.mcp.tool_search`); set with the app.
+        self.tool_search: ToolSearch | None = None
+        self._search_on_mcp = settings.mcp_tool_search
         # Which target each tool name means: one rule for listing and calling.
         self.namespace = ToolNamespace(federation, lambda: self.agent_tools)
         self.namespace.claim(STATUS_TOOL_DEFINITION)
+        self.namespace.claim(SEARCH_TOOL_DEFINITION)
+        self.namespace.claim(CALL_TOOL_DEFINITION)
         self.notifier = ToolListNotifier()
         self._offerings: McpOfferings | None = None
         # Resources, prompts, completions, logging (gateway.mcp.front_offerings).
@@ -262,16 +278,28 @@ class McpFront:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
         cursor = params.cursor if params else None
-        listing = await self.namespace.listing(caller, continuing=cursor is not None)
+        offered = await self._offered_here(caller, continuing=cursor is not None)
+        tools, next_cursor = page(
+            with_search(offered, self._search_mode()), cursor, self._page_size
+        )
+        return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
+
+    async def _offered_here(self, caller: Caller, *, continuing: bool = False) -> list[types.Tool]:
+        """What `tools/list` offers ``caller`` at this path (`/mcp` or a set's)."""
+        listing = await self.namespace.listing(caller, continuing=continuing)
         # Worked out once per listing, not once per page (`gateway.mcp.per_caller`).
         if listing.offered is None:
             listing.offered = self._offer(caller, listing)
-        offered = listing.offered
         chosen = current_set.get()
+        return listing.within(chosen, _EVERY_SET) if chosen is not None else listing.offered
+
+    def _search_mode(self) -> ToolSearchMode:
+        chosen = current_set.get()
+        if self.tool_search is None:
+            return "off"
         if chosen is not None:
-            offered = listing.within(chosen, _EVERY_SET)
-        tools, next_cursor = page(offered, cursor, self._page_size)
-        return types.ListToolsResult(tools=tools, next_cursor=next_cursor)
+            return chosen.tool_search
+        return "on" if self._search_on_mcp else "off"
 
     def _offer(self, caller: Caller, listing: Listing) -> list[types.Tool]:
         offered = listing.tools()
@@ -292,6 +320,16 @@ class McpFront:
     ) -> types.CallToolResult | types.InputRequiredResult:
         self.notifier.remember(ctx)
         caller = caller_of(ctx)
+        mode = self._search_mode()
+        if mode != "off" and params.name == SEARCH_TOOL:
+            assert self.tool_search is not None
+            return await search_answer(self.tool_search, params, await self._offered_here(caller))
+        if mode == "only" and params.name == CALL_TOOL:
+            # The tool it names, called as itself (decided, held, recorded).
+            inner = unwrapped(params)
+            if isinstance(inner, types.CallToolResult):
+                return inner
+            params = inner
         if self.approvals is not None and (held := approval_asked(params)) is not None:
             # The outcome of a call held for approval (`gateway.mcp.approvals`).
             async def approved(approval: Approval) -> Any:
@@ -365,8 +403,17 @@ class McpFront:
         connect_answer = answers_connect(params)
         if isinstance(target, SkillTool):
             try:
-                return await self._call_skill(
-                    target, params, caller, trace_id, progress, approved, ask=can_be_asked(ctx)
+                assert self.agent_tools is not None
+                return await call_skill(
+                    self.agent_tools,
+                    self.approvals,
+                    target,
+                    params,
+                    caller,
+                    trace_id,
+                    progress,
+                    approved,
+                    ask=can_be_asked(ctx),
                 )
             except ConnectionRequired as needed:  # the agent takes its users' own tokens
                 if connect_answer is False:
@@ -431,50 +478,6 @@ class McpFront:
             TOO_MANY_ROUNDS, f"{params.name} asked for input more than {MAX_ROUNDS} times"
         )
 
-    async def _call_skill(
-        self,
-        skill: SkillTool,
-        params: types.CallToolRequestParams,
-        caller: Caller,
-        trace_id: str,
-        progress: ProgressRelay,
-        approved: bool,
-        *,
-        ask: bool = False,
-    ) -> types.CallToolResult | types.InputRequiredResult:
-        assert self.agent_tools is not None
-        try:
-            return await self.agent_tools.call(
-                skill,
-                params.arguments,
-                caller=caller,
-                trace_id=trace_id,
-                progress=progress,
-                approved=approved,
-            )
-        except ApprovalRequired as pending:
-            if self.approvals is None:
-                raise mcp_error(pending, params.name) from None
-            return await self.approvals.hold(
-                pending,
-                params.name,
-                params.arguments,
-                kind="skill",
-                output_schema=False,
-                ask=ask,
-            )
-        except DelegationDenied as exc:
-            raise mcp_error(exc, params.name) from None
-        except DependencyUnavailableError:
-            raise  # not the tool's failure: `OutageBoundary` answers it
-        except (SkillCallRefused, A2AError) as exc:
-            # A tool execution error, reported in the result (MCP, tools:
-            # "Tool Execution Errors"), so the model can see it and retry.
-            text = f"{params.name}: {exc}"
-            return types.CallToolResult(
-                content=[types.TextContent(type="text", text=text)], is_error=True
-            )
-
     async def _outage(self, ctx: ServerRequestContext, outage: DependencyUnavailable) -> None:
         """Audit a request a dependency outage refused (kept until the database is back)."""
         await self._federation().delegations.record_event(outage_record(ctx, outage))
@@ -482,6 +485,8 @@ class McpFront:
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         if name == STATUS_TOOL and self.approvals is not None:
             return STATUS_SCHEMA
+        if (schema := own_schema(name)) is not None:
+            return schema
         tool = self.namespace.known(name)
         if tool is None:
             # An agent's skill (or nothing): the schema is the same for all.

@@ -39,6 +39,7 @@ from gateway.settings.console import ConsoleSettings
 from gateway.settings.flows import FlowOptions
 from gateway.settings.grpc import GrpcOptions
 from gateway.settings.issuers import IssuerSettings
+from gateway.settings.mcp_front import McpFrontOptions
 from gateway.settings.problems import settings_problems, source_problem
 from gateway.settings.workers import WorkerOptions
 from registry.ssrf import NEVER_ALLOWED_NETWORKS
@@ -54,7 +55,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says why."""
 
 
-class Settings(FlowOptions, WorkerOptions, GrpcOptions, BaseSettings):
+class Settings(FlowOptions, WorkerOptions, GrpcOptions, McpFrontOptions, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
         # SWITCHBOARD_SECRETS__OPENAI=... sets secrets["openai"].
@@ -209,13 +210,6 @@ class Settings(FlowOptions, WorkerOptions, GrpcOptions, BaseSettings):
         default=True,
         description="Serve a 2026-07-28 tools/call on /mcp with a leaner driver after the "
         "SDK's own checks (same answers, less CPU); off: every request as the SDK serves it.",
-    )
-    mcp_tools_page_size: int = Field(
-        default=1000,
-        ge=1,
-        le=100_000,
-        description="Tools per page of /mcp's tools/list (MCP cursor pagination): every "
-        "agent's skills are tools, so a large registry lists in pages.",
     )
     mcp_reconnect_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     mcp_reconcile_seconds: float = Field(

@@ -419,8 +419,16 @@ def test_a_user_reads_no_upstream_details_and_only_the_tools_they_may_call(
         assert federation.tool("alpha", "alpha__add")["state"] == "quarantined"
     token = federation.gateway.token("alice")
     offered = asyncio.run(_tools_list(federation.gateway.url, token, MODES[0]))
-    # alpha__add is quarantined, the policy denies alpha__fail.
-    assert offered == {"alpha__slow", "alpha__whoami", "local__echo", "local__pid", "local__crash"}
+    # alpha__add is quarantined, the policy denies alpha__fail; the gateway's
+    # own search comes with them.
+    assert offered == {
+        "alpha__slow",
+        "alpha__whoami",
+        "local__echo",
+        "local__pid",
+        "local__crash",
+        "switchboard__search_tools",
+    }
 
     with federation.gateway.client(token) as alice:
         listed = alice.get("/mcp-servers")
@@ -433,7 +441,8 @@ def test_a_user_reads_no_upstream_details_and_only_the_tools_they_may_call(
         assert set(record) == VIEW_KEYS, record
         assert record["health"]["detail"] is None
         assert all(set(tool) == {"name", "namespaced", "definition"} for tool in record["tools"])
-    assert {t["namespaced"] for r in shown.values() for t in r["tools"]} == offered
+    own = {"switchboard__search_tools"}
+    assert {t["namespaced"] for r in shown.values() for t in r["tools"]} == offered - own
     for leak in (server.url, str(STDIO_SERVER), API_KEY, "X-Api-Key", "Ignore all previous"):
         assert leak not in listed.text and leak not in one.text, leak
 

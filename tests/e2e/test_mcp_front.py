@@ -107,8 +107,10 @@ async def test_list_and_call_with_progress(front: Front, mode: str) -> None:
     token = await front.token("alice")
     async with mcp_client(front.url, token, mode) as client:
         listed = {t.name for t in (await client.list_tools()).tools}
-        # The policy forbids `fail` and `whoami` needs a scope alice lacks: not listed.
-        assert listed == {"alpha__add", "alpha__slow", "alpha__ask_name", "alpha__hang"}
+        # The policy forbids `fail` and `whoami` needs a scope alice lacks: not
+        # listed. The gateway's tool search is.
+        own = "switchboard__search_tools"
+        assert listed == {"alpha__add", "alpha__slow", "alpha__ask_name", "alpha__hang", own}
         added = await client.call_tool("alpha__add", {"a": 2, "b": 3})
         assert added.structured_content == {"result": 5}
         reported: list[float] = []

@@ -29,6 +29,7 @@ from mcp import MCPError
 
 from gateway.mcp.approvals import STATUS_TOOL
 from gateway.mcp.errors import DELEGATION_REFUSED
+from gateway.mcp.tool_search import SEARCH_TOOL
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.impostors import (
@@ -166,6 +167,6 @@ def test_tools_list_agrees_with_tools_call(
     assert not [seen for seen in calls if seen.contains("helper__work")]
     # A tool that needs approval is listed, and its call is held (not refused);
     # whoever may see one is offered the status tool to collect the outcome.
-    assert listed - {STATUS_TOOL} == callable_
+    assert listed - {STATUS_TOOL, SEARCH_TOOL} == callable_
     assert "beta__whoami" in listed and STATUS_TOOL in listed
     assert "helper__work" in listed  # the skill (held for approval), not the stored impostor

@@ -68,10 +68,11 @@ def test_mcp_sets_commands_manage_virtual_servers(
     assert run("mcp", "sets", "list", *common).stdout.strip() == "no sets"
     put = run(
         "mcp", "sets", "put", "ops", "--title", "Ops", "--server", "alpha", "--tool", "x__*",
-        *common,
+        "--tool-search", "only", *common,
     )  # fmt: skip
     assert put.returncode == 0, put.stderr
     assert put.stdout.startswith("created /mcp/ops") and "server alpha" in put.stdout
+    assert "tool search: only" in put.stdout
     spec = tmp_path / "ops.yaml"
     spec.write_text(
         "title: Ops, renamed\ninstructions: Ask first.\nselect:\n  tools: [alpha__add]\n"
@@ -83,6 +84,7 @@ def test_mcp_sets_commands_manage_virtual_servers(
     assert listed.returncode == 0 and "Ops, renamed" in listed.stdout
     shown = run("mcp", "sets", "show", "ops", *common)
     assert '"instructions": "Ask first."' in shown.stdout
+    assert '"tool_search": "off"' in shown.stdout  # a file without it: the default
     # Not an admin, an unknown server, a bad file: refused, said, nothing changed.
     as_user = run("mcp", "sets", "remove", "ops", "--token", gateway.token("alice"), *common)
     assert as_user.returncode == 2 and "HTTP 403" in as_user.stderr

@@ -47,6 +47,7 @@ FORM = {
     "instructions": "Ask first.",
     "servers": "alpha",
     "tools": "beta__*, gamma__add\n",
+    "tool_search": "on",
 }
 
 
@@ -63,6 +64,8 @@ def test_an_admin_defines_and_removes_a_set(deployment: Gateway, upstream: Serve
         # A bad field: said by its name, nothing stored.
         bad = ann.post("/ui/mcp-sets", data={**FORM, "title": "", "csrf": csrf})
         assert bad.status_code == 422 and "title" in bad.text
+        odd = ann.post("/ui/mcp-sets", data={**FORM, "tool_search": "maybe", "csrf": csrf})
+        assert odd.status_code == 422 and "tool_search" in odd.text
         unknown = ann.post("/ui/mcp-sets", data={**FORM, "servers": "nope", "csrf": csrf})
         assert unknown.status_code == 422 and "nope" in unknown.text
         badname = ann.post("/ui/mcp-sets", data={**FORM, "name": "Not A Name", "csrf": csrf})
@@ -79,6 +82,7 @@ def test_an_admin_defines_and_removes_a_set(deployment: Gateway, upstream: Serve
             "tags": [],
             "tools": ["beta__*", "gamma__add"],
         }
+        assert kept["tool_search"] == "on"
         listed = bob.get("/ui/mcp-sets")
         assert listed.status_code == 200
         assert f"{deployment.url}/mcp/ops" in listed.text and "Remove" not in listed.text

@@ -1,0 +1,297 @@
+"""Tool search: the gateway's own `switchboard__search_tools` (and, for a
+virtual server in progressive-disclosure mode, `switchboard__call_tool`).
+
+A client offered hundreds of tools degrades with all of them in context. It
+can instead ask for the few that fit a task: the query is ranked by the
+database's own full-text search over every tool's name, title, description
+and parameters (`registry.tool_index`), and the answer holds only tools the
+caller's own listing offers here -- the same policy decisions and virtual
+server as `tools/list`, never a tool the caller could not call. A set whose
+``tool_search`` is ``only`` lists just these two tools: the client finds a
+tool, then calls it by name through `switchboard__call_tool`, which is the
+ordinary call of that tool (decided, held for approval, recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import mcp_types as types
+
+from gateway.federation.federation import McpFederation
+from gateway.mcp.agent_tools import AgentSkillTools
+from gateway.mcp.approvals import STATUS_TOOL
+from registry.mcp_sets import ToolSearchMode
+from registry.tool_index import (
+    NAMED_AT_MOST,
+    SqlToolIndex,
+    ToolDocument,
+    document,
+    query_words,
+)
+
+SEARCH_TOOL = "switchboard__search_tools"
+CALL_TOOL = "switchboard__call_tool"
+MAX_QUERY = 500
+DEFAULT_LIMIT = 5
+MAX_LIMIT = 20
+
+_FOUND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "title": {"type": "string"},
+                    "description": {"type": "string"},
+                    "inputSchema": {"type": "object"},
+                },
+                "required": ["name", "inputSchema"],
+            },
+        }
+    },
+    "required": ["tools"],
+}
+SEARCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "query": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_QUERY,
+            "description": "what you want to do, in a few words",
+        },
+        "limit": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LIMIT,
+            "default": DEFAULT_LIMIT,
+            "description": "how many tools at most",
+        },
+    },
+    "required": ["query"],
+    "additionalProperties": False,
+}
+CALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "description": "a name search_tools gave"},
+        "arguments": {"type": "object", "description": "the tool's arguments, per its inputSchema"},
+    },
+    "required": ["name"],
+    "additionalProperties": False,
+}
+SEARCH_TOOL_DEFINITION = types.Tool(
+    name=SEARCH_TOOL,
+    title="Search tools",
+    description=(
+        "Find the tools for a task among every tool you may call here, best "
+        "match first, each with its input schema. Use it instead of reading "
+        "the whole tool list."
+    ),
+    input_schema=SEARCH_SCHEMA,
+    output_schema=_FOUND_SCHEMA,
+    annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+)
+CALL_TOOL_DEFINITION = types.Tool(
+    name=CALL_TOOL,
+    title="Call a tool",
+    description=(
+        f"Call a tool {SEARCH_TOOL} found, by its name, with its arguments. "
+        "The answer is that tool's own."
+    ),
+    input_schema=CALL_SCHEMA,
+)
+
+# The objects the catalog is worked out from (compared by identity: a
+# replaced snapshot means the catalog changed), and how to work out its
+# documents (only when it did).
+Catalog = tuple[tuple[object, ...], Callable[[], Sequence[ToolDocument]]]
+# Even with nothing changed here, the index is brought in step this often:
+# another replica that synced an older catalog may have removed a tool.
+RESYNC_SECONDS = 60.0
+
+
+class SearchRefused(ValueError):
+    """The arguments are not a search (said to the caller as a tool error)."""
+
+
+def search_arguments(arguments: Mapping[str, Any] | None) -> tuple[str, int]:
+    arguments = arguments or {}
+    query, limit = arguments.get("query"), arguments.get("limit", DEFAULT_LIMIT)
+    unknown = set(arguments) - {"query", "limit"}
+    if unknown:
+        raise SearchRefused(f"unknown arguments: {', '.join(sorted(unknown))}")
+    if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY:
+        raise SearchRefused(f"query: a string of 1 to {MAX_QUERY} characters")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise SearchRefused(f"limit: an integer from 1 to {MAX_LIMIT}")
+    return query, limit
+
+
+def call_arguments(arguments: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    arguments = arguments or {}
+    name, inner = arguments.get("name"), arguments.get("arguments")
+    unknown = set(arguments) - {"name", "arguments"}
+    if unknown:
+        raise SearchRefused(f"unknown arguments: {', '.join(sorted(unknown))}")
+    if not isinstance(name, str) or not name:
+        raise SearchRefused("name: the name of a tool search_tools found")
+    if inner is not None and not isinstance(inner, dict):
+        raise SearchRefused("arguments: an object")
+    return name, inner
+
+
+class ToolSearch:
+    """Ranks a caller's tools for a query through the index, kept in step
+    with the catalog the first time a search sees the catalog changed."""
+
+    def __init__(self, index: SqlToolIndex, catalog: Callable[[], Awaitable[Catalog]]) -> None:
+        self._index = index
+        self._catalog = catalog
+        self._synced: tuple[object, ...] = ()
+        self._synced_at = 0.0
+        self._syncing = asyncio.Lock()
+
+    async def search(
+        self, query: str, offered: Sequence[types.Tool], limit: int
+    ) -> list[types.Tool]:
+        """The best ``limit`` of ``offered`` (the caller's listing here) for
+        ``query``; the gateway's own tools are never among them."""
+        await self._in_step()
+        words = query_words(query)
+        mine = {t.name: t for t in offered if t.name not in (SEARCH_TOOL, CALL_TOOL)}
+        among = list(mine) if len(mine) <= NAMED_AT_MOST else None
+        found: list[types.Tool] = []
+        for name, _score in await self._index.search(words, among):
+            tool = mine.get(name)
+            if tool is not None:
+                found.append(tool)
+                if len(found) == limit:
+                    break
+        return found
+
+    async def _in_step(self) -> None:
+        if self._current(*await self._catalog()):
+            return
+        async with self._syncing:
+            key, documents = await self._catalog()
+            if not self._current(key, documents):
+                await self._index.sync(documents())
+                self._synced, self._synced_at = key, time.monotonic()
+
+    def _current(self, key: tuple[object, ...], _documents: object) -> bool:
+        fresh = time.monotonic() - self._synced_at < RESYNC_SECONDS
+        return fresh and _same(key, self._synced)
+
+
+def catalog_of(
+    federation: Callable[[], McpFederation], skills: Callable[[], AgentSkillTools | None]
+) -> Callable[[], Awaitable[Catalog]]:
+    """The catalog tool search indexes: every federated tool that claims its
+    name and every agent's every skill, whoever may call them."""
+
+    async def catalog() -> Catalog:
+        snapshot = await federation().snapshot()
+        agent_tools = skills()
+        skills_key, every_skill = await agent_tools.every_tool() if agent_tools else (None, ())
+
+        def documents() -> list[ToolDocument]:
+            found = {
+                t.name: document(
+                    t.name,
+                    t.definition.get("title"),
+                    t.definition.get("description"),
+                    t.definition.get("inputSchema"),
+                )
+                for t in snapshot.values()
+                if t.withheld is None
+            }
+            for s in every_skill:
+                found.setdefault(
+                    s.name,
+                    document(
+                        s.name,
+                        s.tool.title,
+                        s.tool.description,
+                        s.tool.input_schema,
+                        extra=(*s.tags, *s.examples),
+                    ),
+                )
+            return list(found.values())
+
+        return (snapshot, skills_key), documents
+
+    return catalog
+
+
+def with_search(offered: list[types.Tool], mode: ToolSearchMode) -> list[types.Tool]:
+    """A `tools/list` answer with tool search as ``mode`` has it (first, so
+    that a paging client meets it on the first page)."""
+    if mode == "on":
+        return [SEARCH_TOOL_DEFINITION, *offered]
+    if mode == "only":  # and the status of a held call, which it will need
+        held = [t for t in offered if t.name == STATUS_TOOL]
+        return [SEARCH_TOOL_DEFINITION, CALL_TOOL_DEFINITION, *held]
+    return offered
+
+
+def own_schema(name: str) -> Mapping[str, Any] | None:
+    return {SEARCH_TOOL: SEARCH_SCHEMA, CALL_TOOL: CALL_SCHEMA}.get(name)
+
+
+async def search_answer(
+    search: ToolSearch, params: types.CallToolRequestParams, offered: Sequence[types.Tool]
+) -> types.CallToolResult:
+    try:
+        query, limit = search_arguments(params.arguments)
+    except SearchRefused as refused:
+        return refused_result(f"{SEARCH_TOOL}: {refused}")
+    return found_result(await search.search(query, offered, limit))
+
+
+def unwrapped(
+    params: types.CallToolRequestParams,
+) -> types.CallToolRequestParams | types.CallToolResult:
+    """`switchboard__call_tool`'s call as the call of the tool it names (its
+    request state and answers go with it: they are that tool's), or the
+    tool error its arguments earn."""
+    try:
+        name, arguments = call_arguments(params.arguments)
+    except SearchRefused as refused:
+        return refused_result(f"{CALL_TOOL}: {refused}")
+    return params.model_copy(update={"name": name, "arguments": arguments})
+
+
+def found_result(tools: Sequence[types.Tool]) -> types.CallToolResult:
+    listed = [
+        {
+            "name": t.name,
+            **({"title": t.title} if t.title else {}),
+            **({"description": t.description} if t.description else {}),
+            "inputSchema": t.input_schema,
+        }
+        for t in tools
+    ]
+    structured = {"tools": listed}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=json.dumps(structured))],
+        structured_content=structured,
+    )
+
+
+def refused_result(reason: str) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=reason)], is_error=True
+    )
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))

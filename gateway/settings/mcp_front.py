@@ -1,0 +1,21 @@
+"""The settings of `/mcp`'s own offerings (`gateway.mcp.front`): a part of `Settings`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class McpFrontOptions(BaseModel):
+    mcp_tools_page_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Tools per page of /mcp's tools/list (MCP cursor pagination): every "
+        "agent's skills are tools, so a large registry lists in pages.",
+    )
+    mcp_tool_search: bool = Field(
+        default=True,
+        description="Offer switchboard__search_tools on /mcp: the tools a caller may call "
+        "that best match a query, ranked by the database's full-text search (virtual "
+        "servers choose for themselves: a set's tool_search).",
+    )

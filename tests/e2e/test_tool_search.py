@@ -1,0 +1,219 @@
+"""Tool search (`switchboard__search_tools`) end to end: a real gateway on
+both databases, three MCP servers on the official SDK offering the
+catalog's real-looking tools, and the `mcp` SDK's client at both revisions.
+
+What must hold: the right tool comes back in the top five for the labelled
+queries, with its input schema; a tool the caller may not call is never
+found; a virtual server in `only` mode lists just search and call, finds
+only its own tools and calls them as themselves (outside the set: a name
+that does not exist); bad arguments are tool errors; a set without search
+has no such tool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.tool_catalog import QUERIES
+from tests.support.catalog_servers import catalog_server
+from tests.support.gateway import Gateway, start_gateway
+from tests.support.mcp_clients import MODES, mcp_client
+from tests.support.servers import ServerThread, stop_all
+
+SERVERS = ("inventory", "billing", "shipping")
+SEARCH, CALL = "switchboard__search_tools", "switchboard__call_tool"
+# The refund tool is refused to everyone: search must never offer it.
+POLICY = """\
+agents:
+  billing:
+    tools:
+      issue_refund:
+        allow: false
+"""
+SHOP = {
+    "name": "shop",
+    "title": "Shop floor",
+    "select": {"servers": ["inventory", "shipping"]},
+    "tool_search": "only",
+}
+
+
+@dataclass
+class Setup:
+    gateway: Gateway
+    servers: list[ServerThread] = field(default_factory=list)
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    running = Setup(gateway)
+    try:
+        for name in SERVERS:
+            server = catalog_server(name)
+            running.servers.append(server)
+            with running.admin() as admin:
+                added = admin.post("/mcp-servers", json={"name": name, "url": server.url + "/mcp"})
+                assert added.status_code == 201, added.text
+        yield running
+    finally:
+        stop_all(*running.servers)
+        gateway.server.stop()
+
+
+def run_client(setup: Setup, path: str, mode: str, steps: Any) -> Any:
+    token = setup.gateway.token("alice")
+
+    async def run() -> Any:
+        async with mcp_client(setup.gateway.url + path, token, mode) as client:
+            return await steps(client)
+
+    return setup.gateway.server.run(run())
+
+
+def found(result: Any) -> list[dict[str, Any]]:
+    assert not result.is_error, result.content
+    tools: list[dict[str, Any]] = result.structured_content["tools"]
+    assert json.loads(result.content[0].text) == {"tools": tools}
+    return tools
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_search_finds_the_right_tool_among_the_callers_own(setup: Setup, mode: str) -> None:
+    labelled = [
+        (q, right)
+        for q, right in QUERIES
+        if right.split("__")[0] in SERVERS and right != "billing__issue_refund"
+    ]
+    assert len(labelled) >= 5
+
+    async def steps(client: Any) -> Any:
+        listed = [t.name for t in (await client.list_tools()).tools]
+        answers = {q: found(await client.call_tool(SEARCH, {"query": q})) for q, _ in labelled}
+        refund = found(await client.call_tool(SEARCH, {"query": "issue refund", "limit": 20}))
+        return listed, answers, refund
+
+    listed, answers, refund = run_client(setup, "/mcp", mode, steps)
+    assert listed[0] == SEARCH  # first: a paging client meets it at once
+    assert "billing__issue_refund" not in listed
+    hits = sum(right in [t["name"] for t in answers[q]] for q, right in labelled)
+    # bench.tool_search: recall@5 0.90 (SQLite), 0.88 (PostgreSQL) overall.
+    assert hits >= len(labelled) - 2, answers
+    for tools in answers.values():
+        assert len(tools) <= 5  # a query sharing no word with any tool finds none
+        for tool in tools:
+            assert tool["inputSchema"]["type"] == "object"
+            assert tool["name"] in listed and tool["name"] not in (SEARCH, CALL)
+    # Found by its words everywhere else, but the caller may not call it.
+    assert refund and "billing__issue_refund" not in [t["name"] for t in refund]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_set_in_only_mode_finds_and_calls_its_own_tools(setup: Setup, mode: str) -> None:
+    with setup.admin() as admin:
+        created = admin.post("/mcp-sets", json=SHOP)
+        assert created.status_code == 201, created.text
+        assert created.json()["tool_search"] == "only"
+
+    async def steps(client: Any) -> Any:
+        listed = {t.name for t in (await client.list_tools()).tools}
+        stock = found(await client.call_tool(SEARCH, {"query": "units in the warehouse"}))
+        invoices = found(await client.call_tool(SEARCH, {"query": "create invoice customer"}))
+        called = await client.call_tool(
+            CALL, {"name": "inventory__check_stock", "arguments": {"sku": "A-1"}}
+        )
+        outside: dict[str, Any] = {}
+        for name in ("billing__create_invoice", "billing__issue_refund", SEARCH):
+            try:
+                outside[name] = await client.call_tool(CALL, {"name": name, "arguments": {}})
+            except Exception as exc:  # the SDK raises the JSON-RPC error
+                outside[name] = str(exc)
+        return listed, stock, invoices, called, outside
+
+    listed, stock, invoices, called, outside = run_client(setup, "/mcp/shop", mode, steps)
+    assert listed == {SEARCH, CALL}
+    assert "inventory__check_stock" in [t["name"] for t in stock]
+    assert all(t["name"].split("__")[0] in ("inventory", "shipping") for t in stock + invoices)
+    assert not called.is_error, called.content
+    assert "check_stock called with {'sku': 'A-1', 'warehouse': ''}" in called.content[0].text
+    for name, answer in outside.items():
+        assert isinstance(answer, str) and "unknown tool" in answer.lower(), (name, answer)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        {"query": ""},
+        {"query": "x" * 501},
+        {"query": 5},
+        {"query": "stock", "limit": 0},
+        {"query": "stock", "limit": 21},
+        {"query": "stock", "limit": "5"},
+        {"query": "stock", "limit": True},
+        {"query": "stock", "extra": 1},
+    ],
+)
+def test_bad_search_arguments_are_a_tool_error(setup: Setup, arguments: dict[str, Any]) -> None:
+    async def steps(client: Any) -> Any:
+        try:
+            return await client.call_tool(SEARCH, arguments)
+        except Exception as exc:  # refused by the SDK against the input schema
+            return str(exc)
+
+    answer = run_client(setup, "/mcp", "2026-07-28", steps)
+    if not isinstance(answer, str):
+        assert answer.is_error, answer
+        assert SEARCH in answer.content[0].text
+
+
+def test_bad_call_tool_arguments_are_a_tool_error(setup: Setup) -> None:
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json=SHOP).status_code == 201
+
+    async def steps(client: Any) -> list[Any]:
+        answers = []
+        for arguments in ({}, {"name": ""}, {"name": 3}, {"name": "x", "arguments": []}):
+            try:
+                answers.append(await client.call_tool(CALL, arguments))
+            except Exception as exc:
+                answers.append(str(exc))
+        return answers
+
+    for answer in run_client(setup, "/mcp/shop", "legacy", steps):
+        assert isinstance(answer, str) or answer.is_error, answer
+
+
+def test_a_set_without_search_has_no_search_tool(setup: Setup) -> None:
+    with setup.admin() as admin:
+        plain = {**SHOP, "name": "plain", "tool_search": "off"}
+        assert admin.post("/mcp-sets", json=plain).status_code == 201
+        bad = {**SHOP, "name": "odd", "tool_search": "sometimes"}
+        refused = admin.post("/mcp-sets", json=bad)
+        assert refused.status_code == 422, refused.text
+        assert admin.get("/mcp-sets/odd").status_code == 404
+
+    async def steps(client: Any) -> Any:
+        listed = {t.name for t in (await client.list_tools()).tools}
+        try:
+            answer: Any = await client.call_tool(SEARCH, {"query": "stock"})
+        except Exception as exc:
+            answer = str(exc)
+        return listed, answer
+
+    listed, answer = run_client(setup, "/mcp/plain", "2026-07-28", steps)
+    assert SEARCH not in listed and CALL not in listed
+    assert "inventory__check_stock" in listed
+    assert isinstance(answer, str) and "unknown tool" in answer.lower()

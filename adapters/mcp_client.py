@@ -12,6 +12,7 @@ from typing import Any, Literal
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client import advertise
 from mcp.client._transport import TransportStreams
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -21,6 +22,8 @@ from adapters.mcp_http import (
     UpstreamAuth,
 )
 from adapters.mcp_relay import (
+    APP_EXTENSION,
+    APP_SETTINGS,
     Callbacks,
     Source,
     on_log,
@@ -104,6 +107,10 @@ def open_client(
         list_roots_callback=callbacks.list_roots,
         logging_callback=on_log,
         client_info=types.Implementation(name="switchboard", version="0.1.0"),
+        # The gateway relays MCP Apps to the clients that render them
+        # (`registry.mcp_offerings.app_tool_meta`); a server that offers its
+        # apps only to such clients offers them through the gateway too.
+        extensions=[advertise(APP_EXTENSION, APP_SETTINGS)],
         cache=None,  # every listing must reach the server: it is how changes are seen
         mode=mode,
     )

@@ -243,6 +243,14 @@ async def on_log(params: types.LoggingMessageNotificationParams) -> None:
 
 Stamp = Callable[[dict[str, Any], Any], None]
 
+# MCP Apps (SEP-1865, extension `io.modelcontextprotocol/ui`): HTML views a
+# host renders for a tool. The gateway renders none; it relays them.
+APP_EXTENSION = "io.modelcontextprotocol/ui"
+APP_SETTINGS: dict[str, Any] = {"mimeTypes": ["text/html;profile=mcp-app"]}
+# What the gateway's own requests (listings, probes) declare: no question can
+# be answered, and apps are relayed (so they are listed).
+OWN_CAPABILITIES: dict[str, Any] = {"extensions": {APP_EXTENSION: APP_SETTINGS}}
+
 
 def stamp_caller_capabilities(session: ClientSession) -> bool:
     """Make a 2026-07-28 session stamp the caller's capabilities, not its own.
@@ -251,8 +259,8 @@ def stamp_caller_capabilities(session: ClientSession) -> bool:
     callbacks this client registered), and a ``_meta`` passed to a call
     cannot override that key. So the session's stamp is wrapped: after the
     SDK's, the key is replaced with the current relay's capabilities, or
-    with none for the gateway's own requests (listings, probes), which can
-    answer no question. Returns False (and forwards nothing) if this SDK's
+    for the gateway's own requests (listings, probes), which can answer no
+    question, with `OWN_CAPABILITIES`. Returns False (and forwards nothing) if this SDK's
     session has no stamp to wrap; `tests/test_mcp_relay.py` notices.
     """
     inner: Stamp | None = getattr(session, "_stamp", None)
@@ -266,7 +274,7 @@ def stamp_caller_capabilities(session: ClientSession) -> bool:
         if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
             call = CALL_RELAY.get()
             meta[CLIENT_CAPABILITIES_META_KEY] = (
-                call.relay.upstream_capabilities() if call is not None else {}
+                call.relay.upstream_capabilities() if call is not None else OWN_CAPABILITIES
             )
 
     session._stamp = stamp

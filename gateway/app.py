@@ -38,7 +38,9 @@ from gateway.api import (
     vendor_agents,
     wellknown,
 )
+from gateway.api import audit_export as audit_export_api
 from gateway.api.state import AppState
+from gateway.audit_export import startup as audit_export
 from gateway.console import apidocs
 from gateway.console import install as install_console
 from gateway.delegation import startup as delegation
@@ -104,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
             if a2a_parts.front_door.consents is not None:
                 a2a_parts.front_door.consents.connections = mcp_parts.connections
             observed = observability.start(settings, core, stack)
+            exported = await audit_export.start(settings, core, stack)
             # Registered before the flows engine starts: its executor id is this replica's.
             await replicas.announce(engine)
             stack.push_async_callback(replicas.withdraw)
@@ -140,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
                 agent_clients=AgentOAuthClients(engine, settings.sealing_secret),
                 mcp_sets=set_cache,
                 mcp_notices=mcp_front.notifier,
+                audit_export=exported,
             )
             request_auth = RequestAuth(settings, core.verifier)
             request_auth.install(app)
@@ -160,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
                 *a2a_parts.jobs(),
                 *observed.jobs(),
                 *flow_parts.jobs(),
+                *exported.jobs(),
                 Periodic("replica", replicas.heartbeat_seconds, replicas.renew),
             )
             periodic = [job for job in jobs if isinstance(job, Periodic)]
@@ -193,6 +198,7 @@ def create_app(settings: Settings) -> FastAPI:
         credentials.router,
         oauth.router,
         policies.router,
+        audit_export_api.router,
         audit.router,
         mcp_servers.router,
         mcp_sets.router,

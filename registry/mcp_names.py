@@ -44,6 +44,10 @@ SEPARATOR = "__"
 GATEWAY_ID = "switchboard"
 GATEWAY_PREFIX = GATEWAY_ID + SEPARATOR
 GATEWAY_SCHEME = GATEWAY_ID + ":"
+# MCP Apps (SEP-1865): a host renders only `ui://` resources, so an app's URI
+# offered by the gateway stays `ui://`, under the gateway's own authority.
+APP_SCHEME = "ui://"
+GATEWAY_APP_PREFIX = APP_SCHEME + GATEWAY_ID + "/"
 RESERVED_IDS = frozenset({GATEWAY_ID})
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 _HASH_LEN = 8
@@ -111,8 +115,16 @@ def reserved(name: str) -> str | None:
 
 
 def reserved_uri(uri: str) -> bool:
-    """Whether an upstream URI or template may not be offered as is."""
-    return uri[: len(GATEWAY_SCHEME)].lower() == GATEWAY_SCHEME
+    """Whether an upstream URI or template may not be offered as is: the
+    gateway's scheme, and the gateway's authority of `ui://` (`is_app_uri`)."""
+    head = uri[: len(GATEWAY_APP_PREFIX)].lower()
+    return head.startswith(GATEWAY_SCHEME) or head == GATEWAY_APP_PREFIX
+
+
+def is_app_uri(uri: str) -> bool:
+    """An MCP App's resource (`ui://`, SEP-1865): always offered in the
+    gateway's form, so a tool's reference to it can be rewritten alike."""
+    return uri[: len(APP_SCHEME)].lower() == APP_SCHEME
 
 
 def owns(target_id: str, name: str) -> bool:

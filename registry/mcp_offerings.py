@@ -27,7 +27,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from registry.mcp_names import Refusal, is_plain, namespaced_name, reserved, reserved_uri
+from registry.mcp_names import (
+    APP_SCHEME,
+    GATEWAY_APP_PREFIX,
+    Refusal,
+    is_app_uri,
+    is_plain,
+    namespaced_name,
+    reserved,
+    reserved_uri,
+)
 from registry.mcp_tools import ToolFlag, screen_texts
 
 SCHEME = "switchboard"
@@ -37,18 +46,43 @@ PROMPT_FIELDS = ("name", "title", "description", "arguments")
 
 
 def gateway_uri(server_id: str, uri: str) -> str:
-    """``switchboard://{server}/{uri}``: the upstream URI, naming its server."""
+    """``switchboard://{server}/{uri}``: the upstream URI, naming its server.
+    An MCP App's ``ui://{rest}`` is ``ui://switchboard/{server}/{rest}``."""
+    if is_app_uri(uri):
+        return f"{GATEWAY_APP_PREFIX}{server_id}/{uri[len(APP_SCHEME) :]}"
     return f"{_PREFIX}{server_id}/{uri}"
 
 
 def split_gateway_uri(uri: str) -> tuple[str, str] | None:
     """(server id, upstream URI) of a gateway URI; None for any other URI."""
+    if uri[: len(GATEWAY_APP_PREFIX)].lower() == GATEWAY_APP_PREFIX:
+        server_id, slash, rest = uri[len(GATEWAY_APP_PREFIX) :].partition("/")
+        if not server_id or not slash or not rest:
+            return None
+        return server_id, APP_SCHEME + rest
     if not uri.startswith(_PREFIX):
         return None
     server_id, slash, upstream = uri[len(_PREFIX) :].partition("/")
     if not server_id or not slash or not upstream:
         return None
     return server_id, upstream
+
+
+def app_tool_meta(meta: Any, server_id: str) -> dict[str, Any] | None:
+    """A tool's ``_meta`` with the MCP App it opens (``ui.resourceUri``, and
+    the older flat ``ui/resourceUri``) named as the gateway offers that
+    resource; None when there is nothing to rewrite."""
+    if not isinstance(meta, Mapping):
+        return None
+    changed = dict(meta)
+    ui = meta.get("ui")
+    opens = ui.get("resourceUri") if isinstance(ui, Mapping) else None
+    if isinstance(ui, Mapping) and isinstance(opens, str) and is_app_uri(opens):
+        changed["ui"] = {**ui, "resourceUri": gateway_uri(server_id, opens)}
+    flat = meta.get("ui/resourceUri")
+    if isinstance(flat, str) and is_app_uri(flat):
+        changed["ui/resourceUri"] = gateway_uri(server_id, flat)
+    return changed if changed != meta else None
 
 
 # --- RFC 6570 templates -------------------------------------------------------
@@ -135,14 +169,11 @@ def uri_names(
 ) -> tuple[list[str], list[str]]:
     """The URI each resource, and each template, is offered under. A prefixed
     server's: `gateway_uri`. An unprefixed server's: unchanged, unless it is of
-    the gateway's scheme or another unprefixed server offers a resource or
-    template that could be the same URI; then `gateway_uri`."""
-    plain_resources = [
-        (i, c) for i, c in enumerate(resources) if not c[2] and not reserved_uri(c[1])
-    ]
-    plain_templates = [
-        (i, c) for i, c in enumerate(templates) if not c[2] and not reserved_uri(c[1])
-    ]
+    the gateway's scheme, an MCP App's (`ui://`: its tools' references are
+    rewritten alike, `app_tool_meta`), or another unprefixed server offers a
+    resource or template that could be the same URI; then `gateway_uri`."""
+    plain_resources = [(i, c) for i, c in enumerate(resources) if not c[2] and _may_stay(c[1])]
+    plain_templates = [(i, c) for i, c in enumerate(templates) if not c[2] and _may_stay(c[1])]
     by_uri: dict[str, set[str]] = {}
     for _, (server_id, uri, _) in plain_resources:
         by_uri.setdefault(uri, set()).add(server_id)
@@ -163,6 +194,10 @@ def uri_names(
         [uri if i in kept else gateway_uri(s, uri) for i, (s, uri, _) in enumerate(resources)],
         [t if i in kept_templates else gateway_uri(s, t) for i, (s, t, _) in enumerate(templates)],
     )
+
+
+def _may_stay(uri: str) -> bool:
+    return not reserved_uri(uri) and not is_app_uri(uri)
 
 
 def _may_overlap(first: str, second: str) -> bool:

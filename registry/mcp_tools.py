@@ -25,7 +25,8 @@ from typing import Any
 
 import rfc8785
 
-# The fields a client hands to its model; `_meta` and icons are not pinned.
+# The fields a client hands to its model; icons and `_meta` (but an MCP
+# App's, below) are not pinned.
 PINNED_FIELDS = (
     "name",
     "title",
@@ -37,9 +38,21 @@ PINNED_FIELDS = (
 )
 
 
+# Of `_meta`, the MCP App a tool opens (SEP-1865): pinned like its
+# description, so a server cannot swap the app a reviewer approved. Present
+# only on tools that open one, so no other tool's digest changes.
+APP_META_KEYS = ("ui", "ui/resourceUri")
+
+
 def pinned_definition(tool: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a tool definition (MCP JSON, camelCase) that is pinned."""
-    return {k: tool[k] for k in PINNED_FIELDS if tool.get(k) is not None}
+    pinned = {k: tool[k] for k in PINNED_FIELDS if tool.get(k) is not None}
+    meta = tool.get("_meta")
+    if isinstance(meta, Mapping):
+        app = {k: meta[k] for k in APP_META_KEYS if meta.get(k) is not None}
+        if app:
+            pinned["_meta"] = app
+    return pinned
 
 
 def tool_digest(tool: Mapping[str, Any]) -> str:

@@ -7,31 +7,33 @@ A document is what a client would read to choose a tool: its name split
 into words (``crm__find_contact`` is "crm find contact"), its title, its
 description and its parameters' names and descriptions. The index holds
 every tool of the catalog whoever may call it; who may see which is decided
-by the caller's own listing, which filters the ranked names
-(`gateway.mcp.tool_search`). Every replica keeps it in step with what it
-sees (`sync`): documents are compared by digest, so replicas writing the
-same catalog write nothing twice.
+by the caller's own listing, whose names the query is given: the database
+ranks only those (`gateway.mcp.tool_search`). Every replica keeps it in step
+with what it sees: documents are compared by digest and upserted, so
+replicas writing the same catalog write nothing twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, text, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import String, bindparam, delete, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.tables import tool_docs
 
 MAX_QUERY_WORDS = 32
 MAX_WORD = 64
 MAX_FIELD = 8_000  # of a description or the parameters: no tool's essay floods the index
-MATCHES_READ = 2_000  # ranked names read when the caller's tools are too many to name
-NAMED_AT_MOST = 500  # a caller with at most this many tools: the query names them
+T = TypeVar("T")
 _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # SQLite's bm25() weights, in the FTS table's column order: a word in a
@@ -106,67 +108,74 @@ class SqlToolIndex:
         self._engine = engine
         self._postgresql = engine.dialect.name == "postgresql"
 
-    async def sync(self, documents: Sequence[ToolDocument]) -> tuple[int, int]:
-        """Make the index hold exactly ``documents``: (written, removed). Two
-        replicas adding the same tool at once: the one that lost reads again."""
-        try:
-            return await self._sync(documents)
-        except IntegrityError:
-            return await self._sync(documents)
+    async def held(self) -> dict[str, str]:
+        """Every document's name and digest."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(tool_docs.c.name, tool_docs.c.digest))
+            return {name: digest for name, digest in rows.all()}
 
-    async def _sync(self, documents: Sequence[ToolDocument]) -> tuple[int, int]:
-        wanted = {d.name: d for d in documents}
+    async def put(self, documents: Sequence[ToolDocument]) -> None:
+        """Write ``documents`` (new, or changed since): an upsert, so replicas
+        writing the same document at once both succeed, and one already
+        there unchanged is not written again."""
+        if not documents:
+            return
+        dialect_insert = postgresql_insert if self._postgresql else sqlite_insert
         async with self._engine.begin() as conn:
-            held = dict((await conn.execute(select(tool_docs.c.name, tool_docs.c.digest))).all())
-            gone = [name for name in held if name not in wanted]
-            new = [d for name, d in wanted.items() if name not in held]
-            changed = [d for name, d in wanted.items() if name in held and held[name] != d.digest]
-            if gone:
-                for chunk in _chunks(gone, 500):
-                    await conn.execute(delete(tool_docs).where(tool_docs.c.name.in_(chunk)))
-            if new:
-                await conn.execute(tool_docs.insert(), [_row(d) for d in new])
-            if changed:
-                await _update(conn, changed)
-        return len(new) + len(changed), len(gone)
+            for chunk in _chunks(documents, 500):
+                statement = dialect_insert(tool_docs).values([_row(d) for d in chunk])
+                fresh = statement.excluded
+                await conn.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[tool_docs.c.name],
+                        set_={
+                            column: getattr(fresh, column)
+                            for column in ("digest", "name_words", "title", "description", "params")
+                        },
+                        where=tool_docs.c.digest != fresh.digest,
+                    )
+                )
+
+    async def remove(self, names: Sequence[str]) -> None:
+        async with self._engine.begin() as conn:
+            for chunk in _chunks(names, 500):
+                await conn.execute(delete(tool_docs).where(tool_docs.c.name.in_(chunk)))
 
     async def search(
-        self, words: Sequence[str], among: Sequence[str] | None = None
+        self, words: Sequence[str], among: Sequence[str], limit: int
     ) -> list[tuple[str, float]]:
-        """Names matching any of ``words``, best first, with their scores
-        (higher is better). ``among``: only these names (a caller's few);
-        otherwise the best `MATCHES_READ`."""
-        if not words or (among is not None and not among):
+        """The best ``limit`` of the tools named ``among`` (a caller's own)
+        matching any of ``words``, with their scores (higher is better). The
+        names are given to the database, which ranks only those: a caller
+        never gets fewer answers because others' tools matched better."""
+        if not words or not among:
             return []
         if self._postgresql:
-            statement, params = _postgresql_query(words, among)
+            statement, params = _postgresql_query(words, among, limit)
         else:
-            statement, params = _sqlite_query(words, among)
+            statement, params = _sqlite_query(words, among, limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement, params)).all()
         return [(row[0], float(row[1])) for row in rows]
 
 
-def _sqlite_query(words: Sequence[str], among: Sequence[str] | None) -> tuple[Any, dict[str, Any]]:
-    # Each word a quoted FTS5 string (letters and digits only: no syntax).
-    match = " OR ".join(f'"{w}"' for w in words)
-    params: dict[str, Any] = {"match": match, "limit": MATCHES_READ}
-    where = "tool_docs_fts MATCH :match"
-    if among is not None:
-        where += " AND d.name IN :among"
-        params["among"] = list(among)
+def _sqlite_query(
+    words: Sequence[str], among: Sequence[str], limit: int
+) -> tuple[Any, dict[str, Any]]:
+    # Each word a quoted FTS5 string (letters and digits only: no syntax);
+    # the caller's names as one JSON array (any number of them, one parameter).
     statement = text(
         f"SELECT d.name, -{_BM25} AS score FROM tool_docs_fts "  # noqa: S608 -- constants only
-        f"JOIN tool_docs d ON d.id = tool_docs_fts.rowid WHERE {where} "
+        "JOIN tool_docs d ON d.id = tool_docs_fts.rowid "
+        "WHERE tool_docs_fts MATCH :match AND d.name IN (SELECT value FROM json_each(:among)) "
         "ORDER BY score DESC, d.name LIMIT :limit"
     )
-    if among is not None:
-        statement = statement.bindparams(bindparam("among", expanding=True))
-    return statement, params
+    match = " OR ".join(f'"{w}"' for w in words)
+    return statement, {"match": match, "among": json.dumps(list(among)), "limit": limit}
 
 
 def _postgresql_query(
-    words: Sequence[str], among: Sequence[str] | None
+    words: Sequence[str], among: Sequence[str], limit: int
 ) -> tuple[Any, dict[str, Any]]:
     # Any of the words (`|`), each stemmed by the 'english' configuration.
     # Weights D, C, B, A (parameters 0.4, description 0.8, name and title 1):
@@ -174,19 +183,15 @@ def _postgresql_query(
     # weights (0.1, 0.2, 0.4, 1) a common word in many tools' names (order,
     # orders__get_order) outranked the description that answers the query
     # (`bench.tool_search`: recall@5 0.84 -> 0.88, nDCG@5 0.72 -> 0.83).
-    params: dict[str, Any] = {"query": " | ".join(words), "limit": MATCHES_READ}
-    where = "document @@ q"
-    if among is not None:
-        where += " AND name IN :among"
-        params["among"] = list(among)
+    # Normalization 1 (rank / (1 + log(length))): a document cannot climb by
+    # repeating a word.
     statement = text(
-        "SELECT name, ts_rank('{0.2, 0.4, 0.8, 1.0}', document, q, 0) AS score "  # noqa: S608 -- constants only
-        f"FROM tool_docs, to_tsquery('english', :query) q WHERE {where} "
+        "SELECT name, ts_rank('{0.2, 0.4, 0.8, 1.0}', document, q, 1) AS score "
+        "FROM tool_docs, to_tsquery('english', :query) q "
+        "WHERE document @@ q AND name = ANY(:among) "
         "ORDER BY score DESC, name LIMIT :limit"
-    )
-    if among is not None:
-        statement = statement.bindparams(bindparam("among", expanding=True))
-    return statement, params
+    ).bindparams(bindparam("among", type_=ARRAY(String)))
+    return statement, {"query": " | ".join(words), "among": list(among), "limit": limit}
 
 
 def _row(d: ToolDocument) -> dict[str, str]:
@@ -200,24 +205,6 @@ def _row(d: ToolDocument) -> dict[str, str]:
     }
 
 
-async def _update(conn: AsyncConnection, changed: Sequence[ToolDocument]) -> None:
-    statement = (
-        update(tool_docs)
-        .where(tool_docs.c.name == bindparam("old_name"))
-        .values(
-            digest=bindparam("digest"),
-            name_words=bindparam("name_words"),
-            title=bindparam("title"),
-            description=bindparam("description"),
-            params=bindparam("params"),
-        )
-    )
-    rows = [{**_row(d), "old_name": d.name} for d in changed]
-    for row in rows:
-        row.pop("name")
-    await conn.execute(statement, rows)
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.agents.approvals import ApprovalDesk
 from gateway.agents.oauth_clients import AgentOAuthClients
+from gateway.audit_export.startup import AuditExportParts
 from gateway.connections.service import Connections
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.breaker import Breakers
@@ -58,6 +59,7 @@ class AppState:
     mcp_sets: SetCache
     # The MCP front's list-changed notices (what is still on its way).
     mcp_notices: ToolListNotifier
+    audit_export: AuditExportParts
 
 
 def state_of(request: Request) -> AppState:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,9 +145,20 @@ class AuditQuery(BaseModel):
     cursor: str | None = Field(default=None, description="from a previous page's next_cursor")
 
 
+def new_writer_id(replica: str | None = None) -> str:
+    """A fresh writer name: the replica's (when it has one), and a random part
+    (a restarted process, or a second worker, is a writer of its own)."""
+    return f"{replica or 'w'}-{secrets.token_hex(8)}"
+
+
 class AuditLog:
-    def __init__(self, engine: AsyncEngine, flush_seconds: float = 0.05) -> None:
+    def __init__(
+        self, engine: AsyncEngine, flush_seconds: float = 0.05, writer: str | None = None
+    ) -> None:
         self._engine = engine
+        # This process's name on its records: one process writes one batch at
+        # a time, so its records' ids are in commit order (`gateway.audit_export`).
+        self.writer = writer or new_writer_id()
         self._flush_seconds = flush_seconds
         self._buffer: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
@@ -173,6 +185,7 @@ class AuditLog:
         for listener in self.listeners:
             listener(event)
         row = event.row()
+        row["writer"] = self.writer
         if len(self._buffer) >= MAX_BUFFERED:
             _spill([row], "audit buffer full while the database is unavailable")
             return
@@ -279,7 +292,7 @@ class AuditLog:
             statement = statement.order_by(audit_events.c.id.desc())
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement.limit(query.limit + 1))).mappings().all()
-        items = [_record(r) for r in rows[: query.limit]]
+        items = [audit_record(r) for r in rows[: query.limit]]
         more = len(rows) > query.limit and query.after_id is None
         return AuditPage(items=items, next_cursor=str(items[-1].id) if more and items else None)
 
@@ -377,7 +390,7 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
     return statement
 
 
-def _record(row: Any) -> AuditRecord:
+def audit_record(row: Any) -> AuditRecord:
     return AuditRecord(
         id=row["id"],
         at=as_utc(row["at"]),

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.approvals import Approvals
-from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit import AuditLog, new_writer_id
 from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.coordination import Coordination, Store
 from gateway.delegation.coordination_redis import RedisStore
@@ -128,7 +128,7 @@ async def start(
         success_threshold=settings.health_success_threshold,
         concurrency=settings.health_check_concurrency,
     )
-    audit_log = AuditLog(engine, settings.audit_flush_seconds)
+    audit_log = AuditLog(engine, settings.audit_flush_seconds, new_writer_id(settings.replica_id))
     stack.push_async_callback(audit_log.close)  # runs after the writer task is cancelled
     readiness = Readiness(engine, settings.redis_url)
     stack.push_async_callback(readiness.aclose)

@@ -29,6 +29,7 @@ from registry.mcp_models import (
     ToolState,
 )
 from registry.mcp_names import withheld
+from registry.mcp_offerings import app_tool_meta
 from registry.mcp_store import (
     McpServerConfig,
     NewMcpServer,
@@ -93,8 +94,13 @@ class FederatedTool:
         return self.available and self.state is ToolState.APPROVED and self.withheld is None
 
     def as_mcp_tool(self) -> types.Tool:
-        """The definition under its federated name, for a `tools/list` answer."""
-        return types.Tool.model_validate({**self.definition, "name": self.name})
+        """The definition under its federated name, for a `tools/list` answer
+        (and the MCP App it opens, if any, under the gateway's URI for it)."""
+        definition = {**self.definition, "name": self.name}
+        meta = app_tool_meta(self.definition.get("_meta"), self.server_id)
+        if meta is not None:
+            definition["_meta"] = meta
+        return types.Tool.model_validate(definition)
 
     @classmethod
     def of(cls, stored: StoredTool) -> FederatedTool:

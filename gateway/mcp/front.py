@@ -106,7 +106,9 @@ from gateway.mcp.tool_search import (
     SEARCH_TOOL_DEFINITION,
     ToolSearch,
     own_schema,
+    refused_result,
     search_answer,
+    takes_headers,
     unwrapped,
     with_search,
 )
@@ -323,12 +325,14 @@ class McpFront:
         mode = self._search_mode()
         if mode != "off" and params.name == SEARCH_TOOL:
             assert self.tool_search is not None
-            return await search_answer(self.tool_search, params, await self._offered_here(caller))
+            return await search_answer(self.tool_search, params, lambda: self._offered_here(caller))
         if mode == "only" and params.name == CALL_TOOL:
             # The tool it names, called as itself (decided, held, recorded).
             inner = unwrapped(params)
             if isinstance(inner, types.CallToolResult):
                 return inner
+            if is_modern(ctx) and takes_headers(self.input_schema(inner.name)):
+                return refused_result(f"{inner.name} takes Mcp-Param headers: call it by name")
             params = inner
         if self.approvals is not None and (held := approval_asked(params)) is not None:
             # The outcome of a call held for approval (`gateway.mcp.approvals`).

@@ -37,6 +37,7 @@ from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp_types import INVALID_REQUEST, LOG_LEVEL_META_KEY
 
+from adapters.mcp_relay import APP_EXTENSION
 from gateway.mcp.input_relay import is_modern, put_to_caller
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ class DownstreamRelay:
             # gateway) is every upstream's, so none is given (see `sample`).
             sampling=types.SamplingCapability(tools=sampling.tools) if sampling else None,
             roots=types.RootsCapability() if declared.roots is not None else None,
+            # A client that renders MCP Apps says so to the server it reaches.
+            extensions={APP_EXTENSION: declared.extensions[APP_EXTENSION]}
+            if declared.extensions and APP_EXTENSION in declared.extensions
+            else None,
         )
         return carried.model_dump(by_alias=True, mode="json", exclude_none=True)
 

@@ -16,23 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import mcp_types as types
+from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import STATUS_TOOL
 from registry.mcp_sets import ToolSearchMode
 from registry.tool_index import (
-    NAMED_AT_MOST,
     SqlToolIndex,
     ToolDocument,
     document,
     query_words,
 )
+
+logger = logging.getLogger(__name__)
 
 SEARCH_TOOL = "switchboard__search_tools"
 CALL_TOOL = "switchboard__call_tool"
@@ -117,6 +120,7 @@ Catalog = tuple[tuple[object, ...], Callable[[], Sequence[ToolDocument]]]
 # Even with nothing changed here, the index is brought in step this often:
 # another replica that synced an older catalog may have removed a tool.
 RESYNC_SECONDS = 60.0
+PRUNE_AFTER_SECONDS = 60.0
 
 
 class SearchRefused(ValueError):
@@ -151,7 +155,8 @@ def call_arguments(arguments: Mapping[str, Any] | None) -> tuple[str, dict[str, 
 
 class ToolSearch:
     """Ranks a caller's tools for a query through the index, kept in step
-    with the catalog the first time a search sees the catalog changed."""
+    with the catalog the first time a search sees the catalog changed (and
+    at least every `RESYNC_SECONDS` of searching)."""
 
     def __init__(self, index: SqlToolIndex, catalog: Callable[[], Awaitable[Catalog]]) -> None:
         self._index = index
@@ -159,6 +164,9 @@ class ToolSearch:
         self._synced: tuple[object, ...] = ()
         self._synced_at = 0.0
         self._syncing = asyncio.Lock()
+        self._documents: tuple[tuple[object, ...], Sequence[ToolDocument]] | None = None
+        # Names the index holds that the catalog no longer has, since when.
+        self._absent: dict[str, float] = {}
 
     async def search(
         self, query: str, offered: Sequence[types.Tool], limit: int
@@ -166,30 +174,46 @@ class ToolSearch:
         """The best ``limit`` of ``offered`` (the caller's listing here) for
         ``query``; the gateway's own tools are never among them."""
         await self._in_step()
-        words = query_words(query)
         mine = {t.name: t for t in offered if t.name not in (SEARCH_TOOL, CALL_TOOL)}
-        among = list(mine) if len(mine) <= NAMED_AT_MOST else None
-        found: list[types.Tool] = []
-        for name, _score in await self._index.search(words, among):
-            tool = mine.get(name)
-            if tool is not None:
-                found.append(tool)
-                if len(found) == limit:
-                    break
-        return found
+        ranked = await self._index.search(query_words(query), list(mine), limit)
+        return [mine[name] for name, _score in ranked if name in mine]
 
     async def _in_step(self) -> None:
         if self._current(*await self._catalog()):
             return
         async with self._syncing:
             key, documents = await self._catalog()
-            if not self._current(key, documents):
-                await self._index.sync(documents())
-                self._synced, self._synced_at = key, time.monotonic()
+            if self._current(key, documents):
+                return
+            try:
+                await self._sync(key, documents)
+            except Exception:  # the index as it is still answers; the next search tries again
+                logger.warning("tool search: the index could not be brought in step", exc_info=True)
 
     def _current(self, key: tuple[object, ...], _documents: object) -> bool:
         fresh = time.monotonic() - self._synced_at < RESYNC_SECONDS
         return fresh and _same(key, self._synced)
+
+    async def _sync(
+        self, key: tuple[object, ...], documents: Callable[[], Sequence[ToolDocument]]
+    ) -> None:
+        if self._documents is None or not _same(self._documents[0], key):
+            self._documents = (key, documents())  # worked out once per catalog
+        wanted = self._documents[1]
+        held = await self._index.held()
+        await self._index.put([d for d in wanted if held.get(d.name) != d.digest])
+        # A tool the catalog lost is removed only once it has stayed lost
+        # for a while: a replica whose catalog is a moment old must not
+        # remove what another has just added.
+        now = time.monotonic()
+        names = {d.name for d in wanted}
+        self._absent = {n: self._absent.get(n, now) for n in held if n not in names}
+        gone = [n for n, since in self._absent.items() if now - since >= PRUNE_AFTER_SECONDS]
+        if gone:
+            await self._index.remove(gone)
+            for name in gone:
+                del self._absent[name]
+        self._synced, self._synced_at = key, now
 
 
 def catalog_of(
@@ -243,18 +267,33 @@ def with_search(offered: list[types.Tool], mode: ToolSearchMode) -> list[types.T
     return offered
 
 
+def takes_headers(schema: Mapping[str, Any] | None) -> bool:
+    """Whether a tool's arguments are mirrored in `Mcp-Param-*` headers
+    (2026-07-28, ``x-mcp-header``): the SDK checks them against the name
+    the request says, which through `switchboard__call_tool` is not the
+    tool's, so such a tool is called by its own name."""
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    return isinstance(properties, Mapping) and any(
+        isinstance(spec, Mapping) and X_MCP_HEADER_KEY in spec for spec in properties.values()
+    )
+
+
 def own_schema(name: str) -> Mapping[str, Any] | None:
     return {SEARCH_TOOL: SEARCH_SCHEMA, CALL_TOOL: CALL_SCHEMA}.get(name)
 
 
 async def search_answer(
-    search: ToolSearch, params: types.CallToolRequestParams, offered: Sequence[types.Tool]
+    search: ToolSearch,
+    params: types.CallToolRequestParams,
+    offered: Callable[[], Awaitable[Sequence[types.Tool]]],
 ) -> types.CallToolResult:
+    """``offered``: the caller's listing here, worked out once the arguments
+    are known to be a search."""
     try:
         query, limit = search_arguments(params.arguments)
     except SearchRefused as refused:
         return refused_result(f"{SEARCH_TOOL}: {refused}")
-    return found_result(await search.search(query, offered, limit))
+    return found_result(await search.search(query, await offered(), limit))
 
 
 def unwrapped(
@@ -271,15 +310,9 @@ def unwrapped(
 
 
 def found_result(tools: Sequence[types.Tool]) -> types.CallToolResult:
-    listed = [
-        {
-            "name": t.name,
-            **({"title": t.title} if t.title else {}),
-            **({"description": t.description} if t.description else {}),
-            "inputSchema": t.input_schema,
-        }
-        for t in tools
-    ]
+    # Whole definitions, as tools/list gives them: annotations, output
+    # schema, an MCP App's `_meta` and icons included.
+    listed = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
     structured = {"tools": listed}
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=json.dumps(structured))],

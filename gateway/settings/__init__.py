@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from gateway.settings.audit_export import AuditExportOptions
 from gateway.settings.console import ConsoleSettings
 from gateway.settings.flows import FlowOptions
 from gateway.settings.grpc import GrpcOptions
@@ -55,7 +56,9 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says why."""
 
 
-class Settings(FlowOptions, WorkerOptions, GrpcOptions, McpFrontOptions, BaseSettings):
+class Settings(
+    FlowOptions, WorkerOptions, GrpcOptions, McpFrontOptions, AuditExportOptions, BaseSettings
+):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
         # SWITCHBOARD_SECRETS__OPENAI=... sets secrets["openai"].

@@ -58,10 +58,49 @@ audit_events = Table(
     Column("detail", Text, nullable=True),
     Column("latency_ms", Float, nullable=False),
     Column("token_id", String(64), nullable=True),
+    # Which process wrote it (`AuditLog.writer`): each writer's records are
+    # committed one batch at a time, so within a writer ids are commit order --
+    # what an export's cursor needs (migration 0030, `gateway.audit_export`).
+    Column("writer", String(64), nullable=True),
     Index("ix_audit_subject", "subject", "id"),
     Index("ix_audit_target", "target", "id"),
     Index("ix_audit_at", "at"),
     Index("ix_audit_trace", "trace_id", "id"),  # migration 0019
+    Index("ix_audit_writer", "writer", "id"),  # migration 0030
+)
+
+# The audit export (`gateway.audit_export`): per sink and writer, the last
+# record delivered, who is delivering it (a lease), and the current failing
+# stretch. A writer's stream is delivered in order by one process at a time.
+audit_export_streams = Table(
+    "audit_export_streams",
+    metadata,
+    Column("sink", String(32), primary_key=True),
+    Column("writer", String(64), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("failures", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Records a sink refused for good, or could not take in `audit_export_max_attempts`
+# tries: kept here (and counted, and logged) instead of dropped; replayable.
+audit_dead_letters = Table(
+    "audit_dead_letters",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("sink", String(32), nullable=False),
+    Column("audit_id", BigInteger, nullable=False),
+    Column("writer", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("error", Text, nullable=False),
+    Index("ix_dead_letters_sink", "sink", "id"),
 )
 
 # A2A tasks created through the gateway. The ids are the upstream agent's own

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp import MCPError
+from mcp_types import INVALID_PARAMS
 
 from bench.tool_catalog import QUERIES
 from tests.support.catalog_servers import catalog_server
@@ -170,11 +172,13 @@ def test_bad_search_arguments_are_a_tool_error(setup: Setup, arguments: dict[str
     async def steps(client: Any) -> Any:
         try:
             return await client.call_tool(SEARCH, arguments)
-        except Exception as exc:  # refused by the SDK against the input schema
-            return str(exc)
+        except MCPError as exc:  # refused against the input schema: invalid params
+            return exc.code
 
     answer = run_client(setup, "/mcp", "2026-07-28", steps)
-    if not isinstance(answer, str):
+    if isinstance(answer, int):
+        assert answer == INVALID_PARAMS
+    else:
         assert answer.is_error, answer
         assert SEARCH in answer.content[0].text
 
@@ -188,12 +192,15 @@ def test_bad_call_tool_arguments_are_a_tool_error(setup: Setup) -> None:
         for arguments in ({}, {"name": ""}, {"name": 3}, {"name": "x", "arguments": []}):
             try:
                 answers.append(await client.call_tool(CALL, arguments))
-            except Exception as exc:
-                answers.append(str(exc))
+            except MCPError as exc:
+                answers.append(exc.code)
         return answers
 
     for answer in run_client(setup, "/mcp/shop", "legacy", steps):
-        assert isinstance(answer, str) or answer.is_error, answer
+        if isinstance(answer, int):
+            assert answer == INVALID_PARAMS
+        else:
+            assert answer.is_error and CALL in answer.content[0].text, answer
 
 
 def test_a_set_without_search_has_no_search_tool(setup: Setup) -> None:
@@ -217,3 +224,48 @@ def test_a_set_without_search_has_no_search_tool(setup: Setup) -> None:
     assert SEARCH not in listed and CALL not in listed
     assert "inventory__check_stock" in listed
     assert isinstance(answer, str) and "unknown tool" in answer.lower()
+
+
+def test_a_set_with_search_on_finds_only_what_the_policy_allows_in_it(setup: Setup) -> None:
+    money = {"name": "money", "title": "Money", "select": {"servers": ["billing"]}}
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json={**money, "tool_search": "on"}).status_code == 201
+
+    async def steps(client: Any) -> Any:
+        listed = [t.name for t in (await client.list_tools()).tools]
+        refund = found(await client.call_tool(SEARCH, {"query": "refund the invoice", "limit": 20}))
+        return listed, refund
+
+    listed, refund = run_client(setup, "/mcp/money", "legacy", steps)
+    assert listed[0] == SEARCH and CALL not in listed
+    assert "billing__create_invoice" in listed and "billing__issue_refund" not in listed
+    names = [t["name"] for t in refund]
+    assert names and "billing__issue_refund" not in names
+    assert all(name.startswith("billing__") for name in names)
+
+
+def test_search_off_on_mcp(tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path / "data", None, mcp_tool_search=False)
+    server = catalog_server("inventory")
+    try:
+        with gateway.client() as admin:
+            added = admin.post(
+                "/mcp-servers", json={"name": "inventory", "url": server.url + "/mcp"}
+            )
+            assert added.status_code == 201, added.text
+        setup = Setup(gateway, [server])
+
+        async def steps(client: Any) -> Any:
+            listed = {t.name for t in (await client.list_tools()).tools}
+            try:
+                await client.call_tool(SEARCH, {"query": "stock"})
+            except MCPError as exc:
+                return listed, exc.code
+            return listed, None
+
+        listed, code = run_client(setup, "/mcp", "2026-07-28", steps)
+        assert SEARCH not in listed and "inventory__check_stock" in listed
+        assert code == INVALID_PARAMS  # unknown tool
+    finally:
+        stop_all(server)
+        gateway.server.stop()

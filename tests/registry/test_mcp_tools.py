@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from registry.mcp_names import MAX_NAME, federated_name, namespaced_name
-from registry.mcp_tools import hidden_character, screen_tool, tool_digest
+from registry.mcp_tools import hidden_character, pinned_definition, screen_tool, tool_digest
 
 FEDERATED_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 server_ids = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", fullmatch=True)
@@ -148,3 +149,15 @@ def test_unprefixed_names_fall_back_to_the_namespaced_form_deterministically() -
     assert federated_name("crm", "lookup.user", prefix=False).startswith("crm__lookup_user_")
     assert federated_name("crm", "x" * 65, prefix=False) == namespaced_name("crm", "x" * 65)
     assert federated_name("crm", "echo") == "crm__echo"
+
+
+def test_the_app_a_tool_opens_is_pinned_and_nothing_else_of_its_meta() -> None:
+    plain: dict[str, Any] = {"name": "t", "description": "d", "inputSchema": {"type": "object"}}
+    meta: dict[str, Any] = {"ui": {"resourceUri": "ui://w/a.html"}, "trace": 1}
+    with_app = {**plain, "_meta": meta}
+    # A tool without an app: its digest is what it always was.
+    assert tool_digest({**plain, "_meta": {"trace": 1}}) == tool_digest(plain)
+    assert pinned_definition(with_app)["_meta"] == {"ui": {"resourceUri": "ui://w/a.html"}}
+    swapped = {**with_app, "_meta": {"ui": {"resourceUri": "ui://w/evil.html"}, "trace": 1}}
+    assert tool_digest(swapped) != tool_digest(with_app)
+    assert tool_digest({**with_app, "_meta": {**meta, "trace": 2}}) == tool_digest(with_app)

@@ -69,7 +69,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_column("mcp_sets", "tool_search")
+    with op.batch_alter_table("mcp_sets") as batch:  # SQLite before 3.35 has no DROP COLUMN
+        batch.drop_column("tool_search")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE tool_docs_fts")
     op.drop_table("tool_docs")

@@ -54,8 +54,10 @@ def gateway_uri(server_id: str, uri: str) -> str:
 
 
 def split_gateway_uri(uri: str) -> tuple[str, str] | None:
-    """(server id, upstream URI) of a gateway URI; None for any other URI."""
-    if uri[: len(GATEWAY_APP_PREFIX)].lower() == GATEWAY_APP_PREFIX:
+    """(server id, upstream URI) of a gateway URI; None for any other URI.
+    One name per resource: an app's is only ever its ``ui://switchboard/``
+    form, exactly as offered."""
+    if uri.startswith(GATEWAY_APP_PREFIX):
         server_id, slash, rest = uri[len(GATEWAY_APP_PREFIX) :].partition("/")
         if not server_id or not slash or not rest:
             return None
@@ -63,9 +65,20 @@ def split_gateway_uri(uri: str) -> tuple[str, str] | None:
     if not uri.startswith(_PREFIX):
         return None
     server_id, slash, upstream = uri[len(_PREFIX) :].partition("/")
-    if not server_id or not slash or not upstream:
+    if not server_id or not slash or not upstream or is_app_uri(upstream):
         return None
     return server_id, upstream
+
+
+def app_resource_meta(meta: Any) -> Any:
+    """A resource's ``_meta`` as the gateway offers it: an MCP App's
+    ``ui.domain`` (a sandbox origin the host derives from, or checks
+    against, the server's own URL) is the upstream's, not the gateway's, so
+    it is left out; all else (CSP, permissions, border) passes untouched."""
+    ui = meta.get("ui") if isinstance(meta, Mapping) else None
+    if not isinstance(ui, Mapping) or "domain" not in ui:
+        return meta
+    return {**meta, "ui": {k: v for k, v in ui.items() if k != "domain"}}
 
 
 def app_tool_meta(meta: Any, server_id: str) -> dict[str, Any] | None:

@@ -133,6 +133,7 @@ async def sync(
             why = withheld(server_id, name, row["namespaced"])
             if why is not None:  # stored before names were checked: say why it is not offered
                 flags.append(_name_flag(why.reason))
+            carried = _approval_carried(row, definition, digest)
             await conn.execute(
                 update(mcp_tools)
                 .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
@@ -142,9 +143,11 @@ async def sync(
                     flags=flags,
                     available=True,
                     changed_at=now if row["digest"] != digest else row["changed_at"],
+                    **carried,
                 )
             )
-            (changed if row["available"] else added).append(row["namespaced"])
+            if not carried or not row["available"]:
+                (changed if row["available"] else added).append(row["namespaced"])
     removed = [
         row["namespaced"] for name, row in current.items() if name not in seen and row["available"]
     ]
@@ -158,6 +161,21 @@ async def sync(
         update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
     )
     return SyncResult(added=added, changed=changed, removed=removed, kept_out=kept_out)
+
+
+def _approval_carried(row: Any, definition: dict[str, Any], digest: str) -> dict[str, Any]:
+    """A tool approved before the MCP App it opens was pinned (an older
+    gateway): the same approval, when all else is what was approved -- an
+    upgrade quarantines nothing. Any other change is no such case."""
+    approved = row["approved_definition"]
+    if row["approved_digest"] is None or "_meta" not in definition:
+        return {}
+    if isinstance(approved, dict) and "_meta" in approved:
+        return {}
+    rest = {k: v for k, v in definition.items() if k != "_meta"}
+    if tool_digest(rest) != row["approved_digest"]:
+        return {}
+    return {"approved_digest": digest, "approved_definition": definition}
 
 
 async def _name(

@@ -38,20 +38,36 @@ PINNED_FIELDS = (
 )
 
 
-# Of `_meta`, the MCP App a tool opens (SEP-1865): pinned like its
-# description, so a server cannot swap the app a reviewer approved. Present
-# only on tools that open one, so no other tool's digest changes.
-APP_META_KEYS = ("ui", "ui/resourceUri")
+# Of `_meta`, the MCP App a tool opens (SEP-1865) and who may call the tool
+# (`visibility`): pinned like its description, so a server cannot point an
+# approved tool at another app. Present only on tools that open one, so no
+# other tool's digest changes. The app's HTML and CSP are the resource's,
+# read live and not pinned (docs/mcp.md, "MCP Apps").
+APP_UI_KEYS = ("resourceUri", "visibility")
+FLAT_APP_KEY = "ui/resourceUri"
+
+
+def app_pin(meta: Any) -> dict[str, Any] | None:
+    """What of a tool's ``_meta`` is pinned (None: nothing)."""
+    if not isinstance(meta, Mapping):
+        return None
+    pinned: dict[str, Any] = {}
+    ui = meta.get("ui")
+    if isinstance(ui, Mapping):
+        kept = {k: ui[k] for k in APP_UI_KEYS if ui.get(k) is not None}
+        if kept:
+            pinned["ui"] = kept
+    if meta.get(FLAT_APP_KEY) is not None:
+        pinned[FLAT_APP_KEY] = meta[FLAT_APP_KEY]
+    return pinned or None
 
 
 def pinned_definition(tool: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a tool definition (MCP JSON, camelCase) that is pinned."""
     pinned = {k: tool[k] for k in PINNED_FIELDS if tool.get(k) is not None}
-    meta = tool.get("_meta")
-    if isinstance(meta, Mapping):
-        app = {k: meta[k] for k in APP_META_KEYS if meta.get(k) is not None}
-        if app:
-            pinned["_meta"] = app
+    app = app_pin(tool.get("_meta"))
+    if app is not None:
+        pinned["_meta"] = app
     return pinned
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.state import state_of
 from gateway.delegation.audit import action_event
@@ -47,8 +47,10 @@ class DeadLetter(BaseModel):
 
 
 class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     sink: str
-    limit: int = Field(default=1000, ge=1, le=100_000)
+    limit: int = Field(default=1000, ge=1, le=10_000)
 
 
 class ReplayAnswer(BaseModel):

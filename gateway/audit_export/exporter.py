@@ -7,15 +7,17 @@ it may deliver (`SqlExportStreams.claim`) and drains them batch by batch,
 moving a stream's cursor only once its sink took the batch. A batch the sink
 did not take waits, with capped and jittered exponential backoff
 (`gateway.delegation.retry.delays`), and is sent again -- the same records,
-the same ids; one it refused for good, or could not take in
-`audit_export_max_attempts` tries, becomes dead letters (kept, logged at
-ERROR, shown by `GET /audit/export`, replayable) and the stream goes on.
+the same ids, the same batch -- until it is taken (or, with
+`audit_export_max_attempts` set, that many times). A batch refused for good
+(400, 413, 415, 422, or records the receiver rejected) is sent record by
+record, and what is refused on its own becomes dead letters (kept, logged at
+ERROR, shown by `GET /audit/export`, replayable); the stream goes on.
 Nothing is dropped without a record of it.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -31,12 +33,16 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ExportLimits:
     batch_size: int = 200
-    max_attempts: int = 12
+    # Tries of a batch a sink does not take before it becomes dead letters;
+    # None: tried until it is taken (a receiver down for an hour loses nothing).
+    max_attempts: int | None = None
     base_delay_seconds: float = 1.0
     max_delay_seconds: float = 60.0
     lease_seconds: float = 60.0
     # One pass stops draining after this long (its lease must outlast it).
     pass_budget_seconds: float = 20.0
+    # One delivery, whole (a receiver trickling its answer is cut off).
+    delivery_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,11 @@ class AuditExporter:
         self.sink = sink
         self.owner = owner
         self.limits = limits
-        self._backoff = RetrySettings(
-            attempts=limits.max_attempts + 1,
-            base_delay_seconds=limits.base_delay_seconds,
-            max_delay_seconds=limits.max_delay_seconds,
-        )
 
     async def run_pass(self) -> None:
+        # This process's own records always have a stream (one retired while
+        # this process looked gone is set up again).
+        await self.streams.ensure(self.sink.name, self.owner)
         deadline = time.monotonic() + self.limits.pass_budget_seconds
         claimed = await self.streams.claim(self.sink.name, self.owner, self.limits.lease_seconds)
         for stream in claimed:
@@ -70,42 +74,77 @@ class AuditExporter:
 
     async def _drain(self, stream: Stream, deadline: float) -> None:
         while time.monotonic() < deadline:
-            records = await self.streams.batch(
-                stream.writer, stream.last_id, self.limits.batch_size
-            )
+            records = await self.streams.batch(stream, self.limits.batch_size)
             if not records:
+                if stream.writer != self.owner:
+                    await self.streams.retire(stream, self.owner)
                 return
             try:
-                await self.sink.deliver(batch_id(stream.writer, records), records)
+                await self._deliver(batch_id(stream.writer, records), records)
             except DeliveryFailed as failure:
-                await self._failed(stream, records, failure)
+                if failure.permanent and len(records) > 1:
+                    await self._one_by_one(stream, records)
+                else:
+                    await self._failed(stream, records, failure)
                 return
             if not await self.streams.delivered(stream, self.owner, records[-1].id, len(records)):
                 return  # another process holds the stream now
             stream = Stream(stream.sink, stream.writer, records[-1].id, 0)
 
+    async def _deliver(self, batch: str, records: list[AuditRecord]) -> None:
+        try:
+            async with asyncio.timeout(self.limits.delivery_seconds):
+                await self.sink.deliver(batch, records)
+        except TimeoutError:
+            raise DeliveryFailed(f"no answer within {self.limits.delivery_seconds:g} s") from None
+
+    async def _one_by_one(self, stream: Stream, records: list[AuditRecord]) -> None:
+        """A batch refused for good: each record on its own, so that one the
+        sink cannot take does not take its batch to the dead letters."""
+        for record in records:
+            try:
+                await self._deliver(batch_id(stream.writer, [record]), [record])
+            except DeliveryFailed as failure:
+                if not failure.permanent:
+                    await self._failed(stream, [record], failure)
+                    return
+                if not await self._dead_letters(stream, [record], str(failure)):
+                    return
+            else:
+                if not await self.streams.delivered(stream, self.owner, record.id, 1):
+                    return
+            stream = Stream(stream.sink, stream.writer, record.id, 0)
+
     async def _failed(
         self, stream: Stream, records: list[AuditRecord], failure: DeliveryFailed
     ) -> None:
         attempts = stream.failures + 1
-        if failure.permanent or attempts >= self.limits.max_attempts:
-            why = (
-                f"{failure} (after {attempts} attempts)" if not failure.permanent else str(failure)
-            )
-            if await self.streams.dead_letter(stream, self.owner, records, why):
-                logger.error(
-                    "audit export to %s: records %d-%d of writer %s kept as dead letters: %s",
-                    self.sink.name,
-                    records[0].id,
-                    records[-1].id,
-                    stream.writer,
-                    why,
-                )
+        most = self.limits.max_attempts
+        if failure.permanent or (most is not None and attempts >= most):
+            why = str(failure) if failure.permanent else f"{failure} (after {attempts} attempts)"
+            await self._dead_letters(stream, records, why)
             return
-        wait = next(itertools.islice(delays(self._backoff), stream.failures, None))
-        await self.streams.failed(stream, self.owner, str(failure), wait)
+        # Full jitter under a cap that doubles with each failure of this batch.
+        ceiling = min(
+            self.limits.max_delay_seconds, self.limits.base_delay_seconds * 2**stream.failures
+        )
+        wait = next(delays(RetrySettings(2, ceiling, ceiling)))
+        await self.streams.failed(stream, self.owner, records[-1].id, str(failure), wait)
         if stream.failures == 0:  # once per failing stretch, not once per try
             logger.warning("audit export to %s failing, retrying: %s", self.sink.name, failure)
+
+    async def _dead_letters(self, stream: Stream, records: list[AuditRecord], why: str) -> bool:
+        if not await self.streams.dead_letter(stream, self.owner, records, why):
+            return False
+        logger.error(
+            "audit export to %s: records %d-%d of writer %s kept as dead letters: %s",
+            self.sink.name,
+            records[0].id,
+            records[-1].id,
+            stream.writer,
+            why,
+        )
+        return True
 
     async def replay(self, limit: int) -> ReplayOutcome:
         """Send the oldest ``limit`` dead letters again, in order; each taken

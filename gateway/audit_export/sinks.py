@@ -28,7 +28,10 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 
 from gateway.delegation.audit import AuditRecord
 
-_RETRYABLE_STATUS = frozenset({408, 429})
+# The request itself is wrong: sending it again cannot help (each record is
+# then tried on its own). Anything else -- 401 and 403 (a credential being
+# rotated), 404 (a path being fixed), 3xx, 408, 429, 5xx -- waits and retries.
+_REFUSED_STATUS = frozenset({400, 413, 415, 422})
 
 
 class DeliveryFailed(Exception):
@@ -63,12 +66,13 @@ class HttpSink:
         try:
             answer = await self._http.post(self.url, content=content, headers=dict(headers))
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+            # The exception's type only: its text can quote a header's value
+            # (a credential), and what is said here is stored and shown.
+            raise DeliveryFailed(f"{type(exc).__name__} sending to {self.name}") from None
         if answer.is_success:
             return answer
         said = f"HTTP {answer.status_code} from {self.name}"
-        permanent = answer.status_code < 500 and answer.status_code not in _RETRYABLE_STATUS
-        raise DeliveryFailed(said, permanent=permanent)
+        raise DeliveryFailed(said, permanent=answer.status_code in _REFUSED_STATUS)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -100,11 +104,9 @@ class WebhookSink(HttpSink):
 
 
 def webhook_key(secret: str) -> bytes:
-    """The HMAC key of a secret: Standard Webhooks' ``whsec_<base64>`` form
-    (what its libraries generate and take), or the text itself."""
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    return secret.encode()
+    """The HMAC key of a Standard Webhooks secret, ``whsec_<base64>`` (what
+    its libraries generate and verify with)."""
+    return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
 
 
 def signature(secret: bytes, batch_id: str, timestamp: str, body: bytes) -> str:

@@ -38,7 +38,9 @@ def sinks_of(settings: Settings) -> list[Sink]:
     if settings.audit_export_otlp_endpoint is not None:
         found.append(
             OtlpLogSink(
-                settings.audit_export_otlp_endpoint, settings.audit_export_otlp_headers, timeout
+                settings.audit_export_otlp_endpoint,
+                {k: v.get_secret_value() for k, v in settings.audit_export_otlp_headers.items()},
+                timeout,
             )
         )
     return found
@@ -52,9 +54,10 @@ async def start(
         batch_size=settings.audit_export_batch_size,
         max_attempts=settings.audit_export_max_attempts,
         max_delay_seconds=settings.audit_export_max_delay_seconds,
-        # A pass ends well before its lease: a batch can take a timeout.
+        # A pass ends well before its lease, and a delivery well before the pass.
         lease_seconds=max(60.0, 6 * settings.audit_export_timeout_seconds),
         pass_budget_seconds=max(20.0, 2 * settings.audit_export_timeout_seconds),
+        delivery_seconds=settings.audit_export_timeout_seconds,
     )
     parts = AuditExportParts(streams, settings.audit_export_interval_seconds)
     writer = core.audit.writer

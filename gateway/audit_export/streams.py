@@ -33,6 +33,7 @@ class Stream:
     writer: str
     last_id: int
     failures: int
+    batch_until: int | None = None  # the batch in flight, while it is retried
 
 
 def _now() -> datetime:
@@ -92,26 +93,31 @@ class SqlExportStreams:
                         streams.c.last_id,
                         streams.c.failures,
                         streams.c.next_attempt_at,
+                        streams.c.batch_until,
                     )
                 )
             ).all()
-        return [
-            Stream(sink, row[0], row[1], row[2])
+        ready = [
+            Stream(sink, row[0], row[1], row[2], row[4])
             for row in rows
             if row[3] is None or _utc(row[3]) <= now
         ]
+        # The longest-waiting first, then by writer: no stream starves behind
+        # a busy one across passes (each pass has a time budget).
+        return sorted(ready, key=lambda s: (-s.failures, s.writer))
 
-    async def batch(self, writer: str, after: int, limit: int) -> list[AuditRecord]:
+    async def batch(self, stream: Stream, limit: int) -> list[AuditRecord]:
+        """The stream's next batch: the one in flight again, if any."""
+        query = (
+            select(audit_events)
+            .where(audit_events.c.writer == stream.writer, audit_events.c.id > stream.last_id)
+            .order_by(audit_events.c.id)
+            .limit(limit)
+        )
+        if stream.batch_until is not None:
+            query = query.where(audit_events.c.id <= stream.batch_until)
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(audit_events)
-                    .where(audit_events.c.writer == writer, audit_events.c.id > after)
-                    .order_by(audit_events.c.id)
-                    .limit(limit)
-                )
-            ).mappings()
-            return [audit_record(row) for row in rows]
+            return [audit_record(row) for row in (await conn.execute(query)).mappings()]
 
     async def delivered(self, stream: Stream, owner: str, last_id: int, count: int) -> bool:
         """Move the cursor past a delivered batch (False: the lease was lost)."""
@@ -121,6 +127,7 @@ class SqlExportStreams:
                 .where(*_held(stream, owner))
                 .values(
                     last_id=last_id,
+                    batch_until=None,
                     failures=0,
                     next_attempt_at=None,
                     last_error=None,
@@ -130,12 +137,16 @@ class SqlExportStreams:
             )
         return bool(done.rowcount)
 
-    async def failed(self, stream: Stream, owner: str, error: str, retry_in: float) -> None:
+    async def failed(
+        self, stream: Stream, owner: str, until: int, error: str, retry_in: float
+    ) -> None:
+        """The batch ending at ``until`` was not taken: it goes again, whole."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(streams)
                 .where(*_held(stream, owner))
                 .values(
+                    batch_until=until,
                     failures=streams.c.failures + 1,
                     next_attempt_at=_now() + timedelta(seconds=retry_in),
                     last_error=error[:2000],
@@ -155,6 +166,7 @@ class SqlExportStreams:
                 .where(*_held(stream, owner))
                 .values(
                     last_id=records[-1].id,
+                    batch_until=None,
                     failures=0,
                     next_attempt_at=None,
                     last_error=error[:2000],
@@ -177,6 +189,22 @@ class SqlExportStreams:
                 ],
             )
         return True
+
+    async def retire(self, stream: Stream, owner: str) -> bool:
+        """Forget a drained stream of a writer that is gone (its lease lapsed,
+        so another process holds it): nothing left of it to deliver. Should
+        the writer be alive after all, its next pass sets its stream up
+        again from the first record -- sent twice, never lost."""
+        async with self._engine.begin() as conn:
+            left = await conn.scalar(
+                select(func.count())
+                .select_from(audit_events)
+                .where(audit_events.c.writer == stream.writer, audit_events.c.id > stream.last_id)
+            )
+            if left:
+                return False
+            done = await conn.execute(delete(streams).where(*_held(stream, owner)))
+        return bool(done.rowcount)
 
     async def status(self) -> list[dict[str, Any]]:
         """Each stream, with how many of its records are still to deliver."""
@@ -239,10 +267,13 @@ class SqlExportStreams:
 
 
 def _held(stream: Stream, owner: str) -> tuple[Any, ...]:
+    """Still ``owner``'s, and where ``owner`` last saw it: a process that lost
+    the stream and took it back never moves the cursor from a stale read."""
     return (
         streams.c.sink == stream.sink,
         streams.c.writer == stream.writer,
         streams.c.lease_owner == owner,
+        streams.c.last_id == stream.last_id,
     )
 
 

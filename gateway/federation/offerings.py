@@ -60,6 +60,7 @@ from gateway.federation.offered import (
 )
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
+    app_resource_meta,
     gateway_uri,
     prompt_names,
     screen_prompt,
@@ -186,7 +187,12 @@ class McpOfferings:
         )
         if isinstance(result, types.ReadResourceResult) and found.gateway_form:
             contents = [
-                c.model_copy(update={"uri": gateway_uri(found.source.id, c.uri)})
+                c.model_copy(
+                    update={
+                        "uri": gateway_uri(found.source.id, c.uri),
+                        "meta": app_resource_meta(c.meta),
+                    }
+                )
                 for c in result.contents
             ]
             result = result.model_copy(update={"contents": contents})
@@ -294,7 +300,12 @@ class McpOfferings:
             [(s.id, i.uri_template, s.config.prefix) for s, i in found_t],
         )
         resources = [
-            OfferedResource(uri, s.id, i.uri, i.model_copy(update={"uri": uri}))
+            OfferedResource(
+                uri,
+                s.id,
+                i.uri,
+                i.model_copy(update={"uri": uri, "meta": app_resource_meta(i.meta)}),
+            )
             for (s, i), uri in zip(found, uris, strict=True)
         ]
         templates = [
@@ -463,6 +474,10 @@ class McpOfferings:
 
 def _recorded(result: object) -> tuple[str, str]:
     return ("input_required" if isinstance(result, types.InputRequiredResult) else "ok"), ""
+
+
+def _offered_as(resource: types.Resource, uri: str) -> types.Resource:
+    return resource.model_copy(update={"uri": uri, "meta": app_resource_meta(resource.meta)})
 
 
 def _action(catalog: _Catalog, server_id: str, upstream_uri: str) -> str:

@@ -78,9 +78,25 @@ class Listing:
         if kept is None:
             taken = {t.name for t in self.federated if in_set(chosen, t)}
             taken |= {s.name for s in self.skills if in_set(chosen, s)}
-            kept = [t for t in self.offered if t.name in taken or t.name in keep]
+            # A tool taken by name from a server the set does not take: the
+            # set has none of that server's resources, so no app to open.
+            appless = {t.name for t in self.federated if t.server_id not in chosen.select.servers}
+            kept = [
+                without_app(t) if t.name in appless else t
+                for t in self.offered
+                if t.name in taken or t.name in keep
+            ]
             self.by_set = {key: kept, **dict(list(self.by_set.items())[:15])}
         return kept
+
+
+def without_app(tool: types.Tool) -> types.Tool:
+    """``tool`` without the MCP App it would open (`registry.mcp_tools.app_pin`)."""
+    meta = tool.meta
+    if not meta or not ({"ui", "ui/resourceUri"} & set(meta)):
+        return tool
+    rest = {k: v for k, v in meta.items() if k not in ("ui", "ui/resourceUri")}
+    return tool.model_copy(update={"meta": rest or None})
 
 
 _NO_SKILLS: tuple[tuple[SkillTool, ...], frozenset[str]] = ((), frozenset())

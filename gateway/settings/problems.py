@@ -11,7 +11,16 @@ from pydantic import ValidationError
 from pydantic_settings.exceptions import SettingsError
 
 # Settings whose values are never echoed back in an error.
-_SENSITIVE = ("secret", "key", "token", "password", "credential", "database_url", "redis_url")
+_SENSITIVE = (
+    "secret",
+    "key",
+    "token",
+    "password",
+    "credential",
+    "headers",
+    "database_url",
+    "redis_url",
+)
 # Settings `switchboard serve` also takes as flags.
 _FLAGS = {"port": "--port", "host": "--host", "dev": "--dev", "data_dir": "--data-dir"}
 

@@ -78,6 +78,9 @@ audit_export_streams = Table(
     Column("sink", String(32), primary_key=True),
     Column("writer", String(64), primary_key=True),
     Column("last_id", BigInteger, nullable=False),
+    # The last record of the batch in flight, while one is being retried: the
+    # same batch (and webhook id) goes again, however many records came since.
+    Column("batch_until", BigInteger, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", DateTime(timezone=True), nullable=True),
     Column("failures", Integer, nullable=False),

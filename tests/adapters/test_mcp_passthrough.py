@@ -27,6 +27,7 @@ from adapters.mcp import (
 )
 from adapters.mcp_http import Credential, UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
+from adapters.mcp_relay import OWN_CAPABILITIES
 from registry.ssrf import AddressPolicy
 from tests.support.inspecting import Recorder
 from tests.support.servers import ServerThread
@@ -233,10 +234,11 @@ def test_a_call_is_what_the_sdk_sends_and_its_result_is_checked(json_response: b
             assert headers["x-api-key"] == KEY.value
             assert "authorization" not in headers and "cookie" not in headers
             assert used == [1]
-            # Without a relay (the gateway's own call): no capabilities, no opt-in.
+            # Without a relay (the gateway's own call): no question can be
+            # answered, no opt-in; apps are relayed.
             await upstream.call_tool("add", {"a": 1, "b": 1}, credential=None)
             meta = json.loads(_posts(recorder, "add")[-1].body)["params"]["_meta"]
-            assert meta["io.modelcontextprotocol/clientCapabilities"] == {}
+            assert meta["io.modelcontextprotocol/clientCapabilities"] == OWN_CAPABILITIES
             assert "io.modelcontextprotocol/logLevel" not in meta
 
     try:

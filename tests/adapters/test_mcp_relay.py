@@ -12,7 +12,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
-from adapters.mcp_relay import on_elicitation, relaying, stamp_caller_capabilities
+from adapters.mcp_relay import OWN_CAPABILITIES, on_elicitation, relaying, stamp_caller_capabilities
 from gateway.mcp.relay import MAX_LOG_BYTES, MAX_LOG_LINES, MAX_QUESTIONS, DownstreamRelay
 
 QUESTION = types.ElicitRequestFormParams(
@@ -60,7 +60,8 @@ def test_the_sdk_session_still_has_a_stamp_to_wrap() -> None:
     assert stamp_caller_capabilities(session)
     data: dict[str, Any] = {"method": "tools/call", "params": {}}
     session._stamp(data, {})
-    assert data["params"]["_meta"][CLIENT_CAPABILITIES_META_KEY] == {}
+    # The gateway's own request: no question can be answered; apps are relayed.
+    assert data["params"]["_meta"][CLIENT_CAPABILITIES_META_KEY] == OWN_CAPABILITIES
     assert "_stamp" in ClientSession.__init__.__code__.co_names
 
 

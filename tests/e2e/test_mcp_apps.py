@@ -6,11 +6,12 @@ apps extension as a host that renders them does, finds the tool, follows its
 reference and reads the app through the gateway, at both revisions.
 
 What must hold: the resource and the tool's reference are rewritten alike
-(`ui://switchboard/{server}/...`, still `ui://`); the CSP, permissions and
-border preference pass through untouched; a prefix-less server's app is
-rewritten the same way; a virtual server that does not select the server
-has no such resource; the upstream is told the gateway relays apps, and a
-caller's own declaration reaches it with its call.
+(`ui://switchboard/{server}/...`, still `ui://`, one name only); the CSP,
+permissions and border preference pass through untouched, the upstream's
+sandbox `domain` does not; a prefix-less server's app is rewritten the same
+way; a virtual server that does not select the server has no such resource
+and offers the tool without its app; the upstream is told the gateway
+relays apps, and a caller's own declaration reaches it with its call.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ UI_META = {
     "permissions": {"geolocation": {}},
     "prefersBorder": True,
 }
+# The upstream's own sandbox origin: not the gateway's, so never offered.
+DOMAIN = {"domain": "a904794854a047f6.claudemcpcontent.com"}
 
 
 def app_server() -> tuple[ServerThread, Recorder]:
@@ -59,7 +62,8 @@ def app_server() -> tuple[ServerThread, Recorder]:
         description="The forecast, shown in its app.",
         meta={"ui": {"resourceUri": APP_URI, "visibility": ["model", "app"]}},
     )
-    box.server.resource(APP_URI, name="forecast", mime_type=APP_MIME, meta={"ui": UI_META})(page)
+    served = {"ui": {**UI_META, **DOMAIN}}
+    box.server.resource(APP_URI, name="forecast", mime_type=APP_MIME, meta=served)(page)
     thread, recorder, _ = upstream_server(box)
     return thread, recorder
 
@@ -133,6 +137,7 @@ def test_an_upstreams_app_opens_through_the_gateway(setup: Setup, mode: str) -> 
         [content] = seen["read"][uri].contents
         assert content.uri == uri and content.mime_type == APP_MIME
         assert content.text == PAGE
+        assert "domain" not in (content.meta or {}).get("ui", {})
     assert APP_URI not in seen["listed"]  # never under the upstream's own name
     assert not seen["called"].is_error and "sunny in Oslo" in seen["called"].content[0].text
     # The upstream heard that apps are relayed, and (2026-07-28) the host's own say.
@@ -145,10 +150,15 @@ def test_an_upstreams_app_opens_through_the_gateway(setup: Setup, mode: str) -> 
 
 def test_a_set_without_the_server_has_no_app(setup: Setup) -> None:
     with setup.admin() as admin:
-        body = {"name": "other", "title": "Other", "select": {"servers": ["plainwx"]}}
+        # The weather server's tool by name, but not the server: no app.
+        select = {"servers": ["plainwx"], "tools": ["weather__forecast"]}
+        body = {"name": "other", "title": "Other", "select": select}
         assert admin.post("/mcp-sets", json=body).status_code == 201
 
     async def steps(client: Any) -> tuple[set[str], str]:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert "ui" not in (tools["weather__forecast"].meta or {})
+        assert tools["forecast"].meta["ui"]["resourceUri"].startswith("ui://switchboard/plainwx/")
         listed = {r.uri for r in (await client.list_resources()).resources}
         try:
             await client.read_resource("ui://switchboard/weather/weather/forecast.html")
@@ -169,7 +179,8 @@ def test_a_set_without_the_server_has_no_app(setup: Setup) -> None:
         "ui://switchboard/weather",
         "ui://switchboard//x",
         "ui://weather/forecast.html",
-        "UI://SWITCHBOARD/weather/nothing.html",
+        "UI://SWITCHBOARD/weather/weather/forecast.html",
+        "switchboard://weather/ui://weather/forecast.html",
     ],
 )
 def test_an_app_uri_that_names_nothing_is_not_found(setup: Setup, uri: str) -> None:

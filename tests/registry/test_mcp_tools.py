@@ -161,3 +161,22 @@ def test_the_app_a_tool_opens_is_pinned_and_nothing_else_of_its_meta() -> None:
     swapped = {**with_app, "_meta": {"ui": {"resourceUri": "ui://w/evil.html"}, "trace": 1}}
     assert tool_digest(swapped) != tool_digest(with_app)
     assert tool_digest({**with_app, "_meta": {**meta, "trace": 2}}) == tool_digest(with_app)
+
+
+def test_an_approval_from_before_apps_were_pinned_is_kept_if_nothing_else_changed() -> None:
+    from registry.mcp_sync import _approval_carried
+
+    old = {"name": "t", "description": "d"}
+    now = {**old, "_meta": {"ui": {"resourceUri": "ui://w/a.html"}}}
+    row = {"approved_digest": tool_digest(old), "approved_definition": old}
+    assert _approval_carried(row, now, tool_digest(now)) == {
+        "approved_digest": tool_digest(now),
+        "approved_definition": now,
+    }
+    reworded = {**now, "description": "something else"}
+    assert _approval_carried(row, reworded, tool_digest(reworded)) == {}
+    # Approved with an app already: a new app is a change like any other.
+    pinned = {"approved_digest": tool_digest(now), "approved_definition": now}
+    moved = {**old, "_meta": {"ui": {"resourceUri": "ui://w/evil.html"}}}
+    assert _approval_carried(pinned, moved, tool_digest(moved)) == {}
+    assert _approval_carried({**row, "approved_digest": None}, now, tool_digest(now)) == {}

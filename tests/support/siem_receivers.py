@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.support.inspecting import buffered
 
-SECRET = "a-webhook-secret-of-at-least-32-characters"
+SECRET = "whsec_" + base64.b64encode(b"a webhook key of thirty-two bytes").decode()
 
 
 @dataclass
@@ -54,7 +54,9 @@ def webhook_app(taken: Taken) -> Any:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         signed = f"{headers.get('webhook-id')}.{headers.get('webhook-timestamp')}.".encode()
         expected = base64.b64encode(
-            hmac.new(SECRET.encode(), signed + body, hashlib.sha256).digest()
+            hmac.new(
+                base64.b64decode(SECRET.removeprefix("whsec_")), signed + body, hashlib.sha256
+            ).digest()
         ).decode()
         if headers.get("webhook-signature") != f"v1,{expected}":
             with taken.lock:

@@ -47,7 +47,6 @@ def test_the_signature_is_the_standard_webhooks_vectors() -> None:
     key = webhook_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     signed = signature(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", b'{"test": 2432232314}')
     assert signed == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-    assert webhook_key("plain text secret") == b"plain text secret"
 
 
 def test_an_otlp_request_carries_each_record() -> None:
@@ -67,10 +66,23 @@ def test_an_otlp_request_carries_each_record() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "permanent"), [(500, False), (503, False), (429, False), (408, False), (400, True)]
+    ("status", "permanent"),
+    [
+        (500, False),
+        (503, False),
+        (429, False),
+        (408, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (302, False),
+        (400, True),
+        (413, True),
+        (422, True),
+    ],
 )
 async def test_an_answer_is_taken_retried_or_refused(status: int, permanent: bool) -> None:
-    sink = WebhookSink("http://siem.example/hook", "x" * 32, 5)
+    sink = WebhookSink("http://siem.example/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 5)
     sink._http = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(status)))
     with pytest.raises(DeliveryFailed) as failed:
         await sink.deliver("w:7-7", [RECORD])
@@ -91,3 +103,27 @@ def test_a_webhook_needs_a_strong_secret(secret: str | None) -> None:
         audit_export_webhook_url="https://siem.example/hook",
         audit_export_webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-api-key": "secret\n"}, {"x-api-key": " secret"}, {"bad name": "v"}, {"x": "a\r\nb: c"}],
+)
+def test_otlp_headers_are_checked_and_never_shown(headers: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as refused:
+        AuditExportOptions(audit_export_otlp_headers=headers)
+    assert all("secret" not in error["msg"] for error in refused.value.errors())
+    kept = AuditExportOptions(audit_export_otlp_headers={"x-api-key": "s3cr3t"})
+    assert "s3cr3t" not in repr(kept)
+
+
+async def test_a_transport_error_says_its_type_only() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError("Illegal header value b's3cr3t\\n'")
+
+    sink = WebhookSink("http://siem.example/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 5)
+    sink._http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    with pytest.raises(DeliveryFailed) as failed:
+        await sink.deliver("w:7-7", [RECORD])
+    assert "s3cr3t" not in str(failed.value) and not failed.value.permanent
+    await sink.aclose()

@@ -1,6 +1,7 @@
 """Migrations 0029 (tool search) and 0030 (audit export) both ways, on both
-databases: down to 0028 and up again, with rows in the new tables and
-columns, and the full-text index working again afterwards."""
+databases: down to 0028 and up again, with documents in the search index,
+the new tables and columns gone and back, and the full-text index working
+again afterwards."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("sink", sa.String(32), primary_key=True),
         sa.Column("writer", sa.String(64), primary_key=True),
         sa.Column("last_id", sa.BigInteger, nullable=False),
+        sa.Column("batch_until", sa.BigInteger, nullable=True),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failures", sa.Integer, nullable=False),

@@ -188,7 +188,7 @@ def _postgresql_query(
     statement = text(
         "SELECT name, ts_rank('{0.2, 0.4, 0.8, 1.0}', document, q, 1) AS score "
         "FROM tool_docs, to_tsquery('english', :query) q "
-        "WHERE document @@ q AND name = ANY(:among) "
+        "WHERE document @@ q AND name IN (SELECT unnest(CAST(:among AS text[]))) "
         "ORDER BY score DESC, name LIMIT :limit"
     ).bindparams(bindparam("among", type_=ARRAY(String)))
     return statement, {"query": " | ".join(words), "among": list(among), "limit": limit}

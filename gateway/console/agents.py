@@ -7,7 +7,8 @@ opens only the agents `GET /agents` shows them, with only the skills they may
 call; an agent they may not use is "not found", as it is there. An admin
 also sees the agent's credential as `GET /agents/{id}/credentials` shows it:
 client id, method, date -- never a secret. Health is the registry's last
-check; no history of checks is kept.
+check; no history of checks is kept. Admins register an agent by its card's
+URL and remove one, through the API's own functions and checks.
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from pydantic import ValidationError
 from gateway.api import agents as agents_api
 from gateway.api import credentials as credentials_api
 from gateway.console.diffs import DiffLine, json_diff
-from gateway.console.web import PREFIX, ConsoleError, ConsoleRoute, current_user, page
+from gateway.console.web import (
+    PREFIX,
+    ConsoleError,
+    ConsoleRoute,
+    current_user,
+    page,
+    posted,
+    redirect,
+    require_admin,
+)
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
-from registry.models import AgentQuery
+from registry.models import AgentQuery, AgentRegistration
 from registry.store import AgentNotFound
 
 router = APIRouter(prefix=PREFIX + "/agents", route_class=ConsoleRoute, include_in_schema=False)
@@ -55,7 +65,42 @@ async def agents_page(
         q=q or "",
         skill=skill or "",
         tag=tag or "",
+        removed=request.query_params.get("removed"),
     )
+
+
+@router.post("")
+async def register(request: Request) -> Response:
+    """Register an agent by its card's URL (admins): `POST /agents`'s own
+    function -- the card fetched through the SSRF-checked fetcher, validated,
+    its skills' names checked, the registration audited."""
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    await require_admin(request, user)
+    body: dict[str, Any] = {"card_url": form.get("card_url") or None}
+    if form.get("id"):
+        body["id"] = form["id"]
+    try:
+        registration = AgentRegistration.model_validate(body)
+    except ValidationError as exc:
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'agent'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConsoleError(422, "The agent was not registered", said) from None
+    if registration.card_url is None:
+        raise ConsoleError(422, "The agent was not registered", "card_url: the card's URL")
+    record = await agents_api.register_agent(request, Response(), registration, user.principal())
+    return redirect(f"{PREFIX}/agents/{record.id}")
+
+
+@router.post("/{agent_id}/delete")
+async def remove(request: Request, agent_id: str) -> Response:
+    user = await current_user(request)
+    await posted(request, user.csrf)
+    await require_admin(request, user)
+    await agents_api.delete_agent(request, agent_id, user.principal())
+    return redirect(f"{PREFIX}/agents?removed={agent_id}")
 
 
 @router.get("/{agent_id}")

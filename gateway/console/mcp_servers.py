@@ -8,6 +8,8 @@ tool through `POST /mcp-servers/{id}/tools/{tool}/approve`'s function, with
 the digest of the definition on the page: a tool that changed again since the
 page was drawn is refused (409), never approved unseen. Anyone else sees the
 servers they may use with only the tools their `/mcp` `tools/list` offers.
+Admins register a Streamable HTTP server (with a static header credential,
+or none) and remove one, through the API's own functions and checks.
 
 Prompts and resources are listed live by the `/mcp` door's own service
 (`gateway.federation.offerings.McpOfferings`), with the user as the caller: a user
@@ -38,7 +40,13 @@ from gateway.delegation.pipeline import Caller
 from gateway.federation.offerings import McpOfferings
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
-from registry.mcp_models import ApproveRequest, McpServerRecord, McpToolRecord, ToolState
+from registry.mcp_models import (
+    ApproveRequest,
+    McpServerRecord,
+    McpServerRegistration,
+    McpToolRecord,
+    ToolState,
+)
 
 router = APIRouter(prefix=PREFIX + "/mcp", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -47,7 +55,59 @@ router = APIRouter(prefix=PREFIX + "/mcp", route_class=ConsoleRoute, include_in_
 async def servers_page(request: Request) -> Response:
     user = await current_user(request)
     found = await mcp_api.list_servers(request, user.principal())
-    return page(request, user, "mcp_servers.html", servers=found.items)
+    return page(
+        request,
+        user,
+        "mcp_servers.html",
+        servers=found.items,
+        removed=request.query_params.get("removed"),
+    )
+
+
+@router.post("")
+async def register(request: Request) -> Response:
+    """Register a Streamable HTTP server with the API's own function
+    (`POST /mcp-servers`): the same checks -- a field refused is said by its
+    name -- the same probe of the server, the same audit. Admins (or holders
+    of the register scope, as for the API)."""
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    registration = _registration(form)
+    record = await mcp_api.register_server(request, Response(), registration, user.principal())
+    return redirect(f"{PREFIX}/mcp/{record.id}")
+
+
+@router.post("/{server_id}/delete")
+async def remove(request: Request, server_id: str) -> Response:
+    user = await current_user(request)
+    await posted(request, user.csrf)
+    await require_admin(request, user)
+    await mcp_api.delete_server(request, server_id, user.principal())
+    return redirect(f"{PREFIX}/mcp?removed={server_id}")
+
+
+def _registration(form: dict[str, str]) -> McpServerRegistration:
+    body: dict[str, Any] = {
+        "name": form.get("name", ""),
+        "url": form.get("url") or None,
+        "prefix_tools": form.get("prefix_tools") == "on",
+    }
+    if form.get("id"):
+        body["id"] = form["id"]
+    if form.get("header_value"):
+        body["credential"] = {
+            "type": "static_header",
+            "header": form.get("header_name") or "Authorization",
+            "value": form["header_value"],
+        }
+    try:
+        return McpServerRegistration.model_validate(body)
+    except ValidationError as exc:
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'server'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConsoleError(422, "The server was not registered", said) from None
 
 
 @router.get("/{server_id}")

@@ -38,3 +38,33 @@ def test_register_over_the_api_then_find_it_in_the_console(
         assert "No agent matches" in text_of(browser)
     finally:
         stock.stop()
+
+
+def test_an_admin_registers_and_removes_an_agent_in_the_console(
+    deployment: Deployment, browser: Browser
+) -> None:
+    stock = worker_agent(name="Stock Keeper")
+    try:
+        base = deployment.url
+        dev_login(browser, base, "root", "switchboard:admin")
+        browser.get(base + "/ui/agents")
+        # A card that is not there: refused with the API's problem, nothing stored.
+        fill(browser, {"card_url": base + "/nothing-here.json", "id": "keeper"}, "#register")
+        browser.find_element(By.CSS_SELECTOR, "#register button").click()
+        wait_for(lambda: "Register an agent" not in text_of(browser))
+        assert "nothing-here" in text_of(browser) or "404" in text_of(browser)
+        with deployment.gateway.client() as admin:
+            assert admin.get("/agents/keeper").status_code == 404
+        browser.get(base + "/ui/agents")
+        card = stock.url + "/.well-known/agent-card.json"
+        fill(browser, {"card_url": card, "id": "keeper"}, "#register")
+        browser.find_element(By.CSS_SELECTOR, "#register button").click()
+        wait_for(lambda: browser.current_url == base + "/ui/agents/keeper")
+        assert "Stock Keeper" in browser.find_element(By.TAG_NAME, "h1").text
+        browser.find_element(By.CSS_SELECTOR, "#remove button").click()
+        wait_for(lambda: "removed=keeper" in browser.current_url)
+        assert "Removed keeper" in text_of(browser)
+        with deployment.gateway.client() as admin:
+            assert admin.get("/agents/keeper").status_code == 404
+    finally:
+        stock.stop()

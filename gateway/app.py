@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
             if a2a_parts.front_door.consents is not None:
                 a2a_parts.front_door.consents.connections = mcp_parts.connections
             observed = observability.start(settings, core, stack)
-            exported = await audit_export.start(settings, core, stack)
+            exported = await audit_export.start(settings, core, stack, observed.metrics)
             # Registered before the flows engine starts: its executor id is this replica's.
             await replicas.announce(engine)
             stack.push_async_callback(replicas.withdraw)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.audit_export.sinks import DeliveryFailed, Sink
@@ -52,14 +53,24 @@ class ReplayOutcome:
     failed: str | None
 
 
+Counted = Callable[[str, str, int], None]  # (sink, "delivered" | "dead_letter", records)
+
+
 class AuditExporter:
     def __init__(
-        self, streams: SqlExportStreams, sink: Sink, owner: str, limits: ExportLimits
+        self,
+        streams: SqlExportStreams,
+        sink: Sink,
+        owner: str,
+        limits: ExportLimits,
+        counted: Counted | None = None,
     ) -> None:
         self.streams = streams
         self.sink = sink
         self.owner = owner
         self.limits = limits
+        # Told of each batch delivered or kept as dead letters (`/metrics`).
+        self.counted = counted or (lambda _sink, _outcome, _records: None)
 
     async def run_pass(self) -> None:
         # This process's own records always have a stream (one retired while
@@ -89,6 +100,7 @@ class AuditExporter:
                 return
             if not await self.streams.delivered(stream, self.owner, records[-1].id, len(records)):
                 return  # another process holds the stream now
+            self.counted(self.sink.name, "delivered", len(records))
             stream = Stream(stream.sink, stream.writer, records[-1].id, 0)
 
     async def _deliver(self, batch: str, records: list[AuditRecord]) -> None:
@@ -113,6 +125,7 @@ class AuditExporter:
             else:
                 if not await self.streams.delivered(stream, self.owner, record.id, 1):
                     return
+                self.counted(self.sink.name, "delivered", 1)
             stream = Stream(stream.sink, stream.writer, record.id, 0)
 
     async def _failed(
@@ -136,6 +149,7 @@ class AuditExporter:
     async def _dead_letters(self, stream: Stream, records: list[AuditRecord], why: str) -> bool:
         if not await self.streams.dead_letter(stream, self.owner, records, why):
             return False
+        self.counted(self.sink.name, "dead_letter", len(records))
         logger.error(
             "audit export to %s: records %d-%d of writer %s kept as dead letters: %s",
             self.sink.name,

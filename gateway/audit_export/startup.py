@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from gateway.audit_export.exporter import AuditExporter, ExportLimits
+from gateway.audit_export.exporter import AuditExporter, Counted, ExportLimits
 from gateway.audit_export.sinks import OtlpLogSink, Sink, WebhookSink
 from gateway.audit_export.streams import SqlExportStreams
 from gateway.delegation.startup import DelegationCore, Job
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.storage.periodic import Periodic
 
@@ -46,8 +47,18 @@ def sinks_of(settings: Settings) -> list[Sink]:
     return found
 
 
+def _counter(metrics: GatewayMetrics | None) -> Counted | None:
+    if metrics is None:
+        return None
+    counter = metrics.audit_export
+    return lambda sink, outcome, records: counter.labels(sink, outcome).inc(records)
+
+
 async def start(
-    settings: Settings, core: DelegationCore, stack: contextlib.AsyncExitStack
+    settings: Settings,
+    core: DelegationCore,
+    stack: contextlib.AsyncExitStack,
+    metrics: GatewayMetrics | None = None,
 ) -> AuditExportParts:
     streams = SqlExportStreams(core.engine)
     limits = ExportLimits(
@@ -65,5 +76,7 @@ async def start(
         stack.push_async_callback(sink.aclose)
         # Before this process's first record can be lost to no stream.
         await streams.ensure(sink.name, writer)
-        parts.exporters[sink.name] = AuditExporter(streams, sink, writer, limits)
+        parts.exporters[sink.name] = AuditExporter(
+            streams, sink, writer, limits, counted=_counter(metrics)
+        )
     return parts

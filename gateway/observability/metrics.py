@@ -167,6 +167,13 @@ class GatewayMetrics:
             ["method"],
             registry=self.registry,
         )
+        self.audit_export = Counter(
+            "switchboard_audit_export_records",
+            "Audit records the export to a SIEM delivered to a sink (delivered) or kept "
+            "as dead letters (dead_letter), by sink",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
         self._shown: dict[str, set[tuple[str, ...]]] = {
             "breakers": set(),
             "tasks": set(),

@@ -144,6 +144,10 @@ def test_every_record_reaches_both_and_a_restarted_webhook_loses_none(setup: Set
     assert otlp[some]["severity"] == "INFO"
     state = setup.state()
     assert state["sinks"] == ["otlp", "webhook"] and state["dead_letters"] == 0
+    with setup.admin() as admin:
+        metrics = admin.get("/metrics").text
+    delivered = 'switchboard_audit_export_records_total{outcome="delivered",sink="webhook"}'
+    assert delivered in metrics
     wait_for(
         lambda: all(s["pending"] == 0 and not s["failures"] for s in setup.state()["streams"]),
         "both streams drained",

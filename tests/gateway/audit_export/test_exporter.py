@@ -121,12 +121,18 @@ async def test_a_batch_not_taken_goes_again_as_the_same_batch(engine: AsyncEngin
 async def test_a_refused_record_alone_is_a_dead_letter_then_replayed(engine: AsyncEngine) -> None:
     streams, sink = SqlExportStreams(engine), Sink()
     await streams.ensure("test", "w1")
-    exporter = AuditExporter(streams, sink, "w1", LIMITS)
+    counted: dict[str, int] = {}
+
+    def count(sink_name: str, outcome: str, records: int) -> None:
+        counted[outcome] = counted.get(outcome, 0) + records
+
+    exporter = AuditExporter(streams, sink, "w1", LIMITS, counted=count)
     ids = await write(engine, "w1", 6)
     sink.refuses = {ids[1]}
     await exporter.run_pass()
     await exporter.run_pass()
     assert sink.taken() == [i for i in ids if i != ids[1]]
+    assert counted == {"delivered": 5, "dead_letter": 1}
     [letter] = await streams.dead_letters("test", 10)
     assert letter["audit_id"] == ids[1] and "HTTP 400" in letter["error"]
     sink.refuses = set()

@@ -31,7 +31,7 @@ from typing import Any
 import mcp_types as types
 from sqlalchemy import select
 
-from bench.registry_search import percentile
+from bench.registry_search import measure, percentile
 from bench.tool_catalog import QUERIES, tools
 from gateway.mcp.tool_search import ToolSearch, found_result
 from gateway.storage import db
@@ -101,17 +101,6 @@ async def quality(search: ToolSearch, offered: list[types.Tool]) -> None:
         print(f"  missed: {query!r} -> {right}")
 
 
-async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> list[float]:
-    for _ in range(min(20, repeat)):
-        await call()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
 async def main(count: int, repeat: int, database_url: str | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -157,7 +146,7 @@ async def main(count: int, repeat: int, database_url: str | None) -> int:
             ),
             "search, caller sees 300": lambda: search.search(rng.choice(queries), offered_some, 5),
         }
-        results = {name: await timed(call, repeat) for name, call in shapes.items()}
+        results = {name: await measure(call, repeat) for name, call in shapes.items()}
         base_p50 = percentile(results["baseline: read one by name"], 50)
         print(f"{'':<36}{'p50 ms':>8}{'p99 ms':>8}{'x base':>8}")
         for name, samples in results.items():

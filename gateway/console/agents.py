@@ -30,6 +30,7 @@ from gateway.console.web import (
     posted,
     redirect,
     require_admin,
+    validated,
 )
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -80,14 +81,7 @@ async def register(request: Request) -> Response:
     body: dict[str, Any] = {"card_url": form.get("card_url") or None}
     if form.get("id"):
         body["id"] = form["id"]
-    try:
-        registration = AgentRegistration.model_validate(body)
-    except ValidationError as exc:
-        said = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'agent'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConsoleError(422, "The agent was not registered", said) from None
+    registration = validated(AgentRegistration, body, "The agent was not registered", "agent")
     if registration.card_url is None:
         raise ConsoleError(422, "The agent was not registered", "card_url: the card's URL")
     record = await agents_api.register_agent(request, Response(), registration, user.principal())

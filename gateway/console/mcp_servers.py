@@ -35,6 +35,7 @@ from gateway.console.web import (
     posted,
     redirect,
     require_admin,
+    validated,
 )
 from gateway.delegation.pipeline import Caller
 from gateway.federation.offerings import McpOfferings
@@ -100,14 +101,7 @@ def _registration(form: dict[str, str]) -> McpServerRegistration:
             "header": form.get("header_name") or "Authorization",
             "value": form["header_value"],
         }
-    try:
-        return McpServerRegistration.model_validate(body)
-    except ValidationError as exc:
-        said = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'server'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConsoleError(422, "The server was not registered", said) from None
+    return validated(McpServerRegistration, body, "The server was not registered", "server")
 
 
 @router.get("/{server_id}")

@@ -12,19 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import ValidationError
 
 from gateway.api import mcp_sets as sets_api
 from gateway.api.state import state_of
 from gateway.console.web import (
     PREFIX,
-    ConsoleError,
     ConsoleRoute,
     current_user,
     page,
     posted,
     redirect,
     require_admin,
+    validated,
 )
 from registry.mcp_sets import McpSetSpec
 
@@ -63,14 +62,7 @@ def _spec(form: dict[str, str]) -> McpSetSpec:
         "select": select,
         "tool_search": form.get("tool_search") or "off",
     }
-    try:
-        return McpSetSpec.model_validate(body)
-    except ValidationError as exc:
-        said = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'set'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConsoleError(422, "The set was not saved", said) from None
+    return validated(McpSetSpec, body, "The set was not saved", "set")
 
 
 @router.post("")

@@ -23,13 +23,14 @@ import hmac
 import json
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import BaseModel, ValidationError
 
 from gateway.console.login_state import LoginSeal
 from gateway.console.oidc import OidcClient
@@ -86,6 +87,23 @@ class ConsoleError(Exception):
 
 class LoginRequired(Exception):
     pass
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(model: type[Model], body: dict[str, Any], title: str, whole: str) -> Model:
+    """A form's ``body`` as the API's ``model`` takes it, or a 422 page that
+    names each refused field with the API's message (``whole``: the name of
+    an error about no one field)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or whole}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConsoleError(422, title, said) from None
 
 
 class Console:

@@ -48,11 +48,11 @@ class PerCaller(Generic[V]):
         self, caller: Caller, shared: tuple[object, ...], own: tuple[object, ...] = ()
     ) -> V | None:
         """The value kept for ``caller`` if it was worked out from these inputs."""
-        if not _same(self._shared, shared):
+        if not same_objects(self._shared, shared):
             return None
         key = caller_key(caller)
         found = self._values.get(key)
-        if found is None or not _same(found[0], own):
+        if found is None or not same_objects(found[0], own):
             return None
         self._values.move_to_end(key)
         return found[1]
@@ -60,7 +60,7 @@ class PerCaller(Generic[V]):
     def put(
         self, caller: Caller, shared: tuple[object, ...], own: tuple[object, ...], value: V
     ) -> V:
-        if not _same(self._shared, shared):
+        if not same_objects(self._shared, shared):
             self._shared = shared
             self._values.clear()
         key = caller_key(caller)
@@ -71,5 +71,6 @@ class PerCaller(Generic[V]):
         return value
 
 
-def _same(kept: tuple[object, ...], now: tuple[object, ...]) -> bool:
+def same_objects(kept: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    """Whether two tuples hold the very same objects (compared by identity)."""
     return len(kept) == len(now) and all(a is b for a, b in zip(kept, now, strict=True))

@@ -27,6 +27,7 @@ from mcp.shared.inbound import X_MCP_HEADER_KEY
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import STATUS_TOOL
+from gateway.mcp.per_caller import same_objects
 from registry.mcp_sets import ToolSearchMode
 from registry.tool_index import (
     SqlToolIndex,
@@ -192,12 +193,12 @@ class ToolSearch:
 
     def _current(self, key: tuple[object, ...], _documents: object) -> bool:
         fresh = time.monotonic() - self._synced_at < RESYNC_SECONDS
-        return fresh and _same(key, self._synced)
+        return fresh and same_objects(key, self._synced)
 
     async def _sync(
         self, key: tuple[object, ...], documents: Callable[[], Sequence[ToolDocument]]
     ) -> None:
-        if self._documents is None or not _same(self._documents[0], key):
+        if self._documents is None or not same_objects(self._documents[0], key):
             self._documents = (key, documents())  # worked out once per catalog
         wanted = self._documents[1]
         held = await self._index.held()
@@ -324,7 +325,3 @@ def refused_result(reason: str) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=reason)], is_error=True
     )
-
-
-def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))

@@ -211,7 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     apidocs.install(app)
-    install_console(app, settings)
+    install_console(app, settings, handlers)
     # First: routes are matched in order, and the A2A and MCP hot paths should
     # not be tried against every REST route before their own (no paths
     # overlap; tests/gateway/test_routes.py).

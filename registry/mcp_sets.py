@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,11 +69,8 @@ class McpSetSelection(BaseModel):
                 raise ValueError("no spaces or control characters")
         return value
 
-    @model_validator(mode="after")
-    def _something(self) -> McpSetSelection:
-        if not (self.servers or self.agents or self.tags or self.tools):
-            raise ValueError("select at least one server, agent, tag or tool")
-        return self
+    def empty(self) -> bool:
+        return not (self.servers or self.agents or self.tags or self.tools)
 
     def takes_tool(
         self,
@@ -140,6 +142,13 @@ class McpSetSpec(BaseModel):
         "disclosure: a client finds a tool, then calls it by name)",
     )
 
+    @field_validator("select")
+    @classmethod
+    def _selects_something(cls, value: McpSetSelection) -> McpSetSelection:
+        if value.empty():
+            raise ValueError("select at least one server, agent, tag or tool")
+        return value
+
 
 class NewMcpSet(McpSetSpec):
     name: str = Field(pattern=SET_NAME_PATTERN, description="served at /mcp/{name}")
@@ -151,6 +160,14 @@ class McpSet(NewMcpSet):
     created_at: datetime
     updated_at: datetime
     updated_by: str
+
+    @field_validator("select")
+    @classmethod
+    def _selects_something(cls, value: McpSetSelection) -> McpSetSelection:
+        # Stored, a set may select nothing any more: everything it named was
+        # removed (`SqlMcpSets.forget_target`). It offers nothing until an
+        # admin selects again; defining a set so is refused (above).
+        return value
 
     def path(self) -> str:
         return f"/mcp/{self.name}"
@@ -219,6 +236,41 @@ class SqlMcpSets:
             done = await conn.execute(delete(table).where(table.c.name == name))
         return bool(done.rowcount)
 
+    async def forget_target(self, target: str, by: str) -> list[str]:
+        """Take a removed MCP server's or agent's id out of every set that
+        names it (the names of the sets changed): a server or agent
+        registered later under the same id must be selected again, not
+        join a curated set unseen. Each set is rewritten in one statement
+        guarded by the version read (``updated_at``), so an admin's replace
+        meanwhile is never undone (that set is read again)."""
+        changed: list[str] = []
+        for _ in range(8):  # a set replaced under us is read again; 8 is plenty
+            pending = False
+            async with self._engine.connect() as conn:
+                query = select(table.c.name, table.c.selection, table.c.updated_at)
+                rows = (await conn.execute(query)).all()
+            for name, selection, read_at in rows:
+                if not _names(selection, target):
+                    continue
+                kept = {
+                    **selection,
+                    "servers": [s for s in selection.get("servers", []) if s != target],
+                    "agents": [a for a in selection.get("agents", []) if a != target],
+                }
+                async with self._engine.begin() as conn:
+                    done = await conn.execute(
+                        update(table)
+                        .where(table.c.name == name, table.c.updated_at == read_at)
+                        .values(selection=kept, updated_at=datetime.now(UTC), updated_by=by)
+                    )
+                if done.rowcount:
+                    changed.append(name)
+                else:
+                    pending = True
+            if not pending:
+                break
+        return changed
+
 
 def _row(spec: NewMcpSet, by: str, now: datetime) -> dict[str, Any]:
     return {
@@ -232,6 +284,12 @@ def _row(spec: NewMcpSet, by: str, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "updated_by": by,
     }
+
+
+def _names(selection: Any, target: str) -> bool:
+    return isinstance(selection, dict) and (
+        target in selection.get("servers", []) or target in selection.get("agents", [])
+    )
 
 
 def _utc(value: Any) -> datetime:

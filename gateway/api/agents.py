@@ -24,7 +24,8 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
-from gateway.api.state import state_of
+from gateway.api.mcp_sets import forget_in_sets
+from gateway.api.state import audited, state_of
 from gateway.delegation.handoffs import breaker_info
 from gateway.delegation.pipeline import Caller
 from gateway.federation.federated_tools import audit_name_refusal
@@ -57,6 +58,7 @@ async def register_agent(
     registry = state_of(request).registry
     record = await _names_audited(request, admin, registration.id, registry.register(registration))
     state_of(request).registry.changed()
+    await audited(request, admin, "agent.registered", record.id)
     response.headers["Location"] = f"/agents/{record.id}"
     return _with_breaker(request, record)
 
@@ -201,11 +203,13 @@ async def health_history(
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an agent")
-async def delete_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
+async def delete_agent(request: Request, agent_id: str, admin: AdminPrincipal) -> Response:
     if not await state_of(request).agents.delete(agent_id):
         raise AgentNotFound(agent_id)
+    await audited(request, admin, "agent.removed", agent_id)
     # Users' connected accounts at it (`user_oauth`): forgotten and revoked.
     await state_of(request).connections.forget_upstream(agent_id)
+    await forget_in_sets(request, agent_id, admin)
     state_of(request).registry.changed()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -223,6 +227,7 @@ async def refresh_agent(
     record, changed = await _names_audited(request, admin, agent_id, refresh)
     if changed:
         state_of(request).registry.changed()
+        await audited(request, admin, "agent.refreshed", agent_id)
     return {"changed": changed, "agent": _with_breaker(request, record).model_dump(mode="json")}
 
 

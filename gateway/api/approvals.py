@@ -75,10 +75,10 @@ async def decide_approval(
         )
     except ApprovalNotFound:
         raise _not_found(approval_id) from None
-    except AlreadyDecided as decided:
+    except AlreadyDecided as already:
         raise Problem(
             409,
             "already-decided",
             "Already decided",
-            f"approval {approval_id} is already {decided.approval.state}",
+            f"approval {approval_id} is already {already.approval.state}",
         ) from None

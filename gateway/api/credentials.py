@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.api.state import state_of
+from gateway.api.state import audited, state_of
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
 from policies.client_auth import ClientAuthError
@@ -53,7 +53,7 @@ async def issue_credentials(
     request: Request,
     response: Response,
     agent_id: str,
-    _: AdminPrincipal,
+    admin: AdminPrincipal,
     body: Annotated[CredentialRequest | None, Body()] = None,
 ) -> CredentialInfo:
     state = state_of(request)
@@ -68,6 +68,7 @@ async def issue_credentials(
             raise Problem(422, "invalid-jwks", "The JWKS cannot be used", str(exc)) from None
     response.headers["Cache-Control"] = "no-store"
     info = await _info(request, agent_id)
+    await audited(request, admin, "agent.credential_issued", agent_id, detail=body.method)
     return info.model_copy(update={"client_secret": secret})
 
 
@@ -81,9 +82,10 @@ async def get_credentials(request: Request, agent_id: str, _: AdminPrincipal) ->
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke the agent's credential",
 )
-async def revoke_credentials(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
+async def revoke_credentials(request: Request, agent_id: str, admin: AdminPrincipal) -> Response:
     if not await state_of(request).credentials.revoke(agent_id):
         raise AgentNotFound(f"{agent_id} (or it has no credential)")
+    await audited(request, admin, "agent.credential_revoked", agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -22,8 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from starlette.convertors import Convertor, register_url_convertor
 
-from gateway.api.state import state_of
-from gateway.delegation.audit import action_event
+from gateway.api.mcp_sets import forget_in_sets
+from gateway.api.state import audited, state_of
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
@@ -95,9 +95,22 @@ async def register_flow(request: Request, response: Response, admin: AdminPrinci
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         data = parse_text(body) if "yaml" in kind else _json(body)
+    except DocumentInvalid as exc:
+        raise _invalid(exc) from None
+    return await register_document(request, response, data, admin)
+
+
+async def register_document(
+    request: Request, response: Response, data: Any, admin: Principal
+) -> Registered:
+    """Register ``data``, a flow document already read (the route's body, the
+    console's form): checked, stored as the flow's next version, audited."""
+    try:
         record, changed = await state_of(request).flows.register(data, admin.subject)
     except DocumentInvalid as exc:
         raise _invalid(exc) from None
+    if changed:
+        await audited(request, admin, "flow.registered", record.id, detail=f"v{record.version}")
     response.headers["Location"] = f"/flows/{record.id}"
     if not changed:
         response.status_code = status.HTTP_200_OK
@@ -241,9 +254,8 @@ async def delete_flow(
     and while another flow calls it. Its runs' records stay."""
     state = state_of(request)
     cancelled = await remove_flow(state.flows, flow_id, admin.subject, cancel=cancel)
-    await state.delegations.record_event(
-        action_event(admin, "flow.deleted", flow_id, detail=_cancelled(cancelled))
-    )
+    await audited(request, admin, "flow.deleted", flow_id, detail=_cancelled(cancelled))
+    await forget_in_sets(request, flow_id, admin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

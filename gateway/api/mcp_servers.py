@@ -23,7 +23,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response, status
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.api.state import state_of
+from gateway.api.mcp_sets import forget_in_sets
+from gateway.api.state import audited, state_of
 from gateway.federation.federated_tools import CommandNotAllowed, RegistrationRefused, ToolNotFound
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem, ProblemMapping
@@ -88,6 +89,7 @@ async def register_server(
             f"registering an MCP server needs {ADMIN_SCOPE} or {MCP_REGISTER_SCOPE}",
         )
     record = await state_of(request).mcp.register(registration, principal)
+    await audited(request, principal, "mcp_server.registered", record.id)
     response.headers["Location"] = f"/mcp-servers/{record.id}"
     return record
 
@@ -113,11 +115,13 @@ async def get_server(
 @router.delete(
     "/{server_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an MCP server"
 )
-async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> Response:
+async def delete_server(request: Request, server_id: str, admin: AdminPrincipal) -> Response:
     state = state_of(request)
     if not await state.mcp.remove(server_id):
         raise McpServerNotFound(server_id)
+    await audited(request, admin, "mcp_server.removed", server_id)
     await state.connections.forget_upstream(server_id)
+    await forget_in_sets(request, server_id, admin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -128,7 +132,9 @@ async def delete_server(request: Request, server_id: str, _: AdminPrincipal) -> 
 async def refresh_server(
     request: Request, server_id: str, principal: AdminPrincipal
 ) -> RefreshResult:
-    return await state_of(request).mcp.refresh(server_id, principal)
+    result = await state_of(request).mcp.refresh(server_id, principal)
+    await audited(request, principal, "mcp_server.refreshed", server_id)
+    return result
 
 
 @router.post(
@@ -143,4 +149,8 @@ async def approve_tool(
     body: Annotated[ApproveRequest | None, Body()] = None,
 ) -> McpToolRecord:
     digest = body.digest if body else None
-    return await state_of(request).mcp.approve(server_id, tool, digest, principal)
+    record = await state_of(request).mcp.approve(server_id, tool, digest, principal)
+    await audited(
+        request, principal, "mcp_tool.approved", server_id, detail=f"{tool} {record.digest}"
+    )
+    return record

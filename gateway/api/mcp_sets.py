@@ -15,8 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from gateway.api.state import state_of
-from gateway.delegation.audit import action_event
+from gateway.api.state import audited, state_of
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -50,14 +49,19 @@ async def _check_targets(request: Request, spec: McpSetSpec) -> None:
         )
 
 
-async def _audit(request: Request, principal: Principal, name: str, event: str) -> None:
-    await state_of(request).delegations.record_event(
-        action_event(principal, event, f"mcp-set:{name}")
-    )
-
-
 def _changed(request: Request, name: str) -> None:
     state_of(request).mcp_sets.changed(name)
+
+
+async def forget_in_sets(request: Request, target: str, principal: Principal) -> None:
+    """``target``, an MCP server or agent just removed, leaves every set that
+    named it (`SqlMcpSets.forget_target`): each such set's clients are told,
+    and the change is audited as the admin's."""
+    for name in await state_of(request).mcp_sets.store.forget_target(target, principal.subject):
+        _changed(request, name)
+        await audited(
+            request, principal, "mcp_set.updated", f"mcp-set:{name}", detail=f"{target} removed"
+        )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Define a virtual MCP server")
@@ -72,7 +76,7 @@ async def create_set(
             409, "set-exists", "The set exists", f"{spec.name}: PUT /mcp-sets/{spec.name}"
         ) from None
     _changed(request, spec.name)
-    await _audit(request, principal, spec.name, "mcp_set.created")
+    await audited(request, principal, "mcp_set.created", f"mcp-set:{spec.name}")
     response.headers["Location"] = f"/mcp-sets/{spec.name}"
     return created
 
@@ -118,7 +122,9 @@ async def put_set(
     await _check_targets(request, spec)
     stored, new = await state_of(request).mcp_sets.store.replace(name, spec, principal.subject)
     _changed(request, name)
-    await _audit(request, principal, name, "mcp_set.created" if new else "mcp_set.updated")
+    await audited(
+        request, principal, "mcp_set.created" if new else "mcp_set.updated", f"mcp-set:{name}"
+    )
     if new:
         response.status_code = status.HTTP_201_CREATED
         response.headers["Location"] = f"/mcp-sets/{name}"
@@ -130,5 +136,5 @@ async def delete_set(request: Request, name: str, principal: AdminPrincipal) -> 
     if not await state_of(request).mcp_sets.store.delete(name):
         raise _not_found(name)
     _changed(request, name)
-    await _audit(request, principal, name, "mcp_set.deleted")
+    await audited(request, principal, "mcp_set.deleted", f"mcp-set:{name}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,7 +16,7 @@ from gateway.agents.approvals import ApprovalDesk
 from gateway.agents.oauth_clients import AgentOAuthClients
 from gateway.audit_export.startup import AuditExportParts
 from gateway.connections.service import Connections
-from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit import AuditLog, action_event
 from gateway.delegation.breaker import Breakers
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
@@ -29,7 +29,7 @@ from gateway.mcp.sets import SetCache
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.storage.readiness import Readiness
-from policies.tokens import TokenVerifier
+from policies.tokens import Principal, TokenVerifier
 from registry.credentials import SqlCredentialStore
 from registry.service import RegistryService
 from registry.store import SqlAgentStore
@@ -65,3 +65,20 @@ class AppState:
 def state_of(request: Request) -> AppState:
     state: AppState = request.app.state.switchboard
     return state
+
+
+async def audited(
+    request: Request,
+    principal: Principal,
+    event: str,
+    target: str | None,
+    *,
+    detail: str | None = None,
+) -> None:
+    """Record what ``principal`` changed through the API (an admin's
+    registration, removal, approval; `tests/test_layout.py` checks that every
+    admin route that changes something calls this): the console acts through
+    these same functions, so its actions are audited once, here."""
+    await state_of(request).delegations.record_event(
+        action_event(principal, event, target, detail=detail)
+    )

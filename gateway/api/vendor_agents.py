@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from gateway.api.state import state_of
+from gateway.api.mcp_sets import forget_in_sets
+from gateway.api.state import audited, state_of
 from gateway.delegation.vendor_agents import VendorRegistrationRefused
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
@@ -26,12 +27,13 @@ router = APIRouter(prefix="/vendor-agents", tags=["registry"])
     summary="Register an OpenAI-compatible or REST webhook agent",
 )
 async def register_vendor_agent(
-    request: Request, response: Response, registration: VendorRegistration, _: AdminPrincipal
+    request: Request, response: Response, registration: VendorRegistration, admin: AdminPrincipal
 ) -> VendorAgentRecord:
     try:
         record = await state_of(request).vendors.register(registration)
     except VendorRegistrationRefused as refused:
         raise Problem(422, refused.reason, refused.title, refused.detail) from None
+    await audited(request, admin, "vendor_agent.registered", record.id)
     response.headers["Location"] = f"/vendor-agents/{record.id}"
     return record
 
@@ -47,11 +49,13 @@ async def get_vendor_agent(request: Request, agent_id: str, _: AdminPrincipal) -
 @router.delete(
     "/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a gateway-run agent"
 )
-async def delete_vendor_agent(request: Request, agent_id: str, _: AdminPrincipal) -> Response:
+async def delete_vendor_agent(request: Request, agent_id: str, admin: AdminPrincipal) -> Response:
     state = state_of(request)
     if await state.vendors.get(agent_id) is None or not await state.agents.delete(agent_id):
         raise AgentNotFound(agent_id)
     state.registry.changed()  # its skills leave /mcp's tools
+    await audited(request, admin, "vendor_agent.removed", agent_id)
     # Its users' connected accounts go with it, revoked at the vendor.
     await state.connections.forget_upstream(agent_id)
+    await forget_in_sets(request, agent_id, admin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -15,37 +15,46 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from gateway.agents.startup import Agents
 from gateway.console import (
     agents,
     approvals,
     audit,
     connections,
+    credentials,
     flows,
     holds,
     login,
     mcp_servers,
     mcp_sets,
     overview,
+    playground,
     policy,
+    vendor_agents,
 )
 from gateway.console.web import PREFIX, Console
 from gateway.settings import Settings
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Serve the console (unless `console.enabled` is off)."""
+def install(app: FastAPI, settings: Settings, handlers: Agents) -> None:
+    """Serve the console (unless `console.enabled` is off); ``handlers``: those
+    the playground reaches agents through, as the doors do."""
     if not settings.console.enabled:
         return
     app.state.console = Console(settings)
+    app.state.console_agents = handlers
     for router in (
         login.router,
         overview.router,
         agents.router,
+        vendor_agents.router,
+        credentials.router,
         mcp_sets.router,
         mcp_servers.router,
         flows.router,
         approvals.router,
         connections.router,
+        playground.router,
         holds.router,
         audit.router,
         policy.router,

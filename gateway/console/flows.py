@@ -21,16 +21,20 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
+from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
     PREFIX,
     ConsoleRoute,
     current_user,
     page,
     posted,
+    problem_errors,
     redirect,
     require_admin,
 )
+from gateway.flows.documents import DocumentInvalid, parse_text
 from gateway.flows.models import FlowVersion, RunView, StepView
+from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
 
 router = APIRouter(prefix=PREFIX + "/flows", route_class=ConsoleRoute, include_in_schema=False)
@@ -53,9 +57,54 @@ class Bar:
 @router.get("")
 async def flows_page(request: Request) -> Response:
     user = await current_user(request)
+    return await _flows(request, user, removed=request.query_params.get("removed", ""))
+
+
+async def _flows(
+    request: Request,
+    user: ConsoleUser,
+    *,
+    removed: str = "",
+    document: str = "",
+    errors: list[str] | None = None,
+    status: int = 200,
+) -> Response:
     found = await flows_api.list_flows(request, user.principal())
-    removed = request.query_params.get("removed", "")
-    return page(request, user, "flows.html", flows=found, removed=removed)
+    return page(
+        request,
+        user,
+        "flows.html",
+        status,
+        flows=found,
+        removed=removed,
+        document=document,
+        errors=errors or [],
+    )
+
+
+@router.post("")
+async def register(request: Request) -> Response:
+    """Register a flow, or its next version (admins): `POST /flows`' own
+    checks and record. A refused document is shown back with each problem
+    by field and step, as the API names them."""
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    await require_admin(request, user)
+    document = form.get("document", "")
+    try:
+        data = parse_text(document)
+        done = await flows_api.register_document(request, Response(), data, user.principal())
+    except DocumentInvalid as exc:
+        refused = Problem(422, "invalid-flow", "", errors=exc.errors)
+        return await _flows(
+            request, user, document=document, errors=problem_errors(refused), status=422
+        )
+    except Problem as refused:
+        if refused.status != 422:
+            raise
+        said = problem_errors(refused) or [f"{refused.title}: {refused.detail or ''}"]
+        return await _flows(request, user, document=document, errors=said, status=422)
+    return redirect(f"{PREFIX}/flows/{done.flow.id}")
 
 
 @router.get("/{flow_id}")

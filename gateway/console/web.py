@@ -71,6 +71,7 @@ NAV: list[NavItem] = [
     NavItem("Flows", PREFIX + "/flows"),
     NavItem("Approvals", PREFIX + "/approvals"),
     NavItem("Connections", PREFIX + "/connections"),
+    NavItem("Try", PREFIX + "/try"),
     NavItem("Holds", PREFIX + "/holds", admin=True),
     NavItem("Audit", PREFIX + "/audit", admin=True),
     NavItem("Policy", PREFIX + "/policy", admin=True),
@@ -78,11 +79,14 @@ NAV: list[NavItem] = [
 
 
 class ConsoleError(Exception):
-    def __init__(self, status: int, title: str, detail: str = "") -> None:
+    def __init__(
+        self, status: int, title: str, detail: str = "", errors: list[str] | None = None
+    ) -> None:
         super().__init__(title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.errors = errors or []
 
 
 class LoginRequired(Exception):
@@ -99,11 +103,26 @@ def validated(model: type[Model], body: dict[str, Any], title: str, whole: str) 
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        said = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or whole}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConsoleError(422, title, said) from None
+        said = field_errors(exc, whole)
+        raise ConsoleError(422, title, "; ".join(said), said) from None
+
+
+def field_errors(exc: ValidationError, whole: str) -> list[str]:
+    """Each refused field of ``exc`` with the API's message (``whole``: the
+    name of an error about no one field)."""
+    return [
+        f"{'.'.join(str(p) for p in error['loc']) or whole}: {error['msg']}"
+        for error in exc.errors()
+    ]
+
+
+def problem_errors(problem: Problem) -> list[str]:
+    """A problem's ``errors`` (the API's field-by-field refusal) as lines."""
+    return [
+        f"{e.get('field') or 'document'}: {e.get('message', '')}"
+        + (f" (step {e['step']})" if e.get("step") else "")
+        for e in problem.errors or []
+    ]
 
 
 class Console:
@@ -237,7 +256,7 @@ class ConsoleRoute(APIRoute):
             except LoginRequired:
                 response = redirect(f"{PREFIX}/login?next={quote(request.url.path)}")
             except ConsoleError as exc:
-                response = await _error_page(request, exc.status, exc.title, exc.detail)
+                response = await _error_page(request, exc.status, exc.title, exc.detail, exc.errors)
             except Exception as exc:
                 response = await _as_page(request, exc)
             response.headers.update(SECURITY_HEADERS)
@@ -257,12 +276,28 @@ async def _as_page(request: Request, exc: Exception) -> Response:
         body = json.loads(problem.body)
     except (ValueError, AttributeError):
         body = {}
+    errors = body.get("errors") if isinstance(body.get("errors"), list) else None
     return await _error_page(
-        request, problem.status_code, str(body.get("title", "Error")), str(body.get("detail", ""))
+        request,
+        problem.status_code,
+        str(body.get("title", "Error")),
+        str(body.get("detail", "")),
+        problem_errors(Problem(problem.status_code, "", "", errors=errors)),
     )
 
 
-async def _error_page(request: Request, status: int, title: str, detail: str) -> Response:
+async def _error_page(
+    request: Request, status: int, title: str, detail: str, errors: list[str] | None = None
+) -> Response:
     console = console_of(request)
     user = await console.sessions(request).get(request.cookies.get(console.session_cookie))
-    return page(request, user, "error.html", status, title=title, detail=detail, code=status)
+    return page(
+        request,
+        user,
+        "error.html",
+        status,
+        title=title,
+        detail=detail,
+        code=status,
+        errors=errors or [],
+    )

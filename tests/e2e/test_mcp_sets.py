@@ -372,3 +372,44 @@ def test_a_session_answers_only_where_it_was_opened(setup: Setup) -> None:
             assert "Session not found" in refused.text
             assert http.delete(elsewhere, headers=session).status_code == 404
             assert http.post(opened_at, json=listing, headers=session).status_code == 200
+
+
+def test_a_removed_server_or_agent_leaves_the_sets_that_named_it(setup: Setup) -> None:
+    """Removing an MCP server or an agent takes its id out of every set: one
+    registered later under the same id is not in a curated set unseen. A
+    set left selecting nothing offers nothing, and says so; defining one so
+    is still refused."""
+    wait_for_tools(setup)
+    only_beta = OPS | {"name": "beta-only", "select": {"servers": ["beta"]}}
+    with setup.admin() as admin:
+        ops_both = OPS | {"select": {"servers": ["alpha", "beta"]}}
+        assert admin.post("/mcp-sets", json=ops_both).status_code == 201
+        assert admin.post("/mcp-sets", json=only_beta).status_code == 201
+        both = OPS | {"name": "both", "select": {"servers": ["beta"], "agents": ["inventory"]}}
+        assert admin.post("/mcp-sets", json=both).status_code == 201
+        assert admin.delete("/mcp-servers/beta").status_code == 204
+        assert admin.delete("/agents/inventory").status_code == 204
+        ops = admin.get("/mcp-sets/ops").json()
+        assert ops["select"]["servers"] == ["alpha"]
+        emptied = admin.get("/mcp-sets/both").json()
+        assert emptied["select"]["servers"] == [] and emptied["select"]["agents"] == []
+        assert admin.get("/mcp-sets/beta-only").json()["select"]["servers"] == []
+        # The same id registered again is not taken back into the sets.
+        server, _, _ = upstream_server()
+        setup.servers.append(server)
+        again = admin.post("/mcp-servers", json={"name": "beta", "url": server.url + "/mcp"})
+        assert again.status_code == 201, again.text
+        # An empty selection is still refused when an admin defines it.
+        nothing = {k: v for k, v in OPS.items() if k != "name"} | {"select": {"servers": []}}
+        refused = admin.put("/mcp-sets/both", json=nothing)
+        assert refused.status_code == 422
+        records = admin.get("/audit", params={"limit": 100}).json()["items"]
+    assert tool_names(setup, "/mcp/beta-only", "2026-07-28") == set()
+    assert not {t for t in tool_names(setup, "/mcp/ops", "2026-07-28") if t.startswith("beta")}
+    told = {(r["target"], r["detail"]) for r in records if r["event"] == "mcp_set.updated"}
+    assert {
+        ("mcp-set:ops", "beta removed"),
+        ("mcp-set:beta-only", "beta removed"),
+        ("mcp-set:both", "beta removed"),
+        ("mcp-set:both", "inventory removed"),
+    } <= told

@@ -6,6 +6,7 @@ column's first 32 characters, and PostgreSQL refused their audit records.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,14 +22,21 @@ from gateway.storage.tables import audit_events
 GATEWAY = Path(__file__).resolve().parents[3] / "gateway"
 
 
+# Calls that take an event's name as an argument: its position in each.
+NAMING_CALLS = {"audited": 2, "action_event": 1}
+
+
 def recorded_event_names() -> set[str]:
-    """The event names the code records: literal `event="..."` and the A2A
-    door's `a2a.<operation>` for every operation name it handles."""
+    """The event names the code records: literal `event="..."`, the names
+    given to `audited` and `action_event` (each literal, both branches of a
+    conditional), and the A2A door's `a2a.<operation>` for every operation
+    name it handles."""
     names: set[str] = set()
     operations: set[str] = set()
     for source in GATEWAY.rglob("*.py"):
         text = source.read_text()
         names.update(re.findall(r'event="([^"]+)"', text))
+        names.update(_named_by_calls(text))
         if source.parent.name == "a2a":
             operations.update(
                 re.findall(r'"((?:Send|Get|List|Cancel|Subscribe|Create|Delete)[A-Za-z]+)"', text)
@@ -37,9 +45,28 @@ def recorded_event_names() -> set[str]:
     return names
 
 
+def _named_by_calls(text: str) -> set[str]:
+    found: set[str] = set()
+    for call in ast.walk(ast.parse(text)):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        at = NAMING_CALLS.get(name)
+        if at is None or len(call.args) <= at:
+            continue
+        found.update(
+            c.value
+            for c in ast.walk(call.args[at])
+            if isinstance(c, ast.Constant) and isinstance(c.value, str)
+        )
+    return found
+
+
 def test_every_event_name_fits_the_column() -> None:
     names = recorded_event_names()
     assert "a2a.DeleteTaskPushNotificationConfig" in names  # the scan sees them
+    assert {"agent.credential_revoked", "mcp_set.updated"} <= names  # and the API's
     column_type = audit_events.c.event.type
     assert isinstance(column_type, String) and column_type.length is not None
     width = column_type.length

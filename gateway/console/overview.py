@@ -3,29 +3,39 @@
 Agents (health, circuit breaker), MCP servers and flows, each listed by the
 REST API's own route function for this user -- so a user sees exactly what
 `GET /agents`, `GET /mcp-servers` and `GET /flows` would show them -- and
-the approvals waiting (all of them for an admin, one's own otherwise). An
-admin also sees the recent denials, the signing keys and the policy's state,
-its last reload error included.
+the approvals waiting (all of them for an admin, one's own otherwise), and
+the flow runs going and failed in the last hour (every run for an admin,
+one's own otherwise, as `GET /flows/{id}/runs` decides). An admin also sees
+what the coordination rules keep in force (`GET /coordination/holds`), the
+last hour's traffic as small charts drawn by the gateway (calls, refusals,
+p95 latency a minute: `gateway.delegation.audit_traffic`, admins only as the
+audit is), the recent denials, the signing keys and the policy's state, its
+last reload error included.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.api import agents as agents_api
 from gateway.api import audit as audit_api
+from gateway.api import coordination as coordination_api
 from gateway.api import flows as flows_api
 from gateway.api import mcp_servers as mcp_api
 from gateway.api import policies as policies_api
 from gateway.console.approvals import own_approvals
+from gateway.console.charts import traffic_charts
 from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, redirect
 from gateway.delegation.audit import AuditQuery
-from gateway.storage.tables import approvals
+from gateway.delegation.audit_traffic import Traffic, last_hour
+from gateway.storage.tables import approvals, flow_runs
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.models import AgentQuery
@@ -47,33 +57,38 @@ async def overview(request: Request) -> Response:
     principal = user.principal()
     # The reads are independent: made at once, each on its own pooled
     # connection, the page waits for the slowest rather than for their sum.
-    agents, servers, flows, extra = await asyncio.gather(
+    admin = principal.has_scope(ADMIN_SCOPE)
+    agents, servers, flows, runs, extra = await asyncio.gather(
         agents_api.list_agents(request, principal, AgentQuery(limit=AGENTS)),
         mcp_api.list_servers(request, principal),
         flows_api.list_flows(request, principal),
-        _admin_view(request, principal)
-        if principal.has_scope(ADMIN_SCOPE)
-        else _own_view(request, principal),
+        run_counts(request.app.state.switchboard.engine, None if admin else principal),
+        _admin_view(request, principal) if admin else _own_view(request, principal),
     )
     context: dict[str, Any] = {
         "agents": agents.items,
         "more_agents": agents.next_cursor is not None,
         "servers": servers.items,
         "flows": flows,
+        "runs_active": runs[0],
+        "runs_failed": runs[1],
         **extra,
     }
     return page(request, user, "overview.html", **context)
 
 
 async def _admin_view(request: Request, principal: Principal) -> dict[str, Any]:
-    """All approvals waiting, every agent counted, the recent denials, the
-    policy's state and the signing keys."""
+    """All approvals waiting, every agent counted, what coordination keeps
+    in force, the last hour's traffic, the recent denials, the policy's
+    state and the signing keys."""
     state = request.app.state.switchboard
-    (pending, more_pending), total, denials, keys = await asyncio.gather(
+    (pending, more_pending), total, denials, keys, holds, traffic = await asyncio.gather(
         pending_count(state.engine, LISTED),
         state.agents.count(),  # admins see every agent
         audit_api.audit(request, principal, AuditQuery(decision="deny", limit=10)),
         state.keys.list_keys(),
+        _holds(request, principal),
+        _traffic(request),
     )
     return {
         "pending": pending,
@@ -82,7 +97,24 @@ async def _admin_view(request: Request, principal: Principal) -> dict[str, Any]:
         "denials": getattr(denials, "items", []),
         "policy": await policies_api.current_policy(request, principal),
         "keys": keys,
+        "holds": holds,
+        "charts": traffic_charts(traffic),
     }
+
+
+async def _holds(request: Request, principal: Principal) -> Counter[str]:
+    """What the coordination rules keep in force, by kind (hold, cooldown,
+    lease, budget), as the Holds page lists it."""
+    if request.app.state.switchboard.delegations.coordination is None:
+        return Counter()
+    found = await coordination_api.list_holds(request, principal, None, None)
+    return Counter(str(item["kind"]) for item in found["items"])
+
+
+async def _traffic(request: Request) -> Traffic:
+    state = request.app.state.switchboard
+    await state.audit.flush()  # this process's records first, as every audit read does
+    return await last_hour(state.engine)
 
 
 async def _own_view(request: Request, principal: Principal) -> dict[str, Any]:
@@ -97,3 +129,21 @@ async def pending_count(engine: AsyncEngine, cap: int) -> tuple[int, bool]:
     async with engine.connect() as conn:
         found = int(await conn.scalar(select(func.count()).select_from(waiting.subquery())) or 0)
     return min(found, cap), found > cap
+
+
+async def run_counts(
+    engine: AsyncEngine, owner: Principal | None, hours: float = 1.0
+) -> tuple[int, int]:
+    """Flow runs not ended, and runs failed in the last ``hours``, of every
+    flow: all of them (``owner`` None, an admin), or ``owner``'s own --
+    counted on `ix_flow_runs_finished`, no run read."""
+    c = flow_runs.c
+    mine: list[ColumnElement[bool]] = (
+        [c.owner_subject == owner.subject, c.owner_issuer == owner.issuer] if owner else []
+    )
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    active = select(func.count()).where(c.finished_at.is_(None), *mine)
+    failed = select(func.count()).where(c.finished_at >= since, c.state == "failed", *mine)
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(active.scalar_subquery(), failed.scalar_subquery()))).one()
+    return int(row[0] or 0), int(row[1] or 0)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.a2a.startup import A2ADoor
 from gateway.agents.oauth_clients import AgentOAuthClients
@@ -54,7 +55,9 @@ from gateway.http.limits import BodyLimitMiddleware
 from gateway.http.problems import install_error_handlers
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
+from gateway.mcp.change_watch import ChangeWatch
 from gateway.mcp.front import McpFront
+from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.sets import SetCache
 from gateway.mcp.tool_search import ToolSearch, catalog_of
 from gateway.observability import startup as observability
@@ -166,6 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
                 *flow_parts.jobs(),
                 *exported.jobs(),
                 Periodic("replica", replicas.heartbeat_seconds, replicas.renew),
+                *_change_watch(app, settings, engine, mcp_front.notifier),
             )
             periodic = [job for job in jobs if isinstance(job, Periodic)]
             observed.metrics.watch(periodic)
@@ -251,6 +255,17 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
     if young_threshold:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(young_threshold, middle, old)
+
+
+def _change_watch(
+    app: FastAPI, settings: Settings, engine: AsyncEngine, notifier: ToolListNotifier
+) -> list[Periodic]:
+    """Another replica's changes told to this one's MCP clients (`gateway.mcp.change_watch`)."""
+    every = settings.mcp_change_watch_seconds
+    if not every:
+        return []
+    app.state.mcp_change_watch = watch = ChangeWatch(engine, notifier)
+    return [Periodic("mcp-change-watch", every, watch.check)]
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import mcp_types as types
@@ -98,6 +98,9 @@ class ToolListNotifier:
         )
         self._coalesce = coalesce_seconds
         self._pending: dict[tuple[Kind, str | None], asyncio.Task[None]] = {}
+        # Awaited before a scheduled notice goes out (`gateway.mcp.change_watch`
+        # takes what it is about as known, so another pass does not tell it again).
+        self.before_send: list[Callable[[Kind, str | None], Awaitable[None]]] = []
 
     def remember(self, ctx: ServerRequestContext) -> None:
         """Note a 2025-11-25 session (any request on it will do)."""
@@ -123,6 +126,11 @@ class ToolListNotifier:
 
     async def _send_later(self, kind: Kind, only: str | None) -> None:
         await asyncio.sleep(self._coalesce)
+        for hook in self.before_send:
+            try:
+                await hook(kind, only)
+            except Exception as exc:  # the notice matters more than the bookkeeping
+                logger.warning("before sending %s list_changed: %r", kind, exc)
         await self.send(kind, only)
 
     async def send(self, kind: Kind = "tools", only: str | None = None) -> None:

@@ -19,3 +19,11 @@ class McpFrontOptions(BaseModel):
         "that best match a query, ranked by the database's full-text search (virtual "
         "servers choose for themselves: a set's tool_search).",
     )
+    mcp_change_watch_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="How often each replica reads whether sets or the catalog changed on "
+        "another replica, to tell its own MCP clients (notifications/tools/list_changed); "
+        "0: never (one replica).",
+    )

@@ -1,0 +1,117 @@
+"""Tell this replica's MCP clients of changes made on another replica.
+
+A change made through this replica (a set replaced, a server registered, a
+tool approved, an agent's new card) is told to its clients at once
+(`ToolListNotifier.changed`). Another replica's clients would learn of it
+only by listing again, which a client does when told: so every replica
+reads, every `mcp_change_watch_seconds`, what its clients' lists are made
+of -- each set's version (``mcp_sets.updated_at``), and a fingerprint of
+the catalog (the federated tools' count, latest change, latest approval and
+how many are available; the registry's own `SqlAgentStore.fingerprint`) --
+and tells:
+
+* the clients of a set whose version moved, or that appeared or went, that
+  their lists changed (that set's clients only, as on the replica that
+  changed it);
+* every client, when the catalog moved.
+
+What this replica changed itself is not told twice: before a notice of its
+own goes out, the watch reads again what that notice is about (that set's
+version, or the catalog) and takes it as known (`ToolListNotifier.before_send`).
+That read comes before the clients are told, so anything it takes as known
+is there when they list again; a change that comes later is the next
+pass's. Reads are two small aggregate queries a pass; a pass that fails
+(the database away) is the periodic job's to log, and the next one
+compares with the last known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Integer, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.mcp.notify import Kind, ToolListNotifier
+from registry.store import SqlAgentStore
+from registry.tables import mcp_sets, mcp_tools
+
+Catalog = tuple[object, ...]
+
+
+@dataclass
+class Known:
+    sets: dict[str, str] = field(default_factory=dict)
+    catalog: Catalog | None = None
+
+
+class ChangeWatch:
+    def __init__(self, engine: AsyncEngine, notifier: ToolListNotifier) -> None:
+        self._engine = engine
+        self._agents = SqlAgentStore(engine)
+        self._notifier = notifier
+        self._known: Known | None = None  # None: not read yet (the first pass reads)
+        # A pass and a reading of one's own change, one at a time: a pass's
+        # older reading must not overwrite what a change of one's own took as known.
+        self._reading = asyncio.Lock()
+        notifier.before_send.append(self._own_change)
+
+    def knows(self, name: str) -> bool:
+        """Whether the set ``name`` is known at its current version (tests)."""
+        return self._known is not None and name in self._known.sets
+
+    async def check(self) -> None:
+        """One pass: tell what moved since the last known (the periodic job)."""
+        async with self._reading:
+            sets, catalog = await self._sets(), await self._catalog()
+            known, self._known = self._known, Known(sets, catalog)
+        if known is None:
+            return  # the first reading is the baseline: nothing was listed before it
+        for name in sorted(_moved(known.sets, sets)):
+            self._notifier.changed("tools", only=name)
+            self._notifier.changed("prompts", only=name)
+        if catalog != known.catalog:
+            self._notifier.changed("tools")
+            self._notifier.changed("prompts")
+
+    async def _own_change(self, kind: Kind, only: str | None) -> None:
+        """About to tell of a change this replica made (or relays): what it is
+        about is read now and taken as known."""
+        async with self._reading:
+            known = self._known
+            if known is None:
+                return
+            if only is not None:
+                version = (await self._sets([only])).get(only)
+                if version is None:
+                    known.sets.pop(only, None)
+                else:
+                    known.sets[only] = version
+            elif kind == "tools":
+                known.catalog = await self._catalog()
+
+    async def _sets(self, names: list[str] | None = None) -> dict[str, str]:
+        query = select(mcp_sets.c.name, mcp_sets.c.updated_at)
+        if names is not None:
+            query = query.where(mcp_sets.c.name.in_(names))
+        async with self._engine.connect() as conn:
+            return {name: str(at) for name, at in (await conn.execute(query)).all()}
+
+    async def _catalog(self) -> Catalog:
+        available = func.sum(cast(mcp_tools.c.available, Integer))
+        tools = select(
+            func.count(),
+            func.max(mcp_tools.c.changed_at),
+            func.max(mcp_tools.c.approved_at),
+            available,
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(tools)).one()
+        counted = (int(row[0] or 0), str(row[1]), str(row[2]), int(row[3] or 0))
+        return (*counted, *await self._agents.fingerprint())
+
+
+def _moved(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:
+    return {name for name in before.keys() | now.keys() if before.get(name) != now.get(name)}

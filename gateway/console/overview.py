@@ -34,7 +34,7 @@ from gateway.console.approvals import own_approvals
 from gateway.console.charts import traffic_charts
 from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, redirect
 from gateway.delegation.audit import AuditQuery
-from gateway.delegation.audit_traffic import Traffic, last_hour
+from gateway.delegation.audit_traffic import RecentTraffic, Traffic
 from gateway.storage.tables import approvals, flow_runs
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -113,8 +113,11 @@ async def _holds(request: Request, principal: Principal) -> Counter[str]:
 
 async def _traffic(request: Request) -> Traffic:
     state = request.app.state.switchboard
-    await state.audit.flush()  # this process's records first, as every audit read does
-    return await last_hour(state.engine)
+    recent: RecentTraffic | None = getattr(request.app.state, "recent_traffic", None)
+    if recent is None:
+        recent = request.app.state.recent_traffic = RecentTraffic(state.engine)
+    # This process's records first, as every audit read does.
+    return await recent.get(before=state.audit.flush)
 
 
 async def _own_view(request: Request, principal: Principal) -> dict[str, Any]:

@@ -37,6 +37,9 @@ databases, so both show the same figure:
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,6 +113,32 @@ async def last_hour(engine: AsyncEngine, now: datetime | None = None) -> Traffic
         for i in range(MINUTES)
     )
     return Traffic(minutes, step)
+
+
+class RecentTraffic:
+    """`last_hour`, read at most once every ``fresh_seconds`` (and by one
+    caller at a time): the overview shows the hour, and reading it costs in
+    proportion to the hour's calls (about 150 ms on SQLite, 100 ms on
+    PostgreSQL at 100,000 calls an hour), so a busy gateway's admins,
+    reloading, share one reading instead of each paying for it."""
+
+    def __init__(self, engine: AsyncEngine, fresh_seconds: float = 5.0) -> None:
+        self._engine = engine
+        self._fresh = fresh_seconds
+        self._read: tuple[float, Traffic] | None = None
+        self._reading = asyncio.Lock()
+
+    async def get(self, before: Callable[[], Awaitable[object]] | None = None) -> Traffic:
+        """The hour as read within ``fresh_seconds``; ``before`` is awaited
+        first when it is read anew (the writer's buffer flushed)."""
+        async with self._reading:
+            if self._read is not None and time.monotonic() - self._read[0] < self._fresh:
+                return self._read[1]
+            if before is not None:
+                await before()
+            traffic = await last_hour(self._engine)
+            self._read = (time.monotonic(), traffic)
+            return traffic
 
 
 def _minute_of(at: datetime) -> int:

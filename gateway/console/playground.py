@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamU
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.http.json_depth import too_deep
 from gateway.mcp.approvals import McpApprovals
+from gateway.mcp.auth import missing_mcp_scopes
 from registry.mcp_models import McpServerRecord, ToolState
 from registry.models import AgentQuery
 from registry.store import AgentNotFound
@@ -138,6 +140,8 @@ async def try_page(
 async def _tools(request: Request, user: ConsoleUser) -> list[tuple[str, dict[str, Any]]]:
     """The tools the user may call, by their name on `/mcp`: what their
     `GET /mcp-servers` shows them (an admin: the approved ones still offered)."""
+    if _missing_scopes(request, user):
+        return []  # `/mcp` itself would not take this user's calls
     found = await mcp_api.list_servers(request, user.principal())
     tools: list[tuple[str, dict[str, Any]]] = []
     for server in found.items:
@@ -243,7 +247,7 @@ async def _send(
         raise ConsoleError(422, "The agent's contract refused the message", exc.message) from None
     except A2AError as exc:
         raise ConsoleError(502, "The agent answered with an error", exc.message) from None
-    return _shown_task(answer) if isinstance(answer, Task) else _shown_message(answer)
+    return _shown_task(answer, held) if isinstance(answer, Task) else _shown_message(answer)
 
 
 def _bound(request: Request, own: float = 0.0) -> float:
@@ -258,8 +262,11 @@ def _shown_message(message: Message) -> Shown:
     return Shown("message", parts=_parts(message.parts))
 
 
-def _shown_task(task: Task) -> Shown:
-    meta = MessageToDict(task.metadata)
+def _shown_task(task: Task, held: bool) -> Shown:
+    """A task; ``held``: the gateway's own task for a call it holds, whose
+    metadata names the approval (or the account to connect) -- read only
+    then: an upstream's metadata never speaks for the gateway."""
+    meta = MessageToDict(task.metadata) if held else {}
     return Shown(
         "task",
         task_id=task.id,
@@ -303,6 +310,9 @@ async def call_tool(request: Request) -> Response:
         arguments = {}
     if not isinstance(arguments, dict):
         raise ConsoleError(422, NOT_MADE, "arguments: a JSON object, {...}")
+    if missing := _missing_scopes(request, user):
+        said = f"the MCP endpoint needs the scopes {' '.join(missing)}, which you lack"
+        raise ConsoleError(403, "Insufficient scope", said)
     trace_id = begin_trace(None)
     caller = Caller.user(user.principal())
     federation = state_of(request).mcp
@@ -314,9 +324,10 @@ async def call_tool(request: Request) -> Response:
             504, "No answer in time", f"{name} did not answer within the gateway's timeout"
         ) from None
     except ApprovalRequired as pending:  # held for a human (or a coordination rule)
-        result = await _approvals(request).hold(
+        held = await _approvals(request).hold(
             pending, name, arguments, kind="tool", output_schema=False
         )
+        return _answer(request, user, _shown_result(held, held=True), trace_id, tool=name)
     except DelegationDenied as denied:
         raise denial_response(denied, _refused) from None
     except ToolQuarantined as exc:
@@ -327,6 +338,12 @@ async def call_tool(request: Request) -> Response:
         raise ConsoleError(403, NOT_MADE, str(exc)) from None
     # ToolNotFound and the upstream's failures are the API's own problems.
     return _answer(request, user, _shown_result(result), trace_id, tool=name)
+
+
+def _missing_scopes(request: Request, user: ConsoleUser) -> list[str]:
+    """What `/mcp` asks of every caller (`mcp_required_scopes`) that the user lacks."""
+    required = state_of(request).settings.mcp_required_scopes
+    return missing_mcp_scopes(required, user.principal())
 
 
 def _approvals(request: Request) -> McpApprovals:
@@ -342,7 +359,11 @@ def _refused(
     return ConsoleError(status, "Refused", message)
 
 
-def _shown_result(result: types.CallToolResult | types.InputRequiredResult) -> Shown:
+def _shown_result(
+    result: types.CallToolResult | types.InputRequiredResult, *, held: bool = False
+) -> Shown:
+    """A tool's answer; ``held``: the gateway's own answer for a call it
+    held (read only then: an upstream's answer never says it was held)."""
     if isinstance(result, types.InputRequiredResult):
         said = "the tool asked for input; the playground cannot answer a tool yet"
         return Shown("tool", parts=[{"kind": "text", "text": said}], is_error=True)
@@ -357,7 +378,7 @@ def _shown_result(result: types.CallToolResult | types.InputRequiredResult) -> S
             parts.append({"kind": "data", "text": _pretty(dumped)})
     structured = result.structured_content
     approval = ""
-    if isinstance(structured, dict) and set(structured) == {"approval", "state"}:
+    if held and isinstance(structured, dict) and "approval" in structured:
         approval = str(structured["approval"])  # `McpApprovals`' held answer
     return Shown(
         "tool",
@@ -403,9 +424,26 @@ def _json_field(form: dict[str, str], name: str) -> Any:
     if too_deep(body, MAX_JSON_DEPTH):
         raise ConsoleError(422, NOT_MADE, f"{name}: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return json.loads(
+            raw, parse_constant=_no_constant, parse_float=_finite, parse_int=_exact_int
+        )
     except (ValueError, RecursionError) as exc:
         raise ConsoleError(422, NOT_MADE, f"{name}: not JSON ({exc})") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is beyond a double's range")
+    return value
+
+
+def _exact_int(text: str) -> int:
+    """An integer a JSON number carries exactly (RFC 7493 §2.2: within
+    2**53): a message's data is a protobuf `Value`, a double."""
+    if len(text) > 20 or abs(value := int(text)) > 2**53:
+        raise ValueError(f"{text[:20]} is beyond a double's exact integers (2**53)")
+    return value
 
 
 def _no_constant(name: str) -> Any:

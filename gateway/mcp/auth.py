@@ -21,6 +21,7 @@ sees a request it:
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterable
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -107,8 +108,7 @@ class McpAuth:
         audiences = tuple(dict.fromkeys((mcp_resource(request, path), mcp_resource(request))))
         principal = await authenticate(request, resource_path=path, audiences=audiences)
         required = request_auth(request).settings.mcp_required_scopes
-        missing = sorted(set(required) - principal.scopes)
-        if missing:
+        if missing_mcp_scopes(required, principal):
             wanted = " ".join(sorted(required))
             raise Problem(
                 403,
@@ -126,3 +126,10 @@ class McpAuth:
                 },
             )
         return principal
+
+
+def missing_mcp_scopes(required: Iterable[str], principal: Principal) -> list[str]:
+    """The scopes `mcp_required_scopes` asks of every caller of `/mcp` that
+    ``principal`` lacks: the endpoint's own condition, before any policy
+    (also what the console's playground checks before it calls a tool)."""
+    return sorted(set(required) - principal.scopes)

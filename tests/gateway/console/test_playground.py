@@ -211,6 +211,10 @@ def test_bad_input_to_an_agent_is_refused_and_nothing_sent(world: World) -> None
         for change, status, said in (
             ({"data": "{nope"}, 422, "data: not JSON"),
             ({"data": '"text"'}, 422, "data: a JSON object"),
+            # Numbers a message's data (a protobuf Value, a double) cannot hold.
+            ({"data": '{"a": 1e999}'}, 422, "data: not JSON"),
+            ({"data": '{"a": ' + "9" * 401 + "}"}, 422, "data: not JSON"),
+            ({"data": '{"a": 9007199254740993}'}, 422, "data: not JSON"),
             ({"message": "x" * 16_001}, 422, "message: longer than"),
             ({"message": ""}, 422, "message: give a message"),
             ({"agent": ""}, 422, "agent: which agent"),
@@ -236,3 +240,29 @@ def test_an_agent_that_is_down_is_said_clearly(tmp_path: Path, world: World) -> 
         down = ann.post("/ui/try/agent", data={"agent": "gone", "message": "hi", "csrf": csrf})
         assert down.status_code == 502, down.text
         assert "could not be reached" in down.text
+
+
+def test_the_mcp_endpoints_own_scopes_hold_in_the_playground(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """`mcp_required_scopes` is asked of every caller of `/mcp`: a user
+    without them is refused there, and so in the playground, before any call."""
+    upstream, seen, _ = upstream_server()
+    gw = start_gateway(tmp_path / "data", database_url, mcp_required_scopes=["mcp:use"])
+    try:
+        with gw.client(gw.token("admin", ADMIN_SCOPE)) as admin:
+            calc = {"name": "Calc", "id": "calc", "url": upstream.url + "/mcp"}
+            assert admin.post("/mcp-servers", json=calc).status_code == 201
+        with browser(gw) as bob, browser(gw) as carol:
+            bob_csrf = dev_login(bob, "bob", "crm:read")
+            carol_csrf = dev_login(carol, "carol", "crm:read mcp:use")
+            call = {"tool": "calc__add", "arguments": '{"a": 2, "b": 3}'}
+            assert "calc__add" not in bob.get("/ui/try").text
+            refused = bob.post("/ui/try/tool", data={**call, "csrf": bob_csrf})
+            assert refused.status_code == 403 and "mcp:use" in refused.text, refused.text
+            assert tool_calls(seen) == 0
+            made = carol.post("/ui/try/tool", data={**call, "csrf": carol_csrf})
+            assert made.status_code == 200 and '<p class="part part-text">5</p>' in made.text
+            assert tool_calls(seen) == 1
+    finally:
+        stop_all(gw.server, upstream)

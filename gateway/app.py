@@ -36,6 +36,7 @@ from gateway.api import (
     metrics,
     oauth,
     policies,
+    policy_edits,
     vendor_agents,
     wellknown,
 )
@@ -202,6 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
         credentials.router,
         oauth.router,
         policies.router,
+        policy_edits.router,
         audit_export_api.router,
         audit.router,
         mcp_servers.router,

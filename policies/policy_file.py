@@ -1,19 +1,24 @@
-"""Loading the policy file (YAML) and reloading it when it changes.
+"""Loading the policy (YAML, or JSON) and reloading it when it changes.
 
-A bad file is an error that names the line; on reload a bad file is logged and
-the previous policy stays in force, so an operator's typo never opens (or
-closes) the gateway by accident. The swap is one reference assignment: a
-request in flight finishes with the policy it started with.
+A bad document is an error that names the line; on reload a bad file is
+logged and the previous policy stays in force, so an operator's typo never
+opens (or closes) the gateway by accident. The swap is one reference
+assignment: a request in flight finishes with the policy it started with.
+
+The policy in force comes with the text it was read from (`PolicyDocument`):
+the file's, a version an admin saved (kept by the gateway, which hands it to
+`PolicySource.adopt`), or the built-in default's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -22,10 +27,39 @@ from policies.policy import Policy
 
 logger = logging.getLogger(__name__)
 MAX_POLICY_BYTES = 4 * 1024 * 1024
+# No policy nests deeper than a few levels (agents.<id>.skills.<id>.require is
+# five). PyYAML composes recursively: a document nested a thousand deep would
+# end in a RecursionError, not an error naming its line.
+MAX_POLICY_DEPTH = 32
+# Nodes counted with every alias expanded: a few anchors aliased in a few
+# levels ("billion laughs") are a small text and a huge tree to validate.
+MAX_POLICY_NODES = 1_000_000
+
+# The built-in default, as a document an admin can start from.
+DEFAULT_DOCUMENT = """\
+# The built-in default policy: no rule of its own. A delegation the caller's
+# token and the target's card allow is allowed (docs/delegation.md, "Policy").
+version: 1
+"""
+
+# (line, message): the line is None when the problem is the whole document's.
+Problem = tuple[int | None, str]
 
 
 class PolicyError(ValueError):
-    """The policy file cannot be used; the message names the file and line."""
+    """The policy cannot be used; the message names the file and line, and
+    ``problems`` holds each problem with its line."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[Problem, ...] = tuple(problems) or ((None, message),)
+
+
+def _refused(source: str, problems: Sequence[Problem]) -> PolicyError:
+    said = (
+        f"{source}:{line}: {m}" if line is not None else f"{source}: {m}" for line, m in problems
+    )
+    return PolicyError("\n".join(said), problems)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -47,6 +81,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
+        _check_shape(text, source)
         # compose() keeps the node tree (with line numbers) for error messages;
         # a SafeLoader builds no Python objects from tags.
         root = yaml.compose(text, Loader=_StrictLoader)
@@ -54,26 +89,58 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
-            where = f"{source}:{mark.line + 1}"
+            line: int | None = mark.line + 1
         elif isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark
-            where = f"{source}:{text.count(chr(10), 0, exc.position) + 1}"
+            line = text.count(chr(10), 0, exc.position) + 1
         else:
-            where = source
-        raise PolicyError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+            line = None
+        raise _refused(
+            source, [(line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}:1: the policy must be a mapping")
+        raise _refused(source, [(1, "the policy must be a mapping")])
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems: list[Problem] = []
         for error in exc.errors():
             loc = [str(p) for p in error["loc"]]
             path = ".".join(loc) or "(top)"
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{source}:{line_of(root, loc)}: {path}: {message}")
-        raise PolicyError("\n".join(problems)) from None
+            problems.append((line_of(root, loc), f"{path}: {message}"))
+        raise _refused(source, problems) from None
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse a document nested deeper than `MAX_POLICY_DEPTH`, or larger than
+    `MAX_POLICY_NODES` with its aliases expanded, before anything recursive
+    reads it. PyYAML's parser is a state machine: its events cost no stack."""
+    open_: list[tuple[str | None, int]] = []  # each open collection: its anchor, nodes before it
+    sizes: dict[str, int] = {}  # nodes under each anchor seen so far
+    nodes = 0
+    for event in yaml.parse(text, Loader=_StrictLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.CollectionStartEvent):
+            open_.append((event.anchor, nodes))
+            if len(open_) > MAX_POLICY_DEPTH:
+                raise _refused(source, [(line, f"nested deeper than {MAX_POLICY_DEPTH} levels")])
+            nodes += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor or "", 1)
+        if nodes > MAX_POLICY_NODES:
+            raise _refused(
+                source, [(line, f"more than {MAX_POLICY_NODES} values (aliases expanded)")]
+            )
 
 
 def line_of(node: Any, path: list[str]) -> int:
@@ -100,6 +167,10 @@ def line_of(node: Any, path: list[str]) -> int:
 
 
 def load_policy(path: Path) -> Policy:
+    return parse_policy(read_policy_text(path), str(path))
+
+
+def read_policy_text(path: Path) -> str:
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_POLICY_BYTES + 1)
@@ -111,7 +182,27 @@ def load_policy(path: Path) -> Policy:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PolicyError(f"{path}: not UTF-8") from None
-    return parse_policy(text, str(path))
+    return text
+
+
+def document_digest(text: str) -> str:
+    """The SHA-256 of a policy document's text (UTF-8), in hex."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PolicyDocument:
+    """The text the policy in force was read from, and where: the policy
+    file, a version stored in the gateway's database (``version``: its id), or
+    the built-in default."""
+
+    text: str
+    source: Literal["file", "stored", "default"]
+    version: int | None = None
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", document_digest(self.text))
 
 
 @dataclass(frozen=True)
@@ -122,7 +213,8 @@ class _Stamp:
 
 
 class PolicySource:
-    """The policy in force: from a file (reloaded on change) or the built-in default."""
+    """The policy in force: from a file (reloaded on change), or a version
+    handed to `adopt`, or the built-in default."""
 
     def __init__(
         self, path: Path | None, check: Callable[[Policy], str | None] | None = None
@@ -133,17 +225,39 @@ class PolicySource:
         self._check = check
         self._stamp: _Stamp | None = None
         self.current = Policy()
+        self.document = PolicyDocument(DEFAULT_DOCUMENT, "default")
         self.last_error: str | None = None
         if path is not None:
             self._stamp = _stamp(path)
-            self.current = self._load(path)  # at start-up a bad file is fatal
+            # At start-up a bad file is fatal.
+            self.current, self.document = self._load(path)
 
-    def _load(self, path: Path) -> Policy:
-        policy = load_policy(path)
+    def check(self, text: str, source: str = "policy") -> Policy:
+        """``text`` as the policy it would be, checked as a file is (and for
+        this deployment); `PolicyError` names each problem's line."""
+        policy = parse_policy(text, source)
         problem = self._check(policy) if self._check is not None else None
         if problem:
-            raise PolicyError(f"{path}: {problem}")
+            raise _refused(source, [(None, problem)])
         return policy
+
+    def _load(self, path: Path) -> tuple[Policy, PolicyDocument]:
+        text = read_policy_text(path)
+        return self.check(text, str(path)), PolicyDocument(text, "file")
+
+    @property
+    def stored_version(self) -> int:
+        """The id of the stored version in force; 0 when none is."""
+        return self.document.version or 0
+
+    def adopt(self, policy: Policy, document: PolicyDocument) -> bool:
+        """Put ``policy`` (read from a stored version, checked) in force,
+        unless a newer stored version already is; True when it took effect."""
+        if document.version is not None and document.version <= self.stored_version:
+            return False
+        self.current, self.document = policy, document
+        self.last_error = None
+        return True
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if it changed on disk; True when a new policy took effect."""
@@ -157,7 +271,7 @@ class PolicySource:
             # an empty file would put the defaults in force. Look again later.
             return False
         try:
-            policy = self._load(self.path)
+            policy, document = self._load(self.path)
         except PolicyError as exc:
             if _stamp(self.path) != stamp:
                 return False  # changed while being read: judge the next version
@@ -168,7 +282,7 @@ class PolicySource:
         if _stamp(self.path) != stamp:
             return False  # changed while being read (half written?): read it again next time
         self._stamp = stamp
-        self.current = policy
+        self.current, self.document = policy, document
         self.last_error = None
         logger.info("policy reloaded from %s", self.path)
         return True

@@ -49,9 +49,18 @@ class ExplainRequest(BaseModel):
 
 @router.get("", summary="The policy in force")
 async def current_policy(request: Request, _: AdminPrincipal) -> dict[str, Any]:
+    """The policy in force, as parsed and as the text it was read from:
+    ``source`` is ``file`` (the policy file), ``stored`` (a version saved with
+    `PUT /policies`, ``version`` its id) or ``default`` (the built-in one);
+    ``digest`` (SHA-256 of ``document``) is what a save names as its base."""
     source = state_of(request).delegations.policy
+    document = source.document
     return {
+        "source": document.source,
         "file": str(source.path) if source.path else None,
+        "version": document.version,
+        "digest": document.digest,
+        "document": document.text,
         "last_reload_error": source.last_error,
         "policy": source.current.model_dump(mode="json", exclude_none=True),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from registry.mcp_tools import hidden_character
@@ -25,6 +26,11 @@ def json_diff(before: Any, after: Any, fromfile: str, tofile: str) -> list[DiffL
         tofile=tofile,
         lineterm="",
     )
+    return marked(lines)
+
+
+def marked(lines: Iterable[str]) -> list[DiffLine]:
+    """The lines of a unified diff (``difflib.unified_diff``'s), each marked."""
     return [(_kind(line), line) for line in lines]
 
 

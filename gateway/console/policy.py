@@ -1,11 +1,16 @@
-"""`/ui/policy` (admins): the policy in force, and "may this user, through this
-chain, call this skill?".
+"""`/ui/policy` (admins): the policy in force, editing it, and "may this
+user, through this chain, call this skill?".
 
-Both through `gateway.api.policies`' own functions: the page shows what
-`GET /policies` returns (the file, its last reload error, the policy as
-parsed), and the explain form runs `POST /policies/explain`'s function -- the
-very decision a delegation would run (`switchboard policy explain` asks the
-same), counting nothing, calling nothing, minting nothing.
+All through the API's own functions: the page shows what `GET /policies`
+returns (where the policy comes from, its document and digest, the last
+reload error); **Check** runs `POST /policies/check`'s (the problems by line,
+or the diff against the policy in force; nothing saved), **Save** `PUT
+/policies`' with the digest the page was drawn from as its base -- a policy
+saved meanwhile by someone else is a 409, shown with the diff against the
+one now in force, the admin's text kept; and the explain form runs `POST
+/policies/explain`'s -- the very decision a delegation would run
+(`switchboard policy explain` asks the same), counting nothing, calling
+nothing, minting nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from gateway.api import policies as policies_api
+from gateway.api import policy_edits
+from gateway.console.diffs import marked
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
     PREFIX,
@@ -25,8 +32,10 @@ from gateway.console.web import (
     current_user,
     page,
     posted,
+    redirect,
     require_admin,
 )
+from gateway.http.problems import Problem
 
 router = APIRouter(prefix=PREFIX + "/policy", route_class=ConsoleRoute, include_in_schema=False)
 KINDS = ("skill", "tool", "resource", "prompt")
@@ -36,7 +45,8 @@ KINDS = ("skill", "tool", "resource", "prompt")
 async def policy_page(request: Request) -> Response:
     user = await current_user(request)
     await require_admin(request, user)
-    return await _render(request, user, {}, None)
+    saved = request.query_params.get("saved", "")
+    return await _render(request, user, {}, None, saved=saved if saved.isdigit() else "")
 
 
 @router.post("/explain")
@@ -60,8 +70,79 @@ async def explain(request: Request) -> Response:
     return await _render(request, user, form, answer)
 
 
+@router.post("/check")
+async def check(request: Request) -> Response:
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    await require_admin(request, user)
+    text = form.get("document", "")
+    checked = await policy_edits.check_policy(request, _text(text), user.principal())
+    return await _render(
+        request, user, {}, None, edit=_edit(text, form.get("base_digest", ""), checked)
+    )
+
+
+@router.post("/save")
+async def save(request: Request) -> Response:
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    await require_admin(request, user)
+    text, base = form.get("document", ""), form.get("base_digest", "")
+    try:
+        body = policy_edits.PolicyEdit(document=text, base_digest=base)
+    except ValidationError as exc:
+        raise ConsoleError(422, "The policy was not saved", _said(exc)) from None
+    try:
+        saved = await policy_edits.put_policy(request, body, user.principal())
+    except Problem as refused:
+        if refused.slug not in ("invalid-policy", "policy-changed"):
+            raise
+        # The text stays on the page: what is wrong with it, or -- saved over
+        # meanwhile -- what it would change against the policy now in force.
+        checked = await policy_edits.check_policy(request, _text(text), user.principal())
+        edit = _edit(text, base, checked, refused)
+        return await _render(request, user, {}, None, edit=edit, status=refused.status)
+    return redirect(f"{PREFIX}/policy?saved={saved['version']}")
+
+
+def _said(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def _text(text: str) -> policy_edits.PolicyText:
+    try:
+        return policy_edits.PolicyText(document=text)
+    except ValidationError as exc:
+        raise ConsoleError(422, "The policy cannot be checked", _said(exc)) from None
+
+
+def _edit(
+    text: str, base: str, checked: dict[str, Any], refused: Problem | None = None
+) -> dict[str, Any]:
+    """What the edit form shows after a check or a refused save."""
+    stale = refused is not None and refused.slug == "policy-changed"
+    return {
+        "text": text,
+        # After "changed meanwhile" the diff shown is against the policy now in
+        # force: saving again, having seen it, replaces that one.
+        "base": checked.get("base_digest", base) if stale else base,
+        "stale": stale,
+        "valid": checked["valid"],
+        "errors": checked.get("errors", []),
+        "diff": marked(checked.get("diff", [])),
+        "effect": bool(checked.get("effect")),
+    }
+
+
 async def _render(
-    request: Request, user: ConsoleUser, asked: dict[str, str], answer: dict[str, Any] | None
+    request: Request,
+    user: ConsoleUser,
+    asked: dict[str, str],
+    answer: dict[str, Any] | None,
+    *,
+    edit: dict[str, Any] | None = None,
+    saved: str = "",
+    status: int = 200,
 ) -> Response:
     current = await policies_api.current_policy(request, user.principal())
     text = yaml.safe_dump(current["policy"], sort_keys=False) if current["policy"] else "{}\n"
@@ -69,9 +150,12 @@ async def _render(
         request,
         user,
         "policy.html",
+        status,
         current=current,
         text=text,
         asked=asked,
         answer=answer,
         kinds=KINDS,
+        edit=edit or {"text": current["document"], "base": current["digest"]},
+        saved=saved,
     )

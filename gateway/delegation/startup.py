@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
+from gateway.delegation.policy_versions import PolicyReloader
 from gateway.delegation.push import PushRelays
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.replay import ReplayCache
@@ -82,17 +83,18 @@ class DelegationCore:
     approvals: Approvals
     token_exchange: TokenExchange
     readiness: Readiness
+    policy_reloader: PolicyReloader  # the policy file's, or the newest stored version
 
     def jobs(self) -> list[Job]:
         """What runs for the app's whole life, in the order it is started."""
-        settings, push, policy = self.settings, self.push, self.delegations.policy
+        settings, push = self.settings, self.push
         return [
             Periodic("health-checker", self.health.interval_seconds, self.health.check_all),
             ("audit-writer", self.audit.run_forever()),
             Periodic(
                 "policy-reloader",
                 lambda: settings.policy_reload_seconds,
-                _async(policy.reload_if_changed),
+                self.policy_reloader.reload,
                 now=False,
             ),
             Periodic(
@@ -151,6 +153,8 @@ async def start(
         rate_limits=RateLimits(settings.redis_url),
         coordination=Coordination(coordination_store, audit_log),
     )
+    policy_reloader = PolicyReloader(engine, delegations.policy)
+    await policy_reloader.start()
     await _canonical_coordination_keys(delegations, engine)
     credentials = SqlCredentialStore(engine)
     mcp_servers = SqlMcpStore(engine)
@@ -189,6 +193,7 @@ async def start(
             mcp_servers=mcp_servers,
         ),
         readiness=readiness,
+        policy_reloader=policy_reloader,
     )
 
 
@@ -254,15 +259,6 @@ async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
     swept = await push.sweep_pending(datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE)
     if swept:
         logger.info("removed %d inline push configs that never got a task", swept)
-
-
-def _async(check: Callable[[], object]) -> Callable[[], Awaitable[None]]:
-    """A quick synchronous job as a periodic one."""
-
-    async def job() -> None:
-        check()
-
-    return job
 
 
 async def _canonical_coordination_keys(delegations: Delegations, engine: AsyncEngine) -> None:

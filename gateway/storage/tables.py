@@ -488,3 +488,19 @@ consent_waits = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_consent_waits_user", "upstream", "owner_issuer", "owner_subject"),
 )
+
+# The policy as admins saved it through the API (`gateway.delegation.
+# policy_versions`, migration 0031), when no policy file is set: the newest
+# row is in force. `replaces` is the version it was saved over (0: the
+# built-in default), unique: of two saves over one version, one is refused.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("replaces", Integer, nullable=False, unique=True),
+    Column("document", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("author_subject", Text, nullable=False),
+    Column("author_issuer", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

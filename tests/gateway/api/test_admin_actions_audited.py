@@ -28,8 +28,9 @@ RECORDED_BELOW = {
     ("approvals.py", "decide_approval"),
     # `Coordination.release` records the release with the rule and the key.
     ("coordination.py", "release_hold"),
-    # Reads what would happen; nothing changes.
+    # Read what would happen; nothing changes.
     ("policies.py", "explain"),
+    ("policy_edits.py", "check_policy"),
     # Its body is read here and handed to `register_document`, which records.
     ("flows.py", "register_flow"),
 }

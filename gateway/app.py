@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.a2a.startup import A2ADoor
 from gateway.agents.oauth_clients import AgentOAuthClients
@@ -58,7 +57,6 @@ from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.change_watch import ChangeWatch
 from gateway.mcp.front import McpFront
-from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.sets import SetCache
 from gateway.mcp.tool_search import ToolSearch, catalog_of
 from gateway.observability import startup as observability
@@ -69,6 +67,7 @@ from gateway.storage import db, runstate
 from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
 from registry.mcp_sets import SqlMcpSets
+from registry.service import RegistryService
 from registry.tool_index import SqlToolIndex
 
 logger = logging.getLogger(__name__)
@@ -170,7 +169,16 @@ def create_app(settings: Settings) -> FastAPI:
                 *flow_parts.jobs(),
                 *exported.jobs(),
                 Periodic("replica", replicas.heartbeat_seconds, replicas.renew),
-                *_change_watch(app, settings, engine, mcp_front.notifier),
+                *_change_watch(
+                    app,
+                    settings,
+                    ChangeWatch(
+                        engine,
+                        mcp_front.notifier,
+                        set_moved=set_cache.changed,
+                        catalog_moved=_invalidating(mcp_parts.federation, core.registry),
+                    ),
+                ),
             )
             periodic = [job for job in jobs if isinstance(job, Periodic)]
             observed.metrics.watch(periodic)
@@ -259,15 +267,23 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
         gc.set_threshold(young_threshold, middle, old)
 
 
-def _change_watch(
-    app: FastAPI, settings: Settings, engine: AsyncEngine, notifier: ToolListNotifier
-) -> list[Periodic]:
+def _change_watch(app: FastAPI, settings: Settings, watch: ChangeWatch) -> list[Periodic]:
     """Another replica's changes told to this one's MCP clients (`gateway.mcp.change_watch`)."""
     every = settings.mcp_change_watch_seconds
     if not every:
         return []
-    app.state.mcp_change_watch = watch = ChangeWatch(engine, notifier)
+    app.state.mcp_change_watch = watch
     return [Periodic("mcp-change-watch", every, watch.check)]
+
+
+def _invalidating(federation: McpFederation, registry: RegistryService) -> Callable[[], None]:
+    """The catalog moved elsewhere: this replica's copies dropped, its clients told."""
+
+    def moved() -> None:
+        federation.invalidate()  # its listeners tell every client
+        registry.changed()  # the agents' skills, as tools
+
+    return moved
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

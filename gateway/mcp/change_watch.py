@@ -12,8 +12,9 @@ and tells:
 
 * the clients of a set whose version moved, or that appeared or went, that
   their lists changed (that set's clients only, as on the replica that
-  changed it);
-* every client, when the catalog moved.
+  changed it), once this replica's copy of the set is dropped;
+* every client, when the catalog moved, once this replica's copies of the
+  federated tools and the registry's listing are dropped.
 
 What this replica changed itself is not told twice: before a notice of its
 own goes out, the watch reads again what that notice is about (that set's
@@ -28,7 +29,7 @@ compares with the last known.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Integer, cast, func, select
@@ -48,10 +49,23 @@ class Known:
 
 
 class ChangeWatch:
-    def __init__(self, engine: AsyncEngine, notifier: ToolListNotifier) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        notifier: ToolListNotifier,
+        *,
+        set_moved: Callable[[str], None],
+        catalog_moved: Callable[[], None],
+    ) -> None:
+        """``set_moved`` and ``catalog_moved`` drop this replica's copies of
+        what moved (`SetCache.changed`, the federation's snapshot, the
+        registry's listeners) and tell the clients through the notifier:
+        told first, the clients would list again from the old copies."""
         self._engine = engine
         self._agents = SqlAgentStore(engine)
         self._notifier = notifier
+        self._set_moved = set_moved
+        self._catalog_moved = catalog_moved
         self._known: Known | None = None  # None: not read yet (the first pass reads)
         # A pass and a reading of one's own change, one at a time: a pass's
         # older reading must not overwrite what a change of one's own took as known.
@@ -70,11 +84,9 @@ class ChangeWatch:
         if known is None:
             return  # the first reading is the baseline: nothing was listed before it
         for name in sorted(_moved(known.sets, sets)):
-            self._notifier.changed("tools", only=name)
-            self._notifier.changed("prompts", only=name)
+            self._set_moved(name)
         if catalog != known.catalog:
-            self._notifier.changed("tools")
-            self._notifier.changed("prompts")
+            self._catalog_moved()
 
     async def _own_change(self, kind: Kind, only: str | None) -> None:
         """About to tell of a change this replica made (or relays): what it is

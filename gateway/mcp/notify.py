@@ -46,6 +46,7 @@ from gateway.mcp.sets import current_set
 logger = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.2
 SEND_TIMEOUT_SECONDS = 2.0
+HOOK_TIMEOUT_SECONDS = 1.0
 
 Kind = str  # "tools" or "prompts"
 _NOTICES: dict[Kind, tuple[Callable[[], ServerEvent], str]] = {
@@ -128,7 +129,9 @@ class ToolListNotifier:
         await asyncio.sleep(self._coalesce)
         for hook in self.before_send:
             try:
-                await hook(kind, only)
+                # Bounded: a slow database must not hold the clients' notice up.
+                async with asyncio.timeout(HOOK_TIMEOUT_SECONDS):
+                    await hook(kind, only)
             except Exception as exc:  # the notice matters more than the bookkeeping
                 logger.warning("before sending %s list_changed: %r", kind, exc)
         await self.send(kind, only)

@@ -114,6 +114,8 @@ def test_a_set_changed_on_one_replica_tells_its_clients_on_the_other(pair: Pair)
             assert admin.put("/mcp-sets/ops", json=SET | {"title": "New"}).status_code == 200
 
     assert _listening(pair, ["/mcp/ops", "/mcp/other"], replace, "/mcp/ops") == {"/mcp/ops"}
+    # Told, the client lists again on B and finds the set as A left it.
+    assert _title_on_b(pair, "/mcp/ops") == "New"
 
 
 def test_an_agent_registered_on_one_replica_tells_the_others_clients(pair: Pair) -> None:
@@ -129,3 +131,27 @@ def test_an_agent_registered_on_one_replica_tells_the_others_clients(pair: Pair)
     # Every client: the agent's skills may be anyone's tools, a set's too.
     told = _listening(pair, ["/mcp", "/mcp/ops"], register, "/mcp")
     assert "/mcp" in told
+    # Told, the client lists again on B and finds the agent's skill there.
+    assert any(name.startswith("crm__") for name in _tools_on_b(pair, "/mcp"))
+
+
+def _title_on_b(pair: Pair, path: str) -> str | None:
+    token = pair.b.token("carol")
+
+    async def run() -> str | None:
+        async with mcp_client(pair.b.url + path, token, "auto") as client:  # server/discover
+            info = client.server_info
+            assert info is not None
+            return info.title
+
+    return pair.b.server.run(run())  # type: ignore[no-any-return]
+
+
+def _tools_on_b(pair: Pair, path: str) -> set[str]:
+    token = pair.b.token("carol")
+
+    async def run() -> set[str]:
+        async with mcp_client(pair.b.url + path, token, "2026-07-28") as client:
+            return {t.name for t in (await client.list_tools()).tools}
+
+    return pair.b.server.run(run())  # type: ignore[no-any-return]

@@ -51,7 +51,16 @@ async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[Asyn
 
 async def test_another_replicas_changes_are_told_ones_own_are_not(engine: AsyncEngine) -> None:
     told = Told()
-    watch = ChangeWatch(engine, told)
+
+    def set_moved(name: str) -> None:
+        told.changed("tools", only=name)
+        told.changed("prompts", only=name)
+
+    def catalog_moved() -> None:
+        told.changed("tools")
+        told.changed("prompts")
+
+    watch = ChangeWatch(engine, told, set_moved=set_moved, catalog_moved=catalog_moved)
     sets = SqlMcpSets(engine)
     await sets.replace("early", SPEC, "ann")
     await watch.check()

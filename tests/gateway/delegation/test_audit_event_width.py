@@ -100,3 +100,24 @@ async def test_the_longest_events_are_written_and_read_back(engine: AsyncEngine)
     await audit.flush()
     page = await audit.query(AuditQuery(agent="worker"))
     assert sorted(item.event for item in page.items) == sorted(names)
+
+
+async def test_the_longest_target_an_admins_change_names_is_written(engine: AsyncEngine) -> None:
+    """A change to a set whose name is 64 characters is recorded under
+    `mcp-set:{name}`, 72 characters (migration 0032)."""
+    audit = AuditLog(engine)
+    target = "mcp-set:" + "s" * 64
+    await audit.record(
+        AuditEvent(
+            event="mcp_set.updated",
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+            subject="ann",
+            subject_issuer="https://issuer.example",
+            decision="allow",
+            outcome="ok",
+            target=target,
+        )
+    )
+    await audit.flush()
+    page = await audit.query(AuditQuery(agent=target))
+    assert [item.target for item in page.items] == [target]

@@ -27,9 +27,11 @@ from gateway.console.web import (
     require_admin,
     validated,
 )
+from gateway.http.json_depth import too_deep
 
 router = APIRouter(prefix=PREFIX + "/agents", route_class=ConsoleRoute, include_in_schema=False)
 MAX_JWKS = 64 * 1024
+MAX_JWKS_DEPTH = 8  # {keys: [{..., x5c: [...]}]}
 
 
 @router.post("/{agent_id}/credentials")
@@ -42,9 +44,11 @@ async def issue(request: Request, agent_id: str) -> Response:
         text = form.get("jwks", "")
         if len(text.encode()) > MAX_JWKS:
             raise ConsoleError(422, "No credential was issued", f"jwks: over {MAX_JWKS} bytes")
+        if too_deep(text.encode(), MAX_JWKS_DEPTH):
+            raise ConsoleError(422, "No credential was issued", "jwks: nested too deeply")
         try:
             body["jwks"] = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ConsoleError(422, "No credential was issued", "jwks: not JSON") from None
     wanted = validated(
         credentials_api.CredentialRequest, body, "No credential was issued", "credential"

@@ -34,12 +34,14 @@ from gateway.console.web import (
     require_admin,
 )
 from gateway.http.problems import Problem
+from registry.store import AgentConflict
 from registry.vendor_models import VendorRegistration
 
 router = APIRouter(
     prefix=PREFIX + "/vendor-agents", route_class=ConsoleRoute, include_in_schema=False
 )
 MAX_DOCUMENT = 64 * 1024  # a registration is a few hundred bytes; 64 KiB is generous
+MAX_API_KEY = 4096  # vendors' keys are tens to hundreds of characters
 EXAMPLE = """\
 id: support-bot
 name: Support bot
@@ -73,11 +75,14 @@ async def register(request: Request) -> Response:
     document = form.get("document", "")
     try:
         body = _read(document)
+        if len(form.get("api_key", "")) > MAX_API_KEY:
+            raise _Unreadable(f"api_key: longer than {MAX_API_KEY} characters")
         if form.get("api_key"):
             body["api_key"] = form["api_key"]
         registration = VendorRegistration.model_validate(body)
     except _Unreadable as exc:
-        return _form(request, user, document, [f"document: {exc}"])
+        line = str(exc) if str(exc).startswith("api_key") else f"document: {exc}"
+        return _form(request, user, document, [line])
     except ValidationError as exc:
         return _form(request, user, document, field_errors(exc, "document"))
     try:
@@ -89,6 +94,8 @@ async def register(request: Request) -> Response:
             raise
         said = problem_errors(refused) or [f"{refused.title}: {refused.detail or ''}"]
         return _form(request, user, document, said, status=refused.status)
+    except AgentConflict as taken:  # the API's 409: an id or address already registered
+        return _form(request, user, document, [f"id: taken ({taken})"], status=409)
     return redirect(f"{PREFIX}/agents/{record.id}")
 
 

@@ -79,10 +79,18 @@ def test_an_admin_registers_a_vendor_agent_that_then_answers(gateway: Gateway) -
             assert broken.status_code == 422 and "not YAML or JSON" in broken.text
             with gateway.client() as admin:
                 assert admin.get("/agents/chat").status_code == 404  # nothing stored
+            long_key = ann.post(
+                "/ui/vendor-agents", data={**form, "api_key": "k" * 5000, "csrf": csrf}
+            )
+            assert long_key.status_code == 422 and "api_key: longer than" in long_key.text
             done = ann.post("/ui/vendor-agents", data={**form, "csrf": csrf})
             assert done.status_code == 303, done.text
             assert done.headers["location"] == "/ui/agents/chat"
             assert API_KEY not in ann.get("/ui/agents/chat").text
+            # The same id again: refused by name, the document shown back, no key.
+            taken = ann.post("/ui/vendor-agents", data={**form, "csrf": csrf})
+            assert taken.status_code == 409 and "id: taken" in taken.text, taken.text
+            assert "gpt-4o-mini" in taken.text and API_KEY not in taken.text
         with gateway.client() as admin:
             record = admin.get("/vendor-agents/chat").json()
         assert record["config"]["credential"]["type"] == "sealed"
@@ -172,13 +180,12 @@ def test_an_admin_issues_a_credential_seen_once_and_revokes_it(gateway: Gateway)
             data={"csrf": csrf, "method": "private_key_jwt", "jwks": json.dumps(private)},
         )
         assert refused.status_code == 422, refused.text
-        assert (
-            ann.post(
+        for jwks in ("{", '{"keys": ' + "[" * 40 + "]" * 40 + "}"):
+            refused = ann.post(
                 "/ui/agents/crm/credentials",
-                data={"csrf": csrf, "method": "private_key_jwt", "jwks": "{"},
-            ).status_code
-            == 422
-        )
+                data={"csrf": csrf, "method": "private_key_jwt", "jwks": jwks},
+            )
+            assert refused.status_code == 422, refused.text
         with gateway.client() as admin:
             assert admin.get("/agents/crm/credentials").status_code == 404  # nothing stored
         issued = ann.post("/ui/agents/crm/credentials", data={"csrf": csrf})

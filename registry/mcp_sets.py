@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from registry.models import AGENT_ID_PATTERN
 from registry.tables import mcp_sets as table
 from registry.urls import HttpUrlText
 
+logger = logging.getLogger(__name__)
 ToolSearchMode = Literal["off", "on", "only"]
 SET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TargetId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
@@ -256,6 +258,7 @@ class SqlMcpSets:
                     **selection,
                     "servers": [s for s in selection.get("servers", []) if s != target],
                     "agents": [a for a in selection.get("agents", []) if a != target],
+                    "tools": [t for t in selection.get("tools", []) if not _of(t, target)],
                 }
                 async with self._engine.begin() as conn:
                     done = await conn.execute(
@@ -269,6 +272,8 @@ class SqlMcpSets:
                     pending = True
             if not pending:
                 break
+        else:  # replaced under us eight times over: say so, the set still names it
+            logger.warning("virtual MCP server sets still naming %s: replaced meanwhile", target)
         return changed
 
 
@@ -288,8 +293,17 @@ def _row(spec: NewMcpSet, by: str, now: datetime) -> dict[str, Any]:
 
 def _names(selection: Any, target: str) -> bool:
     return isinstance(selection, dict) and (
-        target in selection.get("servers", []) or target in selection.get("agents", [])
+        target in selection.get("servers", [])
+        or target in selection.get("agents", [])
+        or any(_of(t, target) for t in selection.get("tools", []))
     )
+
+
+def _of(tool: str, target: str) -> bool:
+    """Whether a tool name or pattern is one of ``target``'s own by its
+    prefix (`{id}__...`, as `/mcp` names a prefixed server's tools and an
+    agent's skills): one registered later under the id must be chosen again."""
+    return tool.startswith(f"{target}__")
 
 
 def _utc(value: Any) -> datetime:

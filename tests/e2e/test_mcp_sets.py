@@ -385,7 +385,8 @@ def test_a_removed_server_or_agent_leaves_the_sets_that_named_it(setup: Setup) -
         ops_both = OPS | {"select": {"servers": ["alpha", "beta"]}}
         assert admin.post("/mcp-sets", json=ops_both).status_code == 201
         assert admin.post("/mcp-sets", json=only_beta).status_code == 201
-        both = OPS | {"name": "both", "select": {"servers": ["beta"], "agents": ["inventory"]}}
+        picked = {"servers": ["beta"], "agents": ["inventory"], "tools": ["beta__add", "alpha__a*"]}
+        both = OPS | {"name": "both", "select": picked}
         assert admin.post("/mcp-sets", json=both).status_code == 201
         assert admin.delete("/mcp-servers/beta").status_code == 204
         assert admin.delete("/agents/inventory").status_code == 204
@@ -393,6 +394,7 @@ def test_a_removed_server_or_agent_leaves_the_sets_that_named_it(setup: Setup) -
         assert ops["select"]["servers"] == ["alpha"]
         emptied = admin.get("/mcp-sets/both").json()
         assert emptied["select"]["servers"] == [] and emptied["select"]["agents"] == []
+        assert emptied["select"]["tools"] == ["alpha__a*"]  # beta's own names went too
         assert admin.get("/mcp-sets/beta-only").json()["select"]["servers"] == []
         # The same id registered again is not taken back into the sets.
         server, _, _ = upstream_server()

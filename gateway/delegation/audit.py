@@ -133,6 +133,12 @@ class AuditQuery(BaseModel):
         description="one trace id: every hop of one delegation, across agents (W3C trace-id)",
     )
     decision: Literal["allow", "deny"] | None = None
+    kind: Literal["call", "change", "all"] | None = Field(
+        default=None,
+        description="call: the decisions on delegated calls (the default); change: what "
+        "callers changed through the API (an admin's registration, a policy saved, a "
+        "connection revoked: `CHANGE_EVENTS`); all: both (the default with a trace)",
+    )
     since: datetime | None = None
     until: datetime | None = None
     after_id: int | None = Field(
@@ -314,6 +320,37 @@ def _spill(rows: list[dict[str, Any]], why: str) -> None:
         logger.error("%s: %s", why, json.dumps(row, default=str, sort_keys=True))
 
 
+# What a caller changes through the API (`action_event`), as against the
+# decisions on delegated calls: `GET /audit?kind=change` lists these, and the
+# default listing, the decision log, leaves them out.
+CHANGE_EVENTS = frozenset(
+    {
+        "agent.registered",
+        "agent.refreshed",
+        "agent.removed",
+        "agent.credential_issued",
+        "agent.credential_revoked",
+        "agent.oauth_client_set",
+        "agent.oauth_client_removed",
+        "vendor_agent.registered",
+        "vendor_agent.removed",
+        "mcp_server.registered",
+        "mcp_server.refreshed",
+        "mcp_server.removed",
+        "mcp_tool.approved",
+        "mcp_set.created",
+        "mcp_set.updated",
+        "mcp_set.deleted",
+        "flow.registered",
+        "flow.deleted",
+        "policy.changed",
+        "connection.created",
+        "connection.revoked",
+        "audit.export.replay",
+    }
+)
+
+
 def action_event(
     principal: Principal,
     event: str,
@@ -323,7 +360,10 @@ def action_event(
     detail: str | None = None,
 ) -> AuditEvent:
     """The record of something a caller did through the API (an admin's
-    change, a user's connection): allowed, under a trace of its own."""
+    change, a user's connection): allowed, under a trace of its own. Its
+    ``event`` is one of `CHANGE_EVENTS`, so the decision log can leave it out."""
+    if event not in CHANGE_EVENTS:
+        raise ValueError(f"{event} is not one of CHANGE_EVENTS")
     return AuditEvent(
         event=event,
         trace_id=new_trace_id(),
@@ -383,6 +423,11 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
         statement = statement.where(c.trace_id == query.trace)
     if query.decision is not None:
         statement = statement.where(c.decision == query.decision)
+    kind = query.kind or ("all" if query.trace is not None else "call")
+    if kind == "call":
+        statement = statement.where(c.event.not_in(CHANGE_EVENTS))
+    elif kind == "change":
+        statement = statement.where(c.event.in_(CHANGE_EVENTS))
     if query.since is not None:
         statement = statement.where(c.at >= as_utc(query.since))
     if query.until is not None:

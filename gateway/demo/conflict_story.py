@@ -152,7 +152,7 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
         done = _wait(dana, upsell["id"])
         out(f"4. the upsell is released and made for dana: task {done['status']['state']}")
     with gateway.client("admin", "switchboard:admin") as admin:
-        records = _ok(admin.get("/audit", params={"limit": "50"}))["items"]
+        records = _ok(admin.get("/audit", params={"kind": "all", "limit": "50"}))["items"]
     out("\naudit (oldest first):")
     trail = [
         r

@@ -153,7 +153,9 @@ def _play(gateway: GatewayProcess, vendor: Vendor, out: Callable[[str], None]) -
     out("\n5. alice disconnects: her token is revoked at the vendor, her next call refused")
     out(f"   revoked at the vendor: {len(vendor.revoked)} token(s); the call: {_text(again)[:80]}")
     with gateway.client("admin", "switchboard:admin") as admin:
-        events = _ok(admin.get("/audit", params={"target": "crm"}), "reading the audit")
+        events = _ok(
+            admin.get("/audit", params={"kind": "all", "target": "crm"}), "reading the audit"
+        )
     outcomes = sorted({f"{e['event']}:{e['outcome']}" for e in events["items"]})
     out(f"\n6. the audit: {', '.join(outcomes)}")
     out("\nconsent story " + ("complete" if ok else "FAILED"))

@@ -192,7 +192,9 @@ def test_a_connected_user_calls_at_once_and_the_audit_names_the_connection(
     with gateway.client() as admin:
         [listed] = admin.get("/connections", params={"all": "true"}).json()["items"]
         assert (listed["upstream"], listed["subject"]) == (AGENT, "alice")
-        records = admin.get("/audit", params={"target": AGENT, "limit": 50}).json()["items"]
+        records = admin.get("/audit", params={"kind": "all", "target": AGENT, "limit": 50}).json()[
+            "items"
+        ]
     sent = [r for r in records if r["event"].startswith("a2a.Send") and r["outcome"] == "ok"]
     assert len(sent) == 2
     for record in sent:
@@ -264,7 +266,7 @@ def test_a_token_revoked_at_the_agent_holds_the_next_call_until_the_user_connect
         done = wait_for(gateway, fay, held.id, TaskState.TASK_STATE_COMPLETED)
         assert answer(done) == "you are fay@vendor"
     with gateway.client() as admin:
-        audit = admin.get("/audit", params={"subject": "fay"}).json()["items"]
+        audit = admin.get("/audit", params={"kind": "all", "subject": "fay"}).json()["items"]
     assert sum(e["event"] == "connection.refused_upstream" for e in audit) == 2
 
 
@@ -485,7 +487,7 @@ def test_an_admin_sets_a_client_registered_out_of_band_for_the_agent(
         shown = admin.get(path).json()
         assert (shown["client_id"], shown["client_secret"]) == ("gw-agent", True)
         assert secret not in put.text + json.dumps(shown)
-        audit = admin.get("/audit", params={"target": AGENT}).json()["items"]
+        audit = admin.get("/audit", params={"kind": "all", "target": AGENT}).json()["items"]
         assert any(r["event"] == "agent.oauth_client_set" for r in audit)
     url = database_url or f"sqlite:///{gateway.settings.data_dir / 'switchboard.db'}"
     engine = sa.create_engine(url.replace("+asyncpg", "").replace("+aiosqlite", ""))

@@ -48,7 +48,9 @@ def test_a_flow_with_a_run_going_is_removed_only_with_cancel(setup: FlowSetup) -
         assert admin.get(f"/flows/{FLOW}/versions").status_code == 404
         assert admin.get(f"/agents/{FLOW}").status_code == 404  # its /a2a/{id} agent too
         assert admin.delete(f"/flows/{FLOW}").status_code == 404
-        audit = admin.get("/audit", params={"target": FLOW, "limit": 50}).json()["items"]
+        audit = admin.get("/audit", params={"kind": "all", "target": FLOW, "limit": 50}).json()[
+            "items"
+        ]
     [deleted] = [e for e in audit if e["event"] == "flow.deleted"]
     assert run["id"] in deleted["detail"]
     # The run was cancelled, and its record stays; it cannot be resumed.

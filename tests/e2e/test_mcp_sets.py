@@ -247,7 +247,9 @@ def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> Non
         assert bob.get("/mcp-sets/ops").status_code == 404
         events = [
             r["event"]
-            for r in admin.get("/audit", params={"subject": "admin", "limit": 100}).json()["items"]
+            for r in admin.get(
+                "/audit", params={"kind": "all", "subject": "admin", "limit": 100}
+            ).json()["items"]
             if r["event"].startswith("mcp_set.")
         ]
     assert sorted(events) == sorted(
@@ -405,7 +407,7 @@ def test_a_removed_server_or_agent_leaves_the_sets_that_named_it(setup: Setup) -
         nothing = {k: v for k, v in OPS.items() if k != "name"} | {"select": {"servers": []}}
         refused = admin.put("/mcp-sets/both", json=nothing)
         assert refused.status_code == 422
-        records = admin.get("/audit", params={"limit": 100}).json()["items"]
+        records = admin.get("/audit", params={"kind": "all", "limit": 100}).json()["items"]
     assert tool_names(setup, "/mcp/beta-only", "2026-07-28") == set()
     assert not {t for t in tool_names(setup, "/mcp/ops", "2026-07-28") if t.startswith("beta")}
     told = {(r["target"], r["detail"]) for r in records if r["event"] == "mcp_set.updated"}

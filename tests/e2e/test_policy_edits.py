@@ -79,7 +79,7 @@ def policy_of(gateway: Gateway) -> dict[str, Any]:
 
 def changes(gateway: Gateway) -> list[dict[str, Any]]:
     with gateway.client() as admin:
-        items = admin.get("/audit", params={"limit": 200}).json()["items"]
+        items = admin.get("/audit", params={"kind": "all", "limit": 200}).json()["items"]
     return [e for e in items if e["event"] == "policy.changed"]
 
 

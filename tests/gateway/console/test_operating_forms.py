@@ -47,7 +47,7 @@ def browser(gateway: Gateway) -> httpx.Client:
 
 def audited(gateway: Gateway, event: str) -> list[dict[str, object]]:
     with gateway.client() as admin:
-        items = admin.get("/audit", params={"limit": 200}).json()["items"]
+        items = admin.get("/audit", params={"kind": "all", "limit": 200}).json()["items"]
     return [r for r in items if r["event"] == event]
 
 
@@ -109,6 +109,11 @@ def test_an_admin_registers_a_vendor_agent_that_then_answers(gateway: Gateway) -
         chat.stop()
     [made] = audited(gateway, "vendor_agent.registered")
     assert made["target"] == "chat" and made["subject"] == "ann"
+    # The console's audit shows the change among the changes, not among the calls.
+    with browser(gateway) as ann:
+        dev_login(ann, "ann", "switchboard:admin")
+        assert "vendor_agent.registered" in ann.get("/ui/audit", params={"kind": "change"}).text
+        assert "vendor_agent.registered" not in ann.get("/ui/audit").text
 
 
 EXCHANGE = {

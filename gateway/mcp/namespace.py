@@ -35,6 +35,7 @@ from gateway.federation.federated_tools import FederatedTool, ToolNotFound
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools, SkillTool
 from gateway.mcp.per_caller import PerCaller
+from gateway.mcp.sets import current_set
 from registry.mcp_names import cut_hashed, gateways, owner_of
 from registry.mcp_sets import McpSet
 
@@ -172,9 +173,17 @@ class ToolNamespace:
 
     def known(self, name: str) -> FederatedTool | None:
         """The federated tool ``name`` as last read, without I/O, if the name is
-        its own (for synchronous SDK hooks such as input-schema lookups)."""
+        its own (for synchronous SDK hooks such as input-schema lookups) and,
+        on a virtual server, the set takes it: outside the set a tool is as
+        unknown as any name, and a check of its `Mcp-Param` headers against
+        its schema would tell that it exists."""
         tool = self._federation().known_tool(name)
-        return tool if tool is not None and tool.withheld is None else None
+        if tool is None or tool.withheld is not None:
+            return None
+        chosen = current_set.get()
+        if chosen is not None and not chosen.select.takes_tool(name, server=tool.server_id):
+            return None
+        return tool
 
 
 def _contested(tool: FederatedTool, skill_names: frozenset[str]) -> bool:

@@ -317,3 +317,39 @@ def test_a_client_that_goes_away_cancels_the_upstream_call(pair: Pair) -> None:
     # The connection is closed: the handler is cancelled, and so the upstream call.
     assert pair.hang.cancelled.wait(10)
     assert len(pair.fallbacks) == before
+
+
+def test_a_tool_outside_a_set_is_unknown_to_its_header_check(pair: Pair) -> None:
+    """At a virtual server, a tool the set does not take is as unknown as any
+    name: its `Mcp-Param` headers are not checked against its schema (a
+    disagreeing header would otherwise say it exists)."""
+    with pair.fast.client() as admin:
+        naps = {"title": "Naps", "select": {"tools": ["alpha__nap"]}}
+        assert admin.put("/mcp-sets/naps", json=naps).status_code == 201
+
+    def at(path: str, name: str) -> dict[str, Any]:
+        body = call(name, {"where": "eu", "n": 1})
+        headers = headers_for(body, **{"Mcp-Param-Region": "us"})
+        with httpx.Client(timeout=30) as http:
+            answer = http.post(
+                pair.fast.url + path,
+                content=json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {pair.token}", **headers},
+            )
+        said: dict[str, Any] = answer.json()
+        return said
+
+    # The schemas are read from the gateway's copy of the tools (the SDK's
+    # hook is synchronous): a listing first, as a client's session starts.
+    listing = {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": call("x", {})["params"]}
+    listing["params"].pop("name"), listing["params"].pop("arguments")
+    assert ask(pair.fast, pair.token, listing, headers_for(listing)).status == 200
+    # On /mcp the header is checked against the tool's schema...
+    checked = at("/mcp", "alpha__regional")
+    assert checked["error"] != at("/mcp", "alpha__ghost")["error"]
+    # ...at the set, the tool outside it is answered as a name that does not exist.
+    outside, ghost = at("/mcp/naps", "alpha__regional"), at("/mcp/naps", "alpha__ghost")
+    assert outside["error"]["code"] == ghost["error"]["code"]
+    assert outside["error"]["message"].replace("alpha__regional", "X") == ghost["error"][
+        "message"
+    ].replace("alpha__ghost", "X")

@@ -33,7 +33,7 @@ MAX_POLICY_BYTES = 4 * 1024 * 1024
 MAX_POLICY_DEPTH = 32
 # Nodes counted with every alias expanded: a few anchors aliased in a few
 # levels ("billion laughs") are a small text and a huge tree to validate.
-MAX_POLICY_NODES = 1_000_000
+MAX_POLICY_NODES = 100_000  # a large real policy is a few thousand
 
 # The built-in default, as a document an admin can start from.
 DEFAULT_DOCUMENT = """\
@@ -71,6 +71,12 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # a list or mapping as a key: no policy has one
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name, not a list or mapping", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -86,6 +92,12 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         # a SafeLoader builds no Python objects from tags.
         root = yaml.compose(text, Loader=_StrictLoader)
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except PolicyError:
+        raise  # the shape's own refusal, with its line
+    except (ValueError, TypeError, OverflowError) as exc:
+        # What the constructors raise past YAMLError: a date that is no date
+        # (`2001-13-45`), `!!int 1x`, an integer past Python's digit limit.
+        raise _refused(source, [(None, f"not valid YAML: {exc}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:

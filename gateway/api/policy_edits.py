@@ -16,6 +16,7 @@ With a policy file set, the file is the source of truth: a save is refused
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 from typing import Any
 
@@ -98,12 +99,11 @@ async def check_policy(
 ) -> dict[str, Any]:
     source = state_of(request).delegations.policy
     try:
-        policy = source.check(body.document)
+        policy = await asyncio.to_thread(source.check, body.document)
     except PolicyError as exc:
         return {"valid": False, "errors": _errors(exc)}
-    return {"valid": True, "digest": document_digest(body.document)} | _changes(
-        source, body.document, policy
-    )
+    changes = await asyncio.to_thread(_changes, source, body.document, policy)
+    return {"valid": True, "digest": document_digest(body.document)} | changes
 
 
 @router.put("", summary="Save the policy and put it in force")
@@ -120,7 +120,7 @@ async def put_policy(
             f"the policy in force is the file {source.path}: edit it there",
         )
     try:
-        policy = source.check(body.document)
+        policy = await asyncio.to_thread(source.check, body.document)
     except PolicyError as exc:
         raise Problem(
             422,

@@ -37,6 +37,12 @@ def register(commands: Any) -> None:
         sub.add_argument("--agent")
         sub.add_argument("--trace", help="one trace id: every hop of one delegation")
         sub.add_argument("--decision", choices=["allow", "deny"])
+        sub.add_argument(
+            "--kind",
+            choices=["call", "change", "all"],
+            help="call: the decisions on delegated calls (the default); change: what "
+            "callers changed through the API (registrations, policy saves...); all: both",
+        )
         sub.add_argument("--since", help="ISO 8601 time")
         sub.add_argument("--until", help="ISO 8601 time")
     gateway_options(tail)
@@ -49,6 +55,7 @@ def _audit_filters(args: argparse.Namespace) -> dict[str, str]:
         "agent": args.agent,
         "trace": args.trace,
         "decision": args.decision,
+        "kind": args.kind,
         "since": args.since,
         "until": args.until,
     }

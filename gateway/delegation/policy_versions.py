@@ -19,6 +19,7 @@ PostgreSQL alike, whatever the isolation level.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,7 +186,9 @@ class PolicyReloader:
         if found is None or found.document is None:
             return
         try:
-            policy = self.source.check(found.document, f"policy version {found.id}")
+            policy = await asyncio.to_thread(
+                self.source.check, found.document, f"policy version {found.id}"
+            )
         except PolicyError as exc:
             if fatal:
                 raise

@@ -67,6 +67,7 @@ audit_events = Table(
     Index("ix_audit_at", "at"),
     Index("ix_audit_trace", "trace_id", "id"),  # migration 0019
     Index("ix_audit_writer", "writer", "id"),  # migration 0030
+    Index("ix_audit_event", "event", "id"),  # migration 0033: ?kind=change
 )
 
 # The audit export (`gateway.audit_export`): per sink and writer, the last

@@ -98,3 +98,21 @@ def test_stored_versions_are_adopted_only_forwards() -> None:
     assert source.current == closed and source.document.text == "two"
     assert source.adopt(Policy(), PolicyDocument("three", "stored", 3))
     assert source.last_error is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "? [a]\n: 1\n",  # a list as a key
+        "agents:\n  {a: 1}: {}\n",  # a mapping as a key
+        "version: 2001-13-45\n",  # a date that is no date
+        "agents:\n  x:\n    require: [2001-02-30]\n",
+        "version: !!int 1x\n",
+        "version: " + "9" * 5000 + "\n",  # past Python's digits for an int
+    ],
+)
+def test_what_the_constructors_refuse_is_a_policy_error(text: str) -> None:
+    """Past YAMLError, PyYAML's constructors raise ValueError and TypeError:
+    each is the policy's refusal (a 422 naming it), never a crash."""
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        parse_policy(text)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -41,6 +42,7 @@ from policies.tokens import Principal
 from registry.models import AgentQuery
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+FAVICON = (resources.files("gateway.console") / "static" / "favicon.svg").read_bytes()
 LISTED = 200  # the overview counts this many approvals; the pages behind it page on
 AGENTS = 25  # the first agents (by id); the Agents page searches and pages on
 
@@ -49,6 +51,17 @@ AGENTS = 25  # the first agents (by id); the Agents page searches and pages on
 async def root() -> Response:
     """A person opening the gateway's address lands in the console."""
     return redirect(PREFIX)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask the site's root for its icon whatever a page links (a
+    redirect's target, an error page): the console's own, not a 404."""
+    return Response(
+        FAVICON,
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 @router.get(PREFIX)

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -59,25 +58,6 @@ def system_database_url(gateway_url: str) -> str:
     if backend == "postgresql":
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
     raise EngineUnavailable(f"flows need SQLite or PostgreSQL, not {backend}")
-
-
-def _write_lock(url: str) -> sqlite3.Connection | None:
-    """A connection holding the SQLite database's write lock, once it is free
-    (None for another database, or when it stays taken for 15 s: launch then
-    waits for it itself, as before)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return None
-    # Opened here, let go on the loop's thread.
-    conn = sqlite3.connect(
-        parsed.database, timeout=15, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        conn.close()
-        return None
-    return conn
 
 
 class FlowEngine:
@@ -133,25 +113,22 @@ class FlowEngine:
             # could never finish while the loop is blocked in DBOS.launch()
             # (a deadlock seen on PostgreSQL). Launch then finds nothing to do.
             await asyncio.to_thread(DBOS.migrate, self._url, schema=SCHEMA)
-            # SQLite: launch takes the write lock (BEGIN IMMEDIATE) while it
-            # blocks the loop; a gateway transaction holding that lock across an
-            # await could then never finish, and launch would fail after DBOS's
-            # 30 s busy timeout ("database is locked", seen in CI). So the lock
-            # is first waited for off the loop, and let go on the loop right
-            # before launch, with no await in between.
-            held = await asyncio.to_thread(_write_lock, self._url)
+            # Launched off the loop. On SQLite launch takes the write lock
+            # (BEGIN IMMEDIATE); launched on the loop it blocked the loop while
+            # it waited, and a gateway transaction holding that lock across an
+            # await could then never finish: launch failed after DBOS's 30 s
+            # busy timeout ("database is locked", and POST /flows timed out,
+            # both seen in CI under load). Off the loop it waits like any
+            # writer. DBOS adopts the loop running where it is launched for its
+            # coroutines (the runs, recovered ones included): this one is
+            # given it first, and launch, finding none running in its thread,
+            # keeps it.
+            runner.install(self.rt)
+            _OWNER = self
             try:
-                runner.install(self.rt)
-                _OWNER = self
-            finally:
-                if held is not None:
-                    held.rollback()
-                    held.close()
-            try:
-                DBOS(config=config)
-                # Launch on the loop: DBOS submits recovered runs to the loop
-                # that launched it. It creates its tables first (a moment, once).
-                DBOS.launch()
+                dbos = DBOS(config=config)
+                dbos._background_event_loop.set_main_loop()
+                await asyncio.to_thread(DBOS.launch)
             except BaseException:
                 _OWNER = None
                 runner.install(None)

@@ -499,7 +499,7 @@ async def test_a_row_the_database_refuses_does_not_block_the_others(
     if database_url is None:
         pytest.skip("SQLite does not enforce VARCHAR lengths; PostgreSQL refuses the row")
     await log.record(event(1))
-    await log.record(event(2, target="x" * 100))  # longer than the column allows
+    await log.record(event(2, target="x" * 200))  # longer than the column allows (128)
     await log.record(event(3))
     await log.flush()
     await log.record(event(4))

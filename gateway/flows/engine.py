@@ -85,7 +85,7 @@ class FlowEngine:
         return self._executor_id
 
     async def ensure(self) -> None:
-        """Launch DBOS on this event loop, once; runs left unfinished start again."""
+        """Launch DBOS for this event loop, once; runs left unfinished start again."""
         if self._launched:
             return
         async with self._lock:

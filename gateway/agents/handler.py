@@ -30,6 +30,7 @@ from a2a.types import (
     ListTasksRequest,
     ListTasksResponse,
     Message,
+    Role,
     SendMessageRequest,
     SubscribeToTaskRequest,
     Task,
@@ -146,6 +147,15 @@ class AgentHandler(UpstreamCalls, RequestHandler):
             await push.forget_pending(admission.agent_id, relay)
 
     async def check_message(self, admission: Admission, message: Message) -> None:
+        if message.role != Role.ROLE_USER:
+            # A client's message is the user's (A2A 1.0, Message.role: ROLE_USER
+            # from client to agent): an agent's SDK refuses any other with an
+            # internal error (-32603), which would read as the agent failing.
+            refusal = InvalidParamsError(
+                f"message.role must be ROLE_USER, not {Role.Name(message.role)}"
+            )
+            await self.audit(admission, "SendMessage", refusal, "; not called")
+            raise refusal
         for index, part in enumerate(message.parts):
             # A Part holds exactly one of text, raw, url, data (the `content`
             # oneof of a2a.proto); protobuf's JSON parser lets one through with

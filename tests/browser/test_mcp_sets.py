@@ -6,12 +6,21 @@ from __future__ import annotations
 from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import Deployment
-from tests.support.browser import Browser, console_errors, dev_login, fill, text_of, wait_for
+from tests.support.browser import (
+    Browser,
+    browser_log,
+    console_errors,
+    dev_login,
+    fill,
+    text_of,
+    wait_for,
+)
 
 
 def test_an_admin_defines_and_removes_a_set(deployment: Deployment, browser: Browser) -> None:
     base = deployment.url
     dev_login(browser, base, "root", "switchboard:admin")
+    browser_log(browser)  # forget earlier tests' pages (the browser is shared)
     browser.get(base + "/ui/mcp-sets")
     fields = {"name": "console-set", "title": "Console set", "agents": "worker"}
     # An icon that is not https: refused by field, nothing stored.

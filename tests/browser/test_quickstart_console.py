@@ -13,7 +13,15 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.support.a2a_agents import worker_agent
-from tests.support.browser import Browser, console_errors, dev_login, fill, text_of, wait_for
+from tests.support.browser import (
+    Browser,
+    browser_log,
+    console_errors,
+    dev_login,
+    fill,
+    text_of,
+    wait_for,
+)
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_servers import upstream_server
@@ -40,6 +48,7 @@ def test_register_edit_the_policy_try_and_approve_in_the_console(
     gateway, agent, seen, upstream = world
     base = gateway.url
     dev_login(browser, base, "root", "switchboard:admin")
+    browser_log(browser)  # forget earlier tests' pages (the browser is shared)
 
     # Register the agent by its card's URL, and an MCP server.
     browser.get(base + "/ui/agents")

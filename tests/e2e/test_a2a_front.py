@@ -353,6 +353,27 @@ def test_a_part_with_no_content_is_invalid_params_before_any_agent(
     assert len(seen.calls()) == calls
 
 
+@pytest.mark.parametrize("role", ["ROLE_AGENT", "ROLE_UNSPECIFIED"])
+def test_a_message_not_from_the_user_is_invalid_params_before_any_agent(
+    front: Front, role: str
+) -> None:
+    """A client's message is the user's: an agent's SDK answered any other
+    role with an internal error (-32603), found by the JSON-RPC fuzzer."""
+    calls = len(front.worker_seen.calls())
+    message = {"messageId": uuid.uuid4().hex, "role": role, "parts": [{"text": "hi"}]}
+    body = {"jsonrpc": "2.0", "id": 5, "method": "SendMessage", "params": {"message": message}}
+    answer = httpx.post(
+        front.agent_url("worker"),
+        json=body,
+        headers={"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"},
+        timeout=30,
+    )
+    error = answer.json()["error"]
+    assert error["code"] == -32602, error  # ROLE_UNSPECIFIED: the SDK's own validation
+    assert role == "ROLE_UNSPECIFIED" or "message.role must be ROLE_USER" in error["message"]
+    assert len(front.worker_seen.calls()) == calls
+
+
 def test_a_surrogate_pair_is_just_a_character(front: Front) -> None:
     body = b'{"jsonrpc": "2.0", "id": 9, "method": "GetTask", "params": {"id": "\\ud83d\\ude00"}}'
     answer = httpx.post(

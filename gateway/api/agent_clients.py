@@ -11,8 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from gateway.agents.oauth_clients import OAuthClientInfo, OAuthClientSpec
-from gateway.api.state import state_of
-from gateway.delegation.audit import action_event
+from gateway.api.state import audited, state_of
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
 from registry.store import AgentNotFound
@@ -43,9 +42,7 @@ async def put_oauth_client(
 ) -> OAuthClientInfo:
     await _a2a_agent(request, agent_id)
     info = await state_of(request).agent_clients.put(agent_id, spec)
-    await state_of(request).delegations.record_event(
-        action_event(principal, "agent.oauth_client_set", agent_id)
-    )
+    await audited(request, principal, "agent.oauth_client_set", agent_id)
     return info
 
 
@@ -72,7 +69,5 @@ async def delete_oauth_client(
     await _a2a_agent(request, agent_id)
     if not await state_of(request).agent_clients.delete(agent_id):
         raise Problem(404, "not-found", "No client set", f"agent {agent_id} has none")
-    await state_of(request).delegations.record_event(
-        action_event(principal, "agent.oauth_client_removed", agent_id)
-    )
+    await audited(request, principal, "agent.oauth_client_removed", agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

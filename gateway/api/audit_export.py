@@ -11,8 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.state import state_of
-from gateway.delegation.audit import action_event
+from gateway.api.state import audited, state_of
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
 
@@ -100,7 +99,5 @@ async def replay(request: Request, principal: AdminPrincipal, body: ReplayReques
     said = f"replayed {outcome.replayed}" + (
         f"; stopped: {outcome.failed}" if outcome.failed else ""
     )
-    await state.delegations.record_event(
-        action_event(principal, "audit.export.replay", f"sink:{body.sink}", detail=said)
-    )
+    await audited(request, principal, "audit.export.replay", f"sink:{body.sink}", detail=said)
     return ReplayAnswer(replayed=outcome.replayed, forgotten=outcome.missing, failed=outcome.failed)

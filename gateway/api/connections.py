@@ -24,10 +24,9 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
 from gateway.agents.consents import connectable
-from gateway.api.state import state_of
+from gateway.api.state import audited, state_of
 from gateway.connections.service import CLIENT_METADATA_PATH
 from gateway.connections.vault import Connection, ConnectionInfo
-from gateway.delegation.audit import action_event
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -79,9 +78,7 @@ async def audit_connection(
 ) -> None:
     # Whose connection (an admin may remove anyone's); never a token.
     detail = f"connection {connection.id} of {connection.subject} ({connection.issuer})"
-    await state_of(request).delegations.record_event(
-        action_event(principal, event, connection.upstream, outcome=outcome, detail=detail)
-    )
+    await audited(request, principal, event, connection.upstream, outcome=outcome, detail=detail)
 
 
 @router.get("/connections", summary="Connected accounts: yours, or everyone's for an admin")

@@ -73,6 +73,7 @@ async def audited(
     event: str,
     target: str | None,
     *,
+    outcome: str = "ok",
     detail: str | None = None,
 ) -> None:
     """Record what ``principal`` changed through the API (an admin's
@@ -80,5 +81,5 @@ async def audited(
     admin route that changes something calls this): the console acts through
     these same functions, so its actions are audited once, here."""
     await state_of(request).delegations.record_event(
-        action_event(principal, event, target, detail=detail)
+        action_event(principal, event, target, outcome=outcome, detail=detail)
     )

@@ -26,10 +26,11 @@ from gateway.console.web import (
     PREFIX,
     ConsoleRoute,
     current_user,
+    error_lines,
     page,
     posted,
-    problem_errors,
     redirect,
+    refusal_lines,
     require_admin,
 )
 from gateway.flows.documents import DocumentInvalid, parse_text
@@ -95,14 +96,12 @@ async def register(request: Request) -> Response:
         data = parse_text(document)
         done = await flows_api.register_document(request, Response(), data, user.principal())
     except DocumentInvalid as exc:
-        refused = Problem(422, "invalid-flow", "", errors=exc.errors)
-        return await _flows(
-            request, user, document=document, errors=problem_errors(refused), status=422
-        )
+        said = error_lines(exc.errors)
+        return await _flows(request, user, document=document, errors=said, status=422)
     except Problem as refused:
         if refused.status != 422:
             raise
-        said = problem_errors(refused) or [f"{refused.title}: {refused.detail or ''}"]
+        said = refusal_lines(refused)
         return await _flows(request, user, document=document, errors=said, status=422)
     return redirect(f"{PREFIX}/flows/{done.flow.id}")
 

@@ -28,16 +28,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
-from a2a.types import Message, Part, Role, SendMessageRequest, Task, TaskState
+from a2a.types import Message, SendMessageRequest, Task, TaskState
 from a2a.utils.errors import A2AError, InvalidParamsError
 from fastapi import APIRouter, Request, Response
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct, Value
 
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Refusal, admit_call, decide_skill
@@ -56,6 +54,7 @@ from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.http.json_depth import too_deep
+from gateway.mcp.agent_tools import user_message
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.auth import missing_mcp_scopes
 from registry.mcp_models import McpServerRecord, ToolState
@@ -179,13 +178,7 @@ async def ask_agent(request: Request) -> Response:
 
 
 def _message(text: str, data: dict[str, Any] | None, skill: str | None) -> SendMessageRequest:
-    parts = [Part(text=text)] if text else []
-    if data is not None:
-        struct = Struct()
-        struct.update(data)
-        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
-    message = Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=parts)
-    params = SendMessageRequest(message=message)
+    params = SendMessageRequest(message=user_message(text, data))
     stamp_skill(params, skill)  # the one place the form names it
     return params
 

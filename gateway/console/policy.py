@@ -30,6 +30,7 @@ from gateway.console.web import (
     ConsoleError,
     ConsoleRoute,
     current_user,
+    field_errors,
     page,
     posted,
     redirect,
@@ -64,8 +65,8 @@ async def explain(request: Request) -> Response:
             kind=form.get("kind", "skill"),
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConsoleError(422, "The question cannot be asked", problems) from None
+        said = "; ".join(field_errors(exc, "question"))
+        raise ConsoleError(422, "The question cannot be asked", said) from None
     answer = await policies_api.explain(request, body, user.principal())
     return await _render(request, user, form, answer)
 
@@ -106,7 +107,7 @@ async def save(request: Request) -> Response:
 
 
 def _said(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return "; ".join(field_errors(exc, "document"))
 
 
 def _text(text: str) -> policy_edits.PolicyText:

@@ -29,8 +29,8 @@ from gateway.console.web import (
     field_errors,
     page,
     posted,
-    problem_errors,
     redirect,
+    refusal_lines,
     require_admin,
 )
 from gateway.http.problems import Problem
@@ -92,8 +92,7 @@ async def register(request: Request) -> Response:
     except Problem as refused:
         if refused.status != 422 and refused.status != 409:
             raise
-        said = problem_errors(refused) or [f"{refused.title}: {refused.detail or ''}"]
-        return _form(request, user, document, said, status=refused.status)
+        return _form(request, user, document, refusal_lines(refused), status=refused.status)
     except AgentConflict as taken:  # the API's 409: an id or address already registered
         return _form(request, user, document, [f"id: taken ({taken})"], status=409)
     return redirect(f"{PREFIX}/agents/{record.id}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
@@ -116,13 +116,19 @@ def field_errors(exc: ValidationError, whole: str) -> list[str]:
     ]
 
 
-def problem_errors(problem: Problem) -> list[str]:
-    """A problem's ``errors`` (the API's field-by-field refusal) as lines."""
+def error_lines(errors: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """The API's field-by-field refusal (a problem's ``errors``) as lines."""
     return [
         f"{e.get('field') or 'document'}: {e.get('message', '')}"
         + (f" (step {e['step']})" if e.get("step") else "")
-        for e in problem.errors or []
+        for e in errors or []
     ]
+
+
+def refusal_lines(problem: Problem) -> list[str]:
+    """What a form shows of a problem the API raised: its refused fields, or
+    (refused as a whole) its title and detail."""
+    return error_lines(problem.errors) or [f"{problem.title}: {problem.detail or ''}"]
 
 
 class Console:
@@ -282,7 +288,7 @@ async def _as_page(request: Request, exc: Exception) -> Response:
         problem.status_code,
         str(body.get("title", "Error")),
         str(body.get("detail", "")),
-        problem_errors(Problem(problem.status_code, "", "", errors=errors)),
+        error_lines(errors),
     )
 
 

@@ -309,6 +309,18 @@ def _skill_tool(
     return SkillTool(name, agent_id, str(skill["id"]), tool, held, tags, examples)
 
 
+def user_message(text: str | None, data: dict[str, Any] | None) -> Message:
+    """A new A2A message from the user: its text (if any) and its data as a
+    JSON data part (if any) -- a skill called as a tool, or asked from the
+    console's playground."""
+    parts = [Part(text=text)] if text else []
+    if data is not None:
+        struct = Struct()
+        struct.update(data)
+        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
+    return Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=parts)
+
+
 def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:
     text, data = arguments.get("message"), arguments.get("data")
     if text is None and data is None:
@@ -317,12 +329,7 @@ def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:
         data is not None and not isinstance(data, dict)
     ):
         raise SkillCallRefused("message must be a string and data an object")
-    parts = [Part(text=text)] if text else []
-    if data is not None:
-        struct = Struct()
-        struct.update(data)
-        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
-    message = Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=parts)
+    message = user_message(text, data)
     for key, field in (("taskId", "task_id"), ("contextId", "context_id")):
         value = arguments.get(key)
         if value is not None:

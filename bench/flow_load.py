@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +38,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, create_engine, text
 
+from bench.flows import cpu_seconds
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from gateway.demo.servers import Server
@@ -79,6 +82,15 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
+    command += ["--threads", "--output", out, "--nonblocking"]
+    # Only the thread holding the GIL: under load the gateway is bound by it,
+    # and a thread waiting for it is what py-spy would call idle otherwise.
+    command.append("--gil")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def until(check: Callable[[], bool], seconds: float, what: str) -> float:
     start = time.monotonic()
     print(f"... waiting: {what}", file=sys.stderr, flush=True)
@@ -94,6 +106,16 @@ def states(db: Engine) -> dict[str, int]:
     with db.connect() as conn:
         rows = conn.execute(text("SELECT state, count(*) FROM flow_runs GROUP BY state")).all()
     return {str(state): int(n) for state, n in rows}
+
+
+def _settled(counted: dict[str, int], waiting: str = "input_required") -> int:
+    return counted.get(waiting, 0) + counted.get("failed", 0)
+
+
+def _failures(db: Engine) -> str:
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT error FROM flow_runs WHERE state = 'failed'")).all()
+    return str(len(rows)) + (f" (first: {str(rows[0][0])[:160]})" if rows else "")
 
 
 def _progress(counted: dict[str, int]) -> dict[str, int]:
@@ -119,6 +141,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the gateway from the first start until every run waits (py-spy), "
+        "collapsed stacks to FILE",
+    )
     args = parser.parse_args()
     desk = SalesDesk()
     sales = Server("sales desk")
@@ -166,6 +194,8 @@ def _load(
             run_ids.append(answer.json()["id"])
 
     rss_before = rss_mib(gateway.pid)
+    cpu_before = cpu_seconds(gateway.pid)
+    sampler = _profile(gateway.pid, args.profile) if args.profile else None
     began = time.monotonic()
     with ThreadPoolExecutor(args.clients) as pool:
         list(pool.map(start, range(args.runs)))
@@ -175,12 +205,23 @@ def _load(
 
     db = create_engine(system_database_url(gateway.settings.effective_database_url))
     try:
+        # A run that failed on its way (an upstream not reached under the
+        # load) is settled too, and counted below, rather than waited for.
         settle = until(
-            lambda: _progress(states(db)).get("input_required", 0) >= len(run_ids),
+            lambda: _settled(_progress(states(db))) >= len(run_ids),
             args.timeout,
-            "every run waiting at its checkpoint",
+            "every run waiting at its checkpoint (or failed)",
         )
+        report["failed before the checkpoint"] = _failures(db)
         report["all waiting after"] = f"{started + settle:.1f} s"
+        cpu = cpu_seconds(gateway.pid) - cpu_before
+        report["gateway CPU until all wait"] = (
+            f"{cpu:.1f} s ({cpu * 1000 / max(1, len(run_ids)):.1f} ms per run, "
+            f"{cpu / (started + settle):.2f} cores)"
+        )
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+            sampler.wait(timeout=60)
         rss_after = rss_mib(gateway.pid)
         per_run = (rss_after - rss_before) * 1024 / max(1, len(run_ids))
         report["gateway RSS"] = (
@@ -200,7 +241,7 @@ def _load(
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(approve, items))
         until(
-            lambda: _progress(states(db)).get("completed", 0) >= len(run_ids),
+            lambda: _settled(_progress(states(db)), "completed") >= len(run_ids),
             args.timeout,
             "every run completed after the restart",
         )
@@ -212,7 +253,9 @@ def _load(
         db.dispose()
         user.close()
         admin.close()
-    report["quotes sent"] = f"{desk.count('quote')} for {len(run_ids)} runs (2 each expected)"
+    report["quotes sent"] = (
+        f"{desk.count('quote')} for {len(run_ids)} runs (2 each expected, fewer for failed runs)"
+    )
     return report
 
 

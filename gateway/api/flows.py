@@ -8,7 +8,8 @@
 * `GET /flows/{id}/runs`, `GET /flows/{id}/runs/{run}`: one's own runs
   (admins: all); one run, step by step;
 * `POST /flows/{id}/runs/{run}/cancel`, `.../resume`: stop a run; go on with
-  a stopped one; `.../revoke`: revoke its grant (no further step starts).
+  a stopped one; `.../revoke`: revoke its grant (no further step starts);
+  `.../answer`: the run's user answers what its step's agent asked.
 
 A document that fails a check is a 422 problem whose ``errors`` name the
 step and the field of each problem.
@@ -31,6 +32,8 @@ from gateway.flows.definition import EVENT_NAME
 from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
 from gateway.flows.models import (
+    Answered,
+    AnswerRun,
     FlowRecord,
     FlowUsage,
     FlowVersion,
@@ -39,6 +42,7 @@ from gateway.flows.models import (
     RunView,
     StartRun,
 )
+from gateway.flows.questions import NotAsking
 from gateway.flows.removal import FlowBusy, FlowCalled, remove_flow
 from gateway.flows.runtime import GrantUnusable
 from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNotActive
@@ -56,6 +60,7 @@ PROBLEMS: list[ProblemMapping] = [
     (RunNotFound, 404, "run-not-found", "No such run"),
     (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
     (NoSuchEvent, 404, "event-not-awaited", "The run waits for no such event"),
+    (NotAsking, 409, "not-asking", "The run waits for no answer"),
     (EventSigned, 403, "event-signed", "Only the flow's signed webhook brings this event"),
     (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
     (EngineUnavailable, 503, "flow-engine-unavailable", "The flow engine is unavailable"),
@@ -277,6 +282,25 @@ async def resume_run(
     await service.owned(flow_id, run_id, _owner(principal))
     await service.resume(run_id, principal.subject)
     return await service.view(run_id)
+
+
+@router.post(
+    "/{flow_id}/runs/{run_id}/answer",
+    status_code=202,
+    summary="Answer the question a run's agent asked (the run's own user only)",
+    responses={409: {"description": "the run waits for no answer"}},
+)
+async def answer_run(
+    request: Request, flow_id: str, run_id: str, answer: AnswerRun, principal: CurrentPrincipal
+) -> Answered:
+    """Sent to the agent's task that asked; the run goes on. What an agent
+    asks is asked of the user the run acts for: anyone else, an admin too,
+    finds no such run."""
+    service = state_of(request).flows
+    you = Owner(principal.subject, principal.issuer, Caller.user(principal))
+    await service.owned(flow_id, run_id, you)
+    step = await service.answer(run_id, you, answer.model_dump(exclude_none=True))
+    return Answered(run=run_id, step=step)
 
 
 @router.post(

@@ -7,7 +7,9 @@ every flow, its versions with a diff between two, and every run. A run's
 page draws its steps as a timeline (state, when, how long, the target, the
 scopes of the token each step was given, the error); **Cancel** and
 **Resume** are `POST /flows/{id}/runs/{run}/cancel` and `.../resume` --
-the run's owner or an admin, as there.
+the run's owner or an admin, as there. A question a step's agent asks is
+shown on the run's page, with a form for the run's own user to answer it
+(`POST /flows/{id}/runs/{run}/answer`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
@@ -34,7 +37,8 @@ from gateway.console.web import (
     require_admin,
 )
 from gateway.flows.documents import DocumentInvalid, parse_text
-from gateway.flows.models import FlowVersion, RunView, StepView
+from gateway.flows.models import AnswerRun, FlowVersion, RunView, StepView
+from gateway.flows.outcomes import ASKING
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
 
@@ -153,7 +157,36 @@ async def run_page(request: Request, flow_id: str, run_id: str) -> Response:
         bars=timeline(run),
         can_cancel=run.state not in ENDED,
         can_resume=run.state in RESUMABLE,
+        question=asked(run),
+        can_answer=(run.user.get("subject"), run.user.get("issuer")) == (user.subject, user.issuer),
     )
+
+
+def asked(run: RunView) -> StepView | None:
+    """The step whose agent asks the run's user something, if the run waits at one."""
+    for step in run.steps:
+        if (
+            run.state in ("input_required", "auth_required")
+            and step.id == run.current_step
+            and step.state == ASKING
+            and isinstance(step.output, dict)
+        ):
+            return step
+    return None
+
+
+@router.post("/{flow_id}/runs/{run_id}/answer")
+async def answer(request: Request, flow_id: str, run_id: str) -> Response:
+    """`POST /flows/{id}/runs/{run}/answer` -- the run's own user only, as there."""
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    said = str(form.get("answer") or "").strip()
+    try:
+        reply = AnswerRun(text=said or None)
+    except ValidationError as exc:
+        raise Problem(422, "invalid-answer", "The answer is empty or too long", str(exc)) from None
+    await flows_api.answer_run(request, flow_id, run_id, reply, user.principal())
+    return redirect(f"{PREFIX}/flows/{flow_id}/runs/{run_id}?answered=1")
 
 
 @router.post("/{flow_id}/delete")

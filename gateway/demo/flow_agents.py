@@ -4,7 +4,11 @@
   skills ``quote`` (data ``{sku, quantity}`` -> ``{sku, quantity, unit_price,
   total, discount}``; 20 % off from 100 units), ``work`` (data ``{seconds}``:
   works that long, reporting progress, then ``{"worked": seconds}``) and
-  ``reply`` (data ``{customer, total}`` -> a text reply). Every message it
+  ``reply`` (data ``{customer, total}`` -> a text reply) and ``ship`` (data
+  ``{sku, quantity}``: asks which warehouse ships it -- the task goes
+  input-required -- and, told ``north`` or ``south`` in text or as data
+  ``{warehouse}``, completes with ``{sku, quantity, warehouse, eta_days}``;
+  told anything else, asks again). Every message it
   receives is logged (`SalesDesk.received`, with the time it came), so a
   caller can check that nothing was sent twice; a quote of a SKU in
   `SalesDesk.failing` fails its task (an upstream having a bad moment).
@@ -100,7 +104,14 @@ class _Executor(AgentExecutor):
             said = updater.new_agent_message([new_text_part(f"no price for {data['sku']} now")])
             await updater.failed(said)
             return
-        if skill == "work":
+        if skill == "ship":
+            asked = context.current_task is not None and (
+                context.current_task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+            )
+            if not await _ship(updater, data, _said(message), asked):
+                return
+            parts = [_data({**_ORDERS.pop(task.id, {}), **_shipping(data, _said(message))})]
+        elif skill == "work":
             seconds = float(data.get("seconds", 1))
             deadline = asyncio.get_running_loop().time() + seconds
             while asyncio.get_running_loop().time() < deadline:
@@ -139,11 +150,53 @@ class _Executor(AgentExecutor):
         await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
 
 
+# What each task of the ``ship`` skill was asked to ship, until it is answered.
+_ORDERS: dict[str, dict[str, Any]] = {}
+WAREHOUSES = ("north", "south")
+
+
+def _said(message: Any) -> str:
+    return " ".join(p.text for p in message.parts if p.HasField("text")).strip()
+
+
+def _shipping(data: dict[str, Any], text: str) -> dict[str, Any]:
+    warehouse = str(data.get("warehouse") or text).strip().lower()
+    return {"warehouse": warehouse, "eta_days": 2 if warehouse == "north" else 4}
+
+
+async def _ship(updater: TaskUpdater, data: dict[str, Any], text: str, asked: bool) -> bool:
+    """The ``ship`` skill asks which warehouse ships the order (A2A
+    input-required) until it is told one it has: True once it is."""
+    if not asked:
+        _ORDERS[updater.task_id] = {
+            "sku": data.get("sku"),
+            "quantity": int(data.get("quantity", 1)),
+        }
+    elif _shipping(data, text)["warehouse"] in WAREHOUSES:
+        return True
+    order = _ORDERS.get(updater.task_id, {})
+    question = (
+        f"Which warehouse ships {order.get('quantity')} x {order.get('sku')}: north (2 days) "
+        "or south (4 days)?"
+    )
+    said = updater.new_agent_message(
+        [new_text_part(question), _data({"choose": "warehouse", "options": list(WAREHOUSES)})]
+    )
+    await updater.requires_input(said)
+    return False
+
+
 def sales_card(url: str) -> AgentCard:
     skills = [
         AgentSkill(id="quote", name="Quote", description="Prices an order.", tags=["sales"]),
         AgentSkill(id="work", name="Work", description="Works a while.", tags=["sales"]),
         AgentSkill(id="reply", name="Reply", description="Writes the reply.", tags=["sales"]),
+        AgentSkill(
+            id="ship",
+            name="Ship",
+            description="Ships an order, asking which warehouse.",
+            tags=["sales"],
+        ),
     ]
     return AgentCard(
         name="Sales desk",

@@ -13,7 +13,9 @@ The A2A task IS the run (task id = run id): `SendMessage` starts a run and
 answers when it ends or stops at a checkpoint (at once with
 ``returnImmediately``); `GetTask` shows its progress (the status message
 names the step); a checkpoint is ``TASK_STATE_INPUT_REQUIRED`` (decided on the
-approvals desk, not by a message); `CancelTask` cancels the run. The input is
+approvals desk, not by a message), and so is a question a step's agent asks,
+which the run's user answers with a message to the task
+(`gateway.flows.questions`); `CancelTask` cancels the run. The input is
 the message's first data part (else ``{"text": <its text>}``), checked
 against the input schema.
 """
@@ -48,9 +50,12 @@ from gateway.agents.admission import Admission, FrontDoorParts, admission_of
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.runs import TERMINAL
+from gateway.flows.questions import NotAsking
 from gateway.flows.service import FlowService, InputInvalid
 
 POLL_SECONDS = 0.25
+# How long a message answering a run's question waits for the run to take it.
+ANSWER_TAKEN_SECONDS = 10.0
 _STOPS = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED}
 
 
@@ -74,11 +79,7 @@ class FlowAgentHandler(RecordedTaskHandler):
             raise PushNotificationNotSupportedError(self.no_push)
         message = params.message
         if message.task_id:
-            await self._own(admission, message.task_id)
-            raise UnsupportedOperationError(
-                f"run {message.task_id} takes no further messages: its checkpoints are "
-                "decided on the approvals desk; send a new message to start another run"
-            )
+            return await self._answer(admission, message)
         try:
             run_id = await self._service().start(
                 admission.agent_id,
@@ -91,6 +92,31 @@ class FlowAgentHandler(RecordedTaskHandler):
         except InputInvalid as exc:
             raise InvalidParamsError(str(exc), data={"errors": exc.errors}) from None
         return await self._own(admission, run_id)
+
+    async def _answer(self, admission: Admission, message: Message) -> Task:
+        """A message to a run's task answers the question its step's agent
+        asked (A2A: a client answers ``input-required`` on the same task);
+        the task once the run has taken it."""
+        asked = await self._own(admission, message.task_id)
+        try:
+            await self._service().answer(message.task_id, admission.owner, _reply(message))
+        except NotAsking:
+            raise UnsupportedOperationError(
+                f"run {message.task_id} waits for no answer (a checkpoint is decided on the "
+                "approvals desk); send a new message to start another run"
+            ) from None
+        return await self._taken(admission, asked)
+
+    async def _taken(self, admission: Admission, asked: Task) -> Task:
+        """The run's task once it no longer shows the question answered (the
+        workflow takes the answer within the engine's notification poll)."""
+        before = asked.status.SerializeToString()
+        for _ in range(int(ANSWER_TAKEN_SECONDS / POLL_SECONDS)):
+            task = await self._own(admission, asked.id)
+            if task.status.SerializeToString() != before:
+                return task
+            await asyncio.sleep(POLL_SECONDS)
+        return await self._own(admission, asked.id)
 
     @validate_request_params
     async def on_message_send(
@@ -160,6 +186,24 @@ class FlowAgentHandler(RecordedTaskHandler):
         await self._service().cancel(params.id, by=admission.owner.subject)
         await self.audit(admission, "CancelTask", None)
         return await self._own(admission, params.id)
+
+
+def _reply(message: Message) -> dict[str, Any]:
+    """An answer's text and (first) data part."""
+    reply: dict[str, Any] = {}
+    texts = [part.text for part in message.parts if part.HasField("text") and part.text]
+    if texts:
+        reply["text"] = "\n".join(texts)
+    for part in message.parts:
+        if part.HasField("data"):
+            value = MessageToDict(part.data)
+            if not isinstance(value, Mapping):
+                raise InvalidParamsError("an answer's data is an object (a data part)")
+            reply["data"] = dict(value)
+            break
+    if not reply:
+        raise InvalidParamsError("an answer has a text or a data part")
+    return reply
 
 
 def _input(message: Message) -> dict[str, Any]:

@@ -35,22 +35,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import mcp_types as types
-from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import (
     CancelTaskRequest,
-    GetTaskRequest,
     Message,
     Role,
     SendMessageConfiguration,
     SendMessageRequest,
-    Task,
-    TaskState,
 )
-from a2a.utils.errors import A2AError
-from google.protobuf.json_format import MessageToDict
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
-from adapters.usage import from_metadata
 from gateway.agents.admission import Admission, handler_context
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
@@ -60,18 +53,20 @@ from gateway.delegation.pipeline import (
     DelegationDenied,
     Grant,
 )
-from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.flows.agent_tasks import WAITING, AgentTask
 from gateway.flows.definition import CallStep
 from gateway.flows.messages import (
-    apply_event,
     message_parts,
-    outcome_of_parts,
-    task_id_of,
-    text_of,
 )
-from gateway.flows.outcomes import RETRYING, auth_required, completed, failed, retrying
+from gateway.flows.outcomes import (
+    RETRYING,
+    auth_required,
+    completed,
+    failed,
+    retrying,
+)
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.step_errors import NeedsConsent, StepFailed, users_own
 from policies.policy import Target, handoff
@@ -84,7 +79,6 @@ DEFERRED_POLL_SECONDS = 1.0
 logger = logging.getLogger(__name__)
 
 EVENT = "flow.step"
-_WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
 
 
 @dataclass(frozen=True)
@@ -284,17 +278,12 @@ class StepCall:
         inputs = ([arguments] if arguments is not None else []) if sends else None
         grant = await self._admit(target.agent, target.skill, inputs=inputs)
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
-        caller = self.call.caller
-        admission = Admission(
-            grant, Owner(caller.subject, caller.issuer, caller), frozenset(), skill=target.skill
-        )
-        context = handler_context(admission)
-        handler = self.rt.handler_for(grant.card)
+        agent = self._agent_task(grant)
         task_id = known.get("upstream_task_id")
         if task_id:
             await self._interrupted(known, f"re-attached to task {task_id}")
             await self._write(**pending, token=token)
-            return await self._follow(handler, context, str(task_id))
+            return await agent.follow(str(task_id))
         if known.get("sent_at") is not None and not self.idempotent():
             await self._interrupted(known, "not sent again: its outcome is unknown")
             await self._write(**pending, token=token)
@@ -306,98 +295,89 @@ class StepCall:
             role=Role.ROLE_USER,
             parts=message_parts(arguments, text),
         )
-        if target.skill:
-            message.metadata.update({"skill": target.skill})
+        # Written before sending: after a crash, "sent" without a task id.
+        await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
+        return await self._send(agent, grant, message)
+
+    def _agent_task(self, grant: Grant, continues: str | None = None) -> AgentTask:
+        """The step's exchange with the agent ``grant`` admits it to, as its
+        caller; ``continues``: the task a message is admitted to continue."""
+        caller, target = self.call.caller, self.step.call
+        owner = Owner(caller.subject, caller.issuer, caller)
+        admission = Admission(grant, owner, frozenset(), skill=target.skill, task_id=continues)
+        handler = self.rt.handler_for(grant.card)
+        return AgentTask(
+            self.rt,
+            self.call.run_id,
+            str(target.agent),
+            target.target,
+            handler,
+            handler_context(admission),
+            self._write,
+        )
+
+    async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
+        if self.step.call.skill:
+            message.metadata.update({"skill": self.step.call.skill})
         streams = bool((grant.card.get("capabilities") or {}).get("streaming"))
         request = SendMessageRequest(
             message=message,
             configuration=SendMessageConfiguration(return_immediately=not streams),
         )
-        # Written before sending: after a crash, "sent" without a task id.
-        await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
-        with users_own(target.agent):  # an agent that takes its users' own tokens
-            try:
-                if streams:
-                    return await self._stream(handler, context, request)
-                answer = await handler.on_message_send(request, context)
-            except A2AError as exc:
-                raise StepFailed(f"{target.agent}: {exc}") from None
-        if isinstance(answer, Message):
-            return outcome_of_parts(list(answer.parts))
-        await self._write(upstream_task_id=answer.id)
-        return await self._follow(handler, context, answer.id, answer)
+        return await agent.send(request, streams)
 
-    async def _stream(
-        self, handler: RequestHandler, context: Any, request: SendMessageRequest
+    async def answer(
+        self, reply: Mapping[str, Any], round_: int, row: Mapping[str, Any], base: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """An agent that streams: one `SendStreamingMessage`, the task id recorded
-        from its first event (before any waiting, as for a polled call), the
-        task followed to its end on the stream -- no `GetTask` polling. A stream
-        that ends or breaks before the task does is followed by polling."""
-        task: Task | None = None
+        """The run's user's ``reply`` to the agent's question ``round_``, sent to
+        the same task of the same agent (decided and recorded as any message),
+        then the task followed again: its outcome. Never retried: a failure is
+        the step's (its ``on_error`` applies)."""
+        pending = {**base, "attempts": max(int(row.get("attempts") or 1), 1), "state": "running"}
         try:
-            events = handler.on_message_send_stream(request, context)
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    if isinstance(event, Message):
-                        return outcome_of_parts(list(event.parts))
-                    if task is None:
-                        task = Task(
-                            id=task_id_of(event), context_id=getattr(event, "context_id", "")
-                        )
-                        await self._write(upstream_task_id=task.id)
-                    apply_event(task, event)
-                    if task.status.state in TERMINAL | _WAITING:
-                        break
-        except A2AError as exc:
-            if task is None:
-                raise StepFailed(f"{self.step.call.target}: {exc}") from None
-            logger.info(
-                "run %s: stream of task %s broke (%s); polling", self.call.run_id, task.id, exc
-            )
-        if task is None:
-            raise StepFailed(f"{self.step.call.target} ended its stream without a task")
-        if task.status.state in TERMINAL | _WAITING:
-            return self._ended(task)
-        return await self._follow(handler, context, task.id)
+            async with asyncio.timeout(self.step.timeout_seconds):
+                return await self._answer(reply, round_, row, pending)
+        except TimeoutError:
+            await self.cancel_upstream()
+            return failed(f"timed out after {self.step.timeout_seconds:g} s, after answer {round_}")
+        except StepFailed as exc:
+            return failed(str(exc))
+        except NeedsConsent as needs:
+            return {**failed(f"{self.step.call.target}: {needs.needed.reason}"), "fatal": True}
 
-    async def _follow(
-        self, handler: RequestHandler, context: Any, task_id: str, task: Task | None = None
+    async def _answer(
+        self,
+        reply: Mapping[str, Any],
+        round_: int,
+        known: Mapping[str, Any],
+        pending: dict[str, Any],
     ) -> dict[str, Any]:
-        """Wait for the agent's task to end: GetTask, backing off."""
-        delay = self.rt.settings.poll_min_seconds
-        while task is None or task.status.state not in TERMINAL | _WAITING:
-            if task is not None:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.rt.settings.poll_max_seconds)
-            try:
-                task = await handler.on_get_task(GetTaskRequest(id=task_id), context)
-            except A2AError as exc:
-                raise StepFailed(f"{self.step.call.target}: task {task_id}: {exc}") from None
-        return self._ended(task)
-
-    def _ended(self, task: Task) -> dict[str, Any]:
-        """The outcome of a task in a final (or waiting) state."""
-        state = task.status.state
-        said = text_of(list(task.status.message.parts))
-        if state == TaskState.TASK_STATE_COMPLETED:
-            parts = [p for artifact in task.artifacts for p in artifact.parts]
-            if not parts:
-                parts = list(task.status.message.parts)
-            outcome = outcome_of_parts(parts)
-            usage = from_metadata(MessageToDict(task.metadata))
-            if usage is not None:
-                outcome["usage"] = usage.as_dict()
-            return outcome
-        if state in _WAITING:
-            raise StepFailed(
-                f"{self.step.call.target} asked for input ({said or TaskState.Name(state)}); "
-                "a flow cannot answer an agent yet",
-                final=True,
-            )
-        raise StepFailed(
-            f"{self.step.call.target}: task {TaskState.Name(state)}: {said}".rstrip(": ")
+        target = self.step.call
+        assert target.agent is not None
+        task_id = str(known.get("upstream_task_id") or "")
+        if not task_id:
+            raise StepFailed(f"{target.agent} asked, but its task is not known", final=True)
+        data, text = reply.get("data"), reply.get("text")
+        grant = await self._admit(target.agent, target.skill, inputs=[data] if data else [])
+        token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
+        agent = self._agent_task(grant, continues=task_id)
+        current = await agent.get(task_id)
+        if current.status.state not in WAITING:
+            # It asks no more: the answer went before a crash, or the agent
+            # went on by itself. Followed, not sent (again).
+            await self._write(**pending, token=token)
+            return await agent.follow(task_id, current)
+        answered = {"round": round_, "text": text, "data": data}
+        recorded = {**(pending.get("input") or {}), "answer": answered}
+        await self._write(**{**pending, "input": recorded}, token=token)
+        message = Message(
+            message_id=f"{self.call.run_id}.{self.step.id}.answer{round_}",
+            role=Role.ROLE_USER,
+            parts=message_parts(data, text),
+            task_id=task_id,
+            context_id=current.context_id,
         )
+        return await self._send(agent, grant, message)
 
     async def cancel_upstream(self) -> None:
         """Best effort: the agent's task of a step given up on is cancelled."""

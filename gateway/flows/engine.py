@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.flows import runner
 from gateway.flows.runtime import FlowRuntime
+from gateway.storage.sqlite_gate import GatedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,15 @@ class FlowEngine:
                 "notification_listener_polling_interval_sec": self._poll,
                 "enable_otlp": False,
             }
+            if make_url(self._url).get_backend_name() == "sqlite":
+                # DBOS's writers wait for this process's others on a lock
+                # rather than in SQLite's sleeping busy handler
+                # (`gateway.storage.sqlite_gate`); a file needs no ping per
+                # checkout.
+                config["db_engine_kwargs"] = {
+                    "connect_args": {"factory": GatedConnection},
+                    "pool_pre_ping": False,
+                }
             # DBOS's own schema migrations first, off the event loop: some
             # build indexes CONCURRENTLY, which waits for every open
             # transaction in the database -- including this gateway's, which

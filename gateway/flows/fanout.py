@@ -23,7 +23,8 @@ from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_item_call
 from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep, ParallelStep, Quorum
 from gateway.flows.expressions import evaluate
-from gateway.flows.outcomes import AUTH_REQUIRED, RETRYING, failed, now, seen, truthy
+from gateway.flows.outcomes import ASKING, AUTH_REQUIRED, RETRYING, failed, now, seen, truthy
+from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
 
 
@@ -34,7 +35,11 @@ class FanOutSteps:
     ctx: dict[str, Any]
 
     async def call_attempt(
-        self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
+        self,
+        step: CallStep,
+        parent: str | None,
+        scope: dict[str, Any] | None = None,
+        reply: Answer | None = None,
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -58,6 +63,12 @@ class FanOutSteps:
             # Inside a DBOS step nothing can wait durably: the item fails,
             # with the link (a plain call step waits, `gateway.flows.consents`).
             return {**failed(str(outcome["error"])), "fatal": True}
+        if outcome["state"] == ASKING:
+            # Nor for an answer (a plain call step does, `gateway.flows.questions`).
+            return {
+                **failed(f"{outcome['error']} -- only a call step of its own can be answered"),
+                "fatal": True,
+            }
         return outcome
 
     # Map -----------------------------------------------------------------------------

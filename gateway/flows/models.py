@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TokenUsage(BaseModel):
@@ -63,7 +63,8 @@ class StepView(BaseModel):
     kind: str
     state: str = Field(
         description="pending, running, retrying (waiting out the backoff before its next "
-        "attempt), waiting, completed, failed, skipped, not_needed, canceled"
+        "attempt), waiting, input_required (its agent asked the run's user: the question "
+        "is its output), completed, failed, skipped, not_needed, canceled"
     )
     target: str | None = None
     action: str | None = None
@@ -112,6 +113,28 @@ class StartRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnswerRun(BaseModel):
+    """`POST /flows/{id}/runs/{run}/answer`: the run's user's answer to the
+    question its step's agent asked, as text, data or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, max_length=16000)
+    data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> AnswerRun:
+        if not self.text and not self.data:
+            raise ValueError("an answer has text or data")
+        return self
+
+
+class Answered(BaseModel):
+    run: str
+    step: str
+    status: Literal["delivered"] = "delivered"
 
 
 class Revoke(BaseModel):

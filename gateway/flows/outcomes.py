@@ -35,6 +35,24 @@ def auth_required(reason: str, upstream: str, connect_url: str) -> dict[str, Any
     }
 
 
+# The step's agent asked something (its task input- or auth-required): the
+# run waits for its user's answer (`gateway.flows.questions`).
+ASKING = "input_required"
+
+
+def asking(question: str, data: Any, agent: str, asks: str) -> dict[str, Any]:
+    return {
+        "state": ASKING,
+        # What the step's record shows while the run's user is asked.
+        "output": {"question": question, "data": data, "agent": agent, "state": asks},
+        "text": question,
+        "error": f"{agent} asks: {question}" if question else f"{agent} asks for input",
+        "data": data,
+        "agent": agent,
+        "asks": asks,
+    }
+
+
 def failed(reason: str) -> dict[str, Any]:
     return {"state": "failed", "output": None, "text": "", "error": reason}
 

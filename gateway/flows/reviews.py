@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from dbos import DBOS
 
-from gateway.flows import checkpoints, consents
+from gateway.flows import checkpoints, consents, questions
 from gateway.flows.definition import (
     MAX_REVIEWS,
     CallStep,
@@ -50,7 +50,11 @@ class FlowRun(checkpoints.FlowRun, Protocol):
     run_id: str
 
     async def call_attempt(
-        self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
+        self,
+        step: CallStep,
+        parent: str | None,
+        scope: dict[str, Any] | None = None,
+        reply: questions.Answer | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -77,18 +81,38 @@ async def called(
     connect an account first waits for that (`gateway.flows.consents`), then
     is made again from scratch (nothing was sent)."""
     outcome = await _attempts(run, step, name, parent)
-    for round_ in range(1, MAX_CONSENT_ROUNDS + 1):
-        if outcome["state"] != AUTH_REQUIRED:
+    consented = asked = 0
+    while True:
+        if outcome["state"] == AUTH_REQUIRED:
+            if consented == MAX_CONSENT_ROUNDS:
+                return {**failed(str(outcome["error"])), "fatal": True}
+            consented += 1
+            if not await consents.wait(run, step.id, outcome, consented):
+                return consents.timed_out(outcome, run.rt.settings.consent_timeout_seconds)
+            await DBOS.run_step_async(
+                {"name": f"reset {step.id} after consent {consented}"}, reset, run, [step]
+            )
+            outcome = await _attempts(run, step, f"{name}, after consent {consented}", parent)
+        elif questions.asked(outcome):
+            # The agent asks: its question goes to the run's user, and their
+            # answer to the task that asked (`gateway.flows.questions`).
+            if asked == questions.MAX_QUESTIONS:
+                return questions.too_many(outcome)
+            asked += 1
+            reply = await questions.wait(run, step.id, outcome, asked)
+            if reply is None:
+                return questions.unanswered(outcome)
+            answer = questions.Answer(asked, {k: reply.get(k) for k in ("text", "data")})
+            outcome = await DBOS.run_step_async(
+                {"name": f"{name}, answer {asked}", "preemptible": True},
+                run.call_attempt,
+                step,
+                parent,
+                None,
+                answer,
+            )
+        else:
             return outcome
-        if not await consents.wait(run, step.id, outcome, round_):
-            return consents.timed_out(outcome, run.rt.settings.consent_timeout_seconds)
-        await DBOS.run_step_async(
-            {"name": f"reset {step.id} after consent {round_}"}, reset, run, [step]
-        )
-        outcome = await _attempts(run, step, f"{name}, after consent {round_}", parent)
-    if outcome["state"] == AUTH_REQUIRED:
-        return {**failed(str(outcome["error"])), "fatal": True}
-    return outcome
 
 
 async def _attempts(run: FlowRun, step: CallStep, name: str, parent: str | None) -> dict[str, Any]:

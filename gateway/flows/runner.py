@@ -37,7 +37,8 @@ from gateway.flows.definition import (
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
-from gateway.flows.outcomes import RETRYING, failed, now, seen, truthy
+from gateway.flows.outcomes import ASKING, RETRYING, failed, now, seen, truthy
+from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
 from registry.tables import as_utc
 
@@ -213,7 +214,7 @@ class FlowRun(FanOutSteps):
         )
 
     async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
-        finished = now() if state not in ("running", "waiting") else None
+        finished = now() if state not in ("running", "waiting", ASKING) else None
         if finished is not None:
             # A step settled at once (a route, a skip) started then; for any
             # other the record keeps the start it has (`step_records`).
@@ -234,10 +235,16 @@ class FlowRun(FanOutSteps):
         self.ctx["steps"][step_id] = seen({"state": "skipped", "output": None})
 
     async def call_attempt(
-        self, step: CallStep, parent: str | None, scope: dict[str, Any] | None = None
+        self,
+        step: CallStep,
+        parent: str | None,
+        scope: dict[str, Any] | None = None,
+        reply: Answer | None = None,
     ) -> dict[str, Any]:
         """One call step (a DBOS step: its result is recorded once it returns).
-        ``scope``: what its expressions read besides the run's (a map's item)."""
+        ``scope``: what its expressions read besides the run's (a map's item);
+        ``reply``: the run's user's answer to the agent's question, sent to
+        the task that asked instead of a new message (`gateway.flows.questions`)."""
         target = step.call
         row, grant = await self.rt.store.enter_step(
             self.run_id, step.id, self.info["grant_id"], current=parent is None
@@ -264,13 +271,13 @@ class FlowRun(FanOutSteps):
                     }
                 )
             try:
-                outcome = await self._with_fallback(step, row, base, scope, grant)
+                outcome = await self._with_fallback(step, row, base, scope, grant, reply)
             except asyncio.CancelledError:
                 await asyncio.shield(self._cancelled(step))
                 raise
             if span is not None:
                 span.set_attribute("switchboard.outcome", str(outcome["state"]))
-        if outcome["state"] != RETRYING:
+        if outcome["state"] not in (RETRYING, ASKING):
             took = (now() - as_utc(base["started_at"])).total_seconds()
             for listener in self.rt.step_listeners:
                 listener(str(outcome["state"]), took)
@@ -293,6 +300,7 @@ class FlowRun(FanOutSteps):
         base: dict[str, Any],
         scope: dict[str, Any] | None,
         grant: dict[str, Any] | None = None,
+        reply: Answer | None = None,
     ) -> dict[str, Any]:
         """The call, and its fallback when it failed. The step's record names
         the target in flight, so a run resumed after a crash during the
@@ -307,14 +315,14 @@ class FlowRun(FanOutSteps):
             and (fallback.call.target, fallback.call.skill) != (step.call.target, step.call.skill)
         )
         if not in_fallback:
-            outcome = await self._call_once(step, row, base, scope, grant)
+            outcome = await self._call_once(step, row, base, scope, grant, reply)
             if fallback is None or outcome["state"] != "failed" or outcome.get("fatal"):
                 return outcome
             logger.info("flow run %s: step %s failed, calling its fallback", self.run_id, step.id)
             row = None  # the fallback is a new call
         assert fallback is not None
         base.update(target=fallback.call.target, action=fallback.call.skill)
-        outcome = await self._call_once(fallback, row, base, scope)
+        outcome = await self._call_once(fallback, row, base, scope, reply=reply if row else None)
         return {**outcome, "fallback": True}
 
     async def _call_once(
@@ -324,6 +332,7 @@ class FlowRun(FanOutSteps):
         base: dict[str, Any],
         scope: dict[str, Any] | None = None,
         grant: dict[str, Any] | None = None,
+        reply: Answer | None = None,
     ) -> dict[str, Any]:
         """``grant``: the run's grant as read when the step began (a fallback
         reads it again: the first call may have taken long)."""
@@ -346,6 +355,10 @@ class FlowRun(FanOutSteps):
             text = str(text)
         base["input"] = {"input": arguments, "message": text}
         call = CallContext(self.run_id, self.info["trace_id"], caller)
+        if reply is not None:
+            return await StepCall(self.rt, call, step).answer(
+                reply.reply, reply.round, row or {}, base
+            )
         return await StepCall(self.rt, call, step).run(arguments, text, row, base)
 
     async def _cancelled(self, step: CallStep) -> None:

@@ -33,7 +33,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
-from gateway.flows import consents, waits
+from gateway.flows import consents, questions, waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
@@ -308,6 +308,12 @@ class FlowService:
                 detail=f"run {run_id}: event {event} posted by {by}"[:2000],
             )
         )
+
+    async def answer(self, run_id: str, by: Owner, reply: dict[str, Any]) -> str:
+        """The run's user answers the question its step's agent asked
+        (`gateway.flows.questions`): the step answered."""
+        await self.engine.ensure()
+        return await questions.answer(self.rt, run_id, by, reply)
 
     async def connected(self, upstream: str, subject: str, issuer: str) -> int:
         """The user connected their account at ``upstream``: their runs waiting

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.storage import tables as gateway_tables
+from gateway.storage.sqlite_gate import GatedConnection
 from registry import tables as registry_tables
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -27,7 +28,9 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 15})
+        # Writers in this process wait for each other on a lock, not in
+        # SQLite's sleeping busy handler (`gateway.storage.sqlite_gate`).
+        engine = create_async_engine(url, connect_args={"timeout": 15, "factory": GatedConnection})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -34,7 +34,8 @@ import functools
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -42,7 +43,10 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import JSON, Connection, DateTime, Table, TextClause, bindparam, column, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.storage.sqlite_gate import gate_for
+
 T = TypeVar("T")
+_BUSY_SECONDS = 15
 
 
 class Sql(Protocol):
@@ -92,6 +96,7 @@ class _SqliteConnections:
         self._on_loop: sqlite3.Connection | None = None
         self._on_thread: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="coordination-sqlite")
+        self._gate = gate_for(path)
 
     def _loop_connection(self) -> sqlite3.Connection:
         if self._on_loop is None:
@@ -101,12 +106,18 @@ class _SqliteConnections:
 
     async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
         on_loop = self._loop_connection()
-        try:
-            on_loop.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:  # locked: wait for it off the loop
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._waiting, operation, args)
-        return _in_transaction(on_loop, operation, args)
+        # This process's other writers first (`sqlite_gate`), then SQLite's
+        # lock against other processes' -- neither waited for on the loop.
+        if self._gate.acquire(blocking=False):
+            try:
+                on_loop.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # another process writes
+                self._gate.release()
+            else:
+                with _letting_go(self._gate):
+                    return _in_transaction(on_loop, operation, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._waiting, operation, args)
 
     async def read(self, operation: Callable[..., T], *args: Any) -> T:
         # In WAL mode a reader never waits for a writer: always on the loop.
@@ -119,12 +130,15 @@ class _SqliteConnections:
 
     def _waiting(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._on_thread is None:
-            self._on_thread = _connect(self._path, busy_seconds=15)
+            self._on_thread = _connect(self._path, busy_seconds=_BUSY_SECONDS)
         # The write lock taken at BEGIN, waiting for it (busy_timeout): a
         # deferred transaction that reads and then writes gets SQLITE_BUSY at
         # once when another process wrote in between, with no wait.
-        self._on_thread.execute("BEGIN IMMEDIATE")
-        return _in_transaction(self._on_thread, operation, args)
+        if not self._gate.acquire(timeout=_BUSY_SECONDS):
+            raise sqlite3.OperationalError("database is locked")
+        with _letting_go(self._gate):
+            self._on_thread.execute("BEGIN IMMEDIATE")
+            return _in_transaction(self._on_thread, operation, args)
 
     def _close_thread(self) -> None:
         if self._on_thread is not None:
@@ -136,6 +150,14 @@ class _SqliteConnections:
         if self._on_loop is not None:
             self._on_loop.close()
             self._on_loop = None
+
+
+@contextlib.contextmanager
+def _letting_go(gate: threading.Lock) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:

@@ -1,0 +1,153 @@
+"""A step's message to an agent, and the agent's task followed until it ends
+or asks (`gateway.flows.calls` decides and records; this talks to the task).
+
+Through the A2A handler for the agent (`Agents.handler_for`), as any caller's
+message goes: streamed when the agent streams (the task id recorded from the
+first event, before any waiting), else sent with ``returnImmediately`` and the
+task polled with `GetTask`, backing off. The outcome is a step's: completed
+(the artifacts' data, else the text; the usage the agent reported), asking
+(input- or auth-required: the run's user is asked, `gateway.flows.questions`),
+or `StepFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import GetTaskRequest, Message, SendMessageRequest, Task, TaskState
+from a2a.utils.errors import A2AError
+from google.protobuf.json_format import MessageToDict
+
+from adapters.usage import from_metadata
+from gateway.delegation.runs import TERMINAL
+from gateway.flows.messages import apply_event, outcome_of_parts, task_id_of, text_of
+from gateway.flows.outcomes import asking
+from gateway.flows.runtime import FlowRuntime
+from gateway.flows.step_errors import StepFailed, users_own
+
+logger = logging.getLogger(__name__)
+
+ASKS = {
+    TaskState.TASK_STATE_INPUT_REQUIRED: "input_required",
+    TaskState.TASK_STATE_AUTH_REQUIRED: "auth_required",
+}
+WAITING = frozenset(ASKS)
+
+
+class AgentTask:
+    """One step's exchange with ``agent`` (``target``: as the step names it),
+    through ``handler`` in ``context``; ``remember`` writes the step's record
+    (its ``upstream_task_id`` as soon as it is known)."""
+
+    def __init__(
+        self,
+        rt: FlowRuntime,
+        run_id: str,
+        agent: str,
+        target: str,
+        handler: RequestHandler,
+        context: Any,
+        remember: Callable[..., Awaitable[None]],
+    ) -> None:
+        self.rt = rt
+        self.run_id = run_id
+        self.agent = agent
+        self.target = target
+        self.handler = handler
+        self.context = context
+        self.remember = remember
+
+    async def send(self, request: SendMessageRequest, streams: bool) -> dict[str, Any]:
+        with users_own(self.agent):  # an agent that takes its users' own tokens
+            try:
+                if streams:
+                    return await self._stream(request)
+                answer = await self.handler.on_message_send(request, self.context)
+            except A2AError as exc:
+                raise StepFailed(f"{self.agent}: {exc}") from None
+        if isinstance(answer, Message):
+            return outcome_of_parts(list(answer.parts))
+        await self.remember(upstream_task_id=answer.id)
+        return await self.follow(answer.id, answer)
+
+    async def get(self, task_id: str) -> Task:
+        try:
+            task = await self.handler.on_get_task(GetTaskRequest(id=task_id), self.context)
+        except A2AError as exc:
+            raise StepFailed(f"{self.target}: task {task_id}: {exc}") from None
+        if task is None:
+            raise StepFailed(f"{self.target}: task {task_id} is gone", final=True)
+        return task
+
+    async def _stream(self, request: SendMessageRequest) -> dict[str, Any]:
+        """An agent that streams: one `SendStreamingMessage`, the task id recorded
+        from its first event (before any waiting, as for a polled call), the
+        task followed to its end on the stream -- no `GetTask` polling. A stream
+        that ends or breaks before the task does is followed by polling.
+
+        An answer's stream may open with the task as it was, still asking:
+        only a status the stream brings after that counts."""
+        task: Task | None = None
+        answering = bool(request.message.task_id)
+        try:
+            events = self.handler.on_message_send_stream(request, self.context)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Message):
+                        return outcome_of_parts(list(event.parts))
+                    if task is None:
+                        task = Task(
+                            id=task_id_of(event), context_id=getattr(event, "context_id", "")
+                        )
+                        await self.remember(upstream_task_id=task.id)
+                    apply_event(task, event)
+                    if answering and isinstance(event, Task):
+                        continue
+                    if task.status.state in TERMINAL | WAITING:
+                        break
+        except A2AError as exc:
+            if task is None:
+                raise StepFailed(f"{self.target}: {exc}") from None
+            logger.info("run %s: stream of task %s broke (%s); polling", self.run_id, task.id, exc)
+        if task is None:
+            raise StepFailed(f"{self.target} ended its stream without a task")
+        if task.status.state in TERMINAL | WAITING:
+            return self.ended(task)
+        return await self.follow(task.id)
+
+    async def follow(self, task_id: str, task: Task | None = None) -> dict[str, Any]:
+        """Wait for the agent's task to end (or ask): GetTask, backing off."""
+        delay = self.rt.settings.poll_min_seconds
+        while task is None or task.status.state not in TERMINAL | WAITING:
+            if task is not None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.rt.settings.poll_max_seconds)
+            task = await self.get(task_id)
+        return self.ended(task)
+
+    def ended(self, task: Task) -> dict[str, Any]:
+        """The outcome of a task in a final (or waiting) state."""
+        state = task.status.state
+        said = text_of(list(task.status.message.parts))
+        if state == TaskState.TASK_STATE_COMPLETED:
+            parts = [p for artifact in task.artifacts for p in artifact.parts]
+            if not parts:
+                parts = list(task.status.message.parts)
+            outcome = outcome_of_parts(parts)
+            usage = from_metadata(MessageToDict(task.metadata))
+            if usage is not None:
+                outcome["usage"] = usage.as_dict()
+            return outcome
+        if state in WAITING:
+            # The run's user is asked (`gateway.flows.questions`); the task's id
+            # is on the step's record, where the answer goes.
+            asked = outcome_of_parts(list(task.status.message.parts))["output"]
+            return asking(
+                said, asked if isinstance(asked, dict) else None, self.target, ASKS[state]
+            )
+        raise StepFailed(f"{self.target}: task {TaskState.Name(state)}: {said}".rstrip(": "))

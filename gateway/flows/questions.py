@@ -1,0 +1,174 @@
+"""An agent that asks: a step waits for the run's user to answer its agent.
+
+A call step whose agent answers ``TASK_STATE_INPUT_REQUIRED`` (or
+``TASK_STATE_AUTH_REQUIRED``: the agent wants its user to sign in with it
+first) does not fail. The attempt ends `asking`, with the agent's question
+and the agent's task id on the step's record, and the workflow waits here:
+
+* opening the question (a DBOS step) marks the step ``input_required`` with
+  the question and its round, and puts the run and its A2A task in
+  ``TASK_STATE_INPUT_REQUIRED`` (or auth-required) with the agent's own words
+  in the status message -- for the run's user only, who alone may answer
+  (`deliver`): by a message to the run's A2A task, `POST
+  /flows/{id}/runs/{run}/answer`, or the console's run page;
+* the answer comes as a DBOS message (`DBOS.send`, stored, so one sent before
+  the wait began or during a restart is not lost) on the step's topic,
+  carrying the round it answers; an answer to an earlier round is dropped;
+* answered, the step sends the answer to the same task of the same agent
+  (`StepCall.answer`, decided and recorded as any message) and follows it
+  again, which may ask again: at most `MAX_QUESTIONS` rounds;
+* no answer within `QUESTION_TIMEOUT_SECONDS` (the deadline recorded in the
+  opening step, so a restart waits only for what is left): the step fails
+  saying so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dbos import DBOS
+
+from gateway.delegation.audit import AuditEvent
+from gateway.delegation.tasks import Owner
+from gateway.flows.outcomes import ASKING, failed
+from gateway.flows.runtime import FlowRuntime
+from gateway.flows.store import RunNotFound
+
+QUESTION_TIMEOUT_SECONDS = 86400.0
+MAX_QUESTIONS = 10
+
+
+class FlowRun(Protocol):
+    rt: FlowRuntime
+    run_id: str
+    info: dict[str, Any]
+
+    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The run's user's answer (``{"text", "data"}``) to question ``round``."""
+
+    round: int
+    reply: dict[str, Any]
+
+
+class NotAsking(Exception):
+    """The run does not wait for an answer (any more)."""
+
+
+def topic(step_id: str) -> str:
+    return f"answer:{step_id}"
+
+
+def asked(outcome: dict[str, Any]) -> bool:
+    return outcome.get("state") == ASKING
+
+
+async def answer(rt: FlowRuntime, run_id: str, by: Owner, reply: dict[str, Any]) -> str:
+    """``by``'s answer (``{"text", "data"}``) to the question ``run_id`` waits
+    at: the step it answers. Only the run's own user answers: anyone else
+    finds no such run (`RunNotFound`), an admin included -- what an agent asks
+    is asked of the user the run acts for. `NotAsking` when the run waits for
+    no answer. The answer's content is not audited (it is the step's input)."""
+    run = await rt.store.run_row(run_id)
+    if (run["owner_subject"], run["owner_issuer"]) != (by.subject, by.issuer):
+        raise RunNotFound(run_id)
+    step_id = run.get("current_step")
+    step = await rt.store.step_row(run_id, step_id) if step_id else None
+    question = (step or {}).get("output")
+    if (
+        step_id is None
+        or step is None
+        or run["state"] not in ("input_required", "auth_required")
+        or step["state"] != ASKING
+        or not isinstance(question, dict)
+        or not isinstance(question.get("round"), int)
+    ):
+        raise NotAsking(f"run {run_id} waits for no answer")
+    round_ = int(question["round"])
+    await DBOS.send_async(run_id, {"round": round_, **reply}, topic(step_id))
+    await rt.delegations.record_event(
+        AuditEvent(
+            event="flow.answer",
+            trace_id=run["trace_id"],
+            subject=by.subject,
+            subject_issuer=by.issuer,
+            client_id=by.caller.client_id if by.caller else None,
+            target=run["flow_id"],
+            action=step_id,
+            decision="allow",
+            outcome="ok",
+            detail=f"run {run_id}: answer {round_} to {question.get('agent')}",
+        )
+    )
+    return str(step_id)
+
+
+async def wait(
+    run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int
+) -> dict[str, Any] | None:
+    """Ask the run's user ``outcome``'s question: their reply, or None at the
+    deadline."""
+    opened = await DBOS.run_step_async(
+        {"name": f"ask {step_id} {round_}"}, _open, run, step_id, outcome, round_
+    )
+    deadline = float(opened["deadline"])
+    while True:
+        now = await DBOS.run_step_async({"name": f"question clock {step_id}"}, time.time)
+        if now >= deadline:
+            return None
+        reply = await DBOS.recv_async(topic(step_id), timeout_seconds=max(0.01, deadline - now))
+        if isinstance(reply, dict) and reply.get("round") == round_:
+            await DBOS.run_step_async(
+                {"name": f"answered {step_id} {round_}"}, _answered, run, step_id, outcome
+            )
+            return reply
+
+
+def unanswered(outcome: dict[str, Any]) -> dict[str, Any]:
+    seconds = f"{QUESTION_TIMEOUT_SECONDS:g}"
+    return {**failed(f"{outcome['error']} -- no answer within {seconds} s"), "fatal": True}
+
+
+def too_many(outcome: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **failed(f"{outcome['error']} -- the agent asked more than {MAX_QUESTIONS} times"),
+        "fatal": True,
+    }
+
+
+def question_of(outcome: dict[str, Any]) -> dict[str, Any]:
+    """What the step's record and the run's user see of the question."""
+    return {
+        "question": outcome.get("text") or "",
+        "data": outcome.get("data"),
+        "agent": outcome.get("agent"),
+        "state": outcome.get("asks", "input_required"),
+        "round": outcome.get("round"),
+    }
+
+
+async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> dict[str, Any]:
+    rt = run.rt
+    question = {**question_of(outcome), "round": round_}
+    await run.mark(step_id, "call", ASKING, output=question, error=None)
+    await rt.store.set_run(run.run_id, current_step=step_id)
+    state = "auth_required" if question["state"] == "auth_required" else "input_required"
+    said = question["question"] or f"{question['agent']} needs your answer"
+    await rt.publish(
+        run.info,
+        state,
+        f"step {step_id} asks: {said}",
+        metadata={"question": {"step": step_id, "round": round_, "agent": question["agent"]}},
+    )
+    return {"deadline": time.time() + QUESTION_TIMEOUT_SECONDS}
+
+
+async def _answered(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> None:
+    await run.rt.publish(
+        run.info, "working", f"step {step_id}: answered; sent to {outcome.get('agent')}"
+    )

@@ -1,0 +1,157 @@
+"""One writer at a time per SQLite file in this process, waited for on a lock.
+
+SQLite lets one connection write at a time; a connection that finds the
+write lock taken waits in SQLite's busy handler, which *sleeps* -- 1, 2, 5,
+10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms between tries -- however soon
+the lock is let go. Under load (a gateway running hundreds of flow runs: DBOS
+Transact's executor threads, the app's aiosqlite connections and the stores'
+statement runners, all writing to one file) writers mostly slept while the
+lock was free: `bench.flow_load` found DBOS's step records spending most of
+their time there, and the gateway's CPU two-thirds idle.
+
+Writers in this process therefore take a gate first: a lock per file, let go
+the moment their transaction ends, so the next writer starts at once. SQLite's
+own lock still decides between processes (workers, the CLI), where its busy
+handler does the waiting as before.
+
+* `GatedConnection` is a `sqlite3.Connection` (``factory=``) that takes the
+  gate before the statement that makes the driver begin a write transaction
+  (INSERT, UPDATE, DELETE or REPLACE outside a transaction, or an explicit
+  BEGIN) and lets it go when that transaction commits, rolls back or the
+  connection closes. DBOS's engine and the app's aiosqlite engine open their
+  connections with it; both run statements in threads of their own, where
+  waiting is allowed.
+* The statement runners (`gateway.storage.statements`) take it themselves:
+  on the event loop only if it is free (the loop never waits on it), in
+  their worker thread by waiting.
+
+The gate is waited for as long as the connection's busy timeout, and a
+writer that does not get it fails as SQLite would ("database is locked").
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+_GATES: dict[str, threading.Lock] = {}
+_GATES_LOCK = threading.Lock()
+# What sqlite3 (CPython 3.11+, legacy transaction control) begins a
+# transaction before: the statement's first keyword, after white space.
+_DML = ("insert", "update", "delete", "replace")
+_WHITE = " \t\r\n"
+
+
+def gate_for(path: str) -> threading.Lock:
+    """The gate of the file at ``path`` (one per file however it is spelled)."""
+    key = os.path.realpath(path)
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = threading.Lock()
+        return gate
+
+
+def begins_write(sql: str) -> bool:
+    head = sql.lstrip(_WHITE)[:7].lower()
+    return head.startswith(_DML) or head.startswith("begin")
+
+
+def _database_path(database: Any) -> str | None:
+    path = os.fspath(database) if isinstance(database, str | os.PathLike) else None
+    if not isinstance(path, str) or path in ("", ":memory:") or path.startswith("file:"):
+        return None  # private or URI databases: nothing shared to gate
+    return path
+
+
+class GatedConnection(sqlite3.Connection):
+    """A connection that takes its file's gate for each write transaction."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        path = _database_path(database)
+        self._gate = gate_for(path) if path is not None else None
+        self._holding = False
+        # How long the gate is waited for: the connection's own timeout
+        # (sqlite3.connect's ``timeout``, its busy handler's wait).
+        self._wait_seconds = float(kwargs.get("timeout", args[0] if args else 5.0))
+        if self._gate is not None:
+            # As the statement runners' connections commit (see the durability
+            # note in `gateway.storage.statements`): without waiting for the
+            # disk, in WAL mode. A crash of the process loses nothing.
+            super().execute("PRAGMA synchronous=NORMAL")
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or GatedCursor)
+
+    # The connection's shortcuts make their cursor in C, past `cursor()`.
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        cursor: sqlite3.Cursor = self.cursor()
+        return cursor.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        cursor: sqlite3.Cursor = self.cursor()
+        return cursor.executemany(sql, parameters)
+
+    def take_gate_for(self, sql: str) -> bool:
+        """Take the gate before ``sql`` when it begins a write transaction;
+        True when this call took it."""
+        if self._gate is None or self._holding or self.in_transaction or not begins_write(sql):
+            return False
+        if not self._gate.acquire(timeout=self._wait_seconds):
+            raise sqlite3.OperationalError("database is locked")
+        self._holding = True
+        return True
+
+    def let_go_unless_writing(self) -> None:
+        if self._holding and not self.in_transaction:
+            self._holding = False
+            assert self._gate is not None
+            self._gate.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.let_go_unless_writing()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.let_go_unless_writing()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._holding:
+                self._holding = False
+                assert self._gate is not None
+                self._gate.release()
+
+
+class GatedCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> GatedCursor:
+        connection = self.connection
+        assert isinstance(connection, GatedConnection)
+        connection.take_gate_for(sql)
+        try:
+            super().execute(sql, parameters)
+        finally:
+            # A statement that failed before its transaction began, or an
+            # explicit COMMIT / ROLLBACK run as a statement, ends the hold.
+            connection.let_go_unless_writing()
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> GatedCursor:
+        connection = self.connection
+        assert isinstance(connection, GatedConnection)
+        connection.take_gate_for(sql)
+        try:
+            super().executemany(sql, seq_of_parameters)
+        finally:
+            connection.let_go_unless_writing()
+        return self

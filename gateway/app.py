@@ -36,6 +36,7 @@ from gateway.api import (
     oauth,
     policies,
     policy_edits,
+    usage,
     vendor_agents,
     wellknown,
 )
@@ -221,6 +222,7 @@ def create_app(settings: Settings) -> FastAPI:
         coordination.router,
         metrics.router,
         flows.router,
+        usage.router,
         connections.router,
     ):
         app.include_router(router)

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from policies.card_oauth import card_authorization
 from policies.coordination import CoordinationPolicy
 from policies.limits import LimitRule
+from policies.prices import Prices
 from policies.scopes import ScopeSyntaxError, parse_scopes
 
 # DESIGN.md: the default delegation depth limit (user -> A -> B -> C -> D).
@@ -119,6 +120,8 @@ class Policy(BaseModel):
     # and budgets per business entity, kept by the gateway inside the same
     # decision, after the rate limits.
     coordination: CoordinationPolicy = Field(default_factory=CoordinationPolicy)
+    # What calls cost and what a user may spend on a flow (`policies.prices`).
+    prices: Prices = Field(default_factory=Prices)
 
     @field_validator("limits")
     @classmethod

@@ -28,6 +28,7 @@ from gateway.api.state import audited, state_of
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
+from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import EVENT_NAME
 from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
@@ -61,6 +62,7 @@ PROBLEMS: list[ProblemMapping] = [
     (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
     (NoSuchEvent, 404, "event-not-awaited", "The run waits for no such event"),
     (NotAsking, 409, "not-asking", "The run waits for no answer"),
+    (BudgetSpent, 403, "budget-spent", "The budget for this flow is spent"),
     (EventSigned, 403, "event-signed", "Only the flow's signed webhook brings this event"),
     (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
     (EngineUnavailable, 503, "flow-engine-unavailable", "The flow engine is unavailable"),
@@ -201,7 +203,7 @@ async def flow_usage(request: Request, flow_id: str, principal: CurrentPrincipal
     service = state_of(request).flows
     await service.rt.store.get(flow_id)  # FlowNotFound: 404
     owner = _owner(principal)
-    return await service.rt.store.usage(
+    return await service.rt.store.spending.flow(
         flow_id, owner=(owner.subject, owner.issuer) if owner else None
     )
 

@@ -28,6 +28,8 @@ from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
+from a2a.server.jsonrpc_models import JSONRPCError
+from a2a.server.request_handlers import response_helpers
 from a2a.server.request_handlers.request_handler import validate_request_params
 from a2a.types import (
     CancelTaskRequest,
@@ -38,7 +40,10 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
+from a2a.utils import errors as sdk_errors
 from a2a.utils.errors import (
+    A2AError,
+    ErrorMapping,
     InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
@@ -50,13 +55,37 @@ from gateway.agents.admission import Admission, FrontDoorParts, admission_of
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.runs import TERMINAL
+from gateway.flows.costs import BudgetSpent
 from gateway.flows.questions import NotAsking
 from gateway.flows.service import FlowService, InputInvalid
 
 POLL_SECONDS = 0.25
+# The gateway's "refused to delegate" (JSON-RPC's implementation-defined
+# server errors, -32000..-32099): the A2A door answers a policy's refusal so.
+BUDGET_SPENT = -32000
 # How long a message answering a run's question waits for the run to take it.
 ANSWER_TAKEN_SECONDS = 10.0
 _STOPS = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED}
+
+
+class BudgetSpentError(A2AError):
+    """The caller's budget for the flow is spent (`gateway.flows.costs`)."""
+
+    message = "The budget for this flow is spent"
+
+
+def _register() -> None:
+    """Teach the SDK's error tables the budget's refusal (JSON-RPC code, HTTP
+    403 and gRPC PERMISSION_DENIED), as it knows its own errors."""
+    sdk_errors.JSON_RPC_ERROR_CODE_MAP[BudgetSpentError] = BUDGET_SPENT
+    sdk_errors.A2A_ERROR_MAPPING[BudgetSpentError] = ErrorMapping(
+        403, "PERMISSION_DENIED", "BUDGET_SPENT"
+    )
+    sdk_errors.A2A_ERROR_REASONS[BudgetSpentError] = "BUDGET_SPENT"
+    response_helpers.EXCEPTION_MAP[BudgetSpentError] = JSONRPCError
+
+
+_register()
 
 
 class FlowAgentHandler(RecordedTaskHandler):
@@ -91,6 +120,8 @@ class FlowAgentHandler(RecordedTaskHandler):
             )
         except InputInvalid as exc:
             raise InvalidParamsError(str(exc), data={"errors": exc.errors}) from None
+        except BudgetSpent as spent:
+            raise BudgetSpentError(str(spent)) from None
         return await self._own(admission, run_id)
 
     async def _answer(self, admission: Admission, message: Message) -> Task:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TokenUsage(BaseModel):
-    """Tokens, as the upstreams reported them (OpenAI-compatible ``usage``)."""
+    """Tokens, as the upstreams reported them (OpenAI-compatible ``usage``),
+    and what the calls cost at the policy's prices when they were made."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cost: Decimal | None = Field(
+        None, description="at the policy's prices (`prices`) when the steps ended"
+    )
+    currency: str | None = None
 
 
 class FlowRecord(BaseModel):
@@ -154,4 +160,14 @@ class FlowUsage(TokenUsage):
 
     flow_id: str
     runs: int = Field(description="runs with usage reported")
+    by_user: list[UserUsage] = Field(default_factory=list)
+
+
+class UsageReport(TokenUsage):
+    """`GET /usage`: what runs used and cost, per flow and per user (one's
+    own; admins: everyone's)."""
+
+    since: datetime | None = None
+    runs: int = Field(description="runs with usage reported")
+    by_flow: list[FlowUsage] = Field(default_factory=list)
     by_user: list[UserUsage] = Field(default_factory=list)

@@ -25,6 +25,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.flows import checkpoints, reviews, waits
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_fallback
+from gateway.flows.costs import BudgetSpent, check_budget, priced
 from gateway.flows.definition import (
     END,
     CallStep,
@@ -197,7 +198,7 @@ class FlowRun(FanOutSteps):
         # does (`adapters.usage`): a flow called as a step of another flow
         # reports what its own steps used to its caller's record.
         usage = await self.rt.store.run_usage(self.run_id)
-        metadata = {"usage": usage.model_dump()} if usage is not None else None
+        metadata = {"usage": usage.model_dump(mode="json", exclude_none=True)} if usage else None
         await self.rt.publish(self.info, state, text, output, metadata=metadata)
         grant = self.info["grant_id"]
         await self.rt.delegations.record_event(
@@ -246,6 +247,18 @@ class FlowRun(FanOutSteps):
         ``reply``: the run's user's answer to the agent's question, sent to
         the task that asked instead of a new message (`gateway.flows.questions`)."""
         target = step.call
+        if reply is None:
+            # A budget spent meanwhile stops the run here (`gateway.flows.costs`).
+            try:
+                await check_budget(
+                    self.rt,
+                    self.info["flow_id"],
+                    self.info["owner_subject"],
+                    self.info["owner_issuer"],
+                )
+            except BudgetSpent as spent:
+                await self.mark(step.id, "call", "failed", error=str(spent), parent=parent)
+                return {**failed(str(spent)), "fatal": True}
         row, grant = await self.rt.store.enter_step(
             self.run_id, step.id, self.info["grant_id"], current=parent is None
         )
@@ -277,6 +290,9 @@ class FlowRun(FanOutSteps):
                 raise
             if span is not None:
                 span.set_attribute("switchboard.outcome", str(outcome["state"]))
+        usage = priced(self.rt, str(base["target"]), outcome)
+        if usage:
+            outcome["usage"] = usage
         if outcome["state"] not in (RETRYING, ASKING):
             took = (now() - as_utc(base["started_at"])).total_seconds()
             for listener in self.rt.step_listeners:

@@ -37,6 +37,7 @@ from gateway.flows import consents, questions, waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
+from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import CallStep, FlowDocument, WaitStep
 from gateway.flows.documents import DocumentInvalid, validate
 from gateway.flows.engine import FlowEngine
@@ -160,6 +161,7 @@ class FlowService:
         """Start a run for an admitted caller; returns the run id (= task id).
         A given ``run_id`` that exists already raises `RunAlreadyStarted`."""
         record = await self.rt.store.get(flow_id)
+        await check_budget(self.rt, flow_id, caller.subject, caller.issuer)
         document = FlowDocument.model_validate(record.document)
         found = violation(document.input, run_input)
         if found is not None:
@@ -238,9 +240,13 @@ class FlowService:
         grant = await self.rt.delegations.admit(
             caller, flow_id, event="flow.start", trace_id=trace_id, action="run"
         )
-        run_id = await self.start(
-            flow_id, run_input, caller=caller, granted=grant.decision.granted, trace_id=trace_id
-        )
+        try:
+            run_id = await self.start(
+                flow_id, run_input, caller=caller, granted=grant.decision.granted, trace_id=trace_id
+            )
+        except BudgetSpent as spent:
+            await self.rt.delegations.record(grant, "flow.start", "budget_spent", str(spent))
+            raise
         await self.rt.delegations.record(grant, "flow.start", "ok", f"run {run_id}")
         return run_id
 

@@ -13,25 +13,22 @@ import builtins
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import step_records
 from gateway.flows.models import (
     FlowRecord,
-    FlowUsage,
     FlowVersion,
     GrantView,
     RunView,
     StepView,
     TokenUsage,
-    UserUsage,
 )
+from gateway.flows.spending import Spending, summed, usage_of
 from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
 from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
@@ -64,6 +61,7 @@ class RunNotFound(Exception):
 class FlowStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self.spending = Spending(engine)
         # What every run and step reads and writes goes the lean way
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
@@ -229,49 +227,6 @@ class FlowStore:
             ).all()
         return [_run(r._asdict(), None, []) for r in rows]
 
-    async def usage(self, flow_id: str, *, owner: tuple[str, str] | None = None) -> FlowUsage:
-        """The usage the flow's kept runs' steps reported, in all and per user."""
-        query = (
-            select(
-                flow_runs.c.id,
-                flow_runs.c.owner_subject,
-                flow_runs.c.owner_issuer,
-                flow_steps.c.usage,
-            )
-            .join(flow_steps, flow_steps.c.run_id == flow_runs.c.id)
-            .where(flow_runs.c.flow_id == flow_id, flow_steps.c.usage.is_not(None))
-        )
-        if owner is not None:
-            query = query.where(
-                flow_runs.c.owner_subject == owner[0], flow_runs.c.owner_issuer == owner[1]
-            )
-        users: dict[tuple[str, str], tuple[set[str], list[TokenUsage | None]]] = {}
-        async with self._engine.connect() as conn:
-            async for row in (await conn.stream(query)).mappings():
-                if not row["usage"]:
-                    continue  # JSON null
-                runs, usages = users.setdefault(
-                    (row["owner_subject"], row["owner_issuer"]), (set(), [])
-                )
-                runs.add(row["id"])
-                usages.append(_usage(row["usage"]))
-        by_user = [
-            UserUsage(
-                subject=subject,
-                issuer=issuer,
-                runs=len(runs),
-                **(summed(usages) or TokenUsage()).model_dump(),
-            )
-            for (subject, issuer), (runs, usages) in sorted(users.items())
-        ]
-        overall = summed(by_user) or TokenUsage()
-        return FlowUsage(
-            flow_id=flow_id,
-            runs=sum(u.runs for u in by_user),
-            by_user=by_user,
-            **overall.model_dump(),
-        )
-
     async def view(self, run_id: str) -> RunView:
         row, grant, steps = await self._run.read(step_records.run_view, run_id)
         if row is None:
@@ -378,7 +333,7 @@ class FlowStore:
                     )
                 )
             ).all()
-        return summed(TokenUsage.model_validate(r.usage) for r in rows if r.usage)
+        return summed(usage_of(r.usage) for r in rows)
 
     async def enter_step(
         self, run_id: str, step_id: str, grant_id: str, *, current: bool
@@ -465,17 +420,6 @@ def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView
     )
 
 
-def summed(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:
-    found = [u for u in usages if u is not None]
-    if not found:
-        return None
-    return TokenUsage(
-        input_tokens=sum(u.input_tokens for u in found),
-        output_tokens=sum(u.output_tokens for u in found),
-        total_tokens=sum(u.total_tokens for u in found),
-    )
-
-
 def _step(row: dict[str, Any]) -> StepView:
     started, finished = _utc(row["started_at"]), _utc(row["finished_at"])
     duration = (finished - started).total_seconds() * 1000 if started and finished else None
@@ -498,16 +442,5 @@ def _step(row: dict[str, Any]) -> StepView:
         started_at=started,
         finished_at=finished,
         duration_ms=duration,
-        usage=_usage(row.get("usage")),
+        usage=usage_of(row.get("usage")),
     )
-
-
-def _usage(stored: Any) -> TokenUsage | None:
-    """A step's usage as an upstream reported it; None for what no usage
-    reads as (one odd report must not fail every listing and sum)."""
-    if not stored:
-        return None
-    try:
-        return TokenUsage.model_validate(stored)
-    except (ValidationError, RecursionError):
-        return None

@@ -20,6 +20,7 @@ from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, MODEL, chat_server
 
 CHAT_STEP = {"input_tokens": 9, "output_tokens": 3, "total_tokens": 12}
+UNPRICED = {"cost": None, "currency": None}  # the policy names no prices
 
 USAGE_FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -79,9 +80,9 @@ def test_each_step_records_its_usage_and_the_run_sums_them(setup: FlowSetup) -> 
     run = _run(setup, "dana")
     assert run["state"] == "completed", run
     steps = {s["id"]: s for s in run["steps"]}
-    assert steps["ask"]["usage"] == steps["again"]["usage"] == CHAT_STEP
+    assert steps["ask"]["usage"] == steps["again"]["usage"] == {**CHAT_STEP, **UNPRICED}
     assert steps["quote"]["usage"] is None  # the sales agent reports none
-    assert run["usage"] == {k: 2 * v for k, v in CHAT_STEP.items()}
+    assert run["usage"] == {**{k: 2 * v for k, v in CHAT_STEP.items()}, **UNPRICED}
 
 
 def test_usage_per_flow_and_per_user(setup: FlowSetup) -> None:
@@ -138,6 +139,6 @@ def test_a_flow_called_as_a_step_reports_its_steps_usage_to_its_caller(
         assert started.status_code == 202, started.text
         run = setup.run(client, started.json(), "completed", "failed")
     assert run["state"] == "completed", run
-    both = {k: 2 * v for k, v in CHAT_STEP.items()}
+    both = {**{k: 2 * v for k, v in CHAT_STEP.items()}, **UNPRICED}
     assert run["steps"][0]["usage"] == both
     assert run["usage"] == both

@@ -4,8 +4,11 @@ A customer's request reaches the support desk; its escalation, completed,
 **triggers** the quote flow for the same user; the flow asks the sales desk
 for a quote and the inventory MCP server for stock **in parallel**; the
 discount is over 10%, so the run **stops at a human checkpoint**; a manager
-approves it on the approvals desk; the sales desk writes the reply, and the
-run's record shows every step, its token's actor chain and scopes.
+approves it on the approvals desk; the sales desk, asked to ship the order,
+**asks which warehouse** -- the question goes to dana, whose run it is, and
+her answer to the same task of the desk; the desk writes the reply, and the
+run's record shows every step, its token's actor chain and scopes, and
+**what the run cost** at the policy's prices.
 
 Everything on 127.0.0.1 and free ports: the support and sales desks (A2A
 agents on the official a2a-sdk) and the inventory server (official mcp SDK)
@@ -20,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,11 @@ agents:
   inventory:
     require: [inventory:read]
     grant: [inventory:read]
+prices:
+  currency: EUR
+  targets:
+    sales: {per_call: "0.02"}
+    inventory__check_stock: {per_call: "0.001"}
 """
 USER_SCOPES = "support:escalate sales:quote inventory:read"
 FLOW: dict[str, Any] = {
@@ -99,12 +108,20 @@ FLOW: dict[str, Any] = {
             },
         },
         {
+            "id": "ship",
+            "call": {"agent": "sales", "skill": "ship"},
+            "input": "{sku: input.sku, quantity: input.quantity}",
+        },
+        {
             "id": "reply",
             "call": {"agent": "sales", "skill": "reply"},
             "input": "{customer: input.customer, total: steps.quote.output.total}",
         },
     ],
-    "output": "{reply: steps.reply.text, quote: steps.quote.output, stock: steps.stock.output}",
+    "output": (
+        "{reply: steps.reply.text, quote: steps.quote.output, stock: steps.stock.output, "
+        "shipping: steps.ship.output}"
+    ),
 }
 ORDER = {"customer": "ACME", "sku": "X-100", "quantity": 120}
 
@@ -188,8 +205,18 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
     with gateway.client("maria", "switchboard:admin") as maria:
         decision = {"decision": "approve", "reason": "key account"}
         _ok(maria.post(f"/approvals/{manager['approval_id']}", json=decision))
-    out("4. maria approves on the approvals desk; the sales desk writes the reply")
+    out("4. maria approves on the approvals desk; the sales desk is asked to ship it")
     with gateway.client("dana", USER_SCOPES) as dana:
+        asked = _wait(
+            dana, run["id"], lambda r: r["current_step"] == "ship" and r["state"] != "working"
+        )
+        question = next(s for s in asked["steps"] if s["id"] == "ship")["output"] or {}
+        if asked["state"] != "input_required" or "question" not in question:
+            raise DemoError(f"the sales desk did not ask: {asked}")
+        out(f"5. the sales desk asks dana: {question['question']}")
+        url = f"/flows/quote-flow/runs/{run['id']}/answer"
+        _ok(dana.post(url, json={"text": "north"}))
+        out('   dana answers "north"; it goes to the same task of the desk, which writes the reply')
         done = _wait(dana, run["id"], lambda r: r["state"] in ("completed", "failed", "rejected"))
     out(f"\nrun {done['id']} of {done['flow_id']} v{done['flow_version']}: {done['state']}")
     grant = done.get("grant") or {}
@@ -198,9 +225,16 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
     for step in done["steps"]:
         took = f"{step['duration_ms']:.0f} ms" if step["duration_ms"] is not None else ""
         indent = "    " if step["parent"] else "  "
-        out(f"{indent}{step['id']:<10} {step['state']:<10} {step['target'] or '':<24} {took:>8}")
+        cost = (step.get("usage") or {}).get("cost")
+        priced = f"{cost} EUR" if cost is not None else ""
+        line = f"{indent}{step['id']:<10} {step['state']:<10} {step['target'] or '':<24}"
+        out(f"{line} {took:>8} {priced:>10}")
+    total = (done.get("usage") or {}).get("cost")
     if done["state"] == "completed":
         out(f"reply: {done['output']['reply']}")
+        shipping = done["output"].get("shipping") or {}
+        out(f"shipping: from {shipping.get('warehouse')}, {shipping.get('eta_days', 0):.0f} days")
+    out(f"the run cost {total} {(done.get('usage') or {}).get('currency')} at the policy's prices")
     checks = {
         "the run completed": done["state"] == "completed",
         "it acted for dana": done["user"]["subject"] == "dana",
@@ -213,6 +247,17 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
             sales_desk.count("reply"),
         )
         == (1, 1),
+        "the desk's question went to dana, her answer to the same task": (
+            [
+                r["message_id"].rsplit(".", 1)[-1]
+                for r in sales_desk.received
+                if r["skill"] == "ship"
+            ]
+            == ["1", "answer1"]
+            and (done["output"] or {}).get("shipping", {}).get("warehouse") == "north"
+        ),
+        "the run cost 3 calls to the desk and 1 stock check": total is not None
+        and Decimal(str(total)) == Decimal("0.061"),
     }
     for what, held in checks.items():
         out(f"  [{'ok' if held else 'FAILED'}] {what}")

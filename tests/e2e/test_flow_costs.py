@@ -12,10 +12,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from policies.policy import Policy
+from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
 TWICE: dict[str, Any] = {
@@ -69,6 +71,11 @@ def test_runs_cost_what_the_policy_prices_and_budgets_stop_them(setup: FlowSetup
     assert Decimal(first["usage"]["cost"]) == Decimal("0.02")
     assert first["usage"]["currency"] == "EUR"
     assert [Decimal(s["usage"]["cost"]) for s in first["steps"]] == [Decimal("0.01")] * 2
+    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+        dev_login(web, "dana", "sales:quote")
+        page = web.get(f"/ui/flows/quote-twice/runs/{first['id']}")
+        assert page.status_code == 200
+        assert '<dd id="run-cost">0.02 EUR' in page.text
 
     # 0.02 spent: the run starts; its first step makes it 0.03, the budget,
     # and the run stops at its second.

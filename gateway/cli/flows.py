@@ -69,11 +69,17 @@ def register(commands: Any) -> None:
         sub.add_argument("run_id", metavar="RUN")
         sub.set_defaults(run=_change, verb=verb)
         stop.append(sub)
+    answer = flows.add_parser("answer", help="answer what a run's agent asks (the run's user)")
+    answer.add_argument("flow")
+    answer.add_argument("run_id", metavar="RUN")
+    answer.add_argument("text", nargs="?", help="the answer, as text")
+    answer.add_argument("--data", help="the answer's data, as a JSON object")
+    answer.set_defaults(run=_answer)
     remove = flows.add_parser("delete", help="remove a flow (admins); its runs' records stay")
     remove.add_argument("flow")
     remove.add_argument("--cancel", action="store_true", help="cancel its runs still going first")
     remove.set_defaults(run=_delete)
-    for sub in (add, listed, show, run, runs, *stop, remove):
+    for sub in (add, listed, show, run, runs, *stop, answer, remove):
         gateway_options(sub)
 
 
@@ -218,10 +224,30 @@ def _print_run(run: dict[str, Any]) -> None:
         print("error:", run["error"], file=sys.stderr)
 
 
-def _tokens(usage: dict[str, int] | None) -> str:
+def _tokens(usage: dict[str, Any] | None) -> str:
     if not usage:
         return ""
-    return f" {usage['input_tokens']}+{usage['output_tokens']} tokens"
+    said = f" {usage['input_tokens']}+{usage['output_tokens']} tokens"
+    if usage.get("cost") is not None:
+        said += f" {usage['cost']} {usage.get('currency') or ''}".rstrip()
+    return said
+
+
+def _answer(args: argparse.Namespace) -> int:
+    reply: dict[str, Any] = {}
+    if args.text:
+        reply["text"] = args.text
+    if args.data is not None:
+        try:
+            reply["data"] = json.loads(args.data)
+        except ValueError as exc:
+            raise CliError(f"--data is not JSON: {exc}") from None
+    if not reply:
+        raise CliError("say the answer: as text, or --data '{...}'")
+    url = f"/flows/{args.flow}/runs/{args.run_id}/answer"
+    said = call(args, "POST", url, json=reply).json()
+    print(f"answered step {said['step']} of {said['run']}")
+    return 0
 
 
 def _delete(args: argparse.Namespace) -> int:

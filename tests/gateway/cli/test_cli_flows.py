@@ -86,3 +86,42 @@ def test_a_bad_flow_file_is_named_with_its_line(setup: FlowSetup, tmp_path: Path
     assert added.stderr.count("not valid YAML") == 1
     listed = run("flows", "list", *admin)
     assert "no flows" in listed.stdout  # nothing stored
+
+
+def test_flows_answer(setup: FlowSetup) -> None:
+    """`switchboard flows answer`: the run's user answers its agent's question."""
+    gateway = setup.gateway
+    ship = {
+        "format": "switchboard.flow/v1",
+        "id": "ship-cli",
+        "name": "Ship",
+        "steps": [
+            {
+                "id": "ship",
+                "call": {"agent": "sales", "skill": "ship"},
+                "input": "{sku: 'X-1', quantity: `2`}",
+            }
+        ],
+    }
+    policy = setup.policy.read_text() + "  ship-cli:\n    grant: [sales:quote]\n"
+    setup.policy.write_text(policy)
+    with setup.admin() as admin:
+        assert admin.post("/flows", json=ship).status_code == 201
+    base = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    dana = [*base, "--token", gateway.token("dana", "sales:quote")]
+    erin = [*base, "--token", gateway.token("erin", "sales:quote")]
+    waiting = run("flows", "run", "ship-cli", "--wait", *dana)
+    assert waiting.returncode == 0 and ": input_required" in waiting.stdout, waiting.stdout
+    run_id = waiting.stdout.split()[1]
+    nothing = run("flows", "answer", "ship-cli", run_id, *dana)
+    assert nothing.returncode != 0 and "say the answer" in nothing.stderr
+    bad = run("flows", "answer", "ship-cli", run_id, "--data", "{nope", *dana)
+    assert bad.returncode != 0 and "--data is not JSON" in bad.stderr
+    theirs = run("flows", "answer", "ship-cli", run_id, "north", *erin)
+    assert theirs.returncode == 2 and "HTTP 404" in theirs.stderr
+    answered = run("flows", "answer", "ship-cli", run_id, "--data", '{"warehouse": "south"}', *dana)
+    assert answered.returncode == 0, answered.stderr
+    assert f"answered step ship of {run_id}" in answered.stdout
+    with setup.user() as client:
+        done = setup.run(client, {"flow_id": "ship-cli", "id": run_id}, "completed", "failed")
+    assert done["output"]["warehouse"] == "south"

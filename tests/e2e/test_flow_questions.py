@@ -7,6 +7,7 @@ which may ask again; every message the desk got is counted."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mcp_types as types
 import pytest
 from a2a.client import Client, ClientConfig, ClientFactory
 from a2a.types import (
@@ -35,6 +37,7 @@ from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.mcp_clients import mcp_client
 from tests.support.servers import ServerThread
 
 SHIP_FLOW: dict[str, Any] = {
@@ -314,3 +317,27 @@ def test_the_console_shows_the_question_and_takes_the_users_answer(setup: FlowSe
     with setup.user() as dana_api:
         done = setup.run(dana_api, run, "completed", "failed")
     assert done["output"]["shipping"]["warehouse"] == "south"
+
+
+async def test_an_mcp_client_answers_with_the_runs_task_id(setup: FlowSetup) -> None:
+    """The flow as the tool ``ship-flow__run``: its result says what the agent
+    asks, with the run's ``taskId``; the tool called again with that task id
+    and the answer goes on with the same run."""
+    token = await asyncio.to_thread(setup.gateway.token, "dana", "sales:quote")
+    async with mcp_client(f"{setup.gateway.url}/mcp", token, "2026-07-28") as client:
+        asked = await client.call_tool("ship-flow__run", {"data": ORDER})
+        assert isinstance(asked, types.CallToolResult) and not asked.is_error, asked
+        said = asked.structured_content or {}
+        assert said["state"] == "TASK_STATE_INPUT_REQUIRED", said
+        assert "Which warehouse" in json.dumps([c.model_dump() for c in asked.content])
+        done = await client.call_tool(
+            "ship-flow__run", {"taskId": said["taskId"], "message": "south"}
+        )
+    assert isinstance(done, types.CallToolResult) and not done.is_error, done
+    result = done.structured_content or {}
+    assert result["state"] == "TASK_STATE_COMPLETED", result
+    assert result["shipping"]["warehouse"] == "south"
+    assert [m["message_id"].rsplit(".", 1)[-1] for m in _ship_messages(setup)] == [
+        "1",
+        "answer1",
+    ]

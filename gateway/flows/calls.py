@@ -65,10 +65,11 @@ from gateway.flows.outcomes import (
     auth_required,
     completed,
     failed,
+    held,
     retrying,
 )
 from gateway.flows.runtime import FlowRuntime
-from gateway.flows.step_errors import NeedsConsent, StepFailed, users_own
+from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
 from registry.tables import as_utc
@@ -112,10 +113,14 @@ def _now() -> datetime:
 class StepCall:
     """Calls one step's target for one run (`run` is its entry point)."""
 
-    def __init__(self, runtime: FlowRuntime, call: CallContext, step: CallStep) -> None:
+    def __init__(
+        self, runtime: FlowRuntime, call: CallContext, step: CallStep, *, approved: bool = False
+    ) -> None:
         self.rt = runtime
         self.call = call
         self.step = step
+        # A human approved this call on the desk (the policy holds each one).
+        self.approved = approved
 
     def idempotent(self) -> bool:
         return is_idempotent(self.rt, self.step)
@@ -148,6 +153,8 @@ class StepCall:
             if exc.final:
                 return failed(str(exc))
             reason = str(exc)
+        except NeedsApproval as held_back:
+            return held(str(held_back))
         except NeedsConsent as needs:
             needed = needs.needed
             return auth_required(
@@ -199,6 +206,7 @@ class StepCall:
                         skill,
                         event=EVENT,
                         trace_id=self.call.trace_id,
+                        approved=self.approved,
                         inputs=inputs,
                     ),
                 )
@@ -206,13 +214,8 @@ class StepCall:
                 grant = await delegations.admit(
                     self.call.caller, agent_id, event=EVENT, trace_id=self.call.trace_id
                 )
-        except ApprovalRequired as held:
-            raise StepFailed(
-                f"{agent_id} needs a human's approval for every call "
-                f"({'; '.join(held.decision.reasons)}); put a checkpoint step before it "
-                "and mark the call approved in the policy for flows (not supported yet)",
-                final=True,
-            ) from None
+        except ApprovalRequired as waits:
+            raise NeedsApproval(agent_id, list(waits.decision.reasons)) from None
         except DelegationDenied as denied:
             raise StepFailed(
                 f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
@@ -342,8 +345,10 @@ class StepCall:
             return failed(f"timed out after {self.step.timeout_seconds:g} s, after answer {round_}")
         except StepFailed as exc:
             return failed(str(exc))
-        except NeedsConsent as needs:
-            return {**failed(f"{self.step.call.target}: {needs.needed.reason}"), "fatal": True}
+        except (NeedsApproval, NeedsConsent) as stopped:
+            # An answer is part of the call the user started: it is not held
+            # for a desk of its own, nor waits for a connection.
+            return {**failed(f"{self.step.call.target}: {stopped}"), "fatal": True}
 
     async def _answer(
         self,
@@ -420,15 +425,15 @@ class StepCall:
                 result = await self._waiting(
                     name,
                     lambda: self.rt.federation().call_tool(
-                        name, arguments or {}, caller=self.call.caller, trace_id=self.call.trace_id
+                        name,
+                        arguments or {},
+                        caller=self.call.caller,
+                        trace_id=self.call.trace_id,
+                        approved=self.approved,
                     ),
                 )
-        except ApprovalRequired as held:
-            raise StepFailed(
-                f"{name} needs a human's approval for every call "
-                f"({'; '.join(held.decision.reasons)})",
-                final=True,
-            ) from None
+        except ApprovalRequired as waits:
+            raise NeedsApproval(name, list(waits.decision.reasons)) from None
         except DelegationDenied as denied:
             raise StepFailed(
                 f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True

@@ -23,7 +23,7 @@ from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_item_call
 from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep, ParallelStep, Quorum
 from gateway.flows.expressions import evaluate
-from gateway.flows.outcomes import ASKING, AUTH_REQUIRED, RETRYING, failed, now, seen, truthy
+from gateway.flows.outcomes import ASKING, AUTH_REQUIRED, HELD, RETRYING, failed, now, seen, truthy
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
 
@@ -40,6 +40,7 @@ class FanOutSteps:
         parent: str | None,
         scope: dict[str, Any] | None = None,
         reply: Answer | None = None,
+        approved: bool = False,
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -63,6 +64,12 @@ class FanOutSteps:
             # Inside a DBOS step nothing can wait durably: the item fails,
             # with the link (a plain call step waits, `gateway.flows.consents`).
             return {**failed(str(outcome["error"])), "fatal": True}
+        if outcome["state"] == HELD:
+            # Nor for an approval of its own (a plain call step does).
+            return {
+                **failed(f"{outcome['error']} -- only a call step of its own is held for one"),
+                "fatal": True,
+            }
         if outcome["state"] == ASKING:
             # Nor for an answer (a plain call step does, `gateway.flows.questions`).
             return {

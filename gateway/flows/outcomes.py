@@ -53,6 +53,15 @@ def asking(question: str, data: Any, agent: str, asks: str) -> dict[str, Any]:
     }
 
 
+# The policy holds the call for a human: the run opens a checkpoint for it,
+# and calls with that approval once it is given (`gateway.flows.reviews`).
+HELD = "held"
+
+
+def held(reason: str) -> dict[str, Any]:
+    return {"state": HELD, "output": None, "text": "", "error": reason}
+
+
 def failed(reason: str) -> dict[str, Any]:
     return {"state": "failed", "output": None, "text": "", "error": reason}
 

@@ -36,7 +36,7 @@ from gateway.flows.definition import (
     Checkpoint,
     CheckpointStep,
 )
-from gateway.flows.outcomes import AUTH_REQUIRED, RETRYING, failed
+from gateway.flows.outcomes import AUTH_REQUIRED, HELD, RETRYING, failed
 from gateway.flows.runtime import FlowRuntime
 
 REVIEW_TIMEOUT_SECONDS = 86400.0
@@ -55,6 +55,7 @@ class FlowRun(checkpoints.FlowRun, Protocol):
         parent: str | None,
         scope: dict[str, Any] | None = None,
         reply: questions.Answer | None = None,
+        approved: bool = False,
     ) -> dict[str, Any]: ...
 
 
@@ -81,7 +82,7 @@ async def called(
     connect an account first waits for that (`gateway.flows.consents`), then
     is made again from scratch (nothing was sent)."""
     outcome = await _attempts(run, step, name, parent)
-    consented = asked = 0
+    consented = asked = held = 0
     while True:
         if outcome["state"] == AUTH_REQUIRED:
             if consented == MAX_CONSENT_ROUNDS:
@@ -111,20 +112,48 @@ async def called(
                 None,
                 answer,
             )
+        elif outcome["state"] == HELD:
+            # The policy holds every call to the target for a human: the
+            # call becomes a checkpoint of its own, then is made approved.
+            if held == MAX_REVIEWS:
+                return {**failed(str(outcome["error"])), "fatal": True}
+            held += 1
+            decided = await checkpoints.wait(run, approval_step(step, held, outcome["error"]))
+            if decided["state"] != "completed" or not decided["output"].get("approved"):
+                return decided
+            outcome = await _attempts(run, step, f"{name}, approved {held}", parent, approved=True)
         else:
             return outcome
 
 
-async def _attempts(run: FlowRun, step: CallStep, name: str, parent: str | None) -> dict[str, Any]:
+async def _attempts(
+    run: FlowRun, step: CallStep, name: str, parent: str | None, *, approved: bool = False
+) -> dict[str, Any]:
+    call = run.call_attempt
     outcome = await DBOS.run_step_async(
-        {"name": name, "preemptible": True}, run.call_attempt, step, parent
+        {"name": name, "preemptible": True}, call, step, parent, None, None, approved
     )
     while outcome["state"] == RETRYING:
         await DBOS.sleep_async(float(outcome["backoff"]))
         outcome = await DBOS.run_step_async(
-            {"name": f"{name}, retry", "preemptible": True}, run.call_attempt, step, parent
+            {"name": f"{name}, retry", "preemptible": True},
+            call,
+            step,
+            parent,
+            None,
+            None,
+            approved,
         )
     return outcome
+
+
+def approval_step(step: CallStep, round_: int, reason: str) -> CheckpointStep:
+    """The checkpoint a held call becomes: ``<id>_approval<n>`` on the desk."""
+    prompt = f"Step {step.id} calls {step.call.target}: {reason}"[:1900] + " -- approve the call?"
+    return CheckpointStep(
+        id=f"{step.id}_approval{round_}",
+        checkpoint=Checkpoint(prompt=prompt, timeout_seconds=REVIEW_TIMEOUT_SECONDS),
+    )
 
 
 async def call_with_review(run: FlowRun, step: CallStep) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from gateway.flows.definition import (
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
-from gateway.flows.outcomes import ASKING, RETRYING, failed, now, seen, truthy
+from gateway.flows.outcomes import ASKING, HELD, RETRYING, failed, now, seen, truthy
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
 from registry.tables import as_utc
@@ -215,7 +215,7 @@ class FlowRun(FanOutSteps):
         )
 
     async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
-        finished = now() if state not in ("running", "waiting", ASKING) else None
+        finished = now() if state not in ("running", "waiting", ASKING, HELD) else None
         if finished is not None:
             # A step settled at once (a route, a skip) started then; for any
             # other the record keeps the start it has (`step_records`).
@@ -241,11 +241,13 @@ class FlowRun(FanOutSteps):
         parent: str | None,
         scope: dict[str, Any] | None = None,
         reply: Answer | None = None,
+        approved: bool = False,
     ) -> dict[str, Any]:
         """One call step (a DBOS step: its result is recorded once it returns).
         ``scope``: what its expressions read besides the run's (a map's item);
         ``reply``: the run's user's answer to the agent's question, sent to
-        the task that asked instead of a new message (`gateway.flows.questions`)."""
+        the task that asked instead of a new message (`gateway.flows.questions`);
+        ``approved``: a human approved the call the policy holds (`reviews.called`)."""
         target = step.call
         if reply is None:
             # A budget spent meanwhile stops the run here (`gateway.flows.costs`).
@@ -284,7 +286,7 @@ class FlowRun(FanOutSteps):
                     }
                 )
             try:
-                outcome = await self._with_fallback(step, row, base, scope, grant, reply)
+                outcome = await self._with_fallback(step, row, base, scope, grant, reply, approved)
             except asyncio.CancelledError:
                 await asyncio.shield(self._cancelled(step))
                 raise
@@ -293,7 +295,7 @@ class FlowRun(FanOutSteps):
         usage = priced(self.rt, str(base["target"]), outcome)
         if usage:
             outcome["usage"] = usage
-        if outcome["state"] not in (RETRYING, ASKING):
+        if outcome["state"] not in (RETRYING, ASKING, HELD):
             took = (now() - as_utc(base["started_at"])).total_seconds()
             for listener in self.rt.step_listeners:
                 listener(str(outcome["state"]), took)
@@ -317,6 +319,7 @@ class FlowRun(FanOutSteps):
         scope: dict[str, Any] | None,
         grant: dict[str, Any] | None = None,
         reply: Answer | None = None,
+        approved: bool = False,
     ) -> dict[str, Any]:
         """The call, and its fallback when it failed. The step's record names
         the target in flight, so a run resumed after a crash during the
@@ -331,7 +334,7 @@ class FlowRun(FanOutSteps):
             and (fallback.call.target, fallback.call.skill) != (step.call.target, step.call.skill)
         )
         if not in_fallback:
-            outcome = await self._call_once(step, row, base, scope, grant, reply)
+            outcome = await self._call_once(step, row, base, scope, grant, reply, approved)
             if fallback is None or outcome["state"] != "failed" or outcome.get("fatal"):
                 return outcome
             logger.info("flow run %s: step %s failed, calling its fallback", self.run_id, step.id)
@@ -349,6 +352,7 @@ class FlowRun(FanOutSteps):
         scope: dict[str, Any] | None = None,
         grant: dict[str, Any] | None = None,
         reply: Answer | None = None,
+        approved: bool = False,
     ) -> dict[str, Any]:
         """``grant``: the run's grant as read when the step began (a fallback
         reads it again: the first call may have taken long)."""
@@ -371,11 +375,10 @@ class FlowRun(FanOutSteps):
             text = str(text)
         base["input"] = {"input": arguments, "message": text}
         call = CallContext(self.run_id, self.info["trace_id"], caller)
+        calling = StepCall(self.rt, call, step, approved=approved)
         if reply is not None:
-            return await StepCall(self.rt, call, step).answer(
-                reply.reply, reply.round, row or {}, base
-            )
-        return await StepCall(self.rt, call, step).run(arguments, text, row, base)
+            return await calling.answer(reply.reply, reply.round, row or {}, base)
+        return await calling.run(arguments, text, row, base)
 
     async def _cancelled(self, step: CallStep) -> None:
         """The step was stopped: by a cancel of the run (its agent's task is

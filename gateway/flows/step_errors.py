@@ -16,6 +16,15 @@ class StepFailed(Exception):
         self.final = final
 
 
+class NeedsApproval(Exception):
+    """The policy holds every call to the step's target for a human's
+    approval (``approval: true``): nothing was sent; the run asks the desk
+    (`gateway.flows.reviews.called`)."""
+
+    def __init__(self, target: str, reasons: list[str]) -> None:
+        super().__init__(f"{target} needs a human's approval for every call ({'; '.join(reasons)})")
+
+
 class NeedsConsent(Exception):
     """The run's user has not connected their account at the tool's server."""
 

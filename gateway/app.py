@@ -36,6 +36,7 @@ from gateway.api import (
     oauth,
     policies,
     policy_edits,
+    runs,
     usage,
     vendor_agents,
     wellknown,
@@ -223,6 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.router,
         flows.router,
         usage.router,
+        runs.router,
         connections.router,
     ):
         app.include_router(router)

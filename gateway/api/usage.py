@@ -5,7 +5,7 @@ sees their own runs; an admin everyone's (or one user's, with ``subject``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -30,6 +30,8 @@ async def usage(
     ] = None,
     issuer: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> UsageReport:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # a time without a zone is UTC
     spending = state_of(request).flows.rt.store.spending
     owner: tuple[str, str] | None = (principal.subject, principal.issuer)
     if ADMIN_SCOPE in principal.scopes:

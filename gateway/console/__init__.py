@@ -30,6 +30,7 @@ from gateway.console import (
     overview,
     playground,
     policy,
+    runs,
     vendor_agents,
 )
 from gateway.console.web import PREFIX, Console
@@ -52,6 +53,7 @@ def install(app: FastAPI, settings: Settings, handlers: Agents) -> None:
         mcp_sets.router,
         mcp_servers.router,
         flows.router,
+        runs.router,
         approvals.router,
         connections.router,
         playground.router,

@@ -69,6 +69,7 @@ NAV: list[NavItem] = [
     NavItem("Agents", PREFIX + "/agents"),
     NavItem("MCP servers", PREFIX + "/mcp"),
     NavItem("Flows", PREFIX + "/flows"),
+    NavItem("Runs", PREFIX + "/runs"),
     NavItem("Approvals", PREFIX + "/approvals"),
     NavItem("Connections", PREFIX + "/connections"),
     NavItem("Try", PREFIX + "/try"),

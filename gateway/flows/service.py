@@ -267,9 +267,18 @@ class FlowService:
         return redact_run(found, await self._redaction(found.flow_id, found.flow_version))
 
     async def runs(
-        self, flow_id: str, *, owner: tuple[str, str] | None = None, limit: int = 50
+        self,
+        flow_id: str | None,
+        *,
+        owner: tuple[str, str] | None = None,
+        limit: int = 50,
+        state: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunView]:
-        found = await self.rt.store.runs(flow_id, owner=owner, limit=limit)
+        """Runs of ``flow_id`` (None: every flow), as `FlowStore.runs` filters them."""
+        found = await self.rt.store.runs(
+            flow_id, owner=owner, limit=limit, state=state, since=since
+        )
         return [redact_run(r, await self._redaction(r.flow_id, r.flow_version)) for r in found]
 
     async def _redaction(self, flow_id: str, version: int) -> frozenset[str]:

@@ -214,13 +214,27 @@ class FlowStore:
         return await self._run(step_records.set_run, run_id, values)
 
     async def runs(
-        self, flow_id: str, *, owner: tuple[str, str] | None = None, limit: int = 50
+        self,
+        flow_id: str | None,
+        *,
+        owner: tuple[str, str] | None = None,
+        limit: int = 50,
+        state: str | None = None,
+        since: datetime | None = None,
     ) -> builtins.list[RunView]:
-        query = select(flow_runs).where(flow_runs.c.flow_id == flow_id)
+        """Runs newest first: of one flow (None: every flow), ``owner``'s, in
+        ``state``, started since ``since``."""
+        query = select(flow_runs)
+        if flow_id is not None:
+            query = query.where(flow_runs.c.flow_id == flow_id)
         if owner is not None:
             query = query.where(
                 flow_runs.c.owner_subject == owner[0], flow_runs.c.owner_issuer == owner[1]
             )
+        if state is not None:
+            query = query.where(flow_runs.c.state == state)
+        if since is not None:
+            query = query.where(flow_runs.c.created_at >= since)
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(query.order_by(flow_runs.c.created_at.desc()).limit(limit))

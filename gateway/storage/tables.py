@@ -368,6 +368,7 @@ flow_runs = Table(
     Index("ix_flow_runs_flow", "flow_id", "created_at"),
     Index("ix_flow_runs_owner", "owner_subject", "created_at"),
     Index("ix_flow_runs_finished", "finished_at"),
+    Index("ix_flow_runs_created", "created_at"),
     Index("ix_flow_runs_redacted", "redacted_at"),
 )
 

@@ -117,7 +117,7 @@ def test_an_admin_sees_the_calls_and_refusals_made(deployment: Deployment) -> No
         theirs = bob_ui.get("/ui").text
         assert "Traffic" not in theirs and "<svg" not in theirs
         assert "chart-calls" not in theirs and 'id="holds"' not in theirs
-        assert re.search(r'id="runs-active" href="/ui/flows"><strong>0</strong>', theirs)
+        assert re.search(r'id="runs-active" href="/ui/runs"><strong>0</strong>', theirs)
         assert "flow runs going (yours)" in theirs
 
 

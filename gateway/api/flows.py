@@ -301,7 +301,8 @@ async def answer_run(
     service = state_of(request).flows
     you = Owner(principal.subject, principal.issuer, Caller.user(principal))
     await service.owned(flow_id, run_id, you)
-    step = await service.answer(run_id, you, answer.model_dump(exclude_none=True))
+    reply = answer.model_dump(exclude_none=True, exclude={"round"})
+    step = await service.answer(run_id, you, reply, answer.round)
     return Answered(run=run_id, step=step)
 
 

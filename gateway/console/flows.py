@@ -14,6 +14,7 @@ shown on the run's page, with a form for the run's own user to answer it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
+from gateway.console.run_form import FormInvalid, fields_of, input_from
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
     PREFIX,
@@ -37,7 +39,7 @@ from gateway.console.web import (
     require_admin,
 )
 from gateway.flows.documents import DocumentInvalid, parse_text
-from gateway.flows.models import AnswerRun, FlowVersion, RunView, StepView
+from gateway.flows.models import AnswerRun, FlowVersion, RunView, StartRun, StepView
 from gateway.flows.outcomes import ASKING
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -118,6 +120,20 @@ async def flow_page(
     new: Annotated[int | None, VERSION] = None,
 ) -> Response:
     user = await current_user(request)
+    return await _flow_page(request, user, flow_id, old, new)
+
+
+async def _flow_page(
+    request: Request,
+    user: ConsoleUser,
+    flow_id: str,
+    old: int | None = None,
+    new: int | None = None,
+    *,
+    start_errors: list[str] | None = None,
+    started_with: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     principal = user.principal()
     flow = await flows_api.get_flow(request, flow_id, principal)
     versions: list[FlowVersion] = []
@@ -135,7 +151,11 @@ async def flow_page(
         request,
         user,
         "flow.html",
+        status,
         flow=flow,
+        fields=fields_of(flow.document.get("input")),
+        start_errors=start_errors or [],
+        started_with=started_with or {},
         document=yaml.safe_dump(flow.document, sort_keys=False, allow_unicode=False),
         versions=versions,
         diff=diff,
@@ -143,6 +163,33 @@ async def flow_page(
         new=new,
         runs=runs,
     )
+
+
+@router.post("/{flow_id}/runs")
+async def start(request: Request, flow_id: str) -> Response:
+    """`POST /flows/{id}/runs` as the logged-in user, the input from the form
+    built from the flow's input schema (`gateway.console.run_form`)."""
+    user = await current_user(request)
+    form = await posted(request, user.csrf)
+    flow = await flows_api.get_flow(request, flow_id, user.principal())
+    sent = {k: str(v) for k, v in form.items() if k != "csrf"}
+    try:
+        run_input = input_from(fields_of(flow.document.get("input")), sent)
+        started = await flows_api.start_run(
+            request, flow_id, StartRun(input=run_input), user.principal()
+        )
+    except FormInvalid as exc:
+        return await _flow_page(
+            request, user, flow_id, start_errors=exc.errors, started_with=sent, status=422
+        )
+    except Problem as refused:
+        if refused.status not in (403, 422):
+            raise
+        said = refusal_lines(refused)
+        return await _flow_page(
+            request, user, flow_id, start_errors=said, started_with=sent, status=refused.status
+        )
+    return redirect(f"{PREFIX}/flows/{flow_id}/runs/{started.id}")
 
 
 @router.get("/{flow_id}/runs/{run_id}")
@@ -181,8 +228,9 @@ async def answer(request: Request, flow_id: str, run_id: str) -> Response:
     user = await current_user(request)
     form = await posted(request, user.csrf)
     said = str(form.get("answer") or "").strip()
+    asked = str(form.get("round") or "")
     try:
-        reply = AnswerRun(text=said or None)
+        reply = AnswerRun(text=said or None, round=int(asked) if asked.isdigit() else None)
     except ValidationError as exc:
         raise Problem(422, "invalid-answer", "The answer is empty or too long", str(exc)) from None
     await flows_api.answer_run(request, flow_id, run_id, reply, user.principal())

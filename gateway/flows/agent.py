@@ -130,7 +130,9 @@ class FlowAgentHandler(RecordedTaskHandler):
         the task once the run has taken it."""
         asked = await self._own(admission, message.task_id)
         try:
-            await self._service().answer(message.task_id, admission.owner, _reply(message))
+            await self._service().answer(
+                message.task_id, admission.owner, _reply(message), _round(message)
+            )
         except NotAsking:
             raise UnsupportedOperationError(
                 f"run {message.task_id} waits for no answer (a checkpoint is decided on the "
@@ -219,10 +221,21 @@ class FlowAgentHandler(RecordedTaskHandler):
         return await self._own(admission, params.id)
 
 
+def _round(message: Message) -> int | None:
+    """The question a message says it answers (``metadata.round``, as the
+    run's task shows it in ``metadata.question.round``), if it says."""
+    said = MessageToDict(message.metadata).get("round") if message.HasField("metadata") else None
+    if said is None:
+        return None
+    if not isinstance(said, int | float) or said != int(said) or not 1 <= said <= 1000:
+        raise InvalidParamsError("metadata.round is the number of the question answered")
+    return int(said)
+
+
 def _reply(message: Message) -> dict[str, Any]:
     """An answer's text and (first) data part."""
     reply: dict[str, Any] = {}
-    texts = [part.text for part in message.parts if part.HasField("text") and part.text]
+    texts = [part.text for part in message.parts if part.HasField("text") and part.text.strip()]
     if texts:
         reply["text"] = "\n".join(texts)
     for part in message.parts:
@@ -230,7 +243,8 @@ def _reply(message: Message) -> dict[str, Any]:
             value = MessageToDict(part.data)
             if not isinstance(value, Mapping):
                 raise InvalidParamsError("an answer's data is an object (a data part)")
-            reply["data"] = dict(value)
+            if value:
+                reply["data"] = dict(value)
             break
     if not reply:
         raise InvalidParamsError("an answer has a text or a data part")

@@ -53,7 +53,11 @@ class AgentTask:
         handler: RequestHandler,
         context: Any,
         remember: Callable[..., Awaitable[None]],
+        answered: str | None = None,
     ) -> None:
+        # ``answered``: the status (`status_key`) that asked what is being
+        # answered -- seen again, the agent has not taken the answer yet.
+        self.answered = answered
         self.rt = rt
         self.run_id = run_id
         self.agent = agent
@@ -93,7 +97,6 @@ class AgentTask:
         An answer's stream may open with the task as it was, still asking:
         only a status the stream brings after that counts."""
         task: Task | None = None
-        answering = bool(request.message.task_id)
         try:
             events = self.handler.on_message_send_stream(request, self.context)
             async with contextlib.aclosing(events):
@@ -106,9 +109,7 @@ class AgentTask:
                         )
                         await self.remember(upstream_task_id=task.id)
                     apply_event(task, event)
-                    if answering and isinstance(event, Task):
-                        continue
-                    if task.status.state in TERMINAL | WAITING:
+                    if self._moved_on(task):
                         break
         except A2AError as exc:
             if task is None:
@@ -116,14 +117,20 @@ class AgentTask:
             logger.info("run %s: stream of task %s broke (%s); polling", self.run_id, task.id, exc)
         if task is None:
             raise StepFailed(f"{self.target} ended its stream without a task")
-        if task.status.state in TERMINAL | WAITING:
+        if self._moved_on(task):
             return self.ended(task)
         return await self.follow(task.id)
+
+    def _moved_on(self, task: Task) -> bool:
+        """Ended, or asking -- something other than the question answered."""
+        if task.status.state in TERMINAL:
+            return True
+        return task.status.state in WAITING and status_key(task) != self.answered
 
     async def follow(self, task_id: str, task: Task | None = None) -> dict[str, Any]:
         """Wait for the agent's task to end (or ask): GetTask, backing off."""
         delay = self.rt.settings.poll_min_seconds
-        while task is None or task.status.state not in TERMINAL | WAITING:
+        while task is None or not self._moved_on(task):
             if task is not None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.rt.settings.poll_max_seconds)
@@ -147,7 +154,14 @@ class AgentTask:
             # The run's user is asked (`gateway.flows.questions`); the task's id
             # is on the step's record, where the answer goes.
             asked = outcome_of_parts(list(task.status.message.parts))["output"]
-            return asking(
-                said, asked if isinstance(asked, dict) else None, self.target, ASKS[state]
-            )
+            data = asked if isinstance(asked, dict) else None
+            return asking(said, data, self.target, ASKS[state], status_key(task))
         raise StepFailed(f"{self.target}: task {TaskState.Name(state)}: {said}".rstrip(": "))
+
+
+def status_key(task: Task) -> str:
+    """Which status of the task this is: its message's id, else its time."""
+    status = task.status
+    if status.message.message_id:
+        return f"message:{status.message.message_id}"
+    return f"at:{status.timestamp.ToJsonString()}" if status.HasField("timestamp") else "none"

@@ -55,7 +55,7 @@ from gateway.delegation.pipeline import (
 )
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
-from gateway.flows.agent_tasks import WAITING, AgentTask
+from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
 from gateway.flows.messages import (
     message_parts,
@@ -68,6 +68,7 @@ from gateway.flows.outcomes import (
     held,
     retrying,
 )
+from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
 from policies.policy import Target, handoff
@@ -302,7 +303,9 @@ class StepCall:
         await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
         return await self._send(agent, grant, message)
 
-    def _agent_task(self, grant: Grant, continues: str | None = None) -> AgentTask:
+    def _agent_task(
+        self, grant: Grant, continues: str | None = None, answered: str | None = None
+    ) -> AgentTask:
         """The step's exchange with the agent ``grant`` admits it to, as its
         caller; ``continues``: the task a message is admitted to continue."""
         caller, target = self.call.caller, self.step.call
@@ -317,6 +320,7 @@ class StepCall:
             handler,
             handler_context(admission),
             self._write,
+            answered,
         )
 
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
@@ -330,19 +334,21 @@ class StepCall:
         return await agent.send(request, streams)
 
     async def answer(
-        self, reply: Mapping[str, Any], round_: int, row: Mapping[str, Any], base: Mapping[str, Any]
+        self, reply: Answer, row: Mapping[str, Any], base: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """The run's user's ``reply`` to the agent's question ``round_``, sent to
-        the same task of the same agent (decided and recorded as any message),
-        then the task followed again: its outcome. Never retried: a failure is
-        the step's (its ``on_error`` applies)."""
+        """The run's user's ``reply`` to the agent's question, sent to the same
+        task of the same agent (decided and recorded as any message) while the
+        task still shows the status that asked, then the task followed again:
+        its outcome. Never retried: a failure is the step's (its ``on_error``
+        applies)."""
         pending = {**base, "attempts": max(int(row.get("attempts") or 1), 1), "state": "running"}
         try:
             async with asyncio.timeout(self.step.timeout_seconds):
-                return await self._answer(reply, round_, row, pending)
+                return await self._answer(reply, row, pending)
         except TimeoutError:
             await self.cancel_upstream()
-            return failed(f"timed out after {self.step.timeout_seconds:g} s, after answer {round_}")
+            waited = f"{self.step.timeout_seconds:g} s"
+            return failed(f"timed out after {waited}, after answer {reply.round}")
         except StepFailed as exc:
             return failed(str(exc))
         except (NeedsApproval, NeedsConsent) as stopped:
@@ -352,8 +358,7 @@ class StepCall:
 
     async def _answer(
         self,
-        reply: Mapping[str, Any],
-        round_: int,
+        reply: Answer,
         known: Mapping[str, Any],
         pending: dict[str, Any],
     ) -> dict[str, Any]:
@@ -362,21 +367,22 @@ class StepCall:
         task_id = str(known.get("upstream_task_id") or "")
         if not task_id:
             raise StepFailed(f"{target.agent} asked, but its task is not known", final=True)
-        data, text = reply.get("data"), reply.get("text")
+        data, text = reply.reply.get("data"), reply.reply.get("text")
         grant = await self._admit(target.agent, target.skill, inputs=[data] if data else [])
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
-        agent = self._agent_task(grant, continues=task_id)
+        agent = self._agent_task(grant, continues=task_id, answered=reply.asked)
         current = await agent.get(task_id)
-        if current.status.state not in WAITING:
-            # It asks no more: the answer went before a crash, or the agent
-            # went on by itself. Followed, not sent (again).
+        if current.status.state not in WAITING or status_key(current) != reply.asked:
+            # It no longer asks what was answered: the answer went before a
+            # crash, or the agent went on (or asked again) by itself.
+            # Followed, not sent (again).
             await self._write(**pending, token=token)
             return await agent.follow(task_id, current)
-        answered = {"round": round_, "text": text, "data": data}
+        answered = {"round": reply.round, "text": text, "data": data}
         recorded = {**(pending.get("input") or {}), "answer": answered}
         await self._write(**{**pending, "input": recorded}, token=token)
         message = Message(
-            message_id=f"{self.call.run_id}.{self.step.id}.answer{round_}",
+            message_id=f"{self.call.run_id}.{self.step.id}.{pending['attempts']}.answer{reply.round}",
             role=Role.ROLE_USER,
             parts=message_parts(data, text),
             task_id=task_id,

@@ -129,10 +129,17 @@ class AnswerRun(BaseModel):
 
     text: str | None = Field(None, max_length=16000)
     data: dict[str, Any] | None = None
+    round: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="the question answered (the step's output.round): a retried or doubled "
+        "answer to a question already answered is refused (409), not taken for the next",
+    )
 
     @model_validator(mode="after")
     def _says_something(self) -> AnswerRun:
-        if not self.text and not self.data:
+        if not (self.text or "").strip() and not self.data:
             raise ValueError("an answer has text or data")
         return self
 

@@ -40,7 +40,9 @@ def auth_required(reason: str, upstream: str, connect_url: str) -> dict[str, Any
 ASKING = "input_required"
 
 
-def asking(question: str, data: Any, agent: str, asks: str) -> dict[str, Any]:
+def asking(question: str, data: Any, agent: str, asks: str, status: str) -> dict[str, Any]:
+    """``status``: which status of the agent's task asked (an answer is sent
+    only while the task still shows it)."""
     return {
         "state": ASKING,
         # What the step's record shows while the run's user is asked.
@@ -50,6 +52,7 @@ def asking(question: str, data: Any, agent: str, asks: str) -> dict[str, Any]:
         "data": data,
         "agent": agent,
         "asks": asks,
+        "status": status,
     }
 
 

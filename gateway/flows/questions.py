@@ -24,6 +24,7 @@ and the agent's task id on the step's record, and the workflow waits here:
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,26 +55,37 @@ class Answer:
 
     round: int
     reply: dict[str, Any]
+    # Which status of the agent's task asked (`agent_tasks.status_key`): the
+    # answer is sent only while the task still shows it.
+    asked: str
 
 
 class NotAsking(Exception):
     """The run does not wait for an answer (any more)."""
 
 
-def topic(step_id: str) -> str:
-    return f"answer:{step_id}"
+def topic(step_id: str, key: str) -> str:
+    """The question's own topic: ``key`` is drawn when it opens, so an answer
+    to an earlier question -- even of the same step called again after a
+    review -- never reaches a later one."""
+    return f"answer:{step_id}:{key}"
 
 
 def asked(outcome: dict[str, Any]) -> bool:
     return outcome.get("state") == ASKING
 
 
-async def answer(rt: FlowRuntime, run_id: str, by: Owner, reply: dict[str, Any]) -> str:
+async def answer(
+    rt: FlowRuntime, run_id: str, by: Owner, reply: dict[str, Any], round_: int | None = None
+) -> str:
     """``by``'s answer (``{"text", "data"}``) to the question ``run_id`` waits
     at: the step it answers. Only the run's own user answers: anyone else
     finds no such run (`RunNotFound`), an admin included -- what an agent asks
     is asked of the user the run acts for. `NotAsking` when the run waits for
-    no answer. The answer's content is not audited (it is the step's input)."""
+    no answer, or ``round_`` (when the caller says which it answers) is not
+    the question it waits at: a retried or doubled answer to a question
+    already answered is refused, not taken for the next. The answer's
+    content is not audited (it is the step's input)."""
     run = await rt.store.run_row(run_id)
     if (run["owner_subject"], run["owner_issuer"]) != (by.subject, by.issuer):
         raise RunNotFound(run_id)
@@ -87,10 +99,13 @@ async def answer(rt: FlowRuntime, run_id: str, by: Owner, reply: dict[str, Any])
         or step["state"] != ASKING
         or not isinstance(question, dict)
         or not isinstance(question.get("round"), int)
+        or not isinstance(question.get("key"), str)
     ):
         raise NotAsking(f"run {run_id} waits for no answer")
-    round_ = int(question["round"])
-    await DBOS.send_async(run_id, {"round": round_, **reply}, topic(step_id))
+    asking = int(question["round"])
+    if round_ is not None and round_ != asking:
+        raise NotAsking(f"run {run_id} asks question {asking} now, not {round_}")
+    await DBOS.send_async(run_id, {"round": asking, **reply}, topic(step_id, question["key"]))
     await rt.delegations.record_event(
         AuditEvent(
             event="flow.answer",
@@ -102,10 +117,36 @@ async def answer(rt: FlowRuntime, run_id: str, by: Owner, reply: dict[str, Any])
             action=step_id,
             decision="allow",
             outcome="ok",
-            detail=f"run {run_id}: answer {round_} to {question.get('agent')}",
+            detail=f"run {run_id}: answer {asking} to {question.get('agent')}",
         )
     )
     return str(step_id)
+
+
+async def reopen(rt: FlowRuntime, run: dict[str, Any], by: str) -> bool:
+    """A run resumed while its step's agent asked: it waits at that question
+    again (its opening is replayed, not run again, so it is said here). True
+    when it does."""
+    step_id = run.get("current_step")
+    step = await rt.store.step_row(run["id"], step_id) if step_id else None
+    question = (step or {}).get("output")
+    if step is None or step["state"] != ASKING or not isinstance(question, dict):
+        return False
+    state = "auth_required" if question.get("state") == "auth_required" else "input_required"
+    said = question.get("question") or f"{question.get('agent')} needs your answer"
+    await rt.publish(
+        run,
+        state,
+        f"resumed by {by}; step {step_id} asks: {said}",
+        metadata={
+            "question": {
+                "step": step_id,
+                "round": question.get("round"),
+                "agent": question.get("agent"),
+            }
+        },
+    )
+    return True
 
 
 async def wait(
@@ -116,12 +157,14 @@ async def wait(
     opened = await DBOS.run_step_async(
         {"name": f"ask {step_id} {round_}"}, _open, run, step_id, outcome, round_
     )
-    deadline = float(opened["deadline"])
+    deadline, key = float(opened["deadline"]), str(opened["key"])
     while True:
         now = await DBOS.run_step_async({"name": f"question clock {step_id}"}, time.time)
         if now >= deadline:
             return None
-        reply = await DBOS.recv_async(topic(step_id), timeout_seconds=max(0.01, deadline - now))
+        reply = await DBOS.recv_async(
+            topic(step_id, key), timeout_seconds=max(0.01, deadline - now)
+        )
         if isinstance(reply, dict) and reply.get("round") == round_:
             await DBOS.run_step_async(
                 {"name": f"answered {step_id} {round_}"}, _answered, run, step_id, outcome
@@ -154,7 +197,8 @@ def question_of(outcome: dict[str, Any]) -> dict[str, Any]:
 
 async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> dict[str, Any]:
     rt = run.rt
-    question = {**question_of(outcome), "round": round_}
+    key = secrets.token_hex(8)  # recorded with the step: a replay finds the same
+    question = {**question_of(outcome), "round": round_, "key": key}
     await run.mark(step_id, "call", ASKING, output=question, error=None)
     await rt.store.set_run(run.run_id, current_step=step_id)
     state = "auth_required" if question["state"] == "auth_required" else "input_required"
@@ -165,7 +209,7 @@ async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int
         f"step {step_id} asks: {said}",
         metadata={"question": {"step": step_id, "round": round_, "agent": question["agent"]}},
     )
-    return {"deadline": time.time() + QUESTION_TIMEOUT_SECONDS}
+    return {"deadline": time.time() + QUESTION_TIMEOUT_SECONDS, "key": key}
 
 
 async def _answered(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> None:

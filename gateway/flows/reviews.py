@@ -103,7 +103,9 @@ async def called(
             reply = await questions.wait(run, step.id, outcome, asked)
             if reply is None:
                 return questions.unanswered(outcome)
-            answer = questions.Answer(asked, {k: reply.get(k) for k in ("text", "data")})
+            answer = questions.Answer(
+                asked, {k: reply.get(k) for k in ("text", "data")}, str(outcome.get("status"))
+            )
             outcome = await DBOS.run_step_async(
                 {"name": f"{name}, answer {asked}", "preemptible": True},
                 run.call_attempt,

@@ -249,8 +249,14 @@ class FlowRun(FanOutSteps):
         the task that asked instead of a new message (`gateway.flows.questions`);
         ``approved``: a human approved the call the policy holds (`reviews.called`)."""
         target = step.call
-        if reply is None:
-            # A budget spent meanwhile stops the run here (`gateway.flows.costs`).
+        row, grant = await self.rt.store.enter_step(
+            self.run_id, step.id, self.info["grant_id"], current=parent is None
+        )
+        # A budget spent meanwhile stops the run before anything new is sent
+        # (a call, an answer); a call a crash left in flight is followed, not
+        # given up (`gateway.flows.costs`).
+        in_flight = row is not None and row.get("state") == "running" and row.get("sent_at")
+        if reply is not None or not in_flight:
             try:
                 await check_budget(
                     self.rt,
@@ -261,9 +267,6 @@ class FlowRun(FanOutSteps):
             except BudgetSpent as spent:
                 await self.mark(step.id, "call", "failed", error=str(spent), parent=parent)
                 return {**failed(str(spent)), "fatal": True}
-        row, grant = await self.rt.store.enter_step(
-            self.run_id, step.id, self.info["grant_id"], current=parent is None
-        )
         base: dict[str, Any] = {
             "kind": "call",
             "parent": parent,
@@ -377,7 +380,7 @@ class FlowRun(FanOutSteps):
         call = CallContext(self.run_id, self.info["trace_id"], caller)
         calling = StepCall(self.rt, call, step, approved=approved)
         if reply is not None:
-            return await calling.answer(reply.reply, reply.round, row or {}, base)
+            return await calling.answer(reply, row or {}, base)
         return await calling.run(arguments, text, row, base)
 
     async def _cancelled(self, step: CallStep) -> None:

@@ -23,6 +23,7 @@ from dbos import DBOS
 
 from gateway.delegation.permits import DelegationDenied
 from gateway.delegation.pipeline import ApprovalRequired
+from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument, Trigger
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService, InputInvalid
@@ -101,7 +102,7 @@ async def _tick(context: dict[str, Any], at: str) -> str | None:
             event="flow.schedule",
             said=f"schedule {trigger_id} at {at}",
         )
-    except (DelegationDenied, ApprovalRequired, InputInvalid, ValueError) as exc:
+    except (DelegationDenied, ApprovalRequired, InputInvalid, BudgetSpent, ValueError) as exc:
         logger.info("schedule of flow %s at %s started nothing: %s", flow_id, at, exc)
         return None
     return run_id

@@ -161,6 +161,11 @@ class FlowService:
         """Start a run for an admitted caller; returns the run id (= task id).
         A given ``run_id`` that exists already raises `RunAlreadyStarted`."""
         record = await self.rt.store.get(flow_id)
+        if run_id is not None:
+            # A repeat (a webhook's redelivery) is told so, budget or not.
+            with contextlib.suppress(RunNotFound):
+                await self.rt.store.run_row(run_id)
+                raise RunAlreadyStarted(run_id)
         await check_budget(self.rt, flow_id, caller.subject, caller.issuer)
         document = FlowDocument.model_validate(record.document)
         found = violation(document.input, run_input)
@@ -324,11 +329,14 @@ class FlowService:
             )
         )
 
-    async def answer(self, run_id: str, by: Owner, reply: dict[str, Any]) -> str:
+    async def answer(
+        self, run_id: str, by: Owner, reply: dict[str, Any], round_: int | None = None
+    ) -> str:
         """The run's user answers the question its step's agent asked
-        (`gateway.flows.questions`): the step answered."""
+        (`gateway.flows.questions`; ``round_``: which, when they say): the
+        step answered."""
         await self.engine.ensure()
-        return await questions.answer(self.rt, run_id, by, reply)
+        return await questions.answer(self.rt, run_id, by, reply, round_)
 
     async def connected(self, upstream: str, subject: str, issuer: str) -> int:
         """The user connected their account at ``upstream``: their runs waiting
@@ -380,7 +388,7 @@ class FlowService:
             # opening is replayed, not run again: it is said here).
             said = f"resumed by {by}; waiting for an admin's approval {asking[0]}"
             await self.rt.publish(run, "input_required", said, metadata={"approval": asking[0]})
-        else:
+        elif not await questions.reopen(self.rt, run, by):
             await self.rt.publish(run, "working", f"resumed by {by}")
         await self.engine.resume(run_id)
 

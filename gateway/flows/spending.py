@@ -58,8 +58,10 @@ class Spending:
         flow_id: str | None = None,
         owner: tuple[str, str] | None = None,
         since: datetime | None = None,
+        ended_since: datetime | None = None,
     ) -> list[tuple[str, str, tuple[str, str], TokenUsage]]:
-        """(run, flow, owner, usage) of each step with usage."""
+        """(run, flow, owner, usage) of each step with usage; ``since``: of
+        runs started since, ``ended_since``: steps that ended since."""
         query = (
             select(
                 flow_runs.c.id,
@@ -79,6 +81,8 @@ class Spending:
             )
         if since is not None:
             query = query.where(flow_runs.c.created_at >= since)
+        if ended_since is not None:
+            query = query.where(flow_steps.c.finished_at >= ended_since)
         found = []
         async with self._engine.connect() as conn:
             async for row in (await conn.stream(query)).mappings():
@@ -129,8 +133,10 @@ class Spending:
         )
 
     async def spent(self, flow_id: str, owner: tuple[str, str], since: datetime | None) -> Decimal:
-        """What ``owner``'s runs of the flow started since ``since`` cost."""
-        rows = await self._rows(flow_id=flow_id, owner=owner, since=since)
+        """What ``owner``'s runs of the flow cost in steps that ended since
+        ``since`` (a run going on across midnight counts its new steps in
+        the new day)."""
+        rows = await self._rows(flow_id=flow_id, owner=owner, ended_since=since)
         return sum((u.cost for *_, u in rows if u.cost is not None), Decimal(0))
 
 

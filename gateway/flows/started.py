@@ -12,6 +12,7 @@ from typing import Any
 
 from adapters.trace_context import new_trace_id
 from gateway.delegation.permits import Caller
+from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import Trigger
 from gateway.flows.service import FlowService, InputInvalid, RunAlreadyStarted
 
@@ -49,9 +50,9 @@ async def start_once(
 ) -> bool:
     """Admit and start; True if it started now, False if it had already.
 
-    Raises `DelegationDenied` / `ApprovalRequired` (audited where decided), and
+    Raises `DelegationDenied` / `ApprovalRequired` (audited where decided),
     `InputInvalid` or `ValueError` for an input the flow cannot take (audited
-    here, `invalid_input`)."""
+    here, `invalid_input`), and `BudgetSpent` (audited here, `budget_spent`)."""
     delegations = service.rt.delegations
     trace_id = new_trace_id()
     grant = await delegations.admit(caller, flow_id, event=event, trace_id=trace_id, action="run")
@@ -66,6 +67,9 @@ async def start_once(
         )
     except RunAlreadyStarted:
         return False
+    except BudgetSpent as spent:
+        await delegations.record(grant, event, "budget_spent", f"{said}: {spent}"[:500])
+        raise
     except (InputInvalid, ValueError) as exc:
         await delegations.record(grant, event, "invalid_input", f"{said}: {exc}"[:500])
         raise

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.permits import Caller, DelegationDenied
 from gateway.delegation.pipeline import ApprovalRequired
 from gateway.delegation.tasks import EndedTask
+from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument, TaskEvent, Trigger
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService, InputInvalid
@@ -180,7 +181,14 @@ class FlowTriggers:
                 event="flow.trigger",
                 said=said,
             )
-        except (DelegationDenied, ApprovalRequired, InputInvalid, ValueError, FlowNotFound) as exc:
+        except (
+            DelegationDenied,
+            ApprovalRequired,
+            InputInvalid,
+            BudgetSpent,
+            ValueError,
+            FlowNotFound,
+        ) as exc:
             # FlowNotFound: removed on another replica, whose triggers this one
             # has not re-read yet.
             logger.info("flow %s not started by %s: %r", armed.flow_id, said, exc)

@@ -55,7 +55,22 @@ def gate_for(path: str) -> threading.Lock:
 
 
 def begins_write(sql: str) -> bool:
-    head = sql.lstrip(_WHITE)[:7].lower()
+    """As sqlite3 decides to begin a transaction before ``sql``: its first
+    keyword past white space and comments (CPython 3.11+ skips both)."""
+    rest = sql
+    while True:
+        rest = rest.lstrip(_WHITE)
+        if rest.startswith("--"):
+            _, newline, rest = rest.partition("\n")
+            if not newline:
+                return False
+        elif rest.startswith("/*"):
+            _, closed, rest = rest.partition("*/")
+            if not closed:
+                return False
+        else:
+            break
+    head = rest[:7].lower()
     return head.startswith(_DML) or head.startswith("begin")
 
 
@@ -74,9 +89,10 @@ class GatedConnection(sqlite3.Connection):
         path = _database_path(database)
         self._gate = gate_for(path) if path is not None else None
         self._holding = False
-        # How long the gate is waited for: the connection's own timeout
-        # (sqlite3.connect's ``timeout``, its busy handler's wait).
-        self._wait_seconds = float(kwargs.get("timeout", args[0] if args else 5.0))
+        # How long the gate is waited for: as long as the connection's busy
+        # handler waits (read at the first write: DBOS sets it by PRAGMA once
+        # connected, not through sqlite3.connect's ``timeout``).
+        self._wait_seconds: float | None = None
         if self._gate is not None:
             # As the statement runners' connections commit (see the durability
             # note in `gateway.storage.statements`): without waiting for the
@@ -100,6 +116,9 @@ class GatedConnection(sqlite3.Connection):
         True when this call took it."""
         if self._gate is None or self._holding or self.in_transaction or not begins_write(sql):
             return False
+        if self._wait_seconds is None:
+            row = sqlite3.Connection.execute(self, "PRAGMA busy_timeout").fetchone()
+            self._wait_seconds = max(float(row[0]) / 1000 if row else 5.0, 0.0)
         if not self._gate.acquire(timeout=self._wait_seconds):
             raise sqlite3.OperationalError("database is locked")
         self._holding = True
@@ -127,10 +146,17 @@ class GatedConnection(sqlite3.Connection):
         try:
             super().close()
         finally:
-            if self._holding:
-                self._holding = False
-                assert self._gate is not None
-                self._gate.release()
+            self._let_go()
+
+    def __del__(self) -> None:
+        # A connection dropped without close() must not keep the gate.
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if getattr(self, "_holding", False):
+            self._holding = False
+            assert self._gate is not None
+            self._gate.release()
 
 
 class GatedCursor(sqlite3.Cursor):

@@ -113,6 +113,9 @@ class _SqliteConnections:
                 on_loop.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:  # another process writes
                 self._gate.release()
+            except BaseException:
+                self._gate.release()
+                raise
             else:
                 with _letting_go(self._gate):
                     return _in_transaction(on_loop, operation, args)

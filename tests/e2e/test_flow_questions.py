@@ -106,7 +106,15 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
             assert refused.status_code == 404, refused.text
             assert refused.json()["type"].endswith("run-not-found")
         # Bad answers store nothing and send nothing.
-        for bad in ({}, {"text": ""}, {"text": "x", "extra": 1}, {"data": [1]}, {"text": 5}):
+        for bad in (
+            {},
+            {"text": ""},
+            {"text": "  \n"},
+            {"data": {}},
+            {"text": "x", "extra": 1},
+            {"data": [1]},
+            {"text": 5},
+        ):
             assert dana.post(url, json=bad).status_code == 422, bad
         assert (
             dana.post("/flows/ship-flow/runs/run_nope/answer", json={"text": "x"}).status_code
@@ -127,8 +135,13 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
                 break
             time.sleep(0.1)
         assert (shipping["output"] or {}).get("round") == 2, (again["error"], shipping)
+        # A retry of the answer to question 1 is refused, not taken for question 2.
+        retried = dana.post(url, json={"text": "east", "round": 1})
+        assert retried.status_code == 409, retried.text
+        assert "asks question 2 now, not 1" in retried.json()["detail"]
+        assert dana.post(url, json={"text": "x", "round": 0}).status_code == 422
 
-        assert dana.post(url, json={"data": {"warehouse": "north"}}).status_code == 202
+        assert dana.post(url, json={"data": {"warehouse": "north"}, "round": 2}).status_code == 202
         done = setup.run(dana, run, "completed", "failed")
         assert done["state"] == "completed", done
         assert done["output"]["shipping"] == {
@@ -147,8 +160,8 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
     messages = _ship_messages(setup)
     assert [m["message_id"] for m in messages] == [
         f"{run['id']}.ship.1",
-        f"{run['id']}.ship.answer1",
-        f"{run['id']}.ship.answer2",
+        f"{run['id']}.ship.1.answer1",
+        f"{run['id']}.ship.1.answer2",
     ]
     assert [m["data"] for m in messages] == [ORDER, {}, {"warehouse": "north"}]
     answers = [a for a in audit if a["event"] == "flow.answer"]
@@ -230,9 +243,9 @@ async def test_an_a2a_caller_answers_on_the_runs_task(setup: FlowSetup) -> None:
                     SendMessageRequest(message=_message("north", task_id))
                 )
             ]
-    assert [m["message_id"].rsplit(".", 1)[-1] for m in _ship_messages(setup)] == [
-        "1",
-        "answer1",
+    assert [m["message_id"].split(".", 1)[-1] for m in _ship_messages(setup)] == [
+        "ship.1",
+        "ship.1.answer1",
     ]
 
 
@@ -285,7 +298,7 @@ def test_a_question_pending_across_a_sigkill(tmp_path: Path, database_url: str |
         sales.stop()
     with desk.lock:
         sent = [r["message_id"] for r in desk.received if r["skill"] == "ship"]
-    assert sent == [f"{run['id']}.ship.1", f"{run['id']}.ship.answer1"]
+    assert sent == [f"{run['id']}.ship.1", f"{run['id']}.ship.1.answer1"]
 
 
 def test_the_console_shows_the_question_and_takes_the_users_answer(setup: FlowSetup) -> None:
@@ -337,7 +350,28 @@ async def test_an_mcp_client_answers_with_the_runs_task_id(setup: FlowSetup) -> 
     result = done.structured_content or {}
     assert result["state"] == "TASK_STATE_COMPLETED", result
     assert result["shipping"]["warehouse"] == "south"
-    assert [m["message_id"].rsplit(".", 1)[-1] for m in _ship_messages(setup)] == [
-        "1",
-        "answer1",
+    assert [m["message_id"].split(".", 1)[-1] for m in _ship_messages(setup)] == [
+        "ship.1",
+        "ship.1.answer1",
     ]
+
+
+def test_a_run_resumed_while_its_agent_asks_waits_at_the_question_again(
+    setup: FlowSetup,
+) -> None:
+    with setup.user() as dana:
+        run = _start(dana)
+        assert setup.run(dana, run, "input_required", "failed")["state"] == "input_required"
+        base = f"/flows/ship-flow/runs/{run['id']}"
+        assert dana.post(base + "/cancel").status_code == 200
+        assert dana.post(base + "/answer", json={"text": "north"}).status_code == 409
+        resumed = dana.post(base + "/resume")
+        assert resumed.status_code == 200, resumed.text
+        again = setup.run(dana, run, "input_required", "failed")
+        assert again["state"] == "input_required", again
+        answered = dana.post(base + "/answer", json={"text": "north"})
+        assert answered.status_code == 202, answered.text
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert done["output"]["shipping"]["warehouse"] == "north"
+    assert len(_ship_messages(setup)) == 2  # the order once, the answer once

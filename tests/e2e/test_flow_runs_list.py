@@ -79,3 +79,48 @@ def test_runs_across_flows_filtered(setup: FlowSetup) -> None:
         assert theirs["id"] not in web.get("/ui/runs").text
         # Filters the page does not know are left out, not an error.
         assert web.get("/ui/runs", params={"state": "<b>", "since": "forever"}).status_code == 200
+
+
+def test_start_a_run_from_the_form_built_from_its_input_schema(setup: FlowSetup) -> None:
+    """The flow's page offers a field per property of its input schema; what
+    the form sends becomes the run's input, checked by the API as ever."""
+    document = {
+        **_flow("typed", "quote"),
+        "input": {
+            "type": "object",
+            "properties": {
+                "sku": {"type": "string", "enum": ["X-1", "X-2"]},
+                "quantity": {"type": "integer", "minimum": 1},
+                "rush": {"type": "boolean"},
+                "note": {"type": "object"},
+            },
+            "required": ["sku", "quantity"],
+        },
+    }
+    setup.policy.write_text(setup.policy.read_text() + "  typed:\n    grant: [sales:quote]\n")
+    assert setup.register(document).status_code == 201
+    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+        csrf = dev_login(web, "dana", "sales:quote")
+        shown = web.get("/ui/flows/typed").text
+        assert 'name="quantity" type="number"' in shown and '<option value="X-2"' in shown
+        assert (
+            'type="checkbox" name="rush"' in shown and '<textarea id="input-4" name="note"' in shown
+        )
+        form = {"csrf": csrf, "sku": "X-2", "quantity": "4", "rush": "true", "note": '{"a": 1}'}
+        started = web.post("/ui/flows/typed/runs", data=form, follow_redirects=False)
+        assert started.status_code == 303, started.text
+        # The schema refuses what the form cannot: the page says why, keeps
+        # what was typed, starts nothing.
+        bad = web.post("/ui/flows/typed/runs", data={**form, "quantity": "0"})
+        assert bad.status_code == 422 and 'id="start-errors"' in bad.text
+        assert 'value="0"' in bad.text
+        broken = web.post("/ui/flows/typed/runs", data={**form, "note": "{nope"})
+        assert broken.status_code == 422 and "note: not JSON" in broken.text
+        forged = web.post(
+            "/ui/flows/typed/runs", data={k: v for k, v in form.items() if k != "csrf"}
+        )
+        assert forged.status_code == 403
+    with setup.user("dana") as dana:
+        runs = dana.get("/runs", params={"flow": "typed"}).json()
+    assert len(runs) == 1
+    assert runs[0]["input"] == {"sku": "X-2", "quantity": 4, "rush": True, "note": {"a": 1}}

@@ -1,0 +1,101 @@
+"""The console's "Start a run" form, built from a flow's input schema.
+
+Each top-level property of an object schema is a field: a string an input (a
+select when it lists ``enum`` values), an integer or a number a number input,
+a boolean a checkbox, anything else (an object, an array, a union) a JSON
+text area. A schema that is not an object with properties is one JSON text
+area for the whole input. What the form sends is turned back into JSON
+values here, field by field, and the API's own start (`POST /flows/{id}/runs`)
+checks the result against the schema, so the form adds no rule of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_FIELDS = 50
+WHOLE = "__input__"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # text, number, integer, boolean, choice, json
+    label: str
+    required: bool
+    choices: tuple[str, ...] = ()
+    hint: str = ""
+
+
+class FormInvalid(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def fields_of(schema: Mapping[str, Any] | None) -> list[Field]:
+    properties = (schema or {}).get("properties")
+    if (schema or {}).get("type", "object") != "object" or not isinstance(properties, Mapping):
+        return [Field(WHOLE, "json", "Input (JSON)", False, hint="an object")]
+    required = set((schema or {}).get("required") or ())
+    found = []
+    for name, spec in list(properties.items())[:MAX_FIELDS]:
+        spec = spec if isinstance(spec, Mapping) else {}
+        kind = spec.get("type")
+        hint = str(spec.get("description") or "")[:200]
+        label = str(spec.get("title") or name)[:100]
+        enum = spec.get("enum")
+        if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
+            found.append(Field(name, "choice", label, name in required, tuple(enum), hint))
+        elif kind in ("string", "integer", "number", "boolean"):
+            found.append(
+                Field(name, "text" if kind == "string" else kind, label, name in required, (), hint)
+            )
+        else:
+            found.append(Field(name, "json", label, name in required, (), hint or "JSON"))
+    return found
+
+
+def input_from(fields: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
+    """The run's input from what the form sent; `FormInvalid` naming each
+    field that does not read as its kind."""
+    if len(fields) == 1 and fields[0].name == WHOLE:
+        value = _json(form.get(WHOLE) or "{}", "input")
+        if not isinstance(value, dict):
+            raise FormInvalid(["input: an object"])
+        return value
+    built: dict[str, Any] = {}
+    errors: list[str] = []
+    for field in fields:
+        raw = form.get(field.name, "")
+        if field.kind == "boolean":
+            built[field.name] = raw == "true"
+            continue
+        if raw == "":
+            continue  # left out: the schema says whether it may be
+        try:
+            if field.kind == "integer":
+                built[field.name] = int(raw)
+            elif field.kind == "number":
+                built[field.name] = float(raw)
+            elif field.kind == "json":
+                built[field.name] = _json(raw, field.name)
+            else:
+                built[field.name] = raw
+        except (ValueError, FormInvalid):
+            errors.append(
+                f"{field.name}: not {'JSON' if field.kind == 'json' else 'a ' + field.kind}"
+            )
+    if errors:
+        raise FormInvalid(errors)
+    return built
+
+
+def _json(raw: str, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise FormInvalid([f"{name}: not JSON"]) from None

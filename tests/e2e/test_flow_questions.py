@@ -106,7 +106,7 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
             assert refused.status_code == 404, refused.text
             assert refused.json()["type"].endswith("run-not-found")
         # Bad answers store nothing and send nothing.
-        for bad in (
+        bad_answers: list[dict[str, Any]] = [
             {},
             {"text": ""},
             {"text": "  \n"},
@@ -114,7 +114,8 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
             {"text": "x", "extra": 1},
             {"data": [1]},
             {"text": 5},
-        ):
+        ]
+        for bad in bad_answers:
             assert dana.post(url, json=bad).status_code == 422, bad
         assert (
             dana.post("/flows/ship-flow/runs/run_nope/answer", json={"text": "x"}).status_code

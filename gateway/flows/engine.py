@@ -7,7 +7,9 @@ database is the gateway's own:
 * SQLite: the same file (DBOS's tables -- ``workflow_status``,
   ``operation_outputs``, ``notifications``, ... -- next to the gateway's;
   DBOS opens it with the stdlib ``sqlite3`` driver, IMMEDIATE transactions
-  and a 30 s busy timeout, the gateway with aiosqlite in WAL mode);
+  and a 30 s busy timeout, the gateway with aiosqlite in WAL mode; both
+  through `gateway.storage.sqlite_gate`, so their writers wait for each
+  other on a lock, not in SQLite's sleeping busy handler);
 * PostgreSQL: the same database, in the ``dbos`` schema (DBOS uses psycopg 3;
   the URL is the gateway's with the driver swapped).
 

@@ -16,8 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MAX_FIELDS = 50
+# Under the console's form-field bound (`web.MAX_FORM_FIELDS`, the CSRF token
+# included); a schema with more properties is filled in as JSON instead.
+MAX_FIELDS = 40
 WHOLE = "__input__"
+# Each field is sent as f_<property>, so a property named "csrf" (or like
+# any other field of the page) is still the input's.
+PREFIX = "f_"
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,15 @@ class FormInvalid(ValueError):
 
 def fields_of(schema: Mapping[str, Any] | None) -> list[Field]:
     properties = (schema or {}).get("properties")
-    if (schema or {}).get("type", "object") != "object" or not isinstance(properties, Mapping):
+    if (
+        (schema or {}).get("type", "object") != "object"
+        or not isinstance(properties, Mapping)
+        or len(properties) > MAX_FIELDS
+    ):
         return [Field(WHOLE, "json", "Input (JSON)", False, hint="an object")]
     required = set((schema or {}).get("required") or ())
     found = []
-    for name, spec in list(properties.items())[:MAX_FIELDS]:
+    for name, spec in properties.items():
         spec = spec if isinstance(spec, Mapping) else {}
         kind = spec.get("type")
         hint = str(spec.get("description") or "")[:200]
@@ -63,14 +72,14 @@ def input_from(fields: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
     """The run's input from what the form sent; `FormInvalid` naming each
     field that does not read as its kind."""
     if len(fields) == 1 and fields[0].name == WHOLE:
-        value = _json(form.get(WHOLE) or "{}", "input")
+        value = _json(form.get(PREFIX + WHOLE) or "{}", "input")
         if not isinstance(value, dict):
             raise FormInvalid(["input: an object"])
         return value
     built: dict[str, Any] = {}
     errors: list[str] = []
     for field in fields:
-        raw = form.get(field.name, "")
+        raw = form.get(PREFIX + field.name, "")
         if field.kind == "boolean":
             built[field.name] = raw == "true"
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,6 +59,8 @@ class AgentTask:
         # ``answered``: the status (`status_key`) that asked what is being
         # answered -- seen again, the agent has not taken the answer yet.
         self.answered = answered
+        # Seen working (or anything but asking) since: whatever asks next is new.
+        self._left = False
         self.rt = rt
         self.run_id = run_id
         self.agent = agent
@@ -122,10 +125,16 @@ class AgentTask:
         return await self.follow(task.id)
 
     def _moved_on(self, task: Task) -> bool:
-        """Ended, or asking -- something other than the question answered."""
-        if task.status.state in TERMINAL:
+        """Ended, or asking -- something other than the question answered:
+        another status (`status_key`), or any once the task was seen doing
+        something else since."""
+        state = task.status.state
+        if state in TERMINAL:
             return True
-        return task.status.state in WAITING and status_key(task) != self.answered
+        if state not in WAITING:
+            self._left = True
+            return False
+        return self._left or self.answered is None or status_key(task) != self.answered
 
     async def follow(self, task_id: str, task: Task | None = None) -> dict[str, Any]:
         """Wait for the agent's task to end (or ask): GetTask, backing off."""
@@ -160,8 +169,12 @@ class AgentTask:
 
 
 def status_key(task: Task) -> str:
-    """Which status of the task this is: its message's id, else its time."""
+    """Which status of the task this is: its message's id, else its time and
+    words (an agent asking twice within one second, alike, without message
+    ids is seen as one question until it is seen doing something between)."""
     status = task.status
     if status.message.message_id:
         return f"message:{status.message.message_id}"
-    return f"at:{status.timestamp.ToJsonString()}" if status.HasField("timestamp") else "none"
+    said = hashlib.sha256(status.message.SerializeToString(deterministic=True)).hexdigest()[:16]
+    at = status.timestamp.ToJsonString() if status.HasField("timestamp") else "-"
+    return f"at:{at}:{said}"

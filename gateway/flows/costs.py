@@ -16,7 +16,7 @@ sum reached the budget: a user at exactly the limit is refused.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.flows.runtime import FlowRuntime
@@ -67,6 +67,7 @@ async def check_budget(rt: FlowRuntime, flow_id: str, subject: str, issuer: str)
     if budget is None:
         return
     since = budget.since(datetime.now(UTC))
-    spent = await rt.store.spending.spent(flow_id, (subject, issuer), since)
+    oldest = timedelta(seconds=rt.settings.grant_max_seconds)
+    spent = await rt.store.spending.spent(flow_id, (subject, issuer), since, oldest)
     if spent >= budget.per_user:
         raise BudgetSpent(flow_id, budget, spent, prices.currency)

@@ -24,6 +24,8 @@ target or not; that is what the review is for.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -83,6 +85,7 @@ async def called(
     is made again from scratch (nothing was sent)."""
     outcome = await _attempts(run, step, name, parent)
     consented = asked = held = 0
+    approved = False  # the call was made with a human's approval: so are its answers
     while True:
         if outcome["state"] == AUTH_REQUIRED:
             if consented == MAX_CONSENT_ROUNDS:
@@ -113,6 +116,7 @@ async def called(
                 parent,
                 None,
                 answer,
+                approved,
             )
         elif outcome["state"] == HELD:
             # The policy holds every call to the target for a human: the
@@ -120,9 +124,21 @@ async def called(
             if held == MAX_REVIEWS:
                 return {**failed(str(outcome["error"])), "fatal": True}
             held += 1
-            decided = await checkpoints.wait(run, approval_step(step, held, outcome["error"]))
+            # A key of its own (recorded): a step called again after a review
+            # is held for a new decision, not let go by the earlier one.
+            key = await DBOS.run_step_async(
+                {"name": f"approval key {step.id} {held}"}, secrets.token_hex, 3
+            )
+            ask = approval_step(step, held, str(outcome["error"]), key)
+            decided = await checkpoints.wait(run, ask)
             if decided["state"] != "completed" or not decided["output"].get("approved"):
                 return decided
+            # Nothing was sent while it was held (a tool's record may say
+            # "sent" from before the decision): the approved call starts clean.
+            await DBOS.run_step_async(
+                {"name": f"reset {step.id} after approval {held}"}, reset, run, [step]
+            )
+            approved = True
             outcome = await _attempts(run, step, f"{name}, approved {held}", parent, approved=True)
         else:
             return outcome
@@ -149,12 +165,21 @@ async def _attempts(
     return outcome
 
 
-def approval_step(step: CallStep, round_: int, reason: str) -> CheckpointStep:
-    """The checkpoint a held call becomes: ``<id>_approval<n>`` on the desk."""
-    prompt = f"Step {step.id} calls {step.call.target}: {reason}"[:1900] + " -- approve the call?"
-    return CheckpointStep(
-        id=f"{step.id}_approval{round_}",
-        checkpoint=Checkpoint(prompt=prompt, timeout_seconds=REVIEW_TIMEOUT_SECONDS),
+def approval_step(step: CallStep, round_: int, reason: str, key: str) -> CheckpointStep:
+    """The checkpoint a held call becomes, ``<id>:approval<n>.<key>`` -- a
+    ':' no step id has, so it is no step of the flow's own; a long id is
+    shortened with a digest to fit the step column. It shows the call's input
+    (the step's own expression), as a held call shows its request."""
+    ident = f"{step.id}:approval{round_}.{key}"
+    if len(ident) > 64:
+        digest = hashlib.sha256(step.id.encode()).hexdigest()[:8]
+        ident = f"{step.id[:30]}~{digest}:approval{round_}.{key}"
+    prompt = f"Step {step.id}: {reason}"[:1900] + " -- approve the call?"
+    return CheckpointStep.model_construct(
+        id=ident,
+        checkpoint=Checkpoint(
+            prompt=prompt, show=step.input, timeout_seconds=REVIEW_TIMEOUT_SECONDS
+        ),
     )
 
 

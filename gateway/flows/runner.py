@@ -344,7 +344,17 @@ class FlowRun(FanOutSteps):
             row = None  # the fallback is a new call
         assert fallback is not None
         base.update(target=fallback.call.target, action=fallback.call.skill)
-        outcome = await self._call_once(fallback, row, base, scope, reply=reply if row else None)
+        # Made as the primary was (answered, approved) only when it is the
+        # fallback that is in flight (its own held call, its own question).
+        in_flight = row is not None
+        outcome = await self._call_once(
+            fallback,
+            row,
+            base,
+            scope,
+            reply=reply if in_flight else None,
+            approved=approved and in_flight,
+        )
         return {**outcome, "fallback": True}
 
     async def _call_once(

@@ -10,7 +10,7 @@ kept runs: a run past its retention no longer counts.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -132,11 +132,19 @@ class Spending:
             **(summed(by_user) or TokenUsage()).model_dump(),
         )
 
-    async def spent(self, flow_id: str, owner: tuple[str, str], since: datetime | None) -> Decimal:
+    async def spent(
+        self,
+        flow_id: str,
+        owner: tuple[str, str],
+        since: datetime | None,
+        oldest_run: timedelta | None = None,
+    ) -> Decimal:
         """What ``owner``'s runs of the flow cost in steps that ended since
         ``since`` (a run going on across midnight counts its new steps in
-        the new day)."""
-        rows = await self._rows(flow_id=flow_id, owner=owner, ended_since=since)
+        the new day). ``oldest_run``: how long a run can go on (its grant's
+        most), so only runs started since then are read (an index range)."""
+        started = since - oldest_run if since is not None and oldest_run is not None else None
+        rows = await self._rows(flow_id=flow_id, owner=owner, since=started, ended_since=since)
         return sum((u.cost for *_, u in rows if u.cost is not None), Decimal(0))
 
 

@@ -50,9 +50,11 @@ def _held(setup: FlowSetup) -> tuple[dict[str, Any], str]:
         assert started.status_code == 202, started.text
         run = setup.run(dana, started.json(), "input_required", "failed", "completed")
     assert run["state"] == "input_required", run
-    asking = next(s for s in run["steps"] if s["id"] == "quote_approval1")
+    asking = next(s for s in run["steps"] if s["id"].startswith("quote:approval1."))
     assert asking["kind"] == "checkpoint" and asking["state"] == "waiting"
     assert "sales needs a human's approval" in asking["input"]["prompt"]
+    # The desk sees what the call would send.
+    assert asking["input"]["show"] == {"sku": "X-100", "quantity": 3}
     return run, str(asking["approval_id"])
 
 
@@ -85,3 +87,52 @@ def test_a_rejected_call_ends_the_run_and_sends_nothing(setup: FlowSetup) -> Non
     assert done["state"] == "rejected", done
     assert "not today" in (done["error"] or "")
     assert setup.desk.count("quote") == 0
+
+
+def test_a_held_mcp_tool_is_called_once_approved(tmp_path: Path, database_url: str | None) -> None:
+    """A tool the policy holds: nothing reaches it until approved; approved,
+    the call is made (a tool's record said "sent" before the decision, and
+    that is not taken for a call a crash interrupted)."""
+    policy = (
+        POLICY.replace(
+            "  inventory:\n    require: [inventory:read]\n    grant: [inventory:read]\n",
+            "  inventory:\n    require: [inventory:read]\n    grant: [inventory:read]\n"
+            "    tools:\n      check_stock: {approval: true}\n",
+        )
+        + "  stock-flow:\n    grant: [inventory:read]\n"
+    )
+    assert "check_stock: {approval: true}" in policy
+    document = {
+        "format": "switchboard.flow/v1",
+        "id": "stock-flow",
+        "name": "Stock, once a human agrees",
+        "steps": [
+            {
+                "id": "stock",
+                "call": {"tool": "inventory__check_stock"},
+                "input": "{sku: 'X-100', quantity: `5`}",
+            }
+        ],
+    }
+    with flow_setup(tmp_path, database_url, policy) as setup:
+        assert setup.register(document).status_code == 201
+        with setup.user() as dana:
+            started = dana.post("/flows/stock-flow/runs", json={"input": {}}).json()
+            run = setup.run(dana, started, "input_required", "failed", "completed")
+        assert run["state"] == "input_required", run
+        asking = next(s for s in run["steps"] if s["id"].startswith("stock:approval1."))
+        with setup.admin() as admin:
+            decided = admin.post(
+                f"/approvals/{asking['approval_id']}", json={"decision": "approve"}
+            )
+            assert decided.status_code == 200, decided.text
+            with setup.user() as dana:
+                done = setup.run(dana, run, "completed", "failed")
+            assert done["state"] == "completed", done
+            assert done["output"]["on_hand"] == 1240
+            interrupted = [
+                r
+                for r in admin.get("/audit", params={"limit": 500}).json()["items"]
+                if r["outcome"] == "interrupted"
+            ]
+        assert interrupted == []

@@ -102,19 +102,19 @@ def test_start_a_run_from_the_form_built_from_its_input_schema(setup: FlowSetup)
     with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
         csrf = dev_login(web, "dana", "sales:quote")
         shown = web.get("/ui/flows/typed").text
-        assert 'name="quantity" type="number"' in shown and '<option value="X-2"' in shown
-        assert (
-            'type="checkbox" name="rush"' in shown and '<textarea id="input-4" name="note"' in shown
-        )
-        form = {"csrf": csrf, "sku": "X-2", "quantity": "4", "rush": "true", "note": '{"a": 1}'}
+        assert 'name="f_quantity" type="number"' in shown and '<option value="X-2"' in shown
+        assert 'type="checkbox" name="f_rush"' in shown
+        assert '<textarea id="input-4" name="f_note"' in shown
+        form = {"csrf": csrf, "f_sku": "X-2", "f_quantity": "4", "f_rush": "true"}
+        form["f_note"] = '{"a": 1}'
         started = web.post("/ui/flows/typed/runs", data=form, follow_redirects=False)
         assert started.status_code == 303, started.text
         # The schema refuses what the form cannot: the page says why, keeps
         # what was typed, starts nothing.
-        bad = web.post("/ui/flows/typed/runs", data={**form, "quantity": "0"})
+        bad = web.post("/ui/flows/typed/runs", data={**form, "f_quantity": "0"})
         assert bad.status_code == 422 and 'id="start-errors"' in bad.text
         assert 'value="0"' in bad.text
-        broken = web.post("/ui/flows/typed/runs", data={**form, "note": "{nope"})
+        broken = web.post("/ui/flows/typed/runs", data={**form, "f_note": "{nope"})
         assert broken.status_code == 422 and "note: not JSON" in broken.text
         forged = web.post(
             "/ui/flows/typed/runs", data={k: v for k, v in form.items() if k != "csrf"}

@@ -4,28 +4,33 @@ The run of one flow, step by step, is `GET /flows/{id}/runs/{run}`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from gateway.api.state import state_of
+from gateway.flows.definition import TaskStateName
 from gateway.flows.models import RunView
 from gateway.http.auth import CurrentPrincipal
 from policies.scopes import ADMIN_SCOPE
+from policies.tokens import Principal
+from registry.tables import as_utc
 
 router = APIRouter(tags=["flows"])
 
-RunState = Literal[
-    "submitted",
-    "working",
-    "input_required",
-    "auth_required",
-    "completed",
-    "failed",
-    "canceled",
-    "rejected",
-]
+# A run's states are its A2A task's (`gateway.flows.runtime.RUN_STATES`).
+RunState = TaskStateName
+
+
+def listed_owner(
+    principal: Principal, subject: str | None, issuer: str | None
+) -> tuple[str, str] | None:
+    """Whose runs a listing shows: one's own; an admin's, everyone's or the
+    ``subject`` named (of ``issuer``, else the admin's own issuer)."""
+    if ADMIN_SCOPE not in principal.scopes:
+        return (principal.subject, principal.issuer)
+    return (subject, issuer or principal.issuer) if subject else None
 
 
 @router.get("/runs", summary="Runs of every flow, newest first (one's own; admins: all)")
@@ -41,11 +46,10 @@ async def list_all_runs(
     since: Annotated[datetime | None, Query(description="started since (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[RunView]:
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)  # a time without a zone is UTC
-    owner: tuple[str, str] | None = (principal.subject, principal.issuer)
-    if ADMIN_SCOPE in principal.scopes:
-        owner = (subject, issuer or principal.issuer) if subject else None
     return await state_of(request).flows.runs(
-        flow, owner=owner, limit=limit, state=state, since=since
+        flow,
+        owner=listed_owner(principal, subject, issuer),
+        limit=limit,
+        state=state,
+        since=as_utc(since) if since is not None else None,  # no zone: UTC
     )

@@ -5,15 +5,16 @@ sees their own runs; an admin everyone's (or one user's, with ``subject``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from gateway.api.runs import listed_owner
 from gateway.api.state import state_of
 from gateway.flows.models import UsageReport
 from gateway.http.auth import CurrentPrincipal
-from policies.scopes import ADMIN_SCOPE
+from registry.tables import as_utc
 
 router = APIRouter(tags=["flows"])
 
@@ -30,10 +31,8 @@ async def usage(
     ] = None,
     issuer: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> UsageReport:
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)  # a time without a zone is UTC
     spending = state_of(request).flows.rt.store.spending
-    owner: tuple[str, str] | None = (principal.subject, principal.issuer)
-    if ADMIN_SCOPE in principal.scopes:
-        owner = (subject, issuer or principal.issuer) if subject else None
-    return await spending.report(owner=owner, since=since)
+    return await spending.report(
+        owner=listed_owner(principal, subject, issuer),
+        since=as_utc(since) if since is not None else None,  # no zone: UTC
+    )

@@ -27,6 +27,13 @@ from gateway.flows.outcomes import ASKING, AUTH_REQUIRED, HELD, RETRYING, failed
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
 
+# What an item or a branch cannot wait for, and what its failure adds.
+_WAITS_ELSEWHERE = {
+    AUTH_REQUIRED: "",  # its error carries the connect link
+    HELD: " -- only a call step of its own is held for one",
+    ASKING: " -- only a call step of its own can be answered",
+}
+
 
 class FanOutSteps:
     rt: FlowRuntime
@@ -60,22 +67,12 @@ class FanOutSteps:
         while outcome["state"] == RETRYING:
             await asyncio.sleep(float(outcome["backoff"]))
             outcome = await self.call_attempt(step, parent, scope)
-        if outcome["state"] == AUTH_REQUIRED:
-            # Inside a DBOS step nothing can wait durably: the item fails,
-            # with the link (a plain call step waits, `gateway.flows.consents`).
-            return {**failed(str(outcome["error"])), "fatal": True}
-        if outcome["state"] == HELD:
-            # Nor for an approval of its own (a plain call step does).
-            return {
-                **failed(f"{outcome['error']} -- only a call step of its own is held for one"),
-                "fatal": True,
-            }
-        if outcome["state"] == ASKING:
-            # Nor for an answer (a plain call step does, `gateway.flows.questions`).
-            return {
-                **failed(f"{outcome['error']} -- only a call step of its own can be answered"),
-                "fatal": True,
-            }
+        if outcome["state"] in _WAITS_ELSEWHERE:
+            # Inside a DBOS step nothing can wait durably -- for a connection,
+            # an approval, an answer: the item fails (a plain call step waits,
+            # `gateway.flows.reviews.called`).
+            said = f"{outcome['error']}{_WAITS_ELSEWHERE[outcome['state']]}"
+            return {**failed(said), "fatal": True}
         return outcome
 
     # Map -----------------------------------------------------------------------------

@@ -132,20 +132,7 @@ async def reopen(rt: FlowRuntime, run: dict[str, Any], by: str) -> bool:
     question = (step or {}).get("output")
     if step is None or step["state"] != ASKING or not isinstance(question, dict):
         return False
-    state = "auth_required" if question.get("state") == "auth_required" else "input_required"
-    said = question.get("question") or f"{question.get('agent')} needs your answer"
-    await rt.publish(
-        run,
-        state,
-        f"resumed by {by}; step {step_id} asks: {said}",
-        metadata={
-            "question": {
-                "step": step_id,
-                "round": question.get("round"),
-                "agent": question.get("agent"),
-            }
-        },
-    )
+    await _tell(rt, run, str(step_id), question, f"resumed by {by}; ")
     return True
 
 
@@ -201,18 +188,23 @@ async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int
     question = {**question_of(outcome), "round": round_, "key": key}
     await run.mark(step_id, "call", ASKING, output=question, error=None)
     await rt.store.set_run(run.run_id, current_step=step_id)
-    state = "auth_required" if question["state"] == "auth_required" else "input_required"
-    said = question["question"] or f"{question['agent']} needs your answer"
-    await rt.publish(
-        run.info,
-        state,
-        f"step {step_id} asks: {said}",
-        metadata={"question": {"step": step_id, "round": round_, "agent": question["agent"]}},
-    )
+    await _tell(rt, run.info, step_id, question)
     return {"deadline": time.time() + QUESTION_TIMEOUT_SECONDS, "key": key}
 
 
 async def _answered(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> None:
     await run.rt.publish(
         run.info, "working", f"step {step_id}: answered; sent to {outcome.get('agent')}"
+    )
+
+
+async def _tell(
+    rt: FlowRuntime, run: dict[str, Any], step_id: str, question: dict[str, Any], before: str = ""
+) -> None:
+    """The run and its A2A task wait at ``question``, in the agent's words."""
+    state = "auth_required" if question.get("state") == "auth_required" else "input_required"
+    said = question.get("question") or f"{question.get('agent')} needs your answer"
+    asked = {"step": step_id, "round": question.get("round"), "agent": question.get("agent")}
+    await rt.publish(
+        run, state, f"{before}step {step_id} asks: {said}", metadata={"question": asked}
     )

@@ -31,9 +31,11 @@ writer that does not get it fails as SQLite would ("database is locked").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 _GATES: dict[str, threading.Lock] = {}
@@ -161,23 +163,24 @@ class GatedConnection(sqlite3.Connection):
 
 class GatedCursor(sqlite3.Cursor):
     def execute(self, sql: str, parameters: Any = (), /) -> GatedCursor:
-        connection = self.connection
-        assert isinstance(connection, GatedConnection)
-        connection.take_gate_for(sql)
-        try:
+        with _gated(self, sql):
             super().execute(sql, parameters)
-        finally:
-            # A statement that failed before its transaction began, or an
-            # explicit COMMIT / ROLLBACK run as a statement, ends the hold.
-            connection.let_go_unless_writing()
         return self
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> GatedCursor:
-        connection = self.connection
-        assert isinstance(connection, GatedConnection)
-        connection.take_gate_for(sql)
-        try:
+        with _gated(self, sql):
             super().executemany(sql, seq_of_parameters)
-        finally:
-            connection.let_go_unless_writing()
         return self
+
+
+@contextlib.contextmanager
+def _gated(cursor: sqlite3.Cursor, sql: str) -> Iterator[None]:
+    connection = cursor.connection
+    assert isinstance(connection, GatedConnection)
+    connection.take_gate_for(sql)
+    try:
+        yield
+    finally:
+        # A statement that failed before its transaction began, or an
+        # explicit COMMIT / ROLLBACK run as a statement, ends the hold.
+        connection.let_go_unless_writing()

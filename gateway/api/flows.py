@@ -9,7 +9,8 @@
   (admins: all); one run, step by step;
 * `POST /flows/{id}/runs/{run}/cancel`, `.../resume`: stop a run; go on with
   a stopped one; `.../revoke`: revoke its grant (no further step starts);
-  `.../answer`: the run's user answers what its step's agent asked.
+  `.../answer`: the run's user answers what its step's agent asked;
+  `.../fork`: the run's user starts a new run from one of its steps.
 
 A document that fails a check is a 422 problem whose ``errors`` name the
 step and the field of each problem.
@@ -32,12 +33,14 @@ from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import EVENT_NAME
 from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
+from gateway.flows.forks import ForkRefused, fork_as_user
 from gateway.flows.models import (
     Answered,
     AnswerRun,
     FlowRecord,
     FlowUsage,
     FlowVersion,
+    ForkRun,
     Registered,
     Revoke,
     RunView,
@@ -62,6 +65,7 @@ PROBLEMS: list[ProblemMapping] = [
     (RunNotActive, 409, "run-not-active", "The run cannot do that now"),
     (NoSuchEvent, 404, "event-not-awaited", "The run waits for no such event"),
     (NotAsking, 409, "not-asking", "The run waits for no answer"),
+    (ForkRefused, 409, "fork-refused", "The run cannot be forked from that step"),
     (BudgetSpent, 403, "budget-spent", "The budget for this flow is spent"),
     (EventSigned, 403, "event-signed", "Only the flow's signed webhook brings this event"),
     (GrantUnusable, 409, "grant-unusable", "The run's grant cannot be used"),
@@ -176,23 +180,31 @@ async def start_run(
     try:
         run_id = await service.start_as_user(flow_id, Caller.user(principal), start.input)
     except DelegationDenied as denied:
-        reasons = list(denied.decision.reasons)
-        raise Problem(
-            403,
-            "delegation-refused",
-            "The policy refuses this run",
-            "; ".join(reasons),
-            errors=[{"field": "flow", "message": r} for r in reasons],
-        ) from None
+        raise _refused(denied) from None
     except InputInvalid as exc:
-        raise Problem(
-            422,
-            "invalid-input",
-            "The input does not match the flow's schema",
-            str(exc),
-            errors=exc.errors,
-        ) from None
+        raise _input_invalid(exc) from None
     return await service.view(run_id)
+
+
+def _refused(denied: DelegationDenied) -> Problem:
+    reasons = list(denied.decision.reasons)
+    return Problem(
+        403,
+        "delegation-refused",
+        "The policy refuses this run",
+        "; ".join(reasons),
+        errors=[{"field": "flow", "message": r} for r in reasons],
+    )
+
+
+def _input_invalid(exc: InputInvalid) -> Problem:
+    return Problem(
+        422,
+        "invalid-input",
+        "The input does not match the flow's schema",
+        str(exc),
+        errors=exc.errors,
+    )
 
 
 @router.get(
@@ -304,6 +316,32 @@ async def answer_run(
     reply = answer.model_dump(exclude_none=True, exclude={"round"})
     step = await service.answer(run_id, you, reply, answer.round)
     return Answered(run=run_id, step=step)
+
+
+@router.post(
+    "/{flow_id}/runs/{run_id}/fork",
+    status_code=201,
+    summary="Start a new run from a step of an ended run (the run's own user only)",
+    responses={409: {"description": "the run cannot be forked from that step"}},
+)
+async def fork_run(
+    request: Request, flow_id: str, run_id: str, fork: ForkRun, principal: CurrentPrincipal
+) -> RunView:
+    """The steps before ``step`` keep the outputs the run recorded (nothing is
+    sent again); from ``step`` on, the new run goes on with ``input`` and
+    ``version`` if given. Admitted and budgeted as a start; anyone but the
+    run's user, an admin too, finds no such run."""
+    service = state_of(request).flows
+    caller = Caller.user(principal)
+    try:
+        forked = await fork_as_user(
+            service, flow_id, run_id, caller, fork.step, fork.input, fork.version
+        )
+    except DelegationDenied as denied:
+        raise _refused(denied) from None
+    except InputInvalid as exc:
+        raise _input_invalid(exc) from None
+    return await service.view(forked)
 
 
 @router.post(

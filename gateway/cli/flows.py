@@ -7,6 +7,8 @@ switchboard flows run quote-flow --input '{"sku": "X-100", "quantity": 500}' [--
 switchboard flows runs quote-flow [RUN]      # the runs; one run, step by step
 switchboard flows cancel quote-flow RUN
 switchboard flows resume quote-flow RUN
+switchboard flows answer quote-flow RUN north      # what the run's agent asks
+switchboard flows fork quote-flow RUN --step reply [--input '{...}'] [--version 2] [--wait]
 switchboard flows delete quote-flow [--cancel]   # admins; --cancel: its runs still going
 """
 
@@ -75,11 +77,22 @@ def register(commands: Any) -> None:
     answer.add_argument("text", nargs="?", help="the answer, as text")
     answer.add_argument("--data", help="the answer's data, as a JSON object")
     answer.set_defaults(run=_answer)
+    fork = flows.add_parser(
+        "fork", help="a new run from a step of an ended run, the steps before it reused"
+    )
+    fork.add_argument("flow")
+    fork.add_argument("run_id", metavar="RUN")
+    fork.add_argument("--step", required=True, help="the step to start from (top level)")
+    fork.add_argument("--input", help="the new run's input, as JSON (the run's own if left out)")
+    fork.add_argument("--input-file", type=Path, help="the input, from a JSON or YAML file")
+    fork.add_argument("--version", type=int, help="the flow version to go on with")
+    fork.add_argument("--wait", action="store_true", help="until it ends or waits for a human")
+    fork.set_defaults(run=_fork)
     remove = flows.add_parser("delete", help="remove a flow (admins); its runs' records stay")
     remove.add_argument("flow")
     remove.add_argument("--cancel", action="store_true", help="cancel its runs still going first")
     remove.set_defaults(run=_delete)
-    for sub in (add, listed, show, run, runs, *stop, answer, remove):
+    for sub in (add, listed, show, run, runs, *stop, answer, fork, remove):
         gateway_options(sub)
 
 
@@ -165,6 +178,21 @@ def _input(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     run = call(args, "POST", f"/flows/{args.flow}/runs", json={"input": _input(args)}).json()
     print(f"started {run['id']} (trace {run['trace_id']})")
+    return _waited(args, run)
+
+
+def _fork(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"step": args.step}
+    if args.input is not None or args.input_file is not None:
+        body["input"] = _input(args)
+    if args.version is not None:
+        body["version"] = args.version
+    run = call(args, "POST", f"/flows/{args.flow}/runs/{args.run_id}/fork", json=body).json()
+    print(f"forked {run['id']} from {args.run_id} at step {args.step} (trace {run['trace_id']})")
+    return _waited(args, run)
+
+
+def _waited(args: argparse.Namespace, run: dict[str, Any]) -> int:
     if not args.wait:
         return 0
     while run["state"] not in _STOPPED:
@@ -197,6 +225,8 @@ def _print_run(run: dict[str, Any]) -> None:
     grant = run.get("grant") or {}
     print(f"run {run['id']} of {run['flow_id']} v{run['flow_version']}: {run['state']}")
     print(f"  for {run['user']['subject']}, trace {run['trace_id']}")
+    if run.get("forked_from"):
+        print(f"  forked from run {run['forked_from']} at step {run['fork_step']}")
     if grant:
         revoked = f", revoked by {grant['revoked_by']}" if grant.get("revoked_at") else ""
         print(
@@ -210,6 +240,7 @@ def _print_run(run: dict[str, Any]) -> None:
         extra = f" task {step['upstream_task_id']}" if step["upstream_task_id"] else ""
         extra += f" approval {step['approval_id']}" if step["approval_id"] else ""
         extra += _tokens(step.get("usage"))
+        extra += f" reused from {step['reused_from']}" if step.get("reused_from") else ""
         retries = f" retries {step['retries']}" if step["retries"] else ""
         print(
             f"{indent}{step['id']:<16} {step['state']:<11} {target:<28} {took:>8}{retries}{extra}"

@@ -31,6 +31,7 @@ from gateway.console import (
     playground,
     policy,
     runs,
+    time_travel,
     vendor_agents,
 )
 from gateway.console.web import PREFIX, Console
@@ -53,6 +54,7 @@ def install(app: FastAPI, settings: Settings, handlers: Agents) -> None:
         mcp_sets.router,
         mcp_servers.router,
         flows.router,
+        time_travel.router,
         runs.router,
         approvals.router,
         connections.router,

@@ -195,17 +195,35 @@ async def start(request: Request, flow_id: str) -> Response:
 @router.get("/{flow_id}/runs/{run_id}")
 async def run_page(request: Request, flow_id: str, run_id: str) -> Response:
     user = await current_user(request)
+    return await render_run(request, user, flow_id, run_id)
+
+
+async def render_run(
+    request: Request,
+    user: ConsoleUser,
+    flow_id: str,
+    run_id: str,
+    *,
+    status: int = 200,
+    **shown: object,
+) -> Response:
+    """The run's page; ``shown``: what a refused form left (`time_travel`)."""
     run = await flows_api.get_run(request, flow_id, run_id, user.principal())
+    own = (run.user.get("subject"), run.user.get("issuer")) == (user.subject, user.issuer)
     return page(
         request,
         user,
         "flow_run.html",
+        status=status,
         run=run,
         bars=timeline(run),
         can_cancel=run.state not in ENDED,
         can_resume=run.state in RESUMABLE,
         question=asked(run),
-        can_answer=(run.user.get("subject"), run.user.get("issuer")) == (user.subject, user.issuer),
+        can_answer=own,
+        can_fork=own and run.state in ENDED,
+        forkable=[s.id for s in run.steps if s.parent is None and ":" not in s.id],
+        **shown,
     )
 
 

@@ -184,6 +184,18 @@ class FlowEngine:
         # DBOS context, which would make it the step's child.
         await asyncio.create_task(start(), context=contextvars.Context())
 
+    async def fork(self, origin: str, run_id: str, position: int) -> None:
+        """Run ``run_id`` as a fork of ``origin`` (`gateway.flows.forks`): DBOS
+        copies the origin's operations before ``position`` and queues the new
+        workflow, under this engine's version (the code that will replay them)."""
+        await self.ensure()
+
+        async def fork() -> None:
+            with SetWorkflowID(run_id):
+                await DBOS.fork_workflow_async(origin, position, application_version=ENGINE_VERSION)
+
+        await asyncio.create_task(fork(), context=contextvars.Context())
+
     async def cancel(self, run_id: str) -> None:
         await self.ensure()
         await DBOS.cancel_workflow_async(run_id)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.flows.definition import STEP_ID
+
 
 class TokenUsage(BaseModel):
     """Tokens, as the upstreams reported them (OpenAI-compatible ``usage``),
@@ -89,6 +91,9 @@ class StepView(BaseModel):
     finished_at: datetime | None = None
     duration_ms: float | None = None
     usage: TokenUsage | None = Field(None, description="what the upstream said the call cost")
+    reused_from: str | None = Field(
+        None, description="a fork's step before its start: the run whose output it reuses"
+    )
 
 
 class RunView(BaseModel):
@@ -111,6 +116,8 @@ class RunView(BaseModel):
     grant: GrantView | None = None
     steps: list[StepView] = Field(default_factory=list)
     usage: TokenUsage | None = Field(None, description="the steps' usage, summed")
+    forked_from: str | None = Field(None, description="the run this one was forked from")
+    fork_step: str | None = Field(None, description="the step of that run this one started at")
 
 
 class StartRun(BaseModel):
@@ -119,6 +126,21 @@ class StartRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ForkRun(BaseModel):
+    """`POST /flows/{id}/runs/{run}/fork`: a new run from ``step`` of an ended
+    run, the steps before it reused (`gateway.flows.forks`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: str = Field(pattern=STEP_ID, description="a step of the flow's top level")
+    input: dict[str, Any] | None = Field(
+        None, description="the fork's input (the run's own if left out), for the step on"
+    )
+    version: int | None = Field(
+        None, ge=1, description="the flow version to go on with (the run's own if left out)"
+    )
 
 
 class AnswerRun(BaseModel):

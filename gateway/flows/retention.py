@@ -5,10 +5,12 @@ Once a minute (`flow_retention_interval_seconds`) each replica:
 1. rewrites the stored record of every run that has ended since under its
    flow version's `redact:` rules -- the run's input and output, each step's
    input and output (`gateway.flows.redaction`) -- and marks it
-   (`flow_runs.redacted_at`). A run that has ended for the engine too (its
-   workflow returned: DBOS `SUCCESS`) also loses the engine's own copy of its
-   step results, which nothing reads again; a cancelled run keeps it, since
-   `resume` replays from it, until its retention ends.
+   (`flow_runs.redacted_at`). A run of a flow with `redact` rules that has
+   ended for the engine too (its workflow returned: DBOS `SUCCESS`) also
+   loses the engine's own copy of its step results, which holds what was
+   redacted; a cancelled run keeps it, since `resume` replays from it, until
+   its retention ends, and so does a run without `redact` rules, since a
+   fork replays from it (`gateway.flows.forks`).
 2. deletes the runs that ended more than their flow's `retention_days` ago
    (default `flow_run_retention_days`; the flow's current version says, as a
    retention policy applies to what is already kept): the run, its steps, its
@@ -96,8 +98,13 @@ class RunRetention:
                 # own status after the last step): rewritten on a later pass,
                 # so that its copy is forgotten with it, not left behind.
                 continue
-            await self._rewrite(run_id, rules(documents[key].get("redact") or ()), now)
-            await self._forget_engine_copy(run_id)
+            keys = rules(documents[key].get("redact") or ())
+            await self._rewrite(run_id, keys, now)
+            if keys:
+                # The engine's copy holds what redaction removed. Without
+                # `redact` it is kept until the run's retention ends: a fork
+                # (`gateway.flows.forks`) replays the steps from it.
+                await self._forget_engine_copy(run_id)
             rewritten += 1
         await self._forget_leftovers(now)
         return rewritten
@@ -112,12 +119,19 @@ class RunRetention:
         async with self.db.connect() as conn:
             recent = (
                 await conn.execute(
-                    select(flow_runs.c.id)
+                    select(flow_runs.c.id, flow_runs.c.flow_id, flow_runs.c.flow_version)
                     .where(flow_runs.c.redacted_at > now - LEFTOVER_WINDOW)
                     .limit(BATCH)
                 )
-            ).scalars()
-            ids = list(recent)
+            ).all()
+        redacting: dict[tuple[str, int], bool] = {}
+        ids = []
+        for run_id, flow_id, version in recent:
+            if (flow_id, version) not in redacting:
+                document = await self._document(flow_id, version)
+                redacting[(flow_id, version)] = bool(document.get("redact"))
+            if redacting[(flow_id, version)]:
+                ids.append(run_id)
         if ids:
             await self.engine.delete(await self.engine.succeeded(ids))
 

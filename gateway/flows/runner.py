@@ -45,6 +45,16 @@ from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
 
+
+def _context(info: dict[str, Any]) -> dict[str, Any]:
+    """What a run's expressions read, before any step."""
+    return {
+        "input": info["input"],
+        "steps": {},
+        "run": {"id": info["id"], "flow": info["flow_id"], "user": info["owner_subject"]},
+    }
+
+
 WORKFLOW = "switchboard.flows.run"
 _RUNTIME: FlowRuntime | None = None
 _RUNNING: set[asyncio.Task[Any]] = set()
@@ -73,7 +83,9 @@ async def run_flow(run_id: str) -> str:
     if task is not None:
         _RUNNING.add(task)
         task.add_done_callback(_RUNNING.discard)
-    return await FlowRun(runtime(), run_id).execute()
+    # The workflow's id is its run's: a fork (`gateway.flows.forks`) keeps its
+    # origin's argument, as DBOS forks do, under an id of its own.
+    return await FlowRun(runtime(), DBOS.workflow_id or run_id).execute()
 
 
 class FlowRun(FanOutSteps):
@@ -89,16 +101,26 @@ class FlowRun(FanOutSteps):
             return "missing"
         self.info = begun["run"]
         document = FlowDocument.model_validate(begun["document"])
-        self.ctx = {
-            "input": self.info["input"],
-            "steps": {},
-            "run": {
-                "id": self.run_id,
-                "flow": self.info["flow_id"],
-                "user": self.info["owner_subject"],
-            },
-        }
-        ended = await self._walk(document)
+        self.ctx = _context(self.info)
+        ended: tuple[str, str] | None = None
+        start = 0
+        if self.info["id"] != self.run_id:
+            # A fork: "begin" is its origin's, copied by DBOS with the
+            # operations of the steps before the fork's. Those steps are
+            # walked as the origin walked them (its flow version, input and
+            # run: the same operations asked for, each answered from the
+            # copy), then the fork goes on with its own (`gateway.flows.forks`).
+            own = await self._read()
+            if own is None:
+                return "missing"
+            self.info = own["run"]
+            fork_step = str(own["fork_step"])
+            ended = await self._walk(document, until=fork_step)
+            document = FlowDocument.model_validate(own["document"])
+            self.ctx.update(input=self.info["input"], run=_context(self.info)["run"])
+            start = [step.id for step in document.steps].index(fork_step)
+        if ended is None:
+            ended = await self._walk(document, start)
         if ended is not None:
             state, reason = ended
             await DBOS.run_step_async({"name": "finish"}, self._finish, state, reason, None)
@@ -124,12 +146,18 @@ class FlowRun(FanOutSteps):
                 return seen["output"]
         return None
 
-    async def _walk(self, document: FlowDocument) -> tuple[str, str] | None:
-        """Run the steps; (state, reason) when the run ends early."""
+    async def _walk(
+        self, document: FlowDocument, start: int = 0, until: str | None = None
+    ) -> tuple[str, str] | None:
+        """Run the steps from ``start``; (state, reason) when the run ends
+        early. ``until``: stop before that step (a fork's replay of its
+        origin), which the walk must reach."""
         order = {step.id: i for i, step in enumerate(document.steps)}
-        index = 0
+        index = start
         while index < len(document.steps):
             step = document.steps[index]
+            if step.id == until:
+                return None
             index += 1
             try:
                 holds = step.when is None or truthy(evaluate(step.when, self.ctx))
@@ -167,6 +195,8 @@ class FlowRun(FanOutSteps):
             on_error = getattr(step, "on_error", "fail")
             if outcome.get("fatal") or on_error != "skip":
                 return "failed", f"step {step.id} failed: {outcome.get('error')}"
+        if until is not None:
+            return "failed", f"the fork's step {until} was not reached as in the run forked"
         return None
 
     def _route(self, step: RouteStep) -> str:
@@ -178,6 +208,14 @@ class FlowRun(FanOutSteps):
     # Steps ---------------------------------------------------------------------------
 
     async def _begin(self) -> dict[str, Any] | None:
+        begun = await self._read()
+        if begun is not None:
+            info = begun["run"]
+            await self.rt.publish(info, "working", f"flow {info['flow_id']} is running")
+        return begun
+
+    async def _read(self) -> dict[str, Any] | None:
+        """The run's record and flow document: what never changes of a run."""
         try:
             run = await self.rt.store.run_row(self.run_id)
         except Exception:
@@ -189,8 +227,7 @@ class FlowRun(FanOutSteps):
             for k in ("id", "flow_id", "owner_subject", "owner_issuer", "grant_id", "input")
         }
         info.update(trace_id=run["trace_id"], context_id=run["context_id"])
-        await self.rt.publish(info, "working", f"flow {run['flow_id']} is running")
-        return {"run": info, "document": document}
+        return {"run": info, "document": document, "fork_step": run.get("fork_step")}
 
     async def _finish(self, state: str, reason: str, output: Any) -> None:
         text = "done" if state == "completed" else reason

@@ -33,7 +33,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
-from gateway.flows import consents, questions, waits
+from gateway.flows import consents, forks, questions, waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
@@ -41,6 +41,7 @@ from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import CallStep, FlowDocument, WaitStep
 from gateway.flows.documents import DocumentInvalid, validate
 from gateway.flows.engine import FlowEngine
+from gateway.flows.forks import Fork
 from gateway.flows.models import FlowRecord, RunView
 from gateway.flows.redaction import redact_run, rules
 from gateway.flows.runtime import FlowRuntime
@@ -157,17 +158,25 @@ class FlowService:
         trace_id: str,
         context_id: str | None = None,
         run_id: str | None = None,
+        version: int | None = None,
+        fork: Fork | None = None,
     ) -> str:
         """Start a run for an admitted caller; returns the run id (= task id).
-        A given ``run_id`` that exists already raises `RunAlreadyStarted`."""
+        A given ``run_id`` that exists already raises `RunAlreadyStarted`.
+        ``version``: the flow's version to run (its latest if None); ``fork``:
+        the run is a fork of another (`gateway.flows.forks`)."""
         record = await self.rt.store.get(flow_id)
+        if version is not None and version != record.version:
+            document_of = await self.rt.store.version(flow_id, version)
+        else:
+            document_of, version = record.document, record.version
         if run_id is not None:
             # A repeat (a webhook's redelivery) is told so, budget or not.
             with contextlib.suppress(RunNotFound):
                 await self.rt.store.run_row(run_id)
                 raise RunAlreadyStarted(run_id)
         await check_budget(self.rt, flow_id, caller.subject, caller.issuer)
-        document = FlowDocument.model_validate(record.document)
+        document = FlowDocument.model_validate(document_of)
         found = violation(document.input, run_input)
         if found is not None:
             field = f"input{found.pointer.replace('/', '.')}"
@@ -200,7 +209,7 @@ class FlowService:
         run = {
             "id": run_id,
             "flow_id": flow_id,
-            "flow_version": record.version,
+            "flow_version": version,
             "state": "submitted",
             "owner_subject": caller.subject,
             "owner_issuer": caller.issuer,
@@ -209,6 +218,8 @@ class FlowService:
             "trace_id": trace_id,
             "context_id": context_id,
         }
+        if fork is not None:
+            run.update(forked_from=fork.origin, fork_step=fork.step)
         try:
             await self.rt.store.create_run(run, grant)
         except IntegrityError:
@@ -232,10 +243,13 @@ class FlowService:
         await self.rt.publish(
             run,
             "submitted",
-            f"run {run_id} of flow {flow_id} (version {record.version})",
+            f"run {run_id} of flow {flow_id} (version {version})",
             caller=caller,
         )
-        await self.engine.start(run_id)
+        if fork is None:
+            await self.engine.start(run_id)
+        else:
+            await forks.begin(self.rt, self.engine, run, fork)
         return run_id
 
     async def start_as_user(self, flow_id: str, caller: Caller, run_input: dict[str, Any]) -> str:

@@ -291,6 +291,27 @@ class FlowStore:
     async def step_row(self, run_id: str, step_id: str) -> dict[str, Any] | None:
         return await self._run.read(step_records.step_row, run_id, step_id)
 
+    async def reuse_steps(self, origin: str, run_id: str, step_ids: tuple[str, ...]) -> None:
+        """Copy ``origin``'s records of ``step_ids`` to the fork ``run_id``
+        (`gateway.flows.forks`): marked ``reused_from``, without usage -- the
+        fork neither sent nor spent anything on them."""
+        if not step_ids:
+            return
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(flow_steps).where(
+                        flow_steps.c.run_id == origin, flow_steps.c.step_id.in_(step_ids)
+                    )
+                )
+            ).all()
+            # Usage left out, so SQL NULL (a JSON column stores None as JSON null).
+            copies = [{**r._asdict(), "run_id": run_id, "reused_from": origin} for r in rows]
+            for copy in copies:
+                del copy["usage"]
+            if copies:
+                await conn.execute(insert(flow_steps), copies)
+
     async def waiting_for_consent(self, subject: str, issuer: str) -> builtins.list[str]:
         """The runs of this user that wait for them to connect an account."""
         runs = flow_runs.c
@@ -431,6 +452,8 @@ def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView
         grant=grant_view(grant) if grant else None,
         steps=steps,
         usage=summed([s.usage for s in steps]),
+        forked_from=row.get("forked_from"),
+        fork_step=row.get("fork_step"),
     )
 
 
@@ -457,4 +480,5 @@ def _step(row: dict[str, Any]) -> StepView:
         finished_at=finished,
         duration_ms=duration,
         usage=usage_of(row.get("usage")),
+        reused_from=row.get("reused_from"),
     )

@@ -365,11 +365,16 @@ flow_runs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     # Set once the ended run's record is rewritten under its flow's `redact`.
     Column("redacted_at", DateTime(timezone=True), nullable=True),
+    # A fork (`gateway.flows.forks`): the run it was forked from, and the step
+    # of that run it started at (the steps before it reused, never sent again).
+    Column("forked_from", String(64), nullable=True),
+    Column("fork_step", String(64), nullable=True),
     Index("ix_flow_runs_flow", "flow_id", "created_at"),
     Index("ix_flow_runs_owner", "owner_subject", "created_at"),
     Index("ix_flow_runs_finished", "finished_at"),
     Index("ix_flow_runs_created", "created_at"),
     Index("ix_flow_runs_redacted", "redacted_at"),
+    Index("ix_flow_runs_forked_from", "forked_from"),
 )
 
 # One row per step of a run (a parallel step's branches each have theirs,
@@ -400,6 +405,9 @@ flow_steps = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     # {input_tokens, output_tokens, total_tokens}, as the upstream reported them.
     Column("usage", JSON, nullable=True),
+    # A fork's step before its start: the run whose record this is a copy of
+    # (its output reused; nothing was sent, nothing spent by the fork).
+    Column("reused_from", String(64), nullable=True),
 )
 
 # The web console's sessions (`gateway.console.sessions`, migration 0021). A row

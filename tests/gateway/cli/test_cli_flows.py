@@ -125,3 +125,32 @@ def test_flows_answer(setup: FlowSetup) -> None:
     with setup.user() as client:
         done = setup.run(client, {"flow_id": "ship-cli", "id": run_id}, "completed", "failed")
     assert done["output"]["warehouse"] == "south"
+
+
+def test_flows_fork(setup: FlowSetup) -> None:
+    gateway = setup.gateway
+    admin = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    dana = [*admin, "--token", gateway.token("dana", "sales:quote inventory:read")]
+    assert setup.register(QUOTE_FLOW).status_code == 201
+    small = json.dumps({"sku": "X-100", "quantity": 10, "customer": "ACME"})
+    done = run("flows", "run", "quote-flow", "--input", small, "--wait", *dana)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = done.stdout.split()[1]
+    other = json.dumps({"sku": "X-100", "quantity": 10, "customer": "Initech"})
+    forked = run(
+        "flows", "fork", "quote-flow", run_id, "--step", "reply", "--input", other, "--wait", *dana
+    )
+    assert forked.returncode == 0, forked.stdout + forked.stderr
+    assert f"from {run_id} at step reply" in forked.stdout
+    assert f"forked from run {run_id} at step reply" in forked.stdout
+    assert ": completed" in forked.stdout and "Dear Initech" in forked.stdout
+    assert f"reused from {run_id}" in forked.stdout
+    assert setup.desk.count("quote") == 1
+    refused = run("flows", "fork", "quote-flow", run_id, "--step", "manager", *dana)
+    assert refused.returncode == 2 and "HTTP 409" in refused.stderr
+    assert "route big_discount went to reply" in refused.stderr
+    bad = run("flows", "fork", "quote-flow", run_id, "--step", "reply", "--input", "{no", *dana)
+    assert bad.returncode != 0 and "not JSON" in bad.stderr
+    theirs = ["--token", gateway.token("erin", "sales:quote inventory:read")]
+    erin = run("flows", "fork", "quote-flow", run_id, "--step", "reply", *admin, *theirs)
+    assert erin.returncode == 2 and "HTTP 404" in erin.stderr

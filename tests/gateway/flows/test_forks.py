@@ -1,0 +1,180 @@
+"""Where a fork starts (`gateway.flows.forks`): the flow's steps mapped onto
+the operations DBOS recorded, and what may be forked, without an engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gateway.flows.definition import FlowDocument
+from gateway.flows.forks import (
+    ForkRefused,
+    owner_of,
+    plan,
+    reused_records,
+    start_position,
+    step_indexes,
+)
+from gateway.flows.models import StepView
+from gateway.flows.reviews import approval_step
+from tests.support.flows import QUOTE_FLOW
+
+DOCUMENT = FlowDocument.model_validate(
+    QUOTE_FLOW
+)  # check (quote, stock), big_discount, manager, reply
+LONG = "a" * 60
+
+
+def _ops(*names: str) -> list[dict[str, Any]]:
+    return [{"function_id": i + 1, "function_name": n} for i, n in enumerate(names)]
+
+
+def _record(step_id: str, state: str = "completed", **more: Any) -> StepView:
+    more.setdefault("kind", "call")
+    return StepView(
+        id=step_id,
+        state=state,
+        attempts=1,
+        retries=0,
+        trace_id="0" * 32,
+        started_at=datetime.now(UTC),
+        **more,
+    )
+
+
+ORIGIN = {"id": "run_1", "flow_id": "quote-flow", "flow_version": 1}
+# What a run of the quote flow with a big discount records.
+APPROVED = _ops(
+    "begin",
+    "call quote",
+    "call stock",
+    "open manager",
+    "check manager",
+    "DBOS.recv",
+    "close manager",
+    "call reply",
+    "call reply, retry",
+    "finish",
+)
+RECORDS = [
+    _record("check", kind="parallel"),
+    _record("quote", parent="check"),
+    _record("stock", parent="check"),
+    _record("big_discount"),
+    _record("manager"),
+    _record("reply"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("call quote", 0),  # a branch belongs to its parallel step
+        ("call stock, retry", 0),
+        ("open manager", 2),
+        ("approval key reply 1", 3),
+        ("open reply:approval1.ab12cd", 3),
+        ("call reply, answer 2", 3),
+        ("question clock reply", 3),
+        ("reset check branches", 0),
+        ("DBOS.recv", None),
+        ("DBOS.sleep", None),
+        ("begin", None),
+        ("finish", None),
+        ("call nobody", None),
+        ("calling reply", None),
+    ],
+)
+def test_each_operation_belongs_to_its_step(name: str, index: int | None) -> None:
+    assert owner_of(name, step_indexes(DOCUMENT)) == index
+
+
+def test_a_map_item_and_a_shortened_review_belong_to_their_step() -> None:
+    document = FlowDocument.model_validate(
+        {
+            "format": "switchboard.flow/v1",
+            "id": "m",
+            "name": "m",
+            "steps": [
+                {"id": "first", "call": {"agent": "sales", "skill": "quote"}},
+                {"id": "each", "map": {"over": "input.xs", "call": {"agent": "sales"}}},
+                {"id": LONG, "call": {"agent": "sales", "skill": "reply"}},
+            ],
+        }
+    )
+    indexes = step_indexes(document)
+    assert owner_of("call each[12]", indexes) == 1
+    assert owner_of("reset each items", indexes) == 1
+    held = approval_step(document.steps[2], 1, "held", "abc123")  # type: ignore[arg-type]
+    assert owner_of(f"open {held.id}", indexes) == 2
+
+
+def test_the_fork_starts_at_the_first_operation_of_its_step_or_a_later_one() -> None:
+    assert start_position(APPROVED, DOCUMENT, "check") == 2
+    assert start_position(APPROVED, DOCUMENT, "manager") == 4
+    assert start_position(APPROVED, DOCUMENT, "reply") == 8
+    # A step with no operation of its own (a route): the next one that has.
+    assert start_position(APPROVED, DOCUMENT, "big_discount") == 4
+    # A run that ended before anything after the step: its finish.
+    failed = _ops("begin", "call quote", "call stock", "finish")
+    assert start_position(failed, DOCUMENT, "reply") == 4
+    assert start_position(_ops("begin"), DOCUMENT, "reply") is None
+    # The order is DBOS's, not the listing's.
+    assert start_position(list(reversed(APPROVED)), DOCUMENT, "reply") == 8
+
+
+def test_the_steps_before_are_reused_with_their_branches() -> None:
+    assert reused_records(RECORDS, DOCUMENT, "reply") == [
+        "check",
+        "quote",
+        "stock",
+        "big_discount",
+        "manager",
+    ]
+    assert reused_records(RECORDS, DOCUMENT, "check") == []
+
+
+def test_a_plan_says_where_and_what() -> None:
+    fork = plan(ORIGIN, RECORDS, DOCUMENT, DOCUMENT, 1, "reply", APPROVED)
+    assert (fork.origin, fork.step, fork.position) == ("run_1", "reply", 8)
+    assert fork.reused == ("check", "quote", "stock", "big_discount", "manager")
+
+
+@pytest.mark.parametrize(
+    ("step", "records", "operations", "said"),
+    [
+        ("quote", RECORDS, APPROVED, "is not a step of flow quote-flow"),
+        ("nope", RECORDS, APPROVED, "is not a step"),
+        ("reply", RECORDS[:3], APPROVED, "never reached step reply"),
+        ("reply", RECORDS, _ops("call quote"), "no longer keeps"),
+        ("reply", RECORDS, _ops("begin", "call quote"), "no recorded step at or after reply"),
+        (
+            "manager",
+            [*RECORDS[:4], _record("manager", "skipped", error="route big_discount went to reply")],
+            APPROVED,
+            "route big_discount went to reply past step manager",
+        ),
+    ],
+)
+def test_what_cannot_be_forked(
+    step: str, records: list[StepView], operations: list[dict[str, Any]], said: str
+) -> None:
+    with pytest.raises(ForkRefused, match=said):
+        plan(ORIGIN, records, DOCUMENT, DOCUMENT, 1, step, operations)
+
+
+def test_a_newer_version_must_have_had_every_step_before_the_forks() -> None:
+    newer = dict(QUOTE_FLOW)
+    newer["steps"] = [
+        {"id": "greet", "call": {"agent": "sales", "skill": "reply"}},
+        *QUOTE_FLOW["steps"],
+    ]
+    document = FlowDocument.model_validate(newer)
+    with pytest.raises(ForkRefused, match="step greet comes before reply in version 2"):
+        plan(ORIGIN, RECORDS, DOCUMENT, document, 2, "reply", APPROVED)
+    without = dict(QUOTE_FLOW)
+    without["steps"] = QUOTE_FLOW["steps"][:-1]
+    with pytest.raises(ForkRefused, match="version 2 of the flow has no step reply"):
+        plan(ORIGIN, RECORDS, DOCUMENT, FlowDocument.model_validate(without), 2, "reply", APPROVED)

@@ -238,7 +238,8 @@ async def fork_as_user(
             granted=grant.decision.granted,
             trace_id=trace_id,
             version=version,
-            fork=fork,
+            fields={"forked_from": fork.origin, "fork_step": fork.step},
+            launch=lambda run: begin(rt, service.engine, run, fork),
         )
     except BudgetSpent as spent:
         await rt.delegations.record(grant, "flow.fork", "budget_spent", str(spent))

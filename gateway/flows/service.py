@@ -33,7 +33,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
-from gateway.flows import consents, forks, questions, waits
+from gateway.flows import consents, questions, waits
 from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
@@ -41,7 +41,6 @@ from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import CallStep, FlowDocument, WaitStep
 from gateway.flows.documents import DocumentInvalid, validate
 from gateway.flows.engine import FlowEngine
-from gateway.flows.forks import Fork
 from gateway.flows.models import FlowRecord, RunView
 from gateway.flows.redaction import redact_run, rules
 from gateway.flows.runtime import FlowRuntime
@@ -159,12 +158,15 @@ class FlowService:
         context_id: str | None = None,
         run_id: str | None = None,
         version: int | None = None,
-        fork: Fork | None = None,
+        fields: Mapping[str, Any] | None = None,
+        launch: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> str:
         """Start a run for an admitted caller; returns the run id (= task id).
         A given ``run_id`` that exists already raises `RunAlreadyStarted`.
-        ``version``: the flow's version to run (its latest if None); ``fork``:
-        the run is a fork of another (`gateway.flows.forks`)."""
+        ``version``: the flow's version to run (its latest if None);
+        ``fields``: more of the run's record; ``launch``: what sets the run
+        going once recorded, instead of a new workflow (a fork's,
+        `gateway.flows.forks`)."""
         record = await self.rt.store.get(flow_id)
         if version is not None and version != record.version:
             document_of = await self.rt.store.version(flow_id, version)
@@ -218,8 +220,7 @@ class FlowService:
             "trace_id": trace_id,
             "context_id": context_id,
         }
-        if fork is not None:
-            run.update(forked_from=fork.origin, fork_step=fork.step)
+        run.update(fields or {})
         try:
             await self.rt.store.create_run(run, grant)
         except IntegrityError:
@@ -246,10 +247,10 @@ class FlowService:
             f"run {run_id} of flow {flow_id} (version {version})",
             caller=caller,
         )
-        if fork is None:
+        if launch is None:
             await self.engine.start(run_id)
         else:
-            await forks.begin(self.rt, self.engine, run, fork)
+            await launch(run)
         return run_id
 
     async def start_as_user(self, flow_id: str, caller: Caller, run_input: dict[str, Any]) -> str:

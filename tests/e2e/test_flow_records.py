@@ -155,8 +155,42 @@ def test_redacted_keys_never_show_and_are_gone_at_rest(setup: FlowSetup, db: Eng
     # Still readable afterwards, the same.
     with setup.user() as dana:
         again = dana.get(f"/flows/records/runs/{run['id']}").json()
+        # What redaction removed is gone: nothing is left to fork from.
+        refused = dana.post(f"/flows/records/runs/{run['id']}/fork", json={"step": "reply"})
     assert again["input"]["payment"]["Card_Number"] == REDACTED
     assert again["output"] == run["output"]
+    assert refused.status_code == 409, refused.text
+    assert "no longer keeps" in refused.json()["detail"]
+
+
+def test_without_redact_an_ended_runs_engine_copy_is_kept_for_a_fork(
+    setup: FlowSetup, db: Engine
+) -> None:
+    assert setup.register(records_flow()).status_code == 201
+    run = _run(setup)
+    assert run["state"] == "completed", run
+    _until(
+        lambda: _row(
+            db, "SELECT id FROM flow_runs WHERE id = :r AND redacted_at IS NOT NULL", r=run["id"]
+        )
+    )
+    # A second run, marked by a later pass: the pass that marked the first
+    # one has ended by then, its clearing of engine copies included.
+    later = _run(setup)
+    _until(
+        lambda: _row(
+            db, "SELECT id FROM flow_runs WHERE id = :r AND redacted_at IS NOT NULL", r=later["id"]
+        )
+    )
+    operations = _count(db, _dbos(db, "operation_outputs"), "workflow_uuid", run["id"])
+    assert operations >= 3  # begin, quote, reply, finish
+    with setup.user() as dana:
+        forked = dana.post(f"/flows/records/runs/{run['id']}/fork", json={"step": "reply"})
+        assert forked.status_code == 201, forked.text
+        done = setup.run(dana, forked.json(), "completed", "failed")
+    assert done["state"] == "completed", done
+    assert setup.desk.count("quote") == 2  # the two runs'; none by the fork
+    assert setup.desk.count("reply") == 3
 
 
 def test_ended_runs_are_deleted_after_their_retention(setup: FlowSetup, db: Engine) -> None:

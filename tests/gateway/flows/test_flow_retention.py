@@ -1,6 +1,7 @@
 """The retention pass's second look (`RunRetention._forget_leftovers`): an
 engine copy still there for a run already rewritten under `redact:` goes on a
-later pass. The engine stands in (what it holds is a set of run ids); the
+later pass (a run of a flow without `redact` keeps its copy: a fork replays
+from it). The engine stands in (what it holds is a set of run ids); the
 runs' records are in a real database."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import insert
 
 from gateway.flows.retention import RunRetention
 from gateway.storage.db import create_engine, upgrade
-from gateway.storage.tables import flow_runs
+from gateway.storage.tables import flow_runs, flow_versions
 
 
 class Engine:
@@ -32,12 +33,12 @@ class Engine:
         self.stored -= set(run_ids)
 
 
-def _run(run_id: str, redacted_at: datetime | None) -> dict[str, Any]:
+def _run(run_id: str, redacted_at: datetime | None, version: int = 1) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
         "id": run_id,
         "flow_id": "f",
-        "flow_version": 1,
+        "flow_version": version,
         "state": "completed",
         "owner_subject": "dana",
         "owner_issuer": "test",
@@ -49,6 +50,18 @@ def _run(run_id: str, redacted_at: datetime | None) -> dict[str, Any]:
         "updated_at": now,
         "finished_at": now,
         "redacted_at": redacted_at,
+    }
+
+
+def _version(version: int, extra: dict[str, Any]) -> dict[str, Any]:
+    document = {"format": "switchboard.flow/v1", "id": "f", "name": "f", "steps": [], **extra}
+    return {
+        "flow_id": "f",
+        "version": version,
+        "document": document,
+        "digest": str(version),
+        "created_by": "admin",
+        "created_at": datetime.now(UTC),
     }
 
 
@@ -66,9 +79,25 @@ def test_an_engine_copy_left_after_the_rewrite_goes_on_a_later_pass(tmp_path: Pa
                         _run("run_just_rewritten", now - timedelta(minutes=5)),
                         _run("run_rewritten_long_ago", now - timedelta(hours=3)),
                         _run("run_not_rewritten", None),
+                        _run("run_without_redact", now - timedelta(minutes=5), version=2),
                     ],
                 )
-            engine = Engine({"run_just_rewritten", "run_rewritten_long_ago", "run_not_rewritten"})
+                # Version 1 redacts; version 2 does not (its runs' copies stay for forks).
+                await conn.execute(
+                    insert(flow_versions),
+                    [
+                        _version(1, {"redact": ["card_number"]}),
+                        _version(2, {}),
+                    ],
+                )
+            engine = Engine(
+                {
+                    "run_just_rewritten",
+                    "run_rewritten_long_ago",
+                    "run_not_rewritten",
+                    "run_without_redact",
+                }
+            )
             retention = RunRetention(
                 db,
                 None,  # type: ignore[arg-type]  # the store: not read by this pass
@@ -84,4 +113,8 @@ def test_an_engine_copy_left_after_the_rewrite_goes_on_a_later_pass(tmp_path: Pa
     # Only the recent one is looked at again: the not-yet-rewritten run keeps
     # its copy (a cancelled run's `resume` replays from it) and an old one is
     # the retention's own business.
-    assert anyio.run(play) == {"run_rewritten_long_ago", "run_not_rewritten"}
+    assert anyio.run(play) == {
+        "run_rewritten_long_ago",
+        "run_not_rewritten",
+        "run_without_redact",
+    }

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
 from gateway.console.run_form import FormInvalid, fields_of, input_from
+from gateway.console.run_graph import run_graph
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
     PREFIX,
@@ -217,12 +218,14 @@ async def render_run(
         status=status,
         run=run,
         bars=timeline(run),
+        graph=await run_graph(request, run),
         can_cancel=run.state not in ENDED,
         can_resume=run.state in RESUMABLE,
         question=asked(run),
         can_answer=own,
         can_fork=own and run.state in ENDED,
-        forkable=[s.id for s in run.steps if s.parent is None and ":" not in s.id],
+        # The flow's own steps: not a held call's review, nor a repeat's round.
+        forkable=[s.id for s in run.steps if s.parent is None and not set(s.id) & set(":#")],
         **shown,
     )
 

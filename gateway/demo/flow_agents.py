@@ -63,6 +63,8 @@ class SalesDesk:
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     failing: set[str] = field(default_factory=set)
+    # How often each order's status was asked (the ``status`` skill).
+    status_asks: dict[str, int] = field(default_factory=dict)
 
     def count(self, skill: str) -> int:
         with self.lock:
@@ -122,6 +124,11 @@ class _Executor(AgentExecutor):
             # The support desk: a customer's request becomes an order to quote.
             ticket = {k: data.get(k) for k in ("customer", "sku", "quantity")}
             parts = [_data(ticket), new_text_part(f"Escalated: {data.get('customer')} order")]
+        elif skill == "status":
+            order = str(data.get("order") or "")
+            with self.desk.lock:
+                times = self.desk.status_asks[order] = self.desk.status_asks.get(order, 0) + 1
+            parts = [_data({"order": order, "asks": times, "ready": times >= READY_AFTER})]
         elif skill == "reply":
             customer = data.get("customer", "customer")
             parts = [new_text_part(f"Dear {customer}, your quote is {data.get('total')} EUR.")]
@@ -149,6 +156,9 @@ class _Executor(AgentExecutor):
         assert context.context_id is not None
         await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
 
+
+# The ``status`` skill's order is ready from this ask on.
+READY_AFTER = 3
 
 # What each task of the ``ship`` skill was asked to ship, until it is answered.
 _ORDERS: dict[str, dict[str, Any]] = {}
@@ -191,6 +201,12 @@ def sales_card(url: str) -> AgentCard:
         AgentSkill(id="quote", name="Quote", description="Prices an order.", tags=["sales"]),
         AgentSkill(id="work", name="Work", description="Works a while.", tags=["sales"]),
         AgentSkill(id="reply", name="Reply", description="Writes the reply.", tags=["sales"]),
+        AgentSkill(
+            id="status",
+            name="Status",
+            description="Says whether an order is ready (it is, from the third time asked).",
+            tags=["sales"],
+        ),
         AgentSkill(
             id="ship",
             name="Ship",

@@ -5,8 +5,11 @@ with its step and its field.
 * every expression compiles, reads only ``input``, ``steps`` and ``run``, and
   names only steps that have run before it (earlier steps; not a sibling
   branch, not itself, not a later step);
-* a route goes forward (a later step, or ``end``), and only its last case may
-  omit ``when``; a quorum is at most the number of branches;
+* a route goes forward (a later step, or ``end``; not into a repeat's block),
+  and only its last case may omit ``when``; a quorum is at most the number
+  of branches;
+* a repeat's block steps read the steps before the repeat and those before
+  them in the block; its ``until`` reads the whole block;
 * a parallel step with ``on_error: checkpoint`` has an id of at most 52
   characters: its reviews are recorded as ``<id>_review<n>`` (a call's and a
   branch's id the schema limits so; a map's 56 leaves room already);
@@ -40,10 +43,12 @@ from gateway.flows.definition import (
     MapStep,
     ParallelStep,
     Quorum,
+    RepeatStep,
     RouteStep,
     WaitStep,
 )
 from gateway.flows.expressions import ROOTS, ExpressionInvalid, fits, references, shape
+from gateway.flows.placement import Placed, before, placed, until_of
 
 
 @dataclass(frozen=True)
@@ -84,41 +89,24 @@ def _problem(step: str | None, field: str, message: str) -> Problem:
 MAP_ROOTS = frozenset({"item", "index"})
 
 
-@dataclass(frozen=True)
-class _Placed:
-    step: CallStep | ParallelStep | RouteStep | CheckpointStep | MapStep | WaitStep
-    path: str  # steps[2] or steps[2].parallel.branches[0]
-    index: int  # the top-level position
-    parent: str | None
-
-
-def _placed(document: FlowDocument) -> list[_Placed]:
-    placed: list[_Placed] = []
-    for index, step in enumerate(document.steps):
-        placed.append(_Placed(step, f"steps[{index}]", index, None))
-        if isinstance(step, ParallelStep):
-            for b, branch in enumerate(step.parallel.branches):
-                placed.append(
-                    _Placed(branch, f"steps[{index}].parallel.branches[{b}]", index, step.id)
-                )
-    return placed
-
-
 async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
     problems: list[Problem] = []
-    placed = _placed(document)
-    position: dict[str, _Placed] = {}
-    for where in placed:
+    steps = placed(document)
+    position: dict[str, Placed] = {}
+    for where in steps:
         if where.step.id in position:
             problems.append(_problem(where.step.id, f"{where.path}.id", "a step id is used twice"))
         else:
             position[where.step.id] = where
     known_shapes: dict[str, Any] = {"input": document.input}
-    for where in placed:
+    for where in steps:
         problems += _expressions(where, position)
         step = where.step
         if isinstance(step, RouteStep):
             problems += _route(step, where, position)
+        elif isinstance(step, RepeatStep) and where.parent is None:
+            field = f"{where.path}.repeat.until"
+            problems += _refs(step.id, field, step.repeat.until, until_of(where), position)
         elif isinstance(step, ParallelStep):
             if step.on_error == "checkpoint" and len(step.id) > REVIEWED_STEP_ID:
                 problems.append(
@@ -156,7 +144,7 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
     return problems
 
 
-def _expressions(where: _Placed, position: Mapping[str, _Placed]) -> list[Problem]:
+def _expressions(where: Placed, position: Mapping[str, Placed]) -> list[Problem]:
     step, path = where.step, where.path
     found: list[tuple[str, str | None]] = [("when", step.when)]
     if isinstance(step, CallStep):
@@ -205,8 +193,8 @@ def _refs(
     step_id: str | None,
     field: str,
     expression: str,
-    where: _Placed | None,
-    position: Mapping[str, _Placed],
+    where: Placed | None,
+    position: Mapping[str, Placed],
     *,
     final: bool = False,
     extra: frozenset[str] = frozenset(),
@@ -233,7 +221,7 @@ def _refs(
             earlier = position.get(ref.step)
             if earlier is None:
                 problems.append(_problem(step_id, field, f"no step {ref.step!r} in this flow"))
-            elif not final and where is not None and not _before(earlier, where):
+            elif not final and where is not None and not before(earlier, where):
                 problems.append(
                     _problem(
                         step_id, field, f"step {ref.step!r} has not run yet when this one runs"
@@ -242,13 +230,7 @@ def _refs(
     return problems
 
 
-def _before(earlier: _Placed, where: _Placed) -> bool:
-    """Whether ``earlier`` has finished whenever ``where`` starts."""
-    # A branch's own parallel step, or a sibling branch, is not before it.
-    return earlier.index < where.index
-
-
-def _route(step: RouteStep, where: _Placed, position: Mapping[str, _Placed]) -> list[Problem]:
+def _route(step: RouteStep, where: Placed, position: Mapping[str, Placed]) -> list[Problem]:
     problems: list[Problem] = []
     for i, case in enumerate(step.route):
         field = f"{where.path}.route[{i}]"
@@ -296,7 +278,7 @@ def as_fallback(step: CallStep) -> CallStep:
 
 
 async def _fallback(
-    step: CallStep, where: _Placed, catalog: Catalog, known_shapes: dict[str, Any]
+    step: CallStep, where: Placed, catalog: Catalog, known_shapes: dict[str, Any]
 ) -> list[Problem]:
     fallback = as_fallback(step)
     if fallback.call.target == step.call.target and fallback.call.skill == step.call.skill:
@@ -316,7 +298,7 @@ async def _fallback(
 
 async def _call(
     step: CallStep,
-    where: _Placed,
+    where: Placed,
     catalog: Catalog,
     known_shapes: dict[str, Any],
     under: str = "",
@@ -451,7 +433,7 @@ def called_agents(document: FlowDocument) -> list[tuple[str | None, str, str]]:
     """Every agent (a flow is one) the document's steps may call: (step id,
     field, agent) -- a call's target, its fallback's, and a map's per item."""
     found: list[tuple[str | None, str, str]] = []
-    for where in _placed(document):
+    for where in placed(document):
         step = where.step
         targets: list[tuple[str, str | None]] = []
         if isinstance(step, CallStep):

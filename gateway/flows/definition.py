@@ -265,10 +265,68 @@ def _kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, dict):
-        kinds = ("call", "parallel", "route", "checkpoint", "map", "wait")
+        kinds = ("call", "parallel", "route", "checkpoint", "map", "wait", "repeat")
         found = [k for k in kinds if k in value]
         return found[0] if len(found) == 1 else None
     return None
+
+
+# What a repeat's block may hold: the steps that do work (a route would leave
+# the block, a wait's event names one step, a repeat in a repeat is a loop's loop).
+InnerStep = Annotated[
+    Annotated[CallStep, Tag("call")]
+    | Annotated[ParallelStep, Tag("parallel")]
+    | Annotated[CheckpointStep, Tag("checkpoint")]
+    | Annotated[MapStep, Tag("map")],
+    Discriminator(
+        _kind,
+        custom_error_type="step_kind",
+        custom_error_message="a step in a repeat has exactly one of call, parallel, "
+        "checkpoint, map",
+    ),
+]
+# A block's step is recorded once a round, as "<id>#<round>" (a map's items as
+# "<id>#<round>[<index>]", a review as "<id>#<round>_review<n>"), in a
+# 64-character column: its id, and a branch's, is at most this long.
+REPEATED_STEP_ID = 48
+MAX_ROUNDS = 50
+
+
+class Repeat(_Strict):
+    steps: list[InnerStep] = Field(min_length=1, max_length=20)
+    until: Expression = Field(
+        description="checked after each round, over the round's outputs: once it holds, "
+        "the repeat is done"
+    )
+    max: int = Field(ge=1, le=MAX_ROUNDS, description="at most this many rounds (required)")
+    on_max: Literal["fail", "continue"] = Field(
+        "fail", description="when until still does not hold after max rounds: fail, or go on"
+    )
+
+    @model_validator(mode="after")
+    def _ids_fit(self) -> Repeat:
+        for step in self.steps:
+            ids = [step.id]
+            if isinstance(step, ParallelStep):
+                ids += [branch.id for branch in step.parallel.branches]
+            for found in ids:
+                if len(found) > REPEATED_STEP_ID:
+                    raise ValueError(
+                        f"a step in a repeat has an id of at most {REPEATED_STEP_ID} "
+                        f"characters ({found!r}): each round is recorded as <id>#<round>"
+                    )
+        return self
+
+
+class RepeatStep(_Step):
+    """A block of steps run again and again until ``until`` holds, at most
+    ``max`` times (`gateway.flows.loops`). Expressions read the latest
+    round's outputs as ``steps.<id>``; the output is ``{rounds, done}``."""
+
+    repeat: Repeat
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="when a round fails (or max is reached with on_max: fail)"
+    )
 
 
 Step = Annotated[
@@ -277,12 +335,13 @@ Step = Annotated[
     | Annotated[RouteStep, Tag("route")]
     | Annotated[CheckpointStep, Tag("checkpoint")]
     | Annotated[MapStep, Tag("map")]
-    | Annotated[WaitStep, Tag("wait")],
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[RepeatStep, Tag("repeat")],
     Discriminator(
         _kind,
         custom_error_type="step_kind",
         custom_error_message="a step has exactly one of call, parallel, route, checkpoint, "
-        "map, wait",
+        "map, wait, repeat",
     ),
 ]
 

@@ -8,7 +8,8 @@ sent again. What this module adds is the flow's view of that:
 * **Which position.** DBOS counts operations (``function_id``); a flow has
   steps. Every operation a step records is named after it ("call quote",
   "open approve", "call quote, retry", "call lookup[3]" for a map's item,
-  "call branch_a" for a parallel branch): the fork starts at the first
+  "call branch_a" for a parallel branch, "call draft#2" for a repeat's
+  round): the fork starts at the first
   operation of the chosen step, or of any step after it, or at the run's
   "finish" -- whichever the origin recorded first (`start_position`). An
   operation named otherwise (``DBOS.recv``, ``DBOS.sleep``) belongs to the step
@@ -41,7 +42,7 @@ from adapters.trace_context import new_trace_id
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.flows.costs import BudgetSpent
-from gateway.flows.definition import FlowDocument, ParallelStep
+from gateway.flows.definition import FlowDocument, ParallelStep, RepeatStep
 from gateway.flows.models import StepView
 from gateway.flows.store import TERMINAL_RUN_STATES
 
@@ -73,8 +74,10 @@ _VERBS = (
     "wait",
     "ask",
 )
-# "lookup[3]" (a map's item), "pay:approval1.ab12cd" (a held call's review).
-_ID_END = re.compile(r"[\[:]")
+# "lookup[3]" (a map's item), "pay:approval1.ab12cd" (a held call's review),
+# "draft#2" (a repeat's round, `gateway.flows.loops`).
+_ID_END = re.compile(r"[\[:#]")
+_REVIEW = re.compile(r"_review\d+$")
 FINISH = "finish"
 BEGIN = "begin"
 
@@ -104,17 +107,21 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
     top-level step: the step's id, a parallel branch's, a shortened id."""
     found: dict[str, int] = {}
     for index, step in enumerate(document.steps):
-        names = [step.id]
-        if isinstance(step, ParallelStep):
-            names += [branch.id for branch in step.parallel.branches]
-        for name in names:
-            found[name] = index
-            found[_shortened(name)] = index
+        inner = list(step.repeat.steps) if isinstance(step, RepeatStep) else []
+        for each in [step, *inner]:
+            names = [each.id]
+            if isinstance(each, ParallelStep):
+                names += [branch.id for branch in each.parallel.branches]
+            for name in names:
+                found[name] = index
+                found[_shortened(name)] = index
     return found
 
 
 def _index_of(name: str, indexes: Mapping[str, int]) -> int | None:
-    return indexes.get(_ID_END.split(name, maxsplit=1)[0])
+    base = _ID_END.split(name, maxsplit=1)[0]
+    # "check_review2": a failed step's review (`reviews.review_step`).
+    return indexes.get(base, indexes.get(_REVIEW.sub("", base)))
 
 
 def owner_of(operation: str, indexes: Mapping[str, int]) -> int | None:

@@ -86,3 +86,16 @@ def seen(outcome: dict[str, Any]) -> dict[str, Any]:
         "text": outcome.get("text", ""),
         "error": outcome.get("error"),
     }
+
+
+def ending(step: Any, outcome: dict[str, Any]) -> tuple[str, str] | None:
+    """(the run's end state, why) when a step's outcome ends the run."""
+    state = outcome["state"]
+    if state == "completed":
+        return None
+    if state in ("rejected", "canceled"):
+        return state, str(outcome.get("error") or state)
+    on_error = getattr(step, "on_error", "fail")
+    if outcome.get("fatal") or on_error != "skip":
+        return "failed", f"step {step.id} failed: {outcome.get('error')}"
+    return None

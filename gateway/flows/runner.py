@@ -22,7 +22,7 @@ from dbos import DBOS
 
 from adapters import spans
 from gateway.delegation.audit import AuditEvent
-from gateway.flows import checkpoints, reviews, waits
+from gateway.flows import checkpoints, loops, reviews, waits
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_fallback
 from gateway.flows.costs import BudgetSpent, check_budget, priced
@@ -33,12 +33,13 @@ from gateway.flows.definition import (
     FlowDocument,
     MapStep,
     ParallelStep,
+    RepeatStep,
     RouteStep,
     WaitStep,
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
-from gateway.flows.outcomes import ASKING, HELD, RETRYING, failed, now, seen, truthy
+from gateway.flows.outcomes import ASKING, HELD, RETRYING, ending, failed, now, seen, truthy
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
 from registry.tables import as_utc
@@ -175,29 +176,30 @@ class FlowRun(FanOutSteps):
                     await self._skip(skipped.id, f"route {step.id} went to {goto}")
                 index = max(index, target)
                 continue
-            if isinstance(step, CallStep):
-                outcome = await reviews.call_with_review(self, step)
-            elif isinstance(step, ParallelStep):
-                outcome = await self._parallel(step)
-            elif isinstance(step, MapStep):
-                outcome = await self._map(step)
-            elif isinstance(step, WaitStep):
-                outcome = await waits.wait(self, step)
-            else:
-                assert isinstance(step, CheckpointStep)
-                outcome = await checkpoints.wait(self, step)
+            outcome = await self.step(step)
             self.ctx["steps"][step.id] = seen(outcome)
-            state = outcome["state"]
-            if state == "completed":
-                continue
-            if state in ("rejected", "canceled"):
-                return state, str(outcome.get("error") or state)
-            on_error = getattr(step, "on_error", "fail")
-            if outcome.get("fatal") or on_error != "skip":
-                return "failed", f"step {step.id} failed: {outcome.get('error')}"
+            ended = ending(step, outcome)
+            if ended is not None:
+                return ended
         if until is not None:
             return "failed", f"the fork's step {until} was not reached as in the run forked"
         return None
+
+    async def step(
+        self, step: CallStep | ParallelStep | MapStep | WaitStep | CheckpointStep | RepeatStep
+    ) -> dict[str, Any]:
+        """One step that does work (a route is the walk's own), its outcome."""
+        if isinstance(step, CallStep):
+            return await reviews.call_with_review(self, step)
+        if isinstance(step, ParallelStep):
+            return await self._parallel(step)
+        if isinstance(step, MapStep):
+            return await self._map(step)
+        if isinstance(step, WaitStep):
+            return await waits.wait(self, step)
+        if isinstance(step, RepeatStep):
+            return await loops.repeat(self, step)
+        return await checkpoints.wait(self, step)
 
     def _route(self, step: RouteStep) -> str:
         for case in step.route:

@@ -56,3 +56,49 @@ def test_a_user_sees_only_their_own_runs(world: World, browser: Browser) -> None
     assert not browser.find_elements(By.ID, "versions")  # versions are for admins
     browser.get(f"{base}/ui/flows/{FLOW}/runs/{theirs['id']}")
     assert browser.find_element(By.TAG_NAME, "h1").text == "No such run"
+
+
+def test_the_run_page_follows_the_run_live_and_draws_its_graph(
+    world: World, browser: Browser
+) -> None:
+    """Nobody reloads: the approval decided elsewhere shows on the open page
+    (server-sent events, static/live.js), and the graph's step turns done."""
+    run = world.start_run("hana", "O-88")
+    approval = run["steps"][0]["approval_id"]
+    base = world.url
+    dev_login(browser, base, "hana", "crm:read")
+    browser.get(f"{base}/ui/flows/{FLOW}/runs/{run['id']}")
+    assert "input_required" in text_of(browser, "#run-state")
+    assert browser.find_elements(By.CSS_SELECTOR, "#graph #node-manager.node-waiting")
+    with world.admin() as admin:
+        decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+    wait_for(lambda: "completed" in text_of(browser, "#run-state"))
+    wait_for(lambda: bool(browser.find_elements(By.CSS_SELECTOR, "#node-manager.node-completed")))
+    assert '"order": "O-88"' in text_of(browser, "#output")
+
+
+def test_fork_an_ended_run_and_replay_it(world: World, browser: Browser) -> None:
+    run = world.start_run("ivan", "O-99")
+    with world.admin() as admin:
+        approval = run["steps"][0]["approval_id"]
+        assert admin.post(f"/approvals/{approval}", json={"decision": "approve"}).status_code == 200
+    with world.user("ivan") as ivan:
+        world.run_in(ivan, run["id"], "completed")
+    base = world.url
+    dev_login(browser, base, "ivan", "crm:read")
+    browser.get(f"{base}/ui/flows/{FLOW}/runs/{run['id']}")
+    browser.find_element(By.ID, "replay-link").click()
+    wait_for(lambda: "/replay" in browser.current_url)
+    assert "step 1 of 1" in text_of(browser, "h1")
+    assert "manager" in text_of(browser, "#replay-step")
+    browser.back()
+    wait_for(lambda: bool(browser.find_elements(By.ID, "fork-form")))
+    field = browser.find_element(By.ID, "fork-input")
+    field.clear()
+    field.send_keys('{"order": "O-100"}')
+    browser.find_element(By.CSS_SELECTOR, "#fork-form button").click()
+    wait_for(lambda: bool(browser.find_elements(By.ID, "forked-from")))
+    assert run["id"] in text_of(browser, "#forked-from")
+    # The checkpoint is the fork's first step: asked again, for the new order.
+    wait_for(lambda: "input_required" in text_of(browser, "#run-state"))

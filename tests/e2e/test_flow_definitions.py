@@ -86,7 +86,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str | None, str, str]] 
         lambda d: _branch(d, 0)["call"].pop("skill"),
         "quote",
         f"{QUOTE}.call.skill",
-        "has 4 skills: name one",
+        "has 5 skills: name one",
     ),
     (
         "an unknown tool",

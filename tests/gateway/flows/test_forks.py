@@ -178,3 +178,60 @@ def test_a_newer_version_must_have_had_every_step_before_the_forks() -> None:
     without["steps"] = QUOTE_FLOW["steps"][:-1]
     with pytest.raises(ForkRefused, match="version 2 of the flow has no step reply"):
         plan(ORIGIN, RECORDS, DOCUMENT, FlowDocument.model_validate(without), 2, "reply", APPROVED)
+
+
+def test_a_repeats_rounds_and_a_reviews_records_belong_to_their_step() -> None:
+    document = FlowDocument.model_validate(
+        {
+            "format": "switchboard.flow/v1",
+            "id": "r",
+            "name": "r",
+            "steps": [
+                {"id": "first", "call": {"agent": "sales"}, "on_error": "checkpoint"},
+                {
+                    "id": "loop",
+                    "repeat": {
+                        "steps": [
+                            {"id": "draft", "call": {"agent": "sales"}},
+                            {
+                                "id": "both",
+                                "parallel": {
+                                    "branches": [
+                                        {"id": "left", "call": {"agent": "sales"}},
+                                        {"id": "right", "call": {"agent": "sales"}},
+                                    ]
+                                },
+                            },
+                        ],
+                        "until": "steps.draft.output.ok",
+                        "max": 3,
+                    },
+                },
+                {"id": "last", "call": {"agent": "sales"}},
+            ],
+        }
+    )
+    indexes = step_indexes(document)
+    assert owner_of("call draft#2", indexes) == 1
+    assert owner_of("call right#3, retry", indexes) == 1
+    assert owner_of("open first_review1", indexes) == 0
+    operations = _ops("begin", "call first", "call draft#1", "call left#1", "call last", "finish")
+    assert start_position(operations, document, "loop") == 3
+    records = [
+        _record("first"),
+        _record("first_review1", kind="checkpoint"),
+        _record("loop", kind="repeat"),
+        _record("draft#1"),
+        _record("both#1", kind="parallel"),
+        _record("left#1", parent="both#1"),
+        _record("last"),
+    ]
+    assert reused_records(records, document, "last") == [
+        "first",
+        "first_review1",
+        "loop",
+        "draft#1",
+        "both#1",
+        "left#1",
+    ]
+    assert reused_records(records, document, "loop") == ["first", "first_review1"]

@@ -1,0 +1,103 @@
+"""A ``repeat`` step: a block of steps run round after round until its
+``until`` holds, at most ``max`` rounds.
+
+Each round runs the block's steps in order, each recorded as a step of its
+own named ``<id>#<round>`` (its DBOS operations too: "call draft#2"), so a
+round's call is a new call -- its own message id, its own task, its own
+approval for a checkpoint -- never the round before's found again. The
+run's expressions read the latest round's outputs as ``steps.<id>``; the
+repeat's output is ``{rounds, done}``.
+
+Everything a round decides on (a ``when``, ``until``) is read from recorded
+outputs, so a replay after a crash takes the same rounds and finds each
+step's record where it left it (`gateway.flows.runner`): a SIGKILL mid-loop
+goes on in the round it was in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from gateway.flows import checkpoints
+from gateway.flows.definition import (
+    CallStep,
+    CheckpointStep,
+    MapStep,
+    ParallelStep,
+    RepeatStep,
+)
+from gateway.flows.expressions import evaluate
+from gateway.flows.outcomes import ending, failed, now, seen, truthy
+
+InnerStep = CallStep | ParallelStep | CheckpointStep | MapStep
+
+
+class FlowRun(checkpoints.FlowRun, Protocol):
+    async def step(self, step: Any) -> dict[str, Any]: ...
+
+
+def in_round(step: InnerStep, round_: int) -> InnerStep:
+    """The block's step as run in ``round_``: its id (and its branches') ``#<round>``."""
+    if isinstance(step, ParallelStep):
+        branches = [b.model_copy(update={"id": f"{b.id}#{round_}"}) for b in step.parallel.branches]
+        parallel = step.parallel.model_copy(update={"branches": branches})
+        return step.model_copy(update={"id": f"{step.id}#{round_}", "parallel": parallel})
+    return step.model_copy(update={"id": f"{step.id}#{round_}"})
+
+
+def _remember(run: FlowRun, step: InnerStep, named: InnerStep, outcome: dict[str, Any]) -> None:
+    """The round's outcome as ``steps.<id>`` (a branch's as its own id)."""
+    steps = run.ctx["steps"]
+    steps[step.id] = seen(outcome)
+    steps.pop(named.id, None)
+    if isinstance(step, ParallelStep) and isinstance(named, ParallelStep):
+        for branch, ran in zip(step.parallel.branches, named.parallel.branches, strict=True):
+            if ran.id in steps:
+                steps[branch.id] = steps.pop(ran.id)
+
+
+async def repeat(run: FlowRun, step: RepeatStep) -> dict[str, Any]:
+    spec = step.repeat
+    await run.mark(step.id, "repeat", "running", started_at=now())
+    for round_ in range(1, spec.max + 1):
+        for inner in spec.steps:
+            named = in_round(inner, round_)
+            try:
+                holds = inner.when is None or truthy(evaluate(inner.when, run.ctx))
+            except Exception as exc:
+                return await _end(run, step, failed(f"round {round_}: {inner.id}: when: {exc}"))
+            if not holds:
+                await run.mark(named.id, "skipped", "skipped", error="its when did not hold")
+                run.ctx["steps"][inner.id] = seen({"state": "skipped", "output": None})
+                continue
+            outcome = await run.step(named)
+            _remember(run, inner, named, outcome)
+            ended = ending(inner, outcome)
+            if ended is not None:
+                state, reason = ended
+                stopped = {**failed(f"round {round_}: {reason}"), "state": state}
+                if outcome.get("fatal"):
+                    stopped["fatal"] = True
+                return await _end(run, step, stopped)
+        try:
+            done = truthy(evaluate(spec.until, run.ctx))
+        except Exception as exc:
+            return await _end(run, step, failed(f"round {round_}: until: {exc}"))
+        if done:
+            return await _end(run, step, _done(round_, True))
+    if spec.on_max == "continue":
+        return await _end(run, step, _done(spec.max, False))
+    said = f"until did not hold after {spec.max} round(s): {spec.until}"
+    return await _end(run, step, failed(said))
+
+
+def _done(rounds: int, done: bool) -> dict[str, Any]:
+    output = {"rounds": rounds, "done": done}
+    return {"state": "completed", "output": output, "text": "", "error": None}
+
+
+async def _end(run: FlowRun, step: RepeatStep, outcome: dict[str, Any]) -> dict[str, Any]:
+    await run.mark(
+        step.id, "repeat", str(outcome["state"]), output=outcome["output"], error=outcome["error"]
+    )
+    return outcome

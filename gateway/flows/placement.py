@@ -1,0 +1,69 @@
+"""Where each step of a flow document sits, for the registration checks
+(`gateway.flows.checks`): its path in the document (for the problem's
+``field``), its top-level position, the step it belongs to (a parallel
+branch's parallel step, a repeat's block step's repeat), and so which steps
+have always finished when another starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.flows.definition import (
+    CallStep,
+    CheckpointStep,
+    FlowDocument,
+    MapStep,
+    ParallelStep,
+    RepeatStep,
+    RouteStep,
+    WaitStep,
+)
+
+AnyStep = CallStep | ParallelStep | RouteStep | CheckpointStep | MapStep | WaitStep | RepeatStep
+
+
+@dataclass(frozen=True)
+class Placed:
+    step: AnyStep
+    path: str  # steps[2], steps[2].parallel.branches[0], steps[3].repeat.steps[1]
+    index: int  # the top-level position
+    parent: str | None  # a branch's parallel step; a block step's repeat
+    block: str | None = None  # the repeat whose block it is in
+    sub: int = 0  # its position in that block
+
+
+def placed(document: FlowDocument) -> list[Placed]:
+    found: list[Placed] = []
+    for index, step in enumerate(document.steps):
+        found += _with_branches(Placed(step, f"steps[{index}]", index, None))
+        if isinstance(step, RepeatStep):
+            for sub, inner in enumerate(step.repeat.steps):
+                path = f"steps[{index}].repeat.steps[{sub}]"
+                found += _with_branches(Placed(inner, path, index, step.id, step.id, sub))
+    return found
+
+
+def _with_branches(where: Placed) -> list[Placed]:
+    found = [where]
+    if isinstance(where.step, ParallelStep):
+        for b, branch in enumerate(where.step.parallel.branches):
+            path = f"{where.path}.parallel.branches[{b}]"
+            found.append(Placed(branch, path, where.index, where.step.id, where.block, where.sub))
+    return found
+
+
+def until_of(where: Placed) -> Placed:
+    """Where a repeat's ``until`` is read: after every step of its block."""
+    assert isinstance(where.step, RepeatStep)
+    steps = len(where.step.repeat.steps)
+    return Placed(where.step, where.path, where.index, None, where.step.id, steps)
+
+
+def before(earlier: Placed, where: Placed) -> bool:
+    """Whether ``earlier`` has finished whenever ``where`` starts: an earlier
+    top-level step, or an earlier step of the same repeat's block (in this
+    round). A branch's own parallel step, a sibling branch, a later step of
+    the block (it ran in the round before, if any) or the repeat itself is not."""
+    if earlier.index != where.index:
+        return earlier.index < where.index
+    return earlier.block is not None and earlier.block == where.block and earlier.sub < where.sub

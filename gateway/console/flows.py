@@ -15,8 +15,6 @@ shown on the run's page, with a form for the run's own user to answer it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 import yaml
@@ -27,6 +25,7 @@ from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
 from gateway.console.run_form import FormInvalid, fields_of, input_from
 from gateway.console.run_graph import run_graph
+from gateway.console.run_view import ENDED, digest, fragments, timeline
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
     PREFIX,
@@ -48,18 +47,7 @@ from policies.scopes import ADMIN_SCOPE
 router = APIRouter(prefix=PREFIX + "/flows", route_class=ConsoleRoute, include_in_schema=False)
 VERSION = Query(ge=1, le=2**31 - 1)
 RUNS = 50
-ENDED = frozenset({"completed", "failed", "canceled", "rejected"})
 RESUMABLE = frozenset({"canceled", "failed"})
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One step on the run's timeline, in thousandths of the run's span."""
-
-    step: StepView
-    depth: int
-    x: int
-    width: int
 
 
 @router.get("")
@@ -219,6 +207,8 @@ async def render_run(
         run=run,
         bars=timeline(run),
         graph=await run_graph(request, run),
+        # What the page shows that its live stream would send again.
+        shown_digest=digest(await fragments(request, user, run)),
         can_cancel=run.state not in ENDED,
         can_resume=run.state in RESUMABLE,
         question=asked(run),
@@ -284,28 +274,3 @@ async def resume(request: Request, flow_id: str, run_id: str) -> Response:
     await posted(request, user.csrf)
     await flows_api.resume_run(request, flow_id, run_id, user.principal())
     return redirect(f"{PREFIX}/flows/{flow_id}/runs/{run_id}")
-
-
-def timeline(run: RunView) -> list[Bar]:
-    """The run's steps in order, each placed on the run's span (from its
-    creation to its end, or its last change while it goes on); a step not
-    started has no bar, one still running reaches the span's end."""
-    start = run.created_at
-    end = max(
-        [run.finished_at or run.updated_at]
-        + [t for s in run.steps for t in (s.started_at, s.finished_at) if t is not None]
-    )
-    span = max((end - start).total_seconds(), 1e-3)
-
-    def at(moment: datetime) -> int:
-        return round(1000 * min(max((moment - start).total_seconds() / span, 0.0), 1.0))
-
-    bars = []
-    for step in run.steps:
-        if step.started_at is None:
-            bars.append(Bar(step, 1 if step.parent else 0, 0, 0))
-            continue
-        x = at(step.started_at)
-        width = max(at(step.finished_at or end) - x, 2)  # an instant still shows
-        bars.append(Bar(step, 1 if step.parent else 0, x, width))
-    return bars

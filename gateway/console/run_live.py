@@ -17,17 +17,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.api import flows as flows_api
-from gateway.console.flows import ENDED, timeline
-from gateway.console.run_graph import run_graph
-from gateway.console.sessions import ConsoleUser
-from gateway.console.web import PREFIX, ConsoleRoute, console_of, current_user
-from gateway.flows.models import RunView
+from gateway.console.run_view import ENDED, digest, fragments
+from gateway.console.web import PREFIX, ConsoleRoute, current_user
 
 router = APIRouter(prefix=PREFIX + "/flows", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -35,33 +31,23 @@ POLL_SECONDS = 0.5
 STREAM_SECONDS = 300.0
 
 
-async def fragments(request: Request, user: ConsoleUser, run: RunView) -> dict[str, Any]:
-    templates = console_of(request).templates
-    context = {"user": user, "run": run, "bars": timeline(run)}
-    context["graph"] = await run_graph(request, run)
-    return {
-        "state": run.state,
-        "head": templates.get_template("flow_run_state.html").render(**context),
-        "live": templates.get_template("flow_run_live.html").render(**context),
-    }
-
-
 @router.get("/{flow_id}/runs/{run_id}/live")
-async def live(request: Request, flow_id: str, run_id: str) -> Response:
+async def live(request: Request, flow_id: str, run_id: str, seen: str = "") -> Response:
+    """``seen``: the digest of what the page shows (`run_view.digest`): not sent again."""
     user = await current_user(request)
     await flows_api.get_run(request, flow_id, run_id, user.principal())  # 404: not theirs
 
     async def events() -> AsyncIterator[str]:
-        sent: dict[str, Any] | None = None
+        sent = seen[:64]
         ends = time.monotonic() + STREAM_SECONDS
         # The browser waits this long before connecting again (SSE `retry`).
         yield "retry: 2000\n\n"
         while True:
             run = await flows_api.get_run(request, flow_id, run_id, user.principal())
             now = await fragments(request, user, run)
-            if now != sent:
+            if digest(now) != sent:
                 yield f"event: run\ndata: {json.dumps(now)}\n\n"
-                sent = now
+                sent = digest(now)
             if run.state in ENDED or time.monotonic() > ends:
                 return
             if await request.is_disconnected():

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from gateway.api import flows as flows_api
-from gateway.console.flows import ENDED, render_run
+from gateway.console.flows import render_run
+from gateway.console.run_view import ENDED
 from gateway.console.web import (
     PREFIX,
     ConsoleRoute,

@@ -19,7 +19,7 @@ def test_cancel_a_run_and_resume_it_from_the_console(world: World, browser: Brow
     wait_for(lambda: browser.current_url == f"{base}/ui/flows/{FLOW}")
     browser.find_element(By.LINK_TEXT, run["id"]).click()
     wait_for(lambda: run["id"] in browser.current_url)
-    assert "input_required" in text_of(browser, "#run-state")
+    wait_for(lambda: "input_required" in text_of(browser, "#run-state"))
     assert "waiting" in text_of(browser, "#step-manager")
     browser.find_element(By.CSS_SELECTOR, "#cancel button").click()
     wait_for(lambda: "canceled" in text_of(browser, "#run-state"))

@@ -198,13 +198,45 @@ def plan(
                 f"step {step.id} comes before {step_id} in version {chosen_version} "
                 f"but not in the version run {run_id} ran; fork from an earlier step"
             )
-    if not any(str(o["function_name"]) == BEGIN for o in operations):
+    begun = next((o for o in operations if str(o["function_name"]) == BEGIN), None)
+    if begun is None:
         raise ForkRefused(f"the engine no longer keeps run {run_id}'s steps")
+    _chained(origin, begun.get("output"), origin_document, top, step_id)
     position = start_position(operations, origin_document, step_id)
     if position is None:
         raise ForkRefused(f"run {run_id} has no recorded step at or after {step_id}")
     reused = reused_records(steps, origin_document, step_id)
     return Fork(origin=run_id, step=step_id, position=position, reused=tuple(reused))
+
+
+def _chained(
+    origin: Mapping[str, Any],
+    begun: Any,
+    document: FlowDocument,
+    top: list[str],
+    step_id: str,
+) -> None:
+    """A fork of a fork replays its steps as the first run of the chain walked
+    them (its recorded "begin" is that run's): from the step the origin was
+    forked at on, the origin walked its own input and version -- unless they
+    are the first run's, a fork from there on could not replay them."""
+    first = origin.get("fork_step")
+    if not origin.get("forked_from") or first not in top:
+        return
+    if top.index(step_id) <= top.index(str(first)):
+        return
+    root = begun if isinstance(begun, Mapping) else {}
+    same = (root.get("run") or {}).get("input") == origin["input"]
+    try:
+        same = same and FlowDocument.model_validate(root.get("document")) == document
+    except ValueError:
+        same = False
+    if not same:
+        raise ForkRefused(
+            f"run {origin['id']} is a fork that went on from step {first} with its own "
+            f"input or flow version: fork it from {first} or an earlier step, or fork "
+            f"run {origin['forked_from']}"
+        )
 
 
 async def fork_as_user(

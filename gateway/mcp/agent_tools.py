@@ -364,6 +364,8 @@ class _Outcome:
             if self.task is None:
                 self.task = Task(id=event.task_id, context_id=event.context_id)
             self.task.status.CopyFrom(event.status)
+            if event.HasField("metadata"):
+                self.task.metadata.update(MessageToDict(event.metadata))
             text = _text(event.status.message.parts)
             return f"{TaskState.Name(event.status.state)}: {text}".rstrip(": ")
         elif isinstance(event, TaskArtifactUpdateEvent):
@@ -389,6 +391,13 @@ class _Outcome:
         parts = [part for artifact in self.artifacts.values() for part in artifact.parts]
         meta = {"taskId": task.id, "contextId": task.context_id, "state": TaskState.Name(state)}
         if state in _WAITING:
+            # The agent's words, also on their own (`gateway.mcp.agent_questions`);
+            # a flow's run waiting at a checkpoint asks an approver, not its user.
+            said = MessageToDict(task.metadata) if task.HasField("metadata") else {}
+            if "approval" in said and "question" not in said:
+                meta["approval"] = str(said["approval"])
+            else:
+                meta["question"] = _text(task.status.message.parts)
             asked = list(task.status.message.parts) or [Part(text="the agent needs more input")]
             verb = "more input" if state == TaskState.TASK_STATE_INPUT_REQUIRED else "authorization"
             asked.append(Part(text=f"(task {task.id} waits for {verb}: call again with taskId)"))

@@ -417,7 +417,7 @@ class McpFront:
                     trace_id,
                     progress,
                     approved,
-                    ask=can_be_asked(ctx),
+                    ctx=ctx,
                 )
             except ConnectionRequired as needed:  # the agent takes its users' own tokens
                 if connect_answer is False:

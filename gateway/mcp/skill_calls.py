@@ -1,19 +1,22 @@
 """`tools/call` of an agent's skill at `/mcp` (`gateway.mcp.front`): the
-agent's answer as the tool's result, a call held for approval as the held
-answer (`gateway.mcp.approvals`), and the agent's own failure as a tool
-error the model can read."""
+agent's answer as the tool's result, its question put to the caller's user
+as an elicitation where the client takes them (`gateway.mcp.agent_questions`),
+a call held for approval as the held answer (`gateway.mcp.approvals`), and
+the agent's own failure as a tool error the model can read."""
 
 from __future__ import annotations
 
 import mcp_types as types
 from a2a.utils.errors import A2AError
+from mcp.server import ServerRequestContext
 
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
+from gateway.mcp import agent_questions
 from gateway.mcp.agent_tools import AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.errors import mcp_error
-from gateway.mcp.input_relay import ProgressRelay
+from gateway.mcp.input_relay import ProgressRelay, can_be_asked
 
 
 async def call_skill(
@@ -26,17 +29,28 @@ async def call_skill(
     progress: ProgressRelay,
     approved: bool,
     *,
-    ask: bool = False,
+    ctx: ServerRequestContext,
 ) -> types.CallToolResult | types.InputRequiredResult:
+    arguments = params.arguments
+    answered = agent_questions.continued(params)
+    if answered == {}:  # our question declined: the task still waits, nothing sent
+        return _still_asking(params.name)
+    if answered is not None:
+        arguments = answered
     try:
-        return await agent_tools.call(
-            skill,
-            params.arguments,
-            caller=caller,
-            trace_id=trace_id,
-            progress=progress,
-            approved=approved,
+        result = await agent_tools.call(
+            skill, arguments, caller=caller, trace_id=trace_id, progress=progress, approved=approved
         )
+        for _ in range(agent_questions.MAX_ROUNDS):
+            asked = agent_questions.waiting_question(result)
+            said = await agent_questions.ask_now(result, skill.agent_id, ctx)
+            if asked is None or said is None:
+                break
+            reply = agent_questions.reply_to(asked, said)
+            result = await agent_tools.call(
+                skill, reply, caller=caller, trace_id=trace_id, progress=progress, approved=approved
+            )
+        return agent_questions.ask_later(result, skill.agent_id, ctx)
     except ApprovalRequired as pending:
         if approvals is None:
             raise mcp_error(pending, params.name) from None
@@ -46,7 +60,7 @@ async def call_skill(
             params.arguments,
             kind="skill",
             output_schema=False,
-            ask=ask,
+            ask=can_be_asked(ctx),
         )
     except DelegationDenied as exc:
         raise mcp_error(exc, params.name) from None
@@ -59,3 +73,8 @@ async def call_skill(
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)], is_error=True
         )
+
+
+def _still_asking(name: str) -> types.CallToolResult:
+    text = f"{name}: not answered; the task still waits -- call again with its taskId to answer"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)])

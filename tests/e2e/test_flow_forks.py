@@ -88,6 +88,14 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
     assert audit.status_code == 200, audit.text
     said = [r["detail"] for r in audit.json()["items"] if r["event"] == "flow.fork"]
     assert said == [f"run {fork['id']} forked from run {run['id']} at step reply (version 1)"]
+    # A fork of the fork, from the same step: the quote still the first run's.
+    with setup.user() as dana:
+        again = _fork(dana, done, step="reply", input={**ORDER, "customer": "Cy"})
+        assert again.status_code == 201, again.text
+        third = setup.run(dana, again.json(), "completed", "failed")
+    assert third["output"]["reply"] == "Dear Cy, your quote is 35.62 EUR."
+    assert _sent(setup, "quote") == [f"{run['id']}.quote.1"]
+    assert _steps(third)["quote"]["reused_from"] == done["id"]
 
 
 def test_a_failed_run_forked_at_its_failed_step_goes_on(setup: FlowSetup) -> None:

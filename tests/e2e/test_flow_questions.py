@@ -36,7 +36,7 @@ from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.console import dev_login
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
 from tests.support.servers import ServerThread
 
@@ -355,6 +355,92 @@ async def test_an_mcp_client_answers_with_the_runs_task_id(setup: FlowSetup) -> 
         "ship.1",
         "ship.1.answer1",
     ]
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_an_mcp_client_that_takes_elicitations_is_asked_the_agents_question(
+    setup: FlowSetup, mode: str
+) -> None:
+    """The run's question put to the MCP client's user as an elicitation (a
+    2026-07-28 input_required result, or a 2025-11-25 elicitation/create on
+    the call's stream): a first answer the desk does not take is asked
+    again, the second ends the run -- all in one tool call."""
+    asked: list[str] = []
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        assert isinstance(params, types.ElicitRequestFormParams)
+        assert params.requested_schema["required"] == ["answer"]
+        return types.ElicitResult(
+            action="accept", content={"answer": "east" if len(asked) == 1 else "north"}
+        )
+
+    token = await asyncio.to_thread(setup.gateway.token, "dana", "sales:quote")
+    url = f"{setup.gateway.url}/mcp"
+    async with mcp_client(url, token, mode, elicitation_callback=answer) as client:
+        done = await client.call_tool("ship-flow__run", {"data": ORDER})
+    assert isinstance(done, types.CallToolResult) and not done.is_error, done
+    result = done.structured_content or {}
+    assert result["state"] == "TASK_STATE_COMPLETED", result
+    assert result["shipping"]["warehouse"] == "north"
+    assert len(asked) == 2 and asked[0].startswith("ship-flow asks: ")
+    assert "Which warehouse ships 3 x X-100" in asked[0]
+    assert [m["message_id"].split(".", 1)[-1] for m in _ship_messages(setup)] == [
+        "ship.1",
+        "ship.1.answer1",
+        "ship.1.answer2",
+    ]
+
+
+def _runs(setup: FlowSetup) -> list[dict[str, Any]]:
+    with setup.user() as dana:
+        found: list[dict[str, Any]] = dana.get("/flows/ship-flow/runs").json()
+        return found
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_declining_the_elicitation_leaves_the_question_waiting(
+    setup: FlowSetup, mode: str
+) -> None:
+    async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    token = await asyncio.to_thread(setup.gateway.token, "dana", "sales:quote")
+    url = f"{setup.gateway.url}/mcp"
+    async with mcp_client(url, token, mode, elicitation_callback=decline) as client:
+        first = await client.call_tool("ship-flow__run", {"data": ORDER})
+        if mode == "legacy":  # the question, with the task to answer later
+            said = first.structured_content or {}
+            assert said["state"] == "TASK_STATE_INPUT_REQUIRED", said
+            task_id = said["taskId"]
+        else:  # said so, and nothing sent
+            assert "still waits" in json.dumps([c.model_dump() for c in first.content])
+            task_id = (await asyncio.to_thread(_runs, setup))[0]["id"]
+        assert len(_ship_messages(setup)) == 1
+        done = await client.call_tool("ship-flow__run", {"taskId": task_id, "message": "south"})
+    assert (done.structured_content or {})["state"] == "TASK_STATE_COMPLETED", done
+
+
+async def test_a_checkpoint_is_not_put_to_the_mcp_user(setup: FlowSetup) -> None:
+    """A run waiting at a checkpoint waits for an approver: its user is not
+    asked anything, and the result names the approval."""
+    registered = await asyncio.to_thread(setup.register, QUOTE_FLOW)
+    assert registered.status_code == 201, registered.text
+    asked: list[str] = []
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    token = await asyncio.to_thread(setup.gateway.token, "dana", "sales:quote inventory:read")
+    url = f"{setup.gateway.url}/mcp"
+    big = {"sku": "X-100", "quantity": 100, "customer": "Ada"}
+    async with mcp_client(url, token, "2026-07-28", elicitation_callback=answer) as client:
+        held = await client.call_tool("quote-flow__run", {"data": big})
+    said = held.structured_content or {}
+    assert said["state"] == "TASK_STATE_INPUT_REQUIRED", said
+    assert said["approval"].startswith("apr_") and "question" not in said
+    assert asked == []
 
 
 def test_a_run_resumed_while_its_agent_asks_waits_at_the_question_again(

@@ -235,3 +235,42 @@ def test_a_repeats_rounds_and_a_reviews_records_belong_to_their_step() -> None:
         "left#1",
     ]
     assert reused_records(records, document, "loop") == ["first", "first_review1"]
+
+
+def _begun(run_input: dict[str, Any], document: dict[str, Any]) -> list[dict[str, Any]]:
+    operations = [dict(o) for o in APPROVED]
+    operations[0]["output"] = {"run": {"id": "run_0", "input": run_input}, "document": document}
+    return operations
+
+
+def test_a_fork_of_a_fork_goes_on_only_where_it_replays_alike() -> None:
+    fork = {**ORIGIN, "forked_from": "run_0", "fork_step": "manager", "input": {"x": 2}}
+    # Its own input from manager on: forked at manager or before, it replays.
+    assert plan(fork, RECORDS, DOCUMENT, DOCUMENT, 1, "manager", _begun({"x": 1}, QUOTE_FLOW))
+    assert plan(fork, RECORDS, DOCUMENT, DOCUMENT, 1, "check", _begun({"x": 1}, QUOTE_FLOW))
+    # After it, the steps it walked with its own input cannot be replayed.
+    with pytest.raises(ForkRefused, match="fork it from manager or an earlier step"):
+        plan(fork, RECORDS, DOCUMENT, DOCUMENT, 1, "reply", _begun({"x": 1}, QUOTE_FLOW))
+    # Another version from there on: the same.
+    other = {**QUOTE_FLOW, "description": "v2"}
+    with pytest.raises(ForkRefused, match="or fork run run_0"):
+        plan(
+            {**fork, "input": {"x": 1}},
+            RECORDS,
+            DOCUMENT,
+            DOCUMENT,
+            1,
+            "reply",
+            _begun({"x": 1}, other),
+        )
+    # The first run's own input and version: a fork like any.
+    same = plan(
+        {**fork, "input": {"x": 1}},
+        RECORDS,
+        DOCUMENT,
+        DOCUMENT,
+        1,
+        "reply",
+        _begun({"x": 1}, QUOTE_FLOW),
+    )
+    assert same.position == 8

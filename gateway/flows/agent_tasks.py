@@ -26,6 +26,7 @@ from google.protobuf.json_format import MessageToDict
 
 from adapters.usage import from_metadata
 from gateway.delegation.runs import TERMINAL
+from gateway.flows.deep_approvals import LOOK_SECONDS, held_deeper, wait_for_decision
 from gateway.flows.messages import apply_event, outcome_of_parts, task_id_of, text_of
 from gateway.flows.outcomes import asking
 from gateway.flows.runtime import FlowRuntime
@@ -55,7 +56,13 @@ class AgentTask:
         context: Any,
         remember: Callable[..., Awaitable[None]],
         answered: str | None = None,
+        held: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
     ) -> None:
+        # ``held``: told of an approval the task waits at inside it (a nested
+        # flow's checkpoint, `deep_approvals`), and once it goes on (None).
+        self.held = held
+        self._holding: str | None = None
+        self._woken: str | None = None  # the approval whose decision woke us
         # ``answered``: the status (`status_key`) that asked what is being
         # answered -- seen again, the agent has not taken the answer yet.
         self.answered = answered
@@ -112,6 +119,7 @@ class AgentTask:
                         )
                         await self.remember(upstream_task_id=task.id)
                     apply_event(task, event)
+                    await self._watch(task)
                     if self._moved_on(task):
                         break
         except A2AError as exc:
@@ -124,14 +132,25 @@ class AgentTask:
             return self.ended(task)
         return await self.follow(task.id)
 
+    async def _watch(self, task: Task) -> None:
+        """Tell ``held`` of an approval the task waits at inside it, once
+        each, and once it goes on."""
+        deeper = held_deeper(task)
+        approval = deeper["approval"] if deeper is not None else None
+        if approval == self._holding or self.held is None:
+            return
+        self._holding = approval
+        await self.held(deeper)
+
     def _moved_on(self, task: Task) -> bool:
         """Ended, or asking -- something other than the question answered:
         another status (`status_key`), or any once the task was seen doing
-        something else since."""
+        something else since. Waiting at an approval inside it (a nested
+        flow's checkpoint) is not asking: the step waits on."""
         state = task.status.state
         if state in TERMINAL:
             return True
-        if state not in WAITING:
+        if state not in WAITING or held_deeper(task) is not None:
             self._left = True
             return False
         return self._left or self.answered is None or status_key(task) != self.answered
@@ -141,9 +160,18 @@ class AgentTask:
         delay = self.rt.settings.poll_min_seconds
         while task is None or not self._moved_on(task):
             if task is not None:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.rt.settings.poll_max_seconds)
+                await self._watch(task)
+                if self._holding is not None and self._holding != self._woken:
+                    # A human decides: woken by the decision here, else a look
+                    # now and then; once decided, the inner run takes a moment
+                    # to go on, looked at as any task is.
+                    if await wait_for_decision(self._holding, LOOK_SECONDS):
+                        self._woken = self._holding
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.rt.settings.poll_max_seconds)
             task = await self.get(task_id)
+        await self._watch(task)
         return self.ended(task)
 
     def ended(self, task: Task) -> dict[str, Any]:

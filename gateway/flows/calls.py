@@ -55,6 +55,7 @@ from gateway.delegation.pipeline import (
 )
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.flows import deep_approvals
 from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
 from gateway.flows.messages import (
@@ -321,6 +322,9 @@ class StepCall:
             handler_context(admission),
             self._write,
             answered,
+            held=lambda deeper: deep_approvals.announce(
+                self.rt, self.call.run_id, self.step.id, self._write, deeper
+            ),
         )
 
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:

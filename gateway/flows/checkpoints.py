@@ -34,6 +34,7 @@ from gateway.delegation.approvals import (
     Approval,
     ApprovalNotFound,
 )
+from gateway.flows.deep_approvals import link
 from gateway.flows.definition import CheckpointStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.runtime import FlowRuntime
@@ -128,7 +129,8 @@ async def _open(run: FlowRun, step: CheckpointStep, shown: Any) -> dict[str, Any
         info,
         "input_required",
         f"{step.checkpoint.prompt} (waiting for an admin's approval {ident})",
-        metadata={"approval": ident},
+        # Who raised it: a run calling this flow shows it as its own (`deep_approvals`).
+        metadata={"approval": ident, "chain": [link(info["flow_id"], run.run_id, step.id)]},
     )
     return {
         "id": ident,

@@ -21,7 +21,7 @@ from gateway.agents.startup import Agents
 from gateway.delegation.approvals import Approval
 from gateway.delegation.startup import DelegationCore
 from gateway.federation.federation import McpFederation
-from gateway.flows import checkpoints, schedule_catch_up, schedules
+from gateway.flows import checkpoints, deep_approvals, schedule_catch_up, schedules
 from gateway.flows.agent import FlowAgentHandler
 from gateway.flows.cards import KIND
 from gateway.flows.engine import FlowEngine
@@ -117,6 +117,7 @@ class FlowsDoor:
         async def decided(approval: Approval) -> None:
             if approval.kind == "flow" and engine.launched:
                 await checkpoints.notify(approval)
+                deep_approvals.decided(approval.id)
 
         desk.listeners.append(decided)
         retention = RunRetention(

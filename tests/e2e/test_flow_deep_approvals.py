@@ -1,0 +1,172 @@
+"""Approvals from deep inside (`gateway.flows.deep_approvals`), end to end on
+both databases: a flow whose step is another flow that stops at its
+manager's checkpoint -- the approval appears on the outer run (its step's
+record, its A2A task with the chain that raised it), nobody is asked a
+question, and approving it on the desk resumes the inner run and then the
+outer one; rejected, both end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.demo.flow_agents import SalesDesk, inventory_app, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from policies.scopes import ADMIN_SCOPE
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.servers import ServerThread
+
+OUTER: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "outer-flow",
+    "name": "Quote through the quote flow, then thank",
+    "input": {
+        "type": "object",
+        "properties": {"quantity": {"type": "integer"}},
+        "required": ["quantity"],
+    },
+    "steps": [
+        {
+            "id": "inner",
+            "call": {"flow": "quote-flow"},
+            "input": "{sku: 'X-100', quantity: input.quantity, customer: 'ACME'}",
+        },
+        {
+            "id": "thanks",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: 'ACME', total: steps.inner.output.quote.total}",
+        },
+    ],
+    "output": "{quote: steps.inner.output.quote, thanks: steps.thanks.text}",
+}
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    policy = POLICY + "  outer-flow:\n    grant: [sales:quote, inventory:read]\n"
+    with flow_setup(tmp_path, database_url, policy) as made:
+        assert made.register(QUOTE_FLOW).status_code == 201
+        assert made.register(OUTER).status_code == 201
+        yield made
+
+
+def _task(setup: FlowSetup, client: httpx.Client, run_id: str) -> dict[str, Any]:
+    answer = client.post(
+        "/a2a/outer-flow",
+        json={"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": run_id}},
+        headers={"A2A-Version": "1.0"},
+    )
+    assert answer.status_code == 200, answer.text
+    task: dict[str, Any] = answer.json()["result"]
+    return task
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_an_inner_checkpoint_shows_on_the_outer_run_and_is_decided_there(
+    setup: FlowSetup, decision: str
+) -> None:
+    with setup.user() as dana, setup.admin() as admin:
+        started = dana.post("/flows/outer-flow/runs", json={"input": {"quantity": 100}})
+        assert started.status_code == 202, started.text
+        outer = setup.run(dana, started.json(), "input_required", "failed", "completed")
+        assert outer["state"] == "input_required", outer
+        step = next(s for s in outer["steps"] if s["id"] == "inner")
+        assert step["state"] == "waiting" and outer["current_step"] == "inner"
+        inner_run = step["upstream_task_id"]
+        inner = dana.get(f"/flows/quote-flow/runs/{inner_run}").json()
+        manager = next(s for s in inner["steps"] if s["id"] == "manager")
+        # The same approval, on the outer step's record ...
+        assert step["approval_id"] == manager["approval_id"]
+        # ... and on the outer run's task, with the chain that raised it.
+        task = _task(setup, dana, outer["id"])
+        assert task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
+        assert task["metadata"]["approval"] == manager["approval_id"]
+        assert task["metadata"]["chain"] == [
+            f"outer-flow run {outer['id']} step inner",
+            f"quote-flow run {inner_run} step manager",
+        ]
+        assert "question" not in task["metadata"]
+        # Nobody's question: the run's user cannot answer it.
+        refused = dana.post(
+            f"/flows/outer-flow/runs/{outer['id']}/answer", json={"text": "yes please"}
+        )
+        assert refused.status_code == 409, refused.text
+        decided = admin.post(f"/approvals/{manager['approval_id']}", json={"decision": decision})
+        assert decided.status_code == 200, decided.text
+        done = setup.run(dana, outer, "completed", "failed")
+    if decision == "approve":
+        assert done["state"] == "completed", done
+        assert done["output"]["quote"]["discount"] == 0.2
+        assert done["output"]["thanks"].startswith("Dear ACME")
+        step = next(s for s in done["steps"] if s["id"] == "inner")
+        assert step["state"] == "completed"
+    else:
+        assert done["state"] == "failed", done
+        assert "REJECTED" in done["error"]
+        assert setup.desk.count("reply") == 0
+    # The desk saw each call once: the quote, and the inner run's reply if approved.
+    assert setup.desk.count("quote") == 1
+
+
+def test_a_nested_approval_pending_across_a_sigkill(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The gateway killed while the outer run waits on the inner run's
+    checkpoint: started again, both wait as before (nothing sent again), and
+    approving the checkpoint ends both."""
+    desk = SalesDesk()
+    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
+    inventory = ServerThread(lambda _url: inventory_app()).start()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY + "  outer-flow:\n    grant: [sales:quote, inventory:read]\n")
+    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+
+    def outer_now(run_id: str) -> dict[str, Any]:
+        with gateway.client("dana", "sales:quote inventory:read") as dana:
+            body: dict[str, Any] = dana.get(f"/flows/outer-flow/runs/{run_id}").json()
+            return body
+
+    def until(run_id: str, *states: str) -> dict[str, Any]:
+        for _ in range(600):
+            body = outer_now(run_id)
+            if body["state"] in states:
+                return body
+            time.sleep(0.1)
+        return body
+
+    try:
+        gateway.start()
+        with gateway.client("admin", ADMIN_SCOPE) as admin:
+            card = sales.url + "/.well-known/agent-card.json"
+            assert admin.post("/agents", json={"card_url": card, "id": "sales"}).status_code == 201
+            server = {"name": "Inventory", "id": "inventory", "url": inventory.url + "/mcp"}
+            assert admin.post("/mcp-servers", json=server).status_code == 201
+            assert admin.post("/flows", json=QUOTE_FLOW).status_code == 201
+            assert admin.post("/flows", json=OUTER).status_code == 201
+        with gateway.client("dana", "sales:quote inventory:read") as dana:
+            started = dana.post("/flows/outer-flow/runs", json={"input": {"quantity": 100}})
+            assert started.status_code == 202, started.text
+            run_id = started.json()["id"]
+        waiting = until(run_id, "input_required", "failed", "completed")
+        assert waiting["state"] == "input_required", waiting
+        approval = waiting["steps"][0]["approval_id"]
+        gateway.kill()
+        gateway.start()
+        again = until(run_id, "input_required", "failed", "completed")
+        assert again["state"] == "input_required", again
+        assert again["steps"][0]["approval_id"] == approval
+        with gateway.client("admin", ADMIN_SCOPE) as admin:
+            decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+            assert decided.status_code == 200, decided.text
+        done = until(run_id, "completed", "failed")
+        assert done["state"] == "completed", done
+    finally:
+        gateway.stop()
+        sales.stop()
+        inventory.stop()
+    assert [desk.count(skill) for skill in ("quote", "reply")] == [1, 2]

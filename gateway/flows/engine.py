@@ -263,6 +263,17 @@ class FlowEngine:
         await self.ensure()
         await DBOS.delete_workflows_async(run_ids)
 
+    async def operations(self, run_id: str) -> list[dict[str, Any]]:
+        """DBOS's record of the run's operations (position, name), without
+        their outputs but the first's -- "begin" (`gateway.flows.forks`)."""
+        await self.ensure()
+        found: list[Any] = await DBOS.list_workflow_steps_async(run_id, load_output=False)
+        first: list[Any] = await DBOS.list_workflow_steps_async(run_id, load_output=True, limit=1)
+        listed = [dict(step) for step in found]
+        if listed and first:
+            listed[0] = {**listed[0], "output": dict(first[0]).get("output")}
+        return listed
+
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         """DBOS's own record of the run's steps (name, when, error): for tests and debugging."""
         await self.ensure()

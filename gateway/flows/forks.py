@@ -31,7 +31,6 @@ sent again. What this module adds is the flow's view of that:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +43,7 @@ from gateway.delegation.tasks import Owner
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument, ParallelStep, RepeatStep
 from gateway.flows.models import StepView
+from gateway.flows.reviews import shortened
 from gateway.flows.store import TERMINAL_RUN_STATES
 
 if TYPE_CHECKING:
@@ -96,12 +96,6 @@ class Fork:
     reused: tuple[str, ...]
 
 
-def _shortened(step_id: str) -> str:
-    """A long step id as a held call's review names it (`reviews.approval_step`)."""
-    digest = hashlib.sha256(step_id.encode()).hexdigest()[:8]
-    return f"{step_id[:30]}~{digest}"
-
-
 def step_indexes(document: FlowDocument) -> dict[str, int]:
     """Each name an operation or a step record may carry -> the index of its
     top-level step: the step's id, a parallel branch's, a shortened id."""
@@ -114,7 +108,7 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
                 names += [branch.id for branch in each.parallel.branches]
             for name in names:
                 found[name] = index
-                found[_shortened(name)] = index
+                found[shortened(name)] = index
     return found
 
 
@@ -172,16 +166,24 @@ def plan(
     operations: Sequence[Mapping[str, Any]],
 ) -> Fork:
     """The fork of ``origin`` (its row, step records, flow document and DBOS
-    operations) from ``step_id`` under the ``chosen`` flow version, or
-    `ForkRefused` saying why not."""
+    operations, "begin" with its output) from ``step_id`` under the
+    ``chosen`` flow version, or `ForkRefused` saying why not."""
     run_id = str(origin["id"])
-    top = [step.id for step in origin_document.steps]
-    if step_id not in top:
+    begun = next((o for o in operations if str(o["function_name"]) == BEGIN), None)
+    recorded = (begun or {}).get("output")
+    if not isinstance(recorded, Mapping) or not isinstance(recorded.get("document"), Mapping):
+        raise ForkRefused(f"the engine no longer keeps run {run_id}'s steps")
+    # What the fork's replay walks: the document its copied "begin" holds --
+    # the first run's of a chain of forks (`gateway.flows.runner`).
+    replayed = FlowDocument.model_validate(recorded["document"])
+    top = [step.id for step in replayed.steps]
+    if step_id not in top or step_id not in [s.id for s in origin_document.steps]:
         raise ForkRefused(
             f"step {step_id} is not a step of flow {origin['flow_id']} version "
             f"{origin['flow_version']} (a run is forked from a step of the flow's top level)"
         )
-    if step_id not in [step.id for step in chosen.steps]:
+    ahead = [step.id for step in chosen.steps]
+    if step_id not in ahead:
         raise ForkRefused(f"version {chosen_version} of the flow has no step {step_id}")
     records = {record.id: record for record in steps}
     reached = records.get(step_id)
@@ -190,45 +192,89 @@ def plan(
     if reached.state == "skipped" and (reached.error or "").startswith("route "):
         raise ForkRefused(f"in run {run_id}, {reached.error} past step {step_id}")
     before = set(top[: top.index(step_id)])
-    for step in chosen.steps:
-        if step.id == step_id:
-            break
-        if step.id not in before:
+    cut = ahead.index(step_id)
+    for step in ahead[:cut]:
+        if step not in before:
             raise ForkRefused(
-                f"step {step.id} comes before {step_id} in version {chosen_version} "
+                f"step {step} comes before {step_id} in version {chosen_version} "
                 f"but not in the version run {run_id} ran; fork from an earlier step"
             )
-    begun = next((o for o in operations if str(o["function_name"]) == BEGIN), None)
-    if begun is None:
-        raise ForkRefused(f"the engine no longer keeps run {run_id}'s steps")
-    _chained(origin, begun.get("output"), origin_document, top, step_id)
-    position = start_position(operations, origin_document, step_id)
+    for step in ahead[cut:]:
+        if step in before:
+            # Replayed from the copy, it would run again after: on the copy's record.
+            raise ForkRefused(
+                f"step {step} comes after {step_id} in version {chosen_version} but "
+                f"before it in the version run {run_id} ran; fork from an earlier step"
+            )
+    _redaction(origin, [origin_document, replayed], chosen, chosen_version)
+    _chained(origin, recorded, origin_document, step_id)
+    unknown = unowned(operations, replayed)
+    if unknown:
+        raise ForkRefused(
+            f"run {run_id} recorded an operation this gateway cannot place ({unknown[0]!r}); "
+            "it is not forked"
+        )
+    position = start_position(operations, replayed, step_id)
     if position is None:
-        raise ForkRefused(f"run {run_id} has no recorded step at or after {step_id}")
-    reused = reused_records(steps, origin_document, step_id)
+        # Nothing recorded at or after the step (a run cancelled in it):
+        # every operation recorded is the steps' before it.
+        position = 1 + max(int(o["function_id"]) for o in operations)
+    reused = reused_records(steps, replayed, step_id)
     return Fork(origin=run_id, step=step_id, position=position, reused=tuple(reused))
 
 
-def _chained(
+def unowned(operations: Iterable[Mapping[str, Any]], document: FlowDocument) -> list[str]:
+    """The names of recorded operations that belong to no step: not the run's
+    own (begin, finish), nor DBOS's (recv, sleep: the step's before them)."""
+    indexes = step_indexes(document)
+    found = []
+    for operation in operations:
+        name = str(operation["function_name"])
+        if name in (BEGIN, FINISH) or name.startswith("DBOS."):
+            continue
+        if owner_of(name, indexes) is None:
+            found.append(name)
+    return found
+
+
+def _redaction(
     origin: Mapping[str, Any],
-    begun: Any,
-    document: FlowDocument,
-    top: list[str],
-    step_id: str,
+    documents: list[FlowDocument],
+    chosen: FlowDocument,
+    chosen_version: int,
+) -> None:
+    """No fork shows what its origin's records may not: not once they were
+    redacted at rest (the input and outputs it would reuse are gone), nor
+    under a version that redacts less."""
+    redacted = {key.lower() for document in documents for key in document.redact}
+    if redacted and origin.get("redacted_at") is not None:
+        raise ForkRefused(
+            f"run {origin['id']}'s record was redacted at rest: what a fork would reuse is gone"
+        )
+    missing = redacted - {key.lower() for key in chosen.redact}
+    if missing:
+        raise ForkRefused(
+            f"version {chosen_version} does not redact {sorted(missing)[0]!r}, which run "
+            f"{origin['id']}'s version does: its records would show in the fork's"
+        )
+
+
+def _chained(
+    origin: Mapping[str, Any], recorded: Mapping[str, Any], document: FlowDocument, step_id: str
 ) -> None:
     """A fork of a fork replays its steps as the first run of the chain walked
     them (its recorded "begin" is that run's): from the step the origin was
     forked at on, the origin walked its own input and version -- unless they
     are the first run's, a fork from there on could not replay them."""
     first = origin.get("fork_step")
+    top = [step.id for step in document.steps]
     if not origin.get("forked_from") or first not in top:
         return
     if top.index(step_id) <= top.index(str(first)):
         return
-    root = begun if isinstance(begun, Mapping) else {}
-    same = (root.get("run") or {}).get("input") == origin["input"]
+    same = (recorded.get("run") or {}).get("input") == origin["input"]
     try:
-        same = same and FlowDocument.model_validate(root.get("document")) == document
+        same = same and FlowDocument.model_validate(recorded.get("document")) == document
     except ValueError:
         same = False
     if not same:
@@ -257,13 +303,18 @@ async def fork_as_user(
     origin = await service.owned(flow_id, run_id, Owner(caller.subject, caller.issuer))
     if origin["state"] not in TERMINAL_RUN_STATES:
         raise ForkRefused(f"run {run_id} is {origin['state']}: cancel it, or wait for its end")
-    version = version if version is not None else int(origin["flow_version"])
-    origin_document = FlowDocument.model_validate(
-        await rt.store.version(flow_id, int(origin["flow_version"]))
-    )
+    ran = int(origin["flow_version"])
+    latest = (await rt.store.get(flow_id)).version
+    version = version if version is not None else latest
+    if version < ran:
+        raise ForkRefused(f"run {run_id} ran version {ran}: a fork runs it or a newer one")
+    if version != latest and run_input is not None and run_input != origin["input"]:
+        # Controls an admin added since (a checkpoint, say) hold for new input.
+        raise ForkRefused(f"a fork with new input runs the flow's current version, {latest}")
+    origin_document = FlowDocument.model_validate(await rt.store.version(flow_id, ran))
     chosen = FlowDocument.model_validate(await rt.store.version(flow_id, version))
     found = await service.view(run_id)
-    operations = await service.engine.steps(run_id)
+    operations = await service.engine.operations(run_id)
     fork = plan(origin, found.steps, origin_document, chosen, version, step_id, operations)
     trace_id = new_trace_id()
     grant = await rt.delegations.admit(

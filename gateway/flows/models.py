@@ -139,7 +139,11 @@ class ForkRun(BaseModel):
         None, description="the fork's input (the run's own if left out), for the step on"
     )
     version: int | None = Field(
-        None, ge=1, description="the flow version to go on with (the run's own if left out)"
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="the flow version to go on with (the flow's current one if left out; "
+        "the run's own or a newer one; new input runs the current one)",
     )
 
 

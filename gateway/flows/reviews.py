@@ -165,6 +165,11 @@ async def _attempts(
     return outcome
 
 
+def shortened(step_id: str) -> str:
+    """A long step id, cut and told apart by a digest (a held call's review's id)."""
+    return f"{step_id[:30]}~{hashlib.sha256(step_id.encode()).hexdigest()[:8]}"
+
+
 def approval_step(step: CallStep, round_: int, reason: str, key: str) -> CheckpointStep:
     """The checkpoint a held call becomes, ``<id>:approval<n>.<key>`` -- a
     ':' no step id has, so it is no step of the flow's own; a long id is
@@ -172,8 +177,7 @@ def approval_step(step: CallStep, round_: int, reason: str, key: str) -> Checkpo
     (the step's own expression), as a held call shows its request."""
     ident = f"{step.id}:approval{round_}.{key}"
     if len(ident) > 64:
-        digest = hashlib.sha256(step.id.encode()).hexdigest()[:8]
-        ident = f"{step.id[:30]}~{digest}:approval{round_}.{key}"
+        ident = f"{shortened(step.id)}:approval{round_}.{key}"
     prompt = f"Step {step.id}: {reason}"[:1900] + " -- approve the call?"
     return CheckpointStep.model_construct(
         id=ident,

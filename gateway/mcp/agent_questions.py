@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+from mcp import MCPError
 from mcp.server import ServerRequestContext
 
 from gateway.mcp.input_relay import can_be_asked, is_modern, put_to_caller
@@ -47,8 +49,31 @@ ANSWER_SCHEMA: dict[str, Any] = {
 }
 
 
-def waiting_question(result: types.CallToolResult) -> tuple[str, str, str] | None:
-    """(task id, context id, question) of a result whose task asks for input."""
+@dataclass(frozen=True)
+class Asked:
+    """A task that asks its user: which, and what (``round``: which question
+    of a flow's run it is, so an answer is never taken for a later one)."""
+
+    task_id: str
+    context_id: str
+    question: str
+    round: int | None = None
+
+    def reply(self, answer: str) -> dict[str, Any]:
+        """The tool's arguments that send ``answer`` to the task."""
+        sent: dict[str, Any] = {"message": answer, "taskId": self.task_id}
+        sent["contextId"] = self.context_id
+        if self.round is not None:
+            sent[ROUND] = self.round
+        return sent
+
+
+# An answer's question (`gateway.flows.agent`: an A2A message's ``metadata.round``).
+ROUND = "round"
+
+
+def waiting_question(result: types.CallToolResult) -> Asked | None:
+    """The question of a result whose task asks for input."""
     found: Mapping[str, Any] = result.structured_content or {}
     if found.get("state") != "TASK_STATE_INPUT_REQUIRED" or "approval" in found:
         return None  # an end, or a flow's checkpoint: its approver decides, not the user
@@ -57,7 +82,9 @@ def waiting_question(result: types.CallToolResult) -> tuple[str, str, str] | Non
         return None
     question = found.get("question")
     said = question if isinstance(question, str) and question else "The agent needs more input."
-    return task, context, said
+    round_ = found.get("questionRound")
+    number = int(round_) if isinstance(round_, str) and round_.isdigit() else None
+    return Asked(task, context, said, number)
 
 
 def takes_form_questions(ctx: ServerRequestContext) -> bool:
@@ -96,40 +123,56 @@ def ask_later(
     asked = waiting_question(result)
     if asked is None or not is_modern(ctx) or not can_be_asked(ctx):
         return result
-    task, context, text = asked
-    state = ANSWER_STATE + json.dumps({"taskId": task, "contextId": context})
+    state = ANSWER_STATE + json.dumps(
+        {"taskId": asked.task_id, "contextId": asked.context_id, ROUND: asked.round}
+    )
     return types.InputRequiredResult(
-        input_requests={ANSWER_KEY: question(text, agent)}, request_state=state
+        input_requests={ANSWER_KEY: question(asked.question, agent)}, request_state=state
     )
 
 
-async def ask_now(
-    result: types.CallToolResult, agent: str, ctx: ServerRequestContext
-) -> str | None:
+async def ask_now(asked: Asked | None, agent: str, ctx: ServerRequestContext) -> str | None:
     """For a 2025-11-25 client that takes form elicitations: the user's answer
-    to the result's question, asked on the call's stream (None: no question,
-    no such client, or declined)."""
-    asked = waiting_question(result)
+    to ``asked``, asked on the call's stream (None: no question, no such
+    client, declined -- or the client refused to be asked)."""
     if asked is None or is_modern(ctx) or not takes_form_questions(ctx):
         return None
-    return answer_of(await put_to_caller(ctx, question(asked[2], agent)))
+    try:
+        return answer_of(await put_to_caller(ctx, question(asked.question, agent)))
+    except MCPError:
+        return None
 
 
-def continued(params: types.CallToolRequestParams) -> dict[str, Any] | None:
-    """The 2026-07-28 retry that answers our question: the arguments that send
-    the answer to the task ({} when declined: nothing to send). None: not such a retry."""
+def continued(params: types.CallToolRequestParams) -> tuple[Asked, str | None] | None:
+    """The 2026-07-28 retry that answers our question: the task asked, and the
+    user's answer (None: declined). None: not such a retry."""
     state = params.request_state
     if not isinstance(state, str) or not state.startswith(ANSWER_STATE):
         return None
     try:
         task = json.loads(state.removeprefix(ANSWER_STATE))
     except ValueError:
-        return {}
-    said = answer_of((params.input_responses or {}).get(ANSWER_KEY))
-    if said is None or not isinstance(task, dict):
-        return {}
-    return {"message": said, "taskId": task.get("taskId"), "contextId": task.get("contextId")}
+        return None
+    if not isinstance(task, dict):
+        return None
+    task_id, context_id, round_ = task.get("taskId"), task.get("contextId"), task.get(ROUND)
+    if not isinstance(task_id, str) or not isinstance(context_id, str):
+        return None
+    asked = Asked(task_id, context_id, "", round_ if isinstance(round_, int) else None)
+    return asked, answer_of((params.input_responses or {}).get(ANSWER_KEY))
 
 
-def reply_to(task: tuple[str, str, str], answer: str) -> dict[str, Any]:
-    return {"message": answer, "taskId": task[0], "contextId": task[1]}
+def still_waiting(name: str, asked: Asked) -> types.CallToolResult:
+    """Our question declined: nothing sent; the task waits, to be answered later."""
+    text = (
+        f"{name}: not answered; task {asked.task_id} still waits for more input -- "
+        "call again with its taskId to answer"
+    )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        structured_content={
+            "taskId": asked.task_id,
+            "contextId": asked.context_id,
+            "state": "TASK_STATE_INPUT_REQUIRED",
+        },
+    )

@@ -336,6 +336,9 @@ def _request(tool: SkillTool, arguments: dict[str, Any]) -> SendMessageRequest:
             if not isinstance(value, str):
                 raise SkillCallRefused(f"{key} must be a string")
             setattr(message, field, value)
+    round_ = arguments.get("round")  # which question an answer answers (a flow's run)
+    if isinstance(round_, int) and not isinstance(round_, bool) and 0 < round_ < 1000:
+        message.metadata.update({"round": round_})
     # A2A messages name no skill; agents that serve several read it in
     # metadata, of the request or of the message: both name the tool's skill.
     request = SendMessageRequest(message=message)
@@ -365,6 +368,8 @@ class _Outcome:
                 self.task = Task(id=event.task_id, context_id=event.context_id)
             self.task.status.CopyFrom(event.status)
             if event.HasField("metadata"):
+                # The status's own: an earlier question's is not this one's.
+                self.task.metadata.Clear()
                 self.task.metadata.update(MessageToDict(event.metadata))
             text = _text(event.status.message.parts)
             return f"{TaskState.Name(event.status.state)}: {text}".rstrip(": ")
@@ -398,6 +403,9 @@ class _Outcome:
                 meta["approval"] = str(said["approval"])
             else:
                 meta["question"] = _text(task.status.message.parts)
+                asked = said.get("question")
+                if isinstance(asked, dict) and isinstance(asked.get("round"), int | float):
+                    meta["questionRound"] = str(int(asked["round"]))
             asked = list(task.status.message.parts) or [Part(text="the agent needs more input")]
             verb = "more input" if state == TaskState.TASK_STATE_INPUT_REQUIRED else "authorization"
             asked.append(Part(text=f"(task {task.id} waits for {verb}: call again with taskId)"))

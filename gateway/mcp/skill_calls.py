@@ -31,33 +31,35 @@ async def call_skill(
     *,
     ctx: ServerRequestContext,
 ) -> types.CallToolResult | types.InputRequiredResult:
-    arguments = params.arguments
-    answered = agent_questions.continued(params)
-    if answered == {}:  # our question declined: the task still waits, nothing sent
-        return _still_asking(params.name)
-    if answered is not None:
-        arguments = answered
+    sent = params.arguments
+    answering = agent_questions.continued(params)
+    if answering is not None:
+        asked, said = answering
+        if said is None:  # our question declined: nothing sent, the task waits
+            return agent_questions.still_waiting(params.name, asked)
+        sent = asked.reply(said)
     try:
         result = await agent_tools.call(
-            skill, arguments, caller=caller, trace_id=trace_id, progress=progress, approved=approved
+            skill, sent, caller=caller, trace_id=trace_id, progress=progress, approved=approved
         )
         for _ in range(agent_questions.MAX_ROUNDS):
-            asked = agent_questions.waiting_question(result)
-            said = await agent_questions.ask_now(result, skill.agent_id, ctx)
-            if asked is None or said is None:
+            question = agent_questions.waiting_question(result)
+            said = await agent_questions.ask_now(question, skill.agent_id, ctx)
+            if question is None or said is None:
                 break
-            reply = agent_questions.reply_to(asked, said)
+            sent = question.reply(said)
             result = await agent_tools.call(
-                skill, reply, caller=caller, trace_id=trace_id, progress=progress, approved=approved
+                skill, sent, caller=caller, trace_id=trace_id, progress=progress, approved=approved
             )
         return agent_questions.ask_later(result, skill.agent_id, ctx)
     except ApprovalRequired as pending:
         if approvals is None:
             raise mcp_error(pending, params.name) from None
+        # What was held is what was being sent (an answer, perhaps), not the first call.
         return await approvals.hold(
             pending,
             params.name,
-            params.arguments,
+            sent,
             kind="skill",
             output_schema=False,
             ask=can_be_asked(ctx),
@@ -73,8 +75,3 @@ async def call_skill(
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)], is_error=True
         )
-
-
-def _still_asking(name: str) -> types.CallToolResult:
-    text = f"{name}: not answered; the task still waits -- call again with its taskId to answer"
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)])

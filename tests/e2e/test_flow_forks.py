@@ -318,15 +318,18 @@ def test_a_fork_killed_mid_step_goes_on_without_sending_anything_twice(
             )
             assert forked.status_code == 201, forked.text
             fork = forked.json()["id"]
-        for _ in range(300):  # until the desk has the fork's work in hand
-            if working() == 2:
+        for _ in range(300):  # until the fork's work step has its task (re-attached after)
+            with gateway.client("dana", "sales:quote") as dana:
+                seen = dana.get(f"/flows/slow-flow/runs/{fork}").json()
+            work = next((s for s in seen["steps"] if s["id"] == "work"), {})
+            if work.get("upstream_task_id"):
                 break
             time.sleep(0.05)
-        assert working() == 2
+        assert work.get("upstream_task_id") and working() == 2
         gateway.kill()
         gateway.start()
         done = until(fork, "completed", "failed")
-        assert done["state"] == "completed", done
+        assert done["state"] == "completed", done["error"]
     finally:
         gateway.stop()
         sales.stop()

@@ -240,11 +240,14 @@ def test_a_loop_killed_mid_round_goes_on_in_that_round(
             )
             assert started.status_code == 202, started.text
             run_id = started.json()["id"]
-        for _ in range(400):  # until the desk has round 2's pause in hand
-            if len(_sent(desk, "work")) == 2:
+        for _ in range(400):  # until round 2's pause has its task (re-attached after)
+            with gateway.client("dana", "sales:quote") as dana:
+                seen = dana.get(f"/flows/poll-flow/runs/{run_id}").json()
+            pause = next((s for s in seen["steps"] if s["id"] == "pause#2"), {})
+            if pause.get("upstream_task_id"):
                 break
             time.sleep(0.05)
-        assert len(_sent(desk, "work")) == 2
+        assert pause.get("upstream_task_id") and len(_sent(desk, "work")) == 2
         gateway.kill()
         gateway.start()
         done = until(run_id, "completed", "failed")

@@ -27,8 +27,13 @@ DOCUMENT = FlowDocument.model_validate(
 LONG = "a" * 60
 
 
-def _ops(*names: str) -> list[dict[str, Any]]:
-    return [{"function_id": i + 1, "function_name": n} for i, n in enumerate(names)]
+def _ops(*names: str, document: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Operations as DBOS lists them; "begin" with its output (the run it read)."""
+    begun = {"run": {"id": "run_1", "input": {}}, "document": document or QUOTE_FLOW}
+    return [
+        {"function_id": i + 1, "function_name": n, **({"output": begun} if n == "begin" else {})}
+        for i, n in enumerate(names)
+    ]
 
 
 def _record(step_id: str, state: str = "completed", **more: Any) -> StepView:
@@ -44,7 +49,7 @@ def _record(step_id: str, state: str = "completed", **more: Any) -> StepView:
     )
 
 
-ORIGIN = {"id": "run_1", "flow_id": "quote-flow", "flow_version": 1}
+ORIGIN = {"id": "run_1", "flow_id": "quote-flow", "flow_version": 1, "input": {}}
 # What a run of the quote flow with a big discount records.
 APPROVED = _ops(
     "begin",
@@ -149,7 +154,12 @@ def test_a_plan_says_where_and_what() -> None:
         ("nope", RECORDS, APPROVED, "is not a step"),
         ("reply", RECORDS[:3], APPROVED, "never reached step reply"),
         ("reply", RECORDS, _ops("call quote"), "no longer keeps"),
-        ("reply", RECORDS, _ops("begin", "call quote"), "no recorded step at or after reply"),
+        (
+            "reply",
+            RECORDS,
+            _ops("begin", "call quote", "fetch quote"),
+            "cannot place \\('fetch quote'",
+        ),
         (
             "manager",
             [*RECORDS[:4], _record("manager", "skipped", error="route big_discount went to reply")],
@@ -163,6 +173,36 @@ def test_what_cannot_be_forked(
 ) -> None:
     with pytest.raises(ForkRefused, match=said):
         plan(ORIGIN, records, DOCUMENT, DOCUMENT, 1, step, operations)
+
+
+def test_a_run_cancelled_in_its_step_is_forked_after_all_it_recorded() -> None:
+    cancelled = _ops("begin", "call quote", "call stock", "open manager", "close manager")
+    assert plan(ORIGIN, RECORDS, DOCUMENT, DOCUMENT, 1, "reply", cancelled).position == 6
+
+
+def test_a_version_that_moves_a_reused_step_after_the_forks_is_refused() -> None:
+    moved = dict(QUOTE_FLOW)
+    steps = QUOTE_FLOW["steps"]
+    moved["steps"] = [steps[0], steps[1], steps[3], steps[2]]  # manager after reply
+    moved["steps"][1] = {"id": "big_discount", "route": [{"goto": "reply"}]}
+    document = FlowDocument.model_validate(moved)
+    with pytest.raises(ForkRefused, match="step manager comes after reply in version 2"):
+        plan(ORIGIN, RECORDS, DOCUMENT, document, 2, "reply", APPROVED)
+
+
+def test_what_redaction_removed_is_not_forked() -> None:
+    redacting = FlowDocument.model_validate({**QUOTE_FLOW, "redact": ["Total"]})
+    ops = _ops(
+        *[str(o["function_name"]) for o in APPROVED], document={**QUOTE_FLOW, "redact": ["Total"]}
+    )
+    rewritten = {**ORIGIN, "redacted_at": "2026-11-26T00:00:00Z"}
+    with pytest.raises(ForkRefused, match="was redacted at rest"):
+        plan(rewritten, RECORDS, redacting, redacting, 1, "reply", ops)
+    assert plan(ORIGIN, RECORDS, redacting, redacting, 1, "reply", ops).position == 8
+    with pytest.raises(ForkRefused, match="does not redact 'total'"):
+        plan(ORIGIN, RECORDS, redacting, DOCUMENT, 2, "reply", ops)
+    # Not rewritten because nothing is redacted: forked as any.
+    assert plan(rewritten, RECORDS, DOCUMENT, DOCUMENT, 1, "reply", APPROVED).position == 8
 
 
 def test_a_newer_version_must_have_had_every_step_before_the_forks() -> None:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
 from gateway.console.run_form import FormInvalid, fields_of, input_from
-from gateway.console.run_graph import run_graph
+from gateway.console.run_graph import document_of, run_graph
 from gateway.console.run_view import ENDED, digest, fragments, timeline
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
@@ -199,6 +199,8 @@ async def render_run(
     """The run's page; ``shown``: what a refused form left (`time_travel`)."""
     run = await flows_api.get_run(request, flow_id, run_id, user.principal())
     own = (run.user.get("subject"), run.user.get("issuer")) == (user.subject, user.issuer)
+    document = await document_of(request, run) if own and run.state in ENDED else None
+    reached = {s.id for s in run.steps}
     return page(
         request,
         user,
@@ -214,8 +216,8 @@ async def render_run(
         question=asked(run),
         can_answer=own,
         can_fork=own and run.state in ENDED,
-        # The flow's own steps: not a held call's review, nor a repeat's round.
-        forkable=[s.id for s in run.steps if s.parent is None and not set(s.id) & set(":#")],
+        # The flow's own steps that the run reached (not a review, a round, a branch).
+        forkable=[s.id for s in document.steps if s.id in reached] if document else [],
         **shown,
     )
 

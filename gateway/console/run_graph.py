@@ -194,10 +194,16 @@ def _rounds(record: StepView | None) -> str:
     return f", {rounds} round(s)" if isinstance(rounds, int) else ""
 
 
-async def run_graph(request: Request, run: RunView) -> Graph | None:
-    """The run's steps as a graph, from the flow version it runs."""
+async def document_of(request: Request, run: RunView) -> FlowDocument | None:
+    """The flow version the run runs (None: one that no longer validates)."""
     try:
-        document = await state_of(request).flows.rt.store.version(run.flow_id, run.flow_version)
-        return graph(FlowDocument.model_validate(document), run)
-    except Exception:  # a version that no longer validates: the timeline still shows
+        found = await state_of(request).flows.rt.store.version(run.flow_id, run.flow_version)
+        return FlowDocument.model_validate(found)
+    except Exception:
         return None
+
+
+async def run_graph(request: Request, run: RunView) -> Graph | None:
+    """The run's steps as a graph (none without a document: the timeline still shows)."""
+    document = await document_of(request, run)
+    return graph(document, run) if document is not None else None

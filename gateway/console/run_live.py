@@ -23,39 +23,66 @@ from fastapi.responses import StreamingResponse
 
 from gateway.api import flows as flows_api
 from gateway.console.run_view import ENDED, digest, fragments
-from gateway.console.web import PREFIX, ConsoleRoute, current_user
+from gateway.console.sessions import ConsoleUser
+from gateway.console.web import PREFIX, ConsoleRoute, LoginRequired, current_user
 
 router = APIRouter(prefix=PREFIX + "/flows", route_class=ConsoleRoute, include_in_schema=False)
 
 POLL_SECONDS = 0.5
 STREAM_SECONDS = 300.0
+SESSION_CHECK_SECONDS = 10.0
+# Live pages open at once in this process: each reads its run twice a second.
+MAX_STREAMS = 64
+_OPEN = 0
 
 
 @router.get("/{flow_id}/runs/{run_id}/live")
 async def live(request: Request, flow_id: str, run_id: str, seen: str = "") -> Response:
     """``seen``: the digest of what the page shows (`run_view.digest`): not sent again."""
+    global _OPEN
     user = await current_user(request)
     await flows_api.get_run(request, flow_id, run_id, user.principal())  # 404: not theirs
+    if _OPEN >= MAX_STREAMS:
+        # The page still works: reloaded by hand, or its script tries again later.
+        return Response("too many live pages open", status_code=429, headers={"Retry-After": "30"})
+    _OPEN += 1
 
     async def events() -> AsyncIterator[str]:
-        sent = seen[:64]
-        ends = time.monotonic() + STREAM_SECONDS
-        # The browser waits this long before connecting again (SSE `retry`).
-        yield "retry: 2000\n\n"
-        while True:
-            run = await flows_api.get_run(request, flow_id, run_id, user.principal())
-            now = await fragments(request, user, run)
-            if digest(now) != sent:
-                yield f"event: run\ndata: {json.dumps(now)}\n\n"
-                sent = digest(now)
-            if run.state in ENDED or time.monotonic() > ends:
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(POLL_SECONDS)
+        global _OPEN
+        try:
+            async for event in _events(request, user, flow_id, run_id, seen[:64]):
+                yield event
+        finally:
+            _OPEN -= 1
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+async def _events(
+    request: Request, user: ConsoleUser, flow_id: str, run_id: str, sent: str
+) -> AsyncIterator[str]:
+    ends = time.monotonic() + STREAM_SECONDS
+    checked = time.monotonic()
+    # The browser waits this long before connecting again (SSE `retry`).
+    yield "retry: 2000\n\n"
+    while True:
+        if time.monotonic() - checked > SESSION_CHECK_SECONDS:
+            checked = time.monotonic()
+            try:
+                await current_user(request)  # logged out, or expired: the stream ends
+            except LoginRequired:
+                return
+        run = await flows_api.get_run(request, flow_id, run_id, user.principal())
+        now = await fragments(request, user, run)
+        if digest(now) != sent:
+            yield f"event: run\ndata: {json.dumps(now)}\n\n"
+            sent = digest(now)
+        if run.state in ENDED or time.monotonic() > ends:
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(POLL_SECONDS)

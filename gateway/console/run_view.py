@@ -18,8 +18,9 @@ from gateway.console.run_graph import run_graph
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import console_of
 from gateway.flows.models import RunView, StepView
+from gateway.flows.store import TERMINAL_RUN_STATES
 
-ENDED = frozenset({"completed", "failed", "canceled", "rejected"})
+ENDED = TERMINAL_RUN_STATES
 
 
 async def fragments(request: Request, user: ConsoleUser, run: RunView) -> dict[str, Any]:

@@ -16,7 +16,9 @@ Once a minute (`flow_retention_interval_seconds`) each replica:
    retention policy applies to what is already kept): the run, its steps, its
    grant and the engine's workflow. The audit log keeps its own records
    (`flow.run`, `flow.grant`, each step's delegation) under its own retention.
-3. forgets the engine's workflows of schedule ticks (`gateway.flows.schedules`:
+3. ends a fork whose workflow never started (the gateway stopped between
+   writing its run and forking its origin's workflow), five minutes on;
+4. forgets the engine's workflows of schedule ticks (`gateway.flows.schedules`:
    one per tick, whose only work is starting the tick's run) a day after they
    ended -- a schedule every minute would otherwise leave 1,440 rows a day
    for ever. Nothing reads them again: a tick's run has an id of its own
@@ -30,6 +32,7 @@ sweeping at once, or a sweep cut short by a crash, only repeat work.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +50,7 @@ logger = logging.getLogger(__name__)
 BATCH = 200
 LEFTOVER_WINDOW = timedelta(hours=1)
 TICKS_KEPT = timedelta(days=1)
+UNSTARTED_AFTER = timedelta(minutes=5)
 
 
 class RunRetention:
@@ -58,7 +62,10 @@ class RunRetention:
         *,
         default_days: float,
         interval_seconds: float,
+        unstarted: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        # ``unstarted``: told of a fork whose workflow never started.
+        self.unstarted = unstarted
         self.db = db
         self.store = store
         self.engine = engine
@@ -71,7 +78,30 @@ class RunRetention:
         rewritten = await self._rewrite_ended(now)
         deleted = await self._delete_expired(now)
         await self._forget_ticks(now)
+        await self._unstarted_forks(now)
         return rewritten, deleted
+
+    async def _unstarted_forks(self, now: datetime) -> None:
+        """A fork's run is written before DBOS forks its workflow
+        (`gateway.flows.forks.begin`): a gateway stopped in between leaves a
+        run going with no workflow. Minutes later, such a run is ended."""
+        if self.unstarted is None or not self.engine.launched:
+            return
+        async with self.db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(flow_runs)
+                    .where(
+                        flow_runs.c.forked_from.is_not(None),
+                        flow_runs.c.state.in_(("submitted", "working")),
+                        flow_runs.c.created_at < now - UNSTARTED_AFTER,
+                    )
+                    .limit(BATCH)
+                )
+            ).all()
+        for row in rows:
+            if await self.engine.status(row.id) is None:
+                await self.unstarted(row._asdict())
 
     # 1. Redaction at rest -----------------------------------------------------------
 
@@ -88,6 +118,9 @@ class RunRetention:
                 )
             ).all()
         documents: dict[tuple[str, int], dict[str, Any]] = {}
+        # A removed flow's runs are kept as evidence, not forked: nothing
+        # expires them (retention follows a flow's current version).
+        kept = {flow.id for flow in await self.store.list()} if ended else set()
         rewritten = 0
         for run_id, flow_id, version in ended:
             key = (flow_id, version)
@@ -100,7 +133,7 @@ class RunRetention:
                 continue
             keys = rules(documents[key].get("redact") or ())
             await self._rewrite(run_id, keys, now)
-            if keys:
+            if keys or flow_id not in kept:
                 # The engine's copy holds what redaction removed. Without
                 # `redact` it is kept until the run's retention ends: a fork
                 # (`gateway.flows.forks`) replays the steps from it.

@@ -126,6 +126,9 @@ class FlowsDoor:
             engine,
             default_days=settings.flow_run_retention_days,
             interval_seconds=settings.flow_retention_interval_seconds,
+            unstarted=lambda run: runtime.publish(
+                run, "failed", "the fork did not start: the gateway stopped while forking"
+            ),
         )
         triggers = FlowTriggers(
             service, core.engine, interval_seconds=settings.flow_trigger_sweep_seconds

@@ -298,13 +298,16 @@ class FlowStore:
         if not step_ids:
             return
         async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(flow_steps).where(
-                        flow_steps.c.run_id == origin, flow_steps.c.step_id.in_(step_ids)
+            rows: list[Any] = []
+            for at in range(0, len(step_ids), 500):  # bound parameters per statement
+                rows += (
+                    await conn.execute(
+                        select(flow_steps).where(
+                            flow_steps.c.run_id == origin,
+                            flow_steps.c.step_id.in_(step_ids[at : at + 500]),
+                        )
                     )
-                )
-            ).all()
+                ).all()
             # Usage left out, so SQL NULL (a JSON column stores None as JSON null).
             copies = [{**r._asdict(), "run_id": run_id, "reused_from": origin} for r in rows]
             for copy in copies:

@@ -118,3 +118,57 @@ def test_an_engine_copy_left_after_the_rewrite_goes_on_a_later_pass(tmp_path: Pa
         "run_not_rewritten",
         "run_without_redact",
     }
+
+
+def test_a_fork_whose_workflow_never_started_is_ended(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+
+    def fork(run_id: str, age: timedelta, state: str = "working") -> dict[str, Any]:
+        row = _run(run_id, None)
+        made = now - age
+        row.update(state=state, forked_from="run_origin", fork_step="s", created_at=made)
+        return row
+
+    class Started(Engine):
+        async def status(self, run_id: str) -> str | None:
+            return "PENDING" if run_id in self.stored else None
+
+    ended: list[str] = []
+
+    async def unstarted(run: dict[str, Any]) -> None:
+        ended.append(run["id"])
+
+    async def play() -> None:
+        db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+        try:
+            await upgrade(db)
+            async with db.begin() as conn:
+                await conn.execute(
+                    insert(flow_runs),
+                    [
+                        fork("run_stuck", timedelta(minutes=10)),
+                        fork("run_just_made", timedelta(seconds=5)),
+                        fork("run_going", timedelta(minutes=10)),
+                        fork("run_ended", timedelta(minutes=10), state="completed"),
+                        {
+                            **_run("run_no_fork", None),
+                            "state": "working",
+                            "forked_from": None,
+                            "fork_step": None,
+                        },
+                    ],
+                )
+            retention = RunRetention(
+                db,
+                None,  # type: ignore[arg-type]  # the store: not read by this pass
+                Started({"run_going"}),  # type: ignore[arg-type]
+                default_days=30,
+                interval_seconds=60,
+                unstarted=unstarted,
+            )
+            await retention._unstarted_forks(now)
+        finally:
+            await db.dispose()
+
+    anyio.run(play)
+    assert ended == ["run_stuck"]

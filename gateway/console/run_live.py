@@ -39,16 +39,17 @@ _OPEN = 0
 @router.get("/{flow_id}/runs/{run_id}/live")
 async def live(request: Request, flow_id: str, run_id: str, seen: str = "") -> Response:
     """``seen``: the digest of what the page shows (`run_view.digest`): not sent again."""
-    global _OPEN
     user = await current_user(request)
     await flows_api.get_run(request, flow_id, run_id, user.principal())  # 404: not theirs
     if _OPEN >= MAX_STREAMS:
         # The page still works: reloaded by hand, or its script tries again later.
         return Response("too many live pages open", status_code=429, headers={"Retry-After": "30"})
-    _OPEN += 1
 
     async def events() -> AsyncIterator[str]:
+        # Counted once it streams: a stream never started (its client gone
+        # first) never runs this, and so never leaves the count behind.
         global _OPEN
+        _OPEN += 1
         try:
             async for event in _events(request, user, flow_id, run_id, seen[:64]):
                 yield event

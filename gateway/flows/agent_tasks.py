@@ -57,11 +57,13 @@ class AgentTask:
         remember: Callable[..., Awaitable[None]],
         answered: str | None = None,
         held: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
+        holding: str | None = None,
     ) -> None:
         # ``held``: told of an approval the task waits at inside it (a nested
-        # flow's checkpoint, `deep_approvals`), and once it goes on (None).
+        # flow's checkpoint, `deep_approvals`), and once it goes on (None);
+        # ``holding``: the approval the step's record showed (a re-attach).
         self.held = held
-        self._holding: str | None = None
+        self._holding: str | None = holding if held is not None else None
         self._woken: str | None = None  # the approval whose decision woke us
         # ``answered``: the status (`status_key`) that asked what is being
         # answered -- seen again, the agent has not taken the answer yet.
@@ -135,7 +137,7 @@ class AgentTask:
     async def _watch(self, task: Task) -> None:
         """Tell ``held`` of an approval the task waits at inside it, once
         each, and once it goes on."""
-        deeper = held_deeper(task)
+        deeper = held_deeper(task) if self.held is not None else None
         approval = deeper["approval"] if deeper is not None else None
         if approval == self._holding or self.held is None:
             return
@@ -150,13 +152,25 @@ class AgentTask:
         state = task.status.state
         if state in TERMINAL:
             return True
-        if state not in WAITING or held_deeper(task) is not None:
+        if state not in WAITING or (self.held is not None and held_deeper(task) is not None):
             self._left = True
             return False
         return self._left or self.answered is None or status_key(task) != self.answered
 
     async def follow(self, task_id: str, task: Task | None = None) -> dict[str, Any]:
         """Wait for the agent's task to end (or ask): GetTask, backing off."""
+        try:
+            return await self._follow(task_id, task)
+        except BaseException:
+            # Stopped while it showed an approval inside (a timeout, a cancel,
+            # a failure): the run does not stay shown waiting for it.
+            if self._holding is not None and self.held is not None:
+                self._holding = None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.held(None))
+            raise
+
+    async def _follow(self, task_id: str, task: Task | None = None) -> dict[str, Any]:
         delay = self.rt.settings.poll_min_seconds
         while task is None or not self._moved_on(task):
             if task is not None:

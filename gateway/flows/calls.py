@@ -75,6 +75,7 @@ from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, u
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
 from registry.tables import as_utc
+from registry.vendor_cards import gateway_run_kind
 
 T = TypeVar("T")
 # How often a step a coordination rule defers asks again.
@@ -283,7 +284,9 @@ class StepCall:
         inputs = ([arguments] if arguments is not None else []) if sends else None
         grant = await self._admit(target.agent, target.skill, inputs=inputs)
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
-        agent = self._agent_task(grant)
+        # Re-attached while it showed an approval inside its agent: said again once it goes on.
+        holding = known.get("approval_id") if known.get("state") == "waiting" else None
+        agent = self._agent_task(grant, holding=holding)
         task_id = known.get("upstream_task_id")
         if task_id:
             await self._interrupted(known, f"re-attached to task {task_id}")
@@ -305,7 +308,11 @@ class StepCall:
         return await self._send(agent, grant, message)
 
     def _agent_task(
-        self, grant: Grant, continues: str | None = None, answered: str | None = None
+        self,
+        grant: Grant,
+        continues: str | None = None,
+        answered: str | None = None,
+        holding: str | None = None,
     ) -> AgentTask:
         """The step's exchange with the agent ``grant`` admits it to, as its
         caller; ``continues``: the task a message is admitted to continue."""
@@ -322,9 +329,18 @@ class StepCall:
             handler_context(admission),
             self._write,
             answered,
-            held=lambda deeper: deep_approvals.announce(
-                self.rt, self.call.run_id, self.step.id, self._write, deeper
+            # Only a flow's approval is shown as this run's (`deep_approvals`):
+            # any other agent's task is taken at its word.
+            held=(
+                (
+                    lambda deeper: deep_approvals.announce(
+                        self.rt, self.call.run_id, self.step.id, self._write, deeper
+                    )
+                )
+                if gateway_run_kind(grant.card) == "flow"
+                else None
             ),
+            holding=holding,
         )
 
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:

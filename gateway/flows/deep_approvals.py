@@ -20,6 +20,7 @@ this process (`decided`); elsewhere they see it at their next look, at most
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from gateway.flows.runtime import FlowRuntime
 
 LOOK_SECONDS = 30.0
+# A checkpoint's approval id (`checkpoints.approval_id`), and how many runs deep a chain says.
+APPROVAL_ID = re.compile(r"apr_[0-9a-f]{32}")
+MAX_CHAIN = 16
 _WAITERS: dict[str, set[asyncio.Event]] = {}
 
 
@@ -39,10 +43,10 @@ def held_deeper(task: Task) -> dict[str, Any] | None:
         return None
     said: Mapping[str, Any] = MessageToDict(task.metadata) if task.HasField("metadata") else {}
     approval = said.get("approval")
-    if not isinstance(approval, str) or "question" in said:
+    if not isinstance(approval, str) or not APPROVAL_ID.fullmatch(approval) or "question" in said:
         return None
     chain = said.get("chain")
-    links = [str(link) for link in chain] if isinstance(chain, list) else []
+    links = [str(link)[:300] for link in chain[:MAX_CHAIN]] if isinstance(chain, list) else []
     return {"approval": approval, "chain": links}
 
 

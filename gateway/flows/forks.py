@@ -31,6 +31,7 @@ sent again. What this module adds is the flow's view of that:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -199,26 +200,31 @@ def plan(
                 f"step {step} comes before {step_id} in version {chosen_version} "
                 f"but not in the version run {run_id} ran; fork from an earlier step"
             )
-    for step in ahead[cut:]:
-        if step in before:
-            # Replayed from the copy, it would run again after: on the copy's record.
-            raise ForkRefused(
-                f"step {step} comes after {step_id} in version {chosen_version} but "
-                f"before it in the version run {run_id} ran; fork from an earlier step"
-            )
+    # Every name a reused record may carry (a branch's, a block step's) that a
+    # step from the fork's on carries too: run again, it would find the copy.
+    fork_at = top.index(step_id)
+    reused_names = {n for n, at in step_indexes(replayed).items() if at < fork_at}
+    going_on = {n for n, at in step_indexes(chosen).items() if at >= cut}
+    moved = sorted(reused_names & going_on)
+    if moved:
+        raise ForkRefused(
+            f"step {moved[0]} comes after {step_id} in version {chosen_version} but "
+            f"before it in the version run {run_id} ran; fork from an earlier step"
+        )
     _redaction(origin, [origin_document, replayed], chosen, chosen_version)
     _chained(origin, recorded, origin_document, step_id)
-    unknown = unowned(operations, replayed)
-    if unknown:
-        raise ForkRefused(
-            f"run {run_id} recorded an operation this gateway cannot place ({unknown[0]!r}); "
-            "it is not forked"
-        )
     position = start_position(operations, replayed, step_id)
     if position is None:
         # Nothing recorded at or after the step (a run cancelled in it):
         # every operation recorded is the steps' before it.
         position = 1 + max(int(o["function_id"]) for o in operations)
+    copied = [o for o in operations if int(o["function_id"]) < position]
+    unknown = unowned(copied, replayed)
+    if unknown:
+        raise ForkRefused(
+            f"run {run_id} recorded an operation this gateway cannot place ({unknown[0]!r}); "
+            "it is not forked"
+        )
     reused = reused_records(steps, replayed, step_id)
     return Fork(origin=run_id, step=step_id, position=position, reused=tuple(reused))
 
@@ -308,7 +314,7 @@ async def fork_as_user(
     version = version if version is not None else latest
     if version < ran:
         raise ForkRefused(f"run {run_id} ran version {ran}: a fork runs it or a newer one")
-    if version != latest and run_input is not None and run_input != origin["input"]:
+    if version != latest and run_input is not None and not _alike(run_input, origin["input"]):
         # Controls an admin added since (a checkpoint, say) hold for new input.
         raise ForkRefused(f"a fork with new input runs the flow's current version, {latest}")
     origin_document = FlowDocument.model_validate(await rt.store.version(flow_id, ran))
@@ -337,6 +343,11 @@ async def fork_as_user(
     said = f"run {forked} forked from run {run_id} at step {step_id} (version {version})"
     await rt.delegations.record(grant, "flow.fork", "ok", said)
     return forked
+
+
+def _alike(one: Any, other: Any) -> bool:
+    """The same JSON (``true`` is not ``1``, as Python's ``==`` would say)."""
+    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
 
 
 async def begin(rt: FlowRuntime, engine: FlowEngine, run: dict[str, Any], fork: Fork) -> None:

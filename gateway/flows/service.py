@@ -381,7 +381,9 @@ class FlowService:
             if step.approval_id and step.state == "waiting":
                 with contextlib.suppress(AlreadyDecided, Exception):
                     approval = await self.rt.approvals.get(step.approval_id)
-                    if approval.state == PENDING:
+                    # Its own checkpoints only: an approval inside a step's
+                    # agent (a nested flow's) goes with that flow's run.
+                    if approval.state == PENDING and approval.task_id == run_id:
                         decided = await self.rt.approvals.decide(
                             step.approval_id, WITHDRAWN, by, CANCELLED
                         )
@@ -415,6 +417,9 @@ class FlowService:
         asking = []
         for step in (await self.rt.store.view(run_id)).steps:
             if step.approval_id and step.state == "waiting":
+                with contextlib.suppress(Exception):
+                    if (await self.rt.approvals.get(step.approval_id)).task_id != run_id:
+                        continue  # a nested flow's: not this run's to reopen
                 reopened = await self.rt.approvals.reopen(step.approval_id, CANCELLED)
                 if reopened is not None:
                     await self.rt.approvals.audit_request(reopened, "flow.checkpoint")

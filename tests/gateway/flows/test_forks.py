@@ -314,3 +314,22 @@ def test_a_fork_of_a_fork_goes_on_only_where_it_replays_alike() -> None:
         _begun({"x": 1}, QUOTE_FLOW),
     )
     assert same.position == 8
+
+
+def test_a_branch_of_the_reused_steps_made_a_step_after_the_forks_is_refused() -> None:
+    later = dict(QUOTE_FLOW)
+    steps = list(QUOTE_FLOW["steps"])
+    # "quote", a branch before the fork, becomes a top-level step after it.
+    steps[0] = {
+        "id": "check",
+        "parallel": {
+            "branches": [
+                {"id": "price", "call": {"agent": "sales", "skill": "quote"}},
+                steps[0]["parallel"]["branches"][1],
+            ]
+        },
+    }
+    steps.append({"id": "quote", "call": {"agent": "sales", "skill": "quote"}})
+    later["steps"] = steps
+    with pytest.raises(ForkRefused, match="step quote comes after reply"):
+        plan(ORIGIN, RECORDS, DOCUMENT, FlowDocument.model_validate(later), 2, "reply", APPROVED)

@@ -321,7 +321,7 @@ def test_a_fork_killed_mid_step_goes_on_without_sending_anything_twice(
         for _ in range(300):  # until the fork's work step has its task (re-attached after)
             with gateway.client("dana", "sales:quote") as dana:
                 seen = dana.get(f"/flows/slow-flow/runs/{fork}").json()
-            work = next((s for s in seen["steps"] if s["id"] == "work"), {})
+            work: dict[str, Any] = next((s for s in seen["steps"] if s["id"] == "work"), {})
             if work.get("upstream_task_id"):
                 break
             time.sleep(0.05)

@@ -243,7 +243,7 @@ def test_a_loop_killed_mid_round_goes_on_in_that_round(
         for _ in range(400):  # until round 2's pause has its task (re-attached after)
             with gateway.client("dana", "sales:quote") as dana:
                 seen = dana.get(f"/flows/poll-flow/runs/{run_id}").json()
-            pause = next((s for s in seen["steps"] if s["id"] == "pause#2"), {})
+            pause: dict[str, Any] = next((s for s in seen["steps"] if s["id"] == "pause#2"), {})
             if pause.get("upstream_task_id"):
                 break
             time.sleep(0.05)

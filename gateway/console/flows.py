@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from gateway.api import flows as flows_api
 from gateway.console.diffs import DiffLine, json_diff
 from gateway.console.run_form import FormInvalid, fields_of, input_from
-from gateway.console.run_graph import document_of, run_graph
-from gateway.console.run_view import ENDED, digest, fragments, timeline
+from gateway.console.run_graph import document_of
+from gateway.console.run_view import ENDED, digest, fragments
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
     PREFIX,
@@ -201,16 +201,17 @@ async def render_run(
     own = (run.user.get("subject"), run.user.get("issuer")) == (user.subject, user.issuer)
     document = await document_of(request, run) if own and run.state in ENDED else None
     reached = {s.id for s in run.steps}
+    parts = await fragments(request, user, run)
     return page(
         request,
         user,
         "flow_run.html",
         status=status,
         run=run,
-        bars=timeline(run),
-        graph=await run_graph(request, run),
-        # What the page shows that its live stream would send again.
-        shown_digest=digest(await fragments(request, user, run)),
+        # Its changing parts, rendered once: shown, and their digest told to
+        # the live stream, which sends only what differs (`run_live`).
+        parts=parts,
+        parts_digest=digest(parts),
         can_cancel=run.state not in ENDED,
         can_resume=run.state in RESUMABLE,
         question=asked(run),

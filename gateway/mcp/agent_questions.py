@@ -34,7 +34,7 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import ServerRequestContext
 
-from gateway.mcp.input_relay import can_be_asked, is_modern, put_to_caller
+from gateway.mcp.input_relay import can_be_asked, is_modern, put_to_caller, takes_form
 
 ANSWER_KEY = "switchboard-answer"
 ANSWER_STATE = "switchboard-answer:"
@@ -88,13 +88,10 @@ def waiting_question(result: types.CallToolResult) -> Asked | None:
 
 
 def takes_form_questions(ctx: ServerRequestContext) -> bool:
-    """A 2025-11-25 client whose elicitation capability covers form mode (an
-    empty one means form only: 2025-11-25 "Elicitation", capabilities)."""
+    """A client whose elicitation capability covers form mode."""
     capabilities = getattr(ctx.session, "client_capabilities", None)
     elicitation = capabilities.elicitation if capabilities is not None else None
-    if elicitation is None:
-        return False
-    return elicitation.form is not None or elicitation.url is None
+    return elicitation is not None and takes_form(elicitation)
 
 
 def question(text: str, agent: str) -> types.ElicitRequest:

@@ -96,3 +96,9 @@ def can_be_asked(ctx: ServerRequestContext) -> bool:
         return False
     capabilities = getattr(ctx.session, "client_capabilities", None)
     return capabilities is not None and capabilities.elicitation is not None
+
+
+def takes_form(elicitation: types.ElicitationCapability) -> bool:
+    """Whether a declared elicitation capability covers form mode: an empty
+    one means form only (MCP 2025-11-25 "Elicitation", capabilities)."""
+    return elicitation.form is not None or elicitation.url is None

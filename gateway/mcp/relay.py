@@ -38,7 +38,7 @@ from mcp.server import ServerRequestContext
 from mcp_types import INVALID_REQUEST, LOG_LEVEL_META_KEY
 
 from adapters.mcp_relay import APP_EXTENSION
-from gateway.mcp.input_relay import is_modern, put_to_caller
+from gateway.mcp.input_relay import is_modern, put_to_caller, takes_form
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def _has(granted: Any, feature: str | None) -> bool:
     if feature is None:
         return True
     if feature == "form" and isinstance(granted, types.ElicitationCapability):
-        # MCP 2025-11-25: an empty elicitation capability means form mode.
-        return granted.form is not None or granted.url is None
+        return takes_form(granted)
     return getattr(granted, feature, None) is not None
 
 

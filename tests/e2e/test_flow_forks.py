@@ -164,6 +164,7 @@ def test_who_may_fork_and_from_where(setup: FlowSetup) -> None:
             {"step": "reply", "input": [1]},
             {"step": "reply", "version": 0},
             {"step": "reply", "version": "two"},
+            {"step": "reply", "version": 2**40},  # beyond any column: refused, not a 500
             {"step": "a b"},
             {"step": 5},
         ]

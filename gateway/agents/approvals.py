@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
@@ -351,9 +352,16 @@ class ApprovalDesk:
         self.listeners: list[Callable[[Approval], Awaitable[None]]] = []
 
     async def decide(
-        self, approval_id: str, approve: bool, by: str, reason: str | None
+        self,
+        approval_id: str,
+        approve: bool,
+        by: str,
+        reason: str | None,
+        answer: dict[str, Any] | None = None,
     ) -> Approval:
-        """Raises `ApprovalNotFound`, `AlreadyDecided`."""
+        """Raises `ApprovalNotFound`, `AlreadyDecided`. ``answer`` (an agent's
+        question put to a reviewer) is stored with the decision, where the
+        waiting run reads it."""
         state: State = APPROVED if approve else REJECTED
         runs: list[RunSpec] = []
 
@@ -370,7 +378,10 @@ class ApprovalDesk:
                 await self._runner.stored(spec)(conn)
                 runs.append(spec)
 
-        approval = await self.approvals.decide(approval_id, state, by, reason, then=store_run)
+        result = {"answer": answer} if answer is not None else None
+        approval = await self.approvals.decide(
+            approval_id, state, by, reason, then=store_run, result=result
+        )
         await self.approvals.audit_decision(approval)
         for spec in runs:
             await self._runner.start(spec, None, new=False)

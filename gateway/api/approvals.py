@@ -3,7 +3,9 @@
 `GET /approvals` lists them, pending first (filters: `state`, `agent`,
 `user`); `GET /approvals/{id}` shows one; `POST /approvals/{id}` with
 ``{"decision": "approve"|"reject", "reason": "..."}`` decides it -- once: a
-second decision (or one after the requester withdrew) is 409.
+second decision (or one after the requester withdrew) is 409. An agent's
+question that a flow puts to a reviewer is approved with its answer
+(``"answer": {"text": ...}`` or ``{"data": {...}}``), which goes to the agent.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from gateway.agents.approvals import ApprovalDesk
 from gateway.api.state import state_of
 from gateway.delegation.approvals import (
     AlreadyDecided,
@@ -69,9 +72,11 @@ async def decide_approval(
             f"approval {approval_id} is a call waiting for its user to connect their "
             "account at the agent; it goes once they do (it can be rejected)",
         )
+    await _answer_fits(desk, approval_id, decision)
+    answer = decision.answer.model_dump(exclude_none=True) if decision.answer else None
     try:
         return await desk.decide(
-            approval_id, decision.decision == "approve", admin.subject, decision.reason
+            approval_id, decision.decision == "approve", admin.subject, decision.reason, answer
         )
     except ApprovalNotFound:
         raise _not_found(approval_id) from None
@@ -82,3 +87,30 @@ async def decide_approval(
             "Already decided",
             f"approval {approval_id} is already {already.approval.state}",
         ) from None
+
+
+async def _answer_fits(desk: ApprovalDesk, approval_id: str, decision: Decision) -> None:
+    """An agent's question is approved with its answer, and only it takes one."""
+    if decision.answer is None and decision.decision == "reject":
+        return
+    try:
+        held = await desk.approvals.get(approval_id)
+    except ApprovalNotFound:
+        raise _not_found(approval_id) from None
+    if decision.answer is not None and decision.decision == "reject":
+        raise Problem(422, "answer-with-reject", "An answer goes with approve", "reject it alone")
+    if decision.answer is not None and not held.asks:
+        raise Problem(
+            422,
+            "not-a-question",
+            "Not a question",
+            f"approval {approval_id} holds a call, not an agent's question: it takes no answer",
+        )
+    if decision.answer is None and held.asks:
+        raise Problem(
+            422,
+            "answer-required",
+            "Answer required",
+            f"approval {approval_id} is an agent's question: approve it with an answer "
+            '({"answer": {"text": ...}} or {"answer": {"data": {...}}})',
+        )

@@ -30,7 +30,7 @@ from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
 from gateway.flows import webhooks
 from gateway.flows.costs import BudgetSpent
-from gateway.flows.definition import EVENT_NAME
+from gateway.flows.document_basics import EVENT_NAME
 from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
 from gateway.flows.engine import EngineUnavailable
 from gateway.flows.forks import ForkRefused, fork_as_user

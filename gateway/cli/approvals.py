@@ -8,6 +8,7 @@ from typing import Any
 from gateway.cli.common import (
     call,
     gateway_options,
+    json_argument,
     print_json,
 )
 
@@ -30,6 +31,13 @@ def register(commands: Any) -> None:
         decide = approvals.add_parser(verb, help=f"{verb} a pending call")
         decide.add_argument("id")
         decide.add_argument("--reason", help="recorded, and shown to the requester")
+        if verb == "approve":
+            decide.add_argument(
+                "--answer", help="an agent's question put to a reviewer: the answer's text"
+            )
+            decide.add_argument(
+                "--answer-data", help="an agent's question: the answer as a JSON object"
+            )
         decide.set_defaults(run=_approvals_decide, decision=verb)
         approvals_decide.append(decide)
     for sub in (approvals_list, approvals_show, *approvals_decide):
@@ -58,7 +66,13 @@ def _approvals_show(args: argparse.Namespace) -> int:
 
 
 def _approvals_decide(args: argparse.Namespace) -> int:
-    body = {"decision": args.decision, "reason": args.reason}
+    body: dict[str, Any] = {"decision": args.decision, "reason": args.reason}
+    answer = {
+        "text": getattr(args, "answer", None),
+        "data": json_argument(getattr(args, "answer_data", None), "--answer-data"),
+    }
+    if any(v is not None for v in answer.values()):
+        body["answer"] = {k: v for k, v in answer.items() if v is not None}
     decided = call(args, "POST", f"/approvals/{args.id}", json=body).json()
     print(f"{decided['state']} {decided['id']}")
     return 0

@@ -188,5 +188,15 @@ def call_answer(response: httpx.Response) -> httpx.Response:
     return response
 
 
+def json_argument(value: str | None, flag: str) -> Any:
+    """A command-line option given as JSON (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise CliError(f"{flag} is not JSON: {exc}") from None
+
+
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))

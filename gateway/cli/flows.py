@@ -30,6 +30,7 @@ from gateway.cli.common import (
     call_answer,
     gateway_client,
     gateway_options,
+    json_argument,
     print_json,
 )
 from policies.policy_file import line_of
@@ -269,10 +270,7 @@ def _answer(args: argparse.Namespace) -> int:
     if args.text:
         reply["text"] = args.text
     if args.data is not None:
-        try:
-            reply["data"] = json.loads(args.data)
-        except ValueError as exc:
-            raise CliError(f"--data is not JSON: {exc}") from None
+        reply["data"] = json_argument(args.data, "--data")
     if not reply:
         raise CliError("say the answer: as text, or --data '{...}'")
     url = f"/flows/{args.flow}/runs/{args.run_id}/answer"

@@ -3,7 +3,8 @@
 An admin sees the queue (`GET /approvals`'s own function), each call -- what
 is asked, by whom, through which chain, why it was held -- and approves or
 rejects it with a reason through `POST /approvals/{id}`'s function: the desk
-then makes the held call (or ends its task), exactly as over the API.
+then makes the held call (or ends its task), exactly as over the API. An
+agent's question a flow puts to a reviewer is approved with an answer.
 
 Anyone else sees only their own approvals and their state: an approval's
 owner is its requester's subject *and* issuer, as a task's is
@@ -28,7 +29,7 @@ from gateway.console.web import (
     redirect,
     require_admin,
 )
-from gateway.delegation.approvals import Approval, ApprovalNotFound, Decision
+from gateway.delegation.approvals import Approval, ApprovalNotFound, Decision, GivenAnswer
 from gateway.delegation.tasks import Owner
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -87,14 +88,20 @@ async def decide(request: Request, approval_id: str) -> Response:
     user = await current_user(request)
     form = await posted(request, user.csrf)
     await require_admin(request, user)
+    said = str(form.get("answer") or "").strip()
     try:
         decision = Decision(
             decision=form.get("decision", ""),
             reason=form.get("reason") or None,
+            # An agent's question is approved with its answer (the API says
+            # when one is missing, or given to anything else).
+            answer=GivenAnswer(text=said) if said and form.get("decision") == "approve" else None,
         )
     except ValidationError:
         raise ConsoleError(
-            422, "Choose approve or reject (a reason of at most 2000 characters)"
+            422,
+            "Choose approve or reject (a reason of at most 2000 characters, "
+            "an answer of at most 16000)",
         ) from None
     await approvals_api.decide_approval(request, approval_id, decision, user.principal())
     return redirect(f"{PREFIX}/approvals/{approval_id}")

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -95,6 +95,12 @@ class Approval(BaseModel):
     def owner(self) -> Owner:
         return Owner(self.requested_by.subject, self.requested_by.issuer)
 
+    @property
+    def asks(self) -> bool:
+        """A flow's agent's question put to a reviewer (`gateway.flows.answerers`):
+        approved with the answer, which goes to the agent."""
+        return self.kind == "flow" and isinstance(self.request.get("question"), dict)
+
     def caller(self) -> Caller:
         who = self.requested_by
         expires = who.token_expires_at
@@ -113,6 +119,21 @@ class ApprovalPage(BaseModel):
     next_offset: int | None = None
 
 
+class GivenAnswer(BaseModel):
+    """A reviewer's answer to an agent's question: text, data or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, max_length=16000)
+    data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> GivenAnswer:
+        if not (self.text or "").strip() and not self.data:
+            raise ValueError("an answer has text or data")
+        return self
+
+
 class Decision(BaseModel):
     """`POST /approvals/{id}`. Unknown keys are refused: a misspelt key
     ("decison", "reasn") must not pass as a decision without it."""
@@ -121,6 +142,11 @@ class Decision(BaseModel):
 
     decision: Literal["approve", "reject"]
     reason: str | None = Field(None, max_length=2000)
+    answer: GivenAnswer | None = Field(
+        None,
+        description="an agent's question (`asks`): the answer it is sent; required to "
+        "approve one, refused for anything else",
+    )
 
 
 @dataclass(frozen=True)
@@ -277,16 +303,19 @@ class Approvals:
         reason: str | None,
         *,
         then: Callable[[Approval, AsyncConnection], Awaitable[None]] | None = None,
+        result: dict[str, Any] | None = None,
     ) -> Approval:
         """Move a pending approval to ``state``; `AlreadyDecided` if it moved
         already. ``then`` writes what the decision sets in motion in the same
-        transaction (the approved call's run): both happen, or neither."""
+        transaction (the approved call's run): both happen, or neither.
+        ``result`` is stored with the decision (a reviewer's answer)."""
         now = datetime.now(UTC)
+        given = {"result": result} if result is not None else {}
         async with self._engine.begin() as conn:
             moved = await conn.execute(
                 update(approvals)
                 .where(approvals.c.id == approval_id, approvals.c.state == PENDING)
-                .values(state=state, decided_at=now, decided_by=by, decision_reason=reason)
+                .values(state=state, decided_at=now, decided_by=by, decision_reason=reason, **given)
             )
             if moved.rowcount and then is not None:
                 query = select(approvals).where(approvals.c.id == approval_id)

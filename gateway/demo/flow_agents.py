@@ -94,7 +94,13 @@ class _Executor(AgentExecutor):
         skill = str(metadata.get("skill") or "quote")
         with self.desk.lock:
             self.desk.received.append(
-                {"skill": skill, "data": data, "message_id": message.message_id, "at": time.time()}
+                {
+                    "skill": skill,
+                    "data": data,
+                    "text": _said(message),
+                    "message_id": message.message_id,
+                    "at": time.time(),
+                }
             )
             fails = skill == "quote" and data.get("sku") in self.desk.failing
         task = context.current_task or new_task_from_user_message(message)

@@ -67,12 +67,19 @@ async def notify(approval: Approval) -> None:
         await DBOS.send_async(approval.task_id, approval.state, topic(approval.action))
 
 
-async def wait(run: FlowRun, step: CheckpointStep) -> dict[str, Any]:
+async def wait(
+    run: FlowRun, step: CheckpointStep, question: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``question``: an agent's question put to a reviewer (`gateway.flows.
+    answerers`), shown as it is and kept in the approval's request, so the
+    desk approves it only with an answer."""
     try:
-        shown = evaluate(step.checkpoint.show, run.ctx) if step.checkpoint.show else None
+        shown = evaluate(step.checkpoint.show, run.ctx) if step.checkpoint.show else question
     except Exception as exc:
         return {"state": "failed", "output": None, "text": "", "error": f"show: {exc}"}
-    opened = await DBOS.run_step_async({"name": f"open {step.id}"}, _open, run, step, shown)
+    opened = await DBOS.run_step_async(
+        {"name": f"open {step.id}"}, _open, run, step, shown, question is not None
+    )
     deadline = float(opened["deadline"])
     poll = run.rt.settings.checkpoint_poll_seconds
     while True:
@@ -90,7 +97,7 @@ async def wait(run: FlowRun, step: CheckpointStep) -> dict[str, Any]:
     return await DBOS.run_step_async({"name": f"close {step.id}"}, _close, run, step, seen)
 
 
-async def _open(run: FlowRun, step: CheckpointStep, shown: Any) -> dict[str, Any]:
+async def _open(run: FlowRun, step: CheckpointStep, shown: Any, asks: bool) -> dict[str, Any]:
     rt, info = run.rt, run.info
     ident = approval_id(run.run_id, step.id)
     try:
@@ -109,6 +116,7 @@ async def _open(run: FlowRun, step: CheckpointStep, shown: Any) -> dict[str, Any
                 "checkpoint": step.id,
                 "prompt": step.checkpoint.prompt,
                 "show": shown,
+                **({"question": shown} if asks else {}),
             },
             reasons=[f"flow {info['flow_id']}, step {step.id}: {step.checkpoint.prompt}"],
             trace_id=info["trace_id"],

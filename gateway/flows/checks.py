@@ -87,6 +87,8 @@ def _problem(step: str | None, field: str, message: str) -> Problem:
 
 # What a map's per-item expressions read besides the usual roots.
 MAP_ROOTS = frozenset({"item", "index"})
+# What `questions.answer` reads besides them: the agent's question.
+QUESTION_ROOTS = frozenset({"question"})
 
 
 async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
@@ -165,6 +167,11 @@ def _expressions(where: Placed, position: Mapping[str, Placed]) -> list[Problem]
             problems += _refs(step.id, f"{path}.{field}", expression, where, position)
     if isinstance(step, WaitStep) and step.wait.key is not None:
         problems += _key_not_chosen(step.id, f"{path}.wait.key", step.wait.key)
+    if isinstance(step, CallStep) and step.questions and step.questions.answer:
+        answer = step.questions.answer
+        problems += _refs(
+            step.id, f"{path}.questions.answer", answer, where, position, extra=QUESTION_ROOTS
+        )
     if isinstance(step, MapStep):
         for field, expression in (("map.input", step.map.input), ("map.message", step.map.message)):
             if expression is not None:

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,10 +35,12 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.flows.document_basics import EVENT_NAME, STEP_ID, Expression, Strict
+from gateway.flows.trigger_definition import Trigger
+
 FORMAT = "switchboard.flow/v1"
 SCHEMA_FILE = Path(__file__).with_name("flow.schema.json")
 SCHEMA_ID = "urn:switchboard:schema:flow:v1"
-STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 FLOW_ID = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 END = "end"
 MAX_STEPS = 100
@@ -51,18 +51,12 @@ MAX_MAP_CONCURRENCY = 32
 MAP_STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,55}$"
 MAX_DOCUMENT_BYTES = 256 * 1024
 REVIEWED_STEP_ID = 52
-EVENT_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_REVIEWS = 3
 
-Expression = Annotated[str, Field(min_length=1, max_length=4000, description="JMESPath")]
 RedactedKey = Annotated[str, Field(min_length=1, max_length=128, description="an object key")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CallTarget(_Strict):
+class CallTarget(Strict):
     """What a call step calls: exactly one of ``agent`` (with ``skill`` when
     the agent has several), ``tool``, or ``flow`` (a flow is an agent: it is
     called as ``agent``, and must be a flow)."""
@@ -94,14 +88,33 @@ class CallTarget(_Strict):
         return self.agent if self.agent is not None else str(self.tool)
 
 
-class _Step(_Strict):
+class _Step(Strict):
     id: str = Field(pattern=STEP_ID, description="unique in the flow; steps.<id> in expressions")
     description: str | None = Field(None, max_length=2000)
     when: Expression | None = Field(None, description="run only if this holds, else skipped")
 
 
+class Questions(Strict):
+    """Who answers when the step's agent asks (`gateway.flows.answerers`)."""
+
+    answer: Expression | None = Field(
+        None,
+        description="tried first: an answer from input, steps and question "
+        "({question, data, agent, state, round}); a string is sent as text, an object as "
+        "data; null or empty: the question goes to `to`",
+    )
+    to: Literal["user", "reviewer", "fail"] = Field(
+        "user",
+        description="the run's user; a reviewer on the approvals desk (approve with the "
+        "answer, reject to end the run); or fail the step",
+    )
+
+
 class CallStep(_Step):
     call: CallTarget
+    questions: Questions | None = Field(
+        None, description="who answers the agent's questions (default: the run's user)"
+    )
     input: Expression | None = Field(
         None, description="an object: the agent's data part, or the tool's arguments"
     )
@@ -126,7 +139,7 @@ class CallStep(_Step):
         return self
 
 
-class MapSpec(_Strict):
+class MapSpec(Strict):
     over: Expression = Field(description="a list: one call per item")
     concurrency: int = Field(
         4, ge=1, le=MAX_MAP_CONCURRENCY, description="how many items are called at once"
@@ -153,13 +166,24 @@ class MapStep(_Step):
     on_error: Literal["fail", "skip", "checkpoint"] = "fail"
 
 
-class Quorum(_Strict):
+class Quorum(Strict):
     quorum: int = Field(ge=1, le=MAX_BRANCHES)
 
 
-class Parallel(_Strict):
+class Parallel(Strict):
     join: Literal["all", "any"] | Quorum = "all"
     branches: list[CallStep] = Field(min_length=2, max_length=MAX_BRANCHES)
+
+    @model_validator(mode="after")
+    def _branches_do_not_wait(self) -> Parallel:
+        # Nothing in a fan-out waits durably: a branch's agent that asks fails it.
+        for branch in self.branches:
+            if branch.questions is not None:
+                raise ValueError(
+                    f"branch {branch.id}: a branch takes no questions (an agent that asks "
+                    "fails it); put the call in a step of its own"
+                )
+        return self
 
 
 class ParallelStep(_Step):
@@ -170,7 +194,7 @@ class ParallelStep(_Step):
     on_error: Literal["fail", "skip", "checkpoint"] = "fail"
 
 
-class RouteCase(_Strict):
+class RouteCase(Strict):
     when: Expression | None = Field(None, description="omitted in the last case: otherwise")
     goto: str = Field(description=f"a later step's id, or {END!r}")
 
@@ -179,7 +203,7 @@ class RouteStep(_Step):
     route: list[RouteCase] = Field(min_length=1, max_length=50)
 
 
-class Checkpoint(_Strict):
+class Checkpoint(Strict):
     prompt: str = Field(min_length=1, max_length=2000, description="what the approver is asked")
     show: Expression | None = Field(None, description="what the approver sees with it")
     timeout_seconds: float = Field(86400, gt=0, le=30 * 86400)
@@ -204,7 +228,7 @@ TaskStateName = Literal[
 TASK_ENDS: tuple[TaskStateName, ...] = ("completed", "failed", "canceled", "rejected")
 
 
-class WaitTask(_Strict):
+class WaitTask(Strict):
     """A task of another agent, delegated through the gateway and owned by the
     run's user (`gateway.flows.task_waits`)."""
 
@@ -212,7 +236,7 @@ class WaitTask(_Strict):
     id: Expression = Field(description="an expression giving the task's id")
 
 
-class Wait(_Strict):
+class Wait(Strict):
     """Exactly one of ``event`` (posted to the run) or ``task`` (another
     agent's task reaching one of ``states``)."""
 
@@ -292,7 +316,7 @@ REPEATED_STEP_ID = 48
 MAX_ROUNDS = 50
 
 
-class Repeat(_Strict):
+class Repeat(Strict):
     steps: list[InnerStep] = Field(min_length=1, max_length=20)
     until: Expression = Field(
         description="checked after each round, over the round's outputs: once it holds, "
@@ -346,124 +370,7 @@ Step = Annotated[
 ]
 
 
-TaskEnd = Literal["completed", "failed", "canceled", "rejected"]
-
-
-class TaskEvent(_Strict):
-    """A delegated task of an agent (and skill) reaching one of ``states``."""
-
-    agent: str = Field(description="the agent whose tasks start the flow (not the flow itself)")
-    skill: str | None = Field(None, description="only tasks started for this skill")
-    states: list[TaskEnd] = Field(
-        default_factory=lambda: list[TaskEnd](["completed"]),
-        min_length=1,
-        description="which ends start it",
-    )
-
-
-class Webhook(_Strict):
-    """Signed requests to `POST /flows/{id}/hooks/{trigger}` (Standard Webhooks:
-    `webhook-id`, `webhook-timestamp`, `webhook-signature` headers)."""
-
-    secret: str = Field(
-        pattern=r"^[a-z0-9_-]{1,64}$",
-        description="the name of the HMAC-SHA256 secret in the gateway's `secrets` setting",
-    )
-
-
-class Schedule(_Strict):
-    """A cron schedule (DBOS's scheduler: 5 fields, or 6 with seconds first)."""
-
-    cron: str = Field(min_length=9, max_length=120, description="e.g. '0 2 * * *': 02:00 daily")
-    timezone: str | None = Field(None, max_length=64, description="IANA name; default UTC")
-    # None (not "none") when absent, so documents stored before these keys
-    # existed dump alike and registering them again is no new version.
-    catch_up: Literal["none", "latest", "all"] | None = Field(
-        None,
-        description="ticks missed while no gateway ran, at the next start: none (default, "
-        "as cron), the latest one, or all (the newest catch_up_max)",
-    )
-    catch_up_max: int | None = Field(
-        None, ge=1, le=100, description="with catch_up: all, at most this many runs (default 10)"
-    )
-
-    @model_validator(mode="after")
-    def _valid(self) -> Schedule:
-        if not croniter.is_valid(self.cron, second_at_beginning=True):
-            raise ValueError(f"not a cron expression: {self.cron!r}")
-        if self.catch_up_max is not None and self.catch_up != "all":
-            raise ValueError("catch_up_max is for catch_up: all")
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"no time zone {self.timezone!r}") from None
-        return self
-
-
-class Deliver(_Strict):
-    """What a webhook brings to runs already going (`gateway.flows.webhooks`):
-    its body as ``event``, to the runs of this flow waiting for that event
-    whose ``wait.key`` equals ``key`` evaluated over the delivery."""
-
-    event: str = Field(pattern=EVENT_NAME, description="the event a wait step waits for")
-    key: Expression = Field(description="from event (the JSON body) and webhook.id: the run's key")
-
-
-class RunAs(_Strict):
-    """Who a webhook's run acts for: a service identity of the flow's own,
-    decided by the policy like any caller (issuer `urn:switchboard:trigger`)."""
-
-    subject: str = Field(pattern=r"^[A-Za-z0-9._@:-]{1,128}$")
-    scopes: list[str] = Field(
-        default_factory=list, max_length=50, description="what its calls may carry, at most"
-    )
-
-
-class Trigger(_Strict):
-    """What starts a run without anyone asking: a delegated task's end (the run
-    acts for that task's user, `gateway.flows.triggers`) or a signed webhook
-    (it acts for `run_as`, `gateway.flows.webhooks`)."""
-
-    id: str = Field(pattern=STEP_ID, description="unique among the flow's triggers")
-    task: TaskEvent | None = None
-    webhook: Webhook | None = None
-    schedule: Schedule | None = None
-    deliver: Deliver | None = Field(
-        None, description="a webhook's: feed waiting runs instead of starting one (no run_as)"
-    )
-    run_as: RunAs | None = Field(
-        None, description="a webhook's or a schedule's identity (not for task)"
-    )
-    input: Expression | None = Field(
-        None,
-        description="the run's input, from task.{id, agent, skill, state, output, text, user} "
-        "(default: the task's output if an object, else {text}); for a webhook, from "
-        "event (its JSON body) and webhook.id (default: the body); for a schedule, from "
-        "schedule.time (default: {})",
-    )
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Trigger:
-        kinds = [k for k in (self.task, self.webhook, self.schedule) if k is not None]
-        if len(kinds) != 1:
-            raise ValueError("a trigger has exactly one of task, webhook or schedule")
-        if self.deliver is not None:
-            if self.webhook is None:
-                raise ValueError("deliver goes with webhook")
-            if self.run_as is not None or self.input is not None:
-                raise ValueError("a webhook that delivers starts no run: no run_as, no input")
-            return self
-        if self.task is None and self.run_as is None:
-            raise ValueError(
-                "a webhook or schedule trigger needs run_as: the identity its runs act for"
-            )
-        if self.task is not None and self.run_as is not None:
-            raise ValueError("a task trigger's run acts for the task's user: no run_as")
-        return self
-
-
-class FlowDocument(_Strict):
+class FlowDocument(Strict):
     """A flow, as registered."""
 
     model_config = ConfigDict(

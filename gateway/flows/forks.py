@@ -44,7 +44,7 @@ from gateway.delegation.tasks import Owner
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument, ParallelStep, RepeatStep
 from gateway.flows.models import StepView
-from gateway.flows.reviews import shortened
+from gateway.flows.step_records import shortened
 from gateway.flows.store import TERMINAL_RUN_STATES
 
 if TYPE_CHECKING:
@@ -55,10 +55,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # How each recorded operation of a step is named (`gateway.flows.checkpoints`,
-# `consents`, `questions`, `reviews`, `fanout`, `waits`, `task_waits`): the
+# `consents`, `questions`, `answerers`, `reviews`, `fanout`, `waits`, `task_waits`): the
 # words, then the step's id. Longest first: "approval key" before "approval".
 _VERBS = (
+    "expression answer",
+    "reviewer answer",
     "question clock",
+    "question key",
     "consent clock",
     "await consent",
     "approval key",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.flows.definition import STEP_ID
+from gateway.flows.document_basics import STEP_ID
 
 
 class TokenUsage(BaseModel):

@@ -24,14 +24,13 @@ target or not; that is what the review is for.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from dbos import DBOS
 
-from gateway.flows import checkpoints, consents, questions
+from gateway.flows import answerers, checkpoints, consents, questions
 from gateway.flows.definition import (
     MAX_REVIEWS,
     CallStep,
@@ -40,6 +39,7 @@ from gateway.flows.definition import (
 )
 from gateway.flows.outcomes import AUTH_REQUIRED, HELD, RETRYING, failed
 from gateway.flows.runtime import FlowRuntime
+from gateway.flows.step_records import shortened
 
 REVIEW_TIMEOUT_SECONDS = 86400.0
 # How often one step may wait for its user to connect and then find them not
@@ -98,17 +98,15 @@ async def called(
             )
             outcome = await _attempts(run, step, f"{name}, after consent {consented}", parent)
         elif questions.asked(outcome):
-            # The agent asks: its question goes to the run's user, and their
-            # answer to the task that asked (`gateway.flows.questions`).
+            # The agent asks: whoever the flow names answers (`gateway.flows.
+            # answerers`), and the answer goes to the task that asked.
             if asked == questions.MAX_QUESTIONS:
                 return questions.too_many(outcome)
             asked += 1
-            reply = await questions.wait(run, step.id, outcome, asked)
-            if reply is None:
-                return questions.unanswered(outcome)
-            answer = questions.Answer(
-                asked, {k: reply.get(k) for k in ("text", "data")}, str(outcome.get("status"))
-            )
+            answered = await answerers.answer(run, step, outcome, asked)
+            if answered.reply is None:
+                return answered.ended or failed(str(outcome["error"]))
+            answer = questions.Answer(asked, answered.reply, str(outcome.get("status")))
             outcome = await DBOS.run_step_async(
                 {"name": f"{name}, answer {asked}", "preemptible": True},
                 run.call_attempt,
@@ -163,11 +161,6 @@ async def _attempts(
             approved,
         )
     return outcome
-
-
-def shortened(step_id: str) -> str:
-    """A long step id, cut and told apart by a digest (a held call's review's id)."""
-    return f"{step_id[:30]}~{hashlib.sha256(step_id.encode()).hexdigest()[:8]}"
 
 
 def approval_step(step: CallStep, round_: int, reason: str, key: str) -> CheckpointStep:

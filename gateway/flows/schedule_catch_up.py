@@ -38,11 +38,12 @@ from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
 
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit import AuditEvent
-from gateway.flows.definition import FlowDocument, Schedule, Trigger
+from gateway.flows.definition import FlowDocument
 from gateway.flows.engine import SCHEMA, system_database_url
 from gateway.flows.schedules import PREFIX, schedule_name
 from gateway.flows.service import FlowService
 from gateway.flows.started import ISSUER
+from gateway.flows.trigger_definition import Schedule, Trigger
 
 logger = logging.getLogger(__name__)
 

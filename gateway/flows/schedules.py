@@ -24,11 +24,12 @@ from dbos import DBOS
 from gateway.delegation.permits import DelegationDenied
 from gateway.delegation.pipeline import ApprovalRequired
 from gateway.flows.costs import BudgetSpent
-from gateway.flows.definition import FlowDocument, Trigger
+from gateway.flows.definition import FlowDocument
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService, InputInvalid
 from gateway.flows.started import derived_run_id, service_caller, start_once
 from gateway.flows.store import FlowNotFound
+from gateway.flows.trigger_definition import Trigger
 
 logger = logging.getLogger(__name__)
 

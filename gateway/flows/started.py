@@ -13,8 +13,8 @@ from typing import Any
 from adapters.trace_context import new_trace_id
 from gateway.delegation.permits import Caller
 from gateway.flows.costs import BudgetSpent
-from gateway.flows.definition import Trigger
 from gateway.flows.service import FlowService, InputInvalid, RunAlreadyStarted
+from gateway.flows.trigger_definition import Trigger
 
 # The issuer of the identities webhooks and schedules act as (`run_as`): no
 # identity provider issues it, so no user's token can ever be taken for one.

@@ -24,6 +24,7 @@ replayable: they change the record as they say.
 from __future__ import annotations
 
 import functools
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,13 @@ from gateway.storage.tables import flow_grants, flow_runs, flow_steps
 SETTLED = ("completed", "failed", "skipped", "not_needed")
 # The states a run ends in (`gateway.flows.store.TERMINAL_RUN_STATES`).
 _ENDED = "('completed', 'failed', 'canceled', 'rejected')"
+
+
+def shortened(step_id: str) -> str:
+    """A long step id, cut and told apart by a digest, so that a record named
+    after it (a held call's review, a question to a reviewer) fits the
+    64-character step column."""
+    return f"{step_id[:30]}~{hashlib.sha256(step_id.encode()).hexdigest()[:8]}"
 
 
 def _every_column(table: Any) -> str:

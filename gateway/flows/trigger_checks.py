@@ -12,8 +12,9 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.flows.checks import Catalog, Problem
-from gateway.flows.definition import Deliver, FlowDocument, WaitStep
+from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import ExpressionInvalid, references
+from gateway.flows.trigger_definition import Deliver
 from gateway.flows.trigger_loops import trigger_loops
 
 

@@ -48,11 +48,12 @@ from gateway.delegation.permits import Caller, DelegationDenied
 from gateway.delegation.pipeline import ApprovalRequired
 from gateway.delegation.tasks import EndedTask
 from gateway.flows.costs import BudgetSpent
-from gateway.flows.definition import FlowDocument, TaskEvent, Trigger
+from gateway.flows.definition import FlowDocument
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService, InputInvalid
 from gateway.flows.started import derived_run_id, start_once
 from gateway.flows.store import FlowNotFound
+from gateway.flows.trigger_definition import TaskEvent, Trigger
 from gateway.storage.tables import a2a_tasks, flow_runs
 from registry.tables import as_utc
 

@@ -47,11 +47,12 @@ from pydantic import SecretStr
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit import AuditEvent
 from gateway.flows import waits
-from gateway.flows.definition import FlowDocument, Trigger
+from gateway.flows.definition import FlowDocument
 from gateway.flows.expressions import evaluate
 from gateway.flows.service import FlowService
 from gateway.flows.started import ISSUER, derived_run_id, service_caller, start_once
 from gateway.flows.store import FlowNotFound
+from gateway.flows.trigger_definition import Trigger
 
 TOLERANCE_SECONDS = 300
 MAX_ID_LENGTH = 256

@@ -83,6 +83,11 @@ RECORDS = [
         ("open reply:approval1.ab12cd", 3),
         ("call reply, answer 2", 3),
         ("question clock reply", 3),
+        # Who answers the agent (`gateway.flows.answerers`).
+        ("expression answer reply 1", 3),
+        ("question key reply 2", 3),
+        ("open reply:question2.ab12cd", 3),
+        ("reviewer answer reply 2", 3),
         ("reset check branches", 0),
         ("DBOS.recv", None),
         ("DBOS.sleep", None),

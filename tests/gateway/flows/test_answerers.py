@@ -1,0 +1,61 @@
+"""What an expression's value answers, and the checkpoint a reviewer's
+question becomes (`gateway.flows.answerers`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.flows.answerers import as_reply, question_step
+from gateway.flows.definition import CallStep, CallTarget
+from gateway.flows.documents import DocumentInvalid, validate
+from gateway.flows.outcomes import asking
+
+
+@pytest.mark.parametrize(
+    ("value", "reply"),
+    [
+        ("north", {"text": "north"}),
+        ({"warehouse": "north"}, {"data": {"warehouse": "north"}}),
+        # No answer: the question goes on to whoever `to` names.
+        (None, None),
+        ("", None),
+        ({}, None),
+        ([], None),
+        (False, None),
+    ],
+)
+def test_an_expressions_value_as_an_answer(value: Any, reply: dict[str, Any] | None) -> None:
+    assert as_reply(value) == reply
+
+
+@pytest.mark.parametrize("value", [3, 2.5, True, ["north"]])
+def test_a_value_that_is_neither_words_nor_an_object_is_no_answer(value: Any) -> None:
+    with pytest.raises(ValueError, match="a string or an object"):
+        as_reply(value)
+
+
+def test_a_reviewers_question_is_a_checkpoint_no_step_id_can_name() -> None:
+    step = CallStep(id="ship", call=CallTarget(agent="sales", skill="ship"))
+    outcome = asking("Which warehouse?", {"options": ["north"]}, "sales", "input_required", "s1")
+    ask = question_step(step, 2, outcome, "ab12cd")
+    assert ask.id == "ship:question2.ab12cd"
+    assert "sales asks: Which warehouse?" in ask.checkpoint.prompt
+    assert ask.checkpoint.prompt.endswith("approve with your answer, or reject to end the run.")
+    long = CallStep(id="s" * 64, call=CallTarget(agent="sales", skill="ship"))
+    assert len(question_step(long, 10, outcome, "ab12cd").id) <= 64
+
+
+def test_questions_are_refused_on_a_branch() -> None:
+    call = {"call": {"agent": "sales", "skill": "ship"}, "questions": {"to": "fail"}}
+    document = {
+        "format": "switchboard.flow/v1",
+        "id": "f",
+        "name": "f",
+        "steps": [
+            {"id": "p", "parallel": {"branches": [{"id": "a", **call}, {"id": "b", **call}]}}
+        ],
+    }
+    with pytest.raises(DocumentInvalid, match="a branch takes no questions"):
+        validate(document)

@@ -90,6 +90,9 @@ class Approval(BaseModel):
     reason: str | None = Field(None, description="the admin's (or requester's) reason")
     outcome: str | None = Field(None, description="what the approved call did")
     finished_at: datetime | None = None
+    answer: dict[str, Any] | None = Field(
+        None, description="an agent's question (`asks`): the reviewer's answer, once approved"
+    )
 
     @property
     def owner(self) -> Owner:
@@ -457,4 +460,15 @@ def _approval(row: dict[str, Any]) -> Approval:
         reason=row.get("decision_reason"),
         outcome=row.get("outcome"),
         finished_at=as_utc(row["finished_at"]) if row.get("finished_at") else None,
+        answer=_answer_of(row),
     )
+
+
+def _answer_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A reviewer's answer to a flow's question (stored with the decision);
+    the result of an approved call is not shown here."""
+    result, request = row.get("result"), row.get("request")
+    if row["kind"] != "flow" or not isinstance(request, dict) or "question" not in request:
+        return None
+    answer = result.get("answer") if isinstance(result, dict) else None
+    return answer if isinstance(answer, dict) else None

@@ -6,9 +6,10 @@ A call step's agent that asks (its task ``input-required`` or
 1. ``questions.answer``, an expression over ``input``, ``steps`` and
    ``question`` (``{question, data, agent, state, round}``): a string is sent
    as the answer's text, an object as its data. Evaluated in a recorded
-   operation, so a replay sends what the first pass chose. Null, ``""`` or
-   ``{}`` is no answer: the question goes on to ``to``. Anything else (a
-   number, a list) fails the step: an answer is words or an object.
+   operation, so a replay sends what the first pass chose. Null, a blank
+   string, ``{}`` or ``[]`` is no answer: the question goes on to ``to``.
+   Anything else (a number, a bool, a list) fails the step: an answer is
+   words or an object.
 2. ``questions.to``:
    * ``user`` (the default): the run's own user (`gateway.flows.questions`);
    * ``reviewer``: the approvals desk. The question becomes a checkpoint of
@@ -16,10 +17,14 @@ A call step's agent that asks (its task ``input-required`` or
      recorded, so a step called again after a review asks afresh). A
      reviewer approves it *with the answer* (`POST /approvals/{id}` with
      ``answer``, refused without one) or rejects it, which ends the run
-     ``rejected``; no decision within a day fails the step. The run's user
+     ``rejected``; no decision within a day fails the run. The run's user
      cannot answer it: the run waits at the checkpoint, not at a question;
    * ``fail``: the step fails with the agent's question as its error (its
      ``on_error`` applies) -- for flows no human attends.
+
+An agent that wants its user to sign in with it (``auth-required``) is
+never answered by an expression or a reviewer: it goes to the run's user
+(or, with ``to: fail``, fails the step).
 
 Whoever answers, the answer goes to the same task of the same agent as a
 user's would (`gateway.flows.reviews.called`), decided by the policy and
@@ -40,7 +45,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.flows import checkpoints, questions
 from gateway.flows.definition import CallStep, Checkpoint, CheckpointStep, Questions
 from gateway.flows.expressions import evaluate
-from gateway.flows.outcomes import failed, truthy
+from gateway.flows.outcomes import failed
 from gateway.flows.step_records import shortened
 
 ASKED_OF_USER = Questions()
@@ -62,6 +67,11 @@ class Answered:
 async def answer(run: FlowRun, step: CallStep, outcome: dict[str, Any], round_: int) -> Answered:
     """The answer to question ``round_`` of ``step``'s agent (``outcome``)."""
     asked = step.questions or ASKED_OF_USER
+    if outcome.get("asks") == "auth_required":  # `outcomes.asking`, `agent_tasks.ASKS`
+        # The agent wants its user to sign in with it (its words may carry a
+        # link to its authorization server): only the user can, never a
+        # reviewer or an expression on their behalf.
+        asked = Questions(to="fail" if asked.to == "fail" else "user")
     if asked.answer is not None:
         chosen = await DBOS.run_step_async(
             {"name": f"expression answer {step.id} {round_}"},
@@ -87,14 +97,15 @@ async def answer(run: FlowRun, step: CallStep, outcome: dict[str, Any], round_: 
 
 
 def as_reply(value: Any) -> dict[str, Any] | None:
-    """An expression's value as an answer: None when it gives none. Raises
-    `ValueError` for a value that is neither words nor an object."""
-    if not truthy(value):
+    """An expression's value as an answer: None when it gives none (null, an
+    empty or blank string, an empty object or list). Raises `ValueError` for
+    a value that is neither words nor an object (a number, a bool, a list)."""
+    if value is None or value == [] or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
         return {"text": value}
     if isinstance(value, dict):
-        return {"data": value}
+        return {"data": value} if value else None
     raise ValueError(f"gave {json.dumps(value)[:200]}: an answer is a string or an object")
 
 

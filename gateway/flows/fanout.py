@@ -54,6 +54,9 @@ class FanOutSteps:
     async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None:
         raise NotImplementedError
 
+    async def give_up(self, step: CallStep, ended: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     async def _retrying(
         self, step: CallStep, parent: str, scope: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -63,6 +63,7 @@ _VERBS = (
     "question clock",
     "question key",
     "consent clock",
+    "give up",
     "await consent",
     "approval key",
     "answered",
@@ -106,6 +107,7 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
     found: dict[str, int] = {}
     for index, step in enumerate(document.steps):
         inner = list(step.repeat.steps) if isinstance(step, RepeatStep) else []
+        rounds = range(1, step.repeat.max + 1) if isinstance(step, RepeatStep) else range(0)
         for each in [step, *inner]:
             names = [each.id]
             if isinstance(each, ParallelStep):
@@ -113,6 +115,10 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
             for name in names:
                 found[name] = index
                 found[shortened(name)] = index
+                if each is not step:
+                    # A round's id, "<id>#<round>", shortened whole when a
+                    # review or a question makes a record of it too long.
+                    found.update((shortened(f"{name}#{r}"), index) for r in rounds)
     return found
 
 

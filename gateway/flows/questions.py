@@ -130,7 +130,14 @@ async def reopen(rt: FlowRuntime, run: dict[str, Any], by: str) -> bool:
     step_id = run.get("current_step")
     step = await rt.store.step_row(run["id"], step_id) if step_id else None
     question = (step or {}).get("output")
-    if step is None or step["state"] != ASKING or not isinstance(question, dict):
+    if (
+        step is None
+        or step["state"] != ASKING
+        or not isinstance(question, dict)
+        # Opened for its user (`_open` draws the key): not one on its way to
+        # a reviewer or answered by the flow (`gateway.flows.answerers`).
+        or not isinstance(question.get("key"), str)
+    ):
         return False
     await _tell(rt, run, str(step_id), question, f"resumed by {by}; ")
     return True

@@ -60,6 +60,8 @@ class FlowRun(checkpoints.FlowRun, Protocol):
         approved: bool = False,
     ) -> dict[str, Any]: ...
 
+    async def give_up(self, step: CallStep, ended: dict[str, Any]) -> None: ...
+
 
 def review_step(
     step_id: str, what: str, round_: int, error: str, again: str = "call it again"
@@ -101,11 +103,12 @@ async def called(
             # The agent asks: whoever the flow names answers (`gateway.flows.
             # answerers`), and the answer goes to the task that asked.
             if asked == questions.MAX_QUESTIONS:
-                return questions.too_many(outcome)
+                return await _given_up(run, step, questions.too_many(outcome), asked)
             asked += 1
             answered = await answerers.answer(run, step, outcome, asked)
             if answered.reply is None:
-                return answered.ended or failed(str(outcome["error"]))
+                ended = answered.ended or failed(str(outcome["error"]))
+                return await _given_up(run, step, ended, asked)
             answer = questions.Answer(asked, answered.reply, str(outcome.get("status")))
             outcome = await DBOS.run_step_async(
                 {"name": f"{name}, answer {asked}", "preemptible": True},
@@ -140,6 +143,16 @@ async def called(
             outcome = await _attempts(run, step, f"{name}, approved {held}", parent, approved=True)
         else:
             return outcome
+
+
+async def _given_up(
+    run: FlowRun, step: CallStep, ended: dict[str, Any], round_: int
+) -> dict[str, Any]:
+    """No answer to the agent's question ``round_``: its task is cancelled (it
+    would wait for one forever) and the step's record says why, in a
+    recorded operation."""
+    await DBOS.run_step_async({"name": f"give up {step.id} {round_}"}, run.give_up, step, ended)
+    return ended
 
 
 async def _attempts(

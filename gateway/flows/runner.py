@@ -432,6 +432,17 @@ class FlowRun(FanOutSteps):
             return await calling.answer(reply, row or {}, base)
         return await calling.run(arguments, text, row, base)
 
+    async def give_up(self, step: CallStep, ended: dict[str, Any]) -> None:
+        """A step whose agent's question went unanswered (`reviews.called`):
+        the agent's task is cancelled, best effort, and the record ends as
+        the step did -- not left asking."""
+        with contextlib.suppress(Exception):
+            caller = await self.rt.caller(self.info["grant_id"])
+            call = CallContext(self.run_id, self.info["trace_id"], caller)
+            await StepCall(self.rt, call, step).cancel_upstream()
+        state = "canceled" if ended["state"] == "canceled" else "failed"
+        await self.mark(step.id, "call", state, error=str(ended.get("error")))
+
     async def _cancelled(self, step: CallStep) -> None:
         """The step was stopped: by a cancel of the run (its agent's task is
         cancelled too), or by a shutdown (left as it is, to go on at restart)."""

@@ -131,6 +131,9 @@ def test_an_answer_as_data_and_a_flow_no_human_attends(setup: FlowSetup) -> None
         assert failed["state"] == "failed", failed
         assert "Which warehouse ships 3 x X-100" in failed["error"]
         assert "questions.to: fail" in failed["error"]
+        # The step's record ends as the step did, not left asking.
+        shipping = next(s for s in failed["steps"] if s["id"] == "ship")
+        assert shipping["state"] == "failed", shipping
     # The unattended run sent the order once, and no answer.
     assert len(_ship_messages(setup, run["id"])) == 1
 
@@ -232,9 +235,9 @@ def test_an_answer_is_refused_for_an_approval_that_is_not_a_question(
         (None, "a branch takes no questions"),
         ({"answer": "steps.later.output"}, "later"),
         ({"answer": "nobody.knows"}, "nobody"),
-        ({"to": "everyone"}, "to"),
-        ({"answer": ""}, "answer"),
-        ({"answer": "question", "extra": 1}, "extra"),
+        ({"to": "everyone"}, "questions.to"),
+        ({"answer": ""}, "questions.answer"),
+        ({"answer": "question", "extra": 1}, "questions.extra"),
     ],
 )
 def test_registration_checks_who_answers(

@@ -49,6 +49,13 @@ def test_approvals_commands(held: tuple[Gateway, list[str]]) -> None:
     assert shown.returncode == 0 and '"task one"' in shown.stdout
     approved = run("approvals", "approve", first, "--reason", "fine", *common)
     assert approved.returncode == 0 and f"approved {first}" in approved.stdout
+    # An answer is for an agent's question a flow puts to a reviewer: a held
+    # call takes none, and stays pending.
+    answered = run("approvals", "approve", second, "--answer", "north", *common)
+    assert answered.returncode == 2 and "HTTP 422" in answered.stderr, answered.stderr
+    assert "not an agent's question" in answered.stderr
+    malformed = run("approvals", "approve", second, "--answer-data", "{north", *common)
+    assert malformed.returncode == 2 and "--answer-data is not JSON" in malformed.stderr
     rejected = run("approvals", "reject", second, "--reason", "no", *common)
     assert rejected.returncode == 0 and f"rejected {second}" in rejected.stdout
     again = run("approvals", "reject", first, *common)

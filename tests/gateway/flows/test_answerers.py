@@ -22,15 +22,15 @@ from gateway.flows.outcomes import asking
         (None, None),
         ("", None),
         ({}, None),
+        ("  ", None),
         ([], None),
-        (False, None),
     ],
 )
 def test_an_expressions_value_as_an_answer(value: Any, reply: dict[str, Any] | None) -> None:
     assert as_reply(value) == reply
 
 
-@pytest.mark.parametrize("value", [3, 2.5, True, ["north"]])
+@pytest.mark.parametrize("value", [3, 2.5, 0, 0.0, True, False, ["north"]])
 def test_a_value_that_is_neither_words_nor_an_object_is_no_answer(value: Any) -> None:
     with pytest.raises(ValueError, match="a string or an object"):
         as_reply(value)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.flows.definition import FlowDocument
+from gateway.flows.answerers import question_step
+from gateway.flows.definition import CallStep, FlowDocument
 from gateway.flows.forks import (
     ForkRefused,
     owner_of,
@@ -18,6 +19,7 @@ from gateway.flows.forks import (
     step_indexes,
 )
 from gateway.flows.models import StepView
+from gateway.flows.outcomes import asking
 from gateway.flows.reviews import approval_step
 from tests.support.flows import QUOTE_FLOW
 
@@ -338,3 +340,36 @@ def test_a_branch_of_the_reused_steps_made_a_step_after_the_forks_is_refused() -
     later["steps"] = steps
     with pytest.raises(ForkRefused, match="step quote comes after reply"):
         plan(ORIGIN, RECORDS, DOCUMENT, FlowDocument.model_validate(later), 2, "reply", APPROVED)
+
+
+def test_a_long_round_ids_question_and_approval_belong_to_their_repeat() -> None:
+    """A block step's id of 48 characters: its round's id is shortened whole
+    when a question to a reviewer or a held call's approval is named after it."""
+    inner_id = "s" * 48
+    document = FlowDocument.model_validate(
+        {
+            "format": "switchboard.flow/v1",
+            "id": "r",
+            "name": "r",
+            "steps": [
+                {"id": "first", "call": {"agent": "sales", "skill": "quote"}},
+                {
+                    "id": "loop",
+                    "repeat": {
+                        "steps": [{"id": inner_id, "call": {"agent": "sales", "skill": "ship"}}],
+                        "until": "`true`",
+                        "max": 3,
+                    },
+                },
+            ],
+        }
+    )
+    indexes = step_indexes(document)
+    inner = document.steps[1].repeat.steps[0]  # type: ignore[union-attr]
+    assert isinstance(inner, CallStep)
+    round_step = inner.model_copy(update={"id": f"{inner_id}#3"})
+    asked = question_step(round_step, 1, asking("?", None, "sales", "input_required", "s"), "k1")
+    held = approval_step(round_step, 1, "held", "k2")
+    assert len(asked.id) <= 64 and len(held.id) <= 64
+    assert owner_of(f"open {asked.id}", indexes) == 1
+    assert owner_of(f"close {held.id}", indexes) == 1

@@ -38,6 +38,11 @@ fuzz: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
+## test-crash: every test that kills a gateway process, on both databases (make test
+## runs each on one of them: half on SQLite, half on PostgreSQL, fixed per test)
+test-crash: $(STAMP)
+	SWITCHBOARD_CRASH=all $(BIN)/python -m pytest -q -p no:cacheprovider -m crash $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+
 ## interop: the whole interoperability matrix (docs/interop.md): every framework, each
 ## installed from PyPI into its own cached environment (~/.cache/switchboard/interop)
 interop: $(STAMP)

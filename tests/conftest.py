@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,31 @@ def _fresh_database() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DATABASE_PARAMS = ("database_url", "module_database_url")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that kills gateway processes (``crash``) runs on one database in
+    `make test` -- SQLite for half of them, PostgreSQL for the other half,
+    fixed per test by its name -- and on both with ``SWITCHBOARD_CRASH=all``
+    (`make test-crash`). They are the suite's slowest (each starts and kills
+    whole gateway processes): this keeps CI well under its bound with both
+    databases crash-tested in every run."""
+    if os.environ.get("SWITCHBOARD_CRASH") == "all":
+        return
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("crash") is None or callspec is None:
+            continue
+        database = next((callspec.params[p] for p in DATABASE_PARAMS if p in callspec.params), None)
+        if database is None:
+            continue
+        name = getattr(item, "originalname", item.name)
+        chosen = ("sqlite", "postgresql")[zlib.crc32(f"{item.path.name}::{name}".encode()) % 2]
+        if database != chosen:
+            item.add_marker(pytest.mark.skip(reason=f"on {chosen} in make test; make test-crash"))
 
 
 @pytest.fixture

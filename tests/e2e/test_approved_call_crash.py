@@ -20,6 +20,9 @@ from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.servers import ServerThread
 
+# Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
+pytestmark = pytest.mark.crash
+
 POLICY = """\
 version: 1
 agents:

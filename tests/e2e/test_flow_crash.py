@@ -29,6 +29,9 @@ from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
 
+# Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
+pytestmark = pytest.mark.crash
+
 CRASH_FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
     "id": "crash-flow",

@@ -32,6 +32,9 @@ from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
 
+# Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
+pytestmark = pytest.mark.crash
+
 # The backoff after a failed attempt: long enough to kill the gateway in it,
 # start it again (DBOS takes up to ~10 s here to take the run up again), and
 # still tell what is left of it from a fresh one.

@@ -113,6 +113,7 @@ def test_an_inner_checkpoint_shows_on_the_outer_run_and_is_decided_there(
     assert setup.desk.count("quote") == 1
 
 
+@pytest.mark.crash
 def test_a_nested_approval_pending_across_a_sigkill(
     tmp_path: Path, database_url: str | None
 ) -> None:

@@ -277,6 +277,7 @@ SLOW_FLOW: dict[str, Any] = {
 }
 
 
+@pytest.mark.crash
 def test_a_fork_killed_mid_step_goes_on_without_sending_anything_twice(
     tmp_path: Path, database_url: str | None
 ) -> None:

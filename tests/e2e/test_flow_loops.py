@@ -207,6 +207,7 @@ def test_a_fork_after_the_loop_reuses_its_rounds(setup: FlowSetup) -> None:
     assert inner.status_code == 409  # a step of the block, not of the flow's top level
 
 
+@pytest.mark.crash
 def test_a_loop_killed_mid_round_goes_on_in_that_round(
     tmp_path: Path, database_url: str | None
 ) -> None:

@@ -250,6 +250,7 @@ async def test_an_a2a_caller_answers_on_the_runs_task(setup: FlowSetup) -> None:
     ]
 
 
+@pytest.mark.crash
 def test_a_question_pending_across_a_sigkill(tmp_path: Path, database_url: str | None) -> None:
     """The gateway killed while the run waits for dana's answer: started again,
     the run still waits at the same question (nothing sent again), and her

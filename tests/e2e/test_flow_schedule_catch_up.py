@@ -28,6 +28,9 @@ from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
 
+# Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
+pytestmark = pytest.mark.crash
+
 FLOWS: dict[str, dict[str, Any]] = {
     "catch-all": {"catch_up": "all", "catch_up_max": 2},
     "catch-latest": {"catch_up": "latest"},

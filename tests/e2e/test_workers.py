@@ -42,6 +42,9 @@ from tests.e2e.test_flow_crash import CRASH_FLOW
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread
 
+# Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
+pytestmark = pytest.mark.crash
+
 POLICY = """\
 version: 1
 agents:

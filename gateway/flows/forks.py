@@ -139,11 +139,11 @@ def owner_of(operation: str, indexes: Mapping[str, int]) -> int | None:
 
 
 def start_position(
-    operations: Iterable[Mapping[str, Any]], document: FlowDocument, step_id: str
+    operations: Iterable[Mapping[str, Any]], indexes: Mapping[str, int], step_id: str
 ) -> int | None:
     """DBOS's position (``function_id``) of the origin's first operation of
-    ``step_id`` or a later step, or of its finish; None if it has neither."""
-    indexes = step_indexes(document)
+    ``step_id`` or a later step, or of its finish; None if it has neither.
+    ``indexes``: the origin's document's `step_indexes`."""
     chosen = indexes[step_id]
     for operation in sorted(operations, key=lambda o: int(o["function_id"])):
         name = str(operation["function_name"])
@@ -153,10 +153,11 @@ def start_position(
     return None
 
 
-def reused_records(steps: Iterable[StepView], document: FlowDocument, step_id: str) -> list[str]:
+def reused_records(
+    steps: Iterable[StepView], indexes: Mapping[str, int], step_id: str
+) -> list[str]:
     """The origin's step records of the steps before ``step_id`` (their
     branches', items' and reviews' too)."""
-    indexes = step_indexes(document)
     chosen = indexes[step_id]
     kept = []
     for record in steps:
@@ -212,7 +213,8 @@ def plan(
     # Every name a reused record may carry (a branch's, a block step's) that a
     # step from the fork's on carries too: run again, it would find the copy.
     fork_at = top.index(step_id)
-    reused_names = {n for n, at in step_indexes(replayed).items() if at < fork_at}
+    replayed_at = step_indexes(replayed)
+    reused_names = {n for n, at in replayed_at.items() if at < fork_at}
     going_on = {n for n, at in step_indexes(chosen).items() if at >= cut}
     moved = sorted(reused_names & going_on)
     if moved:
@@ -222,26 +224,25 @@ def plan(
         )
     _redaction(origin, [origin_document, replayed], chosen, chosen_version)
     _chained(origin, recorded, origin_document, step_id)
-    position = start_position(operations, replayed, step_id)
+    position = start_position(operations, replayed_at, step_id)
     if position is None:
         # Nothing recorded at or after the step (a run cancelled in it):
         # every operation recorded is the steps' before it.
         position = 1 + max(int(o["function_id"]) for o in operations)
     copied = [o for o in operations if int(o["function_id"]) < position]
-    unknown = unowned(copied, replayed)
+    unknown = unowned(copied, replayed_at)
     if unknown:
         raise ForkRefused(
             f"run {run_id} recorded an operation this gateway cannot place ({unknown[0]!r}); "
             "it is not forked"
         )
-    reused = reused_records(steps, replayed, step_id)
+    reused = reused_records(steps, replayed_at, step_id)
     return Fork(origin=run_id, step=step_id, position=position, reused=tuple(reused))
 
 
-def unowned(operations: Iterable[Mapping[str, Any]], document: FlowDocument) -> list[str]:
+def unowned(operations: Iterable[Mapping[str, Any]], indexes: Mapping[str, int]) -> list[str]:
     """The names of recorded operations that belong to no step: not the run's
     own (begin, finish), nor DBOS's (recv, sleep: the step's before them)."""
-    indexes = step_indexes(document)
     found = []
     for operation in operations:
         name = str(operation["function_name"])

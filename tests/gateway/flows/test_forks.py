@@ -124,28 +124,28 @@ def test_a_map_item_and_a_shortened_review_belong_to_their_step() -> None:
 
 
 def test_the_fork_starts_at_the_first_operation_of_its_step_or_a_later_one() -> None:
-    assert start_position(APPROVED, DOCUMENT, "check") == 2
-    assert start_position(APPROVED, DOCUMENT, "manager") == 4
-    assert start_position(APPROVED, DOCUMENT, "reply") == 8
+    assert start_position(APPROVED, step_indexes(DOCUMENT), "check") == 2
+    assert start_position(APPROVED, step_indexes(DOCUMENT), "manager") == 4
+    assert start_position(APPROVED, step_indexes(DOCUMENT), "reply") == 8
     # A step with no operation of its own (a route): the next one that has.
-    assert start_position(APPROVED, DOCUMENT, "big_discount") == 4
+    assert start_position(APPROVED, step_indexes(DOCUMENT), "big_discount") == 4
     # A run that ended before anything after the step: its finish.
     failed = _ops("begin", "call quote", "call stock", "finish")
-    assert start_position(failed, DOCUMENT, "reply") == 4
-    assert start_position(_ops("begin"), DOCUMENT, "reply") is None
+    assert start_position(failed, step_indexes(DOCUMENT), "reply") == 4
+    assert start_position(_ops("begin"), step_indexes(DOCUMENT), "reply") is None
     # The order is DBOS's, not the listing's.
-    assert start_position(list(reversed(APPROVED)), DOCUMENT, "reply") == 8
+    assert start_position(list(reversed(APPROVED)), step_indexes(DOCUMENT), "reply") == 8
 
 
 def test_the_steps_before_are_reused_with_their_branches() -> None:
-    assert reused_records(RECORDS, DOCUMENT, "reply") == [
+    assert reused_records(RECORDS, step_indexes(DOCUMENT), "reply") == [
         "check",
         "quote",
         "stock",
         "big_discount",
         "manager",
     ]
-    assert reused_records(RECORDS, DOCUMENT, "check") == []
+    assert reused_records(RECORDS, step_indexes(DOCUMENT), "check") == []
 
 
 def test_a_plan_says_where_and_what() -> None:
@@ -263,7 +263,7 @@ def test_a_repeats_rounds_and_a_reviews_records_belong_to_their_step() -> None:
     assert owner_of("call right#3, retry", indexes) == 1
     assert owner_of("open first_review1", indexes) == 0
     operations = _ops("begin", "call first", "call draft#1", "call left#1", "call last", "finish")
-    assert start_position(operations, document, "loop") == 3
+    assert start_position(operations, step_indexes(document), "loop") == 3
     records = [
         _record("first"),
         _record("first_review1", kind="checkpoint"),
@@ -273,7 +273,7 @@ def test_a_repeats_rounds_and_a_reviews_records_belong_to_their_step() -> None:
         _record("left#1", parent="both#1"),
         _record("last"),
     ]
-    assert reused_records(records, document, "last") == [
+    assert reused_records(records, step_indexes(document), "last") == [
         "first",
         "first_review1",
         "loop",
@@ -281,7 +281,7 @@ def test_a_repeats_rounds_and_a_reviews_records_belong_to_their_step() -> None:
         "both#1",
         "left#1",
     ]
-    assert reused_records(records, document, "loop") == ["first", "first_review1"]
+    assert reused_records(records, step_indexes(document), "loop") == ["first", "first_review1"]
 
 
 def _begun(run_input: dict[str, Any], document: dict[str, Any]) -> list[dict[str, Any]]:

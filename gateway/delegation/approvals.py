@@ -123,7 +123,8 @@ class ApprovalPage(BaseModel):
 
 
 class GivenAnswer(BaseModel):
-    """A reviewer's answer to an agent's question: text, data or both."""
+    """An answer to an agent's question -- a reviewer's on the desk, or the
+    run's user's (`gateway.flows.models.AnswerRun`): text, data or both."""
 
     model_config = ConfigDict(extra="forbid")
 

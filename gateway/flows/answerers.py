@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbos import DBOS
 
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.tasks import Owner
 from gateway.flows import checkpoints, questions
 from gateway.flows.definition import CallStep, Checkpoint, CheckpointStep, Questions
 from gateway.flows.expressions import evaluate
@@ -93,7 +94,12 @@ async def answer(run: FlowRun, step: CallStep, outcome: dict[str, Any], round_: 
     reply = await questions.wait(run, step.id, outcome, round_)
     if reply is None:
         return Answered(ended=questions.unanswered(outcome))
-    return Answered(reply={k: reply[k] for k in ("text", "data") if reply.get(k) is not None})
+    return Answered(reply=parts_of(reply))
+
+
+def parts_of(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an answer goes to the agent: its text and data, where given."""
+    return {k: answer[k] for k in ("text", "data") if answer.get(k) is not None}
 
 
 def as_reply(value: Any) -> dict[str, Any] | None:
@@ -150,9 +156,7 @@ async def _by_reviewer(
 async def _reviewers_answer(run: FlowRun, approval_id: str) -> dict[str, Any] | None:
     stored = await run.rt.approvals.result(approval_id)
     given = (stored or {}).get("answer")
-    if not isinstance(given, dict):
-        return None
-    return {k: given[k] for k in ("text", "data") if given.get(k) is not None} or None
+    return (parts_of(given) or None) if isinstance(given, dict) else None
 
 
 async def _by_expression(
@@ -169,19 +173,9 @@ async def _by_expression(
         return {"error": str(exc)[:500]}
     if reply is not None:
         info = run.info
-        await run.rt.delegations.record_event(
-            AuditEvent(
-                event="flow.answer",
-                trace_id=info["trace_id"],
-                subject=info["owner_subject"],
-                subject_issuer=info["owner_issuer"],
-                client_id=None,
-                target=info["flow_id"],
-                action=step_id,
-                decision="allow",
-                outcome="ok",
-                detail=f"run {run.run_id}: answer {round_} to {outcome.get('agent')} "
-                "by the flow's questions.answer",
-            )
+        said = f"run {run.run_id}: answer {round_} to {outcome.get('agent')}"
+        owner = Owner(info["owner_subject"], info["owner_issuer"])
+        await questions.audit_answer(
+            run.rt, info, step_id, owner, None, f"{said} by the flow's questions.answer"
         )
     return {"reply": reply}

@@ -6,8 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.delegation.approvals import GivenAnswer
 from gateway.flows.document_basics import STEP_ID
 
 
@@ -147,14 +148,11 @@ class ForkRun(BaseModel):
     )
 
 
-class AnswerRun(BaseModel):
+class AnswerRun(GivenAnswer):
     """`POST /flows/{id}/runs/{run}/answer`: the run's user's answer to the
-    question its step's agent asked, as text, data or both."""
+    question its step's agent asked, as text, data or both (the same answer
+    a reviewer gives on the desk), and which question it answers."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    text: str | None = Field(None, max_length=16000)
-    data: dict[str, Any] | None = None
     round: int | None = Field(
         None,
         ge=1,
@@ -162,12 +160,6 @@ class AnswerRun(BaseModel):
         description="the question answered (the step's output.round): a retried or doubled "
         "answer to a question already answered is refused (409), not taken for the next",
     )
-
-    @model_validator(mode="after")
-    def _says_something(self) -> AnswerRun:
-        if not (self.text or "").strip() and not self.data:
-            raise ValueError("an answer has text or data")
-        return self
 
 
 class Answered(BaseModel):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,21 +107,36 @@ async def answer(
     if round_ is not None and round_ != asking:
         raise NotAsking(f"run {run_id} asks question {asking} now, not {round_}")
     await DBOS.send_async(run_id, {"round": asking, **reply}, topic(step_id, question["key"]))
+    client_id = by.caller.client_id if by.caller else None
+    said = f"run {run_id}: answer {asking} to {question.get('agent')}"
+    await audit_answer(rt, run, step_id, by, client_id, said)
+    return str(step_id)
+
+
+async def audit_answer(
+    rt: FlowRuntime,
+    run: Mapping[str, Any],
+    step_id: str,
+    by: Owner,
+    client_id: str | None,
+    detail: str,
+) -> None:
+    """``flow.answer``: who answered which step of ``run`` (its row, or a
+    workflow's ``info``) -- never the words, which are the step's input."""
     await rt.delegations.record_event(
         AuditEvent(
             event="flow.answer",
             trace_id=run["trace_id"],
             subject=by.subject,
             subject_issuer=by.issuer,
-            client_id=by.caller.client_id if by.caller else None,
+            client_id=client_id,
             target=run["flow_id"],
             action=step_id,
             decision="allow",
             outcome="ok",
-            detail=f"run {run_id}: answer {asking} to {question.get('agent')}",
+            detail=detail,
         )
     )
-    return str(step_id)
 
 
 async def reopen(rt: FlowRuntime, run: dict[str, Any], by: str) -> bool:

@@ -171,11 +171,23 @@ def test_a_reviewer_answers_on_the_approvals_desk(setup: FlowSetup) -> None:
             refused = admin.post(url, json=body)
             assert refused.status_code == 422, refused.text
             assert refused.json()["type"].endswith(kind)
-        bad: list[Any] = [{}, {"text": " "}, {"data": {}}, {"text": "x", "more": 1}, "north"]
+        bad: list[Any] = [
+            {},
+            {"text": " "},
+            {"data": {}},
+            {"text": "x", "more": 1},
+            "north",
+            {"text": "x" * 16001},
+            {"data": [1]},
+        ]
         for answer in bad:
             refused = admin.post(url, json={"decision": "approve", "answer": answer})
             assert refused.status_code == 422, (answer, refused.text)
         assert admin.get(url).json()["state"] == "pending"
+        unknown = admin.post(
+            "/approvals/apr_nope", json={"decision": "approve", "answer": {"text": "north"}}
+        )
+        assert unknown.status_code == 404, unknown.text
 
         decided = admin.post(url, json={"decision": "approve", "answer": {"text": "north"}})
         assert decided.status_code == 200, decided.text

@@ -78,6 +78,12 @@ _STATUS = {
     ),
 }
 
+_ARTIFACTS = Statement(
+    a2a_tasks,
+    "UPDATE a2a_tasks SET updated_at = :updated_at, task = :task"
+    " WHERE agent_id = :agent_id AND task_id = :task_id",
+)
+
 
 def _changed(sql: Sql, statement: Statement, params: dict[str, Any]) -> bool:
     return bool(sql.typed(statement, params)[0]["rowcount"])
@@ -155,3 +161,38 @@ def record_status(
     ended = state in TERMINAL_STATES
     sql.typed(_STATUS[ended], {**where, "state": state, "updated_at": now, "task": snapshot})
     return snapshot
+
+
+def record_artifact(
+    sql: Sql,
+    agent_id: str,
+    owner: Owned,
+    task_id: str,
+    artifact: dict[str, Any],
+    append: bool,
+    now: datetime,
+) -> bool | None:
+    """An artifact update from a stream, in the task's snapshot (A2A 1.0
+    §3.2.3: ``append`` adds its parts to the artifact of the same id, else it
+    takes that artifact's place); as `record_status` answers."""
+    where = {"agent_id": agent_id, "task_id": task_id}
+    rows = sql.typed(_TASK_OWNER, where)
+    if not rows:
+        return None
+    row = rows[0]
+    if (row["owner_subject"], row["owner_issuer"]) != owner:
+        return False
+    snapshot = dict(row["task"] or {})
+    artifacts = list(snapshot.get("artifacts") or [])
+    named = artifact.get("artifactId")
+    same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)
+    if same is None:
+        artifacts.append(artifact)
+    elif append:
+        parts = [*(artifacts[same].get("parts") or []), *(artifact.get("parts") or [])]
+        artifacts[same] = {**artifacts[same], "parts": parts}
+    else:
+        artifacts[same] = artifact
+    snapshot["artifacts"] = artifacts
+    sql.typed(_ARTIFACTS, {**where, "updated_at": now, "task": snapshot})
+    return True

@@ -15,7 +15,9 @@ and the last snapshot seen, so that:
   thing survives a gateway restart and is shared by replicas;
 * a flow triggered by a task's end acts for the task's user with what their
   call carried (`owner_caller`, kept from the first record: identity, scopes,
-  actors -- never a token), and learns of the end from `ended_listeners`.
+  actors -- never a token), and learns of the end from `ended_listeners`;
+* a flow run waiting for a task learns of every state it is recorded in
+  (`state_listeners`), not only of its end.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +37,7 @@ from a2a.types import (
     ListTasksRequest,
     ListTasksResponse,
     Task,
+    TaskArtifactUpdateEvent,
     TaskState,
     TaskStatusUpdateEvent,
 )
@@ -94,6 +98,9 @@ class EndedTask:
 
 
 EndedListener = Callable[[EndedTask], Awaitable[None]]
+# Told (agent id, task id, state name) of every record, at once and on the
+# recording path: it must be cheap (a lookup) and start its own work.
+StateListener = Callable[[str, str, str], None]
 
 
 class TaskRecords:
@@ -106,9 +113,36 @@ class TaskRecords:
         # Told of every terminal record, after it is written, off the request's
         # path (a listener's failure is logged, never the caller's).
         self.ended_listeners: list[EndedListener] = []
+        self.state_listeners: list[StateListener] = []
         self._telling: set[asyncio.Task[None]] = set()
+        self._watched: dict[tuple[str, str], set[asyncio.Event]] = {}
 
-    def _ended(self, agent_id: str, task_id: str, state: str, snapshot: dict[str, Any]) -> None:
+    @contextlib.contextmanager
+    def watch(self, agent_id: str, task_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever this process records the task (in any state),
+        for a follower that would otherwise poll the record: it clears it and
+        reads the record again. A record written by another replica does not
+        set it; such a follower still looks now and then."""
+        changed = asyncio.Event()
+        key = (agent_id, task_id)
+        self._watched.setdefault(key, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._watched.get(key)
+            if watchers is not None:
+                watchers.discard(changed)
+                if not watchers:
+                    del self._watched[key]
+
+    def _recorded(self, agent_id: str, task_id: str, state: str, snapshot: dict[str, Any]) -> None:
+        for changed in self._watched.get((agent_id, task_id), ()):
+            changed.set()
+        for heard in self.state_listeners:
+            try:
+                heard(agent_id, task_id, state)
+            except Exception:
+                logger.exception("a listener failed on task %s of %s", task_id, agent_id)
         if not self.ended_listeners or state not in TERMINAL_STATES:
             return
         ended = EndedTask(agent_id, task_id, state, snapshot)
@@ -199,7 +233,7 @@ class TaskRecords:
                 task_statements.record, agent_id, _owned(owner), task.id, skill, caller, values, now
             )
         if stored:
-            self._ended(agent_id, task.id, values["state"], snapshot)
+            self._recorded(agent_id, task.id, values["state"], snapshot)
         return stored
 
     async def _record_with_rows(
@@ -267,7 +301,30 @@ class TaskRecords:
             return await self.record(agent_id, owner, event, skill)
         if isinstance(event, TaskStatusUpdateEvent):
             return await self.record_status(agent_id, owner, event, skill)
+        if isinstance(event, TaskArtifactUpdateEvent):
+            return await self.record_artifact(agent_id, owner, event)
         return True
+
+    async def record_artifact(
+        self, agent_id: str, owner: Owner, event: TaskArtifactUpdateEvent
+    ) -> bool:
+        """An artifact from a stream, kept in the task's snapshot: the record
+        of a task followed on a stream holds its result, as one read with
+        `GetTask` does (a flow's trigger and a `wait` read it). An artifact of
+        a task not recorded yet is dropped (its first event records it);
+        someone else's task is left alone (False)."""
+        if not _storable(event.task_id):
+            return False
+        found = await self._run(
+            task_statements.record_artifact,
+            agent_id,
+            _owned(owner),
+            event.task_id,
+            MessageToDict(event.artifact),
+            event.append,
+            datetime.now(UTC),
+        )
+        return found is not False
 
     async def record_status(
         self, agent_id: str, owner: Owner, event: TaskStatusUpdateEvent, skill: str | None = None
@@ -291,7 +348,7 @@ class TaskRecords:
         if found is False:
             return False
         if isinstance(found, dict):
-            self._ended(agent_id, event.task_id, state, found)
+            self._recorded(agent_id, event.task_id, state, found)
             return True
         task = Task(id=event.task_id, context_id=event.context_id)
         task.status.CopyFrom(event.status)

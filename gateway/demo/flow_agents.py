@@ -3,7 +3,8 @@
 * ``sales_desk_app()``: an A2A 1.0 agent built with the official a2a-sdk,
   skills ``quote`` (data ``{sku, quantity}`` -> ``{sku, quantity, unit_price,
   total, discount}``; 20 % off from 100 units), ``work`` (data ``{seconds}``:
-  works that long, reporting progress, then ``{"worked": seconds}``) and
+  works that long, reporting progress, then ``{"worked": seconds}``, or asks
+  whether to go on with ``then: ask``) and
   ``reply`` (data ``{customer, total}`` -> a text reply) and ``ship`` (data
   ``{sku, quantity}``: asks which warehouse ships it -- the task goes
   input-required -- and, told ``north`` or ``south`` in text or as data
@@ -125,6 +126,10 @@ class _Executor(AgentExecutor):
             while asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.2)
                 await updater.update_status(TaskState.TASK_STATE_WORKING)
+            if data.get("then") == "ask":  # worked, then asks whoever follows the task
+                asked = [new_text_part(f"Worked {seconds:g} s: go on?")]
+                await updater.requires_input(updater.new_agent_message(asked))
+                return
             parts = [_data({"worked": seconds})]
         elif skill == "escalate":
             # The support desk: a customer's request becomes an order to quote.

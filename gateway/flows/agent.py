@@ -23,6 +23,7 @@ against the input schema.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -188,25 +189,31 @@ class FlowAgentHandler(RecordedTaskHandler):
         yield task
         tasks = self._parts().tasks
         seen = (task.status.state, task.status.message.SerializeToString())
-        while task.status.state not in _STOPS:
-            await asyncio.sleep(POLL_SECONDS)
-            latest = await tasks.get(admission.agent_id, admission.owner, task.id)
-            if latest is None:
-                return
-            now = (latest.status.state, latest.status.message.SerializeToString())
-            if now != seen:
-                for artifact in latest.artifacts:
-                    yield TaskArtifactUpdateEvent(
-                        task_id=task.id, context_id=task.context_id, artifact=artifact
-                    )
-                update = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
-                update.status.CopyFrom(latest.status)
-                # The task's metadata goes with it (the event's `metadata`): at the
-                # end, the run's summed usage, which a caller records.
-                update.metadata.CopyFrom(latest.metadata)
-                yield update
-                seen = now
-            task = latest
+        with tasks.watch(admission.agent_id, task.id) as changed:
+            while task.status.state not in _STOPS:
+                # Woken as soon as this process records the run's task; a run
+                # going on at another replica is seen by the look every POLL_SECONDS.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await changed.wait()
+                changed.clear()
+                latest = await tasks.get(admission.agent_id, admission.owner, task.id)
+                if latest is None:
+                    return
+                now = (latest.status.state, latest.status.message.SerializeToString())
+                if now != seen:
+                    for artifact in latest.artifacts:
+                        yield TaskArtifactUpdateEvent(
+                            task_id=task.id, context_id=task.context_id, artifact=artifact
+                        )
+                    update = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+                    update.status.CopyFrom(latest.status)
+                    # The task's metadata goes with it (the event's `metadata`): at the
+                    # end, the run's summed usage, which a caller records.
+                    update.metadata.CopyFrom(latest.metadata)
+                    yield update
+                    seen = now
+                task = latest
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:

@@ -138,6 +138,7 @@ class FlowsDoor:
         # A task's end also wakes the runs waiting on it (`wait: {task: ...}`).
         wake_ups = TaskWakeUps(runtime, core.engine, lambda: engine.launched)
         core.tasks.ended_listeners.append(wake_ups.on_ended)
+        core.tasks.state_listeners.append(wake_ups.on_state)
         service.registered_listeners.append(wake_ups.forget)
 
         async def schedules_match() -> None:

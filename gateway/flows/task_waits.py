@@ -13,15 +13,18 @@ would be (the run's grant, the policy in force now, an audit record
 ``flow.wait``): a revoked grant, or a policy that no longer lets the user
 use the agent, ends the wait with the reason.
 
-**How the run learns.** From the gateway's own record of the task (the
-state a call through the gateway last saw: the caller's `GetTask`, a stream,
-a relayed push), never by calling the agent itself:
+**How the run learns.** From the gateway's own record of the task, which
+any call through the gateway moves (the user's `GetTask`, a stream, a
+relayed push) and which, while the run waits, the gateway keeps moving by
+following the task at its agent as the run's user (`task_follower`: on the
+agent's stream, else by `GetTask`):
 
 * at the start: the task may already be there (a recorded step);
-* a wake-up: when the gateway records a task's end -- the hook the flow
-  triggers use (`TaskRecords.ended_listeners`) -- `TaskWakeUps` sends a DBOS
-  message (topic ``task:<step id>``) to every run waiting on that task, on
-  whichever replica it runs: durable, like an event posted to a run;
+* a wake-up: when the gateway records the task in a state the step waits
+  for, or in an end -- the hooks `TaskRecords.state_listeners` and
+  `ended_listeners` -- `TaskWakeUps` sends a DBOS message (topic
+  ``task:<step id>``) to every run waiting on that task, on whichever
+  replica it runs: durable, like an event posted to a run;
 * a slow poll: the run looks at the record every
   `FlowSettings.checkpoint_poll_seconds` even unwoken, so a lost wake-up (a
   crash between the record and the message) delays it, never strands it.
@@ -55,6 +58,7 @@ from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import now
 from gateway.flows.runtime import FlowRuntime, GrantUnusable
+from gateway.flows.task_follower import following
 from gateway.storage.tables import flow_runs, flow_steps
 from registry.store import AgentNotFound
 from registry.tables import as_utc
@@ -106,14 +110,17 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     opened = await DBOS.run_step_async({"name": f"wait {step.id}"}, _open, run, step, task_id)
     deadline = float(opened["deadline"])
     poll = run.rt.settings.checkpoint_poll_seconds
-    while True:
-        seen = await DBOS.run_step_async({"name": f"look {step.id}"}, _look, run, step, task_id)
-        over = seen.get("error") or seen.get("task") is not None or not seen["found"]
-        if over or seen["now"] >= deadline:
-            break
-        await DBOS.recv_async(
-            topic(step.id), timeout_seconds=max(0.01, min(deadline - seen["now"], poll))
-        )
+    agent = spec.task.agent
+    # The agent's task followed at the agent meanwhile (`task_follower`).
+    async with following(run.rt, run.info, agent, task_id, topic(step.id)):
+        while True:
+            seen = await DBOS.run_step_async({"name": f"look {step.id}"}, _look, run, step, task_id)
+            over = seen.get("error") or seen.get("task") is not None or not seen["found"]
+            if over or seen["now"] >= deadline:
+                break
+            await DBOS.recv_async(
+                topic(step.id), timeout_seconds=max(0.01, min(deadline - seen["now"], poll))
+            )
     return await DBOS.run_step_async(
         {"name": f"waited {step.id}"}, _close, run, step, task_id, seen
     )
@@ -228,7 +235,8 @@ def task_view(agent: str, task: Task) -> dict[str, Any]:
 
 
 class TaskWakeUps:
-    """Wakes the runs waiting on a task when the gateway records its end.
+    """Wakes the runs waiting on a task when the gateway records it in a
+    state they wait for, or in an end.
 
     Only agents some flow's current version waits on are looked up (a set
     read again every few seconds and at each registration here): every other
@@ -242,31 +250,55 @@ class TaskWakeUps:
         self._launched = launched  # whether DBOS runs in this process
         self._waited: dict[str, set[str]] = {}  # agent id -> flows waiting on its tasks
         self._loaded = -float("inf")
+        self._waking: set[asyncio.Task[None]] = set()
+        self._reading = asyncio.Lock()
 
     def forget(self) -> None:
         """A flow was registered here: read the waited agents again."""
         self._loaded = -float("inf")
 
     async def waited(self) -> Mapping[str, set[str]]:
-        if time.monotonic() - self._loaded > _REFRESH_SECONDS:
-            waited: dict[str, set[str]] = {}
-            for record in await self.rt.store.list():
-                document = FlowDocument.model_validate(record.document)
-                for step in document.steps:
-                    if isinstance(step, WaitStep) and step.wait.task is not None:
-                        waited.setdefault(step.wait.task.agent, set()).add(record.id)
-            self._waited, self._loaded = waited, time.monotonic()
+        # One reading at a time: the records that find it stale under load
+        # wait for it instead of each reading every flow again.
+        async with self._reading:
+            if time.monotonic() - self._loaded > _REFRESH_SECONDS:
+                waited: dict[str, set[str]] = {}
+                for record in await self.rt.store.list():
+                    document = FlowDocument.model_validate(record.document)
+                    for step in document.steps:
+                        if isinstance(step, WaitStep) and step.wait.task is not None:
+                            waited.setdefault(step.wait.task.agent, set()).add(record.id)
+                self._waited, self._loaded = waited, time.monotonic()
         return self._waited
 
+    def on_state(self, agent_id: str, task_id: str, state: str) -> None:
+        """A task recorded in a state that is not an end (`on_ended` has
+        those): the runs waiting for that state are woken. Called on the
+        recording path, so it only looks at what it knows of the waited
+        agents, and starts the rest of the work beside it."""
+        if state in TERMINAL_STATES or not self._launched():
+            return
+        fresh = time.monotonic() - self._loaded <= _REFRESH_SECONDS
+        if fresh and agent_id not in self._waited:
+            return
+        waking = asyncio.create_task(self._wake(agent_id, task_id, state))
+        self._waking.add(waking)
+        waking.add_done_callback(self._waking.discard)
+
     async def on_ended(self, ended: EndedTask) -> None:
-        flows = (await self.waited()).get(ended.agent_id)
+        await self._wake(ended.agent_id, ended.task_id, ended.state)
+
+    async def _wake(self, agent_id: str, task_id: str, state: str) -> None:
+        """Every run waiting on the task for ``state`` (any end wakes every
+        one: an end is final) gets a message."""
+        flows = (await self.waited()).get(agent_id)
         if not flows or not self._launched():
             return
         runs, steps = flow_runs.c, flow_steps.c
         async with self.db.connect() as conn:
             waiting = (
                 await conn.execute(
-                    select(steps.run_id, steps.step_id)
+                    select(steps.run_id, steps.step_id, steps.input)
                     .select_from(
                         flow_runs.join(
                             flow_steps,
@@ -278,13 +310,17 @@ class TaskWakeUps:
                         runs.finished_at.is_(None),
                         steps.kind == "wait",
                         steps.state == "waiting",
-                        steps.target == ended.agent_id,
-                        steps.upstream_task_id == ended.task_id,
+                        steps.target == agent_id,
+                        steps.upstream_task_id == task_id,
                     )
                 )
             ).all()
+        name = state.removeprefix("TASK_STATE_").lower()
         for row in waiting:
+            wanted = (row.input or {}).get("states") or ()
+            if state not in TERMINAL_STATES and name not in wanted:
+                continue
             # Sent outside whatever DBOS context recorded the task (a step of
             # another run calling that agent): a message to another workflow.
-            send = DBOS.send_async(row.run_id, {"state": ended.state}, topic(row.step_id))
+            send = DBOS.send_async(row.run_id, {"state": name}, topic(row.step_id))
             await asyncio.create_task(send, context=contextvars.Context())

@@ -1,0 +1,199 @@
+"""Following, at its agent, the task a `wait` step waits on.
+
+A `wait: {task: ...}` reads the gateway's record of the task
+(`gateway.flows.task_waits`). That record moves when a call through the
+gateway sees the task move -- the user's `GetTask`, a stream, a relayed
+push -- and a task nobody looks at would never move there. So while a run
+waits, the process running it follows the task at the agent itself, as the
+run's user, through the agent's A2A handler: decided on the run's grant,
+minted for that agent only, audited and recorded as any call of the user's
+(`gateway.agents.handler`):
+
+* an agent that streams: `SubscribeToTask`, subscribed again while the task
+  goes on (a stream ends when the task stops to ask, or at the gateway's
+  `stream_max_seconds`); an agent that refuses to subscribe is asked with:
+* `GetTask`, backing off from `FlowSettings.poll_min_seconds` to
+  `FOLLOW_MAX_SECONDS`; the back-off starts again whenever the task moved.
+
+Each state the agent reports is recorded (`TaskRecords`), and a record in a
+state the wait is for (or an end) wakes the run at once (`TaskWakeUps`): the
+wait learns of ``input_required`` -- any state -- from the agent's own stream,
+not from a poll of the record. The record's slow poll stays as the backstop.
+
+**Where it runs, without a lease.** The follower lives and dies with the
+wait's loop on the process that runs the workflow (DBOS runs a workflow on
+one process at a time; a run recovered elsewhere after a crash starts its
+follower there), so two replicas never follow one wait. It runs in a context
+of its own, outside the workflow's: it makes no DBOS operation of the run's,
+so the run's recorded history is the same whether it ran or not.
+
+**What it never does.** It follows only a task the run's user owns (the
+handler refuses anyone else's, as for `GetTask`), stops once the task ends,
+and never follows a task the gateway runs itself (a vendor agent, a flow, an
+MCP server as an agent: their records are written here already). When the run
+may no longer act on the agent (a revoked grant, a policy that refuses) it
+stops and wakes the run, whose own look says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, NoReturn
+
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import GetTaskRequest, SubscribeToTaskRequest, Task
+from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationError
+from dbos import DBOS
+
+from gateway.agents.admission import Admission, handler_context
+from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.runs import TERMINAL
+from gateway.delegation.tasks import Owner
+from gateway.flows.messages import apply_event
+from gateway.flows.runtime import FlowRuntime, GrantUnusable
+from registry.store import AgentNotFound
+from registry.vendor_cards import gateway_run_kind
+
+logger = logging.getLogger(__name__)
+
+EVENT = "flow.wait"
+# The longest pause between two looks at a task whose agent does not stream
+# (each look is a `GetTask`, audited): a day's wait asks ~3,000 times.
+FOLLOW_MAX_SECONDS = 30.0
+
+
+class Stop(Exception):
+    """Following ends: the task ended, or may not be followed any more."""
+
+
+class TaskFollower:
+    """Follows one task of ``agent`` for the run ``info`` (its row), telling
+    ``wake`` when the run should look at once."""
+
+    def __init__(
+        self,
+        rt: FlowRuntime,
+        info: Mapping[str, Any],
+        agent: str,
+        task_id: str,
+        wake: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.rt = rt
+        self.info = info
+        self.agent = agent
+        self.task_id = task_id
+        self.wake = wake
+        self._streams = True
+        self._seen: bytes | None = None  # the last status seen
+
+    async def run(self) -> None:
+        delay = self.rt.settings.poll_min_seconds
+        while True:
+            try:
+                moved = await self._once()
+            except Stop:
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an outage, the agent down: the next look
+                logger.info(
+                    "run %s: following task %s of %s: %s",
+                    self.info["id"],
+                    self.task_id,
+                    self.agent,
+                    exc,
+                )
+                moved = False
+            delay = self.rt.settings.poll_min_seconds if moved else delay
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, FOLLOW_MAX_SECONDS)
+
+    async def _once(self) -> bool:
+        """One subscription or one `GetTask`: whether the task moved."""
+        grant = await self._admitted()
+        handler = self.rt.handler_for(grant.card)
+        caller = grant.caller
+        owner = Owner(caller.subject, caller.issuer, caller)
+        context = handler_context(Admission(grant, owner, frozenset()))
+        if self._streams and (grant.card.get("capabilities") or {}).get("streaming"):
+            try:
+                return await self._subscribed(handler, context)
+            except UnsupportedOperationError:
+                self._streams = False
+        try:
+            task = await handler.on_get_task(GetTaskRequest(id=self.task_id), context)
+        except TaskNotFoundError:
+            await self._stop()
+        if task is None:
+            await self._stop()
+        return self._saw(task)
+
+    async def _subscribed(self, handler: RequestHandler, context: Any) -> bool:
+        moved = False
+        task = Task(id=self.task_id)
+        try:
+            events = handler.on_subscribe_to_task(SubscribeToTaskRequest(id=self.task_id), context)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    apply_event(task, event)
+                    moved = self._saw(task) or moved
+        except TaskNotFoundError:
+            await self._stop()
+        except A2AError as exc:
+            if isinstance(exc, UnsupportedOperationError):
+                raise
+            logger.info("run %s: subscription to task %s: %s", self.info["id"], self.task_id, exc)
+        return moved
+
+    def _saw(self, task: Task) -> bool:
+        """Whether ``task``'s status is new; an end stops the following (the
+        handler recorded it, and the record woke the run)."""
+        if task.status.state in TERMINAL:
+            raise Stop
+        status: bytes = task.status.SerializeToString(deterministic=True)
+        moved, self._seen = status != self._seen, status
+        return moved
+
+    async def _admitted(self) -> Grant:
+        """The run's call to the agent, decided on its grant now, as the
+        reconciler decides each look at a task (`gateway.agents.reconcile`):
+        the policy in force, a token for this agent only."""
+        try:
+            caller = await self.rt.caller(self.info["grant_id"])
+            grant = await self.rt.delegations.admit(
+                caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
+            )
+        except (GrantUnusable, DelegationDenied, AgentNotFound):
+            await self._stop()
+        if gateway_run_kind(grant.card) is not None:
+            raise Stop  # the gateway records that task itself
+        return grant
+
+    async def _stop(self) -> NoReturn:
+        """The run looks now (its look says why), and following ends."""
+        await self.wake()
+        raise Stop
+
+
+@contextlib.asynccontextmanager
+async def following(
+    rt: FlowRuntime, info: Mapping[str, Any], agent: str, task_id: str, topic: str
+) -> AsyncIterator[None]:
+    """The task followed while the block runs (the wait's loop)."""
+
+    async def wake() -> None:
+        await DBOS.send_async(info["id"], {"follower": "stopped"}, topic)
+
+    follower = TaskFollower(rt, dict(info), agent, task_id, wake)
+    # A context of its own: nothing it does is an operation of the run's workflow.
+    task = asyncio.create_task(follower.run(), context=contextvars.Context())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

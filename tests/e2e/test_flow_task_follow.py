@@ -1,0 +1,146 @@
+"""A `wait` for a task learns of its state from the agent itself (SQLite and
+PostgreSQL): nobody looks at the task -- no `GetTask`, no stream of the
+user's -- and the run goes on anyway, woken by what the gateway, following the
+task as the run's user, recorded: on the agent's stream (`SubscribeToTask`)
+when it streams, else by `GetTask`. A state that is not an end
+(``input_required``) wakes it too. The slow poll of the record is left at its
+60 s default, so a run that went on in time did not learn by it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.types import AgentCard
+
+from gateway.demo.flow_agents import sales_card, sales_desk_app
+from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.servers import ServerThread, stop_all
+
+POLL_WOULD_TAKE = 60.0  # FlowSettings.checkpoint_poll_seconds' default
+
+
+def waiting_flow(flow_id: str, agent: str = "sales", **wait: Any) -> dict[str, Any]:
+    return {
+        "format": "switchboard.flow/v1",
+        "id": flow_id,
+        "name": "Wait for the user's task",
+        "input": {"type": "object", "properties": {"task": {"type": "string"}}},
+        "steps": [{"id": "worked", "wait": {"task": {"agent": agent, "id": "input.task"}, **wait}}],
+        "output": "steps.worked.output",
+    }
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    policy = POLICY.replace(
+        "  inventory:\n",
+        "  plain:\n    require: [sales:quote]\n    grant: [sales:quote]\n  inventory:\n",
+    )
+    policy += "".join(
+        f"  {flow}:\n    grant: [sales:quote]\n"
+        for flow in ("await-end", "await-ask", "await-plain")
+    )
+    with flow_setup(tmp_path, database_url, policy) as made:
+        yield made
+
+
+def _rpc(client: httpx.Client, agent: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    answer = client.post(f"/a2a/{agent}", json=body, headers={"A2A-Version": "1.0"})
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    assert "result" in found, found
+    result: dict[str, Any] = found["result"]
+    return result
+
+
+def _work(client: httpx.Client, agent: str = "sales", **data: Any) -> str:
+    """A task answered at once while it works; its id. Nobody looks at it again."""
+    message = {
+        "messageId": f"m-{time.monotonic_ns()}",
+        "role": "ROLE_USER",
+        "parts": [{"data": data}],
+        "metadata": {"skill": "work"},
+    }
+    params = {"message": message, "configuration": {"returnImmediately": True}}
+    task: dict[str, Any] = _rpc(client, agent, "SendMessage", params)["task"]
+    assert task["status"]["state"] in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"), task
+    task_id: str = task["id"]
+    return task_id
+
+
+def _run(setup: FlowSetup, client: httpx.Client, flow_id: str, task_id: str) -> dict[str, Any]:
+    started = client.post(f"/flows/{flow_id}/runs", json={"input": {"task": task_id}})
+    assert started.status_code == 202, started.text
+    began = time.monotonic()
+    done = setup.run(client, started.json(), "completed", "failed", seconds=POLL_WOULD_TAKE / 2)
+    assert time.monotonic() - began < POLL_WOULD_TAKE / 2
+    return done
+
+
+def _calls(setup: FlowSetup, agent: str, operation: str) -> list[dict[str, Any]]:
+    with setup.admin() as admin:
+        page = admin.get("/audit", params={"agent": agent, "limit": 200})
+    assert page.status_code == 200, page.text
+    items: list[dict[str, Any]] = page.json()["items"]
+    return [i for i in items if i["event"] == f"a2a.{operation}"]
+
+
+def test_the_end_comes_from_the_agents_stream_with_nobody_looking(setup: FlowSetup) -> None:
+    assert setup.register(waiting_flow("await-end")).status_code == 201
+    with setup.user() as dana:
+        task_id = _work(dana, seconds=1.5)
+        done = _run(setup, dana, "await-end", task_id)
+    assert done["state"] == "completed", done
+    # The result is the agent's artifact, kept from the stream's artifact update.
+    assert done["output"]["result"] == {"worked": 1.5}, done
+    assert done["output"]["state"] == "completed"
+    # Followed as the run's user, on a subscription of theirs to that task.
+    followed = _calls(setup, "sales", "SubscribeToTask")
+    assert followed, "the task was not followed on the agent's stream"
+    assert {r["subject"] for r in followed} == {"dana"}
+    assert not _calls(setup, "sales", "GetTask")
+    assert setup.desk.count("work") == 1  # followed, never sent again
+
+
+def test_a_question_is_learnt_from_the_agent_as_an_end_is(setup: FlowSetup) -> None:
+    flow = waiting_flow("await-ask", states=["input_required"])
+    assert setup.register(flow).status_code == 201
+    with setup.user() as dana:
+        task_id = _work(dana, seconds=1.0, then="ask")
+        done = _run(setup, dana, "await-ask", task_id)
+    assert done["state"] == "completed", done
+    assert done["output"]["state"] == "input_required", done
+    assert done["output"]["text"] == "Worked 1 s: go on?"
+
+
+def test_an_agent_that_does_not_stream_is_followed_with_get_task(setup: FlowSetup) -> None:
+    plain = ServerThread(lambda url: sales_desk_app(url, setup.desk, _not_streaming(url))).start()
+    try:
+        with setup.admin() as admin:
+            body = {"card_url": plain.url + "/.well-known/agent-card.json", "id": "plain"}
+            assert admin.post("/agents", json=body).status_code == 201
+        assert setup.register(waiting_flow("await-plain", agent="plain")).status_code == 201
+        with setup.user() as dana:
+            task_id = _work(dana, agent="plain", seconds=1.0)
+            done = _run(setup, dana, "await-plain", task_id)
+        assert done["state"] == "completed", done
+        assert done["output"]["result"] == {"worked": 1.0}
+        looks = _calls(setup, "plain", "GetTask")
+        assert looks and {r["subject"] for r in looks} == {"dana"}
+        assert not _calls(setup, "plain", "SubscribeToTask")
+    finally:
+        stop_all(plain)
+
+
+def _not_streaming(url: str) -> AgentCard:
+    """The sales desk's card, saying it does not stream."""
+    card = sales_card(url)
+    card.capabilities.streaming = False
+    return card

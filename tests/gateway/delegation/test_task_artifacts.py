@@ -1,0 +1,108 @@
+"""`TaskRecords`: a task followed on a stream keeps its artifacts in its
+record (A2A 1.0 §3.2.3: an update with ``append`` adds its parts to the
+artifact of the same id, else takes its place), never on someone else's
+task; and every state recorded is told to the state listeners, not only
+an end. SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from a2a.types import (
+    Artifact,
+    Part,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatusUpdateEvent,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.storage import db
+
+ALICE = Owner("alice", "https://issuer.example")
+BOB = Owner("bob", "https://issuer.example")
+
+
+@pytest.fixture
+async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    await db.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+def artifact(artifact_id: str, *texts: str, append: bool = False) -> TaskArtifactUpdateEvent:
+    parts = [Part(text=t) for t in texts]
+    return TaskArtifactUpdateEvent(
+        task_id="t1",
+        context_id="c1",
+        artifact=Artifact(artifact_id=artifact_id, parts=parts),
+        append=append,
+    )
+
+
+def texts(task: Task) -> dict[str, list[str]]:
+    return {a.artifact_id: [p.text for p in a.parts] for a in task.artifacts}
+
+
+async def test_artifacts_from_a_stream_are_kept_appended_or_replaced(engine: AsyncEngine) -> None:
+    tasks = TaskRecords(engine)
+    try:
+        started = Task(id="t1", context_id="c1")
+        started.status.state = TaskState.TASK_STATE_WORKING
+        assert await tasks.observe("agent", ALICE, started)
+        assert await tasks.observe("agent", ALICE, artifact("a", "one"))
+        assert await tasks.observe("agent", ALICE, artifact("a", "two", append=True))
+        assert await tasks.observe("agent", ALICE, artifact("b", "first"))
+        assert await tasks.observe("agent", ALICE, artifact("b", "second"))
+        done = TaskStatusUpdateEvent(task_id="t1", context_id="c1")
+        done.status.state = TaskState.TASK_STATE_COMPLETED
+        assert await tasks.observe("agent", ALICE, done)
+        kept = await tasks.get("agent", ALICE, "t1")
+        assert kept is not None
+        assert texts(kept) == {"a": ["one", "two"], "b": ["second"]}
+        assert kept.status.state == TaskState.TASK_STATE_COMPLETED
+        # Someone else's task: refused, and nothing of theirs added.
+        assert not await tasks.observe("agent", BOB, artifact("c", "theirs"))
+        assert texts(await tasks.get("agent", ALICE, "t1") or Task()) == texts(kept)
+        assert await tasks.get("agent", BOB, "t1") is None
+        # An artifact of a task never recorded is dropped, nothing stored.
+        lost = TaskArtifactUpdateEvent(task_id="unknown", artifact=Artifact(artifact_id="z"))
+        assert await tasks.observe("agent", ALICE, lost)
+        assert await tasks.get("agent", ALICE, "unknown") is None
+    finally:
+        await tasks.aclose()
+
+
+async def test_every_state_recorded_is_told_and_a_failing_listener_is_not_the_callers(
+    engine: AsyncEngine,
+) -> None:
+    tasks = TaskRecords(engine)
+    heard: list[tuple[str, str, str]] = []
+
+    def failing(agent: str, task_id: str, state: str) -> None:
+        raise RuntimeError("a listener's bug")
+
+    tasks.state_listeners += [failing, lambda *told: heard.append(told)]
+    try:
+        task = Task(id="t1", context_id="c1")
+        for state in (TaskState.TASK_STATE_WORKING, TaskState.TASK_STATE_INPUT_REQUIRED):
+            task.status.state = state
+            assert await tasks.record("agent", ALICE, task)
+        done = TaskStatusUpdateEvent(task_id="t1", context_id="c1")
+        done.status.state = TaskState.TASK_STATE_COMPLETED
+        assert await tasks.record_status("agent", ALICE, done)
+        # Someone else's update is not recorded, so not told.
+        assert not await tasks.record_status("agent", BOB, done)
+        assert heard == [
+            ("agent", "t1", "TASK_STATE_WORKING"),
+            ("agent", "t1", "TASK_STATE_INPUT_REQUIRED"),
+            ("agent", "t1", "TASK_STATE_COMPLETED"),
+        ]
+    finally:
+        await tasks.aclose()

@@ -127,8 +127,8 @@ class _Executor(AgentExecutor):
                 await asyncio.sleep(0.2)
                 await updater.update_status(TaskState.TASK_STATE_WORKING)
             if data.get("then") == "ask":  # worked, then asks whoever follows the task
-                asked = [new_text_part(f"Worked {seconds:g} s: go on?")]
-                await updater.requires_input(updater.new_agent_message(asked))
+                question = [new_text_part(f"Worked {seconds:g} s: go on?")]
+                await updater.requires_input(updater.new_agent_message(question))
                 return
             parts = [_data({"worked": seconds})]
         elif skill == "escalate":

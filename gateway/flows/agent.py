@@ -145,12 +145,19 @@ class FlowAgentHandler(RecordedTaskHandler):
         """The run's task once it no longer shows the question answered (the
         workflow takes the answer within the engine's notification poll)."""
         before = asked.status.SerializeToString()
-        for _ in range(int(ANSWER_TAKEN_SECONDS / POLL_SECONDS)):
-            task = await self._own(admission, asked.id)
-            if task.status.SerializeToString() != before:
-                return task
-            await asyncio.sleep(POLL_SECONDS)
-        return await self._own(admission, asked.id)
+        deadline = asyncio.get_running_loop().time() + ANSWER_TAKEN_SECONDS
+        with self._parts().tasks.watch(admission.agent_id, asked.id) as changed:
+            while True:
+                task = await self._own(admission, asked.id)
+                left = deadline - asyncio.get_running_loop().time()
+                if task.status.SerializeToString() != before or left <= 0:
+                    return task
+                # Woken by this process's record of the run's task; looked
+                # at every POLL_SECONDS for a run at another replica.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(POLL_SECONDS, left)):
+                        await changed.wait()
+                changed.clear()
 
     @validate_request_params
     async def on_message_send(

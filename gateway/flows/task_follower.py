@@ -13,10 +13,14 @@ minted for that agent only, audited and recorded as any call of the user's
   goes on (a stream ends when the task stops to ask, or at the gateway's
   `stream_max_seconds`); an agent that refuses to subscribe is asked with:
 * `GetTask`, backing off from `FlowSettings.poll_min_seconds` to
-  `FOLLOW_MAX_SECONDS`; the back-off starts again whenever the task moved.
+  `FOLLOW_MAX_SECONDS`, and again from `MOVED_SECONDS` whenever the task
+  changed state (a heartbeat "still working" is no change). A subscription
+  the agent ends saying it has no live stream for the task (the a2a-sdk
+  does so once a task stops to ask) is followed by `GetTask` from then on.
 
 Each state the agent reports is recorded (`TaskRecords`), and a record in a
-state the wait is for (or an end) wakes the run at once (`TaskWakeUps`): the
+state the wait is for (or an end) wakes the run at once -- the follower
+wakes it itself, and so does the record (`TaskWakeUps`) for any call's: the
 wait learns of ``input_required`` -- any state -- from the agent's own stream,
 not from a poll of the record. The record's slow poll stays as the backstop.
 
@@ -25,14 +29,16 @@ wait's loop on the process that runs the workflow (DBOS runs a workflow on
 one process at a time; a run recovered elsewhere after a crash starts its
 follower there), so two replicas never follow one wait. It runs in a context
 of its own, outside the workflow's: it makes no DBOS operation of the run's,
-so the run's recorded history is the same whether it ran or not.
+so what it changes in the run is only when the run looks (a message on
+the wait's topic, as any wake-up).
 
 **What it never does.** It follows only a task the run's user owns (the
 handler refuses anyone else's, as for `GetTask`), stops once the task ends,
 and never follows a task the gateway runs itself (a vendor agent, a flow, an
-MCP server as an agent: their records are written here already). When the run
-may no longer act on the agent (a revoked grant, a policy that refuses) it
-stops and wakes the run, whose own look says why.
+MCP server as an agent: their records are written here already). A look
+the user's rate limit refuses waits for it. When the run may no longer act
+on the agent (a revoked grant, a policy that refuses or holds its calls for
+approval) it stops and wakes the run, whose own look says why.
 """
 
 from __future__ import annotations
@@ -45,11 +51,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from a2a.server.request_handlers.request_handler import RequestHandler
-from a2a.types import GetTaskRequest, SubscribeToTaskRequest, Task
+from a2a.types import GetTaskRequest, SubscribeToTaskRequest, Task, TaskState
 from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationError
 from dbos import DBOS
 
 from gateway.agents.admission import Admission, handler_context
+from gateway.delegation.permits import RateLimited
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
@@ -64,6 +71,8 @@ EVENT = "flow.wait"
 # The longest pause between two looks at a task whose agent does not stream
 # (each look is a `GetTask`, audited): a day's wait asks ~3,000 times.
 FOLLOW_MAX_SECONDS = 30.0
+# The soonest a task that changed state is looked at again.
+MOVED_SECONDS = 1.0
 
 
 class Stop(Exception):
@@ -81,14 +90,16 @@ class TaskFollower:
         agent: str,
         task_id: str,
         wake: Callable[[], Awaitable[None]],
+        wanted: frozenset[str] = frozenset(),
     ) -> None:
         self.rt = rt
         self.info = info
         self.agent = agent
         self.task_id = task_id
         self.wake = wake
+        self.wanted = wanted  # the states the wait is for, as A2A names them
         self._streams = True
-        self._seen: bytes | None = None  # the last status seen
+        self._seen: int | None = None  # the last state seen
 
     async def run(self) -> None:
         delay = self.rt.settings.poll_min_seconds
@@ -99,6 +110,9 @@ class TaskFollower:
                 return
             except asyncio.CancelledError:
                 raise
+            except RateLimited as limited:  # the user's own limit: waited out, not a refusal
+                await asyncio.sleep(max(float(limited.retry_after), delay))
+                moved = False
             except Exception as exc:  # an outage, the agent down: the next look
                 logger.info(
                     "run %s: following task %s of %s: %s",
@@ -108,12 +122,15 @@ class TaskFollower:
                     exc,
                 )
                 moved = False
-            delay = self.rt.settings.poll_min_seconds if moved else delay
+            # A task that changed state is looked at again soon, but no sooner
+            # than MOVED_SECONDS; a status that only says "still working" (an
+            # agent's heartbeat) is not a change and lets the wait lengthen.
+            delay = MOVED_SECONDS if moved else delay
             await asyncio.sleep(delay)
             delay = min(delay * 2, FOLLOW_MAX_SECONDS)
 
     async def _once(self) -> bool:
-        """One subscription or one `GetTask`: whether the task moved."""
+        """One subscription or one `GetTask`: whether the task changed state."""
         grant = await self._admitted()
         handler = self.rt.handler_for(grant.card)
         caller = grant.caller
@@ -130,43 +147,56 @@ class TaskFollower:
             await self._stop()
         if task is None:
             await self._stop()
-        return self._saw(task)
+        return await self._saw(task)
 
     async def _subscribed(self, handler: RequestHandler, context: Any) -> bool:
-        moved = False
+        moved, heard = False, False
         task = Task(id=self.task_id)
         try:
             events = handler.on_subscribe_to_task(SubscribeToTaskRequest(id=self.task_id), context)
             async with contextlib.aclosing(events):
                 async for event in events:
+                    heard = True
                     apply_event(task, event)
-                    moved = self._saw(task) or moved
+                    moved = await self._saw(task) or moved
         except TaskNotFoundError:
-            await self._stop()
+            if not heard:  # not the user's task (or none): refused before anything was sent
+                await self._stop()
+            # The agent answered with the task, then found no live stream for
+            # it (the a2a-sdk does so once a task stops to ask, or after the
+            # agent restarted): asked with GetTask from now on.
+            self._streams = False
         except A2AError as exc:
             if isinstance(exc, UnsupportedOperationError):
                 raise
             logger.info("run %s: subscription to task %s: %s", self.info["id"], self.task_id, exc)
         return moved
 
-    def _saw(self, task: Task) -> bool:
-        """Whether ``task``'s status is new; an end stops the following (the
-        handler recorded it, and the record woke the run)."""
-        if task.status.state in TERMINAL:
-            raise Stop
-        status: bytes = task.status.SerializeToString(deterministic=True)
-        moved, self._seen = status != self._seen, status
+    async def _saw(self, task: Task) -> bool:
+        """Whether ``task`` is in a state not seen before. An end, or a state
+        the wait is for, wakes the run (the handler recorded it, and that
+        record wakes it too, when this replica knows the flow waits); an end
+        stops the following."""
+        state = task.status.state
+        if state in TERMINAL:
+            await self._stop()
+        moved, self._seen = state != self._seen, state
+        if moved and TaskState.Name(state) in self.wanted:
+            await self.wake()
         return moved
 
     async def _admitted(self) -> Grant:
         """The run's call to the agent, decided on its grant now, as the
         reconciler decides each look at a task (`gateway.agents.reconcile`):
-        the policy in force, a token for this agent only."""
+        the policy in force, a token for this agent only. A rate limit of the
+        user's is waited out (`RateLimited`); any other refusal ends it."""
         try:
             caller = await self.rt.caller(self.info["grant_id"])
             grant = await self.rt.delegations.admit(
                 caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
             )
+        except RateLimited:
+            raise
         except (GrantUnusable, DelegationDenied, AgentNotFound):
             await self._stop()
         if gateway_run_kind(grant.card) is not None:
@@ -181,19 +211,24 @@ class TaskFollower:
 
 @contextlib.asynccontextmanager
 async def following(
-    rt: FlowRuntime, info: Mapping[str, Any], agent: str, task_id: str, topic: str
+    rt: FlowRuntime,
+    info: Mapping[str, Any],
+    agent: str,
+    task_id: str,
+    topic: str,
+    wanted: frozenset[str],
 ) -> AsyncIterator[None]:
     """The task followed while the block runs (the wait's loop)."""
 
     async def wake() -> None:
-        await DBOS.send_async(info["id"], {"follower": "stopped"}, topic)
+        await DBOS.send_async(info["id"], {"follower": "look"}, topic)
 
-    follower = TaskFollower(rt, dict(info), agent, task_id, wake)
+    follower = TaskFollower(rt, dict(info), agent, task_id, wake, wanted)
     # A context of its own: nothing it does is an operation of the run's workflow.
     task = asyncio.create_task(follower.run(), context=contextvars.Context())
     try:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # Waited for without taking a cancellation of our own for its.
+        await asyncio.wait([task])

@@ -40,6 +40,7 @@ null output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -111,13 +112,21 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     deadline = float(opened["deadline"])
     poll = run.rt.settings.checkpoint_poll_seconds
     agent = spec.task.agent
-    # The agent's task followed at the agent meanwhile (`task_follower`).
-    async with following(run.rt, run.info, agent, task_id, topic(step.id)):
+    wanted = frozenset(state_name(s) for s in spec.task_states)
+    async with contextlib.AsyncExitStack() as following_it:
+        followed = False
         while True:
             seen = await DBOS.run_step_async({"name": f"look {step.id}"}, _look, run, step, task_id)
             over = seen.get("error") or seen.get("task") is not None or not seen["found"]
             if over or seen["now"] >= deadline:
                 break
+            if not followed:
+                # The task is there and not yet as waited for: followed at its
+                # agent meanwhile (`task_follower`), until the wait is over.
+                followed = True
+                await following_it.enter_async_context(
+                    following(run.rt, run.info, agent, task_id, topic(step.id), wanted)
+                )
             await DBOS.recv_async(
                 topic(step.id), timeout_seconds=max(0.01, min(deadline - seen["now"], poll))
             )
@@ -281,9 +290,15 @@ class TaskWakeUps:
         fresh = time.monotonic() - self._loaded <= _REFRESH_SECONDS
         if fresh and agent_id not in self._waited:
             return
-        waking = asyncio.create_task(self._wake(agent_id, task_id, state))
+        waking = asyncio.create_task(self._wake_logged(agent_id, task_id, state))
         self._waking.add(waking)
         waking.add_done_callback(self._waking.discard)
+
+    async def _wake_logged(self, agent_id: str, task_id: str, state: str) -> None:
+        try:
+            await self._wake(agent_id, task_id, state)
+        except Exception:  # an outage: the run's own slow look still finds it
+            logger.exception("waking the runs waiting on task %s of %s", task_id, agent_id)
 
     async def on_ended(self, ended: EndedTask) -> None:
         await self._wake(ended.agent_id, ended.task_id, ended.state)

@@ -24,6 +24,7 @@ and the agent's task id on the step's record, and the workflow waits here:
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Mapping
@@ -207,7 +208,15 @@ def question_of(outcome: dict[str, Any]) -> dict[str, Any]:
 
 async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> dict[str, Any]:
     rt = run.rt
-    key = secrets.token_hex(8)  # recorded with the step: a replay finds the same
+    # The key is this operation's own place in the run's workflow, not drawn
+    # at random: a crash after the question was marked and told (the run
+    # shows it) but before DBOS recorded this step re-runs it, and a random
+    # key drawn again would leave an answer sent meanwhile, to the key shown,
+    # on a topic nobody reads.
+    place = f"{DBOS.workflow_id}:{DBOS.step_id}"
+    if DBOS.step_id is None:  # not in a recorded step: unique, if not stable
+        place += ":" + secrets.token_hex(8)
+    key = hashlib.sha256(place.encode()).hexdigest()[:16]
     question = {**question_of(outcome), "round": round_, "key": key}
     await run.mark(step_id, "call", ASKING, output=question, error=None)
     await rt.store.set_run(run.run_id, current_step=step_id)

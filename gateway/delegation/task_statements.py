@@ -139,6 +139,19 @@ def record(
     return _changed(sql, _UPDATE_MINE[ended], mine)
 
 
+def _owned_snapshot(sql: Sql, where: dict[str, Any], owner: Owned) -> dict[str, Any] | bool | None:
+    """The task's stored snapshot, to change; False if it is someone else's,
+    None if there is no record yet."""
+    rows = sql.typed(_TASK_OWNER, where)
+    if not rows:
+        return None
+    row = rows[0]
+    if (row["owner_subject"], row["owner_issuer"]) != owner:
+        return False
+    snapshot: dict[str, Any] = row["task"] or {}
+    return snapshot
+
+
 def record_status(
     sql: Sql,
     agent_id: str,
@@ -151,13 +164,10 @@ def record_status(
     """A status update on a task's record: its new snapshot; False if the
     task is someone else's; None if there is no record yet."""
     where = {"agent_id": agent_id, "task_id": task_id}
-    rows = sql.typed(_TASK_OWNER, where)
-    if not rows:
-        return None
-    row = rows[0]
-    if (row["owner_subject"], row["owner_issuer"]) != owner:
-        return False
-    snapshot = {**row["task"], "status": status}
+    found = _owned_snapshot(sql, where, owner)
+    if not isinstance(found, dict):
+        return found
+    snapshot = {**found, "status": status}
     ended = state in TERMINAL_STATES
     sql.typed(_STATUS[ended], {**where, "state": state, "updated_at": now, "task": snapshot})
     return snapshot
@@ -176,13 +186,10 @@ def record_artifact(
     §3.2.3: ``append`` adds its parts to the artifact of the same id, else it
     takes that artifact's place); as `record_status` answers."""
     where = {"agent_id": agent_id, "task_id": task_id}
-    rows = sql.typed(_TASK_OWNER, where)
-    if not rows:
-        return None
-    row = rows[0]
-    if (row["owner_subject"], row["owner_issuer"]) != owner:
-        return False
-    snapshot = dict(row["task"] or {})
+    found = _owned_snapshot(sql, where, owner)
+    if not isinstance(found, dict):
+        return found
+    snapshot = dict(found)
     artifacts = list(snapshot.get("artifacts") or [])
     named = artifact.get("artifactId")
     same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)

@@ -103,6 +103,23 @@ EndedListener = Callable[[EndedTask], Awaitable[None]]
 StateListener = Callable[[str, str, str], None]
 
 
+class TaskWatch:
+    """`TaskRecords.watch`: set whenever this process records the task. A
+    record written by another replica does not set it, so a follower still
+    reads the record now and then (`next`'s ``seconds``)."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+
+    async def next(self, seconds: float) -> None:
+        """Until this process records the task (since the last call), or
+        ``seconds`` pass; then the record is read again by the caller."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.changed.wait()
+        self.changed.clear()
+
+
 class TaskRecords:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -115,29 +132,27 @@ class TaskRecords:
         self.ended_listeners: list[EndedListener] = []
         self.state_listeners: list[StateListener] = []
         self._telling: set[asyncio.Task[None]] = set()
-        self._watched: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._watched: dict[tuple[str, str], set[TaskWatch]] = {}
 
     @contextlib.contextmanager
-    def watch(self, agent_id: str, task_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever this process records the task (in any state),
-        for a follower that would otherwise poll the record: it clears it and
-        reads the record again. A record written by another replica does not
-        set it; such a follower still looks now and then."""
-        changed = asyncio.Event()
+    def watch(self, agent_id: str, task_id: str) -> Iterator[TaskWatch]:
+        """A follower of the task that would otherwise poll its record: woken
+        whenever this process records it (in any state)."""
+        watch = TaskWatch()
         key = (agent_id, task_id)
-        self._watched.setdefault(key, set()).add(changed)
+        self._watched.setdefault(key, set()).add(watch)
         try:
-            yield changed
+            yield watch
         finally:
             watchers = self._watched.get(key)
             if watchers is not None:
-                watchers.discard(changed)
+                watchers.discard(watch)
                 if not watchers:
                     del self._watched[key]
 
     def _recorded(self, agent_id: str, task_id: str, state: str, snapshot: dict[str, Any]) -> None:
-        for changed in self._watched.get((agent_id, task_id), ()):
-            changed.set()
+        for watch in self._watched.get((agent_id, task_id), ()):
+            watch.changed.set()
         for heard in self.state_listeners:
             try:
                 heard(agent_id, task_id, state)

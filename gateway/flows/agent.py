@@ -23,7 +23,6 @@ against the input schema.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -146,7 +145,7 @@ class FlowAgentHandler(RecordedTaskHandler):
         workflow takes the answer within the engine's notification poll)."""
         before = asked.status.SerializeToString()
         deadline = asyncio.get_running_loop().time() + ANSWER_TAKEN_SECONDS
-        with self._parts().tasks.watch(admission.agent_id, asked.id) as changed:
+        with self._parts().tasks.watch(admission.agent_id, asked.id) as watch:
             while True:
                 task = await self._own(admission, asked.id)
                 left = deadline - asyncio.get_running_loop().time()
@@ -154,10 +153,7 @@ class FlowAgentHandler(RecordedTaskHandler):
                     return task
                 # Woken by this process's record of the run's task; looked
                 # at every POLL_SECONDS for a run at another replica.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(POLL_SECONDS, left)):
-                        await changed.wait()
-                changed.clear()
+                await watch.next(min(POLL_SECONDS, left))
 
     @validate_request_params
     async def on_message_send(
@@ -196,14 +192,11 @@ class FlowAgentHandler(RecordedTaskHandler):
         yield task
         tasks = self._parts().tasks
         seen = (task.status.state, task.status.message.SerializeToString())
-        with tasks.watch(admission.agent_id, task.id) as changed:
+        with tasks.watch(admission.agent_id, task.id) as watch:
             while task.status.state not in _STOPS:
                 # Woken as soon as this process records the run's task; a run
                 # going on at another replica is seen by the look every POLL_SECONDS.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_SECONDS):
-                        await changed.wait()
-                changed.clear()
+                await watch.next(POLL_SECONDS)
                 latest = await tasks.get(admission.agent_id, admission.owner, task.id)
                 if latest is None:
                     return

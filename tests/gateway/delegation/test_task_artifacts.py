@@ -7,10 +7,6 @@ an end. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from a2a.types import (
     Artifact,
     Part,
@@ -22,18 +18,9 @@ from a2a.types import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.tasks import Owner, TaskRecords
-from gateway.storage import db
 
 ALICE = Owner("alice", "https://issuer.example")
 BOB = Owner("bob", "https://issuer.example")
-
-
-@pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
-    await db.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 def artifact(artifact_id: str, *texts: str, append: bool = False) -> TaskArtifactUpdateEvent:

@@ -7,7 +7,6 @@ a task recorded SUBMITTED that no run will finish. SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from a2a.server.events.event_queue import Event
@@ -24,19 +23,10 @@ from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import RunSpec
 from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.tasks import Owner, TaskRecords
-from gateway.storage import db
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 ALICE = Owner("alice", "https://issuer.example")
 ALICE_CALLS = Caller(ALICE.subject, ALICE.issuer, frozenset(), ("client",), "client")
-
-
-@pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
-    await db.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 def runner(engine: AsyncEngine, tasks: TaskRecords) -> TaskRunner:

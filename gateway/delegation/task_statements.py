@@ -28,10 +28,13 @@ _OWNER = Statement(
     "SELECT owner_subject, owner_issuer FROM a2a_tasks"
     " WHERE agent_id = :agent_id AND task_id = :task_id",
 )
+# Read to change the snapshot (a status, an artifact): locked until written,
+# so two streams' updates of one task never undo each other's.
 _TASK_OWNER = Statement(
     a2a_tasks,
     "SELECT task, owner_subject, owner_issuer FROM a2a_tasks"
     " WHERE agent_id = :agent_id AND task_id = :task_id",
+    for_update=True,
 )
 _SNAPSHOT = Statement(
     a2a_tasks,

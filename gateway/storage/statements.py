@@ -259,7 +259,10 @@ class _Alchemy:
         return int(self._connection.execute(_text(statement), dict(params)).rowcount or 0)
 
     def typed(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        result = self._connection.execute(statement.clause, dict(params))
+        clause = statement.clause
+        if statement.locking_clause is not None and self._connection.dialect.name == "postgresql":
+            clause = statement.locking_clause
+        result = self._connection.execute(clause, dict(params))
         if not result.returns_rows:
             return [{"rowcount": int(result.rowcount or 0)}]
         return [dict(row._mapping) for row in result]
@@ -272,16 +275,28 @@ class Statement:
 
     A statement that returns no rows answers ``[{"rowcount": n}]``."""
 
-    def __init__(self, table: Table, sql: str) -> None:
+    def __init__(self, table: Table, sql: str, *, for_update: bool = False) -> None:
         self.sql = " ".join(sql.split())
         columns = table.c
         binds = dict.fromkeys(_BIND.findall(self.sql))
         typed = [bindparam(name, type_=columns[name].type) for name in binds if name in columns]
-        clause: Any = text(self.sql).bindparams(*typed)
         selected = _selected(self.sql)
-        if selected:
-            clause = clause.columns(*(columns[n] if n in columns else column(n) for n in selected))
-        self.clause = clause
+
+        def clause_of(sql: str) -> Any:
+            clause: Any = text(sql).bindparams(*typed)
+            if selected:
+                clause = clause.columns(
+                    *(columns[n] if n in columns else column(n) for n in selected)
+                )
+            return clause
+
+        self.clause = clause_of(self.sql)
+        # ``for_update``: a read of the rows the operation goes on to write.
+        # On PostgreSQL they are locked until it commits (read committed would
+        # let two writers each change what they read, the later undoing the
+        # earlier); SQLite's runners hold the write lock for the whole
+        # operation already (`BEGIN IMMEDIATE`, or one in-memory connection).
+        self.locking_clause = clause_of(self.sql + " FOR UPDATE") if for_update else None
         self._json_binds = frozenset(n for n in binds if n in columns and _is_json(columns[n]))
         self._json_out = frozenset(c.name for c in columns if _is_json(c))
         self._time_out = frozenset(c.name for c in columns if isinstance(c.type, DateTime))

@@ -7,6 +7,8 @@ an end. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+
 from a2a.types import (
     Artifact,
     Part,
@@ -91,5 +93,27 @@ async def test_every_state_recorded_is_told_and_a_failing_listener_is_not_the_ca
             ("agent", "t1", "TASK_STATE_INPUT_REQUIRED"),
             ("agent", "t1", "TASK_STATE_COMPLETED"),
         ]
+    finally:
+        await tasks.aclose()
+
+
+async def test_updates_of_one_task_at_once_never_undo_each_other(engine: AsyncEngine) -> None:
+    """Two streams of one task (the user's own and a flow's follower) write
+    its snapshot at once: each update is a read and a write of the whole
+    snapshot, so without the row held between them a later write would put
+    back what an earlier one changed."""
+    tasks = TaskRecords(engine)
+    try:
+        started = Task(id="t1", context_id="c1")
+        started.status.state = TaskState.TASK_STATE_WORKING
+        assert await tasks.record("agent", ALICE, started)
+        working = TaskStatusUpdateEvent(task_id="t1", context_id="c1")
+        working.status.state = TaskState.TASK_STATE_WORKING
+        updates = [tasks.observe("agent", ALICE, artifact(f"a{i}", str(i))) for i in range(24)]
+        updates += [tasks.observe("agent", ALICE, working) for _ in range(8)]
+        assert all(await asyncio.gather(*updates))
+        kept = await tasks.get("agent", ALICE, "t1")
+        assert kept is not None
+        assert texts(kept) == {f"a{i}": [str(i)] for i in range(24)}
     finally:
         await tasks.aclose()

@@ -18,7 +18,9 @@ import httpx
 import pytest
 from a2a.types import AgentCard
 
-from gateway.demo.flow_agents import sales_card, sales_desk_app
+from gateway.demo.flow_agents import SalesDesk, sales_card, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.servers import ServerThread, stop_all
 
@@ -144,3 +146,45 @@ def _not_streaming(url: str) -> AgentCard:
     card = sales_card(url)
     card.capabilities.streaming = False
     return card
+
+
+@pytest.mark.crash
+def test_a_run_recovered_after_a_sigkill_follows_the_task_again(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The gateway killed while a run waits and follows the task: started
+    again, the recovered run follows it anew, and goes on when the agent's
+    task ends -- nobody looking at it, the slow poll still 60 s away."""
+    desk = SalesDesk()
+    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY + "  await-end:\n    grant: [sales:quote]\n")
+    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+    try:
+        gateway.start()
+        with gateway.client("admin", ADMIN_SCOPE) as admin:
+            card = sales.url + "/.well-known/agent-card.json"
+            assert admin.post("/agents", json={"card_url": card, "id": "sales"}).status_code == 201
+            assert admin.post("/flows", json=waiting_flow("await-end")).status_code == 201
+        with gateway.client("dana", "sales:quote") as dana:
+            task_id = _work(dana, seconds=4.0)
+            started = dana.post("/flows/await-end/runs", json={"input": {"task": task_id}})
+            assert started.status_code == 202, started.text
+            run_url = f"/flows/await-end/runs/{started.json()['id']}"
+            deadline = time.monotonic() + 20
+            while [s["state"] for s in dana.get(run_url).json()["steps"]] != ["waiting"]:
+                assert time.monotonic() < deadline, "the run did not wait"
+                time.sleep(0.05)
+        gateway.kill()
+        gateway.start()
+        restarted = time.monotonic()
+        with gateway.client("dana", "sales:quote") as dana:
+            while (done := dana.get(run_url).json())["state"] not in ("completed", "failed"):
+                assert time.monotonic() - restarted < POLL_WOULD_TAKE / 2, done
+                time.sleep(0.1)
+        assert done["state"] == "completed", done
+        assert done["output"]["result"] == {"worked": 4.0}
+        assert desk.count("work") == 1  # the task was followed, never sent again
+    finally:
+        gateway.stop()
+        stop_all(sales)

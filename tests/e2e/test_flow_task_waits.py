@@ -151,6 +151,11 @@ def test_another_users_task_fails_the_step_as_no_task_does(setup: FlowSetup) -> 
     # The same answer for both: nothing says that erin's task exists.
     assert set(reasons) == {"step worked failed: task '<id>' of agent sales not found"}
     assert setup.desk.count("reply") == 0
+    # Nor did the gateway follow erin's task at the agent for dana.
+    with setup.admin() as admin:
+        items = admin.get("/audit", params={"user": "dana", "limit": 200}).json()["items"]
+    looked = {i["event"] for i in items} & {"a2a.SubscribeToTask", "a2a.GetTask"}
+    assert not looked, items
 
 
 def test_reading_the_task_is_decided_by_the_policy_as_a_call_would_be(

@@ -38,6 +38,7 @@ from gateway.console.web import (
     refusal_lines,
     require_admin,
 )
+from gateway.flows import back_routes
 from gateway.flows.documents import DocumentInvalid, parse_text
 from gateway.flows.models import AnswerRun, FlowVersion, RunView, StartRun, StepView
 from gateway.flows.outcomes import ASKING
@@ -217,8 +218,15 @@ async def render_run(
         question=asked(run),
         can_answer=own,
         can_fork=own and run.state in ENDED,
-        # The flow's own steps that the run reached (not a review, a round, a branch).
-        forkable=[s.id for s in document.steps if s.id in reached] if document else [],
+        # The flow's own steps that the run reached (not a review, a round, a
+        # branch, nor inside a route's loop past its first step: `forks`).
+        forkable=[
+            s.id
+            for s in document.steps
+            if s.id in reached and back_routes.inside(document, s.id) is None
+        ]
+        if document
+        else [],
         **shown,
     )
 

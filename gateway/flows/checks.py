@@ -5,9 +5,10 @@ with its step and its field.
 * every expression compiles, reads only ``input``, ``steps`` and ``run``, and
   names only steps that have run before it (earlier steps; not a sibling
   branch, not itself, not a later step);
-* a route goes forward (a later step, or ``end``; not into a repeat's block),
-  and only its last case may omit ``when``; a quorum is at most the number
-  of branches;
+* a route goes to a later step or ``end`` (not into a repeat's block), or
+  back to an earlier one with a ``max`` (`gateway.flows.back_routes`: what
+  its loop may hold), and only its last case may omit ``when``; a quorum is
+  at most the number of branches;
 * a repeat's block steps read the steps before the repeat and those before
   them in the block; its ``until`` reads the whole block;
 * a parallel step with ``on_error: checkpoint`` has an id of at most 52
@@ -34,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.flows import back_routes
 from gateway.flows.definition import (
     END,
     REVIEWED_STEP_ID,
@@ -140,6 +142,7 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
                 problems.append(
                     _problem(step.id, f"{where.path}.wait.task.agent", f"no agent {agent!r}")
                 )
+    problems += back_routes.check(document)
     if document.output is not None:
         problems += _refs(None, "output", document.output, None, position, final=True)
     problems += await _cycles(document, catalog)
@@ -248,14 +251,7 @@ def _route(step: RouteStep, where: Placed, position: Mapping[str, Placed]) -> li
         target = position.get(case.goto)
         if target is None or target.parent is not None:
             problems.append(_problem(step.id, f"{field}.goto", f"no step {case.goto!r} to go to"))
-        elif target.index <= where.index:
-            problems.append(
-                _problem(
-                    step.id,
-                    f"{field}.goto",
-                    f"a route goes forward: {case.goto!r} is not after {step.id!r}",
-                )
-            )
+    # Back (to an earlier step, bounded by max): `back_routes`.
     return problems
 
 

@@ -11,7 +11,8 @@ card versions, and a run keeps the version it started with.
 Step kinds (one key each): ``call`` (an agent's skill -- an A2A agent, a
 gateway-run agent or another flow -- or a federated MCP tool), ``parallel``
 (branches of calls joined by all / any / a quorum), ``route`` (the first case
-whose condition holds says which later step runs next), ``checkpoint`` (a
+whose condition holds says which step runs next: a later one, or an earlier
+one a bounded number of times), ``checkpoint`` (a
 human approves on the approvals desk, with a timeout), ``map`` (one call per
 item of a list, at most ``concurrency`` at a time; the call's expressions
 also read ``item`` and ``index``), ``wait`` (for an event posted to the run,
@@ -52,6 +53,8 @@ MAP_STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,55}$"
 MAX_DOCUMENT_BYTES = 256 * 1024
 REVIEWED_STEP_ID = 52
 MAX_REVIEWS = 3
+# At most this many rounds of a loop: a repeat's block, a route that goes back.
+MAX_ROUNDS = 50
 
 RedactedKey = Annotated[str, Field(min_length=1, max_length=128, description="an object key")]
 
@@ -200,7 +203,23 @@ class RouteCase(Strict):
 
 
 class RouteStep(_Step):
+    """The first case whose ``when`` holds says where the run goes on. A case
+    may go back to an earlier step, a loop: then ``max`` bounds the rounds of
+    the steps from there through the route."""
+
     route: list[RouteCase] = Field(min_length=1, max_length=50)
+    max: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ROUNDS,
+        description="required when a case goes back: at most this many rounds of the steps "
+        "from the earliest step it goes back to through this route",
+    )
+    on_max: Literal["fail", "continue"] = Field(
+        "fail",
+        description="when a case would go back after max rounds: fail the run, or go on "
+        "to the step after the route",
+    )
 
 
 class Checkpoint(Strict):
@@ -313,7 +332,6 @@ InnerStep = Annotated[
 # "<id>#<round>[<index>]", a review as "<id>#<round>_review<n>"), in a
 # 64-character column: its id, and a branch's, is at most this long.
 REPEATED_STEP_ID = 48
-MAX_ROUNDS = 50
 
 
 class Repeat(Strict):

@@ -53,7 +53,7 @@ def validate(data: Any) -> FlowDocument:
         raise DocumentInvalid(errors) from None
 
 
-_KINDS = frozenset({"call", "parallel", "route", "checkpoint", "map", "wait"})
+_KINDS = frozenset({"call", "parallel", "route", "checkpoint", "map", "wait", "repeat"})
 
 
 def _clean(loc: tuple[Any, ...] | list[Any]) -> list[Any]:

@@ -22,7 +22,9 @@ sent again. What this module adds is the flow's view of that:
   with its own (edited) input and flow version.
 * **What it may start from.** An ended run (a run still going would race its
   fork), a step of the flow's top level that the origin reached (a route that
-  went past it, or an end before it, leaves nothing to go on from), and a flow
+  went past it, or an end before it, leaves nothing to go on from) and not
+  inside a route's loop after its first step (the records before it would
+  include later rounds of the steps before it), and a flow
   version in which every step before the chosen one is one the origin had.
 * **The record.** The fork's run says ``forked_from`` and ``fork_step``; the
   origin's records of the steps before it are copied to the fork, marked
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.trace_context import new_trace_id
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
+from gateway.flows import back_routes
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument, ParallelStep, RepeatStep
 from gateway.flows.models import StepView
@@ -105,9 +108,15 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
     """Each name an operation or a step record may carry -> the index of its
     top-level step: the step's id, a parallel branch's, a shortened id."""
     found: dict[str, int] = {}
+    looped = {
+        i: loop.route.max or 1
+        for loop in back_routes.loops(document)
+        for i in range(loop.first, loop.last + 1)
+    }
     for index, step in enumerate(document.steps):
         inner = list(step.repeat.steps) if isinstance(step, RepeatStep) else []
         rounds = range(1, step.repeat.max + 1) if isinstance(step, RepeatStep) else range(0)
+        again = range(2, looped.get(index, 1) + 1)  # a route's loop's rounds
         for each in [step, *inner]:
             names = [each.id]
             if isinstance(each, ParallelStep):
@@ -115,10 +124,11 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
             for name in names:
                 found[name] = index
                 found[shortened(name)] = index
+                # A round's id, "<id>#<round>", shortened whole when a
+                # review or a question makes a record of it too long.
                 if each is not step:
-                    # A round's id, "<id>#<round>", shortened whole when a
-                    # review or a question makes a record of it too long.
                     found.update((shortened(f"{name}#{r}"), index) for r in rounds)
+                found.update((shortened(f"{name}#{r}"), index) for r in again)
     return found
 
 
@@ -197,6 +207,13 @@ def plan(
     if step_id not in ahead:
         raise ForkRefused(f"version {chosen_version} of the flow has no step {step_id}")
     records = {record.id: record for record in steps}
+    loop = back_routes.inside(replayed, step_id)
+    if loop is not None:
+        first = replayed.steps[loop.first].id
+        raise ForkRefused(
+            f"step {step_id} is inside the loop of route {loop.route.id} (from step {first}): "
+            f"fork from {first}, or from a step after the route"
+        )
     reached = records.get(step_id)
     if reached is None:
         raise ForkRefused(f"run {run_id} never reached step {step_id}")

@@ -19,40 +19,37 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from gateway.flows import checkpoints
+from gateway.flows.back_routes import in_round
 from gateway.flows.definition import (
     CallStep,
     CheckpointStep,
     MapStep,
     ParallelStep,
     RepeatStep,
+    WaitStep,
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import ending, failed, now, seen, truthy
 
 InnerStep = CallStep | ParallelStep | CheckpointStep | MapStep
+# A step that does work, as the walk or a block runs it.
+Worked = InnerStep | WaitStep | RepeatStep
 
 
 class FlowRun(checkpoints.FlowRun, Protocol):
     async def step(self, step: Any) -> dict[str, Any]: ...
 
 
-def in_round(step: InnerStep, round_: int) -> InnerStep:
-    """The block's step as run in ``round_``: its id (and its branches') ``#<round>``."""
-    if isinstance(step, ParallelStep):
-        branches = [b.model_copy(update={"id": f"{b.id}#{round_}"}) for b in step.parallel.branches]
-        parallel = step.parallel.model_copy(update={"branches": branches})
-        return step.model_copy(update={"id": f"{step.id}#{round_}", "parallel": parallel})
-    return step.model_copy(update={"id": f"{step.id}#{round_}"})
-
-
-def _remember(run: FlowRun, step: InnerStep, named: InnerStep, outcome: dict[str, Any]) -> None:
-    """The round's outcome as ``steps.<id>`` (a branch's as its own id)."""
+def remember(run: FlowRun, step: Worked, named: Worked, outcome: dict[str, Any]) -> None:
+    """The round's outcome as ``steps.<id>`` (a branch's as its own id);
+    ``named``: the step as this round ran it (`in_round`), or ``step``."""
     steps = run.ctx["steps"]
+    if named.id != step.id:
+        steps.pop(named.id, None)
     steps[step.id] = seen(outcome)
-    steps.pop(named.id, None)
     if isinstance(step, ParallelStep) and isinstance(named, ParallelStep):
         for branch, ran in zip(step.parallel.branches, named.parallel.branches, strict=True):
-            if ran.id in steps:
+            if ran.id in steps and ran.id != branch.id:
                 steps[branch.id] = steps.pop(ran.id)
 
 
@@ -71,7 +68,7 @@ async def repeat(run: FlowRun, step: RepeatStep) -> dict[str, Any]:
                 run.ctx["steps"][inner.id] = seen({"state": "skipped", "output": None})
                 continue
             outcome = await run.step(named)
-            _remember(run, inner, named, outcome)
+            remember(run, inner, named, outcome)
             ended = ending(inner, outcome)
             if ended is not None:
                 state, reason = ended

@@ -22,7 +22,7 @@ from dbos import DBOS
 
 from adapters import spans
 from gateway.delegation.audit import AuditEvent
-from gateway.flows import checkpoints, loops, reviews, waits
+from gateway.flows import back_routes, checkpoints, loops, reviews, waits
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_fallback
 from gateway.flows.costs import BudgetSpent, check_budget, priced
@@ -154,30 +154,47 @@ class FlowRun(FanOutSteps):
         early. ``until``: stop before that step (a fork's replay of its
         origin), which the walk must reach."""
         order = {step.id: i for i, step in enumerate(document.steps)}
+        # Each step reached again by a route that goes back is recorded as
+        # "<id>#<round>" (`back_routes`); the walk is the same on a replay.
+        rounds = back_routes.Rounds()
         index = start
         while index < len(document.steps):
             step = document.steps[index]
             if step.id == until:
                 return None
             index += 1
+            named = rounds.reach(step)
             try:
                 holds = step.when is None or truthy(evaluate(step.when, self.ctx))
             except Exception as exc:
-                return "failed", f"step {step.id}: when: {exc}"
+                return "failed", f"step {named.id}: when: {exc}"
             if not holds:
-                await self._skip(step.id, "its when did not hold")
+                await self._skip(named.id, "its when did not hold", step.id)
                 continue
             if isinstance(step, RouteStep):
                 goto = self._route(step)
-                await self.mark(step.id, "route", "completed", output={"goto": goto})
-                self.ctx["steps"][step.id] = seen({"state": "completed", "output": {"goto": goto}})
+                # Back: to a step before the route (never the route itself).
+                back = goto != END and order.get(goto, index) < index - 1
+                shown: dict[str, Any] = {"goto": goto}
+                if back or step.max is not None:
+                    shown["round"] = rounds.round_of(step.id)
+                if back and not rounds.may_go_back(step):
+                    said = f"route {step.id} would go back to {goto} after {step.max} round(s)"
+                    if step.on_max == "fail":
+                        await self.mark(named.id, "route", "failed", output=shown, error=said)
+                        return "failed", said
+                    goto, back, shown["goto"] = "", False, None
+                await self.mark(named.id, "route", "completed", output=shown)
+                self.ctx["steps"][step.id] = seen({"state": "completed", "output": shown})
                 target = len(document.steps) if goto == END else order.get(goto, index)
                 for skipped in document.steps[index:target]:
-                    await self._skip(skipped.id, f"route {step.id} went to {goto}")
-                index = max(index, target)
+                    passed = rounds.reach(skipped)
+                    await self._skip(passed.id, f"route {named.id} went to {goto}", skipped.id)
+                index = target if back else max(index, target)
                 continue
-            outcome = await self.step(step)
-            self.ctx["steps"][step.id] = seen(outcome)
+            assert not isinstance(named, RouteStep)  # as ``step`` is not
+            outcome = await self.step(named)
+            loops.remember(self, step, named, outcome)
             ended = ending(step, outcome)
             if ended is not None:
                 return ended
@@ -270,9 +287,10 @@ class FlowRun(FanOutSteps):
             **values,
         )
 
-    async def _skip(self, step_id: str, why: str) -> None:
+    async def _skip(self, step_id: str, why: str, shown_as: str | None = None) -> None:
+        """``step_id`` skipped (``shown_as``: its id in expressions, if not that)."""
         await self.mark(step_id, "skipped", "skipped", error=why)
-        self.ctx["steps"][step_id] = seen({"state": "skipped", "output": None})
+        self.ctx["steps"][shown_as or step_id] = seen({"state": "skipped", "output": None})
 
     async def call_attempt(
         self,

@@ -131,11 +131,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str | None, str, str]] 
         "'order' is not known here",
     ),
     (
-        "a route backwards",
+        "a route backwards without max",
         lambda d: d["steps"][1]["route"][1].update(goto="check"),
         "big_discount",
-        "steps[1].route[1].goto",
-        "a route goes forward",
+        "steps[1].max",
+        "a route that goes back needs max",
     ),
     (
         "a route nowhere",

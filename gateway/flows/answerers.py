@@ -65,8 +65,15 @@ class Answered:
     ended: dict[str, Any] | None = None
 
 
-async def answer(run: FlowRun, step: CallStep, outcome: dict[str, Any], round_: int) -> Answered:
-    """The answer to question ``round_`` of ``step``'s agent (``outcome``)."""
+async def answer(
+    run: FlowRun,
+    step: CallStep,
+    outcome: dict[str, Any],
+    round_: int,
+    scope: dict[str, Any] | None = None,
+) -> Answered:
+    """The answer to question ``round_`` of ``step``'s agent (``outcome``);
+    ``scope``: what its expression reads besides the run's (a map's item)."""
     asked = step.questions or ASKED_OF_USER
     if outcome.get("asks") == "auth_required":  # `outcomes.asking`, `agent_tasks.ASKS`
         # The agent wants its user to sign in with it (its words may carry a
@@ -82,6 +89,7 @@ async def answer(run: FlowRun, step: CallStep, outcome: dict[str, Any], round_: 
             asked.answer,
             outcome,
             round_,
+            scope,
         )
         if chosen.get("error"):
             return Answered(ended=failed(f"questions.answer: {chosen['error']}"))
@@ -165,10 +173,11 @@ async def _by_expression(
     expression: str,
     outcome: dict[str, Any],
     round_: int,
+    scope: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     question = {**questions.question_of(outcome), "round": round_}
     try:
-        reply = as_reply(evaluate(expression, {**run.ctx, "question": question}))
+        reply = as_reply(evaluate(expression, {**run.ctx, **(scope or {}), "question": question}))
     except Exception as exc:
         return {"error": str(exc)[:500]}
     if reply is not None:

@@ -9,7 +9,9 @@ its own id, as in a flow without loops; each later round as
 ``<id>#<round>``, as a repeat's block step is (`gateway.flows.loops`) -- so
 a round's call is a new call with its own message id and task, never the
 round before's found again, and a checkpoint asks again. Expressions read
-the latest round's outputs as ``steps.<id>``.
+the latest round's outputs as ``steps.<id>``; a step may read a later step of its own
+loop -- the round before's output, null in round 1 (a draft reading the
+review that sent it back).
 
 Bounded: the route goes back only while its own round is below ``max``;
 then ``on_max`` fails the run or goes on past the route. Like everything the
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar, cast
 
 from gateway.flows.definition import (
+    END,
     REPEATED_STEP_ID,
     FlowDocument,
     ParallelStep,
@@ -67,7 +70,12 @@ def loops(document: FlowDocument) -> Iterator[Loop]:
     order = {step.id: i for i, step in enumerate(document.steps)}
     for index, step in enumerate(document.steps):
         if isinstance(step, RouteStep):
-            back = [order[c.goto] for c in step.route if order.get(c.goto, index) < index]
+            # "end" is the run's end, even beside a step of that name (as the walk has it).
+            back = [
+                order[c.goto]
+                for c in step.route
+                if c.goto != END and order.get(c.goto, index) < index
+            ]
             if back:
                 yield Loop(step, min(back), index)
 
@@ -97,9 +105,10 @@ def check(document: FlowDocument) -> list[dict[str, Any]]:
                 problems.append(_problem(step.id, f"{where}.route[{i}].goto", said))
         loop = found.get(step.id)
         if loop is None:
-            if step.max is not None:
-                said = "max is for a route that goes back to an earlier step"
-                problems.append(_problem(step.id, f"{where}.max", said))
+            for key in ("max", "on_max"):
+                if key in step.model_fields_set:
+                    said = f"{key} is for a route that goes back to an earlier step"
+                    problems.append(_problem(step.id, f"{where}.{key}", said))
             continue
         if step.max is None:
             said = "a route that goes back needs max: at most this many rounds"

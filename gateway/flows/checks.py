@@ -50,7 +50,7 @@ from gateway.flows.definition import (
     WaitStep,
 )
 from gateway.flows.expressions import ROOTS, ExpressionInvalid, fits, references, shape
-from gateway.flows.placement import Placed, before, placed, until_of
+from gateway.flows.placement import Placed, a_round_before, before, placed, until_of
 
 
 @dataclass(frozen=True)
@@ -176,10 +176,15 @@ def _expressions(where: Placed, position: Mapping[str, Placed]) -> list[Problem]
             step.id, f"{path}.questions.answer", answer, where, position, extra=QUESTION_ROOTS
         )
     if isinstance(step, MapStep):
-        for field, expression in (("map.input", step.map.input), ("map.message", step.map.message)):
+        asked = step.map.questions.answer if step.map.questions else None
+        for field, expression, roots in (
+            ("map.input", step.map.input, MAP_ROOTS),
+            ("map.message", step.map.message, MAP_ROOTS),
+            ("map.questions.answer", asked, MAP_ROOTS | QUESTION_ROOTS),
+        ):
             if expression is not None:
                 problems += _refs(
-                    step.id, f"{path}.{field}", expression, where, position, extra=MAP_ROOTS
+                    step.id, f"{path}.{field}", expression, where, position, extra=roots
                 )
     return problems
 
@@ -231,7 +236,12 @@ def _refs(
             earlier = position.get(ref.step)
             if earlier is None:
                 problems.append(_problem(step_id, field, f"no step {ref.step!r} in this flow"))
-            elif not final and where is not None and not before(earlier, where):
+            elif (
+                not final
+                and where is not None
+                and not before(earlier, where)
+                and not a_round_before(earlier, where)
+            ):
                 problems.append(
                     _problem(
                         step_id, field, f"step {ref.step!r} has not run yet when this one runs"
@@ -269,6 +279,7 @@ def as_item_call(step: MapStep, item_id: str) -> CallStep:
         timeout_seconds=spec.timeout_seconds,
         fallback=None,
         on_error="fail",
+        questions=spec.questions,
     )
 
 

@@ -156,6 +156,11 @@ class MapSpec(Strict):
     )
     retries: int = Field(0, ge=0, le=10, description="more attempts; idempotent targets only")
     timeout_seconds: float | None = Field(None, gt=0, le=7 * 86400, description="per item")
+    questions: Questions | None = Field(
+        None,
+        description="who answers an item's agent when it asks (default: the run's user), "
+        "once the other items have settled; the answer reads item and index as well",
+    )
 
 
 class MapStep(_Step):
@@ -177,17 +182,6 @@ class Parallel(Strict):
     join: Literal["all", "any"] | Quorum = "all"
     branches: list[CallStep] = Field(min_length=2, max_length=MAX_BRANCHES)
 
-    @model_validator(mode="after")
-    def _branches_do_not_wait(self) -> Parallel:
-        # Nothing in a fan-out waits durably: a branch's agent that asks fails it.
-        for branch in self.branches:
-            if branch.questions is not None:
-                raise ValueError(
-                    f"branch {branch.id}: a branch takes no questions (an agent that asks "
-                    "fails it); put the call in a step of its own"
-                )
-        return self
-
 
 class ParallelStep(_Step):
     """With ``on_error: checkpoint`` (an id of at most 52 characters), a join
@@ -199,7 +193,9 @@ class ParallelStep(_Step):
 
 class RouteCase(Strict):
     when: Expression | None = Field(None, description="omitted in the last case: otherwise")
-    goto: str = Field(description=f"a later step's id, or {END!r}")
+    goto: str = Field(
+        description=f"a later step's id, {END!r}, or an earlier step's (with the route's max)"
+    )
 
 
 class RouteStep(_Step):

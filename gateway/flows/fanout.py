@@ -4,10 +4,18 @@
 own, with its step id drawn in order before any starts, so a run resumed
 after a crash finds every finished call's record under the same id.
 
-``on_error: checkpoint`` on a map, a parallel step or a branch asks a human
-as a call step does (`gateway.flows.reviews`), but only once the fan-out has
-settled, from the workflow itself: what DBOS records then follows from the
-recorded outcomes alone, never from the order concurrent calls finished in.
+An item or a branch whose call waits for someone -- its agent asks a
+question, the policy holds it for an approval, its user must connect an
+account first -- ends its DBOS step waiting; once the fan-out has settled,
+the workflow itself goes on with each such call in turn, in the items' or
+branches' order (`reviews.go_on`): asks whoever the flow names, waits for
+the decision or the connection, and makes the call go on. A parallel step
+whose join is decided meanwhile does not need its waiting branches: their
+agents' tasks are cancelled. ``on_error: checkpoint`` on a map, a parallel
+step or a branch asks a human as a call step does (`gateway.flows.reviews`),
+likewise only once the fan-out has settled. So what DBOS records follows
+from the recorded outcomes alone, never from the order concurrent calls
+finished in, and a run resumed while one waits finds the same question.
 """
 
 from __future__ import annotations
@@ -27,12 +35,11 @@ from gateway.flows.outcomes import ASKING, AUTH_REQUIRED, HELD, RETRYING, failed
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
 
-# What an item or a branch cannot wait for, and what its failure adds.
-_WAITS_ELSEWHERE = {
-    AUTH_REQUIRED: "",  # its error carries the connect link
-    HELD: " -- only a call step of its own is held for one",
-    ASKING: " -- only a call step of its own can be answered",
-}
+# An item's or a branch's call that waits for someone: gone on with by the
+# workflow once the fan-out has settled (`reviews.go_on`).
+WAITING = frozenset({AUTH_REQUIRED, HELD, ASKING})
+# What a human's "no" makes of it (a rejected approval): the run's end, as for a call step.
+ENDS_RUN = frozenset({"rejected", "canceled"})
 
 
 class FanOutSteps:
@@ -65,18 +72,26 @@ class FanOutSteps:
         which is next: none is made twice), but the backoff between two is
         waited here, in the step: a DBOS sleep taken from the concurrent part
         of a fan-out would get its id in the order the calls happen to fail.
-        A run resumed during such a backoff makes the next attempt at once."""
+        A run resumed during such a backoff makes the next attempt at once.
+        A call that waits for someone ends the step so (`WAITING`): nothing
+        waits durably inside a DBOS step."""
         outcome = await self.call_attempt(step, parent, scope)
         while outcome["state"] == RETRYING:
             await asyncio.sleep(float(outcome["backoff"]))
             outcome = await self.call_attempt(step, parent, scope)
-        if outcome["state"] in _WAITS_ELSEWHERE:
-            # Inside a DBOS step nothing can wait durably -- for a connection,
-            # an approval, an answer: the item fails (a plain call step waits,
-            # `gateway.flows.reviews.called`).
-            said = f"{outcome['error']}{_WAITS_ELSEWHERE[outcome['state']]}"
-            return {**failed(said), "fatal": True}
         return outcome
+
+    async def enter(self, step_id: str, kind: str) -> None:
+        """The step marked running, and the run's current step -- the first
+        time only. This is the workflow's own code, run again when a replay
+        after a crash passes through: it must not take the run's current
+        step back from the question or approval one of the step's calls
+        waits at (whose opening, recorded, is not run again), or an answer
+        would find the run asking nothing."""
+        row = await self.rt.store.step_row(self.run_id, step_id)
+        await self.mark(step_id, kind, "running", started_at=now())
+        if row is None:
+            await self.rt.store.set_run(self.run_id, current_step=step_id)
 
     # Map -----------------------------------------------------------------------------
 
@@ -92,8 +107,7 @@ class FanOutSteps:
         first (a run resumed while it waits finds the same approval), and one
         decision covers every failure rather than up to a thousand approvals.
         Approved, only the items that did not complete are called again."""
-        await self.mark(step.id, "map", "running", started_at=now())
-        await self.rt.store.set_run(self.run_id, current_step=step.id)
+        await self.enter(step.id, "map")
         items: list[dict[str, Any]] = []  # each item's outcome in the last round
         outcome = await self._map_round(step, items)
         if step.on_error != "checkpoint":
@@ -146,6 +160,15 @@ class FanOutSteps:
                 )
 
         await asyncio.gather(*(one(i) for i in todo))
+        for index in todo:  # in the items' order, one after the other
+            if items[index].get("state") in WAITING:
+                scope = {"item": values[index], "index": index}
+                items[index] = await reviews.go_on(
+                    self, calls[index], f"call {calls[index].id}", items[index], step.id, scope
+                )
+                if items[index]["state"] in ENDS_RUN:  # a human said no: the run ends so
+                    await self.mark(step.id, "map", "failed", error=items[index]["error"])
+                    return items[index]
         failures = [(i, o) for i, o in enumerate(items) if o.get("state") != "completed"]
         outcome: dict[str, Any]
         if failures:
@@ -171,8 +194,7 @@ class FanOutSteps:
         in turn (`reviews.call_reviewed`). The step's own ``on_error:
         checkpoint`` asks when the join is not met: approved, the branches
         that did not complete run again, those that did keep their outputs."""
-        await self.mark(step.id, "parallel", "running", started_at=now())
-        await self.rt.store.set_run(self.run_id, current_step=step.id)
+        await self.enter(step.id, "parallel")
         outcomes: dict[str, dict[str, Any]] = {}
         outcome = await self._join(step, outcomes)
         if step.on_error != "checkpoint":
@@ -211,22 +233,31 @@ class FanOutSteps:
             )
             outcomes[branch.id] = outcome
             self.ctx["steps"][branch.id] = seen(outcome)
-            if _verdict(step, outcomes) is not None:
+            if join_verdict(step, outcomes) is not None:
                 decided.set()
 
         await asyncio.gather(*(one(b) for b in todo))
-        if _verdict(step, outcomes, hopeful=False) != "met" and _verdict(step, outcomes) is None:
+        ended = await self._go_on_waiting(step, outcomes)
+        if ended is not None:  # a human said no: the run ends so
+            await self.mark(step.id, "parallel", "failed", error=ended["error"])
+            return ended
+        if (
+            join_verdict(step, outcomes, hopeful=False) != "met"
+            and join_verdict(step, outcomes) is None
+        ):
             ended = await self._review_branches(step, outcomes)
             if ended is not None:  # rejected, withdrawn, or still failing: the run ends
                 await self.mark(step.id, "parallel", "failed", error=ended["error"])
                 return ended
+        # Keyed by the branches' ids as the flow names them: in a loop's round
+        # "b#2" is recorded, and read as steps.p.output.b (docs/flows.md).
         done = {
-            b.id: outcomes[b.id]["output"]
+            b.id.partition("#")[0]: outcomes[b.id]["output"]
             for b in branches
             if outcomes[b.id]["state"] == "completed"
         }
         outcome: dict[str, Any]
-        if _verdict(step, outcomes, hopeful=False) == "met":
+        if join_verdict(step, outcomes, hopeful=False) == "met":
             outcome = {"state": "completed", "output": done, "text": "", "error": None}
         else:
             join = _join_name(step.parallel.join)
@@ -243,6 +274,45 @@ class FanOutSteps:
         )
         return outcome
 
+    async def _go_on_waiting(
+        self, step: ParallelStep, outcomes: dict[str, dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Each branch whose call waits for someone, in the branches' order,
+        gone on with by the workflow (`reviews.go_on`) while the join is
+        undecided; once it is decided, the rest are not needed. The outcome
+        that ends the run, if one does (an approval rejected)."""
+        for branch in step.parallel.branches:
+            outcome = outcomes.get(branch.id, {})
+            if outcome.get("state") not in WAITING:
+                continue
+            if join_verdict(step, outcomes) is not None:
+                outcome = await DBOS.run_step_async(
+                    {"name": f"give up {branch.id}, not needed"},
+                    self._no_longer_needed,
+                    branch,
+                    step.id,
+                )
+            else:
+                outcome = await reviews.go_on(self, branch, f"call {branch.id}", outcome, step.id)
+            outcomes[branch.id] = outcome
+            self.ctx["steps"][branch.id] = seen(outcome)
+            if outcome["state"] in ENDS_RUN:
+                return outcome
+        return None
+
+    async def _no_longer_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
+        """A waiting branch the join no longer needs: its agent's task (one
+        that asked) cancelled, best effort, and its record says so."""
+        await self._cancel_upstream(branch)
+        return await self._not_needed(branch, parent)
+
+    async def _cancel_upstream(self, branch: CallStep) -> None:
+        with contextlib.suppress(Exception):
+            caller = await self.rt.caller(self.info["grant_id"])
+            await StepCall(
+                self.rt, CallContext(self.run_id, self.info["trace_id"], caller), branch
+            ).cancel_upstream()
+
     async def _review_branches(
         self, step: ParallelStep, outcomes: dict[str, dict[str, Any]]
     ) -> dict[str, Any] | None:
@@ -253,8 +323,8 @@ class FanOutSteps:
         waiting = [b for b in step.parallel.branches if _reviewable(b, outcomes[b.id])]
         for branch in waiting:
             if (
-                _verdict(step, outcomes, hopeful=False) == "met"
-                or _verdict(step, outcomes) == "lost"
+                join_verdict(step, outcomes, hopeful=False) == "met"
+                or join_verdict(step, outcomes) == "lost"
             ):
                 break
             outcome = await reviews.call_reviewed(self, branch, outcomes[branch.id], step.id)
@@ -286,11 +356,7 @@ class FanOutSteps:
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await call
-        with contextlib.suppress(Exception):
-            caller = await self.rt.caller(self.info["grant_id"])
-            await StepCall(
-                self.rt, CallContext(self.run_id, self.info["trace_id"], caller), branch
-            ).cancel_upstream()
+        await self._cancel_upstream(branch)
         return await self._not_needed(branch, parent)
 
     async def _not_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
@@ -310,11 +376,12 @@ def _reviewable(branch: CallStep, outcome: dict[str, Any]) -> bool:
     return failed_ and branch.on_error == "checkpoint"
 
 
-def _verdict(
+def join_verdict(
     step: ParallelStep, outcomes: dict[str, dict[str, Any]], hopeful: bool = True
 ) -> str | None:
     """The join: "met", "lost", or None while undecided. ``hopeful``: a branch
-    awaiting its review is as one still running (it may yet complete)."""
+    awaiting its review, or waiting for someone (`WAITING`), is as one still
+    running (it may yet complete)."""
     join = step.parallel.join
     branches = step.parallel.branches
     needed = len(branches) if join == "all" else join.quorum if isinstance(join, Quorum) else 1
@@ -331,7 +398,7 @@ def _verdict(
         )
         if outcome["state"] == "completed" or (join == "all" and passed):
             done += 1
-        elif hopeful and _reviewable(branch, outcome):
+        elif hopeful and (_reviewable(branch, outcome) or outcome["state"] in WAITING):
             running += 1
     if done >= needed:
         return "met"

@@ -66,6 +66,9 @@ async def repeat(run: FlowRun, step: RepeatStep) -> dict[str, Any]:
             if not holds:
                 await run.mark(named.id, "skipped", "skipped", error="its when did not hold")
                 run.ctx["steps"][inner.id] = seen({"state": "skipped", "output": None})
+                if isinstance(inner, ParallelStep):  # not as the round before had them
+                    for branch in inner.parallel.branches:
+                        run.ctx["steps"].pop(branch.id, None)
                 continue
             outcome = await run.step(named)
             remember(run, inner, named, outcome)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.flows import back_routes
 from gateway.flows.definition import (
     CallStep,
     CheckpointStep,
@@ -30,12 +31,19 @@ class Placed:
     parent: str | None  # a branch's parallel step; a block step's repeat
     block: str | None = None  # the repeat whose block it is in
     sub: int = 0  # its position in that block
+    loop: str | None = None  # the route whose loop holds it (`back_routes`)
 
 
 def placed(document: FlowDocument) -> list[Placed]:
     found: list[Placed] = []
+    looped = {
+        index: loop.route.id
+        for loop in back_routes.loops(document)
+        for index in range(loop.first, loop.last + 1)
+    }
     for index, step in enumerate(document.steps):
-        found += _with_branches(Placed(step, f"steps[{index}]", index, None))
+        where = Placed(step, f"steps[{index}]", index, None, loop=looped.get(index))
+        found += _with_branches(where)
         if isinstance(step, RepeatStep):
             for sub, inner in enumerate(step.repeat.steps):
                 path = f"steps[{index}].repeat.steps[{sub}]"
@@ -48,7 +56,9 @@ def _with_branches(where: Placed) -> list[Placed]:
     if isinstance(where.step, ParallelStep):
         for b, branch in enumerate(where.step.parallel.branches):
             path = f"{where.path}.parallel.branches[{b}]"
-            found.append(Placed(branch, path, where.index, where.step.id, where.block, where.sub))
+            found.append(
+                Placed(branch, path, where.index, where.step.id, where.block, where.sub, where.loop)
+            )
     return found
 
 
@@ -57,6 +67,12 @@ def until_of(where: Placed) -> Placed:
     assert isinstance(where.step, RepeatStep)
     steps = len(where.step.repeat.steps)
     return Placed(where.step, where.path, where.index, None, where.step.id, steps)
+
+
+def a_round_before(earlier: Placed, where: Placed) -> bool:
+    """Whether ``earlier`` is in the same route's loop as ``where``, at or
+    after it: read there, it is the round before's output (null in round 1)."""
+    return earlier.loop is not None and earlier.loop == where.loop
 
 
 def before(earlier: Placed, where: Placed) -> bool:

@@ -77,15 +77,36 @@ def review_step(
 
 
 async def called(
-    run: FlowRun, step: CallStep, name: str, parent: str | None = None
+    run: FlowRun,
+    step: CallStep,
+    name: str,
+    parent: str | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A call made by the workflow itself: each attempt a DBOS step, and the
     backoff between two a durable DBOS sleep -- after a crash during it the
     run waits only for what is left, then makes the next attempt (the step's
-    record says which: none is made twice). A call that needs its user to
-    connect an account first waits for that (`gateway.flows.consents`), then
-    is made again from scratch (nothing was sent)."""
-    outcome = await _attempts(run, step, name, parent)
+    record says which: none is made twice). Then `go_on`. ``scope``: what
+    its expressions read besides the run's (a map's item)."""
+    outcome = await _attempts(run, step, name, parent, scope)
+    return await go_on(run, step, name, outcome, parent, scope)
+
+
+async def go_on(
+    run: FlowRun,
+    step: CallStep,
+    name: str,
+    outcome: dict[str, Any],
+    parent: str | None = None,
+    scope: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A call's ``outcome`` that waits for someone, waited for by the
+    workflow until the call has an outcome of its own: a call that needs its
+    user to connect an account first waits for that (`gateway.flows.
+    consents`), then is made again from scratch (nothing was sent); an agent
+    that asks is answered (`gateway.flows.answerers`); a call the policy
+    holds is approved on the desk, then made. Also for a map's item or a
+    parallel branch once its fan-out has settled (`gateway.flows.fanout`)."""
     consented = asked = held = 0
     approved = False  # the call was made with a human's approval: so are its answers
     while True:
@@ -98,14 +119,16 @@ async def called(
             await DBOS.run_step_async(
                 {"name": f"reset {step.id} after consent {consented}"}, reset, run, [step]
             )
-            outcome = await _attempts(run, step, f"{name}, after consent {consented}", parent)
+            outcome = await _attempts(
+                run, step, f"{name}, after consent {consented}", parent, scope
+            )
         elif questions.asked(outcome):
             # The agent asks: whoever the flow names answers (`gateway.flows.
             # answerers`), and the answer goes to the task that asked.
             if asked == questions.MAX_QUESTIONS:
                 return await _given_up(run, step, questions.too_many(outcome), asked)
             asked += 1
-            answered = await answerers.answer(run, step, outcome, asked)
+            answered = await answerers.answer(run, step, outcome, asked, scope)
             if answered.reply is None:
                 ended = answered.ended or failed(str(outcome["error"]))
                 return await _given_up(run, step, ended, asked)
@@ -115,7 +138,7 @@ async def called(
                 run.call_attempt,
                 step,
                 parent,
-                None,
+                scope,
                 answer,
                 approved,
             )
@@ -140,7 +163,9 @@ async def called(
                 {"name": f"reset {step.id} after approval {held}"}, reset, run, [step]
             )
             approved = True
-            outcome = await _attempts(run, step, f"{name}, approved {held}", parent, approved=True)
+            outcome = await _attempts(
+                run, step, f"{name}, approved {held}", parent, scope, approved=True
+            )
         else:
             return outcome
 
@@ -156,11 +181,17 @@ async def _given_up(
 
 
 async def _attempts(
-    run: FlowRun, step: CallStep, name: str, parent: str | None, *, approved: bool = False
+    run: FlowRun,
+    step: CallStep,
+    name: str,
+    parent: str | None,
+    scope: dict[str, Any] | None = None,
+    *,
+    approved: bool = False,
 ) -> dict[str, Any]:
     call = run.call_attempt
     outcome = await DBOS.run_step_async(
-        {"name": name, "preemptible": True}, call, step, parent, None, None, approved
+        {"name": name, "preemptible": True}, call, step, parent, scope, None, approved
     )
     while outcome["state"] == RETRYING:
         await DBOS.sleep_async(float(outcome["backoff"]))
@@ -169,7 +200,7 @@ async def _attempts(
             call,
             step,
             parent,
-            None,
+            scope,
             None,
             approved,
         )

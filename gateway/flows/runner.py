@@ -40,6 +40,7 @@ from gateway.flows.definition import (
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps
 from gateway.flows.outcomes import ASKING, HELD, RETRYING, ending, failed, now, seen, truthy
+from gateway.flows.placement import AnyStep
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
 from registry.tables import as_utc
@@ -105,6 +106,9 @@ class FlowRun(FanOutSteps):
         self.ctx = _context(self.info)
         ended: tuple[str, str] | None = None
         start = 0
+        # One count of rounds for the whole walk: a fork goes on counting the
+        # rounds its replay of the origin walked (`back_routes`).
+        rounds = back_routes.Rounds()
         if self.info["id"] != self.run_id:
             # A fork: "begin" is its origin's, copied by DBOS with the
             # operations of the steps before the fork's. Those steps are
@@ -116,12 +120,12 @@ class FlowRun(FanOutSteps):
                 return "missing"
             self.info = own["run"]
             fork_step = str(own["fork_step"])
-            ended = await self._walk(document, until=fork_step)
+            ended = await self._walk(document, rounds, until=fork_step)
             document = FlowDocument.model_validate(own["document"])
             self.ctx.update(input=self.info["input"], run=_context(self.info)["run"])
             start = [step.id for step in document.steps].index(fork_step)
         if ended is None:
-            ended = await self._walk(document, start)
+            ended = await self._walk(document, rounds, start)
         if ended is not None:
             state, reason = ended
             await DBOS.run_step_async({"name": "finish"}, self._finish, state, reason, None)
@@ -148,15 +152,18 @@ class FlowRun(FanOutSteps):
         return None
 
     async def _walk(
-        self, document: FlowDocument, start: int = 0, until: str | None = None
+        self,
+        document: FlowDocument,
+        rounds: back_routes.Rounds,
+        start: int = 0,
+        until: str | None = None,
     ) -> tuple[str, str] | None:
         """Run the steps from ``start``; (state, reason) when the run ends
         early. ``until``: stop before that step (a fork's replay of its
-        origin), which the walk must reach."""
+        origin), which the walk must reach. ``rounds``: each step reached
+        again by a route that goes back is recorded as "<id>#<round>"
+        (`back_routes`); the walk is the same on a replay."""
         order = {step.id: i for i, step in enumerate(document.steps)}
-        # Each step reached again by a route that goes back is recorded as
-        # "<id>#<round>" (`back_routes`); the walk is the same on a replay.
-        rounds = back_routes.Rounds()
         index = start
         while index < len(document.steps):
             step = document.steps[index]
@@ -169,7 +176,7 @@ class FlowRun(FanOutSteps):
             except Exception as exc:
                 return "failed", f"step {named.id}: when: {exc}"
             if not holds:
-                await self._skip(named.id, "its when did not hold", step.id)
+                await self._skip(named.id, "its when did not hold", step)
                 continue
             if isinstance(step, RouteStep):
                 goto = self._route(step)
@@ -189,7 +196,7 @@ class FlowRun(FanOutSteps):
                 target = len(document.steps) if goto == END else order.get(goto, index)
                 for skipped in document.steps[index:target]:
                     passed = rounds.reach(skipped)
-                    await self._skip(passed.id, f"route {named.id} went to {goto}", skipped.id)
+                    await self._skip(passed.id, f"route {named.id} went to {goto}", skipped)
                 index = target if back else max(index, target)
                 continue
             assert not isinstance(named, RouteStep)  # as ``step`` is not
@@ -287,10 +294,15 @@ class FlowRun(FanOutSteps):
             **values,
         )
 
-    async def _skip(self, step_id: str, why: str, shown_as: str | None = None) -> None:
-        """``step_id`` skipped (``shown_as``: its id in expressions, if not that)."""
+    async def _skip(self, step_id: str, why: str, step: AnyStep) -> None:
+        """``step`` skipped, recorded as ``step_id`` (this round's id): in
+        expressions, it reads as skipped, and a parallel step's branches as
+        not run (not as a round before had them)."""
         await self.mark(step_id, "skipped", "skipped", error=why)
-        self.ctx["steps"][shown_as or step_id] = seen({"state": "skipped", "output": None})
+        self.ctx["steps"][step.id] = seen({"state": "skipped", "output": None})
+        if isinstance(step, ParallelStep):
+            for branch in step.parallel.branches:
+                self.ctx["steps"].pop(branch.id, None)
 
     async def call_attempt(
         self,

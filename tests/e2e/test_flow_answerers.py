@@ -243,8 +243,8 @@ def test_an_answer_is_refused_for_an_approval_that_is_not_a_question(
 @pytest.mark.parametrize(
     ("questions", "says"),
     [
-        # A branch cannot wait for anyone.
-        (None, "a branch takes no questions"),
+        # A map's answer reads the item, but not a step that has not run.
+        (None, "steps[0].map.questions.answer"),
         ({"answer": "steps.later.output"}, "later"),
         ({"answer": "nobody.knows"}, "nobody"),
         ({"to": "everyone"}, "questions.to"),
@@ -257,13 +257,17 @@ def test_registration_checks_who_answers(
 ) -> None:
     document = _flow("checked-ship", questions)
     if questions is None:
-        branch = {**document["steps"][0], "questions": {"to": "fail"}}
-        other = {**branch, "id": "ship2"}
-        document["steps"] = [{"id": "both", "parallel": {"branches": [branch, other]}}]
-    else:
-        document["steps"].append(
-            {"id": "later", "call": {"agent": "sales", "skill": "reply"}, "input": "input"}
-        )
+        call = document["steps"][0]
+        each = {
+            "over": "[input.sku]",
+            "call": call["call"],
+            "input": "{sku: item, quantity: input.quantity}",
+            "questions": {"answer": "item || steps.later.output"},
+        }
+        document["steps"] = [{"id": "each", "map": each}]
+    document["steps"].append(
+        {"id": "later", "call": {"agent": "sales", "skill": "reply"}, "input": "input"}
+    )
     refused = setup.register(document)
     assert refused.status_code == 422, refused.text
     assert says in refused.text

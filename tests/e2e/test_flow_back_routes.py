@@ -108,6 +108,53 @@ def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     assert "status#4" not in steps and "reply#2" not in steps
 
 
+def test_a_parallel_step_in_a_loop_reads_alike_every_round(setup: FlowSetup) -> None:
+    """Each round's branches are recorded as ``<branch>#<round>``; the step's
+    output and ``steps.<branch>`` read as the flow names them."""
+    document: dict[str, Any] = {
+        "format": "switchboard.flow/v1",
+        "id": "ask-on",
+        "name": "Quote and ask at once, until ready",
+        "input": {"type": "object", "properties": {"order": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "both",
+                "parallel": {
+                    "branches": [
+                        {
+                            "id": "price",
+                            "call": {"agent": "sales", "skill": "quote"},
+                            "input": "{sku: 'X-100', quantity: `1`}",
+                        },
+                        {
+                            "id": "ask",
+                            "call": {"agent": "sales", "skill": "status"},
+                            "input": "{order: input.order}",
+                        },
+                    ]
+                },
+            },
+            {
+                "id": "again",
+                "route": [{"when": "!(steps.both.output.ask.ready)", "goto": "both"}],
+                "max": 4,
+            },
+        ],
+        "output": "{both: steps.both.output, ask: steps.ask.output, price: steps.price.output}",
+    }
+    assert setup.register(document).status_code == 201
+    with setup.user() as dana:
+        run = setup.run(dana, _start(dana, "E-1", "ask-on"), "completed", "failed")
+    assert run["state"] == "completed", run
+    assert set(run["output"]["both"]) == {"price", "ask"}
+    assert run["output"]["both"]["ask"] == run["output"]["ask"]
+    assert run["output"]["ask"] == {"order": "E-1", "asks": 3, "ready": True}
+    assert run["output"]["price"]["sku"] == "X-100"
+    steps = {s["id"]: s for s in run["steps"]}
+    assert steps["ask#3"]["parent"] == "both#3" and steps["price#2"]["parent"] == "both#2"
+    assert set(steps["both#2"]["output"]) == {"price", "ask"}
+
+
 def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     short = copy.deepcopy(ASK_AGAIN)
     short["steps"][2]["max"] = 2
@@ -150,7 +197,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
             "a wait cannot be in the loop",
         ),
         (
-            lambda d: d["steps"][1].update(input="{seconds: steps.again.output.round}"),
+            lambda d: d["steps"][1].update(input="{seconds: steps.reply.output}"),
             "steps[1].input",
             "has not run yet",
         ),
@@ -228,6 +275,43 @@ def test_a_fork_starts_at_the_loops_first_step_or_after_the_route(setup: FlowSet
     assert page.status_code == 200, page.text
     offered = re.findall(r'<option value="([^"]+)">\1</option>', page.text)
     assert offered == ["status", "reply"], offered
+
+
+def test_a_fork_into_a_version_with_a_loop_counts_the_rounds_it_reuses(
+    setup: FlowSetup,
+) -> None:
+    """Version 1 asks once; version 2 adds the route back. A fork of a
+    version-1 run from ``pause`` under version 2 reuses ``status`` and, going
+    back, asks anew as ``status#2`` -- never taking the reused record for a
+    call in flight."""
+    once = copy.deepcopy(ASK_AGAIN)
+    once["steps"] = [s for s in once["steps"] if s["id"] != "again"]
+    once["output"] = "{status: steps.status.output, reply: steps.reply.text}"
+    assert setup.register(once).status_code == 201
+    with setup.user() as dana:
+        run = setup.run(dana, _start(dana, "D-1"), "completed", "failed")
+        assert run["output"]["status"]["asks"] == 1
+        with setup.admin() as admin:
+            assert admin.post("/flows", json=ASK_AGAIN).status_code == 201
+        fork = dana.post(
+            f"/flows/ask-again/runs/{run['id']}/fork", json={"step": "pause", "version": 2}
+        )
+        assert fork.status_code == 201, fork.text
+        forked = setup.run(dana, fork.json(), "completed", "failed")
+    assert forked["state"] == "completed", forked
+    assert forked["output"]["status"] == {"order": "D-1", "asks": 3, "ready": True}
+    assert _sent(setup.desk, "status") == [
+        f"{run['id']}.status.1",
+        f"{forked['id']}.status#2.1",
+        f"{forked['id']}.status#3.1",
+    ]
+    steps = {s["id"]: s for s in forked["steps"]}
+    assert steps["status"]["reused_from"] == run["id"]
+    assert steps["status#2"]["reused_from"] is None
+    # Round 2 asked the desk anew: ready on the third ask, the loop ended in round 3.
+    rounds = [f"{step}{at}" for at in ("", "#2", "#3") for step in ("status", "pause", "again")]
+    assert sorted(steps) == sorted([*rounds, "reply"])
+    assert steps["again#3"]["output"] == {"goto": "", "round": 3}
 
 
 @pytest.mark.crash

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from gateway.flows.answerers import as_reply, question_step
-from gateway.flows.definition import CallStep, CallTarget
-from gateway.flows.documents import DocumentInvalid, validate
+from gateway.flows.checks import as_item_call
+from gateway.flows.definition import CallStep, CallTarget, MapStep, ParallelStep, Questions
+from gateway.flows.documents import validate
 from gateway.flows.outcomes import asking
 
 
@@ -47,15 +48,20 @@ def test_a_reviewers_question_is_a_checkpoint_no_step_id_can_name() -> None:
     assert len(question_step(long, 10, outcome, "ab12cd").id) <= 64
 
 
-def test_questions_are_refused_on_a_branch() -> None:
+def test_a_branch_and_a_maps_items_take_questions() -> None:
     call = {"call": {"agent": "sales", "skill": "ship"}, "questions": {"to": "fail"}}
     document = {
         "format": "switchboard.flow/v1",
         "id": "f",
         "name": "f",
         "steps": [
-            {"id": "p", "parallel": {"branches": [{"id": "a", **call}, {"id": "b", **call}]}}
+            {"id": "p", "parallel": {"branches": [{"id": "a", **call}, {"id": "b", **call}]}},
+            {"id": "m", "map": {"over": "input.orders", **call}},
         ],
     }
-    with pytest.raises(DocumentInvalid, match="a branch takes no questions"):
-        validate(document)
+    checked = validate(document)
+    parallel, mapped = checked.steps
+    assert isinstance(parallel, ParallelStep) and isinstance(mapped, MapStep)
+    assert parallel.parallel.branches[0].questions == Questions(to="fail")
+    # Each item's call asks as the map says.
+    assert as_item_call(mapped, "m[0]").questions == Questions(to="fail")

@@ -113,7 +113,7 @@ def test_a_sound_loop_has_no_problems() -> None:
             "at most 48 characters",
         ),
         (
-            [call("a", message="steps.b.text"), call("b"), back("r", "a", max=2)],
+            [call("a", message="steps.c.text"), call("b"), back("r", "a", max=2), call("c")],
             ("a", "steps[0].message"),
             "has not run yet",
         ),
@@ -125,6 +125,30 @@ def test_what_registration_refuses(
     found = problems(flow(*steps))
     assert where in said(found), found
     assert any(message in p["message"] for p in found if (p["step"], p["field"]) == where)
+
+
+def test_a_step_reads_a_later_step_of_its_loop_as_the_round_before() -> None:
+    # A redraft reads the review that sent it back (null in round 1), and the
+    # route's own output (its round).
+    document = flow(
+        call("draft", message="join(' ', [steps.review.text || '', 'draft'])"),
+        call("review", message="steps.draft.text", when="steps.again.output.round != `2`"),
+        back("again", "draft", max=3),
+    )
+    assert problems(document) == []
+    # Not from outside the loop, nor a step after it.
+    outside = flow(
+        call("first", message="steps.review.text"),
+        call("draft"),
+        call("review"),
+        back("again", "draft", max=3),
+    )
+    assert said(problems(outside)) == [("first", "steps[0].message")]
+
+
+def test_on_max_and_max_are_for_a_route_that_goes_back() -> None:
+    forward = flow(call("a"), back("r", "end", on_max="continue"), call("b"))
+    assert said(problems(forward)) == [("r", "steps[1].on_max")]
 
 
 @pytest.mark.parametrize("bad", [0, 51, "three", 2.5, -1])

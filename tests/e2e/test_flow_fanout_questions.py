@@ -1,0 +1,293 @@
+"""Questions from inside a fan-out (`gateway.flows.fanout`), end to end on
+both databases: a parallel branch's or a map item's agent (the sales desk's
+``ship``, official a2a-sdk) asks which warehouse ships the order. Once the
+fan-out has settled, the run asks -- one question at a time, in the
+branches' or items' order -- its own user (no one else), or the flow's
+expression answers; the answer goes to the same task; a join decided
+meanwhile cancels the asking branch's task instead. Every message the desk
+got is counted: nothing is sent twice, across a SIGKILL too."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.demo.flow_agents import SalesDesk, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from policies.scopes import ADMIN_SCOPE
+from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.servers import ServerThread
+
+SHIP = {"agent": "sales", "skill": "ship"}
+BOTH_WAYS: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "ship-both",
+    "name": "Ship two orders at once",
+    "input": {"type": "object"},
+    "steps": [
+        {
+            "id": "both",
+            "parallel": {
+                "branches": [
+                    {"id": "first", "call": SHIP, "input": "{sku: 'A-1', quantity: `1`}"},
+                    {"id": "second", "call": SHIP, "input": "{sku: 'B-2', quantity: `2`}"},
+                ]
+            },
+        },
+        {
+            "id": "reply",
+            "call": {"agent": "sales", "skill": "reply"},
+            "input": "{customer: 'Ada', total: steps.second.output.eta_days}",
+        },
+    ],
+    "output": "{both: steps.both.output, reply: steps.reply.text}",
+}
+EACH: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "ship-each",
+    "name": "Ship every order",
+    "input": {
+        "type": "object",
+        "properties": {"orders": {"type": "array"}},
+        "required": ["orders"],
+    },
+    "steps": [
+        {
+            "id": "shipped",
+            "map": {
+                "over": "input.orders",
+                "concurrency": 2,
+                "call": SHIP,
+                "input": "{sku: item.sku, quantity: item.quantity}",
+                # An order that says where it ships is answered by the flow;
+                # the others are asked of the run's user.
+                "questions": {"answer": "item.warehouse"},
+            },
+        }
+    ],
+}
+FLOWS = ("ship-both", "ship-each", "ship-any")
+FLOW_POLICY = POLICY + "".join(f"  {flow}:\n    grant: [sales:quote]\n" for flow in FLOWS)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    with flow_setup(tmp_path, database_url, FLOW_POLICY) as made:
+        yield made
+
+
+def _start(client: httpx.Client, flow: str, run_input: dict[str, Any]) -> dict[str, Any]:
+    started = client.post(f"/flows/{flow}/runs", json={"input": run_input})
+    assert started.status_code == 202, started.text
+    body: dict[str, Any] = started.json()
+    return body
+
+
+def _ship_messages(desk: SalesDesk) -> list[str]:
+    with desk.lock:
+        return [r["message_id"] for r in desk.received if r["skill"] == "ship"]
+
+
+def _asking(run: dict[str, Any]) -> dict[str, Any]:
+    """The step whose question the run waits at (others may wait their turn)."""
+    (asking,) = [s for s in run["steps"] if s["id"] == run["current_step"]]
+    assert isinstance(asking, dict) and asking["state"] == "input_required", asking
+    assert isinstance(asking["output"].get("key"), str), asking  # opened for the user
+    return asking
+
+
+def _waits_at(setup: FlowSetup, client: httpx.Client, run: dict[str, Any], step: str) -> None:
+    """Until the run asks the question of ``step``."""
+    deadline = time.monotonic() + 30
+    while True:
+        seen = setup.run(client, run, "input_required", "failed", "completed")
+        assert seen["state"] == "input_required", seen
+        if _asking(seen)["id"] == step:
+            return
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+
+
+def test_each_branch_asks_its_user_in_turn(setup: FlowSetup) -> None:
+    assert setup.register(BOTH_WAYS).status_code == 201
+    with setup.user() as dana, setup.user("erin") as erin, setup.admin() as admin:
+        run = _start(dana, "ship-both", {})
+        url = f"/flows/ship-both/runs/{run['id']}/answer"
+        _waits_at(setup, dana, run, "first")
+        asked = setup.run(dana, run, "input_required")
+        first = _asking(asked)
+        assert first["parent"] == "both"
+        assert "Which warehouse ships 1 x A-1" in first["output"]["question"]
+        # One question at a time: the second branch's waits its turn.
+        assert {s["id"]: s["state"] for s in asked["steps"]}["second"] == "input_required"
+        # No one but the run's user answers, an admin neither.
+        for other in (erin, admin):
+            assert other.post(url, json={"text": "north"}).status_code == 404
+        assert dana.post(url, json={"text": "north", "round": 1}).status_code == 202
+        _waits_at(setup, dana, run, "second")
+        assert dana.post(url, json={"text": "south"}).status_code == 202
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "completed", done
+    shipped = done["output"]["both"]
+    assert shipped["first"]["warehouse"] == "north" and shipped["second"]["eta_days"] == 4
+    assert done["output"]["reply"] == "Dear Ada, your quote is 4.0 EUR."
+    rid = run["id"]
+    # Each branch's call once, each answer once, to the task that asked.
+    assert sorted(_ship_messages(setup.desk)) == sorted(
+        [
+            f"{rid}.first.1",
+            f"{rid}.second.1",
+            f"{rid}.first.1.answer1",
+            f"{rid}.second.1.answer1",
+        ]
+    )
+
+
+def test_a_join_decided_meanwhile_cancels_the_asking_branch(setup: FlowSetup) -> None:
+    document = copy.deepcopy(BOTH_WAYS)
+    document["id"] = "ship-any"
+    document["steps"][0]["parallel"]["join"] = "any"
+    # The first branch works a second, then completes (it never asks); the
+    # second asks at once: the fan-out settles with it waiting, and the join
+    # is met without it.
+    document["steps"][0]["parallel"]["branches"][0] = {
+        "id": "first",
+        "call": {"agent": "sales", "skill": "work"},
+        "input": "{seconds: `1`}",
+    }
+    document["steps"][1]["input"] = "{customer: 'Ada', total: steps.first.output.worked}"
+    document["output"] = "steps.both.output"
+    assert setup.register(document).status_code == 201
+    with setup.user() as dana:
+        done = setup.run(dana, _start(dana, "ship-any", {}), "completed", "failed")
+    assert done["state"] == "completed", done
+    assert done["output"] == {"first": {"worked": 1}}
+    second = next(s for s in done["steps"] if s["id"] == "second")
+    assert second["state"] == "not_needed", second
+    # Its agent's task, which asked, is cancelled as the run's user; nobody was asked.
+    task = second["upstream_task_id"]
+    assert task and len(_ship_messages(setup.desk)) == 1
+    with setup.admin() as admin:
+        audit = admin.get("/audit", params={"trace_id": done["trace_id"], "limit": 200})
+    assert audit.status_code == 200, audit.text
+    items = audit.json()["items"]
+    cancels = [i for i in items if i["event"] == "a2a.CancelTask"]
+    assert [(i["subject"], i["outcome"]) for i in cancels] == [("dana", "ok")], cancels
+    assert not [i for i in items if i["event"] == "flow.answer"]
+
+
+def test_a_maps_items_are_answered_by_the_flow_or_asked_in_turn(setup: FlowSetup) -> None:
+    assert setup.register(EACH).status_code == 201
+    orders = [
+        {"sku": "A-1", "quantity": 1, "warehouse": "south"},
+        {"sku": "B-2", "quantity": 2},
+        {"sku": "C-3", "quantity": 3, "warehouse": "north"},
+    ]
+    with setup.user() as dana:
+        run = _start(dana, "ship-each", {"orders": orders})
+        _waits_at(setup, dana, run, "shipped[1]")
+        asked = _asking(setup.run(dana, run, "input_required"))
+        assert "Which warehouse ships 2 x B-2" in asked["output"]["question"]
+        answered = dana.post(f"/flows/ship-each/runs/{run['id']}/answer", json={"text": "north"})
+        assert answered.status_code == 202, answered.text
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert [o["warehouse"] for o in done["output"]] == ["south", "north", "north"]
+    rid = run["id"]
+    assert sorted(_ship_messages(setup.desk)) == sorted(
+        [f"{rid}.shipped[{i}].1" for i in range(3)]
+        + [f"{rid}.shipped[{i}].1.answer1" for i in range(3)]
+    )
+
+
+def test_what_a_maps_answer_may_read(setup: FlowSetup) -> None:
+    document = copy.deepcopy(EACH)
+    document["steps"][0]["map"]["questions"] = {"answer": "steps.later.output"}
+    document["steps"].append(
+        {"id": "later", "call": {"agent": "sales", "skill": "reply"}, "input": "input"}
+    )
+    refused = setup.register(document)
+    assert refused.status_code == 422, refused.text
+    errors = refused.json()["errors"]
+    assert any(
+        e["field"] == "steps[0].map.questions.answer" and "has not run yet" in e["message"]
+        for e in errors
+    ), errors
+
+
+@pytest.mark.crash
+def test_a_branchs_question_pending_across_a_sigkill(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The gateway SIGKILLed while the second branch's question waits: started
+    again, the run waits at the same question, takes the answer, and the
+    desk got each message once."""
+    desk = SalesDesk()
+    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(FLOW_POLICY)
+    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+
+    def seen(run_id: str) -> dict[str, Any]:
+        with gateway.client("dana", "sales:quote") as dana:
+            body: dict[str, Any] = dana.get(f"/flows/ship-both/runs/{run_id}").json()
+        return body
+
+    def until_asking(run_id: str, step: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 60
+        body = seen(run_id)
+        while not (
+            body["state"] == "input_required"
+            and any(s["id"] == step and s["state"] == "input_required" for s in body["steps"])
+            and body.get("current_step") == step
+        ):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+            body = seen(run_id)
+        return body
+
+    def answer(run_id: str, text: str) -> None:
+        with gateway.client("dana", "sales:quote") as dana:
+            url = f"/flows/ship-both/runs/{run_id}/answer"
+            answered = dana.post(url, json={"text": text})
+            assert answered.status_code == 202, answered.text
+
+    try:
+        gateway.start()
+        with gateway.client("admin", ADMIN_SCOPE) as admin:
+            card = sales.url + "/.well-known/agent-card.json"
+            assert admin.post("/agents", json={"card_url": card, "id": "sales"}).status_code == 201
+            assert admin.post("/flows", json=BOTH_WAYS).status_code == 201
+        with gateway.client("dana", "sales:quote") as dana:
+            run_id = _start(dana, "ship-both", {})["id"]
+        until_asking(run_id, "first")
+        answer(run_id, "north")
+        until_asking(run_id, "second")
+        gateway.kill()
+        gateway.start()
+        until_asking(run_id, "second")
+        answer(run_id, "south")
+        deadline = time.monotonic() + 60
+        done = seen(run_id)
+        while done["state"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done = seen(run_id)
+        assert done["state"] == "completed", done
+        assert done["output"]["both"]["second"]["warehouse"] == "south"
+    finally:
+        gateway.stop()
+        sales.stop()
+    assert sorted(_ship_messages(desk)) == sorted(
+        [
+            f"{run_id}.first.1",
+            f"{run_id}.second.1",
+            f"{run_id}.first.1.answer1",
+            f"{run_id}.second.1.answer1",
+        ]
+    )

@@ -313,8 +313,8 @@ async def answer_run(
     service = state_of(request).flows
     you = Owner(principal.subject, principal.issuer, Caller.user(principal))
     await service.owned(flow_id, run_id, you)
-    reply = answer.model_dump(exclude_none=True, exclude={"round"})
-    step = await service.answer(run_id, you, reply, answer.round)
+    reply = answer.model_dump(exclude_none=True, exclude={"round", "step"})
+    step = await service.answer(run_id, you, reply, answer.round, answer.step)
     return Answered(run=run_id, step=step)
 
 

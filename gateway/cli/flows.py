@@ -77,6 +77,9 @@ def register(commands: Any) -> None:
     answer.add_argument("run_id", metavar="RUN")
     answer.add_argument("text", nargs="?", help="the answer, as text")
     answer.add_argument("--data", help="the answer's data, as a JSON object")
+    answer.add_argument(
+        "--step", help="the step whose question it answers (refused if another one asks now)"
+    )
     answer.set_defaults(run=_answer)
     fork = flows.add_parser(
         "fork", help="a new run from a step of an ended run, the steps before it reused"
@@ -273,6 +276,8 @@ def _answer(args: argparse.Namespace) -> int:
         reply["data"] = json_argument(args.data, "--data")
     if not reply:
         raise CliError("say the answer: as text, or --data '{...}'")
+    if args.step:
+        reply["step"] = args.step
     url = f"/flows/{args.flow}/runs/{args.run_id}/answer"
     said = call(args, "POST", url, json=reply).json()
     print(f"answered step {said['step']} of {said['run']}")

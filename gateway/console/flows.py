@@ -252,7 +252,12 @@ async def answer(request: Request, flow_id: str, run_id: str) -> Response:
     said = str(form.get("answer") or "").strip()
     asked = str(form.get("round") or "")
     try:
-        reply = AnswerRun(text=said or None, round=int(asked) if asked.isdigit() else None)
+        reply = AnswerRun(
+            text=said or None,
+            round=int(asked) if asked.isdigit() else None,
+            # The form answers the question it showed: not the next one.
+            step=str(form.get("step") or "") or None,
+        )
     except ValidationError as exc:
         raise Problem(422, "invalid-answer", "The answer is empty or too long", str(exc)) from None
     await flows_api.answer_run(request, flow_id, run_id, reply, user.principal())

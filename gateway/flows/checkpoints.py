@@ -68,13 +68,18 @@ async def notify(approval: Approval) -> None:
 
 
 async def wait(
-    run: FlowRun, step: CheckpointStep, question: dict[str, Any] | None = None
+    run: FlowRun,
+    step: CheckpointStep,
+    question: dict[str, Any] | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``question``: an agent's question put to a reviewer (`gateway.flows.
     answerers`), shown as it is and kept in the approval's request, so the
-    desk approves it only with an answer."""
+    desk approves it only with an answer. ``scope``: what ``show`` reads
+    besides the run's (a held map item's ``item``)."""
+    context = {**run.ctx, **scope} if scope else run.ctx
     try:
-        shown = evaluate(step.checkpoint.show, run.ctx) if step.checkpoint.show else question
+        shown = evaluate(step.checkpoint.show, context) if step.checkpoint.show else question
     except Exception as exc:
         return {"state": "failed", "output": None, "text": "", "error": f"show: {exc}"}
     opened = await DBOS.run_step_async(

@@ -42,6 +42,13 @@ WAITING = frozenset({AUTH_REQUIRED, HELD, ASKING})
 ENDS_RUN = frozenset({"rejected", "canceled"})
 
 
+def _stops(outcome: dict[str, Any]) -> bool:
+    """After this outcome of a waiting call, nobody is asked for the rest of
+    the fan-out: a human said no, or the run cannot go on (no answer in
+    time, a spent budget, a grant no longer usable: fatal)."""
+    return outcome["state"] in ENDS_RUN or bool(outcome.get("fatal"))
+
+
 class FanOutSteps:
     rt: FlowRuntime
     run_id: str
@@ -88,10 +95,11 @@ class FanOutSteps:
         step back from the question or approval one of the step's calls
         waits at (whose opening, recorded, is not run again), or an answer
         would find the run asking nothing."""
-        row = await self.rt.store.step_row(self.run_id, step_id)
-        await self.mark(step_id, kind, "running", started_at=now())
-        if row is None:
+        if await self.rt.store.step_row(self.run_id, step_id) is None:
+            # Before the mark: a crash between the two makes this "the first
+            # time" again on the replay.
             await self.rt.store.set_run(self.run_id, current_step=step_id)
+        await self.mark(step_id, kind, "running", started_at=now())
 
     # Map -----------------------------------------------------------------------------
 
@@ -106,7 +114,9 @@ class FanOutSteps:
         the ids DBOS gives its operations never depend on which item failed
         first (a run resumed while it waits finds the same approval), and one
         decision covers every failure rather than up to a thousand approvals.
-        Approved, only the items that did not complete are called again."""
+        Approved, only the items that did not complete are called again.
+        (An item the policy holds is another matter: each such call is its
+        own approval, asked in turn once the items have settled.)"""
         await self.enter(step.id, "map")
         items: list[dict[str, Any]] = []  # each item's outcome in the last round
         outcome = await self._map_round(step, items)
@@ -160,15 +170,21 @@ class FanOutSteps:
                 )
 
         await asyncio.gather(*(one(i) for i in todo))
+        stopped: dict[str, Any] | None = None
         for index in todo:  # in the items' order, one after the other
-            if items[index].get("state") in WAITING:
-                scope = {"item": values[index], "index": index}
-                items[index] = await reviews.go_on(
-                    self, calls[index], f"call {calls[index].id}", items[index], step.id, scope
-                )
-                if items[index]["state"] in ENDS_RUN:  # a human said no: the run ends so
-                    await self.mark(step.id, "map", "failed", error=items[index]["error"])
-                    return items[index]
+            if items[index].get("state") not in WAITING:
+                continue
+            if stopped is not None:  # the map ends anyway: nobody is asked for it
+                items[index] = await self._dismissed(calls[index], step.id, stopped)
+                continue
+            scope = {"item": values[index], "index": index}
+            items[index] = await self._go_on(calls[index], step.id, items[index], scope)
+            if _stops(items[index]):
+                stopped = items[index]
+        if stopped is not None and stopped["state"] in ENDS_RUN:
+            # A human said no: the run ends so, as for a call step.
+            await self.mark(step.id, "map", "failed", error=stopped["error"])
+            return stopped
         failures = [(i, o) for i, o in enumerate(items) if o.get("state") != "completed"]
         outcome: dict[str, Any]
         if failures:
@@ -281,30 +297,57 @@ class FanOutSteps:
         gone on with by the workflow (`reviews.go_on`) while the join is
         undecided; once it is decided, the rest are not needed. The outcome
         that ends the run, if one does (an approval rejected)."""
+        stopped: dict[str, Any] | None = None
         for branch in step.parallel.branches:
             outcome = outcomes.get(branch.id, {})
             if outcome.get("state") not in WAITING:
                 continue
-            if join_verdict(step, outcomes) is not None:
-                outcome = await DBOS.run_step_async(
-                    {"name": f"give up {branch.id}, not needed"},
-                    self._no_longer_needed,
-                    branch,
-                    step.id,
-                )
+            if stopped is not None or join_verdict(step, outcomes) is not None:
+                outcome = await self._dismissed(branch, step.id, stopped)
             else:
-                outcome = await reviews.go_on(self, branch, f"call {branch.id}", outcome, step.id)
+                outcome = await self._go_on(branch, step.id, outcome)
+                if _stops(outcome):
+                    stopped = outcome
             outcomes[branch.id] = outcome
             self.ctx["steps"][branch.id] = seen(outcome)
-            if outcome["state"] in ENDS_RUN:
-                return outcome
-        return None
+        return stopped
 
-    async def _no_longer_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
-        """A waiting branch the join no longer needs: its agent's task (one
-        that asked) cancelled, best effort, and its record says so."""
+    async def _go_on(
+        self,
+        call: CallStep,
+        parent: str,
+        outcome: dict[str, Any],
+        scope: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A waiting item's or branch's call gone on with, its turn come. One
+        that waited for its user to connect is made again first (nothing was
+        sent): the user may have connected while an earlier one waited --
+        the one connection wakes one wait only."""
+        if outcome["state"] == AUTH_REQUIRED:
+            await DBOS.run_step_async({"name": f"reset {call.id}"}, reviews.reset, self, [call])
+            return await reviews.called(self, call, f"call {call.id}, again", parent, scope)
+        return await reviews.go_on(self, call, f"call {call.id}", outcome, parent, scope)
+
+    async def _dismissed(
+        self, call: CallStep, parent: str, stopped: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """A waiting call whose turn never comes -- the join was decided
+        without it, or the step ended (``stopped``) -- given up in a recorded
+        operation: its agent's task (one that asked) cancelled, best effort,
+        its record saying why (`not_needed`), nobody asked."""
+        return await DBOS.run_step_async(
+            {"name": f"give up {call.id}, not needed"},
+            self._no_longer_needed,
+            call,
+            parent,
+            None if stopped is None else f"not asked: {stopped.get('error')}"[:500],
+        )
+
+    async def _no_longer_needed(
+        self, branch: CallStep, parent: str, why: str | None = None
+    ) -> dict[str, Any]:
         await self._cancel_upstream(branch)
-        return await self._not_needed(branch, parent)
+        return await self._not_needed(branch, parent, why)
 
     async def _cancel_upstream(self, branch: CallStep) -> None:
         with contextlib.suppress(Exception):
@@ -359,10 +402,11 @@ class FanOutSteps:
         await self._cancel_upstream(branch)
         return await self._not_needed(branch, parent)
 
-    async def _not_needed(self, branch: CallStep, parent: str) -> dict[str, Any]:
-        await self.mark(
-            branch.id, "call", "not_needed", parent=parent, error="the join was decided"
-        )
+    async def _not_needed(
+        self, branch: CallStep, parent: str, why: str | None = None
+    ) -> dict[str, Any]:
+        said = why or "the join was decided"
+        await self.mark(branch.id, "call", "not_needed", parent=parent, error=said)
         return {"state": "not_needed", "output": None, "text": "", "error": None}
 
 

@@ -135,7 +135,15 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
 def _index_of(name: str, indexes: Mapping[str, int]) -> int | None:
     base = _ID_END.split(name, maxsplit=1)[0]
     # "check_review2": a failed step's review (`reviews.review_step`).
-    return indexes.get(base, indexes.get(_REVIEW.sub("", base)))
+    found = indexes.get(base, indexes.get(_REVIEW.sub("", base)))
+    if found is None and "~" in base:
+        # A shortened id not listed (a long map's item, "<id>[12]" cut to
+        # its first 30 characters and a digest): the step whose names all
+        # begin so, if they are one step's.
+        prefix = base.split("~", 1)[0]
+        owners = {at for known, at in indexes.items() if known.startswith(prefix)}
+        found = owners.pop() if len(owners) == 1 else None
+    return found
 
 
 def owner_of(operation: str, indexes: Mapping[str, int]) -> int | None:

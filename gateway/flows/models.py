@@ -160,6 +160,14 @@ class AnswerRun(GivenAnswer):
         description="the question answered (the step's output.round): a retried or doubled "
         "answer to a question already answered is refused (409), not taken for the next",
     )
+    step: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the step whose question it answers (the run's current_step): with "
+        "branches or items asking in turn, each from round 1, an answer meant for one is "
+        "refused (409) once the next asks",
+    )
 
 
 class Answered(BaseModel):

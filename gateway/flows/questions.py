@@ -78,7 +78,12 @@ def asked(outcome: dict[str, Any]) -> bool:
 
 
 async def answer(
-    rt: FlowRuntime, run_id: str, by: Owner, reply: dict[str, Any], round_: int | None = None
+    rt: FlowRuntime,
+    run_id: str,
+    by: Owner,
+    reply: dict[str, Any],
+    round_: int | None = None,
+    step_of: str | None = None,
 ) -> str:
     """``by``'s answer (``{"text", "data"}``) to the question ``run_id`` waits
     at: the step it answers. Only the run's own user answers: anyone else
@@ -86,7 +91,9 @@ async def answer(
     is asked of the user the run acts for. `NotAsking` when the run waits for
     no answer, or ``round_`` (when the caller says which it answers) is not
     the question it waits at: a retried or doubled answer to a question
-    already answered is refused, not taken for the next. The answer's
+    already answered is refused, not taken for the next; so is one for
+    another step (``step_of``, when the caller says which: a fan-out's
+    branches and items ask in turn, each from round 1). The answer's
     content is not audited (it is the step's input)."""
     run = await rt.store.run_row(run_id)
     if (run["owner_subject"], run["owner_issuer"]) != (by.subject, by.issuer):
@@ -107,6 +114,8 @@ async def answer(
     asking = int(question["round"])
     if round_ is not None and round_ != asking:
         raise NotAsking(f"run {run_id} asks question {asking} now, not {round_}")
+    if step_of is not None and step_of != step_id:
+        raise NotAsking(f"run {run_id} asks at step {step_id} now, not {step_of}")
     await DBOS.send_async(run_id, {"round": asking, **reply}, topic(step_id, question["key"]))
     client_id = by.caller.client_id if by.caller else None
     said = f"run {run_id}: answer {asking} to {question.get('agent')}"

@@ -154,7 +154,7 @@ async def go_on(
                 {"name": f"approval key {step.id} {held}"}, secrets.token_hex, 3
             )
             ask = approval_step(step, held, str(outcome["error"]), key)
-            decided = await checkpoints.wait(run, ask)
+            decided = await checkpoints.wait(run, ask, scope=scope)
             if decided["state"] != "completed" or not decided["output"].get("approved"):
                 return decided
             # Nothing was sent while it was held (a tool's record may say

@@ -345,13 +345,18 @@ class FlowService:
         )
 
     async def answer(
-        self, run_id: str, by: Owner, reply: dict[str, Any], round_: int | None = None
+        self,
+        run_id: str,
+        by: Owner,
+        reply: dict[str, Any],
+        round_: int | None = None,
+        step: str | None = None,
     ) -> str:
         """The run's user answers the question its step's agent asked
-        (`gateway.flows.questions`; ``round_``: which, when they say): the
-        step answered."""
+        (`gateway.flows.questions`; ``round_`` and ``step``: which, when
+        they say): the step answered."""
         await self.engine.ensure()
-        return await questions.answer(self.rt, run_id, by, reply, round_)
+        return await questions.answer(self.rt, run_id, by, reply, round_, step)
 
     async def connected(self, upstream: str, subject: str, issuer: str) -> int:
         """The user connected their account at ``upstream``: their runs waiting

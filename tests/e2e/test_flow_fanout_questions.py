@@ -129,9 +129,17 @@ def test_each_branch_asks_its_user_in_turn(setup: FlowSetup) -> None:
         # No one but the run's user answers, an admin neither.
         for other in (erin, admin):
             assert other.post(url, json={"text": "north"}).status_code == 404
-        assert dana.post(url, json={"text": "north", "round": 1}).status_code == 202
+        assert dana.post(url, json={"text": "north", "step": "x" * 65}).status_code == 422
+        first_answer = {"text": "north", "round": 1, "step": "first"}
+        assert dana.post(url, json=first_answer).status_code == 202
         _waits_at(setup, dana, run, "second")
-        assert dana.post(url, json={"text": "south"}).status_code == 202
+        # The first answer sent again (a retry, a stale form): each branch asks
+        # from round 1, so the step tells it apart -- refused, not taken for
+        # the second's.
+        again = dana.post(url, json=first_answer)
+        assert again.status_code == 409, again.text
+        assert "asks at step second now, not first" in again.text
+        assert dana.post(url, json={"text": "south", "step": "second"}).status_code == 202
         done = setup.run(dana, run, "completed", "failed")
     assert done["state"] == "completed", done
     shipped = done["output"]["both"]

@@ -26,6 +26,27 @@ HELD_FLOW: dict[str, Any] = {
         }
     ],
 }
+# The held call as a parallel branch beside one that is not held.
+HELD_BRANCH: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "held-branch",
+    "name": "A quote a human lets go, beside a status",
+    "steps": [
+        {
+            "id": "both",
+            "parallel": {
+                "branches": [
+                    {
+                        "id": "ready",
+                        "call": {"agent": "sales", "skill": "status"},
+                        "input": "{order: 'H-1'}",
+                    },
+                    {**HELD_FLOW["steps"][0]},
+                ]
+            },
+        }
+    ],
+}
 HELD = (
     POLICY.replace(
         "  sales:\n    require: [sales:quote]\n    grant: [sales:quote]\n",
@@ -33,6 +54,7 @@ HELD = (
         "    skills:\n      quote: {approval: true}\n",
     )
     + "  held-flow:\n    grant: [sales:quote]\n"
+    + "  held-branch:\n    grant: [sales:quote]\n"
 )
 
 
@@ -87,6 +109,38 @@ def test_a_rejected_call_ends_the_run_and_sends_nothing(setup: FlowSetup) -> Non
     assert done["state"] == "rejected", done
     assert "not today" in (done["error"] or "")
     assert setup.desk.count("quote") == 0
+
+
+def test_a_held_branch_waits_its_turn_then_goes_once_or_ends_the_run(setup: FlowSetup) -> None:
+    """Once the other branch is done, the held one becomes the run's
+    checkpoint; approved, it is sent once; rejected, the run ends rejected."""
+    assert setup.register(HELD_BRANCH).status_code == 201
+    runs = []
+    with setup.user() as dana:
+        for _ in range(2):
+            started = dana.post("/flows/held-branch/runs", json={"input": {}})
+            assert started.status_code == 202, started.text
+            run = setup.run(dana, started.json(), "input_required", "failed", "completed")
+            assert run["state"] == "input_required", run
+            steps = {s["id"]: s for s in run["steps"]}
+            assert steps["ready"]["state"] == "completed"
+            (held,) = [s for s in run["steps"] if s["id"].startswith("quote:approval1.")]
+            assert held["state"] == "waiting" and held["input"]["show"]["sku"] == "X-100"
+            runs.append((run, str(held["approval_id"])))
+    assert setup.desk.count("quote") == 0
+    (approved, first), (rejected, second) = runs
+    with setup.admin() as admin:
+        assert admin.post(f"/approvals/{first}", json={"decision": "approve"}).status_code == 200
+        said = {"decision": "reject", "reason": "not this one"}
+        assert admin.post(f"/approvals/{second}", json=said).status_code == 200
+    with setup.user() as dana:
+        done = setup.run(dana, approved, "completed", "failed")
+        ended = setup.run(dana, rejected, "rejected", "failed", "completed")
+    assert done["state"] == "completed", done
+    assert set(done["output"]) == {"ready", "quote"} and done["output"]["quote"]["total"] > 0
+    assert ended["state"] == "rejected", ended
+    assert "not this one" in (ended["error"] or "")
+    assert setup.desk.count("quote") == 1
 
 
 def test_a_held_mcp_tool_is_called_once_approved(tmp_path: Path, database_url: str | None) -> None:

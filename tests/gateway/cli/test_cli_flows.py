@@ -119,7 +119,19 @@ def test_flows_answer(setup: FlowSetup) -> None:
     assert bad.returncode != 0 and "--data is not JSON" in bad.stderr
     theirs = run("flows", "answer", "ship-cli", run_id, "north", *erin)
     assert theirs.returncode == 2 and "HTTP 404" in theirs.stderr
-    answered = run("flows", "answer", "ship-cli", run_id, "--data", '{"warehouse": "south"}', *dana)
+    elsewhere = run("flows", "answer", "ship-cli", run_id, "north", "--step", "reply", *dana)
+    assert elsewhere.returncode != 0 and "asks at step ship now, not reply" in elsewhere.stderr
+    answered = run(
+        "flows",
+        "answer",
+        "ship-cli",
+        run_id,
+        "--data",
+        '{"warehouse": "south"}',
+        "--step",
+        "ship",
+        *dana,
+    )
     assert answered.returncode == 0, answered.stderr
     assert f"answered step ship of {run_id}" in answered.stdout
     with setup.user() as client:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.flows.answerers import question_step
+from gateway.flows.checks import as_item_call
 from gateway.flows.definition import CallStep, FlowDocument
 from gateway.flows.forks import (
     ForkRefused,
@@ -121,6 +122,27 @@ def test_a_map_item_and_a_shortened_review_belong_to_their_step() -> None:
     assert owner_of("reset each items", indexes) == 1
     held = approval_step(document.steps[2], 1, "held", "abc123")  # type: ignore[arg-type]
     assert owner_of(f"open {held.id}", indexes) == 2
+
+
+def test_a_long_maps_held_item_belongs_to_its_map() -> None:
+    mapped = "m" * 50
+    document = FlowDocument.model_validate(
+        {
+            "format": "switchboard.flow/v1",
+            "id": "m",
+            "name": "m",
+            "steps": [
+                {"id": "first", "call": {"agent": "sales", "skill": "quote"}},
+                {"id": mapped, "map": {"over": "input.xs", "call": {"agent": "sales"}}},
+            ],
+        }
+    )
+    item = as_item_call(document.steps[1], f"{mapped}[12]")  # type: ignore[arg-type]
+    held = approval_step(item, 1, "held", "abc123")
+    assert "~" in held.id  # shortened to fit the step column
+    indexes = step_indexes(document)
+    assert owner_of(f"open {held.id}", indexes) == 1
+    assert owner_of(f"close {held.id}", indexes) == 1
 
 
 def test_the_fork_starts_at_the_first_operation_of_its_step_or_a_later_one() -> None:

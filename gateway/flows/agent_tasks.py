@@ -58,7 +58,11 @@ class AgentTask:
         answered: str | None = None,
         held: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
         holding: str | None = None,
+        clock: Callable[[bool], None] | None = None,
     ) -> None:
+        # ``clock``: told when a human starts (True) and stops deciding an
+        # approval inside the task -- the step's timeout stands still meanwhile.
+        self.clock = clock
         # ``held``: told of an approval the task waits at inside it (a nested
         # flow's checkpoint, `deep_approvals`), and once it goes on (None);
         # ``holding``: the approval the step's record showed (a re-attach).
@@ -143,6 +147,8 @@ class AgentTask:
             return
         self._holding = approval
         await self.held(deeper)
+        if self.clock is not None:
+            self.clock(approval is not None)
 
     def _moved_on(self, task: Task) -> bool:
         """Ended, or asking -- something other than the question answered:

@@ -71,6 +71,7 @@ from gateway.flows.outcomes import (
 )
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
+from gateway.flows.step_clock import StoppedClock
 from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
 from policies.policy import Target, handoff
 from registry.store import AgentNotFound
@@ -124,6 +125,7 @@ class StepCall:
         self.step = step
         # A human approved this call on the desk (the policy holds each one).
         self.approved = approved
+        self.clock: StoppedClock | None = None
 
     def idempotent(self) -> bool:
         return is_idempotent(self.rt, self.step)
@@ -147,7 +149,8 @@ class StepCall:
             attempt, known = int(row["attempts"]), {}
         pending = {**base, "attempts": attempt + 1, "state": "running"}
         try:
-            async with asyncio.timeout(step.timeout_seconds):
+            async with asyncio.timeout(step.timeout_seconds) as timeout:
+                self.clock = StoppedClock(timeout)
                 return await self._attempt(arguments, text, known, pending)
         except TimeoutError:
             reason = f"timed out after {step.timeout_seconds:g} s"
@@ -341,6 +344,7 @@ class StepCall:
                 else None
             ),
             holding=holding,
+            clock=self.clock.hold if self.clock is not None else None,
         )
 
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
@@ -363,7 +367,8 @@ class StepCall:
         applies)."""
         pending = {**base, "attempts": max(int(row.get("attempts") or 1), 1), "state": "running"}
         try:
-            async with asyncio.timeout(self.step.timeout_seconds):
+            async with asyncio.timeout(self.step.timeout_seconds) as timeout:
+                self.clock = StoppedClock(timeout)
                 return await self._answer(reply, row, pending)
         except TimeoutError:
             await self.cancel_upstream()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,33 @@ def test_an_inner_checkpoint_shows_on_the_outer_run_and_is_decided_there(
         assert "REJECTED" in done["error"]
         assert setup.desk.count("reply") == 0
     # The desk saw each call once: the quote, and the inner run's reply if approved.
+    assert setup.desk.count("quote") == 1
+
+
+def test_the_time_the_desk_takes_does_not_count_against_the_steps_timeout(
+    setup: FlowSetup,
+) -> None:
+    """The outer step may take 3 s; the manager decides later than that. The
+    clock stands still while the approval waits, so the call goes on."""
+    hurried = {**OUTER, "id": "outer-flow", "steps": [dict(OUTER["steps"][0]), OUTER["steps"][1]]}
+    hurried["steps"][0]["timeout_seconds"] = 3
+    assert setup.register(hurried).status_code == 201
+    with setup.user() as dana, setup.admin() as admin:
+        started = dana.post("/flows/outer-flow/runs", json={"input": {"quantity": 100}})
+        assert started.status_code == 202, started.text
+        outer = setup.run(dana, started.json(), "input_required", "failed", "completed")
+        assert outer["state"] == "input_required", outer
+        step = next(s for s in outer["steps"] if s["id"] == "inner")
+        # Decided only once the step's own 3 s are long past.
+        began = datetime.fromisoformat(step["started_at"])
+        while datetime.now(UTC) < began + timedelta(seconds=4.5):
+            time.sleep(0.1)
+        still = dana.get(f"/flows/outer-flow/runs/{outer['id']}").json()
+        assert still["state"] == "input_required", still
+        decided = admin.post(f"/approvals/{step['approval_id']}", json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        done = setup.run(dana, outer, "completed", "failed")
+    assert done["state"] == "completed", done
     assert setup.desk.count("quote") == 1
 
 

@@ -1,0 +1,53 @@
+"""A step's timeout stood still while a human decides (`gateway.flows.step_clock`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.flows.step_clock import StoppedClock
+
+
+def test_the_time_a_human_takes_does_not_count() -> None:
+    async def scenario() -> None:
+        async with asyncio.timeout(0.3) as timeout:
+            clock = StoppedClock(timeout)
+            clock.hold(True)
+            clock.hold(True)  # said twice: still what was left the first time
+            assert timeout.when() is None
+            await asyncio.sleep(0.6)  # twice the timeout, held: no TimeoutError
+            clock.hold(False)
+            await asyncio.sleep(5)  # ends by the timeout, with what was left
+        raise AssertionError("not timed out")  # pragma: no cover
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(scenario())
+
+
+def test_what_is_left_is_given_back() -> None:
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(10) as timeout:
+            clock = StoppedClock(timeout)
+            before = (timeout.when() or 0) - loop.time()
+            clock.hold(True)
+            clock.hold(False)
+            after = (timeout.when() or 0) - loop.time()
+            await asyncio.sleep(0)
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert 0 < after <= before <= 10
+
+
+def test_a_step_without_a_timeout_has_nothing_to_stop() -> None:
+    async def scenario() -> None:
+        async with asyncio.timeout(None) as timeout:
+            clock = StoppedClock(timeout)
+            clock.hold(True)
+            clock.hold(False)
+            assert timeout.when() is None
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())

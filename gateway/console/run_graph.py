@@ -1,6 +1,7 @@
 """A run's steps as a graph, beside its timeline: the flow version's steps top
 to bottom, a parallel step's branches side by side, a repeat's block in a
-box with its loop drawn back, a route's jumps as dashed edges -- each step
+box with its loop drawn back (a route's loop too), a route's jumps as
+dashed edges -- each step
 coloured by its record's state in the run (a repeat's step by its latest
 round's). Laid out here; the page draws it as SVG (no script)."""
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from gateway.api.state import state_of
+from gateway.flows import back_routes
 from gateway.flows.definition import (
     END,
     CallStep,
@@ -117,6 +119,10 @@ def graph(document: FlowDocument, run: RunView) -> Graph:
             record = next((s for s in run.steps if s.id == step.id), None)
             label = f"repeat {step.id}{_rounds(record)}"
             loops.append((top_row[step.id], len(rows) - 1, label))
+    for loop in back_routes.loops(document):
+        route = loop.route.id
+        label = f"loop of route {route}{_route_rounds(run, route)}"
+        loops.append((top_row[document.steps[loop.first].id], top_row[route], label))
     widest = max(len(r) for r in rows)
     drawn.width = 2 * PAD + widest * NODE_W + (widest - 1) * GAP_X + 4 * BOX_PAD
     centre = drawn.width // 2
@@ -192,6 +198,17 @@ def _rounds(record: StepView | None) -> str:
         return ""
     rounds = record.output.get("rounds")
     return f", {rounds} round(s)" if isinstance(rounds, int) else ""
+
+
+def _route_rounds(run: RunView, route: str) -> str:
+    """How many rounds a route's loop ran: its latest record's ``round``."""
+    rounds = [
+        s.output.get("round")
+        for s in run.steps
+        if (s.id == route or s.id.startswith(route + "#")) and isinstance(s.output, dict)
+    ]
+    ran = max((r for r in rounds if isinstance(r, int)), default=None)
+    return f", {ran} round(s)" if ran is not None else ""
 
 
 async def document_of(request: Request, run: RunView) -> FlowDocument | None:

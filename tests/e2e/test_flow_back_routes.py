@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.flow_agents import SalesDesk, sales_desk_app
-from gateway.demo.process import GatewayProcess
-from policies.scopes import ADMIN_SCOPE
+from gateway.demo.flow_agents import SalesDesk
 from tests.support.console import dev_login
+from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
-from tests.support.servers import ServerThread
 
 ASK_AGAIN: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -106,6 +103,13 @@ def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     ]
     assert steps["pause#2"]["state"] == "skipped"  # no seconds given: its when did not hold
     assert "status#4" not in steps and "reply#2" not in steps
+    # The console draws the loop, with the rounds it ran, and each step's latest round.
+    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+        dev_login(web, "dana", "sales:quote")
+        page = web.get(f"/ui/flows/ask-again/runs/{rid}")
+    assert page.status_code == 200, page.text
+    assert "loop of route again, 3 round(s)" in page.text
+    assert 'class="graph-node node-completed" id="node-status"' in page.text
 
 
 def test_a_parallel_step_in_a_loop_reads_alike_every_round(setup: FlowSetup) -> None:
@@ -321,54 +325,23 @@ def test_a_loop_killed_mid_round_goes_on_in_that_round(
     """The gateway SIGKILLed while round 2's pause is in flight: started
     again, the run re-attaches to that task and goes on to round 3; the desk
     got each message once."""
-    desk = SalesDesk()
-    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(FLOW_POLICY)
-    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+    with crashable(tmp_path, database_url, FLOW_POLICY, ASK_AGAIN) as world:
+        run_id = world.start("ask-again", {"order": "K-1", "seconds": 3})
 
-    def seen(run_id: str) -> dict[str, Any]:
-        with gateway.client("dana", "sales:quote") as dana:
-            body: dict[str, Any] = dana.get(f"/flows/ask-again/runs/{run_id}").json()
-        return body
+        def paused(run: dict[str, Any]) -> bool:  # round 2's pause has its task
+            return any(s["id"] == "pause#2" and s["upstream_task_id"] for s in run["steps"])
 
-    try:
-        gateway.start()
-        with gateway.client("admin", ADMIN_SCOPE) as admin:
-            card = sales.url + "/.well-known/agent-card.json"
-            assert admin.post("/agents", json={"card_url": card, "id": "sales"}).status_code == 201
-            assert admin.post("/flows", json=ASK_AGAIN).status_code == 201
-        with gateway.client("dana", "sales:quote") as dana:
-            started = dana.post(
-                "/flows/ask-again/runs", json={"input": {"order": "K-1", "seconds": 3}}
-            )
-            assert started.status_code == 202, started.text
-            run_id = started.json()["id"]
-        deadline = time.monotonic() + 40
-        pause: dict[str, Any] = {}
-        while not pause.get("upstream_task_id") and time.monotonic() < deadline:
-            time.sleep(0.05)  # until round 2's pause has its task (re-attached after)
-            pause = next((s for s in seen(run_id)["steps"] if s["id"] == "pause#2"), {})
-        assert pause.get("upstream_task_id") and len(_sent(desk, "work")) == 2
-        gateway.kill()
-        gateway.start()
-        deadline = time.monotonic() + 60
-        done = seen(run_id)
-        while done["state"] not in ("completed", "failed") and time.monotonic() < deadline:
-            time.sleep(0.1)
-            done = seen(run_id)
+        world.until("ask-again", run_id, paused)
+        assert len(world.sent("work")) == 2
+        world.restart()
+        done = world.ended("ask-again", run_id)
         assert done["state"] == "completed", done
         assert done["output"]["status"]["asks"] == 3
-    finally:
-        gateway.stop()
-        sales.stop()
-    with desk.lock:
-        sent = [r["message_id"] for r in desk.received]
-    assert sent == [
-        f"{run_id}.status.1",
-        f"{run_id}.pause.1",
-        f"{run_id}.status#2.1",
-        f"{run_id}.pause#2.1",
-        f"{run_id}.status#3.1",
-        f"{run_id}.reply.1",
-    ]
+        assert world.sent() == [
+            f"{run_id}.status.1",
+            f"{run_id}.pause.1",
+            f"{run_id}.status#2.1",
+            f"{run_id}.pause#2.1",
+            f"{run_id}.status#3.1",
+            f"{run_id}.reply.1",
+        ]

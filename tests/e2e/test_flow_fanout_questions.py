@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.demo.flow_agents import SalesDesk, sales_desk_app
-from gateway.demo.process import GatewayProcess
-from policies.scopes import ADMIN_SCOPE
+from gateway.demo.flow_agents import SalesDesk
+from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
-from tests.support.servers import ServerThread
 
 SHIP = {"agent": "sales", "skill": "ship"}
 BOTH_WAYS: dict[str, Any] = {
@@ -236,66 +234,36 @@ def test_a_branchs_question_pending_across_a_sigkill(
     """The gateway SIGKILLed while the second branch's question waits: started
     again, the run waits at the same question, takes the answer, and the
     desk got each message once."""
-    desk = SalesDesk()
-    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(FLOW_POLICY)
-    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
 
-    def seen(run_id: str) -> dict[str, Any]:
-        with gateway.client("dana", "sales:quote") as dana:
-            body: dict[str, Any] = dana.get(f"/flows/ship-both/runs/{run_id}").json()
-        return body
+    def asking(step: str) -> Callable[[dict[str, Any]], bool]:
+        def at(run: dict[str, Any]) -> bool:
+            return bool(run["state"] == "input_required" and run["current_step"] == step)
 
-    def until_asking(run_id: str, step: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 60
-        body = seen(run_id)
-        while not (
-            body["state"] == "input_required"
-            and any(s["id"] == step and s["state"] == "input_required" for s in body["steps"])
-            and body.get("current_step") == step
-        ):
-            assert time.monotonic() < deadline, body
-            time.sleep(0.1)
-            body = seen(run_id)
-        return body
+        return at
 
-    def answer(run_id: str, text: str) -> None:
-        with gateway.client("dana", "sales:quote") as dana:
-            url = f"/flows/ship-both/runs/{run_id}/answer"
-            answered = dana.post(url, json={"text": text})
+    with crashable(tmp_path, database_url, FLOW_POLICY, BOTH_WAYS) as world:
+        run_id = world.start("ship-both", {})
+
+        def answer(text: str, step: str) -> None:
+            with world.gateway.client("dana", "sales:quote") as dana:
+                url = f"/flows/ship-both/runs/{run_id}/answer"
+                answered = dana.post(url, json={"text": text, "step": step})
             assert answered.status_code == 202, answered.text
 
-    try:
-        gateway.start()
-        with gateway.client("admin", ADMIN_SCOPE) as admin:
-            card = sales.url + "/.well-known/agent-card.json"
-            assert admin.post("/agents", json={"card_url": card, "id": "sales"}).status_code == 201
-            assert admin.post("/flows", json=BOTH_WAYS).status_code == 201
-        with gateway.client("dana", "sales:quote") as dana:
-            run_id = _start(dana, "ship-both", {})["id"]
-        until_asking(run_id, "first")
-        answer(run_id, "north")
-        until_asking(run_id, "second")
-        gateway.kill()
-        gateway.start()
-        until_asking(run_id, "second")
-        answer(run_id, "south")
-        deadline = time.monotonic() + 60
-        done = seen(run_id)
-        while done["state"] not in ("completed", "failed") and time.monotonic() < deadline:
-            time.sleep(0.1)
-            done = seen(run_id)
+        world.until("ship-both", run_id, asking("first"))
+        answer("north", "first")
+        world.until("ship-both", run_id, asking("second"))
+        world.restart()
+        world.until("ship-both", run_id, asking("second"))
+        answer("south", "second")
+        done = world.ended("ship-both", run_id)
         assert done["state"] == "completed", done
         assert done["output"]["both"]["second"]["warehouse"] == "south"
-    finally:
-        gateway.stop()
-        sales.stop()
-    assert sorted(_ship_messages(desk)) == sorted(
-        [
-            f"{run_id}.first.1",
-            f"{run_id}.second.1",
-            f"{run_id}.first.1.answer1",
-            f"{run_id}.second.1.answer1",
-        ]
-    )
+        assert sorted(world.sent("ship")) == sorted(
+            [
+                f"{run_id}.first.1",
+                f"{run_id}.second.1",
+                f"{run_id}.first.1.answer1",
+                f"{run_id}.second.1.answer1",
+            ]
+        )

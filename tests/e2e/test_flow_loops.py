@@ -7,7 +7,6 @@ call of its own, never the round before's sent again, across a SIGKILL too."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.flow_agents import SalesDesk, sales_desk_app
-from gateway.demo.process import GatewayProcess
-from policies.scopes import ADMIN_SCOPE
+from gateway.demo.flow_agents import SalesDesk
+from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
-from tests.support.servers import ServerThread
 
 POLL_FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -214,56 +211,23 @@ def test_a_loop_killed_mid_round_goes_on_in_that_round(
     """The gateway SIGKILLed while round 2's pause is in flight: started
     again, the run re-attaches to that task and goes on to round 3; the desk
     got each message once."""
-    desk = SalesDesk()
-    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(FLOW_POLICY)
-    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+    with crashable(tmp_path, database_url, FLOW_POLICY, POLL_FLOW) as world:
+        run_id = world.start("poll-flow", {"order": "K-1", "seconds": 3})
 
-    def until(run_id: str, *states: str) -> dict[str, Any]:
-        for _ in range(600):
-            with gateway.client("dana", "sales:quote") as dana:
-                body: dict[str, Any] = dana.get(f"/flows/poll-flow/runs/{run_id}").json()
-            if body["state"] in states:
-                return body
-            time.sleep(0.1)
-        return body
+        def paused(run: dict[str, Any]) -> bool:  # round 2's pause has its task
+            return any(s["id"] == "pause#2" and s["upstream_task_id"] for s in run["steps"])
 
-    try:
-        gateway.start()
-        with gateway.client("admin", ADMIN_SCOPE) as admin:
-            card = sales.url + "/.well-known/agent-card.json"
-            assert admin.post("/agents", json={"card_url": card, "id": "sales"}).status_code == 201
-            assert admin.post("/flows", json=POLL_FLOW).status_code == 201
-        with gateway.client("dana", "sales:quote") as dana:
-            started = dana.post(
-                "/flows/poll-flow/runs", json={"input": {"order": "K-1", "seconds": 3}}
-            )
-            assert started.status_code == 202, started.text
-            run_id = started.json()["id"]
-        for _ in range(400):  # until round 2's pause has its task (re-attached after)
-            with gateway.client("dana", "sales:quote") as dana:
-                seen = dana.get(f"/flows/poll-flow/runs/{run_id}").json()
-            pause: dict[str, Any] = next((s for s in seen["steps"] if s["id"] == "pause#2"), {})
-            if pause.get("upstream_task_id"):
-                break
-            time.sleep(0.05)
-        assert pause.get("upstream_task_id") and len(_sent(desk, "work")) == 2
-        gateway.kill()
-        gateway.start()
-        done = until(run_id, "completed", "failed")
+        world.until("poll-flow", run_id, paused)
+        assert len(world.sent("work")) == 2
+        world.restart()
+        done = world.ended("poll-flow", run_id)
         assert done["state"] == "completed", done
         assert done["output"]["poll"] == {"rounds": 3, "done": True}
-    finally:
-        gateway.stop()
-        sales.stop()
-    with desk.lock:
-        sent = [r["message_id"] for r in desk.received]
-    assert sent == [
-        f"{run_id}.status#1.1",
-        f"{run_id}.pause#1.1",
-        f"{run_id}.status#2.1",
-        f"{run_id}.pause#2.1",
-        f"{run_id}.status#3.1",
-        f"{run_id}.reply.1",
-    ]
+        assert world.sent() == [
+            f"{run_id}.status#1.1",
+            f"{run_id}.pause#1.1",
+            f"{run_id}.status#2.1",
+            f"{run_id}.pause#2.1",
+            f"{run_id}.status#3.1",
+            f"{run_id}.reply.1",
+        ]

@@ -1,0 +1,98 @@
+"""A gateway process to SIGKILL under a flow, with the sales desk beside it:
+what the flows' crash tests (`@pytest.mark.crash`) each set up the same way.
+
+`crashable(...)` starts the desk and a gateway on the test's database,
+registers the desk as agent ``sales`` and the given flows, and yields a
+`CrashWorld`: start a run as dana, look at it, wait for it to reach a
+condition (polling, with a deadline: never a fixed sleep), kill and start
+the gateway again, and count what the desk received."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.demo.flow_agents import SalesDesk, sales_desk_app
+from gateway.demo.process import GatewayProcess
+from policies.scopes import ADMIN_SCOPE
+from tests.support.servers import ServerThread
+
+USER = ("dana", "sales:quote")
+
+
+@dataclass
+class CrashWorld:
+    gateway: GatewayProcess
+    desk: SalesDesk
+
+    def start(self, flow: str, run_input: dict[str, Any]) -> str:
+        with self.gateway.client(*USER) as dana:
+            started = dana.post(f"/flows/{flow}/runs", json={"input": run_input})
+        assert started.status_code == 202, started.text
+        return str(started.json()["id"])
+
+    def seen(self, flow: str, run_id: str) -> dict[str, Any]:
+        with self.gateway.client(*USER) as dana:
+            found = dana.get(f"/flows/{flow}/runs/{run_id}")
+        assert found.status_code == 200, found.text
+        body: dict[str, Any] = found.json()
+        return body
+
+    def until(
+        self,
+        flow: str,
+        run_id: str,
+        holds: Callable[[dict[str, Any]], bool],
+        seconds: float = 60,
+    ) -> dict[str, Any]:
+        """The run once ``holds`` says so; failing the test at the deadline."""
+        deadline = time.monotonic() + seconds
+        body = self.seen(flow, run_id)
+        while not holds(body):
+            assert time.monotonic() < deadline, f"run never got there: {body}"
+            time.sleep(0.05)
+            body = self.seen(flow, run_id)
+        return body
+
+    def ended(self, flow: str, run_id: str) -> dict[str, Any]:
+        return self.until(flow, run_id, lambda r: r["state"] in ("completed", "failed"))
+
+    def restart(self) -> None:
+        """SIGKILL, then start again on the same data."""
+        self.gateway.kill()
+        self.gateway.start()
+
+    def sent(self, skill: str | None = None) -> list[str]:
+        """The message ids the desk received (of ``skill``), in order."""
+        with self.desk.lock:
+            return [
+                r["message_id"] for r in self.desk.received if skill is None or r["skill"] == skill
+            ]
+
+
+@contextmanager
+def crashable(
+    tmp_path: Path, database_url: str | None, policy: str, *flows: dict[str, Any]
+) -> Iterator[CrashWorld]:
+    desk = SalesDesk()
+    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy)
+    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy_file)
+    try:
+        gateway.start()
+        with gateway.client("admin", ADMIN_SCOPE) as admin:
+            card = sales.url + "/.well-known/agent-card.json"
+            added = admin.post("/agents", json={"card_url": card, "id": "sales"})
+            assert added.status_code == 201, added.text
+            for flow in flows:
+                registered = admin.post("/flows", json=flow)
+                assert registered.status_code == 201, registered.text
+        yield CrashWorld(gateway, desk)
+    finally:
+        gateway.stop()
+        sales.stop()

@@ -444,6 +444,42 @@ def test_a_flow_run_waits_for_its_user_to_connect_then_goes_on(
     assert who["tool"] == "whoami"  # sent once, after consent
 
 
+def test_a_maps_items_wait_for_one_connection_and_all_go_on(
+    gateway: Gateway, vendor: Vendor
+) -> None:
+    """Every item of a map needs Gina to connect first: the run waits once,
+    and her one connection lets every item go on (each is made again at its
+    turn, not left waiting for a connection of its own)."""
+    register_notes(gateway, vendor)
+    each = {
+        **WHOAMI_FLOW,
+        "id": "ask-notes",
+        "steps": [
+            {
+                "id": "who",
+                "map": {"over": "[`1`, `2`, `3`]", "call": {"tool": "notes__whoami"}},
+            }
+        ],
+    }
+    with gateway.client() as admin:
+        registered = admin.post("/flows", json=each)
+    assert registered.status_code == 201, registered.text
+    gina = gateway.token("gina")
+    with gateway.client(gina) as client:
+        started = client.post("/flows/ask-notes/runs", json={"input": {}})
+    assert started.status_code == 202, started.text
+    waiting = run_state(gateway, gina, started.json(), "auth_required", "failed", "completed")
+    assert waiting["state"] == "auth_required", waiting
+    assert waiting["current_step"] == "who[0]"
+    with browser(gateway, "gina") as console:
+        connect(gateway, vendor, console, "gina@vendor")
+    done = run_state(gateway, gina, started.json(), "completed", "failed")
+    assert done["state"] == "completed", done
+    assert [json.loads(o)["subject"] for o in done["output"]] == ["gina@vendor"] * 3
+    # Each item sent once, after the connection.
+    assert len([c for c in vendor.calls if c["subject"] == "gina@vendor"]) == 3
+
+
 def test_an_a2a_caller_gets_a_task_in_auth_required(gateway: Gateway, vendor: Vendor) -> None:
     """The vendor's server served as an A2A agent (`/a2a/notes`), with the a2a-sdk client."""
     register_notes(gateway, vendor)

@@ -290,6 +290,10 @@ class StepCall:
         # Re-attached while it showed an approval inside its agent: said again once it goes on.
         holding = known.get("approval_id") if known.get("state") == "waiting" else None
         agent = self._agent_task(grant, holding=holding)
+        if holding is not None and self.clock is not None:
+            # Re-attached while a human decides: the clock stands still from
+            # the start (the first look sees the same approval, said before).
+            self.clock.hold(True)
         task_id = known.get("upstream_task_id")
         if task_id:
             await self._interrupted(known, f"re-attached to task {task_id}")

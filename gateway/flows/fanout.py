@@ -407,6 +407,8 @@ class FanOutSteps:
     ) -> dict[str, Any]:
         said = why or "the join was decided"
         await self.mark(branch.id, "call", "not_needed", parent=parent, error=said)
+        if why is not None:  # said in the map's or parallel's failure too
+            return {"state": "not_needed", "output": None, "text": "", "error": why}
         return {"state": "not_needed", "output": None, "text": "", "error": None}
 
 

@@ -22,6 +22,8 @@ class StoppedClock:
         self.left: float | None = None
 
     def hold(self, held: bool) -> None:
+        if self.timeout.expired():
+            return  # too late: the step is being stopped
         now = asyncio.get_running_loop().time()
         when = self.timeout.when()
         if held and self.left is None and when is not None:

@@ -146,8 +146,10 @@ def test_a_nested_approval_pending_across_a_sigkill(
     tmp_path: Path, database_url: str | None
 ) -> None:
     """The gateway killed while the outer run waits on the inner run's
-    checkpoint: started again, both wait as before (nothing sent again), and
+    checkpoint: started again, both wait as before (nothing sent again) --
+    the outer step's 3 s clock standing still from the re-attach on -- and
     approving the checkpoint ends both."""
+    hurried = {**OUTER, "steps": [{**OUTER["steps"][0], "timeout_seconds": 3}, OUTER["steps"][1]]}
     desk = SalesDesk()
     sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
     inventory = ServerThread(lambda _url: inventory_app()).start()
@@ -176,7 +178,7 @@ def test_a_nested_approval_pending_across_a_sigkill(
             server = {"name": "Inventory", "id": "inventory", "url": inventory.url + "/mcp"}
             assert admin.post("/mcp-servers", json=server).status_code == 201
             assert admin.post("/flows", json=QUOTE_FLOW).status_code == 201
-            assert admin.post("/flows", json=OUTER).status_code == 201
+            assert admin.post("/flows", json=hurried).status_code == 201
         with gateway.client("dana", "sales:quote inventory:read") as dana:
             started = dana.post("/flows/outer-flow/runs", json={"input": {"quantity": 100}})
             assert started.status_code == 202, started.text
@@ -186,9 +188,14 @@ def test_a_nested_approval_pending_across_a_sigkill(
         approval = waiting["steps"][0]["approval_id"]
         gateway.kill()
         gateway.start()
+        restarted = time.monotonic()
         again = until(run_id, "input_required", "failed", "completed")
         assert again["state"] == "input_required", again
         assert again["steps"][0]["approval_id"] == approval
+        while time.monotonic() < restarted + 5:  # past the step's 3 s since it re-attached
+            time.sleep(0.1)
+        still = outer_now(run_id)
+        assert still["state"] == "input_required", still
         with gateway.client("admin", ADMIN_SCOPE) as admin:
             decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
             assert decided.status_code == 200, decided.text

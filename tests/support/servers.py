@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -120,7 +122,13 @@ class ServerThread:
         self._thread.join(timeout=15)
         for sock in self.sockets:
             sock.close()
-        assert not self._thread.is_alive(), "server thread did not stop"
+        assert not self._thread.is_alive(), "server thread did not stop; it is at:\n" + "".join(
+            # Where it hangs (a lifespan shutdown waiting on something), so
+            # a rare hang says its cause the first time it is seen.
+            traceback.format_stack(sys._current_frames().get(self._thread.ident or 0))
+            if self._thread.ident in sys._current_frames()
+            else ["(no frame)"]
+        )
         assert self._error is None, f"server crashed: {self._error!r}"
 
     def __enter__(self) -> ServerThread:

@@ -26,6 +26,7 @@ from gateway.flows.definition import (
     MapStep,
     ParallelStep,
     RepeatStep,
+    RouteStep,
     WaitStep,
 )
 from gateway.flows.expressions import evaluate
@@ -38,6 +39,15 @@ Worked = InnerStep | WaitStep | RepeatStep
 
 class FlowRun(checkpoints.FlowRun, Protocol):
     async def step(self, step: Any) -> dict[str, Any]: ...
+
+
+def skipped(ctx: dict[str, Any], step: Worked | RouteStep) -> None:
+    """``step`` reads as skipped in expressions, and a parallel step's
+    branches as not run (not as a round before had them)."""
+    ctx["steps"][step.id] = seen({"state": "skipped", "output": None})
+    if isinstance(step, ParallelStep):
+        for branch in step.parallel.branches:
+            ctx["steps"].pop(branch.id, None)
 
 
 def remember(run: FlowRun, step: Worked, named: Worked, outcome: dict[str, Any]) -> None:
@@ -65,10 +75,7 @@ async def repeat(run: FlowRun, step: RepeatStep) -> dict[str, Any]:
                 return await _end(run, step, failed(f"round {round_}: {inner.id}: when: {exc}"))
             if not holds:
                 await run.mark(named.id, "skipped", "skipped", error="its when did not hold")
-                run.ctx["steps"][inner.id] = seen({"state": "skipped", "output": None})
-                if isinstance(inner, ParallelStep):  # not as the round before had them
-                    for branch in inner.parallel.branches:
-                        run.ctx["steps"].pop(branch.id, None)
+                skipped(run.ctx, inner)
                 continue
             outcome = await run.step(named)
             remember(run, inner, named, outcome)

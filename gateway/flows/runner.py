@@ -295,14 +295,9 @@ class FlowRun(FanOutSteps):
         )
 
     async def _skip(self, step_id: str, why: str, step: AnyStep) -> None:
-        """``step`` skipped, recorded as ``step_id`` (this round's id): in
-        expressions, it reads as skipped, and a parallel step's branches as
-        not run (not as a round before had them)."""
+        """``step`` skipped, recorded as ``step_id`` (this round's id)."""
         await self.mark(step_id, "skipped", "skipped", error=why)
-        self.ctx["steps"][step.id] = seen({"state": "skipped", "output": None})
-        if isinstance(step, ParallelStep):
-            for branch in step.parallel.branches:
-                self.ctx["steps"].pop(branch.id, None)
+        loops.skipped(self.ctx, step)
 
     async def call_attempt(
         self,

@@ -8,6 +8,7 @@ round's). Laid out here; the page draws it as SVG (no script)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -19,6 +20,7 @@ from gateway.flows.definition import (
     CallStep,
     CheckpointStep,
     FlowDocument,
+    Lane,
     MapStep,
     ParallelStep,
     RepeatStep,
@@ -79,8 +81,8 @@ def latest_states(run: RunView) -> dict[str, str]:
     for record in run.steps:
         base, _, round_ = record.id.partition("#")
         rank = int(round_) if round_.isdigit() else 0
-        if record.id.endswith("]") or ":" in record.id:
-            continue  # a map's item, a held call's review: shown by their step
+        if "[" in record.id or ":" in record.id:
+            continue  # a map's item (or its steps), a held call's review: shown by their step
         if base not in found or rank >= found[base][0]:
             found[base] = (rank, record.state)
     return {step: state for step, (_, state) in found.items()}
@@ -90,7 +92,11 @@ def _label(step: object) -> str:
     if isinstance(step, CallStep):
         return f"{step.call.target}" + (f" / {step.call.skill}" if step.call.skill else "")
     if isinstance(step, MapStep):
+        if step.map.call is None:
+            return f"map: {_steps_label(step.map.steps or [])}"
         return f"map: {step.map.call.target}"
+    if isinstance(step, Lane):
+        return _steps_label(step.steps)
     if isinstance(step, CheckpointStep):
         return "checkpoint"
     if isinstance(step, WaitStep):
@@ -98,6 +104,11 @@ def _label(step: object) -> str:
     if isinstance(step, RouteStep):
         return "route"
     return ""
+
+
+def _steps_label(steps: Sequence[CallStep | RouteStep]) -> str:
+    """A branch's or a map item's own steps, in one line."""
+    return " → ".join(s.call.target if isinstance(s, CallStep) else "route" for s in steps)
 
 
 def graph(document: FlowDocument, run: RunView) -> Graph:

@@ -134,10 +134,7 @@ def _loop_holds(document: FlowDocument, loop: Loop) -> list[dict[str, Any]]:
             problems.append(_problem(step.id, where, said))
         ids = [(step.id, f"{where}.id")]
         if isinstance(step, ParallelStep):
-            ids += [
-                (b.id, f"{where}.parallel.branches[{i}].id")
-                for i, b in enumerate(step.parallel.branches)
-            ]
+            ids += [(found, f"{where}.{at}") for found, at in step.branch_ids()]
         for found, field in ids:
             if len(found) > REPEATED_STEP_ID:
                 said = (

@@ -35,13 +35,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.flows import back_routes
+from gateway.flows import back_routes, lane_checks
 from gateway.flows.definition import (
     END,
     REVIEWED_STEP_ID,
     CallStep,
     CheckpointStep,
     FlowDocument,
+    Lane,
     MapStep,
     ParallelStep,
     Quorum,
@@ -50,7 +51,7 @@ from gateway.flows.definition import (
     WaitStep,
 )
 from gateway.flows.expressions import ROOTS, ExpressionInvalid, fits, references, shape
-from gateway.flows.placement import Placed, a_round_before, before, placed, until_of
+from gateway.flows.placement import Placed, a_round_before, before, lane_end, placed, until_of
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
         step = where.step
         if isinstance(step, RouteStep):
             problems += _route(step, where, position)
+            if where.lane is not None:
+                problems += lane_checks.route(step, where, position)
         elif isinstance(step, RepeatStep) and where.parent is None:
             field = f"{where.path}.repeat.until"
             problems += _refs(step.id, field, step.repeat.until, until_of(where), position)
@@ -134,8 +137,10 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
             problems += await _call(step, where, catalog, known_shapes)
             if step.fallback is not None:
                 problems += await _fallback(step, where, catalog, known_shapes)
-        elif isinstance(step, MapStep):
+        elif isinstance(step, MapStep) and step.map.call is not None:
             problems += await _call(as_item_call(step, step.id), where, catalog, {}, ".map")
+        elif isinstance(step, MapStep):
+            problems += lane_checks.item_ids(step, where)
         elif isinstance(step, WaitStep) and step.wait.task is not None:
             agent = step.wait.task.agent
             if await catalog.agent(agent) is None:
@@ -164,16 +169,31 @@ def _expressions(where: Placed, position: Mapping[str, Placed]) -> list[Problem]
         found.append(("wait.task.id", step.wait.task.id))
     elif isinstance(step, WaitStep):
         found.append(("wait.key", step.wait.key))
+    # A map item's step reads the item and its index too.
+    item = MAP_ROOTS if where.in_item else frozenset()
     problems: list[Problem] = []
     for field, expression in found:
         if expression is not None:
-            problems += _refs(step.id, f"{path}.{field}", expression, where, position)
+            problems += _refs(step.id, f"{path}.{field}", expression, where, position, extra=item)
+    if isinstance(step, Lane | MapStep):  # a sequence's output: read after its steps
+        output, field = (
+            (step.output, "output") if isinstance(step, Lane) else (step.map.output, "map.output")
+        )
+        if output is not None:
+            end = lane_end(where)
+            roots = MAP_ROOTS if end.in_item else frozenset()
+            problems += _refs(step.id, f"{path}.{field}", output, end, position, extra=roots)
     if isinstance(step, WaitStep) and step.wait.key is not None:
         problems += _key_not_chosen(step.id, f"{path}.wait.key", step.wait.key)
     if isinstance(step, CallStep) and step.questions and step.questions.answer:
         answer = step.questions.answer
         problems += _refs(
-            step.id, f"{path}.questions.answer", answer, where, position, extra=QUESTION_ROOTS
+            step.id,
+            f"{path}.questions.answer",
+            answer,
+            where,
+            position,
+            extra=QUESTION_ROOTS | item,
         )
     if isinstance(step, MapStep):
         asked = step.map.questions.answer if step.map.questions else None
@@ -236,6 +256,8 @@ def _refs(
             earlier = position.get(ref.step)
             if earlier is None:
                 problems.append(_problem(step_id, field, f"no step {ref.step!r} in this flow"))
+            elif (outside := lane_checks.read_outside_item(earlier, where)) is not None:
+                problems.append(_problem(step_id, field, outside))
             elif (
                 not final
                 and where is not None
@@ -256,7 +278,7 @@ def _route(step: RouteStep, where: Placed, position: Mapping[str, Placed]) -> li
         field = f"{where.path}.route[{i}]"
         if case.when is None and i != len(step.route) - 1:
             problems.append(_problem(step.id, f"{field}.when", "only the last case may omit when"))
-        if case.goto == END:
+        if case.goto == END or where.lane is not None:  # a sequence's: `lane_checks`
             continue
         target = position.get(case.goto)
         if target is None or target.parent is not None:
@@ -268,6 +290,7 @@ def _route(step: RouteStep, where: Placed, position: Mapping[str, Placed]) -> li
 def as_item_call(step: MapStep, item_id: str) -> CallStep:
     """The call a map makes for one item (``item_id``: its record's id)."""
     spec = step.map
+    assert spec.call is not None  # a map of calls, not of steps
     return CallStep.model_construct(
         id=item_id,
         description=None,
@@ -454,7 +477,7 @@ def called_agents(document: FlowDocument) -> list[tuple[str | None, str, str]]:
             targets.append((f"{where.path}.call.agent", step.call.agent))
             if step.fallback is not None:
                 targets.append((f"{where.path}.fallback.agent", step.fallback.agent))
-        elif isinstance(step, MapStep):
+        elif isinstance(step, MapStep) and step.map.call is not None:
             targets.append((f"{where.path}.map.call.agent", step.map.call.agent))
         found += [(step.id, field, agent) for field, agent in targets if agent is not None]
     return found

@@ -55,6 +55,8 @@ REVIEWED_STEP_ID = 52
 MAX_REVIEWS = 3
 # At most this many rounds of a loop: a repeat's block, a route that goes back.
 MAX_ROUNDS = 50
+# At most this many steps in a parallel branch's or a map item's own sequence.
+MAX_LANE_STEPS = 20
 
 RedactedKey = Annotated[str, Field(min_length=1, max_length=128, description="an object key")]
 
@@ -147,7 +149,17 @@ class MapSpec(Strict):
     concurrency: int = Field(
         4, ge=1, le=MAX_MAP_CONCURRENCY, description="how many items are called at once"
     )
-    call: CallTarget
+    call: CallTarget | None = Field(None, description="the call per item (or steps)")
+    steps: list[LaneStep] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LANE_STEPS,
+        description="instead of call: steps run one after the other per item (calls and "
+        "routes; each reads item and index, and the item's earlier steps as steps.<id>)",
+    )
+    output: Expression | None = Field(
+        None, description="with steps: an item's output (default: its last completed step's)"
+    )
     input: Expression | None = Field(
         None, description="an object per item; reads item and index as well"
     )
@@ -161,6 +173,21 @@ class MapSpec(Strict):
         description="who answers an item's agent when it asks (default: the run's user), "
         "once the other items have settled; the answer reads item and index as well",
     )
+
+    @model_validator(mode="after")
+    def _call_or_steps(self) -> MapSpec:
+        if (self.call is None) == (self.steps is None):
+            raise ValueError("a map has exactly one of call or steps")
+        if self.steps is not None:
+            per_call = {"input", "message", "retries", "timeout_seconds", "questions"}
+            given = sorted(per_call & self.model_fields_set)
+            if given:
+                raise ValueError(
+                    f"with steps, each step says its own {', '.join(given)} (not the map)"
+                )
+        elif self.output is not None:
+            raise ValueError("output goes with steps: a call's output is the item's")
+        return self
 
 
 class MapStep(_Step):
@@ -178,9 +205,42 @@ class Quorum(Strict):
     quorum: int = Field(ge=1, le=MAX_BRANCHES)
 
 
+class Lane(_Step):
+    """A parallel branch of its own steps, run one after the other while the
+    other branches run (`gateway.flows.lanes`): calls, and routes that go on
+    to a later step of the branch or ``end`` it. Its output is ``output``, or
+    its last completed step's."""
+
+    steps: list[LaneStep] = Field(min_length=1, max_length=MAX_LANE_STEPS)
+    output: Expression | None = Field(
+        None, description="the branch's output (default: its last completed step's)"
+    )
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="when one of its steps fails: the branch fails, or is skipped"
+    )
+
+
+def _branch_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict) and ("call" in value) != ("steps" in value):
+        return "call" if "call" in value else "steps"
+    return None
+
+
+Branch = Annotated[
+    Annotated[CallStep, Tag("call")] | Annotated[Lane, Tag("steps")],
+    Discriminator(
+        _branch_kind,
+        custom_error_type="branch_kind",
+        custom_error_message="a branch has exactly one of call or steps",
+    ),
+]
+
+
 class Parallel(Strict):
     join: Literal["all", "any"] | Quorum = "all"
-    branches: list[CallStep] = Field(min_length=2, max_length=MAX_BRANCHES)
+    branches: list[Branch] = Field(min_length=2, max_length=MAX_BRANCHES)
 
 
 class ParallelStep(_Step):
@@ -189,6 +249,19 @@ class ParallelStep(_Step):
 
     parallel: Parallel
     on_error: Literal["fail", "skip", "checkpoint"] = "fail"
+
+    def branch_ids(self) -> list[tuple[str, str]]:
+        """The ids its branches are recorded under -- each branch's, and a
+        branch's own steps' (`Lane`) -- with where each is in the step."""
+        found = []
+        for b, branch in enumerate(self.parallel.branches):
+            found.append((branch.id, f"parallel.branches[{b}].id"))
+            if isinstance(branch, Lane):
+                found += [
+                    (inner.id, f"parallel.branches[{b}].steps[{i}].id")
+                    for i, inner in enumerate(branch.steps)
+                ]
+        return found
 
 
 class RouteCase(Strict):
@@ -216,6 +289,27 @@ class RouteStep(_Step):
         description="when a case would go back after max rounds: fail the run, or go on "
         "to the step after the route",
     )
+
+
+def _lane_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict) and ("call" in value) != ("route" in value):
+        return "call" if "call" in value else "route"
+    return None
+
+
+# What a branch's or a map item's own steps may be: calls, and routes within them.
+LaneStep = Annotated[
+    Annotated[CallStep, Tag("call")] | Annotated[RouteStep, Tag("route")],
+    Discriminator(
+        _lane_kind,
+        custom_error_type="step_kind",
+        custom_error_message="a branch's or a map item's step has exactly one of call or route",
+    ),
+]
+MapSpec.model_rebuild()
+Lane.model_rebuild()
 
 
 class Checkpoint(Strict):
@@ -346,7 +440,7 @@ class Repeat(Strict):
         for step in self.steps:
             ids = [step.id]
             if isinstance(step, ParallelStep):
-                ids += [branch.id for branch in step.parallel.branches]
+                ids += [found for found, _ in step.branch_ids()]
             for found in ids:
                 if len(found) > REPEATED_STEP_ID:
                     raise ValueError(

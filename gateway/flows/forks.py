@@ -120,7 +120,7 @@ def step_indexes(document: FlowDocument) -> dict[str, int]:
         for each in [step, *inner]:
             names = [each.id]
             if isinstance(each, ParallelStep):
-                names += [branch.id for branch in each.parallel.branches]
+                names += [branch for branch, _ in each.branch_ids()]
             for name in names:
                 found[name] = index
                 found[shortened(name)] = index

@@ -46,8 +46,8 @@ def skipped(ctx: dict[str, Any], step: Worked | RouteStep) -> None:
     branches as not run (not as a round before had them)."""
     ctx["steps"][step.id] = seen({"state": "skipped", "output": None})
     if isinstance(step, ParallelStep):
-        for branch in step.parallel.branches:
-            ctx["steps"].pop(branch.id, None)
+        for branch, _ in step.branch_ids():
+            ctx["steps"].pop(branch, None)
 
 
 def remember(run: FlowRun, step: Worked, named: Worked, outcome: dict[str, Any]) -> None:

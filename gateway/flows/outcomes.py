@@ -59,6 +59,10 @@ def asking(question: str, data: Any, agent: str, asks: str, status: str) -> dict
 # The policy holds the call for a human: the run opens a checkpoint for it,
 # and calls with that approval once it is given (`gateway.flows.reviews`).
 HELD = "held"
+# A call that waits for someone (its agent asks, the policy holds it, its user
+# must connect an account): inside a fan-out, gone on with by the workflow
+# once the fan-out has settled (`gateway.flows.fanout`, `reviews.go_on`).
+WAITING = frozenset({AUTH_REQUIRED, HELD, ASKING})
 
 
 def held(reason: str) -> dict[str, Any]:

@@ -38,7 +38,8 @@ from gateway.flows.definition import (
     WaitStep,
 )
 from gateway.flows.expressions import evaluate
-from gateway.flows.fanout import FanOutSteps
+from gateway.flows.fanout_map import MapSteps
+from gateway.flows.fanout_parallel import ParallelSteps
 from gateway.flows.outcomes import ASKING, HELD, RETRYING, ending, failed, now, seen, truthy
 from gateway.flows.placement import AnyStep
 from gateway.flows.questions import Answer
@@ -90,7 +91,7 @@ async def run_flow(run_id: str) -> str:
     return await FlowRun(runtime(), DBOS.workflow_id or run_id).execute()
 
 
-class FlowRun(FanOutSteps):
+class FlowRun(MapSteps, ParallelSteps):
     def __init__(self, rt: FlowRuntime, run_id: str) -> None:
         self.rt = rt
         self.run_id = run_id

@@ -62,6 +62,7 @@ def test_a_branch_and_a_maps_items_take_questions() -> None:
     checked = validate(document)
     parallel, mapped = checked.steps
     assert isinstance(parallel, ParallelStep) and isinstance(mapped, MapStep)
-    assert parallel.parallel.branches[0].questions == Questions(to="fail")
+    branch = parallel.parallel.branches[0]
+    assert isinstance(branch, CallStep) and branch.questions == Questions(to="fail")
     # Each item's call asks as the map says.
     assert as_item_call(mapped, "m[0]").questions == Questions(to="fail")

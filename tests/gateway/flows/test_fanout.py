@@ -9,7 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from gateway.flows.definition import ParallelStep
-from gateway.flows.fanout import FanOutSteps, join_verdict
+from gateway.flows.fanout import FanOutSteps
+from gateway.flows.fanout_parallel import join_verdict
 from gateway.flows.outcomes import ASKING, HELD, failed
 
 

@@ -179,8 +179,9 @@ class MapSpec(Strict):
         if (self.call is None) == (self.steps is None):
             raise ValueError("a map has exactly one of call or steps")
         if self.steps is not None:
-            per_call = {"input", "message", "retries", "timeout_seconds", "questions"}
-            given = sorted(per_call & self.model_fields_set)
+            # Given values, not keys: a stored document is dumped with its defaults.
+            per_call = ("input", "message", "retries", "timeout_seconds", "questions")
+            given = [name for name in per_call if getattr(self, name) not in (None, 0)]
             if given:
                 raise ValueError(
                     f"with steps, each step says its own {', '.join(given)} (not the map)"

@@ -30,8 +30,8 @@ def _problem(step: str | None, field: str, message: str) -> dict[str, Any]:
 def route(step: RouteStep, where: Placed, position: Mapping[str, Placed]) -> list[dict[str, Any]]:
     """Where a route inside a sequence goes: on to a later step of it, or ``end``."""
     problems = []
-    if step.max is not None or "on_max" in step.model_fields_set:
-        said = "a route in a branch's or a map item's steps goes forward only: no max or on_max"
+    if step.max is not None:
+        said = "a route in a branch's or a map item's steps goes forward only: no max"
         problems.append(_problem(step.id, f"{where.path}.max", said))
     for i, case in enumerate(step.route):
         target = position.get(case.goto)

@@ -133,7 +133,7 @@ def test_ids_are_unique_across_sequences_and_fit_an_items_record() -> None:
             {"steps": [{"id": "a", "call": SUPPORT}], "input": "item"},
             "each step says its own input",
         ),
-        ({"steps": [{"id": "a", "call": SUPPORT}], "retries": 0}, "its own retries"),
+        ({"steps": [{"id": "a", "call": SUPPORT}], "retries": 1}, "its own retries"),
         ({"call": SUPPORT, "output": "item"}, "output goes with steps"),
         ({"steps": []}, "at least 1 item"),
         ({"steps": [{"id": "a", "wait": {"event": "e"}}]}, "exactly one of call or route"),

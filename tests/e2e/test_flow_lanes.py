@@ -1,0 +1,276 @@
+"""A parallel branch's and a map item's own steps (`gateway.flows.lanes`),
+end to end on both databases with the sales desk (official a2a-sdk): a
+branch quotes, routes on the total and replies while another branch works;
+a map item ships (its agent asks, the flow or the run's user answers) and
+then replies; a join decided meanwhile leaves a branch's later steps unsent;
+a SIGKILL while an item's sequence waits at its question. Every message the
+desk got is counted: nothing is sent twice."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.flow_crash import crashable
+from tests.support.flows import POLICY, FlowSetup, flow_setup
+
+SALES = "sales"
+QUOTE = {"agent": SALES, "skill": "quote"}
+REPLY = {"agent": SALES, "skill": "reply"}
+SHIP = {"agent": SALES, "skill": "ship"}
+
+PRICED: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "priced",
+    "name": "Quote, and confirm a big order, while the desk works",
+    "input": {"type": "object"},
+    "steps": [
+        {
+            "id": "both",
+            "parallel": {
+                "branches": [
+                    {
+                        "id": "slow",
+                        "call": {"agent": SALES, "skill": "work"},
+                        "input": "{seconds: `1`}",
+                    },
+                    {
+                        "id": "deal",
+                        "steps": [
+                            {
+                                "id": "price",
+                                "call": QUOTE,
+                                "input": "{sku: 'A-1', quantity: input.quantity}",
+                            },
+                            {
+                                "id": "size",
+                                "route": [
+                                    {"when": "steps.price.output.total < `100`", "goto": "end"}
+                                ],
+                            },
+                            {
+                                "id": "confirm",
+                                "call": REPLY,
+                                "input": "{customer: 'Ada', total: steps.price.output.total}",
+                            },
+                        ],
+                        "output": "{total: steps.price.output.total, said: steps.confirm.text}",
+                    },
+                ]
+            },
+        },
+        {
+            # A branch's steps are read after the parallel step as any step's.
+            "id": "after",
+            "call": REPLY,
+            "input": "{customer: 'Bo', total: steps.price.output.total}",
+        },
+    ],
+    "output": "{both: steps.both.output, after: steps.after.text}",
+}
+EACH: dict[str, Any] = {
+    "format": "switchboard.flow/v1",
+    "id": "ship-then-reply",
+    "name": "Ship each order, then tell its customer",
+    "input": {
+        "type": "object",
+        "properties": {"orders": {"type": "array"}},
+        "required": ["orders"],
+    },
+    "steps": [
+        {
+            "id": "each",
+            "map": {
+                "over": "input.orders",
+                "concurrency": 2,
+                "steps": [
+                    {
+                        "id": "ship",
+                        "call": SHIP,
+                        "input": "{sku: item.sku, quantity: item.quantity}",
+                        # An order that says where it ships is answered by the flow.
+                        "questions": {"answer": "item.warehouse"},
+                    },
+                    {
+                        "id": "tell",
+                        "call": REPLY,
+                        "input": "{customer: item.customer, total: steps.ship.output.eta_days}",
+                    },
+                ],
+                "output": "{index: index, warehouse: steps.ship.output.warehouse, said: steps.tell.text}",
+            },
+        }
+    ],
+}
+FLOWS = ("priced", "priced-any", "ship-then-reply")
+FLOW_POLICY = POLICY + "".join(f"  {flow}:\n    grant: [sales:quote]\n" for flow in FLOWS)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+    with flow_setup(tmp_path, database_url, FLOW_POLICY) as made:
+        yield made
+
+
+def _start(client: httpx.Client, flow: str, run_input: dict[str, Any]) -> dict[str, Any]:
+    started = client.post(f"/flows/{flow}/runs", json={"input": run_input})
+    assert started.status_code == 202, started.text
+    body: dict[str, Any] = started.json()
+    return body
+
+
+def _sent(setup: FlowSetup, skill: str) -> list[str]:
+    with setup.desk.lock:
+        return [r["message_id"] for r in setup.desk.received if r["skill"] == skill]
+
+
+def _records(run: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
+    return {s["id"]: (s["kind"], s["parent"], s["state"]) for s in run["steps"]}
+
+
+def test_a_branch_runs_its_own_steps_and_routes_within_them(setup: FlowSetup) -> None:
+    assert setup.register(PRICED).status_code == 201, setup.register(PRICED).text
+    with setup.user() as dana:
+        big = setup.run(dana, _start(dana, "priced", {"quantity": 10}), "completed", "failed")
+        small = setup.run(dana, _start(dana, "priced", {"quantity": 2}), "completed", "failed")
+    assert big["state"] == "completed", big
+    assert big["output"]["both"] == {
+        "slow": {"worked": 1},
+        "deal": {"total": 118.75, "said": "Dear Ada, your quote is 118.75 EUR."},
+    }
+    assert big["output"]["after"] == "Dear Bo, your quote is 118.75 EUR."
+    records = _records(big)
+    assert records["deal"] == ("steps", "both", "completed")
+    assert records["price"] == ("call", "deal", "completed")
+    assert records["size"] == ("route", "deal", "completed")
+    assert records["confirm"] == ("call", "deal", "completed")
+    # The small order's route ends the branch: its last step is skipped, not sent.
+    assert small["state"] == "completed", small
+    assert small["output"]["both"]["deal"] == {"total": 23.75, "said": ""}
+    assert _records(small)["confirm"] == ("skipped", "deal", "skipped")
+    rid_big, rid_small = big["id"], small["id"]
+    assert sorted(_sent(setup, "quote")) == sorted([f"{rid_big}.price.1", f"{rid_small}.price.1"])
+    assert sorted(_sent(setup, "reply")) == sorted(
+        [f"{rid_big}.confirm.1", f"{rid_big}.after.1", f"{rid_small}.after.1"]
+    )
+
+
+def test_a_join_decided_leaves_a_branchs_later_steps_unsent(setup: FlowSetup) -> None:
+    document = copy.deepcopy(PRICED)
+    document["id"] = "priced-any"
+    parallel = document["steps"][0]["parallel"]
+    parallel["join"] = "any"
+    # The quote completes at once; the other branch works two seconds, then would reply.
+    parallel["branches"][0] = {
+        "id": "slow_first",
+        "call": QUOTE,
+        "input": "{sku: 'B-2', quantity: `1`}",
+    }
+    parallel["branches"][1] = {
+        "id": "deal",
+        "steps": [
+            {"id": "work", "call": {"agent": SALES, "skill": "work"}, "input": "{seconds: `2`}"},
+            {"id": "confirm", "call": REPLY, "input": "{customer: 'Ada', total: `1`}"},
+        ],
+    }
+    document["steps"] = document["steps"][:1]
+    document["output"] = "steps.both.output"
+    assert setup.register(document).status_code == 201
+    with setup.user() as dana:
+        done = setup.run(dana, _start(dana, "priced-any", {}), "completed", "failed")
+    assert done["state"] == "completed", done
+    assert list(done["output"]) == ["slow_first"]
+    records = _records(done)
+    assert records["deal"][2] == "not_needed" and records["work"][2] == "not_needed", records
+    assert "confirm" not in records
+    assert _sent(setup, "reply") == []
+    assert _sent(setup, "work") == [f"{done['id']}.work.1"]
+
+
+def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
+    assert setup.register(EACH).status_code == 201
+    orders = [
+        {"sku": "A-1", "quantity": 1, "warehouse": "south", "customer": "Ada"},
+        {"sku": "B-2", "quantity": 2, "customer": "Bo"},
+        {"sku": "C-3", "quantity": 3, "warehouse": "north", "customer": "Cy"},
+    ]
+    with setup.user() as dana, setup.user("erin") as erin:
+        run = _start(dana, "ship-then-reply", {"orders": orders})
+        url = f"/flows/ship-then-reply/runs/{run['id']}/answer"
+        deadline = time.monotonic() + 30
+        while True:
+            asked = setup.run(dana, run, "input_required", "failed", "completed")
+            assert asked["state"] == "input_required", asked
+            if asked["current_step"] == "each[1].ship":
+                break
+            assert time.monotonic() < deadline, asked
+            time.sleep(0.1)
+        # Every item's agent asked; once the map settled, the items go on in
+        # order: the first (answered by the flow) ran its last step, the
+        # second waits for its user, the third for its turn.
+        records = _records(asked)
+        assert records["each[1]"] == ("steps", "each", "running"), records
+        assert records["each[1].ship"] == ("call", "each[1]", "input_required"), records
+        assert records["each[0].tell"] == ("call", "each[0]", "completed"), records
+        assert records["each[2].ship"][2] == "input_required", records
+        assert "each[1].tell" not in records and "each[2].tell" not in records
+        # Only the run's user answers.
+        assert erin.post(url, json={"text": "north"}).status_code == 404
+        answered = dana.post(url, json={"text": "north", "step": "each[1].ship"})
+        assert answered.status_code == 202, answered.text
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert done["output"] == [
+        {"index": 0, "warehouse": "south", "said": "Dear Ada, your quote is 4.0 EUR."},
+        {"index": 1, "warehouse": "north", "said": "Dear Bo, your quote is 2.0 EUR."},
+        {"index": 2, "warehouse": "north", "said": "Dear Cy, your quote is 2.0 EUR."},
+    ]
+    assert _records(done)["each[1].tell"] == ("call", "each[1]", "completed")
+    rid = run["id"]
+    assert sorted(_sent(setup, "ship")) == sorted(
+        [f"{rid}.each[{i}].ship.1" for i in range(3)]
+        + [f"{rid}.each[{i}].ship.1.answer1" for i in range(3)]
+    )
+    assert sorted(_sent(setup, "reply")) == sorted([f"{rid}.each[{i}].tell.1" for i in range(3)])
+
+
+@pytest.mark.crash
+def test_an_items_sequence_waiting_at_its_question_across_a_sigkill(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """SIGKILLed while an item's sequence waits at its question, the other
+    items done: started again, the run asks the same question, takes the
+    answer, runs the item's last step, and the desk got each message once."""
+    orders = [
+        {"sku": "A-1", "quantity": 1, "customer": "Ada"},
+        {"sku": "B-2", "quantity": 2, "warehouse": "south", "customer": "Bo"},
+    ]
+    with crashable(tmp_path, database_url, FLOW_POLICY, EACH) as world:
+        run_id = world.start("ship-then-reply", {"orders": orders})
+
+        def asking(run: dict[str, Any]) -> bool:
+            return bool(run["state"] == "input_required" and run["current_step"] == "each[0].ship")
+
+        world.until("ship-then-reply", run_id, asking)
+        world.restart()
+        world.until("ship-then-reply", run_id, asking)
+        with world.gateway.client("dana", "sales:quote") as dana:
+            url = f"/flows/ship-then-reply/runs/{run_id}/answer"
+            answered = dana.post(url, json={"text": "north", "step": "each[0].ship"})
+        assert answered.status_code == 202, answered.text
+        done = world.ended("ship-then-reply", run_id)
+        assert done["state"] == "completed", done
+        assert [o["warehouse"] for o in done["output"]] == ["north", "south"]
+        assert sorted(world.sent("ship")) == sorted(
+            [f"{run_id}.each[{i}].ship.1" for i in range(2)]
+            + [f"{run_id}.each[{i}].ship.1.answer1" for i in range(2)]
+        )
+        assert sorted(world.sent("reply")) == sorted(
+            [f"{run_id}.each[{i}].tell.1" for i in range(2)]
+        )

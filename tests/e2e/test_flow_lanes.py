@@ -274,3 +274,52 @@ def test_an_items_sequence_waiting_at_its_question_across_a_sigkill(
         assert sorted(world.sent("reply")) == sorted(
             [f"{run_id}.each[{i}].tell.1" for i in range(2)]
         )
+
+
+def test_a_fork_after_the_fan_out_reuses_its_sequences(setup: FlowSetup) -> None:
+    """Forked from the step after the parallel step, the fork takes the
+    branch's steps' records and outputs as they were: nothing sent again
+    but the step it starts at."""
+    assert setup.register(PRICED).status_code == 201
+    with setup.user() as dana:
+        run = setup.run(dana, _start(dana, "priced", {"quantity": 10}), "completed", "failed")
+        forked = dana.post(f"/flows/priced/runs/{run['id']}/fork", json={"step": "after"})
+        assert forked.status_code == 201, forked.text
+        fork = setup.run(dana, forked.json(), "completed", "failed")
+    assert fork["state"] == "completed", fork
+    assert fork["output"] == run["output"]
+    rid, fid = run["id"], fork["id"]
+    assert _records(fork)["confirm"] == ("call", "deal", "completed")
+    assert sorted(_sent(setup, "quote")) == [f"{rid}.price.1"]
+    assert sorted(_sent(setup, "reply")) == sorted(
+        [f"{rid}.confirm.1", f"{rid}.after.1", f"{fid}.after.1"]
+    )
+
+
+def test_a_branchs_steps_in_a_loops_later_round(setup: FlowSetup) -> None:
+    """A parallel step in a route's loop: round 2 records and sends the
+    branch's steps as ``<id>#2``, and the route reads the latest round."""
+    document = copy.deepcopy(PRICED)
+    document["id"] = "priced-any"  # a name the policy grants
+    document["steps"][1] = {
+        "id": "again",
+        "route": [
+            {"when": "steps.price.output.quantity == `10` && steps.again == `null`", "goto": "both"}
+        ],
+        "max": 2,
+    }
+    document["steps"][0]["parallel"]["branches"][1]["steps"][0]["input"] = (
+        "{sku: 'A-1', quantity: `10`}"
+    )
+    document["output"] = "steps.both.output.deal"
+    assert setup.register(document).status_code == 201, setup.register(document).text
+    with setup.user() as dana:
+        done = setup.run(dana, _start(dana, "priced-any", {}), "completed", "failed")
+    assert done["state"] == "completed", done
+    records = _records(done)
+    assert records.get("deal#2") == ("steps", "both#2", "completed"), sorted(records.items())
+    assert records["price#2"] == ("call", "deal#2", "completed"), records
+    assert records["confirm#2"] == ("call", "deal#2", "completed"), records
+    rid = done["id"]
+    assert sorted(_sent(setup, "quote")) == [f"{rid}.price#2.1", f"{rid}.price.1"]
+    assert done["output"] == {"total": 118.75, "said": "Dear Ada, your quote is 118.75 EUR."}

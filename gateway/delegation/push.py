@@ -222,6 +222,8 @@ class PushRelays:
         for row in rows:
             config = TaskPushNotificationConfig()
             ParseDict(row.config, config, ignore_unknown_fields=True)
+            if records_only(row.config):
+                continue  # the gateway's own watch, not a config of the client's
             found.append(_without_credentials(config))
         return found
 
@@ -305,6 +307,13 @@ class PushRelays:
 # ASCII and spaces (no CR, LF or other controls, which would end the header).
 _TOKEN = re.compile(rf"{HTTP_TCHAR}+")
 _FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+
+
+def records_only(config: dict[str, Any]) -> bool:
+    """A relay with no webhook to forward to: the gateway's own watch on a
+    task (`gateway.agents.push_configs.PushConfigs.watch_task`). A client's
+    config always has one (its URL is checked on create)."""
+    return not config.get("url")
 
 
 def header_problem(config: TaskPushNotificationConfig) -> str | None:

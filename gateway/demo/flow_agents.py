@@ -23,17 +23,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from a2a.helpers import new_task_from_user_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import (
+    BasePushNotificationSender,
+    InMemoryPushNotificationConfigStore,
+    InMemoryTaskStore,
+    TaskUpdater,
+)
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -259,15 +267,37 @@ def support_desk_app(url: str, desk: SalesDesk) -> Starlette:
 
 def sales_desk_app(url: str, desk: SalesDesk, card: AgentCard | None = None) -> Starlette:
     card = card or sales_card(url)
+    # A card that says it pushes: the SDK's own store and sender do it, with
+    # a client of its own, closed when the app stops (its connections would
+    # otherwise be collected after their event loop closed).
+    configs = (
+        InMemoryPushNotificationConfigStore() if card.capabilities.push_notifications else None
+    )
+    pusher = httpx.AsyncClient(timeout=10) if configs is not None else None
     handler = DefaultRequestHandler(
-        agent_executor=_Executor(desk), task_store=InMemoryTaskStore(), agent_card=card
+        agent_executor=_Executor(desk),
+        task_store=InMemoryTaskStore(),
+        agent_card=card,
+        push_config_store=configs,
+        push_sender=(
+            BasePushNotificationSender(pusher, configs)
+            if pusher is not None and configs is not None
+            else None
+        ),
     )
     routes = (
         create_agent_card_routes(card)
         + create_jsonrpc_routes(handler, rpc_url="/")
         + create_rest_routes(handler)
     )
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if pusher is not None:
+            await pusher.aclose()
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def check_stock(sku: str, quantity: int) -> dict[str, Any]:

@@ -12,7 +12,13 @@ minted for that agent only, audited and recorded as any call of the user's
 * an agent that streams: `SubscribeToTask`, subscribed again while the task
   goes on (a stream ends when the task stops to ask, or at the gateway's
   `stream_max_seconds`); an agent that refuses to subscribe is asked with:
-* `GetTask`, backing off from `FlowSettings.poll_min_seconds` to
+* an agent that does not stream but sends push notifications: it is given
+  a watch of the gateway's own on the task (`PushConfigs.watch_task`: a
+  relay that records each state it pushes and forwards nothing), and the
+  task is asked about with `GetTask` once, then only every
+  `WATCHED_LOOK_SECONDS` in case a push was lost; the watch is removed
+  when the wait ends;
+* otherwise `GetTask`, backing off from `FlowSettings.poll_min_seconds` to
   `FOLLOW_MAX_SECONDS`, and again from `MOVED_SECONDS` whenever the task
   changed state (a heartbeat "still working" is no change). A subscription
   the agent ends saying it has no live stream for the task (the a2a-sdk
@@ -56,6 +62,7 @@ from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationEr
 from dbos import DBOS
 
 from gateway.agents.admission import Admission, handler_context
+from gateway.agents.push_configs import PushConfigs
 from gateway.delegation.permits import RateLimited
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import TERMINAL
@@ -73,6 +80,11 @@ EVENT = "flow.wait"
 FOLLOW_MAX_SECONDS = 30.0
 # The soonest a task that changed state is looked at again.
 MOVED_SECONDS = 1.0
+# Between two looks at a task whose agent pushes its states to the gateway's
+# watch: the push is how the run learns; a look finds one that was lost.
+WATCHED_LOOK_SECONDS = 300.0
+# The longest the removal of a watch may hold up the end of a wait.
+UNWATCH_SECONDS = 5.0
 
 
 class Stop(Exception):
@@ -100,8 +112,20 @@ class TaskFollower:
         self.wanted = wanted  # the states the wait is for, as A2A names them
         self._streams = True
         self._seen: int | None = None  # the last state seen
+        # The gateway's own push config on the task, once the agent took it
+        # (one per run: set again after a restart, it replaces the last).
+        self.watch_id = f"switchboard-watch-{info['id']}"
+        self._watch_tried = False
+        self._watched = False
 
     async def run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            if self._watched:
+                await self._unwatch()
+
+    async def _follow(self) -> None:
         delay = self.rt.settings.poll_min_seconds
         while True:
             try:
@@ -126,6 +150,8 @@ class TaskFollower:
             # than MOVED_SECONDS; a status that only says "still working" (an
             # agent's heartbeat) is not a change and lets the wait lengthen.
             delay = MOVED_SECONDS if moved else delay
+            if self._watched:  # the agent pushes each state: a look only now and then
+                delay = WATCHED_LOOK_SECONDS
             await asyncio.sleep(delay)
             delay = min(delay * 2, FOLLOW_MAX_SECONDS)
 
@@ -136,11 +162,14 @@ class TaskFollower:
         caller = grant.caller
         owner = Owner(caller.subject, caller.issuer, caller)
         context = handler_context(Admission(grant, owner, frozenset()))
-        if self._streams and (grant.card.get("capabilities") or {}).get("streaming"):
+        capabilities = grant.card.get("capabilities") or {}
+        if self._streams and capabilities.get("streaming"):
             try:
                 return await self._subscribed(handler, context)
             except UnsupportedOperationError:
                 self._streams = False
+        if not self._watch_tried and capabilities.get("pushNotifications"):
+            await self._watch(handler, context)
         try:
             task = await handler.on_get_task(GetTaskRequest(id=self.task_id), context)
         except TaskNotFoundError:
@@ -171,6 +200,36 @@ class TaskFollower:
                 raise
             logger.info("run %s: subscription to task %s: %s", self.info["id"], self.task_id, exc)
         return moved
+
+    async def _watch(self, handler: RequestHandler, context: Any) -> None:
+        """The gateway's own watch on the task, tried once: from then on the
+        agent's pushes are recorded (and wake the run) as they come."""
+        self._watch_tried = True
+        if not isinstance(handler, PushConfigs):
+            return
+        try:
+            await handler.watch_task(self.task_id, self.watch_id, context)
+        except A2AError as exc:  # refused (or the agent down): looked at with GetTask
+            logger.info("run %s: no watch on task %s: %s", self.info["id"], self.task_id, exc)
+            return
+        self._watched = True
+
+    async def _unwatch(self) -> None:
+        """The watch removed, best effort and briefly: the wait is over (a
+        watch left behind only records its task's states until it ends)."""
+        try:
+            async with asyncio.timeout(UNWATCH_SECONDS):
+                caller = await self.rt.caller(self.info["grant_id"])
+                grant = await self.rt.delegations.admit(
+                    caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
+                )
+                handler = self.rt.handler_for(grant.card)
+                owner = Owner(caller.subject, caller.issuer, caller)
+                context = handler_context(Admission(grant, owner, frozenset()))
+                if isinstance(handler, PushConfigs):
+                    await handler.unwatch_task(self.task_id, self.watch_id, context)
+        except Exception as exc:
+            logger.info("run %s: watch on task %s left: %r", self.info["id"], self.task_id, exc)
 
     async def _saw(self, task: Task) -> bool:
         """Whether ``task`` is in a state not seen before. An end, or a state

@@ -141,11 +141,54 @@ def test_an_agent_that_does_not_stream_is_followed_with_get_task(setup: FlowSetu
         stop_all(plain)
 
 
-def _not_streaming(url: str) -> AgentCard:
-    """The sales desk's card, saying it does not stream."""
+def _not_streaming(url: str, pushes: bool = False) -> AgentCard:
+    """The sales desk's card, saying it does not stream (and whether it pushes)."""
     card = sales_card(url)
     card.capabilities.streaming = False
+    card.capabilities.push_notifications = pushes
     return card
+
+
+def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> None:
+    """A non-streaming agent that sends push notifications: the gateway puts
+    a watch of its own on the task (a relay that records and forwards
+    nothing), the agent's push of the end wakes the run, and the task is
+    asked about once -- not every few seconds. The watch is gone after the
+    wait, and the user never saw it among the task's configs."""
+    pushes = ServerThread(
+        lambda url: sales_desk_app(url, setup.desk, _not_streaming(url, pushes=True))
+    ).start()
+    try:
+        with setup.admin() as admin:
+            body = {"card_url": pushes.url + "/.well-known/agent-card.json", "id": "plain"}
+            assert admin.post("/agents", json=body).status_code == 201
+        assert setup.register(waiting_flow("await-plain", agent="plain")).status_code == 201
+        with setup.user() as dana:
+            task_id = _work(dana, agent="plain", seconds=4.0)
+            started = dana.post("/flows/await-plain/runs", json={"input": {"task": task_id}})
+            assert started.status_code == 202, started.text
+            run = started.json()
+            # While the run waits: the watch is there, and not the user's to see.
+            deadline = time.monotonic() + 10
+            while not _calls(setup, "plain", "CreateTaskPushNotificationConfig"):
+                assert time.monotonic() < deadline, "the task was never watched"
+                time.sleep(0.1)
+            listed = _rpc(dana, "plain", "ListTaskPushNotificationConfigs", {"taskId": task_id})
+            assert listed.get("configs", []) == [], listed
+            done = setup.run(dana, run, "completed", "failed", seconds=POLL_WOULD_TAKE / 2)
+        assert done["state"] == "completed", done
+        assert done["output"]["result"] == {"worked": 4.0}
+        watched = _calls(setup, "plain", "CreateTaskPushNotificationConfig")
+        assert [(r["subject"], r["outcome"]) for r in watched] == [("dana", "ok")], watched
+        # One look when the watch began; the 4 s of work were not polled.
+        assert len(_calls(setup, "plain", "GetTask")) == 1
+        # The watch removed once the wait was over.
+        deadline = time.monotonic() + 10
+        while not _calls(setup, "plain", "DeleteTaskPushNotificationConfig"):
+            assert time.monotonic() < deadline, "the watch was left behind"
+            time.sleep(0.1)
+    finally:
+        stop_all(pushes)
 
 
 @pytest.mark.crash

@@ -134,6 +134,8 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
                     )
                 )
         elif isinstance(step, CallStep):
+            if where.lane is not None:
+                problems += lane_checks.call(step, where)
             problems += await _call(step, where, catalog, known_shapes)
             if step.fallback is not None:
                 problems += await _fallback(step, where, catalog, known_shapes)

@@ -28,7 +28,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from gateway.flows import lanes, reviews
+from gateway.flows import reviews
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.definition import (
     CallStep,
@@ -144,13 +144,17 @@ class FanOutSteps:
                 self.rt, CallContext(self.run_id, self.info["trace_id"], caller), branch
             ).cancel_upstream()
 
-    async def reset_again(
-        self, calls: list[CallStep], runs: list[lanes.LaneRun], parent: str
-    ) -> None:
-        """The branches or items to run again (a review approved it), as
-        before a first run; their step (``parent``) running again."""
+    async def reset_again(self, calls: list[CallStep], others: list[str], parent: str) -> None:
+        """The calls to make again (a review approved it) as before a first
+        attempt, and the other records that go with them (a sequence's own,
+        its routes' and skipped steps': `lanes.to_reset`) pending; their
+        step (``parent``) running again. A recorded operation."""
         await reviews.reset(self, calls, parent)
-        await lanes.reset(self, runs)
+        for step_id in others:
+            if await self.rt.store.step_row(self.run_id, step_id) is not None:
+                await self.rt.store.set_step(
+                    self.run_id, step_id, state="pending", output=None, error=None, finished_at=None
+                )
 
     async def call_unless_decided(
         self,

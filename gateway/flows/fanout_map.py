@@ -11,7 +11,7 @@ from dbos import DBOS
 
 from gateway.flows import lanes, reviews
 from gateway.flows.checks import as_item_call
-from gateway.flows.definition import MAX_MAP_ITEMS, MapStep
+from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import ENDS_RUN, FanOutSteps, stops
 from gateway.flows.outcomes import WAITING, failed
@@ -34,19 +34,24 @@ class MapSteps(FanOutSteps):
         own approval, asked in turn once the items have settled.)"""
         await self.enter(step.id, "map")
         items: list[dict[str, Any]] = []  # each item's outcome in the last round
-        outcome = await self._map_round(step, items)
+        walked: dict[int, lanes.LaneRun] = {}  # each item's sequence, kept for a run again
+        outcome = await self._map_round(step, items, walked)
         if step.on_error != "checkpoint":
             return outcome
 
         async def again() -> dict[str, Any]:
-            return await self._map_round(step, items, again=True)
+            return await self._map_round(step, items, walked, again=True)
 
         saying = "call the items that failed again"
         target = step.map.call.target if step.map.call is not None else "map"
         return await reviews.reviewed(self, step.id, target, outcome, again, saying)
 
     async def _map_round(
-        self, step: MapStep, items: list[dict[str, Any]], again: bool = False
+        self,
+        step: MapStep,
+        items: list[dict[str, Any]],
+        walked: dict[int, lanes.LaneRun],
+        again: bool = False,
     ) -> dict[str, Any]:
         """The items not completed yet (all, the first time), ``items`` updated."""
         refused: str | None = None
@@ -64,9 +69,10 @@ class MapSteps(FanOutSteps):
             return failed(refused)
         if len(items) != len(values):
             items[:] = [{} for _ in values]
+            walked.clear()
         todo = [i for i, o in enumerate(items) if o.get("state") != "completed"]
         if step.map.steps is not None:
-            return await self._map_lanes(step, values, items, todo, again)
+            return await self._map_lanes(step, values, items, todo, walked, again)
         calls = {i: as_item_call(step, f"{step.id}[{i}]") for i in todo}
         if again:
             redo = [calls[i] for i in todo if items[i]]
@@ -107,17 +113,25 @@ class MapSteps(FanOutSteps):
         values: list[Any],
         items: list[dict[str, Any]],
         todo: list[int],
+        walked: dict[int, lanes.LaneRun],
         again: bool,
     ) -> dict[str, Any]:
         """A map whose items run steps of their own (``map.steps``): each
         item a sequence (`gateway.flows.lanes`), at most ``concurrency`` at
         once; those paused by a call that waits are gone on with in turn."""
         assert step.map.steps is not None
-        runs = {i: self._item_lane(step, values, i) for i in todo}
+        runs = {i: walked.get(i) or self._item_lane(step, values, i) for i in todo}
+        walked.update(runs)
         if again:
-            redo = [runs[i] for i in todo if items[i]]
+            calls: list[CallStep] = []
+            others: list[str] = []
+            for i in todo:  # each item that ran, from the step that ended it short
+                if items[i]:
+                    item_calls, item_others = lanes.to_reset(runs[i], runs[i].again())
+                    calls += item_calls
+                    others += item_others
             await DBOS.run_step_async(
-                {"name": f"reset {step.id} items"}, self.reset_again, [], redo, step.id
+                {"name": f"reset {step.id} items"}, self.reset_again, calls, others, step.id
             )
         for i in todo:  # ids drawn in the items' order, whatever order they finish in
             runs[i].reserve()

@@ -26,30 +26,39 @@ class ParallelSteps(FanOutSteps):
         that did not complete run again, those that did keep their outputs."""
         await self.enter(step.id, "parallel")
         outcomes: dict[str, dict[str, Any]] = {}
-        outcome = await self._join(step, outcomes)
+        walked: dict[str, lanes.LaneRun] = {}  # each sequence branch, kept for a run again
+        outcome = await self._join(step, outcomes, walked)
         if step.on_error != "checkpoint":
             return outcome
 
         async def again() -> dict[str, Any]:
-            return await self._join(step, outcomes, again=True)
+            return await self._join(step, outcomes, walked, again=True)
 
         saying = "run the branches that did not complete again"
         return await reviews.reviewed(self, step.id, "parallel", outcome, again, saying)
 
     async def _join(
-        self, step: ParallelStep, outcomes: dict[str, dict[str, Any]], again: bool = False
+        self,
+        step: ParallelStep,
+        outcomes: dict[str, dict[str, Any]],
+        walked: dict[str, lanes.LaneRun],
+        again: bool = False,
     ) -> dict[str, Any]:
         branches = step.parallel.branches
         kept = ("completed", "skipped")
         todo = [b for b in branches if outcomes.get(b.id, {}).get("state") not in kept]
-        runs = {b.id: self._branch_lane(b, step.id) for b in todo if isinstance(b, Lane)}
+        fresh = {b.id: self._branch_lane(b, step.id) for b in todo if isinstance(b, Lane)}
+        runs = {b: walked.get(b) or fresh[b] for b in fresh}
+        walked.update(runs)
         if again:
+            calls = [b for b in todo if isinstance(b, CallStep)]
+            others: list[str] = []
+            for lane in runs.values():  # each from the step that ended it short
+                lane_calls, lane_others = lanes.to_reset(lane, lane.again())
+                calls += lane_calls
+                others += lane_others
             await DBOS.run_step_async(
-                {"name": f"reset {step.id} branches"},
-                self.reset_again,
-                [b for b in todo if isinstance(b, CallStep)],
-                list(runs.values()),
-                step.id,
+                {"name": f"reset {step.id} branches"}, self.reset_again, calls, others, step.id
             )
             for branch in todo:
                 del outcomes[branch.id]
@@ -84,6 +93,8 @@ class ParallelSteps(FanOutSteps):
         await asyncio.gather(*(one(b) for b in todo))
         ended = await self._go_on_waiting(step, outcomes, runs)
         for lane in runs.values():  # a branch's steps, readable after the parallel step
+            for inner in lane.steps:  # this round's, not a round before's
+                self.ctx["steps"].pop(inner.id, None)
             self.ctx["steps"].update(lane.seen)
         if ended is not None:  # a human said no: the run ends so
             await self.mark(step.id, "parallel", "failed", error=ended["error"])
@@ -212,11 +223,12 @@ class ParallelSteps(FanOutSteps):
         the join is decided, else walked (None: paused, a call waits)."""
         try:
             holds = branch.when is None or truthy(evaluate(branch.when, self.ctx))
-        except Exception as exc:
-            holds, why = False, f"when: {exc}"
-        else:
-            why = "its when did not hold"
+        except Exception as exc:  # a when that cannot be read fails the branch, as a call's
+            said = f"when: {exc}"
+            await self.mark(branch.id, lanes.KIND, "failed", parent=lane.parent, error=said)
+            return failed(said)
         if not holds:
+            why = "its when did not hold"
             await self.mark(branch.id, lanes.KIND, "skipped", parent=lane.parent, error=why)
             return {"state": "skipped", "output": None, "text": "", "error": None}
         if decided.is_set():

@@ -1,6 +1,8 @@
 """Registration checks of a parallel branch's or a map item's own steps
 (`gateway.flows.lanes`), beside `gateway.flows.checks`:
 
+* a sequence's call asks no review (``on_error: checkpoint`` goes on the
+  parallel step or the map);
 * a route in a sequence goes on to a later step of the same sequence, or
   ``end`` (the sequence's end, not the run's); it never goes back (no
   ``max``);
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.flows.definition import END, MAX_MAP_ITEMS, MAX_ROUNDS, MapStep, RouteStep
+from gateway.flows.definition import END, MAX_MAP_ITEMS, MAX_ROUNDS, CallStep, MapStep, RouteStep
 from gateway.flows.placement import Placed
 
 # "<map>#<round>[<index>].<id>" fits the 64-character step column.
@@ -41,6 +43,17 @@ def route(step: RouteStep, where: Placed, position: Mapping[str, Placed]) -> lis
             said = f"no later step {case.goto!r} in this sequence to go to (or {END!r})"
             problems.append(_problem(step.id, f"{where.path}.route[{i}].goto", said))
     return problems
+
+
+def call(step: CallStep, where: Placed) -> list[dict[str, Any]]:
+    """A sequence's call asks no review: that is its parallel step's or map's."""
+    if step.on_error != "checkpoint":
+        return []
+    said = (
+        "a step in a branch's or a map item's steps asks no review (on_error: fail or skip); "
+        "put on_error: checkpoint on the parallel step or the map"
+    )
+    return [_problem(step.id, f"{where.path}.on_error", said)]
 
 
 def read_outside_item(earlier: Placed, where: Placed | None) -> str | None:

@@ -88,7 +88,7 @@ class LaneRun:
     at: int = 0  # the next step
     waiting: dict[str, Any] | None = None  # the outcome of the call at ``at`` that waits
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> what it did
-    last: dict[str, Any] | None = None  # the last completed step's outcome
+    ended_at: int | None = None  # the step that ended the sequence short (failed, ...)
 
     def reserve(self) -> None:
         """One DBOS step id per step, drawn now (in the workflow's order)."""
@@ -98,6 +98,17 @@ class LaneRun:
         """What the sequence's expressions read: the run's, the item, and
         the sequence's own steps so far."""
         return {**ctx, **self.scope, "steps": {**ctx["steps"], **self.seen}}
+
+    def again(self) -> list[LaneStepModel]:
+        """Run again (a review approved it) from the step that ended it short
+        -- the steps before it completed, and are not sent again -- or from
+        the start if it never ran; the steps to reset, as recorded. In the
+        workflow's code: a replay makes the same decision."""
+        start = self.ended_at or 0
+        self.at, self.waiting, self.ended_at = start, None, None
+        for step in self.steps[start:]:
+            self.seen.pop(step.id, None)
+        return [step.model_copy(update={"id": self.name(step.id)}) for step in self.steps[start:]]
 
     def call_at(self) -> CallStep:
         """The call the sequence is paused at, as recorded."""
@@ -111,16 +122,21 @@ class LaneRun:
         """The sequence from where it is; its outcome, or None when a call
         waits for someone and the fan-out has not settled (``settled``: the
         workflow goes on with it now, in turn)."""
-        if self.at == 0 and self.waiting is None:
+        if self.waiting is None:  # first, or again from where it ended short
             await run.mark(self.record, KIND, "running", parent=self.parent, started_at=now())
         while self.at < len(self.steps):
             step = self.steps[self.at]
             record = self.name(step.id)
             context = self.context(run.ctx)
             try:
-                holds = step.when is None or truthy(evaluate(step.when, context))
+                # A call already made (it waits for someone) is not decided on again.
+                holds = (
+                    self.waiting is not None
+                    or step.when is None
+                    or truthy(evaluate(step.when, context))
+                )
             except Exception as exc:
-                return await self._end(run, failed(f"{step.id}: when: {exc}"))
+                return await self._end(run, failed(f"when: {exc}"), step.id)
             if not holds:
                 await self._skip(run, step, "its when did not hold")
                 self.at += 1
@@ -129,7 +145,7 @@ class LaneRun:
                 try:
                     goto = _goto(step, context)
                 except Exception as exc:
-                    return await self._end(run, failed(f"{step.id}: {exc}"))
+                    return await self._end(run, failed(str(exc)), step.id)
                 shown = {"goto": goto or None}
                 await run.mark(record, "route", "completed", parent=self.record, output=shown)
                 self.seen[step.id] = seen({"state": "completed", "output": shown})
@@ -143,9 +159,9 @@ class LaneRun:
             if outcome is None:
                 return None  # paused: gone on with once the fan-out settles
             self.seen[step.id] = seen(outcome)
-            if outcome["state"] == "completed":
-                self.last = outcome
-            elif not (step.on_error == "skip" and _passable(outcome)):
+            if outcome["state"] != "completed" and not (
+                step.on_error == "skip" and _passable(outcome)
+            ):
                 return await self._end(run, outcome, step.id)
             self.at += 1
         return await self._end(run, None)
@@ -185,7 +201,7 @@ class LaneRun:
         assert self.waiting is not None
         outcome = await run.dismissed(self.call_at(), self.record, stopped)
         self.waiting = None
-        return await self._end(run, outcome)
+        return await self._end(run, outcome, self.steps[self.at].id)
 
     async def _skip(self, run: FanOutSteps, step: LaneStepModel, why: str) -> None:
         await run.mark(self.name(step.id), "skipped", "skipped", parent=self.record, error=why)
@@ -201,14 +217,16 @@ class LaneRun:
                 output = (
                     evaluate(self.output, self.context(run.ctx))
                     if self.output is not None
-                    else (self.last or {}).get("output")
+                    else self._last_output()
                 )
             except Exception as exc:
                 ended = failed(f"output: {exc}")
             else:
                 ended = {"state": "completed", "output": output, "text": "", "error": None}
-        elif step_id is not None and ended.get("error"):
-            ended = {**ended, "error": f"{step_id}: {ended['error']}"[:2000]}
+        else:
+            self.ended_at = self.at
+            if step_id is not None and ended.get("error"):
+                ended = {**ended, "error": f"{step_id}: {ended['error']}"[:2000]}
         await run.mark(
             self.record,
             KIND,
@@ -218,6 +236,14 @@ class LaneRun:
             error=ended.get("error"),
         )
         return ended
+
+    def _last_output(self) -> Any:
+        """The output of the sequence's last completed step (None: none)."""
+        for step in reversed(self.steps):
+            done = self.seen.get(step.id)
+            if done is not None and done["state"] == "completed" and isinstance(step, CallStep):
+                return done["output"]
+        return None
 
 
 def _goto(step: RouteStep, context: dict[str, Any]) -> str:
@@ -233,27 +259,9 @@ def _passable(outcome: dict[str, Any]) -> bool:
     return outcome["state"] == "failed" and not outcome.get("fatal")
 
 
-def records(lane: LaneRun) -> list[str]:
-    """Every record the sequence may have written, its own first."""
-    return [lane.record, *(lane.name(step.id) for step in lane.steps)]
-
-
-async def reset(run: FanOutSteps, lanes: Sequence[LaneRun]) -> None:
-    """Sequences run again (a review approved it): their records, and
-    their calls', as before a first run. Inside the review's reset (a
-    recorded operation), as `reviews.reset`."""
-    for lane in lanes:
-        for step_id in records(lane):
-            if await run.rt.store.step_row(run.run_id, step_id) is None:
-                continue
-            await run.rt.store.set_step(
-                run.run_id,
-                step_id,
-                state="pending",
-                attempts=0,
-                sent_at=None,
-                upstream_task_id=None,
-                output=None,
-                error=None,
-                finished_at=None,
-            )
+def to_reset(lane: LaneRun, steps: Sequence[LaneStepModel]) -> tuple[list[CallStep], list[str]]:
+    """What is reset of a sequence run again from ``steps`` (`LaneRun.again`):
+    those steps' calls, and its own record and its other steps'
+    (`FanOutSteps.reset_again`)."""
+    calls = [step for step in steps if isinstance(step, CallStep)]
+    return calls, [lane.record, *(step.id for step in steps if not isinstance(step, CallStep))]

@@ -115,8 +115,14 @@ def until_of(where: Placed) -> Placed:
 
 def a_round_before(earlier: Placed, where: Placed) -> bool:
     """Whether ``earlier`` is in the same route's loop as ``where``, at or
-    after it: read there, it is the round before's output (null in round 1)."""
-    return earlier.loop is not None and earlier.loop == where.loop
+    after it: read there, it is the round before's output (null in round 1).
+    Not from inside a fan-out of a step of its own (a branch, a sequence's
+    step): there a sibling may be running at that very time, and what is
+    read would be whatever finished first."""
+    if earlier.loop is None or earlier.loop != where.loop:
+        return False
+    inside = where.parent is not None and earlier.index == where.index
+    return not inside or earlier.path == where.path
 
 
 def before(earlier: Placed, where: Placed) -> bool:

@@ -323,3 +323,53 @@ def test_a_branchs_steps_in_a_loops_later_round(setup: FlowSetup) -> None:
     rid = done["id"]
     assert sorted(_sent(setup, "quote")) == [f"{rid}.price#2.1", f"{rid}.price.1"]
     assert done["output"] == {"total": 118.75, "said": "Dear Ada, your quote is 118.75 EUR."}
+
+
+def test_an_approved_run_again_goes_on_from_the_step_that_failed(setup: FlowSetup) -> None:
+    """A map of sequences with ``on_error: checkpoint``: an item's second
+    step fails; approved, that item goes on from that step -- its first,
+    completed, is not sent again -- and the items that completed are left."""
+    document = copy.deepcopy(EACH)
+    document["id"] = "priced"  # a name the policy grants
+    document["steps"][0]["on_error"] = "checkpoint"
+    document["steps"][0]["map"]["steps"][1] = {
+        "id": "tell",
+        "call": QUOTE,
+        "input": "{sku: item.sku, quantity: `1`}",
+    }
+    document["steps"][0]["map"]["output"] = (
+        "{warehouse: steps.ship.output.warehouse, total: steps.tell.output.total}"
+    )
+    assert setup.register(document).status_code == 201, setup.register(document).text
+    setup.desk.failing.add("B-2")
+    orders = [
+        {"sku": "A-1", "quantity": 1, "warehouse": "south"},
+        {"sku": "B-2", "quantity": 2, "warehouse": "north"},
+    ]
+    with setup.user() as dana:
+        run = _start(dana, "priced", {"orders": orders})
+        asked = setup.run(dana, run, "input_required", "completed", "failed")
+        assert asked["state"] == "input_required", asked
+        review = next(s for s in asked["steps"] if s["id"] == "each_review1")
+        assert _records(asked)["each[1].tell"][2] == "failed"
+        setup.desk.failing.clear()
+        with setup.admin() as admin:
+            decided = admin.post(
+                f"/approvals/{review['approval_id']}", json={"decision": "approve"}
+            )
+            assert decided.status_code == 200, decided.text
+        done = setup.run(dana, run, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert done["output"] == [
+        {"warehouse": "south", "total": 11.88},
+        {"warehouse": "north", "total": 11.88},
+    ]
+    rid = run["id"]
+    # Each ship once (and its answer); the failed quote again, the other not.
+    assert sorted(_sent(setup, "ship")) == sorted(
+        [f"{rid}.each[{i}].ship.1" for i in range(2)]
+        + [f"{rid}.each[{i}].ship.1.answer1" for i in range(2)]
+    )
+    assert sorted(_sent(setup, "quote")) == sorted(
+        [f"{rid}.each[0].tell.1", f"{rid}.each[1].tell.1", f"{rid}.each[1].tell.1"]
+    )

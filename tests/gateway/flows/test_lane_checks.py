@@ -155,3 +155,27 @@ def test_what_a_branchs_schema_refuses() -> None:
     with pytest.raises(ValidationError, match="on_error"):
         flow({"id": "p", "parallel": {"branches": [asks, {"id": "c", "call": SUPPORT}]}})
     assert isinstance(flow(_lanes({"id": "a", "call": SUPPORT})), FlowDocument)
+
+
+def test_in_a_loop_a_branch_reads_no_sibling_and_a_sequence_asks_no_review() -> None:
+    """In a route's loop a later step reads as the round before's output --
+    but not from inside a fan-out of the same step, where a sibling may be
+    running at that very time (what is read would depend on which finished
+    first, and a replay could read otherwise)."""
+    document = flow(
+        {"id": "draft", "call": SUPPORT, "message": "'d'"},
+        _lanes(
+            {"id": "x", "call": SUPPORT, "message": "'x'", "on_error": "checkpoint"},
+            {"id": "gate", "route": [{"when": "steps.c.output.ok", "goto": "end"}]},
+            {"id": "y", "call": SUPPORT, "message": "steps.later.text"},
+        ),
+        {"id": "later", "call": SUPPORT, "message": "steps.c.text"},
+        {"id": "again", "route": [{"when": "steps.again == `null`", "goto": "draft"}], "max": 2},
+    )
+    found = said(problems(document))
+    lane = "steps[1].parallel.branches[0]"
+    assert ("x", f"{lane}.steps[0].on_error") in found
+    assert ("gate", f"{lane}.steps[1].route[0].when") in found  # a sibling branch
+    # A later top-level step of the loop is read as its round before's, as anywhere.
+    assert ("y", f"{lane}.steps[2].message") not in found
+    assert ("again", "steps[3].route[0].when") not in found

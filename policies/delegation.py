@@ -67,6 +67,9 @@ class MintRequest:
     scopes: frozenset[str]
     client_id: str
     not_after: float | None = None  # the exp of the token this one derives from
+    # The work the token is for (`Caller.txn`), carried as its ``txn`` claim
+    # (RFC 8417 §2.2, "transaction identifier") through every exchange.
+    txn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class MintedToken:
     cached: bool = False
 
 
-_CacheKey = tuple[str, str, tuple[str, ...], str, frozenset[str], str]
+_CacheKey = tuple[str, str, tuple[str, ...], str, frozenset[str], str, str | None]
 
 
 class DelegatedTokenMinter:
@@ -118,6 +121,7 @@ class DelegatedTokenMinter:
             request.audience,
             request.scopes,
             request.client_id,
+            request.txn,
         )
         cached = self._cache.get(key)
         signing_key = await self._keys.active_key()  # cheap: cached by the key store
@@ -151,7 +155,10 @@ class DelegatedTokenMinter:
             scopes=request.scopes,
             ttl_seconds=expires - issued,
             client_id=request.client_id,
-            extra_claims={"act": act_claim(request.actors)},
+            extra_claims={
+                "act": act_claim(request.actors),
+                **({"txn": request.txn} if request.txn else {}),
+            },
             now=issued,
             token_id=token_id,
         )

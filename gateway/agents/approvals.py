@@ -223,6 +223,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         ):
             raise InternalError(f"task {task.id} could not be recorded")
         (approval,) = stored
+        store.told_held(approval)
         if deferral is not None:
             await store.audit(approval, "a2a.SendMessage", "deferred", said[:2000])
         elif consent is not None:

@@ -23,11 +23,17 @@ def without_tenants(cls: type[RequestHandlerT]) -> type[RequestHandlerT]:
     the agent's host (or another tenant of a multi-tenant agent) that the
     gateway's decision never covered.
     """
-    for name, method in list(vars(cls).items()):
-        if not name.startswith("on_") or not callable(method):
+    # Every operation the class answers, its own or a base's (a mixin's, say:
+    # `gateway.agents.push_configs`), each wrapped once.
+    for name in dir(cls):
+        method = getattr(cls, name)
+        if not name.startswith("on_") or not callable(method) or getattr(method, CLEARED, False):
             continue
         setattr(cls, name, _tenant_cleared(method))
     return cls
+
+
+CLEARED = "_switchboard_tenant_cleared"
 
 
 def _tenant_cleared(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,6 +48,7 @@ def _tenant_cleared(method: Callable[..., Any]) -> Callable[..., Any]:
             clear(params)
             return method(self, params, *args, **kwargs)
 
+        setattr(streaming, CLEARED, True)
         return streaming
 
     @functools.wraps(method)
@@ -49,4 +56,5 @@ def _tenant_cleared(method: Callable[..., Any]) -> Callable[..., Any]:
         clear(params)
         return await method(self, params, *args, **kwargs)
 
+    setattr(plain, CLEARED, True)
     return plain

@@ -57,6 +57,11 @@ class AlreadyDecided(Exception):
         self.approval = approval
 
 
+# The most pending approvals of one user read to find the one a flow's step
+# waits on (`Approvals.pending_under`): older ones beyond are not looked at.
+MAX_PENDING_LOOKED_AT = 200
+
+
 class Requester(BaseModel):
     subject: str
     issuer: str
@@ -65,6 +70,11 @@ class Requester(BaseModel):
     scopes: list[str]
     token_expires_at: datetime | None = Field(
         None, description="when the requester's token expires: an A2A call approved later fails"
+    )
+    txn: str | None = Field(
+        None,
+        description="the work the call belongs to, carried in its token: '<run>:<step>' for a "
+        "call an agent made onwards for a flow run's step",
     )
 
 
@@ -114,6 +124,7 @@ class Approval(BaseModel):
             actors=tuple(who.actors),
             client_id=who.client_id,
             not_after=expires.timestamp() if expires is not None else None,
+            txn=who.txn,
         )
 
 
@@ -175,6 +186,14 @@ class Approvals:
     def __init__(self, engine: AsyncEngine, audit: AuditLog) -> None:
         self._engine = engine
         self._audit = audit
+        # Told of a held call once it is stored (`told_held`): a flow's step
+        # whose agent made the call onwards shows it (`gateway.flows`).
+        self.held_listeners: list[Callable[[Approval], None]] = []
+
+    def told_held(self, approval: Approval) -> None:
+        """A held call's approval is stored (its transaction committed)."""
+        for listener in self.held_listeners:
+            listener(approval)
 
     async def create(
         self,
@@ -270,6 +289,29 @@ class Approvals:
                 )
             ).first()
         return None if row is None else _approval(row._asdict())
+
+    async def pending_under(self, owner: Owner, txn: str) -> Approval | None:
+        """The oldest pending approval of ``owner``'s whose call was made
+        under ``txn`` (`Caller.txn`: a flow run's step, whose agent called
+        onwards). Read from the owner's pending ones: a few at a time."""
+        c = approvals.c
+        query = (
+            select(approvals)
+            .where(
+                c.state == PENDING,
+                c.owner_subject == owner.subject,
+                c.owner_issuer == owner.issuer,
+            )
+            .order_by(c.created_at, c.id)
+            .limit(MAX_PENDING_LOOKED_AT)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        for row in rows:
+            found = row._asdict()
+            if found["caller"].get("txn") == txn:
+                return _approval(found)
+        return None
 
     async def list(
         self,
@@ -449,6 +491,7 @@ def _approval(row: dict[str, Any]) -> Approval:
             actors=list(caller["actors"]),
             scopes=list(caller["scopes"]),
             token_expires_at=datetime.fromtimestamp(not_after, UTC) if not_after else None,
+            txn=caller.get("txn"),
         ),
         request=row["request"],
         reasons=list(row["reasons"]),

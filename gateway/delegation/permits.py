@@ -13,6 +13,15 @@ from policies.policy import Decision
 from policies.tokens import Principal, first_actor
 from registry.models import AgentRecord
 
+# A ``txn`` this gateway mints: "<run id>:<step record id>" (`gateway.flows`).
+MAX_TXN = 160
+
+
+def txn_of(claims: Mapping[str, Any]) -> str | None:
+    """The ``txn`` claim of a token this gateway minted, if it is one of ours."""
+    txn = claims.get("txn")
+    return txn if isinstance(txn, str) and 0 < len(txn) <= MAX_TXN else None
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -26,6 +35,11 @@ class Caller:
     actors: tuple[str, ...]
     client_id: str
     not_after: float | None = None  # a derived token never outlives its source
+    # The work this call is part of (a flow run's step: `gateway.flows.calls`),
+    # minted into the token as ``txn`` and carried by every exchange, so a call
+    # an agent makes onwards -- held for approval, say -- is known to belong to
+    # it (`gateway.flows.deep_approvals`). Only from tokens this gateway minted.
+    txn: str | None = None
 
     def stored(self) -> dict[str, Any]:
         """As JSON, to act for this caller later (`from_stored`); no token in it."""
@@ -40,6 +54,7 @@ class Caller:
             actors=tuple(data["actors"]),
             client_id=str(data["client_id"]),
             not_after=data.get("not_after"),
+            txn=data.get("txn"),
         )
 
     @classmethod
@@ -66,6 +81,7 @@ class Caller:
             actors=actors,
             client_id=principal.client_id or actors[-1],
             not_after=principal.expires_at or None,
+            txn=txn_of(principal.claims),
         )
 
     @property

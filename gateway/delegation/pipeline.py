@@ -261,6 +261,7 @@ class Delegations:
                     scopes=decision.granted,
                     client_id=caller.client_id,
                     not_after=caller.not_after,
+                    txn=caller.txn,
                 )
             )
         return Permit(

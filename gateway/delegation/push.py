@@ -79,6 +79,8 @@ PENDING = "pending:"
 # Names the key the credentials are sealed with: part of the stored format
 # (migration 0009 uses it too), so it never changes.
 SEAL_PURPOSE = "a2a-push-credentials"
+# The config ids of the gateway's own watches (`watch_id`), which no client may take.
+WATCH_PREFIX = "switchboard-watch-"
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,21 @@ class PushRelays:
             )
         return int(swept.rowcount or 0)
 
+    async def sweep_watches(self, older_than: datetime) -> int:
+        """Remove the gateway's own watches made before ``older_than``: a
+        wait ends within 30 days and removes its watch then, so these are
+        left by a gateway killed while the run's wait ended elsewhere or
+        never resumed. How many went."""
+        cutoff = older_than.astimezone(UTC)
+        async with self._engine.begin() as conn:
+            swept = await conn.execute(
+                delete(a2a_push_configs).where(
+                    a2a_push_configs.c.config_id.startswith(WATCH_PREFIX, autoescape=True),
+                    a2a_push_configs.c.created_at < cutoff,
+                )
+            )
+        return int(swept.rowcount or 0)
+
     async def configs(
         self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
     ) -> list[TaskPushNotificationConfig]:
@@ -309,6 +326,12 @@ _TOKEN = re.compile(rf"{HTTP_TCHAR}+")
 _FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 
 
+def watch_id(*parts: str) -> str:
+    """The config id of a watch of the gateway's own (one per flow run and
+    wait step: two steps waiting on one task each have theirs)."""
+    return WATCH_PREFIX + hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
+
+
 def records_only(config: dict[str, Any]) -> bool:
     """A relay with no webhook to forward to: the gateway's own watch on a
     task (`gateway.agents.push_configs.PushConfigs.watch_task`). A client's
@@ -341,6 +364,10 @@ def id_problem(config_id: str) -> str | None:
         return f"id must be at most {MAX_CONFIG_ID} characters"
     if "\x00" in config_id:
         return "id must not contain NUL"
+    if config_id.startswith(WATCH_PREFIX):
+        # The gateway's own watches' (`records_only`): a client's config of
+        # that id would replace one, and go when the wait ends.
+        return f"ids starting {WATCH_PREFIX!r} are the gateway's own"
     return None
 
 

@@ -251,6 +251,7 @@ def _resilience(settings: Settings) -> Resilience:
 PENDING_PUSH_SWEEP_SECONDS = 600.0
 PENDING_PUSH_MIN_AGE = timedelta(days=1)
 LONGEST_CALL_CAP = timedelta(days=30)  # whatever the settings say (they allow "forever")
+LONGEST_WAIT = timedelta(days=30)  # a flow's wait: its timeout_seconds' bound
 
 
 async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
@@ -259,6 +260,10 @@ async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
     swept = await push.sweep_pending(datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE)
     if swept:
         logger.info("removed %d inline push configs that never got a task", swept)
+    # A wait lasts at most 30 days (`gateway.flows.definition.Wait`): a watch older is a leftover.
+    left = await push.sweep_watches(datetime.now(UTC) - LONGEST_WAIT - PENDING_PUSH_MIN_AGE)
+    if left:
+        logger.info("removed %d watches of waits that ended without removing them", left)
 
 
 async def _canonical_coordination_keys(delegations: Delegations, engine: AsyncEngine) -> None:

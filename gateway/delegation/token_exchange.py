@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.permits import txn_of
 from gateway.delegation.pipeline import (
     Caller,
     DelegationDenied,
@@ -127,6 +128,7 @@ class TokenExchange:
             actors=(*subject.actors, caller_id),
             client_id=caller_id,
             not_after=subject.expires_at,
+            txn=subject.txn,
         )
         try:
             grant: Permit
@@ -175,9 +177,10 @@ class TokenExchange:
                 f"calls to {target_id} are kept to coordination rules; call it through the "
                 f"gateway: ask for resource={self._a2a_prefix}{target_id}",
             )
-        if grant.decision.approval_required:
-            # A token handed out here would skip the approval step: such calls
-            # must go through the gateway, where they wait for a human.
+        if front_door is None and grant.decision.approval_required:
+            # A token for the agent itself would skip the approval step: such
+            # calls must go through the gateway, where they wait for a human
+            # (a token for its front door here is one: the door holds the call).
             await self._delegations.record(
                 grant, "token_exchange", "denied", "approval required: not issued"
             )
@@ -309,12 +312,15 @@ class TokenExchange:
         else:
             principal = await self._verifier.verify(token)
             actors = (first_actor(principal),)
+        delegated = principal.issuer == self._issuer and "act" in principal.claims
         return _Subject(
             subject=principal.subject,
             issuer=principal.issuer,
             scopes=principal.scopes,
             actors=actors,
             expires_at=float(principal.expires_at),
+            # Carried on from a token of ours only (a user's IdP's says nothing of it).
+            txn=txn_of(principal.claims) if delegated else None,
         )
 
 
@@ -325,6 +331,7 @@ class _Subject:
     scopes: frozenset[str]
     actors: tuple[str, ...]
     expires_at: float
+    txn: str | None = None
 
 
 def _claims_delegation(token: str, gateway_issuer: str) -> bool:

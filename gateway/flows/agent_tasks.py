@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from a2a.server.request_handlers.request_handler import RequestHandler
@@ -26,13 +26,20 @@ from google.protobuf.json_format import MessageToDict
 
 from adapters.usage import from_metadata
 from gateway.delegation.runs import TERMINAL
-from gateway.flows.deep_approvals import LOOK_SECONDS, held_deeper, wait_for_decision
+from gateway.flows.deep_approvals import (
+    LOOK_SECONDS,
+    Onwards,
+    held_deeper,
+    held_onwards_soon,
+    wait_for_decision,
+)
 from gateway.flows.messages import apply_event, outcome_of_parts, task_id_of, text_of
 from gateway.flows.outcomes import asking
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.step_errors import StepFailed, users_own
 
 logger = logging.getLogger(__name__)
+
 
 ASKS = {
     TaskState.TASK_STATE_INPUT_REQUIRED: "input_required",
@@ -59,7 +66,15 @@ class AgentTask:
         held: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
         holding: str | None = None,
         clock: Callable[[bool], None] | None = None,
+        onwards: Onwards | None = None,
     ) -> None:
+        # ``onwards``: how to find the approval that a call the agent made
+        # onwards through the gateway for this step waits at (the step's
+        # ``txn``, which the agent's token carried on), and how to show it on
+        # the run -- as a nested flow's is -- while the exchange goes on.
+        self.onwards = onwards
+        self._onward: str | None = None
+        self._looking = False
         # ``clock``: told when a human starts (True) and stops deciding an
         # approval inside the task -- the step's timeout stands still meanwhile.
         self.clock = clock
@@ -83,17 +98,60 @@ class AgentTask:
         self.remember = remember
 
     async def send(self, request: SendMessageRequest, streams: bool) -> dict[str, Any]:
-        with users_own(self.agent):  # an agent that takes its users' own tokens
+        async with self.looking_onwards():
+            with users_own(self.agent):  # an agent that takes its users' own tokens
+                try:
+                    if streams:
+                        return await self._stream(request)
+                    answer = await self.handler.on_message_send(request, self.context)
+                except A2AError as exc:
+                    raise StepFailed(f"{self.agent}: {exc}") from None
+            if isinstance(answer, Message):
+                return outcome_of_parts(list(answer.parts))
+            await self.remember(upstream_task_id=answer.id)
+            return await self.follow(answer.id, answer)
+
+    @contextlib.asynccontextmanager
+    async def looking_onwards(self) -> AsyncIterator[None]:
+        """While the block runs, an approval that a call the agent made
+        onwards for this step waits at is shown on the run, and the step's
+        clock stands still while a human decides (`deep_approvals`)."""
+        onwards = self.onwards
+        if onwards is None or self._looking:  # none, or looked for already (a follow in a send)
+            yield
+            return
+        self._looking = True
+        looking = asyncio.create_task(self._look_onwards(onwards))
+        try:
+            yield
+        finally:
+            looking.cancel()
+            await asyncio.wait([looking])
+            self._looking = False
+            if self._onward is not None:
+                self._onward = None  # the exchange is over: the run does not stay shown waiting
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(onwards.show(None))
+                if self.clock is not None:
+                    self.clock(False)
+
+    async def _look_onwards(self, onwards: Onwards) -> None:
+        while True:
             try:
-                if streams:
-                    return await self._stream(request)
-                answer = await self.handler.on_message_send(request, self.context)
-            except A2AError as exc:
-                raise StepFailed(f"{self.agent}: {exc}") from None
-        if isinstance(answer, Message):
-            return outcome_of_parts(list(answer.parts))
-        await self.remember(upstream_task_id=answer.id)
-        return await self.follow(answer.id, answer)
+                found = await onwards.find()
+            except Exception as exc:  # an outage: looked again later
+                logger.info("run %s: onward approvals of %s: %r", self.run_id, onwards.txn, exc)
+                found = None
+            approval = found["approval"] if found is not None else None
+            if approval != self._onward:
+                self._onward = approval
+                await onwards.show(found)
+                if self.clock is not None:
+                    self.clock(approval is not None)
+            if approval is not None:
+                await wait_for_decision(approval, LOOK_SECONDS)
+            else:
+                await held_onwards_soon(onwards.txn, LOOK_SECONDS)
 
     async def get(self, task_id: str) -> Task:
         try:
@@ -166,7 +224,8 @@ class AgentTask:
     async def follow(self, task_id: str, task: Task | None = None) -> dict[str, Any]:
         """Wait for the agent's task to end (or ask): GetTask, backing off."""
         try:
-            return await self._follow(task_id, task)
+            async with self.looking_onwards():
+                return await self._follow(task_id, task)
         except BaseException:
             # Stopped while it showed an approval inside (a timeout, a cancel,
             # a failure): the run does not stay shown waiting for it.

@@ -327,28 +327,28 @@ class StepCall:
         owner = Owner(caller.subject, caller.issuer, caller)
         admission = Admission(grant, owner, frozenset(), skill=target.skill, task_id=continues)
         handler = self.rt.handler_for(grant.card)
+        show = deep_approvals.shown(self.rt, self.call.run_id, self.step.id, self._write)
+        agent = str(target.agent)
+        kind = gateway_run_kind(grant.card)
         return AgentTask(
             self.rt,
             self.call.run_id,
-            str(target.agent),
+            agent,
             target.target,
             handler,
             handler_context(admission),
             self._write,
             answered,
-            # Only a flow's approval is shown as this run's (`deep_approvals`):
-            # any other agent's task is taken at its word.
-            held=(
-                (
-                    lambda deeper: deep_approvals.announce(
-                        self.rt, self.call.run_id, self.step.id, self._write, deeper
-                    )
-                )
-                if gateway_run_kind(grant.card) == "flow"
-                else None
-            ),
+            # A flow's approval, read from its task, is shown as this run's
+            # (`deep_approvals`); any other agent's task is taken at its word,
+            # and only its calls onwards held here are shown (``onwards``).
+            held=show if kind == "flow" else None,
             holding=holding,
             clock=self.clock.hold if self.clock is not None else None,
+            # An agent of its own (not run here) may call onwards.
+            onwards=deep_approvals.onwards(self.rt, owner, caller, agent, show)
+            if kind is None
+            else None,
         )
 
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:

@@ -15,22 +15,44 @@ desk resumes the inner run where it waits; the step follows that run on, and
 the run goes back to working. The decision wakes the steps waiting on it in
 this process (`decided`); elsewhere they see it at their next look, at most
 `LOOK_SECONDS` later.
+
+**An agent that delegates onwards.** A step's agent that is not a flow may
+hand part of the work to another agent through the gateway (RFC 8693 token
+exchange, then the other agent's front door here). The step's token carries
+its ``txn`` ("<run>:<step>", `txn`), and every token exchanged from it
+carries it on (`gateway.delegation.permits.Caller.txn`; only this gateway's
+own tokens are read for it), so a call the policy holds for approval down
+there is stored as made under that step. While the step's exchange with its
+agent goes on, the step looks for such an approval of the run's user
+(`held_onwards`: woken as one is held here, `held_now`, else looking every
+`LOOK_SECONDS`) and shows it exactly as a nested flow's, the chain naming the
+agents that called on ("relay -> sales / quote"). Approving it resumes the
+held call, the agent's own call goes on, and so does the step. The agent's
+task itself is never taken at its word for an approval (an agent could name
+any approval there): only the gateway's own record of the held call counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from a2a.types import Task, TaskState
 from google.protobuf.json_format import MessageToDict
 
 if TYPE_CHECKING:
+    from gateway.delegation.approvals import Approval
+    from gateway.delegation.permits import Caller
+    from gateway.delegation.tasks import Owner
     from gateway.flows.runtime import FlowRuntime
 
 LOOK_SECONDS = 30.0
+# The steps waiting to hear of an approval held under their ``txn``.
+_ONWARDS: dict[str, set[asyncio.Event]] = {}
 # A checkpoint's approval id (`checkpoints.approval_id`), and how many runs deep a chain says.
 APPROVAL_ID = re.compile(r"apr_[0-9a-f]{32}")
 MAX_CHAIN = 16
@@ -48,6 +70,89 @@ def held_deeper(task: Task) -> dict[str, Any] | None:
     chain = said.get("chain")
     links = [str(link)[:300] for link in chain[:MAX_CHAIN]] if isinstance(chain, list) else []
     return {"approval": approval, "chain": links}
+
+
+@dataclass(frozen=True)
+class Onwards:
+    """Calls a step's agent makes onwards through the gateway, under the
+    step's ``txn`` (`gateway.flows.deep_approvals`): ``find`` the approval
+    one waits at, ``show`` it on the run (None: it was decided)."""
+
+    txn: str
+    find: Callable[[], Awaitable[dict[str, Any] | None]]
+    show: Callable[[dict[str, Any] | None], Awaitable[None]]
+
+
+Show = Callable[[dict[str, Any] | None], Awaitable[None]]
+
+
+def shown(
+    rt: FlowRuntime, run_id: str, step_id: str, write: Callable[..., Awaitable[None]]
+) -> Show:
+    """How an approval inside the step's agent shows on the run (`announce`)."""
+
+    async def show(deeper: dict[str, Any] | None) -> None:
+        await announce(rt, run_id, step_id, write, deeper)
+
+    return show
+
+
+def onwards(
+    rt: FlowRuntime, owner: Owner, caller: Caller, agent: str, show: Show
+) -> Onwards | None:
+    """The step's calls onwards through ``agent`` (None: the call carries no txn)."""
+    of = caller.txn
+    if of is None:
+        return None
+
+    async def find() -> dict[str, Any] | None:
+        return await held_onwards(rt, owner, of, agent)
+
+    return Onwards(of, find, show)
+
+
+def txn(run_id: str, step_id: str) -> str:
+    """What a step's call carries in its token, and every call its agent
+    makes onwards with a token exchanged from it (`Caller.txn`)."""
+    return f"{run_id}:{step_id}"
+
+
+async def held_onwards(rt: FlowRuntime, owner: Owner, of: str, agent: str) -> dict[str, Any] | None:
+    """{approval, chain} when a call made onwards for the step ``of`` (its
+    txn) -- by ``agent``, the step's, or further down -- waits for an admin:
+    the chain names who called what (the agents in its token, after the
+    step's own)."""
+    held = await rt.approvals.pending_under(owner, of)
+    if held is None:
+        return None
+    actors = held.requested_by.actors
+    below = actors[actors.index(agent) :] if agent in actors else actors[-1:]
+    called = held.target + (f" / {held.action}" if held.action else "")
+    chain = [f"{' -> '.join(below)} -> {called}"[:300]]
+    return {"approval": held.id, "chain": chain}
+
+
+def held_now(approval: Approval) -> None:
+    """An approval was just held (stored): wake the step whose call it was
+    made under, if it runs here; elsewhere it is seen at its next look."""
+    under = approval.requested_by.txn
+    for woken in _ONWARDS.get(under or "", ()):
+        woken.set()
+
+
+async def held_onwards_soon(of: str, seconds: float) -> None:
+    """Until an approval is held under ``of`` in this process, or ``seconds`` pass."""
+    woken = asyncio.Event()
+    _ONWARDS.setdefault(of, set()).add(woken)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), timeout=seconds)
+    finally:
+        waiting = _ONWARDS.get(of)
+        if waiting is not None:
+            waiting.discard(woken)
+            if not waiting:
+                del _ONWARDS[of]
 
 
 def link(flow_id: str, run_id: str, step_id: str) -> str:

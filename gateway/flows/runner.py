@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import Any
 
@@ -22,7 +23,7 @@ from dbos import DBOS
 
 from adapters import spans
 from gateway.delegation.audit import AuditEvent
-from gateway.flows import back_routes, checkpoints, loops, reviews, waits
+from gateway.flows import back_routes, checkpoints, deep_approvals, loops, reviews, waits
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_fallback
 from gateway.flows.costs import BudgetSpent, check_budget, priced
@@ -452,6 +453,8 @@ class FlowRun(MapSteps, ParallelSteps):
         if text is not None and not isinstance(text, str):
             text = str(text)
         base["input"] = {"input": arguments, "message": text}
+        # The step's calls carry its txn, and so do its agent's calls onwards.
+        caller = dataclasses.replace(caller, txn=deep_approvals.txn(self.run_id, step.id))
         call = CallContext(self.run_id, self.info["trace_id"], caller)
         calling = StepCall(self.rt, call, step, approved=approved)
         if reply is not None:

@@ -117,9 +117,11 @@ class FlowsDoor:
         async def decided(approval: Approval) -> None:
             if approval.kind == "flow" and engine.launched:
                 await checkpoints.notify(approval)
-                deep_approvals.decided(approval.id)
+            # Any kind: a step may wait on a call its agent made onwards.
+            deep_approvals.decided(approval.id)
 
         desk.listeners.append(decided)
+        desk.approvals.held_listeners.append(deep_approvals.held_now)
         retention = RunRetention(
             core.engine,
             store,

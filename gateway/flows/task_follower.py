@@ -53,6 +53,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
@@ -65,6 +66,7 @@ from gateway.agents.admission import Admission, handler_context
 from gateway.agents.push_configs import PushConfigs
 from gateway.delegation.permits import RateLimited
 from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.push import watch_id
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
 from gateway.flows.messages import apply_event
@@ -85,6 +87,9 @@ MOVED_SECONDS = 1.0
 WATCHED_LOOK_SECONDS = 300.0
 # The longest the removal of a watch may hold up the end of a wait.
 UNWATCH_SECONDS = 5.0
+# A watched task is looked at this long before the wait's end, in case a
+# push was lost: the run does not time out on a task that ended.
+LOOK_BEFORE_END_SECONDS = 3.0
 
 
 class Stop(Exception):
@@ -103,6 +108,8 @@ class TaskFollower:
         task_id: str,
         wake: Callable[[], Awaitable[None]],
         wanted: frozenset[str] = frozenset(),
+        topic: str = "",
+        deadline: float | None = None,
     ) -> None:
         self.rt = rt
         self.info = info
@@ -112,20 +119,15 @@ class TaskFollower:
         self.wanted = wanted  # the states the wait is for, as A2A names them
         self._streams = True
         self._seen: int | None = None  # the last state seen
-        # The gateway's own push config on the task, once the agent took it
-        # (one per run: set again after a restart, it replaces the last).
-        self.watch_id = f"switchboard-watch-{info['id']}"
+        # The gateway's own push config on the task (one per run and wait
+        # step: set again after a restart, it replaces the last). ``watched``
+        # from before it is asked for, so a watch half made is removed too.
+        self.watch_id = watch_id(str(info["id"]), topic)
         self._watch_tried = False
-        self._watched = False
+        self.watched = False
+        self.deadline = deadline  # the wait's end (time.time()): looked at just before it
 
     async def run(self) -> None:
-        try:
-            await self._follow()
-        finally:
-            if self._watched:
-                await self._unwatch()
-
-    async def _follow(self) -> None:
         delay = self.rt.settings.poll_min_seconds
         while True:
             try:
@@ -150,8 +152,8 @@ class TaskFollower:
             # than MOVED_SECONDS; a status that only says "still working" (an
             # agent's heartbeat) is not a change and lets the wait lengthen.
             delay = MOVED_SECONDS if moved else delay
-            if self._watched:  # the agent pushes each state: a look only now and then
-                delay = WATCHED_LOOK_SECONDS
+            if self.watched:  # the agent pushes each state: a look only now and then
+                delay = self._watched_delay()
             await asyncio.sleep(delay)
             delay = min(delay * 2, FOLLOW_MAX_SECONDS)
 
@@ -207,18 +209,36 @@ class TaskFollower:
         self._watch_tried = True
         if not isinstance(handler, PushConfigs):
             return
+        self.watched = True
         try:
             await handler.watch_task(self.task_id, self.watch_id, context)
         except A2AError as exc:  # refused (or the agent down): looked at with GetTask
             logger.info("run %s: no watch on task %s: %s", self.info["id"], self.task_id, exc)
-            return
-        self._watched = True
+            self.watched = False
+            await self._forget_watch()
 
-    async def _unwatch(self) -> None:
-        """The watch removed, best effort and briefly: the wait is over (a
-        watch left behind only records its task's states until it ends)."""
+    def _watched_delay(self) -> float:
+        """Until the next look at a watched task: a push lost is found at
+        the latest just before the wait's end, not after it."""
+        if self.deadline is None:
+            return WATCHED_LOOK_SECONDS
+        left = self.deadline - time.time() - LOOK_BEFORE_END_SECONDS
+        return min(WATCHED_LOOK_SECONDS, max(MOVED_SECONDS, left))
+
+    async def _forget_watch(self) -> None:
+        """The gateway's own row of the watch removed, whatever the run may
+        still do at the agent: its relay takes no more pushes."""
+        owner = Owner(self.info["owner_subject"], self.info["owner_issuer"])
+        await self.rt.front_door().push.delete(self.agent, owner, self.task_id, self.watch_id)
+
+    async def unwatch(self) -> None:
+        """The watch removed, briefly: here first (no decision needed for
+        the gateway's own row), then at the agent, as a courtesy, as the
+        run's user (a refused decision leaves only the agent's copy, which
+        points at a relay that no longer exists). The wait is over."""
         try:
             async with asyncio.timeout(UNWATCH_SECONDS):
+                await self._forget_watch()
                 caller = await self.rt.caller(self.info["grant_id"])
                 grant = await self.rt.delegations.admit(
                     caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
@@ -276,18 +296,23 @@ async def following(
     task_id: str,
     topic: str,
     wanted: frozenset[str],
+    deadline: float | None = None,
 ) -> AsyncIterator[None]:
-    """The task followed while the block runs (the wait's loop)."""
+    """The task followed while the block runs (the wait's loop, until
+    ``deadline``); a watch it put on the task removed after."""
 
     async def wake() -> None:
         await DBOS.send_async(info["id"], {"follower": "look"}, topic)
 
-    follower = TaskFollower(rt, dict(info), agent, task_id, wake, wanted)
+    follower = TaskFollower(rt, dict(info), agent, task_id, wake, wanted, topic, deadline)
     # A context of its own: nothing it does is an operation of the run's workflow.
-    task = asyncio.create_task(follower.run(), context=contextvars.Context())
+    context = contextvars.Context()
+    task = asyncio.create_task(follower.run(), context=context)
     try:
         yield
     finally:
         task.cancel()
         # Waited for without taking a cancellation of our own for its.
         await asyncio.wait([task])
+        if follower.watched:  # outside the follower: its cancel does not cut this short
+            await asyncio.wait([asyncio.create_task(follower.unwatch(), context=context)])

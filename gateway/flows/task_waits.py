@@ -125,7 +125,7 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
                 # agent meanwhile (`task_follower`), until the wait is over.
                 followed = True
                 await following_it.enter_async_context(
-                    following(run.rt, run.info, agent, task_id, topic(step.id), wanted)
+                    following(run.rt, run.info, agent, task_id, topic(step.id), wanted, deadline)
                 )
             await DBOS.recv_async(
                 topic(step.id), timeout_seconds=max(0.01, min(deadline - seen["now"], poll))

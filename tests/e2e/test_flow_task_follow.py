@@ -175,6 +175,17 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
                 time.sleep(0.1)
             listed = _rpc(dana, "plain", "ListTaskPushNotificationConfigs", {"taskId": task_id})
             assert listed.get("configs", []) == [], listed
+            # Nor can the user take a watch's id (to replace it with their webhook).
+            taken = {
+                "taskId": task_id,
+                "id": "switchboard-watch-mine",
+                "url": "https://hooks.example.com/push",
+            }
+            body = {"jsonrpc": "2.0", "id": 1, "method": "CreateTaskPushNotificationConfig"}
+            refused = dana.post(
+                "/a2a/plain", json={**body, "params": taken}, headers={"A2A-Version": "1.0"}
+            )
+            assert "switchboard-watch-" in refused.json()["error"]["message"], refused.text
             done = setup.run(dana, run, "completed", "failed", seconds=POLL_WOULD_TAKE / 2)
         assert done["state"] == "completed", done
         assert done["output"]["result"] == {"worked": 4.0}

@@ -158,7 +158,9 @@ def onward_card(url: str, name: str = "Relay") -> AgentCard:
         default_input_modes=["application/json"],
         default_output_modes=["application/json"],
         skills=[
-            AgentSkill(id="onwards", name="onwards", description="asks another agent", tags=["relay"])
+            AgentSkill(
+                id="onwards", name="onwards", description="asks another agent", tags=["relay"]
+            )
         ],
     )
 

@@ -181,7 +181,11 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
                 "id": "switchboard-watch-mine",
                 "url": "https://hooks.example.com/push",
             }
-            body = {"jsonrpc": "2.0", "id": 1, "method": "CreateTaskPushNotificationConfig"}
+            body: dict[str, Any] = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "CreateTaskPushNotificationConfig",
+            }
             refused = dana.post(
                 "/a2a/plain", json={**body, "params": taken}, headers={"A2A-Version": "1.0"}
             )

@@ -181,13 +181,13 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
                 "id": "switchboard-watch-mine",
                 "url": "https://hooks.example.com/push",
             }
-            body: dict[str, Any] = {
+            create: dict[str, Any] = {
                 "jsonrpc": "2.0",
                 "id": 1,
                 "method": "CreateTaskPushNotificationConfig",
             }
             refused = dana.post(
-                "/a2a/plain", json={**body, "params": taken}, headers={"A2A-Version": "1.0"}
+                "/a2a/plain", json={**create, "params": taken}, headers={"A2A-Version": "1.0"}
             )
             assert "switchboard-watch-" in refused.json()["error"]["message"], refused.text
             done = setup.run(dana, run, "completed", "failed", seconds=POLL_WOULD_TAKE / 2)

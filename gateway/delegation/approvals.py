@@ -57,11 +57,6 @@ class AlreadyDecided(Exception):
         self.approval = approval
 
 
-# The most pending approvals of one user read to find the one a flow's step
-# waits on (`Approvals.pending_under`): older ones beyond are not looked at.
-MAX_PENDING_LOOKED_AT = 200
-
-
 class Requester(BaseModel):
     subject: str
     issuer: str
@@ -250,6 +245,7 @@ class Approvals:
             "tool": tool,
             "owner_subject": caller.subject,
             "owner_issuer": caller.issuer,
+            "txn": caller.txn,
             "caller": {
                 **asdict(caller),
                 "scopes": sorted(caller.scopes),
@@ -290,28 +286,33 @@ class Approvals:
             ).first()
         return None if row is None else _approval(row._asdict())
 
-    async def pending_under(self, owner: Owner, txn: str) -> Approval | None:
-        """The oldest pending approval of ``owner``'s whose call was made
-        under ``txn`` (`Caller.txn`: a flow run's step, whose agent called
-        onwards). Read from the owner's pending ones: a few at a time."""
+    async def pending_under(self, subject: str, txn: str, since: datetime) -> Approval | None:
+        """The newest pending approval of a call made under ``txn``
+        (`Caller.txn`: a flow run's step, whose agent called onwards) by
+        ``subject``'s token, held at or after ``since`` (the step's exchange
+        began: one left by an earlier attempt is not this one's), and whose
+        call can still be made (its token not expired). The txn comes only
+        from tokens this gateway signed; the subject is checked as well. The
+        issuer is not: a call made onwards holds the gateway's."""
         c = approvals.c
         query = (
             select(approvals)
             .where(
+                c.txn == txn,
                 c.state == PENDING,
-                c.owner_subject == owner.subject,
-                c.owner_issuer == owner.issuer,
+                c.owner_subject == subject,
+                c.created_at >= since.astimezone(UTC),
             )
-            .order_by(c.created_at, c.id)
-            .limit(MAX_PENDING_LOOKED_AT)
+            .order_by(c.created_at.desc(), c.id)
+            .limit(1)
         )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        for row in rows:
-            found = row._asdict()
-            if found["caller"].get("txn") == txn:
-                return _approval(found)
-        return None
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        found = _approval(row._asdict())
+        expires = found.requested_by.token_expires_at
+        return None if expires is not None and expires <= datetime.now(UTC) else found
 
     async def list(
         self,

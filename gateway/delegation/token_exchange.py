@@ -177,10 +177,13 @@ class TokenExchange:
                 f"calls to {target_id} are kept to coordination rules; call it through the "
                 f"gateway: ask for resource={self._a2a_prefix}{target_id}",
             )
-        if front_door is None and grant.decision.approval_required:
+        if grant.decision.approval_required and (
+            front_door is None or await self._is_mcp_server(target_id)
+        ):
             # A token for the agent itself would skip the approval step: such
             # calls must go through the gateway, where they wait for a human
-            # (a token for its front door here is one: the door holds the call).
+            # (a token for an agent's A2A front door here is one: the door
+            # holds the call; an MCP server's front door takes no such token).
             await self._delegations.record(
                 grant, "token_exchange", "denied", "approval required: not issued"
             )

@@ -73,7 +73,9 @@ class AgentTask:
         # ``txn``, which the agent's token carried on), and how to show it on
         # the run -- as a nested flow's is -- while the exchange goes on.
         self.onwards = onwards
-        self._onward: str | None = None
+        # Re-attached while it showed one (an agent of its own: ``holding`` is
+        # an onward approval): a look finding it decided says so, and the clock goes on.
+        self._onward: str | None = holding if onwards is not None else None
         self._looking = False
         # ``clock``: told when a human starts (True) and stops deciding an
         # approval inside the task -- the step's timeout stands still meanwhile.
@@ -144,10 +146,14 @@ class AgentTask:
                 found = None
             approval = found["approval"] if found is not None else None
             if approval != self._onward:
-                self._onward = approval
-                await onwards.show(found)
-                if self.clock is not None:
-                    self.clock(approval is not None)
+                try:
+                    await onwards.show(found)
+                except Exception as exc:  # an outage: shown at the next look
+                    logger.info("run %s: approval %s not shown: %r", self.run_id, approval, exc)
+                else:
+                    self._onward = approval
+                    if self.clock is not None:
+                        self.clock(approval is not None)
             if approval is not None:
                 await wait_for_decision(approval, LOOK_SECONDS)
             else:

@@ -70,10 +70,10 @@ from gateway.flows.outcomes import (
     retrying,
 )
 from gateway.flows.questions import Answer
-from gateway.flows.runtime import FlowRuntime
+from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.step_clock import StoppedClock
 from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
-from policies.policy import Target, handoff
+from policies.policy import Target
 from registry.store import AgentNotFound
 from registry.tables import as_utc
 from registry.vendor_cards import gateway_run_kind
@@ -91,23 +91,6 @@ class CallContext:
     run_id: str
     trace_id: str
     caller: Caller
-
-
-def is_idempotent(rt: FlowRuntime, step: CallStep) -> bool:
-    """The policy's ``idempotent`` for the step's target (for an MCP tool, else
-    the tool's own ``idempotentHint``, part of the definition an admin approved)."""
-    policy = rt.delegations.policy.current
-    target = step.call
-    if target.agent is not None:
-        return bool(handoff(policy, target.agent, "skill", target.skill).idempotent)
-    known = rt.federation().known_tool(str(target.tool))
-    if known is None:
-        return False
-    rule = handoff(policy, known.server_id, "tool", known.upstream_name)
-    if rule.idempotent is not None:
-        return rule.idempotent
-    annotations = known.definition.get("annotations")
-    return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
 
 
 def _now() -> datetime:
@@ -289,7 +272,7 @@ class StepCall:
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
         # Re-attached while it showed an approval inside its agent: said again once it goes on.
         holding = known.get("approval_id") if known.get("state") == "waiting" else None
-        agent = self._agent_task(grant, holding=holding)
+        agent = self._agent_task(grant, holding=holding, since=known.get("sent_at"))
         if holding is not None and self.clock is not None:
             # Re-attached while a human decides: the clock stands still from
             # the start (the first look sees the same approval, said before).
@@ -320,9 +303,11 @@ class StepCall:
         continues: str | None = None,
         answered: str | None = None,
         holding: str | None = None,
+        since: datetime | None = None,
     ) -> AgentTask:
         """The step's exchange with the agent ``grant`` admits it to, as its
-        caller; ``continues``: the task a message is admitted to continue."""
+        caller; ``continues``: the task a message is admitted to continue;
+        ``since``: when it began (the call was sent), if it has."""
         caller, target = self.call.caller, self.step.call
         owner = Owner(caller.subject, caller.issuer, caller)
         admission = Admission(grant, owner, frozenset(), skill=target.skill, task_id=continues)
@@ -346,9 +331,13 @@ class StepCall:
             holding=holding,
             clock=self.clock.hold if self.clock is not None else None,
             # An agent of its own (not run here) may call onwards.
-            onwards=deep_approvals.onwards(self.rt, owner, caller, agent, show)
-            if kind is None
-            else None,
+            onwards=(
+                deep_approvals.onwards(
+                    self.rt, owner, caller, agent, show, as_utc(since) if since else _now()
+                )
+                if kind is None
+                else None
+            ),
         )
 
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
@@ -399,7 +388,9 @@ class StepCall:
         data, text = reply.reply.get("data"), reply.reply.get("text")
         grant = await self._admit(target.agent, target.skill, inputs=[data] if data else [])
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
-        agent = self._agent_task(grant, continues=task_id, answered=reply.asked)
+        agent = self._agent_task(
+            grant, continues=task_id, answered=reply.asked, since=known.get("sent_at")
+        )
         current = await agent.get(task_id)
         if current.status.state not in WAITING or status_key(current) != reply.asked:
             # It no longer asks what was answered: the answer went before a

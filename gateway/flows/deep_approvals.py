@@ -39,6 +39,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from a2a.types import Task, TaskState
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from gateway.flows.runtime import FlowRuntime
 
 LOOK_SECONDS = 30.0
+# How far apart two replicas' clocks may be: an approval held onwards is the
+# step's if held since its exchange began, give or take this.
+CLOCKS_APART = timedelta(seconds=5)
 # The steps waiting to hear of an approval held under their ``txn``.
 _ONWARDS: dict[str, set[asyncio.Event]] = {}
 # A checkpoint's approval id (`checkpoints.approval_id`), and how many runs deep a chain says.
@@ -98,15 +102,16 @@ def shown(
 
 
 def onwards(
-    rt: FlowRuntime, owner: Owner, caller: Caller, agent: str, show: Show
+    rt: FlowRuntime, owner: Owner, caller: Caller, agent: str, show: Show, since: datetime
 ) -> Onwards | None:
-    """The step's calls onwards through ``agent`` (None: the call carries no txn)."""
+    """The step's calls onwards through ``agent`` since its exchange began
+    (``since``; None: the call carries no txn)."""
     of = caller.txn
     if of is None:
         return None
 
     async def find() -> dict[str, Any] | None:
-        return await held_onwards(rt, owner, of, agent)
+        return await held_onwards(rt, owner, of, agent, since)
 
     return Onwards(of, find, show)
 
@@ -117,12 +122,14 @@ def txn(run_id: str, step_id: str) -> str:
     return f"{run_id}:{step_id}"
 
 
-async def held_onwards(rt: FlowRuntime, owner: Owner, of: str, agent: str) -> dict[str, Any] | None:
+async def held_onwards(
+    rt: FlowRuntime, owner: Owner, of: str, agent: str, since: datetime
+) -> dict[str, Any] | None:
     """{approval, chain} when a call made onwards for the step ``of`` (its
-    txn) -- by ``agent``, the step's, or further down -- waits for an admin:
-    the chain names who called what (the agents in its token, after the
-    step's own)."""
-    held = await rt.approvals.pending_under(owner, of)
+    txn) since its exchange began -- by ``agent``, the step's, or further
+    down -- waits: the chain names who called what (the agents in its token,
+    after the step's own)."""
+    held = await rt.approvals.pending_under(owner.subject, of, since - CLOCKS_APART)
     if held is None:
         return None
     actors = held.requested_by.actors

@@ -34,7 +34,9 @@ from gateway.delegation.runs import status_message
 from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.federation.federation import McpFederation
 from gateway.flows.cards import SKILL
+from gateway.flows.definition import CallStep
 from gateway.flows.store import FlowStore, grant_view
+from policies.policy import handoff
 
 RUN_STATES = {
     "submitted": TaskState.TASK_STATE_SUBMITTED,
@@ -152,3 +154,20 @@ def result_artifact(output: Any) -> Artifact:
         struct.update(output if isinstance(output, dict) else {"result": output})
         part = Part(data=Value(struct_value=struct), media_type="application/json")
     return Artifact(artifact_id="result", name="result", parts=[part])
+
+
+def is_idempotent(rt: FlowRuntime, step: CallStep) -> bool:
+    """The policy's ``idempotent`` for the step's target (for an MCP tool, else
+    the tool's own ``idempotentHint``, part of the definition an admin approved)."""
+    policy = rt.delegations.policy.current
+    target = step.call
+    if target.agent is not None:
+        return bool(handoff(policy, target.agent, "skill", target.skill).idempotent)
+    known = rt.federation().known_tool(str(target.tool))
+    if known is None:
+        return False
+    rule = handoff(policy, known.server_id, "tool", known.upstream_name)
+    if rule.idempotent is not None:
+        return rule.idempotent
+    annotations = known.definition.get("annotations")
+    return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True

@@ -34,7 +34,6 @@ from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
 from gateway.flows import consents, questions, waits
-from gateway.flows.calls import is_idempotent
 from gateway.flows.cards import flow_card
 from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
 from gateway.flows.costs import BudgetSpent, check_budget
@@ -43,7 +42,7 @@ from gateway.flows.documents import DocumentInvalid, validate
 from gateway.flows.engine import FlowEngine
 from gateway.flows.models import FlowRecord, RunView
 from gateway.flows.redaction import redact_run, rules
-from gateway.flows.runtime import FlowRuntime
+from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.store import TERMINAL_RUN_STATES, RunNotFound, new_grant_id, new_run_id
 from gateway.flows.trigger_checks import check_triggers
 from registry.contracts import violation

@@ -288,7 +288,10 @@ approvals = Table(
     Column("outcome", String(40), nullable=True),
     Column("result", JSON, nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # The work the held call was made under (`Caller.txn`): a flow run's step.
+    Column("txn", String(160), nullable=True),
     Index("ix_approvals_state", "state", "created_at"),
+    Index("ix_approvals_txn", "txn", "state"),
     Index("ix_approvals_task", "target", "task_id"),
     Index("ix_approvals_owner", "owner_subject", "created_at"),
 )

@@ -54,18 +54,22 @@ def validate(data: Any) -> FlowDocument:
 
 
 _KINDS = frozenset({"call", "parallel", "route", "checkpoint", "map", "wait", "repeat"})
+# A parallel branch's: a call, or steps of its own (`definition.Branch`).
+_BRANCH_KINDS = frozenset({"call", "steps"})
 
 
 def _clean(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
     """The document's own path in a pydantic error location: without the step
-    kind a tagged union puts after a step's index, nor the union members'
-    names (``Quorum``, ``literal[...]``)."""
+    (or branch) kind a tagged union puts after a step's (a branch's) index,
+    nor the union members' names (``Quorum``, ``literal[...]``)."""
     out: list[Any] = []
     previous: Any = None
     for part in loc:
-        after_step = isinstance(previous, int) and len(out) >= 2 and out[-2] == "steps"
+        listed = out[-2] if isinstance(previous, int) and len(out) >= 2 else None
         previous = part
-        if part in _KINDS and after_step:
+        if (listed == "steps" and part in _KINDS) or (
+            listed == "branches" and part in _BRANCH_KINDS
+        ):
             continue
         if part == "Quorum" or str(part).startswith("literal["):
             continue

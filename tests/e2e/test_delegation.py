@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from google.protobuf.json_format import MessageToDict
 
-from tests.support.delegation import USER_SCOPES, Deployment, deployment
-from tests.support.inspecting import send_message_body, verify_as_downstream
+from tests.support.delegation import AGENT_SKILLS, USER_SCOPES, Deployment, deployment
+from tests.support.inspecting import agent_card, send_message_body, verify_as_downstream
+from tests.support.servers import refusing_port
 
 
 @pytest.fixture
@@ -407,15 +409,23 @@ def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -
 
 
 def test_a_dead_upstream_is_a_clear_error_and_is_audited(dep: Deployment) -> None:
-    dep["inventory"].server.stop()
-    # alice may check stock, not reserve it: her message names its skill.
-    response = dep.send("inventory", dep.gateway.token("alice", USER_SCOPES), skill="check-stock")
+    # An agent whose interface is a port that refuses connections, held for
+    # the test (a stopped server's own port could be given to another test's
+    # server meanwhile, which would answer: seen once in CI).
+    with refusing_port() as dead:
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        card = MessageToDict(agent_card("Gone", url, AGENT_SKILLS["inventory"]))
+        with dep.gateway.client() as admin:
+            added = admin.post("/agents", json={"card": card, "id": "gone"})
+        assert added.status_code == 201, added.text
+        # alice may check stock, not reserve it: her message names its skill.
+        response = dep.send("gone", dep.gateway.token("alice", USER_SCOPES), skill="check-stock")
     assert response.status_code == 200
     error = response.json()["error"]
     assert error["code"] == -32603
-    assert error["message"] == "agent inventory could not be reached (connection failed)"
+    assert error["message"] == "agent gone could not be reached (connection failed)"
     with dep.gateway.client() as admin:
-        (record,) = admin.get("/audit", params={"agent": "inventory"}).json()["items"]
+        (record,) = admin.get("/audit", params={"agent": "gone"}).json()["items"]
     assert record["decision"] == "allow"
     assert record["event"] == "a2a.SendMessage"
     assert record["outcome"] == "a2a_error:InternalError"

@@ -39,6 +39,20 @@ def bound_socket(
     return sock
 
 
+def refusing_port() -> socket.socket:
+    """A port on 127.0.0.1 that refuses every connection while the returned
+    socket is open: bound (without SO_REUSEADDR) and never listening, so no
+    other server is given it meanwhile -- unlike a stopped server's port,
+    which the system may hand to the next server started, one that answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.bind(("127.0.0.1", 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, woken by `ServerThread.request_stop` at once rather than
     on its next 0.1 s tick (stopping is most of a short test's teardown)."""

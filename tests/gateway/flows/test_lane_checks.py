@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.flows.definition import FlowDocument
+from gateway.flows.documents import DocumentInvalid, validate
 from tests.gateway.flows.test_checks import flow, problems, said
 
 SUPPORT = {"agent": "support"}
@@ -179,3 +180,22 @@ def test_in_a_loop_a_branch_reads_no_sibling_and_a_sequence_asks_no_review() -> 
     # A later top-level step of the loop is read as its round before's, as anywhere.
     assert ("y", f"{lane}.steps[2].message") not in found
     assert ("again", "steps[3].route[0].when") not in found
+
+
+def test_a_schema_error_inside_a_sequence_names_the_documents_own_path() -> None:
+    """The kinds pydantic's tagged unions put in an error's location (a
+    branch's ``steps`` or ``call``, a step's kind) are not the document's."""
+    document = {
+        "format": "switchboard.flow/v1",
+        "id": "order-flow",
+        "name": "order",
+        "steps": [
+            _lanes({"id": "x", "call": SUPPORT}, {"id": "y", "call": SUPPORT, "retries": -1}),
+            _map({"id": "z", "route": [{"goto": "end"}], "max": 0}),
+        ],
+    }
+    with pytest.raises(DocumentInvalid) as refused:
+        validate(document)
+    fields = {(e["step"], e["field"]) for e in refused.value.errors}
+    assert ("y", "steps[0].parallel.branches[0].steps[1].retries") in fields
+    assert ("z", "steps[1].map.steps[0].max") in fields

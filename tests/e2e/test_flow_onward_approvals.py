@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from policies.scopes import ADMIN_SCOPE
+from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.onward_agent import Onward, onward_app
 from tests.support.servers import ServerThread, stop_all
@@ -129,3 +131,46 @@ def test_a_call_held_onwards_shows_on_the_run_and_is_decided_there(
         assert "REJECTED" in done["error"], done
         assert flows.desk.count("quote") == 0
     assert [c.get("exchange") for c in onward.calls if "exchange" in c] == [200]
+
+
+@pytest.mark.crash
+def test_a_call_held_onwards_across_a_sigkill(tmp_path: Path, database_url: str | None) -> None:
+    """The gateway SIGKILLed while the run shows the relay's held call:
+    started again, the step re-attaches to the relay's task, shows the same
+    approval, and approving it lets the call, the relay and the run go on --
+    the desk quoted once."""
+    with crashable(tmp_path, database_url, ONWARD_POLICY) as world:
+        onward = Onward(world.gateway.url, "relay", "sales", "quote")
+        relay = ServerThread(lambda url: onward_app(url, onward)).start()
+        try:
+            with world.gateway.client("admin", ADMIN_SCOPE) as admin:
+                card = relay.url + "/.well-known/agent-card.json"
+                added = admin.post("/agents", json={"card_url": card, "id": "relay"})
+                assert added.status_code == 201, added.text
+                issued = admin.post("/agents/relay/credentials", json={"method": "client_secret"})
+                assert issued.status_code == 201, issued.text
+                onward.secret = issued.json()["client_secret"]
+                registered = admin.post("/flows", json=FLOW)
+                assert registered.status_code == 201, registered.text
+            run_id = world.start("onward-flow", {})
+
+            def shown(run: dict[str, Any]) -> bool:
+                step: dict[str, Any] = next((s for s in run["steps"] if s["id"] == "relayed"), {})
+                return bool(run["state"] == "input_required" and step.get("approval_id"))
+
+            before = world.until("onward-flow", run_id, shown)
+            approval_id = next(s for s in before["steps"] if s["id"] == "relayed")["approval_id"]
+            world.restart()
+            after = world.until("onward-flow", run_id, shown)
+            assert next(s for s in after["steps"] if s["id"] == "relayed")["approval_id"] == (
+                approval_id
+            )
+            with world.gateway.client("admin", ADMIN_SCOPE) as admin:
+                decided = admin.post(f"/approvals/{approval_id}", json={"decision": "approve"})
+            assert decided.status_code == 200, decided.text
+            done = world.ended("onward-flow", run_id)
+            assert done["state"] == "completed", done
+            assert done["output"]["total"] == 23.75
+            assert world.sent("quote") and len(world.sent("quote")) == 1
+        finally:
+            stop_all(relay)

@@ -14,6 +14,7 @@ artifacts) or fails with the other task's state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,9 @@ class _Executor(AgentExecutor):
             onward.calls.append({"sent": task["status"]["state"], "task": task["id"]})
             while task["status"]["state"] not in ENDS:
                 await asyncio.sleep(0.2)
-                task = await _rpc(http, front_door, headers, "GetTask", {"id": task["id"]})
+                # A gateway restarting meanwhile is asked again, as a client would.
+                with contextlib.suppress(httpx.TransportError):
+                    task = await _rpc(http, front_door, headers, "GetTask", {"id": task["id"]})
         if task["status"]["state"] != "TASK_STATE_COMPLETED":
             return task["status"]["state"], str(task["status"].get("message", ""))[:300]
         parts = [p for a in task.get("artifacts", []) for p in a.get("parts", [])]

@@ -29,6 +29,7 @@ from gateway.delegation.runs import TERMINAL
 from gateway.flows.deep_approvals import (
     LOOK_SECONDS,
     Onwards,
+    hear_held,
     held_deeper,
     held_onwards_soon,
     wait_for_decision,
@@ -123,12 +124,29 @@ class AgentTask:
             yield
             return
         self._looking = True
-        looking = asyncio.create_task(self._look_onwards(onwards))
+        looking: asyncio.Task[None] | None = None
+
+        def start() -> None:
+            nonlocal looking
+            if looking is None:
+                looking = asyncio.create_task(self._look_onwards(onwards))
+
+        # Nothing to look for before a call onwards is held: the looking
+        # starts when one is held here, else after a while (one held on
+        # another replica) -- a step that ends sooner costs nothing; at once
+        # when re-attached while it showed one (decided while the gateway was down?).
+        later = asyncio.get_running_loop().call_later(LOOK_SECONDS, start)
+        unheard = hear_held(onwards.txn, start)
+        if self._onward is not None:
+            start()
         try:
             yield
         finally:
-            looking.cancel()
-            await asyncio.wait([looking])
+            later.cancel()
+            unheard()
+            if looking is not None:
+                looking.cancel()
+                await asyncio.wait([looking])
             self._looking = False
             if self._onward is not None:
                 self._onward = None  # the exchange is over: the run does not stay shown waiting

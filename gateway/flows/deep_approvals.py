@@ -57,6 +57,7 @@ LOOK_SECONDS = 30.0
 CLOCKS_APART = timedelta(seconds=5)
 # The steps waiting to hear of an approval held under their ``txn``.
 _ONWARDS: dict[str, set[asyncio.Event]] = {}
+_HEARING: dict[str, list[Callable[[], None]]] = {}
 # A checkpoint's approval id (`checkpoints.approval_id`), and how many runs deep a chain says.
 APPROVAL_ID = re.compile(r"apr_[0-9a-f]{32}")
 MAX_CHAIN = 16
@@ -142,9 +143,26 @@ async def held_onwards(
 def held_now(approval: Approval) -> None:
     """An approval was just held (stored): wake the step whose call it was
     made under, if it runs here; elsewhere it is seen at its next look."""
-    under = approval.requested_by.txn
-    for woken in _ONWARDS.get(under or "", ()):
+    under = approval.requested_by.txn or ""
+    for woken in _ONWARDS.get(under, ()):
         woken.set()
+    for told in list(_HEARING.get(under, ())):
+        told()
+
+
+def hear_held(of: str, told: Callable[[], None]) -> Callable[[], None]:
+    """``told`` when an approval is held under ``of`` in this process; the
+    function returned stops that."""
+    _HEARING.setdefault(of, []).append(told)
+
+    def unheard() -> None:
+        hearing = _HEARING.get(of)
+        if hearing is not None and told in hearing:
+            hearing.remove(told)
+            if not hearing:
+                del _HEARING[of]
+
+    return unheard
 
 
 async def held_onwards_soon(of: str, seconds: float) -> None:

@@ -10,7 +10,10 @@ measured as the gateway process's CPU time (/proc, user + system):
 * ``calls``: ``runs x steps`` `SendMessage` calls to the agent through the
   front door (`/a2a/sales`, skill ``quote``), one after another;
 * ``flow``: ``runs`` runs of a flow of ``steps`` such calls, started
-  ``--concurrent`` at a time and followed to their end.
+  ``--concurrent`` at a time and followed to their end -- read every 0.5 s,
+  and the CPU of those reads (measured after, on a finished run) left out:
+  a run ending just after a read is read once more, which cost about as
+  much as a step's difference between two trees.
 
 The figure is (flow CPU - calls CPU) / (runs x steps): what a step costs
 over the call it makes. Issue 33's target is the engine's own cost of a
@@ -82,16 +85,29 @@ def call_once(client: httpx.Client) -> None:
     assert "result" in answer.json(), answer.text
 
 
-def run_once(client: httpx.Client) -> None:
+def run_once(client: httpx.Client) -> tuple[str, int]:
+    """One run followed to its end: its id, and how many times it was read."""
     started = client.post("/flows/bench-flow/runs", json={"input": {}})
     started.raise_for_status()
     run_id = started.json()["id"]
+    reads = 0
     while True:
+        reads += 1
         state = client.get(f"/flows/bench-flow/runs/{run_id}").json()["state"]
         if state in ("completed", "failed"):
             assert state == "completed", run_id
-            return
+            return run_id, reads
         time.sleep(0.5)  # rarely: the bench's own polling is gateway CPU too
+
+
+def read_cost(client: httpx.Client, pid: int, run_id: str, reads: int = 60) -> float:
+    """The gateway's CPU seconds for one read of a run (the bench's own
+    polling, left out of the flow leg: a run that ends just after a read
+    is read once more, ~1.5 ms a step that is not the step's)."""
+    before = cpu_seconds(pid)
+    for _ in range(reads):
+        client.get(f"/flows/bench-flow/runs/{run_id}").raise_for_status()
+    return (cpu_seconds(pid) - before) / reads
 
 
 def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
@@ -136,11 +152,14 @@ def main() -> None:
                 sampler = _profile(gateway.pid, args.profile) if args.profile else None
                 before, wall = cpu_seconds(gateway.pid), time.monotonic()
                 with ThreadPoolExecutor(args.concurrent) as pool:
-                    list(pool.map(lambda _: run_once(user), range(args.runs)))
+                    ran = list(pool.map(lambda _: run_once(user), range(args.runs)))
                 flows, wall = cpu_seconds(gateway.pid) - before, time.monotonic() - wall
                 if sampler is not None:
                     sampler.send_signal(signal.SIGINT)
                     sampler.wait(30)
+                reads = sum(n for _, n in ran)
+                per_read = read_cost(user, gateway.pid, ran[0][0])
+                flows -= reads * per_read
         finally:
             gateway.stop()
             sales.stop()
@@ -150,6 +169,7 @@ def main() -> None:
     )
     print(f"calls one by one: {calls * 1000 / total:.2f} ms CPU per call")
     print(f"flow runs:        {flows * 1000 / total:.2f} ms CPU per step ({wall:.1f} s wall)")
+    print(f"  (the bench's {reads} reads of the runs left out: {per_read * 1000:.2f} ms each)")
     over = (flows - calls) * 1000 / total
     print(f"per step over its call: {over:.2f} ms")
     # The engine's own checkpoint per step, measured now on the same machine:

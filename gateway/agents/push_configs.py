@@ -128,8 +128,15 @@ class PushConfigs(UpstreamCalls):
         self._check_push(admission)
         await self._own_task(admission, params.task_id)
         await self._check_webhook(params)
+        return await self._relayed(admission, params)
+
+    async def _relayed(
+        self, admission: Admission, config: TaskPushNotificationConfig
+    ) -> TaskPushNotificationConfig:
+        """``config`` stored, and the agent given its relay; removed again
+        if the agent refuses it. What is stored (without credentials)."""
         parts = self._parts()
-        stored, upstream = await parts.push.create(admission.agent_id, admission.owner, params)
+        stored, upstream = await parts.push.create(admission.agent_id, admission.owner, config)
         try:
             await self._call(
                 admission,
@@ -150,18 +157,8 @@ class PushConfigs(UpstreamCalls):
         admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, task_id)
-        parts = self._parts()
         config = TaskPushNotificationConfig(task_id=task_id, id=config_id)  # no url: records only
-        stored, upstream = await parts.push.create(admission.agent_id, admission.owner, config)
-        try:
-            await self._call(
-                admission,
-                "CreateTaskPushNotificationConfig",
-                lambda t, c: t.create_task_push_notification_config(upstream, context=c),
-            )
-        except A2AError:
-            await parts.push.delete(admission.agent_id, admission.owner, task_id, stored.id)
-            raise
+        await self._relayed(admission, config)
 
     async def unwatch_task(self, task_id: str, config_id: str, context: ServerCallContext) -> None:
         """The watch removed, here and (a courtesy) at the agent."""

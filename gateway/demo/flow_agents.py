@@ -79,6 +79,12 @@ class SalesDesk:
         with self.lock:
             return sum(1 for r in self.received if r["skill"] == skill)
 
+    def sent(self, skill: str | None = None) -> list[str]:
+        """The ids of the messages received (of ``skill``), in order: what a
+        test counts to see that nothing was sent twice."""
+        with self.lock:
+            return [r["message_id"] for r in self.received if skill in (None, r["skill"])]
+
 
 def _data(value: dict[str, Any]) -> Part:
     struct = Struct()

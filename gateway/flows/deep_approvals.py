@@ -56,7 +56,6 @@ LOOK_SECONDS = 30.0
 # step's if held since its exchange began, give or take this.
 CLOCKS_APART = timedelta(seconds=5)
 # The steps waiting to hear of an approval held under their ``txn``.
-_ONWARDS: dict[str, set[asyncio.Event]] = {}
 _HEARING: dict[str, list[Callable[[], None]]] = {}
 # A checkpoint's approval id (`checkpoints.approval_id`), and how many runs deep a chain says.
 APPROVAL_ID = re.compile(r"apr_[0-9a-f]{32}")
@@ -144,8 +143,6 @@ def held_now(approval: Approval) -> None:
     """An approval was just held (stored): wake the step whose call it was
     made under, if it runs here; elsewhere it is seen at its next look."""
     under = approval.requested_by.txn or ""
-    for woken in _ONWARDS.get(under, ()):
-        woken.set()
     for told in list(_HEARING.get(under, ())):
         told()
 
@@ -168,16 +165,12 @@ def hear_held(of: str, told: Callable[[], None]) -> Callable[[], None]:
 async def held_onwards_soon(of: str, seconds: float) -> None:
     """Until an approval is held under ``of`` in this process, or ``seconds`` pass."""
     woken = asyncio.Event()
-    _ONWARDS.setdefault(of, set()).add(woken)
+    unheard = hear_held(of, woken.set)
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), timeout=seconds)
     finally:
-        waiting = _ONWARDS.get(of)
-        if waiting is not None:
-            waiting.discard(woken)
-            if not waiting:
-                del _ONWARDS[of]
+        unheard()
 
 
 def link(flow_id: str, run_id: str, step_id: str) -> str:

@@ -24,6 +24,7 @@ target called with the same input when the call fails. Every step may have a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -91,6 +92,24 @@ class CallTarget(Strict):
     @property
     def target(self) -> str:
         return self.agent if self.agent is not None else str(self.tool)
+
+
+def _one_of(*kinds: str) -> Callable[[Any], str | None]:
+    """A tagged union's discriminator: the one of ``kinds`` a value has as a
+    key (None when it has none, or several: the union's own error says so)."""
+
+    def kind(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if isinstance(value, dict):
+            found = [k for k in kinds if k in value]
+            return found[0] if len(found) == 1 else None
+        return None
+
+    return kind
+
+
+_STEP_KIND = _one_of("call", "parallel", "route", "checkpoint", "map", "wait", "repeat")
 
 
 class _Step(Strict):
@@ -221,18 +240,10 @@ class Lane(_Step):
     )
 
 
-def _branch_kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    if isinstance(value, dict) and ("call" in value) != ("steps" in value):
-        return "call" if "call" in value else "steps"
-    return None
-
-
 Branch = Annotated[
     Annotated[CallStep, Tag("call")] | Annotated[Lane, Tag("steps")],
     Discriminator(
-        _branch_kind,
+        _one_of("call", "steps"),
         custom_error_type="branch_kind",
         custom_error_message="a branch has exactly one of call or steps",
     ),
@@ -292,19 +303,11 @@ class RouteStep(_Step):
     )
 
 
-def _lane_kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    if isinstance(value, dict) and ("call" in value) != ("route" in value):
-        return "call" if "call" in value else "route"
-    return None
-
-
 # What a branch's or a map item's own steps may be: calls, and routes within them.
 LaneStep = Annotated[
     Annotated[CallStep, Tag("call")] | Annotated[RouteStep, Tag("route")],
     Discriminator(
-        _lane_kind,
+        _one_of("call", "route"),
         custom_error_type="step_kind",
         custom_error_message="a branch's or a map item's step has exactly one of call or route",
     ),
@@ -395,16 +398,6 @@ class WaitStep(_Step):
     wait: Wait
 
 
-def _kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    if isinstance(value, dict):
-        kinds = ("call", "parallel", "route", "checkpoint", "map", "wait", "repeat")
-        found = [k for k in kinds if k in value]
-        return found[0] if len(found) == 1 else None
-    return None
-
-
 # What a repeat's block may hold: the steps that do work (a route would leave
 # the block, a wait's event names one step, a repeat in a repeat is a loop's loop).
 InnerStep = Annotated[
@@ -413,7 +406,7 @@ InnerStep = Annotated[
     | Annotated[CheckpointStep, Tag("checkpoint")]
     | Annotated[MapStep, Tag("map")],
     Discriminator(
-        _kind,
+        _STEP_KIND,
         custom_error_type="step_kind",
         custom_error_message="a step in a repeat has exactly one of call, parallel, "
         "checkpoint, map",
@@ -471,7 +464,7 @@ Step = Annotated[
     | Annotated[WaitStep, Tag("wait")]
     | Annotated[RepeatStep, Tag("repeat")],
     Discriminator(
-        _kind,
+        _STEP_KIND,
         custom_error_type="step_kind",
         custom_error_message="a step has exactly one of call, parallel, route, checkpoint, "
         "map, wait, repeat",

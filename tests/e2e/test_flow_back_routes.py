@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.flow_agents import SalesDesk
 from tests.support.console import dev_login
 from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
@@ -73,11 +72,6 @@ def _start(client: httpx.Client, order: str, flow: str = "ask-again") -> dict[st
     return body
 
 
-def _sent(desk: SalesDesk, skill: str) -> list[str]:
-    with desk.lock:
-        return [r["message_id"] for r in desk.received if r["skill"] == skill]
-
-
 def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     assert setup.register(ASK_AGAIN).status_code == 201
     with setup.user() as dana:
@@ -89,12 +83,12 @@ def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     # Round 1 under the step's own id, each later one as <id>#<round>: a call
     # of its own each time, never the round before's found again.
     rid = run["id"]
-    assert _sent(setup.desk, "status") == [
+    assert setup.desk.sent("status") == [
         f"{rid}.status.1",
         f"{rid}.status#2.1",
         f"{rid}.status#3.1",
     ]
-    assert _sent(setup.desk, "reply") == [f"{rid}.reply.1"]
+    assert setup.desk.sent("reply") == [f"{rid}.reply.1"]
     steps = {s["id"]: s for s in run["steps"]}
     assert [steps[i]["output"]["asks"] for i in ("status", "status#2", "status#3")] == [1, 2, 3]
     assert [steps[i]["output"] for i in ("again", "again#2")] == [
@@ -174,7 +168,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     assert "route again would go back to status after 2 round(s)" in failed["error"]
     ended = {s["id"]: s for s in failed["steps"]}
     assert ended["again#2"]["state"] == "failed"
-    assert _sent(setup.desk, "status") == [
+    assert setup.desk.sent("status") == [
         f"{failed['id']}.status.1",
         f"{failed['id']}.status#2.1",
         f"{went_on['id']}.status.1",
@@ -183,7 +177,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     assert went_on["state"] == "completed", went_on
     assert went_on["output"]["status"]["ready"] is False
     assert went_on["output"]["again"] == {"goto": None, "round": 2}
-    assert _sent(setup.desk, "reply") == [f"{went_on['id']}.reply.1"]
+    assert setup.desk.sent("reply") == [f"{went_on['id']}.reply.1"]
 
 
 @pytest.mark.parametrize(
@@ -258,13 +252,13 @@ def test_a_fork_starts_at_the_loops_first_step_or_after_the_route(setup: FlowSet
     assert asked["state"] == "completed", asked
     assert asked["output"]["status"]["asks"] == 4
     assert not [s for s in asked["steps"] if s["reused_from"]]
-    assert _sent(setup.desk, "status") == [
+    assert setup.desk.sent("status") == [
         f"{run['id']}.status.1",
         f"{run['id']}.status#2.1",
         f"{run['id']}.status#3.1",
         f"{asked['id']}.status.1",
     ]
-    assert _sent(setup.desk, "reply") == [
+    assert setup.desk.sent("reply") == [
         f"{run['id']}.reply.1",
         f"{replied['id']}.reply.1",
         f"{asked['id']}.reply.1",
@@ -304,7 +298,7 @@ def test_a_fork_into_a_version_with_a_loop_counts_the_rounds_it_reuses(
         forked = setup.run(dana, fork.json(), "completed", "failed")
     assert forked["state"] == "completed", forked
     assert forked["output"]["status"] == {"order": "D-1", "asks": 3, "ready": True}
-    assert _sent(setup.desk, "status") == [
+    assert setup.desk.sent("status") == [
         f"{run['id']}.status.1",
         f"{forked['id']}.status#2.1",
         f"{forked['id']}.status#3.1",

@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.demo.flow_agents import SalesDesk, inventory_app, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
-from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, run_task
 from tests.support.servers import ServerThread
 
 OUTER: dict[str, Any] = {
@@ -56,17 +55,6 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
         yield made
 
 
-def _task(setup: FlowSetup, client: httpx.Client, run_id: str) -> dict[str, Any]:
-    answer = client.post(
-        "/a2a/outer-flow",
-        json={"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": run_id}},
-        headers={"A2A-Version": "1.0"},
-    )
-    assert answer.status_code == 200, answer.text
-    task: dict[str, Any] = answer.json()["result"]
-    return task
-
-
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 def test_an_inner_checkpoint_shows_on_the_outer_run_and_is_decided_there(
     setup: FlowSetup, decision: str
@@ -84,7 +72,7 @@ def test_an_inner_checkpoint_shows_on_the_outer_run_and_is_decided_there(
         # The same approval, on the outer step's record ...
         assert step["approval_id"] == manager["approval_id"]
         # ... and on the outer run's task, with the chain that raised it.
-        task = _task(setup, dana, outer["id"])
+        task = run_task(dana, "outer-flow", outer["id"])
         assert task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
         assert task["metadata"]["approval"] == manager["approval_id"]
         assert task["metadata"]["chain"] == [

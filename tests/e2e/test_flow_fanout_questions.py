@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.flow_agents import SalesDesk
 from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
@@ -80,18 +79,6 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
         yield made
 
 
-def _start(client: httpx.Client, flow: str, run_input: dict[str, Any]) -> dict[str, Any]:
-    started = client.post(f"/flows/{flow}/runs", json={"input": run_input})
-    assert started.status_code == 202, started.text
-    body: dict[str, Any] = started.json()
-    return body
-
-
-def _ship_messages(desk: SalesDesk) -> list[str]:
-    with desk.lock:
-        return [r["message_id"] for r in desk.received if r["skill"] == "ship"]
-
-
 def _asking(run: dict[str, Any]) -> dict[str, Any]:
     """The step whose question the run waits at (others may wait their turn)."""
     (asking,) = [s for s in run["steps"] if s["id"] == run["current_step"]]
@@ -115,7 +102,7 @@ def _waits_at(setup: FlowSetup, client: httpx.Client, run: dict[str, Any], step:
 def test_each_branch_asks_its_user_in_turn(setup: FlowSetup) -> None:
     assert setup.register(BOTH_WAYS).status_code == 201
     with setup.user() as dana, setup.user("erin") as erin, setup.admin() as admin:
-        run = _start(dana, "ship-both", {})
+        run = setup.start(dana, "ship-both", {})
         url = f"/flows/ship-both/runs/{run['id']}/answer"
         _waits_at(setup, dana, run, "first")
         asked = setup.run(dana, run, "input_required")
@@ -145,7 +132,7 @@ def test_each_branch_asks_its_user_in_turn(setup: FlowSetup) -> None:
     assert done["output"]["reply"] == "Dear Ada, your quote is 4.0 EUR."
     rid = run["id"]
     # Each branch's call once, each answer once, to the task that asked.
-    assert sorted(_ship_messages(setup.desk)) == sorted(
+    assert sorted(setup.desk.sent("ship")) == sorted(
         [
             f"{rid}.first.1",
             f"{rid}.second.1",
@@ -171,14 +158,14 @@ def test_a_join_decided_meanwhile_cancels_the_asking_branch(setup: FlowSetup) ->
     document["output"] = "steps.both.output"
     assert setup.register(document).status_code == 201
     with setup.user() as dana:
-        done = setup.run(dana, _start(dana, "ship-any", {}), "completed", "failed")
+        done = setup.run(dana, setup.start(dana, "ship-any", {}), "completed", "failed")
     assert done["state"] == "completed", done
     assert done["output"] == {"first": {"worked": 1}}
     second = next(s for s in done["steps"] if s["id"] == "second")
     assert second["state"] == "not_needed", second
     # Its agent's task, which asked, is cancelled as the run's user; nobody was asked.
     task = second["upstream_task_id"]
-    assert task and len(_ship_messages(setup.desk)) == 1
+    assert task and len(setup.desk.sent("ship")) == 1
     with setup.admin() as admin:
         audit = admin.get("/audit", params={"trace_id": done["trace_id"], "limit": 200})
     assert audit.status_code == 200, audit.text
@@ -196,7 +183,7 @@ def test_a_maps_items_are_answered_by_the_flow_or_asked_in_turn(setup: FlowSetup
         {"sku": "C-3", "quantity": 3, "warehouse": "north"},
     ]
     with setup.user() as dana:
-        run = _start(dana, "ship-each", {"orders": orders})
+        run = setup.start(dana, "ship-each", {"orders": orders})
         _waits_at(setup, dana, run, "shipped[1]")
         asked = _asking(setup.run(dana, run, "input_required"))
         assert "Which warehouse ships 2 x B-2" in asked["output"]["question"]
@@ -206,7 +193,7 @@ def test_a_maps_items_are_answered_by_the_flow_or_asked_in_turn(setup: FlowSetup
     assert done["state"] == "completed", done
     assert [o["warehouse"] for o in done["output"]] == ["south", "north", "north"]
     rid = run["id"]
-    assert sorted(_ship_messages(setup.desk)) == sorted(
+    assert sorted(setup.desk.sent("ship")) == sorted(
         [f"{rid}.shipped[{i}].1" for i in range(3)]
         + [f"{rid}.shipped[{i}].1.answer1" for i in range(3)]
     )

@@ -48,11 +48,6 @@ def _steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in run["steps"]}
 
 
-def _sent(setup: FlowSetup, skill: str) -> list[str]:
-    with setup.desk.lock:
-        return [r["message_id"] for r in setup.desk.received if r["skill"] == skill]
-
-
 def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -> None:
     """Through a parallel step and a route: the fork from ``reply`` with
     another customer sends only ``reply``; the quote it names is the one the
@@ -60,7 +55,7 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
     with setup.user() as dana:
         run = setup.run(dana, _start(dana), "completed", "failed")
         assert run["state"] == "completed", run
-        assert len(_sent(setup, "quote")) == 1
+        assert len(setup.desk.sent("quote")) == 1
         forked = _fork(dana, run, step="reply", input={**ORDER, "customer": "Bob"})
         assert forked.status_code == 201, forked.text
         fork = forked.json()
@@ -72,8 +67,8 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
     assert done["output"]["quote"] == run["output"]["quote"]
     assert done["output"]["stock"] == run["output"]["stock"]
     # Nothing before the fork's step sent again; the reply sent once more.
-    assert _sent(setup, "quote") == [f"{run['id']}.quote.1"]
-    assert _sent(setup, "reply") == [f"{run['id']}.reply.1", f"{fork['id']}.reply.1"]
+    assert setup.desk.sent("quote") == [f"{run['id']}.quote.1"]
+    assert setup.desk.sent("reply") == [f"{run['id']}.reply.1", f"{fork['id']}.reply.1"]
     steps = _steps(done)
     for reused in ("check", "quote", "stock", "big_discount"):
         assert steps[reused]["reused_from"] == run["id"], steps[reused]
@@ -94,7 +89,7 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
         assert again.status_code == 201, again.text
         third = setup.run(dana, again.json(), "completed", "failed")
     assert third["output"]["reply"] == "Dear Cy, your quote is 35.62 EUR."
-    assert _sent(setup, "quote") == [f"{run['id']}.quote.1"]
+    assert setup.desk.sent("quote") == [f"{run['id']}.quote.1"]
     assert _steps(third)["quote"]["reused_from"] == done["id"]
 
 
@@ -110,7 +105,7 @@ def test_a_failed_run_forked_at_its_failed_step_goes_on(setup: FlowSetup) -> Non
         assert forked.status_code == 201, forked.text
         done = setup.run(dana, forked.json(), "completed", "failed")
     assert done["state"] == "completed", done
-    assert _sent(setup, "quote") == [f"{run['id']}.quote.1", f"{done['id']}.quote.1"]
+    assert setup.desk.sent("quote") == [f"{run['id']}.quote.1", f"{done['id']}.quote.1"]
     assert all(s["reused_from"] is None for s in done["steps"])
 
 
@@ -132,7 +127,7 @@ def test_an_approved_checkpoint_is_not_asked_again_in_a_fork(setup: FlowSetup) -
     assert _steps(done)["manager"]["output"]["approved"] is True
     assert done["output"]["reply"].startswith("Dear Cy")
     assert pending["items"] == [], pending
-    assert len(_sent(setup, "quote")) == 1
+    assert len(setup.desk.sent("quote")) == 1
 
 
 def test_a_fork_goes_on_with_a_newer_version(setup: FlowSetup) -> None:
@@ -146,7 +141,7 @@ def test_a_fork_goes_on_with_a_newer_version(setup: FlowSetup) -> None:
         done = setup.run(dana, forked.json(), "completed", "failed")
     assert done["flow_version"] == 2
     assert done["output"]["reply"].startswith("Dear Dear friend"), done
-    assert len(_sent(setup, "quote")) == 1
+    assert len(setup.desk.sent("quote")) == 1
 
 
 def test_who_may_fork_and_from_where(setup: FlowSetup) -> None:
@@ -194,7 +189,7 @@ def test_who_may_fork_and_from_where(setup: FlowSetup) -> None:
     # Nothing refused made a run.
     assert runs.status_code == 200, runs.text
     assert len(runs.json()) == 2, runs.json()
-    assert len(_sent(setup, "reply")) == 1
+    assert len(setup.desk.sent("reply")) == 1
 
 
 def test_the_console_forks_a_run_and_replays_it_step_by_step(setup: FlowSetup) -> None:

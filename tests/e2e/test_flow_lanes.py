@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.flow_crash import crashable
@@ -118,18 +117,6 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
         yield made
 
 
-def _start(client: httpx.Client, flow: str, run_input: dict[str, Any]) -> dict[str, Any]:
-    started = client.post(f"/flows/{flow}/runs", json={"input": run_input})
-    assert started.status_code == 202, started.text
-    body: dict[str, Any] = started.json()
-    return body
-
-
-def _sent(setup: FlowSetup, skill: str) -> list[str]:
-    with setup.desk.lock:
-        return [r["message_id"] for r in setup.desk.received if r["skill"] == skill]
-
-
 def _records(run: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
     return {s["id"]: (s["kind"], s["parent"], s["state"]) for s in run["steps"]}
 
@@ -137,8 +124,8 @@ def _records(run: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
 def test_a_branch_runs_its_own_steps_and_routes_within_them(setup: FlowSetup) -> None:
     assert setup.register(PRICED).status_code == 201, setup.register(PRICED).text
     with setup.user() as dana:
-        big = setup.run(dana, _start(dana, "priced", {"quantity": 10}), "completed", "failed")
-        small = setup.run(dana, _start(dana, "priced", {"quantity": 2}), "completed", "failed")
+        big = setup.run(dana, setup.start(dana, "priced", {"quantity": 10}), "completed", "failed")
+        small = setup.run(dana, setup.start(dana, "priced", {"quantity": 2}), "completed", "failed")
     assert big["state"] == "completed", big
     assert big["output"]["both"] == {
         "slow": {"worked": 1},
@@ -155,8 +142,10 @@ def test_a_branch_runs_its_own_steps_and_routes_within_them(setup: FlowSetup) ->
     assert small["output"]["both"]["deal"] == {"total": 23.75, "said": ""}
     assert _records(small)["confirm"] == ("skipped", "deal", "skipped")
     rid_big, rid_small = big["id"], small["id"]
-    assert sorted(_sent(setup, "quote")) == sorted([f"{rid_big}.price.1", f"{rid_small}.price.1"])
-    assert sorted(_sent(setup, "reply")) == sorted(
+    assert sorted(setup.desk.sent("quote")) == sorted(
+        [f"{rid_big}.price.1", f"{rid_small}.price.1"]
+    )
+    assert sorted(setup.desk.sent("reply")) == sorted(
         [f"{rid_big}.confirm.1", f"{rid_big}.after.1", f"{rid_small}.after.1"]
     )
 
@@ -183,14 +172,14 @@ def test_a_join_decided_leaves_a_branchs_later_steps_unsent(setup: FlowSetup) ->
     document["output"] = "steps.both.output"
     assert setup.register(document).status_code == 201
     with setup.user() as dana:
-        done = setup.run(dana, _start(dana, "priced-any", {}), "completed", "failed")
+        done = setup.run(dana, setup.start(dana, "priced-any", {}), "completed", "failed")
     assert done["state"] == "completed", done
     assert list(done["output"]) == ["slow_first"]
     records = _records(done)
     assert records["deal"][2] == "not_needed" and records["work"][2] == "not_needed", records
     assert "confirm" not in records
-    assert _sent(setup, "reply") == []
-    assert _sent(setup, "work") == [f"{done['id']}.work.1"]
+    assert setup.desk.sent("reply") == []
+    assert setup.desk.sent("work") == [f"{done['id']}.work.1"]
 
 
 def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
@@ -201,7 +190,7 @@ def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
         {"sku": "C-3", "quantity": 3, "warehouse": "north", "customer": "Cy"},
     ]
     with setup.user() as dana, setup.user("erin") as erin:
-        run = _start(dana, "ship-then-reply", {"orders": orders})
+        run = setup.start(dana, "ship-then-reply", {"orders": orders})
         url = f"/flows/ship-then-reply/runs/{run['id']}/answer"
         deadline = time.monotonic() + 30
         while True:
@@ -233,11 +222,11 @@ def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
     ]
     assert _records(done)["each[1].tell"] == ("call", "each[1]", "completed")
     rid = run["id"]
-    assert sorted(_sent(setup, "ship")) == sorted(
+    assert sorted(setup.desk.sent("ship")) == sorted(
         [f"{rid}.each[{i}].ship.1" for i in range(3)]
         + [f"{rid}.each[{i}].ship.1.answer1" for i in range(3)]
     )
-    assert sorted(_sent(setup, "reply")) == sorted([f"{rid}.each[{i}].tell.1" for i in range(3)])
+    assert sorted(setup.desk.sent("reply")) == sorted([f"{rid}.each[{i}].tell.1" for i in range(3)])
 
 
 @pytest.mark.crash
@@ -282,7 +271,7 @@ def test_a_fork_after_the_fan_out_reuses_its_sequences(setup: FlowSetup) -> None
     but the step it starts at."""
     assert setup.register(PRICED).status_code == 201
     with setup.user() as dana:
-        run = setup.run(dana, _start(dana, "priced", {"quantity": 10}), "completed", "failed")
+        run = setup.run(dana, setup.start(dana, "priced", {"quantity": 10}), "completed", "failed")
         forked = dana.post(f"/flows/priced/runs/{run['id']}/fork", json={"step": "after"})
         assert forked.status_code == 201, forked.text
         fork = setup.run(dana, forked.json(), "completed", "failed")
@@ -290,8 +279,8 @@ def test_a_fork_after_the_fan_out_reuses_its_sequences(setup: FlowSetup) -> None
     assert fork["output"] == run["output"]
     rid, fid = run["id"], fork["id"]
     assert _records(fork)["confirm"] == ("call", "deal", "completed")
-    assert sorted(_sent(setup, "quote")) == [f"{rid}.price.1"]
-    assert sorted(_sent(setup, "reply")) == sorted(
+    assert sorted(setup.desk.sent("quote")) == [f"{rid}.price.1"]
+    assert sorted(setup.desk.sent("reply")) == sorted(
         [f"{rid}.confirm.1", f"{rid}.after.1", f"{fid}.after.1"]
     )
 
@@ -314,14 +303,14 @@ def test_a_branchs_steps_in_a_loops_later_round(setup: FlowSetup) -> None:
     document["output"] = "steps.both.output.deal"
     assert setup.register(document).status_code == 201, setup.register(document).text
     with setup.user() as dana:
-        done = setup.run(dana, _start(dana, "priced-any", {}), "completed", "failed")
+        done = setup.run(dana, setup.start(dana, "priced-any", {}), "completed", "failed")
     assert done["state"] == "completed", done
     records = _records(done)
     assert records.get("deal#2") == ("steps", "both#2", "completed"), sorted(records.items())
     assert records["price#2"] == ("call", "deal#2", "completed"), records
     assert records["confirm#2"] == ("call", "deal#2", "completed"), records
     rid = done["id"]
-    assert sorted(_sent(setup, "quote")) == [f"{rid}.price#2.1", f"{rid}.price.1"]
+    assert sorted(setup.desk.sent("quote")) == [f"{rid}.price#2.1", f"{rid}.price.1"]
     assert done["output"] == {"total": 118.75, "said": "Dear Ada, your quote is 118.75 EUR."}
 
 
@@ -347,7 +336,7 @@ def test_an_approved_run_again_goes_on_from_the_step_that_failed(setup: FlowSetu
         {"sku": "B-2", "quantity": 2, "warehouse": "north"},
     ]
     with setup.user() as dana:
-        run = _start(dana, "priced", {"orders": orders})
+        run = setup.start(dana, "priced", {"orders": orders})
         asked = setup.run(dana, run, "input_required", "completed", "failed")
         assert asked["state"] == "input_required", asked
         review = next(s for s in asked["steps"] if s["id"] == "each_review1")
@@ -366,10 +355,10 @@ def test_an_approved_run_again_goes_on_from_the_step_that_failed(setup: FlowSetu
     ]
     rid = run["id"]
     # Each ship once (and its answer); the failed quote again, the other not.
-    assert sorted(_sent(setup, "ship")) == sorted(
+    assert sorted(setup.desk.sent("ship")) == sorted(
         [f"{rid}.each[{i}].ship.1" for i in range(2)]
         + [f"{rid}.each[{i}].ship.1.answer1" for i in range(2)]
     )
-    assert sorted(_sent(setup, "quote")) == sorted(
+    assert sorted(setup.desk.sent("quote")) == sorted(
         [f"{rid}.each[0].tell.1", f"{rid}.each[1].tell.1", f"{rid}.each[1].tell.1"]
     )

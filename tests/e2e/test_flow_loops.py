@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.flow_agents import SalesDesk
 from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
@@ -74,11 +73,6 @@ def _start(client: httpx.Client, order: str, flow: str = "poll-flow") -> dict[st
     return body
 
 
-def _sent(desk: SalesDesk, skill: str) -> list[str]:
-    with desk.lock:
-        return [r["message_id"] for r in desk.received if r["skill"] == skill]
-
-
 def test_a_block_runs_until_its_condition_holds(setup: FlowSetup) -> None:
     assert setup.register(POLL_FLOW).status_code == 201
     with setup.user() as dana:
@@ -90,7 +84,7 @@ def test_a_block_runs_until_its_condition_holds(setup: FlowSetup) -> None:
     assert run["output"]["reply"] == "Dear A-1, your quote is 3.0 EUR."
     # Each round a call of its own, recorded as <id>#<round>.
     rid = run["id"]
-    assert _sent(setup.desk, "status") == [
+    assert setup.desk.sent("status") == [
         f"{rid}.status#1.1",
         f"{rid}.status#2.1",
         f"{rid}.status#3.1",
@@ -115,7 +109,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
         went_on = setup.run(dana, _start(dana, "B-2", "poll-on"), "completed", "failed")
     assert failed["state"] == "failed", failed
     assert "until did not hold after 2 round(s)" in failed["error"]
-    assert _sent(setup.desk, "reply") == [f"{went_on['id']}.reply.1"]
+    assert setup.desk.sent("reply") == [f"{went_on['id']}.reply.1"]
     assert went_on["state"] == "completed", went_on
     assert went_on["output"]["poll"] == {"rounds": 2, "done": False}
     assert went_on["output"]["status"]["ready"] is False
@@ -195,7 +189,7 @@ def test_a_fork_after_the_loop_reuses_its_rounds(setup: FlowSetup) -> None:
     assert reused == {"poll", "status#1", "status#2", "status#3", "pause#1", "pause#2", "pause#3"}
     # From the loop: polled again, once (the desk has the order ready by now).
     assert polled["output"]["poll"] == {"rounds": 1, "done": True}
-    assert _sent(setup.desk, "status") == [
+    assert setup.desk.sent("status") == [
         f"{run['id']}.status#1.1",
         f"{run['id']}.status#2.1",
         f"{run['id']}.status#3.1",

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flow_crash import crashable
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, FlowSetup, flow_setup, run_task
 from tests.support.onward_agent import Onward, onward_app
 from tests.support.servers import ServerThread, stop_all
 
@@ -70,17 +69,6 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[tuple[FlowSetup,
             stop_all(relay)
 
 
-def _task(client: httpx.Client, run_id: str) -> dict[str, Any]:
-    answer = client.post(
-        "/a2a/onward-flow",
-        json={"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": run_id}},
-        headers={"A2A-Version": "1.0"},
-    )
-    assert answer.status_code == 200, answer.text
-    task: dict[str, Any] = answer.json()["result"]
-    return task
-
-
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 def test_a_call_held_onwards_shows_on_the_run_and_is_decided_there(
     setup: tuple[FlowSetup, Onward], decision: str
@@ -103,7 +91,7 @@ def test_a_call_held_onwards_shows_on_the_run_and_is_decided_there(
         assert held["requested_by"]["actors"][-2:] == ["onward-flow", "relay"], held
         assert held["requested_by"]["txn"] == f"{run['id']}:relayed"
         # On the run's task, with the chain that raised it.
-        task = _task(dana, run["id"])
+        task = run_task(dana, "onward-flow", run["id"])
         assert task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
         assert task["metadata"]["approval"] == approval_id
         assert task["metadata"]["chain"] == [
@@ -118,7 +106,7 @@ def test_a_call_held_onwards_shows_on_the_run_and_is_decided_there(
         decided = admin.post(f"/approvals/{approval_id}", json={"decision": decision})
         assert decided.status_code == 200, decided.text
         done = flows.run(dana, run, "completed", "failed", seconds=60)
-        ended = _task(dana, run["id"])
+        ended = run_task(dana, "onward-flow", run["id"])
     # The run no longer shows the approval, decided.
     assert "approval" not in ended.get("metadata", {}), ended
     if decision == "approve":

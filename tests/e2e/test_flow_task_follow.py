@@ -9,6 +9,7 @@ when it streams, else by `GetTask`. A state that is not an end
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,12 +124,7 @@ def test_a_question_is_learnt_from_the_agent_as_an_end_is(setup: FlowSetup) -> N
 
 
 def test_an_agent_that_does_not_stream_is_followed_with_get_task(setup: FlowSetup) -> None:
-    plain = ServerThread(lambda url: sales_desk_app(url, setup.desk, _not_streaming(url))).start()
-    try:
-        with setup.admin() as admin:
-            body = {"card_url": plain.url + "/.well-known/agent-card.json", "id": "plain"}
-            assert admin.post("/agents", json=body).status_code == 201
-        assert setup.register(waiting_flow("await-plain", agent="plain")).status_code == 201
+    with _plain_agent(setup):
         with setup.user() as dana:
             task_id = _work(dana, agent="plain", seconds=1.0)
             done = _run(setup, dana, "await-plain", task_id)
@@ -137,16 +133,28 @@ def test_an_agent_that_does_not_stream_is_followed_with_get_task(setup: FlowSetu
         looks = _calls(setup, "plain", "GetTask")
         assert looks and {r["subject"] for r in looks} == {"dana"}
         assert not _calls(setup, "plain", "SubscribeToTask")
+
+
+@contextlib.contextmanager
+def _plain_agent(setup: FlowSetup, pushes: bool = False) -> Iterator[None]:
+    """The sales desk again as the agent ``plain``, whose card says it does
+    not stream (and whether it pushes), with a flow that waits on its task."""
+
+    def card(url: str) -> AgentCard:
+        found = sales_card(url)
+        found.capabilities.streaming = False
+        found.capabilities.push_notifications = pushes
+        return found
+
+    plain = ServerThread(lambda url: sales_desk_app(url, setup.desk, card(url))).start()
+    try:
+        with setup.admin() as admin:
+            body = {"card_url": plain.url + "/.well-known/agent-card.json", "id": "plain"}
+            assert admin.post("/agents", json=body).status_code == 201
+        assert setup.register(waiting_flow("await-plain", agent="plain")).status_code == 201
+        yield
     finally:
         stop_all(plain)
-
-
-def _not_streaming(url: str, pushes: bool = False) -> AgentCard:
-    """The sales desk's card, saying it does not stream (and whether it pushes)."""
-    card = sales_card(url)
-    card.capabilities.streaming = False
-    card.capabilities.push_notifications = pushes
-    return card
 
 
 def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> None:
@@ -155,14 +163,7 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
     nothing), the agent's push of the end wakes the run, and the task is
     asked about once -- not every few seconds. The watch is gone after the
     wait, and the user never saw it among the task's configs."""
-    pushes = ServerThread(
-        lambda url: sales_desk_app(url, setup.desk, _not_streaming(url, pushes=True))
-    ).start()
-    try:
-        with setup.admin() as admin:
-            body = {"card_url": pushes.url + "/.well-known/agent-card.json", "id": "plain"}
-            assert admin.post("/agents", json=body).status_code == 201
-        assert setup.register(waiting_flow("await-plain", agent="plain")).status_code == 201
+    with _plain_agent(setup, pushes=True):
         with setup.user() as dana:
             task_id = _work(dana, agent="plain", seconds=4.0)
             started = dana.post("/flows/await-plain/runs", json={"input": {"task": task_id}})
@@ -202,8 +203,6 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
         while not _calls(setup, "plain", "DeleteTaskPushNotificationConfig"):
             assert time.monotonic() < deadline, "the watch was left behind"
             time.sleep(0.1)
-    finally:
-        stop_all(pushes)
 
 
 @pytest.mark.crash

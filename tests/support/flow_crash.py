@@ -68,10 +68,7 @@ class CrashWorld:
 
     def sent(self, skill: str | None = None) -> list[str]:
         """The message ids the desk received (of ``skill``), in order."""
-        with self.desk.lock:
-            return [
-                r["message_id"] for r in self.desk.received if skill is None or r["skill"] == skill
-            ]
+        return self.desk.sent(skill)
 
 
 @contextmanager

@@ -106,6 +106,13 @@ class FlowSetup:
     def user(self, sub: str = "dana", scopes: str = USER_SCOPES) -> httpx.Client:
         return self.gateway.client(self.gateway.token(sub, scopes))
 
+    def start(self, client: httpx.Client, flow: str, run_input: dict[str, Any]) -> dict[str, Any]:
+        """A run of ``flow`` started by ``client``'s user (202)."""
+        started = client.post(f"/flows/{flow}/runs", json={"input": run_input})
+        assert started.status_code == 202, started.text
+        body: dict[str, Any] = started.json()
+        return body
+
     def register(self, document: dict[str, Any]) -> httpx.Response:
         with self.admin() as admin:
             return admin.post("/flows", json=document)
@@ -123,6 +130,18 @@ class FlowSetup:
                 return body
             assert time.monotonic() < deadline, f"run stuck in {body['state']}: {body}"
             time.sleep(0.1)
+
+
+def run_task(client: httpx.Client, flow: str, run_id: str) -> dict[str, Any]:
+    """The run's A2A task, as its caller reads it (`GetTask` on the flow's agent)."""
+    answer = client.post(
+        f"/a2a/{flow}",
+        json={"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": run_id}},
+        headers={"A2A-Version": "1.0"},
+    )
+    assert answer.status_code == 200, answer.text
+    task: dict[str, Any] = answer.json()["result"]
+    return task
 
 
 def register_agents(gateway: Gateway, sales: ServerThread, inventory: ServerThread) -> None:

@@ -66,6 +66,7 @@ from adapters.mcp_relay import (
 from adapters.mcp_results import lenient_results, malformed
 from adapters.mcp_upstream_errors import (
     UpstreamError,
+    UpstreamServerError,
     UpstreamTimeout,
     UpstreamUnavailable,
     describe,
@@ -86,6 +87,7 @@ __all__ = [
     "OnTools",
     "ToolList",
     "UpstreamError",
+    "UpstreamServerError",
     "UpstreamSpec",
     "UpstreamTimeout",
     "UpstreamTimings",

@@ -29,13 +29,21 @@ from adapters.mcp_client import (
     list_all_tools,
     where,
 )
-from adapters.mcp_http import CALL_CREDENTIAL, Credential, UpstreamAuth, call_credential
+from adapters.mcp_http import (
+    CALL_CREDENTIAL,
+    Credential,
+    UpstreamAuth,
+    call_credential,
+    failed_statuses_noted,
+)
 from adapters.mcp_lane import LANE_SESSION_GONE, LegacyLane
 from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import CallRelay, relaying
 from adapters.mcp_results import malformed
 from adapters.mcp_upstream_errors import (
+    HTTP_ERROR_ANSWERS,
     UpstreamError,
+    UpstreamServerError,
     UpstreamTimeout,
     UpstreamUnavailable,
     describe,
@@ -198,16 +206,17 @@ class UpstreamCalls:
         relay: CallRelay | None,
     ) -> T:
         timeout = timeout_seconds or self._timings.call_seconds
-        try:
-            with call_credential(credential):
-                async with relaying(relay), asyncio.timeout(timeout):
-                    return await send(client.session)
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{where(self.spec)} did not answer within {timeout:g}s"
-            ) from None
-        except Exception as exc:
-            raise self._failure(exc, lane, client) from None
+        with failed_statuses_noted() as statuses:
+            try:
+                with call_credential(credential):
+                    async with relaying(relay), asyncio.timeout(timeout):
+                        return await send(client.session)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"{where(self.spec)} did not answer within {timeout:g}s"
+                ) from None
+            except Exception as exc:
+                raise self._failure(exc, lane, client, statuses) from None
 
     async def _pick(self, legacy: bool) -> tuple[Client, LegacyLane | None]:
         """The session for a call: the 2025-11-25 lane for a 2025-11-25
@@ -228,13 +237,24 @@ class UpstreamCalls:
         return client
 
     def _failure(
-        self, exc: Exception, lane: LegacyLane | None = None, client: Client | None = None
+        self,
+        exc: Exception,
+        lane: LegacyLane | None = None,
+        client: Client | None = None,
+        statuses: list[int] | None = None,
     ) -> Exception:
         """Map an exception from a call; a lost session wakes its owner to
-        reconnect (the lane's, if the call went over the lane)."""
+        reconnect (the lane's, if the call went over the lane). ``statuses``:
+        the server errors (5xx) the call's requests were answered with."""
         if isinstance(exc, MCPError):
             if exc.code == REQUEST_TIMEOUT:
                 return UpstreamTimeout(f"{where(self.spec)}: {exc.error.message}")
+            if statuses and exc.code == INTERNAL_ERROR and exc.error.message in HTTP_ERROR_ANSWERS:
+                # The SDK's stand-in for an HTTP error with no JSON-RPC body:
+                # the server (or its proxy) failed, it did not answer the
+                # call. The session itself is not lost.
+                status = statuses[-1]
+                return UpstreamServerError(f"{where(self.spec)} answered HTTP {status}", status)
             if exc.code != CONNECTION_CLOSED:
                 return UpstreamError(exc.code, exc.error.message, exc.error.data)
         if isinstance(exc, UpstreamUnavailable):

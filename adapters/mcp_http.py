@@ -91,6 +91,12 @@ class Refused(NamedTuple):
 # transport sent the call, for the caller to tell its user: the SDK's client
 # keeps no status code of an HTTP error answer.
 CALL_REFUSED: ContextVar[list[Refused] | None] = ContextVar("mcp_call_refused", default=None)
+# The server-error statuses (5xx) the call was answered with, noted the same
+# way: the SDK tells a 503 from a proxy only as "Server returned an error
+# response", which would read as the server's own answer to the call.
+CALL_FAILED_STATUSES: ContextVar[list[int] | None] = ContextVar(
+    "mcp_call_failed_statuses", default=None
+)
 
 
 @contextlib.contextmanager
@@ -117,7 +123,21 @@ def refusal_of(status: int, www_authenticate: str | None = None) -> Refused | No
     return Refused(403, extract_scope_from_www_auth(challenge))
 
 
+@contextlib.contextmanager
+def failed_statuses_noted() -> Iterator[list[int]]:
+    """Around one call: the server-error statuses its requests were answered with."""
+    seen: list[int] = []
+    token = CALL_FAILED_STATUSES.set(seen)
+    try:
+        yield seen
+    finally:
+        CALL_FAILED_STATUSES.reset(token)
+
+
 def note_status(status: int, www_authenticate: str | None = None) -> None:
+    failed = CALL_FAILED_STATUSES.get()
+    if failed is not None and status >= 500:
+        failed.append(status)
     seen = CALL_REFUSED.get()
     refused = refusal_of(status, www_authenticate) if seen is not None else None
     if seen is not None and refused is not None:

@@ -24,6 +24,15 @@ class UpstreamTimeout(UpstreamUnavailable):
     """The server did not answer within the deadline."""
 
 
+class UpstreamServerError(UpstreamUnavailable):
+    """The server, or a proxy before it, answered the call with an HTTP server
+    error (5xx) and no JSON-RPC error: it may or may not have run the call."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class UpstreamError(Exception):
     """The server answered the call with a JSON-RPC error."""
 

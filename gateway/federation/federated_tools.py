@@ -13,6 +13,7 @@ import mcp_types as types
 
 from adapters.mcp import (
     UpstreamError,
+    UpstreamServerError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -133,9 +134,10 @@ def check_command(allowed: Sequence[Sequence[str]], command: str, args: Sequence
 
 
 def classify_failure(exc: BaseException) -> Failure:
-    """An MCP upstream's failures, for retries: a timeout is transient, a lost
-    or missing connection unreached; a JSON-RPC error is an answer."""
-    if isinstance(exc, UpstreamTimeout):
+    """An MCP upstream's failures, for retries: a timeout or an HTTP server
+    error (it may have run the call) is transient, a lost or missing
+    connection unreached; a JSON-RPC error is an answer."""
+    if isinstance(exc, (UpstreamTimeout, UpstreamServerError)):
         return Failure.TRANSIENT
     if isinstance(exc, UpstreamUnavailable):
         return Failure.UNREACHED
@@ -143,9 +145,10 @@ def classify_failure(exc: BaseException) -> Failure:
 
 
 def counts_for_breaker(failure: Failure) -> bool:
-    # The breaker counts timeouts only: a lost connection is the upstream
-    # connection's business, which reconnects with its own backoff (and a
-    # call meanwhile fails at once, without the breaker's help).
+    # The breaker counts timeouts and HTTP server errors only: a lost
+    # connection is the upstream connection's business, which reconnects with
+    # its own backoff (and a call meanwhile fails at once, without the
+    # breaker's help).
     return failure is Failure.TRANSIENT
 
 

@@ -8,6 +8,9 @@ comes back under a new random id. So every replica running flows looks, once
 a heartbeat, for unfinished runs whose owner is not among the live replicas
 (its row not renewed for `replica_stale_seconds`, or absent), and hands them
 to DBOS's recovery, which re-queues each once however many replicas ask.
+Only a replica that has itself been renewing its row all that while judges
+(`ReplicaDirectory.gone`): after a database outage every row looks stale,
+and the runs of replicas that are alive must stay theirs.
 
 On SQLite with one process (the embedded default) its executor is DBOS's
 `local`, recovered at every start; the sweep then only takes up runs left by
@@ -34,6 +37,8 @@ class RunTakeover:
 
     async def sweep(self) -> list[str]:
         """Take over the runs of replicas that are gone; returns their ids."""
+        if not self.replicas.steady():
+            return []  # started or back from an outage lately: not judging yet
         if not self.engine.launched:
             # Runs exist only where flows do; a replica that has served no flow
             # request yet still takes over the others'.
@@ -41,8 +46,8 @@ class RunTakeover:
                 return []
             await self.engine.ensure()
         # This process's own executor is never gone (`local` is not a replica id).
-        live = await self.replicas.live_ids() | {self.engine.executor_id}
-        gone = await self.engine.pending_executors() - live
+        pending = await self.engine.pending_executors() - {self.engine.executor_id}
+        gone = await self.replicas.gone(pending)
         if not gone:
             return []
         runs = await self.engine.recover(sorted(gone))

@@ -12,6 +12,16 @@ The id is `replica_id` when it is set -- a StatefulSet pod's name, say: the
 same replica restarted takes its own unfinished runs back at once -- else a
 random one per process. A row not renewed for `stale_seconds` is a replica
 that is gone (a SIGKILL leaves its row behind; a clean stop deletes it).
+
+A database outage is not a death. While the database is away no replica
+renews its row, so once it is back every other row looks stale, and the
+first replica to look would take over runs that are alive in their own
+replicas -- two replicas running one run. So this replica judges others
+gone (`gone`) only while it has itself renewed its own row at every
+heartbeat for a whole `stale_seconds` (the window in which the others had
+the same chance to renew theirs): not for that long after an outage, after
+a pass that hung, or after it started. The gateway-run tasks' leases keep
+the same rule (`gateway.delegation.task_runner`).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
@@ -50,6 +61,7 @@ class ReplicaDirectory:
         replica_id: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         stale_seconds: float = STALE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = replica_id or random_replica_id()
         self.url = url
@@ -57,6 +69,11 @@ class ReplicaDirectory:
         self.stale_seconds = stale_seconds
         self.engine: AsyncEngine | None = None
         self._known: dict[str, tuple[str | None, float]] = {}
+        self._clock = clock
+        # This replica's own renewals: the last that succeeded, and since when
+        # they have come at every heartbeat (None: not once yet).
+        self._renewed_at: float | None = None
+        self._steady_since: float | None = None
 
     async def announce(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -64,6 +81,7 @@ class ReplicaDirectory:
 
     async def _renew(self) -> None:
         assert self.engine is not None
+        started = self._clock()
         row = {"id": self.id, "url": self.url, "seen_at": datetime.now(UTC)}
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         statement = insert(gateway_replicas).values(row)
@@ -72,6 +90,42 @@ class ReplicaDirectory:
         )
         async with self.engine.begin() as conn:
             await conn.execute(statement)
+        self._renewed(started)
+
+    def _renewed(self, at: float) -> None:
+        """A renewal begun at ``at`` succeeded: steady from then on if the
+        one before it was too long ago (`_gap`)."""
+        if self._renewed_at is None or at - self._renewed_at > self._gap:
+            self._steady_since = at
+        self._renewed_at = at
+
+    @property
+    def _gap(self) -> float:
+        """How long without a renewal breaks this replica's steadiness: half
+        of ``stale_seconds``. An outage shorter than that cannot make a live
+        replica's row look stale before it renews again (``stale_seconds`` is
+        at least two heartbeats); one longer makes this replica wait a whole
+        ``stale_seconds``. A pause of the event loop shorter than it changes
+        nothing."""
+        return self.stale_seconds / 2
+
+    def steady(self) -> bool:
+        """Whether this replica may judge the others: its own row renewed
+        without a gap for a whole ``stale_seconds``, the last time lately."""
+        now = self._clock()
+        return (
+            self._renewed_at is not None
+            and self._steady_since is not None
+            and now - self._renewed_at <= self._gap
+            and now - self._steady_since >= self.stale_seconds
+        )
+
+    async def gone(self, ids: set[str]) -> set[str]:
+        """Those of ``ids`` that are gone (never this one): none unless this
+        replica is `steady` -- the others had as much chance to renew."""
+        if not self.steady():
+            return set()
+        return set(ids) - await self.live_ids()
 
     async def renew(self) -> None:
         """Renew this replica's row (every ``heartbeat_seconds`` while it runs;

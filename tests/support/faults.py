@@ -44,6 +44,9 @@ RECONCILE_POLL = 0.3
 RECONCILE_MAX = 3.0
 UPSTREAM_TIMEOUT = 3.0  # the "slowchat" agent's own timeout_seconds
 SLACK = 8.0  # a loaded 2-core machine
+# Short beats, so a replica gone is noticed in seconds rather than the default 45.
+HEARTBEAT = 0.5  # replica_heartbeat_seconds
+STALE = 2.0  # replica_stale_seconds
 NON_TERMINAL = ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
 
 
@@ -343,6 +346,8 @@ def fault_cluster(tmp_path: Path) -> Iterator[Faults]:
             "a2a_reconcile_poll_seconds": str(RECONCILE_POLL),
             "a2a_reconcile_max_seconds": str(RECONCILE_MAX),
             "health_check_interval_seconds": "3600",
+            "replica_heartbeat_seconds": str(HEARTBEAT),
+            "replica_stale_seconds": str(STALE),
             "secrets__chat": API_KEY,
         }
         replicas = [

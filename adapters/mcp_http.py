@@ -134,10 +134,16 @@ def failed_statuses_noted() -> Iterator[list[int]]:
         CALL_FAILED_STATUSES.reset(token)
 
 
-def note_status(status: int, www_authenticate: str | None = None) -> None:
+def note_failed_status(status: int) -> None:
+    """A server error (5xx) the call's request was answered with, whatever
+    credential it carried (or none)."""
     failed = CALL_FAILED_STATUSES.get()
     if failed is not None and status >= 500:
         failed.append(status)
+
+
+def note_status(status: int, www_authenticate: str | None = None) -> None:
+    note_failed_status(status)
     seen = CALL_REFUSED.get()
     refused = refusal_of(status, www_authenticate) if seen is not None else None
     if seen is not None and refused is not None:
@@ -160,6 +166,8 @@ class UpstreamAuth(httpx2.Auth):
         response = yield request
         if credential is not None and credential is CALL_CREDENTIAL.get():
             note_status(response.status_code, response.headers.get("WWW-Authenticate"))
+        else:  # a refusal is the call's own credential's; a server error is anyone's
+            note_failed_status(response.status_code)
 
 
 class NoCredential(UpstreamAuth):

@@ -133,11 +133,19 @@ def check_command(allowed: Sequence[Sequence[str]], command: str, args: Sequence
     )
 
 
+# The server is not there to answer (RFC 9110 §15.6.3-5), rather than failing the call.
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
 def classify_failure(exc: BaseException) -> Failure:
-    """An MCP upstream's failures, for retries: a timeout or an HTTP server
-    error (it may have run the call) is transient, a lost or missing
-    connection unreached; a JSON-RPC error is an answer."""
-    if isinstance(exc, (UpstreamTimeout, UpstreamServerError)):
+    """An MCP upstream's failures, for retries: a timeout, or a gateway's or
+    proxy's 502/503/504 before the server (it may have run the call), is
+    transient; a lost or missing connection unreached; a JSON-RPC error --
+    or another 5xx, the server failing this call (one caller's input that
+    crashes one tool must not open the breaker for every tool) -- an answer."""
+    if isinstance(exc, UpstreamServerError):
+        return Failure.TRANSIENT if exc.status in UNAVAILABLE_STATUSES else Failure.ANSWERED
+    if isinstance(exc, UpstreamTimeout):
         return Failure.TRANSIENT
     if isinstance(exc, UpstreamUnavailable):
         return Failure.UNREACHED

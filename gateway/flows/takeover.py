@@ -9,8 +9,9 @@ a heartbeat, for unfinished runs whose owner is not among the live replicas
 (its row not renewed for `replica_stale_seconds`, or absent), and hands them
 to DBOS's recovery, which re-queues each once however many replicas ask.
 Only a replica that has itself been renewing its row all that while judges
-(`ReplicaDirectory.gone`): after a database outage every row looks stale,
-and the runs of replicas that are alive must stay theirs.
+a stale row (`ReplicaDirectory.gone`): after a database outage every row
+looks stale, and the runs of replicas that are alive must stay theirs. A
+replica that stopped cleanly has no row: its runs are taken at once.
 
 On SQLite with one process (the embedded default) its executor is DBOS's
 `local`, recovered at every start; the sweep then only takes up runs left by
@@ -37,8 +38,6 @@ class RunTakeover:
 
     async def sweep(self) -> list[str]:
         """Take over the runs of replicas that are gone; returns their ids."""
-        if not self.replicas.steady():
-            return []  # started or back from an outage lately: not judging yet
         if not self.engine.launched:
             # Runs exist only where flows do; a replica that has served no flow
             # request yet still takes over the others'.

@@ -16,12 +16,15 @@ that is gone (a SIGKILL leaves its row behind; a clean stop deletes it).
 A database outage is not a death. While the database is away no replica
 renews its row, so once it is back every other row looks stale, and the
 first replica to look would take over runs that are alive in their own
-replicas -- two replicas running one run. So this replica judges others
-gone (`gone`) only while it has itself renewed its own row at every
-heartbeat for a whole `stale_seconds` (the window in which the others had
-the same chance to renew theirs): not for that long after an outage, after
-a pass that hung, or after it started. The gateway-run tasks' leases keep
-the same rule (`gateway.delegation.task_runner`).
+replicas -- two replicas running one run. So a stale row is judged gone
+(`gone`) only by a replica that is `steady`: one that has itself renewed its
+own row, with no renewal failed, hung or late, for a whole `stale_seconds`
+-- the window in which the others had the same chance to renew theirs. Not
+for that long after it started, after an outage, after its host slept. A
+row that is absent is a replica that stopped cleanly (it deletes its row):
+gone at once, whoever judges. The gateway-run tasks' leases follow a
+similar rule (`gateway.delegation.task_runner`: no claim for a lease after
+a failed pass).
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ STALE_SECONDS = 45.0  # more than three missed heartbeats: that replica is gone
 _CACHE_SECONDS = 5.0
 
 
+def boot_clock() -> float:
+    """Seconds on a clock that keeps counting while the host is suspended
+    (Linux's CLOCK_BOOTTIME; elsewhere the monotonic clock): a replica whose
+    host slept missed its heartbeats as surely as one whose database was away."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()
+
+
 def random_replica_id() -> str:
     return secrets.token_hex(6)
 
@@ -61,7 +73,7 @@ class ReplicaDirectory:
         replica_id: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         stale_seconds: float = STALE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = boot_clock,
     ) -> None:
         self.id = replica_id or random_replica_id()
         self.url = url
@@ -70,8 +82,9 @@ class ReplicaDirectory:
         self.engine: AsyncEngine | None = None
         self._known: dict[str, tuple[str | None, float]] = {}
         self._clock = clock
-        # This replica's own renewals: the last that succeeded, and since when
-        # they have come at every heartbeat (None: not once yet).
+        # This replica's own renewals: when the last one that succeeded ended,
+        # and since when none has failed, hung or come late (None: one just
+        # failed, or none has succeeded yet).
         self._renewed_at: float | None = None
         self._steady_since: float | None = None
 
@@ -88,44 +101,55 @@ class ReplicaDirectory:
         statement = statement.on_conflict_do_update(
             index_elements=["id"], set_={"url": row["url"], "seen_at": row["seen_at"]}
         )
-        async with self.engine.begin() as conn:
-            await conn.execute(statement)
-        self._renewed(started)
-
-    def _renewed(self, at: float) -> None:
-        """A renewal begun at ``at`` succeeded: steady from then on if the
-        one before it was too long ago (`_gap`)."""
-        if self._renewed_at is None or at - self._renewed_at > self._gap:
-            self._steady_since = at
-        self._renewed_at = at
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(statement)
+        except BaseException:
+            self._steady_since = None  # the others could not renew either
+            raise
+        self._renewed(started, self._clock())
 
     @property
-    def _gap(self) -> float:
-        """How long without a renewal breaks this replica's steadiness: half
-        of ``stale_seconds``. An outage shorter than that cannot make a live
-        replica's row look stale before it renews again (``stale_seconds`` is
-        at least two heartbeats); one longer makes this replica wait a whole
-        ``stale_seconds``. A pause of the event loop shorter than it changes
-        nothing."""
+    def _slack(self) -> float:
+        """How much later than its heartbeat a renewal may come, or how long
+        one may take, and still count as steady: half of ``stale_seconds``
+        (at least two heartbeats long, so at least a heartbeat). A loaded
+        machine's late beat is no outage; a renewal held up longer may be."""
         return self.stale_seconds / 2
 
+    def _renewed(self, started: float, ended: float) -> None:
+        """A renewal from ``started`` to ``ended`` succeeded: steady from
+        ``ended`` on if it hung, came late, or follows one that failed."""
+        late = (
+            self._renewed_at is None
+            or started - self._renewed_at > self.heartbeat_seconds + self._slack
+        )
+        hung = ended - started > self._slack
+        if late or hung or self._steady_since is None:
+            self._steady_since = ended
+        self._renewed_at = ended
+
     def steady(self) -> bool:
-        """Whether this replica may judge the others: its own row renewed
-        without a gap for a whole ``stale_seconds``, the last time lately."""
+        """Whether this replica may judge a stale row: its own row renewed,
+        none failed, hung or late, for a whole ``stale_seconds``, and lately."""
         now = self._clock()
         return (
             self._renewed_at is not None
             and self._steady_since is not None
-            and now - self._renewed_at <= self._gap
+            and now - self._renewed_at <= self.heartbeat_seconds + self._slack
             and now - self._steady_since >= self.stale_seconds
         )
 
     async def gone(self, ids: set[str]) -> set[str]:
-        """Those of ``ids`` that are gone (never this one): none unless this
-        replica is `steady` -- the others had as much chance to renew."""
-        if not self.steady():
-            return set()
-        return set(ids) - await self.live_ids()
+        """Those of ``ids`` that are gone (never this one): those with no row
+        (stopped cleanly), and -- only while this replica is `steady` --
+        those whose row is stale."""
+        seen = await self._seen()
+        gone = {i for i in ids if i not in seen}
+        if self.steady():
+            since = self._fresh_since()
+            gone |= {i for i in ids if i in seen and seen[i] < since}
+        return gone - {self.id}
 
     async def renew(self) -> None:
         """Renew this replica's row (every ``heartbeat_seconds`` while it runs;
@@ -145,15 +169,18 @@ class ReplicaDirectory:
 
     async def live_ids(self) -> set[str]:
         """The replicas renewed lately, this one always included."""
-        live = {self.id}
-        if self.engine is not None:
-            async with self.engine.connect() as conn:
-                rows = (
-                    await conn.execute(select(gateway_replicas.c.id, gateway_replicas.c.seen_at))
-                ).all()
-            since = self._fresh_since()
-            live.update(str(row.id) for row in rows if _utc(row.seen_at) >= since)
-        return live
+        since = self._fresh_since()
+        return {self.id} | {i for i, at in (await self._seen()).items() if at >= since}
+
+    async def _seen(self) -> dict[str, datetime]:
+        """Each replica's row: when it was last renewed."""
+        if self.engine is None:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(gateway_replicas.c.id, gateway_replicas.c.seen_at))
+            ).all()
+        return {str(row.id): _utc(row.seen_at) for row in rows}
 
     async def url_of(self, replica_id: str) -> str | None:
         """Where replica ``replica_id`` is reached, if it is running."""

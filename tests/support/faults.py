@@ -45,8 +45,8 @@ RECONCILE_MAX = 3.0
 UPSTREAM_TIMEOUT = 3.0  # the "slowchat" agent's own timeout_seconds
 SLACK = 8.0  # a loaded 2-core machine
 # Short beats, so a replica gone is noticed in seconds rather than the default 45.
-HEARTBEAT = 0.5  # replica_heartbeat_seconds
-STALE = 2.0  # replica_stale_seconds
+HEARTBEAT = 1.0  # replica_heartbeat_seconds
+STALE = 6.0  # replica_stale_seconds
 NON_TERMINAL = ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
 
 
@@ -101,6 +101,16 @@ class Replica:
             assert self.process is not None and self.process.poll() is None, f"{self.name} died"
             assert time.monotonic() < deadline, f"{self.name} did not become ready"
             time.sleep(0.2)
+
+    def pause(self) -> None:
+        """SIGSTOP: alive, but doing nothing until `resume` (a replica slow to
+        get the database back)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -73,9 +73,9 @@ def _answer(
     )
 
 
-def _error(rpc_id: Any, code: int, message: str) -> httpx2.Response:
+def _error(rpc_id: Any, code: int, message: str, status: int = 200) -> httpx2.Response:
     return httpx2.Response(
-        200, json={"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}
+        status, json={"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}
     )
 
 
@@ -135,9 +135,10 @@ class MockMcpServer:
         return lambda *_: httpx2.Response(code, text=body or httpx2.codes.get_reason_phrase(code))
 
     @staticmethod
-    def error(code: int, message: str) -> Reply:
-        """The server's own JSON-RPC error."""
-        return lambda rpc_id, _: _error(rpc_id, code, message)
+    def error(code: int, message: str, status: int = 200) -> Reply:
+        """The server's own JSON-RPC error (``status``: at that HTTP status,
+        as MCP 2025-11-25's transports let a server answer)."""
+        return lambda rpc_id, _: _error(rpc_id, code, message, status)
 
     @staticmethod
     def unreachable() -> Reply:

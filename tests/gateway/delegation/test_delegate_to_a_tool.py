@@ -83,8 +83,11 @@ class Heard:
 
 
 @contextlib.asynccontextmanager
-async def connected(server: MockMcpServer) -> AsyncIterator[tuple[McpUpstream, Heard]]:
-    """The upstream's session to ``server``, open (its owner task running)."""
+async def connected(
+    server: MockMcpServer, *, credentials: bool = True
+) -> AsyncIterator[tuple[McpUpstream, Heard]]:
+    """The upstream's session to ``server``, open (its owner task running);
+    ``credentials``: the server takes one (else none is sent at all)."""
     heard = Heard()
 
     async def on_tools(tools: Any) -> None:
@@ -94,8 +97,8 @@ async def connected(server: MockMcpServer) -> AsyncIterator[tuple[McpUpstream, H
         heard.health.append(ok)
         heard.changed.set()
 
-    async def default_credential() -> Credential:
-        return Credential("Authorization", f"Bearer {DEFAULT}")
+    async def default_credential() -> Credential | None:
+        return Credential("Authorization", f"Bearer {DEFAULT}") if credentials else None
 
     upstream = McpUpstream(
         UpstreamSpec(SERVER, "http", url=server.url),
@@ -123,12 +126,13 @@ async def call(
     arguments: dict[str, Any] | None = None,
     *,
     idempotent: bool = False,
+    credential: bool = True,
 ) -> types.CallToolResult | types.InputRequiredResult:
     async def attempt() -> types.CallToolResult | types.InputRequiredResult:
         return await upstream.call_tool(
             tool,
             arguments if arguments is not None else {"sku": "X-100"},
-            credential=Credential("Authorization", f"Bearer {TOKEN}"),
+            credential=Credential("Authorization", f"Bearer {TOKEN}") if credential else None,
             timeout_seconds=CALL_SECONDS,
         )
 
@@ -340,3 +344,56 @@ def test_a_connection_dropped_mid_call_is_not_sent_again_and_the_session_comes_b
         ("upstream_error", "MCP server tools-1: Connection closed"),
         ("ok", None),
     ]
+
+
+@pytest.mark.parametrize("era", ["2025-11-25", "2026-07-28"])
+def test_a_server_error_is_named_so_for_a_server_that_takes_no_credential(era: Era) -> None:
+    server = quoting(era).then(MockMcpServer.status(503), MockMcpServer.status(503))
+
+    async def go() -> None:
+        delegate, _ = core()
+        async with connected(server, credentials=False) as (upstream, _):
+            with pytest.raises(UpstreamServerError, match="answered HTTP 503"):
+                await call(delegate, upstream, credential=False)
+            with pytest.raises(UpstreamServerError, match="answered HTTP 503"):
+                await call(delegate, upstream)  # with a token of its own, as before
+
+    asyncio.run(go())
+    *unauthenticated, last = server.seen
+    assert all("authorization" not in seen.headers for seen in unauthenticated)
+    assert last.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_500_is_the_servers_failure_of_this_call_not_retried_and_trips_nothing() -> None:
+    """Not a proxy's "unavailable": one caller's input that crashes one tool
+    must not open the breaker for every tool of the server."""
+    server = quoting().then(*[MockMcpServer.status(500)] * 3)
+
+    async def go() -> Records:
+        delegate, records = core(threshold=1)
+        async with connected(server) as (upstream, _):
+            for _ in range(3):
+                with pytest.raises(UpstreamServerError, match="answered HTTP 500"):
+                    await call(delegate, upstream, idempotent=True)
+        return records
+
+    records = asyncio.run(go())
+    assert len(server.calls()) == 3  # never retried, the breaker (threshold 1) never open
+    assert [outcome for outcome, _ in records.written] == ["upstream_error"] * 3
+
+
+def test_a_json_rpc_error_at_an_http_error_status_stays_the_servers_answer() -> None:
+    server = quoting().then(MockMcpServer.error(INVALID_PARAMS, "sku is required", status=400))
+    server.then(MockMcpServer.error(-32603, "the tool broke", status=500))
+
+    async def go() -> None:
+        delegate, _ = core()
+        async with connected(server) as (upstream, _):
+            with pytest.raises(UpstreamError, match="sku is required"):
+                await call(delegate, upstream, idempotent=True)
+            with pytest.raises(UpstreamError, match="the tool broke") as raised:
+                await call(delegate, upstream, idempotent=True)
+            assert not isinstance(raised.value, UpstreamServerError)
+
+    asyncio.run(go())
+    assert len(server.calls()) == 2

@@ -9,6 +9,7 @@ those replicas are alive; the first replica back must not take their runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,14 +23,33 @@ from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import gateway_replicas, metadata
 
 HEARTBEAT, STALE = 10.0, 45.0
+RENEWAL = 0.05  # how long a renewal takes, on the replica's clock
 
 
 class Clock:
+    """The replica's clock. A renewal reads it when it starts and when it
+    ends: while one is under way (`renewing`), the second read comes
+    ``renewal_takes`` later."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.renewal_takes = RENEWAL
+        self.reads: int | None = None  # None: no renewal under way
 
     def __call__(self) -> float:
+        if self.reads is not None:
+            self.reads += 1
+            if self.reads == 2:
+                self.now += self.renewal_takes
         return self.now
+
+    @contextlib.contextmanager
+    def renewing(self) -> Iterator[None]:
+        self.reads = 0
+        try:
+            yield
+        finally:
+            self.reads = None
 
 
 @pytest.fixture
@@ -57,37 +77,87 @@ async def seen(engine: AsyncEngine, replica_id: str, seconds_ago: float) -> None
         )
 
 
-def directory(clock: Clock) -> ReplicaDirectory:
-    return ReplicaDirectory(
-        "http://me", replica_id="me", heartbeat_seconds=HEARTBEAT, stale_seconds=STALE, clock=clock
-    )
+class Me:
+    """This replica: its directory on its clock, renewed by hand."""
+
+    def __init__(self, heartbeat: float = HEARTBEAT, stale: float = STALE) -> None:
+        self.clock = Clock()
+        self.heartbeat = heartbeat
+        self.replicas = ReplicaDirectory(
+            "http://me",
+            replica_id="me",
+            heartbeat_seconds=heartbeat,
+            stale_seconds=stale,
+            clock=self.clock,
+        )
+
+    async def renew(self) -> None:
+        """One pass of the `replica` job: a renewal (the clock moves on as
+        long as it takes)."""
+        with self.clock.renewing():
+            await self.replicas.renew()
+
+    async def beat(self, times: int = 1, *, late: float = 0.0) -> None:
+        """``times`` heartbeats: a heartbeat (and ``late``) after the last
+        renewal ended, the next one."""
+        for _ in range(times):
+            self.clock.now += self.heartbeat + late
+            await self.renew()
 
 
-async def beat(replicas: ReplicaDirectory, clock: Clock, times: int) -> None:
-    """``times`` heartbeats: the clock moves on one, then the row is renewed."""
-    for _ in range(times):
-        clock.now += HEARTBEAT
-        await replicas.renew()
-
-
-def test_a_replica_judges_the_others_only_once_it_has_been_renewing_a_whole_stale_window(
+def test_a_replica_judges_stale_rows_only_once_it_has_renewed_for_a_whole_stale_window(
     world: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
     engine, _ = world
 
     async def go() -> None:
-        clock = Clock()
-        replicas = directory(clock)
-        await replicas.announce(engine)
+        me = Me()
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
         await seen(engine, "dead", seconds_ago=600)
         await seen(engine, "alive", seconds_ago=1)
-        assert not replicas.steady()
-        assert await replicas.gone({"dead", "alive"}) == set()  # just started
-        await beat(replicas, clock, 4)  # 40 s of 45
-        assert await replicas.gone({"dead"}) == set()
-        await beat(replicas, clock, 1)
-        assert replicas.steady()
-        assert await replicas.gone({"dead", "alive", "me"}) == {"dead"}
+        assert not me.replicas.steady()
+        assert await me.replicas.gone({"dead", "alive"}) == set()  # just started
+        await me.beat(4)  # 40 s of 45
+        assert await me.replicas.gone({"dead"}) == set()
+        await me.beat()
+        assert me.replicas.steady()
+        assert await me.replicas.gone({"dead", "alive", "me"}) == {"dead"}
+
+    asyncio.run(go())
+
+
+def test_a_replica_that_stopped_cleanly_is_gone_at_once(
+    world: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """A clean stop deletes the replica's row: no outage makes a row absent."""
+    engine, _ = world
+
+    async def go() -> None:
+        me = Me()
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
+        assert not me.replicas.steady()
+        assert await me.replicas.gone({"withdrawn", "me"}) == {"withdrawn"}
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(("heartbeat", "stale"), [(10.0, 20.0), (0.5, 2.0), (10.0, 45.0)])
+def test_steady_with_the_tightest_settings_allowed_and_renewals_that_take_time(
+    world: tuple[AsyncEngine, AsyncEngine], heartbeat: float, stale: float
+) -> None:
+    """Stale at two heartbeats (the least the settings take): renewals a
+    heartbeat apart, each taking its time, make a steady replica."""
+    engine, _ = world
+
+    async def go() -> None:
+        me = Me(heartbeat, stale)
+        me.clock.renewal_takes = heartbeat / 5
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
+        await me.beat(int(stale / heartbeat) + 2)
+        assert me.replicas.steady()
 
     asyncio.run(go())
 
@@ -98,67 +168,89 @@ def test_back_from_an_outage_the_others_stale_rows_are_not_taken_for_gone(
     engine, away = world
 
     async def go() -> None:
-        clock = Clock()
-        replicas = directory(clock)
-        await replicas.announce(engine)
-        await beat(replicas, clock, 5)
-        assert replicas.steady()
+        me = Me()
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
+        await me.beat(5)
+        assert me.replicas.steady()
         # The database goes away for a minute: no replica renews its row.
-        replicas.engine = away
-        last_renewed = clock.now
+        me.replicas.engine = away
         for _ in range(6):
-            clock.now += HEARTBEAT
+            me.clock.now += HEARTBEAT
             with pytest.raises(OperationalError):
-                await replicas.renew()
-            # Its own renewals stopped: judging no more once that is a gap.
-            assert replicas.steady() is (clock.now - last_renewed <= STALE / 2)
-        replicas.engine = engine
+                await me.renew()
+            assert not me.replicas.steady()  # its own renewal failed: not judging
+        me.replicas.engine = engine
         # Back: the other replica, alive all along, has not renewed yet.
         await seen(engine, "other", seconds_ago=70)
-        clock.now += HEARTBEAT
-        await replicas.renew()
-        assert not replicas.steady()
-        assert await replicas.gone({"other"}) == set()
+        await me.beat()
+        assert not me.replicas.steady()
+        assert await me.replicas.gone({"other"}) == set()
         # Once this replica has renewed for a whole stale window, a row still
         # stale is a replica that is gone.
-        await beat(replicas, clock, 5)
-        assert await replicas.gone({"other"}) == {"other"}
+        await me.beat(5)
+        assert await me.replicas.gone({"other"}) == {"other"}
 
     asyncio.run(go())
 
 
-def test_a_renewal_that_hangs_stops_the_judging(
+def test_a_renewal_that_hangs_then_succeeds_restarts_the_window(
     world: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
+    """A renewal held up (a database that does not answer, then does) is an
+    outage as the others saw it."""
     engine, _ = world
 
     async def go() -> None:
-        clock = Clock()
-        replicas = directory(clock)
-        await replicas.announce(engine)
-        await beat(replicas, clock, 5)
+        me = Me()
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
+        await me.beat(5)
         await seen(engine, "dead", seconds_ago=600)
-        assert await replicas.gone({"dead"}) == {"dead"}
-        clock.now += STALE / 2 + 1  # no renewal got through meanwhile
-        assert not replicas.steady()
-        assert await replicas.gone({"dead"}) == set()
+        assert await me.replicas.gone({"dead"}) == {"dead"}
+        me.clock.renewal_takes = STALE / 2 + 1
+        await me.beat()
+        assert not me.replicas.steady()
+        assert await me.replicas.gone({"dead"}) == set()
+        me.clock.renewal_takes = RENEWAL
+        await me.beat(5)
+        assert await me.replicas.gone({"dead"}) == {"dead"}
 
     asyncio.run(go())
 
 
-def test_a_pause_shorter_than_half_the_stale_window_keeps_it_steady(
+def test_no_renewal_lately_stops_the_judging(
     world: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
-    """A loaded machine's late heartbeat is no outage."""
+    """The job stopped running (a stalled event loop; a host that slept: the
+    clock counts suspended time)."""
     engine, _ = world
 
     async def go() -> None:
-        clock = Clock()
-        replicas = directory(clock)
-        await replicas.announce(engine)
-        await beat(replicas, clock, 5)
-        clock.now += STALE / 2 - 1
-        await replicas.renew()
-        assert replicas.steady()
+        me = Me()
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
+        await me.beat(5)
+        me.clock.now += HEARTBEAT + STALE / 2 + 1
+        assert not me.replicas.steady()
+
+    asyncio.run(go())
+
+
+def test_a_beat_late_by_less_than_half_the_stale_window_keeps_it_steady(
+    world: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """A loaded machine's late heartbeat is no outage; a later one may be."""
+    engine, _ = world
+
+    async def go() -> None:
+        me = Me()
+        with me.clock.renewing():
+            await me.replicas.announce(engine)
+        await me.beat(5)
+        await me.beat(late=STALE / 2 - 1)
+        assert me.replicas.steady()
+        await me.beat(late=STALE / 2 + 1)
+        assert not me.replicas.steady()
 
     asyncio.run(go())

@@ -91,7 +91,7 @@ class Refused(NamedTuple):
 # transport sent the call, for the caller to tell its user: the SDK's client
 # keeps no status code of an HTTP error answer.
 CALL_REFUSED: ContextVar[list[Refused] | None] = ContextVar("mcp_call_refused", default=None)
-# The server-error statuses (5xx) the call was answered with, noted the same
+# The server-error statuses (5xx, and 429) the call was answered with, noted the same
 # way: the SDK tells a 503 from a proxy only as "Server returned an error
 # response", which would read as the server's own answer to the call.
 CALL_FAILED_STATUSES: ContextVar[list[int] | None] = ContextVar(
@@ -135,10 +135,10 @@ def failed_statuses_noted() -> Iterator[list[int]]:
 
 
 def note_failed_status(status: int) -> None:
-    """A server error (5xx) the call's request was answered with, whatever
-    credential it carried (or none)."""
+    """A server error (5xx), or a 429 Too Many Requests, the call's request
+    was answered with, whatever credential it carried (or none)."""
     failed = CALL_FAILED_STATUSES.get()
-    if failed is not None and status >= 500:
+    if failed is not None and (status >= 500 or status == 429):
         failed.append(status)
 
 

@@ -26,7 +26,8 @@ class UpstreamTimeout(UpstreamUnavailable):
 
 class UpstreamServerError(UpstreamUnavailable):
     """The server, or a proxy before it, answered the call with an HTTP server
-    error (5xx) and no JSON-RPC error: it may or may not have run the call."""
+    error (5xx) -- it may or may not have run the call -- or 429 Too Many
+    Requests, and no JSON-RPC error."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)

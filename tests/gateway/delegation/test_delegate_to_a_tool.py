@@ -397,3 +397,20 @@ def test_a_json_rpc_error_at_an_http_error_status_stays_the_servers_answer() -> 
 
     asyncio.run(go())
     assert len(server.calls()) == 2
+
+
+def test_too_many_requests_is_named_so_and_not_retried_nor_counted() -> None:
+    """429: the server is there, and says not now -- to this caller."""
+    server = quoting().then(*[MockMcpServer.status(429)] * 2)
+
+    async def go() -> Records:
+        delegate, records = core(threshold=1)
+        async with connected(server) as (upstream, _):
+            for _ in range(2):
+                with pytest.raises(UpstreamServerError, match="answered HTTP 429"):
+                    await call(delegate, upstream, idempotent=True)
+        return records
+
+    records = asyncio.run(go())
+    assert len(server.calls()) == 2
+    assert [outcome for outcome, _ in records.written] == ["upstream_error"] * 2

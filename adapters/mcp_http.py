@@ -38,7 +38,7 @@ import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import aiohttp
 import httpx2
@@ -52,6 +52,8 @@ from adapters.http import (
     refuse_coding,
 )
 from registry.ssrf import AddressPolicy
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -100,14 +102,19 @@ CALL_FAILED_STATUSES: ContextVar[list[int] | None] = ContextVar(
 
 
 @contextlib.contextmanager
-def refusals_noted() -> Iterator[list[Refused]]:
-    """Around one call: the refusals its credential met."""
-    seen: list[Refused] = []
-    token = CALL_REFUSED.set(seen)
+def _noted(where: ContextVar[list[T] | None]) -> Iterator[list[T]]:
+    """Around one call: a list the call's requests note into (``where``)."""
+    seen: list[T] = []
+    token = where.set(seen)
     try:
         yield seen
     finally:
-        CALL_REFUSED.reset(token)
+        where.reset(token)
+
+
+def refusals_noted() -> contextlib.AbstractContextManager[list[Refused]]:
+    """Around one call: the refusals its credential met."""
+    return _noted(CALL_REFUSED)
 
 
 def refusal_of(status: int, www_authenticate: str | None = None) -> Refused | None:
@@ -123,15 +130,9 @@ def refusal_of(status: int, www_authenticate: str | None = None) -> Refused | No
     return Refused(403, extract_scope_from_www_auth(challenge))
 
 
-@contextlib.contextmanager
-def failed_statuses_noted() -> Iterator[list[int]]:
+def failed_statuses_noted() -> contextlib.AbstractContextManager[list[int]]:
     """Around one call: the server-error statuses its requests were answered with."""
-    seen: list[int] = []
-    token = CALL_FAILED_STATUSES.set(seen)
-    try:
-        yield seen
-    finally:
-        CALL_FAILED_STATUSES.reset(token)
+    return _noted(CALL_FAILED_STATUSES)
 
 
 def note_failed_status(status: int) -> None:

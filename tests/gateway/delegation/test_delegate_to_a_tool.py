@@ -28,17 +28,14 @@ from adapters.mcp import (
 )
 from adapters.mcp_http import Credential
 from adapters.mcp_upstream_errors import UpstreamTimeout, UpstreamUnavailable
-from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.delegate import Delegate, Sending
-from gateway.delegation.handoffs import Resilience
-from gateway.delegation.retry import RetrySettings
 from gateway.federation.federated_tools import (
     classify_failure,
     counts_for_breaker,
     explain_failure,
     result_record,
 )
-from tests.gateway.delegation.test_delegate import Records
+from tests.gateway.delegation.test_delegate import Records, core
 from tests.support.mock_mcp import (
     INVALID_PARAMS,
     LEGACY_VERSION,
@@ -54,15 +51,6 @@ CALL_SECONDS = 0.5
 TIMINGS = UpstreamTimings(
     connect_seconds=5, probe_seconds=3600, call_seconds=5, reconnect_min_seconds=0.01
 )
-
-
-def core(threshold: int = 5) -> tuple[Delegate, Records]:
-    records = Records()
-    resilience = Resilience(
-        Breakers(BreakerSettings(threshold=threshold, cooldown_seconds=60)),
-        RetrySettings(attempts=3, base_delay_seconds=0, max_delay_seconds=0),
-    )
-    return Delegate(records, resilience), records  # type: ignore[arg-type]
 
 
 @dataclass

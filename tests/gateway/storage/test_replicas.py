@@ -91,6 +91,16 @@ class Me:
             clock=self.clock,
         )
 
+    async def start(self, engine: AsyncEngine, *, steady: bool = False) -> Me:
+        """Announced on ``engine`` (the first renewal), then -- ``steady`` --
+        renewed at every heartbeat for a whole stale window."""
+        with self.clock.renewing():
+            await self.replicas.announce(engine)
+        if steady:
+            await self.beat(int(self.replicas.stale_seconds / self.heartbeat) + 1)
+            assert self.replicas.steady()
+        return self
+
     async def renew(self) -> None:
         """One pass of the `replica` job: a renewal (the clock moves on as
         long as it takes)."""
@@ -111,9 +121,7 @@ def test_a_replica_judges_stale_rows_only_once_it_has_renewed_for_a_whole_stale_
     engine, _ = world
 
     async def go() -> None:
-        me = Me()
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
+        me = await Me().start(engine)
         await seen(engine, "dead", seconds_ago=600)
         await seen(engine, "alive", seconds_ago=1)
         assert not me.replicas.steady()
@@ -134,9 +142,7 @@ def test_a_replica_that_stopped_cleanly_is_gone_at_once(
     engine, _ = world
 
     async def go() -> None:
-        me = Me()
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
+        me = await Me().start(engine)
         assert not me.replicas.steady()
         assert await me.replicas.gone({"withdrawn", "me"}) == {"withdrawn"}
 
@@ -154,8 +160,7 @@ def test_steady_with_the_tightest_settings_allowed_and_renewals_that_take_time(
     async def go() -> None:
         me = Me(heartbeat, stale)
         me.clock.renewal_takes = heartbeat / 5
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
+        await me.start(engine)
         await me.beat(int(stale / heartbeat) + 2)
         assert me.replicas.steady()
 
@@ -168,10 +173,7 @@ def test_back_from_an_outage_the_others_stale_rows_are_not_taken_for_gone(
     engine, away = world
 
     async def go() -> None:
-        me = Me()
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
-        await me.beat(5)
+        me = await Me().start(engine, steady=True)
         assert me.replicas.steady()
         # The database goes away for a minute: no replica renews its row.
         me.replicas.engine = away
@@ -202,10 +204,7 @@ def test_a_renewal_that_hangs_then_succeeds_restarts_the_window(
     engine, _ = world
 
     async def go() -> None:
-        me = Me()
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
-        await me.beat(5)
+        me = await Me().start(engine, steady=True)
         await seen(engine, "dead", seconds_ago=600)
         assert await me.replicas.gone({"dead"}) == {"dead"}
         me.clock.renewal_takes = STALE / 2 + 1
@@ -227,10 +226,7 @@ def test_no_renewal_lately_stops_the_judging(
     engine, _ = world
 
     async def go() -> None:
-        me = Me()
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
-        await me.beat(5)
+        me = await Me().start(engine, steady=True)
         me.clock.now += HEARTBEAT + STALE / 2 + 1
         assert not me.replicas.steady()
 
@@ -244,10 +240,7 @@ def test_a_beat_late_by_less_than_half_the_stale_window_keeps_it_steady(
     engine, _ = world
 
     async def go() -> None:
-        me = Me()
-        with me.clock.renewing():
-            await me.replicas.announce(engine)
-        await me.beat(5)
+        me = await Me().start(engine, steady=True)
         await me.beat(late=STALE / 2 - 1)
         assert me.replicas.steady()
         await me.beat(late=STALE / 2 + 1)

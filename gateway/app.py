@@ -15,7 +15,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from gateway.a2a.startup import A2ADoor
 from gateway.agents.oauth_clients import AgentOAuthClients
@@ -55,6 +55,7 @@ from gateway.http import openapi
 from gateway.http.auth import RequestAuth
 from gateway.http.limits import BodyLimitMiddleware
 from gateway.http.problems import install_error_handlers
+from gateway.http.queries import single_valued_query
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.change_watch import ChangeWatch
@@ -227,7 +228,8 @@ def create_app(settings: Settings) -> FastAPI:
         runs.router,
         connections.router,
     ):
-        app.include_router(router)
+        # No REST route takes a list in its query: a parameter given twice is refused.
+        app.include_router(router, dependencies=[Depends(single_valued_query)])
     apidocs.install(app)
     install_console(app, settings, handlers)
     # First: routes are matched in order, and the A2A and MCP hot paths should

@@ -4,7 +4,6 @@ The run of one flow, step by step, is `GET /flows/{id}/runs/{run}`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,6 +12,7 @@ from gateway.api.state import state_of
 from gateway.flows.definition import TaskStateName
 from gateway.flows.models import RunView
 from gateway.http.auth import CurrentPrincipal
+from gateway.http.queries import IsoDatetime
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.tables import as_utc
@@ -43,7 +43,7 @@ async def list_all_runs(
         str | None, Query(max_length=256, description="admins: one user's (with issuer)")
     ] = None,
     issuer: Annotated[str | None, Query(max_length=2048)] = None,
-    since: Annotated[datetime | None, Query(description="started since (ISO 8601)")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="started since (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[RunView]:
     return await state_of(request).flows.runs(

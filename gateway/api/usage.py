@@ -5,7 +5,6 @@ sees their own runs; an admin everyone's (or one user's, with ``subject``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +13,7 @@ from gateway.api.runs import listed_owner
 from gateway.api.state import state_of
 from gateway.flows.models import UsageReport
 from gateway.http.auth import CurrentPrincipal
+from gateway.http.queries import IsoDatetime
 from registry.tables import as_utc
 
 router = APIRouter(tags=["flows"])
@@ -24,7 +24,7 @@ async def usage(
     request: Request,
     principal: CurrentPrincipal,
     since: Annotated[
-        datetime | None, Query(description="only runs started since (ISO 8601)")
+        IsoDatetime | None, Query(description="only runs started since (ISO 8601)")
     ] = None,
     subject: Annotated[
         str | None, Query(max_length=256, description="admins: one user's (with issuer)")

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
 from adapters.trace_context import new_trace_id
+from gateway.http.queries import IsoDatetime
 from gateway.storage.outages import data_refused
 from gateway.storage.tables import audit_events
 from policies.tokens import Principal
@@ -139,8 +140,8 @@ class AuditQuery(BaseModel):
         "callers changed through the API (an admin's registration, a policy saved, a "
         "connection revoked: `CHANGE_EVENTS`); all: both (the default with a trace)",
     )
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
     after_id: int | None = Field(
         default=None,
         ge=0,

@@ -245,7 +245,7 @@ class UpstreamCalls:
     ) -> Exception:
         """Map an exception from a call; a lost session wakes its owner to
         reconnect (the lane's, if the call went over the lane). ``statuses``:
-        the server errors (5xx) the call's requests were answered with."""
+        the server errors (5xx) and 429s the call's requests were answered with."""
         if isinstance(exc, MCPError):
             if exc.code == REQUEST_TIMEOUT:
                 return UpstreamTimeout(f"{where(self.spec)}: {exc.error.message}")

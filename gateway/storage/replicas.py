@@ -167,11 +167,6 @@ class ReplicaDirectory:
     def _fresh_since(self) -> datetime:
         return datetime.now(UTC) - timedelta(seconds=self.stale_seconds)
 
-    async def live_ids(self) -> set[str]:
-        """The replicas renewed lately, this one always included."""
-        since = self._fresh_since()
-        return {self.id} | {i for i, at in (await self._seen()).items() if at >= since}
-
     async def _seen(self) -> dict[str, datetime]:
         """Each replica's row: when it was last renewed."""
         if self.engine is None:

@@ -27,6 +27,8 @@ class RoundRobin:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self.connections: dict[int, int] = dict.fromkeys(self.backends, 0)  # per backend port
+        self.dialling: dict[int, int] = dict.fromkeys(self.backends, 0)  # relays connecting now
+        self._writers: set[asyncio.StreamWriter] = set()  # every socket open, both sides
 
     def start(self) -> RoundRobin:
         self._thread.start()
@@ -38,42 +40,67 @@ class RoundRobin:
         return await asyncio.start_server(self._relay, sock=self._sock)
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        # Each socket is closed however the relay ends -- a cancel at `stop`
+        # included, even one that lands while the replica is being dialled --
+        # so none is left to surface as a ResourceWarning in a later test.
+        self._writers.add(client_w)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            upstream = await self._dial()
+            if upstream is None:
+                return
+            up_r, up_w = upstream
+            self._writers.add(up_w)
+            await asyncio.gather(self._pipe(client_r, up_w), self._pipe(up_r, client_w))
+        finally:
+            self._close(client_w)
+            if upstream is not None:
+                self._close(upstream[1])
+
+    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         for _ in self.backends:
             port = self.backends[next(self._next)]
+            self.dialling[port] += 1
             try:
                 upstream = await asyncio.open_connection("127.0.0.1", port)
-                self.connections[port] += 1
-                break
             except OSError:
                 continue  # that replica is down: the next one
-        if upstream is None:
-            client_w.close()
-            return
-        up_r, up_w = upstream
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                    while chunk := await reader.read(65536):
-                        writer.write(chunk)
-                        await writer.drain()
             finally:
-                with contextlib.suppress(OSError):
-                    writer.close()
+                self.dialling[port] -= 1
+            self.connections[port] += 1
+            return upstream
+        return None
 
-        await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while chunk := await reader.read(65536):
+                    writer.write(chunk)
+                    await writer.drain()
+        finally:
+            self._close(writer)
+
+    def _close(self, writer: asyncio.StreamWriter) -> None:
+        self._writers.discard(writer)
+        with contextlib.suppress(OSError):
+            writer.close()
 
     def stop(self) -> None:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
             # Relays still piping hold sockets: cancel them so their writers
-            # close here, not as garbage in some later test.
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
+            # close here, not as garbage in some later test. Until none is
+            # left: a connection accepted just before the close starts its
+            # relay a loop iteration later, after the first look.
+            while others := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                for task in others:
+                    task.cancel()
+                await asyncio.gather(*others, return_exceptions=True)
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+            await asyncio.sleep(0)  # the aborts close their sockets on the next iteration
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)

@@ -102,9 +102,24 @@ class ServerThread:
         try:
             with asyncio.Runner() as runner:
                 self.loop = runner.get_loop()
-                runner.run(self.server.serve(sockets=self.sockets))
+                runner.run(self._serve())
         except BaseException as exc:  # surfaced by start()
             self._error = exc
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve(sockets=self.sockets)
+        finally:
+            # uvicorn asks each open connection to close once, as it begins to
+            # shut down, and leaves open one still busy when its graceful
+            # timeout runs out, or accepted just after it asked: close them
+            # here, not as a ResourceWarning in whichever later test collects
+            # their sockets.
+            for connection in list(self.server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            await asyncio.sleep(0)  # an abort closes its socket on the next iteration
 
     def run(self, coroutine: Any, timeout: float = 60) -> Any:
         """Run ``coroutine`` on the server's own event loop (to use its app's

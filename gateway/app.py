@@ -105,17 +105,20 @@ def create_app(settings: Settings) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             tracing.start(settings, __version__, stack)
             engine = await db.start(settings.effective_database_url, settings.sealing_secret, stack)
+            # Announced before anything that runs durable work starts (gateway-run
+            # tasks, the flows engine: their runs are named by this replica's
+            # id), so it withdraws its row only once they have all stopped:
+            # then it is gone, and its runs are another replica's to take.
+            await replicas.announce(engine)
+            stack.push_async_callback(replicas.withdraw)
             core = await delegation.start(settings, engine, stack)
-            a2a_parts = await handlers.start(core, stack)
+            a2a_parts = await handlers.start(core, replicas, stack)
             mcp_parts = await mcp_federation.start(core, stack)
             # Agents that take their users' own tokens get them from the same vault.
             if a2a_parts.front_door.consents is not None:
                 a2a_parts.front_door.consents.connections = mcp_parts.connections
             observed = observability.start(settings, core, stack)
             exported = await audit_export.start(settings, core, stack, observed.metrics)
-            # Registered before the flows engine starts: its executor id is this replica's.
-            await replicas.announce(engine)
-            stack.push_async_callback(replicas.withdraw)
             flow_parts = await flows_door.start(
                 core, lambda: mcp_parts.federation, a2a_parts.desk, replicas, stack
             )

@@ -33,9 +33,11 @@ from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.delegation.task_runner import TaskRunner
+from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.settings.grpc import grpc_public_target
 from gateway.storage.periodic import Periodic
+from gateway.storage.replicas import ReplicaDirectory
 from registry.vendor_store import SqlVendorStore
 
 # How soon a deferred call follows the end of what held it back.
@@ -49,14 +51,15 @@ CONSENT_SWEEP_SECONDS = 5.0
 class A2AParts:
     front_door: FrontDoorParts
     gateway_run: GatewayRun
+    takeover: TaskTakeover
     desk: ApprovalDesk
     reconciler: Reconciler
 
     def jobs(self) -> list[Job]:
-        runner = self.gateway_run.runner
+        takeover = self.takeover
         jobs: list[Job] = [
-            # Fixed rate: the takeover bound counts on leases renewed on time.
-            Periodic("gateway-runs", runner.poll, runner.tick, fixed_rate=True),
+            # Fixed rate: the takeover bound counts on a look every poll.
+            Periodic("gateway-runs", takeover.poll, takeover.tick, fixed_rate=True),
             Periodic("a2a-reconciler", self.reconciler.poll_seconds, self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
             Periodic("consent-waits", CONSENT_SWEEP_SECONDS, self.desk.sweep_consents),
@@ -106,7 +109,12 @@ class Agents:
         """The handler that serves the agent with this (stored) card."""
         return self.gateway_runs.pick(card) if self.gateway_runs.serves(card) else self.handler
 
-    async def start(self, core: DelegationCore, stack: contextlib.AsyncExitStack) -> A2AParts:
+    async def start(
+        self,
+        core: DelegationCore,
+        replicas: ReplicaDirectory,
+        stack: contextlib.AsyncExitStack,
+    ) -> A2AParts:
         settings = core.settings
         upstreams = A2AUpstreams(
             core.fetcher,
@@ -173,23 +181,26 @@ class Agents:
             lambda spec, grant, event: runner.sending(spec, grant, event),
         )
         execute = approved.dispatching(VendorExecution(lambda: front_door, self.gateway_run))
-        runner = TaskRunner(
+        runner = TaskRunner(core.engine, core.tasks, lambda: execute, replicas=replicas)
+        takeover = TaskTakeover(
             core.engine,
-            core.tasks,
-            lambda: execute,
-            lease_seconds=settings.gateway_run_lease_seconds,
+            runner,
+            replicas,
             poll_seconds=settings.gateway_run_poll_seconds,
             idempotent=idempotent,
             resumable=approved.resumable,
             audit=core.delegations.audit,
         )
-        stack.push_async_callback(runner.aclose)  # before the pool closes, after the lease task
+        # Before the pool closes and the replica withdraws its row (announced
+        # before this), after the takeover's job stops.
+        stack.push_async_callback(runner.aclose)
         deferrals = Deferrals(
             core.engine, core.delegations.coordination, core.approvals, core.delegations.policy
         )
         self._parts = A2AParts(
             front_door=front_door,
             gateway_run=GatewayRun(vendors, runner),
+            takeover=takeover,
             desk=ApprovalDesk(lambda: front_door, ApprovalParts(core.approvals, runner, deferrals)),
             reconciler=Reconciler(
                 lambda: front_door,

@@ -8,33 +8,25 @@ ending in the task's final snapshot) is recorded in the task records
 (`gateway.delegation.tasks.TaskRecords`: `GetTask` and `ListTasks` read them) and handed
 to whoever streams or waits on this replica.
 
-A run survives its replica. Every ``poll`` seconds (`gateway_run_poll_seconds`,
-at most a third of the lease) each replica renews the lease of each run whose
-coroutine is still alive -- per run, never "everything this replica holds",
-so a run that died leaves a lease that runs out -- and claims the runs whose
-lease ran out (a crash, a restart; a clean shutdown gives its leases up at
-once). So a run is taken over at most ``lease + poll`` seconds after its
-replica died (docs/operations.md, "Guarantees"). The claiming replica asks
-whether the run can be resumed (`resumable`: an approved A2A call whose
-upstream task is known is followed, not made again); otherwise it fails the
-task with a clear reason or, for a skill the operator marked idempotent, runs
-the call again (at most `MAX_ATTEMPTS` times).
-
-A database outage is not a crash: a replica that could not reach the
-database claims nothing until it has reached it again for a whole lease, so
-the replicas whose runs outlived the outage renew them first.
+A run survives its replica: its row names the replica running it (the
+replica's id, `gateway.storage.replicas`), and the runs nobody runs any more
+-- a replica's that is gone, or its own whose coroutine died -- are taken
+over by `gateway.delegation.task_takeover`.
 
 A run whose outcome is known is never lost: the final snapshot is written
-with retries (backoff up to ``poll``) for as long as the database is down,
-the run's coroutine staying alive (and its lease renewed) meanwhile; a
+with retries (backoff up to `FINISH_RETRY_SECONDS`) for as long as the
+database is down, the run's coroutine staying alive meanwhile (so its
+replica takes it over from nobody); a
 caller blocked on the run is answered "database unavailable" (503) as soon as
 the write is held up, not after the outage, and finds the outcome with GetTask
-once it is written; a clean shutdown waits for those writes (up to ``lease``). An outcome from the
+once it is written; a clean shutdown waits for those writes (up to
+`CLOSE_WAIT_SECONDS`), and stops before its replica withdraws its row. An
+outcome from the
 upstream takes the run over from any replica that claimed it meanwhile; the
 gateway's own verdicts ("interrupted", "failed running it") are written only
 by the replica holding the run. Cancelling deletes the run row and records
 the task canceled in one transaction; the replica running it notices at its
-next renewal and stops. The final snapshot is written in the transaction
+next look and stops. The final snapshot is written in the transaction
 that deletes the run row, so a run ends exactly once.
 """
 
@@ -43,39 +35,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from a2a.server.events.event_queue import Event
 from a2a.types import Task, TaskState
 from google.protobuf.json_format import ParseDict
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.delegation.audit import AuditLog
-from gateway.delegation.interrupted import record_interrupted
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import (
     ENDS,
-    MAX_ATTEMPTS,
-    TERMINAL_NAMES,
     Execute,
     RunSpec,
     ended_snapshot,
     final_update,
     final_write,
-    interrupted_call,
     sending,
-    spec_of,
 )
 from gateway.delegation.tasks import TaskRecords
 from gateway.storage.outages import DependencyUnavailable, outage_of
+from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 logger = logging.getLogger(__name__)
+
+# How long a clean shutdown gives a run whose outcome is being written
+# (through a database outage) to write it, before stopping it regardless.
+CLOSE_WAIT_SECONDS = 30.0
+# The longest wait between two tries at writing an outcome through an outage.
+FINISH_RETRY_SECONDS = 5.0
+# A run stored in a caller's transaction (`stored`) is started just after
+# it commits; one not started this long after (that transaction failed, its
+# row never appeared) is forgotten.
+_STARTING_SECONDS = 600.0
 
 
 @dataclass
@@ -107,27 +104,22 @@ class TaskRunner:
         tasks: TaskRecords,
         execute: Callable[[], Execute],
         *,
-        lease_seconds: float,
-        idempotent: Callable[[str, str | None], Awaitable[bool]],
-        poll_seconds: float | None = None,
-        resumable: Callable[[RunSpec], Awaitable[bool]] | None = None,
-        audit: AuditLog | None = None,
+        replicas: ReplicaDirectory,
     ) -> None:
         self._engine = engine
         self._tasks = tasks
         self._execute = execute
-        self._lease = lease_seconds
-        self.poll = min(poll_seconds or lease_seconds / 3, lease_seconds / 3)
-        self._idempotent = idempotent
-        self._resumable = resumable
-        self._audit = audit
+        self._replicas = replicas
         self._runs: dict[tuple[str, str], _Run] = {}
+        # Runs whose row is being written in a caller's transaction (`stored`),
+        # not started yet: when each was stored (monotonic).
+        self._starting: dict[tuple[str, str], float] = {}
         self._closing = False
-        self.runner_id = uuid.uuid4().hex
-        # Monotonic time before which this replica claims nothing: set a lease
-        # ahead when it reaches the database again after failing to.
-        self._claim_after = 0.0
-        self._unreachable = False
+
+    @property
+    def runner_id(self) -> str:
+        """The replica running the runs started here (its id names it in their rows)."""
+        return self._replicas.id
 
     # Starting and watching --------------------------------------------------
 
@@ -137,6 +129,9 @@ class TaskRunner:
         it with ``new=False``."""
 
         async def store(conn: AsyncConnection) -> None:
+            # Before the row can be seen: `_recover` takes a row of this
+            # replica's with no run alive here for one it must resume.
+            self._starting[(spec.agent_id, spec.task_id)] = time.monotonic()
             await conn.execute(insert(gateway_runs).values(**self._row(spec)))
 
         return store
@@ -148,7 +143,9 @@ class TaskRunner:
             async with self._engine.begin() as conn:
                 await self.stored(spec)(conn)
         run = _Run(spec)
-        self._runs[(spec.agent_id, spec.task_id)] = run
+        key = (spec.agent_id, spec.task_id)
+        self._runs[key] = run
+        self._starting.pop(key, None)
         run.task = asyncio.create_task(self._run(run, grant), name=f"run-{spec.task_id}")
 
     def _row(self, spec: RunSpec) -> dict[str, Any]:
@@ -168,7 +165,9 @@ class TaskRunner:
             "streaming": int(spec.streaming),
             "attempts": spec.attempt,
             "runner": self.runner_id,
-            "lease_until": now + timedelta(seconds=self._lease),
+            # Only gateways before the replica directory renewed a lease here:
+            # passed at once, so `_recover` judges this run by its replica.
+            "lease_until": now,
             "created_at": now,
         }
 
@@ -241,7 +240,7 @@ class TaskRunner:
                 raise RuntimeError("the run ended without a final task")
         except asyncio.CancelledError:
             if run.cancel_requested:
-                ended = await self._ended(spec, TaskState.TASK_STATE_CANCELED)
+                ended = await self.ended(spec, TaskState.TASK_STATE_CANCELED)
                 await self._finish_durably(spec, ended)
             elif not self._closing:
                 raise
@@ -255,7 +254,7 @@ class TaskRunner:
             run.finishing = True
             failed = ended_snapshot(Task(id=spec.task_id, context_id=spec.context_id), reason)
             with contextlib.suppress(Exception):
-                failed = await self._ended(spec, TaskState.TASK_STATE_FAILED, reason)
+                failed = await self.ended(spec, TaskState.TASK_STATE_FAILED, reason)
             await self._finish_durably(spec, failed)
         finally:
             self._runs.pop((spec.agent_id, spec.task_id), None)
@@ -281,7 +280,7 @@ class TaskRunner:
         delay = 0.2
         while True:
             try:
-                return await self._finish(spec, task, known=known)
+                return await self.finish(spec, task, known=known)
             except Exception as exc:
                 outage = outage_of(exc)
                 if outage is None:
@@ -297,9 +296,9 @@ class TaskRunner:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.poll)
+                delay = min(delay * 2, FINISH_RETRY_SECONDS)
 
-    async def _finish(self, spec: RunSpec, task: Task, *, known: bool = False) -> bool:
+    async def finish(self, spec: RunSpec, task: Task, *, known: bool = False) -> bool:
         """Write the final snapshot and end the run, if this replica still holds it
         -- or, for an outcome the upstream gave (``known``), if anyone still does."""
         c = gateway_runs.c
@@ -346,152 +345,59 @@ class TaskRunner:
             await conn.execute(final_write(agent_id, task))
         return True
 
-    # Leases and recovery ----------------------------------------------------
-
-    async def tick(self) -> None:
-        """Renew this runner's leases and take over runs whose lease ran out.
-        Run every ``poll`` seconds at a fixed rate (`gateway.storage.periodic`:
-        a slow tick does not push the next one back, so the takeover bound
-        holds)."""
-        try:
-            await self._renew()
-            now = asyncio.get_running_loop().time()
-            if self._unreachable:
-                # Back from an outage: the others could not renew either; give
-                # them a lease to do so before judging their leases.
-                self._unreachable = False
-                self._claim_after = now + self._lease
-                logger.warning("database reachable again; claiming no run for %g s", self._lease)
-            if now >= self._claim_after:
-                await self._recover()
-        except Exception:
-            self._unreachable = True
-            raise
-
-    async def _renew(self) -> None:
-        """Extend the lease of each run whose coroutine is alive here; stop
-        those whose row is gone (canceled elsewhere)."""
-        c = gateway_runs.c
-        until = datetime.now(UTC) + timedelta(seconds=self._lease)
-        alive = [key for key, run in self._runs.items() if run.alive]
-        async with self._engine.begin() as conn:
-            for start in range(0, len(alive), 200):
-                chunk = alive[start : start + 200]
-                await conn.execute(
-                    update(gateway_runs)
-                    .where(c.runner == self.runner_id, tuple_(c.agent_id, c.task_id).in_(chunk))
-                    .values(lease_until=until)
-                )
-            held = {
-                (r.agent_id, r.task_id)
-                for r in await conn.execute(
-                    select(c.agent_id, c.task_id).where(c.runner == self.runner_id)
-                )
-            }
-        for key in alive:
-            run = self._runs.get(key)
-            if key not in held and run is not None and run.task and not run.finishing:
-                run.task.cancel()  # canceled or taken over: the record says so
-
-    async def _recover(self) -> None:
-        c = gateway_runs.c
-        now = datetime.now(UTC)
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(select(gateway_runs).where(c.lease_until < now).limit(100))
-            ).all()
-        for row in rows:
-            async with self._engine.begin() as conn:
-                claimed = await conn.execute(
-                    update(gateway_runs)
-                    .where(
-                        c.agent_id == row.agent_id,
-                        c.task_id == row.task_id,
-                        c.runner == row.runner,
-                        c.lease_until < now,
-                    )
-                    .values(
-                        runner=self.runner_id,
-                        lease_until=now + timedelta(seconds=self._lease),
-                        attempts=row.attempts + 1,
-                    )
-                )
-            if claimed.rowcount:
-                await self._resume(spec_of(row))
-
-    async def _resume(self, spec: RunSpec) -> None:
-        state = await self._state(spec)
-        if state in TERMINAL_NAMES:  # it ended; only the run row was left
-            await self._interrupted(spec, f"its task had ended meanwhile ({state})")
-            await self._finish_quietly(spec)
-            return
-        if self._resumable is not None and await self._resumable(spec):
-            logger.info("following interrupted task %s upstream", spec.task_id)
-            await self._interrupted(spec, "followed: the agent had named its task")
-            await self.start(spec, None, new=False)
-            return
-        retry = await self._idempotent(spec.agent_id, spec.turn.skill)
-        if retry and spec.attempt <= MAX_ATTEMPTS:
-            logger.info("retrying interrupted task %s (attempt %d)", spec.task_id, spec.attempt)
-            await self._interrupted(spec, f"sent again (attempt {spec.attempt}): idempotent")
-            await self.start(spec, None, new=False)
-            return
-        await self._interrupted(spec, "not sent again: its outcome is unknown; task failed")
-        reason = (
-            f"the gateway was interrupted while this task ran, {MAX_ATTEMPTS} times"
-            if retry
-            else "the gateway was interrupted while this task ran; it was not run again "
-            f"because skill {spec.turn.skill or '(none)'} is not marked idempotent"
-        )
-        await self._finish(spec, await self._ended(spec, TaskState.TASK_STATE_FAILED, reason))
-
-    async def _interrupted(self, spec: RunSpec, then: str) -> None:
-        call = interrupted_call(spec)
-        if call is not None and self._audit is not None:
-            await record_interrupted(self._audit, call, then)
-
-    async def _ended(self, spec: RunSpec, state: TaskState, reason: str | None = None) -> Task:
+    async def ended(self, spec: RunSpec, state: TaskState, reason: str | None = None) -> Task:
         """The task's last snapshot, ended in ``state`` (with ``reason`` as its message)."""
         task = await self._tasks.get(spec.agent_id, spec.owner, spec.task_id)
         if task is None:
             task = Task(id=spec.task_id, context_id=spec.context_id)
         return ended_snapshot(task, reason, state)
 
-    async def _state(self, spec: RunSpec) -> str | None:
-        async with self._engine.connect() as conn:
-            state: str | None = await conn.scalar(
-                select(a2a_tasks.c.state).where(
-                    a2a_tasks.c.agent_id == spec.agent_id, a2a_tasks.c.task_id == spec.task_id
-                )
-            )
-        return state
+    # What runs here, for the takeover (`gateway.delegation.task_takeover`) ------
 
-    async def _finish_quietly(self, spec: RunSpec) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(gateway_runs).where(
-                    gateway_runs.c.agent_id == spec.agent_id,
-                    gateway_runs.c.task_id == spec.task_id,
-                )
-            )
+    def alive(self) -> set[tuple[str, str]]:
+        """The runs whose coroutine is alive here now."""
+        return {key for key, run in self._runs.items() if run.alive}
+
+    def stop_unheld(self, alive: set[tuple[str, str]], held: set[tuple[str, str]]) -> None:
+        """Stop those of ``alive`` (taken before ``held`` was read) whose row
+        is no longer this replica's: canceled elsewhere, or taken over (the
+        record says so)."""
+        for key in alive - held:
+            run = self._runs.get(key)
+            if run is not None and run.task and not run.finishing:
+                run.task.cancel()
+        # A run stored in a transaction that then failed is never started:
+        # forgotten once it is old (its row never appeared).
+        now = time.monotonic()
+        for key, since in list(self._starting.items()):
+            if key not in held and now - since > _STARTING_SECONDS:
+                del self._starting[key]
+
+    def here(self, key: tuple[str, str]) -> bool:
+        """Whether run ``key`` is running here, or being started or claimed."""
+        return key in self._runs or key in self._starting
+
+    @contextlib.contextmanager
+    def claiming(self, key: tuple[str, str]) -> Iterator[None]:
+        """While run ``key``, claimed from the rows, is being resumed."""
+        self._starting[key] = time.monotonic()
+        try:
+            yield
+        finally:
+            self._starting.pop(key, None)
 
     async def aclose(self) -> None:
-        """Stop every run without ending its task, and give up the leases so
-        the next replica to look (this one, restarted) takes them over. A run
-        whose outcome is being written (through an outage) is given up to a
-        lease to write it first."""
+        """Stop every run without ending its task. Its row stays this
+        replica's: once the replica withdraws its own row (after this), it is
+        gone, and the next replica to look (this one, restarted under the same
+        `replica_id`) takes the runs over at once. A run whose outcome is
+        being written (through an outage) is given up to `CLOSE_WAIT_SECONDS`
+        to write it first."""
         self._closing = True
         writing = [r.task for r in self._runs.values() if r.finishing and r.task is not None]
         if writing:
-            await asyncio.wait(writing, timeout=self._lease)
+            await asyncio.wait(writing, timeout=CLOSE_WAIT_SECONDS)
         runs = [r.task for r in self._runs.values() if r.task is not None]
         for task in runs:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
-        past = datetime.now(UTC) - timedelta(seconds=1)
-        c = gateway_runs.c
-        with contextlib.suppress(Exception):
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    update(gateway_runs).where(c.runner == self.runner_id).values(lease_until=past)
-                )

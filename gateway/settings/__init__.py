@@ -257,7 +257,8 @@ class Settings(
         gt=0,
         le=3600,
         description="A replica not renewed for this long is gone: its MCP sessions answer 404 "
-        "and its unfinished flow runs are taken over. Keep it several heartbeats long.",
+        "and its unfinished flow runs and gateway-run tasks are taken over. Keep it several "
+        "heartbeats long.",
     )
     mcp_session_routing: bool = Field(
         default=True,
@@ -304,20 +305,13 @@ class Settings(
         description="Named secrets (API keys of gateway-run agents), e.g. "
         "SWITCHBOARD_SECRETS__OPENAI; a registration names one with api_key_secret.",
     )
-    gateway_run_lease_seconds: float = Field(
-        default=30.0,
-        ge=1,
-        le=3600,
-        description="How long a replica's hold on a task the gateway runs lasts without "
-        "renewal; the task is taken over at most this plus gateway_run_poll_seconds after "
-        "its replica stopped without a clean shutdown.",
-    )
     gateway_run_poll_seconds: float = Field(
         default=5.0,
         gt=0,
         le=600,
-        description="How often each replica renews the leases of its running tasks and "
-        "looks for expired ones (at most a third of gateway_run_lease_seconds is used).",
+        description="How often each replica looks for tasks the gateway runs that nobody "
+        "runs any more: those of replicas gone (replica_stale_seconds) and its own whose run "
+        "died; each is taken over at most this long after that.",
     )
 
     a2a_reconcile_poll_seconds: float = Field(

@@ -2,11 +2,14 @@
 whether it is alive -- one row per replica in `gateway_replicas`, renewed
 while it runs.
 
-Two things hang on a replica's identity. A 2025-11-25 MCP session lives in
-the replica that opened it, and its id names that replica
+Three things hang on a replica's identity. A 2025-11-25 MCP session lives
+in the replica that opened it, and its id names that replica
 (`gateway.mcp.replicas`). A flow run is a DBOS workflow owned by the replica
-that runs it (its DBOS executor id is the replica id), and the runs of a
-replica that is gone are taken over by a live one (`gateway.flows.takeover`).
+that runs it (its DBOS executor id is the replica id), and a gateway-run task
+(a vendor agent's call, an approved call) is a row naming the replica that
+runs it: the durable work of a replica that is gone is taken over by a live
+one by one rule, `gone` (`gateway.flows.takeover`,
+`gateway.delegation.task_runner`).
 
 The id is `replica_id` when it is set -- a StatefulSet pod's name, say: the
 same replica restarted takes its own unfinished runs back at once -- else a
@@ -22,9 +25,7 @@ own row, with no renewal failed, hung or late, for a whole `stale_seconds`
 -- the window in which the others had the same chance to renew theirs. Not
 for that long after it started, after an outage, after its host slept. A
 row that is absent is a replica that stopped cleanly (it deletes its row):
-gone at once, whoever judges. The gateway-run tasks' leases follow a
-similar rule (`gateway.delegation.task_runner`: no claim for a lease after
-a failed pass).
+gone at once, whoever judges.
 """
 
 from __future__ import annotations
@@ -143,7 +144,10 @@ class ReplicaDirectory:
     async def gone(self, ids: set[str]) -> set[str]:
         """Those of ``ids`` that are gone (never this one): those with no row
         (stopped cleanly), and -- only while this replica is `steady` --
-        those whose row is stale."""
+        those whose row is stale. None before this replica is announced: it
+        cannot tell an absent row from a database it has not reached."""
+        if self.engine is None:
+            return set()
         seen = await self._seen()
         gone = {i for i in ids if i not in seen}
         if self.steady():

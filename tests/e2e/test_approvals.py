@@ -89,7 +89,6 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
         database_url,
         policy_file=policy,
         policy_reload_seconds=0.2,
-        gateway_run_lease_seconds=3,
     )
     tokens = {user: gateway.token(user) for user in ("alice", "bob")}
     tokens["admin"] = gateway.token("admin", ADMIN_SCOPE)

@@ -43,7 +43,7 @@ def gateway(tmp_path: Path, database_url: str | None) -> Iterator[tuple[GatewayP
         tmp_path / "data",
         database_url=database_url,
         policy_file=policy,
-        settings={"gateway_run_lease_seconds": 2, "gateway_run_poll_seconds": 0.5},
+        settings={"gateway_run_poll_seconds": 0.5},
     )
     try:
         process.start()
@@ -112,7 +112,8 @@ def test_an_approved_call_killed_mid_call_is_followed_and_its_send_is_in_the_aud
     done = _until(process, task["id"], lambda t: t["status"]["state"] == "TASK_STATE_COMPLETED")
     assert done["status"]["state"] == "TASK_STATE_COMPLETED"
     assert desk.count("work") == 1  # followed, not called again
-    # Taken over once its lease runs out: the runner finds the call it was
+    # Taken over at once by the same replica restarted (its id is fixed, as a
+    # StatefulSet pod's): the runner finds the call it was
     # making -- followed to its end, or ended meanwhile (the gateway's
     # reconciler asked the agent first) -- and records the send.
     deadline = time.monotonic() + 30

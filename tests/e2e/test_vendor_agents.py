@@ -137,7 +137,6 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
         tmp_path / "data",
         database_url,
         secrets={"chat": SecretStr(API_KEY)},
-        gateway_run_lease_seconds=3,
     )
     tokens = {user: gateway.token(user) for user in ("alice", "bob")}
     tokens["admin"] = gateway.token("admin", ADMIN_SCOPE)

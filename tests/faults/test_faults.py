@@ -43,7 +43,6 @@ from policies.scopes import ADMIN_SCOPE
 from tests.support.a2a_agents import worker_agent
 from tests.support.faults import (
     HEARTBEAT,
-    LEASE,
     POLL,
     RECONCILE_MAX,
     SLACK,
@@ -108,14 +107,14 @@ def test_a_replica_killed_mid_task(faults: Faults) -> None:
         time.sleep(1)
         faults.replicas[0].kill()
         killed = time.monotonic()
-        # The killed replica's runs are taken over by the other within lease
-        # + poll; not idempotent, they fail saying so. The living one's go on.
+        # The killed replica's runs are taken over by the other once its row
+        # is stale (and a poll); not idempotent, they fail saying so. The living one's go on.
         while True:
             states = {t: _state(faults, t) for t in held}
             failed = {t for t, s in states.items() if s == "TASK_STATE_FAILED"}
             if failed in by_runner.values():
                 break
-            assert time.monotonic() - killed < LEASE + POLL + SLACK, (states, by_runner)
+            assert time.monotonic() - killed < STALE + HEARTBEAT + POLL + SLACK, (states, by_runner)
             time.sleep(0.2)
         time.sleep(1)
     took_over_in = time.monotonic() - killed
@@ -127,7 +126,7 @@ def test_a_replica_killed_mid_task(faults: Faults) -> None:
     faults.chat_does.release.set()
     faults.wait_until_settled(within=SLACK)
     assert all(_state(faults, t) == "TASK_STATE_COMPLETED" for t in alive)
-    assert took_over_in < LEASE + POLL + 1 + SLACK
+    assert took_over_in < STALE + HEARTBEAT + POLL + 1 + SLACK
     faults.check(load.answers, unaudited_before=killed)
 
 

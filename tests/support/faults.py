@@ -38,7 +38,6 @@ from tests.support.outages import PostgresCluster, RedisServer, free_port, postg
 from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, Behaviour, chat_server
 
-LEASE = 3.0  # gateway_run_lease_seconds
 POLL = 0.5  # gateway_run_poll_seconds
 RECONCILE_POLL = 0.3
 RECONCILE_MAX = 3.0
@@ -351,7 +350,6 @@ def fault_cluster(tmp_path: Path) -> Iterator[Faults]:
             "database_url": pg.url,
             "redis_url": redis.url,
             "public_url": balancer.url,
-            "gateway_run_lease_seconds": str(LEASE),
             "gateway_run_poll_seconds": str(POLL),
             "a2a_reconcile_poll_seconds": str(RECONCILE_POLL),
             "a2a_reconcile_max_seconds": str(RECONCILE_MAX),

@@ -23,6 +23,7 @@ from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import RunSpec
 from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 ALICE = Owner("alice", "https://issuer.example")
@@ -34,10 +35,8 @@ def runner(engine: AsyncEngine, tasks: TaskRecords) -> TaskRunner:
         raise AssertionError("not run here")
         yield
 
-    async def idempotent(agent_id: str, skill: str | None) -> bool:
-        return False
-
-    return TaskRunner(engine, tasks, lambda: never, lease_seconds=30, idempotent=idempotent)
+    replicas = ReplicaDirectory("http://127.0.0.1:1", replica_id="here")
+    return TaskRunner(engine, tasks, lambda: never, replicas=replicas)
 
 
 def spec(task_id: str) -> RunSpec:

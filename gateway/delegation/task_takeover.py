@@ -1,0 +1,195 @@
+"""Gateway-run tasks nobody runs any more, taken over by a live replica.
+
+A gateway-run task's row (`gateway_runs`) names the replica running it
+(`gateway.delegation.task_runner`). The replicas take over each other's
+runs by the rule flow runs follow (`gateway.flows.takeover`): one small
+piece, the replica directory (`gateway.storage.replicas`), decides who is
+gone -- a replica whose row is absent (a clean stop), or has not been renewed
+for `replica_stale_seconds` (a crash) as judged by a replica that has itself
+been renewing its own all that while, so a database outage is not a death.
+
+Every ``poll`` seconds (`gateway_run_poll_seconds`) each replica:
+
+* stops its runs whose row is gone or no longer its own (canceled elsewhere,
+  taken over);
+* takes back its own runs whose coroutine is no longer alive here (a bug, an
+  interruption; or, when `replica_id` is fixed, what it was running when it
+  was killed and started again) -- never one stored and about to start;
+* takes over the runs of replicas that are gone.
+
+So a run is taken over at most ``replica_stale_seconds + poll`` seconds after
+its replica died, at once after a clean stop, and within ``poll`` after its
+coroutine died (docs/operations.md, "Guarantees"). A claim is a
+compare-and-set on the row (its runner and attempts), so one replica takes a
+run however many look. The claiming replica asks whether the run can be
+resumed (`resumable`: an approved A2A call whose upstream task is known is
+followed, not made again); otherwise it fails the task with a clear reason
+or, for a skill the operator marked idempotent, runs the call again (at
+most `MAX_ATTEMPTS` times). Either way the send it interrupted is recorded
+(`gateway.delegation.interrupted`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from a2a.types import TaskState
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.interrupted import record_interrupted
+from gateway.delegation.runs import MAX_ATTEMPTS, TERMINAL_NAMES, RunSpec, interrupted_call, spec_of
+from gateway.delegation.task_runner import TaskRunner
+from gateway.storage.replicas import ReplicaDirectory
+from gateway.storage.tables import a2a_tasks, gateway_runs
+
+logger = logging.getLogger(__name__)
+
+
+class TaskTakeover:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        runner: TaskRunner,
+        replicas: ReplicaDirectory,
+        *,
+        poll_seconds: float,
+        idempotent: Callable[[str, str | None], Awaitable[bool]],
+        resumable: Callable[[RunSpec], Awaitable[bool]] | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self._engine = engine
+        self._runner = runner
+        self._replicas = replicas
+        self.poll = poll_seconds
+        self._idempotent = idempotent
+        self._resumable = resumable
+        self._audit = audit
+
+    async def tick(self) -> None:
+        """One look (every ``poll`` seconds, at a fixed rate:
+        `gateway.storage.periodic`; a slow look does not push the next one
+        back, so the takeover bound holds)."""
+        alive = self._runner.alive()  # before the rows: each has its row by now
+        rows = await self._rows_of(self._replicas.id)
+        self._runner.stop_unheld(alive, {(row.agent_id, row.task_id) for row in rows})
+        # Asked after the rows were read: a run started meanwhile is here by now.
+        orphans = [row for row in rows if not self._runner.here((row.agent_id, row.task_id))]
+        await self._recover(orphans)
+        await self._recover(await self._runs_of_gone_replicas())
+
+    async def _rows_of(self, runner: str) -> list[Any]:
+        c = gateway_runs.c
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(select(gateway_runs).where(c.runner == runner))).all())
+
+    async def _runs_of_gone_replicas(self, limit: int = 100) -> list[Any]:
+        c = gateway_runs.c
+        async with self._engine.connect() as conn:
+            runners = set(
+                (
+                    await conn.scalars(
+                        select(c.runner).where(c.runner != self._replicas.id).distinct()
+                    )
+                ).all()
+            )
+        gone = await self._replicas.gone(runners) if runners else set()
+        if not gone:
+            return []
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(gateway_runs)
+                .where(
+                    c.runner.in_(sorted(gone)),
+                    # A run of a gateway from before the replica directory (in
+                    # a rolling upgrade) is its replica's while that replica
+                    # renews its lease; rows written since carry a lease that
+                    # has passed when written.
+                    c.lease_until < datetime.now(UTC),
+                )
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def _recover(self, rows: list[Any]) -> None:
+        """Claim each of ``rows`` (unless another replica did first, or it
+        ended meanwhile) and resume it."""
+        c = gateway_runs.c
+        for row in rows:
+            async with self._engine.begin() as conn:
+                claimed = await conn.execute(
+                    update(gateway_runs)
+                    .where(
+                        c.agent_id == row.agent_id,
+                        c.task_id == row.task_id,
+                        c.runner == row.runner,
+                        c.attempts == row.attempts,
+                    )
+                    .values(runner=self._replicas.id, attempts=row.attempts + 1)
+                )
+            if not claimed.rowcount:
+                continue
+            if row.runner != self._replicas.id:
+                logger.warning(
+                    "replica %s takes over gateway-run task %s of replica %s, gone",
+                    self._replicas.id,
+                    row.task_id,
+                    row.runner,
+                )
+            with self._runner.claiming((row.agent_id, row.task_id)):
+                await self._resume(spec_of(row))
+
+    async def _resume(self, spec: RunSpec) -> None:
+        state = await self._state(spec)
+        if state in TERMINAL_NAMES:  # it ended; only the run row was left
+            await self._interrupted(spec, f"its task had ended meanwhile ({state})")
+            await self._forget(spec)
+            return
+        if self._resumable is not None and await self._resumable(spec):
+            logger.info("following interrupted task %s upstream", spec.task_id)
+            await self._interrupted(spec, "followed: the agent had named its task")
+            await self._runner.start(spec, None, new=False)
+            return
+        retry = await self._idempotent(spec.agent_id, spec.turn.skill)
+        if retry and spec.attempt <= MAX_ATTEMPTS:
+            logger.info("retrying interrupted task %s (attempt %d)", spec.task_id, spec.attempt)
+            await self._interrupted(spec, f"sent again (attempt {spec.attempt}): idempotent")
+            await self._runner.start(spec, None, new=False)
+            return
+        await self._interrupted(spec, "not sent again: its outcome is unknown; task failed")
+        reason = (
+            f"the gateway was interrupted while this task ran, {MAX_ATTEMPTS} times"
+            if retry
+            else "the gateway was interrupted while this task ran; it was not run again "
+            f"because skill {spec.turn.skill or '(none)'} is not marked idempotent"
+        )
+        ended = await self._runner.ended(spec, TaskState.TASK_STATE_FAILED, reason)
+        await self._runner.finish(spec, ended)
+
+    async def _interrupted(self, spec: RunSpec, then: str) -> None:
+        call = interrupted_call(spec)
+        if call is not None and self._audit is not None:
+            await record_interrupted(self._audit, call, then)
+
+    async def _state(self, spec: RunSpec) -> str | None:
+        async with self._engine.connect() as conn:
+            state: str | None = await conn.scalar(
+                select(a2a_tasks.c.state).where(
+                    a2a_tasks.c.agent_id == spec.agent_id, a2a_tasks.c.task_id == spec.task_id
+                )
+            )
+        return state
+
+    async def _forget(self, spec: RunSpec) -> None:
+        """Delete the row of a run whose task had ended."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(gateway_runs).where(
+                    gateway_runs.c.agent_id == spec.agent_id,
+                    gateway_runs.c.task_id == spec.task_id,
+                )
+            )

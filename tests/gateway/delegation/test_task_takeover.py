@@ -1,0 +1,288 @@
+"""Who runs a gateway-run task nobody runs any more (`TaskTakeover.tick`), on a
+real database: two replicas' runners, their replica directories
+(`gateway.storage.replicas`) with the judging replica's clock in the test's
+hand, and an upstream that answers when the test says so.
+
+The rule is the replica directory's, the one flow runs follow: the runs of a
+replica that is gone -- no row (a clean stop), or a stale one judged by a
+replica steady itself -- are taken over; those of a replica alive are not.
+A replica's own run whose coroutine died is taken back by that replica; one
+stored but not started yet is not mistaken for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from a2a.server.events.event_queue import Event
+from a2a.types import Task, TaskState
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.base import Turn
+from gateway.delegation.permits import Caller
+from gateway.delegation.pipeline import Grant
+from gateway.delegation.runs import RunSpec
+from gateway.delegation.task_runner import TaskRunner
+from gateway.delegation.task_takeover import TaskTakeover
+from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.storage.replicas import ReplicaDirectory
+from gateway.storage.tables import gateway_replicas, gateway_runs
+
+ALICE = Owner("alice", "https://issuer.example")
+ALICE_CALLS = Caller(ALICE.subject, ALICE.issuer, frozenset(), ("client",), "client")
+HEARTBEAT, STALE = 1.0, 3.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Upstream:
+    """Counts each task's calls; answers them all once `release` is set."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.called = asyncio.Event()
+        self.release = asyncio.Event()
+        self.idempotent = False
+
+    async def run(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+        self.calls[spec.task_id] += 1
+        self.called.set()
+        await self.release.wait()
+        done = Task(id=spec.task_id, context_id=spec.context_id)
+        done.status.state = TaskState.TASK_STATE_COMPLETED
+        yield done
+
+    async def is_idempotent(self, agent_id: str, skill: str | None) -> bool:
+        return self.idempotent
+
+
+class Replica:
+    def __init__(self, name: str, engine: AsyncEngine, upstream: Upstream) -> None:
+        self.clock = Clock()
+        self.engine = engine
+        self.directory = ReplicaDirectory(
+            "http://127.0.0.1:1",
+            replica_id=name,
+            heartbeat_seconds=HEARTBEAT,
+            stale_seconds=STALE,
+            clock=self.clock,
+        )
+        self.tasks = TaskRecords(engine)
+        self.runner = TaskRunner(engine, self.tasks, lambda: upstream.run, replicas=self.directory)
+        self.takeover = TaskTakeover(
+            engine,
+            self.runner,
+            self.directory,
+            poll_seconds=0.5,
+            idempotent=upstream.is_idempotent,
+        )
+
+    async def steady(self) -> None:
+        """Renewed its own row, a heartbeat apart, for a whole stale window."""
+        await self.directory.announce(self.engine)
+        while not self.directory.steady():
+            self.clock.now += HEARTBEAT
+            await self.directory.renew()
+
+    async def store(self, task_id: str) -> RunSpec:
+        """The task recorded with its run's row, as a call to a vendor agent
+        does, not started."""
+        made = spec(task_id)
+        task = Task(id=task_id, context_id=made.context_id)
+        task.status.state = TaskState.TASK_STATE_SUBMITTED
+        assert await self.tasks.record("chat", ALICE, task, with_rows=self.runner.stored(made))
+        return made
+
+    async def state(self, task_id: str) -> str:
+        task = await self.tasks.get("chat", ALICE, task_id)
+        assert task is not None
+        return str(TaskState.Name(task.status.state))
+
+
+def spec(task_id: str) -> RunSpec:
+    turn = Turn(text="hi", skill="answer", task_id=task_id, context_id="ctx-" + task_id)
+    return RunSpec("chat", task_id, "ctx-" + task_id, ALICE_CALLS, "trace", turn, streaming=False)
+
+
+async def runner_of(engine: AsyncEngine, task_id: str) -> str | None:
+    async with engine.connect() as conn:
+        found: str | None = await conn.scalar(
+            select(gateway_runs.c.runner).where(gateway_runs.c.task_id == task_id)
+        )
+    return found
+
+
+async def seen(engine: AsyncEngine, replica_id: str, ago: float) -> None:
+    """Replica ``replica_id``'s row, last renewed ``ago`` seconds ago."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(gateway_replicas).values(
+                id=replica_id,
+                url="http://127.0.0.1:2",
+                seen_at=datetime.now(UTC) - timedelta(seconds=ago),
+            )
+        )
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture
+async def here(engine: AsyncEngine, upstream: Upstream) -> AsyncIterator[Replica]:
+    replica = Replica("here", engine, upstream)
+    yield replica
+    upstream.release.set()
+    await replica.runner.aclose()
+
+
+@pytest.fixture
+def there(engine: AsyncEngine, upstream: Upstream) -> Replica:
+    """The other replica: only its rows are used (its runs are not started
+    here, as if running in another process)."""
+    return Replica("there", engine, upstream)
+
+
+async def test_a_live_replicas_run_stays_its_own(
+    engine: AsyncEngine, here: Replica, there: Replica, upstream: Upstream
+) -> None:
+    await here.steady()
+    await seen(engine, "there", ago=0)
+    await there.store("t-alive")
+    await here.takeover.tick()
+    assert await runner_of(engine, "t-alive") == "there"
+    assert await here.state("t-alive") == "TASK_STATE_SUBMITTED"
+    assert upstream.calls["t-alive"] == 0
+
+
+async def test_a_run_of_a_replica_that_stopped_cleanly_is_taken_at_once(
+    engine: AsyncEngine, here: Replica, there: Replica, upstream: Upstream
+) -> None:
+    await here.directory.announce(engine)  # just started: not steady, yet judges an absent row
+    assert not here.directory.steady()
+    await there.store("t-left")  # there has no row: it withdrew it
+    await here.takeover.tick()
+    # Not idempotent: not sent again, and the task says why.
+    assert await here.state("t-left") == "TASK_STATE_FAILED"
+    assert await runner_of(engine, "t-left") is None
+    assert upstream.calls["t-left"] == 0
+
+
+async def test_an_idempotent_run_taken_over_is_sent_again_once(
+    engine: AsyncEngine, here: Replica, there: Replica, upstream: Upstream
+) -> None:
+    upstream.idempotent = True
+    await here.directory.announce(engine)
+    await there.store("t-again")
+    await here.takeover.tick()
+    assert await runner_of(engine, "t-again") == "here"
+    await here.takeover.tick()  # alive here now: not taken a second time
+    upstream.release.set()
+    await here.runner.wait("chat", "t-again")
+    assert await here.state("t-again") == "TASK_STATE_COMPLETED"
+    assert upstream.calls["t-again"] == 1
+
+
+async def test_a_stale_replicas_run_is_taken_only_by_a_steady_replica(
+    engine: AsyncEngine, here: Replica, there: Replica
+) -> None:
+    # As after a database outage: the other's row looks stale, and this
+    # replica has not been renewing its own for a stale window either.
+    await here.directory.announce(engine)
+    await seen(engine, "there", ago=STALE * 2)
+    await there.store("t-stale")
+    await here.takeover.tick()
+    assert await runner_of(engine, "t-stale") == "there"
+    await here.steady()
+    await here.takeover.tick()
+    assert await here.state("t-stale") == "TASK_STATE_FAILED"
+
+
+async def test_a_run_stored_but_not_started_is_not_taken_for_its_replicas_orphan(
+    engine: AsyncEngine, here: Replica, upstream: Upstream
+) -> None:
+    await here.steady()
+    made = await here.store("t-new")  # committed; its caller starts it next
+    await here.takeover.tick()
+    async with engine.connect() as conn:
+        attempts = await conn.scalar(
+            select(gateway_runs.c.attempts).where(gateway_runs.c.task_id == "t-new")
+        )
+    assert attempts == 1  # not claimed
+    assert await here.state("t-new") == "TASK_STATE_SUBMITTED"
+    await here.runner.start(made, None, new=False)
+    upstream.release.set()
+    await here.runner.wait("chat", "t-new")
+    assert await here.state("t-new") == "TASK_STATE_COMPLETED"
+    assert upstream.calls["t-new"] == 1
+
+
+async def test_a_run_whose_coroutine_died_is_taken_back_by_its_own_replica(
+    engine: AsyncEngine, here: Replica, upstream: Upstream
+) -> None:
+    await here.steady()
+    made = await here.store("t-died")
+    await here.runner.start(made, None, new=False)
+    await upstream.called.wait()
+    [run] = [r for (_, t), r in here.runner._runs.items() if t == "t-died"]
+    assert run.task is not None
+    run.task.cancel()  # lost to a bug: the task is not ended, the row stays
+    with pytest.raises(asyncio.CancelledError):
+        await run.task
+    assert await runner_of(engine, "t-died") == "here"
+    await here.takeover.tick()
+    assert await here.state("t-died") == "TASK_STATE_FAILED"
+    assert await runner_of(engine, "t-died") is None
+
+
+async def test_a_run_canceled_by_another_replica_stops_here(
+    engine: AsyncEngine, here: Replica, there: Replica, upstream: Upstream
+) -> None:
+    await here.steady()
+    made = await here.store("t-cancel")
+    await here.runner.start(made, None, new=False)
+    await upstream.called.wait()
+    assert await there.runner.cancel("chat", "t-cancel")  # not running there: ended in the rows
+    await here.takeover.tick()
+    await here.runner.wait("chat", "t-cancel")
+    assert not any(t == "t-cancel" for (_, t) in here.runner._runs)
+    upstream.release.set()
+    assert await here.state("t-cancel") == "TASK_STATE_CANCELED"
+
+
+async def test_a_run_of_an_older_gateway_is_taken_once_its_lease_has_passed(
+    engine: AsyncEngine, here: Replica, there: Replica
+) -> None:
+    # A gateway from before the replica directory names its runs by a random
+    # runner id with no replica row, and renews each run's lease: in a rolling
+    # upgrade its live runs stay its own.
+    await here.steady()
+    await there.store("t-old")
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(gateway_runs)
+            .where(gateway_runs.c.task_id == "t-old")
+            .values(runner="9f3c", lease_until=datetime.now(UTC) + timedelta(seconds=60))
+        )
+    await here.takeover.tick()
+    assert await runner_of(engine, "t-old") == "9f3c"
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(gateway_runs)
+            .where(gateway_runs.c.task_id == "t-old")
+            .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    await here.takeover.tick()
+    assert await here.state("t-old") == "TASK_STATE_FAILED"

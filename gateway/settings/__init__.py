@@ -12,6 +12,7 @@ insecure (`Settings.insecurities`); the message names every problem at once.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import shlex
 import socket
@@ -37,6 +38,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from gateway.settings.audit_export import AuditExportOptions
 from gateway.settings.console import ConsoleSettings
+from gateway.settings.environment import unknown_variables
 from gateway.settings.flows import FlowOptions
 from gateway.settings.grpc import GrpcOptions
 from gateway.settings.issuers import IssuerSettings
@@ -44,6 +46,8 @@ from gateway.settings.mcp_front import McpFrontOptions
 from gateway.settings.problems import settings_problems, source_problem
 from gateway.settings.workers import WorkerOptions
 from registry.ssrf import NEVER_ALLOWED_NETWORKS
+
+logger = logging.getLogger(__name__)
 
 _config_file: ContextVar[Path | None] = ContextVar("switchboard_config_file", default=None)
 
@@ -412,6 +416,8 @@ class Settings(
         path = config_file or _env_config_file()
         if path is not None and not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
+        for variable in unknown_variables(cls.model_fields, os.environ):
+            logger.warning("%s is not a setting of this gateway: ignored", variable)
         token = _config_file.set(path)
         try:
             return cls(**{k: v for k, v in overrides.items() if v is not None})

@@ -82,6 +82,9 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+IDLE_SECONDS = 10.0
+
+
 def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
     command += ["--threads", "--output", out, "--nonblocking"]
@@ -224,6 +227,13 @@ def _load(
             sampler.wait(timeout=60)
         rss_after = rss_mib(gateway.pid)
         per_run = (rss_after - rss_before) * 1024 / max(1, len(run_ids))
+        # What the runs cost while they wait for a human: nothing should
+        # happen, so any CPU is the engine looking for their wake-up.
+        idle_before = cpu_seconds(gateway.pid)
+        time.sleep(IDLE_SECONDS)
+        idle = (cpu_seconds(gateway.pid) - idle_before) / IDLE_SECONDS
+        report["gateway CPU while all wait"] = f"{idle * 100:.1f} % of a core"
+
         report["gateway RSS"] = (
             f"{rss_before:.0f} -> {rss_after:.0f} MiB ({per_run:.1f} KiB per waiting run)"
         )

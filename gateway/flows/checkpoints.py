@@ -34,6 +34,7 @@ from gateway.delegation.approvals import (
     Approval,
     ApprovalNotFound,
 )
+from gateway.flows import mailbox
 from gateway.flows.deep_approvals import link
 from gateway.flows.definition import CheckpointStep
 from gateway.flows.expressions import evaluate
@@ -64,7 +65,7 @@ def topic(step_id: str) -> str:
 async def notify(approval: Approval) -> None:
     """Wake the run waiting on ``approval`` (a desk listener)."""
     if approval.kind == "flow" and approval.task_id and approval.action:
-        await DBOS.send_async(approval.task_id, approval.state, topic(approval.action))
+        await mailbox.send(approval.task_id, approval.state, topic(approval.action))
 
 
 async def wait(

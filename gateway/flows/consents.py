@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from dbos import DBOS
 
+from gateway.flows import mailbox
 from gateway.flows.outcomes import AUTH_REQUIRED, failed
 from gateway.flows.runtime import FlowRuntime
 
@@ -38,7 +39,7 @@ def topic(upstream: str) -> str:
 
 async def connected(run_id: str, upstream: str) -> None:
     """Wake ``run_id`` if it waits for a connection at ``upstream``."""
-    await DBOS.send_async(run_id, {"upstream": upstream}, topic(upstream))
+    await mailbox.send(run_id, {"upstream": upstream}, topic(upstream))
 
 
 async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> bool:

@@ -70,7 +70,7 @@ class FlowEngine:
         rt: FlowRuntime,
         *,
         executor_id: str = "local",
-        notification_poll_seconds: float = 0.25,
+        notification_poll_seconds: float = 2.0,
     ) -> None:
         self._url = system_database_url(database_url)
         self.rt = rt

@@ -35,6 +35,7 @@ from dbos import DBOS
 
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.tasks import Owner
+from gateway.flows import mailbox
 from gateway.flows.outcomes import ASKING, failed
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.store import RunNotFound
@@ -116,7 +117,7 @@ async def answer(
         raise NotAsking(f"run {run_id} asks question {asking} now, not {round_}")
     if step_of is not None and step_of != step_id:
         raise NotAsking(f"run {run_id} asks at step {step_id} now, not {step_of}")
-    await DBOS.send_async(run_id, {"round": asking, **reply}, topic(step_id, question["key"]))
+    await mailbox.send(run_id, {"round": asking, **reply}, topic(step_id, question["key"]))
     client_id = by.caller.client_id if by.caller else None
     said = f"run {run_id}: answer {asking} to {question.get('agent')}"
     await audit_answer(rt, run, step_id, by, client_id, said)

@@ -21,7 +21,7 @@ from gateway.agents.startup import Agents
 from gateway.delegation.approvals import Approval
 from gateway.delegation.startup import DelegationCore
 from gateway.federation.federation import McpFederation
-from gateway.flows import checkpoints, deep_approvals, schedule_catch_up, schedules
+from gateway.flows import checkpoints, deep_approvals, mailbox, schedule_catch_up, schedules
 from gateway.flows.agent import FlowAgentHandler
 from gateway.flows.cards import KIND
 from gateway.flows.engine import FlowEngine
@@ -108,6 +108,11 @@ class FlowsDoor:
             settings.effective_database_url,
             runtime,
             executor_id=replicas.id if shared else "local",
+            # One process: every message is sent here and wakes its run at
+            # once (`flows.mailbox`); the poll is only a net then.
+            notification_poll_seconds=(
+                settings.flow_wake_poll_seconds if shared else mailbox.LONE_PROCESS_POLL_SECONDS
+            ),
         )
         # Also for `local`: the file may hold the runs of workers it had before.
         takeover = RunTakeover(engine, store, replicas)

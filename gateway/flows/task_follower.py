@@ -60,7 +60,6 @@ from typing import Any, NoReturn
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import GetTaskRequest, SubscribeToTaskRequest, Task, TaskState
 from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationError
-from dbos import DBOS
 
 from gateway.agents.admission import Admission, handler_context
 from gateway.agents.push_configs import PushConfigs
@@ -69,6 +68,7 @@ from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.push import watch_id
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import Owner
+from gateway.flows import mailbox
 from gateway.flows.messages import apply_event
 from gateway.flows.runtime import FlowRuntime, GrantUnusable
 from registry.store import AgentNotFound
@@ -302,7 +302,7 @@ async def following(
     ``deadline``); a watch it put on the task removed after."""
 
     async def wake() -> None:
-        await DBOS.send_async(info["id"], {"follower": "look"}, topic)
+        await mailbox.send(info["id"], {"follower": "look"}, topic)
 
     follower = TaskFollower(rt, dict(info), agent, task_id, wake, wanted, topic, deadline)
     # A context of its own: nothing it does is an operation of the run's workflow.

@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.pipeline import DelegationDenied
 from gateway.delegation.tasks import MAX_ID_LENGTH, TERMINAL_STATES, EndedTask, Owner
+from gateway.flows import mailbox
 from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import now
@@ -337,5 +338,5 @@ class TaskWakeUps:
                 continue
             # Sent outside whatever DBOS context recorded the task (a step of
             # another run calling that agent): a message to another workflow.
-            send = DBOS.send_async(row.run_id, {"state": name}, topic(row.step_id))
+            send = mailbox.send(row.run_id, {"state": name}, topic(row.step_id))
             await asyncio.create_task(send, context=contextvars.Context())

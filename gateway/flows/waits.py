@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from dbos import DBOS
 
-from gateway.flows import task_waits
+from gateway.flows import mailbox, task_waits
 from gateway.flows.definition import WaitStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import now
@@ -54,7 +54,7 @@ async def deliver(
     run_id: str, event: str, body: Any, *, idempotency_key: str | None = None
 ) -> None:
     """``idempotency_key``: the same delivery sent again is one message."""
-    await DBOS.send_async(run_id, {"body": body}, topic(event), idempotency_key=idempotency_key)
+    await mailbox.send(run_id, {"body": body}, topic(event), idempotency_key=idempotency_key)
 
 
 async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:

@@ -21,6 +21,15 @@ class FlowOptions(BaseModel):
         "waiting for another agent's task at the task's record, even without being woken "
         "(a decision, or the task's end, normally wakes it at once).",
     )
+    flow_wake_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="With serve --workers on SQLite, how often the flow engine looks for a "
+        "message to a run waiting in another worker: one query per waiting run each time. "
+        "Within one process a run is woken at once (and the look is once a minute); "
+        "PostgreSQL wakes runs by LISTEN/NOTIFY.",
+    )
     flow_consent_timeout_seconds: float = Field(
         default=86400.0,
         gt=0,

@@ -10,7 +10,9 @@ run with a DBOS message (`notify`).
 The wait is a loop of recorded operations: read the approval's state and the
 clock (one step), then `DBOS.recv` for at most the time left (a durable
 timer). A replay reads the same states and times, so it takes the same path;
-a lost wake-up costs at most `FlowSettings.checkpoint_poll_seconds`.
+a lost wake-up costs at most the time between two looks
+(`FlowSettings.checkpoint_poll_seconds`, doubling up to 15 minutes:
+`gateway.flows.looks`).
 
 Outcomes: approved -- the step completes with ``{"approved": true, "by",
 "reason"}``; rejected -- the run ends ``rejected``; no decision before
@@ -38,6 +40,7 @@ from gateway.flows import mailbox
 from gateway.flows.deep_approvals import link
 from gateway.flows.definition import CheckpointStep
 from gateway.flows.expressions import evaluate
+from gateway.flows.looks import next_look
 from gateway.flows.runtime import FlowRuntime
 
 TIMED_OUT = "timed out"
@@ -88,8 +91,10 @@ async def wait(
     )
     deadline = float(opened["deadline"])
     poll = run.rt.settings.checkpoint_poll_seconds
+    looks = 0
     while True:
         seen = await DBOS.run_step_async({"name": f"check {step.id}"}, _check, run, opened["id"])
+        looks += 1
         if seen["state"] != PENDING:
             break
         if seen["now"] >= deadline:
@@ -98,7 +103,8 @@ async def wait(
             )
             break
         await DBOS.recv_async(
-            topic(step.id), timeout_seconds=max(0.01, min(deadline - seen["now"], poll))
+            topic(step.id),
+            timeout_seconds=max(0.01, min(deadline - seen["now"], next_look(poll, looks))),
         )
     return await DBOS.run_step_async({"name": f"close {step.id}"}, _close, run, step, seen)
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from dbos import DBOS
 
 from gateway.flows import mailbox
+from gateway.flows.looks import next_look
 from gateway.flows.outcomes import AUTH_REQUIRED, failed
 from gateway.flows.runtime import FlowRuntime
 
@@ -51,12 +52,14 @@ async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int)
     )
     deadline = float(opened["deadline"])
     poll = run.rt.settings.checkpoint_poll_seconds
+    looks = 0
     while True:
         now = await DBOS.run_step_async({"name": f"consent clock {step_id}"}, time.time)
+        looks += 1
         if now >= deadline:
             return False
         woken = await DBOS.recv_async(
-            topic(upstream), timeout_seconds=max(0.01, min(deadline - now, poll))
+            topic(upstream), timeout_seconds=max(0.01, min(deadline - now, next_look(poll, looks)))
         )
         if woken is not None:
             await DBOS.run_step_async(

@@ -25,9 +25,10 @@ agent's stream, else by `GetTask`):
   `ended_listeners` -- `TaskWakeUps` sends a DBOS message (topic
   ``task:<step id>``) to every run waiting on that task, on whichever
   replica it runs: durable, like an event posted to a run;
-* a slow poll: the run looks at the record every
-  `FlowSettings.checkpoint_poll_seconds` even unwoken, so a lost wake-up (a
-  crash between the record and the message) delays it, never strands it.
+* a slow poll: the run looks at the record now and then even unwoken
+  (`FlowSettings.checkpoint_poll_seconds` at first, doubling up to 15
+  minutes: `gateway.flows.looks`), so a lost wake-up (a crash between the
+  record and the message) delays it, never strands it.
 
 The wait is the checkpoints' loop of recorded operations: read the record and
 the clock (one step), then `DBOS.recv` for at most the time left (a durable
@@ -58,6 +59,7 @@ from gateway.delegation.tasks import MAX_ID_LENGTH, TERMINAL_STATES, EndedTask, 
 from gateway.flows import mailbox
 from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import evaluate
+from gateway.flows.looks import next_look
 from gateway.flows.outcomes import now
 from gateway.flows.runtime import FlowRuntime, GrantUnusable
 from gateway.flows.task_follower import following
@@ -116,8 +118,10 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     wanted = frozenset(state_name(s) for s in spec.task_states)
     async with contextlib.AsyncExitStack() as following_it:
         followed = False
+        looks = 0
         while True:
             seen = await DBOS.run_step_async({"name": f"look {step.id}"}, _look, run, step, task_id)
+            looks += 1
             over = seen.get("error") or seen.get("task") is not None or not seen["found"]
             if over or seen["now"] >= deadline:
                 break
@@ -129,7 +133,8 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
                     following(run.rt, run.info, agent, task_id, topic(step.id), wanted, deadline)
                 )
             await DBOS.recv_async(
-                topic(step.id), timeout_seconds=max(0.01, min(deadline - seen["now"], poll))
+                topic(step.id),
+                timeout_seconds=max(0.01, min(deadline - seen["now"], next_look(poll, looks))),
             )
     return await DBOS.run_step_async(
         {"name": f"waited {step.id}"}, _close, run, step, task_id, seen

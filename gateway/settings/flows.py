@@ -17,9 +17,10 @@ class FlowOptions(BaseModel):
         default=60.0,
         gt=0,
         le=3600,
-        description="How often a run waiting at a checkpoint looks at its approval, or one "
-        "waiting for another agent's task at the task's record, even without being woken "
-        "(a decision, or the task's end, normally wakes it at once).",
+        description="How soon a run waiting at a checkpoint first looks at its approval, or "
+        "one waiting for another agent's task at the task's record, even without being woken "
+        "(a decision, or the task's end, normally wakes it at once); the looks then double "
+        "apart, up to 15 minutes (or this, if longer).",
     )
     flow_wake_poll_seconds: float = Field(
         default=2.0,

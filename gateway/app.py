@@ -111,6 +111,14 @@ def create_app(settings: Settings) -> FastAPI:
             # then it is gone, and its runs are another replica's to take.
             await replicas.announce(engine)
             stack.push_async_callback(replicas.withdraw)
+            # Renewed from now until just before it withdraws -- through the
+            # rest of the start and the whole of a clean stop, which waits for
+            # runs writing their outcomes: a row left stale meanwhile would
+            # have its runs taken while they still run here.
+            heartbeat = Periodic("replica", replicas.heartbeat_seconds, replicas.renew)
+            stack.push_async_callback(
+                _cancel, asyncio.create_task(heartbeat.run_forever(), name="replica")
+            )
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await handlers.start(core, replicas, stack)
             mcp_parts = await mcp_federation.start(core, stack)
@@ -174,7 +182,6 @@ def create_app(settings: Settings) -> FastAPI:
                 *observed.jobs(),
                 *flow_parts.jobs(),
                 *exported.jobs(),
-                Periodic("replica", replicas.heartbeat_seconds, replicas.renew),
                 *_change_watch(
                     app,
                     settings,
@@ -186,7 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
                     ),
                 ),
             )
-            periodic = [job for job in jobs if isinstance(job, Periodic)]
+            periodic = [heartbeat, *(job for job in jobs if isinstance(job, Periodic))]
             observed.metrics.watch(periodic)
             for job in jobs:
                 name, running = (job.name, job.run_forever()) if isinstance(job, Periodic) else job

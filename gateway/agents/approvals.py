@@ -383,9 +383,10 @@ class ApprovalDesk:
         approval = await self.approvals.decide(
             approval_id, state, by, reason, then=store_run, result=result
         )
-        await self.approvals.audit_decision(approval)
+        # Started before anything else is awaited: the run's row is written.
         for spec in runs:
             await self._runner.start(spec, None, new=False)
+        await self.approvals.audit_decision(approval)
         if not approve and approval.kind == "a2a" and approval.task_id is not None:
             await end_task(self._parts(), approval, TaskState.TASK_STATE_REJECTED, "rejected")
         for listener in self.listeners:

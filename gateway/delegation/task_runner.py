@@ -70,9 +70,12 @@ CLOSE_WAIT_SECONDS = 30.0
 # The longest wait between two tries at writing an outcome through an outage.
 FINISH_RETRY_SECONDS = 5.0
 # A run stored in a caller's transaction (`stored`) is started just after
-# it commits; one not started this long after (that transaction failed, its
-# row never appeared) is forgotten.
-_STARTING_SECONDS = 600.0
+# it commits; one not started this long after (that transaction failed, or
+# its caller was cancelled between the two) is forgotten, and its row, if
+# any, taken back as an orphan.
+_STARTING_SECONDS = 60.0
+# The lease of every row written here: never passed (see `_row`).
+NO_LEASE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -138,12 +141,18 @@ class TaskRunner:
 
     async def start(self, spec: RunSpec, grant: Grant | None, *, new: bool = True) -> None:
         """Store the run (unless it is a claimed one, or was stored with its
-        task: `stored`) and start it in the background."""
+        task: `stored`) and start it in the background. A run stored is
+        started within `_STARTING_SECONDS`, or not by this call."""
         if new:
             async with self._engine.begin() as conn:
                 await self.stored(spec)(conn)
-        run = _Run(spec)
         key = (spec.agent_id, spec.task_id)
+        if not new and key not in self._starting:
+            # Stored too long ago (`_STARTING_SECONDS`): its row is the
+            # takeover's now, which may have run or ended it meanwhile.
+            logger.warning("gateway-run task %s started too late: left to the takeover", key[1])
+            return
+        run = _Run(spec)
         self._runs[key] = run
         self._starting.pop(key, None)
         run.task = asyncio.create_task(self._run(run, grant), name=f"run-{spec.task_id}")
@@ -165,9 +174,11 @@ class TaskRunner:
             "streaming": int(spec.streaming),
             "attempts": spec.attempt,
             "runner": self.runner_id,
-            # Only gateways before the replica directory renewed a lease here:
-            # passed at once, so `_recover` judges this run by its replica.
-            "lease_until": now,
+            # Only gateways before the replica directory renewed a lease here,
+            # and claimed any row whose lease had passed: a lease that never
+            # passes keeps them off this run in a rolling upgrade (or a
+            # rollback); `task_takeover` judges it by its replica.
+            "lease_until": NO_LEASE,
             "created_at": now,
         }
 
@@ -310,6 +321,8 @@ class TaskRunner:
             if not held.rowcount:
                 return False
             await conn.execute(final_write(spec.agent_id, task))
+        # A flow run waiting on this task is woken now, not at its next look.
+        self._tasks.written(spec.agent_id, task)
         return True
 
     # Cancelling -------------------------------------------------------------
@@ -323,7 +336,7 @@ class TaskRunner:
             await run.done.wait()
             return True
         # Running on another replica (or orphaned): end it in the database; its
-        # replica sees the run row gone at its next lease renewal.
+        # replica sees the run row gone at its next look (`task_takeover`).
         async with self._engine.begin() as conn:
             gone = await conn.execute(
                 delete(gateway_runs).where(
@@ -343,6 +356,7 @@ class TaskRunner:
             task.status.Clear()
             task.status.state = TaskState.TASK_STATE_CANCELED
             await conn.execute(final_write(agent_id, task))
+        self._tasks.written(agent_id, task)
         return True
 
     async def ended(self, spec: RunSpec, state: TaskState, reason: str | None = None) -> Task:
@@ -366,11 +380,12 @@ class TaskRunner:
             run = self._runs.get(key)
             if run is not None and run.task and not run.finishing:
                 run.task.cancel()
-        # A run stored in a transaction that then failed is never started:
-        # forgotten once it is old (its row never appeared).
+        # A run stored whose start never came (its caller's transaction
+        # failed, or the caller was cancelled after the commit): forgotten
+        # once it is old -- its row, if it has one, is then an orphan.
         now = time.monotonic()
         for key, since in list(self._starting.items()):
-            if key not in held and now - since > _STARTING_SECONDS:
+            if now - since > _STARTING_SECONDS:
                 del self._starting[key]
 
     def here(self, key: tuple[str, str]) -> bool:

@@ -32,22 +32,28 @@ most `MAX_ATTEMPTS` times). Either way the send it interrupted is recorded
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import TaskState
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.interrupted import record_interrupted
 from gateway.delegation.runs import MAX_ATTEMPTS, TERMINAL_NAMES, RunSpec, interrupted_call, spec_of
-from gateway.delegation.task_runner import TaskRunner
+from gateway.delegation.task_runner import NO_LEASE, TaskRunner
 from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 logger = logging.getLogger(__name__)
+
+# A run whose claim or resume failed is claimed again this much later, not
+# at every look: each claim counts an attempt and records an interruption,
+# and a run that fails to resume would fail the same way a poll later.
+FAILED_RESUME_BACKOFF_SECONDS = 60.0
 
 
 class TaskTakeover:
@@ -69,6 +75,8 @@ class TaskTakeover:
         self._idempotent = idempotent
         self._resumable = resumable
         self._audit = audit
+        # Runs whose resume failed, and when they may be claimed again.
+        self._failing: dict[tuple[str, str], float] = {}
 
     async def tick(self) -> None:
         """One look (every ``poll`` seconds, at a fixed rate:
@@ -79,7 +87,8 @@ class TaskTakeover:
         self._runner.stop_unheld(alive, {(row.agent_id, row.task_id) for row in rows})
         # Asked after the rows were read: a run started meanwhile is here by now.
         orphans = [row for row in rows if not self._runner.here((row.agent_id, row.task_id))]
-        await self._recover(orphans)
+        if self._replicas.twin is None:  # a twin's runs look like orphans here
+            await self._recover(orphans)
         await self._recover(await self._runs_of_gone_replicas())
 
     async def _rows_of(self, runner: str) -> list[Any]:
@@ -107,41 +116,57 @@ class TaskTakeover:
                     c.runner.in_(sorted(gone)),
                     # A run of a gateway from before the replica directory (in
                     # a rolling upgrade) is its replica's while that replica
-                    # renews its lease; rows written since carry a lease that
-                    # has passed when written.
-                    c.lease_until < datetime.now(UTC),
+                    # renews its lease; rows written since carry one that
+                    # never passes (`NO_LEASE`).
+                    or_(c.lease_until < datetime.now(UTC), c.lease_until >= NO_LEASE),
                 )
                 .limit(limit)
             )
             return list(rows.all())
 
     async def _recover(self, rows: list[Any]) -> None:
-        """Claim each of ``rows`` (unless another replica did first, or it
-        ended meanwhile) and resume it."""
-        c = gateway_runs.c
+        """Take each of ``rows``; one that fails does not hold up the others."""
+        now = time.monotonic()
         for row in rows:
-            async with self._engine.begin() as conn:
-                claimed = await conn.execute(
-                    update(gateway_runs)
-                    .where(
-                        c.agent_id == row.agent_id,
-                        c.task_id == row.task_id,
-                        c.runner == row.runner,
-                        c.attempts == row.attempts,
-                    )
-                    .values(runner=self._replicas.id, attempts=row.attempts + 1)
+            key = (row.agent_id, row.task_id)
+            if self._failing.get(key, 0.0) > now:
+                continue  # its last resume failed: not claimed again (and counted) yet
+            try:
+                await self._take(row)
+            except Exception:
+                if len(self._failing) > 10_000:
+                    self._failing.clear()
+                self._failing[key] = now + FAILED_RESUME_BACKOFF_SECONDS
+                logger.exception("gateway-run task %s not taken over; tried again later", key[1])
+            else:
+                self._failing.pop(key, None)
+
+    async def _take(self, row: Any) -> None:
+        """Claim ``row`` (unless another replica did first, or it ended
+        meanwhile) and resume it."""
+        c = gateway_runs.c
+        async with self._engine.begin() as conn:
+            claimed = await conn.execute(
+                update(gateway_runs)
+                .where(
+                    c.agent_id == row.agent_id,
+                    c.task_id == row.task_id,
+                    c.runner == row.runner,
+                    c.attempts == row.attempts,
                 )
-            if not claimed.rowcount:
-                continue
-            if row.runner != self._replicas.id:
-                logger.warning(
-                    "replica %s takes over gateway-run task %s of replica %s, gone",
-                    self._replicas.id,
-                    row.task_id,
-                    row.runner,
-                )
-            with self._runner.claiming((row.agent_id, row.task_id)):
-                await self._resume(spec_of(row))
+                .values(runner=self._replicas.id, attempts=row.attempts + 1)
+            )
+        if not claimed.rowcount:
+            return
+        if row.runner != self._replicas.id:
+            logger.warning(
+                "replica %s takes over gateway-run task %s of replica %s, gone",
+                self._replicas.id,
+                row.task_id,
+                row.runner,
+            )
+        with self._runner.claiming((row.agent_id, row.task_id)):
+            await self._resume(spec_of(row))
 
     async def _resume(self, spec: RunSpec) -> None:
         state = await self._state(spec)

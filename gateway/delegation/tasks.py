@@ -150,6 +150,12 @@ class TaskRecords:
                 if not watchers:
                     del self._watched[key]
 
+    def written(self, agent_id: str, task: Task) -> None:
+        """``task`` was written by a statement of another module's (a
+        gateway-run task's end, `gateway.delegation.task_runner`): tell the
+        watchers and listeners, as a record made here does."""
+        self._recorded(agent_id, task.id, TaskState.Name(task.status.state), MessageToDict(task))
+
     def _recorded(self, agent_id: str, task_id: str, state: str, snapshot: dict[str, Any]) -> None:
         for watch in self._watched.get((agent_id, task_id), ()):
             watch.changed.set()

@@ -15,8 +15,8 @@ file (`serve --workers`: `flow_wake_poll_seconds`, 2 s by default). With one
 process on SQLite (the embedded default) every sender is here, and the poll
 is only a net, once a minute (`LONE_PROCESS_POLL_SECONDS`): a waiter that
 registers after its message was sent finds it as it registers (DBOS looks
-for one already there), and a checkpoint looks at its approval anyway every
-`flow_checkpoint_poll_seconds`.
+for one already there), and a waiting run looks for itself now and then
+anyway (`gateway.flows.looks`).
 
 The wake-up reads DBOS's waiter registry, which DBOS keeps private (`dbos`
 3.x). If that ever changes, the wake-up does nothing and the poll still
@@ -25,6 +25,7 @@ wakes every run; `tests/gateway/flows/test_mailbox.py` fails first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -42,12 +43,15 @@ async def send(
     """Send ``message`` to run ``destination`` on ``topic`` (durably, once per
     ``idempotency_key``), and wake it now if it waits in this process."""
     await DBOS.send_async(destination, message, topic, idempotency_key=idempotency_key)
-    wake_here(destination, topic)
+    await wake_here(destination, topic)
 
 
-def wake_here(destination: str, topic: str) -> bool:
-    """Wake run ``destination`` if it waits on ``topic`` in this process;
-    whether it did. Its message must be stored already: the waiter reads it."""
+async def wake_here(destination: str, topic: str) -> bool:
+    """Wake run ``destination`` if it waits on ``topic`` in this process and
+    a message is there for it; whether a waiter was found. The message is
+    looked for, not assumed: a send DBOS dropped as a repeat of an earlier
+    one (its ``idempotency_key``) stores nothing, and a waiter woken for
+    nothing would take its wait as over."""
     try:
         from dbos._dbos import _get_dbos_instance
 
@@ -59,5 +63,12 @@ def wake_here(destination: str, topic: str) -> bool:
         return False
     if signal is None:
         return False
-    signal.set()
+    # DBOS's own fallback look: sets the waiter's signal if an unconsumed
+    # message for it is stored (it takes any object with `set`).
+    await asyncio.to_thread(
+        system.recv_check,
+        destination,
+        topic,
+        signal,  # type: ignore[arg-type]
+    )
     return True

@@ -38,12 +38,13 @@ from pydantic_settings.exceptions import SettingsError
 
 from gateway.settings.audit_export import AuditExportOptions
 from gateway.settings.console import ConsoleSettings
-from gateway.settings.environment import unknown_variables
+from gateway.settings.environment import retired_in, unknown_variables
 from gateway.settings.flows import FlowOptions
 from gateway.settings.grpc import GrpcOptions
 from gateway.settings.issuers import IssuerSettings
 from gateway.settings.mcp_front import McpFrontOptions
 from gateway.settings.problems import settings_problems, source_problem
+from gateway.settings.urls import url_host, with_async_driver
 from gateway.settings.workers import WorkerOptions
 from registry.ssrf import NEVER_ALLOWED_NETWORKS
 
@@ -375,6 +376,15 @@ class Settings(
                 raise ValueError("an empty entry would allow every command")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = dict(values)
+            for said in retired_in(values):
+                logger.warning("%s", said)
+        return values
+
     @model_validator(mode="after")
     def _stale_after_heartbeats(self) -> Settings:
         # A live replica taken for gone would have its flow runs run twice.
@@ -436,7 +446,7 @@ class Settings(
     def effective_public_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{_url_host(self.host)}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     @property
     def effective_resource_id(self) -> str:
@@ -454,7 +464,7 @@ class Settings(
         host = self.host
         if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind, not a bind here
             host = socket.gethostname()
-        return f"http://{_url_host(host)}:{self.port}"
+        return f"http://{url_host(host)}:{self.port}"
 
     @property
     def token_endpoint(self) -> str:
@@ -463,7 +473,7 @@ class Settings(
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
-            return _with_async_driver(self.database_url)
+            return with_async_driver(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"
 
     def insecurities(self) -> list[str]:
@@ -500,18 +510,3 @@ class Settings(
 def _env_config_file() -> Path | None:
     value = os.environ.get("SWITCHBOARD_CONFIG")
     return Path(value) if value else None
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a URL host
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def _with_async_driver(url: str) -> str:
-    """`postgres://` and `postgresql://` (what most tools print) name the async
-    driver the gateway uses, as `sqlite://` does; an explicit driver is kept."""
-    scheme, sep, rest = url.partition("://")
-    driver = {"postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg"}.get(scheme)
-    driver = driver or {"sqlite": "sqlite+aiosqlite"}.get(scheme)
-    return f"{driver}{sep}{rest}" if driver and sep else url

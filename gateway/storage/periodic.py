@@ -19,7 +19,7 @@ for good on an error it did not expect. `Periodic` is the one loop:
   `/metrics` (`switchboard_job_*`).
 
 Why not DBOS scheduled workflows (the flows' engine): these jobs are per
-replica (each renews its own leases and refreshes its own gauges), cheap and
+replica (each renews its own row and refreshes its own gauges), cheap and
 idempotent, so a durable record of each pass buys nothing; and the engine
 starts only once a flow exists, so that a gateway without flows does not pay
 its polling (docs/performance.md, "The delegation core and the lean

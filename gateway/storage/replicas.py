@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.storage.tables import gateway_replicas
 
@@ -88,6 +88,10 @@ class ReplicaDirectory:
         # failed, or none has succeeded yet).
         self._renewed_at: float | None = None
         self._steady_since: float | None = None
+        # Another live process renews this id too (two replicas given one
+        # `replica_id`): seen when the row says another address between two
+        # renewals of this one's.
+        self.twin: str | None = None
 
     async def announce(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -104,11 +108,30 @@ class ReplicaDirectory:
         )
         try:
             async with self.engine.begin() as conn:
+                if self._renewed_at is not None:
+                    await self._look_for_twin(conn)
                 await conn.execute(statement)
         except BaseException:
             self._steady_since = None  # the others could not renew either
             raise
         self._renewed(started, self._clock())
+
+    async def _look_for_twin(self, conn: AsyncConnection) -> None:
+        written = await conn.scalar(
+            select(gateway_replicas.c.url).where(gateway_replicas.c.id == self.id)
+        )
+        if written is not None and written != self.url:
+            if self.twin is None:
+                logger.error(
+                    "replica id %s is also used by a live replica at %s: two replicas must "
+                    "never share a replica_id; this one takes back none of its own runs "
+                    "until it is alone",
+                    self.id,
+                    written,
+                )
+            self.twin = str(written)
+        elif written is not None:
+            self.twin = None
 
     @property
     def _slack(self) -> float:

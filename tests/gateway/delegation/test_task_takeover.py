@@ -24,6 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Turn
+from gateway.delegation import task_runner
 from gateway.delegation.permits import Caller
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import RunSpec
@@ -54,6 +55,7 @@ class Upstream:
         self.called = asyncio.Event()
         self.release = asyncio.Event()
         self.idempotent = False
+        self.broken = False
 
     async def run(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
         self.calls[spec.task_id] += 1
@@ -64,6 +66,8 @@ class Upstream:
         yield done
 
     async def is_idempotent(self, agent_id: str, skill: str | None) -> bool:
+        if self.broken:
+            raise RuntimeError("the registry is broken")
         return self.idempotent
 
 
@@ -286,3 +290,80 @@ async def test_a_run_of_an_older_gateway_is_taken_once_its_lease_has_passed(
         )
     await here.takeover.tick()
     assert await here.state("t-old") == "TASK_STATE_FAILED"
+
+
+async def test_a_run_of_this_gateway_is_never_claimed_by_an_older_one(
+    engine: AsyncEngine, here: Replica
+) -> None:
+    # An older gateway claims any row whose lease has passed: a rolling
+    # upgrade's (or a rollback's) old replicas must find none among ours.
+    await here.store("t-new-row")
+    async with engine.connect() as conn:
+        claimable = await conn.scalar(
+            select(gateway_runs.c.task_id).where(
+                gateway_runs.c.task_id == "t-new-row",
+                gateway_runs.c.lease_until < datetime.now(UTC) + timedelta(days=3650),
+            )
+        )
+    assert claimable is None
+
+
+async def test_a_run_stored_whose_start_never_came_is_taken_back(
+    engine: AsyncEngine, here: Replica, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its caller was cancelled between the commit and the start.
+    await here.steady()
+    made = await here.store("t-stranded")
+    await here.takeover.tick()
+    assert await here.state("t-stranded") == "TASK_STATE_SUBMITTED"  # still its caller's
+    monkeypatch.setattr(task_runner, "_STARTING_SECONDS", 0.0)
+    await here.takeover.tick()  # forgotten: an orphan from now on
+    await here.takeover.tick()
+    assert await here.state("t-stranded") == "TASK_STATE_FAILED"
+    # The caller's start, come too late, makes no call.
+    await here.runner.start(made, None, new=False)
+    assert upstream.calls["t-stranded"] == 0
+
+
+async def test_a_replica_whose_id_a_twin_uses_takes_back_none_of_its_own(
+    engine: AsyncEngine, here: Replica
+) -> None:
+    await here.steady()
+    await here.store("t-twin")
+    async with engine.begin() as conn:  # the twin renews the row from its address
+        await conn.execute(
+            update(gateway_replicas)
+            .where(gateway_replicas.c.id == "here")
+            .values(url="http://10.0.0.9:8080")
+        )
+    await here.directory.renew()
+    assert here.directory.twin == "http://10.0.0.9:8080"
+    # Its start forgotten: an orphan here -- or the twin's run, alive there.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(task_runner, "_STARTING_SECONDS", 0.0)
+        here.runner.stop_unheld(set(), set())
+    await here.takeover.tick()
+    assert await here.state("t-twin") == "TASK_STATE_SUBMITTED"
+    await here.directory.renew()  # its own address again: alone
+    assert here.directory.twin is None
+
+
+async def test_a_run_that_fails_to_resume_is_not_claimed_again_at_every_look(
+    engine: AsyncEngine, here: Replica, there: Replica, upstream: Upstream
+) -> None:
+    await here.directory.announce(engine)
+    await there.store("t-broken")
+    await there.store("t-fine")
+    upstream.broken = True  # asking whether its skill is idempotent fails
+    await here.takeover.tick()
+    async with engine.connect() as conn:
+        attempts = dict(
+            (await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))).all()
+        )
+    assert attempts == {"t-broken": 2, "t-fine": 2}  # each claimed once; neither stopped the other
+    await here.takeover.tick()
+    async with engine.connect() as conn:
+        again = dict(
+            (await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))).all()
+        )
+    assert again == attempts  # not claimed (and counted) again a poll later

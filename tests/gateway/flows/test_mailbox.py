@@ -38,6 +38,6 @@ def test_a_decision_wakes_the_run_waiting_at_its_checkpoint_at_once(tmp_path: Pa
         assert done["state"] == "completed", done
 
 
-def test_no_waiter_here_is_no_wake_up() -> None:
+async def test_no_waiter_here_is_no_wake_up() -> None:
     # DBOS not launched in this process, or nobody waiting on the topic.
-    assert wake_here("run_nobody", "nothing") is False
+    assert await wake_here("run_nobody", "nothing") is False

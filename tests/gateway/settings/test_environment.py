@@ -44,8 +44,25 @@ def test_the_gateway_names_them_when_it_loads_its_settings(
     ]
 
 
-def test_a_configuration_file_naming_a_setting_that_has_gone_is_refused(tmp_path: Path) -> None:
+def test_a_configuration_file_naming_a_setting_that_has_gone_still_starts_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An upgrade does not fail on the file written for the release before.
     config = tmp_path / "gateway.yaml"
-    config.write_text("gateway_run_lease_seconds: 3\n")
-    with pytest.raises(ConfigError, match="gateway_run_lease_seconds"):
+    config.write_text("gateway_run_lease_seconds: 3\nreplica_stale_seconds: 30\n")
+    with caplog.at_level(logging.WARNING, logger="gateway.settings"):
+        settings = Settings.load(config, data_dir=tmp_path, dev=True)
+    assert settings.replica_stale_seconds == 30
+    [said] = [r.getMessage() for r in caplog.records if r.name == "gateway.settings"]
+    assert said.startswith("setting gateway_run_lease_seconds is no longer used and is ignored")
+
+
+def test_a_misspelt_key_in_a_configuration_file_is_still_refused(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("replica_stale_second: 30\n")
+    with pytest.raises(ConfigError, match="replica_stale_second"):
         Settings.load(config, data_dir=tmp_path, dev=True)
+
+
+def test_an_empty_variable_is_unset_not_unknown() -> None:
+    assert unknown_variables(FIELDS, {"SWITCHBOARD_NO_SUCH_THING": ""}) == []

@@ -117,6 +117,9 @@ class TaskRunner:
         # Runs whose row is being written in a caller's transaction (`stored`),
         # not started yet: when each was stored (monotonic).
         self._starting: dict[tuple[str, str], float] = {}
+        # Runs the takeover has claimed and is resuming (`claiming`): kept
+        # apart, so that a caller's start come too late is still refused.
+        self._claiming: set[tuple[str, str]] = set()
         self._closing = False
 
     @property
@@ -139,15 +142,18 @@ class TaskRunner:
 
         return store
 
-    async def start(self, spec: RunSpec, grant: Grant | None, *, new: bool = True) -> None:
+    async def start(
+        self, spec: RunSpec, grant: Grant | None, *, new: bool = True, claimed: bool = False
+    ) -> None:
         """Store the run (unless it is a claimed one, or was stored with its
         task: `stored`) and start it in the background. A run stored is
-        started within `_STARTING_SECONDS`, or not by this call."""
+        started within `_STARTING_SECONDS`, or not by this call; a run the
+        takeover claimed (``claimed``) only while it is being claimed."""
         if new:
             async with self._engine.begin() as conn:
                 await self.stored(spec)(conn)
         key = (spec.agent_id, spec.task_id)
-        if not new and key not in self._starting:
+        if not new and key not in (self._claiming if claimed else self._starting):
             # Stored too long ago (`_STARTING_SECONDS`): its row is the
             # takeover's now, which may have run or ended it meanwhile.
             logger.warning("gateway-run task %s started too late: left to the takeover", key[1])
@@ -390,16 +396,16 @@ class TaskRunner:
 
     def here(self, key: tuple[str, str]) -> bool:
         """Whether run ``key`` is running here, or being started or claimed."""
-        return key in self._runs or key in self._starting
+        return key in self._runs or key in self._starting or key in self._claiming
 
     @contextlib.contextmanager
     def claiming(self, key: tuple[str, str]) -> Iterator[None]:
         """While run ``key``, claimed from the rows, is being resumed."""
-        self._starting[key] = time.monotonic()
+        self._claiming.add(key)
         try:
             yield
         finally:
-            self._starting.pop(key, None)
+            self._claiming.discard(key)
 
     async def aclose(self) -> None:
         """Stop every run without ending its task. Its row stays this

@@ -45,6 +45,7 @@ from gateway.delegation.audit import AuditLog
 from gateway.delegation.interrupted import record_interrupted
 from gateway.delegation.runs import MAX_ATTEMPTS, TERMINAL_NAMES, RunSpec, interrupted_call, spec_of
 from gateway.delegation.task_runner import NO_LEASE, TaskRunner
+from gateway.storage.outages import outage_of
 from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
@@ -133,7 +134,9 @@ class TaskTakeover:
                 continue  # its last resume failed: not claimed again (and counted) yet
             try:
                 await self._take(row)
-            except Exception:
+            except Exception as exc:
+                if outage_of(exc) is not None:
+                    raise  # the look ends; the job says the database is away
                 if len(self._failing) > 10_000:
                     self._failing.clear()
                 self._failing[key] = now + FAILED_RESUME_BACKOFF_SECONDS
@@ -153,8 +156,13 @@ class TaskTakeover:
                     c.task_id == row.task_id,
                     c.runner == row.runner,
                     c.attempts == row.attempts,
+                    # An older gateway's run is not taken if its replica
+                    # renewed the lease meanwhile.
+                    or_(c.lease_until < datetime.now(UTC), c.lease_until >= NO_LEASE),
                 )
-                .values(runner=self._replicas.id, attempts=row.attempts + 1)
+                # Its lease made one an older gateway never sees pass: taken
+                # from an older gateway, it is this one's now.
+                .values(runner=self._replicas.id, attempts=row.attempts + 1, lease_until=NO_LEASE)
             )
         if not claimed.rowcount:
             return
@@ -177,13 +185,13 @@ class TaskTakeover:
         if self._resumable is not None and await self._resumable(spec):
             logger.info("following interrupted task %s upstream", spec.task_id)
             await self._interrupted(spec, "followed: the agent had named its task")
-            await self._runner.start(spec, None, new=False)
+            await self._runner.start(spec, None, new=False, claimed=True)
             return
         retry = await self._idempotent(spec.agent_id, spec.turn.skill)
         if retry and spec.attempt <= MAX_ATTEMPTS:
             logger.info("retrying interrupted task %s (attempt %d)", spec.task_id, spec.attempt)
             await self._interrupted(spec, f"sent again (attempt {spec.attempt}): idempotent")
-            await self._runner.start(spec, None, new=False)
+            await self._runner.start(spec, None, new=False, claimed=True)
             return
         await self._interrupted(spec, "not sent again: its outcome is unknown; task failed")
         reason = (

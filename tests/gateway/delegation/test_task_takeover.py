@@ -267,11 +267,12 @@ async def test_a_run_canceled_by_another_replica_stops_here(
 
 
 async def test_a_run_of_an_older_gateway_is_taken_once_its_lease_has_passed(
-    engine: AsyncEngine, here: Replica, there: Replica
+    engine: AsyncEngine, here: Replica, there: Replica, upstream: Upstream
 ) -> None:
     # A gateway from before the replica directory names its runs by a random
     # runner id with no replica row, and renews each run's lease: in a rolling
     # upgrade its live runs stay its own.
+    upstream.idempotent = True
     await here.steady()
     await there.store("t-old")
     async with engine.begin() as conn:
@@ -289,7 +290,17 @@ async def test_a_run_of_an_older_gateway_is_taken_once_its_lease_has_passed(
             .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
         )
     await here.takeover.tick()
-    assert await here.state("t-old") == "TASK_STATE_FAILED"
+    assert await runner_of(engine, "t-old") == "here"
+    # Taken, it carries a lease the older gateways never see pass: none of
+    # them claims it from this one.
+    async with engine.connect() as conn:
+        lease = await conn.scalar(
+            select(gateway_runs.c.lease_until).where(gateway_runs.c.task_id == "t-old")
+        )
+    assert lease is not None and lease.replace(tzinfo=UTC) >= task_runner.NO_LEASE
+    upstream.release.set()
+    await here.runner.wait("chat", "t-old")
+    assert upstream.calls["t-old"] == 1
 
 
 async def test_a_run_of_this_gateway_is_never_claimed_by_an_older_one(
@@ -367,3 +378,16 @@ async def test_a_run_that_fails_to_resume_is_not_claimed_again_at_every_look(
             (await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))).all()
         )
     assert again == attempts  # not claimed (and counted) again a poll later
+
+
+async def test_a_start_come_too_late_is_refused_while_the_takeover_resumes_the_run(
+    engine: AsyncEngine, here: Replica, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await here.steady()
+    made = await here.store("t-late")
+    monkeypatch.setattr(task_runner, "_STARTING_SECONDS", 0.0)
+    here.runner.stop_unheld(set(), set())  # its start forgotten
+    with here.runner.claiming(("chat", "t-late")):  # the takeover resumes it meanwhile
+        await here.runner.start(made, None, new=False)  # the caller, at last
+    assert upstream.calls["t-late"] == 0
+    assert not here.runner.here(("chat", "t-late"))

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import TaskState
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditLog
@@ -84,18 +84,33 @@ class TaskTakeover:
         `gateway.storage.periodic`; a slow look does not push the next one
         back, so the takeover bound holds)."""
         alive = self._runner.alive()  # before the rows: each has its row by now
-        rows = await self._rows_of(self._replicas.id)
-        self._runner.stop_unheld(alive, {(row.agent_id, row.task_id) for row in rows})
+        held = await self._held_here()
+        self._runner.stop_unheld(alive, held)
         # Asked after the rows were read: a run started meanwhile is here by now.
-        orphans = [row for row in rows if not self._runner.here((row.agent_id, row.task_id))]
-        if self._replicas.twin is None:  # a twin's runs look like orphans here
-            await self._recover(orphans)
+        orphans = [key for key in held if not self._runner.here(key)]
+        if orphans and self._replicas.twin is None:  # a twin's runs look like orphans here
+            await self._recover(await self._rows(orphans))
         await self._recover(await self._runs_of_gone_replicas())
 
-    async def _rows_of(self, runner: str) -> list[Any]:
+    async def _held_here(self) -> set[tuple[str, str]]:
+        """The runs whose rows name this replica (their keys only: read every
+        poll, while a row's request is needed only for the rare orphan)."""
         c = gateway_runs.c
         async with self._engine.connect() as conn:
-            return list((await conn.execute(select(gateway_runs).where(c.runner == runner))).all())
+            keys = await conn.execute(
+                select(c.agent_id, c.task_id).where(c.runner == self._replicas.id)
+            )
+            return {(row.agent_id, row.task_id) for row in keys}
+
+    async def _rows(self, keys: list[tuple[str, str]]) -> list[Any]:
+        c = gateway_runs.c
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(gateway_runs).where(
+                    c.runner == self._replicas.id, tuple_(c.agent_id, c.task_id).in_(keys[:100])
+                )
+            )
+            return list(rows.all())
 
     async def _runs_of_gone_replicas(self, limit: int = 100) -> list[Any]:
         c = gateway_runs.c
@@ -115,11 +130,7 @@ class TaskTakeover:
                 select(gateway_runs)
                 .where(
                     c.runner.in_(sorted(gone)),
-                    # A run of a gateway from before the replica directory (in
-                    # a rolling upgrade) is its replica's while that replica
-                    # renews its lease; rows written since carry one that
-                    # never passes (`NO_LEASE`).
-                    or_(c.lease_until < datetime.now(UTC), c.lease_until >= NO_LEASE),
+                    _not_leased(),
                 )
                 .limit(limit)
             )
@@ -156,9 +167,7 @@ class TaskTakeover:
                     c.task_id == row.task_id,
                     c.runner == row.runner,
                     c.attempts == row.attempts,
-                    # An older gateway's run is not taken if its replica
-                    # renewed the lease meanwhile.
-                    or_(c.lease_until < datetime.now(UTC), c.lease_until >= NO_LEASE),
+                    _not_leased(),  # not renewed meanwhile by an older gateway's replica
                 )
                 # Its lease made one an older gateway never sees pass: taken
                 # from an older gateway, it is this one's now.
@@ -226,3 +235,12 @@ class TaskTakeover:
                     gateway_runs.c.task_id == spec.task_id,
                 )
             )
+
+
+def _not_leased() -> Any:
+    """A run's row that no lease keeps: a gateway from before the replica
+    directory (in a rolling upgrade) holds its runs by renewing their leases;
+    rows written since carry one that never passes (`NO_LEASE`), which such a
+    gateway never claims and this one ignores."""
+    c = gateway_runs.c
+    return or_(c.lease_until < datetime.now(UTC), c.lease_until >= NO_LEASE)

@@ -127,6 +127,12 @@ async def runner_of(engine: AsyncEngine, task_id: str) -> str | None:
     return found
 
 
+async def attempts_by_task(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))
+        return {str(task_id): int(attempts) for task_id, attempts in rows}
+
+
 async def seen(engine: AsyncEngine, replica_id: str, ago: float) -> None:
     """Replica ``replica_id``'s row, last renewed ``ago`` seconds ago."""
     async with engine.begin() as conn:
@@ -367,16 +373,10 @@ async def test_a_run_that_fails_to_resume_is_not_claimed_again_at_every_look(
     await there.store("t-fine")
     upstream.broken = True  # asking whether its skill is idempotent fails
     await here.takeover.tick()
-    async with engine.connect() as conn:
-        attempts = dict(
-            (await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))).all()
-        )
+    attempts = await attempts_by_task(engine)
     assert attempts == {"t-broken": 2, "t-fine": 2}  # each claimed once; neither stopped the other
     await here.takeover.tick()
-    async with engine.connect() as conn:
-        again = dict(
-            (await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))).all()
-        )
+    again = await attempts_by_task(engine)
     assert again == attempts  # not claimed (and counted) again a poll later
 
 

@@ -2,6 +2,7 @@
 
     python -m bench.flow_load                         # 1,000 runs on SQLite
     python -m bench.flow_load --runs 1000 --database-url postgresql://127.0.0.1:5432/DB
+    python -m bench.flow_load --workers 2             # `serve --workers 2`
 
 A gateway process (`switchboard serve --dev`) and the sales desk (an A2A
 agent on the official a2a-sdk, streaming, in this process). Each run of the
@@ -17,6 +18,9 @@ for a human. The bench
    time it takes, and that each run's quotes were each sent once (the desk
    counts what it receives).
 
+With ``--workers N`` the gateway is `serve --workers N`: CPU and memory are
+its whole process tree's, and the crash kills every process of it.
+
 Figures go to docs/performance.md; the machine is shared, so the load
 average is printed with them.
 """
@@ -24,6 +28,7 @@ average is printed with them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,6 +85,27 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _pids(gateway: GatewayProcess) -> list[int]:
+    """The gateway's processes: with `--workers`, its workers as well."""
+    return [gateway.pid, *sorted(gateway.worker_pids())] if gateway.workers > 1 else [gateway.pid]
+
+
+def tree_cpu(gateway: GatewayProcess) -> float:
+    return sum(cpu_seconds(pid) for pid in _pids(gateway))
+
+
+def tree_rss(gateway: GatewayProcess) -> float:
+    return sum(rss_mib(pid) for pid in _pids(gateway))
+
+
+def kill_tree(gateway: GatewayProcess) -> None:
+    """SIGKILL to every process of the gateway, workers first (a crash)."""
+    for pid in _pids(gateway)[1:]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    gateway.kill()
 
 
 IDLE_SECONDS = 10.0
@@ -144,6 +170,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -158,7 +185,10 @@ def main() -> None:
         policy = Path(temp) / "policy.yaml"
         policy.write_text(POLICY)
         gateway = GatewayProcess(
-            Path(temp) / "gw", policy_file=policy, database_url=args.database_url
+            Path(temp) / "gw",
+            policy_file=policy,
+            database_url=args.database_url,
+            workers=args.workers,
         )
         gateway.start()
         try:
@@ -168,7 +198,10 @@ def main() -> None:
             sales.stop()
     load = os.getloadavg()[0]
     backend = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"flow load on {backend}: {args.runs} runs, {args.clients} clients, load {load:.2f}")
+    print(
+        f"flow load on {backend}: {args.runs} runs, {args.clients} clients, "
+        f"{args.workers} worker(s), load {load:.2f}"
+    )
     for name, value in report.items():
         print(f"  {name:<34} {value}")
 
@@ -196,8 +229,8 @@ def _load(
         else:
             run_ids.append(answer.json()["id"])
 
-    rss_before = rss_mib(gateway.pid)
-    cpu_before = cpu_seconds(gateway.pid)
+    rss_before = tree_rss(gateway)
+    cpu_before = tree_cpu(gateway)
     sampler = _profile(gateway.pid, args.profile) if args.profile else None
     began = time.monotonic()
     with ThreadPoolExecutor(args.clients) as pool:
@@ -217,7 +250,7 @@ def _load(
         )
         report["failed before the checkpoint"] = _failures(db)
         report["all waiting after"] = f"{started + settle:.1f} s"
-        cpu = cpu_seconds(gateway.pid) - cpu_before
+        cpu = tree_cpu(gateway) - cpu_before
         report["gateway CPU until all wait"] = (
             f"{cpu:.1f} s ({cpu * 1000 / max(1, len(run_ids)):.1f} ms per run, "
             f"{cpu / (started + settle):.2f} cores)"
@@ -225,20 +258,20 @@ def _load(
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
             sampler.wait(timeout=60)
-        rss_after = rss_mib(gateway.pid)
+        rss_after = tree_rss(gateway)
         per_run = (rss_after - rss_before) * 1024 / max(1, len(run_ids))
         # What the runs cost while they wait for a human: nothing should
         # happen, so any CPU is the engine looking for their wake-up.
-        idle_before = cpu_seconds(gateway.pid)
+        idle_before = tree_cpu(gateway)
         time.sleep(IDLE_SECONDS)
-        idle = (cpu_seconds(gateway.pid) - idle_before) / IDLE_SECONDS
+        idle = (tree_cpu(gateway) - idle_before) / IDLE_SECONDS
         report["gateway CPU while all wait"] = f"{idle * 100:.1f} % of a core"
 
         report["gateway RSS"] = (
             f"{rss_before:.0f} -> {rss_after:.0f} MiB ({per_run:.1f} KiB per waiting run)"
         )
 
-        gateway.kill()
+        kill_tree(gateway)
         restarted = time.monotonic()
         gateway.start(timeout=300)
         report["restart (SIGKILL) to /healthz"] = f"{time.monotonic() - restarted:.1f} s"

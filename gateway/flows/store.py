@@ -31,7 +31,14 @@ from gateway.flows.models import (
 from gateway.flows.spending import Spending, summed, usage_of
 from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
-from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
+from gateway.storage.tables import (
+    flow_grants,
+    flow_runs,
+    flow_steps,
+    flow_versions,
+    flows,
+    upstream_connections,
+)
 from registry.tables import agents, as_utc
 
 TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
@@ -314,6 +321,19 @@ class FlowStore:
                 del copy["usage"]
             if copies:
                 await conn.execute(insert(flow_steps), copies)
+
+    async def connection_of(
+        self, subject: str, issuer: str, upstream: str
+    ) -> builtins.list[str] | None:
+        """The user's connection at ``upstream`` as a run waiting for one
+        compares it (`gateway.flows.consents`): its id and scope, or None."""
+        table = upstream_connections.c
+        query = select(table.id, table.scope).where(
+            table.upstream == upstream, table.issuer == issuer, table.subject == subject
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else [row.id, row.scope or ""]
 
     async def waiting_for_consent(self, subject: str, issuer: str) -> builtins.list[str]:
         """The runs of this user that wait for them to connect an account."""

@@ -1,0 +1,132 @@
+"""A flow run waiting for its user to connect an account looks for itself.
+
+The console's callback tells waiting runs that the user connected; that word
+can be lost (the gateway stopped between saving the connection and telling
+the run, or telling it failed). The run then finds the connection at one of
+its own looks (`gateway.flows.consents`), which grow apart from
+``flow_checkpoint_poll_seconds`` -- here a fifth of a second. Real vendor
+(the official MCP SDK's server and authorization server), real gateway, both
+databases.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from gateway.demo.vendor import Vendor
+from gateway.flows.engine import system_database_url
+from tests.e2e.test_connected_accounts import (
+    POLICY,
+    SECRET_KEY,
+    WHOAMI_FLOW,
+    browser,
+    connect,
+    register_notes,
+    run_state,
+)
+from tests.support.gateway import Gateway, start_gateway
+
+
+@pytest.fixture
+def vendor() -> Iterator[Vendor]:
+    with Vendor(access_seconds=30) as running:
+        yield running
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    running = start_gateway(
+        tmp_path / "data",
+        database_url,
+        mcp_probe_seconds=0.5,
+        mcp_reconcile_seconds=0.5,
+        policy_file=policy,
+        secret_key=SECRET_KEY,
+        flow_checkpoint_poll_seconds=0.2,
+    )
+    try:
+        yield running
+    finally:
+        running.server.stop()
+
+
+def _looks(gateway: Gateway, run_id: str) -> int:
+    """How many times the run has looked (its recorded "consent clock" steps)."""
+    engine = create_engine(system_database_url(gateway.settings.effective_database_url))
+    table = "dbos.operation_outputs" if engine.dialect.name == "postgresql" else "operation_outputs"
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    f"SELECT count(*) FROM {table} "  # noqa: S608 -- the table name is ours
+                    "WHERE workflow_uuid = :run AND function_name LIKE 'consent clock %'"
+                ),
+                {"run": run_id},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(found)
+
+
+def _until_looks(gateway: Gateway, run_id: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while _looks(gateway, run_id) < count:
+        assert time.monotonic() < deadline, f"run {run_id} looked fewer than {count} times"
+        time.sleep(0.05)
+
+
+def _lose_the_word(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Telling the runs fails, as when the database gives way at that moment;
+    the console logs it and goes on. Who would have been told."""
+    lost: list[str] = []
+
+    async def fails(upstream: str, subject: str, issuer: str) -> int:
+        lost.append(subject)
+        raise RuntimeError("the word to the waiting runs is lost")
+
+    flows = gateway.server.app.state.switchboard.flows
+    monkeypatch.setattr(flows, "connected", fails)
+    return lost
+
+
+def test_a_run_whose_word_was_lost_finds_the_connection_and_goes_on(
+    gateway: Gateway, vendor: Vendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_notes(gateway, vendor)
+    with gateway.client() as admin:
+        registered = admin.post("/flows", json=WHOAMI_FLOW)
+    assert registered.status_code == 201, registered.text
+    lost = _lose_the_word(gateway, monkeypatch)
+    gina = gateway.token("gina")
+    with gateway.client(gina) as client:
+        started = client.post("/flows/ask-notes/runs", json={"input": {}})
+    assert started.status_code == 202, started.text
+    run: dict[str, Any] = started.json()
+    waiting = run_state(gateway, gina, run, "auth_required", "failed", "completed")
+    assert waiting["state"] == "auth_required", waiting
+
+    # Another user's connection is not hers: her run looks past it.
+    with browser(gateway, "hal") as console:
+        connect(gateway, vendor, console, "hal@vendor")
+    seen = _looks(gateway, run["id"])
+    _until_looks(gateway, run["id"], seen + 2)
+    assert run_state(gateway, gina, run, "auth_required")["state"] == "auth_required"
+    assert not [c for c in vendor.calls if c["subject"] == "gina@vendor"]
+
+    with browser(gateway, "gina") as console:
+        connect(gateway, vendor, console, "gina@vendor")
+    assert lost == ["hal", "gina"]  # no word reached any run
+    done = run_state(gateway, gina, run, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert json.loads(done["output"])["subject"] == "gina@vendor"
+    [who] = [c for c in vendor.calls if c["subject"] == "gina@vendor"]
+    assert who["tool"] == "whoami"  # sent once, after she connected

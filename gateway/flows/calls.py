@@ -45,6 +45,7 @@ from a2a.types import (
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.agents.admission import Admission, handler_context
+from gateway.connections.errors import ScopeRequired
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -151,6 +152,7 @@ class StepCall:
                 f"{needed.connect_url}",
                 needed.upstream,
                 needed.connect_url,
+                needed.scope if isinstance(needed, ScopeRequired) else None,
             )
         if attempt + 1 >= 1 + step.retries:
             return failed(reason)

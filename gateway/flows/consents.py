@@ -14,15 +14,23 @@ connection in time: the step fails with the link.
 A word can be lost: the gateway stopped between saving the connection and
 telling the run, or telling it failed (the console's callback logs that and
 goes on). So the run also looks for itself, at growing intervals
-(`gateway.flows.looks`): the user's connection at the upstream is compared
-with the one they had when the wait began (its id and scope, recorded with
-the deadline). A connection made since, or one made again with another
-scope (a step-up, RFC 6750 §3.1 ``insufficient_scope``), counts as the word;
-a refresh of the same connection does not.
+(`gateway.flows.looks`), at the user's connection at the upstream:
+
+* a step-up (the server wanted a scope the connection lacks, RFC 6750 §3.1
+  ``insufficient_scope``): the connection now holds every scope asked for;
+* any other wait: a connection where there was none, or one written since
+  the wait began (its id or version differs from the one recorded with the
+  deadline) -- made again, or refreshed, which is as worth a new try.
+
+What the user had is read as the wait opens, before the run shows
+``auth_required``: a connection made in the few milliseconds between the
+call's refusal and that read is taken for the one that failed, and found
+only by its word (as before the looks were).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Protocol
 
@@ -32,6 +40,8 @@ from gateway.flows import mailbox
 from gateway.flows.looks import next_look
 from gateway.flows.outcomes import AUTH_REQUIRED, failed
 from gateway.flows.runtime import FlowRuntime
+
+logger = logging.getLogger(__name__)
 
 
 class FlowRun(Protocol):
@@ -65,45 +75,67 @@ async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int)
     looks = 0
     while True:
         clock = await DBOS.run_step_async(
-            {"name": f"consent clock {step_id}"}, _clock, run, upstream, had
+            {"name": f"consent clock {step_id}"}, _clock, run, outcome, had
         )
         looks += 1
         if clock < 0:
-            connected = True  # seen by looking: the word was lost
-        elif clock >= deadline:
+            break  # the look found the connection
+        if clock >= deadline:
             return False
-        else:
-            wait = max(0.01, min(deadline - clock, next_look(poll, looks)))
-            connected = await DBOS.recv_async(topic(upstream), timeout_seconds=wait) is not None
-        if connected:
-            await DBOS.run_step_async(
-                {"name": f"consented {step_id} {round_}"}, _resumed, run, step_id
-            )
-            return True
+        timeout = max(0.01, min(deadline - clock, next_look(poll, looks)))
+        word = await DBOS.recv_async(topic(upstream), timeout_seconds=timeout)
+        if word is not None and had == _NOT_LOOKED:
+            break  # a wait opened before the looks were: the word is enough
+        # Else a word only brings the next look forward: one that came after
+        # a look had found the connection (or for another wait's scope) stays
+        # on the topic, and must not let a later wait go on by itself.
+    await DBOS.run_step_async({"name": f"consented {step_id} {round_}"}, _resumed, run, step_id)
+    return True
 
 
 # ``had`` of a wait recorded before the looks were: nothing is compared.
 _NOT_LOOKED = "not looked"
 
 
-async def _clock(run: FlowRun, upstream: str, had: Any) -> float:
-    """The time (`time.time`), negated when the run's user has connected at
-    ``upstream`` since the wait began (`_connected`). One recorded float, as
-    this step recorded before it looked: a run waiting across an upgrade
-    replays its earlier clock readings unchanged, and one rolled back to a
-    gateway that does not look reads a negative time as "not yet"."""
+async def _clock(run: FlowRun, outcome: dict[str, Any], had: Any) -> float:
+    """The time (`time.time`), negated when the run's user has connected as
+    the wait needs (`_connected`). One recorded float, as this step recorded
+    before it looked: a run waiting across an upgrade replays its earlier
+    readings unchanged. (A run a look let go on cannot be replayed by a
+    gateway older than the looks: its next record is "consented", where the
+    older one expects its wait for the word.) A look that fails (the
+    database gives way) is "not yet": the run waits on, as before."""
     now = time.time()
-    return -now if await _connected(run, upstream, had) else now
+    try:
+        connected = await _connected(run, outcome, had)
+    except Exception as exc:
+        logger.info("run %s: the look for a connection failed: %r", run.run_id, exc)
+        connected = False
+    return -now if connected else now
 
 
-async def _connected(run: FlowRun, upstream: str, had: Any) -> bool:
+async def _connected(run: FlowRun, outcome: dict[str, Any], had: Any) -> bool:
     if had == _NOT_LOOKED:
         return False
-    found = await _connection(run, upstream)
-    return found is not None and found != had
+    found = await _connection(run, str(outcome["upstream"]))
+    return connection_counts(outcome, had, found)
 
 
-async def _connection(run: FlowRun, upstream: str) -> list[str] | None:
+def connection_counts(
+    outcome: dict[str, Any], had: dict[str, Any] | None, found: dict[str, Any] | None
+) -> bool:
+    """Whether the user's connection ``found`` now lets the call refused with
+    ``outcome`` be made again, ``had`` being the one they had as the wait
+    began (`FlowStore.connection_of`'s, or None)."""
+    if found is None:
+        return False
+    asked = outcome.get("scope")
+    if asked is not None:  # a step-up: every scope asked for is granted now
+        return set(str(asked).split()) <= set(str(found["scope"]).split())
+    return had is None or (found["id"], found["version"]) != (had["id"], had["version"])
+
+
+async def _connection(run: FlowRun, upstream: str) -> dict[str, Any] | None:
     info = run.info
     return await run.rt.store.connection_of(
         str(info["owner_subject"]), str(info["owner_issuer"]), upstream
@@ -119,6 +151,9 @@ def timed_out(outcome: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
     rt = run.rt
+    # What a look compares the user's connection with (`_connected`): read
+    # before the run shows auth_required, after which a connection is told.
+    had = await _connection(run, str(outcome["upstream"]))
     await run.mark(step_id, "call", AUTH_REQUIRED, error=outcome["error"])
     await rt.store.set_run(run.run_id, current_step=step_id)
     await rt.publish(
@@ -130,8 +165,7 @@ async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> dict[str
     )
     return {
         "deadline": time.time() + rt.settings.consent_timeout_seconds,
-        # What a look compares the user's connection with (`_connected`).
-        "had": await _connection(run, str(outcome["upstream"])),
+        "had": had,
     }
 
 

@@ -22,10 +22,13 @@ def completed(output: Any, text: str = "") -> dict[str, Any]:
 AUTH_REQUIRED = "auth_required"
 
 
-def auth_required(reason: str, upstream: str, connect_url: str) -> dict[str, Any]:
+def auth_required(
+    reason: str, upstream: str, connect_url: str, scope: str | None = None
+) -> dict[str, Any]:
     """The run's user has not connected their account at ``upstream``: the run
-    waits for it (`gateway.flows.consents`); nothing was sent."""
-    return {
+    waits for it (`gateway.flows.consents`); nothing was sent. ``scope``: a
+    step-up's, the scope the connection must be granted (RFC 6750 §3.1)."""
+    outcome = {
         "state": AUTH_REQUIRED,
         "output": None,
         "text": "",
@@ -33,6 +36,9 @@ def auth_required(reason: str, upstream: str, connect_url: str) -> dict[str, Any
         "upstream": upstream,
         "connect_url": connect_url,
     }
+    if scope is not None:
+        outcome["scope"] = scope
+    return outcome
 
 
 # The step's agent asked something (its task input- or auth-required): the

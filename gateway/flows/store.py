@@ -324,16 +324,18 @@ class FlowStore:
 
     async def connection_of(
         self, subject: str, issuer: str, upstream: str
-    ) -> builtins.list[str] | None:
+    ) -> dict[str, Any] | None:
         """The user's connection at ``upstream`` as a run waiting for one
-        compares it (`gateway.flows.consents`): its id and scope, or None."""
+        compares it (`gateway.flows.consents`): its id, version and scope."""
         table = upstream_connections.c
-        query = select(table.id, table.scope).where(
+        query = select(table.id, table.version, table.scope).where(
             table.upstream == upstream, table.issuer == issuer, table.subject == subject
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else [row.id, row.scope or ""]
+        if row is None:
+            return None
+        return {"id": row.id, "version": int(row.version), "scope": row.scope or ""}
 
     async def waiting_for_consent(self, subject: str, issuer: str) -> builtins.list[str]:
         """The runs of this user that wait for them to connect an account."""

@@ -92,28 +92,41 @@ def _pids(gateway: GatewayProcess) -> list[int]:
     return [gateway.pid, *sorted(gateway.worker_pids())] if gateway.workers > 1 else [gateway.pid]
 
 
+def _summed(read: Callable[[int], float], gateway: GatewayProcess) -> float:
+    total = 0.0
+    for pid in _pids(gateway):
+        with contextlib.suppress(OSError):  # a worker gone meanwhile
+            total += read(pid)
+    return total
+
+
 def tree_cpu(gateway: GatewayProcess) -> float:
-    return sum(cpu_seconds(pid) for pid in _pids(gateway))
+    return _summed(cpu_seconds, gateway)
 
 
 def tree_rss(gateway: GatewayProcess) -> float:
-    return sum(rss_mib(pid) for pid in _pids(gateway))
+    """Summed per process: libraries the workers share count once each."""
+    return _summed(rss_mib, gateway)
 
 
 def kill_tree(gateway: GatewayProcess) -> None:
-    """SIGKILL to every process of the gateway, workers first (a crash)."""
-    for pid in _pids(gateway)[1:]:
+    """SIGKILL to every process of the gateway (a crash): the supervisor
+    first, so it cannot start a worker again, then its workers."""
+    workers = _pids(gateway)[1:]
+    gateway.kill()
+    for pid in workers:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    gateway.kill()
 
 
 IDLE_SECONDS = 10.0
 
 
-def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+def _profile(pid: int, out: str, workers: int = 1) -> subprocess.Popen[bytes]:
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
     command += ["--threads", "--output", out, "--nonblocking"]
+    if workers > 1:
+        command.append("--subprocesses")  # the supervisor itself does no work
     # Only the thread holding the GIL: under load the gateway is bound by it,
     # and a thread waiting for it is what py-spy would call idle otherwise.
     command.append("--gil")
@@ -231,7 +244,7 @@ def _load(
 
     rss_before = tree_rss(gateway)
     cpu_before = tree_cpu(gateway)
-    sampler = _profile(gateway.pid, args.profile) if args.profile else None
+    sampler = _profile(gateway.pid, args.profile, args.workers) if args.profile else None
     began = time.monotonic()
     with ThreadPoolExecutor(args.clients) as pool:
         list(pool.map(start, range(args.runs)))

@@ -8,7 +8,9 @@ A gateway process (`switchboard serve --dev`, SQLite) and the sales desk
 measured as the gateway process's CPU time (/proc, user + system):
 
 * ``calls``: ``runs x steps`` `SendMessage` calls to the agent through the
-  front door (`/a2a/sales`, skill ``quote``), one after another;
+  front door (`/a2a/sales`, skill ``quote``), one after another; then as
+  many `SendStreamingMessage` calls, the exchange a step has with this
+  agent (it streams: four events, each recorded), printed beside;
 * ``flow``: for each size in ``--steps`` (default 3 and 6), ``runs`` runs of
   a flow of that many such calls, started ``--concurrent`` at a time and
   followed to their end -- read every 0.5 s, and the CPU of those reads
@@ -78,11 +80,15 @@ def flow_document(steps: int) -> dict[str, Any]:
     }
 
 
-def call_once(client: httpx.Client) -> None:
+def call_once(client: httpx.Client, streamed: bool = False) -> None:
+    """One call to the desk through the front door: `SendMessage`, or
+    (``streamed``) `SendStreamingMessage`, read to its end -- the exchange a
+    flow's step has with an agent that streams (the task, working, the
+    artifact, completed: each event recorded)."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,
-        "method": "SendMessage",
+        "method": "SendStreamingMessage" if streamed else "SendMessage",
         "params": {
             "message": {
                 "messageId": str(uuid.uuid4()),
@@ -92,6 +98,14 @@ def call_once(client: httpx.Client) -> None:
             }
         },
     }
+    if streamed:
+        headers = {"A2A-Version": "1.0", "Accept": "text/event-stream"}
+        with client.stream("POST", "/a2a/sales", json=body, headers=headers) as events:
+            events.raise_for_status()
+            said = b"".join(events.iter_bytes())
+        assert said.count(b"data:") >= 4, said[:500]
+        assert b"COMPLETED" in said, said[:500]
+        return
     answer = client.post("/a2a/sales", json=body, headers={"A2A-Version": "1.0"})
     answer.raise_for_status()
     assert "result" in answer.json(), answer.text
@@ -189,6 +203,11 @@ def main() -> None:
                 for _ in range(total):
                     call_once(user)
                 call = (cpu_seconds(gateway.pid) - before) / total
+                call_once(user, streamed=True)  # warm the streamed path
+                before = cpu_seconds(gateway.pid)
+                for _ in range(total):
+                    call_once(user, streamed=True)
+                streamed_call = (cpu_seconds(gateway.pid) - before) / total
                 for steps in (small, large):
                     profile = args.profile if steps == large else None
                     legs[steps] = flow_leg(
@@ -200,6 +219,10 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"load average {load:.2f}; {args.runs} runs each, {args.concurrent} at a time")
     print(f"calls one by one: {call * 1000:.2f} ms CPU per call")
+    print(
+        f"streamed calls one by one (the exchange a step has): {streamed_call * 1000:.2f} ms "
+        "CPU per call"
+    )
     for steps, (cpu, wall, reads, per_read) in legs.items():
         per_run = cpu * 1000 / args.runs
         print(
@@ -215,6 +238,7 @@ def main() -> None:
     run_cost = legs[small][0] * 1000 / args.runs - small * step
     over = step - call * 1000
     print(f"a step by the slope: {step:.2f} ms CPU, over its call: {over:.2f} ms")
+    print(f"  over the streamed call: {step - streamed_call * 1000:.2f} ms")
     print(f"a run's own cost (the intercept): {run_cost:.2f} ms = {run_cost / step:.1f}x a step")
     # The engine's own checkpoint per step, measured now on the same machine:
     # the part of the figure above no code of the gateway's can remove.

@@ -26,6 +26,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -123,6 +124,26 @@ def subject_hasher(settings: Settings) -> Any:
     return hashed
 
 
+_global_set = False
+
+
+def quiet_global_provider(environ: Mapping[str, str] = os.environ) -> None:
+    """The process's global tracer provider, which nothing here records to
+    (the gateway's spans go to its own provider, `start`), set once to the
+    no-op one: the a2a-sdk opens a span through it on every call and every
+    streamed event (`a2a.utils.telemetry.trace_function`), and with none
+    set OpenTelemetry looks ``OTEL_PYTHON_TRACER_PROVIDER`` up in the
+    environment and builds a proxy tracer each time -- about a quarter of a
+    millisecond of a streamed call's CPU (docs/performance.md). Nothing is
+    lost: without a global provider those spans went nowhere either. An
+    operator who names a provider in that variable keeps it."""
+    global _global_set
+    if _global_set or "OTEL_PYTHON_TRACER_PROVIDER" in environ:
+        return
+    _global_set = True
+    trace.set_tracer_provider(trace.NoOpTracerProvider())
+
+
 def start(
     settings: Settings,
     version: str,
@@ -131,6 +152,7 @@ def start(
 ) -> TracerProvider | None:
     """Spans on, exported as the environment says, until ``stack`` closes
     (which flushes what is queued); None when the environment asks for none."""
+    quiet_global_provider(environ)
     if not configured(environ):
         return None
     provider = TracerProvider(resource=_resource(version, environ))

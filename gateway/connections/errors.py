@@ -23,11 +23,17 @@ class ConnectionRequired(UserCredentialUnavailable):
 
     outcome = "connection_required"
 
-    def __init__(self, upstream: str, connect_url: str, reason: str) -> None:
+    def __init__(
+        self, upstream: str, connect_url: str, reason: str, seen: tuple[str, int] | None = None
+    ) -> None:
         super().__init__(
             upstream, reason, f"{upstream}: {reason}; connect your account at {connect_url}"
         )
         self.connect_url = connect_url
+        # The connection the call found and could not use, (id, version), if
+        # one is left: what a run waiting for the user compares theirs with
+        # (`gateway.flows.consents`) -- one written since is worth a new try.
+        self.seen = seen
 
 
 class ScopeRequired(ConnectionRequired):
@@ -38,8 +44,16 @@ class ScopeRequired(ConnectionRequired):
 
     outcome = "insufficient_scope"
 
-    def __init__(self, upstream: str, connect_url: str, reason: str, scope: str, kept: str) -> None:
-        super().__init__(upstream, connect_url, reason)
+    def __init__(
+        self,
+        upstream: str,
+        connect_url: str,
+        reason: str,
+        scope: str,
+        kept: str,
+        seen: tuple[str, int] | None = None,
+    ) -> None:
+        super().__init__(upstream, connect_url, reason, seen)
         self.scope = scope
         self.kept = kept  # the connection that lacked it, "id:version"
 

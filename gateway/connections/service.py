@@ -78,6 +78,11 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def _seen(connection: Connection | None) -> tuple[str, int] | None:
+    """`ConnectionRequired.seen`: the connection a call could not use."""
+    return None if connection is None else (connection.id, connection.version)
+
+
 def _for(connection: Connection, upstream: Upstream) -> bool:
     """The connection's tokens were issued for this server's URL (RFC 8707):
     never sent to another server registered under the same id since."""
@@ -306,7 +311,10 @@ class Connections:
         connection = await self.vault.get(subject, issuer, upstream.id)
         if connection is None or not _for(connection, upstream):
             raise ConnectionRequired(
-                upstream.id, self.connect_url(upstream.id), "your account there is not connected"
+                upstream.id,
+                self.connect_url(upstream.id),
+                "your account there is not connected",
+                _seen(connection),
             )
         now = self.vault.now()
         if connection.fresh(now, _REFRESH_MARGIN_SECONDS):
@@ -398,7 +406,9 @@ class Connections:
         """The current token while it has not expired yet; else the user must connect again."""
         if connection.fresh(self.vault.now(), 0):
             return connection
-        raise ConnectionRequired(upstream.id, self.connect_url(upstream.id), reason)
+        raise ConnectionRequired(
+            upstream.id, self.connect_url(upstream.id), reason, _seen(connection)
+        )
 
     def step_up(
         self, upstream: Upstream, used: Connection, challenged: str | None
@@ -415,7 +425,9 @@ class Connections:
             else "the server refused your connection's scopes"
         )
         kept = f"{used.id}:{used.version}"
-        return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope, kept)
+        return ScopeRequired(
+            upstream.id, self.connect_url(upstream.id, scope), reason, scope, kept, _seen(used)
+        )
 
     async def answered(
         self, upstream: Upstream, used: Connection, refusal: Refused
@@ -440,6 +452,7 @@ class Connections:
             upstream.id,
             self.connect_url(upstream.id),
             "the server no longer accepts your connection",
+            _seen(used),
         )
 
     async def _told(self, event: str, connection: Connection, outcome: str, detail: str) -> None:

@@ -153,6 +153,7 @@ class StepCall:
                 needed.upstream,
                 needed.connect_url,
                 needed.scope if isinstance(needed, ScopeRequired) else None,
+                needed.seen,
             )
         if attempt + 1 >= 1 + step.retries:
             return failed(reason)

@@ -14,18 +14,22 @@ connection in time: the step fails with the link.
 A word can be lost: the gateway stopped between saving the connection and
 telling the run, or telling it failed (the console's callback logs that and
 goes on). So the run also looks for itself, at growing intervals
-(`gateway.flows.looks`), at the user's connection at the upstream:
+(`gateway.flows.looks`), at the user's connection at the upstream, against
+the one the refused call found (`ConnectionRequired.seen`, recorded with
+the call's outcome before anything was shown to the user; a wait whose
+outcome predates it reads the user's connection as the wait opens):
 
-* a step-up (the server wanted a scope the connection lacks, RFC 6750 §3.1
-  ``insufficient_scope``): the connection now holds every scope asked for;
-* any other wait: a connection where there was none, or one written since
-  the wait began (its id or version differs from the one recorded with the
-  deadline) -- made again, or refreshed, which is as worth a new try.
+* a connection written since -- one where there was none, another, or the
+  same one at another version (made again over it, or refreshed, which is
+  as worth a new try) -- lets the run go on;
+* for a step-up (the server wanted a scope the connection lacks, RFC 6750
+  §3.1 ``insufficient_scope``) a look wants, besides, every scope asked for
+  granted; a word does not (the authorization server may name scopes
+  otherwise than they were asked for: the server called again decides).
 
-What the user had is read as the wait opens, before the run shows
-``auth_required``: a connection made in the few milliseconds between the
-call's refusal and that read is taken for the one that failed, and found
-only by its word (as before the looks were).
+A word only brings the next look forward, with the word's rule: one left
+on the topic by an earlier wait finds no connection written since, and lets
+nothing go on by itself.
 """
 
 from __future__ import annotations
@@ -73,22 +77,20 @@ async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int)
     had = opened.get("had", _NOT_LOOKED)
     poll = run.rt.settings.checkpoint_poll_seconds
     looks = 0
+    word = False  # the look comes after a word
     while True:
         clock = await DBOS.run_step_async(
-            {"name": f"consent clock {step_id}"}, _clock, run, outcome, had
+            {"name": f"consent clock {step_id}"}, _clock, run, outcome, had, word
         )
         looks += 1
         if clock < 0:
-            break  # the look found the connection
+            break  # connected as the wait needs
         if clock >= deadline:
             return False
         timeout = max(0.01, min(deadline - clock, next_look(poll, looks)))
-        word = await DBOS.recv_async(topic(upstream), timeout_seconds=timeout)
-        if word is not None and had == _NOT_LOOKED:
+        word = await DBOS.recv_async(topic(upstream), timeout_seconds=timeout) is not None
+        if word and had == _NOT_LOOKED:
             break  # a wait opened before the looks were: the word is enough
-        # Else a word only brings the next look forward: one that came after
-        # a look had found the connection (or for another wait's scope) stays
-        # on the topic, and must not let a later wait go on by itself.
     await DBOS.run_step_async({"name": f"consented {step_id} {round_}"}, _resumed, run, step_id)
     return True
 
@@ -97,42 +99,45 @@ async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int)
 _NOT_LOOKED = "not looked"
 
 
-async def _clock(run: FlowRun, outcome: dict[str, Any], had: Any) -> float:
+async def _clock(run: FlowRun, outcome: dict[str, Any], had: Any, word: bool) -> float:
     """The time (`time.time`), negated when the run's user has connected as
-    the wait needs (`_connected`). One recorded float, as this step recorded
-    before it looked: a run waiting across an upgrade replays its earlier
-    readings unchanged. (A run a look let go on cannot be replayed by a
-    gateway older than the looks: its next record is "consented", where the
-    older one expects its wait for the word.) A look that fails (the
-    database gives way) is "not yet": the run waits on, as before."""
+    the wait needs (`connection_counts`; ``word``: a word came). One
+    recorded float, as this step recorded before it looked: a run waiting
+    across an upgrade replays its earlier readings unchanged. (A run that
+    went on under the looks cannot be replayed by a gateway older than they
+    are: its records after a word differ.) A look that fails (the database
+    gives way) is "not yet": the run waits on, as before."""
     now = time.time()
-    try:
-        connected = await _connected(run, outcome, had)
-    except Exception as exc:
-        logger.info("run %s: the look for a connection failed: %r", run.run_id, exc)
-        connected = False
-    return -now if connected else now
-
-
-async def _connected(run: FlowRun, outcome: dict[str, Any], had: Any) -> bool:
     if had == _NOT_LOOKED:
-        return False
-    found = await _connection(run, str(outcome["upstream"]))
-    return connection_counts(outcome, had, found)
+        return now
+    try:
+        found = await _connection(run, str(outcome["upstream"]))
+    except Exception as exc:
+        logger.warning("run %s: the look for a connection failed: %r", run.run_id, exc)
+        return now
+    return -now if connection_counts(outcome, had, found, word=word) else now
 
 
 def connection_counts(
-    outcome: dict[str, Any], had: dict[str, Any] | None, found: dict[str, Any] | None
+    outcome: dict[str, Any],
+    had: dict[str, Any] | None,
+    found: dict[str, Any] | None,
+    *,
+    word: bool = False,
 ) -> bool:
-    """Whether the user's connection ``found`` now lets the call refused with
-    ``outcome`` be made again, ``had`` being the one they had as the wait
-    began (`FlowStore.connection_of`'s, or None)."""
+    """Whether the user's connection ``found`` (`FlowStore.connection_of`'s)
+    lets the call refused with ``outcome`` be made again: written since
+    ``had`` (the one the call could not use, or None), and, for a step-up
+    seen by looking rather than told by a ``word``, granted every scope
+    asked for."""
     if found is None:
         return False
+    if had is not None and (found["id"], found["version"]) == (had["id"], had["version"]):
+        return False
     asked = outcome.get("scope")
-    if asked is not None:  # a step-up: every scope asked for is granted now
-        return set(str(asked).split()) <= set(str(found["scope"]).split())
-    return had is None or (found["id"], found["version"]) != (had["id"], had["version"])
+    if asked is None or word:
+        return True
+    return set(str(asked).split()) <= set(str(found["scope"]).split())
 
 
 async def _connection(run: FlowRun, upstream: str) -> dict[str, Any] | None:
@@ -151,9 +156,13 @@ def timed_out(outcome: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
     rt = run.rt
-    # What a look compares the user's connection with (`_connected`): read
-    # before the run shows auth_required, after which a connection is told.
-    had = await _connection(run, str(outcome["upstream"]))
+    # What a look compares the user's connection with: the one the refused
+    # call found; for an outcome recorded before calls said it, the user's
+    # connection now.
+    if "seen" in outcome:
+        had = outcome["seen"]
+    else:
+        had = await _connection(run, str(outcome["upstream"]))
     await run.mark(step_id, "call", AUTH_REQUIRED, error=outcome["error"])
     await rt.store.set_run(run.run_id, current_step=step_id)
     await rt.publish(

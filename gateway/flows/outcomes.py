@@ -23,18 +23,24 @@ AUTH_REQUIRED = "auth_required"
 
 
 def auth_required(
-    reason: str, upstream: str, connect_url: str, scope: str | None = None
+    reason: str,
+    upstream: str,
+    connect_url: str,
+    scope: str | None = None,
+    seen: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """The run's user has not connected their account at ``upstream``: the run
     waits for it (`gateway.flows.consents`); nothing was sent. ``scope``: a
-    step-up's, the scope the connection must be granted (RFC 6750 §3.1)."""
-    outcome = {
+    step-up's, the scope the connection must be granted (RFC 6750 §3.1);
+    ``seen``: the connection the call found and could not use (id, version)."""
+    outcome: dict[str, Any] = {
         "state": AUTH_REQUIRED,
         "output": None,
         "text": "",
         "error": reason,
         "upstream": upstream,
         "connect_url": connect_url,
+        "seen": None if seen is None else {"id": seen[0], "version": seen[1]},
     }
     if scope is not None:
         outcome["scope"] = scope

@@ -124,24 +124,22 @@ def subject_hasher(settings: Settings) -> Any:
     return hashed
 
 
-_global_set = False
-
-
 def quiet_global_provider(environ: Mapping[str, str] = os.environ) -> None:
     """The process's global tracer provider, which nothing here records to
-    (the gateway's spans go to its own provider, `start`), set once to the
-    no-op one: the a2a-sdk opens a span through it on every call and every
-    streamed event (`a2a.utils.telemetry.trace_function`), and with none
-    set OpenTelemetry looks ``OTEL_PYTHON_TRACER_PROVIDER`` up in the
-    environment and builds a proxy tracer each time -- about a quarter of a
-    millisecond of a streamed call's CPU (docs/performance.md). Nothing is
-    lost: without a global provider those spans went nowhere either. An
-    operator who names a provider in that variable keeps it."""
-    global _global_set
-    if _global_set or "OTEL_PYTHON_TRACER_PROVIDER" in environ:
+    (the gateway's spans go to its own provider, `start`), set to the no-op
+    one while nobody has set one: the a2a-sdk opens a span through it on
+    every call and every streamed event (`a2a.utils.telemetry.
+    trace_function`), and with none set OpenTelemetry looks
+    ``OTEL_PYTHON_TRACER_PROVIDER`` up in the environment and builds a proxy
+    tracer each time -- about a quarter of a millisecond of a streamed
+    call's CPU (docs/performance.md). Nothing is lost: without a global
+    provider those spans went nowhere either. A provider named in that
+    variable, or set before the gateway starts (an auto-instrumentation's),
+    is kept; one set after is not taken (OpenTelemetry sets it once)."""
+    if "OTEL_PYTHON_TRACER_PROVIDER" in environ:
         return
-    _global_set = True
-    trace.set_tracer_provider(trace.NoOpTracerProvider())
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(trace.NoOpTracerProvider())
 
 
 def start(

@@ -424,10 +424,8 @@ class Connections:
             if missing
             else "the server refused your connection's scopes"
         )
-        kept = f"{used.id}:{used.version}"
-        return ScopeRequired(
-            upstream.id, self.connect_url(upstream.id, scope), reason, scope, kept, _seen(used)
-        )
+        seen = (used.id, used.version)
+        return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope, seen)
 
     async def answered(
         self, upstream: Upstream, used: Connection, refusal: Refused

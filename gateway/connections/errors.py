@@ -45,11 +45,17 @@ class ScopeRequired(ConnectionRequired):
     outcome = "insufficient_scope"
 
     def __init__(
-        self, upstream: str, connect_url: str, reason: str, scope: str, seen: tuple[str, int]
+        self,
+        upstream: str,
+        connect_url: str,
+        reason: str,
+        scope: str,
+        kept: str,
+        seen: tuple[str, int] | None = None,
     ) -> None:
-        # ``seen``: the connection that lacked it, (id, version).
         super().__init__(upstream, connect_url, reason, seen)
         self.scope = scope
+        self.kept = kept  # the connection that lacked it, "id:version"
 
 
 class OnBehalfUnavailable(UserCredentialUnavailable):

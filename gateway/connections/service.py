@@ -424,8 +424,10 @@ class Connections:
             if missing
             else "the server refused your connection's scopes"
         )
-        seen = (used.id, used.version)
-        return ScopeRequired(upstream.id, self.connect_url(upstream.id, scope), reason, scope, seen)
+        kept = f"{used.id}:{used.version}"
+        return ScopeRequired(
+            upstream.id, self.connect_url(upstream.id, scope), reason, scope, kept, _seen(used)
+        )
 
     async def answered(
         self, upstream: Upstream, used: Connection, refusal: Refused

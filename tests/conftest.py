@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.support.agents import CardHost, CardSource, sdk_agent_app, sdk_card
+from tests.support.databases import fresh_database
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
-
-def _admin(statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-@contextlib.contextmanager
-def _fresh_database() -> Iterator[str]:
-    """A new database on the local PostgreSQL, dropped on exit."""
-    name = f"sb_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 DATABASE_PARAMS = ("database_url", "module_database_url")
 
@@ -72,8 +41,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL, dropped afterwards."""
-    with _fresh_database() as url:
+    """A fresh database on the local PostgreSQL at the schema's head (a copy
+    of this process's template), dropped afterwards."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def unmigrated_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`database_url` for a test of the migrations themselves: None (the test
+    names its own SQLite file), or an empty database on the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with fresh_database(migrated=False) as url:
         yield url
 
 
@@ -94,7 +75,7 @@ def module_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    with _fresh_database() as url:
+    with fresh_database() as url:
         yield url
 
 

@@ -25,6 +25,7 @@ PACKAGES = ("gateway", "adapters", "registry", "policies")
 # -> observability -> delegation -> connections -> http -> storage -> settings -> client.
 DOORS = ("gateway.a2a", "gateway.mcp", "gateway.flows")
 GATEWAY_LAYERS: tuple[str | tuple[str, ...], ...] = (
+    "gateway.compat",
     "gateway.client",
     "gateway.settings",
     "gateway.storage",

@@ -37,6 +37,7 @@ from typing import Any
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 from sqlalchemy.engine import make_url
 
+from gateway.compat import dbos as compat
 from gateway.flows import runner
 from gateway.flows.runtime import FlowRuntime
 from gateway.storage.sqlite_gate import GatedConnection
@@ -77,6 +78,7 @@ class FlowEngine:
         self._executor_id = executor_id
         self._poll = notification_poll_seconds
         self._launched = False
+        self._dbos: DBOS | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -138,8 +140,8 @@ class FlowEngine:
             runner.install(self.rt)
             _OWNER = self
             try:
-                dbos = DBOS(config=config)
-                dbos._background_event_loop.set_main_loop()
+                self._dbos = DBOS(config=config)
+                compat.adopt_running_loop(self._dbos)
                 await asyncio.to_thread(DBOS.launch)
             except BaseException:
                 _OWNER = None
@@ -164,6 +166,11 @@ class FlowEngine:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if self._dbos is not None and make_url(self._url).get_backend_name() == "sqlite":
+            # Its listener sleeps a whole poll between looks; it ends by
+            # itself (`gateway.compat.dbos.leave_listener_unjoined`).
+            compat.leave_listener_unjoined(self._dbos)
+        self._dbos = None
         await asyncio.to_thread(DBOS.destroy)
         runner.install(None)
         self._launched = False

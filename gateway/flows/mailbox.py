@@ -19,8 +19,9 @@ for one already there), and a waiting run looks for itself now and then
 anyway (`gateway.flows.looks`).
 
 The wake-up reads DBOS's waiter registry, which DBOS keeps private (`dbos`
-3.x). If that ever changes, the wake-up does nothing and the poll still
-wakes every run; `tests/gateway/flows/test_mailbox.py` fails first.
+3.x, through `gateway.compat.dbos`). If that ever changes, the wake-up does
+nothing and the poll still wakes every run; `tests/gateway/flows/test_mailbox.py`
+fails first.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import logging
 from typing import Any
 
 from dbos import DBOS
+
+from gateway.compat.dbos import waiter_signal
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +56,7 @@ async def wake_here(destination: str, topic: str) -> bool:
     one (its ``idempotency_key``) stores nothing, and a waiter woken for
     nothing would take its wait as over."""
     try:
-        from dbos._dbos import _get_dbos_instance
-
-        system = _get_dbos_instance()._sys_db
-        key, _components = system._waiter(destination, topic)
-        signal = system.notifications_map.get(key)
+        system, signal = waiter_signal(destination, topic)
     except Exception as exc:  # DBOS not launched, or its internals moved
         logger.debug("no wake-up here for run %s: %r", destination, exc)
         return False
@@ -69,6 +68,6 @@ async def wake_here(destination: str, topic: str) -> bool:
         system.recv_check,
         destination,
         topic,
-        signal,  # type: ignore[arg-type]
+        signal,
     )
     return True

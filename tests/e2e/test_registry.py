@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.agents import CardHost, CardSource, sdk_card, v02_card, v03_card
+from tests.support.databases import admin_sql
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread
 
@@ -272,14 +273,12 @@ def test_delete(gw: Gateway, sdk_agent: ServerThread, card_source: CardSource) -
 
 @pytest.mark.postgres
 def test_readyz_reports_a_lost_database(tmp_path: Path, postgres_url: str) -> None:
-    from tests.conftest import _admin
-
     gateway = start_gateway(tmp_path / "data", postgres_url)
     try:
         token = gateway.mint()
         assert httpx.get(gateway.url + "/readyz").status_code == 200
         name = postgres_url.rsplit("/", 1)[1]
-        _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
         response = httpx.get(gateway.url + "/readyz")
         assert response.status_code == 503
         assert response.json()["type"] == "urn:switchboard:problem:not-ready"

@@ -1,16 +1,44 @@
-"""A database brought up to the gateway's schema, for tests that use the
-stores without a running gateway."""
+"""Databases for the tests: the local PostgreSQL's fresh databases, and the
+gateway's schema built once per test process and copied.
+
+Every gateway a test starts used to run all the Alembic migrations and DBOS's
+own on an empty database (and CREATE, then DROP, a PostgreSQL database). The
+schema is now built once per test process -- an SQLite file, and a PostgreSQL
+template database -- and each test gets a copy: a file copy on SQLite
+(`seed_data_dir`), ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL
+(`fresh_database`). The gateway still runs its upgrade at start, which finds
+the head and does nothing. A test of the migrations themselves asks for an
+empty database (`fresh_database(migrated=False)`, the `unmigrated_database_url`
+fixture) and still runs them."""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
+import os
+import shutil
+import sqlite3
+import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import asyncpg
 import redis
+from dbos import DBOS
 
+from gateway.flows.engine import SCHEMA as DBOS_SCHEMA
+from gateway.flows.engine import system_database_url
 from gateway.storage.db import migrated
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# The file name the gateway gives its SQLite database in its data dir
+# (`Settings.effective_database_url`).
+SQLITE_FILE = "switchboard.db"
 
 
 def migrate(url: str) -> None:
@@ -23,6 +51,90 @@ def migrate(url: str) -> None:
     anyio.run(run)
 
 
+def _full_schema(url: str) -> None:
+    """The gateway's migrations, then DBOS's (which a gateway runs when its
+    first flow exists), on ``url``."""
+    migrate(url)
+    DBOS.migrate(system_database_url(url), schema=DBOS_SCHEMA)
+
+
+def admin_sql(statement: str) -> None:
+    """One statement on the local PostgreSQL, as its admin."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _async_url(name: str) -> str:
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+
+
+_templates: dict[str, str] = {}
+
+
+def _postgres_template() -> str:
+    """This process's template database on the local PostgreSQL, at the
+    schema's head; dropped when the process exits. One per process, so that
+    pytest-xdist's workers never copy a template another is still building
+    (PostgreSQL refuses to copy a database anyone is connected to)."""
+    if "postgresql" not in _templates:
+        name = f"sb_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        admin_sql(f'CREATE DATABASE "{name}"')
+        atexit.register(admin_sql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _full_schema(_async_url(name))
+        # Nobody may stay connected to a template (a pool DBOS left behind).
+        admin_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 -- our own name
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+        _templates["postgresql"] = name
+    return _templates["postgresql"]
+
+
+@contextlib.contextmanager
+def fresh_database(*, migrated: bool = True) -> Iterator[str]:
+    """A new database on the local PostgreSQL (at the schema's head, unless
+    ``migrated`` is false), dropped on exit."""
+    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{_postgres_template()}"' if migrated else ""
+    admin_sql(f'CREATE DATABASE "{name}"{template}')
+    try:
+        yield _async_url(name)
+    finally:
+        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sqlite_template() -> Path:
+    """This process's SQLite file at the schema's head, built once."""
+    if "sqlite" not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="sb-schema-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / SQLITE_FILE
+        _full_schema(f"sqlite+aiosqlite:///{path}")
+        # Everything into the main file, so that copying it copies it all.
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        _templates["sqlite"] = str(path)
+    return Path(_templates["sqlite"])
+
+
+def seed_data_dir(data_dir: Path) -> None:
+    """Give a gateway's new data dir the schema, unless it has a database
+    already (a restart, or a test that prepared one)."""
+    target = data_dir / SQLITE_FILE
+    if target.exists():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template(), target)
+
+
 @contextlib.contextmanager
 def coordination_backend(
     kind: str, scratch: Path, redis_url: str
@@ -31,14 +143,11 @@ def coordination_backend(
     sqlite, postgresql, or redis beside an SQLite database, flushed): its
     URL, and Redis's when the state lives there."""
     if kind == "postgresql":
-        from tests.conftest import _fresh_database
-
-        with _fresh_database() as url:
-            migrate(url)
+        with fresh_database() as url:
             yield url, None
         return
-    url = f"sqlite+aiosqlite:///{scratch / 'state.db'}"
-    migrate(url)
+    seed_data_dir(scratch)
+    url = f"sqlite+aiosqlite:///{scratch / SQLITE_FILE}"
     if kind == "redis":
         redis.Redis.from_url(redis_url).flushdb()
     yield url, redis_url if kind == "redis" else None

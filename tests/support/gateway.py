@@ -16,6 +16,7 @@ from gateway.delegation.keystore import load_active_key
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import mint_access_token
+from tests.support.databases import seed_data_dir
 from tests.support.servers import ServerThread, bound_socket
 
 # The gateway under test speaks plain HTTP; its clients share one TLS context
@@ -138,6 +139,8 @@ def start_gateway(
         "health_check_interval_seconds": 3600,
     }
     values.update(overrides)
+    if database_url is None:
+        seed_data_dir(data_dir)
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     server = ServerThread(lambda _url: create_app(settings), sock=sock).start()
     return Gateway(settings=settings, server=server)

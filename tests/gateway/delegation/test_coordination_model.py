@@ -31,7 +31,7 @@ from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.permits import Admitted, Caller
 from gateway.storage.db import create_engine
 from policies.coordination import CoordinationPolicy, entity_keys, plan
-from tests.support.databases import migrate
+from tests.support.databases import fresh_database, migrate
 from tests.support.services import local_redis
 
 AGENTS = ["a", "b", "c"]
@@ -180,10 +180,7 @@ def backend(
         migrate(url)
         yield url
         return
-    from tests.conftest import _fresh_database
-
-    with _fresh_database() as url:
-        migrate(url)
+    with fresh_database() as url:
         yield url
 
 
@@ -296,10 +293,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         migrate(url)
         yield url
         return
-    from tests.conftest import _fresh_database
-
-    with _fresh_database() as url:
-        migrate(url)
+    with fresh_database() as url:
         yield url
 
 

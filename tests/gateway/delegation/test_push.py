@@ -34,8 +34,10 @@ RELAY_TOKEN = "relay-token"
 
 
 @pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'push.db'}")
+async def engine(unmigrated_database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(
+        unmigrated_database_url or f"sqlite+aiosqlite:///{tmp_path / 'push.db'}"
+    )
     yield engine
     await engine.dispose()
 

@@ -27,8 +27,10 @@ BOB = Owner("bob", "https://issuer.example")
 
 
 @pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}")
+async def engine(unmigrated_database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(
+        unmigrated_database_url or f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"
+    )
     yield engine
     await engine.dispose()
 

@@ -6,12 +6,14 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gateway.demo.vendor import Vendor
 from tests.support.agents import CardHost, CardSource, sdk_agent_app, sdk_card
 from tests.support.databases import fresh_database
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory, start_gateway
 from tests.support.servers import ServerThread
 
 DATABASE_PARAMS = ("database_url", "module_database_url")
@@ -84,6 +86,36 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     gw = start_gateway(tmp_path / "data", None)
     yield gw
     gw.stop()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+    """Start gateways for this test, stopped after it: ``make_gateway(database_url,
+    policy=POLICY, **settings)`` (see `tests.support.gateway.start_gateway`).
+    Each gateway of a test gets a data dir of its own."""
+    started: list[Gateway] = []
+
+    def make(database_url: str | None = None, **options: Any) -> Gateway:
+        folder = tmp_path / f"gateway-{len(started)}"
+        folder.mkdir()
+        started.append(start_gateway(folder / "data", database_url, **options))
+        return started[-1]
+
+    try:
+        yield make
+    finally:
+        for running in reversed(started):
+            running.stop()
+
+
+@pytest.fixture
+def vendor(request: pytest.FixtureRequest) -> Iterator[Vendor]:
+    """A vendor with its own authorization server (`gateway.demo.vendor.Vendor`:
+    MCP tools and an A2A agent behind OAuth) on 127.0.0.1. A test or module
+    sets its options with ``@pytest.mark.vendor(access_seconds=30)``."""
+    marker = request.node.get_closest_marker("vendor")
+    with Vendor(**(marker.kwargs if marker else {})) as running:
+        yield running
 
 
 @pytest.fixture

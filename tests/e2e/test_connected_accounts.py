@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -35,38 +34,30 @@ from gateway.cli import main
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
 from tests.support.console import dev_login
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
 
 POLICY = "agents: {}\n"
-SECRET_KEY = "a-sealing-secret-for-the-connected-accounts-tests"
+# Tokens shorter than the gateway's refresh margin: every call refreshes.
+pytestmark = pytest.mark.vendor(access_seconds=30)
+
+
+def connected_gateway(
+    make_gateway: GatewayFactory, database_url: str | None, **settings: Any
+) -> Gateway:
+    """A gateway as in production (sealing on), which looks at its MCP servers often."""
+    options: dict[str, Any] = {
+        "policy": POLICY,
+        "secret_key": SECRET_KEY,
+        "mcp_probe_seconds": 0.5,
+        "mcp_reconcile_seconds": 0.5,
+    }
+    return make_gateway(database_url, **(options | settings))
 
 
 @pytest.fixture
-def vendor() -> Iterator[Vendor]:
-    # Tokens shorter than the gateway's refresh margin: every call refreshes.
-    with Vendor(access_seconds=30) as running:
-        yield running
-
-
-@pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    running = start_gateway(
-        tmp_path / "data",
-        database_url,
-        mcp_probe_seconds=0.5,
-        mcp_reconcile_seconds=0.5,
-        policy_file=policy,
-        # Sealing on, as in production: a --dev gateway without a secret keeps
-        # upstream secrets unsealed (docs/connections.md).
-        secret_key=SECRET_KEY,
-    )
-    try:
-        yield running
-    finally:
-        running.server.stop()
+def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return connected_gateway(make_gateway, database_url)
 
 
 @contextlib.contextmanager

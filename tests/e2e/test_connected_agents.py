@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -40,35 +38,25 @@ from a2a.types import (
 
 from gateway.demo.vendor import Vendor
 from tests.e2e.test_connected_accounts import browser
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
 
 POLICY = "agents: {}\n"
-SECRET_KEY = "a-sealing-secret-for-the-connected-agents-tests"
 AGENT = "vendor-agent"
 
 
-@pytest.fixture
-def vendor() -> Iterator[Vendor]:
-    with Vendor() as running:
-        yield running
+def with_agent(gateway: Gateway, vendor: Vendor) -> Gateway:
+    """``gateway`` with the vendor's agent registered as `AGENT`."""
+    with gateway.client() as admin:
+        card = vendor.url + "/agent/.well-known/agent-card.json"
+        added = admin.post("/agents", json={"card_url": card, "id": AGENT})
+        assert added.status_code == 201, added.text
+    return gateway
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None, vendor: Vendor) -> Iterator[Gateway]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    running = start_gateway(
-        tmp_path / "data", database_url, policy_file=policy, secret_key=SECRET_KEY
-    )
-    try:
-        with running.client() as admin:
-            card = vendor.url + "/agent/.well-known/agent-card.json"
-            added = admin.post("/agents", json={"card_url": card, "id": AGENT})
-            assert added.status_code == 201, added.text
-        yield running
-    finally:
-        running.server.stop()
+def gateway(vendor: Vendor, make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return with_agent(make_gateway(database_url, policy=POLICY, secret_key=SECRET_KEY), vendor)
 
 
 def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: str) -> None:
@@ -426,18 +414,10 @@ def test_a_task_of_an_agent_whose_connection_is_gone_says_so_with_the_link(
 
 
 @pytest.fixture
-def approving_gateway(tmp_path: Path, vendor: Vendor) -> Iterator[Gateway]:
+def approving_gateway(vendor: Vendor, make_gateway: GatewayFactory) -> Gateway:
     """SQLite only: the policy asks an admin to approve every call to the agent."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"agents:\n  {AGENT}:\n    approval: true\n")
-    running = start_gateway(tmp_path / "data", None, policy_file=policy, secret_key=SECRET_KEY)
-    try:
-        with running.client() as admin:
-            card = vendor.url + "/agent/.well-known/agent-card.json"
-            assert admin.post("/agents", json={"card_url": card, "id": AGENT}).status_code == 201
-        yield running
-    finally:
-        running.server.stop()
+    policy = f"agents:\n  {AGENT}:\n    approval: true\n"
+    return with_agent(make_gateway(None, policy=policy, secret_key=SECRET_KEY), vendor)
 
 
 def test_an_approved_call_without_the_users_connection_fails_with_the_link(

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 
 from policies.scopes import ADMIN_SCOPE
-from tests.e2e.test_connected_accounts import browser, call, text_of, wait_for_tools
+from tests.e2e.test_connected_accounts import (
+    browser,
+    call,
+    connected_gateway,
+    text_of,
+    wait_for_tools,
+)
 from tests.support.authlib_vendor import AuthlibVendor
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory
 
-SECRET_KEY = "a-sealing-secret-for-the-authlib-tests-0000"
 CLIENT_ID, CLIENT_SECRET = "switchboard", "a-client-secret-at-authlib"
 
 
@@ -36,39 +40,29 @@ def vendor() -> Iterator[AuthlibVendor]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None, vendor: AuthlibVendor) -> Iterator[Gateway]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("agents: {}\n")
-    running = start_gateway(
-        tmp_path / "data",
-        database_url,
-        mcp_probe_seconds=0.5,
-        mcp_reconcile_seconds=0.5,
-        policy_file=policy,
-        secret_key=SECRET_KEY,
-    )
-    try:
-        vendor.preregister(CLIENT_ID, CLIENT_SECRET, running.url + "/ui/connections/notes/callback")
-        with running.client() as admin:
-            registered = admin.post(
-                "/mcp-servers",
-                json={
-                    "name": "notes",
-                    "url": vendor.mcp_url,
-                    "credential": {
-                        "type": "user_oauth",
-                        "client_id": CLIENT_ID,
-                        "client_secret": CLIENT_SECRET,
-                    },
+def gateway(
+    vendor: AuthlibVendor, make_gateway: GatewayFactory, database_url: str | None
+) -> Gateway:
+    running = connected_gateway(make_gateway, database_url)
+    vendor.preregister(CLIENT_ID, CLIENT_SECRET, running.url + "/ui/connections/notes/callback")
+    with running.client() as admin:
+        registered = admin.post(
+            "/mcp-servers",
+            json={
+                "name": "notes",
+                "url": vendor.mcp_url,
+                "credential": {
+                    "type": "user_oauth",
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
                 },
-            )
-        assert registered.status_code == 201, registered.text
-        with browser(running, "admin", ADMIN_SCOPE) as console:
-            connect(running, vendor, console, "admin@authlib")
-        wait_for_tools(running, "notes")
-        yield running
-    finally:
-        running.server.stop()
+            },
+        )
+    assert registered.status_code == 201, registered.text
+    with browser(running, "admin", ADMIN_SCOPE) as console:
+        connect(running, vendor, console, "admin@authlib")
+    wait_for_tools(running, "notes")
+    return running
 
 
 def connect(gateway: Gateway, vendor: AuthlibVendor, console: httpx.Client, as_user: str) -> str:

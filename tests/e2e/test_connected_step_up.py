@@ -8,8 +8,6 @@ databases and the official MCP client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -20,50 +18,33 @@ from policies.scopes import ADMIN_SCOPE
 from tests.e2e.test_connected_accounts import (
     browser,
     call,
+    connected_gateway,
     text_of,
     wait_for_tools,
 )
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory
 
-SECRET_KEY = "a-sealing-secret-for-the-step-up-tests-000"
-
-
-@pytest.fixture
-def vendor() -> Iterator[Vendor]:
-    with Vendor(scope_challenge=True) as running:
-        yield running
+pytestmark = pytest.mark.vendor(scope_challenge=True)
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None, vendor: Vendor) -> Iterator[Gateway]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("agents: {}\n")
-    running = start_gateway(
-        tmp_path / "data",
-        database_url,
-        mcp_probe_seconds=0.5,
-        mcp_reconcile_seconds=0.5,
-        policy_file=policy,
-        secret_key=SECRET_KEY,
-    )
-    try:
-        with running.client() as admin:
-            registered = admin.post(
-                "/mcp-servers",
-                json={
-                    "name": "notes",
-                    "url": vendor.mcp_url,
-                    # The least its users need to start with.
-                    "credential": {"type": "user_oauth", "scope": "notes:read"},
-                },
-            )
-        assert registered.status_code == 201, registered.text
-        with browser(running, "admin", ADMIN_SCOPE) as console:
-            connect(running, vendor, console, "admin@vendor", "/ui/connections/notes/connect")
-        wait_for_tools(running, "notes")
-        yield running
-    finally:
-        running.server.stop()
+def gateway(vendor: Vendor, make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    running = connected_gateway(make_gateway, database_url)
+    with running.client() as admin:
+        registered = admin.post(
+            "/mcp-servers",
+            json={
+                "name": "notes",
+                "url": vendor.mcp_url,
+                # The least its users need to start with.
+                "credential": {"type": "user_oauth", "scope": "notes:read"},
+            },
+        )
+    assert registered.status_code == 201, registered.text
+    with browser(running, "admin", ADMIN_SCOPE) as console:
+        connect(running, vendor, console, "admin@vendor", "/ui/connections/notes/connect")
+    wait_for_tools(running, "notes")
+    return running
 
 
 def connect(

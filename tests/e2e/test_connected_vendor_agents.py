@@ -19,8 +19,6 @@ revokes its connections.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -33,11 +31,10 @@ from a2a.types import TaskState
 from gateway.demo.vendor import Vendor
 from tests.e2e.test_connected_accounts import browser
 from tests.e2e.test_connected_agents import answer, get_task, said, send
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
 
 POLICY = "agents: {}\n"
-SECRET_KEY = "a-sealing-secret-for-the-connected-vendor-agents-tests"
 AGENT = "vendor-agent"  # the name `send` and `get_task` call
 TERMINAL = (
     TaskState.TASK_STATE_COMPLETED,
@@ -61,22 +58,8 @@ def registration(vendor: Vendor, **user_oauth: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def vendor() -> Iterator[Vendor]:
-    with Vendor() as running:
-        yield running
-
-
-@pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    running = start_gateway(
-        tmp_path / "data", database_url, policy_file=policy, secret_key=SECRET_KEY
-    )
-    try:
-        yield running
-    finally:
-        running.server.stop()
+def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return make_gateway(database_url, policy=POLICY, secret_key=SECRET_KEY)
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,40 +21,21 @@ from sqlalchemy import create_engine, text
 from gateway.demo.vendor import Vendor
 from gateway.flows.engine import system_database_url
 from tests.e2e.test_connected_accounts import (
-    POLICY,
-    SECRET_KEY,
     WHOAMI_FLOW,
     browser,
     connect,
+    connected_gateway,
     register_notes,
     run_state,
 )
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory
+
+pytestmark = pytest.mark.vendor(access_seconds=30)
 
 
 @pytest.fixture
-def vendor() -> Iterator[Vendor]:
-    with Vendor(access_seconds=30) as running:
-        yield running
-
-
-@pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    running = start_gateway(
-        tmp_path / "data",
-        database_url,
-        mcp_probe_seconds=0.5,
-        mcp_reconcile_seconds=0.5,
-        policy_file=policy,
-        secret_key=SECRET_KEY,
-        flow_checkpoint_poll_seconds=0.2,
-    )
-    try:
-        yield running
-    finally:
-        running.server.stop()
+def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return connected_gateway(make_gateway, database_url, flow_checkpoint_poll_seconds=0.2)
 
 
 def _looks(gateway: Gateway, run_id: str, name: str = "consent clock %") -> int:

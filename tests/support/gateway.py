@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,9 +125,32 @@ def _overrides(settings: Settings) -> dict[str, Any]:
     return {f: getattr(settings, f) for f in fields}
 
 
+# The sealing secret of the tests that run a gateway as in production: with
+# it, upstream secrets and connected accounts' tokens are sealed at rest
+# (a --dev gateway without one keeps them unsealed, docs/connections.md).
+SECRET_KEY = "a-sealing-secret-for-the-tests-of-switchboard"
+
+
+# ``make_gateway(database_url, policy=..., **settings)``: the `make_gateway`
+# fixture (tests/conftest.py).
+GatewayFactory = Callable[..., Gateway]
+
+
 def start_gateway(
-    data_dir: Path, database_url: str | None, *, port: int | None = None, **overrides: Any
+    data_dir: Path,
+    database_url: str | None,
+    *,
+    port: int | None = None,
+    policy: str | None = None,
+    **overrides: Any,
 ) -> Gateway:
+    """A gateway on ``data_dir`` (its SQLite database, unless ``database_url``
+    names another), started; ``policy`` is written beside the data dir and
+    named in its settings; ``overrides`` are `Settings` fields."""
+    if policy is not None:
+        policy_file = data_dir.parent / "policy.yaml"
+        policy_file.write_text(policy)
+        overrides["policy_file"] = policy_file
     sock = bound_socket() if port is None else _bind(port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     values: dict[str, Any] = {

@@ -22,12 +22,13 @@ from selenium.webdriver.common.by import By
 from policies.scopes import ADMIN_SCOPE
 from tests.browser.conftest import Deployment
 from tests.support.a2a_agents import worker_agent
-from tests.support.browser import Browser, chromium, dev_login, fill, wait_for
+from tests.support.browser import Browser, chromium, dev_login, fill
 from tests.support.console import held_call, user_token
 from tests.support.console_world import FLOW, SERVER, start_world
 from tests.support.gateway import start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.servers import stop_all
+from tests.support.waiting import wait_for
 
 POLICY = """\
 agents:

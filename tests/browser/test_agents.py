@@ -7,7 +7,8 @@ from selenium.webdriver.common.by import By
 from policies.scopes import ADMIN_SCOPE
 from tests.browser.conftest import Deployment
 from tests.support.a2a_agents import worker_agent
-from tests.support.browser import Browser, dev_login, fill, text_of, wait_for
+from tests.support.browser import Browser, dev_login, fill, text_of
+from tests.support.waiting import wait_for
 
 
 def test_register_over_the_api_then_find_it_in_the_console(

@@ -10,8 +10,9 @@ from a2a.types import TaskState
 from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import Deployment
-from tests.support.browser import Browser, dev_login, fill, text_of, wait_for
+from tests.support.browser import Browser, dev_login, fill, text_of
 from tests.support.console import held_call, task_state, user_token
+from tests.support.waiting import wait_for
 
 
 def test_approve_a_held_call_and_see_its_task_complete(

@@ -8,8 +8,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
 from tests.browser.conftest import Deployment
-from tests.support.browser import Browser, dev_login, fill, text_of, wait_for
+from tests.support.browser import Browser, dev_login, fill, text_of
 from tests.support.console import held_call, user_token
+from tests.support.waiting import wait_for
 
 
 def test_filter_the_log_and_open_a_trace(deployment: Deployment, browser: Browser) -> None:

@@ -22,8 +22,9 @@ from selenium.webdriver.common.by import By
 
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
-from tests.support.browser import Browser, dev_login, text_of, wait_for
+from tests.support.browser import Browser, dev_login, text_of
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.waiting import wait_for
 
 
 @dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import Browser, dev_login, text_of, wait_for
+from tests.support.browser import Browser, dev_login, text_of
 from tests.support.console_world import FLOW, World
+from tests.support.waiting import wait_for
 
 
 def test_cancel_a_run_and_resume_it_from_the_console(world: World, browser: Browser) -> None:

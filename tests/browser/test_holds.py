@@ -6,8 +6,9 @@ from __future__ import annotations
 from mcp import MCPError
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import Browser, dev_login, text_of, wait_for
+from tests.support.browser import Browser, dev_login, text_of
 from tests.support.console_world import RULE, World
+from tests.support.waiting import wait_for
 
 
 def test_release_a_hold_and_the_call_it_kept_back_goes_through(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import Deployment
-from tests.support.browser import Browser, console_errors, dev_login, text_of, wait_for
+from tests.support.browser import Browser, console_errors, dev_login, text_of
+from tests.support.waiting import wait_for
 
 
 def test_log_in_and_out(deployment: Deployment, browser: Browser) -> None:

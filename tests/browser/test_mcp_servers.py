@@ -7,8 +7,9 @@ from __future__ import annotations
 from mcp import MCPError
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import Browser, dev_login, text_of, wait_for
+from tests.support.browser import Browser, dev_login, text_of
 from tests.support.console_world import SERVER, World
+from tests.support.waiting import wait_for
 
 CHANGED = "Add two integers, then add one more for luck."
 

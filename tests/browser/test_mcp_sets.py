@@ -13,8 +13,8 @@ from tests.support.browser import (
     dev_login,
     fill,
     text_of,
-    wait_for,
 )
+from tests.support.waiting import wait_for
 
 
 def test_an_admin_defines_and_removes_a_set(deployment: Deployment, browser: Browser) -> None:

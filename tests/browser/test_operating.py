@@ -9,8 +9,9 @@ from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import Deployment
 from tests.support.agents import v03_card
-from tests.support.browser import Browser, dev_login, fill, text_of, wait_for
+from tests.support.browser import Browser, dev_login, fill, text_of
 from tests.support.vendor_servers import API_KEY, chat_server
+from tests.support.waiting import wait_for
 
 CHAT = """\
 id: console-chat

@@ -13,9 +13,10 @@ from selenium.webdriver.common.by import By
 from gateway.delegation.audit_traffic import is_call
 from policies.scopes import ADMIN_SCOPE
 from tests.browser.conftest import Deployment
-from tests.support.browser import Browser, browser_log, console_errors, dev_login, wait_for
+from tests.support.browser import Browser, browser_log, console_errors, dev_login
 from tests.support.console import held_call, user_token
 from tests.support.inspecting import send_message_body
+from tests.support.waiting import wait_for
 
 
 def audited(deployment: Deployment) -> tuple[int, int]:

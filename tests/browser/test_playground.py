@@ -8,8 +8,9 @@ from selenium.webdriver.common.by import By
 from policies.scopes import ADMIN_SCOPE
 from tests.browser.conftest import Deployment
 from tests.support.a2a_agents import worker_agent
-from tests.support.browser import Browser, console_errors, dev_login, fill, text_of, wait_for
+from tests.support.browser import Browser, console_errors, dev_login, fill, text_of
 from tests.support.inspecting import Recorder
+from tests.support.waiting import wait_for
 
 
 def test_a_user_tries_an_agent_from_its_page(deployment: Deployment, browser: Browser) -> None:

@@ -12,8 +12,8 @@ from tests.support.browser import (
     dev_login,
     fill,
     text_of,
-    wait_for,
 )
+from tests.support.waiting import wait_for
 
 
 def test_explain_whether_a_user_may_call_a_skill(deployment: Deployment, browser: Browser) -> None:

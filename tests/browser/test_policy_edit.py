@@ -18,9 +18,9 @@ from tests.support.browser import (
     dev_login,
     fill,
     text_of,
-    wait_for,
 )
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.waiting import wait_for
 
 CLOSED = "# closed while the contract is renewed\nagents:\n  sales:\n    allow: false\n"
 

@@ -20,12 +20,12 @@ from tests.support.browser import (
     dev_login,
     fill,
     text_of,
-    wait_for,
 )
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 HELD = "version: 1\nagents:\n  stock:\n    approval: true\n"
 

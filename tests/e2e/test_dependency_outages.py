@@ -15,7 +15,6 @@ official-SDK agents on 127.0.0.1; the test stops and starts them:
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from tests.support.outages import (
     postgres_cluster,
     redis_server,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -66,13 +66,6 @@ def outages(tmp_path: Path) -> Iterator[Outages]:
 
 def ready(url: str) -> httpx.Response:
     return httpx.get(url + "/readyz", timeout=30)
-
-
-def until(check: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def first_hop(dep: Deployment) -> str:
@@ -105,7 +98,7 @@ def test_readiness_names_each_dependency(outages: Outages) -> None:
     assert body["checks"]["redis"].startswith("unavailable")
     assert "redis" in body["title"]
     outages.redis.start()
-    until(lambda: ready(outages.url).status_code == 200)
+    wait_for(lambda: ready(outages.url).status_code == 200)
 
     outages.pg.stop()
     try:
@@ -116,7 +109,7 @@ def test_readiness_names_each_dependency(outages: Outages) -> None:
         assert httpx.get(outages.url + "/healthz").status_code == 200  # alive, not ready
     finally:
         outages.pg.start()
-    until(lambda: ready(outages.url).status_code == 200)
+    wait_for(lambda: ready(outages.url).status_code == 200)
 
 
 def test_a_redis_restart_or_outage_forgets_no_used_assertion(outages: Outages) -> None:
@@ -210,7 +203,7 @@ def test_every_door_answers_a_database_outage_as_unavailable(outages: Outages) -
         assert mcp_error.error.data == {"dependency": "database", "retryAfterSeconds": 5}
     finally:
         outages.pg.start()
-    until(lambda: ready(url).status_code == 200)
+    wait_for(lambda: ready(url).status_code == 200)
 
     # Nothing refused meanwhile went unrecorded: the audit kept it.
     def audited() -> list[dict[str, Any]]:
@@ -221,12 +214,12 @@ def test_every_door_answers_a_database_outage_as_unavailable(outages: Outages) -
         items: list[dict[str, Any]] = page.json()["items"]
         return [r for r in items if r["outcome"] == "dependency_unavailable"]
 
-    until(lambda: {r["event"] for r in audited()} >= {"token_exchange", "a2a", "mcp"})
+    wait_for(lambda: {r["event"] for r in audited()} >= {"token_exchange", "a2a", "mcp"})
     by_event = {r["event"]: r for r in audited()}
     assert by_event["a2a"]["subject"] == "alice" and by_event["a2a"]["target"] == "support"
     assert by_event["mcp"]["subject"] == "alice"
     # The gRPC door's refusal too, for its caller.
-    until(lambda: any(r["event"] == "a2a" and r["subject"] == "carol" for r in audited()))
+    wait_for(lambda: any(r["event"] == "a2a" and r["subject"] == "carol" for r in audited()))
 
 
 def exchange_with_during_outage(dep: Deployment, subject: str, assertion: str) -> httpx.Response:

@@ -10,8 +10,7 @@ on the gateway's own event loop, against the connections its lifespan owns.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from tests.support.mcp_servers import (
     upstream_server,
 )
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 API_KEY = "sekrit-api-key-7f3a"
 POLICY = """\
@@ -146,13 +146,6 @@ def text_of(result: types.CallToolResult) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
-def eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
 # Registration, listing, removal ---------------------------------------------------------
 
 
@@ -204,7 +197,7 @@ def test_register_list_show_call_and_remove(federation: Federation) -> None:
         assert admin.delete("/mcp-servers/alpha").status_code == 204
         assert admin.get("/mcp-servers/alpha").status_code == 404
         assert admin.get("/mcp-servers").json()["items"] == []
-    eventually(lambda: "alpha__add" not in federation.tools())
+    wait_for(lambda: "alpha__add" not in federation.tools())
 
 
 def test_namespacing_is_stable_and_collision_free(federation: Federation) -> None:
@@ -277,7 +270,7 @@ def test_a_changed_tool_is_quarantined_until_an_admin_approves_it(
 
     # Without any refresh, the periodic probe notices the next change by itself.
     box.describe(add, "Add two integers, quietly.")
-    eventually(lambda: federation.tool("alpha", "alpha__add")["state"] == "quarantined")
+    wait_for(lambda: federation.tool("alpha", "alpha__add")["state"] == "quarantined")
     with pytest.raises(ToolQuarantined):
         federation.call("alpha__add", {"a": 1, "b": 2})
     with federation.admin() as admin:
@@ -499,7 +492,7 @@ def test_stdio_servers_need_admin_an_allowlisted_command_and_are_restarted(
         except UpstreamUnavailable:
             return False
 
-    eventually(restarted)
+    wait_for(restarted)
     assert text_of(federation.call("local__echo", {"text": "again"})) == "again"
 
 
@@ -546,7 +539,7 @@ def test_a_dead_upstream_gets_a_clear_error_and_loses_nothing(federation: Federa
         nowhere = admin.post("/mcp-servers", json={"name": "Ghost", "url": server.url + "/mcp"})
         assert nowhere.status_code == 502, nowhere.text
         assert admin.get("/mcp-servers/ghost").status_code == 404
-    eventually(lambda: federation.server("alpha")["health"]["status"] == "unhealthy")
+    wait_for(lambda: federation.server("alpha")["health"]["status"] == "unhealthy")
     after = federation.server("alpha")
     assert [(t["namespaced"], t["digest"], t["state"]) for t in after["tools"]] == [
         (t["namespaced"], t["digest"], t["state"]) for t in before["tools"]

@@ -20,10 +20,10 @@ import pytest
 
 from policies.policy_file import DEFAULT_DOCUMENT
 from policies.scopes import ADMIN_SCOPE
-from tests.support.browser import wait_for
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 CLOSED = """\
 # sales is closed while the contract is renewed

@@ -12,8 +12,7 @@ them again); only admins read or replay; nothing is dropped without a record.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,7 @@ from gateway.demo.ports import PortReservation
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread, bound_socket
 from tests.support.siem_receivers import SECRET, Taken, otlp_app, webhook_app
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -114,7 +107,11 @@ def test_every_record_reaches_both_and_a_restarted_webhook_loses_none(setup: Set
     setup.act(10)
     written = setup.audit_ids()
     assert len(written) >= 20
-    wait_for(lambda: written <= setup.hook.ids() and written <= setup.otlp.ids(), "delivery")
+    wait_for(
+        lambda: written <= setup.hook.ids() and written <= setup.otlp.ids(),
+        what="delivery",
+        seconds=60,
+    )
     assert setup.hook.bad_signatures == 0
 
     # The webhook goes away mid-stream; records go on being written.
@@ -122,13 +119,18 @@ def test_every_record_reaches_both_and_a_restarted_webhook_loses_none(setup: Set
     setup.act(10)
     wait_for(
         lambda: any(s["failures"] > 0 for s in setup.state()["streams"] if s["sink"] == "webhook"),
-        "the webhook stream to fail",
+        what="the webhook stream to fail",
+        seconds=60,
     )
     failing = [s for s in setup.state()["streams"] if s["sink"] == "webhook" and s["failures"]]
     assert failing[0]["last_error"] and failing[0]["pending"] > 0
     setup.start_hook()
     written = setup.audit_ids()
-    wait_for(lambda: written <= setup.hook.ids() and written <= setup.otlp.ids(), "catching up")
+    wait_for(
+        lambda: written <= setup.hook.ids() and written <= setup.otlp.ids(),
+        what="catching up",
+        seconds=60,
+    )
 
     # Nothing lost; a record sent twice is the same record.
     with setup.admin() as admin:
@@ -153,24 +155,25 @@ def test_every_record_reaches_both_and_a_restarted_webhook_loses_none(setup: Set
     assert delivered in metrics
     wait_for(
         lambda: all(s["pending"] == 0 and not s["failures"] for s in setup.state()["streams"]),
-        "both streams drained",
+        what="both streams drained",
+        seconds=60,
     )
 
 
 def test_refused_records_become_dead_letters_and_are_replayed(setup: Setup) -> None:
     setup.act(1)
     first = setup.audit_ids()
-    wait_for(lambda: first <= setup.hook.ids(), "delivery")
+    wait_for(lambda: first <= setup.hook.ids(), what="delivery", seconds=60)
     setup.hook.refusing = 400  # refused for good: no point sending again
     setup.act(3)
     refused = setup.audit_ids() - first
-    wait_for(lambda: setup.state()["dead_letters"] >= len(refused), "dead letters")
+    wait_for(lambda: setup.state()["dead_letters"] >= len(refused), what="dead letters", seconds=60)
     with setup.admin() as admin:
         letters = admin.get("/audit/export/dead-letters", params={"sink": "webhook"}).json()
         assert {letter["audit_id"] for letter in letters} >= refused
         assert all("HTTP 400" in letter["error"] for letter in letters)
         # The stream went on: the OTLP receiver has every record meanwhile.
-        wait_for(lambda: refused <= setup.otlp.ids(), "the other sink")
+        wait_for(lambda: refused <= setup.otlp.ids(), what="the other sink", seconds=60)
         setup.hook.refusing = None
         replayed = admin.post("/audit/export/dead-letters/replay", json={"sink": "webhook"})
         assert replayed.status_code == 200, replayed.text

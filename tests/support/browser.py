@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -21,6 +19,8 @@ from selenium.common.exceptions import (
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+from tests.support.waiting import wait_for
 
 T = TypeVar("T")
 Browser = webdriver.Chrome
@@ -51,17 +51,6 @@ def chromium(width: int = 1280, height: int = 900) -> Browser:
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     return driver
-
-
-def wait_for(check: Callable[[], T | None], seconds: float = 20, every: float = 0.1) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {check}")
-        time.sleep(every)
 
 
 def text_of(driver: Browser, css: str = "main") -> str:

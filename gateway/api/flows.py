@@ -18,7 +18,6 @@ step and the field of each problem.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
@@ -53,6 +52,7 @@ from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNot
 from gateway.flows.store import FlowNotFound, RunNotFound
 from gateway.flows.webhooks import Delivery
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
+from gateway.http.json_body import JsonRefused, read_json
 from gateway.http.problems import Problem, ProblemMapping
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -105,7 +105,7 @@ async def register_flow(request: Request, response: Response, admin: AdminPrinci
     body = await request.body()
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
-        data = parse_text(body) if "yaml" in kind else _json(body)
+        data = parse_text(body) if "yaml" in kind else _json(request, body)
     except DocumentInvalid as exc:
         raise _invalid(exc) from None
     return await register_document(request, response, data, admin)
@@ -132,10 +132,10 @@ def _cancelled(runs: list[str]) -> str | None:
     return f"cancelled {len(runs)} run(s): {', '.join(runs)}"[:2000] if runs else None
 
 
-def _json(body: bytes) -> Any:
+def _json(request: Request, body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        return read_json(body, state_of(request).settings.max_json_depth)
+    except JsonRefused as exc:
         raise DocumentInvalid(
             [{"step": None, "field": "", "message": f"not JSON: {exc}"}]
         ) from None

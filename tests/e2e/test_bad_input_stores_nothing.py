@@ -6,12 +6,14 @@ Over real HTTP, with the flows' SDK agents, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import MCPError
 from sqlalchemy import update
@@ -126,6 +128,100 @@ def test_the_protocol_doors_refuse_it_in_their_own_protocol(setup: FlowSetup) ->
 
     assert anyio.run(over_mcp).error.code == -32600
     assert setup.desk.received == [], "a refused call reached the agent"
+
+
+# Numbers JSON does not have, as Python's `json` reads them (1e999 as inf;
+# an integer past a double's range cannot become a protobuf `Value`).
+NON_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e999", "1" + "0" * 400]
+
+
+def _raw(client: httpx.Client, path: str, body: Any, number: str, **headers: str) -> httpx.Response:
+    """``body`` posted with ``number`` written where it holds `NUMBER`, as it
+    is: no client library writes such numbers. A header given as "" is left out."""
+    text = json.dumps(body).replace(json.dumps(NUMBER), number)
+    sent = {k: v for k, v in {"Content-Type": "application/json", **headers}.items() if v}
+    return client.post(path, content=text.encode(), headers=sent)
+
+
+NUMBER = "<number>"
+
+
+def _message(method: str = "", legacy: bool = False) -> dict[str, Any]:
+    part = {"kind": "data", "data": {"x": NUMBER}} if legacy else {"data": {"x": NUMBER}}
+    message = {"messageId": "m-1", "role": "user" if legacy else "ROLE_USER", "parts": [part]}
+    params = {"message": message, "metadata": {"skill": "quote"}}
+    if not method:
+        return params
+    return {"jsonrpc": "2.0", "id": "nan-1", "method": method, "params": params}
+
+
+TOOL_CALL = {
+    "jsonrpc": "2.0",
+    "id": 9,
+    "method": "tools/call",
+    "params": {
+        "name": "inventory__check_stock",
+        "arguments": {"sku": "X-100", "quantity": NUMBER},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    },
+}
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/call",
+    "Mcp-Name": "inventory__check_stock",
+}
+
+
+def test_a_number_json_does_not_have_is_refused_at_every_door(setup: FlowSetup) -> None:
+    """Issue 57: NaN, the infinities and 1e999 were a 500 on the A2A door, an
+    internal error (-32603) streamed, on 0.3 and on /mcp, passed on to an MCP
+    upstream, and a run input shown as null whose step then never ended.
+    Each door refuses them in its protocol, and nothing is called or stored."""
+    token = setup.gateway.token("dana", USER_SCOPES)
+    one = {"A2A-Version": "1.0"}
+    with setup.admin() as admin:
+        audited = len(admin.get("/audit", params={"kind": "all"}).json()["items"])
+    with setup.gateway.client(token) as client:
+        for number in NON_NUMBERS:
+            for method, legacy, headers in (
+                ("SendMessage", False, one),
+                ("SendStreamingMessage", False, one),
+                ("message/send", True, {}),
+                ("message/stream", True, {}),
+            ):
+                body = _message(method, legacy)
+                for kind in ("application/json", "text/plain"):  # the door reads both
+                    refused = _raw(
+                        client, "/a2a/sales", body, number, **headers, **{"Content-Type": kind}
+                    )
+                    assert refused.status_code == 200, (number, method, refused.text)
+                    said = refused.json()
+                    assert said["id"] == "nan-1", said
+                    assert said["error"]["code"] == -32602, (number, method, said)
+                    assert "not a JSON number" in said["error"]["message"]
+            rest = _raw(client, "/a2a/sales/message:send", _message(), number, **one)
+            assert rest.status_code == 400, (number, rest.text)
+            assert rest.json()["error"]["status"] == "INVALID_ARGUMENT"
+            mcp = _raw(client, "/mcp", TOOL_CALL, number, **MCP_HEADERS)
+            assert mcp.status_code == 200, (number, mcp.text)
+            assert mcp.json()["id"] == 9 and mcp.json()["error"]["code"] == -32602, mcp.text
+            run = {"input": {**SMALL, "obj": {"x": NUMBER}}}
+            # FastAPI reads a body with no content type as JSON.
+            for headers in ({}, {"Content-Type": ""}):
+                started = _raw(client, "/flows/quote-flow/runs", run, number, **headers)
+                assert started.status_code == 400, (number, started.text)
+                problem = started.json()
+                assert problem["type"] == "urn:switchboard:problem:not-a-number", problem
+        assert client.get("/flows/quote-flow/runs").json() == []
+    assert setup.desk.received == [], "a refused call reached the agent"
+    with setup.admin() as admin:
+        after = admin.get("/audit", params={"kind": "all"}).json()["items"]
+        assert len(after) == audited, after[: len(after) - audited]
+        assert admin.get("/flows/quote-flow/runs").json() == []
 
 
 def test_an_unreadable_task_does_not_break_list_tasks(setup: FlowSetup) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.api.mcp_sets import forget_in_sets
@@ -52,7 +53,7 @@ from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNot
 from gateway.flows.store import FlowNotFound, RunNotFound
 from gateway.flows.webhooks import Delivery
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
-from gateway.http.json_body import JsonRefused, read_json
+from gateway.http.json_body import JsonRefused, check_value, read_json
 from gateway.http.problems import Problem, ProblemMapping
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -141,6 +142,18 @@ def _json(request: Request, body: bytes) -> Any:
         ) from None
 
 
+def held_to_json(request: Request, sent: BaseModel | dict[str, Any]) -> None:
+    """The body limits' rules (`gateway.http.json_body`: depth, numbers) for
+    ``sent`` as its JSON body carries it. A body the API reads was screened
+    before it got here; the console's forms call these routes with values
+    they built, and are held to the same rules here, not to a copy."""
+    value = sent.model_dump(exclude_none=True) if isinstance(sent, BaseModel) else sent
+    try:
+        check_value(value, state_of(request).settings.max_json_depth)
+    except JsonRefused as exc:
+        raise Problem(400, exc.kind, exc.title, str(exc)) from None
+
+
 @router.get("", summary="The flows the caller may run (admins: every flow)")
 async def list_flows(request: Request, principal: CurrentPrincipal) -> list[FlowRecord]:
     state = state_of(request)
@@ -175,6 +188,7 @@ async def flow_versions(request: Request, flow_id: str, _: AdminPrincipal) -> li
 async def start_run(
     request: Request, flow_id: str, start: StartRun, principal: CurrentPrincipal
 ) -> RunView:
+    held_to_json(request, start)
     service = state_of(request).flows
     await service.rt.store.get(flow_id)
     try:
@@ -331,6 +345,7 @@ async def fork_run(
     sent again); from ``step`` on, the new run goes on with ``input`` and
     ``version`` if given. Admitted and budgeted as a start; anyone but the
     run's user, an admin too, finds no such run."""
+    held_to_json(request, fork)
     service = state_of(request).flows
     caller = Caller.user(principal)
     try:

@@ -6,6 +6,7 @@ Over real HTTP, with the flows' SDK agents, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.storage.readable import UNREADABLE
 from gateway.storage.tables import a2a_tasks, flow_runs
+from tests.support.console import dev_login
 from tests.support.flows import QUOTE_FLOW, USER_SCOPES, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
 
@@ -70,6 +72,54 @@ def test_a_run_input_nested_too_deep_is_refused_and_stores_nothing(setup: FlowSe
     with setup.admin() as admin:
         assert len(admin.get("/flows/quote-flow/runs").json()) == 1
         assert admin.get("/flows/quote-flow/usage").status_code == 200
+
+
+def test_the_console_forms_are_held_to_the_api_s_limits(setup: FlowSetup) -> None:
+    """Issue 57: the console's start form took a field nested 200 deep (a run
+    was made; the API refuses more than 64 levels with 400), its fork form
+    300 deep. Both now go through the API's own check: the same limit, at
+    the same depth, with nothing stored."""
+    with_extra = copy.deepcopy(QUOTE_FLOW)
+    with_extra["input"]["properties"]["extra"] = {"type": "object"}
+    assert setup.register(with_extra).status_code == 201
+    order = {**SMALL, "quantity": 3}  # no manager's approval: the run ends
+    with setup.user() as dana:
+        ended = setup.run(dana, setup.start(dana, "quote-flow", order), "completed")
+        # The API: 62 levels in a field are 64 in the body; 63 are one too many.
+        for levels, status in ((62, 202), (63, 400), (200, 400)):
+            sent = {"input": {**order, "extra": _nested(levels)}}
+            assert dana.post("/flows/quote-flow/runs", json=sent).status_code == status
+    web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
+    with web:
+        csrf = dev_login(web, "dana", USER_SCOPES)
+        form = {"csrf": csrf, **{f"f_{k}": str(v) for k, v in order.items()}}
+        for extra, said in (
+            (json.dumps(_nested(200)), "deeper than 64"),
+            (json.dumps(_nested(63)), "deeper than 64"),
+            ('{"x": NaN}', "NaN is not a JSON number"),
+            ('{"x": 1e999}', "not a JSON number"),
+        ):
+            refused = web.post("/ui/flows/quote-flow/runs", data={**form, "f_extra": extra})
+            assert refused.status_code in (400, 422), (extra[:20], refused.status_code)
+            assert said in refused.text, extra[:20]
+        kept = web.post(
+            "/ui/flows/quote-flow/runs", data={**form, "f_extra": json.dumps(_nested(62))}
+        )
+        assert kept.status_code == 303, kept.text
+        fork = f"/ui/flows/quote-flow/runs/{ended['id']}/fork"
+        for bad, said in (
+            ({**order, "extra": _nested(300)}, "deeper than 64"),
+            ({**order, "extra": _nested(63)}, "deeper than 64"),
+        ):
+            posted = {"csrf": csrf, "step": "reply", "input": json.dumps(bad)}
+            refused = web.post(fork, data=posted)
+            assert refused.status_code in (400, 422), refused.status_code
+            assert said in refused.text
+        nan = web.post(fork, data={"csrf": csrf, "step": "reply", "input": '{"sku": NaN}'})
+        assert nan.status_code == 422 and "NaN is not a JSON number" in nan.text
+    with setup.admin() as admin:
+        runs = admin.get("/flows/quote-flow/runs").json()
+    assert len(runs) == 3, [r["input"] for r in runs]  # the ended one, and one at 62 from each
 
 
 def test_one_unreadable_row_does_not_break_a_listing(setup: FlowSetup) -> None:

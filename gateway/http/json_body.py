@@ -244,8 +244,9 @@ def refusal(path: str, body: bytes, refused: JsonRefused) -> tuple[int, str, byt
 
 def protocol_path(path: str) -> bool:
     """A path whose body a protocol door reads as JSON whatever its content
-    type says (the A2A door's JSON-RPC and HTTP+JSON, `/mcp`)."""
-    return _jsonrpc_endpoint(path) or _http_json_method(path)
+    type says: `/mcp`, and every path of the A2A door (JSON-RPC, HTTP+JSON,
+    an agent's push notifications)."""
+    return _jsonrpc_endpoint(path) or path.startswith("/a2a/")
 
 
 def _jsonrpc_endpoint(path: str) -> bool:

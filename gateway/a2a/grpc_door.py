@@ -49,6 +49,7 @@ from google.rpc import error_details_pb2, status_pb2
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.front import A2AFrontDoor
+from gateway.a2a.numbers import non_finite
 from gateway.agents.admission import ADMISSION, admitted_context
 from gateway.agents.outages import (
     DependencyUnavailableError,
@@ -288,6 +289,13 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         owner = Owner(caller.subject, caller.issuer, caller)
         delegations = self._door.handler.delegations
         decided, inputs = MessageSkill(None), None
+        if (where := non_finite(request)) is not None:
+            # What the HTTP doors refuse in their text (`gateway.a2a.numbers`).
+            refusal = InvalidParamsError(f"{where} is not a JSON number (NaN or infinite)")
+            await delegations.refused(
+                caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refusal)
+            )
+            await self._agents.abort_context(refusal, context)
         if message:
             try:
                 decided, inputs = await decide_skill(

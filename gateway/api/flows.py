@@ -18,10 +18,10 @@ step and the field of each problem.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.api.mcp_sets import forget_in_sets
@@ -53,6 +53,7 @@ from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNot
 from gateway.flows.store import FlowNotFound, RunNotFound
 from gateway.flows.webhooks import Delivery
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
+from gateway.http.json_body import JsonRefused, check_value, read_json
 from gateway.http.problems import Problem, ProblemMapping
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -105,7 +106,7 @@ async def register_flow(request: Request, response: Response, admin: AdminPrinci
     body = await request.body()
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
-        data = parse_text(body) if "yaml" in kind else _json(body)
+        data = parse_text(body) if "yaml" in kind else _json(request, body)
     except DocumentInvalid as exc:
         raise _invalid(exc) from None
     return await register_document(request, response, data, admin)
@@ -132,13 +133,25 @@ def _cancelled(runs: list[str]) -> str | None:
     return f"cancelled {len(runs)} run(s): {', '.join(runs)}"[:2000] if runs else None
 
 
-def _json(body: bytes) -> Any:
+def _json(request: Request, body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        return read_json(body, state_of(request).settings.max_json_depth)
+    except JsonRefused as exc:
         raise DocumentInvalid(
             [{"step": None, "field": "", "message": f"not JSON: {exc}"}]
         ) from None
+
+
+def held_to_json(request: Request, sent: BaseModel | dict[str, Any]) -> None:
+    """The body limits' rules (`gateway.http.json_body`: depth, numbers) for
+    ``sent`` as its JSON body carries it. A body the API reads was screened
+    before it got here; the console's forms call these routes with values
+    they built, and are held to the same rules here, not to a copy."""
+    value = sent.model_dump(exclude_none=True) if isinstance(sent, BaseModel) else sent
+    try:
+        check_value(value, state_of(request).settings.max_json_depth)
+    except JsonRefused as exc:
+        raise Problem(400, exc.kind, exc.title, str(exc)) from None
 
 
 @router.get("", summary="The flows the caller may run (admins: every flow)")
@@ -175,6 +188,7 @@ async def flow_versions(request: Request, flow_id: str, _: AdminPrincipal) -> li
 async def start_run(
     request: Request, flow_id: str, start: StartRun, principal: CurrentPrincipal
 ) -> RunView:
+    held_to_json(request, start)
     service = state_of(request).flows
     await service.rt.store.get(flow_id)
     try:
@@ -331,6 +345,7 @@ async def fork_run(
     sent again); from ``step`` on, the new run goes on with ``input`` and
     ``version`` if given. Admitted and budgeted as a start; anyone but the
     run's user, an admin too, finds no such run."""
+    held_to_json(request, fork)
     service = state_of(request).flows
     caller = Caller.user(principal)
     try:

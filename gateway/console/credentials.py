@@ -27,7 +27,7 @@ from gateway.console.web import (
     require_admin,
     validated,
 )
-from gateway.http.json_depth import too_deep
+from gateway.http.json_body import too_deep
 
 router = APIRouter(prefix=PREFIX + "/agents", route_class=ConsoleRoute, include_in_schema=False)
 MAX_JWKS = 64 * 1024

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from gateway.api import flows as flows_api
+from gateway.api.state import state_of
 from gateway.console.diffs import DiffLine, json_diff
 from gateway.console.run_form import FormInvalid, fields_of, input_from
 from gateway.console.run_graph import document_of
@@ -164,7 +165,8 @@ async def start(request: Request, flow_id: str) -> Response:
     flow = await flows_api.get_flow(request, flow_id, user.principal())
     sent = {k: str(v) for k, v in form.items() if k != "csrf"}
     try:
-        run_input = input_from(fields_of(flow.document.get("input")), sent)
+        depth = state_of(request).settings.max_json_depth
+        run_input = input_from(fields_of(flow.document.get("input")), sent, depth)
         started = await flows_api.start_run(
             request, flow_id, StartRun(input=run_input), user.principal()
         )
@@ -173,7 +175,7 @@ async def start(request: Request, flow_id: str) -> Response:
             request, user, flow_id, start_errors=exc.errors, started_with=sent, status=422
         )
     except Problem as refused:
-        if refused.status not in (403, 422):
+        if refused.status not in (400, 403, 422):
             raise
         said = refusal_lines(refused)
         return await _flow_page(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +52,7 @@ from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDeni
 from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
-from gateway.http.json_depth import too_deep
+from gateway.http.json_body import JsonRefused, TooDeep, read_json
 from gateway.mcp.agent_tools import user_message
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.auth import missing_mcp_scopes
@@ -407,40 +406,23 @@ def _bounded_text(text: str) -> str:
 
 def _json_field(form: dict[str, str], name: str) -> Any:
     """The form's field ``name`` read as JSON (None: left empty), within the
-    console's bounds; anything else is a 422 page naming the field."""
+    console's bounds; anything else is a 422 page naming the field. Its
+    integers are ones a double carries exactly: a message's data is a
+    protobuf `Value`."""
     raw = form.get(name, "").strip()
     if not raw:
         return None
-    body = raw.encode()
+    body = raw.encode("utf-8", "surrogatepass")
     if len(body) > MAX_JSON_BYTES:
         raise ConsoleError(422, NOT_MADE, f"{name}: larger than {MAX_JSON_BYTES} bytes")
-    if too_deep(body, MAX_JSON_DEPTH):
-        raise ConsoleError(422, NOT_MADE, f"{name}: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(
-            raw, parse_constant=_no_constant, parse_float=_finite, parse_int=_exact_int
-        )
-    except (ValueError, RecursionError) as exc:
+        return read_json(body, MAX_JSON_DEPTH, exact_ints=True)
+    except TooDeep:
+        raise ConsoleError(
+            422, NOT_MADE, f"{name}: nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except JsonRefused as exc:
         raise ConsoleError(422, NOT_MADE, f"{name}: not JSON ({exc})") from None
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:20]} is beyond a double's range")
-    return value
-
-
-def _exact_int(text: str) -> int:
-    """An integer a JSON number carries exactly (RFC 7493 §2.2: within
-    2**53): a message's data is a protobuf `Value`, a double."""
-    if len(text) > 20 or abs(value := int(text)) > 2**53:
-        raise ValueError(f"{text[:20]} is beyond a double's exact integers (2**53)")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _pretty(value: Any) -> str:

@@ -5,16 +5,19 @@ select when it lists ``enum`` values), an integer or a number a number input,
 a boolean a checkbox, anything else (an object, an array, a union) a JSON
 text area. A schema that is not an object with properties is one JSON text
 area for the whole input. What the form sends is turned back into JSON
-values here, field by field, and the API's own start (`POST /flows/{id}/runs`)
-checks the result against the schema, so the form adds no rule of its own.
+values here, field by field, with the gateway's one JSON reader
+(`gateway.http.json_body`), and the API's own start (`POST /flows/{id}/runs`)
+checks the result against the body limits and the schema, so the form adds no
+rule of its own.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.http.json_body import MAX_DEPTH, JsonRefused, read_json
 
 # Under the console's form-field bound (`web.MAX_FORM_FIELDS`, the CSRF token
 # included); a schema with more properties is filled in as JSON instead.
@@ -68,11 +71,13 @@ def fields_of(schema: Mapping[str, Any] | None) -> list[Field]:
     return found
 
 
-def input_from(fields: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
+def input_from(
+    fields: list[Field], form: Mapping[str, str], max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
     """The run's input from what the form sent; `FormInvalid` naming each
-    field that does not read as its kind."""
+    field that does not read as its kind (JSON within ``max_depth``)."""
     if len(fields) == 1 and fields[0].name == WHOLE:
-        value = _json(form.get(PREFIX + WHOLE) or "{}", "input")
+        value = _json(form.get(PREFIX + WHOLE) or "{}", "input", max_depth)
         if not isinstance(value, dict):
             raise FormInvalid(["input: an object"])
         return value
@@ -91,10 +96,12 @@ def input_from(fields: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
             elif field.kind == "number":
                 built[field.name] = float(raw)
             elif field.kind == "json":
-                built[field.name] = _json(raw, field.name)
+                built[field.name] = _json(raw, field.name, max_depth)
             else:
                 built[field.name] = raw
-        except (ValueError, FormInvalid):
+        except FormInvalid as exc:
+            errors += exc.errors
+        except ValueError:
             errors.append(
                 f"{field.name}: not {'JSON' if field.kind == 'json' else 'a ' + field.kind}"
             )
@@ -103,8 +110,8 @@ def input_from(fields: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
     return built
 
 
-def _json(raw: str, name: str) -> Any:
+def _json(raw: str, name: str, max_depth: int) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise FormInvalid([f"{name}: not JSON"]) from None
+        return read_json(raw, max_depth)
+    except JsonRefused as exc:
+        raise FormInvalid([f"{name}: not JSON ({exc})"]) from None

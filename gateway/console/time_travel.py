@@ -5,7 +5,6 @@ what each step was given, what it answered, and what the run knew by then."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from gateway.api import flows as flows_api
+from gateway.api.state import state_of
 from gateway.console.flows import render_run
 from gateway.console.run_view import ENDED
 from gateway.console.web import (
@@ -28,6 +28,7 @@ from gateway.console.web import (
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.forks import ForkRefused
 from gateway.flows.models import ForkRun, RunView, StepView
+from gateway.http.json_body import JsonRefused, read_json
 from gateway.http.problems import Problem
 
 router = APIRouter(prefix=PREFIX + "/flows", route_class=ConsoleRoute, include_in_schema=False)
@@ -48,8 +49,8 @@ async def fork(request: Request, flow_id: str, run_id: str) -> Response:
         errors.append(f"input: at most {MAX_INPUT // 1024} KiB")
     elif text:
         try:
-            body["input"] = json.loads(text)
-        except ValueError as exc:
+            body["input"] = read_json(text, state_of(request).settings.max_json_depth)
+        except JsonRefused as exc:
             errors.append(f"input: not JSON ({exc})")
     version = sent.get("version", "").strip()
     if version:
@@ -65,7 +66,7 @@ async def fork(request: Request, flow_id: str, run_id: str) -> Response:
     try:
         forked = await flows_api.fork_run(request, flow_id, run_id, asked, user.principal())
     except Problem as refused:
-        if refused.status not in (403, 409, 422):
+        if refused.status not in (400, 403, 409, 422):
             raise
         return await _refused(request, flow_id, run_id, refusal_lines(refused), sent)
     except (ForkRefused, BudgetSpent) as refused:

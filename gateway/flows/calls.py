@@ -38,7 +38,6 @@ import mcp_types as types
 from a2a.types import (
     CancelTaskRequest,
     Message,
-    Role,
     SendMessageConfiguration,
     SendMessageRequest,
 )
@@ -59,9 +58,7 @@ from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.flows import deep_approvals
 from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
-from gateway.flows.messages import (
-    message_parts,
-)
+from gateway.flows.messages import Unsendable, step_message
 from gateway.flows.outcomes import (
     RETRYING,
     auth_required,
@@ -74,6 +71,7 @@ from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.step_clock import StoppedClock
 from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
+from gateway.http.json_body import JsonRefused, check_value
 from policies.policy import Target
 from registry.store import AgentNotFound
 from registry.tables import as_utc
@@ -271,6 +269,9 @@ class StepCall:
         sent, followed = known.get("sent_at"), known.get("upstream_task_id")
         sends = not followed and (not sent or self.idempotent())
         inputs = ([arguments] if arguments is not None else []) if sends else None
+        # Built before the call is decided: one that cannot be sent is not.
+        message_id = f"{self.call.run_id}.{self.step.id}.{pending['attempts']}"
+        message = self._message(message_id, arguments, text) if sends else None
         grant = await self._admit(target.agent, target.skill, inputs=inputs)
         token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
         # Re-attached while it showed an approval inside its agent: said again once it goes on.
@@ -291,11 +292,7 @@ class StepCall:
             raise StepFailed(self._unknown(), final=True)
         if known.get("sent_at") is not None:
             await self._interrupted(known, "sent again: the target is idempotent")
-        message = Message(
-            message_id=f"{self.call.run_id}.{self.step.id}.{pending['attempts']}",
-            role=Role.ROLE_USER,
-            parts=message_parts(arguments, text),
-        )
+        assert message is not None  # as it sends
         # Written before sending: after a crash, "sent" without a task id.
         await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
         return await self._send(agent, grant, message)
@@ -343,9 +340,19 @@ class StepCall:
             ),
         )
 
+    def _message(
+        self, message_id: str, arguments: dict[str, Any] | None, text: str | None, **continued: str
+    ) -> Message:
+        """The step's message (``continued``: the task and context it goes on
+        with); one that cannot be built fails the step for good."""
+        try:
+            return step_message(
+                message_id, arguments, text, skill=self.step.call.skill, **continued
+            )
+        except Unsendable as exc:
+            raise StepFailed(f"{self.step.call.target}: {exc}", final=True) from None
+
     async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
-        if self.step.call.skill:
-            message.metadata.update({"skill": self.step.call.skill})
         streams = bool((grant.card.get("capabilities") or {}).get("streaming"))
         request = SendMessageRequest(
             message=message,
@@ -404,10 +411,10 @@ class StepCall:
         answered = {"round": reply.round, "text": text, "data": data}
         recorded = {**(pending.get("input") or {}), "answer": answered}
         await self._write(**{**pending, "input": recorded}, token=token)
-        message = Message(
-            message_id=f"{self.call.run_id}.{self.step.id}.{pending['attempts']}.answer{reply.round}",
-            role=Role.ROLE_USER,
-            parts=message_parts(data, text),
+        message = self._message(
+            f"{self.call.run_id}.{self.step.id}.{pending['attempts']}.answer{reply.round}",
+            data,
+            text,
             task_id=task_id,
             context_id=current.context_id,
         )
@@ -433,6 +440,10 @@ class StepCall:
         self, arguments: dict[str, Any] | None, known: Mapping[str, Any], pending: dict[str, Any]
     ) -> dict[str, Any]:
         name = str(self.step.call.tool)
+        try:  # the doors' rules for what an MCP upstream is sent (`step_message`)
+            check_value(arguments or {}, max_depth=None)
+        except JsonRefused as exc:
+            raise StepFailed(f"{name}: its arguments cannot be sent: {exc}", final=True) from None
         tool = self.rt.federation().known_tool(name)
         token, server = None, None if tool is None else tool.server_id
         if tool is not None:

@@ -36,6 +36,7 @@ from gateway.federation.federation import McpFederation
 from gateway.flows.cards import SKILL
 from gateway.flows.definition import CallStep
 from gateway.flows.store import FlowStore, grant_view
+from gateway.http.json_body import MAX_DEPTH
 from policies.policy import handoff
 
 RUN_STATES = {
@@ -65,6 +66,8 @@ class FlowSettings:
     secrets: Mapping[str, SecretStr] = field(default_factory=dict)
     retry_backoff_seconds: float = 0.2
     retry_backoff_max_seconds: float = 5.0
+    # A body a flow reads itself (a webhook's) is held to the doors' depth.
+    max_json_depth: int = MAX_DEPTH
 
     def backoff(self, attempt: int) -> float:
         """The wait after attempt ``attempt`` (0 first) failed: doubling, capped."""

@@ -93,6 +93,7 @@ class FlowsDoor:
                 secrets=settings.secrets,
                 retry_backoff_seconds=settings.flow_retry_backoff_seconds,
                 retry_backoff_max_seconds=settings.flow_retry_backoff_max_seconds,
+                max_json_depth=settings.max_json_depth,
             ),
             front_door=self._a2a.front_door_parts,
             handler_for=self._a2a.handler_for,

@@ -5,9 +5,10 @@ refused with 413 before any handler sees a byte of it, whether or not the
 client declared a Content-Length. A modest overflow is read and dropped
 first, so the client gets the 413 instead of a connection reset mid-upload.
 
-A JSON body is also held to ``max_json_depth`` levels of nesting
-(`gateway.http.json_depth`), refused in the caller's protocol before any
-handler parses it: every door that takes JSON has the same limit.
+A JSON body is also held to ``max_json_depth`` levels of nesting and to
+numbers JSON has (`gateway.http.json_body.screen`: no NaN, no infinity),
+refused in the caller's protocol before any handler parses it: every door
+that takes JSON has the same limits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.http.json_depth import refusal, too_deep
+from gateway.http.json_body import protocol_path, refusal, screen
 
 
 class BodyLimitMiddleware:
@@ -50,8 +51,9 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
         body = b"".join(chunks)
-        if _is_json(scope) and too_deep(body, self.max_json_depth):
-            await _answer(send, *refusal(scope["path"], body, self.max_json_depth))
+        refused = screen(body, self.max_json_depth) if _read_as_json(scope) else None
+        if refused is not None:
+            await _answer(send, *refusal(scope["path"], body, refused))
             return
         replayed = False
 
@@ -98,13 +100,17 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _is_json(scope: Scope) -> bool:
-    """JSON by its media type (`application/json`, `application/*+json`); a
-    form or a YAML document is not read as JSON."""
+def _read_as_json(scope: Scope) -> bool:
+    """JSON by its media type (`application/json`, `application/*+json`), or
+    with none (FastAPI reads such a body as JSON), or sent to a protocol door
+    (which reads JSON whatever the header says); a form or a YAML document is
+    not read as JSON."""
+    if protocol_path(scope["path"]):
+        return True
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return b"json" in value.lower()
-    return False
+            return b"json" in value.lower() or not value.strip()
+    return True
 
 
 async def _answer(send: Send, status: int, content_type: str, body: bytes) -> None:

@@ -108,7 +108,7 @@ class Settings(
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
 
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
-    # Nesting of a JSON body (`gateway.http.json_depth`): below protobuf's 100.
+    # Nesting of a JSON body (`gateway.http.json_body`): below protobuf's 100.
     max_json_depth: int = Field(default=64, ge=8, le=96)
 
     policy_file: Path | None = Field(

@@ -1,7 +1,7 @@
 """Stored JSON made safe to show: a listing never fails because of one row.
 
 Doors refuse JSON nested deeper than `max_json_depth` before anything is
-stored (`gateway.http.json_depth`), but a row written before that limit, or
+stored (`gateway.http.json_body`), but a row written before that limit, or
 by an upstream, may hold a value pydantic cannot serialise (about 255
 levels) or protobuf cannot parse (100). Shown as it is, one such row turned
 every listing that held it into a 500, for every user (issue 32). A value

@@ -322,6 +322,36 @@ async def test_an_oversized_request_is_refused_before_anything(
     assert not grpc_front.worker_seen.calls()
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_a_number_json_does_not_have_is_refused_and_audited(
+    grpc_front: GrpcFront, user: User, number: float
+) -> None:
+    """Issue 57: gRPC's doubles carry NaN and the infinities, which every
+    other door refuses in its text; here too, before anything is decided or
+    sent, and the refusal is audited as the door's others are."""
+    request = message("numbers")
+    request.message.parts.add().data.struct_value.update({"x": [1, {"y": number}]})
+    request.tenant = "worker"
+
+    async def send() -> grpc.aio.AioRpcError:
+        async with grpc_front.stub() as stub:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.SendMessage(
+                    request, metadata=(("authorization", f"Bearer {user.token}"),)
+                )
+        return refused.value
+
+    refused = asyncio.run(send())
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused
+    assert "not a JSON number" in str(refused.details())
+    assert not grpc_front.worker_seen.calls()
+    with grpc_front.gateway.client() as admin:
+        items = admin.get("/audit", params={"agent": "worker", "limit": 50}).json()["items"]
+    mine = [r for r in items if r["subject"] == user.subject]
+    assert [r["decision"] for r in mine] == ["deny"], mine
+    assert any("not a JSON number" in r for r in mine[0]["reasons"]), mine
+
+
 @pytest.mark.parametrize("binding", ["GRPC", "JSONRPC"])
 async def test_a_held_call_over_grpc_waits_for_its_approval(
     grpc_front: GrpcFront, user: User, binding: str

@@ -6,12 +6,15 @@ Over real HTTP, with the flows' SDK agents, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import copy
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import MCPError
 from sqlalchemy import update
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.storage.readable import UNREADABLE
 from gateway.storage.tables import a2a_tasks, flow_runs
+from tests.support.console import dev_login
 from tests.support.flows import QUOTE_FLOW, USER_SCOPES, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
 
@@ -68,6 +72,54 @@ def test_a_run_input_nested_too_deep_is_refused_and_stores_nothing(setup: FlowSe
     with setup.admin() as admin:
         assert len(admin.get("/flows/quote-flow/runs").json()) == 1
         assert admin.get("/flows/quote-flow/usage").status_code == 200
+
+
+def test_the_console_forms_are_held_to_the_api_s_limits(setup: FlowSetup) -> None:
+    """Issue 57: the console's start form took a field nested 200 deep (a run
+    was made; the API refuses more than 64 levels with 400), its fork form
+    300 deep. Both now go through the API's own check: the same limit, at
+    the same depth, with nothing stored."""
+    with_extra = copy.deepcopy(QUOTE_FLOW)
+    with_extra["input"]["properties"]["extra"] = {"type": "object"}
+    assert setup.register(with_extra).status_code == 201
+    order = {**SMALL, "quantity": 3}  # no manager's approval: the run ends
+    with setup.user() as dana:
+        ended = setup.run(dana, setup.start(dana, "quote-flow", order), "completed")
+        # The API: 62 levels in a field are 64 in the body; 63 are one too many.
+        for levels, status in ((62, 202), (63, 400), (200, 400)):
+            sent = {"input": {**order, "extra": _nested(levels)}}
+            assert dana.post("/flows/quote-flow/runs", json=sent).status_code == status
+    web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
+    with web:
+        csrf = dev_login(web, "dana", USER_SCOPES)
+        form = {"csrf": csrf, **{f"f_{k}": str(v) for k, v in order.items()}}
+        for extra, said in (
+            (json.dumps(_nested(200)), "deeper than 64"),
+            (json.dumps(_nested(63)), "deeper than 64"),
+            ('{"x": NaN}', "NaN is not a JSON number"),
+            ('{"x": 1e999}', "not a JSON number"),
+        ):
+            refused = web.post("/ui/flows/quote-flow/runs", data={**form, "f_extra": extra})
+            assert refused.status_code in (400, 422), (extra[:20], refused.status_code)
+            assert said in refused.text, extra[:20]
+        kept = web.post(
+            "/ui/flows/quote-flow/runs", data={**form, "f_extra": json.dumps(_nested(62))}
+        )
+        assert kept.status_code == 303, kept.text
+        fork = f"/ui/flows/quote-flow/runs/{ended['id']}/fork"
+        for bad, said in (
+            ({**order, "extra": _nested(300)}, "deeper than 64"),
+            ({**order, "extra": _nested(63)}, "deeper than 64"),
+        ):
+            posted = {"csrf": csrf, "step": "reply", "input": json.dumps(bad)}
+            refused = web.post(fork, data=posted)
+            assert refused.status_code in (400, 422), refused.status_code
+            assert said in refused.text
+        nan = web.post(fork, data={"csrf": csrf, "step": "reply", "input": '{"sku": NaN}'})
+        assert nan.status_code == 422 and "NaN is not a JSON number" in nan.text
+    with setup.admin() as admin:
+        runs = admin.get("/flows/quote-flow/runs").json()
+    assert len(runs) == 3, [r["input"] for r in runs]  # the ended one, and one at 62 from each
 
 
 def test_one_unreadable_row_does_not_break_a_listing(setup: FlowSetup) -> None:
@@ -126,6 +178,100 @@ def test_the_protocol_doors_refuse_it_in_their_own_protocol(setup: FlowSetup) ->
 
     assert anyio.run(over_mcp).error.code == -32600
     assert setup.desk.received == [], "a refused call reached the agent"
+
+
+# Numbers JSON does not have, as Python's `json` reads them (1e999 as inf;
+# an integer past a double's range cannot become a protobuf `Value`).
+NON_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e999", "1" + "0" * 400]
+
+
+def _raw(client: httpx.Client, path: str, body: Any, number: str, **headers: str) -> httpx.Response:
+    """``body`` posted with ``number`` written where it holds `NUMBER`, as it
+    is: no client library writes such numbers. A header given as "" is left out."""
+    text = json.dumps(body).replace(json.dumps(NUMBER), number)
+    sent = {k: v for k, v in {"Content-Type": "application/json", **headers}.items() if v}
+    return client.post(path, content=text.encode(), headers=sent)
+
+
+NUMBER = "<number>"
+
+
+def _message(method: str = "", legacy: bool = False) -> dict[str, Any]:
+    part = {"kind": "data", "data": {"x": NUMBER}} if legacy else {"data": {"x": NUMBER}}
+    message = {"messageId": "m-1", "role": "user" if legacy else "ROLE_USER", "parts": [part]}
+    params = {"message": message, "metadata": {"skill": "quote"}}
+    if not method:
+        return params
+    return {"jsonrpc": "2.0", "id": "nan-1", "method": method, "params": params}
+
+
+TOOL_CALL = {
+    "jsonrpc": "2.0",
+    "id": 9,
+    "method": "tools/call",
+    "params": {
+        "name": "inventory__check_stock",
+        "arguments": {"sku": "X-100", "quantity": NUMBER},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    },
+}
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/call",
+    "Mcp-Name": "inventory__check_stock",
+}
+
+
+def test_a_number_json_does_not_have_is_refused_at_every_door(setup: FlowSetup) -> None:
+    """Issue 57: NaN, the infinities and 1e999 were a 500 on the A2A door, an
+    internal error (-32603) streamed, on 0.3 and on /mcp, passed on to an MCP
+    upstream, and a run input shown as null whose step then never ended.
+    Each door refuses them in its protocol, and nothing is called or stored."""
+    token = setup.gateway.token("dana", USER_SCOPES)
+    one = {"A2A-Version": "1.0"}
+    with setup.admin() as admin:
+        audited = len(admin.get("/audit", params={"kind": "all"}).json()["items"])
+    with setup.gateway.client(token) as client:
+        for number in NON_NUMBERS:
+            for method, legacy, headers in (
+                ("SendMessage", False, one),
+                ("SendStreamingMessage", False, one),
+                ("message/send", True, {}),
+                ("message/stream", True, {}),
+            ):
+                body = _message(method, legacy)
+                for kind in ("application/json", "text/plain"):  # the door reads both
+                    refused = _raw(
+                        client, "/a2a/sales", body, number, **headers, **{"Content-Type": kind}
+                    )
+                    assert refused.status_code == 200, (number, method, refused.text)
+                    said = refused.json()
+                    assert said["id"] == "nan-1", said
+                    assert said["error"]["code"] == -32602, (number, method, said)
+                    assert "not a JSON number" in said["error"]["message"]
+            rest = _raw(client, "/a2a/sales/message:send", _message(), number, **one)
+            assert rest.status_code == 400, (number, rest.text)
+            assert rest.json()["error"]["status"] == "INVALID_ARGUMENT"
+            mcp = _raw(client, "/mcp", TOOL_CALL, number, **MCP_HEADERS)
+            assert mcp.status_code == 200, (number, mcp.text)
+            assert mcp.json()["id"] == 9 and mcp.json()["error"]["code"] == -32602, mcp.text
+            run = {"input": {**SMALL, "obj": {"x": NUMBER}}}
+            # FastAPI reads a body with no content type as JSON.
+            for headers in ({}, {"Content-Type": ""}):
+                started = _raw(client, "/flows/quote-flow/runs", run, number, **headers)
+                assert started.status_code == 400, (number, started.text)
+                problem = started.json()
+                assert problem["type"] == "urn:switchboard:problem:not-a-number", problem
+        assert client.get("/flows/quote-flow/runs").json() == []
+    assert setup.desk.received == [], "a refused call reached the agent"
+    with setup.admin() as admin:
+        after = admin.get("/audit", params={"kind": "all"}).json()["items"]
+        assert len(after) == audited, after[: len(after) - audited]
+        assert admin.get("/flows/quote-flow/runs").json() == []
 
 
 def test_an_unreadable_task_does_not_break_list_tasks(setup: FlowSetup) -> None:

@@ -15,6 +15,7 @@ import httpx
 import mcp_types as types
 import pytest
 
+from gateway.flows import messages
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
@@ -125,6 +126,76 @@ def test_on_error_skip_goes_on(setup: FlowSetup) -> None:
     assert done["state"] == "completed", done
     assert steps_of(done)["broken"]["state"] == "failed"
     assert done["output"] == 118.75
+
+
+# JMESPath's sum of two large numbers: infinite, a number JSON has no spelling for.
+INFINITE = "sum([`1e308`, `1e308`])"
+
+
+def reply(step_id: str, total: str = "`10`", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "call": {"agent": "sales", "skill": "reply"},
+        "input": f"{{customer: 'Ada', total: {total}}}",
+        **extra,
+    }
+
+
+def test_a_step_whose_request_cannot_be_sent_fails_and_on_error_applies(
+    setup: FlowSetup,
+) -> None:
+    """Issue 57: an infinite number in a step's input was held by protobuf's
+    `Value` and refused by its JSON encoder mid-send; the run stayed
+    "working" for good. Now the step fails saying why, nothing is sent, and
+    the step's on_error decides: skip goes on, fail ends the run."""
+    stock = {
+        "id": "stock",
+        "call": {"tool": "inventory__check_stock"},
+        "input": f"{{sku: input.sku, quantity: {INFINITE}}}",
+        "on_error": "skip",
+    }
+    done = run(
+        setup,
+        flow(
+            reply("agent", INFINITE, on_error="skip"),
+            stock,
+            reply("after"),
+            output="steps.after.text",
+        ),
+    )
+    assert done["state"] == "completed", done
+    seen = steps_of(done)
+    for failed in ("agent", "stock"):
+        assert seen[failed]["state"] == "failed", seen[failed]
+        assert "not a JSON number" in seen[failed]["error"], seen[failed]
+    assert setup.desk.count("reply") == 1  # "after" only
+    done = run(setup, flow(reply("agent", INFINITE), reply("after")))
+    assert done["state"] == "failed", done
+    assert "agent" in done["error"] and "not a JSON number" in done["error"], done
+    assert steps_of(done).get("after", {}).get("state") != "completed"
+    assert setup.desk.count("reply") == 1
+
+
+def test_whatever_the_encoder_raises_fails_the_step_not_the_run(
+    setup: FlowSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any failure to build a step's message (here the encoder itself,
+    forced to fail) fails that step, and the run takes its on_error path."""
+
+    def broken(*_: Any) -> Any:
+        raise TypeError("the encoder is out of order")
+
+    monkeypatch.setattr(messages, "message_parts", broken)
+    done = run(
+        setup,
+        flow(reply("first", on_error="skip"), {**quote("second"), "on_error": "skip"}),
+    )
+    assert done["state"] == "completed", done
+    seen = steps_of(done)
+    for step in ("first", "second"):
+        assert seen[step]["state"] == "failed", seen[step]
+        assert "the encoder is out of order" in seen[step]["error"], seen[step]
+    assert setup.desk.received == []
 
 
 def test_a_when_guard_asks_a_human_only_when_it_holds(setup: FlowSetup) -> None:

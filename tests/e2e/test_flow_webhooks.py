@@ -103,13 +103,14 @@ def _post(
     key: bytes | None = None,
     trigger: str = "crm",
     flow: str = "hook-flow",
+    content_type: str = "application/json",
 ) -> httpx.Response:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     headers = {
         "webhook-id": webhook_id,
         "webhook-timestamp": stamp,
         "webhook-signature": signature(key or key_of(SECRET), webhook_id, stamp, body),
-        "content-type": "application/json",
+        "content-type": content_type,
     }
     with setup.gateway.anonymous() as anyone:
         return anyone.post(f"/flows/{flow}/hooks/{trigger}", content=body, headers=headers)
@@ -179,6 +180,22 @@ def test_bad_events_and_unknown_hooks(setup: FlowSetup) -> None:
     wrong = json.dumps({"order": {"sku": "H-1", "quantity": "many"}}).encode()
     assert _post(setup, wrong, webhook_id="m4").status_code == 422
     assert _post(setup, ORDER, trigger="nope").status_code == 404
+
+
+def test_a_signed_delivery_holding_nan_starts_nothing(setup: FlowSetup) -> None:
+    """Issue 57: screened on its way in as JSON; sent as text, refused by the
+    webhook's own reading, which is the gateway's one JSON reader."""
+    for number in ("NaN", "-Infinity", "1e999"):
+        body = ORDER.replace(b"5", number.encode())
+        screened = _post(setup, body, webhook_id=f"n-{number}")
+        assert screened.status_code == 400, screened.text
+        assert screened.json()["type"] == "urn:switchboard:problem:not-a-number"
+        read = _post(setup, body, webhook_id=f"t-{number}", content_type="text/plain")
+        assert read.status_code == 422, read.text
+        assert "not a JSON number" in read.json()["detail"]
+    with setup.admin() as admin:
+        assert admin.get("/flows/hook-flow/runs").json() == []
+    assert setup.desk.received == []
 
 
 def test_a_service_identity_the_policy_refuses_starts_nothing(setup: FlowSetup) -> None:

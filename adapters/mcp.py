@@ -137,6 +137,8 @@ class McpUpstream(UpstreamCalls):
         self._broken = asyncio.Event()
         self._relist = asyncio.Event()
         self._ready = asyncio.Event()
+        # Set once the first attempt to connect has ended, either way.
+        self._first_attempt = asyncio.Event()
         self._stopping = False
         self.connected: Connected | None = None
         self.last_error: str | None = None
@@ -159,11 +161,15 @@ class McpUpstream(UpstreamCalls):
         return client.server_capabilities if client is not None else None
 
     async def wait_ready(self, seconds: float) -> bool:
-        """Wait for the first connection (only while no attempt has failed yet)."""
+        """Wait for the first attempt to connect to end (at most ``seconds``);
+        whether it connected. A first attempt that fails ends the wait: a
+        server that needs each user's own credential (no connected account
+        for the gateway's own requests yet) made its registration wait the
+        whole ``seconds`` for a connection that could not come."""
         if self._client is None and self.last_error is None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
-                    await self._ready.wait()
+                    await self._first_attempt.wait()
         return self.ready
 
     def stop(self) -> None:
@@ -182,6 +188,7 @@ class McpUpstream(UpstreamCalls):
                 raise
             except Exception as exc:
                 self.last_error = describe(exc)
+                self._first_attempt.set()
             if self._stopping:
                 return
             self._client = None
@@ -222,6 +229,7 @@ class McpUpstream(UpstreamCalls):
                 self._lane = lane
                 self.last_error = None
                 self._ready.set()
+                self._first_attempt.set()
                 await self._on_health(True, None, self.connected)
                 listening = asyncio.create_task(self._listen(client)) if is_modern(client) else None
                 try:

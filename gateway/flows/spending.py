@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.flows.models import FlowUsage, TokenUsage, UsageReport, UserUsage
-from gateway.storage.tables import flow_runs, flow_steps
+from gateway.storage.flow_tables import flow_runs, flow_steps
 
 
 def summed(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:

@@ -29,16 +29,10 @@ from gateway.flows.models import (
     TokenUsage,
 )
 from gateway.flows.spending import Spending, summed, usage_of
+from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
-from gateway.storage.tables import (
-    flow_grants,
-    flow_runs,
-    flow_steps,
-    flow_versions,
-    flows,
-    upstream_connections,
-)
+from gateway.storage.tables import upstream_connections
 from registry.tables import agents, as_utc
 
 TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.flows import step_records
+from gateway.flows import reservations, step_records
 from gateway.flows.models import (
     FlowRecord,
     FlowVersion,
@@ -66,6 +66,7 @@ class FlowStore:
         # What every run and step reads and writes goes the lean way
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
+        self.reservations = reservations.Reservations(self._run)
 
     async def aclose(self) -> None:
         await self._run.aclose()
@@ -212,6 +213,7 @@ class FlowStore:
         values["updated_at"] = _now()
         if values.get("state") in TERMINAL_RUN_STATES:
             values["finished_at"] = values["updated_at"]
+            return await self._run(reservations.end_run, run_id, values)
         return await self._run(step_records.set_run, run_id, values)
 
     async def runs(

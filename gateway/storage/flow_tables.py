@@ -1,5 +1,6 @@
 """The flows' tables (`gateway.flows`): definitions and their versions, runs,
-their grants and steps. Migrated with the rest (`gateway.storage.db.TARGET_METADATA`)."""
+their grants and steps, and what a user's budget for a flow has reserved.
+Migrated with the rest (`gateway.storage.db.TARGET_METADATA`)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,36 @@ flow_runs = Table(
     Index("ix_flow_runs_created", "created_at"),
     Index("ix_flow_runs_redacted", "redacted_at"),
     Index("ix_flow_runs_forked_from", "forked_from"),
+)
+
+# What the calls in flight of one user's runs of a flow may cost, reserved
+# against the user's budget for it (`gateway.flows.reservations`, migration
+# 0037): one row per call step, its `per_call` price as exact decimal text,
+# removed when the step ends (its cost recorded by then) or the run does, and
+# ignored past `expires_at` (the run's grant's end: no call is made after it).
+flow_reservations = Table(
+    "flow_reservations",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("flow_id", String(64), nullable=False),
+    Column("owner_subject", Text, nullable=False),
+    Column("owner_issuer", Text, nullable=False),
+    Column("amount", String(40), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_flow_reservations_owner", "flow_id", "owner_subject", "owner_issuer"),
+)
+
+# One row per user and flow with a budget: what a reservation writes first, so
+# that two reservations for one user's budget -- on any replica -- are made one
+# after the other (PostgreSQL's row lock until commit; SQLite's write lock).
+flow_budget_locks = Table(
+    "flow_budget_locks",
+    metadata,
+    Column("flow_id", String(64), primary_key=True),
+    Column("owner_subject", Text, primary_key=True),
+    Column("owner_issuer", Text, primary_key=True),
+    Column("locked_at", DateTime(timezone=True), nullable=False),
 )
 
 # One row per step of a run (a parallel step's branches each have theirs,

@@ -1,6 +1,7 @@
 """What calls cost, and how much a user may spend on a flow: the policy's
 ``prices``. Pure: the gateway records a flow step's cost as the step ends and
-checks budgets (`gateway.flows.costs`).
+reserves each call's ``per_call`` against the budget before it is sent
+(`gateway.flows.costs`).
 
 ```yaml
 prices:

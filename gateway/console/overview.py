@@ -36,7 +36,8 @@ from gateway.console.charts import traffic_charts
 from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, redirect
 from gateway.delegation.audit import AuditQuery
 from gateway.delegation.audit_traffic import RecentTraffic, Traffic
-from gateway.storage.tables import approvals, flow_runs
+from gateway.storage.flow_tables import flow_runs
+from gateway.storage.tables import approvals
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.models import AgentQuery

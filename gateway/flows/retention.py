@@ -43,7 +43,7 @@ from gateway.flows.engine import FlowEngine
 from gateway.flows.redaction import redact, rules
 from gateway.flows.schedules import TICK_WORKFLOW
 from gateway.flows.store import TERMINAL_RUN_STATES, FlowStore
-from gateway.storage.tables import flow_grants, flow_runs, flow_steps, flow_versions
+from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from gateway.delegation.audit import AuditEvent
 from gateway.flows import back_routes, checkpoints, deep_approvals, loops, reviews, waits
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.checks import as_fallback
-from gateway.flows.costs import BudgetSpent, check_budget, priced
+from gateway.flows.costs import BudgetSpent, priced, reserve_budget
 from gateway.flows.definition import (
     END,
     CallStep,
@@ -318,21 +318,40 @@ class FlowRun(MapSteps, ParallelSteps):
         row, grant = await self.rt.store.enter_step(
             self.run_id, step.id, self.info["grant_id"], current=parent is None
         )
-        # A budget spent meanwhile stops the run before anything new is sent
-        # (a call, an answer); a call a crash left in flight is followed, not
-        # given up (`gateway.flows.costs`).
-        in_flight = row is not None and row.get("state") == "running" and row.get("sent_at")
+        # The budget reserved before anything new is sent (a call, an
+        # answer): spent meanwhile, or too little left, the run stops. A call
+        # a crash left in flight is followed, not given up, on what it
+        # reserved before (`gateway.flows.costs`).
+        in_flight = bool(row is not None and row.get("state") == "running" and row.get("sent_at"))
+        reserved = in_flight
         if reply is not None or not in_flight:
+            targets = [target.target]
+            if step.fallback is not None:
+                targets.append(as_fallback(step).call.target)
             try:
-                await check_budget(
-                    self.rt,
-                    self.info["flow_id"],
-                    self.info["owner_subject"],
-                    self.info["owner_issuer"],
+                reserved = await reserve_budget(
+                    self.rt, self.info, step.id, targets, grant["expires_at"]
                 )
             except BudgetSpent as spent:
                 await self.mark(step.id, "call", "failed", error=str(spent), parent=parent)
                 return {**failed(str(spent)), "fatal": True}
+        try:
+            return await self._call_and_record(step, parent, scope, reply, approved, row, grant)
+        finally:
+            if reserved:  # its cost recorded by now, if it has one
+                await self.rt.store.reservations.release(self.run_id, step.id)
+
+    async def _call_and_record(
+        self,
+        step: CallStep,
+        parent: str | None,
+        scope: dict[str, Any] | None,
+        reply: Answer | None,
+        approved: bool,
+        row: dict[str, Any] | None,
+        grant: dict[str, Any],
+    ) -> dict[str, Any]:
+        target = step.call
         base: dict[str, Any] = {
             "kind": "call",
             "parent": parent,

@@ -1,6 +1,7 @@
 """What runs used and cost: the steps' reported usage and recorded cost,
-summed per run, flow and user (`GET /flows/{id}/usage`, `GET /usage`), and a
-user's spending on a flow against its budget (`policies.prices`).
+summed per run, flow and user (`GET /flows/{id}/usage`, `GET /usage`). A
+user's spending against their budget for a flow is read with what their
+calls in flight reserved (`gateway.flows.reservations`).
 
 A step's cost is recorded when it ends, at the prices in force then
 (`gateway.flows.costs`), in its ``usage``; sums never re-price. Read from the
@@ -10,7 +11,7 @@ kept runs: a run past its retention no longer counts.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.flows.models import FlowUsage, TokenUsage, UsageReport, UserUsage
-from gateway.storage.tables import flow_runs, flow_steps
+from gateway.storage.flow_tables import flow_runs, flow_steps
 
 
 def summed(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:
@@ -58,10 +59,9 @@ class Spending:
         flow_id: str | None = None,
         owner: tuple[str, str] | None = None,
         since: datetime | None = None,
-        ended_since: datetime | None = None,
     ) -> list[tuple[str, str, tuple[str, str], TokenUsage]]:
         """(run, flow, owner, usage) of each step with usage; ``since``: of
-        runs started since, ``ended_since``: steps that ended since."""
+        runs started since."""
         query = (
             select(
                 flow_runs.c.id,
@@ -81,8 +81,6 @@ class Spending:
             )
         if since is not None:
             query = query.where(flow_runs.c.created_at >= since)
-        if ended_since is not None:
-            query = query.where(flow_steps.c.finished_at >= ended_since)
         found = []
         async with self._engine.connect() as conn:
             async for row in (await conn.stream(query)).mappings():
@@ -131,21 +129,6 @@ class Spending:
             by_user=by_user,
             **(summed(by_user) or TokenUsage()).model_dump(),
         )
-
-    async def spent(
-        self,
-        flow_id: str,
-        owner: tuple[str, str],
-        since: datetime | None,
-        oldest_run: timedelta | None = None,
-    ) -> Decimal:
-        """What ``owner``'s runs of the flow cost in steps that ended since
-        ``since`` (a run going on across midnight counts its new steps in
-        the new day). ``oldest_run``: how long a run can go on (its grant's
-        most), so only runs started since then are read (an index range)."""
-        started = since - oldest_run if since is not None and oldest_run is not None else None
-        rows = await self._rows(flow_id=flow_id, owner=owner, since=started, ended_since=since)
-        return sum((u.cost for *_, u in rows if u.cost is not None), Decimal(0))
 
 
 def _per_user(rows: list[tuple[str, str, tuple[str, str], TokenUsage]]) -> list[UserUsage]:

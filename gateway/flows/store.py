@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.flows import step_records
+from gateway.flows import reservations, step_records
 from gateway.flows.models import (
     FlowRecord,
     FlowVersion,
@@ -29,16 +29,10 @@ from gateway.flows.models import (
     TokenUsage,
 )
 from gateway.flows.spending import Spending, summed, usage_of
+from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
-from gateway.storage.tables import (
-    flow_grants,
-    flow_runs,
-    flow_steps,
-    flow_versions,
-    flows,
-    upstream_connections,
-)
+from gateway.storage.tables import upstream_connections
 from registry.tables import agents, as_utc
 
 TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
@@ -72,6 +66,7 @@ class FlowStore:
         # What every run and step reads and writes goes the lean way
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
+        self.reservations = reservations.Reservations(self._run)
 
     async def aclose(self) -> None:
         await self._run.aclose()
@@ -218,6 +213,7 @@ class FlowStore:
         values["updated_at"] = _now()
         if values.get("state") in TERMINAL_RUN_STATES:
             values["finished_at"] = values["updated_at"]
+            return await self._run(reservations.end_run, run_id, values)
         return await self._run(step_records.set_run, run_id, values)
 
     async def runs(

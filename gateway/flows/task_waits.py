@@ -63,7 +63,7 @@ from gateway.flows.looks import next_look
 from gateway.flows.outcomes import now
 from gateway.flows.runtime import FlowRuntime, GrantUnusable
 from gateway.flows.task_follower import following
-from gateway.storage.tables import flow_runs, flow_steps
+from gateway.storage.flow_tables import flow_runs, flow_steps
 from registry.store import AgentNotFound
 from registry.tables import as_utc
 

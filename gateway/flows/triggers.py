@@ -54,7 +54,8 @@ from gateway.flows.service import FlowService, InputInvalid
 from gateway.flows.started import derived_run_id, start_once
 from gateway.flows.store import FlowNotFound
 from gateway.flows.trigger_definition import TaskEvent, Trigger
-from gateway.storage.tables import a2a_tasks, flow_runs
+from gateway.storage.flow_tables import flow_runs
+from gateway.storage.tables import a2a_tasks
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)

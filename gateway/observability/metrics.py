@@ -46,8 +46,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.breaker import Breakers
+from gateway.storage.flow_tables import flow_runs
 from gateway.storage.periodic import Periodic
-from gateway.storage.tables import a2a_tasks, approvals, flow_runs
+from gateway.storage.tables import a2a_tasks, approvals
 
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -20,8 +20,9 @@ from mcp import MCPError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.storage.flow_tables import flow_runs
 from gateway.storage.readable import UNREADABLE
-from gateway.storage.tables import a2a_tasks, flow_runs
+from gateway.storage.tables import a2a_tasks
 from tests.support.console import dev_login
 from tests.support.flows import QUOTE_FLOW, USER_SCOPES, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client

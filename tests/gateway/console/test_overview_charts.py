@@ -29,7 +29,7 @@ from gateway.delegation import audit_traffic
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_traffic import last_hour
 from gateway.storage import db
-from gateway.storage.tables import flow_runs
+from gateway.storage.flow_tables import flow_runs
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card

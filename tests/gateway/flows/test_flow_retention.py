@@ -15,7 +15,7 @@ from sqlalchemy import insert
 
 from gateway.flows.retention import RunRetention
 from gateway.storage.db import create_engine, upgrade
-from gateway.storage.tables import flow_runs, flow_versions
+from gateway.storage.flow_tables import flow_runs, flow_versions
 
 
 class Engine:

@@ -18,9 +18,9 @@ from sqlalchemy import insert, select
 
 from gateway.flows import step_records
 from gateway.storage.db import create_engine
+from gateway.storage.flow_tables import flow_steps
 from gateway.storage.outages import outage_of
 from gateway.storage.statements import Sql, Statement, statement_runner
-from gateway.storage.tables import flow_steps
 from tests.support.databases import coordination_backend
 
 REDIS = "redis://127.0.0.1:1"  # unused: no Redis backend here

@@ -382,14 +382,19 @@ def authorize(
     # 5. The user must hold what the policy requires...
     missing = rule.require - query.user_scopes
     if missing:
-        return deny(Denial.MISSING_SCOPE, f"{where} requires {_fmt(missing)}, which the user lacks")
+        return deny(
+            Denial.MISSING_SCOPE,
+            f"{where} requires {_fmt(missing)}, {_lacked(policy, query.chain, missing, max_depth)}",
+        )
     # 6. ...and satisfy one of the card's security requirements, if it has any.
     alternatives = _declared(target, query)
     satisfied = [alt for alt in alternatives if alt <= query.user_scopes]
     if alternatives and not satisfied:
         options = " or ".join(_fmt(alt) or "(none)" for alt in alternatives)
+        lacked = frozenset().union(*alternatives) - query.user_scopes
         return deny(
-            Denial.CARD_REQUIREMENT, f"{where} requires one of {options}, which the user lacks"
+            Denial.CARD_REQUIREMENT,
+            f"{where} requires one of {options}, {_lacked(policy, query.chain, lacked, max_depth)}",
         )
     # 7. What passes on: base ∩ needs ∩ grant. "Needs" is what the card
     # declares (the satisfied alternatives); an undeclared side does not
@@ -412,6 +417,25 @@ def authorize(
     if rule.approval:
         reasons.append(f"policy requires human approval for {where}")
     return Decision(True, granted, rule.approval, tuple(reasons), None, depth, rule.sources)
+
+
+def _lacked(policy: Policy, chain: tuple[str, ...], missing: frozenset[str], max_depth: int) -> str:
+    """Who lacks ``missing``: the first agent of the chain whose rule does not
+    pass it on -- its ``grant``; with none, its ``require`` (and its card's
+    scopes, which are not known here) -- else the user. A flow's run holds what
+    the flow was granted, whatever its user holds: this names the flow."""
+    for agent in chain:
+        rule = merge(policy.rule_trail(agent, "skill", None), max_depth)
+        blocked = missing - (rule.grant if rule.grant is not None else rule.require)
+        if blocked:
+            add = f"add {_fmt(blocked)} to agents.{agent}.grant in the policy"
+            if rule.grant is None:
+                return (
+                    f"which {agent} was not granted: the policy gives it no grant, so it passes "
+                    f"on only what its card or its require names ({add})"
+                )
+            return f"which the grant of {agent} lacks ({add})"
+    return "which the user lacks"
 
 
 def _declared(target: Target, query: DelegationQuery) -> tuple[frozenset[str], ...]:

@@ -14,6 +14,9 @@ Verification is a fixed sequence; every step fails closed with `TokenInvalid`
 7. claims from the verified payload: `iss`, `sub`, `aud` (must contain our
    resource id), `exp`, `iat` all required and well-typed; `nbf` honoured;
    a small leeway for clock skew.
+
+"Expired" has one rule, `usable_until`: the door refuses a token from that
+moment, and a token derived from it (`policies.delegation`) ends by then.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ class Principal:
     client_id: str | None = None
     token_id: str | None = None
     expires_at: int = 0
+    # When the verifier stops accepting the token (`usable_until`): its `exp`
+    # plus the clock-skew leeway; 0 when no token says (a console session).
+    usable_until: float = 0
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def has_scope(self, scope: str) -> bool:
@@ -144,7 +150,7 @@ class TokenVerifier:
         now = self._clock()
         exp = _numeric(claims, "exp")
         iat = _numeric(claims, "iat")
-        if exp <= now - self._leeway:
+        if now >= usable_until(exp, self._leeway):
             raise TokenInvalid("token has expired")
         if iat > now + self._leeway:
             raise TokenInvalid("token was issued in the future (iat)")
@@ -178,8 +184,20 @@ class TokenVerifier:
             client_id=client_id,
             token_id=jti if isinstance(jti, str) else None,
             expires_at=int(exp),
+            usable_until=usable_until(exp, self._leeway),
             claims=claims,
         )
+
+
+def usable_until(exp: float, leeway_seconds: float) -> float:
+    """The moment a token whose `exp` is ``exp`` stops being accepted: the
+    one rule for "expired", at the door and for what is derived from it.
+    RFC 7519 §4.1.4 allows "some small leeway, usually no more than a few
+    minutes, to account for clock skew": the gateway's is
+    `token_leeway_seconds`. A token accepted at the door can therefore be
+    delegated: the token minted from it ends by this moment, not by `exp`
+    (which may already be past), and is refused once it has come."""
+    return exp + leeway_seconds
 
 
 def mint_access_token(

@@ -39,6 +39,7 @@ from gateway.delegation.pipeline import (
     Grant,
 )
 from gateway.delegation.tasks import Owner, TaskRecords
+from policies.tokens import TokenInvalid
 from registry.store import AgentNotFound
 
 Route = Literal["agent", "other", "approval"]
@@ -172,6 +173,9 @@ async def admit_call(
             deferral = pending.deferral
     except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
         raise denial_response(denied, refusal) from None
+    except TokenInvalid as exc:  # the token's end (`usable_until`) came since the door
+        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        raise Refusal(401, str(exc), headers=challenge) from None
     consent, connection, holds = None, None, False
     if message and route == "agent" and consents is not None:
         found = await consents.needed(grant)

@@ -5,8 +5,9 @@ Defining, replacing and removing a set needs `switchboard:admin` and is
 audited; any authenticated caller may list the sets -- an admin reads each
 whole, anyone else its name, title, description and instructions (what each
 offers them is still decided per call by the policy). A set naming a server or an agent
-that is not registered is refused (422 `unknown-target`): a typo would
-otherwise be a set that silently offers less.
+that is not registered, or a tool by an exact name that none offers
+(`gateway.mcp.sets.unknown_tools`), is refused (422 `unknown-target`): a
+typo would otherwise be a set that silently offers less.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from fastapi import APIRouter, Request, Response, status
 from gateway.api.state import audited, state_of
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.problems import Problem
+from gateway.mcp.approvals import STATUS_TOOL
+from gateway.mcp.sets import unknown_tools
+from gateway.mcp.tool_search import CALL_TOOL, SEARCH_TOOL
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.mcp_sets import (
@@ -30,6 +34,7 @@ from registry.mcp_sets import (
 )
 
 router = APIRouter(prefix="/mcp-sets", tags=["mcp"])
+GATEWAY_TOOLS = frozenset({STATUS_TOOL, SEARCH_TOOL, CALL_TOOL})
 
 
 def _not_found(name: str) -> Problem:
@@ -40,12 +45,19 @@ async def _check_targets(request: Request, spec: McpSetSpec) -> None:
     state = state_of(request)
     unknown = [s for s in spec.select.servers if await state.mcp.store.config(s) is None]
     unknown += [a for a in spec.select.agents if await state.agents.get(a) is None]
-    if unknown:
+    missing: list[str] = []
+    if spec.select.tools:
+        servers = await state.mcp.store.all()
+        missing = await unknown_tools(spec.select.tools, servers, state.agents, GATEWAY_TOOLS)
+    said = ["no MCP server or agent " + ", ".join(repr(u) for u in unknown)] if unknown else []
+    if missing:
+        said.append(
+            "no tool " + ", ".join(repr(m) for m in missing) + " offered by a registered "
+            "MCP server or agent (GET /mcp-servers, GET /agents list them)"
+        )
+    if said:
         raise Problem(
-            422,
-            "unknown-target",
-            "The set names what is not registered",
-            "no MCP server or agent " + ", ".join(repr(u) for u in unknown),
+            422, "unknown-target", "The set names what is not registered", "; ".join(said)
         )
 
 

@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"switchboard: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, or a failure nobody foresaw: still one line
+        said = " ".join(str(exc).split())
+        print(f"switchboard: unexpected error: {type(exc).__name__}: {said}", file=sys.stderr)
+        return 1
 
 
 def _version() -> str:

@@ -30,6 +30,7 @@ from a2a.types import (
     Task,
     TaskState,
 )
+from a2a.utils.errors import A2AError
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Struct, Value
 
@@ -121,6 +122,8 @@ async def _send(url: str, token: str, request: SendMessageRequest, *, stream: bo
                     last.status.CopyFrom(event.status_update.status)  # where the task is now
         except A2AClientError as exc:
             raise CliError(f"{url}: {_reason(exc)}") from None
+        except A2AError as exc:  # the gateway's JSON-RPC error, raised as its own class
+            raise CliError(f"{url}: {_said(exc)}") from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the gateway at {url}: {exc}") from None
     if last is None:
@@ -146,6 +149,13 @@ def _reason(exc: A2AClientError) -> str:
         if isinstance(body, dict) and body.get("detail"):
             return f"HTTP {cause.response.status_code}: {body['detail']}"
     return str(exc)
+
+
+def _said(exc: A2AError) -> str:
+    """A JSON-RPC error's message, in one line. The SDK's client raises the
+    error code's own class (-32602 is an `InvalidParamsError`), which is no
+    `A2AClientError`; the gateway's message already names what was wrong."""
+    return " ".join(exc.message.split()) or type(exc).__name__
 
 
 def _show(event: StreamResponse, stream: bool) -> Task | None:

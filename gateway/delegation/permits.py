@@ -34,7 +34,9 @@ class Caller:
     # client the user's request came through; actors[1:] are agents.
     actors: tuple[str, ...]
     client_id: str
-    not_after: float | None = None  # a derived token never outlives its source
+    # A derived token never outlives its source: when the source token stops
+    # being accepted (`policies.tokens.usable_until`), or a grant ends.
+    not_after: float | None = None
     # The work this call is part of (a flow run's step: `gateway.flows.calls`),
     # minted into the token as ``txn`` and carried by every exchange, so a call
     # an agent makes onwards -- held for approval, say -- is known to belong to
@@ -66,7 +68,7 @@ class Caller:
             scopes=principal.scopes,
             actors=(first_actor(principal),),
             client_id=principal.client_id or principal.subject,
-            not_after=principal.expires_at or None,
+            not_after=principal.usable_until or principal.expires_at or None,
         )
 
     @classmethod
@@ -80,7 +82,7 @@ class Caller:
             scopes=principal.scopes,
             actors=actors,
             client_id=principal.client_id or actors[-1],
-            not_after=principal.expires_at or None,
+            not_after=principal.usable_until or principal.expires_at or None,
             txn=txn_of(principal.claims),
         )
 

@@ -127,7 +127,7 @@ class TokenExchange:
             scopes=subject.scopes,
             actors=(*subject.actors, caller_id),
             client_id=caller_id,
-            not_after=subject.expires_at,
+            not_after=subject.usable_until,
             txn=subject.txn,
         )
         try:
@@ -321,7 +321,8 @@ class TokenExchange:
             issuer=principal.issuer,
             scopes=principal.scopes,
             actors=actors,
-            expires_at=float(principal.expires_at),
+            # When the verifier stops accepting it: what is minted from it ends by then.
+            usable_until=principal.usable_until,
             # Carried on from a token of ours only (a user's IdP's says nothing of it).
             txn=txn_of(principal.claims) if delegated else None,
         )
@@ -333,7 +334,7 @@ class _Subject:
     issuer: str
     scopes: frozenset[str]
     actors: tuple[str, ...]
-    expires_at: float
+    usable_until: float
     txn: str | None = None
 
 

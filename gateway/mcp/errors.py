@@ -31,6 +31,7 @@ from gateway.delegation.pipeline import (
 from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
 from gateway.mcp.auth import CALLER_KEY, current_caller
 from gateway.storage.outages import DependencyUnavailable, outage_of
+from policies.tokens import TokenInvalid
 
 # JSON-RPC implementation-defined server errors (-32000..-32099). -32000 and
 # -32001 are avoided: the SDK's client reads them as "connection closed" and
@@ -79,6 +80,10 @@ def mcp_error(exc: Exception, name: str) -> MCPError:
                 data["retry_after"] = exc.retry_after
         return MCPError(
             DELEGATION_REFUSED, f"calling {name} was refused: " + "; ".join(reasons), data
+        )
+    if isinstance(exc, TokenInvalid):  # the token's end (`usable_until`) came since the door
+        return MCPError(
+            DELEGATION_REFUSED, f"calling {name} was refused: {exc}", {"reasons": [str(exc)]}
         )
     if isinstance(exc, ToolQuarantined):
         return MCPError(TOOL_QUARANTINED, str(exc), {"state": exc.tool.state.value})

@@ -117,6 +117,7 @@ from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
 from gateway.storage.replicas import ReplicaDirectory
 from policies.policy import ActionKind
+from policies.tokens import TokenInvalid
 from registry.mcp_names import cut_hashed, owner_of
 from registry.mcp_sets import ToolSearchMode
 
@@ -469,6 +470,7 @@ class McpFront:
             except (
                 ToolNotFound,
                 DelegationDenied,
+                TokenInvalid,
                 ToolQuarantined,
                 UpstreamUnavailable,
                 UpstreamError,

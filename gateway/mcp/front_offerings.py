@@ -51,6 +51,7 @@ from gateway.mcp.errors import (
 )
 from gateway.mcp.input_relay import MAX_ROUNDS, ask_legacy_client, is_modern
 from gateway.mcp.sets import current_set
+from policies.tokens import TokenInvalid
 
 logger = logging.getLogger(__name__)
 SEND_TIMEOUT_SECONDS = 2.0
@@ -78,6 +79,7 @@ _REFUSALS = (
     PromptNotFound,
     PromptWithheld,
     DelegationDenied,
+    TokenInvalid,
     UpstreamUnavailable,
     UpstreamError,
 )

@@ -12,7 +12,9 @@ inside it. `initialize` and `server/discover` answer with the set's own
 title, description, instructions and icon (`identity`).
 
 Sets are read through `SetCache`: at most ``ttl`` seconds old on another
-replica, at once on the one that changed them.
+replica, at once on the one that changed them. `unknown_tools` is what a
+set's definition is checked against: a tool named exactly must be one that
+something registered offers (or may offer, once its tools are known).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ import contextvars
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.cards import card_skills
+from registry.mcp_models import McpServerRecord
+from registry.mcp_names import cut_hashed, gateways, owner_of, skill_tool_name
 from registry.mcp_sets import SET_NAME_PATTERN, McpSet, SqlMcpSets
+from registry.store import SqlAgentStore
 
 SET_KEY = "switchboard.mcp_set"
 _KEPT = 4096  # sets, and names that are none, kept each
@@ -44,6 +50,54 @@ def set_path_name(path: str) -> str | None:
         return None
     name = path[len(prefix) :]
     return name if _NAME.fullmatch(name) else None
+
+
+async def unknown_tools(
+    names: Iterable[str],
+    servers: list[McpServerRecord],
+    agents: SqlAgentStore,
+    gateway_tools: frozenset[str],
+) -> list[str]:
+    """The tools of ``names`` -- exact names; a pattern (``crm__*``) may match
+    tools yet to come, and is not checked -- that nothing registered offers:
+    not an MCP server's stored tool (in any state), an agent's skill, nor one
+    of ``gateway_tools``. A server none of whose tools is known yet (a
+    ``user_oauth`` server waiting for its registrant's connection) may offer
+    any name of its own, ``{id}__...`` -- or, registered with
+    ``prefix_tools: false``, any plain name: those are taken on trust."""
+    stored = {tool.namespaced for server in servers for tool in server.tools}
+    unlisted = [server for server in servers if not server.tools]
+    unknown: list[str] = []
+    for name in names:
+        if any(c in name for c in "*?[") or name in stored or name in gateway_tools:
+            continue
+        if gateways(name) or not await _may_be_unlisted_or_skill(name, unlisted, agents):
+            unknown.append(name)
+    return unknown
+
+
+async def _may_be_unlisted_or_skill(
+    name: str, unlisted: list[McpServerRecord], agents: SqlAgentStore
+) -> bool:
+    owner = owner_of(name)
+    if any(
+        owner == server.id
+        or (owner is None and not server.prefix_tools)
+        or (cut_hashed(name) and name.startswith(server.id))
+        for server in unlisted
+    ):
+        return True
+    if owner is not None:
+        candidates = [owner]
+    elif cut_hashed(name):
+        candidates = await agents.ids_starting(name[: name.rindex("_")])
+    else:
+        return False
+    for agent_id in candidates:
+        card = await agents.card(agent_id)
+        if card and any(skill_tool_name(agent_id, s["id"]) == name for s in card_skills(card)):
+            return True
+    return False
 
 
 class SetCache:

@@ -17,6 +17,7 @@ from gateway.mcp.agent_tools import AgentSkillTools, SkillCallRefused, SkillTool
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.errors import mcp_error
 from gateway.mcp.input_relay import ProgressRelay, can_be_asked
+from policies.tokens import TokenInvalid
 
 
 async def call_skill(
@@ -64,7 +65,7 @@ async def call_skill(
             output_schema=False,
             ask=can_be_asked(ctx),
         )
-    except DelegationDenied as exc:
+    except (DelegationDenied, TokenInvalid) as exc:
         raise mcp_error(exc, params.name) from None
     except DependencyUnavailableError:
         raise  # not the tool's failure: `OutageBoundary` answers it

@@ -8,14 +8,23 @@ Security-relevant events go to the `switchboard.security` logger:
 authentication failures (the reason, never the token), every denial and
 refused token exchange (from the audit log), quarantined tools, health
 transitions and key rotations (policy reloads are logged by `policies.policy_file`).
+
+What is logged never carries a secret the gateway did not mean to log: a URL's
+query parameters that carry one (an OAuth callback's ``code`` and ``state``,
+a token) are redacted in every line (`SecretQueries`: the access log's
+`GET /ui/connections/{id}/callback?code=...`), and the database drivers'
+loggers, which echo SQL parameters -- stored tokens among them -- are held
+at WARNING even at ``--log-level debug``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 
 from opentelemetry.trace import get_current_span
 from pythonjsonlogger.json import JsonFormatter
@@ -34,6 +43,37 @@ _DROPPED = ("color_message",)
 # One line per outgoing request at INFO: noise at the gateway's default level,
 # shown when the gateway logs at debug.
 _CHATTY = ("httpx", "httpcore", "httpx2", "httpcore2")
+# Loggers that echo SQL with its parameters (sqlalchemy.engine at INFO,
+# aiosqlite at DEBUG): the values stored include connected accounts' tokens
+# (sealed only when a secret key is set) and refresh tokens in flight.
+_ECHOING_SQL = ("sqlalchemy.engine", "sqlalchemy.pool", "aiosqlite", "asyncpg")
+# Query parameters whose values are secrets (OAuth 2.0: RFC 6749 §4.1.2
+# `code`, `state`; RFC 6750 §2.3 `access_token`; RFC 8693, RFC 7523 ...).
+SECRET_PARAMETERS = frozenset(
+    {
+        "code",
+        "state",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "subject_token",
+        "actor_token",
+        "client_secret",
+        "client_assertion",
+        "assertion",
+        "code_verifier",
+        "password",
+        "secret",
+        "api_key",
+        "apikey",
+        "key",
+        "sig",
+        "signature",
+    }
+)
+REDACTED = "REDACTED"
+_QUERY = re.compile(r"\?([^\s#\"]*)")
 
 
 def utc_time(created: float) -> str:
@@ -60,6 +100,43 @@ def banner(log_format: LogFormat, message: str) -> str:
         return f"switchboard: {message}"
     record = {"time": utc_time(datetime.now(UTC).timestamp()), "level": "WARNING"}
     return json.dumps({**record, "logger": "switchboard", "message": message})
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the values of `SECRET_PARAMETERS` in any query string in
+    it replaced by `REDACTED`; every other byte as it was."""
+    if "?" not in text:
+        return text
+
+    def query(match: re.Match[str]) -> str:
+        pieces = match.group(1).split("&")
+        for i, piece in enumerate(pieces):
+            name, equals, _ = piece.partition("=")
+            if equals and unquote_plus(name).lower() in SECRET_PARAMETERS:
+                pieces[i] = f"{name}={REDACTED}"
+        return "?" + "&".join(pieces)
+
+    return _QUERY.sub(query, text)
+
+
+class SecretQueries(logging.Filter):
+    """Redacts secret query parameters (`redact_query`) in a record's
+    arguments -- the access log's path, the HTTP client's URL -- and message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = redact_query(record.msg)
+        return True
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, str) or type(value).__name__ == "URL":  # httpx's, httpx2's
+        text = str(value)
+        redacted = redact_query(text)
+        return redacted if redacted != text else value
+    return value
 
 
 class TraceIds(logging.Filter):
@@ -94,7 +171,7 @@ def log_config(log_format: LogFormat, level: str) -> dict[str, Any]:
     handler = {
         "class": "logging.StreamHandler",
         "formatter": "main",
-        "filters": ["trace"],
+        "filters": ["trace", "secrets"],
         "stream": "ext://sys.stderr",
     }
     named = level.upper() if level != "trace" else "DEBUG"
@@ -102,7 +179,7 @@ def log_config(log_format: LogFormat, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"trace": {"()": TraceIds}},
+        "filters": {"trace": {"()": TraceIds}, "secrets": {"()": SecretQueries}},
         "formatters": {"main": formatter},
         "handlers": {"main": handler},
         "root": {"handlers": ["main"], "level": named},
@@ -113,6 +190,7 @@ def log_config(log_format: LogFormat, level: str) -> dict[str, Any]:
             "uvicorn.error": {"level": named},
             "uvicorn.access": {"handlers": ["main"], "level": named, "propagate": False},
             **{name: {"level": chatty} for name in _CHATTY},
+            **{name: {"level": "WARNING"} for name in _ECHOING_SQL},
         },
     }
 

@@ -85,3 +85,13 @@ def test_a_refusal_says_why_and_exits_non_zero(setup: FlowSetup) -> None:
     assert unknown.returncode == 2 and "switchboard:" in unknown.stderr
     bad = run("call", "sales", "hi", "--data", "[1]", "--data-dir", data_dir)
     assert bad.returncode == 2 and "--data must be a JSON object" in bad.stderr
+
+
+def test_a_json_rpc_error_is_one_line_not_a_traceback(setup: FlowSetup) -> None:
+    # Issue 57: the gateway answers an unknown skill with -32602, which the
+    # SDK's client raises as an `InvalidParamsError`, not an `A2AClientError`.
+    code, out, err = _call(setup, "sales", "hi", "--skill", "nosuch")
+    assert code == 2, out
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("switchboard: ") and "nosuch" in err, err

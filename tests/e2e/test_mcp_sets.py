@@ -257,6 +257,24 @@ def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> Non
     )
 
 
+def test_a_set_naming_a_tool_nothing_offers_is_refused(setup: Setup) -> None:
+    """Issue 57: `--tool crm__serch_contacts` was stored, a set silently
+    offering less. A tool named exactly must be one a registered server or
+    agent offers (a pattern may match tools yet to come, and is not checked)."""
+    wait_for_tools(setup)
+    spec = {k: v for k, v in OPS.items() if k != "name"}
+    with setup.admin() as admin:
+        for typo in ("alpha__ad", "inventory__shipp", "nobody__add", "add", "switchboard__serch"):
+            refused = admin.put("/mcp-sets/typo", json=spec | {"select": {"tools": [typo]}})
+            assert refused.status_code == 422, (typo, refused.text)
+            assert refused.json()["type"].endswith("unknown-target")
+            assert repr(typo) in refused.json()["detail"], refused.text
+        assert admin.get("/mcp-sets").json()["items"] == []
+        named = ["alpha__add", "inventory__ship", "zeta__*", "switchboard__search_tools"]
+        created = admin.put("/mcp-sets/typo", json=spec | {"select": {"tools": named}})
+        assert created.status_code == 201, created.text
+
+
 def test_a_set_is_a_protected_resource_of_its_own(setup: Setup) -> None:
     with setup.admin() as admin:
         assert admin.post("/mcp-sets", json=OPS).status_code == 201

@@ -27,7 +27,13 @@ from policies.delegation import (
     actors_of,
 )
 from policies.keys import SigningKey
-from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer, mint_access_token
+from policies.tokens import (
+    TokenInvalid,
+    TokenVerifier,
+    TrustedIssuer,
+    mint_access_token,
+    usable_until,
+)
 
 ISSUER = "https://switchboard.example"
 AUDIENCE = "https://inventory.example/a2a"
@@ -353,6 +359,20 @@ async def test_not_after_not_in_the_future_is_refused(
     with pytest.raises(TokenInvalid, match="expired"):
         await minter.mint(request(not_after=clock.start + offset))
     assert keys.calls == 0  # refused before any signature
+
+
+async def test_a_source_the_door_accepts_in_its_leeway_is_delegated(
+    minter: DelegatedTokenMinter, clock: Clock
+) -> None:
+    """Issue 57: one rule for "expired". A user's token 10 s past its `exp`
+    is accepted at the door (30 s leeway), and the door hands on when it stops
+    accepting it (`usable_until`): the token minted from it ends then, and
+    from then on it is refused as the door refuses it."""
+    end = usable_until(clock.start - 10, 30)
+    minted = await minter.mint(request(not_after=end))
+    assert minted.expires_at == int(clock.start) + 20
+    with pytest.raises(TokenInvalid, match="expired"):
+        await minter.mint(request(not_after=usable_until(clock.start - 30, 30)))
 
 
 async def test_expired_source_is_refused_even_with_a_cached_token(

@@ -400,6 +400,58 @@ def test_missing_scope_comes_before_card_requirement() -> None:
     assert_denied(decide(pol, "read", tgt), Denial.MISSING_SCOPE)
 
 
+def test_a_flow_without_a_grant_is_named_not_the_user() -> None:
+    """Issue 57: a flow's step refused for a scope its user holds but the flow
+    was never granted blamed the user; the reason names the flow and the fix."""
+    pol = policy({"agents": {"sales": {"require": ["sales:quote"]}}})
+    # The run holds what the flow was granted: nothing, with no grant.
+    decision = decide(
+        pol, "", target("sales", skills=["ship"]), chain=["quote-flow"], action="ship"
+    )
+    assert_denied(decision, Denial.MISSING_SCOPE)
+    assert decision.reasons[0] == (
+        "sales skill ship requires sales:quote, which quote-flow was not granted: the policy "
+        "gives it no grant, so it passes on only what its card or its require names "
+        "(add sales:quote to agents.quote-flow.grant in the policy)"
+    )
+
+
+def test_a_grant_that_lacks_the_scope_is_named() -> None:
+    pol = policy(
+        {
+            "agents": {
+                "quote-flow": {"grant": ["inventory:read"]},
+                "sales": {"require": ["sales:quote"]},
+            }
+        }
+    )
+    decision = decide(pol, "inventory:read", target("sales"), chain=["quote-flow"])
+    assert decision.reasons[0] == (
+        "sales requires sales:quote, which the grant of quote-flow lacks "
+        "(add sales:quote to agents.quote-flow.grant in the policy)"
+    )
+    tgt = target("sales", requirements=alternatives("sales:quote"))
+    decision = decide(
+        policy({"agents": {"quote-flow": {"grant": []}}}), "", tgt, chain=["quote-flow"]
+    )
+    assert_denied(decision, Denial.CARD_REQUIREMENT)
+    assert "which the grant of quote-flow lacks" in decision.reasons[0]
+
+
+def test_the_user_is_named_when_the_chain_passes_the_scope_on() -> None:
+    pol = policy(
+        {
+            "agents": {
+                "quote-flow": {"grant": ["sales:quote"]},
+                "sales": {"require": ["sales:quote"]},
+            }
+        }
+    )
+    for chain in ((), ("quote-flow",)):
+        decision = decide(pol, "", target("sales"), chain=chain)
+        assert decision.reasons[0] == "sales requires sales:quote, which the user lacks"
+
+
 # --- 6. Card security requirements ----------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from policies.tokens import (
     TokenVerifier,
     TrustedIssuer,
     mint_access_token,
+    usable_until,
 )
 from tests.support.forgery import (
     KEY_ENCODINGS,
@@ -233,6 +234,8 @@ async def test_expired_within_leeway_is_accepted(world: World, verifier: TokenVe
     token = world.pyjwt(claims(iat=NOW - 300, nbf=NOW - 300, exp=NOW - 10))
     principal = await verifier.verify(token)
     assert principal.expires_at == NOW - 10
+    # What is derived from it ends when the door stops accepting it (issue 57).
+    assert principal.usable_until == usable_until(NOW - 10, LEEWAY) == NOW - 10 + LEEWAY
 
 
 async def test_nbf_and_iat_within_leeway_are_accepted(

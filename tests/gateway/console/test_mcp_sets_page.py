@@ -46,7 +46,7 @@ FORM = {
     "description": "For the ops team",
     "instructions": "Ask first.",
     "servers": "alpha",
-    "tools": "beta__*, gamma__add\n",
+    "tools": "beta__*, alpha__add\n",
     "tool_search": "on",
 }
 
@@ -68,6 +68,8 @@ def test_an_admin_defines_and_removes_a_set(deployment: Gateway, upstream: Serve
         assert odd.status_code == 422 and "tool_search" in odd.text
         unknown = ann.post("/ui/mcp-sets", data={**FORM, "servers": "nope", "csrf": csrf})
         assert unknown.status_code == 422 and "nope" in unknown.text
+        typo = ann.post("/ui/mcp-sets", data={**FORM, "tools": "alpha__ad", "csrf": csrf})
+        assert typo.status_code == 422 and "alpha__ad" in typo.text
         badname = ann.post("/ui/mcp-sets", data={**FORM, "name": "Not A Name", "csrf": csrf})
         assert badname.status_code == 422
         assert stored(deployment) == []
@@ -80,7 +82,7 @@ def test_an_admin_defines_and_removes_a_set(deployment: Gateway, upstream: Serve
             "servers": ["alpha"],
             "agents": [],
             "tags": [],
-            "tools": ["beta__*", "gamma__add"],
+            "tools": ["beta__*", "alpha__add"],
         }
         assert kept["tool_search"] == "on"
         listed = bob.get("/ui/mcp-sets")

@@ -4,6 +4,7 @@ message, trace id), plain text by default, and the security events on the
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +24,14 @@ from starlette.datastructures import Headers
 
 from adapters.trace_context import begin
 from gateway.delegation.audit import AuditEvent
-from gateway.observability.logs import TraceIds, log_config, log_decision
+from gateway.observability.logs import (
+    REDACTED,
+    SecretQueries,
+    TraceIds,
+    log_config,
+    log_decision,
+    redact_query,
+)
 
 
 def _free_port() -> int:
@@ -32,31 +41,17 @@ def _free_port() -> int:
     return port
 
 
-def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
-    tmp_path: Path,
-) -> None:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, *options: str) -> Iterator[str]:
+    """`switchboard serve --dev` in a process of its own, its stderr (the log)
+    in ``tmp_path / "stderr.log"``; its URL, once it answers."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    log = tmp_path / "stderr.log"
+    command = [sys.executable, "-m", "gateway", "serve", "--dev", "--data-dir", str(tmp_path)]
     with (
-        log.open("w") as err,
+        (tmp_path / "stderr.log").open("w") as err,
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--dev",
-                "--data-dir",
-                str(tmp_path),
-                "--port",
-                str(port),
-                "--log-format",
-                "json",
-            ],
-            stdout=err,
-            stderr=err,
-            env=env,
+            [*command, "--port", str(port), *options], stdout=err, stderr=err, env=env
         ) as server,
     ):
         try:
@@ -67,12 +62,20 @@ def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            forged = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"
-            refused = httpx.get(url + "/agents", headers={"Authorization": f"Bearer {forged}"})
-            assert refused.status_code == 401
+            yield url
         finally:
             server.terminate()
             server.wait(timeout=20)
+
+
+def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "stderr.log"
+    with _serving(tmp_path, "--log-format", "json") as url:
+        forged = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"
+        refused = httpx.get(url + "/agents", headers={"Authorization": f"Bearer {forged}"})
+        assert refused.status_code == 401
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     # Every line is JSON, the dev-mode banner too; times are ISO 8601 UTC;
     # uvicorn's coloured copy of its messages is not there (issue 32).
@@ -173,3 +176,53 @@ def test_the_http_client_s_request_lines_are_off_unless_debugging() -> None:
     assert log_config("json", "info")["loggers"]["httpx"]["level"] == "WARNING"
     assert log_config("text", "warning")["loggers"]["httpcore"]["level"] == "WARNING"
     assert log_config("json", "debug")["loggers"]["httpx"]["level"] == "DEBUG"
+
+
+def test_secret_query_parameters_are_redacted_in_every_line(tmp_path: Path) -> None:
+    """Issue 57: the access log recorded an OAuth callback's authorization
+    code and state, and at --log-level debug on SQLite aiosqlite printed the
+    SQL parameters -- the stored tokens, the unsealed signing key of a dev
+    gateway. Not any more."""
+    code, state = "SplxlOBeZQQYbYS6WxSbIA", "af0ifjsldkj-state"
+    with _serving(tmp_path, "--log-level", "debug") as url:
+        httpx.get(f"{url}/ui/connections/c1/callback?code={code}&state={state}&iss=x")
+        httpx.get(f"{url}/healthz?access_token=at-{code}&fine=1")
+    text = (tmp_path / "stderr.log").read_text()
+    assert "/ui/connections/c1/callback?code=REDACTED&state=REDACTED&iss=x" in text, text
+    assert "/healthz?access_token=REDACTED&fine=1" in text, text
+    assert code not in text and state not in text
+    assert " aiosqlite: " not in text and " sqlalchemy.engine" not in text
+
+
+def test_redact_query_keeps_everything_but_secret_values() -> None:
+    line = "GET /cb?Code=1&iss=https%3A%2F%2Fidp&refresh%5Ftoken=2&flag&state= HTTP/1.1"
+    assert redact_query(line) == (
+        f"GET /cb?Code={REDACTED}&iss=https%3A%2F%2Fidp&refresh%5Ftoken={REDACTED}"
+        f"&flag&state={REDACTED} HTTP/1.1"
+    )
+    assert redact_query("nothing to see? no") == "nothing to see? no"
+
+
+def test_the_access_log_record_is_redacted_before_it_is_formatted() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/ui/connections/c1/callback?code=abc&state=xyz", "1.1", 303),
+        None,
+    )
+    assert SecretQueries().filter(record)
+    assert record.getMessage() == (
+        f'127.0.0.1:5000 - "GET /ui/connections/c1/callback?code={REDACTED}&state={REDACTED} '
+        'HTTP/1.1" 303'
+    )
+
+
+def test_loggers_that_echo_sql_parameters_stay_at_warning_when_debugging() -> None:
+    for level in ("debug", "trace", "info"):
+        loggers = log_config("text", level)["loggers"]
+        for name in ("sqlalchemy.engine", "aiosqlite", "asyncpg"):
+            assert loggers[name]["level"] == "WARNING", (level, name)
+    assert log_config("json", "info")["handlers"]["main"]["filters"] == ["trace", "secrets"]

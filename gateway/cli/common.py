@@ -17,7 +17,6 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.settings import Settings
 from gateway.storage import runstate
 from policies.scopes import ADMIN_SCOPE
@@ -125,6 +124,9 @@ def dev_token(settings: Settings, subject: str, scopes: frozenset[str], ttl: int
             f"no gateway's data in {settings.data_dir.resolve()} ({sqlite_file.name} is not "
             "there): give --data-dir of a gateway started with --dev, or --token"
         )
+    # The core's modules only for the commands that mint a token themselves.
+    from gateway.delegation.dev_tokens import issue_dev_token
+
     try:
         return issue_dev_token(settings, subject, scopes, ttl)
     except (SQLAlchemyError, OSError) as exc:

@@ -11,8 +11,6 @@ from gateway.cli.common import (
     settings_of,
     settings_options,
 )
-from gateway.delegation.keystore import KeyStore
-from gateway.storage import db
 
 
 def register(commands: Any) -> None:
@@ -46,6 +44,11 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     if retire_after < 0:
         raise CliError("--retire-after must not be negative")
 
+    # The key store is imported by the commands that open it, not by every
+    # `switchboard` invocation.
+    from gateway.delegation.keystore import KeyStore
+    from gateway.storage import db
+
     async def run() -> tuple[str, list[str]]:
         async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
             store = KeyStore(engine, settings.sealing_secret)
@@ -62,6 +65,10 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 def _keys_list(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    # The key store is imported by the commands that open it, not by every
+    # `switchboard` invocation.
+    from gateway.delegation.keystore import KeyStore
+    from gateway.storage import db
 
     async def run() -> list[Any]:
         async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:

@@ -16,11 +16,8 @@ from gateway.cli.common import (
     settings_of,
     settings_options,
 )
-from gateway.delegation.keystore import load_active_key
-from gateway.observability.logs import banner, log_config
 from gateway.settings import Settings
 from gateway.settings.workers import rate_limits_problem
-from gateway.storage import db
 from policies.policy_file import PolicyError, load_policy
 
 
@@ -59,10 +56,14 @@ def register(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # The server's own modules are imported by the command that runs it, not
+    # by every `switchboard` invocation (most only talk HTTP to a gateway).
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.delegation.keystore import load_active_key
     from gateway.observability import tracing
+    from gateway.observability.logs import banner, log_config
 
     settings = settings_of(
         args,
@@ -128,6 +129,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _upgrade(settings: Settings) -> None:
+    from gateway.storage import db
+
     async with db.migrated(settings.effective_database_url, settings.sealing_secret):
         pass
 

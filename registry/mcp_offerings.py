@@ -81,6 +81,16 @@ def app_resource_meta(meta: Any) -> Any:
     return {**meta, "ui": {k: v for k, v in ui.items() if k != "domain"}}
 
 
+def apps_opened(meta: Any) -> set[str]:
+    """The MCP Apps a tool's ``_meta`` opens (``ui.resourceUri`` and the older
+    flat ``ui/resourceUri``), by the server's own ``ui://`` URIs."""
+    if not isinstance(meta, Mapping):
+        return set()
+    ui = meta.get("ui")
+    named = [ui.get("resourceUri") if isinstance(ui, Mapping) else None, meta.get("ui/resourceUri")]
+    return {uri for uri in named if isinstance(uri, str) and is_app_uri(uri)}
+
+
 def app_tool_meta(meta: Any, server_id: str) -> dict[str, Any] | None:
     """A tool's ``_meta`` with the MCP App it opens (``ui.resourceUri``, and
     the older flat ``ui/resourceUri``) named as the gateway offers that

@@ -78,6 +78,14 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def _kept_to_offered(scope: str | None, found: oauth.Discovered) -> str | None:
+    """``scope`` kept to the server's `scopes_supported`, when it lists them."""
+    supported = found.metadata.scopes_supported
+    if scope is None or not supported:
+        return scope
+    return " ".join(s for s in scope.split() if s in supported) or None
+
+
 def _seen(connection: Connection | None) -> tuple[str, int] | None:
     """`ConnectionRequired.seen`: the connection a call could not use."""
     return None if connection is None else (connection.id, connection.version)
@@ -208,10 +216,11 @@ class Connections:
         ``scope``: asked for besides the upstream's own (a step-up)."""
         found = await self._discover(upstream)
         client = await self._client(upstream, found, may_register=True)
-        # A link's scope is asked for as it is: the user consents to it, or not,
-        # at the authorization server (a server's `scopes_supported` may leave
-        # scopes out, and dropping one would ask again for too little).
-        scope = union_scopes(upstream.scope or found.scope, scope)
+        # A link's scope -- anyone may hand a user a link -- is kept to the
+        # scopes the server offers (`scopes_supported`) where it lists them:
+        # a scope it does not offer is dropped, not asked for. The upstream's
+        # own scope (an admin's) is asked for as it is.
+        scope = union_scopes(upstream.scope or found.scope, _kept_to_offered(scope, found))
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
         state = secrets.token_urlsafe(32)
         pending = Pending(

@@ -162,6 +162,10 @@ class McpFederation:
         input-schema lookups; never for a decision)."""
         return self._catalog.get(name)
 
+    def known_tools(self) -> list[FederatedTool]:
+        """Every tool as last read, without I/O (see `known_tool`)."""
+        return list(self._catalog.values())
+
     def may_call(self, caller: Caller, tool: FederatedTool) -> bool:
         """What `call_tool` will let through (a tool that needs a human's
         approval is callable: the call is held for an admin, `gateway.mcp.approvals`)."""

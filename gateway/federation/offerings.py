@@ -6,6 +6,9 @@ templates, prompts and completions -- under the rules tools follow.
   is an action of kind ``resource`` on its server, named by its upstream URI,
   or by the URI template a read matches; a prompt is kind ``prompt``, named
   by its upstream name.
+* **Apps follow their tools** (`gateway.federation.app_rights`): an app that
+  a tool opens is listed and read only by a caller who may call that tool,
+  unless the policy names the resource itself.
 * **Namespacing** (`registry.mcp_offerings`, `registry.mcp_names`): URIs
   become ``switchboard://{server}/{uri}`` and prompt names
   ``{server}__{name}``, except on servers registered with
@@ -41,6 +44,7 @@ from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
+from gateway.federation.app_rights import AppRights
 from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
@@ -109,6 +113,7 @@ class _ResolvedUri:
 class McpOfferings:
     def __init__(self, federation: McpFederation) -> None:
         self.federation = federation
+        self.apps = AppRights(federation)  # who may open an app: its tools decide too
         self._listings: dict[tuple[str, Kind], tuple[float, list[Any]]] = {}
 
     def forget(self, server_id: str, kind: Kind) -> None:
@@ -132,7 +137,14 @@ class McpOfferings:
 
     async def resources(self, caller: Caller) -> list[OfferedResource]:
         catalog = await self._catalog({"resources"})
-        return [r for r in catalog.resources if self.may_read(caller, r.server_id, r.upstream_uri)]
+        openers = await self.apps.openers()
+        return [
+            r
+            for r in catalog.resources
+            if self.may_read(caller, r.server_id, r.upstream_uri)
+            and self.apps.refusal(caller, r.server_id, r.upstream_uri, r.upstream_uri, openers)
+            is None
+        ]
 
     async def templates(self, caller: Caller) -> list[OfferedTemplate]:
         catalog = await self._catalog({"templates"})
@@ -174,6 +186,8 @@ class McpOfferings:
         """Read ``uri`` (as offered) on ``caller``'s behalf. Raises
         `ResourceNotFound`, `DelegationDenied`, and the upstream errors."""
         found = await self._resolve_uri(uri)
+        trace_id = trace_id or new_trace_id()
+        await self.apps.refuse(caller, found.source.id, found.upstream_uri, found.action, trace_id)
         permit = await self._admit(caller, found.source, found.action, "resource", trace_id)
         result = await self._call(
             permit,
@@ -202,7 +216,9 @@ class McpOfferings:
         """(server id, upstream URI) of a resource ``caller`` may read; what a
         subscription is kept under. Raises `ResourceNotFound`, `DelegationDenied`."""
         found = await self._resolve_uri(uri)
-        permit = await self._admit(caller, found.source, found.action, "resource", None)
+        trace_id = new_trace_id()
+        await self.apps.refuse(caller, found.source.id, found.upstream_uri, found.action, trace_id)
+        permit = await self._admit(caller, found.source, found.action, "resource", trace_id)
         await self.federation.delegate.record(permit, AUDIT_EVENT, "ok", "resources/subscribe")
         return found.source.id, found.upstream_uri
 

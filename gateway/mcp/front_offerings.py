@@ -273,8 +273,14 @@ class OfferingHandlers:
         """A server said a resource changed: tell the sessions subscribed to it."""
         offerings = self._offerings()
         uri = notice.params.uri
+        openers = offerings.apps.known_openers()
         self.subscriptions.updated(
-            server_id, uri, lambda caller: offerings.may_read(caller, server_id, uri)
+            server_id,
+            uri,
+            lambda caller: (
+                offerings.may_read(caller, server_id, uri)
+                and offerings.apps.refusal(caller, server_id, uri, uri, openers) is None
+            ),
         )
 
 

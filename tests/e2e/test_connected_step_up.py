@@ -98,3 +98,12 @@ def test_a_step_up_link_with_a_malformed_scope_is_refused(gateway: Gateway) -> N
         refused = console.get('/ui/connections/notes/connect?scope=notes:read%20"x"')
     assert refused.status_code == 400
     assert "scope" in refused.text
+
+
+def test_a_links_scope_is_kept_to_what_the_server_offers(gateway: Gateway, vendor: Vendor) -> None:
+    # The vendor's authorization server lists `scopes_supported`
+    # (notes:read, notes:write): a scope it does not offer is not asked for.
+    link = "/ui/connections/notes/connect?scope=notes:write%20notes:admin%20payroll:read"
+    with browser(gateway, "kim") as console:
+        asked = connect(gateway, vendor, console, "kim@vendor", link)
+    assert asked == ["notes:read", "notes:write"]

@@ -12,20 +12,25 @@ sandbox `domain` does not; a prefix-less server's app is rewritten the same
 way; a virtual server that does not select the server has no such resource
 and offers the tool without its app; the upstream is told the gateway
 relays apps, and a caller's own declaration reaches it with its call.
+An app follows the decision on the tools that open it: a caller who may not
+call them neither sees nor reads it, unless the policy names the app itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from mcp import MCPError
 from mcp.client import advertise
 from mcp.server.mcpserver import MCPServer
 
+from gateway.mcp.errors import DELEGATION_REFUSED
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
@@ -78,9 +83,11 @@ class Setup:
         return self.gateway.client()
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
-    gateway = start_gateway(tmp_path / "data", database_url)
+@contextmanager
+def running_setup(
+    tmp_path: Path, database_url: str | None, policy: str | None = None
+) -> Iterator[Setup]:
+    gateway = start_gateway(tmp_path / "data", database_url, policy=policy)
     weather, recorder = app_server()
     plain, _ = app_server()
     running = Setup(gateway, recorder, [weather, plain])
@@ -98,9 +105,15 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
         gateway.server.stop()
 
 
-def host(setup: Setup, path: str, mode: str, steps: Any) -> Any:
+@pytest.fixture
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    with running_setup(tmp_path, database_url) as running:
+        yield running
+
+
+def host(setup: Setup, path: str, mode: str, steps: Any, token: str | None = None) -> Any:
     """A client that renders apps: it says so (the extension's settings)."""
-    token = setup.gateway.token("alice")
+    token = token or setup.gateway.token("alice")
 
     async def run() -> Any:
         async with mcp_client(
@@ -193,3 +206,57 @@ def test_an_app_uri_that_names_nothing_is_not_found(setup: Setup, uri: str) -> N
 
     answer = host(setup, "/mcp", "2026-07-28", steps)
     assert answer != "read" and ("not found" in answer.lower() or "unknown" in answer.lower())
+
+
+# Both servers' tool needs `weather:read`; plainwx's app is named by the policy
+# itself (a rule of its own, here one that lets anyone read it).
+GUARDED = """
+version: 1
+agents:
+  weather:
+    tools:
+      forecast: {require: ["weather:read"]}
+  plainwx:
+    tools:
+      forecast: {require: ["weather:read"]}
+    resources:
+      "ui://weather/forecast.html": {}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_app_follows_the_decision_on_its_tool(
+    tmp_path: Path, database_url: str | None, mode: str
+) -> None:
+    mine = "ui://switchboard/weather/weather/forecast.html"
+    plain = "ui://switchboard/plainwx/weather/forecast.html"
+
+    async def steps(client: Any) -> dict[str, Any]:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        listed = {r.uri for r in (await client.list_resources()).resources}
+        read: dict[str, Any] = {}
+        for uri in (mine, plain):
+            try:
+                [content] = (await client.read_resource(uri)).contents
+                read[uri] = content.text
+            except MCPError as exc:
+                read[uri] = exc
+        return {"tools": tools, "listed": listed, "read": read}
+
+    with running_setup(tmp_path, database_url, GUARDED) as setup:
+        without = host(setup, "/mcp", mode, steps, setup.gateway.token("bob"))
+        holder = setup.gateway.token("alice", "weather:read")
+        with_scope = host(setup, "/mcp", mode, steps, holder)
+
+    # Without the scope: neither tool, and not weather's app -- not listed, a read refused.
+    assert not {"weather__forecast", "forecast"} & without["tools"]
+    assert mine not in without["listed"]
+    refused = without["read"][mine]
+    assert isinstance(refused, MCPError) and refused.code == DELEGATION_REFUSED
+    assert "weather__forecast" in refused.message
+    # plainwx's app is granted by a rule of its own: listed and read all the same.
+    assert plain in without["listed"] and without["read"][plain] == PAGE
+    # With it: the tools, and both apps, listed and read.
+    assert {"weather__forecast", "forecast"} <= with_scope["tools"]
+    assert {mine, plain} <= with_scope["listed"]
+    assert with_scope["read"] == {mine: PAGE, plain: PAGE}

@@ -31,7 +31,9 @@ from gateway.agents.outages import DEPENDENCY_UNAVAILABLE
 from gateway.delegation import targets
 from policies.exchange import JWT_TOKEN_TYPE
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
+from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import mcp_client
+from tests.support.mcp_servers import upstream_server
 from tests.support.outages import (
     PostgresCluster,
     RedisServer,
@@ -244,3 +246,70 @@ def exchange_with_during_outage(dep: Deployment, subject: str, assertion: str) -
     exchange of `exchange_with` needs the database too)."""
     extra = {"actor_token": assertion, "actor_token_type": JWT_TOKEN_TYPE}
     return dep.exchange(subject, by="sales", audience="inventory", method="none", extra=extra)
+
+
+def _lists(recorder: Recorder) -> int:
+    """How many times the gateway has listed the upstream's tools."""
+    return sum(b'"tools/list"' in seen.body for seen in recorder.calls())
+
+
+async def _add_during_outage(url: str, token: str, name: str) -> Any:
+    async with mcp_client(url + "/mcp", token, "2026-07-28") as client:
+        try:
+            return await client.call_tool(name, {"a": 2, "b": 3})
+        except MCPError as error:
+            return error
+
+
+async def _tool_named(url: str, token: str, suffix: str) -> str:
+    async with mcp_client(url + "/mcp", token, "2026-07-28") as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+    return next(n for n in names if n.endswith(suffix))
+
+
+def test_a_database_outage_is_not_blamed_on_a_connected_mcp_server(tmp_path: Path) -> None:
+    """Issue 57, item 11: while the database is down, the gateway's probe of
+    an MCP server that is up lists its tools and cannot record them. That is
+    the database's failure, not the server's: the session is kept, and a
+    tools/call is answered by the server (or, where the call itself needs the
+    database, "the database is unavailable") -- never "MCP server ... is not
+    connected: ConnectionRefusedError: [Errno 111]"."""
+    upstream, recorder, _box = upstream_server()
+    try:
+        with (
+            postgres_cluster() as pg,
+            redis_server() as redis,
+            deployment(tmp_path, pg.url, redis_url=redis.url, mcp_probe_seconds=0.2) as dep,
+        ):
+            url = dep.gateway.url
+            with dep.gateway.client() as admin:
+                registered = admin.post(
+                    "/mcp-servers", json={"name": "Tools", "url": upstream.url + "/mcp"}
+                )
+                assert registered.status_code == 201, registered.text
+            alice = dep.gateway.token("alice", USER_SCOPES)
+            add = asyncio.run(_tool_named(url, alice, "add"))
+            before = asyncio.run(_add_during_outage(url, alice, add))
+            assert not isinstance(before, MCPError), before
+
+            pg.stop()
+            try:
+                # Two probes during the outage: the first one's record failed.
+                listed = _lists(recorder)
+                wait_for(lambda: _lists(recorder) >= listed + 2)
+                for _ in range(3):
+                    answer = asyncio.run(_add_during_outage(url, alice, add))
+                    if isinstance(answer, MCPError):
+                        assert "not connected" not in answer.error.message, answer.error
+                        assert "Errno" not in answer.error.message, answer.error
+                        assert answer.error.code == DEPENDENCY_UNAVAILABLE, answer.error
+                        assert answer.error.data == {
+                            "dependency": "database",
+                            "retryAfterSeconds": 5,
+                        }
+                    else:  # the server is up: the call went through
+                        assert not answer.is_error, answer
+            finally:
+                pg.start()
+    finally:
+        upstream.stop()

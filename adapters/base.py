@@ -85,6 +85,13 @@ class UpstreamTimeout(UpstreamUnavailable):
     """The upstream did not answer in time."""
 
 
+class OwnFailure(AdapterError):
+    """The gateway's own part of keeping a connection failed -- getting its
+    credential, recording the upstream's health or tools (its database down,
+    say) -- not the upstream. Raised with that failure as its cause, so that
+    whoever reads the cause chain finds what really failed."""
+
+
 class UpstreamFailed(AdapterError):
     """The upstream answered with an error (HTTP status >= 400, or an error object)."""
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import httpx2
@@ -36,6 +37,7 @@ from mcp_types import (
     METHOD_NOT_FOUND,
 )
 
+from adapters.base import OwnFailure
 from adapters.mcp_calls import UpstreamCalls
 from adapters.mcp_client import (
     Connected,
@@ -142,6 +144,7 @@ class McpUpstream(UpstreamCalls):
         self._stopping = False
         self.connected: Connected | None = None
         self.last_error: str | None = None
+        self.own_failure: BaseException | None = None
         # Told of the server's notices for the gateway's clients (a resource
         # updated); called on the event loop, must not block.
         self.notice_listeners: list[OnNotice] = []
@@ -187,7 +190,9 @@ class McpUpstream(UpstreamCalls):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = describe(exc)
+                own = isinstance(exc, OwnFailure)
+                self.last_error = str(exc) if own else describe(exc)
+                self.own_failure = exc if own else None
                 self._first_attempt.set()
             if self._stopping:
                 return
@@ -205,7 +210,7 @@ class McpUpstream(UpstreamCalls):
         timeout = self._timings.connect_seconds
         # Requests the transport makes on its own (a GET stream, the closing
         # DELETE) carry this default; a call's own credential overrides it.
-        self._auth.default = await self._default_credential()
+        self._auth.default = await self._own(self._default_credential())
         # Entered and left in this task, in one block: the SDK's task groups
         # must see the exception that ends the session where it happens.
         async with contextlib.AsyncExitStack() as stack:
@@ -224,13 +229,22 @@ class McpUpstream(UpstreamCalls):
             lane_task = asyncio.create_task(lane.run()) if lane is not None else None
             try:
                 self.connected = connected_of(client)
-                await self._list_and_report(client)
+                try:
+                    await self._list_and_report(client)
+                except OwnFailure as exc:
+                    # The server listed its tools; the gateway could not take
+                    # them in now. The next probe reports them again.
+                    self._kept(exc)
                 self._client = client
                 self._lane = lane
                 self.last_error = None
+                self.own_failure = None
                 self._ready.set()
                 self._first_attempt.set()
-                await self._on_health(True, None, self.connected)
+                try:
+                    await self._own(self._on_health(True, None, self.connected))
+                except OwnFailure as exc:
+                    self._kept(exc)
                 listening = asyncio.create_task(self._listen(client)) if is_modern(client) else None
                 try:
                     await self._serve(client)
@@ -297,6 +311,8 @@ class McpUpstream(UpstreamCalls):
             announce, self._announce_tools = self._announce_tools, False
             try:
                 await self._list_and_report(client)
+            except OwnFailure as exc:
+                self._kept(exc)  # the gateway's failure: the session is fine
             except Exception as exc:
                 if (invalid := malformed(exc)) is None:
                     raise
@@ -366,10 +382,29 @@ class McpUpstream(UpstreamCalls):
                 logger.exception("list_changed listener of %s raised", self.spec.server_id)
 
     async def _list_and_report(self, client: Client) -> None:
-        self._auth.default = await self._default_credential()
+        self._auth.default = await self._own(self._default_credential())
         async with asyncio.timeout(self._timings.call_seconds):
             tools = await list_all_tools(client)
-        await self._on_tools(tools)
+        await self._own(self._on_tools(tools))
+
+    async def _own(self, work: Awaitable[T]) -> T:
+        """``work``, a part of the gateway's own (its credential, a record of
+        the server's): a failure there is `OwnFailure`, never the server's --
+        a session is not dropped, nor the server called disconnected, for
+        the gateway's database being down."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise OwnFailure(describe(exc)) from exc
+
+    def _kept(self, failure: OwnFailure) -> None:
+        logger.warning(
+            "MCP server %s: kept connected; the gateway's own part failed: %s",
+            self.spec.server_id,
+            failure,
+        )
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, types.ToolListChangedNotification):

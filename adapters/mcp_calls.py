@@ -58,6 +58,9 @@ class UpstreamCalls:
 
     spec: UpstreamSpec
     last_error: str | None
+    # Why the last attempt to connect failed when the failure was the
+    # gateway's own (`OwnFailure`), not the upstream's.
+    own_failure: BaseException | None
     _auth: UpstreamAuth
     _client: Client | None
     _lane: LegacyLane | None
@@ -233,7 +236,11 @@ class UpstreamCalls:
         client = self._client
         if client is None:
             detail = f": {self.last_error}" if self.last_error else " yet"
-            raise UpstreamUnavailable(f"{where(self.spec)} is not connected{detail}")
+            # Not connected for a reason of the gateway's own: that reason is
+            # the cause, for the caller to name (a database outage, say).
+            raise UpstreamUnavailable(
+                f"{where(self.spec)} is not connected{detail}"
+            ) from self.own_failure
         return client
 
     def _failure(

@@ -64,6 +64,7 @@ from gateway.agents.handler import AgentHandler
 from gateway.agents.outages import (
     OutageNote,
     current_note,
+    note_caller,
     outage_record,
     outage_response,
     retry_after,
@@ -181,6 +182,7 @@ class A2AFrontDoor:
         try:
             principal, onwards = await front_door_principal(request, f"{public_url}/a2a/{agent_id}")
             caller = Caller.delegated(principal) if onwards else Caller.user(principal)
+            note_caller(caller)  # an outage from here on is this caller's refusal
         except Problem as problem:
             return problem_response(problem)
         except TokenInvalid as exc:  # a malformed act claim
@@ -330,15 +332,17 @@ class A2AFrontDoor:
                 if isinstance(response, JSONResponse):  # not a stream already under way
                     response.status_code = 503
                 response.headers.update(retry_after(note.outage))
-                await self._audit_outage(request, note.outage)
+                await self._audit_outage(request, note.outage, note.caller)
             return response
 
         return guarded
 
-    async def _audit_outage(self, request: Request, outage: DependencyUnavailable) -> None:
+    async def _audit_outage(
+        self, request: Request, outage: DependencyUnavailable, caller: Caller | None
+    ) -> None:
         admission = getattr(request.state, "admission", None)
         agent_id = request.path_params.get("agent_id")
-        event = outage_record(admission, agent_id, outage, request.headers)
+        event = outage_record(admission, agent_id, outage, request.headers, caller)
         # Kept in the audit buffer until the database takes it (or logged).
         await self.handler.delegations.record_event(event)
 

@@ -55,6 +55,7 @@ from gateway.agents.outages import (
     DependencyUnavailableError,
     OutageNote,
     current_note,
+    note_caller,
     outage_record,
     unavailable_error,
 )
@@ -240,7 +241,9 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             if note.outage is not None:
                 call = _call.get()
                 admission = call.state.get(ADMISSION) if call is not None else None
-                event = outage_record(admission, agent_id or None, note.outage, _metadata(context))
+                event = outage_record(
+                    admission, agent_id or None, note.outage, _metadata(context), note.caller
+                )
                 await self._door.handler.delegations.record_event(event)
 
     async def _outage(self, exc: Exception, note: OutageNote, context: Any) -> None:
@@ -276,6 +279,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         request.DiscardUnknownFields()
         metadata = _metadata(context)
         caller = await self._caller(context, metadata, agent_id)
+        note_caller(caller)  # an outage from here on is this caller's refusal
         version = next(iter(metadata.getlist(VERSION_HEADER)), None)
         if version is not None and version.strip().split(".")[0] != "1":
             # This service is A2A 1.x's (§3.2.6: a version the server does not

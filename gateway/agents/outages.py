@@ -40,7 +40,7 @@ from adapters.trace_context import HeaderLines
 from adapters.trace_context import begin as begin_trace
 from adapters.trace_context import current as current_trace
 from gateway.delegation.audit import AuditEvent, outage_event
-from gateway.delegation.pipeline import Grant
+from gateway.delegation.pipeline import Caller, Grant
 from gateway.storage.outages import DependencyUnavailable, outage_of
 
 DEPENDENCY_UNAVAILABLE = -32050
@@ -77,14 +77,25 @@ def unavailable_error(outage: DependencyUnavailable) -> DependencyUnavailableErr
 
 @dataclass
 class OutageNote:
-    """What happened to one request; set by `watch`ed handlers."""
+    """What happened to one request; set by `watch`ed handlers. ``caller``:
+    who the door authenticated (`note_caller`), so that an outage met before
+    the call was admitted (the agent's record read, a limit counted) is still
+    audited for its caller."""
 
     outage: DependencyUnavailable | None = None
+    caller: Caller | None = None
 
 
 current_note: contextvars.ContextVar[OutageNote | None] = contextvars.ContextVar(
     "a2a_outage_note", default=None
 )
+
+
+def note_caller(caller: Caller) -> None:
+    """Tell the request's `OutageNote` who its authenticated caller is."""
+    note = current_note.get()
+    if note is not None:
+        note.caller = caller
 
 
 def _noted(exc: Exception) -> DependencyUnavailableError | None:
@@ -156,12 +167,18 @@ def retry_after(outage: DependencyUnavailable) -> dict[str, str]:
 
 
 def outage_record(
-    admission: Any, agent_id: str | None, outage: DependencyUnavailable, headers: HeaderLines
+    admission: Any,
+    agent_id: str | None,
+    outage: DependencyUnavailable,
+    headers: HeaderLines,
+    caller: Caller | None = None,
 ) -> AuditEvent:
     """The audit record of a call an outage answered, in any binding: for the
     admitted caller under the admission's trace, else (met before admission,
     or a target that is not an agent) under the request's own trace, so that
-    the answer and the record meet."""
+    the answer and the record meet -- for the authenticated ``caller`` when
+    there is one (an outage met deciding the call is still that caller's
+    refusal), "(unknown)" only when the outage came before authentication."""
     grant = getattr(admission, "grant", None)
     if isinstance(grant, Grant):
         caller = grant.caller
@@ -177,4 +194,15 @@ def outage_record(
         )
     began = current_trace()
     trace_id = began.trace_id if began is not None else begin_trace(headers)
-    return outage_event("a2a", trace_id, str(outage), target=agent_id)
+    if caller is None:
+        return outage_event("a2a", trace_id, str(outage), target=agent_id)
+    return outage_event(
+        "a2a",
+        trace_id,
+        str(outage),
+        subject=caller.subject,
+        issuer=caller.issuer,
+        client_id=caller.client_id,
+        actors=caller.actors,
+        target=agent_id,
+    )

@@ -30,6 +30,7 @@ from a2a.client.errors import A2AClientTimeoutError
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.delegation.breaker import Breakers
+from gateway.storage.outages import DependencyUnavailable
 
 T = TypeVar("T")
 
@@ -90,7 +91,9 @@ def classify(exc: BaseException) -> Failure:
     while cause is not None and len(chain) < 16:
         chain.append(cause)
         cause = cause.__cause__
-    if any(isinstance(c, UpstreamRefused) for c in chain):
+    if any(isinstance(c, UpstreamRefused | DependencyUnavailable) for c in chain):
+        # Refused by the gateway, or not sent for the gateway's own outage:
+        # nothing said about the upstream.
         return Failure.REFUSED
     if any(isinstance(c, UpstreamBadAnswer) for c in chain):
         return Failure.ANSWERED

@@ -22,6 +22,7 @@ from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.delegate import BreakerOpen, Explained, Failure
 from gateway.delegation.pipeline import Delegations
+from gateway.storage.outages import outage_of
 from policies.tokens import Principal
 from registry.mcp_models import (
     McpServerRecord,
@@ -161,7 +162,11 @@ def counts_for_breaker(failure: Failure) -> bool:
 
 
 def explain_failure(server_id: str, exc: BaseException) -> Explained:
-    """A failed tool call as the error its caller gets, and its record."""
+    """A failed tool call as the error its caller gets, and its record. A
+    dependency outage of the gateway's own (a credential it could not read,
+    the session it could not keep for it) is that outage, not the server's."""
+    if (outage := outage_of(exc)) is not None:
+        return Explained(outage, "dependency_unavailable", str(outage))
     if isinstance(exc, BreakerOpen):
         return Explained(
             UpstreamUnavailable(f"MCP server {exc}; not called"), "breaker_open", str(exc)

@@ -59,6 +59,7 @@ from gateway.federation.federated_tools import (
 )
 from gateway.federation.probe import probe, record_first_health
 from gateway.federation.upstreams import McpUpstreams
+from gateway.storage.outages import outage_of
 from policies.policy import Target, handoff
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -231,6 +232,11 @@ class McpFederation:
             raise UpstreamUnavailable(detail)
         upstream, credentials = live
         await upstream.wait_ready(self._settings.connect_timeout_seconds)
+        failure = upstream.own_failure
+        if not upstream.ready and failure and (outage := outage_of(failure)) is not None:
+            # Not connected because the gateway's own part failed (its
+            # database down): that outage is the answer, not the server.
+            raise outage
         timeout = server.timeout_seconds or self._settings.default_timeout_seconds
 
         credential = CallCredential(credentials, permit, user_token)

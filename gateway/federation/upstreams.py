@@ -17,17 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx2
 import mcp_types as types
 
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
-from adapters.mcp_http import NoCredential, UpstreamAuth, checked_client
+from adapters.mcp_http import Credential, NoCredential, UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
 from gateway.connections.service import Connections
 from gateway.federation.credentials import UpstreamCredentials, build_credentials
+from gateway.storage.outages import outage_of
 from gateway.storage.periodic import Periodic
 from policies.delegation import DelegatedTokenMinter
 from registry.mcp_store import McpServerConfig, McpServerNotFound, SqlMcpStore
@@ -187,16 +188,22 @@ class McpUpstreams:
         server_id = config.id
 
         async def on_tools(tools: ToolList) -> None:
-            await self._synced(server_id, tools)
+            async with _named_outage():
+                await self._synced(server_id, tools)
 
         async def on_health(ok: bool, detail: str | None, connected: Connected | None) -> None:
-            await self._store.record_health(
-                server_id,
-                HealthStatus.HEALTHY if ok else HealthStatus.UNHEALTHY,
-                detail,
-                server_info=connected.server_info if connected else None,
-                protocol_version=connected.protocol_version if connected else None,
-            )
+            async with _named_outage():
+                await self._store.record_health(
+                    server_id,
+                    HealthStatus.HEALTHY if ok else HealthStatus.UNHEALTHY,
+                    detail,
+                    server_info=connected.server_info if connected else None,
+                    protocol_version=connected.protocol_version if connected else None,
+                )
+
+        async def default_credential() -> Credential | None:
+            async with _named_outage():
+                return await credentials.default()
 
         # Only a `user_oauth` server is listed after registration by design.
         self._trusted[server_id] = (
@@ -205,7 +212,7 @@ class McpUpstreams:
         upstream = McpUpstream(
             spec_of(config),
             self.http,
-            default_credential=credentials.default,
+            default_credential=default_credential,
             on_tools=on_tools,
             on_health=on_health,
             timings=self._timings,
@@ -282,3 +289,20 @@ class McpUpstreams:
         await self.token_http.aclose()
         if self.passthrough is not None:
             await self.passthrough.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _named_outage() -> AsyncIterator[None]:
+    """A dependency outage in the gateway's own part of an upstream's
+    connection (its credential, its health or tools recorded) raised as
+    `DependencyUnavailable`: the adapter keeps it as the cause of its
+    `OwnFailure`, and a caller is told the database is down -- never the
+    bare `ConnectionRefusedError` the database driver raised, read as the
+    upstream's."""
+    try:
+        yield
+    except Exception as exc:
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        raise outage from exc

@@ -18,9 +18,7 @@ from tests.gateway.cli.test_cli import run
 from tests.support.gateway import Gateway
 
 
-def _arguments(
-    parser: argparse.ArgumentParser, path: str
-) -> Iterator[tuple[str, argparse.Action]]:
+def _arguments(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():

@@ -2,7 +2,7 @@
 
 switchboard flows add quote.yaml            # register (or a new version)
 switchboard flows list
-switchboard flows show quote-flow [--versions]
+switchboard flows show quote-flow [--versions | --version N]
 switchboard flows run quote-flow --input '{"sku": "X-100", "quantity": 500}' [--wait]
 switchboard flows runs quote-flow [RUN]      # the runs; one run, step by step
 switchboard flows cancel quote-flow RUN
@@ -36,6 +36,8 @@ from gateway.cli.common import (
 from policies.policy_file import line_of
 
 _STOPPED = {"completed", "failed", "canceled", "rejected", "input_required"}
+# The states of a step whose agent asks the run's user something.
+_ASKING = {"input_required", "auth_required"}
 
 
 def register(commands: Any) -> None:
@@ -49,7 +51,11 @@ def register(commands: Any) -> None:
     listed.set_defaults(run=_list)
     show = flows.add_parser("show", help="one flow's current document")
     show.add_argument("flow", help="the flow's id")
-    show.add_argument("--versions", action="store_true", help="every version, newest first")
+    which = show.add_mutually_exclusive_group()
+    which.add_argument("--versions", action="store_true", help="every version, newest first")
+    which.add_argument(
+        "--version", type=int, metavar="N", help="version N (admins: from the flow's versions)"
+    )
     show.set_defaults(run=_show)
     run = flows.add_parser("run", help="start a run, as you")
     run.add_argument("flow", help="the flow's id")
@@ -163,8 +169,16 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    path = f"/flows/{args.flow}" + ("/versions" if args.versions else "")
-    print_json(call(args, "GET", path).json())
+    if args.version is None:
+        path = f"/flows/{args.flow}" + ("/versions" if args.versions else "")
+        print_json(call(args, "GET", path).json())
+        return 0
+    versions = call(args, "GET", f"/flows/{args.flow}/versions").json()
+    found = next((v for v in versions if v.get("version") == args.version), None)
+    if found is None:
+        have = ", ".join(str(v.get("version")) for v in versions) or "none"
+        raise CliError(f"flow {args.flow} has no version {args.version} (it has: {have})")
+    print_json(found)
     return 0
 
 
@@ -251,6 +265,7 @@ def _print_run(run: dict[str, Any]) -> None:
         )
         if step["error"] and step["state"] != "skipped":
             print(f"{indent}  {step['error']}")
+        _print_question(run, step, indent)
     if run.get("usage"):
         print(f"  usage:{_tokens(run['usage'])}")
     if run["state"] == "completed":
@@ -295,3 +310,19 @@ def _change(args: argparse.Namespace) -> int:
     run = call(args, "POST", f"/flows/{args.flow}/runs/{args.run_id}/{args.verb}").json()
     print(f"{run['state']} {run['id']}")
     return 0
+
+
+def _print_question(run: dict[str, Any], step: dict[str, Any], indent: str) -> None:
+    """The question a step's agent asks, and how to answer it (the step's
+    output holds it while the run waits for the answer)."""
+    asked = step.get("output")
+    if step["state"] not in _ASKING or not isinstance(asked, dict) or "question" not in asked:
+        return
+    said = asked.get("question") or f"{asked.get('agent') or 'the agent'} needs your answer"
+    print(f"{indent}  asks: {said}")
+    if asked.get("data") is not None:
+        print(f"{indent}  with: {json.dumps(asked['data'])}")
+    print(
+        f"{indent}  answer: switchboard flows answer {run['flow_id']} {run['id']} "
+        f'"ANSWER" --step {step["id"]}'
+    )

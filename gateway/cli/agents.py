@@ -98,6 +98,8 @@ def _agents_list(args: argparse.Namespace) -> int:
     params = {k: v for k, v in wanted.items() if v}
     params["limit"] = str(args.limit)
     page = call(args, "GET", "/agents", params=params).json()
+    if page["items"]:
+        print(f"{'ID':<24} {'HEALTH':<9} {'SIGNED':<8} {'PROTOCOL':<8} NAME  [SKILLS]")
     for agent in page["items"]:
         skills = ", ".join(s["id"] for s in agent["skills"])
         print(

@@ -242,7 +242,19 @@ class FlowStore:
             rows = (
                 await conn.execute(query.order_by(flow_runs.c.created_at.desc()).limit(limit))
             ).all()
-        return [_run(r._asdict(), None, []) for r in rows]
+            # The page's usage in one query, not one per run: what a listing
+            # (the console's runs, with their cost) shows of each run.
+            reported: dict[str, list[TokenUsage | None]] = {}
+            if rows:
+                steps = await conn.execute(
+                    select(flow_steps.c.run_id, flow_steps.c.usage).where(
+                        flow_steps.c.run_id.in_([r.id for r in rows]),
+                        flow_steps.c.usage.is_not(None),
+                    )
+                )
+                for step in steps:
+                    reported.setdefault(step.run_id, []).append(usage_of(step.usage))
+        return [_run(r._asdict(), None, [], usage=summed(reported.get(r.id, ()))) for r in rows]
 
     async def view(self, run_id: str) -> RunView:
         row, grant, steps = await self._run.read(step_records.run_view, run_id)
@@ -454,7 +466,14 @@ def grant_view(row: dict[str, Any]) -> GrantView:
     )
 
 
-def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView]) -> RunView:
+def _run(
+    row: dict[str, Any],
+    grant: dict[str, Any] | None,
+    steps: list[StepView],
+    *,
+    usage: TokenUsage | None = None,
+) -> RunView:
+    """``usage``: of a run listed without its steps (else the steps' summed)."""
     return RunView(
         id=row["id"],
         flow_id=row["flow_id"],
@@ -472,7 +491,7 @@ def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView
         finished_at=_utc(row["finished_at"]),
         grant=grant_view(grant) if grant else None,
         steps=steps,
-        usage=summed([s.usage for s in steps]),
+        usage=summed([s.usage for s in steps]) if steps else usage,
         forked_from=row.get("forked_from"),
         fork_step=row.get("fork_step"),
     )

@@ -28,7 +28,7 @@ from gateway.flows.models import (
     StepView,
     TokenUsage,
 )
-from gateway.flows.spending import Spending, summed, usage_of
+from gateway.flows.spending import Spending, runs_usage, summed, usage_of
 from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
@@ -242,19 +242,9 @@ class FlowStore:
             rows = (
                 await conn.execute(query.order_by(flow_runs.c.created_at.desc()).limit(limit))
             ).all()
-            # The page's usage in one query, not one per run: what a listing
-            # (the console's runs, with their cost) shows of each run.
-            reported: dict[str, list[TokenUsage | None]] = {}
-            if rows:
-                steps = await conn.execute(
-                    select(flow_steps.c.run_id, flow_steps.c.usage).where(
-                        flow_steps.c.run_id.in_([r.id for r in rows]),
-                        flow_steps.c.usage.is_not(None),
-                    )
-                )
-                for step in steps:
-                    reported.setdefault(step.run_id, []).append(usage_of(step.usage))
-        return [_run(r._asdict(), None, [], usage=summed(reported.get(r.id, ()))) for r in rows]
+            # What a listing (the console's runs, with their cost) shows.
+            used = await runs_usage(conn, [r.id for r in rows])
+        return [_run(r._asdict(), None, [], usage=used.get(r.id)) for r in rows]
 
     async def view(self, run_id: str) -> RunView:
         row, grant, steps = await self._run.read(step_records.run_view, run_id)

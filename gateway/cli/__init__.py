@@ -1,4 +1,4 @@
-"""`switchboard` command line: serve, demo, db, token, call, agents, mcp, keys,
+"""`switchboard` command line: serve, demo, db, token, call, tasks, agents, mcp, keys,
 policy, audit, approvals, holds, flows, connections -- one module per command group.
 
 Admin commands talk to the running gateway over its HTTP API, like any other
@@ -28,6 +28,7 @@ from gateway.cli import (
     mcp,
     policy,
     serve,
+    tasks,
     tokens,
 )
 from gateway.cli.common import CliError
@@ -40,6 +41,7 @@ GROUPS = (
     demo,
     tokens,
     call,
+    tasks,
     agents,
     mcp,
     keys,

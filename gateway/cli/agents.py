@@ -33,21 +33,21 @@ def register(commands: Any) -> None:
     add.set_defaults(run=_agents_add)
     lister = agents.add_parser("list", help="list / search agents")
     lister.add_argument("--q", help="free text over names, descriptions and skills")
-    lister.add_argument("--skill")
-    lister.add_argument("--tag")
-    lister.add_argument("--limit", type=int, default=50)
+    lister.add_argument("--skill", help="only agents with this skill id")
+    lister.add_argument("--tag", help="only agents with a skill of this tag")
+    lister.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     lister.add_argument("--cursor", help="continue a previous listing")
     lister.set_defaults(run=_agents_list)
     show = agents.add_parser("show", help="show one agent")
-    show.add_argument("id")
+    show.add_argument("id", help="the agent's id (as `agents list` shows it)")
     show.set_defaults(run=_agents_show)
     remove = agents.add_parser("remove", help="remove an agent")
-    remove.add_argument("id")
+    remove.add_argument("id", help="the agent's id")
     remove.set_defaults(run=_agents_remove)
     creds = agents.add_parser(
         "credentials", help="issue the credential an agent uses at /oauth/token"
     )
-    creds.add_argument("id")
+    creds.add_argument("id", help="the agent's id")
     creds.add_argument("--jwks", type=Path, help="the agent's public JWKS (private_key_jwt)")
     creds.add_argument(
         "--secret-file",
@@ -98,6 +98,8 @@ def _agents_list(args: argparse.Namespace) -> int:
     params = {k: v for k, v in wanted.items() if v}
     params["limit"] = str(args.limit)
     page = call(args, "GET", "/agents", params=params).json()
+    if page["items"]:
+        print(f"{'ID':<24} {'HEALTH':<9} {'SIGNED':<8} {'PROTOCOL':<8} NAME  [SKILLS]")
     for agent in page["items"]:
         skills = ", ".join(s["id"] for s in agent["skills"])
         print(

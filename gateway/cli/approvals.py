@@ -18,18 +18,24 @@ def register(commands: Any) -> None:
         "approvals", help="calls waiting for a human's approval"
     ).add_subparsers(title="approvals commands")
     approvals_list = approvals.add_parser("list", help="pending first, then decided")
-    approvals_list.add_argument("--state", choices=["pending", "approved", "rejected", "withdrawn"])
+    approvals_list.add_argument(
+        "--state",
+        choices=["pending", "approved", "rejected", "withdrawn"],
+        help="only the approvals in this state",
+    )
     approvals_list.add_argument("--agent", help="the target agent or MCP server")
     approvals_list.add_argument("--user", help="who asked (subject)")
-    approvals_list.add_argument("--limit", type=int, default=50)
+    approvals_list.add_argument(
+        "--limit", type=int, default=50, help="at most this many (default 50)"
+    )
     approvals_list.set_defaults(run=_approvals_list)
     approvals_show = approvals.add_parser("show", help="who asked, for what, and why")
-    approvals_show.add_argument("id")
+    approvals_show.add_argument("id", help="the approval's id (as `approvals list` shows it)")
     approvals_show.set_defaults(run=_approvals_show)
     approvals_decide = []
     for verb in ("approve", "reject"):
         decide = approvals.add_parser(verb, help=f"{verb} a pending call")
-        decide.add_argument("id")
+        decide.add_argument("id", help="the approval's id")
         decide.add_argument("--reason", help="recorded, and shown to the requester")
         if verb == "approve":
             decide.add_argument(

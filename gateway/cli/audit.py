@@ -25,7 +25,9 @@ def register(commands: Any) -> None:
     )
     tail = audit.add_parser("tail", help="the latest decisions; --follow for new ones")
     tail.add_argument("-n", type=int, default=20, help="how many to show first (default 20)")
-    tail.add_argument("--follow", "-f", action="store_true")
+    tail.add_argument(
+        "--follow", "-f", action="store_true", help="then print new ones as they come"
+    )
     tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     tail.add_argument("--max-polls", type=int, default=0, help=argparse.SUPPRESS)
     tail.set_defaults(run=_audit_tail)
@@ -33,10 +35,10 @@ def register(commands: Any) -> None:
     export.add_argument("--out", type=Path, help="write here instead of stdout")
     export.set_defaults(run=_audit_export)
     for sub in (tail, export):
-        sub.add_argument("--user")
-        sub.add_argument("--agent")
+        sub.add_argument("--user", help="only the calls on behalf of this user (subject)")
+        sub.add_argument("--agent", help="only the calls to this agent or MCP server")
         sub.add_argument("--trace", help="one trace id: every hop of one delegation")
-        sub.add_argument("--decision", choices=["allow", "deny"])
+        sub.add_argument("--decision", choices=["allow", "deny"], help="only the allowed or denied")
         sub.add_argument(
             "--kind",
             choices=["call", "change", "all"],

@@ -40,7 +40,24 @@ from policies.scopes import ADMIN_SCOPE, ScopeSyntaxError, parse_scopes
 
 # States a task ends in, or waits in for someone else; the exit code says which.
 _FINE = {TaskState.TASK_STATE_COMPLETED}
-_WAITING = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+ENDED = {
+    TaskState.TASK_STATE_COMPLETED,
+    TaskState.TASK_STATE_FAILED,
+    TaskState.TASK_STATE_CANCELED,
+    TaskState.TASK_STATE_REJECTED,
+}
+
+
+def exit_code(task: Task) -> int:
+    """0: completed; 1: ended otherwise (failed, canceled, rejected); 3: not
+    ended -- waiting for input, an approval or a deferral, or still working."""
+    if task.status.state in _FINE:
+        return 0
+    return 1 if task.status.state in ENDED else 3
+
+
+def follow_command(task_id: str, agent: str) -> str:
+    return f"switchboard tasks get {task_id} --agent {agent} --follow"
 
 
 def register(commands: Any) -> None:
@@ -62,15 +79,15 @@ def register(commands: Any) -> None:
 
 
 def _call(args: argparse.Namespace) -> int:
-    base, token = _where(args)
+    base, token = where(args)
     message = _message(args.text, _data(args.data))
     request = SendMessageRequest(message=message)
     if args.skill:
         request.metadata.update({"skill": args.skill})
-    return asyncio.run(_send(f"{base}/a2a/{args.agent}", token, request, stream=args.stream))
+    return asyncio.run(_send(base, args.agent, token, request, stream=args.stream))
 
 
-def _where(args: argparse.Namespace) -> tuple[str, str]:
+def where(args: argparse.Namespace) -> tuple[str, str]:
     settings = settings_of(args)
     running = runstate.read(settings.data_dir)
     base = args.gateway or os.environ.get("SWITCHBOARD_GATEWAY_URL") or running.get("public_url")
@@ -108,7 +125,10 @@ def _message(text: str, data: dict[str, Any] | None) -> Message:
     return Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=parts)
 
 
-async def _send(url: str, token: str, request: SendMessageRequest, *, stream: bool) -> int:
+async def _send(
+    base: str, agent: str, token: str, request: SendMessageRequest, *, stream: bool
+) -> int:
+    url = f"{base}/a2a/{agent}"
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(headers=headers, timeout=300) as http:
         try:
@@ -121,20 +141,25 @@ async def _send(url: str, token: str, request: SendMessageRequest, *, stream: bo
                 if last is not None and event.WhichOneof("payload") == "status_update":
                     last.status.CopyFrom(event.status_update.status)  # where the task is now
         except A2AClientError as exc:
-            raise CliError(f"{url}: {_reason(exc)}") from None
+            raise CliError(f"{url}: {client_error(exc)}") from None
         except A2AError as exc:  # the gateway's JSON-RPC error, raised as its own class
-            raise CliError(f"{url}: {_said(exc)}") from None
+            raise CliError(f"{url}: {rpc_error(exc)}") from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the gateway at {url}: {exc}") from None
     if last is None:
         return 0  # answered with a message, printed
-    _show_task(last)
-    if last.status.state in _FINE:
-        return 0
-    return 3 if last.status.state in _WAITING else 1
+    show_task(last)
+    code = exit_code(last)
+    if code == 3:
+        print(
+            f"follow it (as the same caller: the same --token or --as): "
+            f"{follow_command(last.id, agent)}",
+            file=sys.stderr,
+        )
+    return code
 
 
-def _reason(exc: A2AClientError) -> str:
+def client_error(exc: A2AClientError) -> str:
     """What the gateway said: the SDK's client reports a refusal (403, 409,
     429, ...) by its HTTP status only, though the body says why."""
     cause = exc.__cause__
@@ -151,7 +176,7 @@ def _reason(exc: A2AClientError) -> str:
     return str(exc)
 
 
-def _said(exc: A2AError) -> str:
+def rpc_error(exc: A2AError) -> str:
     """A JSON-RPC error's message, in one line. The SDK's client raises the
     error code's own class (-32602 is an `InvalidParamsError`), which is no
     `A2AClientError`; the gateway's message already names what was wrong."""
@@ -162,27 +187,27 @@ def _show(event: StreamResponse, stream: bool) -> Task | None:
     """Print what ``event`` says; the task it carries, if any."""
     kind = event.WhichOneof("payload")
     if kind == "message":
-        _print_parts(event.message.parts)
+        print_parts(event.message.parts)
     elif kind == "task":
         return event.task
     elif kind == "status_update" and stream:
         update = event.status_update
-        print(f"[{_state(update.status.state)}]", file=sys.stderr, flush=True)
-        _print_parts(update.status.message.parts)
+        print(f"[{state_name(update.status.state)}]", file=sys.stderr, flush=True)
+        print_parts(update.status.message.parts)
     elif kind == "artifact_update" and stream:
-        _print_parts(event.artifact_update.artifact.parts)
+        print_parts(event.artifact_update.artifact.parts)
     return None
 
 
-def _show_task(task: Task) -> None:
+def show_task(task: Task) -> None:
     if task.status.HasField("message"):
-        _print_parts(task.status.message.parts)
+        print_parts(task.status.message.parts)
     for artifact in task.artifacts:
-        _print_parts(artifact.parts)
-    print(f"task {task.id}: {_state(task.status.state)}", file=sys.stderr)
+        print_parts(artifact.parts)
+    print(f"task {task.id}: {state_name(task.status.state)}", file=sys.stderr)
 
 
-def _print_parts(parts: Any) -> None:
+def print_parts(parts: Any) -> None:
     for part in parts:
         if part.HasField("text"):
             print(part.text, flush=True)
@@ -192,6 +217,6 @@ def _print_parts(parts: Any) -> None:
             print(part.url, flush=True)
 
 
-def _state(state: int) -> str:
+def state_name(state: int) -> str:
     name: str = TaskState.Name(state)
     return name.removeprefix("TASK_STATE_").lower()

@@ -21,7 +21,7 @@ def register(commands: Any) -> None:
     revoke = connections.add_parser(
         "revoke", help="remove a connection; its tokens are revoked at the upstream"
     )
-    revoke.add_argument("id")
+    revoke.add_argument("id", help="the connection's id (as `connections list` shows it)")
     revoke.set_defaults(run=_revoke)
     for sub in (listed, revoke):
         gateway_options(sub)

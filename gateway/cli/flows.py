@@ -2,7 +2,7 @@
 
 switchboard flows add quote.yaml            # register (or a new version)
 switchboard flows list
-switchboard flows show quote-flow [--versions]
+switchboard flows show quote-flow [--versions | --version N]
 switchboard flows run quote-flow --input '{"sku": "X-100", "quantity": 500}' [--wait]
 switchboard flows runs quote-flow [RUN]      # the runs; one run, step by step
 switchboard flows cancel quote-flow RUN
@@ -36,6 +36,8 @@ from gateway.cli.common import (
 from policies.policy_file import line_of
 
 _STOPPED = {"completed", "failed", "canceled", "rejected", "input_required"}
+# The states of a step whose agent asks the run's user something.
+_ASKING = {"input_required", "auth_required"}
 
 
 def register(commands: Any) -> None:
@@ -43,23 +45,27 @@ def register(commands: Any) -> None:
         title="flows commands"
     )
     add = flows.add_parser("add", help="register a flow document (YAML or JSON)")
-    add.add_argument("file", type=Path)
+    add.add_argument("file", type=Path, help="the flow definition, a YAML or JSON file")
     add.set_defaults(run=_add)
     listed = flows.add_parser("list", help="the flows you may run (admins: all)")
     listed.set_defaults(run=_list)
     show = flows.add_parser("show", help="one flow's current document")
-    show.add_argument("flow")
-    show.add_argument("--versions", action="store_true", help="every version, newest first")
+    show.add_argument("flow", help="the flow's id")
+    which = show.add_mutually_exclusive_group()
+    which.add_argument("--versions", action="store_true", help="every version, newest first")
+    which.add_argument(
+        "--version", type=int, metavar="N", help="version N (admins: from the flow's versions)"
+    )
     show.set_defaults(run=_show)
     run = flows.add_parser("run", help="start a run, as you")
-    run.add_argument("flow")
+    run.add_argument("flow", help="the flow's id")
     run.add_argument("--input", default="{}", help="the input, as JSON")
     run.add_argument("--input-file", type=Path, help="the input, from a JSON or YAML file")
     run.add_argument("--wait", action="store_true", help="until it ends or waits for a human")
     run.set_defaults(run=_run)
     runs = flows.add_parser("runs", help="a flow's runs, or one run step by step")
-    runs.add_argument("flow")
-    runs.add_argument("run_id", nargs="?", metavar="RUN")
+    runs.add_argument("flow", help="the flow's id")
+    runs.add_argument("run_id", nargs="?", metavar="RUN", help="one run's id: its steps")
     runs.add_argument("--json", action="store_true", help="the whole record")
     runs.set_defaults(run=_runs)
     stop = []
@@ -68,13 +74,13 @@ def register(commands: Any) -> None:
         ("resume", "go on with a cancelled or failed run from its last completed step"),
     ):
         sub = flows.add_parser(verb, help=help_text)
-        sub.add_argument("flow")
-        sub.add_argument("run_id", metavar="RUN")
+        sub.add_argument("flow", help="the flow's id")
+        sub.add_argument("run_id", metavar="RUN", help="the run's id")
         sub.set_defaults(run=_change, verb=verb)
         stop.append(sub)
     answer = flows.add_parser("answer", help="answer what a run's agent asks (the run's user)")
-    answer.add_argument("flow")
-    answer.add_argument("run_id", metavar="RUN")
+    answer.add_argument("flow", help="the flow's id")
+    answer.add_argument("run_id", metavar="RUN", help="the run's id")
     answer.add_argument("text", nargs="?", help="the answer, as text")
     answer.add_argument("--data", help="the answer's data, as a JSON object")
     answer.add_argument(
@@ -84,8 +90,8 @@ def register(commands: Any) -> None:
     fork = flows.add_parser(
         "fork", help="a new run from a step of an ended run, the steps before it reused"
     )
-    fork.add_argument("flow")
-    fork.add_argument("run_id", metavar="RUN")
+    fork.add_argument("flow", help="the flow's id")
+    fork.add_argument("run_id", metavar="RUN", help="the ended run's id")
     fork.add_argument("--step", required=True, help="the step to start from (top level)")
     fork.add_argument("--input", help="the new run's input, as JSON (the run's own if left out)")
     fork.add_argument("--input-file", type=Path, help="the input, from a JSON or YAML file")
@@ -93,7 +99,7 @@ def register(commands: Any) -> None:
     fork.add_argument("--wait", action="store_true", help="until it ends or waits for a human")
     fork.set_defaults(run=_fork)
     remove = flows.add_parser("delete", help="remove a flow (admins); its runs' records stay")
-    remove.add_argument("flow")
+    remove.add_argument("flow", help="the flow's id")
     remove.add_argument("--cancel", action="store_true", help="cancel its runs still going first")
     remove.set_defaults(run=_delete)
     for sub in (add, listed, show, run, runs, *stop, answer, fork, remove):
@@ -163,8 +169,16 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    path = f"/flows/{args.flow}" + ("/versions" if args.versions else "")
-    print_json(call(args, "GET", path).json())
+    if args.version is None:
+        path = f"/flows/{args.flow}" + ("/versions" if args.versions else "")
+        print_json(call(args, "GET", path).json())
+        return 0
+    versions = call(args, "GET", f"/flows/{args.flow}/versions").json()
+    found = next((v for v in versions if v.get("version") == args.version), None)
+    if found is None:
+        have = ", ".join(str(v.get("version")) for v in versions) or "none"
+        raise CliError(f"flow {args.flow} has no version {args.version} (it has: {have})")
+    print_json(found)
     return 0
 
 
@@ -251,6 +265,7 @@ def _print_run(run: dict[str, Any]) -> None:
         )
         if step["error"] and step["state"] != "skipped":
             print(f"{indent}  {step['error']}")
+        _print_question(run, step, indent)
     if run.get("usage"):
         print(f"  usage:{_tokens(run['usage'])}")
     if run["state"] == "completed":
@@ -295,3 +310,19 @@ def _change(args: argparse.Namespace) -> int:
     run = call(args, "POST", f"/flows/{args.flow}/runs/{args.run_id}/{args.verb}").json()
     print(f"{run['state']} {run['id']}")
     return 0
+
+
+def _print_question(run: dict[str, Any], step: dict[str, Any], indent: str) -> None:
+    """The question a step's agent asks, and how to answer it (the step's
+    output holds it while the run waits for the answer)."""
+    asked = step.get("output")
+    if step["state"] not in _ASKING or not isinstance(asked, dict) or "question" not in asked:
+        return
+    said = asked.get("question") or f"{asked.get('agent') or 'the agent'} needs your answer"
+    print(f"{indent}  asks: {said}")
+    if asked.get("data") is not None:
+        print(f"{indent}  with: {json.dumps(asked['data'])}")
+    print(
+        f"{indent}  answer: switchboard flows answer {run['flow_id']} {run['id']} "
+        f'"ANSWER" --step {step["id"]}'
+    )

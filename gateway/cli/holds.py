@@ -18,8 +18,8 @@ def register(commands: Any) -> None:
     holds_list.add_argument("--rule", help="one rule's only")
     holds_list.set_defaults(run=_holds_list)
     holds_release = holds.add_parser("release", help="end what a rule keeps for one key")
-    holds_release.add_argument("rule")
-    holds_release.add_argument("key")
+    holds_release.add_argument("rule", help="the rule's name (as `holds list` shows it)")
+    holds_release.add_argument("key", help="the key it keeps something for")
     holds_release.set_defaults(run=_holds_release)
     for sub in (holds_list, holds_release):
         gateway_options(sub)

@@ -19,7 +19,7 @@ def register(mcp: Any) -> None:
     listed = sets.add_parser("list", help="list the sets")
     listed.set_defaults(run=_list)
     shown = sets.add_parser("show", help="show one set")
-    shown.add_argument("name")
+    shown.add_argument("name", help="the set's name")
     shown.set_defaults(run=_show)
     put = sets.add_parser(
         "put",
@@ -31,7 +31,7 @@ def register(mcp: Any) -> None:
     put.add_argument("name", help="served at /mcp/NAME (lowercase letters, digits, -)")
     put.add_argument("--file", type=Path, help="a YAML or JSON set (as PUT /mcp-sets/NAME takes)")
     put.add_argument("--title", help="the server's name to clients")
-    put.add_argument("--description")
+    put.add_argument("--description", help="what the set is for, shown to clients")
     put.add_argument("--instructions", help="told to clients at initialize")
     put.add_argument("--icon", help="an https URL of the set's icon")
     put.add_argument("--server", action="append", default=[], help="every tool of this server")
@@ -47,7 +47,7 @@ def register(mcp: Any) -> None:
     )
     put.set_defaults(run=_put)
     removed = sets.add_parser("remove", help="remove a set (admin)")
-    removed.add_argument("name")
+    removed.add_argument("name", help="the set's name")
     removed.set_defaults(run=_remove)
     for command in (listed, shown, put, removed):
         gateway_options(command)

@@ -20,7 +20,7 @@ def register(commands: Any) -> None:
         title="policy commands"
     )
     check = policy.add_parser("check", help="validate a policy file (errors name the line)")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the policy file (YAML)")
     check.set_defaults(run=_policy_check)
     explain = policy.add_parser(
         "explain", help="what the running gateway would decide for a delegation, and why"

@@ -66,6 +66,9 @@ prices:
     inventory__check_stock: {per_call: "0.001"}
 """
 USER_SCOPES = "support:escalate sales:quote inventory:read"
+ADMIN_SCOPES = "switchboard:admin"
+# The lifetime of the tokens --keep prints (the dev issuer's, as any token).
+TOKEN_SECONDS = 600
 FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
     "id": "quote-flow",
@@ -271,9 +274,21 @@ def _explore(gateway: GatewayProcess, out: Callable[[str], None]) -> None:
     for line in console_lines(gateway.url):
         out(line)
     order = json.dumps({"sku": "X-100", "quantity": 10, "customer": "ACME"})
+    minutes = TOKEN_SECONDS // 60
+    admin = gateway.token("maria", ADMIN_SCOPES, TOKEN_SECONDS)
+    user = gateway.token("dana", USER_SCOPES, TOKEN_SECONDS)
     out(f"\n  export SWITCHBOARD_GATEWAY_URL={gateway.url}")
-    out(f"  export SWITCHBOARD_TOKEN={gateway.token('maria', 'switchboard:admin')}   # admin")
-    out(f"  export USER_TOKEN={gateway.token('dana', USER_SCOPES)}   # dana")
+    out(f"  export SWITCHBOARD_TOKEN={admin}   # admin (maria), expires in {minutes} min")
+    out(f"  export USER_TOKEN={user}   # dana, expires in {minutes} min")
+    out("  # when they expire (HTTP 401), issue new ones from the gateway's data:")
+    for subject, scopes, name in (
+        ("maria", ADMIN_SCOPES, "SWITCHBOARD_TOKEN"),
+        ("dana", USER_SCOPES, "USER_TOKEN"),
+    ):
+        out(
+            f"  #   export {name}=$(switchboard token issue --sub {subject} "
+            f"--scope '{scopes}' --ttl {minutes}m --data-dir {gateway.data_dir})"
+        )
     out("  switchboard flows add examples/flows/quote-flow.yaml")
     out(f"  switchboard flows run quote-flow --input '{order}' --wait --token \"$USER_TOKEN\"")
     out('  switchboard flows runs quote-flow --token "$USER_TOKEN"')

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows.models import FlowUsage, TokenUsage, UsageReport, UserUsage
 from gateway.storage.flow_tables import flow_runs, flow_steps
@@ -47,6 +47,22 @@ def usage_of(stored: Any) -> TokenUsage | None:
         return TokenUsage.model_validate(stored)
     except (ValidationError, RecursionError):
         return None
+
+
+async def runs_usage(conn: AsyncConnection, run_ids: list[str]) -> dict[str, TokenUsage]:
+    """The usage of each of ``run_ids`` that reported any, its steps' summed:
+    one query for a page of runs, not one per run."""
+    if not run_ids:
+        return {}
+    reported: dict[str, list[TokenUsage | None]] = {}
+    steps = await conn.execute(
+        select(flow_steps.c.run_id, flow_steps.c.usage).where(
+            flow_steps.c.run_id.in_(run_ids), flow_steps.c.usage.is_not(None)
+        )
+    )
+    for step in steps:
+        reported.setdefault(step.run_id, []).append(usage_of(step.usage))
+    return {run: used for run, found in reported.items() if (used := summed(found))}
 
 
 class Spending:

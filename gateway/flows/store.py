@@ -28,7 +28,7 @@ from gateway.flows.models import (
     StepView,
     TokenUsage,
 )
-from gateway.flows.spending import Spending, summed, usage_of
+from gateway.flows.spending import Spending, runs_usage, summed, usage_of
 from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
 from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
@@ -242,7 +242,9 @@ class FlowStore:
             rows = (
                 await conn.execute(query.order_by(flow_runs.c.created_at.desc()).limit(limit))
             ).all()
-        return [_run(r._asdict(), None, []) for r in rows]
+            # What a listing (the console's runs, with their cost) shows.
+            used = await runs_usage(conn, [r.id for r in rows])
+        return [_run(r._asdict(), None, [], usage=used.get(r.id)) for r in rows]
 
     async def view(self, run_id: str) -> RunView:
         row, grant, steps = await self._run.read(step_records.run_view, run_id)
@@ -454,7 +456,14 @@ def grant_view(row: dict[str, Any]) -> GrantView:
     )
 
 
-def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView]) -> RunView:
+def _run(
+    row: dict[str, Any],
+    grant: dict[str, Any] | None,
+    steps: list[StepView],
+    *,
+    usage: TokenUsage | None = None,
+) -> RunView:
+    """``usage``: of a run listed without its steps (else the steps' summed)."""
     return RunView(
         id=row["id"],
         flow_id=row["flow_id"],
@@ -472,7 +481,7 @@ def _run(row: dict[str, Any], grant: dict[str, Any] | None, steps: list[StepView
         finished_at=_utc(row["finished_at"]),
         grant=grant_view(grant) if grant else None,
         steps=steps,
-        usage=summed([s.usage for s in steps]),
+        usage=summed([s.usage for s in steps]) if steps else usage,
         forked_from=row.get("forked_from"),
         fork_step=row.get("fork_step"),
     )

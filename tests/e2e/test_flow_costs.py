@@ -132,3 +132,27 @@ def test_a_price_table_that_is_no_price_table_is_refused() -> None:
     ):
         with pytest.raises(ValidationError):
             Policy.model_validate({"prices": bad})
+
+
+def test_listed_runs_carry_their_usage(setup: FlowSetup) -> None:
+    """Issue 57: `GET /runs` (and a flow's runs) said `"usage": null` of every
+    run, so the console's Runs page showed no cost, though each run's own
+    page did."""
+    whole = _run(setup, "dana")  # two steps at 0.01
+    stopped = _run(setup, "dana")  # stopped by the budget after its first
+    assert stopped["state"] == "failed", stopped
+    expected = {whole["id"]: Decimal("0.02"), stopped["id"]: Decimal("0.01")}
+    with setup.user("dana") as dana:
+        for path in ("/runs", "/flows/quote-twice/runs"):
+            listed = dana.get(path).json()
+            assert {r["id"]: Decimal(r["usage"]["cost"]) for r in listed} == expected, path
+            assert {r["usage"]["currency"] for r in listed} == {"EUR"}
+            assert [r["usage"]["total_tokens"] for r in listed] == [
+                dana.get(f"/flows/quote-twice/runs/{r['id']}").json()["usage"]["total_tokens"]
+                for r in listed
+            ]
+    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+        dev_login(web, "dana", "sales:quote")
+        page = web.get("/ui/runs")
+        assert page.status_code == 200
+        assert "<td>0.02 EUR</td>" in page.text and "<td>0.01 EUR</td>" in page.text, page.text

@@ -77,8 +77,11 @@ def test_agents_commands_over_http(gateway: Gateway, sdk_agent: ServerThread) ->
     assert json.loads(added.stdout)["id"] == "stock"
     listed = run("agents", "list", *data)
     assert listed.returncode == 0, listed.stderr
-    assert "stock" in listed.stdout
-    assert "Inventory Agent" in listed.stdout
+    header, row = listed.stdout.splitlines()[:2]
+    # Issue 57: the columns are named, each over its values.
+    assert header.split() == ["ID", "HEALTH", "SIGNED", "PROTOCOL", "NAME", "[SKILLS]"]
+    assert row.startswith("stock ") and "Inventory Agent" in row
+    assert row.index("A2A") == header.index("PROTOCOL"), listed.stdout
     assert run("agents", "list", "--skill", "nope", *data).stdout.strip() == "no agents match"
     shown = run("agents", "show", "stock", *data)
     assert json.loads(shown.stdout)["skills"][0]["id"] == "check-stock"

@@ -35,6 +35,12 @@ def test_flows_commands(setup: FlowSetup, tmp_path: Path) -> None:
     assert listed.returncode == 0 and "quote-flow" in listed.stdout and "4 steps" in listed.stdout
     shown = run("flows", "show", "quote-flow", *admin)
     assert json.loads(shown.stdout)["version"] == 1
+    # Issue 57: `--version 1` was taken for `--versions` and `1` refused.
+    first = run("flows", "show", "quote-flow", "--version", "1", *admin)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["version"] == 1
+    none = run("flows", "show", "quote-flow", "--version", "7", *admin)
+    assert none.returncode == 2 and "no version 7 (it has: 1)" in none.stderr, none.stderr
 
     small = json.dumps({"sku": "X-100", "quantity": 10, "customer": "ACME"})
     done = run("flows", "run", "quote-flow", "--input", small, "--wait", *dana)
@@ -113,6 +119,14 @@ def test_flows_answer(setup: FlowSetup) -> None:
     waiting = run("flows", "run", "ship-cli", "--wait", *dana)
     assert waiting.returncode == 0 and ": input_required" in waiting.stdout, waiting.stdout
     run_id = waiting.stdout.split()[1]
+    # Issue 57: the question itself, not only `--json`, and how to answer it.
+    question = "asks: Which warehouse ships 2 x X-1: north (2 days) or south (4 days)?"
+    assert question in waiting.stdout, waiting.stdout
+    assert f'answer: switchboard flows answer ship-cli {run_id} "ANSWER" --step ship' in (
+        waiting.stdout
+    )
+    shown = run("flows", "runs", "ship-cli", run_id, *dana)
+    assert shown.returncode == 0 and question in shown.stdout, shown.stdout
     nothing = run("flows", "answer", "ship-cli", run_id, *dana)
     assert nothing.returncode != 0 and "say the answer" in nothing.stderr
     bad = run("flows", "answer", "ship-cli", run_id, "--data", "{nope", *dana)

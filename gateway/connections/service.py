@@ -25,7 +25,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, urlencode
 
 import httpx2
@@ -385,7 +385,7 @@ class Connections:
             outcome = "ended" if failed.refused else "kept"
             await self._told("connection.refresh_failed", current, outcome, str(failed))
             return failed
-        return await self.vault.refreshed(
+        written = await self.vault.refreshed(
             current,
             Grant(
                 token,
@@ -396,6 +396,20 @@ class Connections:
                 current.client,
             ),
         )
+        if written is None:
+            # Removed while the refresh was under way (the server removed,
+            # the user disconnected). Whoever removed it revoked the tokens
+            # it read, which the refresh has just replaced: the new ones
+            # belong to nobody and would outlive the connection at the
+            # authorization server unless revoked here (RFC 7009).
+            await self._revoke(
+                replace(
+                    current,
+                    access_token=token.access_token,
+                    refresh_token=token.refresh_token or current.refresh_token,
+                )
+            )
+        return written
 
     async def _after_other_refresh(self, upstream: Upstream, seen: Connection) -> Connection:
         """Another replica refreshes: wait for the version it writes."""

@@ -50,6 +50,7 @@ class Vendor:
         }
         self.resource = MCP
         self.refreshes: list[str] = []
+        self.revoked: list[str] = []
         self.token_error: str | None = None
         self.token_gate: asyncio.Event | None = None
         self.issued = 0
@@ -68,6 +69,9 @@ class Vendor:
             )
         if url == AS + "/.well-known/oauth-authorization-server":
             return httpx2.Response(200, json=self.metadata)
+        if url == AS + "/revoke":  # RFC 7009
+            self.revoked.append(parse_qs(request.content.decode())["token"][0])
+            return httpx2.Response(200)
         if url == AS + "/token":
             form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
             self.started += 1
@@ -167,6 +171,24 @@ async def test_a_caller_cancelled_mid_refresh_keeps_the_rotated_tokens(
     await _until(lambda: vendor.issued == 2)
     kept = await _eventually(connections.vault, "alice")
     assert kept.refresh_token == "refresh-2", "the rotated refresh token was kept"
+
+
+async def test_tokens_refreshed_for_a_connection_removed_meanwhile_are_revoked(
+    engine: AsyncEngine,
+) -> None:
+    vendor = Vendor()
+    connections = connections_of(engine, vendor)
+    await connected(connections)
+    vendor.token_gate = asyncio.Event()
+    call = asyncio.create_task(token_for(connections, UPSTREAM))
+    await _until(lambda: vendor.started == 2)  # the refresh is at the server
+    await connections.forget_upstream("notes")  # the server removed meanwhile
+    assert vendor.revoked == ["refresh-1"]  # what the removal read
+    vendor.token_gate.set()
+    with pytest.raises(ConnectionRequired):
+        await call
+    # The refresh's new tokens were written nowhere: revoked, not left valid.
+    assert vendor.revoked == ["refresh-1", "refresh-2"]
 
 
 async def test_only_invalid_grant_ends_a_connection(engine: AsyncEngine) -> None:

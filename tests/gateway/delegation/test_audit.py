@@ -363,10 +363,10 @@ async def test_export_yields_everything_newest_first(log: AuditLog, engine: Asyn
 
 
 async def test_failed_flush_keeps_records_for_retry(
-    database_url: str | None, tmp_path: Path
+    unmigrated_database_url: str | None, tmp_path: Path
 ) -> None:
     # The audit table does not exist yet: every INSERT fails until it does.
-    engine = create_engine(database(database_url, tmp_path))
+    engine = create_engine(database(unmigrated_database_url, tmp_path))
     try:
         log = AuditLog(engine)
         for n in range(3):
@@ -384,9 +384,9 @@ async def test_failed_flush_keeps_records_for_retry(
 
 
 async def test_failed_batch_flush_from_record_keeps_every_record(
-    database_url: str | None, tmp_path: Path
+    unmigrated_database_url: str | None, tmp_path: Path
 ) -> None:
-    engine = create_engine(database(database_url, tmp_path))
+    engine = create_engine(database(unmigrated_database_url, tmp_path))
     try:
         log = AuditLog(engine)
         for n in range(520):
@@ -404,9 +404,9 @@ async def test_failed_batch_flush_from_record_keeps_every_record(
 
 
 async def test_close_flushes_or_logs_what_it_cannot_write(
-    database_url: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    unmigrated_database_url: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = create_engine(database(database_url, tmp_path))
+    engine = create_engine(database(unmigrated_database_url, tmp_path))
     try:
         log = AuditLog(engine)
         await log.record(event(7))
@@ -422,13 +422,13 @@ async def test_close_flushes_or_logs_what_it_cannot_write(
 
 
 async def test_a_full_buffer_during_an_outage_goes_to_the_log(
-    database_url: str | None,
+    unmigrated_database_url: str | None,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(audit, "MAX_BUFFERED", 600)
-    engine = create_engine(database(database_url, tmp_path))
+    engine = create_engine(database(unmigrated_database_url, tmp_path))
     try:
         log = AuditLog(engine)
         for n in range(610):
@@ -474,9 +474,9 @@ async def test_run_forever_flushes_in_the_background(log: AuditLog, engine: Asyn
 
 
 async def test_run_forever_retries_after_a_failure(
-    database_url: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    unmigrated_database_url: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = create_engine(database(database_url, tmp_path))
+    engine = create_engine(database(unmigrated_database_url, tmp_path))
     try:
         log = AuditLog(engine, flush_seconds=0.01)
         async with running(log) as task:

@@ -94,7 +94,11 @@ class HealthChecker:
             await self._store.record_health(
                 target.agent_id, state.status, state.failures, state.successes, detail
             )
-            if state.status is not HealthState(*current).status:
+            before = HealthState(*current).status
+            if before is HealthStatus.UNKNOWN and state.status is HealthStatus.HEALTHY:
+                # An agent's first good answer is news, not a warning.
+                logger.info("agent %s health: unknown -> healthy", target.agent_id)
+            elif state.status is not before:
                 security.warning(
                     "agent %s health: %s -> %s (%s)",
                     target.agent_id,

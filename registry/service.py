@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from registry.agent_health import HealthTarget
 from registry.cards import CardInvalid, FieldError, ParsedCard, parse_card
 from registry.contracts import check_contracts
 from registry.fetch import FetchFailed, SafeFetcher
+from registry.health import HealthChecker
 from registry.models import AgentRecord, AgentRegistration
 from registry.signatures import SignatureCheck, SignatureStatus, check_card_signatures
 from registry.store import AgentConflict, NewAgent, SqlAgentStore
@@ -40,9 +42,15 @@ class FetchedCard:
 
 
 class RegistryService:
-    def __init__(self, store: SqlAgentStore, fetcher: SafeFetcher) -> None:
+    def __init__(
+        self, store: SqlAgentStore, fetcher: SafeFetcher, health: HealthChecker | None = None
+    ) -> None:
         self.store = store
         self.fetcher = fetcher
+        # Checks an agent registered by URL once as it is registered: its
+        # health is known from the start, not only at the checker's next
+        # round (an hour with a long `health_check_interval_seconds`).
+        self.health = health
         # Called after a registration, refresh or removal on this replica (the
         # MCP front end tells its clients their tool list changed).
         self.listeners: list[Callable[[], None]] = []
@@ -64,7 +72,7 @@ class RegistryService:
             check_contracts(request.skill_contracts, (s.id for s in parsed.card.skills))
         signature = await self._signature(parsed, request.signing_keys, card_url)
         agent_id = request.id or await self._free_slug(parsed.name)
-        return await self.store.create(
+        record = await self.store.create(
             NewAgent(
                 id=agent_id,
                 resource=request.resource or default_resource(parsed, agent_id),
@@ -76,6 +84,12 @@ class RegistryService:
                 skill_contracts=request.skill_contracts,
             )
         )
+        if self.health is None or card_url is None:
+            # An inline card's interface waits for the checker's round: its
+            # URL was never reached at registration, and may not be yet.
+            return record
+        await self.health.check(HealthTarget(agent_id, card_url, None))
+        return await self.store.get(agent_id) or record
 
     async def refresh(
         self, agent_id: str, inline_card: Mapping[str, Any] | None

@@ -168,7 +168,7 @@ async def start(
         verifier=verifier,
         fetcher=fetcher,
         agents=store,
-        registry=RegistryService(store, fetcher),
+        registry=RegistryService(store, fetcher, checker),
         health=checker,
         credentials=credentials,
         mcp_servers=mcp_servers,

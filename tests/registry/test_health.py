@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -69,7 +70,10 @@ async def _add(store: SqlAgentStore, card_url: str, base: str) -> HealthTarget:
 
 
 async def test_checker_flips_only_after_the_threshold(
-    store: SqlAgentStore, fetcher: SafeFetcher, card_host: tuple[CardHost, ServerThread]
+    store: SqlAgentStore,
+    fetcher: SafeFetcher,
+    card_host: tuple[CardHost, ServerThread],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     host, server = card_host
     host.documents["/card"] = (200, MessageToDict(sdk_card(server.url)))
@@ -77,7 +81,11 @@ async def test_checker_flips_only_after_the_threshold(
     checker = HealthChecker(
         store, fetcher, interval_seconds=60, failure_threshold=2, success_threshold=2, concurrency=4
     )
-    assert await checker.check(target) is H
+    with caplog.at_level(logging.INFO):
+        assert await checker.check(target) is H
+    # An agent's first good answer is news, not a security warning.
+    first = [r for r in caplog.records if "unknown -> healthy" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in first] == [("registry.health", "INFO")]
     host.documents["/card"] = (503, {"error": "down"})
     assert await checker.check(target) is H  # one failure is not enough
     record = await store.get("inv")

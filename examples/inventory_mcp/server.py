@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 # units on hand per SKU, and where they are
 STOCK: dict[str, dict[str, Any]] = {
@@ -27,7 +28,8 @@ def check_stock(sku: str) -> dict[str, Any]:
     """Units on hand for a SKU, the warehouse and the list price."""
     item = STOCK.get(sku)
     if item is None:
-        raise ValueError(f"unknown SKU {sku!r}")
+        # A failure foreseen: the caller reads it; the server logs one line, no traceback.
+        raise ToolError(f"unknown SKU {sku!r} (known: {', '.join(STOCK)})")
     return {"sku": sku, **item}
 
 
@@ -35,7 +37,7 @@ def reserve_stock(sku: str, quantity: int, order_ref: str) -> dict[str, Any]:
     """Hold `quantity` units of a SKU for an order."""
     item = check_stock(sku)
     if quantity > item["on_hand"]:
-        raise ValueError(f"only {item['on_hand']} units of {sku} on hand")
+        raise ToolError(f"only {item['on_hand']} units of {sku} on hand")
     return {"sku": sku, "reserved": quantity, "order_ref": order_ref}
 
 

@@ -124,6 +124,12 @@ async def call_tool(
 async def quote(order: dict[str, Any], discount: bool, token: str | None, gw: Gateway) -> str:
     sku, quantity = str(order.get("sku", "")), int(order.get("quantity", 0))
     customer = order.get("customer", "the customer")
+    if not sku or quantity <= 0:
+        return (
+            "To quote, send the order as data: "
+            '{"sku": "X-100", "quantity": 500, "customer": "ACME"} '
+            "(switchboard call sales TEXT --skill quote --data JSON)."
+        )
     if not token or not gw.url:
         return f"Cannot quote {sku}: no gateway token to check stock with."
     lines = []

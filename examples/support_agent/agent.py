@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,19 @@ async def ask_sales(gw: Gateway, token: str, text: str, order: dict[str, Any]) -
         return reply_text(task)
 
 
+# "500 x X-100 for ACME", as a customer writes an order.
+_ORDER = re.compile(r"(\d+)\s*[x\u00d7]\s*([A-Za-z0-9][\w-]*)(?:\s+for\s+(.+?))?\s*[.!?]?$")
+
+
+def order_in(text: str) -> dict[str, Any]:
+    """The order a customer's sentence names (quantity, SKU, customer), if any."""
+    found = _ORDER.search(text.strip())
+    if found is None:
+        return {}
+    quantity, sku, customer = found.groups()
+    return {"sku": sku.upper(), "quantity": int(quantity), "customer": customer or "you"}
+
+
 class SupportExecutor(AgentExecutor):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -141,8 +155,12 @@ class SupportExecutor(AgentExecutor):
                 if part.HasField("data"):
                     value = MessageToDict(part.data)
                     order = value if isinstance(value, dict) else {}
+        order = order or order_in(text)
         if not order.get("sku"):
-            answer = "Thanks! Support can help with that directly."
+            answer = (
+                "Thanks! Support can help with that directly. (A bulk order such as "
+                "'500 x X-100 for ACME' goes to sales for a quote.)"
+            )
         else:
             try:
                 answer = "Sales says: " + await ask_sales(self.gateway, token, text, order)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ def register(commands: Any) -> None:
     demo.add_argument(
         "--keep",
         action="store_true",
-        help="leave everything running afterwards, to explore (delegation and flow scenarios)",
+        help="leave everything running afterwards, to explore (delegation, flow and consent "
+        "scenarios); Ctrl-C or SIGTERM stops it and removes its temp dirs",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        help="the gateway's port on 127.0.0.1 (default: a free one)",
     )
     demo.add_argument(
         "--scenario",
@@ -40,32 +47,41 @@ def register(commands: Any) -> None:
     demo.set_defaults(run=_demo)
 
 
+def _interrupted(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo.servers import DemoError
 
     def out(line: str) -> None:
         print(line, flush=True)
 
+    if args.port is not None and not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port} is not a port (1-65535)")
+    # SIGTERM stops the demo as Ctrl-C does: everything it started is
+    # stopped and its temp dirs removed (an unhandled SIGTERM left them).
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         if args.scenario == "flow":
             from gateway.demo import flow_story
 
-            return flow_story.run(args.data_dir, out, keep=args.keep)
+            return flow_story.run(args.data_dir, out, keep=args.keep, port=args.port)
         if args.scenario == "conflict":
             from gateway.demo import conflict_story
 
-            return conflict_story.run(args.data_dir, out)
+            return conflict_story.run(args.data_dir, out, port=args.port)
         if args.scenario == "consent":
             from gateway.demo import consent_story
 
-            return consent_story.run(args.data_dir, out)
+            return consent_story.run(args.data_dir, out, keep=args.keep, port=args.port)
         if args.scenario == "flow-crash":
             from gateway.demo import flow_crash
 
-            return flow_crash.run(args.data_dir, out)
+            return flow_crash.run(args.data_dir, out, port=args.port)
         from gateway.demo.story import run
 
-        return run(args.data_dir, args.keep, out)
+        return run(args.data_dir, args.keep, out, port=args.port)
     except DemoError as exc:
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:

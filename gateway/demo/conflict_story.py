@@ -62,7 +62,7 @@ def _card(url: str, name: str, skills: list[str]) -> Any:
     return card
 
 
-def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
+def run(data_dir: Path | None, out: Callable[[str], None], port: int | None = None) -> int:
     temp = None
     if data_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="switchboard-conflict-demo-"))
@@ -85,7 +85,7 @@ def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         policy = data_dir / "policy.yaml"
         policy.write_text(POLICY)
-        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy)
+        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy, port=port)
         gateway.start()
         out(f"gateway  {gateway.url} (pid {gateway.pid}, SQLite in {gateway.data_dir})")
         out(f"support  {support.url} (A2A agent, vendor one)")

@@ -34,14 +34,21 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.demo.process import GatewayProcess
-from gateway.demo.servers import DemoError, quiet_libraries
+from gateway.demo.servers import DemoError, console_lines, quiet_libraries, wait_for_ctrl_c
 from gateway.demo.vendor import Vendor
 
 POLICY = "version: 1\n"
-TOOL = "crm__whoami"
+SERVER = "crm"
+TOOL = f"{SERVER}__whoami"
 
 
-def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
+def run(
+    data_dir: Path | None,
+    out: Callable[[str], None],
+    *,
+    keep: bool = False,
+    port: int | None = None,
+) -> int:
     temp = None
     if data_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="switchboard-consent-demo-"))
@@ -54,17 +61,36 @@ def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         policy = data_dir / "policy.yaml"
         policy.write_text(POLICY)
-        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy)
+        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy, port=port)
         gateway.start()
         out(f"gateway  {gateway.url} (pid {gateway.pid}, SQLite in {gateway.data_dir})")
         out(f"vendor   {vendor.mcp_url} (MCP server; trusts only {vendor.issuer})")
-        return _play(gateway, vendor, out)
+        played = _play(gateway, vendor, out)
+        if keep:
+            _explore(gateway, vendor, out)
+        return played
     finally:
         if gateway is not None:
             gateway.stop()
         vendor.stop()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _explore(gateway: GatewayProcess, vendor: Vendor, out: Callable[[str], None]) -> None:
+    """Leave the gateway and the vendor running (--keep): connecting an
+    account is a browser's round trip, to try by hand."""
+    out("\nStill running (--keep). Try:")
+    out(f"  gateway     {gateway.url}")
+    for line in console_lines(gateway.url):
+        out(line)
+    out(f"  connect     {gateway.url}/ui/connections/{SERVER}/connect  (logged in to the console)")
+    out(f"  vendor      {vendor.url}  (its login takes any user name, then asks for consent)")
+    out(f"  MCP         {gateway.url}/mcp  (the vendor's tools, as {SERVER}__*)")
+    out(f"\n  export SWITCHBOARD_GATEWAY_URL={gateway.url}")
+    admin = gateway.token("admin", "switchboard:admin")
+    out(f"  export SWITCHBOARD_TOKEN={admin}   # admin, 10 min")
+    wait_for_ctrl_c(out)
 
 
 def _ok(response: httpx.Response, what: str) -> Any:

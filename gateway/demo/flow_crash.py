@@ -68,7 +68,7 @@ FLOW: dict[str, Any] = {
 }
 
 
-def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
+def run(data_dir: Path | None, out: Callable[[str], None], port: int | None = None) -> int:
     temp = None
     if data_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="switchboard-flow-crash-"))
@@ -82,7 +82,7 @@ def run(data_dir: Path | None, out: Callable[[str], None]) -> int:
         policy = data_dir / "policy.yaml"
         data_dir.mkdir(parents=True, exist_ok=True)
         policy.write_text(POLICY)
-        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy)
+        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy, port=port)
         gateway.start()
         out(f"gateway  {gateway.url} (pid {gateway.pid}, SQLite in {gateway.data_dir})")
         out(f"sales    {sales.url} (A2A agent, official a2a-sdk)")

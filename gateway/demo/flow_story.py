@@ -129,7 +129,12 @@ FLOW: dict[str, Any] = {
 ORDER = {"customer": "ACME", "sku": "X-100", "quantity": 120}
 
 
-def run(data_dir: Path | None, out: Callable[[str], None], keep: bool = False) -> int:
+def run(
+    data_dir: Path | None,
+    out: Callable[[str], None],
+    keep: bool = False,
+    port: int | None = None,
+) -> int:
     temp = None
     if data_dir is None:
         temp = Path(tempfile.mkdtemp(prefix="switchboard-flow-demo-"))
@@ -145,7 +150,7 @@ def run(data_dir: Path | None, out: Callable[[str], None], keep: bool = False) -
         data_dir.mkdir(parents=True, exist_ok=True)
         policy = data_dir / "policy.yaml"
         policy.write_text(POLICY)
-        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy)
+        gateway = GatewayProcess(data_dir / "gateway", policy_file=policy, port=port)
         gateway.start()
         out(f"gateway    {gateway.url} (pid {gateway.pid}, SQLite in {gateway.data_dir})")
         out(f"support    {support.url} (A2A agent, official a2a-sdk)")

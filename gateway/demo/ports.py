@@ -60,8 +60,17 @@ class PortReservation:
     """A port of 127.0.0.1 that is this object's until `release()` (or until
     the process that made it ends)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         _LOCKS.mkdir(parents=True, exist_ok=True)
+        if port is not None:  # asked for by name (`switchboard demo --port`)
+            lock = self._lock(port)
+            if lock is None or not _free(port):
+                if lock is not None:
+                    lock.close()
+                raise DemoError(f"port {port} of 127.0.0.1 is in use: give another --port")
+            self.port = port
+            self._lock_file: IO[bytes] | None = lock
+            return
         high = _ephemeral_low()
         if high - _LOWEST < 1000:
             raise DemoError(
@@ -78,7 +87,7 @@ class PortReservation:
                 continue
             if _free(port):
                 self.port = port
-                self._lock_file: IO[bytes] | None = lock
+                self._lock_file = lock
                 return
             lock.close()
         raise DemoError(f"no free port between {_LOWEST} and {high}")

@@ -34,13 +34,14 @@ class GatewayProcess:
         replica_id: str | None = None,
         settings: dict[str, Any] | None = None,
         workers: int = 1,
+        port: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.workers = workers
         data_dir.mkdir(parents=True, exist_ok=True)
         # Held as long as this object lives: the gateway binds it itself, and
         # binds it again after a kill (see gateway/demo/ports.py).
-        self._port = PortReservation()
+        self._port = PortReservation(port)
         weakref.finalize(self, self._port.release)
         self.port = self._port.port
         self.url = f"http://127.0.0.1:{self.port}"

@@ -99,7 +99,12 @@ class Demo:
         )
 
 
-def run(data_dir: Path | None, keep: bool, out: Callable[[str], None] = print) -> int:
+def run(
+    data_dir: Path | None,
+    keep: bool,
+    out: Callable[[str], None] = print,
+    port: int | None = None,
+) -> int:
     """Play the story; 0 when it completed. Everything started is stopped."""
     started = time.monotonic()
     quiet_libraries()
@@ -111,7 +116,7 @@ def run(data_dir: Path | None, keep: bool, out: Callable[[str], None] = print) -
         data_dir.mkdir(parents=True, exist_ok=True)
         demo = Demo(out)
         try:
-            _start(demo, data_dir, stack)
+            _start(demo, data_dir, stack, port)
             _register(demo)
             ok = _story(demo)
         except DemoError as exc:
@@ -123,14 +128,14 @@ def run(data_dir: Path | None, keep: bool, out: Callable[[str], None] = print) -
         return 0 if ok else 1
 
 
-def _start(demo: Demo, data_dir: Path, stack: ExitStack) -> None:
+def _start(demo: Demo, data_dir: Path, stack: ExitStack, port: int | None = None) -> None:
     from gateway.app import create_app
 
     inventory = load_example("inventory_mcp", "server.py")
     sales = load_example("sales_model", "server.py")
     support = load_example("support_agent", "agent.py")
 
-    gateway_sock = bound_socket()
+    gateway_sock = bound_socket(port=port or 0)
     port = gateway_sock.getsockname()[1]
     demo.gateway_url = url = f"http://127.0.0.1:{port}"
     policy = data_dir / "policy.yaml"

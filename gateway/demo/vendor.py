@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import contextvars
+import html
 import json
 import secrets
 import time
@@ -52,7 +53,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -377,6 +378,8 @@ class Vendor:
                 await llm(scope, receive, send)
             elif self.scope_challenge and path == "/mcp" and scope.get("method") == "POST":
                 await self._challenged(mcp_app, scope, receive, send)
+            elif path == "/login" and scope["type"] == "http":
+                await self._login(Request(scope))(scope, receive, send)
             elif scope["type"] != "http" or path not in AS_PATHS:
                 await mcp_app(scope, receive, send)  # /mcp, RFC 9728 metadata, lifespan
             elif path == AS_METADATA:
@@ -393,14 +396,32 @@ class Vendor:
         self.authorize_requests.append(dict(request.query_params))
         user = self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
         if user is None:
-            response = PlainTextResponse("not logged in at the vendor", status_code=401)
-            await response(scope, receive, send)
+            # Still a 401 for a program; a person's browser shows the login.
+            here = html.escape(request.url.path + "?" + request.url.query, quote=True)
+            page = (
+                "<!doctype html><title>Vendor login</title><p>not logged in at the vendor</p>"
+                '<form action="/login" method="get"><label>user <input name="user" '
+                f'value="alice@vendor"></label><input type="hidden" name="next" value="{here}">'
+                "<button>Log in and consent</button></form>"
+            )
+            await HTMLResponse(page, status_code=401)(scope, receive, send)
             return
         reset = _vendor_user.set(user)
         try:
             await as_app(scope, receive, send)
         finally:
             _vendor_user.reset(reset)
+
+    def _login(self, request: Request) -> PlainTextResponse | RedirectResponse:
+        """The vendor's login, for a person trying the demo in a browser: any
+        user name, back to the authorization request it came from."""
+        user = request.query_params.get("user", "").strip()
+        back = request.query_params.get("next", "")
+        if not user or not back.startswith("/authorize?"):  # never an open redirect
+            return PlainTextResponse("log in from an authorization request", status_code=400)
+        response = RedirectResponse(back, status_code=303)
+        response.set_cookie(SESSION_COOKIE, next(iter(self.login(user).values())), httponly=True)
+        return response
 
     async def _challenged(
         self, mcp_app: ASGIApp, scope: Scope, receive: Receive, send: Send

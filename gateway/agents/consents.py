@@ -39,7 +39,8 @@ from adapters.a2a import NoUsableInterface, choose_interface
 from adapters.mcp_http import Refused, refusal_of
 from gateway.agents.oauth_clients import ConfiguredClient
 from gateway.connections.errors import ConnectionRequired
-from gateway.connections.service import Connections, Upstream
+from gateway.connections.service import Connections
+from gateway.connections.upstream import Upstream
 from gateway.connections.vault import Connection
 from gateway.delegation.approvals import PENDING
 from gateway.delegation.permits import Grant

@@ -20,12 +20,10 @@ sent, and no other credential stands in for theirs.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 import httpx2
@@ -36,14 +34,19 @@ from mcp.client.auth.utils import (
     validate_authorization_response_iss,
 )
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
-from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
 from adapters.mcp_http import Refused
 from gateway.connections import oauth
 from gateway.connections.errors import ConnectFailed, ConnectionRequired, ScopeRequired
 from gateway.connections.pending import Pending
+from gateway.connections.upstream import (
+    Upstream,
+    configured_client,
+    issued_for,
+    kept_to_offered,
+    pkce_challenge,
+)
 from gateway.connections.vault import Connection, Grant, Vault
-from policies.card_oauth import CardAuthorization
 
 logger = logging.getLogger(__name__)
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
@@ -52,63 +55,9 @@ _REFRESH_SECONDS = 20.0  # a refresh's own limit: shorter than the vault's claim
 _WAIT_FOR_OTHER_REFRESH_SECONDS = 25.0
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """An upstream whose users connect their own accounts (`user_oauth`)."""
-
-    id: str
-    url: str
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    scope: str | None = None
-    # An A2A agent's card scheme (`card_oauth`): where its users get tokens.
-    # None: an MCP server, found by MCP authorization's discovery.
-    authorization: CardAuthorization | None = None
-    # A vendor agent's authorization server, named at its registration (its
-    # issuer URL); None: discovered from the upstream (RFC 9728).
-    issuer: str | None = None
-    # Discovery may send the upstream an unauthenticated request for its 401
-    # (RFC 9728 §5.1); False: the well-known metadata URLs only.
-    probe: bool = True
-
-
-def _challenge(verifier: str) -> str:
-    """RFC 7636 §4.2, S256."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _kept_to_offered(scope: str | None, found: oauth.Discovered) -> str | None:
-    """``scope`` kept to the server's `scopes_supported`, when it lists them."""
-    supported = found.metadata.scopes_supported
-    if scope is None or not supported:
-        return scope
-    return " ".join(s for s in scope.split() if s in supported) or None
-
-
 def _seen(connection: Connection | None) -> tuple[str, int] | None:
     """`ConnectionRequired.seen`: the connection a call could not use."""
     return None if connection is None else (connection.id, connection.version)
-
-
-def _for(connection: Connection, upstream: Upstream) -> bool:
-    """The connection's tokens were issued for this server's URL (RFC 8707):
-    never sent to another server registered under the same id since."""
-    resource = connection.resource
-    return resource is not None and check_resource_allowed(
-        requested_resource=resource_url_from_server_url(upstream.url),
-        configured_resource=resource,
-    )
-
-
-def _configured(upstream: Upstream) -> OAuthClientInformationFull:
-    """A client registered out of band (RFC 6749 §2.3.1: its secret by HTTP Basic)."""
-    assert upstream.client_id is not None
-    return OAuthClientInformationFull(
-        client_id=upstream.client_id,
-        client_secret=upstream.client_secret,
-        token_endpoint_auth_method="client_secret_basic" if upstream.client_secret else "none",
-    )
 
 
 class Connections:
@@ -165,7 +114,7 @@ class Connections:
         self, upstream: Upstream, found: oauth.Discovered, *, may_register: bool
     ) -> OAuthClientInformationFull:
         if upstream.client_id is not None:
-            return _configured(upstream)
+            return configured_client(upstream)
         if self.client_metadata_url and found.metadata.client_id_metadata_document_supported:
             return create_client_info_from_metadata_url(self.client_metadata_url)
         kept = await self.vault.registered_client(upstream.id, found.issuer)
@@ -220,7 +169,7 @@ class Connections:
         # scopes the server offers (`scopes_supported`) where it lists them:
         # a scope it does not offer is dropped, not asked for. The upstream's
         # own scope (an admin's) is asked for as it is.
-        scope = union_scopes(upstream.scope or found.scope, _kept_to_offered(scope, found))
+        scope = union_scopes(upstream.scope or found.scope, kept_to_offered(scope, found))
         verifier = secrets.token_urlsafe(64)  # 86 characters, RFC 7636 §4.1: 43-128
         state = secrets.token_urlsafe(32)
         pending = Pending(
@@ -247,7 +196,7 @@ class Connections:
             client,
             redirect_uri=self.redirect_uri(upstream.id),
             state=state,
-            challenge=_challenge(verifier),
+            challenge=pkce_challenge(verifier),
             scope=scope,
         )
         return url, pending
@@ -305,7 +254,7 @@ class Connections:
         self, upstream: Upstream, pending: Pending
     ) -> OAuthClientInformationFull:
         if upstream.client_id is not None and upstream.client_id == pending.client_id:
-            return _configured(upstream)
+            return configured_client(upstream)
         if self.client_metadata_url and pending.client_id == self.client_metadata_url:
             return create_client_info_from_metadata_url(self.client_metadata_url)
         kept = await self.vault.registered_client(upstream.id, pending.authorization_server)
@@ -318,7 +267,7 @@ class Connections:
     async def connection_for(self, upstream: Upstream, *, subject: str, issuer: str) -> Connection:
         """The user's connection to ``upstream``, its access token fresh."""
         connection = await self.vault.get(subject, issuer, upstream.id)
-        if connection is None or not _for(connection, upstream):
+        if connection is None or not issued_for(connection, upstream):
             raise ConnectionRequired(
                 upstream.id,
                 self.connect_url(upstream.id),

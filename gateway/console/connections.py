@@ -30,7 +30,7 @@ from gateway.api import connections as connections_api
 from gateway.api.state import state_of
 from gateway.connections.errors import ConnectFailed
 from gateway.connections.pending import CONNECT_SECONDS, PendingSeal, session_binding
-from gateway.connections.service import Upstream
+from gateway.connections.upstream import Upstream
 from gateway.console.web import (
     PREFIX,
     ConsoleError,

@@ -30,7 +30,7 @@ from adapters.http import UpstreamHTTP, UpstreamRefused
 from adapters.mapping import MappingInvalid, compile_mapping
 from adapters.openai_compat import ChatConfig, OpenAICompatAdapter
 from adapters.rest_webhook import RestWebhookAdapter, WebhookConfig
-from gateway.connections.service import Upstream
+from gateway.connections.upstream import Upstream
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.delegate import Explained
 from gateway.delegation.retry import Failure, classify

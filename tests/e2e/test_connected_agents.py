@@ -390,7 +390,11 @@ def test_a_held_call_whose_release_was_missed_goes_on_all_the_same(
 def test_a_held_call_is_given_up_when_its_requesters_token_expires(
     gateway: Gateway, vendor: Vendor
 ) -> None:
-    mia = gateway.token("mia", ttl=3)
+    # A token is usable until its exp plus the clock-skew leeway, on every
+    # path (policies.tokens.usable_until): one minted in the past, three
+    # seconds of that leeway left, as the door and the held call see it.
+    leeway = gateway.settings.token_leeway_seconds
+    mia = gateway.mint(sub="mia", scopes="", ttl=3, now=time.time() - leeway)
     held = send(gateway, mia)
     later = gateway.token("mia")  # to read the task once the first token is gone
     done = wait_for(gateway, later, held.id, TaskState.TASK_STATE_REJECTED)

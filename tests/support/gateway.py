@@ -49,7 +49,9 @@ class Gateway:
     ) -> str:
         """A token signed with the gateway's own key, with any claim bent for an attack test."""
 
-        key = asyncio.run(load_active_key(self.settings.effective_database_url, None))
+        key = asyncio.run(
+            load_active_key(self.settings.effective_database_url, self.settings.sealing_secret)
+        )
         return mint_access_token(
             key,
             issuer=issuer or self.url,

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.connections.errors import ConnectFailed
-from gateway.connections.service import Upstream
+from gateway.connections.upstream import Upstream
 from policies.card_oauth import CardAuthorization
 from tests.gateway.connections.test_connections import AS, Vendor, connections_of, engine
 

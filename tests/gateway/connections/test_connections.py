@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.connections.errors import ConnectFailed, ConnectionRequired
 from gateway.connections.pending import Pending, PendingSeal
-from gateway.connections.service import Connections, Upstream
+from gateway.connections.service import Connections
+from gateway.connections.upstream import Upstream
 from gateway.connections.vault import Vault
 from gateway.storage.db import migrated
 from registry.tables import mcp_servers

@@ -38,6 +38,7 @@ from a2a.types import (
 
 from gateway.demo.vendor import Vendor
 from tests.e2e.test_connected_accounts import browser
+from tests.support import waiting
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
 
@@ -118,13 +119,13 @@ def get_task(gateway: Gateway, token: str, task_id: str) -> Task:
 
 
 def wait_for(gateway: Gateway, token: str, task_id: str, state: TaskState) -> Task:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    """The task once it is in ``state`` (the kit's one wait)."""
+
+    def reached() -> Task | None:
         task = get_task(gateway, token, task_id)
-        if task.status.state == state:
-            return task
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} never reached {state}: {task.status}")
+        return task if task.status.state == state else None
+
+    return waiting.wait_for(reached, seconds=30, what=f"task {task_id} in {state}")
 
 
 def said(task: Task) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -76,26 +77,22 @@ def _async_url(name: str) -> str:
     return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
 
 
-_templates: dict[str, str] = {}
-
-
+@functools.cache
 def _postgres_template() -> str:
     """This process's template database on the local PostgreSQL, at the
     schema's head; dropped when the process exits. One per process, so that
     pytest-xdist's workers never copy a template another is still building
     (PostgreSQL refuses to copy a database anyone is connected to)."""
-    if "postgresql" not in _templates:
-        name = f"sb_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        admin_sql(f'CREATE DATABASE "{name}"')
-        atexit.register(admin_sql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _full_schema(_async_url(name))
-        # Nobody may stay connected to a template (a pool DBOS left behind).
-        admin_sql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 -- our own name
-            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        )
-        _templates["postgresql"] = name
-    return _templates["postgresql"]
+    name = f"sb_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin_sql(f'CREATE DATABASE "{name}"')
+    atexit.register(admin_sql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _full_schema(_async_url(name))
+    # Nobody may stay connected to a template (a pool DBOS left behind).
+    admin_sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 -- our own name
+        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    )
+    return name
 
 
 @contextlib.contextmanager
@@ -111,18 +108,17 @@ def fresh_database(*, migrated: bool = True) -> Iterator[str]:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@functools.cache
 def _sqlite_template() -> Path:
     """This process's SQLite file at the schema's head, built once."""
-    if "sqlite" not in _templates:
-        folder = Path(tempfile.mkdtemp(prefix="sb-schema-"))
-        atexit.register(shutil.rmtree, folder, True)
-        path = folder / SQLITE_FILE
-        _full_schema(f"sqlite+aiosqlite:///{path}")
-        # Everything into the main file, so that copying it copies it all.
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        _templates["sqlite"] = str(path)
-    return Path(_templates["sqlite"])
+    folder = Path(tempfile.mkdtemp(prefix="sb-schema-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / SQLITE_FILE
+    _full_schema(f"sqlite+aiosqlite:///{path}")
+    # Everything into the main file, so that copying it copies it all.
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
 
 
 def seed_data_dir(data_dir: Path) -> None:

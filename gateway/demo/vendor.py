@@ -420,7 +420,7 @@ class Vendor:
         if not user or not back.startswith("/authorize?"):  # never an open redirect
             return PlainTextResponse("log in from an authorization request", status_code=400)
         response = RedirectResponse(back, status_code=303)
-        response.set_cookie(SESSION_COOKIE, next(iter(self.login(user).values())), httponly=True)
+        response.set_cookie(SESSION_COOKIE, self.login(user)[SESSION_COOKIE], httponly=True)
         return response
 
     async def _challenged(

@@ -3,9 +3,11 @@
 `.ci/run` prints this after `make test`: the time of each test folder (the
 sum of its tests' setup, call and teardown, so a folder's share of the work
 whatever the number of worker processes) and the slowest files. docs/testing.md
-keeps the table.
+keeps the table. Then the head of each failure and error, last: CI keeps only
+the tail of the output, and a flake's cause (the warning behind an
+"unraisable exception" error, say) is in pytest's long report far above.
 
-    python .ci/test_times.py .cache/junit.xml [--files N]
+    python .ci/test_times.py .cache/junit.xml [--files N] [--lines N]
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report")
     parser.add_argument("--files", type=int, default=15)
+    parser.add_argument("--lines", type=int, default=60, help="of each failure's report")
     args = parser.parse_args()
     folders: dict[str, float] = collections.Counter()
     counts: dict[str, int] = collections.Counter()
     files: dict[str, float] = collections.Counter()
+    failures: list[tuple[str, str]] = []
     for case in ET.parse(args.report).getroot().iter("testcase"):  # noqa: S314
+        for kind in ("failure", "error"):
+            for element in case.iter(kind):
+                name = f"{kind}: {case.get('classname')}::{case.get('name')}"
+                failures.append((name, f"{element.get('message', '')}\n{element.text or ''}"))
         folder, path = _folder(case.get("classname", "?"))
         seconds = float(case.get("time", 0) or 0)
         folders[folder] += seconds
@@ -47,6 +55,11 @@ def main() -> None:
     print(f"\nslowest {args.files} files")
     for path, seconds in sorted(files.items(), key=lambda kv: -kv[1])[: args.files]:
         print(f"{seconds:>8.1f} s  {path}")
+    for name, report in failures:
+        lines = report.strip().splitlines()
+        print(f"\n{name}")
+        # The last lines: where it was raised, and what (a chained cause last).
+        print("\n".join(lines[-args.lines :]))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,24 @@ def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+async def serve_then_close(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+    """``server.serve(sockets)``, then abort every connection it left open.
+
+    uvicorn asks each open connection to close once, as it begins to shut
+    down, and leaves open one still busy when its graceful timeout runs out
+    (a client's event stream), or accepted just after it asked. Its socket
+    would be closed only by the garbage collector, with a ResourceWarning
+    (an error in the test suite, in whichever test collects it)."""
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await asyncio.sleep(0)  # an abort closes its socket on the next iteration
+
+
 class Server:
     """An ASGI app under uvicorn in a daemon thread, until `stop()`."""
 
@@ -83,7 +101,7 @@ class Server:
 
         def run() -> None:
             try:
-                asyncio.run(server.serve(sockets=[self.sock]))
+                asyncio.run(serve_then_close(server, [self.sock]))
             except BaseException as exc:  # reported by start()
                 self._error = exc
 

@@ -15,6 +15,9 @@ import socket
 import time
 from collections.abc import Iterator
 
+import pytest
+
+from gateway.demo.servers import Server
 from tests.support.balancer import RoundRobin
 from tests.support.servers import ServerThread, bound_socket
 
@@ -69,8 +72,21 @@ async def streaming_app(scope, receive, send):  # type: ignore[no-untyped-def]
     await asyncio.sleep(3600)  # a stream that outlives the server's graceful timeout
 
 
-def test_a_server_stopped_with_streams_open_closes_their_sockets() -> None:
-    server = ServerThread(lambda url: streaming_app).start()
+class DemoServer:
+    """The demo's `Server` (the connected-accounts tests' vendor runs on it)
+    with the handles of the tests' own `ServerThread`."""
+
+    def __init__(self) -> None:
+        self.server = Server("streaming").start(streaming_app)
+        self.port: int = self.server.sock.getsockname()[1]
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.mark.parametrize("kind", ["tests", "demo"])
+def test_a_server_stopped_with_streams_open_closes_their_sockets(kind: str) -> None:
+    server = ServerThread(lambda url: streaming_app).start() if kind == "tests" else DemoServer()
     with clients(server.port, 3, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n") as opened:
         for sock in opened:
             assert sock.recv(1024).startswith(b"HTTP/1.1 200")

@@ -19,6 +19,8 @@ from typing import Any
 
 import uvicorn
 
+from gateway.demo.servers import serve_then_close
+
 
 def bound_socket(
     family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1", port: int = 0
@@ -107,19 +109,7 @@ class ServerThread:
             self._error = exc
 
     async def _serve(self) -> None:
-        try:
-            await self.server.serve(sockets=self.sockets)
-        finally:
-            # uvicorn asks each open connection to close once, as it begins to
-            # shut down, and leaves open one still busy when its graceful
-            # timeout runs out, or accepted just after it asked: close them
-            # here, not as a ResourceWarning in whichever later test collects
-            # their sockets.
-            for connection in list(self.server.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-            await asyncio.sleep(0)  # an abort closes its socket on the next iteration
+        await serve_then_close(self.server, self.sockets)
 
     def run(self, coroutine: Any, timeout: float = 60) -> Any:
         """Run ``coroutine`` on the server's own event loop (to use its app's

@@ -56,11 +56,21 @@ class Setup:
         return self.gateway.client()
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+def shop(name: str) -> dict[str, Any]:
+    """SHOP under a name of the test's own (the module's tests share a gateway)."""
+    return {**SHOP, "name": name}
+
+
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Setup]:
+    """One gateway and its three servers for the module's tests: each test
+    reads, or creates sets of names of its own."""
+    tmp_path = tmp_path_factory.mktemp("tool-search")
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
+    gateway = start_gateway(tmp_path / "data", module_database_url, policy_file=policy)
     running = Setup(gateway)
     try:
         for name in SERVERS:
@@ -125,7 +135,7 @@ def test_search_finds_the_right_tool_among_the_callers_own(setup: Setup, mode: s
 @pytest.mark.parametrize("mode", MODES)
 def test_a_set_in_only_mode_finds_and_calls_its_own_tools(setup: Setup, mode: str) -> None:
     with setup.admin() as admin:
-        created = admin.post("/mcp-sets", json=SHOP)
+        created = admin.post("/mcp-sets", json=shop(f"shop-{mode}"))
         assert created.status_code == 201, created.text
         assert created.json()["tool_search"] == "only"
 
@@ -144,7 +154,7 @@ def test_a_set_in_only_mode_finds_and_calls_its_own_tools(setup: Setup, mode: st
                 outside[name] = str(exc)
         return listed, stock, invoices, called, outside
 
-    listed, stock, invoices, called, outside = run_client(setup, "/mcp/shop", mode, steps)
+    listed, stock, invoices, called, outside = run_client(setup, f"/mcp/shop-{mode}", mode, steps)
     assert listed == {SEARCH, CALL}
     assert "inventory__check_stock" in [t["name"] for t in stock]
     assert all(t["name"].split("__")[0] in ("inventory", "shipping") for t in stock + invoices)
@@ -185,7 +195,7 @@ def test_bad_search_arguments_are_a_tool_error(setup: Setup, arguments: dict[str
 
 def test_bad_call_tool_arguments_are_a_tool_error(setup: Setup) -> None:
     with setup.admin() as admin:
-        assert admin.post("/mcp-sets", json=SHOP).status_code == 201
+        assert admin.post("/mcp-sets", json=shop("shop-bad-calls")).status_code == 201
 
     async def steps(client: Any) -> list[Any]:
         answers = []
@@ -196,7 +206,7 @@ def test_bad_call_tool_arguments_are_a_tool_error(setup: Setup) -> None:
                 answers.append(exc.code)
         return answers
 
-    for answer in run_client(setup, "/mcp/shop", "legacy", steps):
+    for answer in run_client(setup, "/mcp/shop-bad-calls", "legacy", steps):
         if isinstance(answer, int):
             assert answer == INVALID_PARAMS
         else:

@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo run test fuzz faults interop lint typecheck check clean console-screenshots
+.PHONY: demo run test coverage fuzz faults interop lint typecheck check clean console-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ run: $(STAMP)
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+
+## coverage: the whole suite as `make test` runs it, measuring the lines and branches of
+## gateway/, adapters/, registry/ and policies/ it runs (subprocesses too); prints the total
+coverage: $(STAMP)
+	$(BIN)/python -m coverage erase
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python -m coverage combine -q 2>/dev/null || true
+	$(BIN)/python -m coverage report $(COVERAGE_ARGS) | tail -n 3
 
 ## fuzz: the fuzzers of tests/fuzz (REST API, A2A and MCP JSON-RPC) with many more
 ## examples per operation than the test run gives them (SQLite and PostgreSQL)

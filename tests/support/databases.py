@@ -77,12 +77,49 @@ def _async_url(name: str) -> str:
     return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def sweep_dead_processes_databases() -> list[str]:
+    """Drop the test databases of test processes that are gone (killed by a
+    timeout, say, before their exit handlers ran); the names dropped. Each
+    name carries its process's id: ``sb_test_<pid>_...``, ``sb_template_<pid>_...``."""
+
+    async def names() -> list[str]:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database "
+                "WHERE datname LIKE 'sb\\_test\\_%' OR datname LIKE 'sb\\_template\\_%'"
+            )
+        finally:
+            await conn.close()
+        return [row["datname"] for row in rows]
+
+    dropped = []
+    for name in asyncio.run(names()):
+        pid, _, rest = name.removeprefix("sb_template_").removeprefix("sb_test_").partition("_")
+        if rest and pid.isdigit() and not _alive(int(pid)):
+            admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            dropped.append(name)
+    return dropped
+
+
 @functools.cache
 def _postgres_template() -> str:
     """This process's template database on the local PostgreSQL, at the
     schema's head; dropped when the process exits. One per process, so that
     pytest-xdist's workers never copy a template another is still building
-    (PostgreSQL refuses to copy a database anyone is connected to)."""
+    (PostgreSQL refuses to copy a database anyone is connected to). What
+    test processes that are gone left behind is dropped first."""
+    sweep_dead_processes_databases()
     name = f"sb_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin_sql(f'CREATE DATABASE "{name}"')
     atexit.register(admin_sql, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -99,7 +136,7 @@ def _postgres_template() -> str:
 def fresh_database(*, migrated: bool = True) -> Iterator[str]:
     """A new database on the local PostgreSQL (at the schema's head, unless
     ``migrated`` is false), dropped on exit."""
-    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+    name = f"sb_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
     template = f' TEMPLATE "{_postgres_template()}"' if migrated else ""
     admin_sql(f'CREATE DATABASE "{name}"{template}')
     try:

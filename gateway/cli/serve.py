@@ -124,6 +124,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=log_config(settings.log_format, args.log_level),
         proxy_headers=False,
+        # A stream's client may never hang up: the drain is bounded (docs/operations.md).
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
     )
     return 0
 

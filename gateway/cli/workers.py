@@ -79,6 +79,7 @@ def serve(settings: Settings, *, log_level: str, log_config: dict[str, Any]) -> 
         log_level=log_level,
         log_config=log_config,
         proxy_headers=False,
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
         # The supervisor takes a worker that does not answer its ping within
         # this for hung and replaces it; a worker starting on a busy machine
         # (imports, migrations check, the flow engine) can take several seconds.
@@ -119,7 +120,7 @@ def worker_app(settings: Settings, slots: Path) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        async with inner(app_) as state, _serving(app, private):
+        async with inner(app_) as state, _serving(app, private, settings.shutdown_drain_seconds):
             # The slot's lock is held for the process's life (released by
             # the kernel however the process ends).
             assert not lock.closed
@@ -170,10 +171,14 @@ class _SiblingServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def _serving(app: FastAPI, sock: socket.socket) -> AsyncIterator[None]:
+async def _serving(app: FastAPI, sock: socket.socket, drain: int) -> AsyncIterator[None]:
     server = _SiblingServer(
         uvicorn.Config(
-            app, lifespan="off", log_config=None, proxy_headers=False, timeout_graceful_shutdown=5
+            app,
+            lifespan="off",
+            log_config=None,
+            proxy_headers=False,
+            timeout_graceful_shutdown=drain,
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]), name="worker-port")

@@ -22,6 +22,14 @@ class WorkerOptions(BaseModel):
         description="Gateway processes serving the one port (`serve --workers`); one per core. "
         "Each is a replica of its own (its own replica id, flow executor and address).",
     )
+    shutdown_drain_seconds: int = Field(
+        default=20,
+        ge=1,
+        le=3600,
+        description="After SIGTERM or SIGINT: how long requests and streams in progress may "
+        "go on (no new connection is taken) before they are cut; then the gateway's jobs "
+        "stop. Keep it under the orchestrator's grace period (Kubernetes: 30 s by default).",
+    )
     gc_young_threshold: int = Field(
         default=50_000,
         ge=0,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.demo.vendor import Vendor
+from gateway.storage import db
 from tests.support.agents import CardHost, CardSource, sdk_agent_app, sdk_card
-from tests.support.databases import fresh_database
+from tests.support.databases import SQLITE_FILE, fresh_database, seed_data_dir
 from tests.support.gateway import Gateway, GatewayFactory, start_gateway
 from tests.support.servers import ServerThread
 
@@ -79,6 +82,31 @@ def module_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         return
     with fresh_database() as url:
         yield url
+
+
+@pytest.fixture
+async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """The gateway's database at the schema's head, for a test of a piece that
+    stores: a copy of the schema built once (SQLite in the test's directory),
+    or the run's PostgreSQL `database_url`."""
+    if database_url is None:
+        # The first copy builds the template, which runs its own event loop.
+        await asyncio.to_thread(seed_data_dir, tmp_path / "db")
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'db' / SQLITE_FILE}"
+    async with db.migrated(database_url, None) as made:
+        yield made
+
+
+@pytest.fixture
+async def unmigrated_engine(
+    unmigrated_database_url: str | None, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on an empty database, for the tests of the migrations."""
+    made = db.create_engine(
+        unmigrated_database_url or f"sqlite+aiosqlite:///{tmp_path / 'bare.db'}"
+    )
+    yield made
+    await made.dispose()
 
 
 @pytest.fixture

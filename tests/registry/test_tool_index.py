@@ -7,8 +7,7 @@ measured."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import mcp_types as types
@@ -19,17 +18,7 @@ from bench.tool_catalog import QUERIES, tools
 from bench.tool_search import as_tools, documents, grown, ranked_quality
 from gateway.mcp import tool_search
 from gateway.mcp.tool_search import ToolSearch
-from gateway.storage import db
 from registry.tool_index import SqlToolIndex, ToolDocument, document, query_words
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, database_url: str | None) -> AsyncIterator[AsyncEngine]:
-    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'index.db'}"
-    made = db.create_engine(url)
-    await db.upgrade(made)
-    yield made
-    await made.dispose()
 
 
 class Catalog:

@@ -9,17 +9,14 @@ writer retired, and set up again if the writer was alive after all."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit_export.exporter import AuditExporter, ExportLimits
 from gateway.audit_export.sinks import DeliveryFailed
 from gateway.audit_export.streams import SqlExportStreams, Stream
 from gateway.delegation.audit import AuditEvent, AuditLog, AuditRecord
-from gateway.storage import db
 
 
 class Sink:
@@ -43,14 +40,6 @@ class Sink:
 
     async def aclose(self) -> None:
         pass
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, database_url: str | None) -> AsyncIterator[AsyncEngine]:
-    made = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'e.db'}")
-    await db.upgrade(made)
-    yield made
-    await made.dispose()
 
 
 async def write(engine: AsyncEngine, writer: str, count: int) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,6 @@ from gateway.console.overview import run_counts
 from gateway.delegation import audit_traffic
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_traffic import last_hour
-from gateway.storage import db
 from gateway.storage.flow_tables import flow_runs
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -122,14 +121,6 @@ def test_an_admin_sees_the_calls_and_refusals_made(deployment: Deployment) -> No
 
 
 # Underneath: the aggregation, on records the test writes -------------------------------
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, database_url: str | None) -> AsyncIterator[AsyncEngine]:
-    made = db.create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'e.db'}")
-    await db.upgrade(made)
-    yield made
-    await made.dispose()
 
 
 NOW = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)  # the hour: 11:01:00 to 12:01:00

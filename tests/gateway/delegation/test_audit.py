@@ -39,14 +39,6 @@ def database(database_url: str | None, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database(database_url, tmp_path))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 def log(engine: AsyncEngine) -> AuditLog:
     return AuditLog(engine, flush_seconds=0.01)
 

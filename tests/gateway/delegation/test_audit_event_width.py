@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import CHANGE_EVENTS, AuditEvent, AuditLog, AuditQuery
-from gateway.storage import db
 from gateway.storage.tables import audit_events
 
 GATEWAY = Path(__file__).resolve().parents[3] / "gateway"
@@ -83,14 +80,6 @@ def test_every_event_name_fits_the_column() -> None:
     width = column_type.length
     too_long = {name for name in names if len(name) > width}
     assert not too_long, too_long
-
-
-@pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with db.migrated(
-        database_url or f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}", None
-    ) as migrated:
-        yield migrated
 
 
 async def test_the_longest_events_are_written_and_read_back(engine: AsyncEngine) -> None:

@@ -6,9 +6,7 @@ nothing here waits for ACTIVE_KEY_RECHECK_SECONDS or a key's retirement.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation import keystore
 from gateway.delegation.keystore import KeyStore
-from gateway.storage.db import create_engine, upgrade
 from gateway.storage.tables import signing_keys
 from policies.keys import SigningKey
 from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer, mint_access_token
@@ -55,14 +52,6 @@ def shift_wall_clock(monkeypatch: pytest.MonkeyPatch, by: timedelta) -> None:
             return datetime.now(tz) + by  # a plain datetime, as the drivers expect
 
     monkeypatch.setattr(keystore, "datetime", Later)
-
-
-@pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

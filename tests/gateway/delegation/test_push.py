@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,15 +29,6 @@ from gateway.storage.tables import a2a_push_configs
 SECRET = "push-tests-sealing-secret-0123456789abcdef"
 OWNER = Owner("alice", "https://issuer.example")
 RELAY_TOKEN = "relay-token"
-
-
-@pytest.fixture
-async def engine(unmigrated_database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(
-        unmigrated_database_url or f"sqlite+aiosqlite:///{tmp_path / 'push.db'}"
-    )
-    yield engine
-    await engine.dispose()
 
 
 async def migrate(
@@ -95,14 +84,14 @@ async def authorization(push: PushRelays, relay_id: str, token: str = RELAY_TOKE
 
 
 async def test_credentials_are_stored_sealed_and_opened_only_to_forward(
-    engine: AsyncEngine,
+    unmigrated_engine: AsyncEngine,
 ) -> None:
-    await db.upgrade(engine, SECRET)
-    push = relays(engine, SECRET)
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     shown, upstream = await push.create("worker", OWNER, config("s3cret-value"))
     assert shown.authentication.scheme == "Bearer" and not shown.authentication.credentials
     assert "s3cret-value" not in repr(upstream)
-    stored = await row(engine)
+    stored = await row(unmigrated_engine)
     assert "s3cret-value" not in repr(stored)
     assert stored["credentials_sealed"].startswith("fernet:")
     (listed,) = await push.configs("worker", OWNER, "t1")
@@ -113,31 +102,35 @@ async def test_credentials_are_stored_sealed_and_opened_only_to_forward(
 
 @pytest.mark.parametrize("other", ["another-sealing-secret-0123456789abcdef", None])
 async def test_credentials_that_cannot_be_opened_fail_the_forward_unshown(
-    engine: AsyncEngine, other: str | None
+    unmigrated_engine: AsyncEngine, other: str | None
 ) -> None:
-    await db.upgrade(engine, SECRET)
-    _, upstream = await relays(engine, SECRET).create("worker", OWNER, config("s3cret-value"))
+    await db.upgrade(unmigrated_engine, SECRET)
+    _, upstream = await relays(unmigrated_engine, SECRET).create(
+        "worker", OWNER, config("s3cret-value")
+    )
     relay_id = upstream.url.rsplit("/", 1)[1]
     with pytest.raises(CredentialsUnavailable) as refused:
-        await authorization(relays(engine, other), relay_id, upstream.token)
+        await authorization(relays(unmigrated_engine, other), relay_id, upstream.token)
     assert "s3cret-value" not in str(refused.value)
     assert "SWITCHBOARD_SECRET_KEY" in str(refused.value)
 
 
 async def test_without_credentials_the_webhook_gets_the_gateways_token(
-    engine: AsyncEngine,
+    unmigrated_engine: AsyncEngine,
 ) -> None:
-    await db.upgrade(engine, SECRET)
-    push = relays(engine, SECRET)
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     _, upstream = await push.create("worker", OWNER, config())
-    assert (await row(engine))["credentials_sealed"] is None
+    assert (await row(unmigrated_engine))["credentials_sealed"] is None
     relay_id = upstream.url.rsplit("/", 1)[1]
     assert (await authorization(push, relay_id, upstream.token)).startswith("Bearer ey")
 
 
-async def test_an_inline_config_is_pending_until_bound_to_its_task(engine: AsyncEngine) -> None:
-    await db.upgrade(engine, SECRET)
-    push = relays(engine, SECRET)
+async def test_an_inline_config_is_pending_until_bound_to_its_task(
+    unmigrated_engine: AsyncEngine,
+) -> None:
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     inline = config()
     inline.task_id = ""  # SendMessage's: the agent has not made the task yet
     _, upstream = await push.create("worker", OWNER, inline)
@@ -161,23 +154,27 @@ async def test_an_inline_config_is_pending_until_bound_to_its_task(engine: Async
     assert len(await push.configs("worker", OWNER, "t9")) == 1
 
 
-async def test_an_inline_config_whose_call_made_no_task_is_forgotten(engine: AsyncEngine) -> None:
-    await db.upgrade(engine, SECRET)
-    push = relays(engine, SECRET)
+async def test_an_inline_config_whose_call_made_no_task_is_forgotten(
+    unmigrated_engine: AsyncEngine,
+) -> None:
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     inline = config()
     inline.task_id = ""
     _, upstream = await push.create("worker", OWNER, inline)
     await push.forget_pending("worker", upstream.url)
-    async with engine.connect() as conn:
+    async with unmigrated_engine.connect() as conn:
         assert (await conn.execute(select(a2a_push_configs))).first() is None
 
 
-async def test_inline_configs_left_pending_long_ago_are_swept(engine: AsyncEngine) -> None:
+async def test_inline_configs_left_pending_long_ago_are_swept(
+    unmigrated_engine: AsyncEngine,
+) -> None:
     """A crashed gateway neither binds nor forgets the inline config of a call it
     was running; the sweeper removes it once it is older than any call can be,
     and nothing else: not a young pending one, not an old bound one."""
-    await db.upgrade(engine, SECRET)
-    push = relays(engine, SECRET)
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     made: dict[str, TaskPushNotificationConfig] = {}
     for name in ("orphan", "young", "bound"):
         inline = config()
@@ -193,7 +190,7 @@ async def test_inline_configs_left_pending_long_ago_are_swept(engine: AsyncEngin
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=3)
     relay_ids = [made[n].url.rsplit("/", 1)[1] for n in ("orphan", "bound", "named", "shouting")]
-    async with engine.begin() as conn:
+    async with unmigrated_engine.begin() as conn:
         await conn.execute(
             a2a_push_configs.update()
             .where(a2a_push_configs.c.relay_id.in_(relay_ids))
@@ -202,7 +199,7 @@ async def test_inline_configs_left_pending_long_ago_are_swept(engine: AsyncEngin
     # A cutoff in another zone means the same instant.
     cutoff = (now - timedelta(days=1)).astimezone(timezone(timedelta(hours=-10)))
     assert await push.sweep_pending(cutoff) == 1
-    async with engine.connect() as conn:
+    async with unmigrated_engine.connect() as conn:
         left = (await conn.execute(select(a2a_push_configs.c.config_id))).scalars().all()
     assert sorted(left) == ["bound", "named", "shouting", "young"]
     orphan_relay = made["orphan"].url.rsplit("/", 1)[1]
@@ -240,80 +237,86 @@ PLAIN = {
 }
 
 
-async def test_0009_seals_what_was_stored_in_plain_text(engine: AsyncEngine) -> None:
-    await migrate(engine, "0008")
-    await insert_plain(engine, "c1", PLAIN)
-    await insert_plain(engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"})
-    await db.upgrade(engine, SECRET)
-    async with engine.connect() as conn:
+async def test_0009_seals_what_was_stored_in_plain_text(unmigrated_engine: AsyncEngine) -> None:
+    await migrate(unmigrated_engine, "0008")
+    await insert_plain(unmigrated_engine, "c1", PLAIN)
+    await insert_plain(
+        unmigrated_engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"}
+    )
+    await db.upgrade(unmigrated_engine, SECRET)
+    async with unmigrated_engine.connect() as conn:
         rows = {r.config_id: r for r in (await conn.execute(select(a2a_push_configs))).all()}
     assert "dXNlcjpwYXNz" not in repr(rows)
     assert rows["c1"].config["authentication"] == {"scheme": "Basic"}
     assert rows["c1"].credentials_sealed.startswith("fernet:")
     assert rows["c2"].credentials_sealed is None
     assert rows["c2"].config == {"taskId": "t1", "id": "c2", "url": "https://h.example/"}
-    push = relays(engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     assert await authorization(push, "relay-c1") == "Basic dXNlcjpwYXNz"
     (shown,) = await push.configs("worker", OWNER, "t1", "c1")
     assert shown.authentication.scheme == "Basic" and not shown.authentication.credentials
 
 
 async def test_0009_without_a_secret_moves_the_value_for_a_dev_gateway(
-    engine: AsyncEngine,
+    unmigrated_engine: AsyncEngine,
 ) -> None:
-    await migrate(engine, "0008")
-    await insert_plain(engine, "c1", PLAIN)
-    await db.upgrade(engine, None)
-    stored = await row(engine)
+    await migrate(unmigrated_engine, "0008")
+    await insert_plain(unmigrated_engine, "c1", PLAIN)
+    await db.upgrade(unmigrated_engine, None)
+    stored = await row(unmigrated_engine)
     assert "credentials" not in stored["config"]["authentication"]
-    assert await authorization(relays(engine, None), "relay-c1") == "Basic dXNlcjpwYXNz"
+    assert await authorization(relays(unmigrated_engine, None), "relay-c1") == "Basic dXNlcjpwYXNz"
     # A gateway with a secret does not take it as sealed: that forward fails.
     with pytest.raises(CredentialsUnavailable):
-        await authorization(relays(engine, SECRET), "relay-c1")
+        await authorization(relays(unmigrated_engine, SECRET), "relay-c1")
 
 
-async def test_0009_downgrade_puts_the_credentials_back(engine: AsyncEngine) -> None:
-    await migrate(engine, "0008")
-    await insert_plain(engine, "c1", PLAIN)
-    await db.upgrade(engine, SECRET)
-    await migrate(engine, "0008", SECRET, down=True)
-    async with engine.connect() as conn:
+async def test_0009_downgrade_puts_the_credentials_back(unmigrated_engine: AsyncEngine) -> None:
+    await migrate(unmigrated_engine, "0008")
+    await insert_plain(unmigrated_engine, "c1", PLAIN)
+    await db.upgrade(unmigrated_engine, SECRET)
+    await migrate(unmigrated_engine, "0008", SECRET, down=True)
+    async with unmigrated_engine.connect() as conn:
         document = (await conn.execute(select(a2a_push_configs.c.config))).scalar_one()
     assert document == PLAIN
 
 
 @pytest.mark.parametrize("wrong", ["a-different-sealing-secret-0123456789abcdef", None])
 async def test_0009_refuses_a_secret_that_does_not_open_the_signing_key(
-    engine: AsyncEngine, wrong: str | None
+    unmigrated_engine: AsyncEngine, wrong: str | None
 ) -> None:
     """A value sealed with the wrong secret could never be opened again, and
     `serve` checks the secret only after migrating: 0009 checks it first."""
-    await migrate(engine, "0008")
-    await KeyStore(engine, SECRET).active_key()  # the gateway's key, sealed with SECRET
-    await insert_plain(engine, "c1", PLAIN)
+    await migrate(unmigrated_engine, "0008")
+    await KeyStore(unmigrated_engine, SECRET).active_key()  # the gateway's key, sealed with SECRET
+    await insert_plain(unmigrated_engine, "c1", PLAIN)
     with pytest.raises(RuntimeError, match="nothing was changed"):
-        await db.upgrade(engine, wrong)
+        await db.upgrade(unmigrated_engine, wrong)
     # Still at 0008, the credentials where they were: the right secret seals them.
-    async with engine.connect() as conn:
+    async with unmigrated_engine.connect() as conn:
         document = (await conn.execute(select(a2a_push_configs.c.config))).scalar_one()
     assert document == PLAIN
-    await db.upgrade(engine, SECRET)
-    assert await authorization(relays(engine, SECRET), "relay-c1") == "Basic dXNlcjpwYXNz"
+    await db.upgrade(unmigrated_engine, SECRET)
+    assert (
+        await authorization(relays(unmigrated_engine, SECRET), "relay-c1") == "Basic dXNlcjpwYXNz"
+    )
 
 
-async def test_0009_with_nothing_to_seal_needs_no_secret(engine: AsyncEngine) -> None:
-    await migrate(engine, "0008")
-    await KeyStore(engine, SECRET).active_key()
-    await insert_plain(engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"})
-    await db.upgrade(engine, None)  # e.g. `switchboard keys list` on a host without it
-    assert (await row(engine))["credentials_sealed"] is None
+async def test_0009_with_nothing_to_seal_needs_no_secret(unmigrated_engine: AsyncEngine) -> None:
+    await migrate(unmigrated_engine, "0008")
+    await KeyStore(unmigrated_engine, SECRET).active_key()
+    await insert_plain(
+        unmigrated_engine, "c2", {"taskId": "t1", "id": "c2", "url": "https://h.example/"}
+    )
+    await db.upgrade(unmigrated_engine, None)  # e.g. `switchboard keys list` on a host without it
+    assert (await row(unmigrated_engine))["credentials_sealed"] is None
 
 
-async def test_binds_racing_for_one_inline_config_keep_it(engine: AsyncEngine) -> None:
+async def test_binds_racing_for_one_inline_config_keep_it(unmigrated_engine: AsyncEngine) -> None:
     # The agent's answer and its first notification often name the task at
     # once: both bind. Neither may delete the row the other just bound.
-    await db.upgrade(engine, SECRET)
-    push = relays(engine, SECRET)
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
     for i in range(40):
         inline = config()
         inline.task_id, inline.id = "", f"c{i}"

@@ -3,23 +3,10 @@ flushed first only when it is read anew -- and again once it is not."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_traffic import RecentTraffic
-from gateway.storage import db
-
-
-@pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with db.migrated(
-        database_url or f"sqlite+aiosqlite:///{tmp_path / 'traffic.db'}", None
-    ) as migrated:
-        yield migrated
 
 
 def _call(n: int) -> AuditEvent:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation import replay
 from gateway.delegation.replay import ReplayCache
-from gateway.storage.db import create_engine, migrated
+from gateway.storage.db import create_engine
 from gateway.storage.tables import used_assertions
 from policies.client_auth import verify_client_assertion
 from policies.keys import ec_public_jwk
@@ -39,13 +38,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(replay, "time", SimpleNamespace(time=fake.time))
     return fake
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, database_url: str | None) -> AsyncIterator[AsyncEngine]:
-    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'replay.db'}"
-    async with migrated(url, None) as engine:
-        yield engine
 
 
 async def test_first_use_only_once(engine: AsyncEngine, clock: Clock) -> None:

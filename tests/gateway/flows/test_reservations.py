@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -33,14 +32,6 @@ LIMIT = Decimal("2.00")
 def _hold(run_id: str, step_id: str = "s", amount: str = "1.00", seconds: float = 600) -> Hold:
     expires = datetime.now(UTC) + timedelta(seconds=seconds)
     return Hold(run_id, step_id, "f", OWNER, Decimal(amount), expires)
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, database_url: str | None) -> AsyncIterator[AsyncEngine]:
-    made = create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    await upgrade(made)
-    yield made
-    await made.dispose()
 
 
 @pytest.fixture
@@ -86,10 +77,10 @@ async def test_released_ended_and_lapsed_reservations_free_what_they_held(
 
 
 async def test_reservations_made_at_once_through_two_stores_fit_the_budget(
-    store: FlowStore, tmp_path: Path, database_url: str | None
+    store: FlowStore, engine: AsyncEngine
 ) -> None:
-    engine = create_engine(database_url or f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    other = FlowStore(engine)
+    second = create_engine(engine.url.render_as_string(hide_password=False))  # another replica's
+    other = FlowStore(second)
     try:
         stores = [store, other] * 4
         refused = await asyncio.gather(
@@ -97,7 +88,7 @@ async def test_reservations_made_at_once_through_two_stores_fit_the_budget(
         )
     finally:
         await other.aclose()
-        await engine.dispose()
+        await second.dispose()
     assert sum(1 for r in refused if r is None) == 2
     assert await store.reservations.committed("f", OWNER, ALL) == LIMIT
 

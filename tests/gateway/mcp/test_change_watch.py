@@ -5,15 +5,10 @@ the first pass is only a baseline."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mcp.change_watch import ChangeWatch
 from gateway.mcp.notify import ToolListNotifier
-from gateway.storage import db
 from registry.fetch import SafeFetcher
 from registry.mcp_sets import McpSetSelection, McpSetSpec, SqlMcpSets
 from registry.models import AgentRegistration
@@ -39,14 +34,6 @@ class Told(ToolListNotifier):
         """What `_send_later` does before a notice of this replica's own."""
         for hook in self.before_send:
             await hook(kind, only)
-
-
-@pytest.fixture
-async def engine(database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with db.migrated(
-        database_url or f"sqlite+aiosqlite:///{tmp_path / 'watch.db'}", None
-    ) as migrated:
-        yield migrated
 
 
 async def test_another_replicas_changes_are_told_ones_own_are_not(engine: AsyncEngine) -> None:

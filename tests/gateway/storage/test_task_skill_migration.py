@@ -8,11 +8,8 @@ keeps the skill of its first record, whatever later records say.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from a2a.types import Task, TaskState
 from alembic import command
@@ -24,15 +21,6 @@ from gateway.storage import db
 
 ALICE = Owner("alice", "https://issuer.example")
 BOB = Owner("bob", "https://issuer.example")
-
-
-@pytest.fixture
-async def engine(unmigrated_database_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(
-        unmigrated_database_url or f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"
-    )
-    yield engine
-    await engine.dispose()
 
 
 async def migrate(engine: AsyncEngine, revision: str, *, down: bool = False) -> None:
@@ -60,12 +48,12 @@ def task(task_id: str, state: TaskState = TaskState.TASK_STATE_INPUT_REQUIRED) -
 
 
 async def test_tasks_recorded_before_keep_no_skill_and_new_ones_keep_their_first(
-    engine: AsyncEngine,
+    unmigrated_engine: AsyncEngine,
 ) -> None:
-    await migrate(engine, "0009")
-    assert "skill" not in await columns(engine)
+    await migrate(unmigrated_engine, "0009")
+    assert "skill" not in await columns(unmigrated_engine)
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with unmigrated_engine.begin() as conn:
         await conn.execute(
             sa.text(
                 "INSERT INTO a2a_tasks (agent_id, task_id, context_id, owner_subject, "
@@ -74,9 +62,9 @@ async def test_tasks_recorded_before_keep_no_skill_and_new_ones_keep_their_first
             ),
             {"sub": ALICE.subject, "iss": ALICE.issuer, "now": now},
         )
-    await migrate(engine, "head")
-    assert "skill" in await columns(engine)
-    tasks = TaskRecords(engine)
+    await migrate(unmigrated_engine, "head")
+    assert "skill" in await columns(unmigrated_engine)
+    tasks = TaskRecords(unmigrated_engine)
     assert await tasks.skill_of("ops", ALICE, "old") == (True, None)
     assert await tasks.skill_of("ops", BOB, "old") == (False, None)  # not Bob's
     assert await tasks.skill_of("ops", ALICE, "none") == (False, None)
@@ -86,8 +74,8 @@ async def test_tasks_recorded_before_keep_no_skill_and_new_ones_keep_their_first
     assert await tasks.record("ops", ALICE, task("new"))
     assert await tasks.skill_of("ops", ALICE, "new") == (True, "adminop")
     # Down again: the column goes, the rows stay.
-    await migrate(engine, "0009", down=True)
-    assert "skill" not in await columns(engine)
-    async with engine.connect() as conn:
+    await migrate(unmigrated_engine, "0009", down=True)
+    assert "skill" not in await columns(unmigrated_engine)
+    async with unmigrated_engine.connect() as conn:
         kept = (await conn.execute(sa.text("SELECT task_id FROM a2a_tasks"))).scalars().all()
     assert sorted(kept) == ["new", "old"]

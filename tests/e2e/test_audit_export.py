@@ -8,20 +8,15 @@ which a client sees as a broken connection, not as its own mistake.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from gateway.http.problems import PROBLEM_JSON
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
+def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return make_gateway(database_url)
 
 
 @pytest.mark.parametrize("cursor", ["", "x", "99999999999999999999"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.agents import v03_card
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.mcp_servers import upstream_server
 
 API = Path(__file__).resolve().parents[3] / "gateway" / "api"
@@ -88,10 +88,8 @@ def test_the_checker_sees_a_silent_route() -> None:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
+def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return make_gateway(database_url)
 
 
 def test_an_admins_changes_are_in_the_audit(gateway: Gateway) -> None:

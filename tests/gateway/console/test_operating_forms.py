@@ -9,8 +9,6 @@ refused, and nothing is stored by a refused form."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +16,7 @@ import yaml
 
 from tests.support.agents import v03_card
 from tests.support.console import dev_login
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.vendor_servers import API_KEY, chat_server
 
 CHAT = """\
@@ -35,10 +33,8 @@ skills:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
+def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
+    return make_gateway(database_url)
 
 
 def browser(gateway: Gateway) -> httpx.Client:

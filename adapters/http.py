@@ -49,6 +49,7 @@ from httpx_aiohttp import AiohttpTransport
 from adapters.spans import traced_session_configs
 from adapters.trace_context import TracedRequest
 from registry.ssrf import AddressPolicy, AddressRefused
+from registry.tls import client_tls
 
 RESOLVE_CACHE_SECONDS = 5
 MAX_CONNECTIONS = 256
@@ -151,7 +152,7 @@ class UpstreamHTTP:
         self.httpx = httpx.AsyncClient(
             transport=_GuardedTransport(
                 self,
-                AiohttpTransport(client=self.session),
+                AiohttpTransport(client=self.session, verify=client_tls()),
                 max_response_bytes=max_response_bytes,
                 max_stream_bytes=max_stream_bytes,
             ),

@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from registry.ssrf import AddressPolicy, AddressRefused, IPAddress
+from registry.tls import client_tls
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -72,6 +73,7 @@ class SafeFetcher:
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,
+            verify=client_tls(),
             limits=httpx.Limits(max_keepalive_connections=0),
         )
 

@@ -27,6 +27,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from gateway.delegation.audit import AuditRecord
+from registry.tls import client_tls
 
 # The request itself is wrong: sending it again cannot help (each record is
 # then tried on its own). Anything else -- 401 and 403 (a credential being
@@ -60,7 +61,9 @@ class HttpSink:
     def __init__(self, name: str, url: str, timeout_seconds: float) -> None:
         self.name = name
         self.url = url
-        self._http = httpx.AsyncClient(timeout=timeout_seconds, trust_env=False)
+        self._http = httpx.AsyncClient(
+            timeout=timeout_seconds, trust_env=False, verify=client_tls()
+        )
 
     async def _post(self, content: bytes, headers: Mapping[str, str]) -> httpx.Response:
         try:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from registry.tls import client_tls
+
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 -- a URN
 
@@ -176,7 +178,9 @@ class TokenExchangeAuth(httpx.Auth):
         flow = self.auth_flow(request)
         step = next(flow)
         if step is not request:
-            async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
+            async with httpx.AsyncClient(
+                timeout=self.timeout, trust_env=False, verify=client_tls()
+            ) as client:
                 answer = await client.send(step)
                 await answer.aread()
             step = flow.send(answer)

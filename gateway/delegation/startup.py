@@ -51,6 +51,7 @@ from registry.mcp_store import SqlMcpStore
 from registry.service import RegistryService
 from registry.ssrf import AddressPolicy
 from registry.store import SqlAgentStore
+from registry.tls import client_tls
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def _verifier(
     settings: Settings, keys: KeyStore, stack: contextlib.AsyncExitStack
 ) -> TokenVerifier:
     """The gateway itself as an issuer, then every issuer the operator trusts."""
-    jwks_client = httpx.AsyncClient(timeout=5.0, trust_env=False)
+    jwks_client = httpx.AsyncClient(timeout=5.0, trust_env=False, verify=client_tls())
     stack.push_async_callback(jwks_client.aclose)
     return TokenVerifier(
         [

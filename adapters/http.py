@@ -1,10 +1,10 @@
 """The HTTP client under every upstream call: SSRF-checked at connect time, capped.
 
-One `aiohttp` connection pool serves every upstream. It was chosen by
-measurement (`bench/a2a_forwarding.py`, docs/performance.md): under 32
-concurrent calls an `httpx.AsyncClient` reached 0.07-0.15x the throughput of
-an aiohttp forwarder, httpx over the `httpx-aiohttp` transport 0.3-0.55x and
-aiohttp itself 0.84-1.18x. So:
+One `aiohttp` connection pool serves every upstream, because under many
+concurrent calls it keeps up with a bare aiohttp forwarder where httpx's own
+pool, which scans every connection on every request, falls far behind, and
+httpx over the `httpx-aiohttp` transport sits in between
+(`bench/a2a_forwarding.py`; figures in docs/performance.md). So:
 
 * the hot path (same-version pass-through, `gateway/a2a/passthrough.py`)
   calls `UpstreamHTTP.post()`, which is aiohttp directly;

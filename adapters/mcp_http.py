@@ -5,9 +5,10 @@ client, not the `httpx` one `adapters.http.UpstreamHTTP` wraps, so MCP
 traffic has its own client. Under it, as under the A2A path, is an aiohttp
 pool (`CheckedTransport`: httpx2's transport interface mapped onto one
 `aiohttp.ClientSession`, the response body streamed): httpx2's own pool
-(httpcore2) checked every pooled connection's expiry and readability on each
-request and wrote headers and body in separate sends, which made it the
-largest single cost of a federated call (docs/performance.md). The rules are
+(httpcore2) checks every pooled connection's expiry and readability on each
+request and writes headers and body in separate sends, which, profiled, is
+the largest single cost of a federated call (docs/history/
+performance-to-2026-11-27.md, "MCP tools/call through the gateway"). The rules are
 those of `adapters.http`:
 
 * the URL is read as aiohttp reads it (yarl) and its scheme, credentials and

@@ -1,8 +1,9 @@
 """Pass-through `tools/call` to a 2026-07-28 MCP server over Streamable HTTP.
 
 The hot path of the MCP federation. The SDK's client (its `ClientSession`,
-the Streamable HTTP transport task and httpx2's request building) was about
-a third of the gateway's CPU per federated call (docs/performance.md), while
+the Streamable HTTP transport task and httpx2's request building) is a large
+share of the gateway's CPU per federated call (profiled in docs/history/
+performance-to-2026-11-27.md, "MCP tools/call through the gateway"), while
 a `tools/call` to a 2026-07-28 server is one POST whose answer comes back on
 the same response: JSON, or an SSE stream of progress and log notifications
 ending in the response. So `McpUpstream.call_tool` sends such a call itself,

@@ -214,8 +214,8 @@ class TracedRequest(aiohttp.ClientRequest):
     """The request class of every upstream pool (`adapters.http.checked_session`):
     built in the task making the request, with the trace headers of that
     task's delegation and no others. (Not aiohttp's `TraceConfig` hook: its
-    signals fire on every step and chunk of every request, ~20 µs a request
-    measured here, against ~1 µs for this.)"""
+    signals fire on every step and chunk of every request, where this sets
+    the headers once.)"""
 
     def update_headers(self, headers: LooseHeaders | None) -> None:
         super().update_headers(headers)

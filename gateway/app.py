@@ -263,18 +263,21 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
     collect the youngest generation less often.
 
     The SDKs (protobuf descriptors, pydantic models, SQLAlchemy metadata) leave
-    a large long-lived heap; every full collection walked all of it, ~50 ms on
-    these machines, which set the registry search p99 (bench/registry_search.py:
-    p99 55 ms -> 7 ms). Objects created later are collected as usual.
+    a large long-lived heap that never becomes garbage; a full collection would
+    walk all of it, and those walks are what a request's tail latency is made
+    of (registry search's p99: `bench.registry_search`, docs/performance.md).
+    Objects created later are collected as usual.
 
     Python's young threshold (700 net allocations) is far below what one large
     answer allocates: a `tools/list` page of 1,000 tools builds ~15,000
-    containers (the SDK's `model_dump`, then its validation of the result), so
-    they outlived several young collections, reached the old generation, and
-    every few pages set off a full collection that walked the whole registry
-    snapshot. A full listing of 10,000 agents cost 1.69 s of CPU, 20x that of
-    1,000 agents; with 50,000 it costs 0.68 s, 10x (`bench.scale`, docs/
-    performance.md). The A2A and MCP call paths do not move (within 3%).
+    containers (the SDK's `model_dump`, then its validation of the result).
+    With 700 they outlive several young collections, reach the old generation,
+    and every few pages set off a full collection that walks the whole registry
+    snapshot, so a full listing grows faster than the registry. A larger
+    threshold keeps a page's containers young; the A2A and MCP call paths do
+    not move (`bench.scale`; before/after figures in
+    docs/history/performance-to-2026-11-27.md, "100,000 agents and 10 million
+    audit rows").
     """
     gc.collect()
     gc.freeze()

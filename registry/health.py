@@ -69,7 +69,7 @@ class HealthChecker:
     async def check_all(self) -> None:
         """Check each agent not checked in the last interval (by this replica
         or another): a restart, or a second replica, does not probe every
-        agent again at once -- with many agents that round competed with
+        agent again at once -- with many agents that round would compete with
         requests for the database for a long time (`bench.scale`)."""
         # A little short of the interval, so that an agent checked in the
         # previous round (which took some time) is due again in this one.

@@ -181,8 +181,8 @@ def _postgresql_query(
     # Weights D, C, B, A (parameters 0.4, description 0.8, name and title 1):
     # `ts_rank` has no notion of a word's rarity, and with its default
     # weights (0.1, 0.2, 0.4, 1) a common word in many tools' names (order,
-    # orders__get_order) outranked the description that answers the query
-    # (`bench.tool_search`: recall@5 0.84 -> 0.88, nDCG@5 0.72 -> 0.83).
+    # orders__get_order) outranks the description that answers the query
+    # (weights chosen on `bench.tool_search`; both sets in docs/performance.md).
     # Normalization 1 (rank / (1 + log(length))): a document cannot climb by
     # repeating a word.
     statement = text(

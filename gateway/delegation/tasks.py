@@ -267,10 +267,10 @@ class TaskRecords:
         now: datetime,
         with_rows: Callable[[AsyncConnection], Awaitable[None]],
     ) -> bool:
-        # One transaction (each costs ~1 ms of CPU through the async driver):
-        # the update of the caller's own task, else an insert that does
-        # nothing when the id is taken -- by someone else, or by a request
-        # that recorded it a moment before (then it may be this caller's).
+        # One transaction (each is a thread hop and a pool checkout through the
+        # async driver): the update of the caller's own task, else an insert
+        # that does nothing when the id is taken -- by someone else, or by a
+        # request that recorded it a moment before (then it may be this caller's).
         mine = (
             update(a2a_tasks)
             .where(

@@ -493,7 +493,7 @@ class McpFederation:
         tools = {t.namespaced: FederatedTool.of(t) for t in await self.store.tools()}
         if tools == self._catalog:
             # Unchanged: the same object, so memos keyed on it stay (`gateway.mcp.
-            # per_caller`); a new one each second redid long listings (`bench.scale`).
+            # per_caller`); a new one each second would redo long listings (`bench.scale`).
             tools = self._catalog
         servers = {c.id: _Server(c.resource, c.timeout_seconds) for c in await self.store.configs()}
         if generation == self._generation:  # else invalidated meanwhile: a newer read follows

@@ -7,8 +7,8 @@ wake-up was lost -- the gateway stopped between recording a decision and
 sending its message. Each look is a recorded step and a durable timer: a few
 rows of DBOS's operation records, and some CPU, per look per waiting run. At
 one look a minute, a run waiting a week for a human would leave some 30,000
-rows to replay after a restart, and 1,000 waiting runs made 17 looks a
-second between them (docs/performance.md). So the looks start at
+rows to replay after a restart, and 1,000 waiting runs would make 17 looks
+a second between them. So the looks start at
 ``flow_checkpoint_poll_seconds`` and double apart up to a quarter of an hour:
 a week's wait is under 700 looks, and a lost wake-up is found within 15
 minutes at worst.

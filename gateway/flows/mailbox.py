@@ -6,8 +6,10 @@ event, a connection, a task's end -- waits in `DBOS.recv`. On PostgreSQL,
 DBOS wakes it by LISTEN/NOTIFY. On SQLite it has no notification: its
 listener thread polls, with one query per waiting run every interval, so
 the cost grows with the runs that wait -- at DBOS's interval of a quarter
-of a second, 300 runs waiting at checkpoints kept 29 % of a core busy doing
-nothing else (`bench.flow_load`, "gateway CPU while all wait").
+of a second, a few hundred waiting runs keep a large share of a core busy
+doing nothing else (`bench.flow_load`, "CPU while all wait"; before/after in
+docs/history/performance-to-2026-11-27.md, "Runs that wait cost nothing to
+speak of").
 
 So every message a run is sent here also wakes its waiter in this process
 at once, and the poll is left to wake a run in another process on the same

@@ -396,9 +396,9 @@ class FlowStore:
     async def enter_step(
         self, run_id: str, step_id: str, grant_id: str, *, current: bool
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """What a call step starts from, in one transaction (each one costs
-        ~1 ms of CPU through the async driver, so the three this replaces were
-        a sixth of a step's cost): the step's row as a crash left it (or None),
+        """What a call step starts from, in one transaction (each transaction
+        through the async driver is a thread hop and a pool checkout, a share of
+        a step's CPU worth saving): the step's row as a crash left it (or None),
         the run's grant as it is now, and -- ``current`` -- the run's
         ``current_step`` moved to it (an ended run is left as it ended)."""
         row, grant = await self._run(

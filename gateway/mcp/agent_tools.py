@@ -63,7 +63,7 @@ EVENT = "mcp"
 # row: O(agents) in the database. A listing's first page always asks it, so a
 # listing sees every change made before it; a later page may use the snapshot
 # found current within this long -- a full listing of 100,000 agents is 300
-# pages, and asking per page made it O(agents x pages) (`bench.scale`). So a
+# pages, and asking per page would make it O(agents x pages) (`bench.scale`). So a
 # later page may show, for at most this long, an agent another replica (or
 # this one, outside `RegistryService`) just removed -- a call to it is decided
 # afresh and refused -- as the federation's snapshot may (`SNAPSHOT_SECONDS`).
@@ -124,12 +124,13 @@ class AgentSkillTools:
         A2A one, or the gateway-run one for OpenAI-compatible and webhook agents)."""
         self._parts = parts
         self._handler_for = handler_for
-        # Reading every card and deciding every skill on each listing grew with
-        # the registry (`bench.scale`: 180 ms of CPU at 1,000 agents, 2.7 s at
-        # 10,000). The cards are kept while the registry's fingerprint (one
-        # indexed query, any replica's change) stays the same, and each caller's
-        # list while the policy object and the cards do: a decision depends on
-        # nothing else. Calls are decided afresh as always (`Delegations.admit`).
+        # Reading every card and deciding every skill on each listing would make
+        # each listing O(agents) in the database and the policy (`bench.scale`,
+        # docs/performance.md). The cards are kept while the registry's
+        # fingerprint (one indexed query, any replica's change) stays the same,
+        # and each caller's list while the policy object and the cards do: a
+        # decision depends on nothing else. Calls are decided afresh as always
+        # (`Delegations.admit`).
         self._snapshot: _Snapshot | None = None
         self._checked_until = 0.0  # when the snapshot's fingerprint was last found current, +1 s
         self._reading = asyncio.Lock()

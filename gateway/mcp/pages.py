@@ -2,7 +2,7 @@
 
 A gateway's tool list grows with the registry (every agent's skills are
 tools); past a size no client wants it in one answer, and at 100,000 agents it
-exceeded the SDK client's 1 MiB message limit (`bench.scale`). The cursor is
+would exceed the SDK client's 1 MiB message limit (`bench.scale`). The cursor is
 opaque to clients (MCP 2025-11-25, "Pagination"): here, the offset of the
 next page, encoded. A cursor this gateway did not give is -32602 (the spec:
 "Invalid cursor" is Invalid params). Lists of one page have no cursor at all.

@@ -9,8 +9,8 @@ snapshot is a miss, and nothing has to be invalidated by hand.
 
 This matters for paging: every page of a `tools/list` asks for the whole
 listing again (the cursor is an offset into it), so without this each page
-re-decided and re-copied every tool, and a full listing of 10,000 agents cost
-O(tools x pages) (`bench.scale`: 29.7x the CPU for 10x the agents).
+would re-decide and re-copy every tool, and a full listing would cost
+O(tools x pages) instead of O(tools) (`bench.scale`, docs/performance.md).
 """
 
 from __future__ import annotations

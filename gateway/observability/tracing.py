@@ -131,8 +131,9 @@ def quiet_global_provider(environ: Mapping[str, str] = os.environ) -> None:
     every call and every streamed event (`a2a.utils.telemetry.
     trace_function`), and with none set OpenTelemetry looks
     ``OTEL_PYTHON_TRACER_PROVIDER`` up in the environment and builds a proxy
-    tracer each time -- about a quarter of a millisecond of a streamed
-    call's CPU (docs/performance.md). Nothing is lost: without a global
+    tracer each time -- CPU on every call and event, for spans that go
+    nowhere (docs/history/performance-to-2026-11-27.md, "Where a step's cost
+    is, by taking pieces out"). Nothing is lost: without a global
     provider those spans went nowhere either. A provider named in that
     variable, or set before the gateway starts (an auto-instrumentation's),
     is kept; one set after is not taken (OpenTelemetry sets it once)."""

@@ -2,10 +2,10 @@
 
 Retention, sweeps, health checks, reconciliation, lease renewal, the
 policy reloader and the metrics' database gauges each run one pass every
-few seconds in every replica. They used to be a hand-written ``while True:
-sleep`` each, and each decided on its own what a failing pass did -- one
-logged every pass, one logged nothing, and one (the metrics refresh) died
-for good on an error it did not expect. `Periodic` is the one loop:
+few seconds in every replica. What a failing pass does must not be each
+job's own decision -- a job that logs every pass floods the log during an
+outage, one that logs nothing hides it, and one that lets an unexpected
+error out of its loop is gone for good. `Periodic` is the one loop:
 
 * a pass that raises never ends the job: the next pass runs on time;
 * a failing stretch is logged once when it starts -- as the outage it is
@@ -22,8 +22,7 @@ Why not DBOS scheduled workflows (the flows' engine): these jobs are per
 replica (each renews its own row and refreshes its own gauges), cheap and
 idempotent, so a durable record of each pass buys nothing; and the engine
 starts only once a flow exists, so that a gateway without flows does not pay
-its polling (docs/performance.md, "The delegation core and the lean
-statement path": about 14 ms of CPU per second idle).
+its polling (an idle engine's CPU: docs/performance.md, "Engine floor").
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ write lock taken waits in SQLite's busy handler, which *sleeps* -- 1, 2, 5,
 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms between tries -- however soon
 the lock is let go. Under load (a gateway running hundreds of flow runs: DBOS
 Transact's executor threads, the app's aiosqlite connections and the stores'
-statement runners, all writing to one file) writers mostly slept while the
-lock was free: `bench.flow_load` found DBOS's step records spending most of
-their time there, and the gateway's CPU two-thirds idle.
+statement runners, all writing to one file) writers mostly sleep while the
+lock is free, and the gateway's CPU sits idle while work waits
+(`bench.flow_load`; docs/history/performance-to-2026-11-27.md, "One writer
+at a time, on a lock").
 
 Writers in this process therefore take a gate first: a lock per file, let go
 the moment their transaction ends, so the next writer starts at once. SQLite's

@@ -1,8 +1,8 @@
 """The TLS context of the gateway's outbound HTTP clients, built once.
 
-Building one loads the CA bundle: ~22 ms of CPU each time, and the gateway
-built four at every start (the card fetcher's, the token verifier's, each
-upstream pool's) and one more for every token exchange. An `SSLContext` is
+Building one loads and parses the whole CA bundle, and the gateway built
+four at every start (the card fetcher's, the token verifier's, each
+upstream pool's) and one more for every token exchange (CHANGELOG). An `SSLContext` is
 configured once and only read afterwards, so every client and connection
 may share it (Python's `ssl` docs: a context holds the settings and
 certificates of many connections).

@@ -1,5 +1,5 @@
 """The gateway's outbound clients share one TLS context (`registry.tls`):
-building one loads the CA bundle (~22 ms of CPU), and a start built four."""
+building one loads the CA bundle, and a start built four."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import httpx2
 from mcp import Client
 
 from adapters.mcp import LegacyLane, UpstreamTimings
+from registry.tls import client_tls
 
 URL = "http://upstream.test/mcp"
 
@@ -108,7 +109,7 @@ async def test_a_call_that_failed_on_a_replaced_primary_session_leaves_the_new_o
 
     upstream = McpUpstream(
         UpstreamSpec("alpha", "http", url=URL),
-        lambda auth: httpx2.AsyncClient(),
+        lambda auth: httpx2.AsyncClient(verify=client_tls()),
         default_credential=nothing,
         on_tools=nothing,
         on_health=nothing,

@@ -20,6 +20,7 @@ import httpx
 from selenium.webdriver.common.by import By
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.browser.conftest import Deployment
 from tests.support.a2a_agents import worker_agent
 from tests.support.browser import Browser, chromium, dev_login, fill
@@ -80,6 +81,7 @@ def main(out: Path) -> None:
             headers={"Authorization": f"Bearer {gateway.token('carol', 'crm:read')}"},
             json={"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {}},
             timeout=30,
+            verify=client_tls(),
         )
         print(f"  (a denied call: {denied.status_code})")
         time.sleep(1)  # the audit writer flushes in the background

@@ -22,6 +22,7 @@ from selenium.webdriver.common.by import By
 
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.browser import Browser, dev_login, text_of
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.waiting import wait_for
@@ -73,7 +74,7 @@ def whoami(consent: Consent, user: str) -> str:
     token = consent.gateway.token(user)
 
     async def call() -> types.CallToolResult:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, verify=client_tls())
         async with (
             http,
             Client(

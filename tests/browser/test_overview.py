@@ -12,6 +12,7 @@ from selenium.webdriver.common.by import By
 
 from gateway.delegation.audit_traffic import is_call
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.browser.conftest import Deployment
 from tests.support.browser import Browser, browser_log, console_errors, dev_login
 from tests.support.console import held_call, user_token
@@ -44,6 +45,7 @@ def test_the_charts_render_with_their_figures(deployment: Deployment, browser: B
         json=send_message_body("anyone there?"),
         headers={"Authorization": f"Bearer {user_token(gateway, 'tess')}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
     assert refused.status_code >= 400, refused.text
     dev_login(browser, deployment.url, "root", ADMIN_SCOPE)

@@ -23,6 +23,7 @@ import yaml
 
 from gateway.settings import Settings
 from policies.policy_file import parse_policy
+from registry.tls import client_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -201,7 +202,9 @@ def test_the_dev_profile_runs_with_nothing_else(tmp_path: Path) -> None:
         while True:
             assert process.poll() is None, log.read_text()
             try:
-                ready = httpx.get(env["SWITCHBOARD_PUBLIC_URL"] + "/readyz", timeout=2)
+                ready = httpx.get(
+                    env["SWITCHBOARD_PUBLIC_URL"] + "/readyz", timeout=2, verify=client_tls()
+                )
                 if ready.status_code == 200:
                     break
             except httpx.HTTPError:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread, stop_all
 
@@ -83,6 +84,7 @@ def _extended(gateway: Gateway, scopes: str) -> list[str]:
         json=body,
         headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     ).json()
     return [skill["id"] for skill in answer["result"]["skills"]]
 
@@ -91,5 +93,7 @@ def test_the_extended_card_shows_only_the_skills_the_caller_may_call(gateway: Ga
     assert _extended(gateway, "") == ["open"]
     assert _extended(gateway, "desk:secret") == ["open", "secret"]
     # The public card is the agent's own description, for discovery (A2A 1.0 §8).
-    public = httpx.get(f"{gateway.url}/a2a/desk/.well-known/agent-card.json").json()
+    public = httpx.get(
+        f"{gateway.url}/a2a/desk/.well-known/agent-card.json", verify=client_tls()
+    ).json()
     assert [s["id"] for s in public["skills"]] == ["open", "secret"]

@@ -59,6 +59,7 @@ from gateway.delegation.push import SEAL_PURPOSE
 from gateway.storage.db import create_engine
 from gateway.storage.tables import a2a_push_configs
 from policies.keys import seal_secret
+from registry.tls import client_tls
 from tests.support.a2a_agents import Webhook, legacy_worker_agent, webhook, worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, send_message_body, verify_as_downstream
@@ -103,7 +104,7 @@ class Front:
     ) -> AsyncIterator[Client]:
         """An official SDK client, created from the gateway's card for the agent."""
         async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=30
+            headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=30, verify=client_tls()
         ) as http:
             factory = ClientFactory(
                 ClientConfig(
@@ -123,6 +124,7 @@ class Front:
         async with httpx.AsyncClient(
             headers={"Authorization": f"Bearer {self.token(user)}", "A2A-Version": "1.0"},
             timeout=30,
+            verify=client_tls(),
         ) as http:
             card = AgentCard(name=agent_id)
             if legacy:
@@ -155,7 +157,7 @@ def front_door(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
         _register(gateway, "worker", worker)
         _register(gateway, "legacy", legacy)
         # The same agent once more, inline, with a short timeout of its own.
-        card = httpx.get(worker.url + "/.well-known/agent-card.json").json()
+        card = httpx.get(worker.url + "/.well-known/agent-card.json", verify=client_tls()).json()
         with gateway.client() as admin:
             hasty = {"card": card, "id": "hasty", "timeout_seconds": 0.5, "resource": "urn:t:h"}
             assert admin.post("/agents", json=hasty).status_code == 201
@@ -209,13 +211,16 @@ def final_task(events: list[StreamResponse]) -> Task:
 
 
 def test_the_gateway_card_points_at_the_gateway_and_is_signed_by_it(front: Front) -> None:
-    served = httpx.get(front.agent_url("worker") + "/.well-known/agent-card.json")
+    served = httpx.get(
+        front.agent_url("worker") + "/.well-known/agent-card.json", verify=client_tls()
+    )
     document = served.json()
     # A2A 1.0 §8.6.1 caching: a weak ETag that survives re-signing, and a 304.
     assert served.headers["etag"].startswith('W/"') and served.headers["last-modified"]
     again = httpx.get(
         front.agent_url("worker") + "/.well-known/agent-card.json",
         headers={"If-None-Match": served.headers["etag"]},
+        verify=client_tls(),
     )
     assert again.status_code == 304
     card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
@@ -229,11 +234,13 @@ def test_the_gateway_card_points_at_the_gateway_and_is_signed_by_it(front: Front
     }
     # Pure 1.0 (the schema allows nothing else); the 0.3 form is at agent.json.
     assert "url" not in document
-    legacy = httpx.get(front.agent_url("worker") + "/.well-known/agent.json").json()
+    legacy = httpx.get(
+        front.agent_url("worker") + "/.well-known/agent.json", verify=client_tls()
+    ).json()
     assert legacy["url"] == front.agent_url("worker")
     assert legacy["protocolVersion"] == "0.3.0"
     assert "switchboard" in card.security_schemes
-    jwks = httpx.get(front.gateway.url + "/.well-known/jwks.json").json()
+    jwks = httpx.get(front.gateway.url + "/.well-known/jwks.json", verify=client_tls()).json()
     keys = {k["kid"]: k for k in jwks["keys"]}
 
     def key_provider(kid: str | None, jku: str | None) -> Any:
@@ -252,7 +259,9 @@ def test_the_gateway_card_points_at_the_gateway_and_is_signed_by_it(front: Front
 
 
 def test_an_unknown_agent_has_no_card(front: Front) -> None:
-    response = httpx.get(front.agent_url("nobody") + "/.well-known/agent-card.json")
+    response = httpx.get(
+        front.agent_url("nobody") + "/.well-known/agent-card.json", verify=client_tls()
+    )
     assert response.status_code == 404
 
 
@@ -278,6 +287,7 @@ def test_a_lone_surrogate_is_a_parse_error_not_a_500(
             "A2A-Version": "1.0",
             "Content-Type": "application/json",
         },
+        verify=client_tls(),
     )
     assert answer.status_code == 200, answer.text
     document = answer.json()
@@ -302,15 +312,19 @@ def test_each_binding_answers_as_the_spec_says_where_the_tck_disagrees(front: Fr
     parts = [{"text": "hi"}]
     params = {"message": {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": parts}}
     url = front.agent_url("worker")
-    rest = httpx.post(url + "/message:send", json=params, headers=headers, timeout=30)
+    rest = httpx.post(
+        url + "/message:send", json=params, headers=headers, timeout=30, verify=client_tls()
+    )
     assert rest.status_code == 200, rest.text
     assert rest.headers["content-type"] == "application/a2a+json"
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": params}
-    rpc = httpx.post(url, json=body, headers=headers, timeout=30)
+    rpc = httpx.post(url, json=body, headers=headers, timeout=30, verify=client_tls())
     assert rpc.headers["content-type"] == "application/json"
     assert "echo: hi" in rpc.text
     not_json = {**headers, "Content-Type": "text/plain"}
-    wrong = httpx.post(url, content=str(body).encode(), headers=not_json, timeout=30)
+    wrong = httpx.post(
+        url, content=str(body).encode(), headers=not_json, timeout=30, verify=client_tls()
+    )
     assert wrong.headers["content-type"] == "application/json"
     assert wrong.json()["error"]["code"] == -32700
 
@@ -339,6 +353,7 @@ def test_a_part_with_no_content_is_invalid_params_before_any_agent(
         front.agent_url(agent),
         json=body,
         headers={"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"},
+        verify=client_tls(),
     )
     assert answer.status_code == 200, answer.text
     text = answer.text
@@ -367,6 +382,7 @@ def test_a_message_not_from_the_user_is_invalid_params_before_any_agent(
         json=body,
         headers={"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
     error = answer.json()["error"]
     assert error["code"] == -32602, error  # ROLE_UNSPECIFIED: the SDK's own validation
@@ -384,6 +400,7 @@ def test_a_surrogate_pair_is_just_a_character(front: Front) -> None:
             "A2A-Version": "1.0",
             "Content-Type": "application/json",
         },
+        verify=client_tls(),
     ).json()
     assert answer["id"] == 9
     assert answer["error"]["code"] == -32001  # task not found: the id was read
@@ -578,7 +595,7 @@ async def test_a_slow_agent_times_out_with_its_own_timeout(front: Front) -> None
 
 
 async def test_the_gateway_describes_itself_and_lists_usable_skills(front: Front) -> None:
-    async with httpx.AsyncClient(timeout=30) as anonymous:
+    async with httpx.AsyncClient(timeout=30, verify=client_tls()) as anonymous:
         document = (await anonymous.get(front.gateway.url + "/.well-known/agent-card.json")).json()
         refused = await anonymous.post(front.gateway.url + "/a2a", json={"jsonrpc": "2.0"})
     assert refused.status_code == 401
@@ -589,7 +606,7 @@ async def test_the_gateway_describes_itself_and_lists_usable_skills(front: Front
     assert card.signatures
     assert card.supported_interfaces[0].url == front.gateway.url + "/a2a"
     async with httpx.AsyncClient(
-        headers={"Authorization": f"Bearer {front.token()}"}, timeout=30
+        headers={"Authorization": f"Bearer {front.token()}"}, timeout=30, verify=client_tls()
     ) as http:
         client = await ClientFactory(ClientConfig(httpx_client=http)).create_from_url(
             front.gateway.url
@@ -775,7 +792,7 @@ async def test_a_webhook_host_that_does_not_resolve_now_is_kept_for_delivery(
 
 
 async def test_a_forged_notification_is_refused(front: Front) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as http:
         response = await http.post(
             front.agent_url("worker") + "/push/not-a-relay",
             json={"task": {"id": "t"}},
@@ -1033,7 +1050,7 @@ async def test_bad_list_and_rest_requests_get_clear_errors(front: Front) -> None
                 await alice.list_tasks(request)
         assert [t.id for t in (await alice.list_tasks(ListTasksRequest())).tasks] == [task.id]
     headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"}
-    async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+    async with httpx.AsyncClient(timeout=10, headers=headers, verify=client_tls()) as http:
         unknown = await http.post(front.agent_url("nobody") + "/message:send", json={})
         malformed = await http.post(
             front.agent_url("worker") + "/message:send",
@@ -1078,7 +1095,9 @@ def _send_raw(
         },
     }
     headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0", **trace_headers}
-    response = httpx.post(front.agent_url(agent_id), json=body, headers=headers, timeout=30)
+    response = httpx.post(
+        front.agent_url(agent_id), json=body, headers=headers, timeout=30, verify=client_tls()
+    )
     assert response.status_code == 200 and f"echo: {text}" in response.text, response.text
     return response
 
@@ -1148,7 +1167,7 @@ def test_a_malformed_traceparent_is_not_forwarded(front: Front, parent: str) -> 
 async def test_concurrent_calls_each_carry_their_own_trace(front: Front) -> None:
     traces = [f"{n:032x}" for n in range(1, 9)]
     headers = {"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"}
-    async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+    async with httpx.AsyncClient(timeout=30, headers=headers, verify=client_tls()) as http:
 
         async def call(trace_id: str, agent_id: str) -> None:
             body = send_message_body(f"trace {trace_id}", uuid.uuid4().hex)

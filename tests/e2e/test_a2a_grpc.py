@@ -40,6 +40,7 @@ from a2a.utils.errors import TaskNotFoundError
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.rpc import error_details_pb2, status_pb2
 
+from registry.tls import client_tls
 from tests.support.a2a_agents import legacy_worker_agent, worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
@@ -75,7 +76,7 @@ class GrpcFront:
     def card(self, agent_id: str) -> AgentCard:
         url = f"{self.gateway.url}/a2a/{agent_id}/.well-known/agent-card.json"
         card = AgentCard()
-        ParseDict(httpx.get(url).json(), card, ignore_unknown_fields=True)
+        ParseDict(httpx.get(url, verify=client_tls()).json(), card, ignore_unknown_fields=True)
         return card
 
     @asynccontextmanager
@@ -85,7 +86,7 @@ class GrpcFront:
         """The SDK's client for the agent's card, in ``binding`` only; over gRPC
         the token goes as metadata (`auth`), over HTTP as a header."""
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
             factory = ClientFactory(
                 ClientConfig(
                     supported_protocol_bindings=[binding],

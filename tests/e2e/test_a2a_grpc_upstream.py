@@ -40,6 +40,7 @@ from a2a.types import (
 from a2a.utils.errors import TaskNotFoundError
 from starlette.applications import Starlette
 
+from registry.tls import client_tls
 from tests.support.a2a_agents import SKILLS, WorkerExecutor
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import verify_as_downstream
@@ -123,7 +124,7 @@ class Setup:
         self, agent_id: str, token: str, streaming: bool = False
     ) -> AsyncIterator[Client]:
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming))
             yield await factory.create_from_url(f"{self.gateway.url}/a2a/{agent_id}")
 
@@ -141,7 +142,7 @@ def setup(
             body = {"card_url": agent.url + "/.well-known/agent-card.json", "id": "grpc-worker"}
             assert admin.post("/agents", json=body).status_code == 201
             # The same card, its gRPC target a port nothing listens on.
-            card = httpx.get(body["card_url"]).json()
+            card = httpx.get(body["card_url"], verify=client_tls()).json()
             card["supportedInterfaces"][0]["url"] = f"127.0.0.1:{free_port()}"
             dead = {"card": card, "id": "grpc-gone", "resource": "urn:test:grpc-gone"}
             assert admin.post("/agents", json=dead).status_code == 201
@@ -230,7 +231,7 @@ def test_a_grpc_agents_stream_is_held_to_the_stream_caps(
 
         async def stream() -> None:
             headers = {"Authorization": f"Bearer {token}"}
-            async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+            async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
                 factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
                 client = await factory.create_from_url(f"{capped.url}/a2a/grpc-worker")
                 await collect(client.send_message(message("slow 2")))

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from registry.tls import client_tls
 from tests.support.a2a_agents import Webhook, webhook
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread, stop_all
@@ -60,7 +61,7 @@ class DedupAgent:
             self.seen.append(body)
             relay = body["params"].get("configuration", {}).get("taskPushNotificationConfig")
             if relay is not None and self.notify_first is not None:
-                async with httpx.AsyncClient(timeout=30) as http:
+                async with httpx.AsyncClient(timeout=30, verify=client_tls()) as http:
                     pushed = await http.post(
                         relay["url"],
                         json=self.notify_first,
@@ -101,7 +102,7 @@ def _send(gateway: Gateway, token: str, params: dict[str, Any]) -> dict[str, Any
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": params}
     headers = {"Authorization": f"Bearer {token}", "A2A-Version": "1.0"}
     answer: dict[str, Any] = httpx.post(
-        f"{gateway.url}/a2a/dedup", json=body, headers=headers, timeout=30
+        f"{gateway.url}/a2a/dedup", json=body, headers=headers, timeout=30, verify=client_tls()
     ).json()
     return answer
 
@@ -137,7 +138,10 @@ def test_an_inline_config_is_not_left_on_another_users_task(
         }
     }
     pushed = httpx.post(
-        relay["url"], json=update, headers={"X-A2A-Notification-Token": relay["token"]}
+        relay["url"],
+        json=update,
+        headers={"X-A2A-Notification-Token": relay["token"]},
+        verify=client_tls(),
     )
     assert pushed.status_code in (400, 401), pushed.text  # refused: not forwarded
     time.sleep(0.3)
@@ -146,6 +150,7 @@ def test_an_inline_config_is_not_left_on_another_users_task(
         base_url=gateway.url,
         headers={"Authorization": f"Bearer {alice}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     ) as http:
         listed = http.post(
             "/a2a/dedup",

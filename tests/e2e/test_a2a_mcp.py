@@ -36,6 +36,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Struct, Value
 
 from policies.scopes import ADMIN_SCOPE, MCP_REGISTER_SCOPE
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_servers import ToolBox, upstream_server
@@ -69,7 +70,9 @@ class Setup:
     @asynccontextmanager
     async def client(self, user: str = "alice") -> AsyncIterator[Client]:
         async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {self.tokens[user]}"}, timeout=30
+            headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            timeout=30,
+            verify=client_tls(),
         ) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
             yield await factory.create_from_url(self.url)
@@ -113,7 +116,7 @@ async def send(client: Client, request: SendMessageRequest) -> Task:
 
 
 def test_the_card_offers_one_skill_per_tool_and_points_at_the_gateway(setup: Setup) -> None:
-    document = httpx.get(setup.url + "/.well-known/agent-card.json").json()
+    document = httpx.get(setup.url + "/.well-known/agent-card.json", verify=client_tls()).json()
     card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
     assert card.name == "Tools"
     assert {s.id for s in card.skills} == {"add", "slow", "fail", "whoami", "shout"}
@@ -259,17 +262,21 @@ async def test_a_changed_tool_is_refused_until_approved(setup: Setup) -> None:
 
 def test_no_token_and_unknown_servers_are_refused(setup: Setup) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {}}
-    anonymous = httpx.post(setup.url, json=body, headers={"A2A-Version": "1.0"})
+    anonymous = httpx.post(
+        setup.url, json=body, headers={"A2A-Version": "1.0"}, verify=client_tls()
+    )
     assert anonymous.status_code == 401
     headers = {"Authorization": f"Bearer {setup.tokens['alice']}", "A2A-Version": "1.0"}
-    unknown = httpx.post(setup.gateway.url + "/a2a/nothing-here", json=body, headers=headers)
+    unknown = httpx.post(
+        setup.gateway.url + "/a2a/nothing-here", json=body, headers=headers, verify=client_tls()
+    )
     assert unknown.status_code == 404
     assert json.loads(unknown.text)["error"]["code"] == -32000
 
 
 def test_agents_and_mcp_servers_share_one_id_and_audience_space(setup: Setup) -> None:
     with setup.gateway.client(setup.tokens["admin"]) as admin:
-        card = httpx.get(setup.url + "/.well-known/agent-card.json").json()
+        card = httpx.get(setup.url + "/.well-known/agent-card.json", verify=client_tls()).json()
         card.pop("signatures")
         # An agent may not take the MCP server's id (it would shadow it at /a2a/{id}).
         taken = admin.post("/agents", json={"card": card, "id": "tools", "resource": "urn:x"})

@@ -30,6 +30,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import InvalidAgentResponseError
 
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mixed_stream_agent import FILE_URL, SAYS, mixed_stream_agent
@@ -47,7 +48,7 @@ class Setup:
     @asynccontextmanager
     async def client(self, dialect: str) -> AsyncIterator[Client]:
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
             yield await factory.create_from_url(f"{self.gateway.url}/a2a/{_id(dialect)}")
 

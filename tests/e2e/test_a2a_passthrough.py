@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.a2a_agents import scripted_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
@@ -72,7 +73,11 @@ class Scripted:
             headers["A2A-Version"] = version
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return httpx.post(
-            f"{self.gateway.url}/a2a/{agent}", content=content, headers=headers, timeout=30
+            f"{self.gateway.url}/a2a/{agent}",
+            content=content,
+            headers=headers,
+            timeout=30,
+            verify=client_tls(),
         )
 
 
@@ -82,7 +87,7 @@ def scripted(tmp_path: Path, database_url: str | None) -> Iterator[Scripted]:
     agent = scripted_agent(seen)
     gateway = start_gateway(tmp_path, database_url, upstream_max_bytes=MAX_ANSWER_BYTES)
     try:
-        card = httpx.get(agent.url + "/.well-known/agent-card.json").json()
+        card = httpx.get(agent.url + "/.well-known/agent-card.json", verify=client_tls()).json()
         # An agent whose address is gone: the card is the same, the port closed.
         closed = bound_socket()
         dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
@@ -181,6 +186,7 @@ def test_a_task_from_the_pass_through_is_owned_by_its_caller(scripted: Scripted)
         f"{scripted.gateway.url}/a2a/scripted",
         json={"jsonrpc": "2.0", "id": 2, "method": "ListTasks", "params": {}},
         headers=headers,
+        verify=client_tls(),
     ).json()["result"]
     assert [t["id"] for t in listed["tasks"]] == [task["id"]]
     calls = len(scripted.seen.seen)
@@ -309,7 +315,7 @@ def test_a_skills_own_rule_applies_to_the_call_not_only_to_listings(
     agent = scripted_agent(seen)
     gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
     try:
-        card = httpx.get(agent.url + "/.well-known/agent-card.json").json()
+        card = httpx.get(agent.url + "/.well-known/agent-card.json", verify=client_tls()).json()
         with gateway.client() as admin:
             assert admin.post("/agents", json={"card": card, "id": "scripted"}).status_code == 201
         tokens = {
@@ -321,7 +327,9 @@ def test_a_skills_own_rule_applies_to_the_call_not_only_to_listings(
             body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"message": message}}
             for who, allowed in (("plain", False), ("special", True)):
                 headers = {"Authorization": f"Bearer {tokens[who]}", "A2A-Version": "1.0"}
-                answer = httpx.post(f"{gateway.url}/a2a/scripted", json=body, headers=headers)
+                answer = httpx.post(
+                    f"{gateway.url}/a2a/scripted", json=body, headers=headers, verify=client_tls()
+                )
                 if allowed:
                     assert "error" not in answer.text[:200], answer.text
                 else:
@@ -332,6 +340,7 @@ def test_a_skills_own_rule_applies_to_the_call_not_only_to_listings(
             f"{gateway.url}/a2a/scripted/message:send",
             json={"message": message},
             headers={"Authorization": f"Bearer {tokens['plain']}", "A2A-Version": "1.0"},
+            verify=client_tls(),
         )
         assert rest.status_code == 403, rest.text
         assert len(seen.calls()) == 2  # only the allowed caller's two calls

@@ -27,6 +27,7 @@ from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.storage.db import migrated
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread
@@ -42,6 +43,7 @@ def rpc(gateway: Gateway, token: str, method: str, params: dict[str, Any]) -> di
         json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
         headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
     body: dict[str, Any] = answer.json()
     return body
@@ -52,7 +54,7 @@ def stream_until_working(
 ) -> tuple[str, Iterator[str], httpx.Response, httpx.Client]:
     """Open a streaming SendMessage for a slow task; return its id once working."""
     message = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "slow 60"}]}
-    client = httpx.Client(timeout=httpx.Timeout(30, read=120))
+    client = httpx.Client(timeout=httpx.Timeout(30, read=120), verify=client_tls())
     request = client.build_request(
         "POST",
         gateway.url + "/a2a/worker",

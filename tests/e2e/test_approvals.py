@@ -39,6 +39,7 @@ from mcp import MCPError
 
 from gateway.mcp.approvals import STATUS_TOOL
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
@@ -66,7 +67,9 @@ class Setup:
         self, user: str = "alice", *, streaming: bool = False
     ) -> AsyncIterator[Client]:
         async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {self.tokens[user]}"}, timeout=30
+            headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            timeout=30,
+            verify=client_tls(),
         ) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming))
             yield await factory.create_from_url(f"{self.gateway.url}/a2a/worker")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.storage.flow_tables import flow_runs
 from gateway.storage.readable import UNREADABLE
 from gateway.storage.tables import a2a_tasks
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import QUOTE_FLOW, USER_SCOPES, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
@@ -90,7 +91,9 @@ def test_the_console_forms_are_held_to_the_api_s_limits(setup: FlowSetup) -> Non
         for levels, status in ((62, 202), (63, 400), (200, 400)):
             sent = {"input": {**order, "extra": _nested(levels)}}
             assert dana.post("/flows/quote-flow/runs", json=sent).status_code == status
-    web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
+    web = httpx.Client(
+        base_url=setup.gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
     with web:
         csrf = dev_login(web, "dana", USER_SCOPES)
         form = {"csrf": csrf, **{f"f_{k}": str(v) for k, v in order.items()}}

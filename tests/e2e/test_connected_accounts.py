@@ -33,6 +33,7 @@ from mcp_types import URL_ELICITATION_REQUIRED
 from gateway.cli import main
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
@@ -63,7 +64,7 @@ def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
 @contextlib.contextmanager
 def browser(gateway: Gateway, subject: str, scopes: str = "") -> Iterator[httpx.Client]:
     """A browser logged in to the console (the dev login)."""
-    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as client:
         dev_login(client, subject, scopes)
         yield client
 
@@ -77,7 +78,7 @@ def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: st
     assert asked["code_challenge_method"] == ["S256"]
     assert asked["redirect_uri"] == [gateway.url + "/ui/connections/notes/callback"]
     assert asked["resource"] == [vendor.mcp_url]
-    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30, verify=client_tls())
     assert at_vendor.status_code in (302, 303), at_vendor.text
     back = at_vendor.headers["location"]
     assert back.startswith(gateway.url + "/ui/connections/notes/callback?")
@@ -225,7 +226,10 @@ def test_a_callback_counts_only_in_the_session_that_started_it(
     with browser(gateway, "mallory") as mallory:
         started = mallory.get("/ui/connections/notes/connect")
     at_vendor = httpx.get(
-        started.headers["location"], cookies=vendor.login("mallory@vendor"), timeout=30
+        started.headers["location"],
+        cookies=vendor.login("mallory@vendor"),
+        timeout=30,
+        verify=client_tls(),
     )
     callback = at_vendor.headers["location"].removeprefix(gateway.url)
     # Alice's browser is lured to Mallory's callback: it would connect Alice's
@@ -483,7 +487,7 @@ def test_an_a2a_caller_gets_a_task_in_auth_required(gateway: Gateway, vendor: Ve
             message_id="m-whoami", role=Role.ROLE_USER, parts=[Part(data=Value(struct_value=data))]
         )
         async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {token}"}, timeout=30
+            headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=client_tls()
         ) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
             client = await factory.create_from_url(gateway.url + "/a2a/notes")

@@ -37,6 +37,7 @@ from a2a.types import (
 )
 
 from gateway.demo.vendor import Vendor
+from registry.tls import client_tls
 from tests.e2e.test_connected_accounts import browser
 from tests.support import waiting
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
@@ -70,7 +71,7 @@ def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: st
     assert asked["redirect_uri"] == [f"{gateway.url}/ui/connections/{AGENT}/callback"]
     assert asked["resource"] == [vendor.url + "/agent/"]  # the interface called (RFC 8707)
     assert asked["scope"] == ["notes:read"]  # the least the card's requirement names
-    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30, verify=client_tls())
     assert at_vendor.status_code in (302, 303), at_vendor.text
     done = console.get(at_vendor.headers["location"].removeprefix(gateway.url))
     assert done.status_code == 303, done.text
@@ -91,7 +92,7 @@ def send(gateway: Gateway, token: str, *, streaming: bool = False, skill: str = 
         )
         message.metadata.update({"skill": skill})
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
             client = await _client(gateway, token, http, streaming)
             task: Task | None = None
             async for event in client.send_message(SendMessageRequest(message=message)):
@@ -110,7 +111,7 @@ def send(gateway: Gateway, token: str, *, streaming: bool = False, skill: str = 
 def get_task(gateway: Gateway, token: str, task_id: str) -> Task:
     async def run() -> Task:
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
             client = await _client(gateway, token, http, False)
             task: Task = await client.get_task(GetTaskRequest(id=task_id))
             return task
@@ -353,7 +354,9 @@ def test_a_missing_scope_holds_the_call_and_asks_for_exactly_it(
             started = console.get(link.removeprefix(gateway.url))
             authorize = started.headers["location"]
             assert parse_qs(urlparse(authorize).query)["scope"] == ["notes:read notes:write"]
-            at_vendor = httpx.get(authorize, cookies=vendor.login("kim@vendor"), timeout=30)
+            at_vendor = httpx.get(
+                authorize, cookies=vendor.login("kim@vendor"), timeout=30, verify=client_tls()
+            )
             console.get(at_vendor.headers["location"].removeprefix(gateway.url))
         done = wait_for(gateway, kim, held.id, TaskState.TASK_STATE_COMPLETED)
         assert answer(done) == "kim@vendor wrote"

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.e2e.test_connected_accounts import (
     browser,
     call,
@@ -74,7 +75,7 @@ def connect(gateway: Gateway, vendor: AuthlibVendor, console: httpx.Client, as_u
     asked = parse_qs(urlparse(authorize).query)
     assert asked["client_id"] == [CLIENT_ID]
     assert asked["code_challenge_method"] == ["S256"]
-    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30, verify=client_tls())
     assert at_vendor.status_code == 302, at_vendor.text
     back = at_vendor.headers["location"]
     done = console.get(back.removeprefix(gateway.url))
@@ -121,7 +122,9 @@ def test_an_answer_without_the_servers_iss_is_refused(
     with browser(gateway, "carol") as console:
         started = console.get("/ui/connections/notes/connect")
         authorize = started.headers["location"]
-        at_vendor = httpx.get(authorize, cookies=vendor.login("carol@authlib"), timeout=30)
+        at_vendor = httpx.get(
+            authorize, cookies=vendor.login("carol@authlib"), timeout=30, verify=client_tls()
+        )
         back = at_vendor.headers["location"].replace(
             "iss=" + vendor.url.replace(":", "%3A").replace("/", "%2F"), "iss=https%3A%2F%2Fevil"
         )

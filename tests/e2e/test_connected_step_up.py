@@ -15,6 +15,7 @@ import pytest
 
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.e2e.test_connected_accounts import (
     browser,
     call,
@@ -55,7 +56,7 @@ def connect(
     assert started.status_code == 303, started.text
     authorize = started.headers["location"]
     asked = parse_qs(urlparse(authorize).query)["scope"][0].split()
-    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30, verify=client_tls())
     assert at_vendor.status_code in (302, 303), at_vendor.text
     done = console.get(at_vendor.headers["location"].removeprefix(gateway.url))
     assert done.status_code == 303, done.text

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from a2a.types import TaskState
 
 from gateway.demo.vendor import Vendor
+from registry.tls import client_tls
 from tests.e2e.test_connected_accounts import browser
 from tests.e2e.test_connected_agents import answer, get_task, said, send
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
@@ -84,7 +85,7 @@ def connect(
     assert asked["code_challenge_method"] == ["S256"]
     assert asked["redirect_uri"] == [f"{gateway.url}/ui/connections/{AGENT}/callback"]
     assert asked["resource"] == [vendor.url + "/llm/v1"]  # the API called (RFC 8707)
-    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30)
+    at_vendor = httpx.get(authorize, cookies=vendor.login(as_user), timeout=30, verify=client_tls())
     assert at_vendor.status_code in (302, 303), at_vendor.text
     done = console.get(at_vendor.headers["location"].removeprefix(gateway.url))
     assert done.status_code == 303, done.text

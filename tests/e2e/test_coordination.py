@@ -21,6 +21,7 @@ from mcp import MCPError
 
 from gateway.mcp.approvals import STATUS_TOOL
 from gateway.mcp.errors import DELEGATION_REFUSED
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent
 from tests.support.mcp_clients import mcp_client
@@ -153,9 +154,15 @@ class Setup:
         headers = {"Authorization": f"Bearer {self.token}", "A2A-Version": "1.0"}
         if rest:
             url = f"{self.gateway.url}/a2a/{agent}/message:send"
-            return httpx.post(url, json=params, headers=headers, timeout=30)
+            return httpx.post(url, json=params, headers=headers, timeout=30, verify=client_tls())
         body = {"jsonrpc": "2.0", "id": "r1", "method": "SendMessage", "params": params}
-        return httpx.post(f"{self.gateway.url}/a2a/{agent}", json=body, headers=headers, timeout=30)
+        return httpx.post(
+            f"{self.gateway.url}/a2a/{agent}",
+            json=body,
+            headers=headers,
+            timeout=30,
+            verify=client_tls(),
+        )
 
     def calls(self, agent: str) -> int:
         return len(self.recorders[agent].calls())
@@ -296,7 +303,13 @@ def test_a_call_that_must_name_its_customer_and_does_not_is_refused(setup: Setup
         "params": {"message": message_body, "metadata": {"skill": "upsell"}},
     }
     headers = {"Authorization": f"Bearer {setup.token}", "A2A-Version": "1.0"}
-    two = httpx.post(f"{setup.gateway.url}/a2a/sales", json=body, headers=headers, timeout=30)
+    two = httpx.post(
+        f"{setup.gateway.url}/a2a/sales",
+        json=body,
+        headers=headers,
+        timeout=30,
+        verify=client_tls(),
+    )
     assert two.status_code == 400
     assert "given twice" in two.json()["error"]["message"]
     # A key that is no string or integer.
@@ -345,7 +358,13 @@ def test_an_mcp_tool_is_held_back_with_the_rule_and_the_retry_hint(setup: Setup)
 def _task(setup: Setup, agent: str, task_id: str) -> dict[str, Any]:
     body = {"jsonrpc": "2.0", "id": 9, "method": "GetTask", "params": {"id": task_id}}
     headers = {"Authorization": f"Bearer {setup.token}", "A2A-Version": "1.0"}
-    answer = httpx.post(f"{setup.gateway.url}/a2a/{agent}", json=body, headers=headers, timeout=30)
+    answer = httpx.post(
+        f"{setup.gateway.url}/a2a/{agent}",
+        json=body,
+        headers=headers,
+        timeout=30,
+        verify=client_tls(),
+    )
     assert answer.status_code == 200, answer.text
     task: dict[str, Any] = answer.json()["result"]
     return task
@@ -503,7 +522,9 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
         assert admin.post("/flows", json=FOLLOW_FLOW).status_code == 201
     assert setup.send("support", "escalate", {"customer_id": "F-1"}).status_code == 200
     headers = {"Authorization": f"Bearer {setup.token}"}
-    with httpx.Client(base_url=setup.gateway.url, headers=headers, timeout=30) as alice:
+    with httpx.Client(
+        base_url=setup.gateway.url, headers=headers, timeout=30, verify=client_tls()
+    ) as alice:
         started = alice.post("/flows/follow-flow/runs", json={"input": {"customer": "F-1"}})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
@@ -631,7 +652,9 @@ def test_a_flow_step_naming_a_held_customer_another_way_waits(setup: Setup) -> N
         assert admin.post("/flows", json=FOLLOW_FLOW).status_code == 201
     assert setup.send("support", "escalate", {"customer_id": "F-3"}).status_code == 200
     headers = {"Authorization": f"Bearer {setup.token}"}
-    with httpx.Client(base_url=setup.gateway.url, headers=headers, timeout=30) as alice:
+    with httpx.Client(
+        base_url=setup.gateway.url, headers=headers, timeout=30, verify=client_tls()
+    ) as alice:
         started = alice.post(
             "/flows/follow-flow/runs", json={"input": {"customer": " \uff46-3\u200b"}}
         )

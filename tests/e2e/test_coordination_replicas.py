@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.gateway import start_gateway
 from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.servers import stop_all
@@ -54,7 +55,13 @@ def test_two_replicas_give_a_budget_s_units_to_exactly_limit_calls(
                 "params": {"message": message, "metadata": {"skill": "upsell"}},
             }
             headers = {"Authorization": f"Bearer {token}", "A2A-Version": "1.0"}
-            answer = httpx.post(f"{gateway.url}/a2a/sales", json=body, headers=headers, timeout=30)
+            answer = httpx.post(
+                f"{gateway.url}/a2a/sales",
+                json=body,
+                headers=headers,
+                timeout=30,
+                verify=client_tls(),
+            )
             return answer.status_code
 
         with ThreadPoolExecutor(max_workers=12) as pool:

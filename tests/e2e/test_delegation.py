@@ -18,6 +18,7 @@ import jwt
 import pytest
 from google.protobuf.json_format import MessageToDict
 
+from registry.tls import client_tls
 from tests.support.delegation import AGENT_SKILLS, USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import agent_card, send_message_body, verify_as_downstream
 from tests.support.servers import refusing_port
@@ -134,13 +135,16 @@ def test_a_delegated_token_works_only_for_the_agent_it_was_minted_for(dep: Deplo
         "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
         "audience": "sales",
     }
-    response = httpx.post(dep.gateway.url + "/oauth/token", data=form)
+    response = httpx.post(dep.gateway.url + "/oauth/token", data=form, verify=client_tls())
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert response.headers["www-authenticate"].startswith("Basic")
     # Wrong secret.
     response = httpx.post(
-        dep.gateway.url + "/oauth/token", data=form, auth=("support", "sbs_wrong")
+        dep.gateway.url + "/oauth/token",
+        data=form,
+        auth=("support", "sbs_wrong"),
+        verify=client_tls(),
     )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -359,7 +363,9 @@ def test_approval_required_is_never_bypassed(dep: Deployment) -> None:
 
 
 def test_authorization_server_metadata(dep: Deployment) -> None:
-    metadata = httpx.get(dep.gateway.url + "/.well-known/oauth-authorization-server").json()
+    metadata = httpx.get(
+        dep.gateway.url + "/.well-known/oauth-authorization-server", verify=client_tls()
+    ).json()
     assert metadata["issuer"] == dep.gateway.url
     assert metadata["token_endpoint"] == dep.gateway.url + "/oauth/token"
     assert "urn:ietf:params:oauth:grant-type:token-exchange" in metadata["grant_types_supported"]
@@ -382,7 +388,10 @@ def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -
 
     def post(content: bytes, path: str = url) -> httpx.Response:
         return httpx.post(
-            path, content=content, headers={**headers, "Content-Type": "application/json"}
+            path,
+            content=content,
+            headers={**headers, "Content-Type": "application/json"},
+            verify=client_tls(),
         )
 
     cases = [
@@ -402,7 +411,7 @@ def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -
     assert unknown.json()["error"]["code"] == -32000
     oversized = post(b'{"jsonrpc": "2.0", "x": "' + b"a" * 2_000_000 + b'"}')
     assert oversized.status_code == 413
-    no_token = httpx.post(url, json=send_message_body("hi"))
+    no_token = httpx.post(url, json=send_message_body("hi"), verify=client_tls())
     assert no_token.status_code == 401
     assert no_token.headers["www-authenticate"].startswith("Bearer")
     assert not dep["support"].recorder.calls(), "no bad request may reach the agent"
@@ -593,11 +602,11 @@ def test_a_1_0_method_without_a_version_header_is_read_as_1_0(dep: Deployment) -
     mismatch says which header to send (issue 32)."""
     url = dep.gateway.url + "/a2a/support"
     auth = {"Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}"}
-    sent = httpx.post(url, json=send_message_body("no header"), headers=auth)
+    sent = httpx.post(url, json=send_message_body("no header"), headers=auth, verify=client_tls())
     assert sent.status_code == 200, sent.text
     assert "echo: no header" in sent.text
     missing = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": "nope"}}
-    unknown = httpx.post(url, json=missing, headers=auth).json()
+    unknown = httpx.post(url, json=missing, headers=auth, verify=client_tls()).json()
     assert unknown["error"]["code"] == -32001, unknown  # task not found, not a version error
     legacy = {
         "jsonrpc": "2.0",
@@ -612,11 +621,14 @@ def test_a_1_0_method_without_a_version_header_is_read_as_1_0(dep: Deployment) -
             }
         },
     }
-    answered = httpx.post(url, json=legacy, headers=auth)
+    answered = httpx.post(url, json=legacy, headers=auth, verify=client_tls())
     assert "echo: still 0.3" in answered.text, answered.text
     for said, wanted in (("0.3", "1.0"), ("2.0", "1.0")):
         wrong = httpx.post(
-            url, json=send_message_body("x", "r9"), headers={**auth, "A2A-Version": said}
+            url,
+            json=send_message_body("x", "r9"),
+            headers={**auth, "A2A-Version": said},
+            verify=client_tls(),
         ).json()
         assert wrong["id"] == "r9"
         assert wrong["error"]["code"] == -32009

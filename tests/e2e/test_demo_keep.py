@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 from gateway.demo.ports import PortReservation
+from registry.tls import client_tls
 from tests.support.waiting import wait_for
 
 
@@ -46,7 +47,7 @@ def test_the_consent_demo_stays_up_on_its_port_and_cleans_up_on_sigterm(tmp_path
         assert "consent story complete" in said
         gateway = f"http://127.0.0.1:{port}"
         assert f"export SWITCHBOARD_GATEWAY_URL={gateway}" in said
-        assert httpx.get(gateway + "/healthz", timeout=10).status_code == 200
+        assert httpx.get(gateway + "/healthz", timeout=10, verify=client_tls()).status_code == 200
         (temp,) = re.findall(r"SQLite in (\S+)\)", said)
         assert Path(temp).exists()
         # A browser at the vendor's authorization endpoint, not logged in:
@@ -54,15 +55,21 @@ def test_the_consent_demo_stays_up_on_its_port_and_cleans_up_on_sigterm(tmp_path
         vendor = re.search(r"vendor +(http://127\.0\.0\.1:\d+) ", said)
         assert vendor is not None, said
         ask = "/authorize?response_type=code&client_id=nobody&state=s"
-        page = httpx.get(vendor[1] + ask, timeout=10)
+        page = httpx.get(vendor[1] + ask, timeout=10, verify=client_tls())
         assert page.status_code == 401 and '<form action="/login"' in page.text
         logged = httpx.get(
-            vendor[1] + "/login", params={"user": "alice@vendor", "next": ask}, timeout=10
+            vendor[1] + "/login",
+            params={"user": "alice@vendor", "next": ask},
+            timeout=10,
+            verify=client_tls(),
         )
         assert logged.status_code == 303 and logged.headers["location"] == ask
         assert "vendor_session=" in logged.headers["set-cookie"]
         elsewhere = httpx.get(
-            vendor[1] + "/login", params={"user": "a", "next": "https://evil.example/"}, timeout=10
+            vendor[1] + "/login",
+            params={"user": "a", "next": "https://evil.example/"},
+            timeout=10,
+            verify=client_tls(),
         )
         assert elsewhere.status_code == 400  # never an open redirect
         assert parse_qs(urlparse(ask).query)["state"] == ["s"]

@@ -30,6 +30,7 @@ from mcp import MCPError
 from gateway.agents.outages import DEPENDENCY_UNAVAILABLE
 from gateway.delegation import targets
 from policies.exchange import JWT_TOKEN_TYPE
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import mcp_client
@@ -68,7 +69,7 @@ def outages(tmp_path: Path) -> Iterator[Outages]:
 
 
 def ready(url: str) -> httpx.Response:
-    return httpx.get(url + "/readyz", timeout=30)
+    return httpx.get(url + "/readyz", timeout=30, verify=client_tls())
 
 
 def first_hop(dep: Deployment) -> str:
@@ -109,7 +110,9 @@ def test_readiness_names_each_dependency(outages: Outages) -> None:
         assert answer.status_code == 503
         assert answer.json()["checks"]["database"].startswith("unavailable")
         assert answer.json()["checks"]["redis"] == "ok"
-        assert httpx.get(outages.url + "/healthz").status_code == 200  # alive, not ready
+        assert (
+            httpx.get(outages.url + "/healthz", verify=client_tls()).status_code == 200
+        )  # alive, not ready
     finally:
         outages.pg.start()
     wait_for(lambda: ready(outages.url).status_code == 200)
@@ -182,7 +185,13 @@ def test_every_door_answers_a_database_outage_as_unavailable(
 
         # A2A JSON-RPC (the 1.0 pass-through) and HTTP+JSON (the SDK's path).
         get_task = {"jsonrpc": "2.0", "id": 7, "method": "GetTask", "params": {"id": "t-1"}}
-        rpc = httpx.post(f"{url}/a2a/support", json=get_task, headers=a2a_headers, timeout=30)
+        rpc = httpx.post(
+            f"{url}/a2a/support",
+            json=get_task,
+            headers=a2a_headers,
+            timeout=30,
+            verify=client_tls(),
+        )
         assert rpc.status_code == 503, rpc.text
         assert rpc.json()["id"] == 7
         assert rpc.headers["retry-after"] == "5"
@@ -192,7 +201,9 @@ def test_every_door_answers_a_database_outage_as_unavailable(
         assert error["data"][0]["metadata"]["dependency"] == "database"
         assert "Errno" not in rpc.text and "SELECT" not in rpc.text
 
-        rest = httpx.get(f"{url}/a2a/support/tasks/nope", headers=a2a_headers, timeout=30)
+        rest = httpx.get(
+            f"{url}/a2a/support/tasks/nope", headers=a2a_headers, timeout=30, verify=client_tls()
+        )
         assert rest.status_code == 503, rest.text
         assert rest.headers["retry-after"] == "5"
         assert rest.json()["error"]["status"] == "UNAVAILABLE"

@@ -23,6 +23,7 @@ from mcp import MCPError
 
 from gateway.mcp.errors import DELEGATION_REFUSED, RATE_LIMITED, UPSTREAM_UNAVAILABLE
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.a2a_agents import scripted_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import agent_card, inspecting_agent
@@ -68,14 +69,19 @@ class Setup:
         headers = {"Authorization": f"Bearer {self.token}", "A2A-Version": "1.0"}
         url = f"{self.gateway.url}/a2a/{agent}"
         if rest:
-            return httpx.post(url + "/message:send", json={"message": message}, headers=headers)
+            return httpx.post(
+                url + "/message:send",
+                json={"message": message},
+                headers=headers,
+                verify=client_tls(),
+            )
         body = {
             "jsonrpc": "2.0",
             "id": "r1",
             "method": "SendMessage",
             "params": {"message": message},
         }
-        return httpx.post(url, json=body, headers=headers, timeout=30)
+        return httpx.post(url, json=body, headers=headers, timeout=30, verify=client_tls())
 
     def audited(self, target: str, outcome: str) -> dict[str, Any]:
         """The audit record of a call to ``target`` with ``outcome`` (the log

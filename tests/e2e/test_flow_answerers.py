@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
@@ -283,7 +284,9 @@ def test_a_reviewer_answers_in_the_console(setup: FlowSetup) -> None:
         setup.run(dana, run, "input_required")
         approval = _pending_question(admin, run["id"])
     page = f"/ui/approvals/{approval['id']}"
-    web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
+    web = httpx.Client(
+        base_url=setup.gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
     with web:
         csrf = dev_login(web, "admin", ADMIN_SCOPE)
         shown = web.get(page)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
@@ -98,7 +99,7 @@ def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     assert steps["pause#2"]["state"] == "skipped"  # no seconds given: its when did not hold
     assert "status#4" not in steps and "reply#2" not in steps
     # The console draws the loop, with the rounds it ran, and each step's latest round.
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         dev_login(web, "dana", "sales:quote")
         page = web.get(f"/ui/flows/ask-again/runs/{rid}")
     assert page.status_code == 200, page.text
@@ -267,7 +268,7 @@ def test_a_fork_starts_at_the_loops_first_step_or_after_the_route(setup: FlowSet
         assert refused.status_code == 409, refused.text
         assert "inside the loop of route again" in refused.text
     # The console's fork form offers the steps a fork may start from only.
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         dev_login(web, "dana", "sales:quote")
         page = web.get(f"/ui/flows/ask-again/runs/{run['id']}")
     assert page.status_code == 200, page.text

@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from policies.policy import Policy
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
@@ -71,7 +72,7 @@ def test_runs_cost_what_the_policy_prices_and_budgets_stop_them(setup: FlowSetup
     assert Decimal(first["usage"]["cost"]) == Decimal("0.02")
     assert first["usage"]["currency"] == "EUR"
     assert [Decimal(s["usage"]["cost"]) for s in first["steps"]] == [Decimal("0.01")] * 2
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         dev_login(web, "dana", "sales:quote")
         page = web.get(f"/ui/flows/quote-twice/runs/{first['id']}")
         assert page.status_code == 200
@@ -151,7 +152,7 @@ def test_listed_runs_carry_their_usage(setup: FlowSetup) -> None:
                 dana.get(f"/flows/quote-twice/runs/{r['id']}").json()["usage"]["total_tokens"]
                 for r in listed
             ]
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         dev_login(web, "dana", "sales:quote")
         page = web.get("/ui/runs")
         assert page.status_code == 200

@@ -19,6 +19,7 @@ import pytest
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.servers import ServerThread
@@ -196,8 +197,12 @@ def test_the_console_forks_a_run_and_replays_it_step_by_step(setup: FlowSetup) -
     with setup.user() as dana_api:
         run = setup.run(dana_api, _start(dana_api), "completed", "failed")
     page = f"/ui/flows/quote-flow/runs/{run['id']}"
-    web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
-    erin_web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
+    web = httpx.Client(
+        base_url=setup.gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
+    erin_web = httpx.Client(
+        base_url=setup.gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
     with web, erin_web:
         csrf = dev_login(web, "dana", "sales:quote inventory:read")
         shown = web.get(page)
@@ -235,7 +240,7 @@ def test_the_console_forks_a_run_and_replays_it_step_by_step(setup: FlowSetup) -
     with setup.user() as dana_api:
         done = setup.run(dana_api, {"flow_id": "quote-flow", "id": fork_id}, "completed", "failed")
     assert done["output"]["reply"] == "Dear Dee, your quote is 35.62 EUR."
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         dev_login(web, "dana", "sales:quote inventory:read")
         shown = web.get(fork_page)
         assert 'id="forked-from"' in shown.text and run["id"] in shown.text

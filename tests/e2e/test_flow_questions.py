@@ -35,6 +35,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
@@ -173,7 +174,9 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
 
 @asynccontextmanager
 async def a2a_client(setup: FlowSetup, token: str) -> AsyncIterator[Client]:
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=client_tls()
+    ) as http:
         factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
         yield await factory.create_from_url(f"{setup.gateway.url}/a2a/ship-flow")
 
@@ -310,8 +313,12 @@ def test_the_console_shows_the_question_and_takes_the_users_answer(setup: FlowSe
         run = _start(dana_api)
         assert setup.run(dana_api, run, "input_required", "failed")["state"] == "input_required"
     page = f"/ui/flows/ship-flow/runs/{run['id']}"
-    web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
-    erin_web = httpx.Client(base_url=setup.gateway.url, timeout=30, follow_redirects=False)
+    web = httpx.Client(
+        base_url=setup.gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
+    erin_web = httpx.Client(
+        base_url=setup.gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
     with web, erin_web:
         csrf = dev_login(web, "dana", "sales:quote")
         shown = web.get(page)

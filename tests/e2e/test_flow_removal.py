@@ -16,6 +16,7 @@ import pytest
 
 from gateway.cli import main
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.e2e.test_flow_waits import _start, _until_waiting, waiting_flow
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
@@ -100,13 +101,13 @@ def test_an_admin_removes_a_flow_from_the_console(setup: FlowSetup) -> None:
     with setup.user() as dana:
         run = _until_waiting(dana, _start(setup, dana))
     gateway = setup.gateway
-    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as browser:
         csrf = dev_login(browser, "dana", "")
         page = browser.get(f"/ui/flows/{FLOW}")
         assert 'id="delete"' not in page.text  # not an admin: no button
         refused = browser.post(f"/ui/flows/{FLOW}/delete", data={"csrf": csrf, "cancel": "true"})
         assert refused.status_code == 403
-    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as browser:
         csrf = dev_login(browser, "admin", ADMIN_SCOPE)
         assert 'id="delete"' in browser.get(f"/ui/flows/{FLOW}").text
         busy = browser.post(f"/ui/flows/{FLOW}/delete", data={"csrf": csrf})

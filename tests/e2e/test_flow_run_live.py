@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import QUOTE_FLOW, FlowSetup, flow_setup
 
@@ -47,13 +48,18 @@ def test_the_stream_follows_the_run_to_its_end(setup: FlowSetup) -> None:
         run = setup.run(dana, started.json(), "input_required")
     approval = next(s for s in run["steps"] if s["id"] == "manager")["approval_id"]
     live = f"/ui/flows/quote-flow/runs/{run['id']}/live"
-    web = httpx.Client(base_url=setup.gateway.url, timeout=30)
-    erin = httpx.Client(base_url=setup.gateway.url, timeout=30)
+    web = httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls())
+    erin = httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls())
     with web, erin:
         dev_login(web, "dana", "sales:quote inventory:read")
         dev_login(erin, "erin", "sales:quote inventory:read")
         assert erin.get(live).status_code == 404
-        assert httpx.get(setup.gateway.url + live, follow_redirects=False).status_code == 303
+        assert (
+            httpx.get(
+                setup.gateway.url + live, follow_redirects=False, verify=client_tls()
+            ).status_code
+            == 303
+        )
         page = web.get(f"/ui/flows/quote-flow/runs/{run['id']}")
         assert 'src="/ui/static/live.js"' in page.text and 'id="graph"' in page.text
         seen: list[dict[str, Any]] = []

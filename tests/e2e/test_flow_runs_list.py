@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 
@@ -71,7 +72,7 @@ def test_runs_across_flows_filtered(setup: FlowSetup) -> None:
             assert dana.get("/runs", params=bad).status_code == 422, bad
         assert dana.get("/runs", params={"flow": "x" * 65}).status_code == 422
 
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         dev_login(web, "dana", "sales:quote")
         page = web.get("/ui/runs", params={"state": "input_required"})
         assert page.status_code == 200
@@ -99,7 +100,7 @@ def test_start_a_run_from_the_form_built_from_its_input_schema(setup: FlowSetup)
     }
     setup.policy.write_text(setup.policy.read_text() + "  typed:\n    grant: [sales:quote]\n")
     assert setup.register(document).status_code == 201
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as web:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as web:
         csrf = dev_login(web, "dana", "sales:quote")
         shown = web.get("/ui/flows/typed").text
         assert 'name="f_quantity" type="number"' in shown and '<option value="X-2"' in shown

@@ -16,6 +16,7 @@ import mcp_types as types
 import pytest
 
 from gateway.flows import messages
+from registry.tls import client_tls
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
@@ -307,6 +308,7 @@ def test_cancelling_a_run_cancels_its_agents_task_in_flight(setup: FlowSetup) ->
         },
         headers={"A2A-Version": "1.0"},
         timeout=10,
+        verify=client_tls(),
     ).json()
     assert answer["result"]["status"]["state"] == "TASK_STATE_CANCELED", answer
 

@@ -30,6 +30,7 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
+from registry.tls import client_tls
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 
 
@@ -251,7 +252,9 @@ def test_input_that_breaks_the_flows_schema_starts_nothing(setup: FlowSetup) -> 
 
 @asynccontextmanager
 async def a2a_client(setup: FlowSetup, token: str) -> AsyncIterator[Client]:
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=client_tls()
+    ) as http:
         factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
         yield await factory.create_from_url(f"{setup.gateway.url}/a2a/quote-flow")
 

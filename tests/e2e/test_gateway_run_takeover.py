@@ -32,6 +32,7 @@ import pytest
 from pydantic import SecretStr
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.outages import free_port, postgres_cluster
 from tests.support.servers import stop_all
@@ -65,6 +66,7 @@ def rpc(url: str, token: str, method: str, params: dict[str, Any]) -> dict[str, 
         json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
         headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
@@ -144,6 +146,7 @@ def audit_at(url: str, admin_token: str, user: str) -> list[dict[str, Any]]:
         url + "/audit",
         params={"user": user, "limit": 1000},
         headers={"Authorization": f"Bearer {admin_token}"},
+        verify=client_tls(),
     )
     assert page.status_code == 200, page.text
     items: list[dict[str, Any]] = page.json()["items"]
@@ -208,7 +211,12 @@ def _replica_process(data_dir: Path, database_url: str, port: int, public_url: s
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            if (
+                httpx.get(
+                    f"http://127.0.0.1:{port}/readyz", timeout=2, verify=client_tls()
+                ).status_code
+                == 200
+            ):
                 return process
         except httpx.HTTPError:
             pass

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.fuzzing import Deployment, deployment
 from tests.support.inspecting import send_message_body
 
@@ -50,7 +51,7 @@ def test_a_subscription_to_a_held_task_ends_at_the_stream_limit(
     ended = False
     give_up = time.monotonic() + 30
     with (
-        httpx.Client(base_url=live.url, timeout=httpx.Timeout(60)) as client,
+        httpx.Client(base_url=live.url, timeout=httpx.Timeout(60), verify=client_tls()) as client,
         client.stream("POST", "/a2a/held", json=body, headers=headers) as answer,
     ):
         assert answer.status_code == 200

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import send_message_body
 
@@ -29,6 +30,7 @@ def _post(dep: Deployment, path: str, token: str, body: Any) -> httpx.Response:
         json=body,
         headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
 
 
@@ -75,6 +77,7 @@ def test_a_body_too_deep_to_read_answers_a_null_id(dep: Deployment) -> None:
             "Content-Type": "application/json",
         },
         timeout=30,
+        verify=client_tls(),
     )
     assert answered.json()["error"]["code"] == -32700
     assert answered.json()["id"] is None
@@ -106,6 +109,7 @@ def test_an_mcp_envelope_refusal_keeps_the_request_id(
             "MCP-Protocol-Version": revision,
         },
         timeout=30,
+        verify=client_tls(),
     )
     assert refused.status_code == 400
     answer = refused.json()
@@ -135,6 +139,7 @@ def test_an_mcp_request_whose_id_cannot_be_read_answers_null(
             "MCP-Protocol-Version": revision,
         },
         timeout=30,
+        verify=client_tls(),
     )
     assert refused.status_code == 400
     assert refused.json()["id"] is None

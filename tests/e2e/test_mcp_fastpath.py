@@ -24,6 +24,7 @@ from pydantic import Field
 
 from gateway.mcp import fastpath as mcp_fastpath
 from gateway.mcp.fastpath import McpFastPath
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_servers import Hang, ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
@@ -151,7 +152,7 @@ def ask(
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     auth = [("Authorization", f"Bearer {token}")]
     listed = list(headers.items()) if isinstance(headers, dict) else headers
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, verify=client_tls()) as http:
         response = http.request(
             method, gateway.url + "/mcp", content=content, headers=auth + listed
         )
@@ -330,7 +331,7 @@ def test_a_tool_outside_a_set_is_unknown_to_its_header_check(pair: Pair) -> None
     def at(path: str, name: str) -> dict[str, Any]:
         body = call(name, {"where": "eu", "n": 1})
         headers = headers_for(body, **{"Mcp-Param-Region": "us"})
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, verify=client_tls()) as http:
             answer = http.post(
                 pair.fast.url + path,
                 content=json.dumps(body).encode(),

@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
 
 from gateway.mcp.errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, Seen
 from tests.support.mcp_clients import MODES, NameAnswerer, mcp_client
@@ -206,7 +207,7 @@ async def test_dead_upstream_is_a_clear_error(front: Front, mode: str) -> None:
 def test_authorization_challenges(front: Front) -> None:
     base = front.gateway.url
     metadata_url = base + "/.well-known/oauth-protected-resource/mcp"
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=client_tls()) as http:
         anonymous = http.post(front.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert anonymous.status_code == 401
         assert f'resource_metadata="{metadata_url}"' in anonymous.headers["www-authenticate"]
@@ -249,7 +250,7 @@ def _initialize(http: httpx.Client, url: str, token: str) -> httpx.Response:
 
 def test_a_session_belongs_to_its_user(front: Front) -> None:
     alice, bob = front.gateway.token("alice"), front.gateway.token("bob")
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=client_tls()) as http:
         opened = _initialize(http, front.url, alice)
         session = opened.headers["mcp-session-id"]
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
@@ -271,7 +272,7 @@ def test_a_session_belongs_to_its_user(front: Front) -> None:
 def test_required_scopes_answer_403(tmp_path: Path) -> None:
     gateway = start_gateway(tmp_path / "data", None, mcp_required_scopes=["mcp:use"])
     try:
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=10, verify=client_tls()) as http:
             url = gateway.url + "/mcp"
             refused = _initialize(http, url, gateway.token("alice"))
             assert refused.status_code == 403
@@ -419,7 +420,9 @@ async def test_each_call_reaches_the_server_in_its_own_callers_trace(
         "malformed": {"traceparent": f"00-{TRACE.upper()}-{CALLER_SPAN}-01", "tracestate": STATE},
     }
     seen: dict[str, Seen] = {}
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=client_tls()
+    )
     async with (
         http,
         Client(streamable_http_client(traced.url, http_client=http), mode=mode) as client,

@@ -29,6 +29,7 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from registry.tls import client_tls
 from tests.e2e.test_mcp_front import ask_name
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, buffered
@@ -385,7 +386,7 @@ async def test_a_session_the_server_ended_is_replaced(relay: Relay) -> None:
         assert text_of(await client.call_tool("beta__ask_legacy", {})) == "Hello, Ada!"
         sessions = {s.headers.get("mcp-session-id", "") for s in relay.recorder.calls()} - {""}
         assert len(sessions) == 1  # the lane's (the primary is 2026-07-28: none)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=client_tls()) as http:
             ended = await http.delete(
                 relay.upstream.url + "/mcp",
                 headers={"mcp-session-id": sessions.pop(), "mcp-protocol-version": "2025-11-25"},

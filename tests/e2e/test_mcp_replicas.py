@@ -25,6 +25,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from registry.tls import client_tls
 from tests.support.balancer import RoundRobin
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_servers import upstream_server
@@ -79,6 +80,7 @@ def _no_keepalive(token: str) -> httpx2.AsyncClient:
         headers={"Authorization": f"Bearer {token}"},
         timeout=httpx2.Timeout(30, read=60),
         limits=httpx2.Limits(max_keepalive_connections=0),
+        verify=client_tls(),
     )
 
 
@@ -140,19 +142,27 @@ def test_a_session_whose_replica_is_gone_is_a_404_that_says_so(pair: Pair) -> No
             "clientInfo": {"name": "test", "version": "1"},
         },
     }
-    opened = httpx.post(pair.replicas[0].url + "/mcp", json=initialize, headers=headers)
+    opened = httpx.post(
+        pair.replicas[0].url + "/mcp", json=initialize, headers=headers, verify=client_tls()
+    )
     assert opened.status_code == 200, opened.text
     session = opened.headers["mcp-session-id"]
     owner, dot, _ = session.partition(".")
     assert dot and len(owner) == 12, session  # the id names its replica
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     on_other = httpx.post(
-        pair.replicas[1].url + "/mcp", json=ping, headers={**headers, "Mcp-Session-Id": session}
+        pair.replicas[1].url + "/mcp",
+        json=ping,
+        headers={**headers, "Mcp-Session-Id": session},
+        verify=client_tls(),
     )
     assert on_other.status_code == 200, on_other.text  # passed on to its replica
     pair.replicas[0].stop()
     gone = httpx.post(
-        pair.replicas[1].url + "/mcp", json=ping, headers={**headers, "Mcp-Session-Id": session}
+        pair.replicas[1].url + "/mcp",
+        json=ping,
+        headers={**headers, "Mcp-Session-Id": session},
+        verify=client_tls(),
     )
     assert gone.status_code == 404
     message = gone.json()["error"]["message"]

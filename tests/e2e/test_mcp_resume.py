@@ -25,6 +25,7 @@ from mcp.server.streamable_http import EventCallback, EventId, StreamId
 
 from gateway.mcp.auth import current_caller
 from gateway.mcp.events import MemoryEventStore, SessionBinding, SessionScope, _current_session
+from registry.tls import client_tls
 from tests.e2e.test_mcp_front import text_of
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import mcp_client
@@ -194,7 +195,7 @@ def call_add(session: Session, request_id: int = 1) -> list[dict[str, str]]:
 
 
 def test_a_call_stream_is_primed_with_retry(resume: Resume) -> None:
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=client_tls()) as http:
         session = open_session(http, resume.url, resume.gateway.token("alice"))
         priming, *rest = call_add(session)
     assert priming["data"] == "" and priming["retry"] == str(RETRY_MS)
@@ -204,7 +205,7 @@ def test_a_call_stream_is_primed_with_retry(resume: Resume) -> None:
 
 def test_another_users_event_id_replays_nothing(resume: Resume) -> None:
     alice, bob = resume.gateway.token("alice"), resume.gateway.token("bob")
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=client_tls()) as http:
         hers = open_session(http, resume.url, alice)
         priming = call_add(hers)[0]["id"]
         # Bob, in his own session, with the same request id and her event id.
@@ -320,7 +321,7 @@ async def test_modern_calls_use_no_event_store(resume: Resume) -> None:
 
 def test_a_deleted_session_loses_its_events(resume: Resume) -> None:
     events = event_store(resume.gateway)
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=client_tls()) as http:
         session = open_session(http, resume.url, resume.gateway.token("alice"))
         call_add(session)
         assert events.count > 0

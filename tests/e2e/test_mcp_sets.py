@@ -25,6 +25,7 @@ import mcp_types as types
 import pytest
 from a2a.types import AgentSkill
 
+from registry.tls import client_tls
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
@@ -279,15 +280,17 @@ def test_a_set_is_a_protected_resource_of_its_own(setup: Setup) -> None:
     with setup.admin() as admin:
         assert admin.post("/mcp-sets", json=OPS).status_code == 201
     url = setup.gateway.url
-    metadata = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/ops")
+    metadata = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/ops", verify=client_tls())
     assert metadata.status_code == 200
     assert metadata.json()["resource"] == url + "/mcp/ops"
     assert metadata.json()["resource_name"] == "Ops tools"
-    missing = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/nope")
+    missing = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/nope", verify=client_tls())
     assert missing.status_code == 404
     # Unauthenticated: 401 pointing at the set's own metadata, whether or not it exists.
     for name in ("ops", "nope"):
-        refused = httpx.post(url + f"/mcp/{name}", json={"jsonrpc": "2.0", "id": 1})
+        refused = httpx.post(
+            url + f"/mcp/{name}", json={"jsonrpc": "2.0", "id": 1}, verify=client_tls()
+        )
         assert refused.status_code == 401
         challenge = refused.headers["www-authenticate"]
         assert f'/.well-known/oauth-protected-resource/mcp/{name}"' in challenge
@@ -297,6 +300,7 @@ def test_a_set_is_a_protected_resource_of_its_own(setup: Setup) -> None:
         url + "/mcp/nope",
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         headers={"Authorization": f"Bearer {token}"},
+        verify=client_tls(),
     )
     assert nope.status_code == 404
 
@@ -377,7 +381,9 @@ def test_a_session_answers_only_where_it_was_opened(setup: Setup) -> None:
         },
     }
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
-    with httpx.Client(base_url=setup.gateway.url, headers=headers, timeout=30) as http:
+    with httpx.Client(
+        base_url=setup.gateway.url, headers=headers, timeout=30, verify=client_tls()
+    ) as http:
         for opened_at, elsewhere in (("/mcp", "/mcp/ops"), ("/mcp/ops", "/mcp")):
             opened = http.post(opened_at, json=initialize)
             assert opened.status_code == 200, opened.text

@@ -14,6 +14,7 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
@@ -27,7 +28,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     worker = worker_agent()
     gateway = start_gateway(tmp_path_factory.mktemp("pages") / "data", None, mcp_tools_page_size=2)
     try:
-        card = httpx.get(worker.url + "/.well-known/agent-card.json").json()
+        card = httpx.get(worker.url + "/.well-known/agent-card.json", verify=client_tls()).json()
         with gateway.client() as admin:
             for agent_id in AGENTS:
                 body = {"card": card, "id": agent_id, "resource": f"urn:test:{agent_id}"}
@@ -72,7 +73,7 @@ async def test_a_listing_sees_a_registration_made_just_before_it(gateway: Gatewa
     token = await anyio.to_thread.run_sync(gateway.token, "dana", "work:run")
     worker = worker_agent()
     card_url = worker.url + "/.well-known/agent-card.json"
-    card = await anyio.to_thread.run_sync(lambda: httpx.get(card_url).json())
+    card = await anyio.to_thread.run_sync(lambda: httpx.get(card_url, verify=client_tls()).json())
 
     def admin(method: str, path: str, body: dict[str, object] | None = None) -> int:
         with gateway.client() as client:

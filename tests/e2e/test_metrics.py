@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 
 
@@ -39,7 +40,7 @@ def dep(tmp_path: Path) -> Iterator[Deployment]:
 
 def test_metrics_need_an_admin_and_count_every_decision(dep: Deployment) -> None:
     gw = dep.gateway
-    assert httpx.get(gw.url + "/metrics").status_code == 401
+    assert httpx.get(gw.url + "/metrics", verify=client_tls()).status_code == 401
     with gw.client(gw.token("bob", "sales:quote")) as user:
         assert user.get("/metrics").status_code == 403
     alice = gw.token("alice", USER_SCOPES)
@@ -133,7 +134,7 @@ def test_the_periodic_jobs_health_is_shown(dep: Deployment) -> None:
 
 def test_open_metrics_for_a_scraper_without_a_token(tmp_path: Path) -> None:
     with deployment(tmp_path, metrics_public=True) as dep:
-        response = httpx.get(dep.gateway.url + "/metrics")
+        response = httpx.get(dep.gateway.url + "/metrics", verify=client_tls())
         assert response.status_code == 200
         assert "switchboard_calls" in response.text
 
@@ -143,7 +144,7 @@ def test_metrics_on_their_own_port(tmp_path: Path) -> None:
     with deployment(tmp_path, metrics_port=port) as dep:
         alice = dep.gateway.token("alice", USER_SCOPES)
         assert dep.send("support", alice).status_code == 200
-        own = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        own = httpx.get(f"http://127.0.0.1:{port}/metrics", verify=client_tls())
         assert own.status_code == 200
         assert 'target="support"' in own.text
         with dep.gateway.client() as admin:

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.delegation.audit import AuditEvent
 from gateway.observability.metrics import GatewayMetrics
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.flows import QUOTE_FLOW, flow_setup
 
@@ -69,9 +70,10 @@ def test_http_mcp_and_token_exchanges_are_counted(dep: Deployment) -> None:
             "Mcp-Method": "tools/list",
         },
         timeout=30,
+        verify=client_tls(),
     )
     assert mcp.status_code == 200, mcp.text
-    assert httpx.get(gw.url + "/wp-admin/setup-config.php").status_code == 404
+    assert httpx.get(gw.url + "/wp-admin/setup-config.php", verify=client_tls()).status_code == 404
     with gw.client() as admin:
         text = admin.get("/metrics").text
     calls = "switchboard_http_requests_total"

@@ -20,6 +20,7 @@ import pytest
 
 from policies.policy_file import DEFAULT_DOCUMENT
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.servers import ServerThread, stop_all
@@ -59,7 +60,9 @@ def call_sales(gateway: Gateway) -> httpx.Response:
         "params": {"message": message, "metadata": {"skill": "upsell"}},
     }
     headers = {"Authorization": f"Bearer {gateway.token('alice', '')}", "A2A-Version": "1.0"}
-    return httpx.post(f"{gateway.url}/a2a/sales", json=body, headers=headers, timeout=30)
+    return httpx.post(
+        f"{gateway.url}/a2a/sales", json=body, headers=headers, timeout=30, verify=client_tls()
+    )
 
 
 def explain(gateway: Gateway) -> str:

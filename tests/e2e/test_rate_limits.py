@@ -18,6 +18,7 @@ from mcp import MCPError
 
 from gateway.mcp.errors import RATE_LIMITED
 from policies.policy_file import PolicyError, parse_policy
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.delegation import POLICY, USER_SCOPES, Deployment, deployment
 from tests.support.gateway import start_gateway
@@ -85,6 +86,7 @@ def test_http_json_binding_says_resource_exhausted(dep: Deployment) -> None:
         json=body,
         headers={"Authorization": f"Bearer {alice}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
     assert reached.status_code == 429
     assert reached.headers["Retry-After"]

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.agents import CardHost, CardSource, sdk_card, v02_card, v03_card
 from tests.support.databases import admin_sql
 from tests.support.gateway import Gateway, start_gateway
@@ -232,12 +233,15 @@ def test_state_survives_a_restart(
     gateway = start_gateway(tmp_path / "data", database_url)
     try:
         token = gateway.token("admin", "switchboard:admin")
-        jwks_before = httpx.get(gateway.url + "/.well-known/jwks.json").json()
+        jwks_before = httpx.get(gateway.url + "/.well-known/jwks.json", verify=client_tls()).json()
         with gateway.client(token) as client:
             assert _register(client, card_url=sdk_agent.url).status_code == 201
         gateway = gateway.restart()
         # Same key after the restart, so a token issued before still works.
-        assert httpx.get(gateway.url + "/.well-known/jwks.json").json() == jwks_before
+        assert (
+            httpx.get(gateway.url + "/.well-known/jwks.json", verify=client_tls()).json()
+            == jwks_before
+        )
         with gateway.client(token) as client:
             record = client.get("/agents/inventory-agent")
             assert record.status_code == 200, record.text
@@ -277,13 +281,15 @@ def test_readyz_reports_a_lost_database(tmp_path: Path, postgres_url: str) -> No
     gateway = start_gateway(tmp_path / "data", postgres_url)
     try:
         token = gateway.mint()
-        assert httpx.get(gateway.url + "/readyz").status_code == 200
+        assert httpx.get(gateway.url + "/readyz", verify=client_tls()).status_code == 200
         name = postgres_url.rsplit("/", 1)[1]
         admin_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        response = httpx.get(gateway.url + "/readyz")
+        response = httpx.get(gateway.url + "/readyz", verify=client_tls())
         assert response.status_code == 503
         assert response.json()["type"] == "urn:switchboard:problem:not-ready"
-        assert httpx.get(gateway.url + "/healthz").status_code == 200  # alive, not ready
+        assert (
+            httpx.get(gateway.url + "/healthz", verify=client_tls()).status_code == 200
+        )  # alive, not ready
         with gateway.client(token) as client:
             listing = client.get("/agents")
             assert listing.status_code == 503

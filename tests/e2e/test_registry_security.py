@@ -15,6 +15,7 @@ from a2a.utils.signing import create_agent_card_signer
 from google.protobuf.json_format import MessageToDict
 
 from policies.keys import SigningKey
+from registry.tls import client_tls
 from tests.support.agents import CardHost, sdk_card, v03_card
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread
@@ -81,11 +82,13 @@ def test_admin_scope_is_needed_for_writes(gateway: Gateway, sdk_agent: ServerThr
 
 
 def test_protected_resource_metadata_and_jwks(gateway: Gateway) -> None:
-    metadata = httpx.get(gateway.url + "/.well-known/oauth-protected-resource").json()
+    metadata = httpx.get(
+        gateway.url + "/.well-known/oauth-protected-resource", verify=client_tls()
+    ).json()
     assert metadata["resource"] == gateway.url
     assert gateway.url in metadata["authorization_servers"]
     assert metadata["bearer_methods_supported"] == ["header"]
-    jwks = httpx.get(gateway.url + "/.well-known/jwks.json").json()
+    jwks = httpx.get(gateway.url + "/.well-known/jwks.json", verify=client_tls()).json()
     (key,) = jwks["keys"]
     assert key["kty"] == "EC" and key["alg"] == "ES256" and key["kid"]
     assert "d" not in key  # never the private half
@@ -97,10 +100,12 @@ def test_protected_resource_metadata_and_jwks(gateway: Gateway) -> None:
 
 
 def test_probes_and_docs(gateway: Gateway) -> None:
-    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
-    assert httpx.get(gateway.url + "/readyz").json()["status"] == "ready"
-    assert "/agents" in httpx.get(gateway.url + "/openapi.json").json()["paths"]
-    assert httpx.get(gateway.url + "/docs").status_code == 200
+    assert httpx.get(gateway.url + "/healthz", verify=client_tls()).json() == {"status": "ok"}
+    assert httpx.get(gateway.url + "/readyz", verify=client_tls()).json()["status"] == "ready"
+    assert (
+        "/agents" in httpx.get(gateway.url + "/openapi.json", verify=client_tls()).json()["paths"]
+    )
+    assert httpx.get(gateway.url + "/docs", verify=client_tls()).status_code == 200
 
 
 # Bad input: a clear error, nothing lost ------------------------------------------------
@@ -394,7 +399,7 @@ def test_production_mode_refuses_loopback_and_trusts_only_configured_issuers(
     try:
         admin = _idp_token(key, gateway.url, "switchboard:admin")
         with httpx.Client(
-            base_url=gateway.url, headers={"Authorization": f"Bearer {admin}"}
+            base_url=gateway.url, headers={"Authorization": f"Bearer {admin}"}, verify=client_tls()
         ) as client:
             for url in (sdk_agent.url, "http://localhost:1/", "http://[::1]:1/", "http://127.1:1/"):
                 response = client.post("/agents", json={"card_url": url})
@@ -404,7 +409,9 @@ def test_production_mode_refuses_loopback_and_trusts_only_configured_issuers(
         # The dev issuer's tokens are not accepted outside --dev, even though the key is ours.
         dev_token = gateway.token("admin", "switchboard:admin")
         refused = httpx.get(
-            gateway.url + "/agents", headers={"Authorization": f"Bearer {dev_token}"}
+            gateway.url + "/agents",
+            headers={"Authorization": f"Bearer {dev_token}"},
+            verify=client_tls(),
         )
         assert refused.status_code == 401
         assert "--dev" in refused.json()["detail"]
@@ -417,7 +424,9 @@ def test_production_mode_refuses_loopback_and_trusts_only_configured_issuers(
         )
         assert (
             httpx.get(
-                gateway.url + "/agents", headers={"Authorization": f"Bearer {id_token}"}
+                gateway.url + "/agents",
+                headers={"Authorization": f"Bearer {id_token}"},
+                verify=client_tls(),
             ).status_code
             == 401
         )
@@ -436,6 +445,7 @@ def test_operator_allowlist_opens_a_range(
             gateway.url + "/agents",
             json={"card_url": sdk_agent.url},
             headers={"Authorization": f"Bearer {admin}"},
+            verify=client_tls(),
         )
         assert response.status_code == 201, response.text
     finally:

@@ -25,6 +25,7 @@ from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import ParseDict
 from google.protobuf.struct_pb2 import Value
 
+from registry.tls import client_tls
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import bound_socket, stop_all
@@ -70,12 +71,16 @@ class Setup:
         url = f"{self.gateway.url}/a2a/{agent}"
         if rest:
             answer = httpx.post(
-                url + "/message:send", json={"message": message}, headers=headers, timeout=30
+                url + "/message:send",
+                json={"message": message},
+                headers=headers,
+                timeout=30,
+                verify=client_tls(),
             )
             body: dict[str, Any] = answer.json()
             return body
         rpc = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
-        answer = httpx.post(url, json=rpc, headers=headers, timeout=30)
+        answer = httpx.post(url, json=rpc, headers=headers, timeout=30, verify=client_tls())
         assert answer.status_code == 200, answer.text
         body = answer.json()
         return body
@@ -146,7 +151,7 @@ async def test_the_sdk_client_hears_which_field_breaks_the_contract(setup: Setup
     message = Message(message_id="m1", role=Role.ROLE_USER)
     message.parts.append(Part(data=ParseDict({"sku": "A-1", "qty": 0}, Value())))
     async with httpx.AsyncClient(
-        headers={"Authorization": f"Bearer {setup.token}"}, timeout=30
+        headers={"Authorization": f"Bearer {setup.token}"}, timeout=30, verify=client_tls()
     ) as http:
         factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
         client = await factory.create_from_url(f"{setup.gateway.url}/a2a/strict")
@@ -197,7 +202,9 @@ def test_a_skill_named_in_metadata_must_exist(setup: Setup) -> None:
         "method": "SendMessage",
         "params": {"message": message, "metadata": {"skill": "nope"}},
     }
-    answer = httpx.post(f"{setup.gateway.url}/a2a/strict", json=rpc, headers=headers).json()
+    answer = httpx.post(
+        f"{setup.gateway.url}/a2a/strict", json=rpc, headers=headers, verify=client_tls()
+    ).json()
     assert answer["error"]["code"] == -32602
     assert "no skill 'nope'" in answer["error"]["message"]
 

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mcp import MCPError
 
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
@@ -73,7 +74,9 @@ class Setup:
 
     def post(self, caller: str, agent: str, sent: Sent) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[caller]}", **sent.headers}
-        with httpx.Client(base_url=self.gateway.url, headers=headers, timeout=30) as http:
+        with httpx.Client(
+            base_url=self.gateway.url, headers=headers, timeout=30, verify=client_tls()
+        ) as http:
             return http.post(f"/a2a/{agent}{sent.path}", json=sent.body)
 
     def admin(self) -> httpx.Client:

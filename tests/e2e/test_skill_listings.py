@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent
 from tests.support.mcp_clients import MODES, mcp_client
@@ -110,7 +111,9 @@ class Setup:
 
     def http(self, caller: str) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[caller]}", "A2A-Version": "1.0"}
-        return httpx.Client(base_url=self.gateway.url, headers=headers, timeout=30)
+        return httpx.Client(
+            base_url=self.gateway.url, headers=headers, timeout=30, verify=client_tls()
+        )
 
 
 @pytest.fixture(scope="module")

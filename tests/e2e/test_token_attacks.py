@@ -41,6 +41,7 @@ from policies.exchange import (
     TOKEN_EXCHANGE_GRANT,
 )
 from policies.keys import ec_public_jwk
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.forgery import KEY_ENCODINGS, b64, public_key_encodings
 from tests.support.inspecting import send_message_body
@@ -192,7 +193,10 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     # the connection, which must not fail whichever test would reuse it next.
     # (It is also ~50x faster here: keep-alive responses wait on delayed ACKs.)
     closing = {"Connection": "close"}
-    with deployment(tmp, None) as dep, httpx.Client(timeout=30, headers=closing) as http:
+    with (
+        deployment(tmp, None) as dep,
+        httpx.Client(timeout=30, headers=closing, verify=client_tls()) as http,
+    ):
         gw = dep.gateway
         signing = asyncio.run(load_active_key(gw.settings.effective_database_url, None))
         private = serialization.load_pem_private_key(signing.private_key_pem.encode(), None)
@@ -967,7 +971,7 @@ def test_nul_bytes_are_refused_before_postgresql(tmp_path: Path, postgres_url: s
     closing = {"Connection": "close"}
     with (
         deployment(tmp_path, postgres_url) as dep,
-        httpx.Client(timeout=30, headers=closing) as http,
+        httpx.Client(timeout=30, headers=closing, verify=client_tls()) as http,
     ):
         user = dep.gateway.token("alice", USER_SCOPES)
         secret = dep["support"].secret

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from gateway.client.token_exchange import ExchangeRefused, TokenExchangeAuth
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import verify_as_downstream
 
@@ -49,14 +50,14 @@ def test_support_calls_sales_through_the_gateway_with_the_helper(dep: Deployment
     )
     url = f"{dep.gateway.url}/a2a/sales"
     headers = {"A2A-Version": "1.0"}
-    with httpx.Client(auth=auth, timeout=30) as client:
+    with httpx.Client(auth=auth, timeout=30, verify=client_tls()) as client:
         for _ in range(2):
             answer = client.post(url, json=_message("a quote for 5 X-100"), headers=headers)
             assert answer.status_code == 200, answer.text
             assert "echo: a quote" in answer.text
 
     async def twice_async() -> None:
-        async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+        async with httpx.AsyncClient(auth=auth, timeout=30, verify=client_tls()) as client:
             answer = await client.post(url, json=_message("and async"), headers=headers)
             assert answer.status_code == 200, answer.text
 
@@ -83,7 +84,10 @@ def test_a_refused_exchange_says_why_and_other_hosts_get_no_token(dep: Deploymen
     greedy = TokenExchangeAuth(
         dep.gateway.url, "support", support.secret, subject_token=received, scope="hr:read"
     )
-    with httpx.Client(auth=greedy, timeout=30) as client, pytest.raises(ExchangeRefused) as refused:
+    with (
+        httpx.Client(auth=greedy, timeout=30, verify=client_tls()) as client,
+        pytest.raises(ExchangeRefused) as refused,
+    ):
         client.post(f"{dep.gateway.url}/a2a/sales", json=_message("hi"))
     assert refused.value.error == "invalid_scope"
     # A look-alike of the gateway, and another path, are sent nothing.
@@ -98,6 +102,6 @@ def test_a_refused_exchange_says_why_and_other_hosts_get_no_token(dep: Deploymen
     )
     assert auth.resource_for(httpx.URL("http://evil.example/a2a/sales")) is None
     assert auth.resource_for(httpx.URL(f"{dep.gateway.url}/a2a/../agents")) is None
-    with httpx.Client(auth=auth, timeout=30) as client:
+    with httpx.Client(auth=auth, timeout=30, verify=client_tls()) as client:
         listed = client.get(f"{dep.gateway.url}/agents")
     assert listed.status_code == 401  # no token was put on it

@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from gateway.observability import tracing
+from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.gateway import start_gateway
 from tests.support.inspecting import send_message_body
@@ -201,6 +202,7 @@ def _send(dep: Deployment, token: str, headers: dict[str, str]) -> httpx.Respons
         json=send_message_body("hello"),
         headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0", **headers},
         timeout=30,
+        verify=client_tls(),
     )
 
 

@@ -52,6 +52,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 from pydantic import SecretStr
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
@@ -93,6 +94,7 @@ class Setup:
         async with httpx.AsyncClient(
             headers={"Authorization": f"Bearer {self.tokens[user]}", **(headers or {})},
             timeout=30,
+            verify=client_tls(),
         ) as http:
             factory = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming))
             yield await factory.create_from_url(self.url(agent))
@@ -200,7 +202,9 @@ async def poll(client: Client, task_id: str, *states: int, seconds: float = 20) 
 
 
 def test_the_gateway_writes_a_card_and_lists_the_agents(setup: Setup) -> None:
-    document = httpx.get(setup.url("chat") + "/.well-known/agent-card.json").json()
+    document = httpx.get(
+        setup.url("chat") + "/.well-known/agent-card.json", verify=client_tls()
+    ).json()
     card = ParseDict(document, AgentCard(), ignore_unknown_fields=True)
     assert card.name == "Chat" and card.capabilities.streaming
     assert [s.id for s in card.skills] == ["answer", "summarise"]
@@ -506,7 +510,9 @@ async def test_webhook_mapping_failures_are_clear(setup: Setup) -> None:
 
 def test_no_token_is_refused(setup: Setup) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {}}
-    answer = httpx.post(setup.url("chat"), json=body, headers={"A2A-Version": "1.0"})
+    answer = httpx.post(
+        setup.url("chat"), json=body, headers={"A2A-Version": "1.0"}, verify=client_tls()
+    )
     assert answer.status_code == 401
     assert not setup.chat_seen.calls()
 
@@ -594,7 +600,9 @@ async def test_text_that_cannot_be_a_header_or_a_url_is_refused_and_audited(
             await send(alice, text("x" * 70_000))
     assert len(setup.hook_seen.calls()) == before, "a refused message reached the webhook"
     async with httpx.AsyncClient(
-        base_url=setup.gateway.url, headers={"Authorization": f"Bearer {setup.tokens['admin']}"}
+        base_url=setup.gateway.url,
+        headers={"Authorization": f"Bearer {setup.tokens['admin']}"},
+        verify=client_tls(),
     ) as admin:
         records = (await admin.get("/audit", params={"limit": "50"})).json()["items"]
     refused = [r for r in records if r["target"] in ("notes", "search") and r["outcome"] != "ok"]

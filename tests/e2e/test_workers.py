@@ -38,6 +38,7 @@ from gateway.flows.engine import system_database_url
 from policies.exchange import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
 from policies.keys import ec_public_jwk
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.e2e.test_flow_crash import CRASH_FLOW
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread
@@ -112,7 +113,7 @@ class Workers:
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+        return httpx.get(url + "/healthz", timeout=2, verify=client_tls()).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -175,7 +176,9 @@ def _initialize(base_url: str, token: str) -> str:
         },
     }
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-    answer = httpx.post(base_url + "/mcp", json=body, headers=headers, timeout=30)
+    answer = httpx.post(
+        base_url + "/mcp", json=body, headers=headers, timeout=30, verify=client_tls()
+    )
     assert answer.status_code == 200, answer.text
     return answer.headers["mcp-session-id"]
 
@@ -187,7 +190,9 @@ def _rpc(base_url: str, token: str, session: str, body: dict[str, Any]) -> httpx
         "Mcp-Session-Id": session,
         "MCP-Protocol-Version": "2025-11-25",
     }
-    return httpx.post(base_url + "/mcp", json=body, headers=headers, timeout=30)
+    return httpx.post(
+        base_url + "/mcp", json=body, headers=headers, timeout=30, verify=client_tls()
+    )
 
 
 def _wait_for_alpha(base_url: str, token: str, seconds: float = 30) -> None:
@@ -264,6 +269,7 @@ def test_an_mcp_session_opened_on_one_worker_is_served_by_the_other(workers: Wor
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=httpx2.Timeout(30, read=60),
                 limits=httpx2.Limits(max_keepalive_connections=0),
+                verify=client_tls(),
             ) as http,
             Client(
                 streamable_http_client(workers.gateway.url + "/mcp", http_client=http),
@@ -304,9 +310,9 @@ def test_a_used_client_assertion_is_refused_by_either_worker(workers: Workers) -
         "actor_token": assertion,
         "actor_token_type": JWT_TOKEN_TYPE,
     }
-    first = httpx.post(urls[0] + "/oauth/token", data=form, timeout=30)
+    first = httpx.post(urls[0] + "/oauth/token", data=form, timeout=30, verify=client_tls())
     assert first.status_code == 200, first.text
-    again = httpx.post(urls[1] + "/oauth/token", data=form, timeout=30)
+    again = httpx.post(urls[1] + "/oauth/token", data=form, timeout=30, verify=client_tls())
     assert again.status_code == 401, again.text
     assert again.json()["error"] == "invalid_client"
 

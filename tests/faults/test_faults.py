@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from policies.exchange import ACCESS_TOKEN_TYPE, JWT_BEARER_ASSERTION
 from policies.keys import ec_public_jwk
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.faults import (
     HEARTBEAT,
@@ -190,6 +191,7 @@ def _agent_key(faults: Faults) -> ec.EllipticCurvePrivateKey:
         json=body,
         headers={"Authorization": f"Bearer {admin}"},
         timeout=30,
+        verify=client_tls(),
     )
     assert answer.status_code == 201, answer.text
     return key
@@ -204,7 +206,7 @@ def _exchange(faults: Faults, assertion: str) -> httpx.Response:
         "client_assertion": assertion,
         "audience": "chat",  # the agent the worker hands on to
     }
-    return httpx.post(faults.url + "/oauth/token", data=form, timeout=30)
+    return httpx.post(faults.url + "/oauth/token", data=form, timeout=30, verify=client_tls())
 
 
 def test_redis_stopped_and_restarted_empty(faults: Faults) -> None:
@@ -231,7 +233,9 @@ def test_redis_stopped_and_restarted_empty(faults: Faults) -> None:
         during = _exchange(faults, second)
         assert during.status_code == 200, during.text
         assert _exchange(faults, second).status_code in (400, 401)
-        ready = [httpx.get(r.url + "/readyz", timeout=10) for r in faults.replicas]
+        ready = [
+            httpx.get(r.url + "/readyz", timeout=10, verify=client_tls()) for r in faults.replicas
+        ]
         assert all(r.status_code == 503 and "redis" in r.text for r in ready)
         faults.redis.start()  # no persistence: it comes back empty
         time.sleep(1)
@@ -248,7 +252,7 @@ def _stream_until_working(
     faults: Faults, agent: str
 ) -> tuple[str, Iterator[str], httpx.Response, httpx.Client]:
     message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": "slow 60"}]}
-    client = httpx.Client(timeout=httpx.Timeout(30, read=120))
+    client = httpx.Client(timeout=httpx.Timeout(30, read=120), verify=client_tls())
     request = client.build_request(
         "POST",
         f"{faults.url}/a2a/{agent}",
@@ -282,6 +286,7 @@ def test_an_upstream_killed_mid_stream(faults: Faults) -> None:
         json={"card_url": streamer.url, "id": "streamer"},
         headers={"Authorization": f"Bearer {admin}"},
         timeout=30,
+        verify=client_tls(),
     )
     assert added.status_code == 201, added.text
     with Load(faults) as load:
@@ -336,6 +341,7 @@ def _flow_run(faults: Faults, url: str, run_id: str) -> dict[str, Any]:
         f"{url}/flows/held-flow/runs/{run_id}",
         headers={"Authorization": f"Bearer {faults.token('admin', ADMIN_SCOPE)}"},
         timeout=30,
+        verify=client_tls(),
     )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
@@ -361,7 +367,9 @@ def test_postgres_stopped_past_the_stale_window_takes_no_live_replicas_runs(
     them. A replica judges others gone only once it has itself renewed its
     row for a whole stale window (`ReplicaDirectory.gone`)."""
     admin = {"Authorization": f"Bearer {faults.token('admin', ADMIN_SCOPE)}"}
-    registered = httpx.post(f"{faults.url}/flows", json=HELD_FLOW, headers=admin, timeout=30)
+    registered = httpx.post(
+        f"{faults.url}/flows", json=HELD_FLOW, headers=admin, timeout=30, verify=client_tls()
+    )
     assert registered.status_code in (200, 201), registered.text
     runs: dict[str, str] = {}  # run id -> the replica it was started on
     for replica in faults.replicas:
@@ -371,6 +379,7 @@ def test_postgres_stopped_past_the_stale_window_takes_no_live_replicas_runs(
                 json={"input": {}},
                 headers={"Authorization": f"Bearer {faults.token()}"},
                 timeout=30,
+                verify=client_tls(),
             )
             assert started.status_code == 202, started.text
             runs[started.json()["id"]] = replica.url
@@ -406,6 +415,7 @@ def test_postgres_stopped_past_the_stale_window_takes_no_live_replicas_runs(
             json={"decision": "approve"},
             headers=admin,
             timeout=30,
+            verify=client_tls(),
         )
         assert decided.status_code == 200, decided.text
     deadline = time.monotonic() + SLACK * 2
@@ -414,5 +424,7 @@ def test_postgres_stopped_past_the_stale_window_takes_no_live_replicas_runs(
         time.sleep(0.2)
     assert _owners(faults, list(runs)) == before
     # Last in the module, whose cluster is shared; the flow goes all the same.
-    removed = httpx.delete(f"{faults.url}/flows/held-flow", headers=admin, timeout=30)
+    removed = httpx.delete(
+        f"{faults.url}/flows/held-flow", headers=admin, timeout=30, verify=client_tls()
+    )
     assert removed.status_code in (200, 204), removed.text

@@ -22,6 +22,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from registry.tls import client_tls
 from tests.support.fuzzing import Deployment, deployment, examples
 from tests.support.inspecting import send_message_body
 from tests.support.jsonrpc_fuzz import encode, judge, mutated, never, request_id
@@ -217,7 +218,7 @@ def _seed_tasks(live: Deployment) -> None:
 @pytest.fixture
 def a2a(live: Deployment) -> Iterator[httpx.Client]:
     CURRENT["live"] = live
-    with httpx.Client(base_url=live.url, timeout=30) as client:
+    with httpx.Client(base_url=live.url, timeout=30, verify=client_tls()) as client:
         yield client
 
 

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY
 
+from registry.tls import client_tls
 from tests.support.fuzzing import Deployment, deployment, examples
 from tests.support.jsonrpc_fuzz import encode, judge, mutated, never, request_id
 
@@ -133,7 +134,7 @@ def live(
 @pytest.fixture
 def mcp(live: Deployment) -> Iterator[httpx.Client]:
     CURRENT["live"] = live
-    with httpx.Client(base_url=live.url, timeout=30) as client:
+    with httpx.Client(base_url=live.url, timeout=30, verify=client_tls()) as client:
         yield client
 
 

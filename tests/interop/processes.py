@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from registry.tls import client_tls
 from tests.interop.venvs import python_for, script
 from tests.support.servers import bound_socket
 
@@ -99,7 +100,7 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"{url}: the agent exited:\n{log.read_text()[-4000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+            if httpx.get(url, timeout=2, trust_env=False, verify=client_tls()).status_code == 200:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer in 120 s:\n{log.read_text()[-4000:]}")

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.interop.processes import framework_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import verify_as_downstream
@@ -165,7 +166,7 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
     message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}]}
     url = f"{gateway.url}/a2a/concierge"
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
-    answer = httpx.post(url, json=body, headers=headers, timeout=120).json()
+    answer = httpx.post(url, json=body, headers=headers, timeout=120, verify=client_tls()).json()
     assert "error" not in answer, answer
     result = answer["result"]
     task = result.get("task")
@@ -177,7 +178,9 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
         assert time.monotonic() < deadline, task
         time.sleep(0.2)
         get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task["id"]}}
-        task = httpx.post(url, json=get, headers=headers, timeout=30).json()["result"]
+        task = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls()).json()[
+            "result"
+        ]
     found: list[str] = []
 
     def walk(value: Any) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.interop.processes import framework_agent, run_client
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent, verify_as_downstream
@@ -122,7 +123,11 @@ def _send(stage: Stage, agent_id: str, text: str) -> dict[str, Any]:
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
     headers = {"Authorization": f"Bearer {stage.user_token}", "A2A-Version": "1.0"}
     answer = httpx.post(
-        f"{stage.gateway.url}/a2a/{agent_id}", json=body, headers=headers, timeout=60
+        f"{stage.gateway.url}/a2a/{agent_id}",
+        json=body,
+        headers=headers,
+        timeout=60,
+        verify=client_tls(),
     )
     assert answer.status_code == 200, answer.text
     reply: dict[str, Any] = answer.json()
@@ -197,7 +202,9 @@ def _stream(stage: Stage, agent_id: str, text: str) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {stage.user_token}", "A2A-Version": "1.0"}
     events: list[dict[str, Any]] = []
     url = f"{stage.gateway.url}/a2a/{agent_id}"
-    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as answer:
+    with httpx.stream(
+        "POST", url, json=body, headers=headers, timeout=60, verify=client_tls()
+    ) as answer:
         assert answer.status_code == 200, answer.read()
         for line in answer.iter_lines():
             if line.startswith("data:"):
@@ -211,7 +218,11 @@ def _get_task(stage: Stage, agent_id: str, task_id: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stage.user_token}", "A2A-Version": "1.0"}
     for _ in range(100):
         answer = httpx.post(
-            f"{stage.gateway.url}/a2a/{agent_id}", json=body, headers=headers, timeout=30
+            f"{stage.gateway.url}/a2a/{agent_id}",
+            json=body,
+            headers=headers,
+            timeout=30,
+            verify=client_tls(),
         ).json()
         task: dict[str, Any] = answer["result"]
         if task["status"]["state"] not in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"):

@@ -19,6 +19,7 @@ import pytest
 from policies.jwks import RemoteJwks
 from policies.keys import SigningKey
 from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer, mint_access_token
+from registry.tls import client_tls
 
 MIN_REFETCH = 30.0
 CACHE = 600.0
@@ -100,7 +101,7 @@ async def server() -> AsyncIterator[JwksServer]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as c:
+    async with httpx.AsyncClient(timeout=5, verify=client_tls()) as c:
         yield c
 
 

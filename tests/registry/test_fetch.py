@@ -34,6 +34,7 @@ from registry.fetch import (
     SafeFetcher,
 )
 from registry.ssrf import AddressPolicy, IPAddress
+from registry.tls import client_tls
 from tests.support.servers import ServerThread
 
 LIMITS = FetchLimits(timeout_seconds=1, max_bytes=1024, max_redirects=3)
@@ -277,7 +278,7 @@ async def test_oversized_body_is_refused(fetcher: SafeFetcher, base: str, path: 
 
 async def test_big_routes_really_differ_in_content_length(base: str) -> None:
     # Guards the test above: one variant declares its length, the other streams.
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with httpx.AsyncClient(trust_env=False, verify=client_tls()) as client:
         declared = await client.get(f"{base}/big")
         streamed = await client.get(f"{base}/big-streamed")
     assert declared.headers["content-length"] == str(len(BIG))

@@ -22,6 +22,7 @@ from registry.models import HealthStatus
 from registry.signatures import SignatureCheck, SignatureStatus
 from registry.ssrf import AddressPolicy
 from registry.store import HealthTarget, NewAgent, SqlAgentStore
+from registry.tls import client_tls
 from tests.support.agents import CardHost, sdk_card
 from tests.support.gateway import start_gateway
 from tests.support.servers import ServerThread
@@ -222,4 +223,7 @@ def test_background_checker_runs_in_the_gateway(tmp_path: Path, sdk_agent: Serve
             assert [e["status"] for e in one.json()] == ["healthy"]
     finally:
         gateway.stop()
-    assert httpx.get(sdk_agent.url + "/.well-known/agent-card.json").status_code == 200
+    assert (
+        httpx.get(sdk_agent.url + "/.well-known/agent-card.json", verify=client_tls()).status_code
+        == 200
+    )

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from registry.tls import client_tls
 from tests.support.inspecting import Recorder, buffered
 from tests.support.servers import ServerThread, bound_socket
 
@@ -116,7 +117,9 @@ def worker_agent(
             task_store=InMemoryTaskStore(),
             agent_card=card,
             push_config_store=configs,
-            push_sender=BasePushNotificationSender(httpx.AsyncClient(timeout=10), configs),
+            push_sender=BasePushNotificationSender(
+                httpx.AsyncClient(timeout=10, verify=client_tls()), configs
+            ),
         )
         routes = (
             create_agent_card_routes(card)

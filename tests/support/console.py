@@ -11,6 +11,7 @@ from a2a.helpers import new_text_message
 from a2a.types import GetTaskRequest, Role, SendMessageRequest, Task, TaskState
 from google.protobuf.json_format import MessageToDict
 
+from registry.tls import client_tls
 from tests.support.gateway import Gateway
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -41,7 +42,9 @@ def user_token(gateway: Gateway, user: str) -> str:
 
 async def held_call(gateway: Gateway, token: str, text: str) -> tuple[Task, str]:
     """The token's user asks the worker (held for approval): the task and its approval id."""
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=client_tls()
+    ) as http:
         client = await ClientFactory(
             ClientConfig(httpx_client=http, streaming=False)
         ).create_from_url(f"{gateway.url}/a2a/worker")
@@ -53,7 +56,9 @@ async def held_call(gateway: Gateway, token: str, text: str) -> tuple[Task, str]
 
 
 async def task_state(gateway: Gateway, token: str, task_id: str) -> int:
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=client_tls()
+    ) as http:
         client = await ClientFactory(
             ClientConfig(httpx_client=http, streaming=False)
         ).create_from_url(f"{gateway.url}/a2a/worker")

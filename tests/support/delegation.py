@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from policies.exchange import ACCESS_TOKEN_TYPE, JWT_BEARER_ASSERTION, JWT_TOKEN_TYPE
 from policies.keys import ec_public_jwk
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent
 from tests.support.servers import ServerThread, stop_all
@@ -124,7 +125,9 @@ class Deployment:
                 client_assertion=agent.assertion(self.gateway.url),
             )
         form.update(extra or {})
-        return httpx.post(self.gateway.url + "/oauth/token", data=form, auth=auth, timeout=30)
+        return httpx.post(
+            self.gateway.url + "/oauth/token", data=form, auth=auth, timeout=30, verify=client_tls()
+        )
 
     def send(
         self, agent_id: str, token: str, text: str = "hello", *, skill: str | None = None
@@ -141,6 +144,7 @@ class Deployment:
             json=body,
             headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
             timeout=30,
+            verify=client_tls(),
         )
 
 

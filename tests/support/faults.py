@@ -32,6 +32,7 @@ import httpx
 from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.balancer import RoundRobin
 from tests.support.outages import PostgresCluster, RedisServer, free_port, postgres_cluster
@@ -93,7 +94,10 @@ class Replica:
         deadline = time.monotonic() + within
         while True:
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if (
+                    httpx.get(self.url + "/readyz", timeout=2, verify=client_tls()).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -200,7 +204,11 @@ class Faults:
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
         try:
             answer = httpx.post(
-                f"{self.url}/a2a/{agent}", json=body, headers=headers, timeout=timeout
+                f"{self.url}/a2a/{agent}",
+                json=body,
+                headers=headers,
+                timeout=timeout,
+                verify=client_tls(),
             )
         except httpx.HTTPError as exc:
             return Answer(trace_id, agent, time.monotonic(), None, None, error=repr(exc))
@@ -223,6 +231,7 @@ class Faults:
             json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
             headers={"Authorization": f"Bearer {self.token()}", "A2A-Version": "1.0"},
             timeout=30,
+            verify=client_tls(),
         )
         body: dict[str, Any] = answer.json()
         return body
@@ -319,7 +328,9 @@ class Faults:
 
 def _register(faults: Faults) -> None:
     admin = faults.token("admin", ADMIN_SCOPE)
-    with httpx.Client(base_url=faults.url, headers={"Authorization": f"Bearer {admin}"}) as client:
+    with httpx.Client(
+        base_url=faults.url, headers={"Authorization": f"Bearer {admin}"}, verify=client_tls()
+    ) as client:
         added = client.post("/agents", json={"card_url": faults.worker.url, "id": "worker"})
         assert added.status_code == 201, added.text
         chat = {

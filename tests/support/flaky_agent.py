@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from registry.tls import client_tls
 from tests.support.servers import ServerThread
 
 
@@ -41,7 +42,9 @@ class FlakyAgent:
     def card(self) -> dict[str, object]:
         import httpx
 
-        card: dict[str, object] = httpx.get(self.url + "/.well-known/agent-card.json").json()
+        card: dict[str, object] = httpx.get(
+            self.url + "/.well-known/agent-card.json", verify=client_tls()
+        ).json()
         return card
 
     def _answer(self, body: dict[str, object]) -> Response:

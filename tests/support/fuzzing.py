@@ -27,6 +27,7 @@ import mcp_types as types
 from pydantic import SecretStr
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.a2a_agents import legacy_worker_agent, worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import send_message_body
@@ -97,7 +98,9 @@ class Deployment:
         return self.mcp.url + "/mcp"
 
     def _worker_card(self) -> dict[str, Any]:
-        card: dict[str, Any] = httpx.get(self.worker.url + "/.well-known/agent-card.json").json()
+        card: dict[str, Any] = httpx.get(
+            self.worker.url + "/.well-known/agent-card.json", verify=client_tls()
+        ).json()
         return card
 
     def _vendor(self) -> dict[str, Any]:

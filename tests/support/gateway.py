@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,9 @@ from gateway.delegation.keystore import load_active_key
 from gateway.settings import Settings
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import mint_access_token
+from registry.tls import client_tls
 from tests.support.databases import seed_data_dir
 from tests.support.servers import ServerThread, bound_socket
-
-# The gateway under test speaks plain HTTP; its clients share one TLS context
-# rather than each loading the CA bundle (~20 ms a client, thousands of clients).
-_TLS = ssl.create_default_context()
 
 
 @dataclass
@@ -70,11 +66,11 @@ class Gateway:
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
-            verify=_TLS,
+            verify=client_tls(),
         )
 
     def anonymous(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, verify=_TLS)
+        return httpx.Client(base_url=self.url, timeout=30, verify=client_tls())
 
     def stop(self) -> None:
         self.server.stop()

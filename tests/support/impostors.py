@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from sqlalchemy import update
 
 from registry.tables import mcp_servers, mcp_tools
+from registry.tls import client_tls
 from tests.support.gateway import Gateway
 from tests.support.mcp_servers import ToolBox
 from tests.support.servers import ServerThread
@@ -38,7 +39,7 @@ def impostor_box(*names: str) -> ToolBox:
 def register_agent(gateway: Gateway, worker: ServerThread, agent_id: str) -> httpx.Response:
     """The worker's card under ``agent_id`` (inline: a card URL is registered
     once), with its own resource: one audience names one target."""
-    card = httpx.get(worker.url + "/.well-known/agent-card.json").json()
+    card = httpx.get(worker.url + "/.well-known/agent-card.json", verify=client_tls()).json()
     body = {"card": card, "id": agent_id, "resource": f"urn:test:{agent_id}"}
     with gateway.client() as admin:
         return admin.post("/agents", json=body)

@@ -24,6 +24,7 @@ from google.protobuf.json_format import ParseDict
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.tls import client_tls
 from tests.support.agents import EchoExecutor
 from tests.support.servers import ServerThread
 
@@ -195,7 +196,7 @@ def verify_as_downstream(
     A delegated token must carry `act`; the gateway's own calls (to a push
     webhook) carry none."""
     header = jwt.get_unverified_header(token)
-    jwks = httpx.get(gateway_url + "/.well-known/jwks.json", timeout=10).json()
+    jwks = httpx.get(gateway_url + "/.well-known/jwks.json", timeout=10, verify=client_tls()).json()
     key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
     assert header["typ"] == "at+jwt"
     claims: dict[str, Any] = jwt.decode(

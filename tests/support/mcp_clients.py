@@ -11,6 +11,8 @@ import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from registry.tls import client_tls
+
 # The two revisions a client may speak: 2026-07-28 (stateless) and 2025-11-25 (sessions).
 MODES = ["2026-07-28", "legacy"]
 
@@ -39,7 +41,9 @@ async def mcp_client(
     """``headers``: sent on every request as well (a `traceparent`, say)."""
     sent = {"Authorization": f"Bearer {token}"} if token else {}
     http = httpx2.AsyncClient(
-        headers={**sent, **(headers or {})}, timeout=httpx2.Timeout(30, read=300)
+        headers={**sent, **(headers or {})},
+        timeout=httpx2.Timeout(30, read=300),
+        verify=client_tls(),
     )
     async with (
         http,

@@ -38,6 +38,7 @@ from google.protobuf.struct_pb2 import Value
 from starlette.applications import Starlette
 
 from policies.exchange import ACCESS_TOKEN_TYPE
+from registry.tls import client_tls
 
 ENDS = {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"}
 
@@ -88,7 +89,7 @@ class _Executor(AgentExecutor):
         onward = self.onward
         assert onward.secret is not None, "the agent has no credential yet"
         front_door = f"{onward.gateway_url}/a2a/{onward.target}"
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30, verify=client_tls()) as http:
             exchanged = await http.post(
                 f"{onward.gateway_url}/oauth/token",
                 data={

@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 
+from registry.tls import client_tls
 from tests.support.gateway import Gateway
 from tests.support.servers import ServerThread, bound_socket
 
@@ -50,7 +51,9 @@ def test_token_issue_works_while_the_server_runs(gateway: Gateway) -> None:
     assert claims["scope"] == "crm:read orders:write"
     assert claims["exp"] - claims["iat"] == 1800
     assert claims["iss"] == gateway.url  # read from the running gateway's run state
-    response = httpx.get(gateway.url + "/agents", headers={"Authorization": f"Bearer {token}"})
+    response = httpx.get(
+        gateway.url + "/agents", headers={"Authorization": f"Bearer {token}"}, verify=client_tls()
+    )
     assert response.status_code == 200, response.text
 
 
@@ -151,7 +154,10 @@ def test_serve_dev_end_to_end(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                if (
+                    httpx.get(f"http://127.0.0.1:{port}/readyz", verify=client_tls()).status_code
+                    == 200
+                ):
                     break
             except httpx.TransportError:
                 pass
@@ -169,7 +175,9 @@ def test_serve_dev_end_to_end(tmp_path: Path) -> None:
             str(tmp_path),
         ).stdout.strip()
         response = httpx.get(
-            f"http://127.0.0.1:{port}/agents", headers={"Authorization": f"Bearer {token}"}
+            f"http://127.0.0.1:{port}/agents",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=client_tls(),
         )
         assert response.status_code == 200
     finally:

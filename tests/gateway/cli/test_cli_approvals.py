@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.gateway.cli.test_cli import CLI, run
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
@@ -35,6 +36,7 @@ def held(tmp_path: Path) -> Iterator[tuple[Gateway, list[str]]]:
                 json=send_message_body(text),
                 headers={"Authorization": f"Bearer {gateway.token('alice')}", "A2A-Version": "1.0"},
                 timeout=30,
+                verify=client_tls(),
             )
             ids.append(sent.json()["result"]["task"]["metadata"]["approval"])
         yield gateway, ids

@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 
+from registry.tls import client_tls
 from tests.gateway.cli.test_cli import CLI, run
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import verify_as_downstream
@@ -56,7 +57,10 @@ def _keys_rotate_while_the_gateway_runs(dep: Deployment) -> None:
     assert old_kid in listed.stdout and "retires" in listed.stdout
 
     # Both keys are published: a token signed before the rotation still verifies.
-    kids = {k["kid"] for k in httpx.get(gw.url + "/.well-known/jwks.json").json()["keys"]}
+    kids = {
+        k["kid"]
+        for k in httpx.get(gw.url + "/.well-known/jwks.json", verify=client_tls()).json()["keys"]
+    }
     assert {old_kid, new_kid} <= kids
     verify_as_downstream(before, gw.url, dep["support"].resource)
 
@@ -93,9 +97,11 @@ def test_agents_credentials_command(dep: Deployment, tmp_path: Path) -> None:
         "audience": "sales",
     }
     url = dep.gateway.url + "/oauth/token"
-    old = httpx.post(url, data=form, auth=("inventory", dep["inventory"].secret or ""))
+    old = httpx.post(
+        url, data=form, auth=("inventory", dep["inventory"].secret or ""), verify=client_tls()
+    )
     assert old.status_code == 401 and old.json()["error"] == "invalid_client"
-    new = httpx.post(url, data=form, auth=("inventory", info["client_secret"]))
+    new = httpx.post(url, data=form, auth=("inventory", info["client_secret"]), verify=client_tls())
     # Authentication passed; the (garbage) subject token is what fails now.
     assert new.status_code == 400 and new.json()["error"] == "invalid_grant"
     bad_jwks = tmp_path / "jwks.json"

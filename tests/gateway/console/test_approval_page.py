@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import QUOTE_FLOW, flow_setup
 
@@ -26,7 +27,7 @@ def test_a_checkpoint_approval_shows_the_runs_grant_not_a_token(tmp_path: Path) 
                 assert time.monotonic() < deadline, run
                 time.sleep(0.1)
         [approval] = [s["approval_id"] for s in run["steps"] if s.get("approval_id")]
-        with httpx.Client(base_url=setup.gateway.url, timeout=30) as client:
+        with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as client:
             dev_login(client, "root", "switchboard:admin")
             page = client.get(f"/ui/approvals/{approval}")
         assert page.status_code == 200

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.console_world import FLOW, SERVER, World, start_world
 from tests.support.servers import stop_all
@@ -28,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def browser(world: World) -> httpx.Client:
-    return httpx.Client(base_url=world.url, timeout=30, follow_redirects=False)
+    return httpx.Client(base_url=world.url, timeout=30, follow_redirects=False, verify=client_tls())
 
 
 def test_every_post_needs_the_csrf_token(world: World) -> None:

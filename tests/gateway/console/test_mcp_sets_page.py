@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_servers import upstream_server
@@ -37,7 +38,9 @@ def stored(gateway: Gateway) -> list[dict[str, object]]:
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=30, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
 
 
 FORM = {

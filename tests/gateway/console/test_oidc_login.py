@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.console.login_state import LOGIN_SECONDS, Login, LoginSeal
 from gateway.storage.tables import console_sessions
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.oidc_issuer import Issuer, oidc_issuer
 from tests.support.servers import ServerThread, stop_all
@@ -63,7 +64,7 @@ def start_login(client: httpx.Client) -> tuple[str, dict[str, str]]:
 
 def at_issuer(url: str) -> str:
     """The issuer logs its user in and sends the browser back: the callback URL."""
-    answer = httpx.get(url)
+    answer = httpx.get(url, verify=client_tls())
     assert answer.status_code == 302
     return answer.headers["location"]
 
@@ -82,7 +83,7 @@ def rows(gateway: Gateway, table: object) -> list[dict[str, object]]:
 
 def test_login_with_the_issuer_keeps_the_identity_and_never_the_token(setup: Setup) -> None:
     gateway = setup.gateway
-    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as browser:
         url, asked = start_login(browser)
         assert url.startswith(setup.server.url + "/authorize?")
         assert asked["response_type"] == "code"
@@ -111,11 +112,11 @@ def test_login_with_the_issuer_keeps_the_identity_and_never_the_token(setup: Set
 
 def test_a_callback_is_good_once_and_only_in_the_browser_that_started_it(setup: Setup) -> None:
     gateway = setup.gateway
-    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as browser:
         url, _ = start_login(browser)
         callback = at_issuer(url)
         # Another browser (a login CSRF: the attacker's code in the victim's browser).
-        with httpx.Client(base_url=gateway.url, timeout=30) as other:
+        with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as other:
             other.get("/ui/login")
             assert other.get(callback).status_code == 400
         # A forged state.
@@ -137,7 +138,7 @@ def test_an_anonymous_visit_writes_nothing_and_a_login_cookie_cannot_be_made(
     setup: Setup,
 ) -> None:
     gateway = setup.gateway
-    with httpx.Client(base_url=gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as browser:
         for _ in range(5):
             assert browser.get("/ui/agents").status_code in (303, 307)
             assert browser.get("/ui/login").status_code == 200
@@ -176,7 +177,7 @@ def _query(url: str) -> dict[str, str]:
 
 def test_a_token_for_another_audience_logs_nobody_in(setup: Setup) -> None:
     setup.issuer.audience = "https://elsewhere.example"
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as browser:
         url, _ = start_login(browser)
         answer = browser.get(at_issuer(url))
         assert answer.status_code == 401
@@ -186,7 +187,7 @@ def test_a_token_for_another_audience_logs_nobody_in(setup: Setup) -> None:
 
 
 def test_the_dev_login_is_not_there_outside_dev(setup: Setup) -> None:
-    with httpx.Client(base_url=setup.gateway.url, timeout=30) as browser:
+    with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as browser:
         browser.get("/ui/login")
         answer = browser.post(
             "/ui/login/dev", data={"csrf": "x", "subject": "root", "scopes": "switchboard:admin"}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from registry.tls import client_tls
 from tests.support.agents import v03_card
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, GatewayFactory
@@ -38,7 +39,9 @@ def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=30, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
 
 
 def audited(gateway: Gateway, event: str) -> list[dict[str, object]]:
@@ -200,7 +203,10 @@ def test_an_admin_issues_a_credential_seen_once_and_revokes_it(gateway: Gateway)
         # The secret passes the token endpoint's client authentication (the
         # subject token is the next thing refused)...
         check = httpx.post(
-            gateway.url + "/oauth/token", data=EXCHANGE, auth=(info["client_id"], secret)
+            gateway.url + "/oauth/token",
+            data=EXCHANGE,
+            auth=(info["client_id"], secret),
+            verify=client_tls(),
         )
         assert check.json()["error"] == "invalid_grant", check.text
         # ...and is never shown again.
@@ -209,7 +215,10 @@ def test_an_admin_issues_a_credential_seen_once_and_revokes_it(gateway: Gateway)
         assert revoked.status_code == 303
         assert "No credential" in ann.get("/ui/agents/crm").text
         gone = httpx.post(
-            gateway.url + "/oauth/token", data=EXCHANGE, auth=(info["client_id"], secret)
+            gateway.url + "/oauth/token",
+            data=EXCHANGE,
+            auth=(info["client_id"], secret),
+            verify=client_tls(),
         )
         assert gone.status_code == 401 and gone.json()["error"] == "invalid_client", gone.text
     assert [r["subject"] for r in audited(gateway, "agent.credential_issued")] == ["ann"]

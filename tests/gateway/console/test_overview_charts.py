@@ -31,6 +31,7 @@ from gateway.delegation.audit_traffic import last_hour
 from gateway.storage.flow_tables import flow_runs
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
+from registry.tls import client_tls
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
@@ -73,6 +74,7 @@ def ask(gateway: Gateway, token: str, text: str) -> httpx.Response:
         json=send_message_body(text),
         headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
         timeout=30,
+        verify=client_tls(),
     )
 
 
@@ -84,7 +86,9 @@ def figures(html: str, chart: str) -> dict[str, str]:
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=30, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
 
 
 def test_an_admin_sees_the_calls_and_refusals_made(deployment: Deployment) -> None:

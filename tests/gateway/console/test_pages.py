@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from gateway.console.web import CSP
+from registry.tls import client_tls
 from tests.support.console import csrf_of, dev_login
 from tests.support.gateway import Gateway, start_gateway
 
@@ -36,7 +37,9 @@ def deployment(
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=30, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
 
 
 def test_a_page_without_a_session_goes_to_the_login_page(deployment: Gateway) -> None:
@@ -85,7 +88,9 @@ def test_logout_deletes_the_session_so_a_kept_cookie_is_worthless(deployment: Ga
         kept = dict(client.cookies)
         answer = client.post("/ui/logout", data={"csrf": csrf})
         assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
-    with httpx.Client(base_url=deployment.url, cookies=kept, timeout=30) as replay:
+    with httpx.Client(
+        base_url=deployment.url, cookies=kept, timeout=30, verify=client_tls()
+    ) as replay:
         assert replay.get("/ui").status_code == 303
 
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
@@ -65,7 +66,9 @@ def world(tmp_path: Path, database_url: str | None) -> Iterator[World]:
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=60, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=60, follow_redirects=False, verify=client_tls()
+    )
 
 
 def trace_of(html: str) -> str:
@@ -131,7 +134,7 @@ def test_a_user_without_the_scope_is_refused_as_the_door_refuses(world: World) -
         ask = {"agent": "worker", "message": "hello", "csrf": csrf}
         refused = bob.post("/ui/try/agent", data=ask)
         # The A2A door's own status and words for the same call.
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, verify=client_tls()) as http:
             door = http.post(
                 f"{gw.url}/a2a/worker",
                 headers={"Authorization": f"Bearer {gw.token('bob', 'sales:read')}"},

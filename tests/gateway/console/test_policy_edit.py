@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from policies.policy_file import DEFAULT_DOCUMENT
+from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
 
@@ -33,7 +34,9 @@ def deployment(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=30, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
 
 
 def base_of(page: str) -> str:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from a2a.types import AgentSkill
 
+from registry.tls import client_tls
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card
 from tests.support.console import dev_login
 from tests.support.gateway import Gateway, start_gateway
@@ -40,7 +41,9 @@ def servers(gateway: Gateway) -> list[str]:
 
 
 def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, timeout=30, follow_redirects=False)
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
 
 
 def test_an_admin_registers_and_removes_a_server(

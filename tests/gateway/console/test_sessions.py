@@ -14,6 +14,7 @@ from gateway.settings import Settings
 from gateway.storage.db import migrated
 from gateway.storage.tables import console_sessions
 from policies.tokens import Principal
+from registry.tls import client_tls
 
 
 class Clock:
@@ -90,7 +91,7 @@ def test_a_dev_login_is_no_session_on_a_gateway_not_in_dev_mode(tmp_path: Path) 
     data = tmp_path / "data"
     dev = start_gateway(data, None, secret_key="s" * 40)
     try:
-        with httpx.Client(base_url=dev.url, timeout=30) as client:
+        with httpx.Client(base_url=dev.url, timeout=30, verify=client_tls()) as client:
             dev_login(client, "mallory", "switchboard:admin")
             cookie = client.cookies["switchboard-session"]
             assert client.get("/ui/audit").status_code == 200
@@ -98,7 +99,7 @@ def test_a_dev_login_is_no_session_on_a_gateway_not_in_dev_mode(tmp_path: Path) 
         dev.stop()
     strict = start_gateway(data, None, dev=False, secret_key="s" * 40)
     try:
-        with httpx.Client(base_url=strict.url, timeout=30) as client:
+        with httpx.Client(base_url=strict.url, timeout=30, verify=client_tls()) as client:
             client.cookies.set("switchboard-session", cookie)
             for path in ("/ui", "/ui/audit", "/ui/policy"):
                 answer = client.get(path)

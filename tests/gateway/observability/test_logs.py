@@ -32,6 +32,7 @@ from gateway.observability.logs import (
     log_decision,
     redact_query,
 )
+from registry.tls import client_tls
 
 
 def _free_port() -> int:
@@ -58,7 +59,10 @@ def _serving(tmp_path: Path, *options: str) -> Iterator[str]:
             url = f"http://127.0.0.1:{port}"
             for _ in range(200):
                 try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    if (
+                        httpx.get(url + "/healthz", timeout=1, verify=client_tls()).status_code
+                        == 200
+                    ):
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
@@ -74,7 +78,9 @@ def test_a_json_gateway_writes_one_object_per_line_and_logs_auth_failures(
     log = tmp_path / "stderr.log"
     with _serving(tmp_path, "--log-format", "json") as url:
         forged = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"
-        refused = httpx.get(url + "/agents", headers={"Authorization": f"Bearer {forged}"})
+        refused = httpx.get(
+            url + "/agents", headers={"Authorization": f"Bearer {forged}"}, verify=client_tls()
+        )
         assert refused.status_code == 401
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     # Every line is JSON, the dev-mode banner too; times are ISO 8601 UTC;
@@ -185,8 +191,10 @@ def test_secret_query_parameters_are_redacted_in_every_line(tmp_path: Path) -> N
     gateway. Not any more."""
     code, state = "SplxlOBeZQQYbYS6WxSbIA", "af0ifjsldkj-state"
     with _serving(tmp_path, "--log-level", "debug") as url:
-        httpx.get(f"{url}/ui/connections/c1/callback?code={code}&state={state}&iss=x")
-        httpx.get(f"{url}/healthz?access_token=at-{code}&fine=1")
+        httpx.get(
+            f"{url}/ui/connections/c1/callback?code={code}&state={state}&iss=x", verify=client_tls()
+        )
+        httpx.get(f"{url}/healthz?access_token=at-{code}&fine=1", verify=client_tls())
     text = (tmp_path / "stderr.log").read_text()
     assert "/ui/connections/c1/callback?code=REDACTED&state=REDACTED&iss=x" in text, text
     assert "/healthz?access_token=REDACTED&fine=1" in text, text

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -89,10 +92,21 @@ async def upgrade(engine: AsyncEngine, sealing_secret: str | None = None) -> Non
 
 
 def _upgrade_sync(connection: Connection, sealing_secret: str | None) -> None:
+    if set(MigrationContext.configure(connection).get_current_heads()) == _script_heads():
+        # At the head already (every start but the first after an upgrade):
+        # one read of `alembic_version`, not Alembic loading and compiling
+        # every migration script to find there is nothing to do.
+        return
     config = alembic_config()
     config.attributes["connection"] = connection
     config.attributes["sealing_secret"] = sealing_secret
     command.upgrade(config, "head")
+
+
+@functools.cache
+def _script_heads() -> frozenset[str]:
+    """The head revision(s) of the migrations this code ships, read once."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def alembic_config() -> Config:

@@ -166,7 +166,7 @@ class TokenExchangeAuth(httpx.Auth):
         flow = self.auth_flow(request)
         step = next(flow)
         if step is not request:
-            with httpx.Client(timeout=self.timeout, trust_env=False) as client:
+            with httpx.Client(timeout=self.timeout, trust_env=False, verify=client_tls()) as client:
                 answer = client.send(step)
                 answer.read()
             step = flow.send(answer)

@@ -21,6 +21,7 @@ from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.demo.ports import PortReservation
 from gateway.demo.servers import DemoError
 from gateway.settings import Settings
+from registry.tls import client_tls
 
 
 class GatewayProcess:
@@ -94,7 +95,8 @@ class GatewayProcess:
                     f"which ends:\n{self._log_tail()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                health = httpx.get(self.url + "/healthz", timeout=1, verify=client_tls())
+                if health.status_code == 200:
                     return self
             if time.monotonic() > deadline:
                 raise DemoError(
@@ -147,4 +149,5 @@ class GatewayProcess:
             base_url=self.url,
             headers={"Authorization": f"Bearer {self.token(subject, scopes)}"},
             timeout=30,
+            verify=client_tls(),
         )

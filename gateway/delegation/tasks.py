@@ -172,6 +172,11 @@ class TaskRecords:
             self._telling.add(told)
             told.add_done_callback(self._telling.discard)
 
+    async def told(self) -> None:
+        """Until the listeners to every end recorded so far have heard it."""
+        while self._telling:
+            await asyncio.wait(set(self._telling))
+
     async def owner_of(self, agent_id: str, task_id: str) -> Owner | None:
         if not _storable(task_id):
             return None

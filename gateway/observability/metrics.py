@@ -148,7 +148,7 @@ class GatewayMetrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
-        self._jobs: list[Periodic] = []
+        self.jobs: list[Periodic] = []  # those shown (`watch`); tests read their passes
         self.coordination = Counter(
             "switchboard_coordination_refusals",
             "Calls a coordination rule refused (a hold, cooldown, lease or budget: "
@@ -211,13 +211,13 @@ class GatewayMetrics:
 
     def watch(self, jobs: Iterable[Periodic]) -> None:
         """Show these periodic jobs' health (`switchboard_job_*`)."""
-        self._jobs = list(jobs)
+        self.jobs = list(jobs)
 
     async def refresh(self) -> None:
         """Read the state gauges (jobs, breakers, pool, approvals, tasks, runs).
         With the database away, those read from it keep their last values
         (and /readyz says why); the job's failure is logged once."""
-        for job in self._jobs:
+        for job in self.jobs:
             self.job_failing.labels(job.name).set(0 if job.state.failing is None else 1)
             if job.state.last_ok is not None:
                 self.job_last_success.labels(job.name).set(job.state.last_ok)

@@ -280,7 +280,8 @@ def _behaviours(released: threading.Event) -> Any:
                 await send({"type": "http.response.start", "status": 200, "headers": start})
                 await send({"type": "http.response.body", "body": b"x" * 5000})
             elif path == "/silent":
-                await asyncio.sleep(2)
+                while (await receive())["type"] != "http.disconnect":
+                    pass  # silent until the caller gives up
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
             else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import anyio
 import httpx2
 from mcp import Client
 
@@ -78,14 +79,14 @@ async def test_news_of_an_older_session_never_ends_its_successor() -> None:
 
         # A second call that was in flight on the first session meets its 404 late.
         await lane.saw_response(not_found("s1"))
-        await asyncio.sleep(0.1)
+        await anyio.wait_all_tasks_blocked()  # the lane's task did what it would
         assert await live_client(lane) is second
         assert not second.closed
         assert len(opened) == 2
 
         # So does one that failed on it (the connection closed under it).
         lane.lost("connection closed", cast(Client, first))  # a FakeClient stands for a Client
-        await asyncio.sleep(0.1)
+        await anyio.wait_all_tasks_blocked()
         assert await live_client(lane) is second
         assert not second.closed
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -31,6 +32,7 @@ from adapters.mcp_relay import OWN_CAPABILITIES
 from registry.ssrf import AddressPolicy
 from tests.support.inspecting import Recorder
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for_async
 
 # `ctx.info`: per-request logging is still how a 2026-07-28 tool logs to its caller.
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
@@ -41,7 +43,7 @@ POLICY = AddressPolicy(allow_loopback=True)
 
 @dataclass
 class Box:
-    started: asyncio.Event | None = None
+    hanging: threading.Event = field(default_factory=threading.Event)  # set in the server's thread
     cancelled: list[bool] = field(default_factory=list)
 
 
@@ -78,6 +80,7 @@ def _server(json_response: bool = False) -> tuple[ServerThread, Recorder, Box]:
 
     @server.tool()
     async def hang() -> str:
+        box.hanging.set()
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -319,14 +322,11 @@ def test_cancelling_the_caller_aborts_the_post() -> None:
     async def scenario() -> None:
         async with connected(server.url) as (upstream, _used):
             call = asyncio.create_task(upstream.call_tool("hang", {}, credential=None))
-            await asyncio.sleep(0.5)
+            await wait_for_async(box.hanging.is_set, what="the call at the server")
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
-            for _ in range(50):
-                if box.cancelled:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_for_async(lambda: box.cancelled, 5, what="the cancellation at the server")
             assert box.cancelled == [True]
             assert upstream.ready  # a cancelled call does not break the session
             with pytest.raises(UpstreamTimeout):

@@ -205,13 +205,15 @@ def test_begin_without_headers_starts_a_trace_of_the_gateways_own() -> None:
 
 
 async def test_concurrent_requests_keep_their_own_traces() -> None:
+    ids = ["1" * 32, "2" * 32, "3" * 32]
+    all_begun = asyncio.Barrier(len(ids))
+
     async def request(trace_id: str) -> str | None:
         begin(headers(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")))
-        await asyncio.sleep(0.01)  # the other request begins meanwhile
+        await all_begun.wait()  # the others begin meanwhile
         trace = current()
         return trace.trace_id if trace else None
 
-    ids = ["1" * 32, "2" * 32, "3" * 32]
     assert await asyncio.gather(*(request(i) for i in ids)) == ids
     assert current() is None  # nor does any of them reach the task that started them
 

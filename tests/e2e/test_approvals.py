@@ -46,6 +46,7 @@ from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 POLICY = """\
 agents:
@@ -156,7 +157,10 @@ async def test_approved_call_runs_only_then_and_its_result_reaches_the_caller(
         assert task.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
         approval = approval_of(task)
         assert "admin must approve" in task.status.message.parts[0].text
-        await asyncio.sleep(0.3)
+        # Held; and the job that takes up the gateway's unfinished calls has
+        # looked since (a pending approval is not one of them).
+        assert _show(setup, approval)["state"] == "pending"
+        setup.gateway.passes("gateway-runs")
         assert not setup.seen.calls(), "the agent was called before the approval"
 
         # The caller follows the task through the decision.
@@ -269,9 +273,10 @@ async def test_cancel_withdraws_a_pending_request(setup: Setup) -> None:
     assert _show(setup, approval)["state"] == "withdrawn"
     answer = await decide(setup, approval, "approve")
     assert answer.status_code == 409
-    await asyncio.sleep(0.3)
+    trace = _show(setup, approval)["trace_id"]
+    wait_for(lambda: ("approval", "withdrawn") in audit(setup, trace), what="the withdrawal")
+    setup.gateway.passes("gateway-runs")  # the unfinished calls looked at since
     assert not setup.seen.calls()
-    assert ("approval", "withdrawn") in audit(setup, _show(setup, approval)["trace_id"])
 
 
 async def test_a_pending_request_survives_a_restart(setup: Setup) -> None:
@@ -336,7 +341,11 @@ async def test_the_decision_is_taken_again_at_approval_time(setup: Setup) -> Non
     approval = approval_of(task)
     # Meanwhile the operator forbids the agent: the approval cannot override that.
     setup.policy.write_text(POLICY + "    allow: false\n")
-    await asyncio.sleep(1.0)
+    with setup.admin() as admin:
+        wait_for(
+            lambda: admin.get("/policies").json()["document"] == setup.policy.read_text(),
+            what="the new policy in force",
+        )
     assert (await decide(setup, approval, "approve")).status_code == 200
     for _ in range(200):
         if _show(setup, approval)["outcome"] not in (None, "running"):

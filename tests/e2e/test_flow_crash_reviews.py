@@ -31,6 +31,7 @@ from gateway.flows.engine import system_database_url
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
 pytestmark = pytest.mark.crash
@@ -234,9 +235,9 @@ def test_killed_in_a_retry_backoff_the_run_waits_only_what_is_left_and_goes_on(
     crash.desk.failing.clear()  # the second attempt will do
     assert "no price for R-1 now" in _steps(before)["priced"]["error"]
     first_at = crash.sent("R-1")[0]["at"]
-    time.sleep(1)
-    crash.gateway.kill()  # 1 s into the 15 s backoff
-    time.sleep(2)
+    # In the 15 s backoff: DBOS recorded its durable sleep (its wake-up time).
+    wait_for(lambda: _sleeps(crash, run_id), what="the backoff's durable sleep")
+    crash.gateway.kill()
     restarted_at = time.time()
     crash.gateway.start()
     done = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))

@@ -21,9 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
+from gateway.flows.engine import system_database_url
+from gateway.flows.schedules import TICK_WORKFLOW
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
@@ -137,6 +140,25 @@ def _until(done: Any, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
+def _ticks_on_their_way(setup: Setup) -> int:
+    """The ticks DBOS was given (a catch-up's backfill enqueues them before
+    the gateway is ready) and has not yet run: each starts one run."""
+    db = create_engine(system_database_url(setup.gateway.settings.effective_database_url))
+    table = "dbos.workflow_status" if db.dialect.name == "postgresql" else "workflow_status"
+    try:
+        with db.connect() as conn:
+            count = conn.scalar(
+                text(
+                    f"SELECT count(*) FROM {table} "  # noqa: S608 -- the table name is ours
+                    "WHERE name = :name AND status IN ('ENQUEUED', 'PENDING')"
+                ),
+                {"name": TICK_WORKFLOW},
+            )
+    finally:
+        db.dispose()
+    return int(count or 0)
+
+
 def test_missed_ticks_are_caught_up_as_each_schedule_says_once(setup: Setup) -> None:
     # Four ticks a little ahead, all in one minute of one hour (UTC), so the
     # schedule fires nowhere else today however long the test takes: the
@@ -173,7 +195,7 @@ def test_missed_ticks_are_caught_up_as_each_schedule_says_once(setup: Setup) -> 
             _until(
                 lambda f=flow_id: all(r["state"] in ("completed", "failed") for r in setup.runs(f))
             )
-        time.sleep(1.0)  # anything more would have started by now
+        _until(lambda: _ticks_on_their_way(setup) == 0)  # nothing more is on its way
         assert setup.ticks("catch-all") == ticks[-2:]  # the newest two: the cap
         assert setup.ticks("catch-latest") == ticks[-1:]
         assert setup.ticks("catch-none") == []
@@ -195,8 +217,8 @@ def test_missed_ticks_are_caught_up_as_each_schedule_says_once(setup: Setup) -> 
 
     # Started again: the ticks caught up are not started twice.
     setup.gateway.stop()
-    setup.gateway.start()
-    time.sleep(3.0)
+    setup.gateway.start()  # catches up in its start-up, before it is ready
+    _until(lambda: _ticks_on_their_way(setup) == 0)
     assert setup.ticks("catch-all") == ticks[-2:]
     assert setup.ticks("catch-latest") == ticks[-1:]
     assert setup.ticks("catch-none") == []

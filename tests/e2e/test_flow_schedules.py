@@ -69,7 +69,12 @@ def test_each_tick_is_one_run_for_the_service_identity(setup: FlowSetup) -> None
         assert run["input"]["at"].startswith("20")  # the tick's time, ISO 8601
         assert len({r["input"]["at"] for r in runs}) == len(runs)  # one run per tick
 
-        # A version without the trigger: the ticks stop.
+        # A version without the trigger: the ticks stop. Watched for a while,
+        # not awaited: DBOS's scheduler keeps the cron on the wall clock in a
+        # thread of its own per schedule and stops a deleted one's at its next
+        # look at the schedules table, and it shows neither which schedules it
+        # runs nor a clock to move (a positive check needs DBOS to expose its
+        # live schedules).
         assert setup.register({**TICKING, "triggers": []}).status_code == 201
         time.sleep(1.5)  # a tick already on its way may still land
         settled = len(_runs(admin))
@@ -110,7 +115,9 @@ def test_the_engine_forgets_a_tick_a_day_after_it_ended(
                 assert time.monotonic() < deadline, _runs(admin)
                 time.sleep(0.2)
             assert setup.register({**TICKING, "triggers": []}).status_code == 201
-            time.sleep(1.5)  # a tick already on its way may still land
+            # A tick already on its way may still land: watched for a while (see
+            # the test above for why it cannot be awaited).
+            time.sleep(1.5)
             runs = _runs(admin)
         db = create_engine(system_database_url(setup.gateway.settings.effective_database_url))
         table = "dbos.workflow_status" if db.dialect.name == "postgresql" else "workflow_status"

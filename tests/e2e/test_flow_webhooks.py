@@ -335,7 +335,6 @@ def test_the_runs_user_cannot_post_the_event_a_signed_webhook_brings(setup: Flow
         assert forged.status_code == 403, forged.text
         assert forged.headers["content-type"].startswith("application/problem+json")
         assert "signed webhook" in forged.json()["detail"]
-        time.sleep(0.5)
         still = dana.get(f"/flows/paid-flow/runs/{run['id']}").json()
     assert still["state"] == "working" and still["current_step"] == "paid", still
     assert setup.desk.count("reply") == 0  # the run did not go on
@@ -344,7 +343,12 @@ def test_the_runs_user_cannot_post_the_event_a_signed_webhook_brings(setup: Flow
             f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "o-1", "quantity": 2}
         )
         assert by_hand.status_code == 202, by_hand.text
-        assert setup.run(admin, run, "completed", "failed")["state"] == "completed"
+        done = setup.run(admin, run, "completed", "failed")
+    assert done["state"] == "completed"
+    # The first event delivered is the one a wait takes: the admin's, so the
+    # forged one was never delivered, neither at once nor later.
+    paid = {s["id"]: s for s in done["steps"]}["paid"]
+    assert paid["output"] == {"order": "o-1", "quantity": 2}, paid
 
 
 def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup) -> None:
@@ -362,15 +366,23 @@ def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup
         refused = _post(setup, paid, webhook_id="pay_2", trigger="payments", flow="paid-flow")
         assert refused.status_code == 409, refused.text
         assert refused.json()["type"].endswith("ambiguous-key")
-        time.sleep(0.5)
         for client, run in ((dana, mine), (dana, also_mine), (erin, theirs)):
             seen = client.get(f"/flows/paid-flow/runs/{run['id']}").json()
             assert seen["state"] == "working" and seen["current_step"] == "paid", seen
         # Once erin's run is gone, dana's two runs (one user) both get it.
         assert erin.post(f"/flows/paid-flow/runs/{theirs['id']}/cancel").status_code == 200
-        delivered = _post(setup, paid, webhook_id="pay_3", trigger="payments", flow="paid-flow")
+        gone = erin.get(f"/flows/paid-flow/runs/{theirs['id']}").json()
+        assert {s["id"]: s for s in gone["steps"]}["paid"].get("output") is None, gone
+        later = json.dumps({"order": "o-1", "quantity": 5}).encode()
+        delivered = _post(setup, later, webhook_id="pay_3", trigger="payments", flow="paid-flow")
         assert delivered.status_code == 202, delivered.text
         assert sorted(delivered.json()["runs"]) == sorted([mine["id"], also_mine["id"]])
+        # The first event delivered is the one a wait takes: this one, so the
+        # refused one was never delivered, neither at once nor later.
+        for run in (mine, also_mine):
+            done = setup.run(dana, run, "completed", "failed")
+            paid_step = {s["id"]: s for s in done["steps"]}["paid"]
+            assert paid_step["output"] == {"order": "o-1", "quantity": 5}, done
     with setup.admin() as admin:
         audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
     assert any(r["event"] == "flow.webhook" and r["outcome"] == "ambiguous_key" for r in audit)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts import Prompt
 
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 
 def greet() -> str:
@@ -49,6 +50,7 @@ def _dynamic() -> str:
 class Changing:
     gateway: Gateway
     upstream: ServerThread
+    seen: Recorder  # what the upstream was sent
 
     @property
     def url(self) -> str:
@@ -85,7 +87,7 @@ def _changing(tmp_path: Path, **settings: Any) -> Iterator[Changing]:
 
     server.add_tool(trigger_tools, name="trigger_tools")
     server.add_tool(trigger_prompts, name="trigger_prompts")
-    upstream, _, _ = upstream_server(box)
+    upstream, seen, _ = upstream_server(box)
     gateway = start_gateway(tmp_path / "data", None, mcp_probe_seconds=3600, **settings)
     try:
         with gateway.client() as admin:
@@ -93,7 +95,7 @@ def _changing(tmp_path: Path, **settings: Any) -> Iterator[Changing]:
                 "/mcp-servers", json={"name": "Alpha", "url": upstream.url + "/mcp"}
             )
             assert response.status_code == 201, response.text
-        yield Changing(gateway, upstream)
+        yield Changing(gateway, upstream, seen)
     finally:
         stop_all(gateway.server, upstream)
 
@@ -179,7 +181,11 @@ def test_a_listen_stream_that_times_out_is_opened_again(tmp_path: Path) -> None:
     """The upstream stream is silent for longer than the read timeout: it
     drops, and the gateway listens again at once (not after the probe)."""
     with _changing(tmp_path, upstream_timeout_seconds=1) as changing:
-        time.sleep(2.5)
+
+        def listens() -> int:
+            return sum(b"subscriptions/listen" in c.body for c in changing.seen.calls())
+
+        wait_for(lambda: listens() >= 2, what="the listen stream dropped and opened again")
         heard = _heard(
             changing,
             "2026-07-28",

@@ -75,12 +75,18 @@ async def sample(prompt: str, ctx: Context) -> str:
     return f"model said: {content.text if isinstance(content, types.TextContent) else '?'}"
 
 
+# A test's calls of `chatty` that must be in flight together: by tag, the
+# barrier they meet at between their first and second lines.
+TOGETHER: dict[str, threading.Barrier] = {}
+
+
 async def chatty(tag: str, ctx: Context) -> str:
     """Logs three lines, at three levels, tagged with its argument."""
     await ctx.debug(f"{tag} debug")
-    await anyio.sleep(0.05)  # so two callers' calls overlap
+    meet = TOGETHER.get(tag)
+    if meet is not None:
+        await asyncio.to_thread(meet.wait, 10)  # the other caller's call is in flight too
     await ctx.info(f"{tag} info")
-    await anyio.sleep(0.05)
     await ctx.warning(f"{tag} warning")
     return tag
 
@@ -108,6 +114,7 @@ async def stray(ctx: Context) -> str:
 
 
 LEFT_BEHIND: set[Any] = set()  # keeps the questions `ask_and_leave` leaves running
+QUESTION_ARRIVED = threading.Event()  # set by the test's caller when it is asked
 
 
 async def ask_and_leave(ctx: Context) -> str:
@@ -119,7 +126,8 @@ async def ask_and_leave(ctx: Context) -> str:
     )
     LEFT_BEHIND.add(question)
     question.add_done_callback(LEFT_BEHIND.discard)
-    await anyio.sleep(0.5)  # the question is on the stream before the result
+    # The question reached the caller before the result.
+    await asyncio.to_thread(QUESTION_ARRIVED.wait, 10)
     return "left"
 
 
@@ -232,9 +240,13 @@ async def test_each_caller_hears_only_its_own_call(relay: Relay) -> None:
     async def one(user: str) -> None:
         results[user] = await run(user)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(one, "alice")
-        group.start_soon(one, "bob")
+    TOGETHER.update(dict.fromkeys(heard, threading.Barrier(len(heard))))
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(one, "alice")
+            group.start_soon(one, "bob")
+    finally:
+        TOGETHER.clear()
     assert results == {"alice": ("alice", "Hello, alice!"), "bob": ("bob", "Hello, bob!")}
     # No setLevel: a 2025-11-25 server chooses, so every level arrives.
     assert heard["alice"] == ["alice debug", "alice info", "alice warning"]
@@ -407,6 +419,7 @@ async def test_a_question_is_withdrawn_when_its_call_ends(relay: Relay) -> None:
 
     async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.set()
+        QUESTION_ARRIVED.set()
         try:
             await anyio.sleep(30)
         except anyio.get_cancelled_exc_class():
@@ -415,6 +428,7 @@ async def test_a_question_is_withdrawn_when_its_call_ends(relay: Relay) -> None:
         return types.ElicitResult(action="decline")
 
     token = await relay.token("alice")
+    QUESTION_ARRIVED.clear()
     async with mcp_client(relay.url, token, "legacy", elicitation_callback=answer) as client:
         result = await client.call_tool("beta__ask_and_leave", {})
         assert text_of(result) == "left"

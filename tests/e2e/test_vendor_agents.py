@@ -58,6 +58,7 @@ from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, MODEL, Behaviour, chat_server, webhook_server
+from tests.support.waiting import wait_for_async
 
 MAPPING = {
     "request": {
@@ -329,11 +330,18 @@ async def test_a_subscriber_follows_a_running_task_to_its_end(setup: Setup) -> N
             with pytest.raises(TaskNotFoundError):
                 [e async for e in bob.subscribe(SubscribeToTaskRequest(id=task.id))]
 
+        opened = asyncio.Event()
+
         async def follow() -> list[StreamResponse]:
-            return [e async for e in alice.subscribe(SubscribeToTaskRequest(id=task.id))]
+            events = []
+            async for event in alice.subscribe(SubscribeToTaskRequest(id=task.id)):
+                events.append(event)
+                opened.set()
+            return events
 
         following = asyncio.create_task(follow())
-        await asyncio.sleep(0.3)  # the subscription is open before the answer exists
+        # The subscription is open (the task came first) before the answer exists.
+        await asyncio.wait_for(opened.wait(), 20)
         assert not following.done()
         setup.chat_does.release.set()
         events = await asyncio.wait_for(following, 20)
@@ -349,6 +357,16 @@ async def test_a_subscriber_follows_a_running_task_to_its_end(setup: Setup) -> N
             [e async for e in alice.subscribe(SubscribeToTaskRequest(id=task.id))]
 
 
+def _running(setup: Setup, task_id: str) -> bool:
+    """Whether the gateway's run of ``task_id`` is alive (read on its own loop)."""
+    runner = setup.gateway.server.app.state.switchboard.approvals.parts.runner
+
+    async def look() -> bool:
+        return any(running == task_id for _, running in runner.alive())
+
+    return bool(setup.gateway.server.run(look()))
+
+
 async def test_cancel_stops_the_running_call(setup: Setup) -> None:
     async with setup.client("chat") as alice:
         task = await send(alice, immediately(text("hold please", skill="answer")))
@@ -359,7 +377,8 @@ async def test_cancel_stops_the_running_call(setup: Setup) -> None:
         canceled = await alice.cancel_task(CancelTaskRequest(id=task.id))
         assert canceled.status.state == TaskState.TASK_STATE_CANCELED
         setup.chat_does.release.set()
-        await asyncio.sleep(0.3)
+        # The call stopped: nothing left here to take the upstream's late answer.
+        await wait_for_async(lambda: not _running(setup, task.id), what="the call stopped")
         again = await alice.get_task(GetTaskRequest(id=task.id))
         assert again.status.state == TaskState.TASK_STATE_CANCELED
         with pytest.raises(TaskNotCancelableError):

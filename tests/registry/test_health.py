@@ -6,12 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from google.protobuf.json_format import MessageToDict
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage import db
 from registry import health_history
@@ -22,6 +24,7 @@ from registry.models import HealthStatus
 from registry.signatures import SignatureCheck, SignatureStatus
 from registry.ssrf import AddressPolicy
 from registry.store import HealthTarget, NewAgent, SqlAgentStore
+from registry.tables import agents
 from registry.tls import client_tls
 from tests.support.agents import CardHost, sdk_card
 from tests.support.gateway import start_gateway
@@ -48,11 +51,16 @@ def test_hysteresis_needs_consecutive_failures_and_successes() -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlAgentStore]:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
-    await db.upgrade(engine)
-    yield SqlAgentStore(engine)
-    await engine.dispose()
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    made = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await db.upgrade(made)
+    yield made
+    await made.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> SqlAgentStore:
+    return SqlAgentStore(engine)
 
 
 @pytest.fixture
@@ -106,7 +114,10 @@ async def test_checker_flips_only_after_the_threshold(
 
 
 async def test_a_round_checks_only_agents_not_checked_within_the_interval(
-    store: SqlAgentStore, fetcher: SafeFetcher, card_host: tuple[CardHost, ServerThread]
+    store: SqlAgentStore,
+    engine: AsyncEngine,
+    fetcher: SafeFetcher,
+    card_host: tuple[CardHost, ServerThread],
 ) -> None:
     """A restart (or another replica) does not probe every agent again at
     once: an agent checked less than an interval ago waits its turn."""
@@ -123,16 +134,13 @@ async def test_a_round_checks_only_agents_not_checked_within_the_interval(
     )
     await restarted.check_all()  # checked a moment ago: not due
     assert host.hits["/card"] == 1
-    soon = HealthChecker(
-        store,
-        fetcher,
-        interval_seconds=0.05,
-        failure_threshold=2,
-        success_threshold=2,
-        concurrency=4,
-    )
-    await asyncio.sleep(0.1)
-    await soon.check_all()  # an interval of 0.05 s has passed: due again
+    # Its check moved an interval back, not waited for (the store reads the
+    # wall clock): due again.
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(agents).values(health_checked_at=datetime.now(UTC) - timedelta(seconds=60))
+        )
+    await restarted.check_all()
     assert host.hits["/card"] == 2
 
 

@@ -19,6 +19,7 @@ from policies.tokens import mint_access_token
 from registry.tls import client_tls
 from tests.support.databases import seed_data_dir
 from tests.support.servers import ServerThread, bound_socket
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -71,6 +72,28 @@ class Gateway:
 
     def anonymous(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, verify=client_tls())
+
+    def passes(self, job: str, count: int = 1) -> None:
+        """Until ``count`` whole passes of the periodic job named ``job``
+        (`gateway.storage.periodic`) began and ended after now, each woken
+        rather than awaited at its interval, the last ended well: whatever
+        the job would do about what the test did, it has done. The evidence
+        a check that "nothing happens" stands on."""
+        [found] = [j for j in self.server.app.state.switchboard.metrics.jobs if j.name == job]
+        loop = self.server.loop
+        assert loop is not None
+        begun = found.state.runs
+        # A pass begins once the one before it ended (one loop): the pass
+        # after the last counted one has begun only when that one ended.
+        for target in range(begun + 1, begun + count + 2):
+            loop.call_soon_threadsafe(found.wake)
+            wait_for(lambda: found.state.runs >= target, what=f"{job}'s pass {target}")  # noqa: B023
+        assert found.state.failing is None, f"{job}: {found.state.failing}"
+
+    def told(self) -> None:
+        """Until the gateway's listeners to task ends (flow triggers, runs
+        waiting on a task) have heard every end recorded so far."""
+        self.server.run(self.server.app.state.switchboard.flows.rt.tasks.told())
 
     def stop(self) -> None:
         self.server.stop()

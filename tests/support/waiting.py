@@ -7,6 +7,7 @@ or too long everywhere else (the suite's time)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,3 +28,18 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds} s: {what or check}")
         time.sleep(every)
+
+
+async def wait_for_async(
+    check: Callable[[], T | None], seconds: float = 30, every: float = 0.05, what: str = ""
+) -> T:
+    """`wait_for` inside an event loop: the loop runs between looks (a
+    blocking wait would stop the very task being waited for)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what or check}")
+        await asyncio.sleep(every)

@@ -131,15 +131,17 @@ def test_a_call_that_may_be_handed_off_is_not_recorded_when_the_upstream_is_down
 
 def test_the_callers_cancellation_is_recorded() -> None:
     delegate, records = core()
+    attempted = asyncio.Event()
 
     async def slow() -> str:
+        attempted.set()
         await asyncio.sleep(30)
         return "late"
 
     async def main() -> None:
         sending = Sending(upstream=UPSTREAM, attempt=slow, explain=explain)
         call = asyncio.ensure_future(delegate.send(None, "e", sending))  # type: ignore[arg-type]
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(attempted.wait(), 5)  # the call is with its upstream
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call

@@ -8,6 +8,7 @@ import anyio
 from a2a.types import Task, TaskState
 
 from gateway.flows.deep_approvals import decided, held_deeper, wait_for_decision
+from tests.support.clock import FakeClockLoop
 
 APPROVAL = "apr_" + "0" * 32
 
@@ -54,8 +55,9 @@ def test_a_decision_wakes_its_waiters_and_only_them() -> None:
 
             group.start_soon(wait, APPROVAL, 5.0)
             group.start_soon(wait, "apr_other", 0.2)
-            await anyio.sleep(0.05)
+            await anyio.wait_all_tasks_blocked()  # both waiting
             decided(APPROVAL)
         return woken[APPROVAL], woken["apr_other"]
 
-    assert anyio.run(play) == (True, False)
+    # On the test's clock: the other's 0.2 s pass when all else waits, at once.
+    assert anyio.run(play, backend_options={"loop_factory": FakeClockLoop}) == (True, False)

@@ -7,22 +7,35 @@ import asyncio
 import pytest
 
 from gateway.flows.step_clock import StoppedClock
+from tests.support import clock as fake_clock
 
 
 def test_the_time_a_human_takes_does_not_count() -> None:
+    """On the test's clock (`tests.support.clock`): an hour held takes no time."""
+
+    passed: list[str] = []
+
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(0.3) as timeout:
             clock = StoppedClock(timeout)
+            await asyncio.sleep(0.1)  # of the 0.3 s, 0.2 s are left
             clock.hold(True)
             clock.hold(True)  # said twice: still what was left the first time
             assert timeout.when() is None
-            await asyncio.sleep(0.6)  # twice the timeout, held: no TimeoutError
+            await asyncio.sleep(3600)  # an hour held: no TimeoutError
+            passed.append("held")
             clock.hold(False)
+            assert timeout.when() == pytest.approx(loop.time() + 0.2)
+            await asyncio.sleep(0.19)  # not yet
+            assert not timeout.expired()
+            passed.append("left")
             await asyncio.sleep(5)  # ends by the timeout, with what was left
         raise AssertionError("not timed out")  # pragma: no cover
 
     with pytest.raises(TimeoutError):
-        asyncio.run(scenario())
+        fake_clock.run(scenario())
+    assert passed == ["held", "left"]
 
 
 def test_what_is_left_is_given_back() -> None:

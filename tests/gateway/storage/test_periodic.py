@@ -1,7 +1,8 @@
 """The periodic jobs' loop (`gateway.storage.periodic`): a failing pass never
 ends a job, a failing stretch is logged once each way, an outage reads as one,
 and a pass can be asked for now. Passes are awaited by condition, not time:
-each test's interval is an hour unless woken."""
+each test's interval is an hour unless woken, and an hour that must pass
+passes on the test's clock (`tests.support.clock`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from gateway.storage.outages import DependencyUnavailable
 from gateway.storage.periodic import Periodic, next_due
+from tests.support import clock as fake_clock
 
 HOUR = 3600.0
 
@@ -81,17 +83,26 @@ async def test_an_outage_is_said_as_one_without_a_traceback(
     assert record.exc_info is None
 
 
-async def test_a_job_that_waits_first_runs_only_when_due_or_woken() -> None:
-    script = Script()
-    job = Periodic("later", HOUR, script, now=False)
-    running = asyncio.create_task(job.run_forever())
-    await asyncio.sleep(0.05)
-    assert script.passes == 0
-    await next_pass(job, script)
-    assert script.passes == 1
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
+def test_a_job_that_waits_first_runs_only_when_due_or_woken() -> None:
+    """On the test's clock (`tests.support.clock`): the hour passes at once."""
+
+    async def scenario() -> None:
+        script = Script()
+        job = Periodic("later", HOUR, script, now=False)
+        running = asyncio.create_task(job.run_forever())
+        await asyncio.sleep(HOUR - 1)  # all but the last second of its wait
+        assert script.passes == 0
+        await next_pass(job, script)  # woken
+        assert script.passes == 1
+        await asyncio.sleep(HOUR - 1)  # a new wait from the woken pass
+        assert script.passes == 1
+        await next_pass(job, script, wake=False)  # due
+        assert script.passes == 2
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    fake_clock.run(scenario())
 
 
 async def test_the_interval_is_read_before_each_wait() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -40,7 +41,7 @@ from gateway.demo.vendor import Vendor
 from registry.tls import client_tls
 from tests.e2e.test_connected_accounts import browser
 from tests.support import waiting
-from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
+from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory, start_gateway
 from tests.support.mcp_clients import mcp_client
 
 POLICY = "agents: {}\n"
@@ -56,9 +57,45 @@ def with_agent(gateway: Gateway, vendor: Vendor) -> Gateway:
     return gateway
 
 
+@pytest.fixture(scope="module")
+def vendor(module_database_url: str | None) -> Iterator[Vendor]:
+    """One vendor for each of the module's gateways (one a database): each
+    test has users of its own, and reads the calls made since it began
+    (``vendor.calls[before:]``)."""
+    with Vendor() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    vendor: Vendor, tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Gateway]:
+    """One gateway for the module's tests, the vendor's agent registered."""
+    folder = tmp_path_factory.mktemp("connected-agents")
+    running = start_gateway(
+        folder / "data", module_database_url, policy=POLICY, secret_key=SECRET_KEY
+    )
+    try:
+        yield with_agent(running, vendor)
+    finally:
+        running.stop()
+
+
 @pytest.fixture
-def gateway(vendor: Vendor, make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
-    return with_agent(make_gateway(database_url, policy=POLICY, secret_key=SECRET_KEY), vendor)
+def own_vendor() -> Iterator[Vendor]:
+    """A vendor of the test's own: the test changes how it registers clients,
+    counts what it revoked, or has a gateway of its own on SQLite only."""
+    with Vendor() as running:
+        yield running
+
+
+@pytest.fixture
+def own_gateway(
+    own_vendor: Vendor, make_gateway: GatewayFactory, database_url: str | None
+) -> Gateway:
+    """A gateway of the test's own: the test removes the agent, or sets its client."""
+    gateway = make_gateway(database_url, policy=POLICY, secret_key=SECRET_KEY)
+    return with_agent(gateway, own_vendor)
 
 
 def connect(gateway: Gateway, vendor: Vendor, console: httpx.Client, as_user: str) -> None:
@@ -138,6 +175,7 @@ def answer(task: Task) -> str:
 
 
 def test_a_call_waits_for_its_users_consent_then_goes_on(gateway: Gateway, vendor: Vendor) -> None:
+    before = len(vendor.calls)
     alice, bob = gateway.token("alice"), gateway.token("bob")
     held = send(gateway, alice)
     assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
@@ -146,7 +184,7 @@ def test_a_call_waits_for_its_users_consent_then_goes_on(gateway: Gateway, vendo
     assert held.metadata["connect_url"] == connect_url
     bobs = send(gateway, bob, streaming=True)
     assert bobs.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
-    assert vendor.calls == []  # nothing reached the agent
+    assert vendor.calls[before:] == []  # nothing reached the agent
     # Bob cannot read Alice's held task.
     with pytest.raises(Exception, match="not found"):
         get_task(gateway, bob, held.id)
@@ -155,7 +193,7 @@ def test_a_call_waits_for_its_users_consent_then_goes_on(gateway: Gateway, vendo
         connect(gateway, vendor, console, "alice@vendor")
     done = wait_for(gateway, alice, held.id, TaskState.TASK_STATE_COMPLETED)
     assert answer(done) == "you are alice@vendor"
-    [call] = vendor.calls  # sent once, after consent, with Alice's own token
+    [call] = vendor.calls[before:]  # sent once, after consent, with Alice's own token
     assert call["subject"] == "alice@vendor"
     assert call["scopes"] == ["notes:read"]
     # Bob's call still waits for Bob: Alice's connection releases only hers.
@@ -165,37 +203,40 @@ def test_a_call_waits_for_its_users_consent_then_goes_on(gateway: Gateway, vendo
         connect(gateway, vendor, console, "bob@vendor")
     done = wait_for(gateway, bob, bobs.id, TaskState.TASK_STATE_COMPLETED)
     assert answer(done) == "you are bob@vendor"
-    assert [c["subject"] for c in vendor.calls] == ["alice@vendor", "bob@vendor"]
+    assert [c["subject"] for c in vendor.calls[before:]] == ["alice@vendor", "bob@vendor"]
 
 
 def test_a_connected_user_calls_at_once_and_the_audit_names_the_connection(
     gateway: Gateway, vendor: Vendor
 ) -> None:
-    alice = gateway.token("alice")
-    with browser(gateway, "alice") as console:
-        connect(gateway, vendor, console, "alice@vendor")
+    before = len(vendor.calls)
+    amy = gateway.token("amy")
+    with browser(gateway, "amy") as console:
+        connect(gateway, vendor, console, "amy@vendor")
     for streaming in (False, True):
-        task = send(gateway, alice, streaming=streaming)
+        task = send(gateway, amy, streaming=streaming)
         assert task.status.state == TaskState.TASK_STATE_COMPLETED, said(task)
-        assert answer(task) == "you are alice@vendor"
-    assert [c["subject"] for c in vendor.calls] == ["alice@vendor"] * 2
+        assert answer(task) == "you are amy@vendor"
+    assert [c["subject"] for c in vendor.calls[before:]] == ["amy@vendor"] * 2
     with gateway.client() as admin:
-        [listed] = admin.get("/connections", params={"all": "true"}).json()["items"]
-        assert (listed["upstream"], listed["subject"]) == (AGENT, "alice")
-        records = admin.get("/audit", params={"kind": "all", "target": AGENT, "limit": 50}).json()[
-            "items"
-        ]
+        connections = admin.get("/connections", params={"all": "true"}).json()["items"]
+        [listed] = [c for c in connections if c["subject"] == "amy"]
+        assert (listed["upstream"], listed["subject"]) == (AGENT, "amy")
+        params = {"kind": "all", "user": "amy", "agent": AGENT, "limit": "50"}
+        records = admin.get("/audit", params=params).json()["items"]
+        everything = admin.get("/audit", params={"kind": "all", "limit": 1000}).json()["items"]
     sent = [r for r in records if r["event"].startswith("a2a.Send") and r["outcome"] == "ok"]
     assert len(sent) == 2
     for record in sent:
         assert record["detail"].startswith(f"connection {listed['id']} (scopes notes:read")
-    tokens = {c["token"] for c in vendor.calls}
-    assert not [r for r in records if any(t in str(r) for t in tokens)]
+    tokens = {c["token"] for c in vendor.calls[before:]}
+    assert not [r for r in everything if any(t in str(r) for t in tokens)]
 
 
 def test_an_mcp_client_calling_the_agents_skill_is_told_to_connect(
     gateway: Gateway, vendor: Vendor
 ) -> None:
+    before = len(vendor.calls)
     token = gateway.token("carol")
 
     async def run() -> types.CallToolResult:
@@ -206,12 +247,13 @@ def test_an_mcp_client_calling_the_agents_skill_is_told_to_connect(
     assert result.is_error
     text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
     assert f"/ui/connections/{AGENT}/connect" in text
-    assert vendor.calls == []
+    assert vendor.calls[before:] == []
 
 
 def test_an_admin_cannot_approve_a_call_past_its_users_consent(
     gateway: Gateway, vendor: Vendor
 ) -> None:
+    before = len(vendor.calls)
     held = send(gateway, gateway.token("dora"))
     approval = held.metadata["approval"]
     with gateway.client() as admin:
@@ -220,12 +262,13 @@ def test_an_admin_cannot_approve_a_call_past_its_users_consent(
         assert refused.json()["type"].endswith("waits-for-consent")
         rejected = admin.post(f"/approvals/{approval}", json={"decision": "reject"})
         assert rejected.status_code == 200, rejected.text
-    assert vendor.calls == []
+    assert vendor.calls[before:] == []
 
 
 def test_removing_the_agent_removes_and_revokes_its_connections(
-    gateway: Gateway, vendor: Vendor
+    own_gateway: Gateway, own_vendor: Vendor
 ) -> None:
+    gateway, vendor = own_gateway, own_vendor
     with browser(gateway, "erin") as console:
         connect(gateway, vendor, console, "erin@vendor")
     with gateway.client() as admin:
@@ -244,7 +287,7 @@ def test_a_token_revoked_at_the_agent_holds_the_next_call_until_the_user_connect
     assert send(gateway, fay).status.state == TaskState.TASK_STATE_COMPLETED
     for streaming in (False, True):
         # The vendor revokes Fay's access token on its side (an admin there).
-        for used in {c["token"] for c in vendor.calls}:
+        for used in {c["token"] for c in vendor.calls if c["subject"] == "fay@vendor"}:
             vendor.provider.access.pop(used, None)
         held = send(gateway, fay, streaming=streaming)
         assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED, said(held)
@@ -256,7 +299,8 @@ def test_a_token_revoked_at_the_agent_holds_the_next_call_until_the_user_connect
         done = wait_for(gateway, fay, held.id, TaskState.TASK_STATE_COMPLETED)
         assert answer(done) == "you are fay@vendor"
     with gateway.client() as admin:
-        audit = admin.get("/audit", params={"kind": "all", "subject": "fay"}).json()["items"]
+        params = {"kind": "all", "user": "fay"}
+        audit = admin.get("/audit", params=params).json()["items"]
     assert sum(e["event"] == "connection.refused_upstream" for e in audit) == 2
 
 
@@ -276,6 +320,7 @@ def test_a_flow_step_to_the_agent_waits_for_its_user_then_goes_on(
     with gateway.client() as admin:
         registered = admin.post("/flows", json=ASK_AGENT_FLOW)
     assert registered.status_code == 201, registered.text
+    before = len(vendor.calls)
     gus = gateway.token("gus")
     with gateway.client(gus) as client:
         started = client.post("/flows/ask-agent/runs", json={"input": {}}).json()
@@ -290,18 +335,19 @@ def test_a_flow_step_to_the_agent_waits_for_its_user_then_goes_on(
                 time.sleep(0.1)
 
         assert state("auth_required", "failed", "completed")["state"] == "auth_required"
-        assert vendor.calls == []
+        assert vendor.calls[before:] == []
         with browser(gateway, "gus") as console:
             connect(gateway, vendor, console, "gus@vendor")
         done = state("completed", "failed")
     assert done["state"] == "completed", done
     assert "you are gus@vendor" in json.dumps(done["output"])
-    assert [c["subject"] for c in vendor.calls] == ["gus@vendor"]
+    assert [c["subject"] for c in vendor.calls[before:]] == ["gus@vendor"]
 
 
 def test_a_2026_mcp_client_is_asked_to_connect_and_the_skill_call_completes(
     gateway: Gateway, vendor: Vendor
 ) -> None:
+    before = len(vendor.calls)
     asked: list[types.ElicitRequestParams] = []
 
     def connect_hal() -> None:
@@ -328,12 +374,13 @@ def test_a_2026_mcp_client_is_asked_to_connect_and_the_skill_call_completes(
     assert not result.is_error, text
     assert len(asked) == 1
     assert "you are hal@vendor" in text
-    assert [c["subject"] for c in vendor.calls] == ["hal@vendor"]
+    assert [c["subject"] for c in vendor.calls[before:]] == ["hal@vendor"]
 
 
 def test_a_missing_scope_holds_the_call_and_asks_for_exactly_it(
     gateway: Gateway, vendor: Vendor
 ) -> None:
+    before = len(vendor.calls)
     kim = gateway.token("kim")
     with browser(gateway, "kim") as console:
         connect(gateway, vendor, console, "kim@vendor")  # notes:read, the card's least
@@ -367,13 +414,15 @@ def test_a_missing_scope_holds_the_call_and_asks_for_exactly_it(
         with browser(gateway, "kim") as console:
             connect(gateway, vendor, console, "kim@vendor")
     wrote = [
-        c for c in vendor.calls if c["subject"] == "kim@vendor" and "notes:write" in c["scopes"]
+        c
+        for c in vendor.calls[before:]
+        if c["subject"] == "kim@vendor" and "notes:write" in c["scopes"]
     ]
     assert len(wrote) == 2
 
 
 def test_a_held_call_whose_release_was_missed_goes_on_all_the_same(
-    gateway: Gateway, vendor: Vendor
+    gateway: Gateway, vendor: Vendor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection is made while the call is being held (the callback's
     release saw no wait yet): the gateway's sweep finds it."""
@@ -384,7 +433,8 @@ def test_a_held_call_whose_release_was_missed_goes_on_all_the_same(
     async def missed(*_: Any) -> int:
         return 0
 
-    desk.connected = missed  # the callback's release finds nothing
+    # The callback's release finds nothing (for this test: the gateway is shared).
+    monkeypatch.setattr(desk, "connected", missed)
     with browser(gateway, "lee") as console:
         connect(gateway, vendor, console, "lee@vendor")
     done = wait_for(gateway, lee, held.id, TaskState.TASK_STATE_COMPLETED)
@@ -397,13 +447,14 @@ def test_a_held_call_is_given_up_when_its_requesters_token_expires(
     # A token is usable until its exp plus the clock-skew leeway, on every
     # path (policies.tokens.usable_until): one minted in the past, three
     # seconds of that leeway left, as the door and the held call see it.
+    before = len(vendor.calls)
     leeway = gateway.settings.token_leeway_seconds
     mia = gateway.mint(sub="mia", scopes="", ttl=3, now=time.time() - leeway)
     held = send(gateway, mia)
     later = gateway.token("mia")  # to read the task once the first token is gone
     done = wait_for(gateway, later, held.id, TaskState.TASK_STATE_REJECTED)
     assert "token expired before they connected" in said(done)
-    assert vendor.calls == []
+    assert vendor.calls[before:] == []
 
 
 def test_a_task_of_an_agent_whose_connection_is_gone_says_so_with_the_link(
@@ -414,7 +465,8 @@ def test_a_task_of_an_agent_whose_connection_is_gone_says_so_with_the_link(
         connect(gateway, vendor, console, "ned@vendor")
     task = send(gateway, ned)
     with gateway.client() as admin:  # an admin revokes Ned's connection
-        [his] = admin.get("/connections", params={"all": "true"}).json()["items"]
+        connections = admin.get("/connections", params={"all": "true"}).json()["items"]
+        [his] = [c for c in connections if c["subject"] == "ned"]
         assert admin.delete(f"/connections/{his['id']}").status_code == 204
     with pytest.raises(Exception, match=f"/ui/connections/{AGENT}/connect") as refused:
         get_task(gateway, ned, task.id)
@@ -422,16 +474,17 @@ def test_a_task_of_an_agent_whose_connection_is_gone_says_so_with_the_link(
 
 
 @pytest.fixture
-def approving_gateway(vendor: Vendor, make_gateway: GatewayFactory) -> Gateway:
+def approving_gateway(own_vendor: Vendor, make_gateway: GatewayFactory) -> Gateway:
     """SQLite only: the policy asks an admin to approve every call to the agent."""
     policy = f"agents:\n  {AGENT}:\n    approval: true\n"
-    return with_agent(make_gateway(None, policy=policy, secret_key=SECRET_KEY), vendor)
+    return with_agent(make_gateway(None, policy=policy, secret_key=SECRET_KEY), own_vendor)
 
 
 def test_an_approved_call_without_the_users_connection_fails_with_the_link(
-    approving_gateway: Gateway, vendor: Vendor
+    approving_gateway: Gateway, own_vendor: Vendor
 ) -> None:
-    gateway = approving_gateway
+    gateway, vendor = approving_gateway, own_vendor
+    before = len(vendor.calls)
     oli = gateway.token("oli")
     held = send(gateway, oli)
     assert held.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
@@ -442,14 +495,15 @@ def test_an_approved_call_without_the_users_connection_fails_with_the_link(
         assert approved.status_code == 200, approved.text
     done = wait_for(gateway, oli, held.id, TaskState.TASK_STATE_FAILED)
     assert f"/ui/connections/{AGENT}/connect" in said(done)
-    assert vendor.calls == []
+    assert vendor.calls[before:] == []
 
 
 def test_an_admin_sets_a_client_registered_out_of_band_for_the_agent(
-    gateway: Gateway, vendor: Vendor, database_url: str | None
+    own_gateway: Gateway, own_vendor: Vendor, database_url: str | None
 ) -> None:
     """For a vendor that offers neither dynamic registration nor client id
     metadata documents: the client an admin registered there by hand."""
+    gateway, vendor = own_gateway, own_vendor
     vendor.dynamic_registration = False
     secret = "the-agents-client-secret-0123456789"
     redirect = f"{gateway.url}/ui/connections/{AGENT}/callback"

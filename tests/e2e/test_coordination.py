@@ -5,6 +5,7 @@ listed and released by an admin, audited with the rule's name."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -142,6 +143,9 @@ class Setup:
     gateway: Gateway
     recorders: dict[str, Recorder]
     token: str
+    # The last audit record before the test began (the module's tests share
+    # the gateway: a test reads the records of its own calls).
+    audit_from: int = 0
 
     def send(
         self, agent: str, skill: str, data: dict[str, Any] | None, *, rest: bool = False
@@ -167,14 +171,53 @@ class Setup:
     def calls(self, agent: str) -> int:
         return len(self.recorders[agent].calls())
 
+    def audit(self) -> list[dict[str, Any]]:
+        """The call records since the test began, newest first."""
+        params = {"after_id": self.audit_from, "limit": 1000}
+        with self.gateway.client() as admin:
+            return list(reversed(admin.get("/audit", params=params).json()["items"]))
+
+    def begin(self) -> Setup:
+        """From here on, what the agents see and the audit says is this test's."""
+        for recorder in self.recorders.values():
+            recorder.clear()
+            recorder.gate.set()
+        with self.gateway.client() as admin:
+            latest = admin.get("/audit", params={"kind": "all", "limit": 1}).json()["items"]
+        self.audit_from = latest[0]["id"] if latest else 0
+        return self
+
 
 REDIS = local_redis(3)
+STORES = ["database", pytest.param("redis", marks=pytest.mark.redis)]
 
 
-@pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+@pytest.fixture(scope="module", params=STORES)
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """One gateway for the module's tests: each names customers, orders and
+    flows of its own, and reads its own calls (`Setup.begin`)."""
+    with _deployed(tmp_path_factory.mktemp("coordination"), request.param) as running:
+        yield running
+
+
+@pytest.fixture
+def setup(deployment: Setup) -> Setup:
+    return deployment.begin()
+
+
+@pytest.fixture(params=STORES)
+def own_setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    """A gateway of the test's own: the test restarts it."""
+    with _deployed(tmp_path, request.param) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _deployed(tmp_path: Path, store: str) -> Iterator[Setup]:
     """The gateway keeping the rules' state in its database, or in Redis."""
-    redis_url = REDIS if request.param == "redis" else None
+    redis_url = REDIS if store == "redis" else None
     if redis_url:
         redis.Redis.from_url(redis_url).flushdb()
     policy = tmp_path / "policy.yaml"
@@ -270,8 +313,7 @@ def test_a_hold_keeps_sales_away_until_support_resolves(setup: Setup) -> None:
         assert admin.delete("/coordination/holds/sales-waits/C-1").status_code == 200
         assert admin.delete("/coordination/holds/sales-waits/C-1").status_code == 404
     assert setup.send("sales", "upsell", {"customer_id": "C-1"}).status_code == 200
-    with setup.gateway.client() as admin:
-        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    records = setup.audit()
     outcomes = [(r["event"], r["outcome"], r["target"]) for r in records]
     assert ("coordination", "hold_opened", "support") in outcomes
     assert ("coordination", "hold_closed", "support") in outcomes
@@ -294,7 +336,7 @@ def test_a_call_that_must_name_its_customer_and_does_not_is_refused(setup: Setup
     message_body = {
         "messageId": str(uuid.uuid4()),
         "role": "ROLE_USER",
-        "parts": [{"data": {"customer_id": "C-1"}}, {"data": {"customer_id": "C-9"}}],
+        "parts": [{"data": {"customer_id": "N-1"}}, {"data": {"customer_id": "N-9"}}],
     }
     body = {
         "jsonrpc": "2.0",
@@ -318,7 +360,7 @@ def test_a_call_that_must_name_its_customer_and_does_not_is_refused(setup: Setup
     assert "string or an integer" in odd.json()["error"]["message"]
     assert setup.calls("sales") == 0
     # Nothing was taken: a valid call for the same customer goes through.
-    assert setup.send("sales", "upsell", {"customer_id": "C-1"}).status_code == 200
+    assert setup.send("sales", "upsell", {"customer_id": "N-1"}).status_code == 200
 
 
 def test_a_budget_caps_contacts_per_customer(setup: Setup) -> None:
@@ -339,11 +381,11 @@ def test_a_budget_caps_contacts_per_customer(setup: Setup) -> None:
 def test_an_mcp_tool_is_held_back_with_the_rule_and_the_retry_hint(setup: Setup) -> None:
     async def calls() -> MCPError:
         async with mcp_client(setup.gateway.url + "/mcp", setup.token, "2026-07-28") as client:
-            first = await client.call_tool("calc__add", {"a": 41, "b": 1})
+            first = await client.call_tool("calc__add", {"a": 31, "b": 1})
             assert not first.is_error, first
             with pytest.raises(MCPError) as capped:
-                await client.call_tool("calc__add", {"a": 41, "b": 2})
-            other = await client.call_tool("calc__add", {"a": 40, "b": 2})
+                await client.call_tool("calc__add", {"a": 31, "b": 2})
+            other = await client.call_tool("calc__add", {"a": 30, "b": 2})
             assert not other.is_error, other
             return capped.value
 
@@ -408,8 +450,7 @@ def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Se
     assert done["status"]["state"] == "TASK_STATE_COMPLETED", done
     (call,) = setup.recorders["sales"].calls()
     assert call.bearer is not None and call.bearer != setup.token  # a token minted for sales
-    with setup.gateway.client() as admin:
-        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    records = setup.audit()
     outcomes = {(r["event"], r["outcome"]) for r in records}
     assert ("a2a.SendMessage", "deferred") in outcomes
     assert ("approval", "approved") in outcomes and ("approval", "rejected") in outcomes
@@ -517,19 +558,24 @@ FOLLOW_FLOW = {
 }
 
 
+def follow_flow(flow_id: str) -> dict[str, Any]:
+    """FOLLOW_FLOW under an id of the test's own (the module's tests share a gateway)."""
+    return {**FOLLOW_FLOW, "id": flow_id}
+
+
 def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
     with setup.gateway.client() as admin:
-        assert admin.post("/flows", json=FOLLOW_FLOW).status_code == 201
+        assert admin.post("/flows", json=follow_flow("follow-f1")).status_code == 201
     assert setup.send("support", "escalate", {"customer_id": "F-1"}).status_code == 200
     headers = {"Authorization": f"Bearer {setup.token}"}
     with httpx.Client(
         base_url=setup.gateway.url, headers=headers, timeout=30, verify=client_tls()
     ) as alice:
-        started = alice.post("/flows/follow-flow/runs", json={"input": {"customer": "F-1"}})
+        started = alice.post("/flows/follow-f1/runs", json={"input": {"customer": "F-1"}})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
         time.sleep(2.5)
-        waiting = alice.get(f"/flows/follow-flow/runs/{run_id}").json()
+        waiting = alice.get(f"/flows/follow-f1/runs/{run_id}").json()
         assert waiting["state"] == "working", waiting
         assert setup.calls("sales") == 0
         assert setup.send("support", "resolve", {"customer_id": "F-1"}).status_code == 200
@@ -537,14 +583,13 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
             assert admin.delete("/coordination/holds/follow-up-waits/F-1").status_code == 200
         deadline = time.monotonic() + 20
         while True:
-            run = alice.get(f"/flows/follow-flow/runs/{run_id}").json()
+            run = alice.get(f"/flows/follow-f1/runs/{run_id}").json()
             if run["state"] != "working" or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     assert run["state"] == "completed", run
     assert setup.calls("sales") == 1
-    with setup.gateway.client() as admin:
-        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    records = setup.audit()
     waited = [r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"]
     assert len(waited) == 1 and "support-first-then-follow-up" in waited[0]["reasons"][0]
 
@@ -641,7 +686,7 @@ def test_every_spelling_of_a_held_customer_is_held_on_both_doors(setup: Setup) -
         assert released.json()["key"] == "cu-abc123"
         cli_form = admin.delete("/coordination/holds/calc-waits/customer:CU-ABC123")
         assert cli_form.status_code == 200, cli_form.text
-        records = admin.get("/audit", params={"limit": "100"}).json()["items"]
+    records = setup.audit()
     refused = [r for r in records if r["outcome"] == "coordination"]
     assert len(refused) == 2 * 5 + len(SPELLINGS)
     assert all("cu-abc123" in " ".join(r["reasons"]) for r in refused)
@@ -649,26 +694,23 @@ def test_every_spelling_of_a_held_customer_is_held_on_both_doors(setup: Setup) -
 
 def test_a_flow_step_naming_a_held_customer_another_way_waits(setup: Setup) -> None:
     with setup.gateway.client() as admin:
-        assert admin.post("/flows", json=FOLLOW_FLOW).status_code == 201
+        assert admin.post("/flows", json=follow_flow("follow-f3")).status_code == 201
     assert setup.send("support", "escalate", {"customer_id": "F-3"}).status_code == 200
     headers = {"Authorization": f"Bearer {setup.token}"}
     with httpx.Client(
         base_url=setup.gateway.url, headers=headers, timeout=30, verify=client_tls()
     ) as alice:
         started = alice.post(
-            "/flows/follow-flow/runs", json={"input": {"customer": " \uff46-3\u200b"}}
+            "/flows/follow-f3/runs", json={"input": {"customer": " \uff46-3\u200b"}}
         )
         assert started.status_code == 202, started.text
     deadline = time.monotonic() + 20
-    with setup.gateway.client() as admin:
-        while True:
-            records = admin.get("/audit", params={"limit": "100"}).json()["items"]
-            waited = [
-                r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"
-            ]
-            if waited or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+    while True:
+        records = setup.audit()
+        waited = [r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"]
+        if waited or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(waited) == 1, records
     assert "support-first-then-follow-up" in waited[0]["reasons"][0]
     assert "f-3" in waited[0]["reasons"][0]
@@ -715,11 +757,12 @@ def _write_old_spelling(setup: Setup, redis_url: str | None, key: str, until: fl
 
 
 def test_state_kept_under_an_old_spelling_holds_after_a_restart(
-    setup: Setup, request: pytest.FixtureRequest
+    own_setup: Setup, request: pytest.FixtureRequest
 ) -> None:
     """Holds written before keys were canonical move to the canonical key at
     start-up: an upgrade does not let the held customer through."""
-    redis_url = REDIS if request.node.callspec.params["setup"] == "redis" else None
+    setup = own_setup
+    redis_url = REDIS if request.node.callspec.params["own_setup"] == "redis" else None
     _write_old_spelling(setup, redis_url, "CU-OLD", time.time() + 3600)
     _write_old_spelling(setup, redis_url, "Cu-Old2", time.time() + 3600)
     setup.gateway.restart()

@@ -24,8 +24,20 @@ from tests.support.inspecting import agent_card, send_message_body, verify_as_do
 from tests.support.servers import refusing_port
 
 
+@pytest.fixture(scope="module")
+def dep(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Deployment]:
+    """One deployment for the module's tests that leave its policy and its
+    agents be, and read what their own calls did."""
+    with deployment(tmp_path_factory.mktemp("delegation"), module_database_url) as d:
+        yield d
+
+
 @pytest.fixture
-def dep(tmp_path: Path, database_url: str | None) -> Iterator[Deployment]:
+def own_dep(tmp_path: Path, database_url: str | None) -> Iterator[Deployment]:
+    """A deployment of the test's own: the test rewrites the policy, registers
+    agents the others would list, or counts the whole audit log."""
     with deployment(tmp_path, database_url) as d:
         yield d
 
@@ -100,7 +112,8 @@ def test_scopes_only_shrink_and_requests_beyond_the_subject_are_refused(dep: Dep
     assert response.json()["error"] == "invalid_scope"
 
 
-def test_cycle_and_depth_are_refused(dep: Deployment, tmp_path: Path) -> None:
+def test_cycle_and_depth_are_refused(own_dep: Deployment, tmp_path: Path) -> None:
+    dep = own_dep
     to_support = _first_hop(dep, dep.gateway.token("alice", USER_SCOPES))
     to_sales = dep.exchange(to_support, by="support", audience="sales").json()["access_token"]
     # sales -> support would be support acting twice: A -> B -> A.
@@ -173,12 +186,13 @@ def test_policy_denials_on_the_front_door_and_what_the_user_may_see(dep: Deploym
     gw = dep.gateway
     # Without support:write the user may not delegate to support at all.
     weak = gw.token("bob", "sales:quote")
+    before = len(dep["support"].recorder.calls())
     response = dep.send("support", weak)
     assert response.status_code == 403
     error = response.json()["error"]
     assert error["code"] == -32000
     assert "support:write" in error["message"]
-    assert not dep["support"].recorder.calls(), "a refused call must not reach the agent"
+    assert len(dep["support"].recorder.calls()) == before, "a refused call must not reach the agent"
     # The agent listing shows bob only what he may use, by the same decision.
     with gw.client(weak) as client:
         visible = {a["id"] for a in client.get("/agents").json()["items"]}
@@ -208,8 +222,9 @@ def test_minted_tokens_are_cached_until_near_expiry(dep: Deployment) -> None:
 
 
 def test_audit_has_one_record_per_decision_and_no_tokens(
-    dep: Deployment, caplog: pytest.LogCaptureFixture
+    own_dep: Deployment, caplog: pytest.LogCaptureFixture
 ) -> None:
+    dep = own_dep
     caplog.set_level(logging.DEBUG)  # the gateway runs in this process: its logs land here
     gw = dep.gateway
     user_token = gw.token("alice", USER_SCOPES)
@@ -279,6 +294,7 @@ def test_audit_has_one_record_per_decision_and_no_tokens(
 
 def test_explain_says_what_the_gateway_does(dep: Deployment) -> None:
     with dep.gateway.client() as admin:
+        audited = admin.get("/audit").json()["items"]
         result = admin.post(
             "/policies/explain",
             json={
@@ -308,10 +324,11 @@ def test_explain_says_what_the_gateway_does(dep: Deployment) -> None:
         assert bad.status_code == 422
     # Explain records nothing: it is not a decision that happened.
     with dep.gateway.client() as admin:
-        assert admin.get("/audit").json()["items"] == []
+        assert admin.get("/audit").json()["items"] == audited
 
 
-def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(dep: Deployment) -> None:
+def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(own_dep: Deployment) -> None:
+    dep = own_dep
     original = dep.policy_path.read_text()
     # A typo'd key under audit-bot, on line 17 of the file.
     dep.policy_path.write_text(original + "    surprise: true\n")
@@ -335,10 +352,11 @@ def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(dep: Deploy
     assert dep.send("audit-bot", dep.gateway.token("alice", USER_SCOPES)).status_code == 200
 
 
-def test_approval_required_is_never_bypassed(dep: Deployment) -> None:
+def test_approval_required_is_never_bypassed(own_dep: Deployment) -> None:
     """A target that needs approval is never called without it: a token handed
     out at /oauth/token would skip the human, so the exchange is refused, and
     the front door holds the call for an admin (tests/e2e/test_approvals.py)."""
+    dep = own_dep
     dep.policy_path.write_text(
         dep.policy_path.read_text().replace(
             "    require: [sales:quote]\n", "    require: [sales:quote]\n    approval: true\n"
@@ -385,6 +403,7 @@ def _wait_for_policy(dep: Deployment, ready: object) -> None:
 def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -> None:
     url = dep.gateway.url + "/a2a/support"
     headers = {"Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}"}
+    before = len(dep["support"].recorder.calls())
 
     def post(content: bytes, path: str = url) -> httpx.Response:
         return httpx.post(
@@ -414,10 +433,11 @@ def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -
     no_token = httpx.post(url, json=send_message_body("hi"), verify=client_tls())
     assert no_token.status_code == 401
     assert no_token.headers["www-authenticate"].startswith("Bearer")
-    assert not dep["support"].recorder.calls(), "no bad request may reach the agent"
+    assert len(dep["support"].recorder.calls()) == before, "no bad request may reach the agent"
 
 
-def test_a_dead_upstream_is_a_clear_error_and_is_audited(dep: Deployment) -> None:
+def test_a_dead_upstream_is_a_clear_error_and_is_audited(own_dep: Deployment) -> None:
+    dep = own_dep
     # An agent whose interface is a port that refuses connections, held for
     # the test (a stopped server's own port could be given to another test's
     # server meanwhile, which would answer: seen once in CI).
@@ -509,10 +529,11 @@ def test_bad_input_on_explain_and_audit_is_a_clear_4xx(dep: Deployment) -> None:
 
 
 def test_an_agent_card_pointing_at_a_metadata_address_is_refused_at_call_time(
-    dep: Deployment,
+    own_dep: Deployment,
 ) -> None:
     """SSRF: the card, not the operator, chooses the interface URL, so every call
     checks it; link-local / metadata addresses are refused even in --dev."""
+    dep = own_dep
     card = {
         "name": "Sneaky",
         "description": "Points its interface at the cloud metadata service.",
@@ -602,6 +623,7 @@ def test_a_1_0_method_without_a_version_header_is_read_as_1_0(dep: Deployment) -
     mismatch says which header to send (issue 32)."""
     url = dep.gateway.url + "/a2a/support"
     auth = {"Authorization": f"Bearer {dep.gateway.token('alice', USER_SCOPES)}"}
+    before = len(dep["support"].recorder.calls())
     sent = httpx.post(url, json=send_message_body("no header"), headers=auth, verify=client_tls())
     assert sent.status_code == 200, sent.text
     assert "echo: no header" in sent.text
@@ -633,4 +655,4 @@ def test_a_1_0_method_without_a_version_header_is_read_as_1_0(dep: Deployment) -
         assert wrong["id"] == "r9"
         assert wrong["error"]["code"] == -32009
         assert f"send the header 'A2A-Version: {wanted}'" in wrong["error"]["message"], wrong
-    assert len(dep["support"].recorder.calls()) == 2  # the two that were served
+    assert len(dep["support"].recorder.calls()) == before + 2  # the two that were served

@@ -31,6 +31,7 @@ from mcp.client import advertise
 from mcp.server.mcpserver import MCPServer
 
 from gateway.mcp.errors import DELEGATION_REFUSED
+from tests.support.databases import database_beside
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
@@ -105,9 +106,13 @@ def running_setup(
         gateway.server.stop()
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
-    with running_setup(tmp_path, database_url) as running:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Setup]:
+    """One deployment for the module's tests: they read, or define a set of
+    a name of their own."""
+    with running_setup(tmp_path_factory.mktemp("apps"), module_database_url) as running:
         yield running
 
 
@@ -137,6 +142,7 @@ def test_an_upstreams_app_opens_through_the_gateway(setup: Setup, mode: str) -> 
         called = await client.call_tool("weather__forecast", {"city": "Oslo"})
         return {"tools": tools, "opens": opens, "listed": listed, "read": read, "called": called}
 
+    heard = len(setup.recorder.calls())  # the upstream is shared: what this test made it hear
     seen = host(setup, "/mcp", mode, steps)
     mine = "ui://switchboard/weather/weather/forecast.html"
     plain = "ui://switchboard/plainwx/weather/forecast.html"
@@ -154,7 +160,7 @@ def test_an_upstreams_app_opens_through_the_gateway(setup: Setup, mode: str) -> 
     assert APP_URI not in seen["listed"]  # never under the upstream's own name
     assert not seen["called"].is_error and "sunny in Oslo" in seen["called"].content[0].text
     # The upstream heard that apps are relayed, and (2026-07-28) the host's own say.
-    bodies = [s.body for s in setup.recorder.calls()]
+    bodies = [s.body for s in setup.recorder.calls()[heard:]]
     assert any(APP_EXTENSION.encode() in body for body in bodies)
     if mode != "legacy":
         [call] = [b for b in bodies if b"tools/call" in b]
@@ -224,10 +230,21 @@ agents:
 """
 
 
+@pytest.fixture(scope="module")
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Setup]:
+    """A deployment under GUARDED, for the tests that only read through it."""
+    tmp_path = tmp_path_factory.mktemp("apps-guarded")
+    with (
+        database_beside(module_database_url) as url,
+        running_setup(tmp_path, url, GUARDED) as running,
+    ):
+        yield running
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_an_app_follows_the_decision_on_its_tool(
-    tmp_path: Path, database_url: str | None, mode: str
-) -> None:
+def test_an_app_follows_the_decision_on_its_tool(guarded: Setup, mode: str) -> None:
     mine = "ui://switchboard/weather/weather/forecast.html"
     plain = "ui://switchboard/plainwx/weather/forecast.html"
 
@@ -243,10 +260,10 @@ def test_an_app_follows_the_decision_on_its_tool(
                 read[uri] = exc
         return {"tools": tools, "listed": listed, "read": read}
 
-    with running_setup(tmp_path, database_url, GUARDED) as setup:
-        without = host(setup, "/mcp", mode, steps, setup.gateway.token("bob"))
-        holder = setup.gateway.token("alice", "weather:read")
-        with_scope = host(setup, "/mcp", mode, steps, holder)
+    setup = guarded
+    without = host(setup, "/mcp", mode, steps, setup.gateway.token("bob"))
+    holder = setup.gateway.token("alice", "weather:read")
+    with_scope = host(setup, "/mcp", mode, steps, holder)
 
     # Without the scope: neither tool, and not weather's app -- not listed, a read refused.
     assert not {"weather__forecast", "forecast"} & without["tools"]

@@ -24,6 +24,7 @@ from mcp.server.mcpserver import Context
 
 from gateway.mcp.errors import DELEGATION_REFUSED, UPSTREAM_UNAVAILABLE
 from registry.tls import client_tls
+from tests.support.databases import database_beside
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, Seen
 from tests.support.mcp_clients import MODES, NameAnswerer, mcp_client
@@ -70,8 +71,20 @@ class Front:
         return await anyio.to_thread.run_sync(self.gateway.token, sub, scopes)
 
 
+@pytest.fixture(scope="module")
+def front(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Front]:
+    """One deployment for the module's tests that only call its tools: each
+    asserts on its own calls, and the catalog they list stays as it is."""
+    with _front(tmp_path_factory.mktemp("front"), module_database_url) as deployed:
+        yield deployed
+
+
 @pytest.fixture
-def front(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
+def own_front(tmp_path: Path, database_url: str | None) -> Iterator[Front]:
+    """A deployment of the test's own: the test stops its upstream or changes
+    the catalog that the others list."""
     with _front(tmp_path, database_url) as deployed:
         yield deployed
 
@@ -184,6 +197,8 @@ async def test_request_state_is_sealed_and_bound_to_the_caller(front: Front) -> 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_cancellation_reaches_the_upstream(front: Front, mode: str) -> None:
+    front.hang.started.clear()  # the tool is shared: wait for this test's own call
+    front.hang.cancelled.clear()
     async with mcp_client(front.url, await front.token("alice"), mode) as client:
         with anyio.move_on_after(30):
             async with anyio.create_task_group() as group:
@@ -194,7 +209,8 @@ async def test_cancellation_reaches_the_upstream(front: Front, mode: str) -> Non
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_dead_upstream_is_a_clear_error(front: Front, mode: str) -> None:
+async def test_dead_upstream_is_a_clear_error(own_front: Front, mode: str) -> None:
+    front = own_front
     front.upstream.stop()
     async with mcp_client(front.url, await front.token("alice"), mode) as client:
         with pytest.raises(MCPError) as dead:
@@ -283,9 +299,10 @@ def test_required_scopes_answer_403(tmp_path: Path) -> None:
         gateway.stop()
 
 
-async def test_unprefixed_servers_keep_their_tool_names(front: Front) -> None:
+async def test_unprefixed_servers_keep_their_tool_names(own_front: Front) -> None:
     """`prefix_tools: false` offers a server's tools under their own names; a
     second server with the same tool names gets the prefixed form."""
+    front = own_front
     second, third = upstream_server()[0], upstream_server()[0]
 
     def register() -> None:
@@ -312,9 +329,10 @@ async def test_unprefixed_servers_keep_their_tool_names(front: Front) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_tools_list_changed_reaches_connected_clients(front: Front, mode: str) -> None:
+async def test_tools_list_changed_reaches_connected_clients(own_front: Front, mode: str) -> None:
     """Registering a server tells connected clients, on either revision's channel:
     the 2025-11-25 session's stream, a 2026-07-28 `subscriptions/listen` stream."""
+    front = own_front
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
@@ -385,24 +403,31 @@ CALLER_SPAN = "00f067aa0ba902b7"
 STATE = "congo=t61rcWkgMzE"
 
 
-@pytest.fixture(params=["passthrough", "sdk"])
+@pytest.fixture(scope="module", params=["passthrough", "sdk"])
 def traced(
-    request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None
+    request: pytest.FixtureRequest,
+    front: Front,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str | None,
 ) -> Iterator[Front]:
-    """ "passthrough": calls go up as the gateway's own POST (`adapters.mcp_passthrough`);
-    "sdk": through the SDK's client, over a server keeping 2025-11-25 sessions, so a
-    2025-11-25 caller's calls go over the 2025-11-25 lane."""
+    """ "passthrough": calls go up as the gateway's own POST (`adapters.mcp_passthrough`),
+    the module's `front`; "sdk": through the SDK's client, over a server keeping
+    2025-11-25 sessions, so a 2025-11-25 caller's calls go over the 2025-11-25 lane."""
     if request.param == "passthrough":
-        with _front(tmp_path, database_url) as deployed:
-            yield deployed
-    else:
-        with _front(tmp_path, database_url, stateless=False, mcp_passthrough=False) as deployed:
-            yield deployed
+        yield front
+        return
+    tmp_path = tmp_path_factory.mktemp("traced-sdk")
+    with (
+        database_beside(module_database_url) as url,
+        _front(tmp_path, url, stateless=False, mcp_passthrough=False) as deployed,
+    ):
+        yield deployed
 
 
-def _audit_of(gateway: Gateway, target: str) -> list[dict[str, Any]]:
+def _audit_of(gateway: Gateway, user: str, target: str) -> list[dict[str, Any]]:
     with gateway.client() as admin:
-        return list(admin.get("/audit", params={"agent": target}).json()["items"])
+        params = {"user": user, "agent": target}
+        return list(admin.get("/audit", params=params).json()["items"])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -412,7 +437,8 @@ async def test_each_call_reaches_the_server_in_its_own_callers_trace(
     """One client session, four calls, each with other trace headers: what reaches
     the server is each call's own trace (for a 2025-11-25 caller, whose calls
     are all served by one session), the one its audit record has."""
-    token = await traced.token("alice")
+    user = f"tracer-{mode}"  # a user of its own: its audit records are its four calls
+    token = await traced.token(user)
     cases = {
         "caller's": {"traceparent": f"00-{TRACE}-{CALLER_SPAN}-00", "tracestate": STATE},
         "next": {"traceparent": f"00-{OTHER_TRACE}-{CALLER_SPAN}-01"},
@@ -435,7 +461,7 @@ async def test_each_call_reaches_the_server_in_its_own_callers_trace(
             added = await client.call_tool("alpha__add", {"a": 2, "b": 3})
             assert added.structured_content == {"result": 5}
             (seen[case],) = [c for c in traced.recorder.calls() if b'"tools/call"' in c.body]
-    records = await anyio.to_thread.run_sync(_audit_of, traced.gateway, "alpha")
+    records = await anyio.to_thread.run_sync(_audit_of, traced.gateway, user, "alpha")
     audited = dict(zip(cases, [r["trace_id"] for r in reversed(records)], strict=True))
     trace = {case: call.trace for case, call in seen.items()}
     assert trace["caller's"] is not None and trace["caller's"][::2] == (TRACE, "00")

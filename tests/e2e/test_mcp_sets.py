@@ -58,8 +58,30 @@ class Setup:
         return self.gateway.client()
 
 
+def ops(name: str) -> dict[str, Any]:
+    """OPS under a name of the test's own (the module's tests share a gateway)."""
+    return {**OPS, "name": name}
+
+
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Setup]:
+    """One gateway, its two servers and its agent for the module's tests: each
+    defines sets of names of its own, and leaves the servers and agents be."""
+    with _setup(tmp_path_factory.mktemp("mcp-sets"), module_database_url) as running:
+        yield running
+
+
 @pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+def own_setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    """A gateway of the test's own: the test removes a server and an agent."""
+    with _setup(tmp_path, database_url) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
@@ -109,16 +131,17 @@ def wait_for_tools(setup: Setup) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_a_client_at_a_set_sees_only_the_set(setup: Setup, mode: str) -> None:
     wait_for_tools(setup)
+    name = f"ops-{mode}"
     with setup.admin() as admin:
-        created = admin.post("/mcp-sets", json=OPS)
+        created = admin.post("/mcp-sets", json=ops(name))
     assert created.status_code == 201, created.text
-    assert created.headers["location"] == "/mcp-sets/ops"
+    assert created.headers["location"] == f"/mcp-sets/{name}"
     everything = tool_names(setup, "/mcp", mode)
     assert {"alpha__add", "beta__slow", "inventory__ship"} <= everything
     token = setup.gateway.token("alice")
 
     async def run() -> dict[str, Any]:
-        async with mcp_client(setup.gateway.url + "/mcp/ops", token, mode) as client:
+        async with mcp_client(setup.gateway.url + f"/mcp/{name}", token, mode) as client:
             listed = {t.name for t in (await client.list_tools()).tools}
             added = await client.call_tool("beta__add", {"a": 2, "b": 3})
             refused: dict[str, Any] = {}
@@ -148,18 +171,19 @@ def test_a_client_at_a_set_sees_only_the_set(setup: Setup, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])  # initialize; server/discover
 def test_a_set_introduces_itself(setup: Setup, mode: str) -> None:
+    name = f"intro-{mode}"
     with setup.admin() as admin:
-        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+        assert admin.post("/mcp-sets", json=ops(name)).status_code == 201
     token = setup.gateway.token("alice")
 
     async def run(path: str) -> tuple[types.Implementation | None, str | None, str]:
         async with mcp_client(setup.gateway.url + path, token, mode) as client:
             return client.server_info, client.instructions, client.protocol_version
 
-    info, instructions, version = setup.gateway.server.run(run("/mcp/ops"))
+    info, instructions, version = setup.gateway.server.run(run(f"/mcp/{name}"))
     assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
     assert info is not None
-    assert (info.name, info.title, info.description) == ("ops", "Ops tools", OPS["description"])
+    assert (info.name, info.title, info.description) == (name, "Ops tools", OPS["description"])
     assert [str(i.src) for i in info.icons or []] == [OPS["icon"]] or mode == "auto"
     assert instructions == OPS["instructions"]
     info, instructions, _ = setup.gateway.server.run(run("/mcp"))
@@ -170,11 +194,11 @@ def test_a_set_introduces_itself(setup: Setup, mode: str) -> None:
 def test_resources_and_prompts_come_with_their_servers(setup: Setup) -> None:
     wait_for_tools(setup)
     with setup.admin() as admin:
-        body = {"name": "beta-only", "title": "Beta", "select": {"servers": ["beta"]}}
+        body = {"name": "beta-alone", "title": "Beta", "select": {"servers": ["beta"]}}
         assert admin.post("/mcp-sets", json=body).status_code == 201
         skills = {"name": "skills", "title": "Skills", "select": {"agents": ["inventory"]}}
         assert admin.post("/mcp-sets", json=skills).status_code == 201
-    assert tool_names(setup, "/mcp/beta-only", "2026-07-28") == {
+    assert tool_names(setup, "/mcp/beta-alone", "2026-07-28") == {
         "beta__add",
         "beta__slow",
         "beta__fail",
@@ -197,59 +221,66 @@ def test_resources_and_prompts_come_with_their_servers(setup: Setup) -> None:
 
 def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> None:
     user = setup.gateway.token("bob")
+    name, other = "admins-ops", "admins-billing"  # the names of the sets it defines
+    mine = ops(name)
     with setup.admin() as admin, setup.gateway.client(user) as bob:
-        assert bob.post("/mcp-sets", json=OPS).status_code == 403
-        assert bob.put("/mcp-sets/ops", json=OPS).status_code == 403
+        before = admin.get("/mcp-sets").json()["items"]
+        assert bob.post("/mcp-sets", json=mine).status_code == 403
+        assert bob.put(f"/mcp-sets/{name}", json=mine).status_code == 403
         bad: list[dict[str, Any]] = [
-            {**OPS, "name": "Ops"},
-            {**OPS, "name": "-ops"},
-            {**OPS, "name": "o" * 65},
-            {**OPS, "select": {}},
-            {**OPS, "select": {"servers": ["nobody"]}},
-            {**OPS, "select": {"agents": ["ghost"]}},
-            {**OPS, "select": {"tools": ["a b"]}},
-            {**OPS, "select": {"tools": "alpha__*"}},
-            {**OPS, "select": {"servers": ["alpha"], "extra": 1}},
-            {**OPS, "title": ""},
-            {**OPS, "title": "t" * 201},
-            {**OPS, "icon": "javascript:alert(1)"},
-            {**OPS, "icon": "http://icons.example/ops.png"},
-            {**OPS, "select": {"tags": ["in ventory"]}},
-            {**OPS, "unknown": True},
-            {k: v for k, v in OPS.items() if k != "select"},
+            {**mine, "name": "Ops"},
+            {**mine, "name": "-ops"},
+            {**mine, "name": "o" * 65},
+            {**mine, "select": {}},
+            {**mine, "select": {"servers": ["nobody"]}},
+            {**mine, "select": {"agents": ["ghost"]}},
+            {**mine, "select": {"tools": ["a b"]}},
+            {**mine, "select": {"tools": "alpha__*"}},
+            {**mine, "select": {"servers": ["alpha"], "extra": 1}},
+            {**mine, "title": ""},
+            {**mine, "title": "t" * 201},
+            {**mine, "icon": "javascript:alert(1)"},
+            {**mine, "icon": "http://icons.example/ops.png"},
+            {**mine, "select": {"tags": ["in ventory"]}},
+            {**mine, "unknown": True},
+            {k: v for k, v in mine.items() if k != "select"},
         ]
         for body in bad:
             answer = admin.post("/mcp-sets", json=body)
             assert answer.status_code == 422, (body, answer.text)
-        unknown = admin.post("/mcp-sets", json={**OPS, "select": {"servers": ["nobody"]}})
+        unknown = admin.post("/mcp-sets", json={**mine, "select": {"servers": ["nobody"]}})
         assert unknown.json()["type"].endswith("unknown-target")
-        assert admin.get("/mcp-sets").json()["items"] == []
-        assert admin.put("/mcp-sets/Bad_Name", json=OPS).status_code == 422
+        assert admin.get("/mcp-sets").json()["items"] == before  # nothing stored
+        assert admin.put("/mcp-sets/Bad_Name", json=mine).status_code == 422
 
-        assert admin.post("/mcp-sets", json=OPS).status_code == 201
-        assert admin.post("/mcp-sets", json=OPS).status_code == 409
-        spec = {k: v for k, v in OPS.items() if k != "name"}
-        replaced = admin.put("/mcp-sets/ops", json={**spec, "title": "Ops, renamed"})
+        assert admin.post("/mcp-sets", json=mine).status_code == 201
+        assert admin.post("/mcp-sets", json=mine).status_code == 409
+        spec = {k: v for k, v in mine.items() if k != "name"}
+        replaced = admin.put(f"/mcp-sets/{name}", json={**spec, "title": "Ops, renamed"})
         assert replaced.status_code == 200, replaced.text
-        created = admin.put("/mcp-sets/billing", json=spec)
+        created = admin.put(f"/mcp-sets/{other}", json=spec)
         assert created.status_code == 201
         listed = bob.get("/mcp-sets").json()["items"]  # any user may list them
-        assert [(s["name"], s["title"]) for s in listed] == [
-            ("billing", "Ops tools"),
-            ("ops", "Ops, renamed"),
+        # Its own two, beside what was there before (other tests' sets).
+        assert [(s["name"], s["title"]) for s in listed if s["name"] in (name, other)] == [
+            (other, "Ops tools"),
+            (name, "Ops, renamed"),
         ]
+        assert {s["name"] for s in listed} == {s["name"] for s in before} | {name, other}
         # What a set selects, and who edited it, are the admins' to read.
         assert all("select" not in s and "updated_by" not in s for s in listed)
-        assert "select" not in bob.get("/mcp-sets/ops").json()
-        assert admin.get("/mcp-sets/ops").json()["updated_by"] == "admin"
-        assert bob.delete("/mcp-sets/ops").status_code == 403
-        assert admin.delete("/mcp-sets/ops").status_code == 204
-        assert admin.delete("/mcp-sets/ops").status_code == 404
-        assert bob.get("/mcp-sets/ops").status_code == 404
+        assert "select" not in bob.get(f"/mcp-sets/{name}").json()
+        assert admin.get(f"/mcp-sets/{name}").json()["updated_by"] == "admin"
+        assert bob.delete(f"/mcp-sets/{name}").status_code == 403
+        assert admin.delete(f"/mcp-sets/{name}").status_code == 204
+        assert admin.delete(f"/mcp-sets/{name}").status_code == 404
+        assert bob.get(f"/mcp-sets/{name}").status_code == 404
         events = [
             r["event"]
+            for target in (name, other)  # the records of its own sets
             for r in admin.get(
-                "/audit", params={"kind": "all", "subject": "admin", "limit": 100}
+                "/audit",
+                params={"kind": "all", "subject": "admin", "agent": f"mcp-set:{target}"},
             ).json()["items"]
             if r["event"].startswith("mcp_set.")
         ]
@@ -265,12 +296,13 @@ def test_a_set_naming_a_tool_nothing_offers_is_refused(setup: Setup) -> None:
     wait_for_tools(setup)
     spec = {k: v for k, v in OPS.items() if k != "name"}
     with setup.admin() as admin:
+        before = admin.get("/mcp-sets").json()["items"]
         for typo in ("alpha__ad", "inventory__shipp", "nobody__add", "add", "switchboard__serch"):
             refused = admin.put("/mcp-sets/typo", json=spec | {"select": {"tools": [typo]}})
             assert refused.status_code == 422, (typo, refused.text)
             assert refused.json()["type"].endswith("unknown-target")
             assert repr(typo) in refused.json()["detail"], refused.text
-        assert admin.get("/mcp-sets").json()["items"] == []
+        assert admin.get("/mcp-sets").json()["items"] == before  # nothing stored
         named = ["alpha__add", "inventory__ship", "zeta__*", "switchboard__search_tools"]
         created = admin.put("/mcp-sets/typo", json=spec | {"select": {"tools": named}})
         assert created.status_code == 201, created.text
@@ -278,16 +310,18 @@ def test_a_set_naming_a_tool_nothing_offers_is_refused(setup: Setup) -> None:
 
 def test_a_set_is_a_protected_resource_of_its_own(setup: Setup) -> None:
     with setup.admin() as admin:
-        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+        assert admin.post("/mcp-sets", json=ops("guarded")).status_code == 201
     url = setup.gateway.url
-    metadata = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/ops", verify=client_tls())
+    metadata = httpx.get(
+        url + "/.well-known/oauth-protected-resource/mcp/guarded", verify=client_tls()
+    )
     assert metadata.status_code == 200
-    assert metadata.json()["resource"] == url + "/mcp/ops"
+    assert metadata.json()["resource"] == url + "/mcp/guarded"
     assert metadata.json()["resource_name"] == "Ops tools"
     missing = httpx.get(url + "/.well-known/oauth-protected-resource/mcp/nope", verify=client_tls())
     assert missing.status_code == 404
     # Unauthenticated: 401 pointing at the set's own metadata, whether or not it exists.
-    for name in ("ops", "nope"):
+    for name in ("guarded", "nope"):
         refused = httpx.post(
             url + f"/mcp/{name}", json={"jsonrpc": "2.0", "id": 1}, verify=client_tls()
         )
@@ -321,20 +355,20 @@ async def _notices(
 
 def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:
     with setup.admin() as admin:
-        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+        assert admin.post("/mcp-sets", json=ops("told")).status_code == 201
         other = {**OPS, "name": "other", "title": "Other"}
         assert admin.post("/mcp-sets", json=other).status_code == 201
     token = setup.gateway.token("carol")  # made off the gateway's loop
     told: list[str] = []
 
     async def run() -> None:
-        heard = {"/mcp/ops": anyio.Event(), "/mcp/other": anyio.Event()}
+        heard = {"/mcp/told": anyio.Event(), "/mcp/other": anyio.Event()}
         # The notices of the setup's own changes (the agent's registration,
         # the sets' creation) are sent, to nobody, before anyone listens.
         await setup.gateway.server.app.state.switchboard.mcp_notices.settled()
         async with anyio.create_task_group() as group:
             readies = []
-            for path in ("/mcp/ops", "/mcp/other"):
+            for path in ("/mcp/told", "/mcp/other"):
                 ready = anyio.Event()
                 readies.append(ready)
                 group.start_soon(_notices, setup, token, path, heard, ready)
@@ -345,11 +379,11 @@ def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:
             def replace() -> int:
                 spec = {k: v for k, v in OPS.items() if k != "name"}
                 with setup.admin() as admin:
-                    return admin.put("/mcp-sets/ops", json={**spec, "title": "New"}).status_code
+                    return admin.put("/mcp-sets/told", json={**spec, "title": "New"}).status_code
 
             assert await anyio.to_thread.run_sync(replace) == 200
             with anyio.fail_after(10):
-                await heard["/mcp/ops"].wait()
+                await heard["/mcp/told"].wait()
             # The other set's client hears nothing of it (given a second more).
             with contextlib.suppress(TimeoutError), anyio.fail_after(1.0):
                 await heard["/mcp/other"].wait()
@@ -357,14 +391,14 @@ def test_a_changed_set_tells_its_own_clients_only(setup: Setup) -> None:
             group.cancel_scope.cancel()
 
     setup.gateway.server.run(run())
-    assert told == ["/mcp/ops"]
+    assert told == ["/mcp/told"]
 
 
 def test_a_session_answers_only_where_it_was_opened(setup: Setup) -> None:
     """A 2025-11-25 session of /mcp used at a set's path (or the other way
     round) is a session not found there."""
     with setup.admin() as admin:
-        assert admin.post("/mcp-sets", json=OPS).status_code == 201
+        assert admin.post("/mcp-sets", json=ops("opened")).status_code == 201
     token = setup.gateway.token("dora")
     headers = {
         "Authorization": f"Bearer {token}",
@@ -384,7 +418,7 @@ def test_a_session_answers_only_where_it_was_opened(setup: Setup) -> None:
     with httpx.Client(
         base_url=setup.gateway.url, headers=headers, timeout=30, verify=client_tls()
     ) as http:
-        for opened_at, elsewhere in (("/mcp", "/mcp/ops"), ("/mcp/ops", "/mcp")):
+        for opened_at, elsewhere in (("/mcp", "/mcp/opened"), ("/mcp/opened", "/mcp")):
             opened = http.post(opened_at, json=initialize)
             assert opened.status_code == 200, opened.text
             session = {
@@ -400,11 +434,12 @@ def test_a_session_answers_only_where_it_was_opened(setup: Setup) -> None:
             assert http.post(opened_at, json=listing, headers=session).status_code == 200
 
 
-def test_a_removed_server_or_agent_leaves_the_sets_that_named_it(setup: Setup) -> None:
+def test_a_removed_server_or_agent_leaves_the_sets_that_named_it(own_setup: Setup) -> None:
     """Removing an MCP server or an agent takes its id out of every set: one
     registered later under the same id is not in a curated set unseen. A
     set left selecting nothing offers nothing, and says so; defining one so
     is still refused."""
+    setup = own_setup
     wait_for_tools(setup)
     only_beta = OPS | {"name": "beta-only", "select": {"servers": ["beta"]}}
     with setup.admin() as admin:

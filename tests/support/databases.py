@@ -145,6 +145,18 @@ def fresh_database(*, migrated: bool = True) -> Iterator[str]:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def database_beside(url: str | None) -> Iterator[str | None]:
+    """The database of a second deployment beside a module's shared one on
+    ``url``: None for None (SQLite, in its own data dir), a fresh database on
+    PostgreSQL -- two gateways on one database would share their catalogs."""
+    if url is None:
+        yield None
+        return
+    with fresh_database() as own:
+        yield own
+
+
 @functools.cache
 def _sqlite_template() -> Path:
     """This process's SQLite file at the schema's head, built once."""

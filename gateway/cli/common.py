@@ -14,8 +14,6 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from gateway.settings import Settings
 from gateway.storage import runstate
@@ -70,6 +68,9 @@ def output_file(path: Path, what: str) -> Path:
 
 def database_problem(exc: BaseException, url: str) -> str:
     """What went wrong reaching the database, without the password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
     try:
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)
@@ -106,11 +107,21 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _is_database_failure(exc: BaseException) -> bool:
+    # SQLAlchemy is imported by the commands that use the database, not by
+    # every `switchboard` start: looked up only once something has failed.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, SQLAlchemyError | OSError)
+
+
 def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` (which uses the database); a database failure is one line."""
     try:
         return asyncio.run(work)
-    except (SQLAlchemyError, OSError) as exc:
+    except Exception as exc:
+        if not _is_database_failure(exc):
+            raise
         raise CliError(database_problem(exc, settings.effective_database_url)) from None
 
 
@@ -129,7 +140,9 @@ def dev_token(settings: Settings, subject: str, scopes: frozenset[str], ttl: int
 
     try:
         return issue_dev_token(settings, subject, scopes, ttl)
-    except (SQLAlchemyError, OSError) as exc:
+    except Exception as exc:
+        if not _is_database_failure(exc):
+            raise
         raise CliError(database_problem(exc, settings.effective_database_url)) from None
 
 

@@ -30,7 +30,6 @@ import grpc
 import grpc.aio
 from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
 from a2a.server.context import ServerCallContext
-from a2a.server.request_handlers import grpc_handler
 from a2a.server.request_handlers.grpc_handler import GrpcHandler, GrpcServerCallContextBuilder
 from a2a.types import a2a_pb2_grpc
 from a2a.utils.constants import VERSION_HEADER
@@ -59,6 +58,7 @@ from gateway.agents.outages import (
     outage_record,
     unavailable_error,
 )
+from gateway.compat.a2a import grpc_error_codes
 from gateway.delegation.handoffs import MessageSkill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
@@ -75,15 +75,16 @@ security = logging.getLogger("switchboard.security")
 # A2A 1.0 §5.4 "Error Code Mappings" names UNIMPLEMENTED for these three; the
 # SDK's table says FAILED_PRECONDITION (the TCK's GRPC-ERR-002 fails the SDK's
 # own server on it). The gateway's door follows the specification. The table
-# is the SDK's, and only this process's gRPC door reads it.
-grpc_handler._ERROR_CODE_MAP[PushNotificationNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
-grpc_handler._ERROR_CODE_MAP[UnsupportedOperationError] = grpc.StatusCode.UNIMPLEMENTED
-grpc_handler._ERROR_CODE_MAP[VersionNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
+# is the SDK's (gateway.compat.a2a), and only this process's gRPC door reads it.
+_CODES = grpc_error_codes()
+_CODES[PushNotificationNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
+_CODES[UnsupportedOperationError] = grpc.StatusCode.UNIMPLEMENTED
+_CODES[VersionNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
 # What an upstream failure or an outage is in gRPC's own codes (the SDK's
 # table maps them as their base classes, InternalError: INTERNAL).
-grpc_handler._ERROR_CODE_MAP[DependencyUnavailableError] = grpc.StatusCode.UNAVAILABLE
-grpc_handler._ERROR_CODE_MAP[UpstreamUnavailableError] = grpc.StatusCode.UNAVAILABLE
-grpc_handler._ERROR_CODE_MAP[UpstreamTimeoutError] = grpc.StatusCode.DEADLINE_EXCEEDED
+_CODES[DependencyUnavailableError] = grpc.StatusCode.UNAVAILABLE
+_CODES[UpstreamUnavailableError] = grpc.StatusCode.UNAVAILABLE
+_CODES[UpstreamTimeoutError] = grpc.StatusCode.DEADLINE_EXCEEDED
 
 # google.rpc.Code for the HTTP statuses a refusal carries (as `rest_refusal`).
 _REFUSAL_CODES = {

@@ -37,7 +37,6 @@ caller's own request `id`.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from dataclasses import replace
@@ -60,6 +59,7 @@ from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
 from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
+from gateway.compat.a2a import jsonrpc_answer_check
 from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import (
     BreakerOpen,
@@ -76,10 +76,8 @@ logger = logging.getLogger(__name__)
 _FAILURES = (UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)
 
 OPERATION = "SendMessage"
-# The SDK client's own answer check, without the tracing span the SDK's class
-# decorator wraps around every method: on the hot path, a span costs more
-# than the dictionary check it wraps (docs/history/performance-to-2026-11-27.md).
-_sdk_check_jsonrpc_response = inspect.unwrap(JsonRpcTransport._check_jsonrpc_response)
+# The SDK client's own answer check (gateway.compat.a2a says why unwrapped).
+_sdk_check_jsonrpc_response = jsonrpc_answer_check()
 
 
 def speaks_1x(version: str | None) -> bool:

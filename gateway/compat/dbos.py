@@ -6,9 +6,14 @@ fails if an upgrade moves a name."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS
+
+if TYPE_CHECKING:
+    # A step a sequence reserved in its workflow (`gateway.flows.lanes`):
+    # DBOS types it in a private module.
+    from dbos._dbos import StepReservation as StepReservation
 
 # DBOS names its listener thread after its target (Python 3.10+ adds the
 # target's name to a thread's default name).
@@ -50,3 +55,15 @@ def waiter_signal(destination: str, topic: str) -> tuple[Any, Any]:
     system = _get_dbos_instance()._sys_db
     key, _components = system._waiter(destination, topic)
     return system, system.notifications_map.get(key)
+
+
+def recover_pending_workflows(executor_ids: list[str]) -> list[Any]:
+    """DBOS's own recovery of the runs that ``executor_ids`` (replicas that
+    are gone) left PENDING: the handles of the runs put back on its queue.
+
+    Conductor drives it; the classmethod is underscored in 3.x. The public
+    `resume_workflow` is not guarded by the executor: two replicas resuming
+    at once could run a run twice, where this puts each run back while it is
+    still PENDING under a gone executor, to be dequeued by exactly one."""
+    handles: list[Any] = DBOS._recover_pending_workflows(executor_ids)
+    return handles

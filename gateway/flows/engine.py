@@ -235,11 +235,8 @@ class FlowEngine:
         over the same dead one at once start each run once.
         """
         await self.ensure()
-        # DBOS's own recovery, which Conductor drives; its classmethod is
-        # underscored in 3.x. `resume_workflow` is public but not guarded by
-        # the executor: two replicas resuming at once could run a run twice.
-        # tests/e2e/test_flow_replicas.py breaks if the name goes away.
-        handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
+        # DBOS's own recovery (gateway.compat.dbos says why not the public API).
+        handles = await asyncio.to_thread(compat.recover_pending_workflows, executor_ids)
         return [handle.get_workflow_id() for handle in handles]
 
     async def succeeded(self, run_ids: list[str]) -> list[str]:

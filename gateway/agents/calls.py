@@ -414,11 +414,13 @@ class UpstreamCalls:
         started = False
         try:
             async with token.refusals():
-                async for event in self._parts().delegate.stream(
+                relayed = self._parts().delegate.stream(
                     admission.grant, f"a2a.{operation}", streaming
-                ):
-                    started = True
-                    yield event
+                )
+                async with contextlib.aclosing(relayed):  # its record written as it closes
+                    async for event in relayed:
+                        started = True
+                        yield event
         except UserCredentialUnavailable as missing:
             if operation == "SendStreamingMessage" and not started:
                 raise  # nothing was done: held for the user's consent, or said by the door

@@ -118,7 +118,7 @@ def _watched(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 # Closed here when its reader stops, not later by the garbage
                 # collector: the stream's audit record is written as it closes,
-                # before the reader stores the outcome (docs/audit.md).
+                # before the reader stores the outcome (docs/delegation.md, audit).
                 async with contextlib.aclosing(method(*args, **kwargs)) as items:
                     async for item in items:
                         yield item

@@ -6,9 +6,9 @@ batch, before every audit read, and at shutdown. A caller that outruns the
 database waits: the log never silently drops a decision.
 
 A decision's record is durable no later than its outcome is acknowledged
-(docs/audit.md): the core records a call's outcome, and a refusal, with
-``durable=True``, which returns once the record is committed -- a group
-commit: whoever waits first writes everything buffered, the records that
+(docs/delegation.md, audit): the core records a call's outcome, and a
+refusal, with ``durable=True``, which returns once the record is committed
+-- a group commit: whoever waits first writes everything buffered, the records that
 came in while it wrote included, and the others find theirs written. So a
 gateway killed after answering a caller, or after a flow stored a step's
 outcome, has the record of that call. Not an INSERT of its own beside the
@@ -20,8 +20,8 @@ caller waits for (a flow's own events, an outage answered) are gathered for
 While the database is down, records are kept in the buffer (recording never
 fails the call that records, and a durable record stops waiting once a write
 has failed: the call's own outcome is not stored either, then) and the
-writer retries with backoff, from
-`RETRY_SECONDS` doubling to `MAX_RETRY_SECONDS`; once the database answers,
+writer retries with backoff, from `RETRY_SECONDS` doubling to
+`MAX_RETRY_SECONDS`; once the database answers,
 everything kept is written in order. Past `MAX_BUFFERED` records, or at a
 shutdown that cannot write them, each record goes to the log at ERROR as one
 JSON line (logger ``gateway.delegation.audit``), so none is lost without a

@@ -5,9 +5,9 @@ killed once the agent has received a given number of its messages (a
 condition waited on, not a time), on SQLite and PostgreSQL, and started
 again. Once the run has ended, the audit holds a record of every message the
 agent received: a send's record is durable no later than its outcome is
-stored (docs/audit.md). The gateway's audit writer is told to gather for ten
-seconds, so a record that only sat in its buffer at the kill is surely gone:
-the test does not depend on how fast the writer is.
+stored (docs/delegation.md, audit). The gateway's audit writer is told to
+gather for ten seconds, so a record that only sat in its buffer at the kill
+is surely gone: the test does not depend on how fast the writer is.
 """
 
 from __future__ import annotations

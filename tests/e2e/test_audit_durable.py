@@ -1,5 +1,5 @@
 """A call's audit record is written before its caller hears the outcome, at
-the A2A door (docs/audit.md): an answer, a stream's last word, a refusal --
+the A2A door (docs/delegation.md, audit): an answer, a stream's last word, a refusal --
 on SQLite and PostgreSQL.
 
 The gateway's audit writer is told to gather for ten seconds, and the test

@@ -390,11 +390,12 @@ class Delegations:
         if ends_call and permit.coordinated is not None and self.coordination is not None:
             await self.coordination.finished(permit.coordinated, outcome == "ok")
 
-    async def record_event(self, event: AuditEvent) -> None:
+    async def record_event(self, event: AuditEvent, *, durable: bool = False) -> None:
         """Audit what is not a delegated call's outcome: an outage answered, a
         flow's own events, a registration refused. The audit writer is the
-        core's: doors record through here, never through it."""
-        await self.audit.record(event)
+        core's: doors record through here, never through it. ``durable``:
+        written before this returns (an outcome about to be acknowledged)."""
+        await self.audit.record(event, durable=durable)
 
     async def admit(
         self,

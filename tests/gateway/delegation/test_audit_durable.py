@@ -18,9 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.audit import AuditLog
 from gateway.storage.db import create_engine, upgrade
 from gateway.storage.tables import audit_events
-from tests.gateway.delegation.test_audit import all_records, database, engine, event
-
-__all__ = ["engine"]  # the fixture, shared with test_audit
+from tests.gateway.delegation.test_audit import all_records, database, event
 
 
 async def traces_in_table(engine: AsyncEngine) -> set[str]:

@@ -16,6 +16,7 @@ from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import (
+    Message,
     SendMessageRequest,
     SendMessageResponse,
     StreamResponse,
@@ -49,6 +50,7 @@ from gateway.delegation.pipeline import (
     DelegationDenied,
     Delegations,
 )
+from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamTimeoutError
 from gateway.storage.outages import outage_of
@@ -406,6 +408,7 @@ class UpstreamCalls:
             explain=self._explain(admission),
             max_seconds=limit,
             observe=observe,
+            last=lambda event: isinstance(event, Message) or followed.state in TERMINAL,
             overran=overran,
             closed=closed,
             before=token.before,
@@ -414,11 +417,13 @@ class UpstreamCalls:
         started = False
         try:
             async with token.refusals():
-                async for event in self._parts().delegate.stream(
+                relayed = self._parts().delegate.stream(
                     admission.grant, f"a2a.{operation}", streaming
-                ):
-                    started = True
-                    yield event
+                )
+                async with contextlib.aclosing(relayed):  # its record written as it closes
+                    async for event in relayed:
+                        started = True
+                        yield event
         except UserCredentialUnavailable as missing:
             if operation == "SendStreamingMessage" and not started:
                 raise  # nothing was done: held for the user's consent, or said by the door

@@ -10,6 +10,7 @@ agent's card; a kind nobody added goes to the vendor handler.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -71,8 +72,12 @@ class GatewayRunHandlers(RequestHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        async for event in self._of(context).on_message_send_stream(params, context):
-            yield event
+        # Closed when its reader stops: the stream's record is written as it closes.
+        async with contextlib.aclosing(
+            self._of(context).on_message_send_stream(params, context)
+        ) as events:
+            async for event in events:
+                yield event
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
         return await self._of(context).on_get_task(params, context)
@@ -90,8 +95,11 @@ class GatewayRunHandlers(RequestHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        async for event in self._of(context).on_subscribe_to_task(params, context):
-            yield event
+        async with contextlib.aclosing(
+            self._of(context).on_subscribe_to_task(params, context)
+        ) as events:
+            async for event in events:
+                yield event
 
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext

@@ -4,6 +4,7 @@ behind `/a2a/{agent_id}`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -165,17 +166,24 @@ class AgentHandler(PushConfigs, RequestHandler):
                 return
             except StopAsyncIteration:
                 return
-            async for event in first_then_rest(first, events):
-                if relay is not None and not task_id:
-                    # `_relay` yields an event only once it is recorded as the
-                    # caller's: bound before the client can ask for it.
-                    task_id = _task_id_of(event)
-                    if task_id:
-                        await self._settle_push(admission, relay, task_id)
-                yield event
+            # Closed here, not left to the garbage collector: the stream's
+            # record is written as it closes, before whoever stops reading
+            # (a flow's step at its task's end) stores the outcome.
+            async with contextlib.aclosing(first_then_rest(first, events)) as rest:
+                async for event in rest:
+                    if relay is not None and not task_id:
+                        # `_relay` yields an event only once it is recorded as the
+                        # caller's: bound before the client can ask for it.
+                        task_id = _task_id_of(event)
+                        if task_id:
+                            await self._settle_push(admission, relay, task_id)
+                    yield event
         finally:
-            if relay is not None and not task_id:
-                await self._settle_push(admission, relay, "")
+            try:
+                await events.aclose()
+            finally:
+                if relay is not None and not task_id:
+                    await self._settle_push(admission, relay, "")
 
     # Tasks ----------------------------------------------------------------
 
@@ -239,14 +247,17 @@ class AgentHandler(PushConfigs, RequestHandler):
         admission = admission_of(context)
         held = await self._deferred(admission, params.id)
         if held is not None:
-            async for event in held.on_subscribe_to_task(params, context):
-                yield event
+            async with contextlib.aclosing(held.on_subscribe_to_task(params, context)) as events:
+                async for event in events:
+                    yield event
             return
         await self._own_task(admission, params.id)
-        async for event in self._relay(
+        relayed = self._relay(
             admission, "SubscribeToTask", lambda t, c: t.subscribe(params, context=c)
-        ):
-            yield event
+        )
+        async with contextlib.aclosing(relayed):
+            async for event in relayed:
+                yield event
 
     # Push notification configs ----------------------------------------------
 

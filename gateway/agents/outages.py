@@ -21,6 +21,7 @@ front door, which sets the status, the header and the audit record.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -115,8 +116,12 @@ def _watched(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             try:
-                async for item in method(*args, **kwargs):
-                    yield item
+                # Closed here when its reader stops, not later by the garbage
+                # collector: the stream's audit record is written as it closes,
+                # before the reader stores the outcome (docs/delegation.md, audit).
+                async with contextlib.aclosing(method(*args, **kwargs)) as items:
+                    async for item in items:
+                        yield item
             except A2AError:
                 raise
             except Exception as exc:

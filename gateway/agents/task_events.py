@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 from a2a.server.events.event_queue import Event
 from a2a.types import (
@@ -50,7 +50,7 @@ def event_of(item: StreamResponse) -> Event:
     return event
 
 
-async def first_then_rest(first: Event, rest: AsyncGenerator[Event]) -> AsyncIterator[Event]:
+async def first_then_rest(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
     """A stream whose first event was taken to look at it, whole again."""
     yield first
     async with contextlib.aclosing(rest):

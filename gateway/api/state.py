@@ -81,5 +81,6 @@ async def audited(
     admin route that changes something calls this): the console acts through
     these same functions, so its actions are audited once, here."""
     await state_of(request).delegations.record_event(
-        action_event(principal, event, target, outcome=outcome, detail=detail)
+        action_event(principal, event, target, outcome=outcome, detail=detail),
+        durable=True,  # written before the caller hears the change was made
     )

@@ -1,15 +1,27 @@
 """The audit log: one record per decision, allow or deny.
 
-Records are buffered and written in batches by one background task, so a
-delegated call does not wait for its own INSERT (docs/architecture.md, performance targets: the
-hot path pays for auth, policy, mint and audit). The buffer is flushed at
-least every `audit_flush_seconds`, when it reaches a batch, before every
-audit read, and at shutdown. A caller that outruns the database waits: the
-log never silently drops a decision.
+Records are buffered and written in batches by one writer, in order. The
+buffer is flushed at least every `audit_flush_seconds`, when it reaches a
+batch, before every audit read, and at shutdown. A caller that outruns the
+database waits: the log never silently drops a decision.
+
+A decision's record is durable no later than its outcome is acknowledged
+(docs/delegation.md, audit): the core records a call's outcome, and a
+refusal, with ``durable=True``, which returns once the record is committed
+-- a group commit: whoever waits first writes everything buffered, the records that
+came in while it wrote included, and the others find theirs written. So a
+gateway killed after answering a caller, or after a flow stored a step's
+outcome, has the record of that call. Not an INSERT of its own beside the
+task's row: one writer per process keeps its records' ids in commit order,
+which the audit export reads by (`gateway.audit_export`). Records that no
+caller waits for (a flow's own events, an outage answered) are gathered for
+`audit_flush_seconds`, as before.
 
 While the database is down, records are kept in the buffer (recording never
-fails the call that records) and the writer retries with backoff, from
-`RETRY_SECONDS` doubling to `MAX_RETRY_SECONDS`; once the database answers,
+fails the call that records, and a durable record stops waiting once a write
+has failed: the call's own outcome is not stored either, then) and the
+writer retries with backoff, from `RETRY_SECONDS` doubling to
+`MAX_RETRY_SECONDS`; once the database answers,
 everything kept is written in order. Past `MAX_BUFFERED` records, or at a
 shutdown that cannot write them, each record goes to the log at ERROR as one
 JSON line (logger ``gateway.delegation.audit``), so none is lost without a
@@ -40,6 +52,7 @@ from adapters import spans
 from adapters.trace_context import new_trace_id
 from gateway.http.queries import IsoDatetime
 from gateway.storage.outages import data_refused
+from gateway.storage.statements import Sql, Statement, StatementRunner, statement_runner
 from gateway.storage.tables import audit_events
 from policies.tokens import Principal
 from registry.store import InvalidCursor
@@ -51,6 +64,17 @@ MAX_BUFFERED = 100_000
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 _MAX_ID = 2**63 - 1  # BIGINT
+# Up to this many rows, a batch goes on the lean path (`gateway.storage.
+# statements`: on SQLite one transaction on the loop's own connection when
+# the write lock is free, ~0.1 ms): what a call waiting for its record
+# writes. A bigger one goes through the engine, in one multi-row INSERT.
+_LEAN_ROWS = 32
+_COLUMNS = [c.name for c in audit_events.c if c.name != "id"]
+_INSERT = Statement(
+    audit_events,
+    f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"  # noqa: S608 -- the table's own names
+    f" VALUES ({', '.join(':' + c for c in _COLUMNS)})",
+)
 
 
 @dataclass
@@ -163,11 +187,17 @@ class AuditLog:
         self, engine: AsyncEngine, flush_seconds: float = 0.05, writer: str | None = None
     ) -> None:
         self._engine = engine
+        self._lean: StatementRunner | None = None  # opened at the first write
         # This process's name on its records: one process writes one batch at
         # a time, so its records' ids are in commit order (`gateway.audit_export`).
         self.writer = writer or new_writer_id()
         self._flush_seconds = flush_seconds
         self._buffer: list[dict[str, Any]] = []
+        # How many records were ever buffered, and how many of them are
+        # written (or refused by the database): a record is durable once
+        # ``_written`` reaches the count it was buffered at.
+        self._kept = 0
+        self._written = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.failing_since: float | None = None  # monotonic, while writes fail
@@ -175,8 +205,9 @@ class AuditLog:
         # must not block.
         self.listeners: list[Callable[[AuditEvent], None]] = []
 
-    async def record(self, event: AuditEvent) -> None:
-        """Keep ``event`` for the writer; never raises for a database outage."""
+    async def record(self, event: AuditEvent, *, durable: bool = False) -> None:
+        """Keep ``event`` for the writer; never raises for a database outage.
+        ``durable``: return once it is written (see the module's docstring)."""
         with spans.span("switchboard.record", trace_id=event.trace_id) as span:
             if span is not None:  # tracing on: the record's span, in its trace
                 span.set_attributes(
@@ -186,9 +217,9 @@ class AuditLog:
                         "switchboard.outcome": event.outcome,
                     }
                 )
-            await self._keep(event)
+            await self._keep(event, durable)
 
-    async def _keep(self, event: AuditEvent) -> None:
+    async def _keep(self, event: AuditEvent, durable: bool = False) -> None:
         for listener in self.listeners:
             listener(event)
         row = event.row()
@@ -197,13 +228,17 @@ class AuditLog:
             _spill([row], "audit buffer full while the database is unavailable")
             return
         self._buffer.append(row)
-        if len(self._buffer) >= _BATCH and self.failing_since is None:
+        self._kept += 1
+        if self.failing_since is None and (durable or len(self._buffer) >= _BATCH):
             try:
-                await self.flush()  # back-pressure instead of unbounded memory
+                # Written up to this record (durable), or back-pressure
+                # instead of unbounded memory.
+                await self.flush(until=self._kept if durable else None)
             except Exception:
                 # Kept in the buffer; the writer retries with backoff.
                 self._failed()
-        self._wake.set()
+        if self._buffer:
+            self._wake.set()
 
     def _failed(self) -> None:
         if self.failing_since is None:
@@ -223,13 +258,16 @@ class AuditLog:
         except Exception:
             self._failed()
 
-    async def flush(self) -> None:
+    async def flush(self, until: int | None = None) -> None:
+        """Write what is buffered; ``until``: return as soon as the records
+        buffered up to that count are (another's flush may have written them)."""
         async with self._lock:
-            while self._buffer:
+            if until is not None and self._written >= until:
+                return
+            while self._buffer and (until is None or self._written < until):
                 batch, self._buffer = self._buffer[:_BATCH], self._buffer[_BATCH:]
                 try:
-                    async with self._engine.begin() as conn:
-                        await conn.execute(insert(audit_events), batch)
+                    await self._insert(batch)
                 except DBAPIError as exc:
                     if not data_refused(exc):
                         self._buffer[:0] = batch  # the database is down: retry later
@@ -240,9 +278,22 @@ class AuditLog:
                 except BaseException:
                     self._buffer[:0] = batch  # keep them for the next attempt
                     raise
+                self._written += len(batch)
             if self.failing_since is not None:
                 logger.warning("audit records are written again")
                 self.failing_since = None
+
+    async def _insert(self, batch: list[dict[str, Any]]) -> None:
+        if len(batch) <= _LEAN_ROWS:
+            if self._lean is None:
+                self._lean = statement_runner(self._engine)
+            try:
+                await self._lean(_insert_rows, batch)
+                return
+            except Exception:  # noqa: S110 -- said again by the engine's path, which sorts it
+                pass  # an outage, a row refused: the engine's path says which
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(audit_events), batch)
 
     async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
         for row in batch:
@@ -283,6 +334,9 @@ class AuditLog:
         except Exception:
             _spill(self._buffer, "audit records not written at shutdown")
             self._buffer = []
+        lean, self._lean = self._lean, None
+        if lean is not None:
+            await lean.aclose()
 
     # Reads ------------------------------------------------------------------
 
@@ -313,6 +367,11 @@ class AuditLog:
             if page.next_cursor is None:
                 return
             page_query = page_query.model_copy(update={"cursor": page.next_cursor})
+
+
+def _insert_rows(sql: Sql, batch: list[dict[str, Any]]) -> None:
+    for row in batch:
+        sql.typed(_INSERT, row)
 
 
 def _spill(rows: list[dict[str, Any]], why: str) -> None:

@@ -23,7 +23,8 @@ before anything is recorded, so the handoff's record says where it went.
 
 Streams are the same call with many answers (`Delegate.stream`): the breaker
 hears how the stream opened, each item is observed as it passes, the stream
-is closed on any end, and the record is written once, at the end.
+is closed on any end, and the record is written once: before the item that
+ends its task is passed on (`Streaming.last`), else at the stream's end.
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ class Streaming(Generic[T]):
     overran: Callable[[], Explained] | None = None
     # The record of a stream that ended well, asked at its end.
     recorded: Callable[[], tuple[str, str]] = lambda: ("ok", "")
+    # Whether an item (observed) is the stream's last word -- its task's end:
+    # the record is then written, durably, before the item is passed on, as a
+    # call's is before its answer; else at the stream's end.
+    last: Callable[[T], bool] | None = None
     # Called once the stream has ended, however (after its record), with
     # whether the upstream's side ended it (ran dry, overran, broke) rather
     # than the caller or an item `observe` refused.
@@ -238,6 +243,20 @@ class Delegate:
         await self.record(permit, event, outcome, went, detail, tried_note(attempts), note)
         return result
 
+    async def _stream_record(
+        self,
+        permit: Permit,
+        event: str,
+        streaming: Streaming[T],
+        went: str,
+        failed: Explained | None,
+    ) -> None:
+        if failed is None:
+            outcome, detail = streaming.recorded()
+            await self.record(permit, event, outcome, went, detail)
+        else:
+            await self.record(permit, event, failed.outcome, went, failed.detail)
+
     async def stream(
         self, permit: Permit, event: str, streaming: Streaming[T]
     ) -> AsyncGenerator[T]:
@@ -263,6 +282,7 @@ class Delegate:
         started = False
         lost = False  # the stream ended before its caller was done with it
         failed: Explained | None = None
+        recorded = False
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -295,16 +315,16 @@ class Delegate:
                     except Exception as exc:
                         failed = streaming.explain(exc)
                         raise
+                if not recorded and streaming.last is not None and streaming.last(item):
+                    recorded = True  # its outcome is in this item: recorded before it goes
+                    await self._stream_record(permit, event, streaming, went, None)
                 yield item
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-            if failed is None:
-                outcome, detail = streaming.recorded()
-                await self.record(permit, event, outcome, went, detail)
-            else:
-                await self.record(permit, event, failed.outcome, went, failed.detail)
+            if not recorded:
+                await self._stream_record(permit, event, streaming, went, failed)
             if streaming.closed is not None:
                 # Whether the upstream's side ended it: ran dry, overran, broke.
                 await streaming.closed(lost)

@@ -244,7 +244,8 @@ class Delegations:
             await self.audit.record(
                 decision_event(
                     event, trace_id, caller, target.agent_id, action, requested, decision, started
-                )
+                ),
+                durable=True,  # written before the caller hears the refusal
             )
             raise DelegationDenied(target.agent_id, decision)
         if self.policy.current.limits:  # counted once allowed, before a token exists
@@ -353,7 +354,8 @@ class Delegations:
                 refused,
                 started,
                 outcome=outcome,
-            )
+            ),
+            durable=True,
         )
         return refused
 
@@ -382,15 +384,18 @@ class Delegations:
             detail=detail,
         )
         audit_event.token_id = permit.token.token_id
-        await self.audit.record(audit_event)
+        # Written before the outcome is acknowledged (the caller answered, a
+        # step's or task's outcome stored): a crash after that keeps it.
+        await self.audit.record(audit_event, durable=True)
         if ends_call and permit.coordinated is not None and self.coordination is not None:
             await self.coordination.finished(permit.coordinated, outcome == "ok")
 
-    async def record_event(self, event: AuditEvent) -> None:
+    async def record_event(self, event: AuditEvent, *, durable: bool = False) -> None:
         """Audit what is not a delegated call's outcome: an outage answered, a
         flow's own events, a registration refused. The audit writer is the
-        core's: doors record through here, never through it."""
-        await self.audit.record(event)
+        core's: doors record through here, never through it. ``durable``:
+        written before this returns (an outcome about to be acknowledged)."""
+        await self.audit.record(event, durable=durable)
 
     async def admit(
         self,
@@ -462,7 +467,8 @@ class Delegations:
     ) -> None:
         """Audit a request refused before it could be decided
         (`gateway.delegation.decision_records.refused_event`)."""
-        await self.audit.record(refused_event(caller, agent_id, event, trace_id, reason, outcome))
+        refusal = refused_event(caller, agent_id, event, trace_id, reason, outcome)
+        await self.audit.record(refusal, durable=True)
 
     async def admit_target(
         self,

@@ -2,7 +2,8 @@
 what the flows' crash tests (`@pytest.mark.crash`) each set up the same way.
 
 `crashable(...)` starts the desk and a gateway on the test's database,
-registers the desk as agent ``sales`` and the given flows, and yields a
+registers the desk as agent ``sales`` and the given flows (``settings``: the
+gateway's own, beside the defaults), and yields a
 `CrashWorld`: start a run as dana, look at it, wait for it to reach a
 condition (polling, with a deadline: never a fixed sleep), kill and start
 the gateway again, and count what the desk received."""
@@ -73,13 +74,19 @@ class CrashWorld:
 
 @contextmanager
 def crashable(
-    tmp_path: Path, database_url: str | None, policy: str, *flows: dict[str, Any]
+    tmp_path: Path,
+    database_url: str | None,
+    policy: str,
+    *flows: dict[str, Any],
+    settings: dict[str, Any] | None = None,
 ) -> Iterator[CrashWorld]:
     desk = SalesDesk()
     sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy)
-    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy_file)
+    gateway = GatewayProcess(
+        tmp_path / "data", database_url=database_url, policy_file=policy_file, settings=settings
+    )
     try:
         gateway.start()
         with gateway.client("admin", ADMIN_SCOPE) as admin:

@@ -238,3 +238,27 @@ def test_a_stream_past_its_cap_is_cut_and_recorded() -> None:
     with pytest.raises(Refused, match="too long"):
         run(_drain(delegate.stream(None, "e", streaming)))  # type: ignore[arg-type]
     assert records.written == [("timeout", "passed the cap")]
+
+
+def test_a_streams_last_word_is_recorded_before_it_is_passed_on() -> None:
+    # The caller hears the task's end only once its record is written (and
+    # `Delegations.record` writes it durably); the end of the stream adds none.
+    delegate, records = core()
+    heard: list[tuple[Any, int]] = []
+
+    async def read() -> None:
+        stream = delegate.stream(None, "e", _streaming([1, 2, "end", 3], last=lambda i: i == "end"))  # type: ignore[arg-type]
+        async for item in stream:
+            heard.append((item, len(records.written)))
+
+    run(read())
+    assert heard == [(1, 0), (2, 0), ("end", 1), (3, 1)]
+    assert records.written == [("ok", None)]
+
+
+def test_a_stream_broken_after_its_last_word_keeps_the_one_record() -> None:
+    delegate, records = core()
+    streaming = _streaming([1, "end", LOST], last=lambda i: i == "end")
+    with pytest.raises(Refused):
+        run(_drain(delegate.stream(None, "e", streaming)))  # type: ignore[arg-type]
+    assert records.written == [("ok", None)]

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.flows.engine import system_database_url
 from policies.scopes import ADMIN_SCOPE
+from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.servers import ServerThread, stop_all
@@ -44,7 +45,13 @@ class Door:
         message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": "hi"}]}
         body = {"jsonrpc": "2.0", "id": "1", "method": method, "params": {"message": message}}
         headers = {"Authorization": f"Bearer {self.gateway.token('dana')}", "A2A-Version": "1.0"}
-        return httpx.post(f"{self.gateway.url}/a2a/{agent}", json=body, headers=headers, timeout=30)
+        return httpx.post(
+            f"{self.gateway.url}/a2a/{agent}",
+            json=body,
+            headers=headers,
+            timeout=30,
+            verify=client_tls(),
+        )
 
     def stream_until_completed(self, agent: str) -> list[dict[str, Any]]:
         """The events of a `SendStreamingMessage` up to the task's end, the
@@ -54,7 +61,9 @@ class Door:
         headers = {"Authorization": f"Bearer {self.gateway.token('dana')}", "A2A-Version": "1.0"}
         url = f"{self.gateway.url}/a2a/{agent}"
         payload = {**body, "params": {"message": message}}
-        with httpx.stream("POST", url, json=payload, headers=headers, timeout=30) as response:
+        with httpx.stream(
+            "POST", url, json=payload, headers=headers, timeout=30, verify=client_tls()
+        ) as response:
             for line in response.iter_lines():
                 if line.startswith("data:") and "TASK_STATE_COMPLETED" in line:
                     assert "error" not in json.loads(line[5:])

@@ -40,10 +40,6 @@ from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
 from registry.vendor_store import SqlVendorStore
 
-# How soon a deferred call follows the end of what held it back.
-DEFERRALS_POLL_SECONDS = 0.5
-
-
 CONSENT_SWEEP_SECONDS = 5.0
 
 
@@ -67,13 +63,13 @@ class A2AParts:
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:
             desk = self.desk
-            jobs.append(
-                Periodic(
-                    "coordination-deferrals",
-                    DEFERRALS_POLL_SECONDS,
-                    functools.partial(deferrals.tick, desk.release, desk.give_up),
-                )
+            look = Periodic(
+                "coordination-deferrals",
+                deferrals.poll_seconds,
+                functools.partial(deferrals.tick, desk.release, desk.give_up),
             )
+            deferrals.woken = look.wake  # a call kept here is looked at at once
+            jobs.append(look)
         return jobs
 
 

@@ -1,7 +1,7 @@
 """An idle gateway's database: statements a second with nothing to do, and
 what each waiting run adds.
 
-    python -m bench.idle                          # SQLite and PostgreSQL, 60 s windows
+    python -m bench.idle                          # SQLite and PostgreSQL, 60 s windows, 10 runs
     python -m bench.idle --databases sqlite --seconds 30 --runs 5
 
 A gateway in this process (`create_app` under uvicorn, dev mode, default
@@ -13,12 +13,16 @@ PostgreSQL the database's own count of transactions (``pg_stat_database``:
 ``xact_commit + xact_rollback``) is printed beside. Legs, each counted over
 ``--seconds`` once ``--settle`` seconds have passed since the last thing done:
 
-* ``idle``: two flows registered (so the flow engine runs), no run;
+* ``idle``: two flows registered (so the flow engine runs), no run; counted
+  once ``--warm`` seconds have passed (DBOS polls its schedules every second
+  for a minute after it starts);
 * ``checkpoint``: ``--runs`` runs waiting at a checkpoint;
 * ``nested``: ``--runs`` runs of a flow whose step calls a flow waiting at a
   checkpoint (an approval from deep inside: the outer call step waits).
 
 A waiting run's cost is its leg's rate less the idle rate, over the runs.
+The periodic jobs' intervals (2, 5, 10, 15, 30 s) divide the default
+window, so a job's phase moves a leg's count by one pass at most.
 The sources of the idle leg's statements are printed (the job or thread, and
 the statement's start). Targets (issue 57): idle <= 1 statement/s, a waiting
 run <= 0.1/s.
@@ -175,7 +179,7 @@ def leg(kind: str, args: argparse.Namespace, counted: Statements) -> None:
                     answer = http.post("/flows", json=flow)
                     if answer.status_code != 201:
                         raise RuntimeError(answer.text)
-                time.sleep(args.settle)
+                time.sleep(args.warm)
                 idle, idle_tx = window(counted, args.seconds, pg)
                 sources = counted.by_source.most_common(args.top)
                 report(kind, "idle", idle, idle_tx, None)
@@ -205,7 +209,8 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--settle", type=float, default=15.0)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warm", type=float, default=65.0)
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     counted = Statements()

@@ -23,7 +23,7 @@ from adapters.http import UpstreamHTTP
 from gateway.agents.admission import FrontDoorParts, StreamLimits
 from gateway.agents.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
 from gateway.agents.approved import ApprovalExecution
-from gateway.agents.consents import AgentConsents
+from gateway.agents.consents import SWEEP_SECONDS, AgentConsents
 from gateway.agents.gateway_run import GatewayRunHandlers
 from gateway.agents.handler import AgentHandler
 from gateway.agents.reconcile import Reconciler
@@ -36,11 +36,9 @@ from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.settings.grpc import grpc_public_target
-from gateway.storage.periodic import Periodic
+from gateway.storage.periodic import Pace, Periodic
 from gateway.storage.replicas import ReplicaDirectory
 from registry.vendor_store import SqlVendorStore
-
-CONSENT_SWEEP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,19 +56,22 @@ class A2AParts:
             Periodic("gateway-runs", takeover.poll, takeover.tick, fixed_rate=True),
             Periodic("a2a-reconciler", self.reconciler.poll_seconds, self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
-            Periodic("consent-waits", CONSENT_SWEEP_SECONDS, self.desk.sweep_consents),
+            self._consents_pace().periodic("consent-waits", self.desk.sweep_consents),
         ]
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:
             desk = self.desk
-            look = Periodic(
-                "coordination-deferrals",
-                deferrals.poll_seconds,
-                functools.partial(deferrals.tick, desk.release, desk.give_up),
+            jobs.append(
+                deferrals.pace.periodic(
+                    "coordination-deferrals",
+                    functools.partial(deferrals.tick, desk.release, desk.give_up),
+                )
             )
-            deferrals.woken = look.wake  # a call kept here is looked at at once
-            jobs.append(look)
         return jobs
+
+    def _consents_pace(self) -> Pace:
+        consents = self.front_door.consents
+        return consents.pace if consents is not None else Pace(SWEEP_SECONDS, SWEEP_SECONDS)
 
 
 class Agents:

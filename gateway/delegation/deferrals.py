@@ -24,14 +24,15 @@ made, `coordination.claiming`), so the next in rank waits on, and no call
 arriving meanwhile takes the entity from it. A released call not made within
 `RESERVED_SECONDS` (an MCP client slow to come back for it) loses them.
 
-How often a replica looks: every `BUSY_SECONDS` while it knows of waiting
-calls -- it saw some at its last look, or kept one itself lately (`add`, which
-also wakes the look at once) -- else every `IDLE_SECONDS`. A gateway with no
-deferred call reads the table twice a minute, not four times a second
-(docs/performance.md, "An idle gateway"). Nothing waits on a replica's
-knowledge alone: the replica that kept a call looks every `BUSY_SECONDS` until
-it is released, wherever what held it ends (the rules' state is shared); a
-call kept by a replica gone since is found by the others' idle look.
+How often a replica looks (`pace`, a `gateway.storage.periodic.Pace`): every
+`BUSY_SECONDS` while it knows of waiting calls -- it saw some at its last
+look, or kept one itself lately (`add`, which also wakes the look) -- else
+every `IDLE_SECONDS`. A gateway with no deferred call reads the table twice a
+minute, not four times a second (docs/performance.md, "An idle gateway").
+Nothing waits on a replica's knowledge alone: the replica that kept a call
+looks every `BUSY_SECONDS` until it is released, wherever what held it ends
+(the rules' state is shared); a call kept by a replica gone since is found
+by the others' idle look.
 
 Two replicas releasing at once: the desk's first decision wins; the other's
 is a no-op. A call released into a rule that closes again at that very
@@ -54,6 +55,7 @@ from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound, Ap
 from gateway.delegation.coordination import Canonical, Coordination
 from gateway.delegation.handoffs import json_inputs
 from gateway.delegation.permits import Deferral
+from gateway.storage.periodic import Pace
 from gateway.storage.tables import coordination_deferrals as table
 from policies.coordination import Plan, entity_keys, plan
 from policies.policy_file import PolicySource
@@ -65,9 +67,6 @@ DECIDED_BY = "coordination"
 # replica knows of waiting calls; and how often it looks when it knows of none.
 BUSY_SECONDS = 0.5
 IDLE_SECONDS = 30.0
-# A call kept here is looked for at `BUSY_SECONDS` this long even before its
-# transaction commits (a look that ran first found nothing).
-KEPT_LATELY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,15 +98,7 @@ class Deferrals:
         self.approvals = approvals
         self.policy = policy
         self.clock = clock
-        self.woken: Callable[[], None] | None = None  # wakes the look (`Periodic.wake`)
-        self._saw_waiting = True  # until the first look says otherwise
-        self._kept_at = float("-inf")
-
-    def poll_seconds(self) -> float:
-        """How long until the next look (see the module's docstring)."""
-        if self._saw_waiting or self.clock() - self._kept_at < KEPT_LATELY_SECONDS:
-            return BUSY_SECONDS
-        return IDLE_SECONDS
+        self.pace = Pace(BUSY_SECONDS, IDLE_SECONDS)
 
     async def add(
         self, approval_id: str, deferral: Deferral, *, conn: AsyncConnection | None = None
@@ -127,14 +118,12 @@ class Deferrals:
             expires_at=now + wait if wait is not None else None,
             state=WAITING,
         )
-        self._kept_at = now
         if conn is not None:
             await conn.execute(row)
         else:
             async with self.engine.begin() as own:
                 await own.execute(row)
-        if self.woken is not None:
-            self.woken()
+        self.pace.kept()
 
     async def waiting(self, entity: str | None = None, key: str | None = None) -> list[Waiting]:
         """Waiting calls, first rank first, oldest first (of one entity's key)."""
@@ -164,7 +153,7 @@ class Deferrals:
         assert self.coordination is not None
         now, moved = self.clock(), 0
         groups = await self._groups()
-        self._saw_waiting = bool(groups)
+        self.pace.looked(bool(groups))
         if not groups:
             return 0  # nothing waits: one read
         for waiting in await self._expired(now):

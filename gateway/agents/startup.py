@@ -54,7 +54,7 @@ class A2AParts:
         jobs: list[Job] = [
             # Fixed rate: the takeover bound counts on a look every poll.
             Periodic("gateway-runs", takeover.poll, takeover.tick, fixed_rate=True),
-            Periodic("a2a-reconciler", self.reconciler.poll_seconds, self.reconciler.tick),
+            self.front_door.lost.pace.periodic("a2a-reconciler", self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
             self._consents_pace().periodic("consent-waits", self.desk.sweep_consents),
         ]
@@ -135,7 +135,7 @@ class Agents:
             push=core.push,
             resilience=core.resilience,
             delegate=core.delegate,
-            lost=LostTasks(core.engine),
+            lost=LostTasks(core.engine, settings.a2a_reconcile_poll_seconds),
             grpc_target=grpc_public_target(settings, settings.effective_public_url, settings.host),
             consents=AgentConsents(core.engine),
         )

@@ -146,8 +146,8 @@ def client(server: Server, settings: Settings, scopes: str = "switchboard:admin"
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
 
 
-def start_waiting(http: httpx.Client, flow: str, runs: int) -> list[str]:
-    """Start ``runs`` runs of ``flow``; their ids, once each waits."""
+def start_waiting(http: httpx.Client, flow: str, runs: int) -> None:
+    """Start ``runs`` runs of ``flow``; back once each waits."""
     started = []
     for _ in range(runs):
         answer = http.post(f"/flows/{flow}/runs", json={"input": {}})
@@ -159,7 +159,14 @@ def start_waiting(http: httpx.Client, flow: str, runs: int) -> list[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"run {run_id} of {flow} never waited")
             time.sleep(0.2)
-    return started
+
+
+def cancel_all(http: httpx.Client) -> None:
+    """Cancel every run still going, of both flows (a nested run's inner one too)."""
+    for flow in (OUTER, INNER):
+        for run in http.get(f"/flows/{flow['id']}/runs").json():
+            if run["state"] not in ("completed", "failed", "canceled", "rejected"):
+                http.post(f"/flows/{flow['id']}/runs/{run['id']}/cancel")
 
 
 def window(counted: Statements, seconds: float, pg: tuple[str, str] | None) -> tuple[float, float]:
@@ -186,19 +193,21 @@ def leg(kind: str, args: argparse.Namespace, counted: Statements) -> None:
                 idle, idle_tx = window(counted, args.seconds, pg)
                 sources = counted.by_source.most_common(args.top)
                 report(kind, "idle", idle, idle_tx, None)
+                # In this order: a run cancelled makes one last look at its
+                # next look's time (180 s after it began to wait), before the
+                # window of the leg after it.
                 legs = (
-                    ("bench-inner", "first look", args.settle),
                     ("bench-inner", "checkpoint", args.wait_settle),
                     ("bench-outer", "nested", args.wait_settle),
+                    ("bench-inner", "first look", args.settle),
                 )
                 for flow_id, leg_name, settle in legs:
-                    waiting = start_waiting(http, flow_id, args.runs)
+                    start_waiting(http, flow_id, args.runs)
                     time.sleep(settle)
                     rate, tx = window(counted, args.seconds, pg)
                     report(kind, leg_name, rate, tx, (rate - idle) / args.runs)
-                    for run_id in waiting:
-                        http.post(f"/flows/{flow_id}/runs/{run_id}/cancel").raise_for_status()
-                    time.sleep(args.settle)
+                    cancel_all(http)
+                    time.sleep(args.settle + 30)
             print(f"  {kind} idle sources (statements in {args.seconds:g} s):")
             for (thread, start), n in sources:
                 print(f"    {n:5d}  {thread:28s}  {start}")

@@ -44,6 +44,7 @@ from gateway.connections.upstream import Upstream
 from gateway.connections.vault import Connection
 from gateway.delegation.approvals import PENDING
 from gateway.delegation.permits import Grant
+from gateway.storage.periodic import Pace
 from gateway.storage.tables import approvals, upstream_connections
 from gateway.storage.tables import consent_waits as table
 from policies.card_oauth import card_authorization
@@ -99,6 +100,11 @@ async def connectable(
     return replace(upstream, client_id=configured.client_id, client_secret=configured.client_secret)
 
 
+# How often the held calls are swept (`ApprovalDesk.sweep_consents`) while
+# this replica knows of some, and when it knows of none.
+SWEEP_SECONDS, IDLE_SWEEP_SECONDS = 5.0, 30.0
+
+
 class AgentConsents:
     """The user's own token for a call to a `user_oauth` agent, and the calls
     held until a user connects."""
@@ -112,6 +118,7 @@ class AgentConsents:
         # by the A2A start-up: `VendorAgents.user_oauth_upstream`).
         self.vendors: VendorUpstreams | None = None
         self._upstreams: dict[tuple[str, str], Upstream | None] = {}
+        self.pace = Pace(SWEEP_SECONDS, IDLE_SWEEP_SECONDS)
 
     def upstream(self, grant: Grant) -> Upstream | None:
         key = (grant.agent.id, grant.agent.card_digest)
@@ -188,6 +195,7 @@ class AgentConsents:
                 created_at=datetime.now(UTC),
             )
         )
+        self.pace.kept()
 
     async def waiting(self, upstream: str, subject: str, issuer: str) -> list[str]:
         """The approvals of the user's calls waiting for this connection."""
@@ -248,6 +256,7 @@ class AgentConsents:
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
+        self.pace.looked(bool(rows))
         return [
             Due(
                 approval_id,

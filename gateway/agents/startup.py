@@ -23,7 +23,7 @@ from adapters.http import UpstreamHTTP
 from gateway.agents.admission import FrontDoorParts, StreamLimits
 from gateway.agents.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
 from gateway.agents.approved import ApprovalExecution
-from gateway.agents.consents import AgentConsents
+from gateway.agents.consents import SWEEP_SECONDS, AgentConsents
 from gateway.agents.gateway_run import GatewayRunHandlers
 from gateway.agents.handler import AgentHandler
 from gateway.agents.reconcile import Reconciler
@@ -36,15 +36,9 @@ from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.settings.grpc import grpc_public_target
-from gateway.storage.periodic import Periodic
+from gateway.storage.periodic import Pace, Periodic
 from gateway.storage.replicas import ReplicaDirectory
 from registry.vendor_store import SqlVendorStore
-
-# How soon a deferred call follows the end of what held it back.
-DEFERRALS_POLL_SECONDS = 0.5
-
-
-CONSENT_SWEEP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -60,21 +54,24 @@ class A2AParts:
         jobs: list[Job] = [
             # Fixed rate: the takeover bound counts on a look every poll.
             Periodic("gateway-runs", takeover.poll, takeover.tick, fixed_rate=True),
-            Periodic("a2a-reconciler", self.reconciler.poll_seconds, self.reconciler.tick),
+            self.front_door.lost.pace.periodic("a2a-reconciler", self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
-            Periodic("consent-waits", CONSENT_SWEEP_SECONDS, self.desk.sweep_consents),
+            self._consents_pace().periodic("consent-waits", self.desk.sweep_consents),
         ]
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:
             desk = self.desk
             jobs.append(
-                Periodic(
+                deferrals.pace.periodic(
                     "coordination-deferrals",
-                    DEFERRALS_POLL_SECONDS,
                     functools.partial(deferrals.tick, desk.release, desk.give_up),
                 )
             )
         return jobs
+
+    def _consents_pace(self) -> Pace:
+        consents = self.front_door.consents
+        return consents.pace if consents is not None else Pace(SWEEP_SECONDS, SWEEP_SECONDS)
 
 
 class Agents:
@@ -138,7 +135,7 @@ class Agents:
             push=core.push,
             resilience=core.resilience,
             delegate=core.delegate,
-            lost=LostTasks(core.engine),
+            lost=LostTasks(core.engine, settings.a2a_reconcile_poll_seconds),
             grpc_target=grpc_public_target(settings, settings.effective_public_url, settings.host),
             consents=AgentConsents(core.engine),
         )

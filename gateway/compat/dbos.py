@@ -5,10 +5,17 @@ fails if an upgrade moves a name."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS
+from dbos._utils import INTERNAL_QUEUE_NAME
 
 if TYPE_CHECKING:
     # A step a sequence reserved in its workflow (`gateway.flows.lanes`):
@@ -67,3 +74,165 @@ def recover_pending_workflows(executor_ids: list[str]) -> list[Any]:
     still PENDING under a gone executor, to be dequeued by exactly one."""
     handles: list[Any] = DBOS._recover_pending_workflows(executor_ids)
     return handles
+
+
+def cancelled_here(dbos: DBOS, workflow_id: str) -> int:
+    """Stop, now, the preemptible steps of ``workflow_id`` running on this
+    event loop (just cancelled here); how many. DBOS learns of a cancellation
+    only by its watcher's poll (`_CancellationWatcher`, one read per
+    interval while any preemptible step runs), which `quiet_when_idle` makes
+    long; this does what its poll does on finding the workflow CANCELLED."""
+    loop = asyncio.get_running_loop()
+    watcher = dbos._cancellation_watchers.get(loop)
+    if watcher is None:
+        return 0
+    stopped = 0
+    for (waiting_id, _shard), waiters in list(watcher._waiters.items()):
+        if waiting_id != workflow_id:
+            continue
+        for waiter in list(waiters):
+            if not waiter.done():
+                waiter.set_result(None)
+                stopped += 1
+    return stopped
+
+
+@dataclass
+class IdleGates:
+    """DBOS's background reads, each made rare while it has nothing to find
+    (`quiet_when_idle`): a read is made ``idle_seconds`` after the last, or
+    at DBOS's own pace for `KICKED_SECONDS` after this process changed what
+    it reads (`kick`)."""
+
+    idle_seconds: float
+    _kicked: dict[str, float] = field(default_factory=dict)
+    _looked: dict[str, float] = field(default_factory=dict)
+
+    def kick(self, name: str) -> None:
+        self._kicked[name] = time.monotonic()
+
+    def due(self, name: str) -> bool:
+        now = time.monotonic()
+        if now - self._kicked.get(name, float("-inf")) < KICKED_SECONDS:
+            return True
+        # A tenth early: a thread that polls at about this pace is not put off a whole turn.
+        if now - self._looked.get(name, float("-inf")) < 0.9 * self.idle_seconds:
+            return False
+        self._looked[name] = now
+        return True
+
+
+# After this process puts work on DBOS's internal queue (a fork, a resume, a
+# recovery, a schedule's tick) or changes a schedule, DBOS reads it at its
+# own pace this long (the change is committed before the kick).
+KICKED_SECONDS = 10.0
+QUEUE, SCHEDULES = "internal queue", "schedules"
+_KICKS = {
+    QUEUE: ("init_workflow", "resume_workflows", "fork_workflow", "reenqueue_for_recovery"),
+    SCHEDULES: (
+        "create_schedule",
+        "upsert_schedule",
+        "delete_schedule",
+        "pause_schedule",
+        "resume_schedule",
+    ),
+}
+
+
+def quiet_when_idle(dbos: DBOS, idle_seconds: float) -> IdleGates:
+    """Make DBOS's polling threads read the database every ``idle_seconds``
+    instead of every second when they have nothing to do. Called once DBOS
+    is launched (its system database exists then); the threads look these
+    methods up on the instance at each pass.
+
+    DBOS 3.x polls, with no setting for it: the queue thread lists the
+    database-backed queues every second (the gateway declares none); the
+    scheduler lists the schedules every second for a minute after launch
+    (then every 30 s; a change made here is read at once); the internal
+    queue's worker looks for work every second (forks, resumes,
+    recoveries and schedule ticks are put there -- each is done through the
+    system database's methods wrapped here, which open the gate at once);
+    the background jobs (delayed workflows, workflow timeouts: the gateway
+    uses neither) run every second; and a preemptible step's cancellation
+    is read every second (`PREEMPTIBLE_POLL_SECONDS`; a cancellation made
+    here stops its steps at once, `cancelled_here`)."""
+    import dbos._core as dbos_core
+
+    gates = IdleGates(idle_seconds)
+    system: Any = dbos._sys_db
+    dequeue, job_lock = system.start_queued_workflows, system.background_job_lock
+
+    def start_queued_workflows(queue: Any, *args: Any, **kwargs: Any) -> Any:
+        if queue.name == INTERNAL_QUEUE_NAME and not gates.due(QUEUE):
+            return [], None
+        return dequeue(queue, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def background_job_lock(job_name: str) -> Iterator[bool]:
+        if not gates.due(f"job {job_name}"):
+            yield False  # as if another process held it: DBOS waits a pass
+            return
+        with job_lock(job_name) as acquired:
+            yield acquired
+
+    system.list_queues = _remembered(system.list_queues, gates, "queues", "(queue_thread)")
+    system.list_schedules = _remembered(
+        system.list_schedules, gates, SCHEDULES, "(dynamic_scheduler_loop)"
+    )
+    system.start_queued_workflows = start_queued_workflows
+    system.background_job_lock = background_job_lock
+    for gate, names in _KICKS.items():
+        for name in names:
+            # A workflow started is put on the internal queue only when queued (a tick).
+            when = _enqueued if name == "init_workflow" else _always
+            setattr(system, name, _kicking(getattr(system, name), gates, gate, when))
+    dbos_core._PREEMPTIBLE_POLL_INTERVAL_SEC = PREEMPTIBLE_POLL_SECONDS
+    return gates
+
+
+# How often DBOS reads whether a workflow running a preemptible step here (a
+# flow's call) was cancelled by another process; one read for all of them.
+PREEMPTIBLE_POLL_SECONDS = 15.0
+
+
+def _kicking(
+    method: Callable[..., Any], gates: IdleGates, gate: str, when: Callable[..., bool]
+) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def kicking(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            if when(*args, **kwargs):
+                gates.kick(gate)
+
+    return kicking
+
+
+def _always(*_args: Any, **_kwargs: Any) -> bool:
+    return True
+
+
+def _enqueued(status: Any, *_args: Any, **_kwargs: Any) -> bool:
+    return bool(status.get("queue_name") == INTERNAL_QUEUE_NAME)
+
+
+def _remembered(
+    method: Callable[..., Any], gates: IdleGates, gate: str, thread: str
+) -> Callable[..., Any]:
+    """``method`` (a listing) as DBOS's polling ``thread`` (named after its
+    target, as `_LISTENER`) calls it: read when its gate is due, else its last
+    answer. Any other caller (the gateway's own listing) reads it."""
+    last: list[Any] = []
+
+    @functools.wraps(method)
+    def remembered(*args: Any, **kwargs: Any) -> Any:
+        polling = threading.current_thread().name.endswith(thread)
+        if not polling or gates.due(gate) or not last:
+            found = method(*args, **kwargs)
+            if not polling:
+                return found
+            last[:] = [found]
+        return last[0]
+
+    return remembered

@@ -5,7 +5,7 @@ A deferred call is an approval (`gateway.delegation.approvals`: the request,
 who asked -- never a token --, its task or MCP follow-up) with a row here
 naming what holds it back (a rule and an entity's key) and its rank among the
 entity's deferred calls (the policy's `priority` rule). Nobody has to approve
-it: `Deferrals.tick` (every replica, every `interval` seconds) releases the
+it: `Deferrals.tick` (every replica, `poll_seconds()` apart) releases the
 waiting calls whose rule keeps nothing for their key any more, first rank
 first and oldest first, by approving them on the desk as the gateway
 (`decided_by: coordination`) -- an A2A call is then made as an approved one
@@ -23,6 +23,16 @@ under its approval (`Coordination.reserve`; it takes them over when it is
 made, `coordination.claiming`), so the next in rank waits on, and no call
 arriving meanwhile takes the entity from it. A released call not made within
 `RESERVED_SECONDS` (an MCP client slow to come back for it) loses them.
+
+How often a replica looks (`pace`, a `gateway.storage.periodic.Pace`): every
+`BUSY_SECONDS` while it knows of waiting calls -- it saw some at its last
+look, or kept one itself lately (`add`, which also wakes the look) -- else
+every `IDLE_SECONDS`. A gateway with no deferred call reads the table twice a
+minute, not four times a second (docs/performance.md, "An idle gateway").
+Nothing waits on a replica's knowledge alone: the replica that kept a call
+looks every `BUSY_SECONDS` until it is released, wherever what held it ends
+(the rules' state is shared); a call kept by a replica gone since is found
+by the others' idle look.
 
 Two replicas releasing at once: the desk's first decision wins; the other's
 is a no-op. A call released into a rule that closes again at that very
@@ -45,6 +55,7 @@ from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound, Ap
 from gateway.delegation.coordination import Canonical, Coordination
 from gateway.delegation.handoffs import json_inputs
 from gateway.delegation.permits import Deferral
+from gateway.storage.periodic import Pace
 from gateway.storage.tables import coordination_deferrals as table
 from policies.coordination import Plan, entity_keys, plan
 from policies.policy_file import PolicySource
@@ -52,6 +63,10 @@ from policies.policy_file import PolicySource
 logger = logging.getLogger(__name__)
 WAITING, RELEASED, EXPIRED, ENDED = "waiting", "released", "expired", "ended"
 DECIDED_BY = "coordination"
+# How soon a deferred call follows the end of what held it back, while this
+# replica knows of waiting calls; and how often it looks when it knows of none.
+BUSY_SECONDS = 0.5
+IDLE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,7 @@ class Deferrals:
         self.approvals = approvals
         self.policy = policy
         self.clock = clock
+        self.pace = Pace(BUSY_SECONDS, IDLE_SECONDS)
 
     async def add(
         self, approval_id: str, deferral: Deferral, *, conn: AsyncConnection | None = None
@@ -104,9 +120,10 @@ class Deferrals:
         )
         if conn is not None:
             await conn.execute(row)
-            return
-        async with self.engine.begin() as own:
-            await own.execute(row)
+        else:
+            async with self.engine.begin() as own:
+                await own.execute(row)
+        self.pace.kept()
 
     async def waiting(self, entity: str | None = None, key: str | None = None) -> list[Waiting]:
         """Waiting calls, first rank first, oldest first (of one entity's key)."""
@@ -135,6 +152,10 @@ class Deferrals:
         calls piling up behind one hold never keep others waiting."""
         assert self.coordination is not None
         now, moved = self.clock(), 0
+        groups = await self._groups()
+        self.pace.looked(bool(groups))
+        if not groups:
+            return 0  # nothing waits: one read
         for waiting in await self._expired(now):
             # Given up first, marked after: a replica that dies between the
             # two leaves a row the next tick moves on (the desk's first

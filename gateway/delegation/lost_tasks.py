@@ -8,6 +8,11 @@ contact was lost, how many times asked, on whose behalf) and a background job
 (`gateway.agents.reconcile`) asks the agent with backoff until it answers with
 an end, or fails the task after `a2a_reconcile_max_seconds`.
 
+The job looks every `a2a_reconcile_poll_seconds` while its replica knows of
+marked tasks (its last look found some, or it marked one, which wakes it),
+else every `IDLE_POLL_SECONDS` (`gateway.storage.periodic.Pace`): a task
+marked by a replica gone since is found by the others' idle look.
+
 Several replicas share the work without a lock: a replica takes a due row by
 moving its `reconcile_at` forward with a compare-and-set on the value it read
 (the UPDATE's WHERE), so exactly one replica asks about a task per attempt,
@@ -28,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import TERMINAL_STATES, Owner
+from gateway.storage.periodic import Pace
 from gateway.storage.tables import a2a_tasks
 from registry.tables import as_utc
 
@@ -45,9 +51,13 @@ class LostTask:
     attempts: int
 
 
+IDLE_POLL_SECONDS = 30.0
+
+
 class LostTasks:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, poll_seconds: float = 5.0) -> None:
         self._engine = engine
+        self.pace = Pace(poll_seconds, max(poll_seconds, IDLE_POLL_SECONDS))
 
     async def lost(self, agent_id: str, owner: Owner, task_id: str, caller: Caller) -> bool:
         """Mark one of ``owner``'s running tasks as out of contact (due at once);
@@ -77,6 +87,7 @@ class LostTasks:
                     reconcile_caller=caller.stored(),
                 )
             )
+        self.pace.kept()
         return True
 
     async def due(self, limit: int = 20) -> list[LostTask]:
@@ -92,11 +103,14 @@ class LostTasks:
                         c.owner_issuer,
                         *(getattr(c, name) for name in RECONCILE_COLUMNS),
                     )
-                    .where(c.reconcile_at <= now)
+                    # Every marked task, the due first: whether any is
+                    # marked sets the pace.
+                    .where(c.reconcile_at.is_not(None))
                     .order_by(c.reconcile_at)
                     .limit(limit)
                 )
             ).all()
+        self.pace.looked(bool(rows))
         return [
             LostTask(
                 agent_id=r.agent_id,
@@ -108,7 +122,9 @@ class LostTasks:
                 attempts=r.reconcile_attempts or 0,
             )
             for r in rows
-            if r.reconcile_caller is not None and r.reconcile_since is not None
+            if r.reconcile_caller is not None
+            and r.reconcile_since is not None
+            and as_utc(r.reconcile_at) <= now
         ]
 
     async def take(self, lost: LostTask, next_at: datetime) -> bool:

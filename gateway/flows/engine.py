@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 ENGINE_VERSION = "switchboard-flows-1"
 SCHEMA = "dbos"
+# How often DBOS's background threads read the database when they have
+# nothing to do (`gateway.compat.dbos.quiet_when_idle`): a work item put on
+# its queue here is looked for at once, one put there by a replica that
+# died before taking it within this.
+IDLE_POLL_SECONDS = 30.0
 _OWNER: object | None = None
 
 
@@ -143,6 +148,7 @@ class FlowEngine:
                 self._dbos = DBOS(config=config)
                 compat.adopt_running_loop(self._dbos)
                 await asyncio.to_thread(DBOS.launch)
+                compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS)
             except BaseException:
                 _OWNER = None
                 runner.install(None)
@@ -206,6 +212,9 @@ class FlowEngine:
     async def cancel(self, run_id: str) -> None:
         await self.ensure()
         await DBOS.cancel_workflow_async(run_id)
+        # Its call in flight here stops now, not at DBOS's next look.
+        if self._dbos is not None:
+            compat.cancelled_here(self._dbos, run_id)
 
     async def resume(self, run_id: str) -> None:
         await self.ensure()

@@ -21,7 +21,8 @@ own goes out, the watch reads again what that notice is about (that set's
 version, or the catalog) and takes it as known (`ToolListNotifier.before_send`).
 That read comes before the clients are told, so anything it takes as known
 is there when they list again; a change that comes later is the next
-pass's. Reads are two small aggregate queries a pass; a pass that fails
+pass's. A pass is one statement (the catalog's aggregates, each set's version
+beside them); a pass that fails
 (the database away) is the periodic job's to log, and the next one
 compares with the last known.
 """
@@ -32,12 +33,11 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import Integer, cast, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mcp.notify import Kind, ToolListNotifier
-from registry.store import SqlAgentStore
-from registry.tables import mcp_sets, mcp_tools
+from registry.tables import agents, mcp_sets, mcp_tools
 
 Catalog = tuple[object, ...]
 
@@ -62,7 +62,6 @@ class ChangeWatch:
         registry's listeners) and tell the clients through the notifier:
         told first, the clients would list again from the old copies."""
         self._engine = engine
-        self._agents = SqlAgentStore(engine)
         self._notifier = notifier
         self._set_moved = set_moved
         self._catalog_moved = catalog_moved
@@ -79,7 +78,7 @@ class ChangeWatch:
     async def check(self) -> None:
         """One pass: tell what moved since the last known (the periodic job)."""
         async with self._reading:
-            sets, catalog = await self._sets(), await self._catalog()
+            sets, catalog = await self._read()
             known, self._known = self._known, Known(sets, catalog)
         if known is None:
             return  # the first reading is the baseline: nothing was listed before it
@@ -102,7 +101,7 @@ class ChangeWatch:
                 else:
                     known.sets[only] = version
             elif kind == "tools":
-                known.catalog = await self._catalog()
+                known.catalog = (await self._read())[1]
 
     async def _sets(self, names: list[str] | None = None) -> dict[str, str]:
         query = select(mcp_sets.c.name, mcp_sets.c.updated_at)
@@ -111,18 +110,41 @@ class ChangeWatch:
         async with self._engine.connect() as conn:
             return {name: str(at) for name, at in (await conn.execute(query)).all()}
 
-    async def _catalog(self) -> Catalog:
-        available = func.sum(cast(mcp_tools.c.available, Integer))
-        tools = select(
-            func.count(),
-            func.max(mcp_tools.c.changed_at),
-            func.max(mcp_tools.c.approved_at),
-            available,
+    async def _read(self) -> tuple[dict[str, str], Catalog]:
+        """Every set's version, and the catalog's fingerprint: the federated
+        tools' count, latest change, latest approval and how many are
+        available; the agents' count, latest change and sum of revisions
+        (`SqlAgentStore.fingerprint`). One statement: the fingerprint's row
+        joined to each set's (or to none)."""
+        fingerprint = select(
+            *(
+                select(column).select_from(table).scalar_subquery().label(f"c{i}")
+                for i, (table, column) in enumerate(_FINGERPRINT)
+            )
+        ).subquery()
+        query = select(fingerprint, mcp_sets.c.name, mcp_sets.c.updated_at).select_from(
+            fingerprint.outerjoin(mcp_sets, true())
         )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(tools)).one()
-        counted = (int(row[0] or 0), str(row[1]), str(row[2]), int(row[3] or 0))
-        return (*counted, *await self._agents.fingerprint())
+            rows = (await conn.execute(query)).all()
+        first = rows[0]
+        catalog: Catalog = (
+            *(int(first[0] or 0), str(first[1]), str(first[2]), int(first[3] or 0)),
+            *(int(first[4] or 0), str(first[5]), int(first[6] or 0)),
+        )
+        sets = {row[-2]: str(row[-1]) for row in rows if row[-2] is not None}
+        return sets, catalog
+
+
+_FINGERPRINT = (
+    (mcp_tools, func.count()),
+    (mcp_tools, func.max(mcp_tools.c.changed_at)),
+    (mcp_tools, func.max(mcp_tools.c.approved_at)),
+    (mcp_tools, func.sum(cast(mcp_tools.c.available, Integer))),
+    (agents, func.count()),
+    (agents, func.max(agents.c.updated_at)),
+    (agents, func.sum(agents.c.revision)),
+)
 
 
 def _moved(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:

@@ -129,6 +129,46 @@ class Periodic:
         return woken
 
 
+@dataclass
+class Pace:
+    """How long a look for work kept in the database waits: ``busy`` seconds
+    while this process knows of some -- its last look found some
+    (`looked`), or it kept some itself in the last ``lately`` seconds
+    (`kept`, which also wakes the look: the work may not be committed yet,
+    so one look right away may miss it) -- else ``idle``.
+
+    Work kept by another replica is that replica's to look at quickly (the
+    state that lets it go is shared); this one finds it at its idle pace, for
+    when that replica is gone. So a gateway with nothing to do reads the
+    table once every ``idle`` seconds, not every ``busy``."""
+
+    busy: float
+    idle: float
+    lately: float = 10.0
+    found: bool = True  # until the first look says otherwise
+    kept_at: float = float("-inf")
+    wake: Callable[[], None] | None = None
+
+    def seconds(self) -> float:
+        if self.found or time.monotonic() - self.kept_at < self.lately:
+            return self.busy
+        return self.idle
+
+    def kept(self) -> None:
+        self.kept_at = time.monotonic()
+        if self.wake is not None:
+            self.wake()
+
+    def looked(self, found: bool) -> None:
+        self.found = found
+
+    def periodic(self, name: str, job: Callable[[], Awaitable[object]]) -> Periodic:
+        """The job that looks, at this pace, woken when work is kept here."""
+        look = Periodic(name, self.seconds, job)
+        self.wake = look.wake
+        return look
+
+
 def next_due(due: float, ended: float, interval: float, *, fixed_rate: bool) -> float:
     """When the pass after one that was due at ``due`` and ended at ``ended``
     is due. Fixed rate: one interval after the last was due -- a slow pass

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from dbos import DBOS, DBOSConfig
+from sqlalchemy import event
 
 from gateway.compat import dbos as compat
 
@@ -92,3 +94,50 @@ def test_dbos_runs_its_coroutines_on_the_loop_it_is_given(tmp_path: Path) -> Non
     finally:
         DBOS.destroy()
     assert its == ours
+
+
+def _as_thread(name: str, call: Callable[[], object]) -> object:
+    """``call`` in a thread named ``name`` (DBOS's polling threads are told by name)."""
+    found: list[object] = []
+    thread = threading.Thread(target=lambda: found.append(call()), name=name)
+    thread.start()
+    thread.join()
+    return found[0]
+
+
+def test_dbos_polls_through_the_names_quiet_when_idle_gates(launched: DBOS) -> None:
+    names = [thread.name for thread in launched._background_threads]
+    assert any(name.endswith("(queue_thread)") for name in names), names
+    assert any(name.endswith("(dynamic_scheduler_loop)") for name in names), names
+    gates = compat.quiet_when_idle(launched, idle_seconds=3600)
+    system = launched._sys_db
+    # The first look reads; a polling thread's next one within the hour is
+    # answered from it, without a statement.
+    reads: list[str] = []
+    event.listen(system.engine, "before_cursor_execute", lambda *a: reads.append(a[2]))
+    _as_thread("Thread-1 (queue_thread)", lambda: system.list_queues(application_name=None))
+    _as_thread("Thread-2 (queue_thread)", lambda: system.list_queues(application_name=None))
+    assert len([read for read in reads if "FROM main.queues" in read]) == 1, reads
+    # Work put on the internal queue here opens its gate at once.
+    assert gates.due(compat.QUEUE) and not gates.due(compat.QUEUE)
+    gates.kick(compat.QUEUE)
+    assert gates.due(compat.QUEUE)
+    import dbos._core as dbos_core
+
+    assert dbos_core._PREEMPTIBLE_POLL_INTERVAL_SEC == compat.PREEMPTIBLE_POLL_SECONDS
+
+
+def test_a_cancellation_here_stops_the_steps_dbos_watches(launched: DBOS) -> None:
+    async def run() -> int:
+        import dbos._core as dbos_core
+
+        watcher = dbos_core._cancellation_watcher(launched)
+        waiter = watcher.register("run-1", None)
+        try:
+            stopped = compat.cancelled_here(launched, "run-1")
+            assert waiter.done()
+            return stopped
+        finally:
+            watcher.unregister("run-1", None, waiter)
+
+    assert asyncio.run(run()) == 1

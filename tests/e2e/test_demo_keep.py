@@ -17,6 +17,7 @@ import httpx
 
 from gateway.demo.ports import PortReservation
 from registry.tls import client_tls
+from tests.support.stopping import DIAGNOSABLE, stopped
 from tests.support.waiting import wait_for
 
 
@@ -29,7 +30,7 @@ def _free_port() -> int:
 def test_the_consent_demo_stays_up_on_its_port_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "demo.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **DIAGNOSABLE}
     env.pop("SWITCHBOARD_CONFIG", None)
     command = [sys.executable, "-m", "gateway", "demo", "--scenario", "consent", "--keep"]
     with log.open("wb") as out:
@@ -75,7 +76,7 @@ def test_the_consent_demo_stays_up_on_its_port_and_cleans_up_on_sigterm(tmp_path
         assert parse_qs(urlparse(ask).query)["state"] == ["s"]
 
         demo.send_signal(signal.SIGTERM)
-        assert demo.wait(60) == 0  # stopped as Ctrl-C stops it
+        assert stopped(demo, log, 60) == 0  # stopped as Ctrl-C stops it
         assert not Path(temp).exists(), "the demo's temp dir outlived its SIGTERM"
         assert "Traceback" not in log.read_text()
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.stopping import DIAGNOSABLE, stopped
 from tests.support.waiting import wait_for
 
 ORDER = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
@@ -24,7 +25,7 @@ ORDER = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
 class KeptDemo:
     def __init__(self, folder: Path) -> None:
         self.log = folder / "demo.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **DIAGNOSABLE}
         env.pop("SWITCHBOARD_CONFIG", None)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -50,7 +51,7 @@ class KeptDemo:
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGINT)
-        self.process.wait(30)
+        stopped(self.process, self.log, 30)
         return self.log.read_text()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,10 +56,16 @@ FLOWS = {
 }
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, the FLOWS registered once:
+    each reads the desk's messages of its own runs (`_ship_messages`), and
+    approvals of its own runs or those pending since it began."""
     policy = POLICY + "".join(f"  {f}:\n    grant: [sales:quote]\n" for f in FLOWS)
-    with flow_setup(tmp_path, database_url, policy) as made:
+    tmp_path = tmp_path_factory.mktemp("answerers")
+    with flow_setup(tmp_path, module_database_url, policy) as made:
         for flow_id, questions in FLOWS.items():
             registered = made.register(_flow(flow_id, questions))
             assert registered.status_code == 201, registered.text
@@ -89,13 +94,17 @@ def _ended(setup: FlowSetup, client: httpx.Client, run: dict[str, Any]) -> dict[
 
 def test_the_flows_expression_answers_and_no_one_is_asked(setup: FlowSetup) -> None:
     with setup.user() as dana, setup.admin() as admin:
+        # Pending before the test: other tests' (the gateway is the module's).
+        pending = admin.get("/approvals", params={"state": "pending"}).json()["items"]
+        before = {a["id"] for a in pending}
         run = _start(dana, "auto-ship", prefer="south")
         done = _ended(setup, dana, run)
         assert done["state"] == "completed", done
         assert done["output"]["warehouse"] == "south"
         assert done["output"]["eta_days"] == 4
-        audit = admin.get("/audit", params={"trace_id": done["trace_id"]}).json()["items"]
-        assert admin.get("/approvals", params={"state": "pending"}).json()["items"] == []
+        audit = admin.get("/audit", params={"trace": done["trace_id"]}).json()["items"]
+        pending = admin.get("/approvals", params={"state": "pending"}).json()["items"]
+        assert [a for a in pending if a["id"] not in before] == []
     messages = _ship_messages(setup, run["id"])
     assert [m["message_id"] for m in messages] == [
         f"{run['id']}.ship.1",

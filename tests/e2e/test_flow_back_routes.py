@@ -56,14 +56,28 @@ ASK_AGAIN: dict[str, Any] = {
     "output": "{status: steps.status.output, again: steps.again.output, reply: steps.reply.text}",
 }
 FLOW_POLICY = POLICY + "".join(
-    f"  {flow}:\n    grant: [sales:quote]\n" for flow in ("ask-again", "ask-on")
+    f"  {flow}:\n    grant: [sales:quote]\n"
+    for flow in ("ask-again", "ask-on", "ask-short", "ask-both", "ask-versions")
 )
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
-    with flow_setup(tmp_path, database_url, FLOW_POLICY) as made:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests: each starts runs of its own
+    (orders of its own) and reads the desk's messages of its runs (`_of`).
+    ASK_AGAIN is registered here, once; other documents go under ids of their own."""
+    tmp_path = tmp_path_factory.mktemp("back-routes")
+    with flow_setup(tmp_path, module_database_url, FLOW_POLICY) as made:
+        assert made.register(ASK_AGAIN).status_code == 201
         yield made
+
+
+def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _start(client: httpx.Client, order: str, flow: str = "ask-again") -> dict[str, Any]:
@@ -74,7 +88,6 @@ def _start(client: httpx.Client, order: str, flow: str = "ask-again") -> dict[st
 
 
 def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
-    assert setup.register(ASK_AGAIN).status_code == 201
     with setup.user() as dana:
         run = setup.run(dana, _start(dana, "A-1"), "completed", "failed")
     assert run["state"] == "completed", run
@@ -84,12 +97,12 @@ def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     # Round 1 under the step's own id, each later one as <id>#<round>: a call
     # of its own each time, never the round before's found again.
     rid = run["id"]
-    assert setup.desk.sent("status") == [
+    assert _of(setup.desk.sent("status"), run) == [
         f"{rid}.status.1",
         f"{rid}.status#2.1",
         f"{rid}.status#3.1",
     ]
-    assert setup.desk.sent("reply") == [f"{rid}.reply.1"]
+    assert _of(setup.desk.sent("reply"), run) == [f"{rid}.reply.1"]
     steps = {s["id"]: s for s in run["steps"]}
     assert [steps[i]["output"]["asks"] for i in ("status", "status#2", "status#3")] == [1, 2, 3]
     assert [steps[i]["output"] for i in ("again", "again#2")] == [
@@ -112,7 +125,7 @@ def test_a_parallel_step_in_a_loop_reads_alike_every_round(setup: FlowSetup) -> 
     output and ``steps.<branch>`` read as the flow names them."""
     document: dict[str, Any] = {
         "format": "switchboard.flow/v1",
-        "id": "ask-on",
+        "id": "ask-both",
         "name": "Quote and ask at once, until ready",
         "input": {"type": "object", "properties": {"order": {"type": "string"}}},
         "steps": [
@@ -143,7 +156,7 @@ def test_a_parallel_step_in_a_loop_reads_alike_every_round(setup: FlowSetup) -> 
     }
     assert setup.register(document).status_code == 201
     with setup.user() as dana:
-        run = setup.run(dana, _start(dana, "E-1", "ask-on"), "completed", "failed")
+        run = setup.run(dana, _start(dana, "E-1", "ask-both"), "completed", "failed")
     assert run["state"] == "completed", run
     assert set(run["output"]["both"]) == {"price", "ask"}
     assert run["output"]["both"]["ask"] == run["output"]["ask"]
@@ -156,6 +169,7 @@ def test_a_parallel_step_in_a_loop_reads_alike_every_round(setup: FlowSetup) -> 
 
 def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     short = copy.deepcopy(ASK_AGAIN)
+    short["id"] = "ask-short"
     short["steps"][2]["max"] = 2
     assert setup.register(short).status_code == 201
     going_on = copy.deepcopy(short)
@@ -163,13 +177,13 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     going_on["steps"][2]["on_max"] = "continue"
     assert setup.register(going_on).status_code == 201
     with setup.user() as dana:
-        failed = setup.run(dana, _start(dana, "B-1"), "completed", "failed")
+        failed = setup.run(dana, _start(dana, "B-1", "ask-short"), "completed", "failed")
         went_on = setup.run(dana, _start(dana, "B-2", "ask-on"), "completed", "failed")
     assert failed["state"] == "failed", failed
     assert "route again would go back to status after 2 round(s)" in failed["error"]
     ended = {s["id"]: s for s in failed["steps"]}
     assert ended["again#2"]["state"] == "failed"
-    assert setup.desk.sent("status") == [
+    assert _of(setup.desk.sent("status"), failed, went_on) == [
         f"{failed['id']}.status.1",
         f"{failed['id']}.status#2.1",
         f"{went_on['id']}.status.1",
@@ -178,7 +192,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     assert went_on["state"] == "completed", went_on
     assert went_on["output"]["status"]["ready"] is False
     assert went_on["output"]["again"] == {"goto": None, "round": 2}
-    assert setup.desk.sent("reply") == [f"{went_on['id']}.reply.1"]
+    assert _of(setup.desk.sent("reply"), failed, went_on) == [f"{went_on['id']}.reply.1"]
 
 
 @pytest.mark.parametrize(
@@ -222,7 +236,6 @@ def test_a_max_the_schema_refuses(setup: FlowSetup, bad: Any) -> None:
 
 
 def test_a_fork_starts_at_the_loops_first_step_or_after_the_route(setup: FlowSetup) -> None:
-    assert setup.register(ASK_AGAIN).status_code == 201
     with setup.user() as dana:
         run = setup.run(dana, _start(dana, "C-1"), "completed", "failed")
         after = dana.post(f"/flows/ask-again/runs/{run['id']}/fork", json={"step": "reply"})
@@ -253,13 +266,13 @@ def test_a_fork_starts_at_the_loops_first_step_or_after_the_route(setup: FlowSet
     assert asked["state"] == "completed", asked
     assert asked["output"]["status"]["asks"] == 4
     assert not [s for s in asked["steps"] if s["reused_from"]]
-    assert setup.desk.sent("status") == [
+    assert _of(setup.desk.sent("status"), run, replied, asked) == [
         f"{run['id']}.status.1",
         f"{run['id']}.status#2.1",
         f"{run['id']}.status#3.1",
         f"{asked['id']}.status.1",
     ]
-    assert setup.desk.sent("reply") == [
+    assert _of(setup.desk.sent("reply"), run, replied, asked) == [
         f"{run['id']}.reply.1",
         f"{replied['id']}.reply.1",
         f"{asked['id']}.reply.1",
@@ -283,23 +296,24 @@ def test_a_fork_into_a_version_with_a_loop_counts_the_rounds_it_reuses(
     version-1 run from ``pause`` under version 2 reuses ``status`` and, going
     back, asks anew as ``status#2`` -- never taking the reused record for a
     call in flight."""
-    once = copy.deepcopy(ASK_AGAIN)
+    looping = {**ASK_AGAIN, "id": "ask-versions"}  # a flow of the test's own
+    once = copy.deepcopy(looping)
     once["steps"] = [s for s in once["steps"] if s["id"] != "again"]
     once["output"] = "{status: steps.status.output, reply: steps.reply.text}"
     assert setup.register(once).status_code == 201
     with setup.user() as dana:
-        run = setup.run(dana, _start(dana, "D-1"), "completed", "failed")
+        run = setup.run(dana, _start(dana, "D-1", "ask-versions"), "completed", "failed")
         assert run["output"]["status"]["asks"] == 1
         with setup.admin() as admin:
-            assert admin.post("/flows", json=ASK_AGAIN).status_code == 201
+            assert admin.post("/flows", json=looping).status_code == 201
         fork = dana.post(
-            f"/flows/ask-again/runs/{run['id']}/fork", json={"step": "pause", "version": 2}
+            f"/flows/ask-versions/runs/{run['id']}/fork", json={"step": "pause", "version": 2}
         )
         assert fork.status_code == 201, fork.text
         forked = setup.run(dana, fork.json(), "completed", "failed")
     assert forked["state"] == "completed", forked
     assert forked["output"]["status"] == {"order": "D-1", "asks": 3, "ready": True}
-    assert setup.desk.sent("status") == [
+    assert _of(setup.desk.sent("status"), run, forked) == [
         f"{run['id']}.status.1",
         f"{forked['id']}.status#2.1",
         f"{forked['id']}.status#3.1",

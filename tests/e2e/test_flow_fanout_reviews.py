@@ -10,7 +10,6 @@ ends rejected. The same approvals desk as a call step's review."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,35 @@ from tests.support.flows import POLICY, FlowSetup, flow_setup
 ORDERS = {"orders": [{"sku": "A-1"}, {"sku": "B-2"}, {"sku": "C-3"}]}
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+@pytest.fixture(scope="module")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests: each registers its own
+    version of fanout and starts its run right after it (a run keeps the
+    version it started with)."""
     with flow_setup(
-        tmp_path, database_url, POLICY + "  fanout:\n    grant: [sales:quote]\n"
+        tmp_path_factory.mktemp("fanout-reviews"),
+        module_database_url,
+        POLICY + "  fanout:\n    grant: [sales:quote]\n",
     ) as made:
         yield made
+
+
+# Per desk: how many messages it had got when the running test began.
+_DESK_FROM: dict[int, int] = {}
+
+
+@pytest.fixture
+def setup(deployment: FlowSetup) -> Iterator[FlowSetup]:
+    """The module's gateway, its desk failing no sku; from here on, the desk's
+    messages are the test's own (`sent`)."""
+    desk = deployment.desk
+    with desk.lock:
+        desk.failing.clear()
+        _DESK_FROM[id(desk)] = len(desk.received)
+    yield deployment
+    desk.failing.clear()  # a rejected run's test leaves its skus failing
 
 
 def flow(*steps: dict[str, Any]) -> dict[str, Any]:
@@ -66,8 +88,10 @@ def steps_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def sent(setup: FlowSetup, sku: str) -> int:
+    """How many messages for ``sku`` the desk got since the test began."""
     with setup.desk.lock:
-        return sum(1 for r in setup.desk.received if r["data"].get("sku") == sku)
+        since = setup.desk.received[_DESK_FROM.get(id(setup.desk), 0) :]
+        return sum(1 for r in since if r["data"].get("sku") == sku)
 
 
 def waiting_at(

@@ -107,14 +107,28 @@ EACH: dict[str, Any] = {
         }
     ],
 }
-FLOWS = ("priced", "priced-any", "ship-then-reply")
+FLOWS = ("priced", "priced-any", "ship-then-reply", "priced-loop", "priced-review")
 FLOW_POLICY = POLICY + "".join(f"  {flow}:\n    grant: [sales:quote]\n" for flow in FLOWS)
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
-    with flow_setup(tmp_path, database_url, FLOW_POLICY) as made:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, PRICED and EACH registered
+    once; a test's own variant goes under an id of its own. Each reads the
+    desk's messages of its own runs (`_of`)."""
+    with flow_setup(tmp_path_factory.mktemp("lanes"), module_database_url, FLOW_POLICY) as made:
+        for document in (PRICED, EACH):
+            registered = made.register(document)
+            assert registered.status_code == 201, registered.text
         yield made
+
+
+def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _records(run: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
@@ -122,7 +136,6 @@ def _records(run: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
 
 
 def test_a_branch_runs_its_own_steps_and_routes_within_them(setup: FlowSetup) -> None:
-    assert setup.register(PRICED).status_code == 201, setup.register(PRICED).text
     with setup.user() as dana:
         big = setup.run(dana, setup.start(dana, "priced", {"quantity": 10}), "completed", "failed")
         small = setup.run(dana, setup.start(dana, "priced", {"quantity": 2}), "completed", "failed")
@@ -142,10 +155,10 @@ def test_a_branch_runs_its_own_steps_and_routes_within_them(setup: FlowSetup) ->
     assert small["output"]["both"]["deal"] == {"total": 23.75, "said": ""}
     assert _records(small)["confirm"] == ("skipped", "deal", "skipped")
     rid_big, rid_small = big["id"], small["id"]
-    assert sorted(setup.desk.sent("quote")) == sorted(
+    assert sorted(_of(setup.desk.sent("quote"), big, small)) == sorted(
         [f"{rid_big}.price.1", f"{rid_small}.price.1"]
     )
-    assert sorted(setup.desk.sent("reply")) == sorted(
+    assert sorted(_of(setup.desk.sent("reply"), big, small)) == sorted(
         [f"{rid_big}.confirm.1", f"{rid_big}.after.1", f"{rid_small}.after.1"]
     )
 
@@ -178,12 +191,11 @@ def test_a_join_decided_leaves_a_branchs_later_steps_unsent(setup: FlowSetup) ->
     records = _records(done)
     assert records["deal"][2] == "not_needed" and records["work"][2] == "not_needed", records
     assert "confirm" not in records
-    assert setup.desk.sent("reply") == []
-    assert setup.desk.sent("work") == [f"{done['id']}.work.1"]
+    assert _of(setup.desk.sent("reply"), done) == []
+    assert _of(setup.desk.sent("work"), done) == [f"{done['id']}.work.1"]
 
 
 def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
-    assert setup.register(EACH).status_code == 201
     orders = [
         {"sku": "A-1", "quantity": 1, "warehouse": "south", "customer": "Ada"},
         {"sku": "B-2", "quantity": 2, "customer": "Bo"},
@@ -222,11 +234,13 @@ def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
     ]
     assert _records(done)["each[1].tell"] == ("call", "each[1]", "completed")
     rid = run["id"]
-    assert sorted(setup.desk.sent("ship")) == sorted(
+    assert sorted(_of(setup.desk.sent("ship"), run)) == sorted(
         [f"{rid}.each[{i}].ship.1" for i in range(3)]
         + [f"{rid}.each[{i}].ship.1.answer1" for i in range(3)]
     )
-    assert sorted(setup.desk.sent("reply")) == sorted([f"{rid}.each[{i}].tell.1" for i in range(3)])
+    assert sorted(_of(setup.desk.sent("reply"), run)) == sorted(
+        [f"{rid}.each[{i}].tell.1" for i in range(3)]
+    )
 
 
 @pytest.mark.crash
@@ -269,7 +283,6 @@ def test_a_fork_after_the_fan_out_reuses_its_sequences(setup: FlowSetup) -> None
     """Forked from the step after the parallel step, the fork takes the
     branch's steps' records and outputs as they were: nothing sent again
     but the step it starts at."""
-    assert setup.register(PRICED).status_code == 201
     with setup.user() as dana:
         run = setup.run(dana, setup.start(dana, "priced", {"quantity": 10}), "completed", "failed")
         forked = dana.post(f"/flows/priced/runs/{run['id']}/fork", json={"step": "after"})
@@ -279,8 +292,8 @@ def test_a_fork_after_the_fan_out_reuses_its_sequences(setup: FlowSetup) -> None
     assert fork["output"] == run["output"]
     rid, fid = run["id"], fork["id"]
     assert _records(fork)["confirm"] == ("call", "deal", "completed")
-    assert sorted(setup.desk.sent("quote")) == [f"{rid}.price.1"]
-    assert sorted(setup.desk.sent("reply")) == sorted(
+    assert sorted(_of(setup.desk.sent("quote"), run, fork)) == [f"{rid}.price.1"]
+    assert sorted(_of(setup.desk.sent("reply"), run, fork)) == sorted(
         [f"{rid}.confirm.1", f"{rid}.after.1", f"{fid}.after.1"]
     )
 
@@ -289,7 +302,7 @@ def test_a_branchs_steps_in_a_loops_later_round(setup: FlowSetup) -> None:
     """A parallel step in a route's loop: round 2 records and sends the
     branch's steps as ``<id>#2``, and the route reads the latest round."""
     document = copy.deepcopy(PRICED)
-    document["id"] = "priced-any"  # a name the policy grants
+    document["id"] = "priced-loop"  # a name of its own, the policy grants
     document["steps"][1] = {
         "id": "again",
         "route": [
@@ -303,23 +316,25 @@ def test_a_branchs_steps_in_a_loops_later_round(setup: FlowSetup) -> None:
     document["output"] = "steps.both.output.deal"
     assert setup.register(document).status_code == 201, setup.register(document).text
     with setup.user() as dana:
-        done = setup.run(dana, setup.start(dana, "priced-any", {}), "completed", "failed")
+        done = setup.run(dana, setup.start(dana, "priced-loop", {}), "completed", "failed")
     assert done["state"] == "completed", done
     records = _records(done)
     assert records.get("deal#2") == ("steps", "both#2", "completed"), sorted(records.items())
     assert records["price#2"] == ("call", "deal#2", "completed"), records
     assert records["confirm#2"] == ("call", "deal#2", "completed"), records
     rid = done["id"]
-    assert sorted(setup.desk.sent("quote")) == [f"{rid}.price#2.1", f"{rid}.price.1"]
+    assert sorted(_of(setup.desk.sent("quote"), done)) == [f"{rid}.price#2.1", f"{rid}.price.1"]
     assert done["output"] == {"total": 118.75, "said": "Dear Ada, your quote is 118.75 EUR."}
 
 
-def test_an_approved_run_again_goes_on_from_the_step_that_failed(setup: FlowSetup) -> None:
+def test_an_approved_run_again_goes_on_from_the_step_that_failed(
+    setup: FlowSetup, request: pytest.FixtureRequest
+) -> None:
     """A map of sequences with ``on_error: checkpoint``: an item's second
     step fails; approved, that item goes on from that step -- its first,
     completed, is not sent again -- and the items that completed are left."""
     document = copy.deepcopy(EACH)
-    document["id"] = "priced"  # a name the policy grants
+    document["id"] = "priced-review"  # a name of its own, the policy grants
     document["steps"][0]["on_error"] = "checkpoint"
     document["steps"][0]["map"]["steps"][1] = {
         "id": "tell",
@@ -331,12 +346,13 @@ def test_an_approved_run_again_goes_on_from_the_step_that_failed(setup: FlowSetu
     )
     assert setup.register(document).status_code == 201, setup.register(document).text
     setup.desk.failing.add("B-2")
+    request.addfinalizer(setup.desk.failing.clear)  # the desk is the module's
     orders = [
         {"sku": "A-1", "quantity": 1, "warehouse": "south"},
         {"sku": "B-2", "quantity": 2, "warehouse": "north"},
     ]
     with setup.user() as dana:
-        run = setup.start(dana, "priced", {"orders": orders})
+        run = setup.start(dana, "priced-review", {"orders": orders})
         asked = setup.run(dana, run, "input_required", "completed", "failed")
         assert asked["state"] == "input_required", asked
         review = next(s for s in asked["steps"] if s["id"] == "each_review1")
@@ -355,10 +371,10 @@ def test_an_approved_run_again_goes_on_from_the_step_that_failed(setup: FlowSetu
     ]
     rid = run["id"]
     # Each ship once (and its answer); the failed quote again, the other not.
-    assert sorted(setup.desk.sent("ship")) == sorted(
+    assert sorted(_of(setup.desk.sent("ship"), run)) == sorted(
         [f"{rid}.each[{i}].ship.1" for i in range(2)]
         + [f"{rid}.each[{i}].ship.1.answer1" for i in range(2)]
     )
-    assert sorted(setup.desk.sent("quote")) == sorted(
+    assert sorted(_of(setup.desk.sent("quote"), run)) == sorted(
         [f"{rid}.each[0].tell.1", f"{rid}.each[1].tell.1", f"{rid}.each[1].tell.1"]
     )

@@ -56,14 +56,26 @@ POLL_FLOW: dict[str, Any] = {
     "output": "{poll: steps.poll.output, status: steps.status.output, reply: steps.reply.text}",
 }
 FLOW_POLICY = POLICY + "".join(
-    f"  {flow}:\n    grant: [sales:quote]\n" for flow in ("poll-flow", "poll-on")
+    f"  {flow}:\n    grant: [sales:quote]\n" for flow in ("poll-flow", "poll-short", "poll-on")
 )
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
-    with flow_setup(tmp_path, database_url, FLOW_POLICY) as made:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests: each starts runs of its own
+    (orders of its own) and reads the desk's messages of its runs (`_of`).
+    POLL_FLOW is registered here, once; a variant goes under an id of its own."""
+    with flow_setup(tmp_path_factory.mktemp("loops"), module_database_url, FLOW_POLICY) as made:
+        assert made.register(POLL_FLOW).status_code == 201
         yield made
+
+
+def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _start(client: httpx.Client, order: str, flow: str = "poll-flow") -> dict[str, Any]:
@@ -74,7 +86,6 @@ def _start(client: httpx.Client, order: str, flow: str = "poll-flow") -> dict[st
 
 
 def test_a_block_runs_until_its_condition_holds(setup: FlowSetup) -> None:
-    assert setup.register(POLL_FLOW).status_code == 201
     with setup.user() as dana:
         run = setup.run(dana, _start(dana, "A-1"), "completed", "failed")
     assert run["state"] == "completed", run
@@ -84,7 +95,7 @@ def test_a_block_runs_until_its_condition_holds(setup: FlowSetup) -> None:
     assert run["output"]["reply"] == "Dear A-1, your quote is 3.0 EUR."
     # Each round a call of its own, recorded as <id>#<round>.
     rid = run["id"]
-    assert setup.desk.sent("status") == [
+    assert _of(setup.desk.sent("status"), run) == [
         f"{rid}.status#1.1",
         f"{rid}.status#2.1",
         f"{rid}.status#3.1",
@@ -98,6 +109,7 @@ def test_a_block_runs_until_its_condition_holds(setup: FlowSetup) -> None:
 
 def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     short = copy.deepcopy(POLL_FLOW)
+    short["id"] = "poll-short"
     short["steps"][0]["repeat"]["max"] = 2
     assert setup.register(short).status_code == 201
     going_on = copy.deepcopy(short)
@@ -105,11 +117,11 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     going_on["steps"][0]["repeat"]["on_max"] = "continue"
     assert setup.register(going_on).status_code == 201
     with setup.user() as dana:
-        failed = setup.run(dana, _start(dana, "B-1"), "completed", "failed")
+        failed = setup.run(dana, _start(dana, "B-1", "poll-short"), "completed", "failed")
         went_on = setup.run(dana, _start(dana, "B-2", "poll-on"), "completed", "failed")
     assert failed["state"] == "failed", failed
     assert "until did not hold after 2 round(s)" in failed["error"]
-    assert setup.desk.sent("reply") == [f"{went_on['id']}.reply.1"]
+    assert _of(setup.desk.sent("reply"), failed, went_on) == [f"{went_on['id']}.reply.1"]
     assert went_on["state"] == "completed", went_on
     assert went_on["output"]["poll"] == {"rounds": 2, "done": False}
     assert went_on["output"]["status"]["ready"] is False
@@ -173,7 +185,6 @@ def test_a_route_does_not_go_into_a_block(setup: FlowSetup) -> None:
 
 
 def test_a_fork_after_the_loop_reuses_its_rounds(setup: FlowSetup) -> None:
-    assert setup.register(POLL_FLOW).status_code == 201
     with setup.user() as dana:
         run = setup.run(dana, _start(dana, "C-1"), "completed", "failed")
         after = dana.post(f"/flows/poll-flow/runs/{run['id']}/fork", json={"step": "reply"})
@@ -189,7 +200,7 @@ def test_a_fork_after_the_loop_reuses_its_rounds(setup: FlowSetup) -> None:
     assert reused == {"poll", "status#1", "status#2", "status#3", "pause#1", "pause#2", "pause#3"}
     # From the loop: polled again, once (the desk has the order ready by now).
     assert polled["output"]["poll"] == {"rounds": 1, "done": True}
-    assert setup.desk.sent("status") == [
+    assert _of(setup.desk.sent("status"), run, forked, polled) == [
         f"{run['id']}.status#1.1",
         f"{run['id']}.status#2.1",
         f"{run['id']}.status#3.1",

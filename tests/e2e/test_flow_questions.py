@@ -67,12 +67,29 @@ SHIP_FLOW: dict[str, Any] = {
 ORDER = {"sku": "X-100", "quantity": 3}
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+@pytest.fixture(scope="module")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, ship-flow registered once."""
     policy = POLICY + "  ship-flow:\n    grant: [sales:quote]\n"
-    with flow_setup(tmp_path, database_url, policy) as made:
+    tmp_path = tmp_path_factory.mktemp("questions")
+    with flow_setup(tmp_path, module_database_url, policy) as made:
         assert made.register(SHIP_FLOW).status_code == 201
         yield made
+
+
+# Per desk: how many messages it had got when the running test began.
+_DESK_FROM: dict[int, int] = {}
+
+
+@pytest.fixture
+def setup(deployment: FlowSetup) -> FlowSetup:
+    """The module's gateway; from here on, the desk's messages are the test's
+    own (`_ship_messages`)."""
+    with deployment.desk.lock:
+        _DESK_FROM[id(deployment.desk)] = len(deployment.desk.received)
+    return deployment
 
 
 def _start(client: httpx.Client) -> dict[str, Any]:
@@ -83,8 +100,10 @@ def _start(client: httpx.Client) -> dict[str, Any]:
 
 
 def _ship_messages(setup: FlowSetup) -> list[dict[str, Any]]:
+    """The ``ship`` messages the desk got since the test began."""
     with setup.desk.lock:
-        return [r for r in setup.desk.received if r["skill"] == "ship"]
+        since = setup.desk.received[_DESK_FROM.get(id(setup.desk), 0) :]
+        return [r for r in since if r["skill"] == "ship"]
 
 
 def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
@@ -156,7 +175,7 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
         late = dana.post(url, json={"text": "south"})
         assert late.status_code == 409, late.text
         assert late.json()["type"].endswith("not-asking")
-        audit = admin.get("/audit", params={"trace_id": done["trace_id"]}).json()["items"]
+        audit = admin.get("/audit", params={"trace": done["trace_id"]}).json()["items"]
 
     # The desk got the order once and each answer once, all on one task.
     messages = _ship_messages(setup)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,14 +23,27 @@ from tests.support.mcp_clients import mcp_client
 QUOTE = {"sku": "X-100", "quantity": 10}
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[FlowSetup]:
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, quote-flow registered once.
+    Each registers its own version of ``steps`` and starts its run right after
+    (a run keeps the version it started with), and reads the desk's messages
+    of its own runs (`_of`) or since it began. The clean restart restarts this
+    gateway too: a gateway of its own would have no flow engine while this one
+    runs (DBOS is one per process), and the others' runs are theirs after it."""
     policy = (
         POLICY
         + "  steps:\n    grant: [sales:quote, inventory:read]\n  flaky:\n    idempotent: true\n"
     )
-    with flow_setup(tmp_path, None, policy) as made:
+    with flow_setup(tmp_path_factory.mktemp("steps"), None, policy) as made:
+        assert made.register(QUOTE_FLOW).status_code == 201
         yield made
+
+
+def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]
 
 
 def flow(*steps: dict[str, Any], output: str | None = None) -> dict[str, Any]:
@@ -112,7 +124,7 @@ def test_an_output_that_breaks_the_next_contract_stops_with_the_reason(setup: Fl
     second = steps_of(done)["second"]
     assert second["state"] == "failed"
     assert "does not match its contract at /quantity" in second["error"]
-    assert setup.desk.count("quote") == 1
+    assert len(_of(setup.desk.sent("quote"), done)) == 1
 
 
 def test_on_error_skip_goes_on(setup: FlowSetup) -> None:
@@ -155,7 +167,7 @@ def test_a_step_whose_request_cannot_be_sent_fails_and_on_error_applies(
         "input": f"{{sku: input.sku, quantity: {INFINITE}}}",
         "on_error": "skip",
     }
-    done = run(
+    skipped = done = run(
         setup,
         flow(
             reply("agent", INFINITE, on_error="skip"),
@@ -169,12 +181,12 @@ def test_a_step_whose_request_cannot_be_sent_fails_and_on_error_applies(
     for failed in ("agent", "stock"):
         assert seen[failed]["state"] == "failed", seen[failed]
         assert "not a JSON number" in seen[failed]["error"], seen[failed]
-    assert setup.desk.count("reply") == 1  # "after" only
+    assert len(_of(setup.desk.sent("reply"), skipped)) == 1  # "after" only
     done = run(setup, flow(reply("agent", INFINITE), reply("after")))
     assert done["state"] == "failed", done
     assert "agent" in done["error"] and "not a JSON number" in done["error"], done
     assert steps_of(done).get("after", {}).get("state") != "completed"
-    assert setup.desk.count("reply") == 1
+    assert len(_of(setup.desk.sent("reply"), skipped, done)) == 1
 
 
 def test_whatever_the_encoder_raises_fails_the_step_not_the_run(
@@ -186,6 +198,7 @@ def test_whatever_the_encoder_raises_fails_the_step_not_the_run(
     def broken(*_: Any) -> Any:
         raise TypeError("the encoder is out of order")
 
+    received = len(setup.desk.received)  # the desk's messages before the test
     monkeypatch.setattr(messages, "message_parts", broken)
     done = run(
         setup,
@@ -196,7 +209,7 @@ def test_whatever_the_encoder_raises_fails_the_step_not_the_run(
     for step in ("first", "second"):
         assert seen[step]["state"] == "failed", seen[step]
         assert "the encoder is out of order" in seen[step]["error"], seen[step]
-    assert setup.desk.received == []
+    assert setup.desk.received[received:] == []
 
 
 def test_a_when_guard_asks_a_human_only_when_it_holds(setup: FlowSetup) -> None:
@@ -257,11 +270,8 @@ def test_retries_on_an_idempotent_target(setup: FlowSetup) -> None:
 async def test_a_flow_is_a_tool_on_the_gateways_mcp(setup: FlowSetup) -> None:
     import asyncio
 
-    def prepare() -> str:
-        assert setup.register(QUOTE_FLOW).status_code == 201
-        return setup.gateway.token("dana", "sales:quote inventory:read")
-
-    token = await asyncio.to_thread(prepare)
+    # quote-flow is the module's, registered once.
+    token = await asyncio.to_thread(setup.gateway.token, "dana", "sales:quote inventory:read")
     async with mcp_client(f"{setup.gateway.url}/mcp", token, "2026-07-28") as client:
         tools = await client.list_tools()
         assert "quote-flow__run" in [t.name for t in tools.tools]
@@ -314,7 +324,8 @@ def test_cancelling_a_run_cancels_its_agents_task_in_flight(setup: FlowSetup) ->
 
 
 def test_a_flow_calls_another_flow_as_an_agent(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
+    with setup.user() as dana:  # dana's runs of quote-flow before: other tests'
+        before = {r["id"] for r in dana.get("/flows/quote-flow/runs").json()}
     outer = flow(
         {
             "id": "inner",
@@ -330,7 +341,7 @@ def test_a_flow_calls_another_flow_as_an_agent(setup: FlowSetup) -> None:
     assert inner["token"]["actors"][-1] == "steps"
     with setup.user() as dana:
         runs = dana.get("/flows/quote-flow/runs").json()
-    assert [r["id"] for r in runs] == [inner["upstream_task_id"]]
+    assert [r["id"] for r in runs if r["id"] not in before] == [inner["upstream_task_id"]]
     with setup.user() as dana:
         nested = dana.get(f"/flows/quote-flow/runs/{inner['upstream_task_id']}").json()
     assert nested["grant"]["actors"][-2:] == ["steps", "quote-flow"]
@@ -353,5 +364,5 @@ def test_a_clean_restart_mid_step_goes_on_where_it_was(setup: FlowSetup) -> None
     with setup.user() as dana:
         done = setup.run(dana, started, "completed", "failed")
     assert done["state"] == "completed", done
-    assert [setup.desk.count(s) for s in ("quote", "work")] == [2, 1]
+    assert [len(_of(setup.desk.sent(s), done)) for s in ("quote", "work")] == [2, 1]
     assert all(s["attempts"] == 1 for s in done["steps"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,16 +39,36 @@ def waiting_flow(flow_id: str = FLOW_ID, **wait: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, waiting_flow() registered
+    once: each reads its own runs, the desk's messages of them (`_of`) and the
+    audit records since it began (`_since`)."""
+    tmp_path = tmp_path_factory.mktemp("task-waits")
     policy = POLICY + "".join(
         f"  {flow}:\n    grant: [sales:quote]\n"
         for flow in (FLOW_ID, "await-fail", "await-continue", "await-cancel")
     )
     # A flow the policy lets use the inventory only: it may not read the sales desk's tasks.
     policy += "  await-denied:\n    grant: [inventory:read]\n"
-    with flow_setup(tmp_path, database_url, policy) as made:
+    with flow_setup(tmp_path, module_database_url, policy) as made:
+        assert made.register(waiting_flow()).status_code == 201
         yield made
+
+
+def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]
+
+
+def _since(setup: FlowSetup) -> int:
+    """The id of the latest audit record: what a test reads comes after it."""
+    with setup.admin() as admin:
+        items = admin.get("/audit", params={"kind": "all", "limit": 1}).json()["items"]
+    return int(items[0]["id"]) if items else 0
 
 
 def _rpc(client: httpx.Client, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +128,6 @@ def _until_waiting(client: httpx.Client, run: dict[str, Any]) -> None:
 
 
 def test_the_run_goes_on_when_the_users_task_completes(setup: FlowSetup) -> None:
-    assert setup.register(waiting_flow()).status_code == 201
     with setup.user() as dana:
         task_id = _work(dana, 1.0)
         run = _start(dana, task_id)
@@ -134,14 +152,16 @@ def test_the_run_goes_on_when_the_users_task_completes(setup: FlowSetup) -> None
 
 
 def test_another_users_task_fails_the_step_as_no_task_does(setup: FlowSetup) -> None:
-    assert setup.register(waiting_flow()).status_code == 201
+    after = _since(setup)
     with setup.user("erin") as erin:
         theirs = _work(erin, 0.2)
         _until_completed(erin, theirs)
     reasons = []
+    runs: list[dict[str, Any]] = []  # dana's runs, of the test's own
     with setup.user() as dana:
         for task_id in (theirs, "no-such-task", "x" * 300):
             done = setup.run(dana, _start(dana, task_id), "completed", "failed")
+            runs.append(done)
             assert done["state"] == "failed", done
             worked = _steps(done)["worked"]
             assert worked["state"] == "failed" and worked["output"] is None
@@ -150,10 +170,11 @@ def test_another_users_task_fails_the_step_as_no_task_does(setup: FlowSetup) -> 
             assert "reply" not in _steps(done) or _steps(done)["reply"]["state"] != "completed"
     # The same answer for both: nothing says that erin's task exists.
     assert set(reasons) == {"step worked failed: task '<id>' of agent sales not found"}
-    assert setup.desk.count("reply") == 0
+    assert _of(setup.desk.sent("reply"), *runs) == []
     # Nor did the gateway follow erin's task at the agent for dana.
     with setup.admin() as admin:
-        items = admin.get("/audit", params={"user": "dana", "limit": 200}).json()["items"]
+        params: dict[str, str | int] = {"user": "dana", "after_id": after, "limit": 1000}
+        items = admin.get("/audit", params=params).json()["items"]
     looked = {i["event"] for i in items} & {"a2a.SubscribeToTask", "a2a.GetTask"}
     assert not looked, items
 

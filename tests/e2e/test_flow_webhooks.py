@@ -10,7 +10,6 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,6 +48,7 @@ HOOK_FLOW: dict[str, Any] = {
     ],
 }
 HOOK_POLICY = POLICY + ("  hook-flow:\n    require: [crm:events]\n    grant: [sales:quote]\n")
+HOOK_POLICY += "  hook-refused:\n    require: [crm:events]\n    grant: [sales:quote]\n"
 HOOK_POLICY += "  paid-flow:\n    grant: [sales:quote]\n"
 
 # Runs wait for their order's payment; the payment provider's signed webhook
@@ -87,11 +87,39 @@ PAID_FLOW: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
-    with flow_setup(tmp_path, database_url, HOOK_POLICY, secrets={"crm": SECRET}) as made:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, HOOK_FLOW and PAID_FLOW
+    registered once: each test posts deliveries of ids of its own, waits with
+    keys (orders) of its own, and counts what happened since it began
+    (`_since`, `_audit`, the desk's counts before it)."""
+    tmp_path = tmp_path_factory.mktemp("webhooks")
+    with flow_setup(tmp_path, module_database_url, HOOK_POLICY, secrets={"crm": SECRET}) as made:
         assert made.register(HOOK_FLOW).status_code == 201
+        assert made.register(PAID_FLOW).status_code == 201
         yield made
+
+
+def _since(setup: FlowSetup) -> int:
+    """The id of the latest audit record: what a test reads comes after it."""
+    with setup.admin() as admin:
+        items = admin.get("/audit", params={"kind": "all", "limit": 1}).json()["items"]
+    return int(items[0]["id"]) if items else 0
+
+
+def _audit(setup: FlowSetup, agent: str, after: int) -> list[dict[str, Any]]:
+    """The records on ``agent`` after ``after``: the test's own (the gateway is the module's)."""
+    with setup.admin() as admin:
+        params: dict[str, str | int] = {"agent": agent, "after_id": after, "limit": 1000}
+        items: list[dict[str, Any]] = admin.get("/audit", params=params).json()["items"]
+    return items
+
+
+def _run_ids(setup: FlowSetup, flow: str) -> set[str]:
+    with setup.admin() as admin:
+        return {run["id"] for run in admin.get(f"/flows/{flow}/runs").json()}
 
 
 def _post(
@@ -120,6 +148,7 @@ ORDER = json.dumps({"type": "order.created", "order": {"sku": "H-1", "quantity":
 
 
 def test_a_signed_delivery_starts_a_run_once(setup: FlowSetup) -> None:
+    after, quotes = _since(setup), setup.desk.count("quote")
     first = _post(setup, ORDER)
     assert first.status_code == 202, first.text
     run_id = first.json()["run"]
@@ -127,14 +156,14 @@ def test_a_signed_delivery_starts_a_run_once(setup: FlowSetup) -> None:
     assert again.status_code == 200 and again.json()["run"] == run_id
     with setup.admin() as admin:
         run = setup.run(admin, {"id": run_id, "flow_id": "hook-flow"}, "completed", "failed")
-        audit = admin.get("/audit", params={"agent": "hook-flow", "limit": 50}).json()
+    audit = _audit(setup, "hook-flow", after)
     assert run["state"] == "completed", run
     assert run["user"] == {"subject": "crm-bot", "issuer": "urn:switchboard:trigger"}
     assert run["input"] == {"sku": "H-1", "quantity": 5}
     assert run["grant"]["actors"] == ["webhook:hook-flow/crm", "hook-flow"]
     assert run["grant"]["scopes"] == ["sales:quote"]
-    assert setup.desk.count("quote") == 1
-    started = [r for r in audit["items"] if r["event"] == "flow.webhook" and r["outcome"] == "ok"]
+    assert setup.desk.count("quote") - quotes == 1
+    started = [r for r in audit if r["event"] == "flow.webhook" and r["outcome"] == "ok"]
     assert len(started) == 1
 
 
@@ -149,13 +178,13 @@ def test_a_signed_delivery_starts_a_run_once(setup: FlowSetup) -> None:
 def test_a_delivery_not_signed_with_the_secret_is_401(
     setup: FlowSetup, tamper: dict[str, Any]
 ) -> None:
-    refused = _post(setup, ORDER, **tamper)
+    after, runs = _since(setup), _run_ids(setup, "hook-flow")
+    refused = _post(setup, ORDER, webhook_id="msg_tampered", **tamper)
     assert refused.status_code == 401, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
-    with setup.admin() as admin:
-        assert admin.get("/flows/hook-flow/runs").json() == []
-        audit = admin.get("/audit", params={"agent": "hook-flow", "limit": 50}).json()
-    assert any(r["event"] == "flow.webhook" and r["decision"] == "deny" for r in audit["items"])
+    assert _run_ids(setup, "hook-flow") == runs  # no run started
+    audit = _audit(setup, "hook-flow", after)
+    assert any(r["event"] == "flow.webhook" and r["decision"] == "deny" for r in audit)
 
 
 def test_unsigned_or_changed_bodies_are_401(setup: FlowSetup) -> None:
@@ -179,12 +208,13 @@ def test_bad_events_and_unknown_hooks(setup: FlowSetup) -> None:
     assert _post(setup, b"not json", webhook_id="m3").status_code == 422
     wrong = json.dumps({"order": {"sku": "H-1", "quantity": "many"}}).encode()
     assert _post(setup, wrong, webhook_id="m4").status_code == 422
-    assert _post(setup, ORDER, trigger="nope").status_code == 404
+    assert _post(setup, ORDER, webhook_id="m-nope", trigger="nope").status_code == 404
 
 
 def test_a_signed_delivery_holding_nan_starts_nothing(setup: FlowSetup) -> None:
     """Issue 57: screened on its way in as JSON; sent as text, refused by the
     webhook's own reading, which is the gateway's one JSON reader."""
+    runs, received = _run_ids(setup, "hook-flow"), len(setup.desk.received)
     for number in ("NaN", "-Infinity", "1e999"):
         body = ORDER.replace(b"5", number.encode())
         screened = _post(setup, body, webhook_id=f"n-{number}")
@@ -193,16 +223,16 @@ def test_a_signed_delivery_holding_nan_starts_nothing(setup: FlowSetup) -> None:
         read = _post(setup, body, webhook_id=f"t-{number}", content_type="text/plain")
         assert read.status_code == 422, read.text
         assert "not a JSON number" in read.json()["detail"]
-    with setup.admin() as admin:
-        assert admin.get("/flows/hook-flow/runs").json() == []
-    assert setup.desk.received == []
+    assert _run_ids(setup, "hook-flow") == runs  # no run started
+    assert setup.desk.received[received:] == []
 
 
 def test_a_service_identity_the_policy_refuses_starts_nothing(setup: FlowSetup) -> None:
     document = json.loads(json.dumps(HOOK_FLOW))
+    document["id"] = "hook-refused"  # a flow of its own: hook-flow is the module's
     document["triggers"][0]["run_as"]["scopes"] = ["sales:quote"]  # no crm:events
     assert setup.register(document).status_code == 201
-    refused = _post(setup, ORDER, webhook_id="m5")
+    refused = _post(setup, ORDER, webhook_id="m5", flow="hook-refused")
     assert refused.status_code == 403, refused.text
     assert "crm:events" in refused.text
 
@@ -258,17 +288,21 @@ def _waiting_for_payment(setup: FlowSetup, client: httpx.Client, order: str) -> 
 def test_a_delivering_webhook_brings_its_event_to_the_run_waiting_with_its_key(
     setup: FlowSetup,
 ) -> None:
-    assert setup.register(PAID_FLOW).status_code == 201
+    after, quotes, replies = _since(setup), setup.desk.count("quote"), setup.desk.count("reply")
     paid = json.dumps({"order": "o-1", "quantity": 3}).encode()
     with setup.user() as dana:
         first = _waiting_for_payment(setup, dana, "o-1")
         other = _waiting_for_payment(setup, dana, "o-2")
         # No run waits for o-9: 404, nothing kept (the sender retries later).
-        nobody = _post(setup, b'{"order": "o-9"}', trigger="payments", flow="paid-flow")
+        nobody = _post(
+            setup, b'{"order": "o-9"}', webhook_id="nobody", trigger="payments", flow="paid-flow"
+        )
         assert nobody.status_code == 404, nobody.text
         assert nobody.json()["type"].endswith("no-run-waiting")
         # Not signed with the secret: 401, delivered to nobody.
-        forged = _post(setup, paid, trigger="payments", flow="paid-flow", key=b"x" * 32)
+        forged = _post(
+            setup, paid, webhook_id="forged", trigger="payments", flow="paid-flow", key=b"x" * 32
+        )
         assert forged.status_code == 401
         delivered = _post(setup, paid, webhook_id="pay_1", trigger="payments", flow="paid-flow")
         assert delivered.status_code == 202, delivered.text
@@ -281,9 +315,9 @@ def test_a_delivering_webhook_brings_its_event_to_the_run_waiting_with_its_key(
     assert steps["paid"]["input"] == {"event": "paid", "key": "o-1"}
     assert done["user"]["subject"] == "dana"  # the event grants nothing: dana's run still
     assert still["state"] == "working" and still["current_step"] == "paid"
-    assert setup.desk.count("quote") == 2 and setup.desk.count("reply") == 1  # 2 orders
-    with setup.admin() as admin:
-        audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
+    assert setup.desk.count("quote") - quotes == 2  # 2 orders
+    assert setup.desk.count("reply") - replies == 1
+    audit = _audit(setup, "paid-flow", after)
     hooks = [r for r in audit if r["event"] == "flow.webhook"]
     assert {r["outcome"] for r in hooks} >= {"delivered", "no_run_waiting", "unauthenticated"}
     assert all(r["subject"] == "webhook:paid-flow/payments" for r in hooks)
@@ -326,21 +360,21 @@ def test_the_runs_user_cannot_post_the_event_a_signed_webhook_brings(setup: Flow
     user posting it to `POST .../events/paid` would skip the signature (a
     payment nobody made), so it is refused, delivered to nothing; an admin
     may still post it by hand."""
-    assert setup.register(PAID_FLOW).status_code == 201
+    replies = setup.desk.count("reply")
     with setup.user() as dana:
-        run = _waiting_for_payment(setup, dana, "o-1")
+        run = _waiting_for_payment(setup, dana, "r-1")
         forged = dana.post(
-            f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "o-1", "quantity": 3}
+            f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "r-1", "quantity": 3}
         )
         assert forged.status_code == 403, forged.text
         assert forged.headers["content-type"].startswith("application/problem+json")
         assert "signed webhook" in forged.json()["detail"]
         still = dana.get(f"/flows/paid-flow/runs/{run['id']}").json()
     assert still["state"] == "working" and still["current_step"] == "paid", still
-    assert setup.desk.count("reply") == 0  # the run did not go on
+    assert setup.desk.count("reply") == replies  # the run did not go on
     with setup.admin() as admin:
         by_hand = admin.post(
-            f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "o-1", "quantity": 2}
+            f"/flows/paid-flow/runs/{run['id']}/events/paid", json={"order": "r-1", "quantity": 2}
         )
         assert by_hand.status_code == 202, by_hand.text
         done = setup.run(admin, run, "completed", "failed")
@@ -348,21 +382,21 @@ def test_the_runs_user_cannot_post_the_event_a_signed_webhook_brings(setup: Flow
     # The first event delivered is the one a wait takes: the admin's, so the
     # forged one was never delivered, neither at once nor later.
     paid = {s["id"]: s for s in done["steps"]}["paid"]
-    assert paid["output"] == {"order": "o-1", "quantity": 2}, paid
+    assert paid["output"] == {"order": "r-1", "quantity": 2}, paid
 
 
 def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup) -> None:
     """Red team: two users' runs may wait with one key (here the desk names
-    orders by sku, which both ordered). Erin's run waiting for dana's order `o-1`: the provider's `paid`
-    for o-1 would reach erin's run too (dana's payment details in erin's run,
+    orders by sku, which both ordered). Erin's run waiting for dana's order `t-1`: the provider's `paid`
+    for t-1 would reach erin's run too (dana's payment details in erin's run,
     and erin's run going on as paid). Runs of more than one user waiting with
     the key: 409, delivered to none, audited."""
-    assert setup.register(PAID_FLOW).status_code == 201
-    paid = json.dumps({"order": "o-1", "quantity": 3, "card": "4111 ... 1111"}).encode()
+    after = _since(setup)
+    paid = json.dumps({"order": "t-1", "quantity": 3, "card": "4111 ... 1111"}).encode()
     with setup.user() as dana, setup.user("erin") as erin:
-        mine = _waiting_for_payment(setup, dana, "o-1")
-        also_mine = _waiting_for_payment(setup, dana, "o-1")
-        theirs = _waiting_for_payment(setup, erin, "o-1")
+        mine = _waiting_for_payment(setup, dana, "t-1")
+        also_mine = _waiting_for_payment(setup, dana, "t-1")
+        theirs = _waiting_for_payment(setup, erin, "t-1")
         refused = _post(setup, paid, webhook_id="pay_2", trigger="payments", flow="paid-flow")
         assert refused.status_code == 409, refused.text
         assert refused.json()["type"].endswith("ambiguous-key")
@@ -373,7 +407,7 @@ def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup
         assert erin.post(f"/flows/paid-flow/runs/{theirs['id']}/cancel").status_code == 200
         gone = erin.get(f"/flows/paid-flow/runs/{theirs['id']}").json()
         assert {s["id"]: s for s in gone["steps"]}["paid"].get("output") is None, gone
-        later = json.dumps({"order": "o-1", "quantity": 5}).encode()
+        later = json.dumps({"order": "t-1", "quantity": 5}).encode()
         delivered = _post(setup, later, webhook_id="pay_3", trigger="payments", flow="paid-flow")
         assert delivered.status_code == 202, delivered.text
         assert sorted(delivered.json()["runs"]) == sorted([mine["id"], also_mine["id"]])
@@ -382,9 +416,8 @@ def test_a_key_two_users_runs_wait_with_is_delivered_to_neither(setup: FlowSetup
         for run in (mine, also_mine):
             done = setup.run(dana, run, "completed", "failed")
             paid_step = {s["id"]: s for s in done["steps"]}["paid"]
-            assert paid_step["output"] == {"order": "o-1", "quantity": 5}, done
-    with setup.admin() as admin:
-        audit = admin.get("/audit", params={"agent": "paid-flow", "limit": 50}).json()["items"]
+            assert paid_step["output"] == {"order": "t-1", "quantity": 5}, done
+    audit = _audit(setup, "paid-flow", after)
     assert any(r["event"] == "flow.webhook" and r["outcome"] == "ambiguous_key" for r in audit)
 
 
@@ -392,21 +425,22 @@ def test_a_delivery_whose_key_is_not_a_key_is_422_and_loses_nothing(setup: FlowS
     """`deliver.key` reads the sender's body: a list, an object, a boolean,
     nothing, an empty or over-long string is no key -- 422, delivered to
     nobody -- and the run waiting goes on to take the right delivery."""
-    assert setup.register(PAID_FLOW).status_code == 201
     with setup.user() as dana:
-        waiting = _waiting_for_payment(setup, dana, "o-1")
-        for n, order in enumerate((["o-1"], {"id": "o-1"}, True, None, "", "o" * 300)):
+        waiting = _waiting_for_payment(setup, dana, "k-1")
+        for n, order in enumerate((["k-1"], {"id": "k-1"}, True, None, "", "o" * 300)):
             body = json.dumps({"order": order, "quantity": 1}).encode()
             refused = _post(
                 setup, body, webhook_id=f"bad_{n}", trigger="payments", flow="paid-flow"
             )
             assert refused.status_code == 422, (order, refused.text)
             assert "not a key" in refused.json()["detail"], refused.text
-        missing = _post(setup, b'{"quantity": 1}', trigger="payments", flow="paid-flow")
+        missing = _post(
+            setup, b'{"quantity": 1}', webhook_id="missing", trigger="payments", flow="paid-flow"
+        )
         assert missing.status_code == 422, missing.text
         still = dana.get(f"/flows/paid-flow/runs/{waiting['id']}").json()
         assert still["state"] == "working" and still["current_step"] == "paid", still
-        paid = json.dumps({"order": "o-1", "quantity": 2}).encode()
+        paid = json.dumps({"order": "k-1", "quantity": 2}).encode()
         delivered = _post(setup, paid, webhook_id="pay_ok", trigger="payments", flow="paid-flow")
         assert delivered.status_code == 202, delivered.text
         done = setup.run(dana, waiting, "completed", "failed")

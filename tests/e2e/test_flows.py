@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,15 +33,28 @@ from registry.tls import client_tls
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
-    with flow_setup(tmp_path, database_url) as made:
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One gateway and desk for the module's tests, quote-flow registered once:
+    each reads the desk's messages of its own runs (`_of`), and a test that
+    lists a user's runs has users of its own. The two that rewrite the policy
+    put it back, in force, before they end: a gateway of their own would have
+    no flow engine while this one runs (DBOS is one per process)."""
+    with flow_setup(tmp_path_factory.mktemp("flows"), module_database_url) as made:
+        registered = made.register(QUOTE_FLOW)
+        assert registered.status_code == 201, registered.text
         yield made
 
 
+def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]
+
+
 def test_a_small_order_runs_every_step_without_a_checkpoint(setup: FlowSetup) -> None:
-    registered = setup.register(QUOTE_FLOW)
-    assert registered.status_code == 201, registered.text
     with setup.user() as dana:
         started = dana.post(
             "/flows/quote-flow/runs",
@@ -59,7 +71,7 @@ def test_a_small_order_runs_every_step_without_a_checkpoint(setup: FlowSetup) ->
     assert steps["quote"]["token"]["actors"][-1] == "quote-flow"
     assert steps["quote"]["token"]["scopes"] == ["sales:quote"]
     assert steps["stock"]["token"]["scopes"] == ["inventory:read"]
-    assert setup.desk.count("quote") == 1
+    assert len(_of(setup.desk.sent("quote"), run)) == 1
 
 
 BIG = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
@@ -73,7 +85,6 @@ def _approval_of(run: dict[str, Any]) -> str:
 
 
 def test_a_big_discount_waits_for_a_manager_then_goes_on(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
     with setup.user() as dana, setup.admin() as admin:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
         waiting = setup.run(dana, run, "input_required")
@@ -83,7 +94,7 @@ def test_a_big_discount_waits_for_a_manager_then_goes_on(setup: FlowSetup) -> No
         assert shown["requested_by"]["subject"] == "dana"
         assert shown["request"]["show"]["discount"] == 0.2
         assert shown["task_id"] == run["id"]
-        assert setup.desk.count("reply") == 0
+        assert _of(setup.desk.sent("reply"), run) == []
         decided = admin.post(f"/approvals/{approval}", json={"decision": "approve", "reason": "ok"})
         assert decided.status_code == 200, decided.text
         done = setup.run(dana, run, "completed", "failed", seconds=20)
@@ -91,11 +102,11 @@ def test_a_big_discount_waits_for_a_manager_then_goes_on(setup: FlowSetup) -> No
     steps = {s["id"]: s for s in done["steps"]}
     assert steps["manager"]["output"] == {"approved": True, "by": "admin", "reason": "ok"}
     assert steps["manager"]["state"] == "completed"
-    assert setup.desk.count("quote") == 1 and setup.desk.count("reply") == 1
+    assert len(_of(setup.desk.sent("quote"), run)) == 1
+    assert len(_of(setup.desk.sent("reply"), run)) == 1
 
 
 def test_a_rejected_checkpoint_ends_the_run_rejected(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
     with setup.user() as dana, setup.admin() as admin:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
         approval = _approval_of(setup.run(dana, run, "input_required"))
@@ -103,11 +114,10 @@ def test_a_rejected_checkpoint_ends_the_run_rejected(setup: FlowSetup) -> None:
         done = setup.run(dana, run, "rejected", "completed", "failed")
     assert done["state"] == "rejected"
     assert "too much" in done["error"]
-    assert setup.desk.count("reply") == 0
+    assert _of(setup.desk.sent("reply"), run) == []
 
 
 def test_a_step_the_user_may_not_use_fails_the_run_with_the_reason(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
     # dana may quote but not read the inventory: the flow gets no inventory:read
     with setup.user(scopes="sales:quote") as dana:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
@@ -121,7 +131,6 @@ def test_a_step_the_user_may_not_use_fails_the_run_with_the_reason(setup: FlowSe
 
 
 def test_a_revoked_grant_stops_the_run_at_its_next_step(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
     with setup.user() as dana, setup.admin() as admin:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
         approval = _approval_of(setup.run(dana, run, "input_required"))
@@ -134,24 +143,27 @@ def test_a_revoked_grant_stops_the_run_at_its_next_step(setup: FlowSetup) -> Non
         done = setup.run(dana, run, "completed", "failed")
     assert done["state"] == "failed"
     assert "revoked by dana: changed my mind" in done["error"]
-    assert setup.desk.count("reply") == 0
+    assert _of(setup.desk.sent("reply"), run) == []
 
 
 def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
     with setup.user() as dana, setup.admin() as admin:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
         approval = _approval_of(setup.run(dana, run, "input_required"))
         # While the run waits, the policy stops anyone from delegating to sales.
         setup.policy.write_text(POLICY.replace("  sales:\n", "  sales:\n    allow: false\n"))
-        in_force(admin, lambda p: p["agents"]["sales"].get("allow") is False)
-        admin.post(f"/approvals/{approval}", json={"decision": "approve"})
-        done = setup.run(dana, run, "completed", "failed")
-        # The run's own record is written as it ends, maybe just after its state.
-        audit = recorded(admin, run["trace_id"], "flow.run")
+        try:
+            in_force(admin, lambda p: p["agents"]["sales"].get("allow") is False)
+            admin.post(f"/approvals/{approval}", json={"decision": "approve"})
+            done = setup.run(dana, run, "completed", "failed")
+            # The run's own record is written as it ends, maybe just after its state.
+            audit = recorded(admin, run["trace_id"], "flow.run")
+        finally:  # the module's policy again, in force, for the tests after this one
+            setup.policy.write_text(POLICY)
+            in_force(admin, lambda p: p["agents"]["sales"].get("allow") is not False)
     assert done["state"] == "failed"
     assert "step reply failed: refused by the policy" in done["error"]
-    assert setup.desk.count("reply") == 0
+    assert _of(setup.desk.sent("reply"), run) == []
     trail = [
         (r["event"], r["target"], r["decision"]) for r in audit if r["trace_id"] == run["trace_id"]
     ]
@@ -166,8 +178,8 @@ def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> N
 
 
 def test_runs_are_their_users_own(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
-    with setup.user() as dana, setup.user("erin") as erin:
+    # Users of the test's own ("dana" and "erin" here): it lists their runs.
+    with setup.user("hana") as dana, setup.user("iris") as erin:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
         assert erin.get(f"/flows/quote-flow/runs/{run['id']}").status_code == 404
         assert erin.post(f"/flows/quote-flow/runs/{run['id']}/cancel").status_code == 404
@@ -186,7 +198,6 @@ def test_a_run_cancelled_at_a_checkpoint_resumes_waiting_there(setup: FlowSetup)
     """Cancelling withdraws the checkpoint's request; resuming asks again (the
     same request, pending), and an approval then finishes the run -- nothing
     before the checkpoint is called twice."""
-    assert setup.register(QUOTE_FLOW).status_code == 201
     with setup.user() as dana, setup.admin() as admin:
         run = dana.post("/flows/quote-flow/runs", json={"input": BIG}).json()
         approval = _approval_of(setup.run(dana, run, "input_required"))
@@ -203,7 +214,8 @@ def test_a_run_cancelled_at_a_checkpoint_resumes_waiting_there(setup: FlowSetup)
         assert decided.status_code == 200, decided.text
         done = setup.run(dana, run, "completed", "failed", "canceled", seconds=20)
     assert done["state"] == "completed", done
-    assert setup.desk.count("quote") == 1 and setup.desk.count("reply") == 1
+    assert len(_of(setup.desk.sent("quote"), run)) == 1
+    assert len(_of(setup.desk.sent("reply"), run)) == 1
 
 
 def in_force(admin: httpx.Client, changed: Callable[[dict[str, Any]], bool]) -> None:
@@ -226,21 +238,26 @@ def recorded(admin: httpx.Client, trace_id: str, event: str) -> list[dict[str, A
 
 
 def test_a_user_the_policy_refuses_the_flow_cannot_start_it(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
     setup.policy.write_text(
         POLICY.replace("  quote-flow:\n", "  quote-flow:\n    require: [sales:admin]\n")
     )
-    with setup.admin() as admin:
-        in_force(admin, lambda p: "sales:admin" in p["agents"]["quote-flow"].get("require", []))
-    with setup.user() as dana:
-        refused = dana.post("/flows/quote-flow/runs", json={"input": BIG})
+    try:
+        with setup.admin() as admin:
+            in_force(admin, lambda p: "sales:admin" in p["agents"]["quote-flow"].get("require", []))
+        with setup.user() as dana:
+            refused = dana.post("/flows/quote-flow/runs", json={"input": BIG})
+    finally:  # the module's policy again, in force, for the tests after this one
+        setup.policy.write_text(POLICY)
+        with setup.admin() as admin:
+            in_force(
+                admin, lambda p: "sales:admin" not in p["agents"]["quote-flow"].get("require", [])
+            )
     assert refused.status_code == 403, refused.text
     assert "sales:admin" in refused.json()["detail"]
 
 
 def test_input_that_breaks_the_flows_schema_starts_nothing(setup: FlowSetup) -> None:
-    assert setup.register(QUOTE_FLOW).status_code == 201
-    with setup.user() as dana:
+    with setup.user("jude") as dana:  # a user of its own: it lists the user's runs
         refused = dana.post("/flows/quote-flow/runs", json={"input": {"sku": "X-100"}})
         assert refused.status_code == 422, refused.text
         assert refused.json()["errors"][0]["field"] == "input.quantity"
@@ -280,8 +297,7 @@ async def _poll(client: Client, task_id: str, *states: int) -> Task:
 
 async def test_a_flow_is_an_agent_whose_task_is_the_run(setup: FlowSetup) -> None:
     def prepare() -> tuple[dict[str, Any], dict[str, Any], str]:
-        assert setup.register(QUOTE_FLOW).status_code == 201
-        with setup.admin() as admin:
+        with setup.admin() as admin:  # quote-flow: the module's, registered once
             card = admin.get("/agents/quote-flow/card").json()
             record = admin.get("/agents/quote-flow").json()
         return card, record, setup.gateway.token("dana", "sales:quote inventory:read")

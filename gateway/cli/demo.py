@@ -62,6 +62,10 @@ def _demo(args: argparse.Namespace) -> int:
     # SIGTERM stops the demo as Ctrl-C does: everything it started is
     # stopped and its temp dirs removed (an unhandled SIGTERM left them).
     signal.signal(signal.SIGTERM, _interrupted)
+    # And Ctrl-C (SIGINT) always does, as the demo says: a process started in
+    # the background by a shell (`make demo ... &`) inherits SIGINT ignored,
+    # and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.scenario == "flow":
             from gateway.demo import flow_story

@@ -22,6 +22,17 @@ from tests.support.waiting import wait_for
 ORDER = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
 
 
+# The demo as a shell starts a background job (`make demo ... &`): with SIGINT
+# ignored, which an exec keeps and the demo must undo for its Ctrl-C.
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+DEMO = ("-m", "gateway", "demo", "--keep", "--data-dir")
+
+
 class KeptDemo:
     def __init__(self, folder: Path) -> None:
         self.log = folder / "demo.log"
@@ -29,7 +40,7 @@ class KeptDemo:
         env.pop("SWITCHBOARD_CONFIG", None)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "demo", "--keep", "--data-dir", str(folder)],
+                [sys.executable, "-c", IGNORING_SIGINT, *DEMO, str(folder)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -192,7 +192,10 @@ def test_a_join_decided_leaves_a_branchs_later_steps_unsent(setup: FlowSetup) ->
     assert records["deal"][2] == "not_needed" and records["work"][2] == "not_needed", records
     assert "confirm" not in records
     assert _of(setup.desk.sent("reply"), done) == []
-    assert _of(setup.desk.sent("work"), done) == [f"{done['id']}.work.1"]
+    # The branch's first step was sent once if it had started before the
+    # quote decided the join (the usual case), or not at all when the quote
+    # won first (seen under load): never twice, and its next step never.
+    assert _of(setup.desk.sent("work"), done) in ([], [f"{done['id']}.work.1"])
 
 
 def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:

@@ -49,7 +49,7 @@ from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.front import A2AFrontDoor
 from gateway.a2a.numbers import non_finite
-from gateway.agents.admission import ADMISSION, admitted_context
+from gateway.agents.admission import ADMISSION, admitted, admitted_context
 from gateway.agents.outages import (
     DependencyUnavailableError,
     OutageNote,
@@ -241,7 +241,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             current_note.reset(noted)
             if note.outage is not None:
                 call = _call.get()
-                admission = call.state.get(ADMISSION) if call is not None else None
+                admission = admitted(call.state.get(ADMISSION)) if call is not None else None
                 event = outage_record(
                     admission, agent_id or None, note.outage, _metadata(context), note.caller
                 )

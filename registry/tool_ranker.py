@@ -1,0 +1,138 @@
+"""Ranking tools for a query: BM25F (Robertson, Zaragoza and Taylor,
+"Simple BM25 extension to multiple weighted fields", CIKM 2004) over a
+tool's fields, in memory, kept in step one document at a time.
+
+Why BM25F and not the databases' own full-text ranks: a query word must
+count by how rare it is across the catalog (inverse document frequency:
+"time" in a dozen tools says less than "pacific" in one), by how much of a
+short field it fills (length normalisation), and a word repeated must not
+count without bound (term saturation) -- SQLite's FTS5 has the first two
+per column but sums columns separately, PostgreSQL's `ts_rank` has none of
+them; and the two databases must rank alike, which one ranker over the
+same rows gives by construction.
+
+Fields, most telling first: the tool's own name (``find_contact`` of
+``crm__find_contact``) and its title; its description; its server's name
+(``crm``: every tool of the server has it); its parameters' names and
+descriptions, which say what a tool takes, not what it does ("what is
+inside" of a customs declaration is not about time).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from registry.search_words import terms
+
+FIELDS = ("tool", "title", "description", "server", "params")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per field: its weight, and its length normalisation ``b`` (0: none,
+    1: full); ``k1``: how fast a term's weight saturates."""
+
+    weight: Mapping[str, float]
+    b: Mapping[str, float]
+    k1: float = 1.2
+
+
+# Chosen on the tuning split of `bench.tool_search` (docs/performance.md).
+WEIGHTS = Weights(
+    weight={"tool": 3.0, "title": 3.0, "description": 1.5, "server": 1.0, "params": 0.4},
+    b={"tool": 0.5, "title": 0.5, "description": 0.75, "server": 0.0, "params": 0.75},
+)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """One tool's text, field by field (`FIELDS`)."""
+
+    name: str
+    tool: str
+    title: str
+    description: str
+    server: str
+    params: str
+
+
+class ToolRanker:
+    """An inverted index of tools' terms per field, changed one tool at a
+    time (`put`, `remove`), ranking any subset of its tools (`rank`)."""
+
+    def __init__(self, weights: Weights = WEIGHTS) -> None:
+        self._weights = weights
+        # term -> tool name -> the term's count in each field (FIELDS order)
+        self._postings: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._lengths: dict[str, tuple[int, ...]] = {}
+        self._terms: dict[str, frozenset[str]] = {}  # what `remove` must take out
+        self._total = [0] * len(FIELDS)
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def put(self, fields: Fields) -> None:
+        """Index ``fields`` (replacing the tool's earlier text, if any)."""
+        self.remove(fields.name)
+        counts = [Counter(terms(getattr(fields, f))) for f in FIELDS]
+        lengths = tuple(sum(c.values()) for c in counts)
+        own = frozenset().union(*counts)
+        for term in own:
+            self._postings.setdefault(term, {})[fields.name] = tuple(c[term] for c in counts)
+        self._lengths[fields.name] = lengths
+        self._terms[fields.name] = own
+        self._total = [t + n for t, n in zip(self._total, lengths, strict=True)]
+
+    def remove(self, name: str) -> None:
+        lengths = self._lengths.pop(name, None)
+        if lengths is None:
+            return
+        self._total = [t - n for t, n in zip(self._total, lengths, strict=True)]
+        for term in self._terms.pop(name):
+            del self._postings[term][name]
+            if not self._postings[term]:
+                del self._postings[term]
+
+    def rank(self, query: str, among: Iterable[str], limit: int) -> list[tuple[str, float]]:
+        """The best ``limit`` of the tools named ``among`` for ``query``,
+        with their scores (higher is better; ties by name); a tool sharing
+        no term with the query is not an answer."""
+        wanted = set(among)
+        scores: dict[str, float] = {}
+        for term in dict.fromkeys(terms(query)):
+            for name, weight in self._term_weights(term, wanted):
+                scores[name] = scores.get(name, 0.0) + weight
+        best = heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
+        return [(name, score) for name, score in best]
+
+    def _term_weights(self, term: str, wanted: set[str]) -> Iterable[tuple[str, float]]:
+        tools = self._postings.get(term)
+        if not tools:
+            return
+        count = len(self._lengths)
+        # BM25's IDF, floored at 0 by the +1 (Lucene's form): a term in
+        # most tools adds almost nothing, never a penalty.
+        idf = math.log(1 + (count - len(tools) + 0.5) / (len(tools) + 0.5))
+        norms = self._norms()
+        k1 = self._weights.k1
+        for name, tf in tools.items():
+            if name not in wanted:
+                continue
+            lengths = self._lengths[name]
+            pseudo = sum(
+                w * n / (1 - b + b * length / avg) if avg else 0.0
+                for n, length, (w, b, avg) in zip(tf, lengths, norms, strict=True)
+                if n
+            )
+            yield name, idf * pseudo / (k1 + pseudo)
+
+    def _norms(self) -> Sequence[tuple[float, float, float]]:
+        count = max(len(self._lengths), 1)
+        return [
+            (self._weights.weight[f], self._weights.b[f], self._total[i] / count)
+            for i, f in enumerate(FIELDS)
+        ]

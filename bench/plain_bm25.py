@@ -41,9 +41,7 @@ class PlainBM25:
         for name, counts in self._docs.items():
             norm = K1 * (1 - B + B * self._lengths[name] / self._avg)
             score = sum(
-                self._idf[w] * counts[w] * (K1 + 1) / (counts[w] + norm)
-                for w in words
-                if counts[w]
+                self._idf[w] * counts[w] * (K1 + 1) / (counts[w] + norm) for w in words if counts[w]
             )
             if score > 0:
                 scores[name] = score

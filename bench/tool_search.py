@@ -35,7 +35,7 @@ from sqlalchemy import select
 from bench.plain_bm25 import PlainBM25
 from bench.registry_search import measure, percentile
 from bench.search_corpus import corpus_tools
-from bench.search_queries import HELD_OUT, TUNING, Labelled
+from bench.search_queries import HELD_OUT, TUNING
 from gateway.mcp.tool_search import ToolSearch
 from gateway.storage import db
 from registry.tables import tool_docs

@@ -151,8 +151,8 @@ class SqlToolIndex:
             self._ranker.remove(name)
             del self._loaded[name]
         changed = [n for n, digest in held.items() if self._loaded.get(n) != digest]
-        columns = (tool_docs.c.name, tool_docs.c.digest, tool_docs.c.name_words)
-        columns += (tool_docs.c.title, tool_docs.c.description, tool_docs.c.params)
+        c = tool_docs.c
+        columns = (c.name, c.digest, c.name_words, c.title, c.description, c.params)
         async with self._engine.connect() as conn:
             for chunk in _chunks(changed, 500):
                 rows = await conn.execute(select(*columns).where(tool_docs.c.name.in_(chunk)))

@@ -55,3 +55,17 @@ def terms(text: str) -> list[str]:
             continue
         out.append(stem(lowered))
     return out
+
+
+def initials(name: str) -> str:
+    """The acronyms a name's consecutive words make, two or three at a
+    time: ``merge_pull_request`` -> "mp pr mpr" -- a user writes "PR" for
+    a pull request, "PO" for a purchase order. Drawn from the name alone,
+    so no list of abbreviations is kept."""
+    words = [w.lower() for w in split_words(name) if not w.isdecimal()]
+    found = [
+        "".join(w[0] for w in words[i : i + size])
+        for size in (2, 3)
+        for i in range(len(words) - size + 1)
+    ]
+    return " ".join(found)

@@ -26,33 +26,52 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from registry.search_words import terms
+from registry.search_words import initials, terms
 
-FIELDS = ("tool", "title", "description", "server", "params")
+FIELDS = ("tool", "title", "description", "server", "params", "initials")
 
 
 @dataclass(frozen=True)
 class Weights:
     """Per field: its weight, and its length normalisation ``b`` (0: none,
-    1: full); ``k1``: how fast a term's weight saturates."""
+    1: full); ``k1``: how fast a term's weight saturates; ``coord``: how
+    much a tool matching more of the query's terms is preferred (its score
+    times the share of the terms it matched to this power)."""
 
     weight: Mapping[str, float]
     b: Mapping[str, float]
     k1: float = 1.2
+    coord: float = 0.0
 
 
 # Chosen on the tuning split of `bench.tool_search` by a grid over each
 # weight, k1 and b (docs/performance.md), from the plateau's middle rather
 # than its best corner: the held-out split was not looked at.
 WEIGHTS = Weights(
-    weight={"tool": 2.0, "title": 2.0, "description": 1.0, "server": 0.6, "params": 0.6},
-    b={"tool": 0.3, "title": 0.3, "description": 0.75, "server": 0.0, "params": 0.75},
+    weight={
+        "tool": 2.0,
+        "title": 2.0,
+        "description": 1.0,
+        "server": 0.6,
+        "params": 0.6,
+        "initials": 1.0,
+    },
+    b={
+        "tool": 0.3,
+        "title": 0.3,
+        "description": 0.75,
+        "server": 0.0,
+        "params": 0.75,
+        "initials": 0.0,
+    },
+    coord=1.0,  # Lucene's classic coord: neutral on the tuning split, so its textbook value
 )
 
 
 @dataclass(frozen=True)
 class Fields:
-    """One tool's text, field by field (`FIELDS`)."""
+    """One tool's text, field by field (`FIELDS`; its name's initials are
+    worked out from ``tool``)."""
 
     name: str
     tool: str
@@ -60,6 +79,10 @@ class Fields:
     description: str
     server: str
     params: str
+
+    @property
+    def initials(self) -> str:
+        return initials(self.tool)
 
 
 class ToolRanker:
@@ -76,6 +99,9 @@ class ToolRanker:
 
     def __len__(self) -> int:
         return len(self._lengths)
+
+    def names(self) -> list[str]:
+        return list(self._lengths)
 
     def put(self, fields: Fields) -> None:
         """Index ``fields`` (replacing the tool's earlier text, if any)."""
@@ -104,12 +130,16 @@ class ToolRanker:
         with their scores (higher is better; ties by name); a tool sharing
         no term with the query is not an answer."""
         wanted = set(among)
-        scores: dict[str, float] = {}
-        for term in dict.fromkeys(terms(query)):
+        asked = list(dict.fromkeys(terms(query)))
+        summed: dict[str, float] = {}
+        matched: Counter[str] = Counter()
+        for term in asked:
             for name, weight in self._term_weights(term, wanted):
-                scores[name] = scores.get(name, 0.0) + weight
-        best = heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
-        return [(name, score) for name, score in best]
+                summed[name] = summed.get(name, 0.0) + weight
+                matched[name] += 1
+        coord = self._weights.coord
+        scores = {n: s * (matched[n] / len(asked)) ** coord for n, s in summed.items()}
+        return heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
 
     def _term_weights(self, term: str, wanted: set[str]) -> Iterable[tuple[str, float]]:
         tools = self._postings.get(term)

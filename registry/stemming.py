@@ -10,6 +10,7 @@ only its consistency matters, not whether a stem is a word.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 _MIN_LENGTH = 3  # Porter leaves words of one or two letters alone; so do we up to three
@@ -151,6 +152,7 @@ _STEPS: tuple[Callable[[str], str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a catalog's vocabulary: each word stemmed once
 def stem(word: str) -> str:
     """``word`` (lower case) reduced to its Porter stem; a word with a digit
     or of three letters or fewer as it is."""

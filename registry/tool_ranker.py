@@ -95,6 +95,8 @@ class ToolRanker:
         self._postings: dict[str, dict[str, tuple[int, ...]]] = {}
         self._lengths: dict[str, tuple[int, ...]] = {}
         self._terms: dict[str, frozenset[str]] = {}  # what `remove` must take out
+        self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._cache: dict[str, dict[str, float]] = {}  # term -> tool -> weight
         self._total = [0] * len(FIELDS)
 
     def __len__(self) -> int:
@@ -106,11 +108,15 @@ class ToolRanker:
     def put(self, fields: Fields) -> None:
         """Index ``fields`` (replacing the tool's earlier text, if any)."""
         self.remove(fields.name)
+        self._cache.clear()
         counts = [Counter(terms(getattr(fields, f))) for f in FIELDS]
         lengths = tuple(sum(c.values()) for c in counts)
         own = frozenset().union(*counts)
         for term in own:
-            self._postings.setdefault(term, {})[fields.name] = tuple(c[term] for c in counts)
+            tf = tuple(c[term] for c in counts)
+            # Most are alike ((0, 0, 1, 0, 0, 0)...): one tuple each, shared.
+            shared = self._shared.setdefault(tf, tf)
+            self._postings.setdefault(term, {})[fields.name] = shared
         self._lengths[fields.name] = lengths
         self._terms[fields.name] = own
         self._total = [t + n for t, n in zip(self._total, lengths, strict=True)]
@@ -119,6 +125,7 @@ class ToolRanker:
         lengths = self._lengths.pop(name, None)
         if lengths is None:
             return
+        self._cache.clear()
         self._total = [t - n for t, n in zip(self._total, lengths, strict=True)]
         for term in self._terms.pop(name):
             del self._postings[term][name]
@@ -129,38 +136,49 @@ class ToolRanker:
         """The best ``limit`` of the tools named ``among`` for ``query``,
         with their scores (higher is better; ties by name); a tool sharing
         no term with the query is not an answer."""
-        wanted = set(among)
+        wanted = among if isinstance(among, (set, frozenset)) else set(among)
         asked = list(dict.fromkeys(terms(query)))
         summed: dict[str, float] = {}
         matched: Counter[str] = Counter()
         for term in asked:
-            for name, weight in self._term_weights(term, wanted):
+            weights = self._weights_of(term)
+            # Whichever is shorter: a caller who may call 300 of 10,000
+            # tools is not made to walk a common term's thousands of tools.
+            if len(weights) <= len(wanted):
+                found = [(n, w) for n, w in weights.items() if n in wanted]
+            else:
+                found = [(n, weights[n]) for n in wanted if n in weights]
+            for name, weight in found:
                 summed[name] = summed.get(name, 0.0) + weight
                 matched[name] += 1
         coord = self._weights.coord
         scores = {n: s * (matched[n] / len(asked)) ** coord for n, s in summed.items()}
         return heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
 
-    def _term_weights(self, term: str, wanted: set[str]) -> Iterable[tuple[str, float]]:
-        tools = self._postings.get(term)
-        if not tools:
-            return
+    def _weights_of(self, term: str) -> dict[str, float]:
+        """Each tool's BM25F weight for ``term``, worked out once per term
+        until a tool is put or removed (rarity and average lengths change)."""
+        cached = self._cache.get(term)
+        if cached is not None:
+            return cached
+        tools = self._postings.get(term, {})
         count = len(self._lengths)
         # BM25's IDF, floored at 0 by the +1 (Lucene's form): a term in
         # most tools adds almost nothing, never a penalty.
         idf = math.log(1 + (count - len(tools) + 0.5) / (len(tools) + 0.5))
         norms = self._norms()
         k1 = self._weights.k1
+        weights: dict[str, float] = {}
         for name, tf in tools.items():
-            if name not in wanted:
-                continue
             lengths = self._lengths[name]
             pseudo = sum(
                 w * n / (1 - b + b * length / avg) if avg else 0.0
                 for n, length, (w, b, avg) in zip(tf, lengths, norms, strict=True)
                 if n
             )
-            yield name, idf * pseudo / (k1 + pseudo)
+            weights[name] = idf * pseudo / (k1 + pseudo)
+        self._cache[term] = weights
+        return weights
 
     def _norms(self) -> Sequence[tuple[float, float, float]]:
         count = max(len(self._lengths), 1)

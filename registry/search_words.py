@@ -57,15 +57,25 @@ def terms(text: str) -> list[str]:
     return out
 
 
-def initials(name: str) -> str:
+INITIAL = "^"  # marks a term that is a name's initials: it meets only a word written so
+
+
+def initials(name: str) -> list[str]:
     """The acronyms a name's consecutive words make, two or three at a
-    time: ``merge_pull_request`` -> "mp pr mpr" -- a user writes "PR" for
-    a pull request, "PO" for a purchase order. Drawn from the name alone,
-    so no list of abbreviations is kept."""
+    time, as terms: ``merge_pull_request`` -> ^mp ^pr ^mpr -- a user
+    writes "PR" for a pull request, "PO" for a purchase order. Drawn from
+    the name alone, so no list of abbreviations is kept."""
     words = [w.lower() for w in split_words(name) if not w.isdecimal()]
-    found = [
-        "".join(w[0] for w in words[i : i + size])
+    return [
+        INITIAL + "".join(w[0] for w in words[i : i + size])
         for size in (2, 3)
         for i in range(len(words) - size + 1)
     ]
-    return " ".join(found)
+
+
+def written_initials(query: str) -> list[str]:
+    """The query's words that may be a name's initials, as written (two or
+    three letters, not stopwords): "PR" is ^pr, but "going" is not ^go,
+    as its stem would be."""
+    words = (w.lower() for w in split_words(query))
+    return [INITIAL + w for w in words if 2 <= len(w) <= 3 and w not in STOPWORDS]

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from registry.search_words import initials, terms
+from registry.search_words import initials, terms, written_initials
 
 FIELDS = ("tool", "title", "description", "server", "params", "initials")
 
@@ -71,7 +71,7 @@ WEIGHTS = Weights(
 @dataclass(frozen=True)
 class Fields:
     """One tool's text, field by field (`FIELDS`; its name's initials are
-    worked out from ``tool``)."""
+    worked out from ``tool``, `registry.search_words.initials`)."""
 
     name: str
     tool: str
@@ -80,9 +80,11 @@ class Fields:
     server: str
     params: str
 
-    @property
-    def initials(self) -> str:
-        return initials(self.tool)
+    def terms_of(self, field: str) -> list[str]:
+        if field == "initials":
+            return initials(self.tool)
+        text: str = getattr(self, field)
+        return terms(text)
 
 
 class ToolRanker:
@@ -109,7 +111,7 @@ class ToolRanker:
         """Index ``fields`` (replacing the tool's earlier text, if any)."""
         self.remove(fields.name)
         self._cache.clear()
-        counts = [Counter(terms(getattr(fields, f))) for f in FIELDS]
+        counts = [Counter(fields.terms_of(f)) for f in FIELDS]
         lengths = tuple(sum(c.values()) for c in counts)
         own = frozenset().union(*counts)
         for term in own:
@@ -137,7 +139,7 @@ class ToolRanker:
         with their scores (higher is better; ties by name); a tool sharing
         no term with the query is not an answer."""
         wanted = among if isinstance(among, (set, frozenset)) else set(among)
-        asked = list(dict.fromkeys(terms(query)))
+        asked = list(dict.fromkeys([*terms(query), *written_initials(query)]))
         summed: dict[str, float] = {}
         matched: Counter[str] = Counter()
         for term in asked:

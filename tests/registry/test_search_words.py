@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.search_words import MAX_WORD, split_words, terms
+from registry.search_words import MAX_WORD, initials, split_words, terms, written_initials
 from registry.stemming import stem
 
 
@@ -88,3 +88,13 @@ def test_odd_text_is_words_or_nothing() -> None:
 )
 def test_the_porter_stem(word: str, expected: str) -> None:
     assert stem(word) == expected
+
+
+def test_a_names_initials_meet_only_a_word_written_so() -> None:
+    assert initials("merge_pull_request") == ["^mp", "^pr", "^mpr"]
+    assert initials("createPurchaseOrder2") == ["^cp", "^po", "^cpo"]
+    assert initials("x") == []
+    assert written_initials("ship the approved PR") == ["^pr"]
+    # "going" stems to "go", but was not written "go": get_order's ^go is not met.
+    assert written_initials("is it going to rain") == []
+    assert written_initials("to do it on AWS") == ["^aws"]

@@ -97,7 +97,7 @@ from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
-from gateway.mcp.search_audit import audited_search
+from gateway.mcp.search_audit import searched
 from gateway.mcp.sets import SessionPaths, SetCache, SetScope, current_set
 from gateway.mcp.skill_calls import call_skill
 from gateway.mcp.tool_search import (
@@ -108,7 +108,6 @@ from gateway.mcp.tool_search import (
     ToolSearch,
     own_schema,
     refused_result,
-    search_answer,
     takes_headers,
     unwrapped,
     with_search,
@@ -153,7 +152,6 @@ class McpFront:
         # Tool search (`gateway.mcp.tool_search`); set with the app.
         self.tool_search: ToolSearch | None = None
         self._search_on_mcp = settings.mcp_tool_search
-        self._private_queries = settings.mcp_tool_search_private_queries
         # Which target each tool name means: one rule for listing and calling.
         self.namespace = ToolNamespace(federation, lambda: self.agent_tools)
         self.namespace.claim(STATUS_TOOL_DEFINITION)
@@ -327,7 +325,8 @@ class McpFront:
         caller = caller_of(ctx)
         mode = self._search_mode()
         if mode != "off" and params.name == SEARCH_TOOL:
-            return await self._search(ctx, params, caller)
+            assert self.tool_search is not None  # audited: `gateway.mcp.search_audit`
+            return await searched(self.tool_search, ctx, params, lambda: self._offered_here(caller))
         if mode == "only" and params.name == CALL_TOOL:
             # The tool it names, called as itself (decided, held, recorded).
             inner = unwrapped(params)
@@ -366,23 +365,6 @@ class McpFront:
                 within=self._in_current_set if current_set.get() is not None else None,
             )
         return await self._call(ctx, params, caller, trace_of(ctx))
-
-    async def _search(
-        self, ctx: ServerRequestContext, params: types.CallToolRequestParams, caller: Caller
-    ) -> types.CallToolResult:
-        """`switchboard__search_tools`, audited (`gateway.mcp.search_audit`)."""
-        search = self.tool_search
-        assert search is not None
-        chosen = current_set.get()
-        return await audited_search(
-            lambda: search_answer(search, params, lambda: self._offered_here(caller)),
-            params.arguments,
-            caller=caller,
-            where=MCP_PATH if chosen is None else f"{MCP_PATH}/{chosen.name}",
-            trace_id=trace_of(ctx),
-            private=self._private_queries,
-            record=self._federation().delegations.record_event,
-        )
 
     async def _in_current_set(self, name: str) -> bool:
         chosen = current_set.get()

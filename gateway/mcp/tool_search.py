@@ -24,6 +24,7 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
+from gateway.delegation.audit import AuditEvent
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import STATUS_TOOL
@@ -154,9 +155,20 @@ class ToolSearch:
     with the catalog the first time a search sees the catalog changed (and
     at least every `RESYNC_SECONDS` of searching)."""
 
-    def __init__(self, index: SqlToolIndex, catalog: Callable[[], Awaitable[Catalog]]) -> None:
+    def __init__(
+        self,
+        index: SqlToolIndex,
+        catalog: Callable[[], Awaitable[Catalog]],
+        *,
+        record: Callable[[AuditEvent], Awaitable[None]] | None = None,
+        private_queries: bool = False,
+    ) -> None:
         self._index = index
         self._catalog = catalog
+        # Where each search's audit record goes (`gateway.mcp.search_audit`),
+        # and whether it leaves the query out.
+        self.record = record
+        self.private_queries = private_queries
         self._synced: tuple[object, ...] = ()
         self._synced_at = 0.0
         self._syncing = asyncio.Lock()

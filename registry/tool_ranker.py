@@ -163,7 +163,9 @@ class ToolRanker:
         cached = self._cache.get(term)
         if cached is not None:
             return cached
-        tools = self._postings.get(term, {})
+        tools = self._postings.get(term)
+        if not tools:
+            return {}  # not kept: a caller's made-up words must not grow the cache
         count = len(self._lengths)
         # BM25's IDF, floored at 0 by the +1 (Lucene's form): a term in
         # most tools adds almost nothing, never a penalty.

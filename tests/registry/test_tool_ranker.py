@@ -111,3 +111,10 @@ def test_scores_do_not_depend_on_the_order_tools_were_put_in() -> None:
     assert forward.rank("refund a", [t.name for t in tools], 6) == backward.rank(
         "refund a", [t.name for t in tools], 6
     )
+
+
+def test_words_no_tool_has_are_not_remembered() -> None:
+    r = ranker(tool("a__x", "refund"))
+    for i in range(1000):
+        assert r.rank(f"refund zz{i}", ["a__x"], 5)[0][0] == "a__x"
+    assert len(r._cache) == 1  # "refund" alone

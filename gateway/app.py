@@ -136,7 +136,10 @@ def create_app(settings: Settings) -> FastAPI:
             set_cache.listeners.append(mcp_front.set_changed)
             mcp_front.sets = set_cache
             mcp_front.tool_search = ToolSearch(
-                SqlToolIndex(engine), catalog_of(federation, lambda: mcp_front.agent_tools)
+                SqlToolIndex(engine),
+                catalog_of(federation, lambda: mcp_front.agent_tools),
+                record=lambda event: federation().delegations.record_event(event),
+                private_queries=settings.mcp_tool_search_private_queries,
             )
             app.state.switchboard = AppState(
                 settings=settings,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from gateway.delegation.permits import (
 )
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.targets import TargetCache
+from policies.api_keys import is_key_actor, key_limits
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -95,6 +96,8 @@ class Delegations:
         self.rate_limits = rate_limits or RateLimits(None)
         self.coordination = coordination
         self._targets = TargetCache(agents)
+        # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
+        self.key_rates: Callable[[str], str | None] = lambda _actor: None
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         """The agent's record, card and policy target (`TargetCache`)."""
@@ -248,7 +251,9 @@ class Delegations:
                 durable=True,  # written before the caller hears the refusal
             )
             raise DelegationDenied(target.agent_id, decision)
-        if self.policy.current.limits:  # counted once allowed, before a token exists
+        # Counted once allowed, before a token exists: the policy's limits, and
+        # an API key's own rate (`policies.api_keys`).
+        if self.policy.current.limits or is_key_actor(caller.client_id):
             await self._count(caller, target, action, decision, event, trace_id, requested, started)
         with spans.span("switchboard.mint") as span:
             if span is not None:
@@ -274,7 +279,10 @@ class Delegations:
     ) -> tuple[AppliedLimit, ...]:
         """The policy's rate limits that count a call (`policies.limits`)."""
         facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
-        return applicable(self.policy.current.limits, facts, action)
+        rate = self.key_rates(caller.client_id) if is_key_actor(caller.client_id) else None
+        return applicable(self.policy.current.limits, facts, action) + key_limits(
+            caller.client_id, rate
+        )
 
     async def _count(
         self,

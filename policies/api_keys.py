@@ -56,6 +56,10 @@ class ApiKeyError(ValueError):
     """A key's settings are not acceptable; ``str()`` is safe to show."""
 
 
+class ApiKeyRefused(Exception):
+    """Whoever asks may not make (or manage) this key; ``str()`` is safe to show."""
+
+
 @dataclass(frozen=True)
 class NewKey:
     key_id: str
@@ -122,7 +126,7 @@ def scopes_within(wanted: frozenset[str], held: frozenset[str]) -> None:
     """A key never carries more than whoever it is made from holds."""
     excess = wanted - held
     if excess:
-        raise ApiKeyError(f"scopes not held by the key's owner: {' '.join(sorted(excess))}")
+        raise ApiKeyRefused(f"scopes not held by the key's owner: {' '.join(sorted(excess))}")
 
 
 def parse_duration(value: str) -> timedelta:

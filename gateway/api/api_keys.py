@@ -12,14 +12,13 @@ from fastapi import APIRouter, Request, Response, status
 from gateway.api.state import audited, state_of
 from gateway.delegation.api_keys import (
     ApiKeyInfo,
-    ApiKeyRefused,
     ApiKeySpec,
     CreatedKey,
     Creator,
 )
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
-from policies.api_keys import ApiKeyError
+from policies.api_keys import ApiKeyError, ApiKeyRefused
 from policies.tokens import Principal
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])

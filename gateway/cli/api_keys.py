@@ -72,8 +72,8 @@ def _on_keys(settings: Settings, work: Any) -> Any:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from gateway.delegation.api_keys import ApiKeyRefused, ApiKeySpec, Creator, KeyOwner
-    from policies.api_keys import ApiKeyError
+    from gateway.delegation.api_keys import ApiKeySpec, Creator, KeyOwner
+    from policies.api_keys import ApiKeyError, ApiKeyRefused
 
     settings = settings_of(args)
     try:

@@ -7,9 +7,10 @@ Who may make which key (docs/security.md#api-keys):
   scopes of the token they make it with -- those are recorded as the owner's
   rights, and the key never holds more, whatever the row says later;
 * an admin (``switchboard:admin``) may also make keys for another user or for
-  a service, holding at most the admin's own scopes: what the admin grants
-  is what the owner holds;
-* the operator (`switchboard keys create`, on the database) may grant any;
+  a service, with the scopes the admin grants: those are what the owner
+  holds (an admin can change the policy itself: bounding the grant by the
+  admin's own token would add nothing);
+* the operator (`switchboard keys create`, on the database) likewise;
 * a key never makes, lists or revokes keys.
 
 A revoked key stops working on every replica within `CACHE_SECONDS`: each
@@ -35,6 +36,7 @@ from policies.api_keys import (
     ACTOR_PREFIX,
     SERVICE_ISSUER,
     ApiKeyError,
+    ApiKeyRefused,
     KeyRecord,
     checked_name,
     checked_scopes,
@@ -57,10 +59,6 @@ CACHE_SECONDS = 0.5
 # used on every call does not cost a write per call.
 LAST_USED_EVERY = timedelta(seconds=60)
 CACHE_SIZE = 10_000
-
-
-class ApiKeyRefused(Exception):
-    """The creator may not make (or change) this key; ``str()`` is safe to show."""
 
 
 class KeyOwner(BaseModel):
@@ -202,15 +200,12 @@ class ApiKeys:
         key the creator may not make. Nothing is stored unless it is made."""
         service, owner_subject, owner_issuer = _owner(spec, creator)
         scopes = checked_scopes(spec.scopes)
-        if creator.scopes is not None:
+        if not creator.admin and creator.scopes is not None:
             scopes_within(scopes, creator.scopes)
-        own_key = not service and (owner_subject, owner_issuer) == (
-            creator.subject,
-            creator.issuer,
-        )
-        # A user's own key: within their token's scopes. Another's, or a
-        # service's: what the admin (or operator) granted is what they hold.
-        owner_scopes = creator.scopes if own_key and creator.scopes is not None else scopes
+        # A user's own key: within their token's scopes, recorded as theirs.
+        # An admin's (or the operator's) grant is what the owner holds: the
+        # admin scope already lets them change the policy itself.
+        owner_scopes = scopes if creator.admin or creator.scopes is None else creator.scopes
         now = self._clock()
         made = new_key()
         row = {

@@ -407,6 +407,8 @@ CHANGE_EVENTS = frozenset(
         "connection.created",
         "connection.revoked",
         "audit.export.replay",
+        "api_key.created",
+        "api_key.revoked",
     }
 )
 

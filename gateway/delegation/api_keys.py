@@ -59,6 +59,7 @@ CACHE_SECONDS = 0.5
 # used on every call does not cost a write per call.
 LAST_USED_EVERY = timedelta(seconds=60)
 CACHE_SIZE = 10_000
+SPEND_ATTEMPTS = 20
 
 
 class KeyOwner(BaseModel):
@@ -275,6 +276,33 @@ class ApiKeys:
         authenticated, so its row is at most `CACHE_SECONDS` old)."""
         cached = self._rows.get(key_id)
         return cached[0].rate if cached is not None and cached[0] is not None else None
+
+    async def spend(self, key_id: str, amount: Decimal) -> str | None:
+        """Take ``amount`` from the key's budget: None when taken (or the key
+        has none), else why not. A compare-and-set on the amount spent, so
+        two replicas spending at once never both take the last of it."""
+        cached = self._rows.get(key_id)
+        if cached is None or cached[0] is None or cached[0].budget is None:
+            return None
+        budget = cached[0].budget
+        for _ in range(SPEND_ATTEMPTS):
+            async with self._engine.begin() as conn:
+                spent = (
+                    await conn.execute(select(api_keys.c.spent).where(api_keys.c.id == key_id))
+                ).scalar_one_or_none()
+                if spent is None:
+                    return "the API key is gone"
+                now = Decimal(spent) + amount
+                if now > budget:
+                    return f"the API key's budget of {budget} is spent ({spent} used)"
+                taken = await conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == key_id, api_keys.c.spent == spent)
+                    .values(spent=str(now))
+                )
+            if taken.rowcount == 1:
+                return None
+        return "the API key's budget is busy: try again"
 
     async def _record(self, key_id: str) -> KeyRecord | None:
         cached = self._rows.get(key_id)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from adapters import spans
@@ -98,6 +99,9 @@ class Delegations:
         self._targets = TargetCache(agents)
         # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
         self.key_rates: Callable[[str], str | None] = lambda _actor: None
+        # An API key's budget (`ApiKeys.spend`): None when the amount was taken,
+        # else why not.
+        self.key_spend: Callable[[str, Decimal], Awaitable[str | None]] | None = None
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         """The agent's record, card and policy target (`TargetCache`)."""
@@ -255,6 +259,8 @@ class Delegations:
         # an API key's own rate (`policies.api_keys`).
         if self.policy.current.limits or is_key_actor(caller.client_id):
             await self._count(caller, target, action, decision, event, trace_id, requested, started)
+        if self.key_spend is not None and is_key_actor(caller.client_id):
+            await self._spend(caller, target, action, decision, event, trace_id, requested, started)
         with spans.span("switchboard.mint") as span:
             if span is not None:
                 span.set_attribute("switchboard.audience", resource)
@@ -311,6 +317,30 @@ class Delegations:
         )
         raise RateLimited(target.agent_id, limited, reached.retry_after)
 
+    async def _spend(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None,
+        decision: Decision,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None,
+        started: float,
+    ) -> None:
+        """An API key's budget: the call's price (the policy's ``prices``,
+        per call) taken from it before the call is made, or the call refused."""
+        name = f"{target.agent_id}__{action}" if action else target.agent_id
+        price = self.policy.current.prices.price(name, target.agent_id)
+        if price is None or not price.per_call or self.key_spend is None:
+            return
+        spent = await self.key_spend(caller.client_id, price.per_call)
+        if spent is None:
+            return
+        refused = replace(decision, allowed=False, granted=frozenset())
+        args = (caller, target, action, refused, event, trace_id, requested, started, spent)
+        raise DelegationDenied(target.agent_id, await self._refuse(*args, outcome="budget_spent"))
+
     async def _coordinate(self, permit: P, inputs: Sequence[Any] | None, event: str) -> P:
         """Keep the policy's coordination rules for a call about to be made
         (`gateway.delegation.coordination`): ``permit`` with what they gave
@@ -349,7 +379,9 @@ class Delegations:
     ) -> Decision:
         """Audit an allowed call refused after the policy's decision (a rate
         limit, a coordination rule): the refusal, as the caller is told it."""
-        denial = Denial.RATE_LIMITED if outcome == "rate_limited" else Denial.COORDINATION
+        denial = {"rate_limited": Denial.RATE_LIMITED, "budget_spent": Denial.BUDGET}.get(
+            outcome, Denial.COORDINATION
+        )
         refused = replace(decision, reasons=(reason,), denial=denial)
         await self.audit.record(
             decision_event(

@@ -159,6 +159,9 @@ async def start(
     )
     api_keys = ApiKeys(engine)
     delegations.key_rates = lambda actor: api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
+    delegations.key_spend = lambda actor, amount: api_keys.spend(
+        actor.removeprefix(ACTOR_PREFIX), amount
+    )
     policy_reloader = PolicyReloader(engine, delegations.policy)
     await policy_reloader.start()
     await _canonical_coordination_keys(delegations, engine)

@@ -41,6 +41,10 @@ agents:
   alpha:
     require: [tools:use]
     grant: [tools:use]
+prices:
+  currency: EUR
+  targets:
+    worker: {per_call: "5"}
 """
 SCOPES = "work:run tools:use"
 
@@ -382,6 +386,20 @@ def test_a_keys_own_rate_is_kept_and_audited(keys: Keys) -> None:
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     outcomes = [r["outcome"] for r in audit_of(keys, service)]
     assert outcomes.count("rate_limited") == 1 and outcomes.count("ok") == 2
+
+
+def test_a_keys_budget_is_spent_once_and_then_refuses(keys: Keys) -> None:
+    with keys.rest(keys.admin) as admin:
+        spec = {"name": "b", "scopes": ["work:run"], "service": fresh("ci"), "budget": "12"}
+        made = admin.post("/api-keys", json=spec).json()
+        for _ in range(2):  # 5 EUR a call
+            assert keys.send({"X-Api-Key": made["key"]}).status_code == 200
+        refused = keys.send({"X-Api-Key": made["key"]})
+        assert refused.status_code == 403, refused.text  # and a JSON-RPC error
+        assert "budget of 12 is spent" in refused.json()["error"]["message"]
+        assert admin.get(f"/api-keys/{made['id']}").json()["spent"] == "10"
+    outcomes = [r["outcome"] for r in audit_of(keys, made["owner_subject"])]
+    assert outcomes.count("budget_spent") == 1 and outcomes.count("ok") == 2
 
 
 def test_a_revocation_reaches_another_replica(tmp_path: Path, database_url: str | None) -> None:

@@ -80,7 +80,7 @@ def test_the_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(api_keys.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     made = new_key()
     wrong = made.secret[:-1] + ("A" if made.secret[-1] != "A" else "B")
     assert not key_matches(wrong, hash_key(made.secret))

@@ -3,7 +3,9 @@ how soon another replica sees a revocation."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -121,3 +123,23 @@ async def test_an_expired_key_is_refused(engine: AsyncEngine) -> None:
     now[0] += timedelta(hours=1)
     with pytest.raises(TokenInvalid, match="expired"):
         await keys.verify(made.key)
+
+
+async def test_two_replicas_spending_at_once_never_overspend(engine: AsyncEngine) -> None:
+    spec = ApiKeySpec(name="b", scopes=["a:read"], service="ci", budget=Decimal("1.0"))
+    made = await ApiKeys(engine).create(spec, OPERATOR)
+    one, two = ApiKeys(engine), ApiKeys(engine)
+    for replica in (one, two):
+        await replica.verify(made.key)  # the row read, as at the door
+    assert await one.spend(made.id, Decimal("0")) is None
+    outcomes = await asyncio.gather(
+        *(replica.spend(made.id, Decimal("0.3")) for replica in (one, two) for _ in range(4))
+    )
+    assert sum(outcome is None for outcome in outcomes) == 3
+    assert all("spent" in o or "busy" in o for o in outcomes if o is not None)
+    info = await one.get(made.id)
+    assert info is not None and Decimal(info.spent) == Decimal("0.9")
+    # A key without a budget spends nothing and is never refused.
+    free = await one.create(ApiKeySpec(name="f", scopes=["a:read"], service="ci"), OPERATOR)
+    await one.verify(free.key)
+    assert await one.spend(free.id, Decimal("1000")) is None

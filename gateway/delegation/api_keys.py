@@ -49,6 +49,7 @@ from policies.api_keys import (
     principal_of,
     scopes_within,
 )
+from policies.prices import Prices
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal, TokenInvalid
 
@@ -276,6 +277,17 @@ class ApiKeys:
         authenticated, so its row is at most `CACHE_SECONDS` old)."""
         cached = self._rows.get(key_id)
         return cached[0].rate if cached is not None and cached[0] is not None else None
+
+    async def spend_on(
+        self, key_id: str, prices: Prices, target: str, action: str | None
+    ) -> str | None:
+        """Pay for one call to ``target`` (``action``: its skill or tool) from
+        the key's budget: its ``per_call`` price (`policies.prices`: the
+        tool's, else the target's); None when paid (or free), else why not."""
+        price = prices.price(f"{target}__{action}" if action else target, target)
+        if price is None or not price.per_call:
+            return None
+        return await self.spend(key_id, price.per_call)
 
     async def spend(self, key_id: str, amount: Decimal) -> str | None:
         """Take ``amount`` from the key's budget: None when taken (or the key

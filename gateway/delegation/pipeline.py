@@ -18,7 +18,6 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from adapters import spans
@@ -99,9 +98,9 @@ class Delegations:
         self._targets = TargetCache(agents)
         # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
         self.key_rates: Callable[[str], str | None] = lambda _actor: None
-        # An API key's budget (`ApiKeys.spend`): None when the amount was taken,
-        # else why not.
-        self.key_spend: Callable[[str, Decimal], Awaitable[str | None]] | None = None
+        # An API key's budget (`ApiKeys.spend_on`): a call's price taken from
+        # it, by (actor, target, action); None when paid, else why not.
+        self.key_spend: Callable[[str, str, str | None], Awaitable[str | None]] | None = None
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         """The agent's record, card and policy target (`TargetCache`)."""
@@ -259,8 +258,13 @@ class Delegations:
         # an API key's own rate (`policies.api_keys`).
         if self.policy.current.limits or is_key_actor(caller.client_id):
             await self._count(caller, target, action, decision, event, trace_id, requested, started)
-        if self.key_spend is not None and is_key_actor(caller.client_id):
-            await self._spend(caller, target, action, decision, event, trace_id, requested, started)
+        spend = self.key_spend if is_key_actor(caller.client_id) else None
+        if spend is not None and (unpaid := await spend(caller.client_id, target.agent_id, action)):
+            refused = replace(decision, allowed=False, granted=frozenset())
+            args = (caller, target, action, refused, event, trace_id, requested, started, unpaid)
+            raise DelegationDenied(
+                target.agent_id, await self._refuse(*args, outcome="budget_spent")
+            )
         with spans.span("switchboard.mint") as span:
             if span is not None:
                 span.set_attribute("switchboard.audience", resource)
@@ -316,30 +320,6 @@ class Delegations:
             reached.reason(),
         )
         raise RateLimited(target.agent_id, limited, reached.retry_after)
-
-    async def _spend(
-        self,
-        caller: Caller,
-        target: Target,
-        action: str | None,
-        decision: Decision,
-        event: str,
-        trace_id: str,
-        requested: frozenset[str] | None,
-        started: float,
-    ) -> None:
-        """An API key's budget: the call's price (the policy's ``prices``,
-        per call) taken from it before the call is made, or the call refused."""
-        name = f"{target.agent_id}__{action}" if action else target.agent_id
-        price = self.policy.current.prices.price(name, target.agent_id)
-        if price is None or not price.per_call or self.key_spend is None:
-            return
-        spent = await self.key_spend(caller.client_id, price.per_call)
-        if spent is None:
-            return
-        refused = replace(decision, allowed=False, granted=frozenset())
-        args = (caller, target, action, refused, event, trace_id, requested, started, spent)
-        raise DelegationDenied(target.agent_id, await self._refuse(*args, outcome="budget_spent"))
 
     async def _coordinate(self, permit: P, inputs: Sequence[Any] | None, event: str) -> P:
         """Keep the policy's coordination rules for a call about to be made

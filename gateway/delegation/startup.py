@@ -159,8 +159,8 @@ async def start(
     )
     api_keys = ApiKeys(engine)
     delegations.key_rates = lambda actor: api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
-    delegations.key_spend = lambda actor, amount: api_keys.spend(
-        actor.removeprefix(ACTOR_PREFIX), amount
+    delegations.key_spend = lambda actor, target, action: api_keys.spend_on(
+        actor.removeprefix(ACTOR_PREFIX), delegations.policy.current.prices, target, action
     )
     policy_reloader = PolicyReloader(engine, delegations.policy)
     await policy_reloader.start()

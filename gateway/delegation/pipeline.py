@@ -43,7 +43,7 @@ from gateway.delegation.permits import (
 )
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.targets import TargetCache
-from policies.api_keys import is_key_actor, key_limits
+from policies.api_keys import is_key_actor
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -97,7 +97,7 @@ class Delegations:
         self.coordination = coordination
         self._targets = TargetCache(agents)
         # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
-        self.key_rates: Callable[[str], str | None] = lambda _actor: None
+        self.key_limits: Callable[[str], tuple[AppliedLimit, ...]] = lambda _actor: ()
         # An API key's budget (`ApiKeys.spend_on`): a call's price taken from
         # it, by (actor, target, action); None when paid, else why not.
         self.key_spend: Callable[[str, str, str | None], Awaitable[str | None]] | None = None
@@ -289,10 +289,8 @@ class Delegations:
     ) -> tuple[AppliedLimit, ...]:
         """The policy's rate limits that count a call (`policies.limits`)."""
         facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
-        rate = self.key_rates(caller.client_id) if is_key_actor(caller.client_id) else None
-        return applicable(self.policy.current.limits, facts, action) + key_limits(
-            caller.client_id, rate
-        )
+        own = self.key_limits(caller.client_id) if is_key_actor(caller.client_id) else ()
+        return applicable(self.policy.current.limits, facts, action) + own
 
     async def _count(
         self,

@@ -41,7 +41,7 @@ from gateway.settings import Settings
 from gateway.settings.workers import rate_limits_problem
 from gateway.storage.periodic import Periodic
 from gateway.storage.readiness import Readiness
-from policies.api_keys import ACTOR_PREFIX
+from policies.api_keys import ACTOR_PREFIX, key_limits
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
 from policies.policy_file import PolicySource
@@ -158,7 +158,9 @@ async def start(
         coordination=Coordination(coordination_store, audit_log),
     )
     api_keys = ApiKeys(engine)
-    delegations.key_rates = lambda actor: api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
+    delegations.key_limits = lambda actor: key_limits(
+        actor, api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
+    )
     delegations.key_spend = lambda actor, target, action: api_keys.spend_on(
         actor.removeprefix(ACTOR_PREFIX), delegations.policy.current.prices, target, action
     )

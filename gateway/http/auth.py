@@ -29,7 +29,8 @@ security = logging.getLogger("switchboard.security")
 BEARER = HTTPBearer(
     scheme_name="bearer",
     bearerFormat="JWT",
-    description="An access token for the gateway (RFC 6750), e.g. a dev token.",
+    description="An access token for the gateway (RFC 6750), e.g. a dev token; or an "
+    "API key (sk-sb-…), here or as the X-Api-Key header.",
     auto_error=False,
 )
 

@@ -120,6 +120,8 @@ def deployed(tmp_path: Path, database_url: str | None) -> Iterator[Keys]:
             assert admin.post("/agents", json={"card_url": card_url, "id": "worker"}).is_success
             alpha = {"name": "Alpha", "url": upstream.url + "/mcp"}
             assert admin.post("/mcp-servers", json=alpha).status_code == 201
+            ops = {"title": "Ops", "select": {"servers": ["alpha"]}}
+            assert admin.put("/mcp-sets/ops", json=ops).is_success
         admin_token = gateway.token("admin", "switchboard:admin")
         yield Keys(gateway, worker, seen, mcp_seen, admin_token)
     finally:
@@ -192,6 +194,9 @@ async def test_a_users_key_is_the_user_on_every_door(keys: Keys) -> None:
         keys.gateway.url + "/mcp", None, "legacy", headers={"X-Api-Key": key}
     ) as client:
         assert not (await client.call_tool("alpha__add", {"a": 1, "b": 1})).is_error
+    # A virtual MCP server (`/mcp/{name}`) takes the key as `/mcp` does.
+    async with mcp_client(keys.gateway.url + "/mcp/ops", key, "2026-07-28") as client:
+        assert "alpha__add" in {t.name for t in (await client.list_tools()).tools}
     assert not any(call.contains(key) for call in keys.mcp_seen.calls())
 
     # The REST API.

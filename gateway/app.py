@@ -23,6 +23,7 @@ from gateway.agents.startup import Agents
 from gateway.api import (
     agent_clients,
     agents,
+    api_keys,
     approvals,
     audit,
     connections,
@@ -146,6 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
                 engine=engine,
                 keys=core.keys,
                 verifier=core.verifier,
+                api_keys=core.api_keys,
                 agents=core.agents,
                 registry=core.registry,
                 credentials=core.credentials,
@@ -165,7 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
                 mcp_notices=mcp_front.notifier,
                 audit_export=exported,
             )
-            request_auth = RequestAuth(settings, core.verifier)
+            request_auth = RequestAuth(settings, core.verifier, core.api_keys)
             request_auth.install(app)
             await a2a_door.serve_grpc(request_auth, settings, stack)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)
@@ -240,6 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
         usage.router,
         runs.router,
         connections.router,
+        api_keys.router,
     ):
         # No REST route takes a list in its query: a parameter given twice is refused.
         app.include_router(router, dependencies=[Depends(single_valued_query)])

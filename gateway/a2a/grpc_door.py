@@ -63,10 +63,17 @@ from gateway.delegation.handoffs import MessageSkill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
-from gateway.http.auth import RequestAuth, onwards_principal
+from gateway.http.auth import (
+    API_KEY_HEADER,
+    NoCredential,
+    RequestAuth,
+    credential_of,
+    onwards_principal,
+)
 from gateway.settings import Settings
 from gateway.settings.grpc import grpc_public_target
 from gateway.storage.outages import DependencyUnavailable, outage_of
+from policies.api_keys import looks_like_key
 from policies.tokens import Principal, TokenInvalid
 from registry.store import is_agent_id
 
@@ -354,20 +361,22 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     async def _caller(self, context: Any, metadata: _Lines, agent_id: str) -> Caller:
         """The caller as the HTTP door authenticates it (`front_door_principal`):
         a token for the gateway, or one it minted for this agent's front door."""
-        header = (metadata.get("authorization") or [""])[0]
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "send an access token as 'authorization: Bearer <token>' metadata",
+        try:
+            token = credential_of(
+                next(iter(metadata.getlist("authorization")), None),
+                metadata.getlist(API_KEY_HEADER),
             )
+        except NoCredential as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise  # not reached: abort raises
         principal: Principal
         try:
-            principal, onwards = await self._auth.verifier.verify(token), False
+            principal, onwards = await self._auth.verify(token), False
         except TokenInvalid as first:
             public_url = self._door.handler._parts().public_url
             try:
+                if looks_like_key(token):
+                    raise
                 principal, onwards = await onwards_principal(
                     self._auth, token, f"{public_url}/a2a/{agent_id}"
                 )

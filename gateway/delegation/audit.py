@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
 from adapters.trace_context import new_trace_id
+from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.http.queries import IsoDatetime
 from gateway.storage.outages import data_refused
 from gateway.storage.statements import Sql, Statement, StatementRunner, statement_runner
@@ -378,37 +379,6 @@ def _spill(rows: list[dict[str, Any]], why: str) -> None:
     """The records the database could not take, to the log, one JSON line each."""
     for row in rows:
         logger.error("%s: %s", why, json.dumps(row, default=str, sort_keys=True))
-
-
-# What a caller changes through the API (`action_event`), as against the
-# decisions on delegated calls: `GET /audit?kind=change` lists these, and the
-# default listing, the decision log, leaves them out.
-CHANGE_EVENTS = frozenset(
-    {
-        "agent.registered",
-        "agent.refreshed",
-        "agent.removed",
-        "agent.credential_issued",
-        "agent.credential_revoked",
-        "agent.oauth_client_set",
-        "agent.oauth_client_removed",
-        "vendor_agent.registered",
-        "vendor_agent.removed",
-        "mcp_server.registered",
-        "mcp_server.refreshed",
-        "mcp_server.removed",
-        "mcp_tool.approved",
-        "mcp_set.created",
-        "mcp_set.updated",
-        "mcp_set.deleted",
-        "flow.registered",
-        "flow.deleted",
-        "policy.changed",
-        "connection.created",
-        "connection.revoked",
-        "audit.export.replay",
-    }
-)
 
 
 def action_event(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from gateway.delegation.permits import (
 )
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.targets import TargetCache
+from policies.api_keys import is_key_actor
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -95,6 +96,11 @@ class Delegations:
         self.rate_limits = rate_limits or RateLimits(None)
         self.coordination = coordination
         self._targets = TargetCache(agents)
+        # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
+        self.key_limits: Callable[[str], tuple[AppliedLimit, ...]] = lambda _actor: ()
+        # An API key's budget (`ApiKeys.spend_on`): a call's price taken from
+        # it, by (actor, target, action); None when paid, else why not.
+        self.key_spend: Callable[[str, str, str | None], Awaitable[str | None]] | None = None
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         """The agent's record, card and policy target (`TargetCache`)."""
@@ -248,8 +254,17 @@ class Delegations:
                 durable=True,  # written before the caller hears the refusal
             )
             raise DelegationDenied(target.agent_id, decision)
-        if self.policy.current.limits:  # counted once allowed, before a token exists
+        # Counted once allowed, before a token exists: the policy's limits, and
+        # an API key's own rate (`policies.api_keys`).
+        if self.policy.current.limits or is_key_actor(caller.client_id):
             await self._count(caller, target, action, decision, event, trace_id, requested, started)
+        spend = self.key_spend if is_key_actor(caller.client_id) else None
+        if spend is not None and (unpaid := await spend(caller.client_id, target.agent_id, action)):
+            refused = replace(decision, allowed=False, granted=frozenset())
+            args = (caller, target, action, refused, event, trace_id, requested, started, unpaid)
+            raise DelegationDenied(
+                target.agent_id, await self._refuse(*args, outcome="budget_spent")
+            )
         with spans.span("switchboard.mint") as span:
             if span is not None:
                 span.set_attribute("switchboard.audience", resource)
@@ -274,7 +289,8 @@ class Delegations:
     ) -> tuple[AppliedLimit, ...]:
         """The policy's rate limits that count a call (`policies.limits`)."""
         facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
-        return applicable(self.policy.current.limits, facts, action)
+        own = self.key_limits(caller.client_id) if is_key_actor(caller.client_id) else ()
+        return applicable(self.policy.current.limits, facts, action) + own
 
     async def _count(
         self,
@@ -341,7 +357,9 @@ class Delegations:
     ) -> Decision:
         """Audit an allowed call refused after the policy's decision (a rate
         limit, a coordination rule): the refusal, as the caller is told it."""
-        denial = Denial.RATE_LIMITED if outcome == "rate_limited" else Denial.COORDINATION
+        denial = {"rate_limited": Denial.RATE_LIMITED, "budget_spent": Denial.BUDGET}.get(
+            outcome, Denial.COORDINATION
+        )
         refused = replace(decision, reasons=(reason,), denial=denial)
         await self.audit.record(
             decision_event(

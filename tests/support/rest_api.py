@@ -5,11 +5,13 @@ which credential reached it and that a refused call sent nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
+
+from gateway.demo.vendor import Vendor
 
 
 class Item(BaseModel):
@@ -82,5 +84,32 @@ def rest_api(seen: Seen) -> FastAPI:
     @app.get("/text", operation_id="text", tags=["ops"], response_class=PlainTextResponse)
     async def text() -> str:
         return "plain words"
+
+    return app
+
+
+def vendor_api(vendor: Vendor, seen: Seen, url: str) -> FastAPI:
+    """A REST API that trusts only ``vendor``'s authorization server (its
+    tokens, issued for this API's URL: RFC 8707), and says so in its
+    protected resource metadata (RFC 9728 §3) -- the ``user_oauth`` case."""
+    app = FastAPI(title="Notes API", version="1")
+    resource = url + "/"
+
+    @app.get("/.well-known/oauth-protected-resource", include_in_schema=False)
+    async def metadata() -> dict[str, Any]:
+        return {
+            "resource": resource,
+            "authorization_servers": [vendor.url],
+            "scopes_supported": ["notes:read"],
+        }
+
+    @app.get("/whoami", operation_id="whoami", summary="Who the bearer token speaks for")
+    async def whoami(request: Request) -> dict[str, Any]:
+        bearer = request.headers.get("authorization", "")
+        seen.requests.append(("GET", "/whoami", "", {"authorization": bearer}))
+        token = vendor.provider.access.get(bearer.removeprefix("Bearer "))
+        if token is None or (token.resource or "").rstrip("/") != url:
+            raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"})
+        return {"subject": token.subject}
 
     return app

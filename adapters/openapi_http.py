@@ -15,8 +15,8 @@ tool's result, not a protocol error):
 * 2xx JSON: the JSON as text, and as ``structuredContent`` -- an object as
   it is, anything else under ``result`` when the tool's ``outputSchema`` says so;
 * 2xx of another type: its text (bounded);
-* 4xx, and 5xx other than 502/503/504: ``isError`` with the status and the
-  start of the body;
+* 3xx (redirects are not followed), 4xx, and 5xx other than 502/503/504:
+  ``isError`` with the status and the start of the body;
 * 502/503/504 (RFC 9110 §15.6.3-5: the API is not there to answer) raise
   `UpstreamServerError`, like an MCP server's, so the federation's breaker
   counts them and an idempotent call is retried.
@@ -118,7 +118,7 @@ def result_of(
         raise UpstreamServerError(
             f"REST API {server_id} answered {said}: {_excerpt(response)}", status
         )
-    if status >= 400:
+    if status >= 300:  # a redirect is not followed (`checked_client`): not the answer
         return error_result(f"the API answered {said}: {_excerpt(response) or '(empty body)'}")
     if not response.content:
         return types.CallToolResult(content=[types.TextContent(type="text", text=said)])

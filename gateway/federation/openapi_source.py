@@ -25,7 +25,7 @@ import yaml
 from adapters.mcp_client import Connected
 from adapters.openapi import OPENAPI_PROTOCOL
 from gateway.federation.probe import Probed
-from registry.fetch import FetchLimits, SafeFetcher
+from registry.fetch import FetchFailed, FetchLimits, SafeFetcher
 from registry.mcp_models import McpServerRegistration
 from registry.openapi_models import OpenApiSource
 from registry.openapi_refs import OpenApiRefused
@@ -85,6 +85,8 @@ async def _fetched(url: str, fetcher: SafeFetcher) -> tuple[Any, str]:
     own = SafeFetcher(fetcher.policy, FetchLimits(max_bytes=MAX_DOCUMENT_BYTES))
     try:
         fetched = await own.get(url, accept=ACCEPT)
+    except FetchFailed as exc:  # too large, unreachable: the registration's refusal (422)
+        raise OpenApiRefused(f"the document cannot be read: {exc}") from None
     finally:
         await own.aclose()
     if fetched.status != 200:

@@ -138,7 +138,7 @@ async def test_an_array_is_wrapped_and_text_is_text() -> None:
     assert "invalid JSON" in bad.content[0].text  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("status", [400, 404, 409, 429, 500, 501])
+@pytest.mark.parametrize("status", [302, 400, 404, 409, 429, 500, 501])
 async def test_errors_are_tool_errors_with_status_and_excerpt(status: int) -> None:
     api = Api(json_answer(status, {"detail": "x" * 1000}))
     result = await upstream(api).call_tool("whoami", {})

@@ -323,16 +323,22 @@ def test_selections_and_size_are_bounded(setup: Setup) -> None:
     doc = setup.api.url + "/openapi.json"
     huge = doc_with({"type": "object", "description": "x" * (MAX_DOCUMENT_BYTES + 1)})
     setup.documents["huge"] = json.dumps(huge).encode()
+    metadata = doc_with({"type": "object"}) | {"servers": [{"url": "http://169.254.169.254/"}]}
+    setup.documents["metadata"] = json.dumps(metadata).encode()
     cases = [
-        ({"url": doc, "operations": ["nope"]}, "no operation nope"),
-        ({"url": doc, "tag": "nobody"}, "no operation is tagged 'nobody'"),
-        ({"url": setup.doc_url("huge")}, str(MAX_DOCUMENT_BYTES)),
+        ({"url": doc, "operations": ["nope"]}, "openapi-refused", "no operation nope"),
+        ({"url": doc, "tag": "nobody"}, "openapi-refused", "no operation is tagged 'nobody'"),
+        ({"url": setup.doc_url("huge")}, "openapi-refused", f"larger than {MAX_DOCUMENT_BYTES}"),
+        ({"url": setup.docs.url + "/nowhere"}, "openapi-refused", "answered HTTP 404"),
+        ({"url": setup.doc_url("metadata")}, "url-refused", "169.254.169.254"),
+        ({"url": "http://169.254.169.254/openapi.json"}, "url-refused", "169.254.169.254"),
     ]
     with setup.gateway.client() as admin:
         before = admin.get("/mcp-servers").json()["items"]
-        for source, reason in cases:
+        for source, kind, reason in cases:
             refused = admin.post("/mcp-servers", json={"name": "bounded", "openapi": source})
-            assert refused.status_code in (422, 502), refused.text
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["type"].endswith(kind), refused.json()
             assert reason in refused.json()["detail"], refused.json()
         assert admin.get("/mcp-servers").json()["items"] == before
 

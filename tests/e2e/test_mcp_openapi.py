@@ -227,6 +227,25 @@ def test_a_user_without_the_scope_is_refused_and_nothing_sent(setup: Setup) -> N
         called(setup, bob, "stock__get_item", item_id=1)
     assert "refused" in str(refused.value)
     assert len(setup.seen.requests) == before
+    with setup.gateway.client() as admin:
+        records = admin.get("/audit", params={"agent": "stock"}).json()["items"]
+    outcomes = {(r["event"], r["decision"], r["outcome"]) for r in records if r["subject"] == "bob"}
+    assert outcomes == {("mcp", "deny", "denied")}
+    assert ("mcp", "allow", "ok") in {
+        (r["event"], r["decision"], r["outcome"]) for r in records if r["subject"] == "alice"
+    }
+
+
+def test_search_finds_the_apis_tools(setup: Setup) -> None:
+    found = called(
+        setup, reader(setup), "switchboard__search_tools", query="get an item of the stock"
+    )
+    assert found.structured_content is not None
+    names = [t["name"] for t in found.structured_content["tools"]]
+    assert "stock__get_item" in names[:5]  # ranking is the search's (docs/mcp.md)
+    bobs = called(setup, setup.gateway.token("bob"), "switchboard__search_tools", query="item")
+    assert bobs.structured_content is not None
+    assert not [t for t in bobs.structured_content["tools"] if t["name"].startswith("stock__")]
 
 
 def test_a_tool_of_the_api_in_a_set(setup: Setup) -> None:

@@ -57,8 +57,10 @@ from gateway.federation.federated_tools import (
     result_record,
     view_of,
 )
-from gateway.federation.openapi_source import load_api
-from gateway.federation.probe import probe, record_first_health
+
+# `probe` lists an MCP server's tools, or reads a REST API's from its document.
+from gateway.federation.openapi_source import load_api, probe
+from gateway.federation.probe import record_first_health
 from gateway.federation.upstreams import McpUpstreams
 from gateway.storage.outages import outage_of
 from policies.policy import Target, handoff
@@ -292,11 +294,11 @@ class McpFederation:
         self, registration: McpServerRegistration, principal: Principal
     ) -> McpServerRecord:
         """Check, probe (list the tools once), then store server and tools together."""
-        admin = principal.has_scope(ADMIN_SCOPE)
         api = None  # a REST API's document, read and checked before anything is stored
         if registration.openapi is not None:
             api = await load_api(registration, self._fetcher)
             registration = registration.model_copy(update={"url": api.base_url})
+        admin = principal.has_scope(ADMIN_SCOPE)
         if registration.transport == "stdio":
             if not admin:
                 raise RegistrationRefused(
@@ -349,15 +351,11 @@ class McpFederation:
                 new = replace(new, transport="openapi", command={"openapi": api.stored()})
             config = config_of(new)
             credentials = self.upstreams.credentials(config)
-            probed = (
-                api.probed()
-                if api is not None
-                else await probe(
-                    config,
-                    credentials,
-                    self.upstreams.http,
-                    deadline=self._settings.connect_timeout_seconds,
-                )
+            probed = await probe(
+                config,
+                credentials,
+                self.upstreams.http,
+                deadline=self._settings.connect_timeout_seconds,
             )
             await self.store.create(
                 new, probed.tools, auto_approve=self._settings.auto_approve_new_tools and admin

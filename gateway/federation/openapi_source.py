@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx2
 import yaml
 
 from adapters.mcp_client import Connected
+from adapters.mcp_http import UpstreamAuth
 from adapters.openapi import OPENAPI_PROTOCOL
+from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.probe import Probed
+from gateway.federation.probe import probe as probe_mcp
 from registry.fetch import FetchFailed, FetchLimits, SafeFetcher
 from registry.mcp_models import McpServerRegistration
+from registry.mcp_store import McpServerConfig
 from registry.openapi_models import OpenApiSource
 from registry.openapi_refs import OpenApiRefused
 from registry.openapi_tools import MAX_DOCUMENT_BYTES, OpenApiTools, tools_of
@@ -50,11 +56,6 @@ class LoadedApi:
             "tools": self.tools.tools,
             "bindings": self.tools.bindings,
         }
-
-    def probed(self) -> Probed:
-        """What registration records, as a probe of an MCP server would."""
-        info = {"name": self.tools.title or "REST API", "version": self.tools.version}
-        return Probed(connected=Connected(OPENAPI_PROTOCOL, info), tools=self.tools.tools)
 
 
 class _NoAliases(yaml.SafeLoader):
@@ -123,3 +124,20 @@ async def load_api(registration: McpServerRegistration, fetcher: SafeFetcher) ->
     tools = tools_of(document, operations=source.operations, tag=source.tag)
     base = base_url_of(tools, registration.url, where)
     return LoadedApi(base_url=base, source=where or "inline", tools=tools)
+
+
+async def probe(
+    config: McpServerConfig,
+    credentials: UpstreamCredentials,
+    http: Callable[[UpstreamAuth | None], httpx2.AsyncClient],
+    *,
+    deadline: float,
+    **options: Any,
+) -> Probed:
+    """Registration's probe (`gateway.federation.probe.probe`), a REST API's
+    included: its tools are those its document became, nothing is sent."""
+    if config.openapi is None:
+        return await probe_mcp(config, credentials, http, deadline=deadline, **options)
+    stored = config.openapi
+    info = {"name": str(stored.get("title") or "REST API"), "version": str(stored.get("version"))}
+    return Probed(connected=Connected(OPENAPI_PROTOCOL, info), tools=list(stored["tools"]))

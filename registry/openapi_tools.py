@@ -73,7 +73,10 @@ def checked_document(document: Any) -> dict[str, Any]:
     """The document, if it is OpenAPI 3.x of bounded size (else refused)."""
     if not isinstance(document, Mapping):
         raise OpenApiRefused("an OpenAPI document is a JSON object")
-    size = len(json.dumps(document, separators=(",", ":")))
+    try:
+        size = len(json.dumps(document, separators=(",", ":")))
+    except RecursionError:
+        raise OpenApiRefused("the document nests too deeply to be read") from None
     if size > MAX_DOCUMENT_BYTES:
         raise OpenApiRefused(f"the document is {size} bytes, over {MAX_DOCUMENT_BYTES}")
     version = document.get("openapi")

@@ -73,13 +73,16 @@ def parse_document(body: bytes) -> Any:
     if len(body) > MAX_DOCUMENT_BYTES:
         raise OpenApiRefused(f"the document is over {MAX_DOCUMENT_BYTES} bytes")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        pass
-    try:
-        return yaml.load(body, Loader=_NoAliases)  # noqa: S506 -- a SafeLoader
-    except yaml.YAMLError as exc:
-        raise OpenApiRefused(f"the document is neither JSON nor YAML: {exc}") from None
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass
+        try:
+            return yaml.load(body, Loader=_NoAliases)  # noqa: S506 -- a SafeLoader
+        except yaml.YAMLError as exc:
+            raise OpenApiRefused(f"the document is neither JSON nor YAML: {exc}") from None
+    except RecursionError:  # both parsers recurse per level of nesting
+        raise OpenApiRefused("the document nests too deeply to be read") from None
 
 
 async def _fetched(url: str, fetcher: SafeFetcher) -> tuple[Any, str]:

@@ -344,11 +344,13 @@ def test_selections_and_size_are_bounded(setup: Setup) -> None:
     setup.documents["huge"] = json.dumps(huge).encode()
     metadata = doc_with({"type": "object"}) | {"servers": [{"url": "http://169.254.169.254/"}]}
     setup.documents["metadata"] = json.dumps(metadata).encode()
+    setup.documents["deep"] = b"[" * 100_000 + b"]" * 100_000
     cases = [
         ({"url": doc, "operations": ["nope"]}, "openapi-refused", "no operation nope"),
         ({"url": doc, "tag": "nobody"}, "openapi-refused", "no operation is tagged 'nobody'"),
         ({"url": setup.doc_url("huge")}, "openapi-refused", f"larger than {MAX_DOCUMENT_BYTES}"),
         ({"url": setup.docs.url + "/nowhere"}, "openapi-refused", "answered HTTP 404"),
+        ({"url": setup.doc_url("deep")}, "openapi-refused", "nests too deeply"),
         ({"url": setup.doc_url("metadata")}, "url-refused", "169.254.169.254"),
         ({"url": "http://169.254.169.254/openapi.json"}, "url-refused", "169.254.169.254"),
     ]

@@ -184,6 +184,19 @@ def test_json_pointer_escapes_and_sibling_descriptions() -> None:
     assert done["x"] == {"type": "string", "description": "outer"}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"openapi": "3.1.0", "paths": ' + b'{"a":' * 5000 + b"1" + b"}" * 5001,
+        b"a: " + b"[" * 5000 + b"]" * 5000,
+    ],
+)
+def test_deep_nesting_is_refused_not_a_crash(body: bytes) -> None:
+    with pytest.raises(OpenApiRefused, match="nests too deeply"):
+        parse_document(body)
+
+
 def test_yaml_documents_and_aliases() -> None:
     assert parse_document(b"openapi: 3.1.0\npaths: {}\n") == {"openapi": "3.1.0", "paths": {}}
     with pytest.raises(OpenApiRefused, match="aliases"):

@@ -96,6 +96,9 @@ class AuditEvent:
     latency_ms: float = 0.0
     token_id: str | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # What a policy decision was made on (`decided_on`); None for a record
+    # that is no policy decision (`gateway.delegation.whatif` replays these).
+    decided_on: dict[str, Any] | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,7 @@ class AuditEvent:
             "detail": self.detail[:2000] if self.detail else None,
             "latency_ms": round(self.latency_ms, 3),
             "token_id": self.token_id,
+            "decided_on": self.decided_on,
         }
 
 

@@ -243,13 +243,23 @@ class Delegations:
         if not decision.allowed:
             await self.audit.record(
                 decision_event(
-                    event, trace_id, caller, target.agent_id, action, requested, decision, started
+                    event,
+                    trace_id,
+                    caller,
+                    target.agent_id,
+                    action,
+                    requested,
+                    decision,
+                    started,
+                    kind=kind,
                 ),
                 durable=True,  # written before the caller hears the refusal
             )
             raise DelegationDenied(target.agent_id, decision)
         if self.policy.current.limits:  # counted once allowed, before a token exists
-            await self._count(caller, target, action, decision, event, trace_id, requested, started)
+            await self._count(
+                caller, target, action, decision, event, trace_id, requested, started, kind
+            )
         with spans.span("switchboard.mint") as span:
             if span is not None:
                 span.set_attribute("switchboard.audience", resource)
@@ -266,7 +276,15 @@ class Delegations:
                 )
             )
         return Permit(
-            target.agent_id, decision, token, caller, action, requested, trace_id, started
+            target.agent_id,
+            decision,
+            token,
+            caller,
+            action,
+            requested,
+            trace_id,
+            started,
+            kind=kind,
         )
 
     def limits_for(
@@ -286,6 +304,7 @@ class Delegations:
         trace_id: str,
         requested: frozenset[str] | None,
         started: float,
+        kind: ActionKind,
     ) -> None:
         reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
         if reached is None:
@@ -300,6 +319,7 @@ class Delegations:
             requested,
             started,
             reached.reason(),
+            kind=kind,
         )
         raise RateLimited(target.agent_id, limited, reached.retry_after)
 
@@ -323,6 +343,7 @@ class Delegations:
             permit.trace_id,
             permit.requested,
             permit.started,
+            kind=permit.kind,
         )
         return await coordinate(rules, self.coordination, permit, inputs, refuse)
 
@@ -338,6 +359,8 @@ class Delegations:
         started: float,
         reason: str,
         outcome: str = "rate_limited",
+        *,
+        kind: ActionKind = "skill",
     ) -> Decision:
         """Audit an allowed call refused after the policy's decision (a rate
         limit, a coordination rule): the refusal, as the caller is told it."""
@@ -354,6 +377,7 @@ class Delegations:
                 refused,
                 started,
                 outcome=outcome,
+                kind=kind,
             ),
             durable=True,
         )
@@ -382,6 +406,7 @@ class Delegations:
             permit.started,
             outcome=outcome,
             detail=detail,
+            kind=permit.kind,
         )
         audit_event.token_id = permit.token.token_id
         # Written before the outcome is acknowledged (the caller answered, a

@@ -27,7 +27,6 @@ from gateway.http.queries import IsoDatetime
 from policies.policy import Target
 from policies.policy_file import document_digest
 from policies.whatif import Group, Tally
-from registry.store import AgentNotFound
 from registry.tables import as_utc
 
 router = APIRouter(prefix="/policies", tags=["policies"])
@@ -79,14 +78,14 @@ async def whatif(request: Request, body: WhatIfRequest, _admin: AdminPrincipal) 
 
 def _targets(state: AppState) -> Targets:
     async def target(target_id: str) -> Target | None:
-        try:
-            *_, found = await state.delegations.target(target_id)
-            return found
-        except AgentNotFound:
-            # An MCP server is a target of the same decision, with no card.
-            if await state.mcp.store.config(target_id) is not None:
-                return Target(target_id)
-            return None
+        # As registered now (not the calls' moment-long cache).
+        found = await state.delegations.agents.get_with_card(target_id)
+        if found is not None:
+            return Target.from_card(target_id, found[1])
+        # An MCP server is a target of the same decision, with no card.
+        if await state.mcp.store.config(target_id) is not None:
+            return Target(target_id)
+        return None
 
     return target
 

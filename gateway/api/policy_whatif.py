@@ -5,8 +5,8 @@ problem's line); nothing is stored and the policy in force is unchanged.
 
 A window (``since`` .. ``until``, default the last 7 days) is answered a
 page at a time: at most ``limit`` records, and about five seconds of work,
-per request; ``next_after_id`` says where the next page starts (pass it as
-``after_id`` with the same window), null once the window is done. The first
+per request; ``next_cursor`` says where the next page starts (pass it as
+``cursor`` with the same window), null once the window is done. The first
 page also counts the window's records (``total``), for a progress bar.
 """
 
@@ -20,7 +20,7 @@ from pydantic import Field
 
 from gateway.api.policy_edits import PolicyText, checked_policy
 from gateway.api.state import AppState, state_of
-from gateway.delegation.whatif import Page, Targets, Window, replay_page
+from gateway.delegation.whatif import Cursor, Page, Targets, Window, replay_page
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
 from gateway.http.queries import IsoDatetime
@@ -33,6 +33,8 @@ router = APIRouter(prefix="/policies", tags=["policies"])
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_PAGE = 100_000
 _MAX_ID = 2**63 - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MICROS = (datetime(9999, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 
 
 class WhatIfRequest(PolicyText):
@@ -42,8 +44,10 @@ class WhatIfRequest(PolicyText):
     until: IsoDatetime | None = Field(
         default=None, description="the window's end, excluded (default: now)"
     )
-    after_id: int = Field(
-        default=0, ge=0, le=_MAX_ID, description="the previous page's ``next_after_id``"
+    cursor: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,19}\.[0-9]{1,19}$",
+        description="the previous page's ``next_cursor`` (same window)",
     )
     limit: int = Field(default=10_000, ge=1, le=MAX_PAGE, description="records read per page")
     each: bool = Field(
@@ -63,7 +67,7 @@ async def whatif(request: Request, body: WhatIfRequest, _admin: AdminPrincipal) 
         raise Problem(422, "invalid-window", "Empty window", "since must be before until")
     # The decisions of the calls just made are in the window too.
     await delegations.audit.flush()
-    window = Window(since, until, body.after_id, body.limit)
+    window = Window(since, until, _cursor(body.cursor), body.limit)
     page = await replay_page(
         state.engine, candidate, _targets(state), delegations.max_depth, window, each=body.each
     )
@@ -90,6 +94,23 @@ def _targets(state: AppState) -> Targets:
     return target
 
 
+def _cursor(value: str | None) -> Cursor | None:
+    """``<microseconds since 1970>.<record id>``: where the page before ended."""
+    if value is None:
+        return None
+    micros, record = (int(part) for part in value.split("."))
+    if micros > _MAX_MICROS or record > _MAX_ID:
+        raise Problem(422, "invalid-cursor", "Invalid cursor", "not a cursor this gateway gave")
+    return EPOCH + timedelta(microseconds=micros), record
+
+
+def cursor_text(cursor: Cursor | None) -> str | None:
+    if cursor is None:
+        return None
+    at, record = cursor
+    return f"{(at - EPOCH) // timedelta(microseconds=1)}.{record}"
+
+
 def page_dict(page: Page, since: datetime, *, each: bool = False) -> dict[str, Any]:
     tally = page.tally
     shown = tally_dict(tally)
@@ -98,8 +119,8 @@ def page_dict(page: Page, since: datetime, *, each: bool = False) -> dict[str, A
     shown.update(
         read=page.read,
         total=page.total,
-        next_after_id=page.next_after_id,
-        summary=summary(tally, since, page.next_after_id is not None),
+        next_cursor=cursor_text(page.next_cursor),
+        summary=summary(tally, since, page.next_cursor is not None),
     )
     return shown
 

@@ -77,11 +77,11 @@ def _policy_whatif(args: argparse.Namespace) -> int:
         page = call(args, "POST", "/policies/whatif", json=body).json()
         total = page["total"] if total is None else total
         result = page if result is None else merge(result, page)
-        if page["next_after_id"] is None:
+        if page["next_cursor"] is None:
             break
         read = result["read"]
         print(f"replayed {read:,} of {total or 0:,} records", file=sys.stderr, flush=True)
-        body["after_id"] = page["next_after_id"]
+        body["cursor"] = page["next_cursor"]
     result["summary"] = result["summary"].replace(" (this page)", "")
     if args.json:
         print_json(result)

@@ -241,20 +241,10 @@ class Delegations:
                 span.set_attributes({**facts, **decision_facts(decision)})
                 spans.bind_delegation(facts)
         if not decision.allowed:
-            await self.audit.record(
-                decision_event(
-                    event,
-                    trace_id,
-                    caller,
-                    target.agent_id,
-                    action,
-                    requested,
-                    decision,
-                    started,
-                    kind=kind,
-                ),
-                durable=True,  # written before the caller hears the refusal
-            )
+            said = (event, trace_id, caller, target.agent_id, action, requested, decision)
+            denial = decision_event(*said, started, kind=kind)
+            # Written before the caller hears the refusal.
+            await self.audit.record(denial, durable=True)
             raise DelegationDenied(target.agent_id, decision)
         if self.policy.current.limits:  # counted once allowed, before a token exists
             await self._count(
@@ -275,17 +265,8 @@ class Delegations:
                     txn=caller.txn,
                 )
             )
-        return Permit(
-            target.agent_id,
-            decision,
-            token,
-            caller,
-            action,
-            requested,
-            trace_id,
-            started,
-            kind=kind,
-        )
+        made = (target.agent_id, decision, token, caller, action, requested, trace_id, started)
+        return Permit(*made, kind=kind)
 
     def limits_for(
         self, caller: Caller, agent_id: str, action: str | None

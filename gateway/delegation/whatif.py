@@ -4,12 +4,12 @@ and storing nothing else (`POST /policies/whatif`, `switchboard policy whatif`).
 Each decision's record keeps who asked (subject, client, the actor chain),
 what of whom (target, skill or tool, its kind), with which scopes (the
 caller's, the ones asked for) and what was decided (`decided_on`, migration
-0038). A page of records -- oldest first, after a cursor, inside a time
-window -- is read in one query; the targets' cards as registered now are
+0038). A page of records -- oldest first, after a cursor (`Cursor`), inside
+a time window -- is read in one query; the targets' cards as registered now are
 looked up once per page; then every record is decided again by the pure
 `policies.whatif` in a worker thread, so a large page does not stall the
 gateway's event loop. A page also stops at `PAGE_SECONDS`: the caller goes
-on from ``next_after_id``.
+on from its ``next_cursor``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import CHANGE_EVENTS
@@ -66,11 +66,18 @@ _COLUMNS = [
 ]
 
 
+# Where a page ends: its last record's time and id. Pages go in time order,
+# along the index on `at` (SQLite's holds the rowid, the id, after it): in id
+# order, with the window's bounds on `at`, each page would read the whole
+# window again. Ids are not in time order across writers anyway.
+Cursor = tuple[datetime, int]
+
+
 @dataclass(frozen=True)
 class Window:
     since: datetime
     until: datetime
-    after_id: int = 0  # the cursor: records after this id
+    after: Cursor | None = None  # None: from the window's start
     limit: int = 10_000  # records read for one page
 
 
@@ -78,7 +85,7 @@ class Window:
 class Page:
     tally: Tally
     read: int  # records of the window read for this page
-    next_after_id: int | None  # None: the window is done
+    next_cursor: Cursor | None  # None: the window is done
     total: int | None  # the window's records, counted on its first page only
 
 
@@ -89,6 +96,16 @@ def _in_window(window: Window) -> Any:
         c.at >= as_utc(window.since),
         c.at < as_utc(window.until),
     )
+
+
+def _after(cursor: Cursor | None) -> Any:
+    c = audit_events.c
+    if cursor is None:
+        return ()
+    at, last = as_utc(cursor[0]), cursor[1]
+    # `at >= ...` is what the index serves; the rest skips the few records
+    # of that very moment already read.
+    return (c.at >= at, or_(c.at > at, c.id > last))
 
 
 async def replay_page(
@@ -104,14 +121,14 @@ async def replay_page(
     c = audit_events.c
     query = (
         select(*_COLUMNS)
-        .where(*_in_window(window), c.id > window.after_id)
-        .order_by(c.id)
+        .where(*_in_window(window), *_after(window.after))
+        .order_by(c.at, c.id)
         .limit(window.limit)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
         total = None
-        if window.after_id == 0:
+        if window.after is None:
             counted = select(func.count()).select_from(audit_events).where(*_in_window(window))
             total = int((await conn.execute(counted)).scalar_one())
     found: dict[str, Target | None] = {}
@@ -122,8 +139,8 @@ async def replay_page(
         _decide_all, policy, rows, found, max_depth, tally, each, time.monotonic() + PAGE_SECONDS
     )
     more = done < len(rows) or len(rows) == window.limit
-    next_after_id = rows[done - 1]["id"] if more and done else None
-    return Page(tally, done, next_after_id, total)
+    last = rows[done - 1] if more and done else None
+    return Page(tally, done, (as_utc(last["at"]), last["id"]) if last else None, total)
 
 
 def _decide_all(

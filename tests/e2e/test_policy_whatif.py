@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from registry.tls import client_tls
+from tests.support.console import dev_login
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.servers import ServerThread
@@ -193,8 +194,9 @@ def test_only_an_admin_may_ask_and_a_bad_candidate_is_refused_with_its_line(
         # The same refusal a save gives.
         saved = admin.put("/policies", json={"document": bad, "base_digest": digest(POLICY_A)})
         assert saved.json()["errors"] == problem["errors"]
-        odd = admin.post("/policies/whatif", json={"document": POLICY_B, "limit": 0})
-        assert odd.status_code == 422
+        for odd in ({"limit": 0}, {"cursor": "1.2.3"}, {"cursor": "9999999999999999999.1"}):
+            refused = admin.post("/policies/whatif", json={"document": POLICY_B, **odd})
+            assert refused.status_code == 422, odd
         backwards = {"document": POLICY_B, "since": "2026-01-02T00:00:00Z"}
         backwards["until"] = "2026-01-01T00:00:00Z"
         assert admin.post("/policies/whatif", json=backwards).status_code == 422
@@ -211,7 +213,7 @@ def test_an_empty_window_and_what_cannot_be_replayed(
     past = {"since": "2020-01-01T00:00:00Z", "until": "2020-01-08T00:00:00Z"}
     empty = whatif(gateway, POLICY_B, **past)
     assert (empty["decisions"], empty["changed"], empty["total"]) == (0, 0, 0)
-    assert empty["next_after_id"] is None and empty["changes"] == []
+    assert empty["next_cursor"] is None and empty["changes"] == []
     assert empty["summary"] == "of the 0 decisions since 2020-01-01T00:00:00+00:00, 0 would change"
 
     limited = POLICY_A + "limits:\n  - name: one-a-minute\n    rate: 1/minute\n    per: [user]\n"
@@ -259,3 +261,24 @@ def test_the_cli_adds_the_pages_up(
     refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "HTTP 422" in refused.stderr
     assert "line " in refused.stderr
+
+
+def test_the_consoles_check_shows_what_would_change(
+    make_gateway: GatewayFactory, database_url: str | None, sales: ServerThread
+) -> None:
+    gateway = setup(make_gateway, database_url, sales)
+    send(gateway, *CALLS[0])
+    with httpx.Client(base_url=gateway.url, timeout=30, verify=client_tls()) as ann:
+        csrf = dev_login(ann, "ann", "switchboard:admin")
+        form = {"csrf": csrf, "document": POLICY_B, "base_digest": digest(POLICY_A)}
+        checked = ann.post("/ui/policy/check", data=form)
+        assert checked.status_code == 200
+        assert 'id="whatif"' in checked.text and ", 1 would change" in checked.text
+        trace = whatif(gateway, POLICY_B)["changes"][0]["examples"][0]["trace_id"]
+        assert f'href="/ui/audit/trace/{trace}"' in checked.text
+        assert ann.get(f"/ui/audit/trace/{trace}").status_code == 200
+        # A bad text: its problems, and no what-if.
+        bad = ann.post("/ui/policy/check", data={**form, "document": "agents: [\n"})
+        assert "not valid" in bad.text and 'id="whatif"' not in bad.text
+    with gateway.client() as admin:
+        assert admin.get("/policies").json()["digest"] == digest(POLICY_A)

@@ -49,6 +49,15 @@ def decided_on(
     return {"scopes": sorted(scopes), "kind": kind, "approval": approval}
 
 
+def held_on(outcome: str, scopes: list[str], kind: ActionKind) -> dict[str, Any] | None:
+    """`decided_on` for an approval's record: a call held for approval, or
+    deferred, is a decision of the policy; what becomes of it later
+    (approved, expired) is not."""
+    if outcome not in ("approval_required", "deferred"):
+        return None
+    return decided_on(scopes, kind, outcome == "approval_required")
+
+
 def decision_event(
     event: str,
     trace_id: str,

@@ -108,6 +108,17 @@ def _after(cursor: Cursor | None) -> Any:
     return (c.at >= at, or_(c.at > at, c.id > last))
 
 
+def page_query(window: Window) -> Any:
+    """The records of one page, oldest first."""
+    c = audit_events.c
+    return (
+        select(*_COLUMNS)
+        .where(*_in_window(window), *_after(window.after))
+        .order_by(c.at, c.id)
+        .limit(window.limit)
+    )
+
+
 async def replay_page(
     engine: AsyncEngine,
     policy: Policy,
@@ -118,15 +129,8 @@ async def replay_page(
     each: bool = False,
 ) -> Page:
     """One page of ``window`` decided again under ``policy``."""
-    c = audit_events.c
-    query = (
-        select(*_COLUMNS)
-        .where(*_in_window(window), *_after(window.after))
-        .order_by(c.at, c.id)
-        .limit(window.limit)
-    )
     async with engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
+        rows = (await conn.execute(page_query(window))).mappings().all()
         total = None
         if window.after is None:
             counted = select(func.count()).select_from(audit_events).where(*_in_window(window))

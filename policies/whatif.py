@@ -35,7 +35,9 @@ COORDINATION = "held back by a coordination rule: its state at the time is not k
 DEFERRED = "deferred by a coordination rule: its state at the time is not kept"
 NO_INPUT = "refused by a coordination rule for its input: the input is not kept"
 GONE = "the target is no longer registered: its card is not known"
+BUDGET = "refused for a flow's budget: what was spent at the time is not kept"
 UNREPLAYABLE_OUTCOMES: Mapping[str, str] = {
+    "budget_spent": BUDGET,
     "rate_limited": RATE_LIMITED,
     "coordination": COORDINATION,
     "deferred": DEFERRED,

@@ -31,7 +31,7 @@ from registry.tables import as_utc
 
 router = APIRouter(prefix="/policies", tags=["policies"])
 DEFAULT_WINDOW = timedelta(days=7)
-MAX_PAGE = 100_000
+MAX_PAGE = 50_000
 _MAX_ID = 2**63 - 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_MICROS = (datetime(9999, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)

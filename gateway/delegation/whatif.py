@@ -179,7 +179,7 @@ def _decide_one(
         tally.skip(NOT_DECIDED, {"id": row["id"], "trace_id": row["trace_id"]})
         return
     record = recorded(row, facts)
-    if facts.get("approval") and record.decision == "allow":
+    if record.approval and record.decision == "allow" and record.outcome != "approval_required":
         tally.skip(APPROVED_CALL, example_of(record))
         return
     why = UNREPLAYABLE_OUTCOMES.get(record.outcome)

@@ -13,23 +13,21 @@ came in while it wrote included, and the others find theirs written. So a
 gateway killed after answering a caller, or after a flow stored a step's
 outcome, has the record of that call. Not an INSERT of its own beside the
 task's row: one writer per process keeps its records' ids in commit order,
-which the audit export reads by (`gateway.audit_export`). Records that no
-caller waits for (a flow's own events, an outage answered) are gathered for
-`audit_flush_seconds`, as before.
+which the audit export reads by (`gateway.audit_export`). Records no caller
+waits for (a flow's own events, an outage answered) gather `audit_flush_seconds`.
 
 While the database is down, records are kept in the buffer (recording never
 fails the call that records, and a durable record stops waiting once a write
-has failed: the call's own outcome is not stored either, then) and the
-writer retries with backoff, from `RETRY_SECONDS` doubling to
-`MAX_RETRY_SECONDS`; once the database answers,
-everything kept is written in order. Past `MAX_BUFFERED` records, or at a
-shutdown that cannot write them, each record goes to the log at ERROR as one
-JSON line (logger ``gateway.delegation.audit``), so none is lost without a
-trace.
+has failed: the call's own outcome is not stored either, then) and the writer
+retries with backoff, from `RETRY_SECONDS` doubling to `MAX_RETRY_SECONDS`;
+once the database answers, everything kept is written in order. Past
+`MAX_BUFFERED` records, or at a shutdown that cannot write them, each record
+goes to the log at ERROR as one JSON line (logger ``gateway.delegation.audit``),
+so none is lost without a trace.
 
 What is recorded: time, user (sub + issuer), client, actor chain, target,
-skill/tool, scopes asked and granted, decision, reasons, outcome, latency,
-trace id and the minted token's `jti`. Never a token value.
+skill/tool, scopes asked and granted, decision, reasons, outcome, latency, trace
+id, the minted token's `jti`, what a decision was made on. Never a token value.
 """
 
 from __future__ import annotations
@@ -97,6 +95,7 @@ class AuditEvent:
     latency_ms: float = 0.0
     token_id: str | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    decided_on: dict[str, Any] | None = None  # `decision_records.decided_on`
 
     def row(self) -> dict[str, Any]:
         return {
@@ -121,6 +120,7 @@ class AuditEvent:
             "detail": self.detail[:2000] if self.detail else None,
             "latency_ms": round(self.latency_ms, 3),
             "token_id": self.token_id,
+            "decided_on": self.decided_on,
         }
 
 

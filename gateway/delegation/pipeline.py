@@ -247,23 +247,23 @@ class Delegations:
                 span.set_attributes({**facts, **decision_facts(decision)})
                 spans.bind_delegation(facts)
         if not decision.allowed:
-            await self.audit.record(
-                decision_event(
-                    event, trace_id, caller, target.agent_id, action, requested, decision, started
-                ),
-                durable=True,  # written before the caller hears the refusal
-            )
+            said = (event, trace_id, caller, target.agent_id, action, requested, decision)
+            denial = decision_event(*said, started, kind=kind)
+            # Written before the caller hears the refusal.
+            await self.audit.record(denial, durable=True)
             raise DelegationDenied(target.agent_id, decision)
         # Counted once allowed, before a token exists: the policy's limits, and
         # an API key's own rate (`policies.api_keys`).
         if self.policy.current.limits or is_key_actor(caller.client_id):
-            await self._count(caller, target, action, decision, event, trace_id, requested, started)
+            await self._count(
+                caller, target, action, decision, event, trace_id, requested, started, kind
+            )
         spend = self.key_spend if is_key_actor(caller.client_id) else None
         if spend is not None and (unpaid := await spend(caller.client_id, target.agent_id, action)):
             refused = replace(decision, allowed=False, granted=frozenset())
             args = (caller, target, action, refused, event, trace_id, requested, started, unpaid)
             raise DelegationDenied(
-                target.agent_id, await self._refuse(*args, outcome="budget_spent")
+                target.agent_id, await self._refuse(*args, outcome="budget_spent", kind=kind)
             )
         with spans.span("switchboard.mint") as span:
             if span is not None:
@@ -280,9 +280,8 @@ class Delegations:
                     txn=caller.txn,
                 )
             )
-        return Permit(
-            target.agent_id, decision, token, caller, action, requested, trace_id, started
-        )
+        made = (target.agent_id, decision, token, caller, action, requested, trace_id, started)
+        return Permit(*made, kind=kind)
 
     def limits_for(
         self, caller: Caller, agent_id: str, action: str | None
@@ -302,6 +301,7 @@ class Delegations:
         trace_id: str,
         requested: frozenset[str] | None,
         started: float,
+        kind: ActionKind,
     ) -> None:
         reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
         if reached is None:
@@ -316,6 +316,7 @@ class Delegations:
             requested,
             started,
             reached.reason(),
+            kind=kind,
         )
         raise RateLimited(target.agent_id, limited, reached.retry_after)
 
@@ -339,6 +340,7 @@ class Delegations:
             permit.trace_id,
             permit.requested,
             permit.started,
+            kind=permit.kind,
         )
         return await coordinate(rules, self.coordination, permit, inputs, refuse)
 
@@ -354,6 +356,8 @@ class Delegations:
         started: float,
         reason: str,
         outcome: str = "rate_limited",
+        *,
+        kind: ActionKind = "skill",
     ) -> Decision:
         """Audit an allowed call refused after the policy's decision (a rate
         limit, a coordination rule): the refusal, as the caller is told it."""
@@ -372,6 +376,7 @@ class Delegations:
                 refused,
                 started,
                 outcome=outcome,
+                kind=kind,
             ),
             durable=True,
         )
@@ -400,6 +405,7 @@ class Delegations:
             permit.started,
             outcome=outcome,
             detail=detail,
+            kind=permit.kind,
         )
         audit_event.token_id = permit.token.token_id
         # Written before the outcome is acknowledged (the caller answered, a

@@ -4,7 +4,7 @@ and storing nothing else (`POST /policies/whatif`, `switchboard policy whatif`).
 Each decision's record keeps who asked (subject, client, the actor chain),
 what of whom (target, skill or tool, its kind), with which scopes (the
 caller's, the ones asked for) and what was decided (`decided_on`, migration
-0038). A page of records -- oldest first, after a cursor (`Cursor`), inside
+0039). A page of records -- oldest first, after a cursor (`Cursor`), inside
 a time window -- is read in one query; the targets' cards as registered now are
 looked up once per page; then every record is decided again by the pure
 `policies.whatif` in a worker thread, so a large page does not stall the
@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.audit import CHANGE_EVENTS
+from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.storage.tables import audit_events
 from policies.policy import Policy, Target
 from policies.whatif import (

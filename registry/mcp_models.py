@@ -225,14 +225,27 @@ CredentialType = Literal[
 ]
 
 
+# How the gateway reaches a server: Streamable HTTP, the legacy HTTP+SSE
+# transport of MCP 2024-11-05 (its URL is the SSE endpoint), or a process.
+McpTransport = Literal["http", "sse", "stdio"]
+
+
 class McpServerRegistration(BaseModel):
-    """`POST /mcp-servers`: a Streamable HTTP URL, or a command to launch (stdio)."""
+    """`POST /mcp-servers`: a URL (Streamable HTTP or HTTP+SSE), or a command
+    to launch (stdio)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
     url: HttpUrlText | None = None
+    transport: McpTransport | None = Field(
+        default=None,
+        description="http (Streamable HTTP), sse (the legacy HTTP+SSE transport of MCP "
+        "2024-11-05; url is its SSE endpoint, often ending in /sse) or stdio (command). "
+        "Omitted: stdio for a command; for a url Streamable HTTP, or HTTP+SSE when the server "
+        "answers the legacy way (MCP 'Backwards Compatibility'), which is then stored as sse",
+    )
     command: str | None = Field(default=None, min_length=1, max_length=4096)
     args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=64)
     resource: str | None = Field(
@@ -254,6 +267,9 @@ class McpServerRegistration(BaseModel):
     def _one_transport(self) -> McpServerRegistration:
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of url (Streamable HTTP) or command (stdio)")
+        if self.transport is not None and (self.transport == "stdio") != (self.url is None):
+            wanted = "command" if self.transport == "stdio" else "url"
+            raise ValueError(f"transport {self.transport} goes with {wanted}")
         if self.command is not None and self.credential.type != "none":
             raise ValueError("a stdio server takes no credential")
         if self.args and self.command is None:
@@ -266,8 +282,15 @@ class McpServerRegistration(BaseModel):
         return self
 
     @property
-    def transport(self) -> Literal["http", "stdio"]:
-        return "http" if self.url is not None else "stdio"
+    def reached_by(self) -> McpTransport:
+        """The transport to try first: the one given, else by url or command."""
+        return self.transport or ("http" if self.url is not None else "stdio")
+
+    @property
+    def detect_legacy(self) -> bool:
+        """A url given without a transport: HTTP+SSE is tried when Streamable HTTP is
+        answered the legacy way."""
+        return self.transport is None and self.url is not None
 
 
 class CredentialInfo(BaseModel):
@@ -329,7 +352,7 @@ class McpHealth(BaseModel):
 class McpServerRecord(BaseModel):
     id: str
     name: str
-    transport: Literal["http", "stdio"]
+    transport: McpTransport
     url: str | None
     command: CommandInfo | None
     resource: str
@@ -366,7 +389,7 @@ class McpServerView(BaseModel):
 
     id: str
     name: str
-    transport: Literal["http", "stdio"]
+    transport: McpTransport
     health: McpHealth = Field(description="status and time of the last check; detail is null")
     server_info: dict[str, Any] | None
     protocol_version: str | None

@@ -21,7 +21,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import mcp_types as types
@@ -292,7 +292,7 @@ class McpFederation:
     ) -> McpServerRecord:
         """Check, probe (list the tools once), then store server and tools together."""
         admin = principal.has_scope(ADMIN_SCOPE)
-        if registration.transport == "stdio":
+        if registration.reached_by == "stdio":
             if not admin:
                 raise RegistrationRefused(
                     f"registering a stdio server runs a command on the gateway: "
@@ -323,7 +323,7 @@ class McpFederation:
             new = NewMcpServer(
                 id=server_id,
                 name=registration.name,
-                transport=registration.transport,
+                transport=registration.reached_by,
                 url=registration.url,
                 command=(
                     {"command": registration.command, "args": list(registration.args)}
@@ -347,7 +347,9 @@ class McpFederation:
                 credentials,
                 self.upstreams.http,
                 deadline=self._settings.connect_timeout_seconds,
+                detect_legacy=registration.detect_legacy,
             )
+            new = replace(new, transport=probed.transport or new.transport)  # remembered
             await self.store.create(
                 new, probed.tools, auto_approve=self._settings.auto_approve_new_tools and admin
             )

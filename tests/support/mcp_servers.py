@@ -129,3 +129,14 @@ def upstream_server(
 
 def stdio_command() -> tuple[str, list[str]]:
     return sys.executable, [str(STDIO_SERVER)]
+
+
+def legacy_server(box: ToolBox | None = None) -> tuple[ServerThread, Recorder, ToolBox]:
+    """``box``'s tools over the legacy HTTP+SSE transport only (MCP
+    2024-11-05), as the SDK serves it (`MCPServer.sse_app`): the stream at
+    ``{url}/sse``, messages POSTed to ``{url}/messages/``. A POST to ``/sse``
+    is answered 405, which is what tells a client it is not Streamable HTTP."""
+    box = box or ToolBox()
+    recorder = Recorder()
+    server = ServerThread(lambda _url: recorder.middleware(box.server.sse_app())).start()
+    return server, recorder, box

@@ -13,10 +13,11 @@ task that sent it, so a call's own credential (`CALL_CREDENTIAL`) goes with
 that call's POST, as over Streamable HTTP.
 
 What the server sends back all arrives on the one stream, read by one task
-that is no caller's: a request the server makes mid-call (an elicitation) is
-refused there as over stdio (`adapters.mcp_relay`); progress (which names
-its request by token) and notices (a resource updated, a list changed)
-reach whoever they are for.
+that is no caller's: a request the server makes mid-call (an elicitation)
+names no call there, so a caller who can be asked gets a session of its own
+for the call (`own_session_for`); progress (which names its request by
+token) and notices (a resource updated, a list changed) reach whoever they
+are for on the shared one.
 
 Telling the two apart follows MCP 2025-03-26 and later, "Transports",
 "Backwards Compatibility": a client POSTs to the server's URL; if that
@@ -34,6 +35,8 @@ from typing import Any
 
 import httpx2
 from mcp.client.sse import sse_client
+
+from adapters.mcp_relay import CallRelay
 
 # How long the stream may stay silent before the session is taken as lost
 # (the owner then reconnects): the SDK's own default; servers built on the
@@ -99,3 +102,25 @@ class PostRefusals:
             return client
 
         return watched
+
+
+# What a server may ask its caller mid-call (MCP 2025-11-25 client features).
+_ASKED = ("elicitation", "sampling", "roots")
+
+
+def own_session_for(transport: str, relay: CallRelay | None, *, legacy: bool) -> bool:
+    """Whether a call goes over a session of its own: over HTTP+SSE, for a
+    2025-11-25 caller who can be asked something mid-call.
+
+    On the shared session the server's requests arrive on the one stream,
+    which names no call, and are refused; on a session opened for one call
+    (from that call's task, so its reader runs in the call's context) all
+    that arrives is that call's, and `adapters.mcp_relay` routes it to its
+    caller, log lines included. It costs a connection and a handshake per
+    such call; a 2026-07-28 caller is asked with an ``input_required``
+    result, never mid-call, so it keeps the shared session.
+    """
+    if transport != "sse" or not legacy or relay is None:
+        return False
+    declared = relay.upstream_capabilities()
+    return any(declared.get(feature) is not None for feature in _ASKED)

@@ -66,12 +66,12 @@ from policies.tokens import Principal
 from registry.fetch import SafeFetcher
 from registry.mcp_models import (
     McpServerRecord,
-    McpServerRegistration,
     McpServerView,
     McpToolRecord,
     RefreshResult,
 )
 from registry.mcp_names import SEPARATOR, NameConflict, reserved_id
+from registry.mcp_registration import McpServerRegistration
 from registry.mcp_store import (
     McpServerConfig,
     McpServerConflict,

@@ -254,6 +254,7 @@ def test_detected_without_the_flag_and_remembered(legacy: Legacy) -> None:
         )
         assert explicit.status_code == 502
         assert "MCP server strict" in explicit.json()["detail"]
+        assert "register it with transport sse" in explicit.json()["detail"]
         with legacy.gateway.client() as admin:
             assert admin.get("/mcp-servers/strict").status_code == 404
     finally:

@@ -3,6 +3,7 @@ what each waiting run adds.
 
     python -m bench.idle                          # SQLite and PostgreSQL, 60 s windows, 10 runs
     python -m bench.idle --databases sqlite --seconds 30 --runs 5
+    python -m bench.idle --legs                   # the idle leg only
 
 A gateway in this process (`create_app` under uvicorn, dev mode, default
 settings), on a fresh SQLite file or a fresh PostgreSQL database
@@ -202,6 +203,8 @@ def leg(kind: str, args: argparse.Namespace, counted: Statements) -> None:
                     ("bench-inner", "first look", args.settle),
                 )
                 for flow_id, leg_name, settle in legs:
+                    if leg_name not in args.legs:
+                        continue
                     start_waiting(http, flow_id, args.runs)
                     time.sleep(settle)
                     rate, tx = window(counted, args.seconds, pg)
@@ -231,6 +234,12 @@ def main() -> None:
     parser.add_argument("--wait-settle", type=float, default=75.0)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--legs",
+        nargs="*",
+        default=["checkpoint", "nested", "first look"],
+        help="the legs after idle (idle is always counted)",
+    )
     args = parser.parse_args()
     counted = Statements()
     for kind in args.databases:

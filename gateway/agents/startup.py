@@ -36,7 +36,7 @@ from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.settings.grpc import grpc_public_target
-from gateway.storage.periodic import Pace, Periodic
+from gateway.storage.periodic import Pace
 from gateway.storage.replicas import ReplicaDirectory
 from registry.vendor_store import SqlVendorStore
 
@@ -52,8 +52,7 @@ class A2AParts:
     def jobs(self) -> list[Job]:
         takeover = self.takeover
         jobs: list[Job] = [
-            # Fixed rate: the takeover bound counts on a look every poll.
-            Periodic("gateway-runs", takeover.poll, takeover.tick, fixed_rate=True),
+            takeover.job(),
             self.front_door.lost.pace.periodic("a2a-reconciler", self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
             self._consents_pace().periodic("consent-waits", self.desk.sweep_consents),

@@ -169,6 +169,34 @@ class Pace:
         return look
 
 
+# How often a job looks for what only another replica changes, or for work
+# only another replica leaves, while this one is alone (`paced_by_company`).
+# A replica that starts, or one whose row goes, is seen at this one's next
+# heartbeat, which wakes the job: this look is for a writer that is no replica.
+ALONE_SECONDS = 60.0
+
+
+def paced_by_company(
+    job: Periodic,
+    quiet: Callable[[], bool],
+    told: list[Callable[[], None]],
+    idle: float = ALONE_SECONDS,
+) -> Periodic:
+    """``job`` at its own interval while ``quiet()`` is false (another replica
+    runs: `ReplicaDirectory.alone`), every ``idle`` seconds while it is true
+    (its interval if longer), and woken when ``told`` is (the replicas seen
+    moved: `ReplicaDirectory.on_others`)."""
+    every = job.every
+
+    def interval() -> float:
+        own = every() if callable(every) else every
+        return max(own, idle) if quiet() else own
+
+    job.every = interval
+    told.append(job.wake)
+    return job
+
+
 def next_due(due: float, ended: float, interval: float, *, fixed_rate: bool) -> float:
     """When the pass after one that was due at ``due`` and ended at ``ended``
     is due. Fixed rate: one interval after the last was due -- a slow pass

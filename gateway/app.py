@@ -194,8 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ),
             )
             periodic = [heartbeat, *(job for job in jobs if isinstance(job, Periodic))]
-            _pace_watches(periodic, replicas, policy_file=settings.policy_file is not None)
-            observed.metrics.watch(periodic)
+            observed.metrics.watch(_paced(periodic, replicas, settings.policy_file is not None))
             for job in jobs:
                 name, running = (job.name, job.run_forever()) if isinstance(job, Periodic) else job
                 stack.push_async_callback(_cancel, asyncio.create_task(running, name=name))
@@ -287,7 +286,7 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
         gc.set_threshold(young_threshold, middle, old)
 
 
-def _pace_watches(jobs: list[Periodic], replicas: ReplicaDirectory, *, policy_file: bool) -> None:
+def _paced(jobs: list[Periodic], replicas: ReplicaDirectory, policy_file: bool) -> list[Periodic]:
     """The jobs that look only for what another replica changed -- a set, the
     catalog or an agent (`mcp-change-watch`), an MCP server (`mcp-upstreams`),
     a stored policy (`policy-reloader`, without a policy file: the file is
@@ -300,6 +299,7 @@ def _pace_watches(jobs: list[Periodic], replicas: ReplicaDirectory, *, policy_fi
     for job in jobs:
         if job.name in watches:
             paced_by_company(job, replicas.alone, replicas.on_others)
+    return jobs
 
 
 def _change_watch(app: FastAPI, settings: Settings, watch: ChangeWatch) -> list[Periodic]:

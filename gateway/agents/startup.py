@@ -51,12 +51,14 @@ class A2AParts:
 
     def jobs(self) -> list[Job]:
         takeover = self.takeover
+        consents = self._consents_pace()
         jobs: list[Job] = [
             takeover.job(),
             self.front_door.lost.pace.periodic("a2a-reconciler", self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
-            self._consents_pace().periodic("consent-waits", self.desk.sweep_consents),
+            consents.periodic("consent-waits", self.desk.sweep_consents),
         ]
+        paces = [self.front_door.lost.pace, consents]
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:
             desk = self.desk
@@ -66,6 +68,10 @@ class A2AParts:
                     functools.partial(deferrals.tick, desk.release, desk.give_up),
                 )
             )
+            paces.append(deferrals.pace)
+        replicas = takeover.replicas
+        for pace in paces:  # what another replica kept is looked for rarely while none runs
+            pace.alone_when(replicas.alone, replicas.on_others)
         return jobs
 
     def _consents_pace(self) -> Pace:

@@ -86,6 +86,10 @@ class TaskTakeover:
         self.wake: Callable[[], None] | None = None  # the job's (`Periodic.wake`)
         runner.on_store = self._stored
 
+    @property
+    def replicas(self) -> ReplicaDirectory:
+        return self._replicas
+
     def job(self) -> Periodic:
         """The look, as the `gateway-runs` job. At a fixed rate: the takeover
         bound counts on a look every poll."""

@@ -116,6 +116,7 @@ class FlowsDoor:
             notification_poll_seconds=(
                 settings.flow_wake_poll_seconds if shared else mailbox.LONE_PROCESS_POLL_SECONDS
             ),
+            alone=replicas.alone,
         )
         # Also for `local`: the file may hold the runs of workers it had before.
         takeover = RunTakeover(engine, store, replicas)

@@ -99,6 +99,7 @@ class ReplicaDirectory:
         self.others: frozenset[str] = frozenset()
         self.live_others: frozenset[str] = frozenset()
         self.on_others: list[Callable[[], None]] = []
+        self.met = False  # whether the others' rows were read yet
 
     async def announce(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -113,17 +114,23 @@ class ReplicaDirectory:
         statement = statement.on_conflict_do_update(
             index_elements=["id"], set_={"url": row["url"], "seen_at": row["seen_at"]}
         )
+        # The rows are read with the renewal from the second on (as the twin
+        # check always was): at the first, the workers of `serve --workers`
+        # start together, and on SQLite reads that then write at once refuse
+        # each other ("database is locked"). Who runs is known from then on.
+        rows: Sequence[Any] | None = None
         try:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(select(gateway_replicas))).all()
                 if self._renewed_at is not None:
+                    rows = (await conn.execute(select(gateway_replicas))).all()
                     self._look_for_twin(next((r.url for r in rows if r.id == self.id), None))
                 await conn.execute(statement)
         except BaseException:
             self._steady_since = None  # the others could not renew either
             raise
         self._renewed(started, self._clock())
-        self._met(rows)
+        if rows is not None:
+            self._met(rows)
 
     def _met(self, rows: Sequence[Any]) -> None:
         """The other replicas' rows as this renewal read them; those told
@@ -134,7 +141,7 @@ class ReplicaDirectory:
             str(r.id) for r in rows if r.id != self.id and _utc(r.seen_at) >= fresh_since
         )
         moved = (others, live) != (self.others, self.live_others)
-        self.others, self.live_others = others, live
+        self.others, self.live_others, self.met = others, live, True
         if moved:
             for told in self.on_others:
                 told()
@@ -147,7 +154,7 @@ class ReplicaDirectory:
         MCP server stored there) need not be looked for often meanwhile; a
         replica that starts is seen at this one's next renewal, which tells
         `on_others`."""
-        return not self.live_others and self._renewals_on_time()
+        return self.met and not self.live_others and self._renewals_on_time()
 
     def _renewals_on_time(self) -> bool:
         return (

@@ -263,8 +263,9 @@ def test_a_renewal_reads_the_others_and_tells_when_they_move(
         me.replicas.on_others.append(
             lambda: told.append((me.replicas.others, me.replicas.live_others))
         )
-        assert not me.replicas.alone()  # not renewed yet: who runs is not known
         await me.start(engine)
+        assert not me.replicas.alone()  # the rows are read from the second renewal on
+        await me.beat()
         assert me.replicas.alone() and told == []
         await seen(engine, "b", seconds_ago=1)
         assert me.replicas.alone()  # not seen until this one's next renewal

@@ -399,6 +399,11 @@ class TaskRunner:
             if now - since > _STARTING_SECONDS:
                 del self._starting[key]
 
+    def busy(self) -> bool:
+        """Whether any run is here: running, being started (its row perhaps
+        not committed yet) or being claimed."""
+        return bool(self._runs or self._starting or self._claiming)
+
     def here(self, key: tuple[str, str]) -> bool:
         """Whether run ``key`` is running here, or being started or claimed."""
         return key in self._runs or key in self._starting or key in self._claiming

@@ -100,11 +100,13 @@ class TaskTakeover:
 
     def interval(self) -> float:
         """``poll`` while there is anything to look after: rows found at the
-        last look, runs alive here, or another replica's row (alive or not:
-        its runs may be taken once it is gone). Else once a minute: a run
-        stored here wakes the look (`_stored`), as a replica seen to start or
-        stop does (`ReplicaDirectory.on_others`): so the bounds below hold."""
-        busy = self._found or bool(self._runner.alive()) or bool(self._replicas.others)
+        last look, runs here (running, or stored and not started: the look
+        a store wakes may come before its commit), or another replica's row
+        (alive or not: its runs may be taken once it is gone). Else once a
+        minute: a run stored here wakes the look (`_stored`), as a replica
+        seen to start or stop does (`ReplicaDirectory.on_others`): so the
+        bounds below hold."""
+        busy = self._found or self._runner.busy() or bool(self._replicas.others)
         self._waiting_long = not busy
         return self.poll if busy else max(self.poll, ALONE_SECONDS)
 

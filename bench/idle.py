@@ -3,6 +3,8 @@ what each waiting run adds.
 
     python -m bench.idle                          # SQLite and PostgreSQL, 60 s windows, 10 runs
     python -m bench.idle --databases sqlite --seconds 30 --runs 5
+    python -m bench.idle --legs                   # the idle leg only
+    python -m bench.idle --stored-policy          # no policy file: saved through the API
 
 A gateway in this process (`create_app` under uvicorn, dev mode, default
 settings), on a fresh SQLite file or a fresh PostgreSQL database
@@ -127,14 +129,19 @@ def database(kind: str, admin_url: str) -> Iterator[tuple[str | None, str | None
         admin.dispose()
 
 
-def gateway(data_dir: Path, database_url: str | None) -> tuple[Server, Settings]:
+def gateway(
+    data_dir: Path, database_url: str | None, stored_policy: bool
+) -> tuple[Server, Settings]:
+    """A gateway with `POLICY` in a policy file, or (``stored_policy``) none:
+    `store_policy` saves it then."""
     sock = bound_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     policy = data_dir / "policy.yaml"
     data_dir.mkdir(parents=True)
     policy.write_text(POLICY)
     values: dict[str, Any] = {"dev": True, "data_dir": data_dir, "public_url": url}
-    values |= {"policy_file": policy}
+    if not stored_policy:
+        values |= {"policy_file": policy}
     if database_url is not None:
         values["database_url"] = database_url
     settings = Settings(**values)
@@ -143,7 +150,15 @@ def gateway(data_dir: Path, database_url: str | None) -> tuple[Server, Settings]
 
 def client(server: Server, settings: Settings, scopes: str = "switchboard:admin") -> httpx.Client:
     token = issue_dev_token(settings, "bench", frozenset(scopes.split()), 3600)
-    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=60)  # a loaded machine
+
+
+def store_policy(http: httpx.Client) -> None:
+    """`POLICY` saved through the API (the policy without a policy file)."""
+    shown = http.get("/policies").json()
+    saved = http.put("/policies", json={"document": POLICY, "base_digest": shown["digest"]})
+    saved.raise_for_status()
 
 
 def start_waiting(http: httpx.Client, flow: str, runs: int) -> None:
@@ -181,10 +196,12 @@ def window(counted: Statements, seconds: float, pg: tuple[str, str] | None) -> t
 
 def leg(kind: str, args: argparse.Namespace, counted: Statements) -> None:
     with tempfile.TemporaryDirectory() as tmp, database(kind, args.postgres) as (url, name):
-        server, settings = gateway(Path(tmp) / "data", url)
+        server, settings = gateway(Path(tmp) / "data", url, args.stored_policy)
         pg = (args.postgres, name) if name else None
         try:
             with client(server, settings) as http:
+                if args.stored_policy:
+                    store_policy(http)
                 for flow in (INNER, OUTER):
                     answer = http.post("/flows", json=flow)
                     if answer.status_code != 201:
@@ -202,6 +219,8 @@ def leg(kind: str, args: argparse.Namespace, counted: Statements) -> None:
                     ("bench-inner", "first look", args.settle),
                 )
                 for flow_id, leg_name, settle in legs:
+                    if leg_name not in args.legs:
+                        continue
                     start_waiting(http, flow_id, args.runs)
                     time.sleep(settle)
                     rate, tx = window(counted, args.seconds, pg)
@@ -231,6 +250,17 @@ def main() -> None:
     parser.add_argument("--wait-settle", type=float, default=75.0)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--stored-policy",
+        action="store_true",
+        help="no policy file: the policy saved through the API (its reloader reads the database)",
+    )
+    parser.add_argument(
+        "--legs",
+        nargs="*",
+        default=["checkpoint", "nested", "first look"],
+        help="the legs after idle (idle is always counted)",
+    )
     args = parser.parse_args()
     counted = Statements()
     for kind in args.databases:

@@ -69,7 +69,7 @@ from gateway.observability import tracing
 from gateway.observability.http_metrics import HttpMetrics
 from gateway.settings import Settings
 from gateway.storage import db, runstate
-from gateway.storage.periodic import Periodic
+from gateway.storage.periodic import Periodic, paced_by_company
 from gateway.storage.replicas import ReplicaDirectory
 from registry.mcp_sets import SqlMcpSets
 from registry.service import RegistryService
@@ -200,7 +200,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ),
             )
             periodic = [heartbeat, *(job for job in jobs if isinstance(job, Periodic))]
-            observed.metrics.watch(periodic)
+            observed.metrics.watch(_paced(periodic, replicas, settings.policy_file is not None))
             for job in jobs:
                 name, running = (job.name, job.run_forever()) if isinstance(job, Periodic) else job
                 stack.push_async_callback(_cancel, asyncio.create_task(running, name=name))
@@ -292,6 +292,22 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
     if young_threshold:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(young_threshold, middle, old)
+
+
+def _paced(jobs: list[Periodic], replicas: ReplicaDirectory, policy_file: bool) -> list[Periodic]:
+    """The jobs that look only for what another replica changed -- a set, the
+    catalog or an agent (`mcp-change-watch`), an MCP server (`mcp-upstreams`),
+    a stored policy (`policy-reloader`, without a policy file: the file is
+    read at its own pace) -- look at their interval while another replica
+    runs, and once a minute while this one is alone (`paced_by_company`):
+    what this replica changes it applies itself, at once."""
+    watches = {"mcp-change-watch", "mcp-upstreams"} | (
+        set() if policy_file else {"policy-reloader"}
+    )
+    for job in jobs:
+        if job.name in watches:
+            paced_by_company(job, replicas.alone, replicas.on_others)
+    return jobs
 
 
 def _change_watch(app: FastAPI, settings: Settings, watch: ChangeWatch) -> list[Periodic]:

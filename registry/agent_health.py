@@ -46,22 +46,37 @@ class AgentHealthRecords:
         return targets
 
     async def claim_health_check(self, agent_id: str, lease: timedelta) -> bool:
-        """Take the right to check ``agent_id`` now; false if another check holds it.
+        """Take the right to check ``agent_id`` now; false if another check holds it."""
+        return await self.claim_health_state(agent_id, lease) is not None
+
+    async def claim_health_state(
+        self, agent_id: str, lease: timedelta
+    ) -> tuple[HealthStatus, int, int] | None:
+        """Take the right to check ``agent_id`` now, and its health as it is
+        (`health_state`: no other check writes it while the lease holds);
+        None if another check holds it, or the agent is gone.
 
         A conditional UPDATE is atomic on both databases, so across replicas
-        too, one agent is never checked twice at once.
+        too, one agent is never checked twice at once. One statement
+        (UPDATE ... RETURNING: SQLite 3.35, PostgreSQL).
         """
         now = _now()
+        c = agents.c
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(agents)
-                .where(
-                    agents.c.id == agent_id,
-                    or_(agents.c.health_lease_until.is_(None), agents.c.health_lease_until < now),
+            row = (
+                await conn.execute(
+                    update(agents)
+                    .where(
+                        c.id == agent_id,
+                        or_(c.health_lease_until.is_(None), c.health_lease_until < now),
+                    )
+                    .values(health_lease_until=now + lease)
+                    .returning(c.health_status, c.health_failures, c.health_successes)
                 )
-                .values(health_lease_until=now + lease)
-            )
-        return result.rowcount == 1
+            ).first()
+        if row is None:
+            return None
+        return HealthStatus(row.health_status), row.health_failures, row.health_successes
 
     async def record_health(
         self,
@@ -70,13 +85,21 @@ class AgentHealthRecords:
         failures: int,
         successes: int,
         detail: str | None,
-    ) -> None:
+        previous: HealthStatus | None = None,
+    ) -> bool:
+        """Store a check's outcome (and release its lease); whether the agent
+        is still registered. ``previous``: its status as the check claimed
+        it (`claim_health_state`), else read here."""
         now = _now()
         async with self._engine.begin() as conn:
-            previous = await conn.scalar(
-                select(agents.c.health_status).where(agents.c.id == agent_id)
+            was = (
+                previous.value
+                if previous is not None
+                else await conn.scalar(
+                    select(agents.c.health_status).where(agents.c.id == agent_id)
+                )
             )
-            await conn.execute(
+            result = await conn.execute(
                 update(agents)
                 .where(agents.c.id == agent_id)
                 .values(
@@ -88,8 +111,10 @@ class AgentHealthRecords:
                     health_lease_until=None,
                 )
             )
-            if previous is not None:  # the agent is still registered
-                await note_change(conn, agent_id, previous, status, detail, now)
+            registered = was is not None and result.rowcount == 1
+            if registered:
+                await note_change(conn, agent_id, was, status, detail, now)
+        return registered
 
     async def health_history(self, agent_id: str, limit: int = 50) -> list[HealthEvent]:
         """The agent's changes of health, newest first (`registry.health_history`)."""

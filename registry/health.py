@@ -79,22 +79,22 @@ class HealthChecker:
 
     async def check(self, target: HealthTarget) -> HealthStatus | None:
         async with self._semaphore:
-            if not await self._store.claim_health_check(target.agent_id, self._lease):
-                return None  # someone else is checking it right now
-            ok, detail = await self._probe(target)
-            current = await self._store.health_state(target.agent_id)
+            current = await self._store.claim_health_state(target.agent_id, self._lease)
             if current is None:
-                return None  # deleted meanwhile
+                return None  # someone else is checking it right now (or it is gone)
+            ok, detail = await self._probe(target)
             state = next_state(
                 HealthState(*current),
                 ok,
                 failure_threshold=self._failure_threshold,
                 success_threshold=self._success_threshold,
             )
-            await self._store.record_health(
-                target.agent_id, state.status, state.failures, state.successes, detail
-            )
             before = HealthState(*current).status
+            registered = await self._store.record_health(
+                target.agent_id, state.status, state.failures, state.successes, detail, before
+            )
+            if not registered:
+                return None  # deleted meanwhile
             if before is HealthStatus.UNKNOWN and state.status is HealthStatus.HEALTHY:
                 # An agent's first good answer is news, not a warning.
                 logger.info("agent %s health: unknown -> healthy", target.agent_id)

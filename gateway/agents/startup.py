@@ -36,7 +36,7 @@ from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.settings.grpc import grpc_public_target
-from gateway.storage.periodic import Pace, Periodic
+from gateway.storage.periodic import Pace
 from gateway.storage.replicas import ReplicaDirectory
 from registry.vendor_store import SqlVendorStore
 
@@ -51,13 +51,14 @@ class A2AParts:
 
     def jobs(self) -> list[Job]:
         takeover = self.takeover
+        consents = self._consents_pace()
         jobs: list[Job] = [
-            # Fixed rate: the takeover bound counts on a look every poll.
-            Periodic("gateway-runs", takeover.poll, takeover.tick, fixed_rate=True),
+            takeover.job(),
             self.front_door.lost.pace.periodic("a2a-reconciler", self.reconciler.tick),
             # Calls held for a user's consent (`gateway.agents.consents`).
-            self._consents_pace().periodic("consent-waits", self.desk.sweep_consents),
+            consents.periodic("consent-waits", self.desk.sweep_consents),
         ]
+        paces = [self.front_door.lost.pace, consents]
         deferrals = self.desk.parts.deferrals
         if deferrals is not None and deferrals.coordination is not None:
             desk = self.desk
@@ -67,6 +68,10 @@ class A2AParts:
                     functools.partial(deferrals.tick, desk.release, desk.give_up),
                 )
             )
+            paces.append(deferrals.pace)
+        replicas = takeover.replicas
+        for pace in paces:  # what another replica kept is looked for rarely while none runs
+            pace.alone_when(replicas.alone, replicas.on_others)
         return jobs
 
     def _consents_pace(self) -> Pace:

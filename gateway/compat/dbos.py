@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from dbos import DBOS
 from dbos._utils import INTERNAL_QUEUE_NAME
 
+from gateway.storage.periodic import ALONE_SECONDS
+
 if TYPE_CHECKING:
     # A step a sequence reserved in its workflow (`gateway.flows.lanes`):
     # DBOS types it in a private module.
@@ -102,9 +104,12 @@ class IdleGates:
     """DBOS's background reads, each made rare while it has nothing to find
     (`quiet_when_idle`): a read is made ``idle_seconds`` after the last, or
     at DBOS's own pace for `KICKED_SECONDS` after this process changed what
-    it reads (`kick`)."""
+    it reads (`kick`); while ``alone()`` (no other replica runs:
+    `ReplicaDirectory.alone`, so none puts work on the shared queue),
+    every `ALONE_SECONDS` at most."""
 
     idle_seconds: float
+    alone: Callable[[], bool] | None = None
     _kicked: dict[str, float] = field(default_factory=dict)
     _looked: dict[str, float] = field(default_factory=dict)
 
@@ -116,7 +121,10 @@ class IdleGates:
         if now - self._kicked.get(name, float("-inf")) < KICKED_SECONDS:
             return True
         # A tenth early: a thread that polls at about this pace is not put off a whole turn.
-        if now - self._looked.get(name, float("-inf")) < 0.9 * self.idle_seconds:
+        idle = self.idle_seconds
+        if self.alone is not None and self.alone():
+            idle = max(idle, ALONE_SECONDS)
+        if now - self._looked.get(name, float("-inf")) < 0.9 * idle:
             return False
         self._looked[name] = now
         return True
@@ -139,7 +147,9 @@ _KICKS = {
 }
 
 
-def quiet_when_idle(dbos: DBOS, idle_seconds: float) -> IdleGates:
+def quiet_when_idle(
+    dbos: DBOS, idle_seconds: float, alone: Callable[[], bool] | None = None
+) -> IdleGates:
     """Make DBOS's polling threads read the database every ``idle_seconds``
     instead of every second when they have nothing to do. Called once DBOS
     is launched (its system database exists then); the threads look these
@@ -158,7 +168,7 @@ def quiet_when_idle(dbos: DBOS, idle_seconds: float) -> IdleGates:
     here stops its steps at once, `cancelled_here`)."""
     import dbos._core as dbos_core
 
-    gates = IdleGates(idle_seconds)
+    gates = IdleGates(idle_seconds, alone)
     system: Any = dbos._sys_db
     dequeue, job_lock = system.start_queued_workflows, system.background_job_lock
 

@@ -121,6 +121,9 @@ class TaskRunner:
         # apart, so that a caller's start come too late is still refused.
         self._claiming: set[tuple[str, str]] = set()
         self._closing = False
+        # Told when a run's row is about to be stored (the takeover's look, at
+        # its long wait, is woken: `TaskTakeover.interval`).
+        self.on_store: Callable[[], None] | None = None
 
     @property
     def runner_id(self) -> str:
@@ -138,6 +141,8 @@ class TaskRunner:
             # Before the row can be seen: `_recover` takes a row of this
             # replica's with no run alive here for one it must resume.
             self._starting[(spec.agent_id, spec.task_id)] = time.monotonic()
+            if self.on_store is not None:
+                self.on_store()
             await conn.execute(insert(gateway_runs).values(**self._row(spec)))
 
         return store
@@ -393,6 +398,11 @@ class TaskRunner:
         for key, since in list(self._starting.items()):
             if now - since > _STARTING_SECONDS:
                 del self._starting[key]
+
+    def busy(self) -> bool:
+        """Whether any run is here: running, being started (its row perhaps
+        not committed yet) or being claimed."""
+        return bool(self._runs or self._starting or self._claiming)
 
     def here(self, key: tuple[str, str]) -> bool:
         """Whether run ``key`` is running here, or being started or claimed."""

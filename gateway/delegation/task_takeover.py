@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import TaskState
-from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import cast, delete, null, or_, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditLog
@@ -46,6 +46,7 @@ from gateway.delegation.interrupted import record_interrupted
 from gateway.delegation.runs import MAX_ATTEMPTS, TERMINAL_NAMES, RunSpec, interrupted_call, spec_of
 from gateway.delegation.task_runner import NO_LEASE, TaskRunner
 from gateway.storage.outages import outage_of
+from gateway.storage.periodic import ALONE_SECONDS, Periodic
 from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
@@ -78,29 +79,70 @@ class TaskTakeover:
         self._audit = audit
         # Runs whose resume failed, and when they may be claimed again.
         self._failing: dict[tuple[str, str], float] = {}
+        # Whether the last look found rows (this replica's, or another's), and
+        # whether the wait after it is the long one (`interval`).
+        self._found = True
+        self._waiting_long = False
+        self.wake: Callable[[], None] | None = None  # the job's (`Periodic.wake`)
+        runner.on_store = self._stored
+
+    @property
+    def replicas(self) -> ReplicaDirectory:
+        return self._replicas
+
+    def job(self) -> Periodic:
+        """The look, as the `gateway-runs` job. At a fixed rate: the takeover
+        bound counts on a look every poll."""
+        look = Periodic("gateway-runs", self.interval, self.tick, fixed_rate=True)
+        self.wake = look.wake
+        self._replicas.on_others.append(look.wake)
+        return look
+
+    def interval(self) -> float:
+        """``poll`` while there is anything to look after: rows found at the
+        last look, runs here (running, or stored and not started: the look
+        a store wakes may come before its commit), or another replica's row
+        (alive or not: its runs may be taken once it is gone). Else once a
+        minute: a run stored here wakes the look (`_stored`), as a replica
+        seen to start or stop does (`ReplicaDirectory.on_others`): so the
+        bounds below hold."""
+        busy = self._found or self._runner.busy() or bool(self._replicas.others)
+        self._waiting_long = not busy
+        return self.poll if busy else max(self.poll, ALONE_SECONDS)
+
+    def _stored(self) -> None:
+        """A run's row is being stored here: looked after from now on."""
+        if self._waiting_long and self.wake is not None:
+            self._waiting_long = False
+            self.wake()
 
     async def tick(self) -> None:
         """One look (every ``poll`` seconds, at a fixed rate:
         `gateway.storage.periodic`; a slow look does not push the next one
         back, so the takeover bound holds)."""
         alive = self._runner.alive()  # before the rows: each has its row by now
-        held = await self._held_here()
+        held, runners = await self._runners()
+        self._found = bool(held or runners)
         self._runner.stop_unheld(alive, held)
         # Asked after the rows were read: a run started meanwhile is here by now.
         orphans = [key for key in held if not self._runner.here(key)]
         if orphans and self._replicas.twin is None:  # a twin's runs look like orphans here
             await self._recover(await self._rows(orphans))
-        await self._recover(await self._runs_of_gone_replicas())
+        await self._recover(await self._runs_of_gone_replicas(runners))
 
-    async def _held_here(self) -> set[tuple[str, str]]:
+    async def _runners(self) -> tuple[set[tuple[str, str]], set[str]]:
         """The runs whose rows name this replica (their keys only: read every
-        poll, while a row's request is needed only for the rare orphan)."""
+        poll, while a row's request is needed only for the rare orphan), and
+        the other replicas that rows name. One statement."""
         c = gateway_runs.c
+        me = self._replicas.id
+        mine = select(c.runner, c.agent_id, c.task_id).where(c.runner == me)
+        none = cast(null(), c.task_id.type)
+        others = select(c.runner, none, none).where(c.runner != me).distinct()
         async with self._engine.connect() as conn:
-            keys = await conn.execute(
-                select(c.agent_id, c.task_id).where(c.runner == self._replicas.id)
-            )
-            return {(row.agent_id, row.task_id) for row in keys}
+            rows = (await conn.execute(union_all(mine, others))).all()
+        held = {(row[1], row[2]) for row in rows if row[0] == me}
+        return held, {str(row[0]) for row in rows if row[0] != me}
 
     async def _rows(self, keys: list[tuple[str, str]]) -> list[Any]:
         c = gateway_runs.c
@@ -112,16 +154,8 @@ class TaskTakeover:
             )
             return list(rows.all())
 
-    async def _runs_of_gone_replicas(self, limit: int = 100) -> list[Any]:
+    async def _runs_of_gone_replicas(self, runners: set[str], limit: int = 100) -> list[Any]:
         c = gateway_runs.c
-        async with self._engine.connect() as conn:
-            runners = set(
-                (
-                    await conn.scalars(
-                        select(c.runner).where(c.runner != self._replicas.id).distinct()
-                    )
-                ).all()
-            )
         gone = await self._replicas.gone(runners) if runners else set()
         if not gone:
             return []

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -104,11 +104,15 @@ class FlowEngine:
         *,
         executor_id: str = "local",
         notification_poll_seconds: float = 2.0,
+        alone: Callable[[], bool] | None = None,
     ) -> None:
+        """``alone``: whether no other replica runs (`ReplicaDirectory.alone`):
+        DBOS's idle reads are rarer then (`compat.IdleGates`)."""
         self._url = system_database_url(database_url)
         self.rt = rt
         self._executor_id = executor_id
         self._poll = notification_poll_seconds
+        self._alone = alone
         self._launched = False
         self._dbos: DBOS | None = None
         self._lock = asyncio.Lock()
@@ -175,7 +179,7 @@ class FlowEngine:
                 self._dbos = DBOS(config=config)
                 compat.adopt_running_loop(self._dbos)
                 await asyncio.to_thread(DBOS.launch)
-                compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS)
+                compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS, self._alone)
             except BaseException:
                 _OWNER = None
                 runner.install(None)

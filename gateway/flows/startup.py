@@ -51,8 +51,10 @@ class FlowParts:
             Periodic("flow-triggers", triggers.interval_seconds, triggers.sweep, now=False),
         ]
         if self.takeover is not None:
-            beat = self.takeover.replicas.heartbeat_seconds
-            jobs.append(Periodic("flow-takeover", beat, self.takeover.sweep, now=False))
+            takeover = self.takeover
+            sweep = Periodic("flow-takeover", takeover.interval, takeover.sweep, now=False)
+            takeover.replicas.on_others.append(sweep.wake)
+            jobs.append(sweep)
         return jobs
 
 
@@ -114,6 +116,7 @@ class FlowsDoor:
             notification_poll_seconds=(
                 settings.flow_wake_poll_seconds if shared else mailbox.LONE_PROCESS_POLL_SECONDS
             ),
+            alone=replicas.alone,
         )
         # Also for `local`: the file may hold the runs of workers it had before.
         takeover = RunTakeover(engine, store, replicas)

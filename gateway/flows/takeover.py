@@ -25,6 +25,7 @@ import logging
 
 from gateway.flows.engine import FlowEngine
 from gateway.flows.store import FlowStore
+from gateway.storage.periodic import ALONE_SECONDS
 from gateway.storage.replicas import ReplicaDirectory
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,17 @@ class RunTakeover:
         self.engine = engine
         self.store = store
         self.replicas = replicas
+        self._found = True  # runs of other executors pending at the last look (first: unknown)
+
+    def interval(self) -> float:
+        """A heartbeat while another replica has a row (alive or not: its
+        runs may be taken once it is gone) or runs of another executor were
+        pending at the last look; else once a minute -- a replica that starts
+        or stops is seen at this one's next heartbeat, which wakes the sweep
+        (`ReplicaDirectory.on_others`; the flows' jobs)."""
+        if self._found or self.replicas.others:
+            return self.replicas.heartbeat_seconds
+        return max(ALONE_SECONDS, self.replicas.heartbeat_seconds)
 
     async def sweep(self) -> list[str]:
         """Take over the runs of replicas that are gone; returns their ids."""
@@ -42,10 +54,14 @@ class RunTakeover:
             # Runs exist only where flows do; a replica that has served no flow
             # request yet still takes over the others'.
             if not await self.store.any():
+                self._found = False
                 return []
             await self.engine.ensure()
         # This process's own executor is never gone (`local` is not a replica id).
         pending = await self.engine.pending_executors() - {self.engine.executor_id}
+        self._found = bool(pending)
+        if not pending:
+            return []
         gone = await self.replicas.gone(pending)
         if not gone:
             return []

@@ -129,6 +129,13 @@ class Periodic:
         return woken
 
 
+# How often a job looks for what only another replica changes, or for work
+# only another replica leaves, while this one is alone (`paced_by_company`).
+# A replica that starts, or one whose row goes, is seen at this one's next
+# heartbeat, which wakes the job: this look is for a writer that is no replica.
+ALONE_SECONDS = 60.0
+
+
 @dataclass
 class Pace:
     """How long a look for work kept in the database waits: ``busy`` seconds
@@ -140,7 +147,9 @@ class Pace:
     Work kept by another replica is that replica's to look at quickly (the
     state that lets it go is shared); this one finds it at its idle pace, for
     when that replica is gone. So a gateway with nothing to do reads the
-    table once every ``idle`` seconds, not every ``busy``."""
+    table once every ``idle`` seconds, not every ``busy``; and while no
+    other replica runs (`alone`, `ReplicaDirectory.alone`) once every
+    `ALONE_SECONDS`, woken when one is seen to start or go."""
 
     busy: float
     idle: float
@@ -148,11 +157,21 @@ class Pace:
     found: bool = True  # until the first look says otherwise
     kept_at: float = float("-inf")
     wake: Callable[[], None] | None = None
+    alone: Callable[[], bool] | None = None
 
     def seconds(self) -> float:
         if self.found or time.monotonic() - self.kept_at < self.lately:
             return self.busy
+        if self.alone is not None and self.alone():
+            return max(self.idle, ALONE_SECONDS)
         return self.idle
+
+    def alone_when(self, alone: Callable[[], bool], told: list[Callable[[], None]]) -> None:
+        """Look once every `ALONE_SECONDS` while ``alone()``, and at once when
+        ``told`` is (`ReplicaDirectory.on_others`): a replica gone may have
+        left work."""
+        self.alone = alone
+        told.append(lambda: self.wake() if self.wake is not None else None)
 
     def kept(self) -> None:
         self.kept_at = time.monotonic()
@@ -167,6 +186,27 @@ class Pace:
         look = Periodic(name, self.seconds, job)
         self.wake = look.wake
         return look
+
+
+def paced_by_company(
+    job: Periodic,
+    quiet: Callable[[], bool],
+    told: list[Callable[[], None]],
+    idle: float = ALONE_SECONDS,
+) -> Periodic:
+    """``job`` at its own interval while ``quiet()`` is false (another replica
+    runs: `ReplicaDirectory.alone`), every ``idle`` seconds while it is true
+    (its interval if longer), and woken when ``told`` is (the replicas seen
+    moved: `ReplicaDirectory.on_others`)."""
+    every = job.every
+
+    def interval() -> float:
+        own = every() if callable(every) else every
+        return max(own, idle) if quiet() else own
+
+    job.every = interval
+    told.append(job.wake)
+    return job
 
 
 def next_due(due: float, ended: float, interval: float, *, fixed_rate: bool) -> float:

@@ -34,13 +34,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.tables import gateway_replicas
 
@@ -92,6 +93,13 @@ class ReplicaDirectory:
         # `replica_id`): seen when the row says another address between two
         # renewals of this one's.
         self.twin: str | None = None
+        # The other replicas' rows at the last renewal (any, and those renewed
+        # within ``stale_seconds``), and who is told when either moves (jobs
+        # that look for the others' work or changes: `storage.periodic.Pace`).
+        self.others: frozenset[str] = frozenset()
+        self.live_others: frozenset[str] = frozenset()
+        self.on_others: list[Callable[[], None]] = []
+        self.met = False  # whether the others' rows were read yet
 
     async def announce(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -106,20 +114,56 @@ class ReplicaDirectory:
         statement = statement.on_conflict_do_update(
             index_elements=["id"], set_={"url": row["url"], "seen_at": row["seen_at"]}
         )
+        # The rows are read with the renewal from the second on (as the twin
+        # check always was): at the first, the workers of `serve --workers`
+        # start together, and on SQLite reads that then write at once refuse
+        # each other ("database is locked"). Who runs is known from then on.
+        rows: Sequence[Any] | None = None
         try:
             async with self.engine.begin() as conn:
                 if self._renewed_at is not None:
-                    await self._look_for_twin(conn)
+                    rows = (await conn.execute(select(gateway_replicas))).all()
+                    self._look_for_twin(next((r.url for r in rows if r.id == self.id), None))
                 await conn.execute(statement)
         except BaseException:
             self._steady_since = None  # the others could not renew either
             raise
         self._renewed(started, self._clock())
+        if rows is not None:
+            self._met(rows)
 
-    async def _look_for_twin(self, conn: AsyncConnection) -> None:
-        written = await conn.scalar(
-            select(gateway_replicas.c.url).where(gateway_replicas.c.id == self.id)
+    def _met(self, rows: Sequence[Any]) -> None:
+        """The other replicas' rows as this renewal read them; those told
+        (`on_others`) when the set of them, or of the live ones, moved."""
+        fresh_since = self._fresh_since()
+        others = frozenset(str(r.id) for r in rows if r.id != self.id)
+        live = frozenset(
+            str(r.id) for r in rows if r.id != self.id and _utc(r.seen_at) >= fresh_since
         )
+        moved = (others, live) != (self.others, self.live_others)
+        self.others, self.live_others, self.met = others, live, True
+        if moved:
+            for told in self.on_others:
+                told()
+
+    def alone(self) -> bool:
+        """Whether no other replica is running: none renewed its row lately
+        as this one last read them, and this one's own renewals are on time
+        (after a failed or late one, or before the first, who else runs is
+        not known). What only another replica changes (a set, a policy, an
+        MCP server stored there) need not be looked for often meanwhile; a
+        replica that starts is seen at this one's next renewal, which tells
+        `on_others`."""
+        return self.met and not self.live_others and self._renewals_on_time()
+
+    def _renewals_on_time(self) -> bool:
+        return (
+            self._renewed_at is not None
+            and self._steady_since is not None
+            and self._clock() - self._renewed_at <= self.heartbeat_seconds + self._slack
+        )
+
+    def _look_for_twin(self, written: str | None) -> None:
         if written is not None and written != self.url:
             if self.twin is None:
                 logger.error(
@@ -156,12 +200,11 @@ class ReplicaDirectory:
     def steady(self) -> bool:
         """Whether this replica may judge a stale row: its own row renewed,
         none failed, hung or late, for a whole ``stale_seconds``, and lately."""
-        now = self._clock()
+        since = self._steady_since
         return (
-            self._renewed_at is not None
-            and self._steady_since is not None
-            and now - self._renewed_at <= self.heartbeat_seconds + self._slack
-            and now - self._steady_since >= self.stale_seconds
+            self._renewals_on_time()
+            and since is not None
+            and self._clock() - since >= self.stale_seconds
         )
 
     async def gone(self, ids: set[str]) -> set[str]:

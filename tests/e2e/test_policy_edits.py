@@ -8,7 +8,9 @@ database converging on the version one of them saved."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -311,3 +313,42 @@ def test_two_replicas_converge_on_the_version_one_saved(
         assert explain(one) == "allow" and call_sales(one).status_code == 200
     finally:
         stop_all(one.server, two.server)
+
+
+def test_a_replica_alone_hears_of_one_started_later_at_its_next_heartbeat(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """A replica alone reads the stored policy once a minute (issue 57: an
+    idle gateway leaves its database alone); a replica started later is seen
+    at its next heartbeat, which makes it read at once: a save on the new
+    replica is in force on the first well within that minute."""
+    fast: dict[str, Any] = {
+        "public_url": "http://switchboard.test",  # one address, as behind a balancer
+        "replica_heartbeat_seconds": 0.5,
+        "replica_stale_seconds": 2.0,
+    }
+    one = start_gateway(tmp_path / "data", database_url, **fast)
+    servers = [one.server]
+    try:
+        state = one.server.app.state.switchboard
+        replicas = state.approvals.parts.runner._replicas
+        (reloader,) = (job for job in state.metrics.jobs if job.name == "policy-reloader")
+        wait_for(replicas.alone, 20, what="the first replica alone")
+        since = time.time()
+        # Once a reload has ended while alone, the next is a minute away: one
+        # ends within a second (its pace until then), unless the last did.
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: (reloader.state.last_ok or 0) > since, 3)
+        two = start_gateway(tmp_path / "data", database_url, **fast)
+        servers.append(two.server)
+        with two.client() as admin:
+            body = {"document": CLOSED, "base_digest": policy_of(two)["digest"]}
+            assert admin.put("/policies", json=body).status_code == 200
+        wait_for(
+            lambda: policy_of(one)["digest"] == digest(CLOSED),
+            20,
+            what="the save on the new replica in force on the first",
+        )
+        assert not replicas.alone()
+    finally:
+        stop_all(*servers)

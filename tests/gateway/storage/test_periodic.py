@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
 from gateway.storage.outages import DependencyUnavailable
-from gateway.storage.periodic import Periodic, next_due
+from gateway.storage.periodic import ALONE_SECONDS, Pace, Periodic, next_due, paced_by_company
 from tests.support import clock as fake_clock
 
 HOUR = 3600.0
@@ -166,3 +167,51 @@ async def test_a_failing_stretch_that_changes_kind_is_said_again(
 )
 def test_when_the_next_pass_is_due(due: float, ended: float, fixed_rate: bool, then: float) -> None:
     assert next_due(due, ended, 10.0, fixed_rate=fixed_rate) == then
+
+
+def test_a_job_paced_by_company_looks_rarely_while_alone_and_is_woken_by_company() -> None:
+    """`paced_by_company`: its own interval while another replica runs, a
+    minute while alone, and woken when the replicas seen move."""
+
+    async def scenario() -> None:
+        script = Script()
+        alone = [True]
+        told: list[Callable[[], None]] = []
+        job = paced_by_company(Periodic("watch", 2.0, script), lambda: alone[0], told)
+        assert job.interval() == ALONE_SECONDS
+        running = asyncio.create_task(job.run_forever())
+        await next_pass(job, script, wake=False)  # the first pass, at once
+        await asyncio.sleep(ALONE_SECONDS - 1)
+        assert script.passes == 1  # alone: not every 2 s
+        alone[0] = False  # another replica is seen: the heartbeat tells
+        for wake in told:
+            wake()
+        await next_pass(job, script, wake=False)
+        assert job.interval() == 2.0
+        await asyncio.sleep(2.5)
+        assert script.passes == 3  # at its own pace again
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    fake_clock.run(scenario())
+
+
+def test_a_pace_alone_looks_once_a_minute_unless_it_found_or_kept_work() -> None:
+    pace = Pace(busy=0.5, idle=30.0, found=False)
+    alone = [False]
+    told: list[Callable[[], None]] = []
+    pace.alone_when(lambda: alone[0], told)
+    assert pace.seconds() == 30.0
+    alone[0] = True
+    assert pace.seconds() == ALONE_SECONDS
+    pace.looked(True)
+    assert pace.seconds() == 0.5  # work found: busy, alone or not
+    pace.looked(False)
+    pace.kept()
+    assert pace.seconds() == 0.5
+    woken: list[bool] = []
+    pace.wake = lambda: woken.append(True)
+    for wake in told:
+        wake()
+    assert woken == [True]

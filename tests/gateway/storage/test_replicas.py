@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -245,5 +245,54 @@ def test_a_beat_late_by_less_than_half_the_stale_window_keeps_it_steady(
         assert me.replicas.steady()
         await me.beat(late=STALE / 2 + 1)
         assert not me.replicas.steady()
+
+    asyncio.run(go())
+
+
+def test_a_renewal_reads_the_others_and_tells_when_they_move(
+    world: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """Alone while no other row was renewed lately (issue 57: what only
+    another replica changes is looked for rarely then); told when another
+    row comes, goes stale or goes (a clean stop), and not told otherwise."""
+    engine, away = world
+
+    async def go() -> None:
+        me = Me()
+        told: list[tuple[frozenset[str], frozenset[str]]] = []
+        me.replicas.on_others.append(
+            lambda: told.append((me.replicas.others, me.replicas.live_others))
+        )
+        await me.start(engine)
+        assert not me.replicas.alone()  # the rows are read from the second renewal on
+        await me.beat()
+        assert me.replicas.alone() and told == []
+        await seen(engine, "b", seconds_ago=1)
+        assert me.replicas.alone()  # not seen until this one's next renewal
+        await me.beat()
+        assert not me.replicas.alone()
+        assert told == [(frozenset({"b"}), frozenset({"b"}))]
+        await me.beat()
+        assert len(told) == 1  # nothing moved
+        async with engine.begin() as conn:  # b's row not renewed for a stale window
+            await conn.execute(
+                update(gateway_replicas).values(seen_at=datetime.now(UTC) - timedelta(minutes=5))
+            )
+        await me.beat()
+        assert me.replicas.alone()
+        assert told[-1] == (frozenset({"b"}), frozenset())
+        async with engine.begin() as conn:  # b's row goes: it stopped cleanly
+            await conn.execute(delete(gateway_replicas).where(gateway_replicas.c.id == "b"))
+        await me.beat()
+        assert told[-1] == (frozenset(), frozenset()) and len(told) == 3
+        # Its own renewals failing, a replica does not know who runs.
+        me.replicas.engine = away
+        me.clock.now += HEARTBEAT
+        with pytest.raises(OperationalError):
+            await me.renew()
+        assert not me.replicas.alone()
+        me.replicas.engine = engine
+        await me.beat()  # back, on time again: alone
+        assert me.replicas.alone()
 
     asyncio.run(go())

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from adapters import spans
+from adapters.operations import Listener
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.coordinate import coordinate
@@ -95,6 +96,8 @@ class Delegations:
         self.rate_limits = rate_limits or RateLimits(None)
         self.coordination = coordination
         self._targets = TargetCache(agents)
+        # Told of every upstream attempt's end (`adapters.operations`): metrics.
+        self.upstream_listeners: list[Listener] = []
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         """The agent's record, card and policy target (`TargetCache`)."""

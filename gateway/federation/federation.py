@@ -32,6 +32,7 @@ from adapters.mcp import (
 )
 from adapters.mcp_http import refusals_noted
 from adapters.mcp_relay import CallRelay
+from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
@@ -273,6 +274,9 @@ class McpFederation:
             recorded=result_record,
             classify=classify_failure,
             counts=counts_for_breaker,
+            operation=Operation.mcp(
+                tool.server_id, upstream.spec.transport, "tools/call", tool.upstream_name
+            ),
         )
         return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
 

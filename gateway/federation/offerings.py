@@ -41,6 +41,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 
 from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
+from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
@@ -192,6 +193,7 @@ class McpOfferings:
         result = await self._call(
             permit,
             found.source,
+            "resources/read",
             lambda session: session.read_resource(
                 found.upstream_uri,
                 input_responses=input_responses,
@@ -243,6 +245,7 @@ class McpOfferings:
         result = await self._call(
             permit,
             source,
+            "prompts/get",
             lambda session: session.get_prompt(
                 prompt.upstream_name,
                 dict(arguments) if arguments is not None else None,
@@ -273,6 +276,7 @@ class McpOfferings:
         result = await self._call(
             permit,
             source,
+            "completion/complete",
             lambda session: session.send_request(
                 types.CompleteRequest(params=forwarded), types.CompleteResult
             ),
@@ -465,7 +469,11 @@ class McpOfferings:
         )
 
     async def _call(
-        self, permit: Permit, source: _Source, send: Callable[[ClientSession], Awaitable[R]]
+        self,
+        permit: Permit,
+        source: _Source,
+        method: str,
+        send: Callable[[ClientSession], Awaitable[R]],
     ) -> R:
         """The upstream, with the credential configured for it, through the
         delegation core (`gateway.delegation.delegate`): always recorded."""
@@ -484,6 +492,13 @@ class McpOfferings:
             recorded=_recorded,
             classify=classify_failure,
             counts=counts_for_breaker,
+            # The prompt's name is the span's target (mcp.md "Span name").
+            operation=Operation.mcp(
+                source.id,
+                source.config.transport,
+                method,
+                permit.action if method == "prompts/get" else None,
+            ),
         )
         return await self.federation.delegate.send(permit, AUDIT_EVENT, sending)
 

@@ -51,12 +51,12 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def federated(tmp_path: Path) -> Iterator[tuple[Gateway, Recorder]]:
-    """A gateway federating one real MCP server, ``alpha``."""
+def federated(tmp_path: Path, database_url: str | None) -> Iterator[tuple[Gateway, Recorder]]:
+    """A gateway federating one real MCP server, ``alpha``, on SQLite and PostgreSQL."""
     upstream, recorder, _ = upstream_server(stateless=True)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    gateway = start_gateway(tmp_path / "data", None, policy_file=policy)
+    gateway = start_gateway(tmp_path / "data", database_url, policy_file=policy)
     try:
         with gateway.client() as admin:
             added = admin.post("/mcp-servers", json={"name": "Alpha", "url": upstream.url + "/mcp"})
@@ -205,8 +205,10 @@ def test_the_metrics_carry_the_conventions_names_and_bounded_labels(
         assert samples[(name, frozenset())] > 0, name
 
 
-def test_an_a2a_message_is_an_invoke_agent_span(tmp_path: Path, receiver: Receiver) -> None:
-    with deployment(tmp_path) as dep:
+def test_an_a2a_message_is_an_invoke_agent_span(
+    tmp_path: Path, receiver: Receiver, database_url: str | None
+) -> None:
+    with deployment(tmp_path, database_url) as dep:
         trace_id, caller_span = _ids()
         answered = httpx.post(
             f"{dep.gateway.url}/a2a/support",

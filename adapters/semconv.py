@@ -57,6 +57,22 @@ MCP_CLIENT_OPERATION_DURATION: Final = "mcp.client.operation.duration"
 MCP_SERVER_OPERATION_DURATION: Final = "mcp.server.operation.duration"
 DURATION_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
+# a2a.md's method names (A2A 1.0 "Core operations").
+A2A_METHODS: Final = frozenset(
+    {
+        "SendMessage",
+        "SendStreamingMessage",
+        "GetTask",
+        "ListTasks",
+        "CancelTask",
+        "SubscribeToTask",
+        "CreateTaskPushNotificationConfig",
+        "GetTaskPushNotificationConfig",
+        "ListTaskPushNotificationConfigs",
+        "DeleteTaskPushNotificationConfig",
+        "GetExtendedAgentCard",
+    }
+)
 # A2A methods that invoke the agent (a2a.md lists the names; the agent spans'
 # "invoke_agent" is what sending a message is).
 A2A_INVOKING: Final = frozenset({"SendMessage", "SendStreamingMessage"})
@@ -96,3 +112,13 @@ def prometheus_name(metric: str, unit: str = "seconds") -> str:
 def label(attribute: str) -> str:
     """An attribute's name as a Prometheus label (same rule)."""
     return attribute.replace(".", "_")
+
+
+def a2a_server_facts(agent_id: str, body: object) -> dict[str, str | int | float | bool]:
+    """What the A2A door's server span adds (a2a.md "Server"): the agent, and
+    the A2A 1.0 method of a JSON-RPC body when it is one of A2A's."""
+    facts: dict[str, str | int | float | bool] = {GEN_AI_AGENT_ID: agent_id}
+    method = body.get("method") if isinstance(body, dict) else None
+    if method in A2A_METHODS:
+        facts[A2A_METHOD_NAME] = str(method)
+    return facts

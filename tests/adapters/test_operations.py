@@ -216,3 +216,12 @@ def test_with_tracing_on_the_meta_names_the_current_span(exported: InMemorySpanE
 
     sent, span_id = isolated(traced_call)
     assert sent == f"00-{TRACE}-{span_id}-01"
+
+
+def test_the_a2a_doors_server_span_names_only_a2as_methods() -> None:
+    assert semconv.a2a_server_facts("support", {"method": "SendMessage"}) == {
+        "gen_ai.agent.id": "support",
+        "a2a.method.name": "SendMessage",
+    }
+    for body in ({"method": "message/send"}, {"method": "x" * 500}, [], None, {"method": 3}):
+        assert semconv.a2a_server_facts("support", body) == {"gen_ai.agent.id": "support"}

@@ -226,10 +226,14 @@ def test_an_a2a_message_is_an_invoke_agent_span(
         card_name = "Support"  # its card's name (`tests.support.delegation`)
 
         def invoked(spans: list[Exported]) -> bool:
-            return f"invoke_agent {card_name}" in by_name(spans, trace_id)
+            named = by_name(spans, trace_id)
+            return f"invoke_agent {card_name}" in named and "POST /a2a/{agent_id}" in named
 
         named = by_name(receiver.wait_for(invoked), trace_id)
         samples = _samples(dep.gateway)
+    [server] = named["POST /a2a/{agent_id}"]
+    assert server.attributes["a2a.method.name"] == "SendMessage"
+    assert server.attributes["gen_ai.agent.id"] == "support"
     [invoke] = named[f"invoke_agent {card_name}"]
     assert invoke.kind == CLIENT
     assert invoke.attributes["gen_ai.operation.name"] == "invoke_agent"

@@ -223,5 +223,12 @@ def test_the_a2a_doors_server_span_names_only_a2as_methods() -> None:
         "gen_ai.agent.id": "support",
         "a2a.method.name": "SendMessage",
     }
-    for body in ({"method": "message/send"}, {"method": "x" * 500}, [], None, {"method": 3}):
+    odd: tuple[object, ...] = (
+        {"method": "message/send"},
+        {"method": "x" * 500},
+        [],
+        None,
+        {"method": 3},
+    )
+    for body in odd:
         assert semconv.a2a_server_facts("support", body) == {"gen_ai.agent.id": "support"}

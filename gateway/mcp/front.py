@@ -97,7 +97,6 @@ from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
-from gateway.mcp.server_spans import McpServerSpans, without_sdk_spans
 from gateway.mcp.sets import SessionPaths, SetCache, SetScope, current_set
 from gateway.mcp.skill_calls import call_skill
 from gateway.mcp.tool_search import (
@@ -192,8 +191,6 @@ class McpFront:
                 # run a whole tools/list per call.
                 get_tool_input_schema=self.input_schema,
             )
-        # Outermost: a span and a duration per message (`gateway.mcp.server_spans`).
-        self.server.middleware[:] = [McpServerSpans(), *without_sdk_spans(self.server.middleware)]
         self.server.middleware.append(
             RequestStateBoundary(
                 request_state_security(settings),

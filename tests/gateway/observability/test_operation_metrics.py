@@ -9,6 +9,7 @@ from mcp.server import Server
 from prometheus_client import CollectorRegistry
 
 from adapters.operations import Operation
+from gateway.mcp.gateway_server import GatewayServer
 from gateway.mcp.server_spans import McpServerSpans, without_sdk_spans
 from gateway.observability import operation_metrics
 from gateway.observability.operation_metrics import OperationMetrics
@@ -67,3 +68,5 @@ def test_the_sdk_servers_span_middleware_is_known_and_replaced() -> None:
         m for m in server.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
     ]
     assert McpServerSpans.__name__ not in names
+    ours = [type(m).__name__ for m in GatewayServer("probe").middleware]
+    assert ours[0] == McpServerSpans.__name__ and "OpenTelemetryMiddleware" not in ours

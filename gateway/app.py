@@ -23,6 +23,7 @@ from gateway.agents.startup import Agents
 from gateway.api import (
     agent_clients,
     agents,
+    api_keys,
     approvals,
     audit,
     connections,
@@ -36,6 +37,7 @@ from gateway.api import (
     oauth,
     policies,
     policy_edits,
+    policy_whatif,
     runs,
     usage,
     vendor_agents,
@@ -136,13 +138,17 @@ def create_app(settings: Settings) -> FastAPI:
             set_cache.listeners.append(mcp_front.set_changed)
             mcp_front.sets = set_cache
             mcp_front.tool_search = ToolSearch(
-                SqlToolIndex(engine), catalog_of(federation, lambda: mcp_front.agent_tools)
+                SqlToolIndex(engine),
+                catalog_of(federation, lambda: mcp_front.agent_tools),
+                record=lambda event: federation().delegations.record_event(event),
+                private_queries=settings.mcp_tool_search_private_queries,
             )
             app.state.switchboard = AppState(
                 settings=settings,
                 engine=engine,
                 keys=core.keys,
                 verifier=core.verifier,
+                api_keys=core.api_keys,
                 agents=core.agents,
                 registry=core.registry,
                 credentials=core.credentials,
@@ -162,7 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
                 mcp_notices=mcp_front.notifier,
                 audit_export=exported,
             )
-            request_auth = RequestAuth(settings, core.verifier)
+            request_auth = RequestAuth(settings, core.verifier, core.api_keys)
             request_auth.install(app)
             await a2a_door.serve_grpc(request_auth, settings, stack)
             mcp_parts.federation.listeners.append(mcp_front.tools_changed)
@@ -225,6 +231,7 @@ def create_app(settings: Settings) -> FastAPI:
         oauth.router,
         policies.router,
         policy_edits.router,
+        policy_whatif.router,
         audit_export_api.router,
         audit.router,
         mcp_servers.router,
@@ -237,6 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
         usage.router,
         runs.router,
         connections.router,
+        api_keys.router,
     ):
         # No REST route takes a list in its query: a parameter given twice is refused.
         app.include_router(router, dependencies=[Depends(single_valued_query)])

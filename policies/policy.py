@@ -295,6 +295,8 @@ class Denial(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     # Allowed, but a coordination rule holds the call back (`policies.coordination`).
     COORDINATION = "coordination"
+    # Allowed, but the API key it comes with has spent its budget (`policies.api_keys`).
+    BUDGET = "budget"
 
 
 @dataclass(frozen=True)

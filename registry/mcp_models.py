@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from registry.models import AGENT_ID_PATTERN, HTTP_TCHAR, HealthStatus, is_absolute_uri
+from registry.openapi_models import OpenApiSource
 from registry.urls import HttpUrlText
 
 # RFC 9110 §5.1 field-name = token.
@@ -249,9 +250,16 @@ class McpServerRegistration(BaseModel):
         "reserved: a name with '__', starting switchboard__, or shaped like a hashed "
         "{id}__{name} is another target's (registration refused, 409 mcp-name-reserved)",
     )
+    openapi: OpenApiSource | None = Field(
+        default=None,
+        description="a REST API by its OpenAPI 3.x document: each selected operation is a "
+        "tool; url, if given, is the API's base URL (default: the document's first server)",
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerRegistration:
+        if self.openapi is not None:
+            return self._openapi_alone()
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of url (Streamable HTTP) or command (stdio)")
         if self.command is not None and self.credential.type != "none":
@@ -263,6 +271,13 @@ class McpServerRegistration(BaseModel):
         for text in (self.command or "", *self.args):
             if "\x00" in text:
                 raise ValueError("command and args cannot contain NUL")
+        return self
+
+    def _openapi_alone(self) -> McpServerRegistration:
+        if self.command is not None or self.args:
+            raise ValueError("openapi takes no command: the API is reached over HTTP")
+        if self.resource is not None and not is_absolute_uri(self.resource):
+            raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
         return self
 
     @property
@@ -329,7 +344,7 @@ class McpHealth(BaseModel):
 class McpServerRecord(BaseModel):
     id: str
     name: str
-    transport: Literal["http", "stdio"]
+    transport: Literal["http", "stdio", "openapi"]
     url: str | None
     command: CommandInfo | None
     resource: str
@@ -366,7 +381,7 @@ class McpServerView(BaseModel):
 
     id: str
     name: str
-    transport: Literal["http", "stdio"]
+    transport: Literal["http", "stdio", "openapi"]
     health: McpHealth = Field(description="status and time of the last check; detail is null")
     server_info: dict[str, Any] | None
     protocol_version: str | None

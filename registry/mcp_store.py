@@ -87,6 +87,9 @@ class McpServerConfig:
     # under a prefix; unprefixed ones are kept in registration order.
     prefix: bool = True
     registered_at: datetime | None = None
+    # A REST API's tools and how each is called (`registry.openapi_tools`):
+    # kept in the `command` column, as {"openapi": ...}; None for MCP servers.
+    openapi: Mapping[str, Any] | None = field(default=None, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,7 @@ def _config(row: RowMapping) -> McpServerConfig:
         trusted_registrant=bool(row["trusted_registrant"]),
         prefix=bool(row["prefix_tools"]),
         registered_at=as_utc(row["registered_at"]),
+        openapi=command.get("openapi"),
     )
 
 
@@ -441,7 +445,7 @@ def _server_record(row: RowMapping, tools: list[McpToolRecord]) -> McpServerReco
         transport=row["transport"],
         url=row["url"],
         command=CommandInfo(command=command["command"], args=list(command.get("args") or ()))
-        if command
+        if command and "command" in command
         else None,
         resource=row["resource"],
         timeout_seconds=row["timeout_seconds"],

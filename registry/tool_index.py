@@ -1,44 +1,36 @@
-"""Tool search's index: one document per tool `/mcp` can offer, ranked by the
-database's own full-text search -- SQLite FTS5's BM25, PostgreSQL's
-`ts_rank` over a weighted `tsvector` (migration 0029) -- never by a ranker
-of our own.
+"""Tool search's index: one document per tool `/mcp` can offer, stored in
+the database (table `tool_docs`, migration 0029) and ranked in memory by
+`registry.tool_ranker` (BM25F), which every replica loads from those rows --
+so SQLite and PostgreSQL rank alike, by construction.
 
-A document is what a client would read to choose a tool: its name split
-into words (``crm__find_contact`` is "crm find contact"), its title, its
-description and its parameters' names and descriptions. The index holds
-every tool of the catalog whoever may call it; who may see which is decided
-by the caller's own listing, whose names the query is given: the database
-ranks only those (`gateway.mcp.tool_search`). Every replica keeps it in step
+A document is what a client would read to choose a tool: its name, its
+title, its description and its parameters' names and descriptions. The
+index holds every tool of the catalog whoever may call it; who may see which
+is decided by the caller's own listing, whose names the query is given: only
+those are ranked (`gateway.mcp.tool_search`). Every replica keeps it in step
 with what it sees: documents are compared by digest and upserted, so
-replicas writing the same catalog write nothing twice.
+replicas writing the same catalog write nothing twice; and each reloads
+into its ranker only the rows whose digest changed (`refresh`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import String, bindparam, delete, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from registry.search_words import split_words
 from registry.tables import tool_docs
+from registry.tool_ranker import Fields, ToolRanker
 
-MAX_QUERY_WORDS = 32
-MAX_WORD = 64
 MAX_FIELD = 8_000  # of a description or the parameters: no tool's essay floods the index
 T = TypeVar("T")
-_WORD = re.compile(r"[^\W_]+")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-# SQLite's bm25() weights, in the FTS table's column order: a word in a
-# tool's name or title says more than one in its description.
-_BM25 = "bm25(tool_docs_fts, 4.0, 3.0, 1.0, 1.5)"
 
 
 @dataclass(frozen=True)
@@ -77,16 +69,23 @@ def document(
 
 def words_of_name(name: str) -> list[str]:
     """``crm__findContact-v2`` -> crm, find, Contact, v2."""
-    return [w for part in _WORD.findall(name) for w in _CAMEL.split(part) if w]
+    return split_words(name)
 
 
-def query_words(query: str) -> list[str]:
-    """The words of a free-text query, lower-cased, each once, in order:
-    letters and digits only, so nothing in them is query syntax."""
-    seen: dict[str, None] = {}
-    for word in _WORD.findall(query.lower()):
-        seen.setdefault(word[:MAX_WORD], None)
-    return list(seen)[:MAX_QUERY_WORDS]
+def fields(d: ToolDocument) -> Fields:
+    """A document as the ranker's fields: a federated name's server
+    (``crm`` of ``crm__find_contact``) apart from the tool's own name."""
+    server, joined, tool = d.name.partition("__")
+    if not joined:
+        server, tool = "", d.name
+    return Fields(
+        name=d.name,
+        tool=tool,
+        title=d.title,
+        description=d.description,
+        server=server,
+        params=d.params,
+    )
 
 
 def _parameters(schema: Mapping[str, Any] | None) -> str:
@@ -104,9 +103,11 @@ def _parameters(schema: Mapping[str, Any] | None) -> str:
 
 
 class SqlToolIndex:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, ranker: ToolRanker | None = None) -> None:
         self._engine = engine
         self._postgresql = engine.dialect.name == "postgresql"
+        self._ranker = ranker or ToolRanker()
+        self._loaded: dict[str, str] = {}  # name -> digest of what the ranker holds
 
     async def held(self) -> dict[str, str]:
         """Every document's name and digest."""
@@ -141,57 +142,31 @@ class SqlToolIndex:
             for chunk in _chunks(names, 500):
                 await conn.execute(delete(tool_docs).where(tool_docs.c.name.in_(chunk)))
 
-    async def search(
-        self, words: Sequence[str], among: Sequence[str], limit: int
-    ) -> list[tuple[str, float]]:
-        """The best ``limit`` of the tools named ``among`` (a caller's own)
-        matching any of ``words``, with their scores (higher is better). The
-        names are given to the database, which ranks only those: a caller
-        never gets fewer answers because others' tools matched better."""
-        if not words or not among:
-            return []
-        if self._postgresql:
-            statement, params = _postgresql_query(words, among, limit)
-        else:
-            statement, params = _sqlite_query(words, among, limit)
+    async def refresh(self) -> None:
+        """Bring the ranker in step with the table: load the rows whose
+        digest changed since it last did (another replica's writes
+        included), drop those gone."""
+        held = await self.held()
+        for name in [n for n in self._loaded if n not in held]:
+            self._ranker.remove(name)
+            del self._loaded[name]
+        changed = [n for n, digest in held.items() if self._loaded.get(n) != digest]
+        c = tool_docs.c
+        columns = (c.name, c.digest, c.name_words, c.title, c.description, c.params)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(statement, params)).all()
-        return [(row[0], float(row[1])) for row in rows]
+            for chunk in _chunks(changed, 500):
+                rows = await conn.execute(select(*columns).where(tool_docs.c.name.in_(chunk)))
+                for name, digest, name_words, title, description, params in rows.all():
+                    doc = ToolDocument(name, name_words, title, description, params)
+                    self._ranker.put(fields(doc))
+                    self._loaded[name] = digest
 
-
-def _sqlite_query(
-    words: Sequence[str], among: Sequence[str], limit: int
-) -> tuple[Any, dict[str, Any]]:
-    # Each word a quoted FTS5 string (letters and digits only: no syntax);
-    # the caller's names as one JSON array (any number of them, one parameter).
-    statement = text(
-        f"SELECT d.name, -{_BM25} AS score FROM tool_docs_fts "  # noqa: S608 -- constants only
-        "JOIN tool_docs d ON d.id = tool_docs_fts.rowid "
-        "WHERE tool_docs_fts MATCH :match AND d.name IN (SELECT value FROM json_each(:among)) "
-        "ORDER BY score DESC, d.name LIMIT :limit"
-    )
-    match = " OR ".join(f'"{w}"' for w in words)
-    return statement, {"match": match, "among": json.dumps(list(among)), "limit": limit}
-
-
-def _postgresql_query(
-    words: Sequence[str], among: Sequence[str], limit: int
-) -> tuple[Any, dict[str, Any]]:
-    # Any of the words (`|`), each stemmed by the 'english' configuration.
-    # Weights D, C, B, A (parameters 0.4, description 0.8, name and title 1):
-    # `ts_rank` has no notion of a word's rarity, and with its default
-    # weights (0.1, 0.2, 0.4, 1) a common word in many tools' names (order,
-    # orders__get_order) outranks the description that answers the query
-    # (weights chosen on `bench.tool_search`; both sets in docs/performance.md).
-    # Normalization 1 (rank / (1 + log(length))): a document cannot climb by
-    # repeating a word.
-    statement = text(
-        "SELECT name, ts_rank('{0.2, 0.4, 0.8, 1.0}', document, q, 1) AS score "
-        "FROM tool_docs, to_tsquery('english', :query) q "
-        "WHERE document @@ q AND name IN (SELECT unnest(CAST(:among AS text[]))) "
-        "ORDER BY score DESC, name LIMIT :limit"
-    ).bindparams(bindparam("among", type_=ARRAY(String)))
-    return statement, {"query": " | ".join(words), "among": list(among), "limit": limit}
+    async def search(self, query: str, among: Sequence[str], limit: int) -> list[tuple[str, float]]:
+        """The best ``limit`` of the tools named ``among`` (a caller's own)
+        for ``query``, with their scores (higher is better), as of the last
+        `refresh`: only those are ranked, so a caller never gets fewer
+        answers because others' tools matched better."""
+        return self._ranker.rank(query, among, limit)
 
 
 def _row(d: ToolDocument) -> dict[str, str]:

@@ -60,7 +60,7 @@ from gateway.a2a.responses import (
     rest_refusal,
 )
 from gateway.a2a.versions import version_of
-from gateway.agents.admission import Admission, AdmissionContextBuilder
+from gateway.agents.admission import Admission, AdmissionContextBuilder, admitted
 from gateway.agents.cards import card_json
 from gateway.agents.handler import AgentHandler
 from gateway.agents.outages import (
@@ -346,7 +346,7 @@ class A2AFrontDoor:
     async def _audit_outage(
         self, request: Request, outage: DependencyUnavailable, caller: Caller | None
     ) -> None:
-        admission = getattr(request.state, "admission", None)
+        admission = admitted(getattr(request.state, "admission", None))
         agent_id = request.path_params.get("agent_id")
         event = outage_record(admission, agent_id, outage, request.headers, caller)
         # Kept in the audit buffer until the database takes it (or logged).

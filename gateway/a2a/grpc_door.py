@@ -49,7 +49,7 @@ from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.front import A2AFrontDoor
 from gateway.a2a.numbers import non_finite
-from gateway.agents.admission import ADMISSION, admitted_context
+from gateway.agents.admission import ADMISSION, admitted, admitted_context
 from gateway.agents.outages import (
     DependencyUnavailableError,
     OutageNote,
@@ -63,10 +63,17 @@ from gateway.delegation.handoffs import MessageSkill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
-from gateway.http.auth import RequestAuth, onwards_principal
+from gateway.http.auth import (
+    API_KEY_HEADER,
+    NoCredential,
+    RequestAuth,
+    credential_of,
+    onwards_principal,
+)
 from gateway.settings import Settings
 from gateway.settings.grpc import grpc_public_target
 from gateway.storage.outages import DependencyUnavailable, outage_of
+from policies.api_keys import looks_like_key
 from policies.tokens import Principal, TokenInvalid
 from registry.store import is_agent_id
 
@@ -241,7 +248,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             current_note.reset(noted)
             if note.outage is not None:
                 call = _call.get()
-                admission = call.state.get(ADMISSION) if call is not None else None
+                admission = admitted(call.state.get(ADMISSION)) if call is not None else None
                 event = outage_record(
                     admission, agent_id or None, note.outage, _metadata(context), note.caller
                 )
@@ -354,20 +361,22 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     async def _caller(self, context: Any, metadata: _Lines, agent_id: str) -> Caller:
         """The caller as the HTTP door authenticates it (`front_door_principal`):
         a token for the gateway, or one it minted for this agent's front door."""
-        header = (metadata.get("authorization") or [""])[0]
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "send an access token as 'authorization: Bearer <token>' metadata",
+        try:
+            token = credential_of(
+                next(iter(metadata.getlist("authorization")), None),
+                metadata.getlist(API_KEY_HEADER),
             )
+        except NoCredential as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise  # not reached: abort raises
         principal: Principal
         try:
-            principal, onwards = await self._auth.verifier.verify(token), False
+            principal, onwards = await self._auth.verify(token), False
         except TokenInvalid as first:
             public_url = self._door.handler._parts().public_url
             try:
+                if looks_like_key(token):
+                    raise
                 principal, onwards = await onwards_principal(
                     self._auth, token, f"{public_url}/a2a/{agent_id}"
                 )

@@ -158,6 +158,12 @@ class AdmissionContextBuilder(ServerCallContextBuilder):
         )
 
 
+def admitted(value: object) -> Admission | None:
+    """``value`` (read from an untyped request or call state) if it is an
+    admission: a request met before its admission has none."""
+    return value if isinstance(value, Admission) else None
+
+
 def admission_of(context: ServerCallContext | None) -> Admission:
     """The front door's admission of the request this handler call serves."""
     assert context is not None

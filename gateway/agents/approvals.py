@@ -57,6 +57,7 @@ from gateway.agents.admission import Admission, FrontDoorParts, admission_of
 from gateway.agents.consents import RELEASED_BY
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
+from gateway.connections.errors import ScopeRequired
 from gateway.delegation.approvals import (
     APPROVED,
     PENDING,
@@ -213,7 +214,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
                     owner.subject,
                     owner.issuer,
                     conn,
-                    refused=getattr(consent, "kept", None),
+                    refused=consent.kept if isinstance(consent, ScopeRequired) else None,
                 )
 
         # The task, its approval and its wait in one transaction: an outage

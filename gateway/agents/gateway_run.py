@@ -35,7 +35,7 @@ from a2a.types import (
     TaskPushNotificationConfig,
 )
 
-from gateway.agents.admission import ADMISSION
+from gateway.agents.admission import ADMISSION, admitted
 from gateway.agents.tenants import without_tenants
 from registry.vendor_cards import gateway_run_kind
 
@@ -60,9 +60,8 @@ class GatewayRunHandlers(RequestHandler):
         return self.kinds.get(kind or "", self.default)
 
     def _of(self, context: ServerCallContext | None) -> RequestHandler:
-        admission = context.state.get(ADMISSION) if context is not None else None
-        grant = getattr(admission, "grant", None)
-        return self.pick(grant.card) if grant is not None else self.default
+        admission = admitted(context.state.get(ADMISSION)) if context is not None else None
+        return self.pick(admission.grant.card) if admission is not None else self.default
 
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext

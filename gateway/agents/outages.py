@@ -40,8 +40,9 @@ from starlette.responses import JSONResponse, Response
 from adapters.trace_context import HeaderLines
 from adapters.trace_context import begin as begin_trace
 from adapters.trace_context import current as current_trace
+from gateway.agents.admission import Admission
 from gateway.delegation.audit import AuditEvent, outage_event
-from gateway.delegation.pipeline import Caller, Grant
+from gateway.delegation.pipeline import Caller
 from gateway.storage.outages import DependencyUnavailable, outage_of
 
 DEPENDENCY_UNAVAILABLE = -32050
@@ -172,7 +173,7 @@ def retry_after(outage: DependencyUnavailable) -> dict[str, str]:
 
 
 def outage_record(
-    admission: Any,
+    admission: Admission | None,
     agent_id: str | None,
     outage: DependencyUnavailable,
     headers: HeaderLines,
@@ -184,8 +185,8 @@ def outage_record(
     the answer and the record meet -- for the authenticated ``caller`` when
     there is one (an outage met deciding the call is still that caller's
     refusal), "(unknown)" only when the outage came before authentication."""
-    grant = getattr(admission, "grant", None)
-    if isinstance(grant, Grant):
+    grant = admission.grant if admission is not None else None
+    if grant is not None:
         caller = grant.caller
         return outage_event(
             "a2a",

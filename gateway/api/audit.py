@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import ConfigDict
 
 from gateway.api.state import state_of
 from gateway.delegation.audit import AuditPage, AuditQuery
@@ -15,6 +16,15 @@ from gateway.http.auth import AdminPrincipal
 
 router = APIRouter(tags=["audit"])
 JSONL = "application/jsonl"
+
+
+class AuditRequest(AuditQuery):
+    """The filters, and the answer's format. A parameter that is none of
+    them is refused (422): a misspelt filter (``trace_id`` for ``trace``)
+    would otherwise be dropped, and the whole log answered as if filtered."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["json", "jsonl"] | None = None
 
 
 @router.get(
@@ -35,15 +45,15 @@ JSONL = "application/jsonl"
 async def audit(
     request: Request,
     _: AdminPrincipal,
-    query: Annotated[AuditQuery, Query()],
-    format: Literal["json", "jsonl"] | None = None,
+    asked: Annotated[AuditRequest, Query()],
 ) -> AuditPage | StreamingResponse:
     log = state_of(request).audit
+    format, query = asked.format, asked  # the filters: an AuditQuery with its format
     wants_lines = format == "jsonl" or (
         format is None and JSONL in request.headers.get("accept", "")
     )
     if not wants_lines:
-        return await log.query(query)
+        return await page(request, query)
 
     # The first record is read before the response starts: a bad cursor or a
     # value the database refuses is still a problem document, not a stream
@@ -63,3 +73,9 @@ async def audit(
         media_type=JSONL,
         headers={"Content-Disposition": 'attachment; filename="switchboard-audit.jsonl"'},
     )
+
+
+async def page(request: Request, query: AuditQuery) -> AuditPage:
+    """One page of the log (what the console's pages show; their callers are
+    admins, checked by the console)."""
+    return await state_of(request).audit.query(query)

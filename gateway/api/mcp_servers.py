@@ -45,6 +45,7 @@ from registry.mcp_store import (
     McpToolNotFound,
     ToolDigestMismatch,
 )
+from registry.openapi_refs import OpenApiRefused
 
 # What the MCP registry and federation raise, as problems (`install_error_handlers`).
 PROBLEMS: list[ProblemMapping] = [
@@ -62,6 +63,7 @@ PROBLEMS: list[ProblemMapping] = [
     (ToolDigestMismatch, 409, "tool-changed", "The tool changed since it was reviewed"),
     (RegistrationRefused, 403, "insufficient-scope", "Insufficient scope"),
     (CommandNotAllowed, 422, "command-not-allowed", "The command is not allowlisted"),
+    (OpenApiRefused, 422, "openapi-refused", "The OpenAPI document cannot be used"),
     (UpstreamTimeout, 504, "mcp-upstream-timeout", "The MCP server did not answer in time"),
     (UpstreamUnavailable, 502, "mcp-upstream-unavailable", "The MCP server is unreachable"),
     (UpstreamError, 502, "mcp-upstream-error", "The MCP server answered with an error"),

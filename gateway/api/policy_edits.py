@@ -73,6 +73,21 @@ def _errors(exc: PolicyError) -> list[dict[str, Any]]:
     return [{"line": line, "message": message} for line, message in exc.problems[:MAX_ERRORS]]
 
 
+async def checked_policy(source: PolicySource, document: str) -> Policy:
+    """``document`` as the policy it would be, checked exactly as a save is;
+    422 naming each problem with its line when it is not valid."""
+    try:
+        return await asyncio.to_thread(source.check, document)
+    except PolicyError as exc:
+        raise Problem(
+            422,
+            "invalid-policy",
+            "The policy is not valid",
+            str(exc).splitlines()[0],
+            errors=_errors(exc),
+        ) from None
+
+
 def _canonical(policy: Policy) -> list[str]:
     dumped = policy.model_dump(mode="json", exclude_defaults=True)
     return yaml.safe_dump(dumped, sort_keys=True).splitlines()
@@ -119,16 +134,7 @@ async def put_policy(
             "The policy is read from a file",
             f"the policy in force is the file {source.path}: edit it there",
         )
-    try:
-        policy = await asyncio.to_thread(source.check, body.document)
-    except PolicyError as exc:
-        raise Problem(
-            422,
-            "invalid-policy",
-            "The policy is not valid",
-            str(exc).splitlines()[0],
-            errors=_errors(exc),
-        ) from None
+    policy = await checked_policy(source, body.document)
     try:
         saved = await policy_versions.save(
             state.engine, source, body.document, policy, body.base_digest, principal

@@ -16,6 +16,7 @@ from gateway.agents.approvals import ApprovalDesk
 from gateway.agents.oauth_clients import AgentOAuthClients
 from gateway.audit_export.startup import AuditExportParts
 from gateway.connections.service import Connections
+from gateway.delegation.api_keys import ApiKeys
 from gateway.delegation.audit import AuditLog, action_event
 from gateway.delegation.breaker import Breakers
 from gateway.delegation.keystore import KeyStore
@@ -41,6 +42,7 @@ class AppState:
     engine: AsyncEngine
     keys: KeyStore
     verifier: TokenVerifier
+    api_keys: ApiKeys
     agents: SqlAgentStore
     registry: RegistryService
     credentials: SqlCredentialStore

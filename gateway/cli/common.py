@@ -197,10 +197,17 @@ def call_answer(response: httpx.Response) -> httpx.Response:
         except ValueError:
             detail, errors = response.text, []
         lines = [f"HTTP {response.status_code}: {detail}"] + [
-            f"  {e['field']}: {e['message']}" for e in errors
+            f"  {_where(e)}{e.get('message', '')}" for e in errors if isinstance(e, dict)
         ]
         raise CliError("\n".join(lines))
     return response
+
+
+def _where(error: dict[str, Any]) -> str:
+    """Where a problem's error is: a request's field, or a document's line."""
+    if error.get("field") is not None:
+        return f"{error['field']}: "
+    return f"line {error['line']}: " if error.get("line") is not None else ""
 
 
 def json_argument(value: str | None, flag: str) -> Any:

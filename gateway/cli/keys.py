@@ -1,10 +1,12 @@
-"""`switchboard keys`: the gateway's signing keys, in its database."""
+"""`switchboard keys`: the gateway's signing keys and its API keys, in its
+database (the API keys' commands: `gateway.cli.api_keys`)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from gateway.cli import api_keys
 from gateway.cli.common import (
     CliError,
     on_database,
@@ -14,7 +16,7 @@ from gateway.cli.common import (
 
 
 def register(commands: Any) -> None:
-    keys = commands.add_parser("keys", help="the gateway's signing keys").add_subparsers(
+    keys = commands.add_parser("keys", help="API keys and signing keys").add_subparsers(
         title="keys commands"
     )
     rotate = keys.add_parser("rotate", help="sign with a new key; keep the old one published")
@@ -26,9 +28,13 @@ def register(commands: Any) -> None:
         "token lifetime plus clock leeway and replica catch-up)",
     )
     rotate.set_defaults(run=_keys_rotate)
-    keys_list = keys.add_parser("list", help="keys that are published")
+    keys_list = keys.add_parser("list", help="API keys, then the signing keys published")
     settings_options(keys_list)
+    only = keys_list.add_mutually_exclusive_group()
+    only.add_argument("--api", action="store_true", help="API keys only")
+    only.add_argument("--signing", action="store_true", help="signing keys only")
     keys_list.set_defaults(run=_keys_list)
+    api_keys.register(keys)
 
 
 def _keys_rotate(args: argparse.Namespace) -> int:
@@ -64,6 +70,10 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
+    if not args.signing:
+        api_keys.print_keys(args)
+    if args.api:
+        return 0
     settings = settings_of(args)
     # The key store is imported by the commands that open it, not by every
     # `switchboard` invocation.

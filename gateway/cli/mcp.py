@@ -15,6 +15,7 @@ from gateway.cli.common import (
     gateway_options,
     print_json,
 )
+from gateway.cli.mcp_openapi import add_rest_api, rest_api_options
 
 
 def register(commands: Any) -> None:
@@ -46,6 +47,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="offer its tools under their own names where free (default: {server}__{tool})",
     )
+    rest_api_options(mcp_add)
     mcp_add.set_defaults(run=_mcp_add)
     mcp_list = mcp.add_parser("list", help="list MCP servers and their tools")
     mcp_list.set_defaults(run=_mcp_list)
@@ -97,6 +99,8 @@ def _mcp_stdio(args: argparse.Namespace) -> int:
 
 
 def _mcp_add(args: argparse.Namespace) -> int:
+    if args.openapi is not None:  # a REST API, by its OpenAPI document
+        return add_rest_api(args, _finish_add)
     command = shlex.split(args.stdio) if args.stdio else []
     if bool(args.url) == bool(command):
         raise CliError("give a URL or --stdio, not both")
@@ -105,6 +109,12 @@ def _mcp_add(args: argparse.Namespace) -> int:
         body["url"] = args.url
     else:
         body["command"], body["args"] = command[0], command[1:]
+    _finish_add(args, body)
+    return 0
+
+
+def _finish_add(args: argparse.Namespace, body: dict[str, Any]) -> None:
+    """The options every registration takes, then the registration itself."""
     optional = (("id", args.id), ("resource", args.resource), ("timeout_seconds", args.timeout))
     body.update({key: value for key, value in optional if value is not None})
     if args.header and args.token_exchange:
@@ -123,7 +133,6 @@ def _mcp_add(args: argparse.Namespace) -> int:
     if args.no_prefix:
         body["prefix_tools"] = False
     _print_server(call(args, "POST", "/mcp-servers", json=body).json())
-    return 0
 
 
 def _print_server(record: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""`switchboard policy`: check a policy file; ask the running gateway to explain."""
+"""`switchboard policy`: check a policy file; ask the running gateway to explain,
+or to replay recorded decisions under a candidate (`gateway.cli.policy_whatif`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gateway.cli import policy_whatif
 from gateway.cli.common import (
     CliError,
     call,
@@ -37,6 +39,7 @@ def register(commands: Any) -> None:
     )
     explain.set_defaults(run=_policy_explain)
     gateway_options(explain)
+    policy_whatif.register(policy)
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -5,13 +5,15 @@ otherwise (the CLI's tests run it as a subprocess, many times)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from a2a.client import A2AClientError, ClientConfig, ClientFactory
+from a2a.client import A2AClientError, Client, ClientConfig, ClientFactory
 from a2a.types import (
     Message,
     Part,
@@ -72,24 +74,12 @@ async def send(
     request = SendMessageRequest(message=message)
     if skill:
         request.metadata.update({"skill": skill})
-    url = f"{base}/a2a/{agent}"
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(headers=headers, timeout=300) as http:
-        try:
-            client = await ClientFactory(
-                ClientConfig(httpx_client=http, streaming=stream)
-            ).create_from_url(url)
-            last: Task | None = None
-            async for event in client.send_message(request):
-                last = _show(event, stream) or last
-                if last is not None and event.WhichOneof("payload") == "status_update":
-                    last.status.CopyFrom(event.status_update.status)  # where the task is now
-        except A2AClientError as exc:
-            raise CliError(f"{url}: {client_error(exc)}") from None
-        except A2AError as exc:  # the gateway's JSON-RPC error, raised as its own class
-            raise CliError(f"{url}: {rpc_error(exc)}") from None
-        except httpx.HTTPError as exc:
-            raise CliError(f"cannot reach the gateway at {url}: {exc}") from None
+    last: Task | None = None
+    async with gateway_client(f"{base}/a2a/{agent}", token, streaming=stream) as client:
+        async for event in client.send_message(request):
+            last = _show(event, stream) or last
+            if last is not None and event.WhichOneof("payload") == "status_update":
+                last.status.CopyFrom(event.status_update.status)  # where the task is now
     if last is None:
         return 0  # answered with a message, printed
     show_task(last)
@@ -101,6 +91,24 @@ async def send(
             file=sys.stderr,
         )
     return code
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(url: str, token: str, *, streaming: bool) -> AsyncIterator[Client]:
+    """An A2A client of the agent at ``url`` (a gateway's `/a2a/{id}`) as the
+    bearer of ``token``; whatever fails inside, one clear `CliError` line."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(headers=headers, timeout=300) as http:
+        try:
+            yield await ClientFactory(
+                ClientConfig(httpx_client=http, streaming=streaming)
+            ).create_from_url(url)
+        except A2AClientError as exc:
+            raise CliError(f"{url}: {client_error(exc)}") from None
+        except A2AError as exc:  # the gateway's JSON-RPC error, raised as its own class
+            raise CliError(f"{url}: {rpc_error(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the gateway at {url}: {exc}") from None
 
 
 def client_error(exc: A2AClientError) -> str:

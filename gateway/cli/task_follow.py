@@ -8,13 +8,11 @@ import asyncio
 import sys
 import time
 
-import httpx
-from a2a.client import A2AClientError, Client, ClientConfig, ClientFactory
+from a2a.client import A2AClientError, Client
 from a2a.types import GetTaskRequest, SubscribeToTaskRequest, Task, TaskState
 from a2a.utils.errors import A2AError
 
-from gateway.cli.common import CliError
-from gateway.cli.task_answers import ENDED, client_error, rpc_error, state_name
+from gateway.cli.task_answers import ENDED, gateway_client, state_name
 
 # Where --follow stops: the task has ended, or waits for its caller's answer.
 # (Waiting for an approval, a deferral or a connection goes on by itself.)
@@ -22,22 +20,11 @@ _STOPS = ENDED | {TaskState.TASK_STATE_INPUT_REQUIRED}
 
 
 async def task_of(url: str, token: str, task_id: str, follow: bool, seconds: float) -> Task:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(headers=headers, timeout=300) as http:
-        try:
-            client = await ClientFactory(
-                ClientConfig(httpx_client=http, streaming=follow)
-            ).create_from_url(url)
-            task = await client.get_task(GetTaskRequest(id=task_id))
-            if follow:
-                deadline = time.monotonic() + seconds if seconds > 0 else None
-                task = await _follow(client, task, deadline)
-        except A2AClientError as exc:
-            raise CliError(f"{url}: {client_error(exc)}") from None
-        except A2AError as exc:  # the gateway's JSON-RPC error (task not found, ...)
-            raise CliError(f"{url}: {rpc_error(exc)}") from None
-        except httpx.HTTPError as exc:
-            raise CliError(f"cannot reach the gateway at {url}: {exc}") from None
+    async with gateway_client(url, token, streaming=follow) as client:
+        task = await client.get_task(GetTaskRequest(id=task_id))
+        if follow:
+            deadline = time.monotonic() + seconds if seconds > 0 else None
+            task = await _follow(client, task, deadline)
     return task
 
 

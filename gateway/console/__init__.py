@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway.agents.startup import Agents
 from gateway.console import (
     agents,
+    api_keys,
     approvals,
     audit,
     connections,
@@ -60,6 +61,7 @@ def install(app: FastAPI, settings: Settings, handlers: Agents) -> None:
         runs.router,
         approvals.router,
         connections.router,
+        api_keys.router,
         playground.router,
         holds.router,
         audit.router,

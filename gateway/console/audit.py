@@ -28,7 +28,7 @@ from gateway.console.web import (
     page,
     require_admin,
 )
-from gateway.delegation.audit import AuditPage, AuditQuery, AuditRecord
+from gateway.delegation.audit import AuditQuery, AuditRecord
 
 router = APIRouter(prefix=PREFIX + "/audit", route_class=ConsoleRoute, include_in_schema=False)
 PAGE = 50
@@ -81,8 +81,7 @@ async def audit_page(
         raise ConsoleError(
             422, "The filter cannot be read", "times are ISO 8601, e.g. 2026-11-24T09:00"
         ) from None
-    found = await audit_api.audit(request, user.principal(), query)
-    assert isinstance(found, AuditPage)
+    found = await audit_api.page(request, query)
     return page(
         request,
         user,
@@ -106,10 +105,7 @@ async def trace_page(
 ) -> Response:
     user = await current_user(request)
     await require_admin(request, user)
-    found = await audit_api.audit(
-        request, user.principal(), AuditQuery(trace=trace_id, limit=TRACE_LIMIT)
-    )
-    assert isinstance(found, AuditPage)
+    found = await audit_api.page(request, AuditQuery(trace=trace_id, limit=TRACE_LIMIT))
     if not found.items:
         raise ConsoleError(404, "Not found", f"no audit record of trace {trace_id}")
     users = sorted({f"{r.subject} ({r.subject_issuer})" for r in found.items})

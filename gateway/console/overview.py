@@ -99,7 +99,7 @@ async def _admin_view(request: Request, principal: Principal) -> dict[str, Any]:
     (pending, more_pending), total, denials, keys, holds, traffic = await asyncio.gather(
         pending_count(state.engine, LISTED),
         state.agents.count(),  # admins see every agent
-        audit_api.audit(request, principal, AuditQuery(decision="deny", limit=10)),
+        audit_api.page(request, AuditQuery(decision="deny", limit=10)),
         state.keys.list_keys(),
         _holds(request, principal),
         _traffic(request),
@@ -108,7 +108,7 @@ async def _admin_view(request: Request, principal: Principal) -> dict[str, Any]:
         "pending": pending,
         "more_pending": more_pending,
         "agent_total": total,
-        "denials": getattr(denials, "items", []),
+        "denials": denials.items,
         "policy": await policies_api.current_policy(request, principal),
         "keys": keys,
         "holds": holds,

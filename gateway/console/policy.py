@@ -4,7 +4,8 @@ user, through this chain, call this skill?".
 All through the API's own functions: the page shows what `GET /policies`
 returns (where the policy comes from, its document and digest, the last
 reload error); **Check** runs `POST /policies/check`'s (the problems by line,
-or the diff against the policy in force; nothing saved), **Save** `PUT
+or the diff against the policy in force; nothing saved) and, for a valid
+text, `POST /policies/whatif`'s over the last 7 days' decisions, **Save** `PUT
 /policies`' with the digest the page was drawn from as its base -- a policy
 saved meanwhile by someone else is a 409, shown with the diff against the
 one now in force, the admin's text kept; and the explain form runs `POST
@@ -22,7 +23,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from gateway.api import policies as policies_api
-from gateway.api import policy_edits
+from gateway.api import policy_edits, policy_whatif
 from gateway.console.diffs import marked
 from gateway.console.sessions import ConsoleUser
 from gateway.console.web import (
@@ -78,9 +79,13 @@ async def check(request: Request) -> Response:
     await require_admin(request, user)
     text = form.get("document", "")
     checked = await policy_edits.check_policy(request, _text(text), user.principal())
-    return await _render(
-        request, user, {}, None, edit=_edit(text, form.get("base_digest", ""), checked)
-    )
+    edit = _edit(text, form.get("base_digest", ""), checked)
+    if checked["valid"]:
+        # The last 7 days' decisions replayed under the text: its first page
+        # (`POST /policies/whatif`'s; the CLI goes through a larger window).
+        asked = policy_whatif.WhatIfRequest(document=text)
+        edit["whatif"] = await policy_whatif.whatif(request, asked, user.principal())
+    return await _render(request, user, {}, None, edit=edit)
 
 
 @router.post("/save")

@@ -72,6 +72,7 @@ NAV: list[NavItem] = [
     NavItem("Runs", PREFIX + "/runs"),
     NavItem("Approvals", PREFIX + "/approvals"),
     NavItem("Connections", PREFIX + "/connections"),
+    NavItem("API keys", PREFIX + "/api-keys"),
     NavItem("Try", PREFIX + "/try"),
     NavItem("Holds", PREFIX + "/holds", admin=True),
     NavItem("Audit", PREFIX + "/audit", admin=True),

@@ -18,8 +18,7 @@ What happens next depends on the front door it came through:
   run waits for the decision (`hold` writes it, with the run as its task).
 
 Every step is audited with the request's trace id: the request (outcome
-``approval_required``), the decision (event ``approval``) and the call.
-"""
+``approval_required``, with `decided_on`), the decision (``approval``), the call."""
 
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from sqlalchemy import case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.decision_records import held_on
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.delegation.tasks import Owner
 from gateway.storage.tables import approvals
@@ -457,6 +457,7 @@ class Approvals:
                 detail=detail,
                 latency_ms=0.0,
                 token_id=token_id,
+                decided_on=held_on(outcome, who.scopes, approval.action_kind),
             )
         )
 

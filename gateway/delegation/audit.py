@@ -13,23 +13,21 @@ came in while it wrote included, and the others find theirs written. So a
 gateway killed after answering a caller, or after a flow stored a step's
 outcome, has the record of that call. Not an INSERT of its own beside the
 task's row: one writer per process keeps its records' ids in commit order,
-which the audit export reads by (`gateway.audit_export`). Records that no
-caller waits for (a flow's own events, an outage answered) are gathered for
-`audit_flush_seconds`, as before.
+which the audit export reads by (`gateway.audit_export`). Records no caller
+waits for (a flow's own events, an outage answered) gather `audit_flush_seconds`.
 
 While the database is down, records are kept in the buffer (recording never
 fails the call that records, and a durable record stops waiting once a write
-has failed: the call's own outcome is not stored either, then) and the
-writer retries with backoff, from `RETRY_SECONDS` doubling to
-`MAX_RETRY_SECONDS`; once the database answers,
-everything kept is written in order. Past `MAX_BUFFERED` records, or at a
-shutdown that cannot write them, each record goes to the log at ERROR as one
-JSON line (logger ``gateway.delegation.audit``), so none is lost without a
-trace.
+has failed: the call's own outcome is not stored either, then) and the writer
+retries with backoff, from `RETRY_SECONDS` doubling to `MAX_RETRY_SECONDS`;
+once the database answers, everything kept is written in order. Past
+`MAX_BUFFERED` records, or at a shutdown that cannot write them, each record
+goes to the log at ERROR as one JSON line (logger ``gateway.delegation.audit``),
+so none is lost without a trace.
 
 What is recorded: time, user (sub + issuer), client, actor chain, target,
-skill/tool, scopes asked and granted, decision, reasons, outcome, latency,
-trace id and the minted token's `jti`. Never a token value.
+skill/tool, scopes asked and granted, decision, reasons, outcome, latency, trace
+id, the minted token's `jti`, what a decision was made on. Never a token value.
 """
 
 from __future__ import annotations
@@ -50,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
 from adapters.trace_context import new_trace_id
+from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.http.queries import IsoDatetime
 from gateway.storage.outages import data_refused
 from gateway.storage.statements import Sql, Statement, StatementRunner, statement_runner
@@ -96,6 +95,7 @@ class AuditEvent:
     latency_ms: float = 0.0
     token_id: str | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    decided_on: dict[str, Any] | None = None  # `decision_records.decided_on`
 
     def row(self) -> dict[str, Any]:
         return {
@@ -120,6 +120,7 @@ class AuditEvent:
             "detail": self.detail[:2000] if self.detail else None,
             "latency_ms": round(self.latency_ms, 3),
             "token_id": self.token_id,
+            "decided_on": self.decided_on,
         }
 
 
@@ -378,37 +379,6 @@ def _spill(rows: list[dict[str, Any]], why: str) -> None:
     """The records the database could not take, to the log, one JSON line each."""
     for row in rows:
         logger.error("%s: %s", why, json.dumps(row, default=str, sort_keys=True))
-
-
-# What a caller changes through the API (`action_event`), as against the
-# decisions on delegated calls: `GET /audit?kind=change` lists these, and the
-# default listing, the decision log, leaves them out.
-CHANGE_EVENTS = frozenset(
-    {
-        "agent.registered",
-        "agent.refreshed",
-        "agent.removed",
-        "agent.credential_issued",
-        "agent.credential_revoked",
-        "agent.oauth_client_set",
-        "agent.oauth_client_removed",
-        "vendor_agent.registered",
-        "vendor_agent.removed",
-        "mcp_server.registered",
-        "mcp_server.refreshed",
-        "mcp_server.removed",
-        "mcp_tool.approved",
-        "mcp_set.created",
-        "mcp_set.updated",
-        "mcp_set.deleted",
-        "flow.registered",
-        "flow.deleted",
-        "policy.changed",
-        "connection.created",
-        "connection.revoked",
-        "audit.export.replay",
-    }
-)
 
 
 def action_event(

@@ -5,11 +5,12 @@ front-door operation; never a token or a message)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from adapters import spans
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.permits import Caller
-from policies.policy import Decision
+from policies.policy import ActionKind, Decision
 
 
 def span_facts(
@@ -43,6 +44,25 @@ def decision_facts(decision: Decision) -> dict[str, str | int | float | bool]:
     return facts
 
 
+def decided_on(
+    scopes: frozenset[str] | list[str], kind: ActionKind, approval: bool
+) -> dict[str, Any]:
+    """What a policy decision was made on beyond what its record says
+    already: the caller's scopes, the kind of action, whether the policy
+    asked for approval. What a what-if decides the call again from
+    (`gateway.delegation.whatif`); scopes are no secret, no token is kept."""
+    return {"scopes": sorted(scopes), "kind": kind, "approval": approval}
+
+
+def held_on(outcome: str, scopes: list[str], kind: ActionKind) -> dict[str, Any] | None:
+    """`decided_on` for an approval's record: a call held for approval, or
+    deferred, is a decision of the policy; what becomes of it later
+    (approved, expired) is not."""
+    if outcome not in ("approval_required", "deferred"):
+        return None
+    return decided_on(scopes, kind, outcome == "approval_required")
+
+
 def decision_event(
     event: str,
     trace_id: str,
@@ -55,6 +75,7 @@ def decision_event(
     *,
     outcome: str | None = None,
     detail: str | None = None,
+    kind: ActionKind = "skill",
 ) -> AuditEvent:
     return AuditEvent(
         event=event,
@@ -72,6 +93,7 @@ def decision_event(
         outcome=outcome or ("ok" if decision.allowed else "denied"),
         detail=detail,
         latency_ms=(time.perf_counter() - started) * 1000,
+        decided_on=decided_on(caller.scopes, kind, decision.approval_required),
     )
 
 

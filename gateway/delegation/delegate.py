@@ -110,7 +110,7 @@ class Sending(Generic[T]):
     # Appended to every record of this call (a fallback's "for whom").
     note: str = ""
     # What the call is in OpenTelemetry's conventions: each attempt a CLIENT
-    # span, its duration told to `Delegations.upstream_listeners` (metrics).
+    # span, its duration told to `Resilience.upstream_listeners` (metrics).
     operation: Operation | None = None
 
 
@@ -212,7 +212,7 @@ class Delegate:
         note = sending.note
         try:
             result = await retry.run(
-                traced(sending.operation, sending.attempt, self.delegations.upstream_listeners),
+                traced(sending.operation, sending.attempt, self.resilience.upstream_listeners),
                 upstream=sending.upstream,
                 breakers=self.resilience.breakers,
                 idempotent=sending.idempotent,
@@ -282,7 +282,7 @@ class Delegate:
         if streaming.before is not None:
             await self._before(permit, event, streaming.before, streaming.explain)
         went = streaming.went_with() if streaming.went_with is not None else ""
-        listeners = self.delegations.upstream_listeners
+        listeners = self.resilience.upstream_listeners
         stream = traced_stream(streaming.operation, streaming.open, listeners)()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + streaming.max_seconds

@@ -9,7 +9,7 @@ from typing import Any
 
 from policies.coordination import Plan
 from policies.delegation import MintedToken, actors_of
-from policies.policy import Decision
+from policies.policy import ActionKind, Decision
 from policies.tokens import Principal, first_actor
 from registry.models import AgentRecord
 
@@ -121,6 +121,8 @@ class Permit:
     # units), given back -- and cooldowns started -- when its outcome is
     # recorded (`Delegations.record`). None: no rule applies to it.
     coordinated: Admitted | None = field(default=None, kw_only=True)
+    # What the action is (the decision's kind), for its audit records.
+    kind: ActionKind = field(default="skill", kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from adapters import spans
-from adapters.operations import Listener
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.coordinate import coordinate
@@ -44,6 +43,7 @@ from gateway.delegation.permits import (
 )
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.targets import TargetCache
+from policies.api_keys import is_key_actor
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.limits import AppliedLimit, CallFacts, applicable
 from policies.policy import (
@@ -96,8 +96,11 @@ class Delegations:
         self.rate_limits = rate_limits or RateLimits(None)
         self.coordination = coordination
         self._targets = TargetCache(agents)
-        # Told of every upstream attempt's end (`adapters.operations`): metrics.
-        self.upstream_listeners: list[Listener] = []
+        # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
+        self.key_limits: Callable[[str], tuple[AppliedLimit, ...]] = lambda _actor: ()
+        # An API key's budget (`ApiKeys.spend_on`): a call's price taken from
+        # it, by (actor, target, action); None when paid, else why not.
+        self.key_spend: Callable[[str, str, str | None], Awaitable[str | None]] | None = None
 
     async def target(self, agent_id: str) -> tuple[AgentRecord, dict[str, Any], Target]:
         """The agent's record, card and policy target (`TargetCache`)."""
@@ -244,15 +247,24 @@ class Delegations:
                 span.set_attributes({**facts, **decision_facts(decision)})
                 spans.bind_delegation(facts)
         if not decision.allowed:
-            await self.audit.record(
-                decision_event(
-                    event, trace_id, caller, target.agent_id, action, requested, decision, started
-                ),
-                durable=True,  # written before the caller hears the refusal
-            )
+            said = (event, trace_id, caller, target.agent_id, action, requested, decision)
+            denial = decision_event(*said, started, kind=kind)
+            # Written before the caller hears the refusal.
+            await self.audit.record(denial, durable=True)
             raise DelegationDenied(target.agent_id, decision)
-        if self.policy.current.limits:  # counted once allowed, before a token exists
-            await self._count(caller, target, action, decision, event, trace_id, requested, started)
+        # Counted once allowed, before a token exists: the policy's limits, and
+        # an API key's own rate (`policies.api_keys`).
+        if self.policy.current.limits or is_key_actor(caller.client_id):
+            await self._count(
+                caller, target, action, decision, event, trace_id, requested, started, kind
+            )
+        spend = self.key_spend if is_key_actor(caller.client_id) else None
+        if spend is not None and (unpaid := await spend(caller.client_id, target.agent_id, action)):
+            refused = replace(decision, allowed=False, granted=frozenset())
+            args = (caller, target, action, refused, event, trace_id, requested, started, unpaid)
+            raise DelegationDenied(
+                target.agent_id, await self._refuse(*args, outcome="budget_spent", kind=kind)
+            )
         with spans.span("switchboard.mint") as span:
             if span is not None:
                 span.set_attribute("switchboard.audience", resource)
@@ -268,16 +280,16 @@ class Delegations:
                     txn=caller.txn,
                 )
             )
-        return Permit(
-            target.agent_id, decision, token, caller, action, requested, trace_id, started
-        )
+        made = (target.agent_id, decision, token, caller, action, requested, trace_id, started)
+        return Permit(*made, kind=kind)
 
     def limits_for(
         self, caller: Caller, agent_id: str, action: str | None
     ) -> tuple[AppliedLimit, ...]:
         """The policy's rate limits that count a call (`policies.limits`)."""
         facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
-        return applicable(self.policy.current.limits, facts, action)
+        own = self.key_limits(caller.client_id) if is_key_actor(caller.client_id) else ()
+        return applicable(self.policy.current.limits, facts, action) + own
 
     async def _count(
         self,
@@ -289,6 +301,7 @@ class Delegations:
         trace_id: str,
         requested: frozenset[str] | None,
         started: float,
+        kind: ActionKind,
     ) -> None:
         reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
         if reached is None:
@@ -303,6 +316,7 @@ class Delegations:
             requested,
             started,
             reached.reason(),
+            kind=kind,
         )
         raise RateLimited(target.agent_id, limited, reached.retry_after)
 
@@ -326,6 +340,7 @@ class Delegations:
             permit.trace_id,
             permit.requested,
             permit.started,
+            kind=permit.kind,
         )
         return await coordinate(rules, self.coordination, permit, inputs, refuse)
 
@@ -341,10 +356,14 @@ class Delegations:
         started: float,
         reason: str,
         outcome: str = "rate_limited",
+        *,
+        kind: ActionKind = "skill",
     ) -> Decision:
         """Audit an allowed call refused after the policy's decision (a rate
         limit, a coordination rule): the refusal, as the caller is told it."""
-        denial = Denial.RATE_LIMITED if outcome == "rate_limited" else Denial.COORDINATION
+        denial = {"rate_limited": Denial.RATE_LIMITED, "budget_spent": Denial.BUDGET}.get(
+            outcome, Denial.COORDINATION
+        )
         refused = replace(decision, reasons=(reason,), denial=denial)
         await self.audit.record(
             decision_event(
@@ -357,6 +376,7 @@ class Delegations:
                 refused,
                 started,
                 outcome=outcome,
+                kind=kind,
             ),
             durable=True,
         )
@@ -385,6 +405,7 @@ class Delegations:
             permit.started,
             outcome=outcome,
             detail=detail,
+            kind=permit.kind,
         )
         audit_event.token_id = permit.token.token_id
         # Written before the outcome is acknowledged (the caller answered, a

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.delegation.api_keys import ApiKeys
 from gateway.delegation.approvals import Approvals
 from gateway.delegation.audit import AuditLog, new_writer_id
 from gateway.delegation.breaker import Breakers, BreakerSettings
@@ -40,6 +41,7 @@ from gateway.settings import Settings
 from gateway.settings.workers import rate_limits_problem
 from gateway.storage.periodic import Periodic
 from gateway.storage.readiness import Readiness
+from policies.api_keys import ACTOR_PREFIX, key_limits
 from policies.delegation import DelegatedTokenMinter
 from policies.jwks import RemoteJwks
 from policies.policy_file import PolicySource
@@ -68,6 +70,7 @@ class DelegationCore:
     engine: AsyncEngine
     keys: KeyStore
     verifier: TokenVerifier
+    api_keys: ApiKeys  # credentials for scripts and services, beside tokens
     fetcher: SafeFetcher
     agents: SqlAgentStore
     registry: RegistryService
@@ -154,6 +157,13 @@ async def start(
         rate_limits=RateLimits(settings.redis_url),
         coordination=Coordination(coordination_store, audit_log),
     )
+    api_keys = ApiKeys(engine)
+    delegations.key_limits = lambda actor: key_limits(
+        actor, api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
+    )
+    delegations.key_spend = lambda actor, target, action: api_keys.spend_on(
+        actor.removeprefix(ACTOR_PREFIX), delegations.policy.current.prices, target, action
+    )
     policy_reloader = PolicyReloader(engine, delegations.policy)
     await policy_reloader.start()
     await _canonical_coordination_keys(delegations, engine)
@@ -167,6 +177,7 @@ async def start(
         engine=engine,
         keys=keys,
         verifier=verifier,
+        api_keys=api_keys,
         fetcher=fetcher,
         agents=store,
         registry=RegistryService(store, fetcher, checker),

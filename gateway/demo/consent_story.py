@@ -180,7 +180,7 @@ def _play(gateway: GatewayProcess, vendor: Vendor, out: Callable[[str], None]) -
     out(f"   revoked at the vendor: {len(vendor.revoked)} token(s); the call: {_text(again)[:80]}")
     with gateway.client("admin", "switchboard:admin") as admin:
         events = _ok(
-            admin.get("/audit", params={"kind": "all", "target": "crm"}), "reading the audit"
+            admin.get("/audit", params={"kind": "all", "agent": "crm"}), "reading the audit"
         )
     outcomes = sorted({f"{e['event']}:{e['outcome']}" for e in events["items"]})
     out(f"\n6. the audit: {', '.join(outcomes)}")

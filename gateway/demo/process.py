@@ -92,7 +92,7 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise DemoError(
                     f"the gateway exited ({self.process.returncode}); see {self.log}, "
-                    f"which ends:\n{self._log_tail()}"
+                    f"which ends:\n{self.log_tail()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
                 health = httpx.get(self.url + "/healthz", timeout=1, verify=client_tls())
@@ -101,11 +101,12 @@ class GatewayProcess:
             if time.monotonic() > deadline:
                 raise DemoError(
                     f"the gateway did not start within {timeout:g} s; see {self.log}, "
-                    f"which ends:\n{self._log_tail()}"
+                    f"which ends:\n{self.log_tail()}"
                 )
             time.sleep(0.1)
 
-    def _log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` of the gateway's log (what a failure is read with)."""
         with contextlib.suppress(OSError):
             text = self.log.read_text(errors="replace").splitlines()
             return "\n".join(text[-lines:])

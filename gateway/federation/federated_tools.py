@@ -204,6 +204,7 @@ def config_of(new: NewMcpServer) -> McpServerConfig:
         credential_secret=new.credential_secret,
         version="",
         trusted_registrant=new.trusted_registrant,
+        openapi=command.get("openapi"),
     )
 
 

@@ -21,15 +21,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from adapters.mcp import (
-    UpstreamUnavailable,
-)
+from adapters.mcp import McpUpstream, UpstreamUnavailable
 from adapters.mcp_http import refusals_noted
 from adapters.mcp_relay import CallRelay
 from adapters.operations import Operation
@@ -58,7 +56,10 @@ from gateway.federation.federated_tools import (
     result_record,
     view_of,
 )
-from gateway.federation.probe import probe, record_first_health
+
+# `probe` lists an MCP server's tools, or reads a REST API's from its document.
+from gateway.federation.openapi_source import load_api, probe
+from gateway.federation.probe import record_first_health
 from gateway.federation.upstreams import McpUpstreams
 from gateway.storage.outages import outage_of
 from policies.policy import Target, handoff
@@ -226,7 +227,7 @@ class McpFederation:
             await self.delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
             raise refusal
         # 3. The upstream, with the credential configured for it.
-        live = self.upstreams.get(tool.server_id)
+        live = self.upstreams.tools_of(tool.server_id)
         if live is None:
             detail = f"MCP server {tool.server_id} is not connected yet"
             await self.delegate.record(permit, AUDIT_EVENT, "upstream_error", detail)
@@ -264,6 +265,7 @@ class McpFederation:
 
         # 4. Through the core: under the server's breaker, retried only when
         # idempotent, recorded (cancelled by the caller included).
+        wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
         sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
             upstream=tool.server_id,
             attempt=call,
@@ -274,9 +276,7 @@ class McpFederation:
             recorded=result_record,
             classify=classify_failure,
             counts=counts_for_breaker,
-            operation=Operation.mcp(
-                tool.server_id, upstream.spec.transport, "tools/call", tool.upstream_name
-            ),
+            operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
         )
         return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
 
@@ -295,6 +295,10 @@ class McpFederation:
         self, registration: McpServerRegistration, principal: Principal
     ) -> McpServerRecord:
         """Check, probe (list the tools once), then store server and tools together."""
+        api = None  # a REST API's document, read and checked before anything is stored
+        if registration.openapi is not None:
+            api = await load_api(registration, self._fetcher)
+            registration = registration.model_copy(update={"url": api.base_url})
         admin = principal.has_scope(ADMIN_SCOPE)
         if registration.transport == "stdio":
             if not admin:
@@ -344,6 +348,8 @@ class McpFederation:
                 trusted_registrant=admin,
                 prefix_tools=registration.prefix_tools,
             )
+            if api is not None:
+                new = replace(new, transport="openapi", command={"openapi": api.stored()})
             config = config_of(new)
             credentials = self.upstreams.credentials(config)
             probed = await probe(
@@ -361,7 +367,7 @@ class McpFederation:
         await record_first_health(self.store, server_id, probed)
         self.invalidate()
         await self.upstreams.wake_and_wait()
-        live = self.upstreams.get(server_id)
+        live = self.upstreams.tools_of(server_id)
         if live is not None:  # so the first call need not wait for the connection
             await live[0].wait_ready(self._settings.connect_timeout_seconds)
         fresh = await self.store.get(server_id)
@@ -373,10 +379,10 @@ class McpFederation:
         ones that cannot have their names kept out (`registry.mcp_sync`)."""
         if await self.store.config(server_id) is None:
             raise McpServerNotFound(server_id)
-        live = self.upstreams.get(server_id)
+        live = self.upstreams.tools_of(server_id)
         if live is None:
             await self.upstreams.wake_and_wait()
-            live = self.upstreams.get(server_id)
+            live = self.upstreams.tools_of(server_id)
         if live is None or not live[0].ready:
             reason = live[0].last_error if live else None
             raise UpstreamUnavailable(

@@ -24,8 +24,10 @@ import httpx2
 import mcp_types as types
 
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
+from adapters.mcp_client import OnHealth, OnTools
 from adapters.mcp_http import Credential, NoCredential, UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
+from adapters.openapi import OpenApiUpstream
 from gateway.connections.service import Connections
 from gateway.federation.credentials import UpstreamCredentials, build_credentials
 from gateway.storage.outages import outage_of
@@ -59,7 +61,7 @@ def spec_of(config: McpServerConfig) -> UpstreamSpec:
 @dataclass
 class _Running:
     version: str
-    upstream: McpUpstream
+    upstream: McpUpstream | OpenApiUpstream
     credentials: UpstreamCredentials
     task: asyncio.Task[None]
 
@@ -150,6 +152,17 @@ class McpUpstreams:
             self.reconciler.wake()
 
     def get(self, server_id: str) -> tuple[McpUpstream, UpstreamCredentials] | None:
+        """An MCP server's session (None for a REST API: it has no resources,
+        prompts or completions to offer)."""
+        running = self._running.get(server_id)
+        if running is None or not isinstance(running.upstream, McpUpstream):
+            return None
+        return running.upstream, running.credentials
+
+    def tools_of(
+        self, server_id: str
+    ) -> tuple[McpUpstream | OpenApiUpstream, UpstreamCredentials] | None:
+        """Whatever serves a server's tools: an MCP session or a REST API."""
         running = self._running.get(server_id)
         return (running.upstream, running.credentials) if running else None
 
@@ -205,6 +218,9 @@ class McpUpstreams:
             async with _named_outage():
                 return await credentials.default()
 
+        if config.openapi is not None:  # a REST API: no MCP session to keep
+            self._start_api(config, credentials, on_tools, on_health)
+            return
         # Only a `user_oauth` server is listed after registration by design.
         self._trusted[server_id] = (
             config.trusted_registrant and config.credential.get("type") == "user_oauth"
@@ -223,6 +239,28 @@ class McpUpstreams:
         upstream.list_listeners.append(lambda kind: self._list_changed(server_id, kind))
         task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")
         self._running[server_id] = _Running(config.version, upstream, credentials, task)
+
+    def _start_api(
+        self,
+        config: McpServerConfig,
+        credentials: UpstreamCredentials,
+        on_tools: OnTools,
+        on_health: OnHealth,
+    ) -> None:
+        assert config.openapi is not None
+        assert config.url is not None
+        self._trusted[config.id] = False
+        api = OpenApiUpstream(
+            config.id,
+            config.url,
+            config.openapi,
+            self.http,
+            on_tools=on_tools,
+            on_health=on_health,
+            users_own=credentials.users_own,
+        )
+        task = asyncio.create_task(api.run(), name=f"openapi-upstream-{config.id}")
+        self._running[config.id] = _Running(config.version, api, credentials, task)
 
     def _resource_updated(self, server_id: str, notice: types.ResourceUpdatedNotification) -> None:
         if self.on_resource_updated is not None:

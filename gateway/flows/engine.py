@@ -31,8 +31,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 from sqlalchemy.engine import make_url
@@ -51,6 +52,32 @@ SCHEMA = "dbos"
 # its queue here is looked for at once, one put there by a replica that
 # died before taking it within this.
 IDLE_POLL_SECONDS = 30.0
+# How long `FlowEngine.stop` waits for DBOS calls still in their threads.
+CALLS_STOP_SECONDS = 10.0
+
+T = TypeVar("T")
+_CALLS: set[asyncio.Future[Any]] = set()
+
+
+async def ended_before_stop(call: Coroutine[Any, Any, T]) -> T:
+    """``call``, a DBOS call that runs in a thread (a listing, a recovery),
+    which `FlowEngine.stop` waits for before DBOS is destroyed. Cancelled on
+    the loop (a periodic job stopped with the gateway), such a call goes on in
+    its thread; once its database is gone (a test's, dropped after the stop)
+    DBOS retries it for ever, logging each retry into the next test. Shielded
+    and waited for, it ends while the database is still there."""
+    task = asyncio.ensure_future(call)
+    _CALLS.add(task)
+    task.add_done_callback(_settled)
+    return await asyncio.shield(task)
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    _CALLS.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: its caller may have gone
+
+
 _OWNER: object | None = None
 
 
@@ -172,6 +199,8 @@ class FlowEngine:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if _CALLS:
+            await asyncio.wait(list(_CALLS), timeout=CALLS_STOP_SECONDS)
         if self._dbos is not None and make_url(self._url).get_backend_name() == "sqlite":
             # Its listener sleeps a whole poll between looks; it ends by
             # itself (`gateway.compat.dbos.leave_listener_unjoined`).
@@ -230,8 +259,10 @@ class FlowEngine:
     async def pending_executors(self) -> set[str]:
         """The executors (replicas) that own unfinished runs."""
         await self.ensure()
-        found: list[Any] = await DBOS.list_workflows_async(
-            status="PENDING", app_version=ENGINE_VERSION, load_input=False, load_output=False
+        found: list[Any] = await ended_before_stop(
+            DBOS.list_workflows_async(
+                status="PENDING", app_version=ENGINE_VERSION, load_input=False, load_output=False
+            )
         )
         return {str(w.executor_id) for w in found if w.executor_id}
 
@@ -245,27 +276,33 @@ class FlowEngine:
         """
         await self.ensure()
         # DBOS's own recovery (gateway.compat.dbos says why not the public API).
-        handles = await asyncio.to_thread(compat.recover_pending_workflows, executor_ids)
+        handles = await ended_before_stop(
+            asyncio.to_thread(compat.recover_pending_workflows, executor_ids)
+        )
         return [handle.get_workflow_id() for handle in handles]
 
     async def succeeded(self, run_ids: list[str]) -> list[str]:
         """Those of ``run_ids`` whose workflow is stored and has returned."""
         await self.ensure()
-        found: list[Any] = await DBOS.list_workflows_async(
-            workflow_ids=run_ids, status="SUCCESS", load_input=False, load_output=False
+        found: list[Any] = await ended_before_stop(
+            DBOS.list_workflows_async(
+                workflow_ids=run_ids, status="SUCCESS", load_input=False, load_output=False
+            )
         )
         return [str(w.workflow_id) for w in found]
 
     async def ended_before(self, name: str, before: datetime, limit: int) -> list[str]:
         """Ids of ``name`` workflows that returned or failed before ``before``."""
         await self.ensure()
-        found: list[Any] = await DBOS.list_workflows_async(
-            name=name,
-            status=["SUCCESS", "ERROR"],
-            completed_before=before.isoformat(),
-            limit=limit,
-            load_input=False,
-            load_output=False,
+        found: list[Any] = await ended_before_stop(
+            DBOS.list_workflows_async(
+                name=name,
+                status=["SUCCESS", "ERROR"],
+                completed_before=before.isoformat(),
+                limit=limit,
+                load_input=False,
+                load_output=False,
+            )
         )
         return [str(w.workflow_id) for w in found]
 

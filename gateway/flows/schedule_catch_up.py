@@ -39,7 +39,7 @@ from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit import AuditEvent
 from gateway.flows.definition import FlowDocument
-from gateway.flows.engine import SCHEMA, system_database_url
+from gateway.flows.engine import SCHEMA, ended_before_stop, system_database_url
 from gateway.flows.schedules import PREFIX, schedule_name
 from gateway.flows.service import FlowService
 from gateway.flows.started import ISSUER
@@ -145,8 +145,8 @@ async def _not_started(name: str, ticks: list[datetime]) -> list[datetime]:
     if not ticks:
         return []
     ids = {f"sched-{name}-{tick.isoformat()}": tick for tick in ticks}
-    found = await DBOS.list_workflows_async(
-        workflow_ids=list(ids), load_input=False, load_output=False
+    found = await ended_before_stop(
+        DBOS.list_workflows_async(workflow_ids=list(ids), load_input=False, load_output=False)
     )
     started = {status.workflow_id for status in found}
     return [tick for workflow_id, tick in ids.items() if workflow_id not in started]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.http.problems import Problem
 from gateway.settings import Settings
+from policies.api_keys import looks_like_key
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal, TokenInvalid, TokenVerifier
 
@@ -28,22 +29,44 @@ security = logging.getLogger("switchboard.security")
 BEARER = HTTPBearer(
     scheme_name="bearer",
     bearerFormat="JWT",
-    description="An access token for the gateway (RFC 6750), e.g. a dev token.",
+    description="An access token for the gateway (RFC 6750), e.g. a dev token; or an "
+    "API key (sk-sb-…), here or as the X-Api-Key header.",
     auto_error=False,
 )
+
+
+class KeyVerifier(Protocol):
+    """API keys (`gateway.delegation.api_keys.ApiKeys`): the principal a key is."""
+
+    async def verify(self, key: str) -> Principal: ...
 
 
 @dataclass(frozen=True)
 class RequestAuth:
     """What authenticating a request needs. `gateway.app` puts it on the app's
     state once the lifespan has built the verifier; every door (the REST API,
-    `/a2a`, `/mcp`) reads it from there, so this layer knows none of them."""
+    `/a2a` over HTTP and gRPC, `/mcp` and its sets) reads it from there, so
+    this layer knows none of them."""
 
     settings: Settings
     verifier: TokenVerifier
+    api_keys: KeyVerifier | None = None
 
     def install(self, app: Any) -> None:
         app.state.request_auth = self
+
+    async def verify(
+        self, token: str, *, audience: str | None = None, issuer: str | None = None
+    ) -> Principal:
+        """The one place a credential becomes a principal, for every door: an
+        API key (``sk-sb-…``, `policies.api_keys`) is judged as a key only --
+        never tried as a JWT, and good for the whole gateway whatever
+        ``audience`` a door would take tokens for; anything else is a token."""
+        if looks_like_key(token):
+            if self.api_keys is None:
+                raise TokenInvalid("API key is unknown")
+            return await self.api_keys.verify(token)
+        return await self.verifier.verify(token, audience=audience, issuer=issuer)
 
 
 def request_auth(request: Request) -> RequestAuth:
@@ -91,54 +114,82 @@ async def authenticate(
     indicators naming a sub-resource, e.g. the MCP endpoint)."""
     token = bearer_token(request, resource_path)
     try:
-        return await _verified(request_auth(request).verifier, token, audiences)
+        return await _verified(request_auth(request), token, audiences)
     except TokenInvalid as exc:
         raise refused(request, exc, resource_path) from None
 
 
+API_KEY_HEADER = "x-api-key"
+
+
+class NoCredential(Exception):
+    """No usable credential in a request; ``str()`` is what the caller is told."""
+
+    def __init__(self, detail: str, *, malformed: bool) -> None:
+        super().__init__(detail)
+        self.malformed = malformed  # False: none was sent at all
+
+
+def credential_of(authorization: str | None, api_keys: list[str]) -> str:
+    """The one credential a request carries: ``Authorization: Bearer <token>``
+    (RFC 6750 §2.1) or ``X-Api-Key: <key>``. Two different ones are refused,
+    not chosen between: a proxy adding one must not decide who calls."""
+    if len(api_keys) > 1:
+        raise NoCredential("send one X-Api-Key header", malformed=True)
+    api_key = api_keys[0].strip() if api_keys else None
+    if api_key is not None and not api_key:
+        raise NoCredential("the X-Api-Key header is empty", malformed=True)
+    token: str | None = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        token = value.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise NoCredential("the Authorization header must be 'Bearer <token>'", malformed=True)
+    if token is not None and api_key is not None and token != api_key:
+        raise NoCredential(
+            "Authorization and X-Api-Key carry different credentials", malformed=True
+        )
+    credential = token or api_key
+    if credential is None:
+        raise NoCredential(
+            "send an access token as 'Authorization: Bearer <token>' "
+            "(or an API key as 'X-Api-Key: <key>')",
+            malformed=False,
+        )
+    return credential
+
+
 def bearer_token(request: Request, resource_path: str = "") -> str:
-    """The request's bearer token; 401 when there is none (RFC 6750 §3)."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise Problem(
-            401,
-            "unauthenticated",
-            "Authentication required",
-            "send an access token as 'Authorization: Bearer <token>'",
-            headers={
-                "WWW-Authenticate": challenge(
-                    request, None, None, None, resource_path=resource_path
-                )
-            },
-        )
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Problem(
-            401,
-            "invalid-token",
-            "Invalid token",
-            "the Authorization header must be 'Bearer <token>'",
-            headers={
-                "WWW-Authenticate": challenge(
-                    request,
-                    "invalid_request",
-                    "expected a Bearer token",
-                    None,
-                    resource_path=resource_path,
-                )
-            },
-        )
-    return token
-
-
-async def _verified(verifier: TokenVerifier, token: str, audiences: tuple[str, ...]) -> Principal:
+    """The request's credential (`credential_of`); 401 when there is none
+    (RFC 6750 §3) or it is malformed."""
     try:
-        return await verifier.verify(token)
+        return credential_of(
+            request.headers.get("authorization"), request.headers.getlist(API_KEY_HEADER)
+        )
+    except NoCredential as exc:
+        error, description = ("invalid_request", str(exc)) if exc.malformed else (None, None)
+        raise Problem(
+            401,
+            "invalid-token" if exc.malformed else "unauthenticated",
+            "Invalid token" if exc.malformed else "Authentication required",
+            str(exc),
+            headers={
+                "WWW-Authenticate": challenge(
+                    request, error, description, None, resource_path=resource_path
+                )
+            },
+        ) from None
+
+
+async def _verified(auth: RequestAuth, token: str, audiences: tuple[str, ...]) -> Principal:
+    try:
+        return await auth.verify(token)
     except TokenInvalid as first:
+        if looks_like_key(token):
+            raise
         for audience in audiences:
             with contextlib.suppress(TokenInvalid):
-                return await verifier.verify(token, audience=audience)
+                return await auth.verifier.verify(token, audience=audience)
         raise first from None
 
 
@@ -179,8 +230,10 @@ async def front_door_principal(request: Request, front_door_url: str) -> tuple[P
     token = bearer_token(request)
     auth = request_auth(request)
     try:
-        return await auth.verifier.verify(token), False
+        return await auth.verify(token), False
     except TokenInvalid as first:
+        if looks_like_key(token):
+            raise refused(request, first) from None
         try:
             return await onwards_principal(auth, token, front_door_url)
         except TokenInvalid:

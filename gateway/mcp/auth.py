@@ -30,9 +30,16 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.delegation.pipeline import Caller
-from gateway.http.auth import PROTECTED_RESOURCE_PATH, authenticate, challenge, request_auth
+from gateway.http.auth import (
+    PROTECTED_RESOURCE_PATH,
+    authenticate,
+    bearer_token,
+    challenge,
+    request_auth,
+)
 from gateway.http.problems import Problem, problem_response
 from gateway.mcp.sets import set_path_name
+from policies.api_keys import looks_like_key
 from policies.tokens import Principal
 
 MCP_PATH = "/mcp"
@@ -85,8 +92,10 @@ class McpAuth:
         except Problem as problem:
             await problem_response(problem, path)(scope, receive, send)
             return
-        header = request.headers.get("authorization", "")
-        user = AuthenticatedUser(access_token(principal, header.partition(" ")[2].strip()))
+        token = bearer_token(request, path)
+        # An API key is no token of the user's identity provider: it is never
+        # exchanged there on their behalf (`gateway.connections.on_behalf`).
+        user = AuthenticatedUser(access_token(principal, "" if looks_like_key(token) else token))
         caller = Caller.user(principal)
         scope["user"] = user
         scope[CALLER_KEY] = caller

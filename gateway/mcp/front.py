@@ -97,6 +97,7 @@ from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
 from gateway.mcp.relay import DownstreamRelay
 from gateway.mcp.replicas import SessionRouting
+from gateway.mcp.search_audit import searched
 from gateway.mcp.sets import SessionPaths, SetCache, SetScope, current_set
 from gateway.mcp.skill_calls import call_skill
 from gateway.mcp.tool_search import (
@@ -107,7 +108,6 @@ from gateway.mcp.tool_search import (
     ToolSearch,
     own_schema,
     refused_result,
-    search_answer,
     takes_headers,
     unwrapped,
     with_search,
@@ -325,8 +325,8 @@ class McpFront:
         caller = caller_of(ctx)
         mode = self._search_mode()
         if mode != "off" and params.name == SEARCH_TOOL:
-            assert self.tool_search is not None
-            return await search_answer(self.tool_search, params, lambda: self._offered_here(caller))
+            assert self.tool_search is not None  # audited: `gateway.mcp.search_audit`
+            return await searched(self.tool_search, ctx, params, lambda: self._offered_here(caller))
         if mode == "only" and params.name == CALL_TOOL:
             # The tool it names, called as itself (decided, held, recorded).
             inner = unwrapped(params)

@@ -2,9 +2,9 @@
 virtual server in progressive-disclosure mode, `switchboard__call_tool`).
 
 A client offered hundreds of tools degrades with all of them in context. It
-can instead ask for the few that fit a task: the query is ranked by the
-database's own full-text search over every tool's name, title, description
-and parameters (`registry.tool_index`), and the answer holds only tools the
+can instead ask for the few that fit a task: the query is ranked (BM25F,
+`registry.tool_ranker`) over every tool's name, title, description and
+parameters as the database holds them (`registry.tool_index`), and the answer holds only tools the
 caller's own listing offers here -- the same policy decisions and virtual
 server as `tools/list`, never a tool the caller could not call. A set whose
 ``tool_search`` is ``only`` lists just these two tools: the client finds a
@@ -24,17 +24,13 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
+from gateway.delegation.audit import AuditEvent
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import STATUS_TOOL
 from gateway.mcp.per_caller import same_objects
 from registry.mcp_sets import ToolSearchMode
-from registry.tool_index import (
-    SqlToolIndex,
-    ToolDocument,
-    document,
-    query_words,
-)
+from registry.tool_index import SqlToolIndex, ToolDocument, document
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +155,20 @@ class ToolSearch:
     with the catalog the first time a search sees the catalog changed (and
     at least every `RESYNC_SECONDS` of searching)."""
 
-    def __init__(self, index: SqlToolIndex, catalog: Callable[[], Awaitable[Catalog]]) -> None:
+    def __init__(
+        self,
+        index: SqlToolIndex,
+        catalog: Callable[[], Awaitable[Catalog]],
+        *,
+        record: Callable[[AuditEvent], Awaitable[None]] | None = None,
+        private_queries: bool = False,
+    ) -> None:
         self._index = index
         self._catalog = catalog
+        # Where each search's audit record goes (`gateway.mcp.search_audit`),
+        # and whether it leaves the query out.
+        self.record = record
+        self.private_queries = private_queries
         self._synced: tuple[object, ...] = ()
         self._synced_at = 0.0
         self._syncing = asyncio.Lock()
@@ -176,7 +183,7 @@ class ToolSearch:
         ``query``; the gateway's own tools are never among them."""
         await self._in_step()
         mine = {t.name: t for t in offered if t.name not in (SEARCH_TOOL, CALL_TOOL)}
-        ranked = await self._index.search(query_words(query), list(mine), limit)
+        ranked = await self._index.search(query, list(mine), limit)
         return [mine[name] for name, _score in ranked if name in mine]
 
     async def _in_step(self) -> None:
@@ -214,6 +221,7 @@ class ToolSearch:
             await self._index.remove(gone)
             for name in gone:
                 del self._absent[name]
+        await self._index.refresh()
         self._synced, self._synced_at = key, now
 
 

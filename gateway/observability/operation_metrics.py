@@ -79,7 +79,7 @@ class OperationMetrics:
         self._child(self.server, (_method(method), tool or "", _error(error))).observe(seconds)
 
     def observe_client(self, operation: Operation, seconds: float, error: str | None) -> None:
-        """One upstream attempt (`Delegations.upstream_listeners`)."""
+        """One upstream attempt (`Resilience.upstream_listeners`)."""
         outcome = "ok" if error is None else "error"
         target = self._target(operation.target)
         self._child(self.upstream, (target, operation.kind, outcome)).observe(seconds)

@@ -16,8 +16,13 @@ class McpFrontOptions(BaseModel):
     mcp_tool_search: bool = Field(
         default=True,
         description="Offer switchboard__search_tools on /mcp: the tools a caller may call "
-        "that best match a query, ranked by the database's full-text search (virtual "
-        "servers choose for themselves: a set's tool_search).",
+        "that best match a query, ranked by BM25F over their names, titles, descriptions "
+        "and parameters (virtual servers choose for themselves: a set's tool_search).",
+    )
+    mcp_tool_search_private_queries: bool = Field(
+        default=False,
+        description="Keep search queries out of the audit log: each switchboard__search_tools "
+        "call is still recorded (who, where, how many tools found), without its query.",
     )
     mcp_change_watch_seconds: float = Field(
         default=2.0,

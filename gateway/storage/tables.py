@@ -62,6 +62,9 @@ audit_events = Table(
     # committed one batch at a time, so within a writer ids are commit order --
     # what an export's cursor needs (migration 0030, `gateway.audit_export`).
     Column("writer", String(64), nullable=True),
+    # What a policy decision was made on (`AuditEvent.decided_on`, migration
+    # 0039): NULL for a record that is no policy decision.
+    Column("decided_on", JSON(none_as_null=True), nullable=True),
     Index("ix_audit_subject", "subject", "id"),
     Index("ix_audit_target", "target", "id"),
     Index("ix_audit_at", "at"),

@@ -519,3 +519,58 @@ async def test_bad_push_configs_and_tenants_are_clear_refusals_and_audited(
     refusals = [r for r in records if r["event"] == "a2a.SendMessage"]
     assert len(refusals) == 4, records
     assert all(r["outcome"] != "ok" and "not called" in (r["detail"] or "") for r in refusals)
+
+
+async def test_an_api_key_over_grpc_and_once_revoked(grpc_front: GrpcFront, user: User) -> None:
+    def make_key() -> dict[str, Any]:
+        with grpc_front.gateway.client() as admin:
+            body = {"name": "grpc", "scopes": ["work:run"], "user": _owner(grpc_front, user)}
+            made = admin.post("/api-keys", json=body)
+        assert made.status_code == 201, made.text
+        return dict(made.json())
+
+    made = await anyio.to_thread.run_sync(make_key)
+    key = made["key"]
+    request = message("hello with a key")
+    request.tenant = "worker"
+    async with grpc_front.stub() as stub:
+        for metadata in ((("x-api-key", key),), (("authorization", f"Bearer {key}"),)):
+            answer = await stub.SendMessage(request, metadata=metadata)
+            assert answer.message.parts[0].text == "echo: hello with a key"
+        seen = grpc_front.worker_seen.calls()
+        assert len(seen) == 2 and not any(call.contains(key) for call in seen)
+        assert seen[0].bearer is not None
+        claims = verify_as_downstream(
+            seen[0].bearer, grpc_front.gateway.url, grpc_front.worker.url + "/"
+        )
+        assert claims["sub"] == user.subject and claims["act"] == {"sub": f"apikey:{made['id']}"}
+        two = (("x-api-key", key), ("authorization", f"Bearer {user.token}"))
+        with pytest.raises(grpc.aio.AioRpcError) as both:
+            await stub.SendMessage(request, metadata=two)
+        assert both.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        def revoke() -> None:
+            with grpc_front.gateway.client() as admin:
+                assert admin.delete(f"/api-keys/{made['id']}").status_code == 204
+
+        await anyio.to_thread.run_sync(revoke)
+        refusal: list[grpc.aio.AioRpcError] = []
+
+        async def refused() -> bool:
+            try:
+                await stub.SendMessage(request, metadata=(("x-api-key", key),))
+            except grpc.aio.AioRpcError as error:
+                refusal.append(error)
+            return bool(refusal)
+
+        deadline = time.monotonic() + 30
+        while not await refused():
+            assert time.monotonic() < deadline, "the revoked key still works"
+            await asyncio.sleep(0.05)
+        assert refusal[0].code() == grpc.StatusCode.UNAUTHENTICATED
+        assert refusal[0].details() == "API key has been revoked"
+
+
+def _owner(grpc_front: GrpcFront, user: User) -> dict[str, str]:
+    """Who ``user`` is: a dev token's subject at the gateway's own issuer."""
+    return {"subject": user.subject, "issuer": grpc_front.gateway.url}

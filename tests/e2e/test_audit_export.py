@@ -59,3 +59,18 @@ def test_a_malformed_trace_filter_is_a_problem(gateway: Gateway, trace: str) -> 
         # A well-formed trace that matches nothing is an empty page, not an error.
         empty = admin.get("/audit", params={"trace": "0" * 32})
         assert empty.status_code == 200 and empty.json()["items"] == []
+
+
+@pytest.mark.parametrize("misspelt", ["trace_id", "subject", "agent_id", "formats"])
+def test_a_parameter_that_is_no_filter_is_refused_not_dropped(
+    gateway: Gateway, misspelt: str
+) -> None:
+    """A misspelt filter would otherwise answer the whole log as if filtered."""
+    with gateway.client() as admin:
+        admin.post("/a2a/nobody", json={"jsonrpc": "2.0", "id": 1, "method": "GetTask"})
+        for extra in ({}, {"format": "jsonl"}):
+            answer = admin.get("/audit", params={misspelt: "0" * 32, **extra})
+            assert answer.status_code == 422, answer.text
+            assert answer.headers["content-type"] == PROBLEM_JSON
+            assert misspelt in answer.text
+        assert admin.get("/audit", params={"format": "json"}).status_code == 200

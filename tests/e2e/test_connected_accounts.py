@@ -187,7 +187,7 @@ def test_each_user_calls_with_their_own_account(
     assert after.is_error
     assert "/ui/connections/notes/connect" in text_of(after)
     with gateway.client() as as_admin:
-        audit = as_admin.get("/audit", params={"kind": "all", "subject": "alice"}).json()
+        audit = as_admin.get("/audit", params={"kind": "all", "user": "alice"}).json()
     outcomes = {(e["event"], e["outcome"]) for e in audit["items"]}
     assert ("connection.created", "ok") in outcomes
     assert ("connection.revoked", "ok") in outcomes
@@ -387,7 +387,7 @@ def test_a_token_revoked_at_the_vendor_asks_the_user_to_connect_again(
         again = json.loads(text_of(call(gateway, erin, "notes__whoami")))
         assert again["subject"] == "erin@vendor"
     with gateway.client() as admin:
-        audit = admin.get("/audit", params={"kind": "all", "subject": "erin"}).json()["items"]
+        audit = admin.get("/audit", params={"kind": "all", "user": "erin"}).json()["items"]
     assert any(e["event"] == "connection.refused_upstream" for e in audit)
 
 

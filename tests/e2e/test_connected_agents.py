@@ -529,7 +529,7 @@ def test_an_admin_sets_a_client_registered_out_of_band_for_the_agent(
         shown = admin.get(path).json()
         assert (shown["client_id"], shown["client_secret"]) == ("gw-agent", True)
         assert secret not in put.text + json.dumps(shown)
-        audit = admin.get("/audit", params={"kind": "all", "target": AGENT}).json()["items"]
+        audit = admin.get("/audit", params={"kind": "all", "agent": AGENT}).json()["items"]
         assert any(r["event"] == "agent.oauth_client_set" for r in audit)
     url = database_url or f"sqlite:///{gateway.settings.data_dir / 'switchboard.db'}"
     engine = sa.create_engine(url.replace("+asyncpg", "").replace("+aiosqlite", ""))

@@ -90,7 +90,7 @@ def test_a_missing_scope_asks_the_user_again_for_exactly_it(
     assert wrote["subject"] == "ivan@vendor"
     assert sorted(wrote["scopes"]) == ["notes:read", "notes:write"]
     with gateway.client() as admin:
-        audit = admin.get("/audit", params={"subject": "ivan", "limit": 100}).json()["items"]
+        audit = admin.get("/audit", params={"user": "ivan", "limit": 100}).json()["items"]
     assert any(e["outcome"] == "insufficient_scope" for e in audit)
 
 

@@ -152,7 +152,7 @@ def test_a_connected_users_calls_stream_and_the_audit_names_the_connection(
     with gateway.client() as admin:
         [listed] = admin.get("/connections", params={"all": "true"}).json()["items"]
         assert (listed["upstream"], listed["subject"]) == (AGENT, "carol")
-        records = admin.get("/audit", params={"target": AGENT, "limit": 50}).json()["items"]
+        records = admin.get("/audit", params={"agent": AGENT, "limit": 50}).json()["items"]
     runs = [r for r in records if r["event"] == "a2a.run" and r["outcome"] == "ok"]
     assert len(runs) == 2
     for record in runs:

@@ -113,6 +113,14 @@ def _step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
     return found
 
 
+def _received(crash: Crash) -> str:
+    """What the desk received (each message's id says its run, step and
+    attempt) and the gateway's log: what a count that differs is read with."""
+    with crash.desk.lock:
+        seen = [(r["skill"], r["message_id"], r["at"]) for r in crash.desk.received]
+    return f"received {seen}; the gateway's log ends:\n{crash.gateway.log_tail(60)}"
+
+
 def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -155,7 +163,8 @@ def test_a_killed_gateway_resumes_the_run_where_it_was_and_sends_nothing_twice(
     assert _at(interrupted[0]["at"]) < _at(_step(after, "work")["finished_at"])
     assert interrupted[0]["event"] == "flow.step"
     # Nothing sent twice: one quote, one work (re-attached), one reply.
-    assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 1]
+    counts = [crash.desk.count(s) for s in ("quote", "work", "reply")]
+    assert counts == [1, 1, 1], _received(crash)
     work = _step(after, "work")
     assert work["upstream_task_id"] == upstream_task
     assert work["attempts"] == 1 and work["retries"] == 0
@@ -184,7 +193,8 @@ def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> 
     work = _step(after, "work")
     assert work["state"] == "failed"
     assert "outcome is unknown" in work["error"] and "not sent again" in work["error"]
-    assert [crash.desk.count(s) for s in ("quote", "work", "reply")] == [1, 1, 0]
+    counts = [crash.desk.count(s) for s in ("quote", "work", "reply")]
+    assert counts == [1, 1, 0], _received(crash)
     [interrupted] = [r for r in crash.audit(after["trace_id"]) if r["outcome"] == "interrupted"]
     assert interrupted["token_id"] == sent
     assert interrupted["detail"] == "not sent again: its outcome is unknown"

@@ -167,7 +167,7 @@ def test_a_join_decided_meanwhile_cancels_the_asking_branch(setup: FlowSetup) ->
     task = second["upstream_task_id"]
     assert task and len(setup.desk.sent("ship")) == 1
     with setup.admin() as admin:
-        audit = admin.get("/audit", params={"trace_id": done["trace_id"], "limit": 200})
+        audit = admin.get("/audit", params={"trace": done["trace_id"], "limit": 200})
     assert audit.status_code == 200, audit.text
     items = audit.json()["items"]
     cancels = [i for i in items if i["event"] == "a2a.CancelTask"]

@@ -49,7 +49,7 @@ def test_a_flow_with_a_run_going_is_removed_only_with_cancel(setup: FlowSetup) -
         assert admin.get(f"/flows/{FLOW}/versions").status_code == 404
         assert admin.get(f"/agents/{FLOW}").status_code == 404  # its /a2a/{id} agent too
         assert admin.delete(f"/flows/{FLOW}").status_code == 404
-        audit = admin.get("/audit", params={"kind": "all", "target": FLOW, "limit": 50}).json()[
+        audit = admin.get("/audit", params={"kind": "all", "agent": FLOW, "limit": 50}).json()[
             "items"
         ]
     [deleted] = [e for e in audit if e["event"] == "flow.deleted"]

@@ -5,15 +5,17 @@ run ends rejected. Registration refuses it where it cannot work."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.json_format import MessageToDict
 
-from gateway.demo.flow_agents import QUOTE_CONTRACT, SalesDesk, sales_desk_app
+from gateway.demo.flow_agents import QUOTE_CONTRACT, SalesDesk, sales_card, sales_desk_app
 from tests.support.flows import POLICY, FlowSetup, flow_setup
-from tests.support.servers import ServerThread, bound_socket
+from tests.support.servers import ServerThread, refusing_port
 
 REVIEWED: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -46,18 +48,27 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
         yield made
 
 
-def _backup(setup: FlowSetup, desk: SalesDesk, port: int | None = None) -> ServerThread:
-    sock = bound_socket(port=port) if port else None
-    server = ServerThread(lambda url: sales_desk_app(url, desk), sock=sock).start()
-    if port is None:
-        with setup.admin() as admin:
-            body = {
-                "card_url": server.url + "/.well-known/agent-card.json",
-                "id": "backup",
-                "skill_contracts": {"quote": QUOTE_CONTRACT},
-            }
-            assert admin.post("/agents", json=body).status_code == 201
-    return server
+@pytest.fixture
+def dead(setup: FlowSetup) -> Iterator[socket.socket]:
+    """The backup desk registered and down: its interface is a port held
+    bound and never listening, so its calls are refused -- a stopped server's
+    port could be handed to another test's server meanwhile, one that answers
+    (seen in CI: the step then succeeded)."""
+    dead = refusing_port()
+    url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    card = MessageToDict(sales_card(url))
+    with setup.admin() as admin:
+        body = {"card": card, "id": "backup", "skill_contracts": {"quote": QUOTE_CONTRACT}}
+        added = admin.post("/agents", json=body)
+        assert added.status_code == 201, added.text
+    with dead:
+        yield dead
+
+
+def _back(dead: socket.socket, desk: SalesDesk) -> ServerThread:
+    """The backup desk back on its own port, never released meanwhile."""
+    dead.listen(128)
+    return ServerThread(lambda url: sales_desk_app(url, desk), sock=dead).start()
 
 
 def _waiting_review(setup: FlowSetup) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,18 +83,15 @@ def _waiting_review(setup: FlowSetup) -> tuple[dict[str, Any], dict[str, Any]]:
     return run, review
 
 
-def test_approved_the_failed_step_is_called_again(setup: FlowSetup) -> None:
-    desk = SalesDesk()
-    backup = _backup(setup, desk)
-    port = backup.port
-    backup.stop()  # the step's agent is down: its call fails
+def test_approved_the_failed_step_is_called_again(setup: FlowSetup, dead: socket.socket) -> None:
+    desk = SalesDesk()  # the step's agent is down (`dead`): its call fails
     run, review = _waiting_review(setup)
     priced = {s["id"]: s for s in run["steps"]}["priced"]
     assert priced["state"] == "failed"
     with setup.admin() as admin:
         shown = admin.get(f"/approvals/{review['approval_id']}").json()
         assert "Step priced (backup) failed" in shown["request"]["prompt"]
-        backup = _backup(setup, desk, port)  # it is back
+        backup = _back(dead, desk)  # it is back
         try:
             decided = admin.post(
                 f"/approvals/{review['approval_id']}", json={"decision": "approve"}
@@ -102,9 +110,7 @@ def test_approved_the_failed_step_is_called_again(setup: FlowSetup) -> None:
     assert steps["reply"]["state"] == "completed"
 
 
-def test_rejected_the_run_ends_rejected(setup: FlowSetup) -> None:
-    backup = _backup(setup, SalesDesk())
-    backup.stop()
+def test_rejected_the_run_ends_rejected(setup: FlowSetup, dead: socket.socket) -> None:
     run, review = _waiting_review(setup)
     with setup.admin() as admin:
         admin.post(

@@ -280,7 +280,7 @@ def test_only_admins_define_sets_and_bad_ones_store_nothing(setup: Setup) -> Non
             for target in (name, other)  # the records of its own sets
             for r in admin.get(
                 "/audit",
-                params={"kind": "all", "subject": "admin", "agent": f"mcp-set:{target}"},
+                params={"kind": "all", "user": "admin", "agent": f"mcp-set:{target}"},
             ).json()["items"]
             if r["event"].startswith("mcp_set.")
         ]

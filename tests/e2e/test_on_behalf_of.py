@@ -146,7 +146,7 @@ def test_users_of_another_issuer_and_tokenless_calls_are_refused(
         gateway.server.run(from_a_flow())
     assert len(idp.calls) == before[1]
     with gateway.client() as admin:
-        audit = admin.get("/audit", params={"subject": "erin"}).json()["items"]
+        audit = admin.get("/audit", params={"user": "erin"}).json()["items"]
     assert any(e["outcome"] == "on_behalf_refused" for e in audit)
 
 

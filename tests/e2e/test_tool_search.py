@@ -3,11 +3,12 @@ both databases, three MCP servers on the official SDK offering the
 catalog's real-looking tools, and the `mcp` SDK's client at both revisions.
 
 What must hold: the right tool comes back in the top five for the labelled
-queries, with its input schema; a tool the caller may not call is never
+queries, with its input schema, and first for issue 54's failing examples; a tool the caller may not call is never
 found; a virtual server in `only` mode lists just search and call, finds
 only its own tools and calls them as themselves (outside the set: a name
 that does not exist); bad arguments are tool errors; a set without search
-has no such tool.
+has no such tool; every search is audited (who, where, how many found),
+with its query unless queries are private.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.servers import ServerThread, stop_all
 
 SERVERS = ("inventory", "billing", "shipping")
+# Those of issue 54's failing examples: a time-zone tool beside a customs
+# declaration whose parameter says "what is inside"; merge and deploy tools
+# beside HR's and procurement's approvals.
+EXAMPLES = ("clock", "hr", "github", "cicd", "procurement")
 SEARCH, CALL = "switchboard__search_tools", "switchboard__call_tool"
 # The refund tool is refused to everyone: search must never offer it.
 POLICY = """\
@@ -73,7 +78,7 @@ def setup(
     gateway = start_gateway(tmp_path / "data", module_database_url, policy_file=policy)
     running = Setup(gateway)
     try:
-        for name in SERVERS:
+        for name in (*SERVERS, *EXAMPLES):
             server = catalog_server(name)
             running.servers.append(server)
             with running.admin() as admin:
@@ -252,6 +257,80 @@ def test_a_set_with_search_on_finds_only_what_the_policy_allows_in_it(setup: Set
     names = [t["name"] for t in refund]
     assert names and "billing__issue_refund" not in names
     assert all(name.startswith("billing__") for name in names)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_failing_examples_of_issue_54_rank_right(setup: Setup, mode: str) -> None:
+    async def steps(client: Any) -> Any:
+        time_zone = await client.call_tool(SEARCH, {"query": "what time is 9am Pacific in Berlin"})
+        ship = await client.call_tool(SEARCH, {"query": "ship the approved PR"})
+        return found(time_zone), found(ship)
+
+    time_zone, ship = run_client(setup, "/mcp", mode, steps)
+    # A customs declaration ("what is inside") shares no telling word with it.
+    assert time_zone[0]["name"] == "clock__convert_time_zone", time_zone
+    assert "shipping__customs_declaration" not in [t["name"] for t in time_zone]
+    # Merging (or deploying) the PR, not approving someone's time off.
+    assert ship[0]["name"] in ("github__merge_pull_request", "cicd__deploy_release"), ship
+    assert not ship[0]["name"].startswith(("hr__", "procurement__"))
+
+
+def searches_recorded(gateway: Gateway, where: str) -> list[dict[str, Any]]:
+    with gateway.client() as admin:
+        answer = admin.get("/audit", params={"agent": where, "limit": 100})
+        assert answer.status_code == 200, answer.text
+    return [r for r in answer.json()["items"] if r["event"] == "mcp.search"]
+
+
+def test_every_search_is_audited_with_its_query(setup: Setup) -> None:
+    with setup.admin() as admin:
+        assert admin.post("/mcp-sets", json=shop("shop-audited")).status_code == 201
+
+    async def on_mcp(client: Any) -> Any:
+        await client.call_tool(SEARCH, {"query": "units in the warehouse, audited"})
+        return await client.call_tool(SEARCH, {"query": "stock", "limit": 99})
+
+    async def on_set(client: Any) -> Any:
+        return found(await client.call_tool(SEARCH, {"query": "track my parcel, audited"}))
+
+    refused = run_client(setup, "/mcp", "legacy", on_mcp)
+    assert refused.is_error
+    in_set = run_client(setup, "/mcp/shop-audited", "2026-07-28", on_set)
+    records = searches_recorded(setup.gateway, "/mcp")
+    mine = [r for r in records if "audited" in (r["detail"] or "")]
+    assert len(mine) == 1
+    [record] = mine
+    assert record["subject"] == "alice" and record["decision"] == "allow"
+    assert record["action"] == SEARCH and record["outcome"] == "ok"
+    assert record["detail"].startswith("5 found; query: 'units in the warehouse, audited'")
+    assert len(record["trace_id"]) == 32
+    bad = [r for r in records if r["decision"] == "deny"]
+    assert bad and bad[0]["outcome"] == "invalid_arguments" and "limit" in bad[0]["detail"]
+    [set_record] = searches_recorded(setup.gateway, "/mcp/shop-audited")
+    assert set_record["detail"].startswith(f"{len(in_set)} found; query: 'track my parcel")
+
+
+def test_private_queries_are_audited_without_their_text(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    gateway = start_gateway(tmp_path / "data", database_url, mcp_tool_search_private_queries=True)
+    server = catalog_server("clock")
+    try:
+        with gateway.client() as admin:
+            added = admin.post("/mcp-servers", json={"name": "clock", "url": server.url + "/mcp"})
+            assert added.status_code == 201, added.text
+
+        async def steps(client: Any) -> Any:
+            return found(await client.call_tool(SEARCH, {"query": "my secret 9am Pacific time"}))
+
+        answer = run_client(Setup(gateway, [server]), "/mcp", "2026-07-28", steps)
+        assert answer[0]["name"] == "clock__convert_time_zone"
+        [record] = searches_recorded(gateway, "/mcp")
+        assert record["detail"] == f"{len(answer)} found"
+        assert "secret" not in json.dumps(record) and "Pacific" not in json.dumps(record)
+    finally:
+        stop_all(server)
+        gateway.server.stop()
 
 
 def test_search_off_on_mcp(tmp_path: Path) -> None:

@@ -14,11 +14,13 @@ import mcp_types as types
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.tool_catalog import QUERIES, tools
-from bench.tool_search import as_tools, documents, grown, ranked_quality
+from bench.search_corpus import corpus_tools
+from bench.search_queries import HELD_OUT, TUNING
+from bench.tool_catalog import tools
+from bench.tool_search import RANKED, as_tools, documents, grown, scores
 from gateway.mcp import tool_search
 from gateway.mcp.tool_search import ToolSearch
-from registry.tool_index import SqlToolIndex, ToolDocument, document, query_words
+from registry.tool_index import SqlToolIndex, ToolDocument, document
 
 
 class Catalog:
@@ -37,7 +39,7 @@ class Catalog:
 
 
 async def test_the_answer_is_the_callers_own_however_many_match(engine: AsyncEngine) -> None:
-    every = grown(3000)
+    every = grown(5000)
     search = ToolSearch(SqlToolIndex(engine), Catalog(every))
     # The caller may call 600 tools of copies 10 to 14: thousands of others
     # match "list" as well or better.
@@ -104,19 +106,42 @@ async def test_odd_queries_find_nothing_or_something_but_never_fail(
     search = ToolSearch(SqlToolIndex(engine), Catalog(defs))
     found = await search.search(query, as_tools(defs), 5)
     assert len(found) <= 5
-    assert len(query_words(query)) <= 32
 
 
-async def test_the_labelled_catalog_ranks_as_measured(engine: AsyncEngine) -> None:
-    defs = tools()
+async def test_the_labelled_corpus_ranks_as_measured(engine: AsyncEngine) -> None:
+    defs = corpus_tools()
     search = ToolSearch(SqlToolIndex(engine), Catalog(defs))
     offered: list[types.Tool] = as_tools(defs)
-    rankings = [
-        ([t.name for t in await search.search(q, offered, 5)], right) for q, right in QUERIES
-    ]
-    recall, ndcg = ranked_quality(rankings)
-    # bench.tool_search: 0.90 / 0.81 on SQLite, 0.88 / 0.83 on PostgreSQL.
-    assert recall >= 0.86 and ndcg >= 0.78, (recall, ndcg)
+    for queries, least in ((HELD_OUT, 0.74), (TUNING, 0.84)):
+        rankings = [
+            ([t.name for t in await search.search(q, offered, RANKED)], right)
+            for q, right in queries
+        ]
+        recall, _ndcg, _mrr = scores(rankings)
+        # bench.tool_search: 0.764 held out, 0.861 tuning, on both databases.
+        assert recall >= least, (recall, least)
+
+
+async def test_a_second_replica_ranks_what_the_first_wrote(engine: AsyncEngine) -> None:
+    """The ranker is loaded from the table's rows, not from what this
+    replica wrote: another replica's index answers alike, and a document it
+    changed is reloaded by digest."""
+    defs = tools()[:30]
+    first, second = SqlToolIndex(engine), SqlToolIndex(engine)
+    await first.put(documents(defs))
+    await first.refresh()
+    await second.refresh()
+    names = [d["name"] for d in defs]
+    assert await second.search("phone number", names, 5) == await first.search(
+        "phone number", names, 5
+    )
+    changed = {**defs[0], "description": "Translate a paragraph into Klingon."}
+    await first.put(documents([changed]))
+    await second.refresh()
+    assert [n for n, _ in await second.search("klingon", names, 5)] == [defs[0]["name"]]
+    await first.remove([defs[0]["name"]])
+    await second.refresh()
+    assert await second.search("klingon", names, 5) == []
 
 
 def test_a_document_reads_its_name_title_description_and_parameters() -> None:

@@ -1,5 +1,5 @@
 """MCP servers (the official SDK, over HTTP) offering the tools of
-`bench.tool_catalog`: real-looking tools for tool search to rank. Each tool
+`bench.search_corpus` (the catalog of `bench.tool_catalog` and more): real-looking tools for tool search to rank. Each tool
 answers ``"{name} called with {arguments}"``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from bench.tool_catalog import CATALOG
+from bench.search_corpus import corpus
 from tests.support.mcp_servers import ToolBox, upstream_server
 from tests.support.servers import ServerThread
 
@@ -32,7 +32,7 @@ def catalog_server(server: str) -> ServerThread:
     box = ToolBox(MCPServer(server))
     for tool in box.server._tool_manager.list_tools():
         box.server.remove_tool(tool.name)  # the test box's own tools: not this server's
-    for name, description, params in CATALOG[server]:
+    for name, description, params in corpus()[server]:
         box.server.add_tool(_tool(name, params), name=name, description=description)
     thread, _, _ = upstream_server(box)
     return thread

@@ -172,7 +172,7 @@ def start_gateway(
         policy_file = data_dir.parent / "policy.yaml"
         policy_file.write_text(policy)
         overrides["policy_file"] = policy_file
-    sock = bound_socket() if port is None else _bind(port)
+    sock = bound_socket(port=port or 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     values: dict[str, Any] = {
         "dev": True,
@@ -189,13 +189,3 @@ def start_gateway(
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     server = ServerThread(lambda _url: create_app(settings), sock=sock).start()
     return Gateway(settings=settings, server=server)
-
-
-def _bind(port: int) -> Any:
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
-    return sock

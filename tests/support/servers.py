@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import itertools
+import os
 import socket
 import sys
 import threading
@@ -21,10 +24,51 @@ import uvicorn
 
 from gateway.demo.servers import serve_then_close
 
+# The ports this process's servers take: a band of its own (by its xdist
+# worker), below the system's ephemeral range (32768-60999 on Linux). A port
+# the system hands out is the lowest free one near the last given, to any
+# process: a server a test stopped frees a port that another worker's next
+# server may be given while a gateway there still sends to the old one -- it
+# then answers a call meant to fail, or counts a message meant for another
+# test (seen in CI). Within the band, ports are taken in turn, so one comes
+# back only after the band's other 999 were used. The bands end where
+# `gateway.demo.ports.PortReservation` begins (20000): a gateway process's
+# port is free between a kill and its restart, and must stay so.
+PORT_BAND = 1_000
+FIRST_PORT = 10_000
+BANDS = 10  # 10000-19999: workers gw0-gw8 and a run without workers (the last)
+
+
+def _band() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    digits = worker.removeprefix("gw")
+    return int(digits) % (BANDS - 1) if digits.isdigit() else BANDS - 1
+
+
+_BAND_START = FIRST_PORT + _band() * PORT_BAND
+_NEXT_PORTS = itertools.cycle(range(_BAND_START, _BAND_START + PORT_BAND))
+_PORTS_LOCK = threading.Lock()
+
 
 def bound_socket(
     family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1", port: int = 0
 ) -> socket.socket:
+    """A listening socket on ``port``, or (0) on the next free port of this
+    process's band."""
+    if port:
+        return _bound(family, host, port)
+    for _ in range(PORT_BAND):
+        with _PORTS_LOCK:
+            candidate = next(_NEXT_PORTS)
+        try:
+            return _bound(family, host, candidate)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port in {_BAND_START}-{_BAND_START + PORT_BAND}")
+
+
+def _bound(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets it
     # recognises as TCP; without it every keep-alive request waits ~40 ms for
     # a delayed ACK.

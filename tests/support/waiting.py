@@ -21,13 +21,9 @@ def wait_for(
     """``check()``'s first truthy value; an AssertionError naming ``what``
     (or ``check``) if none comes within ``seconds``."""
     deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what or check}")
+    while (found := _look(check, deadline, seconds, what)) is None:
         time.sleep(every)
+    return found
 
 
 async def wait_for_async(
@@ -36,10 +32,19 @@ async def wait_for_async(
     """`wait_for` inside an event loop: the loop runs between looks (a
     blocking wait would stop the very task being waited for)."""
     deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what or check}")
+    # A look every ``every`` seconds is the point here: what is waited for
+    # sets no event.
+    while (found := _look(check, deadline, seconds, what)) is None:  # noqa: ASYNC110
         await asyncio.sleep(every)
+    return found
+
+
+def _look(check: Callable[[], T | None], deadline: float, seconds: float, what: str) -> T | None:
+    """One look: ``check()``'s value if truthy; None to look again; past
+    ``deadline``, the AssertionError."""
+    found = check()
+    if found:
+        return found
+    if time.monotonic() > deadline:
+        raise AssertionError(f"not within {seconds} s: {what or check}")
+    return None

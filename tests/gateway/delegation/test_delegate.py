@@ -33,7 +33,6 @@ class Records:
     """What `Delegations.record` was asked to write."""
 
     written: list[tuple[str, str | None]] = field(default_factory=list)
-    upstream_listeners: list[Any] = field(default_factory=list)  # `Delegations`' metrics hook
 
     async def record(
         self, permit: Any, event: str, outcome: str, detail: str | None = None, **_: Any

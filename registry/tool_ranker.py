@@ -1,0 +1,192 @@
+"""Ranking tools for a query: BM25F (Robertson, Zaragoza and Taylor,
+"Simple BM25 extension to multiple weighted fields", CIKM 2004) over a
+tool's fields, in memory, kept in step one document at a time.
+
+Why BM25F and not the databases' own full-text ranks: a query word must
+count by how rare it is across the catalog (inverse document frequency:
+"time" in a dozen tools says less than "pacific" in one), by how much of a
+short field it fills (length normalisation), and a word repeated must not
+count without bound (term saturation) -- SQLite's FTS5 has the first two
+per column but sums columns separately, PostgreSQL's `ts_rank` has none of
+them; and the two databases must rank alike, which one ranker over the
+same rows gives by construction.
+
+Fields, most telling first: the tool's own name (``find_contact`` of
+``crm__find_contact``) and its title; its description; its server's name
+(``crm``: every tool of the server has it); its parameters' names and
+descriptions, which say what a tool takes, not what it does ("what is
+inside" of a customs declaration is not about time).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from registry.search_words import initials, terms, written_initials
+
+FIELDS = ("tool", "title", "description", "server", "params", "initials")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per field: its weight, and its length normalisation ``b`` (0: none,
+    1: full); ``k1``: how fast a term's weight saturates; ``coord``: how
+    much a tool matching more of the query's terms is preferred (its score
+    times the share of the terms it matched to this power)."""
+
+    weight: Mapping[str, float]
+    b: Mapping[str, float]
+    k1: float = 1.2
+    coord: float = 0.0
+
+
+# Chosen on the tuning split of `bench.tool_search` by a grid over each
+# weight, k1 and b (docs/performance.md), from the plateau's middle rather
+# than its best corner: the held-out split was not looked at.
+WEIGHTS = Weights(
+    weight={
+        "tool": 2.0,
+        "title": 2.0,
+        "description": 1.0,
+        "server": 0.6,
+        "params": 0.6,
+        "initials": 1.0,
+    },
+    b={
+        "tool": 0.3,
+        "title": 0.3,
+        "description": 0.75,
+        "server": 0.0,
+        "params": 0.75,
+        "initials": 0.0,
+    },
+    coord=1.0,  # Lucene's classic coord: neutral on the tuning split, so its textbook value
+)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """One tool's text, field by field (`FIELDS`; its name's initials are
+    worked out from ``tool``, `registry.search_words.initials`)."""
+
+    name: str
+    tool: str
+    title: str
+    description: str
+    server: str
+    params: str
+
+    def terms_of(self, field: str) -> list[str]:
+        if field == "initials":
+            return initials(self.tool)
+        text: str = getattr(self, field)
+        return terms(text)
+
+
+class ToolRanker:
+    """An inverted index of tools' terms per field, changed one tool at a
+    time (`put`, `remove`), ranking any subset of its tools (`rank`)."""
+
+    def __init__(self, weights: Weights = WEIGHTS) -> None:
+        self._weights = weights
+        # term -> tool name -> the term's count in each field (FIELDS order)
+        self._postings: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._lengths: dict[str, tuple[int, ...]] = {}
+        self._terms: dict[str, frozenset[str]] = {}  # what `remove` must take out
+        self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._cache: dict[str, dict[str, float]] = {}  # term -> tool -> weight
+        self._total = [0] * len(FIELDS)
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def names(self) -> list[str]:
+        return list(self._lengths)
+
+    def put(self, fields: Fields) -> None:
+        """Index ``fields`` (replacing the tool's earlier text, if any)."""
+        self.remove(fields.name)
+        self._cache.clear()
+        counts = [Counter(fields.terms_of(f)) for f in FIELDS]
+        lengths = tuple(sum(c.values()) for c in counts)
+        own = frozenset().union(*counts)
+        for term in own:
+            tf = tuple(c[term] for c in counts)
+            # Most are alike ((0, 0, 1, 0, 0, 0)...): one tuple each, shared.
+            shared = self._shared.setdefault(tf, tf)
+            self._postings.setdefault(term, {})[fields.name] = shared
+        self._lengths[fields.name] = lengths
+        self._terms[fields.name] = own
+        self._total = [t + n for t, n in zip(self._total, lengths, strict=True)]
+
+    def remove(self, name: str) -> None:
+        lengths = self._lengths.pop(name, None)
+        if lengths is None:
+            return
+        self._cache.clear()
+        self._total = [t - n for t, n in zip(self._total, lengths, strict=True)]
+        for term in self._terms.pop(name):
+            del self._postings[term][name]
+            if not self._postings[term]:
+                del self._postings[term]
+
+    def rank(self, query: str, among: Iterable[str], limit: int) -> list[tuple[str, float]]:
+        """The best ``limit`` of the tools named ``among`` for ``query``,
+        with their scores (higher is better; ties by name); a tool sharing
+        no term with the query is not an answer."""
+        wanted = among if isinstance(among, (set, frozenset)) else set(among)
+        asked = list(dict.fromkeys([*terms(query), *written_initials(query)]))
+        summed: dict[str, float] = {}
+        matched: Counter[str] = Counter()
+        for term in asked:
+            weights = self._weights_of(term)
+            # Whichever is shorter: a caller who may call 300 of 10,000
+            # tools is not made to walk a common term's thousands of tools.
+            if len(weights) <= len(wanted):
+                found = [(n, w) for n, w in weights.items() if n in wanted]
+            else:
+                found = [(n, weights[n]) for n in wanted if n in weights]
+            for name, weight in found:
+                summed[name] = summed.get(name, 0.0) + weight
+                matched[name] += 1
+        coord = self._weights.coord
+        scores = {n: s * (matched[n] / len(asked)) ** coord for n, s in summed.items()}
+        return heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
+
+    def _weights_of(self, term: str) -> dict[str, float]:
+        """Each tool's BM25F weight for ``term``, worked out once per term
+        until a tool is put or removed (rarity and average lengths change)."""
+        cached = self._cache.get(term)
+        if cached is not None:
+            return cached
+        tools = self._postings.get(term)
+        if not tools:
+            return {}  # not kept: a caller's made-up words must not grow the cache
+        count = len(self._lengths)
+        # BM25's IDF, floored at 0 by the +1 (Lucene's form): a term in
+        # most tools adds almost nothing, never a penalty.
+        idf = math.log(1 + (count - len(tools) + 0.5) / (len(tools) + 0.5))
+        norms = self._norms()
+        k1 = self._weights.k1
+        weights: dict[str, float] = {}
+        for name, tf in tools.items():
+            lengths = self._lengths[name]
+            pseudo = sum(
+                w * n / (1 - b + b * length / avg) if avg else 0.0
+                for n, length, (w, b, avg) in zip(tf, lengths, norms, strict=True)
+                if n
+            )
+            weights[name] = idf * pseudo / (k1 + pseudo)
+        self._cache[term] = weights
+        return weights
+
+    def _norms(self) -> Sequence[tuple[float, float, float]]:
+        count = max(len(self._lengths), 1)
+        return [
+            (self._weights.weight[f], self._weights.b[f], self._total[i] / count)
+            for i, f in enumerate(FIELDS)
+        ]

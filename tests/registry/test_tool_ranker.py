@@ -1,0 +1,120 @@
+"""The ranker of tool search (`registry.tool_ranker`, BM25F) on small
+hand-made catalogs: each property of the scoring, on its own."""
+
+from __future__ import annotations
+
+from registry.tool_ranker import Fields, ToolRanker
+
+
+def tool(name: str, description: str = "", params: str = "", title: str = "") -> Fields:
+    server, _, own = name.partition("__")
+    return Fields(name, own, title, description, server, params)
+
+
+def ranker(*tools: Fields) -> ToolRanker:
+    r = ToolRanker()
+    for t in tools:
+        r.put(t)
+    return r
+
+
+def order(r: ToolRanker, query: str, limit: int = 10) -> list[str]:
+    return [name for name, _ in r.rank(query, r.names(), limit)]
+
+
+def test_a_rare_word_outweighs_a_common_one() -> None:
+    r = ranker(
+        tool("a__x", "common word here"),
+        tool("b__x", "common word there"),
+        tool("c__x", "common and rare"),
+        tool("d__x", "common rare"),
+        tool("e__x", "common"),
+    )
+    # "rare" is in two tools, "common" in all five: a tool with "rare" wins.
+    assert set(order(r, "common rare")[:2]) == {"c__x", "d__x"}
+
+
+def test_a_repeated_word_saturates() -> None:
+    r = ranker(
+        tool("a__x", "invoice " * 50),
+        tool("b__x", "invoice refund"),
+        tool("c__x", "other"),
+    )
+    scores = dict(r.rank("invoice refund", ["a__x", "b__x"], 2))
+    assert scores["b__x"] > scores["a__x"]  # fifty "invoice" are not worth one "refund"
+
+
+def test_a_short_description_beats_a_long_one_with_the_same_word() -> None:
+    r = ranker(
+        tool("a__x", "refund " + "lorem ipsum dolor " * 20),
+        tool("b__x", "refund a payment"),
+        tool("c__x", "other"),
+    )
+    assert order(r, "refund") == ["b__x", "a__x"]
+
+
+def test_the_name_weighs_more_than_the_description_and_that_more_than_parameters() -> None:
+    r = ranker(
+        tool("a__x", "other", params="invoice"),
+        tool("b__invoice", "other"),
+        tool("c__x", "invoice"),
+        tool("d__x", "other"),
+    )
+    assert order(r, "invoice") == ["b__invoice", "c__x", "a__x"]
+
+
+def test_issue_54_parameter_text_does_not_outrank_a_tool_about_the_query() -> None:
+    r = ranker(
+        tool(
+            "shipping__customs_declaration",
+            "Prepare the customs declaration for an international parcel.",
+            "contents what is inside value declared value",
+        ),
+        tool(
+            "clock__convert_time_zone",
+            "Convert a date and time from one time zone to another.",
+            "time the time to convert from zone source zone",
+        ),
+        tool("hr__approve_time_off", "Approve or reject a leave request.", "request approve"),
+    )
+    names = ["shipping__customs_declaration", "clock__convert_time_zone", "hr__approve_time_off"]
+    ranked = [n for n, _ in r.rank("what time is 9am Pacific in Berlin", names, 3)]
+    assert ranked[0] == "clock__convert_time_zone"
+    assert "shipping__customs_declaration" not in ranked  # no telling word in common
+
+
+def test_only_the_tools_asked_about_are_ranked_and_none_without_a_shared_word() -> None:
+    r = ranker(tool("a__x", "refund"), tool("b__x", "refund"), tool("c__x", "other"))
+    assert order(r, "refund") == ["a__x", "b__x"]  # ties by name
+    assert [n for n, _ in r.rank("refund", ["b__x", "c__x"], 5)] == ["b__x"]
+    assert r.rank("refund", [], 5) == []
+    assert r.rank("the of and", ["a__x"], 5) == []
+    assert order(r, "refund", limit=1) == ["a__x"]
+
+
+def test_a_tool_put_again_is_replaced_and_a_removed_one_is_gone() -> None:
+    r = ranker(tool("a__x", "refund"), tool("b__x", "invoice"))
+    r.put(tool("a__x", "klingon"))
+    assert order(r, "refund") == []
+    assert order(r, "klingon") == ["a__x"]
+    r.remove("a__x")
+    r.remove("a__x")  # twice: nothing to do
+    assert order(r, "klingon") == []
+    assert len(r) == 1
+    r.remove("b__x")
+    assert len(r) == 0 and order(r, "invoice") == []
+
+
+def test_scores_do_not_depend_on_the_order_tools_were_put_in() -> None:
+    tools = [tool(f"{s}__x", f"refund invoice {s} " * (i + 1)) for i, s in enumerate("abcdef")]
+    forward, backward = ranker(*tools), ranker(*reversed(tools))
+    assert forward.rank("refund a", [t.name for t in tools], 6) == backward.rank(
+        "refund a", [t.name for t in tools], 6
+    )
+
+
+def test_words_no_tool_has_are_not_remembered() -> None:
+    r = ranker(tool("a__x", "refund"))
+    for i in range(1000):
+        assert r.rank(f"refund zz{i}", ["a__x"], 5)[0][0] == "a__x"
+    assert len(r._cache) == 1  # "refund" alone

@@ -23,10 +23,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp_client import (
     CredentialSource,
+    HttpFactory,
     ToolList,
     UpstreamSpec,
     UpstreamTimings,
     list_all_tools,
+    open_client,
     where,
 )
 from adapters.mcp_http import (
@@ -39,7 +41,8 @@ from adapters.mcp_http import (
 from adapters.mcp_lane import LANE_SESSION_GONE, LegacyLane
 from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import CallRelay, relaying
-from adapters.mcp_results import malformed
+from adapters.mcp_results import lenient_results, malformed
+from adapters.mcp_sse import own_session_for
 from adapters.mcp_upstream_errors import (
     HTTP_ERROR_ANSWERS,
     UpstreamError,
@@ -63,6 +66,7 @@ class UpstreamCalls:
     # gateway's own (`OwnFailure`), not the upstream's.
     own_failure: BaseException | None
     _auth: UpstreamAuth
+    _http: HttpFactory
     _client: Client | None
     _lane: LegacyLane | None
     _broken: asyncio.Event
@@ -183,7 +187,8 @@ class UpstreamCalls:
         if credential is None:
             credential = await self._default_credential()
         if lane is None:
-            return await self._send(client, None, send, credential, timeout_seconds, relay)
+            own = own_session_for(self.spec.transport, relay, legacy=legacy)
+            return await self._send(client, None, send, credential, timeout_seconds, relay, own)
         # Set by the lane's response hook, which runs in this call's context.
         gone: list[bool] = []
         token = LANE_SESSION_GONE.set(gone)
@@ -208,13 +213,24 @@ class UpstreamCalls:
         credential: Credential | None,
         timeout_seconds: float | None,
         relay: CallRelay | None,
+        own: bool = False,
     ) -> T:
+        """``own``: over a session opened for this call alone (`own_session_for`)."""
         timeout = timeout_seconds or self._timings.call_seconds
         with failed_statuses_noted() as statuses:
             try:
                 with call_credential(credential):
                     async with relaying(relay), asyncio.timeout(timeout):
-                        return await send(client.session)
+                        if not own:
+                            return await send(client.session)
+                        # Opened in the call's context: the session's reader,
+                        # and what the server asks on it, are this call's.
+                        async with open_client(
+                            self.spec, self._http, self._auth, on_message=self._on_message,
+                            timeout=timeout,
+                        ) as alone:  # fmt: skip
+                            lenient_results(alone.session)
+                            return await send(alone.session)
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"{where(self.spec)} did not answer within {timeout:g}s"

@@ -1,12 +1,13 @@
-"""Opening an SDK client to an MCP upstream (Streamable HTTP or stdio), and
-registration's one-off probe of a server (`discover`)."""
+"""Opening an SDK client to an MCP upstream (Streamable HTTP, the legacy
+HTTP+SSE transport, or stdio), and registration's one-off probe of a server
+(`discover`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import httpx2
@@ -29,6 +30,7 @@ from adapters.mcp_relay import (
     on_log,
 )
 from adapters.mcp_results import lenient_results
+from adapters.mcp_sse import PostRefusals, sse_transport
 from adapters.mcp_upstream_errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -37,13 +39,15 @@ from adapters.mcp_upstream_errors import (
 )
 
 ToolList = list[dict[str, Any]]
+# "sse": the 2024-11-05 HTTP+SSE transport (`adapters.mcp_sse`).
+Transport = Literal["http", "sse", "stdio"]
 _MAX_PAGES = 100  # a paginator that never ends cannot hang a listing
 
 
 @dataclass(frozen=True)
 class UpstreamSpec:
     server_id: str
-    transport: Literal["http", "stdio"]
+    transport: Transport
     url: str | None = None
     command: str | None = None
     args: tuple[str, ...] = ()
@@ -92,6 +96,11 @@ def open_client(
     if spec.transport == "http":
         assert spec.url is not None
         transport: Any = _http_transport(spec.url, http(auth))
+    elif spec.transport == "sse":
+        assert spec.url is not None
+        transport = sse_transport(spec.url, http(auth))
+        # A transport of the handshake era: `server/discover` has no place on it.
+        mode = "legacy"
     else:
         assert spec.command is not None
         # The child gets the SDK's safe environment (PATH, HOME, ...), never
@@ -144,22 +153,54 @@ async def list_all_tools(client: Client) -> ToolList:
     return tools
 
 
+@dataclass(frozen=True)
+class Discovered:
+    """What registration's probe learned; ``spec`` is how the server was
+    reached (HTTP+SSE when it answered Streamable HTTP the legacy way)."""
+
+    connected: Connected
+    tools: ToolList
+    spec: UpstreamSpec
+
+
 async def discover(
-    spec: UpstreamSpec, http: HttpFactory, credential: Credential | None, *, deadline: float
-) -> tuple[Connected, ToolList]:
+    spec: UpstreamSpec,
+    http: HttpFactory,
+    credential: Credential | None,
+    *,
+    deadline: float,
+    detect_legacy: bool = False,
+) -> Discovered:
     """Connect once, list the tools, disconnect (registration's probe).
 
+    ``detect_legacy``: a Streamable HTTP attempt whose POST is answered with
+    a 4xx is tried again as HTTP+SSE (`adapters.mcp_sse`, MCP "Backwards
+    Compatibility"); if that fails too, the first failure is the one told.
     Opened and closed in the calling task, so it is safe in a request handler.
     """
     auth = UpstreamAuth()
     auth.default = credential
+    refusals = PostRefusals()
+    try:
+        return await _discover(spec, refusals.watch(http), auth, deadline)
+    except UpstreamUnavailable:
+        if not (detect_legacy and spec.transport == "http" and refusals.statuses):
+            raise
+        with contextlib.suppress(UpstreamUnavailable):
+            return await _discover(replace(spec, transport="sse"), http, auth, deadline)
+        raise
+
+
+async def _discover(
+    spec: UpstreamSpec, http: HttpFactory, auth: UpstreamAuth, deadline: float
+) -> Discovered:
     try:
         async with (
             asyncio.timeout(deadline),
             open_client(spec, http, auth, timeout=deadline) as client,
         ):
             lenient_results(client.session)
-            return connected_of(client), await list_all_tools(client)
+            return Discovered(connected_of(client), await list_all_tools(client), spec)
     except TimeoutError:
         raise UpstreamTimeout(f"{where(spec)} did not answer within {deadline:g}s") from None
     except MCPError as exc:

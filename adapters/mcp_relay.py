@@ -147,6 +147,8 @@ def _nobody_to_ask(what: str, source: Source | None = None) -> types.ErrorData:
         where, server = "outside any call's stream", "an MCP server"
     elif source.transport == "stdio":
         where, server = "over stdio, where one reader serves every call", source.server
+    elif source.transport == "sse":
+        where, server = "on the HTTP+SSE stream, which serves every call", source.server
     else:
         where, server = "on the server's standalone (GET) stream", source.server
     logger.warning("%s from %s refused: it came %s and belongs to no call", what, server, where)
@@ -170,7 +172,7 @@ class Source:
     """Which upstream a session's requests come from, for refusals."""
 
     server: str  # "MCP server {id}"
-    transport: str  # "http" or "stdio"
+    transport: str  # "http", "sse" or "stdio"
 
 
 @dataclass(frozen=True)

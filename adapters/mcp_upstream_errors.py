@@ -59,7 +59,8 @@ def not_mcp(exc: MCPError) -> str:
     if message in HTTP_ERROR_ANSWERS:
         return (
             f"it answered an MCP request with an HTTP error ({message}), not JSON-RPC: "
-            "is this the server's Streamable HTTP endpoint (often ending in /mcp)?"
+            "is this the server's Streamable HTTP endpoint (often ending in /mcp), or an "
+            "HTTP+SSE one (often ending in /sse: register it with transport sse)?"
         )
     return message
 

@@ -1,4 +1,5 @@
-"""The MCP federation's records as the API shows them, and its registration requests.
+"""The MCP federation's records as the API shows them, and the credentials of
+its registration requests (`registry.mcp_registration`).
 
 Credentials come in through `McpServerRegistration.credential`; what comes
 back (`CredentialInfo`) says how the gateway authenticates upstream and never
@@ -14,8 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from registry.models import AGENT_ID_PATTERN, HTTP_TCHAR, HealthStatus, is_absolute_uri
-from registry.openapi_models import OpenApiSource
+from registry.models import HTTP_TCHAR, HealthStatus
 from registry.urls import HttpUrlText
 
 # RFC 9110 §5.1 field-name = token.
@@ -226,63 +226,9 @@ CredentialType = Literal[
 ]
 
 
-class McpServerRegistration(BaseModel):
-    """`POST /mcp-servers`: a Streamable HTTP URL, or a command to launch (stdio)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
-    url: HttpUrlText | None = None
-    command: str | None = Field(default=None, min_length=1, max_length=4096)
-    args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=64)
-    resource: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="audience of tokens minted for this server (RFC 8707); defaults to its URL",
-    )
-    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
-    credential: CredentialSpec = Field(default_factory=NoCredential)
-    prefix_tools: bool = Field(
-        default=True,
-        description="offer the tools as {server}__{tool}; false: under their own names where "
-        "those are free (a name another server's tool holds gets the prefixed form) and not "
-        "reserved: a name with '__', starting switchboard__, or shaped like a hashed "
-        "{id}__{name} is another target's (registration refused, 409 mcp-name-reserved)",
-    )
-    openapi: OpenApiSource | None = Field(
-        default=None,
-        description="a REST API by its OpenAPI 3.x document: each selected operation is a "
-        "tool; url, if given, is the API's base URL (default: the document's first server)",
-    )
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> McpServerRegistration:
-        if self.openapi is not None:
-            return self._openapi_alone()
-        if (self.url is None) == (self.command is None):
-            raise ValueError("give exactly one of url (Streamable HTTP) or command (stdio)")
-        if self.command is not None and self.credential.type != "none":
-            raise ValueError("a stdio server takes no credential")
-        if self.args and self.command is None:
-            raise ValueError("args go with command")
-        if self.resource is not None and not is_absolute_uri(self.resource):
-            raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
-        for text in (self.command or "", *self.args):
-            if "\x00" in text:
-                raise ValueError("command and args cannot contain NUL")
-        return self
-
-    def _openapi_alone(self) -> McpServerRegistration:
-        if self.command is not None or self.args:
-            raise ValueError("openapi takes no command: the API is reached over HTTP")
-        if self.resource is not None and not is_absolute_uri(self.resource):
-            raise ValueError("resource must be an absolute URI without a fragment (RFC 8707)")
-        return self
-
-    @property
-    def transport(self) -> Literal["http", "stdio"]:
-        return "http" if self.url is not None else "stdio"
+# How the gateway reaches a server: Streamable HTTP, the legacy HTTP+SSE
+# transport of MCP 2024-11-05 (its URL is the SSE endpoint), or a process.
+McpTransport = Literal["http", "sse", "stdio"]
 
 
 class CredentialInfo(BaseModel):
@@ -344,7 +290,7 @@ class McpHealth(BaseModel):
 class McpServerRecord(BaseModel):
     id: str
     name: str
-    transport: Literal["http", "stdio", "openapi"]
+    transport: McpTransport | Literal["openapi"]
     url: str | None
     command: CommandInfo | None
     resource: str
@@ -381,7 +327,7 @@ class McpServerView(BaseModel):
 
     id: str
     name: str
-    transport: Literal["http", "stdio", "openapi"]
+    transport: McpTransport | Literal["openapi"]
     health: McpHealth = Field(description="status and time of the last check; detail is null")
     server_info: dict[str, Any] | None
     protocol_version: str | None

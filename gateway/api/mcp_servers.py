@@ -33,12 +33,12 @@ from registry.mcp_models import (
     ApproveRequest,
     McpServerList,
     McpServerRecord,
-    McpServerRegistration,
     McpServerView,
     McpToolRecord,
     RefreshResult,
 )
 from registry.mcp_names import NameConflict, NameReserved
+from registry.mcp_registration import McpServerRegistration
 from registry.mcp_store import (
     McpServerConflict,
     McpServerNotFound,

@@ -23,10 +23,18 @@ def register(commands: Any) -> None:
         title="mcp commands"
     )
     mcp_add = mcp.add_parser(
-        "add", help="register an MCP server by Streamable HTTP URL, or --stdio command line"
+        "add", help="register an MCP server by URL (Streamable HTTP or SSE), or --stdio command"
     )
     mcp_add.add_argument("name", help="a display name (the id is derived from it)")
-    mcp_add.add_argument("url", nargs="?", help="the server's Streamable HTTP endpoint")
+    mcp_add.add_argument(
+        "url", nargs="?", help="the server's Streamable HTTP endpoint (or its SSE one: --transport)"
+    )
+    mcp_add.add_argument(
+        "--transport",
+        choices=("http", "sse"),
+        help="http: Streamable HTTP; sse: the legacy HTTP+SSE transport (MCP 2024-11-05), URL "
+        "is its SSE endpoint (default: Streamable HTTP, or SSE if the server answers that way)",
+    )
     mcp_add.add_argument("--id", help="id to register under (default: from the name)")
     mcp_add.add_argument("--resource", help="audience of tokens minted for it (default: its URL)")
     mcp_add.add_argument("--timeout", type=float, help="seconds to wait for its answers")
@@ -104,9 +112,13 @@ def _mcp_add(args: argparse.Namespace) -> int:
     command = shlex.split(args.stdio) if args.stdio else []
     if bool(args.url) == bool(command):
         raise CliError("give a URL or --stdio, not both")
+    if args.transport and not args.url:
+        raise CliError("--transport goes with a URL")
     body: dict[str, Any] = {"name": args.name}
     if args.url:
         body["url"] = args.url
+        if args.transport:
+            body["transport"] = args.transport
     else:
         body["command"], body["args"] = command[0], command[1:]
     _finish_add(args, body)

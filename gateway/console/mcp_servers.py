@@ -44,10 +44,10 @@ from policies.tokens import Principal
 from registry.mcp_models import (
     ApproveRequest,
     McpServerRecord,
-    McpServerRegistration,
     McpToolRecord,
     ToolState,
 )
+from registry.mcp_registration import McpServerRegistration
 
 router = APIRouter(prefix=PREFIX + "/mcp", route_class=ConsoleRoute, include_in_schema=False)
 

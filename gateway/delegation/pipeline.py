@@ -14,7 +14,6 @@ decided again, once an admin approves.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -22,8 +21,8 @@ from typing import Any, TypeVar
 
 from adapters import spans
 from adapters.trace_context import follow as follow_trace
+from gateway.delegation.after_decision import AfterDecision
 from gateway.delegation.audit import AuditEvent, AuditLog
-from gateway.delegation.coordinate import coordinate
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.decision_records import (
     decision_event,
@@ -45,12 +44,11 @@ from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.targets import TargetCache
 from policies.api_keys import is_key_actor
 from policies.delegation import DelegatedTokenMinter, MintRequest
-from policies.limits import AppliedLimit, CallFacts, applicable
+from policies.limits import AppliedLimit
 from policies.policy import (
     ActionKind,
     Decision,
     DelegationQuery,
-    Denial,
     Target,
     authorize,
     may_use,
@@ -76,7 +74,7 @@ __all__ = [
 P = TypeVar("P", bound=Permit)
 
 
-class Delegations:
+class Delegations(AfterDecision):
     def __init__(
         self,
         agents: SqlAgentStore,
@@ -282,105 +280,6 @@ class Delegations:
             )
         made = (target.agent_id, decision, token, caller, action, requested, trace_id, started)
         return Permit(*made, kind=kind)
-
-    def limits_for(
-        self, caller: Caller, agent_id: str, action: str | None
-    ) -> tuple[AppliedLimit, ...]:
-        """The policy's rate limits that count a call (`policies.limits`)."""
-        facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
-        own = self.key_limits(caller.client_id) if is_key_actor(caller.client_id) else ()
-        return applicable(self.policy.current.limits, facts, action) + own
-
-    async def _count(
-        self,
-        caller: Caller,
-        target: Target,
-        action: str | None,
-        decision: Decision,
-        event: str,
-        trace_id: str,
-        requested: frozenset[str] | None,
-        started: float,
-        kind: ActionKind,
-    ) -> None:
-        reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
-        if reached is None:
-            return
-        limited = await self._refuse(
-            caller,
-            target,
-            action,
-            replace(decision, allowed=False, granted=frozenset()),
-            event,
-            trace_id,
-            requested,
-            started,
-            reached.reason(),
-            kind=kind,
-        )
-        raise RateLimited(target.agent_id, limited, reached.retry_after)
-
-    async def _coordinate(self, permit: P, inputs: Sequence[Any] | None, event: str) -> P:
-        """Keep the policy's coordination rules for a call about to be made
-        (`gateway.delegation.coordination`): ``permit`` with what they gave
-        it. A call they hold back, or whose input does not name the entity
-        they need, is audited and refused. ``inputs``: what the call hands
-        the agent (a message's data parts, a tool's arguments)."""
-        rules = self.policy.current.coordination
-        if inputs is None or not rules or self.coordination is None:
-            return permit
-        target, action = permit.target_id, permit.action
-        refuse = functools.partial(
-            self._refuse,
-            permit.caller,
-            Target(target),
-            action,
-            replace(permit.decision, allowed=False, granted=frozenset()),
-            event,
-            permit.trace_id,
-            permit.requested,
-            permit.started,
-            kind=permit.kind,
-        )
-        return await coordinate(rules, self.coordination, permit, inputs, refuse)
-
-    async def _refuse(
-        self,
-        caller: Caller,
-        target: Target,
-        action: str | None,
-        decision: Decision,
-        event: str,
-        trace_id: str,
-        requested: frozenset[str] | None,
-        started: float,
-        reason: str,
-        outcome: str = "rate_limited",
-        *,
-        kind: ActionKind = "skill",
-    ) -> Decision:
-        """Audit an allowed call refused after the policy's decision (a rate
-        limit, a coordination rule): the refusal, as the caller is told it."""
-        denial = {"rate_limited": Denial.RATE_LIMITED, "budget_spent": Denial.BUDGET}.get(
-            outcome, Denial.COORDINATION
-        )
-        refused = replace(decision, reasons=(reason,), denial=denial)
-        await self.audit.record(
-            decision_event(
-                event,
-                trace_id,
-                caller,
-                target.agent_id,
-                action,
-                requested,
-                refused,
-                started,
-                outcome=outcome,
-                kind=kind,
-            ),
-            durable=True,
-        )
-        return refused
 
     async def record(
         self,

@@ -68,12 +68,12 @@ from policies.tokens import Principal
 from registry.fetch import SafeFetcher
 from registry.mcp_models import (
     McpServerRecord,
-    McpServerRegistration,
     McpServerView,
     McpToolRecord,
     RefreshResult,
 )
 from registry.mcp_names import SEPARATOR, NameConflict, reserved_id
+from registry.mcp_registration import McpServerRegistration
 from registry.mcp_store import (
     McpServerConfig,
     McpServerConflict,
@@ -300,7 +300,7 @@ class McpFederation:
             api = await load_api(registration, self._fetcher)
             registration = registration.model_copy(update={"url": api.base_url})
         admin = principal.has_scope(ADMIN_SCOPE)
-        if registration.transport == "stdio":
+        if registration.reached_by == "stdio":
             if not admin:
                 raise RegistrationRefused(
                     f"registering a stdio server runs a command on the gateway: "
@@ -331,7 +331,7 @@ class McpFederation:
             new = NewMcpServer(
                 id=server_id,
                 name=registration.name,
-                transport=registration.transport,
+                transport=registration.reached_by,
                 url=registration.url,
                 command=(
                     {"command": registration.command, "args": list(registration.args)}
@@ -357,7 +357,9 @@ class McpFederation:
                 credentials,
                 self.upstreams.http,
                 deadline=self._settings.connect_timeout_seconds,
+                detect_legacy=registration.detect_legacy,
             )
+            new = replace(new, transport=probed.transport or new.transport)  # remembered
             await self.store.create(
                 new, probed.tools, auto_approve=self._settings.auto_approve_new_tools and admin
             )

@@ -31,7 +31,7 @@ from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.probe import Probed
 from gateway.federation.probe import probe as probe_mcp
 from registry.fetch import FetchFailed, FetchLimits, SafeFetcher
-from registry.mcp_models import McpServerRegistration
+from registry.mcp_registration import McpServerRegistration
 from registry.mcp_store import McpServerConfig
 from registry.openapi_models import OpenApiSource
 from registry.openapi_refs import OpenApiRefused

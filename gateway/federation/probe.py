@@ -25,6 +25,7 @@ class Probed:
     connected: Connected | None = None
     tools: ToolList = field(default_factory=list)
     awaiting: ConnectionRequired | None = None  # listed once the registrant connects
+    transport: str | None = None  # how it answered (sse: Streamable HTTP the legacy way)
 
 
 async def probe(
@@ -33,13 +34,18 @@ async def probe(
     http: Callable[[UpstreamAuth | None], httpx2.AsyncClient],
     *,
     deadline: float,
+    detect_legacy: bool = False,
 ) -> Probed:
+    """``detect_legacy``: a url registered without a transport is tried as
+    HTTP+SSE when it answers Streamable HTTP the legacy way (`adapters.mcp_sse`)."""
     try:
         default = await credentials.default()
     except ConnectionRequired as waiting:
         return Probed(awaiting=waiting)
-    connected, tools = await discover(spec_of(config), http, default, deadline=deadline)
-    return Probed(connected, tools)
+    found = await discover(
+        spec_of(config), http, default, deadline=deadline, detect_legacy=detect_legacy
+    )
+    return Probed(found.connected, found.tools, transport=found.spec.transport)
 
 
 async def record_first_health(store: SqlMcpStore, server_id: str, probed: Probed) -> None:

@@ -53,9 +53,9 @@ class UpstreamLimits:
 
 
 def spec_of(config: McpServerConfig) -> UpstreamSpec:
-    if config.transport == "http":
-        return UpstreamSpec(config.id, "http", url=config.url)
-    return UpstreamSpec(config.id, "stdio", command=config.command, args=config.args)
+    if config.transport == "stdio":
+        return UpstreamSpec(config.id, "stdio", command=config.command, args=config.args)
+    return UpstreamSpec(config.id, "sse" if config.transport == "sse" else "http", url=config.url)
 
 
 @dataclass

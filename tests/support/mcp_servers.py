@@ -10,8 +10,10 @@ the rug pull. `STDIO_SERVER` is a script the gateway launches as a process.
 from __future__ import annotations
 
 import base64
+import gc
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,26 @@ def upstream_server(
 
 def stdio_command() -> tuple[str, list[str]]:
     return sys.executable, [str(STDIO_SERVER)]
+
+
+def legacy_server(box: ToolBox | None = None) -> tuple[ServerThread, Recorder, ToolBox]:
+    """``box``'s tools over the legacy HTTP+SSE transport only (MCP
+    2024-11-05), as the SDK serves it (`MCPServer.sse_app`): the stream at
+    ``{url}/sse``, messages POSTed to ``{url}/messages/``. A POST to ``/sse``
+    is answered 405, which is what tells a client it is not Streamable HTTP."""
+    box = box or ToolBox()
+    recorder = Recorder()
+    server = _SseServerThread(lambda _url: recorder.middleware(box.server.sse_app())).start()
+    return server, recorder, box
+
+
+class _SseServerThread(ServerThread):
+    def stop(self) -> None:
+        """An SSE stream never ends by itself, so uvicorn cancels it at shutdown,
+        and the SDK's SSE server (mcp 2.3, `mcp.server.sse.connect_sse`) then
+        leaves that connection's memory streams unclosed: collected here,
+        their ResourceWarning (the server's, not the gateway's) ignored."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            super().stop()
+            gc.collect()

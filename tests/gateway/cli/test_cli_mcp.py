@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from policies.scopes import ADMIN_SCOPE
 from tests.gateway.cli.test_cli import run
-from tests.support.gateway import Gateway
-from tests.support.mcp_servers import stdio_command, upstream_server
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.mcp_servers import legacy_server, stdio_command, upstream_server
 from tests.support.servers import ServerThread
 
 
@@ -96,3 +97,36 @@ def test_mcp_sets_commands_manage_virtual_servers(
     assert run("mcp", "sets", "remove", "ops", *common).stdout.strip() == "removed /mcp/ops"
     missing = run("mcp", "sets", "show", "ops", *common)
     assert missing.returncode == 2 and "HTTP 404" in missing.stderr
+
+
+def test_mcp_add_a_legacy_sse_server(
+    make_gateway: GatewayFactory, database_url: str | None
+) -> None:
+    """`--transport sse`, detection without it, and what the CLI refuses (both databases)."""
+    gateway = make_gateway(database_url)
+    admin = gateway.token("admin", ADMIN_SCOPE)  # on PostgreSQL the key is not in the data dir
+    common = ["--data-dir", str(gateway.settings.data_dir), "--gateway", gateway.url]
+    common += ["--token", admin]
+    first, _, _ = legacy_server()
+    second, _, _ = legacy_server()
+    try:
+        added = run("mcp", "add", "Old", first.url + "/sse", "--transport", "sse", *common)
+        assert added.returncode == 0, added.stderr
+        assert added.stdout.startswith("old ") and " sse " in added.stdout
+        assert "old__add" in added.stdout and "approved" in added.stdout
+        found = run("mcp", "add", "Found", second.url + "/sse", *common)
+        assert found.returncode == 0, found.stderr
+        assert " sse " in found.stdout.splitlines()[0]
+        listed = run("mcp", "list", *common)
+        assert listed.returncode == 0 and listed.stdout.count(" sse ") == 2
+        bad = run("mcp", "add", "Bad", second.url + "/sse", "--transport", "websocket", *common)
+        assert bad.returncode == 2 and "invalid choice" in bad.stderr
+        stdio = run("mcp", "add", "X", "--stdio", "python", "--transport", "sse", *common)
+        assert stdio.returncode == 2 and "--transport goes with a URL" in stdio.stderr
+        # Given http, an SSE-only server is refused with the reason; nothing stored.
+        strict = run("mcp", "add", "Strict", first.url + "/sse", "--transport", "http", *common)
+        assert strict.returncode == 2 and "MCP server strict" in strict.stderr
+        assert "strict" not in run("mcp", "list", *common).stdout
+    finally:
+        first.stop()
+        second.stop()

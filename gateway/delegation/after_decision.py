@@ -1,0 +1,132 @@
+"""What an allowed call may still be refused by after the policy's decision,
+before it is made: the rate limits (the policy's and an API key's own) and
+the coordination rules -- each refusal audited as the caller is told it.
+A part of `gateway.delegation.pipeline.Delegations`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.coordinate import coordinate
+from gateway.delegation.coordination import Coordination
+from gateway.delegation.decision_records import decision_event
+from gateway.delegation.permits import Caller, Permit, RateLimited
+from gateway.delegation.rate_limits import RateLimits
+from policies.api_keys import is_key_actor
+from policies.limits import AppliedLimit, CallFacts, applicable
+from policies.policy import ActionKind, Decision, Denial, Target
+from policies.policy_file import PolicySource
+
+P = TypeVar("P", bound=Permit)
+
+
+class AfterDecision:
+    policy: PolicySource
+    audit: AuditLog
+    rate_limits: RateLimits
+    coordination: Coordination | None
+    # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
+    key_limits: Callable[[str], tuple[AppliedLimit, ...]]
+
+    def limits_for(
+        self, caller: Caller, agent_id: str, action: str | None
+    ) -> tuple[AppliedLimit, ...]:
+        """The policy's rate limits that count a call (`policies.limits`)."""
+        facts = CallFacts(caller.subject, caller.client_id or "", agent_id, action or "")
+        own = self.key_limits(caller.client_id) if is_key_actor(caller.client_id) else ()
+        return applicable(self.policy.current.limits, facts, action) + own
+
+    async def _count(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None,
+        decision: Decision,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None,
+        started: float,
+        kind: ActionKind,
+    ) -> None:
+        reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
+        if reached is None:
+            return
+        limited = await self._refuse(
+            caller,
+            target,
+            action,
+            replace(decision, allowed=False, granted=frozenset()),
+            event,
+            trace_id,
+            requested,
+            started,
+            reached.reason(),
+            kind=kind,
+        )
+        raise RateLimited(target.agent_id, limited, reached.retry_after)
+
+    async def _coordinate(self, permit: P, inputs: Sequence[Any] | None, event: str) -> P:
+        """Keep the policy's coordination rules for a call about to be made
+        (`gateway.delegation.coordination`): ``permit`` with what they gave
+        it. A call they hold back, or whose input does not name the entity
+        they need, is audited and refused. ``inputs``: what the call hands
+        the agent (a message's data parts, a tool's arguments)."""
+        rules = self.policy.current.coordination
+        if inputs is None or not rules or self.coordination is None:
+            return permit
+        target, action = permit.target_id, permit.action
+        refuse = functools.partial(
+            self._refuse,
+            permit.caller,
+            Target(target),
+            action,
+            replace(permit.decision, allowed=False, granted=frozenset()),
+            event,
+            permit.trace_id,
+            permit.requested,
+            permit.started,
+            kind=permit.kind,
+        )
+        return await coordinate(rules, self.coordination, permit, inputs, refuse)
+
+    async def _refuse(
+        self,
+        caller: Caller,
+        target: Target,
+        action: str | None,
+        decision: Decision,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None,
+        started: float,
+        reason: str,
+        outcome: str = "rate_limited",
+        *,
+        kind: ActionKind = "skill",
+    ) -> Decision:
+        """Audit an allowed call refused after the policy's decision (a rate
+        limit, a coordination rule): the refusal, as the caller is told it."""
+        denial = {"rate_limited": Denial.RATE_LIMITED, "budget_spent": Denial.BUDGET}.get(
+            outcome, Denial.COORDINATION
+        )
+        refused = replace(decision, reasons=(reason,), denial=denial)
+        await self.audit.record(
+            decision_event(
+                event,
+                trace_id,
+                caller,
+                target.agent_id,
+                action,
+                requested,
+                refused,
+                started,
+                outcome=outcome,
+                kind=kind,
+            ),
+            durable=True,
+        )
+        return refused

@@ -263,8 +263,7 @@ class McpFederation:
                         raise refused from None
                     raise
 
-        # 4. Through the core: under the server's breaker, retried only when
-        # idempotent, recorded (cancelled by the caller included).
+        # 4. Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
         wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
         sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
             upstream=tool.server_id,

@@ -52,6 +52,7 @@ from adapters.mcp_upstream_errors import (
     describe,
     not_at_2025,
 )
+from adapters.operations import meta_trace
 
 T = TypeVar("T")
 
@@ -118,7 +119,7 @@ class UpstreamCalls:
                     progress_callback=progress_callback,
                     input_responses=input_responses,
                     request_state=request_state,
-                    meta=log_opt_in(session, relay),
+                    meta=request_meta(session, relay),
                     on_notice=self._on_message,
                 )
                 if answer is not FALLBACK:
@@ -131,7 +132,7 @@ class UpstreamCalls:
                 progress_callback=progress_callback,
                 input_responses=input_responses,
                 request_state=request_state,
-                meta=log_opt_in(session, relay),
+                meta=request_meta(session, relay),
                 allow_input_required=True,
             )
             assert isinstance(result, types.CallToolResult | types.InputRequiredResult)
@@ -294,6 +295,14 @@ class UpstreamCalls:
             self.last_error = reason
             self._broken.set()
         return UpstreamUnavailable(f"{where(self.spec)}: {reason}")
+
+
+def request_meta(session: ClientSession, relay: CallRelay | None) -> types.RequestParamsMeta | None:
+    """A call's ``_meta``: the caller's log opt-in (`log_opt_in`) and the
+    delegation's trace context (`adapters.operations.meta_trace`), which
+    also goes over HTTP headers: a server reading either joins the trace."""
+    meta: dict[str, Any] = {**(log_opt_in(session, relay) or {}), **meta_trace()}
+    return cast(types.RequestParamsMeta, meta) if meta else None
 
 
 def log_opt_in(session: ClientSession, relay: CallRelay | None) -> types.RequestParamsMeta | None:

@@ -107,6 +107,15 @@ def span(
     )
 
 
+def start(name: str, attributes: Attributes, kind: SpanKind = SpanKind.INTERNAL) -> Span | None:
+    """A span of the current delegation's trace, started but not made current
+    (a stream's, which lives across yields); the caller ends it. None when
+    tracing is off."""
+    if _tracer is None:
+        return None
+    return _tracer.start_span(name, context=_parent(), kind=kind, attributes=attributes)
+
+
 def annotate(attributes: Attributes) -> None:
     """Add attributes to the current span (when tracing is on)."""
     if _tracer is not None:

@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp.typedefs import LooseHeaders
@@ -178,6 +178,43 @@ def begin(headers: HeaderLines | None) -> str:
     else:
         trace = TraceContext.incoming(headers.getlist(TRACEPARENT), headers.getlist(TRACESTATE))
     _CURRENT.set(trace)
+    return trace.trace_id
+
+
+def carried(meta: Mapping[str, Any] | None) -> TraceContext | None:
+    """The trace an MCP message carries in its ``params._meta`` (OpenTelemetry's
+    MCP conventions, "Context propagation"; SEP-414: unprefixed `traceparent`
+    and `tracestate`), if its `traceparent` is valid; read as the header is."""
+    value = meta.get(TRACEPARENT) if meta else None
+    parsed = _parse_traceparent(value) if isinstance(value, str) else None
+    if parsed is None:
+        return None
+    trace_id, parent_id, sampled = parsed
+    state = meta.get(TRACESTATE) if meta else None
+    return TraceContext(
+        trace_id, sampled, _checked_state([state]) if isinstance(state, str) else None, parent_id
+    )
+
+
+def of_message(meta: Mapping[str, Any] | None, headers: HeaderLines | None) -> TraceContext:
+    """The trace of one MCP message: the one its ``params._meta`` carries, so
+    a client's trace, the gateway's and the upstream's are one; else its HTTP
+    request's `traceparent`; else a fresh one."""
+    found = carried(meta)
+    if found is not None:
+        return found
+    if headers is None:
+        return TraceContext(new_trace_id())
+    return TraceContext.incoming(headers.getlist(TRACEPARENT), headers.getlist(TRACESTATE))
+
+
+def enter(trace: TraceContext) -> str:
+    """``trace`` is this context's from here on, unless the context already
+    serves that trace (the span that `gateway.mcp.server_spans` opened for
+    the message, which the spans made for it hang under); its trace id."""
+    current = _CURRENT.get()
+    if current is None or current.trace_id != trace.trace_id:
+        _CURRENT.set(trace)
     return trace.trace_id
 
 

@@ -7,6 +7,12 @@ without any span.
     python -m bench.spans
     python -m bench.spans --calls 200000
 
+A second table does the same for what wraps each upstream attempt
+(`adapters.operations.traced`: the CLIENT span in the MCP conventions' names
+and the duration the metrics hear), around an attempt that does nothing:
+without it, with tracing off and the metrics listening (the default), and
+with tracing on.
+
 The end-to-end figure (a whole SendMessage through a gateway exporting to an
 OTLP endpoint) is `python -m bench.a2a_gateway --tracing`.
 """
@@ -14,6 +20,7 @@ OTLP endpoint) is `python -m bench.a2a_gateway --tracing`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import time
@@ -21,8 +28,11 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry
 
 from adapters import spans
+from adapters.operations import Operation, traced
+from gateway.observability.operation_metrics import OperationMetrics
 
 NAMES = ("switchboard.decide", "switchboard.mint", "switchboard.record")
 
@@ -50,6 +60,41 @@ def _per_call(calls: int, *, instrumented: bool) -> float:
     return statistics.median(batches)
 
 
+def _per_attempt(calls: int, how: str) -> float:
+    """Median µs per upstream attempt over 5 batches."""
+
+    async def attempt() -> None:
+        return None
+
+    listeners = [OperationMetrics(CollectorRegistry()).observe_client]
+    operation = Operation.mcp("alpha", "http", "tools/call", "add")
+    run = attempt if how == "bare" else traced(operation, attempt, listeners)
+
+    async def batch() -> float:
+        started = time.perf_counter()
+        for _ in range(calls // 5):
+            await run()
+        return (time.perf_counter() - started) / (calls // 5) * 1e6
+
+    return statistics.median(asyncio.run(batch()) for _ in range(5))
+
+
+def operations(calls: int) -> None:
+    spans.disable()
+    rows = [("no wrapper", _per_attempt(calls, "bare"))]
+    rows.append(("tracing off", _per_attempt(calls, "traced")))
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Drop()))
+    spans.enable(provider.get_tracer("bench"))
+    rows.append(("tracing on", _per_attempt(calls, "traced")))
+    spans.disable()
+    provider.shutdown()
+    print(f"upstream attempts (adapters.operations.traced, metrics listening), {calls} calls")
+    print(f"{'':12} {'µs/call':>9} {'added':>9}")
+    for name, micros in rows:
+        print(f"{name:12} {micros:9.2f} {micros - rows[0][1]:9.2f}")
+
+
 def main(calls: int) -> None:
     rows = [("no spans", _per_call(calls, instrumented=False))]
     spans.disable()
@@ -69,4 +114,6 @@ def main(calls: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=100_000)
-    main(parser.parse_args().calls)
+    arguments = parser.parse_args()
+    main(arguments.calls)
+    operations(arguments.calls)

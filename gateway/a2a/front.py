@@ -46,6 +46,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from adapters import spans
+from adapters.semconv import a2a_server_facts
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Refusal, admit_call, decide_skill
 from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
@@ -192,6 +194,10 @@ class A2AFrontDoor:
             if wrong is not None:
                 return wrong
         trace_id = begin_trace(request.headers)
+        # The server span in A2A's terms too (a2a.md "Server": a2a.method.name).
+        # (A body that did not parse has no `_json`: `parse_jsonrpc_body`.)
+        body = getattr(request, "_json", None) if jsonrpc else None
+        spans.annotate(a2a_server_facts(agent_id, body))
         owner = Owner(caller.subject, caller.issuer, caller)
         try:
             message, decided, inputs = await self._skill(request, jsonrpc, agent_id, owner)

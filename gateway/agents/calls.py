@@ -34,6 +34,7 @@ from a2a.utils.errors import (
 
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
+from adapters.operations import Operation
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
 from gateway.agents.task_events import event_of
@@ -180,6 +181,7 @@ class UpstreamCalls:
             may_hand_off=may_fall_back,
             note=note,
             accept=None if accept is None else functools.partial(accept, admission),
+            operation=Operation.agent(admission.agent_id, admission.grant.card, operation),
         )
         try:
             async with token.refusals():
@@ -413,6 +415,7 @@ class UpstreamCalls:
             closed=closed,
             before=token.before,
             went_with=token.went_with,
+            operation=Operation.agent(admission.agent_id, admission.grant.card, operation),
         )
         started = False
         try:

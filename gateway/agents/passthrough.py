@@ -56,6 +56,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
+from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
 from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
@@ -224,6 +225,7 @@ class PassThrough:
             may_hand_off=rules.fallback is not None,
             before=token.before,
             went_with=token.went_with,
+            operation=Operation.agent(agent_id, admission.grant.card, OPERATION),
         )
         async with token.refusals():
             return await handler._parts().delegate.send(

@@ -23,6 +23,9 @@ def span_facts(
         "switchboard.event": event,
         "switchboard.subject": spans.subject(caller.subject),
         "switchboard.depth": len(caller.actors),
+        # The act chain (RFC 8693 section 4.1), oldest first, shown as the
+        # subject is (an actor may be a user's id). No convention names it.
+        "switchboard.act": ",".join(spans.subject(actor) for actor in caller.actors),
     }
     if action:
         facts["switchboard.action"] = action
@@ -33,6 +36,8 @@ def decision_facts(decision: Decision) -> dict[str, str | int | float | bool]:
     facts: dict[str, str | int | float | bool] = {
         "switchboard.decision": "allow" if decision.allowed else "deny",
         "switchboard.approval_required": decision.approval_required,
+        # The scopes the minted token carries (space-separated, as OAuth writes them).
+        "switchboard.scopes": " ".join(sorted(decision.granted)),
     }
     if decision.denial is not None:
         facts["switchboard.denial"] = str(decision.denial)

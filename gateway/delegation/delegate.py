@@ -34,6 +34,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from adapters.operations import Operation, traced, traced_stream
 from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
@@ -108,6 +109,9 @@ class Sending(Generic[T]):
     may_hand_off: bool = False
     # Appended to every record of this call (a fallback's "for whom").
     note: str = ""
+    # What the call is in OpenTelemetry's conventions: each attempt a CLIENT
+    # span, its duration told to `Resilience.upstream_listeners` (metrics).
+    operation: Operation | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class Streaming(Generic[T]):
     # As `Sending.before` and `Sending.went_with`.
     before: Callable[[], Awaitable[None]] | None = None
     went_with: Callable[[], str] | None = None
+    # As `Sending.operation`: the stream, open to end, is one operation.
+    operation: Operation | None = None
 
 
 class UpstreamDown(Exception):
@@ -206,7 +212,7 @@ class Delegate:
         note = sending.note
         try:
             result = await retry.run(
-                sending.attempt,
+                traced(sending.operation, sending.attempt, self.resilience.upstream_listeners),
                 upstream=sending.upstream,
                 breakers=self.resilience.breakers,
                 idempotent=sending.idempotent,
@@ -276,7 +282,8 @@ class Delegate:
         if streaming.before is not None:
             await self._before(permit, event, streaming.before, streaming.explain)
         went = streaming.went_with() if streaming.went_with is not None else ""
-        stream = streaming.open()
+        listeners = self.resilience.upstream_listeners
+        stream = traced_stream(streaming.operation, streaming.open, listeners)()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + streaming.max_seconds
         started = False

@@ -59,6 +59,7 @@ from a2a.types import Message, SendMessageRequest
 from a2a.utils.errors import InternalError, InvalidParamsError
 from google.protobuf.json_format import MessageToDict
 
+from adapters.operations import Listener
 from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings, BreakerState
 from gateway.delegation.retry import NO_RETRIES, RetrySettings
 from gateway.delegation.tasks import Owner, TaskRecords
@@ -412,6 +413,8 @@ class Resilience:
 
     breakers: Breakers
     retry: RetrySettings
+    # Told of every upstream attempt's end (`adapters.operations`): the metrics.
+    upstream_listeners: list[Listener] = field(default_factory=list, repr=False)
     _policy: Policy | None = field(default=None, repr=False)
     _rules: dict[tuple[str, str | None], Handoff] = field(default_factory=dict, repr=False)
 

@@ -27,11 +27,10 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from adapters.mcp import (
-    UpstreamUnavailable,
-)
+from adapters.mcp import McpUpstream, UpstreamUnavailable
 from adapters.mcp_http import refusals_noted
 from adapters.mcp_relay import CallRelay
+from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
@@ -264,8 +263,8 @@ class McpFederation:
                         raise refused from None
                     raise
 
-        # 4. Through the core: under the server's breaker, retried only when
-        # idempotent, recorded (cancelled by the caller included).
+        # 4. Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
+        wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
         sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
             upstream=tool.server_id,
             attempt=call,
@@ -276,6 +275,7 @@ class McpFederation:
             recorded=result_record,
             classify=classify_failure,
             counts=counts_for_breaker,
+            operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
         )
         return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
 

@@ -31,7 +31,6 @@ Nothing here is stored: listings are read from the live sessions (kept for
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,17 +40,14 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 
 from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
+from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
-from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.federation.app_rights import AppRights
 from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     SERVER_INFO_META_KEY,
-    classify_failure,
-    counts_for_breaker,
-    explain_failure,
 )
 from gateway.federation.federation import McpFederation
 from gateway.federation.offered import (
@@ -62,6 +58,7 @@ from gateway.federation.offered import (
     PromptWithheld,
     ResourceNotFound,
 )
+from gateway.federation.offering_calls import call_offering
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
     app_resource_meta,
@@ -192,6 +189,7 @@ class McpOfferings:
         result = await self._call(
             permit,
             found.source,
+            "resources/read",
             lambda session: session.read_resource(
                 found.upstream_uri,
                 input_responses=input_responses,
@@ -243,6 +241,7 @@ class McpOfferings:
         result = await self._call(
             permit,
             source,
+            "prompts/get",
             lambda session: session.get_prompt(
                 prompt.upstream_name,
                 dict(arguments) if arguments is not None else None,
@@ -273,6 +272,7 @@ class McpOfferings:
         result = await self._call(
             permit,
             source,
+            "completion/complete",
             lambda session: session.send_request(
                 types.CompleteRequest(params=forwarded), types.CompleteResult
             ),
@@ -465,31 +465,21 @@ class McpOfferings:
         )
 
     async def _call(
-        self, permit: Permit, source: _Source, send: Callable[[ClientSession], Awaitable[R]]
+        self,
+        permit: Permit,
+        source: _Source,
+        method: str,
+        send: Callable[[ClientSession], Awaitable[R]],
     ) -> R:
-        """The upstream, with the credential configured for it, through the
-        delegation core (`gateway.delegation.delegate`): always recorded."""
+        """The upstream, through the delegation core (`offering_calls`); a
+        prompt's name is its span's target (mcp.md "Span name")."""
+        name = permit.action if method == "prompts/get" else None
+        operation = Operation.mcp(source.id, source.config.transport, method, name)
         timeout = source.config.timeout_seconds or self.federation.default_timeout_seconds
-
-        async def attempt() -> R:
-            credential = await source.credentials.for_call(permit)
-            return await source.upstream.request(
-                send, credential=credential, timeout_seconds=timeout
-            )
-
-        sending: Sending[R] = Sending(
-            upstream=source.id,
-            attempt=attempt,
-            explain=functools.partial(explain_failure, source.id),
-            recorded=_recorded,
-            classify=classify_failure,
-            counts=counts_for_breaker,
+        delegate = self.federation.delegate
+        return await call_offering(
+            delegate, permit, operation, source.upstream, source.credentials, send, timeout
         )
-        return await self.federation.delegate.send(permit, AUDIT_EVENT, sending)
-
-
-def _recorded(result: object) -> tuple[str, str]:
-    return ("input_required" if isinstance(result, types.InputRequiredResult) else "ok"), ""
 
 
 def _offered_as(resource: types.Resource, uri: str) -> types.Resource:

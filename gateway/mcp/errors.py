@@ -17,7 +17,8 @@ from mcp.server import ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 
 from adapters.mcp import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from adapters.trace_context import begin as begin_trace
+from adapters.trace_context import enter as enter_trace
+from adapters.trace_context import of_message
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.audit import AuditEvent, outage_event
@@ -224,12 +225,13 @@ def caller_of(ctx: ServerRequestContext) -> Caller:
 
 
 def trace_of(ctx: ServerRequestContext) -> str:
-    """The trace id of this message, from the `traceparent` of the HTTP
-    request carrying it (each message's own, in a 2025-11-25 session too), or
-    a fresh one; the upstream calls made for it carry that trace. Called in
-    the task the SDK runs this one message's handler in, so the trace set
+    """The trace id of this message: the `traceparent` its ``params._meta``
+    carries (OpenTelemetry's MCP conventions), else the one of the HTTP
+    request carrying it (each message's own, in a 2025-11-25 session too),
+    else a fresh one; the upstream calls made for it carry that trace. Called
+    in the task the SDK runs this one message's handler in, so the trace set
     is this message's alone (`adapters.trace_context`)."""
-    return begin_trace(getattr(ctx.request, "headers", None))
+    return enter_trace(of_message(ctx.meta, getattr(ctx.request, "headers", None)))
 
 
 def outage_record(ctx: ServerRequestContext, outage: DependencyUnavailable) -> AuditEvent:

@@ -16,13 +16,20 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 
+from gateway.mcp.server_spans import McpServerSpans, without_sdk_spans
 from gateway.mcp.sets import current_set
 
 
 class GatewayServer(Server[Any]):
     """Declares ``tools.listChanged`` and ``prompts.listChanged`` to 2025-11-25
     clients (the handshake-era capabilities take it from `NotificationOptions`;
-    at 2026-07-28 the SDK derives it from `subscriptions/listen` being served)."""
+    at 2026-07-28 the SDK derives it from `subscriptions/listen` being served).
+    Its outermost middleware is the gateway's span and duration per message
+    (`gateway.mcp.server_spans`), in place of the SDK's own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.middleware[:] = [McpServerSpans(), *without_sdk_spans(self.middleware)]
 
     def create_initialization_options(
         self,

@@ -77,7 +77,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receiving if mcp else receive, sending)
         finally:
-            metrics = _metrics(scope)
+            metrics = metrics_of(scope)
             if metrics is not None:
                 method = _mcp_method(bytes(head)) if mcp else None
                 metrics.observe_http(_route(scope), scope["method"], status, method)
@@ -107,7 +107,11 @@ def _mcp_method(head: bytes) -> str:
     return method if method in MCP_METHODS else "other"
 
 
-def _metrics(scope: Scope) -> Any:
+def metrics_of(scope: Scope | None) -> Any:
+    """The app's `GatewayMetrics`, from a request's scope (None before the
+    app has started, or without a request: an MCP message over stdio)."""
+    if scope is None:
+        return None
     app = scope.get("app")
     state = getattr(getattr(app, "state", None), "switchboard", None)
     return getattr(state, "metrics", None)

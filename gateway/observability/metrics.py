@@ -35,6 +35,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
     start_http_server,
@@ -46,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.breaker import Breakers
+from gateway.observability.operation_metrics import OperationMetrics
 from gateway.storage.flow_tables import flow_runs
 from gateway.storage.periodic import Periodic
 from gateway.storage.tables import a2a_tasks, approvals
@@ -63,6 +65,11 @@ class GatewayMetrics:
         self._engine = engine
         self._breakers = breakers
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes,
+        # process_open_fds, process_start_time_seconds, ... (from /proc).
+        ProcessCollector(registry=self.registry)
+        # MCP's conventional durations and the latency per upstream target.
+        self.operations = OperationMetrics(self.registry)
         self.calls = Counter(
             "switchboard_calls",
             "Decisions recorded in the audit log, by event (door and operation), target, "
@@ -302,6 +309,9 @@ class _Workers(Collector):
 def aggregate_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_Workers(os.environ[MULTIPROCESS_ENV]))
+    # The process_* series of the process answering (a worker, or the
+    # supervisor on `metrics_port`): they cannot be summed across processes.
+    ProcessCollector(registry=registry)
     return registry
 
 

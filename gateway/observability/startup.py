@@ -33,6 +33,7 @@ def start(
     metrics = GatewayMetrics(core.engine, core.resilience.breakers)
     core.audit.listeners.append(metrics.observe)
     core.audit.listeners.append(log_decision)
+    core.resilience.upstream_listeners.append(metrics.operations.observe_client)
     if settings.metrics_port is not None:
         server, thread = start_http_server(
             settings.metrics_port, addr=settings.host, registry=metrics.registry

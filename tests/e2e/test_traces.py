@@ -2,7 +2,8 @@
 OTLP/gRPC, started by the test and decoded with the OpenTelemetry proto
 package), from a real gateway serving real A2A agents and a real MCP server.
 
-What is checked: the server span continues the caller's `traceparent`; the
+What is checked (the MCP conventions' spans: tests/e2e/test_trace_conventions.py):
+the server span continues the caller's `traceparent`; the
 decide, mint and record spans hang under it; each upstream request has a
 CLIENT span, and the `traceparent` the upstream received names that span as
 its parent; the audit record's trace id is the spans' trace id (the caller's,
@@ -13,175 +14,33 @@ traced at all.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import http.server
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import anyio
-import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from gateway.observability import tracing
 from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
-from tests.support.gateway import start_gateway
 from tests.support.inspecting import send_message_body
-from tests.support.mcp_clients import MODES, mcp_client
-from tests.support.mcp_servers import upstream_server
-from tests.support.servers import stop_all
-
-SERVER, CLIENT, INTERNAL = (
-    ProtoSpan.SPAN_KIND_SERVER,
-    ProtoSpan.SPAN_KIND_CLIENT,
-    ProtoSpan.SPAN_KIND_INTERNAL,
+from tests.support.otlp_receiver import (
+    CLIENT,
+    INTERNAL,
+    SERVER,
+    Exported,
+    Receiver,
+    by_name,
+    otlp_receiver,
 )
-
-
-@dataclass(frozen=True)
-class Exported:
-    name: str
-    kind: int
-    trace_id: str
-    span_id: str
-    parent_id: str
-    attributes: dict[str, Any]
-    service: str
-
-
-@dataclass
-class Receiver:
-    """The spans an OTLP receiver got, decoded."""
-
-    spans: list[Exported] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    endpoint: str = ""
-
-    def take(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
-        with self.lock:
-            for resource_spans in request.resource_spans:
-                service = next(
-                    (
-                        a.value.string_value
-                        for a in resource_spans.resource.attributes
-                        if a.key == "service.name"
-                    ),
-                    "",
-                )
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        self.spans.append(
-                            Exported(
-                                name=span.name,
-                                kind=span.kind,
-                                trace_id=span.trace_id.hex(),
-                                span_id=span.span_id.hex(),
-                                parent_id=span.parent_span_id.hex(),
-                                attributes={a.key: _value(a.value) for a in span.attributes},
-                                service=service,
-                            )
-                        )
-
-    def wait_for(
-        self, found: Callable[[list[Exported]], bool], seconds: float = 15.0
-    ) -> list[Exported]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            with self.lock:
-                spans = list(self.spans)
-            if found(spans):
-                return spans
-            time.sleep(0.05)
-        with self.lock:
-            names = [(s.name, s.trace_id) for s in self.spans]
-        raise AssertionError(f"spans never arrived; got {names}")
-
-
-def _value(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
-class _OtlpHttp(http.server.BaseHTTPRequestHandler):
-    receiver: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        ok = self.path == "/v1/traces"
-        if ok:
-            request = trace_service_pb2.ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            self.receiver.take(request)
-        self.send_response(200 if ok else 404)
-        self.send_header("Content-Type", "application/x-protobuf")
-        answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _OtlpGrpc(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        self.receiver.take(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@contextlib.contextmanager
-def otlp_http() -> Iterator[Receiver]:
-    receiver = Receiver()
-    handler = type("Handler", (_OtlpHttp,), {"receiver": receiver})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
-def otlp_grpc() -> Iterator[Receiver]:
-    receiver = Receiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _OtlpGrpc(receiver), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    receiver.endpoint = f"http://127.0.0.1:{port}"
-    try:
-        yield receiver
-    finally:
-        server.stop(None)
 
 
 @pytest.fixture(params=["http/protobuf", "grpc"])
 def receiver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     """A receiver, and the standard variables pointing the gateway at it."""
     protocol = request.param
-    with otlp_http() if protocol == "http/protobuf" else otlp_grpc() as got:
+    with otlp_receiver(protocol) as got:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", got.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
@@ -215,16 +74,8 @@ def _audited_trace(dep: Deployment) -> str:
     return trace_id
 
 
-def _by_name(spans: list[Exported], trace_id: str) -> dict[str, list[Exported]]:
-    named: dict[str, list[Exported]] = {}
-    for span in spans:
-        if span.trace_id == trace_id:
-            named.setdefault(span.name, []).append(span)
-    return named
-
-
 def _one_delegation(spans: list[Exported], trace_id: str) -> bool:
-    named = _by_name(spans, trace_id)
+    named = by_name(spans, trace_id)
     return (
         all(
             name in named
@@ -243,7 +94,7 @@ def test_a_call_is_one_trace_from_caller_to_agent(tmp_path: Path, receiver: Rece
         spans = receiver.wait_for(lambda spans: _one_delegation(spans, trace_id))
         received = dep["support"].recorder.calls()[-1]
         audited = _audited_trace(dep)
-    named = _by_name(spans, trace_id)
+    named = by_name(spans, trace_id)
     [server] = named["POST /a2a/{agent_id}"]
     assert server.kind == SERVER and server.parent_id == caller_span
     assert server.service == "switchboard"
@@ -266,7 +117,10 @@ def test_a_call_is_one_trace_from_caller_to_agent(tmp_path: Path, receiver: Rece
     assert (upstream_trace, flags) == (trace_id, "01")
     assert received.headers.get("tracestate") == "acme=1"  # still the caller's trace
     [client] = [s for s in named["POST"] if s.span_id == upstream_parent]
-    assert client.kind == CLIENT and client.parent_id == server.span_id
+    # Under the A2A operation's span (`adapters.operations`), under the server span.
+    [invoke] = named["invoke_agent Support"]
+    assert invoke.kind == CLIENT and invoke.parent_id == server.span_id
+    assert client.kind == CLIENT and client.parent_id == invoke.span_id
     assert client.attributes["switchboard.target"] == "support"
     assert client.attributes["http.response.status_code"] == 200
     assert client.attributes["url.full"].startswith(dep["support"].server.url)
@@ -290,7 +144,7 @@ def test_without_a_traceparent_the_audit_has_the_server_spans_fresh_trace(
         audited = _audited_trace(dep)
         spans = receiver.wait_for(lambda spans: _one_delegation(spans, audited))
         received = dep["support"].recorder.calls()[-1]
-    [server] = _by_name(spans, audited)["POST /a2a/{agent_id}"]
+    [server] = by_name(spans, audited)["POST /a2a/{agent_id}"]
     assert server.parent_id == ""  # a root: the gateway started this trace
     assert received.trace is not None and received.trace[0] == audited
     assert "tracestate" not in received.headers
@@ -302,10 +156,12 @@ def test_the_subject_can_be_hashed(tmp_path: Path, receiver: Receiver) -> None:
         answered = _send(dep, dep.gateway.token("alice", USER_SCOPES), {"traceparent": traceparent})
         assert answered.status_code == 200, answered.text
         spans = receiver.wait_for(lambda spans: _one_delegation(spans, trace_id))
-    [decide] = _by_name(spans, trace_id)["switchboard.decide"]
+    [decide] = by_name(spans, trace_id)["switchboard.decide"]
     shown = decide.attributes["switchboard.subject"]
     assert shown != "alice" and len(shown) == 32 and int(shown, 16) >= 0
-    assert not any("alice" in str(v) for s in spans for v in s.attributes.values())
+    assert not any("alice" in str(v) for s in spans for v in s.attributes.values()), [
+        (s.name, k, v) for s in spans for k, v in s.attributes.items() if "alice" in str(v)
+    ]
 
 
 def test_a_denial_is_traced_with_its_reason(tmp_path: Path, receiver: Receiver) -> None:
@@ -315,12 +171,12 @@ def test_a_denial_is_traced_with_its_reason(tmp_path: Path, receiver: Receiver) 
         assert denied.status_code == 403 and "error" in denied.json(), denied.text
         spans = receiver.wait_for(
             lambda spans: (
-                "switchboard.record" in _by_name(spans, trace_id)
-                and "POST /a2a/{agent_id}" in _by_name(spans, trace_id)
+                "switchboard.record" in by_name(spans, trace_id)
+                and "POST /a2a/{agent_id}" in by_name(spans, trace_id)
             )
         )
         assert dep["support"].recorder.calls() == []
-    named = _by_name(spans, trace_id)
+    named = by_name(spans, trace_id)
     [decide] = named["switchboard.decide"]
     assert decide.attributes["switchboard.decision"] == "deny"
     assert "switchboard.mint" not in named and "POST" not in named  # nothing went upstream
@@ -328,59 +184,6 @@ def test_a_denial_is_traced_with_its_reason(tmp_path: Path, receiver: Receiver) 
     assert record.attributes["switchboard.outcome"] == "denied"
     [server] = named["POST /a2a/{agent_id}"]
     assert server.attributes["http.response.status_code"] == 403
-
-
-POLICY = "agents:\n  alpha: {}\n"
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_an_mcp_tool_call_is_traced_to_the_upstream_server(
-    tmp_path: Path, receiver: Receiver, mode: str
-) -> None:
-    upstream, recorder, _ = upstream_server(stateless=True)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    gateway = start_gateway(tmp_path / "data", None, policy_file=policy)
-    try:
-        with gateway.client() as admin:
-            added = admin.post("/mcp-servers", json={"name": "Alpha", "url": upstream.url + "/mcp"})
-            assert added.status_code == 201, added.text
-        token = gateway.token("alice")
-        trace_id, _, traceparent = _traceparent()
-        recorder.clear()
-
-        async def call() -> Any:
-            async with mcp_client(
-                gateway.url + "/mcp", token, mode, headers={"traceparent": traceparent}
-            ) as client:
-                return await client.call_tool("alpha__add", {"a": 2, "b": 3})
-
-        result = anyio.run(call)
-        assert result.structured_content == {"result": 5}
-        calls = [seen for seen in recorder.calls() if b'"tools/call"' in seen.body and seen.trace]
-        assert calls, [seen.body[:80] for seen in recorder.calls()]
-        upstream_trace, upstream_parent, _ = calls[-1].trace or ("", "", "")
-        assert upstream_trace == trace_id
-
-        def client_and_its_parent(spans: list[Exported]) -> bool:
-            # The server span of the POST ends after its response is sent, so it
-            # can be exported after the client span it parents: wait for both.
-            parents = {s.parent_id for s in spans if s.span_id == upstream_parent}
-            return any(s.span_id in parents for s in spans)
-
-        spans = receiver.wait_for(client_and_its_parent)
-    finally:
-        stop_all(gateway.server, upstream)
-    named = _by_name(spans, trace_id)
-    [client] = [s for s in spans if s.span_id == upstream_parent]
-    assert client.kind == CLIENT and client.trace_id == trace_id
-    assert client.attributes["switchboard.target"] == "alpha"
-    assert client.attributes["switchboard.action"] == "add"
-    decides = named["switchboard.decide"]
-    assert any(d.attributes.get("switchboard.action") == "add" for d in decides)
-    # Under the gateway's server span of the POST that carried tools/call.
-    servers = {s.span_id for s in named.get("POST /mcp", [])}
-    assert client.parent_id in servers, sorted(named)
 
 
 @pytest.mark.parametrize(

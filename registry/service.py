@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,7 +26,7 @@ from registry.vendor_cards import gateway_run_kind
 
 WELL_KNOWN_CARD_PATH = "/.well-known/agent-card.json"  # A2A 1.0 / 0.3
 LEGACY_CARD_PATH = "/.well-known/agent.json"  # A2A 0.2
-_MAX_SLUG_ATTEMPTS = 50
+MAX_SLUG_ATTEMPTS = 50
 
 
 class SignatureRefused(Exception):
@@ -144,11 +144,10 @@ class RegistryService:
 
     async def _free_slug(self, name: str) -> str:
         base = slugify(name)
-        for n in range(1, _MAX_SLUG_ATTEMPTS + 1):
-            candidate = base if n == 1 else f"{base[:60]}-{n}"
-            if not await self.store.id_taken(candidate):
-                return candidate
-        raise AgentConflict(base)
+        found = await free_slug(base, self.store.id_taken)
+        if found is None:
+            raise AgentConflict(base)
+        return found
 
 
 def default_resource(parsed: ParsedCard, agent_id: str) -> str:
@@ -168,6 +167,16 @@ def card_url_candidates(url: str) -> list[str]:
         urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         for path in (WELL_KNOWN_CARD_PATH, LEGACY_CARD_PATH)
     ]
+
+
+async def free_slug(base: str, taken: Callable[[str], Awaitable[bool]]) -> str | None:
+    """``base``, or ``base-2``, ``base-3``, ... : the first id not ``taken``
+    (None after `MAX_SLUG_ATTEMPTS` tries). Agents and MCP servers alike."""
+    for n in range(1, MAX_SLUG_ATTEMPTS + 1):
+        candidate = base if n == 1 else f"{base[:60]}-{n}"
+        if not await taken(candidate):
+            return candidate
+    return None
 
 
 def slugify(name: str) -> str:

@@ -41,7 +41,6 @@ from registry.mcp_store import (
 AUDIT_EVENT = "mcp"
 NAMES_EVENT = "mcp.names"  # a name refused at registration, refresh or approval
 SNAPSHOT_SECONDS = 1.0  # how long a replica may serve a tool list another replica changed
-MAX_SLUG_ATTEMPTS = 50
 SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
 
 

@@ -39,7 +39,6 @@ from gateway.federation.credential_checks import UsersOwnChecks, check_users_own
 from gateway.federation.credentials import CallCredential, stored_form, with_registrant
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
-    MAX_SLUG_ATTEMPTS,
     SNAPSHOT_SECONDS,
     FederatedTool,
     RegistrationRefused,
@@ -81,7 +80,7 @@ from registry.mcp_store import (
     NewMcpServer,
     SqlMcpStore,
 )
-from registry.service import slugify
+from registry.service import free_slug, slugify
 
 
 @dataclass(frozen=True)
@@ -514,8 +513,6 @@ class McpFederation:
 
     async def _free_slug(self, name: str) -> str:
         base = slugify(name).replace(SEPARATOR, "-")
-        for n in range(1, MAX_SLUG_ATTEMPTS + 1):
-            candidate = base if n == 1 else f"{base[:60]}-{n}"
-            if not await self.store.id_taken(candidate):
-                return candidate
-        raise McpServerConflict(base)
+        if (found := await free_slug(base, self.store.id_taken)) is None:
+            raise McpServerConflict(base)
+        return found

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 from dbos import DBOS
 from dbos._utils import INTERNAL_QUEUE_NAME
 
-from gateway.storage.periodic import ALONE_SECONDS
-
 if TYPE_CHECKING:
     # A step a sequence reserved in its workflow (`gateway.flows.lanes`):
     # DBOS types it in a private module.
@@ -106,10 +104,11 @@ class IdleGates:
     at DBOS's own pace for `KICKED_SECONDS` after this process changed what
     it reads (`kick`); while ``alone()`` (no other replica runs:
     `ReplicaDirectory.alone`, so none puts work on the shared queue),
-    every `ALONE_SECONDS` at most."""
+    every ``alone_seconds`` at most."""
 
     idle_seconds: float
     alone: Callable[[], bool] | None = None
+    alone_seconds: float = 60.0  # the gateway's `gateway.storage.periodic.ALONE_SECONDS`
     _kicked: dict[str, float] = field(default_factory=dict)
     _looked: dict[str, float] = field(default_factory=dict)
 
@@ -123,7 +122,7 @@ class IdleGates:
         # A tenth early: a thread that polls at about this pace is not put off a whole turn.
         idle = self.idle_seconds
         if self.alone is not None and self.alone():
-            idle = max(idle, ALONE_SECONDS)
+            idle = max(idle, self.alone_seconds)
         if now - self._looked.get(name, float("-inf")) < 0.9 * idle:
             return False
         self._looked[name] = now
@@ -148,7 +147,10 @@ _KICKS = {
 
 
 def quiet_when_idle(
-    dbos: DBOS, idle_seconds: float, alone: Callable[[], bool] | None = None
+    dbos: DBOS,
+    idle_seconds: float,
+    alone: Callable[[], bool] | None = None,
+    alone_seconds: float = 60.0,
 ) -> IdleGates:
     """Make DBOS's polling threads read the database every ``idle_seconds``
     instead of every second when they have nothing to do. Called once DBOS
@@ -168,7 +170,7 @@ def quiet_when_idle(
     here stops its steps at once, `cancelled_here`)."""
     import dbos._core as dbos_core
 
-    gates = IdleGates(idle_seconds, alone)
+    gates = IdleGates(idle_seconds, alone, alone_seconds)
     system: Any = dbos._sys_db
     dequeue, job_lock = system.start_queued_workflows, system.background_job_lock
 

@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from gateway.compat import dbos as compat
 from gateway.flows import runner
 from gateway.flows.runtime import FlowRuntime
+from gateway.storage.periodic import ALONE_SECONDS
 from gateway.storage.sqlite_gate import GatedConnection
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class FlowEngine:
                 self._dbos = DBOS(config=config)
                 compat.adopt_running_loop(self._dbos)
                 await asyncio.to_thread(DBOS.launch)
-                compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS, self._alone)
+                compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS, self._alone, ALONE_SECONDS)
             except BaseException:
                 _OWNER = None
                 runner.install(None)

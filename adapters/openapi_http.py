@@ -90,7 +90,17 @@ def request_of(
     body = binding.get("body")
     if body and body in args:
         options["json"] = args[body]
-    return str(binding["method"]), base_url.rstrip("/") + path, options
+    url = base_url.rstrip("/") + path
+    if not path.startswith("/") or _origin(url) != _origin(base_url):
+        # Only a path under the base URL: never another host, port or scheme
+        # (a binding stored before paths were checked at registration).
+        raise BadArguments(f"the operation's path {path!r} leaves the API's base URL")
+    return str(binding["method"]), url, options
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = httpx2.URL(url)
+    return parts.scheme, parts.host, parts.port
 
 
 def _excerpt(response: httpx2.Response) -> str:

@@ -74,9 +74,14 @@ def checked_document(document: Any) -> dict[str, Any]:
     if not isinstance(document, Mapping):
         raise OpenApiRefused("an OpenAPI document is a JSON object")
     try:
-        size = len(json.dumps(document, separators=(",", ":")))
+        # allow_nan=False: NaN and infinities are no JSON (a YAML document's
+        # .nan, .inf), and would be stored in the tools' schemas.
+        size = len(json.dumps(document, separators=(",", ":"), allow_nan=False))
     except RecursionError:
         raise OpenApiRefused("the document nests too deeply to be read") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # A YAML date or timestamp (an unquoted `2024-01-01`), a non-finite number.
+        raise OpenApiRefused(f"the document holds a value JSON cannot carry: {exc}") from None
     if size > MAX_DOCUMENT_BYTES:
         raise OpenApiRefused(f"the document is {size} bytes, over {MAX_DOCUMENT_BYTES}")
     version = document.get("openapi")
@@ -166,6 +171,11 @@ def _operations(document: Mapping[str, Any]) -> Any:
                 continue
             if not isinstance(operation, Mapping):
                 raise OpenApiRefused(f"{method.upper()} {path} is not an Operation Object")
+            if not str(path).startswith("/"):
+                # OpenAPI 3.1 §4.8.8.1: "The field name MUST begin with a forward
+                # slash". Joined to the base URL, "@host/x" or ".host/x" would
+                # name another host, which would get the call's credential.
+                raise OpenApiRefused(f"path {path!r} does not begin with /")
             op_id = operation.get("operationId") or f"{method}_{path}"
             yield str(op_id), method, str(path), operation, shared
 

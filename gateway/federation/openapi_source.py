@@ -14,7 +14,7 @@ given inline, needs the base URL given.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from adapters.openapi import OPENAPI_PROTOCOL
 from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.probe import Probed
 from gateway.federation.probe import probe as probe_mcp
+from gateway.http.json_body import JsonRefused, NotJson, read_json
 from registry.fetch import FetchFailed, FetchLimits, SafeFetcher
 from registry.mcp_registration import McpServerRegistration
 from registry.mcp_store import McpServerConfig
@@ -74,9 +75,11 @@ def parse_document(body: bytes) -> Any:
         raise OpenApiRefused(f"the document is over {MAX_DOCUMENT_BYTES} bytes")
     try:
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return read_json(body)  # the one JSON reader: depth, numbers JSON has
+        except NotJson:
             pass
+        except JsonRefused as exc:
+            raise OpenApiRefused(f"the document cannot be read: {exc}") from None
         try:
             return yaml.load(body, Loader=_NoAliases)  # noqa: S506 -- a SafeLoader
         except yaml.YAMLError as exc:
@@ -85,7 +88,7 @@ def parse_document(body: bytes) -> Any:
         raise OpenApiRefused("the document nests too deeply to be read") from None
 
 
-async def _fetched(url: str, fetcher: SafeFetcher) -> tuple[Any, str]:
+async def _fetched(url: str, fetcher: SafeFetcher) -> tuple[bytes, str]:
     own = SafeFetcher(fetcher.policy, FetchLimits(max_bytes=MAX_DOCUMENT_BYTES))
     try:
         fetched = await own.get(url, accept=ACCEPT)
@@ -95,7 +98,7 @@ async def _fetched(url: str, fetcher: SafeFetcher) -> tuple[Any, str]:
         await own.aclose()
     if fetched.status != 200:
         raise OpenApiRefused(f"{url} answered HTTP {fetched.status}, not the document")
-    return parse_document(fetched.body), fetched.url
+    return fetched.body, fetched.url
 
 
 def base_url_of(tools: OpenApiTools, given: str | None, document_url: str | None) -> str:
@@ -121,10 +124,14 @@ async def load_api(registration: McpServerRegistration, fetcher: SafeFetcher) ->
     source: OpenApiSource | None = registration.openapi
     assert source is not None
     if source.url is not None:
-        document, where = await _fetched(source.url, fetcher)
+        body, where = await _fetched(source.url, fetcher)
+        # Parsed off the loop: a large YAML document is seconds of CPU.
+        document = await asyncio.to_thread(parse_document, body)
     else:
         document, where = source.document, None
-    tools = tools_of(document, operations=source.operations, tag=source.tag)
+    tools = await asyncio.to_thread(
+        tools_of, document, operations=source.operations, tag=source.tag
+    )
     base = base_url_of(tools, registration.url, where)
     return LoadedApi(base_url=base, source=where or "inline", tools=tools)
 

@@ -179,3 +179,10 @@ async def test_a_users_own_token_refused_is_noted_for_the_federation() -> None:
     service = await upstream(api).call_tool("whoami", {}, credential=USER)
     assert service.is_error
     assert "HTTP 401" in service.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("path", ["@evil.example/x", ".evil.example/x", ":8443/x"])
+def test_a_stored_path_that_leaves_the_base_url_is_not_called(path: str) -> None:
+    binding = {"method": "get", "path": path, "params": []}
+    with pytest.raises(BadArguments, match="leaves the API's base URL"):
+        request_of("https://api.example.com", binding, {})

@@ -193,7 +193,7 @@ def test_json_pointer_escapes_and_sibling_descriptions() -> None:
     ],
 )
 def test_deep_nesting_is_refused_not_a_crash(body: bytes) -> None:
-    with pytest.raises(OpenApiRefused, match="nests too deeply"):
+    with pytest.raises(OpenApiRefused, match="nests"):
         parse_document(body)
 
 
@@ -218,3 +218,31 @@ def test_the_base_url() -> None:
     )
     with pytest.raises(OpenApiRefused, match="has variables"):
         base_url_of(templated, None, None)
+
+
+@pytest.mark.parametrize("path", ["@evil.example/x", ".evil.example/x", ":8443/x", "x/y", ""])
+def test_a_path_that_does_not_begin_with_a_slash_is_refused(path: str) -> None:
+    """Joined to the base URL, such a path names another host or port, which
+    would be sent the call's credential (OpenAPI 3.1 §4.8.8.1: paths begin
+    with /)."""
+    with pytest.raises(OpenApiRefused, match="does not begin with /"):
+        tools_of(document({path: {"get": operation(operationId="x")}}))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"openapi: 3.1.0\ninfo: {title: t, version: 2024-01-01}\npaths: {}\n",  # a YAML date
+        b"openapi: 3.1.0\ninfo: {title: t, version: '1'}\nx: 2001-12-14t21:59:43.10-05:00\n"
+        b"paths: {}\n",
+        b"openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths: {}\nx: .nan\n",
+        b"openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths: {}\nx: .inf\n",
+        b'{"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}, "x": NaN}',
+        b'{"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}, "x": 1e999}',
+    ],
+)
+def test_a_value_json_cannot_carry_is_refused_not_a_crash(body: bytes) -> None:
+    """Refused as the document's fault (422), never a TypeError (500), and no
+    NaN or infinity reaches a stored schema."""
+    with pytest.raises(OpenApiRefused):
+        tools_of(parse_document(body))

@@ -6,7 +6,7 @@ A part of `gateway.delegation.pipeline.Delegations`."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from gateway.delegation.audit import AuditLog
 from gateway.delegation.coordinate import coordinate
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.decision_records import decision_event
-from gateway.delegation.permits import Caller, Permit, RateLimited
+from gateway.delegation.permits import Caller, DelegationDenied, Permit, RateLimited
 from gateway.delegation.rate_limits import RateLimits
 from policies.api_keys import is_key_actor
 from policies.limits import AppliedLimit, CallFacts, applicable
@@ -31,6 +31,58 @@ class AfterDecision:
     coordination: Coordination | None
     # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
     key_limits: Callable[[str], tuple[AppliedLimit, ...]]
+    # Why a key's call may not go on (`ApiKeys.unusable`): revoked, expired, gone.
+    key_unusable: Callable[[str], Awaitable[str | None]] | None
+    # An API key's budget (`ApiKeys.spend_on`): a call's price taken from
+    # it, by (actor, target, action); None when paid, else why not.
+    key_spend: Callable[[str, str, str | None], Awaitable[str | None]] | None
+
+    async def _key_usable(self, caller: Caller, target: Target, *facts: Any) -> None:
+        """Refuse (audited) the call of an API key revoked, expired or gone
+        since -- a call approved later, or made onwards with a token minted
+        for the key, is decided again here. ``facts``: the rest of `_refuse`'s."""
+        if self.key_unusable is None:
+            return
+        if (why := await self.key_unusable(caller.client_id)) is not None:
+            await self._refused_for_key(caller, target, why, "key_unusable", *facts)
+
+    async def _key_paid(self, caller: Caller, target: Target, *facts: Any) -> None:
+        """Take the call's price from the key's budget, or refuse it (audited)."""
+        action = facts[0]
+        if self.key_spend is None:
+            return
+        if unpaid := await self.key_spend(caller.client_id, target.agent_id, action):
+            await self._refused_for_key(caller, target, unpaid, "budget_spent", *facts)
+
+    async def _refused_for_key(
+        self,
+        caller: Caller,
+        target: Target,
+        why: str,
+        outcome: str,
+        action: str | None,
+        decision: Decision,
+        event: str,
+        trace_id: str,
+        requested: frozenset[str] | None,
+        started: float,
+        kind: ActionKind,
+    ) -> None:
+        refused = replace(decision, allowed=False, granted=frozenset())
+        said = await self._refuse(
+            caller,
+            target,
+            action,
+            refused,
+            event,
+            trace_id,
+            requested,
+            started,
+            why,
+            outcome,
+            kind=kind,
+        )
+        raise DelegationDenied(target.agent_id, said)
 
     def limits_for(
         self, caller: Caller, agent_id: str, action: str | None
@@ -110,9 +162,11 @@ class AfterDecision:
     ) -> Decision:
         """Audit an allowed call refused after the policy's decision (a rate
         limit, a coordination rule): the refusal, as the caller is told it."""
-        denial = {"rate_limited": Denial.RATE_LIMITED, "budget_spent": Denial.BUDGET}.get(
-            outcome, Denial.COORDINATION
-        )
+        denial = {
+            "rate_limited": Denial.RATE_LIMITED,
+            "budget_spent": Denial.BUDGET,
+            "key_unusable": Denial.POLICY,
+        }.get(outcome, Denial.COORDINATION)
         refused = replace(decision, reasons=(reason,), denial=denial)
         await self.audit.record(
             decision_event(

@@ -272,6 +272,22 @@ class ApiKeys:
         await self._touch(key_id)
         return principal
 
+    async def unusable(self, key_id: str) -> str | None:
+        """Why a call made with the key may not go on (revoked, expired,
+        gone), or None. Asked for every call decided for a key's actor --
+        also one not authenticated here a moment ago: a call approved later
+        or on another replica, an agent's call onwards with a token minted
+        for the key -- and it loads the row `rate_of` and `spend` read (at
+        most `CACHE_SECONDS` old), so a revoked key's calls stop everywhere."""
+        record = await self._record(key_id)
+        if record is None:
+            return "the API key is gone"
+        if record.revoked_at is not None:
+            return "the API key has been revoked"
+        if record.expires_at is not None and self._clock() >= record.expires_at:
+            return "the API key has expired"
+        return None
+
     def rate_of(self, key_id: str) -> str | None:
         """The key's own rate limit, as last read (a call with it was just
         authenticated, so its row is at most `CACHE_SECONDS` old)."""
@@ -293,10 +309,12 @@ class ApiKeys:
         """Take ``amount`` from the key's budget: None when taken (or the key
         has none), else why not. A compare-and-set on the amount spent, so
         two replicas spending at once never both take the last of it."""
-        cached = self._rows.get(key_id)
-        if cached is None or cached[0] is None or cached[0].budget is None:
+        record = await self._record(key_id)  # read if not cached: never "paid" unseen
+        if record is None:
+            return "the API key is gone"
+        if record.budget is None:
             return None
-        budget = cached[0].budget
+        budget = record.budget
         for _ in range(SPEND_ATTEMPTS):
             async with self._engine.begin() as conn:
                 spent = (

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from adapters import spans
@@ -96,6 +95,8 @@ class Delegations(AfterDecision):
         self._targets = TargetCache(agents)
         # An API key's own rate limit, by the actor it names (`ApiKeys.rate_of`).
         self.key_limits: Callable[[str], tuple[AppliedLimit, ...]] = lambda _actor: ()
+        # Why a key's call may not go on (`ApiKeys.unusable`): revoked, expired, gone.
+        self.key_unusable: Callable[[str], Awaitable[str | None]] | None = None
         # An API key's budget (`ApiKeys.spend_on`): a call's price taken from
         # it, by (actor, target, action); None when paid, else why not.
         self.key_spend: Callable[[str, str, str | None], Awaitable[str | None]] | None = None
@@ -250,18 +251,20 @@ class Delegations(AfterDecision):
             # Written before the caller hears the refusal.
             await self.audit.record(denial, durable=True)
             raise DelegationDenied(target.agent_id, decision)
+        keyed = is_key_actor(caller.client_id)
+        if keyed:  # an API key's call: usable still (`ApiKeys.unusable`)?
+            await self._key_usable(
+                caller, target, action, decision, event, trace_id, requested, started, kind
+            )
         # Counted once allowed, before a token exists: the policy's limits, and
         # an API key's own rate (`policies.api_keys`).
-        if self.policy.current.limits or is_key_actor(caller.client_id):
+        if self.policy.current.limits or keyed:
             await self._count(
                 caller, target, action, decision, event, trace_id, requested, started, kind
             )
-        spend = self.key_spend if is_key_actor(caller.client_id) else None
-        if spend is not None and (unpaid := await spend(caller.client_id, target.agent_id, action)):
-            refused = replace(decision, allowed=False, granted=frozenset())
-            args = (caller, target, action, refused, event, trace_id, requested, started, unpaid)
-            raise DelegationDenied(
-                target.agent_id, await self._refuse(*args, outcome="budget_spent", kind=kind)
+        if keyed:  # its price taken from its budget
+            await self._key_paid(
+                caller, target, action, decision, event, trace_id, requested, started, kind
             )
         with spans.span("switchboard.mint") as span:
             if span is not None:

@@ -161,6 +161,7 @@ async def start(
     delegations.key_limits = lambda actor: key_limits(
         actor, api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
     )
+    delegations.key_unusable = lambda actor: api_keys.unusable(actor.removeprefix(ACTOR_PREFIX))
     delegations.key_spend = lambda actor, target, action: api_keys.spend_on(
         actor.removeprefix(ACTOR_PREFIX), delegations.policy.current.prices, target, action
     )

@@ -143,3 +143,22 @@ async def test_two_replicas_spending_at_once_never_overspend(engine: AsyncEngine
     free = await one.create(ApiKeySpec(name="f", scopes=["a:read"], service="ci"), OPERATOR)
     await one.verify(free.key)
     assert await one.spend(free.id, Decimal("1000")) is None
+
+
+async def test_a_replica_that_never_saw_the_key_still_keeps_its_budget_and_revocation(
+    engine: AsyncEngine,
+) -> None:
+    """A key's call can be decided where the key was not just verified (a call
+    approved later, on another replica; an agent's call onwards with a token
+    minted for the key): its budget and revocation hold there too."""
+    spec = ApiKeySpec(name="b", scopes=["a:read"], service="ci", budget=Decimal("1"), rate="1/d")
+    made = await ApiKeys(engine).create(spec, OPERATOR)
+    elsewhere = ApiKeys(engine, cache_seconds=0)  # never verified the key
+    assert await elsewhere.unusable(made.id) is None
+    assert elsewhere.rate_of(made.id) == "1/day"  # loaded by the check above
+    refused = await ApiKeys(engine).spend(made.id, Decimal("5"))
+    assert refused is not None and "spent" in refused
+    assert await ApiKeys(engine, cache_seconds=0).spend(made.id, Decimal("5")) == refused
+    assert await ApiKeys(engine).revoke(made.id)
+    assert await elsewhere.unusable(made.id) == "the API key has been revoked"
+    assert await elsewhere.unusable("nosuchkey123") == "the API key is gone"

@@ -149,6 +149,9 @@ def parse_rate(value: str) -> str:
     return rate
 
 
+BUDGET_PLACES = 6
+
+
 def parse_budget(value: str | int | float | Decimal) -> Decimal:
     """What the key's calls may cost in all, in the policy's currency (`prices`)."""
     try:
@@ -157,6 +160,10 @@ def parse_budget(value: str | int | float | Decimal) -> Decimal:
         raise ApiKeyError(f"{value!r} is not an amount") from None
     if not budget.is_finite() or budget < 0 or budget > MAX_BUDGET:
         raise ApiKeyError(f"a budget is an amount from 0 to {MAX_BUDGET}")
+    exponent = budget.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -BUDGET_PLACES:
+        # Stored as text (40 characters): 1.23456789... would not fit.
+        raise ApiKeyError(f"a budget has at most {BUDGET_PLACES} decimal places")
     return budget
 
 

@@ -172,3 +172,15 @@ def test_a_keys_rate_is_a_limit_of_its_own() -> None:
     assert key_limits(None, "1/second") == ()
     (limit,) = key_limits("apikey:abc", "1/second")
     assert limit.key == ("api-key", "apikey:abc") and limit.rate == "1/second"
+
+
+@pytest.mark.parametrize("value", ["1." + "3" * 40, "0.0000001", "-1", "NaN", "Infinity", "x"])
+def test_a_budget_that_is_no_storable_amount_is_refused(value: str) -> None:
+    """Stored as text of at most 40 characters: at most six decimal places."""
+    with pytest.raises(api_keys.ApiKeyError):
+        api_keys.parse_budget(value)
+
+
+@pytest.mark.parametrize(("value", "amount"), [("20", "20"), ("0.000001", "0.000001"), (3, "3")])
+def test_a_budget_within_bounds_is_taken(value: str | int, amount: str) -> None:
+    assert api_keys.parse_budget(value) == Decimal(amount)

@@ -62,7 +62,11 @@ async def whatif(request: Request, body: WhatIfRequest, _admin: AdminPrincipal) 
     delegations = state.delegations
     candidate = await checked_policy(delegations.policy, body.document)
     until = as_utc(body.until) if body.until else datetime.now(UTC)
-    since = as_utc(body.since) if body.since else until - DEFAULT_WINDOW
+    # An until within the window of the earliest time there is (year 1): from
+    # the earliest, not an OverflowError (500).
+    earliest = datetime.min.replace(tzinfo=UTC)
+    start = until - DEFAULT_WINDOW if until - earliest > DEFAULT_WINDOW else earliest
+    since = as_utc(body.since) if body.since else start
     if since >= until:
         raise Problem(422, "invalid-window", "Empty window", "since must be before until")
     # The decisions of the calls just made are in the window too.

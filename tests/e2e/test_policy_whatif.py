@@ -215,6 +215,9 @@ def test_an_empty_window_and_what_cannot_be_replayed(
     assert (empty["decisions"], empty["changed"], empty["total"]) == (0, 0, 0)
     assert empty["next_cursor"] is None and empty["changes"] == []
     assert empty["summary"] == "of the 0 decisions since 2020-01-01T00:00:00+00:00, 0 would change"
+    # An until at the beginning of time: the window starts there, not a 500.
+    first = whatif(gateway, POLICY_B, until="0001-01-02T00:00:00Z")
+    assert (first["decisions"], first["since"]) == (0, "0001-01-01T00:00:00+00:00")
 
     limited = POLICY_A + "limits:\n  - name: one-a-minute\n    rate: 1/minute\n    per: [user]\n"
     save(gateway, limited)

@@ -64,6 +64,7 @@ from tests.support.a2a_agents import Webhook, legacy_worker_agent, webhook, work
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, send_message_body, verify_as_downstream
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for_async
 
 USER = "alice"
 OTHER = "bob"
@@ -646,10 +647,11 @@ async def test_push_notifications_are_relayed_to_the_clients_webhook(front: Fron
                 GetTaskPushNotificationConfigRequest(task_id=task.id, id=created.id)
             )
             assert fetched.url == hook.url
-            for _ in range(100):
-                if any(_is_done(body) for _, body in hook.received):
-                    break
-                await asyncio.sleep(0.05)
+            # The task's last push comes before its config is deleted below.
+            await wait_for_async(
+                lambda: any(_is_done(body) for _, body in hook.received),
+                what="the push of the task's end",
+            )
             async with front.transport("worker", OTHER) as bob:
                 with pytest.raises(TaskNotFoundError):
                     await bob.list_task_push_notification_configs(
@@ -724,10 +726,11 @@ async def test_a_push_config_inside_send_message_is_relayed(front: Front) -> Non
             assert [(c.id, c.url, c.task_id) for c in listed.configs] == [
                 ("cfg-1", hook.url, task.id)
             ]
-            for _ in range(100):
-                if any(_is_done(body) for _, body in hook.received):
-                    break
-                await asyncio.sleep(0.05)
+            # The task's last push comes before its config is deleted below.
+            await wait_for_async(
+                lambda: any(_is_done(body) for _, body in hook.received),
+                what="the push of the task's end",
+            )
             async with front.transport("worker", OTHER) as bob:
                 with pytest.raises(TaskNotFoundError):
                     await bob.list_task_push_notification_configs(
@@ -766,10 +769,11 @@ async def test_a_streamed_send_message_binds_its_inline_push_config(front: Front
             listed = await alice.list_task_push_notification_configs(
                 ListTaskPushNotificationConfigsRequest(task_id=task_id)
             )
-            for _ in range(100):
-                if any(_is_done(body) for _, body in hook.received):
-                    break
-                await asyncio.sleep(0.05)
+            # The task's last push comes before its config is deleted below.
+            await wait_for_async(
+                lambda: any(_is_done(body) for _, body in hook.received),
+                what="the push of the task's end",
+            )
     finally:
         hook.server.stop()
     assert [c.url for c in listed.configs] == [hook.url]

@@ -11,10 +11,8 @@ import logging
 import logging.config
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from starlette.datastructures import Headers
 
 from adapters.trace_context import begin
 from gateway.delegation.audit import AuditEvent
+from gateway.demo.ports import PortReservation
 from gateway.observability.logs import (
     REDACTED,
     SecretQueries,
@@ -33,41 +32,39 @@ from gateway.observability.logs import (
     redact_query,
 )
 from registry.tls import client_tls
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.support.waiting import wait_for
 
 
 @contextlib.contextmanager
 def _serving(tmp_path: Path, *options: str) -> Iterator[str]:
     """`switchboard serve --dev` in a process of its own, its stderr (the log)
-    in ``tmp_path / "stderr.log"``; its URL, once it answers."""
-    port = _free_port()
+    in ``tmp_path / "stderr.log"``; its URL, once it answers (or the test
+    fails saying why: it exited, or did not answer within a minute)."""
+    reserved = PortReservation()  # held until the gateway has its port
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     command = [sys.executable, "-m", "gateway", "serve", "--dev", "--data-dir", str(tmp_path)]
+    log = tmp_path / "stderr.log"
     with (
-        (tmp_path / "stderr.log").open("w") as err,
+        log.open("w") as err,
         subprocess.Popen(
-            [*command, "--port", str(port), *options], stdout=err, stderr=err, env=env
+            [*command, "--port", str(reserved.port), *options], stdout=err, stderr=err, env=env
         ) as server,
     ):
         try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
+            url = f"http://127.0.0.1:{reserved.port}"
+
+            def answers() -> bool:
+                assert server.poll() is None, f"the gateway exited:\n{log.read_text()}"
                 try:
-                    if (
-                        httpx.get(url + "/healthz", timeout=1, verify=client_tls()).status_code
-                        == 200
-                    ):
-                        break
+                    got = httpx.get(url + "/healthz", timeout=1, verify=client_tls())
                 except httpx.HTTPError:
-                    time.sleep(0.1)
+                    return False
+                return got.status_code == 200
+
+            wait_for(answers, seconds=60, every=0.1, what=f"the gateway at {url}")
             yield url
         finally:
+            reserved.release()
             server.terminate()
             server.wait(timeout=20)
 

@@ -34,8 +34,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["message"],
+                "properties": {
+                    "field": {"type": "string", "description": "the request field at fault"},
+                    "line": {
+                        "type": "integer",
+                        "description": "the line at fault of a document sent as text (a policy)",
+                    },
+                    "message": {"type": "string"},
+                },
             },
         },
     },

@@ -31,6 +31,7 @@ RECORDED_BELOW = {
     # Read what would happen; nothing changes.
     ("policies.py", "explain"),
     ("policy_edits.py", "check_policy"),
+    ("policy_whatif.py", "whatif"),  # recorded decisions replayed, read-only
     # Its body is read here and handed to `register_document`, which records.
     ("flows.py", "register_flow"),
 }

@@ -350,7 +350,7 @@ def test_selections_and_size_are_bounded(setup: Setup) -> None:
         ({"url": doc, "tag": "nobody"}, "openapi-refused", "no operation is tagged 'nobody'"),
         ({"url": setup.doc_url("huge")}, "openapi-refused", f"larger than {MAX_DOCUMENT_BYTES}"),
         ({"url": setup.docs.url + "/nowhere"}, "openapi-refused", "answered HTTP 404"),
-        ({"url": setup.doc_url("deep")}, "openapi-refused", "nests too deeply"),
+        ({"url": setup.doc_url("deep")}, "openapi-refused", "nests deeper than"),
         ({"url": setup.doc_url("metadata")}, "url-refused", "169.254.169.254"),
         ({"url": "http://169.254.169.254/openapi.json"}, "url-refused", "169.254.169.254"),
     ]

@@ -44,7 +44,8 @@ class AfterDecision:
         if self.key_unusable is None:
             return
         if (why := await self.key_unusable(caller.client_id)) is not None:
-            await self._refused_for_key(caller, target, why, "key_unusable", *facts)
+            said = await self._refused_after(caller, target, why, "key_unusable", *facts)
+            raise DelegationDenied(target.agent_id, said)
 
     async def _key_paid(self, caller: Caller, target: Target, *facts: Any) -> None:
         """Take the call's price from the key's budget, or refuse it (audited)."""
@@ -52,9 +53,10 @@ class AfterDecision:
         if self.key_spend is None:
             return
         if unpaid := await self.key_spend(caller.client_id, target.agent_id, action):
-            await self._refused_for_key(caller, target, unpaid, "budget_spent", *facts)
+            said = await self._refused_after(caller, target, unpaid, "budget_spent", *facts)
+            raise DelegationDenied(target.agent_id, said)
 
-    async def _refused_for_key(
+    async def _refused_after(
         self,
         caller: Caller,
         target: Target,
@@ -67,9 +69,11 @@ class AfterDecision:
         requested: frozenset[str] | None,
         started: float,
         kind: ActionKind,
-    ) -> None:
+    ) -> Decision:
+        """The allowed ``decision`` turned into a refusal for ``why``, audited
+        (`_refuse`): what the caller is told, raised by the caller."""
         refused = replace(decision, allowed=False, granted=frozenset())
-        said = await self._refuse(
+        return await self._refuse(
             caller,
             target,
             action,
@@ -82,7 +86,6 @@ class AfterDecision:
             outcome,
             kind=kind,
         )
-        raise DelegationDenied(target.agent_id, said)
 
     def limits_for(
         self, caller: Caller, agent_id: str, action: str | None
@@ -107,17 +110,18 @@ class AfterDecision:
         reached = await self.rate_limits.hit(self.limits_for(caller, target.agent_id, action))
         if reached is None:
             return
-        limited = await self._refuse(
+        limited = await self._refused_after(
             caller,
             target,
+            reached.reason(),
+            "rate_limited",
             action,
-            replace(decision, allowed=False, granted=frozenset()),
+            decision,
             event,
             trace_id,
             requested,
             started,
-            reached.reason(),
-            kind=kind,
+            kind,
         )
         raise RateLimited(target.agent_id, limited, reached.retry_after)
 

@@ -52,6 +52,7 @@ from policies.api_keys import (
 from policies.prices import Prices
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal, TokenInvalid
+from registry.tables import as_utc
 
 # How long a process trusts a key's row it read: the bound on how late a
 # revocation is seen by every replica (the issue asks for one second).
@@ -158,8 +159,7 @@ def _row(row: Any) -> KeyRecord:
 
 
 def _aware(at: datetime | None) -> datetime | None:
-    # SQLite gives back naive datetimes: they were stored in UTC.
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+    return as_utc(at) if at is not None else None  # SQLite's come back naive
 
 
 def _info(row: Any) -> ApiKeyInfo:
@@ -175,7 +175,7 @@ def _info(row: Any) -> ApiKeyInfo:
         budget=row.budget,
         spent=row.spent,
         created_by=f"{row.created_by_subject} ({row.created_by_issuer})",
-        created_at=_aware(row.created_at) or row.created_at,
+        created_at=as_utc(row.created_at),
         expires_at=_aware(row.expires_at),
         revoked_at=_aware(row.revoked_at),
         last_used_at=_aware(row.last_used_at),

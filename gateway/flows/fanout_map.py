@@ -10,11 +10,11 @@ from typing import Any
 from dbos import DBOS
 
 from gateway.flows import lanes, reviews
-from gateway.flows.checks import as_item_call
 from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import ENDS_RUN, FanOutSteps, stops
 from gateway.flows.outcomes import WAITING, failed
+from gateway.flows.target_checks import as_item_call
 
 
 class MapSteps(FanOutSteps):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 
-from gateway.flows.checks import called_agents
 from gateway.flows.definition import FlowDocument
 from gateway.flows.service import FlowService, RunNotActive
+from gateway.flows.target_checks import called_agents
 
 
 class FlowBusy(Exception):

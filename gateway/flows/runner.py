@@ -25,7 +25,6 @@ from adapters import spans
 from gateway.delegation.audit import AuditEvent
 from gateway.flows import back_routes, checkpoints, deep_approvals, loops, reviews, waits
 from gateway.flows.calls import CallContext, StepCall
-from gateway.flows.checks import as_fallback
 from gateway.flows.costs import BudgetSpent, priced, reserve_budget
 from gateway.flows.definition import (
     END,
@@ -45,6 +44,7 @@ from gateway.flows.outcomes import ASKING, HELD, RETRYING, ending, failed, now, 
 from gateway.flows.placement import AnyStep
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
+from gateway.flows.target_checks import as_fallback
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
 from gateway.flows import consents, questions, waits
 from gateway.flows.cards import flow_card
-from gateway.flows.checks import AgentInfo, ToolInfo, called_agents, check
+from gateway.flows.checks import check
 from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import CallStep, FlowDocument, WaitStep
 from gateway.flows.documents import DocumentInvalid, validate
@@ -44,6 +44,7 @@ from gateway.flows.models import FlowRecord, RunView
 from gateway.flows.redaction import redact_run, rules
 from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.store import TERMINAL_RUN_STATES, RunNotFound, new_grant_id, new_run_id
+from gateway.flows.target_checks import AgentInfo, ToolInfo, called_agents
 from gateway.flows.trigger_checks import check_triggers
 from registry.contracts import violation
 from registry.signatures import SignatureCheck, SignatureStatus

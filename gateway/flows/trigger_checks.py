@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from gateway.flows.checks import Catalog, Problem
 from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import ExpressionInvalid, references
+from gateway.flows.target_checks import Catalog, Problem
 from gateway.flows.trigger_definition import Deliver
 from gateway.flows.trigger_loops import trigger_loops
 

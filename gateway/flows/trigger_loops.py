@@ -27,8 +27,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gateway.flows.cards import SKILL
-from gateway.flows.checks import Problem
 from gateway.flows.definition import FlowDocument
+from gateway.flows.target_checks import Problem
 
 # (kind, via): "call" or "trigger", and the agent the trigger fired on when it
 # is not a flow (shown in the message: "follow-up -> sales -> follow-up").

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from gateway.flows.answerers import as_reply, question_step
-from gateway.flows.checks import as_item_call
 from gateway.flows.definition import CallStep, CallTarget, MapStep, ParallelStep, Questions
 from gateway.flows.documents import validate
 from gateway.flows.outcomes import asking
+from gateway.flows.target_checks import as_item_call
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.flows.checks import AgentInfo, Problem, ToolInfo, check
+from gateway.flows.checks import check
 from gateway.flows.definition import CallStep, FlowDocument
+from gateway.flows.target_checks import AgentInfo, Problem, ToolInfo
 
 QUOTE_CONTRACT = {
     "type": "object",

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from gateway.flows.answerers import question_step
-from gateway.flows.checks import as_item_call
 from gateway.flows.definition import CallStep, FlowDocument
 from gateway.flows.forks import (
     ForkRefused,
@@ -22,6 +21,7 @@ from gateway.flows.forks import (
 from gateway.flows.models import StepView
 from gateway.flows.outcomes import asking
 from gateway.flows.reviews import approval_step
+from gateway.flows.target_checks import as_item_call
 from tests.support.flows import QUOTE_FLOW
 
 DOCUMENT = FlowDocument.model_validate(

@@ -5,6 +5,7 @@ what each waiting run adds.
     python -m bench.idle --databases sqlite --seconds 30 --runs 5
     python -m bench.idle --legs                   # the idle leg only
     python -m bench.idle --stored-policy          # no policy file: saved through the API
+    python -m bench.idle --other-replicas 1       # as one of two replicas
 
 A gateway in this process (`create_app` under uvicorn, dev mode, default
 settings), on a fresh SQLite file or a fresh PostgreSQL database
@@ -27,6 +28,11 @@ counted once ``--wait-settle`` seconds have passed since they all wait: past
 a checkpoint's first look for its decision (after a minute, then doubling
 up to a quarter of an hour; about 13 statements each), which is printed on
 its own as ``first look``: that leg counted from ``--settle``.
+With ``--other-replicas N``, N more replicas' rows are kept fresh in the
+database (a thread of this process renews them as a replica's heartbeat
+would, its statements not counted), so the gateway is one of N + 1 replicas:
+not alone, it looks at what only another replica could change at the pace a
+shared deployment needs.
 The periodic jobs' intervals (2, 5, 10, 15, 30 s) divide the default
 window, so a job's phase moves a leg's count by one pass at most.
 The sources of the idle leg's statements are printed (the job or thread, and
@@ -45,17 +51,22 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
 from gateway.app import create_app
 from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.demo.servers import Server, bound_socket
 from gateway.settings import Settings
+from gateway.storage.replicas import HEARTBEAT_SECONDS
+from gateway.storage.tables import gateway_replicas
 
 POLICY = "version: 1\nagents:\n  bench-outer:\n    grant: [bench:go]\n"
 INNER = {
@@ -72,6 +83,9 @@ OUTER = {
 }
 
 
+OTHER_REPLICAS = "bench-other-replicas"  # the thread that renews them: not counted
+
+
 class Statements:
     """Every statement this process's engines send, by source."""
 
@@ -82,6 +96,8 @@ class Statements:
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         thread = re.sub(r"^Thread-\d+ ", "", threading.current_thread().name)
+        if thread == OTHER_REPLICAS:
+            return
         start = re.sub(r"\s+", " ", statement).strip()[:70]
         with self._lock:
             self.by_source[(thread[:28], start)] += 1
@@ -184,6 +200,50 @@ def cancel_all(http: httpx.Client) -> None:
                 http.post(f"/flows/{flow['id']}/runs/{run['id']}/cancel")
 
 
+@contextlib.contextmanager
+def other_replicas(count: int, settings: Settings) -> Iterator[None]:
+    """``count`` more replicas' rows in the gateway's database, renewed every
+    `HEARTBEAT_SECONDS` (as those replicas would) until the block ends."""
+    if count == 0:
+        yield
+        return
+    url = make_url(settings.effective_database_url)
+    sync = url.set(
+        drivername="sqlite" if url.get_backend_name() == "sqlite" else "postgresql+psycopg"
+    )
+    engine = create_engine(sync.render_as_string(hide_password=False))
+    done = threading.Event()
+
+    def renew() -> None:
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        while True:
+            rows = [
+                {
+                    "id": f"bench-other-{n}",
+                    "url": f"http://127.0.0.1:{9 + n}",
+                    "seen_at": datetime.now(UTC),
+                }
+                for n in range(count)
+            ]
+            statement = insert(gateway_replicas).values(rows)
+            statement = statement.on_conflict_do_update(
+                index_elements=["id"], set_={"seen_at": statement.excluded.seen_at}
+            )
+            with engine.begin() as conn:
+                conn.execute(statement)
+            if done.wait(HEARTBEAT_SECONDS):
+                return
+
+    thread = threading.Thread(target=renew, name=OTHER_REPLICAS, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        engine.dispose()
+
+
 def window(counted: Statements, seconds: float, pg: tuple[str, str] | None) -> tuple[float, float]:
     """Statements a second, and PostgreSQL transactions a second (0 on SQLite)."""
     before = postgres_transactions(*pg) if pg else 0
@@ -199,7 +259,7 @@ def leg(kind: str, args: argparse.Namespace, counted: Statements) -> None:
         server, settings = gateway(Path(tmp) / "data", url, args.stored_policy)
         pg = (args.postgres, name) if name else None
         try:
-            with client(server, settings) as http:
+            with client(server, settings) as http, other_replicas(args.other_replicas, settings):
                 if args.stored_policy:
                     store_policy(http)
                 for flow in (INNER, OUTER):
@@ -250,6 +310,12 @@ def main() -> None:
     parser.add_argument("--wait-settle", type=float, default=75.0)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--other-replicas",
+        type=int,
+        default=0,
+        help="this many more replicas' rows kept fresh: the gateway is not alone",
+    )
     parser.add_argument(
         "--stored-policy",
         action="store_true",

@@ -69,6 +69,7 @@ from gateway.observability import tracing
 from gateway.observability.http_metrics import HttpMetrics
 from gateway.settings import Settings
 from gateway.storage import db, runstate
+from gateway.storage.bell import ChangeBell
 from gateway.storage.periodic import Periodic, paced_by_company
 from gateway.storage.replicas import ReplicaDirectory
 from registry.mcp_sets import SqlMcpSets
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
             stack.push_async_callback(
                 _cancel, asyncio.create_task(heartbeat.run_forever(), name="replica")
             )
+            bell = ChangeBell(settings.effective_database_url)
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await handlers.start(core, replicas, stack)
             mcp_parts = await mcp_federation.start(core, stack)
@@ -200,7 +202,14 @@ def create_app(settings: Settings) -> FastAPI:
                 ),
             )
             periodic = [heartbeat, *(job for job in jobs if isinstance(job, Periodic))]
-            observed.metrics.watch(_paced(periodic, replicas, settings.policy_file is not None))
+            policy_file = settings.policy_file is not None
+            observed.metrics.watch(_paced(periodic, replicas, bell, policy_file))
+            takeover = a2a_parts.takeover
+            takeover.heard = bell.heard
+            bell.on("gateway_runs", takeover.changed)
+            stack.push_async_callback(
+                _cancel, asyncio.create_task(bell.run_forever(), name="change-bell")
+            )
             for job in jobs:
                 name, running = (job.name, job.run_forever()) if isinstance(job, Periodic) else job
                 stack.push_async_callback(_cancel, asyncio.create_task(running, name=name))
@@ -294,19 +303,33 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
         gc.set_threshold(young_threshold, middle, old)
 
 
-def _paced(jobs: list[Periodic], replicas: ReplicaDirectory, policy_file: bool) -> list[Periodic]:
+# What each job that looks only for another replica's changes reads: a
+# notice naming one of these tables wakes it (`gateway.storage.bell`).
+WATCHED_TABLES = {
+    "mcp-change-watch": ("agents", "mcp_sets", "mcp_tools"),
+    "mcp-upstreams": ("mcp_servers",),
+    "policy-reloader": ("policy_versions",),
+}
+
+
+def _paced(
+    jobs: list[Periodic], replicas: ReplicaDirectory, bell: ChangeBell, policy_file: bool
+) -> list[Periodic]:
     """The jobs that look only for what another replica changed -- a set, the
     catalog or an agent (`mcp-change-watch`), an MCP server (`mcp-upstreams`),
     a stored policy (`policy-reloader`, without a policy file: the file is
     read at its own pace) -- look at their interval while another replica
-    runs, and once a minute while this one is alone (`paced_by_company`):
-    what this replica changes it applies itself, at once."""
+    runs and its writes are not heard, and once a minute while this one is
+    alone or they are (`paced_by_company`; `ChangeBell` wakes them): what this
+    replica changes it applies itself, at once."""
     watches = {"mcp-change-watch", "mcp-upstreams"} | (
         set() if policy_file else {"policy-reloader"}
     )
     for job in jobs:
         if job.name in watches:
-            paced_by_company(job, replicas.alone, replicas.on_others)
+            paced_by_company(job, lambda: replicas.alone() or bell.heard(), replicas.on_others)
+            for table in WATCHED_TABLES[job.name]:
+                bell.on(table, job.wake)
     return jobs
 
 

@@ -1,0 +1,155 @@
+"""Another replica's writes heard, not polled for (PostgreSQL).
+
+A replica learns of what another one changed -- a set, the catalog, an
+agent, an MCP server, a stored policy, a gateway-run task stored -- by
+reading the tables it keeps copies of (`gateway.storage.periodic`,
+`paced_by_company`). While other replicas run, each such job read its tables
+every few seconds: with ten replicas idle, tens of statements a second on
+the shared database for nothing.
+
+On PostgreSQL the database says so itself: a statement trigger on each of
+those tables (migration 0040) sends ``NOTIFY switchboard_changes, '<table>'``
+with the writing transaction's commit (PostgreSQL's NOTIFY: delivered on
+commit, never for a rolled-back write), whoever wrote -- another replica, a
+`switchboard` command, an operator's SQL. `ChangeBell` holds one connection
+that LISTENs and wakes the jobs that read the table named. While it is
+heard (`heard`), those jobs need not look on a timer: `gateway.app` paces
+them as if this replica were alone (once a minute, a safety look for a
+notice lost). While it is not -- SQLite, a lost connection until it is back
+-- they look at their own interval, as before. A reconnect wakes every job
+once: what was written while nobody listened was not heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "switchboard_changes"
+# What the migration puts a trigger on: the tables replicas keep copies of.
+TABLES = (
+    "agents",
+    "mcp_sets",
+    "mcp_tools",
+    "mcp_servers",
+    "policy_versions",
+    "gateway_runs",
+)
+RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# How often the listening connection sends itself a notice and waits for
+# it: a connection lost without a word (a partition: no FIN, no termination
+# notice) is found so, and so is one whose notices never come back -- a
+# transaction-mode pool (PgBouncer) accepts LISTEN but delivers nothing.
+PROBE_SECONDS = 30.0
+PROBE_TIMEOUT_SECONDS = 10.0
+
+
+class NotHeard(Exception):
+    """The connection's own notice did not come back."""
+
+
+class ChangeBell:
+    """One LISTEN connection; ``on(table, wake)`` is called on each notice
+    naming ``table`` (and on every reconnect)."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self.enabled = url.get_backend_name() == "postgresql"
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._wakes: dict[str, list[Callable[[], None]]] = {}
+        self._connection: Any = None
+        self._lost = asyncio.Event()
+        self._probe_payload: str | None = None
+        self._echo = asyncio.Event()
+        self._warned = False
+
+    def on(self, table: str, wake: Callable[[], None]) -> None:
+        if table not in TABLES:
+            raise ValueError(f"no trigger on {table!r}: add it to bell.TABLES and a migration")
+        self._wakes.setdefault(table, []).append(wake)
+
+    def heard(self) -> bool:
+        """Whether a write to the tables now reaches this replica as a notice."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    async def run_forever(self) -> None:
+        """Listen; on a lost connection, listen again after a backoff."""
+        if not self.enabled:
+            return
+        failures = 0
+        while True:
+            try:
+                await self._listen()
+                failures = 0
+                while not await self._lost_within(PROBE_SECONDS):
+                    await self._probe(self._connection)
+            except NotHeard:
+                log = logger.info if self._warned else logger.warning
+                self._warned = True
+                log(
+                    "change notices sent are not heard back (a transaction-mode pool?): "
+                    "jobs look for other replicas' changes on their timers"
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.info("change notices not heard (%s): jobs look on their timers", exc)
+            finally:
+                await self._close()
+            delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
+            failures += 1
+            await asyncio.sleep(delay)
+
+    async def _listen(self) -> None:
+        self._lost.clear()
+        connection = await asyncpg.connect(self._dsn, timeout=10)
+        connection.add_termination_listener(lambda _c: self._lost.set())
+        try:
+            await connection.add_listener(CHANNEL, self._heard)
+            await self._probe(connection)
+        except BaseException:
+            await asyncio.shield(connection.close())
+            raise
+        self._connection = connection
+        # Written while nobody listened: not heard. Every job looks once.
+        for wakes in self._wakes.values():
+            for wake in wakes:
+                wake()
+
+    async def _lost_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._lost.wait()
+                return True
+        return False
+
+    async def _probe(self, connection: Any) -> None:
+        """A notice of this connection's own, heard back within the timeout."""
+        self._probe_payload = f"probe {secrets.token_hex(8)}"
+        self._echo.clear()
+        await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, self._probe_payload)
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self._echo.wait()
+        except TimeoutError:
+            raise NotHeard from None
+
+    def _heard(self, _connection: Any, _pid: int, _channel: str, table: str) -> None:
+        if table == self._probe_payload:
+            self._echo.set()
+            return
+        for wake in self._wakes.get(table, ()):
+            wake()
+
+    async def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)

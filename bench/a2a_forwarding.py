@@ -185,11 +185,12 @@ def pin(pid: int, cpus: set[int] | None) -> None:
 
 
 # Where processes run unless --no-pin. Left to the kernel, loopback peers get
-# pulled onto each other's CPU on wake-up some runs and not others: on the
-# 2-core VM this was written on, `direct` at 32 conns swung between 12k and
-# 22k req/s unpinned and between 10.6k and 12.1k pinned. Pinned, the load generator
-# and the agent share the first CPU in every leg and the forwarder under test
-# has the second to itself, so a costlier client shows as fewer req/s.
+# pulled onto each other's CPU on wake-up some runs and not others, so one leg's
+# req/s can differ nearly twofold between runs on two cores (figures in
+# docs/history/performance-2026-11-28.md, "Moved from code comments"). Pinned,
+# the load generator and the agent share the first CPU in every leg and the
+# forwarder under test has the second to itself, so a costlier client shows as
+# fewer req/s.
 LAYOUT: dict[str, set[int] | None] = {"load": None, "agent": None, "forwarder": None}
 
 

@@ -53,8 +53,9 @@ from bench.a2a_forwarding import (
 # Where processes run unless --no-pin, as in bench.a2a_forwarding: the load
 # generator and the upstream share the first CPU in both legs, the gateway
 # has the second to itself (as it would have its own host). Left to the
-# kernel, three processes' wake-ups on two cores made the 1-caller rows swing
-# (0.33x to 0.71x in four quiet runs of one day).
+# kernel, three processes' wake-ups on two cores make the 1-caller rows swing
+# from run to run (docs/history/performance-to-2026-11-27.md, "Quiet-machine
+# figures, everything in").
 LAYOUT: dict[str, set[int] | None] = {"load": None, "upstream": None, "gateway": None}
 
 TOOL = "echo"

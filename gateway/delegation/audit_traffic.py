@@ -118,9 +118,9 @@ async def last_hour(engine: AsyncEngine, now: datetime | None = None) -> Traffic
 class RecentTraffic:
     """`last_hour`, read at most once every ``fresh_seconds`` (and by one
     caller at a time): the overview shows the hour, and reading it costs in
-    proportion to the hour's calls (about 150 ms on SQLite, 100 ms on
-    PostgreSQL at 100,000 calls an hour), so a busy gateway's admins,
-    reloading, share one reading instead of each paying for it."""
+    proportion to the hour's calls (docs/performance.md, "Console pages"), so a
+    busy gateway's admins, reloading, share one reading instead of each paying
+    for it."""
 
     def __init__(self, engine: AsyncEngine, fresh_seconds: float = 5.0) -> None:
         self._engine = engine

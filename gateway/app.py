@@ -69,7 +69,7 @@ from gateway.observability import tracing
 from gateway.observability.http_metrics import HttpMetrics
 from gateway.settings import Settings
 from gateway.storage import db, runstate
-from gateway.storage.bell import ChangeBell
+from gateway.storage.bell import ChangeBell, Spaced
 from gateway.storage.periodic import Periodic, paced_by_company
 from gateway.storage.replicas import ReplicaDirectory
 from registry.mcp_sets import SqlMcpSets
@@ -327,9 +327,11 @@ def _paced(
     )
     for job in jobs:
         if job.name in watches:
+            own = job.interval()  # before pacing: what it looked at while not told
             paced_by_company(job, lambda: replicas.alone() or bell.heard(), replicas.on_others)
+            wake = Spaced(job.wake, own)
             for table in WATCHED_TABLES[job.name]:
-                bell.on(table, job.wake)
+                bell.on(table, wake)
     return jobs
 
 

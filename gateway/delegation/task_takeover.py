@@ -116,10 +116,10 @@ class TaskTakeover:
         return self.poll if busy else max(self.poll, ALONE_SECONDS)
 
     def changed(self) -> None:
-        """A replica wrote a run's row (`gateway.storage.bell`): look now."""
-        if self.wake is not None:
-            self._waiting_long = False
-            self.wake()
+        """A replica wrote a run's row (`gateway.storage.bell`): look now if
+        the wait is the long one; a busy look comes within a poll anyway, and
+        waking it at every write under load would look back to back."""
+        self._stored()
 
     def _stored(self) -> None:
         """A run's row is being stored here: looked after from now on."""

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,33 @@ RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # transaction-mode pool (PgBouncer) accepts LISTEN but delivers nothing.
 PROBE_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 10.0
+
+
+class Spaced:
+    """Calls ``wake`` at most once every ``seconds``: a notice in the meantime
+    wakes it once when they have passed. Writes under load (a run's row at
+    every step) would otherwise wake a job back to back, more often than
+    the interval it looked at before it was told."""
+
+    def __init__(self, wake: Callable[[], None], seconds: float) -> None:
+        self._wake = wake
+        self._seconds = seconds
+        self._last = float("-inf")
+        self._pending: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        if self._pending is not None:
+            return
+        wait = self._last + self._seconds - time.monotonic()
+        if wait <= 0:
+            self._fire()
+        else:
+            self._pending = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        self._last = time.monotonic()
+        self._wake()
 
 
 class NotHeard(Exception):

@@ -17,7 +17,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.storage.bell import ChangeBell
+from gateway.storage.bell import ChangeBell, Spaced
 from registry.tables import agents, mcp_sets
 from tests.support.databases import fresh_database
 from tests.support.waiting import wait_for_async
@@ -179,3 +179,17 @@ async def test_notices_that_never_come_back_are_not_taken_for_heard(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_notices_wake_a_job_at_most_once_an_interval() -> None:
+    fired: list[float] = []
+    wake = Spaced(lambda: fired.append(asyncio.get_running_loop().time()), 0.3)
+    wake()
+    assert len(fired) == 1  # the first at once
+    for _ in range(50):  # a burst of writes: one wake, when the interval is up
+        wake()
+    assert len(fired) == 1
+    await wait_for_async(lambda: len(fired) == 2, what="the burst's one wake")
+    assert fired[1] - fired[0] >= 0.29
+    await asyncio.sleep(0)  # nothing else was pending
+    assert len(fired) == 2

@@ -5,7 +5,8 @@ is the replica's id (`gateway.storage.replicas`). DBOS's own start-up
 recovery takes up only the runs of its own executor id -- right for one
 process, wrong for several: a replica that dies is not there to restart, or
 comes back under a new random id. So every replica running flows looks, once
-a heartbeat, for unfinished runs whose owner is not among the live replicas
+a heartbeat while any are pending and whenever the replicas seen move, for
+unfinished runs whose owner is not among the live replicas
 (its row not renewed for `replica_stale_seconds`, or absent), and hands them
 to DBOS's recovery, which re-queues each once however many replicas ask.
 Only a replica that has itself been renewing its row all that while judges
@@ -39,12 +40,14 @@ class RunTakeover:
         self._found = True  # runs of other executors pending at the last look (first: unknown)
 
     def interval(self) -> float:
-        """A heartbeat while another replica has a row (alive or not: its
-        runs may be taken once it is gone) or runs of another executor were
-        pending at the last look; else once a minute -- a replica that starts
-        or stops is seen at this one's next heartbeat, which wakes the sweep
-        (`ReplicaDirectory.on_others`; the flows' jobs)."""
-        if self._found or self.replicas.others:
+        """A heartbeat while runs of another executor were pending at the
+        last look (their owner may go); else once a minute. A replica that
+        starts, stops or goes stale is seen at this one's next heartbeat,
+        which wakes the sweep (`ReplicaDirectory.on_others`; the flows'
+        jobs): the runs of one that is gone are found then, so another
+        replica merely running -- with no run pending -- is no reason to
+        look every heartbeat."""
+        if self._found:
             return self.replicas.heartbeat_seconds
         return max(ALONE_SECONDS, self.replicas.heartbeat_seconds)
 

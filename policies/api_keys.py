@@ -8,8 +8,8 @@ secret is that random, a slow password hash adds nothing: only its SHA-256
 is stored (as `policies.client_auth` does for agents' client secrets), and
 it is compared with `hmac.compare_digest`, in constant time.
 
-A key is a principal like any other (`principal_of`): the user it was made
-for (or a service), holding the key's scopes within what its owner held when
+A key is a principal like any other (`principal_of`): the user who made it
+(or a service an admin made it for), holding the key's scopes within what its owner held when
 it was made, with the key as the first actor of every chain it starts (so a
 token minted for its call says ``act: {sub: "apikey:<id>"}``). Pure: the
 gateway's `gateway.delegation.api_keys` stores and looks keys up.
@@ -183,6 +183,24 @@ class KeyRecord:
     revoked_at: datetime | None
     rate: str | None = None
     budget: Decimal | None = None
+    # Who made it (subject, issuer); None: its owner (a record built in code).
+    created_by: tuple[str, str] | None = None
+
+
+def why_unusable(record: KeyRecord, now: datetime) -> str | None:
+    """Why a call with the key may not go on, or None.
+
+    A user's key acts with the user's connected accounts and tasks, so only
+    the user makes it: a row made as them by anyone else (an admin or the
+    operator, when that was allowed) is refused, whatever it holds."""
+    if record.revoked_at is not None:
+        return "the API key has been revoked"
+    if record.expires_at is not None and now >= record.expires_at:
+        return "the API key has expired"
+    made_by = record.created_by
+    if not record.service and made_by not in (None, (record.owner_subject, record.owner_issuer)):
+        return "the API key was not made by its user"
+    return None
 
 
 def principal_of(record: KeyRecord, key: str, now: datetime) -> Principal:
@@ -190,10 +208,9 @@ def principal_of(record: KeyRecord, key: str, now: datetime) -> Principal:
     (answered 401) when it is not, or no longer."""
     if not key_matches(key, record.secret_hash):
         raise TokenInvalid("API key is unknown")
-    if record.revoked_at is not None:
-        raise TokenInvalid("API key has been revoked")
-    if record.expires_at is not None and now >= record.expires_at:
-        raise TokenInvalid("API key has expired")
+    unusable = why_unusable(record, now)
+    if unusable is not None:
+        raise TokenInvalid(unusable.replace("the API key", "API key", 1))
     usable_until = record.expires_at.timestamp() if record.expires_at is not None else 0
     return Principal(
         subject=record.owner_subject,

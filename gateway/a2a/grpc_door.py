@@ -363,8 +363,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         a token for the gateway, or one it minted for this agent's front door."""
         try:
             token = credential_of(
-                next(iter(metadata.getlist("authorization")), None),
-                metadata.getlist(API_KEY_HEADER),
+                metadata.getlist("authorization"), metadata.getlist(API_KEY_HEADER)
             )
         except NoCredential as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))

@@ -28,7 +28,10 @@ from decimal import Decimal, InvalidOperation
 
 from limits import parse
 
-from policies.limits import AppliedLimit
+from policies.durations import DurationError
+from policies.durations import parse_duration as duration_of
+from policies.limits import AppliedLimit, RateError
+from policies.limits import parse_rate as rate_of
 from policies.scopes import ScopeSyntaxError, parse_scopes
 from policies.tokens import Principal, TokenInvalid
 
@@ -47,9 +50,6 @@ SERVICE_ISSUER = "urn:switchboard:service"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SCOPES = 64
 MAX_BUDGET = Decimal(1_000_000)
-_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
-_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
-_RATE = re.compile(r"^(\d{1,9})/(s|m|h|d|second|minute|hour|day)$")
 
 
 class ApiKeyError(ValueError):
@@ -130,22 +130,24 @@ def scopes_within(wanted: frozenset[str], held: frozenset[str]) -> None:
 
 
 def parse_duration(value: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``3600s``."""
-    match = _DURATION.match(value.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise ApiKeyError(f"{value!r} is not a duration: write N followed by s, m, h or d")
-    return timedelta(**{_UNITS[match.group(2)] + "s": int(match.group(1))})
+    """A key's lifetime (`policies.durations`: ``30d``, ``12h``), not zero."""
+    try:
+        duration = duration_of(value)
+    except DurationError as exc:
+        raise ApiKeyError(str(exc)) from None
+    if not duration:
+        raise ApiKeyError(f"{value!r} is no lifetime: a key lives longer than 0")
+    return duration
 
 
 def parse_rate(value: str) -> str:
-    """``10/s`` (or ``10/second``, ``/m``, ``/h``, ``/d``) in the `limits`
-    library's notation, as the policy's rate limits are written."""
-    match = _RATE.match(value.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise ApiKeyError(f"{value!r} is not a rate: write N/s, N/m, N/h or N/d (e.g. 10/s)")
-    unit = _UNITS.get(match.group(2), match.group(2))
-    rate = f"{int(match.group(1))}/{unit}"
-    parse(rate)
+    """A key's own rate (`policies.limits.parse_rate`: ``10/s``), not zero."""
+    try:
+        rate = rate_of(value)
+    except RateError as exc:
+        raise ApiKeyError(str(exc)) from None
+    if parse(rate).amount == 0:
+        raise ApiKeyError(f"{value!r} lets no call through: a key's rate is more than 0")
     return rate
 
 

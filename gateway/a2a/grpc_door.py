@@ -65,7 +65,7 @@ from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.http.auth import (
     API_KEY_HEADER,
-    NoCredential,
+    CredentialHeaderError,
     RequestAuth,
     credential_of,
     onwards_principal,
@@ -365,7 +365,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             token = credential_of(
                 metadata.getlist("authorization"), metadata.getlist(API_KEY_HEADER)
             )
-        except NoCredential as exc:
+        except CredentialHeaderError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise  # not reached: abort raises
         principal: Principal

@@ -122,7 +122,7 @@ async def authenticate(
 API_KEY_HEADER = "x-api-key"
 
 
-class NoCredential(Exception):
+class CredentialHeaderError(Exception):
     """No usable credential in a request; ``str()`` is what the caller is told."""
 
     def __init__(self, detail: str, *, malformed: bool) -> None:
@@ -137,26 +137,28 @@ def credential_of(authorizations: list[str], api_keys: list[str]) -> str:
     not a list is sent once), two ``X-Api-Key`` lines, or both naming
     different credentials: a proxy adding one must not decide who calls."""
     if len(authorizations) > 1:
-        raise NoCredential("send one Authorization header", malformed=True)
+        raise CredentialHeaderError("send one Authorization header", malformed=True)
     if len(api_keys) > 1:
-        raise NoCredential("send one X-Api-Key header", malformed=True)
+        raise CredentialHeaderError("send one X-Api-Key header", malformed=True)
     authorization = authorizations[0] if authorizations else None
     api_key = api_keys[0].strip() if api_keys else None
     if api_key is not None and not api_key:
-        raise NoCredential("the X-Api-Key header is empty", malformed=True)
+        raise CredentialHeaderError("the X-Api-Key header is empty", malformed=True)
     token: str | None = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
         token = value.strip()
         if scheme.lower() != "bearer" or not token:
-            raise NoCredential("the Authorization header must be 'Bearer <token>'", malformed=True)
+            raise CredentialHeaderError(
+                "the Authorization header must be 'Bearer <token>'", malformed=True
+            )
     if token is not None and api_key is not None and token != api_key:
-        raise NoCredential(
+        raise CredentialHeaderError(
             "Authorization and X-Api-Key carry different credentials", malformed=True
         )
     credential = token or api_key
     if credential is None:
-        raise NoCredential(
+        raise CredentialHeaderError(
             "send an access token as 'Authorization: Bearer <token>' "
             "(or an API key as 'X-Api-Key: <key>')",
             malformed=False,
@@ -171,7 +173,7 @@ def bearer_token(request: Request, resource_path: str = "") -> str:
         return credential_of(
             request.headers.getlist("authorization"), request.headers.getlist(API_KEY_HEADER)
         )
-    except NoCredential as exc:
+    except CredentialHeaderError as exc:
         error, description = ("invalid_request", str(exc)) if exc.malformed else (None, None)
         raise Problem(
             401,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.http.auth import NoCredential, credential_of
+from gateway.http.auth import CredentialHeaderError, credential_of
 
 KEY = "sk-sb-" + "a" * 12 + "_" + "b" * 43
 
@@ -28,6 +28,6 @@ def test_one_credential_is_read() -> None:
 def test_two_credentials_are_refused(
     authorizations: list[str], api_keys: list[str], detail: str
 ) -> None:
-    with pytest.raises(NoCredential, match=detail) as refused:
+    with pytest.raises(CredentialHeaderError, match=detail) as refused:
         credential_of(authorizations, api_keys)
     assert refused.value.malformed

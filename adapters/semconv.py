@@ -57,7 +57,8 @@ MCP_CLIENT_OPERATION_DURATION: Final = "mcp.client.operation.duration"
 MCP_SERVER_OPERATION_DURATION: Final = "mcp.server.operation.duration"
 DURATION_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
-# a2a.md's method names (A2A 1.0 "Core operations").
+# a2a.md's method names: A2A 1.0's operations by their 1.0 names (§9), also
+# how the A2A door tells a 1.0 request from a 0.3 one (`gateway.a2a.versions`).
 A2A_METHODS: Final = frozenset(
     {
         "SendMessage",

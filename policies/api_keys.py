@@ -8,8 +8,8 @@ secret is that random, a slow password hash adds nothing: only its SHA-256
 is stored (as `policies.client_auth` does for agents' client secrets), and
 it is compared with `hmac.compare_digest`, in constant time.
 
-A key is a principal like any other (`principal_of`): the user it was made
-for (or a service), holding the key's scopes within what its owner held when
+A key is a principal like any other (`principal_of`): the user who made it
+(or a service an admin made it for), holding the key's scopes within what its owner held when
 it was made, with the key as the first actor of every chain it starts (so a
 token minted for its call says ``act: {sub: "apikey:<id>"}``). Pure: the
 gateway's `gateway.delegation.api_keys` stores and looks keys up.
@@ -28,7 +28,10 @@ from decimal import Decimal, InvalidOperation
 
 from limits import parse
 
-from policies.limits import AppliedLimit
+from policies.durations import DurationError
+from policies.durations import parse_duration as duration_of
+from policies.limits import AppliedLimit, RateError
+from policies.limits import parse_rate as rate_of
 from policies.scopes import ScopeSyntaxError, parse_scopes
 from policies.tokens import Principal, TokenInvalid
 
@@ -47,9 +50,6 @@ SERVICE_ISSUER = "urn:switchboard:service"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SCOPES = 64
 MAX_BUDGET = Decimal(1_000_000)
-_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
-_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
-_RATE = re.compile(r"^(\d{1,9})/(s|m|h|d|second|minute|hour|day)$")
 
 
 class ApiKeyError(ValueError):
@@ -130,22 +130,24 @@ def scopes_within(wanted: frozenset[str], held: frozenset[str]) -> None:
 
 
 def parse_duration(value: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``3600s``."""
-    match = _DURATION.match(value.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise ApiKeyError(f"{value!r} is not a duration: write N followed by s, m, h or d")
-    return timedelta(**{_UNITS[match.group(2)] + "s": int(match.group(1))})
+    """A key's lifetime (`policies.durations`: ``30d``, ``12h``), not zero."""
+    try:
+        duration = duration_of(value)
+    except DurationError as exc:
+        raise ApiKeyError(str(exc)) from None
+    if not duration:
+        raise ApiKeyError(f"{value!r} is no lifetime: a key lives longer than 0")
+    return duration
 
 
 def parse_rate(value: str) -> str:
-    """``10/s`` (or ``10/second``, ``/m``, ``/h``, ``/d``) in the `limits`
-    library's notation, as the policy's rate limits are written."""
-    match = _RATE.match(value.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise ApiKeyError(f"{value!r} is not a rate: write N/s, N/m, N/h or N/d (e.g. 10/s)")
-    unit = _UNITS.get(match.group(2), match.group(2))
-    rate = f"{int(match.group(1))}/{unit}"
-    parse(rate)
+    """A key's own rate (`policies.limits.parse_rate`: ``10/s``), not zero."""
+    try:
+        rate = rate_of(value)
+    except RateError as exc:
+        raise ApiKeyError(str(exc)) from None
+    if parse(rate).amount == 0:
+        raise ApiKeyError(f"{value!r} lets no call through: a key's rate is more than 0")
     return rate
 
 
@@ -183,6 +185,24 @@ class KeyRecord:
     revoked_at: datetime | None
     rate: str | None = None
     budget: Decimal | None = None
+    # Who made it (subject, issuer); None: its owner (a record built in code).
+    created_by: tuple[str, str] | None = None
+
+
+def why_unusable(record: KeyRecord, now: datetime) -> str | None:
+    """Why a call with the key may not go on, or None.
+
+    A user's key acts with the user's connected accounts and tasks, so only
+    the user makes it: a row made as them by anyone else (an admin or the
+    operator, when that was allowed) is refused, whatever it holds."""
+    if record.revoked_at is not None:
+        return "the API key has been revoked"
+    if record.expires_at is not None and now >= record.expires_at:
+        return "the API key has expired"
+    made_by = record.created_by
+    if not record.service and made_by not in (None, (record.owner_subject, record.owner_issuer)):
+        return "the API key was not made by its user"
+    return None
 
 
 def principal_of(record: KeyRecord, key: str, now: datetime) -> Principal:
@@ -190,10 +210,9 @@ def principal_of(record: KeyRecord, key: str, now: datetime) -> Principal:
     (answered 401) when it is not, or no longer."""
     if not key_matches(key, record.secret_hash):
         raise TokenInvalid("API key is unknown")
-    if record.revoked_at is not None:
-        raise TokenInvalid("API key has been revoked")
-    if record.expires_at is not None and now >= record.expires_at:
-        raise TokenInvalid("API key has expired")
+    unusable = why_unusable(record, now)
+    if unusable is not None:
+        raise TokenInvalid(unusable.replace("the API key", "API key", 1))
     usable_until = record.expires_at.timestamp() if record.expires_at is not None else 0
     return Principal(
         subject=record.owner_subject,

@@ -5,7 +5,7 @@ counter each one counts in. Pure: counting is the gateway's
 ```yaml
 limits:
   - name: per-user
-    rate: 100/minute          # the `limits` library's notation: N/second|minute|hour|day
+    rate: 100/minute          # N/second|minute|hour|day, or N/s|m|h|d (`parse_rate`)
     per: [user]               # the counter: one per user, per client, per agent, ...
   - name: quotes
     rate: 10/minute
@@ -23,12 +23,43 @@ reached refuses the call. `flow` counts per flow run's flow once flows exist
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from limits import parse
+from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SHORTHAND = re.compile(r"^(\d{1,9})/([smhd])$")
+_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+class RateError(ValueError):
+    """Not a rate; ``str()`` says what to write."""
+
+
+def parse_rate(value: str) -> str:
+    """A rate -- ``10/s`` or ``10/second`` (``m``/``minute``, ``h``/``hour``,
+    ``d``/``day``; the `limits` library's notation, e.g. ``10 per 2 seconds``,
+    too) -- in the library's notation, for the policy's limits and an API
+    key's own alike. One rate: ``1/second;5/minute`` is two limits, which
+    the library would read as the first alone."""
+    text = value.strip()
+    short = _SHORTHAND.match(text)
+    if short is not None:
+        text = f"{int(short.group(1))}/{_UNITS[short.group(2)]}"
+    try:
+        parsed = parse_many(text)
+    except ValueError:
+        parsed = []
+    if len(parsed) != 1:
+        raise RateError(
+            f"{value!r} is not a rate: write N/second, N/minute, N/hour or N/day "
+            "(or N/s, N/m, N/h, N/d; e.g. 100/minute)"
+        )
+    return text
+
 
 Dimension = Literal["user", "client", "agent", "skill", "flow"]
 Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
@@ -47,14 +78,7 @@ class LimitRule(BaseModel):
     @field_validator("rate")
     @classmethod
     def _rate(cls, value: str) -> str:
-        try:
-            parse(value)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a rate: write N/second, N/minute, N/hour or N/day "
-                "(e.g. 100/minute)"
-            ) from None
-        return value
+        return parse_rate(value)
 
     def matches(self, agent_id: str, action: str | None) -> bool:
         agents = "*" in self.agents or agent_id in self.agents

@@ -65,7 +65,7 @@ from gateway.delegation.tasks import Owner
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.http.auth import (
     API_KEY_HEADER,
-    NoCredential,
+    CredentialHeaderError,
     RequestAuth,
     credential_of,
     onwards_principal,
@@ -363,10 +363,9 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         a token for the gateway, or one it minted for this agent's front door."""
         try:
             token = credential_of(
-                next(iter(metadata.getlist("authorization")), None),
-                metadata.getlist(API_KEY_HEADER),
+                metadata.getlist("authorization"), metadata.getlist(API_KEY_HEADER)
             )
-        except NoCredential as exc:
+        except CredentialHeaderError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise  # not reached: abort raises
         principal: Principal

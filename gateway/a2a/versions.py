@@ -22,24 +22,10 @@ from a2a.utils.constants import VERSION_HEADER
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters.semconv import A2A_METHODS
+
 VERSION_NOT_SUPPORTED = -32009  # A2A 1.0 §5.4
 SERVED = ("1.0", "0.3")
-# A2A 1.0 §9 (JSON-RPC binding): the methods, by their 1.0 names.
-METHODS_1_0 = frozenset(
-    {
-        "SendMessage",
-        "SendStreamingMessage",
-        "GetTask",
-        "ListTasks",
-        "CancelTask",
-        "SubscribeToTask",
-        "CreateTaskPushNotificationConfig",
-        "GetTaskPushNotificationConfig",
-        "ListTaskPushNotificationConfigs",
-        "DeleteTaskPushNotificationConfig",
-        "GetExtendedAgentCard",
-    }
-)
 
 
 def version_of(request: Request, body: Any) -> Response | None:
@@ -50,7 +36,7 @@ def version_of(request: Request, body: Any) -> Response | None:
     if not isinstance(method, str):
         return None  # not a request the version could be read from: the SDK answers it
     said = request.headers.get(VERSION_HEADER)
-    is_1_0 = method in METHODS_1_0
+    is_1_0 = method in A2A_METHODS  # A2A 1.0 §9: the methods, by their 1.0 names
     if said is None:
         if is_1_0:
             _add_header(request, "1.0")

@@ -39,12 +39,16 @@ async def token(request: Request) -> JSONResponse:
             raise OAuthError(
                 "invalid_request", "send the parameters as application/x-www-form-urlencoded"
             )
+        authorizations = request.headers.getlist("authorization")
+        if len(authorizations) > 1:
+            # As on every door (`gateway.http.auth.credential_of`): not chosen between.
+            raise OAuthError("invalid_request", "send one Authorization header")
         exchange_request = parse_exchange(parse_form(await request.body()))
         trace_id = begin_trace(request.headers)
         result = await state.token_exchange.exchange(
             exchange_request,
             ExchangeContext(
-                basic_authorization=request.headers.get("authorization"),
+                basic_authorization=authorizations[0] if authorizations else None,
                 trace_id=trace_id,
             ),
         )

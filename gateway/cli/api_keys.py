@@ -1,8 +1,9 @@
 """`switchboard keys create|list|revoke`: API keys, in the gateway's database.
 
-The operator (whoever can open the database) grants what they like: a key is
-for a service (``--service``, default: the key's ``--name``) or for a user
-(``--for``, at ``--issuer``). A key is printed once, on stdout; the
+The operator (whoever can open the database) grants what they like to a
+service (``--service``, default: the key's ``--name``); never a key for a
+user, which acts with the user's connected accounts and only the user makes
+(`POST /api-keys`, the console). A key is printed once, on stdout; the
 gateway keeps only its SHA-256 (`policies.api_keys`).
 """
 
@@ -31,12 +32,7 @@ def register(keys: Any) -> None:
         help='scopes the key holds (repeat, or space-separated: "a:read b:write")',
     )
     create.add_argument("--expires", help="lifetime, e.g. 30d, 12h (default: never)")
-    owner = create.add_mutually_exclusive_group()
-    owner.add_argument("--for", dest="user", help="the user (subject) the key acts as")
-    owner.add_argument("--service", help="the service the key is (default: --name)")
-    create.add_argument(
-        "--issuer", help="the --for user's identity provider (default: the only one trusted)"
-    )
+    create.add_argument("--service", help="the service the key is (default: --name)")
     create.add_argument("--rate", help="the key's own rate limit, e.g. 10/s, 600/m")
     create.add_argument("--budget", help="what its calls may cost in all (the policy's prices)")
     create.set_defaults(run=_create)
@@ -44,17 +40,6 @@ def register(keys: Any) -> None:
     settings_options(revoke)
     revoke.add_argument("key", help="the key's id or prefix, as `keys list` shows it")
     revoke.set_defaults(run=_revoke)
-
-
-def _issuer(settings: Settings, given: str | None) -> str:
-    if given:
-        return given
-    trusted = [i.issuer for i in settings.trusted_issuers]
-    if len(trusted) == 1:
-        return trusted[0]
-    if not trusted:
-        return settings.effective_public_url  # the dev issuer
-    raise CliError("several identity providers are trusted: name the user's with --issuer")
 
 
 def _on_keys(settings: Settings, work: Any) -> Any:
@@ -72,7 +57,7 @@ def _on_keys(settings: Settings, work: Any) -> Any:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from gateway.delegation.api_keys import ApiKeySpec, Creator, KeyOwner
+    from gateway.delegation.api_keys import ApiKeySpec, Creator
     from policies.api_keys import ApiKeyError, ApiKeyRefused
 
     settings = settings_of(args)
@@ -81,10 +66,7 @@ def _create(args: argparse.Namespace) -> int:
             name=args.name,
             scopes=" ".join(args.scope).split(),
             expires=args.expires,
-            user=KeyOwner(subject=args.user, issuer=_issuer(settings, args.issuer))
-            if args.user
-            else None,
-            service=None if args.user else (args.service or args.name),
+            service=args.service or args.name,
             rate=args.rate,
             budget=args.budget,
         )

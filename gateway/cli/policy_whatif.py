@@ -10,18 +10,17 @@ with `switchboard audit --trace TRACE`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import CliError, call, gateway_options, print_json
+from policies.durations import DurationError, parse_duration
 from policies.policy_file import PolicyError, read_policy_text
 
-_AGO = re.compile(r"^(\d{1,6})([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 EXAMPLES = 3
 
 
@@ -48,9 +47,11 @@ def register(policy: Any) -> None:
 
 def when(value: str, now: datetime) -> datetime:
     """``7d`` (before ``now``) or an ISO 8601 time (UTC when it names no zone)."""
-    ago = _AGO.match(value.strip())
-    if ago:
-        return now - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+    with contextlib.suppress(DurationError):
+        try:
+            return now - parse_duration(value)
+        except OverflowError:
+            raise CliError(f"{value!r} reaches before the year 1") from None
     try:
         found = datetime.fromisoformat(value)
     except ValueError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from gateway.cli.common import (
@@ -12,10 +11,9 @@ from gateway.cli.common import (
     settings_of,
     settings_options,
 )
+from policies.durations import DurationError, parse_duration
 from policies.scopes import ScopeSyntaxError, parse_scopes
 
-_TTL = re.compile(r"^(\d+)([smhd]?)$")
-_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DEV_TOKEN_TTL = 30 * 86400
 
 
@@ -34,10 +32,10 @@ def register(commands: Any) -> None:
 
 
 def parse_ttl(value: str) -> int:
-    match = _TTL.match(value.strip())
-    if not match:
-        raise CliError(f"--ttl {value!r}: use seconds or a number with s, m, h or d")
-    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    try:
+        seconds = int(parse_duration(value, bare="s").total_seconds())
+    except DurationError as exc:
+        raise CliError(f"--ttl: {exc}") from None
     if not 0 < seconds <= MAX_DEV_TOKEN_TTL:
         raise CliError(f"--ttl must be between 1s and {MAX_DEV_TOKEN_TTL // 86400}d")
     return seconds

@@ -1,7 +1,7 @@
 """`/ui/api-keys`: API keys (docs/security.md#api-keys), through the REST
 API's own functions (`gateway.api.api_keys`): the same rules -- your own
-keys within your scopes; an admin's for other users and services too -- the
-same audit, the same words when a key is refused.
+keys within your scopes; an admin's for services too -- the same audit,
+the same words when a key is refused.
 
 A new key is shown once, on the page the making POST answers -- never in a
 URL, never on a later page (every console answer is `Cache-Control:

@@ -6,10 +6,13 @@ Who may make which key (docs/security.md#api-keys):
 * anyone authenticated may make keys for themselves, holding at most the
   scopes of the token they make it with -- those are recorded as the owner's
   rights, and the key never holds more, whatever the row says later;
-* an admin (``switchboard:admin``) may also make keys for another user or for
-  a service, with the scopes the admin grants: those are what the owner
-  holds (an admin can change the policy itself: bounding the grant by the
-  admin's own token would add nothing);
+* a user's key is made by that user only: it acts with their connected
+  accounts and tasks, which nobody else -- not an admin, not the operator --
+  may do without them (a row made otherwise is refused when used);
+* an admin (``switchboard:admin``) may also make keys for a service, with
+  the scopes the admin grants: those are what the service holds (an admin
+  can change the policy itself: bounding the grant by the admin's own token
+  would add nothing);
 * the operator (`switchboard keys create`, on the database) likewise;
 * a key never makes, lists or revokes keys.
 
@@ -48,6 +51,7 @@ from policies.api_keys import (
     parse_rate,
     principal_of,
     scopes_within,
+    why_unusable,
 )
 from policies.prices import Prices
 from policies.scopes import ADMIN_SCOPE
@@ -136,8 +140,12 @@ def _owner(spec: ApiKeySpec, creator: Creator) -> tuple[bool, str, str]:
             raise ApiKeyRefused(f"only an admin ({ADMIN_SCOPE}) makes keys for services")
         return True, checked_name(spec.service), SERVICE_ISSUER
     owner = spec.user or KeyOwner(subject=creator.subject, issuer=creator.issuer)
-    if (owner.subject, owner.issuer) != (creator.subject, creator.issuer) and not creator.admin:
-        raise ApiKeyRefused(f"only an admin ({ADMIN_SCOPE}) makes keys for another user")
+    if (owner.subject, owner.issuer) != (creator.subject, creator.issuer):
+        # Its calls would use the user's connected accounts without them.
+        raise ApiKeyRefused(
+            "a key acts as its user, with their connected accounts: only that user "
+            "makes it (an admin makes keys for services)"
+        )
     return False, owner.subject, owner.issuer
 
 
@@ -155,6 +163,7 @@ def _row(row: Any) -> KeyRecord:
         revoked_at=_aware(row.revoked_at),
         rate=row.rate,
         budget=Decimal(row.budget) if row.budget is not None else None,
+        created_by=(row.created_by_subject, row.created_by_issuer),
     )
 
 
@@ -282,11 +291,7 @@ class ApiKeys:
         record = await self._record(key_id)
         if record is None:
             return "the API key is gone"
-        if record.revoked_at is not None:
-            return "the API key has been revoked"
-        if record.expires_at is not None and self._clock() >= record.expires_at:
-            return "the API key has expired"
-        return None
+        return why_unusable(record, self._clock())
 
     def rate_of(self, key_id: str) -> str | None:
         """The key's own rate limit, as last read (a call with it was just

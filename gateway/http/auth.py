@@ -122,7 +122,7 @@ async def authenticate(
 API_KEY_HEADER = "x-api-key"
 
 
-class NoCredential(Exception):
+class CredentialHeaderError(Exception):
     """No usable credential in a request; ``str()`` is what the caller is told."""
 
     def __init__(self, detail: str, *, malformed: bool) -> None:
@@ -130,28 +130,35 @@ class NoCredential(Exception):
         self.malformed = malformed  # False: none was sent at all
 
 
-def credential_of(authorization: str | None, api_keys: list[str]) -> str:
+def credential_of(authorizations: list[str], api_keys: list[str]) -> str:
     """The one credential a request carries: ``Authorization: Bearer <token>``
-    (RFC 6750 §2.1) or ``X-Api-Key: <key>``. Two different ones are refused,
-    not chosen between: a proxy adding one must not decide who calls."""
+    (RFC 6750 §2.1) or ``X-Api-Key: <key>``. Two are refused, not chosen
+    between -- two ``Authorization`` lines (RFC 9110 §5.3: a field that is
+    not a list is sent once), two ``X-Api-Key`` lines, or both naming
+    different credentials: a proxy adding one must not decide who calls."""
+    if len(authorizations) > 1:
+        raise CredentialHeaderError("send one Authorization header", malformed=True)
     if len(api_keys) > 1:
-        raise NoCredential("send one X-Api-Key header", malformed=True)
+        raise CredentialHeaderError("send one X-Api-Key header", malformed=True)
+    authorization = authorizations[0] if authorizations else None
     api_key = api_keys[0].strip() if api_keys else None
     if api_key is not None and not api_key:
-        raise NoCredential("the X-Api-Key header is empty", malformed=True)
+        raise CredentialHeaderError("the X-Api-Key header is empty", malformed=True)
     token: str | None = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
         token = value.strip()
         if scheme.lower() != "bearer" or not token:
-            raise NoCredential("the Authorization header must be 'Bearer <token>'", malformed=True)
+            raise CredentialHeaderError(
+                "the Authorization header must be 'Bearer <token>'", malformed=True
+            )
     if token is not None and api_key is not None and token != api_key:
-        raise NoCredential(
+        raise CredentialHeaderError(
             "Authorization and X-Api-Key carry different credentials", malformed=True
         )
     credential = token or api_key
     if credential is None:
-        raise NoCredential(
+        raise CredentialHeaderError(
             "send an access token as 'Authorization: Bearer <token>' "
             "(or an API key as 'X-Api-Key: <key>')",
             malformed=False,
@@ -164,9 +171,9 @@ def bearer_token(request: Request, resource_path: str = "") -> str:
     (RFC 6750 §3) or it is malformed."""
     try:
         return credential_of(
-            request.headers.get("authorization"), request.headers.getlist(API_KEY_HEADER)
+            request.headers.getlist("authorization"), request.headers.getlist(API_KEY_HEADER)
         )
-    except NoCredential as exc:
+    except CredentialHeaderError as exc:
         error, description = ("invalid_request", str(exc)) if exc.malformed else (None, None)
         raise Problem(
             401,

@@ -338,6 +338,18 @@ def test_a_key_never_holds_more_than_its_owner(keys: Keys) -> None:
     assert keys.send({"X-Api-Key": key["key"]}).status_code == 200
 
 
+def test_an_admin_makes_no_key_as_another_user(keys: Keys) -> None:
+    """Such a key would use bob's connected accounts without bob."""
+    bob = fresh("bob")
+    as_bob = {"subject": bob, "issuer": keys.gateway.url}
+    with keys.rest(keys.admin) as admin:
+        made = admin.post("/api-keys", json={"name": "b", "scopes": ["work:run"], "user": as_bob})
+        assert made.status_code == 403, made.text
+        assert made.json()["type"].endswith("api-key-refused")
+        assert "only that user makes it" in made.json()["detail"]
+        assert not [k for k in admin.get("/api-keys").json() if k["owner_subject"] == bob]
+
+
 async def test_a_users_key_reaches_only_that_users_tasks_and_connections(keys: Keys) -> None:
     alice, bob = fresh("alice"), fresh("bob")
     bob_token = await keys.token(bob, SCOPES)
@@ -461,6 +473,8 @@ def test_the_cli_makes_lists_and_revokes_keys(tmp_path: Path) -> None:
             "keys", "create", "--name", "x", "--scope", "work:run", "--expires", "soon", *data
         )
         assert refused.returncode != 0 and "not a duration" in refused.stderr
+        as_user = run("keys", "create", "--name", "x", "--scope", "work:run", "--for", "bob", *data)
+        assert as_user.returncode != 0 and "--for" in as_user.stderr
         assert run("keys", "revoke", prefix, *data).returncode == 0
         wait_for(lambda: keys.send({"X-Api-Key": key}).status_code == 401)
         assert run("keys", "revoke", prefix, *data).returncode != 0

@@ -23,6 +23,13 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def browser(gateway: Gateway) -> httpx.Client:
+    """A browser's client of the console: redirects shown, not followed."""
+    return httpx.Client(
+        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
+    )
+
+
 def dev_login(client: httpx.Client, subject: str, scopes: str = "") -> str:
     """Log ``client`` in with the dev login; the session's CSRF token."""
     form = client.get("/ui/login")

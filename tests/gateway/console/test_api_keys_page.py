@@ -5,31 +5,15 @@ every form behind the session's CSRF token."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from registry.tls import client_tls
-from tests.support.console import dev_login
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.console import browser, dev_login
+from tests.support.gateway import Gateway
 from tests.support.waiting import wait_for
 
 KEY = re.compile(r"sk-sb-[a-z0-9]{12}_[A-Za-z0-9]{43}")
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 def test_a_user_makes_uses_and_revokes_a_key(deployment: Gateway) -> None:

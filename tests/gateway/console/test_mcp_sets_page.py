@@ -5,23 +5,13 @@ field said by name, nothing stored), each form behind the session's CSRF token."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
-from registry.tls import client_tls
-from tests.support.console import dev_login
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.console import browser, dev_login
+from tests.support.gateway import Gateway
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
 
 
 @pytest.fixture
@@ -35,12 +25,6 @@ def stored(gateway: Gateway) -> list[dict[str, object]]:
     with gateway.client() as admin:
         items: list[dict[str, object]] = admin.get("/mcp-sets").json()["items"]
     return items
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 FORM = {

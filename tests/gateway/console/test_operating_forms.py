@@ -16,7 +16,7 @@ import yaml
 
 from registry.tls import client_tls
 from tests.support.agents import v03_card
-from tests.support.console import dev_login
+from tests.support.console import browser, dev_login
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.vendor_servers import API_KEY, chat_server
 
@@ -36,12 +36,6 @@ skills:
 @pytest.fixture
 def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
     return make_gateway(database_url)
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 def audited(gateway: Gateway, event: str) -> list[dict[str, object]]:

@@ -33,7 +33,7 @@ from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
 from registry.tls import client_tls
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card
-from tests.support.console import dev_login
+from tests.support.console import browser, dev_login
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import send_message_body
 from tests.support.servers import ServerThread, stop_all
@@ -83,12 +83,6 @@ def figures(html: str, chart: str) -> dict[str, str]:
     found = re.search(rf'<figure class="chart chart-{chart}".*?</figure>', html, re.S)
     assert found is not None, html[:3000]
     return dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", found.group(0)))
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 def test_an_admin_sees_the_calls_and_refusals_made(deployment: Deployment) -> None:

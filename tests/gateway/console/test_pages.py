@@ -10,7 +10,7 @@ import pytest
 
 from gateway.console.web import CSP
 from registry.tls import client_tls
-from tests.support.console import csrf_of, dev_login
+from tests.support.console import browser, csrf_of, dev_login
 from tests.support.gateway import Gateway, start_gateway
 
 PAGES = [
@@ -34,12 +34,6 @@ def deployment(
     gw = start_gateway(tmp_path_factory.mktemp("console") / "data", module_database_url)
     yield gw
     gw.stop()
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 def test_a_page_without_a_session_goes_to_the_login_page(deployment: Gateway) -> None:

@@ -10,33 +10,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
 from policies.policy_file import DEFAULT_DOCUMENT
-from registry.tls import client_tls
-from tests.support.console import dev_login
+from tests.support.console import browser, dev_login
 from tests.support.gateway import Gateway, start_gateway
 
 CLOSED = "# closed for now\nagents:\n  sales:\n    allow: false\n"
 BASE = re.compile(r'name="base_digest" value="([0-9a-f]{64})"')
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 def base_of(page: str) -> str:

@@ -7,25 +7,15 @@ without the session's CSRF token, and an unknown server are refused."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from a2a.types import AgentSkill
 
-from registry.tls import client_tls
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card
-from tests.support.console import dev_login
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.console import browser, dev_login
+from tests.support.gateway import Gateway
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, database_url: str | None) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path / "data", database_url)
-    yield gw
-    gw.stop()
 
 
 @pytest.fixture
@@ -38,12 +28,6 @@ def upstream() -> Iterator[ServerThread]:
 def servers(gateway: Gateway) -> list[str]:
     with gateway.client() as admin:
         return [s["id"] for s in admin.get("/mcp-servers").json()["items"]]
-
-
-def browser(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(
-        base_url=gateway.url, timeout=30, follow_redirects=False, verify=client_tls()
-    )
 
 
 def test_an_admin_registers_and_removes_a_server(

@@ -58,21 +58,48 @@ async def test_a_user_makes_keys_for_themselves_within_their_scopes(engine: Asyn
     assert len(await rows(engine)) == 1, "a refused key was stored"
 
 
-async def test_an_admin_grants_keys_to_users_and_services(engine: AsyncEngine) -> None:
+async def test_an_admin_grants_keys_to_services_never_as_another_user(
+    engine: AsyncEngine,
+) -> None:
     keys = ApiKeys(engine)
     bob = KeyOwner(subject="bob", issuer=IDP)
-    for_bob = await keys.create(ApiKeySpec(name="b", scopes=["x:write"], user=bob), ADMIN)
+    # A key for bob would act with bob's connected accounts without bob: only
+    # bob makes it, neither an admin nor the operator.
+    for creator in (ADMIN, OPERATOR):
+        with pytest.raises(ApiKeyRefused, match="only that user makes"):
+            await keys.create(ApiKeySpec(name="b", scopes=["x:write"], user=bob), creator)
+    assert await rows(engine) == [], "a refused key was stored"
+    own = await keys.create(
+        ApiKeySpec(name="own", scopes=["x:write"], user=KeyOwner(subject="root", issuer=IDP)),
+        ADMIN,
+    )
+    assert (await keys.verify(own.key)).subject == "root"
     service = await keys.create(
         ApiKeySpec(name="ci", scopes=["x:read"], service="ci", rate="5/s", budget=20), OPERATOR
     )
-    assert (await keys.verify(for_bob.key)).subject == "bob"
     principal = await keys.verify(service.key)
     assert (principal.subject, principal.issuer) == ("ci", "urn:switchboard:service")
     assert keys.rate_of(service.id) == "5/second"
-    assert [k.name for k in await keys.listing(("bob", IDP))] == ["b"]
-    assert {k.name for k in await keys.listing()} == {"b", "ci"}
+    assert [k.name for k in await keys.listing(("root", IDP))] == ["own"]
+    assert {k.name for k in await keys.listing()} == {"own", "ci"}
     with pytest.raises(ApiKeyError):
         await keys.create(ApiKeySpec(name="both", scopes=["a"], service="s", user=bob), ADMIN)
+
+
+async def test_a_key_made_as_another_user_before_the_rule_is_refused(
+    engine: AsyncEngine,
+) -> None:
+    """A row an admin made for bob when that was allowed: unusable, both when
+    presented (401) and for a call decided later (an approval)."""
+    keys = ApiKeys(engine, cache_seconds=0)
+    made = await keys.create(ApiKeySpec(name="b", scopes=["a:read"]), ALICE)
+    async with engine.begin() as conn:
+        await conn.execute(
+            api_keys.update().values(created_by_subject="root", created_by_issuer=IDP)
+        )
+    with pytest.raises(TokenInvalid, match="not made by its user"):
+        await keys.verify(made.key)
+    assert await keys.unusable(made.id) == "the API key was not made by its user"
 
 
 def test_a_key_manages_no_keys() -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from a2a._base import A2ABaseModel
 from a2a.client.errors import A2AClientError
 from a2a.compat.v0_3 import conversions
 from a2a.compat.v0_3 import types as types_v03
@@ -44,10 +43,10 @@ from a2a.types import StreamResponse
 from a2a.utils.errors import InvalidParamsError
 from a2a.utils.proto_utils import parse_lenient, validate_proto_required_fields
 from google.protobuf.json_format import ParseError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 # 0.3's `kind` -> (0.3 type, the 1.0 `StreamResponse` member, in JSON).
-_KINDS: dict[str, tuple[type[A2ABaseModel], str]] = {
+_KINDS: dict[str, tuple[type[BaseModel], str]] = {
     "task": (types_v03.Task, "task"),
     "message": (types_v03.Message, "message"),
     "status-update": (types_v03.TaskStatusUpdateEvent, "statusUpdate"),

@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client import Transport as SdkTransport
 from mcp.client import advertise
-from mcp.client._transport import TransportStreams
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -42,6 +43,7 @@ ToolList = list[dict[str, Any]]
 # "sse": the 2024-11-05 HTTP+SSE transport (`adapters.mcp_sse`).
 Transport = Literal["http", "sse", "stdio"]
 _MAX_PAGES = 100  # a paginator that never ends cannot hang a listing
+_Streams = TypeVar("_Streams")
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,18 @@ def is_modern(client: Client) -> bool:
     return client.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
-@contextlib.asynccontextmanager
-async def _http_transport(url: str, http: httpx2.AsyncClient) -> AsyncIterator[TransportStreams]:
+def _http_transport(url: str, http: httpx2.AsyncClient) -> SdkTransport:
     """Streamable HTTP over ``http``, which lives exactly as long as the session."""
-    async with (
-        http,
-        streamable_http_client(url, http_client=http, terminate_on_close=True) as streams,
-    ):
+    return _closing(http, streamable_http_client(url, http_client=http, terminate_on_close=True))
+
+
+@contextlib.asynccontextmanager
+async def _closing(
+    http: httpx2.AsyncClient, transport: AbstractAsyncContextManager[_Streams]
+) -> AsyncIterator[_Streams]:
+    """``transport``'s streams (whatever the SDK's transports yield), ``http``
+    closed after it."""
+    async with http, transport as streams:
         yield streams
 
 

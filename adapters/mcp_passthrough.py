@@ -62,8 +62,7 @@ import yarl
 from httpx2._sse import SSEError as _SSEError
 from httpx2._sse import _SSEParser
 from mcp import MCPError
-from mcp.client.extension import UnexpectedClaimedResult
-from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
+from mcp.client.session import ClientSession
 from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp_types import (
@@ -84,7 +83,12 @@ from adapters.http import (
 )
 from adapters.mcp_http import Credential, TooLarge, note_status
 from adapters.mcp_relay import on_log
-from adapters.mcp_results import complete_by_default
+from adapters.mcp_results import (
+    CALL_TOOL_RESULT,
+    complete_by_default,
+    floor_ttl,
+    later_revision_fields,
+)
 from registry.ssrf import AddressPolicy
 
 logger = logging.getLogger(__name__)
@@ -438,15 +442,13 @@ async def _result(
     session: ClientSession, name: str, version: str, raw: dict[str, Any]
 ) -> types.CallToolResult | types.InputRequiredResult:
     """`ClientSession.send_request`'s checks, then `call_tool`'s."""
-    _clamp_inbound_ttl(raw)
+    floor_ttl(raw)
     raw = complete_by_default(METHOD, version, raw)
     with contextlib.suppress(KeyError):
         _methods.validate_server_result(METHOD, version, raw)
-    if not (foreign := _later_revision_fields(METHOD, version)).isdisjoint(raw):
+    if not (foreign := later_revision_fields(METHOD, version)).isdisjoint(raw):
         raw = {key: value for key, value in raw.items() if key not in foreign}
-    result = session._call_tool_adapter.validate_python(raw, by_name=False)
+    result = CALL_TOOL_RESULT.validate_python(raw, by_name=False)
     if isinstance(result, types.CallToolResult) and not result.is_error:
         await session.validate_tool_result(name, result)
-    if not isinstance(result, types.CallToolResult | types.InputRequiredResult):
-        raise UnexpectedClaimedResult(result)
     return result

@@ -12,15 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dbos import DBOS
 from dbos._utils import INTERNAL_QUEUE_NAME
-
-if TYPE_CHECKING:
-    # A step a sequence reserved in its workflow (`gateway.flows.lanes`):
-    # DBOS types it in a private module.
-    from dbos._dbos import StepReservation as StepReservation
 
 # DBOS names its listener thread after its target (Python 3.10+ adds the
 # target's name to a thread's default name).

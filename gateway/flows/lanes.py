@@ -38,7 +38,7 @@ from gateway.flows.outcomes import WAITING, failed, now, seen, truthy
 from gateway.flows.runtime import FlowRuntime
 
 if TYPE_CHECKING:
-    from gateway.compat.dbos import StepReservation
+    from dbos import StepReservation
 
 LaneStepModel = CallStep | RouteStep
 KIND = "steps"

@@ -1,7 +1,7 @@
 """A leaner driver for 2026-07-28 `tools/call` POSTs on `/mcp`.
 
-Everything a 2026-07-28 request goes through is the SDK's
-(`mcp.server._streamable_http_modern.handle_modern_request`): the transport
+Everything a 2026-07-28 request goes through is what the SDK's own entry
+(`StreamableHTTPSessionManager.handle_request`) does for it: the transport
 security check (DNS rebinding: Host, Origin, Content-Type), the Accept check,
 the JSON-RPC parse and envelope validation, the duplicated routing header
 check, `classify_inbound_request` (header/body consistency), the
@@ -15,32 +15,35 @@ which cost the gateway about a quarter of its CPU per call
 small task waits for the client's disconnect (and cancels the handler, which
 closes the upstream POST); a notification commits `text/event-stream` and is
 written straight from the handler's task; a timer does the SDK's 15 s
-deferral and keepalive pings. What goes on the wire is what the SDK writes,
-by the SDK's own functions (`_write`, `_sse_event`, the same headers).
+deferral and keepalive pings. What goes on the wire is what the SDK writes
+(`gateway.mcp.single_exchange`: the SDK keeps its writers private).
 
 Only a POST at a 2026-07-28-era version whose body is one `tools/call`
 request comes here, and only once every check above has passed; anything
 else, and any check's rejection, goes to the SDK with the body replayed, so
-its answer is the SDK's, code and status included. The driver leans on
-private SDK names, so it is used only when the SDK's function is the one it
-was written against (`SDK_DIGEST`); otherwise every request goes to the SDK.
+its answer is the SDK's, code and status included. The driver mirrors the
+SDK's private entry, so it is used only with the SDK release it was written
+against (`MIRRORED_SDK`; tests/gateway/mcp/test_single_exchange.py fails on
+any other); otherwise every request goes to the SDK.
 `SWITCHBOARD_MCP_FAST_PATH=0` turns it off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import hashlib
-import inspect
 import json
 import logging
 from collections import deque
-from typing import Final
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from importlib.metadata import version
+from typing import Any, Final
 
 import anyio
-from mcp.server import _streamable_http_modern as sdk
 from mcp.server.connection import Connection
+from mcp.server.lowlevel.server import Server
 from mcp.server.runner import serve_one
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -55,44 +58,53 @@ from mcp.shared.inbound import (
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import JSONRPCError, JSONRPCRequest, JSONRPCResponse
+from mcp_types import JSONRPCRequest
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.mcp import single_exchange as wire
+from gateway.mcp.single_exchange import ExchangeContext, Reply
+
 logger = logging.getLogger(__name__)
 
-# sha256 of the SDK source this driver mirrors (mcp 2.3.0): `handle_modern_request`,
-# its dispatch context, writers and Mcp-Param check, `serve_one`, the manager's
-# era routing. Any other SDK: every request takes the SDK's path.
-SDK_DIGEST: Final = "89cc437a47154a4707cf40c0ea9497487f4b9ce001182182002c3a2cf80992bf"
+# The mcp release whose 2026-07-28 entry (`handle_modern_request` and what it
+# calls, `serve_one`, the manager's era routing) this driver mirrors. Any
+# other: every request takes the SDK's path.
+MIRRORED_SDK: Final = "2.3.0"
 
 _VERSION_HEADER: Final = MCP_PROTOCOL_VERSION_HEADER.encode("ascii")
 
 
-def sdk_digest() -> str:
-    parts = (
-        sdk.handle_modern_request,
-        sdk._SingleExchangeDispatchContext,
-        sdk._to_jsonrpc_response,
-        sdk._sse_event,
-        sdk._write,
-        sdk._mcp_param_rejection,
-        serve_one,
-        StreamableHTTPSessionManager._handle_request,
-        TransportSecurityMiddleware.__init__,
-    )
-    source = "".join(inspect.getsource(part) for part in parts)
-    source += repr((sdk._SSE_PING_INTERVAL, sdk._SSE_HEADERS))
-    return hashlib.sha256(source.encode()).hexdigest()
-
-
 @functools.cache
 def sdk_matches() -> bool:
-    # The SDK's source cannot change under a running process: read it once,
-    # not for every app built (the test suite builds hundreds).
-    return sdk_digest() == SDK_DIGEST
+    return version("mcp") == MIRRORED_SDK
+
+
+class ServerLifespan:
+    """The server's lifespan, remembering what it yielded while entered: the
+    state the SDK's manager hands each request's handler context (it enters
+    the lifespan once, in `run`). Public API: `Server.lifespan`."""
+
+    def __init__(self, inner: Callable[[Server[Any]], AbstractAsyncContextManager[Any]]) -> None:
+        self._inner = inner
+        self._entered: dict[object, Any] = {}  # in the order entered
+
+    @property
+    def state(self) -> tuple[Any] | None:
+        """(the first entry's state,) while entered, else None."""
+        return next(((state,) for state in self._entered.values()), None)
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, server: Server[Any]) -> AsyncIterator[Any]:
+        async with self._inner(server) as state:
+            entry = object()
+            self._entered[entry] = state
+            try:
+                yield state
+            finally:
+                del self._entered[entry]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -119,7 +131,7 @@ class _Exchange:
         self._lock: asyncio.Lock | None = None  # made on the first SSE write
         self._last = self._loop.time()
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(
-            sdk._SSE_PING_INTERVAL, self._due
+            wire.PING_SECONDS, self._due
         )
         self._pinging: asyncio.Task[None] | None = None
         self.streaming = False
@@ -134,7 +146,7 @@ class _Exchange:
         if not self.streaming:
             self.streaming = True
             await self._send(
-                {"type": "http.response.start", "status": 200, "headers": sdk._SSE_HEADERS}
+                {"type": "http.response.start", "status": 200, "headers": wire.SSE_HEADERS}
             )
         await self._send({"type": "http.response.body", "body": body, "more_body": True})
         self._last = self._loop.time()
@@ -152,7 +164,7 @@ class _Exchange:
         self._timer = None
         if self.closed:
             return
-        wait = self._last + sdk._SSE_PING_INTERVAL - self._loop.time()
+        wait = self._last + wire.PING_SECONDS - self._loop.time()
         if wait > 0:
             self._timer = self._loop.call_later(wait, self._due)
         elif self._pinging is None:
@@ -166,24 +178,22 @@ class _Exchange:
         finally:
             self._pinging = None
         if not self.closed:
-            self._timer = self._loop.call_later(sdk._SSE_PING_INTERVAL, self._due)
+            self._timer = self._loop.call_later(wire.PING_SECONDS, self._due)
 
-    async def finish(
-        self, msg: JSONRPCResponse | JSONRPCError, scope: Scope, receive: Receive
-    ) -> None:
+    async def finish(self, msg: Reply, scope: Scope, receive: Receive) -> None:
         """The handler's answer: the last SSE event, or JSON if nothing was sent."""
         if self._lock is None:  # nothing written, no ping under way: no one to wait for
             self.close()
-            await sdk._write(msg, scope, receive, self._send)
+            await wire.write_json(msg, scope, receive, self._send)
             return
         async with self._lock:
             self.close()
             if self.streaming:
                 await self._send(
-                    {"type": "http.response.body", "body": sdk._sse_event(msg), "more_body": False}
+                    {"type": "http.response.body", "body": wire.sse_event(msg), "more_body": False}
                 )
             else:
-                await sdk._write(msg, scope, receive, self._send)
+                await wire.write_json(msg, scope, receive, self._send)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -210,6 +220,9 @@ class McpFastPath:
         self.security = TransportSecurityMiddleware(manager.security_settings)
         # The SDK's own body limit, as its manager applies it (413 above it).
         self._buffered = RequestBodyLimitMiddleware(self._modern, max_body_size)
+        # Entered by the manager's `run`, before any request.
+        self.lifespan = ServerLifespan(manager.app.lifespan)
+        manager.app.lifespan = self.lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -223,12 +236,12 @@ class McpFastPath:
             await self.sdk(scope, receive, send)
 
     async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The manager's own routing, after its body limit (already applied).
-        await self.manager._handle_request(scope, receive, send)
+        # The manager's own entry; its body limit again (the body is within it).
+        await self.manager.handle_request(scope, receive, send)
 
     async def _modern(self, scope: Scope, receive: Receive, send: Send) -> None:
-        manager = self.manager
-        if manager._task_group is None:
+        running = self.lifespan.state
+        if running is None:
             await self._fallback(scope, receive, send)  # raises as the SDK does
             return
         # The SDK's ladder, in its order; any rejection is the SDK's to answer.
@@ -247,34 +260,33 @@ class McpFastPath:
             await self._fallback(scope, _replay(body, receive), send)
             return
         req, verdict = admitted
-        app, lifespan_state = manager.app, manager._lifespan_state
         connection = Connection.from_envelope(
             verdict.protocol_version, verdict.client_info, verdict.client_capabilities
         )
-        dctx = sdk._SingleExchangeDispatchContext(
+        exchange = _Exchange(send)
+        dctx = ExchangeContext(
             transport=TransportContext(
                 kind="streamable-http", can_send_request=False, headers=request.headers
             ),
             request_id=req.id,
             message_metadata=ServerMessageMetadata(request_context=request),
+            sink=exchange,
             progress_token=progress_token_from_params(req.params),
         )
-        exchange = _Exchange(send)
-        dctx.sink = exchange  # duck-typed: the SDK only calls `await sink.send(event)`
         watcher: asyncio.Task[None] | None = None
         try:
             with anyio.CancelScope() as cancel:
                 # Client disconnect -> cancel the handler (and so the upstream call).
                 watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, cancel))
-                msg = await sdk._to_jsonrpc_response(
+                msg = await wire.reply(
                     req.id,
                     serve_one(
-                        app,
+                        self.manager.app,
                         dctx,
                         req.method,
                         req.params,
                         connection=connection,
-                        lifespan_state=lifespan_state,
+                        lifespan_state=running[0],
                     ),
                 )
                 await exchange.finish(msg, scope, receive)
@@ -305,10 +317,10 @@ class McpFastPath:
         verdict = classify_inbound_request(decoded, headers=dict(request.headers))
         if isinstance(verdict, InboundLadderRejection):
             return None
-        manager = self.manager
-        rejection = await sdk._mcp_param_rejection(
-            manager.app, request, req, verdict, manager._lifespan_state
-        )
+        app = self.manager.app
+        if app.get_tool_input_schema is None:
+            return None  # the SDK's header check lists the tools: its path
+        rejection = await wire.param_rejection(app, request.headers, req)
         return None if rejection is not None else (req, verdict)
 
 

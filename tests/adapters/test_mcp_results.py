@@ -7,7 +7,14 @@ import pytest
 from mcp.client.session import ClientSession
 from pydantic import TypeAdapter, ValidationError
 
-from adapters.mcp_results import complete_by_default, lenient_results, malformed
+from adapters.mcp_results import (
+    CALL_TOOL_RESULT,
+    complete_by_default,
+    floor_ttl,
+    later_revision_fields,
+    lenient_results,
+    malformed,
+)
 
 BARE = {"content": [{"type": "text", "text": "hi"}]}
 
@@ -44,3 +51,39 @@ def test_this_sdk_has_the_dispatcher_lenient_results_wraps() -> None:
     assert lenient_results(session)  # idempotent
     send.close()
     receive.close()
+
+
+# The pass-through's copies of the session's private result checks read a
+# result as the SDK's session does: each test fails if an upgrade of the SDK
+# changes how it reads one (then the copy follows it).
+
+
+def test_a_negative_ttl_is_floored_as_the_sdks_session_floors_it() -> None:
+    from mcp.client.session import _clamp_inbound_ttl
+
+    for ttl in (-5, -0.5, 0, 30, True, "-1", None):
+        ours, its = {"ttlMs": ttl}, {"ttlMs": ttl}
+        floor_ttl(ours)
+        _clamp_inbound_ttl(its)
+        assert ours == its, ttl
+    raw = {"ttlMs": -5}
+    floor_ttl(raw)
+    assert raw == {"ttlMs": 0}
+
+
+def test_a_later_revisions_members_are_the_ones_the_sdks_session_drops() -> None:
+    from mcp.client.session import _later_revision_fields
+    from mcp_types.methods import SERVER_RESULTS
+
+    for method, version in SERVER_RESULTS:
+        assert later_revision_fields(method, version) == _later_revision_fields(method, version)
+    # The one that matters today: 2026-07-28's cache hints on a 2025-11-25 session.
+    assert {"ttlMs", "cacheScope"} <= later_revision_fields("tools/list", "2025-11-25")
+
+
+def test_a_tools_call_result_is_read_by_the_sdks_own_union() -> None:
+    from mcp.client.session import _CallToolResultAdapter
+
+    assert CALL_TOOL_RESULT.core_schema == _CallToolResultAdapter.core_schema
+    waiting = {"resultType": "input_required", "requestState": "s"}
+    assert isinstance(CALL_TOOL_RESULT.validate_python(waiting), types.InputRequiredResult)

@@ -23,22 +23,24 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY
 from pydantic import Field
 
 from gateway.mcp import fastpath as mcp_fastpath
+from gateway.mcp import single_exchange
 from gateway.mcp.fastpath import McpFastPath
 from registry.tls import client_tls
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_servers import Hang, ToolBox, upstream_server
 from tests.support.servers import ServerThread, stop_all
 
-# The fast path is on only with the SDK source it mirrors (`SDK_DIGEST`); with
+# The fast path is on only with the SDK release it mirrors (`MIRRORED_SDK`); with
 # another mcp release it is off and every request takes the SDK's own path,
 # so these comparisons have nothing to compare. Skipped then, not failed: a
 # fresh install may pick up a newer mcp, and the gateway is still correct.
 pytestmark = pytest.mark.skipif(
     not mcp_fastpath.sdk_matches(),
     reason="the installed mcp SDK is not the one gateway/mcp/fastpath.py mirrors, so the "
-    "fast path is off: review it against this SDK, then update SDK_DIGEST",
+    "fast path is off: review it against this SDK, then update MIRRORED_SDK",
 )
 VERSION = "2026-07-28"
+META = {PROTOCOL_VERSION_META_KEY: VERSION, CLIENT_CAPABILITIES_META_KEY: {}}
 POLICY = """\
 agents:
   alpha:
@@ -96,6 +98,12 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
                     "/mcp-servers", json={"name": "Alpha", "url": upstream.url + "/mcp"}
                 )
                 assert response.status_code == 201, response.text
+            # Alice lists the tools first, as a client does: the Mcp-Param
+            # check reads a tool's schema from the listing (`McpFront.input_schema`),
+            # whichever test a worker runs first.
+            listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": META}}
+            listed = ask(gateway, gateway.token("alice"), listing, headers_for(listing))
+            assert listed.status == 200 and b"alpha__regional" in listed.body, listed
         yield Pair(fast, sdk, upstream, hang, fast.token("alice"), fallbacks)
     finally:
         McpFastPath._fallback = original  # type: ignore[method-assign]
@@ -110,11 +118,7 @@ def call(name: str, arguments: dict[str, Any], **meta: Any) -> dict[str, Any]:
         "params": {
             "name": name,
             "arguments": arguments,
-            "_meta": {
-                PROTOCOL_VERSION_META_KEY: VERSION,
-                CLIENT_CAPABILITIES_META_KEY: {},
-                **meta,
-            },
+            "_meta": {**META, **meta},
         },
     }
 
@@ -281,8 +285,9 @@ def test_other_http_methods_are_the_sdks(pair: Pair) -> None:
 def test_a_silent_call_past_the_window_streams_with_pings(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The SDK's deferral window, shortened for both paths (both read it per request).
+    # The deferral window, shortened for both paths (each reads its own per request).
     monkeypatch.setattr(sdk_modern, "_SSE_PING_INTERVAL", 0.4)
+    monkeypatch.setattr(single_exchange, "PING_SECONDS", 0.4)
     body = call("alpha__nap", {"seconds": 1.0})
     before = len(pair.fallbacks)
     answers = [

@@ -129,12 +129,14 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def spawn(argv: list[str], port: int, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Start a server process and return once its port accepts connections."""
+def spawn(
+    argv: list[str], port: int, timeout: float = 30.0, cwd: str | Path = REPO
+) -> subprocess.Popen[bytes]:
+    """Start a server process (in ``cwd``) and return once its port accepts connections."""
     # stderr to a file, not a pipe: nobody reads a pipe while the load runs,
     # and a server that logged a pipe's worth would block mid-measurement.
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+        process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -185,12 +187,11 @@ def pin(pid: int, cpus: set[int] | None) -> None:
 
 
 # Where processes run unless --no-pin. Left to the kernel, loopback peers get
-# pulled onto each other's CPU on wake-up some runs and not others, so one leg's
-# req/s can differ nearly twofold between runs on two cores (figures in
-# docs/history/performance-2026-11-28.md, "Moved from code comments"). Pinned,
-# the load generator and the agent share the first CPU in every leg and the
-# forwarder under test has the second to itself, so a costlier client shows as
-# fewer req/s.
+# pulled onto each other's CPU on wake-up some runs and not others: on the
+# 2-core VM this was written on, `direct` at 32 conns swung between 12k and
+# 22k req/s unpinned and between 10.6k and 12.1k pinned. Pinned, the load generator
+# and the agent share the first CPU in every leg and the forwarder under test
+# has the second to itself, so a costlier client shows as fewer req/s.
 LAYOUT: dict[str, set[int] | None] = {"load": None, "agent": None, "forwarder": None}
 
 

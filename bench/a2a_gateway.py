@@ -4,6 +4,8 @@
     python -m bench.a2a_gateway --seconds 10 --rounds 3
     SWITCHBOARD_BENCH_PROFILE=/tmp/gw.prof python -m bench.a2a_gateway --conns 1
     python -m bench.a2a_gateway --tracing       # + the gateway exporting OTLP traces
+    python -m bench.a2a_gateway --streamed      # SendStreamingMessage: 1, 4, 16 events
+    python -m bench.a2a_gateway --streamed --gateway-tree ../main   # another tree's gateway
 
 The harness is `bench.a2a_forwarding` (same agent, load generator, CPU
 pinning and table); this adds the `gateway` leg: `switchboard serve --dev`
@@ -15,6 +17,13 @@ with OpenTelemetry export on (`OTEL_EXPORTER_OTLP_ENDPOINT` at a sink in this
 process that decodes nothing, so the gateway's own cost is what is measured:
 making, batching and serialising the spans). docs/architecture.md's targets: >= 0.6x the aiohttp forwarder's req/s at
 32 connections, and <= 1 ms added p50 at 1 connection.
+
+`--streamed` measures streams instead (`bench.a2a_streams`): the gateway's
+CPU per call for `SendMessage` and `SendStreamingMessage` to an agent that
+streams N events, and the cost of each event as a slope.
+`--gateway-tree DIR` runs the gateway of another checkout (its own
+`.venv`), so that a before/after pair is measured by the same bench in the
+same hour.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import a2a_forwarding as harness
@@ -36,10 +46,24 @@ GATEWAY = "gateway"
 TRACED = "gateway-traced"
 
 
+# The checkout whose gateway is measured, and its interpreter (`--gateway-tree`).
+TREE = {"dir": str(harness.REPO), "python": sys.executable}
+
+
+def use_tree(directory: str) -> None:
+    """Measure the gateway of the checkout at ``directory``, run by its own
+    virtualenv's interpreter (``.venv/bin/python``)."""
+    path = Path(directory).resolve()
+    python = path / ".venv" / "bin" / "python"
+    if not (path / "gateway").is_dir() or not python.exists():
+        raise SystemExit(f"{directory}: not a Switchboard checkout with a .venv")
+    TREE.update(dir=str(path), python=str(python))
+
+
 def _switchboard(*args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        cwd=harness.REPO,
+        [TREE["python"], "-m", "gateway", *args],
+        cwd=TREE["dir"],
         capture_output=True,
         text=True,
         check=True,
@@ -53,7 +77,7 @@ def serve_argv(data: str, port: int, *extra: str, python: tuple[str, ...] = ()) 
     (SQLite), warnings only; ``extra``: more options (``--workers 2``);
     ``python``: options for the interpreter (a profiler)."""
     return [
-        sys.executable,
+        TREE["python"],
         *python,
         "-m",
         "gateway",
@@ -72,19 +96,27 @@ def serve_argv(data: str, port: int, *extra: str, python: tuple[str, ...] = ()) 
 
 
 def _start_gateway(upstream_url: str) -> harness.Running:
+    return start_gateway([("bench", upstream_url)])
+
+
+def start_gateway(agents: list[tuple[str, str]]) -> harness.Running:
+    """The gateway with each of ``agents`` (id, URL) registered; its URL is
+    the first one's, its token a dev user's."""
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
     port = harness.free_port()
     # SWITCHBOARD_BENCH_PROFILE=out.prof runs the gateway under cProfile (the
     # figures are then not comparable; it is for finding where the time goes).
     profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
     profiler = ("-m", "cProfile", "-o", profile) if profile else ()
-    process = harness.spawn(serve_argv(data, port, python=profiler), port)
+    process = harness.spawn(
+        serve_argv(data, port, python=profiler), port, timeout=300, cwd=TREE["dir"]
+    )
     harness.pin(process.pid, harness.LAYOUT["forwarder"])
-    parts = urlsplit(upstream_url)
     try:
-        _switchboard(
-            "agents", "add", f"{parts.scheme}://{parts.netloc}", "--id", "bench", "--data-dir", data
-        )
+        for agent_id, url in agents:
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            _switchboard("agents", "add", origin, "--id", agent_id, "--data-dir", data)
         token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user")
     except BaseException:
         harness.stop_process(process)  # a failed setup must not leave the gateway running
@@ -101,7 +133,7 @@ def _start_gateway(upstream_url: str) -> harness.Running:
         shutil.rmtree(data, ignore_errors=True)
 
     return harness.Running(
-        f"http://{harness.HOST}:{port}/a2a/bench",
+        f"http://{harness.HOST}:{port}/a2a/{agents[0][0]}",
         (process.pid,),
         stop,
         headers={"Authorization": f"Bearer {token}"},
@@ -154,6 +186,15 @@ harness.LEGS[TRACED] = harness.Leg(
 
 
 if __name__ == "__main__":
+    if "--streamed" in sys.argv:
+        sys.argv.remove("--streamed")
+        from bench import a2a_streams  # it reads --gateway-tree itself
+
+        raise SystemExit(a2a_streams.cli())
+    if "--gateway-tree" in sys.argv:
+        at = sys.argv.index("--gateway-tree")
+        use_tree(sys.argv[at + 1])
+        del sys.argv[at : at + 2]
     tracing = "--tracing" in sys.argv
     if tracing:
         sys.argv.remove("--tracing")

@@ -18,6 +18,13 @@ from adapters.core_check import OutsideTheCore, inside_the_core, outside_a_call,
 from adapters.openai_compat import ChatConfig, OpenAICompatAdapter
 
 
+@pytest.fixture(autouse=True)
+def _as_the_core() -> Iterator[None]:
+    """Not here: this module tests what happens outside the core
+    (tests/adapters/conftest.py marks every other adapter test as the core's)."""
+    yield
+
+
 @pytest.fixture
 def strict() -> Iterator[None]:
     yield

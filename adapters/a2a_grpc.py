@@ -120,7 +120,12 @@ async def open_channel(url: str, policy: AddressPolicy, *, max_bytes: int) -> gr
     return grpc.aio.insecure_channel(dial, options=options, interceptors=_CHECKED)
 
 
-class _InsideTheCore(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+# grpc ships no type hints: its interceptor bases are `Any` to mypy.
+_Unary: Any = grpc.aio.UnaryUnaryClientInterceptor
+_Streamed: Any = grpc.aio.UnaryStreamClientInterceptor
+
+
+class _InsideTheCore(_Unary, _Streamed):  # type: ignore[misc]
     """Each gRPC call to an agent, checked to be the core's (`adapters.core_check`)."""
 
     async def intercept_unary_unary(

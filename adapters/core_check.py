@@ -42,7 +42,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Literal, cast
+from typing import Literal
 
 Mode = Literal["off", "warn", "strict"]
 MODES: tuple[Mode, ...] = ("off", "warn", "strict")
@@ -67,7 +67,7 @@ def _read(value: str | None) -> Mode:
     said = (value or DEFAULT).strip().lower()
     if said not in MODES:
         raise ValueError(f"{ENV} is one of off, warn, strict; not {value!r}")
-    return cast(Mode, said)
+    return said
 
 
 def mode() -> Mode:

@@ -40,8 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Literal
 
 Mode = Literal["off", "warn", "strict"]
@@ -86,30 +85,38 @@ def configure(value: str | None) -> None:
     _warned.clear()
 
 
-@contextlib.contextmanager
-def inside_the_core() -> Iterator[None]:
+class _Marked:
+    """`_where` set for a ``with`` block (a class, not `contextlib`'s
+    generator: the core enters one per call and per stream item)."""
+
+    __slots__ = ("_token", "_value")
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _where.set(self._value)
+
+    def __exit__(self, *_: object) -> None:
+        assert self._token is not None
+        _where.reset(self._token)
+
+
+def inside_the_core() -> contextlib.AbstractContextManager[None]:
     """What the core runs: sends and records under it pass the check. Never
     held across a ``yield`` of an async generator (the variable would follow
     the generator's consumer)."""
-    token = _where.set(CORE)
-    try:
-        yield
-    finally:
-        _where.reset(token)
+    return _Marked(CORE)
 
 
-@contextlib.contextmanager
-def outside_a_call(why: str) -> Iterator[None]:
+def outside_a_call(why: str) -> contextlib.AbstractContextManager[None]:
     """Talking to an upstream, or recording, for no caller's call: a health
     probe, a discovery, a push delivery. ``why`` names the exemption (it is
     what a debugger or a log shows)."""
     if not why.strip():
         raise ValueError("an exemption says why")
-    token = _where.set(f"exempt: {why}")
-    try:
-        yield
-    finally:
-        _where.reset(token)
+    return _Marked(f"exempt: {why}")
 
 
 def where() -> str | None:

@@ -39,6 +39,7 @@ from a2a.client.transports.grpc import GrpcTransport
 from a2a.compat.v0_3.grpc_transport import CompatGrpcTransport
 from a2a.types import StreamResponse
 
+from adapters.core_check import require_core
 from adapters.http import SafeResolver, UpstreamRefused, UpstreamTooLarge
 from registry.ssrf import AddressPolicy, IPAddress
 
@@ -113,8 +114,34 @@ async def open_channel(url: str, policy: AddressPolicy, *, max_bytes: int) -> gr
     tls = target.tls if target.tls is not None else not address.is_loopback
     if tls:
         options.append(("grpc.ssl_target_name_override", target.host))
-        return grpc.aio.secure_channel(dial, grpc.ssl_channel_credentials(), options=options)
-    return grpc.aio.insecure_channel(dial, options=options)
+        return grpc.aio.secure_channel(
+            dial, grpc.ssl_channel_credentials(), options=options, interceptors=_CHECKED
+        )
+    return grpc.aio.insecure_channel(dial, options=options, interceptors=_CHECKED)
+
+
+# grpc ships no type hints: its interceptor bases are `Any` to mypy.
+_Unary: Any = grpc.aio.UnaryUnaryClientInterceptor
+_Streamed: Any = grpc.aio.UnaryStreamClientInterceptor
+
+
+class _InsideTheCore(_Unary, _Streamed):  # type: ignore[misc]
+    """Each gRPC call to an agent, checked to be the core's (`adapters.core_check`)."""
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        require_core("an A2A request (gRPC)")
+        return await continuation(client_call_details, request)
+
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        require_core("an A2A stream (gRPC)")
+        return await continuation(client_call_details, request)
+
+
+_CHECKED = [_InsideTheCore()]
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
+from adapters.core_check import require_core
 from adapters.spans import traced_session_configs
 from adapters.trace_context import TracedRequest
 from registry.ssrf import AddressPolicy, AddressRefused
@@ -185,6 +186,7 @@ class UpstreamHTTP:
     ) -> Answer:
         """POST and read the whole (capped) answer. Raises `UpstreamRefused`,
         `UpstreamBadAnswer`, `aiohttp.ClientError` or `TimeoutError`."""
+        require_core("an A2A request (pass-through)")
         self.check_url(url)
         timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=self._connect_timeout)
         async with self.session().post(
@@ -287,6 +289,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         self._max_stream_bytes = max_stream_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        require_core("an upstream HTTP request (A2A, a vendor agent)")
         try:
             self._http.check_url(str(request.url))
         except UpstreamRefused as exc:

@@ -21,6 +21,7 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from adapters.core_check import require_core
 from adapters.mcp_client import (
     CredentialSource,
     HttpFactory,
@@ -104,6 +105,7 @@ class UpstreamCalls:
         """``relay``: where the server's mid-call questions and log lines go
         (`adapters.mcp_relay`); ``legacy``: the caller speaks 2025-11-25, so
         the call goes over the 2025-11-25 lane when there is one."""
+        require_core("the MCP upstream's tools/call")
 
         async def send(session: ClientSession) -> types.CallToolResult | types.InputRequiredResult:
             passthrough = self._passthrough_for(session)
@@ -183,6 +185,7 @@ class UpstreamCalls:
         one the server refused for an unknown session (it did not run it);
         the lane then reconnects for the next call.
         """
+        require_core("an MCP upstream's request")
         client, lane = await self._pick(legacy)
         if credential is None:
             credential = await self._default_credential()

@@ -32,6 +32,7 @@ from adapters.base import (
     UpstreamInvalid,
     http_failure,
 )
+from adapters.core_check import require_core
 from adapters.usage import Usage, from_openai
 
 MAX_EVENT_LINE = 1024 * 1024
@@ -90,6 +91,7 @@ class OpenAICompatAdapter(Adapter):
         return self._http.build_request("POST", self._config.url, content=content, headers=headers)
 
     async def call(self, turn: Turn, credentials: Credentials, *, timeout_seconds: float) -> Reply:
+        require_core("the OpenAI-compatible adapter's call")
         request = self._request(turn, credentials, stream=False)
         request.extensions["timeout"] = httpx.Timeout(timeout_seconds).as_dict()
         try:
@@ -109,6 +111,7 @@ class OpenAICompatAdapter(Adapter):
     async def stream(
         self, turn: Turn, credentials: Credentials, *, timeout_seconds: float
     ) -> AsyncIterator[Delta | Reply]:
+        require_core("the OpenAI-compatible adapter's stream")
         request = self._request(turn, credentials, stream=True)
         request.extensions["timeout"] = httpx.Timeout(timeout_seconds).as_dict()
         pieces: list[str] = []

@@ -29,6 +29,7 @@ from typing import Any
 import httpx2
 import mcp_types as types
 
+from adapters.core_check import require_core
 from adapters.mcp_client import Connected, HttpFactory, OnHealth, OnListChanged, OnNotice, OnTools
 from adapters.mcp_http import Credential, TooLarge, UpstreamAuth, call_credential
 from adapters.mcp_upstream_errors import (
@@ -119,6 +120,7 @@ class OpenApiUpstream:
         timeout_seconds: float | None = None,
         **_mcp_only: Any,  # progress, input responses, relays: an MCP session's
     ) -> types.CallToolResult:
+        require_core("the OpenAPI upstream's tools/call")
         binding = self._bindings.get(name)
         if binding is None:
             raise UpstreamError(-32602, f"unknown tool {name}")

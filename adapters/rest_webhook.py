@@ -27,6 +27,7 @@ from adapters.base import (
     UpstreamInvalid,
     http_failure,
 )
+from adapters.core_check import require_core
 from adapters.mapping import (
     MappingFailed,
     WebhookMapping,
@@ -113,6 +114,7 @@ class RestWebhookAdapter(Adapter):
         self._request(turn, Credentials())
 
     async def call(self, turn: Turn, credentials: Credentials, *, timeout_seconds: float) -> Reply:
+        require_core("the REST webhook adapter's call")
         request = self._request(turn, credentials)
         request.extensions["timeout"] = httpx.Timeout(timeout_seconds).as_dict()
         try:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters import core_check
 from gateway.demo.vendor import Vendor
 from gateway.storage import db
 from tests.support.agents import CardHost, CardSource, sdk_agent_app, sdk_card
@@ -20,6 +21,24 @@ from tests.support.gateway import Gateway, GatewayFactory, start_gateway
 from tests.support.servers import ServerThread
 
 DATABASE_PARAMS = ("database_url", "module_database_url")
+
+# The whole suite runs with the core check strict (`adapters.core_check`): an
+# adapter that sends, or a call's record written, outside `delegate()` raises
+# -- in this process and in every gateway process a test starts (the
+# variable is inherited).
+os.environ[core_check.ENV] = "strict"
+core_check.configure("strict")
+
+
+@pytest.fixture(autouse=True)
+def _sends_only_through_the_core() -> Iterator[None]:
+    """Fail the test in which something sent or recorded around the core,
+    even when a caller caught the error (a probe that logs and goes on)."""
+    core_check.forget_missed()
+    yield
+    missed = core_check.missed()
+    core_check.forget_missed()
+    assert missed == [], "sent or recorded outside delegate() (adapters.core_check)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -222,6 +222,21 @@ def test_only_the_core_writes_the_audit_log() -> None:
     assert writers == []
 
 
+def test_only_the_core_marks_work_as_the_cores() -> None:
+    # The run-time half (`adapters.core_check`): adapters and the audit writer
+    # check that they run under the mark `Delegate` sets; a module that set
+    # it itself would pass that check without going through the core. An
+    # exemption (`outside_a_call`) is named and listed in docs/architecture.md.
+    marking = {
+        module
+        for module, path in _modules().items()
+        for node in ast.walk(_parse(path))
+        if isinstance(node, ast.Name | ast.alias)
+        and (node.id if isinstance(node, ast.Name) else node.name) == "inside_the_core"
+    }
+    assert marking == {"gateway.delegation.delegate"}
+
+
 def test_below_the_doors_errors_are_the_domains_not_a_protocols() -> None:
     # The core and the layers below the doors raise domain errors; each door
     # maps them to its protocol (an HTTP problem, a JSON-RPC error, a gRPC

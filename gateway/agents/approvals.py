@@ -117,7 +117,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
     async def audit(self, admission: Admission, operation: str, error: A2AError | None) -> None:
         outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
-        await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
+        await self._parts().delegate.record(admission.grant, f"a2a.{operation}", outcome, detail)
 
     # Messages -------------------------------------------------------------
 

@@ -110,7 +110,7 @@ class VendorAgentHandler(RecordedTaskHandler):
         detail = None if error is None else str(error)[:500]
         # A message accepted is not the call's end: the run records that ("a2a.run").
         accepted = error is None and operation in ("SendMessage", "SendStreamingMessage")
-        await self._parts().delegations.record(
+        await self._parts().delegate.record(
             admission.grant, f"a2a.{operation}", outcome, detail, ends_call=not accepted
         )
 
@@ -196,7 +196,7 @@ class VendorAgentHandler(RecordedTaskHandler):
         until its user connects, so this is a connection lost since --
         answers an A2A error with the link, the other doors say it their way."""
         parts = self._parts()
-        await parts.delegations.record(
+        await parts.delegate.record(
             admission.grant, f"a2a.{operation}", missing.outcome, missing.reason
         )
         return InvalidRequestError(str(missing)) if admission.holds_for_consent else missing

@@ -47,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
+from adapters.core_check import require_core
 from adapters.trace_context import new_trace_id
 from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.http.queries import IsoDatetime
@@ -209,6 +210,8 @@ class AuditLog:
     async def record(self, event: AuditEvent, *, durable: bool = False) -> None:
         """Keep ``event`` for the writer; never raises for a database outage.
         ``durable``: return once it is written (see the module's docstring)."""
+        if event.token_id is not None:  # a call's record: the core's (`adapters.core_check`)
+            require_core("the audit record of a call")
         with spans.span("switchboard.record", trace_id=event.trace_id) as span:
             if span is not None:  # tracing on: the record's span, in its trace
                 span.set_attributes(

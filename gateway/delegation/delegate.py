@@ -34,6 +34,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from adapters.core_check import inside_the_core
 from adapters.operations import Operation, traced, traced_stream
 from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
@@ -157,9 +158,9 @@ def tried_note(attempts: Attempts) -> str:
     return f"; after {attempts.made} attempts" if attempts.made > 1 else ""
 
 
-def _joined(*details: str) -> str | None:
+def _joined(*details: str | None) -> str | None:
     """The record's detail: its non-empty parts, "; " between them."""
-    parts = [part.strip("; ") for part in details]
+    parts = [part.strip("; ") for part in details if part]
     return "; ".join(part for part in parts if part)[:500] or None
 
 
@@ -171,12 +172,20 @@ class Delegate:
         self.resilience = resilience
 
     async def record(
-        self, permit: Permit, event: str, outcome: str, *details: str, ends_call: bool = True
+        self,
+        permit: Permit,
+        event: str,
+        outcome: str,
+        *details: str | None,
+        ends_call: bool = True,
     ) -> None:
         """The call's audit record (a refusal of the door's own, before or
-        after sending, goes through here too)."""
+        after sending, goes through here too): a door records a permit's
+        outcome here, never through `Delegations.record` (the audit writer
+        checks, `adapters.core_check`)."""
         detail = _joined(*details)
-        await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
+        with inside_the_core():
+            await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
 
     async def _before(
         self,
@@ -204,6 +213,12 @@ class Delegate:
     async def send(self, permit: Permit, event: str, sending: Sending[T]) -> T:
         """Make the call under the upstream's breaker, retried when idempotent;
         record its outcome; return the answer or raise the door's error."""
+        # The adapters' send entry points check that they run under this
+        # (`adapters.core_check`): a door's `attempt` runs nowhere else.
+        with inside_the_core():
+            return await self._send(permit, event, sending)
+
+    async def _send(self, permit: Permit, event: str, sending: Sending[T]) -> T:
         attempts = Attempts()
         if sending.before is not None:
             await self._before(permit, event, sending.before, sending.explain, sending.note)
@@ -280,7 +295,8 @@ class Delegate:
             await self.record(permit, event, explained.outcome, explained.detail)
             raise explained.error from None
         if streaming.before is not None:
-            await self._before(permit, event, streaming.before, streaming.explain)
+            with inside_the_core():
+                await self._before(permit, event, streaming.before, streaming.explain)
         went = streaming.went_with() if streaming.went_with is not None else ""
         listeners = self.resilience.upstream_listeners
         stream = traced_stream(streaming.operation, streaming.open, listeners)()
@@ -296,8 +312,11 @@ class Delegate:
                 try:
                     if remaining <= 0:
                         raise TimeoutError
-                    async with asyncio.timeout(remaining):
-                        item = await anext(stream)
+                    # Marked for each step, never across a `yield` (the
+                    # variable would follow this generator's consumer).
+                    with inside_the_core():
+                        async with asyncio.timeout(remaining):
+                            item = await anext(stream)
                 except StopAsyncIteration:
                     lost = True
                     break
@@ -329,7 +348,8 @@ class Delegate:
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
-                await aclose()
+                with inside_the_core():
+                    await aclose()
             if not recorded:
                 await self._stream_record(permit, event, streaming, went, failed)
             if streaming.closed is not None:

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from adapters.core_check import outside_a_call
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import Caller
 
@@ -51,26 +52,31 @@ class SentCall:
 
 async def record_interrupted(audit: AuditLog, sent: SentCall, then: str) -> None:
     """Write ``sent``'s record (``then``: what recovery does with the call)."""
+    # The call's own `delegate()` died with the process that sent it: this is
+    # recovery's record of it, a named exemption (`adapters.core_check`).
+    with outside_a_call("recovery: the record of a call a crash cut off"):
+        await audit.record_now(_event(sent, then))
+
+
+def _event(sent: SentCall, then: str) -> AuditEvent:
     caller = sent.caller
-    await audit.record_now(
-        AuditEvent(
-            event=sent.event,
-            trace_id=sent.trace_id,
-            subject=caller.subject,
-            subject_issuer=caller.issuer,
-            client_id=caller.client_id,
-            actors=caller.actors,
-            target=sent.target,
-            action=sent.action,
-            scopes_granted=tuple(sent.scopes),
-            decision="allow",
-            reasons=(
-                "recorded on recovery: the gateway stopped after sending this call "
-                "and before its outcome was recorded",
-            ),
-            outcome=OUTCOME,
-            detail=then,
-            token_id=sent.token_id,
-            at=sent.sent_at,
-        )
+    return AuditEvent(
+        event=sent.event,
+        trace_id=sent.trace_id,
+        subject=caller.subject,
+        subject_issuer=caller.issuer,
+        client_id=caller.client_id,
+        actors=caller.actors,
+        target=sent.target,
+        action=sent.action,
+        scopes_granted=tuple(sent.scopes),
+        decision="allow",
+        reasons=(
+            "recorded on recovery: the gateway stopped after sending this call "
+            "and before its outcome was recorded",
+        ),
+        outcome=OUTCOME,
+        detail=then,
+        token_id=sent.token_id,
+        at=sent.sent_at,
     )

@@ -64,6 +64,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from sqlalchemy import ColumnElement, String, delete, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.core_check import outside_a_call
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.tasks import Owner
 from gateway.storage.tables import a2a_push_configs
@@ -311,12 +312,15 @@ class PushRelays:
                 client_id="switchboard",
             )
             headers["Authorization"] = f"Bearer {signed}"
-        response = await http.post(
-            config.url,
-            json=MessageToDict(event),
-            headers=headers,
-            timeout=FORWARD_TIMEOUT_SECONDS,
-        )
+        # A push is the gateway telling a caller's webhook of a task's event,
+        # not a call to an agent: no delegation to be inside.
+        with outside_a_call("push notification to a caller's webhook"):
+            response = await http.post(
+                config.url,
+                json=MessageToDict(event),
+                headers=headers,
+                timeout=FORWARD_TIMEOUT_SECONDS,
+            )
         return response.status_code
 
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.core_check import outside_a_call
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import txn_of
 from gateway.delegation.pipeline import (
@@ -169,9 +170,7 @@ class TokenExchange:
         if front_door is None and self._delegations.policy.current.coordination.names(target_id):
             # A token for the agent itself would let it be called past the
             # coordination rules, which read each call's input at the gateway.
-            await self._delegations.record(
-                grant, "token_exchange", "denied", "coordinated: not issued"
-            )
+            await self._issued(grant, "denied", "coordinated: not issued")
             raise OAuthError(
                 "invalid_target",
                 f"calls to {target_id} are kept to coordination rules; call it through the "
@@ -184,14 +183,12 @@ class TokenExchange:
             # calls must go through the gateway, where they wait for a human
             # (a token for an agent's A2A front door here is one: the door
             # holds the call; an MCP server's front door takes no such token).
-            await self._delegations.record(
-                grant, "token_exchange", "denied", "approval required: not issued"
-            )
+            await self._issued(grant, "denied", "approval required: not issued")
             raise OAuthError(
                 "invalid_target",
                 f"delegating to {target_id} needs human approval; call it through the gateway",
             )
-        await self._delegations.record(grant, "token_exchange", "ok")
+        await self._issued(grant, "ok")
         response: dict[str, Any] = {
             "access_token": grant.token.token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
@@ -202,6 +199,13 @@ class TokenExchange:
         return response
 
     # 1. Who is asking -------------------------------------------------------
+
+    async def _issued(self, grant: Permit, outcome: str, detail: str | None = None) -> None:
+        """The record of a token issued (or not) to a client that makes the
+        call itself: a decision and a token, but no send of the gateway's --
+        a named exemption from the core check (`adapters.core_check`)."""
+        with outside_a_call("token exchange: the client sends the call itself"):
+            await self._delegations.record(grant, "token_exchange", outcome, detail)
 
     async def _authenticate(self, request: ExchangeRequest, context: ExchangeContext) -> str:
         identities: list[str] = []

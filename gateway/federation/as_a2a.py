@@ -190,8 +190,8 @@ class McpAgentHandler(RecordedTaskHandler):
             # Held calls are collected at /mcp or through an A2A agent's task;
             # an MCP tool served as an A2A agent cannot wait: refused, recorded.
             detail = "not called: call it at /mcp to have it approved"
-            delegations = self._parts().delegations
-            await delegations.record(pending.permit, "mcp", "approval_required", detail)
+            delegate = self._parts().delegate
+            await delegate.record(pending.permit, "mcp", "approval_required", detail)
             raise UnsupportedOperationError(
                 f"{tool.name} needs an admin's approval; {detail}"
             ) from None

@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeVar
 import mcp_types as types
 from mcp.client.session import ClientSession
 
+from adapters.core_check import outside_a_call
 from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
 from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
@@ -357,7 +358,10 @@ class McpOfferings:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            items = await self._list_all(source.upstream, kind)
+            # Not a caller's call: the gateway's own credential, one listing
+            # for every caller, each shown what the decision lets it see.
+            with outside_a_call("listing an upstream's offerings for every caller"):
+                items = await self._list_all(source.upstream, kind)
         except (UpstreamUnavailable, UpstreamError):
             return []  # a server that fails to list offers nothing now
         self._listings[key] = (now + LISTING_SECONDS, items)

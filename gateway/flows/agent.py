@@ -101,7 +101,7 @@ class FlowAgentHandler(RecordedTaskHandler):
     async def audit(self, admission: Any, operation: str, error: Any) -> None:
         outcome = outcome_of(error)
         detail = None if error is None else str(error)[:500]
-        await self._parts().delegations.record(admission.grant, f"a2a.{operation}", outcome, detail)
+        await self._parts().delegate.record(admission.grant, f"a2a.{operation}", outcome, detail)
 
     async def _start(self, params: SendMessageRequest, admission: Admission) -> Task:
         if params.configuration.HasField("task_push_notification_config"):

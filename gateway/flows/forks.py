@@ -373,10 +373,10 @@ async def fork_as_user(
             launch=lambda run: begin(rt, service.engine, run, fork),
         )
     except BudgetSpent as spent:
-        await rt.delegations.record(grant, "flow.fork", "budget_spent", str(spent))
+        await rt.delegate.record(grant, "flow.fork", "budget_spent", str(spent))
         raise
     said = f"run {forked} forked from run {run_id} at step {step_id} (version {version})"
-    await rt.delegations.record(grant, "flow.fork", "ok", said)
+    await rt.delegate.record(grant, "flow.fork", "ok", said)
     return forked
 
 

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from gateway.agents.admission import FrontDoorParts
 from gateway.delegation.approvals import Approvals
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.runs import status_message
 from gateway.delegation.tasks import Owner, TaskRecords
@@ -89,6 +90,11 @@ class FlowRuntime:
     @property
     def delegations(self) -> Delegations:
         return self.front_door().delegations
+
+    @property
+    def delegate(self) -> Delegate:
+        """The core: a run's start is recorded through it (`adapters.core_check`)."""
+        return self.front_door().delegate
 
     async def caller(self, grant_id: str) -> Caller:
         """The caller every step of the run acts as; `GrantUnusable` if it may not."""

@@ -265,9 +265,9 @@ class FlowService:
                 flow_id, run_input, caller=caller, granted=grant.decision.granted, trace_id=trace_id
             )
         except BudgetSpent as spent:
-            await self.rt.delegations.record(grant, "flow.start", "budget_spent", str(spent))
+            await self.rt.delegate.record(grant, "flow.start", "budget_spent", str(spent))
             raise
-        await self.rt.delegations.record(grant, "flow.start", "ok", f"run {run_id}")
+        await self.rt.delegate.record(grant, "flow.start", "ok", f"run {run_id}")
         return run_id
 
     async def owned(self, flow_id: str, run_id: str, owner: Owner | None) -> dict[str, Any]:

@@ -68,10 +68,10 @@ async def start_once(
     except RunAlreadyStarted:
         return False
     except BudgetSpent as spent:
-        await delegations.record(grant, event, "budget_spent", f"{said}: {spent}"[:500])
+        await service.rt.delegate.record(grant, event, "budget_spent", f"{said}: {spent}"[:500])
         raise
     except (InputInvalid, ValueError) as exc:
-        await delegations.record(grant, event, "invalid_input", f"{said}: {exc}"[:500])
+        await service.rt.delegate.record(grant, event, "invalid_input", f"{said}: {exc}"[:500])
         raise
-    await delegations.record(grant, event, "ok", f"run {run_id}: {said}"[:500])
+    await service.rt.delegate.record(grant, event, "ok", f"run {run_id}: {said}"[:500])
     return True

@@ -20,9 +20,16 @@ from typing import Any
 PREFIX = "SWITCHBOARD_"
 # Read by the gateway's programs themselves, not fields of its settings: the
 # configuration file's path, the CLI client's gateway and token, the demo's
-# examples directory.
+# examples directory, and the core check's mode (read by `adapters.core_check`,
+# below the settings, in every process).
 NOT_FIELDS = frozenset(
-    {"SWITCHBOARD_CONFIG", "SWITCHBOARD_GATEWAY_URL", "SWITCHBOARD_TOKEN", "SWITCHBOARD_EXAMPLES"}
+    {
+        "SWITCHBOARD_CONFIG",
+        "SWITCHBOARD_GATEWAY_URL",
+        "SWITCHBOARD_TOKEN",
+        "SWITCHBOARD_EXAMPLES",
+        "SWITCHBOARD_CORE_CHECK",
+    }
 )
 
 

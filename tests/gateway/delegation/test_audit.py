@@ -20,6 +20,8 @@ from sqlalchemy import event as event_api
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters import core_check
+from adapters.core_check import OutsideTheCore, inside_the_core
 from gateway.delegation import audit
 from gateway.delegation.audit import (
     AuditEvent,
@@ -67,32 +69,47 @@ async def all_records(log: AuditLog) -> list[AuditRecord]:
     return [r async for r in log.export(AuditQuery())]
 
 
+# --------------------------------------------------------------------------- the core check
+
+
+async def test_a_calls_record_outside_the_core_is_refused(log: AuditLog) -> None:
+    # A record carrying a minted token's id is a call's: only `delegate()`
+    # writes it (`adapters.core_check`; the suite runs strict).
+    with pytest.raises(OutsideTheCore, match="the audit record of a call"):
+        await log.record(event(token_id="0123456789abcdef0123456789abcdef"))
+    core_check.forget_missed()  # what this test checks, not a path around the core
+    assert await all_records(log) == []
+    await log.record(event(1))  # no token: a refusal, a change -- not a call's
+    assert [r.token_id for r in await all_records(log)] == [None]
+
+
 # --------------------------------------------------------------------------- round trip
 
 
 async def test_record_and_query_round_trip(log: AuditLog) -> None:
     at = datetime(2025, 6, 1, 12, 34, 56, 789012, tzinfo=UTC)
-    await log.record(
-        AuditEvent(
-            event="token_exchange",
-            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
-            subject="alice",
-            subject_issuer="https://idp.example",
-            decision="deny",
-            outcome="denied",
-            client_id="support-app",
-            actors=("support-app", "support-agent"),
-            target="inventory",
-            action="check_stock",
-            scopes_requested={"inventory:write", "inventory:read"},
-            scopes_granted=["inventory:read"],
-            reasons=["scope inventory:write is not granted", "depth 2 > 1"],
-            detail="x" * 3000,
-            latency_ms=1.23456,
-            token_id="0123456789abcdef0123456789abcdef",
-            at=at,
+    with inside_the_core():  # a record with a token's id: the core's to write
+        await log.record(
+            AuditEvent(
+                event="token_exchange",
+                trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                subject="alice",
+                subject_issuer="https://idp.example",
+                decision="deny",
+                outcome="denied",
+                client_id="support-app",
+                actors=("support-app", "support-agent"),
+                target="inventory",
+                action="check_stock",
+                scopes_requested={"inventory:write", "inventory:read"},
+                scopes_granted=["inventory:read"],
+                reasons=["scope inventory:write is not granted", "depth 2 > 1"],
+                detail="x" * 3000,
+                latency_ms=1.23456,
+                token_id="0123456789abcdef0123456789abcdef",
+                at=at,
+            )
         )
-    )
     page = await log.query(AuditQuery())
 
     assert len(page.items) == 1

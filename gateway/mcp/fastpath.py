@@ -11,10 +11,11 @@ serialisation and the `serverInfo` stamp. Only the last step differs here:
 in SSE mode the SDK runs the handler as one task, a disconnect watcher as
 another and itself waits on a memory stream for the handler's notifications,
 which cost the gateway about a quarter of its CPU per call
-(docs/performance.md). Here the handler runs in the request's own task; one
-small task waits for the client's disconnect (and cancels the handler, which
-closes the upstream POST); a notification commits `text/event-stream` and is
-written straight from the handler's task; a timer does the SDK's 15 s
+(docs/history/performance-to-2026-11-27.md, "A leaner driver"). Here the
+handler runs in the request's own task; one small task waits for the
+client's disconnect (and cancels the handler, which closes the upstream
+POST); a notification commits `text/event-stream` and is written straight
+from the handler's task; a timer does the SDK's 15 s
 deferral and keepalive pings. What goes on the wire is what the SDK writes
 (`gateway.mcp.single_exchange`: the SDK keeps its writers private).
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Integer, case, cast, delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -90,6 +90,17 @@ class McpServerConfig:
     # A REST API's tools and how each is called (`registry.openapi_tools`):
     # kept in the `command` column, as {"openapi": ...}; None for MCP servers.
     openapi: Mapping[str, Any] | None = field(default=None, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ServerVersion:
+    """What moves when a server's row or any of its tools' rows is written
+    (`registry.mcp_sync`): its edit, its tools' count, latest change,
+    latest approval, how many are available and how many approved as they
+    are. Not its latest listing: one that changed nothing moves nothing."""
+
+    marks: tuple[object, ...]
+    tools: int
 
 
 @dataclass(frozen=True)
@@ -208,14 +219,33 @@ class SqlMcpStore:
             by_server.setdefault(row["server_id"], []).append(_tool_record(row))
         return [_server_record(row, by_server.get(row["id"], [])) for row in server_rows]
 
-    async def configs(self) -> list[McpServerConfig]:
+    async def configs(self, server_ids: Sequence[str] | None = None) -> list[McpServerConfig]:
+        query = select(mcp_servers).order_by(mcp_servers.c.registered_at, mcp_servers.c.id)
+        if server_ids is not None:
+            query = query.where(mcp_servers.c.id.in_(server_ids))
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(mcp_servers).order_by(mcp_servers.c.registered_at, mcp_servers.c.id)
-                )
-            ).mappings()
-            return [_config(row) for row in rows]
+            return [_config(row) for row in (await conn.execute(query)).mappings()]
+
+    async def versions(self) -> dict[str, ServerVersion]:
+        """Every server's version (`ServerVersion`): one grouped read."""
+        t, s = mcp_tools.c, mcp_servers.c
+        per_server = (
+            select(
+                t.server_id,
+                func.count().label("n"),
+                func.max(t.changed_at),
+                func.max(t.approved_at),
+                func.sum(cast(t.available, Integer)),
+                func.sum(case((t.approved_digest == t.digest, 1), else_=0)),
+            )
+            .group_by(t.server_id)
+            .subquery()
+        )
+        query = select(s.id, s.updated_at, *list(per_server.c)[1:])
+        query = query.outerjoin_from(mcp_servers, per_server, per_server.c.server_id == s.id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row[0]: ServerVersion(tuple(map(str, row[1:])), int(row[2] or 0)) for row in rows}
 
     async def config(self, server_id: str) -> McpServerConfig | None:
         if not is_agent_id(server_id):
@@ -342,13 +372,16 @@ class SqlMcpStore:
             )
         return _tool_record(fresh)
 
-    async def tools(self) -> list[StoredTool]:
-        """Every tool of every server, available or not."""
+    async def tools(self, server_ids: Sequence[str] | None = None) -> list[StoredTool]:
+        """Every tool of every server (or of ``server_ids``), available or not."""
+        # Not the approved definition: JSON decoded on the event loop, never used here.
+        wanted = ("server_id", "name", "namespaced", "definition", "digest", "approved_digest")
+        columns = [mcp_tools.c[name] for name in (*wanted, "flags", "available")]
+        query = select(*columns).order_by(mcp_tools.c.namespaced)
+        if server_ids is not None:
+            query = query.where(mcp_tools.c.server_id.in_(server_ids))
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(select(mcp_tools).order_by(mcp_tools.c.namespaced))
-            ).mappings()
-            return [_stored(row) for row in rows]
+            return [_stored(row) for row in (await conn.execute(query)).mappings()]
 
 
 # Helpers --------------------------------------------------------------------------

@@ -93,7 +93,9 @@ class ToolCatalog:
     async def current(self) -> tuple[Mapping[str, FederatedTool], Mapping[str, Server]]:
         if self._read_upto < self._told:
             await self._read(self._told)
-        elif self._clock() >= self._check_after and self._background is None:
+        elif self._clock() >= self._check_after and (
+            self._background is None or self._background.done()
+        ):
             self._background = asyncio.create_task(self._look())
         return self.tools, self.servers
 
@@ -101,6 +103,7 @@ class ToolCatalog:
         if self._background is not None:
             self._background.cancel()
             await asyncio.gather(self._background, return_exceptions=True)
+            self._background = None
 
     async def _look(self) -> None:
         """Another replica's changes, looked for while calls go on (a failure

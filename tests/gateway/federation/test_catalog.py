@@ -82,9 +82,9 @@ async def store(engine: AsyncEngine) -> SqlMcpStore:
 
 
 async def _seen(catalog: ToolCatalog, check: Any) -> None:
-    """Ask ``catalog`` until its answer passes ``check`` (10 s at most)."""
+    """Ask ``catalog`` until its answer passes ``check`` (30 s at most)."""
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             # Asked again and again: each answer after the period starts the
             # look for other replicas' changes; no event says it found one.
             while not check(*await catalog.current()):  # noqa: ASYNC110

@@ -44,7 +44,7 @@ import yaml
 
 from bench import a2a_forwarding as harness
 from bench.registry_search import WORDS
-from bench.scale import database, started
+from bench.scale import database
 from gateway.demo.process import GatewayProcess
 
 MCP_MODE = "2026-07-28"
@@ -89,8 +89,12 @@ def upstream(tools: int) -> Iterator[str]:
     """`bench.scale`'s MCP server with ``tools`` tools; its URL."""
     port = harness.free_port()
     argv = [sys.executable, "-m", "bench.scale", "_mcp_upstream", str(port), str(tools)]
-    with started(argv, port, None):
+    # Slow to start on a loaded machine (a thousand tools to add): ten minutes.
+    process = harness.spawn(argv, port, timeout=600)
+    try:
         yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        harness.stop_process(process)
 
 
 def register(gateway: GatewayProcess, server_id: str, url: str) -> float:
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp) / "gw",
             database_url=url,
             policy_file=policy,
-            settings={"mcp_auto_approve_new_tools": True},
+            # A registration lists a thousand tools: on a loaded machine, slowly.
+            settings={"mcp_auto_approve_new_tools": True, "mcp_connect_timeout_seconds": 120},
         )
         gateway.start(timeout=300)
         stack.callback(gateway.stop)

@@ -7,12 +7,12 @@ an approval only lands if the definition is still the one reviewed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, delete, func, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,6 +28,7 @@ from registry.mcp_models import (
 )
 from registry.mcp_names import NameConflict, reserved_id, withheld
 from registry.mcp_sync import SyncResult, sync
+from registry.mcp_versions import ServerVersion, versions_query
 from registry.models import HealthStatus
 from registry.name_holders import lock_names, skill_holders
 from registry.store import is_agent_id
@@ -90,17 +91,6 @@ class McpServerConfig:
     # A REST API's tools and how each is called (`registry.openapi_tools`):
     # kept in the `command` column, as {"openapi": ...}; None for MCP servers.
     openapi: Mapping[str, Any] | None = field(default=None, hash=False, repr=False)
-
-
-@dataclass(frozen=True)
-class ServerVersion:
-    """What moves when a server's row or any of its tools' rows is written
-    (`registry.mcp_sync`): its edit, its tools' count, latest change,
-    latest approval, how many are available and how many approved as they
-    are. Not its latest listing: one that changed nothing moves nothing."""
-
-    marks: tuple[object, ...]
-    tools: int
 
 
 @dataclass(frozen=True)
@@ -228,23 +218,8 @@ class SqlMcpStore:
 
     async def versions(self) -> dict[str, ServerVersion]:
         """Every server's version (`ServerVersion`): one grouped read."""
-        t, s = mcp_tools.c, mcp_servers.c
-        per_server = (
-            select(
-                t.server_id,
-                func.count().label("n"),
-                func.max(t.changed_at),
-                func.max(t.approved_at),
-                func.sum(cast(t.available, Integer)),
-                func.sum(case((t.approved_digest == t.digest, 1), else_=0)),
-            )
-            .group_by(t.server_id)
-            .subquery()
-        )
-        query = select(s.id, s.updated_at, *list(per_server.c)[1:])
-        query = query.outerjoin_from(mcp_servers, per_server, per_server.c.server_id == s.id)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(versions_query())).all()
         return {row[0]: ServerVersion(tuple(map(str, row[1:])), int(row[2] or 0)) for row in rows}
 
     async def config(self, server_id: str) -> McpServerConfig | None:
@@ -374,17 +349,31 @@ class SqlMcpStore:
 
     async def tools(self, server_ids: Sequence[str] | None = None) -> list[StoredTool]:
         """Every tool of every server (or of ``server_ids``), available or not."""
-        # Not the approved definition: JSON decoded on the event loop, never used here.
-        wanted = ("server_id", "name", "namespaced", "definition", "digest", "approved_digest")
-        columns = [mcp_tools.c[name] for name in (*wanted, "flags", "available")]
-        query = select(*columns).order_by(mcp_tools.c.namespaced)
-        if server_ids is not None:
-            query = query.where(mcp_tools.c.server_id.in_(server_ids))
         async with self._engine.connect() as conn:
-            return [_stored(row) for row in (await conn.execute(query)).mappings()]
+            rows = (await conn.execute(_tools_query(server_ids))).mappings()
+            return [_stored(row) for row in rows]
+
+    async def tool_batches(
+        self, server_ids: Sequence[str], size: int
+    ) -> AsyncIterator[list[StoredTool]]:
+        """`tools` of ``server_ids``, ``size`` at a time: each batch's JSON is
+        decoded on the event loop, which runs other work between them."""
+        async with self._engine.connect() as conn:
+            result = await conn.stream(_tools_query(server_ids))
+            async for rows in result.mappings().partitions(size):
+                yield [_stored(row) for row in rows]
 
 
 # Helpers --------------------------------------------------------------------------
+
+
+def _tools_query(server_ids: Sequence[str] | None) -> Select[Any]:
+    # Not the approved definition: JSON decoded on the event loop, never used here.
+    wanted = ("server_id", "name", "namespaced", "definition", "digest", "approved_digest")
+    query = select(*(mcp_tools.c[name] for name in (*wanted, "flags", "available")))
+    if server_ids is not None:
+        query = query.where(mcp_tools.c.server_id.in_(server_ids))
+    return query.order_by(mcp_tools.c.namespaced)
 
 
 async def _refuse_name(conn: AsyncConnection, server_id: str, row: RowMapping) -> None:

@@ -16,8 +16,9 @@ availability, approvals). A change is applied where it happens:
   calls arrive: a call never waits for it, and sees the change at most
   ``period`` (plus the read) after it was made.
 
-Only the servers that moved are read again, in chunks of about
-`CHUNK_TOOLS` tools; the others keep their very objects. The answer's
+Only the servers that moved are read again, `BATCH_TOOLS` rows at a time
+(their JSON is decoded on the event loop, which serves other requests
+between batches); the others keep their very objects. The answer's
 mappings are replaced, never changed, and replaced only when a server's
 tools did change: what a listing worked out from them is kept while they
 stand (`gateway.mcp.per_caller`).
@@ -28,16 +29,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.federation.federated_tools import SNAPSHOT_SECONDS, FederatedTool
-from registry.mcp_store import McpServerConfig, ServerVersion, StoredTool
+from registry.mcp_store import McpServerConfig, StoredTool
+from registry.mcp_versions import ServerVersion
 
 logger = logging.getLogger(__name__)
 
-CHUNK_TOOLS = 1_000  # tools read (and decoded on the event loop) per query
+BATCH_TOOLS = 200  # tools decoded on the event loop at a time
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,9 @@ class Server:
 class CatalogStore(Protocol):
     async def versions(self) -> dict[str, ServerVersion]: ...
 
-    async def tools(self, server_ids: Sequence[str] | None = None) -> list[StoredTool]: ...
+    def tool_batches(
+        self, server_ids: Sequence[str], size: int
+    ) -> AsyncIterator[list[StoredTool]]: ...
 
     async def configs(self, server_ids: Sequence[str] | None = None) -> list[McpServerConfig]: ...
 
@@ -142,26 +146,27 @@ class ToolCatalog:
         for server_id in gone:
             del entries[server_id]
         replaced = bool(gone)
-        for chunk in _chunks(moved, versions):
-            configs = {c.id: c for c in await self._store.configs(chunk)}
-            rows = await self._store.tools(chunk)
-            by_server: dict[str, dict[str, FederatedTool]] = {s: {} for s in chunk}
-            for row in rows:
-                by_server[row.server_id][row.namespaced] = FederatedTool.of(row)
-            for server_id in chunk:
-                config = configs.get(server_id)
-                if config is None:  # removed between the two reads
-                    replaced |= entries.pop(server_id, None) is not None
-                    continue
-                old = entries.get(server_id)
-                tools = by_server[server_id]
-                server = Server(config.resource, config.timeout_seconds)
-                if old is not None and old.tools == tools:
-                    tools_kept: Mapping[str, FederatedTool] = old.tools
-                else:
-                    tools_kept, replaced = tools, True
-                replaced |= old is None or old.server != server
-                entries[server_id] = _Entry(versions[server_id], server, tools_kept)
+        configs = {c.id: c for c in await self._store.configs(moved)} if moved else {}
+        by_server: dict[str, dict[str, FederatedTool]] = {s: {} for s in moved}
+        if moved:
+            async for batch in self._store.tool_batches(moved, BATCH_TOOLS):
+                for row in batch:
+                    by_server[row.server_id][row.namespaced] = FederatedTool.of(row)
+                await asyncio.sleep(0)  # the event loop's other work between batches
+        for server_id in moved:
+            config = configs.get(server_id)
+            if config is None:  # removed between the two reads
+                replaced |= entries.pop(server_id, None) is not None
+                continue
+            old = entries.get(server_id)
+            tools = by_server[server_id]
+            server = Server(config.resource, config.timeout_seconds)
+            if old is not None and old.tools == tools:
+                tools_kept: Mapping[str, FederatedTool] = old.tools
+            else:
+                tools_kept, replaced = tools, True
+            replaced |= old is None or old.server != server
+            entries[server_id] = _Entry(versions[server_id], server, tools_kept)
         self._entries = entries
         if replaced:
             every = [tool for entry in entries.values() for tool in entry.tools.values()]
@@ -172,20 +177,3 @@ class ToolCatalog:
 
 def _version(entry: _Entry | None) -> ServerVersion | None:
     return entry.version if entry is not None else None
-
-
-def _chunks(
-    server_ids: Sequence[str], versions: Mapping[str, ServerVersion]
-) -> Iterator[list[str]]:
-    """The servers in groups of about `CHUNK_TOOLS` tools (a bigger server alone)."""
-    chunk: list[str] = []
-    size = 0
-    for server_id in server_ids:
-        count = versions[server_id].tools
-        if chunk and size + count > CHUNK_TOOLS:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(server_id)
-        size += count
-    if chunk:
-        yield chunk

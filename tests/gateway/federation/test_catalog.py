@@ -7,7 +7,7 @@ read again, and what did not move keeps its very objects."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -17,10 +17,10 @@ from gateway.federation.catalog import ToolCatalog
 from registry.mcp_store import (
     McpServerConfig,
     NewMcpServer,
-    ServerVersion,
     SqlMcpStore,
     StoredTool,
 )
+from registry.mcp_versions import ServerVersion
 
 
 class CountingStore:
@@ -38,9 +38,12 @@ class CountingStore:
             raise ConnectionError("database away")
         return await self.store.versions()
 
-    async def tools(self, server_ids: Sequence[str] | None = None) -> list[StoredTool]:
-        self.tool_reads.append(tuple(server_ids) if server_ids is not None else None)
-        return await self.store.tools(server_ids)
+    async def tool_batches(
+        self, server_ids: Sequence[str], size: int
+    ) -> AsyncIterator[list[StoredTool]]:
+        self.tool_reads.append(tuple(server_ids))
+        async for batch in self.store.tool_batches(server_ids, size):
+            yield batch
 
     async def configs(self, server_ids: Sequence[str] | None = None) -> list[McpServerConfig]:
         return await self.store.configs(server_ids)

@@ -750,3 +750,10 @@ def tools() -> list[dict[str, Any]]:
         for server, listed in CATALOG.items()
         for name, description, params in listed
     ]
+
+
+if __name__ == "__main__":
+    # `python -m bench.tool_catalog`: the catalog at 10,000 tools under load.
+    from bench.catalog_load import main
+
+    raise SystemExit(main())

@@ -7,12 +7,12 @@ an approval only lands if the definition is still the one reviewed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,6 +28,7 @@ from registry.mcp_models import (
 )
 from registry.mcp_names import NameConflict, reserved_id, withheld
 from registry.mcp_sync import SyncResult, sync
+from registry.mcp_versions import ServerVersion, versions_query
 from registry.models import HealthStatus
 from registry.name_holders import lock_names, skill_holders
 from registry.store import is_agent_id
@@ -208,14 +209,18 @@ class SqlMcpStore:
             by_server.setdefault(row["server_id"], []).append(_tool_record(row))
         return [_server_record(row, by_server.get(row["id"], [])) for row in server_rows]
 
-    async def configs(self) -> list[McpServerConfig]:
+    async def configs(self, server_ids: Sequence[str] | None = None) -> list[McpServerConfig]:
+        query = select(mcp_servers).order_by(mcp_servers.c.registered_at, mcp_servers.c.id)
+        if server_ids is not None:
+            query = query.where(mcp_servers.c.id.in_(server_ids))
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(mcp_servers).order_by(mcp_servers.c.registered_at, mcp_servers.c.id)
-                )
-            ).mappings()
-            return [_config(row) for row in rows]
+            return [_config(row) for row in (await conn.execute(query)).mappings()]
+
+    async def versions(self) -> dict[str, ServerVersion]:
+        """Every server's version (`ServerVersion`): one grouped read."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(versions_query())).all()
+        return {row[0]: ServerVersion(tuple(map(str, row[1:])), int(row[2] or 0)) for row in rows}
 
     async def config(self, server_id: str) -> McpServerConfig | None:
         if not is_agent_id(server_id):
@@ -342,16 +347,33 @@ class SqlMcpStore:
             )
         return _tool_record(fresh)
 
-    async def tools(self) -> list[StoredTool]:
-        """Every tool of every server, available or not."""
+    async def tools(self, server_ids: Sequence[str] | None = None) -> list[StoredTool]:
+        """Every tool of every server (or of ``server_ids``), available or not."""
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(select(mcp_tools).order_by(mcp_tools.c.namespaced))
-            ).mappings()
+            rows = (await conn.execute(_tools_query(server_ids))).mappings()
             return [_stored(row) for row in rows]
+
+    async def tool_batches(
+        self, server_ids: Sequence[str], size: int
+    ) -> AsyncIterator[list[StoredTool]]:
+        """`tools` of ``server_ids``, ``size`` at a time: each batch's JSON is
+        decoded on the event loop, which runs other work between them."""
+        async with self._engine.connect() as conn:
+            result = await conn.stream(_tools_query(server_ids))
+            async for rows in result.mappings().partitions(size):
+                yield [_stored(row) for row in rows]
 
 
 # Helpers --------------------------------------------------------------------------
+
+
+def _tools_query(server_ids: Sequence[str] | None) -> Select[Any]:
+    # Not the approved definition: JSON decoded on the event loop, never used here.
+    wanted = ("server_id", "name", "namespaced", "definition", "digest", "approved_digest")
+    query = select(*(mcp_tools.c[name] for name in (*wanted, "flags", "available")))
+    if server_ids is not None:
+        query = query.where(mcp_tools.c.server_id.in_(server_ids))
+    return query.order_by(mcp_tools.c.namespaced)
 
 
 async def _refuse_name(conn: AsyncConnection, server_id: str, row: RowMapping) -> None:

@@ -15,6 +15,7 @@ into its ranker only the rows whose digest changed (`refresh`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class ToolDocument:
     description: str
     params: str
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         joined = "\x00".join(
             (self.name, self.name_words, self.title, self.description, self.params)
@@ -109,6 +110,11 @@ class SqlToolIndex:
         self._ranker = ranker or ToolRanker()
         self._loaded: dict[str, str] = {}  # name -> digest of what the ranker holds
 
+    @property
+    def loaded(self) -> Mapping[str, str]:
+        """Each document's name and digest as the ranker holds it."""
+        return self._loaded
+
     async def held(self) -> dict[str, str]:
         """Every document's name and digest."""
         async with self._engine.connect() as conn:
@@ -141,11 +147,15 @@ class SqlToolIndex:
         async with self._engine.begin() as conn:
             for chunk in _chunks(names, 500):
                 await conn.execute(delete(tool_docs).where(tool_docs.c.name.in_(chunk)))
+        for name in names:
+            self._ranker.remove(name)
+            self._loaded.pop(name, None)
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> dict[str, str]:
         """Bring the ranker in step with the table: load the rows whose
         digest changed since it last did (another replica's writes
-        included), drop those gone."""
+        included), drop those gone. Answers every document's name and
+        digest (`held`), as read."""
         held = await self.held()
         for name in [n for n in self._loaded if n not in held]:
             self._ranker.remove(name)
@@ -160,6 +170,7 @@ class SqlToolIndex:
                     doc = ToolDocument(name, name_words, title, description, params)
                     self._ranker.put(fields(doc))
                     self._loaded[name] = digest
+        return held
 
     async def search(self, query: str, among: Sequence[str], limit: int) -> list[tuple[str, float]]:
         """The best ``limit`` of the tools named ``among`` (a caller's own)

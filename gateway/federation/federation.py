@@ -17,7 +17,6 @@ A tool is callable only while its definition hashes to the approved digest
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
+from gateway.federation.catalog import Server, ToolCatalog
 from gateway.federation.credential_checks import UsersOwnChecks, check_users_own
 from gateway.federation.credentials import CallCredential, stored_form, with_registrant
 from gateway.federation.federated_tools import (
@@ -84,12 +84,6 @@ from registry.service import free_slug, slugify
 
 
 @dataclass(frozen=True)
-class _Server:
-    resource: str
-    timeout_seconds: float | None
-
-
-@dataclass(frozen=True)
 class FederationSettings:
     stdio_commands: tuple[tuple[str, ...], ...]
     auto_approve_new_tools: bool
@@ -117,11 +111,7 @@ class McpFederation:
         self.delegate = Delegate(delegations, self.resilience)
         self._fetcher = fetcher
         self._settings = settings
-        self._snapshot: tuple[float, dict[str, FederatedTool], dict[str, _Server]] | None = None
-        self._catalog: dict[str, FederatedTool] = {}  # the last snapshot's tools, never cleared
-        self._loading: asyncio.Future[tuple[dict[str, FederatedTool], dict[str, _Server]]] | None
-        self._loading = None
-        self._generation = 0
+        self.catalog = ToolCatalog(store)
         self._configs: tuple[float, list[McpServerConfig]] | None = None
         # Told (synchronously, on the event loop) whenever the tools may have
         # changed: the MCP front end sends tools/list_changed from here.
@@ -162,11 +152,11 @@ class McpFederation:
     def known_tool(self, name: str) -> FederatedTool | None:
         """The tool as last read, without I/O (for synchronous SDK hooks such as
         input-schema lookups; never for a decision)."""
-        return self._catalog.get(name)
+        return self.catalog.tools.get(name)
 
     def known_tools(self) -> list[FederatedTool]:
         """Every tool as last read, without I/O (see `known_tool`)."""
-        return list(self._catalog.values())
+        return list(self.catalog.tools.values())
 
     def may_call(self, caller: Caller, tool: FederatedTool) -> bool:
         """What `call_tool` will let through (a tool that needs a human's
@@ -365,7 +355,7 @@ class McpFederation:
             await audit_name_refusal(self.delegations, principal, server_id, str(refused))
             raise
         await record_first_health(self.store, server_id, probed)
-        self.invalidate()
+        self.invalidate(server_id)
         await self.upstreams.wake_and_wait()
         live = self.upstreams.tools_of(server_id)
         if live is not None:  # so the first call need not wait for the connection
@@ -390,7 +380,7 @@ class McpFederation:
             )
         tools = await live[0].list_tools()
         result = await self.store.sync_tools(server_id, tools, auto_approve=False)
-        self.invalidate()
+        self.invalidate(server_id)
         await audit_kept_out(self.delegations, server_id, result.kept_out, principal)
         record = await self.store.get(server_id)
         if record is None:
@@ -411,13 +401,13 @@ class McpFederation:
         except NameConflict as refused:
             await audit_name_refusal(self.delegations, principal, server_id, str(refused))
             raise
-        self.invalidate()
+        self.invalidate(server_id)
         return approved
 
     async def remove(self, server_id: str) -> bool:
         removed = await self.store.delete(server_id)
         if removed:
-            self.invalidate()
+            self.invalidate(server_id)
             await self.upstreams.wake_and_wait()
         return removed
 
@@ -465,51 +455,20 @@ class McpFederation:
     def default_timeout_seconds(self) -> float:
         return self._settings.default_timeout_seconds
 
-    def invalidate(self) -> None:
-        self._snapshot = None
+    def invalidate(self, server_id: str | None = None) -> None:
+        """``server_id``'s rows changed (None: some server's): the next call
+        reads the change first (`gateway.federation.catalog`)."""
+        self.catalog.changed(server_id)
         self._configs = None
-        # A read already under way may predate the change: later calls start
-        # their own, and its answer is not kept.
-        self._generation += 1
-        self._loading = None
         for listener in self.listeners:
             listener()
 
     # --- Helpers ---------------------------------------------------------------------------
 
-    async def _current(self) -> tuple[dict[str, FederatedTool], dict[str, _Server]]:
-        # The call path reads tools and servers from memory; a change made on
-        # another replica (an approval, a refresh) is seen within SNAPSHOT_SECONDS.
-        snapshot = self._snapshot
-        if snapshot is not None and snapshot[0] > time.monotonic():
-            return snapshot[1], snapshot[2]
-        # One read per expiry, however many calls arrive meanwhile: under load
-        # every concurrent call would otherwise miss at once and each query.
-        loading = self._loading
-        if loading is None:
-            loading = asyncio.ensure_future(self._load(self._generation))
-            self._loading = loading
-            loading.add_done_callback(self._loaded)
-        return await asyncio.shield(loading)
-
-    def _loaded(self, done: asyncio.Future[Any]) -> None:
-        if self._loading is done:
-            self._loading = None
-        if not done.cancelled():
-            done.exception()  # retrieved here: every waiter may have gone away
-
-    async def _load(self, generation: int) -> tuple[dict[str, FederatedTool], dict[str, _Server]]:
-        now = time.monotonic()
-        tools = {t.namespaced: FederatedTool.of(t) for t in await self.store.tools()}
-        if tools == self._catalog:
-            # Unchanged: the same object, so memos keyed on it stay (`gateway.mcp.
-            # per_caller`); a new one each second would redo long listings (`bench.scale`).
-            tools = self._catalog
-        servers = {c.id: _Server(c.resource, c.timeout_seconds) for c in await self.store.configs()}
-        if generation == self._generation:  # else invalidated meanwhile: a newer read follows
-            self._snapshot = (now + SNAPSHOT_SECONDS, tools, servers)
-            self._catalog = tools
-        return tools, servers
+    async def _current(self) -> tuple[Mapping[str, FederatedTool], Mapping[str, Server]]:
+        # A change made on another replica (an approval, a refresh) is seen
+        # within SNAPSHOT_SECONDS (plus one read of the servers' versions).
+        return await self.catalog.current()
 
     async def _free_slug(self, name: str) -> str:
         base = slugify(name).replace(SEPARATOR, "-")

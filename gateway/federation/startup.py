@@ -33,9 +33,9 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
     settings = core.settings
     federation: McpFederation | None = None
 
-    def tools_changed() -> None:
+    def tools_changed(server_id: str) -> None:
         if federation is not None:
-            federation.invalidate()
+            federation.invalidate(server_id)
 
     upstreams = McpUpstreams(
         core.mcp_servers,
@@ -107,6 +107,7 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
         ),
         core.resilience,
     )
+    stack.push_async_callback(federation.catalog.close)  # its read in the background, if any
 
     async def kept_out(server_id: str, names: Mapping[str, str]) -> None:
         # Audited: what a listing brought that could not have its name.

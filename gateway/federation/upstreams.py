@@ -77,7 +77,7 @@ class McpUpstreams:
         limits: UpstreamLimits,
         timings: UpstreamTimings,
         reconcile_seconds: float,
-        on_change: Callable[[], None],
+        on_change: Callable[[str], None],
         passthrough: bool = True,
     ) -> None:
         """``passthrough``: `tools/call` on 2026-07-28 HTTP servers skips the
@@ -296,7 +296,7 @@ class McpUpstreams:
                     server_id,
                     result.changed,
                 )
-            self._on_change()
+            self._on_change(server_id)
         if result.kept_out and self.on_kept_out is not None:
             await self.on_kept_out(server_id, result.kept_out)
 

@@ -25,6 +25,7 @@ import mcp_types as types
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from gateway.delegation.audit import AuditEvent
+from gateway.federation.federated_tools import FederatedTool
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import STATUS_TOOL
@@ -208,8 +209,11 @@ class ToolSearch:
         if self._documents is None or not same_objects(self._documents[0], key):
             self._documents = (key, documents())  # worked out once per catalog
         wanted = self._documents[1]
-        held = await self._index.held()
-        await self._index.put([d for d in wanted if held.get(d.name) != d.digest])
+        # Only what differs from what the ranker holds is written: the
+        # rest is already there, as every replica wrote it.
+        loaded = self._index.loaded
+        await self._index.put([d for d in wanted if loaded.get(d.name) != d.digest])
+        held = await self._index.refresh()
         # A tool the catalog lost is removed only once it has stayed lost
         # for a while: a replica whose catalog is a moment old must not
         # remove what another has just added.
@@ -221,7 +225,6 @@ class ToolSearch:
             await self._index.remove(gone)
             for name in gone:
                 del self._absent[name]
-        await self._index.refresh()
         self._synced, self._synced_at = key, now
 
 
@@ -231,22 +234,33 @@ def catalog_of(
     """The catalog tool search indexes: every federated tool that claims its
     name and every agent's every skill, whoever may call them."""
 
+    # Each federated tool's document, worked out once per tool object (a
+    # catalog that moved keeps the very objects of the servers that did not).
+    kept: dict[str, tuple[FederatedTool, ToolDocument]] = {}
+
+    def document_of(t: FederatedTool) -> ToolDocument:
+        known = kept.get(t.name)
+        if known is not None and known[0] is t:
+            return known[1]
+        definition = t.definition
+        made = document(
+            t.name,
+            definition.get("title"),
+            definition.get("description"),
+            definition.get("inputSchema"),
+        )
+        kept[t.name] = (t, made)
+        return made
+
     async def catalog() -> Catalog:
         snapshot = await federation().snapshot()
         agent_tools = skills()
         skills_key, every_skill = await agent_tools.every_tool() if agent_tools else (None, ())
 
         def documents() -> list[ToolDocument]:
-            found = {
-                t.name: document(
-                    t.name,
-                    t.definition.get("title"),
-                    t.definition.get("description"),
-                    t.definition.get("inputSchema"),
-                )
-                for t in snapshot.values()
-                if t.withheld is None
-            }
+            found = {t.name: document_of(t) for t in snapshot.values() if t.withheld is None}
+            for name in [n for n in kept if n not in found]:
+                del kept[name]
             for s in every_skill:
                 found.setdefault(
                     s.name,

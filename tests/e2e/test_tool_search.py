@@ -358,3 +358,28 @@ def test_search_off_on_mcp(tmp_path: Path) -> None:
     finally:
         stop_all(server)
         gateway.server.stop()
+
+
+def test_a_server_registered_then_removed_is_found_then_not(setup: Setup) -> None:
+    """The index follows the catalog as it changes: a server registered after
+    the first searches is found by the next one, and once removed, not."""
+    query, right = "schedule a meeting with the design team next week", "calendar__create_event"
+
+    async def steps(client: Any) -> Any:
+        return [t["name"] for t in found(await client.call_tool(SEARCH, {"query": query}))]
+
+    assert right not in run_client(setup, "/mcp", "2026-07-28", steps)
+    server = catalog_server("calendar")
+    try:
+        with setup.admin() as admin:
+            added = admin.post(
+                "/mcp-servers", json={"name": "calendar", "url": server.url + "/mcp"}
+            )
+            assert added.status_code == 201, added.text
+            assert right in run_client(setup, "/mcp", "2026-07-28", steps)
+            assert admin.delete("/mcp-servers/calendar").status_code == 204
+        assert not any(
+            name.startswith("calendar__") for name in run_client(setup, "/mcp", "2026-07-28", steps)
+        )
+    finally:
+        stop_all(server)

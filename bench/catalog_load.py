@@ -1,0 +1,256 @@
+"""The MCP catalog at 10,000 tools under load (issue 54, item 2).
+
+    python -m bench.tool_catalog                       # SQLite (this module's main)
+    python -m bench.tool_catalog --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
+    python -m bench.tool_catalog --tools 2000 --seconds 5   # smaller, quicker
+
+One gateway process (`switchboard serve --dev`) on a fresh database, MCP
+servers on the `mcp` SDK in processes of their own (`bench.scale`'s
+upstream: ``per_server`` tools each), registered through the REST API, and
+``clients`` MCP clients (the SDK's `Client`, one session each) in this
+process, all at once, for ``seconds`` each:
+
+1. at ``small`` tools (one server): `tools/call` of one tool, then
+   `switchboard__search_tools`;
+2. copies of a server of ``per_server`` tools registered until the catalog
+   holds at least ``tools``; the same again;
+3. one more server of ``per_server`` tools registered, then one search: how
+   long that first search took.
+
+Printed per phase: p50, p99 and the longest request, how many took over
+300 ms, and the load average; then the targets -- `tools/call` p99 at
+``tools`` within 1.2x of its p99 at ``small``, search p99 within 50 ms,
+the first search after the growth within 200 ms -- each with its figure.
+A request over 300 ms at ``small`` tools is the machine's, not the
+catalog's: compare the two phases' counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import a2a_forwarding as harness
+from bench.registry_search import WORDS
+from bench.scale import database
+from gateway.demo.process import GatewayProcess
+
+MCP_MODE = "2026-07-28"
+SCOPES = "employee"
+SEARCH = "switchboard__search_tools"
+SLOW_MS = 300.0
+POLICY = {"version": 1, "agents": {"*": {"require": ["employee"]}}}
+
+
+@dataclass(frozen=True)
+class Figures:
+    calls: int
+    errors: int
+    p50: float
+    p99: float
+    longest: float
+    slow: int  # over SLOW_MS
+    load: float
+
+    def line(self, label: str) -> str:
+        return (
+            f"  {label:<34} {self.calls:>6} {self.errors:>4} {self.p50:>8.1f} {self.p99:>8.1f} "
+            f"{self.longest:>9.1f} {self.slow:>6} {self.load:>6.2f}"
+        )
+
+
+def figures(latencies: list[float], errors: int) -> Figures:
+    ordered = sorted(latencies) or [float("nan")]
+    return Figures(
+        len(latencies),
+        errors,
+        statistics.median(ordered),
+        harness._percentile(ordered, 99),
+        ordered[-1],
+        sum(1 for ms in ordered if ms > SLOW_MS),
+        os.getloadavg()[0],
+    )
+
+
+@contextlib.contextmanager
+def upstream(tools: int) -> Iterator[str]:
+    """`bench.scale`'s MCP server with ``tools`` tools; its URL."""
+    port = harness.free_port()
+    argv = [sys.executable, "-m", "bench.scale", "_mcp_upstream", str(port), str(tools)]
+    # Slow to start on a loaded machine (a thousand tools to add): ten minutes.
+    process = harness.spawn(argv, port, timeout=600)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        harness.stop_process(process)
+
+
+def register(gateway: GatewayProcess, server_id: str, url: str) -> float:
+    """Register ``url`` as ``server_id`` (a copy of a server under a query
+    string of its own: a server's URL is its tokens' audience, one per
+    server); how long that took (s)."""
+    with gateway.client("bench-admin", "switchboard:admin") as admin:
+        body = {"name": server_id, "id": server_id, "url": f"{url}?copy={server_id}"}
+        began = time.perf_counter()
+        admin.post("/mcp-servers", json=body, timeout=300).raise_for_status()
+        return time.perf_counter() - began
+
+
+@contextlib.asynccontextmanager
+async def sessions(url: str, token: str, count: int) -> Any:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for _ in range(count):
+            http = await stack.enter_async_context(
+                httpx2.AsyncClient(
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=httpx2.Timeout(30, read=600),
+                )
+            )
+            transport = streamable_http_client(url, http_client=http)
+            clients.append(await stack.enter_async_context(Client(transport, mode=MCP_MODE)))
+        yield clients
+
+
+async def load(
+    clients: list[Any], step: Callable[[Any, int], Awaitable[bool]], seconds: float
+) -> Figures:
+    """Every client calls ``step`` in a loop for ``seconds`` (after one untimed call each)."""
+    for client in clients:
+        await step(client, 0)
+    latencies: list[float] = []
+    errors = [0]
+    until = time.perf_counter() + seconds
+
+    async def run(client: Any, k: int) -> None:
+        i = k
+        while (began := time.perf_counter()) < until:
+            i += 1
+            try:
+                ok = await step(client, i)
+            except Exception:
+                ok = False
+            if ok:
+                latencies.append((time.perf_counter() - began) * 1000)
+            else:
+                errors[0] += 1
+
+    await asyncio.gather(*(run(c, k * 7) for k, c in enumerate(clients)))
+    return figures(latencies, errors[0])
+
+
+def caller(tool: str) -> Callable[[Any, int], Awaitable[bool]]:
+    async def call(client: Any, _i: int) -> bool:
+        return not (await client.call_tool(tool, {"text": "hello"})).is_error
+
+    return call
+
+
+async def search(client: Any, i: int) -> bool:
+    query = f"task {WORDS[i % len(WORDS)]} {WORDS[(i * 3 + 1) % len(WORDS)]}"
+    result = await client.call_tool(SEARCH, {"query": query})
+    return not result.is_error and bool(result.structured_content["tools"])
+
+
+async def phase(url: str, token: str, args: argparse.Namespace, label: str) -> list[Figures]:
+    async with sessions(url, token, args.clients) as clients:
+        called = await load(clients, caller("s0__tool_0000"), args.seconds)
+        print(called.line(f"{label}: tools/call"), flush=True)
+        searched = await load(clients, search, args.seconds)
+        print(searched.line(f"{label}: search"), flush=True)
+        return [called, searched]
+
+
+async def first_search(url: str, token: str, server_id: str) -> tuple[float, bool]:
+    """One search for a tool of ``server_id`` (just registered): ms, and whether found."""
+    async with sessions(url, token, 1) as (client,):
+        began = time.perf_counter()
+        # Its tools are the others' but for their server's name: the query names it.
+        result = await client.call_tool(SEARCH, {"query": f"{server_id} inventory task"})
+        took = (time.perf_counter() - began) * 1000
+        names = [t["name"] for t in result.structured_content["tools"]]
+        return took, bool(names) and names[0].startswith(f"{server_id}__")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"MCP catalog under load, {backend}, {args.clients} clients, {args.seconds:g} s each")
+    print(
+        f"  {'':<34} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>9} {'>300':>6} {'load':>6}"
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="switchboard-bench-catalog-") as tmp,
+        database(args.database_url, Path(tmp), "catalog") as url,
+        contextlib.ExitStack() as stack,
+    ):
+        policy = Path(tmp) / "policy.yaml"
+        policy.write_text(yaml.safe_dump(POLICY))
+        gateway = GatewayProcess(
+            Path(tmp) / "gw",
+            database_url=url,
+            policy_file=policy,
+            # A registration lists a thousand tools: on a loaded machine, slowly.
+            settings={"mcp_auto_approve_new_tools": True, "mcp_connect_timeout_seconds": 120},
+        )
+        gateway.start(timeout=300)
+        stack.callback(gateway.stop)
+        token = gateway.token("bench-user", SCOPES)
+        mcp = f"{gateway.url}/mcp"
+        register(gateway, "s0", stack.enter_context(upstream(args.small)))
+        small = asyncio.run(phase(mcp, token, args, f"{args.small:,} tools"))
+        big = stack.enter_context(upstream(args.per_server))
+        held, n = args.small, 1
+        while held < args.tools:
+            register(gateway, f"s{n}", big)
+            held, n = held + args.per_server, n + 1
+        large = asyncio.run(phase(mcp, token, args, f"{held:,} tools"))
+        took = register(gateway, f"s{n}", big)
+        first, found = asyncio.run(first_search(mcp, token, f"s{n}"))
+        print(
+            f"  registering {args.per_server:,} more tools took {took * 1000:.0f} ms; "
+            f"the first search after: {first:.0f} ms (found: {found})"
+        )
+    ratio = large[0].p99 / small[0].p99
+    print("targets:")
+    print(f"  tools/call p99 at {held:,} / at {args.small:,}: {ratio:.2f}x (<= 1.2x)")
+    print(f"  search p99 at {held:,}: {large[1].p99:.1f} ms (<= 50 ms)")
+    print(
+        f"  requests over 300 ms at {held:,}: {large[0].slow + large[1].slow} "
+        f"(at {args.small:,}: {small[0].slow + small[1].slow})"
+    )
+    print(f"  first search after {args.per_server:,} added: {first:.0f} ms (<= 200 ms)")
+    print(f"load average now {os.getloadavg()}")
+    return 1 if any(f.errors for f in (*small, *large)) or not found else 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="a PostgreSQL server (default: SQLite)")
+    parser.add_argument("--tools", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=300)
+    parser.add_argument("--per-server", type=int, default=1_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

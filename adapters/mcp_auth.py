@@ -5,7 +5,7 @@ server as a client (HTTP Basic, §2.3.1) and gets an access token for itself,
 optionally for one resource (RFC 8707). The token is cached until shortly
 before it expires; concurrent calls share one request. The token endpoint is
 reached through the same SSRF-checked client as the upstream, without any
-per-call credential (that client's auth is `NoCredential`).
+per-call credential (that client's auth is `NoUpstreamAuth`).
 """
 
 from __future__ import annotations

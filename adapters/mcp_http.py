@@ -172,7 +172,7 @@ class UpstreamAuth(httpx2.Auth):
             note_failed_status(response.status_code)
 
 
-class NoCredential(UpstreamAuth):
+class NoUpstreamAuth(UpstreamAuth):
     """For requests that carry no call's credential whatever the context (an
     authorization server's endpoints: a request's own ``auth`` still applies)."""
 

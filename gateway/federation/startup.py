@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.mcp import UpstreamTimings
-from adapters.mcp_http import NoCredential
+from adapters.mcp_http import NoUpstreamAuth
 from adapters.trace_context import new_trace_id
 from gateway.connections.service import Connections
 from gateway.connections.vault import Connection, Vault
@@ -61,7 +61,7 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
     # Connected accounts (`user_oauth` servers): their OAuth requests go
     # through an SSRF-checked client of their own that never carries a
     # call's credential. Authorization servers on plain http: --dev only.
-    oauth_http = upstreams.http(NoCredential())
+    oauth_http = upstreams.http(NoUpstreamAuth())
     stack.push_async_callback(oauth_http.aclose)
     connections = Connections(
         Vault(core.engine, settings.sealing_secret),

@@ -25,7 +25,7 @@ import mcp_types as types
 
 from adapters.mcp import Connected, McpUpstream, ToolList, UpstreamSpec, UpstreamTimings
 from adapters.mcp_client import OnHealth, OnTools
-from adapters.mcp_http import Credential, NoCredential, UpstreamAuth, checked_client
+from adapters.mcp_http import Credential, NoUpstreamAuth, UpstreamAuth, checked_client
 from adapters.mcp_passthrough import McpPassThrough
 from adapters.openapi import OpenApiUpstream
 from gateway.connections.service import Connections
@@ -114,7 +114,7 @@ class McpUpstreams:
         self.on_kept_out: KeptOut | None = None
         # Token requests (OAuth client credentials) share one checked client,
         # with no per-call credential on it.
-        self.token_http = self.http(NoCredential())
+        self.token_http = self.http(NoUpstreamAuth())
         self.passthrough = (
             McpPassThrough(
                 policy,

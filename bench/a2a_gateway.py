@@ -31,6 +31,7 @@ import threading
 from urllib.parse import urlsplit
 
 from bench import a2a_forwarding as harness
+from bench import ports
 
 GATEWAY = "gateway"
 TRACED = "gateway-traced"
@@ -73,7 +74,7 @@ def serve_argv(data: str, port: int, *extra: str, python: tuple[str, ...] = ()) 
 
 def _start_gateway(upstream_url: str) -> harness.Running:
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
-    port = harness.free_port()
+    port = ports.free_port()
     # SWITCHBOARD_BENCH_PROFILE=out.prof runs the gateway under cProfile (the
     # figures are then not comparable; it is for finding where the time goes).
     profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
@@ -122,7 +123,7 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
 
 def _start_traced(upstream_url: str) -> harness.Running:
-    sink = http.server.ThreadingHTTPServer((harness.HOST, 0), _Sink)
+    sink = http.server.ThreadingHTTPServer((harness.HOST, ports.from_range() or 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     saved = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{harness.HOST}:{sink.server_port}"

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import a2a_forwarding as harness
+from bench import ports
 from bench.a2a_gateway import _switchboard, serve_argv
 from bench.workers import _wait_for_workers
 
@@ -176,7 +177,7 @@ PROTOCOLS = ("mcp", "a2a", "a2a-task")
 
 @contextlib.contextmanager
 def _upstreams(cpus: set[int] | None) -> Iterator[Upstreams]:
-    mcp_port, agent_port, task_port = (harness.free_port() for _ in range(3))
+    mcp_port, agent_port, task_port = (ports.free_port() for _ in range(3))
     mcp = harness.spawn(
         [sys.executable, "-m", "bench.mcp_gateway", "_upstream", str(mcp_port)], mcp_port
     )
@@ -222,7 +223,7 @@ def _direct(up: Upstreams) -> Target:
 
 def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Target:
     data = tempfile.mkdtemp(prefix="switchboard-bench-peers-")
-    port = harness.free_port()
+    port = ports.free_port()
     argv = [*_taskset(cpus), *serve_argv(data, port, "--workers", str(workers))]
     process = harness.spawn(argv, port, timeout=90)
     try:
@@ -385,7 +386,7 @@ def _start_contextforge(
         url = f"postgresql+psycopg://postgres@{DATABASE_HOST}:5432/{name}"
     else:
         url = f"sqlite:///{work}/mcp.db"
-    port = harness.free_port()
+    port = ports.free_port()
     secret = secrets.token_urlsafe(48)
     prefix = f"benchpeers{os.getpid()}w{workers}:"
     env = {
@@ -789,6 +790,7 @@ def main() -> int:
         "switchboard-<cores>, contextforge-<2 x cores + 1>)",
     )
     parser.add_argument("--no-pin", action="store_true")
+    ports.add_argument(parser)
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     cores = len(cpus)

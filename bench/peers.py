@@ -743,7 +743,7 @@ def _ratio(
     if theirs is None:
         return "-"
     ratios = [v for r, s in zip(rows, theirs, strict=True) if (v := of(s, r)) is not None]
-    return f"{_median(ratios):.3g}" if ratios else "inf"
+    return f"{_median(ratios):.3g}" if ratios else "n/a"  # no call answered in any round
 
 
 def print_table(

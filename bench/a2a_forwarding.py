@@ -44,7 +44,7 @@ agent's JSON-RPC URL, starts whatever sits in front of it and returns a
 must send such as `Authorization`, and a `stop` callback), then register it:
 
     def _start_gateway(upstream_url: str) -> Running:
-        port = free_port()
+        port = ports.free_port()
         process = spawn([sys.executable, "-m", "gateway.cli", "serve", ...], port)
         pin(process.pid, LAYOUT["forwarder"])
         ...  # register the agent at upstream_url, mint a token
@@ -82,6 +82,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bench import ports
+
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
@@ -108,15 +110,6 @@ SLOW_AGENT_SECONDS = 0.05
 # --------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    # Racy in principle (the port is released before the child binds it), but
-    # on a quiet loopback nothing else grabs it in the meantime.
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -214,7 +207,7 @@ class Leg:
 
 def _forwarder(role: str) -> Callable[[str], Running]:
     def start(upstream_url: str) -> Running:
-        port = free_port()
+        port = ports.free_port()
         process = spawn(_serve_argv(role, port, upstream_url), port)
         pin(process.pid, LAYOUT["forwarder"])
         return Running(f"http://{HOST}:{port}/", (process.pid,), lambda: stop_process(process))
@@ -928,7 +921,7 @@ def measure_leg(
     try:
         # A fresh agent per leg: no leg inherits the task store, pool or heap
         # another leg left behind.
-        agent_port = free_port()
+        agent_port = ports.free_port()
         agent = spawn(_serve_argv(f"agent-{agent_kind}", agent_port), agent_port)
         try:
             pin(agent.pid, LAYOUT["agent"])
@@ -1125,6 +1118,7 @@ def cli() -> int:
         action="store_true",
         help="let the kernel place processes (default: load+agent on one CPU, forwarder on another)",
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     legs = [leg.strip() for leg in args.legs.split(",") if leg.strip()]
     if unknown := [leg for leg in legs if leg not in LEGS]:

@@ -41,6 +41,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import a2a_forwarding as harness
+from bench import ports
 
 GATEWAY = "gateway"
 TRACED = "gateway-traced"
@@ -103,7 +104,7 @@ def start_gateway(agents: list[tuple[str, str]]) -> harness.Running:
     """The gateway with each of ``agents`` (id, URL) registered; its URL is
     the first one's, its token a dev user's."""
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
-    port = harness.free_port()
+    port = ports.free_port()
     # SWITCHBOARD_BENCH_PROFILE=out.prof runs the gateway under cProfile (the
     # figures are then not comparable; it is for finding where the time goes).
     profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
@@ -154,7 +155,7 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
 
 def _start_traced(upstream_url: str) -> harness.Running:
-    sink = http.server.ThreadingHTTPServer((harness.HOST, 0), _Sink)
+    sink = http.server.ThreadingHTTPServer((harness.HOST, ports.from_range() or 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     saved = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{harness.HOST}:{sink.server_port}"

@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 from bench import a2a_forwarding as harness
+from bench import ports
 from bench.a2a_gateway import _start_gateway
 
 
@@ -121,10 +122,10 @@ def _run_grpc(
 
 
 def main(conn_levels: list[int], seconds: float, rounds: int, warmup: float) -> int:
-    agent_port = harness.free_port()
+    agent_port = ports.free_port()
     agent = harness.spawn(harness._serve_argv("agent-stub", agent_port), agent_port)
     harness.pin(agent.pid, harness.LAYOUT["agent"])
-    running, target, token = _start(f"http://{harness.HOST}:{agent_port}/", harness.free_port())
+    running, target, token = _start(f"http://{harness.HOST}:{agent_port}/", ports.free_port())
     (gateway_pid,) = running.pids
     rows: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     try:
@@ -177,6 +178,7 @@ def cli() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=1.0)
+    ports.add_argument(parser)
     args = parser.parse_args()
     return main(args.conns, args.seconds, args.rounds, args.warmup)
 

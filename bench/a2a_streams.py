@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import a2a_forwarding as harness
-from bench import a2a_gateway
+from bench import a2a_gateway, ports
 
 METHODS = ("SendMessage", "SendStreamingMessage")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -250,7 +250,7 @@ def one_round(counts: list[int], round_: int, args: argparse.Namespace) -> list[
     rows: list[Measured] = []
     try:
         for count in counts:
-            port = harness.free_port()
+            port = ports.free_port()
             argv = [sys.executable, "-m", "bench.a2a_streams", "_agent", str(port), str(count)]
             agents.append((count, port, harness.spawn([*argv, str(os.getpid())], port)))
             harness.pin(agents[-1][2].pid, harness.LAYOUT["agent"])
@@ -369,6 +369,7 @@ def cli() -> int:
     parser.add_argument(
         "--gateway-tree", metavar="DIR", help="measure the gateway of this checkout (its .venv)"
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     if args.gateway_tree:
         a2a_gateway.use_tree(args.gateway_tree)

@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from bench import a2a_forwarding as harness
+from bench import ports
 from bench.registry_search import WORDS
 from bench.scale import database
 from gateway.demo.process import GatewayProcess
@@ -87,7 +88,7 @@ def figures(latencies: list[float], errors: int) -> Figures:
 @contextlib.contextmanager
 def upstream(tools: int) -> Iterator[str]:
     """`bench.scale`'s MCP server with ``tools`` tools; its URL."""
-    port = harness.free_port()
+    port = ports.free_port()
     argv = [sys.executable, "-m", "bench.scale", "_mcp_upstream", str(port), str(tools)]
     # Slow to start on a loaded machine (a thousand tools to add): ten minutes.
     process = harness.spawn(argv, port, timeout=600)
@@ -249,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-server", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    ports.add_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -40,6 +40,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.provider import AccessToken
 
+from bench import ports
 from bench.a2a_forwarding import _cpu_seconds
 from gateway.demo.consent_story import _connect
 from gateway.demo.process import GatewayProcess
@@ -135,12 +136,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2)
+    ports.add_argument(parser)
     args = parser.parse_args()
     quiet_libraries()
     root = Path(tempfile.mkdtemp(prefix="bench-connected-"))
     vendor = Vendor(access_seconds=3600).start()
     gateway = GatewayProcess(
         root / "gateway",
+        port=ports.from_range(),
         settings={"secret_key": "a-sealing-secret-for-the-connected-accounts-bench"},
     )
     try:

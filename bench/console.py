@@ -35,6 +35,7 @@ import asyncpg
 import httpx
 from sqlalchemy import insert, text
 
+from bench import ports
 from bench.registry_search import WORDS, synthetic_card
 from gateway.demo.process import GatewayProcess
 from gateway.storage import db
@@ -302,7 +303,7 @@ def run_backend(
         f"{backend}: schema {took['schema']:.1f} s, {agent_count} agents and 2000 approvals "
         f"{took['agents']:.1f} s, {audit_count} audit records {took['audit']:.1f} s"
     )
-    gateway = GatewayProcess(root / f"gw-{backend}", database_url=url)
+    gateway = GatewayProcess(root / f"gw-{backend}", database_url=url, port=ports.from_range())
     gateway.start(timeout=120)
     try:
         with httpx.Client(base_url=gateway.url, timeout=60) as client:
@@ -329,6 +330,7 @@ def main() -> int:
     parser.add_argument("--audit", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    ports.add_argument(parser)
     args = parser.parse_args()
     missed = 0
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-console-") as tmp:

@@ -43,10 +43,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, create_engine, text
 
+from bench import ports
 from bench.flows import cpu_seconds
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
-from gateway.demo.servers import Server
+from gateway.demo.servers import Server, bound_socket
 from gateway.flows.engine import system_database_url
 
 POLICY = (
@@ -190,9 +191,10 @@ def main() -> None:
         help="sample the gateway from the first start until every run waits (py-spy), "
         "collapsed stacks to FILE",
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     desk = SalesDesk()
-    sales = Server("sales desk")
+    sales = Server("sales desk", bound_socket(port=ports.from_range() or 0))
     sales.start(sales_desk_app(sales.url, desk))
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-load-") as temp:
         policy = Path(temp) / "policy.yaml"
@@ -202,6 +204,7 @@ def main() -> None:
             policy_file=policy,
             database_url=args.database_url,
             workers=args.workers,
+            port=ports.from_range(),
         )
         gateway.start()
         try:

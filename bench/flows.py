@@ -44,9 +44,10 @@ from typing import Any
 
 import httpx
 
+from bench import ports
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
-from gateway.demo.servers import Server
+from gateway.demo.servers import Server, bound_socket
 
 
 def policy(sizes: tuple[int, ...]) -> str:
@@ -175,18 +176,21 @@ def main() -> None:
         help="sample the gateway during the larger flow's leg with py-spy (pip install "
         "py-spy), collapsed stacks to FILE (threads, idle excluded)",
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     small, large = sorted(int(n) for n in args.steps.split(","))
     if not 0 < small < large:
         parser.error("--steps takes two sizes, the first smaller: 3,6")
     desk = SalesDesk()
-    sales = Server("sales desk")
+    sales = Server("sales desk", bound_socket(port=ports.from_range() or 0))
     sales.start(sales_desk_app(sales.url, desk))
     legs: dict[int, tuple[float, float, int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-flows-") as temp:
         policy_file = Path(temp) / "policy.yaml"
         policy_file.write_text(policy((small, large)))
-        gateway = GatewayProcess(Path(temp) / "gw", policy_file=policy_file)
+        gateway = GatewayProcess(
+            Path(temp) / "gw", policy_file=policy_file, port=ports.from_range()
+        )
         gateway.start()
         try:
             with gateway.client("admin", "switchboard:admin") as admin:

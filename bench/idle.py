@@ -61,6 +61,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
+from bench import ports
 from gateway.app import create_app
 from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.demo.servers import Server, bound_socket
@@ -150,7 +151,7 @@ def gateway(
 ) -> tuple[Server, Settings]:
     """A gateway with `POLICY` in a policy file, or (``stored_policy``) none:
     `store_policy` saves it then."""
-    sock = bound_socket()
+    sock = bound_socket(port=ports.from_range() or 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     policy = data_dir / "policy.yaml"
     data_dir.mkdir(parents=True)
@@ -327,6 +328,7 @@ def main() -> None:
         default=["checkpoint", "nested", "first look"],
         help="the legs after idle (idle is always counted)",
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     counted = Statements()
     for kind in args.databases:

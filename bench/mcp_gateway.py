@@ -39,12 +39,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from bench import ports
 from bench.a2a_forwarding import (
     HOST,
     REPO,
     _cpu_seconds,
     _machine_busy_seconds,
-    free_port,
     pin,
     spawn,
     stop_process,
@@ -100,7 +100,7 @@ class Servers:
 @contextmanager
 def _servers() -> Iterator[Servers]:
     """The two servers, started; everything is stopped afterwards."""
-    up_port, gw_port = free_port(), free_port()
+    up_port, gw_port = ports.free_port(), ports.free_port()
     upstream = spawn(
         [sys.executable, "-m", "bench.mcp_gateway", "_upstream", str(up_port)], up_port
     )
@@ -323,6 +323,7 @@ if __name__ == "__main__":
         action="store_true",
         help="a third leg: the same tool through a virtual MCP server (/mcp/bench-set)",
     )
+    ports.add_argument(parser)
     options = parser.parse_args()
     if (
         not options.no_pin

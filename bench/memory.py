@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 from bench import a2a_forwarding as harness
+from bench import ports
 from bench.a2a_gateway import _start_gateway
 from bench.peers import _memory_mb, _tree
 
@@ -56,10 +57,11 @@ def main() -> int:
     parser.add_argument(
         "--database", help="the gateway's database URL (default: SQLite in its data dir)"
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     if args.database:
         os.environ["SWITCHBOARD_DATABASE_URL"] = args.database  # the child inherits it
-    agent_port = harness.free_port()
+    agent_port = ports.free_port()
     agent = harness.spawn(harness._serve_argv(f"agent-{args.agent}", agent_port), agent_port)
     samples: list[Sample] = []
     try:

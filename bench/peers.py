@@ -3,11 +3,13 @@
     python -m bench.peers                          # 3 rounds, 1 and 32 conns, every protocol
     python -m bench.peers --rounds 5 --seconds 8 --conns 1,64
     python -m bench.peers --contextforge-version 1.0.8 --contextforge-db sqlite
+    python -m bench.peers --targets direct,switchboard-1,litellm-1 --ports 41300-41399
 
-Peers: ContextForge (IBM's `mcp-contextforge-gateway`), installed into its
-own virtual environment under `.cache/peers/contextforge/venv` at the pinned
-CONTEXTFORGE_VERSION (installed once; a different `--contextforge-version`
-reinstalls). LiteLLM's proxy is not measured; see LITELLM_NOT_MEASURED.
+Peers: ContextForge (IBM's `mcp-contextforge-gateway`) and LiteLLM's proxy
+(`litellm[proxy]`), each installed into its own virtual environment under
+`.cache/peers/<name>/venv` at the pinned CONTEXTFORGE_VERSION and
+LITELLM_VERSION (installed once; a different `--contextforge-version` or
+`--litellm-version` reinstalls).
 
 The same upstreams serve every target: one MCP server (the `mcp` SDK's
 `MCPServer` with one `echo` tool, stateless Streamable HTTP, the one
@@ -31,11 +33,15 @@ once and kept running:
   /servers`), whose `/servers/<id>/mcp` is what is loaded; the agent is
   registered with `POST /a2a` and loaded at `/a2a/<name>/jsonrpc`, its
   transparent A2A JSON-RPC proxy. The token is the one its README mints
-  (`mcpgateway.utils.create_jwt_token --username admin@example.com`).
+  (`mcpgateway.utils.create_jwt_token --username admin@example.com`);
+* `litellm-1`: `litellm --config config.yaml`, one worker, quiet logging, no
+  database: the MCP server under `mcp_servers:`, the agents under `agents:`,
+  a master key for auth (bench.peers_litellm says how and why).
 
 Worker counts: 1 each (the same process count), then each one's recommended
 count: Switchboard one per core (docs/configuration.md), ContextForge
-run-gunicorn.sh's `auto`, 2 x cores + 1 capped at 16.
+run-gunicorn.sh's `auto`, 2 x cores + 1 capped at 16. LiteLLM runs with one
+(its `--num_workers` default).
 
 The load is raw HTTP/1.1 over keep-alive connections from a process of its
 own (bench.a2a_forwarding's load generator for A2A SendMessage; the MCP one
@@ -52,7 +58,8 @@ Memory is each gateway's process tree (master and workers) after its rows:
 RSS summed, and PSS summed (shared pages split between the processes that map
 them, the fairer sum for forked workers). `gw µs/call` is the gateway's CPU
 per call (all its processes), `other %` CPU taken by processes outside the
-run (100 = one core): a row with much of it was disturbed.
+run (100 = one core): a row with much of it was disturbed. `SB÷ cpu` is Switchboard's CPU
+per call over the target's (below 1: Switchboard spends less).
 """
 
 from __future__ import annotations
@@ -75,24 +82,18 @@ from pathlib import Path
 from typing import Any
 
 from bench import a2a_forwarding as harness
+from bench import peers_litellm, ports
 from bench.a2a_gateway import _switchboard, serve_argv
+from bench.venvs import peer_venv
 from bench.workers import _wait_for_workers
 
 CONTEXTFORGE_PACKAGE = "mcp-contextforge-gateway"
 CONTEXTFORGE_VERSION = "1.0.7"  # the release measured by hand before this bench
-CACHE = harness.REPO / ".cache" / "peers"
 ADMIN_EMAIL = "admin@example.com"  # ContextForge's PLATFORM_ADMIN_EMAIL default
 MCP_PROTOCOL = "2025-06-18"
 TOOL_ARGUMENTS = {"text": "hello"}
 DATABASE_HOST = "127.0.0.1"
 REDIS_DB = 13  # a database index of its own; keys also carry a per-run prefix
-LITELLM_NOT_MEASURED = (
-    "LiteLLM's proxy is not measured yet. It is in scope -- it has an MCP gateway "
-    "(/mcp) and an A2A agent gateway (/a2a/<agent>) -- but its documented way to "
-    "register agents and keys is its admin API on its database (Prisma on "
-    "PostgreSQL), and Prisma fetches its engine binaries at run time, which this "
-    "machine cannot do; a config-file-only setup was not tried."
-)
 
 # gunicorn's config for ContextForge: the bind address, and what its own
 # gunicorn.config.py does after fork for --preload -- drop the SQLAlchemy pool
@@ -176,7 +177,7 @@ PROTOCOLS = ("mcp", "a2a", "a2a-task")
 
 @contextlib.contextmanager
 def _upstreams(cpus: set[int] | None) -> Iterator[Upstreams]:
-    mcp_port, agent_port, task_port = (harness.free_port() for _ in range(3))
+    mcp_port, agent_port, task_port = (ports.free_port() for _ in range(3))
     mcp = harness.spawn(
         [sys.executable, "-m", "bench.mcp_gateway", "_upstream", str(mcp_port)], mcp_port
     )
@@ -222,7 +223,7 @@ def _direct(up: Upstreams) -> Target:
 
 def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Target:
     data = tempfile.mkdtemp(prefix="switchboard-bench-peers-")
-    port = harness.free_port()
+    port = ports.free_port()
     argv = [*_taskset(cpus), *serve_argv(data, port, "--workers", str(workers))]
     process = harness.spawn(argv, port, timeout=90)
     try:
@@ -261,31 +262,6 @@ def _start_switchboard(up: Upstreams, workers: int, cpus: set[int] | None) -> Ta
 # --------------------------------------------------------------------------
 # ContextForge
 # --------------------------------------------------------------------------
-
-
-def _contextforge_venv(version: str) -> Path:
-    """The venv's bin directory, with `version` installed (once)."""
-    venv = CACHE / "contextforge" / "venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run(
-        [
-            str(python),
-            "-c",
-            f"import importlib.metadata as m; print(m.version({CONTEXTFORGE_PACKAGE!r}))",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.stdout.strip() != version:
-        print(f"installing {CONTEXTFORGE_PACKAGE}=={version} into {venv}", file=sys.stderr)
-        # The postgres extra brings psycopg, for the database its compose file uses.
-        requirement = f"{CONTEXTFORGE_PACKAGE}[postgres]=={version}"
-        subprocess.run([str(python), "-m", "pip", "install", "-q", requirement], check=True)
-    return venv / "bin"
 
 
 def contextforge_env(port: int, database_url: str, secret: str, prefix: str) -> dict[str, str]:
@@ -375,7 +351,13 @@ def _contextforge_api(base: str, token: str, method: str, path: str, body: Any =
 def _start_contextforge(
     up: Upstreams, workers: int, cpus: set[int] | None, version: str, database: str
 ) -> Target:
-    bin_dir = _contextforge_venv(version)
+    # The postgres extra brings psycopg, for the database its compose file uses.
+    bin_dir = peer_venv(
+        "contextforge",
+        CONTEXTFORGE_PACKAGE,
+        version,
+        f"{CONTEXTFORGE_PACKAGE}[postgres]=={version}",
+    )
     work = Path(tempfile.mkdtemp(prefix="contextforge-bench-"))
     (work / "gunicorn_conf.py").write_text(GUNICORN_CONF)
     name = f"bench_contextforge_{workers}"
@@ -385,7 +367,7 @@ def _start_contextforge(
         url = f"postgresql+psycopg://postgres@{DATABASE_HOST}:5432/{name}"
     else:
         url = f"sqlite:///{work}/mcp.db"
-    port = harness.free_port()
+    port = ports.free_port()
     secret = secrets.token_urlsafe(48)
     prefix = f"benchpeers{os.getpid()}w{workers}:"
     env = {
@@ -530,7 +512,7 @@ def _register_contextforge(base: str, token: str, up: Upstreams) -> tuple[str, s
                 "visibility": "public",
             },
         )
-    CONTEXTFORGE_TOOLS[f"{base}/servers/{server['id']}/mcp"] = ours[0]["name"]
+    TOOL_NAMES[f"{base}/servers/{server['id']}/mcp"] = ours[0]["name"]
     return (
         f"{base}/servers/{server['id']}/mcp",
         f"{base}/a2a/bench/jsonrpc",
@@ -538,8 +520,23 @@ def _register_contextforge(base: str, token: str, up: Upstreams) -> tuple[str, s
     )
 
 
-# The tool's name as each MCP URL lists it (ContextForge prefixes the gateway's).
-CONTEXTFORGE_TOOLS: dict[str, str] = {}
+# The tool's name as each MCP URL lists it (ContextForge and LiteLLM prefix it).
+TOOL_NAMES: dict[str, str] = {}
+
+
+def _start_litellm(up: Upstreams, cpus: set[int] | None, version: str) -> Target:
+    proxy = peers_litellm.start(up.mcp_url, up.a2a_url, up.a2a_task_url, _taskset(cpus), version)
+    TOOL_NAMES[proxy.mcp_url] = proxy.tool
+    return Target(
+        "litellm-1",
+        proxy.about,
+        proxy.mcp_url,
+        proxy.a2a_url,
+        proxy.a2a_task_url,
+        proxy.process.pid,
+        proxy.stop,
+        proxy.headers,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -658,7 +655,7 @@ def _run_load(
         return harness.run_load(running, conns, warmup, seconds, pids[0])
     config = {
         "url": target.mcp_url,
-        "tool": CONTEXTFORGE_TOOLS.get(target.mcp_url, "echo"),
+        "tool": TOOL_NAMES.get(target.mcp_url, "echo"),
         "conns": conns,
         "warmup": warmup,
         "seconds": seconds,
@@ -722,41 +719,61 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _cpu_per_call(row: Row) -> float:
+    return row.gateway_cpu / max(row.result.ok, 1)
+
+
+def _switchboard_for(name: str, targets: list[Target]) -> str | None:
+    """The Switchboard target a peer's row is set against: the same
+    process-count rule (-1 with -1, recommended with recommended)."""
+    if name.startswith("switchboard") or name == "direct":
+        return None
+    if name.endswith("-1"):
+        return "switchboard-1"
+    return next(
+        (t.name for t in targets if t.name.startswith("switchboard") and t.name != "switchboard-1"),
+        None,
+    )
+
+
+def _ratio(
+    rows: list[Row], theirs: list[Row] | None, of: Callable[[Row, Row], float | None]
+) -> str:
+    """The median over the rounds of `of(switchboard's row, this row)`."""
+    if theirs is None:
+        return "-"
+    ratios = [v for r, s in zip(rows, theirs, strict=True) if (v := of(s, r)) is not None]
+    return f"{_median(ratios):.3g}" if ratios else "n/a"  # no call answered in any round
+
+
 def print_table(
     runs: dict[tuple[str, int, str], list[Row]], targets: list[Target], seconds: float
 ) -> int:
     failed = 0
     print(
         f"\n{'protocol':<8} {'conns':>5} {'target':<16} {'calls/s':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'errors':>6} {'vs SB':>6} {'gw µs/call':>10} {'RSS MB':>7} "
-        f"{'PSS MB':>7} {'load1':>5} {'other %':>7}"
+        f"{'p99 ms':>7} {'errors':>6} {'vs SB':>6} {'gw µs/call':>10} {'SB÷ cpu':>7} "
+        f"{'RSS MB':>7} {'PSS MB':>7} {'load1':>5} {'other %':>7}"
     )
     for (protocol, conns, name), rows in runs.items():
         failed += any(r.result.errors or not r.result.ok for r in rows)
         rate = _median([r.result.ok / seconds for r in rows])
-        # Against the Switchboard target with the same process-count rule
-        # (-1 with -1, recommended with recommended), within each round.
-        peer = "switchboard-1" if name.endswith("-1") else None
-        if peer is None and name.startswith("contextforge"):
-            peer = next(
-                t.name
-                for t in targets
-                if t.name.startswith("switchboard") and not t.name.endswith("-1")
-            )
-        ratio = "-"
-        if peer and (protocol, conns, peer) in runs and peer != name:
-            ratios = [
-                s.result.ok / r.result.ok
-                for r, s in zip(rows, runs[(protocol, conns, peer)], strict=True)
-                if r.result.ok
-            ]
-            ratio = f"{_median(ratios):.1f}x" if ratios else "inf"
+        peer = _switchboard_for(name, targets)
+        theirs = runs.get((protocol, conns, peer)) if peer else None
+        speed = _ratio(
+            rows, theirs, lambda s, r: s.result.ok / r.result.ok if r.result.ok else None
+        )
+        cpu = _ratio(
+            rows,
+            theirs,
+            lambda s, r: _cpu_per_call(s) / _cpu_per_call(r) if r.result.ok else None,
+        )
         print(
             f"{protocol:<8} {conns:>5} {name:<16} {rate:>8.0f} "
             f"{_median([r.result.p50_ms for r in rows]):>7.2f} "
             f"{_median([r.result.p99_ms for r in rows]):>7.2f} "
-            f"{sum(r.result.errors for r in rows):>6} {ratio:>6} "
-            f"{_median([r.gateway_cpu / max(r.result.ok, 1) * 1e6 for r in rows]):>10.0f} "
+            f"{sum(r.result.errors for r in rows):>6} {speed:>6} "
+            f"{_median([_cpu_per_call(r) * 1e6 for r in rows]):>10.0f} {cpu:>7} "
             f"{_median([r.rss_mb for r in rows]):>7.0f} {_median([r.pss_mb for r in rows]):>7.0f} "
             f"{_median([r.load_avg for r in rows]):>5.2f} "
             f"{max(r.other_cpu / seconds * 100 for r in rows):>7.0f}"
@@ -766,8 +783,10 @@ def print_table(
                 print(f"    e.g. {r.result.error_sample[:300]}")
                 break
     print(
-        "\nvs SB: how many times Switchboard's calls/s this is slower (Switchboard / target, median "
-        "of per-round ratios; -1 targets against switchboard-1, recommended against recommended)"
+        "\nvs SB: Switchboard's calls/s over the target's (above 1: the target is slower); "
+        "SB÷ cpu: Switchboard's CPU per call over the target's (below 1: Switchboard spends "
+        "less). Medians of per-round ratios; -1 targets against switchboard-1, recommended "
+        "against recommended."
     )
     return 1 if failed else 0
 
@@ -783,12 +802,14 @@ def main() -> int:
     parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="mcp, a2a, a2a-task")
     parser.add_argument("--contextforge-version", default=CONTEXTFORGE_VERSION)
     parser.add_argument("--contextforge-db", default="postgres", choices=["postgres", "sqlite"])
+    parser.add_argument("--litellm-version", default=peers_litellm.LITELLM_VERSION)
     parser.add_argument(
         "--targets",
         help="comma-separated subset (default: direct, switchboard-1, contextforge-1, "
-        "switchboard-<cores>, contextforge-<2 x cores + 1>)",
+        "litellm-1, switchboard-<cores>, contextforge-<2 x cores + 1>)",
     )
     parser.add_argument("--no-pin", action="store_true")
+    ports.add_argument(parser)
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     cores = len(cpus)
@@ -805,6 +826,7 @@ def main() -> int:
         "contextforge-1": lambda up: _start_contextforge(
             up, 1, one, args.contextforge_version, args.contextforge_db
         ),
+        "litellm-1": lambda up: _start_litellm(up, one, args.litellm_version),
         f"switchboard-{sb_recommended}": lambda up: _start_switchboard(up, sb_recommended, every),
         f"contextforge-{cf_recommended}": lambda up: _start_contextforge(
             up, cf_recommended, every, args.contextforge_version, args.contextforge_db
@@ -815,7 +837,6 @@ def main() -> int:
     protocols = args.protocols.split(",")
     if unknown := [p for p in protocols if p not in PROTOCOLS]:
         parser.error(f"unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
-    print(LITELLM_NOT_MEASURED, file=sys.stderr)
     runs: dict[tuple[str, int, str], list[Row]] = {}
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(_upstreams(first))
@@ -851,7 +872,6 @@ def main() -> int:
     )
     for target in targets:
         print(f"  {target.name:<16} {target.about}")
-    print(f"  {'(not measured)':<16} LiteLLM proxy: see --help")
     return print_table(runs, targets, args.seconds)
 
 

@@ -64,6 +64,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bench import a2a_forwarding as harness
+from bench import ports
 from bench.console import PG_AUDIT, agent_rows
 from bench.registry_search import WORDS
 from gateway.demo.process import GatewayProcess
@@ -521,7 +522,9 @@ def measure_world(
         document = policy_document(sizes.rules)
         policy.write_text(yaml.safe_dump(document, sort_keys=False))
         took["rules"] = count_rules(document)
-        gateway = GatewayProcess(root / "gw", database_url=url, policy_file=policy)
+        gateway = GatewayProcess(
+            root / "gw", database_url=url, policy_file=policy, port=ports.from_range()
+        )
         started_at = time.perf_counter()
         gateway.start(timeout=300)
         took["start"] = time.perf_counter() - started_at
@@ -567,7 +570,7 @@ def _admin(gateway: GatewayProcess) -> httpx.Client:
 @contextlib.contextmanager
 def a2a_upstream(gateway: GatewayProcess, options: Options) -> Iterator[int]:
     """`bench.a2a_forwarding`'s a2a-sdk agent, registered as AGENT_ID; its pid."""
-    port = harness.free_port()
+    port = ports.free_port()
     argv = harness._serve_argv("agent-sdk", port)
     with started(argv, port, options.layout["load"]) as pid:
         with _admin(gateway) as admin:
@@ -579,7 +582,7 @@ def a2a_upstream(gateway: GatewayProcess, options: Options) -> Iterator[int]:
 @contextlib.contextmanager
 def mcp_upstream(gateway: GatewayProcess, tools: int, options: Options) -> Iterator[int]:
     """An MCP server with ``tools`` tools, registered as MCP_SERVER_ID; its pid."""
-    port = harness.free_port()
+    port = ports.free_port()
     argv = [sys.executable, "-m", "bench.scale", "_mcp_upstream", str(port), str(tools)]
     with started(argv, port, options.layout["load"]) as pid:
         with _admin(gateway) as admin:
@@ -666,6 +669,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile", type=Path, help="py-spy collapsed stacks of the gateway per row"
     )
     parser.add_argument("--no-pin", action="store_true", help="let the kernel place processes")
+    ports.add_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 
 from bench import a2a_forwarding as harness
+from bench import ports
 from bench.a2a_gateway import _switchboard, serve_argv
 from bench.scale import database as throwaway_database
 from gateway.storage.db import create_engine
@@ -104,7 +105,7 @@ def _leg(workers: int, cpus: str | None, server_url: str | None) -> harness.Leg:
         # The gateway and the CLI calls below read it (the CLI runs in-process
         # children of this one, with its environment).
         os.environ["SWITCHBOARD_DATABASE_URL"] = url
-        port = harness.free_port()
+        port = ports.free_port()
         pinning = ["taskset", "-c", cpus] if cpus else []
         argv = [*pinning, *serve_argv(data, port, "--workers", str(workers))]
 
@@ -151,6 +152,7 @@ def main() -> int:
     parser.add_argument(
         "--database-url", help="a PostgreSQL server for throwaway databases (default: SQLite)"
     )
+    ports.add_argument(parser)
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cpus) >= 2

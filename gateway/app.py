@@ -122,7 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
             stack.push_async_callback(
                 _cancel, asyncio.create_task(heartbeat.run_forever(), name="replica")
             )
-            bell = ChangeBell(settings.effective_database_url)
+            bell = ChangeBell(engine)
             core = await delegation.start(settings, engine, stack)
             a2a_parts = await handlers.start(core, replicas, stack)
             mcp_parts = await mcp_federation.start(core, stack)
@@ -204,9 +204,6 @@ def create_app(settings: Settings) -> FastAPI:
             periodic = [heartbeat, *(job for job in jobs if isinstance(job, Periodic))]
             policy_file = settings.policy_file is not None
             observed.metrics.watch(_paced(periodic, replicas, bell, policy_file))
-            takeover = a2a_parts.takeover
-            takeover.heard = bell.heard
-            bell.on("gateway_runs", takeover.changed)
             stack.push_async_callback(
                 _cancel, asyncio.create_task(bell.run_forever(), name="change-bell")
             )

@@ -84,9 +84,6 @@ class TaskTakeover:
         self._found = True
         self._waiting_long = False
         self.wake: Callable[[], None] | None = None  # the job's (`Periodic.wake`)
-        # Whether a row another replica stores reaches this one as a notice
-        # (`gateway.storage.bell`: then it wakes the look, `changed`).
-        self.heard: Callable[[], bool] = lambda: False
         runner.on_store = self._stored
 
     @property
@@ -103,23 +100,16 @@ class TaskTakeover:
 
     def interval(self) -> float:
         """``poll`` while there is anything to look after: rows found at the
-        last look, runs here (running, or stored and not started: the look
-        a store wakes may come before its commit), or another replica's row
-        (alive or not: its runs may be taken once it is gone) unless a row
-        it stores is heard (`heard`: it wakes the look, which finds it). Else
-        once a minute: a run stored here wakes the look (`_stored`), as a
-        replica seen to start or stop does (`ReplicaDirectory.on_others`):
-        so the bounds below hold."""
-        others = bool(self._replicas.others) and not self.heard()
-        busy = self._found or self._runner.busy() or others
+        last look (this replica's, or another's: their replica may go), or
+        runs here (running, or stored and not started: the look a store
+        wakes may come before its commit). Else once a minute: a run stored
+        here wakes the look (`_stored`), as a replica seen to start, stop or
+        go stale does (`ReplicaDirectory.on_others`) -- so the runs of one
+        that is gone are found then, and another replica merely running is
+        no reason to look every poll. So the bounds below hold."""
+        busy = self._found or self._runner.busy()
         self._waiting_long = not busy
         return self.poll if busy else max(self.poll, ALONE_SECONDS)
-
-    def changed(self) -> None:
-        """A replica wrote a run's row (`gateway.storage.bell`): look now if
-        the wait is the long one; a busy look comes within a poll anyway, and
-        waking it at every write under load would look back to back."""
-        self._stored()
 
     def _stored(self) -> None:
         """A run's row is being stored here: looked after from now on."""

@@ -1,7 +1,7 @@
 """Another replica's writes heard, not polled for (PostgreSQL).
 
 A replica learns of what another one changed -- a set, the catalog, an
-agent, an MCP server, a stored policy, a gateway-run task stored -- by
+agent, an MCP server, a stored policy -- by
 reading the tables it keeps copies of (`gateway.storage.periodic`,
 `paced_by_company`). While other replicas run, each such job read its tables
 every few seconds: with ten replicas idle, tens of statements a second on
@@ -17,7 +17,11 @@ heard (`heard`), those jobs need not look on a timer: `gateway.app` paces
 them as if this replica were alone (once a minute, a safety look for a
 notice lost). While it is not -- SQLite, a lost connection until it is back
 -- they look at their own interval, as before. A reconnect wakes every job
-once: what was written while nobody listened was not heard.
+once: what was written while nobody listened was not heard. The listener
+proves its path every `PROBE_SECONDS` with a notice sent through the
+gateway's pool (another session), so a pool that drops notices between
+sessions (PgBouncer's transaction mode) is not taken for one that carries
+them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +50,13 @@ TABLES = (
     "mcp_tools",
     "mcp_servers",
     "policy_versions",
-    "gateway_runs",
 )
 RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
-# How often the listening connection sends itself a notice and waits for
-# it: a connection lost without a word (a partition: no FIN, no termination
-# notice) is found so, and so is one whose notices never come back -- a
-# transaction-mode pool (PgBouncer) accepts LISTEN but delivers nothing.
+# How often a notice is sent through the gateway's pool and waited for on
+# the listener: a connection lost without a word (a partition: no FIN, no
+# termination notice) is found so, and so is a path whose notices do not
+# come back -- a transaction-mode pool (PgBouncer) accepts LISTEN but
+# delivers nothing from other sessions.
 PROBE_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 10.0
 
@@ -89,12 +96,15 @@ class ChangeBell:
     """One LISTEN connection; ``on(table, wake)`` is called on each notice
     naming ``table`` (and on every reconnect)."""
 
-    def __init__(self, database_url: str) -> None:
-        url = make_url(database_url)
-        self.enabled = url.get_backend_name() == "postgresql"
-        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, engine: AsyncEngine) -> None:
+        """``engine``: the gateway's. The listening connection is made as its
+        are (the same URL and options, outside its pool); the probe's notice
+        goes through its pool, another session than the listener's."""
+        self.enabled = engine.dialect.name == "postgresql"
+        self._engine = engine
         self._wakes: dict[str, list[Callable[[], None]]] = {}
-        self._connection: Any = None
+        self._session: AsyncConnection | None = None  # the listener's, while it listens
+        self._connection: Any = None  # its asyncpg connection
         self._lost = asyncio.Event()
         self._probe_payload: str | None = None
         self._echo = asyncio.Event()
@@ -119,7 +129,7 @@ class ChangeBell:
                 await self._listen()
                 failures = 0
                 while not await self._lost_within(PROBE_SECONDS):
-                    await self._probe(self._connection)
+                    await self._probe()
             except NotHeard:
                 log = logger.info if self._warned else logger.warning
                 self._warned = True
@@ -127,7 +137,7 @@ class ChangeBell:
                     "change notices sent are not heard back (a transaction-mode pool?): "
                     "jobs look for other replicas' changes on their timers"
                 )
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, TimeoutError, asyncpg.PostgresError, SQLAlchemyError) as exc:
                 logger.info("change notices not heard (%s): jobs look on their timers", exc)
             finally:
                 await self._close()
@@ -137,15 +147,18 @@ class ChangeBell:
 
     async def _listen(self) -> None:
         self._lost.clear()
-        connection = await asyncpg.connect(self._dsn, timeout=10)
-        connection.add_termination_listener(lambda _c: self._lost.set())
+        listener = create_async_engine(self._engine.url, poolclass=NullPool)
+        session = await listener.connect()
         try:
+            connection = (await session.get_raw_connection()).driver_connection
+            assert connection is not None
+            connection.add_termination_listener(lambda _c: self._lost.set())
             await connection.add_listener(CHANNEL, self._heard)
-            await self._probe(connection)
+            await self._probe()
         except BaseException:
-            await asyncio.shield(connection.close())
+            await asyncio.shield(session.close())
             raise
-        self._connection = connection
+        self._session, self._connection = session, connection
         # Written while nobody listened: not heard. Every job looks once.
         for wakes in self._wakes.values():
             for wake in wakes:
@@ -158,11 +171,16 @@ class ChangeBell:
                 return True
         return False
 
-    async def _probe(self, connection: Any) -> None:
-        """A notice of this connection's own, heard back within the timeout."""
+    async def _probe(self) -> None:
+        """A notice sent through the gateway's pool -- another session than
+        the listener's, as another replica's would be -- heard back within
+        the timeout. (A session always hears its own notices: sent on the
+        listener, a probe would pass where others' notices are lost.)"""
         self._probe_payload = f"probe {secrets.token_hex(8)}"
         self._echo.clear()
-        await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, self._probe_payload)
+        async with self._engine.begin() as conn:
+            statement = text("SELECT pg_notify(:channel, :payload)")
+            await conn.execute(statement, {"channel": CHANNEL, "payload": self._probe_payload})
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
                 await self._echo.wait()
@@ -177,7 +195,7 @@ class ChangeBell:
             wake()
 
     async def _close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and not connection.is_closed():
+        session, self._session, self._connection = self._session, None, None
+        if session is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 5)
+                await asyncio.wait_for(session.close(), 5)

@@ -37,8 +37,8 @@ class Woken:
 
 
 @contextlib.asynccontextmanager
-async def listening(url: str, woken: Woken, *tables: str) -> AsyncIterator[ChangeBell]:
-    bell = ChangeBell(url)
+async def listening(engine: AsyncEngine, woken: Woken, *tables: str) -> AsyncIterator[ChangeBell]:
+    bell = ChangeBell(engine)
     for table in tables:
         bell.on(table, woken.waker(table))  # type: ignore[arg-type]
     task = asyncio.create_task(bell.run_forever())
@@ -77,9 +77,9 @@ def a_set(name: str) -> dict[str, object]:
 async def test_a_committed_write_wakes_its_tables_jobs_only(
     database: tuple[str, AsyncEngine],
 ) -> None:
-    url, engine = database
+    _, engine = database
     woken = Woken()
-    async with listening(url, woken, "mcp_sets", "mcp_servers"):
+    async with listening(engine, woken, "mcp_sets", "mcp_servers"):
         reconnected = dict(woken.by)  # the first listen wakes every job once
         assert reconnected == {"mcp_sets": 1, "mcp_servers": 1}
         async with engine.begin() as conn:
@@ -101,9 +101,9 @@ async def test_a_committed_write_wakes_its_tables_jobs_only(
 async def test_an_agents_health_write_rings_nothing_its_card_does(
     database: tuple[str, AsyncEngine],
 ) -> None:
-    url, engine = database
+    _, engine = database
     woken = Woken()
-    async with listening(url, woken, "agents", "mcp_sets"):
+    async with listening(engine, woken, "agents", "mcp_sets"):
         async with engine.begin() as conn:
             # No agent row is needed: a statement trigger fires per statement.
             await conn.execute(update(agents).values(health_lease_until=datetime.now(UTC)))
@@ -120,9 +120,9 @@ async def test_an_agents_health_write_rings_nothing_its_card_does(
 async def test_a_lost_connection_is_heard_again_and_every_job_looks(
     database: tuple[str, AsyncEngine],
 ) -> None:
-    url, _ = database
+    url, engine = database
     woken = Woken()
-    async with listening(url, woken, "mcp_sets", "gateway_runs") as bell:
+    async with listening(engine, woken, "mcp_sets", "mcp_servers") as bell:
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         admin = await asyncpg.connect(dsn)
         try:
@@ -134,19 +134,21 @@ async def test_a_lost_connection_is_heard_again_and_every_job_looks(
             await admin.close()
         await wait_for_async(lambda: not bell.heard(), what="the loss noticed")
         await wait_for_async(bell.heard, seconds=30, what="the bell listening again")
-        assert woken.by == {"mcp_sets": 2, "gateway_runs": 2}
+        assert woken.by == {"mcp_sets": 2, "mcp_servers": 2}
 
 
 async def test_sqlite_has_no_bell(tmp_path: object) -> None:
-    bell = ChangeBell(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    bell = ChangeBell(engine)
     await asyncio.wait_for(bell.run_forever(), 5)  # returns at once
     assert not bell.enabled
     assert not bell.heard()
+    await engine.dispose()
 
 
 def test_a_table_without_a_trigger_is_refused() -> None:
     with pytest.raises(ValueError, match="no trigger"):
-        ChangeBell("sqlite+aiosqlite:///x.db").on("audit_events", lambda: None)
+        ChangeBell(create_async_engine("sqlite+aiosqlite:///x.db")).on("audit_events", lambda: None)
 
 
 class Deaf(ChangeBell):
@@ -155,20 +157,21 @@ class Deaf(ChangeBell):
 
     probes = 0
 
-    async def _probe(self, connection: object) -> None:
+    async def _probe(self) -> None:
         self.probes += 1
-        await super()._probe(connection)
+        await super()._probe()
 
     def _heard(self, *_notice: object) -> None:
         return None
 
 
 async def test_notices_that_never_come_back_are_not_taken_for_heard(
-    url: str, monkeypatch: pytest.MonkeyPatch
+    database: tuple[str, AsyncEngine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _, engine = database
     monkeypatch.setattr("gateway.storage.bell.PROBE_TIMEOUT_SECONDS", 0.2)
     monkeypatch.setattr("gateway.storage.bell.RECONNECT_SECONDS", (0.05,))
-    bell, woken = Deaf(url), Woken()
+    bell, woken = Deaf(engine), Woken()
     bell.on("mcp_sets", woken.waker("mcp_sets"))  # type: ignore[arg-type]
     task = asyncio.create_task(bell.run_forever())
     try:

@@ -19,16 +19,19 @@ depends_on = None
 
 # As `gateway.storage.bell.TABLES` was when this revision was written (a
 # migration does not follow later edits of the code), each with the updates
-# that ring: an agent's health writes (its lease, every check) do not move
-# what replicas copy of it (`SqlAgentStore.fingerprint`: count, latest
-# `updated_at`, revisions), so only updates naming those columns ring.
+# that ring: only those of the columns replicas copy. An agent's health
+# writes (its lease, every check) do not move `SqlAgentStore.fingerprint`
+# (count, latest `updated_at`, revisions); an MCP server's health, server
+# info and listing times are not its configuration (`SqlMcpStore.configs`).
 TABLES = {
     "agents": "UPDATE OF revision, updated_at",
     "mcp_sets": "UPDATE",
     "mcp_tools": "UPDATE",
-    "mcp_servers": "UPDATE",
+    "mcp_servers": (
+        "UPDATE OF name, transport, url, command, resource, timeout_seconds, credential, "
+        "credential_secret, registered_by, trusted_registrant, prefix_tools, updated_at"
+    ),
     "policy_versions": "UPDATE",
-    "gateway_runs": "UPDATE",
 }
 
 

@@ -28,10 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_SHORTHAND = re.compile(r"^(\d{1,9})/([smhd])$")
+_SHORTHAND = re.compile(r"^(\d{1,9})/([smhd])$", re.ASCII)
+# The longest window a rate may count over: a day's multiples up to a year
+# (a counter kept longer would outlive any deployment's key store).
+MAX_WINDOW_SECONDS = 366 * 86_400
+_ZERO_WINDOW = re.compile(r"(?:/|\bper)\s*0+\s", re.ASCII)
 _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -50,15 +54,32 @@ def parse_rate(value: str) -> str:
     if short is not None:
         text = f"{int(short.group(1))}/{_UNITS[short.group(2)]}"
     try:
-        parsed = parse_many(text)
+        parsed = parse_many(text) if text.isascii() else []
     except ValueError:
         parsed = []
+    if len(parsed) == 1 and not _sensible(text, parsed[0]):
+        raise RateError(
+            f"{value!r} is not a rate: a window of seconds, minutes, hours or days, "
+            f"at least one and at most {MAX_WINDOW_SECONDS // 86_400} days"
+        )
     if len(parsed) != 1:
         raise RateError(
             f"{value!r} is not a rate: write N/second, N/minute, N/hour or N/day "
             "(or N/s, N/m, N/h, N/d; e.g. 100/minute)"
         )
     return text
+
+
+def _sensible(text: str, item: RateLimitItem) -> bool:
+    """A window of the four units, at least one of them and at most
+    `MAX_WINDOW_SECONDS` (the library reads ``per 0 seconds`` as one
+    second, and takes months and years). A count of 0 refuses every call,
+    as a policy may mean (an API key's rate refuses it: `policies.api_keys`)."""
+    return (
+        item.GRANULARITY.name in _UNITS.values()
+        and _ZERO_WINDOW.search(text) is None
+        and 1 <= item.get_expiry() <= MAX_WINDOW_SECONDS
+    )
 
 
 Dimension = Literal["user", "client", "agent", "skill", "flow"]

@@ -93,3 +93,28 @@ def test_one_rate_syntax_for_keys_and_the_policy() -> None:
             parse_rate(bad)
     with pytest.raises(api_keys.ApiKeyError, match="more than 0"):
         api_keys.parse_rate("0/s")
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [
+        "10 per 0 seconds",
+        "10/0 seconds",
+        "10/month",
+        "10/year",
+        "10 per 400 days",
+        "\u0661\u0662/s",
+        "\uff15/m",
+    ],
+)
+def test_a_rate_over_no_window_a_long_one_or_foreign_digits_is_refused(rate: str) -> None:
+    with pytest.raises(RateError):
+        parse_rate(rate)
+
+
+@pytest.mark.parametrize(
+    "duration", ["\u0661\u0662d", "\uff15d", "\uff11s"]
+)  # Arabic-Indic, fullwidth
+def test_a_duration_in_digits_other_than_ascii_is_refused(duration: str) -> None:
+    with pytest.raises(DurationError):
+        parse_duration(duration, bare="s")

@@ -523,9 +523,8 @@ async def test_bad_push_configs_and_tenants_are_clear_refusals_and_audited(
 
 async def test_an_api_key_over_grpc_and_once_revoked(grpc_front: GrpcFront, user: User) -> None:
     def make_key() -> dict[str, Any]:
-        with grpc_front.gateway.client() as admin:
-            body = {"name": "grpc", "scopes": ["work:run"], "user": _owner(grpc_front, user)}
-            made = admin.post("/api-keys", json=body)
+        with grpc_front.gateway.client(user.token) as own:  # a user's key is the user's to make
+            made = own.post("/api-keys", json={"name": "grpc", "scopes": ["work:run"]})
         assert made.status_code == 201, made.text
         return dict(made.json())
 
@@ -569,8 +568,3 @@ async def test_an_api_key_over_grpc_and_once_revoked(grpc_front: GrpcFront, user
             await asyncio.sleep(0.05)
         assert refusal[0].code() == grpc.StatusCode.UNAUTHENTICATED
         assert refusal[0].details() == "API key has been revoked"
-
-
-def _owner(grpc_front: GrpcFront, user: User) -> dict[str, str]:
-    """Who ``user`` is: a dev token's subject at the gateway's own issuer."""
-    return {"subject": user.subject, "issuer": grpc_front.gateway.url}

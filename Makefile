@@ -23,7 +23,7 @@ run: $(STAMP)
 
 ## test: the whole test suite (SQLite and the local PostgreSQL), a test file per process
 ## in TEST_WORKERS processes (make test TEST_WORKERS=0: one process)
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 

@@ -55,8 +55,10 @@ class Pair:
         call to ``alpha__whoami`` -- made first, the first read after a
         change -- answers ("ok", or the error's message)."""
 
+        token = self.b.token("carol")  # outside B's loop: it reads the key itself
+
         async def run() -> tuple[set[str], str]:
-            async with mcp_client(self.b.url + "/mcp", self.b.token("carol"), "2026-07-28") as c:
+            async with mcp_client(self.b.url + "/mcp", token, "2026-07-28") as c:
                 try:
                     result = await c.call_tool("alpha__whoami", {})
                     said = "ok" if isinstance(result, types.CallToolResult) else repr(result)

@@ -53,6 +53,14 @@ class SyncResult:
     removed: list[str]
     # New tools that did not get the name they would have had: name -> why.
     kept_out: dict[str, str] = field(default_factory=dict)
+    # Definitions rewritten with their approval carried over (an MCP App
+    # pinned since it was approved): in none of the lists above.
+    rewritten: list[str] = field(default_factory=list)
+
+    @property
+    def moved(self) -> bool:
+        """Whether any tool's row changed: what an in-memory copy reloads for."""
+        return bool(self.added or self.changed or self.removed or self.rewritten)
 
 
 @dataclass
@@ -97,6 +105,7 @@ async def sync(
     }
     added: list[str] = []
     changed: list[str] = []
+    rewritten: list[str] = []
     seen: set[str] = set()
     for tool in usable:
         name = str(tool["name"])
@@ -148,6 +157,8 @@ async def sync(
             )
             if not carried or not row["available"]:
                 (changed if row["available"] else added).append(row["namespaced"])
+            else:
+                rewritten.append(row["namespaced"])
     removed = [
         row["namespaced"] for name, row in current.items() if name not in seen and row["available"]
     ]
@@ -160,7 +171,9 @@ async def sync(
     await conn.execute(
         update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
     )
-    return SyncResult(added=added, changed=changed, removed=removed, kept_out=kept_out)
+    return SyncResult(
+        added=added, changed=changed, removed=removed, kept_out=kept_out, rewritten=rewritten
+    )
 
 
 def _approval_carried(row: Any, definition: dict[str, Any], digest: str) -> dict[str, Any]:

@@ -69,7 +69,7 @@ async def test_the_oldest_chunks_wait_at_most_until_the_next_after_the_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr(stream_records.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("gateway.agents.stream_records.time.monotonic", lambda: now[0])
     await pending.add(chunk("t1", "a"))
     now[0] += stream_records.FLUSH_SECONDS / 2
     await pending.add(chunk("t1", "b"))

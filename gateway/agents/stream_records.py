@@ -66,10 +66,15 @@ class Followed:
 class PendingArtifacts:
     """Artifact chunks of the stream's own task, not written yet."""
 
-    def __init__(self, write: Callable[[list[TaskArtifactUpdateEvent]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[TaskArtifactUpdateEvent]], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``write``: records the chunks of one task, in order, with one write
         (raises if the task is not the caller's)."""
         self._write = write
+        self._clock = clock
         self._events: list[TaskArtifactUpdateEvent] = []
         self._since = 0.0
 
@@ -82,7 +87,7 @@ class PendingArtifacts:
         )
 
     async def add(self, event: TaskArtifactUpdateEvent) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if not self._events:
             self._since = now
         self._events.append(event)

@@ -64,12 +64,14 @@ async def test_chunks_are_written_in_order_by_count_and_when_asked(
 
 
 async def test_the_oldest_chunks_wait_at_most_until_the_next_after_the_interval(
-    pending: PendingArtifacts,
     written: list[list[TaskArtifactUpdateEvent]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr("gateway.agents.stream_records.time.monotonic", lambda: now[0])
+
+    async def write(events: list[TaskArtifactUpdateEvent]) -> None:
+        written.append(events)
+
+    pending = PendingArtifacts(write, clock=lambda: now[0])
     await pending.add(chunk("t1", "a"))
     now[0] += stream_records.FLUSH_SECONDS / 2
     await pending.add(chunk("t1", "b"))

@@ -103,8 +103,10 @@ async def sync(
         seen.add(name)
         definition = pinned_definition(tool)
         digest = tool_digest(definition)
-        flags = [f.as_dict() for f in screen_tool(definition)]
         row = current.get(name)
+        if row is not None and row["digest"] == digest and row["available"]:
+            continue  # as stored: nothing to screen or write (a probe's usual listing)
+        flags = [f.as_dict() for f in screen_tool(definition)]
         if row is None:
             namespaced = naming.names[name]
             if namespaced in kept_out and not registering:
@@ -129,7 +131,7 @@ async def sync(
                 )
             )
             added.append(namespaced)
-        elif row["digest"] != digest or not row["available"]:
+        else:
             why = withheld(server_id, name, row["namespaced"])
             if why is not None:  # stored before names were checked: say why it is not offered
                 flags.append(_name_flag(why.reason))

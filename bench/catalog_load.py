@@ -132,11 +132,17 @@ async def sessions(url: str, token: str, count: int) -> Any:
 async def load(
     clients: list[Any], step: Callable[[Any, int], Awaitable[bool]], seconds: float
 ) -> Figures:
-    """Every client calls ``step`` in a loop for ``seconds`` (after one untimed call each)."""
-    for client in clients:
-        await step(client, 0)
+    """Every client calls ``step`` in a loop for ``seconds`` (after one untimed call
+    each, whose failure is counted and shown: raised, it would end the run as
+    the client's task group's error, which names nothing)."""
     latencies: list[float] = []
     errors = [0]
+    for client in clients:
+        try:
+            await step(client, 0)
+        except Exception as exc:
+            errors[0] += 1
+            print(f"  a first call failed: {exc!r}", file=sys.stderr, flush=True)
     until = time.perf_counter() + seconds
 
     async def run(client: Any, k: int) -> None:
@@ -215,16 +221,21 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(gateway.stop)
         token = gateway.token("bench-user", SCOPES)
         mcp = f"{gateway.url}/mcp"
-        register(gateway, "s0", stack.enter_context(upstream(args.small)))
-        small = asyncio.run(phase(mcp, token, args, f"{args.small:,} tools"))
-        big = stack.enter_context(upstream(args.per_server))
-        held, n = args.small, 1
-        while held < args.tools:
-            register(gateway, f"s{n}", big)
-            held, n = held + args.per_server, n + 1
-        large = asyncio.run(phase(mcp, token, args, f"{held:,} tools"))
-        took = register(gateway, f"s{n}", big)
-        first, found = asyncio.run(first_search(mcp, token, f"s{n}"))
+        try:
+            register(gateway, "s0", stack.enter_context(upstream(args.small)))
+            small = asyncio.run(phase(mcp, token, args, f"{args.small:,} tools"))
+            big = stack.enter_context(upstream(args.per_server))
+            held, n = args.small, 1
+            while held < args.tools:
+                register(gateway, f"s{n}", big)
+                held, n = held + args.per_server, n + 1
+            large = asyncio.run(phase(mcp, token, args, f"{held:,} tools"))
+            took = register(gateway, f"s{n}", big)
+            first, found = asyncio.run(first_search(mcp, token, f"s{n}"))
+        except BaseException:
+            # The gateway's side of a failure is in its log, which goes with `tmp`.
+            print(f"the gateway's log ends:\n{gateway.log_tail(60)}", file=sys.stderr)
+            raise
         print(
             f"  registering {args.per_server:,} more tools took {took * 1000:.0f} ms; "
             f"the first search after: {first:.0f} ms (found: {found})"

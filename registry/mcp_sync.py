@@ -18,6 +18,7 @@ never approved on sight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from registry.name_holders import skill_holders, tool_holders
 from registry.tables import mcp_servers, mcp_tools
 
 TRUST_ON_FIRST_USE = "trust-on-first-use"
+YIELD_EVERY = 100  # tools of a listing between the event loop's other work
 MAX_TOOL_NAME = 512
 NAME_FLAG = "name-conflict"
 _NAMING_ROUNDS = 8
@@ -98,7 +100,11 @@ async def sync(
     added: list[str] = []
     changed: list[str] = []
     seen: set[str] = set()
-    for tool in usable:
+    for i, tool in enumerate(usable, 1):
+        if i % YIELD_EVERY == 0:
+            # A probe's listing of 1,000 tools is digested here, on the event
+            # loop: its other work runs between every few.
+            await asyncio.sleep(0)
         name = str(tool["name"])
         seen.add(name)
         definition = pinned_definition(tool)

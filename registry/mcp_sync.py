@@ -18,6 +18,7 @@ never approved on sight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from registry.name_holders import skill_holders, tool_holders
 from registry.tables import mcp_servers, mcp_tools
 
 TRUST_ON_FIRST_USE = "trust-on-first-use"
+YIELD_EVERY = 100  # tools of a listing between the event loop's other work
 MAX_TOOL_NAME = 512
 NAME_FLAG = "name-conflict"
 _NAMING_ROUNDS = 8
@@ -107,13 +109,19 @@ async def sync(
     changed: list[str] = []
     rewritten: list[str] = []
     seen: set[str] = set()
-    for tool in usable:
+    for i, tool in enumerate(usable, 1):
+        if i % YIELD_EVERY == 0:
+            # A probe's listing of 1,000 tools is digested here, on the event
+            # loop: its other work runs between every few.
+            await asyncio.sleep(0)
         name = str(tool["name"])
         seen.add(name)
         definition = pinned_definition(tool)
         digest = tool_digest(definition)
-        flags = [f.as_dict() for f in screen_tool(definition)]
         row = current.get(name)
+        if row is not None and row["digest"] == digest and row["available"]:
+            continue  # as stored: nothing to screen or write (a probe's usual listing)
+        flags = [f.as_dict() for f in screen_tool(definition)]
         if row is None:
             namespaced = naming.names[name]
             if namespaced in kept_out and not registering:
@@ -138,7 +146,7 @@ async def sync(
                 )
             )
             added.append(namespaced)
-        elif row["digest"] != digest or not row["available"]:
+        else:
             why = withheld(server_id, name, row["namespaced"])
             if why is not None:  # stored before names were checked: say why it is not offered
                 flags.append(_name_flag(why.reason))

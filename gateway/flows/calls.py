@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import mcp_types as types
 from a2a.types import (
     CancelTaskRequest,
     Message,
@@ -42,7 +41,6 @@ from a2a.types import (
     SendMessageRequest,
 )
 
-from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.agents.admission import Admission, handler_context
 from gateway.connections.errors import ScopeRequired
 from gateway.delegation.interrupted import SentCall, record_interrupted
@@ -54,15 +52,13 @@ from gateway.delegation.pipeline import (
     Grant,
 )
 from gateway.delegation.tasks import Owner
-from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
-from gateway.flows import deep_approvals
+from gateway.flows import deep_approvals, tool_steps
 from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
 from gateway.flows.messages import Unsendable, step_message
 from gateway.flows.outcomes import (
     RETRYING,
     auth_required,
-    completed,
     failed,
     held,
     retrying,
@@ -70,9 +66,8 @@ from gateway.flows.outcomes import (
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.step_clock import StoppedClock
-from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
+from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed
 from gateway.http.json_body import JsonRefused, check_value
-from policies.policy import Target
 from registry.store import AgentNotFound
 from registry.tables import as_utc
 from registry.vendor_cards import gateway_run_kind
@@ -444,53 +439,36 @@ class StepCall:
             check_value(arguments or {}, max_depth=None)
         except JsonRefused as exc:
             raise StepFailed(f"{name}: its arguments cannot be sent: {exc}", final=True) from None
-        tool = self.rt.federation().known_tool(name)
-        token, server = None, None if tool is None else tool.server_id
-        if tool is not None:
-            # The federation mints the tool's token itself; what it carries is
-            # this decision's (its jti is in the audit record).
-            decision = self.rt.delegations.decide(
-                self.call.caller, Target(tool.server_id), tool.upstream_name, "tool"
-            )
-            token = self._token(None, None, decision.granted)
-        if known.get("sent_at") is not None and not self.idempotent():
-            await self._interrupted(known, "not sent again: its outcome is unknown", server)
-            await self._write(**pending, token=token)
-            raise StepFailed(self._unknown(), final=True)
+        federation = self.rt.federation()
         if known.get("sent_at") is not None:
+            tool = federation.known_tool(name)
+            server = None if tool is None else tool.server_id
+            if not self.idempotent():
+                # Not sent, so not decided: the record keeps the token it went with.
+                await self._interrupted(known, "not sent again: its outcome is unknown", server)
+                await self._write(**pending)
+                raise StepFailed(self._unknown(), final=True)
             await self._interrupted(known, "sent again: the tool is idempotent", server)
-        await self._write(**pending, token=token, sent_at=_now())
-        try:
-            with users_own(name):
-                result = await self._waiting(
+        # Decided once, as every tool call is (`McpFederation.admit_tool`); the
+        # record shows the token minted for it before anything is sent.
+        with tool_steps.refusals(name):
+            admitted = await self._waiting(
+                name,
+                lambda: federation.admit_tool(
                     name,
-                    lambda: self.rt.federation().call_tool(
-                        name,
-                        arguments or {},
-                        caller=self.call.caller,
-                        trace_id=self.call.trace_id,
-                        approved=self.approved,
-                    ),
-                )
-        except ApprovalRequired as waits:
-            raise NeedsApproval(name, list(waits.decision.reasons)) from None
-        except DelegationDenied as denied:
-            raise StepFailed(
-                f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
-            ) from None
-        except (ToolNotFound, ToolQuarantined) as exc:
-            raise StepFailed(f"{name}: {exc}", final=True) from None
-        except (UpstreamUnavailable, UpstreamError) as exc:
-            raise StepFailed(f"{name}: {exc}") from None
-        if isinstance(result, types.InputRequiredResult):
-            raise StepFailed(f"{name} asked for input; a flow cannot answer a tool yet", final=True)
-        text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-        if result.is_error:
-            raise StepFailed(f"{name}: {text or 'the tool failed'}")
-        output = result.structured_content if result.structured_content is not None else text
-        if isinstance(output, dict) and set(output) == {"result"}:
-            output = output["result"]
-        return completed(output, text)
+                    caller=self.call.caller,
+                    trace_id=self.call.trace_id,
+                    approved=self.approved,
+                    inputs=[arguments or {}],
+                ),
+            )
+        minted, granted = admitted.permit.token, admitted.permit.decision.granted
+        token = self._token(minted.token_id, minted.expires_at, granted)
+        await self._write(**pending, token=token, sent_at=_now())
+        with tool_steps.refusals(name):
+            return tool_steps.outcome_of(
+                name, await federation.send_tool(admitted, arguments or {})
+            )
 
     async def _interrupted(
         self, known: Mapping[str, Any], then: str, target: str | None = None

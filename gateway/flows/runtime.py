@@ -172,11 +172,6 @@ def is_idempotent(rt: FlowRuntime, step: CallStep) -> bool:
     target = step.call
     if target.agent is not None:
         return bool(handoff(policy, target.agent, "skill", target.skill).idempotent)
-    known = rt.federation().known_tool(str(target.tool))
-    if known is None:
-        return False
-    rule = handoff(policy, known.server_id, "tool", known.upstream_name)
-    if rule.idempotent is not None:
-        return rule.idempotent
-    annotations = known.definition.get("annotations")
-    return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
+    federation = rt.federation()
+    known = federation.known_tool(str(target.tool))
+    return known is not None and federation.idempotent(known)

@@ -72,6 +72,10 @@ class RecordedTaskHandler(RequestHandler):
             raise TaskNotFoundError(f"task {task_id} not found")
         return task
 
+    async def task(self, admission: Any, task_id: str) -> Task:
+        """`GetTask` of one of the caller's tasks, for a caller inside the gateway."""
+        return await self._own(admission, task_id)
+
     @validate_request_params
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         task = await self._own(self._admission(context), params.id)

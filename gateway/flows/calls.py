@@ -34,14 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from a2a.types import (
-    CancelTaskRequest,
-    Message,
-    SendMessageConfiguration,
-    SendMessageRequest,
-)
-
-from gateway.agents.admission import Admission, handler_context
+from gateway.agents.admission import Admission
+from gateway.agents.exchange import AgentMessage, Unsendable
 from gateway.connections.errors import ScopeRequired
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
@@ -55,7 +49,6 @@ from gateway.delegation.tasks import Owner
 from gateway.flows import deep_approvals, tool_steps
 from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
-from gateway.flows.messages import Unsendable, step_message
 from gateway.flows.outcomes import (
     RETRYING,
     auth_required,
@@ -306,7 +299,6 @@ class StepCall:
         caller, target = self.call.caller, self.step.call
         owner = Owner(caller.subject, caller.issuer, caller)
         admission = Admission(grant, owner, frozenset(), skill=target.skill, task_id=continues)
-        handler = self.rt.handler_for(grant.card)
         show = deep_approvals.shown(self.rt, self.call.run_id, self.step.id, self._write)
         agent = str(target.agent)
         kind = gateway_run_kind(grant.card)
@@ -315,8 +307,8 @@ class StepCall:
             self.call.run_id,
             agent,
             target.target,
-            handler,
-            handler_context(admission),
+            self.rt.handler_for(grant.card),
+            admission,
             self._write,
             answered,
             # A flow's approval, read from its task, is shown as this run's
@@ -337,23 +329,19 @@ class StepCall:
 
     def _message(
         self, message_id: str, arguments: dict[str, Any] | None, text: str | None, **continued: str
-    ) -> Message:
+    ) -> AgentMessage:
         """The step's message (``continued``: the task and context it goes on
         with); one that cannot be built fails the step for good."""
+        message = AgentMessage(message_id, arguments, text, self.step.call.skill, **continued)
         try:
-            return step_message(
-                message_id, arguments, text, skill=self.step.call.skill, **continued
-            )
+            message.check()  # one that cannot be built is not decided
         except Unsendable as exc:
             raise StepFailed(f"{self.step.call.target}: {exc}", final=True) from None
+        return message
 
-    async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
+    async def _send(self, agent: AgentTask, grant: Grant, message: AgentMessage) -> dict[str, Any]:
         streams = bool((grant.card.get("capabilities") or {}).get("streaming"))
-        request = SendMessageRequest(
-            message=message,
-            configuration=SendMessageConfiguration(return_immediately=not streams),
-        )
-        return await agent.send(request, streams)
+        return await agent.send(message, streams)
 
     async def answer(
         self, reply: Answer, row: Mapping[str, Any], base: Mapping[str, Any]
@@ -425,9 +413,7 @@ class StepCall:
             grant = await self._admit(agent, None, message=False)
             caller = self.call.caller
             admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
-            await self.rt.handler_for(grant.card).on_cancel_task(
-                CancelTaskRequest(id=str(task_id)), handler_context(admission)
-            )
+            await self.rt.handler_for(grant.card).cancel(admission, str(task_id))
 
     # MCP tools -----------------------------------------------------------------------
 
@@ -435,7 +421,7 @@ class StepCall:
         self, arguments: dict[str, Any] | None, known: Mapping[str, Any], pending: dict[str, Any]
     ) -> dict[str, Any]:
         name = str(self.step.call.tool)
-        try:  # the doors' rules for what an MCP upstream is sent (`step_message`)
+        try:  # the doors' rules for what an MCP upstream is sent (`AgentMessage.built`)
             check_value(arguments or {}, max_depth=None)
         except JsonRefused as exc:
             raise StepFailed(f"{name}: its arguments cannot be sent: {exc}", final=True) from None

@@ -49,6 +49,10 @@ class AgentOperations(ABC):
     async def cancel(self, admission: Admission, task_id: str) -> Task | None:
         """`CancelTask` of one of the caller's tasks."""
 
+    @abstractmethod
+    def subscribe(self, admission: Admission, task_id: str) -> AsyncGenerator[Event]:
+        """`SubscribeToTask` of one of the caller's tasks."""
+
 
 class OperationsHandler(RequestHandler, AgentOperations, ABC):
     """An agent kind's A2A door (the SDK's handler) and its plain operations."""

@@ -83,6 +83,12 @@ class GatewayRunHandlers(OperationsHandler):
     async def cancel(self, admission: Admission, task_id: str) -> Task | None:
         return await self.pick(admission.grant.card).cancel(admission, task_id)
 
+    async def subscribe(self, admission: Admission, task_id: str) -> AsyncGenerator[Event]:
+        events = self.pick(admission.grant.card).subscribe(admission, task_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
     # The A2A door's operations, by the admitted agent's kind.
 
     async def on_message_send(

@@ -275,9 +275,24 @@ class AgentHandler(PushConfigs, OperationsHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
+        events = self._subscribe(admission_of(context), params, context)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    def subscribe(self, admission: Admission, task_id: str) -> AsyncGenerator[Event]:
+        return self._subscribe(admission, SubscribeToTaskRequest(id=task_id))
+
+    async def _subscribe(
+        self,
+        admission: Admission,
+        params: SubscribeToTaskRequest,
+        context: ServerCallContext | None = None,
+    ) -> AsyncGenerator[Event]:
+        """``context``: the door's (None: a caller inside the gateway's)."""
         held = await self._deferred(admission, params.id)
         if held is not None:
+            context = context or handler_context(admission)
             async with contextlib.aclosing(held.on_subscribe_to_task(params, context)) as events:
                 async for event in events:
                     yield event

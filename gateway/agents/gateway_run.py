@@ -35,16 +35,17 @@ from a2a.types import (
     TaskPushNotificationConfig,
 )
 
-from gateway.agents.admission import ADMISSION, admitted
+from gateway.agents.admission import ADMISSION, Admission, admitted
+from gateway.agents.exchange import OperationsHandler
 from gateway.agents.tenants import without_tenants
 from registry.vendor_cards import gateway_run_kind
 
 
 @without_tenants
-class GatewayRunHandlers(RequestHandler):
-    def __init__(self, default: RequestHandler) -> None:
+class GatewayRunHandlers(OperationsHandler):
+    def __init__(self, default: OperationsHandler) -> None:
         self.default = default
-        self.kinds: dict[str, RequestHandler] = {}
+        self.kinds: dict[str, OperationsHandler] = {}
 
     @property
     def handler(self) -> RequestHandler:
@@ -55,13 +56,40 @@ class GatewayRunHandlers(RequestHandler):
     def serves(card: Mapping[str, Any]) -> bool:
         return gateway_run_kind(card) is not None
 
-    def pick(self, card: Mapping[str, Any]) -> RequestHandler:
+    def pick(self, card: Mapping[str, Any]) -> OperationsHandler:
         kind = gateway_run_kind(card)
         return self.kinds.get(kind or "", self.default)
 
-    def _of(self, context: ServerCallContext | None) -> RequestHandler:
+    def _of(self, context: ServerCallContext | None) -> OperationsHandler:
         admission = admitted(context.state.get(ADMISSION)) if context is not None else None
         return self.pick(admission.grant.card) if admission is not None else self.default
+
+    # The plain operations (`gateway.agents.exchange`), by the admitted agent's kind.
+
+    async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
+        return await self.pick(admission.grant.card).message(admission, params)
+
+    async def stream_message(
+        self, admission: Admission, params: SendMessageRequest
+    ) -> AsyncGenerator[Event]:
+        events = self.pick(admission.grant.card).stream_message(admission, params)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def task(self, admission: Admission, task_id: str) -> Task | None:
+        return await self.pick(admission.grant.card).task(admission, task_id)
+
+    async def cancel(self, admission: Admission, task_id: str) -> Task | None:
+        return await self.pick(admission.grant.card).cancel(admission, task_id)
+
+    async def subscribe(self, admission: Admission, task_id: str) -> AsyncGenerator[Event]:
+        events = self.pick(admission.grant.card).subscribe(admission, task_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    # The A2A door's operations, by the admitted agent's kind.
 
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext

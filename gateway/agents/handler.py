@@ -37,9 +37,10 @@ from a2a.utils.errors import (
 from a2a.utils.task import validate_history_length
 from google.protobuf.json_format import MessageToDict
 
-from gateway.agents.admission import Admission, admission_of
+from gateway.agents.admission import Admission, admission_of, handler_context
 from gateway.agents.approvals import APPROVAL_META as HELD_META
 from gateway.agents.cards import proxied_card
+from gateway.agents.exchange import OperationsHandler
 from gateway.agents.push_configs import PushConfigs
 from gateway.agents.stream_records import RUNNING
 from gateway.agents.task_events import first_then_rest, list_own_tasks
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 
 @without_tenants
-class AgentHandler(PushConfigs, RequestHandler):
+class AgentHandler(PushConfigs, OperationsHandler):
     """Every A2A operation on one registered agent, through the pipeline
     (`UpstreamCalls` holds how the agent is called; `PushConfigs` its push
     notifications)."""
@@ -110,7 +111,9 @@ class AgentHandler(PushConfigs, RequestHandler):
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
-        admission = admission_of(context)
+        return await self.message(admission_of(context), params)
+
+    async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
         await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendMessage")
         relay = await self._inline_push(admission, params, "SendMessage")
@@ -142,11 +145,18 @@ class AgentHandler(PushConfigs, RequestHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
+        events = self.stream_message(admission_of(context), params)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def stream_message(
+        self, admission: Admission, params: SendMessageRequest
+    ) -> AsyncGenerator[Event]:
         capabilities = admission.grant.card.get("capabilities") or {}
         if not capabilities.get("streaming"):
             # The agent does not stream: its one answer is the whole stream.
-            yield await self.on_message_send(params, context)
+            yield await self.message(admission, params)
             return
         await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendStreamingMessage")
@@ -190,9 +200,18 @@ class AgentHandler(PushConfigs, RequestHandler):
     @validate_request_params
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         validate_history_length(params)
-        admission = admission_of(context)
+        return await self._get_task(admission_of(context), params, context)
+
+    async def task(self, admission: Admission, task_id: str) -> Task:
+        return await self._get_task(admission, GetTaskRequest(id=task_id))
+
+    async def _get_task(
+        self, admission: Admission, params: GetTaskRequest, context: ServerCallContext | None = None
+    ) -> Task:
+        """``context``: the door's (None: a caller inside the gateway's)."""
         held = await self._deferred(admission, params.id)
         if held is not None:
+            context = context or handler_context(admission)
             return await held.on_get_task(params, context)  # type: ignore[return-value]
         await self._own_task(admission, params.id)
         try:
@@ -228,9 +247,21 @@ class AgentHandler(PushConfigs, RequestHandler):
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        admission = admission_of(context)
+        return await self._cancel(admission_of(context), params, context)
+
+    async def cancel(self, admission: Admission, task_id: str) -> Task:
+        return await self._cancel(admission, CancelTaskRequest(id=task_id))
+
+    async def _cancel(
+        self,
+        admission: Admission,
+        params: CancelTaskRequest,
+        context: ServerCallContext | None = None,
+    ) -> Task:
+        """``context``: the door's (None: a caller inside the gateway's)."""
         held = await self._deferred(admission, params.id)
         if held is not None:
+            context = context or handler_context(admission)
             return await held.on_cancel_task(params, context)  # type: ignore[return-value]
         await self._own_task(admission, params.id)
         return await self._call(
@@ -244,9 +275,24 @@ class AgentHandler(PushConfigs, RequestHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
+        events = self._subscribe(admission_of(context), params, context)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    def subscribe(self, admission: Admission, task_id: str) -> AsyncGenerator[Event]:
+        return self._subscribe(admission, SubscribeToTaskRequest(id=task_id))
+
+    async def _subscribe(
+        self,
+        admission: Admission,
+        params: SubscribeToTaskRequest,
+        context: ServerCallContext | None = None,
+    ) -> AsyncGenerator[Event]:
+        """``context``: the door's (None: a caller inside the gateway's)."""
         held = await self._deferred(admission, params.id)
         if held is not None:
+            context = context or handler_context(admission)
             async with contextlib.aclosing(held.on_subscribe_to_task(params, context)) as events:
                 async for event in events:
                     yield event

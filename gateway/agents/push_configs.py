@@ -39,7 +39,7 @@ from a2a.utils.errors import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.agents.admission import Admission, admission_of
+from gateway.agents.admission import Admission, admission_of, handler_context
 from gateway.agents.calls import UpstreamCalls
 from gateway.agents.task_events import event_of, task_id_of
 from gateway.delegation.push import (
@@ -148,22 +148,21 @@ class PushConfigs(UpstreamCalls):
             raise
         return stored
 
-    async def watch_task(self, task_id: str, config_id: str, context: ServerCallContext) -> None:
+    async def watch_task(self, admission: Admission, task_id: str, config_id: str) -> None:
         """The gateway's own watch on the caller's task ``task_id``: the
         agent is given a relay that records what it pushes and forwards
         nothing. Refused as a client's config would be: an agent that sends
         no push notifications (`PushNotificationNotSupportedError`), a task
         not the caller's, the agent's own refusal."""
-        admission = admission_of(context)
         self._check_push(admission)
         await self._own_task(admission, task_id)
         config = TaskPushNotificationConfig(task_id=task_id, id=config_id)  # no url: records only
         await self._relayed(admission, config)
 
-    async def unwatch_task(self, task_id: str, config_id: str, context: ServerCallContext) -> None:
+    async def unwatch_task(self, admission: Admission, task_id: str, config_id: str) -> None:
         """The watch removed, here and (a courtesy) at the agent."""
         request = DeleteTaskPushNotificationConfigRequest(task_id=task_id, id=config_id)
-        await self.on_delete_task_push_notification_config(request, context)
+        await self.on_delete_task_push_notification_config(request, handler_context(admission))
 
     @validate_request_params
     async def on_get_task_push_notification_config(

@@ -13,6 +13,7 @@ says why in its own words (`no_push`, `no_extended_card`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, ClassVar
 
@@ -72,6 +73,10 @@ class RecordedTaskHandler(RequestHandler):
             raise TaskNotFoundError(f"task {task_id} not found")
         return task
 
+    async def task(self, admission: Any, task_id: str) -> Task:
+        """`GetTask` of one of the caller's tasks, for a caller inside the gateway."""
+        return await self._own(admission, task_id)
+
     @validate_request_params
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         task = await self._own(self._admission(context), params.id)
@@ -93,10 +98,17 @@ class RecordedTaskHandler(RequestHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = self._admission(context)
-        task = await self._own(admission, params.id)
+        events = self.subscribe(self._admission(context), params.id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def subscribe(self, admission: Any, task_id: str) -> AsyncGenerator[Event]:
+        """`SubscribeToTask` of one of the caller's tasks (``admission``: an
+        `Admission`, or an MCP server's)."""
+        task = await self._own(admission, task_id)
         if task.status.state in TERMINAL:
-            raise UnsupportedOperationError(f"task {params.id} has ended")
+            raise UnsupportedOperationError(f"task {task_id} has ended")
         # A task the gateway itself runs or holds (an approval, a deferral) can
         # wait for days: its subscription ends at the stream limit, as a relayed
         # stream does, and the client subscribes again (found by the fuzz suite:

@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from a2a.server.request_handlers.request_handler import RequestHandler
-
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from gateway.agents.admission import FrontDoorParts, StreamLimits
 from gateway.agents.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
 from gateway.agents.approved import ApprovalExecution
 from gateway.agents.consents import SWEEP_SECONDS, AgentConsents
+from gateway.agents.exchange import OperationsHandler
 from gateway.agents.gateway_run import GatewayRunHandlers
 from gateway.agents.handler import AgentHandler
 from gateway.agents.reconcile import Reconciler
@@ -107,7 +106,7 @@ class Agents:
     def approval_parts(self) -> ApprovalParts:
         return self.parts.desk.parts
 
-    def handler_for(self, card: Mapping[str, Any]) -> RequestHandler:
+    def handler_for(self, card: Mapping[str, Any]) -> OperationsHandler:
         """The handler that serves the agent with this (stored) card."""
         return self.gateway_runs.pick(card) if self.gateway_runs.serves(card) else self.handler
 

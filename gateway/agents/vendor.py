@@ -27,6 +27,7 @@ message becomes one task the gateway owns and runs (`gateway.delegation.task_run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from adapters.base import (
     Turn,
 )
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.exchange import OperationsHandler
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
 from gateway.connections.errors import UserCredentialUnavailable
@@ -88,7 +90,7 @@ class GatewayRun:
     runner: TaskRunner
 
 
-class VendorAgentHandler(RecordedTaskHandler):
+class VendorAgentHandler(RecordedTaskHandler, OperationsHandler):
     no_push = "this agent's tasks send no notifications"
     no_extended_card = "this agent has no extended card"
 
@@ -214,7 +216,9 @@ class VendorAgentHandler(RecordedTaskHandler):
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
-        admission = admission_of(context)
+        return await self.message(admission_of(context), params)
+
+    async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
         try:
             task = await self._begin(params, admission, stream=False)
         except A2AError as error:
@@ -231,7 +235,14 @@ class VendorAgentHandler(RecordedTaskHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
+        events = self.stream_message(admission_of(context), params)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def stream_message(
+        self, admission: Admission, params: SendMessageRequest
+    ) -> AsyncGenerator[Event]:
         try:
             task = await self._begin(params, admission, stream=True)
         except A2AError as error:
@@ -273,16 +284,18 @@ class VendorAgentHandler(RecordedTaskHandler):
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        admission = admission_of(context)
-        task = await self._own(admission, params.id)
+        return await self.cancel(admission_of(context), params.id)
+
+    async def cancel(self, admission: Admission, task_id: str) -> Task:
+        task = await self._own(admission, task_id)
         if task.status.state in TERMINAL or not await self._run().runner.cancel(
-            admission.agent_id, params.id
+            admission.agent_id, task_id
         ):
-            error = TaskNotCancelableError(f"task {params.id} has ended")
+            error = TaskNotCancelableError(f"task {task_id} has ended")
             await self.audit(admission, "CancelTask", error)
             raise error
         await self.audit(admission, "CancelTask", None)
-        return await self._own(admission, params.id)
+        return await self._own(admission, task_id)
 
 
 async def _connected(parts: FrontDoorParts, admission: Admission) -> None:

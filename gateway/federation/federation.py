@@ -17,7 +17,6 @@ A tool is callable only while its definition hashes to the approved digest
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,41 +25,34 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from adapters.mcp import McpUpstream, UpstreamUnavailable
-from adapters.mcp_http import refusals_noted
+from adapters.mcp import UpstreamUnavailable
 from adapters.mcp_relay import CallRelay
-from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
-from gateway.delegation.delegate import Delegate, Sending
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
+from gateway.federation import tool_calls
 from gateway.federation.catalog import Server, ToolCatalog
 from gateway.federation.credential_checks import UsersOwnChecks, check_users_own
-from gateway.federation.credentials import CallCredential, stored_form, with_registrant
+from gateway.federation.credentials import stored_form, with_registrant
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     SNAPSHOT_SECONDS,
     FederatedTool,
     RegistrationRefused,
     ToolNotFound,
-    ToolQuarantined,
     audit_kept_out,
     audit_name_refusal,
     check_command,
-    classify_failure,
     config_of,
-    counts_for_breaker,
-    explain_failure,
-    restamped,
-    result_record,
     view_of,
 )
 
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
 from gateway.federation.openapi_source import load_api, probe
 from gateway.federation.probe import record_first_health
+from gateway.federation.tool_calls import AdmittedTool
 from gateway.federation.upstreams import McpUpstreams
-from gateway.storage.outages import outage_of
 from policies.policy import Target, handoff
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -181,94 +173,77 @@ class McpFederation:
         legacy: bool = False,
         user_token: str | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """Call a federated tool on ``caller``'s behalf (``approved``: an admin
-        approved this very call, `gateway.mcp.approvals`; ``relay`` and
-        ``legacy``: `McpUpstream.call_tool`; ``user_token``: the bearer token
-        the caller's request came with, for a server that exchanges it at
-        the user's identity provider -- it goes nowhere else).
+        """Call a federated tool on ``caller``'s behalf: `admit_tool`, then
+        `send_tool` (``relay`` and ``legacy``: `McpUpstream.call_tool`).
 
         Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
         policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
         (the server) and `UpstreamError` (the server answered with a JSON-RPC
         error). A tool's own failure is a result with ``isError``.
         """
-        trace_id = trace_id or new_trace_id()
+        admitted = await self.admit_tool(
+            name, caller=caller, trace_id=trace_id, approved=approved, inputs=[arguments or {}]
+        )
+        return await self.send_tool(
+            admitted,
+            arguments,
+            progress_callback=progress_callback,
+            input_responses=input_responses,
+            request_state=request_state,
+            relay=relay,
+            legacy=legacy,
+            user_token=user_token,
+        )
+
+    async def admit_tool(
+        self,
+        name: str,
+        *,
+        caller: Caller,
+        trace_id: str | None = None,
+        approved: bool = False,
+        inputs: Sequence[Any] | None = None,
+    ) -> AdmittedTool:
+        """Decide and mint a call of the tool ``name`` (``approved``: an admin
+        approved this very call, `gateway.mcp.approvals`; ``inputs``: what the
+        coordination rules read). A caller that must record something before
+        the call is sent (a flow step: its token, "sent") does it between
+        this and `send_tool`. Raises `ToolNotFound` and the policy's refusals."""
         tools, servers = await self._current()
         tool = tools.get(name)
         server = servers.get(tool.server_id) if tool else None
         if tool is None or tool.withheld is not None or server is None:
             raise ToolNotFound(name)  # a withheld tool holds a name that is not its own
-        # 1. The policy decides and mints (denials are audited there).
+        # The policy decides and mints (denials are audited there).
         permit = await self.delegations.admit_target(
             caller,
             Target(tool.server_id),
             server.resource,
             event=AUDIT_EVENT,
-            trace_id=trace_id,
+            trace_id=trace_id or new_trace_id(),
             action=tool.upstream_name,
             kind="tool",
             approved=approved,
-            inputs=[arguments or {}],
+            inputs=inputs,
         )
-        # 2. Only the approved definition may be called.
-        if not tool.callable:
-            refusal = ToolQuarantined(tool)
-            await self.delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
-            raise refusal
-        # 3. The upstream, with the credential configured for it.
-        live = self.upstreams.tools_of(tool.server_id)
-        if live is None:
-            detail = f"MCP server {tool.server_id} is not connected yet"
-            await self.delegate.record(permit, AUDIT_EVENT, "upstream_error", detail)
-            raise UpstreamUnavailable(detail)
-        upstream, credentials = live
-        await upstream.wait_ready(self._settings.connect_timeout_seconds)
-        failure = upstream.own_failure
-        if not upstream.ready and failure and (outage := outage_of(failure)) is not None:
-            # Not connected because the gateway's own part failed (its
-            # database down): that outage is the answer, not the server.
-            raise outage
-        timeout = server.timeout_seconds or self._settings.default_timeout_seconds
+        return AdmittedTool(tool, server, permit)
 
-        credential = CallCredential(credentials, permit, user_token)
-
-        async def call() -> types.CallToolResult | types.InputRequiredResult:
-            with refusals_noted() as refusals:
-                try:
-                    return await upstream.call_tool(
-                        tool.upstream_name,
-                        arguments,
-                        credential=await credential.get(),
-                        timeout_seconds=timeout,
-                        progress_callback=progress_callback,
-                        input_responses=input_responses,
-                        request_state=request_state,
-                        relay=relay,
-                        legacy=legacy,
-                    )
-                except Exception:
-                    refused = await credential.refused(refusals)
-                    if refused is not None:
-                        raise refused from None
-                    raise
-
-        # 4. Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
-        wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
-        sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
-            upstream=tool.server_id,
-            attempt=call,
-            before=credential.check,
-            went_with=credential.went_with,
-            explain=functools.partial(explain_failure, tool.server_id),
-            idempotent=self._idempotent(tool),
-            recorded=result_record,
-            classify=classify_failure,
-            counts=counts_for_breaker,
-            operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
+    async def send_tool(
+        self, admitted: AdmittedTool, arguments: Mapping[str, Any] | None, **options: Any
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Send a call `admit_tool` admitted (``options``: `tool_calls.send`'s)."""
+        return await tool_calls.send(
+            self.delegate,
+            self.upstreams,
+            admitted,
+            arguments,
+            connect_timeout_seconds=self._settings.connect_timeout_seconds,
+            default_timeout_seconds=self._settings.default_timeout_seconds,
+            idempotent=self.idempotent(admitted.tool),
+            **options,
         )
-        return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
 
-    def _idempotent(self, tool: FederatedTool) -> bool:
+    def idempotent(self, tool: FederatedTool) -> bool:
         """The policy's `idempotent` for the tool, else the tool's own
         `idempotentHint` (part of the definition an admin approved)."""
         rules = handoff(self.delegations.policy.current, tool.server_id, "tool", tool.upstream_name)

@@ -23,6 +23,7 @@ against the input schema.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -52,6 +53,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict
 
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
+from gateway.agents.exchange import OperationsHandler
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
 from gateway.delegation.runs import TERMINAL
@@ -88,7 +90,7 @@ def _register() -> None:
 _register()
 
 
-class FlowAgentHandler(RecordedTaskHandler):
+class FlowAgentHandler(RecordedTaskHandler, OperationsHandler):
     no_push = "a flow's runs send no push notifications"
     no_extended_card = "a flow has no extended card"
 
@@ -159,7 +161,9 @@ class FlowAgentHandler(RecordedTaskHandler):
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
-        admission = admission_of(context)
+        return await self.message(admission_of(context), params)
+
+    async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
         try:
             task = await self._start(params, admission)
         except Exception as error:
@@ -176,7 +180,14 @@ class FlowAgentHandler(RecordedTaskHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        admission = admission_of(context)
+        events = self.stream_message(admission_of(context), params)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def stream_message(
+        self, admission: Admission, params: SendMessageRequest
+    ) -> AsyncGenerator[Event]:
         try:
             task = await self._start(params, admission)
         except Exception as error:
@@ -217,15 +228,17 @@ class FlowAgentHandler(RecordedTaskHandler):
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        admission = admission_of(context)
-        task = await self._own(admission, params.id)
+        return await self.cancel(admission_of(context), params.id)
+
+    async def cancel(self, admission: Admission, task_id: str) -> Task:
+        task = await self._own(admission, task_id)
         if task.status.state in TERMINAL:
-            error = TaskNotCancelableError(f"run {params.id} has ended")
+            error = TaskNotCancelableError(f"run {task_id} has ended")
             await self.audit(admission, "CancelTask", error)
             raise error
-        await self._service().cancel(params.id, by=admission.owner.subject)
+        await self._service().cancel(task_id, by=admission.owner.subject)
         await self.audit(admission, "CancelTask", None)
-        return await self._own(admission, params.id)
+        return await self._own(admission, task_id)
 
 
 def _round(message: Message) -> int | None:

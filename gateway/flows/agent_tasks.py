@@ -1,10 +1,12 @@
 """A step's message to an agent, and the agent's task followed until it ends
 or asks (`gateway.flows.calls` decides and records; this talks to the task).
 
-Through the A2A handler for the agent (`Agents.handler_for`), as any caller's
-message goes: streamed when the agent streams (the task id recorded from the
-first event, before any waiting), else sent with ``returnImmediately`` and the
-task polled with `GetTask`, backing off. The outcome is a step's: completed
+Through the agent's own operations (`gateway.agents.exchange`: an A2A
+agent's, a gateway-run agent's, another flow's), on the step's admission --
+the same ones the A2A door runs for any caller's message: streamed when the
+agent streams (the task id recorded from the first event, before any
+waiting), else sent with ``returnImmediately`` and the task polled with
+`GetTask`, backing off. The outcome is a step's: completed
 (the artifacts' data, else the text; the usage the agent reported), asking
 (input- or auth-required: the run's user is asked, `gateway.flows.questions`),
 or `StepFailed`.
@@ -19,12 +21,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from a2a.server.request_handlers.request_handler import RequestHandler
-from a2a.types import GetTaskRequest, Message, SendMessageRequest, Task, TaskState
+from a2a.types import Message, SendMessageRequest, Task, TaskState
 from a2a.utils.errors import A2AError
 from google.protobuf.json_format import MessageToDict
 
 from adapters.usage import from_metadata
+from gateway.agents.admission import Admission
+from gateway.agents.exchange import AgentMessage, AgentOperations
 from gateway.delegation.runs import TERMINAL
 from gateway.flows.deep_approvals import (
     LOOK_SECONDS,
@@ -51,8 +54,8 @@ WAITING = frozenset(ASKS)
 
 class AgentTask:
     """One step's exchange with ``agent`` (``target``: as the step names it),
-    through ``handler`` in ``context``; ``remember`` writes the step's record
-    (its ``upstream_task_id`` as soon as it is known)."""
+    through its ``operations`` on ``admission``; ``remember`` writes the
+    step's record (its ``upstream_task_id`` as soon as it is known)."""
 
     def __init__(
         self,
@@ -60,8 +63,8 @@ class AgentTask:
         run_id: str,
         agent: str,
         target: str,
-        handler: RequestHandler,
-        context: Any,
+        operations: AgentOperations,
+        admission: Admission,
         remember: Callable[..., Awaitable[None]],
         answered: str | None = None,
         held: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None,
@@ -96,17 +99,20 @@ class AgentTask:
         self.run_id = run_id
         self.agent = agent
         self.target = target
-        self.handler = handler
-        self.context = context
+        self.operations = operations
+        self.admission = admission
         self.remember = remember
 
-    async def send(self, request: SendMessageRequest, streams: bool) -> dict[str, Any]:
+    async def send(self, message: AgentMessage, streams: bool) -> dict[str, Any]:
+        """Send ``message``: on a stream when ``streams``, else answered at once
+        (``returnImmediately``) and its task followed."""
+        request = message.request(return_immediately=not streams)
         async with self.looking_onwards():
             with users_own(self.agent):  # an agent that takes its users' own tokens
                 try:
                     if streams:
                         return await self._stream(request)
-                    answer = await self.handler.on_message_send(request, self.context)
+                    answer = await self.operations.message(self.admission, request)
                 except A2AError as exc:
                     raise StepFailed(f"{self.agent}: {exc}") from None
             if isinstance(answer, Message):
@@ -179,7 +185,7 @@ class AgentTask:
 
     async def get(self, task_id: str) -> Task:
         try:
-            task = await self.handler.on_get_task(GetTaskRequest(id=task_id), self.context)
+            task = await self.operations.task(self.admission, task_id)
         except A2AError as exc:
             raise StepFailed(f"{self.target}: task {task_id}: {exc}") from None
         if task is None:
@@ -196,7 +202,7 @@ class AgentTask:
         only a status the stream brings after that counts."""
         task: Task | None = None
         try:
-            events = self.handler.on_message_send_stream(request, self.context)
+            events = self.operations.stream_message(self.admission, request)
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, Message):

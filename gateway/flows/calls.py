@@ -34,16 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import mcp_types as types
-from a2a.types import (
-    CancelTaskRequest,
-    Message,
-    SendMessageConfiguration,
-    SendMessageRequest,
-)
-
-from adapters.mcp import UpstreamError, UpstreamUnavailable
-from gateway.agents.admission import Admission, handler_context
+from gateway.agents.admission import Admission
+from gateway.agents.exchange import AgentMessage, Unsendable
 from gateway.connections.errors import ScopeRequired
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
@@ -54,15 +46,12 @@ from gateway.delegation.pipeline import (
     Grant,
 )
 from gateway.delegation.tasks import Owner
-from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
-from gateway.flows import deep_approvals
+from gateway.flows import deep_approvals, tool_steps
 from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
-from gateway.flows.messages import Unsendable, step_message
 from gateway.flows.outcomes import (
     RETRYING,
     auth_required,
-    completed,
     failed,
     held,
     retrying,
@@ -70,9 +59,8 @@ from gateway.flows.outcomes import (
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.step_clock import StoppedClock
-from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed, users_own
+from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed
 from gateway.http.json_body import JsonRefused, check_value
-from policies.policy import Target
 from registry.store import AgentNotFound
 from registry.tables import as_utc
 from registry.vendor_cards import gateway_run_kind
@@ -311,7 +299,6 @@ class StepCall:
         caller, target = self.call.caller, self.step.call
         owner = Owner(caller.subject, caller.issuer, caller)
         admission = Admission(grant, owner, frozenset(), skill=target.skill, task_id=continues)
-        handler = self.rt.handler_for(grant.card)
         show = deep_approvals.shown(self.rt, self.call.run_id, self.step.id, self._write)
         agent = str(target.agent)
         kind = gateway_run_kind(grant.card)
@@ -320,8 +307,8 @@ class StepCall:
             self.call.run_id,
             agent,
             target.target,
-            handler,
-            handler_context(admission),
+            self.rt.handler_for(grant.card),
+            admission,
             self._write,
             answered,
             # A flow's approval, read from its task, is shown as this run's
@@ -342,23 +329,19 @@ class StepCall:
 
     def _message(
         self, message_id: str, arguments: dict[str, Any] | None, text: str | None, **continued: str
-    ) -> Message:
+    ) -> AgentMessage:
         """The step's message (``continued``: the task and context it goes on
         with); one that cannot be built fails the step for good."""
+        message = AgentMessage(message_id, arguments, text, self.step.call.skill, **continued)
         try:
-            return step_message(
-                message_id, arguments, text, skill=self.step.call.skill, **continued
-            )
+            message.check()  # one that cannot be built is not decided
         except Unsendable as exc:
             raise StepFailed(f"{self.step.call.target}: {exc}", final=True) from None
+        return message
 
-    async def _send(self, agent: AgentTask, grant: Grant, message: Message) -> dict[str, Any]:
+    async def _send(self, agent: AgentTask, grant: Grant, message: AgentMessage) -> dict[str, Any]:
         streams = bool((grant.card.get("capabilities") or {}).get("streaming"))
-        request = SendMessageRequest(
-            message=message,
-            configuration=SendMessageConfiguration(return_immediately=not streams),
-        )
-        return await agent.send(request, streams)
+        return await agent.send(message, streams)
 
     async def answer(
         self, reply: Answer, row: Mapping[str, Any], base: Mapping[str, Any]
@@ -430,9 +413,7 @@ class StepCall:
             grant = await self._admit(agent, None, message=False)
             caller = self.call.caller
             admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
-            await self.rt.handler_for(grant.card).on_cancel_task(
-                CancelTaskRequest(id=str(task_id)), handler_context(admission)
-            )
+            await self.rt.handler_for(grant.card).cancel(admission, str(task_id))
 
     # MCP tools -----------------------------------------------------------------------
 
@@ -440,57 +421,40 @@ class StepCall:
         self, arguments: dict[str, Any] | None, known: Mapping[str, Any], pending: dict[str, Any]
     ) -> dict[str, Any]:
         name = str(self.step.call.tool)
-        try:  # the doors' rules for what an MCP upstream is sent (`step_message`)
+        try:  # the doors' rules for what an MCP upstream is sent (`AgentMessage.built`)
             check_value(arguments or {}, max_depth=None)
         except JsonRefused as exc:
             raise StepFailed(f"{name}: its arguments cannot be sent: {exc}", final=True) from None
-        tool = self.rt.federation().known_tool(name)
-        token, server = None, None if tool is None else tool.server_id
-        if tool is not None:
-            # The federation mints the tool's token itself; what it carries is
-            # this decision's (its jti is in the audit record).
-            decision = self.rt.delegations.decide(
-                self.call.caller, Target(tool.server_id), tool.upstream_name, "tool"
-            )
-            token = self._token(None, None, decision.granted)
-        if known.get("sent_at") is not None and not self.idempotent():
-            await self._interrupted(known, "not sent again: its outcome is unknown", server)
-            await self._write(**pending, token=token)
-            raise StepFailed(self._unknown(), final=True)
+        federation = self.rt.federation()
         if known.get("sent_at") is not None:
+            tool = federation.known_tool(name)
+            server = None if tool is None else tool.server_id
+            if not self.idempotent():
+                # Not sent, so not decided: the record keeps the token it went with.
+                await self._interrupted(known, "not sent again: its outcome is unknown", server)
+                await self._write(**pending)
+                raise StepFailed(self._unknown(), final=True)
             await self._interrupted(known, "sent again: the tool is idempotent", server)
-        await self._write(**pending, token=token, sent_at=_now())
-        try:
-            with users_own(name):
-                result = await self._waiting(
+        # Decided once, as every tool call is (`McpFederation.admit_tool`); the
+        # record shows the token minted for it before anything is sent.
+        with tool_steps.refusals(name):
+            admitted = await self._waiting(
+                name,
+                lambda: federation.admit_tool(
                     name,
-                    lambda: self.rt.federation().call_tool(
-                        name,
-                        arguments or {},
-                        caller=self.call.caller,
-                        trace_id=self.call.trace_id,
-                        approved=self.approved,
-                    ),
-                )
-        except ApprovalRequired as waits:
-            raise NeedsApproval(name, list(waits.decision.reasons)) from None
-        except DelegationDenied as denied:
-            raise StepFailed(
-                f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
-            ) from None
-        except (ToolNotFound, ToolQuarantined) as exc:
-            raise StepFailed(f"{name}: {exc}", final=True) from None
-        except (UpstreamUnavailable, UpstreamError) as exc:
-            raise StepFailed(f"{name}: {exc}") from None
-        if isinstance(result, types.InputRequiredResult):
-            raise StepFailed(f"{name} asked for input; a flow cannot answer a tool yet", final=True)
-        text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-        if result.is_error:
-            raise StepFailed(f"{name}: {text or 'the tool failed'}")
-        output = result.structured_content if result.structured_content is not None else text
-        if isinstance(output, dict) and set(output) == {"result"}:
-            output = output["result"]
-        return completed(output, text)
+                    caller=self.call.caller,
+                    trace_id=self.call.trace_id,
+                    approved=self.approved,
+                    inputs=[arguments or {}],
+                ),
+            )
+        minted, granted = admitted.permit.token, admitted.permit.decision.granted
+        token = self._token(minted.token_id, minted.expires_at, granted)
+        await self._write(**pending, token=token, sent_at=_now())
+        with tool_steps.refusals(name):
+            return tool_steps.outcome_of(
+                name, await federation.send_tool(admitted, arguments or {})
+            )
 
     async def _interrupted(
         self, known: Mapping[str, Any], then: str, target: str | None = None

@@ -1,16 +1,15 @@
-"""A2A messages and tasks as a flow step reads them: the parts a step sends,
-what a stream event says of its task, and a finished task's outcome."""
+"""A2A messages and tasks as a flow step reads them: what a stream event
+says of its task, and a finished task's outcome. (What a step sends is plain
+data, `gateway.agents.exchange.AgentMessage`.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from a2a.types import Message, Part, Role, Task, TaskArtifactUpdateEvent, TaskStatusUpdateEvent
+from a2a.types import Part, Task, TaskArtifactUpdateEvent, TaskStatusUpdateEvent
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct, Value
 
 from gateway.flows.outcomes import completed
-from gateway.http.json_body import check_value
 
 
 def task_id_of(event: Any) -> str:
@@ -37,57 +36,6 @@ def apply_event(task: Task, event: Any) -> None:
             same.CopyFrom(event.artifact)
         else:
             task.artifacts.append(event.artifact)
-
-
-class Unsendable(ValueError):
-    """A step's message that cannot be built: nothing is sent, the step fails."""
-
-
-def step_message(
-    message_id: str,
-    arguments: dict[str, Any] | None,
-    text: str | None,
-    *,
-    skill: str | None = None,
-    task_id: str = "",
-    context_id: str = "",
-) -> Message:
-    """The message a step sends, or `Unsendable` saying why it cannot be.
-
-    A step's input is computed (JMESPath's ``sum`` of two large numbers is
-    infinite) or copied from an agent's answer, so it may hold what no door
-    takes: a number JSON has no spelling for, which protobuf's `Value` holds
-    and its JSON encoder then refuses mid-send, leaving the run "working"
-    (issue 57). It is held to the doors' rules (`gateway.http.json_body`)
-    here, before anything is decided or sent. The depth is not: a step may
-    wrap its input deeper than a body's limit, and always could."""
-    try:
-        if arguments is not None:
-            check_value(arguments, max_depth=None)
-        message = Message(
-            message_id=message_id,
-            role=Role.ROLE_USER,
-            parts=message_parts(arguments, text),
-            task_id=task_id,
-            context_id=context_id,
-        )
-        if skill:
-            message.metadata.update({"skill": skill})
-    # Building it calls no one: whatever the encoder raises, it cannot be sent.
-    except Exception as exc:
-        raise Unsendable(f"its message cannot be built: {exc}") from None
-    return message
-
-
-def message_parts(arguments: dict[str, Any] | None, text: str | None) -> list[Part]:
-    parts = [Part(text=text)] if text else []
-    if arguments is not None:
-        struct = Struct()
-        struct.update(arguments)
-        parts.append(Part(data=Value(struct_value=struct), media_type="application/json"))
-    if not parts:
-        parts.append(Part(text=""))
-    return parts
 
 
 def text_of(parts: list[Part]) -> str:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import Artifact, Part, Task, TaskState
 from google.protobuf.struct_pb2 import Struct, Value
 from pydantic import SecretStr
 
 from gateway.agents.admission import FrontDoorParts
+from gateway.agents.exchange import OperationsHandler
 from gateway.delegation.approvals import Approvals
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.pipeline import Caller, Delegations
@@ -82,7 +82,9 @@ class FlowRuntime:
     approvals: Approvals
     settings: FlowSettings
     front_door: Callable[[], FrontDoorParts]
-    handler_for: Callable[[Mapping[str, Any]], RequestHandler]
+    # The agent with this (stored) card: its A2A door, and its plain
+    # operations, which a step's call uses (`gateway.agents.exchange`).
+    handler_for: Callable[[Mapping[str, Any]], OperationsHandler]
     federation: Callable[[], McpFederation]
     # Told of each call step that ended: its state and seconds (metrics).
     step_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
@@ -172,11 +174,6 @@ def is_idempotent(rt: FlowRuntime, step: CallStep) -> bool:
     target = step.call
     if target.agent is not None:
         return bool(handoff(policy, target.agent, "skill", target.skill).idempotent)
-    known = rt.federation().known_tool(str(target.tool))
-    if known is None:
-        return False
-    rule = handoff(policy, known.server_id, "tool", known.upstream_name)
-    if rule.idempotent is not None:
-        return rule.idempotent
-    annotations = known.definition.get("annotations")
-    return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
+    federation = rt.federation()
+    known = federation.known_tool(str(target.tool))
+    return known is not None and federation.idempotent(known)

@@ -5,8 +5,9 @@ A `wait: {task: ...}` reads the gateway's record of the task
 gateway sees the task move -- the user's `GetTask`, a stream, a relayed
 push -- and a task nobody looks at would never move there. So while a run
 waits, the process running it follows the task at the agent itself, as the
-run's user, through the agent's A2A handler: decided on the run's grant,
-minted for that agent only, audited and recorded as any call of the user's
+run's user, through the agent's own operations (`gateway.agents.exchange`,
+which the A2A door runs too): decided on the run's grant, minted for that
+agent only, audited and recorded as any call of the user's
 (`gateway.agents.handler`):
 
 * an agent that streams: `SubscribeToTask`, subscribed again while the task
@@ -57,11 +58,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
-from a2a.server.request_handlers.request_handler import RequestHandler
-from a2a.types import GetTaskRequest, SubscribeToTaskRequest, Task, TaskState
+from a2a.types import Task, TaskState
 from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationError
 
-from gateway.agents.admission import Admission, handler_context
+from gateway.agents.admission import Admission
+from gateway.agents.exchange import AgentOperations
 from gateway.agents.push_configs import PushConfigs
 from gateway.delegation.permits import RateLimited
 from gateway.delegation.pipeline import DelegationDenied, Grant
@@ -160,31 +161,30 @@ class TaskFollower:
     async def _once(self) -> bool:
         """One subscription or one `GetTask`: whether the task changed state."""
         grant = await self._admitted()
-        handler = self.rt.handler_for(grant.card)
+        agent = self.rt.handler_for(grant.card)
         caller = grant.caller
-        owner = Owner(caller.subject, caller.issuer, caller)
-        context = handler_context(Admission(grant, owner, frozenset()))
+        admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
         capabilities = grant.card.get("capabilities") or {}
         if self._streams and capabilities.get("streaming"):
             try:
-                return await self._subscribed(handler, context)
+                return await self._subscribed(agent, admission)
             except UnsupportedOperationError:
                 self._streams = False
         if not self._watch_tried and capabilities.get("pushNotifications"):
-            await self._watch(handler, context)
+            await self._watch(agent, admission)
         try:
-            task = await handler.on_get_task(GetTaskRequest(id=self.task_id), context)
+            task = await agent.task(admission, self.task_id)
         except TaskNotFoundError:
             await self._stop()
         if task is None:
             await self._stop()
         return await self._saw(task)
 
-    async def _subscribed(self, handler: RequestHandler, context: Any) -> bool:
+    async def _subscribed(self, agent: AgentOperations, admission: Admission) -> bool:
         moved, heard = False, False
         task = Task(id=self.task_id)
         try:
-            events = handler.on_subscribe_to_task(SubscribeToTaskRequest(id=self.task_id), context)
+            events = agent.subscribe(admission, self.task_id)
             async with contextlib.aclosing(events):
                 async for event in events:
                     heard = True
@@ -203,15 +203,15 @@ class TaskFollower:
             logger.info("run %s: subscription to task %s: %s", self.info["id"], self.task_id, exc)
         return moved
 
-    async def _watch(self, handler: RequestHandler, context: Any) -> None:
+    async def _watch(self, agent: AgentOperations, admission: Admission) -> None:
         """The gateway's own watch on the task, tried once: from then on the
         agent's pushes are recorded (and wake the run) as they come."""
         self._watch_tried = True
-        if not isinstance(handler, PushConfigs):
+        if not isinstance(agent, PushConfigs):
             return
         self.watched = True
         try:
-            await handler.watch_task(self.task_id, self.watch_id, context)
+            await agent.watch_task(admission, self.task_id, self.watch_id)
         except A2AError as exc:  # refused (or the agent down): looked at with GetTask
             logger.info("run %s: no watch on task %s: %s", self.info["id"], self.task_id, exc)
             self.watched = False
@@ -243,11 +243,12 @@ class TaskFollower:
                 grant = await self.rt.delegations.admit(
                     caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
                 )
-                handler = self.rt.handler_for(grant.card)
+                agent = self.rt.handler_for(grant.card)
                 owner = Owner(caller.subject, caller.issuer, caller)
-                context = handler_context(Admission(grant, owner, frozenset()))
-                if isinstance(handler, PushConfigs):
-                    await handler.unwatch_task(self.task_id, self.watch_id, context)
+                if isinstance(agent, PushConfigs):
+                    await agent.unwatch_task(
+                        Admission(grant, owner, frozenset()), self.task_id, self.watch_id
+                    )
         except Exception as exc:
             logger.info("run %s: watch on task %s left: %r", self.info["id"], self.task_id, exc)
 

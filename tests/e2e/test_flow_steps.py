@@ -14,7 +14,7 @@ import httpx
 import mcp_types as types
 import pytest
 
-from gateway.flows import messages
+from gateway.agents import exchange
 from registry.tls import client_tls
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
@@ -199,7 +199,7 @@ def test_whatever_the_encoder_raises_fails_the_step_not_the_run(
         raise TypeError("the encoder is out of order")
 
     received = len(setup.desk.received)  # the desk's messages before the test
-    monkeypatch.setattr(messages, "message_parts", broken)
+    monkeypatch.setattr(exchange, "message_parts", broken)
     done = run(
         setup,
         flow(reply("first", on_error="skip"), {**quote("second"), "on_error": "skip"}),

@@ -27,7 +27,7 @@ class Handler:
         self.answers = list(answers)
         self.asked = 0
 
-    async def on_get_task(self, request: Any, context: Any) -> Task:
+    async def task(self, admission: Any, task_id: str) -> Task:
         self.asked += 1
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
@@ -40,7 +40,8 @@ async def _follow(handler: Handler, answered: str | None) -> dict[str, Any]:
         return None
 
     stand_in: Any = handler
-    agent = AgentTask(rt, "run", "agent", "agent", stand_in, None, remember, answered=answered)
+    admission: Any = None  # the stand-in's operations read none
+    agent = AgentTask(rt, "run", "agent", "agent", stand_in, admission, remember, answered=answered)
     async with asyncio.timeout(5):
         return await agent.follow("t1")
 

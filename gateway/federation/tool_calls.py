@@ -1,0 +1,128 @@
+"""One federated tool's call, once decided: quarantine, the live upstream,
+the credential, and the send through the delegation core.
+
+`McpFederation.admit_tool` decides and mints (`AdmittedTool`); `send` makes
+the call. Apart, so that a caller that must record something between the
+decision and the send (a flow step: its token, and that it sent) decides
+once (`gateway.flows.calls`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
+
+from adapters.mcp import McpUpstream, UpstreamUnavailable
+from adapters.mcp_http import refusals_noted
+from adapters.mcp_relay import CallRelay
+from adapters.operations import Operation
+from gateway.delegation.delegate import Delegate, Sending
+from gateway.delegation.permits import Permit
+from gateway.federation.catalog import Server
+from gateway.federation.credentials import CallCredential
+from gateway.federation.federated_tools import (
+    AUDIT_EVENT,
+    FederatedTool,
+    ToolQuarantined,
+    classify_failure,
+    counts_for_breaker,
+    explain_failure,
+    restamped,
+    result_record,
+)
+from gateway.federation.upstreams import McpUpstreams
+from gateway.storage.outages import outage_of
+
+Result = types.CallToolResult | types.InputRequiredResult
+
+
+class AdmittedTool(NamedTuple):
+    """A call of one federated tool, decided and minted (`McpFederation.admit_tool`)."""
+
+    tool: FederatedTool
+    server: Server
+    permit: Permit
+
+
+async def send(
+    delegate: Delegate,
+    upstreams: McpUpstreams,
+    admitted: AdmittedTool,
+    arguments: Mapping[str, Any] | None,
+    *,
+    connect_timeout_seconds: float,
+    default_timeout_seconds: float,
+    idempotent: bool,
+    progress_callback: ProgressFnT | None = None,
+    input_responses: types.InputResponses | None = None,
+    request_state: str | None = None,
+    relay: CallRelay | None = None,
+    legacy: bool = False,
+    user_token: str | None = None,
+) -> Result:
+    """Send an admitted call (``relay`` and ``legacy``: `McpUpstream.call_tool`;
+    ``user_token``: the bearer token the caller's request came with, for a
+    server that exchanges it at the user's identity provider -- it goes
+    nowhere else); recorded however it ends."""
+    tool, server, permit = admitted
+    # Only the approved definition may be called.
+    if not tool.callable:
+        refusal = ToolQuarantined(tool)
+        await delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
+        raise refusal
+    # The upstream, with the credential configured for it.
+    live = upstreams.tools_of(tool.server_id)
+    if live is None:
+        detail = f"MCP server {tool.server_id} is not connected yet"
+        await delegate.record(permit, AUDIT_EVENT, "upstream_error", detail)
+        raise UpstreamUnavailable(detail)
+    upstream, credentials = live
+    await upstream.wait_ready(connect_timeout_seconds)
+    failure = upstream.own_failure
+    if not upstream.ready and failure and (outage := outage_of(failure)) is not None:
+        # Not connected because the gateway's own part failed (its
+        # database down): that outage is the answer, not the server.
+        raise outage
+    timeout = server.timeout_seconds or default_timeout_seconds
+
+    credential = CallCredential(credentials, permit, user_token)
+
+    async def call() -> Result:
+        with refusals_noted() as refusals:
+            try:
+                return await upstream.call_tool(
+                    tool.upstream_name,
+                    arguments,
+                    credential=await credential.get(),
+                    timeout_seconds=timeout,
+                    progress_callback=progress_callback,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    relay=relay,
+                    legacy=legacy,
+                )
+            except Exception:
+                refused = await credential.refused(refusals)
+                if refused is not None:
+                    raise refused from None
+                raise
+
+    # Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
+    wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
+    sending: Sending[Result] = Sending(
+        upstream=tool.server_id,
+        attempt=call,
+        before=credential.check,
+        went_with=credential.went_with,
+        explain=functools.partial(explain_failure, tool.server_id),
+        idempotent=idempotent,
+        recorded=result_record,
+        classify=classify_failure,
+        counts=counts_for_breaker,
+        operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
+    )
+    return restamped(await delegate.send(permit, AUDIT_EVENT, sending))

@@ -11,7 +11,7 @@ refusal is recorded.
 A message from a user who has not connected yet is held, not refused
 (A2A 1.0 §7.3.3, "In-Task Authorization": the task waits in
 ``TASK_STATE_AUTH_REQUIRED`` while the client gets the user's consent out of
-band, then goes on): `gateway.agents.approvals` answers with a task in that
+band, then goes on): `gateway.agents.approval_handler` answers with a task in that
 state whose status message carries the connect link, and a row here
 (`consent_waits`) says whose connection releases it. When that user
 connects their account at the agent (the console's callback), every call
@@ -182,7 +182,7 @@ class AgentConsents:
         *,
         refused: str | None = None,
     ) -> None:
-        """In the held call's own transaction (`gateway.agents.approvals`).
+        """In the held call's own transaction (`gateway.agents.approval_handler`).
         ``refused``: the connection ("id:version") that lacked a scope (a
         step-up): that one does not release the call, another does."""
         await conn.execute(

@@ -21,7 +21,8 @@ from a2a.server.request_handlers.request_handler import RequestHandler
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from gateway.agents.admission import FrontDoorParts, StreamLimits
-from gateway.agents.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
+from gateway.agents.approval_handler import ApprovalAgentHandler
+from gateway.agents.approvals import ApprovalDesk, ApprovalParts
 from gateway.agents.approved import ApprovalExecution
 from gateway.agents.consents import SWEEP_SECONDS, AgentConsents
 from gateway.agents.gateway_run import GatewayRunHandlers

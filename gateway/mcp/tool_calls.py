@@ -74,24 +74,8 @@ async def call_tool(
                 legacy=not is_modern(ctx),
                 user_token=user_token_of(ctx),
             )
-        except ApprovalRequired as pending:
-            if approvals is None:
-                raise mcp_error(pending, params.name) from None
-            schema = tool.definition.get("outputSchema") is not None
-            return await approvals.hold(
-                pending,
-                params.name,
-                params.arguments,
-                kind="tool",
-                output_schema=schema,
-                ask=can_be_asked(ctx),
-            )
-        except ConnectionRequired as needed:
-            if declined:
-                return connect_refusal(needed, str(needed))
-            return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
-        except UserCredentialUnavailable as missing:
-            return credential_refusal(missing, params.name)
+        except (ApprovalRequired, ConnectionRequired, UserCredentialUnavailable) as refused:
+            return await _refused(refused, approvals, tool, params, ctx, declined=declined)
         except (
             ToolNotFound,
             DelegationDenied,
@@ -106,3 +90,33 @@ async def call_tool(
         responses = await ask_legacy_client(ctx, result.input_requests or {})
         state = result.request_state
     raise MCPError(TOO_MANY_ROUNDS, f"{params.name} asked for input more than {MAX_ROUNDS} times")
+
+
+async def _refused(
+    refused: ApprovalRequired | ConnectionRequired | UserCredentialUnavailable,
+    approvals: McpApprovals | None,
+    tool: FederatedTool,
+    params: types.CallToolRequestParams,
+    ctx: ServerRequestContext,
+    *,
+    declined: bool,
+) -> types.CallToolResult | types.InputRequiredResult:
+    """The answer to a call not made: held for approval, or waiting for the
+    user's connection (asked to connect, or refused once they declined)."""
+    if isinstance(refused, ApprovalRequired):
+        if approvals is None:
+            raise mcp_error(refused, params.name) from None
+        schema = tool.definition.get("outputSchema") is not None
+        return await approvals.hold(
+            refused,
+            params.name,
+            params.arguments,
+            kind="tool",
+            output_schema=schema,
+            ask=can_be_asked(ctx),
+        )
+    if isinstance(refused, ConnectionRequired):
+        if declined:
+            return connect_refusal(refused, str(refused))
+        return connection_required(ctx, refused, params.name, modern=is_modern(ctx))
+    return credential_refusal(refused, params.name)

@@ -17,7 +17,6 @@ A tool is callable only while its definition hashes to the approved digest
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,38 +26,34 @@ import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
 from adapters.mcp import McpUpstream, UpstreamUnavailable
-from adapters.mcp_http import refusals_noted
 from adapters.mcp_relay import CallRelay
-from adapters.operations import Operation
+from adapters.openapi import OpenApiUpstream
 from adapters.trace_context import new_trace_id
-from gateway.delegation.delegate import Delegate, Sending
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import Resilience
+from gateway.delegation.permits import Permit
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.federation.catalog import Server, ToolCatalog
-from gateway.federation.credential_checks import UsersOwnChecks, check_users_own
-from gateway.federation.credentials import CallCredential, stored_form, with_registrant
+from gateway.federation.credential_checks import UsersOwnChecks
+from gateway.federation.credentials import CallCredential, UpstreamCredentials
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     SNAPSHOT_SECONDS,
     FederatedTool,
-    RegistrationRefused,
     ToolNotFound,
     ToolQuarantined,
     audit_kept_out,
     audit_name_refusal,
-    check_command,
-    classify_failure,
     config_of,
-    counts_for_breaker,
-    explain_failure,
     restamped,
-    result_record,
     view_of,
 )
 
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
 from gateway.federation.openapi_source import load_api, probe
 from gateway.federation.probe import record_first_health
+from gateway.federation.registration import check_registration, new_server
+from gateway.federation.upstream_call import tool_sending
 from gateway.federation.upstreams import McpUpstreams
 from gateway.storage.outages import outage_of
 from policies.policy import Target, handoff
@@ -77,7 +72,6 @@ from registry.mcp_store import (
     McpServerConfig,
     McpServerConflict,
     McpServerNotFound,
-    NewMcpServer,
     SqlMcpStore,
 )
 from registry.service import free_slug, slugify
@@ -193,11 +187,7 @@ class McpFederation:
         error). A tool's own failure is a result with ``isError``.
         """
         trace_id = trace_id or new_trace_id()
-        tools, servers = await self._current()
-        tool = tools.get(name)
-        server = servers.get(tool.server_id) if tool else None
-        if tool is None or tool.withheld is not None or server is None:
-            raise ToolNotFound(name)  # a withheld tool holds a name that is not its own
+        tool, server = await self._named(name)
         # 1. The policy decides and mints (denials are audited there).
         permit = await self.delegations.admit_target(
             caller,
@@ -211,11 +201,43 @@ class McpFederation:
             inputs=[arguments or {}],
         )
         # 2. Only the approved definition may be called.
+        await self._only_approved(tool, permit)
+        # 3. The upstream, with the credential configured for it.
+        upstream, credentials = await self._connected(tool, permit)
+        # 4. Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
+        sending = tool_sending(
+            upstream,
+            tool,
+            CallCredential(credentials, permit, user_token),
+            arguments,
+            timeout=server.timeout_seconds or self._settings.default_timeout_seconds,
+            idempotent=self._idempotent(tool),
+            progress_callback=progress_callback,
+            input_responses=input_responses,
+            request_state=request_state,
+            relay=relay,
+            legacy=legacy,
+        )
+        return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
+
+    async def _named(self, name: str) -> tuple[FederatedTool, Server]:
+        tools, servers = await self._current()
+        tool = tools.get(name)
+        server = servers.get(tool.server_id) if tool else None
+        if tool is None or tool.withheld is not None or server is None:
+            raise ToolNotFound(name)  # a withheld tool holds a name that is not its own
+        return tool, server
+
+    async def _only_approved(self, tool: FederatedTool, permit: Permit) -> None:
         if not tool.callable:
             refusal = ToolQuarantined(tool)
             await self.delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
             raise refusal
-        # 3. The upstream, with the credential configured for it.
+
+    async def _connected(
+        self, tool: FederatedTool, permit: Permit
+    ) -> tuple[McpUpstream | OpenApiUpstream, UpstreamCredentials]:
+        """The upstream serving ``tool``, ready (or not connected: recorded, raised)."""
         live = self.upstreams.tools_of(tool.server_id)
         if live is None:
             detail = f"MCP server {tool.server_id} is not connected yet"
@@ -228,45 +250,7 @@ class McpFederation:
             # Not connected because the gateway's own part failed (its
             # database down): that outage is the answer, not the server.
             raise outage
-        timeout = server.timeout_seconds or self._settings.default_timeout_seconds
-
-        credential = CallCredential(credentials, permit, user_token)
-
-        async def call() -> types.CallToolResult | types.InputRequiredResult:
-            with refusals_noted() as refusals:
-                try:
-                    return await upstream.call_tool(
-                        tool.upstream_name,
-                        arguments,
-                        credential=await credential.get(),
-                        timeout_seconds=timeout,
-                        progress_callback=progress_callback,
-                        input_responses=input_responses,
-                        request_state=request_state,
-                        relay=relay,
-                        legacy=legacy,
-                    )
-                except Exception:
-                    refused = await credential.refused(refusals)
-                    if refused is not None:
-                        raise refused from None
-                    raise
-
-        # 4. Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
-        wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
-        sending: Sending[types.CallToolResult | types.InputRequiredResult] = Sending(
-            upstream=tool.server_id,
-            attempt=call,
-            before=credential.check,
-            went_with=credential.went_with,
-            explain=functools.partial(explain_failure, tool.server_id),
-            idempotent=self._idempotent(tool),
-            recorded=result_record,
-            classify=classify_failure,
-            counts=counts_for_breaker,
-            operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
-        )
-        return restamped(await self.delegate.send(permit, AUDIT_EVENT, sending))
+        return upstream, credentials
 
     def _idempotent(self, tool: FederatedTool) -> bool:
         """The policy's `idempotent` for the tool, else the tool's own
@@ -288,56 +272,19 @@ class McpFederation:
             api = await load_api(registration, self._fetcher)
             registration = registration.model_copy(update={"url": api.base_url})
         admin = principal.has_scope(ADMIN_SCOPE)
-        if registration.reached_by == "stdio":
-            if not admin:
-                raise RegistrationRefused(
-                    f"registering a stdio server runs a command on the gateway: "
-                    f"it needs {ADMIN_SCOPE}"
-                )
-            check_command(
-                self._settings.stdio_commands, registration.command or "", registration.args
-            )
-        else:
-            assert registration.url is not None
-            await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
-        check_users_own(registration.credential, admin, self._settings.users_own)
-        if not admin and registration.resource not in (None, registration.url):
-            # The resource is the audience of tokens minted for the server; a
-            # registrant choosing another target's audience would receive
-            # tokens that target accepts.
-            raise RegistrationRefused(
-                f"only an admin may give a resource other than the server's URL ({ADMIN_SCOPE})"
-            )
+        settings = self._settings
+        await check_registration(
+            registration, admin, self._fetcher, settings.stdio_commands, settings.users_own
+        )
         server_id = registration.id or await self._free_slug(registration.name)
         try:  # one name on /mcp, one target: a refusal is audited
             if (refusal := reserved_id(server_id)) is not None:
                 raise refusal.error(f"MCP server {server_id}")
             if registration.id is not None and await self.store.id_taken(server_id):
                 raise McpServerConflict(server_id)
-            shown, sealed = stored_form(registration.credential, self._settings.sealing_secret)
-            shown = with_registrant(shown, principal.subject, principal.issuer)
-            new = NewMcpServer(
-                id=server_id,
-                name=registration.name,
-                transport=registration.reached_by,
-                url=registration.url,
-                command=(
-                    {"command": registration.command, "args": list(registration.args)}
-                    if registration.command
-                    else None
-                ),
-                resource=registration.resource
-                or registration.url
-                or f"urn:switchboard:mcp:{server_id}",
-                timeout_seconds=registration.timeout_seconds,
-                credential=shown,
-                credential_secret=sealed,
-                registered_by=principal.subject,
-                trusted_registrant=admin,
-                prefix_tools=registration.prefix_tools,
+            new = new_server(
+                registration, server_id, principal, admin, api, settings.sealing_secret
             )
-            if api is not None:
-                new = replace(new, transport="openapi", command={"openapi": api.stored()})
             config = config_of(new)
             credentials = self.upstreams.credentials(config)
             probed = await probe(

@@ -146,20 +146,7 @@ async def admit_call(
         else:
             grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
     except AgentNotFound:
-        other = None
-        if others is not None:
-            other = await others.admission(agent_id, caller, trace_id)
-        if other is None:
-            await delegations.refused(
-                caller,
-                agent_id,
-                event="a2a",
-                trace_id=trace_id,
-                reason=f"no agent {agent_id}",
-                outcome="unknown_agent",
-            )
-            raise Refusal(404, f"no agent {agent_id}") from None
-        return Admitted("other", other)
+        return await _another_target(delegations, others, caller, agent_id, trace_id)
     except ApprovalRequired as pending:
         if not approvals or not isinstance(pending.permit, Grant):
             reasons = list(pending.decision.reasons)
@@ -178,14 +165,8 @@ async def admit_call(
         raise Refusal(401, str(exc), headers=challenge) from None
     consent, connection, holds = None, None, False
     if message and route == "agent" and consents is not None:
-        found = await consents.needed(grant)
-        if isinstance(found, ConnectionRequired):
-            # The agent takes only its users' own tokens, and this user has not
-            # connected theirs: the message waits for them (`gateway.agents.consents`).
-            if not approvals:
-                raise Refusal(403, str(found), {"connect_url": found.connect_url})
-            consent, route = found, "approval"
-        connection = found if isinstance(found, Connection) else None
+        consent, connection = await _users_own(consents, grant, approvals)
+        route = "approval" if consent is not None else route
         # Whichever agent takes the message in the end (a fallback, say): one
         # that wants the user's own account holds it for their consent.
         holds = approvals
@@ -203,3 +184,45 @@ async def admit_call(
         inputs=inputs,
     )
     return Admitted(route, admission)
+
+
+async def _another_target(
+    delegations: Delegations,
+    others: OtherTargets | None,
+    caller: Caller,
+    agent_id: str,
+    trace_id: str,
+) -> Admitted:
+    """No agent by that id: another kind of target served as one (an MCP
+    server, `others`), else refused and recorded."""
+    other = None
+    if others is not None:
+        other = await others.admission(agent_id, caller, trace_id)
+    if other is None:
+        await delegations.refused(
+            caller,
+            agent_id,
+            event="a2a",
+            trace_id=trace_id,
+            reason=f"no agent {agent_id}",
+            outcome="unknown_agent",
+        )
+        raise Refusal(404, f"no agent {agent_id}") from None
+    return Admitted("other", other)
+
+
+async def _users_own(
+    consents: AgentConsents, grant: Grant, approvals: bool
+) -> tuple[ConnectionRequired | None, Connection | None]:
+    """For an agent that takes its users' own tokens: the connection the
+    call goes with, or the consent it waits for (refused where nothing can
+    hold it)."""
+    found = await consents.needed(grant)
+    consent = None
+    if isinstance(found, ConnectionRequired):
+        # The agent takes only its users' own tokens, and this user has not
+        # connected theirs: the message waits for them (`gateway.agents.consents`).
+        if not approvals:
+            raise Refusal(403, str(found), {"connect_url": found.connect_url})
+        consent = found
+    return consent, found if isinstance(found, Connection) else None

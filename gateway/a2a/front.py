@@ -156,6 +156,17 @@ def _sdk_endpoints(
     return jsonrpc.endpoint, rest
 
 
+def _endpoints_of(
+    handler: RequestHandler | None, context: ServerCallContextBuilder, count: int
+) -> tuple[Endpoint | None, list[Endpoint | None]]:
+    """``handler``'s SDK endpoints (`_sdk_endpoints`); without a handler,
+    none for the JSON-RPC route and for each of the ``count`` HTTP+JSON ones."""
+    if handler is None:
+        return None, [None] * count
+    jsonrpc, rest = _sdk_endpoints(handler, context)
+    return jsonrpc, list(rest)
+
+
 class A2AFrontDoor:
     """Builds the `/a2a/{agent_id}` routes around the SDK's dispatchers."""
 
@@ -368,12 +379,7 @@ class A2AFrontDoor:
         return rest_refusal(404, f"no agent {agent_id}")
 
     def routes(self) -> list[BaseRoute]:
-        for handler in (self.handler, self.gateway, self.approvals):
-            watch(handler)
-        if self.others is not None:
-            watch(self.others.handler)
-        if self.gateway_run is not None:
-            watch(self.gateway_run.handler)
+        self._watch_handlers()
         context = AdmissionContextBuilder()
         (jsonrpc,) = create_jsonrpc_routes(
             self.handler, "/", context_builder=context, enable_v0_3_compat=True
@@ -385,33 +391,15 @@ class A2AFrontDoor:
             )
             if isinstance(r, Route)
         ]
-        other_jsonrpc: BaseRoute | None = None
-        other_rest: list[Route | None] = [None] * len(rest)
-        if self.others is not None:
-            (other_jsonrpc,) = create_jsonrpc_routes(
-                self.others.handler, "/", context_builder=context, enable_v0_3_compat=True
-            )
-            other_rest = [
-                r
-                for r in create_rest_routes(
-                    self.others.handler, context_builder=context, enable_v0_3_compat=True
-                )
-                if isinstance(r, Route)
-            ]
-        run_jsonrpc: Endpoint | None = None
-        run_rest: list[Endpoint | None] = [None] * len(rest)
-        if self.gateway_run is not None:
-            run_jsonrpc, run_rest_endpoints = _sdk_endpoints(self.gateway_run.handler, context)
-            run_rest = list(run_rest_endpoints)
-        held_jsonrpc: Endpoint | None = None
-        held_rest: list[Endpoint | None] = [None] * len(rest)
-        if self.approvals is not None:
-            held_jsonrpc, held_rest_endpoints = _sdk_endpoints(self.approvals, context)
-            held_rest = list(held_rest_endpoints)
+        others = self.others.handler if self.others is not None else None
+        other_jsonrpc, other_rest = _endpoints_of(others, context, len(rest))
+        runs = self.gateway_run.handler if self.gateway_run is not None else None
+        run_jsonrpc, run_rest = _endpoints_of(runs, context, len(rest))
+        held_jsonrpc, held_rest = _endpoints_of(self.approvals, context, len(rest))
         assert isinstance(jsonrpc, Route)
         jsonrpc_endpoint = self._guarded(
             jsonrpc.endpoint,
-            other_jsonrpc.endpoint if isinstance(other_jsonrpc, Route) else None,
+            other_jsonrpc,
             jsonrpc=True,
             run_endpoint=run_jsonrpc,
             approval_endpoint=held_jsonrpc,
@@ -431,7 +419,7 @@ class A2AFrontDoor:
                     route.path,
                     self._guarded(
                         route.endpoint,
-                        other.endpoint if other else None,
+                        other,
                         jsonrpc=False,
                         run_endpoint=run,
                         approval_endpoint=held,
@@ -439,11 +427,7 @@ class A2AFrontDoor:
                     methods=list(route.methods or ()),
                 )
             )
-        (own,) = create_jsonrpc_routes(
-            self.gateway, "/a2a", context_builder=GatewayContextBuilder(), enable_v0_3_compat=True
-        )
-        assert isinstance(own, Route)
-        own_endpoint = self._outage_guard(self._authenticated(own.endpoint), jsonrpc=True)
+        own_endpoint = self._gateway_endpoint()
         return [
             Route("/.well-known/agent-card.json", self.gateway_card, methods=["GET"]),
             Route("/.well-known/agent.json", self.gateway_card, methods=["GET"]),
@@ -453,6 +437,22 @@ class A2AFrontDoor:
             Route("/a2a/{agent_id}", jsonrpc_endpoint, methods=["POST"]),
             Mount("/a2a/{agent_id}", routes=inner),
         ]
+
+    def _gateway_endpoint(self) -> Endpoint:
+        """`/a2a`: the gateway's own agent (`gateway.a2a.gateway_handler`)."""
+        (own,) = create_jsonrpc_routes(
+            self.gateway, "/a2a", context_builder=GatewayContextBuilder(), enable_v0_3_compat=True
+        )
+        assert isinstance(own, Route)
+        return self._outage_guard(self._authenticated(own.endpoint), jsonrpc=True)
+
+    def _watch_handlers(self) -> None:
+        for handler in (self.handler, self.gateway, self.approvals):
+            watch(handler)
+        if self.others is not None:
+            watch(self.others.handler)
+        if self.gateway_run is not None:
+            watch(self.gateway_run.handler)
 
     async def gateway_card(self, request: Request) -> Response:
         card = await self.gateway.card()

@@ -235,7 +235,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     @contextlib.asynccontextmanager
     async def _outages(self, request: Message, context: Any) -> AsyncIterator[None]:
         """An outage met in the call, in a handler (`watch`) or admitting it,
-        answered UNAVAILABLE and audited, as the HTTP door's `_outage_guard`."""
+        answered UNAVAILABLE and audited, as the HTTP door's `outage_guard`."""
         note = OutageNote()
         noted = current_note.set(note)
         agent_id = getattr(request, "tenant", "")  # read before `_admit` clears it

@@ -16,6 +16,7 @@ from gateway.a2a import grpc_door
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.grpc_door import GrpcFrontDoor
+from gateway.a2a.routes import a2a_routes
 from gateway.agents.passthrough import PassThrough
 from gateway.agents.startup import Agents
 from gateway.http.auth import RequestAuth
@@ -39,7 +40,7 @@ class A2ADoor:
             gateway_run=agents.gateway_runs,
             approvals=agents.approvals,
         )
-        return self.front.routes()
+        return a2a_routes(self.front)
 
     async def serve_grpc(
         self, auth: RequestAuth, settings: Settings, stack: contextlib.AsyncExitStack

@@ -12,7 +12,7 @@ import contextlib
 
 from starlette.routing import BaseRoute
 
-from gateway.a2a import grpc_door
+from gateway.a2a import grpc_server
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.grpc_door import GrpcFrontDoor
@@ -47,4 +47,4 @@ class A2ADoor:
     ) -> int | None:
         """The gRPC binding of the same door, when `a2a_grpc_port` is set
         (after `routes()`, once authentication can run); its port."""
-        return await grpc_door.serve(GrpcFrontDoor(self.front, auth), settings, stack)
+        return await grpc_server.serve(GrpcFrontDoor(self.front, auth), settings, stack)

@@ -31,36 +31,28 @@ from a2a.server.request_handlers.grpc_handler import GrpcHandler, GrpcServerCall
 from a2a.types import a2a_pb2_grpc
 from a2a.utils.constants import VERSION_HEADER
 from a2a.utils.errors import (
-    A2AError,
     InvalidParamsError,
-    PushNotificationNotSupportedError,
-    UnsupportedOperationError,
     VersionNotSupportedError,
 )
-from a2a.utils.grpc_status import status_to_grpc
-from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
 
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.front import A2AFrontDoor
+from gateway.a2a.grpc_errors import GatewayGrpcHandler, abort_refused
 from gateway.a2a.grpc_server import Malformed
 from gateway.a2a.numbers import non_finite
 from gateway.agents.admission import ADMISSION, admitted, admitted_context
 from gateway.agents.outages import (
-    DependencyUnavailableError,
     OutageNote,
     current_note,
     note_caller,
     outage_record,
     unavailable_error,
 )
-from gateway.compat.a2a import grpc_error_codes
 from gateway.delegation.handoffs import MessageSkill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
-from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.http.auth import (
     API_KEY_HEADER,
     CredentialHeaderError,
@@ -68,37 +60,12 @@ from gateway.http.auth import (
     credential_of,
     onwards_principal,
 )
-from gateway.storage.outages import DependencyUnavailable, outage_of
+from gateway.storage.outages import outage_of
 from policies.api_keys import looks_like_key
 from policies.tokens import Principal, TokenInvalid
 from registry.store import is_agent_id
 
 security = logging.getLogger("switchboard.security")
-
-# A2A 1.0 §5.4 "Error Code Mappings" names UNIMPLEMENTED for these three; the
-# SDK's table says FAILED_PRECONDITION (the TCK's GRPC-ERR-002 fails the SDK's
-# own server on it). The gateway's door follows the specification. The table
-# is the SDK's (gateway.compat.a2a), and only this process's gRPC door reads it.
-_CODES = grpc_error_codes()
-_CODES[PushNotificationNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
-_CODES[UnsupportedOperationError] = grpc.StatusCode.UNIMPLEMENTED
-_CODES[VersionNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
-# What an upstream failure or an outage is in gRPC's own codes (the SDK's
-# table maps them as their base classes, InternalError: INTERNAL).
-_CODES[DependencyUnavailableError] = grpc.StatusCode.UNAVAILABLE
-_CODES[UpstreamUnavailableError] = grpc.StatusCode.UNAVAILABLE
-_CODES[UpstreamTimeoutError] = grpc.StatusCode.DEADLINE_EXCEEDED
-
-# google.rpc.Code for the HTTP statuses a refusal carries (as `rest_refusal`).
-_REFUSAL_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.ABORTED,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 
 # The call context of the request being served, for the SDK's GrpcHandler.
 _call: contextvars.ContextVar[ServerCallContext | None] = contextvars.ContextVar(
@@ -111,19 +78,6 @@ class _Admitted(GrpcServerCallContextBuilder):
         call = _call.get()
         assert call is not None, "a gRPC call reached a handler without admission"
         return call
-
-
-class _Handler(GrpcHandler):
-    async def abort_context(self, error: A2AError, context: grpc.aio.ServicerContext) -> None:
-        outage = getattr(error, "outage", None)
-        if isinstance(outage, DependencyUnavailable):
-            _add_trailing(context, {"retry-after": str(outage.retry_after)})
-        await super().abort_context(error, context)
-
-
-def _add_trailing(context: grpc.aio.ServicerContext, values: dict[str, str]) -> None:
-    present = tuple(context.trailing_metadata() or ())
-    context.set_trailing_metadata(present + tuple((k.lower(), v) for k, v in values.items()))
 
 
 class _Lines(dict[str, list[str]]):
@@ -142,26 +96,6 @@ def _metadata(context: grpc.aio.ServicerContext) -> _Lines:
     return found
 
 
-async def _abort(context: grpc.aio.ServicerContext, refused: Refusal) -> None:
-    """A refusal as a gRPC status with an ErrorInfo; `Retry-After` as metadata."""
-    code = _REFUSAL_CODES.get(refused.status, grpc.StatusCode.FAILED_PRECONDITION)
-    status = status_pb2.Status(code=code.value[0], message=refused.message)
-    if isinstance(refused.data, dict):
-        info = error_details_pb2.ErrorInfo(
-            reason="DELEGATION_REFUSED",
-            domain="switchboard",
-            metadata={str(k): str(v) for k, v in refused.data.items()},
-        )
-        detail = any_pb2.Any()
-        detail.Pack(info)
-        status.details.append(detail)
-    rich = status_to_grpc(status)
-    _add_trailing(context, {k: str(v) for k, v in refused.headers.items()})
-    present = tuple(context.trailing_metadata() or ())
-    context.set_trailing_metadata(present + tuple(rich.trailing_metadata))
-    await context.abort(rich.code, rich.details)
-
-
 class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     """`lf.a2a.v1.A2AService` for every agent of the HTTP door ``door``."""
 
@@ -169,10 +103,12 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         self._door = door
         self._auth = auth
         admitted = _Admitted()
-        self._agents = _Handler(door.handler, admitted)
-        self._others = _Handler(door.others.handler, admitted) if door.others else None
-        self._runs = _Handler(door.gateway_run.handler, admitted) if door.gateway_run else None
-        self._held = _Handler(door.approvals, admitted) if door.approvals else None
+        self._agents = GatewayGrpcHandler(door.handler, admitted)
+        self._others = GatewayGrpcHandler(door.others.handler, admitted) if door.others else None
+        self._runs = (
+            GatewayGrpcHandler(door.gateway_run.handler, admitted) if door.gateway_run else None
+        )
+        self._held = GatewayGrpcHandler(door.approvals, admitted) if door.approvals else None
 
     # The service's operations -------------------------------------------------
 
@@ -292,7 +228,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
                 consents=self._door.handler._parts().consents,
             )
         except Refusal as refused:
-            await _abort(context, refused)
+            await abort_refused(context, refused)
         call = admitted_context(
             owner.subject,
             ADMISSION,

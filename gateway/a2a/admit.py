@@ -30,6 +30,7 @@ from gateway.delegation.handoffs import (
     proto_inputs,
     proto_places,
 )
+from gateway.delegation.permits import Deferral
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -148,16 +149,8 @@ async def admit_call(
     except AgentNotFound:
         return await _another_target(delegations, others, caller, agent_id, trace_id)
     except ApprovalRequired as pending:
-        if not approvals or not isinstance(pending.permit, Grant):
-            reasons = list(pending.decision.reasons)
-            raise Refusal(
-                403,
-                "delegation needs human approval: " + "; ".join(reasons),
-                {"reasons": reasons, "approval_required": True},
-            ) from None
-        grant, route = pending.permit, "approval"
-        if isinstance(pending, CoordinationDeferred):
-            deferral = pending.deferral
+        grant, deferral = _held(pending, approvals)
+        route = "approval"
     except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
         raise denial_response(denied, refusal) from None
     except TokenInvalid as exc:  # the token's end (`usable_until`) came since the door
@@ -184,6 +177,20 @@ async def admit_call(
         inputs=inputs,
     )
     return Admitted(route, admission)
+
+
+def _held(pending: ApprovalRequired, approvals: bool) -> tuple[Grant, Deferral | None]:
+    """A call held for a human (or deferred by a coordination rule): its grant
+    and deferral, for the approvals handler; refused where there is none."""
+    if not approvals or not isinstance(pending.permit, Grant):
+        reasons = list(pending.decision.reasons)
+        raise Refusal(
+            403,
+            "delegation needs human approval: " + "; ".join(reasons),
+            {"reasons": reasons, "approval_required": True},
+        ) from None
+    deferral = pending.deferral if isinstance(pending, CoordinationDeferred) else None
+    return pending.permit, deferral
 
 
 async def _another_target(

@@ -157,20 +157,36 @@ async def start(
         tasks=tasks,
         push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
         approvals=Approvals(engine, audit_log),
-        token_exchange=TokenExchange(
-            delegations=delegations,
-            agents=store,
-            credentials=credentials,
-            verifier=verifier,
-            replay=ReplayCache(engine),
-            audit=audit_log,
-            issuer=settings.effective_public_url,
-            token_endpoint=settings.token_endpoint,
-            leeway_seconds=settings.token_leeway_seconds,
-            mcp_servers=mcp_servers,
+        token_exchange=_token_exchange(
+            settings, engine, delegations, store, credentials, verifier, audit_log, mcp_servers
         ),
         readiness=readiness,
         policy_reloader=policy_reloader,
+    )
+
+
+def _token_exchange(
+    settings: Settings,
+    engine: AsyncEngine,
+    delegations: Delegations,
+    agents: SqlAgentStore,
+    credentials: SqlCredentialStore,
+    verifier: TokenVerifier,
+    audit_log: AuditLog,
+    mcp_servers: SqlMcpStore,
+) -> TokenExchange:
+    """`POST /oauth/token` (RFC 8693), for agents delegating onwards."""
+    return TokenExchange(
+        delegations=delegations,
+        agents=agents,
+        credentials=credentials,
+        verifier=verifier,
+        replay=ReplayCache(engine),
+        audit=audit_log,
+        issuer=settings.effective_public_url,
+        token_endpoint=settings.token_endpoint,
+        leeway_seconds=settings.token_leeway_seconds,
+        mcp_servers=mcp_servers,
     )
 
 

@@ -74,6 +74,7 @@ class GatewayMetrics:
         self._gauge_state()
         self._count_flows_and_exchanges()
         self._gauge_jobs()
+        self._count_coordination()
         self._count_requests()
         self._shown: dict[str, set[tuple[str, ...]]] = {
             "breakers": set(),
@@ -95,13 +96,6 @@ class GatewayMetrics:
             "Time from admission to the recorded outcome, upstream call included",
             ["event", "decision"],
             buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        self.coordination = Counter(
-            "switchboard_coordination_refusals",
-            "Calls a coordination rule refused (a hold, cooldown, lease or budget: "
-            "coordination) or held back until it allows them (deferred), by target",
-            ["target", "outcome"],
             registry=self.registry,
         )
 
@@ -183,6 +177,16 @@ class GatewayMetrics:
             multiprocess_mode="livemin",
         )
         self.jobs: list[Periodic] = []  # those shown (`watch`); tests read their passes
+
+    def _count_coordination(self) -> None:
+        """The calls coordination rules refused or deferred (from the audit's events)."""
+        self.coordination = Counter(
+            "switchboard_coordination_refusals",
+            "Calls a coordination rule refused (a hold, cooldown, lease or budget: "
+            "coordination) or held back until it allows them (deferred), by target",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
 
     def _count_requests(self) -> None:
         """HTTP requests, /mcp methods and the audit records exported."""

@@ -321,7 +321,7 @@ class Vendor:
         assert client.client_id is not None
         scopes = form.get("scope", "").split() or list(self.scopes)
         grant = RefreshToken(token="", client_id=client.client_id, scopes=scopes, subject=None)
-        return JSONResponse(self.provider._issue(grant).model_dump(exclude_none=True))
+        return JSONResponse(self.provider.issue(grant).model_dump(exclude_none=True))
 
     # -- the tools ---------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class Provider:
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
         del self.codes[authorization_code.code]  # single use
-        return self._issue(authorization_code)
+        return self.issue(authorization_code)
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
@@ -109,7 +109,7 @@ class Provider:
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
         self.refresh.pop(refresh_token.token, None)  # rotation: the old one stops working
-        return self._issue(refresh_token.model_copy(update={"scopes": scopes}))
+        return self.issue(refresh_token.model_copy(update={"scopes": scopes}))
 
     async def load_access_token(self, token: str) -> AccessToken | None:
         return self.access.get(token)
@@ -150,7 +150,7 @@ class Provider:
         self.vendor.assertions.append(claims)
         assert client.client_id is not None
         scopes = params.scopes or str(claims.get("scope") or "").split()
-        return self._issue(
+        return self.issue(
             RefreshToken(
                 token="",
                 client_id=client.client_id,
@@ -160,7 +160,8 @@ class Provider:
             )
         )
 
-    def _issue(self, grant: AuthorizationCode | RefreshToken) -> OAuthToken:
+    def issue(self, grant: AuthorizationCode | RefreshToken) -> OAuthToken:
+        """An access token and its refresh token for ``grant``, each naming the other."""
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         seconds = self.vendor.access_seconds
         common: dict[str, Any] = {

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.card_oauth import card_authorization
-from policies.coordination import CoordinationPolicy
+from policies.coordination_rules import CoordinationPolicy
 from policies.limits import LimitRule
 from policies.prices import Prices
 from policies.scopes import ScopeSyntaxError, parse_scopes

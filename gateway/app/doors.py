@@ -66,6 +66,8 @@ class Doors:
 
 
 def build_doors(settings: Settings, federation: Callable[[], McpFederation], version: str) -> Doors:
+    """The doors, made with the app: the SDKs' routes need their handlers
+    before the lifespan opens the database (each asks for its parts per call)."""
     handlers = Agents(version)
     a2a_door = A2ADoor(handlers)
     # Before the routes: a flow is a gateway-run agent of its own kind.
@@ -89,6 +91,7 @@ def build_doors(settings: Settings, federation: Callable[[], McpFederation], ver
 def install_routes(
     app: FastAPI, settings: Settings, doors: Doors, federation: Callable[[], McpFederation]
 ) -> None:
+    """The REST API's routers, the console, then the doors' routes in front."""
     install_error_handlers(app, [*mcp_servers.PROBLEMS, *flows.PROBLEMS])
     openapi.install(app)
     for router in (
@@ -127,6 +130,7 @@ def install_routes(
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Around every route: the body limit, the HTTP metrics, then tracing (outermost)."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,

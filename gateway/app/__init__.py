@@ -134,6 +134,7 @@ def _app_state(
         token_exchange=core.token_exchange,
         breakers=core.resilience.breakers,
         mcp=mcp_parts.federation,
+        mcp_servers=mcp_parts.servers,
         vendors=a2a_parts.gateway_run.vendors,
         approvals=a2a_parts.desk,
         metrics=started.observed.metrics,

@@ -1,5 +1,5 @@
 """What an MCP server's registration must pass before it is probed
-(`McpFederation.register`), and the row it is stored as."""
+(`McpServers.register`), and the row it is stored as."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from gateway.delegation.startup import DelegationCore, Job
 from gateway.federation.credential_checks import UsersOwnChecks
 from gateway.federation.federated_tools import audit_kept_out
 from gateway.federation.federation import FederationSettings, McpFederation
+from gateway.federation.servers import McpServers
 from gateway.federation.upstreams import McpUpstreams, UpstreamLimits
 from gateway.settings import Settings
 
@@ -25,6 +26,7 @@ from gateway.settings import Settings
 class McpParts:
     federation: McpFederation
     connections: Connections
+    servers: McpServers
 
     def jobs(self) -> list[Job]:
         return [self.federation.upstreams.reconciler]
@@ -42,12 +44,13 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
     stack.push_async_callback(upstreams.aclose)  # after the reconciler task is cancelled
     upstreams.connections = connections = _connections(core, upstreams, stack)
     upstreams.auto_approve_first_listing = settings.mcp_auto_approve_new_tools
+    federation_settings = _federation_settings(settings)
     federation = McpFederation(
         core.mcp_servers,
         upstreams,
         core.delegations,
         core.fetcher,
-        _federation_settings(settings),
+        federation_settings,
         core.resilience,
     )
     stack.push_async_callback(federation.catalog.close)  # its read in the background, if any
@@ -57,7 +60,8 @@ async def start(core: DelegationCore, stack: contextlib.AsyncExitStack) -> McpPa
         await audit_kept_out(core.delegations, server_id, names, None)
 
     upstreams.on_kept_out = kept_out
-    return McpParts(federation, connections)
+    servers = McpServers(federation, core.fetcher, federation_settings)
+    return McpParts(federation, connections, servers)
 
 
 def _upstreams(core: DelegationCore, tools_changed: Callable[[str], None]) -> McpUpstreams:

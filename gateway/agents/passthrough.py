@@ -70,7 +70,7 @@ from gateway.delegation.delegate import (
     UpstreamDown,
     UpstreamStatus,
 )
-from gateway.delegation.handoffs import breaker_error
+from gateway.delegation.resilience import breaker_error
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)

@@ -27,13 +27,13 @@ from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.deferrals import canonicalise_waiting
 from gateway.delegation.delegate import Delegate
-from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.policy_versions import PolicyReloader
 from gateway.delegation.push import PushRelays
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.replay import ReplayCache
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import RetrySettings
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.token_exchange import TokenExchange

@@ -31,9 +31,9 @@ from adapters.mcp_relay import CallRelay
 from adapters.openapi import OpenApiUpstream
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate
-from gateway.delegation.handoffs import Resilience
 from gateway.delegation.permits import Permit
 from gateway.delegation.pipeline import Caller, Delegations
+from gateway.delegation.resilience import Resilience
 from gateway.federation.catalog import Server, ToolCatalog
 from gateway.federation.credential_checks import UsersOwnChecks
 from gateway.federation.credentials import CallCredential, UpstreamCredentials

@@ -43,15 +43,8 @@ from starlette.responses import JSONResponse, Response
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
 from gateway.agents.calls import UpstreamCalls
 from gateway.agents.task_events import event_of, task_id_of
-from gateway.delegation.push import (
-    CredentialsUnavailable,
-    Relay,
-    RelayRefused,
-    header_problem,
-    id_problem,
-    parse_notification,
-    records_only,
-)
+from gateway.delegation.push import CredentialsUnavailable, Relay, RelayRefused, records_only
+from gateway.delegation.push_checks import header_problem, id_problem, parse_notification
 from registry.fetch import FetchError, FetchRefused
 
 logger = logging.getLogger(__name__)

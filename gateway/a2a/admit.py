@@ -19,8 +19,8 @@ from a2a.types import SendMessageRequest
 from gateway.a2a.responses import denial_response
 from gateway.agents.admission import Admission
 from gateway.agents.consents import AgentConsents
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
-from gateway.connections.vault import Connection
 from gateway.delegation.handoffs import (
     MessageSkill,
     json_inputs,

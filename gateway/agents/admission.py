@@ -23,8 +23,8 @@ from starlette.requests import Request
 from adapters.a2a import A2AUpstreams
 from gateway.agents.cards import sign_card
 from gateway.agents.consents import AgentConsents
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
-from gateway.connections.vault import Connection
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.permits import Deferral

@@ -38,10 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.a2a import NoUsableInterface, choose_interface
 from adapters.mcp_http import Refused, refusal_of
 from gateway.agents.oauth_clients import ConfiguredClient
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
 from gateway.connections.service import Connections
 from gateway.connections.upstream import Upstream
-from gateway.connections.vault import Connection
 from gateway.delegation.approvals import PENDING
 from gateway.delegation.permits import Grant
 from gateway.storage.periodic import Pace

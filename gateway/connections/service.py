@@ -37,6 +37,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 
 from adapters.mcp_http import Refused
 from gateway.connections import oauth
+from gateway.connections.connection import Connection, Grant
 from gateway.connections.discovery import (
     Discovered,
     discover,
@@ -52,7 +53,7 @@ from gateway.connections.upstream import (
     kept_to_offered,
     pkce_challenge,
 )
-from gateway.connections.vault import Connection, Grant, Vault
+from gateway.connections.vault import Vault
 
 logger = logging.getLogger(__name__)
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"

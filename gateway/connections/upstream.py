@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from mcp.shared.auth import OAuthClientInformationFull
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
+from gateway.connections.connection import Connection
 from gateway.connections.discovery import Discovered
-from gateway.connections.vault import Connection
 from policies.card_oauth import CardAuthorization
 
 

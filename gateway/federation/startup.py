@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from adapters.mcp import UpstreamTimings
 from adapters.mcp_http import NoUpstreamAuth
 from adapters.trace_context import new_trace_id
+from gateway.connections.connection import Connection
 from gateway.connections.service import Connections
-from gateway.connections.vault import Connection, Vault
+from gateway.connections.vault import Vault
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.federation.credential_checks import UsersOwnChecks

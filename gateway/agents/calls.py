@@ -371,37 +371,9 @@ class UpstreamCalls:
         """Pass events through as they arrive, recording tasks on the way
         (`Delegate.stream`: the breaker, the duration cap, the one record)."""
         transport, _ = await self._client(admission, operation)
-        token = self.call_token(admission)
-        streaming = self._streaming(admission, operation, open_stream, transport, token)
-        started = False
-        try:
-            async with token.refusals():
-                relayed = self._parts().delegate.stream(
-                    admission.grant, f"a2a.{operation}", streaming
-                )
-                async with contextlib.aclosing(relayed):  # its record written as it closes
-                    async for event in relayed:
-                        started = True
-                        yield event
-        except UserCredentialUnavailable as missing:
-            if operation == "SendStreamingMessage" and not started:
-                raise  # nothing was done: held for the user's consent, or said by the door
-            # Under way (or another operation): an A2A error with the link, never
-            # a refusal that would have the message sent again.
-            raise _unavailable(missing) from None
-
-    def _streaming(
-        self,
-        admission: Admission,
-        operation: str,
-        open_stream: Callable[[ClientTransport, Any], AsyncIterator[StreamResponse]],
-        transport: ClientTransport,
-        token: CallToken,
-    ) -> Streaming[Event]:
-        """The stream as the core relays it: each event observed (its task
-        recorded), the last one known, the duration cap, contact lost."""
         followed = _Followed()  # the task the stream is about, and its last state
         limit = self.stream_limits.max_seconds
+        token = self.call_token(admission)
 
         async def events() -> AsyncIterator[Event]:
             # Closed with the relay: that closes the upstream connection.
@@ -428,7 +400,7 @@ class UpstreamCalls:
             )
             return Explained(error, outcome_of(error), str(error))
 
-        return Streaming(
+        streaming: Streaming[Event] = Streaming(
             upstream=admission.agent_id,
             open=events,
             explain=self._explain(admission),
@@ -441,6 +413,22 @@ class UpstreamCalls:
             went_with=token.went_with,
             operation=Operation.agent(admission.agent_id, admission.grant.card, operation),
         )
+        started = False
+        try:
+            async with token.refusals():
+                relayed = self._parts().delegate.stream(
+                    admission.grant, f"a2a.{operation}", streaming
+                )
+                async with contextlib.aclosing(relayed):  # its record written as it closes
+                    async for event in relayed:
+                        started = True
+                        yield event
+        except UserCredentialUnavailable as missing:
+            if operation == "SendStreamingMessage" and not started:
+                raise  # nothing was done: held for the user's consent, or said by the door
+            # Under way (or another operation): an A2A error with the link, never
+            # a refusal that would have the message sent again.
+            raise _unavailable(missing) from None
 
     async def _lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled

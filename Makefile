@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo run test coverage fuzz faults interop lint typecheck check clean console-screenshots
+.PHONY: demo run test coverage fuzz faults interop lint typecheck check clean console-screenshots helm-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: $(STAMP)
 
 ## test: the whole test suite (SQLite and the local PostgreSQL), a test file per process
 ## in TEST_WORKERS processes (make test TEST_WORKERS=0: one process)
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
@@ -74,6 +74,19 @@ conformance-a2a: $(STAMP)
 ## with real agents, in Debian's chromium: apt-get install chromium chromium-driver)
 console-screenshots: $(STAMP)
 	$(BIN)/python -m tests.browser.screenshots docs/console
+
+## helm-check: the Helm chart (deploy/helm/switchboard) linted and rendered with its default
+## values and values-production.yaml, into .cache/helm/, by deploy/helm/render (Go and its
+## packages from Debian, apt-get installed when missing; no helm binary, no network for Go)
+HELM_CHART := deploy/helm/switchboard
+helm-check:
+	deploy/helm/render/build.sh --install .cache/helm-render
+	@mkdir -p .cache/helm
+	.cache/helm-render --strict switchboard $(HELM_CHART) > .cache/helm/default.yaml
+	.cache/helm-render --strict -f $(HELM_CHART)/values-production.yaml switchboard $(HELM_CHART) \
+		> .cache/helm/production.yaml
+	@echo "helm-check: $$(grep -c '^kind:' .cache/helm/default.yaml) objects with the default values," \
+		"$$(grep -c '^kind:' .cache/helm/production.yaml) with values-production.yaml (.cache/helm/)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

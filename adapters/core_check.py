@@ -28,7 +28,10 @@ default: one warning per site, the call goes on; a gateway in production
 never fails a user's call for it); ``strict`` (raise `OutsideTheCore`, and
 keep it in `missed()` so that a miss a caller swallowed still fails the test:
 the test suite runs strict, tests/conftest.py). Read once, at the first
-check; `configure` sets it again (tests).
+check; `configure` sets it again (tests). Every miss, warned of or raised,
+is counted by site (`misses()`): the gateway's ``/metrics`` shows the counts
+(`switchboard_core_check_misses_total`), where one warning in a log would
+be all an operator had.
 
 The context variable is copied into tasks created under it (asyncio), so
 work a call starts in a task of its own is inside the core too; an
@@ -37,6 +40,7 @@ exemption's likewise.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -55,6 +59,8 @@ _where: ContextVar[str | None] = ContextVar("switchboard_core_check", default=No
 _mode: Mode | None = None
 _warned: set[str] = set()
 _missed: list[str] = []
+# Every miss since the process started, by site (warn and strict alike).
+_misses: collections.Counter[str] = collections.Counter()
 
 
 class OutsideTheCore(RuntimeError):
@@ -126,12 +132,14 @@ def where() -> str | None:
 
 def require_core(site: str) -> None:
     """Pass inside the core or an exemption; else, by the mode: nothing, a
-    warning (once per ``site``), or `OutsideTheCore` (kept in `missed()`)."""
+    warning (once per ``site``), or `OutsideTheCore` (kept in `missed()`);
+    the last two counted (`misses()`)."""
     if _where.get() is not None:
         return
     current = _mode if _mode is not None else mode()
     if current == "off":
         return
+    _misses[site] += 1
     said = f"{site} outside delegate(): every upstream call and its record go through the core"
     if current == "strict":
         _missed.append(said)
@@ -139,6 +147,12 @@ def require_core(site: str) -> None:
     if site not in _warned:
         _warned.add(site)
         logger.warning("%s (warned once per site; SWITCHBOARD_CORE_CHECK)", said)
+
+
+def misses() -> dict[str, int]:
+    """How often each site missed since the process started, warned of or
+    raised (never reset: a count for `/metrics`, which only goes up)."""
+    return dict(_misses)
 
 
 def missed() -> list[str]:

@@ -82,7 +82,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bench import ports
+from bench import asgi_stub, ports
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -358,30 +358,15 @@ def _serve_stub_agent(port: int, delay: float = 0.0) -> None:
     header checked, same answer shape and size) at a fraction of its CPU, so
     the agent stops being the bottleneck and forwarder costs show in req/s."""
 
-    async def app(
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[dict[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
+    async def app(scope: dict[str, Any], receive: asgi_stub.Receive, send: asgi_stub.Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await asgi_stub.lifespan(receive, send)
             return
         if scope["method"] == "GET":
             # The card, so the gateway leg can register the stub like any agent.
-            card = json.dumps(_stub_card(port)).encode()
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": card})
+            await asgi_stub.respond(send, json.dumps(_stub_card(port)).encode())
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = json.loads(body)
+        request = await asgi_stub.read_request(receive)
         if delay:
             await asyncio.sleep(delay)
         if (b"a2a-version", b"1.0") in scope["headers"]:
@@ -397,13 +382,7 @@ def _serve_stub_agent(port: int, delay: float = 0.0) -> None:
         else:
             error = {"code": -32009, "message": "A2A version '0.3' is not supported"}
             answer = {"error": error, "id": request["id"], "jsonrpc": "2.0"}
-        payload = json.dumps(answer, separators=(",", ":")).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(payload)),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await asgi_stub.respond(send, json.dumps(answer, separators=(",", ":")).encode())
 
     _run_uvicorn(app, port)
 

@@ -33,15 +33,13 @@ import statistics
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bench import a2a_forwarding as harness
-from bench import a2a_gateway, ports
+from bench import a2a_gateway, asgi_stub, ports
 
 METHODS = ("SendMessage", "SendStreamingMessage")
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 # --------------------------------------------------------------------------
@@ -95,29 +93,14 @@ def _card(port: int) -> dict[str, Any]:
 def serve_agent(port: int, count: int) -> None:
     """The streaming agent (see the module's docstring), under uvicorn."""
 
-    async def answer(send: Send, payload: bytes, content_type: bytes) -> None:
-        headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(payload))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-
-    async def app(
-        scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Send
-    ) -> None:
+    async def app(scope: dict[str, Any], receive: asgi_stub.Receive, send: asgi_stub.Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await asgi_stub.lifespan(receive, send)
             return
         if scope["method"] == "GET":
-            await answer(send, json.dumps(_card(port)).encode(), b"application/json")
+            await asgi_stub.respond(send, json.dumps(_card(port)).encode())
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = json.loads(body)
+        request = await asgi_stub.read_request(receive)
         task_id, context_id = str(uuid.uuid4()), str(uuid.uuid4())
 
         def envelope(result: dict[str, Any]) -> bytes:
@@ -126,7 +109,7 @@ def serve_agent(port: int, count: int) -> None:
 
         if request["method"] != "SendStreamingMessage":
             said = envelope({"task": final_task(count, task_id, context_id)})
-            await answer(send, said, b"application/json")
+            await asgi_stub.respond(send, said)
             return
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

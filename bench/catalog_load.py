@@ -18,9 +18,11 @@ process, all at once, for ``seconds`` each:
    long that first search took.
 
 Printed per phase: p50, p99 and the longest request, how many took over
-300 ms, and the load average; then the targets -- `tools/call` p99 at
-``tools`` within 1.2x of its p99 at ``small``, search p99 within 50 ms,
-the first search after the growth within 200 ms -- each with its figure.
+300 ms, the load average and the gateway's CPU per request (its own cost,
+which other work on a shared machine does not move); then the targets --
+`tools/call` p99 at ``tools`` within 1.2x of its p99 at ``small``, search
+p99 within 50 ms, the first search after the growth within 200 ms -- each
+with its figure.
 A request over 300 ms at ``small`` tools is the machine's, not the
 catalog's: compare the two phases' counts.
 """
@@ -64,15 +66,16 @@ class Figures:
     longest: float
     slow: int  # over SLOW_MS
     load: float
+    cpu_us: float  # the gateway's CPU per request: its own cost, whatever else runs
 
     def line(self, label: str) -> str:
         return (
             f"  {label:<34} {self.calls:>6} {self.errors:>4} {self.p50:>8.1f} {self.p99:>8.1f} "
-            f"{self.longest:>9.1f} {self.slow:>6} {self.load:>6.2f}"
+            f"{self.longest:>9.1f} {self.slow:>6} {self.load:>6.2f} {self.cpu_us:>7.0f}"
         )
 
 
-def figures(latencies: list[float], errors: int) -> Figures:
+def figures(latencies: list[float], errors: int, cpu_seconds: float) -> Figures:
     ordered = sorted(latencies) or [float("nan")]
     return Figures(
         len(latencies),
@@ -82,6 +85,7 @@ def figures(latencies: list[float], errors: int) -> Figures:
         ordered[-1],
         sum(1 for ms in ordered if ms > SLOW_MS),
         os.getloadavg()[0],
+        cpu_seconds / max(len(latencies), 1) * 1e6,
     )
 
 
@@ -130,13 +134,20 @@ async def sessions(url: str, token: str, count: int) -> Any:
 
 
 async def load(
-    clients: list[Any], step: Callable[[Any, int], Awaitable[bool]], seconds: float
+    clients: list[Any], step: Callable[[Any, int], Awaitable[bool]], seconds: float, pid: int
 ) -> Figures:
-    """Every client calls ``step`` in a loop for ``seconds`` (after one untimed call each)."""
-    for client in clients:
-        await step(client, 0)
+    """Every client calls ``step`` in a loop for ``seconds`` (after one untimed call
+    each, whose failure is counted and shown: raised, it would end the run as
+    the client's task group's error, which names nothing)."""
     latencies: list[float] = []
     errors = [0]
+    for client in clients:
+        try:
+            await step(client, 0)
+        except Exception as exc:
+            errors[0] += 1
+            print(f"  a first call failed: {exc!r}", file=sys.stderr, flush=True)
+    cpu = harness._cpu_seconds(pid)
     until = time.perf_counter() + seconds
 
     async def run(client: Any, k: int) -> None:
@@ -153,7 +164,7 @@ async def load(
                 errors[0] += 1
 
     await asyncio.gather(*(run(c, k * 7) for k, c in enumerate(clients)))
-    return figures(latencies, errors[0])
+    return figures(latencies, errors[0], harness._cpu_seconds(pid) - cpu)
 
 
 def caller(tool: str) -> Callable[[Any, int], Awaitable[bool]]:
@@ -169,11 +180,13 @@ async def search(client: Any, i: int) -> bool:
     return not result.is_error and bool(result.structured_content["tools"])
 
 
-async def phase(url: str, token: str, args: argparse.Namespace, label: str) -> list[Figures]:
+async def phase(
+    url: str, token: str, args: argparse.Namespace, label: str, pid: int
+) -> list[Figures]:
     async with sessions(url, token, args.clients) as clients:
-        called = await load(clients, caller("s0__tool_0000"), args.seconds)
+        called = await load(clients, caller("s0__tool_0000"), args.seconds, pid)
         print(called.line(f"{label}: tools/call"), flush=True)
-        searched = await load(clients, search, args.seconds)
+        searched = await load(clients, search, args.seconds, pid)
         print(searched.line(f"{label}: search"), flush=True)
         return [called, searched]
 
@@ -195,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MCP catalog under load, {backend}, {args.clients} clients, {args.seconds:g} s each")
     print(
         f"  {'':<34} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>9} {'>300':>6} {'load':>6}"
+        f"{'max ms':>9} {'>300':>6} {'load':>6} {'gw µs':>7}"
     )
     with (
         tempfile.TemporaryDirectory(prefix="switchboard-bench-catalog-") as tmp,
@@ -215,16 +228,23 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(gateway.stop)
         token = gateway.token("bench-user", SCOPES)
         mcp = f"{gateway.url}/mcp"
-        register(gateway, "s0", stack.enter_context(upstream(args.small)))
-        small = asyncio.run(phase(mcp, token, args, f"{args.small:,} tools"))
-        big = stack.enter_context(upstream(args.per_server))
-        held, n = args.small, 1
-        while held < args.tools:
-            register(gateway, f"s{n}", big)
-            held, n = held + args.per_server, n + 1
-        large = asyncio.run(phase(mcp, token, args, f"{held:,} tools"))
-        took = register(gateway, f"s{n}", big)
-        first, found = asyncio.run(first_search(mcp, token, f"s{n}"))
+        assert gateway.process is not None
+        pid = gateway.process.pid
+        try:
+            register(gateway, "s0", stack.enter_context(upstream(args.small)))
+            small = asyncio.run(phase(mcp, token, args, f"{args.small:,} tools", pid))
+            big = stack.enter_context(upstream(args.per_server))
+            held, n = args.small, 1
+            while held < args.tools:
+                register(gateway, f"s{n}", big)
+                held, n = held + args.per_server, n + 1
+            large = asyncio.run(phase(mcp, token, args, f"{held:,} tools", pid))
+            took = register(gateway, f"s{n}", big)
+            first, found = asyncio.run(first_search(mcp, token, f"s{n}"))
+        except BaseException:
+            # The gateway's side of a failure is in its log, which goes with `tmp`.
+            print(f"the gateway's log ends:\n{gateway.log_tail(60)}", file=sys.stderr)
+            raise
         print(
             f"  registering {args.per_server:,} more tools took {took * 1000:.0f} ms; "
             f"the first search after: {first:.0f} ms (found: {found})"
@@ -233,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     print("targets:")
     print(f"  tools/call p99 at {held:,} / at {args.small:,}: {ratio:.2f}x (<= 1.2x)")
     print(f"  search p99 at {held:,}: {large[1].p99:.1f} ms (<= 50 ms)")
+    for k, what in enumerate(("tools/call", "search")):
+        print(
+            f"  (p99 at {held:,} / at {args.small:,}: {what} "
+            f"{large[k].p99 / small[k].p99:.2f}x; the gateway's CPU per request: "
+            f"{large[k].cpu_us / small[k].cpu_us:.2f}x)"
+        )
     print(
         f"  requests over 300 ms at {held:,}: {large[0].slow + large[1].slow} "
         f"(at {args.small:,}: {small[0].slow + small[1].slow})"

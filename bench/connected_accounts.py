@@ -132,6 +132,11 @@ def _a2a(gateway: GatewayProcess, vendor: Vendor, calls: int, rounds: int) -> No
     print(f"median ratio {statistics.median(ratios):.2f}x (user_oauth over a minted token)")
 
 
+def start_vendor() -> Vendor:
+    """The vendor, on a port of `--ports` when a range is given."""
+    return Vendor(access_seconds=3600).start(port=ports.from_range())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=400)
@@ -140,7 +145,7 @@ def main() -> int:
     args = parser.parse_args()
     quiet_libraries()
     root = Path(tempfile.mkdtemp(prefix="bench-connected-"))
-    vendor = Vendor(access_seconds=3600).start()
+    vendor = start_vendor()
     gateway = GatewayProcess(
         root / "gateway",
         port=ports.from_range(),

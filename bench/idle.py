@@ -57,8 +57,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
 from bench import ports
@@ -66,8 +64,7 @@ from gateway.app import create_app
 from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.demo.servers import Server, bound_socket
 from gateway.settings import Settings
-from gateway.storage.replicas import HEARTBEAT_SECONDS
-from gateway.storage.tables import gateway_replicas
+from gateway.storage.replicas import HEARTBEAT_SECONDS, renewal
 
 POLICY = "version: 1\nagents:\n  bench-outer:\n    grant: [bench:go]\n"
 INNER = {
@@ -216,7 +213,8 @@ def other_replicas(count: int, settings: Settings) -> Iterator[None]:
     done = threading.Event()
 
     def renew() -> None:
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        # The gateway's own renewal statement, sent on this thread's
+        # synchronous engine: `Statements` leaves this thread's out by name.
         while True:
             rows = [
                 {
@@ -226,12 +224,8 @@ def other_replicas(count: int, settings: Settings) -> Iterator[None]:
                 }
                 for n in range(count)
             ]
-            statement = insert(gateway_replicas).values(rows)
-            statement = statement.on_conflict_do_update(
-                index_elements=["id"], set_={"seen_at": statement.excluded.seen_at}
-            )
             with engine.begin() as conn:
-                conn.execute(statement)
+                conn.execute(renewal(engine.dialect.name, rows))
             if done.wait(HEARTBEAT_SECONDS):
                 return
 

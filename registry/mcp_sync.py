@@ -18,6 +18,7 @@ never approved on sight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from registry.name_holders import skill_holders, tool_holders
 from registry.tables import mcp_servers, mcp_tools
 
 TRUST_ON_FIRST_USE = "trust-on-first-use"
+YIELD_EVERY = 100  # tools of a listing between the event loop's other work
 MAX_TOOL_NAME = 512
 NAME_FLAG = "name-conflict"
 _NAMING_ROUNDS = 8
@@ -53,6 +55,14 @@ class SyncResult:
     removed: list[str]
     # New tools that did not get the name they would have had: name -> why.
     kept_out: dict[str, str] = field(default_factory=dict)
+    # Definitions rewritten with their approval carried over (an MCP App
+    # pinned since it was approved): in none of the lists above.
+    rewritten: list[str] = field(default_factory=list)
+
+    @property
+    def moved(self) -> bool:
+        """Whether any tool's row changed: what an in-memory copy reloads for."""
+        return bool(self.added or self.changed or self.removed or self.rewritten)
 
 
 @dataclass
@@ -89,14 +99,21 @@ async def sync(
     }
     added: list[str] = []
     changed: list[str] = []
+    rewritten: list[str] = []
     seen: set[str] = set()
-    for tool in usable:
+    for i, tool in enumerate(usable, 1):
+        if i % YIELD_EVERY == 0:
+            # A probe's listing of 1,000 tools is digested here, on the event
+            # loop: its other work runs between every few.
+            await asyncio.sleep(0)
         name = str(tool["name"])
         seen.add(name)
         definition = pinned_definition(tool)
         digest = tool_digest(definition)
-        flags = [f.as_dict() for f in screen_tool(definition)]
         row = current.get(name)
+        if row is not None and row["digest"] == digest and row["available"]:
+            continue  # as stored: nothing to screen or write (a probe's usual listing)
+        flags = [f.as_dict() for f in screen_tool(definition)]
         if row is None:
             namespaced = naming.names[name]
             if namespaced in kept_out and not registering:
@@ -105,15 +122,19 @@ async def sync(
             approve = auto_approve and not flags
             await _add(conn, server_id, name, namespaced, definition, digest, flags, approve, now)
             added.append(namespaced)
-        elif row["digest"] != digest or not row["available"]:
+        else:
             carried = await _update(conn, server_id, row, definition, digest, flags, now)
             if not carried or not row["available"]:
                 (changed if row["available"] else added).append(row["namespaced"])
+            else:
+                rewritten.append(row["namespaced"])
     removed = await _mark_removed(conn, server_id, current, seen, now)
     await conn.execute(
         update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
     )
-    return SyncResult(added=added, changed=changed, removed=removed, kept_out=kept_out)
+    return SyncResult(
+        added=added, changed=changed, removed=removed, kept_out=kept_out, rewritten=rewritten
+    )
 
 
 async def _stored(conn: AsyncConnection, server_id: str) -> tuple[dict[str, Any], bool | None]:

@@ -15,6 +15,7 @@ into its ranker only the rows whose digest changed (`refresh`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ from registry.tables import tool_docs
 from registry.tool_ranker import Fields, ToolRanker
 
 MAX_FIELD = 8_000  # of a description or the parameters: no tool's essay floods the index
+RANKED_AT_ONCE = 100  # documents indexed on the event loop between its other work
 T = TypeVar("T")
 
 
@@ -122,9 +124,9 @@ class SqlToolIndex:
             return {name: digest for name, digest in rows.all()}
 
     async def put(self, documents: Sequence[ToolDocument]) -> None:
-        """Write ``documents`` (new, or changed since): an upsert, so replicas
-        writing the same document at once both succeed, and one already
-        there unchanged is not written again."""
+        """Write ``documents`` (new, or changed since) and rank them: an
+        upsert, so replicas writing the same document at once both succeed,
+        and one already there unchanged is not written again."""
         if not documents:
             return
         dialect_insert = postgresql_insert if self._postgresql else sqlite_insert
@@ -142,6 +144,14 @@ class SqlToolIndex:
                         where=tool_docs.c.digest != fresh.digest,
                     )
                 )
+        # What was written is what the table holds: the ranker takes it now
+        # rather than `refresh` reading it back (another replica's later
+        # write has another digest, which `refresh` loads).
+        for chunk in _chunks(documents, RANKED_AT_ONCE):
+            for d in chunk:
+                self._ranker.put(fields(d))
+                self._loaded[d.name] = d.digest
+            await asyncio.sleep(0)  # the event loop's other work between chunks
 
     async def remove(self, names: Sequence[str]) -> None:
         async with self._engine.begin() as conn:
@@ -164,15 +174,16 @@ class SqlToolIndex:
         c = tool_docs.c
         columns = (c.name, c.digest, c.name_words, c.title, c.description, c.params)
         async with self._engine.connect() as conn:
-            for chunk in _chunks(changed, 500):
+            for chunk in _chunks(changed, RANKED_AT_ONCE):
                 rows = await conn.execute(select(*columns).where(tool_docs.c.name.in_(chunk)))
                 for name, digest, name_words, title, description, params in rows.all():
                     doc = ToolDocument(name, name_words, title, description, params)
                     self._ranker.put(fields(doc))
                     self._loaded[name] = digest
+                await asyncio.sleep(0)
         return held
 
-    async def search(self, query: str, among: Sequence[str], limit: int) -> list[tuple[str, float]]:
+    async def search(self, query: str, among: Iterable[str], limit: int) -> list[tuple[str, float]]:
         """The best ``limit`` of the tools named ``among`` (a caller's own)
         for ``query``, with their scores (higher is better), as of the last
         `refresh`: only those are ranked, so a caller never gets fewer

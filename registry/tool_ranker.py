@@ -23,11 +23,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from registry.search_words import initials, terms, written_initials
 
+# A term more than one tool in this many has is common (`ToolRanker.rank`).
+COMMON_SHARE = 8
 FIELDS = ("tool", "title", "description", "server", "params", "initials")
 
 
@@ -99,6 +101,7 @@ class ToolRanker:
         self._terms: dict[str, frozenset[str]] = {}  # what `remove` must take out
         self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._cache: dict[str, dict[str, float]] = {}  # term -> tool -> weight
+        self._max_cache: dict[str, float] = {}  # term -> its largest weight
         self._total = [0] * len(FIELDS)
 
     def __len__(self) -> int:
@@ -111,6 +114,7 @@ class ToolRanker:
         """Index ``fields`` (replacing the tool's earlier text, if any)."""
         self.remove(fields.name)
         self._cache.clear()
+        self._max_cache.clear()
         counts = [Counter(fields.terms_of(f)) for f in FIELDS]
         lengths = tuple(sum(c.values()) for c in counts)
         own = frozenset().union(*counts)
@@ -128,6 +132,7 @@ class ToolRanker:
         if lengths is None:
             return
         self._cache.clear()
+        self._max_cache.clear()
         self._total = [t - n for t, n in zip(self._total, lengths, strict=True)]
         for term in self._terms.pop(name):
             del self._postings[term][name]
@@ -140,22 +145,77 @@ class ToolRanker:
         no term with the query is not an answer."""
         wanted = among if isinstance(among, (set, frozenset)) else set(among)
         asked = list(dict.fromkeys([*terms(query), *written_initials(query)]))
-        summed: dict[str, float] = {}
-        matched: Counter[str] = Counter()
-        for term in asked:
-            weights = self._weights_of(term)
+        weights = [self._weights_of(term) for term in asked]
+        # A term most tools have ("task" in every "Does task N") would have
+        # every tool scored; its weight is nearly nil (IDF). The tools that
+        # have a rarer term are scored first; the others only if what they
+        # could reach with the common terms alone is not below the last of
+        # those best (MaxScore: Turtle and Flood, 1995). Same answer, exactly.
+        bound = max(len(self._lengths) // COMMON_SHARE, limit)
+        common = [t for t, w in zip(asked, weights, strict=True) if len(w) > bound]
+        if common and len(common) < len(asked):
+            found = self._rank_rarer_first(asked, weights, common, wanted, limit)
+            if found is not None:
+                return found
+        return self._best(self._scores(asked, weights, self._matching(weights, wanted)), limit)
+
+    def _rank_rarer_first(
+        self,
+        asked: Sequence[str],
+        weights: Sequence[dict[str, float]],
+        common: Sequence[str],
+        wanted: Set[str],
+        limit: int,
+    ) -> list[tuple[str, float]] | None:
+        """`rank`'s answer from the tools that have a rarer term, or None
+        when a tool with only common terms could be among the best."""
+        rarer = [w for t, w in zip(asked, weights, strict=True) if t not in common]
+        candidates = self._matching(rarer, wanted)
+        best = self._best(self._scores(asked, weights, candidates), limit)
+        if len(best) < limit:
+            return None
+        reach = sum(self._max_weight(term) for term in common)
+        reach *= (len(common) / len(asked)) ** self._weights.coord
+        return best if reach < best[-1][1] else None
+
+    @staticmethod
+    def _matching(weights: Sequence[dict[str, float]], wanted: Set[str]) -> set[str]:
+        """The tools of ``wanted`` with any of these terms."""
+        found: set[str] = set()
+        for term_weights in weights:
             # Whichever is shorter: a caller who may call 300 of 10,000
             # tools is not made to walk a common term's thousands of tools.
-            if len(weights) <= len(wanted):
-                found = [(n, w) for n, w in weights.items() if n in wanted]
+            if len(term_weights) <= len(wanted):
+                found.update(n for n in term_weights if n in wanted)
             else:
-                found = [(n, weights[n]) for n in wanted if n in weights]
-            for name, weight in found:
-                summed[name] = summed.get(name, 0.0) + weight
-                matched[name] += 1
+                found.update(n for n in wanted if n in term_weights)
+        return found
+
+    def _scores(
+        self, asked: Sequence[str], weights: Sequence[dict[str, float]], names: Iterable[str]
+    ) -> dict[str, float]:
         coord = self._weights.coord
-        scores = {n: s * (matched[n] / len(asked)) ** coord for n, s in summed.items()}
+        scores: dict[str, float] = {}
+        for name in names:
+            summed, matched = 0.0, 0
+            for term_weights in weights:  # in the query's order: the same sum, to the bit
+                weight = term_weights.get(name)
+                if weight is not None:
+                    summed += weight
+                    matched += 1
+            scores[name] = summed * (matched / len(asked)) ** coord
+        return scores
+
+    @staticmethod
+    def _best(scores: Mapping[str, float], limit: int) -> list[tuple[str, float]]:
         return heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
+
+    def _max_weight(self, term: str) -> float:
+        """The largest of ``term``'s weights, kept as long as they are."""
+        found = self._max_cache.get(term)
+        if found is None:
+            found = self._max_cache[term] = max(self._weights_of(term).values(), default=0.0)
+        return found
 
     def _weights_of(self, term: str) -> dict[str, float]:
         """Each tool's BM25F weight for ``term``, worked out once per term

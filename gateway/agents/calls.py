@@ -22,8 +22,6 @@ from a2a.types import (
     StreamResponse,
     Task,
     TaskArtifactUpdateEvent,
-    TaskState,
-    TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
@@ -37,6 +35,7 @@ from adapters.http import UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
+from gateway.agents.stream_records import Followed, PendingArtifacts
 from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
@@ -362,6 +361,14 @@ class UpstreamCalls:
                 f"agent {admission.agent_id} sent an update for a task that is not yours"
             )
 
+    async def _record_chunks(
+        self, admission: Admission, events: list[TaskArtifactUpdateEvent]
+    ) -> None:
+        if not await self.tasks.record_artifacts(admission.agent_id, admission.owner, events):
+            raise UpstreamBadAnswerError(
+                f"agent {admission.agent_id} sent an update for a task that is not yours"
+            )
+
     async def _relay(
         self,
         admission: Admission,
@@ -371,7 +378,8 @@ class UpstreamCalls:
         """Pass events through as they arrive, recording tasks on the way
         (`Delegate.stream`: the breaker, the duration cap, the one record)."""
         transport, _ = await self._client(admission, operation)
-        followed = _Followed()  # the task the stream is about, and its last state
+        followed = Followed()  # the task the stream is about, and its last state
+        pending = PendingArtifacts(functools.partial(self._record_chunks, admission))
         limit = self.stream_limits.max_seconds
         token = self.call_token(admission)
 
@@ -387,10 +395,22 @@ class UpstreamCalls:
                 raise
 
         async def observe(event: Event) -> None:
+            if pending.takes(event, followed):
+                await pending.add(cast(TaskArtifactUpdateEvent, event))
+                return
+            await pending.flush()  # what was sent before this event, first
             followed.see(event)
             await self._observe(admission, event)
+            followed.recorded(event)
 
         async def closed(lost: bool) -> None:
+            try:
+                await pending.flush()
+            except Exception as exc:
+                if outage_of(exc) is None:
+                    raise
+                logger.error("the last artifact chunks of agent %s's stream not recorded: %s",
+                             admission.agent_id, exc)  # fmt: skip
             if lost and followed.running:
                 await self._lost_contact(admission, followed.task_id)
 
@@ -447,32 +467,6 @@ class UpstreamCalls:
                 raise
             logger.error("task %s of agent %s not marked for reconciling: %s", task_id,
                          admission.agent_id, exc)  # fmt: skip
-
-
-class _Followed:
-    """What a relayed stream said about its task."""
-
-    def __init__(self) -> None:
-        self.task_id = ""
-        self.state = TaskState.TASK_STATE_UNSPECIFIED
-        self.lost = False
-
-    def see(self, event: Event) -> None:
-        if isinstance(event, Task):
-            self.task_id, self.state = event.id, event.status.state
-        elif isinstance(event, TaskStatusUpdateEvent):
-            self.task_id, self.state = event.task_id, event.status.state
-        elif isinstance(event, TaskArtifactUpdateEvent):
-            self.task_id = self.task_id or event.task_id
-
-    @property
-    def running(self) -> bool:
-        return bool(self.task_id) and self.state in RUNNING
-
-
-# A task in these states goes on without a word from the caller; a stream may
-# end in any other (an end, or input or auth required) and lose nothing.
-RUNNING = frozenset({TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING})
 
 
 def _unavailable(missing: UserCredentialUnavailable) -> A2AError:

@@ -39,9 +39,9 @@ from google.protobuf.json_format import MessageToDict
 
 from gateway.agents.admission import Admission, admission_of
 from gateway.agents.approvals import APPROVAL_META as HELD_META
-from gateway.agents.calls import RUNNING
 from gateway.agents.cards import proxied_card
 from gateway.agents.push_configs import PushConfigs
+from gateway.agents.stream_records import RUNNING
 from gateway.agents.task_events import first_then_rest, list_own_tasks
 from gateway.agents.tenants import without_tenants
 from gateway.connections.errors import ConnectionRequired

@@ -51,7 +51,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.demo.servers import Server
+from gateway.demo.servers import Server, bound_socket
 from gateway.demo.vendor_agent import OPEN_PATH, VendorSide, agent_app, read_body
 from gateway.demo.vendor_agent import PATH as AGENT_PATH
 from gateway.demo.vendor_as import Provider, Verifier, logged_in
@@ -95,8 +95,9 @@ class Vendor:
 
     # -- the test's handles --------------------------------------------------------
 
-    def start(self) -> Vendor:
-        server = Server("vendor")
+    def start(self, port: int | None = None) -> Vendor:
+        """Serve on ``port`` of 127.0.0.1 (None: any free one)."""
+        server = Server("vendor", bound_socket(port=port or 0))
         self.thread = server.start(self.app(server.url))
         return self
 

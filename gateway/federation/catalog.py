@@ -6,8 +6,12 @@ What is in memory is kept per server, with the server's version
 availability, approvals). A change is applied where it happens:
 
 * a change made on this replica (a registration, refresh, approval or
-  removal) names its server (`changed`): the next answer reloads that
-  server's rows first, so the caller who made it sees it;
+  removal), or found by its upstream connections (a listing that changed
+  the tools; a server registered, edited or removed elsewhere, which the
+  reconciler's pass starts, restarts or stops: `McpUpstreams.reconcile`),
+  names its server (`changed`): the next answer reloads that server's rows
+  first, so the caller who made it sees it, and once a server's
+  connection is stopped or restarted no answer offers its old tools;
 * a change told without a server (an upstream's tools moved, or the change
   watch saw the catalog move elsewhere) reads every server's version before
   the next answer, and reloads the servers whose version moved;

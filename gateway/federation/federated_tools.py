@@ -4,6 +4,7 @@ upstream failure counts for retries, and the records a registration becomes.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,7 +97,13 @@ class FederatedTool:
 
     def as_mcp_tool(self) -> types.Tool:
         """The definition under its federated name, for a `tools/list` answer
-        (and the MCP App it opens, if any, under the gateway's URI for it)."""
+        (and the MCP App it opens, if any, under the gateway's URI for it):
+        one object per tool object, which a listing worked out again after
+        another server moved shares (never changed: copied to differ)."""
+        return self._mcp_tool
+
+    @functools.cached_property
+    def _mcp_tool(self) -> types.Tool:
         definition = {**self.definition, "name": self.name}
         meta = app_tool_meta(self.definition.get("_meta"), self.server_id)
         if meta is not None:

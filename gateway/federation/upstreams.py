@@ -9,7 +9,11 @@ handler, so each SDK client lives and dies in its own task.
 
 What the connections learn goes to the store: each listing is applied with
 `SqlMcpStore.sync_tools` (a changed definition is quarantined there), each
-health transition is recorded.
+health transition is recorded. Whatever moves a server's rows as this
+replica sees them -- a listing that changed its tools, a server registered,
+edited or removed (here or by another replica, found by a pass) -- is told
+to ``on_change`` with the server's id: the catalog reloads that server
+before its next answer (`gateway.federation.catalog`).
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class McpUpstreams:
         self._reconcile_seconds = reconcile_seconds
         self._on_change = on_change
         self._running: dict[str, _Running] = {}
+        # Each server's version as the last pass read it (None: no pass yet).
+        self._seen: dict[str, str] | None = None
         self._reconciled = asyncio.Event()
         # Connected accounts, for `user_oauth` servers (set at start-up).
         self.connections: Connections | None = None
@@ -182,6 +188,7 @@ class McpUpstreams:
 
     async def reconcile(self) -> None:
         configs = {c.id: c for c in await self._store.configs()}
+        self._tell_moved({server_id: config.version for server_id, config in configs.items()})
         for server_id in [s for s in self._running if s not in configs]:
             await self._stop(server_id)
         for server_id, config in configs.items():
@@ -191,6 +198,21 @@ class McpUpstreams:
             if running is not None:
                 await self._stop(server_id)
             self._start(config)
+
+    def _tell_moved(self, seen: dict[str, str]) -> None:
+        """Each server registered, edited or removed since the last pass --
+        here or by another replica -- told (`on_change`) before its
+        connection is started or stopped: the catalog reloads it before its
+        next answer (`gateway.federation.catalog`), where its own look for
+        other replicas' changes would serve the old rows once more after an
+        idle spell. The first pass tells nothing: whatever read the store
+        before it read it as it was."""
+        before, self._seen = self._seen, seen
+        if before is None:
+            return
+        for server_id in sorted(before.keys() | seen.keys()):
+            if before.get(server_id) != seen.get(server_id):
+                self._on_change(server_id)
 
     def _start(self, config: McpServerConfig) -> None:
         try:
@@ -296,6 +318,7 @@ class McpUpstreams:
                     server_id,
                     result.changed,
                 )
+        if result.moved:
             self._on_change(server_id)
         if result.kept_out and self.on_kept_out is not None:
             await self.on_kept_out(server_id, result.kept_out)

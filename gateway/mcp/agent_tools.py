@@ -176,8 +176,10 @@ class AgentSkillTools:
     async def every_tool(self) -> tuple[object, tuple[SkillTool, ...]]:
         """Every agent's every skill as a tool, whoever may use it (what tool
         search indexes), with the snapshot they came from: the same objects
-        while the registry is unchanged."""
-        snapshot = await self._current()
+        while the registry is unchanged. A snapshot checked within
+        `CONTINUATION_SECONDS` will do: a search's own listing has just
+        checked it (a registration here ends the reuse, `registry_changed`)."""
+        snapshot = await self._current(continuing=True)
         if self._every is None or self._every[0] is not snapshot:
             self._every = (
                 snapshot,

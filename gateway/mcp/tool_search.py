@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from typing import Any
 
 import mcp_types as types
@@ -118,6 +118,7 @@ Catalog = tuple[tuple[object, ...], Callable[[], Sequence[ToolDocument]]]
 # Even with nothing changed here, the index is brought in step this often:
 # another replica that synced an older catalog may have removed a tool.
 RESYNC_SECONDS = 60.0
+LISTINGS_KEPT = 16
 PRUNE_AFTER_SECONDS = 60.0
 
 
@@ -176,6 +177,10 @@ class ToolSearch:
         self._documents: tuple[tuple[object, ...], Sequence[ToolDocument]] | None = None
         # Names the index holds that the catalog no longer has, since when.
         self._absent: dict[str, float] = {}
+        # The last listings searched, by name (`_by_name`), oldest first.
+        self._listings: dict[
+            int, tuple[Sequence[types.Tool], dict[str, types.Tool], frozenset[str]]
+        ] = {}
 
     async def search(
         self, query: str, offered: Sequence[types.Tool], limit: int
@@ -183,9 +188,23 @@ class ToolSearch:
         """The best ``limit`` of ``offered`` (the caller's listing here) for
         ``query``; the gateway's own tools are never among them."""
         await self._in_step()
-        mine = {t.name: t for t in offered if t.name not in (SEARCH_TOOL, CALL_TOOL)}
-        ranked = await self._index.search(query, list(mine), limit)
+        mine, names = self._by_name(offered)
+        ranked = await self._index.search(query, names, limit)
         return [mine[name] for name, _score in ranked if name in mine]
+
+    def _by_name(self, offered: Sequence[types.Tool]) -> tuple[dict[str, types.Tool], Set[str]]:
+        """``offered`` by name, and its names: worked out once per listing
+        (a caller's listing is the same object while it stands,
+        `gateway.mcp.per_caller`), not on each search of 10,000 tools."""
+        kept = self._listings.get(id(offered))
+        if kept is not None and kept[0] is offered:
+            return kept[1], kept[2]
+        mine = {t.name: t for t in offered if t.name not in (SEARCH_TOOL, CALL_TOOL)}
+        names = frozenset(mine)
+        self._listings[id(offered)] = (offered, mine, names)
+        while len(self._listings) > LISTINGS_KEPT:
+            del self._listings[next(iter(self._listings))]
+        return mine, names
 
     async def _in_step(self) -> None:
         if self._current(*await self._catalog()):

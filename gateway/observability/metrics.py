@@ -9,8 +9,9 @@ operation), the target agent or MCP server, the skill or tool, the decision
 and the outcome. Never a subject, a token or an argument.
 
 State that is not an event (breakers, approvals waiting, tasks by state, the
-database pool) is read by `refresh()`, which a background job runs every
-`metrics_refresh_seconds`, so a scrape never waits on the database.
+database pool, the core check's misses) is read by `refresh()`, which a
+background job runs every `metrics_refresh_seconds`, so a scrape never waits
+on the database (a scrape reads the core check's misses too: no I/O).
 
 Each process keeps its own registry. Under `serve --workers` the workers
 share Prometheus' multiprocess directory (`MULTIPROCESS_ENV`, set by the
@@ -45,6 +46,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters import core_check
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.breaker import Breakers
 from gateway.observability.operation_metrics import OperationMetrics
@@ -76,6 +78,7 @@ class GatewayMetrics:
         self._gauge_jobs()
         self._count_coordination()
         self._count_requests()
+        self._core_check_counter()
         self._shown: dict[str, set[tuple[str, ...]]] = {
             "breakers": set(),
             "tasks": set(),
@@ -210,6 +213,18 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+    def _core_check_counter(self) -> None:
+        # `adapters.core_check` counts its misses (it may not import the
+        # gateway); each refresh and scrape adds those since the last look.
+        self.core_check_misses = Counter(
+            "switchboard_core_check_misses",
+            "Upstream sends and call records outside delegate() (SWITCHBOARD_CORE_CHECK: "
+            "warn logs each site once, this counts every miss), by site in the code",
+            ["site"],
+            registry=self.registry,
+        )
+        self._core_check_seen = core_check.misses()  # before this gateway: not its
+
     def observe(self, event: AuditEvent) -> None:
         self.calls.labels(
             event.event,
@@ -238,6 +253,13 @@ class GatewayMetrics:
         if mcp_method is not None:
             self.mcp.labels(mcp_method).inc()
 
+    def count_core_check_misses(self) -> None:
+        """The core check's misses since the last look, by site."""
+        for site, count in core_check.misses().items():
+            if (new := count - self._core_check_seen.get(site, 0)) > 0:
+                self.core_check_misses.labels(site).inc(new)
+                self._core_check_seen[site] = count
+
     def watch(self, jobs: Iterable[Periodic]) -> None:
         """Show these periodic jobs' health (`switchboard_job_*`)."""
         self.jobs = list(jobs)
@@ -246,6 +268,7 @@ class GatewayMetrics:
         """Read the state gauges (jobs, breakers, pool, approvals, tasks, runs).
         With the database away, those read from it keep their last values
         (and /readyz says why); the job's failure is logged once."""
+        self.count_core_check_misses()
         for job in self.jobs:
             self.job_failing.labels(job.name).set(0 if job.state.failing is None else 1)
             if job.state.last_ok is not None:
@@ -303,6 +326,7 @@ class GatewayMetrics:
         self._shown[name] = set(values)
 
     def render(self) -> bytes:
+        self.count_core_check_misses()  # this process's, up to the scrape
         if os.environ.get(MULTIPROCESS_ENV):
             return generate_latest(aggregate_registry())
         return generate_latest(self.registry)

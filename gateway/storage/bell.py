@@ -123,10 +123,19 @@ class ChangeBell:
         """Listen; on a lost connection, listen again after a backoff."""
         if not self.enabled:
             return
+        # One engine for every listen, disposed when the bell stops: NullPool,
+        # so each listen is a session of its own and none is kept between.
+        listener = create_async_engine(self._engine.url, poolclass=NullPool)
+        try:
+            await self._listen_forever(listener)
+        finally:
+            await asyncio.shield(listener.dispose())
+
+    async def _listen_forever(self, listener: AsyncEngine) -> None:
         failures = 0
         while True:
             try:
-                await self._listen()
+                await self._listen(listener)
                 failures = 0
                 while not await self._lost_within(PROBE_SECONDS):
                     await self._probe()
@@ -145,9 +154,8 @@ class ChangeBell:
             failures += 1
             await asyncio.sleep(delay)
 
-    async def _listen(self) -> None:
+    async def _listen(self, listener: AsyncEngine) -> None:
         self._lost.clear()
-        listener = create_async_engine(self._engine.url, poolclass=NullPool)
         session = await listener.connect()
         try:
             connection = (await session.get_raw_connection()).driver_connection

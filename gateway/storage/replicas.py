@@ -34,11 +34,11 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Insert, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,6 +63,19 @@ def boot_clock() -> float:
 
 def random_replica_id() -> str:
     return secrets.token_hex(6)
+
+
+def renewal(dialect: str, rows: Sequence[Mapping[str, Any]]) -> Insert:
+    """One statement writing replicas' rows (``id``, ``url``, ``seen_at``):
+    each inserted, or renewed where it is there already. A replica renews
+    its own with it (`ReplicaDirectory.renew`); `bench.idle` the rows of
+    replicas it stands in for."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(gateway_replicas).values([dict(row) for row in rows])
+    return statement.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"url": statement.excluded.url, "seen_at": statement.excluded.seen_at},
+    )
 
 
 class ReplicaDirectory:
@@ -109,11 +122,7 @@ class ReplicaDirectory:
         assert self.engine is not None
         started = self._clock()
         row = {"id": self.id, "url": self.url, "seen_at": datetime.now(UTC)}
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(gateway_replicas).values(row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["id"], set_={"url": row["url"], "seen_at": row["seen_at"]}
-        )
+        statement = renewal(self.engine.dialect.name, [row])
         # The rows are read with the renewal from the second on (as the twin
         # check always was): at the first, the workers of `serve --workers`
         # start together, and on SQLite reads that then write at once refuse

@@ -115,3 +115,18 @@ async def test_an_adapter_sending_outside_the_core_is_refused(strict: None) -> N
         stream = adapter.stream(Turn(text="hi"), Credentials(), timeout_seconds=1)
         with pytest.raises(OutsideTheCore, match="OpenAI-compatible adapter's stream"):
             await anext(aiter(stream))
+
+
+def test_every_miss_is_counted_by_site_warned_of_or_raised(strict: None) -> None:
+    before = core_check.misses().get("a counted site", 0)
+    core_check.configure("warn")
+    require_core("a counted site")
+    require_core("a counted site")  # warned of once, counted twice
+    core_check.configure("strict")
+    with pytest.raises(OutsideTheCore):
+        require_core("a counted site")
+    core_check.configure("off")
+    require_core("a counted site")  # not looked at
+    with inside_the_core():
+        require_core("a counted site")  # no miss
+    assert core_check.misses()["a counted site"] - before == 3

@@ -10,6 +10,7 @@ from selenium.webdriver.common.by import By
 from tests.browser.conftest import Deployment
 from tests.support.agents import v03_card
 from tests.support.browser import Browser, dev_login, fill, text_of
+from tests.support.console_world import World
 from tests.support.vendor_servers import API_KEY, chat_server
 from tests.support.waiting import wait_for
 
@@ -24,7 +25,7 @@ format: switchboard.flow/v1
 id: console-flow
 name: Made in the console
 input: {type: object}
-steps: [{id: ask, call: {agent: worker}, input: INPUT}]
+steps: [{id: ask, checkpoint: {prompt: "Go on?", show: INPUT}}]
 """
 
 
@@ -48,10 +49,10 @@ def test_an_admin_registers_a_vendor_agent(deployment: Deployment, browser: Brow
             admin.delete("/agents/console-chat")
 
 
-def test_an_admin_registers_a_flow_after_a_refusal(
-    deployment: Deployment, browser: Browser
-) -> None:
-    base = deployment.url
+def test_an_admin_registers_a_flow_after_a_refusal(world: World, browser: Browser) -> None:
+    # The flow pages' gateway: DBOS is one per process, and `world` is the
+    # browser suite's gateway that runs flows (tests/browser/conftest.py).
+    base = world.url
     try:
         dev_login(browser, base, "root", "switchboard:admin")
         browser.get(base + "/ui/flows")
@@ -66,7 +67,7 @@ def test_an_admin_registers_a_flow_after_a_refusal(
         wait_for(lambda: browser.current_url == base + "/ui/flows/console-flow")
         assert "Made in the console" in text_of(browser)
     finally:
-        with deployment.gateway.client() as admin:
+        with world.admin() as admin:
             admin.delete("/flows/console-flow")
 
 

@@ -11,13 +11,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from tests.support.agents import v03_card
-from tests.support.gateway import Gateway, start_gateway
+from tests.support.gateway import Gateway, replicas
 from tests.support.mcp_clients import mcp_client
 
 SET = {
@@ -36,19 +35,8 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path, database_url: str | None) -> Iterator[Pair]:
-    # One database (SQLite's file in the shared data directory, or PostgreSQL)
-    # and one public address, as replicas behind a balancer have.
-    shared: dict[str, Any] = {
-        "public_url": "http://switchboard.test",
-        "mcp_change_watch_seconds": 0.3,
-    }
-    a = start_gateway(tmp_path / "data", database_url, **shared)
-    b = start_gateway(tmp_path / "data", database_url, **shared)
-    try:
+    with replicas(tmp_path / "data", database_url, mcp_change_watch_seconds=0.3) as (a, b):
         yield Pair(a, b)
-    finally:
-        b.stop()
-        a.stop()
 
 
 def _known_on_b(pair: Pair, *names: str) -> None:

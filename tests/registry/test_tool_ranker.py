@@ -3,6 +3,13 @@ hand-made catalogs: each property of the scoring, on its own."""
 
 from __future__ import annotations
 
+import itertools
+import random
+from typing import Any
+from unittest import mock
+
+import pytest
+
 from registry.tool_ranker import Fields, ToolRanker
 
 
@@ -118,3 +125,79 @@ def test_words_no_tool_has_are_not_remembered() -> None:
     for i in range(1000):
         assert r.rank(f"refund zz{i}", ["a__x"], 5)[0][0] == "a__x"
     assert len(r._cache) == 1  # "refund" alone
+
+
+WORDS = tuple(
+    [
+        "refund",
+        "invoice",
+        "stock",
+        "ship",
+        "deal",
+        "ticket",
+        "page",
+        "merge",
+        "lead",
+        "quote",
+        "order",
+        "carrier",
+        "sprint",
+        "alert",
+        "deploy",
+        "backup",
+        "flight",
+        "hotel",
+        "contract",
+        "secret",
+        "campaign",
+        "payroll",
+        "badge",
+        "survey",
+    ]
+)
+
+
+def common_word_catalog(size: int, seed: int) -> ToolRanker:
+    """``size`` tools that all say "task" (as `bench.tool_catalog`'s do), a
+    fifth of them "sync" in their names, and one or two rarer words each,
+    repeated at random, in their description or among their parameters."""
+    rng = random.Random(seed)
+    described = []
+    for i in range(size):
+        words = " ".join(rng.sample(WORDS, rng.randint(1, 2)) * rng.randint(1, 3))
+        name = f"s{i % 7}__{'sync' if i % 5 == 0 else 'tool'}_{i}"
+        if rng.random() < 0.2:
+            described.append(tool(name, "does task " + words))
+        else:
+            described.append(tool(name, "does task", params=f"{words} and more words " * 3))
+    return ranker(*described)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scoring_the_rarer_terms_first_gives_every_tools_answer(seed: int) -> None:
+    """`rank` scores the tools with a rarer term first and the others only
+    if they could be among the best: the answer is the one scoring every
+    tool gives (no term common: each tool scored), to the bit -- also where
+    a tool with only the common words ("sync" in its name) is among the best."""
+    r = common_word_catalog(120, seed)
+    for among in (r.names(), r.names()[::3]):
+        for word, limit in itertools.product(WORDS, (1, 3, 5, 8)):
+            for query in (f"sync {word}", f"task sync {word}", f"task {word}"):
+                with mock.patch("registry.tool_ranker.COMMON_SHARE", 10**9):
+                    every = r.rank(query, among, limit)
+                assert r.rank(query, among, limit) == every, (query, limit)
+
+
+def test_a_word_every_tool_has_does_not_have_every_tool_scored() -> None:
+    r = common_word_catalog(400, 1)
+    scored: list[int] = []
+    real = ToolRanker._scores
+
+    def counting(self: ToolRanker, asked: Any, weights: Any, names: Any) -> dict[str, float]:
+        found = real(self, asked, weights, names)
+        scored.append(len(found))
+        return found
+
+    with mock.patch.object(ToolRanker, "_scores", counting):
+        best = r.rank("task refund", r.names(), 5)
+    assert len(best) == 5 and scored and max(scored) < 400

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from policies.scopes import ADMIN_SCOPE
 from policies.tokens import mint_access_token
 from registry.tls import client_tls
 from tests.support.databases import seed_data_dir
-from tests.support.servers import ServerThread, bound_socket
+from tests.support.servers import ServerThread, bound_socket, stop_all
 from tests.support.waiting import wait_for
 
 
@@ -189,3 +190,20 @@ def start_gateway(
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     server = ServerThread(lambda _url: create_app(settings), sock=sock).start()
     return Gateway(settings=settings, server=server)
+
+
+@contextlib.contextmanager
+def replicas(
+    data_dir: Path, database_url: str | None, count: int = 2, **overrides: Any
+) -> Iterator[list[Gateway]]:
+    """``count`` gateways on one database (SQLite's file in ``data_dir``, or
+    PostgreSQL) with one public address, as replicas behind a balancer have;
+    ``overrides`` are every one's `Settings` fields. Stopped together."""
+    shared: dict[str, Any] = {"public_url": "http://switchboard.test", **overrides}
+    started: list[Gateway] = []
+    try:
+        for _ in range(count):
+            started.append(start_gateway(data_dir, database_url, **shared))
+        yield started
+    finally:
+        stop_all(*(gateway.server for gateway in reversed(started)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +21,7 @@ from registry.mcp_store import (
     SqlMcpStore,
     StoredTool,
 )
+from registry.mcp_tools import screen_tool
 from registry.mcp_versions import ServerVersion
 
 
@@ -197,3 +199,20 @@ async def test_a_change_told_during_a_read_is_read_again(store: SqlMcpStore) -> 
     gate.set()
     assert "gamma__time" not in (await early)[0]
     assert "gamma__time" in (await late)[0]
+
+
+async def test_a_probe_listing_as_stored_screens_and_moves_nothing(store: SqlMcpStore) -> None:
+    """A server's probe lists its tools every `probe_seconds`: unchanged, they
+    are neither screened again (the screen is most of a sync's CPU, on the
+    event loop, for each of a server's 1,000 tools) nor written; a changed
+    one is screened, and moves its server's version."""
+    before = await store.versions()
+    with mock.patch("registry.mcp_sync.screen_tool", wraps=screen_tool) as screened:
+        result = await store.sync_tools("alpha", _tools("echo", "add"), auto_approve=False)
+        assert (result.added, result.changed, result.removed) == ([], [], [])
+        assert screened.call_count == 0
+        assert await store.versions() == before
+        tools = [*_tools("echo"), *_tools("add", word="new thing")]
+        result = await store.sync_tools("alpha", tools, auto_approve=False)
+        assert result.changed == ["alpha__add"] and screened.call_count == 1
+    assert (await store.versions())["alpha"] != before["alpha"]

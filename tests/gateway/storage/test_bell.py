@@ -1,8 +1,10 @@
 """Writes heard as notices (`gateway.storage.bell`), on a real PostgreSQL
-database at the schema's head (migration 0040's triggers): a write another
-connection commits wakes the jobs of its table, a rolled-back one and an
-agent's health write do not, and a lost connection is heard again -- with
-every job woken once, for what nobody heard meanwhile."""
+database at the schema's head (migration 0040's triggers): every table the
+bell knows has its trigger and rings; a write another connection commits
+wakes the jobs of its table, a rolled-back one and an agent's health write
+do not, and a lost connection is heard again -- with every job woken once,
+for what nobody heard meanwhile -- on the one listening engine the bell
+made, disposed when it stops."""
 
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import event, insert, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.storage.bell import ChangeBell, Spaced
+from gateway.storage.bell import TABLES, ChangeBell, Spaced
 from registry.tables import agents, mcp_sets
 from tests.support.databases import fresh_database
 from tests.support.waiting import wait_for_async
@@ -117,24 +120,77 @@ async def test_an_agents_health_write_rings_nothing_its_card_does(
         await wait_for_async(lambda: woken.by["agents"] == 2, what="the card's notice")
 
 
+async def test_every_table_of_the_bell_has_its_trigger_and_rings(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    _, engine = database
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE t.tgname = 'switchboard_changed' AND NOT t.tgisinternal"
+            )
+        )
+        triggered = sorted(str(row[0]) for row in rows)
+    assert triggered == sorted(TABLES)
+    woken = Woken()
+    async with listening(engine, woken, *TABLES):
+        assert woken.by == dict.fromkeys(TABLES, 1)  # the first listen
+        for table in TABLES:
+            # A statement that deletes nothing: a statement trigger still fires.
+            async with engine.begin() as conn:
+                await conn.execute(text(f"DELETE FROM {table} WHERE false"))  # noqa: S608 - TABLES
+            await wait_for_async(lambda: woken.by[table] == 2, what=f"{table}'s notice")  # noqa: B023
+        assert woken.by == dict.fromkeys(TABLES, 2)
+
+
 async def test_a_lost_connection_is_heard_again_and_every_job_looks(
     database: tuple[str, AsyncEngine],
 ) -> None:
     url, engine = database
     woken = Woken()
     async with listening(engine, woken, "mcp_sets", "mcp_servers") as bell:
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        admin = await asyncpg.connect(dsn)
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        await _terminate_others(url)
         await wait_for_async(lambda: not bell.heard(), what="the loss noticed")
         await wait_for_async(bell.heard, seconds=30, what="the bell listening again")
         assert woken.by == {"mcp_sets": 2, "mcp_servers": 2}
+
+
+async def test_the_listeners_engine_is_made_once_and_disposed_at_the_end(
+    database: tuple[str, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, engine = database
+    made: list[AsyncEngine] = []
+    disposed: list[object] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> AsyncEngine:
+        listener = create_async_engine(*args, **kwargs)
+        event.listen(listener.sync_engine, "engine_disposed", disposed.append)
+        made.append(listener)
+        return listener
+
+    monkeypatch.setattr("gateway.storage.bell.create_async_engine", recorded)
+    monkeypatch.setattr("gateway.storage.bell.RECONNECT_SECONDS", (0.05,))
+    async with listening(engine, Woken(), "mcp_sets") as bell:
+        for _ in range(2):  # lost twice: listened to three times
+            await _terminate_others(url)
+            await wait_for_async(lambda: not bell.heard(), what="the loss noticed")
+            await wait_for_async(bell.heard, seconds=30, what="the bell listening again")
+        assert len(made) == 1 and disposed == []
+    assert disposed == [made[0].sync_engine]
+
+
+async def _terminate_others(url: str) -> None:
+    """End every other session on the test's database (the bell's among them)."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
 
 
 async def test_sqlite_has_no_bell(tmp_path: object) -> None:

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.storage.replicas import ReplicaDirectory
+from gateway.storage.replicas import ReplicaDirectory, renewal
 from gateway.storage.tables import gateway_replicas, metadata
 
 HEARTBEAT, STALE = 10.0, 45.0
@@ -296,3 +296,26 @@ def test_a_renewal_reads_the_others_and_tells_when_they_move(
         assert me.replicas.alone()
 
     asyncio.run(go())
+
+
+async def test_one_renewal_writes_new_rows_and_renews_those_there(engine: AsyncEngine) -> None:
+    """`renewal`, the one statement that writes replicas' rows (a replica's
+    own, and those `bench.idle` keeps for replicas it stands in for), on
+    both databases."""
+    then = datetime.now(UTC) - timedelta(minutes=5)
+    async with engine.begin() as conn:
+        first = [{"id": "a", "url": "http://a:1", "seen_at": then}]
+        await conn.execute(renewal(engine.dialect.name, first))
+    now = datetime.now(UTC)
+    rows = [
+        {"id": "a", "url": "http://a:2", "seen_at": now},
+        {"id": "b", "url": "http://b:1", "seen_at": now},
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(renewal(engine.dialect.name, rows))
+        found = (await conn.execute(select(gateway_replicas))).all()
+    aware = {r.id: r.seen_at if r.seen_at.tzinfo else r.seen_at.replace(tzinfo=UTC) for r in found}
+    assert {r.id: (r.url, aware[r.id]) for r in found} == {
+        "a": ("http://a:2", now),
+        "b": ("http://b:1", now),
+    }

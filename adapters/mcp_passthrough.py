@@ -364,27 +364,7 @@ async def _event(
         return None
     params = message.get("params")
     if method == "notifications/progress":
-        # The SDK's dispatcher's test, for this request's token.
-        match params:
-            case {"progressToken": int() | str() as token, "progress": int() | float() as p} if (
-                isinstance(params, dict)
-                and progress_callback is not None
-                and not isinstance(token, bool)
-                and not isinstance(p, bool)
-                and str(token) == str(request_id)
-            ):
-                total = params.get("total")
-                text = params.get("message")
-                try:
-                    await progress_callback(
-                        float(p),
-                        float(total) if isinstance(total, int | float) else None,
-                        text if isinstance(text, str) else None,
-                    )
-                except Exception:  # as the SDK's dispatcher: costs only this update
-                    logger.exception("progress callback raised")
-            case _:
-                pass
+        await _progress(params, request_id, progress_callback)
     try:
         notification = _methods.parse_server_notification(method, version, params)
     except KeyError:
@@ -401,6 +381,31 @@ async def _event(
     except Exception:
         logger.exception("notification callback for %r raised", method)
     return None
+
+
+async def _progress(params: Any, request_id: int, progress_callback: ProgressFnT | None) -> None:
+    """A progress notification for this request's token, to ``progress_callback``."""
+    # The SDK's dispatcher's test, for this request's token.
+    match params:
+        case {"progressToken": int() | str() as token, "progress": int() | float() as p} if (
+            isinstance(params, dict)
+            and progress_callback is not None
+            and not isinstance(token, bool)
+            and not isinstance(p, bool)
+            and str(token) == str(request_id)
+        ):
+            total = params.get("total")
+            text = params.get("message")
+            try:
+                await progress_callback(
+                    float(p),
+                    float(total) if isinstance(total, int | float) else None,
+                    text if isinstance(text, str) else None,
+                )
+            except Exception:  # as the SDK's dispatcher: costs only this update
+                logger.exception("progress callback raised")
+        case _:
+            pass
 
 
 def _error_of(body: bytes) -> types.ErrorData | None:

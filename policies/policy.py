@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.card_oauth import card_authorization
-from policies.coordination import CoordinationPolicy
+from policies.coordination_rules import CoordinationPolicy
 from policies.limits import LimitRule
 from policies.prices import Prices
 from policies.scopes import ScopeSyntaxError, parse_scopes
@@ -348,46 +348,11 @@ def authorize(
     def deny(denial: Denial, reason: str) -> Decision:
         return Decision(False, frozenset(), False, (reason,), denial, depth, rule.sources)
 
-    # 1. The action must exist on the target (when the card says what exists).
-    if (
-        query.action is not None
-        and query.kind == "skill"
-        and target.skills is not None
-        and query.action not in target.skills
-    ):
-        return deny(Denial.UNKNOWN_ACTION, f"agent {target.agent_id} has no skill {query.action}")
-    # 2. The operator may forbid it outright.
-    if not rule.allow:
-        denied_by = ", ".join(source for source, r in trail if r.allow is False)
-        return deny(Denial.POLICY, f"policy forbids delegating to {where} ({denied_by})")
-    # 3. Chain shape: bounded depth, no agent twice (A -> B -> A).
-    if depth > rule.max_depth:
-        return deny(
-            Denial.DEPTH,
-            f"delegation depth {depth} exceeds the limit of {rule.max_depth} for {where}",
-        )
-    if target.agent_id in query.chain:
-        return deny(
-            Denial.CYCLE,
-            f"{target.agent_id} already acted in this chain ({' -> '.join(query.chain)})",
-        )
-    # 4. Scopes only shrink: a request for more than the subject holds is refused.
-    base = query.user_scopes
-    if query.requested_scopes is not None:
-        excess = query.requested_scopes - query.user_scopes
-        if excess:
-            return deny(
-                Denial.SCOPE_EXCEEDS_SUBJECT,
-                f"requested scopes not held by the user: {_fmt(excess)}",
-            )
-        base = query.requested_scopes
-    # 5. The user must hold what the policy requires...
-    missing = rule.require - query.user_scopes
-    if missing:
-        return deny(
-            Denial.MISSING_SCOPE,
-            f"{where} requires {_fmt(missing)}, {_lacked(policy, query.chain, missing, max_depth)}",
-        )
+    refused = _chain_refusal(query, rule, trail, depth, where) or _scope_refusal(
+        policy, query, rule, where, max_depth
+    )
+    if refused is not None:
+        return deny(*refused)
     # 6. ...and satisfy one of the card's security requirements, if it has any.
     alternatives = _declared(target, query)
     satisfied = [alt for alt in alternatives if alt <= query.user_scopes]
@@ -398,9 +363,77 @@ def authorize(
             Denial.CARD_REQUIREMENT,
             f"{where} requires one of {options}, {_lacked(policy, query.chain, lacked, max_depth)}",
         )
-    # 7. What passes on: base ∩ needs ∩ grant. "Needs" is what the card
-    # declares (the satisfied alternatives); an undeclared side does not
-    # constrain, but with neither side declared only `require` passes on.
+    base = query.user_scopes if query.requested_scopes is None else query.requested_scopes
+    granted, reasons = _passed_on(base, rule, satisfied)
+    if rule.approval:
+        reasons.append(f"policy requires human approval for {where}")
+    return Decision(True, granted, rule.approval, tuple(reasons), None, depth, rule.sources)
+
+
+def _chain_refusal(
+    query: DelegationQuery,
+    rule: EffectiveRule,
+    trail: list[tuple[str, Rule]],
+    depth: int,
+    where: str,
+) -> tuple[Denial, str] | None:
+    """Steps 1-3: the action exists, the operator allows it, the chain's shape."""
+    target = query.target
+    # 1. The action must exist on the target (when the card says what exists).
+    if (
+        query.action is not None
+        and query.kind == "skill"
+        and target.skills is not None
+        and query.action not in target.skills
+    ):
+        return Denial.UNKNOWN_ACTION, f"agent {target.agent_id} has no skill {query.action}"
+    # 2. The operator may forbid it outright.
+    if not rule.allow:
+        denied_by = ", ".join(source for source, r in trail if r.allow is False)
+        return Denial.POLICY, f"policy forbids delegating to {where} ({denied_by})"
+    # 3. Chain shape: bounded depth, no agent twice (A -> B -> A).
+    if depth > rule.max_depth:
+        return (
+            Denial.DEPTH,
+            f"delegation depth {depth} exceeds the limit of {rule.max_depth} for {where}",
+        )
+    if target.agent_id in query.chain:
+        return (
+            Denial.CYCLE,
+            f"{target.agent_id} already acted in this chain ({' -> '.join(query.chain)})",
+        )
+    return None
+
+
+def _scope_refusal(
+    policy: Policy, query: DelegationQuery, rule: EffectiveRule, where: str, max_depth: int
+) -> tuple[Denial, str] | None:
+    """Steps 4-5: scopes only shrink, and the user holds what the policy requires."""
+    # 4. Scopes only shrink: a request for more than the subject holds is refused.
+    if query.requested_scopes is not None:
+        excess = query.requested_scopes - query.user_scopes
+        if excess:
+            return (
+                Denial.SCOPE_EXCEEDS_SUBJECT,
+                f"requested scopes not held by the user: {_fmt(excess)}",
+            )
+    # 5. The user must hold what the policy requires...
+    missing = rule.require - query.user_scopes
+    if missing:
+        return (
+            Denial.MISSING_SCOPE,
+            f"{where} requires {_fmt(missing)}, {_lacked(policy, query.chain, missing, max_depth)}",
+        )
+    return None
+
+
+def _passed_on(
+    base: frozenset[str], rule: EffectiveRule, satisfied: list[frozenset[str]]
+) -> tuple[frozenset[str], list[str]]:
+    """Step 7, what passes on: base ∩ needs ∩ grant, and the reasons saying so.
+    "Needs" is what the card declares (the satisfied alternatives); an
+    undeclared side does not constrain, but with neither side declared only
+    `require` passes on."""
     needs = frozenset().union(*satisfied) if any(satisfied) else None
     reasons = [f"allowed by {', '.join(rule.sources)}"]
     if needs is None and rule.grant is None:
@@ -416,9 +449,7 @@ def authorize(
     dropped = base - granted
     if dropped:
         reasons.append(f"not passed on: {_fmt(dropped)}")
-    if rule.approval:
-        reasons.append(f"policy requires human approval for {where}")
-    return Decision(True, granted, rule.approval, tuple(reasons), None, depth, rule.sources)
+    return granted, reasons
 
 
 def _lacked(policy: Policy, chain: tuple[str, ...], missing: frozenset[str], max_depth: int) -> str:

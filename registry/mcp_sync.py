@@ -84,15 +84,7 @@ async def sync(
     """Apply one complete listing; with ``registering``, a tool that cannot
     have its name refuses the whole registration (nothing is written)."""
     now = now or datetime.now(UTC)
-    current = {
-        row["name"]: row
-        for row in (
-            await conn.execute(select(mcp_tools).where(mcp_tools.c.server_id == server_id))
-        ).mappings()
-    }
-    prefix = (
-        await conn.execute(select(mcp_servers.c.prefix_tools).where(mcp_servers.c.id == server_id))
-    ).scalar_one_or_none()
+    current, prefix = await _stored(conn, server_id)
     usable = list(_usable(listed))
     naming = await _name(
         conn,
@@ -128,45 +120,107 @@ async def sync(
                 pending = f"{kept_out[namespaced]}; pending as {namespaced} until an admin approves"
                 flags.append(_name_flag(pending))
             approve = auto_approve and not flags
-            await conn.execute(
-                insert(mcp_tools).values(
-                    server_id=server_id,
-                    name=name,
-                    namespaced=namespaced,
-                    definition=definition,
-                    digest=digest,
-                    flags=flags,
-                    available=True,
-                    approved_digest=digest if approve else None,
-                    approved_definition=definition if approve else None,
-                    approved_by=TRUST_ON_FIRST_USE if approve else None,
-                    approved_at=now if approve else None,
-                    first_seen_at=now,
-                    changed_at=now,
-                )
-            )
+            await _add(conn, server_id, name, namespaced, definition, digest, flags, approve, now)
             added.append(namespaced)
         else:
-            why = withheld(server_id, name, row["namespaced"])
-            if why is not None:  # stored before names were checked: say why it is not offered
-                flags.append(_name_flag(why.reason))
-            carried = _approval_carried(row, definition, digest)
-            await conn.execute(
-                update(mcp_tools)
-                .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
-                .values(
-                    definition=definition,
-                    digest=digest,
-                    flags=flags,
-                    available=True,
-                    changed_at=now if row["digest"] != digest else row["changed_at"],
-                    **carried,
-                )
-            )
+            carried = await _update(conn, server_id, row, definition, digest, flags, now)
             if not carried or not row["available"]:
                 (changed if row["available"] else added).append(row["namespaced"])
             else:
                 rewritten.append(row["namespaced"])
+    removed = await _mark_removed(conn, server_id, current, seen, now)
+    await conn.execute(
+        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
+    )
+    return SyncResult(
+        added=added, changed=changed, removed=removed, kept_out=kept_out, rewritten=rewritten
+    )
+
+
+async def _stored(conn: AsyncConnection, server_id: str) -> tuple[dict[str, Any], bool | None]:
+    """The server's stored tools by their own name, and its ``prefix_tools``."""
+    current = {
+        row["name"]: row
+        for row in (
+            await conn.execute(select(mcp_tools).where(mcp_tools.c.server_id == server_id))
+        ).mappings()
+    }
+    prefix = (
+        await conn.execute(select(mcp_servers.c.prefix_tools).where(mcp_servers.c.id == server_id))
+    ).scalar_one_or_none()
+    return current, prefix
+
+
+async def _add(
+    conn: AsyncConnection,
+    server_id: str,
+    name: str,
+    namespaced: str,
+    definition: dict[str, Any],
+    digest: str,
+    flags: list[dict[str, Any]],
+    approve: bool,
+    now: datetime,
+) -> None:
+    """A new tool, approved on sight when ``approve`` (trust on first use)."""
+    await conn.execute(
+        insert(mcp_tools).values(
+            server_id=server_id,
+            name=name,
+            namespaced=namespaced,
+            definition=definition,
+            digest=digest,
+            flags=flags,
+            available=True,
+            approved_digest=digest if approve else None,
+            approved_definition=definition if approve else None,
+            approved_by=TRUST_ON_FIRST_USE if approve else None,
+            approved_at=now if approve else None,
+            first_seen_at=now,
+            changed_at=now,
+        )
+    )
+
+
+async def _update(
+    conn: AsyncConnection,
+    server_id: str,
+    row: Any,
+    definition: dict[str, Any],
+    digest: str,
+    flags: list[dict[str, Any]],
+    now: datetime,
+) -> bool:
+    """A tool changed or back: its new definition, quarantined unless its
+    approval carries over (returned: whether it did)."""
+    name = row["name"]
+    why = withheld(server_id, name, row["namespaced"])
+    if why is not None:  # stored before names were checked: say why it is not offered
+        flags.append(_name_flag(why.reason))
+    carried = _approval_carried(row, definition, digest)
+    await conn.execute(
+        update(mcp_tools)
+        .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
+        .values(
+            definition=definition,
+            digest=digest,
+            flags=flags,
+            available=True,
+            changed_at=now if row["digest"] != digest else row["changed_at"],
+            **carried,
+        )
+    )
+    return bool(carried)
+
+
+async def _mark_removed(
+    conn: AsyncConnection,
+    server_id: str,
+    current: Mapping[str, Any],
+    seen: set[str],
+    now: datetime,
+) -> list[str]:
+    """The stored tools the listing no longer has: unavailable (their names returned)."""
     removed = [
         row["namespaced"] for name, row in current.items() if name not in seen and row["available"]
     ]
@@ -176,12 +230,7 @@ async def sync(
             .where(mcp_tools.c.server_id == server_id, mcp_tools.c.namespaced.in_(removed))
             .values(available=False, changed_at=now)
         )
-    await conn.execute(
-        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
-    )
-    return SyncResult(
-        added=added, changed=changed, removed=removed, kept_out=kept_out, rewritten=rewritten
-    )
+    return removed
 
 
 def _approval_carried(row: Any, definition: dict[str, Any], digest: str) -> dict[str, Any]:

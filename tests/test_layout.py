@@ -375,7 +375,7 @@ def test_the_checker_sees_a_circle() -> None:
 
 def test_the_gateways_unit_tests_mirror_its_source_tree() -> None:
     """`tests/gateway/<package>/` tests `gateway/<package>/`: a reader finds a
-    module's tests where the module is (the app's own, `gateway/app.py`, at
+    module's tests where the module is (the app's own, `gateway/app/`, at
     the top)."""
     tests = ROOT / "tests" / "gateway"
     strays = [

@@ -19,8 +19,8 @@ from a2a.types import SendMessageRequest
 from gateway.a2a.responses import denial_response
 from gateway.agents.admission import Admission
 from gateway.agents.consents import AgentConsents
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
-from gateway.connections.vault import Connection
 from gateway.delegation.handoffs import (
     MessageSkill,
     json_inputs,
@@ -30,6 +30,7 @@ from gateway.delegation.handoffs import (
     proto_inputs,
     proto_places,
 )
+from gateway.delegation.permits import Deferral
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
@@ -146,31 +147,10 @@ async def admit_call(
         else:
             grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
     except AgentNotFound:
-        other = None
-        if others is not None:
-            other = await others.admission(agent_id, caller, trace_id)
-        if other is None:
-            await delegations.refused(
-                caller,
-                agent_id,
-                event="a2a",
-                trace_id=trace_id,
-                reason=f"no agent {agent_id}",
-                outcome="unknown_agent",
-            )
-            raise Refusal(404, f"no agent {agent_id}") from None
-        return Admitted("other", other)
+        return await _another_target(delegations, others, caller, agent_id, trace_id)
     except ApprovalRequired as pending:
-        if not approvals or not isinstance(pending.permit, Grant):
-            reasons = list(pending.decision.reasons)
-            raise Refusal(
-                403,
-                "delegation needs human approval: " + "; ".join(reasons),
-                {"reasons": reasons, "approval_required": True},
-            ) from None
-        grant, route = pending.permit, "approval"
-        if isinstance(pending, CoordinationDeferred):
-            deferral = pending.deferral
+        grant, deferral = _held(pending, approvals)
+        route = "approval"
     except DelegationDenied as denied:  # the policy, a rate limit, a coordination rule
         raise denial_response(denied, refusal) from None
     except TokenInvalid as exc:  # the token's end (`usable_until`) came since the door
@@ -178,14 +158,8 @@ async def admit_call(
         raise Refusal(401, str(exc), headers=challenge) from None
     consent, connection, holds = None, None, False
     if message and route == "agent" and consents is not None:
-        found = await consents.needed(grant)
-        if isinstance(found, ConnectionRequired):
-            # The agent takes only its users' own tokens, and this user has not
-            # connected theirs: the message waits for them (`gateway.agents.consents`).
-            if not approvals:
-                raise Refusal(403, str(found), {"connect_url": found.connect_url})
-            consent, route = found, "approval"
-        connection = found if isinstance(found, Connection) else None
+        consent, connection = await _users_own(consents, grant, approvals)
+        route = "approval" if consent is not None else route
         # Whichever agent takes the message in the end (a fallback, say): one
         # that wants the user's own account holds it for their consent.
         holds = approvals
@@ -203,3 +177,59 @@ async def admit_call(
         inputs=inputs,
     )
     return Admitted(route, admission)
+
+
+def _held(pending: ApprovalRequired, approvals: bool) -> tuple[Grant, Deferral | None]:
+    """A call held for a human (or deferred by a coordination rule): its grant
+    and deferral, for the approvals handler; refused where there is none."""
+    if not approvals or not isinstance(pending.permit, Grant):
+        reasons = list(pending.decision.reasons)
+        raise Refusal(
+            403,
+            "delegation needs human approval: " + "; ".join(reasons),
+            {"reasons": reasons, "approval_required": True},
+        ) from None
+    deferral = pending.deferral if isinstance(pending, CoordinationDeferred) else None
+    return pending.permit, deferral
+
+
+async def _another_target(
+    delegations: Delegations,
+    others: OtherTargets | None,
+    caller: Caller,
+    agent_id: str,
+    trace_id: str,
+) -> Admitted:
+    """No agent by that id: another kind of target served as one (an MCP
+    server, `others`), else refused and recorded."""
+    other = None
+    if others is not None:
+        other = await others.admission(agent_id, caller, trace_id)
+    if other is None:
+        await delegations.refused(
+            caller,
+            agent_id,
+            event="a2a",
+            trace_id=trace_id,
+            reason=f"no agent {agent_id}",
+            outcome="unknown_agent",
+        )
+        raise Refusal(404, f"no agent {agent_id}") from None
+    return Admitted("other", other)
+
+
+async def _users_own(
+    consents: AgentConsents, grant: Grant, approvals: bool
+) -> tuple[ConnectionRequired | None, Connection | None]:
+    """For an agent that takes its users' own tokens: the connection the
+    call goes with, or the consent it waits for (refused where nothing can
+    hold it)."""
+    found = await consents.needed(grant)
+    consent = None
+    if isinstance(found, ConnectionRequired):
+        # The agent takes only its users' own tokens, and this user has not
+        # connected theirs: the message waits for them (`gateway.agents.consents`).
+        if not approvals:
+            raise Refusal(403, str(found), {"connect_url": found.connect_url})
+        consent = found
+    return consent, found if isinstance(found, Connection) else None

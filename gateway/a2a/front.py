@@ -34,8 +34,6 @@ from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extension
 from a2a.server.request_handlers.request_handler import (
     RequestHandler,
 )
-from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
-from a2a.server.routes.common import ServerCallContextBuilder
 from a2a.types import (
     AgentCard,
 )
@@ -44,13 +42,12 @@ from a2a.utils.errors import (
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 
 from adapters import spans
 from adapters.semconv import a2a_server_facts
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Refusal, admit_call, decide_skill
-from gateway.a2a.gateway_handler import GatewayContextBuilder, GatewayHandler
+from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.responses import (
     card_response,
     invalid_params,
@@ -60,7 +57,7 @@ from gateway.a2a.responses import (
     rest_refusal,
 )
 from gateway.a2a.versions import version_of
-from gateway.agents.admission import Admission, AdmissionContextBuilder, admitted
+from gateway.agents.admission import Admission, admitted
 from gateway.agents.cards import card_json
 from gateway.agents.handler import AgentHandler
 from gateway.agents.outages import (
@@ -70,7 +67,6 @@ from gateway.agents.outages import (
     outage_record,
     outage_response,
     retry_after,
-    watch,
 )
 from gateway.delegation.handoffs import (
     MessageSkill,
@@ -139,25 +135,9 @@ class _SkillRefused(Exception):
         self.response = response
 
 
-def _sdk_endpoints(
-    handler: RequestHandler, context: ServerCallContextBuilder
-) -> tuple[Endpoint, list[Endpoint]]:
-    """The SDK's JSON-RPC endpoint and its HTTP+JSON endpoints (in the order
-    `create_rest_routes` makes them) for ``handler``."""
-    (jsonrpc,) = create_jsonrpc_routes(
-        handler, "/", context_builder=context, enable_v0_3_compat=True
-    )
-    assert isinstance(jsonrpc, Route)
-    rest = [
-        r.endpoint
-        for r in create_rest_routes(handler, context_builder=context, enable_v0_3_compat=True)
-        if isinstance(r, Route)
-    ]
-    return jsonrpc.endpoint, rest
-
-
 class A2AFrontDoor:
-    """Builds the `/a2a/{agent_id}` routes around the SDK's dispatchers."""
+    """What runs around the SDK's dispatchers at `/a2a/{agent_id}`: admission,
+    the handler a request goes to, outages; its routes: `gateway.a2a.routes`."""
 
     def __init__(
         self,
@@ -278,7 +258,7 @@ class A2AFrontDoor:
             raise _SkillRefused(error, invalid_params(error, jsonrpc, request_id, legacy)) from None
         return True, decided, inputs
 
-    def _guarded(
+    def guarded(
         self,
         endpoint: Endpoint,
         other_endpoint: Endpoint | None,
@@ -313,9 +293,9 @@ class A2AFrontDoor:
                     )
             return refused if refused is not None else await endpoint(request)
 
-        return self._outage_guard(guarded, jsonrpc=jsonrpc)
+        return self.outage_guard(guarded, jsonrpc=jsonrpc)
 
-    def _outage_guard(self, endpoint: Endpoint, *, jsonrpc: bool) -> Endpoint:
+    def outage_guard(self, endpoint: Endpoint, *, jsonrpc: bool) -> Endpoint:
         """A dependency outage, met here or in a handler (`gateway.agents.outages`),
         answered 503 with `Retry-After` in the binding's error form, and audited."""
 
@@ -367,99 +347,12 @@ class A2AFrontDoor:
                 return card_response(request, card_json(card, legacy=legacy), other[1])
         return rest_refusal(404, f"no agent {agent_id}")
 
-    def routes(self) -> list[BaseRoute]:
-        for handler in (self.handler, self.gateway, self.approvals):
-            watch(handler)
-        if self.others is not None:
-            watch(self.others.handler)
-        if self.gateway_run is not None:
-            watch(self.gateway_run.handler)
-        context = AdmissionContextBuilder()
-        (jsonrpc,) = create_jsonrpc_routes(
-            self.handler, "/", context_builder=context, enable_v0_3_compat=True
-        )
-        rest = [
-            r
-            for r in create_rest_routes(
-                self.handler, context_builder=context, enable_v0_3_compat=True
-            )
-            if isinstance(r, Route)
-        ]
-        other_jsonrpc: BaseRoute | None = None
-        other_rest: list[Route | None] = [None] * len(rest)
-        if self.others is not None:
-            (other_jsonrpc,) = create_jsonrpc_routes(
-                self.others.handler, "/", context_builder=context, enable_v0_3_compat=True
-            )
-            other_rest = [
-                r
-                for r in create_rest_routes(
-                    self.others.handler, context_builder=context, enable_v0_3_compat=True
-                )
-                if isinstance(r, Route)
-            ]
-        run_jsonrpc: Endpoint | None = None
-        run_rest: list[Endpoint | None] = [None] * len(rest)
-        if self.gateway_run is not None:
-            run_jsonrpc, run_rest_endpoints = _sdk_endpoints(self.gateway_run.handler, context)
-            run_rest = list(run_rest_endpoints)
-        held_jsonrpc: Endpoint | None = None
-        held_rest: list[Endpoint | None] = [None] * len(rest)
-        if self.approvals is not None:
-            held_jsonrpc, held_rest_endpoints = _sdk_endpoints(self.approvals, context)
-            held_rest = list(held_rest_endpoints)
-        assert isinstance(jsonrpc, Route)
-        jsonrpc_endpoint = self._guarded(
-            jsonrpc.endpoint,
-            other_jsonrpc.endpoint if isinstance(other_jsonrpc, Route) else None,
-            jsonrpc=True,
-            run_endpoint=run_jsonrpc,
-            approval_endpoint=held_jsonrpc,
-        )
-        inner: list[BaseRoute] = [
-            Route("/.well-known/agent-card.json", self.agent_card, methods=["GET"]),
-            Route("/.well-known/agent.json", self.agent_card, methods=["GET"]),
-            # Agents authenticate here with the relay token, not a bearer token.
-            Route("/push/{relay_id}", self.handler.relay_notification, methods=["POST"]),
-            Route("/", jsonrpc_endpoint, methods=["POST"]),
-        ]
-        # The SDK also mounts every route under `/{tenant}` (a Mount, dropped
-        # above); the gateway serves one agent per URL and has no tenants.
-        for route, other, run, held in zip(rest, other_rest, run_rest, held_rest, strict=True):
-            inner.append(
-                Route(
-                    route.path,
-                    self._guarded(
-                        route.endpoint,
-                        other.endpoint if other else None,
-                        jsonrpc=False,
-                        run_endpoint=run,
-                        approval_endpoint=held,
-                    ),
-                    methods=list(route.methods or ()),
-                )
-            )
-        (own,) = create_jsonrpc_routes(
-            self.gateway, "/a2a", context_builder=GatewayContextBuilder(), enable_v0_3_compat=True
-        )
-        assert isinstance(own, Route)
-        own_endpoint = self._outage_guard(self._authenticated(own.endpoint), jsonrpc=True)
-        return [
-            Route("/.well-known/agent-card.json", self.gateway_card, methods=["GET"]),
-            Route("/.well-known/agent.json", self.gateway_card, methods=["GET"]),
-            Route("/a2a", own_endpoint, methods=["POST"]),
-            Route("/a2a/", own_endpoint, methods=["POST"]),
-            # Without the trailing slash, as registered interface URLs usually are.
-            Route("/a2a/{agent_id}", jsonrpc_endpoint, methods=["POST"]),
-            Mount("/a2a/{agent_id}", routes=inner),
-        ]
-
     async def gateway_card(self, request: Request) -> Response:
         card = await self.gateway.card()
         legacy = request.url.path.endswith("/agent.json")
         return card_response(request, card_json(card, legacy=legacy), None)
 
-    def _authenticated(
+    def authenticated(
         self, endpoint: Callable[[Request], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def authenticated(request: Request) -> Response:

@@ -17,13 +17,10 @@ A2A 0.3's gRPC service has no tenant to name an agent by and is not served.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,35 +31,28 @@ from a2a.server.request_handlers.grpc_handler import GrpcHandler, GrpcServerCall
 from a2a.types import a2a_pb2_grpc
 from a2a.utils.constants import VERSION_HEADER
 from a2a.utils.errors import (
-    A2AError,
     InvalidParamsError,
-    PushNotificationNotSupportedError,
-    UnsupportedOperationError,
     VersionNotSupportedError,
 )
-from a2a.utils.grpc_status import status_to_grpc
-from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
 
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.front import A2AFrontDoor
+from gateway.a2a.grpc_errors import GatewayGrpcHandler, abort_refused
+from gateway.a2a.grpc_server import Malformed
 from gateway.a2a.numbers import non_finite
 from gateway.agents.admission import ADMISSION, admitted, admitted_context
 from gateway.agents.outages import (
-    DependencyUnavailableError,
     OutageNote,
     current_note,
     note_caller,
     outage_record,
     unavailable_error,
 )
-from gateway.compat.a2a import grpc_error_codes
 from gateway.delegation.handoffs import MessageSkill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
-from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.http.auth import (
     API_KEY_HEADER,
     CredentialHeaderError,
@@ -70,39 +60,12 @@ from gateway.http.auth import (
     credential_of,
     onwards_principal,
 )
-from gateway.settings import Settings
-from gateway.settings.grpc import grpc_public_target
-from gateway.storage.outages import DependencyUnavailable, outage_of
+from gateway.storage.outages import outage_of
 from policies.api_keys import looks_like_key
 from policies.tokens import Principal, TokenInvalid
 from registry.store import is_agent_id
 
 security = logging.getLogger("switchboard.security")
-
-# A2A 1.0 §5.4 "Error Code Mappings" names UNIMPLEMENTED for these three; the
-# SDK's table says FAILED_PRECONDITION (the TCK's GRPC-ERR-002 fails the SDK's
-# own server on it). The gateway's door follows the specification. The table
-# is the SDK's (gateway.compat.a2a), and only this process's gRPC door reads it.
-_CODES = grpc_error_codes()
-_CODES[PushNotificationNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
-_CODES[UnsupportedOperationError] = grpc.StatusCode.UNIMPLEMENTED
-_CODES[VersionNotSupportedError] = grpc.StatusCode.UNIMPLEMENTED
-# What an upstream failure or an outage is in gRPC's own codes (the SDK's
-# table maps them as their base classes, InternalError: INTERNAL).
-_CODES[DependencyUnavailableError] = grpc.StatusCode.UNAVAILABLE
-_CODES[UpstreamUnavailableError] = grpc.StatusCode.UNAVAILABLE
-_CODES[UpstreamTimeoutError] = grpc.StatusCode.DEADLINE_EXCEEDED
-
-# google.rpc.Code for the HTTP statuses a refusal carries (as `rest_refusal`).
-_REFUSAL_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.ABORTED,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 
 # The call context of the request being served, for the SDK's GrpcHandler.
 _call: contextvars.ContextVar[ServerCallContext | None] = contextvars.ContextVar(
@@ -115,19 +78,6 @@ class _Admitted(GrpcServerCallContextBuilder):
         call = _call.get()
         assert call is not None, "a gRPC call reached a handler without admission"
         return call
-
-
-class _Handler(GrpcHandler):
-    async def abort_context(self, error: A2AError, context: grpc.aio.ServicerContext) -> None:
-        outage = getattr(error, "outage", None)
-        if isinstance(outage, DependencyUnavailable):
-            _add_trailing(context, {"retry-after": str(outage.retry_after)})
-        await super().abort_context(error, context)
-
-
-def _add_trailing(context: grpc.aio.ServicerContext, values: dict[str, str]) -> None:
-    present = tuple(context.trailing_metadata() or ())
-    context.set_trailing_metadata(present + tuple((k.lower(), v) for k, v in values.items()))
 
 
 class _Lines(dict[str, list[str]]):
@@ -146,26 +96,6 @@ def _metadata(context: grpc.aio.ServicerContext) -> _Lines:
     return found
 
 
-async def _abort(context: grpc.aio.ServicerContext, refused: Refusal) -> None:
-    """A refusal as a gRPC status with an ErrorInfo; `Retry-After` as metadata."""
-    code = _REFUSAL_CODES.get(refused.status, grpc.StatusCode.FAILED_PRECONDITION)
-    status = status_pb2.Status(code=code.value[0], message=refused.message)
-    if isinstance(refused.data, dict):
-        info = error_details_pb2.ErrorInfo(
-            reason="DELEGATION_REFUSED",
-            domain="switchboard",
-            metadata={str(k): str(v) for k, v in refused.data.items()},
-        )
-        detail = any_pb2.Any()
-        detail.Pack(info)
-        status.details.append(detail)
-    rich = status_to_grpc(status)
-    _add_trailing(context, {k: str(v) for k, v in refused.headers.items()})
-    present = tuple(context.trailing_metadata() or ())
-    context.set_trailing_metadata(present + tuple(rich.trailing_metadata))
-    await context.abort(rich.code, rich.details)
-
-
 class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     """`lf.a2a.v1.A2AService` for every agent of the HTTP door ``door``."""
 
@@ -173,10 +103,12 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         self._door = door
         self._auth = auth
         admitted = _Admitted()
-        self._agents = _Handler(door.handler, admitted)
-        self._others = _Handler(door.others.handler, admitted) if door.others else None
-        self._runs = _Handler(door.gateway_run.handler, admitted) if door.gateway_run else None
-        self._held = _Handler(door.approvals, admitted) if door.approvals else None
+        self._agents = GatewayGrpcHandler(door.handler, admitted)
+        self._others = GatewayGrpcHandler(door.others.handler, admitted) if door.others else None
+        self._runs = (
+            GatewayGrpcHandler(door.gateway_run.handler, admitted) if door.gateway_run else None
+        )
+        self._held = GatewayGrpcHandler(door.approvals, admitted) if door.approvals else None
 
     # The service's operations -------------------------------------------------
 
@@ -235,7 +167,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     @contextlib.asynccontextmanager
     async def _outages(self, request: Message, context: Any) -> AsyncIterator[None]:
         """An outage met in the call, in a handler (`watch`) or admitting it,
-        answered UNAVAILABLE and audited, as the HTTP door's `_outage_guard`."""
+        answered UNAVAILABLE and audited, as the HTTP door's `outage_guard`."""
         note = OutageNote()
         noted = current_note.set(note)
         agent_id = getattr(request, "tenant", "")  # read before `_admit` clears it
@@ -266,58 +198,17 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         """Authenticate, name the agent, decide; the handler that serves the
         call, its call context set for it (`_call`). Aborts the call with the
         refusal."""
-        if isinstance(request, _Malformed):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"not a valid request message: {request.error}"
-            )
-        agent_id = getattr(request, "tenant", "")
-        if not agent_id:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "name the agent in the request's tenant, as its card's gRPC interface gives it",
-            )
-        if not is_agent_id(agent_id):
-            # No agent has such an id, so saying so before authentication
-            # tells nothing; and an unchecked tenant (gRPC has no URL-length
-            # limit) would reach the logs and the audit whole.
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no agent has that id")
-        request.ClearField("tenant")  # one agent per tenant; never forwarded (`tenants`)
-        # Fields this gateway's a2a.proto does not know are not forwarded to an
-        # agent: no check here has seen them.
-        request.DiscardUnknownFields()
+        agent_id = await _agent_id(request, context)
         metadata = _metadata(context)
         caller = await self._caller(context, metadata, agent_id)
         note_caller(caller)  # an outage from here on is this caller's refusal
-        version = next(iter(metadata.getlist(VERSION_HEADER)), None)
-        if version is not None and version.strip().split(".")[0] != "1":
-            # This service is A2A 1.x's (§3.2.6: a version the server does not
-            # speak is VersionNotSupportedError); the SDK's GrpcHandler, unlike
-            # its HTTP routes, leaves the header to the handler.
-            await self._agents.abort_context(
-                VersionNotSupportedError(f"A2A version {version!r} is not served here; use 1.0"),
-                context,
-            )
+        version = await self._version(metadata, context)
         trace_id = begin_trace(metadata)
         owner = Owner(caller.subject, caller.issuer, caller)
         delegations = self._door.handler.delegations
-        decided, inputs = MessageSkill(None), None
-        if (where := non_finite(request)) is not None:
-            # What the HTTP doors refuse in their text (`gateway.a2a.numbers`).
-            refusal = InvalidParamsError(f"{where} is not a JSON number (NaN or infinite)")
-            await delegations.refused(
-                caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refusal)
-            )
-            await self._agents.abort_context(refusal, context)
-        if message:
-            try:
-                decided, inputs = await decide_skill(
-                    delegations, self._door.handler.tasks, agent_id, owner, request
-                )
-            except InvalidParamsError as error:
-                await delegations.refused(
-                    caller, agent_id, event="a2a", trace_id=trace_id, reason=str(error)
-                )
-                await self._agents.abort_context(error, context)
+        decided, inputs = await self._skill(
+            request, context, caller, agent_id, owner, trace_id, message=message
+        )
         extensions = frozenset(
             get_requested_extensions(metadata.get(HTTP_EXTENSION_HEADER.lower(), []))
         )
@@ -337,7 +228,7 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
                 consents=self._door.handler._parts().consents,
             )
         except Refusal as refused:
-            await _abort(context, refused)
+            await abort_refused(context, refused)
         call = admitted_context(
             owner.subject,
             ADMISSION,
@@ -347,6 +238,53 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         )
         _call.set(call)
         return self._handler_for(admitted)
+
+    async def _version(self, metadata: _Lines, context: Any) -> str | None:
+        """The A2A version the caller asked for; aborts on one not served."""
+        version = next(iter(metadata.getlist(VERSION_HEADER)), None)
+        if version is not None and version.strip().split(".")[0] != "1":
+            # This service is A2A 1.x's (§3.2.6: a version the server does not
+            # speak is VersionNotSupportedError); the SDK's GrpcHandler, unlike
+            # its HTTP routes, leaves the header to the handler.
+            await self._agents.abort_context(
+                VersionNotSupportedError(f"A2A version {version!r} is not served here; use 1.0"),
+                context,
+            )
+        return version
+
+    async def _skill(
+        self,
+        request: Message,
+        context: Any,
+        caller: Caller,
+        agent_id: str,
+        owner: Owner,
+        trace_id: str,
+        *,
+        message: bool,
+    ) -> tuple[MessageSkill, list[Any] | None]:
+        """The skill a message is for, and its inputs; aborts (recorded) on a
+        request the HTTP doors would refuse, or a skill named two ways."""
+        delegations = self._door.handler.delegations
+        decided, inputs = MessageSkill(None), None
+        if (where := non_finite(request)) is not None:
+            # What the HTTP doors refuse in their text (`gateway.a2a.numbers`).
+            refusal = InvalidParamsError(f"{where} is not a JSON number (NaN or infinite)")
+            await delegations.refused(
+                caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refusal)
+            )
+            await self._agents.abort_context(refusal, context)
+        if message:
+            try:
+                decided, inputs = await decide_skill(
+                    delegations, self._door.handler.tasks, agent_id, owner, request
+                )
+            except InvalidParamsError as error:
+                await delegations.refused(
+                    caller, agent_id, event="a2a", trace_id=trace_id, reason=str(error)
+                )
+                await self._agents.abort_context(error, context)
+        return decided, inputs
 
     def _handler_for(self, admitted: Admitted) -> GrpcHandler:
         if admitted.route == "other" and self._others is not None:
@@ -387,80 +325,26 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         return Caller.delegated(principal) if onwards else Caller.user(principal)
 
 
-@dataclass(frozen=True)
-class _Malformed:
-    """A request body that is not the method's message (what its parser said)."""
-
-    error: str
-
-
-class _Handlers:
-    """Collects what the generated `add_A2AServiceServicer_to_server` registers."""
-
-    def __init__(self) -> None:
-        self.service = ""
-        self.methods: dict[str, Any] = {}
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service: str, methods: dict[str, Any]) -> None:
-        self.service, self.methods = service, methods
-
-
-def _lenient(parse: Any) -> Any:
-    def parse_or_say(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except Exception as exc:
-            return _Malformed(str(exc) or type(exc).__name__)
-
-    return parse_or_say
-
-
-def _add_service(door: GrpcFrontDoor, server: grpc.aio.Server) -> None:
-    """The generated service, except that a body protobuf cannot parse reaches
-    the door as `_Malformed` (grpcio answers a parser's exception UNKNOWN,
-    "Unexpected DecodeError"; it is the caller's error: INVALID_ARGUMENT)."""
-    collected = _Handlers()
-    a2a_pb2_grpc.add_A2AServiceServicer_to_server(door, collected)  # type: ignore[no-untyped-call]
-    methods = {
-        name: handler._replace(request_deserializer=_lenient(handler.request_deserializer))
-        for name, handler in collected.methods.items()
-    }
-    generic = grpc.method_handlers_generic_handler(collected.service, methods)
-    server.add_generic_rpc_handlers((generic,))
-    server.add_registered_method_handlers(collected.service, methods)
-
-
-def public_target(settings: Settings) -> str | None:
-    """host:port of the gRPC binding as cards list it, or None when it is off."""
-    return grpc_public_target(settings, settings.effective_public_url, settings.host)
-
-
-async def serve(
-    door: GrpcFrontDoor, settings: Settings, stack: contextlib.AsyncExitStack
-) -> int | None:
-    """Start the gRPC server for ``door`` when `a2a_grpc_port` is set; stopped
-    with ``stack``. Returns the port it listens on."""
-    if settings.a2a_grpc_port is None:
-        return None
-    options = [
-        # The same cap on one request as the HTTP door's bodies.
-        ("grpc.max_receive_message_length", settings.max_request_bytes),
-        # Worker processes share the port, as they share the HTTP one; a
-        # single process must not silently share it with another program.
-        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-    ]
-    server = grpc.aio.server(options=options)
-    _add_service(door, server)
-    address = f"{settings.host}:{settings.a2a_grpc_port}"
-    if settings.a2a_grpc_tls_cert_file and settings.a2a_grpc_tls_key_file:
-        key = await asyncio.to_thread(Path(settings.a2a_grpc_tls_key_file).read_bytes)
-        chain = await asyncio.to_thread(Path(settings.a2a_grpc_tls_cert_file).read_bytes)
-        port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
-    else:
-        port = server.add_insecure_port(address)
-    await server.start()
-    stack.push_async_callback(server.stop, 5.0)
-    return int(port)
+async def _agent_id(request: Message, context: Any) -> str:
+    """The agent the call names (its tenant), taken off the request; aborts
+    on a malformed request or an id no agent can have."""
+    if isinstance(request, Malformed):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"not a valid request message: {request.error}"
+        )
+    agent_id = getattr(request, "tenant", "")
+    if not agent_id:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "name the agent in the request's tenant, as its card's gRPC interface gives it",
+        )
+    if not is_agent_id(agent_id):
+        # No agent has such an id, so saying so before authentication
+        # tells nothing; and an unchecked tenant (gRPC has no URL-length
+        # limit) would reach the logs and the audit whole.
+        await context.abort(grpc.StatusCode.NOT_FOUND, "no agent has that id")
+    request.ClearField("tenant")  # one agent per tenant; never forwarded (`tenants`)
+    # Fields this gateway's a2a.proto does not know are not forwarded to an
+    # agent: no check here has seen them.
+    request.DiscardUnknownFields()
+    return str(agent_id)

@@ -12,10 +12,11 @@ import contextlib
 
 from starlette.routing import BaseRoute
 
-from gateway.a2a import grpc_door
+from gateway.a2a import grpc_server
 from gateway.a2a.front import A2AFrontDoor, OtherAgents
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.grpc_door import GrpcFrontDoor
+from gateway.a2a.routes import a2a_routes
 from gateway.agents.passthrough import PassThrough
 from gateway.agents.startup import Agents
 from gateway.http.auth import RequestAuth
@@ -39,11 +40,11 @@ class A2ADoor:
             gateway_run=agents.gateway_runs,
             approvals=agents.approvals,
         )
-        return self.front.routes()
+        return a2a_routes(self.front)
 
     async def serve_grpc(
         self, auth: RequestAuth, settings: Settings, stack: contextlib.AsyncExitStack
     ) -> int | None:
         """The gRPC binding of the same door, when `a2a_grpc_port` is set
         (after `routes()`, once authentication can run); its port."""
-        return await grpc_door.serve(GrpcFrontDoor(self.front, auth), settings, stack)
+        return await grpc_server.serve(GrpcFrontDoor(self.front, auth), settings, stack)

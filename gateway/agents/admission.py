@@ -23,10 +23,9 @@ from starlette.requests import Request
 from adapters.a2a import A2AUpstreams
 from gateway.agents.cards import sign_card
 from gateway.agents.consents import AgentConsents
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
-from gateway.connections.vault import Connection
 from gateway.delegation.delegate import Delegate
-from gateway.delegation.handoffs import Resilience
 from gateway.delegation.lost_tasks import LostTasks
 from gateway.delegation.permits import Deferral
 from gateway.delegation.pipeline import (
@@ -36,6 +35,7 @@ from gateway.delegation.pipeline import (
 from gateway.delegation.push import (
     PushRelays,
 )
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.tasks import Owner, TaskRecords
 from policies.keys import SigningKey
 from registry.fetch import SafeFetcher

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import (
     RequestHandler,
@@ -40,7 +41,7 @@ from gateway.delegation.approvals import (
     Approvals,
 )
 from gateway.delegation.coordination import claiming
-from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places
+from gateway.delegation.handoffs import MessageSkill, message_skill, proto_inputs, proto_places
 from gateway.delegation.pipeline import CoordinationDeferred, DelegationDenied, Grant
 from gateway.delegation.runs import Execute, RunSpec, status_message
 from policies.tokens import TokenInvalid
@@ -121,6 +122,43 @@ class ApprovalExecution:
     ) -> AsyncIterator[Event]:
         """Make the approved call, or -- taken over after an interruption --
         follow the upstream task it started (``follow``) to its end."""
+        admitted = await self._admitted(approval, mirror)
+        if admitted is None:
+            return
+        request, decided, grant = admitted
+        request.configuration.return_immediately = False
+        handler = self._handler_for(grant.card)
+        admission = Admission(
+            grant,
+            approval.owner,
+            frozenset(),
+            decided.skill,
+            task_id=decided.task_id,
+            strictest=decided.strictest,
+        )
+        context = handler_context(admission)
+        try:
+            if follow is not None:
+                mirror.upstream_id = follow
+            else:
+                if self._sending is not None:
+                    await self._sending(spec, grant, "a2a.approved")
+                async for update in self._sent(handler, request, context, mirror, spec):
+                    yield update
+            async for update in self._polled(handler, context, mirror, approval, grant):
+                yield update
+        except A2AError as exc:
+            mirror.fail(str(exc) or type(exc).__name__)
+        except UserCredentialUnavailable as missing:
+            # The user's own account at the agent, gone or short of a scope
+            # since the call was released (nothing was sent): said with the link.
+            mirror.fail(f"{missing}; then send the request again")
+
+    async def _admitted(
+        self, approval: Approval, mirror: Mirror
+    ) -> tuple[SendMessageRequest, MessageSkill, Grant] | None:
+        """The stored request, decided again now; None: it may not be made
+        (said on ``mirror``)."""
         parts = self._parts()
         request = SendMessageRequest()
         try:
@@ -150,17 +188,17 @@ class ApprovalExecution:
                 )
         except AgentNotFound:
             mirror.fail(f"agent {approval.target} is no longer registered")
-            return
+            return None
         except CoordinationDeferred as deferred:
             # Held back again between its release and now (a hold reopened):
             # an approval covers one attempt, so it is not kept a second time.
             reasons = "; ".join(deferred.decision.reasons)
             mirror.fail(f"held back again when it was to be made: {reasons}; send it again")
-            return
+            return None
         except DelegationDenied as denied:
             reasons = "; ".join(denied.decision.reasons)
             mirror.fail(f"the policy no longer allows this call: {reasons}")
-            return
+            return None
         except TokenInvalid:
             # A minted token never outlives the one it derives from.
             mirror.fail(
@@ -168,56 +206,54 @@ class ApprovalExecution:
                 "made on their behalf; send the request again"
             )
             await self._approvals.audit(approval, "a2a.approved", "expired", "token expired")
-            return
+            return None
         except (ParseError, InvalidParamsError) as exc:
             mirror.fail(f"the stored request cannot be made: {exc}")
-            return
-        request.configuration.return_immediately = False
-        handler = self._handler_for(grant.card)
-        admission = Admission(
-            grant,
-            approval.owner,
-            frozenset(),
-            decided.skill,
-            task_id=decided.task_id,
-            strictest=decided.strictest,
-        )
-        context = handler_context(admission)
-        try:
-            if follow is not None:
-                mirror.upstream_id = follow
-            else:
-                if self._sending is not None:
-                    await self._sending(spec, grant, "a2a.approved")
-                kept = False
-                async for event in handler.on_message_send_stream(request, context):
-                    update = mirror.take(event)
-                    if mirror.upstream_id and not kept:
-                        # Kept at once, so a replica taking over can follow it.
-                        # (Not "unless the snapshot names it": `take` names it
-                        # in memory as soon as a Task event arrives.)
-                        mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
-                        kept = await parts.tasks.record(spec.agent_id, spec.owner, mirror.task)
-                    if update is not None:
-                        yield update
-            # A non-streaming agent may answer a task still at work: poll it.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + (grant.agent.timeout_seconds or parts.default_timeout_seconds)
-            while mirror.upstream_id and not mirror.ended:
-                if loop.time() > deadline:
-                    mirror.fail(f"agent {approval.target} did not finish in time")
-                    return
-                await asyncio.sleep(POLL_SECONDS)
-                latest = await handler.on_get_task(GetTaskRequest(id=mirror.upstream_id), context)
-                update = mirror.take(latest)
-                if update is not None:
-                    yield update
-        except A2AError as exc:
-            mirror.fail(str(exc) or type(exc).__name__)
-        except UserCredentialUnavailable as missing:
-            # The user's own account at the agent, gone or short of a scope
-            # since the call was released (nothing was sent): said with the link.
-            mirror.fail(f"{missing}; then send the request again")
+            return None
+        return request, decided, grant
+
+    async def _sent(
+        self,
+        handler: RequestHandler,
+        request: SendMessageRequest,
+        context: ServerCallContext,
+        mirror: Mirror,
+        spec: RunSpec,
+    ) -> AsyncIterator[Event]:
+        """The call made: the agent's events, as the gateway task's updates."""
+        kept = False
+        async for event in handler.on_message_send_stream(request, context):
+            update = mirror.take(event)
+            if mirror.upstream_id and not kept:
+                # Kept at once, so a replica taking over can follow it.
+                # (Not "unless the snapshot names it": `take` names it
+                # in memory as soon as a Task event arrives.)
+                mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
+                kept = await self._parts().tasks.record(spec.agent_id, spec.owner, mirror.task)
+            if update is not None:
+                yield update
+
+    async def _polled(
+        self,
+        handler: RequestHandler,
+        context: ServerCallContext,
+        mirror: Mirror,
+        approval: Approval,
+        grant: Grant,
+    ) -> AsyncIterator[Event]:
+        """A non-streaming agent may answer a task still at work: poll it."""
+        loop = asyncio.get_running_loop()
+        timeout = grant.agent.timeout_seconds or self._parts().default_timeout_seconds
+        deadline = loop.time() + timeout
+        while mirror.upstream_id and not mirror.ended:
+            if loop.time() > deadline:
+                mirror.fail(f"agent {approval.target} did not finish in time")
+                return
+            await asyncio.sleep(POLL_SECONDS)
+            latest = await handler.on_get_task(GetTaskRequest(id=mirror.upstream_id), context)
+            update = mirror.take(latest)
+            if update is not None:
+                yield update
 
 
 def _failed(task: Task, reason: str) -> Task:

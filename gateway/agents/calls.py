@@ -40,16 +40,12 @@ from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
-from gateway.delegation.handoffs import (
-    Resilience,
-    admitted_skill,
-    breaker_error,
-    check_contract,
-)
+from gateway.delegation.handoffs import admitted_skill, check_contract
 from gateway.delegation.pipeline import (
     DelegationDenied,
     Delegations,
 )
+from gateway.delegation.resilience import Resilience, breaker_error
 from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamTimeoutError

@@ -11,7 +11,7 @@ refusal is recorded.
 A message from a user who has not connected yet is held, not refused
 (A2A 1.0 §7.3.3, "In-Task Authorization": the task waits in
 ``TASK_STATE_AUTH_REQUIRED`` while the client gets the user's consent out of
-band, then goes on): `gateway.agents.approvals` answers with a task in that
+band, then goes on): `gateway.agents.approval_handler` answers with a task in that
 state whose status message carries the connect link, and a row here
 (`consent_waits`) says whose connection releases it. When that user
 connects their account at the agent (the console's callback), every call
@@ -38,10 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.a2a import NoUsableInterface, choose_interface
 from adapters.mcp_http import Refused, refusal_of
 from gateway.agents.oauth_clients import ConfiguredClient
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
 from gateway.connections.service import Connections
 from gateway.connections.upstream import Upstream
-from gateway.connections.vault import Connection
 from gateway.delegation.approvals import PENDING
 from gateway.delegation.permits import Grant
 from gateway.storage.periodic import Pace
@@ -182,7 +182,7 @@ class AgentConsents:
         *,
         refused: str | None = None,
     ) -> None:
-        """In the held call's own transaction (`gateway.agents.approvals`).
+        """In the held call's own transaction (`gateway.agents.approval_handler`).
         ``refused``: the connection ("id:version") that lacked a scope (a
         step-up): that one does not release the call, another does."""
         await conn.execute(

@@ -37,6 +37,7 @@ caller's own request `id`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import replace
@@ -69,7 +70,7 @@ from gateway.delegation.delegate import (
     UpstreamDown,
     UpstreamStatus,
 )
-from gateway.delegation.handoffs import breaker_error
+from gateway.delegation.resilience import breaker_error
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)
@@ -203,23 +204,10 @@ class PassThrough:
             elif not result.HasField("message"):
                 raise UpstreamBadAnswerError(f"agent {agent_id} answered with neither")
 
-        def explain(exc: BaseException) -> Explained:
-            if isinstance(exc, BreakerOpen):
-                error: A2AError = breaker_error(exc)
-            elif isinstance(exc, UpstreamStatus):
-                error = UpstreamBadAnswerError(f"agent {agent_id} answered HTTP {exc.status}")
-            elif isinstance(
-                exc, (A2AError, UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)
-            ):
-                error = upstream_error(agent_id, exc, timeout)
-            else:
-                return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
-            return Explained(error, outcome_of(error), str(error))
-
         sending: Sending[SendMessageResponse] = Sending(
             upstream=agent_id,
             attempt=post,
-            explain=explain,
+            explain=functools.partial(_explained, agent_id, timeout),
             idempotent=bool(rules.idempotent),
             accept=accept,
             may_hand_off=rules.fallback is not None,
@@ -269,3 +257,16 @@ def _envelope(request_id: Any, member: str, message: ProtoMessage) -> bytes:
         document["method"] = OPERATION
     document[member] = MessageToDict(message)
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _explained(agent_id: str, timeout: float, exc: BaseException) -> Explained:
+    """A failed post as the A2A error the caller gets, and its audit outcome."""
+    if isinstance(exc, BreakerOpen):
+        error: A2AError = breaker_error(exc)
+    elif isinstance(exc, UpstreamStatus):
+        error = UpstreamBadAnswerError(f"agent {agent_id} answered HTTP {exc.status}")
+    elif isinstance(exc, (A2AError, UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)):
+        error = upstream_error(agent_id, exc, timeout)
+    else:
+        return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
+    return Explained(error, outcome_of(error), str(error))

@@ -28,6 +28,7 @@ from a2a.types import (
     ListTaskPushNotificationConfigsRequest,
     ListTaskPushNotificationConfigsResponse,
     SendMessageRequest,
+    StreamResponse,
     TaskPushNotificationConfig,
 )
 from a2a.utils.errors import (
@@ -39,17 +40,11 @@ from a2a.utils.errors import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.agents.admission import Admission, admission_of, handler_context
+from gateway.agents.admission import Admission, FrontDoorParts, admission_of, handler_context
 from gateway.agents.calls import UpstreamCalls
 from gateway.agents.task_events import event_of, task_id_of
-from gateway.delegation.push import (
-    CredentialsUnavailable,
-    RelayRefused,
-    header_problem,
-    id_problem,
-    parse_notification,
-    records_only,
-)
+from gateway.delegation.push import CredentialsUnavailable, Relay, RelayRefused, records_only
+from gateway.delegation.push_checks import header_problem, id_problem, parse_notification
 from registry.fetch import FetchError, FetchRefused
 
 logger = logging.getLogger(__name__)
@@ -248,38 +243,46 @@ class PushConfigs(UpstreamCalls):
             return JSONResponse({"error": "the event is about another task"}, status_code=400)
         if records_only(relay.config):
             return Response(status_code=204)  # the gateway's own watch: recorded, that is all
-        try:
-            status = await parts.push.forward(parts.upstreams.http, relay, event)
-        except CredentialsUnavailable as exc:
-            # Recorded, not forwarded: this config's credentials cannot be
-            # opened (the reason names no secret). Other configs are unaffected.
-            logger.warning(
-                "push config %s of task %s (agent %s) not forwarded: %s",
-                relay.config_id,
-                relay.task_id,
-                agent_id,
-                exc,
-            )
-            return JSONResponse(
-                {"error": "the client's webhook credentials cannot be used"}, status_code=502
-            )
-        except httpx.HTTPError as exc:
-            logger.warning("push to the webhook of task %s failed: %r", relay.task_id, exc)
-            return JSONResponse({"error": "the client's webhook is unreachable"}, status_code=502)
-        except ValueError as exc:
-            # A header the HTTP client refuses (a control character in a
-            # config stored before `header_problem` was checked on create).
-            # Its message may quote the value, a secret: only the type is logged.
-            logger.warning(
-                "push config %s of task %s (agent %s) not forwarded: %s in its headers",
-                relay.config_id,
-                relay.task_id,
-                agent_id,
-                type(exc).__name__,
-            )
-            return JSONResponse(
-                {"error": "the client's webhook headers cannot be sent"}, status_code=502
-            )
-        if status >= 400:
-            return JSONResponse({"error": f"the client's webhook answered {status}"}, 502)
-        return Response(status_code=204)
+        return await _forwarded(parts, relay, event, agent_id)
+
+
+async def _forwarded(
+    parts: FrontDoorParts, relay: Relay, event: StreamResponse, agent_id: str
+) -> Response:
+    """The notification sent on to the client's webhook; a failure answered
+    502 and logged without the config's secrets."""
+    try:
+        status = await parts.push.forward(parts.upstreams.http, relay, event)
+    except CredentialsUnavailable as exc:
+        # Recorded, not forwarded: this config's credentials cannot be
+        # opened (the reason names no secret). Other configs are unaffected.
+        logger.warning(
+            "push config %s of task %s (agent %s) not forwarded: %s",
+            relay.config_id,
+            relay.task_id,
+            agent_id,
+            exc,
+        )
+        return JSONResponse(
+            {"error": "the client's webhook credentials cannot be used"}, status_code=502
+        )
+    except httpx.HTTPError as exc:
+        logger.warning("push to the webhook of task %s failed: %r", relay.task_id, exc)
+        return JSONResponse({"error": "the client's webhook is unreachable"}, status_code=502)
+    except ValueError as exc:
+        # A header the HTTP client refuses (a control character in a
+        # config stored before `header_problem` was checked on create).
+        # Its message may quote the value, a secret: only the type is logged.
+        logger.warning(
+            "push config %s of task %s (agent %s) not forwarded: %s in its headers",
+            relay.config_id,
+            relay.task_id,
+            agent_id,
+            type(exc).__name__,
+        )
+        return JSONResponse(
+            {"error": "the client's webhook headers cannot be sent"}, status_code=502
+        )
+    if status >= 400:
+        return JSONResponse({"error": f"the client's webhook answered {status}"}, 502)
+    return Response(status_code=204)

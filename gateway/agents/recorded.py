@@ -2,7 +2,7 @@
 
 Three kinds of target have no A2A upstream holding their tasks: MCP servers
 served as agents (`gateway.federation.as_a2a`), gateway-run vendor agents
-(`gateway.agents.vendor`) and calls held for approval (`gateway.agents.approvals`).
+(`gateway.agents.vendor`) and calls held for approval (`gateway.agents.approval_handler`).
 For all three, `GetTask` and `ListTasks` are answered from the gateway's task
 records (only the caller's own; another user's task is "not found", A2A 1.0
 §3.1.3), `SubscribeToTask` follows one's own task until it ends (`_follow`,

@@ -19,7 +19,8 @@ from typing import Any
 from adapters.a2a import A2AUpstreams
 from adapters.http import UpstreamHTTP
 from gateway.agents.admission import FrontDoorParts, StreamLimits
-from gateway.agents.approvals import ApprovalAgentHandler, ApprovalDesk, ApprovalParts
+from gateway.agents.approval_handler import ApprovalAgentHandler
+from gateway.agents.approvals import ApprovalDesk, ApprovalParts
 from gateway.agents.approved import ApprovalExecution
 from gateway.agents.consents import SWEEP_SECONDS, AgentConsents
 from gateway.agents.exchange import OperationsHandler
@@ -117,49 +118,8 @@ class Agents:
         stack: contextlib.AsyncExitStack,
     ) -> A2AParts:
         settings = core.settings
-        upstreams = A2AUpstreams(
-            core.fetcher,
-            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
-            stream_idle_seconds=settings.stream_idle_seconds,
-            max_response_bytes=settings.upstream_max_bytes,
-            max_stream_bytes=settings.stream_max_bytes,
-        )
-        stack.push_async_callback(upstreams.aclose)
-        front_door = FrontDoorParts(
-            delegations=core.delegations,
-            tasks=core.tasks,
-            upstreams=upstreams,
-            default_timeout_seconds=settings.upstream_timeout_seconds,
-            stream_limits=StreamLimits(max_seconds=settings.stream_max_seconds),
-            signing_key=core.keys.active_key,
-            public_url=settings.effective_public_url,
-            token_endpoint=settings.token_endpoint,
-            version=self.version,
-            fetcher=core.fetcher,
-            push=core.push,
-            resilience=core.resilience,
-            delegate=core.delegate,
-            lost=LostTasks(core.engine, settings.a2a_reconcile_poll_seconds),
-            grpc_target=grpc_public_target(settings, settings.effective_public_url, settings.host),
-            consents=AgentConsents(core.engine),
-        )
-        vendor_http = UpstreamHTTP(
-            core.fetcher.policy,
-            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
-            idle_timeout_seconds=settings.stream_idle_seconds,
-            max_response_bytes=settings.upstream_max_bytes,
-            max_stream_bytes=settings.stream_max_bytes,
-        )
-        stack.push_async_callback(vendor_http.aclose)
-        vendors = VendorAgents(
-            SqlVendorStore(core.engine, core.agents),
-            core.agents,
-            vendor_http,
-            public_url=settings.effective_public_url,
-            sealing_secret=settings.sealing_secret,
-            secrets=settings.secrets,
-            dev=settings.dev,
-        )
+        front_door = _front_door(core, self.version, stack)
+        vendors = _vendor_agents(core, stack)
 
         if front_door.consents is not None:
             front_door.consents.vendors = vendors.user_oauth_upstream
@@ -211,3 +171,58 @@ class Agents:
             ),
         )
         return self._parts
+
+
+def _front_door(
+    core: DelegationCore, version: str, stack: contextlib.AsyncExitStack
+) -> FrontDoorParts:
+    """What every handler calling a registered agent works with."""
+    settings = core.settings
+    upstreams = A2AUpstreams(
+        core.fetcher,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        stream_idle_seconds=settings.stream_idle_seconds,
+        max_response_bytes=settings.upstream_max_bytes,
+        max_stream_bytes=settings.stream_max_bytes,
+    )
+    stack.push_async_callback(upstreams.aclose)
+    return FrontDoorParts(
+        delegations=core.delegations,
+        tasks=core.tasks,
+        upstreams=upstreams,
+        default_timeout_seconds=settings.upstream_timeout_seconds,
+        stream_limits=StreamLimits(max_seconds=settings.stream_max_seconds),
+        signing_key=core.keys.active_key,
+        public_url=settings.effective_public_url,
+        token_endpoint=settings.token_endpoint,
+        version=version,
+        fetcher=core.fetcher,
+        push=core.push,
+        resilience=core.resilience,
+        delegate=core.delegate,
+        lost=LostTasks(core.engine, settings.a2a_reconcile_poll_seconds),
+        grpc_target=grpc_public_target(settings, settings.effective_public_url, settings.host),
+        consents=AgentConsents(core.engine),
+    )
+
+
+def _vendor_agents(core: DelegationCore, stack: contextlib.AsyncExitStack) -> VendorAgents:
+    """The gateway-run vendor agents, with their own HTTP client."""
+    settings = core.settings
+    vendor_http = UpstreamHTTP(
+        core.fetcher.policy,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        idle_timeout_seconds=settings.stream_idle_seconds,
+        max_response_bytes=settings.upstream_max_bytes,
+        max_stream_bytes=settings.stream_max_bytes,
+    )
+    stack.push_async_callback(vendor_http.aclose)
+    return VendorAgents(
+        SqlVendorStore(core.engine, core.agents),
+        core.agents,
+        vendor_http,
+        public_url=settings.effective_public_url,
+        sealing_secret=settings.sealing_secret,
+        secrets=settings.secrets,
+        dev=settings.dev,
+    )

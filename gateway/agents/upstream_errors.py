@@ -17,7 +17,7 @@ from google.protobuf.json_format import ParseError
 
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from gateway.delegation.delegate import BreakerOpen, Explained
-from gateway.delegation.handoffs import breaker_error
+from gateway.delegation.resilience import breaker_error
 from gateway.delegation.upstream_failures import (
     UpstreamBadAnswerError,
     UpstreamTimeoutError,

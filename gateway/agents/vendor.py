@@ -122,22 +122,9 @@ class VendorAgentHandler(RecordedTaskHandler, OperationsHandler):
         self, params: SendMessageRequest, admission: Admission, *, stream: bool
     ) -> Task:
         """Check the message, record its task and start the call."""
-        if params.configuration.HasField("task_push_notification_config"):
-            raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
+        await self._may_begin(params, admission)
         message = params.message
-        if message.task_id:
-            await self._own(admission, message.task_id)
-            raise UnsupportedOperationError(
-                f"task {message.task_id}: each message to this agent is a task of its own; "
-                "send a new message (with the same contextId to stay in the conversation)"
-            )
-        for referenced in message.reference_task_ids:
-            await self._own(admission, referenced)
         parts = self._parts()
-        if message.context_id:
-            owners = await parts.tasks.context_owners(admission.agent_id, message.context_id)
-            if owners and owners != {admission.owner}:
-                raise TaskNotFoundError(f"context {message.context_id} not found")
         call = await self._call(admission)
         if call.config.user_oauth is not None and admission.connection is None:
             # Other doors than A2A's admission (an MCP client, a flow step)
@@ -189,6 +176,28 @@ class VendorAgentHandler(RecordedTaskHandler, OperationsHandler):
             raise InternalError(f"task {task.id} could not be recorded")
         await runner.start(spec, admission.grant, new=False)
         return task
+
+    async def _may_begin(self, params: SendMessageRequest, admission: Admission) -> None:
+        """Refused before anything starts: a push config, a message to an
+        existing task (each is a task of its own), another user's task or
+        context."""
+        if params.configuration.HasField("task_push_notification_config"):
+            raise PushNotificationNotSupportedError("this agent's tasks send no notifications")
+        message = params.message
+        if message.task_id:
+            await self._own(admission, message.task_id)
+            raise UnsupportedOperationError(
+                f"task {message.task_id}: each message to this agent is a task of its own; "
+                "send a new message (with the same contextId to stay in the conversation)"
+            )
+        for referenced in message.reference_task_ids:
+            await self._own(admission, referenced)
+        if message.context_id:
+            owners = await self._parts().tasks.context_owners(
+                admission.agent_id, message.context_id
+            )
+            if owners and owners != {admission.owner}:
+                raise TaskNotFoundError(f"context {message.context_id} not found")
 
     async def _missing(
         self, admission: Admission, operation: str, missing: UserCredentialUnavailable

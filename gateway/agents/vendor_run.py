@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from a2a.server.events.event_queue import Event
@@ -59,96 +59,22 @@ class VendorExecution:
 
     async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
         parts = self._parts()
-        delay = 0.2
-        while True:  # the task's record (its history) is needed: wait out an outage
-            try:
-                snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
-                break
-            except Exception as exc:
-                if outage_of(exc) is None:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        task = snapshot or Task(id=spec.task_id, context_id=spec.context_id)
+        task = await _task_of(parts, spec)
         working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
         working.status.state = TaskState.TASK_STATE_WORKING
         yield working
         try:
-            if grant is None:  # run again after an interruption: decide and mint anew
-                grant = await parts.delegations.admit_message(
-                    spec.caller,
-                    spec.agent_id,
-                    spec.turn.skill,
-                    event="a2a.retry",
-                    trace_id=spec.trace_id,
-                )
-                await self._run().runner.sending(spec, grant, "a2a.run")
-            call = await self._run().vendors.call_for(spec.agent_id)
-            if call is None:
-                raise AdapterError(f"agent {spec.agent_id} is no longer registered")
-            token = await _call_token(parts, call, grant)
+            grant, call, token = await self._ready(parts, spec, grant)
         except (DelegationDenied, TokenInvalid, CredentialUnavailable, AdapterError) as exc:
             yield _failed(task, f"the call could not be made: {exc}")
             return
-        timeout = grant.agent.timeout_seconds or parts.default_timeout_seconds
-
-        def credentials() -> Credentials:
-            # Read at each attempt: a `user_oauth` agent's token is the user's
-            # own, got by the core's `before` step (`CallToken.check`).
-            own = token.token if token.upstream is not None else None
-            return call.credentials(grant.token.token, own)
-
-        artifact_id = str(uuid.uuid4())
-        name = spec.turn.skill or "reply"
-        reply: Reply | None = None
-        streamed = False
-        delegate, event = parts.delegate, "a2a.run"
-        rules = parts.resilience.handoff(
-            parts.delegations.policy.current, spec.agent_id, spec.turn.skill
-        )
+        answering = _Answering(parts, spec, task, call, grant, token)
         try:
             if spec.streaming:
-
-                async def items() -> AsyncIterator[Delta | Reply]:
-                    answered = False
-                    async for item in call.adapter.stream(
-                        spec.turn, credentials(), timeout_seconds=timeout
-                    ):
-                        answered = answered or isinstance(item, Reply)
-                        yield item
-                    if not answered:
-                        raise AdapterError(f"agent {spec.agent_id} ended without an answer")
-
-                streaming: Streaming[Delta | Reply] = Streaming(
-                    upstream=spec.agent_id,
-                    open=items,
-                    explain=explain_adapter_failure,
-                    max_seconds=parts.stream_limits.max_seconds,
-                    overran=functools.partial(overran, spec.agent_id),
-                    recorded=lambda: ("ok", _usage_said(reply.usage if reply else None) or ""),
-                    before=token.before,
-                    went_with=token.went_with,
-                )
-                async for item in delegate.stream(grant, event, streaming):
-                    if isinstance(item, Delta):
-                        yield _chunk(task, artifact_id, name, [Part(text=item.text)], streamed)
-                        streamed = True
-                    else:
-                        reply = item
+                async for chunk in answering.stream():
+                    yield chunk
             else:
-                sending: Sending[Reply] = Sending(
-                    upstream=spec.agent_id,
-                    attempt=lambda: call.adapter.call(
-                        spec.turn, credentials(), timeout_seconds=timeout
-                    ),
-                    explain=explain_adapter_failure,
-                    idempotent=bool(rules.idempotent),
-                    recorded=lambda answer: ("ok", _usage_said(answer.usage) or ""),
-                    classify=classify_adapter_failure,
-                    before=token.before,
-                    went_with=token.went_with,
-                )
-                reply = await delegate.send(grant, event, sending)
+                await answering.send()
         except UserCredentialUnavailable as missing:  # recorded by the core; nothing sent
             yield _failed(task, f"{missing}; then send the request again")
             return
@@ -156,14 +82,136 @@ class VendorExecution:
             needed = await _refusal(token, exc)
             yield _failed(task, f"{needed}; then send the request again" if needed else str(exc))
             return
+        for event in answering.completed():
+            yield event
+
+    async def _ready(
+        self, parts: FrontDoorParts, spec: RunSpec, grant: Grant | None
+    ) -> tuple[Grant, VendorCall, CallToken]:
+        """The grant, the vendor's call and the token it goes with."""
+        if grant is None:  # run again after an interruption: decide and mint anew
+            grant = await parts.delegations.admit_message(
+                spec.caller,
+                spec.agent_id,
+                spec.turn.skill,
+                event="a2a.retry",
+                trace_id=spec.trace_id,
+            )
+            await self._run().runner.sending(spec, grant, "a2a.run")
+        call = await self._run().vendors.call_for(spec.agent_id)
+        if call is None:
+            raise AdapterError(f"agent {spec.agent_id} is no longer registered")
+        return grant, call, await _call_token(parts, call, grant)
+
+
+async def _task_of(parts: FrontDoorParts, spec: RunSpec) -> Task:
+    """The task's record as stored, or a new one."""
+    delay = 0.2
+    while True:  # the task's record (its history) is needed: wait out an outage
+        try:
+            snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
+            break
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return snapshot or Task(id=spec.task_id, context_id=spec.context_id)
+
+
+class _Answering:
+    """One call of the vendor's adapter through the core (`Sending` or
+    `Streaming`), and the task's artifact made of its answer."""
+
+    def __init__(
+        self,
+        parts: FrontDoorParts,
+        spec: RunSpec,
+        task: Task,
+        call: VendorCall,
+        grant: Grant,
+        token: CallToken,
+    ) -> None:
+        self._parts, self._spec, self._task = parts, spec, task
+        self._call, self._grant, self._token = call, grant, token
+        self._timeout = grant.agent.timeout_seconds or parts.default_timeout_seconds
+        self._artifact_id = str(uuid.uuid4())
+        self._name = spec.turn.skill or "reply"
+        self._reply: Reply | None = None
+        self._streamed = False
+        self._rules = parts.resilience.handoff(
+            parts.delegations.policy.current, spec.agent_id, spec.turn.skill
+        )
+
+    def _credentials(self) -> Credentials:
+        # Read at each attempt: a `user_oauth` agent's token is the user's
+        # own, got by the core's `before` step (`CallToken.check`).
+        own = self._token.token if self._token.upstream is not None else None
+        return self._call.credentials(self._grant.token.token, own)
+
+    async def stream(self) -> AsyncIterator[TaskArtifactUpdateEvent]:
+        """The answer as it comes: each text delta one chunk of the artifact."""
+        spec, call = self._spec, self._call
+
+        async def items() -> AsyncIterator[Delta | Reply]:
+            answered = False
+            async for item in call.adapter.stream(
+                spec.turn, self._credentials(), timeout_seconds=self._timeout
+            ):
+                answered = answered or isinstance(item, Reply)
+                yield item
+            if not answered:
+                raise AdapterError(f"agent {spec.agent_id} ended without an answer")
+
+        streaming: Streaming[Delta | Reply] = Streaming(
+            upstream=spec.agent_id,
+            open=items,
+            explain=explain_adapter_failure,
+            max_seconds=self._parts.stream_limits.max_seconds,
+            overran=functools.partial(overran, spec.agent_id),
+            recorded=lambda: ("ok", _usage_said(self._reply.usage if self._reply else None) or ""),
+            before=self._token.before,
+            went_with=self._token.went_with,
+        )
+        async for item in self._parts.delegate.stream(self._grant, "a2a.run", streaming):
+            if isinstance(item, Delta):
+                parts = [Part(text=item.text)]
+                yield _chunk(self._task, self._artifact_id, self._name, parts, self._streamed)
+                self._streamed = True
+            else:
+                self._reply = item
+
+    async def send(self) -> None:
+        """The answer in one piece."""
+        spec, call = self._spec, self._call
+        sending: Sending[Reply] = Sending(
+            upstream=spec.agent_id,
+            attempt=lambda: call.adapter.call(
+                spec.turn, self._credentials(), timeout_seconds=self._timeout
+            ),
+            explain=explain_adapter_failure,
+            idempotent=bool(self._rules.idempotent),
+            recorded=lambda answer: ("ok", _usage_said(answer.usage) or ""),
+            classify=classify_adapter_failure,
+            before=self._token.before,
+            went_with=self._token.went_with,
+        )
+        self._reply = await self._parts.delegate.send(self._grant, "a2a.run", sending)
+
+    def completed(self) -> Iterator[Event]:
+        """The artifact's last chunk (streaming), then the completed task."""
+        reply, task = self._reply, self._task
         assert reply is not None
         if reply.usage is not None:
             # Where a flow step (or any caller) reads what the answer cost.
             task.metadata.update({METADATA_KEY: reply.usage.as_dict()})
-        artifact = Artifact(artifact_id=artifact_id, name=name, parts=reply_parts(reply))
-        if spec.streaming:
+        artifact = Artifact(
+            artifact_id=self._artifact_id, name=self._name, parts=reply_parts(reply)
+        )
+        if self._spec.streaming:
+            streamed = self._streamed
             rest = [p for p in artifact.parts if p.HasField("data")] if streamed else artifact.parts
-            event = _chunk(task, artifact_id, name, list(rest), streamed)
+            event = _chunk(task, self._artifact_id, self._name, list(rest), streamed)
             event.last_chunk = True
             yield event
         task.artifacts.append(artifact)

@@ -26,8 +26,8 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from gateway.api.mcp_sets import forget_in_sets
 from gateway.api.state import audited, state_of
-from gateway.delegation.handoffs import breaker_info
 from gateway.delegation.pipeline import Caller
+from gateway.delegation.resilience import breaker_info
 from gateway.federation.federated_tools import audit_name_refusal
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from policies.scopes import ADMIN_SCOPE

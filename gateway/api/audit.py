@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict
 
 from gateway.api.state import state_of
-from gateway.delegation.audit import AuditPage, AuditQuery
+from gateway.delegation.audit_reads import AuditPage, AuditQuery
 from gateway.http.auth import AdminPrincipal
 
 router = APIRouter(tags=["audit"])

@@ -25,8 +25,8 @@ from pydantic import BaseModel
 
 from gateway.agents.consents import connectable
 from gateway.api.state import audited, state_of
+from gateway.connections.connection import Connection, ConnectionInfo
 from gateway.connections.service import CLIENT_METADATA_PATH
-from gateway.connections.vault import Connection, ConnectionInfo
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE

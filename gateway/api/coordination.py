@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from gateway.api.state import state_of
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
-from policies.coordination import CoordinationPolicy
+from policies.coordination_rules import CoordinationPolicy
 
 router = APIRouter(prefix="/coordination", tags=["coordination"])
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

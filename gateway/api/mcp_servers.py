@@ -90,7 +90,7 @@ async def register_server(
             "Insufficient scope",
             f"registering an MCP server needs {ADMIN_SCOPE} or {MCP_REGISTER_SCOPE}",
         )
-    record = await state_of(request).mcp.register(registration, principal)
+    record = await state_of(request).mcp_servers.register(registration, principal)
     await audited(request, principal, "mcp_server.registered", record.id)
     response.headers["Location"] = f"/mcp-servers/{record.id}"
     return record
@@ -98,17 +98,19 @@ async def register_server(
 
 @router.get("", summary="The MCP servers the caller may use, with their tools")
 async def list_servers(request: Request, principal: CurrentPrincipal) -> McpServerList:
-    federation = state_of(request).mcp
-    return McpServerList(items=await federation.shown(principal, await federation.store.all()))
+    state = state_of(request)
+    return McpServerList(
+        items=await state.mcp_servers.shown(principal, await state.mcp.store.all())
+    )
 
 
 @router.get("/{server_id}", summary="One MCP server, with its tools")
 async def get_server(
     request: Request, server_id: str, principal: CurrentPrincipal
 ) -> McpServerRecord | McpServerView:
-    federation = state_of(request).mcp
-    record = await federation.store.get(server_id)
-    shown = await federation.shown(principal, [record] if record else [])
+    state = state_of(request)
+    record = await state.mcp.store.get(server_id)
+    shown = await state.mcp_servers.shown(principal, [record] if record else [])
     if not shown:
         raise McpServerNotFound(server_id)
     return shown[0]
@@ -119,7 +121,7 @@ async def get_server(
 )
 async def delete_server(request: Request, server_id: str, admin: AdminPrincipal) -> Response:
     state = state_of(request)
-    if not await state.mcp.remove(server_id):
+    if not await state.mcp_servers.remove(server_id):
         raise McpServerNotFound(server_id)
     await audited(request, admin, "mcp_server.removed", server_id)
     await state.connections.forget_upstream(server_id)
@@ -134,7 +136,7 @@ async def delete_server(request: Request, server_id: str, admin: AdminPrincipal)
 async def refresh_server(
     request: Request, server_id: str, principal: AdminPrincipal
 ) -> RefreshResult:
-    result = await state_of(request).mcp.refresh(server_id, principal)
+    result = await state_of(request).mcp_servers.refresh(server_id, principal)
     await audited(request, principal, "mcp_server.refreshed", server_id)
     return result
 
@@ -151,7 +153,7 @@ async def approve_tool(
     body: Annotated[ApproveRequest | None, Body()] = None,
 ) -> McpToolRecord:
     digest = body.digest if body else None
-    record = await state_of(request).mcp.approve(server_id, tool, digest, principal)
+    record = await state_of(request).mcp_servers.approve(server_id, tool, digest, principal)
     await audited(
         request, principal, "mcp_tool.approved", server_id, detail=f"{tool} {record.digest}"
     )

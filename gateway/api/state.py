@@ -24,6 +24,7 @@ from gateway.delegation.pipeline import Delegations
 from gateway.delegation.token_exchange import TokenExchange
 from gateway.delegation.vendor_agents import VendorAgents
 from gateway.federation.federation import McpFederation
+from gateway.federation.servers import McpServers
 from gateway.flows.service import FlowService
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.sets import SetCache
@@ -51,6 +52,7 @@ class AppState:
     token_exchange: TokenExchange
     breakers: Breakers
     mcp: McpFederation
+    mcp_servers: McpServers
     vendors: VendorAgents
     approvals: ApprovalDesk
     metrics: GatewayMetrics

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gateway.audit_export.sinks import DeliveryFailed, Sink
 from gateway.audit_export.streams import SqlExportStreams, Stream
-from gateway.delegation.audit import AuditRecord
+from gateway.delegation.audit_reads import AuditRecord
 from gateway.delegation.retry import RetrySettings, delays
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from gateway.delegation.audit import AuditRecord
+from gateway.delegation.audit_reads import AuditRecord
 from registry.tls import client_tls
 
 # The request itself is wrong: sending it again cannot help (each record is

@@ -78,6 +78,18 @@ def register(commands: Any) -> None:
         sub.add_argument("run_id", metavar="RUN", help="the run's id")
         sub.set_defaults(run=_change, verb=verb)
         stop.append(sub)
+    answer, fork = _answer_and_fork(flows)
+    remove = flows.add_parser("delete", help="remove a flow (admins); its runs' records stay")
+    remove.add_argument("flow", help="the flow's id")
+    remove.add_argument("--cancel", action="store_true", help="cancel its runs still going first")
+    remove.set_defaults(run=_delete)
+    for sub in (add, listed, show, run, runs, *stop, answer, fork, remove):
+        gateway_options(sub)
+
+
+def _answer_and_fork(flows: Any) -> tuple[Any, Any]:
+    """`flows answer` (what a run's agent asks) and `flows fork` (a new run
+    from a step of an ended one)."""
     answer = flows.add_parser("answer", help="answer what a run's agent asks (the run's user)")
     answer.add_argument("flow", help="the flow's id")
     answer.add_argument("run_id", metavar="RUN", help="the run's id")
@@ -98,12 +110,7 @@ def register(commands: Any) -> None:
     fork.add_argument("--version", type=int, help="the flow version to go on with")
     fork.add_argument("--wait", action="store_true", help="until it ends or waits for a human")
     fork.set_defaults(run=_fork)
-    remove = flows.add_parser("delete", help="remove a flow (admins); its runs' records stay")
-    remove.add_argument("flow", help="the flow's id")
-    remove.add_argument("--cancel", action="store_true", help="cancel its runs still going first")
-    remove.set_defaults(run=_delete)
-    for sub in (add, listed, show, run, runs, *stop, answer, fork, remove):
-        gateway_options(sub)
+    return answer, fork
 
 
 def _add(args: argparse.Namespace) -> int:

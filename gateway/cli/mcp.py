@@ -22,41 +22,7 @@ def register(commands: Any) -> None:
     mcp = commands.add_parser("mcp", help="manage federated MCP servers").add_subparsers(
         title="mcp commands"
     )
-    mcp_add = mcp.add_parser(
-        "add", help="register an MCP server by URL (Streamable HTTP or SSE), or --stdio command"
-    )
-    mcp_add.add_argument("name", help="a display name (the id is derived from it)")
-    mcp_add.add_argument(
-        "url", nargs="?", help="the server's Streamable HTTP endpoint (or its SSE one: --transport)"
-    )
-    mcp_add.add_argument(
-        "--transport",
-        choices=("http", "sse"),
-        help="http: Streamable HTTP; sse: the legacy HTTP+SSE transport (MCP 2024-11-05), URL "
-        "is its SSE endpoint (default: Streamable HTTP, or SSE if the server answers that way)",
-    )
-    mcp_add.add_argument("--id", help="id to register under (default: from the name)")
-    mcp_add.add_argument("--resource", help="audience of tokens minted for it (default: its URL)")
-    mcp_add.add_argument("--timeout", type=float, help="seconds to wait for its answers")
-    mcp_add.add_argument(
-        "--header",
-        help="a static credential header, NAME:VALUE (value may be @file or $ENVVAR)",
-    )
-    mcp_add.add_argument(
-        "--token-exchange",
-        action="store_true",
-        help="send a token the gateway mints per call (aud = this server)",
-    )
-    mcp_add.add_argument(
-        "--stdio", help='a command line to launch (admin, allowlisted): "npx -y server"'
-    )
-    mcp_add.add_argument(
-        "--no-prefix",
-        action="store_true",
-        help="offer its tools under their own names where free (default: {server}__{tool})",
-    )
-    rest_api_options(mcp_add)
-    mcp_add.set_defaults(run=_mcp_add)
+    mcp_add = _add_command(mcp)
     mcp_list = mcp.add_parser("list", help="list MCP servers and their tools")
     mcp_list.set_defaults(run=_mcp_list)
     mcp_show = mcp.add_parser("show", help="show one MCP server")
@@ -92,6 +58,46 @@ def register(commands: Any) -> None:
     gateway_options(mcp_remove)
     gateway_options(mcp_refresh)
     gateway_options(mcp_approve)
+
+
+def _add_command(mcp: Any) -> Any:
+    """`switchboard mcp add`: a server by URL, by --stdio command, or a REST API."""
+    mcp_add = mcp.add_parser(
+        "add", help="register an MCP server by URL (Streamable HTTP or SSE), or --stdio command"
+    )
+    mcp_add.add_argument("name", help="a display name (the id is derived from it)")
+    mcp_add.add_argument(
+        "url", nargs="?", help="the server's Streamable HTTP endpoint (or its SSE one: --transport)"
+    )
+    mcp_add.add_argument(
+        "--transport",
+        choices=("http", "sse"),
+        help="http: Streamable HTTP; sse: the legacy HTTP+SSE transport (MCP 2024-11-05), URL "
+        "is its SSE endpoint (default: Streamable HTTP, or SSE if the server answers that way)",
+    )
+    mcp_add.add_argument("--id", help="id to register under (default: from the name)")
+    mcp_add.add_argument("--resource", help="audience of tokens minted for it (default: its URL)")
+    mcp_add.add_argument("--timeout", type=float, help="seconds to wait for its answers")
+    mcp_add.add_argument(
+        "--header",
+        help="a static credential header, NAME:VALUE (value may be @file or $ENVVAR)",
+    )
+    mcp_add.add_argument(
+        "--token-exchange",
+        action="store_true",
+        help="send a token the gateway mints per call (aud = this server)",
+    )
+    mcp_add.add_argument(
+        "--stdio", help='a command line to launch (admin, allowlisted): "npx -y server"'
+    )
+    mcp_add.add_argument(
+        "--no-prefix",
+        action="store_true",
+        help="offer its tools under their own names where free (default: {server}__{tool})",
+    )
+    rest_api_options(mcp_add)
+    mcp_add.set_defaults(run=_mcp_add)
+    return mcp_add
 
 
 def _mcp_stdio(args: argparse.Namespace) -> int:

@@ -62,7 +62,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.delegation.keystore import load_active_key
-    from gateway.observability import tracing
     from gateway.observability.logs import banner, log_config
 
     settings = settings_of(
@@ -73,25 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         workers=args.workers,
     )
-    problems = settings.insecurities()
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise CliError(
-            f"refusing to start with insecure settings:\n{lines}\n(use --dev for local development)"
-        )
-    if settings.policy_file is not None:
-        # Fail here with the file and line, not in the lifespan with a traceback.
-        try:
-            policy = load_policy(settings.policy_file)
-        except PolicyError as exc:
-            raise CliError(f"the policy file cannot be used:\n{exc}") from None
-        problem = rate_limits_problem(settings.workers, settings.redis_url, policy)
-        if problem:
-            raise CliError(f"the policy file {settings.policy_file} cannot be used: {problem}")
-    try:
-        tracing.check()
-    except tracing.TracingConfigError as exc:
-        raise CliError(f"tracing cannot be set up: {exc}") from None
+    _check_settings(settings)
     _check_data_dir(settings.data_dir)
     _check_port(settings.host, settings.port)
     # Reach the database (and bring its schema up to date) before the server
@@ -128,6 +109,32 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_drain_seconds,
     )
     return 0
+
+
+def _check_settings(settings: Settings) -> None:
+    """Refused before anything starts, in a line each: insecure settings, a
+    policy file that cannot be used, tracing that cannot be set up."""
+    from gateway.observability import tracing
+
+    problems = settings.insecurities()
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise CliError(
+            f"refusing to start with insecure settings:\n{lines}\n(use --dev for local development)"
+        )
+    if settings.policy_file is not None:
+        # Fail here with the file and line, not in the lifespan with a traceback.
+        try:
+            policy = load_policy(settings.policy_file)
+        except PolicyError as exc:
+            raise CliError(f"the policy file cannot be used:\n{exc}") from None
+        problem = rate_limits_problem(settings.workers, settings.redis_url, policy)
+        if problem:
+            raise CliError(f"the policy file {settings.policy_file} cannot be used: {problem}")
+    try:
+        tracing.check()
+    except tracing.TracingConfigError as exc:
+        raise CliError(f"tracing cannot be set up: {exc}") from None
 
 
 async def _upgrade(settings: Settings) -> None:

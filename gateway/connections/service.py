@@ -37,6 +37,13 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 
 from adapters.mcp_http import Refused
 from gateway.connections import oauth
+from gateway.connections.connection import Connection, Grant
+from gateway.connections.discovery import (
+    Discovered,
+    discover,
+    discover_at_issuer,
+    discover_from_card,
+)
 from gateway.connections.errors import ConnectFailed, ConnectionRequired, ScopeRequired
 from gateway.connections.pending import Pending
 from gateway.connections.upstream import (
@@ -46,7 +53,7 @@ from gateway.connections.upstream import (
     kept_to_offered,
     pkce_challenge,
 )
-from gateway.connections.vault import Connection, Grant, Vault
+from gateway.connections.vault import Vault
 
 logger = logging.getLogger(__name__)
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
@@ -111,7 +118,7 @@ class Connections:
     # --- Connecting -----------------------------------------------------------
 
     async def _client(
-        self, upstream: Upstream, found: oauth.Discovered, *, may_register: bool
+        self, upstream: Upstream, found: Discovered, *, may_register: bool
     ) -> OAuthClientInformationFull:
         if upstream.client_id is not None:
             return configured_client(upstream)
@@ -139,16 +146,16 @@ class Connections:
         # Two users connecting first at once: the first registration kept wins.
         return await self.vault.keep_client(upstream.id, found.issuer, client)
 
-    async def _discover(self, upstream: Upstream) -> oauth.Discovered:
+    async def _discover(self, upstream: Upstream) -> Discovered:
         if upstream.authorization is not None:
-            return await oauth.discover_from_card(
+            return await discover_from_card(
                 self._http, upstream.url, upstream.authorization, allow_http=self._allow_http
             )
         if upstream.issuer is not None:
-            return await oauth.discover_at_issuer(
+            return await discover_at_issuer(
                 self._http, upstream.url, upstream.issuer, allow_http=self._allow_http
             )
-        return await oauth.discover(
+        return await discover(
             self._http, upstream.url, allow_http=self._allow_http, probe=upstream.probe
         )
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from mcp.shared.auth import OAuthClientInformationFull
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 
-from gateway.connections import oauth
-from gateway.connections.vault import Connection
+from gateway.connections.connection import Connection
+from gateway.connections.discovery import Discovered
 from policies.card_oauth import CardAuthorization
 
 
@@ -43,7 +43,7 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def kept_to_offered(scope: str | None, found: oauth.Discovered) -> str | None:
+def kept_to_offered(scope: str | None, found: Discovered) -> str | None:
     """``scope`` kept to the server's `scopes_supported`, when it lists them."""
     supported = found.metadata.scopes_supported
     if scope is None or not supported:

@@ -17,22 +17,22 @@ authorization server may read as theft and answer by revoking them all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from mcp.shared.auth import OAuthClientInformationFull
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.connections.connection import Connection, ConnectionInfo, Grant
 from gateway.connections.errors import ConnectFailed
 from gateway.storage.tables import upstream_clients, upstream_connections
 from policies.keys import open_secret, seal_secret
@@ -41,51 +41,6 @@ from registry.tables import as_utc
 SEAL_PURPOSE = "upstream-connection"
 logger = logging.getLogger(__name__)
 _CLAIM_SECONDS = 30  # a refresh that takes longer is someone else's to retry
-
-
-def fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """A connection as listings show it: who, where, which scopes, when --
-    read without opening anything sealed."""
-
-    id: str
-    subject: str
-    issuer: str
-    upstream: str
-    scope: str | None
-    expires_at: datetime | None
-    authorization_server: str
-    created_at: datetime
-    refreshed_at: datetime
-    used_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Connection(ConnectionInfo):
-    """A connection as a call uses it: the listing's fields, where its tokens
-    come from, and the tokens themselves (never printed)."""
-
-    token_endpoint: str
-    revocation_endpoint: str | None
-    resource: str | None
-    version: int
-    refreshing_until: datetime | None
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    client: OAuthClientInformationFull = field(repr=False)
-
-    @property
-    def token_id(self) -> str:
-        """The access token's fingerprint, for the audit: names it, cannot be used."""
-        return fingerprint(self.access_token)
-
-    def fresh(self, now: datetime, margin_seconds: float) -> bool:
-        """Usable for at least ``margin_seconds`` more (no expiry: until refused)."""
-        return self.expires_at is None or self.expires_at - now > timedelta(seconds=margin_seconds)
 
 
 _SHOWN = tuple(f.name for f in fields(ConnectionInfo))
@@ -111,18 +66,6 @@ def _info(row: Any) -> dict[str, Any]:
         "refreshed_at": as_utc(row.refreshed_at),
         "used_at": _when(row.used_at),
     }
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What connecting (or refreshing) brought: the tokens and where they came from."""
-
-    token: OAuthToken = field(repr=False)
-    authorization_server: str
-    token_endpoint: str
-    revocation_endpoint: str | None
-    resource: str | None
-    client: OAuthClientInformationFull = field(repr=False)
 
 
 class Vault:

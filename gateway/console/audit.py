@@ -28,7 +28,7 @@ from gateway.console.web import (
     page,
     require_admin,
 )
-from gateway.delegation.audit import AuditQuery, AuditRecord
+from gateway.delegation.audit_reads import AuditQuery, AuditRecord
 
 router = APIRouter(prefix=PREFIX + "/audit", route_class=ConsoleRoute, include_in_schema=False)
 PAGE = 50

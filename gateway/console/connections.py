@@ -102,7 +102,7 @@ async def connections_page(request: Request) -> Response:
             continue
         record = await state.mcp.store.get(config.id)
         # Only servers the policy lets this user use (what the API shows them).
-        if record is not None and state.mcp.visible(principal, record):
+        if record is not None and state.mcp_servers.visible(principal, record):
             upstreams.append(
                 {"id": config.id, "kind": "MCP server", "connection": mine.get(config.id)}
             )

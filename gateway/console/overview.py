@@ -34,7 +34,7 @@ from gateway.api import policies as policies_api
 from gateway.console.approvals import own_approvals
 from gateway.console.charts import traffic_charts
 from gateway.console.web import PREFIX, ConsoleRoute, current_user, page, redirect
-from gateway.delegation.audit import AuditQuery
+from gateway.delegation.audit_reads import AuditQuery
 from gateway.delegation.audit_traffic import RecentTraffic, Traffic
 from gateway.storage.flow_tables import flow_runs
 from gateway.storage.tables import approvals

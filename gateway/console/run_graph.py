@@ -8,7 +8,7 @@ round's). Laid out here; the page draws it as SVG (no script)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -112,9 +112,30 @@ def _steps_label(steps: Sequence[CallStep | RouteStep]) -> str:
 
 
 def graph(document: FlowDocument, run: RunView) -> Graph:
-    states = latest_states(run)
     drawn = Graph()
-    # Rows: (ids in the row, the step each node stands for, its box label).
+    rows, top_row, loops, joins = _rows(document, run)
+    widest = max(len(r) for r in rows)
+    drawn.width = 2 * PAD + widest * NODE_W + (widest - 1) * GAP_X + 4 * BOX_PAD
+    placed = _placed(drawn, rows, latest_states(run))
+    for above, below in itertools.pairwise(placed):
+        for a in above:
+            for b in below:
+                if len(above) == 1 or len(below) == 1:
+                    drawn.edges.append(Edge(a.x + a.w // 2, a.y + a.h, b.x + b.w // 2, b.y, "next"))
+    _boxes(drawn, placed, loops, joins)
+    _routes(drawn, document, placed, top_row, len(rows))
+    drawn.height = 2 * PAD + len(rows) * ROW_H
+    return drawn
+
+
+def _rows(
+    document: FlowDocument, run: RunView
+) -> tuple[
+    list[list[tuple[str, str]]], dict[str, int], list[tuple[int, int, str]], list[tuple[int, str]]
+]:
+    """The rows (the step each node stands for, its box label), the row of
+    each top-level step, the loops (first row, last row, label) and the
+    parallel steps' joins (row, label)."""
     rows: list[list[tuple[str, str]]] = []
     top_row: dict[str, int] = {}
     loops: list[tuple[int, int, str]] = []  # first row, last row, label
@@ -134,8 +155,13 @@ def graph(document: FlowDocument, run: RunView) -> Graph:
         route = loop.route.id
         label = f"loop of route {route}{_route_rounds(run, route)}"
         loops.append((top_row[document.steps[loop.first].id], top_row[route], label))
-    widest = max(len(r) for r in rows)
-    drawn.width = 2 * PAD + widest * NODE_W + (widest - 1) * GAP_X + 4 * BOX_PAD
+    return rows, top_row, loops, joins
+
+
+def _placed(
+    drawn: Graph, rows: list[list[tuple[str, str]]], states: Mapping[str, str]
+) -> list[list[Node]]:
+    """Each row's nodes, centred, drawn with the state of their step."""
     centre = drawn.width // 2
     placed: list[list[Node]] = []
     for index, row in enumerate(rows):
@@ -154,11 +180,16 @@ def graph(document: FlowDocument, run: RunView) -> Graph:
         ]
         placed.append(nodes)
         drawn.nodes += nodes
-    for above, below in itertools.pairwise(placed):
-        for a in above:
-            for b in below:
-                if len(above) == 1 or len(below) == 1:
-                    drawn.edges.append(Edge(a.x + a.w // 2, a.y + a.h, b.x + b.w // 2, b.y, "next"))
+    return placed
+
+
+def _boxes(
+    drawn: Graph,
+    placed: list[list[Node]],
+    loops: list[tuple[int, int, str]],
+    joins: list[tuple[int, str]],
+) -> None:
+    """A box around each loop (with its way back) and each parallel step."""
     for first, last, label in loops:
         top, bottom = placed[first], placed[last]
         left = min(n.x for row in placed[first : last + 1] for n in row) - BOX_PAD
@@ -173,12 +204,22 @@ def graph(document: FlowDocument, run: RunView) -> Graph:
         branches = placed[at]
         left, right = branches[0].x - 4, branches[-1].x + NODE_W + 4
         drawn.boxes.append(Box(label, left, branches[0].y - 12, right - left, NODE_H + 16))
+
+
+def _routes(
+    drawn: Graph,
+    document: FlowDocument,
+    placed: list[list[Node]],
+    top_row: dict[str, int],
+    row_count: int,
+) -> None:
+    """An edge from each route step to each step (or the end) it may go to."""
     for step in document.steps:
         if isinstance(step, RouteStep):
             source = placed[top_row[step.id]][0]
             for case in step.route:
                 target_y = (
-                    PAD + len(rows) * ROW_H - GAP_X
+                    PAD + row_count * ROW_H - GAP_X
                     if case.goto == END
                     else placed[top_row[case.goto]][0].y
                     if case.goto in top_row
@@ -189,8 +230,6 @@ def graph(document: FlowDocument, run: RunView) -> Graph:
                     drawn.edges.append(
                         Edge(x, source.y + NODE_H // 2, x, target_y + NODE_H // 2, "route")
                     )
-    drawn.height = 2 * PAD + len(rows) * ROW_H
-    return drawn
 
 
 def _row(step: object) -> list[tuple[str, str]]:

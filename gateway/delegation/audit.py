@@ -41,21 +41,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-from sqlalchemy import Select, insert, select
+from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import spans
 from adapters.core_check import require_core
 from adapters.trace_context import new_trace_id
+from gateway.delegation.audit_reads import AuditPage, AuditQuery, AuditRecord, audit_page
 from gateway.delegation.change_events import CHANGE_EVENTS
-from gateway.http.queries import IsoDatetime
 from gateway.storage.outages import data_refused
 from gateway.storage.statements import Sql, Statement, StatementRunner, statement_runner
 from gateway.storage.tables import audit_events
 from policies.tokens import Principal
-from registry.store import InvalidCursor
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
@@ -63,7 +61,6 @@ _BATCH = 500
 MAX_BUFFERED = 100_000
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
-_MAX_ID = 2**63 - 1  # BIGINT
 # Up to this many rows, a batch goes on the lean path (`gateway.storage.
 # statements`: on SQLite one transaction on the loop's own connection when
 # the write lock is free, ~0.1 ms): what a call waiting for its record
@@ -123,59 +120,6 @@ class AuditEvent:
             "token_id": self.token_id,
             "decided_on": self.decided_on,
         }
-
-
-class AuditRecord(BaseModel):
-    id: int
-    at: datetime
-    trace_id: str
-    event: str
-    subject: str
-    subject_issuer: str
-    client_id: str | None
-    actors: list[str]
-    target: str | None
-    action: str | None
-    scopes_requested: list[str] | None
-    scopes_granted: list[str]
-    decision: str
-    reasons: list[str]
-    outcome: str
-    detail: str | None
-    latency_ms: float
-    token_id: str | None
-
-
-class AuditPage(BaseModel):
-    items: list[AuditRecord]
-    next_cursor: str | None = None
-
-
-class AuditQuery(BaseModel):
-    user: str | None = Field(default=None, description="the triggering user (sub)")
-    agent: str | None = Field(default=None, description="the target agent id")
-    trace: str | None = Field(
-        default=None,
-        pattern="^[0-9a-f]{32}$",
-        description="one trace id: every hop of one delegation, across agents (W3C trace-id)",
-    )
-    decision: Literal["allow", "deny"] | None = None
-    kind: Literal["call", "change", "all"] | None = Field(
-        default=None,
-        description="call: the decisions on delegated calls (the default); change: what "
-        "callers changed through the API (an admin's registration, a policy saved, a "
-        "connection revoked: `CHANGE_EVENTS`); all: both (the default with a trace)",
-    )
-    since: IsoDatetime | None = None
-    until: IsoDatetime | None = None
-    after_id: int | None = Field(
-        default=None,
-        ge=0,
-        le=_MAX_ID,
-        description="records after this id, oldest first (for tailing)",
-    )
-    limit: int = Field(default=100, ge=1, le=1000)
-    cursor: str | None = Field(default=None, description="from a previous page's next_cursor")
 
 
 def new_writer_id(replica: str | None = None) -> str:
@@ -345,21 +289,8 @@ class AuditLog:
     # Reads ------------------------------------------------------------------
 
     async def query(self, query: AuditQuery) -> AuditPage:
-        await self.flush()
-        statement = _filtered(select(audit_events), query)
-        if query.after_id is not None:
-            statement = statement.where(audit_events.c.id > query.after_id).order_by(
-                audit_events.c.id.asc()
-            )
-        else:
-            if query.cursor is not None:
-                statement = statement.where(audit_events.c.id < _decode_cursor(query.cursor))
-            statement = statement.order_by(audit_events.c.id.desc())
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(statement.limit(query.limit + 1))).mappings().all()
-        items = [audit_record(r) for r in rows[: query.limit]]
-        more = len(rows) > query.limit and query.after_id is None
-        return AuditPage(items=items, next_cursor=str(items[-1].id) if more and items else None)
+        await self.flush()  # what was recorded is read back
+        return await audit_page(self._engine, query)
 
     async def export(self, query: AuditQuery) -> AsyncIterator[AuditRecord]:
         """Every matching record, newest first, a page at a time."""
@@ -433,61 +364,4 @@ def outage_event(
         decision="deny",
         outcome="dependency_unavailable",
         detail=detail,
-    )
-
-
-class InvalidAuditCursor(InvalidCursor):
-    """Answered 400 by the registry's cursor handler."""
-
-
-def _decode_cursor(cursor: str) -> int:
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > _MAX_ID:
-        raise InvalidAuditCursor("cursor is not one this server issued")
-    return int(cursor)
-
-
-def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
-    c = audit_events.c
-    if query.user is not None:
-        statement = statement.where(c.subject == query.user)
-    if query.agent is not None:
-        statement = statement.where(c.target == query.agent)
-    if query.trace is not None:
-        statement = statement.where(c.trace_id == query.trace)
-    if query.decision is not None:
-        statement = statement.where(c.decision == query.decision)
-    kind = query.kind or ("all" if query.trace is not None else "call")
-    if kind == "call":
-        statement = statement.where(c.event.not_in(CHANGE_EVENTS))
-    elif kind == "change":
-        statement = statement.where(c.event.in_(CHANGE_EVENTS))
-    if query.since is not None:
-        statement = statement.where(c.at >= as_utc(query.since))
-    if query.until is not None:
-        statement = statement.where(c.at < as_utc(query.until))
-    return statement
-
-
-def audit_record(row: Any) -> AuditRecord:
-    return AuditRecord(
-        id=row["id"],
-        at=as_utc(row["at"]),
-        trace_id=row["trace_id"],
-        event=row["event"],
-        subject=row["subject"],
-        subject_issuer=row["subject_issuer"],
-        client_id=row["client_id"],
-        actors=list(row["actors"]),
-        target=row["target"],
-        action=row["action"],
-        scopes_requested=(
-            row["scopes_requested"].split() if row["scopes_requested"] is not None else None
-        ),
-        scopes_granted=row["scopes_granted"].split(),
-        decision=row["decision"],
-        reasons=list(row["reasons"]),
-        outcome=row["outcome"],
-        detail=row["detail"],
-        latency_ms=row["latency_ms"],
-        token_id=row["token_id"],
     )

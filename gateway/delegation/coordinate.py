@@ -16,13 +16,8 @@ from gateway.delegation.permits import (
     Deferral,
     Permit,
 )
-from policies.coordination import (
-    CoordinationPolicy,
-    EntityKeyInvalid,
-    EntityKeyMissing,
-    entity_keys,
-    plan,
-)
+from policies.coordination import EntityKeyInvalid, EntityKeyMissing, entity_keys, plan
+from policies.coordination_rules import CoordinationPolicy
 from policies.policy import Decision
 
 P = TypeVar("P", bound=Permit)

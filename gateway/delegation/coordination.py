@@ -35,7 +35,8 @@ from typing import Any, Protocol
 
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.permits import Admitted, Caller
-from policies.coordination import CoordinationPolicy, Keyed, Plan
+from policies.coordination import Keyed, Plan
+from policies.coordination_rules import CoordinationPolicy
 
 # The holder a deferred call, released, takes its reserved lease as
 # (`Coordination.reserve`): set around the released call's decision by what

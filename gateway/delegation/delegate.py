@@ -39,9 +39,9 @@ from adapters.operations import Operation, traced, traced_stream
 from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
-from gateway.delegation.handoffs import Resilience
 from gateway.delegation.permits import Permit
 from gateway.delegation.pipeline import Delegations
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
 
 # What a door's `Sending.explain` and `Sending.classify` read: the core's

@@ -42,7 +42,7 @@ from gateway.delegation.permits import (
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.targets import TargetCache
 from policies.api_keys import is_key_actor
-from policies.delegation import DelegatedTokenMinter, MintRequest
+from policies.delegation import DelegatedTokenMinter, MintedToken, MintRequest
 from policies.limits import AppliedLimit
 from policies.policy import (
     ActionKind,
@@ -266,10 +266,17 @@ class Delegations(AfterDecision):
             await self._key_paid(
                 caller, target, action, decision, event, trace_id, requested, started, kind
             )
+        token = await self._mint(caller, decision, resource)
+        made = (target.agent_id, decision, token, caller, action, requested, trace_id, started)
+        return Permit(*made, kind=kind)
+
+    async def _mint(self, caller: Caller, decision: Decision, resource: str) -> MintedToken:
+        """The token of the call: the caller's user, their chain, the granted
+        scopes, audience ``resource``."""
         with spans.span("switchboard.mint") as span:
             if span is not None:
                 span.set_attribute("switchboard.audience", resource)
-            token = await self.minter.mint(
+            return await self.minter.mint(
                 MintRequest(
                     subject=caller.subject,
                     subject_issuer=caller.issuer,
@@ -281,8 +288,6 @@ class Delegations(AfterDecision):
                     txn=caller.txn,
                 )
             )
-        made = (target.agent_id, decision, token, caller, action, requested, trace_id, started)
-        return Permit(*made, kind=kind)
 
     async def record(
         self,

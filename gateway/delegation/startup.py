@@ -27,13 +27,13 @@ from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.deferrals import canonicalise_waiting
 from gateway.delegation.delegate import Delegate
-from gateway.delegation.handoffs import Resilience
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.policy_versions import PolicyReloader
 from gateway.delegation.push import PushRelays
 from gateway.delegation.rate_limits import RateLimits
 from gateway.delegation.replay import ReplayCache
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import RetrySettings
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.token_exchange import TokenExchange
@@ -116,24 +116,9 @@ async def start(
     keys = KeyStore(engine, settings.sealing_secret, settings.key_recheck_seconds)
     await keys.active_key()
     verifier = _verifier(settings, keys, stack)
-    fetcher = SafeFetcher(
-        AddressPolicy.from_cidrs(settings.ssrf_allow_cidrs, allow_loopback=settings.dev),
-        FetchLimits(
-            timeout_seconds=settings.fetch_timeout_seconds,
-            max_bytes=settings.fetch_max_bytes,
-            max_redirects=settings.fetch_max_redirects,
-        ),
-    )
-    stack.push_async_callback(fetcher.aclose)
+    fetcher = _fetcher(settings, stack)
     store = SqlAgentStore(engine)
-    checker = HealthChecker(
-        store,
-        fetcher,
-        interval_seconds=settings.health_check_interval_seconds,
-        failure_threshold=settings.health_failure_threshold,
-        success_threshold=settings.health_success_threshold,
-        concurrency=settings.health_check_concurrency,
-    )
+    checker = _health_checker(settings, store, fetcher)
     audit_log = AuditLog(engine, settings.audit_flush_seconds, new_writer_id(settings.replica_id))
     stack.push_async_callback(audit_log.close)  # runs after the writer task is cancelled
     readiness = Readiness(engine, settings.redis_url)
@@ -141,30 +126,9 @@ async def start(
     minter = DelegatedTokenMinter(
         keys, settings.effective_public_url, ttl_seconds=settings.delegated_token_ttl_seconds
     )
-    coordination_store: Store = (
-        RedisStore(settings.redis_url) if settings.redis_url else SqlStore(engine)
-    )
-    stack.push_async_callback(coordination_store.aclose)
-    delegations = Delegations(
-        store,
-        PolicySource(
-            settings.policy_file,
-            functools.partial(rate_limits_problem, settings.workers, settings.redis_url),
-        ),
-        minter,
-        audit_log,
-        max_depth=settings.max_delegation_depth,
-        rate_limits=RateLimits(settings.redis_url),
-        coordination=Coordination(coordination_store, audit_log),
-    )
+    delegations = _delegations(settings, engine, store, minter, audit_log, stack)
     api_keys = ApiKeys(engine)
-    delegations.key_limits = lambda actor: key_limits(
-        actor, api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
-    )
-    delegations.key_unusable = lambda actor: api_keys.unusable(actor.removeprefix(ACTOR_PREFIX))
-    delegations.key_spend = lambda actor, target, action: api_keys.spend_on(
-        actor.removeprefix(ACTOR_PREFIX), delegations.policy.current.prices, target, action
-    )
+    _limit_by_keys(delegations, api_keys)
     policy_reloader = PolicyReloader(engine, delegations.policy)
     await policy_reloader.start()
     await _canonical_coordination_keys(delegations, engine)
@@ -193,20 +157,101 @@ async def start(
         tasks=tasks,
         push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
         approvals=Approvals(engine, audit_log),
-        token_exchange=TokenExchange(
-            delegations=delegations,
-            agents=store,
-            credentials=credentials,
-            verifier=verifier,
-            replay=ReplayCache(engine),
-            audit=audit_log,
-            issuer=settings.effective_public_url,
-            token_endpoint=settings.token_endpoint,
-            leeway_seconds=settings.token_leeway_seconds,
-            mcp_servers=mcp_servers,
+        token_exchange=_token_exchange(
+            settings, engine, delegations, store, credentials, verifier, audit_log, mcp_servers
         ),
         readiness=readiness,
         policy_reloader=policy_reloader,
+    )
+
+
+def _token_exchange(
+    settings: Settings,
+    engine: AsyncEngine,
+    delegations: Delegations,
+    agents: SqlAgentStore,
+    credentials: SqlCredentialStore,
+    verifier: TokenVerifier,
+    audit_log: AuditLog,
+    mcp_servers: SqlMcpStore,
+) -> TokenExchange:
+    """`POST /oauth/token` (RFC 8693), for agents delegating onwards."""
+    return TokenExchange(
+        delegations=delegations,
+        agents=agents,
+        credentials=credentials,
+        verifier=verifier,
+        replay=ReplayCache(engine),
+        audit=audit_log,
+        issuer=settings.effective_public_url,
+        token_endpoint=settings.token_endpoint,
+        leeway_seconds=settings.token_leeway_seconds,
+        mcp_servers=mcp_servers,
+    )
+
+
+def _fetcher(settings: Settings, stack: contextlib.AsyncExitStack) -> SafeFetcher:
+    """Every fetch of a URL someone else named (cards, documents): the SSRF rules."""
+    fetcher = SafeFetcher(
+        AddressPolicy.from_cidrs(settings.ssrf_allow_cidrs, allow_loopback=settings.dev),
+        FetchLimits(
+            timeout_seconds=settings.fetch_timeout_seconds,
+            max_bytes=settings.fetch_max_bytes,
+            max_redirects=settings.fetch_max_redirects,
+        ),
+    )
+    stack.push_async_callback(fetcher.aclose)
+    return fetcher
+
+
+def _health_checker(
+    settings: Settings, store: SqlAgentStore, fetcher: SafeFetcher
+) -> HealthChecker:
+    return HealthChecker(
+        store,
+        fetcher,
+        interval_seconds=settings.health_check_interval_seconds,
+        failure_threshold=settings.health_failure_threshold,
+        success_threshold=settings.health_success_threshold,
+        concurrency=settings.health_check_concurrency,
+    )
+
+
+def _delegations(
+    settings: Settings,
+    engine: AsyncEngine,
+    store: SqlAgentStore,
+    minter: DelegatedTokenMinter,
+    audit_log: AuditLog,
+    stack: contextlib.AsyncExitStack,
+) -> Delegations:
+    """Decide and mint: the policy, its rate limits and coordination rules."""
+    coordination_store: Store = (
+        RedisStore(settings.redis_url) if settings.redis_url else SqlStore(engine)
+    )
+    stack.push_async_callback(coordination_store.aclose)
+    return Delegations(
+        store,
+        PolicySource(
+            settings.policy_file,
+            functools.partial(rate_limits_problem, settings.workers, settings.redis_url),
+        ),
+        minter,
+        audit_log,
+        max_depth=settings.max_delegation_depth,
+        rate_limits=RateLimits(settings.redis_url),
+        coordination=Coordination(coordination_store, audit_log),
+    )
+
+
+def _limit_by_keys(delegations: Delegations, api_keys: ApiKeys) -> None:
+    """A call made with an API key: that key's rate, whether it is still usable, its budget."""
+    delegations.key_limits = lambda actor: key_limits(
+        actor, api_keys.rate_of(actor.removeprefix(ACTOR_PREFIX))
+    )
+    delegations.key_unusable = lambda actor: api_keys.unusable(actor.removeprefix(ACTOR_PREFIX))
+    delegations.key_spend = lambda actor, target, action: api_keys.spend_on(
+        actor.removeprefix(ACTOR_PREFIX), delegations.policy.current.prices, target, action
     )
 
 

@@ -99,6 +99,29 @@ class TokenExchange:
         started = time.perf_counter()
         caller_id = await self._authenticate(request, context)
         target_id, front_door = await self._target(request)
+        caller = await self._caller(request, context, caller_id, target_id, started)
+        grant = await self._decide(caller, target_id, front_door, request, context)
+        await self._issuable(grant, target_id, front_door)
+        await self._issued(grant, "ok")
+        response: dict[str, Any] = {
+            "access_token": grant.token.token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": max(0, grant.token.expires_at - int(time.time())),
+            "scope": " ".join(sorted(grant.token.scopes)),
+        }
+        return response
+
+    async def _caller(
+        self,
+        request: ExchangeRequest,
+        context: ExchangeContext,
+        caller_id: str,
+        target_id: str,
+        started: float,
+    ) -> Caller:
+        """3. On whose behalf: the subject token's user, with the calling agent
+        added to the actor chain (a subject token refused is audited)."""
         caller_record = await self._agents.get(caller_id)
         if caller_record is None:  # deleted between authentication and now
             raise OAuthError("invalid_client", "the calling agent is not registered", 401)
@@ -122,7 +145,7 @@ class TokenExchange:
                 )
             )
             raise OAuthError("invalid_grant", f"subject_token: {exc}") from None
-        caller = Caller(
+        return Caller(
             subject=subject.subject,
             issuer=subject.issuer,
             scopes=subject.scopes,
@@ -131,11 +154,20 @@ class TokenExchange:
             not_after=subject.usable_until,
             txn=subject.txn,
         )
+
+    async def _decide(
+        self,
+        caller: Caller,
+        target_id: str,
+        front_door: str | None,
+        request: ExchangeRequest,
+        context: ExchangeContext,
+    ) -> Permit:
+        """4. The decision and the token, its refusals as OAuth errors."""
         try:
-            grant: Permit
             if front_door is not None and await self._is_mcp_server(target_id):
                 # An MCP server is reached only through its front door here.
-                grant = await self._delegations.authorize_target(
+                return await self._delegations.authorize_target(
                     caller,
                     Target(target_id),
                     front_door,
@@ -143,15 +175,14 @@ class TokenExchange:
                     trace_id=context.trace_id,
                     requested=request.scope,
                 )
-            else:
-                grant = await self._delegations.authorize(
-                    caller,
-                    target_id,
-                    event="token_exchange",
-                    trace_id=context.trace_id,
-                    requested=request.scope,
-                    audience=front_door,
-                )
+            return await self._delegations.authorize(
+                caller,
+                target_id,
+                event="token_exchange",
+                trace_id=context.trace_id,
+                requested=request.scope,
+                audience=front_door,
+            )
         except RateLimited as limited:
             # RFC 6749 §5.2 has no code for it: `temporarily_unavailable` (its
             # §4.1.2.1 name for "try again later") with 429 and Retry-After.
@@ -167,6 +198,10 @@ class TokenExchange:
             raise OAuthError(_DENIAL_ERRORS[decision.denial], "; ".join(decision.reasons)) from None
         except TokenInvalid as exc:  # the subject token expired between check and mint
             raise OAuthError("invalid_grant", str(exc)) from None
+
+    async def _issuable(self, grant: Permit, target_id: str, front_door: str | None) -> None:
+        """A token the policy allows may still not be given to the client to
+        send itself: calls that the gateway must see are refused (recorded)."""
         if front_door is None and self._delegations.policy.current.coordination.names(target_id):
             # A token for the agent itself would let it be called past the
             # coordination rules, which read each call's input at the gateway.
@@ -188,15 +223,6 @@ class TokenExchange:
                 "invalid_target",
                 f"delegating to {target_id} needs human approval; call it through the gateway",
             )
-        await self._issued(grant, "ok")
-        response: dict[str, Any] = {
-            "access_token": grant.token.token,
-            "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer",
-            "expires_in": max(0, grant.token.expires_at - int(time.time())),
-            "scope": " ".join(sorted(grant.token.scopes)),
-        }
-        return response
 
     # 1. Who is asking -------------------------------------------------------
 

@@ -47,6 +47,7 @@ from a2a.types import (
     AgentCard,
     AgentInterface,
     AgentSkill,
+    Message,
     Part,
     TaskState,
 )
@@ -99,6 +100,48 @@ class _Executor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         message = context.message
         assert message is not None
+        skill, data, fails = self._received(message)
+        task = context.current_task or new_task_from_user_message(message)
+        if context.current_task is None:
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.start_work()
+        if fails:
+            said = updater.new_agent_message([new_text_part(f"no price for {data['sku']} now")])
+            await updater.failed(said)
+            return
+        if skill == "ship":
+            asked = context.current_task is not None and (
+                context.current_task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+            )
+            if not await _ship(updater, data, _said(message), asked):
+                return
+            parts = [_data({**_ORDERS.pop(task.id, {}), **_shipping(data, _said(message))})]
+        elif skill == "work":
+            worked = await _work(updater, data)
+            if worked is None:
+                return
+            parts = worked
+        elif skill == "escalate":
+            # The support desk: a customer's request becomes an order to quote.
+            ticket = {k: data.get(k) for k in ("customer", "sku", "quantity")}
+            parts = [_data(ticket), new_text_part(f"Escalated: {data.get('customer')} order")]
+        elif skill == "status":
+            order = str(data.get("order") or "")
+            with self.desk.lock:
+                times = self.desk.status_asks[order] = self.desk.status_asks.get(order, 0) + 1
+            parts = [_data({"order": order, "asks": times, "ready": times >= READY_AFTER})]
+        elif skill == "reply":
+            customer = data.get("customer", "customer")
+            parts = [new_text_part(f"Dear {customer}, your quote is {data.get('total')} EUR.")]
+        else:
+            parts = [_data(_quote(data))]
+        await updater.add_artifact(parts, name=skill)
+        await updater.complete()
+
+    def _received(self, message: Message) -> tuple[str, dict[str, Any], bool]:
+        """The skill asked for and the message's data, recorded for the
+        story's checks; whether this quote is one the desk fails."""
         metadata = MessageToDict(message.metadata) if message.HasField("metadata") else {}
         data: dict[str, Any] = {}
         for part in message.parts:
@@ -118,63 +161,7 @@ class _Executor(AgentExecutor):
                 }
             )
             fails = skill == "quote" and data.get("sku") in self.desk.failing
-        task = context.current_task or new_task_from_user_message(message)
-        if context.current_task is None:
-            await event_queue.enqueue_event(task)
-        updater = TaskUpdater(event_queue, task.id, task.context_id)
-        await updater.start_work()
-        if fails:
-            said = updater.new_agent_message([new_text_part(f"no price for {data['sku']} now")])
-            await updater.failed(said)
-            return
-        if skill == "ship":
-            asked = context.current_task is not None and (
-                context.current_task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
-            )
-            if not await _ship(updater, data, _said(message), asked):
-                return
-            parts = [_data({**_ORDERS.pop(task.id, {}), **_shipping(data, _said(message))})]
-        elif skill == "work":
-            seconds = float(data.get("seconds", 1))
-            deadline = asyncio.get_running_loop().time() + seconds
-            while asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.2)
-                await updater.update_status(TaskState.TASK_STATE_WORKING)
-            if data.get("then") == "ask":  # worked, then asks whoever follows the task
-                question = [new_text_part(f"Worked {seconds:g} s: go on?")]
-                await updater.requires_input(updater.new_agent_message(question))
-                return
-            parts = [_data({"worked": seconds})]
-        elif skill == "escalate":
-            # The support desk: a customer's request becomes an order to quote.
-            ticket = {k: data.get(k) for k in ("customer", "sku", "quantity")}
-            parts = [_data(ticket), new_text_part(f"Escalated: {data.get('customer')} order")]
-        elif skill == "status":
-            order = str(data.get("order") or "")
-            with self.desk.lock:
-                times = self.desk.status_asks[order] = self.desk.status_asks.get(order, 0) + 1
-            parts = [_data({"order": order, "asks": times, "ready": times >= READY_AFTER})]
-        elif skill == "reply":
-            customer = data.get("customer", "customer")
-            parts = [new_text_part(f"Dear {customer}, your quote is {data.get('total')} EUR.")]
-        else:
-            quantity = int(data.get("quantity", 1))
-            unit = 12.5
-            discount = 0.2 if quantity >= 100 else 0.05
-            total = round(quantity * unit * (1 - discount), 2)
-            parts = [
-                _data(
-                    {
-                        "sku": data.get("sku"),
-                        "quantity": quantity,
-                        "unit_price": unit,
-                        "total": total,
-                        "discount": discount,
-                    }
-                )
-            ]
-        await updater.add_artifact(parts, name=skill)
-        await updater.complete()
+        return skill, data, fails
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         assert context.task_id is not None
@@ -316,3 +303,33 @@ def inventory_app() -> Any:
     server = MCPServer("inventory")
     server.add_tool(check_stock)
     return server.streamable_http_app(stateless_http=True)
+
+
+async def _work(updater: TaskUpdater, data: dict[str, Any]) -> list[Part] | None:
+    """The ``work`` skill: busy for ``seconds`` (saying so), then done -- or
+    asking whoever follows the task (None: the task waits)."""
+    seconds = float(data.get("seconds", 1))
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        await updater.update_status(TaskState.TASK_STATE_WORKING)
+    if data.get("then") == "ask":  # worked, then asks whoever follows the task
+        question = [new_text_part(f"Worked {seconds:g} s: go on?")]
+        await updater.requires_input(updater.new_agent_message(question))
+        return None
+    return [_data({"worked": seconds})]
+
+
+def _quote(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``quote`` skill: a price, with a discount for 100 or more."""
+    quantity = int(data.get("quantity", 1))
+    unit = 12.5
+    discount = 0.2 if quantity >= 100 else 0.05
+    total = round(quantity * unit * (1 - discount), 2)
+    return {
+        "sku": data.get("sku"),
+        "quantity": quantity,
+        "unit_price": unit,
+        "total": total,
+        "discount": discount,
+    }

@@ -226,6 +226,12 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
         _ok(dana.post(url, json={"text": "north"}))
         out('   dana answers "north"; it goes to the same task of the desk, which writes the reply')
         done = _wait(dana, run["id"], lambda r: r["state"] in ("completed", "failed", "rejected"))
+    _report(done, out)
+    return _checked(done, sales_desk, out)
+
+
+def _report(done: dict[str, Any], out: Callable[[str], None]) -> None:
+    """The run as its record says: the grant, each step, the reply, the cost."""
     out(f"\nrun {done['id']} of {done['flow_id']} v{done['flow_version']}: {done['state']}")
     grant = done.get("grant") or {}
     scopes, actors = " ".join(grant.get("scopes", [])), " -> ".join(grant.get("actors", []))
@@ -243,6 +249,11 @@ def _play(gateway: GatewayProcess, sales_desk: SalesDesk, out: Callable[[str], N
         shipping = done["output"].get("shipping") or {}
         out(f"shipping: from {shipping.get('warehouse')}, {shipping.get('eta_days', 0):.0f} days")
     out(f"the run cost {total} {(done.get('usage') or {}).get('currency')} at the policy's prices")
+
+
+def _checked(done: dict[str, Any], sales_desk: SalesDesk, out: Callable[[str], None]) -> int:
+    """What the story shows, each said ok or FAILED; 0 when all hold."""
+    total = (done.get("usage") or {}).get("cost")
     checks = {
         "the run completed": done["state"] == "completed",
         "it acted for dana": done["user"]["subject"] == "dana",

@@ -4,7 +4,8 @@
 Both are the official SDK's server-side auth pieces, served on one port:
 `create_auth_routes` (RFC 8414 metadata, /authorize, /token with PKCE S256,
 RFC 7591 /register, RFC 7009 /revoke) over an in-memory
-`OAuthAuthorizationServerProvider`, and an `MCPServer` at ``{url}/mcp`` that
+`OAuthAuthorizationServerProvider` (`gateway.demo.vendor_as`), and an
+`MCPServer` at ``{url}/mcp`` that
 verifies bearer tokens against what that AS issued, answers 401 with
 ``WWW-Authenticate: Bearer ... resource_metadata=...`` and serves RFC 9728
 metadata at ``/.well-known/oauth-protected-resource/mcp``.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import contextvars
 import html
 import json
 import secrets
@@ -37,19 +37,13 @@ from urllib.parse import parse_qsl, unquote
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import (
     AccessToken,
-    AuthorizationCode,
-    AuthorizationParams,
-    AuthorizeError,
-    IdentityAssertionParams,
     RefreshToken,
-    TokenError,
-    construct_redirect_uri,
 )
 from mcp.server.auth.routes import build_metadata, create_auth_routes
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -60,174 +54,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.demo.servers import Server, bound_socket
 from gateway.demo.vendor_agent import OPEN_PATH, VendorSide, agent_app, read_body
 from gateway.demo.vendor_agent import PATH as AGENT_PATH
+from gateway.demo.vendor_as import Provider, Verifier, logged_in
 from gateway.demo.vendor_llm import METADATA_PATH as LLM_METADATA_PATH
 from gateway.demo.vendor_llm import PATH as LLM_PATH
 from gateway.demo.vendor_llm import llm_app
-from policies.jws import JWSInvalid, verify_compact
 
 SESSION_COOKIE = "vendor_session"
 AS_METADATA = "/.well-known/oauth-authorization-server"
 AS_PATHS = {AS_METADATA, "/authorize", "/token", "/register", "/revoke"}
-CODE_SECONDS = 300
-
-# The vendor user the current /authorize request is logged in as (set from the cookie).
-_vendor_user: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "vendor_user", default=None
-)
-
-
-class Provider:
-    """The in-memory state behind the SDK's AS handlers (an `OAuthAuthorizationServerProvider`)."""
-
-    def __init__(self, vendor: Vendor) -> None:
-        self.vendor = vendor
-        self.clients: dict[str, OAuthClientInformationFull] = {}
-        self.codes: dict[str, AuthorizationCode] = {}
-        self.access: dict[str, AccessToken] = {}
-        self.refresh: dict[str, RefreshToken] = {}
-        self.pairs: dict[str, str] = {}  # access token <-> its refresh token, both ways
-
-    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
-        return self.clients.get(client_id)
-
-    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
-        assert client_info.client_id is not None
-        self.clients[client_info.client_id] = client_info
-
-    async def authorize(
-        self, client: OAuthClientInformationFull, params: AuthorizationParams
-    ) -> str:
-        user = _vendor_user.get()
-        if user is None:  # the ASGI wrapper refuses this earlier; kept as a guard
-            raise AuthorizeError("access_denied", "not logged in at the vendor")
-        assert client.client_id is not None
-        code = secrets.token_urlsafe(32)
-        scopes = params.scopes or (client.scope or " ".join(self.vendor.scopes)).split()
-        self.codes[code] = AuthorizationCode(
-            code=code,
-            scopes=scopes,
-            expires_at=time.time() + CODE_SECONDS,
-            client_id=client.client_id,
-            code_challenge=params.code_challenge,
-            redirect_uri=params.redirect_uri,
-            redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
-            resource=params.resource,
-            subject=user,
-        )
-        iss = self.vendor.issuer if self.vendor.send_iss else None
-        return construct_redirect_uri(
-            str(params.redirect_uri), code=code, state=params.state, iss=iss
-        )
-
-    async def load_authorization_code(
-        self, client: OAuthClientInformationFull, authorization_code: str
-    ) -> AuthorizationCode | None:
-        return self.codes.get(authorization_code)
-
-    async def exchange_authorization_code(
-        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
-    ) -> OAuthToken:
-        del self.codes[authorization_code.code]  # single use
-        return self._issue(authorization_code)
-
-    async def load_refresh_token(
-        self, client: OAuthClientInformationFull, refresh_token: str
-    ) -> RefreshToken | None:
-        return self.refresh.get(refresh_token)
-
-    async def exchange_refresh_token(
-        self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
-    ) -> OAuthToken:
-        self.refresh.pop(refresh_token.token, None)  # rotation: the old one stops working
-        return self._issue(refresh_token.model_copy(update={"scopes": scopes}))
-
-    async def load_access_token(self, token: str) -> AccessToken | None:
-        return self.access.get(token)
-
-    async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
-        self.vendor.revoked.append(token.token)
-        for value in (token.token, self.pairs.pop(token.token, "")):
-            self.access.pop(value, None)
-            self.refresh.pop(value, None)
-            self.pairs.pop(value, None)
-
-    async def exchange_identity_assertion(
-        self, client: OAuthClientInformationFull, params: IdentityAssertionParams
-    ) -> OAuthToken:
-        """SEP-990 leg 2: an ID-JAG from the identity provider this vendor
-        trusts (`Vendor.trusted_idp`), checked as its §5.1 says: signature,
-        ``typ``, issuer, audience (this server), expiry, and that it names the
-        client presenting it."""
-        trusted = self.vendor.trusted_idp
-        if trusted is None:
-            raise TokenError("unsupported_grant_type")  # SEP-990 is not offered
-        issuer, public_jwk = trusted
-        try:
-            header, payload = verify_compact(params.assertion, public_jwk)
-            claims = json.loads(payload)
-        except (JWSInvalid, ValueError):
-            raise TokenError("invalid_grant", "the assertion's signature is not valid") from None
-        if (
-            header.get("typ") != "oauth-id-jag+jwt"
-            or claims.get("iss") != issuer
-            or claims.get("aud") != self.vendor.issuer
-            or not isinstance(claims.get("exp"), int | float)
-            or claims["exp"] < time.time()
-            or claims.get("client_id") != client.client_id
-            or not isinstance(claims.get("sub"), str)
-        ):
-            raise TokenError("invalid_grant", "the assertion is not for this server or client")
-        self.vendor.assertions.append(claims)
-        assert client.client_id is not None
-        scopes = params.scopes or str(claims.get("scope") or "").split()
-        return self._issue(
-            RefreshToken(
-                token="",
-                client_id=client.client_id,
-                scopes=scopes,
-                resource=params.resource,
-                subject=claims["sub"],
-            )
-        )
-
-    def _issue(self, grant: AuthorizationCode | RefreshToken) -> OAuthToken:
-        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        seconds = self.vendor.access_seconds
-        common: dict[str, Any] = {
-            "client_id": grant.client_id,
-            "scopes": grant.scopes,
-            "resource": grant.resource,
-            "subject": grant.subject,
-        }
-        self.access[access] = AccessToken(
-            token=access,
-            expires_at=int(time.time()) + seconds,
-            claims={"iss": self.vendor.issuer},
-            **common,
-        )
-        self.refresh[refresh] = RefreshToken(token=refresh, **common)
-        self.pairs[access], self.pairs[refresh] = refresh, access
-        return OAuthToken(
-            access_token=access,
-            token_type="Bearer",  # noqa: S106 - the token type's name
-            expires_in=seconds,
-            scope=" ".join(grant.scopes),
-            refresh_token=refresh,
-        )
-
-
-class Verifier:
-    """The MCP server's `TokenVerifier`: the AS's own records, shared in-process."""
-
-    def __init__(self, provider: Provider) -> None:
-        self.provider = provider
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        found = self.provider.access.get(token)
-        if found is None or found.resource is None:
-            return found
-        ok = found.resource.rstrip("/") == self.provider.vendor.mcp_url
-        return found if ok else None  # issued for another resource (RFC 8707)
 
 
 @dataclass
@@ -407,11 +241,11 @@ class Vendor:
             )
             await HTMLResponse(page, status_code=401)(scope, receive, send)
             return
-        reset = _vendor_user.set(user)
+        reset = logged_in.set(user)
         try:
             await as_app(scope, receive, send)
         finally:
-            _vendor_user.reset(reset)
+            logged_in.reset(reset)
 
     def _login(self, request: Request) -> PlainTextResponse | RedirectResponse:
         """The vendor's login, for a person trying the demo in a browser: any
@@ -488,7 +322,7 @@ class Vendor:
         assert client.client_id is not None
         scopes = form.get("scope", "").split() or list(self.scopes)
         grant = RefreshToken(token="", client_id=client.client_id, scopes=scopes, subject=None)
-        return JSONResponse(self.provider._issue(grant).model_dump(exclude_none=True))
+        return JSONResponse(self.provider.issue(grant).model_dump(exclude_none=True))
 
     # -- the tools ---------------------------------------------------------------------
 

@@ -34,11 +34,11 @@ import httpx2
 
 from adapters.mcp_auth import ClientCredentialsToken
 from adapters.mcp_http import Credential, Refused
+from gateway.connections.connection import Connection, fingerprint
 from gateway.connections.errors import OnBehalfUnavailable, UserCredentialUnavailable
 from gateway.connections.on_behalf import AuthorizationServerClient, OnBehalf, OnBehalfConfig
 from gateway.connections.service import Connections
 from gateway.connections.upstream import Upstream
-from gateway.connections.vault import Connection, fingerprint
 from gateway.delegation.pipeline import Permit
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.keys import open_secret, seal_secret

@@ -3,7 +3,8 @@
 Two faces:
 
 * the registry API (`register`, `refresh`, `approve`, `remove`, and `shown`
-  for reads), used by `gateway/api/mcp_servers.py`;
+  for reads), used by `gateway/api/mcp_servers.py`: `McpServers`
+  (`gateway.federation.servers`), over this federation;
 * the Python API the gateway's MCP front end uses: `tools()` and
   `call_tool()`. A call runs the one delegation pipeline: the MCP server is a
   policy target like an agent (``agents.<server id>.tools.<tool name>`` in the
@@ -19,60 +20,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 
-from adapters.mcp import UpstreamUnavailable
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
 from gateway.delegation.delegate import Delegate
-from gateway.delegation.handoffs import Resilience
 from gateway.delegation.pipeline import Caller, Delegations
+from gateway.delegation.resilience import Resilience
 from gateway.federation import tool_calls
 from gateway.federation.catalog import Server, ToolCatalog
-from gateway.federation.credential_checks import UsersOwnChecks, check_users_own
-from gateway.federation.credentials import stored_form, with_registrant
+from gateway.federation.credential_checks import UsersOwnChecks
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     SNAPSHOT_SECONDS,
     FederatedTool,
-    RegistrationRefused,
     ToolNotFound,
-    audit_kept_out,
-    audit_name_refusal,
-    check_command,
-    config_of,
-    view_of,
 )
 
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
-from gateway.federation.openapi_source import load_api, probe
-from gateway.federation.probe import record_first_health
 from gateway.federation.tool_calls import AdmittedTool
 from gateway.federation.upstreams import McpUpstreams
 from policies.policy import Target, handoff
-from policies.scopes import ADMIN_SCOPE
-from policies.tokens import Principal
 from registry.fetch import SafeFetcher
-from registry.mcp_models import (
-    McpServerRecord,
-    McpServerView,
-    McpToolRecord,
-    RefreshResult,
-)
-from registry.mcp_names import SEPARATOR, NameConflict, reserved_id
-from registry.mcp_registration import McpServerRegistration
 from registry.mcp_store import (
     McpServerConfig,
-    McpServerConflict,
-    McpServerNotFound,
-    NewMcpServer,
     SqlMcpStore,
 )
-from registry.service import free_slug, slugify
 
 
 @dataclass(frozen=True)
@@ -252,172 +229,6 @@ class McpFederation:
         annotations = tool.definition.get("annotations")
         return isinstance(annotations, Mapping) and annotations.get("idempotentHint") is True
 
-    # --- The registry's API ----------------------------------------------------------
-
-    async def register(
-        self, registration: McpServerRegistration, principal: Principal
-    ) -> McpServerRecord:
-        """Check, probe (list the tools once), then store server and tools together."""
-        api = None  # a REST API's document, read and checked before anything is stored
-        if registration.openapi is not None:
-            api = await load_api(registration, self._fetcher)
-            registration = registration.model_copy(update={"url": api.base_url})
-        admin = principal.has_scope(ADMIN_SCOPE)
-        if registration.reached_by == "stdio":
-            if not admin:
-                raise RegistrationRefused(
-                    f"registering a stdio server runs a command on the gateway: "
-                    f"it needs {ADMIN_SCOPE}"
-                )
-            check_command(
-                self._settings.stdio_commands, registration.command or "", registration.args
-            )
-        else:
-            assert registration.url is not None
-            await self._fetcher.resolve(registration.url)  # FetchRefused: the SSRF rules
-        check_users_own(registration.credential, admin, self._settings.users_own)
-        if not admin and registration.resource not in (None, registration.url):
-            # The resource is the audience of tokens minted for the server; a
-            # registrant choosing another target's audience would receive
-            # tokens that target accepts.
-            raise RegistrationRefused(
-                f"only an admin may give a resource other than the server's URL ({ADMIN_SCOPE})"
-            )
-        server_id = registration.id or await self._free_slug(registration.name)
-        try:  # one name on /mcp, one target: a refusal is audited
-            if (refusal := reserved_id(server_id)) is not None:
-                raise refusal.error(f"MCP server {server_id}")
-            if registration.id is not None and await self.store.id_taken(server_id):
-                raise McpServerConflict(server_id)
-            shown, sealed = stored_form(registration.credential, self._settings.sealing_secret)
-            shown = with_registrant(shown, principal.subject, principal.issuer)
-            new = NewMcpServer(
-                id=server_id,
-                name=registration.name,
-                transport=registration.reached_by,
-                url=registration.url,
-                command=(
-                    {"command": registration.command, "args": list(registration.args)}
-                    if registration.command
-                    else None
-                ),
-                resource=registration.resource
-                or registration.url
-                or f"urn:switchboard:mcp:{server_id}",
-                timeout_seconds=registration.timeout_seconds,
-                credential=shown,
-                credential_secret=sealed,
-                registered_by=principal.subject,
-                trusted_registrant=admin,
-                prefix_tools=registration.prefix_tools,
-            )
-            if api is not None:
-                new = replace(new, transport="openapi", command={"openapi": api.stored()})
-            config = config_of(new)
-            credentials = self.upstreams.credentials(config)
-            probed = await probe(
-                config,
-                credentials,
-                self.upstreams.http,
-                deadline=self._settings.connect_timeout_seconds,
-                detect_legacy=registration.detect_legacy,
-            )
-            new = replace(new, transport=probed.transport or new.transport)  # remembered
-            await self.store.create(
-                new, probed.tools, auto_approve=self._settings.auto_approve_new_tools and admin
-            )
-        except (NameConflict, McpServerConflict) as refused:
-            await audit_name_refusal(self.delegations, principal, server_id, str(refused))
-            raise
-        await record_first_health(self.store, server_id, probed)
-        self.invalidate(server_id)
-        await self.upstreams.wake_and_wait()
-        live = self.upstreams.tools_of(server_id)
-        if live is not None:  # so the first call need not wait for the connection
-            await live[0].wait_ready(self._settings.connect_timeout_seconds)
-        fresh = await self.store.get(server_id)
-        assert fresh is not None
-        return fresh
-
-    async def refresh(self, server_id: str, principal: Principal | None = None) -> RefreshResult:
-        """List the server's tools now; changed definitions are quarantined, new
-        ones that cannot have their names kept out (`registry.mcp_sync`)."""
-        if await self.store.config(server_id) is None:
-            raise McpServerNotFound(server_id)
-        live = self.upstreams.tools_of(server_id)
-        if live is None:
-            await self.upstreams.wake_and_wait()
-            live = self.upstreams.tools_of(server_id)
-        if live is None or not live[0].ready:
-            reason = live[0].last_error if live else None
-            raise UpstreamUnavailable(
-                f"MCP server {server_id} is not connected" + (f": {reason}" if reason else "")
-            )
-        tools = await live[0].list_tools()
-        result = await self.store.sync_tools(server_id, tools, auto_approve=False)
-        self.invalidate(server_id)
-        await audit_kept_out(self.delegations, server_id, result.kept_out, principal)
-        record = await self.store.get(server_id)
-        if record is None:
-            raise McpServerNotFound(server_id)
-        return RefreshResult(
-            added=result.added,
-            changed=result.changed,
-            removed=result.removed,
-            kept_out=result.kept_out,
-            server=record,
-        )
-
-    async def approve(
-        self, server_id: str, tool_name: str, digest: str | None, principal: Principal
-    ) -> McpToolRecord:
-        try:
-            approved = await self.store.approve(server_id, tool_name, digest, principal.subject)
-        except NameConflict as refused:
-            await audit_name_refusal(self.delegations, principal, server_id, str(refused))
-            raise
-        self.invalidate(server_id)
-        return approved
-
-    async def remove(self, server_id: str) -> bool:
-        removed = await self.store.delete(server_id)
-        if removed:
-            self.invalidate(server_id)
-            await self.upstreams.wake_and_wait()
-        return removed
-
-    async def shown(
-        self, principal: Principal, records: Sequence[McpServerRecord]
-    ) -> list[McpServerRecord | McpServerView]:
-        """What the registry API shows ``principal`` of ``records``: an admin
-        every record whole; anyone else each server they may use (`visible`),
-        as a view with only the tools their `tools/list` offers them --
-        `tools(caller)`, the very decision `call_tool` runs."""
-        if principal.has_scope(ADMIN_SCOPE):
-            return list(records)
-        offered: dict[str, list[FederatedTool]] = {}
-        for tool in await self.tools(Caller.user(principal)):
-            offered.setdefault(tool.server_id, []).append(tool)
-        return [
-            view_of(record, offered.get(record.id, []))
-            for record in records
-            if self.visible(principal, record)
-        ]
-
-    def visible(self, principal: Principal, record: McpServerRecord) -> bool:
-        """Whether a user may use any tool of the server: what listings show."""
-        if principal.has_scope(ADMIN_SCOPE):
-            return True
-        caller = Caller.user(principal)
-        target = Target(record.id)
-        return (
-            any(
-                self.delegations.decide(caller, target, tool.name, "tool").allowed
-                for tool in record.tools
-            )
-            or self.delegations.decide(caller, target, None, "tool").allowed
-        )
-
     async def server_configs(self) -> list[McpServerConfig]:
         """The registered servers in registration order (read at most once per
         SNAPSHOT_SECONDS): what resources, prompts and completions route by."""
@@ -444,9 +255,3 @@ class McpFederation:
         # A change made on another replica (an approval, a refresh) is seen
         # within SNAPSHOT_SECONDS (plus one read of the servers' versions).
         return await self.catalog.current()
-
-    async def _free_slug(self, name: str) -> str:
-        base = slugify(name).replace(SEPARATOR, "-")
-        if (found := await free_slug(base, self.store.id_taken)) is None:
-            raise McpServerConflict(base)
-        return found

@@ -25,27 +25,23 @@ templates, prompts and completions -- under the rules tools follow.
   not listed, and a get is refused.
 
 Nothing here is stored: listings are read from the live sessions (kept for
-`LISTING_SECONDS`), so a server's resources and prompts are what it offers now.
+`offering_listings.LISTING_SECONDS`), so a server's resources and prompts are what it offers now.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TypeVar
 
 import mcp_types as types
 from mcp.client.session import ClientSession
 
-from adapters.core_check import outside_a_call
-from adapters.mcp import McpUpstream, UpstreamError, UpstreamUnavailable
+from adapters.mcp import UpstreamUnavailable
 from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.federation.app_rights import AppRights
-from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     SERVER_INFO_META_KEY,
@@ -60,49 +56,21 @@ from gateway.federation.offered import (
     ResourceNotFound,
 )
 from gateway.federation.offering_calls import call_offering
+from gateway.federation.offering_listings import Catalog, Kind, OfferingListings, Source
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
     app_resource_meta,
     gateway_uri,
-    prompt_names,
-    screen_prompt,
     split_gateway_uri,
     template_matches,
-    uri_names,
 )
-from registry.mcp_store import McpServerConfig
-from registry.mcp_sync import NAME_FLAG
-from registry.mcp_tools import ToolFlag
 
-LISTING_SECONDS = 1.0  # how long one server's listing is reused
-_MAX_PAGES = 100
-Kind = Literal["resources", "templates", "prompts"]
 R = TypeVar("R", bound=types.Result)
 
 
 @dataclass(frozen=True)
-class _Source:
-    """A connected server, with what a call to it needs."""
-
-    config: McpServerConfig
-    upstream: McpUpstream
-    credentials: UpstreamCredentials
-
-    @property
-    def id(self) -> str:
-        return self.config.id
-
-
-@dataclass(frozen=True)
-class _Catalog:
-    resources: list[OfferedResource]
-    templates: list[OfferedTemplate]
-    prompts: list[OfferedPrompt]
-
-
-@dataclass(frozen=True)
 class _ResolvedUri:
-    source: _Source
+    source: Source
     upstream_uri: str
     action: str  # the policy's name for it: the listed URI or the matching template
     gateway_form: bool
@@ -112,11 +80,11 @@ class McpOfferings:
     def __init__(self, federation: McpFederation) -> None:
         self.federation = federation
         self.apps = AppRights(federation)  # who may open an app: its tools decide too
-        self._listings: dict[tuple[str, Kind], tuple[float, list[Any]]] = {}
+        self._listed = OfferingListings(federation)
 
     def forget(self, server_id: str, kind: Kind) -> None:
         """Drop a kept listing: the server said it changed."""
-        self._listings.pop((server_id, kind), None)
+        self._listed.forget(server_id, kind)
 
     # --- Decisions (the one function listings and calls share) -------------------------
 
@@ -134,7 +102,7 @@ class McpOfferings:
     # --- Listings ------------------------------------------------------------------------
 
     async def resources(self, caller: Caller) -> list[OfferedResource]:
-        catalog = await self._catalog({"resources"})
+        catalog = await self._listed.catalog({"resources"})
         openers = await self.apps.openers()
         return [
             r
@@ -145,13 +113,13 @@ class McpOfferings:
         ]
 
     async def templates(self, caller: Caller) -> list[OfferedTemplate]:
-        catalog = await self._catalog({"templates"})
+        catalog = await self._listed.catalog({"templates"})
         return [
             t for t in catalog.templates if self.may_read(caller, t.server_id, t.upstream_template)
         ]
 
     async def prompts(self, caller: Caller) -> list[OfferedPrompt]:
-        catalog = await self._catalog({"prompts"})
+        catalog = await self._listed.catalog({"prompts"})
         return [
             p
             for p in catalog.prompts
@@ -163,7 +131,7 @@ class McpOfferings:
     ) -> tuple[list[OfferedResource], list[OfferedTemplate], list[OfferedPrompt]]:
         """Everything one server offers now, withheld prompts with their flags,
         no decision applied: what an admin reviews (the console)."""
-        catalog = await self._catalog({"resources", "prompts"})
+        catalog = await self._listed.catalog({"resources", "prompts"})
         return (
             [r for r in catalog.resources if r.server_id == server_id],
             [t for t in catalog.templates if t.server_id == server_id],
@@ -282,116 +250,6 @@ class McpOfferings:
 
     # --- Helpers -------------------------------------------------------------------------
 
-    def _sources(self, configs: list[McpServerConfig]) -> list[_Source]:
-        sources = []
-        for config in configs:  # registration order
-            if config.credential.get("type") in ("user_oauth", "idp_token_exchange"):
-                # Not offered yet: listing them needs a user's own credential,
-                # and one user's listing is not another's (docs/connections.md).
-                continue
-            live = self.federation.upstreams.get(config.id)
-            if live is not None and live[0].ready:
-                sources.append(_Source(config, live[0], live[1]))
-        return sources
-
-    async def _catalog(self, kinds: set[Kind]) -> _Catalog:
-        if kinds & {"resources", "templates"}:
-            # A plain URI is kept only where no template or resource of
-            # another server could be it: both are named together, always.
-            kinds = kinds | {"resources", "templates"}
-        sources = self._sources(await self.federation.server_configs())
-        listed = await asyncio.gather(
-            *(self._listing(source, kind) for source in sources for kind in sorted(kinds))
-        )
-        by_source = iter(listed)
-        items: list[tuple[_Source, Any]] = [
-            (source, item) for source in sources for _ in sorted(kinds) for item in next(by_source)
-        ]
-        # Every name at once (`registry.mcp_offerings`): a plain name two
-        # servers claim is neither's, whichever is listed first.
-        found = [(s, i) for s, i in items if isinstance(i, types.Resource)]
-        found_t = [(s, i) for s, i in items if isinstance(i, types.ResourceTemplate)]
-        found_p = [(s, i) for s, i in items if isinstance(i, types.Prompt)]
-        uris, template_uris = uri_names(
-            [(s.id, i.uri, s.config.prefix) for s, i in found],
-            [(s.id, i.uri_template, s.config.prefix) for s, i in found_t],
-        )
-        resources = [
-            OfferedResource(
-                uri,
-                s.id,
-                i.uri,
-                i.model_copy(update={"uri": uri, "meta": app_resource_meta(i.meta)}),
-            )
-            for (s, i), uri in zip(found, uris, strict=True)
-        ]
-        templates = [
-            OfferedTemplate(uri, s.id, i.uri_template, i.model_copy(update={"uri_template": uri}))
-            for (s, i), uri in zip(found_t, template_uris, strict=True)
-        ]
-        names = prompt_names([(s.id, i.name, s.config.prefix) for s, i in found_p])
-        prompts = []
-        for (source, item), (name, refusal) in zip(found_p, names, strict=True):
-            flags = screen_prompt(item.model_dump(mode="json", by_alias=True))
-            if refusal is not None:  # a name of a reserved form: withheld, with the reason
-                flags.append(ToolFlag(NAME_FLAG, "name", f"kept out: {refusal.reason}"))
-            prompts.append(
-                OfferedPrompt(
-                    name, source.id, item.name, item.model_copy(update={"name": name}), tuple(flags)
-                )
-            )
-        return _Catalog(resources, templates, prompts)
-
-    async def _listing(self, source: _Source, kind: Kind) -> list[Any]:
-        """One server's listing of ``kind`` (all pages), or [] when it offers none."""
-        capabilities = source.upstream.capabilities
-        offers = capabilities is not None and (
-            capabilities.prompts is not None
-            if kind == "prompts"
-            else capabilities.resources is not None
-        )
-        if not offers:
-            return []
-        key = (source.id, kind)
-        cached = self._listings.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            # Not a caller's call: the gateway's own credential, one listing
-            # for every caller, each shown what the decision lets it see.
-            with outside_a_call("listing an upstream's offerings for every caller"):
-                items = await self._list_all(source.upstream, kind)
-        except (UpstreamUnavailable, UpstreamError):
-            return []  # a server that fails to list offers nothing now
-        self._listings[key] = (now + LISTING_SECONDS, items)
-        return items
-
-    @staticmethod
-    async def _list_all(upstream: McpUpstream, kind: Kind) -> list[Any]:
-        items: list[Any] = []
-        cursor: str | None = None
-        for _ in range(_MAX_PAGES):
-            params = types.PaginatedRequestParams(cursor=cursor)
-
-            async def page(
-                session: ClientSession, params: types.PaginatedRequestParams = params
-            ) -> tuple[list[Any], str | None]:
-                if kind == "resources":
-                    got = await session.list_resources(params=params)
-                    return list(got.resources), got.next_cursor
-                if kind == "templates":
-                    got_t = await session.list_resource_templates(params=params)
-                    return list(got_t.resource_templates), got_t.next_cursor
-                got_p = await session.list_prompts(params=params)
-                return list(got_p.prompts), got_p.next_cursor
-
-            batch, cursor = await upstream.request(page, credential=None)
-            items.extend(batch)
-            if cursor is None:
-                break
-        return items
-
     async def server_of_uri(self, uri: str) -> str:
         """The server a resource URI (as offered) belongs to; raises `ResourceNotFound`."""
         return (await self._resolve_uri(uri)).source.id
@@ -406,7 +264,7 @@ class McpOfferings:
     async def _resolve_uri(self, uri: str) -> _ResolvedUri:
         """The server a URI (as offered) belongs to, its upstream URI, and the
         policy's name for it. A plain URI goes where the listing put it."""
-        catalog = await self._catalog({"resources", "templates"})
+        catalog = await self._listed.catalog({"resources", "templates"})
         split = split_gateway_uri(uri)
         if split is not None:
             server_id, upstream_uri = split
@@ -431,8 +289,8 @@ class McpOfferings:
             raise ResourceNotFound(uri)
         return _ResolvedUri(source, uri, _action(catalog, source.id, uri), False)
 
-    async def _resolve_template(self, uri_template: str) -> tuple[_Source, str, str]:
-        catalog = await self._catalog({"templates"})
+    async def _resolve_template(self, uri_template: str) -> tuple[Source, str, str]:
+        catalog = await self._listed.catalog({"templates"})
         for template in catalog.templates:
             if template.uri_template == uri_template:
                 source = await self._source(template.server_id)
@@ -440,8 +298,8 @@ class McpOfferings:
                     return source, template.upstream_template, template.upstream_template
         raise ResourceNotFound(uri_template)
 
-    async def _prompt(self, name: str) -> tuple[OfferedPrompt, _Source]:
-        catalog = await self._catalog({"prompts"})
+    async def _prompt(self, name: str) -> tuple[OfferedPrompt, Source]:
+        catalog = await self._listed.catalog({"prompts"})
         for prompt in catalog.prompts:
             if prompt.name == name:
                 source = await self._source(prompt.server_id)
@@ -449,13 +307,13 @@ class McpOfferings:
                     return prompt, source
         raise PromptNotFound(name)
 
-    async def _source(self, server_id: str) -> _Source | None:
+    async def _source(self, server_id: str) -> Source | None:
         configs = [c for c in await self.federation.server_configs() if c.id == server_id]
-        sources = self._sources(configs)
+        sources = self._listed.sources(configs)
         return sources[0] if sources else None
 
     async def _admit(
-        self, caller: Caller, source: _Source, action: str, kind: ActionKind, trace_id: str | None
+        self, caller: Caller, source: Source, action: str, kind: ActionKind, trace_id: str | None
     ) -> Permit:
         # The policy decides and mints; a denial is audited there.
         return await self.federation.delegations.admit_target(
@@ -471,7 +329,7 @@ class McpOfferings:
     async def _call(
         self,
         permit: Permit,
-        source: _Source,
+        source: Source,
         method: str,
         send: Callable[[ClientSession], Awaitable[R]],
     ) -> R:
@@ -490,7 +348,7 @@ def _offered_as(resource: types.Resource, uri: str) -> types.Resource:
     return resource.model_copy(update={"uri": uri, "meta": app_resource_meta(resource.meta)})
 
 
-def _action(catalog: _Catalog, server_id: str, upstream_uri: str) -> str:
+def _action(catalog: Catalog, server_id: str, upstream_uri: str) -> str:
     """The policy's name for a read: the URI when the server lists it, else
     the first of its templates the URI matches, else the URI itself."""
     for resource in catalog.resources:

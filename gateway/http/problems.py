@@ -72,65 +72,39 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
 ProblemMapping = tuple[type[Exception], int, str, str]
 
 
+# The registry's own exceptions (`registry`), as problems with their text as detail.
+_REGISTRY_PROBLEMS: tuple[ProblemMapping, ...] = (
+    (FetchRefused, 422, "url-refused", "URL refused by the SSRF policy"),
+    (FetchFailed, 502, "card-fetch-failed", "Could not fetch the agent card"),
+    (SignatureRefused, 422, "invalid-signature", "The agent card signature is invalid"),
+    (
+        AgentConflict,
+        409,
+        "agent-exists",
+        "An agent with this id, card URL or resource already exists",
+    ),
+    (AgentNotFound, 404, "agent-not-found", "No such agent"),
+    (InvalidCursor, 400, "invalid-cursor", "Invalid cursor"),
+)
+
+
 def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()) -> None:
     """Every handler of the REST API; ``mappings`` are the subsystems' own
     exceptions (e.g. `gateway.api.mcp_servers.PROBLEMS`), each turned into a
     problem with the exception's text as its detail."""
-
-    def handler(convert: Any) -> Any:
-        async def handle(request: Request, exc: Exception) -> JSONResponse:
-            return problem_response(convert(exc), request.url.path)
-
-        return handle
-
-    app.add_exception_handler(Problem, handler(lambda e: e))
-    app.add_exception_handler(RequestValidationError, handler(_validation_problem))
+    app.add_exception_handler(Problem, _handler(lambda e: e))
+    app.add_exception_handler(RequestValidationError, _handler(_validation_problem))
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(CardInvalid, handler(_card_problem))
-    app.add_exception_handler(ContractInvalid, handler(_contract_problem))
-    app.add_exception_handler(
-        FetchRefused,
-        handler(lambda e: Problem(422, "url-refused", "URL refused by the SSRF policy", str(e))),
-    )
-    app.add_exception_handler(
-        FetchFailed,
-        handler(
-            lambda e: Problem(502, "card-fetch-failed", "Could not fetch the agent card", str(e))
-        ),
-    )
-    app.add_exception_handler(
-        SignatureRefused,
-        handler(
-            lambda e: Problem(
-                422, "invalid-signature", "The agent card signature is invalid", str(e)
-            )
-        ),
-    )
-    app.add_exception_handler(
-        AgentConflict,
-        handler(
-            lambda e: Problem(
-                409,
-                "agent-exists",
-                "An agent with this id, card URL or resource already exists",
-                str(e),
-            )
-        ),
-    )
-    app.add_exception_handler(
-        AgentNotFound, handler(lambda e: Problem(404, "agent-not-found", "No such agent", str(e)))
-    )
-    app.add_exception_handler(
-        InvalidCursor, handler(lambda e: Problem(400, "invalid-cursor", "Invalid cursor", str(e)))
-    )
-    for exc_type, status, slug, title in mappings:
+    app.add_exception_handler(CardInvalid, _handler(_card_problem))
+    app.add_exception_handler(ContractInvalid, _handler(_contract_problem))
+    for exc_type, status, slug, title in (*_REGISTRY_PROBLEMS, *mappings):
         app.add_exception_handler(
             exc_type,
-            handler(lambda e, s=status, g=slug, t=title: Problem(s, g, t, str(e))),
+            _handler(lambda e, s=status, g=slug, t=title: Problem(s, g, t, str(e))),
         )
     app.add_exception_handler(
         RecursionError,
-        handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
+        _handler(lambda e: Problem(400, "too-deep", "The JSON document is nested too deeply")),
     )
     for outage in (
         DBAPIError,
@@ -142,6 +116,15 @@ def install_error_handlers(app: FastAPI, mappings: Iterable[ProblemMapping] = ()
     ):
         app.add_exception_handler(outage, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def _handler(convert: Any) -> Any:
+    """An exception handler answering the problem ``convert`` makes of the exception."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(convert(exc), request.url.path)
+
+    return handle
 
 
 def unavailable_problem(outage: DependencyUnavailable) -> Problem:

@@ -173,17 +173,7 @@ class McpApprovals:
         ask. ``within``: whether a tool is in the virtual server asked
         through (`gateway.mcp.sets`); one outside it is no approval there."""
         store = self._approvals()
-        try:
-            approval = await store.get(approval_id)
-        except ApprovalNotFound:
-            approval = None
-        if (
-            approval is None
-            or approval.kind != "mcp"
-            or approval.owner != Owner(caller.subject, caller.issuer)
-            or (within is not None and not await within(approval.tool or ""))
-        ):
-            raise MCPError(types.INVALID_PARAMS, f"no approval {approval_id}")
+        approval = await self._callers(approval_id, caller, within)
         arguments = approval.request.get("arguments") or {}
         if params.name != STATUS_TOOL and (
             params.name != approval.tool or dict(params.arguments or {}) != arguments
@@ -219,6 +209,27 @@ class McpApprovals:
         stored_result = result.model_dump(mode="json", by_alias=True, exclude_none=True)
         await store.finish(approval_id, outcome, stored_result)
         return result
+
+    async def _callers(
+        self,
+        approval_id: str,
+        caller: Caller,
+        within: Callable[[str], Awaitable[bool]] | None,
+    ) -> Approval:
+        """The caller's own MCP approval (one for a tool outside the virtual
+        server asked through is none there)."""
+        try:
+            approval: Approval | None = await self._approvals().get(approval_id)
+        except ApprovalNotFound:
+            approval = None
+        if (
+            approval is None
+            or approval.kind != "mcp"
+            or approval.owner != Owner(caller.subject, caller.issuer)
+            or (within is not None and not await within(approval.tool or ""))
+        ):
+            raise MCPError(types.INVALID_PARAMS, f"no approval {approval_id}")
+        return approval
 
 
 def _note(

@@ -33,31 +33,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
 from mcp import MCPError
-from mcp.server import Server, ServerRequestContext
-from mcp.server.request_state import RequestStateBoundary
-from mcp.server.streamable_http_manager import (
-    StreamableHTTPASGIApp,
-    StreamableHTTPSessionManager,
-)
-from mcp.server.subscriptions import ListenHandler
-from mcp.shared.exceptions import MCPDeprecationWarning
-from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
+from mcp.server import ServerRequestContext
+from starlette.routing import BaseRoute
 
-from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.approvals import Approval
-from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
-from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.delegation.pipeline import Caller
+from gateway.federation.federated_tools import FederatedTool, ToolNotFound
 from gateway.federation.federation import McpFederation
 from gateway.federation.offerings import McpOfferings
-from gateway.http.jsonrpc_ids import KeepRequestId
 from gateway.mcp.agent_tools import INPUT_SCHEMA, AgentSkillTools, SkillTool
 from gateway.mcp.approvals import (
     STATUS_SCHEMA,
@@ -67,10 +56,7 @@ from gateway.mcp.approvals import (
     held_for,
 )
 from gateway.mcp.approvals import wanted as approval_asked
-from gateway.mcp.auth import MCP_PATH, McpAuth
 from gateway.mcp.errors import (
-    TOO_MANY_ROUNDS,
-    OutageBoundary,
     answers_connect,
     caller_of,
     connect_refusal,
@@ -79,27 +65,21 @@ from gateway.mcp.errors import (
     mcp_error,
     outage_record,
     trace_of,
-    user_token_of,
 )
-from gateway.mcp.events import MemoryEventStore, SessionBinding
-from gateway.mcp.fastpath import McpFastPath, sdk_matches
 from gateway.mcp.front_offerings import OfferingHandlers
-from gateway.mcp.gateway_server import GatewayServer
+from gateway.mcp.gateway_server import gateway_server
 from gateway.mcp.input_relay import (
-    MAX_ROUNDS,
     ProgressRelay,
-    ask_legacy_client,
     can_be_asked,
     is_modern,
 )
 from gateway.mcp.namespace import Listing, NameContested, ToolNamespace, in_set
 from gateway.mcp.notify import ToolListNotifier
 from gateway.mcp.pages import page
-from gateway.mcp.relay import DownstreamRelay
-from gateway.mcp.replicas import SessionRouting
 from gateway.mcp.search_audit import searched
-from gateway.mcp.sets import SessionPaths, SetCache, SetScope, current_set
+from gateway.mcp.sets import SetCache, current_set
 from gateway.mcp.skill_calls import call_skill
+from gateway.mcp.tool_calls import call_tool
 from gateway.mcp.tool_search import (
     CALL_TOOL,
     CALL_TOOL_DEFINITION,
@@ -112,12 +92,11 @@ from gateway.mcp.tool_search import (
     unwrapped,
     with_search,
 )
-from gateway.mcp.transport_settings import request_state_security, transport_security
+from gateway.mcp.transport import McpTransport
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
 from gateway.storage.replicas import ReplicaDirectory
 from policies.policy import ActionKind
-from policies.tokens import TokenInvalid
 from registry.mcp_names import cut_hashed, owner_of
 from registry.mcp_sets import ToolSearchMode
 
@@ -161,111 +140,23 @@ class McpFront:
         self._offerings: McpOfferings | None = None
         # Resources, prompts, completions, logging (gateway.mcp.front_offerings).
         self.offerings = OfferingHandlers(self._current_offerings)
-        offered = self.offerings
-        with warnings.catch_warnings():
-            # `logging/setLevel` is deprecated as of 2026-07-28 (SEP-2577), but
-            # 2025-11-25 clients still send it.
-            warnings.simplefilter("ignore", MCPDeprecationWarning)
-            self.server: Server[Any] = GatewayServer(
-                "switchboard",
-                version=version,
-                title="Switchboard",
-                description=(
-                    "The MCP tools, resources and prompts of every server federated "
-                    "by this gateway that you may use"
-                ),
-                on_list_tools=self.on_list_tools,
-                on_call_tool=self.on_call_tool,
-                on_subscriptions_listen=ListenHandler(self.notifier.bus),
-                on_list_resources=offered.on_list_resources,
-                on_list_resource_templates=offered.on_list_resource_templates,
-                on_read_resource=offered.on_read_resource,
-                on_subscribe_resource=offered.on_subscribe_resource,
-                on_unsubscribe_resource=offered.on_unsubscribe_resource,
-                on_list_prompts=offered.on_list_prompts,
-                on_get_prompt=offered.on_get_prompt,
-                on_completion=offered.on_completion,
-                on_set_logging_level=offered.on_set_logging_level,
-                # Runs before the handlers, for every 2026-07-28 tools/call with
-                # arguments (Mcp-Param-* header checks); without it the SDK would
-                # run a whole tools/list per call.
-                get_tool_input_schema=self.input_schema,
-            )
-        self.server.middleware.append(
-            RequestStateBoundary(
-                request_state_security(settings),
-                default_audience=settings.effective_resource_id + MCP_PATH,
-            )
+        self.server = gateway_server(
+            self, self.offerings, self.notifier, self._outage, settings, version
         )
-        self.server.middleware.append(OutageBoundary(self._outage))
-        # Resumable SSE streams for 2025-11-25 sessions (gateway.mcp.events).
-        self.events = (
-            MemoryEventStore(
-                max_events_per_stream=settings.mcp_resume_max_events_per_stream,
-                max_events=settings.mcp_resume_max_events,
-                max_bytes=settings.mcp_resume_max_bytes,
-                max_events_per_owner=settings.mcp_resume_max_events_per_user,
-                max_bytes_per_owner=settings.mcp_resume_max_bytes_per_user,
-                idle_seconds=settings.mcp_session_idle_seconds,
-            )
-            if settings.mcp_resumable
-            else None
-        )
-        # 2025-11-25 sessions served whichever replica a request lands on.
-        self.replicas = replicas if settings.mcp_session_routing else None
-        self._routing: SessionRouting | None = None
-        self._fast_path = settings.mcp_fast_path and sdk_matches()
-        if settings.mcp_fast_path and not self._fast_path:
-            logger.warning("mcp_fast_path: not the mcp SDK it mirrors; /mcp takes the SDK's path")
-        self._max_body = settings.max_request_bytes
-        self.manager = StreamableHTTPSessionManager(
-            app=self.server,
-            event_store=self.events,
-            retry_interval=settings.mcp_sse_retry_ms if self.events is not None else None,
-            # SSE answers, not JSON: with JSON a 2026-07-28 call can neither
-            # report progress nor be cancelled (the SDK answers plain JSON
-            # anyway when a handler finishes quickly and silently).
-            json_response=False,
-            stateless=False,  # 2025-11-25 sessions, so list_changed can reach them
-            security_settings=transport_security(settings),
-            session_idle_timeout=settings.mcp_session_idle_seconds,
-            max_request_body_size=settings.max_request_bytes,
-        )
+        # How it is served over HTTP (`gateway.mcp.transport`).
+        self.transport = McpTransport(self.server, settings, replicas, lambda: self.sets)
 
     def routes(self) -> list[BaseRoute]:
-        # One exact route (GET for the 2025 stream, POST, DELETE to end a
-        # session): a Mount would redirect `/mcp` to `/mcp/`.
-        app: ASGIApp = StreamableHTTPASGIApp(self.manager)
-        if self._fast_path:
-            app = McpFastPath(self.manager, self._max_body)
-        if self.events is not None:
-            app = SessionBinding(app, self.events)  # after McpAuth: the caller is known
-        if self.replicas is not None:
-            # Outside the binding: it and the SDK see the SDK's own session ids.
-            app = self._routing = SessionRouting(app, self.replicas)
-        # The SDK's envelope refusals answer "id": null; the caller's id goes
-        # back whenever it could be read (JSON-RPC 2.0 section 5).
-        # A 2025-11-25 session answers only where it was opened (`/mcp` or a set's).
-        app = SessionPaths(app)
-        return [
-            Route(MCP_PATH, endpoint=McpAuth(KeepRequestId(app))),
-            # Virtual servers: the same endpoint, offering one set (`gateway.mcp.sets`).
-            Route(
-                MCP_PATH + "/{set_name}",
-                endpoint=McpAuth(SetScope(KeepRequestId(app), lambda: self.sets)),
-            ),
-        ]
+        return self.transport.routes()
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
-        async with self.manager.run():
+        async with self.transport.run():
             try:
                 yield
             finally:
                 await self.notifier.aclose()
                 await self.offerings.subscriptions.aclose()
-                if self._routing is not None:
-                    await self._routing.aclose()
 
     def _current_offerings(self) -> McpOfferings:
         federation = self._federation()
@@ -385,16 +276,56 @@ class McpFront:
         expected: tuple[str, str | None] | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         progress = ProgressRelay(ctx)
+        target = await self._target(params.name, expected)
+        connect_answer = answers_connect(params)
+        if isinstance(target, FederatedTool):
+            return await call_tool(
+                self._federation(),
+                self.approvals,
+                target,
+                params,
+                caller,
+                trace_id,
+                progress,
+                approved,
+                ctx=ctx,
+                log_level=self.offerings.log_level,
+                connect_answer=connect_answer,
+            )
         try:
-            target = await self.namespace.resolve(params.name)
+            assert self.agent_tools is not None
+            return await call_skill(
+                self.agent_tools,
+                self.approvals,
+                target,
+                params,
+                caller,
+                trace_id,
+                progress,
+                approved,
+                ctx=ctx,
+            )
+        except ConnectionRequired as needed:  # the agent takes its users' own tokens
+            if connect_answer is False:
+                return connect_refusal(needed, str(needed))
+            return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
+        except UserCredentialUnavailable as missing:
+            return credential_refusal(missing, params.name)
+
+    async def _target(
+        self, name: str, expected: tuple[str, str | None] | None
+    ) -> FederatedTool | SkillTool:
+        """What ``name`` means here; ``expected``: what an admin approved."""
+        try:
+            target = await self.namespace.resolve(name)
         except NameContested as exc:
             raise MCPError(types.INVALID_PARAMS, str(exc)) from None
         except ToolNotFound as exc:
-            raise mcp_error(exc, params.name) from None
+            raise mcp_error(exc, name) from None
         chosen = current_set.get()
         if chosen is not None and not in_set(chosen, target):
             # Outside this virtual server: as a name it does not have.
-            raise mcp_error(ToolNotFound(params.name), params.name)
+            raise mcp_error(ToolNotFound(name), name)
         if isinstance(target, SkillTool):
             means = (target.agent_id, target.skill_id)
         else:
@@ -402,87 +333,10 @@ class McpFront:
         if expected is not None and means != expected:
             raise MCPError(
                 types.INVALID_PARAMS,
-                f"{params.name} now names {means[0]}'s {means[1]!r}, not "
+                f"{name} now names {means[0]}'s {means[1]!r}, not "
                 f"{expected[0]}'s {expected[1]!r} that was approved: not called",
             )
-        connect_answer = answers_connect(params)
-        if isinstance(target, SkillTool):
-            try:
-                assert self.agent_tools is not None
-                return await call_skill(
-                    self.agent_tools,
-                    self.approvals,
-                    target,
-                    params,
-                    caller,
-                    trace_id,
-                    progress,
-                    approved,
-                    ctx=ctx,
-                )
-            except ConnectionRequired as needed:  # the agent takes its users' own tokens
-                if connect_answer is False:
-                    return connect_refusal(needed, str(needed))
-                return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
-            except UserCredentialUnavailable as missing:
-                return credential_refusal(missing, params.name)
-
-        responses, state = params.input_responses, params.request_state
-        if connect_answer is not None:
-            # The answer to our own "connect first" question: the call is made
-            # afresh -- the upstream never sees our question's state. Declined
-            # and still not connected: a tool error, not the question again.
-            responses, state = None, None
-        declined = connect_answer is False
-        for _ in range(MAX_ROUNDS):
-            try:
-                result = await self._federation().call_tool(
-                    params.name,
-                    params.arguments,
-                    caller=caller,
-                    trace_id=trace_id,
-                    progress_callback=progress,
-                    input_responses=responses,
-                    request_state=state,
-                    approved=approved,
-                    relay=DownstreamRelay(ctx, self.offerings.log_level),
-                    legacy=not is_modern(ctx),
-                    user_token=user_token_of(ctx),
-                )
-            except ApprovalRequired as pending:
-                if self.approvals is None:
-                    raise mcp_error(pending, params.name) from None
-                schema = target.definition.get("outputSchema") is not None
-                return await self.approvals.hold(
-                    pending,
-                    params.name,
-                    params.arguments,
-                    kind="tool",
-                    output_schema=schema,
-                    ask=can_be_asked(ctx),
-                )
-            except ConnectionRequired as needed:
-                if declined:
-                    return connect_refusal(needed, str(needed))
-                return connection_required(ctx, needed, params.name, modern=is_modern(ctx))
-            except UserCredentialUnavailable as missing:
-                return credential_refusal(missing, params.name)
-            except (
-                ToolNotFound,
-                DelegationDenied,
-                TokenInvalid,
-                ToolQuarantined,
-                UpstreamUnavailable,
-                UpstreamError,
-            ) as exc:
-                raise mcp_error(exc, params.name) from None
-            if not isinstance(result, types.InputRequiredResult) or is_modern(ctx):
-                return result
-            responses = await ask_legacy_client(ctx, result.input_requests or {})
-            state = result.request_state
-        raise MCPError(
-            TOO_MANY_ROUNDS, f"{params.name} asked for input more than {MAX_ROUNDS} times"
-        )
+        return target
 
     async def _outage(self, ctx: ServerRequestContext, outage: DependencyUnavailable) -> None:
         """Audit a request a dependency outage refused (kept until the database is back)."""

@@ -72,6 +72,21 @@ class GatewayMetrics:
         ProcessCollector(registry=self.registry)
         # MCP's conventional durations and the latency per upstream target.
         self.operations = OperationMetrics(self.registry)
+        self._count_calls()
+        self._gauge_state()
+        self._count_flows_and_exchanges()
+        self._gauge_jobs()
+        self._count_coordination()
+        self._count_requests()
+        self._core_check_counter()
+        self._shown: dict[str, set[tuple[str, ...]]] = {
+            "breakers": set(),
+            "tasks": set(),
+            "flow_runs": set(),
+        }
+
+    def _count_calls(self) -> None:
+        """The audit log's events, as `observe` sees them."""
         self.calls = Counter(
             "switchboard_calls",
             "Decisions recorded in the audit log, by event (door and operation), target, "
@@ -86,6 +101,9 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+
+    def _gauge_state(self) -> None:
+        """State that is not an event, read by `refresh()`."""
         self.breakers = Gauge(
             "switchboard_breaker_open",
             "1 while an upstream's circuit breaker is open or half-open",
@@ -113,6 +131,8 @@ class GatewayMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",  # the replica's total
         )
+
+    def _count_flows_and_exchanges(self) -> None:
         # What operators watch, beside the calls (issue 32.11; docs/operations.md).
         self.flow_runs = Counter(
             "switchboard_flow_runs",
@@ -141,6 +161,8 @@ class GatewayMetrics:
             ["target", "outcome"],
             registry=self.registry,
         )
+
+    def _gauge_jobs(self) -> None:
         # The periodic jobs (`gateway.storage.periodic`): a job failing for
         # long (retention, lease renewal, health checks) is silent otherwise.
         self.job_failing = Gauge(
@@ -158,6 +180,9 @@ class GatewayMetrics:
             multiprocess_mode="livemin",
         )
         self.jobs: list[Periodic] = []  # those shown (`watch`); tests read their passes
+
+    def _count_coordination(self) -> None:
+        """The calls coordination rules refused or deferred (from the audit's events)."""
         self.coordination = Counter(
             "switchboard_coordination_refusals",
             "Calls a coordination rule refused (a hold, cooldown, lease or budget: "
@@ -165,6 +190,9 @@ class GatewayMetrics:
             ["target", "outcome"],
             registry=self.registry,
         )
+
+    def _count_requests(self) -> None:
+        """HTTP requests, /mcp methods and the audit records exported."""
         self.http = Counter(
             "switchboard_http_requests",
             "HTTP requests by route template (never a raw path), method and status",
@@ -184,6 +212,8 @@ class GatewayMetrics:
             ["sink", "outcome"],
             registry=self.registry,
         )
+
+    def _core_check_counter(self) -> None:
         # `adapters.core_check` counts its misses (it may not import the
         # gateway); each refresh and scrape adds those since the last look.
         self.core_check_misses = Counter(
@@ -194,11 +224,6 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self._core_check_seen = core_check.misses()  # before this gateway: not its
-        self._shown: dict[str, set[tuple[str, ...]]] = {
-            "breakers": set(),
-            "tasks": set(),
-            "flow_runs": set(),
-        }
 
     def observe(self, event: AuditEvent) -> None:
         self.calls.labels(

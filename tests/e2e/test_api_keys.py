@@ -22,7 +22,8 @@ from a2a.helpers import new_text_message
 from a2a.types import GetTaskRequest, Role, SendMessageRequest
 from a2a.utils.errors import TaskNotFoundError
 
-from gateway.connections.vault import Grant, Vault
+from gateway.connections.connection import Grant
+from gateway.connections.vault import Vault
 from gateway.storage import db
 from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent

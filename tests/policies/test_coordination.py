@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from policies.coordination import (
-    CoordinationPolicy,
-    EntityKeyInvalid,
-    EntityKeyMissing,
-    entity_keys,
-    plan,
-)
+from policies.coordination import EntityKeyInvalid, EntityKeyMissing, entity_keys, plan
+from policies.coordination_rules import CoordinationPolicy
 from policies.policy_file import PolicyError, parse_policy
 
 GOOD = """\

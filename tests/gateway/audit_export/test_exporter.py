@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.audit_export.exporter import AuditExporter, ExportLimits
 from gateway.audit_export.sinks import DeliveryFailed
 from gateway.audit_export.streams import SqlExportStreams, Stream
-from gateway.delegation.audit import AuditEvent, AuditLog, AuditRecord
+from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit_reads import AuditRecord
 
 
 class Sink:

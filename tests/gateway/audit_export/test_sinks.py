@@ -18,7 +18,7 @@ from gateway.audit_export.sinks import (
     signature,
     webhook_key,
 )
-from gateway.delegation.audit import AuditRecord
+from gateway.delegation.audit_reads import AuditRecord
 from gateway.settings.audit_export import AuditExportOptions
 
 RECORD = AuditRecord(

@@ -1,5 +1,5 @@
 """Connecting an account at an A2A agent: the authorization server its card
-names (`oauth.discover_from_card`), checked as MCP authorization checks an
+names (`discovery.discover_from_card`), checked as MCP authorization checks an
 MCP server's -- over a scripted authorization server (httpx `MockTransport`;
 the end-to-end test uses the `mcp` SDK's own over HTTP).
 """

@@ -23,13 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import core_check
 from adapters.core_check import OutsideTheCore, inside_the_core
 from gateway.delegation import audit
-from gateway.delegation.audit import (
-    AuditEvent,
-    AuditLog,
-    AuditQuery,
-    AuditRecord,
-    InvalidAuditCursor,
-)
+from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit_reads import AuditQuery, AuditRecord, InvalidAuditCursor
 from gateway.storage.db import create_engine, upgrade
 from gateway.storage.tables import audit_events
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.audit import AuditEvent, AuditLog, AuditQuery
+from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit_reads import AuditQuery
 from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.storage.tables import audit_events
 

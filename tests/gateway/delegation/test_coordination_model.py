@@ -30,7 +30,8 @@ from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.permits import Admitted, Caller
 from gateway.storage.db import create_engine
-from policies.coordination import CoordinationPolicy, entity_keys, plan
+from policies.coordination import entity_keys, plan
+from policies.coordination_rules import CoordinationPolicy
 from tests.support.databases import fresh_database, migrate
 from tests.support.services import local_redis
 

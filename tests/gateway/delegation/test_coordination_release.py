@@ -36,7 +36,8 @@ from gateway.delegation.coordination_sql import SqlStore
 from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.permits import Admitted, Caller, Deferral
 from gateway.storage.db import create_engine
-from policies.coordination import CoordinationPolicy, entity_keys, plan
+from policies.coordination import entity_keys, plan
+from policies.coordination_rules import CoordinationPolicy
 from tests.support.databases import coordination_backend
 from tests.support.services import local_redis
 

@@ -22,7 +22,7 @@ from gateway.delegation.delegate import (
     Streaming,
     UpstreamDown,
 )
-from gateway.delegation.handoffs import Resilience
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import RetrySettings
 
 UPSTREAM = "agent-1"

@@ -21,7 +21,7 @@ from adapters.a2a import A2AUpstreams
 from gateway.agents.upstream_errors import explain_agent_failure
 from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.delegate import Delegate, Sending, Streaming
-from gateway.delegation.handoffs import Resilience
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import RetrySettings
 from gateway.delegation.upstream_failures import (
     UpstreamBadAnswerError,

@@ -21,7 +21,6 @@ from a2a.types import (
     SendMessageResponse,
     StreamResponse,
     Task,
-    TaskArtifactUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
@@ -35,7 +34,7 @@ from adapters.http import UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
-from gateway.agents.stream_records import Followed, PendingArtifacts
+from gateway.agents.stream_records import Followed
 from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
@@ -361,14 +360,6 @@ class UpstreamCalls:
                 f"agent {admission.agent_id} sent an update for a task that is not yours"
             )
 
-    async def _record_chunks(
-        self, admission: Admission, events: list[TaskArtifactUpdateEvent]
-    ) -> None:
-        if not await self.tasks.record_artifacts(admission.agent_id, admission.owner, events):
-            raise UpstreamBadAnswerError(
-                f"agent {admission.agent_id} sent an update for a task that is not yours"
-            )
-
     async def _relay(
         self,
         admission: Admission,
@@ -379,7 +370,6 @@ class UpstreamCalls:
         (`Delegate.stream`: the breaker, the duration cap, the one record)."""
         transport, _ = await self._client(admission, operation)
         followed = Followed()  # the task the stream is about, and its last state
-        pending = PendingArtifacts(functools.partial(self._record_chunks, admission))
         limit = self.stream_limits.max_seconds
         token = self.call_token(admission)
 
@@ -395,22 +385,10 @@ class UpstreamCalls:
                 raise
 
         async def observe(event: Event) -> None:
-            if pending.takes(event, followed):
-                await pending.add(cast(TaskArtifactUpdateEvent, event))
-                return
-            await pending.flush()  # what was sent before this event, first
             followed.see(event)
             await self._observe(admission, event)
-            followed.recorded(event)
 
         async def closed(lost: bool) -> None:
-            try:
-                await pending.flush()
-            except Exception as exc:
-                if outage_of(exc) is None:
-                    raise
-                logger.error("the last artifact chunks of agent %s's stream not recorded: %s",
-                             admission.agent_id, exc)  # fmt: skip
             if lost and followed.running:
                 await self._lost_contact(admission, followed.task_id)
 

@@ -13,18 +13,20 @@ built into the A2A message here, at the edge.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
-from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.server.request_handlers.request_handler import RequestHandler, validate_request_params
 from a2a.types import Message, Part, Role, SendMessageConfiguration, SendMessageRequest, Task
 from google.protobuf.struct_pb2 import Struct, Value
 
-from gateway.agents.admission import Admission
+from gateway.agents.admission import Admission, admission_of
 from gateway.http.json_body import check_value
 
 
@@ -55,7 +57,24 @@ class AgentOperations(ABC):
 
 
 class OperationsHandler(RequestHandler, AgentOperations, ABC):
-    """An agent kind's A2A door (the SDK's handler) and its plain operations."""
+    """An agent kind's A2A door (the SDK's handler) and its plain operations:
+    the door's message operations read the admission from the request's
+    context and call the same plain operation a flow's step calls."""
+
+    @validate_request_params
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
+        return await self.message(admission_of(context), params)
+
+    @validate_request_params
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        events = self.stream_message(admission_of(context), params)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
 
 
 class Unsendable(ValueError):

@@ -107,12 +107,6 @@ class AgentHandler(PushConfigs, OperationsHandler):
 
     # Messages -------------------------------------------------------------
 
-    @validate_request_params
-    async def on_message_send(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> Task | Message:
-        return await self.message(admission_of(context), params)
-
     async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
         await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendMessage")
@@ -140,15 +134,6 @@ class AgentHandler(PushConfigs, OperationsHandler):
                 # asked, under which its task is not recorded. Not kept.
                 task_id = ""
             await self._settle_push(asked, relay, task_id)
-
-    @validate_request_params
-    async def on_message_send_stream(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> AsyncGenerator[Event]:
-        events = self.stream_message(admission_of(context), params)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield event
 
     async def stream_message(
         self, admission: Admission, params: SendMessageRequest

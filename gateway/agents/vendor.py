@@ -27,7 +27,6 @@ message becomes one task the gateway owns and runs (`gateway.delegation.task_run
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -221,12 +220,6 @@ class VendorAgentHandler(RecordedTaskHandler, OperationsHandler):
             raise InternalError(f"agent {admission.agent_id} has no upstream configuration")
         return call
 
-    @validate_request_params
-    async def on_message_send(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> Task | Message:
-        return await self.message(admission_of(context), params)
-
     async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
         try:
             task = await self._begin(params, admission, stream=False)
@@ -239,15 +232,6 @@ class VendorAgentHandler(RecordedTaskHandler, OperationsHandler):
         if not params.configuration.return_immediately:
             await self._run().runner.wait(admission.agent_id, task.id)
         return await self._own(admission, task.id)
-
-    @validate_request_params
-    async def on_message_send_stream(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> AsyncGenerator[Event]:
-        events = self.stream_message(admission_of(context), params)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield event
 
     async def stream_message(
         self, admission: Admission, params: SendMessageRequest

@@ -23,7 +23,6 @@ against the input schema.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -157,12 +156,6 @@ class FlowAgentHandler(RecordedTaskHandler, OperationsHandler):
                 # at every POLL_SECONDS for a run at another replica.
                 await watch.next(min(POLL_SECONDS, left))
 
-    @validate_request_params
-    async def on_message_send(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> Task | Message:
-        return await self.message(admission_of(context), params)
-
     async def message(self, admission: Admission, params: SendMessageRequest) -> Task | Message:
         try:
             task = await self._start(params, admission)
@@ -175,15 +168,6 @@ class FlowAgentHandler(RecordedTaskHandler, OperationsHandler):
         async for _ in self._follow(admission, task):
             pass
         return await self._own(admission, task.id)
-
-    @validate_request_params
-    async def on_message_send_stream(
-        self, params: SendMessageRequest, context: ServerCallContext
-    ) -> AsyncGenerator[Event]:
-        events = self.stream_message(admission_of(context), params)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield event
 
     async def stream_message(
         self, admission: Admission, params: SendMessageRequest

@@ -176,34 +176,33 @@ def record_status(
     return snapshot
 
 
-def record_artifacts(
+def record_artifact(
     sql: Sql,
     agent_id: str,
     owner: Owned,
     task_id: str,
-    updates: list[tuple[dict[str, Any], bool]],
+    artifact: dict[str, Any],
+    append: bool,
     now: datetime,
 ) -> bool | None:
-    """Artifact updates from a stream, ``(artifact, append)`` in the order
-    sent, in the task's snapshot with one write (A2A 1.0 §3.2.3: ``append``
-    adds its parts to the artifact of the same id, else it takes that
-    artifact's place); as `record_status` answers."""
+    """An artifact update from a stream, in the task's snapshot (A2A 1.0
+    §3.2.3: ``append`` adds its parts to the artifact of the same id, else it
+    takes that artifact's place); as `record_status` answers."""
     where = {"agent_id": agent_id, "task_id": task_id}
     found = _owned_snapshot(sql, where, owner)
     if not isinstance(found, dict):
         return found
     snapshot = dict(found)
     artifacts = list(snapshot.get("artifacts") or [])
-    for artifact, append in updates:
-        named = artifact.get("artifactId")
-        same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)
-        if same is None:
-            artifacts.append(artifact)
-        elif append:
-            parts = [*(artifacts[same].get("parts") or []), *(artifact.get("parts") or [])]
-            artifacts[same] = {**artifacts[same], "parts": parts}
-        else:
-            artifacts[same] = artifact
+    named = artifact.get("artifactId")
+    same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)
+    if same is None:
+        artifacts.append(artifact)
+    elif append:
+        parts = [*(artifacts[same].get("parts") or []), *(artifact.get("parts") or [])]
+        artifacts[same] = {**artifacts[same], "parts": parts}
+    else:
+        artifacts[same] = artifact
     snapshot["artifacts"] = artifacts
     sql.typed(_ARTIFACTS, {**where, "updated_at": now, "task": snapshot})
     return True

@@ -28,7 +28,7 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -328,30 +328,26 @@ class TaskRecords:
         if isinstance(event, TaskStatusUpdateEvent):
             return await self.record_status(agent_id, owner, event, skill)
         if isinstance(event, TaskArtifactUpdateEvent):
-            return await self.record_artifacts(agent_id, owner, [event])
+            return await self.record_artifact(agent_id, owner, event)
         return True
 
-    async def record_artifacts(
-        self, agent_id: str, owner: Owner, events: Sequence[TaskArtifactUpdateEvent]
+    async def record_artifact(
+        self, agent_id: str, owner: Owner, event: TaskArtifactUpdateEvent
     ) -> bool:
-        """Artifact updates of one task from a stream, kept in its snapshot with
-        one write: the record of a task followed on a stream holds its result,
-        as one read with `GetTask` does (a flow's trigger and a `wait` read
-        it). Artifacts of a task not recorded yet are dropped (its first event
-        records it); someone else's task is left alone (False)."""
-        if not events:
-            return True
-        task_id = events[0].task_id
-        if any(e.task_id != task_id for e in events):
-            raise ValueError("artifact updates of one task at a time")
-        if not _storable(task_id):
+        """An artifact from a stream, kept in the task's snapshot: the record
+        of a task followed on a stream holds its result, as one read with
+        `GetTask` does (a flow's trigger and a `wait` read it). An artifact of
+        a task not recorded yet is dropped (its first event records it);
+        someone else's task is left alone (False)."""
+        if not _storable(event.task_id):
             return False
         found = await self._run(
-            task_statements.record_artifacts,
+            task_statements.record_artifact,
             agent_id,
             _owned(owner),
-            task_id,
-            [(MessageToDict(e.artifact), e.append) for e in events],
+            event.task_id,
+            MessageToDict(event.artifact),
+            event.append,
             datetime.now(UTC),
         )
         return found is not False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from a2a.types import (
     Artifact,
     Part,
@@ -116,34 +115,5 @@ async def test_updates_of_one_task_at_once_never_undo_each_other(engine: AsyncEn
         kept = await tasks.get("agent", ALICE, "t1")
         assert kept is not None
         assert texts(kept) == {f"a{i}": [str(i)] for i in range(24)}
-    finally:
-        await tasks.aclose()
-
-
-async def test_chunks_written_together_land_as_if_written_one_by_one(engine: AsyncEngine) -> None:
-    """`record_artifacts` (a stream's chunks in one write, in the order sent)
-    keeps what the same updates one by one keep; never on someone else's task."""
-    tasks = TaskRecords(engine)
-    try:
-        started = Task(id="t1", context_id="c1")
-        started.status.state = TaskState.TASK_STATE_WORKING
-        assert await tasks.record("agent", ALICE, started)
-        chunks = [
-            artifact("a", "one"),
-            artifact("a", "two", append=True),
-            artifact("b", "first"),
-            artifact("a", "three", append=True),
-            artifact("b", "second"),
-        ]
-        assert await tasks.record_artifacts("agent", ALICE, chunks)
-        kept = await tasks.get("agent", ALICE, "t1")
-        assert kept is not None
-        assert texts(kept) == {"a": ["one", "two", "three"], "b": ["second"]}
-        assert not await tasks.record_artifacts("agent", BOB, [artifact("c", "theirs")])
-        assert texts(await tasks.get("agent", ALICE, "t1") or Task()) == texts(kept)
-        other = TaskArtifactUpdateEvent(task_id="t2", artifact=Artifact(artifact_id="x"))
-        with pytest.raises(ValueError, match="one task"):
-            await tasks.record_artifacts("agent", ALICE, [artifact("a", "four"), other])
-        assert texts(await tasks.get("agent", ALICE, "t1") or Task()) == texts(kept)
     finally:
         await tasks.aclose()

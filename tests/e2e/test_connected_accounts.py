@@ -16,7 +16,6 @@ import contextlib
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -34,6 +33,7 @@ from gateway.cli import main
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
+from tests.support import waiting
 from tests.support.console import dev_login
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
@@ -109,14 +109,13 @@ def text_of(result: types.CallToolResult) -> str:
 
 
 def wait_for_tools(gateway: Gateway, server_id: str) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 30
+    """The server's tools once the gateway has listed them."""
     with gateway.client() as admin:
-        while time.monotonic() < deadline:
-            record = admin.get(f"/mcp-servers/{server_id}").json()
-            if record["tools"]:
-                return list(record["tools"])
-            time.sleep(0.1)
-    raise AssertionError(f"{server_id}'s tools were never listed: {record}")
+
+        def listed() -> list[dict[str, Any]] | None:
+            return list(admin.get(f"/mcp-servers/{server_id}").json()["tools"]) or None
+
+        return waiting.wait_for(listed, seconds=30, every=0.1, what=f"{server_id}'s tools listed")
 
 
 def test_each_user_calls_with_their_own_account(
@@ -402,14 +401,13 @@ WHOAMI_FLOW: dict[str, Any] = {
 
 
 def run_state(gateway: Gateway, token: str, run: dict[str, Any], *states: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
     with gateway.client(token) as client:
-        while True:
+
+        def reached() -> dict[str, Any] | None:
             body: dict[str, Any] = client.get(f"/flows/ask-notes/runs/{run['id']}").json()
-            if body["state"] in states:
-                return body
-            assert time.monotonic() < deadline, f"run stuck in {body['state']}: {body}"
-            time.sleep(0.1)
+            return body if body["state"] in states else None
+
+        return waiting.wait_for(reached, seconds=60, every=0.1, what=f"run {run['id']} in {states}")
 
 
 def test_a_flow_run_waits_for_its_user_to_connect_then_goes_on(
@@ -423,8 +421,8 @@ def test_a_flow_run_waits_for_its_user_to_connect_then_goes_on(
     with gateway.client(gina) as client:
         started = client.post("/flows/ask-notes/runs", json={"input": {}})
     assert started.status_code == 202, started.text
-    waiting = run_state(gateway, gina, started.json(), "auth_required", "failed", "completed")
-    assert waiting["state"] == "auth_required", waiting
+    held = run_state(gateway, gina, started.json(), "auth_required", "failed", "completed")
+    assert held["state"] == "auth_required", held
     assert not [c for c in vendor.calls if c["subject"] == "gina@vendor"]
     # Another user connecting does not move Gina's run.
     with browser(gateway, "hal") as console:
@@ -463,9 +461,9 @@ def test_a_maps_items_wait_for_one_connection_and_all_go_on(
     with gateway.client(gina) as client:
         started = client.post("/flows/ask-notes/runs", json={"input": {}})
     assert started.status_code == 202, started.text
-    waiting = run_state(gateway, gina, started.json(), "auth_required", "failed", "completed")
-    assert waiting["state"] == "auth_required", waiting
-    assert waiting["current_step"] == "who[0]"
+    held = run_state(gateway, gina, started.json(), "auth_required", "failed", "completed")
+    assert held["state"] == "auth_required", held
+    assert held["current_step"] == "who[0]"
     with browser(gateway, "gina") as console:
         connect(gateway, vendor, console, "gina@vendor")
     done = run_state(gateway, gina, started.json(), "completed", "failed")

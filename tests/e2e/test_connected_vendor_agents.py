@@ -18,7 +18,6 @@ revokes its connections.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -32,6 +31,7 @@ from gateway.demo.vendor import Vendor
 from registry.tls import client_tls
 from tests.e2e.test_connected_accounts import browser
 from tests.e2e.test_connected_agents import answer, get_task, said, send
+from tests.support import waiting
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
 
@@ -94,14 +94,17 @@ def connect(
 
 
 def wait_for(gateway: Gateway, token: str, task_id: str, *states: TaskState) -> Any:
-    deadline = time.monotonic() + 30
-    while True:
+    """The task once it is in one of ``states``; a task that ends in another
+    state fails at once rather than at the deadline."""
+
+    def reached() -> Any:
         task = get_task(gateway, token, task_id)
         if task.status.state in states:
             return task
         assert task.status.state not in TERMINAL, f"task {task_id} ended {task.status}"
-        assert time.monotonic() < deadline, f"task {task_id} stayed {task.status}"
-        time.sleep(0.1)
+        return None
+
+    return waiting.wait_for(reached, seconds=30, every=0.1, what=f"task {task_id} in {states}")
 
 
 def test_a_call_waits_for_its_users_consent_then_goes_on_with_their_own_token(

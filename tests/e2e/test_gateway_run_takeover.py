@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
+from tests.support import waiting
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.outages import free_port, postgres_cluster
 from tests.support.servers import stop_all
@@ -98,13 +99,13 @@ def state_of(url: str, token: str, task_id: str) -> dict[str, Any]:
 
 
 def wait_for(url: str, token: str, task_id: str, *states: str, within: float) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
+    """The task once it is in one of ``states``."""
+
+    def reached() -> dict[str, Any] | None:
         task = state_of(url, token, task_id)
-        if task["status"]["state"] in states:
-            return task
-        assert time.monotonic() < deadline, f"still {task['status']['state']} after {within} s"
-        time.sleep(0.1)
+        return task if task["status"]["state"] in states else None
+
+    return waiting.wait_for(reached, seconds=within, every=0.1, what=f"task {task_id} in {states}")
 
 
 def text_of(task: dict[str, Any]) -> str:
@@ -154,10 +155,7 @@ def audit_at(url: str, admin_token: str, user: str) -> list[dict[str, Any]]:
 
 
 def until(check: Callable[[], bool], *, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"not within {within} s"
-        time.sleep(0.05)
+    waiting.wait_for(check, seconds=within, what=str(check))
 
 
 def register_chat(gateway: Gateway, base: str) -> None:
@@ -208,21 +206,17 @@ def _replica_process(data_dir: Path, database_url: str, port: int, public_url: s
     command = [sys.executable, "-m", "gateway.cli", "serve", "--dev"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if (
-                httpx.get(
-                    f"http://127.0.0.1:{port}/readyz", timeout=2, verify=client_tls()
-                ).status_code
-                == 200
-            ):
-                return process
-        except httpx.HTTPError:
-            pass
+
+    def ready() -> bool:
         assert process.poll() is None, "the replica did not start"
-        assert time.monotonic() < deadline, "the replica did not become ready"
-        time.sleep(0.2)
+        try:
+            url = f"http://127.0.0.1:{port}/readyz"
+            return httpx.get(url, timeout=2, verify=client_tls()).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    waiting.wait_for(ready, seconds=60, every=0.2, what="the replica ready")
+    return process
 
 
 @pytest.mark.postgres

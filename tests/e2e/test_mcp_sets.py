@@ -13,7 +13,6 @@ not another set's.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from a2a.types import AgentSkill
 
 from registry.tls import client_tls
+from tests.support import waiting
 from tests.support.agents import CardSource, sdk_agent_app, sdk_card
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
@@ -122,10 +122,12 @@ def tool_names(setup: Setup, path: str, mode: str, token: str | None = None) -> 
 
 def wait_for_tools(setup: Setup) -> None:
     """Until both servers' tools are listed on /mcp."""
-    deadline = time.monotonic() + 30
-    while not {"alpha__add", "beta__add"} <= tool_names(setup, "/mcp", "2026-07-28"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    waiting.wait_for(
+        lambda: {"alpha__add", "beta__add"} <= tool_names(setup, "/mcp", "2026-07-28"),
+        seconds=30,
+        every=0.1,
+        what="alpha's and beta's tools on /mcp",
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -35,6 +35,7 @@ from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
 from tests.support import waiting
 from tests.support.console import dev_login
+from tests.support.flows import wait_for_run
 from tests.support.gateway import SECRET_KEY, Gateway, GatewayFactory
 from tests.support.mcp_clients import mcp_client
 
@@ -402,12 +403,7 @@ WHOAMI_FLOW: dict[str, Any] = {
 
 def run_state(gateway: Gateway, token: str, run: dict[str, Any], *states: str) -> dict[str, Any]:
     with gateway.client(token) as client:
-
-        def reached() -> dict[str, Any] | None:
-            body: dict[str, Any] = client.get(f"/flows/ask-notes/runs/{run['id']}").json()
-            return body if body["state"] in states else None
-
-        return waiting.wait_for(reached, seconds=60, every=0.1, what=f"run {run['id']} in {states}")
+        return wait_for_run(client, run, *states, seconds=60)
 
 
 def test_a_flow_run_waits_for_its_user_to_connect_then_goes_on(

@@ -4,7 +4,6 @@ documents of the flows they run."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import httpx
 
 from gateway.demo.flow_agents import QUOTE_CONTRACT, SalesDesk, inventory_app, sales_desk_app
 from policies.scopes import ADMIN_SCOPE
+from tests.support import waiting
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread, stop_all
 
@@ -121,15 +121,24 @@ class FlowSetup:
         self, client: httpx.Client, run: dict[str, Any], *states: str, seconds: float = 30
     ) -> dict[str, Any]:
         """The run once it reaches one of ``states``."""
-        deadline = time.monotonic() + seconds
-        while True:
-            seen = client.get(f"/flows/{run['flow_id']}/runs/{run['id']}")
-            assert seen.status_code == 200, seen.text
-            body: dict[str, Any] = seen.json()
-            if body["state"] in states:
-                return body
-            assert time.monotonic() < deadline, f"run stuck in {body['state']}: {body}"
-            time.sleep(0.1)
+        return wait_for_run(client, run, *states, seconds=seconds)
+
+
+def wait_for_run(
+    client: httpx.Client, run: dict[str, Any], *states: str, seconds: float = 30
+) -> dict[str, Any]:
+    """``run`` (a run as its start answered) once it reaches one of
+    ``states``, read as ``client``'s user reads it."""
+
+    def reached() -> dict[str, Any] | None:
+        seen = client.get(f"/flows/{run['flow_id']}/runs/{run['id']}")
+        assert seen.status_code == 200, seen.text
+        body: dict[str, Any] = seen.json()
+        return body if body["state"] in states else None
+
+    return waiting.wait_for(
+        reached, seconds=seconds, every=0.1, what=f"run {run['id']} in {states}"
+    )
 
 
 def run_task(client: httpx.Client, flow: str, run_id: str) -> dict[str, Any]:

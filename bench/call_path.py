@@ -200,12 +200,12 @@ def _report(kind: str, trails: list[Trail], show_functions: bool) -> None:
             print("      " + ", ".join(names))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=3, help="measured calls per kind")
-    parser.add_argument("--show-functions", action="store_true")
-    ports.add_argument(parser)
-    args = parser.parse_args()
+A2A = "A2A SendMessage (JSON-RPC, A2A 1.0)"
+MCP = "MCP tools/call (2026-07-28)"
+
+
+def measure(calls: int) -> dict[str, list[Trail]]:
+    """Each call kind's trails, ``calls`` recordings each."""
     agent_port, mcp_port, gw_port = ports.free_port(), ports.free_port(), ports.free_port()
     agent = _serving(
         f"from bench.a2a_forwarding import _serve_agent; _serve_agent({agent_port})", agent_port
@@ -218,22 +218,37 @@ def main() -> None:
     out.touch()
     serve = ["serve", "--dev", "--data-dir", data, "--host", HOST, "--port", str(gw_port)]
     code = f"from bench.call_path import _traced_gateway; _traced_gateway({serve!r}, {str(out)!r})"
-    gateway = spawn([sys.executable, "-c", code], gw_port, timeout=300)
+    try:
+        gateway = spawn([sys.executable, "-c", code], gw_port, timeout=300)
+    except BaseException:
+        stop_process(agent)
+        stop_process(upstream)
+        raise
     try:
         _switchboard(data, "agents", "add", f"http://{HOST}:{agent_port}", "--id", "echo")
         _switchboard(data, "mcp", "add", "Echo", f"http://{HOST}:{mcp_port}/mcp", "--id", "tools")
         token = _switchboard(data, "token", "issue", "--sub", "path-user")
         base = f"http://{HOST}:{gw_port}"
-        record = Recorder(gateway.pid, out, args.calls)
-        a2a = asyncio.run(_a2a_calls(base, token, record))
-        _report("A2A SendMessage (JSON-RPC, A2A 1.0)", a2a, args.show_functions)
-        mcp = asyncio.run(_mcp_calls(base, token, record))
-        _report("MCP tools/call (2026-07-28)", mcp, args.show_functions)
+        record = Recorder(gateway.pid, out, calls)
+        return {
+            A2A: asyncio.run(_a2a_calls(base, token, record)),
+            MCP: asyncio.run(_mcp_calls(base, token, record)),
+        }
     finally:
         stop_process(gateway)
         stop_process(agent)
         stop_process(upstream)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3, help="measured calls per kind")
+    parser.add_argument("--show-functions", action="store_true")
+    ports.add_argument(parser)
+    args = parser.parse_args()
+    for kind, trails in measure(args.calls).items():
+        _report(kind, trails, args.show_functions)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ class ToolNotFound(Exception):
     pass
 
 
+class NotSent(Exception):
+    """An admitted call its caller could not get ready to send (a flow step's
+    record of sending could not be written): ended unsent, recorded."""
+
+
 class ToolQuarantined(Exception):
     """The tool's definition is not the approved one (or was never approved)."""
 
@@ -173,6 +178,8 @@ def explain_failure(server_id: str, exc: BaseException) -> Explained:
     the session it could not keep for it) is that outage, not the server's."""
     if (outage := outage_of(exc)) is not None:
         return Explained(outage, "dependency_unavailable", str(outage))
+    if isinstance(exc, NotSent):
+        return Explained(exc, "not_sent", str(exc))
     if isinstance(exc, BreakerOpen):
         return Explained(
             UpstreamUnavailable(f"MCP server {exc}; not called"), "breaker_open", str(exc)

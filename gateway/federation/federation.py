@@ -19,7 +19,7 @@ A tool is callable only while its definition hashes to the approved digest
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +159,7 @@ class McpFederation:
         error). A tool's own failure is a result with ``isError``.
         """
         admitted = await self.admit_tool(
-            name, caller=caller, trace_id=trace_id, approved=approved, inputs=[arguments or {}]
+            name, arguments, caller=caller, trace_id=trace_id, approved=approved
         )
         return await self.send_tool(
             admitted,
@@ -175,17 +175,20 @@ class McpFederation:
     async def admit_tool(
         self,
         name: str,
+        arguments: Mapping[str, Any] | None,
         *,
         caller: Caller,
         trace_id: str | None = None,
         approved: bool = False,
-        inputs: Sequence[Any] | None = None,
     ) -> AdmittedTool:
-        """Decide and mint a call of the tool ``name`` (``approved``: an admin
-        approved this very call, `gateway.mcp.approvals`; ``inputs``: what the
-        coordination rules read). A caller that must record something before
-        the call is sent (a flow step: its token, "sent") does it between
-        this and `send_tool`. Raises `ToolNotFound` and the policy's refusals."""
+        """Decide and mint a call of the tool ``name`` with ``arguments``
+        (``approved``: an admin approved this very call,
+        `gateway.mcp.approvals`). The coordination rules read the arguments:
+        every tool call is one they see (an empty call too). A caller that
+        must record something before the call is sent (a flow step: its
+        token) does it between this and `send_tool`, and writes that it sent
+        in `send_tool`'s ``on_sending``. Raises `ToolNotFound` and the
+        policy's refusals."""
         tools, servers = await self._current()
         tool = tools.get(name)
         server = servers.get(tool.server_id) if tool else None
@@ -201,7 +204,7 @@ class McpFederation:
             action=tool.upstream_name,
             kind="tool",
             approved=approved,
-            inputs=inputs,
+            inputs=[arguments or {}],
         )
         return AdmittedTool(tool, server, permit)
 

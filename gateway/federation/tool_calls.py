@@ -10,7 +10,7 @@ once (`gateway.flows.calls`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 import mcp_types as types
@@ -27,6 +27,7 @@ from gateway.federation.credentials import CallCredential
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     FederatedTool,
+    NotSent,
     ToolQuarantined,
     classify_failure,
     counts_for_breaker,
@@ -63,11 +64,16 @@ async def send(
     relay: CallRelay | None = None,
     legacy: bool = False,
     user_token: str | None = None,
+    on_sending: Callable[[], Awaitable[None]] | None = None,
 ) -> Result:
     """Send an admitted call (``relay`` and ``legacy``: `McpUpstream.call_tool`;
     ``user_token``: the bearer token the caller's request came with, for a
     server that exchanges it at the user's identity provider -- it goes
-    nowhere else); recorded however it ends."""
+    nowhere else); recorded however it ends. ``on_sending`` runs once the
+    call will be sent (the tool approved, its server connected, the
+    credential there): a flow step writes there that it sent. If it fails,
+    the call ends unsent, recorded, and what its admission took (a
+    coordination lease, budget) is given back."""
     tool, server, permit = admitted
     # Only the approved definition may be called.
     if not tool.callable:
@@ -90,6 +96,17 @@ async def send(
     timeout = server.timeout_seconds or default_timeout_seconds
 
     credential = CallCredential(credentials, permit, user_token)
+
+    async def before() -> None:
+        await credential.check()
+        if on_sending is None:
+            return
+        try:
+            await on_sending()
+        except Exception as exc:
+            if outage_of(exc) is not None:
+                raise  # the gateway's own dependency: that outage is the answer
+            raise NotSent(f"not sent: {exc}") from exc
 
     async def call() -> Result:
         with refusals_noted() as refusals:
@@ -116,7 +133,7 @@ async def send(
     sending: Sending[Result] = Sending(
         upstream=tool.server_id,
         attempt=call,
-        before=credential.check,
+        before=before,
         went_with=credential.went_with,
         explain=functools.partial(explain_failure, tool.server_id),
         idempotent=idempotent,

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from gateway.agents.admission import Admission
 from gateway.agents.exchange import AgentMessage, Unsendable
 from gateway.connections.errors import ScopeRequired
+from gateway.delegation.delegate import CANCELLED
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
     ApprovalRequired,
@@ -61,6 +62,7 @@ from gateway.flows.runtime import FlowRuntime, is_idempotent
 from gateway.flows.step_clock import StoppedClock
 from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed
 from gateway.http.json_body import JsonRefused, check_value
+from gateway.storage.outages import outage_of
 from registry.store import AgentNotFound
 from registry.tables import as_utc
 from registry.vendor_cards import gateway_run_kind
@@ -282,7 +284,9 @@ class StepCall:
             await self._interrupted(known, "sent again: the target is idempotent")
         assert message is not None  # as it sends
         # Written before sending: after a crash, "sent" without a task id.
-        await self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
+        await self._ended_unsent_if_failed(
+            grant, self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
+        )
         return await self._send(agent, grant, message)
 
     def _agent_task(
@@ -442,19 +446,49 @@ class StepCall:
                 name,
                 lambda: federation.admit_tool(
                     name,
+                    arguments,
                     caller=self.call.caller,
                     trace_id=self.call.trace_id,
                     approved=self.approved,
-                    inputs=[arguments or {}],
                 ),
             )
         minted, granted = admitted.permit.token, admitted.permit.decision.granted
         token = self._token(minted.token_id, minted.expires_at, granted)
-        await self._write(**pending, token=token, sent_at=_now())
+
+        async def sending() -> None:
+            # "Sent", with the token it goes with, only once it will be: a
+            # tool awaiting approval, a server not connected, a user without
+            # their connection send nothing. A failed write ends the call
+            # unsent and recorded (`tool_calls.send`).
+            await self._write(**pending, token=token, sent_at=_now())
+
         with tool_steps.refusals(name):
             return tool_steps.outcome_of(
-                name, await federation.send_tool(admitted, arguments or {})
+                name, await federation.send_tool(admitted, arguments or {}, on_sending=sending)
             )
+
+    async def _ended_unsent_if_failed(self, permit: Grant, write: Awaitable[None]) -> None:
+        """A write between a call's admission and its send: if it fails, the
+        call ends unsent and recorded (its coordination lease and budget
+        given back at once, not at their expiry) and the step fails (its
+        on_error applies); a dependency outage or a cancellation goes on as
+        it is."""
+        try:
+            await write
+        except asyncio.CancelledError:
+            await self._unsent(permit, *CANCELLED)
+            raise
+        except Exception as exc:
+            detail = f"not sent: the step's record could not be written: {exc}"
+            if outage_of(exc) is not None:
+                await self._unsent(permit, "dependency_unavailable", detail)
+                raise
+            await self._unsent(permit, "not_sent", detail)
+            raise StepFailed(f"{self.step.call.target}: {detail}") from exc
+
+    async def _unsent(self, permit: Grant, outcome: str, detail: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.rt.delegate.record(permit, EVENT, outcome, detail))
 
     async def _interrupted(
         self, known: Mapping[str, Any], then: str, target: str | None = None

@@ -11,7 +11,7 @@ import mcp_types as types
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
 from gateway.delegation.pipeline import ApprovalRequired, DelegationDenied
-from gateway.federation.federated_tools import ToolNotFound, ToolQuarantined
+from gateway.federation.federated_tools import NotSent, ToolNotFound, ToolQuarantined
 from gateway.flows.outcomes import completed
 from gateway.flows.step_errors import NeedsApproval, StepFailed, users_own
 
@@ -31,7 +31,7 @@ def refusals(name: str) -> Iterator[None]:
         raise StepFailed(f"refused by the policy: {reasons}", final=True) from None
     except (ToolNotFound, ToolQuarantined) as exc:
         raise StepFailed(f"{name}: {exc}", final=True) from None
-    except (UpstreamUnavailable, UpstreamError) as exc:
+    except (UpstreamUnavailable, UpstreamError, NotSent) as exc:
         raise StepFailed(f"{name}: {exc}") from None
 
 

@@ -15,6 +15,7 @@ import mcp_types as types
 import pytest
 
 from gateway.agents import exchange
+from gateway.flows.store import FlowStore
 from registry.tls import client_tls
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
@@ -366,3 +367,44 @@ def test_a_clean_restart_mid_step_goes_on_where_it_was(setup: FlowSetup) -> None
     assert done["state"] == "completed", done
     assert [len(_of(setup.desk.sent(s), done)) for s in ("quote", "work")] == [2, 1]
     assert all(s["attempts"] == 1 for s in done["steps"])
+
+
+def test_a_step_whose_sent_mark_cannot_be_written_ends_its_call_recorded(
+    setup: FlowSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call admitted, then its "sent" mark not written (the step's record
+    write failed): nothing is sent, and the admitted call is recorded
+    `not_sent` at once, which also gives back the coordination lease and
+    budget its admission took (`Delegations.record`), rather than leaving
+    them held until they expire."""
+    real = FlowStore.set_step
+
+    async def failing(self: FlowStore, run_id: str, step_id: str, **values: Any) -> None:
+        if step_id.startswith("unwritable") and values.get("sent_at") is not None:
+            raise RuntimeError("the step's record is out of order")
+        await real(self, run_id, step_id, **values)
+
+    monkeypatch.setattr(FlowStore, "set_step", failing)
+    received = len(setup.desk.received)
+    stock = {
+        "id": "unwritable_tool",
+        "call": {"tool": "inventory__check_stock"},
+        "input": "{sku: input.sku, quantity: input.quantity}",
+        "on_error": "skip",
+    }
+    done = run(setup, flow(stock, {**quote("unwritable_agent"), "on_error": "skip"}))
+    assert done["state"] == "completed", done
+    seen = steps_of(done)
+    for step in ("unwritable_tool", "unwritable_agent"):
+        assert seen[step]["state"] == "failed", seen[step]
+        assert seen[step].get("sent_at") is None, seen[step]
+    assert setup.desk.received[received:] == []
+    with setup.admin() as admin:
+        records = admin.get("/audit", params={"trace": done["trace_id"], "limit": 200}).json()
+    # One record per admitted call: its end, not sent; none says it was.
+    calls = {r["target"]: r for r in records["items"] if r["event"] in ("mcp", "flow.step")}
+    assert set(calls) == {"inventory", "sales"}, records
+    for target, event in (("inventory", "mcp"), ("sales", "flow.step")):
+        assert calls[target]["event"] == event, calls[target]
+        assert calls[target]["outcome"] == "not_sent", calls[target]
+        assert "out of order" in calls[target]["detail"], calls[target]

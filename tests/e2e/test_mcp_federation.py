@@ -254,6 +254,22 @@ def test_a_changed_tool_is_quarantined_until_an_admin_approves_it(
 
     with pytest.raises(ToolQuarantined, match="changed upstream since it was approved"):
         federation.call("alpha__add", {"a": 1, "b": 2})
+    # A caller that marks the call sent (a flow step) is not told it will be.
+    marked: list[str] = []
+
+    async def mark() -> None:
+        marked.append("sent")
+
+    caller = federation.caller(federation.gateway.token("alice"))
+
+    async def admitted_then_sent() -> Any:
+        mcp: McpFederation = federation.gateway.server.app.state.switchboard.mcp
+        admitted = await mcp.admit_tool("alpha__add", {"a": 1, "b": 2}, caller=caller)
+        return await mcp.send_tool(admitted, {"a": 1, "b": 2}, on_sending=mark)
+
+    with pytest.raises(ToolQuarantined):
+        federation.gateway.server.run(admitted_then_sent())
+    assert marked == []
 
     with federation.admin() as admin:
         stale = admin.post(

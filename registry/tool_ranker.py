@@ -45,6 +45,19 @@ class Weights:
     k1: float = 1.2
     coord: float = 0.0
 
+    def __post_init__(self) -> None:
+        # `ToolRanker.rank` skips tools by an upper bound on what the terms
+        # not yet read can add (MaxScore): exact only if no term subtracts.
+        for name, table in (("weight", self.weight), ("b", self.b)):
+            if set(table) != set(FIELDS):
+                raise ValueError(f"{name} must name each of {', '.join(FIELDS)}")
+        if any(not value >= 0 for value in self.weight.values()):
+            raise ValueError(f"field weights must be >= 0: {dict(self.weight)}")
+        if any(not 0 <= value <= 1 for value in self.b.values()):
+            raise ValueError(f"b must be within 0..1: {dict(self.b)}")
+        if not self.k1 > 0 or not self.coord >= 0:
+            raise ValueError(f"k1 must be > 0 and coord >= 0 (k1 {self.k1}, coord {self.coord})")
+
 
 # Chosen on the tuning split of `bench.tool_search` by a grid over each
 # weight, k1 and b (docs/performance.md), from the plateau's middle rather

@@ -3,6 +3,7 @@ hand-made catalogs: each property of the scoring, on its own."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from typing import Any
@@ -10,7 +11,7 @@ from unittest import mock
 
 import pytest
 
-from registry.tool_ranker import Fields, ToolRanker
+from registry.tool_ranker import WEIGHTS, Fields, ToolRanker
 
 
 def tool(name: str, description: str = "", params: str = "", title: str = "") -> Fields:
@@ -201,3 +202,24 @@ def test_a_word_every_tool_has_does_not_have_every_tool_scored() -> None:
     with mock.patch.object(ToolRanker, "_scores", counting):
         best = r.rank("task refund", r.names(), 5)
     assert len(best) == 5 and scored and max(scored) < 400
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"weight": {**WEIGHTS.weight, "params": -0.1}}, "field weights must be >= 0"),
+        ({"weight": {**WEIGHTS.weight, "params": float("nan")}}, "field weights must be >= 0"),
+        ({"b": {**WEIGHTS.b, "tool": 1.5}}, "b must be within 0..1"),
+        ({"weight": {"tool": 1.0}}, "weight must name each of"),
+        ({"k1": 0.0}, "k1 must be > 0"),
+        ({"coord": -1.0}, "coord >= 0"),
+    ],
+)
+def test_weights_that_would_make_the_ranking_inexact_are_refused(
+    change: dict[str, Any], says: str
+) -> None:
+    """The ranker skips tools by an upper bound on what the terms it has not
+    read yet can add (MaxScore); a negative weight would make that bound
+    wrong, and the ranking silently differ from the full scoring."""
+    with pytest.raises(ValueError, match=says):
+        dataclasses.replace(WEIGHTS, **change)

@@ -152,6 +152,8 @@ def _wire_listeners(started: Subsystems, doors: Doors) -> None:
     """Who hears whom: the /mcp door hears the catalog and the upstreams change."""
     federation, mcp_front = started.mcp.federation, doors.mcp
     federation.listeners.append(mcp_front.tools_changed)
+    if mcp_front.tool_search is not None:
+        federation.derived.append(mcp_front.tool_search.catch_up)
     federation.upstreams.on_resource_updated = mcp_front.offerings.resource_updated
     federation.upstreams.on_list_changed = mcp_front.upstream_list_changed
     started.core.registry.listeners.append(mcp_front.tools_changed)  # agents' skills

@@ -18,8 +18,10 @@ A tool is callable only while its definition hashes to the approved digest
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ from gateway.delegation.delegate import Delegate
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.resilience import Resilience
 from gateway.federation import tool_calls
-from gateway.federation.catalog import Server, ToolCatalog
+from gateway.federation.catalog import BATCH_TOOLS, Server, ToolCatalog
 from gateway.federation.credential_checks import UsersOwnChecks
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
@@ -50,6 +52,8 @@ from registry.mcp_store import (
     McpServerConfig,
     SqlMcpStore,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,9 @@ class McpFederation:
         # Told (synchronously, on the event loop) whenever the tools may have
         # changed: the MCP front end sends tools/list_changed from here.
         self.listeners: list[Callable[[], None]] = []
+        # What is worked out from the catalog and kept (tool search's index):
+        # brought in step by an admin's change before it is answered.
+        self.derived: list[Callable[[], Awaitable[None]]] = []
 
     # --- The front end's API --------------------------------------------------------
 
@@ -251,6 +258,26 @@ class McpFederation:
         self._configs = None
         for listener in self.listeners:
             listener()
+
+    async def changed(self, server_id: str | None = None) -> None:
+        """An admin's change to ``server_id``'s rows (a registration, a
+        refresh, an approval, a removal): `invalidate`, then what is derived
+        from the catalog is brought in step, so that the first search after
+        it does not pay for it. A derived part that fails is logged; it
+        catches up at its next use."""
+        self.invalidate(server_id)
+        tools, _ = await self._current()
+        for count, tool in enumerate(tools.values()):
+            # Each new tool's definition as a listing offers it, made here
+            # once (kept on the tool object), not by the first listing.
+            tool.as_mcp_tool()
+            if count % BATCH_TOOLS == BATCH_TOOLS - 1:
+                await asyncio.sleep(0)  # other requests between batches
+        for bring_in_step in self.derived:
+            try:
+                await bring_in_step()
+            except Exception:
+                logger.warning("MCP catalog: a derived part is not in step", exc_info=True)
 
     # --- Helpers ---------------------------------------------------------------------------
 

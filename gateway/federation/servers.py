@@ -92,7 +92,7 @@ class McpServers:
             await audit_name_refusal(self._mcp.delegations, principal, server_id, str(refused))
             raise
         await record_first_health(self._mcp.store, server_id, probed)
-        self._mcp.invalidate(server_id)
+        await self._mcp.changed(server_id)
         await self._mcp.upstreams.wake_and_wait()
         live = self._mcp.upstreams.tools_of(server_id)
         if live is not None:  # so the first call need not wait for the connection
@@ -117,7 +117,7 @@ class McpServers:
             )
         tools = await live[0].list_tools()
         result = await self._mcp.store.sync_tools(server_id, tools, auto_approve=False)
-        self._mcp.invalidate(server_id)
+        await self._mcp.changed(server_id)
         await audit_kept_out(self._mcp.delegations, server_id, result.kept_out, principal)
         record = await self._mcp.store.get(server_id)
         if record is None:
@@ -140,13 +140,13 @@ class McpServers:
         except NameConflict as refused:
             await audit_name_refusal(self._mcp.delegations, principal, server_id, str(refused))
             raise
-        self._mcp.invalidate(server_id)
+        await self._mcp.changed(server_id)
         return approved
 
     async def remove(self, server_id: str) -> bool:
         removed = await self._mcp.store.delete(server_id)
         if removed:
-            self._mcp.invalidate(server_id)
+            await self._mcp.changed(server_id)
             await self._mcp.upstreams.wake_and_wait()
         return removed
 

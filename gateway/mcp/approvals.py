@@ -35,7 +35,7 @@ call; later asks get the same stored result. An approval covers one call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import mcp_types as types
@@ -55,10 +55,8 @@ from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,
     CoordinationDeferred,
-    Delegations,
 )
 from gateway.delegation.tasks import Owner
-from policies.policy import ActionKind, Target
 
 STATUS_TOOL = "switchboard__approval_status"
 NEEDS_APPROVAL = "needs an admin's approval"
@@ -87,17 +85,6 @@ STATUS_TOOL_DEFINITION = types.Tool(
 Result = types.CallToolResult | types.InputRequiredResult
 # Makes the approved call (the approval's tool, arguments and trace) -> its result.
 Run = Callable[[Approval], Awaitable[Result]]
-
-
-def held_for(
-    delegations: Delegations, caller: Caller, tools: Iterable[tuple[str, str, ActionKind]]
-) -> bool:
-    """Whether any of ``tools`` ((target, action, kind)) would be held for
-    ``caller``: then `tools/list` offers the status tool too."""
-    return any(
-        delegations.decide(caller, Target(target), action, kind).approval_required
-        for target, action, kind in tools
-    )
 
 
 def wanted(params: types.CallToolRequestParams) -> str | None:

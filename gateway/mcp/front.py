@@ -53,7 +53,6 @@ from gateway.mcp.approvals import (
     STATUS_TOOL,
     STATUS_TOOL_DEFINITION,
     McpApprovals,
-    held_for,
 )
 from gateway.mcp.approvals import wanted as approval_asked
 from gateway.mcp.errors import (
@@ -96,7 +95,6 @@ from gateway.mcp.transport import McpTransport
 from gateway.settings import Settings
 from gateway.storage.outages import DependencyUnavailable
 from gateway.storage.replicas import ReplicaDirectory
-from policies.policy import ActionKind
 from registry.mcp_names import cut_hashed, owner_of
 from registry.mcp_sets import ToolSearchMode
 
@@ -199,12 +197,10 @@ class McpFront:
         offered = listing.tools()
         if self.approvals is not None:
             # A skill's tool knows from its listing (decided then); a federated
-            # tool is decided here.
-            federated: list[tuple[str, str, ActionKind]] = [
-                (t.server_id, t.upstream_name, "tool") for t in listing.federated
-            ]
-            if any(s.held for s in listing.skills) or held_for(
-                self._federation().delegations, caller, federated
+            # tool by the decision its listing kept (`ToolDecisions`).
+            decided = self.namespace.decisions.of(caller)
+            if any(s.held for s in listing.skills) or any(
+                decided(t).approval_required for t in listing.federated
             ):
                 offered.append(STATUS_TOOL_DEFINITION)
         return offered

@@ -36,6 +36,7 @@ from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools, SkillTool
 from gateway.mcp.per_caller import PerCaller
 from gateway.mcp.sets import current_set
+from gateway.mcp.tool_decisions import ToolDecisions
 from registry.mcp_names import cut_hashed, gateways, owner_of
 from registry.mcp_sets import McpSet
 
@@ -114,6 +115,7 @@ class ToolNamespace:
         # The gateway's own tools, by name: each starts with switchboard__.
         self.gateway: dict[str, types.Tool] = {}
         self._listings: PerCaller[Listing] = PerCaller()
+        self.decisions = ToolDecisions(federation)
 
     def claim(self, tool: types.Tool) -> None:
         """Hold a name for one of the gateway's own tools (the hook for flows)."""
@@ -140,7 +142,9 @@ class ToolNamespace:
             return kept
         # All from the one snapshot the listing is kept under.
         holding = {t.name for t in snapshot.values() if t.withheld is None}
-        offered = await federation.tools(caller, snapshot=snapshot)
+        # `McpFederation.tools(caller)`'s choice, each decision kept (`ToolDecisions`).
+        decided = self.decisions.of(caller)
+        offered = [t for t in snapshot.values() if t.callable and decided(t).allowed]
         listing = Listing(
             federated=[t for t in offered if not _contested(t, skill_names)],
             # A name a federated tool holds is that tool's (or refused to both).

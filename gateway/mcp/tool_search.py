@@ -192,6 +192,11 @@ class ToolSearch:
         ranked = await self._index.search(query, names, limit)
         return [mine[name] for name, _score in ranked if name in mine]
 
+    async def catch_up(self) -> None:
+        """The index brought in step with the catalog now (an admin's change:
+        `McpFederation.changed`), not at the next search."""
+        await self._in_step()
+
     def _by_name(self, offered: Sequence[types.Tool]) -> tuple[dict[str, types.Tool], Set[str]]:
         """``offered`` by name, and its names: worked out once per listing
         (a caller's listing is the same object while it stands,

@@ -20,6 +20,7 @@ import pytest
 import redis
 from mcp import MCPError
 
+from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.mcp.approvals import STATUS_TOOL
 from gateway.mcp.errors import DELEGATION_REFUSED
 from registry.tls import client_tls
@@ -395,6 +396,22 @@ def test_an_mcp_tool_is_held_back_with_the_rule_and_the_retry_hint(setup: Setup)
     assert error.error.data["rule"] == "one-sum-a-day"
     assert error.error.data["denial"] == "coordination"
     assert error.error.data["retry_after"] >= 1
+
+
+def test_a_tool_call_admitted_without_arguments_is_one_the_rules_see(setup: Setup) -> None:
+    """`admit_tool` with no arguments (a flow's tool step with no input)
+    is still a call the coordination rules decide: `calc__add` must name
+    its customer (`a`), so it is refused, not admitted past the rules."""
+    switchboard = setup.gateway.server.app.state.switchboard
+
+    async def admitted() -> Any:
+        caller = Caller.user(await switchboard.verifier.verify(setup.token))
+        return await switchboard.mcp.admit_tool("calc__add", None, caller=caller)
+
+    with pytest.raises(DelegationDenied) as refused:
+        setup.gateway.server.run(admitted())
+    assert "customer" in str(refused.value), refused.value
+    assert setup.calls("calc") == 0
 
 
 def _task(setup: Setup, agent: str, task_id: str) -> dict[str, Any]:

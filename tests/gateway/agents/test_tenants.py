@@ -8,8 +8,9 @@ import inspect
 from typing import Any, cast
 
 from a2a.server.request_handlers.request_handler import RequestHandler
-from a2a.types import DeleteTaskPushNotificationConfigRequest
+from a2a.types import DeleteTaskPushNotificationConfigRequest, SendMessageRequest
 
+from gateway.agents.gateway_run import GatewayRunHandlers
 from gateway.agents.handler import AgentHandler
 from gateway.agents.tenants import CLEARED, without_tenants
 
@@ -42,3 +43,31 @@ def test_a_bases_operation_sees_no_tenant_and_is_wrapped_once() -> None:
     request = DeleteTaskPushNotificationConfigRequest(task_id="t", id="c", tenant="other")
     asyncio.run(wrapped(Door(), request))  # type: ignore[arg-type,call-arg]
     assert seen == [""]
+
+
+def test_the_plain_operations_a_flows_step_calls_clear_the_tenant_too() -> None:
+    # A flow's agent step calls `message` / `stream_message` with no door
+    # before them: the request they are handed goes upstream as it is.
+    for handler in (AgentHandler, GatewayRunHandlers):
+        for name in ("message", "stream_message"):
+            assert getattr(getattr(handler, name), CLEARED, False), (handler, name)
+    seen: list[str] = []
+
+    class Door:
+        async def message(self, admission: Any, params: SendMessageRequest) -> None:
+            seen.append(params.tenant)
+
+        async def stream_message(self, admission: Any, params: SendMessageRequest) -> Any:
+            seen.append(params.tenant)
+            yield params
+
+    door = without_tenants(cast(type[RequestHandler], Door))
+
+    async def called() -> None:
+        await door.message(Door(), None, SendMessageRequest(tenant="other"))  # type: ignore[attr-defined]
+        await door.message(Door(), None, params=SendMessageRequest(tenant="other"))  # type: ignore[attr-defined]
+        async for _ in door.stream_message(Door(), None, SendMessageRequest(tenant="other")):  # type: ignore[attr-defined]
+            pass
+
+    asyncio.run(called())
+    assert seen == ["", "", ""]

@@ -60,7 +60,7 @@ def test_the_sqlite_listener_is_left_out_of_the_threads_destroy_joins(launched: 
 
 
 def test_nobody_waits_here_is_a_signal_of_none(launched: DBOS) -> None:
-    system, signal = compat.waiter_signal("run-nobody", "nothing")
+    system, signal = compat.waiter_signal(launched, "run-nobody", "nothing")
     assert signal is None
     assert hasattr(system, "recv_check")
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbos import DBOS
-from dbos._utils import INTERNAL_QUEUE_NAME
 
 # DBOS names its listener thread after its target (Python 3.10+ adds the
 # target's name to a thread's default name).
@@ -47,14 +46,12 @@ def leave_listener_unjoined(dbos: DBOS) -> threading.Thread | None:
     return listener
 
 
-def waiter_signal(destination: str, topic: str) -> tuple[Any, Any]:
+def waiter_signal(dbos: DBOS, destination: str, topic: str) -> tuple[Any, Any]:
     """DBOS's system database and the signal of the run ``destination``
     waiting in `DBOS.recv` on ``topic`` in this process (None if it does not
     wait here). DBOS keeps its waiter registry private; `gateway.flows.mailbox`
     sets the signal to wake the waiter at once instead of at the next poll."""
-    from dbos._dbos import _get_dbos_instance
-
-    system = _get_dbos_instance()._sys_db
+    system = dbos._sys_db
     key, _components = system._waiter(destination, topic)
     return system, system.notifications_map.get(key)
 
@@ -110,12 +107,14 @@ class IdleGates:
     def kick(self, name: str) -> None:
         self._kicked[name] = time.monotonic()
 
-    def due(self, name: str) -> bool:
+    def due(self, name: str, at_least: float = 0.0) -> bool:
+        """Whether ``name``'s read is made now; ``at_least`` seconds apart
+        when idle, if longer than the gate's own pace."""
         now = time.monotonic()
         if now - self._kicked.get(name, float("-inf")) < KICKED_SECONDS:
             return True
         # A tenth early: a thread that polls at about this pace is not put off a whole turn.
-        idle = self.idle_seconds
+        idle = max(self.idle_seconds, at_least)
         if self.alone is not None and self.alone():
             idle = max(idle, self.alone_seconds)
         if now - self._looked.get(name, float("-inf")) < 0.9 * idle:
@@ -124,9 +123,10 @@ class IdleGates:
         return True
 
 
-# After this process puts work on DBOS's internal queue (a fork, a resume, a
-# recovery, a schedule's tick) or changes a schedule, DBOS reads it at its
-# own pace this long (the change is committed before the kick).
+# After this process puts work on a DBOS queue (the internal one: the gateway
+# declares none) -- a fork, a resume, a recovery, a schedule's tick -- or
+# changes a schedule, DBOS reads it at its own pace this long (the change is
+# committed before the kick).
 KICKED_SECONDS = 10.0
 QUEUE, SCHEDULES = "internal queue", "schedules"
 _KICKS = {
@@ -160,7 +160,7 @@ def quiet_when_idle(
     recoveries and schedule ticks are put there -- each is done through the
     system database's methods wrapped here, which open the gate at once);
     the background jobs (delayed workflows, workflow timeouts: the gateway
-    uses neither) run every second; and a preemptible step's cancellation
+    uses neither) run every second (`JOBS_SECONDS` here); and a preemptible step's cancellation
     is read every second (`PREEMPTIBLE_POLL_SECONDS`; a cancellation made
     here stops its steps at once, `cancelled_here`)."""
     import dbos._core as dbos_core
@@ -170,13 +170,15 @@ def quiet_when_idle(
     dequeue, job_lock = system.start_queued_workflows, system.background_job_lock
 
     def start_queued_workflows(queue: Any, *args: Any, **kwargs: Any) -> Any:
-        if queue.name == INTERNAL_QUEUE_NAME and not gates.due(QUEUE):
+        # Every queue is gated: the gateway declares none of its own, so the
+        # one its worker polls is DBOS's internal queue.
+        if not gates.due(QUEUE):
             return [], None
         return dequeue(queue, *args, **kwargs)
 
     @contextlib.contextmanager
     def background_job_lock(job_name: str) -> Iterator[bool]:
-        if not gates.due(f"job {job_name}"):
+        if not gates.due(f"job {job_name}", JOBS_SECONDS):
             yield False  # as if another process held it: DBOS waits a pass
             return
         with job_lock(job_name) as acquired:
@@ -196,6 +198,10 @@ def quiet_when_idle(
     dbos_core._PREEMPTIBLE_POLL_INTERVAL_SEC = PREEMPTIBLE_POLL_SECONDS
     return gates
 
+
+# How often DBOS's background jobs run (they enqueue delayed workflows and
+# cancel timed-out ones: the gateway starts neither, so they find nothing).
+JOBS_SECONDS = 300.0
 
 # How often DBOS reads whether a workflow running a preemptible step here (a
 # flow's call) was cancelled by another process; one read for all of them.
@@ -221,7 +227,7 @@ def _always(*_args: Any, **_kwargs: Any) -> bool:
 
 
 def _enqueued(status: Any, *_args: Any, **_kwargs: Any) -> bool:
-    return bool(status.get("queue_name") == INTERNAL_QUEUE_NAME)
+    return status.get("queue_name") is not None
 
 
 def _remembered(

@@ -86,6 +86,12 @@ class EngineUnavailable(Exception):
     pass
 
 
+def running_dbos() -> DBOS | None:
+    """The DBOS instance this process's flow engine made (one per process),
+    or None when no engine has made one."""
+    return _OWNER._dbos if isinstance(_OWNER, FlowEngine) else None
+
+
 def system_database_url(gateway_url: str) -> str:
     """The gateway's database, as DBOS's (synchronous) drivers open it."""
     url = make_url(gateway_url)

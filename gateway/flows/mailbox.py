@@ -57,8 +57,14 @@ async def wake_here(destination: str, topic: str) -> bool:
     looked for, not assumed: a send DBOS dropped as a repeat of an earlier
     one (its ``idempotency_key``) stores nothing, and a waiter woken for
     nothing would take its wait as over."""
+    # Imported here: the engine's imports lead back to this module.
+    from gateway.flows.engine import running_dbos
+
+    dbos = running_dbos()
+    if dbos is None:
+        return False
     try:
-        system, signal = waiter_signal(destination, topic)
+        system, signal = waiter_signal(dbos, destination, topic)
     except Exception as exc:  # DBOS not launched, or its internals moved
         logger.debug("no wake-up here for run %s: %r", destination, exc)
         return False

@@ -60,7 +60,7 @@ def test_the_sqlite_listener_is_left_out_of_the_threads_destroy_joins(launched: 
 
 
 def test_nobody_waits_here_is_a_signal_of_none(launched: DBOS) -> None:
-    system, signal = compat.waiter_signal("run-nobody", "nothing")
+    system, signal = compat.waiter_signal(launched, "run-nobody", "nothing")
     assert signal is None
     assert hasattr(system, "recv_check")
 
@@ -151,3 +151,12 @@ def test_a_cancellation_here_stops_the_steps_dbos_watches(launched: DBOS) -> Non
             watcher.unregister("run-1", None, waiter)
 
     assert asyncio.run(run()) == 1
+
+
+def test_a_gate_asked_for_a_longer_pace_keeps_it() -> None:
+    gates = compat.IdleGates(idle_seconds=30.0)
+    assert gates.due("job a", compat.JOBS_SECONDS) and gates.due("job b")
+    # Both looked a minute ago: past the idle pace, within the jobs' pace.
+    gates._looked = {name: at - 60.0 for name, at in gates._looked.items()}
+    assert not gates.due("job a", compat.JOBS_SECONDS)
+    assert gates.due("job b")

@@ -61,7 +61,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/startup.py", "start"),
         ("gateway/flows/store.py", None),
         ("gateway/flows/target_checks.py", "call"),
-        ("gateway/flows/target_checks.py", "_contract"),
         ("gateway/settings/__init__.py", None),
         ("gateway/storage/tables.py", None),
         ("adapters/mcp.py", None),

@@ -53,7 +53,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/fanout_parallel.py", "_join"),
         ("gateway/flows/forks.py", None),
-        ("gateway/flows/forks.py", "plan"),
         ("gateway/flows/reviews.py", "go_on"),
         ("gateway/flows/runner.py", None),
         ("gateway/flows/service.py", None),

@@ -53,14 +53,8 @@ QUESTION_ROOTS = frozenset({"question"})
 
 
 async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
-    problems: list[Problem] = []
     steps = placed(document)
-    position: dict[str, Placed] = {}
-    for where in steps:
-        if where.step.id in position:
-            problems.append(problem(where.step.id, f"{where.path}.id", "a step id is used twice"))
-        else:
-            position[where.step.id] = where
+    position, problems = _positions(steps)
     known_shapes: dict[str, Any] = {"input": document.input}
     for where in steps:
         problems += _expressions(where, position)
@@ -73,24 +67,7 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
             field = f"{where.path}.repeat.until"
             problems += _refs(step.id, field, step.repeat.until, until_of(where), position)
         elif isinstance(step, ParallelStep):
-            if step.on_error == "checkpoint" and len(step.id) > REVIEWED_STEP_ID:
-                problems.append(
-                    problem(
-                        step.id,
-                        f"{where.path}.id",
-                        f"with on_error: checkpoint, a step id is at most {REVIEWED_STEP_ID} "
-                        "characters (its reviews are recorded as <id>_review<n>)",
-                    )
-                )
-            join = step.parallel.join
-            if isinstance(join, Quorum) and join.quorum > len(step.parallel.branches):
-                problems.append(
-                    problem(
-                        step.id,
-                        f"{where.path}.parallel.join.quorum",
-                        f"a quorum of {join.quorum} out of {len(step.parallel.branches)} branches",
-                    )
-                )
+            problems += _parallel(step, where)
         elif isinstance(step, CallStep):
             if where.lane is not None:
                 problems += lane_checks.call(step, where)
@@ -113,6 +90,43 @@ async def check(document: FlowDocument, catalog: Catalog) -> list[Problem]:
     if document.output is not None:
         problems += _refs(None, "output", document.output, None, position, final=True)
     problems += await target_checks.cycles(document, catalog)
+    return problems
+
+
+def _positions(steps: list[Placed]) -> tuple[dict[str, Placed], list[Problem]]:
+    """Each step id's place, and a problem for each id used twice."""
+    position: dict[str, Placed] = {}
+    problems: list[Problem] = []
+    for where in steps:
+        if where.step.id in position:
+            problems.append(problem(where.step.id, f"{where.path}.id", "a step id is used twice"))
+        else:
+            position[where.step.id] = where
+    return position, problems
+
+
+def _parallel(step: ParallelStep, where: Placed) -> list[Problem]:
+    """A reviewed parallel step's id leaves room for its reviews' ids; a
+    quorum is at most the number of branches."""
+    problems: list[Problem] = []
+    if step.on_error == "checkpoint" and len(step.id) > REVIEWED_STEP_ID:
+        problems.append(
+            problem(
+                step.id,
+                f"{where.path}.id",
+                f"with on_error: checkpoint, a step id is at most {REVIEWED_STEP_ID} "
+                "characters (its reviews are recorded as <id>_review<n>)",
+            )
+        )
+    join = step.parallel.join
+    if isinstance(join, Quorum) and join.quorum > len(step.parallel.branches):
+        problems.append(
+            problem(
+                step.id,
+                f"{where.path}.parallel.join.quorum",
+                f"a quorum of {join.quorum} out of {len(step.parallel.branches)} branches",
+            )
+        )
     return problems
 
 

@@ -227,6 +227,38 @@ def plan(
         raise ForkRefused(f"run {run_id} never reached step {step_id}")
     if reached.state == "skipped" and (reached.error or "").startswith("route "):
         raise ForkRefused(f"in run {run_id}, {reached.error} past step {step_id}")
+    replayed_at = step_indexes(replayed)
+    _same_steps_before(replayed, chosen, chosen_version, step_id, run_id)
+    _redaction(origin, [origin_document, replayed], chosen, chosen_version)
+    _chained(origin, recorded, origin_document, step_id)
+    position = start_position(operations, replayed_at, step_id)
+    if position is None:
+        # Nothing recorded at or after the step (a run cancelled in it):
+        # every operation recorded is the steps' before it.
+        position = 1 + max(int(o["function_id"]) for o in operations)
+    copied = [o for o in operations if int(o["function_id"]) < position]
+    unknown = unowned(copied, replayed_at)
+    if unknown:
+        raise ForkRefused(
+            f"run {run_id} recorded an operation this gateway cannot place ({unknown[0]!r}); "
+            "it is not forked"
+        )
+    reused = reused_records(steps, replayed_at, step_id)
+    return Fork(origin=run_id, step=step_id, position=position, reused=tuple(reused))
+
+
+def _same_steps_before(
+    replayed: FlowDocument,
+    chosen: FlowDocument,
+    chosen_version: int,
+    step_id: str,
+    run_id: str,
+) -> None:
+    """`ForkRefused` unless the steps before ``step_id`` in the ``chosen``
+    version are steps before it in the version run, and no record reused
+    carries a name a step from the fork's on carries too."""
+    top = [step.id for step in replayed.steps]
+    ahead = [step.id for step in chosen.steps]
     before = set(top[: top.index(step_id)])
     cut = ahead.index(step_id)
     for step in ahead[:cut]:
@@ -247,22 +279,6 @@ def plan(
             f"step {moved[0]} comes after {step_id} in version {chosen_version} but "
             f"before it in the version run {run_id} ran; fork from an earlier step"
         )
-    _redaction(origin, [origin_document, replayed], chosen, chosen_version)
-    _chained(origin, recorded, origin_document, step_id)
-    position = start_position(operations, replayed_at, step_id)
-    if position is None:
-        # Nothing recorded at or after the step (a run cancelled in it):
-        # every operation recorded is the steps' before it.
-        position = 1 + max(int(o["function_id"]) for o in operations)
-    copied = [o for o in operations if int(o["function_id"]) < position]
-    unknown = unowned(copied, replayed_at)
-    if unknown:
-        raise ForkRefused(
-            f"run {run_id} recorded an operation this gateway cannot place ({unknown[0]!r}); "
-            "it is not forked"
-        )
-    reused = reused_records(steps, replayed_at, step_id)
-    return Fork(origin=run_id, step=step_id, position=position, reused=tuple(reused))
 
 
 def unowned(operations: Iterable[Mapping[str, Any]], indexes: Mapping[str, int]) -> list[str]:

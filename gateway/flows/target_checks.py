@@ -196,9 +196,21 @@ def _contract(
             )
         ]
     have = produced.get("properties")
-    want = wanted.get("properties")
     if not isinstance(have, Mapping):
         return []
+    return _required(step.id, field, produced, wanted, have) + _each_field(
+        step.id, field, produced, wanted, have
+    )
+
+
+def _required(
+    step_id: str,
+    field: str,
+    produced: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    have: Mapping[str, Any],
+) -> list[Problem]:
+    """A field the contract requires that the mapping does not produce."""
     problems: list[Problem] = []
     exact = produced.get("x-exact-keys") is True
     required = [r for r in wanted.get("required") or () if isinstance(r, str)]
@@ -207,36 +219,46 @@ def _contract(
         if name not in have and (exact or name not in have_required):
             problems.append(
                 problem(
-                    step.id,
+                    step_id,
                     f"{field}.{name}",
                     "required by the target's contract, not produced",
                 )
             )
-    if isinstance(want, Mapping):
-        closed = wanted.get("additionalProperties") is False
-        for name, inner in have.items():
-            if name not in want:
-                if closed and exact:
-                    problems.append(
-                        problem(
-                            step.id, f"{field}.{name}", "the target's contract has no such field"
-                        )
-                    )
-                continue
-            target = want[name]
-            if (
-                isinstance(inner, Mapping)
-                and isinstance(target, Mapping)
-                and not fits(inner, target)
-            ):
+    return problems
+
+
+def _each_field(
+    step_id: str,
+    field: str,
+    produced: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    have: Mapping[str, Any],
+) -> list[Problem]:
+    """A produced field the contract has not (when it is closed), or of a
+    type the contract's field does not take."""
+    want = wanted.get("properties")
+    if not isinstance(want, Mapping):
+        return []
+    problems: list[Problem] = []
+    exact = produced.get("x-exact-keys") is True
+    closed = wanted.get("additionalProperties") is False
+    for name, inner in have.items():
+        if name not in want:
+            if closed and exact:
                 problems.append(
-                    problem(
-                        step.id,
-                        f"{field}.{name}",
-                        f"produces {inner.get('type')}, the target's contract wants "
-                        f"{target.get('type')}",
-                    )
+                    problem(step_id, f"{field}.{name}", "the target's contract has no such field")
                 )
+            continue
+        target = want[name]
+        if isinstance(inner, Mapping) and isinstance(target, Mapping) and not fits(inner, target):
+            problems.append(
+                problem(
+                    step_id,
+                    f"{field}.{name}",
+                    f"produces {inner.get('type')}, the target's contract wants "
+                    f"{target.get('type')}",
+                )
+            )
     return problems
 
 

@@ -46,6 +46,21 @@ def leave_listener_unjoined(dbos: DBOS) -> threading.Thread | None:
     return listener
 
 
+_launched: DBOS | None = None
+
+
+def launched_here(dbos: DBOS | None) -> None:
+    """The DBOS instance this process's flow engine launched (one per
+    process), or None once it is destroyed: what `launched` answers."""
+    global _launched
+    _launched = dbos
+
+
+def launched() -> DBOS | None:
+    """The DBOS instance launched in this process (`launched_here`), if any."""
+    return _launched
+
+
 def waiter_signal(dbos: DBOS, destination: str, topic: str) -> tuple[Any, Any]:
     """DBOS's system database and the signal of the run ``destination``
     waiting in `DBOS.recv` on ``topic`` in this process (None if it does not

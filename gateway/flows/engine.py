@@ -86,12 +86,6 @@ class EngineUnavailable(Exception):
     pass
 
 
-def running_dbos() -> DBOS | None:
-    """The DBOS instance this process's flow engine made (one per process),
-    or None when no engine has made one."""
-    return _OWNER._dbos if isinstance(_OWNER, FlowEngine) else None
-
-
 def system_database_url(gateway_url: str) -> str:
     """The gateway's database, as DBOS's (synchronous) drivers open it."""
     url = make_url(gateway_url)
@@ -187,6 +181,7 @@ class FlowEngine:
                 compat.adopt_running_loop(self._dbos)
                 await asyncio.to_thread(DBOS.launch)
                 compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS, self._alone, ALONE_SECONDS)
+                compat.launched_here(self._dbos)
             except BaseException:
                 _OWNER = None
                 runner.install(None)
@@ -217,6 +212,7 @@ class FlowEngine:
             # itself (`gateway.compat.dbos.leave_listener_unjoined`).
             compat.leave_listener_unjoined(self._dbos)
         self._dbos = None
+        compat.launched_here(None)
         await asyncio.to_thread(DBOS.destroy)
         runner.install(None)
         self._launched = False

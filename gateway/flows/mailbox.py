@@ -34,7 +34,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from gateway.compat.dbos import waiter_signal
+from gateway.compat.dbos import launched, waiter_signal
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +57,7 @@ async def wake_here(destination: str, topic: str) -> bool:
     looked for, not assumed: a send DBOS dropped as a repeat of an earlier
     one (its ``idempotency_key``) stores nothing, and a waiter woken for
     nothing would take its wait as over."""
-    # Imported here: the engine's imports lead back to this module.
-    from gateway.flows.engine import running_dbos
-
-    dbos = running_dbos()
+    dbos = launched()
     if dbos is None:
         return False
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.outages import free_port
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for_awaited
 
 DONE = TaskState.TASK_STATE_COMPLETED
 POLICY = """\
@@ -371,12 +371,12 @@ async def test_a_held_call_over_grpc_waits_for_its_approval(
 
         answer = await anyio.to_thread.run_sync(approve)
         assert answer.status_code == 200, answer.text
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def finished() -> Any:
             done = await client.get_task(GetTaskRequest(id=task.id), context=auth(token))
-            if done.status.state == DONE or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
+            return done if done.status.state == DONE else None
+
+        done = await wait_for_awaited(finished, 20, every=0.1, what="the task done")
     assert done.status.state == DONE, done
     assert done.artifacts[0].parts[0].text == "done: wait"
 
@@ -562,9 +562,6 @@ async def test_an_api_key_over_grpc_and_once_revoked(grpc_front: GrpcFront, user
                 refusal.append(error)
             return bool(refusal)
 
-        deadline = time.monotonic() + 30
-        while not await refused():
-            assert time.monotonic() < deadline, "the revoked key still works"
-            await asyncio.sleep(0.05)
+        await wait_for_awaited(refused, 30, what="the revoked key refused")
         assert refusal[0].code() == grpc.StatusCode.UNAUTHENTICATED
         assert refusal[0].details() == "API key has been revoked"

@@ -31,6 +31,7 @@ from registry.tls import client_tls
 from tests.support.a2a_agents import worker_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 POLL = 0.3
 LIMIT = 3.0
@@ -77,14 +78,13 @@ def stream_until_working(
 def wait_for_state(
     gateway: Gateway, token: str, task_id: str, state: str, within: float
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
+
+    def reached() -> dict[str, Any] | None:
         listed = rpc(gateway, token, "ListTasks", {})["result"]["tasks"]
         task: dict[str, Any] = next(t for t in listed if t["id"] == task_id)
-        if task["status"]["state"] == state:
-            return task
-        assert time.monotonic() < deadline, f"still {task['status']['state']} after {within} s"
-        time.sleep(0.1)
+        return task if task["status"]["state"] == state else None
+
+    return wait_for(reached, within, every=0.1, what=f"task {task_id} {state}")
 
 
 @pytest.fixture

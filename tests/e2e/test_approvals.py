@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_for_awaited
 
 POLICY = """\
 agents:
@@ -123,12 +122,11 @@ def approval_of(task: Task) -> str:
 
 
 async def poll(client: Client, task_id: str, *states: int, seconds: float = 20) -> Task:
-    deadline = time.monotonic() + seconds
-    while True:
+    async def reached() -> Task | None:
         task = await client.get_task(GetTaskRequest(id=task_id))
-        if task.status.state in states or time.monotonic() > deadline:
-            return task
-        await asyncio.sleep(0.1)
+        return task if task.status.state in states else None
+
+    return await wait_for_awaited(reached, seconds, every=0.1, what=f"task {task_id} in {states}")
 
 
 def artifact_text(task: Task) -> str:
@@ -301,12 +299,12 @@ async def test_an_approved_call_taken_over_is_followed_at_its_agent(setup: Setup
     approval = approval_of(task)
     assert (await decide(setup, approval, "approve")).status_code == 200
     async with setup.client() as alice:
-        deadline = time.monotonic() + 20
-        while "upstreamTaskId" not in MessageToDict(
-            (await alice.get_task(GetTaskRequest(id=task.id))).metadata
-        ):
-            assert time.monotonic() < deadline, "the agent never named its task"
-            await asyncio.sleep(0.1)
+
+        async def named() -> bool:
+            seen = await alice.get_task(GetTaskRequest(id=task.id))
+            return "upstreamTaskId" in MessageToDict(seen.metadata)
+
+        await wait_for_awaited(named, 20, every=0.1, what="the agent naming its task")
     await anyio.to_thread.run_sync(setup.restart)  # stops the run mid-call
     async with setup.client() as alice:
         done = await poll(alice, task.id, TaskState.TASK_STATE_COMPLETED, seconds=30)

@@ -6,7 +6,6 @@ got -- although the call's own record was never written (issue 32.3)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
 pytestmark = pytest.mark.crash
@@ -75,16 +75,15 @@ def _task(process: GatewayProcess, task_id: str) -> dict[str, Any]:
 
 
 def _until(process: GatewayProcess, task_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def ended() -> dict[str, Any] | None:
         try:
             task = _task(process, task_id)
         except (httpx.HTTPError, AssertionError):
-            task = None  # restarting
-        if task is not None and done(task):
-            return task
-        assert time.monotonic() < deadline, task
-        time.sleep(0.1)
+            return None  # restarting
+        return task if done(task) else None
+
+    return wait_for(ended, seconds, every=0.1, what=f"task {task_id} as awaited")
 
 
 def test_an_approved_call_killed_mid_call_is_followed_and_its_send_is_in_the_audit(
@@ -116,10 +115,9 @@ def test_an_approved_call_killed_mid_call_is_followed_and_its_send_is_in_the_aud
     # StatefulSet pod's): the runner finds the call it was
     # making -- followed to its end, or ended meanwhile (the gateway's
     # reconciler asked the agent first) -- and records the send.
-    deadline = time.monotonic() + 30
-    while not (interrupted := _interrupted(process)):
-        assert time.monotonic() < deadline, "no record of the interrupted send"
-        time.sleep(0.2)
+    interrupted = wait_for(
+        lambda: _interrupted(process), 30, every=0.2, what="a record of the interrupted send"
+    )
     [record] = interrupted
     assert record["event"] == "a2a.approved" and record["decision"] == "allow"
     assert record["subject"] == "dana" and record["action"] == "work"

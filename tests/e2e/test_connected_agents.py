@@ -326,13 +326,11 @@ def test_a_flow_step_to_the_agent_waits_for_its_user_then_goes_on(
         started = client.post("/flows/ask-agent/runs", json={"input": {}}).json()
 
         def state(*states: str) -> dict[str, Any]:
-            deadline = time.monotonic() + 60
-            while True:
+            def reached() -> dict[str, Any] | None:
                 body: dict[str, Any] = client.get(f"/flows/ask-agent/runs/{started['id']}").json()
-                if body["state"] in states:
-                    return body
-                assert time.monotonic() < deadline, body
-                time.sleep(0.1)
+                return body if body["state"] in states else None
+
+            return waiting.wait_for(reached, 60, every=0.1, what=f"the run in {states}")
 
         assert state("auth_required", "failed", "completed")["state"] == "auth_required"
         assert vendor.calls[before:] == []

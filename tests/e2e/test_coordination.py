@@ -31,6 +31,7 @@ from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
 from tests.support.services import local_redis
 from tests.support.vendor_servers import API_KEY, webhook_server
+from tests.support.waiting import wait_for, wait_for_awaited
 
 POLICY = """\
 coordination:
@@ -430,12 +431,11 @@ def _task(setup: Setup, agent: str, task_id: str) -> dict[str, Any]:
 
 
 def _until(setup: Setup, agent: str, task_id: str, states: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
+    def reached() -> dict[str, Any] | None:
         task = _task(setup, agent, task_id)
-        if task["status"]["state"] in states or time.monotonic() > deadline:
-            return task
-        time.sleep(0.1)
+        return task if task["status"]["state"] in states else None
+
+    return wait_for(reached, seconds=20, every=0.1, what=f"task {task_id} in {sorted(states)}")
 
 
 def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Setup) -> None:
@@ -451,12 +451,14 @@ def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Se
     given_up = _until(setup, "sales", promo["id"], {"TASK_STATE_REJECTED"})
     assert given_up["status"]["state"] == "TASK_STATE_REJECTED", given_up
     assert "calls ranked before it go first" in given_up["status"]["message"]["parts"][0]["text"]
+    # Time passes to show the deferred call is not made while the hold stands.
     time.sleep(1.0)
     assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
     assert setup.calls("sales") == 0, "a deferred call reached the agent"
     # Support resolves: the hold closes -- and the cooldown after a resolve,
     # which defers follow-ups too, starts in the same step: the call waits on.
     assert setup.send("support", "resolve", {"customer_id": "D-1"}).status_code == 200
+    # Time passes to show the cooldown keeps the call waiting.
     time.sleep(1.5)
     assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
     assert setup.calls("sales") == 0
@@ -483,9 +485,7 @@ def test_calls_an_exclusive_rule_defers_get_the_order_one_at_a_time_by_rank(
     sales.gate.clear()  # the first refund stays in flight, holding the order
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(setup.send, "sales", "refund", order)
-        deadline = time.monotonic() + 20
-        while not sales.calls() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(sales.calls, seconds=20, what="the first refund reaching sales")
         assert len(sales.calls()) == 1
         # A credit, then a refund: both wait; the refund ranks first.
         waiting = []
@@ -500,6 +500,7 @@ def test_calls_an_exclusive_rule_defers_get_the_order_one_at_a_time_by_rank(
         other = pool.submit(
             setup.send, "sales", "credit", {"customer_id": "E-1", "order_id": "O-2"}
         )
+        # Time passes: the other order's call is made, the deferred ones are not.
         time.sleep(1.0)
         assert len(sales.calls()) == 2, "a deferred call reached the agent"
         with setup.gateway.client() as admin:
@@ -538,13 +539,13 @@ def test_a_deferred_mcp_tool_call_is_collected_once_the_hold_closes(setup: Setup
 
     async def collect() -> Any:
         async with mcp_client(setup.gateway.url + "/mcp", setup.token, "2026-07-28") as client:
-            deadline = time.monotonic() + 20
-            while True:
+
+            async def decided() -> Any:
                 result = await client.call_tool(STATUS_TOOL, {"approval": approval})
                 state = (result.structured_content or {}).get("state")
-                if state != "pending" or time.monotonic() > deadline:
-                    return result
-                await anyio.sleep(0.2)
+                return result if state != "pending" else None
+
+            return await wait_for_awaited(decided, 20, every=0.2, what="the approval decided")
 
     result = anyio.run(collect)
     assert not result.is_error, result
@@ -591,6 +592,7 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
         started = alice.post("/flows/follow-f1/runs", json={"input": {"customer": "F-1"}})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
+        # Time passes to show the run does not go on while the hold stands.
         time.sleep(2.5)
         waiting = alice.get(f"/flows/follow-f1/runs/{run_id}").json()
         assert waiting["state"] == "working", waiting
@@ -598,12 +600,12 @@ def test_a_flow_step_a_rule_defers_waits_and_then_runs(setup: Setup) -> None:
         assert setup.send("support", "resolve", {"customer_id": "F-1"}).status_code == 200
         with setup.gateway.client() as admin:  # the cooldown a resolve starts defers it too
             assert admin.delete("/coordination/holds/follow-up-waits/F-1").status_code == 200
-        deadline = time.monotonic() + 20
-        while True:
-            run = alice.get(f"/flows/follow-f1/runs/{run_id}").json()
-            if run["state"] != "working" or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+
+        def ended() -> dict[str, Any] | None:
+            run: dict[str, Any] = alice.get(f"/flows/follow-f1/runs/{run_id}").json()
+            return run if run["state"] != "working" else None
+
+        run = wait_for(ended, seconds=20, every=0.2, what=f"run {run_id} ending")
     assert run["state"] == "completed", run
     assert setup.calls("sales") == 1
     records = setup.audit()
@@ -721,14 +723,13 @@ def test_a_flow_step_naming_a_held_customer_another_way_waits(setup: Setup) -> N
             "/flows/follow-f3/runs", json={"input": {"customer": " \uff46-3\u200b"}}
         )
         assert started.status_code == 202, started.text
-    deadline = time.monotonic() + 20
-    while True:
+
+    def deferred() -> list[dict[str, Any]]:
         records = setup.audit()
-        waited = [r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"]
-        if waited or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert len(waited) == 1, records
+        return [r for r in records if r["event"] == "flow.step" and r["outcome"] == "deferred"]
+
+    waited = wait_for(deferred, seconds=20, every=0.1, what="a deferred flow.step in the audit")
+    assert len(waited) == 1, waited
     assert "support-first-then-follow-up" in waited[0]["reasons"][0]
     assert "f-3" in waited[0]["reasons"][0]
     assert setup.calls("sales") == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from registry.tls import client_tls
 from tests.support.delegation import AGENT_SKILLS, USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import agent_card, send_message_body, verify_as_downstream
 from tests.support.servers import refusing_port
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -333,10 +333,11 @@ def test_policy_reload_keeps_the_old_policy_when_the_new_file_is_bad(own_dep: De
     # A typo'd key under audit-bot, on line 17 of the file.
     dep.policy_path.write_text(original + "    surprise: true\n")
     with dep.gateway.client() as admin:
-        deadline = time.monotonic() + 10
-        while admin.get("/policies").json()["last_reload_error"] is None:
-            assert time.monotonic() < deadline, "the bad file was never noticed"
-            time.sleep(0.05)
+        wait_for(
+            lambda: admin.get("/policies").json()["last_reload_error"] is not None,
+            10,
+            what="the bad file noticed",
+        )
         state = admin.get("/policies").json()
         assert state["last_reload_error"].endswith(
             "policy.yaml:17: agents.audit-bot.surprise: unknown key"
@@ -394,10 +395,9 @@ def test_authorization_server_metadata(dep: Deployment) -> None:
 def _wait_for_policy(dep: Deployment, ready: object) -> None:
     assert callable(ready)
     with dep.gateway.client() as admin:
-        deadline = time.monotonic() + 10
-        while not ready(admin.get("/policies").json()):
-            assert time.monotonic() < deadline, "the policy change was never picked up"
-            time.sleep(0.05)
+        wait_for(
+            lambda: ready(admin.get("/policies").json()), 10, what="the policy change picked up"
+        )
 
 
 def test_bad_input_on_the_a2a_front_door_gets_json_rpc_errors(dep: Deployment) -> None:

@@ -12,7 +12,6 @@ databases.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from tests.e2e.test_connected_accounts import (
     run_state,
 )
 from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.vendor(access_seconds=30)
 
@@ -63,10 +63,11 @@ PATIENCE_SECONDS = 180
 
 
 def _until_looks(gateway: Gateway, run_id: str, count: int, name: str = "consent clock %") -> None:
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while _looks(gateway, run_id, name) < count:
-        assert time.monotonic() < deadline, f"run {run_id} looked fewer than {count} times"
-        time.sleep(0.05)
+    wait_for(
+        lambda: _looks(gateway, run_id, name) >= count,
+        PATIENCE_SECONDS,
+        what=f"run {run_id} looking {count} times",
+    )
 
 
 def _lose_the_word(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -10,7 +10,6 @@ got is counted: nothing is sent twice, across a SIGKILL too."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 SHIP = {"agent": "sales", "skill": "ship"}
 BOTH_WAYS: dict[str, Any] = {
@@ -89,14 +89,13 @@ def _asking(run: dict[str, Any]) -> dict[str, Any]:
 
 def _waits_at(setup: FlowSetup, client: httpx.Client, run: dict[str, Any], step: str) -> None:
     """Until the run asks the question of ``step``."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def asking() -> bool:
         seen = setup.run(client, run, "input_required", "failed", "completed")
         assert seen["state"] == "input_required", seen
-        if _asking(seen)["id"] == step:
-            return
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.1)
+        return bool(_asking(seen)["id"] == step)
+
+    wait_for(asking, 30, every=0.1, what=f"the run asking the question of {step}")
 
 
 def test_each_branch_asks_its_user_in_turn(setup: FlowSetup) -> None:

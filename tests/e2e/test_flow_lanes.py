@@ -9,7 +9,6 @@ desk got is counted: nothing is sent twice."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from tests.support.flow_crash import crashable
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 SALES = "sales"
 QUOTE = {"agent": SALES, "skill": "quote"}
@@ -207,14 +207,13 @@ def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
     with setup.user() as dana, setup.user("erin") as erin:
         run = setup.start(dana, "ship-then-reply", {"orders": orders})
         url = f"/flows/ship-then-reply/runs/{run['id']}/answer"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def second_asks() -> dict[str, Any] | None:
             asked = setup.run(dana, run, "input_required", "failed", "completed")
             assert asked["state"] == "input_required", asked
-            if asked["current_step"] == "each[1].ship":
-                break
-            assert time.monotonic() < deadline, asked
-            time.sleep(0.1)
+            return asked if asked["current_step"] == "each[1].ship" else None
+
+        asked = wait_for(second_asks, 30, every=0.1, what="the second item's agent asking")
         # Every item's agent asked; once the map settled, the items go on in
         # order: the first (answered by the flow) ran its last step, the
         # second waits for its user, the third for its turn.

@@ -11,7 +11,6 @@ its `finished_at` back in the database, as time would.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from gateway.flows.engine import system_database_url
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 REDACTED = "[redacted]"
 
@@ -82,11 +82,7 @@ def _run(setup: FlowSetup) -> dict[str, Any]:
 
 
 def _until(check: Callable[[], Any], seconds: float = 20) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.1)
-    return found
+    return wait_for(check, seconds, every=0.1, what=f"{check}")
 
 
 def _dbos(db: Engine, table: str) -> str:

@@ -13,7 +13,6 @@ never taken from it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from policies.scopes import ADMIN_SCOPE
 from tests.e2e.test_flow_crash import CRASH_FLOW
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -46,14 +46,13 @@ class Pair:
     def run(
         self, gateway: GatewayProcess, run_id: str, done: Any, seconds: float = 60
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while True:
+
+        def finished() -> dict[str, Any] | None:
             with gateway.client("admin", ADMIN_SCOPE) as admin:
                 body: dict[str, Any] = admin.get(f"/flows/crash-flow/runs/{run_id}").json()
-            if done(body):
-                return body
-            assert time.monotonic() < deadline, body
-            time.sleep(0.1)
+            return body if done(body) else None
+
+        return wait_for(finished, seconds, every=0.1, what=f"run {run_id} as awaited")
 
     def owner(self, run_id: str) -> str:
         """The executor (replica) DBOS has the run's workflow under."""

@@ -30,6 +30,7 @@ from gateway.flows.schedules import TICK_WORKFLOW
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
 pytestmark = pytest.mark.crash
@@ -134,10 +135,7 @@ def _start_together(gateways: list[GatewayProcess]) -> None:
 
 
 def _until(done: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+    wait_for(done, seconds, every=0.2, what=f"{done}")
 
 
 def _ticks_on_their_way(setup: Setup) -> int:

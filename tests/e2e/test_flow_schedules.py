@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, create_engine, text
 from gateway.flows.engine import system_database_url
 from gateway.flows.schedules import TICK_WORKFLOW
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 TICKING: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -58,10 +59,12 @@ def _runs(admin: httpx.Client) -> list[dict[str, Any]]:
 def test_each_tick_is_one_run_for_the_service_identity(setup: FlowSetup) -> None:
     assert setup.register(TICKING).status_code == 201
     with setup.admin() as admin:
-        deadline = time.monotonic() + 20
-        while len(runs := _runs(admin)) < 2:
-            assert time.monotonic() < deadline, runs
-            time.sleep(0.2)
+
+        def ticked() -> list[dict[str, Any]] | None:
+            runs = _runs(admin)
+            return runs if len(runs) >= 2 else None
+
+        runs = wait_for(ticked, 20, every=0.2, what="two ticks' runs")
         run = setup.run(admin, runs[-1], "completed", "failed")
         assert run["state"] == "completed", run
         assert run["user"] == {"subject": "ops-bot", "issuer": "urn:switchboard:trigger"}
@@ -110,10 +113,7 @@ def test_the_engine_forgets_a_tick_a_day_after_it_ended(
     ) as setup:
         assert setup.register(TICKING).status_code == 201
         with setup.admin() as admin:
-            deadline = time.monotonic() + 20
-            while len(_runs(admin)) < 3:
-                assert time.monotonic() < deadline, _runs(admin)
-                time.sleep(0.2)
+            wait_for(lambda: len(_runs(admin)) >= 3, 20, every=0.2, what="three ticks' runs")
             assert setup.register({**TICKING, "triggers": []}).status_code == 201
             # A tick already on its way may still land: watched for a while (see
             # the test above for why it cannot be awaited).
@@ -135,14 +135,14 @@ def test_the_engine_forgets_a_tick_a_day_after_it_ended(
                     ).bindparams(bindparam("ids", expanding=True)),
                     {"ms": two_days_ms, "ids": aged},
                 )
-            deadline = time.monotonic() + 20
-            while True:
+
+            def forgotten() -> set[str] | None:
                 with db.connect() as conn:
                     left = set(conn.execute(text(ticks), {"name": TICK_WORKFLOW}).scalars())
-                if not left & set(aged):
-                    break
-                assert time.monotonic() < deadline, left
-                time.sleep(0.2)
+                # An empty set (the recent tick gone too) is waited on, then fails.
+                return left if not left & set(aged) else None
+
+            left = wait_for(forgotten, 20, every=0.2, what="the aged ticks deleted")
             assert recent in left
         finally:
             db.dispose()

@@ -6,7 +6,6 @@ tool on the gateway's /mcp."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from registry.tls import client_tls
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
+from tests.support.waiting import wait_for
 
 QUOTE = {"sku": "X-100", "quantity": 10}
 
@@ -291,23 +291,24 @@ def test_cancelling_a_run_cancels_its_agents_task_in_flight(setup: FlowSetup) ->
     assert setup.register(flow(work("long", 20))).status_code == 201
     with setup.user() as dana:
         started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
-        deadline = time.monotonic() + 20
-        while True:
+
+        def sent() -> dict[str, Any] | None:
             seen = dana.get(f"/flows/steps/runs/{started['id']}").json()
-            long = steps_of(seen).get("long")
-            if long and long["upstream_task_id"]:
-                break
-            assert time.monotonic() < deadline, seen
-            time.sleep(0.1)
+            long: dict[str, Any] | None = steps_of(seen).get("long")
+            return long if long and long["upstream_task_id"] else None
+
+        long = wait_for(sent, 20, every=0.1, what="the long step's upstream task")
         cancelled = dana.post(f"/flows/steps/runs/{started['id']}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "canceled"
-        deadline = time.monotonic() + 20
-        while (
-            steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json())["long"]["state"]
-            != "canceled"
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(
+            lambda: (
+                steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json())["long"]["state"]
+                == "canceled"
+            ),
+            20,
+            every=0.1,
+            what="the long step canceled",
+        )
     # The agent's own view of its task (it checks no token).
     answer = httpx.post(
         setup.sales.url + "/",
@@ -353,12 +354,13 @@ def test_a_clean_restart_mid_step_goes_on_where_it_was(setup: FlowSetup) -> None
     assert setup.register(flow(quote("q"), work("long", 2), quote("again"))).status_code == 201
     with setup.user() as dana:
         started = dana.post("/flows/steps/runs", json={"input": QUOTE}).json()
-        deadline = time.monotonic() + 20
-        while not (
-            steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json()).get("long") or {}
-        ).get("upstream_task_id"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(
+            lambda: (
+                steps_of(dana.get(f"/flows/steps/runs/{started['id']}").json()).get("long") or {}
+            ).get("upstream_task_id"),
+            20,
+            what="the long step's upstream task",
+        )
     setup.gateway = (
         setup.gateway.restart()
     )  # the lifespan's shutdown runs: runs stop where they are

@@ -24,6 +24,7 @@ from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 POLL_WOULD_TAKE = 60.0  # FlowSettings.checkpoint_poll_seconds' default
 
@@ -170,10 +171,12 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
             assert started.status_code == 202, started.text
             run = started.json()
             # While the run waits: the watch is there, and not the user's to see.
-            deadline = time.monotonic() + 10
-            while not _calls(setup, "plain", "CreateTaskPushNotificationConfig"):
-                assert time.monotonic() < deadline, "the task was never watched"
-                time.sleep(0.1)
+            wait_for(
+                lambda: _calls(setup, "plain", "CreateTaskPushNotificationConfig"),
+                10,
+                every=0.1,
+                what="the task watched",
+            )
             listed = _rpc(dana, "plain", "ListTaskPushNotificationConfigs", {"taskId": task_id})
             assert listed.get("configs", []) == [], listed
             # Nor can the user take a watch's id (to replace it with their webhook).
@@ -199,10 +202,12 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
         # One look when the watch began; the 4 s of work were not polled.
         assert len(_calls(setup, "plain", "GetTask")) == 1
         # The watch removed once the wait was over.
-        deadline = time.monotonic() + 10
-        while not _calls(setup, "plain", "DeleteTaskPushNotificationConfig"):
-            assert time.monotonic() < deadline, "the watch was left behind"
-            time.sleep(0.1)
+        wait_for(
+            lambda: _calls(setup, "plain", "DeleteTaskPushNotificationConfig"),
+            10,
+            every=0.1,
+            what="the watch removed",
+        )
 
 
 @pytest.mark.crash
@@ -228,10 +233,11 @@ def test_a_run_recovered_after_a_sigkill_follows_the_task_again(
             started = dana.post("/flows/await-end/runs", json={"input": {"task": task_id}})
             assert started.status_code == 202, started.text
             run_url = f"/flows/await-end/runs/{started.json()['id']}"
-            deadline = time.monotonic() + 20
-            while [s["state"] for s in dana.get(run_url).json()["steps"]] != ["waiting"]:
-                assert time.monotonic() < deadline, "the run did not wait"
-                time.sleep(0.05)
+            wait_for(
+                lambda: [s["state"] for s in dana.get(run_url).json()["steps"]] == ["waiting"],
+                20,
+                what="the run waiting",
+            )
         gateway.kill()
         gateway.start()
         restarted = time.monotonic()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 FLOW_ID = "await-work"
 ENDS = ["completed", "failed", "canceled", "rejected"]  # the default states
@@ -99,10 +100,14 @@ def _work(client: httpx.Client, seconds: float) -> str:
 def _until_completed(client: httpx.Client, task_id: str) -> None:
     """The user follows their task (GetTask through the gateway) to its end:
     the gateway records it, and that record wakes the waiting run."""
-    deadline = time.monotonic() + 20
-    while _rpc(client, "GetTask", {"id": task_id})["status"]["state"] != "TASK_STATE_COMPLETED":
-        assert time.monotonic() < deadline, "the task did not complete"
-        time.sleep(0.1)
+    wait_for(
+        lambda: (
+            _rpc(client, "GetTask", {"id": task_id})["status"]["state"] == "TASK_STATE_COMPLETED"
+        ),
+        20,
+        every=0.1,
+        what="the task completed",
+    )
 
 
 def _start(client: httpx.Client, task_id: str, flow_id: str = FLOW_ID) -> dict[str, Any]:
@@ -117,14 +122,15 @@ def _steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _until_waiting(client: httpx.Client, run: dict[str, Any]) -> None:
-    deadline = time.monotonic() + 20
-    while True:
+
+    def waiting() -> bool:
         seen = client.get(f"/flows/{run['flow_id']}/runs/{run['id']}").json()
         if _steps(seen).get("worked", {}).get("state") == "waiting":
-            return
+            return True
         assert seen["state"] not in ("completed", "failed"), seen
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.05)
+        return False
+
+    wait_for(waiting, 20, what="the run waiting on the task")
 
 
 def test_the_run_goes_on_when_the_users_task_completes(setup: FlowSetup) -> None:

@@ -31,6 +31,7 @@ from gateway.flows.engine import system_database_url
 from gateway.flows.triggers import trigger_run_id
 from gateway.storage.tables import a2a_tasks
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 FOLLOW_UP: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -102,11 +103,19 @@ def _considered(setup: FlowSetup) -> None:
     setup.gateway.passes("flow-triggers", 2)
 
 
+def _trigger_records(setup: FlowSetup, agent: str) -> list[dict[str, Any]]:
+    """The flow.trigger records of ``agent`` in the audit, waited for (10 s)."""
+
+    def found() -> list[dict[str, Any]]:
+        with setup.admin() as admin:
+            audit = admin.get("/audit", params={"agent": agent, "limit": 50}).json()
+        return [r for r in audit["items"] if r["event"] == "flow.trigger"]
+
+    return wait_for(found, seconds=10, every=0.1, what=f"a flow.trigger record of {agent}")
+
+
 def _until_run(setup: FlowSetup, client: httpx.Client) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while not (runs := _runs(client)):
-        assert time.monotonic() < deadline, "no run started"
-        time.sleep(0.1)
+    runs = wait_for(lambda: _runs(client), seconds=20, every=0.1, what="a run started")
     assert len(runs) == 1, runs
     return setup.run(client, runs[0], "completed", "failed")
 
@@ -143,15 +152,7 @@ def test_a_user_whose_call_lacked_what_the_flow_requires_starts_nothing(
     assert setup.register(FOLLOW_UP).status_code == 201
     with setup.user("erin", "sales:quote") as erin:  # no crm:write
         _send(erin, "quote", {"sku": "X-100", "quantity": 1})
-        deadline = time.monotonic() + 10
-        while True:
-            with setup.admin() as admin:
-                audit = admin.get("/audit", params={"agent": "follow-up", "limit": 50}).json()
-            denied = [r for r in audit["items"] if r["event"] == "flow.trigger"]
-            if denied:
-                break
-            assert time.monotonic() < deadline, audit
-            time.sleep(0.1)
+        denied = _trigger_records(setup, "follow-up")
         assert denied[0]["decision"] == "deny" and denied[0]["subject"] == "erin"
         assert "crm:write" in " ".join(denied[0]["reasons"])
         assert _runs(erin) == []
@@ -282,10 +283,12 @@ def _quote_through_the_flow(client: httpx.Client, quantity: int) -> dict[str, An
 
 
 def _flow_runs(client: httpx.Client, flow_id: str, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 20
-    while len(runs := client.get(f"/flows/{flow_id}/runs").json()) < count:
-        assert time.monotonic() < deadline, f"{flow_id}: {runs}"
-        time.sleep(0.1)
+
+    def started() -> list[dict[str, Any]] | None:
+        runs: list[dict[str, Any]] = client.get(f"/flows/{flow_id}/runs").json()
+        return runs if len(runs) >= count else None
+
+    runs = wait_for(started, seconds=20, every=0.1, what=f"{count} runs of {flow_id}")
     assert len(runs) == count, runs
     found: list[dict[str, Any]] = runs
     return found
@@ -325,15 +328,7 @@ def test_a_flow_run_ending_starts_nothing_its_user_may_not_start(flows: FlowSetu
     with flows.user("erin", "sales:quote") as erin:  # may quote; no crm:write
         quoted = _quote_through_the_flow(erin, 4)
         assert quoted["status"]["state"] == "TASK_STATE_COMPLETED", quoted
-        deadline = time.monotonic() + 10
-        while True:
-            with flows.admin() as admin:
-                audit = admin.get("/audit", params={"agent": "after-quote", "limit": 50}).json()
-            denied = [r for r in audit["items"] if r["event"] == "flow.trigger"]
-            if denied:
-                break
-            assert time.monotonic() < deadline, audit
-            time.sleep(0.1)
+        denied = _trigger_records(flows, "after-quote")
         assert denied[0]["decision"] == "deny" and denied[0]["subject"] == "erin"
         assert "crm:write" in " ".join(denied[0]["reasons"])
         assert erin.get("/flows/after-quote/runs").json() == []

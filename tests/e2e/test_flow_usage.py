@@ -7,7 +7,6 @@ audit record says it too. A step to an agent that reports nothing has none.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from pydantic import SecretStr
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, MODEL, chat_server
+from tests.support.waiting import wait_for
 
 CHAT_STEP = {"input_tokens": 9, "output_tokens": 3, "total_tokens": 12}
 UNPRICED = {"cost": None, "currency": None}  # the policy names no prices
@@ -105,15 +105,14 @@ def test_usage_per_flow_and_per_user(setup: FlowSetup) -> None:
 
 def test_the_hop_audit_record_says_the_usage(setup: FlowSetup) -> None:
     run = _run(setup, "dana")
-    deadline = time.monotonic() + 10
-    while True:
+
+    def usage() -> list[dict[str, Any]] | None:
         with setup.admin() as admin:
             page = admin.get("/audit", params={"agent": "chat", "limit": 50}).json()
         said = [r for r in page["items"] if (r.get("detail") or "").startswith("usage:")]
-        if len(said) >= 2:
-            break
-        assert time.monotonic() < deadline, page
-        time.sleep(0.1)
+        return said if len(said) >= 2 else None
+
+    said = wait_for(usage, 10, every=0.1, what="two usage records of chat")
     assert said[0]["detail"] == "usage: 9 in, 3 out, 12 tokens"
     assert {r["trace_id"] for r in said} == {run["trace_id"]}
 

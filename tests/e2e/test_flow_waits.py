@@ -6,7 +6,6 @@ to someone else's run, is refused."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 
 def waiting_flow(**wait: Any) -> dict[str, Any]:
@@ -54,14 +54,13 @@ def _start(setup: FlowSetup, client: httpx.Client) -> dict[str, Any]:
 
 
 def _until_waiting(client: httpx.Client, run: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
+
+    def waiting() -> dict[str, Any] | None:
         seen: dict[str, Any] = client.get(f"/flows/pay-then-reply/runs/{run['id']}").json()
         steps = {s["id"]: s["state"] for s in seen["steps"]}
-        if steps.get("paid") == "waiting":
-            return seen
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.05)
+        return seen if steps.get("paid") == "waiting" else None
+
+    return wait_for(waiting, 20, what="the run waiting for the payment")
 
 
 def test_the_run_goes_on_with_the_event_it_waited_for(setup: FlowSetup) -> None:

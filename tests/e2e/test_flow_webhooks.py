@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from gateway.flows.webhooks import key_of, signature
 from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.waiting import wait_for
 
 KEY = base64.b64encode(b"a 32-byte key for the crm's hook").decode()
 SECRET = SecretStr("whsec_" + KEY)
@@ -275,14 +276,13 @@ def _waiting_for_payment(setup: FlowSetup, client: httpx.Client, order: str) -> 
     started = client.post("/flows/paid-flow/runs", json={"input": {"order": order}})
     assert started.status_code == 202, started.text
     run: dict[str, Any] = started.json()
-    deadline = time.monotonic() + 20
-    while True:
+
+    def waiting() -> dict[str, Any] | None:
         seen: dict[str, Any] = client.get(f"/flows/paid-flow/runs/{run['id']}").json()
         steps = {s["id"]: s for s in seen["steps"]}
-        if steps.get("paid", {}).get("state") == "waiting":
-            return seen
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.05)
+        return seen if steps.get("paid", {}).get("state") == "waiting" else None
+
+    return wait_for(waiting, 20, what="the run waiting for the payment")
 
 
 def test_a_delivering_webhook_brings_its_event_to_the_run_waiting_with_its_key(

@@ -5,7 +5,6 @@ HTTP on 127.0.0.1, with the policy deciding every step."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 
 from registry.tls import client_tls
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.waiting import wait_for, wait_for_awaited
 
 
 @pytest.fixture(scope="module")
@@ -220,21 +220,23 @@ def test_a_run_cancelled_at_a_checkpoint_resumes_waiting_there(setup: FlowSetup)
 
 def in_force(admin: httpx.Client, changed: Callable[[dict[str, Any]], bool]) -> None:
     """Until the gateway has read the policy file again (every 0.2 s here)."""
-    deadline = time.monotonic() + 30
-    while not changed(admin.get("/policies").json()["policy"]):
-        assert time.monotonic() < deadline, "the policy was not read again"
-        time.sleep(0.05)
+    wait_for(
+        lambda: changed(admin.get("/policies").json()["policy"]),
+        30,
+        what="the policy read again",
+    )
 
 
 def recorded(admin: httpx.Client, trace_id: str, event: str) -> list[dict[str, Any]]:
     """The audit, once the trace holds ``event``."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def holding() -> list[dict[str, Any]] | None:
         audit: list[dict[str, Any]] = admin.get("/audit", params={"limit": 200}).json()["items"]
         if any(r["trace_id"] == trace_id and r["event"] == event for r in audit):
             return audit
-        assert time.monotonic() < deadline, f"no {event} record for trace {trace_id}"
-        time.sleep(0.05)
+        return None
+
+    return wait_for(holding, 30, what=f"a {event} record for trace {trace_id}")
 
 
 def test_a_user_the_policy_refuses_the_flow_cannot_start_it(setup: FlowSetup) -> None:
@@ -287,12 +289,11 @@ def _data_message(value: dict[str, Any]) -> SendMessageRequest:
 
 
 async def _poll(client: Client, task_id: str, *states: int) -> Task:
-    deadline = time.monotonic() + 30
-    while True:
+    async def reached() -> Task | None:
         task = await client.get_task(GetTaskRequest(id=task_id))
-        if task.status.state in states or time.monotonic() > deadline:
-            return task
-        await asyncio.sleep(0.1)
+        return task if task.status.state in states else None
+
+    return await wait_for_awaited(reached, 30, every=0.1, what=f"task {task_id} in {states}")
 
 
 async def test_a_flow_is_an_agent_whose_task_is_the_run(setup: FlowSetup) -> None:

@@ -7,7 +7,6 @@ tells every `/mcp` client on B. With the official `mcp` client at
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from tests.support.agents import v03_card
 from tests.support.gateway import Gateway, replicas
 from tests.support.mcp_clients import mcp_client
+from tests.support.waiting import wait_for
 
 SET = {
     "title": "Ops tools",
@@ -41,10 +41,9 @@ def pair(tmp_path: Path, database_url: str | None) -> Iterator[Pair]:
 
 def _known_on_b(pair: Pair, *names: str) -> None:
     watch = pair.b.server.app.state.mcp_change_watch
-    deadline = time.monotonic() + 20
-    while not all(watch.knows(n) for n in names):
-        assert time.monotonic() < deadline, "replica B's watch never read the sets"
-        time.sleep(0.05)
+    wait_for(
+        lambda: all(watch.knows(n) for n in names), 20, what="replica B's watch reading the sets"
+    )
 
 
 async def _listen(

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
+from tests.support.waiting import wait_for
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -99,19 +100,18 @@ def test_the_periodic_jobs_health_is_shown(dep: Deployment) -> None:
     """Every periodic job (gateway.storage.periodic) has a failing gauge, at 0
     on a healthy gateway, and those that ran a last-success time."""
     ran = {"replica", "health-checker", "gateway-runs", "a2a-reconciler", "mcp-upstreams"}
-    deadline = time.monotonic() + 30
+
+    def all_ran() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        samples = _samples(admin.get("/metrics").text)
+        shown = {
+            dict(labels)["job"]
+            for name, labels in samples
+            if name == "switchboard_job_last_success_timestamp_seconds"
+        }
+        return samples if ran <= shown else None
+
     with dep.gateway.client() as admin:
-        while True:
-            samples = _samples(admin.get("/metrics").text)
-            shown = {
-                dict(labels)["job"]
-                for name, labels in samples
-                if name == "switchboard_job_last_success_timestamp_seconds"
-            }
-            if ran <= shown or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    assert ran <= shown
+        samples = wait_for(all_ran, 30, what=f"a last success of each of {sorted(ran)}")
     failing = {
         dict(labels)["job"]: value
         for (name, labels), value in samples.items()

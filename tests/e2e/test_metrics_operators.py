@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gateway.observability.metrics import GatewayMetrics
 from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.flows import QUOTE_FLOW, flow_setup
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "switchboard.json"
@@ -94,21 +94,22 @@ def test_flow_runs_and_steps_are_counted(tmp_path: Path) -> None:
             started = dana.post("/flows/quote-flow/runs", json={"input": small})
             assert started.status_code == 202, started.text
             path = f"/flows/quote-flow/runs/{started.json()['id']}"
-            deadline = time.monotonic() + 30
-            while dana.get(path).json()["state"] != "completed":
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for(
+                lambda: dana.get(path).json()["state"] == "completed",
+                30,
+                every=0.1,
+                what="the first run completed",
+            )
             big = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
             assert dana.post("/flows/quote-flow/runs", json={"input": big}).status_code == 202
         with setup.admin() as admin:
-            deadline = time.monotonic() + 30
-            while True:  # the waiting run, once the gauges are read again
+
+            def one_waiting() -> str | None:  # once the gauges are read again
                 text = admin.get("/metrics").text
                 waiting = _value(text, "switchboard_flow_runs_active", state="input_required")
-                if waiting == 1:
-                    break
-                assert time.monotonic() < deadline, text
-                time.sleep(0.1)
+                return text if waiting == 1 else None
+
+            text = wait_for(one_waiting, 30, every=0.1, what="one run waiting, in the gauges")
     runs = "switchboard_flow_runs_total"
     assert _value(text, runs, flow="quote-flow", state="started") == 2
     assert _value(text, runs, flow="quote-flow", state="completed") == 1

@@ -9,10 +9,10 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.gateway.cli.test_cli import CLI, run
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,11 +36,13 @@ def test_the_quickstart_reaches_a_completed_run_of_the_example_flow(tmp_path: Pa
             preexec_fn=_interruptible,
         )
     try:
-        deadline = time.monotonic() + 120
-        while "Ctrl-C stops everything" not in log.read_text():
-            assert demo.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+
+        def ready() -> bool:
+            said = log.read_text()
+            assert demo.poll() is None, said
+            return "Ctrl-C stops everything" in said
+
+        wait_for(ready, 120, every=0.2, what="the demo ready")
         said = log.read_text()
         assert re.search(r"console {5}http://127\.0\.0\.1:\d+/ui\n", said), said
         assert "log in with any user name and scopes" in said

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from gateway.demo.servers import Server
 from tests.support.balancer import RoundRobin
 from tests.support.servers import ServerThread, bound_socket
+from tests.support.waiting import wait_for
 
 
 def sockets_on(port: int) -> list[str]:
@@ -41,11 +41,8 @@ def sockets_on(port: int) -> list[str]:
     return found
 
 
-def wait_until_closed(port: int, timeout: float = 10) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (found := sockets_on(port)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return found
+def wait_until_closed(port: int, timeout: float = 10) -> None:
+    wait_for(lambda: not sockets_on(port), timeout, every=0.02, what=f"no socket left on {port}")
 
 
 @contextlib.contextmanager
@@ -93,7 +90,7 @@ def test_a_server_stopped_with_streams_open_closes_their_sockets(kind: str) -> N
         assert len(sockets_on(server.port)) == 1 + len(opened)  # listening, accepted
         server.stop()
         # Ours stay open meanwhile: the server's side must close regardless.
-        assert wait_until_closed(server.port) == []
+        wait_until_closed(server.port)
 
 
 def test_a_balancer_stopped_mid_relay_and_mid_dial_closes_every_socket() -> None:
@@ -116,18 +113,21 @@ def test_a_balancer_stopped_mid_relay_and_mid_dial_closes_every_socket() -> None
         ):
             for sock in piped:
                 assert sock.recv(1024).startswith(b"HTTP/1.1 200")
-            deadline = time.monotonic() + 10
-            while sum(dialling.dialling.values()) < len(waiting) and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(
+                lambda: sum(dialling.dialling.values()) >= len(waiting),
+                10,
+                every=0.02,
+                what="every waiting client dialling",
+            )
             assert sum(dialling.dialling.values()) == len(waiting)
             assert len(sockets_on(dialling.port)) == 1 + len(waiting)
             relaying.stop()
             dialling.stop()
             server.stop()
             # Ours stay open meanwhile: the balancers' side must close regardless.
-            assert wait_until_closed(relaying.port) == []
-            assert wait_until_closed(dialling.port) == []
-            assert wait_until_closed(server.port) == []
+            wait_until_closed(relaying.port)
+            wait_until_closed(dialling.port)
+            wait_until_closed(server.port)
     finally:
         stuck.close()
         for sock in filler:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, MODEL, Behaviour, chat_server, webhook_server
-from tests.support.waiting import wait_for_async
+from tests.support.waiting import wait_for_async, wait_for_awaited
 
 MAPPING = {
     "request": {
@@ -191,12 +190,11 @@ def artifact_text(task: Task) -> str:
 
 
 async def poll(client: Client, task_id: str, *states: int, seconds: float = 20) -> Task:
-    deadline = time.monotonic() + seconds
-    while True:
+    async def reached() -> Task | None:
         task = await client.get_task(GetTaskRequest(id=task_id))
-        if task.status.state in states or time.monotonic() > deadline:
-            return task
-        await asyncio.sleep(0.1)
+        return task if task.status.state in states else None
+
+    return await wait_for_awaited(reached, seconds, every=0.1, what=f"task {task_id} in {states}")
 
 
 # The card and the registry -------------------------------------------------------

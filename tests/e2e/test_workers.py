@@ -42,6 +42,7 @@ from registry.tls import client_tls
 from tests.e2e.test_flow_crash import CRASH_FLOW
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
 pytestmark = pytest.mark.crash
@@ -89,13 +90,14 @@ class Workers:
 
     def wait_for_workers(self, seconds: float = 60) -> dict[str, str]:
         """Both workers registered and answering on their own ports."""
-        deadline = time.monotonic() + seconds
-        while True:
+
+        def answering() -> dict[str, str] | None:
             found = self.replicas()
             if len(found) == 2 and all(_answers(url) for url in found.values()):
                 return found
-            assert time.monotonic() < deadline, found
-            time.sleep(0.2)
+            return None
+
+        return wait_for(answering, seconds, every=0.2, what="both workers answering")
 
     def user(self, base_url: str | None = None) -> httpx.Client:
         client = self.gateway.client("dana", "sales:quote")
@@ -204,10 +206,12 @@ def _wait_for_alpha(base_url: str, token: str, seconds: float = 30) -> None:
         "method": "tools/call",
         "params": {"name": "alpha__add", "arguments": {"a": 1, "b": 1}},
     }
-    deadline = time.monotonic() + seconds
-    while "result" not in _messages(_rpc(base_url, token, session, call))[-1]:
-        assert time.monotonic() < deadline, f"{base_url} never connected to the MCP server"
-        time.sleep(0.2)
+    wait_for(
+        lambda: "result" in _messages(_rpc(base_url, token, session, call))[-1],
+        seconds,
+        every=0.2,
+        what=f"{base_url} connected to the MCP server",
+    )
 
 
 def _messages(answer: httpx.Response) -> list[dict[str, Any]]:
@@ -344,14 +348,15 @@ def test_an_a2a_task_created_on_one_worker_is_found_on_the_other(workers: Worker
 
 
 def _run(workers: Workers, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def finished() -> dict[str, Any] | None:
         with workers.user() as dana:
             answer = dana.get(f"/flows/crash-flow/runs/{run_id}")
         if answer.status_code == 200 and done(answer.json()):
             return dict(answer.json())
-        assert time.monotonic() < deadline, answer.text
-        time.sleep(0.2)
+        return None
+
+    return wait_for(finished, seconds, every=0.2, what=f"run {run_id} as awaited")
 
 
 def _work_in_flight(run: dict[str, Any]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -35,6 +35,22 @@ async def wait_for_async(
     # A look every ``every`` seconds is the point here: what is waited for
     # sets no event.
     while (found := _look(check, deadline, seconds, what)) is None:  # noqa: ASYNC110
+        await asyncio.sleep(every)
+    return found
+
+
+async def wait_for_awaited(
+    check: Callable[[], Awaitable[T | None]],
+    seconds: float = 30,
+    every: float = 0.05,
+    what: str = "",
+) -> T:
+    """`wait_for_async` for a look that is itself awaited (a request on an
+    async client)."""
+    deadline = time.monotonic() + seconds
+    while not (found := await check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what or check}")
         await asyncio.sleep(every)
     return found
 

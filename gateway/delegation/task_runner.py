@@ -230,6 +230,14 @@ class TaskRunner:
         if not kept.rowcount:
             raise RunLost(spec.task_id)
 
+    async def holds(self, spec: RunSpec) -> bool:
+        """Whether this replica still holds the run under ``spec``'s claim
+        (`_held`): asked before a first send, whose mark was stored with the
+        run (`stored`), so that a run claimed meanwhile is not sent twice."""
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(gateway_runs.c.task_id).where(*self._held(spec)))
+        return found is not None
+
     def events(self, agent_id: str, task_id: str) -> AsyncIterator[Event]:
         """The run's events from this call on, until it ends (`RunNotFound` if it
         is not running here). Subscribed at once, before the first iteration."""

@@ -27,6 +27,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Turn
+from gateway.agents.admission import FrontDoorParts
+from gateway.agents.vendor import GatewayRun
+from gateway.agents.vendor_run import VendorExecution
 from gateway.delegation import task_runner
 from gateway.delegation.permits import Caller
 from gateway.delegation.pipeline import Grant
@@ -456,3 +459,38 @@ async def test_every_write_of_a_run_is_checked_against_the_claim_it_holds(
     assert caller is not None and caller["sent"]["token_id"] == "jti-1"
     assert await here.runner.finish(current, failed)
     assert await here.state("t-fenced") == "TASK_STATE_FAILED"
+
+
+class Vendors:
+    """A vendor registry that counts the calls asked of it (none registered)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def call_for(self, agent_id: str) -> None:
+        self.asked += 1
+
+
+async def test_a_vendor_runs_first_send_is_not_made_once_the_run_is_claimed_elsewhere(
+    engine: AsyncEngine, here: Replica
+) -> None:
+    vendors = Vendors()
+    execution = VendorExecution(
+        lambda: cast(FrontDoorParts, SimpleNamespace(tasks=here.tasks)),
+        lambda: cast(GatewayRun, SimpleNamespace(runner=runner, vendors=vendors)),
+    )
+    runner = TaskRunner(engine, here.tasks, lambda: execution, replicas=here.directory)
+    made = spec("t-first")
+    task = Task(id="t-first", context_id=made.context_id)
+    task.status.state = TaskState.TASK_STATE_SUBMITTED
+    # Stored by this runner, as a call to a vendor agent does (its first
+    # send's mark with it).
+    assert await here.tasks.record("chat", ALICE, task, with_rows=runner.stored(made))
+    # Claimed by another replica (this one judged gone) before the send.
+    await claimed(engine, "t-first", "there", attempts=2)
+    await runner.start(made, GRANT, new=False)
+    assert runner.here(("chat", "t-first"))
+    await runner.wait("chat", "t-first")
+    assert vendors.asked == 0  # the vendor's call was not even looked up
+    assert await runner_of(engine, "t-first") == "there"
+    assert await here.state("t-first") != "TASK_STATE_FAILED"  # its holder's to end

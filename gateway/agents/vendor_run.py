@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from a2a.server.events.event_queue import Event
 from a2a.types import (
@@ -36,6 +36,7 @@ from gateway.connections.errors import ConnectionRequired, UserCredentialUnavail
 from gateway.delegation.delegate import Sending, Streaming
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import RunSpec, status_message
+from gateway.delegation.task_runner import RunLost
 from gateway.delegation.vendor_agents import (
     CredentialUnavailable,
     VendorCall,
@@ -48,6 +49,8 @@ from policies.tokens import TokenInvalid
 
 if TYPE_CHECKING:
     from gateway.agents.vendor import GatewayRun
+
+T = TypeVar("T")
 
 
 class VendorExecution:
@@ -98,6 +101,10 @@ class VendorExecution:
                 trace_id=spec.trace_id,
             )
             await self._run().runner.sending(spec, grant, "a2a.run")
+        else:  # the first send: its mark was stored with the run; still held?
+            runner = self._run().runner
+            if not await _outlasting(lambda: runner.holds(spec)):
+                raise RunLost(spec.task_id)
         call = await self._run().vendors.call_for(spec.agent_id)
         if call is None:
             raise AdapterError(f"agent {spec.agent_id} is no longer registered")
@@ -105,18 +112,23 @@ class VendorExecution:
 
 
 async def _task_of(parts: FrontDoorParts, spec: RunSpec) -> Task:
-    """The task's record as stored, or a new one."""
+    """The task's record as stored (its history is needed), or a new one."""
+    snapshot = await _outlasting(lambda: parts.tasks.get(spec.agent_id, spec.owner, spec.task_id))
+    return snapshot or Task(id=spec.task_id, context_id=spec.context_id)
+
+
+async def _outlasting(read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``, tried again through a database outage until it answers:
+    what a run needs before it sends anything."""
     delay = 0.2
-    while True:  # the task's record (its history) is needed: wait out an outage
+    while True:
         try:
-            snapshot = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
-            break
+            return await read()
         except Exception as exc:
             if outage_of(exc) is None:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-    return snapshot or Task(id=spec.task_id, context_id=spec.context_id)
 
 
 class _Answering:

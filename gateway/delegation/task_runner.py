@@ -24,7 +24,10 @@ once it is written; a clean shutdown waits for those writes (up to
 outcome from the
 upstream takes the run over from any replica that claimed it meanwhile; the
 gateway's own verdicts ("interrupted", "failed running it") are written only
-by the replica holding the run. Cancelling deletes the run row and records
+by the replica holding the run, and only under the claim it holds (its
+runner and `attempts`, which every claim raises: `_held`), so a replica that
+was judged gone while it still ran neither sends a run taken over from it
+(`sending` raises `RunLost`) nor ends it. Cancelling deletes the run row and records
 the task canceled in one transaction; the replica running it notices at its
 next look and stops. The final snapshot is written in the transaction
 that deletes the run row, so a run ends exactly once.
@@ -98,6 +101,12 @@ class _Run:
 
 class RunNotFound(Exception):
     """No task of that id is running (it ended, or never was)."""
+
+
+class RunLost(Exception):
+    """This replica no longer holds the run: its row is gone (canceled
+    elsewhere) or names another holder or a later claim (taken over). Nothing
+    more is sent or written for it here."""
 
 
 class TaskRunner:
@@ -193,17 +202,41 @@ class TaskRunner:
             "created_at": now,
         }
 
+    def _held(self, spec: RunSpec) -> list[Any]:
+        """The run's row as long as this replica holds it: its runner and the
+        claim ``spec`` was resumed under (`attempts`, raised by each claim:
+        `task_takeover`). The lease's generation, checked by every write a
+        holder makes, so a replica a claim passed by writes nothing."""
+        c = gateway_runs.c
+        return [
+            c.agent_id == spec.agent_id,
+            c.task_id == spec.task_id,
+            c.runner == self.runner_id,
+            c.attempts == spec.attempt,
+        ]
+
     async def sending(self, spec: RunSpec, grant: Grant, event: str) -> None:
         """Keep in the run's row what is about to be sent with ``grant``, before
-        it is (a run taken over after a crash records it: `_interrupted`)."""
+        it is (a run taken over after a crash records it: `_interrupted`).
+        Raises `RunLost`, and the call is not sent, if this replica no longer
+        holds the run: another replica that took it over sends it, not both."""
         spec = replace(spec, sent=sending(grant, event))
-        c = gateway_runs.c
         async with self._engine.begin() as conn:
-            await conn.execute(
+            kept = await conn.execute(
                 update(gateway_runs)
-                .where(c.agent_id == spec.agent_id, c.task_id == spec.task_id)
+                .where(*self._held(spec))
                 .values(caller=self._row(spec)["caller"])
             )
+        if not kept.rowcount:
+            raise RunLost(spec.task_id)
+
+    async def holds(self, spec: RunSpec) -> bool:
+        """Whether this replica still holds the run under ``spec``'s claim
+        (`_held`): asked before a first send, whose mark was stored with the
+        run (`stored`), so that a run claimed meanwhile is not sent twice."""
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(gateway_runs.c.task_id).where(*self._held(spec)))
+        return found is not None
 
     def events(self, agent_id: str, task_id: str) -> AsyncIterator[Event]:
         """The run's events from this call on, until it ends (`RunNotFound` if it
@@ -260,6 +293,10 @@ class TaskRunner:
                     self._publish(run, event)
             if final is None:
                 raise RuntimeError("the run ended without a final task")
+        except RunLost:
+            # Canceled elsewhere, or taken over by a replica that judged this
+            # one gone: the call was not sent here, and the task is its holder's.
+            logger.warning("gateway-run task %s is no longer held here: stopped", spec.task_id)
         except asyncio.CancelledError:
             if run.cancel_requested:
                 ended = await self.ended(spec, TaskState.TASK_STATE_CANCELED)
@@ -322,11 +359,13 @@ class TaskRunner:
 
     async def finish(self, spec: RunSpec, task: Task, *, known: bool = False) -> bool:
         """Write the final snapshot and end the run, if this replica still holds it
-        -- or, for an outcome the upstream gave (``known``), if anyone still does."""
+        (`_held`) -- or, for an outcome the upstream gave (``known``), if anyone
+        still does: the upstream's answer to a call made is the task's truth,
+        whoever claimed the run meanwhile."""
         c = gateway_runs.c
         where = [c.agent_id == spec.agent_id, c.task_id == spec.task_id]
         if not known:
-            where.append(c.runner == self.runner_id)
+            where = self._held(spec)
         async with self._engine.begin() as conn:
             held = await conn.execute(delete(gateway_runs).where(*where))
             if not held.rowcount:

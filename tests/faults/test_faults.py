@@ -159,8 +159,11 @@ def test_postgres_stopped_under_a_blocking_call(faults: Faults) -> None:
     caller = threading.Thread(target=lambda: answers.append(faults.send("chat", "hold 1")))
     caller.start()
     deadline = time.monotonic() + SLACK
-    while not faults.query("SELECT task_id FROM gateway_runs"):
-        assert time.monotonic() < deadline, "the run did not start"
+    # The call is at the upstream (its row alone is not enough: a run not
+    # sent yet waits for the database before it sends, and is no blocking
+    # call under which the database stopped).
+    while not faults.chat_does.calls.get("hold 1"):
+        assert time.monotonic() < deadline, "the call was not sent"
         time.sleep(0.1)
     (run,) = faults.query("SELECT task_id FROM gateway_runs")
     faults.pg.stop()

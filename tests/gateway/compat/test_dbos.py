@@ -5,16 +5,24 @@ on an SQLite file as the gateway launches it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dbos import DBOS, DBOSConfig
+from dbos import DBOS, DBOSConfig, SetWorkflowID
 from sqlalchemy import event
 
 from gateway.compat import dbos as compat
+from tests.support.waiting import wait_for
+
+
+@DBOS.workflow(name="compat_test_answer")
+def _answer() -> str:
+    return "answered"
 
 
 class _Records(logging.Handler):
@@ -160,3 +168,53 @@ def test_a_gate_asked_for_a_longer_pace_keeps_it() -> None:
     gates._looked = {name: at - 60.0 for name, at in gates._looked.items()}
     assert not gates.due("job a", compat.JOBS_SECONDS)
     assert gates.due("job b")
+
+
+def _status(path: Path, workflow_id: str) -> tuple[str, str]:
+    """A workflow's status and executor, as DBOS stored them."""
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+        row = conn.execute(
+            "SELECT status, executor_id FROM workflow_status WHERE workflow_uuid = ?",
+            (workflow_id,),
+        ).fetchone()
+    return str(row[0]), str(row[1])
+
+
+def _left_pending(path: Path, workflow_id: str, executor_id: str) -> None:
+    """A workflow as an executor leaves it while running it (or when killed then)."""
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
+        conn.execute(
+            "UPDATE workflow_status SET status = 'PENDING', executor_id = ? WHERE workflow_uuid = ?",
+            (executor_id, workflow_id),
+        )
+
+
+def _answered(workflow_id: str) -> None:
+    with SetWorkflowID(workflow_id):
+        assert DBOS.start_workflow(_answer).get_result() == "answered"
+
+
+def test_recovery_takes_a_gone_executors_run_once_and_only_its(
+    launched: DBOS, tmp_path: Path
+) -> None:
+    """Why the takeover (`gateway.flows.takeover`) calls DBOS's private
+    recovery: it moves a run only while it is PENDING under an executor named
+    gone, so replicas recovering one dead replica start each run once and a
+    live replica's run is left alone -- where the public `resume_workflow`
+    puts back any run not ended, a live one's too. When an upgrade changes
+    either, this fails: the public API may then serve."""
+    path = tmp_path / "dbos.db"
+    _answered("w-gone")
+    _left_pending(path, "w-gone", "gone")
+    _answered("w-live")
+    _left_pending(path, "w-live", "live")
+    recovered = compat.recover_pending_workflows(["gone"])
+    assert [handle.get_workflow_id() for handle in recovered] == ["w-gone"]
+    assert _status(path, "w-live") == ("PENDING", "live")  # alive: not moved
+    wait_for(lambda: _status(path, "w-gone")[0] == "SUCCESS" or None, what="the run recovered here")
+    assert _status(path, "w-gone")[1] != "gone"  # run by a live executor, which owns it
+    assert compat.recover_pending_workflows(["gone"]) == []  # not put back a second time
+    DBOS.resume_workflow("w-live")
+    # The public resume takes the live executor's run from it regardless.
+    assert _status(path, "w-live") != ("PENDING", "live")
+    wait_for(lambda: _status(path, "w-live")[0] == "SUCCESS" or None, what="the run resumed")

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from a2a.server.events.event_queue import Event
@@ -24,11 +27,14 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Turn
+from gateway.agents.admission import FrontDoorParts
+from gateway.agents.vendor import GatewayRun
+from gateway.agents.vendor_run import VendorExecution
 from gateway.delegation import task_runner
 from gateway.delegation.permits import Caller
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import RunSpec
-from gateway.delegation.task_runner import TaskRunner
+from gateway.delegation.task_runner import RunLost, TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.storage.replicas import ReplicaDirectory
@@ -37,6 +43,15 @@ from gateway.storage.tables import gateway_replicas, gateway_runs
 ALICE = Owner("alice", "https://issuer.example")
 ALICE_CALLS = Caller(ALICE.subject, ALICE.issuer, frozenset(), ("client",), "client")
 HEARTBEAT, STALE = 1.0, 3.0
+# What `TaskRunner.sending` keeps of a grant: its token's id, scopes, action.
+GRANT = cast(
+    Grant,
+    SimpleNamespace(
+        token=SimpleNamespace(token_id="jti-1"),
+        decision=SimpleNamespace(granted=frozenset({"chat"})),
+        action="answer",
+    ),
+)
 
 
 class Clock:
@@ -56,8 +71,12 @@ class Upstream:
         self.release = asyncio.Event()
         self.idempotent = False
         self.broken = False
+        # Keeps what it sends in the run's row first, as a run sent again does.
+        self.sending: TaskRunner | None = None
 
     async def run(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+        if self.sending is not None:
+            await self.sending.sending(spec, GRANT, "a2a.run")
         self.calls[spec.task_id] += 1
         self.called.set()
         await self.release.wait()
@@ -131,6 +150,16 @@ async def attempts_by_task(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(gateway_runs.c.task_id, gateway_runs.c.attempts))
         return {str(task_id): int(attempts) for task_id, attempts in rows}
+
+
+async def claimed(engine: AsyncEngine, task_id: str, runner: str, attempts: int) -> None:
+    """Run ``task_id`` claimed by ``runner`` (`TaskTakeover._take`), its ``attempts``-th."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(gateway_runs)
+            .where(gateway_runs.c.task_id == task_id)
+            .values(runner=runner, attempts=attempts)
+        )
 
 
 async def seen(engine: AsyncEngine, replica_id: str, ago: float) -> None:
@@ -391,3 +420,77 @@ async def test_a_start_come_too_late_is_refused_while_the_takeover_resumes_the_r
         await here.runner.start(made, None, new=False)  # the caller, at last
     assert upstream.calls["t-late"] == 0
     assert not here.runner.here(("chat", "t-late"))
+
+
+async def test_a_run_taken_over_meanwhile_is_not_sent_by_the_replica_it_was_taken_from(
+    engine: AsyncEngine, here: Replica, upstream: Upstream
+) -> None:
+    made = await here.store("t-passed")
+    # Another replica judged this one gone (a pause longer than the stale
+    # window) and claimed the run before this one's coroutine got to send it.
+    await claimed(engine, "t-passed", "there", attempts=2)
+    upstream.sending = here.runner
+    upstream.release.set()
+    await here.runner.start(made, None, new=False)
+    await here.runner.wait("chat", "t-passed")
+    assert upstream.calls["t-passed"] == 0
+    assert await runner_of(engine, "t-passed") == "there"
+    assert await here.state("t-passed") == "TASK_STATE_SUBMITTED"  # its holder's to end
+
+
+async def test_every_write_of_a_run_is_checked_against_the_claim_it_holds(
+    engine: AsyncEngine, here: Replica
+) -> None:
+    made = await here.store("t-fenced")
+    # Taken back by this same replica (its coroutine looked dead): the
+    # earlier coroutine, runner id and all, holds an older claim.
+    await claimed(engine, "t-fenced", "here", attempts=2)
+    with pytest.raises(RunLost):
+        await here.runner.sending(made, GRANT, "a2a.run")
+    failed = await here.runner.ended(made, TaskState.TASK_STATE_FAILED, "interrupted")
+    assert not await here.runner.finish(made, failed)
+    assert await here.state("t-fenced") == "TASK_STATE_SUBMITTED"
+    current = replace(made, attempt=2)  # the claim's own (`spec_of` its row)
+    await here.runner.sending(current, GRANT, "a2a.run")
+    async with engine.connect() as conn:
+        caller = await conn.scalar(
+            select(gateway_runs.c.caller).where(gateway_runs.c.task_id == "t-fenced")
+        )
+    assert caller is not None and caller["sent"]["token_id"] == "jti-1"
+    assert await here.runner.finish(current, failed)
+    assert await here.state("t-fenced") == "TASK_STATE_FAILED"
+
+
+class Vendors:
+    """A vendor registry that counts the calls asked of it (none registered)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def call_for(self, agent_id: str) -> None:
+        self.asked += 1
+
+
+async def test_a_vendor_runs_first_send_is_not_made_once_the_run_is_claimed_elsewhere(
+    engine: AsyncEngine, here: Replica
+) -> None:
+    vendors = Vendors()
+    execution = VendorExecution(
+        lambda: cast(FrontDoorParts, SimpleNamespace(tasks=here.tasks)),
+        lambda: cast(GatewayRun, SimpleNamespace(runner=runner, vendors=vendors)),
+    )
+    runner = TaskRunner(engine, here.tasks, lambda: execution, replicas=here.directory)
+    made = spec("t-first")
+    task = Task(id="t-first", context_id=made.context_id)
+    task.status.state = TaskState.TASK_STATE_SUBMITTED
+    # Stored by this runner, as a call to a vendor agent does (its first
+    # send's mark with it).
+    assert await here.tasks.record("chat", ALICE, task, with_rows=runner.stored(made))
+    # Claimed by another replica (this one judged gone) before the send.
+    await claimed(engine, "t-first", "there", attempts=2)
+    await runner.start(made, GRANT, new=False)
+    assert runner.here(("chat", "t-first"))
+    await runner.wait("chat", "t-first")
+    assert vendors.asked == 0  # the vendor's call was not even looked up
+    assert await runner_of(engine, "t-first") == "there"
+    assert await here.state("t-first") != "TASK_STATE_FAILED"  # its holder's to end

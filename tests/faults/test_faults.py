@@ -41,6 +41,7 @@ from policies.exchange import ACCESS_TOKEN_TYPE, JWT_BEARER_ASSERTION
 from policies.keys import ec_public_jwk
 from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
+from tests.support import waiting
 from tests.support.a2a_agents import worker_agent
 from tests.support.faults import (
     HEARTBEAT,
@@ -156,16 +157,19 @@ def test_postgres_stopped_under_a_blocking_call(faults: Faults) -> None:
     down is answered 503 with Retry-After at once, not after the outage (the
     run keeps writing its outcome, found with GetTask once it is)."""
     answers: list[Any] = []
+    sent_before = faults.chat_does.calls.get("hold 1", 0)  # earlier tests send it too
     caller = threading.Thread(target=lambda: answers.append(faults.send("chat", "hold 1")))
     caller.start()
-    deadline = time.monotonic() + SLACK
-    # The call is at the upstream (its row alone is not enough: a run not
-    # sent yet waits for the database before it sends, and is no blocking
-    # call under which the database stopped).
-    while not faults.chat_does.calls.get("hold 1"):
-        assert time.monotonic() < deadline, "the call was not sent"
-        time.sleep(0.1)
-    (run,) = faults.query("SELECT task_id FROM gateway_runs")
+
+    def held_at_the_upstream() -> list[Any] | None:
+        # The call is at the upstream (its row alone is not enough: a run not
+        # sent yet waits for the database before it sends, and is no blocking
+        # call under which the database stopped), and its run row is there.
+        if faults.chat_does.calls.get("hold 1", 0) <= sent_before:
+            return None
+        return faults.query("SELECT task_id FROM gateway_runs") or None
+
+    (run,) = waiting.wait_for(held_at_the_upstream, seconds=SLACK, what="the call held upstream")
     faults.pg.stop()
     try:
         faults.chat_does.release.set()

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
+import anyio
 from a2a.client.transports.base import ClientTransport
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.events.event_queue import Event
@@ -21,6 +22,7 @@ from a2a.types import (
     SendMessageResponse,
     StreamResponse,
     Task,
+    TaskArtifactUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
@@ -384,9 +386,22 @@ class UpstreamCalls:
                 token.attempted(exc)
                 raise
 
+        # Tasks this stream wrote an artifact update of: the next ones are
+        # held and written together (`gateway.delegation.artifact_batches`).
+        batched: set[str] = set()
+        held = self.tasks.artifacts
+        owned = (admission.owner.subject, admission.owner.issuer)
+
         async def observe(event: Event) -> None:
             followed.see(event)
+            if isinstance(event, TaskArtifactUpdateEvent) and event.task_id in batched:
+                await held.hold(admission.agent_id, owned, event)
+                return
+            for task_id in batched:  # the record sees the events in order
+                await held.flush(admission.agent_id, task_id)
             await self._observe(admission, event)
+            if isinstance(event, TaskArtifactUpdateEvent):
+                batched.add(event.task_id)
 
         async def closed(lost: bool) -> None:
             if lost and followed.running:
@@ -427,6 +442,16 @@ class UpstreamCalls:
             # Under way (or another operation): an A2A error with the link, never
             # a refusal that would have the message sent again.
             raise _unavailable(missing) from None
+        finally:
+            with anyio.CancelScope(shield=True):  # a caller gone loses no chunk taken
+                await self._flush_held(admission.agent_id, batched)
+
+    async def _flush_held(self, agent_id: str, task_ids: set[str]) -> None:
+        for task_id in task_ids:
+            try:
+                await self.tasks.artifacts.flush(agent_id, task_id)
+            except Exception:  # the stream's own outcome is the caller's
+                logger.exception("artifact updates of task %s of %s not written", task_id, agent_id)
 
     async def _lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled

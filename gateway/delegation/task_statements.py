@@ -188,21 +188,35 @@ def record_artifact(
     """An artifact update from a stream, in the task's snapshot (A2A 1.0
     §3.2.3: ``append`` adds its parts to the artifact of the same id, else it
     takes that artifact's place); as `record_status` answers."""
+    return record_artifacts(sql, agent_id, owner, task_id, [(artifact, append)], now)
+
+
+def record_artifacts(
+    sql: Sql,
+    agent_id: str,
+    owner: Owned,
+    task_id: str,
+    updates: list[tuple[dict[str, Any], bool]],
+    now: datetime,
+) -> bool | None:
+    """Artifact updates (artifact, append), in order, written at once: the
+    snapshot is what `record_artifact` of each in turn leaves."""
     where = {"agent_id": agent_id, "task_id": task_id}
     found = _owned_snapshot(sql, where, owner)
     if not isinstance(found, dict):
         return found
     snapshot = dict(found)
     artifacts = list(snapshot.get("artifacts") or [])
-    named = artifact.get("artifactId")
-    same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)
-    if same is None:
-        artifacts.append(artifact)
-    elif append:
-        parts = [*(artifacts[same].get("parts") or []), *(artifact.get("parts") or [])]
-        artifacts[same] = {**artifacts[same], "parts": parts}
-    else:
-        artifacts[same] = artifact
+    for artifact, append in updates:
+        named = artifact.get("artifactId")
+        same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)
+        if same is None:
+            artifacts.append(artifact)
+        elif append:
+            parts = [*(artifacts[same].get("parts") or []), *(artifact.get("parts") or [])]
+            artifacts[same] = {**artifacts[same], "parts": parts}
+        else:
+            artifacts[same] = artifact
     snapshot["artifacts"] = artifacts
     sql.typed(_ARTIFACTS, {**where, "updated_at": now, "task": snapshot})
     return True

@@ -48,6 +48,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation import task_statements
+from gateway.delegation.artifact_batches import ArtifactBatches
 from gateway.delegation.permits import Caller
 from gateway.storage.statements import statement_runner
 from gateway.storage.tables import a2a_tasks
@@ -127,6 +128,7 @@ class TaskRecords:
         # caller gets: its hot statements go the lean way
         # (`gateway.storage.statements`).
         self._run = statement_runner(engine)
+        self.artifacts = ArtifactBatches(self._run)
         # Told of every terminal record, after it is written, off the request's
         # path (a listener's failure is logged, never the caller's).
         self.ended_listeners: list[EndedListener] = []
@@ -184,6 +186,7 @@ class TaskRecords:
         return None if found is None else Owner(*found)
 
     async def aclose(self) -> None:
+        await self.artifacts.flush_all()
         await self._run.aclose()
 
     async def skill_of(self, agent_id: str, owner: Owner, task_id: str) -> tuple[bool, str | None]:
@@ -239,6 +242,7 @@ class TaskRecords:
         transactions leaves a task nothing will ever finish."""
         if not _storable(task.id) or (task.context_id and not _storable(task.context_id)):
             return False
+        await self.artifacts.flush(agent_id, task.id)  # held chunks, then this snapshot
         now = datetime.now(UTC)
         snapshot = MessageToDict(task)
         values: dict[str, Any] = {
@@ -384,6 +388,7 @@ class TaskRecords:
         """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""
         if not _storable(task_id):
             return None
+        await self.artifacts.flush(agent_id, task_id)  # read whole, never held + stored
         stored = await self._run.read(task_statements.snapshot_of, agent_id, _owned(owner), task_id)
         return None if stored is None else _snapshot(stored, ListTasksRequest())
 
@@ -395,6 +400,7 @@ class TaskRecords:
             raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
         if request.HasField("history_length") and request.history_length < 0:
             raise ValueError("historyLength must not be negative")
+        await self.artifacts.flush_agent(agent_id)
         c = a2a_tasks.c
         where = [c.agent_id == agent_id, owner.owns(a2a_tasks)]
         if request.context_id:

@@ -17,9 +17,12 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.storage.tables import a2a_tasks
+from tests.support.waiting import wait_for_async
 
 ALICE = Owner("alice", "https://issuer.example")
 BOB = Owner("bob", "https://issuer.example")
@@ -115,5 +118,42 @@ async def test_updates_of_one_task_at_once_never_undo_each_other(engine: AsyncEn
         kept = await tasks.get("agent", ALICE, "t1")
         assert kept is not None
         assert texts(kept) == {f"a{i}": [str(i)] for i in range(24)}
+    finally:
+        await tasks.aclose()
+
+
+async def test_artifact_updates_held_and_written_together_make_the_same_record(
+    engine: AsyncEngine,
+) -> None:
+    """A stream's later chunks are held (`TaskRecords.artifacts`) and written
+    at once: the record is the one writing them one by one makes, and a read
+    in between sees each chunk once."""
+    tasks = TaskRecords(engine)
+    owned = (ALICE.subject, ALICE.issuer)
+    try:
+        started = Task(id="t1", context_id="c1")
+        started.status.state = TaskState.TASK_STATE_WORKING
+        assert await tasks.observe("agent", ALICE, started)
+        assert await tasks.observe("agent", ALICE, artifact("a", "one"))
+        await tasks.artifacts.hold("agent", owned, artifact("a", "two", append=True))
+        await tasks.artifacts.hold("agent", owned, artifact("b", "first"))
+        assert tasks.artifacts.holds("agent", "t1")
+        read = await tasks.get("agent", ALICE, "t1")  # writes what is held first
+        assert read is not None and texts(read) == {"a": ["one", "two"], "b": ["first"]}
+        assert not tasks.artifacts.holds("agent", "t1")
+        await tasks.artifacts.hold("agent", owned, artifact("b", "second"))
+        await tasks.artifacts.hold("agent", owned, artifact("a", "three", append=True))
+        await tasks.artifacts.flush("agent", "t1")
+        kept = await tasks.get("agent", ALICE, "t1")
+        assert kept is not None
+        assert texts(kept) == {"a": ["one", "two", "three"], "b": ["second"]}
+        assert kept.status.state == TaskState.TASK_STATE_WORKING
+        # Held and never flushed by hand: written when its time comes.
+        await tasks.artifacts.hold("agent", owned, artifact("c", "later"))
+        await wait_for_async(lambda: not tasks.artifacts.holds("agent", "t1") or None)
+        await tasks.artifacts.flush_all()
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(a2a_tasks.c.task))).scalar_one()
+        assert [a["artifactId"] for a in row["artifacts"]] == ["a", "b", "c"]
     finally:
         await tasks.aclose()

@@ -44,6 +44,7 @@ import httpx
 
 from bench import ports
 from bench.a2a_forwarding import HOST, REPO, spawn, stop_process
+from bench.mcp_gateway import _switchboard
 
 Trail = list[tuple[str, str]]  # (file, function) as entered
 LAYERS = ("gateway/", "adapters/", "registry/", "policies/")
@@ -100,19 +101,6 @@ def _traced_gateway(argv: list[str], out: str) -> None:
 
 def _serving(code: str, port: int) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-c", code], port, timeout=120)
-
-
-def _switchboard(data: str, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", *args, "--data-dir", data],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"switchboard {' '.join(args)}: {result.stderr or result.stdout}")
-    return result.stdout.strip()
 
 
 async def _a2a_calls(base: str, token: str, record: Recorder) -> list[Trail]:

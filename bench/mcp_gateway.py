@@ -78,14 +78,16 @@ def _serve_upstream(port: int) -> None:
 
 
 def _switchboard(data: str, *args: str) -> str:
+    """`switchboard ARGS --data-dir DATA`'s output; its error output if it fails."""
     result = subprocess.run(
         [sys.executable, "-m", "gateway", *args, "--data-dir", data],
         cwd=REPO,
         capture_output=True,
         text=True,
-        check=True,
-        timeout=60,
+        timeout=120,  # a loaded machine
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"switchboard {' '.join(args)}: {result.stderr or result.stdout}")
     return result.stdout.strip()
 
 

@@ -81,7 +81,7 @@ async def _per_call(
             keys = entity_keys(rules, agent, "upsell", [data])
             asked = plan(rules, agent, "upsell", keys)
             if asked and coordination is not None:
-                admitted = await coordination.admit(asked, CALLER, agent, "upsell", "t")
+                admitted = await coordination.take(asked, CALLER, agent, "upsell", "t")
                 await coordination.finished(admitted, True)
         batches.append((time.perf_counter() - started) / (calls // 5) * 1e6)
     return statistics.median(batches)

@@ -21,8 +21,8 @@ from gateway.agents.admission import Admission
 from gateway.agents.consents import AgentConsents
 from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
+from gateway.delegation.call import Call, MessageSkill
 from gateway.delegation.handoffs import (
-    MessageSkill,
     json_inputs,
     json_places,
     json_task_id,
@@ -128,24 +128,15 @@ async def admit_call(
     approvals: bool,
     consents: AgentConsents | None = None,
 ) -> Admitted:
-    """Decide one call (`Delegations.admit_message` for a message, `admit`
-    otherwise); raises `Refusal`. A call held for a human goes to the
+    """Decide one call (`Delegations.admit`); raises `Refusal`. A call held for a human goes to the
     approvals handler when there is one (``approvals``), else it is refused."""
     deferral = None
     route: Route = "agent"
+    call = Call(caller, agent_id, event="a2a", trace_id=trace_id)
+    if message:
+        call = decided.call(caller, agent_id, event="a2a", trace_id=trace_id, inputs=inputs)
     try:
-        if message:
-            grant = await delegations.admit_message(
-                caller,
-                agent_id,
-                decided.skill,
-                event="a2a",
-                trace_id=trace_id,
-                strictest=decided.strictest,
-                inputs=inputs,
-            )
-        else:
-            grant = await delegations.admit(caller, agent_id, event="a2a", trace_id=trace_id)
+        grant = await delegations.admit(call)
     except AgentNotFound:
         return await _another_target(delegations, others, caller, agent_id, trace_id)
     except ApprovalRequired as pending:

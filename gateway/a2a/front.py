@@ -7,7 +7,7 @@ errors and SSE streams; this module is the `RequestHandler` behind them. Each
 operation runs the one pipeline (docs/architecture.md, "One delegated call"):
 
 1. `admit()` runs before the SDK sees the request: authenticate the caller,
-   look up the agent, decide and mint (`Delegations.authorize`). A refusal is
+   look up the agent, decide and mint (`Delegations.admit`). A refusal is
    an HTTP error in the caller's binding and never reaches the agent.
 2. The handler checks task ownership in the gateway's records (`TaskRecords`):
    someone else's task or context is "task not found".
@@ -68,9 +68,7 @@ from gateway.agents.outages import (
     outage_response,
     retry_after,
 )
-from gateway.delegation.handoffs import (
-    MessageSkill,
-)
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.pipeline import (
     Caller,
 )
@@ -224,7 +222,7 @@ class A2AFrontDoor:
         `require` or `approval` on one skill applies to the call, not only to
         listings. Reading or cancelling one's own task is decided for the
         agent. A message naming no skill, to an agent with several, is decided
-        as for the strictest (`Delegations.admit_message`). Places that name
+        as for the strictest (`Delegations.admit`, `Call.message`). Places that name
         different skills, a skill the card lacks, a skill other than the
         continued task's or two task ids raise `_SkillRefused`. And what the
         message hands the agent, for the coordination rules (`json_inputs`)."""

@@ -50,7 +50,7 @@ from gateway.agents.outages import (
     outage_record,
     unavailable_error,
 )
-from gateway.delegation.handoffs import MessageSkill
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import (

@@ -55,13 +55,13 @@ class Admission:
     # place the caller could name one, or from the task it continues
     # (`gateway.delegation.handoffs.message_skill`; None: it names none, to an
     # agent with several). The request that goes upstream names this one and
-    # no other (`admitted_skill`). For other operations, None.
+    # no other (`checked_skill`). For other operations, None.
     skill: str | None = None
     # Set by the pass-through when it found the agent down and the policy names
     # a fallback: the SDK path then hands the message over without calling.
     down: A2AError | None = None
     # The task the message continues, as the decision read it (None: it starts
-    # one); the parsed request must continue this one (`admitted_skill`).
+    # one); the parsed request must continue this one (`checked_skill`).
     task_id: str | None = None
     # Decided as for the strictest skill whatever it names: it continues a task
     # recorded for no skill in particular.

@@ -49,7 +49,7 @@ from gateway.delegation.approvals import (
     NewApproval,
     new_id,
 )
-from gateway.delegation.handoffs import admitted_skill, check_contract
+from gateway.delegation.handoffs import check_contract, checked_skill
 from gateway.delegation.runs import ENDS, TERMINAL, status_message
 from gateway.delegation.task_runner import RunNotFound
 
@@ -126,7 +126,7 @@ class ApprovalAgentHandler(RecordedTaskHandler):
         # The request held, and replayed once approved, names the skill it was
         # decided for and no other; that is also the skill the admin is shown.
         grant = admission.grant
-        skill = admitted_skill(
+        skill = checked_skill(
             admission.agent_id, grant.card, admission.skill, params, task_id=admission.task_id
         )
         message = params.message

@@ -40,8 +40,9 @@ from gateway.delegation.approvals import (
     Approval,
     Approvals,
 )
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.coordination import claiming
-from gateway.delegation.handoffs import MessageSkill, message_skill, proto_inputs, proto_places
+from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places
 from gateway.delegation.pipeline import CoordinationDeferred, DelegationDenied, Grant
 from gateway.delegation.runs import Execute, RunSpec, status_message
 from policies.tokens import TokenInvalid
@@ -176,16 +177,15 @@ class ApprovalExecution:
                 request.message.task_id,
             )
             with claiming(approval.id):  # the leases reserved for it, if released
-                grant = await parts.delegations.admit_message(
+                call = decided.call(
                     approval.caller(),
                     approval.target,
-                    decided.skill,
                     event="a2a.approved",
                     trace_id=approval.trace_id,
                     approved=True,
-                    strictest=decided.strictest,
                     inputs=proto_inputs(request.message),
                 )
+                grant = await parts.delegations.admit(call)
         except AgentNotFound:
             mirror.fail(f"agent {approval.target} is no longer registered")
             return None

@@ -40,8 +40,9 @@ from gateway.agents.stream_records import Followed
 from gateway.agents.task_events import event_of
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
+from gateway.delegation.call import Call
 from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
-from gateway.delegation.handoffs import admitted_skill, check_contract
+from gateway.delegation.handoffs import check_contract, checked_skill
 from gateway.delegation.pipeline import (
     DelegationDenied,
     Delegations,
@@ -257,14 +258,17 @@ class UpstreamCalls:
         decision (a denial is audited by `admit` and means no fallback)."""
         grant = admission.grant
         try:
-            fallback = await self.delegations.admit_message(
-                grant.caller,
-                agent_id,
-                skill,
-                event="a2a",
-                trace_id=grant.trace_id,
-                strictest=admission.strictest,
-                inputs=admission.inputs,
+            fallback = await self.delegations.admit(
+                Call(
+                    grant.caller,
+                    agent_id,
+                    event="a2a",
+                    trace_id=grant.trace_id,
+                    action=skill,
+                    message=True,
+                    strictest=admission.strictest,
+                    inputs=admission.inputs,
+                )
             )
         except (AgentNotFound, DelegationDenied) as exc:
             logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)
@@ -302,10 +306,10 @@ class UpstreamCalls:
     def check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
         """The message's skill -- the one it was admitted for, now the only one
         it names, in every place, continuing the task it was admitted for
-        (`gateway.delegation.handoffs.admitted_skill`) -- after checking its
+        (`gateway.delegation.handoffs.checked_skill`) -- after checking its
         contract (`check_contract`)."""
         grant = admission.grant
-        skill = admitted_skill(
+        skill = checked_skill(
             admission.agent_id, grant.card, admission.skill, params, task_id=admission.task_id
         )
         check_contract(

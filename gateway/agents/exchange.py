@@ -5,7 +5,7 @@ the caller.
 Each kind of agent -- an A2A agent (`gateway.agents.handler`), a gateway-run
 vendor agent (`gateway.agents.vendor`), a flow (`gateway.flows.agent`) --
 implements `AgentOperations` on an `Admission` the caller's decision made
-(`Delegations.admit_message`); the SDK's `on_*` methods are each one's A2A
+(`Delegations.admit` of a message `Call`); the SDK's `on_*` methods are each one's A2A
 door, which decodes the request and its context and calls the same
 operation. The message a caller hands over is plain data (`AgentMessage`),
 built into the A2A message here, at the edge.

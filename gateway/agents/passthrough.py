@@ -18,7 +18,7 @@ it does on the SDK path, in the same order:
 3. the ownership checks on `taskId`, `referenceTaskIds` and `contextId`; the
    skill -- the parsed request must name none but the one admitted, which is
    then written into both its metadata levels
-   (`gateway.delegation.handoffs.admitted_skill`), so the re-encoded request
+   (`gateway.delegation.handoffs.checked_skill`), so the re-encoded request
    names exactly the skill decided -- and that skill's handoff contract;
 4. the call, with the minted token and nothing else of the caller's headers,
    under the agent's circuit breaker and retried when the policy says the

@@ -39,6 +39,7 @@ from gateway.agents.admission import Admission, FrontDoorParts, handler_context
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.agents.stream_records import RUNNING
 from gateway.delegation.audit import AuditEvent
+from gateway.delegation.call import Call
 from gateway.delegation.lost_tasks import LostTask, backoff
 from gateway.delegation.pipeline import DelegationDenied
 from gateway.delegation.runs import TERMINAL
@@ -79,7 +80,7 @@ class Reconciler:
         since = lost.since.strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
             grant = await parts.delegations.admit(
-                lost.caller, lost.agent_id, event="a2a.reconcile", trace_id=uuid.uuid4().hex
+                Call(lost.caller, lost.agent_id, event="a2a.reconcile", trace_id=uuid.uuid4().hex)
             )
         except AgentNotFound:
             await self._fail(lost, f"agent {lost.agent_id} is no longer registered")

@@ -67,7 +67,7 @@ from gateway.agents.exchange import OperationsHandler
 from gateway.agents.recorded import RecordedTaskHandler
 from gateway.agents.upstream_errors import outcome_of
 from gateway.connections.errors import UserCredentialUnavailable
-from gateway.delegation.handoffs import admitted_skill
+from gateway.delegation.handoffs import checked_skill
 from gateway.delegation.runs import TERMINAL, RunSpec, sending
 from gateway.delegation.task_runner import RunNotFound, TaskRunner
 from gateway.delegation.vendor_agents import (
@@ -131,7 +131,7 @@ class VendorAgentHandler(RecordedTaskHandler, OperationsHandler):
             # first: each says so in its own protocol (`ConnectionRequired`).
             await _connected(parts, admission)
         # The adapter is told the skill the call was decided for, and no other.
-        skill = admitted_skill(
+        skill = checked_skill(
             admission.agent_id,
             admission.grant.card,
             admission.skill,

@@ -33,6 +33,7 @@ from adapters.usage import METADATA_KEY, Usage
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.consents import CallToken
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
+from gateway.delegation.call import Call
 from gateway.delegation.delegate import Sending, Streaming
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.runs import RunSpec, status_message
@@ -93,12 +94,15 @@ class VendorExecution:
     ) -> tuple[Grant, VendorCall, CallToken]:
         """The grant, the vendor's call and the token it goes with."""
         if grant is None:  # run again after an interruption: decide and mint anew
-            grant = await parts.delegations.admit_message(
-                spec.caller,
-                spec.agent_id,
-                spec.turn.skill,
-                event="a2a.retry",
-                trace_id=spec.trace_id,
+            grant = await parts.delegations.admit(
+                Call(
+                    spec.caller,
+                    spec.agent_id,
+                    event="a2a.retry",
+                    trace_id=spec.trace_id,
+                    action=spec.turn.skill,
+                    message=True,
+                )
             )
             await self._run().runner.sending(spec, grant, "a2a.run")
         else:  # the first send: its mark was stored with the run; still held?

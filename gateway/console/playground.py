@@ -6,7 +6,7 @@ Nothing here decides or calls on its own. The call is the logged-in user's
 way a door's does:
 
 * an agent: the A2A door's admission (`gateway.a2a.admit`: the skill decided
-  from the message, then `Delegations.admit_message` -- the policy, the rate
+  from the message, then `Delegations.admit` -- the policy, the rate
   limits, the coordination rules, the token minted for the user, a refusal
   audited) and then the agents' own handler (`Agents.handler_for`: send
   under the breaker, record the task and the audit), or the approvals

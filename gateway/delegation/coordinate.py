@@ -42,7 +42,7 @@ async def coordinate(
         asked = plan(rules, target, action, keys)
         if not asked:
             return permit
-        admitted = await coordination.admit(asked, permit.caller, target, action, permit.trace_id)
+        admitted = await coordination.take(asked, permit.caller, target, action, permit.trace_id)
     except (EntityKeyMissing, EntityKeyInvalid) as exc:
         refused = await refuse(str(exc), outcome="invalid_request")
         raise CoordinationRefused(target, refused, None, None) from None

@@ -4,7 +4,7 @@ and budget, shared by every replica -- in the gateway's database
 (`coordination_sql`), or in Redis when `redis_url` is set (`coordination_redis`,
 one round trip per call).
 
-`admit()` runs inside the delegation decision (`Delegations._coordinate`,
+`take()` runs inside the delegation decision (`Delegations._coordinate`,
 after the policy allowed the call and its rate limits counted it, before it is
 made) as one atomic step: it refuses a call a hold or cooldown in force
 blocks, takes the call's leases and budget units, opens and closes holds --
@@ -41,7 +41,7 @@ from policies.coordination_rules import CoordinationPolicy
 # The holder a deferred call, released, takes its reserved lease as
 # (`Coordination.reserve`): set around the released call's decision by what
 # makes it (`gateway.agents.approved`, `gateway.mcp.approvals`), read by
-# `Coordination.admit` -- the decision every call goes through stays one.
+# `Coordination.take` -- the decision every call goes through stays one.
 _CLAIMING: ContextVar[str | None] = ContextVar("coordination_claiming", default=None)
 
 
@@ -222,7 +222,7 @@ class Coordination:
         self.clock = clock  # epoch seconds; every replica's clock is NTP-kept
         self._ended: dict[str, None] = {}  # the calls whose outcome counted (insertion order)
 
-    async def admit(
+    async def take(
         self, plan: Plan, caller: Caller, agent: str, action: str | None, trace_id: str
     ) -> Admitted:
         """Take what ``plan`` asks for, or raise `CoordinationBlocked` having
@@ -253,7 +253,7 @@ class Coordination:
         held = tuple(replace(k, seconds=min(k.seconds, RESERVED_SECONDS)) for k in leases)
         try:
             with claiming(approval_id):
-                await self.admit(Plan(leases=held), caller, agent, action, trace_id)
+                await self.take(Plan(leases=held), caller, agent, action, trace_id)
         except CoordinationBlocked:
             return False
         return True

@@ -4,7 +4,7 @@
 decoded its protocol. It owns, in this order and on every path (success, the
 upstream's failure, an open breaker, the caller's cancellation):
 
-1. **decide and mint** -- `Delegations.admit` / `admit_target`
+1. **decide and mint** -- `Delegations.admit(call)`
    (`gateway.delegation.pipeline`): the policy, its rate limits and
    coordination rules, the token for this target only. A refusal is audited
    there and raised as the pipeline's domain error.

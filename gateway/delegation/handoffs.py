@@ -52,13 +52,13 @@ naming the part and the field (an RFC 6901 pointer), in the message and in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from a2a.types import Message, SendMessageRequest
 from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import MessageToDict
 
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.tasks import Owner, TaskRecords
 from registry.contracts import violation
 
@@ -149,7 +149,7 @@ def json_task_id(params: Mapping[str, Any]) -> str | None:
     a null included, which a parser may keep over the other -- are refused:
     which one a parser keeps is the parser's business, and the decision must
     be made for the task the agent will continue (the handler checks the
-    parsed request against it, `admitted_skill`)."""
+    parsed request against it, `checked_skill`)."""
     found = {
         f"params.{key}.{spelling}": message[spelling] or ""
         for key in ("message", "request")
@@ -224,19 +224,6 @@ def decide_named(
     return str(chosen)
 
 
-@dataclass(frozen=True)
-class MessageSkill:
-    """What a message was decided for (`message_skill`)."""
-
-    # The skill it is for, named upstream in both metadata levels (None: none).
-    skill: str | None
-    # The task it continues, as the decision read it (None: it starts one).
-    task_id: str | None = None
-    # It continues a task recorded for no skill in particular: it may reach
-    # any skill, so it is decided as for the strictest, whatever it names.
-    strictest: bool = False
-
-
 async def message_skill(
     tasks: TaskRecords,
     agent_id: str,
@@ -282,7 +269,7 @@ def stamp_skill(params: SendMessageRequest, skill: str | None) -> None:
             del metadata[SKILL_KEY]
 
 
-def admitted_skill(
+def checked_skill(
     agent_id: str,
     card: Mapping[str, Any],
     decided: str | None,

@@ -1,27 +1,27 @@
 """The one delegation pipeline: look up -> decide -> mint -> call -> record.
 
-Every way into an agent (the A2A front door, the token endpoint) goes through
-`Delegations.authorize()` for the decision and the minted token (`admit()`
-when the gateway makes the call itself, which also refuses a call that needs
-human approval), and through `Delegations.record()` for the audit record, so
-no path can skip a step or record twice. An MCP server is a target of the
-very same decision: `admit_target()` takes a target the caller already
-resolved (the federation looks MCP servers up itself) and runs the same
-decide -> mint -> refuse-if-approval steps. A call that needs a human's
-approval is not refused for good: it is held (`gateway.delegation.approvals`) and made,
-decided again, once an admin approves.
+Every way into an agent or an MCP server (the doors, the token endpoint, a
+flow's step, a call made again or approved) reads its request into one
+`Call` and goes through `Delegations.admit(call)` for the decision and the
+minted token -- then, when the gateway makes the call itself, the refusal of
+a call that needs human approval and the coordination rules -- and through
+`Delegations.record()` for the audit record, so no path can skip a step or
+record twice. A call that needs a human's approval is not refused for good:
+it is held (`gateway.delegation.approvals`) and made, decided again, once an
+admin approves.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, overload
 
 from adapters import spans
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.after_decision import AfterDecision
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.call import Call
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.decision_records import (
     decision_event,
@@ -61,6 +61,7 @@ from registry.store import SqlAgentStore
 # Re-exported: every door imports the pipeline's types from here.
 __all__ = [
     "ApprovalRequired",
+    "Call",
     "Caller",
     "CoordinationDeferred",
     "CoordinationRefused",
@@ -167,57 +168,48 @@ class Delegations(AfterDecision):
         query = DelegationQuery(caller.scopes, caller.chain, target, action, kind, requested)
         return authorize(self.policy.current, query, max_depth=self.max_depth)
 
-    async def authorize(
-        self,
-        caller: Caller,
-        agent_id: str,
-        *,
-        event: str,
-        trace_id: str,
-        action: str | None = None,
-        kind: ActionKind = "skill",
-        requested: frozenset[str] | None = None,
-        audience: str | None = None,
-    ) -> Grant:
-        """Decide and mint (for ``audience``, default the agent's resource). A
-        denial is audited here and raised as `DelegationDenied`."""
+    @overload
+    async def admit(self, call: Call[str]) -> Grant: ...
+
+    @overload
+    async def admit(self, call: Call[Target]) -> Permit: ...
+
+    async def admit(self, call: Call[Any]) -> Permit:
+        """Decide ``call`` and mint its token (a denial is audited here and
+        raised as `DelegationDenied`); then, for a call the gateway sends
+        itself (`Call.sends`), refuse a decision that wants a human as
+        `ApprovalRequired` unless ``call.approved`` (whoever catches it holds
+        the request, `gateway.delegation.approvals`), and apply the
+        coordination rules to its ``inputs`` (held for approval, it is not
+        made yet: they apply once it is). A call to a registered agent gets a
+        `Grant` (its record and card with the permit)."""
         started = time.perf_counter()
-        record, card, target = await self.target(agent_id)
+        found: tuple[AgentRecord, dict[str, Any]] | None = None
+        if isinstance(call.target, Target):
+            target, resource = call.target, str(call.audience)
+        else:
+            record, card, target = await self.target(call.target)
+            found, resource = (record, card), call.audience or record.resource
+        action = call.action
+        if call.message and found is not None and (action is None or call.strictest):
+            action = self.strictest_skill(call.caller, target, found[1]) or action
         permit = await self._permit(
-            caller,
+            call.caller,
             target,
-            audience or record.resource,
-            event,
-            trace_id,
+            resource,
+            call.event,
+            call.trace_id,
             action,
-            kind,
-            requested,
+            call.kind,
+            call.requested,
             started,
         )
-        return Grant(**vars(permit), agent=record, card=card)
-
-    async def authorize_target(
-        self,
-        caller: Caller,
-        target: Target,
-        audience: str,
-        *,
-        event: str,
-        trace_id: str,
-        requested: frozenset[str] | None = None,
-    ) -> Permit:
-        """`authorize()` for a target that is not an A2A agent (an MCP server)."""
-        return await self._permit(
-            caller,
-            target,
-            audience,
-            event,
-            trace_id,
-            None,
-            "tool",
-            requested,
-            time.perf_counter(),
-        )
+        if found is not None:
+            permit = Grant(**vars(permit), agent=found[0], card=found[1])
+        if not call.sends:
+            return permit
+        self._refuse_if_approval_needed(permit, call.approved)
+        return await self._coordinate(permit, call.inputs, call.event)
 
     async def _permit(
         self,
@@ -328,64 +320,6 @@ class Delegations(AfterDecision):
         written before this returns (an outcome about to be acknowledged)."""
         await self.audit.record(event, durable=durable)
 
-    async def admit(
-        self,
-        caller: Caller,
-        agent_id: str,
-        *,
-        event: str,
-        trace_id: str,
-        action: str | None = None,
-        kind: ActionKind = "skill",
-        approved: bool = False,
-        inputs: Sequence[Any] | None = None,
-    ) -> Grant:
-        """`authorize()` for a call the gateway makes itself: a decision that
-        wants human approval is raised as `ApprovalRequired` (whoever catches it
-        records the request, `gateway.delegation.approvals`) unless the call is
-        ``approved``; then the coordination rules, for a call with ``inputs``
-        (held for approval, it is not made yet: they apply once it is)."""
-        grant = await self.authorize(
-            caller, agent_id, event=event, trace_id=trace_id, action=action, kind=kind
-        )
-        self._refuse_if_approval_needed(grant, approved)
-        return await self._coordinate(grant, inputs, event)
-
-    async def admit_message(
-        self,
-        caller: Caller,
-        agent_id: str,
-        skill: str | None,
-        *,
-        event: str,
-        trace_id: str,
-        approved: bool = False,
-        strictest: bool = False,
-        inputs: Sequence[Any] | None = None,
-    ) -> Grant:
-        """`admit()` for an A2A message whose skill is ``skill``
-        (`gateway.delegation.handoffs.message_skill`): decided as that skill's
-        own call, or -- naming none, to an agent with several, or
-        ``strictest``: continuing a task recorded for no skill in particular,
-        which may be any -- as for the strictest (`strictest_skill`; when none
-        is stricter than the agent, as the skill named). Every way a message
-        reaches an agent (the front door, a fallback, an approved or resumed
-        call, `/mcp`'s agent tools) is decided here, so none decides
-        differently."""
-        action = skill
-        if action is None or strictest:
-            _, card, target = await self.target(agent_id)
-            action = self.strictest_skill(caller, target, card) or skill
-        return await self.admit(
-            caller,
-            agent_id,
-            event=event,
-            trace_id=trace_id,
-            action=action,
-            approved=approved,
-            inputs=inputs,
-        )
-
     async def refused(
         self,
         caller: Caller,
@@ -400,28 +334,6 @@ class Delegations(AfterDecision):
         (`gateway.delegation.decision_records.refused_event`)."""
         refusal = refused_event(caller, agent_id, event, trace_id, reason, outcome)
         await self.audit.record(refusal, durable=True)
-
-    async def admit_target(
-        self,
-        caller: Caller,
-        target: Target,
-        resource: str,
-        *,
-        event: str,
-        trace_id: str,
-        action: str | None = None,
-        kind: ActionKind = "tool",
-        approved: bool = False,
-        inputs: Sequence[Any] | None = None,
-    ) -> Permit:
-        """`admit()` for a target that is not an A2A agent (an MCP server):
-        the caller resolved it; ``resource`` is the audience of the minted token."""
-        started = time.perf_counter()
-        permit = await self._permit(
-            caller, target, resource, event, trace_id, action, kind, None, started
-        )
-        self._refuse_if_approval_needed(permit, approved)
-        return await self._coordinate(permit, inputs, event)
 
     @staticmethod
     def _refuse_if_approval_needed(permit: Permit, approved: bool) -> None:

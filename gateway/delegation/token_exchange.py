@@ -25,6 +25,7 @@ from typing import Any
 
 from adapters.core_check import outside_a_call
 from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.call import Call
 from gateway.delegation.permits import txn_of
 from gateway.delegation.pipeline import (
     Caller,
@@ -167,21 +168,28 @@ class TokenExchange:
         try:
             if front_door is not None and await self._is_mcp_server(target_id):
                 # An MCP server is reached only through its front door here.
-                return await self._delegations.authorize_target(
+                return await self._delegations.admit(
+                    Call(
+                        caller,
+                        Target(target_id),
+                        event="token_exchange",
+                        trace_id=context.trace_id,
+                        kind="tool",
+                        audience=front_door,
+                        requested=request.scope,
+                        sends=False,
+                    )
+                )
+            return await self._delegations.admit(
+                Call(
                     caller,
-                    Target(target_id),
-                    front_door,
+                    target_id,
                     event="token_exchange",
                     trace_id=context.trace_id,
+                    audience=front_door,
                     requested=request.scope,
+                    sends=False,
                 )
-            return await self._delegations.authorize(
-                caller,
-                target_id,
-                event="token_exchange",
-                trace_id=context.trace_id,
-                requested=request.scope,
-                audience=front_door,
             )
         except RateLimited as limited:
             # RFC 6749 §5.2 has no code for it: `temporarily_unavailable` (its

@@ -8,7 +8,7 @@ Two faces:
 * the Python API the gateway's MCP front end uses: `tools()` and
   `call_tool()`. A call runs the one delegation pipeline: the MCP server is a
   policy target like an agent (``agents.<server id>.tools.<tool name>`` in the
-  policy file), `Delegations.admit_target()` decides and mints, the upstream
+  policy file), `Delegations.admit()` decides and mints, the upstream
   gets the credential configured for it (never the caller's token), and the
   outcome is audited (event ``mcp``), also when the call is refused.
 
@@ -30,6 +30,7 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
+from gateway.delegation.call import Call
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.resilience import Resilience
@@ -202,16 +203,18 @@ class McpFederation:
         if tool is None or tool.withheld is not None or server is None:
             raise ToolNotFound(name)  # a withheld tool holds a name that is not its own
         # The policy decides and mints (denials are audited there).
-        permit = await self.delegations.admit_target(
-            caller,
-            Target(tool.server_id),
-            server.resource,
-            event=AUDIT_EVENT,
-            trace_id=trace_id or new_trace_id(),
-            action=tool.upstream_name,
-            kind="tool",
-            approved=approved,
-            inputs=[arguments or {}],
+        permit = await self.delegations.admit(
+            Call(
+                caller,
+                Target(tool.server_id),
+                event=AUDIT_EVENT,
+                trace_id=trace_id or new_trace_id(),
+                action=tool.upstream_name,
+                kind="tool",
+                approved=approved,
+                inputs=[arguments or {}],
+                audience=server.resource,
+            )
         )
         return AdmittedTool(tool, server, permit)
 

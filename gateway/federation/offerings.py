@@ -40,6 +40,7 @@ from mcp.client.session import ClientSession
 from adapters.mcp import UpstreamUnavailable
 from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
+from gateway.delegation.call import Call
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.federation.app_rights import AppRights
 from gateway.federation.federated_tools import (
@@ -316,14 +317,16 @@ class McpOfferings:
         self, caller: Caller, source: Source, action: str, kind: ActionKind, trace_id: str | None
     ) -> Permit:
         # The policy decides and mints; a denial is audited there.
-        return await self.federation.delegations.admit_target(
-            caller,
-            Target(source.id),
-            source.config.resource,
-            event=AUDIT_EVENT,
-            trace_id=trace_id or new_trace_id(),
-            action=action,
-            kind=kind,
+        return await self.federation.delegations.admit(
+            Call(
+                caller,
+                Target(source.id),
+                event=AUDIT_EVENT,
+                trace_id=trace_id or new_trace_id(),
+                action=action,
+                kind=kind,
+                audience=source.config.resource,
+            )
         )
 
     async def _call(

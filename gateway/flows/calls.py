@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from gateway.agents.admission import Admission
 from gateway.agents.exchange import AgentMessage, Unsendable
 from gateway.connections.errors import ScopeRequired
+from gateway.delegation.call import Call
 from gateway.delegation.delegate import CANCELLED
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import (
@@ -173,27 +174,20 @@ class StepCall:
         inputs: list[Any] | None = None,
     ) -> Grant:
         """Decide the step's call: a message as every message is decided, for its
-        skill (`Delegations.admit_message`); another operation for the agent.
-        ``inputs``: the message's data for the coordination rules (None: none sent)."""
-        delegations = self.rt.delegations
+        skill; another operation (a look, a cancel: no approval carried) for the
+        agent. ``inputs``: the message's data for the coordination rules."""
+        call = Call(
+            self.call.caller,
+            agent_id,
+            event=EVENT,
+            trace_id=self.call.trace_id,
+            action=skill,
+            message=message,
+            approved=self.approved and message,
+            inputs=inputs,
+        )
         try:
-            if message:
-                grant = await self._waiting(
-                    agent_id,
-                    lambda: delegations.admit_message(
-                        self.call.caller,
-                        agent_id,
-                        skill,
-                        event=EVENT,
-                        trace_id=self.call.trace_id,
-                        approved=self.approved,
-                        inputs=inputs,
-                    ),
-                )
-            else:
-                grant = await delegations.admit(
-                    self.call.caller, agent_id, event=EVENT, trace_id=self.call.trace_id
-                )
+            grant = await self._waiting(agent_id, lambda: self.rt.delegations.admit(call))
         except ApprovalRequired as waits:
             raise NeedsApproval(agent_id, list(waits.decision.reasons)) from None
         except DelegationDenied as denied:

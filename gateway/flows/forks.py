@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from adapters.trace_context import new_trace_id
+from gateway.delegation.call import Call
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.flows import back_routes
@@ -375,7 +376,7 @@ async def fork_as_user(
     fork = plan(origin, found.steps, origin_document, chosen, version, step_id, operations)
     trace_id = new_trace_id()
     grant = await rt.delegations.admit(
-        caller, flow_id, event="flow.fork", trace_id=trace_id, action="run"
+        Call(caller, flow_id, event="flow.fork", trace_id=trace_id, action="run")
     )
     try:
         forked = await service.start(

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.trace_context import new_trace_id
 from gateway.delegation.approvals import PENDING, WITHDRAWN, AlreadyDecided
 from gateway.delegation.audit import AuditEvent
+from gateway.delegation.call import Call
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.federation.federated_tools import ToolNotFound
@@ -258,7 +259,7 @@ class FlowService:
         (raises the pipeline's `DelegationDenied`, `AgentNotFound`)."""
         trace_id = new_trace_id()
         grant = await self.rt.delegations.admit(
-            caller, flow_id, event="flow.start", trace_id=trace_id, action="run"
+            Call(caller, flow_id, event="flow.start", trace_id=trace_id, action="run")
         )
         try:
             run_id = await self.start(

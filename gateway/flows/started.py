@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.trace_context import new_trace_id
+from gateway.delegation.call import Call
 from gateway.delegation.permits import Caller
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.service import FlowService, InputInvalid, RunAlreadyStarted
@@ -55,7 +56,9 @@ async def start_once(
     here, `invalid_input`), and `BudgetSpent` (audited here, `budget_spent`)."""
     delegations = service.rt.delegations
     trace_id = new_trace_id()
-    grant = await delegations.admit(caller, flow_id, event=event, trace_id=trace_id, action="run")
+    grant = await delegations.admit(
+        Call(caller, flow_id, event=event, trace_id=trace_id, action="run")
+    )
     try:
         await service.start(
             flow_id,

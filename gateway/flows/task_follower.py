@@ -64,6 +64,7 @@ from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationEr
 from gateway.agents.admission import Admission
 from gateway.agents.exchange import AgentOperations
 from gateway.agents.push_configs import PushConfigs
+from gateway.delegation.call import Call
 from gateway.delegation.permits import RateLimited
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.push import watch_id
@@ -241,7 +242,7 @@ class TaskFollower:
                 await self._forget_watch()
                 caller = await self.rt.caller(self.info["grant_id"])
                 grant = await self.rt.delegations.admit(
-                    caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
+                    Call(caller, self.agent, event=EVENT, trace_id=self.info["trace_id"])
                 )
                 agent = self.rt.handler_for(grant.card)
                 owner = Owner(caller.subject, caller.issuer, caller)
@@ -273,7 +274,7 @@ class TaskFollower:
         try:
             caller = await self.rt.caller(self.info["grant_id"])
             grant = await self.rt.delegations.admit(
-                caller, self.agent, event=EVENT, trace_id=self.info["trace_id"]
+                Call(caller, self.agent, event=EVENT, trace_id=self.info["trace_id"])
             )
         except RateLimited:
             raise

@@ -54,6 +54,7 @@ from google.protobuf.json_format import MessageToDict
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.delegation.call import Call
 from gateway.delegation.pipeline import DelegationDenied
 from gateway.delegation.tasks import MAX_ID_LENGTH, TERMINAL_STATES, EndedTask, Owner
 from gateway.flows import mailbox
@@ -189,8 +190,8 @@ async def _refused(run: FlowRun, agent: str) -> str | None:
     anywhere; the one the decision mints is not used."""
     try:
         caller = await run.rt.caller(run.info["grant_id"])
-        await run.rt.delegations.authorize(
-            caller, agent, event=EVENT, trace_id=run.info["trace_id"]
+        await run.rt.delegations.admit(
+            Call(caller, agent, event=EVENT, trace_id=run.info["trace_id"], sends=False)
         )
     except GrantUnusable as exc:
         return str(exc)

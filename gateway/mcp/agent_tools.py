@@ -42,6 +42,7 @@ from a2a.utils.errors import InvalidParamsError
 from google.protobuf.struct_pb2 import Struct, Value
 
 from gateway.agents.admission import Admission, FrontDoorParts, handler_context
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places, stamp_skill
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
@@ -233,35 +234,18 @@ class AgentSkillTools:
         """Run the skill; raises the pipeline's `DelegationDenied` (`ApprovalRequired`
         unless ``approved``) / `AgentNotFound` and the front door's `A2AError`s."""
         request = _request(tool, dict(arguments or {}))
-        parts = self._parts()
-        delegations = parts.delegations
         owner = Owner(caller.subject, caller.issuer, caller)
-        _, card, _ = await delegations.target(tool.agent_id)
-        try:
-            # Continuing a task (`taskId`): the task's skill, which must be
-            # this tool's (`gateway.delegation.handoffs.message_skill`).
-            decided = await message_skill(
-                parts.tasks,
+        decided = await self._decided(tool, request, caller, trace_id)
+        inputs = proto_inputs(request.message)
+        grant = await self._parts().delegations.admit(
+            decided.call(
+                caller,
                 tool.agent_id,
-                card,
-                owner,
-                proto_places(request),
-                request.message.task_id or None,
+                event=EVENT,
+                trace_id=trace_id,
+                approved=approved,
+                inputs=inputs,
             )
-        except InvalidParamsError as refusal:
-            await delegations.refused(
-                caller, tool.agent_id, event=EVENT, trace_id=trace_id, reason=str(refusal)
-            )
-            raise
-        grant = await delegations.admit_message(
-            caller,
-            tool.agent_id,
-            decided.skill,
-            event=EVENT,
-            trace_id=trace_id,
-            approved=approved,
-            strictest=decided.strictest,
-            inputs=proto_inputs(request.message),
         )
         admission = Admission(
             grant,
@@ -280,6 +264,29 @@ class AgentSkillTools:
                 outcome.steps += 1
                 await progress(outcome.steps, None, note)
         return outcome.result()
+
+    async def _decided(
+        self, tool: SkillTool, request: SendMessageRequest, caller: Caller, trace_id: str
+    ) -> MessageSkill:
+        """What the message is for: continuing a task (`taskId`), the task's
+        skill, which must be this tool's (`gateway.delegation.handoffs.message_skill`).
+        A refusal is audited before it is raised."""
+        parts = self._parts()
+        _, card, _ = await parts.delegations.target(tool.agent_id)
+        try:
+            return await message_skill(
+                parts.tasks,
+                tool.agent_id,
+                card,
+                Owner(caller.subject, caller.issuer, caller),
+                proto_places(request),
+                request.message.task_id or None,
+            )
+        except InvalidParamsError as refusal:
+            await parts.delegations.refused(
+                caller, tool.agent_id, event=EVENT, trace_id=trace_id, reason=str(refusal)
+            )
+            raise
 
 
 def _skill_tool(

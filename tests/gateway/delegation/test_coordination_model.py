@@ -236,7 +236,7 @@ def test_the_state_agrees_with_the_reference_model(
                     admitted: Admitted | None = None
                     try:
                         if asked:
-                            admitted = await coordination.admit(asked, ALICE, agent, skill, "t")
+                            admitted = await coordination.take(asked, ALICE, agent, skill, "t")
                         allowed = True
                     except CoordinationBlocked:
                         allowed = False
@@ -308,7 +308,7 @@ def test_two_replicas_racing_on_one_entity_obey_each_rule_once(shared: str) -> N
 
             async def attempt(index: int) -> bool:
                 try:
-                    await replicas[index % 2].admit(asked, ALICE, "orders", skill, "t")
+                    await replicas[index % 2].take(asked, ALICE, "orders", skill, "t")
                 except CoordinationBlocked:
                     return False
                 return True
@@ -352,7 +352,7 @@ def test_on_sqlite_a_call_waits_for_the_write_lock_off_the_event_loop(tmp_path: 
             coordination = Coordination(store, Audit())  # type: ignore[arg-type]
             blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")
-            call = asyncio.create_task(coordination.admit(asked, ALICE, "orders", "notify", "t"))
+            call = asyncio.create_task(coordination.take(asked, ALICE, "orders", "notify", "t"))
             ticks = 0
             for _ in range(20):
                 await asyncio.sleep(0.01)
@@ -403,18 +403,18 @@ def test_a_spent_lease_and_an_expired_hold_hold_nothing(backend: str) -> None:
     async def play() -> None:
         async with opened(backend) as store:
             coordination = Coordination(store, Audit(), lambda: clock[0])  # type: ignore[arg-type]
-            opener = await coordination.admit(asked("a"), ALICE, "a", None, "t")
+            opener = await coordination.take(asked("a"), ALICE, "a", None, "t")
             await coordination.finished(opener, True)  # its success opens h
             with pytest.raises(CoordinationBlocked):
-                await coordination.admit(asked("b"), ALICE, "b", None, "t")
+                await coordination.take(asked("b"), ALICE, "b", None, "t")
             clock[0] += 61  # the hold's ttl has passed
-            await coordination.admit(asked("b"), ALICE, "b", None, "t")
-            await coordination.admit(asked("c"), ALICE, "c", None, "t")  # never ends
+            await coordination.take(asked("b"), ALICE, "b", None, "t")
+            await coordination.take(asked("c"), ALICE, "c", None, "t")  # never ends
             with pytest.raises(CoordinationBlocked) as held:
-                await coordination.admit(asked("c"), ALICE, "c", None, "t")
+                await coordination.take(asked("c"), ALICE, "c", None, "t")
             assert held.value.blocked.retry_after == 30
             clock[0] += 31  # the lease's ttl has passed: the stuck call holds nothing
-            await coordination.admit(asked("c"), ALICE, "c", None, "t")
+            await coordination.take(asked("c"), ALICE, "c", None, "t")
             assert [row.rule for row in await coordination.list("customer", customer)] == ["x"]
             # The spent hold's row: gone from a database by a purge, from Redis
             # by itself (a minute from now).
@@ -458,7 +458,7 @@ def test_a_store_lost_after_the_call_is_logged_not_raised(
         try:
             coordination = Coordination(_DownStore(engine), Audit())  # type: ignore[arg-type]
             asked = plan(policy, "a", None, {"customer": uuid.uuid4().hex})
-            admitted = await coordination.admit(asked, ALICE, "a", None, "t")
+            admitted = await coordination.take(asked, ALICE, "a", None, "t")
             await coordination.finished(admitted, True)  # does not raise
         finally:
             await engine.dispose()

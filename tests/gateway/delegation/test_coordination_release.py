@@ -207,7 +207,7 @@ def test_deferred_calls_are_released_as_the_model_says(
 
             async def admit(agent: str, skill: str, key: str) -> Admitted:
                 keys = entity_keys(POLICY, agent, skill, [{"id": key}])
-                return await coordination.admit(
+                return await coordination.take(
                     plan(POLICY, agent, skill, keys), ALICE, agent, skill, "t"
                 )
 

@@ -13,10 +13,10 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.handoffs import (
-    MessageSkill,
-    admitted_skill,
     check_contract,
+    checked_skill,
     json_places,
     json_task_id,
     message_skill,
@@ -102,29 +102,29 @@ def _parsed(body: dict[str, Any]) -> SendMessageRequest:
     return parsed
 
 
-def test_the_parsed_request_is_stamped_with_the_admitted_skill() -> None:
+def test_the_parsed_request_is_stamped_with_the_checked_skill() -> None:
     body = params("read")
     body["message"]["metadata"] = {"other": 1}
     parsed = _parsed(body)
-    assert admitted_skill("ops", CARD, "read", parsed, task_id=None) == "read"
+    assert checked_skill("ops", CARD, "read", parsed, task_id=None) == "read"
     stamped = MessageToDict(parsed)
     assert stamped["metadata"]["skill"] == stamped["message"]["metadata"]["skill"] == "read"
     assert stamped["message"]["metadata"]["other"] == 1  # the rest is left alone
     # Admitted for a skill the parsed request does not name: stamped all the same.
     parsed = _parsed(params())
-    assert admitted_skill("ops", CARD, "read", parsed, task_id=None) == "read"
+    assert checked_skill("ops", CARD, "read", parsed, task_id=None) == "read"
     assert MessageToDict(parsed)["message"]["metadata"] == {"skill": "read"}
 
 
 def test_a_parsed_request_naming_another_skill_than_admitted_is_refused() -> None:
     for admitted in ("read", None):
         with pytest.raises(InvalidParamsError, match="admitted for"):
-            admitted_skill("ops", CARD, admitted, _parsed(params(ABSENT, "adminop")), task_id=None)
+            checked_skill("ops", CARD, admitted, _parsed(params(ABSENT, "adminop")), task_id=None)
 
 
 def test_naming_none_stays_naming_none() -> None:
     parsed = _parsed(params())
-    assert admitted_skill("ops", CARD, None, parsed, task_id=None) is None
+    assert checked_skill("ops", CARD, None, parsed, task_id=None) is None
     assert "metadata" not in MessageToDict(parsed)
     parsed = _parsed(params())
     stamp_skill(parsed, "read")
@@ -161,7 +161,7 @@ def test_the_callers_json_and_the_parsed_request_are_decided_alike(
     assert from_json == from_proto
     if from_json is InvalidParamsError:
         return
-    assert admitted_skill("ops", card, from_json, parsed, task_id=None) == from_json
+    assert checked_skill("ops", card, from_json, parsed, task_id=None) == from_json
     named = {m["skill"] for _, m in proto_places(parsed) if m is not None and "skill" in m}
     assert named == ({from_json} if from_json is not None else set())
     if from_json is not None:
@@ -177,11 +177,11 @@ def test_a_part_naming_another_skill_is_refused_from_the_json_and_the_parsed_req
     with pytest.raises(InvalidParamsError, match=r"params\.message\.parts\[1\]\.metadata\.skill"):
         decide(CARD, body)
     with pytest.raises(InvalidParamsError, match="more than one skill"):
-        admitted_skill("ops", CARD, "read", _parsed(body), task_id=None)
+        checked_skill("ops", CARD, "read", _parsed(body), task_id=None)
     body = params()
     body["message"]["parts"] = [{"text": "y", "metadata": {"skill": "adminop"}}]
     with pytest.raises(InvalidParamsError, match="admitted for 'read'"):
-        admitted_skill("ops", CARD, "read", _parsed(body), task_id=None)
+        checked_skill("ops", CARD, "read", _parsed(body), task_id=None)
     # The 0.3 proto's `content` and `request` are read too.
     legacy: dict[str, Any] = {
         "request": {"content": [{"text": "x", "metadata": {"skill": "adminop"}}]}
@@ -196,7 +196,7 @@ def test_a_part_naming_the_decided_skill_is_the_skill_named() -> None:
     body["message"]["parts"] = [{"text": "x", "metadata": {"skill": "adminop", "lang": "en"}}]
     assert decide(CARD, body) == "adminop"
     parsed = _parsed(body)
-    assert admitted_skill("ops", CARD, "adminop", parsed, task_id=None) == "adminop"
+    assert checked_skill("ops", CARD, "adminop", parsed, task_id=None) == "adminop"
     stamped = MessageToDict(parsed)
     assert stamped["metadata"]["skill"] == stamped["message"]["metadata"]["skill"] == "adminop"
     assert stamped["message"]["parts"][0]["metadata"] == {"skill": "adminop", "lang": "en"}
@@ -225,12 +225,12 @@ def test_a_task_id_is_read_under_every_spelling_and_two_are_refused() -> None:
 def test_the_parsed_request_must_continue_the_task_it_was_admitted_for() -> None:
     body = params("read")
     body["message"]["taskId"] = "t1"
-    assert admitted_skill("ops", CARD, "read", _parsed(body), task_id="t1") == "read"
+    assert checked_skill("ops", CARD, "read", _parsed(body), task_id="t1") == "read"
     for admitted in (None, "t2"):
         with pytest.raises(InvalidParamsError, match="continues task 't1'"):
-            admitted_skill("ops", CARD, "read", _parsed(body), task_id=admitted)
+            checked_skill("ops", CARD, "read", _parsed(body), task_id=admitted)
     with pytest.raises(InvalidParamsError, match="continues task None"):
-        admitted_skill("ops", CARD, "read", _parsed(params("read")), task_id="t1")
+        checked_skill("ops", CARD, "read", _parsed(params("read")), task_id="t1")
 
 
 class _Tasks:

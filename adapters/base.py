@@ -1,4 +1,4 @@
-"""The interface every gateway-run upstream implements, and its one error tree.
+"""The interface every gateway-run upstream implements.
 
 An agent that does not speak A2A (an OpenAI-compatible chat endpoint, a REST
 webhook) is served as an A2A agent by the gateway; its adapter only turns one
@@ -7,9 +7,11 @@ Adapters know nothing of A2A, FastAPI or the database: the gateway converts
 A2A messages to turns and replies to A2A artifacts (`gateway.agents.vendor`), and
 runs the call as a task (`gateway.delegation.task_runner`).
 
-Failures leave an adapter as one of the `AdapterError` classes below, mapped at
-the boundary (as httpx maps httpcore's), so the gateway can answer each with
-the right A2A error without knowing which HTTP library was underneath.
+Failures leave an adapter as one of the `AdapterError` classes
+(`adapters.errors`, the one tree of every adapter's failures), mapped at the
+boundary (`http_failure`, as httpx maps httpcore's), so the gateway can
+answer each with the right A2A error without knowing which HTTP library was
+underneath.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from typing import Any
 
 import httpx
 
+from adapters.errors import (
+    AdapterError,
+    UpstreamInvalid,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from adapters.usage import Usage
 
@@ -71,46 +79,6 @@ class Credentials:
                 if len(secret) >= 4:
                     text = text.replace(secret, "***")
         return text
-
-
-class AdapterError(Exception):
-    """Anything that went wrong calling a gateway-run agent."""
-
-
-class UpstreamUnavailable(AdapterError):
-    """The upstream could not be reached (or may not be: SSRF refusal)."""
-
-
-class UpstreamTimeout(UpstreamUnavailable):
-    """The upstream did not answer in time."""
-
-
-class OwnFailure(AdapterError):
-    """The gateway's own part of keeping a connection failed -- getting its
-    credential, recording the upstream's health or tools (its database down,
-    say) -- not the upstream. Raised with that failure as its cause, so that
-    whoever reads the cause chain finds what really failed."""
-
-
-class UpstreamFailed(AdapterError):
-    """The upstream answered with an error (HTTP status >= 400, or an error object)."""
-
-    def __init__(
-        self, message: str, status: int | None = None, challenge: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        # A 401's or 403's WWW-Authenticate (RFC 6750 §3): what a user's own
-        # token lacked, for connected accounts (`gateway.connections`).
-        self.challenge = challenge
-
-
-class UpstreamInvalid(AdapterError):
-    """The upstream's answer is not what its wire format or mapping says it must be."""
-
-
-class InputInvalid(AdapterError):
-    """The message cannot be turned into a request for this upstream."""
 
 
 class Adapter(ABC):

@@ -37,7 +37,13 @@ from mcp_types import (
     METHOD_NOT_FOUND,
 )
 
-from adapters.base import OwnFailure
+from adapters.errors import (
+    OwnFailure,
+    UpstreamError,
+    UpstreamServerError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from adapters.mcp_calls import UpstreamCalls
 from adapters.mcp_client import (
     Connected,
@@ -66,13 +72,7 @@ from adapters.mcp_relay import (
     stamp_caller_capabilities,
 )
 from adapters.mcp_results import lenient_results, malformed
-from adapters.mcp_upstream_errors import (
-    UpstreamError,
-    UpstreamServerError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    describe,
-)
+from adapters.mcp_upstream_errors import describe
 
 # What the rest of the gateway imports from here (the parts moved to
 # mcp_client, mcp_lane and mcp_upstream_errors keep their old address).

@@ -22,6 +22,7 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.core_check import require_core
+from adapters.errors import UpstreamError, UpstreamServerError, UpstreamTimeout, UpstreamUnavailable
 from adapters.mcp_client import (
     CredentialSource,
     HttpFactory,
@@ -44,15 +45,7 @@ from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import CallRelay, relaying
 from adapters.mcp_results import lenient_results, malformed
 from adapters.mcp_sse import own_session_for
-from adapters.mcp_upstream_errors import (
-    HTTP_ERROR_ANSWERS,
-    UpstreamError,
-    UpstreamServerError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    describe,
-    not_at_2025,
-)
+from adapters.mcp_upstream_errors import HTTP_ERROR_ANSWERS, describe, not_at_2025
 from adapters.operations import meta_trace
 
 T = TypeVar("T")

@@ -19,6 +19,7 @@ from mcp.client import advertise
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from adapters.errors import UpstreamTimeout, UpstreamUnavailable
 from adapters.mcp_http import (
     Credential,
     UpstreamAuth,
@@ -32,12 +33,7 @@ from adapters.mcp_relay import (
 )
 from adapters.mcp_results import lenient_results
 from adapters.mcp_sse import PostRefusals, sse_transport
-from adapters.mcp_upstream_errors import (
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    describe,
-    not_mcp,
-)
+from adapters.mcp_upstream_errors import describe, not_mcp
 
 ToolList = list[dict[str, Any]]
 # "sse": the 2024-11-05 HTTP+SSE transport (`adapters.mcp_sse`).

@@ -1,9 +1,8 @@
-"""What an MCP upstream's failures are called, and how they are told: a
-server that cannot be reached, or that answered with a JSON-RPC error."""
+"""How an MCP upstream's failures are told (their classes are the one tree
+of `adapters.errors`): a server that cannot be reached, or that answered
+with a JSON-RPC error."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import aiohttp
 from mcp import MCPError
@@ -11,37 +10,10 @@ from mcp_types import (
     INTERNAL_ERROR,
 )
 
+from adapters.errors import UpstreamError
 from adapters.mcp_http import (
     connect_failure,
 )
-
-
-class UpstreamUnavailable(Exception):
-    """The server cannot be reached now (not connected, connection lost, refused)."""
-
-
-class UpstreamTimeout(UpstreamUnavailable):
-    """The server did not answer within the deadline."""
-
-
-class UpstreamServerError(UpstreamUnavailable):
-    """The server, or a proxy before it, answered the call with an HTTP server
-    error (5xx) -- it may or may not have run the call -- or 429 Too Many
-    Requests, and no JSON-RPC error."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class UpstreamError(Exception):
-    """The server answered the call with a JSON-RPC error."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
 
 
 def not_at_2025(exc: UpstreamError) -> bool:

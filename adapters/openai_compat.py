@@ -22,17 +22,9 @@ from typing import Any
 
 import httpx
 
-from adapters.base import (
-    Adapter,
-    Credentials,
-    Delta,
-    Reply,
-    Turn,
-    UpstreamFailed,
-    UpstreamInvalid,
-    http_failure,
-)
+from adapters.base import Adapter, Credentials, Delta, Reply, Turn, http_failure
 from adapters.core_check import require_core
+from adapters.errors import UpstreamFailed, UpstreamInvalid
 from adapters.usage import Usage, from_openai
 
 MAX_EVENT_LINE = 1024 * 1024

@@ -30,14 +30,10 @@ import httpx2
 import mcp_types as types
 
 from adapters.core_check import require_core
+from adapters.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from adapters.mcp_client import Connected, HttpFactory, OnHealth, OnListChanged, OnNotice, OnTools
 from adapters.mcp_http import Credential, TooLarge, UpstreamAuth, call_credential
-from adapters.mcp_upstream_errors import (
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    describe,
-)
+from adapters.mcp_upstream_errors import describe
 from adapters.openapi_http import BadArguments, error_result, request_of, result_of
 
 logger = logging.getLogger(__name__)

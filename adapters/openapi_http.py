@@ -32,7 +32,7 @@ from urllib.parse import quote
 import httpx2
 import mcp_types as types
 
-from adapters.mcp_upstream_errors import UpstreamServerError
+from adapters.errors import UpstreamServerError
 
 EXCERPT_CHARS = 300  # of an error answer's body, in the tool error
 MAX_TEXT_CHARS = 100_000  # of a non-JSON answer, in the result

@@ -30,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id
 
 from adapters import semconv, spans, trace_context
-from adapters.mcp_upstream_errors import UpstreamError, UpstreamTimeout
+from adapters.errors import UpstreamError, UpstreamTimeout
 
 T = TypeVar("T")
 TargetKind = Literal["agent", "mcp_server"]

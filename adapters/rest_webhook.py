@@ -17,17 +17,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from adapters.base import (
-    Adapter,
-    Credentials,
-    InputInvalid,
-    Reply,
-    Turn,
-    UpstreamFailed,
-    UpstreamInvalid,
-    http_failure,
-)
+from adapters.base import Adapter, Credentials, Reply, Turn, http_failure
 from adapters.core_check import require_core
+from adapters.errors import InputInvalid, UpstreamFailed, UpstreamInvalid
 from adapters.mapping import (
     MappingFailed,
     WebhookMapping,

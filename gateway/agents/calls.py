@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class UpstreamCalls:
+class AgentCalls:
     """Calling one registered agent for an admitted request: its transport and
     context, breaker, retries, fallback, contract check, ownership records and
     the audit of every operation. `AgentHandler` adds the A2A operations.

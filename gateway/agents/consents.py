@@ -4,7 +4,7 @@ An agent is one when its card asks for a token from its own authorization
 server on every call (`policies.card_oauth`). Each call to it
 then carries the calling user's own token from their connection
 (`gateway.connections`) -- never the gateway's minted token, never another
-user's. The token is got in the core's `before` step (`UpstreamCalls`), so
+user's. The token is got in the core's `before` step (`AgentCalls`), so
 a user without a connection is refused before anything is sent, and the
 refusal is recorded.
 

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 @without_tenants
 class AgentHandler(PushConfigs, OperationsHandler):
     """Every A2A operation on one registered agent, through the pipeline
-    (`UpstreamCalls` holds how the agent is called; `PushConfigs` its push
+    (`AgentCalls` holds how the agent is called; `PushConfigs` its push
     notifications)."""
 
     async def _deferred(self, admission: Admission, task_id: str) -> RequestHandler | None:

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of, handler_context
-from gateway.agents.calls import UpstreamCalls
+from gateway.agents.calls import AgentCalls
 from gateway.agents.task_events import event_of, task_id_of
 from gateway.delegation.push import CredentialsUnavailable, Relay, RelayRefused, records_only
 from gateway.delegation.push_checks import header_problem, id_problem, parse_notification
@@ -50,7 +50,7 @@ from registry.fetch import FetchError, FetchRefused
 logger = logging.getLogger(__name__)
 
 
-class PushConfigs(UpstreamCalls):
+class PushConfigs(AgentCalls):
     """Push notification configs and their relay, on one registered agent."""
 
     async def _inline_push(

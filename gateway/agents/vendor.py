@@ -58,10 +58,8 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import MessageToDict
 
-from adapters.base import (
-    InputInvalid,
-    Turn,
-)
+from adapters.base import Turn
+from adapters.errors import InputInvalid
 from gateway.agents.admission import Admission, FrontDoorParts, admission_of
 from gateway.agents.exchange import OperationsHandler
 from gateway.agents.recorded import RecordedTaskHandler

@@ -28,7 +28,8 @@ from a2a.types import (
 from google.protobuf.json_format import ParseDict
 from google.protobuf.struct_pb2 import Value
 
-from adapters.base import AdapterError, Credentials, Delta, Reply, UpstreamFailed
+from adapters.base import Credentials, Delta, Reply
+from adapters.errors import AdapterError, UpstreamFailed
 from adapters.usage import METADATA_KEY, Usage
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.consents import CallToken

@@ -57,7 +57,7 @@ class Connection(ConnectionInfo):
 
 
 @dataclass(frozen=True)
-class Grant:
+class TokenGrant:
     """What connecting (or refreshing) brought: the tokens and where they came from."""
 
     token: OAuthToken = field(repr=False)

@@ -37,7 +37,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 
 from adapters.mcp_http import Refused
 from gateway.connections import oauth
-from gateway.connections.connection import Connection, Grant
+from gateway.connections.connection import Connection, TokenGrant
 from gateway.connections.discovery import (
     Discovered,
     discover,
@@ -244,7 +244,7 @@ class Connections:
             pending.subject,
             pending.issuer,
             pending.upstream,
-            Grant(
+            TokenGrant(
                 token,
                 pending.authorization_server,
                 pending.token_endpoint,
@@ -343,7 +343,7 @@ class Connections:
             return failed
         written = await self.vault.refreshed(
             current,
-            Grant(
+            TokenGrant(
                 token,
                 current.authorization_server,
                 current.token_endpoint,

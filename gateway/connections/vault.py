@@ -32,7 +32,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.connections.connection import Connection, ConnectionInfo, Grant
+from gateway.connections.connection import Connection, ConnectionInfo, TokenGrant
 from gateway.connections.errors import ConnectFailed
 from gateway.storage.tables import upstream_clients, upstream_connections
 from policies.keys import open_secret, seal_secret
@@ -124,7 +124,7 @@ class Vault:
             client=client,
         )
 
-    def _values(self, grant: Grant, now: datetime) -> dict[str, Any]:
+    def _values(self, grant: TokenGrant, now: datetime) -> dict[str, Any]:
         token = grant.token
         return {
             "tokens": self._seal(
@@ -144,7 +144,7 @@ class Vault:
         }
 
     async def save(
-        self, subject: str, issuer: str, upstream: str, grant: Grant
+        self, subject: str, issuer: str, upstream: str, grant: TokenGrant
     ) -> tuple[Connection, Connection | None]:
         """Keep a new connection; (it, the one it replaced -- to be revoked)."""
         now = self.now()
@@ -278,7 +278,7 @@ class Vault:
             )
         return claimed.rowcount == 1
 
-    async def refreshed(self, connection: Connection, grant: Grant) -> Connection | None:
+    async def refreshed(self, connection: Connection, grant: TokenGrant) -> Connection | None:
         """Write refreshed tokens over the version that was claimed."""
         token = grant.token
         if token.refresh_token is None:  # RFC 6749 §6: not rotated, the old one stays
@@ -286,7 +286,7 @@ class Vault:
         if token.scope is None:
             token = token.model_copy(update={"scope": connection.scope})
         values = self._values(
-            Grant(
+            TokenGrant(
                 token,
                 grant.authorization_server,
                 grant.token_endpoint,

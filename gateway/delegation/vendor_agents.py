@@ -18,14 +18,9 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from adapters.base import (
-    Adapter,
-    AdapterError,
-    Credentials,
-    UpstreamFailed,
-    UpstreamTimeout,
-)
-from adapters.base import UpstreamUnavailable as AdapterUnavailable
+from adapters.base import Adapter, Credentials
+from adapters.errors import AdapterError, UpstreamFailed, UpstreamTimeout
+from adapters.errors import UpstreamUnavailable as AdapterUnavailable
 from adapters.http import UpstreamHTTP, UpstreamRefused
 from adapters.mapping import MappingInvalid, compile_mapping
 from adapters.openai_compat import ChatConfig, OpenAICompatAdapter

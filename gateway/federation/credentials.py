@@ -8,7 +8,7 @@ Never the caller's token. Per server, one of:
   upstream's authorization server (`adapters.mcp_auth`);
 * ``token_exchange`` -- a token the gateway mints per call for the user
   (sub = user, `act` chain, aud = the server's resource, the scopes the
-  policy granted): the same token `Delegations.admit()` minted. For
+  policy granted): the same token `Delegations.admit` minted. For
   the gateway's own requests (discovery, probes) it mints one for itself
   (sub = ``switchboard``, no scopes);
 * ``idp_token_exchange`` -- the user's own token from the company's

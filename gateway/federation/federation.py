@@ -47,7 +47,7 @@ from gateway.federation.federated_tools import (
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
 from gateway.federation.tool_calls import AdmittedTool
 from gateway.federation.upstreams import McpUpstreams
-from policies.policy import Target, handoff
+from policies.policy import Decision, Target, handoff
 from registry.fetch import SafeFetcher
 from registry.mcp_store import (
     McpServerConfig,
@@ -102,15 +102,22 @@ class McpFederation:
         *,
         include_uncallable: bool = False,
         snapshot: Mapping[str, FederatedTool] | None = None,
+        decided: Callable[[FederatedTool], Decision] | None = None,
     ) -> list[FederatedTool]:
         """The federated tools (of ``snapshot``, or current): a ``caller``'s, those it may
-        call (`call_tool`'s decision); only callable ones unless ``include_uncallable``."""
+        call (`call_tool`'s decision; ``decided``: that decision as the caller keeps
+        it, `gateway.mcp.tool_decisions`); only callable ones unless ``include_uncallable``."""
         tools = snapshot if snapshot is not None else (await self._current())[0]
+
+        def allowed(tool: FederatedTool) -> bool:
+            if caller is None:
+                return True
+            return decided(tool).allowed if decided is not None else self.may_call(caller, tool)
+
         return [
             tool
             for tool in tools.values()
-            if (include_uncallable or tool.callable)
-            and (caller is None or self.may_call(caller, tool))
+            if (include_uncallable or tool.callable) and allowed(tool)
         ]
 
     async def snapshot(self) -> Mapping[str, FederatedTool]:

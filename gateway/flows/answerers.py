@@ -38,7 +38,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from dbos import DBOS
 
@@ -47,13 +47,10 @@ from gateway.flows import checkpoints, questions
 from gateway.flows.definition import CallStep, Checkpoint, CheckpointStep, Questions
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import failed
+from gateway.flows.run_access import RunAccess
 from gateway.flows.step_records import shortened
 
 ASKED_OF_USER = Questions()
-
-
-class FlowRun(checkpoints.FlowRun, questions.FlowRun, Protocol):
-    pass
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,7 @@ class Answered:
 
 
 async def answer(
-    run: FlowRun,
+    run: RunAccess,
     step: CallStep,
     outcome: dict[str, Any],
     round_: int,
@@ -140,7 +137,7 @@ def question_step(step: CallStep, round_: int, outcome: dict[str, Any], key: str
 
 
 async def _by_reviewer(
-    run: FlowRun, step: CallStep, outcome: dict[str, Any], round_: int
+    run: RunAccess, step: CallStep, outcome: dict[str, Any], round_: int
 ) -> Answered:
     key = await DBOS.run_step_async(
         {"name": f"question key {step.id} {round_}"}, secrets.token_hex, 3
@@ -161,14 +158,14 @@ async def _by_reviewer(
     return Answered(reply=given)
 
 
-async def _reviewers_answer(run: FlowRun, approval_id: str) -> dict[str, Any] | None:
+async def _reviewers_answer(run: RunAccess, approval_id: str) -> dict[str, Any] | None:
     stored = await run.rt.approvals.result(approval_id)
     given = (stored or {}).get("answer")
     return (parts_of(given) or None) if isinstance(given, dict) else None
 
 
 async def _by_expression(
-    run: FlowRun,
+    run: RunAccess,
     step_id: str,
     expression: str,
     outcome: dict[str, Any],

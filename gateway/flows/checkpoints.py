@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from dbos import DBOS
 
@@ -41,20 +41,9 @@ from gateway.flows.deep_approvals import link
 from gateway.flows.definition import CheckpointStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.looks import next_look
-from gateway.flows.runtime import FlowRuntime
+from gateway.flows.run_access import RunAccess
 
 TIMED_OUT = "timed out"
-
-
-class FlowRun(Protocol):
-    """The run a checkpoint belongs to (`gateway.flows.runner.FlowRun`)."""
-
-    rt: FlowRuntime
-    run_id: str
-    info: dict[str, Any]
-    ctx: dict[str, Any]
-
-    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
 def approval_id(run_id: str, step_id: str) -> str:
@@ -72,7 +61,7 @@ async def notify(approval: Approval) -> None:
 
 
 async def wait(
-    run: FlowRun,
+    run: RunAccess,
     step: CheckpointStep,
     question: dict[str, Any] | None = None,
     scope: dict[str, Any] | None = None,
@@ -109,7 +98,7 @@ async def wait(
     return await DBOS.run_step_async({"name": f"close {step.id}"}, _close, run, step, seen)
 
 
-async def _open(run: FlowRun, step: CheckpointStep, shown: Any, asks: bool) -> dict[str, Any]:
+async def _open(run: RunAccess, step: CheckpointStep, shown: Any, asks: bool) -> dict[str, Any]:
     rt, info = run.rt, run.info
     ident = approval_id(run.run_id, step.id)
     try:
@@ -158,7 +147,7 @@ async def _open(run: FlowRun, step: CheckpointStep, shown: Any, asks: bool) -> d
     }
 
 
-async def _check(run: FlowRun, ident: str) -> dict[str, Any]:
+async def _check(run: RunAccess, ident: str) -> dict[str, Any]:
     approval = await run.rt.approvals.get(ident)
     return {
         "state": approval.state,
@@ -168,7 +157,7 @@ async def _check(run: FlowRun, ident: str) -> dict[str, Any]:
     }
 
 
-async def _expire(run: FlowRun, ident: str) -> dict[str, Any]:
+async def _expire(run: RunAccess, ident: str) -> dict[str, Any]:
     try:
         approval = await run.rt.approvals.decide(ident, WITHDRAWN, "switchboard", TIMED_OUT)
         await run.rt.approvals.audit_decision(approval)
@@ -177,7 +166,7 @@ async def _expire(run: FlowRun, ident: str) -> dict[str, Any]:
     return {"state": approval.state, "by": approval.decided_by, "reason": approval.reason, "now": 0}
 
 
-async def _close(run: FlowRun, step: CheckpointStep, seen: dict[str, Any]) -> dict[str, Any]:
+async def _close(run: RunAccess, step: CheckpointStep, seen: dict[str, Any]) -> dict[str, Any]:
     state, by, reason = seen["state"], seen.get("by"), seen.get("reason")
     said = f" by {by}" + (f": {reason}" if reason else "")
     if state == "approved":

@@ -36,24 +36,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from dbos import DBOS
 
 from gateway.flows import mailbox
 from gateway.flows.looks import next_look
 from gateway.flows.outcomes import AUTH_REQUIRED, failed
-from gateway.flows.runtime import FlowRuntime
+from gateway.flows.run_access import RunAccess
 
 logger = logging.getLogger(__name__)
-
-
-class FlowRun(Protocol):
-    rt: FlowRuntime
-    run_id: str
-    info: dict[str, Any]
-
-    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
 def topic(upstream: str) -> str:
@@ -65,7 +57,7 @@ async def connected(run_id: str, upstream: str) -> None:
     await mailbox.send(run_id, {"upstream": upstream}, topic(upstream))
 
 
-async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> bool:
+async def wait(run: RunAccess, step_id: str, outcome: dict[str, Any], round_: int) -> bool:
     """Wait for the user to connect at ``outcome``'s upstream: True once they
     did (the call may be made again), False at the deadline."""
     upstream = str(outcome["upstream"])
@@ -99,7 +91,7 @@ async def wait(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int)
 _NOT_LOOKED = "not looked"
 
 
-async def _clock(run: FlowRun, outcome: dict[str, Any], had: Any, word: bool) -> float:
+async def _clock(run: RunAccess, outcome: dict[str, Any], had: Any, word: bool) -> float:
     """The time (`time.time`), negated when the run's user has connected as
     the wait needs (`connection_counts`; ``word``: a word came). One
     recorded float, as this step recorded before it looked: a run waiting
@@ -140,7 +132,7 @@ def connection_counts(
     return set(str(asked).split()) <= set(str(found["scope"]).split())
 
 
-async def _connection(run: FlowRun, upstream: str) -> dict[str, Any] | None:
+async def _connection(run: RunAccess, upstream: str) -> dict[str, Any] | None:
     info = run.info
     return await run.rt.store.connection_of(
         str(info["owner_subject"]), str(info["owner_issuer"]), upstream
@@ -154,7 +146,7 @@ def timed_out(outcome: dict[str, Any], seconds: float) -> dict[str, Any]:
     }
 
 
-async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+async def _open(run: RunAccess, step_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
     rt = run.rt
     # What a look compares the user's connection with: the one the refused
     # call found; for an outcome recorded before calls said it, the user's
@@ -178,5 +170,5 @@ async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> dict[str
     }
 
 
-async def _resumed(run: FlowRun, step_id: str) -> None:
+async def _resumed(run: RunAccess, step_id: str) -> None:
     await run.rt.publish(run.info, "working", f"step {step_id}: connected; calling again")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from gateway.flows import checkpoints
 from gateway.flows.back_routes import in_round
 from gateway.flows.definition import (
     CallStep,
@@ -31,13 +30,14 @@ from gateway.flows.definition import (
 )
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import ending, failed, now, seen, truthy
+from gateway.flows.run_access import RunAccess
 
 InnerStep = CallStep | ParallelStep | CheckpointStep | MapStep
 # A step that does work, as the walk or a block runs it.
 Worked = InnerStep | WaitStep | RepeatStep
 
 
-class FlowRun(checkpoints.FlowRun, Protocol):
+class LoopingRun(RunAccess, Protocol):
     async def step(self, step: Any) -> dict[str, Any]: ...
 
 
@@ -50,7 +50,7 @@ def skipped(ctx: dict[str, Any], step: Worked | RouteStep) -> None:
             ctx["steps"].pop(branch, None)
 
 
-def remember(run: FlowRun, step: Worked, named: Worked, outcome: dict[str, Any]) -> None:
+def remember(run: LoopingRun, step: Worked, named: Worked, outcome: dict[str, Any]) -> None:
     """The round's outcome as ``steps.<id>`` (a branch's as its own id);
     ``named``: the step as this round ran it (`in_round`), or ``step``."""
     steps = run.ctx["steps"]
@@ -63,7 +63,7 @@ def remember(run: FlowRun, step: Worked, named: Worked, outcome: dict[str, Any])
                 steps[branch.id] = steps.pop(ran.id)
 
 
-async def repeat(run: FlowRun, step: RepeatStep) -> dict[str, Any]:
+async def repeat(run: LoopingRun, step: RepeatStep) -> dict[str, Any]:
     spec = step.repeat
     await run.mark(step.id, "repeat", "running", started_at=now())
     for round_ in range(1, spec.max + 1):
@@ -103,7 +103,7 @@ def _done(rounds: int, done: bool) -> dict[str, Any]:
     return {"state": "completed", "output": output, "text": "", "error": None}
 
 
-async def _end(run: FlowRun, step: RepeatStep, outcome: dict[str, Any]) -> dict[str, Any]:
+async def _end(run: LoopingRun, step: RepeatStep, outcome: dict[str, Any]) -> dict[str, Any]:
     await run.mark(
         step.id, "repeat", str(outcome["state"]), output=outcome["output"], error=outcome["error"]
     )

@@ -29,7 +29,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from dbos import DBOS
 
@@ -37,19 +37,12 @@ from gateway.delegation.audit import AuditEvent
 from gateway.delegation.tasks import Owner
 from gateway.flows import mailbox
 from gateway.flows.outcomes import ASKING, failed
+from gateway.flows.run_access import RunAccess
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.store import RunNotFound
 
 QUESTION_TIMEOUT_SECONDS = 86400.0
 MAX_QUESTIONS = 10
-
-
-class FlowRun(Protocol):
-    rt: FlowRuntime
-    run_id: str
-    info: dict[str, Any]
-
-    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +164,7 @@ async def reopen(rt: FlowRuntime, run: dict[str, Any], by: str) -> bool:
 
 
 async def wait(
-    run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int
+    run: RunAccess, step_id: str, outcome: dict[str, Any], round_: int
 ) -> dict[str, Any] | None:
     """Ask the run's user ``outcome``'s question: their reply, or None at the
     deadline."""
@@ -216,7 +209,9 @@ def question_of(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int) -> dict[str, Any]:
+async def _open(
+    run: RunAccess, step_id: str, outcome: dict[str, Any], round_: int
+) -> dict[str, Any]:
     rt = run.rt
     # The key is this operation's own place in the run's workflow, not drawn
     # at random: a crash after the question was marked and told (the run
@@ -234,7 +229,7 @@ async def _open(run: FlowRun, step_id: str, outcome: dict[str, Any], round_: int
     return {"deadline": time.time() + QUESTION_TIMEOUT_SECONDS, "key": key}
 
 
-async def _answered(run: FlowRun, step_id: str, outcome: dict[str, Any]) -> None:
+async def _answered(run: RunAccess, step_id: str, outcome: dict[str, Any]) -> None:
     await run.rt.publish(
         run.info, "working", f"step {step_id}: answered; sent to {outcome.get('agent')}"
     )

@@ -38,6 +38,7 @@ from gateway.flows.definition import (
     CheckpointStep,
 )
 from gateway.flows.outcomes import AUTH_REQUIRED, HELD, RETRYING, failed
+from gateway.flows.run_access import RunAccess
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.step_records import shortened
 
@@ -47,7 +48,7 @@ REVIEW_TIMEOUT_SECONDS = 86400.0
 MAX_CONSENT_ROUNDS = 5
 
 
-class FlowRun(checkpoints.FlowRun, Protocol):
+class ReviewedRun(RunAccess, Protocol):
     rt: FlowRuntime
     run_id: str
 
@@ -77,7 +78,7 @@ def review_step(
 
 
 async def called(
-    run: FlowRun,
+    run: ReviewedRun,
     step: CallStep,
     name: str,
     parent: str | None = None,
@@ -93,7 +94,7 @@ async def called(
 
 
 async def go_on(
-    run: FlowRun,
+    run: ReviewedRun,
     step: CallStep,
     name: str,
     outcome: dict[str, Any],
@@ -171,7 +172,7 @@ async def go_on(
 
 
 async def _given_up(
-    run: FlowRun, step: CallStep, ended: dict[str, Any], round_: int
+    run: ReviewedRun, step: CallStep, ended: dict[str, Any], round_: int
 ) -> dict[str, Any]:
     """No answer to the agent's question ``round_``: its task is cancelled (it
     would wait for one forever) and the step's record says why, in a
@@ -181,7 +182,7 @@ async def _given_up(
 
 
 async def _attempts(
-    run: FlowRun,
+    run: ReviewedRun,
     step: CallStep,
     name: str,
     parent: str | None,
@@ -224,7 +225,7 @@ def approval_step(step: CallStep, round_: int, reason: str, key: str) -> Checkpo
     )
 
 
-async def call_with_review(run: FlowRun, step: CallStep) -> dict[str, Any]:
+async def call_with_review(run: ReviewedRun, step: CallStep) -> dict[str, Any]:
     outcome = await called(run, step, f"call {step.id}")
     if step.on_error != "checkpoint":
         return outcome
@@ -232,7 +233,7 @@ async def call_with_review(run: FlowRun, step: CallStep) -> dict[str, Any]:
 
 
 async def call_reviewed(
-    run: FlowRun, step: CallStep, outcome: dict[str, Any], parent: str | None = None
+    run: ReviewedRun, step: CallStep, outcome: dict[str, Any], parent: str | None = None
 ) -> dict[str, Any]:
     """A call step's (or a branch's) failed ``outcome`` put to a human."""
 
@@ -244,7 +245,7 @@ async def call_reviewed(
 
 
 async def reviewed(
-    run: FlowRun,
+    run: ReviewedRun,
     step_id: str,
     what: str,
     outcome: dict[str, Any],
@@ -267,7 +268,7 @@ async def reviewed(
     return outcome
 
 
-async def reset(run: FlowRun, steps: Sequence[CallStep], reopened: str | None = None) -> None:
+async def reset(run: ReviewedRun, steps: Sequence[CallStep], reopened: str | None = None) -> None:
     """The calls' records as before a first attempt: nothing sent, no task;
     and the map or parallel step they belong to (``reopened``) running again
     -- here, in a recorded operation, not in the workflow's code: a replay

@@ -46,7 +46,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from a2a.types import Part, Task, TaskState
 from dbos import DBOS
@@ -62,6 +62,7 @@ from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.looks import next_look
 from gateway.flows.outcomes import now
+from gateway.flows.run_access import RunAccess
 from gateway.flows.runtime import FlowRuntime, GrantUnusable
 from gateway.flows.task_follower import following
 from gateway.storage.flow_tables import flow_runs, flow_steps
@@ -74,17 +75,6 @@ EVENT = "flow.wait"
 _REFRESH_SECONDS = 5.0  # how stale this replica's view of the waited agents may be
 
 
-class FlowRun(Protocol):
-    """The run the step belongs to (`gateway.flows.runner.FlowRun`)."""
-
-    rt: FlowRuntime
-    run_id: str
-    info: dict[str, Any]
-    ctx: dict[str, Any]
-
-    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
-
-
 def topic(step_id: str) -> str:
     return f"task:{step_id}"
 
@@ -94,7 +84,7 @@ def state_name(state: str) -> str:
     return "TASK_STATE_" + state.upper()
 
 
-async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
+async def wait(run: RunAccess, step: WaitStep) -> dict[str, Any]:
     spec = step.wait
     assert spec.task is not None
     try:
@@ -142,7 +132,7 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     )
 
 
-async def _open(run: FlowRun, step: WaitStep, task_id: str) -> dict[str, Any]:
+async def _open(run: RunAccess, step: WaitStep, task_id: str) -> dict[str, Any]:
     assert step.wait.task is not None
     agent = step.wait.task.agent
     row = await run.rt.store.step_row(run.run_id, step.id)
@@ -163,7 +153,7 @@ async def _open(run: FlowRun, step: WaitStep, task_id: str) -> dict[str, Any]:
     return {"deadline": started.timestamp() + step.wait.timeout_seconds}
 
 
-async def _look(run: FlowRun, step: WaitStep, task_id: str) -> dict[str, Any]:
+async def _look(run: RunAccess, step: WaitStep, task_id: str) -> dict[str, Any]:
     """The task as the gateway last recorded it, if the run's user owns it;
     the whole task only once the wait is over (a step's result is stored)."""
     assert step.wait.task is not None
@@ -182,7 +172,7 @@ async def _look(run: FlowRun, step: WaitStep, task_id: str) -> dict[str, Any]:
     return seen
 
 
-async def _refused(run: FlowRun, agent: str) -> str | None:
+async def _refused(run: RunAccess, agent: str) -> str | None:
     """Why the run may not read the agent's task now, if it may not: each look
     is decided as a call to the agent is -- on the run's grant (revoked or
     expired: the wait ends), against the policy in force, audited -- since
@@ -203,7 +193,7 @@ async def _refused(run: FlowRun, agent: str) -> str | None:
 
 
 async def _close(
-    run: FlowRun, step: WaitStep, task_id: str, seen: Mapping[str, Any]
+    run: RunAccess, step: WaitStep, task_id: str, seen: Mapping[str, Any]
 ) -> dict[str, Any]:
     assert step.wait.task is not None
     agent, states = step.wait.task.agent, step.wait.task_states

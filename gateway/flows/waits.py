@@ -23,7 +23,7 @@ A wait for another agent's task to reach a state is `gateway.flows.task_waits`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from dbos import DBOS
 
@@ -31,17 +31,7 @@ from gateway.flows import mailbox, task_waits
 from gateway.flows.definition import WaitStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import now
-from gateway.flows.runtime import FlowRuntime
-
-
-class FlowRun(Protocol):
-    rt: FlowRuntime
-    run_id: str
-    info: dict[str, Any]
-    ctx: dict[str, Any]
-
-    async def mark(self, step_id: str, kind: str, state: str, **values: Any) -> None: ...
-
+from gateway.flows.run_access import RunAccess
 
 MAX_KEY_LENGTH = 256  # as the column that keeps it (flow_steps.upstream_task_id)
 
@@ -57,7 +47,7 @@ async def deliver(
     await mailbox.send(run_id, {"body": body}, topic(event), idempotency_key=idempotency_key)
 
 
-async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
+async def wait(run: RunAccess, step: WaitStep) -> dict[str, Any]:
     spec = step.wait
     if spec.task is not None:
         return await task_waits.wait(run, step)
@@ -72,7 +62,7 @@ async def wait(run: FlowRun, step: WaitStep) -> dict[str, Any]:
     return await DBOS.run_step_async({"name": f"waited {step.id}"}, _waited, run, step, message)
 
 
-def _key(run: FlowRun, step: WaitStep) -> tuple[str | None, str]:
+def _key(run: RunAccess, step: WaitStep) -> tuple[str | None, str]:
     """The run's key for the event (computed from recorded results only, so a
     replay finds the same), or why there is none."""
     if step.wait.key is None:
@@ -93,7 +83,7 @@ def target_of(event: str) -> str:
     return f"event:{event}"
 
 
-async def _waiting(run: FlowRun, step: WaitStep, key: str | None) -> None:
+async def _waiting(run: RunAccess, step: WaitStep, key: str | None) -> None:
     await run.rt.store.set_run(run.run_id, current_step=step.id)
     await run.rt.publish(run.info, "working", f"{step.id}: waiting for event {step.wait.event}")
     event = str(step.wait.event)
@@ -108,12 +98,12 @@ async def _waiting(run: FlowRun, step: WaitStep, key: str | None) -> None:
     )
 
 
-async def _refused(run: FlowRun, step: WaitStep, reason: str) -> dict[str, Any]:
+async def _refused(run: RunAccess, step: WaitStep, reason: str) -> dict[str, Any]:
     await run.mark(step.id, "wait", "failed", error=reason, started_at=now())
     return {"state": "failed", "output": None, "text": "", "error": reason, "fatal": True}
 
 
-async def _waited(run: FlowRun, step: WaitStep, message: Any) -> dict[str, Any]:
+async def _waited(run: RunAccess, step: WaitStep, message: Any) -> dict[str, Any]:
     if isinstance(message, dict) and "body" in message:
         body = message["body"]
         await run.mark(step.id, "wait", "completed", output=body)

@@ -142,9 +142,8 @@ class ToolNamespace:
             return kept
         # All from the one snapshot the listing is kept under.
         holding = {t.name for t in snapshot.values() if t.withheld is None}
-        # `McpFederation.tools(caller)`'s choice, each decision kept (`ToolDecisions`).
-        decided = self.decisions.of(caller)
-        offered = [t for t in snapshot.values() if t.callable and decided(t).allowed]
+        decided = self.decisions.of(caller)  # each decision kept (`ToolDecisions`)
+        offered = await federation.tools(caller, snapshot=snapshot, decided=decided)
         listing = Listing(
             federated=[t for t in offered if not _contested(t, skill_names)],
             # A name a federated tool holds is that tool's (or refused to both).

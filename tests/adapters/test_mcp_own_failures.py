@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import OwnFailure
+from adapters.errors import OwnFailure
 from adapters.mcp import McpUpstream, ToolList, UpstreamSpec, UpstreamTimings, UpstreamUnavailable
 from adapters.mcp_http import UpstreamAuth, checked_client
 from gateway.delegation.retry import Failure, classify

@@ -8,15 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from adapters.base import (
-    Credentials,
-    Delta,
-    Reply,
-    Turn,
-    UpstreamFailed,
-    UpstreamInvalid,
-    UpstreamUnavailable,
-)
+from adapters.base import Credentials, Delta, Reply, Turn
+from adapters.errors import UpstreamFailed, UpstreamInvalid, UpstreamUnavailable
 from adapters.openai_compat import ChatConfig, OpenAICompatAdapter
 
 KEY = "sk-secret-key-123"

@@ -15,13 +15,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from adapters.errors import UpstreamError, UpstreamServerError, UpstreamTimeout, UpstreamUnavailable
 from adapters.mcp_http import Credential, UpstreamAuth, refusals_noted
-from adapters.mcp_upstream_errors import (
-    UpstreamError,
-    UpstreamServerError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
 from adapters.openapi import OpenApiUpstream
 from adapters.openapi_http import BadArguments, request_of
 from registry.openapi_tools import tools_of

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.datastructures import Headers
 
 from adapters import semconv, spans, trace_context
-from adapters.mcp_upstream_errors import UpstreamError, UpstreamTimeout
+from adapters.errors import UpstreamError, UpstreamTimeout
 from adapters.operations import Operation, error_type, meta_trace, traced, traced_stream
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -22,7 +22,7 @@ from a2a.helpers import new_text_message
 from a2a.types import GetTaskRequest, Role, SendMessageRequest
 from a2a.utils.errors import TaskNotFoundError
 
-from gateway.connections.connection import Grant
+from gateway.connections.connection import TokenGrant
 from gateway.connections.vault import Vault
 from gateway.storage import db
 from registry.tls import client_tls
@@ -375,7 +375,7 @@ async def _connect(gateway: Gateway, subject: str) -> str:
 
     settings = gateway.settings
     async with db.migrated(settings.effective_database_url, settings.sealing_secret) as engine:
-        grant = Grant(
+        grant = TokenGrant(
             token=OAuthToken(access_token="bob-at-alpha", token_type="Bearer"),
             authorization_server="https://as.example",
             token_endpoint="https://as.example/token",

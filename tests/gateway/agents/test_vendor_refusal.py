@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import UpstreamFailed, UpstreamTimeout
+from adapters.errors import UpstreamFailed, UpstreamTimeout
 from gateway.agents.vendor_run import _refusal
 from gateway.connections.errors import ConnectionRequired
 

@@ -19,6 +19,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 
+from adapters.errors import UpstreamTimeout, UpstreamUnavailable
 from adapters.mcp import (
     McpUpstream,
     UpstreamError,
@@ -27,7 +28,6 @@ from adapters.mcp import (
     UpstreamTimings,
 )
 from adapters.mcp_http import Credential
-from adapters.mcp_upstream_errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.federation.federated_tools import (
     classify_failure,

@@ -30,6 +30,8 @@ from mcp import MCPError, UrlElicitationRequiredError
 from mcp_types import URL_ELICITATION_REQUIRED
 
 from gateway.cli import main
+from gateway.connections.errors import UserCredentialUnavailable
+from gateway.delegation.permits import Caller
 from gateway.demo.vendor import Vendor
 from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
@@ -96,6 +98,26 @@ def call(gateway: Gateway, token: str, tool: str, **arguments: Any) -> types.Cal
     return gateway.server.run(run())  # type: ignore[no-any-return]
 
 
+def not_marked_sent(gateway: Gateway, token: str, tool: str) -> list[str]:
+    """Admit ``tool`` for ``token``'s user and send it with an ``on_sending``
+    mark, as a flow step does; the send must be refused (no connection).
+    What was marked."""
+    marked: list[str] = []
+    state = gateway.server.app.state.switchboard
+
+    async def mark() -> None:
+        marked.append("sent")
+
+    async def admitted_then_sent() -> Any:
+        caller = Caller.user(await state.verifier.verify(token))
+        admitted = await state.mcp.admit_tool(tool, {}, caller=caller)
+        return await state.mcp.send_tool(admitted, {}, on_sending=mark)
+
+    with pytest.raises(UserCredentialUnavailable):
+        gateway.server.run(admitted_then_sent())
+    return marked
+
+
 def cli(gateway: Gateway, token: str, *command: str) -> str:
     """`switchboard ...` against the gateway, in this process; what it printed."""
     out = io.StringIO()
@@ -148,6 +170,10 @@ def test_each_user_calls_with_their_own_account(
     assert refused.is_error
     assert gateway.url + "/ui/connections/notes/connect" in text_of(refused)
     assert len(vendor.calls) == seen, "nothing is sent for a user without a connection"
+    # A caller that marks the call sent (a flow step) is not told it will be:
+    # the user's credential is looked for first.
+    marked = not_marked_sent(gateway, alice, "notes__whoami")
+    assert marked == [] and len(vendor.calls) == seen
 
     with browser(gateway, "alice") as alice_console:
         connect(gateway, vendor, alice_console, "alice@vendor")

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.api_keys import ApiKeys
-from gateway.delegation.approvals import Approvals
+from gateway.delegation.approval_store import Approvals
 from gateway.delegation.audit import AuditLog, new_writer_id
 from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.coordination import Coordination, Store

@@ -48,7 +48,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/delegation/tasks.py", None),
         ("gateway/federation/tool_calls.py", "send"),
         ("gateway/flows/calls.py", None),
-        ("gateway/flows/definition.py", None),
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/fanout_parallel.py", "_join"),
         ("gateway/flows/forks.py", None),

@@ -318,7 +318,8 @@ async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
     swept = await push.sweep_pending(datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE)
     if swept:
         logger.info("removed %d inline push configs that never got a task", swept)
-    # A wait lasts at most 30 days (`gateway.flows.definition.Wait`): a watch older is a leftover.
+    # A wait lasts at most 30 days (`gateway.flows.wait_definition.Wait`): a watch
+    # older is a leftover.
     left = await push.sweep_watches(datetime.now(UTC) - LONGEST_WAIT - PENDING_PUSH_MIN_AGE)
     if left:
         logger.info("removed %d watches of waits that ended without removing them", left)

@@ -57,7 +57,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/service.py", "start"),
         ("gateway/flows/startup.py", "start"),
         ("gateway/flows/target_checks.py", "call"),
-        ("gateway/settings/__init__.py", None),
         ("gateway/storage/tables.py", None),
         ("adapters/mcp.py", None),
         ("adapters/mcp_passthrough.py", None),

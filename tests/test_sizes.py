@@ -45,7 +45,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/console/playground.py", None),
         ("gateway/delegation/pipeline.py", None),
         ("gateway/delegation/task_runner.py", None),
-        ("gateway/delegation/tasks.py", None),
         ("gateway/federation/tool_calls.py", "send"),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),

@@ -62,7 +62,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("registry/mcp_store.py", None),
         ("registry/mcp_sync.py", "sync"),
         ("registry/store.py", None),
-        ("policies/policy.py", None),
     }
 )
 

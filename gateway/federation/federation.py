@@ -46,7 +46,8 @@ from gateway.federation.federated_tools import (
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
 from gateway.federation.tool_calls import AdmittedTool
 from gateway.federation.upstreams import McpUpstreams
-from policies.policy import Target, handoff
+from policies.policy import Target
+from policies.rules import handoff
 from registry.fetch import SafeFetcher
 from registry.mcp_store import (
     McpServerConfig,

@@ -39,7 +39,7 @@ from gateway.flows.definition import CallStep
 from gateway.flows.run_views import grant_view
 from gateway.flows.store import FlowStore
 from gateway.http.json_body import MAX_DEPTH
-from policies.policy import handoff
+from policies.rules import handoff
 
 RUN_STATES = {
     "submitted": TaskState.TASK_STATE_SUBMITTED,

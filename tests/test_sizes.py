@@ -59,7 +59,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/storage/tables.py", None),
         ("adapters/mcp.py", None),
         ("adapters/mcp_passthrough.py", None),
-        ("registry/mcp_store.py", None),
         ("registry/mcp_sync.py", "sync"),
         ("registry/store.py", None),
     }

@@ -49,10 +49,8 @@ from gateway.federation.upstreams import McpUpstreams
 from policies.policy import Target
 from policies.rules import handoff
 from registry.fetch import SafeFetcher
-from registry.mcp_store import (
-    McpServerConfig,
-    SqlMcpStore,
-)
+from registry.mcp_rows import McpServerConfig
+from registry.mcp_store import SqlMcpStore
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/agents/calls.py", None),
         ("gateway/agents/calls.py", "_relay"),
         ("gateway/api/flows.py", None),
-        ("gateway/connections/service.py", None),
         ("gateway/console/playground.py", None),
         ("gateway/delegation/pipeline.py", None),
         ("gateway/delegation/task_runner.py", None),

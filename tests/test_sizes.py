@@ -43,7 +43,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/api/flows.py", None),
         ("gateway/console/playground.py", None),
         ("gateway/delegation/pipeline.py", None),
-        ("gateway/delegation/task_runner.py", None),
         ("gateway/federation/tool_calls.py", "send"),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),

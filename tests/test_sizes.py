@@ -54,7 +54,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/service.py", "start"),
         ("gateway/flows/startup.py", "start"),
         ("gateway/flows/target_checks.py", "call"),
-        ("gateway/storage/tables.py", None),
         ("adapters/mcp.py", None),
         ("adapters/mcp_passthrough.py", None),
         ("registry/mcp_sync.py", "sync"),

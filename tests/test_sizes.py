@@ -47,7 +47,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/fanout_parallel.py", "_join"),
-        ("gateway/flows/forks.py", None),
         ("gateway/flows/reviews.py", "go_on"),
         ("gateway/flows/runner.py", None),
         ("gateway/flows/service.py", None),

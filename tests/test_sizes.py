@@ -40,7 +40,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/a2a/admit.py", "admit_call"),
         ("gateway/agents/calls.py", None),
         ("gateway/agents/calls.py", "_relay"),
-        ("gateway/console/playground.py", None),
         ("gateway/delegation/pipeline.py", None),
         ("gateway/federation/tool_calls.py", "send"),
         ("gateway/flows/calls.py", None),

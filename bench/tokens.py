@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from policies.delegation import DelegatedTokenMinter, MintRequest
 from policies.keys import SigningKey
-from policies.policy import DelegationQuery, Policy, Target, authorize
+from policies.policy import DelegationQuery, Target, authorize
+from policies.rules import Policy
 from policies.tokens import TokenVerifier, TrustedIssuer, mint_access_token
 
 ISSUER = "https://gateway.example"

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from policies.policy import Policy
+from policies.rules import Policy
 
 logger = logging.getLogger(__name__)
 MAX_POLICY_BYTES = 4 * 1024 * 1024

@@ -16,14 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from policies.limits import CallFacts, applicable
-from policies.policy import (
-    ActionKind,
-    Decision,
-    DelegationQuery,
-    Policy,
-    Target,
-    authorize,
-)
+from policies.policy import ActionKind, Decision, DelegationQuery, Target, authorize
+from policies.rules import Policy
 
 VerdictName = Literal["allow", "deny", "hold", "defer"]
 EXAMPLES = 3  # record ids kept per group (and per reason a record is not replayed)

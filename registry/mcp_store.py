@@ -8,7 +8,7 @@ an approval only lands if the definition is still the one reviewed.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,21 +18,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from registry.mcp_models import (
-    CommandInfo,
-    CredentialInfo,
-    McpHealth,
     McpServerRecord,
     McpToolRecord,
-    ToolFlagInfo,
-    ToolState,
 )
 from registry.mcp_names import NameConflict, reserved_id, withheld
+from registry.mcp_rows import (
+    McpServerConfig,
+    StoredTool,
+    config_of,
+    server_record,
+    stored_tool,
+    tool_record,
+)
 from registry.mcp_sync import SyncResult, sync
 from registry.mcp_versions import ServerVersion, versions_query
 from registry.models import HealthStatus
 from registry.name_holders import lock_names, skill_holders
 from registry.store import is_agent_id
-from registry.tables import agents, as_utc, mcp_servers, mcp_tools
+from registry.tables import agents, mcp_servers, mcp_tools
 
 _SYNC_ATTEMPTS = 3
 
@@ -67,52 +70,6 @@ class NewMcpServer:
     registered_by: str
     trusted_registrant: bool
     prefix_tools: bool = True
-
-
-@dataclass(frozen=True)
-class McpServerConfig:
-    """What a connection to one server needs; ``version`` changes on every edit."""
-
-    id: str
-    transport: str
-    url: str | None
-    command: str | None
-    args: tuple[str, ...]
-    resource: str
-    timeout_seconds: float | None
-    credential: Mapping[str, Any] = field(hash=False)
-    credential_secret: str | None = field(repr=False)
-    version: str
-    trusted_registrant: bool
-    # Whether the server's names (tools, prompts, resource URIs) are offered
-    # under a prefix; unprefixed ones are kept in registration order.
-    prefix: bool = True
-    registered_at: datetime | None = None
-    # A REST API's tools and how each is called (`registry.openapi_tools`):
-    # kept in the `command` column, as {"openapi": ...}; None for MCP servers.
-    openapi: Mapping[str, Any] | None = field(default=None, hash=False, repr=False)
-
-
-@dataclass(frozen=True)
-class StoredTool:
-    server_id: str
-    name: str
-    namespaced: str
-    definition: Mapping[str, Any] = field(hash=False)
-    digest: str
-    approved_digest: str | None
-    flags: tuple[Mapping[str, str], ...] = field(hash=False)
-    available: bool
-
-    @property
-    def state(self) -> ToolState:
-        return tool_state(self.digest, self.approved_digest)
-
-
-def tool_state(digest: str, approved_digest: str | None) -> ToolState:
-    if approved_digest is None:
-        return ToolState.PENDING
-    return ToolState.APPROVED if approved_digest == digest else ToolState.QUARANTINED
 
 
 class SqlMcpStore:
@@ -206,15 +163,15 @@ class SqlMcpStore:
             tool_rows = list((await conn.execute(tools)).mappings())
         by_server: dict[str, list[McpToolRecord]] = {}
         for row in tool_rows:
-            by_server.setdefault(row["server_id"], []).append(_tool_record(row))
-        return [_server_record(row, by_server.get(row["id"], [])) for row in server_rows]
+            by_server.setdefault(row["server_id"], []).append(tool_record(row))
+        return [server_record(row, by_server.get(row["id"], [])) for row in server_rows]
 
     async def configs(self, server_ids: Sequence[str] | None = None) -> list[McpServerConfig]:
         query = select(mcp_servers).order_by(mcp_servers.c.registered_at, mcp_servers.c.id)
         if server_ids is not None:
             query = query.where(mcp_servers.c.id.in_(server_ids))
         async with self._engine.connect() as conn:
-            return [_config(row) for row in (await conn.execute(query)).mappings()]
+            return [config_of(row) for row in (await conn.execute(query)).mappings()]
 
     async def versions(self) -> dict[str, ServerVersion]:
         """Every server's version (`ServerVersion`): one grouped read."""
@@ -231,7 +188,7 @@ class SqlMcpStore:
                 .mappings()
                 .first()
             )
-        return _config(row) if row else None
+        return config_of(row) if row else None
 
     async def record_health(
         self,
@@ -345,13 +302,13 @@ class SqlMcpStore:
                 .mappings()
                 .one()
             )
-        return _tool_record(fresh)
+        return tool_record(fresh)
 
     async def tools(self, server_ids: Sequence[str] | None = None) -> list[StoredTool]:
         """Every tool of every server (or of ``server_ids``), available or not."""
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_tools_query(server_ids))).mappings()
-            return [_stored(row) for row in rows]
+            return [stored_tool(row) for row in rows]
 
     async def tool_batches(
         self, server_ids: Sequence[str], size: int
@@ -361,7 +318,7 @@ class SqlMcpStore:
         async with self._engine.connect() as conn:
             result = await conn.stream(_tools_query(server_ids))
             async for rows in result.mappings().partitions(size):
-                yield [_stored(row) for row in rows]
+                yield [stored_tool(row) for row in rows]
 
 
 # Helpers --------------------------------------------------------------------------
@@ -400,97 +357,6 @@ async def _id_taken(conn: AsyncConnection, server_id: str) -> bool:
         if await conn.scalar(select(table.c.id).where(table.c.id == server_id)) is not None:
             return True
     return False
-
-
-def _config(row: RowMapping) -> McpServerConfig:
-    command = row["command"] or {}
-    return McpServerConfig(
-        id=row["id"],
-        transport=row["transport"],
-        url=row["url"],
-        command=command.get("command"),
-        args=tuple(command.get("args") or ()),
-        resource=row["resource"],
-        timeout_seconds=row["timeout_seconds"],
-        credential=dict(row["credential"]),
-        credential_secret=row["credential_secret"],
-        version=as_utc(row["updated_at"]).isoformat(),
-        trusted_registrant=bool(row["trusted_registrant"]),
-        prefix=bool(row["prefix_tools"]),
-        registered_at=as_utc(row["registered_at"]),
-        openapi=command.get("openapi"),
-    )
-
-
-def _stored(row: RowMapping) -> StoredTool:
-    return StoredTool(
-        server_id=row["server_id"],
-        name=row["name"],
-        namespaced=row["namespaced"],
-        definition=dict(row["definition"]),
-        digest=row["digest"],
-        approved_digest=row["approved_digest"],
-        flags=tuple(row["flags"] or ()),
-        available=bool(row["available"]),
-    )
-
-
-def _tool_record(row: RowMapping) -> McpToolRecord:
-    state = tool_state(row["digest"], row["approved_digest"])
-    return McpToolRecord(
-        name=row["name"],
-        namespaced=row["namespaced"],
-        state=state,
-        available=bool(row["available"]),
-        digest=row["digest"],
-        approved_digest=row["approved_digest"],
-        flags=[ToolFlagInfo(**f) for f in row["flags"] or ()],
-        definition=dict(row["definition"]),
-        approved_definition=(
-            dict(row["approved_definition"])
-            if row["approved_definition"] is not None and state is ToolState.QUARANTINED
-            else None
-        ),
-        approved_by=row["approved_by"],
-        approved_at=as_utc(row["approved_at"]) if row["approved_at"] else None,
-        first_seen_at=as_utc(row["first_seen_at"]),
-        changed_at=as_utc(row["changed_at"]),
-    )
-
-
-def _server_record(row: RowMapping, tools: list[McpToolRecord]) -> McpServerRecord:
-    credential = dict(row["credential"])
-    command = row["command"]
-    return McpServerRecord(
-        id=row["id"],
-        name=row["name"],
-        transport=row["transport"],
-        url=row["url"],
-        command=CommandInfo(command=command["command"], args=list(command.get("args") or ()))
-        if command and "command" in command
-        else None,
-        resource=row["resource"],
-        timeout_seconds=row["timeout_seconds"],
-        credential=CredentialInfo(
-            **{k: v for k, v in credential.items() if k in CredentialInfo.model_fields},
-            secret_set=row["credential_secret"] is not None,
-        ),
-        prefix_tools=bool(row["prefix_tools"]),
-        registered_by=row["registered_by"],
-        health=McpHealth(
-            status=HealthStatus(row["health_status"]),
-            detail=row["health_detail"],
-            checked_at=as_utc(row["health_checked_at"]) if row["health_checked_at"] else None,
-        ),
-        server_info=row["server_info"],
-        protocol_version=row["protocol_version"],
-        tools_refreshed_at=(
-            as_utc(row["tools_refreshed_at"]) if row["tools_refreshed_at"] else None
-        ),
-        registered_at=as_utc(row["registered_at"]),
-        updated_at=as_utc(row["updated_at"]),
-        tools=tools,
-    )
 
 
 def _now() -> datetime:

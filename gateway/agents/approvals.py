@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.base import Turn
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.consents import RELEASED_BY
+from gateway.delegation.approval_store import Approvals
 from gateway.delegation.approvals import (
     APPROVED,
     PENDING,
@@ -40,7 +41,6 @@ from gateway.delegation.approvals import (
     AlreadyDecided,
     Approval,
     ApprovalNotFound,
-    Approvals,
     State,
 )
 from gateway.delegation.deferrals import DECIDED_BY, Deferrals

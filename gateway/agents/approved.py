@@ -35,11 +35,8 @@ from google.protobuf.json_format import ParseDict, ParseError
 from gateway.agents.admission import Admission, FrontDoorParts, handler_context
 from gateway.agents.mirror import UPSTREAM_META, Mirror, upstream_task_of
 from gateway.connections.errors import UserCredentialUnavailable
-from gateway.delegation.approvals import (
-    APPROVED,
-    Approval,
-    Approvals,
-)
+from gateway.delegation.approval_store import Approvals
+from gateway.delegation.approvals import APPROVED, Approval
 from gateway.delegation.call import MessageSkill
 from gateway.delegation.coordination import claiming
 from gateway.delegation.handoffs import message_skill, proto_inputs, proto_places

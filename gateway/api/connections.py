@@ -25,8 +25,8 @@ from pydantic import BaseModel
 
 from gateway.agents.consents import connectable
 from gateway.api.state import audited, state_of
+from gateway.connections.clients import CLIENT_METADATA_PATH
 from gateway.connections.connection import Connection, ConnectionInfo
-from gateway.connections.service import CLIENT_METADATA_PATH
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.problems import Problem
 from policies.scopes import ADMIN_SCOPE
@@ -135,7 +135,7 @@ async def delete_connection(
 )
 async def client_metadata(request: Request) -> dict[str, Any]:
     connections = state_of(request).connections
-    if connections.client_metadata_url is None:
+    if connections.clients.metadata_url is None:
         # Only an https public URL can be a client id (the document's own URL).
         raise Problem(404, "not-found", "Not found", "the gateway's public URL is not https")
     state = state_of(request)
@@ -152,4 +152,4 @@ async def client_metadata(request: Request) -> dict[str, Any]:
                 upstreams.append(agent.id)
         except Exception:  # one agent's trouble does not take every connection down
             logger.exception("agent %s left out of the client metadata document", agent.id)
-    return connections.client_metadata(upstreams)
+    return connections.clients.metadata(upstreams)

@@ -10,7 +10,8 @@
 * `POST /flows/{id}/runs/{run}/cancel`, `.../resume`: stop a run; go on with
   a stopped one; `.../revoke`: revoke its grant (no further step starts);
   `.../answer`: the run's user answers what its step's agent asked;
-  `.../fork`: the run's user starts a new run from one of its steps.
+  `.../fork`: the run's user starts a new run from one of its steps;
+* `POST /flows/{id}/hooks/{trigger}`: a webhook trigger (`gateway.api.flow_webhooks`).
 
 A document that fails a check is a 422 problem whose ``errors`` name the
 step and the field of each problem.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -28,7 +29,6 @@ from gateway.api.mcp_sets import forget_in_sets
 from gateway.api.state import audited, state_of
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
-from gateway.flows import webhooks
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.document_basics import EVENT_NAME
 from gateway.flows.documents import DocumentInvalid, json_schema, parse_text
@@ -51,7 +51,6 @@ from gateway.flows.removal import FlowBusy, FlowCalled, remove_flow
 from gateway.flows.runtime import GrantUnusable
 from gateway.flows.service import EventSigned, InputInvalid, NoSuchEvent, RunNotActive
 from gateway.flows.store import FlowNotFound, RunNotFound
-from gateway.flows.webhooks import Delivery
 from gateway.http.auth import AdminPrincipal, CurrentPrincipal
 from gateway.http.json_body import JsonRefused, check_value, read_json
 from gateway.http.problems import Problem, ProblemMapping
@@ -376,61 +375,6 @@ async def post_event(
     await service.owned(flow_id, run_id, _owner(principal))
     await service.post_event(run_id, event, body, principal.subject, admin=_is_admin(principal))
     return {"run": run_id, "event": event, "status": "delivered"}
-
-
-@router.post(
-    "/{flow_id}/hooks/{trigger_id}",
-    status_code=202,
-    summary="Start a run from a signed webhook, or bring its event to the runs waiting "
-    "for it (Standard Webhooks headers; no bearer token)",
-    responses={
-        401: {"description": "not signed with the trigger's secret"},
-        404: {"description": "no such webhook; or, delivering, no run waits with that key"},
-        409: {"description": "delivering: runs of more than one user wait with that key"},
-    },
-)
-async def webhook(
-    request: Request,
-    flow_id: str,
-    trigger_id: str,
-    response: Response,
-    webhook_id: Annotated[str, Header()] = "",
-    webhook_timestamp: Annotated[str, Header()] = "",
-    webhook_signature: Annotated[str, Header()] = "",
-) -> dict[str, Any]:
-    delivery = Delivery(webhook_id, webhook_timestamp, webhook_signature, await request.body())
-    service = state_of(request).flows
-    try:
-        trigger = await webhooks.webhook_trigger(service, flow_id, trigger_id)
-        if trigger.deliver is not None:
-            runs = await webhooks.deliver_event(service, flow_id, trigger, delivery)
-            return {"status": "delivered", "runs": runs}
-        run_id, started = await webhooks.deliver(service, flow_id, trigger, delivery)
-    except webhooks.WebhookRefused:
-        raise Problem(
-            401,
-            "webhook-unauthenticated",
-            "Webhook not authenticated",
-            "the request is not signed with this trigger's secret, or too late",
-        ) from None
-    except webhooks.NoSuchHook as exc:
-        raise Problem(404, "webhook-not-found", "No such webhook", str(exc)) from None
-    except webhooks.NoRunWaiting as exc:
-        raise Problem(404, "no-run-waiting", "No run waits for this event", str(exc)) from None
-    except webhooks.AmbiguousKey as exc:
-        raise Problem(
-            409, "ambiguous-key", "Runs of several users wait with this key", str(exc)
-        ) from None
-    except (webhooks.WebhookInvalid, InputInvalid) as exc:
-        raise Problem(422, "invalid-input", "The event cannot start a run", str(exc)) from None
-    except DelegationDenied as denied:
-        reasons = list(denied.decision.reasons)
-        raise Problem(
-            403, "delegation-refused", "The policy refuses this run", "; ".join(reasons)
-        ) from None
-    if not started:
-        response.status_code = status.HTTP_200_OK  # the same delivery again: the same run
-    return {"run": run_id, "status": "started" if started else "already started"}
 
 
 @router.post("/{flow_id}/runs/{run_id}/revoke", summary="Revoke a run's grant")

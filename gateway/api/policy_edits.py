@@ -29,8 +29,8 @@ from gateway.delegation import policy_versions
 from gateway.delegation.policy_versions import PolicyReloader, PolicyVersion, StalePolicy
 from gateway.http.auth import AdminPrincipal
 from gateway.http.problems import Problem
-from policies.policy import Policy
 from policies.policy_file import MAX_POLICY_DEPTH, PolicyError, PolicySource, document_digest
+from policies.rules import Policy
 
 router = APIRouter(prefix="/policies", tags=["policies"])
 MAX_DOCUMENT_BYTES = 256 * 1024

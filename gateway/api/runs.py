@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from gateway.api.state import state_of
-from gateway.flows.definition import TaskStateName
 from gateway.flows.models import RunView
+from gateway.flows.wait_definition import TaskStateName
 from gateway.http.auth import CurrentPrincipal
 from gateway.http.queries import IsoDatetime
 from policies.scopes import ADMIN_SCOPE

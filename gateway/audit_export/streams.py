@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit_reads import AuditRecord, audit_record
-from gateway.storage.tables import audit_dead_letters, audit_events, audit_export_streams
+from gateway.storage.audit_tables import audit_dead_letters, audit_events, audit_export_streams
 
 streams = audit_export_streams
 

@@ -4,7 +4,7 @@ user's own token for each call to it.
 `Connections.begin()` and `.complete()` are the two halves of the
 authorization code flow around the browser's visit to the upstream's
 authorization server (`gateway.connections.oauth`); the client is chosen in
-the MCP specification's order (2025-11-25, "Client Registration"): one
+the MCP specification's order (`gateway.connections.clients`): one
 registered out of band (the server's `client_id`), the gateway's Client ID
 Metadata Document where the server supports it and the gateway has an
 https public URL, else one registered dynamically (RFC 7591) and kept for
@@ -29,26 +29,19 @@ from urllib.parse import quote, urlencode
 import httpx2
 from mcp.client.auth.exceptions import OAuthFlowError
 from mcp.client.auth.utils import (
-    create_client_info_from_metadata_url,
     union_scopes,
     validate_authorization_response_iss,
 )
-from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
+from mcp.shared.auth import OAuthMetadata
 
 from adapters.mcp_http import Refused
 from gateway.connections import oauth
+from gateway.connections.clients import OAuthClients
 from gateway.connections.connection import Connection, TokenGrant
-from gateway.connections.discovery import (
-    Discovered,
-    discover,
-    discover_at_issuer,
-    discover_from_card,
-)
 from gateway.connections.errors import ConnectFailed, ConnectionRequired, ScopeRequired
 from gateway.connections.pending import Pending
 from gateway.connections.upstream import (
     Upstream,
-    configured_client,
     issued_for,
     kept_to_offered,
     pkce_challenge,
@@ -56,7 +49,6 @@ from gateway.connections.upstream import (
 from gateway.connections.vault import Vault
 
 logger = logging.getLogger(__name__)
-CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
 _REFRESH_MARGIN_SECONDS = 60.0  # refresh this long before the access token expires
 _REFRESH_SECONDS = 20.0  # a refresh's own limit: shorter than the vault's claim
 _WAIT_FOR_OTHER_REFRESH_SECONDS = 25.0
@@ -80,84 +72,18 @@ class Connections:
         self.vault = vault
         self._http = http
         self._public_url = public_url.rstrip("/")
-        self._allow_http = allow_http
         # Told what happens to a connection outside a call or a user's action
         # (a refresh that failed): (event, connection, outcome, detail). The
         # app audits it (`gateway.federation.startup`).
         self.on_event: Callable[[str, Connection, str, str], Awaitable[None]] | None = None
-        # CIMD needs a client id the authorization server can fetch: https only.
-        self.client_metadata_url = (
-            self._public_url + CLIENT_METADATA_PATH
-            if self._public_url.startswith("https://")
-            else None
-        )
+        self.clients = OAuthClients(vault, http, self._public_url, allow_http=allow_http)
         self._locks: dict[str, asyncio.Lock] = {}
 
     def connect_url(self, upstream: str, scope: str | None = None) -> str:
         url = f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/connect"
         return url + "?" + urlencode({"scope": scope}) if scope else url
 
-    def redirect_uri(self, upstream: str) -> str:
-        """Each upstream its own redirect URI: the answer to a request sent to
-        one authorization server can never be taken for another's -- the
-        mix-up attack (RFC 9700 §4.4.2), whatever the server says of `iss`."""
-        return f"{self._public_url}/ui/connections/{quote(upstream, safe='')}/callback"
-
-    def client_metadata(self, upstreams: list[str]) -> dict[str, object]:
-        """The gateway's Client ID Metadata Document (served at its own URL),
-        listing the redirect URI of every ``user_oauth`` upstream."""
-        redirects = [self.redirect_uri(u) for u in upstreams] or [self.redirect_uri("-")]
-        document = oauth.client_metadata(redirects[0], None).model_dump(
-            mode="json", exclude_none=True
-        )
-        document["redirect_uris"] = redirects
-        document["token_endpoint_auth_method"] = "none"  # noqa: S105 - a method's name
-        document["client_id"] = self.client_metadata_url
-        return document
-
     # --- Connecting -----------------------------------------------------------
-
-    async def _client(
-        self, upstream: Upstream, found: Discovered, *, may_register: bool
-    ) -> OAuthClientInformationFull:
-        if upstream.client_id is not None:
-            return configured_client(upstream)
-        if self.client_metadata_url and found.metadata.client_id_metadata_document_supported:
-            return create_client_info_from_metadata_url(self.client_metadata_url)
-        kept = await self.vault.registered_client(upstream.id, found.issuer)
-        if kept is not None:
-            return kept
-        if not may_register:
-            raise ConnectFailed("the gateway's registration at the authorization server is gone")
-        # Registered for every scope the server offers: a registration's scope
-        # is what the client may ever ask for (RFC 7591 §2), and a step-up
-        # later asks for more than the first user did. Each user's own
-        # authorization asks for the least (`begin`).
-        offered = " ".join(found.metadata.scopes_supported or ()) or None
-        client = await oauth.register(
-            self._http,
-            found,
-            oauth.client_metadata(
-                self.redirect_uri(upstream.id),
-                offered or upstream.scope or found.scope,
-                oauth.auth_method(found.metadata),
-            ),
-        )
-        # Two users connecting first at once: the first registration kept wins.
-        return await self.vault.keep_client(upstream.id, found.issuer, client)
-
-    async def _discover(self, upstream: Upstream) -> Discovered:
-        if upstream.authorization is not None:
-            return await discover_from_card(
-                self._http, upstream.url, upstream.authorization, allow_http=self._allow_http
-            )
-        if upstream.issuer is not None:
-            return await discover_at_issuer(
-                self._http, upstream.url, upstream.issuer, allow_http=self._allow_http
-            )
-        return await discover(
-            self._http, upstream.url, allow_http=self._allow_http, probe=upstream.probe
-        )
 
     async def begin(
         self,
@@ -170,8 +96,8 @@ class Connections:
     ) -> tuple[str, Pending]:
         """(where to send the browser, what to keep until it comes back).
         ``scope``: asked for besides the upstream's own (a step-up)."""
-        found = await self._discover(upstream)
-        client = await self._client(upstream, found, may_register=True)
+        found = await self.clients.discover(upstream)
+        client = await self.clients.chosen(upstream, found, may_register=True)
         # A link's scope -- anyone may hand a user a link -- is kept to the
         # scopes the server offers (`scopes_supported`) where it lists them:
         # a scope it does not offer is dropped, not asked for. The upstream's
@@ -201,7 +127,7 @@ class Connections:
         url = oauth.authorization_url(
             found,
             client,
-            redirect_uri=self.redirect_uri(upstream.id),
+            redirect_uri=self.clients.redirect_uri(upstream.id),
             state=state,
             challenge=pkce_challenge(verifier),
             scope=scope,
@@ -228,14 +154,14 @@ class Connections:
                 "the answer did not come from the authorization server the request went to "
                 "(RFC 9207 iss)"
             ) from None
-        client = await self._resolved_client(upstream, pending)
+        client = await self.clients.resolved(upstream, pending)
         token = await oauth.exchange_code(
             self._http,
             token_endpoint=pending.token_endpoint,
             client=client,
             code=code,
             verifier=pending.verifier,
-            redirect_uri=self.redirect_uri(pending.upstream),
+            redirect_uri=self.clients.redirect_uri(pending.upstream),
             resource=pending.resource,
         )
         if token.scope is None:  # RFC 6749 §5.1: omitted means as requested
@@ -254,20 +180,8 @@ class Connections:
             ),
         )
         if replaced is not None:  # connected again: the old grant goes at the server too
-            await self._revoke(replaced)
+            await self.clients.revoke(replaced)
         return saved
-
-    async def _resolved_client(
-        self, upstream: Upstream, pending: Pending
-    ) -> OAuthClientInformationFull:
-        if upstream.client_id is not None and upstream.client_id == pending.client_id:
-            return configured_client(upstream)
-        if self.client_metadata_url and pending.client_id == self.client_metadata_url:
-            return create_client_info_from_metadata_url(self.client_metadata_url)
-        kept = await self.vault.registered_client(upstream.id, pending.authorization_server)
-        if kept is None or kept.client_id != pending.client_id:
-            raise ConnectFailed("the upstream's client changed while connecting: start again")
-        return kept
 
     # --- Calling --------------------------------------------------------------
 
@@ -358,7 +272,7 @@ class Connections:
             # it read, which the refresh has just replaced: the new ones
             # belong to nobody and would outlive the connection at the
             # authorization server unless revoked here (RFC 7009).
-            await self._revoke(
+            await self.clients.revoke(
                 replace(
                     current,
                     access_token=token.access_token,
@@ -452,7 +366,7 @@ class Connections:
         gone = await self.vault.delete(connection_id)
         if gone is None:
             return None
-        return gone, await self._revoke(gone)
+        return gone, await self.clients.revoke(gone)
 
     async def forget_upstream(self, upstream: str) -> None:
         """The upstream was removed: every user's connection to it is
@@ -465,22 +379,4 @@ class Connections:
     async def revoke_all(self, gone: list[Connection]) -> None:
         """Revoke connections already forgotten (`forget_upstream`)."""
         for connection in gone:
-            await self._revoke(connection)
-
-    async def _revoke(self, connection: Connection) -> bool:
-        """RFC 7009: the refresh token (which revokes its access tokens, §2.1)
-        else the access token. Best effort: the vault has forgotten them already."""
-        if connection.revocation_endpoint is None:
-            return False
-        token, hint = (
-            (connection.refresh_token, "refresh_token")
-            if connection.refresh_token
-            else (connection.access_token, "access_token")
-        )
-        return await oauth.revoke(
-            self._http,
-            revocation_endpoint=connection.revocation_endpoint,
-            client=connection.client,
-            token=token,
-            hint=hint,
-        )
+            await self.clients.revoke(connection)

@@ -26,15 +26,11 @@ timeout (plus the time to connect). Nothing changes on a GET: the links
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
-import mcp_types as types
-from a2a.types import Message, SendMessageRequest, Task, TaskState
+from a2a.types import SendMessageRequest, Task
 from a2a.utils.errors import A2AError, InvalidParamsError
 from fastapi import APIRouter, Request, Response
-from google.protobuf.json_format import MessageToDict
 
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Refusal, admit_call, decide_skill
@@ -46,6 +42,7 @@ from gateway.api import mcp_servers as mcp_api
 from gateway.api.state import state_of
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.console.sessions import ConsoleUser
+from gateway.console.try_answers import Shown, shown_message, shown_result, shown_task
 from gateway.console.web import PREFIX, ConsoleError, ConsoleRoute, current_user, page, posted
 from gateway.delegation.handoffs import stamp_skill
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
@@ -72,32 +69,6 @@ def agents_of(request: Request) -> Agents:
     """The handlers every door reaches agents through (`gateway.app` hands them in)."""
     agents: Agents = request.app.state.console_agents
     return agents
-
-
-@dataclass
-class Shown:
-    """An answer as the page draws it: parts (text, pretty JSON, links, files)."""
-
-    kind: str  # "message", "task", "tool"
-    parts: list[dict[str, str]] = field(default_factory=list)
-    artifacts: list[tuple[str, list[dict[str, str]]]] = field(default_factory=list)
-    task_id: str = ""
-    context_id: str = ""
-    state: str = ""
-    status: list[dict[str, str]] = field(default_factory=list)
-    approval: str = ""  # the call is held: the approval (or deferral) that holds it
-    connect_url: str = ""
-    is_error: bool = False
-    structured: str = ""
-
-    @property
-    def waiting_for(self) -> str:
-        """What a held call waits for, as its task says it."""
-        if self.connect_url:
-            return "you to connect your account"
-        if self.state == "TASK_STATE_SUBMITTED":
-            return "a coordination rule (deferred)"
-        return "approval"
 
 
 # The form ----------------------------------------------------------------------------
@@ -239,7 +210,7 @@ async def _send(
         raise ConsoleError(422, "The agent's contract refused the message", exc.message) from None
     except A2AError as exc:
         raise ConsoleError(502, "The agent answered with an error", exc.message) from None
-    return _shown_task(answer, held) if isinstance(answer, Task) else _shown_message(answer)
+    return shown_task(answer, held) if isinstance(answer, Task) else shown_message(answer)
 
 
 def _bound(request: Request, own: float = 0.0) -> float:
@@ -248,43 +219,6 @@ def _bound(request: Request, own: float = 0.0) -> float:
     settings = state_of(request).settings
     connect = max(settings.upstream_connect_timeout_seconds, settings.mcp_connect_timeout_seconds)
     return max(settings.upstream_timeout_seconds, own) + connect
-
-
-def _shown_message(message: Message) -> Shown:
-    return Shown("message", parts=_parts(message.parts))
-
-
-def _shown_task(task: Task, held: bool) -> Shown:
-    """A task; ``held``: the gateway's own task for a call it holds, whose
-    metadata names the approval (or the account to connect) -- read only
-    then: an upstream's metadata never speaks for the gateway."""
-    meta = MessageToDict(task.metadata) if held else {}
-    return Shown(
-        "task",
-        task_id=task.id,
-        context_id=task.context_id,
-        state=TaskState.Name(task.status.state),
-        status=_parts(task.status.message.parts),
-        artifacts=[(a.name or a.artifact_id, _parts(a.parts)) for a in task.artifacts],
-        approval=str(meta.get("approval") or ""),
-        connect_url=str(meta.get("connect_url") or ""),
-    )
-
-
-def _parts(parts: Any) -> list[dict[str, str]]:
-    shown = []
-    for part in parts:
-        if part.HasField("text"):
-            shown.append({"kind": "text", "text": part.text})
-        elif part.HasField("data"):
-            shown.append({"kind": "data", "text": _pretty(MessageToDict(part.data))})
-        elif part.HasField("url"):
-            shown.append({"kind": "url", "text": part.url, "name": part.filename or part.url})
-        elif part.HasField("raw"):
-            name = part.filename or "file"
-            said = f"{name} ({part.media_type or 'bytes'}, {len(part.raw)} bytes)"
-            shown.append({"kind": "file", "text": said})
-    return shown
 
 
 # Calling a tool ----------------------------------------------------------------------
@@ -319,7 +253,7 @@ async def call_tool(request: Request) -> Response:
         held = await _approvals(request).hold(
             pending, name, arguments, kind="tool", output_schema=False
         )
-        return _answer(request, user, _shown_result(held, held=True), trace_id, tool=name)
+        return _answer(request, user, shown_result(held, held=True), trace_id, tool=name)
     except DelegationDenied as denied:
         raise denial_response(denied, _refused) from None
     except ToolQuarantined as exc:
@@ -329,7 +263,7 @@ async def call_tool(request: Request) -> Response:
     except UserCredentialUnavailable as exc:
         raise ConsoleError(403, NOT_MADE, str(exc)) from None
     # ToolNotFound and the upstream's failures are the API's own problems.
-    return _answer(request, user, _shown_result(result), trace_id, tool=name)
+    return _answer(request, user, shown_result(result), trace_id, tool=name)
 
 
 def _missing_scopes(request: Request, user: ConsoleUser) -> list[str]:
@@ -349,36 +283,6 @@ def _refused(
 ) -> ConsoleError:
     """A denial as the A2A door states it (its status and words), as a page."""
     return ConsoleError(status, "Refused", message)
-
-
-def _shown_result(
-    result: types.CallToolResult | types.InputRequiredResult, *, held: bool = False
-) -> Shown:
-    """A tool's answer; ``held``: the gateway's own answer for a call it
-    held (read only then: an upstream's answer never says it was held)."""
-    if isinstance(result, types.InputRequiredResult):
-        said = "the tool asked for input; the playground cannot answer a tool yet"
-        return Shown("tool", parts=[{"kind": "text", "text": said}], is_error=True)
-    parts = []
-    for item in result.content:
-        if isinstance(item, types.TextContent):
-            parts.append({"kind": "text", "text": item.text})
-        elif isinstance(item, types.ResourceLink):
-            parts.append({"kind": "url", "text": str(item.uri), "name": item.name})
-        else:
-            dumped = item.model_dump(mode="json", by_alias=True, exclude_none=True)
-            parts.append({"kind": "data", "text": _pretty(dumped)})
-    structured = result.structured_content
-    approval = ""
-    if held and isinstance(structured, dict) and "approval" in structured:
-        approval = str(structured["approval"])  # `McpApprovals`' held answer
-    return Shown(
-        "tool",
-        parts=parts,
-        is_error=bool(result.is_error),
-        approval=approval,
-        structured=_pretty(structured) if structured is not None and not approval else "",
-    )
 
 
 # Shared ------------------------------------------------------------------------------
@@ -423,7 +327,3 @@ def _json_field(form: dict[str, str], name: str) -> Any:
         ) from None
     except JsonRefused as exc:
         raise ConsoleError(422, NOT_MADE, f"{name}: not JSON ({exc})") from None
-
-
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

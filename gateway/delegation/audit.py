@@ -50,9 +50,9 @@ from adapters.core_check import require_core
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit_reads import AuditPage, AuditQuery, AuditRecord, audit_page
 from gateway.delegation.change_events import CHANGE_EVENTS
+from gateway.storage.audit_tables import audit_events
 from gateway.storage.outages import data_refused
 from gateway.storage.statements import Sql, Statement, StatementRunner, statement_runner
-from gateway.storage.tables import audit_events
 from policies.tokens import Principal
 from registry.tables import as_utc
 

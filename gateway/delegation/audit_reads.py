@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.http.queries import IsoDatetime
-from gateway.storage.tables import audit_events
+from gateway.storage.audit_tables import audit_events
 from registry.store import InvalidCursor
 from registry.tables import as_utc
 

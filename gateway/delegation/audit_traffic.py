@@ -59,7 +59,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.storage.tables import audit_events
+from gateway.storage.audit_tables import audit_events
 
 CALL_EVENTS = ("a2a", "mcp", "flow.step")  # and a2a.<operation>: see `is_call`
 FOLLOW_UPS = ("a2a.run", "a2a.retry", "a2a.reconcile", "a2a.approved")

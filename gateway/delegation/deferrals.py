@@ -51,7 +51,8 @@ from typing import Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound, Approvals
+from gateway.delegation.approval_store import Approvals
+from gateway.delegation.approvals import PENDING, Approval, ApprovalNotFound
 from gateway.delegation.coordination import Canonical, Coordination
 from gateway.delegation.handoffs import json_inputs
 from gateway.delegation.permits import Deferral

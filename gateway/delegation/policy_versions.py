@@ -29,7 +29,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.tables import policy_versions as table
-from policies.policy import Policy
 from policies.policy_file import (
     DEFAULT_DOCUMENT,
     PolicyDocument,
@@ -37,6 +36,7 @@ from policies.policy_file import (
     PolicySource,
     document_digest,
 )
+from policies.rules import Policy
 from policies.tokens import Principal
 
 logger = logging.getLogger(__name__)

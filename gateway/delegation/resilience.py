@@ -14,7 +14,7 @@ from adapters.operations import Listener
 from gateway.delegation.breaker import BreakerOpen, Breakers, BreakerSettings, BreakerState
 from gateway.delegation.retry import NO_RETRIES, RetrySettings
 from gateway.delegation.upstream_failures import UpstreamUnavailableError
-from policies.policy import Handoff, Policy, handoff
+from policies.rules import Handoff, Policy, handoff
 from registry.models import BreakerInfo
 
 

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.api_keys import ApiKeys
-from gateway.delegation.approvals import Approvals
+from gateway.delegation.approval_store import Approvals
 from gateway.delegation.audit import AuditLog, new_writer_id
 from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.coordination import Coordination, Store
@@ -318,7 +318,8 @@ async def _sweep_pending_push(push: PushRelays, settings: Settings) -> None:
     swept = await push.sweep_pending(datetime.now(UTC) - longest_call - PENDING_PUSH_MIN_AGE)
     if swept:
         logger.info("removed %d inline push configs that never got a task", swept)
-    # A wait lasts at most 30 days (`gateway.flows.definition.Wait`): a watch older is a leftover.
+    # A wait lasts at most 30 days (`gateway.flows.wait_definition.Wait`): a watch
+    # older is a leftover.
     left = await push.sweep_watches(datetime.now(UTC) - LONGEST_WAIT - PENDING_PUSH_MIN_AGE)
     if left:
         logger.info("removed %d watches of waits that ended without removing them", left)

@@ -8,10 +8,8 @@ ending in the task's final snapshot) is recorded in the task records
 (`gateway.delegation.tasks.TaskRecords`: `GetTask` and `ListTasks` read them) and handed
 to whoever streams or waits on this replica.
 
-A run survives its replica: its row names the replica running it (the
-replica's id, `gateway.storage.replicas`), and the runs nobody runs any more
--- a replica's that is gone, or its own whose coroutine died -- are taken
-over by `gateway.delegation.task_takeover`.
+A run survives its replica, and ends exactly once: its row, who holds it
+and how a claim is fenced are `gateway.delegation.run_rows`.
 
 A run whose outcome is known is never lost: the final snapshot is written
 with retries (backoff up to `FINISH_RETRY_SECONDS`) for as long as the
@@ -20,17 +18,7 @@ replica takes it over from nobody); a
 caller blocked on the run is answered "database unavailable" (503) as soon as
 the write is held up, not after the outage, and finds the outcome with GetTask
 once it is written; a clean shutdown waits for those writes (up to
-`CLOSE_WAIT_SECONDS`), and stops before its replica withdraws its row. An
-outcome from the
-upstream takes the run over from any replica that claimed it meanwhile; the
-gateway's own verdicts ("interrupted", "failed running it") are written only
-by the replica holding the run, and only under the claim it holds (its
-runner and `attempts`, which every claim raises: `_held`), so a replica that
-was judged gone while it still ran neither sends a run taken over from it
-(`sending` raises `RunLost`) nor ends it. Cancelling deletes the run row and records
-the task canceled in one transaction; the replica running it notices at its
-next look and stops. The final snapshot is written in the transaction
-that deletes the run row, so a run ends exactly once.
+`CLOSE_WAIT_SECONDS`), and stops before its replica withdraws its row.
 """
 
 from __future__ import annotations
@@ -40,30 +28,27 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from a2a.server.events.event_queue import Event
 from a2a.types import Task, TaskState
-from google.protobuf.json_format import ParseDict
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.pipeline import Grant
+from gateway.delegation.run_rows import cancel_row, end_row, held, run_row
 from gateway.delegation.runs import (
     ENDS,
     Execute,
     RunSpec,
     ended_snapshot,
     final_update,
-    final_write,
     sending,
 )
 from gateway.delegation.tasks import TaskRecords
 from gateway.storage.outages import DependencyUnavailable, outage_of
 from gateway.storage.replicas import ReplicaDirectory
-from gateway.storage.tables import a2a_tasks, gateway_runs
+from gateway.storage.tables import gateway_runs
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +62,6 @@ FINISH_RETRY_SECONDS = 5.0
 # its caller was cancelled between the two) is forgotten, and its row, if
 # any, taken back as an orphan.
 _STARTING_SECONDS = 60.0
-# The lease of every row written here: never passed (see `_row`).
-NO_LEASE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -152,7 +135,7 @@ class TaskRunner:
             self._starting[(spec.agent_id, spec.task_id)] = time.monotonic()
             if self.on_store is not None:
                 self.on_store()
-            await conn.execute(insert(gateway_runs).values(**self._row(spec)))
+            await conn.execute(insert(gateway_runs).values(**run_row(spec, self.runner_id)))
 
         return store
 
@@ -177,65 +160,29 @@ class TaskRunner:
         self._starting.pop(key, None)
         run.task = asyncio.create_task(self._run(run, grant), name=f"run-{spec.task_id}")
 
-    def _row(self, spec: RunSpec) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        return {
-            "agent_id": spec.agent_id,
-            "task_id": spec.task_id,
-            "skill": spec.turn.skill,
-            "turn": asdict(spec.turn),
-            "caller": {
-                **asdict(spec.caller),
-                "scopes": sorted(spec.caller.scopes),
-                "actors": list(spec.caller.actors),
-                "trace_id": spec.trace_id,
-                **({"sent": spec.sent} if spec.sent is not None else {}),
-            },
-            "streaming": int(spec.streaming),
-            "attempts": spec.attempt,
-            "runner": self.runner_id,
-            # Only gateways before the replica directory renewed a lease here,
-            # and claimed any row whose lease had passed: a lease that never
-            # passes keeps them off this run in a rolling upgrade (or a
-            # rollback); `task_takeover` judges it by its replica.
-            "lease_until": NO_LEASE,
-            "created_at": now,
-        }
-
-    def _held(self, spec: RunSpec) -> list[Any]:
-        """The run's row as long as this replica holds it: its runner and the
-        claim ``spec`` was resumed under (`attempts`, raised by each claim:
-        `task_takeover`). The lease's generation, checked by every write a
-        holder makes, so a replica a claim passed by writes nothing."""
-        c = gateway_runs.c
-        return [
-            c.agent_id == spec.agent_id,
-            c.task_id == spec.task_id,
-            c.runner == self.runner_id,
-            c.attempts == spec.attempt,
-        ]
-
     async def sending(self, spec: RunSpec, grant: Grant, event: str) -> None:
         """Keep in the run's row what is about to be sent with ``grant``, before
-        it is (a run taken over after a crash records it: `_interrupted`).
+        it is (a run taken over after a crash records it: `TaskTakeover`).
         Raises `RunLost`, and the call is not sent, if this replica no longer
         holds the run: another replica that took it over sends it, not both."""
         spec = replace(spec, sent=sending(grant, event))
         async with self._engine.begin() as conn:
             kept = await conn.execute(
                 update(gateway_runs)
-                .where(*self._held(spec))
-                .values(caller=self._row(spec)["caller"])
+                .where(*held(spec, self.runner_id))
+                .values(caller=run_row(spec, self.runner_id)["caller"])
             )
         if not kept.rowcount:
             raise RunLost(spec.task_id)
 
     async def holds(self, spec: RunSpec) -> bool:
         """Whether this replica still holds the run under ``spec``'s claim
-        (`_held`): asked before a first send, whose mark was stored with the
+        (`run_rows.held`): asked before a first send, whose mark was stored with the
         run (`stored`), so that a run claimed meanwhile is not sent twice."""
         async with self._engine.connect() as conn:
-            found = await conn.scalar(select(gateway_runs.c.task_id).where(*self._held(spec)))
+            found = await conn.scalar(
+                select(gateway_runs.c.task_id).where(*held(spec, self.runner_id))
+            )
         return found is not None
 
     def events(self, agent_id: str, task_id: str) -> AsyncIterator[Event]:
@@ -359,18 +306,11 @@ class TaskRunner:
 
     async def finish(self, spec: RunSpec, task: Task, *, known: bool = False) -> bool:
         """Write the final snapshot and end the run, if this replica still holds it
-        (`_held`) -- or, for an outcome the upstream gave (``known``), if anyone
+        (`run_rows.held`) -- or, for an outcome the upstream gave (``known``), if anyone
         still does: the upstream's answer to a call made is the task's truth,
         whoever claimed the run meanwhile."""
-        c = gateway_runs.c
-        where = [c.agent_id == spec.agent_id, c.task_id == spec.task_id]
-        if not known:
-            where = self._held(spec)
-        async with self._engine.begin() as conn:
-            held = await conn.execute(delete(gateway_runs).where(*where))
-            if not held.rowcount:
-                return False
-            await conn.execute(final_write(spec.agent_id, task))
+        if not await end_row(self._engine, spec, task, None if known else self.runner_id):
+            return False
         # A flow run waiting on this task is woken now, not at its next look.
         self._tasks.written(spec.agent_id, task)
         return True
@@ -387,25 +327,9 @@ class TaskRunner:
             return True
         # Running on another replica (or orphaned): end it in the database; its
         # replica sees the run row gone at its next look (`task_takeover`).
-        async with self._engine.begin() as conn:
-            gone = await conn.execute(
-                delete(gateway_runs).where(
-                    gateway_runs.c.agent_id == agent_id, gateway_runs.c.task_id == task_id
-                )
-            )
-            if not gone.rowcount:
-                return False
-            snapshot = await conn.scalar(
-                select(a2a_tasks.c.task).where(
-                    a2a_tasks.c.agent_id == agent_id, a2a_tasks.c.task_id == task_id
-                )
-            )
-            task = Task(id=task_id)
-            if snapshot is not None:
-                ParseDict(snapshot, task, ignore_unknown_fields=True)
-            task.status.Clear()
-            task.status.state = TaskState.TASK_STATE_CANCELED
-            await conn.execute(final_write(agent_id, task))
+        task = await cancel_row(self._engine, agent_id, task_id)
+        if task is None:
+            return False
         self._tasks.written(agent_id, task)
         return True
 

@@ -22,6 +22,7 @@ TERMINAL_STATES = frozenset(
     }
 )
 Owned = tuple[str, str]  # (subject, issuer)
+MAX_ID_LENGTH = 256
 
 _OWNER = Statement(
     a2a_tasks,
@@ -220,3 +221,9 @@ def record_artifacts(
     snapshot["artifacts"] = artifacts
     sql.typed(_ARTIFACTS, {**where, "updated_at": now, "task": snapshot})
     return True
+
+
+def storable(identifier: str) -> bool:
+    # Ids come from clients and upstreams: too long or holding NUL (which
+    # PostgreSQL text cannot store) means no task of ours has that id.
+    return 0 < len(identifier) <= MAX_ID_LENGTH and "\x00" not in identifier

@@ -43,8 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.interrupted import record_interrupted
+from gateway.delegation.run_rows import NO_LEASE
 from gateway.delegation.runs import MAX_ATTEMPTS, TERMINAL_NAMES, RunSpec, interrupted_call, spec_of
-from gateway.delegation.task_runner import NO_LEASE, TaskRunner
+from gateway.delegation.task_runner import TaskRunner
 from gateway.storage.outages import outage_of
 from gateway.storage.periodic import ALONE_SECONDS, Periodic
 from gateway.storage.replicas import ReplicaDirectory

@@ -23,10 +23,7 @@ and the last snapshot seen, so that:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,18 +38,18 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
-from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
+from google.protobuf.json_format import MessageToDict
+from sqlalchemy import ColumnElement, Table, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.delegation import task_statements
+from gateway.delegation import task_listing, task_statements
 from gateway.delegation.artifact_batches import ArtifactBatches
 from gateway.delegation.permits import Caller
+from gateway.delegation.task_statements import storable
 from gateway.storage.statements import statement_runner
 from gateway.storage.tables import a2a_tasks
-from registry.tables import as_utc
 
 # The states a task ends in; a record reaching one is no longer out of contact.
 TERMINAL_STATES = task_statements.TERMINAL_STATES
@@ -64,11 +61,6 @@ _IN_CONTACT = {
 }
 
 logger = logging.getLogger(__name__)
-
-# A2A 1.0 §3.1.4 (ListTasks): page size defaults to 50, at most 100.
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
-MAX_ID_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -82,10 +74,6 @@ class Owner:
     def owns(self, table: Table) -> ColumnElement[bool]:
         """The rows of ``table`` (with owner_subject/owner_issuer) that are theirs."""
         return and_(table.c.owner_subject == self.subject, table.c.owner_issuer == self.issuer)
-
-
-class InvalidPageToken(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -180,7 +168,7 @@ class TaskRecords:
             await asyncio.wait(set(self._telling))
 
     async def owner_of(self, agent_id: str, task_id: str) -> Owner | None:
-        if not _storable(task_id):
+        if not storable(task_id):
             return None
         found = await self._run.read(task_statements.owner_of, agent_id, task_id)
         return None if found is None else Owner(*found)
@@ -192,7 +180,7 @@ class TaskRecords:
     async def skill_of(self, agent_id: str, owner: Owner, task_id: str) -> tuple[bool, str | None]:
         """Whether the task is ``owner``'s, and the skill it was recorded for
         (None: no skill in particular, or recorded before the skill was)."""
-        if not _storable(task_id):
+        if not storable(task_id):
             return False, None
         async with self._engine.connect() as conn:
             row = (
@@ -208,7 +196,7 @@ class TaskRecords:
 
     async def context_owners(self, agent_id: str, context_id: str) -> set[Owner]:
         """Everyone who has a task in this context (normally one user, or nobody)."""
-        if not _storable(context_id):
+        if not storable(context_id):
             return set()
         async with self._engine.connect() as conn:
             rows = (
@@ -240,7 +228,7 @@ class TaskRecords:
         stored: a task and the run that will end it exist together or not at
         all (`TaskRunner.stored`), so no outage or crash between two
         transactions leaves a task nothing will ever finish."""
-        if not _storable(task.id) or (task.context_id and not _storable(task.context_id)):
+        if not storable(task.id) or (task.context_id and not storable(task.context_id)):
             return False
         await self.artifacts.flush(agent_id, task.id)  # held chunks, then this snapshot
         now = datetime.now(UTC)
@@ -343,7 +331,7 @@ class TaskRecords:
         `GetTask` does (a flow's trigger and a `wait` read it). An artifact of
         a task not recorded yet is dropped (its first event records it);
         someone else's task is left alone (False)."""
-        if not _storable(event.task_id):
+        if not storable(event.task_id):
             return False
         found = await self._run(
             task_statements.record_artifact,
@@ -362,7 +350,7 @@ class TaskRecords:
         """A status update from a stream: the state moves and the snapshot's status
         follows. A task not seen before (a stream that starts with an update) is
         recorded from the update; someone else's task is left alone (False)."""
-        if not _storable(event.task_id):
+        if not storable(event.task_id):
             return False
         status = MessageToDict(event.status)
         state = TaskState.Name(event.status.state)
@@ -386,102 +374,22 @@ class TaskRecords:
 
     async def get(self, agent_id: str, owner: Owner, task_id: str) -> Task | None:
         """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""
-        if not _storable(task_id):
+        if not storable(task_id):
             return None
         await self.artifacts.flush(agent_id, task_id)  # read whole, never held + stored
         stored = await self._run.read(task_statements.snapshot_of, agent_id, _owned(owner), task_id)
-        return None if stored is None else _snapshot(stored, ListTasksRequest())
+        return None if stored is None else task_listing.snapshot(stored, ListTasksRequest())
 
     async def list(
         self, agent_id: str, owner: Owner, request: ListTasksRequest
     ) -> ListTasksResponse:
-        page_size = request.page_size or DEFAULT_PAGE_SIZE
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
-        if request.HasField("history_length") and request.history_length < 0:
-            raise ValueError("historyLength must not be negative")
+        page_size = task_listing.page_size_of(request)
         await self.artifacts.flush_agent(agent_id)
-        c = a2a_tasks.c
-        where = [c.agent_id == agent_id, owner.owns(a2a_tasks)]
-        if request.context_id:
-            if not _storable(request.context_id):
-                # No task of ours is in such a context; PostgreSQL would refuse
-                # the NUL outright (and a refused query must not read as an outage).
-                return ListTasksResponse(page_size=page_size)
-            where.append(c.context_id == request.context_id)
-        if request.status:
-            where.append(c.state == TaskState.Name(request.status))
-        if request.HasField("status_timestamp_after"):
-            where.append(c.updated_at >= request.status_timestamp_after.ToDatetime(tzinfo=UTC))
-        async with self._engine.connect() as conn:
-            total = await conn.scalar(select(func.count()).select_from(a2a_tasks).where(*where))
-            if request.page_token:
-                after_time, after_id = _decode_page_token(request.page_token)
-                where.append(
-                    or_(
-                        c.updated_at < after_time,
-                        and_(c.updated_at == after_time, c.task_id < after_id),
-                    )
-                )
-            rows = (
-                await conn.execute(
-                    select(c.task_id, c.updated_at, c.task)
-                    .where(*where)
-                    .order_by(c.updated_at.desc(), c.task_id.desc())
-                    .limit(page_size + 1)
-                )
-            ).all()
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        tasks = [_snapshot(row.task, request) for row in rows]
-        next_token = (
-            _encode_page_token(as_utc(rows[-1].updated_at), rows[-1].task_id) if more else ""
-        )
-        return ListTasksResponse(
-            tasks=tasks, next_page_token=next_token, page_size=page_size, total_size=total or 0
-        )
+        return await task_listing.page(self._engine, agent_id, _owned(owner), request, page_size)
 
 
 def _owned(owner: Owner) -> task_statements.Owned:
     return owner.subject, owner.issuer
-
-
-def _snapshot(stored: dict[str, Any], request: ListTasksRequest) -> Task:
-    task = Task()
-    try:
-        ParseDict(stored, task, ignore_unknown_fields=True)
-    except (ParseError, RecursionError):
-        # A row no parser can read (written before the doors' depth limit)
-        # is shown by what it says of itself, not failing the whole listing.
-        task = _unreadable(stored)
-    if request.HasField("history_length"):
-        keep = request.history_length
-        history = list(task.history)[-keep:] if keep else []
-        del task.history[:]
-        task.history.extend(history)
-    return task
-
-
-def _storable(identifier: str) -> bool:
-    # Ids come from clients and upstreams: too long or holding NUL (which
-    # PostgreSQL text cannot store) means no task of ours has that id.
-    return 0 < len(identifier) <= MAX_ID_LENGTH and "\x00" not in identifier
-
-
-def _encode_page_token(updated_at: datetime, task_id: str) -> str:
-    raw = json.dumps([updated_at.isoformat(), task_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_page_token(token: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        when, task_id = json.loads(raw)
-        if not isinstance(when, str) or not isinstance(task_id, str):
-            raise TypeError
-        return as_utc(datetime.fromisoformat(when)), task_id
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidPageToken("pageToken is not one this gateway issued") from exc
 
 
 async def _tell(listener: EndedListener, ended: EndedTask) -> None:
@@ -489,19 +397,3 @@ async def _tell(listener: EndedListener, ended: EndedTask) -> None:
         await listener(ended)
     except Exception:
         logger.exception("a listener failed on task %s of %s", ended.task_id, ended.agent_id)
-
-
-def _unreadable(stored: Any) -> Task:
-    """What a stored task that cannot be parsed still says: its id, context
-    and state (only when they are plain strings), and that it is unreadable."""
-    said = stored if isinstance(stored, dict) else {}
-    status = said.get("status") if isinstance(said.get("status"), dict) else {}
-    state = status.get("state") if isinstance(status, dict) else None
-    task = Task(
-        id=said["id"] if isinstance(said.get("id"), str) else "",
-        context_id=said["contextId"] if isinstance(said.get("contextId"), str) else "",
-    )
-    if isinstance(state, str) and state in TaskState.DESCRIPTOR.values_by_name:
-        task.status.state = TaskState.Value(state)
-    task.metadata.update({"switchboard": {"unreadable": "stored task could not be read"}})
-    return task

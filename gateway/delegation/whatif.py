@@ -25,8 +25,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.change_events import CHANGE_EVENTS
-from gateway.storage.tables import audit_events
-from policies.policy import Policy, Target
+from gateway.storage.audit_tables import audit_events
+from policies.policy import Target
+from policies.rules import Policy
 from policies.whatif import (
     APPROVED_CALL,
     GONE,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.federation.federated_tools import SNAPSHOT_SECONDS, FederatedTool
-from registry.mcp_store import McpServerConfig, StoredTool
+from registry.mcp_rows import McpServerConfig, StoredTool
 from registry.mcp_versions import ServerVersion
 
 logger = logging.getLogger(__name__)

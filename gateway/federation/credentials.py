@@ -49,7 +49,7 @@ from registry.mcp_models import (
     StaticHeader,
     UserOAuth,
 )
-from registry.mcp_store import McpServerConfig
+from registry.mcp_rows import McpServerConfig
 
 SEAL_PURPOSE = "mcp-credential"
 GATEWAY_SUBJECT = "switchboard"

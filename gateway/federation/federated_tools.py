@@ -33,11 +33,8 @@ from registry.mcp_models import (
 )
 from registry.mcp_names import withheld
 from registry.mcp_offerings import app_tool_meta
-from registry.mcp_store import (
-    McpServerConfig,
-    NewMcpServer,
-    StoredTool,
-)
+from registry.mcp_rows import McpServerConfig, StoredTool
+from registry.mcp_store import NewMcpServer
 
 AUDIT_EVENT = "mcp"
 NAMES_EVENT = "mcp.names"  # a name refused at registration, refresh or approval

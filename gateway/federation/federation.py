@@ -47,12 +47,11 @@ from gateway.federation.federated_tools import (
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
 from gateway.federation.tool_calls import AdmittedTool
 from gateway.federation.upstreams import McpUpstreams
-from policies.policy import Decision, Target, handoff
+from policies.policy import Decision, Target
+from policies.rules import handoff
 from registry.fetch import SafeFetcher
-from registry.mcp_store import (
-    McpServerConfig,
-    SqlMcpStore,
-)
+from registry.mcp_rows import McpServerConfig
+from registry.mcp_store import SqlMcpStore
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from registry.mcp_offerings import (
     screen_prompt,
     uri_names,
 )
-from registry.mcp_store import McpServerConfig
+from registry.mcp_rows import McpServerConfig
 from registry.mcp_sync import NAME_FLAG
 from registry.mcp_tools import ToolFlag
 

@@ -33,7 +33,7 @@ from gateway.federation.probe import probe as probe_mcp
 from gateway.http.json_body import JsonRefused, NotJson, read_json
 from registry.fetch import FetchFailed, FetchLimits, SafeFetcher
 from registry.mcp_registration import McpServerRegistration
-from registry.mcp_store import McpServerConfig
+from registry.mcp_rows import McpServerConfig
 from registry.openapi_models import OpenApiSource
 from registry.openapi_refs import OpenApiRefused
 from registry.openapi_tools import MAX_DOCUMENT_BYTES, OpenApiTools, tools_of

@@ -16,7 +16,8 @@ from adapters.mcp_http import UpstreamAuth
 from gateway.connections.errors import ConnectionRequired
 from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.upstreams import spec_of
-from registry.mcp_store import McpServerConfig, SqlMcpStore
+from registry.mcp_rows import McpServerConfig
+from registry.mcp_store import SqlMcpStore
 from registry.models import HealthStatus
 
 

@@ -37,7 +37,8 @@ from gateway.federation.credentials import UpstreamCredentials, build_credential
 from gateway.storage.outages import outage_of
 from gateway.storage.periodic import Periodic
 from policies.delegation import DelegatedTokenMinter
-from registry.mcp_store import McpServerConfig, McpServerNotFound, SqlMcpStore
+from registry.mcp_rows import McpServerConfig
+from registry.mcp_store import McpServerNotFound, SqlMcpStore
 from registry.models import HealthStatus
 from registry.ssrf import AddressPolicy
 

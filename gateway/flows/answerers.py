@@ -44,7 +44,8 @@ from dbos import DBOS
 
 from gateway.delegation.tasks import Owner
 from gateway.flows import checkpoints, questions
-from gateway.flows.definition import CallStep, Checkpoint, CheckpointStep, Questions
+from gateway.flows.call_definition import Questions
+from gateway.flows.definition import CallStep, Checkpoint, CheckpointStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import failed
 from gateway.flows.run_access import RunAccess

@@ -24,12 +24,10 @@ target called with the same input when the call fails. Every step may have a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -37,8 +35,10 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.flows.document_basics import EVENT_NAME, STEP_ID, Expression, Strict
+from gateway.flows.call_definition import CallTarget, Questions
+from gateway.flows.document_basics import STEP_ID, Expression, Strict, one_of
 from gateway.flows.trigger_definition import Trigger
+from gateway.flows.wait_definition import Wait
 
 FORMAT = "switchboard.flow/v1"
 SCHEMA_FILE = Path(__file__).with_name("flow.schema.json")
@@ -62,76 +62,13 @@ MAX_LANE_STEPS = 20
 RedactedKey = Annotated[str, Field(min_length=1, max_length=128, description="an object key")]
 
 
-class CallTarget(Strict):
-    """What a call step calls: exactly one of ``agent`` (with ``skill`` when
-    the agent has several), ``tool``, or ``flow`` (a flow is an agent: it is
-    called as ``agent``, and must be a flow)."""
-
-    agent: str | None = Field(None, description="agent id: an A2A agent, gateway-run agent or flow")
-    skill: str | None = Field(None, description="the agent's skill")
-    tool: str | None = Field(None, description="a federated MCP tool, as /mcp names it")
-    flow: str | None = Field(None, description="another flow's id (called as its agent)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flow_is_an_agent(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("flow") is not None:
-            if data.get("agent") not in (None, data["flow"]) or data.get("tool") is not None:
-                raise ValueError("name exactly one of agent, tool or flow")
-            return {**data, "agent": data["flow"]}
-        return data
-
-    @model_validator(mode="after")
-    def _one_target(self) -> CallTarget:
-        if (self.agent is None) == (self.tool is None):
-            raise ValueError("name exactly one of agent or tool")
-        if self.tool is not None and self.skill is not None:
-            raise ValueError("skill goes with agent, not with tool")
-        return self
-
-    @property
-    def target(self) -> str:
-        return self.agent if self.agent is not None else str(self.tool)
-
-
-def _one_of(*kinds: str) -> Callable[[Any], str | None]:
-    """A tagged union's discriminator: the one of ``kinds`` a value has as a
-    key (None when it has none, or several: the union's own error says so)."""
-
-    def kind(value: Any) -> str | None:
-        if isinstance(value, BaseModel):
-            value = value.model_dump()
-        if isinstance(value, dict):
-            found = [k for k in kinds if k in value]
-            return found[0] if len(found) == 1 else None
-        return None
-
-    return kind
-
-
-_STEP_KIND = _one_of("call", "parallel", "route", "checkpoint", "map", "wait", "repeat")
+_STEP_KIND = one_of("call", "parallel", "route", "checkpoint", "map", "wait", "repeat")
 
 
 class _Step(Strict):
     id: str = Field(pattern=STEP_ID, description="unique in the flow; steps.<id> in expressions")
     description: str | None = Field(None, max_length=2000)
     when: Expression | None = Field(None, description="run only if this holds, else skipped")
-
-
-class Questions(Strict):
-    """Who answers when the step's agent asks (`gateway.flows.answerers`)."""
-
-    answer: Expression | None = Field(
-        None,
-        description="tried first: an answer from input, steps and question "
-        "({question, data, agent, state, round}); a string is sent as text, an object as "
-        "data; null or empty: the question goes to `to`",
-    )
-    to: Literal["user", "reviewer", "fail"] = Field(
-        "user",
-        description="the run's user; a reviewer on the approvals desk (approve with the "
-        "answer, reject to end the run); or fail the step",
-    )
 
 
 class CallStep(_Step):
@@ -243,7 +180,7 @@ class Lane(_Step):
 Branch = Annotated[
     Annotated[CallStep, Tag("call")] | Annotated[Lane, Tag("steps")],
     Discriminator(
-        _one_of("call", "steps"),
+        one_of("call", "steps"),
         custom_error_type="branch_kind",
         custom_error_message="a branch has exactly one of call or steps",
     ),
@@ -307,7 +244,7 @@ class RouteStep(_Step):
 LaneStep = Annotated[
     Annotated[CallStep, Tag("call")] | Annotated[RouteStep, Tag("route")],
     Discriminator(
-        _one_of("call", "route"),
+        one_of("call", "route"),
         custom_error_type="step_kind",
         custom_error_message="a branch's or a map item's step has exactly one of call or route",
     ),
@@ -325,70 +262,6 @@ class Checkpoint(Strict):
 
 class CheckpointStep(_Step):
     checkpoint: Checkpoint
-
-
-# A2A 1.0 `TaskState` names (specification/a2a.proto), as `TASK_STATE_` + upper case.
-TaskStateName = Literal[
-    "submitted",
-    "working",
-    "input_required",
-    "auth_required",
-    "completed",
-    "failed",
-    "canceled",
-    "rejected",
-]
-TASK_ENDS: tuple[TaskStateName, ...] = ("completed", "failed", "canceled", "rejected")
-
-
-class WaitTask(Strict):
-    """A task of another agent, delegated through the gateway and owned by the
-    run's user (`gateway.flows.task_waits`)."""
-
-    agent: str = Field(min_length=1, max_length=128, description="the agent whose task it is")
-    id: Expression = Field(description="an expression giving the task's id")
-
-
-class Wait(Strict):
-    """Exactly one of ``event`` (posted to the run) or ``task`` (another
-    agent's task reaching one of ``states``)."""
-
-    event: str | None = Field(
-        None,
-        pattern=EVENT_NAME,
-        description="its name: POST /flows/{id}/runs/{run}/events/{event} delivers it",
-    )
-    key: Expression | None = Field(
-        None,
-        description="with event: the run's key for it (e.g. input.order_id), by which a "
-        "webhook trigger's deliver finds the runs waiting for the event",
-    )
-    task: WaitTask | None = Field(None, description="another agent's task, owned by the run's user")
-    states: list[TaskStateName] | None = Field(
-        None,
-        min_length=1,
-        max_length=8,
-        description="with task: the states waited for (default: any end -- completed, "
-        "failed, canceled, rejected)",
-    )
-    timeout_seconds: float = Field(86400, gt=0, le=30 * 86400)
-    on_timeout: Literal["fail", "continue"] = Field(
-        "fail", description="fail the run, or go on with a null output"
-    )
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Wait:
-        if (self.event is None) == (self.task is None):
-            raise ValueError("a wait has exactly one of event or task")
-        if self.states is not None and self.task is None:
-            raise ValueError("states go with task, not with event")
-        if self.key is not None and self.event is None:
-            raise ValueError("key goes with event, not with task")
-        return self
-
-    @property
-    def task_states(self) -> tuple[TaskStateName, ...]:
-        return tuple(self.states) if self.states is not None else TASK_ENDS
 
 
 class WaitStep(_Step):

@@ -1,10 +1,11 @@
 """What every part of a flow document is made of: strict models, JMESPath
-expressions, and the id patterns (`gateway.flows.definition`,
-`gateway.flows.trigger_definition`)."""
+expressions, the id patterns, the tagged unions' discriminator
+(`gateway.flows.definition`, `gateway.flows.trigger_definition`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,3 +19,18 @@ class Strict(BaseModel):
     """Unknown keys are refused: a misspelt key must not pass as if absent."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def one_of(*kinds: str) -> Callable[[Any], str | None]:
+    """A tagged union's discriminator: the one of ``kinds`` a value has as a
+    key (None when it has none, or several: the union's own error says so)."""
+
+    def kind(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if isinstance(value, dict):
+            found = [k for k in kinds if k in value]
+            return found[0] if len(found) == 1 else None
+        return None
+
+    return kind

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.exchange import OperationsHandler
-from gateway.delegation.approvals import Approvals
+from gateway.delegation.approval_store import Approvals
 from gateway.delegation.delegate import Delegate
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.runs import status_message
@@ -36,9 +36,10 @@ from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.federation.federation import McpFederation
 from gateway.flows.cards import SKILL
 from gateway.flows.definition import CallStep
-from gateway.flows.store import FlowStore, grant_view
+from gateway.flows.run_views import grant_view
+from gateway.flows.store import FlowStore
 from gateway.http.json_body import MAX_DEPTH
-from policies.policy import handoff
+from policies.rules import handoff
 
 RUN_STATES = {
     "submitted": TaskState.TASK_STATE_SUBMITTED,

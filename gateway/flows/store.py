@@ -10,27 +10,24 @@ a crash writes the same row again.
 from __future__ import annotations
 
 import builtins
-import hashlib
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import reservations, step_records
+from gateway.flows.definition_versions import save_version
 from gateway.flows.models import (
     FlowRecord,
     FlowVersion,
-    GrantView,
     RunView,
-    StepView,
     TokenUsage,
 )
+from gateway.flows.run_views import flow_record, run_view, step_view
 from gateway.flows.spending import Spending, runs_usage, summed, usage_of
 from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
-from gateway.storage.readable import readable
 from gateway.storage.statements import statement_runner
 from gateway.storage.tables import upstream_connections
 from registry.tables import agents, as_utc
@@ -38,17 +35,8 @@ from registry.tables import agents, as_utc
 TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
 
 
-def digest_of(document: dict[str, Any]) -> str:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return as_utc(value) if value is not None else None
 
 
 class FlowNotFound(Exception):
@@ -81,58 +69,19 @@ class FlowStore:
         if conn is None:
             async with self._engine.begin() as own:
                 return await self.save(document, by, own)
-        flow_id = str(document["id"])
-        digest = digest_of(document)
-        now = _now()
-        current = (
-            await conn.execute(select(flows.c.version, flows.c.digest).where(flows.c.id == flow_id))
-        ).first()
-        if current is not None and current.digest == digest:
-            return current.version, False
-        if current is None:
-            # A flow removed and registered again goes on from its last version.
-            last = await conn.scalar(
-                select(func.max(flow_versions.c.version)).where(flow_versions.c.flow_id == flow_id)
-            )
-            version = (last or 0) + 1
-        else:
-            version = current.version + 1
-        values = {
-            "version": version,
-            "name": str(document["name"]),
-            "document": document,
-            "digest": digest,
-            "updated_at": now,
-        }
-        if current is None:
-            await conn.execute(
-                insert(flows).values(id=flow_id, created_by=by, created_at=now, **values)
-            )
-        else:
-            await conn.execute(update(flows).where(flows.c.id == flow_id).values(**values))
-        await conn.execute(
-            insert(flow_versions).values(
-                flow_id=flow_id,
-                version=version,
-                document=document,
-                digest=digest,
-                created_by=by,
-                created_at=now,
-            )
-        )
-        return version, True
+        return await save_version(conn, document, by)
 
     async def get(self, flow_id: str) -> FlowRecord:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(flows).where(flows.c.id == flow_id))).first()
         if row is None:
             raise FlowNotFound(flow_id)
-        return _flow(row._asdict())
+        return flow_record(row._asdict())
 
     async def list(self) -> builtins.list[FlowRecord]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(flows).order_by(flows.c.id))).all()
-        return [_flow(r._asdict()) for r in rows]
+        return [flow_record(r._asdict()) for r in rows]
 
     async def any(self) -> bool:
         async with self._engine.connect() as conn:
@@ -244,13 +193,13 @@ class FlowStore:
             ).all()
             # What a listing (the console's runs, with their cost) shows.
             used = await runs_usage(conn, [r.id for r in rows])
-        return [_run(r._asdict(), None, [], usage=used.get(r.id)) for r in rows]
+        return [run_view(r._asdict(), None, [], usage=used.get(r.id)) for r in rows]
 
     async def view(self, run_id: str) -> RunView:
         row, grant, steps = await self._run.read(step_records.run_view, run_id)
         if row is None:
             raise RunNotFound(run_id)
-        return _run(row, grant, [_step(s) for s in steps])
+        return run_view(row, grant, [step_view(s) for s in steps])
 
     async def reopen(self, run_id: str) -> None:
         """A cancelled or failed run goes on (`FlowService.resume`)."""
@@ -423,92 +372,3 @@ def new_run_id() -> str:
 
 def new_grant_id() -> str:
     return "grt_" + uuid.uuid4().hex
-
-
-def _flow(row: dict[str, Any]) -> FlowRecord:
-    document = row["document"]
-    return FlowRecord(
-        id=row["id"],
-        version=row["version"],
-        name=row["name"],
-        description=document.get("description"),
-        digest=row["digest"],
-        created_by=row["created_by"],
-        created_at=as_utc(row["created_at"]),
-        updated_at=as_utc(row["updated_at"]),
-        document=document,
-    )
-
-
-def grant_view(row: dict[str, Any]) -> GrantView:
-    return GrantView(
-        id=row["id"],
-        subject=row["subject"],
-        issuer=row["issuer"],
-        client_id=row["client_id"],
-        actors=list(row["actors"]),
-        scopes=list(row["scopes"]),
-        issued_at=as_utc(row["issued_at"]),
-        expires_at=as_utc(row["expires_at"]),
-        revoked_at=_utc(row["revoked_at"]),
-        revoked_by=row["revoked_by"],
-        revoke_reason=row["revoke_reason"],
-    )
-
-
-def _run(
-    row: dict[str, Any],
-    grant: dict[str, Any] | None,
-    steps: list[StepView],
-    *,
-    usage: TokenUsage | None = None,
-) -> RunView:
-    """``usage``: of a run listed without its steps (else the steps' summed)."""
-    return RunView(
-        id=row["id"],
-        flow_id=row["flow_id"],
-        flow_version=row["flow_version"],
-        state=row["state"],
-        user={"subject": row["owner_subject"], "issuer": row["owner_issuer"]},
-        input=readable(row["input"]),
-        output=readable(row["output"]),
-        error=row["error"],
-        trace_id=row["trace_id"],
-        context_id=row["context_id"],
-        current_step=row["current_step"],
-        created_at=as_utc(row["created_at"]),
-        updated_at=as_utc(row["updated_at"]),
-        finished_at=_utc(row["finished_at"]),
-        grant=grant_view(grant) if grant else None,
-        steps=steps,
-        usage=summed([s.usage for s in steps]) if steps else usage,
-        forked_from=row.get("forked_from"),
-        fork_step=row.get("fork_step"),
-    )
-
-
-def _step(row: dict[str, Any]) -> StepView:
-    started, finished = _utc(row["started_at"]), _utc(row["finished_at"])
-    duration = (finished - started).total_seconds() * 1000 if started and finished else None
-    return StepView(
-        id=row["step_id"],
-        parent=row["parent"],
-        kind=row["kind"],
-        state=row["state"],
-        target=row["target"],
-        action=row["action"],
-        attempts=row["attempts"],
-        retries=max(0, row["attempts"] - 1),
-        input=readable(row["input"]),
-        output=readable(row["output"]),
-        error=row["error"],
-        upstream_task_id=row["upstream_task_id"],
-        token=row["token"],
-        approval_id=row["approval_id"],
-        trace_id=row["trace_id"],
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration,
-        usage=usage_of(row.get("usage")),
-        reused_from=row.get("reused_from"),
-    )

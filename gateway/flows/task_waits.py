@@ -56,7 +56,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.call import Call
 from gateway.delegation.pipeline import DelegationDenied
-from gateway.delegation.tasks import MAX_ID_LENGTH, TERMINAL_STATES, EndedTask, Owner
+from gateway.delegation.task_statements import MAX_ID_LENGTH
+from gateway.delegation.tasks import TERMINAL_STATES, EndedTask, Owner
 from gateway.flows import mailbox
 from gateway.flows.definition import FlowDocument, WaitStep
 from gateway.flows.expressions import evaluate

@@ -41,14 +41,8 @@ from typing import Any, Literal
 import mcp_types as types
 from mcp import MCPError
 
-from gateway.delegation.approvals import (
-    APPROVED,
-    PENDING,
-    Approval,
-    ApprovalNotFound,
-    Approvals,
-    NewApproval,
-)
+from gateway.delegation.approval_store import Approvals
+from gateway.delegation.approvals import APPROVED, PENDING, Approval, ApprovalNotFound, NewApproval
 from gateway.delegation.coordination import DEFERRED_PREFIX, claiming
 from gateway.delegation.deferrals import Deferrals
 from gateway.delegation.pipeline import (

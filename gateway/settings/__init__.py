@@ -11,7 +11,6 @@ insecure (`Settings.insecurities`); the message names every problem at once.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import shlex
@@ -39,14 +38,17 @@ from pydantic_settings.exceptions import SettingsError
 from gateway.settings.audit_export import AuditExportOptions
 from gateway.settings.console import ConsoleSettings
 from gateway.settings.environment import retired_in, unknown_variables
+from gateway.settings.fetching import FetchOptions
 from gateway.settings.flows import FlowOptions
 from gateway.settings.grpc import GrpcOptions
 from gateway.settings.issuers import IssuerSettings
 from gateway.settings.mcp_front import McpFrontOptions
+from gateway.settings.mcp_sessions import McpSessionOptions
 from gateway.settings.problems import settings_problems, source_problem
+from gateway.settings.replicas import ReplicaOptions
+from gateway.settings.upstream_calls import UpstreamCallOptions
 from gateway.settings.urls import url_host, with_async_driver
 from gateway.settings.workers import WorkerOptions
-from registry.ssrf import NEVER_ALLOWED_NETWORKS
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,16 @@ class ConfigError(ValueError):
 
 
 class Settings(
-    FlowOptions, WorkerOptions, GrpcOptions, McpFrontOptions, AuditExportOptions, BaseSettings
+    FlowOptions,
+    WorkerOptions,
+    GrpcOptions,
+    McpFrontOptions,
+    McpSessionOptions,
+    ReplicaOptions,
+    FetchOptions,
+    UpstreamCallOptions,
+    AuditExportOptions,
+    BaseSettings,
 ):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
@@ -101,11 +112,6 @@ class Settings(
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwks_cache_seconds: float = Field(default=600, gt=0)
     jwks_min_refetch_seconds: float = Field(default=30, ge=0)
-
-    ssrf_allow_cidrs: list[str] = Field(default_factory=list)
-    fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    fetch_max_bytes: int = Field(default=512 * 1024, gt=0, le=16 * 1024 * 1024)
-    fetch_max_redirects: int = Field(default=3, ge=0, le=10)
 
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
     # Nesting of a JSON body (`gateway.http.json_body`): below protobuf's 100.
@@ -146,52 +152,6 @@ class Settings(
     redis_url: str | None = Field(
         default=None,
         description="Shared state for replicas (assertion replay cache); in-process if unset.",
-    )
-    upstream_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="How long to wait for an agent's answer, unless its registration "
-        "says otherwise.",
-    )
-    upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    upstream_max_bytes: int = Field(
-        default=16 * 1024 * 1024, gt=0, description="Largest non-streamed answer from an agent."
-    )
-    stream_max_seconds: float = Field(
-        default=3600.0, gt=0, description="How long one A2A stream may last through the gateway."
-    )
-    stream_max_bytes: int = Field(
-        default=64 * 1024 * 1024, gt=0, description="Most bytes one A2A stream may carry."
-    )
-    stream_idle_seconds: float = Field(
-        default=300.0, gt=0, description="How long an A2A stream may stay silent between events."
-    )
-    breaker_failure_threshold: int = Field(
-        default=5,
-        ge=1,
-        le=1000,
-        description="Consecutive upstream failures (connection, timeout, 5xx) that open "
-        "an agent's or MCP server's circuit breaker.",
-    )
-    breaker_cooldown_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="How long an open breaker fails calls fast before one probe call.",
-    )
-    retry_max_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=10,
-        description="Calls in all (the first included) for an idempotent call that "
-        "fails transiently.",
-    )
-    retry_base_delay_seconds: float = Field(
-        default=0.1, ge=0, le=60, description="Backoff before the first retry (then doubling)."
-    )
-    retry_max_delay_seconds: float = Field(
-        default=2.0, ge=0, le=300, description="Cap on one backoff; each wait is jittered."
     )
     audit_flush_seconds: float = Field(default=0.05, gt=0, le=10)
 
@@ -237,74 +197,6 @@ class Settings(
         default_factory=list,
         description="Origin header values /mcp accepts from browsers, besides the public URL's.",
     )
-    mcp_session_idle_seconds: float = Field(
-        default=1800.0, gt=0, description="How long an idle 2025-11-25 MCP session is kept."
-    )
-    replica_url: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="Where the other replicas reach this one (http://<pod ip>:<port>), to pass "
-        "on requests for the 2025-11-25 MCP sessions it holds; default http://<host>:<port>, "
-        "with this machine's name for a wildcard host.",
-    )
-    replica_id: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_-]{1,32}$",
-        description="This replica's stable name (a StatefulSet pod's name): restarted, it takes "
-        "its own unfinished flow runs back at once. Default: a random id per process, whose "
-        "runs another replica takes over once it is gone (`replica_stale_seconds`).",
-    )
-    replica_heartbeat_seconds: float = Field(
-        default=10.0, gt=0, le=300, description="How often a replica renews its registration."
-    )
-    replica_stale_seconds: float = Field(
-        default=45.0,
-        gt=0,
-        le=3600,
-        description="A replica not renewed for this long is gone: its MCP sessions answer 404 "
-        "and its unfinished flow runs and gateway-run tasks are taken over. Keep it several "
-        "heartbeats long.",
-    )
-    mcp_session_routing: bool = Field(
-        default=True,
-        description="Pass a request for a 2025-11-25 MCP session opened on another replica on "
-        "to that replica (no balancer affinity needed).",
-    )
-    mcp_resumable: bool = Field(
-        default=True,
-        description="Keep the events of 2025-11-25 sessions' SSE streams so a client whose "
-        "connection drops can resume with Last-Event-ID (in memory, bounded below).",
-    )
-    mcp_sse_retry_ms: int = Field(
-        default=1000,
-        ge=0,
-        le=600_000,
-        description="The SSE `retry` sent in a resumable stream's priming event: how long a "
-        "client waits before reconnecting.",
-    )
-    mcp_resume_max_events_per_stream: int = Field(
-        default=1000, ge=1, description="Events kept per SSE stream; the oldest go first."
-    )
-    mcp_resume_max_events: int = Field(
-        default=50_000, ge=1, description="Events kept for resumption in all; oldest first."
-    )
-    mcp_resume_max_bytes: int = Field(
-        default=64 * 1024 * 1024,
-        ge=64 * 1024,
-        description="Bytes of events kept for resumption in all (their JSON); oldest first.",
-    )
-    mcp_resume_max_events_per_user: int = Field(
-        default=10_000,
-        ge=1,
-        description="Events kept for one user's sessions; their own oldest go first, so one "
-        "busy user cannot push out everyone else's.",
-    )
-    mcp_resume_max_bytes_per_user: int = Field(
-        default=16 * 1024 * 1024,
-        ge=64 * 1024,
-        description="Bytes of events kept for one user's sessions; their own oldest first.",
-    )
-
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Named secrets (API keys of gateway-run agents), e.g. "
@@ -353,21 +245,6 @@ class Settings(
             )
         return value
 
-    @field_validator("ssrf_allow_cidrs")
-    @classmethod
-    def _cidrs_parse(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            network = ipaddress.ip_network(cidr, strict=False)
-            if network.prefixlen == 0:
-                raise ValueError(f"{cidr}: allowing every address defeats the SSRF guard")
-            for forbidden in NEVER_ALLOWED_NETWORKS:
-                if network.version == forbidden.version and network.overlaps(forbidden):
-                    raise ValueError(
-                        f"{cidr} overlaps {forbidden} (link-local / cloud metadata), "
-                        "which can never be allowed"
-                    )
-        return value
-
     @field_validator("mcp_stdio_commands")
     @classmethod
     def _commands_parse(cls, value: list[str]) -> list[str]:
@@ -384,13 +261,6 @@ class Settings(
             for said in retired_in(values):
                 logger.warning("%s", said)
         return values
-
-    @model_validator(mode="after")
-    def _stale_after_heartbeats(self) -> Settings:
-        # A live replica taken for gone would have its flow runs run twice.
-        if self.replica_stale_seconds < 2 * self.replica_heartbeat_seconds:
-            raise ValueError("replica_stale_seconds must be at least two heartbeats long")
-        return self
 
     @model_validator(mode="after")
     def _console_issuer_trusted(self) -> Settings:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from policies.policy import Policy
+from policies.rules import Policy
 
 # `gateway_replicas.id` holds 32 characters; a worker's id is the replica's
 # plus "-<slot>" (`gateway.cli.workers`), so the configured one must leave room.

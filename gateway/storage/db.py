@@ -16,7 +16,7 @@ from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.storage import api_key_tables, flow_tables
+from gateway.storage import api_key_tables, audit_tables, flow_tables
 from gateway.storage import tables as gateway_tables
 from gateway.storage.sqlite_gate import GatedConnection
 from registry import tables as registry_tables
@@ -27,6 +27,7 @@ TARGET_METADATA: list[MetaData] = [
     gateway_tables.metadata,
     flow_tables.metadata,
     api_key_tables.metadata,
+    audit_tables.metadata,
 ]
 # Any constant works; it only has to be the same in every replica.
 _MIGRATION_LOCK_ID = 0x5B0A4D

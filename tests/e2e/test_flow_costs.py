@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from policies.policy import Policy
+from policies.rules import Policy
 from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flows import POLICY, FlowSetup, flow_setup

@@ -22,19 +22,21 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from policies.policy import (
-    DEFAULT_MAX_DEPTH,
-    HARD_MAX_DEPTH,
     ActionKind,
-    AgentRule,
     Decision,
     DelegationQuery,
     Denial,
-    EffectiveRule,
-    Policy,
-    Rule,
     Target,
     authorize,
     may_use,
+)
+from policies.rules import (
+    DEFAULT_MAX_DEPTH,
+    HARD_MAX_DEPTH,
+    AgentRule,
+    EffectiveRule,
+    Policy,
+    Rule,
     merge,
 )
 

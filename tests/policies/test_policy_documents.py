@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from policies.policy import Policy
 from policies.policy_file import (
     DEFAULT_DOCUMENT,
     MAX_POLICY_DEPTH,
@@ -19,6 +18,7 @@ from policies.policy_file import (
     PolicySource,
     parse_policy,
 )
+from policies.rules import Policy
 
 
 def test_the_default_document_is_the_default_policy() -> None:

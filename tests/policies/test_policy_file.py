@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from policies import policy_file
-from policies.policy import Policy, Rule
 from policies.policy_file import (
     MAX_POLICY_BYTES,
     PolicyError,
@@ -24,6 +23,7 @@ from policies.policy_file import (
     load_policy,
     parse_policy,
 )
+from policies.rules import Policy, Rule
 
 VALID = """\
 # A realistic policy exercising every field and level.

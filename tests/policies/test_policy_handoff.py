@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policies.policy import Handoff, handoff
 from policies.policy_file import PolicyError, parse_policy
+from policies.rules import Handoff, handoff
 
 POLICY = """
 version: 1

@@ -25,8 +25,8 @@ from adapters.core_check import OutsideTheCore, inside_the_core
 from gateway.delegation import audit
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_reads import AuditQuery, AuditRecord, InvalidAuditCursor
+from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
-from gateway.storage.tables import audit_events
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

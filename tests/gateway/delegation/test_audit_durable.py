@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditLog
+from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
-from gateway.storage.tables import audit_events
 from tests.gateway.delegation.test_audit import all_records, database, event
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_reads import AuditQuery
 from gateway.delegation.change_events import CHANGE_EVENTS
-from gateway.storage.tables import audit_events
+from gateway.storage.audit_tables import audit_events
 
 GATEWAY = Path(__file__).resolve().parents[3] / "gateway"
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.delegation.approvals import Approvals
+from gateway.delegation.approval_store import Approvals
 from gateway.delegation.coordination import (
     RESERVED_SECONDS,
     Coordination,

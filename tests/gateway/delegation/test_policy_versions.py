@@ -17,8 +17,8 @@ from gateway.delegation import policy_versions
 from gateway.delegation.policy_versions import PolicyReloader, StalePolicy
 from gateway.storage import db
 from gateway.storage.tables import policy_versions as table
-from policies.policy import Policy
 from policies.policy_file import PolicyError, PolicySource, document_digest
+from policies.rules import Policy
 from policies.tokens import Principal
 
 SECRET = "a-sealing-secret-for-the-policy-version-test"

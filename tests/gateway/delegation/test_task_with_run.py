@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.base import Turn
-from gateway.delegation.approvals import Approval, Approvals
+from gateway.delegation.approval_store import Approvals
+from gateway.delegation.approvals import Approval
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.permits import Caller
 from gateway.delegation.pipeline import Grant

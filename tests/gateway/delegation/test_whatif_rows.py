@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.delegation.whatif import _decide_one
-from policies.policy import Policy, Target
+from policies.policy import Target
+from policies.rules import Policy
 from policies.whatif import APPROVED_CALL, BUDGET, GONE, NOT_DECIDED, RATE_LIMITED, Tally
 
 FACTS = {"scopes": ["crm:read"], "kind": "skill", "approval": False}

@@ -15,12 +15,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.federation.catalog import ToolCatalog
-from registry.mcp_store import (
-    McpServerConfig,
-    NewMcpServer,
-    SqlMcpStore,
-    StoredTool,
-)
+from registry.mcp_rows import McpServerConfig, StoredTool
+from registry.mcp_store import NewMcpServer, SqlMcpStore
 from registry.mcp_tools import screen_tool
 from registry.mcp_versions import ServerVersion
 

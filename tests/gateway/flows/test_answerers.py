@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from gateway.flows.answerers import as_reply, question_step
-from gateway.flows.definition import CallStep, CallTarget, MapStep, ParallelStep, Questions
+from gateway.flows.call_definition import CallTarget, Questions
+from gateway.flows.definition import CallStep, MapStep, ParallelStep
 from gateway.flows.documents import validate
 from gateway.flows.outcomes import asking
 from gateway.flows.target_checks import as_item_call

@@ -11,7 +11,8 @@ import pytest
 from gateway.flows import back_routes
 from gateway.flows.definition import CallStep, ParallelStep, RouteStep
 from gateway.flows.documents import DocumentInvalid, validate
-from gateway.flows.forks import ForkRefused, owner_of, plan, reused_records, step_indexes
+from gateway.flows.fork_positions import owner_of, reused_records, step_indexes
+from gateway.flows.forks import ForkRefused, plan
 from gateway.flows.models import StepView
 from gateway.flows.step_records import shortened
 from tests.gateway.flows.test_checks import flow, problems, said

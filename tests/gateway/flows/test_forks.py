@@ -10,14 +10,8 @@ import pytest
 
 from gateway.flows.answerers import question_step
 from gateway.flows.definition import CallStep, FlowDocument
-from gateway.flows.forks import (
-    ForkRefused,
-    owner_of,
-    plan,
-    reused_records,
-    start_position,
-    step_indexes,
-)
+from gateway.flows.fork_positions import owner_of, reused_records, start_position, step_indexes
+from gateway.flows.forks import ForkRefused, plan
 from gateway.flows.models import StepView
 from gateway.flows.outcomes import asking
 from gateway.flows.reviews import approval_step

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, inspect, select
 from bench.tool_catalog import tools
 from bench.tool_search import documents
 from gateway.storage import db
-from gateway.storage.tables import audit_export_streams
+from gateway.storage.audit_tables import audit_export_streams
 from registry.tool_index import SqlToolIndex
 
 SECRET = "a-sealing-secret-for-the-migration-test-000"

@@ -1,7 +1,7 @@
 """The work a held call was made under (`Caller.txn`, its token's ``txn``
 claim): `approvals.txn`, indexed with the state, so a flow's step finds the
 pending approval of a call its agent made onwards without reading its user's
-approvals (`gateway.delegation.approvals.Approvals.pending_under`).
+approvals (`gateway.delegation.approval_store.Approvals.pending_under`).
 
 Revision ID: 0036_approvals_txn
 Revises: 0035_flow_forks

@@ -94,10 +94,12 @@ def _state(faults: Faults, task_id: str) -> str:
 
 def test_a_replica_killed_mid_task(faults: Faults) -> None:
     held = _held(faults, 6)  # round robin: some on each replica
-    deadline = time.monotonic() + 10
-    while any(_state(faults, t) != "TASK_STATE_WORKING" for t in held):
-        assert time.monotonic() < deadline, [_state(faults, t) for t in held]
-        time.sleep(0.1)
+    waiting.wait_for(
+        lambda: all(_state(faults, t) == "TASK_STATE_WORKING" for t in held),
+        seconds=10,
+        every=0.1,
+        what=lambda: [_state(faults, t) for t in held],
+    )
     rows = faults.query(
         "SELECT task_id, runner FROM gateway_runs WHERE task_id = ANY($1::text[])", held
     )
@@ -109,15 +111,21 @@ def test_a_replica_killed_mid_task(faults: Faults) -> None:
         time.sleep(1)
         faults.replicas[0].kill()
         killed = time.monotonic()
+
         # The killed replica's runs are taken over by the other once its row
         # is stale (and a poll); not idempotent, they fail saying so. The living one's go on.
-        while True:
+        def taken_over() -> dict[str, str] | None:
             states = {t: _state(faults, t) for t in held}
             failed = {t for t, s in states.items() if s == "TASK_STATE_FAILED"}
-            if failed in by_runner.values():
-                break
-            assert time.monotonic() - killed < STALE + HEARTBEAT + POLL + SLACK, (states, by_runner)
-            time.sleep(0.2)
+            return states if failed in by_runner.values() else None
+
+        states = waiting.wait_for(
+            taken_over,
+            seconds=STALE + HEARTBEAT + POLL + SLACK,
+            every=0.2,
+            what=lambda: ({t: _state(faults, t) for t in held}, by_runner),
+        )
+        failed = {t for t, s in states.items() if s == "TASK_STATE_FAILED"}
         time.sleep(1)
     took_over_in = time.monotonic() - killed
     alive = set(held) - failed
@@ -390,10 +398,11 @@ def test_postgres_stopped_past_the_stale_window_takes_no_live_replicas_runs(
             )
             assert started.status_code == 202, started.text
             runs[started.json()["id"]] = replica.url
-    deadline = time.monotonic() + 30
-    while any(_flow_run(faults, url, r)["state"] != "input_required" for r, url in runs.items()):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    waiting.wait_for(
+        lambda: all(_flow_run(faults, u, r)["state"] == "input_required" for r, u in runs.items()),
+        seconds=30,
+        every=0.2,
+    )
     before = _owners(faults, list(runs))
     assert len(set(before.values())) == 2, before  # each replica holds its own
     faults.pg.stop()
@@ -425,10 +434,12 @@ def test_postgres_stopped_past_the_stale_window_takes_no_live_replicas_runs(
             verify=client_tls(),
         )
         assert decided.status_code == 200, decided.text
-    deadline = time.monotonic() + SLACK * 2
-    while any(_flow_run(faults, url, r)["state"] != "completed" for r, url in runs.items()):
-        assert time.monotonic() < deadline, {r: _flow_run(faults, u, r) for r, u in runs.items()}
-        time.sleep(0.2)
+    waiting.wait_for(
+        lambda: all(_flow_run(faults, u, r)["state"] == "completed" for r, u in runs.items()),
+        seconds=SLACK * 2,
+        every=0.2,
+        what=lambda: {r: _flow_run(faults, u, r) for r, u in runs.items()},
+    )
     assert _owners(faults, list(runs)) == before
     # Last in the module, whose cluster is shared; the flow goes all the same.
     removed = httpx.delete(

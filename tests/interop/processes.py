@@ -8,17 +8,14 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from registry.tls import client_tls
 from tests.interop.venvs import python_for, script
 from tests.support.servers import bound_socket
+from tests.support.waiting import wait_answering
 
 ENV = {"NO_PROXY": "*", "PYTHONUNBUFFERED": "1", "OTEL_SDK_DISABLED": "true"}
 
@@ -84,7 +81,13 @@ def framework_agent(
             env={**os.environ, **ENV, **(env or {})},
         )
         try:
-            _wait_for(agent.url + card_path, process, agent.log)
+            wait_answering(
+                agent.url + card_path,
+                process,
+                seconds=120,
+                every=0.2,
+                what=lambda: agent.log.read_text()[-4000:],
+            )
             yield agent
         finally:
             process.terminate()
@@ -92,18 +95,6 @@ def framework_agent(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the agent exited:\n{log.read_text()[-4000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, trust_env=False, verify=client_tls()).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in 120 s:\n{log.read_text()[-4000:]}")
 
 
 def run_client(framework: str, name: str, *args: str) -> dict[str, Any]:

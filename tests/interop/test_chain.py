@@ -13,7 +13,6 @@ the calls and the exchanges -- is in the audit under the user's one trace.
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import verify_as_downstream
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import stop_all
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.interop
 USER_SCOPES = "crm:read crm:write"
@@ -170,17 +170,8 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
     assert "error" not in answer, answer
     result = answer["result"]
     task = result.get("task")
-    deadline = time.monotonic() + 60
-    while task is not None and task["status"]["state"] in (
-        "TASK_STATE_SUBMITTED",
-        "TASK_STATE_WORKING",
-    ):
-        assert time.monotonic() < deadline, task
-        time.sleep(0.2)
-        get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task["id"]}}
-        task = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls()).json()[
-            "result"
-        ]
+    if task is not None and task["status"]["state"] in PENDING:
+        task = _settled(url, headers, task["id"])
     found: list[str] = []
 
     def walk(value: Any) -> None:
@@ -195,3 +186,23 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
 
     walk(task if task is not None else result)
     return " ".join(found)
+
+
+PENDING = ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
+
+
+def _settled(url: str, headers: dict[str, str], task_id: str) -> dict[str, Any]:
+    """The task once it is no longer pending, read with `GetTask`."""
+    get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
+
+    def look() -> dict[str, Any]:
+        answer = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls())
+        task: dict[str, Any] = answer.json()["result"]
+        return task
+
+    return wait_for(
+        lambda: None if (task := look())["status"]["state"] in PENDING else task,
+        seconds=60,
+        every=0.2,
+        what=look,
+    )

@@ -27,6 +27,7 @@ from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_reads import AuditQuery, AuditRecord, InvalidAuditCursor
 from gateway.storage.db import create_engine, upgrade
 from gateway.storage.tables import audit_events
+from tests.support.waiting import wait_for_async
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -485,10 +486,9 @@ async def test_run_forever_retries_after_a_failure(
         log = AuditLog(engine, flush_seconds=0.01)
         async with running(log) as task:
             await log.record(event())
-            deadline = time.monotonic() + 2
-            while "audit records cannot be written" not in caplog.text:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
+            await wait_for_async(
+                lambda: "audit records cannot be written" in caplog.text, seconds=2, every=0.01
+            )
             assert not task.done()  # a failure does not end the writer
 
             await upgrade(engine)

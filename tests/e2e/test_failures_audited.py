@@ -9,7 +9,6 @@ task's error handling would answer and leave no record, or a record saying
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 POLICY = """\
 agents:
@@ -85,16 +85,19 @@ class Setup:
 
     def audited(self, target: str, outcome: str) -> dict[str, Any]:
         """The audit record of a call to ``target`` with ``outcome`` (the log
-        is written behind, in batches: waited for, up to 5 s)."""
-        items: list[dict[str, Any]] = []
+        is written behind, in batches: waited for)."""
         with self.gateway.client() as admin:
-            for _ in range(100):
-                items = admin.get("/audit", params={"agent": target}).json()["items"]
-                found = [i for i in items if i["outcome"] == outcome]
-                if found:
-                    return found[0]
-                time.sleep(0.05)
-        raise AssertionError(f"no {outcome!r} record for {target}: {items}")
+
+            def items() -> list[dict[str, Any]]:
+                found: list[dict[str, Any]] = admin.get("/audit", params={"agent": target}).json()[
+                    "items"
+                ]
+                return found
+
+            return wait_for(
+                lambda: next((i for i in items() if i["outcome"] == outcome), None),
+                what=lambda: f"no {outcome!r} record for {target}: {items()}",
+            )
 
     def mcp_result(self, tool: str, arguments: dict[str, Any]) -> Any:
         async def call() -> Any:

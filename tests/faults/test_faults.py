@@ -108,7 +108,7 @@ def test_a_replica_killed_mid_task(faults: Faults) -> None:
         by_runner.setdefault(row["runner"], set()).add(row["task_id"])
     assert len(by_runner) == 2, by_runner  # each replica runs some
     with Load(faults) as load:
-        time.sleep(1)
+        time.sleep(1)  # a second of load before the fault: answers from before it
         faults.replicas[0].kill()
         killed = time.monotonic()
 
@@ -126,7 +126,7 @@ def test_a_replica_killed_mid_task(faults: Faults) -> None:
             what=lambda: ({t: _state(faults, t) for t in held}, by_runner),
         )
         failed = {t for t, s in states.items() if s == "TASK_STATE_FAILED"}
-        time.sleep(1)
+        time.sleep(1)  # and a second of load after it: answers from after it
     took_over_in = time.monotonic() - killed
     alive = set(held) - failed
     assert all(states[t] == "TASK_STATE_WORKING" for t in alive), states
@@ -142,16 +142,16 @@ def test_a_replica_killed_mid_task(faults: Faults) -> None:
 
 def test_postgres_stopped_for_ten_seconds(faults: Faults) -> None:
     with Load(faults) as load:
-        time.sleep(1)
+        time.sleep(1)  # a second of load before the fault
         faults.pg.stop()
         stopped = time.monotonic()
-        time.sleep(10)
+        time.sleep(10)  # the fault: ten seconds without the database, under load
         faults.pg.start()
         restarted = time.monotonic()
         for replica in faults.replicas:
             replica.wait_ready(within=30)
         recovered = time.monotonic()
-        time.sleep(5)
+        time.sleep(5)  # five seconds of load after: every answer must be a 200
     during = [a for a in load.answers if stopped + 1 < a.at < restarted]
     assert any(a.status == 503 for a in during), [a.status for a in during][:20]
     after = [a for a in load.answers if a.at > recovered + 2]
@@ -239,7 +239,7 @@ def test_redis_stopped_and_restarted_empty(faults: Faults) -> None:
     first = _exchange(faults, assertion)
     assert first.status_code == 200, first.text
     with Load(faults) as load:
-        time.sleep(0.5)
+        time.sleep(0.5)  # half a second of load before the fault
         faults.redis.stop()
         fresh = {**claims, "jti": uuid.uuid4().hex}
         second = jwt.encode(fresh, key, algorithm="ES256", headers={"kid": "worker-1"})
@@ -253,7 +253,7 @@ def test_redis_stopped_and_restarted_empty(faults: Faults) -> None:
         ]
         assert all(r.status_code == 503 and "redis" in r.text for r in ready)
         faults.redis.start()  # no persistence: it comes back empty
-        time.sleep(1)
+        time.sleep(1)  # a second of load after it
     # The used assertions are refused after the restart: replay protection
     # is not kept in Redis (docs/operations.md).
     for used in (assertion, second):

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from registry.tls import client_tls
 from tests.interop.venvs import python_for, script
 from tests.support.servers import bound_socket
-from tests.support.waiting import wait_answering
+from tests.support.waiting import wait_answering, wait_for
 
 ENV = {"NO_PROXY": "*", "PYTHONUNBUFFERED": "1", "OTEL_SDK_DISABLED": "true"}
 
@@ -116,3 +119,25 @@ def run_client(framework: str, name: str, *args: str) -> dict[str, Any]:
         )
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+PENDING = ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
+
+
+def settled_task(
+    url: str, headers: dict[str, str], task_id: str, seconds: float = 30
+) -> dict[str, Any]:
+    """The task once it is no longer pending, read with `GetTask` at ``url``."""
+    get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
+
+    def look() -> dict[str, Any]:
+        answer = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls())
+        task: dict[str, Any] = answer.json()["result"]
+        return task
+
+    return wait_for(
+        lambda: None if (task := look())["status"]["state"] in PENDING else task,
+        seconds=seconds,
+        every=0.2,
+        what=look,
+    )

@@ -22,12 +22,11 @@ import httpx
 import pytest
 
 from registry.tls import client_tls
-from tests.interop.processes import framework_agent
+from tests.interop.processes import PENDING, framework_agent, settled_task
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import verify_as_downstream
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import stop_all
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.interop
 USER_SCOPES = "crm:read crm:write"
@@ -171,7 +170,7 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
     result = answer["result"]
     task = result.get("task")
     if task is not None and task["status"]["state"] in PENDING:
-        task = _settled(url, headers, task["id"])
+        task = settled_task(url, headers, task["id"], seconds=60)
     found: list[str] = []
 
     def walk(value: Any) -> None:
@@ -186,23 +185,3 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
 
     walk(task if task is not None else result)
     return " ".join(found)
-
-
-PENDING = ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
-
-
-def _settled(url: str, headers: dict[str, str], task_id: str) -> dict[str, Any]:
-    """The task once it is no longer pending, read with `GetTask`."""
-    get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
-
-    def look() -> dict[str, Any]:
-        answer = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls())
-        task: dict[str, Any] = answer.json()["result"]
-        return task
-
-    return wait_for(
-        lambda: None if (task := look())["status"]["state"] in PENDING else task,
-        seconds=60,
-        every=0.2,
-        what=look,
-    )

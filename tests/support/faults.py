@@ -147,7 +147,7 @@ class Load:
             agent = self.agents[(n + index) % len(self.agents)]
             self.answers.append(self.faults.send(agent, f"echo {n}"))
             n += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the load's pace, not a wait: about 50 sends a second a thread
 
 
 @dataclass

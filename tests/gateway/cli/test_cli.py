@@ -157,7 +157,9 @@ def test_serve_dev_end_to_end(tmp_path: Path) -> None:
                 return "the gateway did not become ready"
             return process.stdout.read()
 
-        wait_answering(f"http://127.0.0.1:{port}/readyz", process, what=exited_with)
+        # A bound, not a figure: on a loaded 2-core machine the process's
+        # imports and migrations alone have taken over 30 s.
+        wait_answering(f"http://127.0.0.1:{port}/readyz", process, 120, what=exited_with)
         token = run(
             "token",
             "issue",

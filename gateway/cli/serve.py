@@ -56,14 +56,6 @@ def register(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # The server's own modules are imported by the command that runs it, not
-    # by every `switchboard` invocation (most only talk HTTP to a gateway).
-    import uvicorn
-
-    from gateway.app import create_app
-    from gateway.delegation.keystore import load_active_key
-    from gateway.observability.logs import banner, log_config
-
     settings = settings_of(
         args,
         dev=args.dev,
@@ -75,6 +67,15 @@ def _serve(args: argparse.Namespace) -> int:
     _check_settings(settings)
     _check_data_dir(settings.data_dir)
     _check_port(settings.host, settings.port)
+    # The server's own modules are imported by the command that runs it, not
+    # by every `switchboard` invocation (most only talk HTTP to a gateway),
+    # and only once its settings are known to be good: a refusal is at once.
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.delegation.keystore import load_active_key
+    from gateway.observability.logs import banner, log_config
+
     # Reach the database (and bring its schema up to date) before the server
     # starts: an unreachable or missing database is one line, not a traceback
     # from inside the lifespan.

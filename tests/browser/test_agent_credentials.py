@@ -4,10 +4,9 @@ health history."""
 
 from __future__ import annotations
 
-import time
-
 from tests.browser.conftest import Deployment
 from tests.support.browser import Browser, dev_login, text_of
+from tests.support.waiting import wait_for
 
 
 def test_an_agents_credential_shows_its_kind_never_its_secret(
@@ -17,11 +16,13 @@ def test_an_agents_credential_shows_its_kind_never_its_secret(
         issued = admin.post("/agents/worker/credentials")
         assert issued.status_code == 201, issued.text
     secret, client_id = issued.json()["client_secret"], issued.json()["client_id"]
-    deadline = time.monotonic() + 20
     with deployment.gateway.client() as admin:
-        while not admin.get("/agents/worker/health").json():
-            assert time.monotonic() < deadline, "no health check recorded"
-            time.sleep(0.2)
+        wait_for(
+            lambda: admin.get("/agents/worker/health").json(),
+            seconds=20,
+            every=0.2,
+            what="no health check recorded",
+        )
     base = deployment.url
     dev_login(browser, base, "root", "switchboard:admin")
     browser.get(base + "/ui/agents/worker")

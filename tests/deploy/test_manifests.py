@@ -12,18 +12,16 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import kubernetes_validate
 import pytest
 import yaml
 
 from gateway.settings import Settings
 from policies.policy_file import parse_policy
-from registry.tls import client_tls
+from tests.support.waiting import wait_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -198,19 +196,13 @@ def test_the_dev_profile_runs_with_nothing_else(tmp_path: Path) -> None:
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                ready = httpx.get(
-                    env["SWITCHBOARD_PUBLIC_URL"] + "/readyz", timeout=2, verify=client_tls()
-                )
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the dev gateway did not become ready"
-            time.sleep(0.2)
+        wait_answering(
+            env["SWITCHBOARD_PUBLIC_URL"] + "/readyz",
+            process,
+            seconds=60,
+            every=0.2,
+            what=lambda: f"the dev gateway did not become ready: {log.read_text()}",
+        )
     finally:
         process.terminate()
         process.wait(30)

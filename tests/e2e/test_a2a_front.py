@@ -868,10 +868,7 @@ async def test_a_push_config_whose_credentials_cannot_be_opened_is_skipped(
             with caplog.at_level(logging.WARNING, logger="gateway.agents.handler"):
                 await alice.send_message(follow_up(task))
                 await _until_done(kept)
-                for _ in range(100):
-                    if _skipped(caplog, task.id):
-                        break
-                    await asyncio.sleep(0.05)
+                await wait_for_async(lambda: _skipped(caplog, task.id), what=lambda: caplog.text)
             # The notification was still recorded against the task.
             fetched = await alice.get_task(GetTaskRequest(id=task.id))
             assert fetched.status.state == DONE
@@ -930,10 +927,7 @@ async def test_a_stored_config_that_cannot_be_a_header_is_skipped_not_a_500(
             )
             with caplog.at_level(logging.WARNING, logger="gateway.agents.handler"):
                 await alice.send_message(follow_up(task))
-                for _ in range(100):
-                    if _skipped(caplog, task.id):
-                        break
-                    await asyncio.sleep(0.05)
+                await wait_for_async(lambda: _skipped(caplog, task.id), what=lambda: caplog.text)
             fetched = await alice.get_task(GetTaskRequest(id=task.id))
     finally:
         hook.server.stop()
@@ -1023,11 +1017,10 @@ async def _set_row(front: Front, task_id: str, config_id: str, **values: Any) ->
 
 
 async def _until_done(hook: Webhook) -> None:
-    for _ in range(100):
-        if any(_is_done(body) for _, body in hook.received):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no final notification: {hook.received}")
+    await wait_for_async(
+        lambda: any(_is_done(body) for _, body in hook.received),
+        what=lambda: f"no final notification: {hook.received}",
+    )
 
 
 def _is_done(body: dict[str, Any]) -> bool:

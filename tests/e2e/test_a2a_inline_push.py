@@ -11,7 +11,6 @@ Alice's relay. Real HTTP on 127.0.0.1, SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from registry.tls import client_tls
 from tests.support.a2a_agents import Webhook, webhook
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 
 class DedupAgent:
@@ -184,9 +184,6 @@ def test_a_notification_before_the_answer_binds_only_the_callers_own_task(
     answer = _send(gateway, alice, {"message": {**_message("hi"), "messageId": "m-b"}, **inline})
     assert agent.notified == [400, 204]
     assert answer["result"]["task"]["id"] == "task-m-b"
-    for _ in range(60):
-        if hook.received:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: hook.received, what="the notification of task-m-b")
     assert [body["task"]["id"] for _, body in hook.received] == ["task-m-b"]
     assert all(headers["x-a2a-notification-token"] == "a" for headers, _ in hook.received)

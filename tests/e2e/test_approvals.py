@@ -45,7 +45,7 @@ from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
-from tests.support.waiting import wait_for, wait_for_awaited
+from tests.support.waiting import wait_for, wait_for_async, wait_for_awaited
 
 POLICY = """\
 agents:
@@ -345,10 +345,9 @@ async def test_the_decision_is_taken_again_at_approval_time(setup: Setup) -> Non
             what="the new policy in force",
         )
     assert (await decide(setup, approval, "approve")).status_code == 200
-    for _ in range(200):
-        if _show(setup, approval)["outcome"] not in (None, "running"):
-            break
-        await asyncio.sleep(0.1)
+    await wait_for_async(
+        lambda: _show(setup, approval)["outcome"] not in (None, "running"), seconds=20, every=0.1
+    )
     assert _show(setup, approval)["outcome"] == "TASK_STATE_FAILED"
     assert not setup.seen.calls()
     trace = _show(setup, approval)["trace_id"]

@@ -12,7 +12,6 @@ is surely gone: the test does not depend on how fast the writer is.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flow_crash import USER, CrashWorld, crashable
 from tests.support.flows import POLICY
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.crash
 
@@ -65,10 +65,12 @@ SENDS = ("a2a.SendMessage", "a2a.SendStreamingMessage")
 
 
 def _received(world: CrashWorld, count: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while len(world.sent("quote")) < count:
-        assert time.monotonic() < deadline, f"the agent received {world.sent()}"
-        time.sleep(0.005)
+    wait_for(
+        lambda: len(world.sent("quote")) >= count,
+        seconds,
+        every=0.005,
+        what=lambda: f"the agent received {world.sent()}",
+    )
 
 
 def _audited_sends(world: CrashWorld, trace_id: str) -> list[dict[str, Any]]:

@@ -45,6 +45,16 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
         yield made
 
 
+@pytest.fixture(scope="module")
+def stores_nothing(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[FlowSetup]:
+    """One deployment for the cases of a refusal that stores nothing (each
+    compares what is listed before and after it): they share it."""
+    with flow_setup(tmp_path_factory.mktemp("refused"), module_database_url) as made:
+        yield made
+
+
 def _write(setup: FlowSetup, statement: Any) -> None:
     async def run() -> None:
         engine = create_async_engine(setup.gateway.settings.effective_database_url)
@@ -300,9 +310,9 @@ BAD_URLS = ["", "nope", "ftp://x/", "http://", "http://[::1", "http://a b/", "ht
 
 @pytest.mark.parametrize("url", BAD_URLS)
 def test_a_registration_naming_no_usable_url_is_422_and_stores_nothing(
-    setup: FlowSetup, url: str
+    stores_nothing: FlowSetup, url: str
 ) -> None:
-    with setup.admin() as admin:
+    with stores_nothing.admin() as admin:
         before = {
             route: admin.get(route).json()
             for route in ("/agents", "/mcp-servers", "/vendor-agents")

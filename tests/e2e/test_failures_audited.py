@@ -4,16 +4,17 @@ caller's answer is an error in its own protocol and the audit log holds a
 record of the call with the failure's outcome -- a failure that escapes the
 task's error handling would answer and leave no record, or a record saying
 `ok`.
+
+The tests share one deployment per module: each calls as a user of its own
+(the rate limit is per user) and reads the audit records of that user.
 """
 
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -30,6 +31,7 @@ from tests.support.inspecting import agent_card, inspecting_agent
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import upstream_server
 from tests.support.servers import ServerThread, stop_all
+from tests.support.waiting import wait_for
 
 POLICY = """\
 agents:
@@ -43,6 +45,7 @@ agents:
     tools:
       fail:
         allow: false
+  beta: {}
 limits:
   - name: worker-once
     rate: 1/minute
@@ -61,8 +64,10 @@ def closed_port() -> int:
 @dataclass
 class Setup:
     gateway: Gateway
-    token: str
+    user: str  # the test's own caller
+    token: str  # the user's
     alpha: ServerThread  # the federated MCP server
+    beta: ServerThread  # another, for the test that stops it
 
     def send(self, agent: str, text: str = "hello", *, rest: bool = False) -> httpx.Response:
         message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}]}
@@ -85,16 +90,19 @@ class Setup:
 
     def audited(self, target: str, outcome: str) -> dict[str, Any]:
         """The audit record of a call to ``target`` with ``outcome`` (the log
-        is written behind, in batches: waited for, up to 5 s)."""
-        items: list[dict[str, Any]] = []
+        is written behind, in batches: waited for)."""
         with self.gateway.client() as admin:
-            for _ in range(100):
-                items = admin.get("/audit", params={"agent": target}).json()["items"]
-                found = [i for i in items if i["outcome"] == outcome]
-                if found:
-                    return found[0]
-                time.sleep(0.05)
-        raise AssertionError(f"no {outcome!r} record for {target}: {items}")
+
+            def items() -> list[dict[str, Any]]:
+                found: list[dict[str, Any]] = admin.get(
+                    "/audit", params={"agent": target, "user": self.user}
+                ).json()["items"]
+                return found
+
+            return wait_for(
+                lambda: next((i for i in items() if i["outcome"] == outcome), None),
+                what=lambda: f"no {outcome!r} record for {target}: {items()}",
+            )
 
     def mcp_result(self, tool: str, arguments: dict[str, Any]) -> Any:
         async def call() -> Any:
@@ -115,8 +123,11 @@ class Setup:
         return anyio.run(call)
 
 
-@pytest.fixture
-def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+@pytest.fixture(scope="module")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[Setup]:
+    tmp_path = tmp_path_factory.mktemp("failures")
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     skills = [{"id": "work"}]
@@ -126,10 +137,11 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
     forbidden, _ = inspecting_agent(lambda url: agent_card("Forbidden", url, skills))
     scripted = scripted_agent()
     alpha, _, _ = upstream_server()
-    servers += [worker, gone, forbidden, scripted, alpha]
+    beta, _, _ = upstream_server()
+    servers += [worker, gone, forbidden, scripted, alpha, beta]
     gateway = start_gateway(
         tmp_path / "data",
-        database_url,
+        module_database_url,
         policy_file=policy,
         upstream_timeout_seconds=5,
         retry_max_attempts=1,
@@ -157,12 +169,20 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
             }
             added = admin.post("/vendor-agents", json=hook)
             assert added.status_code == 201, added.text
-            added = admin.post("/mcp-servers", json={"name": "Alpha", "url": alpha.url + "/mcp"})
-            assert added.status_code == 201, added.text
+            for name, server in (("Alpha", alpha), ("Beta", beta)):
+                added = admin.post("/mcp-servers", json={"name": name, "url": server.url + "/mcp"})
+                assert added.status_code == 201, added.text
         gone.stop()  # registered, then dead: nothing listens on its port
-        yield Setup(gateway, gateway.token("alice"), alpha)
+        yield Setup(gateway, "", "", alpha, beta)
     finally:
         stop_all(*servers)
+
+
+@pytest.fixture
+def setup(deployment: Setup) -> Setup:
+    """The module's deployment, called as a user of the test's own."""
+    user = f"u-{uuid.uuid4().hex[:12]}"
+    return replace(deployment, user=user, token=deployment.gateway.token(user))
 
 
 def _jsonrpc_error(response: httpx.Response) -> dict[str, Any]:
@@ -279,10 +299,11 @@ def test_an_agent_skill_tool_over_its_rate_limit(setup: Setup) -> None:
 
 
 def test_a_dead_mcp_server(setup: Setup) -> None:
-    setup.alpha.stop()  # it stops answering after it was registered
-    error = setup.mcp_call("alpha__add", {"a": 1, "b": 2})
+    # Beta stops answering after it was registered (alpha goes on, for the others).
+    setup.beta.stop()
+    error = setup.mcp_call("beta__add", {"a": 1, "b": 2})
     assert error.code == UPSTREAM_UNAVAILABLE, error
     assert "ssl:default" not in error.message, error
-    assert error.message.endswith(":" + setup.alpha.url.rsplit(":", 1)[1] + " (connection refused)")
-    record = setup.audited("alpha", "upstream_error")
+    assert error.message.endswith(":" + setup.beta.url.rsplit(":", 1)[1] + " (connection refused)")
+    record = setup.audited("beta", "upstream_error")
     assert record["decision"] == "allow" and record["detail"] == error.message

@@ -11,7 +11,6 @@ idempotent: it fails saying so.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from gateway.flows.engine import system_database_url
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
 pytestmark = pytest.mark.crash
@@ -77,14 +77,14 @@ class Crash:
         return items
 
     def run(self, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while True:
+        def seen() -> dict[str, Any]:
             with self.user() as dana:
                 body: dict[str, Any] = dana.get(f"/flows/crash-flow/runs/{run_id}").json()
-            if done(body):
-                return body
-            assert time.monotonic() < deadline, body
-            time.sleep(0.1)
+            return body
+
+        return wait_for(
+            lambda: body if done(body := seen()) else None, seconds, every=0.1, what=seen
+        )
 
 
 @pytest.fixture

@@ -65,14 +65,12 @@ class Crash:
         return run_id
 
     def run(self, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while True:
+        def seen() -> dict[str, Any]:
             with self.user() as dana:
                 body: dict[str, Any] = dana.get(f"/flows/crash-flow/runs/{run_id}").json()
-            if done(body):
-                return body
-            assert time.monotonic() < deadline, body
-            time.sleep(0.05)
+            return body
+
+        return wait_for(lambda: body if done(body := seen()) else None, seconds, what=seen)
 
     def sent(self, sku: str) -> list[dict[str, Any]]:
         with self.desk.lock:

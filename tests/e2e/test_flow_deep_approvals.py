@@ -20,6 +20,7 @@ from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, run_task
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 OUTER: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -151,12 +152,12 @@ def test_a_nested_approval_pending_across_a_sigkill(
             return body
 
     def until(run_id: str, *states: str) -> dict[str, Any]:
-        for _ in range(600):
-            body = outer_now(run_id)
-            if body["state"] in states:
-                return body
-            time.sleep(0.1)
-        return body
+        return wait_for(
+            lambda: body if (body := outer_now(run_id))["state"] in states else None,
+            seconds=60,
+            every=0.1,
+            what=lambda: outer_now(run_id),
+        )
 
     try:
         gateway.start()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
 from tests.support.console import dev_login
-from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, wait_for_run
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 ORDER = {"sku": "X-100", "quantity": 3, "customer": "Ada"}
 # quote-flow again, for the test that registers a version 2 of it.
@@ -323,13 +323,8 @@ def test_a_fork_killed_mid_step_goes_on_without_sending_anything_twice(
     gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
 
     def until(run_id: str, *states: str) -> dict[str, Any]:
-        for _ in range(600):
-            with gateway.client("dana", "sales:quote") as dana:
-                body: dict[str, Any] = dana.get(f"/flows/slow-flow/runs/{run_id}").json()
-            if body["state"] in states:
-                return body
-            time.sleep(0.1)
-        return body
+        with gateway.client("dana", "sales:quote") as dana:
+            return wait_for_run(dana, {"flow_id": "slow-flow", "id": run_id}, *states, seconds=60)
 
     def working() -> int:
         with desk.lock:
@@ -352,14 +347,16 @@ def test_a_fork_killed_mid_step_goes_on_without_sending_anything_twice(
             )
             assert forked.status_code == 201, forked.text
             fork = forked.json()["id"]
-        for _ in range(300):  # until the fork's work step has its task (re-attached after)
+
+        def work_sent() -> dict[str, Any] | None:
             with gateway.client("dana", "sales:quote") as dana:
                 seen = dana.get(f"/flows/slow-flow/runs/{fork}").json()
             work: dict[str, Any] = next((s for s in seen["steps"] if s["id"] == "work"), {})
-            if work.get("upstream_task_id"):
-                break
-            time.sleep(0.05)
-        assert work.get("upstream_task_id") and working() == 2
+            return work if work.get("upstream_task_id") else None
+
+        # Until the fork's work step has its task (re-attached after).
+        wait_for(work_sent, seconds=15, what="the fork's work step sent")
+        assert working() == 2
         gateway.kill()
         gateway.start()
         done = until(fork, "completed", "failed")

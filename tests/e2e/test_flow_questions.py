@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -40,6 +39,7 @@ from tests.support.console import dev_login
 from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
 from tests.support.mcp_clients import mcp_client
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for, wait_for_awaited
 
 SHIP_FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -147,14 +147,14 @@ def test_the_runs_user_answers_the_agents_question_and_the_run_goes_on(
         answered = dana.post(url, json={"text": "east"})
         assert answered.status_code == 202, answered.text
         assert answered.json() == {"run": run["id"], "step": "ship", "status": "delivered"}
-        for _ in range(100):
+
+        def second_round() -> tuple[dict[str, Any], dict[str, Any]] | None:
             again = setup.run(dana, run, "input_required", "failed", "completed")
             shipping = next(s for s in again["steps"] if s["id"] == "ship")
-            if (shipping.get("output") or {}).get("round") == 2 or again[
-                "state"
-            ] != "input_required":
-                break
-            time.sleep(0.1)
+            asked = (shipping.get("output") or {}).get("round") == 2
+            return (again, shipping) if asked or again["state"] != "input_required" else None
+
+        again, shipping = wait_for(second_round, every=0.1, what="the second question")
         assert (shipping["output"] or {}).get("round") == 2, (again["error"], shipping)
         # A retry of the answer to question 1 is refused, not taken for question 2.
         retried = dana.post(url, json={"text": "east", "round": 1})
@@ -212,11 +212,11 @@ def _message(text: str, task_id: str = "", *, data: dict[str, Any] | None = None
 
 
 async def _poll(client: Client, task_id: str, *states: int) -> Task:
-    for _ in range(300):
+    async def reached() -> list[Task]:
         task = await client.get_task(GetTaskRequest(id=task_id))
-        if task.status.state in states:
-            return task
-        await asyncio.sleep(0.1)
+        return [task] if task.status.state in states else []
+
+    [task] = await wait_for_awaited(reached, every=0.1, what=f"task {task_id} in {states}")
     return task
 
 
@@ -295,12 +295,13 @@ def test_a_question_pending_across_a_sigkill(tmp_path: Path, database_url: str |
                 return body
 
         def until(state: str) -> dict[str, Any]:
-            for _ in range(600):
-                body = run_now()
-                if body["state"] == state or body["state"] in ("failed", "completed"):
-                    return body
-                time.sleep(0.1)
-            return body
+            ends = (state, "failed", "completed")
+            return wait_for(
+                lambda: body if (body := run_now())["state"] in ends else None,
+                seconds=60,
+                every=0.1,
+                what=run_now,
+            )
 
         with gateway.client("dana", "sales:quote") as dana:
             run = _start(dana)

@@ -29,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from gateway.compat.dbos import KICKED_SECONDS
+from tests.support.flows import wait_for_run
 from tests.support.gateway import GatewayFactory
 
 # DBOS's system tables (SQLite: in the gateway's file; PostgreSQL: schema dbos),
@@ -124,10 +125,7 @@ def test_a_run_waiting_at_an_approval_from_deep_inside_adds_no_reads(
         started = admin.post("/flows/idle-outer/runs", json={"input": {}})
         assert started.status_code == 202, started.text
         run = f"/flows/idle-outer/runs/{started.json()['id']}"
-        deadline = time.monotonic() + 60
-        while (seen := admin.get(run).json())["state"] != "input_required":
-            assert time.monotonic() < deadline, seen
-            time.sleep(0.2)
+        wait_for_run(admin, started.json(), "input_required", seconds=60)
         counted = quiet_window()
         assert admin.get(run).json()["state"] == "input_required"
     # As idle, plus: DBOS's look for a cancellation of the outer call step

@@ -294,6 +294,7 @@ def test_the_breaker_opens_fails_fast_probes_and_closes(setup: Setup, rest: bool
     assert setup.record("once")["breaker"]["state"] == "open"
     # The agent recovers; the next probe succeeds and closes the breaker.
     once.down = False
+    # The cooldown passes (no event: the breaker reads its clock at the next call).
     time.sleep(COOLDOWN + 0.1)
     assert _text(setup.send("once", rest=rest)) == "from once"
     assert setup.record("once")["breaker"] == {"state": "closed", "failures": 0, "opened_at": None}

@@ -19,7 +19,6 @@ and answer with the skill they read; one deployment (SQLite) for the module.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.servers import ServerThread, stop_all
 from tests.support.skill_agents import Hook, Kind, hook_server, skill_agent, upstream_skills
 from tests.support.skill_requests import ABSENT, DIALECTS, Sent, outcome, request
+from tests.support.waiting import wait_for
 
 POLICY = """\
 agents:
@@ -266,12 +266,17 @@ def _approvals(setup: Setup) -> list[dict[str, Any]]:
 def _approve_and_wait(setup: Setup, approval: str) -> dict[str, Any]:
     with setup.admin() as admin:
         assert admin.post(f"/approvals/{approval}", json={"decision": "approve"}).status_code == 200
-        for _ in range(200):
-            shown: dict[str, Any] = admin.get(f"/approvals/{approval}").json()
-            if shown["outcome"] not in (None, "running"):
-                return shown
-            time.sleep(0.1)
-    raise AssertionError(f"approval {approval} never finished")
+        return wait_for(
+            lambda: (
+                shown
+                if (shown := admin.get(f"/approvals/{approval}").json())["outcome"]
+                not in (None, "running")
+                else None
+            ),
+            seconds=20,
+            every=0.1,
+            what=f"approval {approval} never finished",
+        )
 
 
 @pytest.mark.parametrize("dialect", ["jsonrpc-1.0", "rest-0.3"])

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 from registry.tls import client_tls
 from tests.interop.venvs import python_for, script
 from tests.support.servers import bound_socket
+from tests.support.waiting import wait_answering, wait_for
 
 ENV = {"NO_PROXY": "*", "PYTHONUNBUFFERED": "1", "OTEL_SDK_DISABLED": "true"}
 
@@ -84,7 +84,13 @@ def framework_agent(
             env={**os.environ, **ENV, **(env or {})},
         )
         try:
-            _wait_for(agent.url + card_path, process, agent.log)
+            wait_answering(
+                agent.url + card_path,
+                process,
+                seconds=120,
+                every=0.2,
+                what=lambda: agent.log.read_text()[-4000:],
+            )
             yield agent
         finally:
             process.terminate()
@@ -92,18 +98,6 @@ def framework_agent(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the agent exited:\n{log.read_text()[-4000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, trust_env=False, verify=client_tls()).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in 120 s:\n{log.read_text()[-4000:]}")
 
 
 def run_client(framework: str, name: str, *args: str) -> dict[str, Any]:
@@ -125,3 +119,25 @@ def run_client(framework: str, name: str, *args: str) -> dict[str, Any]:
         )
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+PENDING = ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
+
+
+def settled_task(
+    url: str, headers: dict[str, str], task_id: str, seconds: float = 30
+) -> dict[str, Any]:
+    """The task once it is no longer pending, read with `GetTask` at ``url``."""
+    get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
+
+    def look() -> dict[str, Any]:
+        answer = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls())
+        task: dict[str, Any] = answer.json()["result"]
+        return task
+
+    return wait_for(
+        lambda: None if (task := look())["status"]["state"] in PENDING else task,
+        seconds=seconds,
+        every=0.2,
+        what=look,
+    )

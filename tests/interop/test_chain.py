@@ -13,7 +13,6 @@ the calls and the exchanges -- is in the audit under the user's one trace.
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from registry.tls import client_tls
-from tests.interop.processes import framework_agent
+from tests.interop.processes import PENDING, framework_agent, settled_task
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import verify_as_downstream
 from tests.support.mcp_servers import upstream_server
@@ -170,17 +169,8 @@ def _ask(gateway: Gateway, token: str, trace_id: str, text: str) -> str:
     assert "error" not in answer, answer
     result = answer["result"]
     task = result.get("task")
-    deadline = time.monotonic() + 60
-    while task is not None and task["status"]["state"] in (
-        "TASK_STATE_SUBMITTED",
-        "TASK_STATE_WORKING",
-    ):
-        assert time.monotonic() < deadline, task
-        time.sleep(0.2)
-        get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task["id"]}}
-        task = httpx.post(url, json=get, headers=headers, timeout=30, verify=client_tls()).json()[
-            "result"
-        ]
+    if task is not None and task["status"]["state"] in PENDING:
+        task = settled_task(url, headers, task["id"], seconds=60)
     found: list[str] = []
 
     def walk(value: Any) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import httpx
 import pytest
 
 from registry.tls import client_tls
-from tests.interop.processes import framework_agent, run_client
+from tests.interop.processes import framework_agent, run_client, settled_task
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.inspecting import Recorder, agent_card, inspecting_agent, verify_as_downstream
 from tests.support.mcp_servers import upstream_server
@@ -214,21 +213,8 @@ def _stream(stage: Stage, agent_id: str, text: str) -> list[dict[str, Any]]:
 
 
 def _get_task(stage: Stage, agent_id: str, task_id: str) -> dict[str, Any]:
-    body = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
     headers = {"Authorization": f"Bearer {stage.user_token}", "A2A-Version": "1.0"}
-    for _ in range(100):
-        answer = httpx.post(
-            f"{stage.gateway.url}/a2a/{agent_id}",
-            json=body,
-            headers=headers,
-            timeout=30,
-            verify=client_tls(),
-        ).json()
-        task: dict[str, Any] = answer["result"]
-        if task["status"]["state"] not in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"):
-            return task
-        time.sleep(0.1)
-    return task
+    return settled_task(f"{stage.gateway.url}/a2a/{agent_id}", headers, task_id)
 
 
 @pytest.mark.parametrize("client", [_chosen(c) for c in A2A_CLIENTS])

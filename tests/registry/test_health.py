@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from registry.tls import client_tls
 from tests.support.agents import CardHost, sdk_card
 from tests.support.gateway import start_gateway
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 U, H, X = HealthStatus.UNKNOWN, HealthStatus.HEALTHY, HealthStatus.UNHEALTHY
 
@@ -211,12 +211,12 @@ def test_background_checker_runs_in_the_gateway(tmp_path: Path, sdk_agent: Serve
     try:
         with gateway.client() as client:
             agent_id = client.post("/agents", json={"card_url": sdk_agent.url}).json()["id"]
-            deadline = time.monotonic() + 20
-            status = "unknown"
-            while time.monotonic() < deadline and status != "healthy":
-                time.sleep(0.1)
-                status = client.get(f"/agents/{agent_id}").json()["health"]["status"]
-            assert status == "healthy"
+            wait_for(
+                lambda: client.get(f"/agents/{agent_id}").json()["health"]["status"] == "healthy",
+                seconds=20,
+                every=0.1,
+                what=lambda: client.get(f"/agents/{agent_id}").json()["health"],
+            )
             assert client.get(f"/agents/{agent_id}").json()["health"]["checked_at"]
             history = client.get(f"/agents/{agent_id}/health")
             assert history.status_code == 200, history.text

@@ -5,7 +5,6 @@ checkpoint; and a coordination rule whose hold a tool call opens."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import mcp_types as types
 from mcp import MCPError
 
 from policies.scopes import ADMIN_SCOPE
+from tests.support.flows import wait_for_run
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import mcp_client
 from tests.support.mcp_servers import HIDDEN, ToolBox, add, upstream_server
@@ -149,13 +149,7 @@ class World:
             return self.run_in(client, started.json()["id"], "input_required")
 
     def run_in(self, client: httpx.Client, run_id: str, *states: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
-        while True:
-            body: dict[str, Any] = client.get(f"/flows/{FLOW}/runs/{run_id}").json()
-            if body["state"] in states:
-                return body
-            assert time.monotonic() < deadline, f"run stuck in {body['state']}: {body}"
-            time.sleep(0.1)
+        return wait_for_run(client, {"flow_id": FLOW, "id": run_id}, *states)
 
 
 def start_world(root: Path, database_url: str | None = None) -> World:

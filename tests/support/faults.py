@@ -38,6 +38,7 @@ from tests.support.balancer import RoundRobin
 from tests.support.outages import PostgresCluster, RedisServer, free_port, postgres_cluster
 from tests.support.servers import ServerThread, stop_all
 from tests.support.vendor_servers import API_KEY, Behaviour, chat_server
+from tests.support.waiting import wait_answering, wait_for
 
 POLL = 0.5  # gateway_run_poll_seconds
 RECONCILE_POLL = 0.3
@@ -91,19 +92,8 @@ class Replica:
         self.wait_ready()
 
     def wait_ready(self, within: float = 60) -> None:
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                if (
-                    httpx.get(self.url + "/readyz", timeout=2, verify=client_tls()).status_code
-                    == 200
-                ):
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process is not None and self.process.poll() is None, f"{self.name} died"
-            assert time.monotonic() < deadline, f"{self.name} did not become ready"
-            time.sleep(0.2)
+        assert self.process is not None, f"{self.name} was never started"
+        wait_answering(self.url + "/readyz", self.process, within, 0.2, f"{self.name} not ready")
 
     def pause(self) -> None:
         """SIGSTOP: alive, but doing nothing until `resume` (a replica slow to
@@ -157,7 +147,7 @@ class Load:
             agent = self.agents[(n + index) % len(self.agents)]
             self.answers.append(self.faults.send(agent, f"echo {n}"))
             n += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the load's pace, not a wait: about 50 sends a second a thread
 
 
 @dataclass
@@ -258,13 +248,12 @@ class Faults:
 
     def wait_until_settled(self, within: float) -> None:
         """Until no task is left non-terminal (the fault's bound), or fail."""
-        deadline = time.monotonic() + within
-        while True:
-            left = self.unfinished_tasks()
-            if not left:
-                return
-            assert time.monotonic() < deadline, f"tasks left unfinished after {within} s: {left}"
-            time.sleep(0.3)
+        wait_for(
+            lambda: not self.unfinished_tasks(),
+            seconds=within,
+            every=0.3,
+            what=lambda: f"tasks left unfinished: {self.unfinished_tasks()}",
+        )
 
     # The invariants ------------------------------------------------------------------
 
@@ -292,8 +281,7 @@ class Faults:
         self._tasks_recorded(answered)
 
     def _audited(self, trace_ids: list[str], within: float = 30) -> None:
-        deadline = time.monotonic() + within
-        while True:
+        def missing() -> list[str]:
             seen = {
                 row["trace_id"]
                 for row in self.query(
@@ -301,11 +289,13 @@ class Faults:
                     trace_ids,
                 )
             }
-            missing = [t for t in trace_ids if t not in seen]
-            if not missing:
-                return
-            assert time.monotonic() < deadline, f"{len(missing)} answers not audited: {missing[:5]}"
-            time.sleep(0.5)
+            return [t for t in trace_ids if t not in seen]
+
+        def said() -> str:
+            left = missing()
+            return f"{len(left)} answers not audited: {left[:5]}"
+
+        wait_for(lambda: not missing(), seconds=within, every=0.5, what=said)
 
     def _tasks_recorded(self, answers: list[Answer]) -> None:
         told: dict[str, str] = {}

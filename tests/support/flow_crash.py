@@ -10,7 +10,6 @@ the gateway again, and count what the desk received."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from tests.support.servers import ServerThread
+from tests.support.waiting import wait_for
 
 USER = ("dana", "sales:quote")
 
@@ -51,13 +51,11 @@ class CrashWorld:
         seconds: float = 60,
     ) -> dict[str, Any]:
         """The run once ``holds`` says so; failing the test at the deadline."""
-        deadline = time.monotonic() + seconds
-        body = self.seen(flow, run_id)
-        while not holds(body):
-            assert time.monotonic() < deadline, f"run never got there: {body}"
-            time.sleep(0.05)
-            body = self.seen(flow, run_id)
-        return body
+        return wait_for(
+            lambda: body if holds(body := self.seen(flow, run_id)) else None,
+            seconds=seconds,
+            what=lambda: f"run never got there: {self.seen(flow, run_id)}",
+        )
 
     def ended(self, flow: str, run_id: str) -> dict[str, Any]:
         return self.until(flow, run_id, lambda r: r["state"] in ("completed", "failed"))

@@ -8,7 +8,6 @@ import contextlib
 import gzip
 import http.server
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+
+from tests.support import waiting
 
 SERVER, CLIENT, INTERNAL = (
     ProtoSpan.SPAN_KIND_SERVER,
@@ -72,16 +73,16 @@ class Receiver:
     def wait_for(
         self, found: Callable[[list[Exported]], bool], seconds: float = 15.0
     ) -> list[Exported]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        def arrived() -> list[Exported] | None:
             with self.lock:
                 spans = list(self.spans)
-            if found(spans):
-                return spans
-            time.sleep(0.05)
-        with self.lock:
-            names = [(s.name, s.trace_id) for s in self.spans]
-        raise AssertionError(f"spans never arrived; got {names}")
+            return spans if found(spans) else None
+
+        def got() -> str:
+            with self.lock:
+                return f"spans never arrived; got {[(s.name, s.trace_id) for s in self.spans]}"
+
+        return waiting.wait_for(arrived, seconds=seconds, what=got)
 
 
 def _value(value: Any) -> Any:

@@ -16,11 +16,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.waiting import wait_for
 
 # Below the kernel's ephemeral range (net.ipv4.ip_local_port_range).
 _FIXED_PORTS_FROM = 15000
@@ -140,15 +141,14 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError):
-                import socket
 
+        def listening() -> bool:
+            with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+                return True
+            return False
+
+        wait_for(listening, seconds=10, what="redis-server did not start")
 
     def stop(self) -> None:
         if self.process is not None:

@@ -15,7 +15,6 @@ import os
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from gateway.demo.servers import serve_then_close
+from tests.support.waiting import wait_for
 
 # The ports this process's servers take: a band of its own (by its xdist
 # worker), below the system's ephemeral range (32768-60999 on Linux). A port
@@ -163,13 +163,13 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
+
+        def started() -> bool:
             if self._error is not None or not self._thread.is_alive():
                 raise RuntimeError(f"server failed to start: {self._error!r}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not start in 30 s")
-            time.sleep(0.02)
+            return self.server.started
+
+        wait_for(started, seconds=30, every=0.02, what="the server did not start")
         return self
 
     def request_stop(self) -> None:

@@ -3,10 +3,10 @@ running gateway: keys, credentials, policy, audit."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import selectors
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from registry.tls import client_tls
 from tests.gateway.cli.test_cli import CLI, run
 from tests.support.delegation import USER_SCOPES, Deployment, deployment
 from tests.support.inspecting import verify_as_downstream
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -66,16 +67,20 @@ def _keys_rotate_while_the_gateway_runs(dep: Deployment) -> None:
 
     # The running gateway picks up the new key within its recheck interval
     # (a new user each time, so the token cache does not answer).
-    deadline = time.monotonic() + KEY_RECHECK + 20
-    for attempt in range(1000):
-        assert dep.send("support", gw.token(f"dave{attempt}", USER_SCOPES)).status_code == 200
+    users = (f"dave{attempt}" for attempt in itertools.count())
+
+    def signed_with_the_new_key() -> str | None:
+        assert dep.send("support", gw.token(next(users), USER_SCOPES)).status_code == 200
         latest = dep["support"].recorder.calls()[-1].bearer
         assert latest is not None
-        if jwt.get_unverified_header(latest)["kid"] == new_kid:
-            break
-        assert time.monotonic() < deadline, "the gateway never started signing with the new key"
-        time.sleep(KEY_RECHECK / 10)
-    assert latest is not None
+        return latest if jwt.get_unverified_header(latest)["kid"] == new_kid else None
+
+    latest = wait_for(
+        signed_with_the_new_key,
+        seconds=KEY_RECHECK + 20,
+        every=KEY_RECHECK / 10,
+        what="the gateway never started signing with the new key",
+    )
     verify_as_downstream(latest, gw.url, dep["support"].resource)
 
     # Retiring at once removes the old key from the JWKS once the gateway re-reads it.
@@ -198,14 +203,18 @@ def test_audit_tail_and_export(dep: Deployment, tmp_path: Path) -> None:
         assert follower.stdout is not None
         ready = selectors.DefaultSelector()
         ready.register(follower.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
-        for attempt in range(1000):
-            dep.send("support", dep.gateway.token(f"erin{attempt}", USER_SCOPES))
-            if ready.select(timeout=1.0):
-                line = follower.stdout.readline()
-                assert "erin" in line and "allow" in line, line
-                break
-            assert time.monotonic() < deadline, "audit tail --follow printed nothing"
+        users = (f"erin{attempt}" for attempt in itertools.count())
+
+        def printed() -> str | None:
+            assert follower.stdout is not None
+            dep.send("support", dep.gateway.token(next(users), USER_SCOPES))
+            if not ready.select(timeout=1.0):
+                return None
+            line = follower.stdout.readline()
+            assert "erin" in line and "allow" in line, line
+            return line
+
+        wait_for(printed, seconds=60, every=0, what="audit tail --follow printed nothing")
     finally:
         follower.kill()
         follower.communicate()  # reaps the process and closes its pipe

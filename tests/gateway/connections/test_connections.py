@@ -31,6 +31,7 @@ from gateway.connections.upstream import Upstream
 from gateway.connections.vault import Vault
 from gateway.storage.db import migrated
 from registry.tables import mcp_servers
+from tests.support.waiting import wait_for_async, wait_for_awaited
 
 AS = "https://as.example"
 MCP = "https://mcp.example/mcp"
@@ -149,7 +150,7 @@ async def test_two_replicas_refresh_a_connection_once(engine: AsyncEngine) -> No
     vendor.token_gate = asyncio.Event()
     first = asyncio.create_task(token_for(one, UPSTREAM))
     second = asyncio.create_task(token_for(two, UPSTREAM))
-    await _until(lambda: vendor.started == 2)  # the first refresh is at the server
+    await wait_for_async(lambda: vendor.started == 2)  # the first refresh is at the server
     vendor.token_gate.set()
     tokens = await asyncio.gather(first, second)
     assert vendor.refreshes == ["refresh-1"], "the refresh token was sent once"
@@ -164,12 +165,12 @@ async def test_a_caller_cancelled_mid_refresh_keeps_the_rotated_tokens(
     await connected(connections)
     vendor.token_gate = asyncio.Event()
     call = asyncio.create_task(token_for(connections, UPSTREAM))
-    await _until(lambda: vendor.started == 2)  # the refresh is at the server
+    await wait_for_async(lambda: vendor.started == 2)  # the refresh is at the server
     call.cancel()
     vendor.token_gate.set()
     with pytest.raises(asyncio.CancelledError):
         await call
-    await _until(lambda: vendor.issued == 2)
+    await wait_for_async(lambda: vendor.issued == 2)
     kept = await _eventually(connections.vault, "alice")
     assert kept.refresh_token == "refresh-2", "the rotated refresh token was kept"
 
@@ -182,7 +183,7 @@ async def test_tokens_refreshed_for_a_connection_removed_meanwhile_are_revoked(
     await connected(connections)
     vendor.token_gate = asyncio.Event()
     call = asyncio.create_task(token_for(connections, UPSTREAM))
-    await _until(lambda: vendor.started == 2)  # the refresh is at the server
+    await wait_for_async(lambda: vendor.started == 2)  # the refresh is at the server
     await connections.forget_upstream("notes")  # the server removed meanwhile
     assert vendor.revoked == ["refresh-1"]  # what the removal read
     vendor.token_gate.set()
@@ -274,18 +275,9 @@ def test_the_pending_cookie_opens_only_unchanged() -> None:
     assert seal.open(json.dumps({"state": "st"})) is None
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
-
-
 async def _eventually(vault: Vault, user: str) -> Any:
-    for _ in range(200):
+    async def refreshed() -> Any:
         found = await vault.get(user, "idp", "notes")
-        if found is not None and found.version > 1:
-            return found
-        await asyncio.sleep(0.01)
-    raise AssertionError("the refreshed connection was never written")
+        return found if found is not None and found.version > 1 else None
+
+    return await wait_for_awaited(refreshed, what="the refreshed connection was never written")

@@ -4,14 +4,13 @@ chain that starts with the user names the user once."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from registry.tls import client_tls
 from tests.support.console import dev_login
-from tests.support.flows import QUOTE_FLOW, flow_setup
+from tests.support.flows import QUOTE_FLOW, flow_setup, wait_for_run
 
 
 def test_a_checkpoint_approval_shows_the_runs_grant_not_a_token(tmp_path: Path) -> None:
@@ -21,11 +20,7 @@ def test_a_checkpoint_approval_shows_the_runs_grant_not_a_token(tmp_path: Path) 
             big = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
             started = dana.post("/flows/quote-flow/runs", json={"input": big})
             assert started.status_code == 202, started.text
-            run_path = f"/flows/quote-flow/runs/{started.json()['id']}"
-            deadline = time.monotonic() + 30
-            while (run := dana.get(run_path).json())["state"] != "input_required":
-                assert time.monotonic() < deadline, run
-                time.sleep(0.1)
+            run = wait_for_run(dana, started.json(), "input_required")
         [approval] = [s["approval_id"] for s in run["steps"] if s.get("approval_id")]
         with httpx.Client(base_url=setup.gateway.url, timeout=30, verify=client_tls()) as client:
             dev_login(client, "root", "switchboard:admin")

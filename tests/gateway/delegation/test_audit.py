@@ -27,6 +27,7 @@ from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_reads import AuditQuery, AuditRecord, InvalidAuditCursor
 from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
+from tests.support.waiting import wait_for_async, wait_for_awaited
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -450,10 +451,15 @@ async def test_a_full_buffer_during_an_outage_goes_to_the_log(
 
 
 async def wait_for_rows(engine: AsyncEngine, count: int, within: float) -> float:
+    """Seconds until ``count`` rows are written (failing past ``within``)."""
     started = time.monotonic()
-    while await rows_in_table(engine) < count:
-        assert time.monotonic() - started < within, "the background writer did not flush"
-        await asyncio.sleep(0.01)
+
+    async def written() -> bool:
+        return await rows_in_table(engine) >= count
+
+    await wait_for_awaited(
+        written, seconds=within, every=0.01, what="the background writer did not flush"
+    )
     return time.monotonic() - started
 
 
@@ -485,10 +491,9 @@ async def test_run_forever_retries_after_a_failure(
         log = AuditLog(engine, flush_seconds=0.01)
         async with running(log) as task:
             await log.record(event())
-            deadline = time.monotonic() + 2
-            while "audit records cannot be written" not in caplog.text:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
+            await wait_for_async(
+                lambda: "audit records cannot be written" in caplog.text, seconds=2, every=0.01
+            )
             assert not task.done()  # a failure does not end the writer
 
             await upgrade(engine)

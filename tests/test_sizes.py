@@ -54,7 +54,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("adapters/mcp.py", None),
         ("adapters/mcp_passthrough.py", None),
         ("registry/mcp_sync.py", "sync"),
-        ("registry/store.py", None),
     }
 )
 

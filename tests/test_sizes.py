@@ -48,7 +48,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/runner.py", None),
         ("gateway/flows/service.py", None),
         ("gateway/flows/service.py", "start"),
-        ("gateway/flows/startup.py", "start"),
         ("adapters/mcp.py", None),
         ("adapters/mcp_passthrough.py", None),
     }

@@ -41,7 +41,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/agents/calls.py", None),
         ("gateway/agents/calls.py", "_relay"),
         ("gateway/delegation/pipeline.py", None),
-        ("gateway/federation/tool_calls.py", "send"),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/fanout_parallel.py", "_join"),

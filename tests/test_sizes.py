@@ -43,7 +43,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/delegation/pipeline.py", None),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
-        ("gateway/flows/fanout_parallel.py", "_join"),
         ("gateway/flows/runner.py", None),
         ("gateway/flows/service.py", None),
         ("gateway/flows/service.py", "start"),

@@ -1,12 +1,16 @@
 """An agent's row, both ways: the columns a parsed card is stored in, and the
-`AgentRecord` a row is shown as (`registry.store` reads and writes them)."""
+`AgentRecord` a row is shown as; and each card's version row
+(`registry.store` reads and writes them)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.cards import ParsedCard
 from registry.models import (
@@ -18,7 +22,7 @@ from registry.models import (
     SkillSummary,
 )
 from registry.signatures import SignatureCheck
-from registry.tables import agents, as_utc
+from registry.tables import agent_card_versions, agents, as_utc
 
 
 def card_columns(parsed: ParsedCard, signature: SignatureCheck) -> dict[str, Any]:
@@ -85,4 +89,26 @@ def skill_summary(skill: Mapping[str, Any]) -> SkillSummary:
         tags=list(skill.get("tags", [])),
         input_modes=list(skill.get("inputModes", [])),
         output_modes=list(skill.get("outputModes", [])),
+    )
+
+
+async def insert_version(
+    conn: AsyncConnection,
+    agent_id: str,
+    revision: int,
+    parsed: ParsedCard,
+    signature: SignatureCheck,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(agent_card_versions).values(
+            agent_id=agent_id,
+            revision=revision,
+            card=parsed.normalized,
+            original_card=parsed.original,
+            card_digest=parsed.digest,
+            card_version=parsed.card.version,
+            signature_status=signature.status.value,
+            created_at=now,
+        )
     )

@@ -1,5 +1,6 @@
 """How agents are found: the words and facets a card is indexed by, what a
-caller shown only some skills of a card may find it by, and listing cursors."""
+caller shown only some skills of a card may find it by, listing cursors, and
+the statement a search page is read with."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import delete, exists, insert
+from sqlalchemy import Select, delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from registry.agent_rows import RECORD_COLUMNS
 from registry.cards import ParsedCard
 from registry.models import AGENT_ID_PATTERN, AgentQuery
 from registry.tables import agent_facets, agents
@@ -130,3 +132,47 @@ def decode_cursor(cursor: str) -> str:
     if not re.fullmatch(AGENT_ID_PATTERN, value):
         raise InvalidCursor("cursor is not one this API returned")
     return value
+
+
+# Upper bound for a prefix range: sorts after every string starting with the prefix.
+_MAX_CHAR = "\U0010ffff"
+
+
+def search_statement(query: AgentQuery) -> Select[Any]:
+    """The page of agents ``query`` asks for, in id order, every filter
+    answered from the facet index (`registry.store.SqlAgentStore.search_with_cards`)."""
+    exact = [
+        (kind, value)
+        for kind, value in (
+            ("skill", query.skill),
+            ("tag", query.tag.lower() if query.tag else None),
+            ("input", query.input_mode),
+            ("output", query.output_mode),
+        )
+        if value
+    ]
+    statement = select(*RECORD_COLUMNS)
+    order = agents.c.id
+    if exact:
+        kind, value = exact.pop(0)
+        driver = agent_facets.alias("driver")
+        statement = statement.join_from(agents, driver, driver.c.agent_id == agents.c.id).where(
+            driver.c.kind == kind, driver.c.value == value
+        )
+        order = driver.c.agent_id
+    for kind, value in exact:
+        statement = statement.where(has_facet(kind, agent_facets.c.value == value))
+    # Every word of the query must begin a word of the card. Without an
+    # exact filter the longest word (likely the rarest) drives, through
+    # the index, so a query that matches nothing reads almost nothing.
+    words = sorted(search_words(query.q or ""), key=lambda w: (-len(w), w))
+    for position, word in enumerate(words):
+        prefix = (agent_facets.c.value >= word) & (agent_facets.c.value < word + _MAX_CHAR)
+        if position == 0 and order is agents.c.id:
+            driving = select(agent_facets.c.agent_id).where(agent_facets.c.kind == "word", prefix)
+            statement = statement.where(agents.c.id.in_(driving))
+        else:
+            statement = statement.where(has_facet("word", prefix))
+    if query.cursor:
+        statement = statement.where(order > decode_cursor(query.cursor))
+    return statement.order_by(order).limit(query.limit + 1)

@@ -71,6 +71,11 @@ class _Naming:
     refused: dict[str, Refusal] = field(default_factory=dict)  # refuses a registration
     fell_back: dict[str, str] = field(default_factory=dict)  # own name held: prefixed form
 
+    def kept_out(self) -> dict[str, str]:
+        """Each tool kept from its own name (under the name it is given): why."""
+        refused = {self.names[tool]: why.reason for tool, why in self.refused.items()}
+        return refused | {self.names[tool]: why for tool, why in self.fell_back.items()}
+
 
 async def sync(
     conn: AsyncConnection,
@@ -94,9 +99,7 @@ async def sync(
     )
     if registering and naming.refused:
         _refuse(server_id, naming.refused)
-    kept_out = {naming.names[tool]: why.reason for tool, why in naming.refused.items()} | {
-        naming.names[tool]: why for tool, why in naming.fell_back.items()
-    }
+    kept_out = naming.kept_out()
     added: list[str] = []
     changed: list[str] = []
     rewritten: list[str] = []
@@ -129,11 +132,15 @@ async def sync(
             else:
                 rewritten.append(row["namespaced"])
     removed = await _mark_removed(conn, server_id, current, seen, now)
-    await conn.execute(
-        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
-    )
+    await _refreshed(conn, server_id, now)
     return SyncResult(
         added=added, changed=changed, removed=removed, kept_out=kept_out, rewritten=rewritten
+    )
+
+
+async def _refreshed(conn: AsyncConnection, server_id: str, now: datetime) -> None:
+    await conn.execute(
+        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
     )
 
 

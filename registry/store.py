@@ -18,17 +18,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from registry.agent_health import AgentHealthRecords, HealthTarget
-from registry.agent_rows import RECORD_COLUMNS, agent_record, card_columns
+from registry.agent_rows import agent_record, card_columns, insert_version
 from registry.agent_search import (
     MAX_WORD,
     MAX_WORDS,
     InvalidCursor,
     card_facets,
-    decode_cursor,
     encode_cursor,
     encode_cursor_of,
-    has_facet,
     replace_facets,
+    search_statement,
     search_text,
     search_words,
     skill_filters_match,
@@ -82,10 +81,6 @@ def is_agent_id(value: str) -> bool:
     """Only ids of the registry's shape can exist; anything else (a NUL, which
     PostgreSQL text cannot even hold) names no agent, without asking the database."""
     return _AGENT_ID.fullmatch(value) is not None
-
-
-# Upper bound for a prefix range: sorts after every string starting with the prefix.
-_MAX_CHAR = "\U0010ffff"
 
 
 class AgentConflict(Exception):
@@ -166,7 +161,7 @@ class SqlAgentStore(AgentHealthRecords):
                     )
                 await refuse_agent_names(conn, agent.id, agent.parsed.skill_ids)
                 await conn.execute(insert(agents).values(**row))
-                await _insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
+                await insert_version(conn, agent.id, 1, agent.parsed, agent.signature, now)
                 await replace_facets(conn, agent.id, agent.parsed)
                 if also is not None:
                     await also(conn)
@@ -217,7 +212,7 @@ class SqlAgentStore(AgentHealthRecords):
                 )
                 if result.rowcount != 1:
                     raise AgentConflict(agent_id)
-                await _insert_version(conn, agent_id, revision, parsed, signature, now)
+                await insert_version(conn, agent_id, revision, parsed, signature, now)
                 await replace_facets(conn, agent_id, parsed)
         record = await self.get(agent_id)
         if record is None:
@@ -368,43 +363,7 @@ class SqlAgentStore(AgentHealthRecords):
         match. Further filters and free-text words are point lookups on the
         facet primary key (agent_id, kind, value) for each candidate.
         """
-        exact = [
-            (kind, value)
-            for kind, value in (
-                ("skill", query.skill),
-                ("tag", query.tag.lower() if query.tag else None),
-                ("input", query.input_mode),
-                ("output", query.output_mode),
-            )
-            if value
-        ]
-        statement = select(*RECORD_COLUMNS)
-        order = agents.c.id
-        if exact:
-            kind, value = exact.pop(0)
-            driver = agent_facets.alias("driver")
-            statement = statement.join_from(agents, driver, driver.c.agent_id == agents.c.id).where(
-                driver.c.kind == kind, driver.c.value == value
-            )
-            order = driver.c.agent_id
-        for kind, value in exact:
-            statement = statement.where(has_facet(kind, agent_facets.c.value == value))
-        # Every word of the query must begin a word of the card. Without an
-        # exact filter the longest word (likely the rarest) drives, through
-        # the index, so a query that matches nothing reads almost nothing.
-        words = sorted(search_words(query.q or ""), key=lambda w: (-len(w), w))
-        for position, word in enumerate(words):
-            prefix = (agent_facets.c.value >= word) & (agent_facets.c.value < word + _MAX_CHAR)
-            if position == 0 and order is agents.c.id:
-                driving = select(agent_facets.c.agent_id).where(
-                    agent_facets.c.kind == "word", prefix
-                )
-                statement = statement.where(agents.c.id.in_(driving))
-            else:
-                statement = statement.where(has_facet("word", prefix))
-        if query.cursor:
-            statement = statement.where(order > decode_cursor(query.cursor))
-        statement = statement.order_by(order).limit(query.limit + 1)
+        statement = search_statement(query)
         async with self._engine.connect() as conn:
             rows = list((await conn.execute(statement)).mappings())
         items = [agent_record(r) for r in rows[: query.limit]]
@@ -429,28 +388,6 @@ class SqlAgentStore(AgentHealthRecords):
 
 
 # Helpers ----------------------------------------------------------------------
-
-
-async def _insert_version(
-    conn: AsyncConnection,
-    agent_id: str,
-    revision: int,
-    parsed: ParsedCard,
-    signature: SignatureCheck,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        insert(agent_card_versions).values(
-            agent_id=agent_id,
-            revision=revision,
-            card=parsed.normalized,
-            original_card=parsed.original,
-            card_digest=parsed.digest,
-            card_version=parsed.card.version,
-            signature_status=signature.status.value,
-            created_at=now,
-        )
-    )
 
 
 def _now() -> datetime:

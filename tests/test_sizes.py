@@ -39,20 +39,13 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
     {
         ("gateway/agents/calls.py", None),
         ("gateway/agents/calls.py", "_relay"),
-        ("gateway/federation/tool_calls.py", "send"),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
-        ("gateway/flows/fanout_parallel.py", "_join"),
-        ("gateway/flows/reviews.py", "go_on"),
         ("gateway/flows/runner.py", None),
         ("gateway/flows/service.py", None),
         ("gateway/flows/service.py", "start"),
-        ("gateway/flows/startup.py", "start"),
-        ("gateway/flows/target_checks.py", "call"),
         ("adapters/mcp.py", None),
         ("adapters/mcp_passthrough.py", None),
-        ("registry/mcp_sync.py", "sync"),
-        ("registry/store.py", None),
     }
 )
 

@@ -19,11 +19,12 @@ from mcp.shared.dispatcher import ProgressFnT
 from adapters.mcp import McpUpstream, UpstreamUnavailable
 from adapters.mcp_http import refusals_noted
 from adapters.mcp_relay import CallRelay
+from adapters.openapi import OpenApiUpstream
 from adapters.operations import Operation
 from gateway.delegation.delegate import Delegate, Sending
 from gateway.delegation.permits import Permit
 from gateway.federation.catalog import Server
-from gateway.federation.credentials import CallCredential
+from gateway.federation.credentials import CallCredential, UpstreamCredentials
 from gateway.federation.federated_tools import (
     AUDIT_EVENT,
     FederatedTool,
@@ -75,6 +76,50 @@ async def send(
     the call ends unsent, recorded, and what its admission took (a
     coordination lease, budget) is given back."""
     tool, server, permit = admitted
+    upstream, credentials = await _live_upstream(
+        delegate, upstreams, admitted, connect_timeout_seconds
+    )
+    timeout = server.timeout_seconds or default_timeout_seconds
+    credential = CallCredential(credentials, permit, user_token)
+
+    call_tool = functools.partial(
+        upstream.call_tool,
+        tool.upstream_name,
+        arguments,
+        timeout_seconds=timeout,
+        progress_callback=progress_callback,
+        input_responses=input_responses,
+        request_state=request_state,
+        relay=relay,
+        legacy=legacy,
+    )
+    # Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
+    wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
+    sending: Sending[Result] = Sending(
+        upstream=tool.server_id,
+        attempt=_attempt(call_tool, credential),
+        before=_before(credential, on_sending),
+        went_with=credential.went_with,
+        explain=functools.partial(explain_failure, tool.server_id),
+        idempotent=idempotent,
+        recorded=result_record,
+        classify=classify_failure,
+        counts=counts_for_breaker,
+        operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
+    )
+    return restamped(await delegate.send(permit, AUDIT_EVENT, sending))
+
+
+async def _live_upstream(
+    delegate: Delegate,
+    upstreams: McpUpstreams,
+    admitted: AdmittedTool,
+    connect_timeout_seconds: float,
+) -> tuple[McpUpstream | OpenApiUpstream, UpstreamCredentials]:
+    """What serves the admitted tool, ready, with the credential configured
+    for it; a refusal recorded (a tool not approved, a server not connected),
+    or the gateway's own outage, otherwise."""
+    tool, _, permit = admitted
     # Only the approved definition may be called.
     if not tool.callable:
         refusal = ToolQuarantined(tool)
@@ -93,9 +138,33 @@ async def send(
         # Not connected because the gateway's own part failed (its
         # database down): that outage is the answer, not the server.
         raise outage
-    timeout = server.timeout_seconds or default_timeout_seconds
+    return upstream, credentials
 
-    credential = CallCredential(credentials, permit, user_token)
+
+def _attempt(
+    call_tool: Callable[..., Awaitable[Result]], credential: CallCredential
+) -> Callable[[], Awaitable[Result]]:
+    """One attempt: ``call_tool`` with the credential of the moment; a
+    refusal of the user's own token is the connection's to say."""
+
+    async def call() -> Result:
+        with refusals_noted() as refusals:
+            try:
+                return await call_tool(credential=await credential.get())
+            except Exception:
+                refused = await credential.refused(refusals)
+                if refused is not None:
+                    raise refused from None
+                raise
+
+    return call
+
+
+def _before(
+    credential: CallCredential, on_sending: Callable[[], Awaitable[None]] | None
+) -> Callable[[], Awaitable[None]]:
+    """What runs once the call will be sent: the credential checked, then
+    ``on_sending``; its failure ends the call unsent (`NotSent`)."""
 
     async def before() -> None:
         await credential.check()
@@ -108,38 +177,4 @@ async def send(
                 raise  # the gateway's own dependency: that outage is the answer
             raise NotSent(f"not sent: {exc}") from exc
 
-    async def call() -> Result:
-        with refusals_noted() as refusals:
-            try:
-                return await upstream.call_tool(
-                    tool.upstream_name,
-                    arguments,
-                    credential=await credential.get(),
-                    timeout_seconds=timeout,
-                    progress_callback=progress_callback,
-                    input_responses=input_responses,
-                    request_state=request_state,
-                    relay=relay,
-                    legacy=legacy,
-                )
-            except Exception:
-                refused = await credential.refused(refusals)
-                if refused is not None:
-                    raise refused from None
-                raise
-
-    # Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
-    wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
-    sending: Sending[Result] = Sending(
-        upstream=tool.server_id,
-        attempt=call,
-        before=before,
-        went_with=credential.went_with,
-        explain=functools.partial(explain_failure, tool.server_id),
-        idempotent=idempotent,
-        recorded=result_record,
-        classify=classify_failure,
-        counts=counts_for_breaker,
-        operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
-    )
-    return restamped(await delegate.send(permit, AUDIT_EVENT, sending))
+    return before

@@ -51,26 +51,8 @@ class ParallelSteps(FanOutSteps):
         runs = {b: walked.get(b) or fresh[b] for b in fresh}
         walked.update(runs)
         if again:
-            calls = [b for b in todo if isinstance(b, CallStep)]
-            others: list[str] = []
-            for lane in runs.values():  # each from the step that ended it short
-                lane_calls, lane_others = lanes.to_reset(lane, lane.again())
-                calls += lane_calls
-                others += lane_others
-            await DBOS.run_step_async(
-                {"name": f"reset {step.id} branches"}, self.reset_again, calls, others, step.id
-            )
-            for branch in todo:
-                del outcomes[branch.id]
-        # Step ids for every branch (a sequence's: one per step), drawn in
-        # order now: the branches then run at once, and a replay finds each
-        # call's record under the same id.
-        reservations = {}
-        for branch in todo:
-            if isinstance(branch, Lane):
-                runs[branch.id].reserve()
-            else:
-                reservations[branch.id] = DBOS.reserve_step()
+            await self._reset_branches(step, todo, runs, outcomes)
+        reservations = _reserve(todo, runs)
         decided = asyncio.Event()
 
         async def one(branch: Branch) -> None:
@@ -92,10 +74,7 @@ class ParallelSteps(FanOutSteps):
 
         await asyncio.gather(*(one(b) for b in todo))
         ended = await self._go_on_waiting(step, outcomes, runs)
-        for lane in runs.values():  # a branch's steps, readable after the parallel step
-            for inner in lane.steps:  # this round's, not a round before's
-                self.ctx["steps"].pop(inner.id, None)
-            self.ctx["steps"].update(lane.seen)
+        self._keep_lane_steps(runs)
         if ended is not None:  # a human said no: the run ends so
             await self.mark(step.id, "parallel", "failed", error=ended["error"])
             return ended
@@ -107,30 +86,40 @@ class ParallelSteps(FanOutSteps):
             if ended is not None:  # rejected, withdrawn, or still failing: the run ends
                 await self.mark(step.id, "parallel", "failed", error=ended["error"])
                 return ended
-        # Keyed by the branches' ids as the flow names them: in a loop's round
-        # "b#2" is recorded, and read as steps.p.output.b (docs/flows.md).
-        done = {
-            b.id.partition("#")[0]: outcomes[b.id]["output"]
-            for b in branches
-            if outcomes[b.id]["state"] == "completed"
-        }
-        outcome: dict[str, Any]
-        if join_verdict(step, outcomes, hopeful=False) == "met":
-            outcome = {"state": "completed", "output": done, "text": "", "error": None}
-        else:
-            join = _join_name(step.parallel.join)
-            errors = "; ".join(
-                f"{b.id}: {outcomes[b.id]['error']}" for b in branches if outcomes[b.id]["error"]
-            )
-            outcome = failed(f"join {join} not met ({errors or 'no branch completed'})")
+        outcome = _joined(step, outcomes)
+        state = str(outcome["state"])
         await self.mark(
-            step.id,
-            "parallel",
-            str(outcome["state"]),
-            output=outcome["output"],
-            error=outcome["error"],
+            step.id, "parallel", state, output=outcome["output"], error=outcome["error"]
         )
         return outcome
+
+    async def _reset_branches(
+        self,
+        step: ParallelStep,
+        todo: list[Branch],
+        runs: dict[str, lanes.LaneRun],
+        outcomes: dict[str, dict[str, Any]],
+    ) -> None:
+        """Before the branches that did not complete run again: their
+        records reset (in one recorded step), their outcomes forgotten."""
+        calls = [b for b in todo if isinstance(b, CallStep)]
+        others: list[str] = []
+        for lane in runs.values():  # each from the step that ended it short
+            lane_calls, lane_others = lanes.to_reset(lane, lane.again())
+            calls += lane_calls
+            others += lane_others
+        await DBOS.run_step_async(
+            {"name": f"reset {step.id} branches"}, self.reset_again, calls, others, step.id
+        )
+        for branch in todo:
+            del outcomes[branch.id]
+
+    def _keep_lane_steps(self, runs: dict[str, lanes.LaneRun]) -> None:
+        """A branch's steps, readable after the parallel step."""
+        for lane in runs.values():
+            for inner in lane.steps:  # this round's, not a round before's
+                self.ctx["steps"].pop(inner.id, None)
+            self.ctx["steps"].update(lane.seen)
 
     async def _go_on_waiting(
         self,
@@ -235,6 +224,38 @@ class ParallelSteps(FanOutSteps):
             await self.mark(branch.id, lanes.KIND, "not_needed", parent=lane.parent)
             return {"state": "not_needed", "output": None, "text": "", "error": None}
         return await lane.walk(self, decided, settled=False)
+
+
+def _reserve(todo: list[Branch], runs: dict[str, lanes.LaneRun]) -> dict[str, Any]:
+    """Step ids for every branch (a sequence's: one per step), drawn in
+    order now: the branches then run at once, and a replay finds each
+    call's record under the same id."""
+    reservations = {}
+    for branch in todo:
+        if isinstance(branch, Lane):
+            runs[branch.id].reserve()
+        else:
+            reservations[branch.id] = DBOS.reserve_step()
+    return reservations
+
+
+def _joined(step: ParallelStep, outcomes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The parallel step's outcome, once its branches have settled."""
+    branches = step.parallel.branches
+    # Keyed by the branches' ids as the flow names them: in a loop's round
+    # "b#2" is recorded, and read as steps.p.output.b (docs/flows.md).
+    done = {
+        b.id.partition("#")[0]: outcomes[b.id]["output"]
+        for b in branches
+        if outcomes[b.id]["state"] == "completed"
+    }
+    if join_verdict(step, outcomes, hopeful=False) == "met":
+        return {"state": "completed", "output": done, "text": "", "error": None}
+    join = _join_name(step.parallel.join)
+    errors = "; ".join(
+        f"{b.id}: {outcomes[b.id]['error']}" for b in branches if outcomes[b.id]["error"]
+    )
+    return failed(f"join {join} not met ({errors or 'no branch completed'})")
 
 
 def _join_name(join: Any) -> str:

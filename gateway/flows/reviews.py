@@ -133,14 +133,13 @@ async def go_on(
             if answered.reply is None:
                 ended = answered.ended or failed(str(outcome["error"]))
                 return await _given_up(run, step, ended, asked)
-            answer = questions.Answer(asked, answered.reply, str(outcome.get("status")))
             outcome = await DBOS.run_step_async(
                 {"name": f"{name}, answer {asked}", "preemptible": True},
                 run.call_attempt,
                 step,
                 parent,
                 scope,
-                answer,
+                questions.Answer(asked, answered.reply, str(outcome.get("status"))),
                 approved,
             )
         elif outcome["state"] == HELD:
@@ -149,26 +148,40 @@ async def go_on(
             if held == MAX_REVIEWS:
                 return {**failed(str(outcome["error"])), "fatal": True}
             held += 1
-            # A key of its own (recorded): a step called again after a review
-            # is held for a new decision, not let go by the earlier one.
-            key = await DBOS.run_step_async(
-                {"name": f"approval key {step.id} {held}"}, secrets.token_hex, 3
-            )
-            ask = approval_step(step, held, str(outcome["error"]), key)
-            decided = await checkpoints.wait(run, ask, scope=scope)
-            if decided["state"] != "completed" or not decided["output"].get("approved"):
-                return decided
-            # Nothing was sent while it was held (a tool's record may say
-            # "sent" from before the decision): the approved call starts clean.
-            await DBOS.run_step_async(
-                {"name": f"reset {step.id} after approval {held}"}, reset, run, [step]
-            )
-            approved = True
-            outcome = await _attempts(
-                run, step, f"{name}, approved {held}", parent, scope, approved=True
-            )
+            outcome, approved = await _approved(run, step, name, outcome, held, parent, scope)
+            if not approved:
+                return outcome
         else:
             return outcome
+
+
+async def _approved(
+    run: ReviewedRun,
+    step: CallStep,
+    name: str,
+    outcome: dict[str, Any],
+    held: int,
+    parent: str | None,
+    scope: dict[str, Any] | None,
+) -> tuple[dict[str, Any], bool]:
+    """The ``held``-th call the policy held, as a checkpoint of its own: the
+    approved call's outcome (True), or the decision that was not approval."""
+    # A key of its own (recorded): a step called again after a review
+    # is held for a new decision, not let go by the earlier one.
+    key = await DBOS.run_step_async(
+        {"name": f"approval key {step.id} {held}"}, secrets.token_hex, 3
+    )
+    ask = approval_step(step, held, str(outcome["error"]), key)
+    decided = await checkpoints.wait(run, ask, scope=scope)
+    if decided["state"] != "completed" or not decided["output"].get("approved"):
+        return decided, False
+    # Nothing was sent while it was held (a tool's record may say
+    # "sent" from before the decision): the approved call starts clean.
+    await DBOS.run_step_async(
+        {"name": f"reset {step.id} after approval {held}"}, reset, run, [step]
+    )
+    made = await _attempts(run, step, f"{name}, approved {held}", parent, scope, approved=True)
+    return made, True
 
 
 async def _given_up(

@@ -32,6 +32,7 @@ from gateway.flows.store import FlowStore
 from gateway.flows.takeover import RunTakeover
 from gateway.flows.task_waits import TaskWakeUps
 from gateway.flows.triggers import FlowTriggers
+from gateway.settings import Settings
 from gateway.storage.periodic import Periodic
 from gateway.storage.replicas import ReplicaDirectory
 
@@ -88,49 +89,17 @@ class FlowsDoor:
             store=store,
             tasks=core.tasks,
             approvals=core.approvals,
-            settings=FlowSettings(
-                grant_max_seconds=settings.flow_grant_max_seconds,
-                checkpoint_poll_seconds=settings.flow_checkpoint_poll_seconds,
-                consent_timeout_seconds=settings.flow_consent_timeout_seconds,
-                secrets=settings.secrets,
-                retry_backoff_seconds=settings.flow_retry_backoff_seconds,
-                retry_backoff_max_seconds=settings.flow_retry_backoff_max_seconds,
-                max_json_depth=settings.max_json_depth,
-            ),
+            settings=_flow_settings(settings),
             front_door=self._a2a.front_door_parts,
             handler_for=self._a2a.handler_for,
             federation=federation,
         )
-        # Several replicas share a PostgreSQL database, and the workers of
-        # `serve --workers` an SQLite file: each runs its runs under its own
-        # executor id and takes over those of replicas gone. An SQLite file of
-        # one process is DBOS's `local`, recovered at each start.
-        postgresql = make_url(settings.effective_database_url).get_backend_name() == "postgresql"
-        shared = postgresql or settings.workers > 1
-        engine = FlowEngine(
-            settings.effective_database_url,
-            runtime,
-            executor_id=replicas.id if shared else "local",
-            # One process: every message is sent here and wakes its run at
-            # once (`flows.mailbox`); the poll is only a net then.
-            notification_poll_seconds=(
-                settings.flow_wake_poll_seconds if shared else mailbox.LONE_PROCESS_POLL_SECONDS
-            ),
-            alone=replicas.alone,
-        )
+        engine = _flow_engine(settings, runtime, replicas)
         # Also for `local`: the file may hold the runs of workers it had before.
         takeover = RunTakeover(engine, store, replicas)
         stack.push_async_callback(engine.stop)
         service = FlowService(runtime, engine, settings.effective_public_url)
-
-        async def decided(approval: Approval) -> None:
-            if approval.kind == "flow" and engine.launched:
-                await checkpoints.notify(approval)
-            # Any kind: a step may wait on a call its agent made onwards.
-            deep_approvals.decided(approval.id)
-
-        desk.listeners.append(decided)
-        desk.approvals.held_listeners.append(deep_approvals.held_now)
+        _hear_approvals(desk, engine)
         retention = RunRetention(
             core.engine,
             store,
@@ -151,13 +120,7 @@ class FlowsDoor:
         core.tasks.ended_listeners.append(wake_ups.on_ended)
         core.tasks.state_listeners.append(wake_ups.on_state)
         service.registered_listeners.append(wake_ups.forget)
-
-        async def schedules_match() -> None:
-            await schedules.sync(service)
-
-        schedules.install(service)
-        stack.callback(schedules.install, None)
-        service.registered_hooks.append(schedules_match)
+        _install_schedules(service, stack)
         self._parts = FlowParts(service, engine, takeover, retention, triggers)
         if await store.any():
             # Read before DBOS launches: its scheduler then fires new ticks.
@@ -166,3 +129,63 @@ class FlowsDoor:
             await schedules.sync(service)
             await schedule_catch_up.catch_up(service, fired)
         return self._parts
+
+
+def _flow_settings(settings: Settings) -> FlowSettings:
+    return FlowSettings(
+        grant_max_seconds=settings.flow_grant_max_seconds,
+        checkpoint_poll_seconds=settings.flow_checkpoint_poll_seconds,
+        consent_timeout_seconds=settings.flow_consent_timeout_seconds,
+        secrets=settings.secrets,
+        retry_backoff_seconds=settings.flow_retry_backoff_seconds,
+        retry_backoff_max_seconds=settings.flow_retry_backoff_max_seconds,
+        max_json_depth=settings.max_json_depth,
+    )
+
+
+def _flow_engine(
+    settings: Settings, runtime: FlowRuntime, replicas: ReplicaDirectory
+) -> FlowEngine:
+    # Several replicas share a PostgreSQL database, and the workers of
+    # `serve --workers` an SQLite file: each runs its runs under its own
+    # executor id and takes over those of replicas gone. An SQLite file of
+    # one process is DBOS's `local`, recovered at each start.
+    postgresql = make_url(settings.effective_database_url).get_backend_name() == "postgresql"
+    shared = postgresql or settings.workers > 1
+    return FlowEngine(
+        settings.effective_database_url,
+        runtime,
+        executor_id=replicas.id if shared else "local",
+        # One process: every message is sent here and wakes its run at
+        # once (`flows.mailbox`); the poll is only a net then.
+        notification_poll_seconds=(
+            settings.flow_wake_poll_seconds if shared else mailbox.LONE_PROCESS_POLL_SECONDS
+        ),
+        alone=replicas.alone,
+    )
+
+
+def _hear_approvals(desk: ApprovalDesk, engine: FlowEngine) -> None:
+    """A decision wakes the run whose checkpoint waits for it; a held call
+    shows on the step whose agent made it onwards."""
+
+    async def decided(approval: Approval) -> None:
+        if approval.kind == "flow" and engine.launched:
+            await checkpoints.notify(approval)
+        # Any kind: a step may wait on a call its agent made onwards.
+        deep_approvals.decided(approval.id)
+
+    desk.listeners.append(decided)
+    desk.approvals.held_listeners.append(deep_approvals.held_now)
+
+
+def _install_schedules(service: FlowService, stack: contextlib.AsyncExitStack) -> None:
+    """The flows' schedules fire through ``service`` until the app stops, and
+    follow each flow registered."""
+
+    async def schedules_match() -> None:
+        await schedules.sync(service)
+
+    schedules.install(service)
+    stack.callback(schedules.install, None)
+    service.registered_hooks.append(schedules_match)

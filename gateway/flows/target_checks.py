@@ -120,38 +120,9 @@ async def call(
     schema: Mapping[str, Any] | None = None
     tool: ToolInfo | None = None
     if target.agent is not None:
-        agent = await catalog.agent(target.agent)
-        if target.flow is not None and (agent is None or not agent.is_flow):
-            return [problem(step.id, f"{path}.call.flow", f"no flow {target.flow!r}")]
-        if agent is None:
-            return [problem(step.id, f"{path}.call.agent", f"no agent {target.agent!r}")]
-        skill = target.skill
-        if skill is None and len(agent.skills) != 1:
-            return [
-                problem(
-                    step.id,
-                    f"{path}.call.skill",
-                    f"agent {target.agent!r} has {len(agent.skills)} skills: name one "
-                    f"({', '.join(agent.skills)})",
-                )
-            ]
-        skill = skill or agent.skills[0]
-        if skill not in agent.skills:
-            return [
-                problem(
-                    step.id, f"{path}.call.skill", f"agent {target.agent!r} has no skill {skill!r}"
-                )
-            ]
-        schema = agent.contracts.get(skill)
-        if schema is not None and step.input is None:
-            return [
-                problem(
-                    step.id,
-                    f"{path}.input",
-                    f"skill {skill!r} of {target.agent!r} takes data matching its contract: "
-                    "give an input",
-                )
-            ]
+        schema, refused = await _agent_contract(step, path, catalog)
+        if refused:
+            return refused
     else:
         tool = await catalog.tool(str(target.tool))
         if tool is None:
@@ -174,6 +145,46 @@ async def call(
     if schema is not None and step.input is not None:
         problems += _contract(step, f"{path}.input", schema, known_shapes)
     return problems
+
+
+async def _agent_contract(
+    step: CallStep, path: str, catalog: Catalog
+) -> tuple[Mapping[str, Any] | None, list[Problem]]:
+    """A call of an agent's skill: the skill's contract (None: it has none),
+    or the problems that make the call impossible."""
+    target = step.call
+    assert target.agent is not None
+    agent = await catalog.agent(target.agent)
+    if target.flow is not None and (agent is None or not agent.is_flow):
+        return None, [problem(step.id, f"{path}.call.flow", f"no flow {target.flow!r}")]
+    if agent is None:
+        return None, [problem(step.id, f"{path}.call.agent", f"no agent {target.agent!r}")]
+    skill = target.skill
+    if skill is None and len(agent.skills) != 1:
+        return None, [
+            problem(
+                step.id,
+                f"{path}.call.skill",
+                f"agent {target.agent!r} has {len(agent.skills)} skills: name one "
+                f"({', '.join(agent.skills)})",
+            )
+        ]
+    skill = skill or agent.skills[0]
+    if skill not in agent.skills:
+        return None, [
+            problem(step.id, f"{path}.call.skill", f"agent {target.agent!r} has no skill {skill!r}")
+        ]
+    schema = agent.contracts.get(skill)
+    if schema is not None and step.input is None:
+        return None, [
+            problem(
+                step.id,
+                f"{path}.input",
+                f"skill {skill!r} of {target.agent!r} takes data matching its contract: "
+                "give an input",
+            )
+        ]
+    return schema, []
 
 
 def _contract(

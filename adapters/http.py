@@ -6,8 +6,9 @@ pool, which scans every connection on every request, falls far behind, and
 httpx over the `httpx-aiohttp` transport sits in between
 (`bench/a2a_forwarding.py`; figures in docs/performance.md). So:
 
-* the hot path (same-version pass-through, `gateway/a2a/passthrough.py`)
-  calls `UpstreamHTTP.post()`, which is aiohttp directly;
+* the hot paths (same-version pass-through, `gateway/agents/passthrough.py`;
+  an A2A 1.0 JSON-RPC stream, `gateway/agents/upstream_streams.py`) call
+  `UpstreamHTTP.post()` and `.post_stream()`, which are aiohttp directly;
 * the official SDKs' client transports need an `httpx.AsyncClient`; theirs
   (`UpstreamHTTP.httpx`) runs over the same aiohttp pool through
   `httpx_aiohttp.AiohttpTransport`.
@@ -37,7 +38,7 @@ from __future__ import annotations
 import http.cookiejar
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -99,6 +100,10 @@ class SafeResolver(AbstractResolver):
         await self._inner.close()
 
 
+# What `UpstreamHTTP.post_stream` yields: the answer's head, then its lines.
+Streamed = aiohttp.ClientResponse | bytes
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -147,7 +152,9 @@ class UpstreamHTTP:
     ) -> None:
         self._policy = policy
         self._connect_timeout = connect_timeout_seconds
+        self._idle_timeout = idle_timeout_seconds
         self.max_response_bytes = max_response_bytes
+        self.max_stream_bytes = max_stream_bytes
         self._checked: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self.httpx = httpx.AsyncClient(
@@ -200,6 +207,41 @@ class UpstreamHTTP:
             body = await read_capped(response, self.max_response_bytes)
             challenge = response.headers.get("WWW-Authenticate")
             return Answer(response.status, response.content_type, body, challenge)
+
+    async def post_stream(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> AsyncGenerator[Streamed]:
+        """POST and read the answer as it comes: first its head, then its
+        body line by line (without the line's end: CR LF, LF or CR, as SSE
+        reads them), capped at ``max_stream_bytes`` in all, each read waiting
+        at most the idle timeout. Closing the generator closes the connection.
+        Raises as `post` does."""
+        require_core("an A2A stream (pass-through)")
+        self.check_url(url)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._connect_timeout, sock_read=self._idle_timeout
+        )
+        async with self.session().post(
+            url,
+            data=body,
+            headers={**NO_CODING, **headers},
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            refuse_coding(response.headers.get("Content-Encoding"))
+            yield response
+            limit, seen, pending = self.max_stream_bytes, 0, b""
+            async for chunk in response.content.iter_any():
+                seen += len(chunk)
+                if seen > limit:
+                    raise UpstreamTooLarge(f"the event stream exceeds {limit} bytes")
+                lines = (pending + chunk).splitlines(keepends=True)
+                # The last line is whole once it ends in LF; a CR may be half of CR LF.
+                pending = b"" if lines[-1].endswith(b"\n") else lines.pop()
+                for line in lines:
+                    yield line.rstrip(b"\r\n")
+            if pending:
+                yield pending.rstrip(b"\r\n")
 
     async def aclose(self) -> None:
         await self.httpx.aclose()

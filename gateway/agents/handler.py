@@ -45,6 +45,7 @@ from gateway.agents.push_configs import PushConfigs
 from gateway.agents.stream_records import RUNNING
 from gateway.agents.task_events import first_then_rest, list_own_tasks
 from gateway.agents.tenants import without_tenants
+from gateway.agents.upstream_streams import send_message_streaming
 from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.runs import TERMINAL
 
@@ -151,7 +152,7 @@ class AgentHandler(PushConfigs, OperationsHandler):
         events = self._relay(
             admission,
             "SendStreamingMessage",
-            lambda t, c: t.send_message_streaming(params, context=c),
+            lambda t, c: send_message_streaming(self.upstreams.raw, t, params, c),
         )
         try:
             try:

@@ -90,7 +90,12 @@ def upstream_error(agent_id: str, exc: BaseException, timeout: float | None) -> 
 def _transport_failure(chain: list[BaseException]) -> str:
     """Say what failed in words that do not depend on the HTTP library."""
     connect = (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError)
-    lost = (httpx.RemoteProtocolError, httpx.ReadError, aiohttp.ServerDisconnectedError)
+    lost = (
+        httpx.RemoteProtocolError,
+        httpx.ReadError,
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientPayloadError,  # the body cut off (httpx-aiohttp: ReadError)
+    )
     for cause in reversed(chain):  # the deepest cause is the real one
         if isinstance(cause, connect):
             return "connection failed"

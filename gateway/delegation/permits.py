@@ -4,7 +4,7 @@ every door and `gateway.delegation.pipeline` pass around."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from policies.coordination import Plan
@@ -45,7 +45,17 @@ class Caller:
 
     def stored(self) -> dict[str, Any]:
         """As JSON, to act for this caller later (`from_stored`); no token in it."""
-        return {**asdict(self), "scopes": sorted(self.scopes), "actors": list(self.actors)}
+        # Field by field: `asdict` deep-copies, and this is written with every
+        # task a caller's call records.
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "scopes": sorted(self.scopes),
+            "actors": list(self.actors),
+            "client_id": self.client_id,
+            "not_after": self.not_after,
+            "txn": self.txn,
+        }
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any]) -> Caller:

@@ -4,6 +4,7 @@ gateway writes it: anything else in a token's ``txn`` claim is no txn."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -47,3 +48,19 @@ def test_a_users_own_token_carries_no_txn_a_token_for_a_call_onwards_does() -> N
     assert Caller.delegated(principal).txn == "run_1:quote"
     # Kept with a held call, and read back with it.
     assert Caller.from_stored(Caller.delegated(principal).stored()).txn == "run_1:quote"
+
+
+def test_a_stored_caller_holds_every_field_and_comes_back_whole() -> None:
+    caller = Caller(
+        subject="alice",
+        issuer="https://idp.example",
+        scopes=frozenset({"b", "a"}),
+        actors=("app", "agent"),
+        client_id="app",
+        not_after=1_900_000_000.5,
+        txn="run_1:quote",
+    )
+    stored = caller.stored()
+    assert list(stored) == [f.name for f in dataclasses.fields(Caller)]
+    assert stored["scopes"] == ["a", "b"] and stored["actors"] == ["app", "agent"]
+    assert Caller.from_stored(stored) == caller

@@ -212,12 +212,14 @@ class Connections:
             return current  # refreshed meanwhile, here or on another replica
         if current.refresh_token is None:
             return self._still_valid(upstream, current, "your connection expired")
-        if not await self.vault.claim_refresh(current):
+        # Shielded from the claim on: a caller going away must neither leave
+        # the claim held with no refresh under way (every other caller would
+        # wait it out) nor drop tokens the server has already rotated (the
+        # old refresh token is dead from then on).
+        refreshing = asyncio.ensure_future(self._claimed_refresh(current))
+        claimed, written = await asyncio.shield(refreshing)
+        if not claimed:
             return await self._after_other_refresh(upstream, current)
-        # Shielded: a caller going away must not drop tokens the server has
-        # already rotated (the old refresh token is dead from then on).
-        refreshing = asyncio.ensure_future(self._refresh(current))
-        written = await asyncio.shield(refreshing)
         if written is None:
             raise ConnectionRequired(
                 upstream.id, self.connect_url(upstream.id), "your connection was removed"
@@ -231,6 +233,14 @@ class Connections:
                 )
             return self._still_valid(upstream, current, f"refreshing failed: {written}")
         return written
+
+    async def _claimed_refresh(
+        self, current: Connection
+    ) -> tuple[bool, Connection | ConnectFailed | None]:
+        """(whether this replica took the claim, `_refresh`'s outcome if it did)."""
+        if not await self.vault.claim_refresh(current):
+            return False, None
+        return True, await self._refresh(current)
 
     async def _refresh(self, current: Connection) -> Connection | ConnectFailed | None:
         """Refresh a claimed connection: the new one; the failure (a refused

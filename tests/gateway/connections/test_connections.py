@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectFailed, ConnectionRequired
 from gateway.connections.pending import Pending, PendingSeal
 from gateway.connections.service import Connections
@@ -173,6 +174,38 @@ async def test_a_caller_cancelled_mid_refresh_keeps_the_rotated_tokens(
     await wait_for_async(lambda: vendor.issued == 2)
     kept = await _eventually(connections.vault, "alice")
     assert kept.refresh_token == "refresh-2", "the rotated refresh token was kept"
+
+
+async def test_a_caller_cancelled_as_it_claims_the_refresh_leaves_no_claim_held(
+    engine: AsyncEngine,
+) -> None:
+    """Cancelled after the claim is written but before it returns (a server's
+    session restarted as its registrant connects): the refresh still runs,
+    so the next caller gets the new token at once instead of waiting out a
+    claim nobody works on, then being handed the old one."""
+    vendor = Vendor()
+    connections = connections_of(engine, vendor)
+    await connected(connections)
+    vault = connections.vault
+    claim = vault.claim_refresh
+    claimed, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_claim(connection: Connection) -> bool:
+        taken = await claim(connection)
+        claimed.set()
+        await go_on.wait()
+        return taken
+
+    vault.claim_refresh = held_claim  # type: ignore[method-assign]
+    call = asyncio.create_task(token_for(connections, UPSTREAM))
+    await claimed.wait()
+    call.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    vault.claim_refresh = claim  # type: ignore[method-assign]
+    assert await token_for(connections, UPSTREAM) == "access-2"
+    assert vendor.refreshes == ["refresh-1"], "refreshed once, by the cancelled caller's claim"
 
 
 async def test_tokens_refreshed_for_a_connection_removed_meanwhile_are_revoked(

@@ -121,7 +121,12 @@ async def get_set(request: Request, name: str, principal: CurrentPrincipal) -> M
     return _shown(found, principal)
 
 
-@router.put("/{name}", summary="Define or replace a virtual MCP server")
+@router.put(
+    "/{name}",
+    summary="Define or replace a virtual MCP server",
+    # 200: replaced; 201: defined now (it did not exist), with its Location.
+    responses={201: {"model": McpSet, "description": "Defined: no set had that name"}},
+)
 async def put_set(
     request: Request, response: Response, name: str, spec: McpSetSpec, principal: AdminPrincipal
 ) -> McpSet:

@@ -35,8 +35,14 @@ from tests.support.inspecting import Recorder
 from tests.support.mcp_clients import MODES, mcp_client
 from tests.support.servers import ServerThread, stop_all
 from tests.support.skill_agents import Hook, Kind, hook_server, skill_agent, upstream_skills
-from tests.support.skill_requests import ABSENT, DIALECTS, Sent, outcome, request
-from tests.support.waiting import wait_for
+from tests.support.skill_requests import (
+    ABSENT,
+    DIALECTS,
+    Sent,
+    approved_and_finished,
+    outcome,
+    request,
+)
 
 POLICY = """\
 agents:
@@ -265,18 +271,7 @@ def _approvals(setup: Setup) -> list[dict[str, Any]]:
 
 def _approve_and_wait(setup: Setup, approval: str) -> dict[str, Any]:
     with setup.admin() as admin:
-        assert admin.post(f"/approvals/{approval}", json={"decision": "approve"}).status_code == 200
-        return wait_for(
-            lambda: (
-                shown
-                if (shown := admin.get(f"/approvals/{approval}").json())["outcome"]
-                not in (None, "running")
-                else None
-            ),
-            seconds=20,
-            every=0.1,
-            what=f"approval {approval} never finished",
-        )
+        return approved_and_finished(admin, approval)
 
 
 @pytest.mark.parametrize("dialect", ["jsonrpc-1.0", "rest-0.3"])

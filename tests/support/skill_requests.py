@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.waiting import wait_for
+
 DIALECTS = ("jsonrpc-1.0", "jsonrpc-0.3", "rest-1.0", "rest-0.3")
 ABSENT = object()
 _ids = itertools.count()
@@ -117,3 +119,20 @@ def outcome(sent: Sent, response: httpx.Response) -> Outcome:
     if "INPUT_REQUIRED" in shown or "input-required" in shown:
         return Outcome("waiting", text=text, task_id=_task_id(result))
     return Outcome("ok", text=text, task_id=_task_id(result))
+
+
+def approved_and_finished(admin: httpx.Client, approval: str) -> dict[str, Any]:
+    """An admin approves ``approval``; the approval once its call has an
+    outcome (neither none yet nor running)."""
+    assert admin.post(f"/approvals/{approval}", json={"decision": "approve"}).status_code == 200
+    return wait_for(
+        lambda: (
+            shown
+            if (shown := admin.get(f"/approvals/{approval}").json())["outcome"]
+            not in (None, "running")
+            else None
+        ),
+        seconds=20,
+        every=0.1,
+        what=f"approval {approval} never finished",
+    )

@@ -37,8 +37,6 @@ EXCEPTIONS: dict[tuple[str, str | None], str] = {
 # Over the limits today and still to be split by responsibility (issue 53).
 TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
     {
-        ("gateway/agents/calls.py", None),
-        ("gateway/agents/calls.py", "_relay"),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/runner.py", None),

@@ -4,29 +4,23 @@ fallback, contract, ownership and audit.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
-import anyio
 from a2a.client.transports.base import ClientTransport
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import (
-    Message,
     SendMessageRequest,
     SendMessageResponse,
-    StreamResponse,
     Task,
-    TaskArtifactUpdateEvent,
 )
 from a2a.utils.errors import (
     A2AError,
-    InvalidRequestError,
     TaskNotFoundError,
     UnsupportedOperationError,
 )
@@ -36,21 +30,19 @@ from adapters.http import UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
-from gateway.agents.stream_records import Followed
-from gateway.agents.task_events import event_of
+from gateway.agents.stream_relay import OpenStream, relay, unavailable
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
 from gateway.delegation.call import Call
-from gateway.delegation.delegate import BreakerOpen, Explained, Sending, Streaming, UpstreamDown
+from gateway.delegation.delegate import BreakerOpen, Delegate, Explained, Sending, UpstreamDown
 from gateway.delegation.handoffs import check_contract, checked_skill
 from gateway.delegation.pipeline import (
     DelegationDenied,
     Delegations,
 )
 from gateway.delegation.resilience import Resilience, breaker_error
-from gateway.delegation.runs import TERMINAL
 from gateway.delegation.tasks import TaskRecords
-from gateway.delegation.upstream_failures import UpstreamBadAnswerError, UpstreamTimeoutError
+from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 from gateway.storage.outages import outage_of
 from registry.store import AgentNotFound
 
@@ -100,12 +92,16 @@ class AgentCalls:
     def resilience(self) -> Resilience:
         return self._parts().resilience
 
+    @property
+    def delegate(self) -> Delegate:
+        return self._parts().delegate
+
     # Plumbing -------------------------------------------------------------
 
     def timeout_of(self, admission: Admission) -> float:
         return admission.grant.agent.timeout_seconds or self.default_timeout
 
-    async def _client(
+    async def client(
         self, admission: Admission, operation: str
     ) -> tuple[ClientTransport, UpstreamEndpoint]:
         """The agent's transport. A gRPC agent's target is resolved and checked
@@ -125,7 +121,7 @@ class AgentCalls:
         (`gateway.agents.consents`), got in the core's `before` step."""
         return CallToken(self._parts().consents, admission.grant, admission.connection)
 
-    def _context(self, admission: Admission, token: CallToken, *, streaming: bool = False) -> Any:
+    def context(self, admission: Admission, token: CallToken, *, streaming: bool = False) -> Any:
         context = self.upstreams.context(
             token.token, None if streaming else self.timeout_of(admission)
         )
@@ -135,7 +131,7 @@ class AgentCalls:
             )
         return context
 
-    def _explain(self, admission: Admission) -> Callable[[BaseException], Explained]:
+    def explain(self, admission: Admission) -> Callable[[BaseException], Explained]:
         """A failure of a call to this agent as the A2A error its caller gets."""
         return functools.partial(
             explain_agent_failure, admission.agent_id, self.timeout_of(admission)
@@ -158,12 +154,12 @@ class AgentCalls:
         the agent is down raises `UpstreamDown` unrecorded, for the caller to
         hand the call to a fallback. ``accept`` takes the answer in before
         the record (`Sending.accept`)."""
-        transport, _ = await self._client(admission, operation)
+        transport, _ = await self.client(admission, operation)
         token = self.call_token(admission)
 
         async def attempt() -> T:
             try:
-                return await call(transport, self._context(admission, token))
+                return await call(transport, self.context(admission, token))
             except Exception as exc:
                 token.attempted(exc)
                 raise
@@ -173,7 +169,7 @@ class AgentCalls:
             attempt=attempt,
             before=token.before,
             went_with=token.went_with,
-            explain=self._explain(admission),
+            explain=self.explain(admission),
             idempotent=idempotent,
             may_hand_off=may_fall_back,
             note=note,
@@ -182,13 +178,11 @@ class AgentCalls:
         )
         try:
             async with token.refusals():
-                return await self._parts().delegate.send(
-                    admission.grant, f"a2a.{operation}", sending
-                )
+                return await self.delegate.send(admission.grant, f"a2a.{operation}", sending)
         except UserCredentialUnavailable as missing:
             if operation == "SendMessage":
                 raise  # held for the user's consent, or said by the caller's door
-            raise _unavailable(missing) from None
+            raise unavailable(missing) from None
 
     async def held_for_consent(
         self, admission: Admission, params: SendMessageRequest, needed: ConnectionRequired
@@ -322,7 +316,7 @@ class AgentCalls:
     ) -> None:
         """The record of a refusal of the door's own (a contract, ownership, a
         handoff): the call's other records are the core's."""
-        await self._parts().delegate.record(
+        await self.delegate.record(
             admission.grant,
             f"a2a.{operation}",
             outcome_of(error),
@@ -356,7 +350,7 @@ class AgentCalls:
         elif not response.HasField("message"):
             raise UpstreamBadAnswerError(f"agent {admission.agent_id} answered with neither")
 
-    async def _observe(self, admission: Admission, event: Event) -> None:
+    async def observe(self, admission: Admission, event: Event) -> None:
         if isinstance(event, Task):
             await self.remember(admission, event)
         elif not await self.tasks.observe(
@@ -366,98 +360,14 @@ class AgentCalls:
                 f"agent {admission.agent_id} sent an update for a task that is not yours"
             )
 
-    async def _relay(
-        self,
-        admission: Admission,
-        operation: str,
-        open_stream: Callable[[ClientTransport, Any], AsyncIterator[StreamResponse]],
+    def _relay(
+        self, admission: Admission, operation: str, open_stream: OpenStream
     ) -> AsyncGenerator[Event]:
         """Pass events through as they arrive, recording tasks on the way
-        (`Delegate.stream`: the breaker, the duration cap, the one record)."""
-        transport, _ = await self._client(admission, operation)
-        followed = Followed()  # the task the stream is about, and its last state
-        limit = self.stream_limits.max_seconds
-        token = self.call_token(admission)
+        (`gateway.agents.stream_relay`)."""
+        return relay(self, admission, operation, open_stream)
 
-        async def events() -> AsyncIterator[Event]:
-            # Closed with the relay: that closes the upstream connection.
-            stream = open_stream(transport, self._context(admission, token, streaming=True))
-            try:
-                async with contextlib.aclosing(stream):  # type: ignore[type-var]
-                    async for item in stream:
-                        yield event_of(item)
-            except Exception as exc:
-                token.attempted(exc)
-                raise
-
-        # Tasks this stream wrote an artifact update of: the next ones are
-        # held and written together (`gateway.delegation.artifact_batches`).
-        batched: set[str] = set()
-        held = self.tasks.artifacts
-        owned = (admission.owner.subject, admission.owner.issuer)
-
-        async def observe(event: Event) -> None:
-            followed.see(event)
-            if isinstance(event, TaskArtifactUpdateEvent) and event.task_id in batched:
-                await held.hold(admission.agent_id, owned, event)
-                return
-            for task_id in batched:  # the record sees the events in order
-                await held.flush(admission.agent_id, task_id)
-            await self._observe(admission, event)
-            if isinstance(event, TaskArtifactUpdateEvent):
-                batched.add(event.task_id)
-
-        async def closed(lost: bool) -> None:
-            if lost and followed.running:
-                await self._lost_contact(admission, followed.task_id)
-
-        def overran() -> Explained:
-            error = UpstreamTimeoutError(
-                f"the stream from agent {admission.agent_id} passed the {limit:g} s limit"
-            )
-            return Explained(error, outcome_of(error), str(error))
-
-        streaming: Streaming[Event] = Streaming(
-            upstream=admission.agent_id,
-            open=events,
-            explain=self._explain(admission),
-            max_seconds=limit,
-            observe=observe,
-            last=lambda event: isinstance(event, Message) or followed.state in TERMINAL,
-            overran=overran,
-            closed=closed,
-            before=token.before,
-            went_with=token.went_with,
-            operation=Operation.agent(admission.agent_id, admission.grant.card, operation),
-        )
-        started = False
-        try:
-            async with token.refusals():
-                relayed = self._parts().delegate.stream(
-                    admission.grant, f"a2a.{operation}", streaming
-                )
-                async with contextlib.aclosing(relayed):  # its record written as it closes
-                    async for event in relayed:
-                        started = True
-                        yield event
-        except UserCredentialUnavailable as missing:
-            if operation == "SendStreamingMessage" and not started:
-                raise  # nothing was done: held for the user's consent, or said by the door
-            # Under way (or another operation): an A2A error with the link, never
-            # a refusal that would have the message sent again.
-            raise _unavailable(missing) from None
-        finally:
-            with anyio.CancelScope(shield=True):  # a caller gone loses no chunk taken
-                await self._flush_held(admission.agent_id, batched)
-
-    async def _flush_held(self, agent_id: str, task_ids: set[str]) -> None:
-        for task_id in task_ids:
-            try:
-                await self.tasks.artifacts.flush(agent_id, task_id)
-            except Exception:  # the stream's own outcome is the caller's
-                logger.exception("artifact updates of task %s of %s not written", task_id, agent_id)
-
-    async def _lost_contact(self, admission: Admission, task_id: str) -> None:
+    async def lost_contact(self, admission: Admission, task_id: str) -> None:
         """Nobody follows this running task any more: have it reconciled
         (`gateway.agents.reconcile`). Best effort: the database may be down too."""
         try:
@@ -474,10 +384,3 @@ class AgentCalls:
                 raise
             logger.error("task %s of agent %s not marked for reconciling: %s", task_id,
                          admission.agent_id, exc)  # fmt: skip
-
-
-def _unavailable(missing: UserCredentialUnavailable) -> A2AError:
-    """The user's own credential at the agent is missing, for an operation
-    that is not a new message (a task's state, a cancellation, a stream
-    under way): the caller is told, with the connect link where there is one."""
-    return InvalidRequestError(str(missing))

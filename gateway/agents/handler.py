@@ -216,7 +216,7 @@ class AgentHandler(PushConfigs, OperationsHandler):
             if recorded is not None and recorded.status.state in TERMINAL:
                 return recorded
             if recorded is not None and recorded.status.state in RUNNING:
-                await self._lost_contact(admission, params.id)
+                await self.lost_contact(admission, params.id)
             raise
         return task
 

@@ -32,17 +32,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from adapters.core_check import inside_the_core
 from adapters.operations import Operation, traced, traced_stream
 from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
-from gateway.delegation.permits import Permit
+from gateway.delegation.call import Call
+from gateway.delegation.permits import Grant, Permit
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
+from policies.policy import Target
 
 # What a door's `Sending.explain` and `Sending.classify` read: the core's
 # words for an open breaker, a failure's kind and a 5xx answer.
@@ -209,6 +211,26 @@ class Delegate:
             explained = explain(exc)
             await self.record(permit, event, explained.outcome, explained.detail)
             raise explained.error from None
+
+    @overload
+    async def call(self, call: Call[str], side: Callable[[Grant], Awaitable[Sending[T]]]) -> T: ...
+
+    @overload
+    async def call(
+        self, call: Call[Target], side: Callable[[Permit], Awaitable[Sending[T]]]
+    ) -> T: ...
+
+    async def call(self, call: Call[Any], side: Callable[[Any], Awaitable[Sending[T]]]) -> T:
+        """The whole of one call, in order: decide and mint
+        (`Delegations.admit`; a refusal is audited there and raised), the
+        target's side of it (``side``: how to make this call with its permit;
+        a refusal of the target's own -- a tool not approved, a server not
+        connected -- is recorded there through `record` and raised), then
+        `send`: sent under the breaker, retried when idempotent, recorded."""
+        permit = await self.delegations.admit(call)
+        with inside_the_core():
+            sending = await side(permit)
+        return await self.send(permit, call.event, sending)
 
     async def send(self, permit: Permit, event: str, sending: Sending[T]) -> T:
         """Make the call under the upstream's breaker, retried when idempotent;

@@ -31,7 +31,8 @@ from mcp.shared.dispatcher import ProgressFnT
 from adapters.mcp_relay import CallRelay
 from adapters.trace_context import new_trace_id
 from gateway.delegation.call import Call
-from gateway.delegation.delegate import Delegate
+from gateway.delegation.delegate import Delegate, Sending
+from gateway.delegation.permits import Permit
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.resilience import Resilience
 from gateway.federation import tool_calls
@@ -42,6 +43,7 @@ from gateway.federation.federated_tools import (
     SNAPSHOT_SECONDS,
     FederatedTool,
     ToolNotFound,
+    restamped,
 )
 
 # `probe` lists an MCP server's tools, or reads a REST API's from its document.
@@ -172,19 +174,26 @@ class McpFederation:
         (the server) and `UpstreamError` (the server answered with a JSON-RPC
         error). A tool's own failure is a result with ``isError``.
         """
-        admitted = await self.admit_tool(
-            name, arguments, caller=caller, trace_id=trace_id, approved=approved
-        )
-        return await self.send_tool(
-            admitted,
-            arguments,
-            progress_callback=progress_callback,
-            input_responses=input_responses,
-            request_state=request_state,
-            relay=relay,
-            legacy=legacy,
-            user_token=user_token,
-        )
+        tool, server, call = await self._tool_call(name, arguments, caller, trace_id, approved)
+
+        async def side(permit: Permit) -> Sending[tool_calls.Result]:
+            return await tool_calls.sending(
+                self.delegate,
+                self.upstreams,
+                AdmittedTool(tool, server, permit),
+                arguments,
+                connect_timeout_seconds=self._settings.connect_timeout_seconds,
+                default_timeout_seconds=self._settings.default_timeout_seconds,
+                idempotent=self.idempotent(tool),
+                progress_callback=progress_callback,
+                input_responses=input_responses,
+                request_state=request_state,
+                relay=relay,
+                legacy=legacy,
+                user_token=user_token,
+            )
+
+        return restamped(await self.delegate.call(call, side))
 
     async def admit_tool(
         self,
@@ -203,26 +212,38 @@ class McpFederation:
         token) does it between this and `send_tool`, and writes that it sent
         in `send_tool`'s ``on_sending``. Raises `ToolNotFound` and the
         policy's refusals."""
+        tool, server, call = await self._tool_call(name, arguments, caller, trace_id, approved)
+        # The policy decides and mints (denials are audited there).
+        return AdmittedTool(tool, server, await self.delegations.admit(call))
+
+    async def _tool_call(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        caller: Caller,
+        trace_id: str | None,
+        approved: bool,
+    ) -> tuple[FederatedTool, Server, Call[Target]]:
+        """The tool ``name`` and its server, and the call of it as the core
+        decides it. The coordination rules read the arguments: every tool
+        call is one they see (an empty call too). Raises `ToolNotFound`."""
         tools, servers = await self._current()
         tool = tools.get(name)
         server = servers.get(tool.server_id) if tool else None
         if tool is None or tool.withheld is not None or server is None:
             raise ToolNotFound(name)  # a withheld tool holds a name that is not its own
-        # The policy decides and mints (denials are audited there).
-        permit = await self.delegations.admit(
-            Call(
-                caller,
-                Target(tool.server_id),
-                event=AUDIT_EVENT,
-                trace_id=trace_id or new_trace_id(),
-                action=tool.upstream_name,
-                kind="tool",
-                approved=approved,
-                inputs=[arguments or {}],
-                audience=server.resource,
-            )
+        call = Call(
+            caller,
+            Target(tool.server_id),
+            event=AUDIT_EVENT,
+            trace_id=trace_id or new_trace_id(),
+            action=tool.upstream_name,
+            kind="tool",
+            approved=approved,
+            inputs=[arguments or {}],
+            audience=server.resource,
         )
-        return AdmittedTool(tool, server, permit)
+        return tool, server, call
 
     async def send_tool(
         self, admitted: AdmittedTool, arguments: Mapping[str, Any] | None, **options: Any

@@ -15,11 +15,10 @@ from mcp.client.session import ClientSession
 
 from adapters.mcp import McpUpstream
 from adapters.operations import Operation
-from gateway.delegation.delegate import Delegate, Sending
+from gateway.delegation.delegate import Sending
 from gateway.delegation.permits import Permit
 from gateway.federation.credentials import UpstreamCredentials
 from gateway.federation.federated_tools import (
-    AUDIT_EVENT,
     classify_failure,
     counts_for_breaker,
     explain_failure,
@@ -28,20 +27,21 @@ from gateway.federation.federated_tools import (
 R = TypeVar("R")
 
 
-async def call_offering(
-    delegate: Delegate,
+def offering_sending(
     permit: Permit,
     operation: Operation,
     upstream: McpUpstream,
     credentials: UpstreamCredentials,
     send: Callable[[ClientSession], Awaitable[R]],
     timeout_seconds: float,
-) -> R:
+) -> Sending[R]:
+    """How to make one request of a server's offerings with ``permit``."""
+
     async def attempt() -> R:
         credential = await credentials.for_call(permit)
         return await upstream.request(send, credential=credential, timeout_seconds=timeout_seconds)
 
-    sending: Sending[R] = Sending(
+    return Sending(
         upstream=operation.target,
         attempt=attempt,
         explain=functools.partial(explain_failure, operation.target),
@@ -50,7 +50,6 @@ async def call_offering(
         counts=counts_for_breaker,
         operation=operation,
     )
-    return await delegate.send(permit, AUDIT_EVENT, sending)
 
 
 def _recorded(result: object) -> tuple[str, str]:

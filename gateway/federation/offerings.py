@@ -41,6 +41,7 @@ from adapters.mcp import UpstreamUnavailable
 from adapters.operations import Operation
 from adapters.trace_context import new_trace_id
 from gateway.delegation.call import Call
+from gateway.delegation.delegate import Sending
 from gateway.delegation.pipeline import Caller, Permit
 from gateway.federation.app_rights import AppRights
 from gateway.federation.federated_tools import (
@@ -56,7 +57,7 @@ from gateway.federation.offered import (
     PromptWithheld,
     ResourceNotFound,
 )
-from gateway.federation.offering_calls import call_offering
+from gateway.federation.offering_calls import offering_sending
 from gateway.federation.offering_listings import Catalog, Kind, OfferingListings, Source
 from policies.policy import ActionKind, Target
 from registry.mcp_offerings import (
@@ -155,9 +156,8 @@ class McpOfferings:
         found = await self._resolve_uri(uri)
         trace_id = trace_id or new_trace_id()
         await self.apps.refuse(caller, found.source.id, found.upstream_uri, found.action, trace_id)
-        permit = await self._admit(caller, found.source, found.action, "resource", trace_id)
         result = await self._call(
-            permit,
+            self._call_of(caller, found.source, found.action, "resource", trace_id),
             found.source,
             "resources/read",
             lambda session: session.read_resource(
@@ -186,7 +186,9 @@ class McpOfferings:
         found = await self._resolve_uri(uri)
         trace_id = new_trace_id()
         await self.apps.refuse(caller, found.source.id, found.upstream_uri, found.action, trace_id)
-        permit = await self._admit(caller, found.source, found.action, "resource", trace_id)
+        call = self._call_of(caller, found.source, found.action, "resource", trace_id)
+        # Decided and minted (a denial is audited there); nothing is sent now.
+        permit = await self.federation.delegations.admit(call)
         await self.federation.delegate.record(permit, AUDIT_EVENT, "ok", "resources/subscribe")
         return found.source.id, found.upstream_uri
 
@@ -203,13 +205,8 @@ class McpOfferings:
         """Get the prompt ``name`` (as offered). Raises `PromptNotFound`,
         `PromptWithheld`, `DelegationDenied`, and the upstream errors."""
         prompt, source = await self._prompt(name)
-        permit = await self._admit(caller, source, prompt.upstream_name, "prompt", trace_id)
-        if prompt.flags:
-            refusal = PromptWithheld(prompt)
-            await self.federation.delegate.record(permit, AUDIT_EVENT, "quarantined", str(refusal))
-            raise refusal
         result = await self._call(
-            permit,
+            self._call_of(caller, source, prompt.upstream_name, "prompt", trace_id),
             source,
             "prompts/get",
             lambda session: session.get_prompt(
@@ -219,6 +216,7 @@ class McpOfferings:
                 request_state=request_state,
                 allow_input_required=True,
             ),
+            withheld=PromptWithheld(prompt) if prompt.flags else None,
         )
         return _restamped(result)
 
@@ -237,10 +235,9 @@ class McpOfferings:
             source, upstream, action = await self._resolve_template(params.ref.uri)
             kind = "resource"
             ref = params.ref.model_copy(update={"uri": upstream})
-        permit = await self._admit(caller, source, action, kind, trace_id)
         forwarded = params.model_copy(update={"ref": ref, "meta": None})
         result = await self._call(
-            permit,
+            self._call_of(caller, source, action, kind, trace_id),
             source,
             "completion/complete",
             lambda session: session.send_request(
@@ -313,38 +310,45 @@ class McpOfferings:
         sources = self._listed.sources(configs)
         return sources[0] if sources else None
 
-    async def _admit(
+    def _call_of(
         self, caller: Caller, source: Source, action: str, kind: ActionKind, trace_id: str | None
-    ) -> Permit:
-        # The policy decides and mints; a denial is audited there.
-        return await self.federation.delegations.admit(
-            Call(
-                caller,
-                Target(source.id),
-                event=AUDIT_EVENT,
-                trace_id=trace_id or new_trace_id(),
-                action=action,
-                kind=kind,
-                audience=source.config.resource,
-            )
+    ) -> Call[Target]:
+        return Call(
+            caller,
+            Target(source.id),
+            event=AUDIT_EVENT,
+            trace_id=trace_id or new_trace_id(),
+            action=action,
+            kind=kind,
+            audience=source.config.resource,
         )
 
     async def _call(
         self,
-        permit: Permit,
+        call: Call[Target],
         source: Source,
         method: str,
         send: Callable[[ClientSession], Awaitable[R]],
+        withheld: PromptWithheld | None = None,
     ) -> R:
-        """The upstream, through the delegation core (`offering_calls`); a
+        """The upstream, through the delegation core (`Delegate.call`,
+        `offering_calls`): decided and minted (a denial is audited), a
+        ``withheld`` prompt refused and recorded, else sent and recorded; a
         prompt's name is its span's target (mcp.md "Span name")."""
-        name = permit.action if method == "prompts/get" else None
+        name = call.action if method == "prompts/get" else None
         operation = Operation.mcp(source.id, source.config.transport, method, name)
         timeout = source.config.timeout_seconds or self.federation.default_timeout_seconds
         delegate = self.federation.delegate
-        return await call_offering(
-            delegate, permit, operation, source.upstream, source.credentials, send, timeout
-        )
+
+        async def side(permit: Permit) -> Sending[R]:
+            if withheld is not None:
+                await delegate.record(permit, AUDIT_EVENT, "quarantined", str(withheld))
+                raise withheld
+            return offering_sending(
+                permit, operation, source.upstream, source.credentials, send, timeout
+            )
+
+        return await delegate.call(call, side)
 
 
 def _offered_as(resource: types.Resource, uri: str) -> types.Resource:

@@ -1,10 +1,11 @@
 """One federated tool's call, once decided: quarantine, the live upstream,
 the credential, and the send through the delegation core.
 
-`McpFederation.admit_tool` decides and mints (`AdmittedTool`); `send` makes
-the call. Apart, so that a caller that must record something between the
-decision and the send (a flow step: its token, and that it sent) decides
-once (`gateway.flows.calls`).
+`sending` is the target's side of the call, which the core's `Delegate.call`
+asks for once the call is decided and minted (`McpFederation.call_tool`).
+A caller that must record something between the decision and the send (a
+flow step: its token, and that it sent) decides with
+`McpFederation.admit_tool` (`AdmittedTool`) and sends with `send`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ async def send(
     upstreams: McpUpstreams,
     admitted: AdmittedTool,
     arguments: Mapping[str, Any] | None,
+    **options: Any,
+) -> Result:
+    """Send a call `McpFederation.admit_tool` admitted (``options``: `sending`'s)."""
+    made = await sending(delegate, upstreams, admitted, arguments, **options)
+    return restamped(await delegate.send(admitted.permit, AUDIT_EVENT, made))
+
+
+async def sending(
+    delegate: Delegate,
+    upstreams: McpUpstreams,
+    admitted: AdmittedTool,
+    arguments: Mapping[str, Any] | None,
     *,
     connect_timeout_seconds: float,
     default_timeout_seconds: float,
@@ -66,8 +79,8 @@ async def send(
     legacy: bool = False,
     user_token: str | None = None,
     on_sending: Callable[[], Awaitable[None]] | None = None,
-) -> Result:
-    """Send an admitted call (``relay`` and ``legacy``: `McpUpstream.call_tool`;
+) -> Sending[Result]:
+    """How to send an admitted call (``relay`` and ``legacy``: `McpUpstream.call_tool`;
     ``user_token``: the bearer token the caller's request came with, for a
     server that exchanges it at the user's identity provider -- it goes
     nowhere else); recorded however it ends. ``on_sending`` runs once the
@@ -95,7 +108,7 @@ async def send(
     )
     # Through the core: the server's breaker, retries if idempotent, recorded (cancels too).
     wire = upstream.spec.transport if isinstance(upstream, McpUpstream) else "http"
-    sending: Sending[Result] = Sending(
+    return Sending(
         upstream=tool.server_id,
         attempt=_attempt(call_tool, credential),
         before=_before(credential, on_sending),
@@ -107,7 +120,6 @@ async def send(
         counts=counts_for_breaker,
         operation=Operation.mcp(tool.server_id, wire, "tools/call", tool.upstream_name),
     )
-    return restamped(await delegate.send(permit, AUDIT_EVENT, sending))
 
 
 async def _live_upstream(

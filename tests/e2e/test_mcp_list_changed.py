@@ -118,7 +118,7 @@ async def _heard(
             heard.set()
 
     async with mcp_client(
-        changing.url, await changing.token(), mode, message_handler=on_message
+        changing.url, await changing.token(), mode, message_handler=on_message, hears_notices=True
     ) as client:
         before = {p.name for p in (await client.list_prompts()).prompts}
         assert "alpha__greet" in before

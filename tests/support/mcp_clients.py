@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
@@ -36,17 +37,36 @@ async def mcp_client(
     mode: str,
     *,
     headers: dict[str, str] | None = None,
+    hears_notices: bool = False,
     **options: Any,
 ) -> AsyncIterator[Client]:
-    """``headers``: sent on every request as well (a `traceparent`, say)."""
+    """``headers``: sent on every request as well (a `traceparent`, say).
+
+    ``hears_notices``: a 2025-11-25 session is handed over only once its
+    standalone GET stream is open -- the channel a server's notices come on.
+    The client opens it on its own after initializing; a notice the server
+    sends before it is open is not delivered (the specification replays
+    only on a resumption), so a test that changes something and waits for
+    the notice must wait for the stream first."""
     sent = {"Authorization": f"Bearer {token}"} if token else {}
+    listening = anyio.Event()
+
+    async def on_response(response: httpx2.Response) -> None:
+        # The server answered the GET with its event stream: it is registered.
+        if response.request.method == "GET" and response.status_code == 200:
+            listening.set()
+
     http = httpx2.AsyncClient(
         headers={**sent, **(headers or {})},
         timeout=httpx2.Timeout(30, read=300),
         verify=client_tls(),
+        event_hooks={"response": [on_response]},
     )
     async with (
         http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
+        if hears_notices and mode == "legacy":
+            with anyio.fail_after(30):
+                await listening.wait()
         yield client

@@ -148,6 +148,12 @@ def _watched(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def noted_errors(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """``operation`` as `watch` wraps a handler's: an outage it meets noted
+    for the door and raised as the A2A error that says so."""
+    return _watched(operation)
+
+
 def watch(handler: Any) -> Any:
     """Wrap every A2A operation (``on_*``) of ``handler`` in place; returns it."""
     if getattr(handler, "_outages_watched", False):

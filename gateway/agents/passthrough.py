@@ -33,6 +33,11 @@ it does on the SDK path, in the same order:
 
 The answer returned is the agent's result in canonical form, under the
 caller's own request `id`.
+
+A `SendStreamingMessage` to an agent that streams is taken the same way up to
+step 2, then is the handler's own stream (`stream_message`: checks, skill,
+fallback, `Delegate.stream`), written by the door
+(`gateway.agents.passthrough_streams`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
+from gateway.agents.passthrough_streams import OPERATION as STREAMING
+from gateway.agents.passthrough_streams import stream_answer, streams
 from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
 from gateway.compat.a2a import jsonrpc_answer_check
 from gateway.connections.errors import ConnectionRequired
@@ -99,8 +106,10 @@ class PassThrough:
     ) -> tuple[SendMessageRequest, JsonRpcTransport, str] | None:
         """The parsed params, the upstream's transport and URL -- or None when
         this request is not a plain same-version SendMessage."""
-        if not isinstance(body, dict) or body.get("method") != OPERATION:
+        if not isinstance(body, dict) or body.get("method") not in (OPERATION, STREAMING):
             return None
+        if body["method"] == STREAMING and not streams(admission.grant.card):
+            return None  # the SDK path answers with the agent's one answer
         if body.get("jsonrpc") != "2.0" or not speaks_1x(request.headers.get(VERSION_HEADER)):
             return None
         request_id = body.get("id")
@@ -140,6 +149,8 @@ class PassThrough:
         params, transport, url = prepared
         request_id = body.get("id")
         handler = self._handler
+        if body["method"] == STREAMING:
+            return await stream_answer(handler.stream_message, admission, params, request_id)
         try:
             await handler.check_message(admission, params.message)
             try:

@@ -1,0 +1,157 @@
+"""The pass-through's streams: A2A 1.0 JSON-RPC `SendStreamingMessage`, written by the door.
+
+`gateway.agents.passthrough` takes a same-version JSON-RPC request it has
+parsed and checked; for a stream to an agent that streams, the stream is the
+handler's own `stream_message` -- the operation a flow's step calls: the
+message and skill checks, the fallback, `_relay` with `Delegate.stream` (the
+breaker, the duration cap, the core check, each event recorded before it is
+passed on, the one record) -- and only the SDK's dispatcher around it is left
+out. That dispatcher parses the request again, wraps the handler twice, copies
+each event into a `StreamResponse` to encode it, and writes it through
+sse-starlette, which takes a cancel scope and a lock for every event; here each
+event is encoded once and written as one ASGI message.
+
+What the caller sees is the SDK's, byte for byte in the events:
+
+* an error before the first event is a JSON-RPC error answer, not a stream
+  (an outage's is 503 with `Retry-After`: `gateway.agents.outages`);
+* each event is `data: <the JSON-RPC response>` with the SDK's encoding
+  (`json_utils.dumps`), an error during the stream an `error` event, then the end;
+* the headers sse-starlette sends, and its keep-alive comment every 15 s.
+
+The stream is closed -- the upstream connection and the record with it --
+when the caller goes away (its `http.disconnect`) or the server stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from a2a.server.events.event_queue import Event
+from a2a.server.request_handlers.response_helpers import build_error_response
+from a2a.types import (
+    Message,
+    SendMessageRequest,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils import json_utils
+from a2a.utils.errors import A2AError, InternalError
+from google.protobuf.json_format import MessageToDict
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from gateway.agents.admission import Admission
+from gateway.agents.outages import noted_errors
+
+logger = logging.getLogger(__name__)
+
+OPERATION = "SendStreamingMessage"
+# sse-starlette's: its default ping interval and the headers it adds.
+PING_SECONDS = 15.0
+_HEADERS = {"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+# The member of `StreamResponse` (JSON name) each event kind is sent under.
+_MEMBERS: dict[type, str] = {
+    Task: "task",
+    Message: "message",
+    TaskStatusUpdateEvent: "statusUpdate",
+    TaskArtifactUpdateEvent: "artifactUpdate",
+}
+
+StreamOperation = Callable[[Admission, SendMessageRequest], AsyncGenerator[Event]]
+
+
+def streams(card: dict[str, Any]) -> bool:
+    """The agent says it streams (else the SDK path answers with its one answer)."""
+    capabilities = card.get("capabilities")
+    return isinstance(capabilities, dict) and bool(capabilities.get("streaming"))
+
+
+async def stream_answer(
+    operation: StreamOperation, admission: Admission, params: SendMessageRequest, request_id: Any
+) -> Response:
+    """The answer to a checked `SendStreamingMessage`: the stream of
+    ``operation``, or the JSON-RPC error met before its first event."""
+    events = noted_errors(operation)(admission, params)
+    try:
+        first: Event | None = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except A2AError as error:
+        await events.aclose()
+        return JSONResponse(build_error_response(request_id, error))
+    except Exception as exc:  # as the SDK's dispatcher answers it
+        await events.aclose()
+        logger.exception("Unhandled exception")
+        return JSONResponse(build_error_response(request_id, InternalError(message=str(exc))))
+    return EventStream(_encoded(first, events, request_id))
+
+
+def _data(document: dict[str, Any], name: str | None = None) -> bytes:
+    said = f"event: {name}\r\ndata: " if name else "data: "
+    return (said + json_utils.dumps(document) + "\r\n\r\n").encode()
+
+
+def event_data(event: Event, request_id: Any) -> bytes:
+    """One event as the SDK's dispatcher writes it (`to_stream_response`,
+    `MessageToDict`, the JSON-RPC response, `json_utils.dumps`)."""
+    result = {_MEMBERS[type(event)]: MessageToDict(event, preserving_proto_field_name=False)}
+    return _data({"result": result, "id": request_id, "jsonrpc": "2.0"})  # its key order
+
+
+async def _encoded(
+    first: Event | None, events: AsyncGenerator[Event], request_id: Any
+) -> AsyncGenerator[bytes]:
+    async with contextlib.aclosing(events):
+        try:
+            if first is None:
+                return
+            yield event_data(first, request_id)
+            async for event in events:
+                yield event_data(event, request_id)
+        except A2AError as error:
+            yield _data(build_error_response(request_id, error), "error")
+        except Exception as exc:
+            logger.exception("Unhandled error during JSON-RPC SSE stream")
+            failed = build_error_response(request_id, InternalError(message=str(exc)))
+            yield _data(failed, "error")
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events, one ASGI message each; ended when the caller goes."""
+
+    def __init__(self, events: AsyncGenerator[bytes]) -> None:
+        super().__init__(events, headers=_HEADERS, media_type="text/event-stream")
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(_until_gone, receive, group.cancel_scope)
+            group.start_soon(_ping, send)
+            async with contextlib.aclosing(self._events) as events:
+                async for chunk in events:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            group.cancel_scope.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _until_gone(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _ping(send: Send) -> None:
+    while True:
+        await anyio.sleep(PING_SECONDS)
+        ping = f": ping - {datetime.now(UTC)}\r\n\r\n".encode()
+        await send({"type": "http.response.body", "body": ping, "more_body": True})

@@ -12,9 +12,9 @@ nothing. Every write a holder makes is made only while both still match
 (`held`, in its WHERE clause): a replica judged gone while it still ran --
 paused, cut off -- writes nothing once another has taken its work.
 
-Used by gateway-run tasks (`gateway.delegation.run_rows`: `gateway_runs`,
-whose generation is its `attempts`) and the audit export's streams
-(`gateway.audit_export.streams`: `audit_export_streams`).
+Used by gateway-run tasks (`gateway.delegation.run_rows.RUN_LEASE`: the
+generation is a run's `attempts`) and the audit export's streams
+(`gateway.audit_export.streams.STREAM_LEASE`).
 
 `NO_LEASE`: gateways before this mechanism held such rows by renewing a time
 lease (`until`); every row written since carries one that never passes, so

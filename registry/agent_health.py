@@ -15,6 +15,17 @@ from registry.tables import agents
 
 
 @dataclass(frozen=True)
+class HealthClaim:
+    """A check's claim of an agent: its health as claimed, and the claim's
+    expiry (its token: `record_health` writes only under it)."""
+
+    status: HealthStatus
+    failures: int
+    successes: int
+    until: datetime
+
+
+@dataclass(frozen=True)
 class HealthTarget:
     agent_id: str
     card_url: str | None
@@ -49,18 +60,20 @@ class AgentHealthRecords:
         """Take the right to check ``agent_id`` now; false if another check holds it."""
         return await self.claim_health_state(agent_id, lease) is not None
 
-    async def claim_health_state(
-        self, agent_id: str, lease: timedelta
-    ) -> tuple[HealthStatus, int, int] | None:
+    async def claim_health_state(self, agent_id: str, lease: timedelta) -> HealthClaim | None:
         """Take the right to check ``agent_id`` now, and its health as it is
         (`health_state`: no other check writes it while the lease holds);
         None if another check holds it, or the agent is gone.
 
         A conditional UPDATE is atomic on both databases, so across replicas
         too, one agent is never checked twice at once. One statement
-        (UPDATE ... RETURNING: SQLite 3.35, PostgreSQL).
+        (UPDATE ... RETURNING: SQLite 3.35, PostgreSQL). The claim's own
+        expiry is its token: the outcome is written only while it is still
+        the row's (`record_health`), so a check paused past its lease, whose
+        agent another check claimed meanwhile, writes nothing.
         """
         now = _now()
+        until = now + lease
         c = agents.c
         async with self._engine.begin() as conn:
             row = (
@@ -70,13 +83,14 @@ class AgentHealthRecords:
                         c.id == agent_id,
                         or_(c.health_lease_until.is_(None), c.health_lease_until < now),
                     )
-                    .values(health_lease_until=now + lease)
+                    .values(health_lease_until=until)
                     .returning(c.health_status, c.health_failures, c.health_successes)
                 )
             ).first()
         if row is None:
             return None
-        return HealthStatus(row.health_status), row.health_failures, row.health_successes
+        status = HealthStatus(row.health_status)
+        return HealthClaim(status, row.health_failures, row.health_successes, until)
 
     async def record_health(
         self,
@@ -86,10 +100,12 @@ class AgentHealthRecords:
         successes: int,
         detail: str | None,
         previous: HealthStatus | None = None,
+        claimed: datetime | None = None,
     ) -> bool:
         """Store a check's outcome (and release its lease); whether the agent
-        is still registered. ``previous``: its status as the check claimed
-        it (`claim_health_state`), else read here."""
+        is still registered (and, with ``claimed``, the claim's expiry: still
+        under that claim). ``previous``: its status as the check claimed it
+        (`claim_health_state`), else read here."""
         now = _now()
         async with self._engine.begin() as conn:
             was = (
@@ -99,9 +115,10 @@ class AgentHealthRecords:
                     select(agents.c.health_status).where(agents.c.id == agent_id)
                 )
             )
+            held = [] if claimed is None else [agents.c.health_lease_until == claimed]
             result = await conn.execute(
                 update(agents)
-                .where(agents.c.id == agent_id)
+                .where(agents.c.id == agent_id, *held)
                 .values(
                     health_status=status.value,
                     health_failures=failures,

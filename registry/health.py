@@ -79,22 +79,29 @@ class HealthChecker:
 
     async def check(self, target: HealthTarget) -> HealthStatus | None:
         async with self._semaphore:
-            current = await self._store.claim_health_state(target.agent_id, self._lease)
-            if current is None:
+            claim = await self._store.claim_health_state(target.agent_id, self._lease)
+            if claim is None:
                 return None  # someone else is checking it right now (or it is gone)
             ok, detail = await self._probe(target)
+            current = HealthState(claim.status, claim.failures, claim.successes)
             state = next_state(
-                HealthState(*current),
+                current,
                 ok,
                 failure_threshold=self._failure_threshold,
                 success_threshold=self._success_threshold,
             )
-            before = HealthState(*current).status
+            before = current.status
             registered = await self._store.record_health(
-                target.agent_id, state.status, state.failures, state.successes, detail, before
+                target.agent_id,
+                state.status,
+                state.failures,
+                state.successes,
+                detail,
+                before,
+                claimed=claim.until,
             )
             if not registered:
-                return None  # deleted meanwhile
+                return None  # deleted meanwhile, or claimed by another check past its lease
             if before is HealthStatus.UNKNOWN and state.status is HealthStatus.HEALTHY:
                 # An agent's first good answer is news, not a warning.
                 logger.info("agent %s health: unknown -> healthy", target.agent_id)
@@ -102,7 +109,7 @@ class HealthChecker:
                 security.warning(
                     "agent %s health: %s -> %s (%s)",
                     target.agent_id,
-                    HealthState(*current).status.value,
+                    before.value,
                     state.status.value,
                     detail or "ok",
                 )

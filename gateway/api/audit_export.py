@@ -27,7 +27,7 @@ class StreamState(BaseModel):
     failures: int = Field(description="tries of the current batch that failed")
     next_attempt_at: datetime | None
     last_error: str | None
-    lease_owner: str | None = Field(description="the process delivering it")
+    lease_owner: str | None = Field(description="the replica delivering it")
 
 
 class ExportState(BaseModel):

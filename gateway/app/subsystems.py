@@ -46,7 +46,7 @@ async def start_subsystems(
     if a2a_parts.front_door.consents is not None:
         a2a_parts.front_door.consents.connections = mcp_parts.connections
     observed = observability.start(settings, core, stack)
-    exported = await audit_export.start(settings, core, stack, observed.metrics)
+    exported = await audit_export.start(settings, core, doors.replicas, stack, observed.metrics)
     flow_parts = await doors.flows.start(
         core, lambda: mcp_parts.federation, a2a_parts.desk, doors.replicas, stack
     )

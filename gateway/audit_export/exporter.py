@@ -3,7 +3,8 @@ configured sink -- at least once, and in order per writer (docs/operations.md,
 "Audit export").
 
 One `Periodic` job per sink in every process: each pass claims the streams
-it may deliver (`SqlExportStreams.claim`) and drains them batch by batch,
+it may deliver (`SqlExportStreams.claim`: its own writer's, and those of
+replicas gone) and drains them batch by batch,
 moving a stream's cursor only once its sink took the batch. A batch the sink
 did not take waits, with capped and jittered exponential backoff
 (`gateway.delegation.retry.delays`), and is sent again -- the same records,
@@ -21,12 +22,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.audit_export.sinks import DeliveryFailed, Sink
 from gateway.audit_export.streams import SqlExportStreams, Stream
 from gateway.delegation.audit_reads import AuditRecord
 from gateway.delegation.retry import RetrySettings, delays
+from gateway.storage.replicas import ReplicaDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,7 @@ class ExportLimits:
     max_attempts: int | None = None
     base_delay_seconds: float = 1.0
     max_delay_seconds: float = 60.0
-    lease_seconds: float = 60.0
-    # One pass stops draining after this long (its lease must outlast it).
+    # One pass stops draining after this long.
     pass_budget_seconds: float = 20.0
     # One delivery, whole (a receiver trickling its answer is cut off).
     delivery_seconds: float = 20.0
@@ -61,13 +62,17 @@ class AuditExporter:
         self,
         streams: SqlExportStreams,
         sink: Sink,
-        owner: str,
+        writer: str,
         limits: ExportLimits,
         counted: Counted | None = None,
+        *,
+        replicas: ReplicaDirectory,
     ) -> None:
         self.streams = streams
         self.sink = sink
-        self.owner = owner
+        self.writer = writer  # this process's records
+        self.replicas = replicas  # this process's replica: the streams' holder
+        self.holder = replicas.id
         self.limits = limits
         # Told of each batch delivered or kept as dead letters (`/metrics`).
         self.counted = counted or (lambda _sink, _outcome, _records: None)
@@ -75,9 +80,9 @@ class AuditExporter:
     async def run_pass(self) -> None:
         # This process's own records always have a stream (one retired while
         # this process looked gone is set up again).
-        await self.streams.ensure(self.sink.name, self.owner)
+        await self.streams.ensure(self.sink.name, self.writer, self.holder)
         deadline = time.monotonic() + self.limits.pass_budget_seconds
-        claimed = await self.streams.claim(self.sink.name, self.owner, self.limits.lease_seconds)
+        claimed = await self.streams.claim(self.sink.name, self.replicas)
         for stream in claimed:
             if time.monotonic() >= deadline:
                 break
@@ -87,8 +92,8 @@ class AuditExporter:
         while time.monotonic() < deadline:
             records = await self.streams.batch(stream, self.limits.batch_size)
             if not records:
-                if stream.writer != self.owner:
-                    await self.streams.retire(stream, self.owner)
+                if stream.writer != self.writer:
+                    await self.streams.retire(stream, self.holder)
                 return
             try:
                 await self._deliver(batch_id(stream.writer, records), records)
@@ -98,10 +103,10 @@ class AuditExporter:
                 else:
                     await self._failed(stream, records, failure)
                 return
-            if not await self.streams.delivered(stream, self.owner, records[-1].id, len(records)):
-                return  # another process holds the stream now
+            if not await self.streams.delivered(stream, self.holder, records[-1].id, len(records)):
+                return  # another replica holds the stream now
             self.counted(self.sink.name, "delivered", len(records))
-            stream = Stream(stream.sink, stream.writer, records[-1].id, 0)
+            stream = _past(stream, records[-1].id)
 
     async def _deliver(self, batch: str, records: list[AuditRecord]) -> None:
         try:
@@ -123,10 +128,10 @@ class AuditExporter:
                 if not await self._dead_letters(stream, [record], str(failure)):
                     return
             else:
-                if not await self.streams.delivered(stream, self.owner, record.id, 1):
+                if not await self.streams.delivered(stream, self.holder, record.id, 1):
                     return
                 self.counted(self.sink.name, "delivered", 1)
-            stream = Stream(stream.sink, stream.writer, record.id, 0)
+            stream = _past(stream, record.id)
 
     async def _failed(
         self, stream: Stream, records: list[AuditRecord], failure: DeliveryFailed
@@ -142,12 +147,12 @@ class AuditExporter:
             self.limits.max_delay_seconds, self.limits.base_delay_seconds * 2**stream.failures
         )
         wait = next(delays(RetrySettings(2, ceiling, ceiling)))
-        await self.streams.failed(stream, self.owner, records[-1].id, str(failure), wait)
+        await self.streams.failed(stream, self.holder, records[-1].id, str(failure), wait)
         if stream.failures == 0:  # once per failing stretch, not once per try
             logger.warning("audit export to %s failing, retrying: %s", self.sink.name, failure)
 
     async def _dead_letters(self, stream: Stream, records: list[AuditRecord], why: str) -> bool:
-        if not await self.streams.dead_letter(stream, self.owner, records, why):
+        if not await self.streams.dead_letter(stream, self.holder, records, why):
             return False
         self.counted(self.sink.name, "dead_letter", len(records))
         logger.error(
@@ -179,6 +184,11 @@ class AuditExporter:
             await self.streams.forget_dead_letters([letter for letter, _ in chunk])
             replayed += len(chunk)
         return ReplayOutcome(replayed, len(gone), None)
+
+
+def _past(stream: Stream, last_id: int) -> Stream:
+    """``stream`` once its cursor moved to ``last_id``: no batch in flight."""
+    return replace(stream, last_id=last_id, failures=0, batch_until=None)
 
 
 def batch_id(writer: str, records: list[AuditRecord]) -> str:

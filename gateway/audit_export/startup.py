@@ -13,6 +13,7 @@ from gateway.delegation.startup import DelegationCore, Job
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.storage.periodic import Periodic
+from gateway.storage.replicas import ReplicaDirectory
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def _counter(metrics: GatewayMetrics | None) -> Counted | None:
 async def start(
     settings: Settings,
     core: DelegationCore,
+    replicas: ReplicaDirectory,
     stack: contextlib.AsyncExitStack,
     metrics: GatewayMetrics | None = None,
 ) -> AuditExportParts:
@@ -65,8 +67,7 @@ async def start(
         batch_size=settings.audit_export_batch_size,
         max_attempts=settings.audit_export_max_attempts,
         max_delay_seconds=settings.audit_export_max_delay_seconds,
-        # A pass ends well before its lease, and a delivery well before the pass.
-        lease_seconds=max(60.0, 6 * settings.audit_export_timeout_seconds),
+        # A delivery ends well before the pass.
         pass_budget_seconds=max(20.0, 2 * settings.audit_export_timeout_seconds),
         delivery_seconds=settings.audit_export_timeout_seconds,
     )
@@ -75,8 +76,8 @@ async def start(
     for sink in sinks_of(settings):
         stack.push_async_callback(sink.aclose)
         # Before this process's first record can be lost to no stream.
-        await streams.ensure(sink.name, writer)
+        await streams.ensure(sink.name, writer, replicas.id)
         parts.exporters[sink.name] = AuditExporter(
-            streams, sink, writer, limits, counted=_counter(metrics)
+            streams, sink, writer, limits, counted=_counter(metrics), replicas=replicas
         )
     return parts

@@ -1,30 +1,43 @@
 """The audit export's state in the database: per sink and writer, a cursor
-(the last record delivered) under a lease, and the dead letters.
+(the last record delivered) held by one replica at a time, and the dead
+letters.
 
 Why per writer: one process writes its audit records one batch at a time
 (`AuditLog.flush`), so among one writer's records ids are commit order, and
 "after the cursor" misses nothing that commits later -- which ids across
-concurrent writers would not promise on PostgreSQL. Why a lease: a writer's
-records are delivered in order by one process at a time; the writer's own
-process holds its lease while it lives, and when it is gone (its lease not
-renewed) any other process adopts the stream and finishes it.
+concurrent writers would not promise on PostgreSQL. Why held: a writer's
+records are delivered in order by one replica at a time. A stream is held by
+the lease every piece of durable work but a flow run holds
+(`gateway.storage.leases`): its row names the replica holding it and the
+claim it holds it under (`lease_generation`), the writer's own replica holds
+it from the start, and once the replica directory judges a holder gone,
+another replica takes the stream (a compare-and-set on holder and
+generation) and finishes it. Every write a holder makes is made only under
+the claim it holds: a replica paused past the directory's stale window moves
+no cursor and keeps no dead letter once its stream was taken.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit_reads import AuditRecord, audit_record
 from gateway.storage.audit_tables import audit_dead_letters, audit_events, audit_export_streams
+from gateway.storage.leases import Lease, free_at
+from gateway.storage.replicas import ReplicaDirectory
+
+logger = logging.getLogger(__name__)
 
 streams = audit_export_streams
+STREAM_LEASE = Lease(streams.c.lease_owner, streams.c.lease_generation, streams.c.lease_until)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class Stream:
     last_id: int
     failures: int
     batch_until: int | None = None  # the batch in flight, while it is retried
+    generation: int = 0  # the claim it is held under (`STREAM_LEASE`)
 
 
 def _now() -> datetime:
@@ -43,9 +57,12 @@ def _now() -> datetime:
 class SqlExportStreams:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # The streams this process holds: the generation of each one's claim.
+        self._held: dict[tuple[str, str], int] = {}
 
-    async def ensure(self, sink: str, writer: str) -> None:
-        """The stream of ``writer``'s records to ``sink``, from its first."""
+    async def ensure(self, sink: str, writer: str, holder: str) -> None:
+        """The stream of ``writer``'s records to ``sink``, from its first,
+        held by the replica ``holder`` (the writer's own) if it is new."""
         row = {
             "sink": sink,
             "writer": writer,
@@ -53,6 +70,7 @@ class SqlExportStreams:
             "failures": 0,
             "delivered": 0,
             "updated_at": _now(),
+            **STREAM_LEASE.kept(holder, 1),
         }
         try:
             async with self._engine.begin() as conn:
@@ -63,48 +81,62 @@ class SqlExportStreams:
                 )
                 if not found:
                     await conn.execute(insert(streams), [row])
+                    self._held[(sink, writer)] = 1
         except IntegrityError:
             pass  # made meanwhile
 
-    async def claim(self, sink: str, owner: str, lease_seconds: float) -> list[Stream]:
-        """The streams ``owner`` delivers now: those it holds, and any whose
-        lease is free or lapsed (its holder gone); not one waiting out a
-        failure. Each is leased to ``owner`` for ``lease_seconds``."""
-        now = _now()
-        until = now + timedelta(seconds=lease_seconds)
-        claimable = and_(
-            streams.c.sink == sink,
-            or_(
-                streams.c.lease_owner == owner,
-                streams.c.lease_until.is_(None),
-                streams.c.lease_until < now,
-            ),
-        )
-        async with self._engine.begin() as conn:
-            # The lease is taken by its conditional update: of two processes
-            # adopting one stream, the second updates nothing.
-            rows = (
-                await conn.execute(
-                    update(streams)
-                    .where(claimable)
-                    .values(lease_owner=owner, lease_until=until)
-                    .returning(
-                        streams.c.writer,
-                        streams.c.last_id,
-                        streams.c.failures,
-                        streams.c.next_attempt_at,
-                        streams.c.batch_until,
-                    )
+    async def claim(self, sink: str, replicas: ReplicaDirectory) -> list[Stream]:
+        """The streams this replica delivers now: those it holds, and those it
+        takes -- held by nobody, or by a replica the directory judges gone
+        (or this one's own id in a previous life); not one waiting out a
+        failure. Holding writes nothing: only a claim does."""
+        now, me = _now(), replicas.id
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(streams).where(streams.c.sink == sink))).all()
+        others = {r.lease_owner for r in rows if r.lease_owner not in (None, me)}
+        gone = await replicas.gone(others) if others else set()
+        ready: list[Stream] = []
+        for row in rows:
+            generation: int | None = row.lease_generation
+            if row.lease_owner != me or self._held.get((sink, row.writer)) != generation:
+                takeable = _takeable(row, me, gone, replicas.twin is None, now)
+                generation = await self._take(sink, row, me) if takeable else None
+            if generation is None:
+                continue
+            if row.next_attempt_at is None or _utc(row.next_attempt_at) <= now:
+                ready.append(
+                    Stream(sink, row.writer, row.last_id, row.failures, row.batch_until, generation)
                 )
-            ).all()
-        ready = [
-            Stream(sink, row[0], row[1], row[2], row[4])
-            for row in rows
-            if row[3] is None or _utc(row[3]) <= now
-        ]
         # The longest-waiting first, then by writer: no stream starves behind
         # a busy one across passes (each pass has a time budget).
         return sorted(ready, key=lambda s: (-s.failures, s.writer))
+
+    async def _take(self, sink: str, row: Any, me: str) -> int | None:
+        """Claim ``row`` as read (its holder and generation): the generation
+        it is held under now, or None if another replica took it first."""
+        async with self._engine.begin() as conn:
+            taken = await conn.execute(
+                update(streams)
+                .where(
+                    streams.c.sink == sink,
+                    streams.c.writer == row.writer,
+                    *STREAM_LEASE.claim(row.lease_owner, row.lease_generation),
+                )
+                .values(**STREAM_LEASE.taken(me, row.lease_generation))
+            )
+        if not taken.rowcount:
+            return None
+        if row.lease_owner not in (None, me):
+            logger.warning(
+                "replica %s takes over the audit export of writer %s to %s from %s, gone",
+                me,
+                row.writer,
+                sink,
+                row.lease_owner,
+            )
+        generation = int(row.lease_generation) + 1
+        self._held[(sink, row.writer)] = generation
+        return generation
 
     async def batch(self, stream: Stream, limit: int) -> list[AuditRecord]:
         """The stream's next batch: the one in flight again, if any."""
@@ -119,12 +151,12 @@ class SqlExportStreams:
         async with self._engine.connect() as conn:
             return [audit_record(row) for row in (await conn.execute(query)).mappings()]
 
-    async def delivered(self, stream: Stream, owner: str, last_id: int, count: int) -> bool:
-        """Move the cursor past a delivered batch (False: the lease was lost)."""
+    async def delivered(self, stream: Stream, holder: str, last_id: int, count: int) -> bool:
+        """Move the cursor past a delivered batch (False: the stream was taken)."""
         async with self._engine.begin() as conn:
             done = await conn.execute(
                 update(streams)
-                .where(*_held(stream, owner))
+                .where(*_held(stream, holder))
                 .values(
                     last_id=last_id,
                     batch_until=None,
@@ -138,13 +170,13 @@ class SqlExportStreams:
         return bool(done.rowcount)
 
     async def failed(
-        self, stream: Stream, owner: str, until: int, error: str, retry_in: float
+        self, stream: Stream, holder: str, until: int, error: str, retry_in: float
     ) -> None:
         """The batch ending at ``until`` was not taken: it goes again, whole."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(streams)
-                .where(*_held(stream, owner))
+                .where(*_held(stream, holder))
                 .values(
                     batch_until=until,
                     failures=streams.c.failures + 1,
@@ -155,7 +187,7 @@ class SqlExportStreams:
             )
 
     async def dead_letter(
-        self, stream: Stream, owner: str, records: Sequence[AuditRecord], error: str
+        self, stream: Stream, holder: str, records: Sequence[AuditRecord], error: str
     ) -> bool:
         """Keep ``records`` as dead letters and move the cursor past them, in
         one transaction: each record is either still to deliver or kept."""
@@ -163,7 +195,7 @@ class SqlExportStreams:
         async with self._engine.begin() as conn:
             moved = await conn.execute(
                 update(streams)
-                .where(*_held(stream, owner))
+                .where(*_held(stream, holder))
                 .values(
                     last_id=records[-1].id,
                     batch_until=None,
@@ -190,9 +222,9 @@ class SqlExportStreams:
             )
         return True
 
-    async def retire(self, stream: Stream, owner: str) -> bool:
-        """Forget a drained stream of a writer that is gone (its lease lapsed,
-        so another process holds it): nothing left of it to deliver. Should
+    async def retire(self, stream: Stream, holder: str) -> bool:
+        """Forget a drained stream of a writer that is gone (its replica
+        judged gone, so another one holds it): nothing left of it. Should
         the writer be alive after all, its next pass sets its stream up
         again from the first record -- sent twice, never lost."""
         async with self._engine.begin() as conn:
@@ -203,8 +235,11 @@ class SqlExportStreams:
             )
             if left:
                 return False
-            done = await conn.execute(delete(streams).where(*_held(stream, owner)))
-        return bool(done.rowcount)
+            done = await conn.execute(delete(streams).where(*_held(stream, holder)))
+        if not done.rowcount:
+            return False
+        self._held.pop((stream.sink, stream.writer), None)
+        return True
 
     async def status(self) -> list[dict[str, Any]]:
         """Each stream, with how many of its records are still to deliver."""
@@ -266,15 +301,26 @@ class SqlExportStreams:
             await conn.execute(delete(audit_dead_letters).where(audit_dead_letters.c.id.in_(ids)))
 
 
-def _held(stream: Stream, owner: str) -> tuple[Any, ...]:
-    """Still ``owner``'s, and where ``owner`` last saw it: a process that lost
-    the stream and took it back never moves the cursor from a stale read."""
+def _held(stream: Stream, holder: str) -> tuple[Any, ...]:
+    """Still ``holder``'s under the claim it read the stream in (the lease's
+    generation: a replica a claim passed by writes nothing), and where it
+    last saw the cursor (one that moves it does so from what it read)."""
     return (
         streams.c.sink == stream.sink,
         streams.c.writer == stream.writer,
-        streams.c.lease_owner == owner,
+        *STREAM_LEASE.held(holder, stream.generation),
         streams.c.last_id == stream.last_id,
     )
+
+
+def _takeable(row: Any, me: str, gone: set[str], alone: bool, now: datetime) -> bool:
+    """Whether a stream this process does not hold is this replica's to
+    take: held by nobody, by a replica gone, or by this replica's id in a
+    previous life (not while a twin uses the id); never while an older
+    gateway's time lease holds it."""
+    holder = row.lease_owner
+    mine = holder == me and alone
+    return free_at(row.lease_until, now) and (holder is None or holder in gone or mine)
 
 
 def _utc(value: datetime) -> datetime:

@@ -30,10 +30,12 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.runs import RunSpec, final_write
+from gateway.storage.leases import Lease
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
-# The lease of every row written here: never passed (see `run_row`).
-NO_LEASE = datetime(9999, 1, 1, tzinfo=UTC)
+# A run's lease (`gateway.storage.leases`): its runner, under the claim
+# counted by `attempts`.
+RUN_LEASE = Lease(gateway_runs.c.runner, gateway_runs.c.attempts, gateway_runs.c.lease_until)
 
 
 def run_row(spec: RunSpec, runner: str) -> dict[str, Any]:
@@ -52,13 +54,7 @@ def run_row(spec: RunSpec, runner: str) -> dict[str, Any]:
             **({"sent": spec.sent} if spec.sent is not None else {}),
         },
         "streaming": int(spec.streaming),
-        "attempts": spec.attempt,
-        "runner": runner,
-        # Only gateways before the replica directory renewed a lease here,
-        # and claimed any row whose lease had passed: a lease that never
-        # passes keeps them off this run in a rolling upgrade (or a
-        # rollback); `task_takeover` judges it by its replica.
-        "lease_until": NO_LEASE,
+        **RUN_LEASE.kept(runner, spec.attempt),
         "created_at": now,
     }
 
@@ -72,8 +68,7 @@ def held(spec: RunSpec, runner: str) -> list[ColumnElement[bool]]:
     return [
         c.agent_id == spec.agent_id,
         c.task_id == spec.task_id,
-        c.runner == runner,
-        c.attempts == spec.attempt,
+        *RUN_LEASE.held(runner, spec.attempt),
     ]
 
 

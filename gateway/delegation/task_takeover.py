@@ -34,16 +34,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import TaskState
-from sqlalchemy import cast, delete, null, or_, select, tuple_, union_all, update
+from sqlalchemy import cast, delete, null, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.audit import AuditLog
 from gateway.delegation.interrupted import record_interrupted
-from gateway.delegation.run_rows import NO_LEASE
+from gateway.delegation.run_rows import RUN_LEASE
 from gateway.delegation.runs import MAX_ATTEMPTS, TERMINAL_NAMES, RunSpec, interrupted_call, spec_of
 from gateway.delegation.task_runner import TaskRunner
 from gateway.storage.outages import outage_of
@@ -164,10 +163,7 @@ class TaskTakeover:
         async with self._engine.connect() as conn:
             rows = await conn.execute(
                 select(gateway_runs)
-                .where(
-                    c.runner.in_(sorted(gone)),
-                    _not_leased(),
-                )
+                .where(c.runner.in_(sorted(gone)), RUN_LEASE.free())
                 .limit(limit)
             )
             return list(rows.all())
@@ -201,13 +197,10 @@ class TaskTakeover:
                 .where(
                     c.agent_id == row.agent_id,
                     c.task_id == row.task_id,
-                    c.runner == row.runner,
-                    c.attempts == row.attempts,
-                    _not_leased(),  # not renewed meanwhile by an older gateway's replica
+                    # As read, and not renewed meanwhile by an older gateway.
+                    *RUN_LEASE.claim(row.runner, row.attempts),
                 )
-                # Its lease made one an older gateway never sees pass: taken
-                # from an older gateway, it is this one's now.
-                .values(runner=self._replicas.id, attempts=row.attempts + 1, lease_until=NO_LEASE)
+                .values(**RUN_LEASE.taken(self._replicas.id, row.attempts))
             )
         if not claimed.rowcount:
             return
@@ -271,12 +264,3 @@ class TaskTakeover:
                     gateway_runs.c.task_id == spec.task_id,
                 )
             )
-
-
-def _not_leased() -> Any:
-    """A run's row that no lease keeps: a gateway from before the replica
-    directory (in a rolling upgrade) holds its runs by renewing their leases;
-    rows written since carry one that never passes (`NO_LEASE`), which such a
-    gateway never claims and this one ignores."""
-    c = gateway_runs.c
-    return or_(c.lease_until < datetime.now(UTC), c.lease_until >= NO_LEASE)

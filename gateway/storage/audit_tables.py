@@ -61,8 +61,9 @@ audit_events = Table(
 )
 
 # The audit export (`gateway.audit_export`): per sink and writer, the last
-# record delivered, who is delivering it (a lease), and the current failing
-# stretch. A writer's stream is delivered in order by one process at a time.
+# record delivered, who is delivering it (the replica holding its lease:
+# `gateway.storage.leases`), and the current failing stretch. A writer's
+# stream is delivered in order by one replica at a time.
 audit_export_streams = Table(
     "audit_export_streams",
     metadata,
@@ -72,8 +73,9 @@ audit_export_streams = Table(
     # The last record of the batch in flight, while one is being retried: the
     # same batch (and webhook id) goes again, however many records came since.
     Column("batch_until", BigInteger, nullable=True),
-    Column("lease_owner", String(64), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(64), nullable=True),  # the holding replica
+    Column("lease_until", DateTime(timezone=True), nullable=True),  # older gateways'
+    Column("lease_generation", Integer, nullable=False, server_default="0"),  # migration 0041
     Column("failures", Integer, nullable=False),
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Column("last_error", Text, nullable=True),

@@ -1,7 +1,7 @@
 """The gateway's periodic jobs: one loop for all of them.
 
-Retention, sweeps, health checks, reconciliation, lease renewal, the
-policy reloader and the metrics' database gauges each run one pass every
+Retention, sweeps, health checks, reconciliation, the replica's heartbeat,
+the takeover's look, the policy reloader and the metrics' database gauges each run one pass every
 few seconds in every replica. What a failing pass does must not be each
 job's own decision -- a job that logs every pass floods the log during an
 outage, one that logs nothing hides it, and one that lets an unexpected
@@ -13,7 +13,7 @@ error out of its loop is gone for good. `Periodic` is the one loop:
   traceback when it is a bug -- and once when the job recovers, not once
   per pass (a database down for an hour is two lines per job, not 720);
 * ``fixed_rate`` keeps a pass that ran long from pushing the next one back
-  (the gateway-run tasks' lease renewal: the takeover bound depends on it);
+  (the gateway-run tasks' takeover look: the takeover bound depends on it);
 * ``wake()`` runs the next pass now (a change was made that it should see);
 * each job's runs, failures and last good pass are kept (`JobState`) for
   `/metrics` (`switchboard_job_*`).
@@ -212,7 +212,7 @@ def paced_by_company(
 def next_due(due: float, ended: float, interval: float, *, fixed_rate: bool) -> float:
     """When the pass after one that was due at ``due`` and ended at ``ended``
     is due. Fixed rate: one interval after the last was due -- a slow pass
-    does not push the next back (the gateway-run tasks' lease renewal: the
+    does not push the next back (the gateway-run tasks' takeover look: the
     takeover bound counts on it) -- unless it ran past that, then at once.
     Otherwise one interval after the pass ended."""
     if fixed_rate:

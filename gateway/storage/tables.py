@@ -104,9 +104,11 @@ a2a_push_configs = Table(
 
 # Calls the gateway runs itself for agents without tasks of their own
 # (`gateway.delegation.task_runner`): a row exists while a call runs. `runner` is the
-# replica running it, which renews `lease_until` while it does; a row whose
-# lease ran out was interrupted (a crash, a restart) and is failed or, for an
-# idempotent skill, run again. The task itself is in `a2a_tasks`.
+# replica running it and `attempts` the generation of its claim (the one fenced
+# lease, `gateway.storage.leases`); a row whose replica is gone was interrupted
+# (a crash, a restart) and is failed or, for an idempotent skill, run again.
+# `lease_until`: the time lease of gateways before the replica directory (ours
+# never passes). The task itself is in `a2a_tasks`.
 gateway_runs = Table(
     "gateway_runs",
     metadata,

@@ -235,3 +235,23 @@ def test_background_checker_runs_in_the_gateway(tmp_path: Path, sdk_agent: Serve
         httpx.get(sdk_agent.url + "/.well-known/agent-card.json", verify=client_tls()).status_code
         == 200
     )
+
+
+async def test_a_check_paused_past_its_lease_writes_nothing(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    # Two checks of one agent: the first paused past its lease, the second
+    # claims the agent meanwhile. The first's outcome, written under the
+    # claim it held (its expiry, the claim's token), changes nothing.
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'fence.db'}"
+    async with db.migrated(url, None) as made:
+        store = SqlAgentStore(made)
+        await _add(store, "http://127.0.0.1:9/card", "http://127.0.0.1:9")
+        stale = await store.claim_health_state("inv", timedelta(seconds=-1))
+        fresh = await store.claim_health_state("inv", timedelta(seconds=60))
+        assert stale is not None and fresh is not None
+        assert not await store.record_health("inv", X, 1, 0, "stale", U, claimed=stale.until)
+        assert await store.health_state("inv") == (U, 0, 0)
+        assert await store.record_health("inv", H, 0, 1, None, U, claimed=fresh.until)
+        assert not await store.record_health("inv", X, 1, 0, "stale", U, claimed=stale.until)
+        assert await store.health_state("inv") == (H, 0, 1)

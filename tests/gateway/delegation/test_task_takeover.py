@@ -30,13 +30,14 @@ from adapters.base import Turn
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.vendor import GatewayRun
 from gateway.agents.vendor_run import VendorExecution
-from gateway.delegation import run_rows, task_runner
+from gateway.delegation import task_runner
 from gateway.delegation.permits import Caller
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.runs import RunSpec
 from gateway.delegation.task_runner import RunLost, TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.storage.leases import NO_LEASE
 from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import gateway_replicas, gateway_runs
 
@@ -332,7 +333,7 @@ async def test_a_run_of_an_older_gateway_is_taken_once_its_lease_has_passed(
         lease = await conn.scalar(
             select(gateway_runs.c.lease_until).where(gateway_runs.c.task_id == "t-old")
         )
-    assert lease is not None and lease.replace(tzinfo=UTC) >= run_rows.NO_LEASE
+    assert lease is not None and lease.replace(tzinfo=UTC) >= NO_LEASE
     upstream.release.set()
     await here.runner.wait("chat", "t-old")
     assert upstream.calls["t-old"] == 1

@@ -20,8 +20,10 @@ So:
   idempotent, an ended run stays as it ended);
 * a workflow that raises anyway (an outage longer than that, a bug) ends
   its run ``failed`` with the error (`failed_for_good`) before DBOS records
-  it ERROR; an admin may resume it as any failed run. A cancellation or a
-  shutdown is not an error: DBOS raises a `BaseException` for them.
+  it ERROR. (A resume replays the step's recorded error: DBOS does not run
+  a step that failed again, so such a run ends failed once more.) A
+  cancellation or a shutdown is not an error: DBOS raises a `BaseException`
+  for them.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dbos import DBOS
 
 from adapters import spans
 from gateway.delegation.audit import AuditEvent
-from gateway.flows import back_routes, checkpoints, deep_approvals, loops, reviews, waits
+from gateway.flows import back_routes, checkpoints, deep_approvals, loops, reviews, run_ends, waits
 from gateway.flows.calls import CallContext, StepCall
 from gateway.flows.costs import BudgetSpent, priced, reserve_budget
 from gateway.flows.definition import (
@@ -89,7 +89,13 @@ async def run_flow(run_id: str) -> str:
         task.add_done_callback(_RUNNING.discard)
     # The workflow's id is its run's: a fork (`gateway.flows.forks`) keeps its
     # origin's argument, as DBOS forks do, under an id of its own.
-    return await FlowRun(runtime(), DBOS.workflow_id or run_id).execute()
+    run = FlowRun(runtime(), DBOS.workflow_id or run_id)
+    try:
+        return await run.execute()
+    except Exception as exc:  # never left "working" with its workflow ended (`run_ends`)
+        if run.info:
+            await run_ends.failed_for_good(run.rt.store, run.run_id, run._finish, exc)
+        raise
 
 
 class FlowRun(MapSteps, ParallelSteps):
@@ -100,7 +106,7 @@ class FlowRun(MapSteps, ParallelSteps):
         self.ctx: dict[str, Any] = {}
 
     async def execute(self) -> str:
-        begun = await DBOS.run_step_async({"name": "begin"}, self._begin)
+        begun = await DBOS.run_step_async(run_ends.own_step("begin"), self._begin)
         if begun is None:
             return "missing"
         self.info = begun["run"]
@@ -130,7 +136,7 @@ class FlowRun(MapSteps, ParallelSteps):
             ended = await self._walk(document, rounds, start)
         if ended is not None:
             state, reason = ended
-            await DBOS.run_step_async({"name": "finish"}, self._finish, state, reason, None)
+            await self._end(state, reason)
             return state
         try:
             output = (
@@ -139,12 +145,13 @@ class FlowRun(MapSteps, ParallelSteps):
                 else self._last_output(document)
             )
         except Exception as exc:  # a JMESPath runtime error (a function on the wrong type)
-            await DBOS.run_step_async(
-                {"name": "finish"}, self._finish, "failed", f"output: {exc}", None
-            )
+            await self._end("failed", f"output: {exc}")
             return "failed"
-        await DBOS.run_step_async({"name": "finish"}, self._finish, "completed", "done", output)
+        await self._end("completed", "done", output)
         return "completed"
+
+    async def _end(self, state: str, reason: str, output: Any = None) -> None:
+        await DBOS.run_step_async(run_ends.own_step("finish"), self._finish, state, reason, output)
 
     def _last_output(self, document: FlowDocument) -> Any:
         for step in reversed(document.steps):

@@ -74,6 +74,11 @@ _SET_CURRENT_STEP = Statement(
 )
 
 
+def current_version(sql: Sql, flow_id: str) -> int | None:
+    rows = sql.rows("SELECT version FROM flows WHERE id = :id", {"id": flow_id})
+    return int(rows[0][0]) if rows else None
+
+
 def step_row(sql: Sql, run_id: str, step_id: str) -> dict[str, Any] | None:
     rows = sql.typed(_STEP_ROW, {"run_id": run_id, "step_id": step_id})
     return rows[0] if rows else None

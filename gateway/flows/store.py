@@ -18,6 +18,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import reservations, step_records
+from gateway.flows.definition import FlowDocument
 from gateway.flows.definition_versions import save_version
 from gateway.flows.models import (
     FlowRecord,
@@ -32,6 +33,8 @@ from gateway.storage.statements import statement_runner
 from gateway.storage.tables import upstream_connections
 from registry.tables import agents, as_utc
 
+# Parsed flow versions kept per process (a version's document never changes).
+_VERSIONS_KEPT = 4096
 TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
 
 
@@ -55,6 +58,7 @@ class FlowStore:
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
         self.reservations = reservations.Reservations(self._run)
+        self._parsed: dict[tuple[str, int], FlowDocument] = {}
 
     async def aclose(self) -> None:
         await self._run.aclose()
@@ -129,6 +133,24 @@ class FlowStore:
             )
             for r in rows
         ]
+
+    async def current_version(self, flow_id: str) -> int:
+        """The flow's latest version (`FlowNotFound`: no such flow, or removed)."""
+        found = await self._run.read(step_records.current_version, flow_id)
+        if found is None:
+            raise FlowNotFound(flow_id)
+        return found
+
+    async def parsed(self, flow_id: str, version: int) -> FlowDocument:
+        """A version's document, parsed once: a stored version never changes."""
+        key = (flow_id, version)
+        document = self._parsed.get(key)
+        if document is None:
+            document = FlowDocument.model_validate(await self.version(flow_id, version))
+            if len(self._parsed) >= _VERSIONS_KEPT:
+                self._parsed.clear()
+            self._parsed[key] = document
+        return document
 
     async def version(self, flow_id: str, version: int) -> dict[str, Any]:
         async with self._engine.connect() as conn:

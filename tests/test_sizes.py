@@ -41,7 +41,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/agents/calls.py", "_relay"),
         ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
-        ("gateway/flows/runner.py", None),
         ("gateway/flows/service.py", None),
         ("gateway/flows/service.py", "start"),
         ("adapters/mcp.py", None),

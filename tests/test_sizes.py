@@ -39,7 +39,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
     {
         ("gateway/agents/calls.py", None),
         ("gateway/agents/calls.py", "_relay"),
-        ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/service.py", None),
         ("gateway/flows/service.py", "start"),

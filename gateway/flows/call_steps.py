@@ -18,13 +18,14 @@ from typing import Any
 
 from adapters import spans
 from gateway.flows import deep_approvals
-from gateway.flows.calls import CallContext, StepCall
+from gateway.flows.calls import StepCall
 from gateway.flows.costs import BudgetSpent, priced, reserve_budget
 from gateway.flows.definition import CallStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import ASKING, HELD, RETRYING, failed, now
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, GrantUnusable, caller_of
+from gateway.flows.step_admission import CallContext
 from gateway.flows.target_checks import as_fallback
 from registry.tables import as_utc
 

@@ -42,7 +42,6 @@ TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
         ("gateway/flows/engine.py", "ensure"),
         ("gateway/flows/service.py", None),
         ("gateway/flows/service.py", "start"),
-        ("adapters/mcp_passthrough.py", None),
     }
 )
 

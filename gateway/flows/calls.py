@@ -158,7 +158,7 @@ class StepCall:
         # Built before the call is decided: one that cannot be sent is not.
         message_id = f"{self.call.run_id}.{self.step.id}.{pending['attempts']}"
         message = self._message(message_id, arguments, text) if sends else None
-        grant = await self.admission.admit(target.agent, target.skill, inputs=inputs)
+        grant = await self.admission.decide(target.agent, target.skill, inputs=inputs)
         token = self.admission.shown_token(grant)
         # Re-attached while it showed an approval inside its agent: said again once it goes on.
         holding = known.get("approval_id") if known.get("state") == "waiting" else None
@@ -279,7 +279,7 @@ class StepCall:
             raise StepFailed(f"{target.agent} asked, but its task is not known", final=True)
         data, text = reply.reply.get("data"), reply.reply.get("text")
         inputs = [data] if data else []
-        grant = await self.admission.admit(target.agent, target.skill, inputs=inputs)
+        grant = await self.admission.decide(target.agent, target.skill, inputs=inputs)
         token = self.admission.shown_token(grant)
         agent = self._agent_task(
             grant, continues=task_id, answered=reply.asked, since=known.get("sent_at")
@@ -310,7 +310,7 @@ class StepCall:
         if not task_id or agent is None:
             return
         with contextlib.suppress(Exception):
-            grant = await self.admission.admit(agent, None, message=False)
+            grant = await self.admission.decide(agent, None, message=False)
             caller = self.call.caller
             admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
             await self.rt.handler_for(grant.card).cancel(admission, str(task_id))

@@ -61,7 +61,7 @@ class StepAdmission:
         # A human approved this call on the desk (the policy holds each one).
         self.approved = approved
 
-    async def admit(
+    async def decide(
         self,
         agent_id: str,
         skill: str | None,

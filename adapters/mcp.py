@@ -13,6 +13,8 @@ fresh listing -- which is also how a changed tool definition is noticed. A
 failed probe or a call that finds the session gone closes it; the task then
 reconnects with exponential backoff, and a stdio server is started again (a
 dead process ends its session). ``on_health`` hears every transition.
+A 2026-07-28 server tells of list changes on a `subscriptions/listen`
+stream kept open beside the session (`adapters.mcp_listen`).
 
 Upstream calls forward progress notifications (``progress_callback``) and
 return an `InputRequiredResult` (MRTR, 2026-07-28) to the caller instead of
@@ -30,12 +32,8 @@ from typing import TypeVar
 
 import httpx2
 import mcp_types as types
-from mcp import Client, MCPError
+from mcp import Client
 from mcp.client.session import IncomingMessage
-from mcp.client.subscriptions import PromptsListChanged, ToolsListChanged
-from mcp_types import (
-    METHOD_NOT_FOUND,
-)
 
 from adapters.errors import (
     OwnFailure,
@@ -67,6 +65,7 @@ from adapters.mcp_http import (
     UpstreamAuth,
 )
 from adapters.mcp_lane import LegacyLane
+from adapters.mcp_listen import listen_for_changes
 from adapters.mcp_passthrough import McpPassThrough
 from adapters.mcp_relay import (
     stamp_caller_capabilities,
@@ -325,49 +324,16 @@ class McpUpstream(UpstreamCalls):
                 self._announce("tools")
 
     async def _listen(self, client: Client) -> None:
-        """A 2026-07-28 server tells of changes only on a `subscriptions/listen`
-        stream (SEP-2575): keep one open for the tool and prompt list changes
-        it declares, for as long as the session lives. A stream that drops
-        once open (a read timeout of a silent stream, say) is opened again at
-        once; one that cannot be opened is tried again with backoff (up to
-        ``probe_seconds``: the probe catches what is missed meanwhile); a
-        server that does not serve it is not asked again on this session.
-        Never ends the session."""
-        capabilities = client.server_capabilities
-        tools = bool(capabilities and capabilities.tools and capabilities.tools.list_changed)
-        prompts = bool(capabilities and capabilities.prompts and capabilities.prompts.list_changed)
-        if not (tools or prompts):
-            return
-        shortest = self._timings.reconnect_min_seconds
-        delay = shortest
-        while not self._stopping:
-            opened = False
-            try:
-                async with client.listen(
-                    tools_list_changed=tools, prompts_list_changed=prompts
-                ) as subscription:
-                    opened = True
-                    async for event in subscription:
-                        if isinstance(event, ToolsListChanged):
-                            self._tools_changed()
-                        elif isinstance(event, PromptsListChanged):
-                            self._announce("prompts")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, MCPError) and exc.code == METHOD_NOT_FOUND:
-                    return
-                logger.debug(
-                    "MCP server %s: subscriptions/listen ended: %s",
-                    self.spec.server_id,
-                    describe(exc),
-                )
-            if opened:
-                delay = shortest
-                await asyncio.sleep(min(shortest, 0.1))
-            else:
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311
-                delay = min(delay * 2, self._timings.probe_seconds)
+        """The list changes a 2026-07-28 server tells of on its
+        `subscriptions/listen` stream (`adapters.mcp_listen`)."""
+        await listen_for_changes(
+            client,
+            server_id=self.spec.server_id,
+            timings=self._timings,
+            stopping=lambda: self._stopping,
+            on_tools=self._tools_changed,
+            on_prompts=lambda: self._announce("prompts"),
+        )
 
     def _tools_changed(self) -> None:
         """The server says its tools changed: list them again, then tell."""

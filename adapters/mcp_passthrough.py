@@ -29,7 +29,8 @@ What goes on the wire is what the SDK would send, from the SDK's own state:
   per-event cap, a JSON-RPC error in a 4xx body, 202 and other statuses),
   and the result checked as `ClientSession.send_request` and `call_tool`
   check it (the version's result schema, the result union, the tool's
-  output schema through `ClientSession.validate_tool_result`).
+  output schema through `ClientSession.validate_tool_result`): the statuses
+  here, the body in `adapters.mcp_answers`.
 
 Failures are raised as the SDK raises them (`MCPError` with the SDK's code
 and wording, or a transport exception), so `McpUpstream._send` maps them
@@ -48,31 +49,23 @@ are dropped.
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import itertools
 import json
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
 import mcp_types as types
 import yarl
-from httpx2._sse import SSEError as _SSEError
-from httpx2._sse import _SSEParser
 from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp_types import (
-    CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
 )
-from mcp_types import methods as _methods
 
 from adapters.http import (
     UpstreamRefused,
@@ -81,21 +74,18 @@ from adapters.http import (
     read_capped,
     refuse_coding,
 )
-from adapters.mcp_http import Credential, TooLarge, note_status
-from adapters.mcp_relay import on_log
-from adapters.mcp_results import (
-    CALL_TOOL_RESULT,
-    complete_by_default,
-    floor_ttl,
-    later_revision_fields,
+from adapters.mcp_answers import (
+    METHOD,
+    OnNotice,
+    checked_result,
+    error_of,
+    read_events,
+    response_of,
 )
+from adapters.mcp_http import Credential, TooLarge, note_status
 from registry.ssrf import AddressPolicy
 
-logger = logging.getLogger(__name__)
-
-METHOD: Final = "tools/call"
 FALLBACK: Final = object()  # "not handled here; send it through the SDK"
-OnNotice = Callable[[Any], Any]  # McpUpstream._on_message
 
 
 class PassThroughRefused(OSError):
@@ -197,7 +187,7 @@ class McpPassThrough:
         if raw is FALLBACK:
             return FALLBACK
         assert isinstance(raw, dict)
-        return await _result(session, name, version, raw)
+        return await checked_result(session, name, version, raw)
 
     async def _post(
         self,
@@ -229,7 +219,7 @@ class McpPassThrough:
             content_type = response.headers.get("Content-Type", "").lower()
             if status >= 400:
                 if content_type.startswith("application/json"):
-                    error = _error_of(await self._read(response))
+                    error = error_of(await self._read(response))
                     if error is not None:
                         raise MCPError(error.code, error.message, error.data)
                 if status == 404:  # no session at 2026-07-28: the method is unknown
@@ -238,10 +228,15 @@ class McpPassThrough:
             if content_type.startswith("application/json"):
                 answer = await self._read(response)
                 done = True
-                return _response_of(answer, request_id)
+                return response_of(answer, request_id)
             if content_type.startswith("text/event-stream"):
-                streamed = await self._events(
-                    response, request_id, version, progress_callback, on_notice
+                streamed = await read_events(
+                    response,
+                    self.max_sse_event_bytes,
+                    request_id,
+                    version,
+                    progress_callback,
+                    on_notice,
                 )
                 done = True
                 return streamed
@@ -256,38 +251,6 @@ class McpPassThrough:
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         return await read_capped(response, self.max_response_bytes, TooLarge)
-
-    async def _events(
-        self,
-        response: aiohttp.ClientResponse,
-        request_id: int,
-        version: str,
-        progress_callback: ProgressFnT | None,
-        on_notice: OnNotice | None,
-    ) -> dict[str, Any]:
-        """Read the SSE answer as the SDK's transport does, up to the response."""
-        parser = _SSEParser(self.max_sse_event_bytes)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        try:
-            async for chunk in response.content.iter_any():
-                for sse in parser.decode(decoder.decode(chunk)):
-                    if sse.event != "message" or not sse.data:
-                        continue  # priming events; unknown event types
-                    answer = await _event(
-                        sse.data, request_id, version, progress_callback, on_notice
-                    )
-                    if answer is not None:
-                        return answer
-            for sse in parser.flush():
-                if sse.event == "message" and sse.data:
-                    answer = await _event(
-                        sse.data, request_id, version, progress_callback, on_notice
-                    )
-                    if answer is not None:
-                        return answer
-        except _SSEError as exc:
-            raise MCPError(CONNECTION_CLOSED, f"SSE stream failed: {exc}") from None
-        raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -336,124 +299,3 @@ def _request(
     document = {"jsonrpc": "2.0", "id": request_id, "method": METHOD, "params": data["params"]}
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
     return body, headers
-
-
-async def _event(
-    data: str,
-    request_id: int,
-    version: str,
-    progress_callback: ProgressFnT | None,
-    on_notice: OnNotice | None,
-) -> dict[str, Any] | None:
-    """One SSE message: a notification is handled, the response returned."""
-    try:
-        message = json.loads(data)
-    except ValueError as exc:
-        raise MCPError(PARSE_ERROR, f"Failed to parse SSE message: {exc}") from None
-    if not isinstance(message, dict):
-        raise MCPError(PARSE_ERROR, "Failed to parse SSE message: not a JSON-RPC message")
-    if "result" in message or "error" in message:
-        # The SDK's transport takes any response on a request's stream as
-        # that request's (it rewrites the id to the request's own).
-        return _response_of(message, None)
-    method = message.get("method")
-    if not isinstance(method, str):
-        raise MCPError(PARSE_ERROR, "Failed to parse SSE message: not a JSON-RPC message")
-    if "id" in message:
-        logger.debug("dropped a %r request on a 2026-07-28 call's stream", method)
-        return None
-    params = message.get("params")
-    if method == "notifications/progress":
-        await _progress(params, request_id, progress_callback)
-    try:
-        notification = _methods.parse_server_notification(method, version, params)
-    except KeyError:
-        logger.debug("dropped %r: not defined at %s", method, version)
-        return None
-    except ValueError:  # pydantic's ValidationError
-        logger.warning("Failed to validate notification: %s", method, exc_info=True)
-        return None
-    try:
-        if isinstance(notification, types.LoggingMessageNotification):
-            await on_log(notification.params)
-        if on_notice is not None:
-            await on_notice(notification)
-    except Exception:
-        logger.exception("notification callback for %r raised", method)
-    return None
-
-
-async def _progress(params: Any, request_id: int, progress_callback: ProgressFnT | None) -> None:
-    """A progress notification for this request's token, to ``progress_callback``."""
-    # The SDK's dispatcher's test, for this request's token.
-    match params:
-        case {"progressToken": int() | str() as token, "progress": int() | float() as p} if (
-            isinstance(params, dict)
-            and progress_callback is not None
-            and not isinstance(token, bool)
-            and not isinstance(p, bool)
-            and str(token) == str(request_id)
-        ):
-            total = params.get("total")
-            text = params.get("message")
-            try:
-                await progress_callback(
-                    float(p),
-                    float(total) if isinstance(total, int | float) else None,
-                    text if isinstance(text, str) else None,
-                )
-            except Exception:  # as the SDK's dispatcher: costs only this update
-                logger.exception("progress callback raised")
-        case _:
-            pass
-
-
-def _error_of(body: bytes) -> types.ErrorData | None:
-    try:
-        message = json.loads(body)
-        if isinstance(message, dict) and message.get("jsonrpc") == "2.0":
-            error = message.get("error")
-            if isinstance(error, dict) and "result" not in message:
-                return types.ErrorData.model_validate(error)
-    except ValueError:
-        pass
-    return None
-
-
-def _response_of(answer: bytes | dict[str, Any], request_id: int | None) -> dict[str, Any]:
-    """The result of a JSON-RPC response, or its error raised as the SDK raises it."""
-    try:
-        message = json.loads(answer) if isinstance(answer, bytes) else answer
-    except ValueError as exc:
-        raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        raise MCPError(PARSE_ERROR, "Failed to parse JSON response: not a JSON-RPC response")
-    if request_id is not None and message.get("id") != request_id:
-        raise MCPError(PARSE_ERROR, "Failed to parse JSON response: the answer is to another id")
-    error = message.get("error")
-    if error is not None:
-        try:
-            data = types.ErrorData.model_validate(error)
-        except ValueError as exc:
-            raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
-        raise MCPError(data.code, data.message, data.data)
-    result = message.get("result")
-    if not isinstance(result, dict):
-        raise MCPError(PARSE_ERROR, "Failed to parse JSON response: no result object")
-    return result
-
-
-async def _result(
-    session: ClientSession, name: str, version: str, raw: dict[str, Any]
-) -> types.CallToolResult | types.InputRequiredResult:
-    """`ClientSession.send_request`'s checks, then `call_tool`'s."""
-    floor_ttl(raw)
-    raw = complete_by_default(METHOD, version, raw)
-    with contextlib.suppress(KeyError):
-        _methods.validate_server_result(METHOD, version, raw)
-    if not (foreign := later_revision_fields(METHOD, version)).isdisjoint(raw):
-        raw = {key: value for key, value in raw.items() if key not in foreign}
-    result = CALL_TOOL_RESULT.validate_python(raw, by_name=False)
-    if isinstance(result, types.CallToolResult) and not result.is_error:
-        await session.validate_tool_result(name, result)
-    return result

@@ -37,11 +37,7 @@ EXCEPTIONS: dict[tuple[str, str | None], str] = {
 # Over the limits today and still to be split by responsibility (issue 53).
 TO_SPLIT: frozenset[tuple[str, str | None]] = frozenset(
     {
-        ("gateway/flows/calls.py", None),
         ("gateway/flows/engine.py", "ensure"),
-        ("gateway/flows/runner.py", None),
-        ("adapters/mcp.py", None),
-        ("adapters/mcp_passthrough.py", None),
     }
 )
 

@@ -2,10 +2,10 @@
 
 Each attempt is one pass through the pipeline: `Delegations.admit` decides
 with the policy in force now (the flow in the actor chain), mints a token for
-this target only and audits; then the A2A front door's own handler for the
-agent (`Agents.handler_for`: an A2A agent, a gateway-run agent, another
-flow) or the MCP federation makes the call, recording and auditing it as
-for any caller.
+this target only and audits (`gateway.flows.step_admission`); then the A2A
+front door's own handler for the agent (`Agents.handler_for`: an A2A agent,
+a gateway-run agent, another flow) or the MCP federation makes the call,
+recording and auditing it as for any caller.
 
 Sending at most once. The step's row (`flow_steps`) gets ``sent_at`` just
 before a message is sent and ``upstream_task_id`` as soon as the agent names
@@ -20,6 +20,8 @@ recorded its result):
   is idempotent, else the step fails saying its outcome is unknown;
 * never sent: sent.
 
+What each case records is `gateway.flows.at_most_once`'s.
+
 Every outcome is a plain dict -- ``state`` (completed, failed, retrying),
 ``output``, ``text``, ``error`` -- which DBOS records as the step's result.
 """
@@ -28,27 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from gateway.agents.admission import Admission
 from gateway.agents.exchange import AgentMessage, Unsendable
 from gateway.connections.errors import ScopeRequired
-from gateway.delegation.call import Call
-from gateway.delegation.delegate import CANCELLED
-from gateway.delegation.interrupted import SentCall, record_interrupted
-from gateway.delegation.pipeline import (
-    ApprovalRequired,
-    Caller,
-    CoordinationDeferred,
-    DelegationDenied,
-    Grant,
-)
+from gateway.delegation.pipeline import Grant
 from gateway.delegation.tasks import Owner
-from gateway.flows import deep_approvals, tool_steps
+from gateway.flows import at_most_once, deep_approvals, tool_steps
 from gateway.flows.agent_tasks import WAITING, AgentTask, status_key
 from gateway.flows.definition import CallStep
 from gateway.flows.outcomes import (
@@ -60,27 +51,12 @@ from gateway.flows.outcomes import (
 )
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime, is_idempotent
+from gateway.flows.step_admission import CallContext, StepAdmission
 from gateway.flows.step_clock import StoppedClock
 from gateway.flows.step_errors import NeedsApproval, NeedsConsent, StepFailed
 from gateway.http.json_body import JsonRefused, check_value
-from gateway.storage.outages import outage_of
-from registry.store import AgentNotFound
 from registry.tables import as_utc
 from registry.vendor_cards import gateway_run_kind
-
-T = TypeVar("T")
-# How often a step a coordination rule defers asks again.
-DEFERRED_POLL_SECONDS = 1.0
-logger = logging.getLogger(__name__)
-
-EVENT = "flow.step"
-
-
-@dataclass(frozen=True)
-class CallContext:
-    run_id: str
-    trace_id: str
-    caller: Caller
 
 
 def _now() -> datetime:
@@ -98,6 +74,7 @@ class StepCall:
         self.step = step
         # A human approved this call on the desk (the policy holds each one).
         self.approved = approved
+        self.admission = StepAdmission(runtime, call, step.call.target, approved=approved)
         self.clock: StoppedClock | None = None
 
     def idempotent(self) -> bool:
@@ -165,81 +142,6 @@ class StepCall:
 
     # Agents --------------------------------------------------------------------------
 
-    async def _admit(
-        self,
-        agent_id: str,
-        skill: str | None,
-        *,
-        message: bool = True,
-        inputs: list[Any] | None = None,
-    ) -> Grant:
-        """Decide the step's call: a message as every message is decided, for its
-        skill; another operation (a look, a cancel: no approval carried) for the
-        agent. ``inputs``: the message's data for the coordination rules."""
-        call = Call(
-            self.call.caller,
-            agent_id,
-            event=EVENT,
-            trace_id=self.call.trace_id,
-            action=skill,
-            message=message,
-            approved=self.approved and message,
-            inputs=inputs,
-        )
-        try:
-            grant = await self._waiting(agent_id, lambda: self.rt.delegations.admit(call))
-        except ApprovalRequired as waits:
-            raise NeedsApproval(agent_id, list(waits.decision.reasons)) from None
-        except DelegationDenied as denied:
-            raise StepFailed(
-                f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
-            ) from None
-        except AgentNotFound:
-            raise StepFailed(f"no agent {agent_id}", final=True) from None
-        return grant
-
-    async def _waiting(self, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """A call a `mode: defer` rule holds back waits here (audited once)."""
-        said = False
-        while True:
-            try:
-                return await attempt()
-            except CoordinationDeferred as deferred:
-                held = deferred.deferral
-            if not said:
-                said = True
-                await self.rt.delegations.refused(
-                    self.call.caller,
-                    target,
-                    event=EVENT,
-                    trace_id=self.call.trace_id,
-                    reason=held.reason,
-                    outcome="deferred",
-                )
-            # Asked again once the rule keeps nothing for the key (no decision,
-            # token or rate-limit hit meanwhile).
-            coordination = self.rt.delegations.coordination
-            while coordination is not None:
-                await asyncio.sleep(DEFERRED_POLL_SECONDS)
-                if not await coordination.keeps(held.rule, held.entity, held.key):
-                    break
-
-    def _token(
-        self, jti: str | None, expires_at: float | None, scopes: frozenset[str]
-    ) -> dict[str, Any]:
-        """What the step's record shows of its token (never the token)."""
-        caller = self.call.caller
-        return {
-            "sub": caller.subject,
-            "actors": list(caller.actors),
-            "scopes": sorted(scopes),
-            "audience": self.step.call.target,
-            "jti": jti,
-            "expires_at": (
-                datetime.fromtimestamp(expires_at, UTC).isoformat() if expires_at else None
-            ),
-        }
-
     async def _agent(
         self,
         arguments: dict[str, Any] | None,
@@ -256,8 +158,8 @@ class StepCall:
         # Built before the call is decided: one that cannot be sent is not.
         message_id = f"{self.call.run_id}.{self.step.id}.{pending['attempts']}"
         message = self._message(message_id, arguments, text) if sends else None
-        grant = await self._admit(target.agent, target.skill, inputs=inputs)
-        token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
+        grant = await self.admission.decide(target.agent, target.skill, inputs=inputs)
+        token = self.admission.shown_token(grant)
         # Re-attached while it showed an approval inside its agent: said again once it goes on.
         holding = known.get("approval_id") if known.get("state") == "waiting" else None
         agent = self._agent_task(grant, holding=holding, since=known.get("sent_at"))
@@ -273,14 +175,13 @@ class StepCall:
         if known.get("sent_at") is not None and not self.idempotent():
             await self._interrupted(known, "not sent again: its outcome is unknown")
             await self._write(**pending, token=token)
-            raise StepFailed(self._unknown(), final=True)
+            raise StepFailed(at_most_once.outcome_unknown(self.step), final=True)
         if known.get("sent_at") is not None:
             await self._interrupted(known, "sent again: the target is idempotent")
         assert message is not None  # as it sends
         # Written before sending: after a crash, "sent" without a task id.
-        await self._ended_unsent_if_failed(
-            grant, self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
-        )
+        sending = self._write(**pending, token=token, sent_at=_now(), upstream_task_id=None)
+        await at_most_once.ended_unsent_if_failed(self.rt, self.step, grant, sending)
         return await self._send(agent, grant, message)
 
     def _agent_task(
@@ -377,8 +278,9 @@ class StepCall:
         if not task_id:
             raise StepFailed(f"{target.agent} asked, but its task is not known", final=True)
         data, text = reply.reply.get("data"), reply.reply.get("text")
-        grant = await self._admit(target.agent, target.skill, inputs=[data] if data else [])
-        token = self._token(grant.token.token_id, grant.token.expires_at, grant.decision.granted)
+        inputs = [data] if data else []
+        grant = await self.admission.decide(target.agent, target.skill, inputs=inputs)
+        token = self.admission.shown_token(grant)
         agent = self._agent_task(
             grant, continues=task_id, answered=reply.asked, since=known.get("sent_at")
         )
@@ -408,7 +310,7 @@ class StepCall:
         if not task_id or agent is None:
             return
         with contextlib.suppress(Exception):
-            grant = await self._admit(agent, None, message=False)
+            grant = await self.admission.decide(agent, None, message=False)
             caller = self.call.caller
             admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
             await self.rt.handler_for(grant.card).cancel(admission, str(task_id))
@@ -431,12 +333,12 @@ class StepCall:
                 # Not sent, so not decided: the record keeps the token it went with.
                 await self._interrupted(known, "not sent again: its outcome is unknown", server)
                 await self._write(**pending)
-                raise StepFailed(self._unknown(), final=True)
+                raise StepFailed(at_most_once.outcome_unknown(self.step), final=True)
             await self._interrupted(known, "sent again: the tool is idempotent", server)
         # Decided once, as every tool call is (`McpFederation.admit_tool`); the
         # record shows the token minted for it before anything is sent.
         with tool_steps.refusals(name):
-            admitted = await self._waiting(
+            admitted = await self.admission.waiting(
                 name,
                 lambda: federation.admit_tool(
                     name,
@@ -446,8 +348,7 @@ class StepCall:
                     approved=self.approved,
                 ),
             )
-        minted, granted = admitted.permit.token, admitted.permit.decision.granted
-        token = self._token(minted.token_id, minted.expires_at, granted)
+        token = self.admission.shown_token(admitted.permit)
 
         async def sending() -> None:
             # "Sent", with the token it goes with, only once it will be: a
@@ -461,52 +362,8 @@ class StepCall:
                 name, await federation.send_tool(admitted, arguments or {}, on_sending=sending)
             )
 
-    async def _ended_unsent_if_failed(self, permit: Grant, write: Awaitable[None]) -> None:
-        """A write between a call's admission and its send: if it fails, the
-        call ends unsent and recorded (its coordination lease and budget
-        given back at once, not at their expiry) and the step fails (its
-        on_error applies); a dependency outage or a cancellation goes on as
-        it is."""
-        try:
-            await write
-        except asyncio.CancelledError:
-            await self._unsent(permit, *CANCELLED)
-            raise
-        except Exception as exc:
-            detail = f"not sent: the step's record could not be written: {exc}"
-            if outage_of(exc) is not None:
-                await self._unsent(permit, "dependency_unavailable", detail)
-                raise
-            await self._unsent(permit, "not_sent", detail)
-            raise StepFailed(f"{self.step.call.target}: {detail}") from exc
-
-    async def _unsent(self, permit: Grant, outcome: str, detail: str) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self.rt.delegate.record(permit, EVENT, outcome, detail))
-
     async def _interrupted(
         self, known: Mapping[str, Any], then: str, target: str | None = None
     ) -> None:
-        """The record of the send a crash interrupted (`gateway.delegation.
-        interrupted`), from what the step's record kept of it. ``target``: as
-        the audit names it (an MCP tool's server), if not the step's."""
-        token = known.get("token") or {}
-        sent = SentCall(
-            event=EVENT,
-            trace_id=self.call.trace_id,
-            caller=self.call.caller,
-            target=target or self.step.call.target,
-            action=self.step.call.skill
-            if self.step.call.agent is not None
-            else self.step.call.tool,
-            token_id=token.get("jti"),
-            scopes=token.get("scopes") or (),
-            sent_at=as_utc(known["sent_at"]),
-        )
-        await record_interrupted(self.rt.delegations.audit, sent, then)
-
-    def _unknown(self) -> str:
-        return (
-            f"{self.step.call.target} may have received this call before the gateway stopped, "
-            "and its outcome is unknown; it is not idempotent, so it is not sent again"
-        )
+        """The send a crash interrupted, recorded (`at_most_once.interrupted`)."""
+        await at_most_once.interrupted(self.rt, self.call, self.step, known, then, target)

@@ -29,13 +29,14 @@ from typing import Any
 from dbos import DBOS
 
 from gateway.flows import reviews
-from gateway.flows.calls import CallContext, StepCall
+from gateway.flows.calls import StepCall
 from gateway.flows.definition import (
     CallStep,
 )
 from gateway.flows.outcomes import AUTH_REQUIRED, RETRYING, now
 from gateway.flows.questions import Answer
 from gateway.flows.runtime import FlowRuntime
+from gateway.flows.step_admission import CallContext
 
 # What a human's "no" makes of it (a rejected approval): the run's end, as for a call step.
 ENDS_RUN = frozenset({"rejected", "canceled"})

@@ -20,7 +20,7 @@ from gateway.flows.step_errors import NeedsApproval, StepFailed, users_own
 def refusals(name: str) -> Iterator[None]:
     """The call's refusals and failures as the step's (`users_own`: the run's
     user's own credential). A coordination rule's deferral is waited out
-    inside (`StepCall._waiting`), never seen here."""
+    inside (`StepAdmission.waiting`), never seen here."""
     try:
         with users_own(name):
             yield

@@ -126,6 +126,30 @@ class FlowEngine:
     def executor_id(self) -> str:
         return self._executor_id
 
+    def _config(self) -> DBOSConfig:
+        """DBOS's configuration for this gateway."""
+        config: DBOSConfig = {
+            "name": "switchboard",
+            "system_database_url": self._url,
+            "application_version": ENGINE_VERSION,
+            "executor_id": self._executor_id,
+            "dbos_system_schema": SCHEMA,
+            "serializer": DBOSPortableJSONSerializer(),
+            "log_level": "WARNING",
+            "notification_listener_polling_interval_sec": self._poll,
+            "enable_otlp": False,
+        }
+        if make_url(self._url).get_backend_name() == "sqlite":
+            # DBOS's writers wait for this process's others on a lock
+            # rather than in SQLite's sleeping busy handler
+            # (`gateway.storage.sqlite_gate`); a file needs no ping per
+            # checkout.
+            config["db_engine_kwargs"] = {
+                "connect_args": {"factory": GatedConnection},
+                "pool_pre_ping": False,
+            }
+        return config
+
     async def ensure(self) -> None:
         """Launch DBOS for this event loop, once; runs left unfinished start again."""
         if self._launched:
@@ -138,26 +162,7 @@ class FlowEngine:
                 raise EngineUnavailable(
                     "another gateway in this process runs flows (DBOS is one per process)"
                 )
-            config: DBOSConfig = {
-                "name": "switchboard",
-                "system_database_url": self._url,
-                "application_version": ENGINE_VERSION,
-                "executor_id": self._executor_id,
-                "dbos_system_schema": SCHEMA,
-                "serializer": DBOSPortableJSONSerializer(),
-                "log_level": "WARNING",
-                "notification_listener_polling_interval_sec": self._poll,
-                "enable_otlp": False,
-            }
-            if make_url(self._url).get_backend_name() == "sqlite":
-                # DBOS's writers wait for this process's others on a lock
-                # rather than in SQLite's sleeping busy handler
-                # (`gateway.storage.sqlite_gate`); a file needs no ping per
-                # checkout.
-                config["db_engine_kwargs"] = {
-                    "connect_args": {"factory": GatedConnection},
-                    "pool_pre_ping": False,
-                }
+            config = self._config()
             # DBOS's own schema migrations first, off the event loop: some
             # build indexes CONCURRENTLY, which waits for every open
             # transaction in the database -- including this gateway's, which

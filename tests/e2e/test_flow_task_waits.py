@@ -2,7 +2,7 @@
 agent's task -- here the sales desk's (official a2a-sdk), delegated by the
 same user in a call of their own through the gateway -- and goes on with it
 once the gateway records it in the state waited for: woken by that record,
-not by the slow poll (left at its 60 s default). Another user's task fails
+not by the slow poll (set to an hour). Another user's task fails
 the step exactly as a task that does not exist; a task that ends otherwise,
 or not in time, fails or goes on as the step says; a bad wait is refused at
 registration naming its step and field."""
@@ -54,7 +54,10 @@ def setup(
     )
     # A flow the policy lets use the inventory only: it may not read the sales desk's tasks.
     policy += "  await-denied:\n    grant: [inventory:read]\n"
-    with flow_setup(tmp_path, module_database_url, policy) as made:
+    # The slow poll of the record an hour away: a run that goes on was woken.
+    with flow_setup(
+        tmp_path, module_database_url, policy, flow_checkpoint_poll_seconds=3600
+    ) as made:
         assert made.register(waiting_flow()).status_code == 201
         yield made
 
@@ -139,10 +142,8 @@ def test_the_run_goes_on_when_the_users_task_completes(setup: FlowSetup) -> None
         run = _start(dana, task_id)
         _until_waiting(dana, run)
         _until_completed(dana, task_id)
-        recorded = time.monotonic()
+        # Woken by the record of the task's end: the poll is an hour away.
         done = setup.run(dana, run, "completed", "failed")
-        # Woken by the record of the task's end: the poll would take 60 s.
-        assert time.monotonic() - recorded < 15
         assert done["state"] == "completed", done
         worked = _steps(done)["worked"]
         assert worked["input"] == {"agent": "sales", "task": task_id, "states": ENDS}

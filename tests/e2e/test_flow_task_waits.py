@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, FlowSetup, flow_setup, messages_of
 from tests.support.waiting import wait_for
 
 FLOW_ID = "await-work"
@@ -45,7 +45,7 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests, waiting_flow() registered
-    once: each reads its own runs, the desk's messages of them (`_of`) and the
+    once: each reads its own runs, the desk's messages of them (`messages_of`) and the
     audit records since it began (`_since`)."""
     tmp_path = tmp_path_factory.mktemp("task-waits")
     policy = POLICY + "".join(
@@ -60,12 +60,6 @@ def setup(
     ) as made:
         assert made.register(waiting_flow()).status_code == 201
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _since(setup: FlowSetup) -> int:
@@ -177,7 +171,7 @@ def test_another_users_task_fails_the_step_as_no_task_does(setup: FlowSetup) -> 
             assert "reply" not in _steps(done) or _steps(done)["reply"]["state"] != "completed"
     # The same answer for both: nothing says that erin's task exists.
     assert set(reasons) == {"step worked failed: task '<id>' of agent sales not found"}
-    assert _of(setup.desk.sent("reply"), *runs) == []
+    assert messages_of(setup.desk.sent("reply"), *runs) == []
     # Nor did the gateway follow erin's task at the agent for dana.
     with setup.admin() as admin:
         params: dict[str, str | int] = {"user": "dana", "after_id": after, "limit": 1000}

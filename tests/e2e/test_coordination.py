@@ -451,15 +451,16 @@ def test_a_deferred_call_waits_for_the_hold_and_is_made_when_it_closes(setup: Se
     given_up = _until(setup, "sales", promo["id"], {"TASK_STATE_REJECTED"})
     assert given_up["status"]["state"] == "TASK_STATE_REJECTED", given_up
     assert "calls ranked before it go first" in given_up["status"]["message"]["parts"][0]["text"]
-    # Time passes to show the deferred call is not made while the hold stands.
-    time.sleep(1.0)
+    # The deferred call is not made while the hold stands: the deferrals' job
+    # has looked at it twice (woken) and left it waiting.
+    setup.gateway.passes("coordination-deferrals", 2)
     assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
     assert setup.calls("sales") == 0, "a deferred call reached the agent"
     # Support resolves: the hold closes -- and the cooldown after a resolve,
     # which defers follow-ups too, starts in the same step: the call waits on.
     assert setup.send("support", "resolve", {"customer_id": "D-1"}).status_code == 200
-    # Time passes to show the cooldown keeps the call waiting.
-    time.sleep(1.5)
+    # The cooldown keeps the call waiting: looked at twice more, still waiting.
+    setup.gateway.passes("coordination-deferrals", 2)
     assert _task(setup, "sales", task["id"])["status"]["state"] == "TASK_STATE_SUBMITTED"
     assert setup.calls("sales") == 0
     # An admin ends the cooldown: the follow-up is made, for alice.
@@ -500,8 +501,10 @@ def test_calls_an_exclusive_rule_defers_get_the_order_one_at_a_time_by_rank(
         other = pool.submit(
             setup.send, "sales", "credit", {"customer_id": "E-1", "order_id": "O-2"}
         )
-        # Time passes: the other order's call is made, the deferred ones are not.
-        time.sleep(1.0)
+        # The other order's call is made; the deferred ones are not, however
+        # often the deferrals' job looks (woken twice).
+        wait_for(lambda: len(sales.calls()) >= 2, seconds=20, what="the other order's call")
+        setup.gateway.passes("coordination-deferrals", 2)
         assert len(sales.calls()) == 2, "a deferred call reached the agent"
         with setup.gateway.client() as admin:
             held = admin.get("/coordination/holds", params={"entity": "order"}).json()

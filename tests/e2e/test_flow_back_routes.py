@@ -19,7 +19,7 @@ import pytest
 from registry.tls import client_tls
 from tests.support.console import dev_login
 from tests.support.flow_crash import crashable
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, FlowSetup, flow_setup, messages_of
 
 ASK_AGAIN: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -66,18 +66,12 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests: each starts runs of its own
-    (orders of its own) and reads the desk's messages of its runs (`_of`).
+    (orders of its own) and reads the desk's messages of its runs (`messages_of`).
     ASK_AGAIN is registered here, once; other documents go under ids of their own."""
     tmp_path = tmp_path_factory.mktemp("back-routes")
     with flow_setup(tmp_path, module_database_url, FLOW_POLICY) as made:
         assert made.register(ASK_AGAIN).status_code == 201
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _start(client: httpx.Client, order: str, flow: str = "ask-again") -> dict[str, Any]:
@@ -97,12 +91,12 @@ def test_a_route_goes_back_until_the_order_is_ready(setup: FlowSetup) -> None:
     # Round 1 under the step's own id, each later one as <id>#<round>: a call
     # of its own each time, never the round before's found again.
     rid = run["id"]
-    assert _of(setup.desk.sent("status"), run) == [
+    assert messages_of(setup.desk.sent("status"), run) == [
         f"{rid}.status.1",
         f"{rid}.status#2.1",
         f"{rid}.status#3.1",
     ]
-    assert _of(setup.desk.sent("reply"), run) == [f"{rid}.reply.1"]
+    assert messages_of(setup.desk.sent("reply"), run) == [f"{rid}.reply.1"]
     steps = {s["id"]: s for s in run["steps"]}
     assert [steps[i]["output"]["asks"] for i in ("status", "status#2", "status#3")] == [1, 2, 3]
     assert [steps[i]["output"] for i in ("again", "again#2")] == [
@@ -183,7 +177,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     assert "route again would go back to status after 2 round(s)" in failed["error"]
     ended = {s["id"]: s for s in failed["steps"]}
     assert ended["again#2"]["state"] == "failed"
-    assert _of(setup.desk.sent("status"), failed, went_on) == [
+    assert messages_of(setup.desk.sent("status"), failed, went_on) == [
         f"{failed['id']}.status.1",
         f"{failed['id']}.status#2.1",
         f"{went_on['id']}.status.1",
@@ -192,7 +186,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
     assert went_on["state"] == "completed", went_on
     assert went_on["output"]["status"]["ready"] is False
     assert went_on["output"]["again"] == {"goto": None, "round": 2}
-    assert _of(setup.desk.sent("reply"), failed, went_on) == [f"{went_on['id']}.reply.1"]
+    assert messages_of(setup.desk.sent("reply"), failed, went_on) == [f"{went_on['id']}.reply.1"]
 
 
 @pytest.mark.parametrize(
@@ -266,13 +260,13 @@ def test_a_fork_starts_at_the_loops_first_step_or_after_the_route(setup: FlowSet
     assert asked["state"] == "completed", asked
     assert asked["output"]["status"]["asks"] == 4
     assert not [s for s in asked["steps"] if s["reused_from"]]
-    assert _of(setup.desk.sent("status"), run, replied, asked) == [
+    assert messages_of(setup.desk.sent("status"), run, replied, asked) == [
         f"{run['id']}.status.1",
         f"{run['id']}.status#2.1",
         f"{run['id']}.status#3.1",
         f"{asked['id']}.status.1",
     ]
-    assert _of(setup.desk.sent("reply"), run, replied, asked) == [
+    assert messages_of(setup.desk.sent("reply"), run, replied, asked) == [
         f"{run['id']}.reply.1",
         f"{replied['id']}.reply.1",
         f"{asked['id']}.reply.1",
@@ -313,7 +307,7 @@ def test_a_fork_into_a_version_with_a_loop_counts_the_rounds_it_reuses(
         forked = setup.run(dana, fork.json(), "completed", "failed")
     assert forked["state"] == "completed", forked
     assert forked["output"]["status"] == {"order": "D-1", "asks": 3, "ready": True}
-    assert _of(setup.desk.sent("status"), run, forked) == [
+    assert messages_of(setup.desk.sent("status"), run, forked) == [
         f"{run['id']}.status.1",
         f"{forked['id']}.status#2.1",
         f"{forked['id']}.status#3.1",

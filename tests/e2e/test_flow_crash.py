@@ -12,22 +12,16 @@ idempotent: it fails saying so.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from gateway.demo.flow_agents import SalesDesk, sales_desk_app
-from gateway.demo.process import GatewayProcess
 from gateway.flows.engine import system_database_url
-from policies.scopes import ADMIN_SCOPE
+from tests.support.flow_crash import CrashWorld, crashable
 from tests.support.flows import POLICY
-from tests.support.servers import ServerThread
-from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
 pytestmark = pytest.mark.crash
@@ -56,56 +50,13 @@ CRASH_FLOW: dict[str, Any] = {
     ],
 }
 
-
-@dataclass
-class Crash:
-    gateway: GatewayProcess
-    desk: SalesDesk
-    database_url: str
-
-    def admin(self) -> httpx.Client:
-        return self.gateway.client("admin", ADMIN_SCOPE)
-
-    def user(self) -> httpx.Client:
-        return self.gateway.client("dana", "sales:quote")
-
-    def audit(self, trace_id: str) -> list[dict[str, Any]]:
-        with self.admin() as admin:
-            page = admin.get("/audit", params={"trace": trace_id, "limit": 1000})
-        assert page.status_code == 200, page.text
-        items: list[dict[str, Any]] = page.json()["items"]
-        return items
-
-    def run(self, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-        def seen() -> dict[str, Any]:
-            with self.user() as dana:
-                body: dict[str, Any] = dana.get(f"/flows/crash-flow/runs/{run_id}").json()
-            return body
-
-        return wait_for(
-            lambda: body if done(body := seen()) else None, seconds, every=0.1, what=seen
-        )
+FLOW = "crash-flow"
 
 
 @pytest.fixture
-def crash(tmp_path: Path, database_url: str | None) -> Iterator[Crash]:
-    desk = SalesDesk()
-    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
-    try:
-        gateway.start()
-        made = Crash(gateway, desk, gateway.settings.effective_database_url)
-        with made.admin() as admin:
-            body = {"card_url": sales.url + "/.well-known/agent-card.json", "id": "sales"}
-            assert admin.post("/agents", json=body).status_code == 201
-            registered = admin.post("/flows", json=CRASH_FLOW)
-            assert registered.status_code == 201, registered.text
-        yield made
-    finally:
-        gateway.stop()
-        sales.stop()
+def crash(tmp_path: Path, database_url: str | None) -> Iterator[CrashWorld]:
+    with crashable(tmp_path, database_url, POLICY, CRASH_FLOW) as world:
+        yield world
 
 
 def _step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
@@ -113,7 +64,7 @@ def _step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
     return found
 
 
-def _received(crash: Crash) -> str:
+def _received(crash: CrashWorld) -> str:
     """What the desk received (each message's id says its run, step and
     attempt) and the gateway's log: what a count that differs is read with."""
     with crash.desk.lock:
@@ -130,7 +81,7 @@ def _in_flight(run: dict[str, Any]) -> bool:
     return "work" in steps and bool(steps["work"]["upstream_task_id"])
 
 
-def _start(crash: Crash) -> str:
+def _start(crash: CrashWorld) -> str:
     with crash.user() as dana:
         started = dana.post("/flows/crash-flow/runs", json={"input": {"quantity": 10}})
     assert started.status_code == 202, started.text
@@ -139,17 +90,17 @@ def _start(crash: Crash) -> str:
 
 
 def test_a_killed_gateway_resumes_the_run_where_it_was_and_sends_nothing_twice(
-    crash: Crash,
+    crash: CrashWorld,
 ) -> None:
     run_id = _start(crash)
-    before = crash.run(run_id, _in_flight)
+    before = crash.until(FLOW, run_id, _in_flight)
     upstream_task = _step(before, "work")["upstream_task_id"]
     sent = _step(before, "work")["token"]["jti"]
     assert _step(before, "quote")["state"] == "completed"
     crash.gateway.kill()
     assert crash.desk.count("work") == 1
     crash.gateway.start()
-    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    after = crash.until(FLOW, run_id, lambda r: r["state"] in ("completed", "failed"))
     assert after["state"] == "completed", after
     # The send in flight at the kill is in the audit, by its token's jti,
     # at the time it was sent; then the re-attached call's own record.
@@ -173,9 +124,9 @@ def test_a_killed_gateway_resumes_the_run_where_it_was_and_sends_nothing_twice(
     assert "Dear ACME" in after["output"]
 
 
-def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> None:
+def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: CrashWorld) -> None:
     run_id = _start(crash)
-    sent = _step(crash.run(run_id, _in_flight), "work")["token"]["jti"]
+    sent = _step(crash.until(FLOW, run_id, _in_flight), "work")["token"]["jti"]
     crash.gateway.kill()
     # As if the gateway had died between sending and hearing the task's id.
     engine = create_engine(system_database_url(crash.database_url))
@@ -188,7 +139,7 @@ def test_a_step_sent_without_a_task_id_known_is_not_sent_again(crash: Crash) -> 
         )
     engine.dispose()
     crash.gateway.start()
-    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    after = crash.until(FLOW, run_id, lambda r: r["state"] in ("completed", "failed"))
     assert after["state"] == "failed", after
     work = _step(after, "work")
     assert work["state"] == "failed"
@@ -219,7 +170,7 @@ MAP_FLOW: dict[str, Any] = {
 }
 
 
-def test_a_killed_gateway_resumes_a_map_calling_only_the_items_not_done(crash: Crash) -> None:
+def test_a_killed_gateway_resumes_a_map_calling_only_the_items_not_done(crash: CrashWorld) -> None:
     with crash.admin() as admin:
         assert admin.post("/flows", json=MAP_FLOW).status_code in (200, 201)
     with crash.user() as dana:
@@ -233,11 +184,11 @@ def test_a_killed_gateway_resumes_a_map_calling_only_the_items_not_done(crash: C
         sent = [steps.get(f"work[{i}]", {}).get("upstream_task_id") for i in (2, 3)]
         return done and all(sent)
 
-    before = crash.run(run_id, two_done_one_in_flight)
+    before = crash.until(FLOW, run_id, two_done_one_in_flight)
     in_flight = _step(before, "work[2]")["upstream_task_id"]
     crash.gateway.kill()
     crash.gateway.start()
-    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    after = crash.until(FLOW, run_id, lambda r: r["state"] in ("completed", "failed"))
     assert after["state"] == "completed", after
     # Four items, four messages: the two done were not called again, the two
     # in flight were re-attached to.
@@ -280,7 +231,7 @@ PARALLEL_FLOW: dict[str, Any] = {
 }
 
 
-def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: Crash) -> None:
+def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: CrashWorld) -> None:
     with crash.admin() as admin:
         assert admin.post("/flows", json=PARALLEL_FLOW).status_code in (200, 201)
     with crash.user() as dana:
@@ -292,11 +243,11 @@ def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: Crash)
         steps = {s["id"]: s for s in run["steps"]}
         return all(steps.get(b, {}).get("upstream_task_id") for b in ("left", "right"))
 
-    before = crash.run(run_id, both_in_flight)
+    before = crash.until(FLOW, run_id, both_in_flight)
     tasks = {b: _step(before, b)["upstream_task_id"] for b in ("left", "right")}
     crash.gateway.kill()  # mid-parallel: both branches in flight
     crash.gateway.start()
-    waiting = crash.run(run_id, lambda r: r["state"] in ("input_required", "failed"))
+    waiting = crash.until(FLOW, run_id, lambda r: r["state"] in ("input_required", "failed"))
     assert waiting["state"] == "input_required", waiting
     assert {b: _step(waiting, b)["upstream_task_id"] for b in ("left", "right")} == tasks
     # Recovery moved no step back: the parallel step started before its branches.
@@ -311,7 +262,7 @@ def test_a_killed_gateway_resumes_mid_parallel_and_at_a_checkpoint(crash: Crash)
     with crash.admin() as admin:
         decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
     assert decided.status_code == 200, decided.text
-    after = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    after = crash.until(FLOW, run_id, lambda r: r["state"] in ("completed", "failed"))
     assert after["state"] == "completed", after
     assert _step(after, "manager")["approval_id"] == approval  # the same one, not asked twice
     # The replay after the second kill rewrote nothing the run had finished.

@@ -17,20 +17,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from gateway.demo.flow_agents import SalesDesk, sales_desk_app
-from gateway.demo.process import GatewayProcess
 from gateway.flows.engine import system_database_url
-from policies.scopes import ADMIN_SCOPE
+from tests.support.flow_crash import CrashWorld, crashable
 from tests.support.flows import POLICY
-from tests.support.servers import ServerThread
 from tests.support.waiting import wait_for
 
 # Kills gateway processes: on one database each in `make test` (`tests/conftest.py`).
@@ -41,67 +36,18 @@ pytestmark = pytest.mark.crash
 # still tell what is left of it from a fresh one.
 BACKOFF = {"flow_retry_backoff_seconds": 15, "flow_retry_backoff_max_seconds": 15}
 
-
-@dataclass
-class Crash:
-    gateway: GatewayProcess
-    desk: SalesDesk
-    database_url: str
-
-    def admin(self) -> httpx.Client:
-        return self.gateway.client("admin", ADMIN_SCOPE)
-
-    def user(self) -> httpx.Client:
-        return self.gateway.client("dana", "sales:quote")
-
-    def start(self, document: dict[str, Any], run_input: dict[str, Any]) -> str:
-        with self.admin() as admin:
-            registered = admin.post("/flows", json=document)
-            assert registered.status_code in (200, 201), registered.text
-        with self.user() as dana:
-            started = dana.post("/flows/crash-flow/runs", json={"input": run_input})
-        assert started.status_code == 202, started.text
-        run_id: str = started.json()["id"]
-        return run_id
-
-    def run(self, run_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-        def seen() -> dict[str, Any]:
-            with self.user() as dana:
-                body: dict[str, Any] = dana.get(f"/flows/crash-flow/runs/{run_id}").json()
-            return body
-
-        return wait_for(lambda: body if done(body := seen()) else None, seconds, what=seen)
-
-    def sent(self, sku: str) -> list[dict[str, Any]]:
-        with self.desk.lock:
-            return [r for r in self.desk.received if r["data"].get("sku") == sku]
+FLOW = "crash-flow"
 
 
 @pytest.fixture
-def crash(tmp_path: Path, database_url: str | None) -> Iterator[Crash]:
-    desk = SalesDesk()
-    sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
-    policy = tmp_path / "policy.yaml"
+def crash(tmp_path: Path, database_url: str | None) -> Iterator[CrashWorld]:
     # Retries need an idempotent target (the registration checks it).
-    policy.write_text(
-        POLICY.replace(
-            "  sales:\n    require: [sales:quote]\n",
-            "  sales:\n    require: [sales:quote]\n    idempotent: true\n",
-        )
+    policy = POLICY.replace(
+        "  sales:\n    require: [sales:quote]\n",
+        "  sales:\n    require: [sales:quote]\n    idempotent: true\n",
     )
-    gateway = GatewayProcess(
-        tmp_path / "data", database_url=database_url, policy_file=policy, settings=BACKOFF
-    )
-    try:
-        gateway.start()
-        made = Crash(gateway, desk, gateway.settings.effective_database_url)
-        with made.admin() as admin:
-            body = {"card_url": sales.url + "/.well-known/agent-card.json", "id": "sales"}
-            assert admin.post("/agents", json=body).status_code == 201
-        yield made
-    finally:
-        gateway.stop()
-        sales.stop()
+    with crashable(tmp_path, database_url, policy, settings=BACKOFF) as world:
+        yield world
 
 
 def _flow(*steps: dict[str, Any]) -> dict[str, Any]:
@@ -135,29 +81,29 @@ def _waiting_at(review: str) -> Any:
     return waiting
 
 
-def _killed_and_back(crash: Crash, run_id: str, review: str) -> str:
+def _killed_and_back(crash: CrashWorld, run_id: str, review: str) -> str:
     """Kill the gateway while the run waits at ``review``; start it again; the
     run waits at the same approval. Its id."""
-    before = crash.run(run_id, _waiting_at(review))
+    before = crash.until(FLOW, run_id, _waiting_at(review))
     assert before["state"] == "input_required", before
     approval: str = _steps(before)[review]["approval_id"]
     crash.gateway.kill()
     crash.gateway.start()
-    after = crash.run(run_id, lambda r: r["state"] != "working")
+    after = crash.until(FLOW, run_id, lambda r: r["state"] != "working")
     assert after["state"] == "input_required", after
     assert _steps(after)[review]["state"] == "waiting"
     assert _steps(after)[review]["approval_id"] == approval  # the same one: not asked twice
     return approval
 
 
-def _approve(crash: Crash, approval: str) -> None:
+def _approve(crash: CrashWorld, approval: str) -> None:
     with crash.admin() as admin:
         decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
     assert decided.status_code == 200, decided.text
 
 
 def test_killed_at_a_branchs_and_a_maps_review_the_run_waits_again_and_reruns_nothing(
-    crash: Crash,
+    crash: CrashWorld,
 ) -> None:
     crash.desk.failing.update({"F-1", "B-2"})
     document = _flow(
@@ -181,29 +127,30 @@ def test_killed_at_a_branchs_and_a_maps_review_the_run_waits_again_and_reruns_no
             "on_error": "checkpoint",
         },
     )
-    run_id = crash.start(document, {"orders": ["A-1", "B-2", "C-3"]})
+    crash.register(document)
+    run_id = crash.start(FLOW, {"orders": ["A-1", "B-2", "C-3"]})
 
     approval = _killed_and_back(crash, run_id, "shaky_review1")
-    assert [len(crash.sent(s)) for s in ("S-1", "F-1")] == [1, 1]  # nothing re-run on recovery
+    assert [len(crash.received(s)) for s in ("S-1", "F-1")] == [1, 1]  # nothing re-run on recovery
     crash.desk.failing.discard("F-1")
     _approve(crash, approval)
 
     approval = _killed_and_back(crash, run_id, "quotes_review1")
-    assert [len(crash.sent(s)) for s in ("S-1", "F-1", "A-1", "B-2", "C-3")] == [1, 2, 1, 1, 1]
+    assert [len(crash.received(s)) for s in ("S-1", "F-1", "A-1", "B-2", "C-3")] == [1, 2, 1, 1, 1]
     crash.desk.failing.clear()
     _approve(crash, approval)
 
-    done = crash.run(run_id, lambda r: r["state"] in ("completed", "failed", "rejected"))
+    done = crash.until(FLOW, run_id, lambda r: r["state"] in ("completed", "failed", "rejected"))
     assert done["state"] == "completed", done
     # Only what had failed was called again, once each, after its approval.
-    assert [len(crash.sent(s)) for s in ("S-1", "F-1", "A-1", "B-2", "C-3")] == [1, 2, 1, 2, 1]
+    assert [len(crash.received(s)) for s in ("S-1", "F-1", "A-1", "B-2", "C-3")] == [1, 2, 1, 2, 1]
     steps = _steps(done)
     assert sorted(steps["both"]["output"]) == ["shaky", "steady"]
     assert [q["sku"] for q in steps["quotes"]["output"]] == ["A-1", "B-2", "C-3"]
     assert steps["shaky_review1"]["state"] == steps["quotes_review1"]["state"] == "completed"
 
 
-def _sleeps(crash: Crash, run_id: str) -> list[float]:
+def _sleeps(crash: CrashWorld, run_id: str) -> list[float]:
     """The durable sleeps DBOS recorded for the run: each one's wake-up time."""
     engine = create_engine(system_database_url(crash.database_url))
     table = "dbos.operation_outputs" if engine.dialect.name == "postgresql" else "operation_outputs"
@@ -220,28 +167,29 @@ def _sleeps(crash: Crash, run_id: str) -> list[float]:
 
 
 def test_killed_in_a_retry_backoff_the_run_waits_only_what_is_left_and_goes_on(
-    crash: Crash,
+    crash: CrashWorld,
 ) -> None:
     crash.desk.failing.add("R-1")  # its first attempt fails
-    run_id = crash.start(_flow(_quote("priced", "R-1", retries=2)), {})
+    crash.register(_flow(_quote("priced", "R-1", retries=2)))
+    run_id = crash.start(FLOW, {})
 
     def first_failed(run: dict[str, Any]) -> bool:
         priced = _steps(run).get("priced") or {}
         return priced.get("state") == "retrying" and priced.get("attempts") == 1
 
-    before = crash.run(run_id, first_failed)
+    before = crash.until(FLOW, run_id, first_failed)
     crash.desk.failing.clear()  # the second attempt will do
     assert "no price for R-1 now" in _steps(before)["priced"]["error"]
-    first_at = crash.sent("R-1")[0]["at"]
+    first_at = crash.received("R-1")[0]["at"]
     # In the 15 s backoff: DBOS recorded its durable sleep (its wake-up time).
     wait_for(lambda: _sleeps(crash, run_id), what="the backoff's durable sleep")
     crash.gateway.kill()
     restarted_at = time.time()
     crash.gateway.start()
-    done = crash.run(run_id, lambda r: r["state"] in ("completed", "failed"))
+    done = crash.until(FLOW, run_id, lambda r: r["state"] in ("completed", "failed"))
     assert done["state"] == "completed", done
 
-    calls = crash.sent("R-1")
+    calls = crash.received("R-1")
     # Two attempts in all: the one made before the crash was not made again,
     # the count went on from it.
     assert [c["message_id"].rsplit(".", 1)[1] for c in calls] == ["1", "2"]

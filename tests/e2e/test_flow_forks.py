@@ -20,7 +20,7 @@ from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
 from registry.tls import client_tls
 from tests.support.console import dev_login
-from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, wait_for_run
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, messages_of, wait_for_run
 from tests.support.servers import ServerThread
 from tests.support.waiting import wait_for
 
@@ -34,18 +34,12 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests, quote-flow registered once:
-    each test reads the desk's messages of its own runs (`_of`); the one that
+    each test reads the desk's messages of its own runs (`messages_of`); the one that
     registers a newer version does so under a flow id of its own."""
     tmp_path = tmp_path_factory.mktemp("forks")
     with flow_setup(tmp_path, module_database_url, FORKS_POLICY) as made:
         assert made.register(QUOTE_FLOW).status_code == 201
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _start(
@@ -72,7 +66,7 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
     with setup.user() as dana:
         run = setup.run(dana, _start(dana), "completed", "failed")
         assert run["state"] == "completed", run
-        assert len(_of(setup.desk.sent("quote"), run)) == 1
+        assert len(messages_of(setup.desk.sent("quote"), run)) == 1
         forked = _fork(dana, run, step="reply", input={**ORDER, "customer": "Bob"})
         assert forked.status_code == 201, forked.text
         fork = forked.json()
@@ -84,8 +78,8 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
     assert done["output"]["quote"] == run["output"]["quote"]
     assert done["output"]["stock"] == run["output"]["stock"]
     # Nothing before the fork's step sent again; the reply sent once more.
-    assert _of(setup.desk.sent("quote"), run, fork) == [f"{run['id']}.quote.1"]
-    assert _of(setup.desk.sent("reply"), run, fork) == [
+    assert messages_of(setup.desk.sent("quote"), run, fork) == [f"{run['id']}.quote.1"]
+    assert messages_of(setup.desk.sent("reply"), run, fork) == [
         f"{run['id']}.reply.1",
         f"{fork['id']}.reply.1",
     ]
@@ -109,7 +103,7 @@ def test_a_fork_from_a_later_step_reuses_the_steps_before_it(setup: FlowSetup) -
         assert again.status_code == 201, again.text
         third = setup.run(dana, again.json(), "completed", "failed")
     assert third["output"]["reply"] == "Dear Cy, your quote is 35.62 EUR."
-    assert _of(setup.desk.sent("quote"), run, fork, third) == [f"{run['id']}.quote.1"]
+    assert messages_of(setup.desk.sent("quote"), run, fork, third) == [f"{run['id']}.quote.1"]
     assert _steps(third)["quote"]["reused_from"] == done["id"]
 
 
@@ -128,7 +122,7 @@ def test_a_failed_run_forked_at_its_failed_step_goes_on(setup: FlowSetup) -> Non
         assert forked.status_code == 201, forked.text
         done = setup.run(dana, forked.json(), "completed", "failed")
     assert done["state"] == "completed", done
-    assert _of(setup.desk.sent("quote"), run, done) == [
+    assert messages_of(setup.desk.sent("quote"), run, done) == [
         f"{run['id']}.quote.1",
         f"{done['id']}.quote.1",
     ]
@@ -157,7 +151,7 @@ def test_an_approved_checkpoint_is_not_asked_again_in_a_fork(setup: FlowSetup) -
     assert _steps(done)["manager"]["output"]["approved"] is True
     assert done["output"]["reply"].startswith("Dear Cy")
     assert [a for a in pending["items"] if a["id"] not in before] == [], pending
-    assert len(_of(setup.desk.sent("quote"), run, done)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run, done)) == 1
 
 
 def test_a_fork_goes_on_with_a_newer_version(setup: FlowSetup) -> None:
@@ -173,7 +167,7 @@ def test_a_fork_goes_on_with_a_newer_version(setup: FlowSetup) -> None:
         done = setup.run(dana, forked.json(), "completed", "failed")
     assert done["flow_version"] == 2
     assert done["output"]["reply"].startswith("Dear Dear friend"), done
-    assert len(_of(setup.desk.sent("quote"), run, done)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run, done)) == 1
 
 
 def test_who_may_fork_and_from_where(setup: FlowSetup) -> None:
@@ -222,7 +216,7 @@ def test_who_may_fork_and_from_where(setup: FlowSetup) -> None:
     # Nothing refused made a run.
     assert runs.status_code == 200, runs.text
     assert len(runs.json()) == 2, runs.json()
-    assert len(_of(setup.desk.sent("reply"), *runs.json())) == 1
+    assert len(messages_of(setup.desk.sent("reply"), *runs.json())) == 1
 
 
 def test_the_console_forks_a_run_and_replays_it_step_by_step(setup: FlowSetup) -> None:
@@ -277,7 +271,7 @@ def test_the_console_forks_a_run_and_replays_it_step_by_step(setup: FlowSetup) -
         shown = web.get(fork_page)
         assert 'id="forked-from"' in shown.text and run["id"] in shown.text
         assert ">reused</span>" in shown.text
-    assert len(_of(setup.desk.sent("quote"), run, done)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run, done)) == 1
 
 
 SLOW_FLOW: dict[str, Any] = {

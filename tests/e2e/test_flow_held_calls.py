@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, FlowSetup, flow_setup, messages_of
 
 HELD_FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -68,18 +68,12 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests, held-flow registered once:
-    each reads the desk's messages of its own runs (`_of`)."""
+    each reads the desk's messages of its own runs (`messages_of`)."""
     assert "quote: {approval: true}" in HELD
     tmp_path = tmp_path_factory.mktemp("held-calls")
     with flow_setup(tmp_path, module_database_url, HELD) as made:
         assert made.register(HELD_FLOW).status_code == 201
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _held(setup: FlowSetup) -> tuple[dict[str, Any], str]:
@@ -98,7 +92,7 @@ def _held(setup: FlowSetup) -> tuple[dict[str, Any], str]:
 
 def test_a_held_call_waits_for_the_desk_then_goes_once(setup: FlowSetup) -> None:
     run, approval = _held(setup)
-    assert _of(setup.desk.sent("quote"), run) == []
+    assert messages_of(setup.desk.sent("quote"), run) == []
     with setup.user() as dana:
         # The run's user is not the desk.
         refused = dana.post(f"/approvals/{approval}", json={"decision": "approve"})
@@ -110,7 +104,7 @@ def test_a_held_call_waits_for_the_desk_then_goes_once(setup: FlowSetup) -> None
         done = setup.run(dana, run, "completed", "failed")
     assert done["state"] == "completed", done
     assert done["output"]["total"] > 0
-    assert len(_of(setup.desk.sent("quote"), run)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run)) == 1
 
 
 def test_a_rejected_call_ends_the_run_and_sends_nothing(setup: FlowSetup) -> None:
@@ -124,7 +118,7 @@ def test_a_rejected_call_ends_the_run_and_sends_nothing(setup: FlowSetup) -> Non
         done = setup.run(dana, run, "rejected", "failed", "completed")
     assert done["state"] == "rejected", done
     assert "not today" in (done["error"] or "")
-    assert _of(setup.desk.sent("quote"), run) == []
+    assert messages_of(setup.desk.sent("quote"), run) == []
 
 
 def test_a_held_branch_waits_its_turn_then_goes_once_or_ends_the_run(setup: FlowSetup) -> None:
@@ -143,7 +137,7 @@ def test_a_held_branch_waits_its_turn_then_goes_once_or_ends_the_run(setup: Flow
             (held,) = [s for s in run["steps"] if s["id"].startswith("quote:approval1.")]
             assert held["state"] == "waiting" and held["input"]["show"]["sku"] == "X-100"
             runs.append((run, str(held["approval_id"])))
-    assert _of(setup.desk.sent("quote"), *(r for r, _ in runs)) == []
+    assert messages_of(setup.desk.sent("quote"), *(r for r, _ in runs)) == []
     (approved, first), (rejected, second) = runs
     with setup.admin() as admin:
         assert admin.post(f"/approvals/{first}", json={"decision": "approve"}).status_code == 200
@@ -156,7 +150,7 @@ def test_a_held_branch_waits_its_turn_then_goes_once_or_ends_the_run(setup: Flow
     assert set(done["output"]) == {"ready", "quote"} and done["output"]["quote"]["total"] > 0
     assert ended["state"] == "rejected", ended
     assert "not this one" in (ended["error"] or "")
-    assert len(_of(setup.desk.sent("quote"), approved, rejected)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), approved, rejected)) == 1
 
 
 def test_a_held_mcp_tool_is_called_once_approved(setup: FlowSetup) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.flow_crash import crashable
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, FlowSetup, flow_setup, messages_of
 from tests.support.waiting import wait_for
 
 SALES = "sales"
@@ -117,18 +117,12 @@ def setup(
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests, PRICED and EACH registered
     once; a test's own variant goes under an id of its own. Each reads the
-    desk's messages of its own runs (`_of`)."""
+    desk's messages of its own runs (`messages_of`)."""
     with flow_setup(tmp_path_factory.mktemp("lanes"), module_database_url, FLOW_POLICY) as made:
         for document in (PRICED, EACH):
             registered = made.register(document)
             assert registered.status_code == 201, registered.text
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _records(run: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
@@ -155,10 +149,10 @@ def test_a_branch_runs_its_own_steps_and_routes_within_them(setup: FlowSetup) ->
     assert small["output"]["both"]["deal"] == {"total": 23.75, "said": ""}
     assert _records(small)["confirm"] == ("skipped", "deal", "skipped")
     rid_big, rid_small = big["id"], small["id"]
-    assert sorted(_of(setup.desk.sent("quote"), big, small)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("quote"), big, small)) == sorted(
         [f"{rid_big}.price.1", f"{rid_small}.price.1"]
     )
-    assert sorted(_of(setup.desk.sent("reply"), big, small)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("reply"), big, small)) == sorted(
         [f"{rid_big}.confirm.1", f"{rid_big}.after.1", f"{rid_small}.after.1"]
     )
 
@@ -191,11 +185,11 @@ def test_a_join_decided_leaves_a_branchs_later_steps_unsent(setup: FlowSetup) ->
     records = _records(done)
     assert records["deal"][2] == "not_needed" and records["work"][2] == "not_needed", records
     assert "confirm" not in records
-    assert _of(setup.desk.sent("reply"), done) == []
+    assert messages_of(setup.desk.sent("reply"), done) == []
     # The branch's first step was sent once if it had started before the
     # quote decided the join (the usual case), or not at all when the quote
     # won first (seen under load): never twice, and its next step never.
-    assert _of(setup.desk.sent("work"), done) in ([], [f"{done['id']}.work.1"])
+    assert messages_of(setup.desk.sent("work"), done) in ([], [f"{done['id']}.work.1"])
 
 
 def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
@@ -236,11 +230,11 @@ def test_a_maps_items_run_their_steps_and_ask_in_turn(setup: FlowSetup) -> None:
     ]
     assert _records(done)["each[1].tell"] == ("call", "each[1]", "completed")
     rid = run["id"]
-    assert sorted(_of(setup.desk.sent("ship"), run)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("ship"), run)) == sorted(
         [f"{rid}.each[{i}].ship.1" for i in range(3)]
         + [f"{rid}.each[{i}].ship.1.answer1" for i in range(3)]
     )
-    assert sorted(_of(setup.desk.sent("reply"), run)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("reply"), run)) == sorted(
         [f"{rid}.each[{i}].tell.1" for i in range(3)]
     )
 
@@ -294,8 +288,8 @@ def test_a_fork_after_the_fan_out_reuses_its_sequences(setup: FlowSetup) -> None
     assert fork["output"] == run["output"]
     rid, fid = run["id"], fork["id"]
     assert _records(fork)["confirm"] == ("call", "deal", "completed")
-    assert sorted(_of(setup.desk.sent("quote"), run, fork)) == [f"{rid}.price.1"]
-    assert sorted(_of(setup.desk.sent("reply"), run, fork)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("quote"), run, fork)) == [f"{rid}.price.1"]
+    assert sorted(messages_of(setup.desk.sent("reply"), run, fork)) == sorted(
         [f"{rid}.confirm.1", f"{rid}.after.1", f"{fid}.after.1"]
     )
 
@@ -325,7 +319,10 @@ def test_a_branchs_steps_in_a_loops_later_round(setup: FlowSetup) -> None:
     assert records["price#2"] == ("call", "deal#2", "completed"), records
     assert records["confirm#2"] == ("call", "deal#2", "completed"), records
     rid = done["id"]
-    assert sorted(_of(setup.desk.sent("quote"), done)) == [f"{rid}.price#2.1", f"{rid}.price.1"]
+    assert sorted(messages_of(setup.desk.sent("quote"), done)) == [
+        f"{rid}.price#2.1",
+        f"{rid}.price.1",
+    ]
     assert done["output"] == {"total": 118.75, "said": "Dear Ada, your quote is 118.75 EUR."}
 
 
@@ -373,10 +370,10 @@ def test_an_approved_run_again_goes_on_from_the_step_that_failed(
     ]
     rid = run["id"]
     # Each ship once (and its answer); the failed quote again, the other not.
-    assert sorted(_of(setup.desk.sent("ship"), run)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("ship"), run)) == sorted(
         [f"{rid}.each[{i}].ship.1" for i in range(2)]
         + [f"{rid}.each[{i}].ship.1.answer1" for i in range(2)]
     )
-    assert sorted(_of(setup.desk.sent("quote"), run)) == sorted(
+    assert sorted(messages_of(setup.desk.sent("quote"), run)) == sorted(
         [f"{rid}.each[0].tell.1", f"{rid}.each[1].tell.1", f"{rid}.each[1].tell.1"]
     )

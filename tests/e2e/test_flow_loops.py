@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.flow_crash import crashable
-from tests.support.flows import POLICY, FlowSetup, flow_setup
+from tests.support.flows import POLICY, FlowSetup, flow_setup, messages_of
 
 POLL_FLOW: dict[str, Any] = {
     "format": "switchboard.flow/v1",
@@ -65,17 +65,11 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests: each starts runs of its own
-    (orders of its own) and reads the desk's messages of its runs (`_of`).
+    (orders of its own) and reads the desk's messages of its runs (`messages_of`).
     POLL_FLOW is registered here, once; a variant goes under an id of its own."""
     with flow_setup(tmp_path_factory.mktemp("loops"), module_database_url, FLOW_POLICY) as made:
         assert made.register(POLL_FLOW).status_code == 201
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def _start(client: httpx.Client, order: str, flow: str = "poll-flow") -> dict[str, Any]:
@@ -95,7 +89,7 @@ def test_a_block_runs_until_its_condition_holds(setup: FlowSetup) -> None:
     assert run["output"]["reply"] == "Dear A-1, your quote is 3.0 EUR."
     # Each round a call of its own, recorded as <id>#<round>.
     rid = run["id"]
-    assert _of(setup.desk.sent("status"), run) == [
+    assert messages_of(setup.desk.sent("status"), run) == [
         f"{rid}.status#1.1",
         f"{rid}.status#2.1",
         f"{rid}.status#3.1",
@@ -121,7 +115,7 @@ def test_max_rounds_fail_the_run_or_go_on(setup: FlowSetup) -> None:
         went_on = setup.run(dana, _start(dana, "B-2", "poll-on"), "completed", "failed")
     assert failed["state"] == "failed", failed
     assert "until did not hold after 2 round(s)" in failed["error"]
-    assert _of(setup.desk.sent("reply"), failed, went_on) == [f"{went_on['id']}.reply.1"]
+    assert messages_of(setup.desk.sent("reply"), failed, went_on) == [f"{went_on['id']}.reply.1"]
     assert went_on["state"] == "completed", went_on
     assert went_on["output"]["poll"] == {"rounds": 2, "done": False}
     assert went_on["output"]["status"]["ready"] is False
@@ -200,7 +194,7 @@ def test_a_fork_after_the_loop_reuses_its_rounds(setup: FlowSetup) -> None:
     assert reused == {"poll", "status#1", "status#2", "status#3", "pause#1", "pause#2", "pause#3"}
     # From the loop: polled again, once (the desk has the order ready by now).
     assert polled["output"]["poll"] == {"rounds": 1, "done": True}
-    assert _of(setup.desk.sent("status"), run, forked, polled) == [
+    assert messages_of(setup.desk.sent("status"), run, forked, polled) == [
         f"{run['id']}.status#1.1",
         f"{run['id']}.status#2.1",
         f"{run['id']}.status#3.1",

@@ -17,7 +17,7 @@ from gateway.agents import exchange
 from gateway.flows.store import FlowStore
 from registry.tls import client_tls
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
-from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, messages_of
 from tests.support.mcp_clients import mcp_client
 from tests.support.waiting import wait_for
 
@@ -29,7 +29,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests, quote-flow registered once.
     Each registers its own version of ``steps`` and starts its run right after
     (a run keeps the version it started with), and reads the desk's messages
-    of its own runs (`_of`) or since it began. The clean restart restarts this
+    of its own runs (`messages_of`) or since it began. The clean restart restarts this
     gateway too: a gateway of its own would have no flow engine while this one
     runs (DBOS is one per process), and the others' runs are theirs after it."""
     policy = (
@@ -39,12 +39,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowSetup]:
     with flow_setup(tmp_path_factory.mktemp("steps"), None, policy) as made:
         assert made.register(QUOTE_FLOW).status_code == 201
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def flow(*steps: dict[str, Any], output: str | None = None) -> dict[str, Any]:
@@ -125,7 +119,7 @@ def test_an_output_that_breaks_the_next_contract_stops_with_the_reason(setup: Fl
     second = steps_of(done)["second"]
     assert second["state"] == "failed"
     assert "does not match its contract at /quantity" in second["error"]
-    assert len(_of(setup.desk.sent("quote"), done)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), done)) == 1
 
 
 def test_on_error_skip_goes_on(setup: FlowSetup) -> None:
@@ -182,12 +176,12 @@ def test_a_step_whose_request_cannot_be_sent_fails_and_on_error_applies(
     for failed in ("agent", "stock"):
         assert seen[failed]["state"] == "failed", seen[failed]
         assert "not a JSON number" in seen[failed]["error"], seen[failed]
-    assert len(_of(setup.desk.sent("reply"), skipped)) == 1  # "after" only
+    assert len(messages_of(setup.desk.sent("reply"), skipped)) == 1  # "after" only
     done = run(setup, flow(reply("agent", INFINITE), reply("after")))
     assert done["state"] == "failed", done
     assert "agent" in done["error"] and "not a JSON number" in done["error"], done
     assert steps_of(done).get("after", {}).get("state") != "completed"
-    assert len(_of(setup.desk.sent("reply"), skipped, done)) == 1
+    assert len(messages_of(setup.desk.sent("reply"), skipped, done)) == 1
 
 
 def test_whatever_the_encoder_raises_fails_the_step_not_the_run(
@@ -367,7 +361,7 @@ def test_a_clean_restart_mid_step_goes_on_where_it_was(setup: FlowSetup) -> None
     with setup.user() as dana:
         done = setup.run(dana, started, "completed", "failed")
     assert done["state"] == "completed", done
-    assert [len(_of(setup.desk.sent(s), done)) for s in ("quote", "work")] == [2, 1]
+    assert [len(messages_of(setup.desk.sent(s), done)) for s in ("quote", "work")] == [2, 1]
     assert all(s["attempts"] == 1 for s in done["steps"])
 
 

@@ -3,8 +3,8 @@ PostgreSQL): nobody looks at the task -- no `GetTask`, no stream of the
 user's -- and the run goes on anyway, woken by what the gateway, following the
 task as the run's user, recorded: on the agent's stream (`SubscribeToTask`)
 when it streams, else by `GetTask`. A state that is not an end
-(``input_required``) wakes it too. The slow poll of the record is left at its
-60 s default, so a run that went on in time did not learn by it.
+(``input_required``) wakes it too. The slow poll of the record is set to an
+hour, so a run that went on at all did not learn by it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.servers import ServerThread, stop_all
 from tests.support.waiting import wait_for
 
-POLL_WOULD_TAKE = 60.0  # FlowSettings.checkpoint_poll_seconds' default
+# The runs' slow poll of the record (flow_checkpoint_poll_seconds): an hour,
+# so a run that goes on within a test's wait (`WITHIN`) was woken.
+POLL_WOULD_TAKE = 3600.0
+WITHIN = 60.0
 ENDED = ("completed", "failed")
 
 
@@ -51,7 +54,9 @@ def setup(tmp_path: Path, database_url: str | None) -> Iterator[FlowSetup]:
         f"  {flow}:\n    grant: [sales:quote]\n"
         for flow in ("await-end", "await-ask", "await-plain")
     )
-    with flow_setup(tmp_path, database_url, policy) as made:
+    with flow_setup(
+        tmp_path, database_url, policy, flow_checkpoint_poll_seconds=POLL_WOULD_TAKE
+    ) as made:
         yield made
 
 
@@ -83,9 +88,7 @@ def _work(client: httpx.Client, agent: str = "sales", **data: Any) -> str:
 def _run(setup: FlowSetup, client: httpx.Client, flow_id: str, task_id: str) -> dict[str, Any]:
     started = client.post(f"/flows/{flow_id}/runs", json={"input": {"task": task_id}})
     assert started.status_code == 202, started.text
-    began = time.monotonic()
-    done = setup.run(client, started.json(), "completed", "failed", seconds=POLL_WOULD_TAKE / 2)
-    assert time.monotonic() - began < POLL_WOULD_TAKE / 2
+    done = setup.run(client, started.json(), "completed", "failed", seconds=WITHIN)
     return done
 
 
@@ -195,7 +198,7 @@ def test_an_agent_that_pushes_is_watched_not_asked_again(setup: FlowSetup) -> No
                 "/a2a/plain", json={**create, "params": taken}, headers={"A2A-Version": "1.0"}
             )
             assert "switchboard-watch-" in refused.json()["error"]["message"], refused.text
-            done = setup.run(dana, run, "completed", "failed", seconds=POLL_WOULD_TAKE / 2)
+            done = setup.run(dana, run, "completed", "failed", seconds=WITHIN)
         assert done["state"] == "completed", done
         assert done["output"]["result"] == {"worked": 4.0}
         watched = _calls(setup, "plain", "CreateTaskPushNotificationConfig")
@@ -217,12 +220,17 @@ def test_a_run_recovered_after_a_sigkill_follows_the_task_again(
 ) -> None:
     """The gateway killed while a run waits and follows the task: started
     again, the recovered run follows it anew, and goes on when the agent's
-    task ends -- nobody looking at it, the slow poll still 60 s away."""
+    task ends -- nobody looking at it, the slow poll an hour away."""
     desk = SalesDesk()
     sales = ServerThread(lambda url: sales_desk_app(url, desk)).start()
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY + "  await-end:\n    grant: [sales:quote]\n")
-    gateway = GatewayProcess(tmp_path / "data", database_url=database_url, policy_file=policy)
+    gateway = GatewayProcess(
+        tmp_path / "data",
+        database_url=database_url,
+        policy_file=policy,
+        settings={"flow_checkpoint_poll_seconds": POLL_WOULD_TAKE},
+    )
     try:
         gateway.start()
         with gateway.client("admin", ADMIN_SCOPE) as admin:
@@ -244,7 +252,7 @@ def test_a_run_recovered_after_a_sigkill_follows_the_task_again(
         with gateway.client("dana", "sales:quote") as dana:
             done = wait_for(
                 lambda: seen if (seen := dana.get(run_url).json())["state"] in ENDED else None,
-                seconds=POLL_WOULD_TAKE / 2,
+                seconds=WITHIN,
                 every=0.1,
                 what=lambda: dana.get(run_url).json(),
             )

@@ -29,7 +29,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct, Value
 
 from registry.tls import client_tls
-from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup
+from tests.support.flows import POLICY, QUOTE_FLOW, FlowSetup, flow_setup, messages_of
 from tests.support.waiting import wait_for, wait_for_awaited
 
 
@@ -38,7 +38,7 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
 ) -> Iterator[FlowSetup]:
     """One gateway and desk for the module's tests, quote-flow registered once:
-    each reads the desk's messages of its own runs (`_of`), and a test that
+    each reads the desk's messages of its own runs (`messages_of`), and a test that
     lists a user's runs has users of its own. The two that rewrite the policy
     put it back, in force, before they end: a gateway of their own would have
     no flow engine while this one runs (DBOS is one per process)."""
@@ -46,12 +46,6 @@ def setup(
         registered = made.register(QUOTE_FLOW)
         assert registered.status_code == 201, registered.text
         yield made
-
-
-def _of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
-    """The message ids of ``runs`` among ``sent``: the desk is the module's."""
-    prefixes = tuple(f"{run['id']}." for run in runs)
-    return [message for message in sent if message.startswith(prefixes)]
 
 
 def test_a_small_order_runs_every_step_without_a_checkpoint(setup: FlowSetup) -> None:
@@ -71,7 +65,7 @@ def test_a_small_order_runs_every_step_without_a_checkpoint(setup: FlowSetup) ->
     assert steps["quote"]["token"]["actors"][-1] == "quote-flow"
     assert steps["quote"]["token"]["scopes"] == ["sales:quote"]
     assert steps["stock"]["token"]["scopes"] == ["inventory:read"]
-    assert len(_of(setup.desk.sent("quote"), run)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run)) == 1
 
 
 BIG = {"sku": "X-100", "quantity": 500, "customer": "ACME"}
@@ -94,7 +88,7 @@ def test_a_big_discount_waits_for_a_manager_then_goes_on(setup: FlowSetup) -> No
         assert shown["requested_by"]["subject"] == "dana"
         assert shown["request"]["show"]["discount"] == 0.2
         assert shown["task_id"] == run["id"]
-        assert _of(setup.desk.sent("reply"), run) == []
+        assert messages_of(setup.desk.sent("reply"), run) == []
         decided = admin.post(f"/approvals/{approval}", json={"decision": "approve", "reason": "ok"})
         assert decided.status_code == 200, decided.text
         done = setup.run(dana, run, "completed", "failed", seconds=20)
@@ -102,8 +96,8 @@ def test_a_big_discount_waits_for_a_manager_then_goes_on(setup: FlowSetup) -> No
     steps = {s["id"]: s for s in done["steps"]}
     assert steps["manager"]["output"] == {"approved": True, "by": "admin", "reason": "ok"}
     assert steps["manager"]["state"] == "completed"
-    assert len(_of(setup.desk.sent("quote"), run)) == 1
-    assert len(_of(setup.desk.sent("reply"), run)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run)) == 1
+    assert len(messages_of(setup.desk.sent("reply"), run)) == 1
 
 
 def test_a_rejected_checkpoint_ends_the_run_rejected(setup: FlowSetup) -> None:
@@ -114,7 +108,7 @@ def test_a_rejected_checkpoint_ends_the_run_rejected(setup: FlowSetup) -> None:
         done = setup.run(dana, run, "rejected", "completed", "failed")
     assert done["state"] == "rejected"
     assert "too much" in done["error"]
-    assert _of(setup.desk.sent("reply"), run) == []
+    assert messages_of(setup.desk.sent("reply"), run) == []
 
 
 def test_a_step_the_user_may_not_use_fails_the_run_with_the_reason(setup: FlowSetup) -> None:
@@ -143,7 +137,7 @@ def test_a_revoked_grant_stops_the_run_at_its_next_step(setup: FlowSetup) -> Non
         done = setup.run(dana, run, "completed", "failed")
     assert done["state"] == "failed"
     assert "revoked by dana: changed my mind" in done["error"]
-    assert _of(setup.desk.sent("reply"), run) == []
+    assert messages_of(setup.desk.sent("reply"), run) == []
 
 
 def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> None:
@@ -163,7 +157,7 @@ def test_each_step_is_decided_by_the_policy_in_force_then(setup: FlowSetup) -> N
             in_force(admin, lambda p: p["agents"]["sales"].get("allow") is not False)
     assert done["state"] == "failed"
     assert "step reply failed: refused by the policy" in done["error"]
-    assert _of(setup.desk.sent("reply"), run) == []
+    assert messages_of(setup.desk.sent("reply"), run) == []
     trail = [
         (r["event"], r["target"], r["decision"]) for r in audit if r["trace_id"] == run["trace_id"]
     ]
@@ -214,8 +208,8 @@ def test_a_run_cancelled_at_a_checkpoint_resumes_waiting_there(setup: FlowSetup)
         assert decided.status_code == 200, decided.text
         done = setup.run(dana, run, "completed", "failed", "canceled", seconds=20)
     assert done["state"] == "completed", done
-    assert len(_of(setup.desk.sent("quote"), run)) == 1
-    assert len(_of(setup.desk.sent("reply"), run)) == 1
+    assert len(messages_of(setup.desk.sent("quote"), run)) == 1
+    assert len(messages_of(setup.desk.sent("reply"), run)) == 1
 
 
 def in_force(admin: httpx.Client, changed: Callable[[dict[str, Any]], bool]) -> None:

@@ -10,7 +10,6 @@ binding), with official SDK clients where the answer is an A2A error.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,9 +25,11 @@ from google.protobuf.json_format import ParseDict
 from google.protobuf.struct_pb2 import Value
 
 from registry.tls import client_tls
+from tests.support.clock import Clock
 from tests.support.flaky_agent import FlakyAgent, flaky_agent
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.servers import bound_socket, stop_all
+from tests.support.waiting import wait_for
 
 USER = "alice"
 CONTRACT = {
@@ -47,8 +48,7 @@ agents:
         fallback: backup
 """
 THRESHOLD = 3
-# Long enough that the breaker is still open when the test calls through it
-# on a loaded machine (at 0.5 s a slow round trip found it half-open: CI).
+# The breaker's test moves the breakers' clock by hand (`Clock`).
 COOLDOWN = 3.0
 
 
@@ -86,15 +86,17 @@ class Setup:
         return body
 
     def audit(self, agent: str, count: int = 1) -> list[dict[str, Any]]:
+        """The agent's audit records once there are ``count`` (the audit log
+        is written behind the answer)."""
         with self.gateway.client() as admin:
-            for _ in range(50):  # the audit log is written behind, in batches
+
+            def written() -> list[dict[str, Any]] | None:
                 items: list[dict[str, Any]] = admin.get("/audit", params={"agent": agent}).json()[
                     "items"
                 ]
-                if len(items) >= count:
-                    return items
-                time.sleep(0.05)
-        return items
+                return items if len(items) >= count else None
+
+            return wait_for(written, what=f"{count} audit records of {agent}")
 
     def record(self, agent: str) -> dict[str, Any]:
         with self.gateway.client() as admin:
@@ -271,7 +273,14 @@ def test_an_a2a_error_from_the_agent_is_never_retried(setup: Setup, rest: bool) 
 
 
 @pytest.mark.parametrize("rest", [False, True], ids=["pass-through", "sdk-path"])
-def test_the_breaker_opens_fails_fast_probes_and_closes(setup: Setup, rest: bool) -> None:
+def test_the_breaker_opens_fails_fast_probes_and_closes(
+    setup: Setup, rest: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gateway's breakers on a clock of the test's own: the cool-down
+    # passes when the test says, not when a loaded machine gets round to it.
+    clock = Clock()
+    breakers = setup.gateway.server.app.state.switchboard.breakers
+    monkeypatch.setattr(breakers, "_monotonic", clock)
     once = setup.agents["once"]
     assert setup.record("once")["breaker"] == {"state": "closed", "failures": 0, "opened_at": None}
     once.down = True
@@ -281,21 +290,27 @@ def test_the_breaker_opens_fails_fast_probes_and_closes(setup: Setup, rest: bool
     breaker = setup.record("once")["breaker"]
     assert breaker["state"] == "open" and breaker["failures"] == THRESHOLD
     assert breaker["opened_at"] is not None
-    # Open: the agent is not called; the caller is told why.
-    started = time.monotonic()
+    # Open: the agent is not called, nor called again after a retry's
+    # backoff: the caller is told why at once, and the audit says so.
     failed_fast = setup.send("once", rest=rest)
-    assert time.monotonic() - started < 0.4
     assert "circuit breaker is open" in str(failed_fast)
     assert once.calls == THRESHOLD
+    details = [e["detail"] or "" for e in setup.audit("once", THRESHOLD + 1)]
+    [refused] = [d for d in details if "circuit breaker is open" in d]
+    assert "attempts" not in refused
+    # Still open a moment before the cool-down's end.
+    clock.now += COOLDOWN - 0.01
+    assert "circuit breaker is open" in str(setup.send("once", rest=rest))
+    assert once.calls == THRESHOLD
     # After the cool-down one probe goes through; it fails: open again.
-    time.sleep(COOLDOWN + 0.1)
+    clock.now += 0.01
     assert "error" in setup.send("once", rest=rest)
     assert once.calls == THRESHOLD + 1
     assert setup.record("once")["breaker"]["state"] == "open"
-    # The agent recovers; the next probe succeeds and closes the breaker.
+    # The agent recovers; once the cool-down has passed again (the breaker
+    # reads its clock at the next call), the probe succeeds and closes it.
     once.down = False
-    # The cooldown passes (no event: the breaker reads its clock at the next call).
-    time.sleep(COOLDOWN + 0.1)
+    clock.now += COOLDOWN
     assert _text(setup.send("once", rest=rest)) == "from once"
     assert setup.record("once")["breaker"] == {"state": "closed", "failures": 0, "opened_at": None}
     outcomes = [e["detail"] or "" for e in setup.audit("once", THRESHOLD + 3)]

@@ -8,6 +8,7 @@ import pytest
 
 from policies.keys import SigningKey
 from policies.tokens import TokenInvalid, TokenVerifier, TrustedIssuer, mint_access_token
+from tests.support.clock import Clock
 
 ISSUER = "https://gateway.example"
 
@@ -20,14 +21,6 @@ class Keys:
     async def get(self, kid: str) -> dict[str, Any] | None:
         self.lookups += 1
         return self.published.get(kid)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -49,7 +42,7 @@ def token(key: SigningKey, clock: Clock, ttl: int = 60, audience: str = ISSUER) 
 
 
 async def test_a_cached_token_expires_on_time(key: SigningKey) -> None:
-    clock, keys = Clock(), Keys(key)
+    clock, keys = Clock(1_800_000_000.0), Keys(key)
     verifier = TokenVerifier([TrustedIssuer(ISSUER, keys, ISSUER)], clock=clock, leeway_seconds=0)
     value = token(key, clock, ttl=60)
     assert (await verifier.verify(value)).subject == "alice"
@@ -60,7 +53,7 @@ async def test_a_cached_token_expires_on_time(key: SigningKey) -> None:
 
 
 async def test_a_cached_token_stops_working_when_its_key_is_retired(key: SigningKey) -> None:
-    clock, keys = Clock(), Keys(key)
+    clock, keys = Clock(1_800_000_000.0), Keys(key)
     verifier = TokenVerifier([TrustedIssuer(ISSUER, keys, ISSUER)], clock=clock)
     value = token(key, clock)
     await verifier.verify(value)
@@ -70,7 +63,7 @@ async def test_a_cached_token_stops_working_when_its_key_is_retired(key: Signing
 
 
 async def test_the_cache_is_per_expected_audience(key: SigningKey) -> None:
-    clock, keys = Clock(), Keys(key)
+    clock, keys = Clock(1_800_000_000.0), Keys(key)
     verifier = TokenVerifier([TrustedIssuer(ISSUER, keys, ISSUER)], clock=clock)
     for_agent = token(key, clock, audience="https://agent.example/")
     principal = await verifier.verify(for_agent, audience="https://agent.example/")
@@ -83,7 +76,7 @@ async def test_the_cache_is_per_expected_audience(key: SigningKey) -> None:
 
 
 async def test_the_cache_is_bounded(key: SigningKey) -> None:
-    clock, keys = Clock(), Keys(key)
+    clock, keys = Clock(1_800_000_000.0), Keys(key)
     verifier = TokenVerifier([TrustedIssuer(ISSUER, keys, ISSUER)], clock=clock, cache_size=2)
     values = [token(key, clock, ttl=60 + i) for i in range(3)]
     for value in values:

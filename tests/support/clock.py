@@ -53,3 +53,15 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on a `FakeClockLoop`."""
     with asyncio.Runner(loop_factory=FakeClockLoop) as runner:
         return runner.run(main)
+
+
+class Clock:
+    """A clock the test moves by hand, for code that takes its clock as a
+    function (``monotonic=``, ``clock=``): ``clock()`` reads it, ``clock.now
+    += seconds`` moves it. It starts at ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from policies.scopes import ADMIN_SCOPE
@@ -29,6 +31,30 @@ USER = ("dana", "sales:quote")
 class CrashWorld:
     gateway: GatewayProcess
     desk: SalesDesk
+
+    @property
+    def database_url(self) -> str:
+        """The gateway's database (its own SQLite file, or the test's)."""
+        return self.gateway.settings.effective_database_url
+
+    def admin(self) -> httpx.Client:
+        return self.gateway.client("admin", ADMIN_SCOPE)
+
+    def user(self) -> httpx.Client:
+        return self.gateway.client(*USER)
+
+    def register(self, flow: dict[str, Any]) -> None:
+        """Register ``flow``, or register it again (a new version)."""
+        with self.admin() as admin:
+            registered = admin.post("/flows", json=flow)
+        assert registered.status_code in (200, 201), registered.text
+
+    def audit(self, trace_id: str) -> list[dict[str, Any]]:
+        with self.admin() as admin:
+            page = admin.get("/audit", params={"trace": trace_id, "limit": 1000})
+        assert page.status_code == 200, page.text
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
 
     def start(self, flow: str, run_input: dict[str, Any]) -> str:
         with self.gateway.client(*USER) as dana:
@@ -68,6 +94,11 @@ class CrashWorld:
     def sent(self, skill: str | None = None) -> list[str]:
         """The message ids the desk received (of ``skill``), in order."""
         return self.desk.sent(skill)
+
+    def received(self, sku: str) -> list[dict[str, Any]]:
+        """What the desk received for ``sku``, in order."""
+        with self.desk.lock:
+            return [r for r in self.desk.received if r["data"].get("sku") == sku]
 
 
 @contextmanager

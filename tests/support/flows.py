@@ -197,3 +197,10 @@ def flow_setup(
         # (seen once in CI as "server thread did not stop").
         made.gateway.server.stop()
         stop_all(sales, inventory)
+
+
+def messages_of(sent: list[str], *runs: dict[str, Any]) -> list[str]:
+    """The message ids of ``runs`` among ``sent`` (the desk's `sent()`): a
+    module's tests share one desk, each reads its own runs' messages."""
+    prefixes = tuple(f"{run['id']}." for run in runs)
+    return [message for message in sent if message.startswith(prefixes)]

@@ -15,21 +15,13 @@ from gateway.storage.db import migrated
 from gateway.storage.tables import console_sessions
 from policies.tokens import Principal
 from registry.tls import client_tls
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.support.clock import Clock
 
 ALICE = Principal(subject="alice", issuer="https://idp.example", scopes=frozenset({"a", "b"}))
 
 
 async def test_a_session_lasts_until_its_expiry_and_stores_no_cookie(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", None) as engine:
         store = SessionStore(engine, clock)
         cookie, user = await store.create(ALICE, 600)
@@ -48,7 +40,7 @@ async def test_a_session_lasts_until_its_expiry_and_stores_no_cookie(tmp_path: P
 
 
 async def test_a_session_never_outlives_its_token_and_logout_deletes_it(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", None) as engine:
         store = SessionStore(engine, clock)
         token_ends = int(clock.now) + 120

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +26,7 @@ from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.audit_reads import AuditQuery, AuditRecord, InvalidAuditCursor
 from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
+from tests.support import clock as fake_clock
 from tests.support.waiting import wait_for_async, wait_for_awaited
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -450,9 +450,8 @@ async def test_a_full_buffer_during_an_outage_goes_to_the_log(
 # --------------------------------------------------------------------------- background writer
 
 
-async def wait_for_rows(engine: AsyncEngine, count: int, within: float) -> float:
-    """Seconds until ``count`` rows are written (failing past ``within``)."""
-    started = time.monotonic()
+async def wait_for_rows(engine: AsyncEngine, count: int, within: float) -> None:
+    """Until ``count`` rows are written (failing past ``within``)."""
 
     async def written() -> bool:
         return await rows_in_table(engine) >= count
@@ -460,7 +459,6 @@ async def wait_for_rows(engine: AsyncEngine, count: int, within: float) -> float
     await wait_for_awaited(
         written, seconds=within, every=0.01, what="the background writer did not flush"
     )
-    return time.monotonic() - started
 
 
 @contextlib.asynccontextmanager
@@ -477,10 +475,41 @@ async def running(log: AuditLog) -> AsyncIterator[asyncio.Task[None]]:
 async def test_run_forever_flushes_in_the_background(log: AuditLog, engine: AsyncEngine) -> None:
     async with running(log):
         await log.record(event(0))
-        assert await wait_for_rows(engine, 1, within=2) < 1
+        await wait_for_rows(engine, 1, within=30)
         await log.record(event(1))
         await log.record(event(2))
-        await wait_for_rows(engine, 3, within=2)
+        await wait_for_rows(engine, 3, within=30)
+
+
+def test_the_writer_is_woken_by_a_record_and_flushes_after_its_gather(tmp_path: Path) -> None:
+    # On a clock of the test's own (`tests/support/clock.py`): the writer
+    # flushes once, one gather period after a record, and not at all while
+    # nothing is recorded; the database is not the point here.
+    gather = 5.0
+    flushed_at: list[float] = []
+
+    async def scenario() -> None:
+        engine = create_engine(database(None, tmp_path))
+        log = AuditLog(engine, flush_seconds=gather)
+        loop = asyncio.get_running_loop()
+        first = asyncio.Event()
+
+        async def flush(until: int | None = None) -> None:
+            flushed_at.append(loop.time())
+            first.set()
+
+        log.flush = flush  # type: ignore[method-assign]
+        async with running(log):
+            await asyncio.sleep(3600)  # an hour with nothing recorded
+            assert flushed_at == []
+            recorded = loop.time()
+            await log.record(event(0))
+            await first.wait()
+            await asyncio.sleep(3600)
+        assert flushed_at == [recorded + gather]
+        await engine.dispose()
+
+    fake_clock.run(scenario())
 
 
 async def test_run_forever_retries_after_a_failure(

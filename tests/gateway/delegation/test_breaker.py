@@ -16,16 +16,9 @@ from gateway.delegation.breaker import (
     failed,
     succeeded,
 )
+from tests.support.clock import Clock
 
 SETTINGS = BreakerSettings(threshold=3, cooldown_seconds=10)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_closed_to_open_after_threshold_consecutive_failures() -> None:
@@ -97,7 +90,7 @@ def test_never_open_without_threshold_consecutive_failures(
 
 
 def test_breakers_fail_fast_and_recover_on_a_clock() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breakers = Breakers(SETTINGS, monotonic=clock, wall=clock)
     for _ in range(3):
         breakers.check("a")

@@ -40,6 +40,7 @@ from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.storage.leases import NO_LEASE
 from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import gateway_replicas, gateway_runs
+from tests.support.clock import Clock
 
 ALICE = Owner("alice", "https://issuer.example")
 ALICE_CALLS = Caller(ALICE.subject, ALICE.issuer, frozenset(), ("client",), "client")
@@ -53,14 +54,6 @@ GRANT = cast(
         action="answer",
     ),
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Upstream:

@@ -17,14 +17,7 @@ from gateway.mcp.events import (
     SessionScope,
     _current_session,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def store(clock: Clock | None = None, **caps: int) -> MemoryEventStore:

@@ -4,6 +4,7 @@ passed over in silence (`gateway.settings.environment`)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,16 @@ from gateway.settings import ConfigError, Settings
 from gateway.settings.environment import unknown_variables
 
 FIELDS = ("replica_stale_seconds", "secrets", "gateway_run_poll_seconds")
+
+
+@pytest.fixture(autouse=True)
+def own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's settings read every ``SWITCHBOARD_*`` variable: each
+    test here sets its own, whatever the run's environment holds (the suite's
+    ``SWITCHBOARD_TEST_REDIS``, a developer's own settings)."""
+    for variable in list(os.environ):
+        if variable.upper().startswith("SWITCHBOARD_") and variable != "SWITCHBOARD_CORE_CHECK":
+            monkeypatch.delenv(variable)
 
 
 def test_a_variable_naming_no_setting_is_unknown() -> None:

@@ -171,7 +171,7 @@ async def test_removing_an_agent_tells_connected_clients(setup: Setup, mode: str
     token = await setup.token("alice", "work:run")
     try:
         async with mcp_client(
-            setup.url, token, mode, message_handler=on_message, hears_notices=True
+            setup.url, token, mode, message_handler=on_message, hears_notices=mode == "legacy"
         ) as client:
             assert TOOL in {t.name for t in (await client.list_tools()).tools}
             if mode == "legacy":

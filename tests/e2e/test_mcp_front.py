@@ -349,7 +349,7 @@ async def test_tools_list_changed_reaches_connected_clients(own_front: Front, mo
     token = await front.token("alice")
     try:
         async with mcp_client(
-            front.url, token, mode, message_handler=on_message, hears_notices=True
+            front.url, token, mode, message_handler=on_message, hears_notices=mode == "legacy"
         ) as client:
             before = {t.name for t in (await client.list_tools()).tools}
             assert "beta__add" not in before

@@ -118,7 +118,11 @@ async def _heard(
             heard.set()
 
     async with mcp_client(
-        changing.url, await changing.token(), mode, message_handler=on_message, hears_notices=True
+        changing.url,
+        await changing.token(),
+        mode,
+        message_handler=on_message,
+        hears_notices=mode == "legacy",
     ) as client:
         before = {p.name for p in (await client.list_prompts()).prompts}
         assert "alpha__greet" in before

@@ -48,12 +48,15 @@ async def mcp_client(
     sends before it is open is not delivered (the specification replays
     only on a resumption), so a test that changes something and waits for
     the notice must wait for the stream first."""
+    assert not hears_notices or mode == "legacy", "2026-07-28 hears on subscriptions/listen"
     sent = {"Authorization": f"Bearer {token}"} if token else {}
     listening = anyio.Event()
 
     async def on_response(response: httpx2.Response) -> None:
         # The server answered the GET with its event stream: it is registered.
-        if response.request.method == "GET" and response.status_code == 200:
+        streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+        resumed = "last-event-id" in response.request.headers
+        if response.request.method == "GET" and streamed and not resumed:
             listening.set()
 
     http = httpx2.AsyncClient(
@@ -66,7 +69,7 @@ async def mcp_client(
         http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
-        if hears_notices and mode == "legacy":
+        if hears_notices:
             with anyio.fail_after(30):
                 await listening.wait()
         yield client

@@ -166,8 +166,8 @@ class McpFederation:
         legacy: bool = False,
         user_token: str | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """Call a federated tool on ``caller``'s behalf: `admit_tool`, then
-        `send_tool` (``relay`` and ``legacy``: `McpUpstream.call_tool`).
+        """Call a federated tool on ``caller``'s behalf, through the core's
+        `Delegate.call` (``relay`` and ``legacy``: `McpUpstream.call_tool`).
 
         Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
         policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
@@ -177,14 +177,9 @@ class McpFederation:
         tool, server, call = await self._tool_call(name, arguments, caller, trace_id, approved)
 
         async def side(permit: Permit) -> Sending[tool_calls.Result]:
-            return await tool_calls.sending(
-                self.delegate,
-                self.upstreams,
+            return await self._sending(
                 AdmittedTool(tool, server, permit),
                 arguments,
-                connect_timeout_seconds=self._settings.connect_timeout_seconds,
-                default_timeout_seconds=self._settings.default_timeout_seconds,
-                idempotent=self.idempotent(tool),
                 progress_callback=progress_callback,
                 input_responses=input_responses,
                 request_state=request_state,
@@ -248,8 +243,16 @@ class McpFederation:
     async def send_tool(
         self, admitted: AdmittedTool, arguments: Mapping[str, Any] | None, **options: Any
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """Send a call `admit_tool` admitted (``options``: `tool_calls.send`'s)."""
-        return await tool_calls.send(
+        """Send a call `admit_tool` admitted (``options``: `tool_calls.sending`'s)."""
+        sending = await self._sending(admitted, arguments, **options)
+        return restamped(await self.delegate.send(admitted.permit, AUDIT_EVENT, sending))
+
+    async def _sending(
+        self, admitted: AdmittedTool, arguments: Mapping[str, Any] | None, **options: Any
+    ) -> Sending[tool_calls.Result]:
+        """How to send an admitted call, with this gateway's timeouts and the
+        tool's idempotency (`tool_calls.sending`)."""
+        return await tool_calls.sending(
             self.delegate,
             self.upstreams,
             admitted,

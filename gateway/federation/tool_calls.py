@@ -5,7 +5,8 @@ the credential, and the send through the delegation core.
 asks for once the call is decided and minted (`McpFederation.call_tool`).
 A caller that must record something between the decision and the send (a
 flow step: its token, and that it sent) decides with
-`McpFederation.admit_tool` (`AdmittedTool`) and sends with `send`.
+`McpFederation.admit_tool` (`AdmittedTool`) and sends with
+`McpFederation.send_tool`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from gateway.federation.federated_tools import (
     classify_failure,
     counts_for_breaker,
     explain_failure,
-    restamped,
     result_record,
 )
 from gateway.federation.upstreams import McpUpstreams
@@ -49,18 +49,6 @@ class AdmittedTool(NamedTuple):
     tool: FederatedTool
     server: Server
     permit: Permit
-
-
-async def send(
-    delegate: Delegate,
-    upstreams: McpUpstreams,
-    admitted: AdmittedTool,
-    arguments: Mapping[str, Any] | None,
-    **options: Any,
-) -> Result:
-    """Send a call `McpFederation.admit_tool` admitted (``options``: `sending`'s)."""
-    made = await sending(delegate, upstreams, admitted, arguments, **options)
-    return restamped(await delegate.send(admitted.permit, AUDIT_EVENT, made))
 
 
 async def sending(

@@ -354,7 +354,7 @@ class StepCall:
             # "Sent", with the token it goes with, only once it will be: a
             # tool awaiting approval, a server not connected, a user without
             # their connection send nothing. A failed write ends the call
-            # unsent and recorded (`tool_calls.send`).
+            # unsent and recorded (`tool_calls.sending`).
             await self._write(**pending, token=token, sent_at=_now())
 
         with tool_steps.refusals(name):

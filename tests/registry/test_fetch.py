@@ -9,6 +9,7 @@ system replace the module's resolver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import ipaddress
 import json
@@ -171,21 +172,24 @@ def base(server: ServerThread) -> str:
 @pytest.fixture
 async def fetcher() -> AsyncIterator[SafeFetcher]:
     """Dev-mode policy: loopback allowed, nothing else private."""
-    f = SafeFetcher(AddressPolicy(allow_loopback=True), LIMITS)
-    try:
+    async with contextlib.aclosing(SafeFetcher(AddressPolicy(allow_loopback=True), LIMITS)) as f:
         yield f
-    finally:
-        await f.aclose()
+
+
+@pytest.fixture
+async def deadline_fetcher() -> AsyncIterator[SafeFetcher]:
+    """As ``fetcher``, with a one-second deadline: for the deadline's tests."""
+    async with contextlib.aclosing(
+        SafeFetcher(AddressPolicy(allow_loopback=True), DEADLINE_LIMITS)
+    ) as f:
+        yield f
 
 
 @pytest.fixture
 async def strict_fetcher() -> AsyncIterator[SafeFetcher]:
     """Production default: no loopback, no allowlist."""
-    f = SafeFetcher(AddressPolicy(), LIMITS)
-    try:
+    async with contextlib.aclosing(SafeFetcher(AddressPolicy(), LIMITS)) as f:
         yield f
-    finally:
-        await f.aclose()
 
 
 @pytest.fixture
@@ -304,21 +308,10 @@ async def test_body_at_the_limit_is_fine(base: str, server: ServerThread) -> Non
         await f.aclose()
 
 
-@pytest.fixture
-async def deadline_fetcher() -> AsyncIterator[SafeFetcher]:
-    """As ``fetcher``, with a one-second deadline: for the deadline's tests."""
-    f = SafeFetcher(AddressPolicy(allow_loopback=True), DEADLINE_LIMITS)
-    try:
-        yield f
-    finally:
-        await f.aclose()
-
-
 async def test_slow_server_times_out(deadline_fetcher: SafeFetcher, base: str) -> None:
-    fetcher = deadline_fetcher
     SLOW_ANSWERED.clear()
     with pytest.raises(FetchFailed, match="did not answer within 1s"):
-        await fetcher.get(f"{base}/slow")
+        await deadline_fetcher.get(f"{base}/slow")
     assert not SLOW_ANSWERED.is_set()  # gave up before the server answered
 
 

@@ -35,6 +35,7 @@ trace (`traceparent`, made by `adapters.trace_context`) and no other.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import ipaddress
 import socket
@@ -188,22 +189,35 @@ class UpstreamHTTP:
             self._checked.clear()
         self._checked.add(url)
 
+    @contextlib.asynccontextmanager
+    async def _posted(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        limits: aiohttp.ClientTimeout,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The POST both passes make: to a URL the gateway may reach, not
+        redirected, answered uncompressed (`refuse_coding`)."""
+        self.check_url(url)
+        async with self.session().post(
+            url,
+            data=body,
+            headers={**NO_CODING, **headers},
+            timeout=limits,
+            allow_redirects=False,
+        ) as response:
+            refuse_coding(response.headers.get("Content-Encoding"))
+            yield response
+
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_seconds: float
     ) -> Answer:
         """POST and read the whole (capped) answer. Raises `UpstreamRefused`,
         `UpstreamBadAnswer`, `aiohttp.ClientError` or `TimeoutError`."""
         require_core("an A2A request (pass-through)")
-        self.check_url(url)
         timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=self._connect_timeout)
-        async with self.session().post(
-            url,
-            data=body,
-            headers={**NO_CODING, **headers},
-            timeout=timeout,
-            allow_redirects=False,
-        ) as response:
-            refuse_coding(response.headers.get("Content-Encoding"))
+        async with self._posted(url, body, headers, timeout) as response:
             body = await read_capped(response, self.max_response_bytes)
             challenge = response.headers.get("WWW-Authenticate")
             return Answer(response.status, response.content_type, body, challenge)
@@ -217,18 +231,10 @@ class UpstreamHTTP:
         at most the idle timeout. Closing the generator closes the connection.
         Raises as `post` does."""
         require_core("an A2A stream (pass-through)")
-        self.check_url(url)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._connect_timeout, sock_read=self._idle_timeout
         )
-        async with self.session().post(
-            url,
-            data=body,
-            headers={**NO_CODING, **headers},
-            timeout=timeout,
-            allow_redirects=False,
-        ) as response:
-            refuse_coding(response.headers.get("Content-Encoding"))
+        async with self._posted(url, body, headers, timeout) as response:
             yield response
             limit, seen, pending = self.max_stream_bytes, 0, b""
             async for chunk in response.content.iter_any():

@@ -192,7 +192,8 @@ async def _request_start(
 
 
 def _finish(ctx: SimpleNamespace, status: int | None, error: BaseException | None) -> None:
-    span: Span | None = getattr(ctx, "span", None)
+    # Set first thing in `_request_start`; aiohttp ends only the requests it started.
+    span: Span | None = ctx.span
     if span is None:
         return
     token: Token[str | None] = ctx.token

@@ -19,7 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from policies.coordination_rules import CoordinationPolicy
+from policies.coordination_rules import (
+    CooldownRule,
+    CoordinationPolicy,
+    ExclusiveRule,
+    HoldRule,
+)
 from policies.limits import LimitRule
 from policies.prices import Prices
 from policies.scopes import ScopeSyntaxError, parse_scopes
@@ -126,7 +131,10 @@ class Policy(BaseModel):
             rules.append(agent)
             for kind in ("skill", "tool", "resource", "prompt"):
                 rules.extend(agent.actions(kind).values())
-        defers = any(getattr(r, "mode", "") == "defer" for r in self.coordination.rules)
+        defers = any(
+            isinstance(r, HoldRule | CooldownRule | ExclusiveRule) and r.mode == "defer"
+            for r in self.coordination.rules
+        )
         return defers or any(rule.approval for rule in rules)
 
     def rule_trail(

@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from adapters import spans
 from adapters.semconv import a2a_server_facts
 from adapters.trace_context import begin as begin_trace
-from gateway.a2a.admit import Refusal, admit_call, decide_skill
+from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.responses import (
     card_response,
@@ -57,12 +57,13 @@ from gateway.a2a.responses import (
     rest_refusal,
 )
 from gateway.a2a.versions import version_of
-from gateway.agents.admission import Admission, admitted
+from gateway.agents.admission import Admission
 from gateway.agents.cards import card_json
 from gateway.agents.handler import AgentHandler
 from gateway.agents.outages import (
     OutageNote,
     current_note,
+    note_admission,
     note_caller,
     outage_record,
     outage_response,
@@ -75,7 +76,7 @@ from gateway.delegation.pipeline import (
 from gateway.delegation.tasks import Owner
 from gateway.http.auth import current_principal, front_door_principal
 from gateway.http.problems import Problem, problem_response
-from gateway.storage.outages import DependencyUnavailable, outage_of
+from gateway.storage.outages import outage_of
 from policies.tokens import TokenInvalid
 
 
@@ -155,7 +156,10 @@ class A2AFrontDoor:
         # Serves agents whose calls wait for a human (`gateway.agents.approvals`).
         self.approvals = approvals
 
-    async def admit(self, request: Request, jsonrpc: bool) -> Response | None:
+    async def admit(self, request: Request, jsonrpc: bool) -> Response | Admitted:
+        """The request admitted (also kept on ``request.state.admission`` for
+        the SDK's handler, `gateway.agents.admission`), or the answer that
+        refuses it."""
         refuse = jsonrpc_refusal if jsonrpc else rest_refusal
         agent_id = request.path_params["agent_id"]
         public_url = self.handler._parts().public_url
@@ -208,9 +212,8 @@ class A2AFrontDoor:
         except Refusal as refused:
             return refuse(refused.status, refused.message, refused.data, refused.headers or None)
         request.state.admission = admitted.admission
-        request.state.other = admitted.route == "other"
-        request.state.approval = admitted.route == "approval"
-        return None
+        note_admission(admitted.admission)
+        return admitted
 
     async def _skill(
         self, request: Request, jsonrpc: bool, agent_id: str, owner: Owner
@@ -266,29 +269,26 @@ class A2AFrontDoor:
         approval_endpoint: Endpoint | None = None,
     ) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            refused = await self.admit(request, jsonrpc)
-            if refused is not None:
-                return refused
-            if approval_endpoint is not None and getattr(request.state, "approval", False):
+            admitted = await self.admit(request, jsonrpc)
+            if isinstance(admitted, Response):
+                return admitted
+            if approval_endpoint is not None and admitted.route == "approval":
                 refused = await parse_jsonrpc_body(request) if jsonrpc else None
                 return refused if refused is not None else await approval_endpoint(request)
-            if getattr(request.state, "other", False):
+            if admitted.route == "other":
                 assert other_endpoint is not None
                 refused = await parse_jsonrpc_body(request) if jsonrpc else None
                 return refused if refused is not None else await other_endpoint(request)
             if (
                 run_endpoint is not None
                 and self.gateway_run is not None
-                and self.gateway_run.serves(request.state.admission.grant.card)
+                and self.gateway_run.serves(admitted.admission.grant.card)
             ):
                 refused = await parse_jsonrpc_body(request) if jsonrpc else None
                 return refused if refused is not None else await run_endpoint(request)
-            if jsonrpc:
-                refused = await parse_jsonrpc_body(request)
-                if refused is None and self.pass_through is not None:
-                    refused = await self.pass_through(
-                        request, request.state.admission, request._json
-                    )
+            refused = await parse_jsonrpc_body(request) if jsonrpc else None
+            if jsonrpc and refused is None and self.pass_through is not None:
+                refused = await self.pass_through(request, admitted.admission, request._json)
             return refused if refused is not None else await endpoint(request)
 
         return self.outage_guard(guarded, jsonrpc=jsonrpc)
@@ -316,17 +316,15 @@ class A2AFrontDoor:
                 if isinstance(response, JSONResponse):  # not a stream already under way
                     response.status_code = 503
                 response.headers.update(retry_after(note.outage))
-                await self._audit_outage(request, note.outage, note.caller)
+                await self._audit_outage(request, note)
             return response
 
         return guarded
 
-    async def _audit_outage(
-        self, request: Request, outage: DependencyUnavailable, caller: Caller | None
-    ) -> None:
-        admission = admitted(getattr(request.state, "admission", None))
+    async def _audit_outage(self, request: Request, note: OutageNote) -> None:
+        assert note.outage is not None
         agent_id = request.path_params.get("agent_id")
-        event = outage_record(admission, agent_id, outage, request.headers, caller)
+        event = outage_record(note.admission, agent_id, note.outage, request.headers, note.caller)
         # Kept in the audit buffer until the database takes it (or logged).
         await self.handler.delegations.record_event(event)
 

@@ -42,7 +42,7 @@ from gateway.a2a.front import A2AFrontDoor
 from gateway.a2a.grpc_errors import GatewayGrpcHandler, abort_refused
 from gateway.a2a.grpc_server import Malformed
 from gateway.a2a.numbers import non_finite
-from gateway.agents.admission import ADMISSION, admitted, admitted_context
+from gateway.agents.admission import ADMISSION, Admission, admitted, admitted_context
 from gateway.agents.outages import (
     OutageNote,
     current_note,
@@ -229,13 +229,10 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             )
         except Refusal as refused:
             await abort_refused(context, refused)
-        call = admitted_context(
-            owner.subject,
-            ADMISSION,
-            admitted.admission,
-            getattr(admitted.admission, "extensions", extensions),
-            version,
-        )
+        admission = admitted.admission
+        if isinstance(admission, Admission):  # an agent's own, not `others`'
+            extensions = admission.extensions
+        call = admitted_context(owner.subject, ADMISSION, admission, extensions, version)
         _call.set(call)
         return self._handler_for(admitted)
 

@@ -23,7 +23,6 @@ from gateway.agents.outages import (
 )
 from gateway.compat.a2a import grpc_error_codes
 from gateway.delegation.upstream_failures import UpstreamTimeoutError, UpstreamUnavailableError
-from gateway.storage.outages import DependencyUnavailable
 
 # A2A 1.0 §5.4 "Error Code Mappings" names UNIMPLEMENTED for these three; the
 # SDK's table says FAILED_PRECONDITION (the TCK's GRPC-ERR-002 fails the SDK's
@@ -55,8 +54,8 @@ class GatewayGrpcHandler(GrpcHandler):
     """The SDK's handler, with `Retry-After` as metadata on an outage's abort."""
 
     async def abort_context(self, error: A2AError, context: grpc.aio.ServicerContext) -> None:
-        outage = getattr(error, "outage", None)
-        if isinstance(outage, DependencyUnavailable):
+        outage = error.outage if isinstance(error, DependencyUnavailableError) else None
+        if outage is not None:
             _add_trailing(context, {"retry-after": str(outage.retry_after)})
         await super().abort_context(error, context)
 

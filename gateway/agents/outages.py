@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,10 +83,12 @@ class OutageNote:
     """What happened to one request; set by `watch`ed handlers. ``caller``:
     who the door authenticated (`note_caller`), so that an outage met before
     the call was admitted (the agent's record read, a limit counted) is still
-    audited for its caller."""
+    audited for its caller; ``admission``: the call the door admitted
+    (`note_admission`), whose trace the record then takes."""
 
     outage: DependencyUnavailable | None = None
     caller: Caller | None = None
+    admission: Admission | None = None
 
 
 current_note: contextvars.ContextVar[OutageNote | None] = contextvars.ContextVar(
@@ -98,6 +101,13 @@ def note_caller(caller: Caller) -> None:
     note = current_note.get()
     if note is not None:
         note.caller = caller
+
+
+def note_admission(admission: Admission) -> None:
+    """Tell the request's `OutageNote` which call the door admitted."""
+    note = current_note.get()
+    if note is not None:
+        note.admission = admission
 
 
 def _noted(exc: Exception) -> DependencyUnavailableError | None:
@@ -154,14 +164,20 @@ def noted_errors(operation: Callable[..., Any]) -> Callable[..., Any]:
     return _watched(operation)
 
 
+# The handlers `watch` has wrapped already (wrapped once: a door may share one).
+_WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def watch(handler: Any) -> Any:
     """Wrap every A2A operation (``on_*``) of ``handler`` in place; returns it."""
-    if getattr(handler, "_outages_watched", False):
+    if handler in _WATCHED:
         return handler
+    # By name: every operation the SDK's `RequestHandler` has, or a later
+    # version adds, is wrapped without a list here to keep up to date.
     for name in dir(type(handler)):
         if name.startswith("on_") and callable(getattr(handler, name, None)):
             setattr(handler, name, _watched(getattr(handler, name)))
-    handler._outages_watched = True
+    _WATCHED.add(handler)
     return handler
 
 

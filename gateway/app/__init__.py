@@ -29,6 +29,7 @@ from gateway.mcp.front import McpFront
 from gateway.mcp.sets import SetCache
 from gateway.mcp.tool_search import ToolSearch, catalog_of
 from gateway.observability import tracing
+from gateway.observability.http_metrics import MetricsSlot
 from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.bell import ChangeBell
@@ -45,11 +46,14 @@ def create_app(settings: Settings) -> FastAPI:
         return state.mcp
 
     doors = build_doors(settings, federation, __version__)
+    metrics = MetricsSlot()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             await _start(app, settings, doors, federation, stack)
+            state: AppState = app.state.switchboard
+            metrics.metrics = state.metrics
             yield
 
     app = FastAPI(
@@ -63,7 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_routes(app, settings, doors, federation)
-    install_middleware(app, settings)
+    install_middleware(app, settings, metrics)
     return app
 
 

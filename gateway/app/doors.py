@@ -48,7 +48,7 @@ from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import McpApprovals
 from gateway.mcp.front import McpFront
 from gateway.observability import tracing
-from gateway.observability.http_metrics import HttpMetrics
+from gateway.observability.http_metrics import HttpMetrics, MetricsSlot
 from gateway.settings import Settings
 from gateway.storage.replicas import ReplicaDirectory
 
@@ -131,13 +131,14 @@ def install_routes(
     app.router.routes[0:0] = [*doors.a2a.routes(others), *doors.mcp.routes()]
 
 
-def install_middleware(app: FastAPI, settings: Settings) -> None:
+def install_middleware(app: FastAPI, settings: Settings, metrics: MetricsSlot) -> None:
     """Around every route: the body limit, the HTTP metrics, then tracing (outermost)."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         max_json_depth=settings.max_json_depth,
     )
-    app.add_middleware(HttpMetrics)  # outside the body limit: refusals are counted too
+    # Outside the body limit: refusals are counted too.
+    app.add_middleware(HttpMetrics, slot=metrics)
     if tracing.configured():  # outermost: the span covers the whole request
         app.add_middleware(tracing.ServerSpans)

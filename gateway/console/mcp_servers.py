@@ -19,12 +19,14 @@ sees everything the server offers, a withheld prompt with its flags.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from gateway.api import mcp_servers as mcp_api
+from gateway.api.state import state_of
 from gateway.console.diffs import has_hidden, json_diff, reveal
 from gateway.console.web import (
     PREFIX,
@@ -38,6 +40,7 @@ from gateway.console.web import (
     validated,
 )
 from gateway.delegation.pipeline import Caller
+from gateway.federation.federation import McpFederation
 from gateway.federation.offerings import McpOfferings
 from policies.scopes import ADMIN_SCOPE
 from policies.tokens import Principal
@@ -172,14 +175,17 @@ def _reviewed(tools: list[McpToolRecord]) -> list[dict[str, Any]]:
     return shown
 
 
+# One listing service per federation (an app's; tests build several).
+_OFFERINGS: weakref.WeakKeyDictionary[McpFederation, McpOfferings] = weakref.WeakKeyDictionary()
+
+
 def offerings_of(request: Request) -> McpOfferings:
     """The `/mcp` door's listing service over this app's federation (its
     listings are kept a second; nothing else is kept)."""
-    state = request.app.state
-    found: McpOfferings | None = getattr(state, "console_offerings", None)
-    if found is None or found.federation is not state.switchboard.mcp:
-        found = McpOfferings(state.switchboard.mcp)
-        state.console_offerings = found
+    federation = state_of(request).mcp
+    found = _OFFERINGS.get(federation)
+    if found is None:
+        found = _OFFERINGS[federation] = McpOfferings(federation)
     return found
 
 

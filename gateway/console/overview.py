@@ -16,6 +16,7 @@ last reload error included.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -125,11 +126,15 @@ async def _holds(request: Request, principal: Principal) -> Counter[str]:
     return Counter(str(item["kind"]) for item in found["items"])
 
 
+# One reader of recent traffic per database (an app's; tests build several).
+_RECENT: weakref.WeakKeyDictionary[AsyncEngine, RecentTraffic] = weakref.WeakKeyDictionary()
+
+
 async def _traffic(request: Request) -> Traffic:
     state = request.app.state.switchboard
-    recent: RecentTraffic | None = getattr(request.app.state, "recent_traffic", None)
+    recent = _RECENT.get(state.engine)
     if recent is None:
-        recent = request.app.state.recent_traffic = RecentTraffic(state.engine)
+        recent = _RECENT[state.engine] = RecentTraffic(state.engine)
     # This process's records first, as every audit read does.
     return await recent.get(before=state.audit.flush)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.flows.definition import CallStep, Lane, MapStep, ParallelStep, RepeatStep
+
 # A call whose attempt failed with another one due: the step ends so, and the
 # run waits the backoff outside it, as a durable DBOS sleep (`reviews.called`),
 # which a restart resumes with only what is left to wait.
@@ -104,6 +106,9 @@ def seen(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_CHOOSE_ON_ERROR = (CallStep, MapStep, Lane, ParallelStep, RepeatStep)
+
+
 def ending(step: Any, outcome: dict[str, Any]) -> tuple[str, str] | None:
     """(the run's end state, why) when a step's outcome ends the run."""
     state = outcome["state"]
@@ -111,7 +116,8 @@ def ending(step: Any, outcome: dict[str, Any]) -> tuple[str, str] | None:
         return None
     if state in ("rejected", "canceled"):
         return state, str(outcome.get("error") or state)
-    on_error = getattr(step, "on_error", "fail")
+    # Only these kinds may say `on_error`; a failed step of any other fails the run.
+    on_error = step.on_error if isinstance(step, _CHOOSE_ON_ERROR) else "fail"
     if outcome.get("fatal") or on_error != "skip":
         return "failed", f"step {step.id} failed: {outcome.get('error')}"
     return None

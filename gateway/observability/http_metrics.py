@@ -12,52 +12,43 @@ nothing more), and is one of MCP's own methods or `other`.
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.observability.mcp_methods import MCP_METHODS
+from gateway.observability.metrics import GatewayMetrics
+
 UNMATCHED = "(unmatched)"
 MCP_PATH = "/mcp"
-# MCP's methods (2025-11-25 and 2026-07-28): a label is one of these or "other".
-MCP_METHODS = frozenset(
-    {
-        "initialize",
-        "ping",
-        "server/discover",
-        "tools/list",
-        "tools/call",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "logging/setLevel",
-        "tasks/get",
-        "tasks/list",
-        "tasks/cancel",
-        "tasks/result",
-        "notifications/initialized",
-        "notifications/cancelled",
-        "notifications/progress",
-        "notifications/roots/list_changed",
-    }
-)
 _METHOD = re.compile(rb'"method"\s*:\s*"([^"\\]{1,64})"')
 _HEAD_BYTES = 4096  # "method" comes first in every client we know; enough to find it
 
 
+# Where a request's scope carries the app's metrics (`metrics_of`).
+METRICS_KEY = "switchboard.metrics"
+
+
+@dataclass
+class MetricsSlot:
+    """The app's `GatewayMetrics`, once its lifespan has made them: the
+    middleware is installed when the app is created, before they exist."""
+
+    metrics: GatewayMetrics | None = None
+
+
 class HttpMetrics:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, slot: MetricsSlot) -> None:
         self.app = app
+        self.slot = slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        metrics = self.slot.metrics
+        if scope["type"] != "http" or metrics is None:
             await self.app(scope, receive, send)
             return
+        scope[METRICS_KEY] = metrics  # for what the request meets inside (`metrics_of`)
         status = 500  # an app that fails before answering
         head = bytearray()
         mcp = scope["path"] == MCP_PATH and scope["method"] == "POST"
@@ -77,10 +68,8 @@ class HttpMetrics:
         try:
             await self.app(scope, receiving if mcp else receive, sending)
         finally:
-            metrics = metrics_of(scope)
-            if metrics is not None:
-                method = _mcp_method(bytes(head)) if mcp else None
-                metrics.observe_http(_route(scope), scope["method"], status, method)
+            method = _mcp_method(bytes(head)) if mcp else None
+            metrics.observe_http(_route(scope), scope["method"], status, method)
 
 
 def _route(scope: Scope) -> str:
@@ -107,11 +96,8 @@ def _mcp_method(head: bytes) -> str:
     return method if method in MCP_METHODS else "other"
 
 
-def metrics_of(scope: Scope | None) -> Any:
+def metrics_of(scope: Scope | None) -> GatewayMetrics | None:
     """The app's `GatewayMetrics`, from a request's scope (None before the
     app has started, or without a request: an MCP message over stdio)."""
-    if scope is None:
-        return None
-    app = scope.get("app")
-    state = getattr(getattr(app, "state", None), "switchboard", None)
-    return getattr(state, "metrics", None)
+    found = scope.get(METRICS_KEY) if scope is not None else None
+    return found if isinstance(found, GatewayMetrics) else None

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from adapters import semconv
 from adapters.operations import Operation
-from gateway.observability.http_metrics import MCP_METHODS
+from gateway.observability.mcp_methods import MCP_METHODS
 
 MAX_TARGETS = 1000
 OTHER_TARGET = "_other"

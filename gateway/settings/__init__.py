@@ -48,7 +48,7 @@ from gateway.settings.problems import settings_problems, source_problem
 from gateway.settings.replicas import ReplicaOptions
 from gateway.settings.upstream_calls import UpstreamCallOptions
 from gateway.settings.urls import url_host, with_async_driver
-from gateway.settings.workers import WorkerOptions
+from gateway.settings.workers import REPLICA_ID_MAX, SLOT_SUFFIX_MAX, WorkerOptions
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +269,16 @@ class Settings(
         oidc = self.console.oidc
         if oidc is not None and oidc.issuer not in {i.issuer for i in self.trusted_issuers}:
             raise ValueError(f"console.oidc.issuer {oidc.issuer} is not one of trusted_issuers")
+        return self
+
+    @model_validator(mode="after")
+    def _room_for_worker_suffix(self) -> Settings:
+        replica_id = self.replica_id
+        if self.workers > 1 and replica_id and len(replica_id) > REPLICA_ID_MAX - SLOT_SUFFIX_MAX:
+            raise ValueError(
+                f"replica_id may have at most {REPLICA_ID_MAX - SLOT_SUFFIX_MAX} characters "
+                "with workers: each worker's id is it plus -<worker number>"
+            )
         return self
 
     @property

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from policies.rules import Policy
 
@@ -38,16 +36,6 @@ class WorkerOptions(BaseModel):
         "generation, set at start-up (`gc.set_threshold`); 0 keeps Python's own (700). "
         "Higher means fewer collections, each a little longer.",
     )
-
-    @model_validator(mode="after")
-    def _room_for_worker_suffix(self) -> Any:
-        replica_id: str | None = getattr(self, "replica_id", None)
-        if self.workers > 1 and replica_id and len(replica_id) > REPLICA_ID_MAX - SLOT_SUFFIX_MAX:
-            raise ValueError(
-                f"replica_id may have at most {REPLICA_ID_MAX - SLOT_SUFFIX_MAX} characters "
-                "with workers: each worker's id is it plus -<worker number>"
-            )
-        return self
 
 
 def rate_limits_problem(workers: int, redis_url: str | None, policy: Policy) -> str | None:

@@ -87,6 +87,10 @@ def _database_path(database: Any) -> str | None:
 class GatedConnection(sqlite3.Connection):
     """A connection that takes its file's gate for each write transaction."""
 
+    # Here too, not only in __init__: a connection that failed to open is
+    # still closed and collected (`_let_go`).
+    _holding = False
+
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         path = _database_path(database)
@@ -156,7 +160,7 @@ class GatedConnection(sqlite3.Connection):
         self._let_go()
 
     def _let_go(self) -> None:
-        if getattr(self, "_holding", False):
+        if self._holding:
             self._holding = False
             assert self._gate is not None
             self._gate.release()

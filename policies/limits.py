@@ -117,6 +117,20 @@ class CallFacts:
     skill: str
     flow: str = ""
 
+    def of(self, dimension: Dimension) -> str:
+        """The value a counter keyed by ``dimension`` is kept under."""
+        match dimension:
+            case "user":
+                return self.user
+            case "client":
+                return self.client
+            case "agent":
+                return self.agent
+            case "skill":
+                return self.skill
+            case "flow":
+                return self.flow
+
 
 @dataclass(frozen=True)
 class AppliedLimit:
@@ -138,7 +152,7 @@ def applicable(
             rule.name,
             rule.rate,
             rule.strategy,
-            (rule.name, *(getattr(facts, dimension) for dimension in rule.per)),
+            (rule.name, *(facts.of(dimension) for dimension in rule.per)),
         )
         for rule in rules
         if rule.matches(facts.agent, action)

@@ -136,8 +136,14 @@ class MapSpec(Strict):
             raise ValueError("a map has exactly one of call or steps")
         if self.steps is not None:
             # Given values, not keys: a stored document is dumped with its defaults.
-            per_call = ("input", "message", "retries", "timeout_seconds", "questions")
-            given = [name for name in per_call if getattr(self, name) not in (None, 0)]
+            per_call = {
+                "input": self.input,
+                "message": self.message,
+                "retries": self.retries,
+                "timeout_seconds": self.timeout_seconds,
+                "questions": self.questions,
+            }
+            given = [name for name, value in per_call.items() if value not in (None, 0)]
             if given:
                 raise ValueError(
                     f"with steps, each step says its own {', '.join(given)} (not the map)"

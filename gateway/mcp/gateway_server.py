@@ -48,12 +48,10 @@ class GatewayServer(Server[Any]):
         if sdk is None:
             raise RuntimeError("this mcp SDK's Server does not answer server/discover itself")
 
-        async def discover(
-            ctx: ServerRequestContext, params: types.RequestParams
-        ) -> types.DiscoverResult:
-            result: types.DiscoverResult = await sdk.handler(ctx, params)
+        async def discover(ctx: ServerRequestContext, params: types.RequestParams) -> Any:
+            result = await sdk.handler(ctx, params)
             chosen = current_set.get()
-            if chosen is None:
+            if chosen is None or not isinstance(result, types.DiscoverResult):
                 return result
             return result.model_copy(update={"instructions": chosen.instructions or None})
 

@@ -55,7 +55,7 @@ async def test_a_request_is_stamped_as_the_session_stamps_its_own() -> None:
 
 async def test_an_amended_stamp_is_what_the_server_receives() -> None:
     seen: list[dict[str, Any]] = []
-    ours = {"extensions": {"example/ours": {}}}
+    ours: dict[str, Any] = {"extensions": {"example/ours": {}}}
 
     def amend(data: dict[str, Any]) -> None:
         data["params"]["_meta"][CLIENT_CAPABILITIES_META_KEY] = ours

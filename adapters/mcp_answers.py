@@ -19,17 +19,16 @@ that a caller sees the same result, notification and failure either way:
 
 from __future__ import annotations
 
-import codecs
 import contextlib
+import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import aiohttp
+import httpx2
 import mcp_types as types
-from httpx2._sse import SSEError as _SSEError
-from httpx2._sse import _SSEParser
 from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
@@ -58,26 +57,51 @@ async def read_events(
     progress_callback: ProgressFnT | None,
     on_notice: OnNotice | None,
 ) -> dict[str, Any]:
-    """Read the SSE answer as the SDK's transport does (its parser, its
-    cap of ``max_event_bytes`` per event), up to the response."""
-    parser = _SSEParser(max_event_bytes)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    """Read the SSE answer as the SDK's transport does (httpx2's
+    `EventSource`, its cap of ``max_event_bytes`` per event), up to the
+    response."""
+    events = httpx2.EventSource(_as_httpx2(response), max_event_size=max_event_bytes)
     try:
-        async for chunk in response.content.iter_any():
-            for sse in parser.decode(decoder.decode(chunk)):
-                if sse.event != "message" or not sse.data:
-                    continue  # priming events; unknown event types
-                answer = await _event(sse.data, request_id, version, progress_callback, on_notice)
-                if answer is not None:
-                    return answer
-        for sse in parser.flush():
-            if sse.event == "message" and sse.data:
-                answer = await _event(sse.data, request_id, version, progress_callback, on_notice)
-                if answer is not None:
-                    return answer
-    except _SSEError as exc:
+        async for sse in events:
+            if sse.event != "message" or not sse.data:
+                continue  # priming events; unknown event types
+            answer = await _event(sse.data, request_id, version, progress_callback, on_notice)
+            if answer is not None:
+                return answer
+    except httpx2.SSEError as exc:
         raise MCPError(CONNECTION_CLOSED, f"SSE stream failed: {exc}") from None
     raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+
+
+class _Body(httpx2.AsyncByteStream):
+    """An aiohttp response's body, as it arrives."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.content.iter_any():
+            yield chunk
+
+
+def _as_httpx2(response: aiohttp.ClientResponse) -> httpx2.Response:
+    """``response`` as httpx2 sees one, for its public `EventSource`: the
+    content type (the charset the text is decoded with) and the body; no
+    content coding (aiohttp has undone any, and `refuse_coding` refused
+    others)."""
+    content_type = response.headers.get("Content-Type", "")
+    return httpx2.Response(
+        response.status,
+        headers={"Content-Type": content_type},
+        stream=_Body(response),
+        request=_request_to(str(response.url)),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _request_to(url: str) -> httpx2.Request:
+    # Only named in httpx2's errors; one per upstream URL (building one parses it).
+    return httpx2.Request("POST", url)
 
 
 async def _event(

@@ -13,7 +13,7 @@ lane, every other request).
 
 What goes on the wire is what the SDK would send, from the SDK's own state:
 
-* the request is stamped by the session's own stamp (`ClientSession._stamp`:
+* the request is stamped by the session's own stamp (`compat_mcp.stamp`:
   ``_meta`` with the protocol version, the gateway's client info and -- the
   gateway's wrapper, `adapters.mcp_relay.stamp_caller_capabilities` -- the
   caller's capabilities; the ``MCP-Protocol-Version``, ``Mcp-Method``,
@@ -67,6 +67,7 @@ from mcp_types import (
     METHOD_NOT_FOUND,
 )
 
+from adapters.compat_mcp import stamp
 from adapters.http import (
     UpstreamRefused,
     checked_session,
@@ -286,7 +287,7 @@ def _request(
         params["_meta"] = dict(meta)
     data: dict[str, Any] = {"method": METHOD, "params": params}
     opts: CallOptions = {}
-    session._stamp(data, opts)
+    stamp(session, data, opts)
     if progress:
         # The SDK's dispatcher: the request id doubles as the progress token.
         data["params"]["_meta"] = {**data["params"].get("_meta", {}), "progressToken": request_id}

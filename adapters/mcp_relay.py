@@ -41,6 +41,8 @@ import mcp_types as types
 from mcp.client.session import ClientRequestContext, ClientSession
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, INVALID_REQUEST
 
+from adapters.compat_mcp import amend_stamp
+
 logger = logging.getLogger(__name__)
 
 
@@ -243,8 +245,6 @@ async def on_log(params: types.LoggingMessageNotificationParams) -> None:
     # A log line tied to no call (the server's own chatter) has no one to go to.
 
 
-Stamp = Callable[[dict[str, Any], Any], None]
-
 # MCP Apps (SEP-1865, extension `io.modelcontextprotocol/ui`): HTML views a
 # host renders for a tool. The gateway renders none; it relays them.
 APP_EXTENSION = "io.modelcontextprotocol/ui"
@@ -262,22 +262,20 @@ def stamp_caller_capabilities(session: ClientSession) -> bool:
     cannot override that key. So the session's stamp is wrapped: after the
     SDK's, the key is replaced with the current relay's capabilities, or
     for the gateway's own requests (listings, probes), which can answer no
-    question, with `OWN_CAPABILITIES`. Returns False (and forwards nothing) if this SDK's
-    session has no stamp to wrap; `tests/test_mcp_relay.py` notices.
+    question, with `OWN_CAPABILITIES` (`compat_mcp.amend_stamp`). Returns
+    False (and forwards nothing) if this SDK's session has no stamp to wrap;
+    `tests/adapters/test_compat_mcp.py` notices.
     """
-    inner: Stamp | None = getattr(session, "_stamp", None)
-    if inner is None:
-        logger.warning("this mcp SDK has no request stamp; callers' capabilities are not forwarded")
-        return False
+    if amend_stamp(session, _caller_capabilities):
+        return True
+    logger.warning("this mcp SDK has no request stamp; callers' capabilities are not forwarded")
+    return False
 
-    def stamp(data: dict[str, Any], opts: Any) -> None:
-        inner(data, opts)
-        meta = (data.get("params") or {}).get("_meta")
-        if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
-            call = CALL_RELAY.get()
-            meta[CLIENT_CAPABILITIES_META_KEY] = (
-                call.relay.upstream_capabilities() if call is not None else OWN_CAPABILITIES
-            )
 
-    session._stamp = stamp
-    return True
+def _caller_capabilities(data: dict[str, Any]) -> None:
+    meta = (data.get("params") or {}).get("_meta")
+    if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
+        call = CALL_RELAY.get()
+        meta[CLIENT_CAPABILITIES_META_KEY] = (
+            call.relay.upstream_capabilities() if call is not None else OWN_CAPABILITIES
+        )

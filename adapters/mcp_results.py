@@ -34,6 +34,8 @@ from mcp_types import methods as _methods
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from adapters.compat_mcp import amend_raw_results
+
 COMPLETE = "complete"
 
 # A `tools/call` result as the SDK's session reads one when no extension
@@ -104,24 +106,13 @@ def complete_by_default(method: str, version: str | None, raw: Any) -> Any:
 
 
 def lenient_results(session: ClientSession) -> bool:
-    """Make ``session`` read an untagged 2026-07-28 result as complete.
-
-    Wraps its dispatcher's ``send_raw_request`` (what every typed request
-    goes through, before `ClientSession.send_request` checks the result).
-    Returns False (and changes nothing) if this SDK's session has no such
-    dispatcher; `tests/adapters/test_mcp_results.py` notices."""
-    dispatcher = getattr(session, "_dispatcher", None)
-    inner = getattr(dispatcher, "send_raw_request", None)
-    if inner is None or getattr(inner, "_switchboard_lenient", False):
-        return inner is not None
-
-    async def send_raw_request(method: str, params: Any, opts: Any = None, **extra: Any) -> Any:
-        raw = await inner(method, params, opts, **extra)
-        return complete_by_default(method, session.protocol_version, raw)
-
-    send_raw_request._switchboard_lenient = True  # type: ignore[attr-defined]
-    dispatcher.send_raw_request = send_raw_request  # type: ignore[union-attr]
-    return True
+    """Make ``session`` read an untagged 2026-07-28 result as complete
+    (`compat_mcp.amend_raw_results`: before `ClientSession.send_request`
+    checks the result). Returns False (and changes nothing) if this SDK's
+    session offers no such hook; `tests/adapters/test_compat_mcp.py` notices."""
+    return amend_raw_results(
+        session, lambda method, raw: complete_by_default(method, session.protocol_version, raw)
+    )
 
 
 def malformed(exc: BaseException) -> str | None:

@@ -51,10 +51,12 @@ from gateway.a2a.gateway_handler import GatewayHandler
 from gateway.a2a.responses import (
     card_response,
     invalid_params,
+    jsonrpc_body,
     jsonrpc_refusal,
     parse_jsonrpc_body,
     request_id_of,
     rest_refusal,
+    with_parsed_body,
 )
 from gateway.a2a.versions import version_of
 from gateway.agents.admission import Admission
@@ -172,13 +174,13 @@ class A2AFrontDoor:
         except TokenInvalid as exc:  # a malformed act claim
             return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
         if jsonrpc and await parse_jsonrpc_body(request) is None:
-            wrong = version_of(request, request._json)  # before anything reads the header
+            wrong = version_of(request, jsonrpc_body(request))  # before anything reads the header
             if wrong is not None:
                 return wrong
         trace_id = begin_trace(request.headers)
         # The server span in A2A's terms too (a2a.md "Server": a2a.method.name).
-        # (A body that did not parse has no `_json`: `parse_jsonrpc_body`.)
-        body = getattr(request, "_json", None) if jsonrpc else None
+        # (A body that did not parse is None: `parse_jsonrpc_body`.)
+        body = jsonrpc_body(request) if jsonrpc else None
         spans.annotate(a2a_server_facts(agent_id, body))
         owner = Owner(caller.subject, caller.issuer, caller)
         try:
@@ -236,7 +238,7 @@ class A2AFrontDoor:
             refused = await parse_jsonrpc_body(request)
             if refused is not None:
                 raise _Unparseable(refused)
-            body = request._json
+            body = jsonrpc_body(request)
             if not isinstance(body, dict) or body.get("method") not in _MESSAGE_METHODS:
                 return False, unsaid, None
             params = body.get("params")
@@ -272,24 +274,27 @@ class A2AFrontDoor:
             admitted = await self.admit(request, jsonrpc)
             if isinstance(admitted, Response):
                 return admitted
+            refused = await parse_jsonrpc_body(request) if jsonrpc else None
+            if refused is not None:
+                return refused
+            chosen = endpoint
             if approval_endpoint is not None and admitted.route == "approval":
-                refused = await parse_jsonrpc_body(request) if jsonrpc else None
-                return refused if refused is not None else await approval_endpoint(request)
-            if admitted.route == "other":
+                chosen = approval_endpoint
+            elif admitted.route == "other":
                 assert other_endpoint is not None
-                refused = await parse_jsonrpc_body(request) if jsonrpc else None
-                return refused if refused is not None else await other_endpoint(request)
-            if (
+                chosen = other_endpoint
+            elif (
                 run_endpoint is not None
                 and self.gateway_run is not None
                 and self.gateway_run.serves(admitted.admission.grant.card)
             ):
-                refused = await parse_jsonrpc_body(request) if jsonrpc else None
-                return refused if refused is not None else await run_endpoint(request)
-            refused = await parse_jsonrpc_body(request) if jsonrpc else None
-            if jsonrpc and refused is None and self.pass_through is not None:
-                refused = await self.pass_through(request, admitted.admission, request._json)
-            return refused if refused is not None else await endpoint(request)
+                chosen = run_endpoint
+            elif jsonrpc and self.pass_through is not None:
+                body = jsonrpc_body(request)
+                passed = await self.pass_through(request, admitted.admission, body)
+                if passed is not None:
+                    return passed
+            return await chosen(with_parsed_body(request))
 
         return self.outage_guard(guarded, jsonrpc=jsonrpc)
 
@@ -307,7 +312,7 @@ class A2AFrontDoor:
                 if outage is None:
                     raise
                 note.outage = outage
-                body = getattr(request, "_json", None)
+                body = jsonrpc_body(request)
                 request_id = body.get("id") if isinstance(body, dict) else None
                 response = outage_response(outage, jsonrpc=jsonrpc, request_id=request_id)
             finally:
@@ -357,6 +362,6 @@ class A2AFrontDoor:
             except Problem as problem:
                 return problem_response(problem)
             refused = await parse_jsonrpc_body(request)
-            return refused if refused is not None else await endpoint(request)
+            return refused if refused is not None else await endpoint(with_parsed_body(request))
 
         return authenticated

@@ -60,7 +60,7 @@ def jsonrpc_refusal(
 def request_id_of(request: Request) -> Any:
     """The id of a JSON-RPC request whose body was parsed (`parse_jsonrpc_body`),
     if it is one JSON-RPC allows (a string or a number; not a boolean)."""
-    body = getattr(request, "_json", None)
+    body = jsonrpc_body(request)
     found = body.get("id") if isinstance(body, dict) else None
     if isinstance(found, bool) or not isinstance(found, str | int | float):
         return None
@@ -129,7 +129,7 @@ async def parse_jsonrpc_body(request: Request) -> Response | None:
     carrying Python's exception text; and so is a string holding an unpaired
     UTF-16 surrogate (`"\\ud800"`, which `json` decodes and no UTF-8 encoder
     will write back: the SDK's error answer echoing it was a 500)."""
-    if hasattr(request, "_json"):
+    if _BODY in request.scope:
         return None  # parsed already (to find the skill before admission)
     body = await request.body()
     try:
@@ -145,10 +145,43 @@ async def parse_jsonrpc_body(request: Request) -> Response | None:
         # "Value out of range" as an internal error (-32603) for these.
         error = {"code": -32602, "message": f"params.{field} must fit in 32 bits"}
         return JSONResponse({"jsonrpc": "2.0", "id": _clean_id(parsed), "error": error})
-    # Starlette keeps the parsed body on the request; the SDK's dispatcher
-    # reads it from there instead of parsing again.
-    request._json = parsed
+    request.scope[_BODY] = parsed
     return None
+
+
+# The body `parse_jsonrpc_body` parsed, in the request's ASGI scope under the
+# gateway's own key: read by the front door, and by the SDK's dispatcher
+# through `with_parsed_body`.
+_BODY = "switchboard.jsonrpc_body"
+
+
+def jsonrpc_body(request: Request) -> Any:
+    """The JSON-RPC body `parse_jsonrpc_body` parsed (None if it did not
+    parse, or was not parsed)."""
+    return request.scope.get(_BODY)
+
+
+def with_parsed_body(request: Request) -> Request:
+    """``request`` as an SDK endpoint is handed it: its `json()` is the body
+    parsed here, which the SDK's JSON-RPC dispatcher would parse again."""
+    if _BODY not in request.scope:
+        return request
+    return _Parsed(request)
+
+
+class _Parsed(Request):
+    """The same request (scope, state, receive channel); its body read once,
+    by the request it stands for."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request.scope, request.receive)
+        self.stands_for = request
+
+    async def body(self) -> bytes:
+        return await self.stands_for.body()
+
+    async def json(self) -> Any:
+        return self.scope[_BODY]
 
 
 _INT32_FIELDS = ("historyLength", "history_length", "pageSize", "page_size")

@@ -37,6 +37,7 @@ from mcp.server.connection import Connection
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from adapters.mcp import UpstreamError, UpstreamUnavailable
+from gateway.compat.mcp import connection_of
 from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation.pipeline import Caller, DelegationDenied
 from gateway.federation.offered import PromptNotFound, PromptWithheld, ResourceNotFound
@@ -98,10 +99,10 @@ class ResourceSubscriptions:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, ctx: ServerRequestContext, key: tuple[str, str], uri: str) -> None:
-        self._by_connection.setdefault(ctx.session._connection, {})[key] = (uri, caller_of(ctx))
+        self._by_connection.setdefault(connection_of(ctx.session), {})[key] = (uri, caller_of(ctx))
 
     def remove(self, ctx: ServerRequestContext, uri: str) -> None:
-        subscribed = self._by_connection.get(ctx.session._connection, {})
+        subscribed = self._by_connection.get(connection_of(ctx.session), {})
         for key, (offered, _) in list(subscribed.items()):
             if offered == uri:
                 del subscribed[key]
@@ -262,12 +263,12 @@ class OfferingHandlers:
         self, ctx: ServerRequestContext, params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self._levels[ctx.session._connection] = params.level
+            self._levels[connection_of(ctx.session)] = params.level
         return types.EmptyResult()
 
     def log_level(self, ctx: ServerRequestContext) -> types.LoggingLevel | None:
         """The level a 2025-11-25 session set (None if it never did)."""
-        return self._levels.get(ctx.session._connection)
+        return self._levels.get(connection_of(ctx.session))
 
     def resource_updated(self, server_id: str, notice: types.ResourceUpdatedNotification) -> None:
         """A server said a resource changed: tell the sessions subscribed to it."""

@@ -43,6 +43,19 @@ class GatewayServer(Server[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.middleware[:] = [McpServerSpans(), *without_sdk_spans(self.middleware)]
+        # `server/discover`: the SDK's own answer, with a set's instructions.
+        sdk = self.get_request_handler("server/discover")
+        if sdk is None:
+            raise RuntimeError("this mcp SDK's Server does not answer server/discover itself")
+
+        async def discover(ctx: ServerRequestContext, params: types.RequestParams) -> Any:
+            result = await sdk.handler(ctx, params)
+            chosen = current_set.get()
+            if chosen is None or not isinstance(result, types.DiscoverResult):
+                return result
+            return result.model_copy(update={"instructions": chosen.instructions or None})
+
+        self.add_request_handler("server/discover", types.RequestParams, discover)
 
     def create_initialization_options(
         self,
@@ -68,15 +81,6 @@ class GatewayServer(Server[Any]):
                 "icons": [types.Icon(src=chosen.icon)] if chosen.icon else None,
             }
         )
-
-    async def _handle_discover(
-        self, ctx: ServerRequestContext, params: types.RequestParams | None
-    ) -> types.DiscoverResult:
-        result = await super()._handle_discover(ctx, params)
-        chosen = current_set.get()
-        if chosen is None:
-            return result
-        return result.model_copy(update={"instructions": chosen.instructions or None})
 
     @property
     def server_info_stamp(self) -> dict[str, Any]:

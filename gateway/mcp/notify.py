@@ -41,6 +41,7 @@ from mcp.server.subscriptions import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from gateway.compat.mcp import connection_of
 from gateway.mcp.sets import current_set
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,7 @@ class ToolListNotifier:
     def remember(self, ctx: ServerRequestContext) -> None:
         """Note a 2025-11-25 session (any request on it will do)."""
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            # No public accessor on the request-scoped session (mcp 2.3).
-            self._connections[ctx.session._connection] = _set_name()
+            self._connections[connection_of(ctx.session)] = _set_name()
 
     def changed(self, kind: Kind = "tools", only: str | None = None) -> None:
         """Schedule one notice of ``kind`` ("tools", "prompts") to everyone,

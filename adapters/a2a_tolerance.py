@@ -13,9 +13,11 @@ from real agents, instead of failing the call (docs/interop.md).
   it stands for, and one that is neither shape is refused by name
   (`adapters.a2a_v03_events`).
 
-Only after the strict parse failed (or, for a stream event, read nothing): a
-correct answer costs nothing more, and one that still fails after the repair
-fails as it did. User content (parts, data, metadata) is never touched.
+A stream event of a common shape is read directly, to what the parse makes of
+it (`adapters.a2a_common_events`). Only after the strict parse failed (or,
+for a stream event, read nothing): a correct answer costs nothing more, and
+one that still fails after the repair fails as it did. User content (parts,
+data, metadata) is never touched.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from a2a.utils.proto_utils import parse_lenient
 from google.protobuf.json_format import ParseError
 from google.protobuf.message import Message
 
+from adapters.a2a_common_events import common_event
 from adapters.a2a_v03_events import read_0_3_event
 
 M = TypeVar("M", bound=Message)
@@ -43,6 +46,11 @@ _OPAQUE = frozenset({"parts", "data", "metadata", "extensions"})
 def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
     """`parse_lenient`, and when it fails on a repairable answer, once more
     on the repaired one."""
+    if isinstance(message, StreamResponse) and not message.ListFields():
+        common = common_event(data)
+        if common is not None:
+            message.CopyFrom(common)
+            return message
     try:
         parsed = parse_lenient(data, message)
     except ParseError:

@@ -55,11 +55,12 @@ from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
 from a2a.utils.errors import A2AError
 from a2a.utils.proto_utils import validate_proto_required_fields
-from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from google.protobuf.json_format import ParseDict, ParseError
 from google.protobuf.message import Message as ProtoMessage
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters.a2a_json import message_json
 from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from adapters.operations import Operation
@@ -266,7 +267,7 @@ def _envelope(request_id: Any, member: str, message: ProtoMessage) -> bytes:
     document: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
     if member == "params":
         document["method"] = OPERATION
-    document[member] = MessageToDict(message)
+    document[member] = message_json(message)
     return json.dumps(document, separators=(",", ":")).encode()
 
 

@@ -43,10 +43,10 @@ from a2a.types import (
 )
 from a2a.utils import json_utils
 from a2a.utils.errors import A2AError, InternalError
-from google.protobuf.json_format import MessageToDict
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from adapters.a2a_json import message_json
 from gateway.agents.admission import Admission
 from gateway.agents.outages import noted_errors
 
@@ -100,8 +100,8 @@ def _data(document: dict[str, Any], name: str | None = None) -> bytes:
 
 def event_data(event: Event, request_id: Any) -> bytes:
     """One event as the SDK's dispatcher writes it (`to_stream_response`,
-    `MessageToDict`, the JSON-RPC response, `json_utils.dumps`)."""
-    result = {_MEMBERS[type(event)]: MessageToDict(event, preserving_proto_field_name=False)}
+    `MessageToDict`, here `message_json`; the JSON-RPC response, `json_utils.dumps`)."""
+    result = {_MEMBERS[type(event)]: message_json(event)}
     return _data({"result": result, "id": request_id, "jsonrpc": "2.0"})  # its key order
 
 

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import TaskArtifactUpdateEvent
-from google.protobuf.json_format import MessageToDict
 
+from adapters.a2a_json import message_json
 from gateway.delegation import task_statements
 from gateway.storage.statements import StatementRunner
 
@@ -70,7 +70,7 @@ class ArtifactBatches:
             held = self._held[key] = _Held(owner)
             loop = asyncio.get_running_loop()
             held.timer = loop.call_later(self._delay, self._flush_later, key)
-        held.updates.append((MessageToDict(event.artifact), event.append))
+        held.updates.append((message_json(event.artifact), event.append))
         if len(held.updates) >= self._most:
             await self.flush(agent_id, task_id)
 

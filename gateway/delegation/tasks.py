@@ -38,12 +38,12 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
-from google.protobuf.json_format import MessageToDict
 from sqlalchemy import ColumnElement, Table, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.a2a_json import message_json
 from gateway.delegation import task_listing, task_statements
 from gateway.delegation.artifact_batches import ArtifactBatches
 from gateway.delegation.permits import Caller
@@ -144,7 +144,7 @@ class TaskRecords:
         """``task`` was written by a statement of another module's (a
         gateway-run task's end, `gateway.delegation.task_runner`): tell the
         watchers and listeners, as a record made here does."""
-        self._recorded(agent_id, task.id, TaskState.Name(task.status.state), MessageToDict(task))
+        self._recorded(agent_id, task.id, TaskState.Name(task.status.state), message_json(task))
 
     def _recorded(self, agent_id: str, task_id: str, state: str, snapshot: dict[str, Any]) -> None:
         for watch in self._watched.get((agent_id, task_id), ()):
@@ -232,7 +232,7 @@ class TaskRecords:
             return False
         await self.artifacts.flush(agent_id, task.id)  # held chunks, then this snapshot
         now = datetime.now(UTC)
-        snapshot = MessageToDict(task)
+        snapshot = message_json(task)
         values: dict[str, Any] = {
             "context_id": task.context_id or None,
             "state": TaskState.Name(task.status.state),
@@ -338,7 +338,7 @@ class TaskRecords:
             agent_id,
             _owned(owner),
             event.task_id,
-            MessageToDict(event.artifact),
+            message_json(event.artifact),
             event.append,
             datetime.now(UTC),
         )
@@ -352,7 +352,7 @@ class TaskRecords:
         recorded from the update; someone else's task is left alone (False)."""
         if not storable(event.task_id):
             return False
-        status = MessageToDict(event.status)
+        status = message_json(event.status)
         state = TaskState.Name(event.status.state)
         found = await self._run(
             task_statements.record_status,

@@ -2,7 +2,9 @@
 in 0.3's layout -- LangGraph's server does this (docs/interop.md) -- streams
 through the gateway (issue 32.13): an official a2a-sdk 1.0 client gets 1.0
 events, and the gateway records the task's end; an event that is neither
-shape is refused by name (-32006), not as an "empty stream event".
+shape is refused by name (-32006), not as an "empty stream event"; a 1.0
+event of the wrong type (read by `adapters.a2a_common_events` or not) is
+refused as the SDK's parse refuses it.
 
 Over real HTTP on 127.0.0.1 (`tests.support.mixed_stream_agent`), SQLite and
 PostgreSQL."""
@@ -36,7 +38,7 @@ from tests.support.inspecting import Recorder, verify_as_downstream
 from tests.support.mixed_stream_agent import FILE_URL, SAYS, mixed_stream_agent
 from tests.support.servers import ServerThread, stop_all
 
-DIALECTS = ("langgraph", "0.3", "neither")
+DIALECTS = ("langgraph", "0.3", "neither", "malformed")
 
 
 @dataclass
@@ -129,6 +131,29 @@ async def test_an_event_of_neither_shape_is_refused_by_name(setup: Setup) -> Non
     def audited() -> list[str]:
         with setup.gateway.client() as admin:
             items = admin.get("/audit", params={"agent": "mixed-neither"}).json()["items"]
+        return [r["outcome"] for r in items if r["event"] == "a2a.SendStreamingMessage"]
+
+    outcomes = await anyio.to_thread.run_sync(audited)
+    assert outcomes == ["a2a_error:InvalidAgentResponseError"], outcomes
+
+
+async def test_a_1_0_event_of_the_wrong_type_is_refused_as_invalid(setup: Setup) -> None:
+    seen: list[StreamResponse] = []
+
+    async def follow(client: Client) -> None:
+        async for event in client.send_message(_hello()):
+            seen.append(event)
+
+    async with setup.client("malformed") as client:
+        with pytest.raises(InvalidAgentResponseError) as refused:
+            await follow(client)
+    assert [e.WhichOneof("payload") for e in seen] == ["task", "status_update"]
+    said = str(refused.value)
+    assert "agent mixed-malformed sent an invalid answer" in said, said
+
+    def audited() -> list[str]:
+        with setup.gateway.client() as admin:
+            items = admin.get("/audit", params={"agent": "mixed-malformed"}).json()["items"]
         return [r["outcome"] for r in items if r["event"] == "a2a.SendStreamingMessage"]
 
     outcomes = await anyio.to_thread.run_sync(audited)

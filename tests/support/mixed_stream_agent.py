@@ -10,7 +10,9 @@ dialect it was made with:
   1.0's enum values (`TASK_STATE_WORKING`, `ROLE_AGENT`);
 * ``0.3``: the same events in true 0.3 (`working`, `agent`), the artifact
   with a 0.3 file part besides its text;
-* ``neither``: a working update, then an event of a kind no A2A version has.
+* ``neither``: a working update, then an event of a kind no A2A version has;
+* ``malformed``: 1.0's layout, the artifact chunk's `lastChunk` a string
+  where ProtoJSON requires a bool.
 
 The events after the first: working (with the agent's message), the artifact
 "<prefix> <user text>", completed. Every request is recorded (`Recorder`).
@@ -90,6 +92,13 @@ def _events(dialect: str, text: str) -> list[dict[str, Any]]:
     ]
     if dialect == "neither":
         later[1] = {**ids, "kind": "progress", "percent": 50}
+    if dialect == "malformed":
+        chunk = {"artifactId": "a-1", "parts": [{"text": answer}]}
+        later = [
+            {"statusUpdate": {**ids, "status": {"state": working}}},
+            {"artifactUpdate": {**ids, "artifact": chunk, "lastChunk": "yes"}},
+            {"statusUpdate": {**ids, "status": {"state": completed}}},
+        ]
     return [first, *later]
 
 

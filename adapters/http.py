@@ -56,6 +56,12 @@ from registry.tls import client_tls
 
 RESOLVE_CACHE_SECONDS = 5
 MAX_CONNECTIONS = 256
+# An idle pooled connection is closed by us before the upstream's server
+# closes it (uvicorn and Node close after 5 s idle; aiohttp would keep it
+# 15 s). Reused just as that server closes it, a request failed half-written
+# ("Cannot write to closing transport"): the closing was in flight, or not
+# yet read by a busy loop. Seen under load in bench.flow_load.
+IDLE_CONNECTION_SECONDS = 3.0
 # Without `identity`, aiohttp and httpx both ask for gzip; the cap must count
 # the bytes the gateway will hold, not the compressed ones.
 NO_CODING = {"Accept-Encoding": "identity"}
@@ -126,6 +132,7 @@ def checked_session(policy: AddressPolicy) -> aiohttp.ClientSession:
         resolver=SafeResolver(policy),
         limit=MAX_CONNECTIONS,
         ttl_dns_cache=RESOLVE_CACHE_SECONDS,
+        keepalive_timeout=IDLE_CONNECTION_SECONDS,
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from sqlalchemy import Engine, create_engine, text
 
@@ -185,24 +187,21 @@ async def _start_runs(
     user: httpx.Client, runs: int, clients: int, run_ids: list[str], errors: list[str]
 ) -> None:
     """``runs`` starts, ``clients`` at a time, from one async client (its
-    connections ``clients``): cheap beside the gateway, and measured."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=str(user.base_url),
-        headers=user.headers,
-        timeout=120,
-        limits=limits,
-        verify=client_tls(),
-    ) as client:
+    connections ``clients``): aiohttp's, cheaper than httpx's, and measured."""
+    connector = aiohttp.TCPConnector(limit=clients, ssl=client_tls())
+    headers = dict(user.headers)
+    url = str(user.base_url).rstrip("/") + "/flows/load-flow/runs"
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         turn = asyncio.Semaphore(clients)
 
         async def start() -> None:
-            async with turn:
-                answer = await client.post("/flows/load-flow/runs", json={"input": {}})
-            if answer.status_code != 202:
-                errors.append(f"{answer.status_code} {answer.text[:200]}")
+            async with turn, client.post(url, json={"input": {}}, headers=headers) as answer:
+                body = await answer.read()
+            if answer.status != 202:
+                errors.append(f"{answer.status} {body[:200].decode(errors='replace')}")
             else:
-                run_ids.append(answer.json()["id"])
+                run_ids.append(json.loads(body)["id"])
 
         await asyncio.gather(*(start() for _ in range(runs)))
 

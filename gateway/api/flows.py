@@ -189,7 +189,7 @@ async def start_run(
 ) -> RunView:
     held_to_json(request, start)
     service = state_of(request).flows
-    await service.rt.store.get(flow_id)
+    await service.rt.store.current_version(flow_id)  # FlowNotFound: 404, before admission
     try:
         run_id = await service.start_as_user(flow_id, Caller.user(principal), start.input)
     except DelegationDenied as denied:

@@ -7,6 +7,7 @@ is for. Owners are (subject, issuer) pairs here; `TaskRecords` makes them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -141,6 +142,23 @@ def record(
     if _changed(sql, _INSERT, new):
         return True
     return _changed(sql, _UPDATE_MINE[ended], mine)
+
+
+def record_after(
+    sql: Sql,
+    first: Callable[[Sql], Any] | None,
+    agent_id: str,
+    owner: Owned,
+    task_id: str,
+    skill: str | None,
+    caller: dict[str, Any] | None,
+    values: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """``first`` (if any), then `record`, in one transaction."""
+    if first is not None:
+        first(sql)
+    return record(sql, agent_id, owner, task_id, skill, caller, values, now)
 
 
 def _owned_snapshot(sql: Sql, where: dict[str, Any], owner: Owned) -> dict[str, Any] | bool | None:

@@ -48,7 +48,8 @@ from gateway.delegation import task_listing, task_statements
 from gateway.delegation.artifact_batches import ArtifactBatches
 from gateway.delegation.permits import Caller
 from gateway.delegation.task_statements import storable
-from gateway.storage.statements import statement_runner
+from gateway.delegation.task_watch import TaskWatch
+from gateway.storage.statements import Sql, statement_runner
 from gateway.storage.tables import a2a_tasks
 
 # The states a task ends in; a record reaching one is no longer out of contact.
@@ -90,23 +91,6 @@ EndedListener = Callable[[EndedTask], Awaitable[None]]
 # Told (agent id, task id, state name) of every record, at once and on the
 # recording path: it must be cheap (a lookup) and start its own work.
 StateListener = Callable[[str, str, str], None]
-
-
-class TaskWatch:
-    """`TaskRecords.watch`: set whenever this process records the task. A
-    record written by another replica does not set it, so a follower still
-    reads the record now and then (`next`'s ``seconds``)."""
-
-    def __init__(self) -> None:
-        self.changed = asyncio.Event()
-
-    async def next(self, seconds: float) -> None:
-        """Until this process records the task (since the last call), or
-        ``seconds`` pass; then the record is read again by the caller."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.changed.wait()
-        self.changed.clear()
 
 
 class TaskRecords:
@@ -217,6 +201,7 @@ class TaskRecords:
         skill: str | None = None,
         *,
         with_rows: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        first: Callable[[Sql], Any] | None = None,
     ) -> bool:
         """Store the task snapshot; a task already owned by someone else is left
         alone and False returned (an upstream that reuses another user's task id
@@ -227,8 +212,11 @@ class TaskRecords:
         ``with_rows`` writes more in the same transaction, when the task is
         stored: a task and the run that will end it exist together or not at
         all (`TaskRunner.stored`), so no outage or crash between two
-        transactions leaves a task nothing will ever finish."""
+        transactions leaves a task nothing will ever finish. ``first``: a lean
+        write made first in the same transaction (a flow run's, also if no task is)."""
         if not storable(task.id) or (task.context_id and not storable(task.context_id)):
+            if first is not None:
+                await self._run(first)
             return False
         await self.artifacts.flush(agent_id, task.id)  # held chunks, then this snapshot
         now = datetime.now(UTC)
@@ -247,9 +235,8 @@ class TaskRecords:
             )
         else:
             caller = owner.caller.stored() if owner.caller else None
-            stored = await self._run(
-                task_statements.record, agent_id, _owned(owner), task.id, skill, caller, values, now
-            )
+            args = (agent_id, _owned(owner), task.id, skill, caller, values, now)
+            stored = await self._run(task_statements.record_after, first, *args)
         if stored:
             self._recorded(agent_id, task.id, values["state"], snapshot)
         return stored

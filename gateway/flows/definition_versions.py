@@ -9,9 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.flows.definition import FlowDocument
 from gateway.storage.flow_tables import flow_versions, flows
+
+# How many versions' documents a process keeps (then it starts again).
+_VERSIONS_KEPT = 4096
 
 
 def digest_of(document: dict[str, Any]) -> str:
@@ -64,3 +68,42 @@ async def save_version(
         )
     )
     return version, True
+
+
+class VersionDocuments:
+    """Versions' documents, each read and parsed once per process: a stored
+    version never changes, and a removed flow's are kept."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._documents: dict[tuple[str, int], dict[str, Any]] = {}
+        self._parsed: dict[tuple[str, int], FlowDocument] = {}
+
+    async def document(self, flow_id: str, version: int) -> dict[str, Any] | None:
+        key = (flow_id, version)
+        document = self._documents.get(key)
+        if document is None:
+            async with self._engine.connect() as conn:
+                document = await conn.scalar(
+                    select(flow_versions.c.document).where(
+                        flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
+                    )
+                )
+            if document is None:
+                return None
+            _kept(self._documents)[key] = document
+        return document
+
+    def parsed(self, flow_id: str, version: int, document: dict[str, Any]) -> FlowDocument:
+        """``document`` (that version's), parsed once."""
+        key = (flow_id, version)
+        found = self._parsed.get(key)
+        if found is None:
+            found = _kept(self._parsed)[key] = FlowDocument.model_validate(document)
+        return found
+
+
+def _kept(cache: dict[Any, Any]) -> dict[Any, Any]:
+    if len(cache) >= _VERSIONS_KEPT:
+        cache.clear()
+    return cache

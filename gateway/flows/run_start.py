@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.call import Call
@@ -31,7 +29,7 @@ from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import FlowDocument
 from gateway.flows.engine import FlowEngine
 from gateway.flows.runtime import FlowRuntime
-from gateway.flows.store import RunNotFound, new_grant_id, new_run_id
+from gateway.flows.store import RunNotFound, RunNotStored, new_grant_id, new_run_id
 from registry.contracts import violation
 
 
@@ -151,7 +149,7 @@ class RunStarts:
         }
         try:
             await store.create_run(run, grant)
-        except IntegrityError:
+        except RunNotStored:
             raise RunAlreadyStarted(run_id) from None
         await self.rt.delegations.record_event(grant_event(grant, flow_id, trace_id))
         said = f"run {run_id} of flow {flow_id} (version {version})"

@@ -106,7 +106,7 @@ class FlowRun(CallSteps, MapSteps, ParallelSteps):
         if begun is None:
             return "missing"
         self.info = begun["run"]
-        document = FlowDocument.model_validate(begun["document"])
+        document = await self._document(begun)
         self.ctx = _context(self.info)
         ended: tuple[str, str] | None = None
         start = 0
@@ -125,7 +125,7 @@ class FlowRun(CallSteps, MapSteps, ParallelSteps):
             self.info = own["run"]
             fork_step = str(own["fork_step"])
             ended = await self._walk(document, rounds, until=fork_step)
-            document = FlowDocument.model_validate(own["document"])
+            document = await self._document(own)
             self.ctx.update(input=self.info["input"], run=_context(self.info)["run"])
             start = [step.id for step in document.steps].index(fork_step)
         if ended is None:
@@ -258,7 +258,19 @@ class FlowRun(CallSteps, MapSteps, ParallelSteps):
             for k in ("id", "flow_id", "owner_subject", "owner_issuer", "grant_id", "input")
         }
         info.update(trace_id=run["trace_id"], context_id=run["context_id"])
-        return {"run": info, "document": document, "fork_step": run.get("fork_step")}
+        return {
+            "run": info,
+            "document": document,
+            "version": run["flow_version"],
+            "fork_step": run.get("fork_step"),
+        }
+
+    async def _document(self, read: dict[str, Any]) -> FlowDocument:
+        """The flow document of what `_read` returned, parsed once per process
+        (a "begin" recorded before it gave the version is parsed from itself)."""
+        if read.get("version") is None:
+            return FlowDocument.model_validate(read["document"])
+        return await self.rt.store.parsed(read["run"]["flow_id"], int(read["version"]))
 
     async def _finish(self, state: str, reason: str, output: Any) -> None:
         text = "done" if state == "completed" else reason

@@ -124,7 +124,6 @@ class FlowRuntime:
             values["output"] = output
         if state in ("failed", "rejected", "canceled"):
             values["error"] = text
-        await self.store.set_run(run["id"], **values)
         task = Task(id=run["id"], context_id=run["context_id"])
         task.status.state = RUN_STATES[state]
         task.status.message.CopyFrom(status_message(run["id"], run["context_id"], text))
@@ -134,7 +133,9 @@ class FlowRuntime:
         if state == "completed":
             task.artifacts.append(result_artifact(output))
         owner = Owner(run["owner_subject"], run["owner_issuer"], caller)
-        await self.tasks.record(run["flow_id"], owner, task, skill=SKILL)
+        # The run's record and its task's, in one transaction.
+        write = self.store.run_write(run["id"], **values)
+        await self.tasks.record(run["flow_id"], owner, task, skill=SKILL, first=write)
 
 
 def caller_of(row: Mapping[str, Any]) -> Caller:

@@ -116,6 +116,12 @@ def enter_step(
     return step_row(sql, run_id, step_id), grant_row(sql, grant_id)
 
 
+def create_run(sql: Sql, run: dict[str, Any], grant: dict[str, Any]) -> None:
+    """A run's grant and then its record (which names it), in one transaction."""
+    sql.typed(_insert_row(flow_grants, tuple(sorted(grant))), grant)
+    sql.typed(_insert_row(flow_runs, tuple(sorted(run))), run)
+
+
 def set_run(sql: Sql, run_id: str, values: dict[str, Any]) -> bool:
     """Update a run that has not ended (an ended run stays as it ended)."""
     statement = _set_run_statement(tuple(sorted(values)))
@@ -163,13 +169,17 @@ def _update_step(
     return Statement(flow_steps, f"UPDATE flow_steps SET {', '.join(sets)} WHERE {where}")  # noqa: S608
 
 
-@functools.cache
 def _insert_step(keys: tuple[str, ...]) -> Statement:
-    names = _columns(flow_steps, keys)
+    return _insert_row(flow_steps, keys)
+
+
+@functools.cache
+def _insert_row(table: Any, keys: tuple[str, ...]) -> Statement:
+    names = _columns(table, keys)
     binds = ", ".join(f":{key}" for key in names)
     return Statement(
-        flow_steps,
-        f"INSERT INTO flow_steps ({', '.join(names)}) VALUES ({binds})",  # noqa: S608
+        table,
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({binds})",  # noqa: S608
     )
 
 

@@ -10,16 +10,20 @@ a crash writes the same row again.
 from __future__ import annotations
 
 import builtins
+import functools
+import sqlite3
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import reservations, step_records
 from gateway.flows.definition import FlowDocument
-from gateway.flows.definition_versions import save_version
+from gateway.flows.definition_versions import VersionDocuments, save_version
 from gateway.flows.models import (
     FlowRecord,
     FlowVersion,
@@ -29,12 +33,11 @@ from gateway.flows.models import (
 from gateway.flows.run_views import flow_record, run_view, step_view
 from gateway.flows.spending import Spending, runs_usage, summed, usage_of
 from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps, flow_versions, flows
-from gateway.storage.statements import statement_runner
+from gateway.storage.statements import Sql, statement_runner
 from gateway.storage.tables import upstream_connections
 from registry.tables import agents, as_utc
 
 # Parsed flow versions kept per process (a version's document never changes).
-_VERSIONS_KEPT = 4096
 TERMINAL_RUN_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
 
 
@@ -50,6 +53,10 @@ class RunNotFound(Exception):
     pass
 
 
+class RunNotStored(Exception):
+    """The run (or its grant) could not be stored: its id is taken."""
+
+
 class FlowStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -58,7 +65,7 @@ class FlowStore:
         # (`gateway.flows.step_records`, `gateway.storage.statements`).
         self._run = statement_runner(engine)
         self.reservations = reservations.Reservations(self._run)
-        self._parsed: dict[tuple[str, int], FlowDocument] = {}
+        self._versions = VersionDocuments(engine)
 
     async def aclose(self) -> None:
         await self._run.aclose()
@@ -143,22 +150,11 @@ class FlowStore:
 
     async def parsed(self, flow_id: str, version: int) -> FlowDocument:
         """A version's document, parsed once: a stored version never changes."""
-        key = (flow_id, version)
-        document = self._parsed.get(key)
-        if document is None:
-            document = FlowDocument.model_validate(await self.version(flow_id, version))
-            if len(self._parsed) >= _VERSIONS_KEPT:
-                self._parsed.clear()
-            self._parsed[key] = document
-        return document
+        return self._versions.parsed(flow_id, version, await self.version(flow_id, version))
 
     async def version(self, flow_id: str, version: int) -> dict[str, Any]:
-        async with self._engine.connect() as conn:
-            document: dict[str, Any] | None = await conn.scalar(
-                select(flow_versions.c.document).where(
-                    flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
-                )
-            )
+        """A version's document as stored (read once; not to be changed)."""
+        document = await self._versions.document(flow_id, version)
         if document is None:
             raise FlowNotFound(f"{flow_id} version {version}")
         return document
@@ -166,12 +162,13 @@ class FlowStore:
     # Runs -------------------------------------------------------------------------
 
     async def create_run(self, run: dict[str, Any], grant: dict[str, Any]) -> None:
+        """The run and its grant, in one transaction (`RunNotStored`: the id is taken)."""
         now = _now()
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(flow_grants).values(**grant))
-            await conn.execute(
-                insert(flow_runs).values(created_at=now, updated_at=now, finished_at=None, **run)
-            )
+        row = {"created_at": now, "updated_at": now, "finished_at": None, **run}
+        try:
+            await self._run(step_records.create_run, row, grant)
+        except (IntegrityError, sqlite3.IntegrityError):
+            raise RunNotStored(run["id"]) from None
 
     async def run_row(self, run_id: str) -> dict[str, Any]:
         row = await self._run.read(step_records.run_row, run_id)
@@ -181,11 +178,15 @@ class FlowStore:
 
     async def set_run(self, run_id: str, **values: Any) -> bool:
         """Update a run that has not ended (an ended run stays as it ended)."""
+        return await self._run(self.run_write(run_id, **values))
+
+    def run_write(self, run_id: str, **values: Any) -> Callable[[Sql], bool]:
+        """`set_run` as a lean operation, for a transaction of another store's."""
         values["updated_at"] = _now()
         if values.get("state") in TERMINAL_RUN_STATES:
             values["finished_at"] = values["updated_at"]
-            return await self._run(reservations.end_run, run_id, values)
-        return await self._run(step_records.set_run, run_id, values)
+            return functools.partial(reservations.end_run, run_id=run_id, values=values)
+        return functools.partial(step_records.set_run, run_id=run_id, values=values)
 
     async def runs(
         self,

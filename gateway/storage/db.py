@@ -31,16 +31,24 @@ TARGET_METADATA: list[MetaData] = [
 ]
 # Any constant works; it only has to be the same in every replica.
 _MIGRATION_LOCK_ID = 0x5B0A4D
+SQLITE_POOL_SIZE = 32
 
 
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # A pool as large as the server's concurrency: a connection opened
+            # beyond it (aiosqlite: a thread, the pragmas below) was closed
+            # again at its return, about once per flow run under load.
+            pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
         # Writers in this process wait for each other on a lock, not in
         # SQLite's sleeping busy handler (`gateway.storage.sqlite_gate`).
-        engine = create_async_engine(url, connect_args={"timeout": 15, "factory": GatedConnection})
+        engine = create_async_engine(
+            url, connect_args={"timeout": 15, "factory": GatedConnection}, **pool
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

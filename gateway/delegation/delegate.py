@@ -30,12 +30,12 @@ ends its task is passed on (`Streaming.last`), else at the stream's end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+import contextvars
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar, overload
 
 from adapters.core_check import inside_the_core
-from adapters.operations import Operation, traced, traced_stream
+from adapters.operations import traced, traced_stream
 from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
@@ -44,6 +44,7 @@ from gateway.delegation.permits import Grant, Permit
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
+from gateway.delegation.sending import Explained, Sending, Streaming, UpstreamDown
 from policies.policy import Target
 
 # What a door's `Sending.explain` and `Sending.classify` read: the core's
@@ -63,97 +64,11 @@ classify = retry.classify
 
 T = TypeVar("T")
 CANCELLED = ("cancelled", "the caller cancelled")
-
-
-@dataclass(frozen=True)
-class Explained:
-    """A failure as the door says it: the error its caller gets, and the audit
-    record's outcome and detail."""
-
-    error: BaseException
-    outcome: str
-    detail: str
-
-
-def answered(_: object) -> tuple[str, str]:
-    """The record of an answer that is not a failure: outcome ``ok``."""
-    return "ok", ""
-
-
-@dataclass(frozen=True)
-class Sending(Generic[T]):
-    """The target adapter's half of one call: how to make it, and what its
-    failures mean to the door that asked."""
-
-    upstream: str  # the breaker's key: the agent's or the MCP server's id
-    attempt: Callable[[], Awaitable[T]]
-    explain: Callable[[BaseException], Explained]
-    idempotent: bool = False
-    # Before the first attempt: getting the credential the call goes with (the
-    # user's own token from their connected account, or from their identity
-    # provider). `UserCredentialUnavailable` here is the call's refusal --
-    # recorded, neither retried nor held against the upstream's breaker,
-    # raised as it is for the door to say in its protocol; nothing is sent.
-    before: Callable[[], Awaitable[None]] | None = None
-    # Asked once `before` has run, appended to the call's records: which of the
-    # user's credentials it went with (a connection's id, its scopes and the
-    # token's fingerprint -- never a token).
-    went_with: Callable[[], str] | None = None
-    # Taking the answer in (recording the task it names): after the send,
-    # before the record; a failure here is the call's, recorded, but neither
-    # retried nor held against the upstream's breaker.
-    accept: Callable[[T], Awaitable[None]] | None = None
-    # What an answer's record says (an MCP tool's own failure is an answer).
-    recorded: Callable[[T], tuple[str, str]] = answered
-    classify: Callable[[BaseException], Failure] = retry.classify
-    counts: Callable[[Failure], bool] = retry.counts_against
-    # Raise `UpstreamDown` (unrecorded) when the upstream is down, for the
-    # door to hand the call to a fallback (`gateway.delegation.handoffs`).
-    may_hand_off: bool = False
-    # Appended to every record of this call (a fallback's "for whom").
-    note: str = ""
-    # What the call is in OpenTelemetry's conventions: each attempt a CLIENT
-    # span, its duration told to `Resilience.upstream_listeners` (metrics).
-    operation: Operation | None = None
-
-
-@dataclass(frozen=True)
-class Streaming(Generic[T]):
-    """A call answered by a stream: how to open it, and what each item and
-    each failure mean. ``max_seconds`` caps the stream's whole duration."""
-
-    upstream: str
-    open: Callable[[], AsyncIterator[T]]
-    explain: Callable[[BaseException], Explained]
-    max_seconds: float
-    # Each item before it is passed on; raising ends the stream with that error.
-    observe: Callable[[T], Awaitable[None]] | None = None
-    # The stream's duration cap passed: the error the caller gets.
-    overran: Callable[[], Explained] | None = None
-    # The record of a stream that ended well, asked at its end.
-    recorded: Callable[[], tuple[str, str]] = lambda: ("ok", "")
-    # Whether an item (observed) is the stream's last word -- its task's end:
-    # the record is then written, durably, before the item is passed on, as a
-    # call's is before its answer; else at the stream's end.
-    last: Callable[[T], bool] | None = None
-    # Called once the stream has ended, however (after its record), with
-    # whether the upstream's side ended it (ran dry, overran, broke) rather
-    # than the caller or an item `observe` refused.
-    closed: Callable[[bool], Awaitable[None]] | None = None
-    # As `Sending.before` and `Sending.went_with`.
-    before: Callable[[], Awaitable[None]] | None = None
-    went_with: Callable[[], str] | None = None
-    # As `Sending.operation`: the stream, open to end, is one operation.
-    operation: Operation | None = None
-
-
-class UpstreamDown(Exception):
-    """The upstream is down and the call may be handed off; not recorded yet."""
-
-    def __init__(self, explained: Explained, tried: str) -> None:
-        super().__init__(explained.detail)
-        self.explained = explained
-        self.tried = tried
+# The permits `Delegate.record` recorded while a `Delegate.call`'s ``side``
+# ran: a failure of ``side`` it did not record is recorded there, once.
+_RECORDED: contextvars.ContextVar[list[Permit] | None] = contextvars.ContextVar(
+    "delegate_recorded", default=None
+)
 
 
 def tried_note(attempts: Attempts) -> str:
@@ -186,6 +101,9 @@ class Delegate:
         outcome here, never through `Delegations.record` (the audit writer
         checks, `adapters.core_check`)."""
         detail = _joined(*details)
+        recorded = _RECORDED.get()
+        if recorded is not None:
+            recorded.append(permit)
         with inside_the_core():
             await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
 
@@ -226,12 +144,30 @@ class Delegate:
         target's side of it (``side``: how to make this call with its permit;
         a refusal of the target's own -- a tool not approved, a server not
         connected -- is recorded there through `record` and raised), then
-        `send`: sent under the breaker, retried when idempotent, recorded."""
+        `send`: sent under the breaker, retried when idempotent, recorded.
+        Any other end of ``side`` (the caller's cancellation, an unexpected
+        error) is recorded here, which gives back what the admission took."""
         permit = await self.delegations.admit(call)
-        # Not marked as the core's (`adapters.core_check`): ``side`` sends
-        # nothing; its refusals are recorded through `record`, which is.
-        sending = await side(permit)
+        recorded: list[Permit] = []
+        mark = _RECORDED.set(recorded)
+        try:
+            # Not marked as the core's (`adapters.core_check`): ``side`` sends
+            # nothing; its refusals are recorded through `record`, which is.
+            sending = await side(permit)
+        except BaseException as exc:
+            if not any(done is permit for done in recorded):
+                await asyncio.shield(self._unsent(permit, call.event, exc))
+            raise
+        finally:
+            _RECORDED.reset(mark)
         return await self.send(permit, call.event, sending)
+
+    async def _unsent(self, permit: Permit, event: str, exc: BaseException) -> None:
+        """The record of a call ``side`` ended unsent without recording it."""
+        if isinstance(exc, asyncio.CancelledError):
+            await self.record(permit, event, *CANCELLED)
+        else:
+            await self.record(permit, event, "error", f"not sent: {type(exc).__name__}: {exc}")
 
     async def send(self, permit: Permit, event: str, sending: Sending[T]) -> T:
         """Make the call under the upstream's breaker, retried when idempotent;

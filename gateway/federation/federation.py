@@ -8,7 +8,7 @@ Two faces:
 * the Python API the gateway's MCP front end uses: `tools()` and
   `call_tool()`. A call runs the one delegation pipeline: the MCP server is a
   policy target like an agent (``agents.<server id>.tools.<tool name>`` in the
-  policy file), `Delegations.admit()` decides and mints, the upstream
+  policy file), `Delegate.call` decides, mints and sends, the upstream
   gets the credential configured for it (never the caller's token), and the
   outcome is audited (event ``mcp``), also when the call is refused.
 
@@ -19,6 +19,7 @@ A tool is callable only while its definition hashes to the approved digest
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -165,9 +166,13 @@ class McpFederation:
         relay: CallRelay | None = None,
         legacy: bool = False,
         user_token: str | None = None,
+        on_sending: Callable[[Permit], Awaitable[None]] | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call a federated tool on ``caller``'s behalf, through the core's
         `Delegate.call` (``relay`` and ``legacy``: `McpUpstream.call_tool`).
+        ``on_sending`` runs, with the call's permit, once the call will be
+        sent (`tool_calls.sending`): a flow step writes there that it sent,
+        with the token it went with.
 
         Raises `ToolNotFound`, `DelegationDenied` / `ApprovalRequired` (the
         policy), `ToolQuarantined`, `UpstreamUnavailable` / `UpstreamTimeout`
@@ -186,30 +191,10 @@ class McpFederation:
                 relay=relay,
                 legacy=legacy,
                 user_token=user_token,
+                on_sending=None if on_sending is None else functools.partial(on_sending, permit),
             )
 
         return restamped(await self.delegate.call(call, side))
-
-    async def admit_tool(
-        self,
-        name: str,
-        arguments: Mapping[str, Any] | None,
-        *,
-        caller: Caller,
-        trace_id: str | None = None,
-        approved: bool = False,
-    ) -> AdmittedTool:
-        """Decide and mint a call of the tool ``name`` with ``arguments``
-        (``approved``: an admin approved this very call,
-        `gateway.mcp.approvals`). The coordination rules read the arguments:
-        every tool call is one they see (an empty call too). A caller that
-        must record something before the call is sent (a flow step: its
-        token) does it between this and `send_tool`, and writes that it sent
-        in `send_tool`'s ``on_sending``. Raises `ToolNotFound` and the
-        policy's refusals."""
-        tool, server, call = await self._tool_call(name, arguments, caller, trace_id, approved)
-        # The policy decides and mints (denials are audited there).
-        return AdmittedTool(tool, server, await self.delegations.admit(call))
 
     async def _tool_call(
         self,
@@ -239,13 +224,6 @@ class McpFederation:
             audience=server.resource,
         )
         return tool, server, call
-
-    async def send_tool(
-        self, admitted: AdmittedTool, arguments: Mapping[str, Any] | None, **options: Any
-    ) -> types.CallToolResult | types.InputRequiredResult:
-        """Send a call `admit_tool` admitted (``options``: `tool_calls.sending`'s)."""
-        sending = await self._sending(admitted, arguments, **options)
-        return restamped(await self.delegate.send(admitted.permit, AUDIT_EVENT, sending))
 
     async def _sending(
         self, admitted: AdmittedTool, arguments: Mapping[str, Any] | None, **options: Any

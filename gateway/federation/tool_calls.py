@@ -3,10 +3,8 @@ the credential, and the send through the delegation core.
 
 `sending` is the target's side of the call, which the core's `Delegate.call`
 asks for once the call is decided and minted (`McpFederation.call_tool`).
-A caller that must record something between the decision and the send (a
-flow step: its token, and that it sent) decides with
-`McpFederation.admit_tool` (`AdmittedTool`) and sends with
-`McpFederation.send_tool`.
+A caller that must record something once the call will be sent (a flow
+step: its token, and that it sent) says so in ``on_sending``.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ Result = types.CallToolResult | types.InputRequiredResult
 
 
 class AdmittedTool(NamedTuple):
-    """A call of one federated tool, decided and minted (`McpFederation.admit_tool`)."""
+    """A call of one federated tool, decided and minted (`Delegate.call`)."""
 
     tool: FederatedTool
     server: Server

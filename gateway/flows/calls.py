@@ -37,6 +37,7 @@ from typing import Any
 from gateway.agents.admission import Admission
 from gateway.agents.exchange import AgentMessage, Unsendable
 from gateway.connections.errors import ScopeRequired
+from gateway.delegation.permits import Permit
 from gateway.delegation.pipeline import Grant
 from gateway.delegation.tasks import Owner
 from gateway.flows import at_most_once, deep_approvals, tool_steps
@@ -335,32 +336,29 @@ class StepCall:
                 await self._write(**pending)
                 raise StepFailed(at_most_once.outcome_unknown(self.step), final=True)
             await self._interrupted(known, "sent again: the tool is idempotent", server)
-        # Decided once, as every tool call is (`McpFederation.admit_tool`); the
-        # record shows the token minted for it before anything is sent.
-        with tool_steps.refusals(name):
-            admitted = await self.admission.waiting(
-                name,
-                lambda: federation.admit_tool(
-                    name,
-                    arguments,
-                    caller=self.call.caller,
-                    trace_id=self.call.trace_id,
-                    approved=self.approved,
-                ),
-            )
-        token = self.admission.shown_token(admitted.permit)
 
-        async def sending() -> None:
-            # "Sent", with the token it goes with, only once it will be: a
-            # tool awaiting approval, a server not connected, a user without
-            # their connection send nothing. A failed write ends the call
-            # unsent and recorded (`tool_calls.sending`).
+        async def sending(permit: Permit) -> None:
+            # Decided once, as every tool call is (`McpFederation.call_tool`):
+            # "sent", with the token it goes with (`StepAdmission.shown_token`),
+            # only once it will be: a tool awaiting approval, a server not
+            # connected, a user without their connection send nothing. A failed
+            # write ends the call unsent and recorded (`tool_calls.sending`).
+            token = self.admission.shown_token(permit)
             await self._write(**pending, token=token, sent_at=_now())
 
         with tool_steps.refusals(name):
-            return tool_steps.outcome_of(
-                name, await federation.send_tool(admitted, arguments or {}, on_sending=sending)
+            result = await self.admission.waiting(
+                name,
+                lambda: federation.call_tool(
+                    name,
+                    arguments or {},
+                    caller=self.call.caller,
+                    trace_id=self.call.trace_id,
+                    approved=self.approved,
+                    on_sending=sending,
+                ),
             )
+        return tool_steps.outcome_of(name, result)
 
     async def _interrupted(
         self, known: Mapping[str, Any], then: str, target: str | None = None

@@ -6,7 +6,7 @@ policy in force now and the flow in the actor chain; the verdicts come back
 as the step's own errors (held for approval, refused for good, no such
 agent). A coordination rule's deferral (``mode: defer``) is waited out here,
 audited once, and asked again once the rule keeps nothing for its key -- for
-an agent's message as for a tool's call (`McpFederation.admit_tool`). What a
+an agent's message as for a tool's call (`McpFederation.call_tool`). What a
 step's record shows of the token minted for it (never the token) is said
 here too.
 """

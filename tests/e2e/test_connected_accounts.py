@@ -99,19 +99,18 @@ def call(gateway: Gateway, token: str, tool: str, **arguments: Any) -> types.Cal
 
 
 def not_marked_sent(gateway: Gateway, token: str, tool: str) -> list[str]:
-    """Admit ``tool`` for ``token``'s user and send it with an ``on_sending``
-    mark, as a flow step does; the send must be refused (no connection).
+    """Call ``tool`` for ``token``'s user with an ``on_sending`` mark, as a
+    flow step does; the send must be refused (no connection).
     What was marked."""
     marked: list[str] = []
     state = gateway.server.app.state.switchboard
 
-    async def mark() -> None:
+    async def mark(_: Any) -> None:
         marked.append("sent")
 
     async def admitted_then_sent() -> Any:
         caller = Caller.user(await state.verifier.verify(token))
-        admitted = await state.mcp.admit_tool(tool, {}, caller=caller)
-        return await state.mcp.send_tool(admitted, {}, on_sending=mark)
+        return await state.mcp.call_tool(tool, {}, caller=caller, on_sending=mark)
 
     with pytest.raises(UserCredentialUnavailable):
         gateway.server.run(admitted_then_sent())

@@ -400,14 +400,14 @@ def test_an_mcp_tool_is_held_back_with_the_rule_and_the_retry_hint(setup: Setup)
 
 
 def test_a_tool_call_admitted_without_arguments_is_one_the_rules_see(setup: Setup) -> None:
-    """`admit_tool` with no arguments (a flow's tool step with no input)
+    """A tool call with no arguments (a flow's tool step with no input)
     is still a call the coordination rules decide: `calc__add` must name
     its customer (`a`), so it is refused, not admitted past the rules."""
     switchboard = setup.gateway.server.app.state.switchboard
 
     async def admitted() -> Any:
         caller = Caller.user(await switchboard.verifier.verify(setup.token))
-        return await switchboard.mcp.admit_tool("calc__add", None, caller=caller)
+        return await switchboard.mcp.call_tool("calc__add", None, caller=caller)
 
     with pytest.raises(DelegationDenied) as refused:
         setup.gateway.server.run(admitted())

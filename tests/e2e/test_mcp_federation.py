@@ -257,15 +257,14 @@ def test_a_changed_tool_is_quarantined_until_an_admin_approves_it(
     # A caller that marks the call sent (a flow step) is not told it will be.
     marked: list[str] = []
 
-    async def mark() -> None:
+    async def mark(_: Any) -> None:
         marked.append("sent")
 
     caller = federation.caller(federation.gateway.token("alice"))
 
     async def admitted_then_sent() -> Any:
         mcp: McpFederation = federation.gateway.server.app.state.switchboard.mcp
-        admitted = await mcp.admit_tool("alpha__add", {"a": 1, "b": 2}, caller=caller)
-        return await mcp.send_tool(admitted, {"a": 1, "b": 2}, on_sending=mark)
+        return await mcp.call_tool("alpha__add", {"a": 1, "b": 2}, caller=caller, on_sending=mark)
 
     with pytest.raises(ToolQuarantined):
         federation.gateway.server.run(admitted_then_sent())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -26,6 +27,9 @@ from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import RetrySettings
 
 UPSTREAM = "agent-1"
+PERMIT = object()
+# A decoded call as `Delegate.call` reads it (`Records.admit` decides it).
+CALL: Any = SimpleNamespace(event="mcp.tools/call")
 
 
 @dataclass
@@ -33,11 +37,24 @@ class Records:
     """What `Delegations.record` was asked to write."""
 
     written: list[tuple[str, str | None]] = field(default_factory=list)
+    # Whether each record ended its call (gave back what its admission took).
+    ended: list[bool] = field(default_factory=list)
 
     async def record(
-        self, permit: Any, event: str, outcome: str, detail: str | None = None, **_: Any
+        self,
+        permit: Any,
+        event: str,
+        outcome: str,
+        detail: str | None = None,
+        *,
+        ends_call: bool = True,
     ) -> None:
         self.written.append((outcome, detail))
+        self.ended.append(ends_call)
+
+    async def admit(self, call: Any) -> Any:
+        """`Delegations.admit`: every call allowed, its permit a stand-in."""
+        return PERMIT
 
 
 class Refused(Exception):
@@ -262,3 +279,50 @@ def test_a_stream_broken_after_its_last_word_keeps_the_one_record() -> None:
     with pytest.raises(Refused):
         run(_drain(delegate.stream(None, "e", streaming)))  # type: ignore[arg-type]
     assert records.written == [("ok", None)]
+
+
+def test_a_side_that_fails_unexpectedly_is_recorded_and_ends_its_call() -> None:
+    """A failure of ``side`` it did not record itself (not a refusal) is
+    recorded by `Delegate.call`, once, as the call's end: the record gives
+    back what the admission took (a coordination lease)."""
+    delegate, records = core()
+
+    async def broken(permit: Any) -> Sending[str]:
+        raise RuntimeError("no session")
+
+    with pytest.raises(RuntimeError, match="no session"):
+        run(delegate.call(CALL, broken))
+    assert records.written == [("error", "not sent: RuntimeError: no session")]
+    assert records.ended == [True]
+
+
+def test_a_sides_own_refusal_keeps_its_one_record() -> None:
+    delegate, records = core()
+
+    async def refusing(permit: Any) -> Sending[str]:
+        await delegate.record(permit, "mcp.tools/call", "quarantined", "not approved")
+        raise Refused("not approved")
+
+    with pytest.raises(Refused):
+        run(delegate.call(CALL, refusing))
+    assert records.written == [("quarantined", "not approved")]
+
+
+def test_a_call_whose_side_is_cancelled_is_recorded_cancelled() -> None:
+    delegate, records = core()
+    waiting = asyncio.Event()
+
+    async def slow(permit: Any) -> Sending[str]:
+        waiting.set()
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(delegate.call(CALL, slow))
+        await waiting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(cancelled())
+    assert records.written == [("cancelled", "the caller cancelled")]

@@ -146,10 +146,14 @@ async def _refreshed(conn: AsyncConnection, server_id: str, now: datetime) -> No
 
 async def _stored(conn: AsyncConnection, server_id: str) -> tuple[dict[str, Any], bool | None]:
     """The server's stored tools by their own name, and its ``prefix_tools``."""
+    # Without the definitions: a probe's listing is compared by digest, and
+    # decoding a thousand stored definitions to compare nothing stalls the
+    # event loop (`_update` reads the one `_approval_carried` needs).
+    columns = [c for c in mcp_tools.c if c.name not in ("definition", "approved_definition")]
     current = {
         row["name"]: row
         for row in (
-            await conn.execute(select(mcp_tools).where(mcp_tools.c.server_id == server_id))
+            await conn.execute(select(*columns).where(mcp_tools.c.server_id == server_id))
         ).mappings()
     }
     prefix = (
@@ -204,7 +208,16 @@ async def _update(
     why = withheld(server_id, name, row["namespaced"])
     if why is not None:  # stored before names were checked: say why it is not offered
         flags.append(_name_flag(why.reason))
-    carried = _approval_carried(row, definition, digest)
+    approved = None
+    if row["approved_digest"] is not None and "_meta" in definition:  # not read by `_stored`
+        approved = (
+            await conn.execute(
+                select(mcp_tools.c.approved_definition).where(
+                    mcp_tools.c.server_id == server_id, mcp_tools.c.name == name
+                )
+            )
+        ).scalar_one_or_none()
+    carried = _approval_carried({**row, "approved_definition": approved}, definition, digest)
     await conn.execute(
         update(mcp_tools)
         .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)

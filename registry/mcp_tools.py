@@ -71,9 +71,32 @@ def pinned_definition(tool: Mapping[str, Any]) -> dict[str, Any]:
     return pinned
 
 
+DIGESTS_KEPT = 50_000  # definitions whose digest is kept (the oldest goes first)
+_digests: dict[bytes, str] = {}
+
+
 def tool_digest(tool: Mapping[str, Any]) -> str:
-    """``sha256:`` + hex over the canonical JSON of the pinned definition."""
+    """``sha256:`` + hex over the canonical JSON of the pinned definition.
+
+    Kept by a fingerprint of the definition's plain JSON (sorted keys, which
+    the C encoder writes a hundred times faster than the canonical form):
+    every probe lists each server's tools again, nearly always unchanged,
+    and a thousand canonical encodings on the event loop stall it."""
     pinned = pinned_definition(tool)
+    try:
+        plain = json.dumps(pinned, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        return _canonical_digest(pinned)
+    fingerprint = hashlib.sha256(plain.encode()).digest()
+    found = _digests.get(fingerprint)
+    if found is None:
+        found = _digests[fingerprint] = _canonical_digest(pinned)
+        if len(_digests) > DIGESTS_KEPT:
+            del _digests[next(iter(_digests))]
+    return found
+
+
+def _canonical_digest(pinned: Mapping[str, Any]) -> str:
     try:
         canonical = rfc8785.dumps(pinned)
     except (rfc8785.CanonicalizationError, ValueError, TypeError):

@@ -129,11 +129,13 @@ class ToolRanker:
         self._cache.clear()
         self._max_cache.clear()
         counts = [Counter(fields.terms_of(f)) for f in FIELDS]
-        lengths = tuple(sum(c.values()) for c in counts)
+        counted = tuple(sum(c.values()) for c in counts)
+        lengths = self._shared.setdefault(counted, counted)
         own = frozenset().union(*counts)
         for term in own:
             tf = tuple(c[term] for c in counts)
-            # Most are alike ((0, 0, 1, 0, 0, 0)...): one tuple each, shared.
+            # Most are alike ((0, 0, 1, 0, 0, 0)...): one tuple each, shared
+            # (and so are the fields' lengths).
             shared = self._shared.setdefault(tf, tf)
             self._postings.setdefault(term, {})[fields.name] = shared
         self._lengths[fields.name] = lengths
@@ -245,15 +247,24 @@ class ToolRanker:
         idf = math.log(1 + (count - len(tools) + 0.5) / (len(tools) + 0.5))
         norms = self._norms()
         k1 = self._weights.k1
+        # A tool's weight is a function of its counts and its fields'
+        # lengths, which most tools share with many others (tuples kept
+        # once each, `put`): each pair is worked out once, not per tool --
+        # the first search after a server's thousand tools are added walks
+        # a common term's ten thousand tools.
+        alike: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
         weights: dict[str, float] = {}
         for name, tf in tools.items():
             lengths = self._lengths[name]
-            pseudo = sum(
-                w * n / (1 - b + b * length / avg) if avg else 0.0
-                for n, length, (w, b, avg) in zip(tf, lengths, norms, strict=True)
-                if n
-            )
-            weights[name] = idf * pseudo / (k1 + pseudo)
+            weight = alike.get((tf, lengths))
+            if weight is None:
+                pseudo = sum(
+                    w * n / (1 - b + b * length / avg) if avg else 0.0
+                    for n, length, (w, b, avg) in zip(tf, lengths, norms, strict=True)
+                    if n
+                )
+                weight = alike[tf, lengths] = idf * pseudo / (k1 + pseudo)
+            weights[name] = weight
         self._cache[term] = weights
         return weights
 

@@ -174,6 +174,7 @@ class ToolSearch:
         self._synced: tuple[object, ...] = ()
         self._synced_at = 0.0
         self._syncing = asyncio.Lock()
+        self._resync: asyncio.Task[None] | None = None
         self._documents: tuple[tuple[object, ...], Sequence[ToolDocument]] | None = None
         # Names the index holds that the catalog no longer has, since when.
         self._absent: dict[str, float] = {}
@@ -212,20 +213,28 @@ class ToolSearch:
         return mine, names
 
     async def _in_step(self) -> None:
-        if self._current(*await self._catalog()):
+        key, _documents = await self._catalog()
+        if same_objects(key, self._synced):
+            # The catalog did not change here: the periodic check for
+            # another replica's removals runs beside the searches, which
+            # the index as it stands answers meanwhile (reading every
+            # document's digest would stall each of them).
+            due = time.monotonic() - self._synced_at >= RESYNC_SECONDS
+            if due and (self._resync is None or self._resync.done()):
+                self._resync = asyncio.create_task(self._bring_in_step(force=True))
             return
+        await self._bring_in_step()
+
+    async def _bring_in_step(self, *, force: bool = False) -> None:
         async with self._syncing:
             key, documents = await self._catalog()
-            if self._current(key, documents):
+            fresh = time.monotonic() - self._synced_at < RESYNC_SECONDS
+            if same_objects(key, self._synced) and (fresh or not force):
                 return
             try:
                 await self._sync(key, documents)
             except Exception:  # the index as it is still answers; the next search tries again
                 logger.warning("tool search: the index could not be brought in step", exc_info=True)
-
-    def _current(self, key: tuple[object, ...], _documents: object) -> bool:
-        fresh = time.monotonic() - self._synced_at < RESYNC_SECONDS
-        return fresh and same_objects(key, self._synced)
 
     async def _sync(
         self, key: tuple[object, ...], documents: Callable[[], Sequence[ToolDocument]]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 from typing import Any
 
+import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -92,6 +94,22 @@ def test_every_pinned_field_changes_the_digest() -> None:
         {**TOOL, "annotations": {"readOnlyHint": False}},
     ):
         assert tool_digest(changed) != base
+
+
+def test_a_kept_digest_is_the_canonical_forms() -> None:
+    """Digests are kept by the plain JSON's fingerprint (`tool_digest`):
+    what is kept is still the canonical form's, twice over, and values the
+    canonical form writes alike (1.0 and 1) share it; true and 1 do not."""
+    canonical = "sha256:" + hashlib.sha256(rfc8785.dumps(pinned_definition(TOOL))).hexdigest()
+    assert tool_digest(TOOL) == canonical
+    assert tool_digest(dict(TOOL)) == canonical
+    one = {**TOOL, "inputSchema": {"type": "object", "maxProperties": 1}}
+    assert tool_digest({**TOOL, "inputSchema": {"type": "object", "maxProperties": 1.0}}) == (
+        tool_digest(one)
+    )
+    assert tool_digest({**TOOL, "inputSchema": {"type": "object", "maxProperties": True}}) != (
+        tool_digest(one)
+    )
 
 
 @given(st.text(max_size=200), st.text(max_size=200))

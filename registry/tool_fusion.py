@@ -1,0 +1,36 @@
+"""Fusing tool search's two rankings, lexical (BM25F) and semantic
+(embeddings), by reciprocal rank fusion (Cormack, Clarke and Buettcher,
+SIGIR 2009): each list adds ``weight / (k + rank)`` to a tool's score.
+
+Ranks rather than scores because a BM25F score and a cosine are on scales
+that do not compare, and either's scale moves with the catalog and the
+query; a rank does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Chosen on the tuning split of `bench.tool_search` (docs/performance.md);
+# the held-out split was not looked at. K is the paper's.
+K = 60.0
+SEMANTIC_WEIGHT = 1.0
+
+
+def fuse(
+    lexical: Sequence[str],
+    semantic: Sequence[str],
+    limit: int,
+    *,
+    k: float = K,
+    semantic_weight: float = SEMANTIC_WEIGHT,
+) -> list[tuple[str, float]]:
+    """The best ``limit`` names of the two rankings (best first each), with
+    their fused scores (higher is better; ties by name)."""
+    if k <= 0 or semantic_weight < 0:
+        raise ValueError(f"k must be > 0 and semantic_weight >= 0 (k {k}, {semantic_weight})")
+    scores: dict[str, float] = {}
+    for weight, ranking in ((1.0, lexical), (semantic_weight, semantic)):
+        for rank, name in enumerate(ranking, start=1):
+            scores[name] = scores.get(name, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]

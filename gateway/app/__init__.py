@@ -28,6 +28,7 @@ from gateway.http.auth import RequestAuth
 from gateway.mcp.front import McpFront
 from gateway.mcp.sets import SetCache
 from gateway.mcp.tool_search import ToolSearch, catalog_of
+from registry.semantic_leg import SemanticLeg
 from gateway.observability import tracing
 from gateway.observability.http_metrics import MetricsSlot
 from gateway.settings import Settings
@@ -111,7 +112,7 @@ def _serve_sets_and_search(
     set_cache.listeners.append(mcp_front.set_changed)
     mcp_front.sets = set_cache
     mcp_front.tool_search = ToolSearch(
-        SqlToolIndex(engine),
+        SqlToolIndex(engine, semantic=SemanticLeg() if settings.mcp_tool_search_semantic else None),
         catalog_of(federation, lambda: mcp_front.agent_tools),
         record=lambda event: federation().delegations.record_event(event),
         private_queries=settings.mcp_tool_search_private_queries,

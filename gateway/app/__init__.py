@@ -28,13 +28,13 @@ from gateway.http.auth import RequestAuth
 from gateway.mcp.front import McpFront
 from gateway.mcp.sets import SetCache
 from gateway.mcp.tool_search import ToolSearch, catalog_of
-from registry.semantic_leg import SemanticLeg
 from gateway.observability import tracing
 from gateway.observability.http_metrics import MetricsSlot
 from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.bell import ChangeBell
 from registry.mcp_sets import SqlMcpSets
+from registry.semantic_leg import SemanticLeg
 from registry.tool_index import SqlToolIndex
 
 logger = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from bench.search_queries import HELD_OUT, TUNING, Labelled
 from gateway.mcp.tool_search import ToolSearch
 from gateway.storage import db
 from registry.search_words import terms, written_initials
+from registry.semantic_leg import SemanticLeg
 from registry.tables import tool_docs
 from registry.tool_index import SqlToolIndex, ToolDocument, document, fields
 from registry.tool_ranker import FIELDS
@@ -94,12 +95,12 @@ def unreachable(defs: Sequence[dict[str, Any]], queries: Sequence[Labelled]) -> 
     )
 
 
-async def quality(search: ToolSearch, defs: list[dict[str, Any]]) -> dict[str, float]:
+async def quality(search: ToolSearch, defs: list[dict[str, Any]], label: str) -> dict[str, float]:
     """Both rankers on both splits, printed; the gateway's held-out recall
     and its ratio to the plain BM25's, returned."""
     offered, plain = as_tools(defs), PlainBM25(defs)
     servers = len({d["name"].split("__")[0] for d in defs})
-    print(f"corpus: {len(defs)} tools, {servers} servers")
+    print(f"\n{label}; corpus: {len(defs)} tools, {servers} servers")
     print(f"{'':<34}{'recall@5':>9}{'nDCG@5':>9}{'MRR':>9}")
     figures: dict[str, float] = {}
     for split, queries in (("held out", HELD_OUT), ("tuning", TUNING)):
@@ -123,6 +124,26 @@ async def quality(search: ToolSearch, defs: list[dict[str, Any]]) -> dict[str, f
     return figures
 
 
+async def semantic_quality(engine: Any, search_over: Callable[..., ToolSearch]) -> None:
+    """`quality` with the semantic leg on, once it has embedded the corpus."""
+    leg = SemanticLeg()
+    search = search_over(corpus_tools(), SqlToolIndex(engine, semantic=leg))
+    await search.search("warm up", as_tools(corpus_tools()[:1]), 1)
+    started = time.perf_counter()
+    if not await leg.settled():
+        print("\nsemantic leg: not installed (pip install 'switchboard[semantic]')")
+        return
+    print(f"\nsemantic leg: model loaded, corpus embedded in {time.perf_counter() - started:.1f} s")
+    await quality(search, corpus_tools(), "lexical + semantic, fused")
+    queries = [q for q, _ in (*HELD_OUT, *TUNING)]
+    names = {d["name"] for d in corpus_tools()}
+    cpu = time.process_time()
+    for query in queries:
+        await leg.ranking(query, names, 5)
+    per_query = (time.process_time() - cpu) / len(queries) * 1000
+    print(f"semantic leg: {per_query:.1f} ms CPU per query (embedded, compared with 307 tools)")
+
+
 async def main(count: int, repeat: int, database_url: str | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -130,16 +151,17 @@ async def main(count: int, repeat: int, database_url: str | None) -> int:
         await db.upgrade(engine)
         index = SqlToolIndex(engine)
 
-        def search_over(defs: list[dict[str, Any]]) -> ToolSearch:
+        def search_over(defs: list[dict[str, Any]], on: SqlToolIndex = index) -> ToolSearch:
             key = (object(),)
             docs = documents(defs)
 
             async def catalog() -> Any:
                 return key, lambda: docs
 
-            return ToolSearch(index, catalog)
+            return ToolSearch(on, catalog)
 
-        await quality(search_over(corpus_tools()), corpus_tools())
+        await quality(search_over(corpus_tools()), corpus_tools(), "lexical only (BM25F)")
+        await semantic_quality(engine, search_over)
 
         everything = grown(count)
         search = search_over(everything)

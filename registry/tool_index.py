@@ -28,11 +28,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.search_words import split_words
+from registry.semantic_leg import SemanticLeg
 from registry.tables import tool_docs
+from registry.tool_fusion import fuse
 from registry.tool_ranker import Fields, ToolRanker
 
 MAX_FIELD = 8_000  # of a description or the parameters: no tool's essay floods the index
 RANKED_AT_ONCE = 100  # documents indexed on the event loop between its other work
+# How far down each leg's ranking is fused: a right tool the other leg
+# ranks well may be this low in one.
+FUSED_DEPTH = 50
 T = TypeVar("T")
 
 
@@ -91,6 +96,11 @@ def fields(d: ToolDocument) -> Fields:
     )
 
 
+def semantic_text(d: ToolDocument) -> str:
+    """What a tool's embedding is made from: what it does, not what it takes."""
+    return ". ".join(part for part in (d.name_words, d.title, d.description) if part)
+
+
 def _parameters(schema: Mapping[str, Any] | None) -> str:
     properties = schema.get("properties") if isinstance(schema, Mapping) else None
     if not isinstance(properties, Mapping):
@@ -106,10 +116,16 @@ def _parameters(schema: Mapping[str, Any] | None) -> str:
 
 
 class SqlToolIndex:
-    def __init__(self, engine: AsyncEngine, ranker: ToolRanker | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ranker: ToolRanker | None = None,
+        semantic: SemanticLeg | None = None,
+    ) -> None:
         self._engine = engine
         self._postgresql = engine.dialect.name == "postgresql"
         self._ranker = ranker or ToolRanker()
+        self.semantic = semantic
         self._loaded: dict[str, str] = {}  # name -> digest of what the ranker holds
 
     @property
@@ -149,8 +165,7 @@ class SqlToolIndex:
         # write has another digest, which `refresh` loads).
         for chunk in _chunks(documents, RANKED_AT_ONCE):
             for d in chunk:
-                self._ranker.put(fields(d))
-                self._loaded[d.name] = d.digest
+                self._take(d, d.digest)
             await asyncio.sleep(0)  # the event loop's other work between chunks
 
     async def remove(self, names: Sequence[str]) -> None:
@@ -158,8 +173,7 @@ class SqlToolIndex:
             for chunk in _chunks(names, 500):
                 await conn.execute(delete(tool_docs).where(tool_docs.c.name.in_(chunk)))
         for name in names:
-            self._ranker.remove(name)
-            self._loaded.pop(name, None)
+            self._drop(name)
 
     async def refresh(self) -> dict[str, str]:
         """Bring the ranker in step with the table: load the rows whose
@@ -168,8 +182,7 @@ class SqlToolIndex:
         digest (`held`), as read."""
         held = await self.held()
         for name in [n for n in self._loaded if n not in held]:
-            self._ranker.remove(name)
-            del self._loaded[name]
+            self._drop(name)
         changed = [n for n, digest in held.items() if self._loaded.get(n) != digest]
         c = tool_docs.c
         columns = (c.name, c.digest, c.name_words, c.title, c.description, c.params)
@@ -178,8 +191,7 @@ class SqlToolIndex:
                 rows = await conn.execute(select(*columns).where(tool_docs.c.name.in_(chunk)))
                 for name, digest, name_words, title, description, params in rows.all():
                     doc = ToolDocument(name, name_words, title, description, params)
-                    self._ranker.put(fields(doc))
-                    self._loaded[name] = digest
+                    self._take(doc, digest)
                 await asyncio.sleep(0)
         return held
 
@@ -187,8 +199,30 @@ class SqlToolIndex:
         """The best ``limit`` of the tools named ``among`` (a caller's own)
         for ``query``, with their scores (higher is better), as of the last
         `refresh`: only those are ranked, so a caller never gets fewer
-        answers because others' tools matched better."""
-        return self._ranker.rank(query, among, limit)
+        answers because others' tools matched better. With the semantic leg
+        on and loaded, the lexical and semantic rankings fused
+        (`registry.tool_fusion`)."""
+        if self.semantic is None:
+            return self._ranker.rank(query, among, limit)
+        wanted = among if isinstance(among, (set, frozenset)) else set(among)
+        depth = max(limit, FUSED_DEPTH)
+        lexical = self._ranker.rank(query, wanted, depth)
+        nearest = await self.semantic.ranking(query, wanted, depth)
+        if nearest is None:
+            return lexical[:limit]
+        return fuse([name for name, _ in lexical], nearest, limit)
+
+    def _take(self, d: ToolDocument, digest: str) -> None:
+        self._ranker.put(fields(d))
+        self._loaded[d.name] = digest
+        if self.semantic is not None:
+            self.semantic.put(d.name, semantic_text(d))
+
+    def _drop(self, name: str) -> None:
+        self._ranker.remove(name)
+        self._loaded.pop(name, None)
+        if self.semantic is not None:
+            self.semantic.remove(name)
 
 
 def _row(d: ToolDocument) -> dict[str, str]:

@@ -34,6 +34,7 @@ from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.bell import ChangeBell
 from registry.mcp_sets import SqlMcpSets
+from registry.semantic_leg import SemanticLeg
 from registry.tool_index import SqlToolIndex
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _serve_sets_and_search(
     set_cache.listeners.append(mcp_front.set_changed)
     mcp_front.sets = set_cache
     mcp_front.tool_search = ToolSearch(
-        SqlToolIndex(engine),
+        SqlToolIndex(engine, semantic=SemanticLeg() if settings.mcp_tool_search_semantic else None),
         catalog_of(federation, lambda: mcp_front.agent_tools),
         record=lambda event: federation().delegations.record_event(event),
         private_queries=settings.mcp_tool_search_private_queries,

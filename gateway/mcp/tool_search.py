@@ -3,9 +3,10 @@ virtual server in progressive-disclosure mode, `switchboard__call_tool`).
 
 A client offered hundreds of tools degrades with all of them in context. It
 can instead ask for the few that fit a task: the query is ranked (BM25F,
-`registry.tool_ranker`) over every tool's name, title, description and
-parameters as the database holds them (`registry.tool_index`), and the answer holds only tools the
-caller's own listing offers here -- the same policy decisions and virtual
+`registry.tool_ranker`, fused with an optional semantic leg) over every
+tool's name, title, description and parameters as the database holds them
+(`registry.tool_index`), and the answer holds only tools the caller's own
+listing offers here -- the same policy decisions and virtual
 server as `tools/list`, never a tool the caller could not call. A set whose
 ``tool_search`` is ``only`` lists just these two tools: the client finds a
 tool, then calls it by name through `switchboard__call_tool`, which is the

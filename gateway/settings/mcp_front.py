@@ -19,6 +19,13 @@ class McpFrontOptions(BaseModel):
         "that best match a query, ranked by BM25F over their names, titles, descriptions "
         "and parameters (virtual servers choose for themselves: a set's tool_search).",
     )
+    mcp_tool_search_semantic: bool = Field(
+        default=True,
+        description="Fuse tool search's lexical rank with a semantic one (all-MiniLM-L6-v2, "
+        "run in numpy) when the extra switchboard[semantic] is installed: loaded on the "
+        "first search, in a worker thread; each tool embedded once when indexed. False: "
+        "lexical only, the model never loaded.",
+    )
     mcp_tool_search_private_queries: bool = Field(
         default=False,
         description="Keep search queries out of the audit log: each switchboard__search_tools "

@@ -183,6 +183,9 @@ def start_gateway(
         "port": sock.getsockname()[1],
         "public_url": url,
         "health_check_interval_seconds": 3600,
+        # The semantic leg costs a model load and each tool's embedding per
+        # gateway that searches: on in its own tests only.
+        "mcp_tool_search_semantic": False,
     }
     values.update(overrides)
     if database_url is None:

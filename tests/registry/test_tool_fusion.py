@@ -1,0 +1,50 @@
+"""Reciprocal rank fusion of tool search's two rankings (`registry.tool_fusion`),
+and the semantic leg's fallback when its extra is missing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from registry.semantic_leg import SemanticLeg
+from registry.tool_embedder import Embedder, SemanticUnavailable
+from registry.tool_fusion import fuse
+
+
+def test_a_tool_both_legs_rank_well_beats_one_only_one_ranks_first() -> None:
+    lexical = ["a", "b", "c"]
+    semantic = ["d", "b", "a"]
+    fused = [name for name, _ in fuse(lexical, semantic, 4, k=5, semantic_weight=1.0)]
+    # a: 1/6 + 1/8, b: 1/7 + 1/7, d: 1/6, c: 1/8
+    assert fused == ["a", "b", "d", "c"]
+
+
+def test_the_semantic_weight_lets_its_leg_lead_and_ties_go_by_name() -> None:
+    fused = fuse(["x"], ["y"], 2, k=5, semantic_weight=2.0)
+    assert [name for name, _ in fused] == ["y", "x"]
+    assert fused[0][1] == pytest.approx(2 / 6)
+    assert [n for n, _ in fuse(["x"], ["w"], 2, k=5, semantic_weight=1.0)] == ["w", "x"]
+
+
+def test_a_tool_only_one_leg_found_is_still_an_answer_and_limit_holds() -> None:
+    assert [n for n, _ in fuse([], ["p", "q"], 5)] == ["p", "q"]
+    assert len(fuse(["a", "b", "c"], ["d", "e"], 2)) == 2
+
+
+@pytest.mark.parametrize(("k", "weight"), [(0, 1.0), (-1, 1.0), (5, -0.5)])
+def test_bad_parameters_are_refused(k: float, weight: float) -> None:
+    with pytest.raises(ValueError, match="k must be > 0"):
+        fuse(["a"], ["b"], 1, k=k, semantic_weight=weight)
+
+
+def test_without_the_extra_the_leg_stays_off_and_search_is_lexical() -> None:
+    def missing() -> Embedder:
+        raise SemanticUnavailable("not installed")
+
+    async def run() -> tuple[bool, list[str] | None]:
+        leg = SemanticLeg(load=missing)
+        leg.put("a", "text")
+        return await leg.settled(), await leg.ranking("text", {"a"}, 5)
+
+    assert asyncio.run(run()) == (False, None)

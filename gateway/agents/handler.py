@@ -80,9 +80,9 @@ class AgentHandler(PushConfigs, OperationsHandler):
             # A client's message is the user's (A2A 1.0, Message.role: ROLE_USER
             # from client to agent): an agent's SDK refuses any other with an
             # internal error (-32603), which would read as the agent failing.
-            refusal = InvalidParamsError(
-                f"message.role must be ROLE_USER, not {Role.Name(message.role)}"
-            )
+            # An open enum: a number no name is defined for parses too.
+            said = Role.Name(message.role) if message.role in Role.values() else message.role
+            refusal = InvalidParamsError(f"message.role must be ROLE_USER, not {said}")
             await self.audit(admission, "SendMessage", refusal, "; not called")
             raise refusal
         for index, part in enumerate(message.parts):

@@ -73,7 +73,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _loaded(data: str | bytes) -> Any:
     try:
         return json.loads(data, object_pairs_hook=_pairs)
-    except ValueError:  # (and a text that is not UTF-8): protobuf's own error
+    except (ValueError, RecursionError):  # (not UTF-8; nested too deep): protobuf's own error
         raise _Uncommon from None
 
 

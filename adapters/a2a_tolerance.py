@@ -54,9 +54,14 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
     try:
         parsed = parse_lenient(data, message)
     except ParseError:
-        decoded = json.loads(data) if isinstance(data, str | bytes) else data
-        repaired, changed = _zone_naive_timestamps(decoded)
-        if not changed:
+        try:
+            decoded = json.loads(data) if isinstance(data, str | bytes) else data
+            repaired, changed = _zone_naive_timestamps(decoded)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep: as parsed
+            raise_original = True
+        else:
+            raise_original = not changed
+        if raise_original:
             raise
         message.Clear()  # the failed parse may have filled part of it
         return parse_lenient(repaired, message)

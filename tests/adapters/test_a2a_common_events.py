@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from a2a.types import StreamResponse
 from a2a.utils.proto_utils import parse_lenient
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseError
 
 from adapters.a2a_common_events import common_event
 from adapters.a2a_tolerance import parse_tolerant
@@ -79,3 +79,12 @@ def test_anything_else_is_left_to_the_sdks_parse(document: Any) -> None:
 @pytest.mark.parametrize("text", ['{"task": {"id": "a", "id": "b"}}', "not json", b"\xff"])
 def test_text_the_sdks_parse_refuses_is_left_to_it(text: str | bytes) -> None:
     assert common_event(text) is None
+
+
+def test_text_nested_too_deep_is_left_to_the_sdks_parse() -> None:
+    """An upstream's event of nested brackets: refused the SDK's way (a
+    `ParseError`, which the stream readers answer), not a RecursionError."""
+    text = "[" * 200_000 + "]" * 200_000
+    assert common_event(text) is None
+    with pytest.raises(ParseError):
+        parse_tolerant(text, StreamResponse())

@@ -214,7 +214,8 @@ class A2AFrontDoor:
         except Refusal as refused:
             return refuse(refused.status, refused.message, refused.data, refused.headers or None)
         request.state.admission = admitted.admission
-        note_admission(admitted.admission)
+        if isinstance(admitted.admission, Admission):  # not `others`': its record is the caller's
+            note_admission(admitted.admission)
         return admitted
 
     async def _skill(

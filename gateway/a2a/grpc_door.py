@@ -42,7 +42,7 @@ from gateway.a2a.front import A2AFrontDoor
 from gateway.a2a.grpc_errors import GatewayGrpcHandler, abort_refused
 from gateway.a2a.grpc_server import Malformed
 from gateway.a2a.numbers import non_finite
-from gateway.agents.admission import ADMISSION, Admission, admitted, admitted_context
+from gateway.agents.admission import ADMISSION, admitted, admitted_context
 from gateway.agents.outages import (
     OutageNote,
     current_note,
@@ -229,10 +229,9 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             )
         except Refusal as refused:
             await abort_refused(context, refused)
+        # Every kind of admission says its extensions (`Admission`, `McpAdmission`).
         admission = admitted.admission
-        if isinstance(admission, Admission):  # an agent's own, not `others`'
-            extensions = admission.extensions
-        call = admitted_context(owner.subject, ADMISSION, admission, extensions, version)
+        call = admitted_context(owner.subject, ADMISSION, admission, admission.extensions, version)
         _call.set(call)
         return self._handler_for(admitted)
 

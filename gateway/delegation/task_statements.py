@@ -107,6 +107,7 @@ def snapshot_of(sql: Sql, agent_id: str, owner: Owned, task_id: str) -> Any:
 
 def record(
     sql: Sql,
+    first: Callable[[Sql], Any] | None,
     agent_id: str,
     owner: Owned,
     task_id: str,
@@ -119,7 +120,10 @@ def record(
     task, else an insert that does nothing when the id is taken -- by someone
     else, or by a request of this caller's a moment before: then the update
     again (each statement sees what was committed before it, on PostgreSQL
-    too), and a task still not updated is someone else's."""
+    too), and a task still not updated is someone else's. ``first`` (if
+    any) runs before, in the same transaction."""
+    if first is not None:
+        first(sql)
     ended = values["state"] in TERMINAL_STATES
     mine = {
         "agent_id": agent_id,
@@ -142,23 +146,6 @@ def record(
     if _changed(sql, _INSERT, new):
         return True
     return _changed(sql, _UPDATE_MINE[ended], mine)
-
-
-def record_after(
-    sql: Sql,
-    first: Callable[[Sql], Any] | None,
-    agent_id: str,
-    owner: Owned,
-    task_id: str,
-    skill: str | None,
-    caller: dict[str, Any] | None,
-    values: dict[str, Any],
-    now: datetime,
-) -> bool:
-    """``first`` (if any), then `record`, in one transaction."""
-    if first is not None:
-        first(sql)
-    return record(sql, agent_id, owner, task_id, skill, caller, values, now)
 
 
 def _owned_snapshot(sql: Sql, where: dict[str, Any], owner: Owned) -> dict[str, Any] | bool | None:

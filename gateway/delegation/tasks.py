@@ -236,7 +236,7 @@ class TaskRecords:
         else:
             caller = owner.caller.stored() if owner.caller else None
             args = (agent_id, _owned(owner), task.id, skill, caller, values, now)
-            stored = await self._run(task_statements.record_after, first, *args)
+            stored = await self._run(task_statements.record, first, *args)
         if stored:
             self._recorded(agent_id, task.id, values["state"], snapshot)
         return stored

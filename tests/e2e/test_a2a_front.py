@@ -369,6 +369,21 @@ def test_a_part_with_no_content_is_invalid_params_before_any_agent(
     assert len(seen.calls()) == calls
 
 
+def _sent_with_role(front: Front, method: str, role: str | int) -> dict[str, Any]:
+    """The JSON-RPC error a message from ``role`` gets from the worker's URL."""
+    message = {"messageId": uuid.uuid4().hex, "role": role, "parts": [{"text": "hi"}]}
+    body = {"jsonrpc": "2.0", "id": 5, "method": method, "params": {"message": message}}
+    answer = httpx.post(
+        front.agent_url("worker"),
+        json=body,
+        headers={"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"},
+        timeout=30,
+        verify=client_tls(),
+    )
+    error: dict[str, Any] = answer.json()["error"]
+    return error
+
+
 @pytest.mark.parametrize("role", ["ROLE_AGENT", "ROLE_UNSPECIFIED", -1])
 def test_a_message_not_from_the_user_is_invalid_params_before_any_agent(
     front: Front, role: str | int
@@ -377,16 +392,7 @@ def test_a_message_not_from_the_user_is_invalid_params_before_any_agent(
     role with an internal error (-32603), found by the JSON-RPC fuzzer; so
     did the gateway for a role by a number no name is defined for (-1)."""
     calls = len(front.worker_seen.calls())
-    message = {"messageId": uuid.uuid4().hex, "role": role, "parts": [{"text": "hi"}]}
-    body = {"jsonrpc": "2.0", "id": 5, "method": "SendMessage", "params": {"message": message}}
-    answer = httpx.post(
-        front.agent_url("worker"),
-        json=body,
-        headers={"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"},
-        timeout=30,
-        verify=client_tls(),
-    )
-    error = answer.json()["error"]
+    error = _sent_with_role(front, "SendMessage", role)
     assert error["code"] == -32602, error  # ROLE_UNSPECIFIED: the SDK's own validation
     assert role == "ROLE_UNSPECIFIED" or "message.role must be ROLE_USER" in error["message"]
     assert len(front.worker_seen.calls()) == calls
@@ -394,21 +400,7 @@ def test_a_message_not_from_the_user_is_invalid_params_before_any_agent(
 
 def test_a_streamed_message_with_an_undefined_role_is_invalid_params(front: Front) -> None:
     """The same check on the streaming method (the fuzzer's case)."""
-    message = {"messageId": uuid.uuid4().hex, "role": -1, "parts": [{"text": "hi"}]}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "SendStreamingMessage",
-        "params": {"message": message},
-    }
-    answer = httpx.post(
-        front.agent_url("worker"),
-        json=body,
-        headers={"Authorization": f"Bearer {front.token()}", "A2A-Version": "1.0"},
-        timeout=30,
-        verify=client_tls(),
-    )
-    error = answer.json()["error"]
+    error = _sent_with_role(front, "SendStreamingMessage", -1)
     assert error["code"] == -32602 and "not -1" in error["message"], error
 
 

@@ -113,48 +113,37 @@ async def test_0_3_shaped_events_after_the_first_reach_the_caller_as_1_0(
     assert claims["sub"] == "alice"
 
 
-async def test_an_event_of_neither_shape_is_refused_by_name(setup: Setup) -> None:
+async def _refused_stream(setup: Setup, dialect: str) -> str:
+    """Stream from ``mixed-<dialect>`` until the gateway refuses an event:
+    the refusal, after the task and one status update, audited as the
+    agent's invalid answer. Returns what the refusal said."""
     seen: list[StreamResponse] = []
 
     async def follow(client: Client) -> None:
         async for event in client.send_message(_hello()):
             seen.append(event)
 
-    async with setup.client("neither") as client:
+    async with setup.client(dialect) as client:
         with pytest.raises(InvalidAgentResponseError) as refused:
             await follow(client)
     assert [e.WhichOneof("payload") for e in seen] == ["task", "status_update"]
     said = str(refused.value)
-    assert "agent mixed-neither sent an invalid answer" in said, said
-    assert "neither A2A 1.0's shape nor 0.3's (members: contextId, kind, percent, taskId)" in said
+    assert f"agent mixed-{dialect} sent an invalid answer" in said, said
 
     def audited() -> list[str]:
         with setup.gateway.client() as admin:
-            items = admin.get("/audit", params={"agent": "mixed-neither"}).json()["items"]
+            items = admin.get("/audit", params={"agent": f"mixed-{dialect}"}).json()["items"]
         return [r["outcome"] for r in items if r["event"] == "a2a.SendStreamingMessage"]
 
     outcomes = await anyio.to_thread.run_sync(audited)
     assert outcomes == ["a2a_error:InvalidAgentResponseError"], outcomes
+    return said
+
+
+async def test_an_event_of_neither_shape_is_refused_by_name(setup: Setup) -> None:
+    said = await _refused_stream(setup, "neither")
+    assert "neither A2A 1.0's shape nor 0.3's (members: contextId, kind, percent, taskId)" in said
 
 
 async def test_a_1_0_event_of_the_wrong_type_is_refused_as_invalid(setup: Setup) -> None:
-    seen: list[StreamResponse] = []
-
-    async def follow(client: Client) -> None:
-        async for event in client.send_message(_hello()):
-            seen.append(event)
-
-    async with setup.client("malformed") as client:
-        with pytest.raises(InvalidAgentResponseError) as refused:
-            await follow(client)
-    assert [e.WhichOneof("payload") for e in seen] == ["task", "status_update"]
-    said = str(refused.value)
-    assert "agent mixed-malformed sent an invalid answer" in said, said
-
-    def audited() -> list[str]:
-        with setup.gateway.client() as admin:
-            items = admin.get("/audit", params={"agent": "mixed-malformed"}).json()["items"]
-        return [r["outcome"] for r in items if r["event"] == "a2a.SendStreamingMessage"]
-
-    outcomes = await anyio.to_thread.run_sync(audited)
-    assert outcomes == ["a2a_error:InvalidAgentResponseError"], outcomes
+    await _refused_stream(setup, "malformed")

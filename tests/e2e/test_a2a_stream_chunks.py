@@ -1,6 +1,6 @@
 """A task whose answer streams in chunks keeps every chunk in its record,
 once: the gateway writes a stream's chunks a few at a time
-(`gateway.delegation.artifact_batches`), and neither a caller who goes away
+(`gateway.delegation.held_updates`), and neither a caller who goes away
 in the middle nor a `GetTask` in the middle changes what the record holds.
 
 Over real HTTP on 127.0.0.1 (`tests.support.chunk_agent`), SQLite and

@@ -20,7 +20,7 @@ from a2a.types import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.delegation.tasks import EndedTask, Owner, TaskRecords
 from gateway.storage.tables import a2a_tasks
 from tests.support.waiting import wait_for_async
 
@@ -125,7 +125,7 @@ async def test_updates_of_one_task_at_once_never_undo_each_other(engine: AsyncEn
 async def test_artifact_updates_held_and_written_together_make_the_same_record(
     engine: AsyncEngine,
 ) -> None:
-    """A stream's later chunks are held (`TaskRecords.artifacts`) and written
+    """A stream's later chunks are held (`TaskRecords.held`) and written
     at once: the record is the one writing them one by one makes, and a read
     in between sees each chunk once."""
     tasks = TaskRecords(engine)
@@ -135,25 +135,97 @@ async def test_artifact_updates_held_and_written_together_make_the_same_record(
         started.status.state = TaskState.TASK_STATE_WORKING
         assert await tasks.observe("agent", ALICE, started)
         assert await tasks.observe("agent", ALICE, artifact("a", "one"))
-        await tasks.artifacts.hold("agent", owned, artifact("a", "two", append=True))
-        await tasks.artifacts.hold("agent", owned, artifact("b", "first"))
-        assert tasks.artifacts.holds("agent", "t1")
+        await tasks.held.hold("agent", owned, artifact("a", "two", append=True))
+        await tasks.held.hold("agent", owned, artifact("b", "first"))
+        assert tasks.held.holds("agent", "t1")
         read = await tasks.get("agent", ALICE, "t1")  # writes what is held first
         assert read is not None and texts(read) == {"a": ["one", "two"], "b": ["first"]}
-        assert not tasks.artifacts.holds("agent", "t1")
-        await tasks.artifacts.hold("agent", owned, artifact("b", "second"))
-        await tasks.artifacts.hold("agent", owned, artifact("a", "three", append=True))
-        await tasks.artifacts.flush("agent", "t1")
+        assert not tasks.held.holds("agent", "t1")
+        await tasks.held.hold("agent", owned, artifact("b", "second"))
+        await tasks.held.hold("agent", owned, artifact("a", "three", append=True))
+        await tasks.held.flush("agent", "t1")
         kept = await tasks.get("agent", ALICE, "t1")
         assert kept is not None
         assert texts(kept) == {"a": ["one", "two", "three"], "b": ["second"]}
         assert kept.status.state == TaskState.TASK_STATE_WORKING
         # Held and never flushed by hand: written when its time comes.
-        await tasks.artifacts.hold("agent", owned, artifact("c", "later"))
-        await wait_for_async(lambda: not tasks.artifacts.holds("agent", "t1") or None)
-        await tasks.artifacts.flush_all()
+        await tasks.held.hold("agent", owned, artifact("c", "later"))
+        await wait_for_async(lambda: not tasks.held.holds("agent", "t1") or None)
+        await tasks.held.flush_all()
         async with engine.connect() as conn:
             row = (await conn.execute(select(a2a_tasks.c.task))).scalar_one()
         assert [a["artifactId"] for a in row["artifacts"]] == ["a", "b", "c"]
+    finally:
+        await tasks.aclose()
+
+
+def status(state: TaskState) -> TaskStatusUpdateEvent:
+    event = TaskStatusUpdateEvent(task_id="t1", context_id="c1")
+    event.status.state = state
+    return event
+
+
+async def test_status_updates_held_with_the_chunks_are_written_and_told_in_order(
+    engine: AsyncEngine,
+) -> None:
+    """A state the task goes on from is held with the chunks around it; the
+    end is written at once with them (one record, before anyone hears of
+    it), and every state held is told to the listeners in its order."""
+    tasks = TaskRecords(engine)
+    owned = (ALICE.subject, ALICE.issuer)
+    heard: list[tuple[str, str, str]] = []
+    ended: list[EndedTask] = []
+    tasks.state_listeners.append(lambda *told: heard.append(told))
+
+    async def on_end(task: EndedTask) -> None:
+        ended.append(task)
+
+    tasks.ended_listeners.append(on_end)
+    try:
+        started = Task(id="t1", context_id="c1")
+        started.status.state = TaskState.TASK_STATE_SUBMITTED
+        assert await tasks.observe("agent", ALICE, started)
+        await tasks.held.hold("agent", owned, status(TaskState.TASK_STATE_WORKING))
+        await tasks.held.hold("agent", owned, artifact("a", "one"))
+        assert tasks.held.holds("agent", "t1")
+        async with engine.connect() as conn:
+            stored = (await conn.execute(select(a2a_tasks.c.state))).scalar_one()
+        assert stored == "TASK_STATE_SUBMITTED"  # held: not written yet
+        await tasks.held.hold("agent", owned, status(TaskState.TASK_STATE_COMPLETED))
+        assert not tasks.held.holds("agent", "t1")  # an end is written at once
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(a2a_tasks.c.state, a2a_tasks.c.task))).one()
+        assert row.state == "TASK_STATE_COMPLETED"
+        assert row.task["status"]["state"] == "TASK_STATE_COMPLETED"
+        assert [a["artifactId"] for a in row.task["artifacts"]] == ["a"]
+        assert [state for _, _, state in heard] == [
+            "TASK_STATE_SUBMITTED",
+            "TASK_STATE_WORKING",
+            "TASK_STATE_COMPLETED",
+        ]
+        await tasks.told()
+        assert [e.state for e in ended] == ["TASK_STATE_COMPLETED"]
+        assert ended[0].snapshot["artifacts"][0]["artifactId"] == "a"
+    finally:
+        await tasks.aclose()
+
+
+async def test_a_state_recorded_another_way_lands_after_what_a_stream_held(
+    engine: AsyncEngine,
+) -> None:
+    """A status recorded by another path (a push, a follower) while a stream
+    holds an earlier one: what is held is written first, so the record never
+    goes back to the held state."""
+    tasks = TaskRecords(engine)
+    owned = (ALICE.subject, ALICE.issuer)
+    try:
+        started = Task(id="t1", context_id="c1")
+        started.status.state = TaskState.TASK_STATE_SUBMITTED
+        assert await tasks.observe("agent", ALICE, started)
+        await tasks.held.hold("agent", owned, status(TaskState.TASK_STATE_WORKING))
+        assert await tasks.observe("agent", ALICE, status(TaskState.TASK_STATE_COMPLETED))
+        await tasks.held.flush_all()
+        kept = await tasks.get("agent", ALICE, "t1")
+        assert kept is not None and kept.status.state == TaskState.TASK_STATE_COMPLETED
     finally:
         await tasks.aclose()

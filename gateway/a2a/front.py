@@ -112,9 +112,14 @@ class GatewayRunAgents(Protocol):
         """Whether the agent with this (stored) card is run by the gateway."""
 
 
-# Answers a request itself, or returns None to leave it to the SDK's dispatcher
-# (`gateway.agents.passthrough.PassThrough`).
-PassThroughPath = Callable[[Request, Admission, Any], Awaitable[Response | None]]
+class PassThroughPath(Protocol):
+    """Answers a request itself, or returns None to leave it to the SDK's
+    dispatcher (`gateway.agents.passthrough.PassThrough`): JSON-RPC, or the
+    HTTP+JSON binding when not ``jsonrpc``."""
+
+    async def __call__(
+        self, request: Request, admission: Admission, body: Any, *, jsonrpc: bool = True
+    ) -> Response | None: ...
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -290,9 +295,9 @@ class A2AFrontDoor:
                 and self.gateway_run.serves(admitted.admission.grant.card)
             ):
                 chosen = run_endpoint
-            elif jsonrpc and self.pass_through is not None:
-                body = jsonrpc_body(request)
-                passed = await self.pass_through(request, admitted.admission, body)
+            elif self.pass_through is not None:
+                body = jsonrpc_body(request) if jsonrpc else None
+                passed = await self.pass_through(request, admitted.admission, body, jsonrpc=jsonrpc)
                 if passed is not None:
                     return passed
             return await chosen(with_parsed_body(request))

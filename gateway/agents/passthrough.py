@@ -1,4 +1,10 @@
-"""Same-version pass-through: an A2A 1.0 JSON-RPC `SendMessage` to a 1.0 JSON-RPC agent.
+"""Same-version pass-through: an A2A 1.0 `SendMessage` to a 1.0 JSON-RPC agent.
+
+The JSON-RPC door's `SendMessage` and `SendStreamingMessage`, and the
+HTTP+JSON door's `message:send` and `message:stream` (A2A 1.0 §11: the same
+request, with the method in the path and the answer or error in that
+binding's form, `_RestAnswers`, `RestFraming`) take this path; everything
+else is the SDK's.
 
 This is the hot path of the front door, and the one case where the caller and
 the agent speak the same dialect, so nothing needs translating. Instead of the
@@ -52,10 +58,16 @@ from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import SendMessageRequest, SendMessageResponse
-from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER, TransportProtocol
+from a2a.utils.constants import (
+    A2A_JSON_MEDIA_TYPE,
+    PROTOCOL_VERSION_CURRENT,
+    VERSION_HEADER,
+    TransportProtocol,
+)
+from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import A2AError
 from a2a.utils.proto_utils import validate_proto_required_fields
-from google.protobuf.json_format import ParseDict, ParseError
+from google.protobuf.json_format import Parse, ParseDict, ParseError
 from google.protobuf.message import Message as ProtoMessage
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -67,7 +79,7 @@ from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
 from gateway.agents.passthrough_streams import OPERATION as STREAMING
-from gateway.agents.passthrough_streams import stream_answer, streams
+from gateway.agents.passthrough_streams import Framing, RestFraming, stream_answer, streams
 from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
 from gateway.compat.a2a import jsonrpc_answer_check
 from gateway.connections.errors import ConnectionRequired
@@ -119,6 +131,41 @@ class PassThrough:
         raw_params = body.get("params")
         if not isinstance(raw_params, dict):
             return None
+        upstream = self._upstream(admission)
+        if upstream is None:
+            return None
+        try:
+            params = ParseDict(raw_params, SendMessageRequest(), ignore_unknown_fields=True)
+        except Exception:  # the SDK path turns it into the right -32602
+            return None
+        checked = _checked(params)
+        return None if checked is None else (checked, *upstream)
+
+    async def _prepare_rest(
+        self, request: Request, admission: Admission
+    ) -> tuple[SendMessageRequest, JsonRpcTransport, str] | None:
+        """As `_prepare`, for the HTTP+JSON binding's `message:send` and
+        `message:stream` (A2A 1.0 §11): the body is the request, parsed as the SDK's REST dispatcher
+        parses it (`Parse`, which refuses a key given twice)."""
+        path = request.url.path
+        if request.method != "POST" or not path.endswith(("/message:send", "/message:stream")):
+            return None
+        if path.endswith("/message:stream") and not streams(admission.grant.card):
+            return None  # the SDK path answers with the agent's one answer
+        if "tenant" in request.path_params or not speaks_1x(request.headers.get(VERSION_HEADER)):
+            return None
+        upstream = self._upstream(admission)
+        if upstream is None:
+            return None
+        try:
+            params = Parse(await request.body(), SendMessageRequest(), ignore_unknown_fields=True)
+        except Exception:  # the SDK path answers it in the binding's words
+            return None
+        checked = _checked(params)
+        return None if checked is None else (checked, *upstream)
+
+    def _upstream(self, admission: Admission) -> tuple[JsonRpcTransport, str] | None:
+        """The agent's transport and URL when it speaks A2A 1.0 JSON-RPC."""
         try:
             found = self._handler.upstreams.http_client(
                 admission.agent_id, admission.grant.agent.card_digest, admission.grant.card
@@ -131,34 +178,36 @@ class PassThrough:
         if endpoint.binding != TransportProtocol.JSONRPC or endpoint.legacy:
             return None
         assert isinstance(transport, JsonRpcTransport)
-        try:
-            params = ParseDict(raw_params, SendMessageRequest(), ignore_unknown_fields=True)
-            validate_proto_required_fields(params)
-            if params.configuration.HasField("task_push_notification_config"):
-                return None  # relayed by the SDK path (`AgentHandler._inline_push`)
-            # The gateway serves one agent per URL and has no tenants; a
-            # caller-chosen tenant must not pick another one upstream.
-            params.ClearField("tenant")
-        except Exception:  # the SDK path turns it into the right -32602
-            return None
-        return params, transport, endpoint.url
+        return transport, endpoint.url
 
-    async def __call__(self, request: Request, admission: Admission, body: Any) -> Response | None:
-        prepared = self._prepare(request, admission, body)
+    async def __call__(
+        self, request: Request, admission: Admission, body: Any, *, jsonrpc: bool = True
+    ) -> Response | None:
+        """The answer, in the door's binding (JSON-RPC, or HTTP+JSON when not
+        ``jsonrpc``), or None to leave it to the SDK."""
+        if jsonrpc:
+            prepared = self._prepare(request, admission, body)
+        else:
+            prepared = await self._prepare_rest(request, admission)
         if prepared is None:
             return None
         params, transport, url = prepared
-        request_id = body.get("id")
+        request_id = body.get("id") if jsonrpc else None
+        answers = _JsonRpcAnswers(request_id) if jsonrpc else _RestAnswers()
         handler = self._handler
-        if body["method"] == STREAMING:
-            return await stream_answer(handler.stream_message, admission, params, request_id)
+        if jsonrpc and body["method"] == STREAMING:
+            framing = Framing(request_id)
+            return await stream_answer(handler.stream_message, admission, params, framing)
+        if not jsonrpc and request.url.path.endswith("/message:stream"):
+            framing = RestFraming()
+            return await stream_answer(handler.stream_message, admission, params, framing)
         try:
             await handler.check_message(admission, params.message)
             try:
                 skill = handler.check_contract(admission, params)
             except A2AError as refusal:
                 await handler.audit(admission, OPERATION, refusal, "; not called")
-                return JSONResponse(build_error_response(request_id, refusal))
+                return answers.error(refusal)
             forwarded = _envelope(request_id, "params", params)
             result = await self._forward(admission, url, forwarded, skill, transport, request_id)
         except UpstreamDown as down:
@@ -169,11 +218,10 @@ class PassThrough:
             # The user's own token, refused by the agent (the connection ended)
             # or gone since admission: held for their consent; nothing was done.
             task = await handler.held_for_consent(admission, params, needed)
-            held = SendMessageResponse(task=task)
-            return Response(_envelope(request_id, "result", held), media_type="application/json")
+            return answers.result(SendMessageResponse(task=task))
         except A2AError as error:  # recorded by the core, or by the checks
-            return JSONResponse(build_error_response(request_id, error))
-        return Response(_envelope(request_id, "result", result), media_type="application/json")
+            return answers.error(error)
+        return answers.result(result)
 
     async def _forward(
         self,
@@ -251,6 +299,49 @@ class PassThrough:
             logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
             raise UpstreamBadAnswerError(f"agent {agent_id} sent an invalid answer") from None
         return result
+
+
+def _checked(params: SendMessageRequest) -> SendMessageRequest | None:
+    """The params validated as the SDK validates them, or None when the SDK
+    path must answer (an error in its words, an inline push config)."""
+    try:
+        validate_proto_required_fields(params)
+    except Exception:  # the SDK path turns it into the right error
+        return None
+    if params.configuration.HasField("task_push_notification_config"):
+        return None  # relayed by the SDK path (`AgentHandler._inline_push`)
+    # The gateway serves one agent per URL and has no tenants; a caller-chosen
+    # tenant must not pick another one upstream.
+    params.ClearField("tenant")
+    return params
+
+
+class _JsonRpcAnswers:
+    """A `SendMessage` answer in JSON-RPC: the result under the caller's id."""
+
+    def __init__(self, request_id: Any) -> None:
+        self.request_id = request_id
+
+    def result(self, result: SendMessageResponse) -> Response:
+        body = _envelope(self.request_id, "result", result)
+        return Response(body, media_type="application/json")
+
+    def error(self, error: A2AError) -> Response:
+        return JSONResponse(build_error_response(self.request_id, error))
+
+
+class _RestAnswers:
+    """A `message:send` answer in HTTP+JSON, as the SDK's REST dispatcher
+    writes it: the response itself, or the error payload under its status."""
+
+    @staticmethod
+    def result(result: SendMessageResponse) -> Response:
+        return JSONResponse(message_json(result), media_type=A2A_JSON_MEDIA_TYPE)
+
+    @staticmethod
+    def error(error: A2AError) -> Response:
+        payload = build_rest_error_payload(error)
+        return JSONResponse(payload, status_code=payload["error"].get("code", 500))
 
 
 def _envelope(request_id: Any, member: str, message: ProtoMessage) -> bytes:

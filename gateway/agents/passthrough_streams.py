@@ -1,7 +1,9 @@
-"""The pass-through's streams: A2A 1.0 JSON-RPC `SendStreamingMessage`, written by the door.
+"""The pass-through's streams: A2A 1.0 `SendStreamingMessage`, written by the door.
 
-`gateway.agents.passthrough` takes a same-version JSON-RPC request it has
-parsed and checked; for a stream to an agent that streams, the stream is the
+`gateway.agents.passthrough` takes a same-version request it has parsed and
+checked -- JSON-RPC's `SendStreamingMessage`, or HTTP+JSON's `message:stream`
+(`Framing`: the two bindings differ only in how an event and an error are
+written); for a stream to an agent that streams, the stream is the
 handler's own `stream_message` -- the operation a flow's step calls: the
 message and skill checks, the fallback, `_relay` with `Delegate.stream` (the
 breaker, the duration cap, the core check, each event recorded before it is
@@ -13,10 +15,13 @@ event is encoded once and written as one ASGI message.
 
 What the caller sees is the SDK's, byte for byte in the events:
 
-* an error before the first event is a JSON-RPC error answer, not a stream
-  (an outage's is 503 with `Retry-After`: `gateway.agents.outages`);
-* each event is `data: <the JSON-RPC response>` with the SDK's encoding
-  (`json_utils.dumps`), an error during the stream an `error` event, then the end;
+* an error before the first event is an error answer in the binding's form
+  (JSON-RPC's error object; HTTP+JSON's error payload under its HTTP
+  status), not a stream (an outage's is 503 with `Retry-After`:
+  `gateway.agents.outages`);
+* each event is `data: <the JSON-RPC response>` (HTTP+JSON: `data: <the
+  StreamResponse>`) with the SDK's encoding (`json_utils.dumps`), an error
+  during the stream an `error` event, then the end;
 * the headers sse-starlette sends, and its keep-alive comment every 15 s.
 
 The stream is closed -- the upstream connection and the record with it --
@@ -42,6 +47,7 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 from a2a.utils import json_utils
+from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import A2AError, InternalError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -73,11 +79,54 @@ def streams(card: dict[str, Any]) -> bool:
     return isinstance(capabilities, dict) and bool(capabilities.get("streaming"))
 
 
+class Framing:
+    """How JSON-RPC writes a stream's events and errors (the SDK's
+    `JsonRpcDispatcher`): each under the request's id."""
+
+    def __init__(self, request_id: Any) -> None:
+        self.request_id = request_id
+
+    def refusal(self, error: Exception) -> Response:
+        """An error met before the first event: the answer instead of a stream."""
+        return JSONResponse(build_error_response(self.request_id, _a2a(error)))
+
+    def event(self, event: Event) -> bytes:
+        return event_data(event, self.request_id)
+
+    def failure(self, error: Exception) -> bytes:
+        """An error during the stream: its `error` event."""
+        return _data(build_error_response(self.request_id, _a2a(error)), "error")
+
+
+class RestFraming(Framing):
+    """How HTTP+JSON writes them (the SDK's `RestDispatcher`): the
+    `StreamResponse` itself; an error as its REST payload, under its HTTP
+    status before the stream."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def refusal(self, error: Exception) -> Response:
+        payload = build_rest_error_payload(error)
+        return JSONResponse(payload, status_code=payload["error"].get("code", 500))
+
+    def event(self, event: Event) -> bytes:
+        return _data({_MEMBERS[type(event)]: message_json(event)})
+
+    def failure(self, error: Exception) -> bytes:
+        return _data(build_rest_error_payload(error), "error")
+
+
+def _a2a(error: Exception) -> A2AError:
+    # JSON-RPC's dispatcher answers any other exception as an internal error.
+    return error if isinstance(error, A2AError) else InternalError(message=str(error))
+
+
 async def stream_answer(
-    operation: StreamOperation, admission: Admission, params: SendMessageRequest, request_id: Any
+    operation: StreamOperation, admission: Admission, params: SendMessageRequest, framing: Framing
 ) -> Response:
     """The answer to a checked `SendStreamingMessage`: the stream of
-    ``operation``, or the JSON-RPC error met before its first event."""
+    ``operation``, or the error met before its first event."""
     events = noted_errors(operation)(admission, params)
     try:
         first: Event | None = await anext(events)
@@ -85,12 +134,12 @@ async def stream_answer(
         first = None
     except A2AError as error:
         await events.aclose()
-        return JSONResponse(build_error_response(request_id, error))
+        return framing.refusal(error)
     except Exception as exc:  # as the SDK's dispatcher answers it
         await events.aclose()
         logger.exception("Unhandled exception")
-        return JSONResponse(build_error_response(request_id, InternalError(message=str(exc))))
-    return EventStream(_encoded(first, events, request_id))
+        return framing.refusal(exc)
+    return EventStream(_encoded(first, events, framing))
 
 
 def _data(document: dict[str, Any], name: str | None = None) -> bytes:
@@ -106,21 +155,20 @@ def event_data(event: Event, request_id: Any) -> bytes:
 
 
 async def _encoded(
-    first: Event | None, events: AsyncGenerator[Event], request_id: Any
+    first: Event | None, events: AsyncGenerator[Event], framing: Framing
 ) -> AsyncGenerator[bytes]:
     async with contextlib.aclosing(events):
         try:
             if first is None:
                 return
-            yield event_data(first, request_id)
+            yield framing.event(first)
             async for event in events:
-                yield event_data(event, request_id)
+                yield framing.event(event)
         except A2AError as error:
-            yield _data(build_error_response(request_id, error), "error")
+            yield framing.failure(error)
         except Exception as exc:
-            logger.exception("Unhandled error during JSON-RPC SSE stream")
-            failed = build_error_response(request_id, InternalError(message=str(exc)))
-            yield _data(failed, "error")
+            logger.exception("Unhandled error during an SSE stream")
+            yield framing.failure(exc)
 
 
 class EventStream(StreamingResponse):

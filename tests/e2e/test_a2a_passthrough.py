@@ -346,3 +346,78 @@ def test_a_skills_own_rule_applies_to_the_call_not_only_to_listings(
         assert len(seen.calls()) == 2  # only the allowed caller's two calls
     finally:
         stop_all(gateway.server, agent)
+
+
+def _rest(
+    scripted: Scripted, text: str, user: str = USER, *, agent: str = "scripted", **message: Any
+) -> httpx.Response:
+    """The same message through the HTTP+JSON binding's `message:send`."""
+    headers = {"Authorization": f"Bearer {scripted.tokens[user]}", "A2A-Version": "1.0"}
+    body = {"message": {"messageId": f"m-{text}", "role": "ROLE_USER", "parts": [{"text": text}]}}
+    body["message"].update(message)
+    return httpx.post(
+        f"{scripted.gateway.url}/a2a/{agent}/message:send",
+        json=body,
+        headers=headers,
+        timeout=30,
+        verify=client_tls(),
+    )
+
+
+def test_the_http_json_door_sends_what_the_gateway_checked(scripted: Scripted) -> None:
+    """HTTP+JSON's `message:send` takes the same path as JSON-RPC's: the
+    agent gets the canonical request, no tenant, a token minted for it; the
+    task is the caller's, answered as the SDK's REST dispatcher answers."""
+    headers = {"Authorization": f"Bearer {scripted.tokens[USER]}", "A2A-Version": "1.0"}
+    raw = (
+        b'{"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]},'
+        b' "tenant": "someone-elses", "x-vendor-extra": {"kept": true}}'
+    )
+    response = httpx.post(
+        f"{scripted.gateway.url}/a2a/scripted/message:send",
+        content=raw,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=30,
+        verify=client_tls(),
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/a2a+json"
+    task = response.json()["task"]
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    (call,) = scripted.seen.calls()
+    sent = json.loads(call.body)
+    assert sent["method"] == "SendMessage"
+    skill = {"skill": "work"}
+    message = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "task"}]}
+    assert sent["params"] == {"message": {**message, "metadata": skill}, "metadata": skill}
+    assert not call.contains(scripted.tokens[USER])
+    # Bob continuing Alice's task never reaches the agent: 404, as for none.
+    taken = _rest(scripted, "task", OTHER, taskId=task["id"])
+    assert taken.status_code == 404, taken.text
+    assert taken.json()["error"]["status"] == "NOT_FOUND"
+    assert len(scripted.seen.calls()) == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "words"),
+    [
+        ("http500", 502, "HTTP 500"),
+        ("garbage", 502, "invalid answer"),
+        ("neither", 502, "neither"),
+        ("a2a-error", 404, "gone"),
+    ],
+)
+def test_the_http_json_door_says_what_went_wrong_in_its_binding(
+    scripted: Scripted, script: str, status: int, words: str
+) -> None:
+    answer = _rest(scripted, script)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"]["message"]
+
+
+def test_a_dead_agent_through_the_http_json_door_is_unavailable(scripted: Scripted) -> None:
+    answer = _rest(scripted, "task", agent="dead")
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["status"] == "UNAVAILABLE"
+    assert error["message"] == "agent dead could not be reached (connection failed)"

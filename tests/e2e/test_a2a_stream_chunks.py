@@ -42,11 +42,14 @@ class Setup:
     token: str
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator[Client]:
+    async def client(self, binding: str = "JSONRPC") -> AsyncIterator[Client]:
+        """An SDK client of the gateway's, over the door's ``binding``."""
         headers = {"Authorization": f"Bearer {self.token}"}
         async with httpx.AsyncClient(headers=headers, timeout=30, verify=client_tls()) as http:
-            factory = ClientFactory(ClientConfig(httpx_client=http, streaming=True))
-            yield await factory.create_from_url(f"{self.gateway.url}/a2a/{AGENT}")
+            config = ClientConfig(
+                httpx_client=http, streaming=True, supported_protocol_bindings=[binding]
+            )
+            yield await ClientFactory(config).create_from_url(f"{self.gateway.url}/a2a/{AGENT}")
 
     def recorded(self) -> list[dict[str, Any]]:
         """The gateway's own record of the caller's tasks (`ListTasks`)."""
@@ -123,9 +126,12 @@ async def test_a_caller_gone_mid_stream_loses_no_chunk_the_gateway_relayed(setup
     await anyio.to_thread.run_sync(lambda: wait_for(kept, what="every chunk relayed, recorded"))
 
 
-async def test_get_task_mid_stream_then_the_end_record_every_chunk_once(setup: Setup) -> None:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_get_task_mid_stream_then_the_end_record_every_chunk_once(
+    setup: Setup, binding: str
+) -> None:
     chunks: list[str] = []
-    async with setup.client() as client, setup.client() as other:
+    async with setup.client(binding) as client, setup.client(binding) as other:
         async for event in client.send_message(_hello()):
             if event.HasField("artifact_update"):
                 chunks += [p.text for p in event.artifact_update.artifact.parts]

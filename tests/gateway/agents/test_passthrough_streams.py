@@ -1,6 +1,6 @@
-"""The pass-through writes a stream's events as the SDK's JSON-RPC dispatcher
-writes them (`gateway.agents.passthrough_streams`): the same bytes for every
-kind of event, non-ASCII text and every request id kind included."""
+"""The pass-through writes a stream's events as the SDK's JSON-RPC and REST
+dispatchers write them (`gateway.agents.passthrough_streams`): the same bytes
+for every kind of event, non-ASCII text and every request id kind included."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 from a2a.utils import json_utils, proto_utils
+from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import TaskNotFoundError
 from google.protobuf.json_format import MessageToDict
 from jsonrpc.jsonrpc2 import JSONRPC20Response  # type: ignore[import-untyped]
 from sse_starlette.event import ServerSentEvent
+from starlette.responses import JSONResponse
 
-from gateway.agents.passthrough_streams import _data, event_data
+from gateway.agents.passthrough_streams import RestFraming, _data, event_data
 
 EVENTS: list[Event] = [
     Task(id="t", context_id="c", status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED)),
@@ -63,3 +65,23 @@ def test_an_error_event_is_written_as_the_sdk_writes_it() -> None:
     error = build_error_response("req-1", TaskNotFoundError())
     said = ServerSentEvent(data=json_utils.dumps(error), event="error").encode()
     assert _data(error, "error") == said
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_each_http_json_event_is_written_as_the_sdk_writes_it(event: Event) -> None:
+    """`RestDispatcher.on_message_send_stream`: the `StreamResponse` itself."""
+    said = MessageToDict(proto_utils.to_stream_response(event))
+    assert RestFraming().event(event) == ServerSentEvent(data=json_utils.dumps(said)).encode()
+
+
+@pytest.mark.parametrize("error", [TaskNotFoundError(), ValueError("boom")], ids=type)
+def test_an_http_json_error_is_written_as_the_sdk_writes_it(error: Exception) -> None:
+    """`RestDispatcher._handle_streaming`: an error during the stream is an
+    `error` event of its REST payload; before it, that payload under its status."""
+    payload = build_rest_error_payload(error)
+    framing = RestFraming()
+    said = ServerSentEvent(data=json_utils.dumps(payload), event="error").encode()
+    assert framing.failure(error) == said
+    refusal = framing.refusal(error)
+    assert refusal.status_code == payload["error"]["code"]
+    assert bytes(refusal.body) == JSONResponse(payload).body

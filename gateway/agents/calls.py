@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
@@ -30,6 +30,7 @@ from adapters.http import UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
+from gateway.agents.jsonrpc_send import explained, plain_post, sends_plainly
 from gateway.agents.stream_relay import OpenStream, relay, unavailable
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
@@ -147,15 +148,17 @@ class AgentCalls:
         may_fall_back: bool = False,
         note: str = "",
         accept: Callable[[Admission, T], Awaitable[None]] | None = None,
+        plain: SendMessageRequest | None = None,
     ) -> T:
         """One operation on the agent, through the delegation core
         (`gateway.delegation.delegate`): under its breaker, retried when
         ``idempotent``, recorded. With ``may_fall_back``, a failure that says
         the agent is down raises `UpstreamDown` unrecorded, for the caller to
-        hand the call to a fallback. ``accept`` takes the answer in before
-        the record (`Sending.accept`)."""
-        transport, _ = await self.client(admission, operation)
+        hand the call to a fallback. ``accept`` takes the answer in before the record
+        (`Sending.accept`). ``plain``: the `SendMessage` ``call`` sends (`jsonrpc_send`)."""
+        transport, endpoint = await self.client(admission, operation)
         token = self.call_token(admission)
+        explain = self.explain(admission)
 
         async def attempt() -> T:
             try:
@@ -164,12 +167,18 @@ class AgentCalls:
                 token.attempted(exc)
                 raise
 
+        if plain is not None and sends_plainly(transport, endpoint):
+            timeout = self.timeout_of(admission)
+            raw = self.upstreams.raw
+            posted = plain_post(raw, admission, token, transport, endpoint, plain, timeout)
+            attempt = cast(Callable[[], Coroutine[Any, Any, T]], posted)
+            explain = functools.partial(explained, admission.agent_id, timeout)
         sending: Sending[T] = Sending(
             upstream=admission.agent_id,
             attempt=attempt,
             before=token.before,
             went_with=token.went_with,
-            explain=self.explain(admission),
+            explain=explain,
             idempotent=idempotent,
             may_hand_off=may_fall_back,
             note=note,
@@ -205,6 +214,7 @@ class AgentCalls:
         operation: str,
         call: Callable[[ClientTransport, Any], Awaitable[T]],
         accept: Callable[[Admission, T], Awaitable[None]] | None = None,
+        plain: SendMessageRequest | None = None,
     ) -> tuple[Admission, T]:
         """A message to the agent, or -- when it is down and the policy names a
         fallback for the skill -- to the fallback, with a token minted for it
@@ -219,6 +229,7 @@ class AgentCalls:
                     idempotent=bool(rules.idempotent),
                     may_fall_back=rules.fallback is not None,
                     accept=accept,
+                    plain=plain,
                 )
             except UpstreamDown as down:
                 error, tried = cast(A2AError, down.explained.error), down.tried
@@ -242,6 +253,7 @@ class AgentCalls:
             idempotent=bool(fallback_rules.idempotent),
             note=f"; fallback for {admission.agent_id} ({error})",
             accept=accept,
+            plain=plain,
         )
         return fallback, answer
 

@@ -122,6 +122,7 @@ class AgentHandler(PushConfigs, OperationsHandler):
                     "SendMessage",
                     lambda t, c: t.send_message(params, context=c),
                     self._take_answer,
+                    plain=params,
                 )
             except ConnectionRequired as needed:
                 return await self.held_for_consent(asked, params, needed)

@@ -49,57 +49,44 @@ fallback, `Delegate.stream`), written by the door
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from dataclasses import replace
 from typing import Any, cast
 
 from a2a.client.transports.jsonrpc import JsonRpcTransport
-from a2a.extensions.common import HTTP_EXTENSION_HEADER
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import (
     A2A_JSON_MEDIA_TYPE,
-    PROTOCOL_VERSION_CURRENT,
     VERSION_HEADER,
     TransportProtocol,
 )
 from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import A2AError
 from a2a.utils.proto_utils import validate_proto_required_fields
-from google.protobuf.json_format import Parse, ParseDict, ParseError
-from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.json_format import Parse, ParseDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.a2a_json import message_json
-from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
+from gateway.agents.jsonrpc_send import OPERATION, envelope, explained, poster
 from gateway.agents.passthrough_streams import OPERATION as STREAMING
 from gateway.agents.passthrough_streams import Framing, RestFraming, stream_answer, streams
-from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
-from gateway.compat.a2a import jsonrpc_answer_check
+from gateway.agents.upstream_errors import UPSTREAM_FAILURES
 from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import (
-    BreakerOpen,
-    Explained,
     Sending,
     UpstreamDown,
-    UpstreamStatus,
 )
-from gateway.delegation.resilience import breaker_error
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)
 # What the post can fail with that says something about the agent.
 _FAILURES = (UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)
-
-OPERATION = "SendMessage"
-# The SDK client's own answer check (gateway.compat.a2a says why unwrapped).
-_sdk_check_jsonrpc_response = jsonrpc_answer_check()
 
 
 def speaks_1x(version: str | None) -> bool:
@@ -208,7 +195,7 @@ class PassThrough:
             except A2AError as refusal:
                 await handler.audit(admission, OPERATION, refusal, "; not called")
                 return answers.error(refusal)
-            forwarded = _envelope(request_id, "params", params)
+            forwarded = envelope(request_id, "params", params)
             result = await self._forward(admission, url, forwarded, skill, transport, request_id)
         except UpstreamDown as down:
             # The SDK path hands the message to the fallback (and audits both).
@@ -233,30 +220,17 @@ class PassThrough:
         request_id: Any,
     ) -> SendMessageResponse:
         """The call, through the delegation core: posted, its answer checked
-        (an upstream fault, never retried), the task it names recorded."""
+        (an upstream fault, never retried), the task it names recorded
+        (`gateway.agents.jsonrpc_send`)."""
         handler = self._handler
         token = handler.call_token(admission)  # minted, or the user's own (`before`)
-        headers = {
-            "Content-Type": "application/json",
-            VERSION_HEADER: PROTOCOL_VERSION_CURRENT,
-        }
-        if admission.extensions:
-            headers[HTTP_EXTENSION_HEADER] = ",".join(sorted(admission.extensions))
         timeout = handler.timeout_of(admission)
         rules = handler.resilience.handoff(
             handler.delegations.policy.current, admission.agent_id, skill
         )
         agent_id = admission.agent_id
-
-        async def post() -> SendMessageResponse:
-            sent = {**headers, "Authorization": f"Bearer {token.token}"}
-            answer = await handler.upstreams.raw.post(url, body, sent, timeout_seconds=timeout)
-            token.answered(answer.status, answer.www_authenticate)
-            if answer.status >= 500:
-                raise UpstreamStatus(answer.status)
-            if not 200 <= answer.status < 300:
-                raise UpstreamBadAnswerError(f"agent {agent_id} answered HTTP {answer.status}")
-            return self._check_answer(admission, transport, answer.body, request_id)
+        raw = handler.upstreams.raw
+        post = poster(raw, admission, token, transport, url, body, request_id, timeout)
 
         async def accept(result: SendMessageResponse) -> None:
             if result.HasField("task"):
@@ -267,7 +241,7 @@ class PassThrough:
         sending: Sending[SendMessageResponse] = Sending(
             upstream=agent_id,
             attempt=post,
-            explain=functools.partial(_explained, agent_id, timeout),
+            explain=functools.partial(explained, agent_id, timeout),
             idempotent=bool(rules.idempotent),
             accept=accept,
             may_hand_off=rules.fallback is not None,
@@ -279,26 +253,6 @@ class PassThrough:
             return await handler._parts().delegate.send(
                 admission.grant, f"a2a.{OPERATION}", sending
             )
-
-    @staticmethod
-    def _check_answer(
-        admission: Admission, transport: JsonRpcTransport, answer: bytes, request_id: Any
-    ) -> SendMessageResponse:
-        agent_id = admission.agent_id
-        try:
-            data = json.loads(answer)
-            # The SDK client's own check: an error object raises the A2A
-            # error its code maps to; a non-response raises A2AClientError.
-            checked = _sdk_check_jsonrpc_response(transport, data)
-            if checked.get("id") != request_id:
-                raise UpstreamBadAnswerError(f"agent {agent_id} answered another request id")
-            result: SendMessageResponse = parse_tolerant(checked["result"], SendMessageResponse())
-        except A2AError as exc:  # A2AClientError included: an invalid answer
-            raise upstream_error(agent_id, exc, None) from None
-        except (ValueError, RecursionError, KeyError, TypeError, ParseError) as exc:
-            logger.info("agent %s sent an invalid SendMessage answer: %r", agent_id, exc)
-            raise UpstreamBadAnswerError(f"agent {agent_id} sent an invalid answer") from None
-        return result
 
 
 def _checked(params: SendMessageRequest) -> SendMessageRequest | None:
@@ -323,7 +277,7 @@ class _JsonRpcAnswers:
         self.request_id = request_id
 
     def result(self, result: SendMessageResponse) -> Response:
-        body = _envelope(self.request_id, "result", result)
+        body = envelope(self.request_id, "result", result)
         return Response(body, media_type="application/json")
 
     def error(self, error: A2AError) -> Response:
@@ -342,34 +296,3 @@ class _RestAnswers:
     def error(error: A2AError) -> Response:
         payload = build_rest_error_payload(error)
         return JSONResponse(payload, status_code=payload["error"].get("code", 500))
-
-
-def _envelope(request_id: Any, member: str, message: ProtoMessage) -> bytes:
-    """A JSON-RPC envelope around the protobuf the gateway checked, re-encoded.
-
-    Never the bytes it was parsed from: JSON parsers disagree on a key given
-    twice (Python keeps the last, others the first) and protobuf's JSON parser
-    accepts a field under two names (`taskId` and `task_id`). Forwarding the
-    caller's document would let `"taskId": "<someone else's>", "task_id": ""`
-    pass the ownership check (which sees the empty one) and continue another
-    user's task on an upstream that reads only `taskId`. The canonical form of
-    what was checked has one spelling of everything, and no unknown fields.
-    """
-    document: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
-    if member == "params":
-        document["method"] = OPERATION
-    document[member] = message_json(message)
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _explained(agent_id: str, timeout: float, exc: BaseException) -> Explained:
-    """A failed post as the A2A error the caller gets, and its audit outcome."""
-    if isinstance(exc, BreakerOpen):
-        error: A2AError = breaker_error(exc)
-    elif isinstance(exc, UpstreamStatus):
-        error = UpstreamBadAnswerError(f"agent {agent_id} answered HTTP {exc.status}")
-    elif isinstance(exc, (A2AError, UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)):
-        error = upstream_error(agent_id, exc, timeout)
-    else:
-        return Explained(exc, "error", f"{type(exc).__name__}: {exc}")
-    return Explained(error, outcome_of(error), str(error))

@@ -421,3 +421,40 @@ def test_a_dead_agent_through_the_http_json_door_is_unavailable(scripted: Script
     error = answer.json()["error"]
     assert error["status"] == "UNAVAILABLE"
     assert error["message"] == "agent dead could not be reached (connection failed)"
+
+
+@pytest.mark.parametrize(
+    "smuggled",
+    [
+        # A key given twice: refused by the parse (the SDK's REST dispatcher's).
+        b'"taskId": "VICTIM", "messageId": "m2", "taskId": "OWN"',
+        # Both spellings: the front door reads both, and two tasks are refused.
+        b'"taskId": "VICTIM", "messageId": "m2", "task_id": "OWN"',
+    ],
+)
+def test_two_spellings_cannot_smuggle_another_users_task_over_http_json(
+    scripted: Scripted, smuggled: bytes
+) -> None:
+    victim = scripted.send("task").json()["result"]["task"]["id"]
+    own = scripted.send("task", OTHER, messageId="m-bob").json()["result"]["task"]["id"]
+    calls = len(scripted.seen.calls())
+    raw = (
+        b'{"message": {'
+        + smuggled.replace(b"VICTIM", victim.encode()).replace(b"OWN", own.encode())
+        + b', "role": "ROLE_USER", "parts": [{"text": "task"}]}}'
+    )
+    answer = httpx.post(
+        f"{scripted.gateway.url}/a2a/scripted/message:send",
+        content=raw,
+        headers={
+            "Authorization": f"Bearer {scripted.tokens[OTHER]}",
+            "A2A-Version": "1.0",
+            "Content-Type": "application/json",
+        },
+        timeout=30,
+        verify=client_tls(),
+    )
+    # Refused before the agent: 400 (the ids are the caller's own words).
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert scripted.seen.calls()[calls:] == []

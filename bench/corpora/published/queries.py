@@ -82,5 +82,10 @@ QUERIES: list[Labelled] = [
     ("give me the TS types for my schema", ("supabase__generate_typescript_types",)),
     ("any security or performance warnings about my database", ("supabase__get_advisors",)),
     ("how much will a new dev environment cost", ("supabase__get_cost",)),
+    ("write up the meeting notes as a new doc in our wiki", ("notion__API-post-page",)),
+    ("find the onboarding doc in Notion", ("notion__API-post-search",)),
+    ("leave a remark on the roadmap page", ("notion__API-create-a-comment",)),
+    ("show the rows of the tasks table where status is blocked", ("notion__API-query-data-source",)),
+    ("who's in our workspace", ("notion__API-get-users",)),
 ]
 # fmt: on

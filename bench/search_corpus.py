@@ -222,6 +222,11 @@ def corpus() -> dict[str, list[Tool]]:
 
 def corpus_tools() -> list[dict[str, Any]]:
     """The corpus as MCP tool definitions, under their federated names."""
+    return definitions(corpus())
+
+
+def definitions(servers: dict[str, list[Tool]]) -> list[dict[str, Any]]:
+    """``servers``' tools as MCP tool definitions, named `server__tool`."""
     return [
         {
             "name": f"{server}__{name}",
@@ -231,6 +236,6 @@ def corpus_tools() -> list[dict[str, Any]]:
                 "properties": {p: {"type": "string", "description": d} for p, d in params.items()},
             },
         }
-        for server, listed in corpus().items()
+        for server, listed in servers.items()
         for name, description, params in listed
     ]

@@ -5,6 +5,7 @@ queries, and what a search costs at 10,000 tools.
 
     python -m bench.tool_search                 # SQLite
     python -m bench.tool_search --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
+    python -m bench.tool_search --corpus published   # tools as published, never tuned on
 
 Quality, for each split of `bench.search_queries` (held out: written before
 the ranker was tuned, never tuned on; tuning: what its weights were chosen
@@ -15,6 +16,9 @@ two. Speed: p50/p99 of `ToolSearch.search` (the ranker and the caller's
 filter) with the catalog grown to ``--tools`` by numbered copies of its
 servers, for a caller who may call every tool and for one who may call 300;
 baseline in the same run on the same table: a primary-key read.
+``--corpus published`` runs the same on `bench.corpora.published`: 349
+tools of 12 published MCP servers, copied from their source, and 75 queries
+written before the ranker ever ran on them (one split, never tuned on).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from typing import Any
 import mcp_types as types
 from sqlalchemy import select
 
+from bench.corpora import published
+from bench.corpora.published.queries import QUERIES as PUBLISHED
 from bench.plain_bm25 import PlainBM25
 from bench.registry_search import measure, percentile
 from bench.search_corpus import corpus_tools
@@ -46,12 +52,16 @@ from registry.tool_ranker import FIELDS
 
 Ranking = tuple[list[str], tuple[str, ...]]  # the answer's names, the right ones
 RANKED = 20  # MRR counts a right tool this far down
+Splits = dict[str, list[Labelled]]
+CORPORA: dict[str, tuple[Callable[[], list[dict[str, Any]]], Splits]] = {
+    "project": (corpus_tools, {"held out": HELD_OUT, "tuning": TUNING}),
+    "published": (published.corpus_tools, {"held out": PUBLISHED}),
+}
 
 
-def grown(count: int) -> list[dict[str, Any]]:
+def grown(base: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """The catalog, then numbered copies of its servers (`crm2__find_contact`)
     until ``count`` tools: a company with many instances of the same kinds."""
-    base = corpus_tools()
     out = list(base)
     copy = 2
     while len(out) < count:
@@ -95,15 +105,17 @@ def unreachable(defs: Sequence[dict[str, Any]], queries: Sequence[Labelled]) -> 
     )
 
 
-async def quality(search: ToolSearch, defs: list[dict[str, Any]], label: str) -> dict[str, float]:
-    """Both rankers on both splits, printed; the gateway's held-out recall
+async def quality(
+    search: ToolSearch, defs: list[dict[str, Any]], splits: Splits, label: str
+) -> dict[str, float]:
+    """Both rankers on each split, printed; the gateway's held-out recall
     and its ratio to the plain BM25's, returned."""
     offered, plain = as_tools(defs), PlainBM25(defs)
     servers = len({d["name"].split("__")[0] for d in defs})
     print(f"\n{label}; corpus: {len(defs)} tools, {servers} servers")
     print(f"{'':<34}{'recall@5':>9}{'nDCG@5':>9}{'MRR':>9}")
     figures: dict[str, float] = {}
-    for split, queries in (("held out", HELD_OUT), ("tuning", TUNING)):
+    for split, queries in splits.items():
         gateway = [
             ([t.name for t in await search.search(q, offered, RANKED)], right)
             for q, right in queries
@@ -124,27 +136,33 @@ async def quality(search: ToolSearch, defs: list[dict[str, Any]], label: str) ->
     return figures
 
 
-async def semantic_quality(engine: Any, search_over: Callable[..., ToolSearch]) -> None:
+async def semantic_quality(
+    engine: Any, search_over: Callable[..., ToolSearch], defs: list[dict[str, Any]], splits: Splits
+) -> None:
     """`quality` with the semantic leg on, once it has embedded the corpus."""
     leg = SemanticLeg()
-    search = search_over(corpus_tools(), SqlToolIndex(engine, semantic=leg))
-    await search.search("warm up", as_tools(corpus_tools()[:1]), 1)
+    search = search_over(defs, SqlToolIndex(engine, semantic=leg))
+    await search.search("warm up", as_tools(defs[:1]), 1)
     started = time.perf_counter()
     if not await leg.settled():
         print("\nsemantic leg: not installed (pip install 'switchboard[semantic]')")
         return
     print(f"\nsemantic leg: model loaded, corpus embedded in {time.perf_counter() - started:.1f} s")
-    await quality(search, corpus_tools(), "lexical + semantic, fused")
-    queries = [q for q, _ in (*HELD_OUT, *TUNING)]
-    names = {d["name"] for d in corpus_tools()}
+    await quality(search, defs, splits, "lexical + semantic, fused")
+    queries = [q for split in splits.values() for q, _ in split]
+    names = {d["name"] for d in defs}
     cpu = time.process_time()
     for query in queries:
         await leg.ranking(query, names, 5)
     per_query = (time.process_time() - cpu) / len(queries) * 1000
-    print(f"semantic leg: {per_query:.1f} ms CPU per query (embedded, compared with 307 tools)")
+    print(
+        f"semantic leg: {per_query:.1f} ms CPU per query (embedded, compared with {len(names)} tools)"
+    )
 
 
-async def main(count: int, repeat: int, database_url: str | None) -> int:
+async def main(count: int, repeat: int, database_url: str | None, corpus: str) -> int:
+    tools, splits = CORPORA[corpus]
+    defs = tools()
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         engine = db.create_engine(url)
@@ -160,10 +178,10 @@ async def main(count: int, repeat: int, database_url: str | None) -> int:
 
             return ToolSearch(on, catalog)
 
-        await quality(search_over(corpus_tools()), corpus_tools(), "lexical only (BM25F)")
-        await semantic_quality(engine, search_over)
+        await quality(search_over(defs), defs, splits, "lexical only (BM25F)")
+        await semantic_quality(engine, search_over, defs, splits)
 
-        everything = grown(count)
+        everything = grown(defs, count)
         search = search_over(everything)
         started = time.perf_counter()
         await search.search(
@@ -173,7 +191,7 @@ async def main(count: int, repeat: int, database_url: str | None) -> int:
         offered_all = as_tools(everything)
         rng = random.Random(5)
         offered_some = rng.sample(offered_all, 300)
-        queries = [q for q, _ in (*HELD_OUT, *TUNING)]
+        queries = [q for split in splits.values() for q, _ in split]
         names = [d["name"] for d in everything]
 
         async def by_id() -> None:
@@ -204,5 +222,6 @@ if __name__ == "__main__":
     parser.add_argument("--tools", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=500)
     parser.add_argument("--database-url")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="project")
     args = parser.parse_args()
-    raise SystemExit(asyncio.run(main(args.tools, args.repeat, args.database_url)))
+    raise SystemExit(asyncio.run(main(args.tools, args.repeat, args.database_url, args.corpus)))

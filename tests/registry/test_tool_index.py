@@ -39,7 +39,7 @@ class Catalog:
 
 
 async def test_the_answer_is_the_callers_own_however_many_match(engine: AsyncEngine) -> None:
-    every = grown(5000)
+    every = grown(corpus_tools(), 5000)
     search = ToolSearch(SqlToolIndex(engine), Catalog(every))
     # The caller may call 600 tools of copies 10 to 14: thousands of others
     # match "list" as well or better.

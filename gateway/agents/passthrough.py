@@ -3,7 +3,7 @@
 The JSON-RPC door's `SendMessage` and `SendStreamingMessage`, and the
 HTTP+JSON door's `message:send` and `message:stream` (A2A 1.0 §11: the same
 request, with the method in the path and the answer or error in that
-binding's form, `_RestAnswers`, `RestFraming`) take this path; everything
+binding's form, `passthrough_streams.RestFraming`) take this path; everything
 else is the SDK's.
 
 This is the hot path of the front door, and the one case where the caller and
@@ -54,29 +54,22 @@ from dataclasses import replace
 from typing import Any, cast
 
 from a2a.client.transports.jsonrpc import JsonRpcTransport
-from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import SendMessageRequest, SendMessageResponse
 from a2a.utils.constants import (
-    A2A_JSON_MEDIA_TYPE,
     VERSION_HEADER,
-    TransportProtocol,
 )
-from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import A2AError
 from a2a.utils.proto_utils import validate_proto_required_fields
 from google.protobuf.json_format import Parse, ParseDict
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from adapters.a2a_json import message_json
-from adapters.http import UpstreamBadAnswer, UpstreamRefused
 from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
-from gateway.agents.jsonrpc_send import OPERATION, envelope, explained, poster
+from gateway.agents.jsonrpc_send import OPERATION, envelope, explained, poster, sends_plainly
 from gateway.agents.passthrough_streams import OPERATION as STREAMING
 from gateway.agents.passthrough_streams import Framing, RestFraming, stream_answer, streams
-from gateway.agents.upstream_errors import UPSTREAM_FAILURES
 from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.delegate import (
     Sending,
@@ -85,8 +78,6 @@ from gateway.delegation.delegate import (
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 
 logger = logging.getLogger(__name__)
-# What the post can fail with that says something about the agent.
-_FAILURES = (UpstreamRefused, UpstreamBadAnswer, *UPSTREAM_FAILURES)
 
 
 def speaks_1x(version: str | None) -> bool:
@@ -132,8 +123,8 @@ class PassThrough:
         self, request: Request, admission: Admission
     ) -> tuple[SendMessageRequest, JsonRpcTransport, str] | None:
         """As `_prepare`, for the HTTP+JSON binding's `message:send` and
-        `message:stream` (A2A 1.0 §11): the body is the request, parsed as the SDK's REST dispatcher
-        parses it (`Parse`, which refuses a key given twice)."""
+        `message:stream` (A2A 1.0 §11): the body is the request, parsed as the
+        SDK's REST dispatcher parses it (`Parse`, which refuses a key given twice)."""
         path = request.url.path
         if request.method != "POST" or not path.endswith(("/message:send", "/message:stream")):
             return None
@@ -162,7 +153,7 @@ class PassThrough:
         if found is None:  # a gRPC agent
             return None
         transport, endpoint = found
-        if endpoint.binding != TransportProtocol.JSONRPC or endpoint.legacy:
+        if not sends_plainly(transport, endpoint):
             return None
         assert isinstance(transport, JsonRpcTransport)
         return transport, endpoint.url
@@ -180,13 +171,13 @@ class PassThrough:
             return None
         params, transport, url = prepared
         request_id = body.get("id") if jsonrpc else None
-        answers = _JsonRpcAnswers(request_id) if jsonrpc else _RestAnswers()
+        framing = Framing(request_id) if jsonrpc else RestFraming()  # the binding's form
         handler = self._handler
-        if jsonrpc and body["method"] == STREAMING:
-            framing = Framing(request_id)
-            return await stream_answer(handler.stream_message, admission, params, framing)
-        if not jsonrpc and request.url.path.endswith("/message:stream"):
-            framing = RestFraming()
+        if jsonrpc:
+            streamed = body["method"] == STREAMING
+        else:
+            streamed = request.url.path.endswith("/message:stream")
+        if streamed:
             return await stream_answer(handler.stream_message, admission, params, framing)
         try:
             await handler.check_message(admission, params.message)
@@ -194,7 +185,7 @@ class PassThrough:
                 skill = handler.check_contract(admission, params)
             except A2AError as refusal:
                 await handler.audit(admission, OPERATION, refusal, "; not called")
-                return answers.error(refusal)
+                return framing.refusal(refusal)
             forwarded = envelope(request_id, "params", params)
             result = await self._forward(admission, url, forwarded, skill, transport, request_id)
         except UpstreamDown as down:
@@ -205,10 +196,10 @@ class PassThrough:
             # The user's own token, refused by the agent (the connection ended)
             # or gone since admission: held for their consent; nothing was done.
             task = await handler.held_for_consent(admission, params, needed)
-            return answers.result(SendMessageResponse(task=task))
+            return framing.result(SendMessageResponse(task=task))
         except A2AError as error:  # recorded by the core, or by the checks
-            return answers.error(error)
-        return answers.result(result)
+            return framing.refusal(error)
+        return framing.result(result)
 
     async def _forward(
         self,
@@ -268,31 +259,3 @@ def _checked(params: SendMessageRequest) -> SendMessageRequest | None:
     # tenant must not pick another one upstream.
     params.ClearField("tenant")
     return params
-
-
-class _JsonRpcAnswers:
-    """A `SendMessage` answer in JSON-RPC: the result under the caller's id."""
-
-    def __init__(self, request_id: Any) -> None:
-        self.request_id = request_id
-
-    def result(self, result: SendMessageResponse) -> Response:
-        body = envelope(self.request_id, "result", result)
-        return Response(body, media_type="application/json")
-
-    def error(self, error: A2AError) -> Response:
-        return JSONResponse(build_error_response(self.request_id, error))
-
-
-class _RestAnswers:
-    """A `message:send` answer in HTTP+JSON, as the SDK's REST dispatcher
-    writes it: the response itself, or the error payload under its status."""
-
-    @staticmethod
-    def result(result: SendMessageResponse) -> Response:
-        return JSONResponse(message_json(result), media_type=A2A_JSON_MEDIA_TYPE)
-
-    @staticmethod
-    def error(error: A2AError) -> Response:
-        payload = build_rest_error_payload(error)
-        return JSONResponse(payload, status_code=payload["error"].get("code", 500))

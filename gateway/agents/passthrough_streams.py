@@ -42,11 +42,13 @@ from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import (
     Message,
     SendMessageRequest,
+    SendMessageResponse,
     Task,
     TaskArtifactUpdateEvent,
     TaskStatusUpdateEvent,
 )
 from a2a.utils import json_utils
+from a2a.utils.constants import A2A_JSON_MEDIA_TYPE
 from a2a.utils.error_handlers import build_rest_error_payload
 from a2a.utils.errors import A2AError, InternalError
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -54,6 +56,7 @@ from starlette.types import Receive, Scope, Send
 
 from adapters.a2a_json import message_json
 from gateway.agents.admission import Admission
+from gateway.agents.jsonrpc_send import envelope
 from gateway.agents.outages import noted_errors
 
 logger = logging.getLogger(__name__)
@@ -80,14 +83,19 @@ def streams(card: dict[str, Any]) -> bool:
 
 
 class Framing:
-    """How JSON-RPC writes a stream's events and errors (the SDK's
+    """How JSON-RPC writes an answer, a stream's events and errors (the SDK's
     `JsonRpcDispatcher`): each under the request's id."""
 
     def __init__(self, request_id: Any) -> None:
         self.request_id = request_id
 
+    def result(self, result: SendMessageResponse) -> Response:
+        """A `SendMessage` answer: the result re-encoded (`envelope` says why)."""
+        body = envelope(self.request_id, "result", result)
+        return Response(body, media_type="application/json")
+
     def refusal(self, error: Exception) -> Response:
-        """An error met before the first event: the answer instead of a stream."""
+        """An error met before an answer or a stream's first event: the answer."""
         return JSONResponse(build_error_response(self.request_id, _a2a(error)))
 
     def event(self, event: Event) -> bytes:
@@ -100,11 +108,14 @@ class Framing:
 
 class RestFraming(Framing):
     """How HTTP+JSON writes them (the SDK's `RestDispatcher`): the
-    `StreamResponse` itself; an error as its REST payload, under its HTTP
-    status before the stream."""
+    `SendMessageResponse` or `StreamResponse` itself; an error as its REST
+    payload, under its HTTP status when it is the answer."""
 
     def __init__(self) -> None:
         super().__init__(None)
+
+    def result(self, result: SendMessageResponse) -> Response:
+        return JSONResponse(message_json(result), media_type=A2A_JSON_MEDIA_TYPE)
 
     def refusal(self, error: Exception) -> Response:
         payload = build_rest_error_payload(error)

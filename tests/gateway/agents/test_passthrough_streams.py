@@ -4,6 +4,8 @@ for every kind of event, non-ASCII text and every request id kind included."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator, MutableMapping
 from typing import Any
 
 import pytest
@@ -28,7 +30,8 @@ from jsonrpc.jsonrpc2 import JSONRPC20Response  # type: ignore[import-untyped]
 from sse_starlette.event import ServerSentEvent
 from starlette.responses import JSONResponse
 
-from gateway.agents.passthrough_streams import RestFraming, _data, event_data
+from gateway.agents import passthrough_streams
+from gateway.agents.passthrough_streams import EventStream, RestFraming, _data, event_data
 
 EVENTS: list[Event] = [
     Task(id="t", context_id="c", status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED)),
@@ -85,3 +88,87 @@ def test_an_http_json_error_is_written_as_the_sdk_writes_it(error: Exception) ->
     refusal = framing.refusal(error)
     assert refusal.status_code == payload["error"]["code"]
     assert bytes(refusal.body) == JSONResponse(payload).body
+
+
+class _Caller:
+    """The ASGI side of one caller: what was written, and a way to go away."""
+
+    def __init__(self) -> None:
+        self.written: list[MutableMapping[str, Any]] = []
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.written.append(message)
+
+    def bodies(self) -> list[bytes]:
+        return [m["body"] for m in self.written if m["type"] == "http.response.body"]
+
+
+async def test_a_stream_is_written_event_by_event_then_ended() -> None:
+    async def events() -> AsyncGenerator[bytes]:
+        for chunk in (b"data: 1\r\n\r\n", b"data: 2\r\n\r\n"):
+            yield chunk
+
+    caller = _Caller()
+    await EventStream(events())({"type": "http"}, caller.receive, caller.send)
+    assert caller.written[0]["type"] == "http.response.start"
+    assert caller.bodies() == [b"data: 1\r\n\r\n", b"data: 2\r\n\r\n", b""]
+    assert caller.written[-1]["more_body"] is False
+
+
+async def test_a_caller_gone_closes_the_stream_and_its_events() -> None:
+    closed = asyncio.Event()
+    waiting = asyncio.Event()
+
+    async def events() -> AsyncGenerator[bytes]:
+        try:
+            yield b"data: 1\r\n\r\n"
+            waiting.set()
+            await asyncio.Event().wait()  # an agent that has more to say, later
+            yield b"never"
+        finally:
+            closed.set()
+
+    caller = _Caller()
+    response = asyncio.create_task(
+        EventStream(events())({"type": "http"}, caller.receive, caller.send)
+    )
+    await waiting.wait()
+    caller.gone.set()
+    await asyncio.wait_for(response, 5)
+    assert closed.is_set() and not response.cancelled()
+    assert b"never" not in caller.bodies()
+
+
+async def test_a_quiet_stream_is_pinged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(passthrough_streams, "PING_SECONDS", 0.01)
+    release = asyncio.Event()
+    caller = _Caller()
+    sent = caller.send
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        await sent(message)
+        if message.get("body", b"").startswith(b": ping - "):
+            release.set()
+
+    async def events() -> AsyncGenerator[bytes]:
+        await release.wait()  # quiet until the caller was pinged
+        yield b"data: 1\r\n\r\n"
+
+    await asyncio.wait_for(EventStream(events())({"type": "http"}, caller.receive, send), 5)
+    assert caller.bodies()[0].startswith(b": ping - ")
+    assert caller.bodies()[-2:] == [b"data: 1\r\n\r\n", b""]
+
+
+async def test_an_error_in_the_stream_reaches_the_server() -> None:
+    async def events() -> AsyncGenerator[bytes]:
+        yield b"data: 1\r\n\r\n"
+        raise RuntimeError("broken")
+
+    caller = _Caller()
+    with pytest.raises(RuntimeError, match="broken"):
+        await EventStream(events())({"type": "http"}, caller.receive, caller.send)

@@ -39,12 +39,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters.trace_context import new_trace_id
-from gateway.delegation.call import Call
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.flows import back_routes
-from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument
 from gateway.flows.fork_positions import (
     BEGIN,
@@ -253,27 +250,19 @@ async def fork_as_user(
     found = await service.view(run_id)
     operations = await service.engine.operations(run_id)
     fork = plan(origin, found.steps, origin_document, chosen, version, step_id, operations)
-    trace_id = new_trace_id()
-    grant = await rt.delegations.admit(
-        Call(caller, flow_id, event="flow.fork", trace_id=trace_id, action="run")
+    fresh = run_input if run_input is not None else dict(origin["input"])
+    return await service.start_admitted(
+        flow_id,
+        caller,
+        lambda: fresh,
+        event="flow.fork",
+        said=lambda forked: (
+            f"run {forked} forked from run {run_id} at step {step_id} (version {version})"
+        ),
+        version=version,
+        fields={"forked_from": fork.origin, "fork_step": fork.step},
+        launch=lambda run: begin(rt, service.engine, run, fork),
     )
-    try:
-        forked = await service.start(
-            flow_id,
-            run_input if run_input is not None else dict(origin["input"]),
-            caller=caller,
-            granted=grant.decision.granted,
-            trace_id=trace_id,
-            version=version,
-            fields={"forked_from": fork.origin, "fork_step": fork.step},
-            launch=lambda run: begin(rt, service.engine, run, fork),
-        )
-    except BudgetSpent as spent:
-        await rt.delegate.record(grant, "flow.fork", "budget_spent", str(spent))
-        raise
-    said = f"run {forked} forked from run {run_id} at step {step_id} (version {version})"
-    await rt.delegate.record(grant, "flow.fork", "ok", said)
-    return forked
 
 
 def _alike(one: Any, other: Any) -> bool:

@@ -160,16 +160,58 @@ class RunStarts:
     async def start_as_user(self, flow_id: str, caller: Caller, run_input: dict[str, Any]) -> str:
         """The REST API's and the CLI's start: the same admission as `/a2a/{flow_id}`
         (raises the pipeline's `DelegationDenied`, `AgentNotFound`)."""
+        return await self.start_admitted(
+            flow_id,
+            caller,
+            lambda: run_input,
+            event="flow.start",
+            said=lambda run_id: f"run {run_id}",
+        )
+
+    async def start_admitted(
+        self,
+        flow_id: str,
+        caller: Caller,
+        run_input: Callable[[], dict[str, Any]],
+        *,
+        event: str,
+        said: Callable[[str], str],
+        failing: str = "",
+        run_id: str | None = None,
+        version: int | None = None,
+        fields: Mapping[str, Any] | None = None,
+        launch: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> str:
+        """A run started by anything but the A2A door (the REST API, a fork, a
+        trigger): the caller admitted by the policy for the flow like any
+        caller, the run started (`start`), the outcome audited under
+        ``event`` -- ``said(run id)`` the record of a start, ``failing``
+        before a refusal's reason. Raises what admission raises (recorded
+        there), `RunAlreadyStarted` (nothing recorded: the run is the one
+        already started), `BudgetSpent` (``budget_spent``), `InputInvalid` or
+        `ValueError` for an input the flow cannot take (``invalid_input``)."""
         trace_id = new_trace_id()
         grant = await self.rt.delegations.admit(
-            Call(caller, flow_id, event="flow.start", trace_id=trace_id, action="run")
+            Call(caller, flow_id, event=event, trace_id=trace_id, action="run")
         )
+        prefix = f"{failing}: " if failing else ""
         try:
-            run_id = await self.start(
-                flow_id, run_input, caller=caller, granted=grant.decision.granted, trace_id=trace_id
+            started = await self.start(
+                flow_id,
+                run_input(),
+                caller=caller,
+                granted=grant.decision.granted,
+                trace_id=trace_id,
+                run_id=run_id,
+                version=version,
+                fields=fields,
+                launch=launch,
             )
         except BudgetSpent as spent:
-            await self.rt.delegate.record(grant, "flow.start", "budget_spent", str(spent))
+            await self.rt.delegate.record(grant, event, "budget_spent", f"{prefix}{spent}"[:500])
             raise
-        await self.rt.delegate.record(grant, "flow.start", "ok", f"run {run_id}")
-        return run_id
+        except ValueError as exc:  # `InputInvalid` among them
+            await self.rt.delegate.record(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
+            raise
+        await self.rt.delegate.record(grant, event, "ok", said(started)[:500])
+        return started

@@ -10,11 +10,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from adapters.trace_context import new_trace_id
-from gateway.delegation.call import Call
 from gateway.delegation.permits import Caller
-from gateway.flows.costs import BudgetSpent
-from gateway.flows.service import FlowService, InputInvalid, RunAlreadyStarted
+from gateway.flows.service import FlowService, RunAlreadyStarted
 from gateway.flows.trigger_definition import Trigger
 
 # The issuer of the identities webhooks and schedules act as (`run_as`): no
@@ -49,32 +46,18 @@ async def start_once(
     event: str,
     said: str,
 ) -> bool:
-    """Admit and start; True if it started now, False if it had already.
-
-    Raises `DelegationDenied` / `ApprovalRequired` (audited where decided),
-    `InputInvalid` or `ValueError` for an input the flow cannot take (audited
-    here, `invalid_input`), and `BudgetSpent` (audited here, `budget_spent`)."""
-    delegations = service.rt.delegations
-    trace_id = new_trace_id()
-    grant = await delegations.admit(
-        Call(caller, flow_id, event=event, trace_id=trace_id, action="run")
-    )
+    """Admit and start (`RunStarts.start_admitted`); True if it started now,
+    False if it had already. Raises as that does."""
     try:
-        await service.start(
+        await service.start_admitted(
             flow_id,
-            run_input(),
-            caller=caller,
-            granted=grant.decision.granted,
-            trace_id=trace_id,
+            caller,
+            run_input,
+            event=event,
+            said=lambda started: f"run {started}: {said}",
+            failing=said,
             run_id=run_id,
         )
     except RunAlreadyStarted:
         return False
-    except BudgetSpent as spent:
-        await service.rt.delegate.record(grant, event, "budget_spent", f"{said}: {spent}"[:500])
-        raise
-    except (InputInvalid, ValueError) as exc:
-        await service.rt.delegate.record(grant, event, "invalid_input", f"{said}: {exc}"[:500])
-        raise
-    await service.rt.delegate.record(grant, event, "ok", f"run {run_id}: {said}"[:500])
     return True

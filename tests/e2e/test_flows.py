@@ -259,6 +259,16 @@ def test_input_that_breaks_the_flows_schema_starts_nothing(setup: FlowSetup) -> 
         assert refused.json()["errors"][0]["field"] == "input.quantity"
         assert dana.get("/flows/quote-flow/runs").json() == []
 
+    def refusal() -> dict[str, Any] | None:  # audited as a trigger's bad input is
+        asked: dict[str, str | int] = {"user": "jude", "agent": "quote-flow", "limit": 200}
+        with setup.admin() as admin:
+            items = admin.get("/audit", params=asked).json()["items"]
+        starts = [r for r in items if r["event"] == "flow.start"]
+        return next((r for r in starts if r["outcome"] == "invalid_input"), None)
+
+    said = wait_for(refusal, 30, what="the refused start's record")
+    assert "input schema" in said["detail"] and "/quantity" in said["detail"]
+
 
 # The flow as an A2A agent ---------------------------------------------------------------
 

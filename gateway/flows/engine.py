@@ -39,7 +39,7 @@ from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 from sqlalchemy.engine import make_url
 
 from gateway.compat import dbos as compat
-from gateway.flows import runner
+from gateway.flows import preemption, runner
 from gateway.flows.runtime import FlowRuntime
 from gateway.storage.periodic import ALONE_SECONDS
 from gateway.storage.sqlite_gate import GatedConnection
@@ -253,9 +253,8 @@ class FlowEngine:
     async def cancel(self, run_id: str) -> None:
         await self.ensure()
         await DBOS.cancel_workflow_async(run_id)
-        # Its call in flight here stops now, not at DBOS's next look.
-        if self._dbos is not None:
-            compat.cancelled_here(self._dbos, run_id)
+        # Its call in flight here stops now, not at the next look.
+        preemption.cancelled_here(run_id)
 
     async def resume(self, run_id: str) -> None:
         await self.ensure()

@@ -140,25 +140,6 @@ def test_dbos_polls_through_the_names_quiet_when_idle_gates(launched: DBOS) -> N
     assert gates.due(compat.QUEUE) and not gates.due(compat.QUEUE)
     gates.kick(compat.QUEUE)
     assert gates.due(compat.QUEUE)
-    import dbos._core as dbos_core
-
-    assert dbos_core._PREEMPTIBLE_POLL_INTERVAL_SEC == compat.PREEMPTIBLE_POLL_SECONDS
-
-
-def test_a_cancellation_here_stops_the_steps_dbos_watches(launched: DBOS) -> None:
-    async def run() -> int:
-        import dbos._core as dbos_core
-
-        watcher = dbos_core._cancellation_watcher(launched)
-        waiter = watcher.register("run-1", None)
-        try:
-            stopped = compat.cancelled_here(launched, "run-1")
-            assert waiter.done()
-            return stopped
-        finally:
-            watcher.unregister("run-1", None, waiter)
-
-    assert asyncio.run(run()) == 1
 
 
 def test_a_gate_asked_for_a_longer_pace_keeps_it() -> None:

@@ -63,11 +63,16 @@ def launched() -> DBOS | None:
 def waiter_signal(dbos: DBOS, destination: str, topic: str) -> tuple[Any, Any]:
     """DBOS's system database and the signal of the run ``destination``
     waiting in `DBOS.recv` on ``topic`` in this process (None if it does not
-    wait here). DBOS keeps its waiter registry private; `gateway.flows.mailbox`
-    sets the signal to wake the waiter at once instead of at the next poll."""
+    wait here). DBOS keeps its system database private; `gateway.flows.mailbox`
+    sets the signal to wake the waiter at once instead of at the next poll.
+
+    Found by what each waiter is registered with (workflow, topic, shard
+    key: what DBOS's own listener reads), not by DBOS's private key format."""
     system = dbos._sys_db
-    key, _components = system._waiter(destination, topic)
-    return system, system.notifications_map.get(key)
+    for _key, (workflow_id, name, _shard_key), signal in system.notifications_map.snapshot():
+        if workflow_id == destination and name == topic:
+            return system, signal
+    return system, None
 
 
 def recover_pending_workflows(executor_ids: list[str]) -> list[Any]:

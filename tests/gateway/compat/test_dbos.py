@@ -9,6 +9,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,6 +72,29 @@ def test_nobody_waits_here_is_a_signal_of_none(launched: DBOS) -> None:
     system, signal = compat.waiter_signal(launched, "run-nobody", "nothing")
     assert signal is None
     assert hasattr(system, "recv_check")
+
+
+@DBOS.workflow(name="compat_test_waiter")
+def _waiting(topic: str) -> object:
+    return DBOS.recv(topic, timeout_seconds=120)
+
+
+def test_a_run_waiting_here_is_found_and_woken_by_its_signal(launched: DBOS) -> None:
+    with SetWorkflowID("w-waits"):
+        handle = DBOS.start_workflow(_waiting, "word")
+    wait_for(
+        lambda: compat.waiter_signal(launched, "w-waits", "word")[1],
+        what="the run waiting in DBOS.recv",
+    )
+    assert compat.waiter_signal(launched, "w-waits", "other")[1] is None
+    assert compat.waiter_signal(launched, "w-other", "word")[1] is None
+    DBOS.send("w-waits", "hello", "word")  # on SQLite: read at the listener's next poll
+    system, signal = compat.waiter_signal(launched, "w-waits", "word")
+    started = time.monotonic()
+    system.recv_check("w-waits", "word", signal)
+    assert handle.get_result() == "hello"
+    # Well within both polls (the listener's minute, recv's own minute).
+    assert time.monotonic() - started < 30
 
 
 @DBOS.workflow()

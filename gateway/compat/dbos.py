@@ -20,13 +20,6 @@ from dbos import DBOS
 _LISTENER = "(run_notification_listener)"
 
 
-def adopt_running_loop(dbos: DBOS) -> None:
-    """Make DBOS run its coroutines on the event loop running now (the
-    gateway's), not on a loop of its own: `DBOS.launch` keeps the loop it was
-    given first. DBOS has no public setting for it."""
-    dbos._background_event_loop.set_main_loop()
-
-
 def leave_listener_unjoined(dbos: DBOS) -> threading.Thread | None:
     """Take DBOS's SQLite notification listener out of the threads
     `DBOS.destroy` joins; the thread, if any.

@@ -4,7 +4,6 @@ on an SQLite file as the gateway launches it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -95,37 +94,6 @@ def test_a_run_waiting_here_is_found_and_woken_by_its_signal(launched: DBOS) -> 
     assert handle.get_result() == "hello"
     # Well within both polls (the listener's minute, recv's own minute).
     assert time.monotonic() - started < 30
-
-
-@DBOS.workflow()
-async def _the_loop_it_runs_on() -> int:
-    return id(asyncio.get_running_loop())
-
-
-def test_dbos_runs_its_coroutines_on_the_loop_it_is_given(tmp_path: Path) -> None:
-    config: DBOSConfig = {
-        "name": "compat-loop",
-        "system_database_url": f"sqlite:///{tmp_path / 'dbos.db'}",
-        "enable_otlp": False,
-        "log_level": "WARNING",
-    }
-
-    async def run() -> tuple[int, int]:
-        dbos = DBOS(config=config)
-        compat.adopt_running_loop(dbos)
-        # Launched off the loop, as the gateway launches it.
-        await asyncio.to_thread(DBOS.launch)
-        queue = await DBOS.register_queue_async("compat-loop")
-        # A queued workflow is started by DBOS's queue thread, outside any
-        # loop: it runs on the loop DBOS adopted, else on one of DBOS's own.
-        handle = await queue.enqueue_async(_the_loop_it_runs_on)
-        return id(asyncio.get_running_loop()), await handle.get_result()
-
-    try:
-        ours, its = asyncio.run(run())
-    finally:
-        DBOS.destroy()
-    assert its == ours
 
 
 def _as_thread(name: str, call: Callable[[], object]) -> object:

@@ -34,8 +34,8 @@ from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamBadAnswer, UpstreamHTTP, UpstreamRefused
 from gateway.agents.admission import Admission
 from gateway.agents.consents import CallToken
+from gateway.agents.jsonrpc_answers import check_answer
 from gateway.agents.upstream_errors import UPSTREAM_FAILURES, outcome_of, upstream_error
-from gateway.compat.a2a import jsonrpc_answer_check
 from gateway.delegation.delegate import BreakerOpen, Explained, UpstreamStatus
 from gateway.delegation.resilience import breaker_error
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
@@ -43,8 +43,6 @@ from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 logger = logging.getLogger(__name__)
 
 OPERATION = "SendMessage"
-# The SDK client's own answer check (gateway.compat.a2a says why unwrapped).
-_sdk_check_jsonrpc_response = jsonrpc_answer_check()
 
 
 def sends_plainly(transport: ClientTransport, endpoint: UpstreamEndpoint) -> bool:
@@ -105,9 +103,9 @@ def checked_answer(
 ) -> SendMessageResponse:
     try:
         data = json.loads(answer)
-        # The SDK client's own check: an error object raises the A2A
-        # error its code maps to; a non-response raises A2AClientError.
-        checked = _sdk_check_jsonrpc_response(transport, data)
+        # The SDK client's verdict: an error object raises the A2A error
+        # its code maps to; a non-response raises A2AClientError.
+        checked = check_answer(data)
         if checked.get("id") != request_id:
             raise UpstreamBadAnswerError(f"agent {agent_id} answered another request id")
         result: SendMessageResponse = parse_tolerant(checked["result"], SendMessageResponse())

@@ -16,7 +16,7 @@ same-version stream is read here instead, straight from the pool
    is read whole, as one event;
 3. each event: the SSE fields as the SDK's `parse_sse_stream` reads them (an
    `error` event raises the agent's error), the JSON-RPC envelope checked by
-   the SDK client's own check (`gateway.compat.a2a`), the result parsed
+   the SDK client's check (`gateway.agents.jsonrpc_answers`), the result parsed
    tolerantly (`adapters.a2a_tolerance`) into the `StreamResponse` the relay
    records and passes on.
 
@@ -43,9 +43,8 @@ from google.protobuf.json_format import MessageToDict
 
 from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamHTTP
-from gateway.compat.a2a import jsonrpc_answer_check
+from gateway.agents.jsonrpc_answers import check_answer
 
-_check = jsonrpc_answer_check()
 # The SDK transport's, and the pool's own (`A2AUpstreams`): `A2A-Version`.
 _HEADERS = {
     VERSION_HEADER: PROTOCOL_VERSION_CURRENT,
@@ -150,7 +149,7 @@ def _event(transport: JsonRpcTransport, data: bytes) -> StreamResponse:
         answer = _loaded(data)
     except json.JSONDecodeError as e:
         raise A2AClientError(f"Invalid JSON-RPC response in SSE stream: {e}") from e
-    checked = _check(transport, answer)
+    checked = check_answer(answer)
     return parse_tolerant(checked["result"], StreamResponse())
 
 
@@ -161,5 +160,5 @@ def _error_event(transport: JsonRpcTransport, data: bytes) -> None:
     except json.JSONDecodeError:
         answer = None
     if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-        _check(transport, answer)  # raises the error's own class
+        check_answer(answer)  # raises the error's own class
     raise A2AClientError(f"SSE stream error: {data.decode('utf-8', 'replace')}")

@@ -5,8 +5,6 @@ fails if an upgrade moves a name."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 
@@ -22,15 +20,3 @@ def grpc_error_codes() -> dict[Any, Any]:
 
     table: dict[Any, Any] = grpc_handler._ERROR_CODE_MAP
     return table
-
-
-def jsonrpc_answer_check() -> Callable[[Any, Any], Any]:
-    """The SDK JSON-RPC client's own check of an answer (error or result,
-    as `JsonRpcTransport` raises and returns them), without the tracing span
-    the SDK's class decorator wraps around every method: the gateway's
-    pass-through reads the upstream's answer itself and needs the same
-    verdict, and on the hot path a span costs more than the check."""
-    from a2a.client.transports.jsonrpc import JsonRpcTransport
-
-    check: Callable[[Any, Any], Any] = inspect.unwrap(JsonRpcTransport._check_jsonrpc_response)
-    return check

@@ -5,7 +5,6 @@ fails if an upgrade moves a name."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import threading
@@ -19,13 +18,6 @@ from dbos import DBOS
 # DBOS names its listener thread after its target (Python 3.10+ adds the
 # target's name to a thread's default name).
 _LISTENER = "(run_notification_listener)"
-
-
-def adopt_running_loop(dbos: DBOS) -> None:
-    """Make DBOS run its coroutines on the event loop running now (the
-    gateway's), not on a loop of its own: `DBOS.launch` keeps the loop it was
-    given first. DBOS has no public setting for it."""
-    dbos._background_event_loop.set_main_loop()
 
 
 def leave_listener_unjoined(dbos: DBOS) -> threading.Thread | None:
@@ -64,11 +56,16 @@ def launched() -> DBOS | None:
 def waiter_signal(dbos: DBOS, destination: str, topic: str) -> tuple[Any, Any]:
     """DBOS's system database and the signal of the run ``destination``
     waiting in `DBOS.recv` on ``topic`` in this process (None if it does not
-    wait here). DBOS keeps its waiter registry private; `gateway.flows.mailbox`
-    sets the signal to wake the waiter at once instead of at the next poll."""
+    wait here). DBOS keeps its system database private; `gateway.flows.mailbox`
+    sets the signal to wake the waiter at once instead of at the next poll.
+
+    Found by what each waiter is registered with (workflow, topic, shard
+    key: what DBOS's own listener reads), not by DBOS's private key format."""
     system = dbos._sys_db
-    key, _components = system._waiter(destination, topic)
-    return system, system.notifications_map.get(key)
+    for _key, (workflow_id, name, _shard_key), signal in system.notifications_map.snapshot():
+        if workflow_id == destination and name == topic:
+            return system, signal
+    return system, None
 
 
 def recover_pending_workflows(executor_ids: list[str]) -> list[Any]:
@@ -81,27 +78,6 @@ def recover_pending_workflows(executor_ids: list[str]) -> list[Any]:
     still PENDING under a gone executor, to be dequeued by exactly one."""
     handles: list[Any] = DBOS._recover_pending_workflows(executor_ids)
     return handles
-
-
-def cancelled_here(dbos: DBOS, workflow_id: str) -> int:
-    """Stop, now, the preemptible steps of ``workflow_id`` running on this
-    event loop (just cancelled here); how many. DBOS learns of a cancellation
-    only by its watcher's poll (`_CancellationWatcher`, one read per
-    interval while any preemptible step runs), which `quiet_when_idle` makes
-    long; this does what its poll does on finding the workflow CANCELLED."""
-    loop = asyncio.get_running_loop()
-    watcher = dbos._cancellation_watchers.get(loop)
-    if watcher is None:
-        return 0
-    stopped = 0
-    for (waiting_id, _shard), waiters in list(watcher._waiters.items()):
-        if waiting_id != workflow_id:
-            continue
-        for waiter in list(waiters):
-            if not waiter.done():
-                waiter.set_result(None)
-                stopped += 1
-    return stopped
 
 
 @dataclass
@@ -175,11 +151,7 @@ def quiet_when_idle(
     recoveries and schedule ticks are put there -- each is done through the
     system database's methods wrapped here, which open the gate at once);
     the background jobs (delayed workflows, workflow timeouts: the gateway
-    uses neither) run every second (`JOBS_SECONDS` here); and a preemptible step's cancellation
-    is read every second (`PREEMPTIBLE_POLL_SECONDS`; a cancellation made
-    here stops its steps at once, `cancelled_here`)."""
-    import dbos._core as dbos_core
-
+    uses neither) run every second (`JOBS_SECONDS` here)."""
     gates = IdleGates(idle_seconds, alone, alone_seconds)
     system: Any = dbos._sys_db
     dequeue, job_lock = system.start_queued_workflows, system.background_job_lock
@@ -210,17 +182,12 @@ def quiet_when_idle(
             # A workflow started is put on the internal queue only when queued (a tick).
             when = _enqueued if name == "init_workflow" else _always
             setattr(system, name, _kicking(getattr(system, name), gates, gate, when))
-    dbos_core._PREEMPTIBLE_POLL_INTERVAL_SEC = PREEMPTIBLE_POLL_SECONDS
     return gates
 
 
 # How often DBOS's background jobs run (they enqueue delayed workflows and
 # cancel timed-out ones: the gateway starts neither, so they find nothing).
 JOBS_SECONDS = 300.0
-
-# How often DBOS reads whether a workflow running a preemptible step here (a
-# flow's call) was cancelled by another process; one read for all of them.
-PREEMPTIBLE_POLL_SECONDS = 15.0
 
 
 def _kicking(

@@ -14,8 +14,8 @@ database is the gateway's own:
   the URL is the gateway's with the driver swapped).
 
 A run's workflow is `gateway.flows.runner.run_flow`; its async code runs on
-the gateway's own event loop (DBOS adopts the loop running when it is
-launched). DBOS is one per process, so one gateway per process runs flows;
+the gateway's own event loop (a run DBOS starts on its own loop hops
+there, `gateway.flows.home_loop`). DBOS is one per process, so one gateway per process runs flows;
 the engine starts only once a flow exists (at start-up if one is stored,
 else when the first is registered), so a gateway without flows pays nothing.
 
@@ -39,7 +39,7 @@ from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 from sqlalchemy.engine import make_url
 
 from gateway.compat import dbos as compat
-from gateway.flows import runner
+from gateway.flows import home_loop, preemption, runner
 from gateway.flows.runtime import FlowRuntime
 from gateway.storage.periodic import ALONE_SECONDS
 from gateway.storage.sqlite_gate import GatedConnection
@@ -175,21 +175,20 @@ class FlowEngine:
             # await could then never finish: launch failed after DBOS's 30 s
             # busy timeout ("database is locked", and POST /flows timed out,
             # both seen in CI under load). Off the loop it waits like any
-            # writer. DBOS adopts the loop running where it is launched for its
-            # coroutines (the runs, recovered ones included): this one is
-            # given it first, and launch, finding none running in its thread,
-            # keeps it.
+            # writer. The runs DBOS starts from its queue (recovered ones too)
+            # hop to this loop themselves (`gateway.flows.home_loop`).
             runner.install(self.rt)
+            home_loop.settle()
             _OWNER = self
             try:
                 self._dbos = DBOS(config=config)
-                compat.adopt_running_loop(self._dbos)
                 await asyncio.to_thread(DBOS.launch)
                 compat.quiet_when_idle(self._dbos, IDLE_POLL_SECONDS, self._alone, ALONE_SECONDS)
                 compat.launched_here(self._dbos)
             except BaseException:
                 _OWNER = None
                 runner.install(None)
+                home_loop.leave()
                 with contextlib.suppress(Exception):
                     DBOS.destroy()
                 raise
@@ -220,6 +219,7 @@ class FlowEngine:
         compat.launched_here(None)
         await asyncio.to_thread(DBOS.destroy)
         runner.install(None)
+        home_loop.leave()
         self._launched = False
         if _OWNER is self:
             _OWNER = None
@@ -253,9 +253,8 @@ class FlowEngine:
     async def cancel(self, run_id: str) -> None:
         await self.ensure()
         await DBOS.cancel_workflow_async(run_id)
-        # Its call in flight here stops now, not at DBOS's next look.
-        if self._dbos is not None:
-            compat.cancelled_here(self._dbos, run_id)
+        # Its call in flight here stops now, not at the next look.
+        preemption.cancelled_here(run_id)
 
     async def resume(self, run_id: str) -> None:
         await self.ensure()

@@ -14,6 +14,7 @@ from gateway.flows.definition import MAX_MAP_ITEMS, CallStep, MapStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import ENDS_RUN, FanOutSteps, stops
 from gateway.flows.outcomes import WAITING, failed
+from gateway.flows.preemption import cancellable
 from gateway.flows.target_checks import as_item_call
 
 
@@ -86,8 +87,8 @@ class MapSteps(FanOutSteps):
         async def one(index: int) -> None:
             async with gate:
                 items[index] = await reservations[index].run_async(
-                    {"name": f"call {calls[index].id}", "preemptible": True},
-                    self._retrying,
+                    {"name": f"call {calls[index].id}"},
+                    cancellable(self._retrying),
                     calls[index],
                     step.id,
                     {"item": values[index], "index": index},

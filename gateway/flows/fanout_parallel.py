@@ -14,6 +14,7 @@ from gateway.flows.definition import Branch, CallStep, Lane, ParallelStep, Quoru
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout import FanOutSteps, stops
 from gateway.flows.outcomes import WAITING, failed, seen, truthy
+from gateway.flows.preemption import cancellable
 
 
 class ParallelSteps(FanOutSteps):
@@ -61,8 +62,8 @@ class ParallelSteps(FanOutSteps):
                 outcome = ended if ended is not None else dict(runs[branch.id].waiting or {})
             else:
                 outcome = await reservations[branch.id].run_async(
-                    {"name": f"call {branch.id}", "preemptible": True},
-                    self._branch,
+                    {"name": f"call {branch.id}"},
+                    cancellable(self._branch),
                     branch,
                     step.id,
                     decided,

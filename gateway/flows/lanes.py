@@ -35,6 +35,7 @@ from dbos import DBOS
 from gateway.flows.definition import END, CallStep, RouteStep
 from gateway.flows.expressions import evaluate
 from gateway.flows.outcomes import WAITING, failed, now, seen, truthy
+from gateway.flows.preemption import cancellable
 from gateway.flows.runtime import FlowRuntime
 
 if TYPE_CHECKING:
@@ -181,8 +182,8 @@ class LaneRun:
             self.waiting = None
         else:
             outcome = await self.reserved[self.at].run_async(
-                {"name": f"call {record}", "preemptible": True},
-                run.call_unless_decided,
+                {"name": f"call {record}"},
+                cancellable(run.call_unless_decided),
                 call,
                 self.record,
                 decided,

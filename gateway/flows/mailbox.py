@@ -20,8 +20,8 @@ registers after its message was sent finds it as it registers (DBOS looks
 for one already there), and a waiting run looks for itself now and then
 anyway (`gateway.flows.looks`).
 
-The wake-up reads DBOS's waiter registry, which DBOS keeps private (`dbos`
-3.x, through `gateway.compat.dbos`). If that ever changes, the wake-up does
+The wake-up reads DBOS's waiter registry, which DBOS keeps on its private
+system database (`dbos` 3.x, through `gateway.compat.dbos`). If that ever changes, the wake-up does
 nothing and the poll still wakes every run; `tests/gateway/flows/test_mailbox.py`
 fails first.
 """

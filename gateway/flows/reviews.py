@@ -38,6 +38,7 @@ from gateway.flows.definition import (
     CheckpointStep,
 )
 from gateway.flows.outcomes import AUTH_REQUIRED, HELD, RETRYING, failed
+from gateway.flows.preemption import cancellable
 from gateway.flows.run_access import RunAccess
 from gateway.flows.runtime import FlowRuntime
 from gateway.flows.step_records import shortened
@@ -134,8 +135,8 @@ async def go_on(
                 ended = answered.ended or failed(str(outcome["error"]))
                 return await _given_up(run, step, ended, asked)
             outcome = await DBOS.run_step_async(
-                {"name": f"{name}, answer {asked}", "preemptible": True},
-                run.call_attempt,
+                {"name": f"{name}, answer {asked}"},
+                cancellable(run.call_attempt),
                 step,
                 parent,
                 scope,
@@ -203,14 +204,12 @@ async def _attempts(
     *,
     approved: bool = False,
 ) -> dict[str, Any]:
-    call = run.call_attempt
-    outcome = await DBOS.run_step_async(
-        {"name": name, "preemptible": True}, call, step, parent, scope, None, approved
-    )
+    call = cancellable(run.call_attempt)
+    outcome = await DBOS.run_step_async({"name": name}, call, step, parent, scope, None, approved)
     while outcome["state"] == RETRYING:
         await DBOS.sleep_async(float(outcome["backoff"]))
         outcome = await DBOS.run_step_async(
-            {"name": f"{name}, retry", "preemptible": True},
+            {"name": f"{name}, retry"},
             call,
             step,
             parent,

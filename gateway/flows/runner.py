@@ -39,6 +39,7 @@ from gateway.flows.definition import (
 from gateway.flows.expressions import evaluate
 from gateway.flows.fanout_map import MapSteps
 from gateway.flows.fanout_parallel import ParallelSteps
+from gateway.flows.home_loop import at_home
 from gateway.flows.outcomes import ASKING, HELD, ending, now, seen, truthy
 from gateway.flows.placement import AnyStep
 from gateway.flows.runtime import FlowRuntime
@@ -78,6 +79,7 @@ def running() -> set[asyncio.Task[Any]]:
 
 
 @DBOS.workflow(name=WORKFLOW)
+@at_home
 async def run_flow(run_id: str) -> str:
     task = asyncio.current_task()
     if task is not None:

@@ -26,6 +26,7 @@ from gateway.delegation.pipeline import ApprovalRequired
 from gateway.flows.costs import BudgetSpent
 from gateway.flows.definition import FlowDocument
 from gateway.flows.expressions import evaluate
+from gateway.flows.home_loop import at_home
 from gateway.flows.service import FlowService, InputInvalid
 from gateway.flows.started import derived_run_id, service_caller, start_once
 from gateway.flows.store import FlowNotFound
@@ -53,6 +54,7 @@ def tick_run_id(flow_id: str, trigger_id: str, at: str) -> str:
 
 
 @DBOS.workflow(name=TICK_WORKFLOW)
+@at_home
 async def scheduled(at: datetime, context: Any) -> None:
     await DBOS.run_step_async({"name": "start run"}, _tick, dict(context), at.isoformat())
 

@@ -4,11 +4,11 @@ on an SQLite file as the gateway launches it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,35 +73,27 @@ def test_nobody_waits_here_is_a_signal_of_none(launched: DBOS) -> None:
     assert hasattr(system, "recv_check")
 
 
-@DBOS.workflow()
-async def _the_loop_it_runs_on() -> int:
-    return id(asyncio.get_running_loop())
+@DBOS.workflow(name="compat_test_waiter")
+def _waiting(topic: str) -> object:
+    return DBOS.recv(topic, timeout_seconds=120)
 
 
-def test_dbos_runs_its_coroutines_on_the_loop_it_is_given(tmp_path: Path) -> None:
-    config: DBOSConfig = {
-        "name": "compat-loop",
-        "system_database_url": f"sqlite:///{tmp_path / 'dbos.db'}",
-        "enable_otlp": False,
-        "log_level": "WARNING",
-    }
-
-    async def run() -> tuple[int, int]:
-        dbos = DBOS(config=config)
-        compat.adopt_running_loop(dbos)
-        # Launched off the loop, as the gateway launches it.
-        await asyncio.to_thread(DBOS.launch)
-        queue = await DBOS.register_queue_async("compat-loop")
-        # A queued workflow is started by DBOS's queue thread, outside any
-        # loop: it runs on the loop DBOS adopted, else on one of DBOS's own.
-        handle = await queue.enqueue_async(_the_loop_it_runs_on)
-        return id(asyncio.get_running_loop()), await handle.get_result()
-
-    try:
-        ours, its = asyncio.run(run())
-    finally:
-        DBOS.destroy()
-    assert its == ours
+def test_a_run_waiting_here_is_found_and_woken_by_its_signal(launched: DBOS) -> None:
+    with SetWorkflowID("w-waits"):
+        handle = DBOS.start_workflow(_waiting, "word")
+    wait_for(
+        lambda: compat.waiter_signal(launched, "w-waits", "word")[1],
+        what="the run waiting in DBOS.recv",
+    )
+    assert compat.waiter_signal(launched, "w-waits", "other")[1] is None
+    assert compat.waiter_signal(launched, "w-other", "word")[1] is None
+    DBOS.send("w-waits", "hello", "word")  # on SQLite: read at the listener's next poll
+    system, signal = compat.waiter_signal(launched, "w-waits", "word")
+    started = time.monotonic()
+    system.recv_check("w-waits", "word", signal)
+    assert handle.get_result() == "hello"
+    # Well within both polls (the listener's minute, recv's own minute).
+    assert time.monotonic() - started < 30
 
 
 def _as_thread(name: str, call: Callable[[], object]) -> object:
@@ -140,25 +132,6 @@ def test_dbos_polls_through_the_names_quiet_when_idle_gates(launched: DBOS) -> N
     assert gates.due(compat.QUEUE) and not gates.due(compat.QUEUE)
     gates.kick(compat.QUEUE)
     assert gates.due(compat.QUEUE)
-    import dbos._core as dbos_core
-
-    assert dbos_core._PREEMPTIBLE_POLL_INTERVAL_SEC == compat.PREEMPTIBLE_POLL_SECONDS
-
-
-def test_a_cancellation_here_stops_the_steps_dbos_watches(launched: DBOS) -> None:
-    async def run() -> int:
-        import dbos._core as dbos_core
-
-        watcher = dbos_core._cancellation_watcher(launched)
-        waiter = watcher.register("run-1", None)
-        try:
-            stopped = compat.cancelled_here(launched, "run-1")
-            assert waiter.done()
-            return stopped
-        finally:
-            watcher.unregister("run-1", None, waiter)
-
-    assert asyncio.run(run()) == 1
 
 
 def test_a_gate_asked_for_a_longer_pace_keeps_it() -> None:

@@ -3,7 +3,7 @@
     python -m bench.a2a_gateway --streamed
     python -m bench.a2a_gateway --streamed --events 1,4,16 --seconds 5 --rounds 3
     python -m bench.a2a_gateway --streamed --gateway-tree /path/to/other/checkout
-    python -m bench.a2a_gateway --streamed --bindings jsonrpc,http-json
+    python -m bench.a2a_gateway --streamed --bindings jsonrpc,http-json,grpc
 
 One gateway (`bench.a2a_gateway`'s: `serve --dev`, SQLite, everything on)
 with one agent registered per event count N: a bare ASGI app that answers
@@ -13,7 +13,9 @@ The N events are the task (submitted), the task working, N - 3 artifact
 chunks and the task completed (N = 1: the completed task alone; the 4-event
 agent is the shape of `bench.flows`' sales desk). For each binding of the
 door (``--bindings``: JSON-RPC, HTTP+JSON's `message:send` and
-`message:stream`) and each N, `SendMessage` then `SendStreamingMessage`
+`message:stream`, gRPC's `SendMessage` and `SendStreamingMessage` on the
+door's own port, the agent named by its tenant: `bench.a2a_streams_grpc`)
+and each N, `SendMessage` then `SendStreamingMessage`
 over one keep-alive connection
 for ``--seconds``, each answer checked (every event there, the task
 completed); the figure is the gateway process's CPU per call (/proc, user +
@@ -40,11 +42,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import a2a_forwarding as harness
-from bench import a2a_gateway, asgi_stub, ports
+from bench import a2a_gateway, a2a_streams_grpc, asgi_stub, ports
 
 METHODS = ("SendMessage", "SendStreamingMessage")
 # The door's A2A 1.0 bindings the load speaks (the agent behind is JSON-RPC).
-BINDINGS = ("jsonrpc", "http-json")
+BINDINGS = ("jsonrpc", "http-json", "grpc")
 
 
 # --------------------------------------------------------------------------
@@ -216,6 +218,8 @@ def _measure(
     args: argparse.Namespace,
     binding: str,
 ) -> harness.LoadResult:
+    if binding == "grpc":
+        return a2a_streams_grpc.measure(running, method, events, agents, args, url)
     config = {
         "url": url,
         "conns": args.conns,
@@ -288,7 +292,7 @@ def one_round(counts: list[int], round_: int, args: argparse.Namespace) -> list[
             agents.append((count, port, harness.spawn([*argv, str(os.getpid())], port)))
             harness.pin(agents[-1][2].pid, harness.LAYOUT["agent"])
         urls = [(f"stream-{n}", f"http://{harness.HOST}:{port}/") for n, port, _ in agents]
-        running = a2a_gateway.start_gateway(urls)
+        running = a2a_streams_grpc.start_gateway(urls, args)
         base = running.url.rsplit("/", 1)[0]
         try:
             for binding in args.bindings:
@@ -417,5 +421,7 @@ if __name__ == "__main__":
         serve_agent(int(port), int(count))
     elif sys.argv[1:2] == ["_load"]:
         harness.run_in_event_loop(_load, json.loads(sys.argv[2]))
+    elif sys.argv[1:2] == ["_grpc_load"]:
+        a2a_streams_grpc.main(json.loads(sys.argv[2]))
     else:
         raise SystemExit(cli())

@@ -29,9 +29,6 @@ EXCEPTIONS: dict[tuple[str, str | None], str] = {
     ("gateway/storage/migrations/versions/0011_flows.py", "upgrade"): (
         "the same, for the flow tables (history)"
     ),
-    ("gateway/delegation/delegate.py", "stream"): (
-        "one generator whose state its finally reads to write the one record"
-    ),
 }
 
 # Over the limits today and still to be split by responsibility (issue 53):

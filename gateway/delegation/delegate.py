@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from adapters.core_check import inside_the_core
@@ -79,6 +80,17 @@ def _joined(*details: str | None) -> str | None:
     """The record's detail: its non-empty parts, "; " between them."""
     parts = [part.strip("; ") for part in details if part]
     return "; ".join(part for part in parts if part)[:500] or None
+
+
+@dataclass
+class _Streamed:
+    """Where one stream (`Delegate.stream`) stands."""
+
+    went: str  # the credential it went with (`Sending.went_with`)
+    started: bool = False  # an item came: the breaker heard it opened
+    lost: bool = False  # it ended before its caller was done with it
+    failed: Explained | None = None
+    recorded: bool = False  # its one record is written
 
 
 class Delegate:
@@ -246,25 +258,12 @@ class Delegate:
         opened, only. The stream is closed -- and the upstream connection with
         it -- when the caller goes away, at the duration cap, or on any
         error; then the one record is written."""
+        state = _Streamed(await self._stream_opening(permit, event, streaming))
         breakers = self.resilience.breakers
-        try:
-            breakers.check(streaming.upstream)
-        except BreakerOpen as exc:
-            explained = streaming.explain(exc)
-            await self.record(permit, event, explained.outcome, explained.detail)
-            raise explained.error from None
-        if streaming.before is not None:
-            with inside_the_core():
-                await self._before(permit, event, streaming.before, streaming.explain)
-        went = streaming.went_with() if streaming.went_with is not None else ""
         listeners = self.resilience.upstream_listeners
         stream = traced_stream(streaming.operation, streaming.open, listeners)()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + streaming.max_seconds
-        started = False
-        lost = False  # the stream ended before its caller was done with it
-        failed: Explained | None = None
-        recorded = False
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -277,40 +276,63 @@ class Delegate:
                         async with asyncio.timeout(remaining):
                             item = await anext(stream)
                 except StopAsyncIteration:
-                    lost = True
+                    state.lost = True
                     break
                 except TimeoutError:
-                    lost = True
+                    state.lost = True
                     if streaming.overran is None:
                         raise
-                    failed = streaming.overran()
-                    raise failed.error from None
+                    state.failed = streaming.overran()
+                    raise state.failed.error from None
                 except Exception as exc:
-                    lost = True
-                    if not started:
+                    state.lost = True
+                    if not state.started:
                         retry.report(breakers, streaming.upstream, exc)
-                    failed = streaming.explain(exc)
-                    raise failed.error from None
-                if not started:
-                    started = True
-                    breakers.success(streaming.upstream)
-                if streaming.observe is not None:
-                    try:
-                        await streaming.observe(item)
-                    except Exception as exc:
-                        failed = streaming.explain(exc)
-                        raise
-                if not recorded and streaming.last is not None and streaming.last(item):
-                    recorded = True  # its outcome is in this item: recorded before it goes
-                    await self._stream_record(permit, event, streaming, went, None)
+                    state.failed = streaming.explain(exc)
+                    raise state.failed.error from None
+                await self._stream_took(permit, event, streaming, state, item)
                 yield item
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with inside_the_core():
                     await aclose()
-            if not recorded:
-                await self._stream_record(permit, event, streaming, went, failed)
+            if not state.recorded:
+                await self._stream_record(permit, event, streaming, state.went, state.failed)
             if streaming.closed is not None:
                 # Whether the upstream's side ended it: ran dry, overran, broke.
-                await streaming.closed(lost)
+                await streaming.closed(state.lost)
+
+    async def _stream_took(
+        self, permit: Permit, event: str, streaming: Streaming[T], state: _Streamed, item: T
+    ) -> None:
+        """An item taken in before it is passed on: the breaker told of a
+        stream that opened, the item observed, the call recorded with the
+        item that holds its outcome (`Streaming.last`)."""
+        if not state.started:
+            state.started = True
+            self.resilience.breakers.success(streaming.upstream)
+        if streaming.observe is not None:
+            try:
+                await streaming.observe(item)
+            except Exception as exc:
+                state.failed = streaming.explain(exc)
+                raise
+        if not state.recorded and streaming.last is not None and streaming.last(item):
+            state.recorded = True  # its outcome is in this item: recorded before it goes
+            await self._stream_record(permit, event, streaming, state.went, None)
+
+    async def _stream_opening(self, permit: Permit, event: str, streaming: Streaming[T]) -> str:
+        """Before a stream opens: its upstream's breaker asked, the call's
+        credential got (each refusal recorded and raised); which credential
+        it goes with (`Sending.went_with`)."""
+        try:
+            self.resilience.breakers.check(streaming.upstream)
+        except BreakerOpen as exc:
+            explained = streaming.explain(exc)
+            await self.record(permit, event, explained.outcome, explained.detail)
+            raise explained.error from None
+        if streaming.before is not None:
+            with inside_the_core():
+                await self._before(permit, event, streaming.before, streaming.explain)
+        return streaming.went_with() if streaming.went_with is not None else ""

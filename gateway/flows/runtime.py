@@ -29,7 +29,9 @@ from pydantic import SecretStr
 from gateway.agents.admission import FrontDoorParts
 from gateway.agents.exchange import OperationsHandler
 from gateway.delegation.approval_store import Approvals
+from gateway.delegation.call import Call
 from gateway.delegation.delegate import Delegate
+from gateway.delegation.permits import Grant
 from gateway.delegation.pipeline import Caller, Delegations
 from gateway.delegation.runs import status_message
 from gateway.delegation.tasks import Owner, TaskRecords
@@ -102,6 +104,18 @@ class FlowRuntime:
     async def caller(self, grant_id: str) -> Caller:
         """The caller every step of the run acts as; `GrantUnusable` if it may not."""
         return caller_of(await self.store.grant(grant_id))
+
+    async def looks_at(
+        self, run: Mapping[str, Any], agent: str, event: str, *, sends: bool = True
+    ) -> tuple[Caller, Grant]:
+        """A run's look at an agent's task (a wait reading it, a follower's
+        watch), decided as a call to the agent is: on the run's grant now
+        (`GrantUnusable` when revoked or expired), by the policy in force,
+        audited; the caller and the grant (``sends``: whether it is used
+        for a call at all). Raises what `Delegations.admit` raises."""
+        caller = await self.caller(run["grant_id"])
+        call = Call(caller, agent, event=event, trace_id=run["trace_id"], sends=sends)
+        return caller, await self.delegations.admit(call)
 
     async def publish(
         self,

@@ -64,7 +64,6 @@ from a2a.utils.errors import A2AError, TaskNotFoundError, UnsupportedOperationEr
 from gateway.agents.admission import Admission
 from gateway.agents.exchange import AgentOperations
 from gateway.agents.push_configs import PushConfigs
-from gateway.delegation.call import Call
 from gateway.delegation.permits import RateLimited
 from gateway.delegation.pipeline import DelegationDenied, Grant
 from gateway.delegation.push import watch_id
@@ -240,10 +239,7 @@ class TaskFollower:
         try:
             async with asyncio.timeout(UNWATCH_SECONDS):
                 await self._forget_watch()
-                caller = await self.rt.caller(self.info["grant_id"])
-                grant = await self.rt.delegations.admit(
-                    Call(caller, self.agent, event=EVENT, trace_id=self.info["trace_id"])
-                )
+                caller, grant = await self.rt.looks_at(self.info, self.agent, EVENT)
                 agent = self.rt.handler_for(grant.card)
                 owner = Owner(caller.subject, caller.issuer, caller)
                 if isinstance(agent, PushConfigs):
@@ -272,10 +268,7 @@ class TaskFollower:
         the policy in force, a token for this agent only. A rate limit of the
         user's is waited out (`RateLimited`); any other refusal ends it."""
         try:
-            caller = await self.rt.caller(self.info["grant_id"])
-            grant = await self.rt.delegations.admit(
-                Call(caller, self.agent, event=EVENT, trace_id=self.info["trace_id"])
-            )
+            _, grant = await self.rt.looks_at(self.info, self.agent, EVENT)
         except RateLimited:
             raise
         except (GrantUnusable, DelegationDenied, AgentNotFound):

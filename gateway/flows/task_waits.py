@@ -54,7 +54,6 @@ from google.protobuf.json_format import MessageToDict
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.call import Call
 from gateway.delegation.pipeline import DelegationDenied
 from gateway.delegation.task_statements import MAX_ID_LENGTH
 from gateway.delegation.tasks import TERMINAL_STATES, EndedTask, Owner
@@ -180,10 +179,7 @@ async def _refused(run: RunAccess, agent: str) -> str | None:
     what the step reads is that agent's answer to the user. No token is sent
     anywhere; the one the decision mints is not used."""
     try:
-        caller = await run.rt.caller(run.info["grant_id"])
-        await run.rt.delegations.admit(
-            Call(caller, agent, event=EVENT, trace_id=run.info["trace_id"], sends=False)
-        )
+        await run.rt.looks_at(run.info, agent, EVENT, sends=False)
     except GrantUnusable as exc:
         return str(exc)
     except DelegationDenied as denied:

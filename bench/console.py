@@ -31,11 +31,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from sqlalchemy import insert, text
 
 from bench import ports
+from bench.fresh_db import fresh_database
 from bench.registry_search import WORDS, synthetic_card
 from gateway.demo.process import GatewayProcess
 from gateway.storage import db
@@ -314,14 +314,6 @@ def run_backend(
     return report(backend, results, repeat)
 
 
-async def _pg(statement: str) -> None:
-    conn = await asyncpg.connect(POSTGRES + "/postgres")
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -339,13 +331,9 @@ def main() -> int:
             url = f"sqlite+aiosqlite:///{root / 'console.db'}"
             missed += run_backend("sqlite", url, root, args.agents, args.audit, args.repeat)
         if args.only in (None, "postgresql"):
-            name = f"switchboard_bench_console_{secrets.token_hex(4)}"
-            asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-            try:
-                url = POSTGRES.replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
+            with fresh_database(POSTGRES, "switchboard_bench_console") as fresh:
+                url = fresh.render_as_string(hide_password=False)
                 missed += run_backend("postgresql", url, root, args.agents, args.audit, args.repeat)
-            finally:
-                asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     print(
         f"\ntarget: p95 <= {TARGET_P95_MS:g} ms a page ({'met' if not missed else f'{missed} missed'})"
     )

@@ -20,13 +20,10 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
+from bench.fresh_db import afresh_database
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.coordination_redis import RedisStore
 from gateway.delegation.coordination_sql import SqlStore
@@ -122,18 +119,8 @@ async def _redis(url: str, calls: int) -> tuple[float, float]:
 
 async def _scratch_postgres(server: str, calls: int) -> float:
     """On a database of its own on ``server``, dropped afterwards."""
-    name = f"bench_coordination_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            return await _database(f"{server.rsplit('/', 1)[0]}/{name}", calls)
-        finally:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    async with afresh_database(server, "bench_coordination") as url:
+        return await _database(url.render_as_string(hide_password=False), calls)
 
 
 async def main(calls: int, postgres: str | None, redis: str | None) -> None:

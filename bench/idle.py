@@ -49,7 +49,6 @@ import re
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +59,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 from bench import ports
+from bench.fresh_db import fresh_database
 from gateway.app import create_app
 from gateway.delegation.dev_tokens import issue_dev_token
 from gateway.demo.servers import Server, bound_socket
@@ -130,17 +130,8 @@ def database(kind: str, admin_url: str) -> Iterator[tuple[str | None, str | None
     if kind == "sqlite":
         yield None, None
         return
-    name = f"sb_bench_idle_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(sync_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
-    try:
-        yield url.render_as_string(hide_password=False), name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(admin_url, "sb_bench_idle") as url:
+        yield url.render_as_string(hide_password=False), url.database
 
 
 def gateway(

@@ -81,9 +81,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bench import a2a_forwarding as harness
 from bench import peers_litellm, ports
 from bench.a2a_gateway import _switchboard, serve_argv
+from bench.fresh_db import fresh_database
 from bench.venvs import peer_venv
 from bench.workers import _wait_for_workers
 
@@ -313,24 +316,6 @@ def contextforge_env(port: int, database_url: str, secret: str, prefix: str) -> 
     }
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(
-        [
-            shutil.which("psql") or "psql",
-            "-h",
-            DATABASE_HOST,
-            "-U",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-
 def _contextforge_api(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
     import httpx
 
@@ -360,11 +345,11 @@ def _start_contextforge(
     )
     work = Path(tempfile.mkdtemp(prefix="contextforge-bench-"))
     (work / "gunicorn_conf.py").write_text(GUNICORN_CONF)
-    name = f"bench_contextforge_{workers}"
+    dropped = contextlib.ExitStack()  # the fresh database, dropped at stop()
     if database == "postgres":
-        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        _psql(f"CREATE DATABASE {name}")
-        url = f"postgresql+psycopg://postgres@{DATABASE_HOST}:5432/{name}"
+        server = f"postgresql://postgres@{DATABASE_HOST}:5432"
+        fresh = dropped.enter_context(fresh_database(server, f"bench_contextforge_{workers}"))
+        url = fresh.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     else:
         url = f"sqlite:///{work}/mcp.db"
     port = ports.free_port()
@@ -411,9 +396,8 @@ def _start_contextforge(
         harness.stop_process(process)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
-        if database == "postgres":
-            with contextlib.suppress(subprocess.CalledProcessError):
-                _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            dropped.close()
 
     try:
         _wait_ready(base, process, work / "gunicorn.log", workers)

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import sqlite3
 import tempfile
 import time
@@ -34,9 +33,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 
+from bench.fresh_db import fresh_database
 from gateway.delegation.whatif import Window, page_query, replay_page
 from gateway.storage import db
 from policies.policy import Target
@@ -236,14 +235,6 @@ def run(backend: str, url: str, count: int) -> None:
     )
 
 
-async def _pg(statement: str) -> None:
-    conn = await asyncpg.connect(POSTGRES + "/postgres")
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -255,13 +246,9 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             run("sqlite", f"sqlite+aiosqlite:///{Path(tmp) / 'whatif.db'}", args.records)
         if args.only in (None, "postgresql"):
-            name = f"switchboard_bench_whatif_{secrets.token_hex(4)}"
-            asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-            try:
-                url = POSTGRES.replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
+            with fresh_database(POSTGRES, "switchboard_bench_whatif") as fresh:
+                url = fresh.render_as_string(hide_password=False)
                 run("postgresql", url, args.records)
-            finally:
-                asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

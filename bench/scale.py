@@ -56,16 +56,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import yaml
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bench import a2a_forwarding as harness
 from bench import ports
 from bench.console import PG_AUDIT, agent_rows
+from bench.fresh_db import fresh_database
 from bench.registry_search import WORDS
 from gateway.demo.process import GatewayProcess
 from gateway.storage import db
@@ -337,22 +336,8 @@ def database(server_url: str | None, root: Path, name: str) -> Iterator[str]:
     if server_url is None:
         yield f"sqlite+aiosqlite:///{root / (name + '.db')}"
         return
-    url = make_url(server_url)
-    dbname = f"switchboard_bench_scale_{name}_{secrets.token_hex(3)}"
-    asyncio.run(_pg(url, f'CREATE DATABASE "{dbname}"'))
-    try:
-        yield url.set(database=dbname).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_pg(url, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-
-
-async def _pg(url: Any, statement: str) -> None:
-    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+    with fresh_database(server_url, f"switchboard_bench_scale_{name}") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 # --- Measuring ----------------------------------------------------------------------------

@@ -146,20 +146,22 @@ class SqlToolIndex:
         if not documents:
             return
         dialect_insert = postgresql_insert if self._postgresql else sqlite_insert
+        statement = dialect_insert(tool_docs)
+        fresh = statement.excluded
+        upsert = statement.on_conflict_do_update(
+            index_elements=[tool_docs.c.name],
+            set_={
+                column: getattr(fresh, column)
+                for column in ("digest", "name_words", "title", "description", "params")
+            },
+            where=tool_docs.c.digest != fresh.digest,
+        )
         async with self._engine.begin() as conn:
             for chunk in _chunks(documents, 500):
-                statement = dialect_insert(tool_docs).values([_row(d) for d in chunk])
-                fresh = statement.excluded
-                await conn.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[tool_docs.c.name],
-                        set_={
-                            column: getattr(fresh, column)
-                            for column in ("digest", "name_words", "title", "description", "params")
-                        },
-                        where=tool_docs.c.digest != fresh.digest,
-                    )
-                )
+                # Parameters apart from the statement (executemany): one
+                # statement of 500 rows' VALUES would be compiled each time,
+                # which costs more than writing them.
+                await conn.execute(upsert, [_row(d) for d in chunk])
         # What was written is what the table holds: the ranker takes it now
         # rather than `refresh` reading it back (another replica's later
         # write has another digest, which `refresh` loads).

@@ -63,21 +63,37 @@ class SemanticLeg:
 
     async def ranking(self, query: str, among: Iterable[str], depth: int) -> list[str] | None:
         """The ``depth`` tools of ``among`` nearest ``query``, best first;
-        None while the model is not loaded (the search is lexical)."""
+        None while the model is not loaded or any of ``among`` is still to
+        be embedded (the search is lexical)."""
+        scored = await self.scored(query, among, depth)
+        return None if scored is None else [name for name, _ in scored]
+
+    async def scored(
+        self, query: str, among: Iterable[str], depth: int
+    ) -> list[tuple[str, float]] | None:
+        """As `ranking`, each with its cosine similarity to ``query``."""
         self.start()
         embedder = self._embedder
         if embedder is None:
             return None
         import numpy as np
 
-        names = [n for n in among if n in self._vectors]
+        names: list[str] = []
+        for name in among:
+            if name in self._vectors:
+                names.append(name)
+            elif name in self._texts:
+                # Still to be embedded (a server just registered): it would
+                # lose to every embedded tool the fusion gives a semantic
+                # rank, so until all of the caller's are, theirs is lexical.
+                return None
         if not names:
             return []
         vectors = [self._vectors[n] for n in names]
         asked = await asyncio.to_thread(embedder.embed, [query])
         similarity = np.stack(vectors) @ asked[0]
         best = np.argsort(-similarity, kind="stable")[:depth]
-        return [names[i] for i in best]
+        return [(names[i], float(similarity[i])) for i in best]
 
     async def _catch_up(self) -> None:
         try:

@@ -26,13 +26,37 @@ def fuse(
     *,
     k: float = K,
     semantic_weight: float = SEMANTIC_WEIGHT,
+    semantic_scores: Sequence[float] | None = None,
 ) -> list[tuple[str, float]]:
     """The best ``limit`` names of the two rankings (best first each), with
-    their fused scores (higher is better; ties by name)."""
+    their fused scores (higher is better; ties by name). With
+    ``semantic_scores`` (each semantic name's similarity, in order), names
+    of equal similarity share the better rank: tools whose texts are the
+    same (one server's copies, a tool offered twice) are not ordered by
+    chance on that leg, so the lexical leg -- a query that names the
+    server -- decides between them."""
     if k <= 0 or semantic_weight < 0:
         raise ValueError(f"k must be > 0 and semantic_weight >= 0 (k {k}, {semantic_weight})")
+    if semantic_scores is not None and len(semantic_scores) != len(semantic):
+        raise ValueError("one semantic score per semantic name")
+    semantic_ranks = (
+        shared_ranks(semantic_scores)
+        if semantic_scores is not None
+        else list(range(1, len(semantic) + 1))
+    )
     scores: dict[str, float] = {}
-    for weight, ranking in ((1.0, lexical), (semantic_weight, semantic)):
-        for rank, name in enumerate(ranking, start=1):
-            scores[name] = scores.get(name, 0.0) + weight / (k + rank)
+    for rank, name in enumerate(lexical, start=1):
+        scores[name] = scores.get(name, 0.0) + 1.0 / (k + rank)
+    for rank, name in zip(semantic_ranks, semantic, strict=True):
+        scores[name] = scores.get(name, 0.0) + semantic_weight / (k + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def shared_ranks(scores: Sequence[float]) -> list[int]:
+    """Competition ranks of scores sorted best first (1, 1, 3, ...): equal
+    scores share the better rank."""
+    ranks: list[int] = []
+    for position, score in enumerate(scores, start=1):
+        tied = ranks and score == scores[position - 2]
+        ranks.append(ranks[-1] if tied else position)
+    return ranks

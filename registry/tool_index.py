@@ -209,10 +209,12 @@ class SqlToolIndex:
         wanted = among if isinstance(among, (set, frozenset)) else set(among)
         depth = max(limit, FUSED_DEPTH)
         lexical = self._ranker.rank(query, wanted, depth)
-        nearest = await self.semantic.ranking(query, wanted, depth)
+        nearest = await self.semantic.scored(query, wanted, depth)
         if nearest is None:
             return lexical[:limit]
-        return fuse([name for name, _ in lexical], nearest, limit)
+        names = [name for name, _ in nearest]
+        similarities = [similarity for _, similarity in nearest]
+        return fuse([n for n, _ in lexical], names, limit, semantic_scores=similarities)
 
     def _take(self, d: ToolDocument, digest: str) -> None:
         self._ranker.put(fields(d))

@@ -55,3 +55,23 @@ def test_the_leg_ranks_only_the_callers_tools_and_forgets_a_removed_one() -> Non
     mine, after = asyncio.run(run())
     assert mine == ["github__merge_pull_request", "hr__approve_time_off"]
     assert after == ["hr__approve_time_off"]
+
+
+def test_a_caller_with_a_tool_still_to_embed_is_answered_lexically() -> None:
+    """A server just registered: until its tools are embedded they have no
+    semantic rank and would lose to every embedded tool the fusion gives
+    one, so the leg answers None (lexical) for a caller who has any."""
+
+    async def run() -> tuple[list[str] | None, list[str] | None]:
+        leg = SemanticLeg()
+        leg.put("hr__approve_time_off", TOOLS["hr__approve_time_off"])
+        assert await leg.settled()
+        leg.put("github__merge_pull_request", TOOLS["github__merge_pull_request"])
+        among = {"hr__approve_time_off", "github__merge_pull_request"}
+        pending = await leg.ranking("land my branch's changes", among, 5)
+        assert await leg.settled()
+        return pending, await leg.ranking("land my branch's changes", among, 5)
+
+    pending, embedded = asyncio.run(run())
+    assert pending is None
+    assert embedded == ["github__merge_pull_request", "hr__approve_time_off"]

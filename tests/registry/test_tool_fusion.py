@@ -9,7 +9,7 @@ import pytest
 
 from registry.semantic_leg import SemanticLeg
 from registry.tool_embedder import Embedder, SemanticUnavailable
-from registry.tool_fusion import fuse
+from registry.tool_fusion import fuse, shared_ranks
 
 
 def test_a_tool_both_legs_rank_well_beats_one_only_one_ranks_first() -> None:
@@ -30,6 +30,26 @@ def test_the_semantic_weight_lets_its_leg_lead_and_ties_go_by_name() -> None:
 def test_a_tool_only_one_leg_found_is_still_an_answer_and_limit_holds() -> None:
     assert [n for n, _ in fuse([], ["p", "q"], 5)] == ["p", "q"]
     assert len(fuse(["a", "b", "c"], ["d", "e"], 2)) == 2
+
+
+def test_tools_the_semantic_leg_cannot_tell_apart_are_told_apart_by_the_lexical() -> None:
+    """Copies of one server (`s1__task`, `s2__task`, same text): a query that
+    names `s2` ranks it first lexically; the semantic leg's order among equal
+    similarities is chance and must not outweigh that."""
+    semantic = ["s0__task", "s1__task", "s3__task", "s2__task"]  # one text: chance order
+    similarity = [0.8] * 4
+    lexical = [f"s2__{n}" for n in "abcdefg"] + ["s2__task"]  # all s2's: ties, rank 8
+    fused = fuse(lexical, semantic, 2, semantic_scores=similarity)
+    assert [name for name, _ in fused] == ["s2__task", "s0__task"]
+    # Without the scores, the chance order wins (what happened before).
+    assert [name for name, _ in fuse(lexical, semantic, 1)] == ["s0__task"]
+
+
+def test_equal_scores_share_the_better_rank() -> None:
+    assert shared_ranks([0.9, 0.9, 0.5, 0.5, 0.5, 0.1]) == [1, 1, 3, 3, 3, 6]
+    assert shared_ranks([]) == []
+    with pytest.raises(ValueError, match="one semantic score"):
+        fuse(["a"], ["b", "c"], 1, semantic_scores=[0.5])
 
 
 @pytest.mark.parametrize(("k", "weight"), [(0, 1.0), (-1, 1.0), (5, -0.5)])

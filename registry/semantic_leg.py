@@ -28,6 +28,9 @@ class SemanticLeg:
         self._embedder: Embedder | None = None
         self._texts: dict[str, str] = {}  # what each tool is to be embedded from
         self._vectors: dict[str, Any] = {}  # name -> unit vector, for the current text
+        # Texts the model failed on (logged): those tools stay lexical-only
+        # rather than holding every caller who has them to lexical search.
+        self._failed: set[str] = set()
         self._work: asyncio.Task[None] | None = None
         self.unavailable = False
 
@@ -35,14 +38,16 @@ class SemanticLeg:
         if self._texts.get(name) != text:
             self._texts[name] = text
             self._vectors.pop(name, None)
+            self._failed.discard(name)
 
     def remove(self, name: str) -> None:
         self._texts.pop(name, None)
         self._vectors.pop(name, None)
+        self._failed.discard(name)
 
     @property
     def pending(self) -> int:
-        return len(self._texts) - len(self._vectors)
+        return len(self._texts) - len(self._vectors) - len(self._failed)
 
     def start(self) -> None:
         """Load the model and embed what is not yet, in a worker thread,
@@ -82,7 +87,7 @@ class SemanticLeg:
         for name in among:
             if name in self._vectors:
                 names.append(name)
-            elif name in self._texts:
+            elif name in self._texts and name not in self._failed:
                 # Still to be embedded (a server just registered): it would
                 # lose to every embedded tool the fusion gives a semantic
                 # rank, so until all of the caller's are, theirs is lexical.
@@ -104,9 +109,20 @@ class SemanticLeg:
             logger.info("tool search is lexical only: %s", error)
             return
         embedder = self._embedder
-        while todo := [(n, t) for n, t in self._texts.items() if n not in self._vectors]:
+        done = self._vectors
+        while todo := [
+            (n, t) for n, t in self._texts.items() if n not in done and n not in self._failed
+        ]:
             chunk = todo[:EMBEDDED_AT_ONCE]
-            rows = await asyncio.to_thread(embedder.embed, [t for _, t in chunk])
-            for (name, text), row in zip(chunk, rows, strict=True):
+            try:
+                rows = await asyncio.to_thread(embedder.embed, [t for _, t in chunk])
+                embedded = list(zip(chunk, rows, strict=True))
+            except Exception:
+                # Not tried again until the tool's text changes: a search
+                # would otherwise start the same failing turn every time.
+                logger.exception("tool search: %d tools not embedded (lexical only)", len(chunk))
+                self._failed.update(name for name, _ in chunk)
+                continue
+            for (name, text), row in embedded:
                 if self._texts.get(name) == text:  # not changed or removed meanwhile
                     self._vectors[name] = row

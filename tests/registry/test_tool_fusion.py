@@ -4,6 +4,7 @@ and the semantic leg's fallback when its extra is missing."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,33 @@ def test_without_the_extra_the_leg_stays_off_and_search_is_lexical() -> None:
         return await leg.settled(), await leg.ranking("text", {"a"}, 5)
 
     assert asyncio.run(run()) == (False, None)
+
+
+class _Picky:
+    """An embedder that fails on one text (a model that cannot take it)."""
+
+    dimensions = 2
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        if "bad" in texts:
+            raise RuntimeError("cannot embed")
+        return np.array([[1.0, 0.0] if t == "near" else [0.0, 1.0] for t in texts])
+
+
+def test_a_tool_the_model_fails_on_is_lexical_only_and_holds_nobody_back() -> None:
+    """Its chunk is logged and not tried again until its text changes; the
+    other tools are still embedded, and callers who have it are not held
+    to lexical search for good."""
+
+    async def run() -> tuple[bool, list[str] | None, int]:
+        leg = SemanticLeg(load=lambda: _Picky())  # type: ignore[arg-type, return-value]
+        leg.put("broken", "bad")
+        assert await leg.settled()  # ends: the failed tool is not pending
+        leg.put("good", "near")
+        settled = await leg.settled()
+        ranked = await leg.ranking("near", {"broken", "good"}, 5)
+        return settled, ranked, leg.pending
+
+    assert asyncio.run(run()) == (True, ["good"], 0)

@@ -743,19 +743,30 @@ async def drive(
         if connection is not None:
             connection[1].close()
 
-    async def cpu_window() -> tuple[dict[str, float], dict[str, float]]:
-        watched: list[int | str] = [*pids, "self"]
-        await asyncio.sleep(max(0.0, start - clock()))
-        before = {str(p): _cpu_seconds(p) for p in watched}
-        before["machine"] = _machine_busy_seconds()
-        await asyncio.sleep(max(0.0, end - clock()))
-        after = {str(p): _cpu_seconds(p) for p in watched}
-        after["machine"] = _machine_busy_seconds()
-        return before, after
-
-    window = asyncio.create_task(cpu_window())
+    window = asyncio.create_task(cpu_window(pids, start, end, clock))
     await asyncio.gather(*(worker() for _ in range(conns)))
-    before, after = await window
+    return load_result(latencies, errors, seconds, await window)
+
+
+async def cpu_window(
+    pids: list[int], start: float, end: float, clock: Callable[[], float]
+) -> dict[str, float]:
+    """CPU seconds between ``start`` and ``end`` (on ``clock``), by pid;
+    "self": this process; "machine": all CPUs together."""
+    watched: list[int | str] = [*pids, "self"]
+    await asyncio.sleep(max(0.0, start - clock()))
+    before = {str(p): _cpu_seconds(p) for p in watched}
+    before["machine"] = _machine_busy_seconds()
+    await asyncio.sleep(max(0.0, end - clock()))
+    after = {str(p): _cpu_seconds(p) for p in watched}
+    after["machine"] = _machine_busy_seconds()
+    return {p: after[p] - before[p] for p in before}
+
+
+def load_result(
+    latencies: list[float], errors: list[str], seconds: float, cpu: dict[str, float]
+) -> LoadResult:
+    """A load's answers counted in its window, as every load process reports them."""
     ordered = sorted(latencies) or [float("nan")]
     return LoadResult(
         ok=len(latencies),
@@ -763,7 +774,7 @@ async def drive(
         seconds=seconds,
         p50_ms=statistics.median(ordered) * 1000,
         p99_ms=_percentile(ordered, 99) * 1000,
-        cpu={p: after[p] - before[p] for p in before},
+        cpu=cpu,
         error_sample=errors[0] if errors else "",
     )
 

@@ -219,7 +219,8 @@ def _measure(
     binding: str,
 ) -> harness.LoadResult:
     if binding == "grpc":
-        return a2a_streams_grpc.measure(running, method, events, agents, args, url)
+        config = a2a_streams_grpc.load_config(running, method, events, agents, args, url)
+        return run_load("_grpc_load", config, args)
     config = {
         "url": url,
         "conns": args.conns,
@@ -233,15 +234,21 @@ def _measure(
         "cpus": sorted(harness.LAYOUT["load"] or ()),
         "parent": os.getpid(),
     }
+    return run_load("_load", config, args)
+
+
+def run_load(entry: str, config: dict[str, Any], args: argparse.Namespace) -> harness.LoadResult:
+    """A load process (this module's ``entry``: `_load`, `_grpc_load`) with
+    ``config``, its result; raises with its stderr if it fails."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.a2a_streams", "_load", json.dumps(config)],
+        [sys.executable, "-m", "bench.a2a_streams", entry, json.dumps(config)],
         cwd=harness.REPO,
         capture_output=True,
         check=False,
         timeout=args.warmup + args.seconds + harness.UPSTREAM_TIMEOUT + 30,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{done.stderr.decode()[-2000:]}")
+        raise RuntimeError(f"{entry} failed:\n{done.stderr.decode()[-2000:]}")
     return harness.LoadResult(**json.loads(done.stdout))
 
 

@@ -16,9 +16,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import statistics
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -89,29 +86,9 @@ async def grpc_load(
                     else:
                         errors.append(f"{method}: an answer without the completed task")
 
-    async def cpu_window() -> tuple[dict[str, float], dict[str, float]]:
-        watched: list[int | str] = [*pids, "self"]
-        await asyncio.sleep(max(0.0, start - clock()))
-        before = {str(p): harness._cpu_seconds(p) for p in watched}
-        before["machine"] = harness._machine_busy_seconds()
-        await asyncio.sleep(max(0.0, end - clock()))
-        after = {str(p): harness._cpu_seconds(p) for p in watched}
-        after["machine"] = harness._machine_busy_seconds()
-        return before, after
-
-    window = asyncio.create_task(cpu_window())
+    window = asyncio.create_task(harness.cpu_window(pids, start, end, clock))
     await asyncio.gather(*(caller() for _ in range(conns)))
-    before, after = await window
-    ordered = sorted(latencies) or [float("nan")]
-    return harness.LoadResult(
-        ok=len(latencies),
-        errors=len(errors),
-        seconds=seconds,
-        p50_ms=statistics.median(ordered) * 1000,
-        p99_ms=harness._percentile(ordered, 99) * 1000,
-        cpu={p: after[p] - before[p] for p in before},
-        error_sample=errors[0] if errors else "",
-    )
+    return harness.load_result(latencies, errors, seconds, await window)
 
 
 def start_gateway(agents: list[tuple[str, str]], args: argparse.Namespace) -> harness.Running:
@@ -129,16 +106,16 @@ def start_gateway(agents: list[tuple[str, str]], args: argparse.Namespace) -> ha
     return running
 
 
-def measure(
+def load_config(
     running: harness.Running,
     method: str,
     events: int,
     agents: list[int],
     args: argparse.Namespace,
     url: str,
-) -> harness.LoadResult:
-    """The gRPC door's load (`bench.a2a_streams_grpc`): the agent by its tenant."""
-    config = {
+) -> dict[str, Any]:
+    """The config of a gRPC load process (`grpc_load`): the agent by its tenant."""
+    return {
         "target": args.grpc_target,
         "conns": args.conns,
         "warmup": args.warmup,
@@ -151,16 +128,6 @@ def measure(
         "cpus": sorted(harness.LAYOUT["load"] or ()),
         "parent": os.getpid(),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.a2a_streams", "_grpc_load", json.dumps(config)],
-        cwd=harness.REPO,
-        capture_output=True,
-        check=False,
-        timeout=args.warmup + args.seconds + harness.UPSTREAM_TIMEOUT + 30,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"gRPC load generator failed:\n{done.stderr.decode()[-2000:]}")
-    return harness.LoadResult(**json.loads(done.stdout))
 
 
 def main(config: dict[str, Any]) -> None:

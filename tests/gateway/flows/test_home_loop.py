@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos import DBOS, SetWorkflowID
 
 from gateway.flows import home_loop
+from tests.support.dbos_launch import launched_dbos
 
 T = TypeVar("T")
 
@@ -42,19 +43,11 @@ async def _failing() -> None:
 
 @pytest.fixture
 async def launched(tmp_path: Path) -> AsyncIterator[None]:
-    config: DBOSConfig = {
-        "name": "home-loop-test",
-        "system_database_url": f"sqlite:///{tmp_path / 'dbos.db'}",
-        "enable_otlp": False,
-        "log_level": "WARNING",
-    }
     home_loop.settle()
-    DBOS(config=config)
-    await asyncio.to_thread(DBOS.launch)
     try:
-        yield
+        async with launched_dbos(tmp_path, "home-loop-test"):
+            yield
     finally:
-        await asyncio.to_thread(DBOS.destroy)
         home_loop.leave()
 
 

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos import DBOS, SetWorkflowID
 from dbos import error as dbos_errors
 
 from gateway.flows import preemption
+from tests.support.dbos_launch import launched_dbos
 
 _started: dict[str, asyncio.Event] = {}
 
@@ -35,18 +36,8 @@ async def _run(run_id: str) -> str:
 
 @pytest.fixture
 async def launched(tmp_path: Path) -> AsyncIterator[None]:
-    config: DBOSConfig = {
-        "name": "preemption-test",
-        "system_database_url": f"sqlite:///{tmp_path / 'dbos.db'}",
-        "enable_otlp": False,
-        "log_level": "WARNING",
-    }
-    DBOS(config=config)
-    await asyncio.to_thread(DBOS.launch)
-    try:
+    async with launched_dbos(tmp_path, "preemption-test"):
         yield
-    finally:
-        await asyncio.to_thread(DBOS.destroy)
 
 
 async def _started_run(run_id: str) -> asyncio.Task[str]:

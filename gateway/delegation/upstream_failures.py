@@ -74,13 +74,11 @@ def _sdk_reverse_tables_first() -> None:
 def _register(error: type[A2AError], base: type[A2AError], status: int, grpc_status: str) -> None:
     from a2a.server.request_handlers import response_helpers
 
-    from gateway.compat.a2a import grpc_error_codes
-
+    # The gRPC door reads its codes from A2A_ERROR_MAPPING (`gateway.a2a.grpc_errors`).
     tables: tuple[dict[Any, Any], ...] = (
         A2A_ERROR_REASONS,
         JSON_RPC_ERROR_CODE_MAP,
         response_helpers.EXCEPTION_MAP,
-        grpc_error_codes(),
     )
     for table in tables:
         table[error] = table[base]

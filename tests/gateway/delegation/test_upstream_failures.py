@@ -38,9 +38,19 @@ def _sdk_tables() -> list[tuple[str, dict[Any, Any]]]:
     return tables
 
 
+# The SDK gRPC handler's private code table: the gateway's gRPC door does
+# not let the SDK read it (`gateway.a2a.grpc_errors.GatewayGrpcHandler`
+# sends every error itself; tests/gateway/a2a/test_grpc_errors.py), nor
+# serves the 0.3 gRPC binding, whose handler imports the same table.
+NOT_READ = {
+    "a2a.server.request_handlers.grpc_handler._ERROR_CODE_MAP",
+    "a2a.compat.v0_3.grpc_handler._ERROR_CODE_MAP",
+}
+
+
 def test_every_class_keyed_table_of_the_sdk_knows_ours() -> None:
-    tables = _sdk_tables()
-    assert len(tables) >= 4, [name for name, _ in tables]
+    tables = [(name, table) for name, table in _sdk_tables() if name not in NOT_READ]
+    assert len(tables) >= 3, [name for name, _ in tables]
     for name, table in tables:
         for ours, base in SDK_CLASS.items():
             if base in table:

@@ -67,10 +67,7 @@ from adapters.mcp_http import (
 from adapters.mcp_lane import LegacyLane
 from adapters.mcp_listen import listen_for_changes
 from adapters.mcp_passthrough import McpPassThrough
-from adapters.mcp_relay import (
-    stamp_caller_capabilities,
-)
-from adapters.mcp_results import lenient_results, malformed
+from adapters.mcp_results import malformed
 from adapters.mcp_upstream_errors import describe
 
 # What the rest of the gateway imports from here (the parts moved to
@@ -223,7 +220,6 @@ class McpUpstream(UpstreamCalls):
                         timeout=timeout,
                     )
                 )
-            lenient_results(client.session)
             lane = self._lane_for(client, timeout)
             lane_task = asyncio.create_task(lane.run()) if lane is not None else None
             try:
@@ -263,13 +259,13 @@ class McpUpstream(UpstreamCalls):
                     await asyncio.wait({lane_task}, timeout=timeout)
 
     def _lane_for(self, client: Client, timeout: float) -> LegacyLane | None:
-        """On a 2026-07-28 session: stamp callers' capabilities, and (over
-        HTTP) keep a 2025-11-25 lane ready for 2025-11-25 callers. Over stdio
-        a server's mid-call requests cannot be told apart by caller (one
-        reader), so there is no lane: they are refused."""
+        """On a 2026-07-28 session over HTTP: a 2025-11-25 lane kept ready
+        for 2025-11-25 callers (callers' capabilities are stamped by the
+        session's transport, `adapters.mcp_wire`). Over stdio a server's
+        mid-call requests cannot be told apart by caller (one reader), so
+        there is no lane: they are refused."""
         if not is_modern(client):
             return None
-        stamp_caller_capabilities(client.session)
         if self.spec.transport != "http" or self._per_caller_credentials:
             return None
 

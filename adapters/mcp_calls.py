@@ -43,7 +43,7 @@ from adapters.mcp_http import (
 from adapters.mcp_lane import LANE_SESSION_GONE, LegacyLane
 from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import CallRelay, relaying
-from adapters.mcp_results import lenient_results, malformed
+from adapters.mcp_results import malformed
 from adapters.mcp_sse import own_session_for
 from adapters.mcp_upstream_errors import HTTP_ERROR_ANSWERS, describe, not_at_2025
 from adapters.operations import meta_trace
@@ -225,7 +225,6 @@ class UpstreamCalls:
                             self.spec, self._http, self._auth, on_message=self._on_message,
                             timeout=timeout,
                         ) as alone:  # fmt: skip
-                            lenient_results(alone.session)
                             return await send(alone.session)
             except TimeoutError:
                 raise UpstreamTimeout(

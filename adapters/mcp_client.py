@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx2
 import mcp_types as types
-from mcp import Client, MCPError, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client import Transport as SdkTransport
 from mcp.client import advertise
 from mcp.client.streamable_http import streamable_http_client
@@ -31,9 +31,9 @@ from adapters.mcp_relay import (
     Source,
     on_log,
 )
-from adapters.mcp_results import lenient_results
 from adapters.mcp_sse import PostRefusals, sse_transport
 from adapters.mcp_upstream_errors import describe, not_mcp
+from adapters.mcp_wire import Wire
 
 ToolList = list[dict[str, Any]]
 # "sse": the 2024-11-05 HTTP+SSE transport (`adapters.mcp_sse`).
@@ -101,12 +101,16 @@ def open_client(
         mode = "legacy"
     else:
         assert spec.command is not None
-        # The child gets the SDK's safe environment (PATH, HOME, ...), never
-        # the gateway's own (which holds SWITCHBOARD_SECRET_KEY).
-        transport = StdioServerParameters(command=spec.command, args=list(spec.args))
+        # The child gets the SDK's safe environment (PATH, HOME, ...: no
+        # ``env`` given, `stdio_client` passes `get_default_environment()`),
+        # never the gateway's own (which holds SWITCHBOARD_SECRET_KEY).
+        transport = stdio_client(StdioServerParameters(command=spec.command, args=list(spec.args)))
+    # The caller's capabilities out, untagged 2026-07-28 results read as
+    # complete in (`adapters.mcp_wire`), once the session has negotiated.
+    wire = Wire(transport)
     callbacks = Callbacks(Source(where(spec), spec.transport))
-    return Client(
-        transport,
+    client = Client(
+        wire,
         read_timeout_seconds=timeout,
         message_handler=on_message,
         elicitation_callback=callbacks.elicitation,
@@ -121,6 +125,16 @@ def open_client(
         cache=None,  # every listing must reach the server: it is how changes are seen
         mode=mode,
     )
+    wire.negotiated = lambda: _negotiated(client)
+    return client
+
+
+def _negotiated(client: Client) -> str | None:
+    """``client``'s protocol revision; None before its handshake is done."""
+    try:
+        return client.session.protocol_version
+    except RuntimeError:  # not entered (yet): `Client.session` says so
+        return None
 
 
 def is_modern(client: Client) -> bool:
@@ -202,7 +216,6 @@ async def _discover(
             asyncio.timeout(deadline),
             open_client(spec, http, auth, timeout=deadline) as client,
         ):
-            lenient_results(client.session)
             return Discovered(connected_of(client), await list_all_tools(client), spec)
     except TimeoutError:
         raise UpstreamTimeout(f"{where(spec)} did not answer within {deadline:g}s") from None

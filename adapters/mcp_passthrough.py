@@ -14,14 +14,14 @@ lane, every other request).
 What goes on the wire is what the SDK would send, from the SDK's own state:
 
 * the request is stamped by the session's own stamp (`compat_mcp.stamp`:
-  ``_meta`` with the protocol version, the gateway's client info and -- the
-  gateway's wrapper, `adapters.mcp_relay.stamp_caller_capabilities` -- the
-  caller's capabilities; the ``MCP-Protocol-Version``, ``Mcp-Method``,
-  ``Mcp-Name`` and ``Mcp-Param-*`` headers, the latter from the tool's
-  ``x-mcp-header`` annotations in the session's last `tools/list`, which the
-  upstream's owner task keeps fresh); the caller's ``logLevel`` opt-in and a
-  ``progressToken`` (the request id, as the SDK's dispatcher does) are added
-  the same way;
+  ``_meta`` with the protocol version, the gateway's client info and
+  capabilities -- replaced with the caller's, as on the SDK's path
+  (`adapters.mcp_relay.caller_capabilities`); the ``MCP-Protocol-Version``,
+  ``Mcp-Method``, ``Mcp-Name`` and ``Mcp-Param-*`` headers, the latter from
+  the tool's ``x-mcp-header`` annotations in the session's last
+  `tools/list`, which the upstream's owner task keeps fresh); the caller's
+  ``logLevel`` opt-in and a ``progressToken`` (the request id, as the SDK's
+  dispatcher does) are added the same way;
 * exactly one credential header (the call's, else the connection's default;
   never anything of the caller's request), ``Accept``/``Content-Type`` as
   the SDK's transport sets them, identity coding, no cookies, no redirects;
@@ -84,6 +84,7 @@ from adapters.mcp_answers import (
     response_of,
 )
 from adapters.mcp_http import Credential, TooLarge, note_status
+from adapters.mcp_relay import caller_capabilities
 from registry.ssrf import AddressPolicy
 
 FALLBACK: Final = object()  # "not handled here; send it through the SDK"
@@ -288,6 +289,7 @@ def _request(
     data: dict[str, Any] = {"method": METHOD, "params": params}
     opts: CallOptions = {}
     stamp(session, data, opts)
+    caller_capabilities(data["params"])  # as `adapters.mcp_wire` does on the SDK's path
     if progress:
         # The SDK's dispatcher: the request id doubles as the progress token.
         data["params"]["_meta"] = {**data["params"].get("_meta", {}), "progressToken": request_id}

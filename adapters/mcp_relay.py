@@ -20,10 +20,10 @@ guessed at.
 
 On 2026-07-28 connections the same relay supplies the caller's declared
 client capabilities (`upstream_capabilities`), stamped into each request's
-``_meta`` instead of the gateway's own, so a server asks (in an
-`InputRequiredResult`) only what this caller's client can answer (MCP
-2026-07-28 "Multi round-trip requests": servers MUST NOT rely on capabilities
-the client has not declared).
+``_meta`` instead of the gateway's own (`caller_capabilities`), so a server
+asks (in an `InputRequiredResult`) only what this caller's client can answer
+(MCP 2026-07-28 "Multi round-trip requests": servers MUST NOT rely on
+capabilities the client has not declared).
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 import mcp_types as types
-from mcp.client.session import ClientRequestContext, ClientSession
+from mcp.client.session import ClientRequestContext
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, INVALID_REQUEST
-
-from adapters.compat_mcp import amend_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -254,26 +252,19 @@ APP_SETTINGS: dict[str, Any] = {"mimeTypes": ["text/html;profile=mcp-app"]}
 OWN_CAPABILITIES: dict[str, Any] = {"extensions": {APP_EXTENSION: APP_SETTINGS}}
 
 
-def stamp_caller_capabilities(session: ClientSession) -> bool:
-    """Make a 2026-07-28 session stamp the caller's capabilities, not its own.
+def caller_capabilities(params: dict[str, Any] | None) -> None:
+    """Put the caller's capabilities where the SDK stamped its own, in a
+    2026-07-28 request's ``params`` (in place; `adapters.mcp_wire` for the
+    SDK's requests, `adapters.mcp_passthrough` for its own).
 
     The SDK stamps one fixed set into every request's ``_meta`` (the
     callbacks this client registered), and a ``_meta`` passed to a call
-    cannot override that key. So the session's stamp is wrapped: after the
-    SDK's, the key is replaced with the current relay's capabilities, or
-    for the gateway's own requests (listings, probes), which can answer no
-    question, with `OWN_CAPABILITIES` (`compat_mcp.amend_stamp`). Returns
-    False (and forwards nothing) if this SDK's session has no stamp to wrap;
-    `tests/adapters/test_compat_mcp.py` notices.
+    cannot override that key. So the key is replaced with the current
+    relay's capabilities, or for the gateway's own requests (listings,
+    probes), which can answer no question, with `OWN_CAPABILITIES`. A
+    request without the key (an earlier revision's) is left alone.
     """
-    if amend_stamp(session, _caller_capabilities):
-        return True
-    logger.warning("this mcp SDK has no request stamp; callers' capabilities are not forwarded")
-    return False
-
-
-def _caller_capabilities(data: dict[str, Any]) -> None:
-    meta = (data.get("params") or {}).get("_meta")
+    meta = params.get("_meta") if params is not None else None
     if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
         call = CALL_RELAY.get()
         meta[CLIENT_CAPABILITIES_META_KEY] = (

@@ -5,8 +5,8 @@ MCP 2026-07-28 tags each result with ``resultType`` and says "Absent
 SDK's client checks results against the revision's schema, which requires
 it, so a peer that leaves it out (a hand-written or other-language server)
 failed every call. `complete_by_default` adds the tag where it is absent and
-the result is otherwise valid; `lenient_results` makes a session's every
-request do that, before the SDK's own checks.
+the result is otherwise valid; `adapters.mcp_wire` does that to every
+answer a session reads, before the SDK's own checks.
 
 An answer that is still not a valid result (`malformed`) is that one call's
 failure, never the connection's: the session stays up and the next call
@@ -29,12 +29,9 @@ from typing import Any, get_args
 
 import mcp_types as types
 from mcp.client.extension import UnexpectedClaimedResult
-from mcp.client.session import ClientSession
 from mcp_types import methods as _methods
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, TypeAdapter, ValidationError
-
-from adapters.compat_mcp import amend_raw_results
 
 COMPLETE = "complete"
 
@@ -103,16 +100,6 @@ def complete_by_default(method: str, version: str | None, raw: Any) -> Any:
     except (KeyError, ValueError):
         return raw  # malformed anyway: the SDK's check says how
     return completed
-
-
-def lenient_results(session: ClientSession) -> bool:
-    """Make ``session`` read an untagged 2026-07-28 result as complete
-    (`compat_mcp.amend_raw_results`: before `ClientSession.send_request`
-    checks the result). Returns False (and changes nothing) if this SDK's
-    session offers no such hook; `tests/adapters/test_compat_mcp.py` notices."""
-    return amend_raw_results(
-        session, lambda method, raw: complete_by_default(method, session.protocol_version, raw)
-    )
 
 
 def malformed(exc: BaseException) -> str | None:

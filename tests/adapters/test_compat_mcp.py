@@ -51,31 +51,3 @@ async def test_a_request_is_stamped_as_the_session_stamps_its_own() -> None:
     assert headers["mcp-method"] == "tools/call"
     assert headers["mcp-name"] == "echo"
     assert headers["mcp-param-region"] == "eu"
-
-
-async def test_an_amended_stamp_is_what_the_server_receives() -> None:
-    seen: list[dict[str, Any]] = []
-    ours: dict[str, Any] = {"extensions": {"example/ours": {}}}
-
-    def amend(data: dict[str, Any]) -> None:
-        data["params"]["_meta"][CLIENT_CAPABILITIES_META_KEY] = ours
-
-    async with Client(_server(seen), mode="2026-07-28") as client:
-        assert compat_mcp.amend_stamp(client.session, amend)
-        await client.list_tools()
-    assert seen[-1][CLIENT_CAPABILITIES_META_KEY] == ours
-
-
-async def test_amended_raw_results_are_what_the_session_checks_and_parses() -> None:
-    amended: list[str] = []
-
-    def amend(method: str, raw: Any) -> Any:
-        amended.append(method)
-        return {**raw, "tools": [*raw["tools"], {**raw["tools"][0], "name": "added"}]}
-
-    async with Client(_server([]), mode="2026-07-28") as client:
-        assert compat_mcp.amend_raw_results(client.session, amend)
-        assert compat_mcp.amend_raw_results(client.session, amend)  # once per session
-        listed = await client.session.list_tools()
-    assert amended == ["tools/list"]
-    assert [tool.name for tool in listed.tools] == ["echo", "added"]

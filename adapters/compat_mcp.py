@@ -18,17 +18,6 @@ Stamp = Callable[[dict[str, Any], CallOptions], None]
 RawResults = Callable[[str, Any], Any]
 
 
-def stamp(session: ClientSession, data: dict[str, Any], opts: CallOptions) -> None:
-    """Stamp a request the gateway sends itself (the pass-through's
-    `tools/call`, `adapters.mcp_passthrough`) as ``session`` stamps its own:
-    ``_meta`` (protocol version, client info, capabilities) and the
-    ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name`` and
-    ``Mcp-Param-*`` headers, the last from the session's latest
-    `tools/list`. The SDK applies its stamp only inside its own
-    `send_request` and keeps the per-tool header maps private."""
-    session._stamp(data, opts)
-
-
 def amend_stamp(session: ClientSession, amend: Callable[[dict[str, Any]], None]) -> bool:
     """Make ``session`` call ``amend`` on each request (``{"method",
     "params"}``) after its own stamp; False (nothing changed) if this SDK's

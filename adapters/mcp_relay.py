@@ -272,6 +272,15 @@ def stamp_caller_capabilities(session: ClientSession) -> bool:
     return False
 
 
+def caller_capabilities() -> dict[str, Any]:
+    """The capabilities a 2026-07-28 request declares upstream: the current
+    caller's, or `OWN_CAPABILITIES` for the gateway's own requests (what
+    `stamp_caller_capabilities` stamps; the pass-through's own stamp,
+    `adapters.mcp_stamp`, stamps the same)."""
+    call = CALL_RELAY.get()
+    return call.relay.upstream_capabilities() if call is not None else OWN_CAPABILITIES
+
+
 def _caller_capabilities(data: dict[str, Any]) -> None:
     meta = (data.get("params") or {}).get("_meta")
     if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:

@@ -68,6 +68,7 @@ from adapters.mcp_lane import LegacyLane
 from adapters.mcp_listen import listen_for_changes
 from adapters.mcp_passthrough import McpPassThrough
 from adapters.mcp_results import malformed
+from adapters.mcp_stamp import ToolCallStamp
 from adapters.mcp_upstream_errors import describe
 
 # What the rest of the gateway imports from here (the parts moved to
@@ -132,6 +133,7 @@ class McpUpstream(UpstreamCalls):
         self._auth = UpstreamAuth()
         self._client: Client | None = None
         self._lane: LegacyLane | None = None
+        self._call_stamp: ToolCallStamp | None = None
         self._broken = asyncio.Event()
         self._relist = asyncio.Event()
         self._ready = asyncio.Event()
@@ -220,6 +222,7 @@ class McpUpstream(UpstreamCalls):
                         timeout=timeout,
                     )
                 )
+            self._call_stamp = self._stamp_for(client)  # before the first listing
             lane = self._lane_for(client, timeout)
             lane_task = asyncio.create_task(lane.run()) if lane is not None else None
             try:
@@ -249,6 +252,7 @@ class McpUpstream(UpstreamCalls):
                         await asyncio.wait({listening}, timeout=timeout)
             finally:
                 self._client = None
+                self._call_stamp = None
                 self._lane = None
                 self._ready.clear()
                 if lane is not None and lane_task is not None:
@@ -347,6 +351,7 @@ class McpUpstream(UpstreamCalls):
         self._auth.default = await self._own(self._default_credential())
         async with asyncio.timeout(self._timings.call_seconds):
             tools = await list_all_tools(client)
+        self._tools_listed(tools)
         await self._own(self._on_tools(tools))
 
     async def _own(self, work: Awaitable[T]) -> T:

@@ -45,6 +45,7 @@ from adapters.mcp_passthrough import FALLBACK, McpPassThrough
 from adapters.mcp_relay import CallRelay, relaying
 from adapters.mcp_results import malformed
 from adapters.mcp_sse import own_session_for
+from adapters.mcp_stamp import ToolCallStamp
 from adapters.mcp_upstream_errors import HTTP_ERROR_ANSWERS, describe, not_at_2025
 from adapters.operations import meta_trace
 
@@ -67,6 +68,11 @@ class UpstreamCalls:
     _relist: asyncio.Event
     _timings: UpstreamTimings
     _passthrough: McpPassThrough | None
+    # The primary session's `tools/call` stamp for the pass-through (None
+    # while there is no such session, or it sends no call through it). Set
+    # when the session is opened, cleared with `_client`: whenever
+    # `_client` is a session, `_call_stamp` is that session's (`_stamp_for`).
+    _call_stamp: ToolCallStamp | None
     _default_credential: CredentialSource
 
     async def _on_message(self, message: IncomingMessage) -> None:
@@ -78,9 +84,18 @@ class UpstreamCalls:
         self._auth.default = await self._default_credential()
         try:
             async with asyncio.timeout(self._timings.call_seconds):
-                return await list_all_tools(client)
+                tools = await list_all_tools(client)
         except Exception as exc:
             raise self._failure(exc, client=client) from None
+        if client is self._client:  # still the primary session, whose stamp is `_call_stamp`
+            self._tools_listed(tools)
+        return tools
+
+    def _tools_listed(self, tools: ToolList) -> None:
+        """The primary session listed ``tools``: its pass-through stamp
+        takes their ``Mcp-Param-*`` maps, as the session did its own."""
+        if self._call_stamp is not None:
+            self._call_stamp.tools_listed(tools)
 
     async def call_tool(
         self,
@@ -101,11 +116,13 @@ class UpstreamCalls:
         require_core("the MCP upstream's tools/call")
 
         async def send(session: ClientSession) -> types.CallToolResult | types.InputRequiredResult:
-            passthrough = self._passthrough_for(session)
-            if passthrough is not None:
+            through = self._passthrough_for(session)
+            if through is not None:
+                passthrough, stamp = through
                 assert self.spec.url is not None
                 answer = await passthrough.call_tool(
                     session,
+                    stamp,
                     self.spec.url,
                     name,
                     arguments,
@@ -141,19 +158,34 @@ class UpstreamCalls:
             legacy=legacy,
         )
 
-    def _passthrough_for(self, session: ClientSession) -> McpPassThrough | None:
-        """The pass-through, for a call on the primary session when that is
-        2026-07-28 over HTTP (never over the 2025-11-25 lane, nor stdio)."""
-        client = self._client
+    def _stamp_for(self, client: Client) -> ToolCallStamp | None:
+        """The pass-through's stamp for ``client``'s `tools/call`: only a
+        2026-07-28 session over HTTP sends them through it."""
         if (
             self._passthrough is None
             or self.spec.transport != "http"
-            or client is None
-            or session is not client.session
-            or session.protocol_version not in MODERN_PROTOCOL_VERSIONS
+            or client.protocol_version not in MODERN_PROTOCOL_VERSIONS
         ):
             return None
-        return self._passthrough
+        return ToolCallStamp(client.protocol_version)
+
+    def _passthrough_for(
+        self, session: ClientSession
+    ) -> tuple[McpPassThrough, ToolCallStamp] | None:
+        """The pass-through and the session's stamp, for a call on the
+        primary session when that is 2026-07-28 over HTTP (never over the
+        2025-11-25 lane, nor stdio): the primary session has a stamp only
+        then (`_stamp_for`)."""
+        client = self._client
+        stamp = self._call_stamp
+        if (
+            self._passthrough is None
+            or stamp is None
+            or client is None
+            or session is not client.session
+        ):
+            return None
+        return self._passthrough, stamp
 
     async def request(
         self,

@@ -38,6 +38,9 @@ from adapters.mcp_wire import Wire
 ToolList = list[dict[str, Any]]
 # "sse": the 2024-11-05 HTTP+SSE transport (`adapters.mcp_sse`).
 Transport = Literal["http", "sse", "stdio"]
+# Who the gateway says it is to upstreams (the ``clientInfo`` it declares,
+# and on 2026-07-28 stamps into each request's ``_meta``: `adapters.mcp_stamp`).
+CLIENT_INFO = types.Implementation(name="switchboard", version="0.1.0")
 _MAX_PAGES = 100  # a paginator that never ends cannot hang a listing
 _Streams = TypeVar("_Streams")
 
@@ -117,7 +120,7 @@ def open_client(
         sampling_callback=callbacks.sampling,
         list_roots_callback=callbacks.list_roots,
         logging_callback=on_log,
-        client_info=types.Implementation(name="switchboard", version="0.1.0"),
+        client_info=CLIENT_INFO,
         # The gateway relays MCP Apps to the clients that render them
         # (`registry.mcp_offerings.app_tool_meta`); a server that offers its
         # apps only to such clients offers them through the gateway too.

@@ -13,15 +13,18 @@ lane, every other request).
 
 What goes on the wire is what the SDK would send, from the SDK's own state:
 
-* the request is stamped by the session's own stamp (`compat_mcp.stamp`:
-  ``_meta`` with the protocol version, the gateway's client info and
-  capabilities -- replaced with the caller's, as on the SDK's path
-  (`adapters.mcp_relay.caller_capabilities`); the ``MCP-Protocol-Version``,
-  ``Mcp-Method``, ``Mcp-Name`` and ``Mcp-Param-*`` headers, the latter from
-  the tool's ``x-mcp-header`` annotations in the session's last
-  `tools/list`, which the upstream's owner task keeps fresh); the caller's
-  ``logLevel`` opt-in and a ``progressToken`` (the request id, as the SDK's
-  dispatcher does) are added the same way;
+* the request is stamped as the session stamps its own, by the gateway's
+  copy of the SDK's stamp, built once per session from public names
+  (`adapters.mcp_stamp`, tested against the SDK's): ``_meta`` with the
+  protocol version, the gateway's client info and the caller's
+  capabilities (as `adapters.mcp_wire` puts them in the SDK's requests,
+  `adapters.mcp_relay.upstream_capabilities`); the
+  ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name`` and
+  ``Mcp-Param-*`` headers, the latter from the tool's ``x-mcp-header``
+  annotations in the session's latest `tools/list`, which the upstream's
+  owner task keeps fresh and hands to the stamp (`adapters.mcp.McpUpstream`);
+  the caller's ``logLevel`` opt-in and a ``progressToken`` (the request id,
+  as the SDK's dispatcher does) are added the same way;
 * exactly one credential header (the call's, else the connection's default;
   never anything of the caller's request), ``Accept``/``Content-Type`` as
   the SDK's transport sets them, identity coding, no cookies, no redirects;
@@ -60,14 +63,13 @@ import yarl
 from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE
-from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
 )
 
-from adapters.compat_mcp import stamp
 from adapters.http import (
     UpstreamRefused,
     checked_session,
@@ -84,7 +86,7 @@ from adapters.mcp_answers import (
     response_of,
 )
 from adapters.mcp_http import Credential, TooLarge, note_status
-from adapters.mcp_relay import caller_capabilities
+from adapters.mcp_stamp import ToolCallStamp
 from registry.ssrf import AddressPolicy
 
 FALLBACK: Final = object()  # "not handled here; send it through the SDK"
@@ -147,6 +149,7 @@ class McpPassThrough:
     async def call_tool(
         self,
         session: ClientSession,
+        stamp: ToolCallStamp,
         url: str,
         name: str,
         arguments: Mapping[str, Any] | None,
@@ -160,10 +163,11 @@ class McpPassThrough:
         on_notice: OnNotice | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult | object:
         """The call's result, or `FALLBACK` when the server did not take it
-        (a redirect) and the SDK should send it instead."""
+        (a redirect) and the SDK should send it instead. ``stamp``:
+        ``session``'s (`adapters.mcp_stamp`)."""
         request_id = next(self._ids)
         body, headers = _request(
-            session,
+            stamp,
             request_id,
             name,
             arguments,
@@ -260,7 +264,7 @@ class McpPassThrough:
 
 
 def _request(
-    session: ClientSession,
+    stamp: ToolCallStamp,
     request_id: int,
     name: str,
     arguments: Mapping[str, Any] | None,
@@ -286,19 +290,15 @@ def _request(
         params["requestState"] = request_state
     if meta:
         params["_meta"] = dict(meta)
-    data: dict[str, Any] = {"method": METHOD, "params": params}
-    opts: CallOptions = {}
-    stamp(session, data, opts)
-    caller_capabilities(data["params"])  # as `adapters.mcp_wire` does on the SDK's path
-    if progress:
-        # The SDK's dispatcher: the request id doubles as the progress token.
-        data["params"]["_meta"] = {**data["params"].get("_meta", {}), "progressToken": request_id}
     headers: dict[str, str] = {
         "Accept": "application/json, text/event-stream",
         "Content-Type": "application/json",
         "Accept-Encoding": "identity",
     }
-    headers.update(opts.get("headers") or {})
-    document = {"jsonrpc": "2.0", "id": request_id, "method": METHOD, "params": data["params"]}
+    stamp.stamp(params, headers)
+    if progress:
+        # The SDK's dispatcher: the request id doubles as the progress token.
+        params["_meta"]["progressToken"] = request_id
+    document = {"jsonrpc": "2.0", "id": request_id, "method": METHOD, "params": params}
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
     return body, headers

@@ -266,7 +266,13 @@ def caller_capabilities(params: dict[str, Any] | None) -> None:
     """
     meta = params.get("_meta") if params is not None else None
     if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
-        call = CALL_RELAY.get()
-        meta[CLIENT_CAPABILITIES_META_KEY] = (
-            call.relay.upstream_capabilities() if call is not None else OWN_CAPABILITIES
-        )
+        meta[CLIENT_CAPABILITIES_META_KEY] = upstream_capabilities()
+
+
+def upstream_capabilities() -> dict[str, Any]:
+    """The capabilities a 2026-07-28 request declares upstream: the current
+    caller's, or `OWN_CAPABILITIES` for the gateway's own requests
+    (`caller_capabilities` puts them in the SDK's requests; the
+    pass-through's own stamp, `adapters.mcp_stamp`, stamps the same)."""
+    call = CALL_RELAY.get()
+    return call.relay.upstream_capabilities() if call is not None else OWN_CAPABILITIES

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from registry.tool_embedder import Embedder, SemanticUnavailable
@@ -20,6 +20,9 @@ from registry.tool_embedder import Embedder, SemanticUnavailable
 logger = logging.getLogger(__name__)
 
 EMBEDDED_AT_ONCE = 64  # tools per worker-thread turn: a removal is seen between turns
+ROWS_KEPT = 16  # callers' sets of names whose rows are kept (as tool search's listings)
+# A caller's embedded tools, and their rows in the matrix of every vector.
+_Rows = tuple[list[str], Any]
 
 
 class SemanticLeg:
@@ -33,17 +36,26 @@ class SemanticLeg:
         self._failed: set[str] = set()
         self._work: asyncio.Task[None] | None = None
         self.unavailable = False
+        # Every vector as one matrix, rebuilt when a vector changed (`_version`),
+        # and which of its rows a caller's tools are, kept per set of names
+        # (a caller's names are one object while its listing stands): a
+        # search of 10,000 tools then gathers no vectors one by one.
+        self._version = 0
+        self._matrix: tuple[int, Any, dict[str, int]] | None = None
+        self._rows_of: dict[int, tuple[Collection[str], int, _Rows | None]] = {}
 
     def put(self, name: str, text: str) -> None:
         if self._texts.get(name) != text:
             self._texts[name] = text
             self._vectors.pop(name, None)
             self._failed.discard(name)
+            self._version += 1
 
     def remove(self, name: str) -> None:
         self._texts.pop(name, None)
         self._vectors.pop(name, None)
         self._failed.discard(name)
+        self._version += 1
 
     @property
     def pending(self) -> int:
@@ -83,22 +95,62 @@ class SemanticLeg:
             return None
         import numpy as np
 
+        rows = self._rows(among)
+        if rows is None:
+            # One of them is still to be embedded (a server just registered):
+            # it would lose to every embedded tool the fusion gives a
+            # semantic rank, so until all of the caller's are, theirs is lexical.
+            return None
+        names, index = rows
+        if not names:
+            return []
+        matrix = self._all_vectors()  # the one ``index`` is of, whatever is embedded meanwhile
+        asked = await asyncio.to_thread(embedder.embed, [query])
+        similarity = (matrix @ asked[0])[index]
+        best = np.argsort(-similarity, kind="stable")[:depth]
+        return [(names[i], float(similarity[i])) for i in best]
+
+    def _rows(self, among: Iterable[str]) -> _Rows | None:
+        """``among``'s embedded tools and their rows in `_all_vectors`, or
+        None while one of them is still to be embedded; kept per ``among``
+        (by identity) until a vector changes."""
+        kept = self._rows_of.get(id(among))
+        if kept is not None and kept[0] is among and kept[1] == self._version:
+            return kept[2]
+        rows = self._find_rows(among)
+        if isinstance(among, (set, frozenset)):  # an iterator is not kept (nor reusable)
+            self._rows_of[id(among)] = (among, self._version, rows)
+            while len(self._rows_of) > ROWS_KEPT:
+                del self._rows_of[next(iter(self._rows_of))]
+        return rows
+
+    def _find_rows(self, among: Iterable[str]) -> _Rows | None:
+        import numpy as np
+
+        self._all_vectors()  # the row numbers below are this version's
+        assert self._matrix is not None
+        row_of = self._matrix[2]
         names: list[str] = []
         for name in among:
             if name in self._vectors:
                 names.append(name)
             elif name in self._texts and name not in self._failed:
-                # Still to be embedded (a server just registered): it would
-                # lose to every embedded tool the fusion gives a semantic
-                # rank, so until all of the caller's are, theirs is lexical.
                 return None
-        if not names:
-            return []
-        vectors = [self._vectors[n] for n in names]
-        asked = await asyncio.to_thread(embedder.embed, [query])
-        similarity = np.stack(vectors) @ asked[0]
-        best = np.argsort(-similarity, kind="stable")[:depth]
-        return [(names[i], float(similarity[i])) for i in best]
+        return names, np.fromiter((row_of[n] for n in names), dtype=np.intp, count=len(names))
+
+    def _all_vectors(self) -> Any:
+        """Every vector, one row each (rebuilt once per change)."""
+        import numpy as np
+
+        if self._matrix is None or self._matrix[0] != self._version:
+            names = list(self._vectors)
+            matrix = (
+                np.stack([self._vectors[n] for n in names])
+                if names
+                else np.zeros((0, 1), dtype=np.float32)
+            )
+            self._matrix = (self._version, matrix, {n: i for i, n in enumerate(names)})
+        return self._matrix[1]
 
     async def _catch_up(self) -> None:
         try:
@@ -122,7 +174,9 @@ class SemanticLeg:
                 # would otherwise start the same failing turn every time.
                 logger.exception("tool search: %d tools not embedded (lexical only)", len(chunk))
                 self._failed.update(name for name, _ in chunk)
+                self._version += 1
                 continue
             for (name, text), row in embedded:
                 if self._texts.get(name) == text:  # not changed or removed meanwhile
                     self._vectors[name] = row
+            self._version += 1

@@ -99,3 +99,43 @@ def test_a_tool_the_model_fails_on_is_lexical_only_and_holds_nobody_back() -> No
         return settled, ranked, leg.pending
 
     assert asyncio.run(run()) == (True, ["good"], 0)
+
+
+class _Axes:
+    """An embedder whose vector for a text is the axis the text names."""
+
+    dimensions = 3
+    AXES = {"x": [1.0, 0.0, 0.0], "y": [0.0, 1.0, 0.0], "z": [0.0, 0.0, 1.0]}
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        return np.array([self.AXES[t] for t in texts], dtype=np.float32)
+
+
+def test_a_callers_rows_kept_between_searches_follow_every_change() -> None:
+    """The same set of names (a caller's listing) asked again, after a tool
+    of it was re-embedded, removed or added, ranks by the vectors as they are
+    now, and only the caller's own tools."""
+
+    async def run() -> list[list[tuple[str, float]] | None]:
+        leg = SemanticLeg(load=lambda: _Axes())  # type: ignore[arg-type, return-value]
+        for name, text in {"a": "x", "b": "y", "other": "x"}.items():
+            leg.put(name, text)
+        assert await leg.settled()
+        mine = frozenset({"a", "b"})
+        seen = [await leg.scored("x", mine, 5)]
+        seen.append(await leg.scored("x", mine, 5))  # kept rows
+        leg.put("a", "z")  # a's text changed: pending, so lexical
+        seen.append(await leg.scored("x", mine, 5))
+        assert await leg.settled()
+        seen.append(await leg.scored("x", mine, 5))  # b now nearest
+        leg.remove("b")
+        seen.append(await leg.scored("x", mine, 5))  # b gone from the leg
+        return seen
+
+    first, again, pending, moved, removed = asyncio.run(run())
+    assert first == again == [("a", 1.0), ("b", 0.0)]
+    assert pending is None
+    assert moved == [("a", 0.0), ("b", 0.0)] or moved == [("b", 0.0), ("a", 0.0)]
+    assert removed == [("a", 0.0)]

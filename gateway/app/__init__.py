@@ -30,6 +30,7 @@ from gateway.mcp.sets import SetCache
 from gateway.mcp.tool_search import ToolSearch, catalog_of
 from gateway.observability import tracing
 from gateway.observability.http_metrics import MetricsSlot
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.bell import ChangeBell
@@ -85,7 +86,9 @@ async def _start(
     heartbeat = await announce_replica(doors.replicas, engine, stack)
     bell = ChangeBell(engine)
     started = await start_subsystems(settings, engine, doors, stack)
-    set_cache = _serve_sets_and_search(settings, engine, doors.mcp, federation)
+    set_cache = _serve_sets_and_search(
+        settings, engine, doors.mcp, federation, started.observed.metrics
+    )
     app.state.switchboard = _app_state(settings, started, set_cache, doors.mcp)
     request_auth = RequestAuth(settings, started.core.verifier, started.core.api_keys)
     request_auth.install(app)
@@ -106,13 +109,17 @@ def _serve_sets_and_search(
     engine: AsyncEngine,
     mcp_front: McpFront,
     federation: Callable[[], McpFederation],
+    metrics: GatewayMetrics,
 ) -> SetCache:
     """Virtual MCP servers' sets (`/mcp/{name}`) and tool search, given to the /mcp door."""
     set_cache = SetCache(SqlMcpSets(engine))
     set_cache.listeners.append(mcp_front.set_changed)
     mcp_front.sets = set_cache
+    leg = SemanticLeg() if settings.mcp_tool_search_semantic else None
+    if leg is not None:
+        metrics.semantic_pending = lambda: leg.pending
     mcp_front.tool_search = ToolSearch(
-        SqlToolIndex(engine, semantic=SemanticLeg() if settings.mcp_tool_search_semantic else None),
+        SqlToolIndex(engine, semantic=leg),
         catalog_of(federation, lambda: mcp_front.agent_tools),
         record=lambda event: federation().delegations.record_event(event),
         private_queries=settings.mcp_tool_search_private_queries,

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -131,6 +131,15 @@ class GatewayMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",  # the replica's total
         )
+        self.embedding_pending = Gauge(
+            "switchboard_tool_search_embedding_pending",
+            "Tools tool search's semantic leg has still to embed in this process "
+            "(a caller with one of them gets lexical answers meanwhile)",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        # Read at `refresh` (`gateway.app` sets it when the leg is on).
+        self.semantic_pending: Callable[[], int] | None = None
 
     def _count_flows_and_exchanges(self) -> None:
         # What operators watch, beside the calls (issue 32.11; docs/operations.md).
@@ -269,6 +278,8 @@ class GatewayMetrics:
         With the database away, those read from it keep their last values
         (and /readyz says why); the job's failure is logged once."""
         self.count_core_check_misses()
+        if self.semantic_pending is not None:
+            self.embedding_pending.set(self.semantic_pending())
         for job in self.jobs:
             self.job_failing.labels(job.name).set(0 if job.state.failing is None else 1)
             if job.state.last_ok is not None:

@@ -1,7 +1,7 @@
 """`GatewayMetrics` in one process, on both databases: the core check's
 misses (`adapters.core_check`, which counts them and may not import the
 gateway) shown by site, from the gateway's start on, at each scrape and each
-refresh; warned of or raised alike."""
+refresh; warned of or raised alike. And the semantic leg's backlog."""
 
 from __future__ import annotations
 
@@ -53,3 +53,23 @@ async def test_each_miss_is_counted_by_site(engine: AsyncEngine, warn: None) -> 
     core_check.configure("off")
     require_core("site one")  # not looked at: not a miss
     assert _misses(metrics) == {"site one": 4, "site two": 1}
+
+
+async def test_the_tools_still_to_embed_are_gauged_at_each_refresh(engine: AsyncEngine) -> None:
+    metrics = GatewayMetrics(engine, Breakers(BreakerSettings()))
+    pending = [3]
+    metrics.semantic_pending = lambda: pending[0]
+
+    def gauged() -> list[float]:
+        return [
+            sample.value
+            for family in text_string_to_metric_families(metrics.render().decode())
+            for sample in family.samples
+            if sample.name == "switchboard_tool_search_embedding_pending"
+        ]
+
+    await metrics.refresh()
+    assert gauged() == [3.0]
+    pending[0] = 0
+    await metrics.refresh()
+    assert gauged() == [0.0]

@@ -188,17 +188,23 @@ class RunStarts:
         ``event`` -- ``said(run id)`` the record of a start, ``failing``
         before a refusal's reason. Raises what admission raises (recorded
         there), `RunAlreadyStarted` (nothing recorded: the run is the one
-        already started), `BudgetSpent` (``budget_spent``), `InputInvalid` or
-        `ValueError` for an input the flow cannot take (``invalid_input``)."""
+        already started), `BudgetSpent` (``budget_spent``), `InputInvalid`
+        (the flow's input schema) or a `ValueError` of ``run_input`` for an
+        input the flow cannot take (``invalid_input``)."""
         trace_id = new_trace_id()
         grant = await self.rt.delegations.admit(
             Call(caller, flow_id, event=event, trace_id=trace_id, action="run")
         )
         prefix = f"{failing}: " if failing else ""
         try:
+            given = run_input()
+        except ValueError as exc:  # the caller's input could not be read
+            await self.rt.delegate.record(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
+            raise
+        try:
             started = await self.start(
                 flow_id,
-                run_input(),
+                given,
                 caller=caller,
                 granted=grant.decision.granted,
                 trace_id=trace_id,
@@ -210,7 +216,9 @@ class RunStarts:
         except BudgetSpent as spent:
             await self.rt.delegate.record(grant, event, "budget_spent", f"{prefix}{spent}"[:500])
             raise
-        except ValueError as exc:  # `InputInvalid` among them
+        except InputInvalid as exc:
+            # Only the input's own check: a ValueError once the run is stored
+            # (its launch, say) is not the caller's input, and the run exists.
             await self.rt.delegate.record(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
             raise
         await self.rt.delegate.record(grant, event, "ok", said(started)[:500])

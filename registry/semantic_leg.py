@@ -127,15 +127,15 @@ class SemanticLeg:
     def _find_rows(self, among: Iterable[str]) -> _Rows | None:
         import numpy as np
 
-        self._all_vectors()  # the row numbers below are this version's
-        assert self._matrix is not None
-        row_of = self._matrix[2]
         names: list[str] = []
         for name in among:
             if name in self._vectors:
                 names.append(name)
             elif name in self._texts and name not in self._failed:
-                return None
+                return None  # before the matrix: it is not rebuilt for a lexical search
+        self._all_vectors()  # the row numbers below are this version's
+        assert self._matrix is not None
+        row_of = self._matrix[2]
         return names, np.fromiter((row_of[n] for n in names), dtype=np.intp, count=len(names))
 
     def _all_vectors(self) -> Any:

@@ -46,12 +46,15 @@ def _ended(setup: FlowSetup, client: httpx.Client, run_id: str) -> dict[str, Any
     flows = setup.gateway.server.app.state.switchboard.flows
 
     def ended() -> dict[str, Any] | None:
+        # The workflow's status first: once it has ended, every write of its
+        # steps is in the record read after it. Read the other way round, a
+        # record read just before the finish step wrote it passed for final.
+        status = setup.gateway.server.run(flows.engine.status(run_id))
         seen = client.get(f"/flows/ends-flow/runs/{run_id}")
         assert seen.status_code == 200, seen.text
         body: dict[str, Any] = seen.json()
         if body["state"] in ("completed", "failed"):
             return body
-        status = setup.gateway.server.run(flows.engine.status(run_id))
         return body if status in ("ERROR", "SUCCESS") else None
 
     found: dict[str, Any] = wait_for(ended, seconds=60, what=f"run {run_id} ended")

@@ -128,14 +128,37 @@ class Wire:
         return item
 
 
-class WireReads:
-    """The transport's read stream, each answer passed through `Wire.received`."""
+class _Stream:
+    """What both of a transport's streams pass on unchanged: closing, and
+    entering and leaving as a context."""
 
     __slots__ = ("_inner", "_wire")
 
     def __init__(self, inner: Any, wire: Wire) -> None:
         self._inner = inner
         self._wire = wire
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        result: bool | None = await self._inner.__aexit__(exc_type, exc_val, exc_tb)
+        return result
+
+
+class WireReads(_Stream):
+    """The transport's read stream, each answer passed through `Wire.received`."""
+
+    __slots__ = ()
 
     @property
     def last_context(self) -> contextvars.Context | None:
@@ -151,48 +174,12 @@ class WireReads:
     async def __anext__(self) -> SessionMessage | Exception:
         return self._wire.received(await self._inner.__anext__())
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        result: bool | None = await self._inner.__aexit__(exc_type, exc_val, exc_tb)
-        return result
-
-
-class WireWrites:
+class WireWrites(_Stream):
     """The transport's write stream, each message passed through `Wire.sent`."""
 
-    __slots__ = ("_inner", "_wire")
-
-    def __init__(self, inner: Any, wire: Wire) -> None:
-        self._inner = inner
-        self._wire = wire
+    __slots__ = ()
 
     async def send(self, item: SessionMessage, /) -> None:
         self._wire.sent(item.message)
         await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        result: bool | None = await self._inner.__aexit__(exc_type, exc_val, exc_tb)
-        return result

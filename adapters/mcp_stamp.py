@@ -68,12 +68,16 @@ class ToolCallStamp:
         # Per listed tool: its encoded Mcp-Name, and its header map (None
         # when it has no annotation, so a call skips the argument walk).
         self._tools: dict[str, tuple[str, HeaderMap | None]] = {}
+        self._listing: ToolList | None = None  # the listing the maps are of
 
     def tools_listed(self, tools: ToolList) -> None:
         """The session's latest listing (every page). The SDK has already
         dropped a tool with an invalid annotation from it (2026-07-28: the
         client MUST). A listing replaces the maps: the SDK's prunes them to
         a single-page listing's tools, and only adds from a paged one."""
+        if tools == self._listing:  # a probe's usual answer: the maps stand
+            return
+        self._listing = tools
         listed: dict[str, tuple[str, HeaderMap | None]] = {}
         for tool in tools:
             name = tool["name"]

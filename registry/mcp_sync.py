@@ -58,6 +58,8 @@ class SyncResult:
     # Definitions rewritten with their approval carried over (an MCP App
     # pinned since it was approved): in none of the lists above.
     rewritten: list[str] = field(default_factory=list)
+    # When it was applied: the server's ``tools_refreshed_at`` it wrote.
+    listed_at: datetime | None = None
 
     @property
     def moved(self) -> bool:
@@ -134,7 +136,12 @@ async def sync(
     removed = await _mark_removed(conn, server_id, current, seen, now)
     await _refreshed(conn, server_id, now)
     return SyncResult(
-        added=added, changed=changed, removed=removed, kept_out=kept_out, rewritten=rewritten
+        added=added,
+        changed=changed,
+        removed=removed,
+        kept_out=kept_out,
+        rewritten=rewritten,
+        listed_at=now,
     )
 
 
@@ -274,6 +281,8 @@ async def _name(
     """The names new ``tools`` of ``server_id`` get, and where one is not the
     name it would have had, why."""
     naming = _Naming()
+    if not tools:  # a listing with no new tool: nothing to name, no names to read
+        return naming
     taken = set((await conn.execute(select(mcp_tools.c.namespaced))).scalars())
     own: list[str] = []
     for tool in tools:

@@ -8,12 +8,13 @@ the ones removed. Every connection task is created here, never in a request
 handler, so each SDK client lives and dies in its own task.
 
 What the connections learn goes to the store: each listing is applied with
-`SqlMcpStore.sync_tools` (a changed definition is quarantined there), each
-health transition is recorded. Whatever moves a server's rows as this
-replica sees them -- a listing that changed its tools, a server registered,
-edited or removed (here or by another replica, found by a pass) -- is told
-to ``on_change`` with the server's id: the catalog reloads that server
-before its next answer (`gateway.federation.catalog`).
+`SqlMcpStore.sync_tools` (a changed definition is quarantined there) -- the
+same listing the connection applied last only marks when it was listed
+(`SqlMcpStore.listed_again`) -- and each health transition is recorded.
+Whatever moves a server's rows as this replica sees them -- a listing that
+changed its tools, a server registered, edited or removed (here or by
+another replica, found by a pass) -- is told to ``on_change`` with the
+server's id: the catalog reloads that server before its next answer (`gateway.federation.catalog`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx2
 import mcp_types as types
@@ -222,10 +224,22 @@ class McpUpstreams:
             logger.error("MCP server %s: its credential cannot be used: %s", config.id, exc)
             return
         server_id = config.id
+        # The last listing this connection applied, and when.
+        applied: list[tuple[ToolList, datetime]] = []
 
         async def on_tools(tools: ToolList) -> None:
             async with _named_outage():
-                await self._synced(server_id, tools)
+                if applied and applied[0][0] == tools:
+                    # A probe's usual answer: reading and comparing every
+                    # stored row again would find nothing to do -- unless a
+                    # listing was applied since (an admin's refresh).
+                    again = await self._store.listed_again(server_id, applied[0][1])
+                    if again is not None:
+                        applied[:] = [(tools, again)]
+                        return
+                applied.clear()
+                if (listed_at := await self._synced(server_id, tools)) is not None:
+                    applied.append((tools, listed_at))
 
         async def on_health(ok: bool, detail: str | None, connected: Connected | None) -> None:
             async with _named_outage():
@@ -293,7 +307,8 @@ class McpUpstreams:
         if self.on_list_changed is not None:
             self.on_list_changed(server_id, kind)
 
-    async def _synced(self, server_id: str, tools: ToolList) -> None:
+    async def _synced(self, server_id: str, tools: ToolList) -> datetime | None:
+        """Apply a listing; when it was applied (None: the server is gone)."""
         try:
             # Tools first seen after registration are never approved on sight.
             result = await self._store.sync_tools(
@@ -304,7 +319,7 @@ class McpUpstreams:
                 and self._trusted.get(server_id, False),
             )
         except McpServerNotFound:
-            return  # removed meanwhile; the reconciler stops this connection
+            return None  # removed meanwhile; the reconciler stops this connection
         if result.added or result.changed or result.removed:
             logger.warning(
                 "MCP server %s changed its tools: added %s, changed %s, removed %s",
@@ -323,6 +338,7 @@ class McpUpstreams:
             self._on_change(server_id)
         if result.kept_out and self.on_kept_out is not None:
             await self.on_kept_out(server_id, result.kept_out)
+        return result.listed_at
 
     async def _stop(self, server_id: str) -> None:
         running = self._running.pop(server_id, None)

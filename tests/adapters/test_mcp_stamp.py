@@ -131,6 +131,8 @@ def test_the_owned_stamp_is_the_sdks() -> None:
             tools[:] = [PLAIN, LATER]  # listed again: region gone, later added
             stamp.tools_listed(await list_all_tools(client))
             _assert_same(client, stamp)
+            stamp.tools_listed(await list_all_tools(client))  # the same again: maps stand
+            _assert_same(client, stamp)
 
     try:
         asyncio.run(scenario())

@@ -14,24 +14,28 @@ from registry.mcp_store import NewMcpServer, SqlMcpStore
 TOOL: dict[str, Any] = {"name": "t", "description": "d", "inputSchema": {"type": "object"}}
 
 
-async def test_a_definition_rewritten_with_its_approval_kept_is_a_move(
-    engine: AsyncEngine,
-) -> None:
-    store = SqlMcpStore(engine)
-    server = NewMcpServer(
-        id="alpha",
-        name="alpha",
+def _server(name: str) -> NewMcpServer:
+    return NewMcpServer(
+        id=name,
+        name=name,
         transport="http",
-        url="http://alpha.example/mcp",
+        url=f"http://{name}.example/mcp",
         command=None,
-        resource="http://alpha.example/mcp",
+        resource=f"http://{name}.example/mcp",
         timeout_seconds=None,
         credential={"type": "none"},
         credential_secret=None,
         registered_by="admin",
         trusted_registrant=True,
     )
-    await store.create(server, [TOOL], auto_approve=True)  # approved before apps were pinned
+
+
+async def test_a_definition_rewritten_with_its_approval_kept_is_a_move(
+    engine: AsyncEngine,
+) -> None:
+    store = SqlMcpStore(engine)
+    # Approved before apps were pinned.
+    await store.create(_server("alpha"), [TOOL], auto_approve=True)
     same = await store.sync_tools("alpha", [TOOL], auto_approve=False)
     assert not same.moved
     with_app = {**TOOL, "_meta": {"ui": {"resourceUri": "ui://alpha/app.html"}}}
@@ -43,3 +47,24 @@ async def test_a_definition_rewritten_with_its_approval_kept_is_a_move(
     assert not (await store.sync_tools("alpha", [with_app], auto_approve=False)).moved
     gone = await store.sync_tools("alpha", [], auto_approve=False)
     assert gone.removed == ["alpha__t"] and gone.moved
+
+
+async def test_the_same_listing_again_only_marks_when_it_was_listed(engine: AsyncEngine) -> None:
+    """A probe's usual answer (`SqlMcpStore.listed_again`): written only
+    while no listing was applied since the one it repeats."""
+    store = SqlMcpStore(engine)
+    await store.create(_server("beta"), [TOOL], auto_approve=True)
+    first = await store.sync_tools("beta", [TOOL], auto_approve=False)
+    assert first.listed_at is not None
+    again = await store.listed_again("beta", first.listed_at)
+    assert again is not None and again >= first.listed_at
+    record = await store.get("beta")
+    assert record is not None and record.tools_refreshed_at == again
+    # An admin's refresh (any other listing applied) meanwhile: not marked.
+    changed = {**TOOL, "description": "changed"}
+    refreshed = await store.sync_tools("beta", [changed], auto_approve=False)
+    assert refreshed.changed == ["beta__t"]
+    assert await store.listed_again("beta", again) is None
+    assert await store.listed_again("gone", again) is None
+    [tool] = await store.tools(["beta"])
+    assert tool.definition["description"] == "changed"

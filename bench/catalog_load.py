@@ -18,6 +18,8 @@ process, all at once, for ``seconds`` each:
    (`switchboard_tool_search_embedding_pending` at 0; it starts at the first
    search, and until a caller's tools are all embedded its answers are
    lexical): how long embedding took, and search as it stands after;
+   then ``idle_seconds`` with no client: the gateway's background CPU (each
+   server listed again every ``mcp_probe_seconds``, 30 s by default);
 4. one more server of ``per_server`` tools registered, then one search: how
    long that first search took.
 
@@ -172,6 +174,14 @@ async def load(
     return figures(latencies, errors[0], harness._cpu_seconds(pid) - cpu)
 
 
+def idle_cpu(pid: int, seconds: float) -> float:
+    """The gateway's CPU (ms per s) over ``seconds`` with no client: its
+    background work alone (at the default 30 s, one probe of each server)."""
+    cpu = harness._cpu_seconds(pid)
+    time.sleep(seconds)
+    return (harness._cpu_seconds(pid) - cpu) * 1000 / seconds
+
+
 def caller(tool: str) -> Callable[[Any, int], Awaitable[bool]]:
     async def call(client: Any, _i: int) -> bool:
         return not (await client.call_tool(tool, {"text": "hello"})).is_error
@@ -306,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{held:,} (its search phase included)"
                 )
                 embedded = asyncio.run(searching(mcp, token, args, f"{held:,} embedded", pid))
+            idle = idle_cpu(pid, args.idle_seconds)
+            print(
+                f"  idle at {held:,} tools, {args.idle_seconds:g} s (each server listed again "
+                f"every mcp_probe_seconds): {idle:.1f} ms of gateway CPU per s",
+                flush=True,
+            )
             grow = functools.partial(register, gateway, f"s{n}", big)
             took, first, found = asyncio.run(first_search(mcp, token, f"s{n}", grow))
         except BaseException:
@@ -345,6 +361,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-server", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
     ports.add_argument(parser)
     return parser.parse_args(argv)
 

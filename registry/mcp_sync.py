@@ -135,14 +135,7 @@ async def sync(
                 rewritten.append(row["namespaced"])
     removed = await _mark_removed(conn, server_id, current, seen, now)
     await _refreshed(conn, server_id, now)
-    return SyncResult(
-        added=added,
-        changed=changed,
-        removed=removed,
-        kept_out=kept_out,
-        rewritten=rewritten,
-        listed_at=now,
-    )
+    return SyncResult(added, changed, removed, kept_out, rewritten, listed_at=now)
 
 
 async def _refreshed(conn: AsyncConnection, server_id: str, now: datetime) -> None:

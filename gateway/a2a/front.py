@@ -163,7 +163,7 @@ class A2AFrontDoor:
         # Serves agents whose calls wait for a human (`gateway.agents.approvals`).
         self.approvals = approvals
 
-    async def admit(self, request: Request, jsonrpc: bool) -> Response | Admitted:
+    async def admitted(self, request: Request, jsonrpc: bool) -> Response | Admitted:
         """The request admitted (also kept on ``request.state.admission`` for
         the SDK's handler, `gateway.agents.admission`), or the answer that
         refuses it."""
@@ -277,7 +277,7 @@ class A2AFrontDoor:
         approval_endpoint: Endpoint | None = None,
     ) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            admitted = await self.admit(request, jsonrpc)
+            admitted = await self.admitted(request, jsonrpc)
             if isinstance(admitted, Response):
                 return admitted
             refused = await parse_jsonrpc_body(request) if jsonrpc else None

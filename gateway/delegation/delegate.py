@@ -174,6 +174,14 @@ class Delegate:
             _RECORDED.reset(mark)
         return await self.send(permit, call.event, sending)
 
+    async def call_unsent(self, call: Call[Target], detail: str) -> Permit:
+        """A call decided, minted and recorded with nothing sent now (a
+        resource subscription: what it brings comes later, as notices); a
+        refusal is audited and raised as `call`'s is."""
+        permit = await self.delegations.admit(call)
+        await self.record(permit, call.event, "ok", detail)
+        return permit
+
     async def _unsent(self, permit: Permit, event: str, exc: BaseException) -> None:
         """The record of a call ``side`` ended unsent without recording it."""
         if isinstance(exc, asyncio.CancelledError):

@@ -187,9 +187,8 @@ class McpOfferings:
         trace_id = new_trace_id()
         await self.apps.refuse(caller, found.source.id, found.upstream_uri, found.action, trace_id)
         call = self._call_of(caller, found.source, found.action, "resource", trace_id)
-        # Decided and minted (a denial is audited there); nothing is sent now.
-        permit = await self.federation.delegations.admit(call)
-        await self.federation.delegate.record(permit, AUDIT_EVENT, "ok", "resources/subscribe")
+        # Decided, minted and recorded (a denial is audited); nothing is sent now.
+        await self.federation.delegate.call_unsent(call, "resources/subscribe")
         return found.source.id, found.upstream_uri
 
     async def get_prompt(

@@ -261,3 +261,27 @@ async def test_dead_upstream_is_a_clear_error(dep: Deployment, mode: str) -> Non
         assert "MCP server docs" in dead.value.message
         # The other server still answers.
         assert texts(await client.read_resource("note://public")) == ["a public note"]
+
+
+# The client warns that 2026-07-28 removed `resources/subscribe`: this is a 2025-11-25 session.
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_a_subscription_is_decided_and_recorded_as_a_read(dep: Deployment) -> None:
+    """`resources/subscribe` (2025-11-25 sessions): decided for the caller as a
+    read is, and recorded; a refused one is refused in MCP and audited."""
+    token = await dep.token("carol", "secrets:read")
+    async with mcp_client(dep.url, token, "legacy") as client:
+        await client.subscribe_resource("switchboard://docs/note://secret")
+        assert await error_code(client.subscribe_resource("note://secret")) == DELEGATION_REFUSED
+        assert await error_code(client.subscribe_resource("note://nowhere")) == types.INVALID_PARAMS
+
+    def audit() -> list[dict[str, object]]:
+        with dep.gateway.client() as admin:
+            found = admin.get("/audit", params={"user": "carol", "limit": 50})
+        assert found.status_code == 200, found.text
+        items: list[dict[str, object]] = found.json()["items"]
+        return items
+
+    records = await anyio.to_thread.run_sync(audit)
+    kept = [(r["target"], r["action"], r["outcome"], r["detail"]) for r in records]
+    assert ("docs", "note://secret", "ok", "resources/subscribe") in kept
+    assert any(a == "plain" and o == "denied" for a, _, o, _ in kept), kept

@@ -521,12 +521,14 @@ async def test_run_forever_retries_after_a_failure(
         async with running(log) as task:
             await log.record(event())
             await wait_for_async(
-                lambda: "audit records cannot be written" in caplog.text, seconds=2, every=0.01
+                lambda: "audit records cannot be written" in caplog.text, seconds=30, every=0.01
             )
             assert not task.done()  # a failure does not end the writer
 
             await upgrade(engine)
-            await wait_for_rows(engine, 1, within=3)  # retried with backoff from 0.5 s
+            # Retried with backoff: however long the upgrade took (the delay
+            # doubles meanwhile), the next attempt comes within the longest.
+            await wait_for_rows(engine, 1, within=audit.MAX_RETRY_SECONDS + 10)
     finally:
         await engine.dispose()
 

@@ -174,13 +174,28 @@ class Delegate:
             _RECORDED.reset(mark)
         return await self.send(permit, call.event, sending)
 
-    async def call_unsent(self, call: Call[Target], detail: str) -> Permit:
-        """A call decided, minted and recorded with nothing sent now (a
-        resource subscription: what it brings comes later, as notices); a
-        refusal is audited and raised as `call`'s is."""
+    @overload
+    async def answer(
+        self, call: Call[str], act: Callable[[Grant], Awaitable[tuple[T, str]]]
+    ) -> T: ...
+
+    @overload
+    async def answer(
+        self, call: Call[Target], act: Callable[[Permit], Awaitable[tuple[T, str]]]
+    ) -> T: ...
+
+    async def answer(self, call: Call[Any], act: Callable[[Any], Awaitable[tuple[T, str]]]) -> T:
+        """A call the gateway answers itself, nothing sent upstream now (a
+        resource subscription, whose notices come later; a flow run's
+        start): decided and minted (a refusal audited and raised as `call`'s
+        is), then ``act`` with the permit -- its refusals recorded there
+        through `record` and raised -- and its answer recorded ``ok`` with
+        the detail ``act`` gives. Any other failure of ``act`` is raised
+        unrecorded (a flow run started already: its start was recorded)."""
         permit = await self.delegations.admit(call)
+        answer, detail = await act(permit)
         await self.record(permit, call.event, "ok", detail)
-        return permit
+        return answer
 
     async def _unsent(self, permit: Permit, event: str, exc: BaseException) -> None:
         """The record of a call ``side`` ended unsent without recording it."""

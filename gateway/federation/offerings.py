@@ -188,7 +188,7 @@ class McpOfferings:
         await self.apps.refuse(caller, found.source.id, found.upstream_uri, found.action, trace_id)
         call = self._call_of(caller, found.source, found.action, "resource", trace_id)
         # Decided, minted and recorded (a denial is audited); nothing is sent now.
-        await self.federation.delegate.call_unsent(call, "resources/subscribe")
+        await self.federation.delegate.answer(call, _subscribed)
         return found.source.id, found.upstream_uri
 
     async def get_prompt(
@@ -348,6 +348,10 @@ class McpOfferings:
             )
 
         return await delegate.call(call, side)
+
+
+async def _subscribed(_: Permit) -> tuple[None, str]:
+    return None, "resources/subscribe"
 
 
 def _offered_as(resource: types.Resource, uri: str) -> types.Resource:

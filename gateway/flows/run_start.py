@@ -24,6 +24,7 @@ from typing import Any
 from adapters.trace_context import new_trace_id
 from gateway.delegation.audit import AuditEvent
 from gateway.delegation.call import Call
+from gateway.delegation.permits import Grant
 from gateway.delegation.pipeline import Caller
 from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import FlowDocument
@@ -192,34 +193,36 @@ class RunStarts:
         (the flow's input schema) or a `ValueError` of ``run_input`` for an
         input the flow cannot take (``invalid_input``)."""
         trace_id = new_trace_id()
-        grant = await self.rt.delegations.admit(
-            Call(caller, flow_id, event=event, trace_id=trace_id, action="run")
-        )
         prefix = f"{failing}: " if failing else ""
-        try:
-            given = run_input()
-        except ValueError as exc:  # the caller's input could not be read
-            await self.rt.delegate.record(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
-            raise
-        try:
-            started = await self.start(
-                flow_id,
-                given,
-                caller=caller,
-                granted=grant.decision.granted,
-                trace_id=trace_id,
-                run_id=run_id,
-                version=version,
-                fields=fields,
-                launch=launch,
-            )
-        except BudgetSpent as spent:
-            await self.rt.delegate.record(grant, event, "budget_spent", f"{prefix}{spent}"[:500])
-            raise
-        except InputInvalid as exc:
-            # Only the input's own check: a ValueError once the run is stored
-            # (its launch, say) is not the caller's input, and the run exists.
-            await self.rt.delegate.record(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
-            raise
-        await self.rt.delegate.record(grant, event, "ok", said(started)[:500])
-        return started
+        refused = self.rt.delegate.record
+
+        async def started(grant: Grant) -> tuple[str, str]:
+            try:
+                given = run_input()
+            except ValueError as exc:  # the caller's input could not be read
+                await refused(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
+                raise
+            try:
+                run = await self.start(
+                    flow_id,
+                    given,
+                    caller=caller,
+                    granted=grant.decision.granted,
+                    trace_id=trace_id,
+                    run_id=run_id,
+                    version=version,
+                    fields=fields,
+                    launch=launch,
+                )
+            except BudgetSpent as spent:
+                await refused(grant, event, "budget_spent", f"{prefix}{spent}"[:500])
+                raise
+            except InputInvalid as exc:
+                # Only the input's own check: a ValueError once the run is stored
+                # (its launch, say) is not the caller's input, and the run exists.
+                await refused(grant, event, "invalid_input", f"{prefix}{exc}"[:500])
+                raise
+            return run, said(run)[:500]
+
+        call = Call(caller, flow_id, event=event, trace_id=trace_id, action="run")
+        return await self.rt.delegate.answer(call, started)

@@ -326,3 +326,29 @@ def test_a_call_whose_side_is_cancelled_is_recorded_cancelled() -> None:
 
     run(cancelled())
     assert records.written == [("cancelled", "the caller cancelled")]
+
+
+def test_a_call_answered_by_the_gateway_is_recorded_with_its_answers_detail() -> None:
+    """`Delegate.answer`: nothing sent upstream, one ``ok`` record."""
+    delegate, records = core()
+    acted: list[Any] = []
+
+    async def act(permit: Any) -> tuple[str, str]:
+        acted.append(permit)
+        return "run-1", "run run-1 started"
+
+    assert run(delegate.answer(CALL, act)) == "run-1"
+    assert acted == [PERMIT]
+    assert records.written == [("ok", "run run-1 started")] and records.ended == [True]
+
+
+def test_a_call_answered_by_the_gateway_keeps_its_own_refusal_as_its_one_record() -> None:
+    delegate, records = core()
+
+    async def refusing(permit: Any) -> tuple[str, str]:
+        await delegate.record(permit, CALL.event, "invalid_input", "not an object")
+        raise ValueError("not an object")
+
+    with pytest.raises(ValueError, match="not an object"):
+        run(delegate.answer(CALL, refusing))
+    assert records.written == [("invalid_input", "not an object")]

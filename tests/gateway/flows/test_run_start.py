@@ -1,7 +1,8 @@
 """`RunStarts.start_admitted`'s audit of a start that failed: a bad input
 is `invalid_input`; a failure once the run is stored is not the caller's
-input (unit test of that method alone: the runtime's admission and
-recording are stand-ins that note what they are given)."""
+input (unit test of that method alone: the core is `Delegate`, over a
+stand-in for the policy's admission and the audit writer that notes what
+it is given)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 
 import pytest
 
+from gateway.delegation.breaker import Breakers, BreakerSettings
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.permits import Caller
+from gateway.delegation.resilience import Resilience
+from gateway.delegation.retry import RetrySettings
 from gateway.flows.run_start import InputInvalid, RunStarts
 
 CALLER = Caller("dana", "https://idp.example", frozenset({"employee"}), ("app",), "app")
@@ -23,13 +28,17 @@ class Recorded:
     async def admit(self, call: Any) -> Any:
         return SimpleNamespace(decision=SimpleNamespace(granted=frozenset({"employee"})))
 
-    async def record(self, grant: Any, event: str, outcome: str, detail: str) -> None:
+    async def record(
+        self, grant: Any, event: str, outcome: str, detail: str, *, ends_call: bool = True
+    ) -> None:
         self.outcomes.append((outcome, detail))
 
 
 class Failing(RunStarts):
     def __init__(self, failure: Exception, recorded: Recorded) -> None:
-        self.rt = SimpleNamespace(delegations=recorded, delegate=recorded)  # type: ignore[assignment]
+        resilience = Resilience(Breakers(BreakerSettings()), RetrySettings())
+        delegate = Delegate(recorded, resilience)  # type: ignore[arg-type]
+        self.rt = SimpleNamespace(delegations=recorded, delegate=delegate)  # type: ignore[assignment]
         self.failure = failure
 
     async def start(self, *args: Any, **kwargs: Any) -> str:

@@ -9,11 +9,8 @@ import asyncio
 from typing import Any
 
 from adapters.mcp import McpUpstream, UpstreamSpec, UpstreamTimings
-from adapters.mcp_http import UpstreamAuth, checked_client
 from gateway.demo.vendor import Vendor
-from registry.ssrf import AddressPolicy
-
-LOCAL = AddressPolicy(allow_loopback=True)
+from tests.support.mcp_client_side import loopback_http
 
 
 async def _nothing(*_: Any) -> None:
@@ -21,19 +18,10 @@ async def _nothing(*_: Any) -> None:
 
 
 async def test_a_refused_first_attempt_ends_the_wait_for_readiness() -> None:
-    def http(auth: UpstreamAuth) -> Any:
-        return checked_client(
-            LOCAL,
-            auth,
-            connect_timeout_seconds=2,
-            read_timeout_seconds=10,
-            max_response_bytes=1 << 20,
-        )
-
     with Vendor() as vendor:
         upstream = McpUpstream(
             UpstreamSpec("notes", "http", url=vendor.mcp_url),
-            http,
+            loopback_http,
             default_credential=_nothing,  # no token of the gateway's own
             on_tools=_nothing,
             on_health=_nothing,

@@ -12,20 +12,11 @@ import pytest
 
 from adapters.errors import OwnFailure
 from adapters.mcp import McpUpstream, ToolList, UpstreamSpec, UpstreamTimings, UpstreamUnavailable
-from adapters.mcp_http import UpstreamAuth, checked_client
 from gateway.delegation.retry import Failure, classify
 from gateway.federation.federated_tools import explain_failure
 from gateway.storage.outages import DependencyUnavailable
-from registry.ssrf import AddressPolicy
+from tests.support.mcp_client_side import loopback_http
 from tests.support.mcp_servers import upstream_server
-
-LOCAL = AddressPolicy(allow_loopback=True)
-
-
-def _http(auth: UpstreamAuth) -> Any:
-    return checked_client(
-        LOCAL, auth, connect_timeout_seconds=2, read_timeout_seconds=10, max_response_bytes=1 << 20
-    )
 
 
 async def _nothing(*_: Any) -> None:
@@ -53,7 +44,7 @@ async def test_a_tools_record_that_fails_keeps_the_session() -> None:
 
     upstream = McpUpstream(
         UpstreamSpec("tools", "http", url=server.url + "/mcp"),
-        _http,
+        loopback_http,
         default_credential=_nothing,
         on_tools=on_tools,
         on_health=on_health,
@@ -79,7 +70,7 @@ async def test_a_session_the_gateway_could_not_open_names_its_own_failure() -> N
 
     upstream = McpUpstream(
         UpstreamSpec("tools", "http", url="http://127.0.0.1:9/mcp"),
-        _http,
+        loopback_http,
         default_credential=credential,
         on_tools=_nothing,
         on_health=_nothing,

@@ -26,11 +26,11 @@ from adapters.mcp import (
     UpstreamTimings,
     UpstreamUnavailable,
 )
-from adapters.mcp_http import Credential, UpstreamAuth, checked_client
+from adapters.mcp_http import Credential, UpstreamAuth
 from adapters.mcp_passthrough import McpPassThrough
 from adapters.mcp_relay import OWN_CAPABILITIES
-from registry.ssrf import AddressPolicy
 from tests.support.inspecting import Recorder
+from tests.support.mcp_client_side import LOOPBACK, StubRelay, loopback_http
 from tests.support.servers import ServerThread
 from tests.support.waiting import wait_for_async
 
@@ -38,7 +38,6 @@ from tests.support.waiting import wait_for_async
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
 KEY = Credential("X-Api-Key", "default-key-1")
-POLICY = AddressPolicy(allow_loopback=True)
 
 
 @dataclass
@@ -119,45 +118,15 @@ def _server(json_response: bool = False) -> tuple[ServerThread, Recorder, Box]:
     return ServerThread(build).start(), recorder, box
 
 
-class Relay:
-    def __init__(self, level: types.LoggingLevel | None = "info") -> None:
-        self.level = level
-        self.lines: list[types.LoggingMessageNotificationParams] = []
-
-    def upstream_capabilities(self) -> dict[str, Any]:
-        return {"elicitation": {"form": {}}}
-
-    def log_level(self) -> types.LoggingLevel | None:
-        return self.level
-
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        self.lines.append(params)
-
-    async def elicit(self, params: Any) -> Any:
-        raise AssertionError("not at 2026-07-28")
-
-    async def sample(self, params: Any) -> Any:
-        raise AssertionError("not at 2026-07-28")
-
-    async def list_roots(self) -> Any:
-        raise AssertionError("not at 2026-07-28")
-
-
 @contextlib.asynccontextmanager
 async def connected(
     url: str, *, cap: int = 1 << 20, event_cap: int | None = 1 << 20
 ) -> AsyncIterator[tuple[McpUpstream, list[int]]]:
     def http(auth: UpstreamAuth) -> Any:
-        return checked_client(
-            POLICY,
-            auth,
-            connect_timeout_seconds=2,
-            read_timeout_seconds=10,
-            max_response_bytes=cap,
-        )
+        return loopback_http(auth, cap)
 
     passthrough = McpPassThrough(
-        POLICY, connect_timeout_seconds=2, max_response_bytes=cap, max_sse_event_bytes=event_cap
+        LOOPBACK, connect_timeout_seconds=2, max_response_bytes=cap, max_sse_event_bytes=event_cap
     )
     used: list[int] = []
     inner = passthrough.call_tool
@@ -211,7 +180,7 @@ def test_a_call_is_what_the_sdk_sends_and_its_result_is_checked(json_response: b
 
     async def scenario() -> None:
         async with connected(server.url) as (upstream, used):
-            relay = Relay(level="debug")
+            relay = StubRelay(level="debug")
             result = await upstream.call_tool("add", {"a": 2, "b": 3}, credential=None, relay=relay)
             assert _text(result) == "5"
             assert isinstance(result, types.CallToolResult)
@@ -270,10 +239,10 @@ def test_progress_logs_and_param_headers() -> None:
             meta = json.loads(_posts(recorder, "slow")[0].body)["params"]["_meta"]
             assert "progressToken" in meta
 
-            relay = Relay(level="info")
+            relay = StubRelay(level="info")
             assert _text(await upstream.call_tool("chatty", {}, credential=None, relay=relay))
             assert [line.data for line in relay.lines] == ["a line for the caller"]
-            quiet = Relay(level=None)  # no opt-in: no lines
+            quiet = StubRelay(level=None)  # no opt-in: no lines
             await upstream.call_tool("chatty", {}, credential=None, relay=quiet)
             assert quiet.lines == []
 

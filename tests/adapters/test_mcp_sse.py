@@ -7,35 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
-import mcp_types as types
 import pytest
 
 from adapters.mcp_sse import PostRefusals, own_session_for
-
-
-class Declared:
-    """A caller's relay, as far as `own_session_for` reads it."""
-
-    def __init__(self, capabilities: dict[str, Any]) -> None:
-        self.capabilities = capabilities
-
-    def upstream_capabilities(self) -> dict[str, Any]:
-        return self.capabilities
-
-    def log_level(self) -> types.LoggingLevel | None:
-        return "debug"
-
-    async def elicit(self, params: Any) -> Any:
-        raise AssertionError("not asked here")
-
-    async def sample(self, params: Any) -> Any:
-        raise AssertionError("not asked here")
-
-    async def list_roots(self) -> Any:
-        raise AssertionError("not asked here")
-
-    async def log(self, params: Any) -> None:
-        raise AssertionError("not asked here")
+from tests.support.mcp_client_side import StubRelay
 
 
 @pytest.mark.parametrize(
@@ -54,7 +29,7 @@ class Declared:
 def test_own_session_only_for_a_legacy_caller_who_can_be_asked(
     transport: str, capabilities: dict[str, Any], legacy: bool, own: bool
 ) -> None:
-    assert own_session_for(transport, Declared(capabilities), legacy=legacy) is own
+    assert own_session_for(transport, StubRelay(capabilities), legacy=legacy) is own
 
 
 def test_no_relay_no_own_session() -> None:

@@ -19,13 +19,11 @@ from mcp.shared.dispatcher import CallOptions
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY
 
 from adapters.mcp_client import UpstreamSpec, list_all_tools, open_client
-from adapters.mcp_http import UpstreamAuth, checked_client
+from adapters.mcp_http import UpstreamAuth
 from adapters.mcp_relay import OWN_CAPABILITIES
 from adapters.mcp_stamp import ToolCallStamp
-from registry.ssrf import AddressPolicy
+from tests.support.mcp_client_side import loopback_http
 from tests.support.servers import ServerThread
-
-POLICY = AddressPolicy(allow_loopback=True)
 
 
 def _schema(**properties: Any) -> dict[str, Any]:
@@ -109,18 +107,9 @@ def test_the_owned_stamp_is_the_sdks() -> None:
     tools = [REGION, PLAIN, INVALID, types.Tool(name="naïve tool", input_schema=_schema())]
     server = _server(tools)
 
-    def http(auth: UpstreamAuth) -> Any:
-        return checked_client(
-            POLICY,
-            auth,
-            connect_timeout_seconds=2,
-            read_timeout_seconds=10,
-            max_response_bytes=1 << 20,
-        )
-
     async def scenario() -> None:
         spec = UpstreamSpec("s", "http", url=server.url + "/mcp")
-        async with open_client(spec, http, UpstreamAuth(), timeout=10) as client:
+        async with open_client(spec, loopback_http, UpstreamAuth(), timeout=10) as client:
             assert client.protocol_version == "2026-07-28"
             stamp = ToolCallStamp(client.protocol_version)
             _assert_same(client, stamp)  # nothing listed yet: no Mcp-Param headers

@@ -34,38 +34,16 @@ from pydantic import ValidationError
 
 from adapters import mcp_wire
 from adapters.mcp_client import UpstreamSpec, open_client
-from adapters.mcp_http import UpstreamAuth, checked_client
+from adapters.mcp_http import UpstreamAuth
 from adapters.mcp_relay import OWN_CAPABILITIES, relaying
 from adapters.mcp_wire import Wire
-from registry.ssrf import AddressPolicy
+from tests.support.mcp_client_side import StubRelay, loopback_http
 from tests.support.mcp_servers import ToolBox
 from tests.support.odd_upstreams import Oddities, odd_server
 
 MODERN = "2026-07-28"
 BARE = {"content": [{"type": "text", "text": "hi"}]}
 THEIRS: dict[str, Any] = {"elicitation": {"form": {}}}
-
-
-class Relay:
-    """A caller (`adapters.mcp_relay.CallRelay`) who declared `THEIRS`."""
-
-    def upstream_capabilities(self) -> dict[str, Any]:
-        return THEIRS
-
-    def log_level(self) -> types.LoggingLevel | None:
-        return None
-
-    async def elicit(self, params: Any) -> Any:
-        raise AssertionError("not asked here")
-
-    async def sample(self, params: Any) -> Any:
-        raise AssertionError("not asked here")
-
-    async def list_roots(self) -> Any:
-        raise AssertionError("not asked here")
-
-    async def log(self, params: Any) -> None:
-        raise AssertionError("not logged here")
 
 
 # The wrapper alone -------------------------------------------------------------------
@@ -151,7 +129,7 @@ async def test_a_2026_request_carries_the_callers_capabilities_and_its_result_is
     async with wire as (reads, writes):
         # The gateway's own request: no question can be answered, apps are relayed.
         assert _capabilities(await pipes.request(writes, 1)) == OWN_CAPABILITIES
-        async with relaying(Relay()):
+        async with relaying(StubRelay(THEIRS)):
             assert _capabilities(await pipes.request(writes, 2)) == THEIRS
         answer = await pipes.answer(reads, 2, BARE)
         assert answer.message.result == {**BARE, "resultType": "complete"}
@@ -170,7 +148,7 @@ async def test_nothing_is_touched_before_negotiation_nor_on_earlier_revisions() 
         wire = Wire(pipes.transport())
         wire.negotiated = lambda v=version: v  # type: ignore[misc]
         async with wire as (reads, writes):
-            async with relaying(Relay()):
+            async with relaying(StubRelay(THEIRS)):
                 sent = await pipes.request(writes, 1)
             assert _capabilities(sent) == {"sampling": {}, "roots": {}}
             assert (await pipes.answer(reads, 1, BARE)).message.result == BARE
@@ -237,8 +215,6 @@ async def test_the_read_stream_is_the_transports_in_all_else() -> None:
 
 # The SDK's client over real transports -----------------------------------------------
 
-POLICY = AddressPolicy(allow_loopback=True)
-
 
 async def caller_capabilities_seen(ctx: Context) -> str:
     """The client capabilities this request's ``_meta`` arrived with."""
@@ -263,12 +239,6 @@ server.run("stdio")
 """
 
 
-def _http(auth: UpstreamAuth) -> Any:
-    return checked_client(
-        POLICY, auth, connect_timeout_seconds=2, read_timeout_seconds=10, max_response_bytes=1 << 20
-    )
-
-
 def _text(result: types.CallToolResult) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
@@ -283,19 +253,19 @@ async def test_through_the_sdk_an_untagged_result_is_complete_and_capabilities_t
     try:
         # The SDK's client alone cannot read such a result (the reason for the wire).
         async with (
-            _http(UpstreamAuth()) as http,
+            loopback_http(UpstreamAuth()) as http,
             Client(streamable_http_client(url, http_client=http)) as plain,
         ):
             assert plain.protocol_version == MODERN
             with pytest.raises(ValidationError):
                 await plain.session.call_tool("add", {"a": 1, "b": 1})
         spec = UpstreamSpec("odd", "http", url=url)
-        async with open_client(spec, _http, UpstreamAuth(), timeout=10) as client:
+        async with open_client(spec, loopback_http, UpstreamAuth(), timeout=10) as client:
             assert client.protocol_version == MODERN
             result = await client.session.call_tool("add", {"a": 2, "b": 3})
             assert isinstance(result, types.CallToolResult) and _text(result) == "5"
             assert result.result_type == "complete"
-            async with relaying(Relay()):
+            async with relaying(StubRelay(THEIRS)):
                 theirs = await client.session.call_tool("caller_capabilities_seen", {})
             own = await client.session.call_tool("caller_capabilities_seen", {})
         assert isinstance(theirs, types.CallToolResult) and isinstance(own, types.CallToolResult)
@@ -311,7 +281,7 @@ async def test_a_stdio_server_gets_the_sdks_safe_environment_not_the_gateways(
 ) -> None:
     monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", "not-for-children")
     spec = UpstreamSpec("child", "stdio", command=sys.executable, args=("-c", ENVIRONMENT))
-    async with open_client(spec, _http, UpstreamAuth(), timeout=20) as client:
+    async with open_client(spec, loopback_http, UpstreamAuth(), timeout=20) as client:
         result = await client.session.call_tool("environment", {"name": "SWITCHBOARD_SECRET_KEY"})
         path = await client.session.call_tool("environment", {"name": "PATH"})
     assert isinstance(result, types.CallToolResult) and isinstance(path, types.CallToolResult)

@@ -249,22 +249,19 @@ class SqlMcpStore:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def listed_again(self, server_id: str, applied_at: datetime) -> datetime | None:
-        """The server listed exactly the tools applied at ``applied_at`` (a
-        probe's usual answer): when it was listed is written, and returned,
-        if no listing was applied since -- by an admin's refresh, another
-        replica -- else nothing is written (None: apply the listing)."""
-        now = _now()
+    async def listed_again(self, server_id: str, listing: str) -> bool:
+        """The server listed the tools of ``listing`` (`SyncResult.listing`)
+        again -- a probe's usual answer: when it was listed is written if
+        that is still the listing its rows hold (another replica applying
+        the same one included), and True; False, nothing written, if another
+        was applied since (an admin's refresh, another replica): apply it."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(mcp_servers)
-                .where(
-                    mcp_servers.c.id == server_id,
-                    mcp_servers.c.tools_refreshed_at == applied_at,
-                )
-                .values(tools_refreshed_at=now)
+                .where(mcp_servers.c.id == server_id, mcp_servers.c.tools_listing == listing)
+                .values(tools_refreshed_at=_now())
             )
-        return now if result.rowcount == 1 else None
+        return result.rowcount == 1
 
     async def approve(
         self, server_id: str, namespaced: str, digest: str | None, approved_by: str

@@ -19,6 +19,7 @@ never approved on sight.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,8 +59,8 @@ class SyncResult:
     # Definitions rewritten with their approval carried over (an MCP App
     # pinned since it was approved): in none of the lists above.
     rewritten: list[str] = field(default_factory=list)
-    # When it was applied: the server's ``tools_refreshed_at`` it wrote.
-    listed_at: datetime | None = None
+    # The digest of the listing applied (`listing_digest`), stored with the server.
+    listing: str = ""
 
     @property
     def moved(self) -> bool:
@@ -106,6 +107,7 @@ async def sync(
     changed: list[str] = []
     rewritten: list[str] = []
     seen: set[str] = set()
+    digests: dict[str, str] = {}
     for i, tool in enumerate(usable, 1):
         if i % YIELD_EVERY == 0:
             # A probe's listing of 1,000 tools is digested here, on the event
@@ -114,7 +116,7 @@ async def sync(
         name = str(tool["name"])
         seen.add(name)
         definition = pinned_definition(tool)
-        digest = tool_digest(definition)
+        digest = digests[name] = tool_digest(definition)
         row = current.get(name)
         if row is not None and row["digest"] == digest and row["available"]:
             continue  # as stored: nothing to screen or write (a probe's usual listing)
@@ -134,13 +136,23 @@ async def sync(
             else:
                 rewritten.append(row["namespaced"])
     removed = await _mark_removed(conn, server_id, current, seen, now)
-    await _refreshed(conn, server_id, now)
-    return SyncResult(added, changed, removed, kept_out, rewritten, listed_at=now)
+    listing = listing_digest(digests)
+    await _refreshed(conn, server_id, now, listing)
+    return SyncResult(added, changed, removed, kept_out, rewritten, listing)
 
 
-async def _refreshed(conn: AsyncConnection, server_id: str, now: datetime) -> None:
+def listing_digest(digests: Mapping[str, str]) -> str:
+    """One listing's digest: its tools' names and definitions' digests (in
+    name order: a listing in another order is the same listing)."""
+    lines = "".join(f"{name}\0{digests[name]}\n" for name in sorted(digests))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+async def _refreshed(conn: AsyncConnection, server_id: str, now: datetime, listing: str) -> None:
     await conn.execute(
-        update(mcp_servers).where(mcp_servers.c.id == server_id).values(tools_refreshed_at=now)
+        update(mcp_servers)
+        .where(mcp_servers.c.id == server_id)
+        .values(tools_refreshed_at=now, tools_listing=listing)
     )
 
 

@@ -147,6 +147,8 @@ mcp_servers = Table(
     Column("health_detail", Text, nullable=True),
     Column("health_checked_at", DateTime(timezone=True), nullable=True),
     Column("tools_refreshed_at", DateTime(timezone=True), nullable=True),
+    # The digest of the listing last applied to the tools' rows (`mcp_sync`).
+    Column("tools_listing", String(64), nullable=True),
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

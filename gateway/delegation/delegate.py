@@ -190,8 +190,12 @@ class Delegate:
         start): decided and minted (a refusal audited and raised as `call`'s
         is), then ``act`` with the permit -- its refusals recorded there
         through `record` and raised -- and its answer recorded ``ok`` with
-        the detail ``act`` gives. Any other failure of ``act`` is raised
-        unrecorded (a flow run started already: its start was recorded)."""
+        the detail ``act`` gives. Any other end of ``act`` is raised
+        unrecorded (a flow run started already: its start was recorded),
+        which is why such a call may carry no ``inputs``: it takes no
+        coordination lease that only its record would give back."""
+        if call.inputs is not None:
+            raise ValueError("a call with inputs for the coordination rules goes through call()")
         permit = await self.delegations.admit(call)
         answer, detail = await act(permit)
         await self.record(permit, call.event, "ok", detail)

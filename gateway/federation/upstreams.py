@@ -24,7 +24,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import httpx2
 import mcp_types as types
@@ -224,22 +223,23 @@ class McpUpstreams:
             logger.error("MCP server %s: its credential cannot be used: %s", config.id, exc)
             return
         server_id = config.id
-        # The last listing this connection applied, and when.
-        applied: list[tuple[ToolList, datetime]] = []
+        # The last listing this connection applied, and its digest.
+        applied: list[tuple[ToolList, str]] = []
 
         async def on_tools(tools: ToolList) -> None:
             async with _named_outage():
-                if applied and applied[0][0] == tools:
-                    # A probe's usual answer: reading and comparing every
-                    # stored row again would find nothing to do -- unless a
-                    # listing was applied since (an admin's refresh).
-                    again = await self._store.listed_again(server_id, applied[0][1])
-                    if again is not None:
-                        applied[:] = [(tools, again)]
-                        return
+                # A probe's usual answer: reading and comparing every stored
+                # row again would find nothing to do -- unless another
+                # listing was applied since (an admin's refresh).
+                if (
+                    applied
+                    and applied[0][0] == tools
+                    and await self._store.listed_again(server_id, applied[0][1])
+                ):
+                    return
                 applied.clear()
-                if (listed_at := await self._synced(server_id, tools)) is not None:
-                    applied.append((tools, listed_at))
+                if (listing := await self._synced(server_id, tools)) is not None:
+                    applied.append((tools, listing))
 
         async def on_health(ok: bool, detail: str | None, connected: Connected | None) -> None:
             async with _named_outage():
@@ -307,8 +307,8 @@ class McpUpstreams:
         if self.on_list_changed is not None:
             self.on_list_changed(server_id, kind)
 
-    async def _synced(self, server_id: str, tools: ToolList) -> datetime | None:
-        """Apply a listing; when it was applied (None: the server is gone)."""
+    async def _synced(self, server_id: str, tools: ToolList) -> str | None:
+        """Apply a listing; its digest (None: the server is gone)."""
         try:
             # Tools first seen after registration are never approved on sight.
             result = await self._store.sync_tools(
@@ -338,7 +338,7 @@ class McpUpstreams:
             self._on_change(server_id)
         if result.kept_out and self.on_kept_out is not None:
             await self.on_kept_out(server_id, result.kept_out)
-        return result.listed_at
+        return result.listing
 
     async def _stop(self, server_id: str) -> None:
         running = self._running.pop(server_id, None)

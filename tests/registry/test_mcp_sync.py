@@ -51,20 +51,31 @@ async def test_a_definition_rewritten_with_its_approval_kept_is_a_move(
 
 async def test_the_same_listing_again_only_marks_when_it_was_listed(engine: AsyncEngine) -> None:
     """A probe's usual answer (`SqlMcpStore.listed_again`): written only
-    while no listing was applied since the one it repeats."""
+    while the server's rows hold the listing it repeats -- whichever replica
+    applied it -- never after another listing was applied."""
     store = SqlMcpStore(engine)
     await store.create(_server("beta"), [TOOL], auto_approve=True)
     first = await store.sync_tools("beta", [TOOL], auto_approve=False)
-    assert first.listed_at is not None
-    again = await store.listed_again("beta", first.listed_at)
-    assert again is not None and again >= first.listed_at
-    record = await store.get("beta")
-    assert record is not None and record.tools_refreshed_at == again
+    # The same listing applied again (another replica's) is the same listing.
+    assert (await store.sync_tools("beta", [TOOL], auto_approve=False)).listing == first.listing
+    before = await store.get("beta")
+    assert before is not None and before.tools_refreshed_at is not None
+    assert await store.listed_again("beta", first.listing)
+    after = await store.get("beta")
+    assert after is not None and after.tools_refreshed_at is not None
+    assert after.tools_refreshed_at >= before.tools_refreshed_at
     # An admin's refresh (any other listing applied) meanwhile: not marked.
     changed = {**TOOL, "description": "changed"}
     refreshed = await store.sync_tools("beta", [changed], auto_approve=False)
-    assert refreshed.changed == ["beta__t"]
-    assert await store.listed_again("beta", again) is None
-    assert await store.listed_again("gone", again) is None
+    assert refreshed.changed == ["beta__t"] and refreshed.listing != first.listing
+    assert not await store.listed_again("beta", first.listing)
+    assert not await store.listed_again("gone", refreshed.listing)
     [tool] = await store.tools(["beta"])
     assert tool.definition["description"] == "changed"
+    assert await store.listed_again("beta", refreshed.listing)
+    # The same tools in another order are the same listing.
+    other = {**TOOL, "name": "u"}
+    one = await store.sync_tools("beta", [changed, other], auto_approve=False)
+    assert (await store.sync_tools("beta", [other, changed], auto_approve=False)).listing == (
+        one.listing
+    )

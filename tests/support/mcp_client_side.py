@@ -26,7 +26,8 @@ def loopback_http(auth: UpstreamAuth, cap: int = 1 << 20) -> httpx2.AsyncClient:
 class StubRelay:
     """A caller as the adapters see it (`adapters.mcp_relay.CallRelay`): what
     it declared, the log level it asked for, the log lines it was sent; a
-    question of the upstream's fails the test (none is asked where it is used)."""
+    question of the upstream's, or a line sent to a caller who asked for
+    none (``level`` None), fails the test."""
 
     def __init__(
         self,
@@ -44,6 +45,8 @@ class StubRelay:
         return self.level
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.level is None:
+            raise AssertionError(f"a caller who asked for no log lines was sent {params}")
         self.lines.append(params)
 
     async def elicit(self, params: Any) -> Any:

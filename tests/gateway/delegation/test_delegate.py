@@ -30,6 +30,8 @@ UPSTREAM = "agent-1"
 PERMIT = object()
 # A decoded call as `Delegate.call` reads it (`Records.admit` decides it).
 CALL: Any = SimpleNamespace(event="mcp.tools/call")
+# One the gateway answers itself (`Delegate.answer`): no inputs for the rules.
+ASKED: Any = SimpleNamespace(event="flow.start", inputs=None)
 
 
 @dataclass
@@ -337,7 +339,7 @@ def test_a_call_answered_by_the_gateway_is_recorded_with_its_answers_detail() ->
         acted.append(permit)
         return "run-1", "run run-1 started"
 
-    assert run(delegate.answer(CALL, act)) == "run-1"
+    assert run(delegate.answer(ASKED, act)) == "run-1"
     assert acted == [PERMIT]
     assert records.written == [("ok", "run run-1 started")] and records.ended == [True]
 
@@ -346,9 +348,22 @@ def test_a_call_answered_by_the_gateway_keeps_its_own_refusal_as_its_one_record(
     delegate, records = core()
 
     async def refusing(permit: Any) -> tuple[str, str]:
-        await delegate.record(permit, CALL.event, "invalid_input", "not an object")
+        await delegate.record(permit, ASKED.event, "invalid_input", "not an object")
         raise ValueError("not an object")
 
     with pytest.raises(ValueError, match="not an object"):
-        run(delegate.answer(CALL, refusing))
+        run(delegate.answer(ASKED, refusing))
     assert records.written == [("invalid_input", "not an object")]
+
+
+def test_a_call_with_inputs_is_not_answered_by_the_gateway() -> None:
+    """Its coordination leases are given back by its record only: `call`."""
+    delegate, records = core()
+
+    async def act(permit: Any) -> tuple[str, str]:
+        raise AssertionError("not admitted")
+
+    with_inputs: Any = SimpleNamespace(event="flow.start", inputs=[{}])
+    with pytest.raises(ValueError, match="inputs"):
+        run(delegate.answer(with_inputs, act))
+    assert records.written == []

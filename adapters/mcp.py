@@ -150,6 +150,7 @@ class McpUpstream(UpstreamCalls):
         # or prompts changed; called on the event loop, must not block.
         self.list_listeners: list[OnListChanged] = []
         self._announce_tools = False
+        self._listed: ToolList | None = None  # the last listing handed on
 
     @property
     def ready(self) -> bool:
@@ -351,6 +352,11 @@ class McpUpstream(UpstreamCalls):
         self._auth.default = await self._own(self._default_credential())
         async with asyncio.timeout(self._timings.call_seconds):
             tools = await list_all_tools(client)
+        if tools == self._listed:
+            # A probe's usual answer, compared here once: handed on as the
+            # listing already held, its hearers compare it by identity.
+            tools = self._listed
+        self._listed = tools
         self._tools_listed(tools)
         await self._own(self._on_tools(tools))
 

@@ -9,12 +9,13 @@ handler, so each SDK client lives and dies in its own task.
 
 What the connections learn goes to the store: each listing is applied with
 `SqlMcpStore.sync_tools` (a changed definition is quarantined there) -- the
-same listing the connection applied last only marks when it was listed
-(`SqlMcpStore.listed_again`) -- and each health transition is recorded.
-Whatever moves a server's rows as this replica sees them -- a listing that
-changed its tools, a server registered, edited or removed (here or by
-another replica, found by a pass) -- is told to ``on_change`` with the
-server's id: the catalog reloads that server before its next answer (`gateway.federation.catalog`).
+listing the connection applied last, listed again while the server's rows
+still hold it, only marks when it was listed (`SqlMcpStore.listed_again`)
+-- and each health transition is recorded. Whatever moves a server's rows
+as this replica sees them -- a listing that changed its tools, a server
+registered, edited or removed (here or by another replica, found by a
+pass) -- is told to ``on_change`` with the server's id: the catalog reloads
+that server before its next answer (`gateway.federation.catalog`).
 """
 
 from __future__ import annotations
@@ -223,23 +224,7 @@ class McpUpstreams:
             logger.error("MCP server %s: its credential cannot be used: %s", config.id, exc)
             return
         server_id = config.id
-        # The last listing this connection applied, and its digest.
-        applied: list[tuple[ToolList, str]] = []
-
-        async def on_tools(tools: ToolList) -> None:
-            async with _named_outage():
-                # A probe's usual answer: reading and comparing every stored
-                # row again would find nothing to do -- unless another
-                # listing was applied since (an admin's refresh).
-                if (
-                    applied
-                    and applied[0][0] == tools
-                    and await self._store.listed_again(server_id, applied[0][1])
-                ):
-                    return
-                applied.clear()
-                if (listing := await self._synced(server_id, tools)) is not None:
-                    applied.append((tools, listing))
+        on_tools = self._listings_of(server_id)
 
         async def on_health(ok: bool, detail: str | None, connected: Connected | None) -> None:
             async with _named_outage():
@@ -276,6 +261,31 @@ class McpUpstreams:
         upstream.list_listeners.append(lambda kind: self._list_changed(server_id, kind))
         task = asyncio.create_task(upstream.run(), name=f"mcp-upstream-{server_id}")
         self._running[server_id] = _Running(config.version, upstream, credentials, task)
+
+    def _listings_of(self, server_id: str) -> OnTools:
+        """What one connection does with each listing it gets: applies it
+        (`_synced`), or -- the listing it applied last, while the server's
+        rows still hold it -- only marks when it was listed."""
+        # The last listing this connection applied, and its digest.
+        applied: tuple[ToolList, str] | None = None
+
+        async def on_tools(tools: ToolList) -> None:
+            nonlocal applied
+            async with _named_outage():
+                # A probe's usual answer: reading and comparing every stored
+                # row again would find nothing to do -- unless another
+                # listing was applied since (an admin's refresh).
+                if (
+                    applied is not None
+                    and applied[0] == tools
+                    and await self._store.listed_again(server_id, applied[1])
+                ):
+                    return
+                applied = None
+                if (listing := await self._synced(server_id, tools)) is not None:
+                    applied = (tools, listing)
+
+        return on_tools
 
     def _start_api(
         self,

@@ -78,10 +78,11 @@ class Reconciler:
         parts = self._parts()
         out_for = (datetime.now(UTC) - lost.since).total_seconds()
         since = lost.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        call = Call(lost.caller, lost.agent_id, event="a2a.reconcile", trace_id=uuid.uuid4().hex)
         try:
-            grant = await parts.delegations.admit(
-                Call(lost.caller, lost.agent_id, event="a2a.reconcile", trace_id=uuid.uuid4().hex)
-            )
+            async with parts.delegate.open(call) as grant:
+                context = handler_context(Admission(grant, lost.owner, frozenset()))
+                task = await self._handler.on_get_task(GetTaskRequest(id=lost.task_id), context)
         except AgentNotFound:
             await self._fail(lost, f"agent {lost.agent_id} is no longer registered")
             return
@@ -94,9 +95,6 @@ class Reconciler:
                     f"behalf ({exc})",
                 )
             return
-        context = handler_context(Admission(grant, lost.owner, frozenset()))
-        try:
-            task = await self._handler.on_get_task(GetTaskRequest(id=lost.task_id), context)
         except DependencyUnavailableError:
             raise  # not the agent's doing: the attempt comes again
         except TaskNotFoundError:

@@ -21,6 +21,11 @@ core raises back into its protocol. A failure that says the upstream is down,
 for a call that may be handed to a fallback, is raised as `UpstreamDown`
 before anything is recorded, so the handoff's record says where it went.
 
+A door whose handler sends later (the A2A handlers, behind the SDK's) holds
+the call open instead (`Delegate.open`): decided and minted on entry, and
+ended by one record wherever it is written -- here, if the door's body ended
+without one.
+
 Streams are the same call with many answers (`Delegate.stream`): the breaker
 hears how the stream opened, each item is observed as it passes, the stream
 is closed on any end, and the record is written once: before the item that
@@ -30,8 +35,8 @@ ends its task is passed on (`Streaming.last`), else at the stream's end.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -65,11 +70,6 @@ classify = retry.classify
 
 T = TypeVar("T")
 CANCELLED = ("cancelled", "the caller cancelled")
-# The permits `Delegate.record` recorded while a `Delegate.call`'s ``side``
-# ran: a failure of ``side`` it did not record is recorded there, once.
-_RECORDED: contextvars.ContextVar[list[Permit] | None] = contextvars.ContextVar(
-    "delegate_recorded", default=None
-)
 
 
 def tried_note(attempts: Attempts) -> str:
@@ -99,6 +99,9 @@ class Delegate:
     def __init__(self, delegations: Delegations, resilience: Resilience) -> None:
         self.delegations = delegations
         self.resilience = resilience
+        # The calls held open (`open`), by their permit's identity: whether
+        # one was recorded yet.
+        self._open: dict[int, bool] = {}
 
     async def record(
         self,
@@ -113,9 +116,8 @@ class Delegate:
         outcome here, never through `Delegations.record` (the audit writer
         checks, `adapters.core_check`)."""
         detail = _joined(*details)
-        recorded = _RECORDED.get()
-        if recorded is not None:
-            recorded.append(permit)
+        if id(permit) in self._open:
+            self._open[id(permit)] = True
         with inside_the_core():
             await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
 
@@ -159,20 +161,42 @@ class Delegate:
         `send`: sent under the breaker, retried when idempotent, recorded.
         Any other end of ``side`` (the caller's cancellation, an unexpected
         error) is recorded here, which gives back what the admission took."""
-        permit = await self.delegations.admit(call)
-        recorded: list[Permit] = []
-        mark = _RECORDED.set(recorded)
-        try:
+        async with self.open(call) as permit:
             # Not marked as the core's (`adapters.core_check`): ``side`` sends
             # nothing; its refusals are recorded through `record`, which is.
             sending = await side(permit)
+        return await self.send(permit, call.event, sending)
+
+    @overload
+    def open(self, call: Call[str]) -> AbstractAsyncContextManager[Grant]: ...
+
+    @overload
+    def open(self, call: Call[Target]) -> AbstractAsyncContextManager[Permit]: ...
+
+    def open(self, call: Call[Any]) -> AbstractAsyncContextManager[Any]:
+        """One call held open while a door makes it through a handler that
+        sends later (`send`, `stream`): decided and minted (a refusal audited
+        and raised as `call`'s is), then the body with the permit. The call
+        ends with one record wherever it is written: an end of the body that
+        recorded nothing (an error before anything was sent, the caller's
+        cancellation) is recorded here; a body that ends normally recorded
+        what it made -- or nothing, for a look that sends nothing
+        (`Call.sends` False)."""
+        return self._opened(call)
+
+    @asynccontextmanager
+    async def _opened(self, call: Call[Any]) -> AsyncIterator[Any]:
+        permit = await self.delegations.admit(call)
+        key = id(permit)  # held below: no other permit takes its identity
+        self._open[key] = False
+        try:
+            yield permit
         except BaseException as exc:
-            if not any(done is permit for done in recorded):
+            if not self._open[key]:
                 await asyncio.shield(self._unsent(permit, call.event, exc))
             raise
         finally:
-            _RECORDED.reset(mark)
-        return await self.send(permit, call.event, sending)
+            del self._open[key]
 
     @overload
     async def answer(

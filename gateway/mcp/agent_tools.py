@@ -24,6 +24,7 @@ so, with the ``taskId`` to continue with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -237,32 +238,28 @@ class AgentSkillTools:
         owner = Owner(caller.subject, caller.issuer, caller)
         decided = await self._decided(tool, request, caller, trace_id)
         inputs = proto_inputs(request.message)
-        grant = await self._parts().delegations.admit(
-            decided.call(
-                caller,
-                tool.agent_id,
-                event=EVENT,
-                trace_id=trace_id,
-                approved=approved,
-                inputs=inputs,
-            )
+        call = decided.call(
+            caller, tool.agent_id, event=EVENT, trace_id=trace_id, approved=approved, inputs=inputs
         )
-        admission = Admission(
-            grant,
-            owner,
-            frozenset(),
-            decided.skill,
-            task_id=decided.task_id,
-            strictest=decided.strictest,
-        )
-        context = handler_context(admission)
         outcome = Outcome()
-        handler = self._handler_for(grant.card)
-        async for event in handler.on_message_send_stream(request, context):
-            note = outcome.take(event)
-            if note is not None:
-                outcome.steps += 1
-                await progress(outcome.steps, None, note)
+        async with self._parts().delegate.open(call) as grant:
+            admission = Admission(
+                grant,
+                owner,
+                frozenset(),
+                decided.skill,
+                task_id=decided.task_id,
+                strictest=decided.strictest,
+            )
+            handler = self._handler_for(grant.card)
+            # Closed before the call is: its record is written as it closes.
+            events = handler.on_message_send_stream(request, handler_context(admission))
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    note = outcome.take(event)
+                    if note is not None:
+                        outcome.steps += 1
+                        await progress(outcome.steps, None, note)
         return outcome.result()
 
     async def _decided(

@@ -367,3 +367,65 @@ def test_a_call_with_inputs_is_not_answered_by_the_gateway() -> None:
     with pytest.raises(ValueError, match="inputs"):
         run(delegate.answer(with_inputs, act))
     assert records.written == []
+
+
+def test_a_call_held_open_keeps_the_record_its_handler_wrote() -> None:
+    """`Delegate.open`: the handler inside sends through `send`, whose record
+    -- a failure's too -- is the call's one."""
+    delegate, records = core(attempts=1)
+    attempt, _ = failing(1, LOST)
+
+    async def held() -> None:
+        async with delegate.open(CALL) as permit:
+            sending = Sending(upstream=UPSTREAM, attempt=attempt, explain=explain)
+            await delegate.send(permit, CALL.event, sending)
+
+    with pytest.raises(Refused):
+        run(held())
+    assert records.written == [("upstream_error", "failed: connection refused")]
+
+
+def test_a_call_held_open_whose_handler_failed_unsent_is_recorded_once() -> None:
+    delegate, records = core()
+
+    async def held() -> None:
+        async with delegate.open(CALL):
+            raise RuntimeError("no transport")
+
+    with pytest.raises(RuntimeError):
+        run(held())
+    assert records.written == [("error", "not sent: RuntimeError: no transport")]
+    assert records.ended == [True]
+
+
+def test_a_call_held_open_and_cancelled_unsent_is_recorded_cancelled() -> None:
+    delegate, records = core()
+    inside = asyncio.Event()
+
+    async def held() -> None:
+        async with delegate.open(CALL):
+            inside.set()
+            await asyncio.Event().wait()
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(held())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(cancelled())
+    assert records.written == [("cancelled", "the caller cancelled")]
+
+
+def test_a_look_held_open_that_sent_nothing_writes_nothing() -> None:
+    """A body that ends normally recorded what it made: a look (`Call.sends`
+    False) made nothing to record, and the core adds nothing."""
+    delegate, records = core()
+
+    async def look() -> Any:
+        async with delegate.open(CALL) as permit:
+            return permit
+
+    assert run(look()) is PERMIT
+    assert records.written == []

@@ -159,7 +159,22 @@ class StepCall:
         # Built before the call is decided: one that cannot be sent is not.
         message_id = f"{self.call.run_id}.{self.step.id}.{pending['attempts']}"
         message = self._message(message_id, arguments, text) if sends else None
-        grant = await self.admission.decide(target.agent, target.skill, inputs=inputs)
+        async with self.admission.decide(target.agent, target.skill, inputs=inputs) as grant:
+            answer = await self._agent_call(grant, known, pending, message)
+        if answer is None:  # closed with nothing sent, so with nothing to record
+            raise StepFailed(at_most_once.outcome_unknown(self.step), final=True)
+        return answer
+
+    async def _agent_call(
+        self,
+        grant: Grant,
+        known: Mapping[str, Any],
+        pending: dict[str, Any],
+        message: AgentMessage | None,
+    ) -> dict[str, Any] | None:
+        """The step's call to its agent, decided: its task followed where it
+        was sent already, else sent; None for a call sent before a crash
+        whose outcome is unknown and that is not sent again."""
         token = self.admission.shown_token(grant)
         # Re-attached while it showed an approval inside its agent: said again once it goes on.
         holding = known.get("approval_id") if known.get("state") == "waiting" else None
@@ -176,7 +191,7 @@ class StepCall:
         if known.get("sent_at") is not None and not self.idempotent():
             await self._interrupted(known, "not sent again: its outcome is unknown")
             await self._write(**pending, token=token)
-            raise StepFailed(at_most_once.outcome_unknown(self.step), final=True)
+            return None
         if known.get("sent_at") is not None:
             await self._interrupted(known, "sent again: the target is idempotent")
         assert message is not None  # as it sends
@@ -280,29 +295,29 @@ class StepCall:
             raise StepFailed(f"{target.agent} asked, but its task is not known", final=True)
         data, text = reply.reply.get("data"), reply.reply.get("text")
         inputs = [data] if data else []
-        grant = await self.admission.decide(target.agent, target.skill, inputs=inputs)
-        token = self.admission.shown_token(grant)
-        agent = self._agent_task(
-            grant, continues=task_id, answered=reply.asked, since=known.get("sent_at")
-        )
-        current = await agent.get(task_id)
-        if current.status.state not in WAITING or status_key(current) != reply.asked:
-            # It no longer asks what was answered: the answer went before a
-            # crash, or the agent went on (or asked again) by itself.
-            # Followed, not sent (again).
-            await self._write(**pending, token=token)
-            return await agent.follow(task_id, current)
-        answered = {"round": reply.round, "text": text, "data": data}
-        recorded = {**(pending.get("input") or {}), "answer": answered}
-        await self._write(**{**pending, "input": recorded}, token=token)
-        message = self._message(
-            f"{self.call.run_id}.{self.step.id}.{pending['attempts']}.answer{reply.round}",
-            data,
-            text,
-            task_id=task_id,
-            context_id=current.context_id,
-        )
-        return await self._send(agent, grant, message)
+        async with self.admission.decide(target.agent, target.skill, inputs=inputs) as grant:
+            token = self.admission.shown_token(grant)
+            agent = self._agent_task(
+                grant, continues=task_id, answered=reply.asked, since=known.get("sent_at")
+            )
+            current = await agent.get(task_id)
+            if current.status.state not in WAITING or status_key(current) != reply.asked:
+                # It no longer asks what was answered: the answer went before a
+                # crash, or the agent went on (or asked again) by itself.
+                # Followed, not sent (again).
+                await self._write(**pending, token=token)
+                return await agent.follow(task_id, current)
+            answered = {"round": reply.round, "text": text, "data": data}
+            recorded = {**(pending.get("input") or {}), "answer": answered}
+            await self._write(**{**pending, "input": recorded}, token=token)
+            message = self._message(
+                f"{self.call.run_id}.{self.step.id}.{pending['attempts']}.answer{reply.round}",
+                data,
+                text,
+                task_id=task_id,
+                context_id=current.context_id,
+            )
+            return await self._send(agent, grant, message)
 
     async def cancel_upstream(self) -> None:
         """Best effort: the agent's task of a step given up on is cancelled."""
@@ -311,10 +326,10 @@ class StepCall:
         if not task_id or agent is None:
             return
         with contextlib.suppress(Exception):
-            grant = await self.admission.decide(agent, None, message=False)
-            caller = self.call.caller
-            admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
-            await self.rt.handler_for(grant.card).cancel(admission, str(task_id))
+            async with self.admission.decide(agent, None, message=False) as grant:
+                owner = Owner(self.call.caller.subject, self.call.caller.issuer, self.call.caller)
+                admission = Admission(grant, owner, frozenset())
+                await self.rt.handler_for(grant.card).cancel(admission, str(task_id))
 
     # MCP tools -----------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ a revoked or expired grant fails the run at its next step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -105,17 +106,20 @@ class FlowRuntime:
         """The caller every step of the run acts as; `GrantUnusable` if it may not."""
         return caller_of(await self.store.grant(grant_id))
 
-    async def looks_at(
+    @asynccontextmanager
+    async def look_at(
         self, run: Mapping[str, Any], agent: str, event: str, *, sends: bool = True
-    ) -> tuple[Caller, Grant]:
+    ) -> AsyncIterator[tuple[Caller, Grant]]:
         """A run's look at an agent's task (a wait reading it, a follower's
-        watch), decided as a call to the agent is: on the run's grant now
-        (`GrantUnusable` when revoked or expired), by the policy in force,
-        audited; the caller and the grant (``sends``: whether it is used
-        for a call at all). Raises what `Delegations.admit` raises."""
+        watch), held open while the block makes it: decided as a call to the
+        agent is -- on the run's grant now (`GrantUnusable` when revoked or
+        expired), by the policy in force, audited -- and ended by one record
+        (`Delegate.open`); the caller and the grant (``sends``: whether it is
+        used for a call at all). Raises what `Delegations.admit` raises."""
         caller = await self.caller(run["grant_id"])
         call = Call(caller, agent, event=event, trace_id=run["trace_id"], sends=sends)
-        return caller, await self.delegations.admit(call)
+        async with self.delegate.open(call) as grant:
+            yield caller, grant
 
     async def publish(
         self,

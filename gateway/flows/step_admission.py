@@ -1,7 +1,7 @@
 """A call step's decision: its call decided as every call is, on the run's grant.
 
 Before a step sends anything (`gateway.flows.calls.StepCall`), its call is
-decided by the one entrance to the decision, `Delegations.admit`, with the
+decided by the one entrance to the decision, `Delegate.open`, with the
 policy in force now and the flow in the actor chain; the verdicts come back
 as the step's own errors (held for approval, refused for good, no such
 agent). A coordination rule's deferral (``mode: defer``) is waited out here,
@@ -14,7 +14,9 @@ here too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -61,6 +63,7 @@ class StepAdmission:
         # A human approved this call on the desk (the policy holds each one).
         self.approved = approved
 
+    @asynccontextmanager
     async def decide(
         self,
         agent_id: str,
@@ -68,10 +71,12 @@ class StepAdmission:
         *,
         message: bool = True,
         inputs: list[Any] | None = None,
-    ) -> Grant:
-        """Decide the step's call: a message as every message is decided, for its
-        skill; another operation (a look, a cancel: no approval carried) for the
-        agent. ``inputs``: the message's data for the coordination rules."""
+    ) -> AsyncIterator[Grant]:
+        """The step's call decided and held open while the block makes it
+        (`Delegate.open`: it ends with one record): a message as every
+        message is decided, for its skill; another operation (a look, a
+        cancel: no approval carried) for the agent. ``inputs``: the
+        message's data for the coordination rules."""
         call = Call(
             self.call.caller,
             agent_id,
@@ -82,17 +87,19 @@ class StepAdmission:
             approved=self.approved and message,
             inputs=inputs,
         )
-        try:
-            grant = await self.waiting(agent_id, lambda: self.rt.delegations.admit(call))
-        except ApprovalRequired as waits:
-            raise NeedsApproval(agent_id, list(waits.decision.reasons)) from None
-        except DelegationDenied as denied:
-            raise StepFailed(
-                f"refused by the policy: {'; '.join(denied.decision.reasons)}", final=True
-            ) from None
-        except AgentNotFound:
-            raise StepFailed(f"no agent {agent_id}", final=True) from None
-        return grant
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                grant = await self.waiting(
+                    agent_id, lambda: held.enter_async_context(self.rt.delegate.open(call))
+                )
+            except ApprovalRequired as waits:
+                raise NeedsApproval(agent_id, list(waits.decision.reasons)) from None
+            except DelegationDenied as denied:
+                reasons = "; ".join(denied.decision.reasons)
+                raise StepFailed(f"refused by the policy: {reasons}", final=True) from None
+            except AgentNotFound:
+                raise StepFailed(f"no agent {agent_id}", final=True) from None
+            yield grant
 
     async def waiting(self, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """A call a `mode: defer` rule holds back waits here (audited once)."""

@@ -160,7 +160,13 @@ class TaskFollower:
 
     async def _once(self) -> bool:
         """One subscription or one `GetTask`: whether the task changed state."""
-        grant = await self._admitted()
+        async with contextlib.AsyncExitStack() as held:
+            grant = await self._admitted(held)
+            if grant is not None:
+                return await self._looked(grant)
+        raise Stop  # the gateway records that task itself: nothing was asked
+
+    async def _looked(self, grant: Grant) -> bool:
         agent = self.rt.handler_for(grant.card)
         caller = grant.caller
         admission = Admission(grant, Owner(caller.subject, caller.issuer, caller), frozenset())
@@ -239,13 +245,13 @@ class TaskFollower:
         try:
             async with asyncio.timeout(UNWATCH_SECONDS):
                 await self._forget_watch()
-                caller, grant = await self.rt.looks_at(self.info, self.agent, EVENT)
-                agent = self.rt.handler_for(grant.card)
-                owner = Owner(caller.subject, caller.issuer, caller)
-                if isinstance(agent, PushConfigs):
-                    await agent.unwatch_task(
-                        Admission(grant, owner, frozenset()), self.task_id, self.watch_id
-                    )
+                async with self.rt.look_at(self.info, self.agent, EVENT) as (caller, grant):
+                    agent = self.rt.handler_for(grant.card)
+                    owner = Owner(caller.subject, caller.issuer, caller)
+                    if isinstance(agent, PushConfigs):
+                        await agent.unwatch_task(
+                            Admission(grant, owner, frozenset()), self.task_id, self.watch_id
+                        )
         except Exception as exc:
             logger.info("run %s: watch on task %s left: %r", self.info["id"], self.task_id, exc)
 
@@ -262,20 +268,20 @@ class TaskFollower:
             await self.wake()
         return moved
 
-    async def _admitted(self) -> Grant:
-        """The run's call to the agent, decided on its grant now, as the
-        reconciler decides each look at a task (`gateway.agents.reconcile`):
-        the policy in force, a token for this agent only. A rate limit of the
-        user's is waited out (`RateLimited`); any other refusal ends it."""
+    async def _admitted(self, held: contextlib.AsyncExitStack) -> Grant | None:
+        """The run's call to the agent, decided on its grant now and held
+        open in ``held``, as the reconciler decides each look at a task
+        (`gateway.agents.reconcile`): the policy in force, a token for this
+        agent only; None for an agent the gateway runs (it records that task
+        itself). A rate limit of the user's is waited out (`RateLimited`);
+        any other refusal ends it."""
         try:
-            _, grant = await self.rt.looks_at(self.info, self.agent, EVENT)
+            _, grant = await held.enter_async_context(self.rt.look_at(self.info, self.agent, EVENT))
         except RateLimited:
             raise
         except (GrantUnusable, DelegationDenied, AgentNotFound):
             await self._stop()
-        if gateway_run_kind(grant.card) is not None:
-            raise Stop  # the gateway records that task itself
-        return grant
+        return None if gateway_run_kind(grant.card) is not None else grant
 
     async def _stop(self) -> NoReturn:
         """The run looks now (its look says why), and following ends."""

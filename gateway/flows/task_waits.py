@@ -179,7 +179,8 @@ async def _refused(run: RunAccess, agent: str) -> str | None:
     what the step reads is that agent's answer to the user. No token is sent
     anywhere; the one the decision mints is not used."""
     try:
-        await run.rt.looks_at(run.info, agent, EVENT, sends=False)
+        async with run.rt.look_at(run.info, agent, EVENT, sends=False):
+            pass
     except GrantUnusable as exc:
         return str(exc)
     except DelegationDenied as denied:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
@@ -28,24 +29,20 @@ from a2a.utils.errors import (
 from adapters.a2a import A2AUpstreams, NoUsableInterface, UpstreamEndpoint
 from adapters.http import UpstreamRefused
 from adapters.operations import Operation
+from gateway.agents import fallbacks
 from gateway.agents.admission import Admission, FrontDoorParts, StreamLimits, handler_context
 from gateway.agents.consents import CallToken
 from gateway.agents.jsonrpc_send import explained, plain_post, sends_plainly
 from gateway.agents.stream_relay import OpenStream, relay, unavailable
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
-from gateway.delegation.call import Call
-from gateway.delegation.delegate import BreakerOpen, Delegate, Explained, Sending, UpstreamDown
+from gateway.delegation.delegate import Delegate, Explained, Sending, UpstreamDown
 from gateway.delegation.handoffs import check_contract, checked_skill
-from gateway.delegation.pipeline import (
-    DelegationDenied,
-    Delegations,
-)
-from gateway.delegation.resilience import Resilience, breaker_error
+from gateway.delegation.pipeline import Delegations
+from gateway.delegation.resilience import Resilience
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 from gateway.storage.outages import outage_of
-from registry.store import AgentNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +206,7 @@ class AgentCalls:
 
     async def _send(
         self,
+        held: AsyncExitStack,
         admission: Admission,
         skill: str | None,
         operation: str,
@@ -218,7 +216,8 @@ class AgentCalls:
     ) -> tuple[Admission, T]:
         """A message to the agent, or -- when it is down and the policy names a
         fallback for the skill -- to the fallback, with a token minted for it
-        by the same decision. Returns the admission actually used."""
+        by the same decision, its call held open in ``held`` (`fallbacks`).
+        Returns the admission actually used."""
         rules = self.resilience.handoff(self.delegations.policy.current, admission.agent_id, skill)
         if admission.down is None:
             try:
@@ -236,7 +235,7 @@ class AgentCalls:
         else:
             error, tried = admission.down, ""
         assert rules.fallback is not None
-        fallback = await self._fallback(admission, rules.fallback, skill)
+        fallback = await fallbacks.admitted(self, held, admission, rules.fallback, skill)
         if fallback is None:
             await self.audit(admission, operation, error, tried + "; no usable fallback")
             raise error from None
@@ -257,30 +256,6 @@ class AgentCalls:
         )
         return fallback, answer
 
-    async def _fallback(
-        self, admission: Admission, agent_id: str, skill: str | None
-    ) -> Admission | None:
-        """The admission for a fallback agent: the same caller, the same
-        decision (a denial is audited by `admit` and means no fallback)."""
-        grant = admission.grant
-        try:
-            fallback = await self.delegations.admit(
-                Call(
-                    grant.caller,
-                    agent_id,
-                    event="a2a",
-                    trace_id=grant.trace_id,
-                    action=skill,
-                    message=True,
-                    strictest=admission.strictest,
-                    inputs=admission.inputs,
-                )
-            )
-        except (AgentNotFound, DelegationDenied) as exc:
-            logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)
-            return None
-        return replace(admission, grant=fallback, skill=skill, down=None)
-
     async def _checked_skill(
         self, admission: Admission, params: SendMessageRequest, operation: str
     ) -> str | None:
@@ -289,25 +264,6 @@ class AgentCalls:
         except A2AError as refusal:
             await self.audit(admission, operation, refusal, "; not called")
             raise
-
-    async def _stream_target(self, admission: Admission, skill: str | None) -> Admission:
-        """Where a stream goes: the agent, or its fallback while its breaker is
-        open. (A stream is not retried, nor moved once it has started.)"""
-        breakers = self.resilience.breakers
-        if breakers.would_allow(admission.agent_id):
-            return admission
-        rules = self.resilience.handoff(self.delegations.policy.current, admission.agent_id, skill)
-        if rules.fallback is None:
-            return admission  # `_relay` fails fast
-        fallback = await self._fallback(admission, rules.fallback, skill)
-        if fallback is None:
-            return admission
-        state = breakers.state(admission.agent_id)
-        error = breaker_error(BreakerOpen(admission.agent_id, state))
-        await self.audit(
-            admission, "SendStreamingMessage", error, f"; handed to fallback {fallback.agent_id}"
-        )
-        return fallback
 
     def check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
         """The message's skill -- the one it was admitted for, now the only one

@@ -37,6 +37,7 @@ from a2a.utils.errors import (
 from a2a.utils.task import validate_history_length
 from google.protobuf.json_format import MessageToDict
 
+from gateway.agents import fallbacks
 from gateway.agents.admission import Admission, admission_of, handler_context
 from gateway.agents.approvals import APPROVAL_META as HELD_META
 from gateway.agents.cards import proxied_card
@@ -114,28 +115,30 @@ class AgentHandler(PushConfigs, OperationsHandler):
         relay = await self._inline_push(admission, params, "SendMessage")
         task_id = ""  # the task the inline config is bound to: only one recorded as the caller's
         asked = admission
-        try:
+        async with contextlib.AsyncExitStack() as held:  # a fallback's call
             try:
-                admission, response = await self._send(
-                    admission,
-                    skill,
-                    "SendMessage",
-                    lambda t, c: t.send_message(params, context=c),
-                    self._take_answer,
-                    plain=params,
-                )
-            except ConnectionRequired as needed:
-                return await self.held_for_consent(asked, params, needed)
-            if response.HasField("task"):
-                task_id = response.task.id
-                return response.task
-            return response.message
-        finally:
-            if admission.agent_id != asked.agent_id:
-                # A fallback took the call: it was handed a relay of the agent
-                # asked, under which its task is not recorded. Not kept.
-                task_id = ""
-            await self._settle_push(asked, relay, task_id)
+                try:
+                    admission, response = await self._send(
+                        held,
+                        admission,
+                        skill,
+                        "SendMessage",
+                        lambda t, c: t.send_message(params, context=c),
+                        self._take_answer,
+                        plain=params,
+                    )
+                except ConnectionRequired as needed:
+                    return await self.held_for_consent(asked, params, needed)
+                if response.HasField("task"):
+                    task_id = response.task.id
+                    return response.task
+                return response.message
+            finally:
+                if admission.agent_id != asked.agent_id:
+                    # A fallback took the call: it was handed a relay of the agent
+                    # asked, under which its task is not recorded. Not kept.
+                    task_id = ""
+                await self._settle_push(asked, relay, task_id)
 
     async def stream_message(
         self, admission: Admission, params: SendMessageRequest
@@ -147,40 +150,41 @@ class AgentHandler(PushConfigs, OperationsHandler):
             return
         await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendStreamingMessage")
-        admission = await self._stream_target(admission, skill)
-        relay = await self._inline_push(admission, params, "SendStreamingMessage")
-        task_id = ""
-        events = self._relay(
-            admission,
-            "SendStreamingMessage",
-            lambda t, c: send_message_streaming(self.upstreams.raw, t, params, c),
-        )
-        try:
+        async with contextlib.AsyncExitStack() as held:  # a fallback's call
+            admission = await fallbacks.stream_target(self, held, admission, skill)
+            relay = await self._inline_push(admission, params, "SendStreamingMessage")
+            task_id = ""
+            events = self._relay(
+                admission,
+                "SendStreamingMessage",
+                lambda t, c: send_message_streaming(self.upstreams.raw, t, params, c),
+            )
             try:
-                first = await anext(events)
-            except ConnectionRequired as needed:  # before anything came
-                yield await self.held_for_consent(admission, params, needed)
-                return
-            except StopAsyncIteration:
-                return
-            # Closed here, not left to the garbage collector: the stream's
-            # record is written as it closes, before whoever stops reading
-            # (a flow's step at its task's end) stores the outcome.
-            async with contextlib.aclosing(first_then_rest(first, events)) as rest:
-                async for event in rest:
-                    if relay is not None and not task_id:
-                        # `_relay` yields an event only once it is recorded as the
-                        # caller's: bound before the client can ask for it.
-                        task_id = _task_id_of(event)
-                        if task_id:
-                            await self._settle_push(admission, relay, task_id)
-                    yield event
-        finally:
-            try:
-                await events.aclose()
+                try:
+                    first = await anext(events)
+                except ConnectionRequired as needed:  # before anything came
+                    yield await self.held_for_consent(admission, params, needed)
+                    return
+                except StopAsyncIteration:
+                    return
+                # Closed here, not left to the garbage collector: the stream's
+                # record is written as it closes, before whoever stops reading
+                # (a flow's step at its task's end) stores the outcome.
+                async with contextlib.aclosing(first_then_rest(first, events)) as rest:
+                    async for event in rest:
+                        if relay is not None and not task_id:
+                            # `_relay` yields an event only once it is recorded as the
+                            # caller's: bound before the client can ask for it.
+                            task_id = _task_id_of(event)
+                            if task_id:
+                                await self._settle_push(admission, relay, task_id)
+                        yield event
             finally:
-                if relay is not None and not task_id:
-                    await self._settle_push(admission, relay, "")
+                try:
+                    await events.aclose()
+                finally:
+                    if relay is not None and not task_id:
+                        await self._settle_push(admission, relay, "")
 
     # Tasks ----------------------------------------------------------------
 

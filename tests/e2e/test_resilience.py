@@ -10,6 +10,7 @@ binding), with official SDK clients where the answer is an A2A error.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -113,7 +114,8 @@ def _text(answer: dict[str, Any]) -> str:
 @pytest.fixture
 def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
     names = ("strict", "once", "again", "backup")
-    agents = {name: flaky_agent(name) for name in names}
+    # The backup streams; the dead primary's card is the backup's, so it does too.
+    agents = {name: flaky_agent(name, streams=name == "backup") for name in names}
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     gateway = start_gateway(
@@ -345,3 +347,43 @@ def test_an_open_breaker_sends_straight_to_the_fallback(setup: Setup) -> None:
     assert setup.agents["backup"].calls == THRESHOLD + 1
     details = [e["detail"] for e in setup.audit("primary", THRESHOLD + 1)]
     assert any("circuit breaker is open" in d and "handed to fallback" in d for d in details)
+
+
+def test_a_stream_to_an_agent_whose_breaker_is_open_goes_to_the_fallback(setup: Setup) -> None:
+    """A stream is handed over before it opens: the fallback's call is
+    decided for the same caller and skill, and each hop has one record."""
+    for _ in range(THRESHOLD):
+        setup.send("primary")
+    assert setup.record("primary")["breaker"]["state"] == "open"
+    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": "hi"}]}
+    rpc = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendStreamingMessage",
+        "params": {"message": message},
+    }
+    headers = {
+        "Authorization": f"Bearer {setup.token}",
+        "A2A-Version": "1.0",
+        "Accept": "text/event-stream",
+    }
+    with httpx.stream(
+        "POST",
+        f"{setup.gateway.url}/a2a/primary",
+        json=rpc,
+        headers=headers,
+        timeout=30,
+        verify=client_tls(),
+    ) as answer:
+        assert answer.status_code == 200
+        events = [json.loads(line[5:]) for line in answer.iter_lines() if line.startswith("data:")]
+    assert [_text(event) for event in events] == ["from backup"]
+    # Each message that opened the breaker went to the backup too.
+    assert setup.agents["backup"].calls == THRESHOLD + 1
+    (opened,) = [e for e in setup.audit("primary", THRESHOLD + 1) if "breaker" in e["detail"]]
+    assert opened["event"] == "a2a.SendStreamingMessage"
+    assert "handed to fallback backup" in opened["detail"]
+    backup = [
+        e for e in setup.audit("backup", THRESHOLD + 1) if e["trace_id"] == opened["trace_id"]
+    ]
+    assert [(e["event"], e["outcome"]) for e in backup] == [("a2a.SendStreamingMessage", "ok")]

@@ -3,7 +3,8 @@
 `FlakyAgent.fail_next` answers the next N calls with `status` (503 unless
 set); `down = True` answers every call so until cleared; `a2a_error = True`
 answers with a JSON-RPC error of the agent's own. Otherwise it answers
-`SendMessage` with one message, "from <name>".
+`SendMessage` with one message, "from <name>"; one built with ``streams``
+answers `SendStreamingMessage` with that message as its one event.
 """
 
 from __future__ import annotations
@@ -63,17 +64,17 @@ class FlakyAgent:
             outcome = {
                 "result": {"message": {"messageId": "a", "role": "ROLE_AGENT", "parts": parts}}
             }
-        return Response(
-            json.dumps({"jsonrpc": "2.0", "id": body.get("id"), **outcome}),
-            media_type="application/json",
-        )
+        answer = json.dumps({"jsonrpc": "2.0", "id": body.get("id"), **outcome})
+        if body.get("method") == "SendStreamingMessage":
+            return Response(f"data: {answer}\n\n", media_type="text/event-stream")
+        return Response(answer, media_type="application/json")
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
 
 
-def flaky_agent(name: str) -> FlakyAgent:
+def flaky_agent(name: str, *, streams: bool = False) -> FlakyAgent:
     agent = FlakyAgent(name)
 
     def build(url: str) -> Starlette:
@@ -84,7 +85,7 @@ def flaky_agent(name: str) -> FlakyAgent:
             supported_interfaces=[
                 AgentInterface(url=url + "/", protocol_binding="JSONRPC", protocol_version="1.0")
             ],
-            capabilities=AgentCapabilities(),
+            capabilities=AgentCapabilities(streaming=streams),
             default_input_modes=["text/plain", "application/json"],
             default_output_modes=["text/plain"],
             skills=[AgentSkill(id="work", name="Work", description="Works.", tags=["t"])],

@@ -11,6 +11,7 @@ become the gateway task's (`_Mirror`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -120,43 +121,45 @@ class ApprovalExecution:
     ) -> AsyncIterator[Event]:
         """Make the approved call, or -- taken over after an interruption --
         follow the upstream task it started (``follow``) to its end."""
-        admitted = await self._admitted(approval, mirror)
-        if admitted is None:
-            return
-        request, decided, grant = admitted
-        request.configuration.return_immediately = False
-        handler = self._handler_for(grant.card)
-        admission = Admission(
-            grant,
-            approval.owner,
-            frozenset(),
-            decided.skill,
-            task_id=decided.task_id,
-            strictest=decided.strictest,
-        )
-        context = handler_context(admission)
-        try:
-            if follow is not None:
-                mirror.upstream_id = follow
-            else:
-                if self._sending is not None:
-                    await self._sending(spec, grant, "a2a.approved")
-                async for update in self._sent(handler, request, context, mirror, spec):
+        async with contextlib.AsyncExitStack() as held:  # the call, held open
+            admitted = await self._admitted(approval, mirror, held)
+            if admitted is None:
+                return
+            request, decided, grant = admitted
+            request.configuration.return_immediately = False
+            handler = self._handler_for(grant.card)
+            admission = Admission(
+                grant,
+                approval.owner,
+                frozenset(),
+                decided.skill,
+                task_id=decided.task_id,
+                strictest=decided.strictest,
+            )
+            context = handler_context(admission)
+            try:
+                if follow is not None:
+                    mirror.upstream_id = follow
+                else:
+                    if self._sending is not None:
+                        await self._sending(spec, grant, "a2a.approved")
+                    async for update in self._sent(handler, request, context, mirror, spec):
+                        yield update
+                async for update in self._polled(handler, context, mirror, approval, grant):
                     yield update
-            async for update in self._polled(handler, context, mirror, approval, grant):
-                yield update
-        except A2AError as exc:
-            mirror.fail(str(exc) or type(exc).__name__)
-        except UserCredentialUnavailable as missing:
-            # The user's own account at the agent, gone or short of a scope
-            # since the call was released (nothing was sent): said with the link.
-            mirror.fail(f"{missing}; then send the request again")
+            except A2AError as exc:
+                mirror.fail(str(exc) or type(exc).__name__)
+            except UserCredentialUnavailable as missing:
+                # The user's own account at the agent, gone or short of a scope
+                # since the call was released (nothing was sent): said with the link.
+                mirror.fail(f"{missing}; then send the request again")
 
     async def _admitted(
-        self, approval: Approval, mirror: Mirror
+        self, approval: Approval, mirror: Mirror, held: contextlib.AsyncExitStack
     ) -> tuple[SendMessageRequest, MessageSkill, Grant] | None:
-        """The stored request, decided again now; None: it may not be made
-        (said on ``mirror``)."""
+        """The stored request, decided again now and held open in ``held``
+        (`Delegate.open`: the call ends with one record); None: it may not
+        be made (said on ``mirror``)."""
         parts = self._parts()
         request = SendMessageRequest()
         try:
@@ -182,7 +185,7 @@ class ApprovalExecution:
                     approved=True,
                     inputs=proto_inputs(request.message),
                 )
-                grant = await parts.delegations.admit(call)
+                grant = await held.enter_async_context(parts.delegate.open(call))
         except AgentNotFound:
             mirror.fail(f"agent {approval.target} is no longer registered")
             return None
@@ -219,16 +222,19 @@ class ApprovalExecution:
     ) -> AsyncIterator[Event]:
         """The call made: the agent's events, as the gateway task's updates."""
         kept = False
-        async for event in handler.on_message_send_stream(request, context):
-            update = mirror.take(event)
-            if mirror.upstream_id and not kept:
-                # Kept at once, so a replica taking over can follow it.
-                # (Not "unless the snapshot names it": `take` names it
-                # in memory as soon as a Task event arrives.)
-                mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
-                kept = await self._parts().tasks.record(spec.agent_id, spec.owner, mirror.task)
-            if update is not None:
-                yield update
+        # Closed before the call is: the stream's record is written as it closes.
+        events = handler.on_message_send_stream(request, context)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                update = mirror.take(event)
+                if mirror.upstream_id and not kept:
+                    # Kept at once, so a replica taking over can follow it.
+                    # (Not "unless the snapshot names it": `take` names it
+                    # in memory as soon as a Task event arrives.)
+                    mirror.task.metadata.update({UPSTREAM_META: mirror.upstream_id})
+                    kept = await self._parts().tasks.record(spec.agent_id, spec.owner, mirror.task)
+                if update is not None:
+                    yield update
 
     async def _polled(
         self,

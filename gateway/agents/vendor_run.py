@@ -11,6 +11,7 @@ connect link when the vendor refused the user's token).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -68,43 +69,51 @@ class VendorExecution:
         working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
         working.status.state = TaskState.TASK_STATE_WORKING
         yield working
-        try:
-            grant, call, token = await self._ready(parts, spec, grant)
-        except (DelegationDenied, TokenInvalid, CredentialUnavailable, AdapterError) as exc:
-            yield _failed(task, f"the call could not be made: {exc}")
-            return
-        answering = _Answering(parts, spec, task, call, grant, token)
-        try:
-            if spec.streaming:
-                async for chunk in answering.stream():
-                    yield chunk
-            else:
-                await answering.send()
-        except UserCredentialUnavailable as missing:  # recorded by the core; nothing sent
-            yield _failed(task, f"{missing}; then send the request again")
-            return
-        except AdapterError as exc:  # recorded by the core
-            needed = await _refusal(token, exc)
-            yield _failed(task, f"{needed}; then send the request again" if needed else str(exc))
-            return
+        # A run again after an interruption decides its call anew, held open here.
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                grant, call, token = await self._ready(parts, spec, grant, held)
+            except (DelegationDenied, TokenInvalid, CredentialUnavailable, AdapterError) as exc:
+                yield _failed(task, f"the call could not be made: {exc}")
+                return
+            answering = _Answering(parts, spec, task, call, grant, token)
+            try:
+                if spec.streaming:
+                    async for chunk in answering.stream():
+                        yield chunk
+                else:
+                    await answering.send()
+            except UserCredentialUnavailable as missing:  # recorded by the core; nothing sent
+                yield _failed(task, f"{missing}; then send the request again")
+                return
+            except AdapterError as exc:  # recorded by the core
+                needed = await _refusal(token, exc)
+                said = f"{needed}; then send the request again" if needed else str(exc)
+                yield _failed(task, said)
+                return
         for event in answering.completed():
             yield event
 
     async def _ready(
-        self, parts: FrontDoorParts, spec: RunSpec, grant: Grant | None
+        self,
+        parts: FrontDoorParts,
+        spec: RunSpec,
+        grant: Grant | None,
+        held: contextlib.AsyncExitStack,
     ) -> tuple[Grant, VendorCall, CallToken]:
-        """The grant, the vendor's call and the token it goes with."""
-        if grant is None:  # run again after an interruption: decide and mint anew
-            grant = await parts.delegations.admit(
-                Call(
-                    spec.caller,
-                    spec.agent_id,
-                    event="a2a.retry",
-                    trace_id=spec.trace_id,
-                    action=spec.turn.skill,
-                    message=True,
-                )
+        """The grant, the vendor's call and the token it goes with; a run
+        again after an interruption decides and mints anew, its call held
+        open in ``held`` (`Delegate.open`: it ends with one record)."""
+        if grant is None:
+            again = Call(
+                spec.caller,
+                spec.agent_id,
+                event="a2a.retry",
+                trace_id=spec.trace_id,
+                action=spec.turn.skill,
+                message=True,
             )
+            grant = await held.enter_async_context(parts.delegate.open(again))
             await self._run().runner.sending(spec, grant, "a2a.run")
         else:  # the first send: its mark was stored with the run; still held?
             runner = self._run().runner

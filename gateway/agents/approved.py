@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 from a2a.server.context import ServerCallContext
@@ -68,15 +68,16 @@ class ApprovalExecution:
     def dispatching(self, otherwise: Execute) -> Execute:
         """One `Execute` for the runner: approved calls here, the rest ``otherwise``."""
 
-        async def execute(spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+        async def execute(spec: RunSpec, grant: Grant | None) -> AsyncGenerator[Event]:
             approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
             chosen = otherwise if approval is None else self
-            async for event in chosen(spec, grant):
-                yield event
+            async with contextlib.aclosing(chosen(spec, grant)) as events:
+                async for event in events:
+                    yield event
 
         return execute
 
-    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncGenerator[Event]:
         parts = self._parts()
         approval = await self._approvals.by_task(spec.agent_id, spec.task_id)
         task = await parts.tasks.get(spec.agent_id, spec.owner, spec.task_id)
@@ -98,8 +99,9 @@ class ApprovalExecution:
                 )
             )
             yield working
-            async for event in self._call(approval, mirror, spec, follow):
-                yield event
+            async with contextlib.aclosing(self._call(approval, mirror, spec, follow)) as events:
+                async for event in events:
+                    yield event
         except Exception:
             await self._approvals.finish(approval.id, "failed")
             raise
@@ -118,41 +120,47 @@ class ApprovalExecution:
 
     async def _call(
         self, approval: Approval, mirror: Mirror, spec: RunSpec, follow: str | None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event]:
         """Make the approved call, or -- taken over after an interruption --
         follow the upstream task it started (``follow``) to its end."""
-        async with contextlib.AsyncExitStack() as held:  # the call, held open
-            admitted = await self._admitted(approval, mirror, held)
-            if admitted is None:
-                return
-            request, decided, grant = admitted
-            request.configuration.return_immediately = False
-            handler = self._handler_for(grant.card)
-            admission = Admission(
-                grant,
-                approval.owner,
-                frozenset(),
-                decided.skill,
-                task_id=decided.task_id,
-                strictest=decided.strictest,
-            )
-            context = handler_context(admission)
-            try:
+        # A failure the handler did not record is recorded as the call's end
+        # as it leaves the held call, then said on the task.
+        try:
+            async with contextlib.AsyncExitStack() as held:  # the call, held open
+                admitted = await self._admitted(approval, mirror, held)
+                if admitted is None:
+                    return
+                request, decided, grant = admitted
+                request.configuration.return_immediately = False
+                handler = self._handler_for(grant.card)
+                admission = Admission(
+                    grant,
+                    approval.owner,
+                    frozenset(),
+                    decided.skill,
+                    task_id=decided.task_id,
+                    strictest=decided.strictest,
+                )
+                context = handler_context(admission)
                 if follow is not None:
                     mirror.upstream_id = follow
                 else:
                     if self._sending is not None:
                         await self._sending(spec, grant, "a2a.approved")
-                    async for update in self._sent(handler, request, context, mirror, spec):
+                    sent = self._sent(handler, request, context, mirror, spec)
+                    async with contextlib.aclosing(sent):
+                        async for update in sent:
+                            yield update
+                polled = self._polled(handler, context, mirror, approval, grant)
+                async with contextlib.aclosing(polled):
+                    async for update in polled:
                         yield update
-                async for update in self._polled(handler, context, mirror, approval, grant):
-                    yield update
-            except A2AError as exc:
-                mirror.fail(str(exc) or type(exc).__name__)
-            except UserCredentialUnavailable as missing:
-                # The user's own account at the agent, gone or short of a scope
-                # since the call was released (nothing was sent): said with the link.
-                mirror.fail(f"{missing}; then send the request again")
+        except A2AError as exc:
+            mirror.fail(str(exc) or type(exc).__name__)
+        except UserCredentialUnavailable as missing:
+            # The user's own account at the agent, gone or short of a scope
+            # since the call was released (nothing was sent): said with the link.
+            mirror.fail(f"{missing}; then send the request again")
 
     async def _admitted(
         self, approval: Approval, mirror: Mirror, held: contextlib.AsyncExitStack
@@ -219,7 +227,7 @@ class ApprovalExecution:
         context: ServerCallContext,
         mirror: Mirror,
         spec: RunSpec,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event]:
         """The call made: the agent's events, as the gateway task's updates."""
         kept = False
         # Closed before the call is: the stream's record is written as it closes.
@@ -243,7 +251,7 @@ class ApprovalExecution:
         mirror: Mirror,
         approval: Approval,
         grant: Grant,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event]:
         """A non-streaming agent may answer a task still at work: poll it."""
         loop = asyncio.get_running_loop()
         timeout = grant.agent.timeout_seconds or self._parts().default_timeout_seconds

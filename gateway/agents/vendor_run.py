@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from a2a.server.events.event_queue import Event
@@ -38,8 +38,8 @@ from gateway.connections.errors import ConnectionRequired, UserCredentialUnavail
 from gateway.delegation.call import Call
 from gateway.delegation.delegate import Sending, Streaming
 from gateway.delegation.pipeline import DelegationDenied, Grant
+from gateway.delegation.run_rows import RunLost
 from gateway.delegation.runs import RunSpec, status_message
-from gateway.delegation.task_runner import RunLost
 from gateway.delegation.vendor_agents import (
     CredentialUnavailable,
     VendorCall,
@@ -63,7 +63,7 @@ class VendorExecution:
         self._parts = parts
         self._run = run
 
-    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+    async def __call__(self, spec: RunSpec, grant: Grant | None) -> AsyncGenerator[Event]:
         parts = self._parts()
         task = await _task_of(parts, spec)
         working = TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
@@ -79,8 +79,9 @@ class VendorExecution:
             answering = _Answering(parts, spec, task, call, grant, token)
             try:
                 if spec.streaming:
-                    async for chunk in answering.stream():
-                        yield chunk
+                    async with contextlib.aclosing(answering.stream()) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
                 else:
                     await answering.send()
             except UserCredentialUnavailable as missing:  # recorded by the core; nothing sent
@@ -175,7 +176,7 @@ class _Answering:
         own = self._token.token if self._token.upstream is not None else None
         return self._call.credentials(self._grant.token.token, own)
 
-    async def stream(self) -> AsyncIterator[TaskArtifactUpdateEvent]:
+    async def stream(self) -> AsyncGenerator[TaskArtifactUpdateEvent]:
         """The answer as it comes: each text delta one chunk of the artifact."""
         spec, call = self._spec, self._call
 
@@ -199,13 +200,16 @@ class _Answering:
             before=self._token.before,
             went_with=self._token.went_with,
         )
-        async for item in self._parts.delegate.stream(self._grant, "a2a.run", streaming):
-            if isinstance(item, Delta):
-                parts = [Part(text=item.text)]
-                yield _chunk(self._task, self._artifact_id, self._name, parts, self._streamed)
-                self._streamed = True
-            else:
-                self._reply = item
+        # Closed before the run's call is: the stream's record is the call's one.
+        stream = self._parts.delegate.stream(self._grant, "a2a.run", streaming)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, Delta):
+                    parts = [Part(text=item.text)]
+                    yield _chunk(self._task, self._artifact_id, self._name, parts, self._streamed)
+                    self._streamed = True
+                else:
+                    self._reply = item
 
     async def send(self) -> None:
         """The answer in one piece."""

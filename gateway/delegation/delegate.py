@@ -50,7 +50,7 @@ from gateway.delegation.permits import Grant, Permit
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.resilience import Resilience
 from gateway.delegation.retry import Attempts, Failure, UpstreamStatus
-from gateway.delegation.sending import Explained, Sending, Streaming, UpstreamDown
+from gateway.delegation.sending import Explained, HandedOn, Sending, Streaming, UpstreamDown
 from policies.policy import Target
 
 # What a door's `Sending.explain` and `Sending.classify` read: the core's
@@ -60,6 +60,7 @@ __all__ = [
     "Delegate",
     "Explained",
     "Failure",
+    "HandedOn",
     "Sending",
     "Streaming",
     "UpstreamDown",
@@ -179,9 +180,9 @@ class Delegate:
         and raised as `call`'s is), then the body with the permit. The call
         ends with one record wherever it is written: an end of the body that
         recorded nothing (an error before anything was sent, the caller's
-        cancellation) is recorded here; a body that ends normally recorded
-        what it made -- or nothing, for a look that sends nothing
-        (`Call.sends` False)."""
+        cancellation) is recorded here, unless it was `HandedOn`; a body that
+        ends normally recorded what it made -- or nothing, for a look that
+        sends nothing (`Call.sends` False)."""
         return self._opened(call)
 
     @asynccontextmanager
@@ -191,6 +192,8 @@ class Delegate:
         self._open[key] = False
         try:
             yield permit
+        except HandedOn:
+            raise  # its new holder ends it
         except BaseException as exc:
             if not self._open[key]:
                 await asyncio.shield(self._unsent(permit, call.event, exc))
@@ -226,8 +229,9 @@ class Delegate:
         return answer
 
     async def _unsent(self, permit: Permit, event: str, exc: BaseException) -> None:
-        """The record of a call ``side`` ended unsent without recording it."""
-        if isinstance(exc, asyncio.CancelledError):
+        """The record of a call ``side`` ended unsent without recording it
+        (a stream its reader left, closed from outside: as cancelled)."""
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
             await self.record(permit, event, *CANCELLED)
         else:
             await self.record(permit, event, "error", f"not sent: {type(exc).__name__}: {exc}")
@@ -349,7 +353,9 @@ class Delegate:
                 with inside_the_core():
                     await aclose()
             if not state.recorded:
-                await self._stream_record(permit, event, streaming, state.went, state.failed)
+                # Written even while cancelled (an MCP client's cancel cancels again).
+                record = self._stream_record(permit, event, streaming, state.went, state.failed)
+                await asyncio.shield(record)
             if streaming.closed is not None:
                 # Whether the upstream's side ended it: ran dry, overran, broke.
                 await streaming.closed(state.lost)

@@ -30,12 +30,20 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.runs import RunSpec, final_write
+from gateway.delegation.sending import HandedOn
 from gateway.storage.leases import Lease
 from gateway.storage.tables import a2a_tasks, gateway_runs
 
 # A run's lease (`gateway.storage.leases`): its runner, under the claim
 # counted by `attempts`.
 RUN_LEASE = Lease(gateway_runs.c.runner, gateway_runs.c.attempts, gateway_runs.c.lease_until)
+
+
+class RunLost(HandedOn):
+    """This replica no longer holds the run: its row is gone (canceled
+    elsewhere) or names another holder or a later claim (taken over). Nothing
+    more is sent or written for it here -- its call's record included: the
+    run's holder ends the call (`HandedOn`)."""
 
 
 def run_row(spec: RunSpec, runner: str) -> dict[str, Any]:

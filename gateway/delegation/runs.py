@@ -5,7 +5,7 @@ runs them)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,7 +60,7 @@ class RunSpec:
 # Runs a spec: yields the A2A events of the call, the last one the task's
 # final snapshot. ``grant`` is the admission's; None when a run is retried
 # after an interruption (the executor decides again and mints anew).
-Execute = Callable[[RunSpec, Grant | None], AsyncIterator[Event]]
+Execute = Callable[[RunSpec, Grant | None], AsyncGenerator[Event]]
 
 
 def spec_of(row: Any) -> RunSpec:

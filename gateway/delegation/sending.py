@@ -108,3 +108,10 @@ class UpstreamDown(Exception):
         super().__init__(explained.detail)
         self.explained = explained
         self.tried = tried
+
+
+class HandedOn(Exception):
+    """A call held open (`Delegate.open`) that is another's to end now -- a
+    run another replica took over before this one sent it: it ends here with
+    no record, since its new holder's record ends it (and gives back what its
+    decision took, under the same holder)."""

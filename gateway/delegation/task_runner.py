@@ -36,7 +36,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.pipeline import Grant
-from gateway.delegation.run_rows import cancel_row, end_row, held, run_row
+from gateway.delegation.run_rows import RunLost, cancel_row, end_row, held, run_row
 from gateway.delegation.runs import (
     ENDS,
     Execute,
@@ -84,12 +84,6 @@ class _Run:
 
 class RunNotFound(Exception):
     """No task of that id is running (it ended, or never was)."""
-
-
-class RunLost(Exception):
-    """This replica no longer holds the run: its row is gone (canceled
-    elsewhere) or names another holder or a later claim (taken over). Nothing
-    more is sent or written for it here."""
 
 
 class TaskRunner:
@@ -228,16 +222,19 @@ class TaskRunner:
         spec = run.spec
         final: Task | None = None
         try:
-            async for event in self._execute()(spec, grant):
-                if isinstance(event, Task) and event.status.state in ENDS:
-                    final = event
-                    run.finishing = True
-                    if not await self._finish_durably(spec, final, known=True):
-                        return  # canceled or ended elsewhere meanwhile
-                    self._publish(run, final_update(final))
-                else:
-                    await self._observe(spec, event)
-                    self._publish(run, event)
+            # Closed here, however the loop ends: the call's record is written
+            # as its stream closes (`Delegate.open`), not by the collector.
+            async with contextlib.aclosing(self._execute()(spec, grant)) as events:
+                async for event in events:
+                    if isinstance(event, Task) and event.status.state in ENDS:
+                        final = event
+                        run.finishing = True
+                        if not await self._finish_durably(spec, final, known=True):
+                            return  # canceled or ended elsewhere meanwhile
+                        self._publish(run, final_update(final))
+                    else:
+                        await self._observe(spec, event)
+                        self._publish(run, event)
             if final is None:
                 raise RuntimeError("the run ended without a final task")
         except RunLost:

@@ -19,6 +19,7 @@ from gateway.delegation.delegate import (
     BreakerOpen,
     Delegate,
     Explained,
+    HandedOn,
     Sending,
     Streaming,
     UpstreamDown,
@@ -429,3 +430,37 @@ def test_a_look_held_open_that_sent_nothing_writes_nothing() -> None:
 
     assert run(look()) is PERMIT
     assert records.written == []
+
+
+def test_a_call_held_open_and_handed_on_is_left_to_its_new_holder() -> None:
+    """A run another replica took over before this one sent it: its new
+    holder's record ends the call (and gives back what it took, under the
+    same holder), so nothing is recorded here."""
+    delegate, records = core()
+
+    async def held() -> None:
+        async with delegate.open(CALL):
+            raise HandedOn("taken over")
+
+    with pytest.raises(HandedOn):
+        run(held())
+    assert records.written == []
+
+
+def test_a_call_held_open_by_a_stream_its_reader_closed_is_recorded_cancelled() -> None:
+    """The holder is an async generator its reader closes before anything
+    was sent (`aclose`: GeneratorExit inside it)."""
+    delegate, records = core()
+
+    async def events() -> AsyncIterator[str]:
+        async with delegate.open(CALL):
+            yield "working"
+            yield "never"
+
+    async def read_one() -> None:
+        stream = events()
+        assert await anext(stream) == "working"
+        await stream.aclose()
+
+    run(read_one())
+    assert records.written == [("cancelled", "the caller cancelled")]

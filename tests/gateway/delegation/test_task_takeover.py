@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -33,8 +33,9 @@ from gateway.agents.vendor_run import VendorExecution
 from gateway.delegation import task_runner
 from gateway.delegation.permits import Caller
 from gateway.delegation.pipeline import Grant
+from gateway.delegation.run_rows import RunLost
 from gateway.delegation.runs import RunSpec
-from gateway.delegation.task_runner import RunLost, TaskRunner
+from gateway.delegation.task_runner import TaskRunner
 from gateway.delegation.task_takeover import TaskTakeover
 from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.storage.leases import NO_LEASE
@@ -68,7 +69,7 @@ class Upstream:
         # Keeps what it sends in the run's row first, as a run sent again does.
         self.sending: TaskRunner | None = None
 
-    async def run(self, spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+    async def run(self, spec: RunSpec, grant: Grant | None) -> AsyncGenerator[Event]:
         if self.sending is not None:
             await self.sending.sending(spec, GRANT, "a2a.run")
         self.calls[spec.task_id] += 1

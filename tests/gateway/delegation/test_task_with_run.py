@@ -6,7 +6,7 @@ a task recorded SUBMITTED that no run will finish. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import pytest
 from a2a.server.events.event_queue import Event
@@ -32,7 +32,7 @@ ALICE_CALLS = Caller(ALICE.subject, ALICE.issuer, frozenset(), ("client",), "cli
 
 
 def runner(engine: AsyncEngine, tasks: TaskRecords) -> TaskRunner:
-    async def never(spec: RunSpec, grant: Grant | None) -> AsyncIterator[Event]:
+    async def never(spec: RunSpec, grant: Grant | None) -> AsyncGenerator[Event]:
         raise AssertionError("not run here")
         yield
 

@@ -11,6 +11,7 @@ is no agent, the other targets served in the agents' id space (MCP servers).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -22,6 +23,7 @@ from gateway.agents.consents import AgentConsents
 from gateway.connections.connection import Connection
 from gateway.connections.errors import ConnectionRequired
 from gateway.delegation.call import Call, MessageSkill
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.handoffs import (
     json_inputs,
     json_places,
@@ -114,7 +116,8 @@ async def decide_skill(
 
 
 async def admit_call(
-    delegations: Delegations,
+    delegate: Delegate,
+    held: AsyncExitStack,
     caller: Caller,
     agent_id: str,
     trace_id: str,
@@ -128,15 +131,18 @@ async def admit_call(
     approvals: bool,
     consents: AgentConsents | None = None,
 ) -> Admitted:
-    """Decide one call (`Delegations.admit`); raises `Refusal`. A call held for a human goes to the
-    approvals handler when there is one (``approvals``), else it is refused."""
+    """Decide one call, held open in ``held`` while the door makes it
+    (`Delegate.open`: it ends with one record wherever it is written); raises
+    `Refusal`. A call held for a human goes to the approvals handler when
+    there is one (``approvals``), else it is refused."""
+    delegations = delegate.delegations
     deferral = None
     route: Route = "agent"
     call = Call(caller, agent_id, event="a2a", trace_id=trace_id)
     if message:
         call = decided.call(caller, agent_id, event="a2a", trace_id=trace_id, inputs=inputs)
     try:
-        grant = await delegations.admit(call)
+        grant = await held.enter_async_context(delegate.open(call))
     except AgentNotFound:
         return await _another_target(delegations, others, caller, agent_id, trace_id)
     except ApprovalRequired as pending:

@@ -27,8 +27,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
 from a2a.server.request_handlers.request_handler import (
@@ -48,6 +49,7 @@ from adapters.semconv import a2a_server_facts
 from adapters.trace_context import begin as begin_trace
 from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.gateway_handler import GatewayHandler
+from gateway.a2a.held_calls import HeldCall, HeldEndpoint
 from gateway.a2a.responses import (
     card_response,
     invalid_params,
@@ -123,6 +125,7 @@ class PassThroughPath(Protocol):
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+E = TypeVar("E", Endpoint, HeldEndpoint)
 # The operations that send a message, in both versions' spellings.
 _MESSAGE_METHODS = frozenset(
     {"SendMessage", "SendStreamingMessage", "message/send", "message/stream"}
@@ -163,21 +166,17 @@ class A2AFrontDoor:
         # Serves agents whose calls wait for a human (`gateway.agents.approvals`).
         self.approvals = approvals
 
-    async def admitted(self, request: Request, jsonrpc: bool) -> Response | Admitted:
-        """The request admitted (also kept on ``request.state.admission`` for
-        the SDK's handler, `gateway.agents.admission`), or the answer that
-        refuses it."""
+    async def admitted(
+        self, request: Request, jsonrpc: bool, held: AsyncExitStack
+    ) -> Response | Admitted:
+        """The request admitted, its call held open in ``held`` (also kept on
+        ``request.state.admission`` for the SDK's handler,
+        `gateway.agents.admission`), or the answer that refuses it."""
         refuse = jsonrpc_refusal if jsonrpc else rest_refusal
         agent_id = request.path_params["agent_id"]
-        public_url = self.handler._parts().public_url
-        try:
-            principal, onwards = await front_door_principal(request, f"{public_url}/a2a/{agent_id}")
-            caller = Caller.delegated(principal) if onwards else Caller.user(principal)
-            note_caller(caller)  # an outage from here on is this caller's refusal
-        except Problem as problem:
-            return problem_response(problem)
-        except TokenInvalid as exc:  # a malformed act claim
-            return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
+        caller = await self._caller(request, agent_id)
+        if isinstance(caller, Response):
+            return caller
         if jsonrpc and await parse_jsonrpc_body(request) is None:
             wrong = version_of(request, jsonrpc_body(request))  # before anything reads the header
             if wrong is not None:
@@ -203,7 +202,8 @@ class A2AFrontDoor:
         extensions = get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER))
         try:
             admitted = await admit_call(
-                self.handler.delegations,
+                self.handler.delegate,
+                held,
                 caller,
                 agent_id,
                 trace_id,
@@ -222,6 +222,20 @@ class A2AFrontDoor:
         if isinstance(admitted.admission, Admission):  # not `others`': its record is the caller's
             note_admission(admitted.admission)
         return admitted
+
+    async def _caller(self, request: Request, agent_id: str) -> Caller | Response:
+        """Who calls: a token for the gateway, or one it minted for this
+        agent's front door (an onward call); or the answer refusing it."""
+        public_url = self.handler._parts().public_url
+        try:
+            principal, onwards = await front_door_principal(request, f"{public_url}/a2a/{agent_id}")
+        except Problem as problem:
+            return problem_response(problem)
+        except TokenInvalid as exc:  # a malformed act claim
+            return problem_response(Problem(401, "invalid-token", "Invalid token", str(exc)))
+        caller = Caller.delegated(principal) if onwards else Caller.user(principal)
+        note_caller(caller)  # an outage from here on is this caller's refusal
+        return caller
 
     async def _skill(
         self, request: Request, jsonrpc: bool, agent_id: str, owner: Owner
@@ -275,9 +289,9 @@ class A2AFrontDoor:
         jsonrpc: bool,
         run_endpoint: Endpoint | None = None,
         approval_endpoint: Endpoint | None = None,
-    ) -> Endpoint:
-        async def guarded(request: Request) -> Response:
-            admitted = await self.admitted(request, jsonrpc)
+    ) -> HeldCall:
+        async def guarded(request: Request, held: AsyncExitStack) -> Response:
+            admitted = await self.admitted(request, jsonrpc, held)
             if isinstance(admitted, Response):
                 return admitted
             refused = await parse_jsonrpc_body(request) if jsonrpc else None
@@ -302,17 +316,18 @@ class A2AFrontDoor:
                     return passed
             return await chosen(with_parsed_body(request))
 
-        return self.outage_guard(guarded, jsonrpc=jsonrpc)
+        return HeldCall(self.outage_guard(guarded, jsonrpc=jsonrpc))
 
-    def outage_guard(self, endpoint: Endpoint, *, jsonrpc: bool) -> Endpoint:
+    def outage_guard(self, endpoint: E, *, jsonrpc: bool) -> E:
         """A dependency outage, met here or in a handler (`gateway.agents.outages`),
-        answered 503 with `Retry-After` in the binding's error form, and audited."""
+        answered 503 with `Retry-After` in the binding's error form, and audited.
+        (What follows the request goes on to ``endpoint``: the call it holds.)"""
 
-        async def guarded(request: Request) -> Response:
+        async def guarded(request: Request, *held: Any) -> Response:
             note = OutageNote()
             token = current_note.set(note)
             try:
-                response = await endpoint(request)
+                response = await endpoint(request, *held)
             except Exception as exc:
                 outage = outage_of(exc)
                 if outage is None:
@@ -330,7 +345,7 @@ class A2AFrontDoor:
                 await self._audit_outage(request, note)
             return response
 
-        return guarded
+        return cast(E, guarded)
 
     async def _audit_outage(self, request: Request, note: OutageNote) -> None:
         assert note.outage is not None

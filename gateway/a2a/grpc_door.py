@@ -152,17 +152,34 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     # One call ------------------------------------------------------------------
 
     async def _unary(self, name: str, request: Message, context: Any, message: bool = False) -> Any:
-        async with self._outages(request, context):
-            handler = await self._admit(request, context, message=message)
+        async with self._outages(request, context), self._holding() as held:
+            handler = await self._admit(request, context, held, message=message)
             return await getattr(handler, name)(request, context)
 
     async def _stream(
         self, name: str, request: Message, context: Any, message: bool = False
     ) -> AsyncIterator[Any]:
-        async with self._outages(request, context):
-            handler = await self._admit(request, context, message=message)
-            async for item in getattr(handler, name)(request, context):
-                yield item
+        async with self._outages(request, context), self._holding() as held:
+            handler = await self._admit(request, context, held, message=message)
+            items = getattr(handler, name)(request, context)
+            async with contextlib.aclosing(items):  # its record first
+                async for item in items:
+                    yield item
+
+    @contextlib.asynccontextmanager
+    async def _holding(self) -> AsyncIterator[contextlib.AsyncExitStack]:
+        """The call held open while its handler makes it (`Delegate.open`).
+        An abort is the handler's answer said in gRPC, as the HTTP doors'
+        error responses are: it closes the call as an answer does, so a
+        refusal the handler did not record stays unrecorded on every door."""
+        aborted: grpc.aio.AbortError | None = None
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                yield held
+            except grpc.aio.AbortError as exc:
+                aborted = exc
+        if aborted is not None:
+            raise aborted
 
     @contextlib.asynccontextmanager
     async def _outages(self, request: Message, context: Any) -> AsyncIterator[None]:
@@ -194,10 +211,12 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         note.outage = outage
         await self._agents.abort_context(unavailable_error(outage), context)
 
-    async def _admit(self, request: Message, context: Any, *, message: bool) -> GrpcHandler:
-        """Authenticate, name the agent, decide; the handler that serves the
-        call, its call context set for it (`_call`). Aborts the call with the
-        refusal."""
+    async def _admit(
+        self, request: Message, context: Any, held: contextlib.AsyncExitStack, *, message: bool
+    ) -> GrpcHandler:
+        """Authenticate, name the agent, decide (the call held open in
+        ``held``); the handler that serves the call, its call context set for
+        it (`_call`). Aborts the call with the refusal."""
         agent_id = await _agent_id(request, context)
         metadata = _metadata(context)
         caller = await self._caller(context, metadata, agent_id)
@@ -205,7 +224,6 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         version = await self._version(metadata, context)
         trace_id = begin_trace(metadata)
         owner = Owner(caller.subject, caller.issuer, caller)
-        delegations = self._door.handler.delegations
         decided, inputs = await self._skill(
             request, context, caller, agent_id, owner, trace_id, message=message
         )
@@ -214,7 +232,8 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
         )
         try:
             admitted = await admit_call(
-                delegations,
+                self._door.handler.delegate,
+                held,
                 caller,
                 agent_id,
                 trace_id,

@@ -26,6 +26,7 @@ timeout (plus the time to connect). Nothing changes on a GET: the links
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from a2a.types import SendMessageRequest, Task
@@ -33,9 +34,9 @@ from a2a.utils.errors import A2AError, InvalidParamsError
 from fastapi import APIRouter, Request, Response
 
 from adapters.trace_context import begin as begin_trace
-from gateway.a2a.admit import Refusal, admit_call, decide_skill
+from gateway.a2a.admit import Admitted, Refusal, admit_call, decide_skill
 from gateway.a2a.responses import denial_response
-from gateway.agents.admission import handler_context
+from gateway.agents.admission import FrontDoorParts, handler_context
 from gateway.agents.startup import Agents
 from gateway.api import agents as agents_api
 from gateway.api import mcp_servers as mcp_api
@@ -44,6 +45,7 @@ from gateway.connections.errors import ConnectionRequired, UserCredentialUnavail
 from gateway.console.sessions import ConsoleUser
 from gateway.console.try_answers import Shown, shown_message, shown_result, shown_task
 from gateway.console.web import PREFIX, ConsoleError, ConsoleRoute, current_user, page, posted
+from gateway.delegation.call import MessageSkill
 from gateway.delegation.handoffs import stamp_skill
 from gateway.delegation.pipeline import ApprovalRequired, Caller, DelegationDenied
 from gateway.delegation.tasks import Owner
@@ -172,9 +174,47 @@ async def _send(
             caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refused.message)
         )
         raise ConsoleError(422, NOT_MADE, f"skill: {refused.message}") from None
+    async with contextlib.AsyncExitStack() as call:  # the call, held open
+        admitted = await _admitted(parts, call, caller, agent_id, trace_id, owner, decided, inputs)
+        admission = admitted.admission
+        held = admitted.route == "approval"
+        handler = agents.approvals if held else agents.handler_for(admission.grant.card)
+        own = admission.grant.agent.timeout_seconds or 0.0
+        try:
+            async with asyncio.timeout(_bound(request, own)):
+                answer = await handler.on_message_send(params, handler_context(admission))
+        except TimeoutError:
+            raise ConsoleError(
+                504, "No answer in time", f"{agent_id} did not answer within the gateway's timeout"
+            ) from None
+        except UpstreamTimeoutError as exc:
+            raise ConsoleError(504, "The agent did not answer in time", exc.message) from None
+        except UpstreamUnavailableError as exc:
+            raise ConsoleError(502, "The agent could not be reached", exc.message) from None
+        except InvalidParamsError as exc:
+            raise ConsoleError(
+                422, "The agent's contract refused the message", exc.message
+            ) from None
+        except A2AError as exc:
+            raise ConsoleError(502, "The agent answered with an error", exc.message) from None
+    return shown_task(answer, held) if isinstance(answer, Task) else shown_message(answer)
+
+
+async def _admitted(
+    parts: FrontDoorParts,
+    call: contextlib.AsyncExitStack,
+    caller: Caller,
+    agent_id: str,
+    trace_id: str,
+    owner: Owner,
+    decided: MessageSkill,
+    inputs: list[Any] | None,
+) -> Admitted:
+    """The A2A door's admission of the message, held open in ``call``."""
     try:
-        admitted = await admit_call(
-            delegations,
+        return await admit_call(
+            parts.delegate,
+            call,
             caller,
             agent_id,
             trace_id,
@@ -191,26 +231,6 @@ async def _send(
         if refused.status == 404:
             raise AgentNotFound(agent_id) from None  # said as `GET /agents/{id}` says it
         raise ConsoleError(refused.status, "Refused", refused.message) from None
-    admission = admitted.admission
-    held = admitted.route == "approval"
-    handler = agents.approvals if held else agents.handler_for(admission.grant.card)
-    own = admission.grant.agent.timeout_seconds or 0.0
-    try:
-        async with asyncio.timeout(_bound(request, own)):
-            answer = await handler.on_message_send(params, handler_context(admission))
-    except TimeoutError:
-        raise ConsoleError(
-            504, "No answer in time", f"{agent_id} did not answer within the gateway's timeout"
-        ) from None
-    except UpstreamTimeoutError as exc:
-        raise ConsoleError(504, "The agent did not answer in time", exc.message) from None
-    except UpstreamUnavailableError as exc:
-        raise ConsoleError(502, "The agent could not be reached", exc.message) from None
-    except InvalidParamsError as exc:
-        raise ConsoleError(422, "The agent's contract refused the message", exc.message) from None
-    except A2AError as exc:
-        raise ConsoleError(502, "The agent answered with an error", exc.message) from None
-    return shown_task(answer, held) if isinstance(answer, Task) else shown_message(answer)
 
 
 def _bound(request: Request, own: float = 0.0) -> float:

@@ -125,6 +125,16 @@ async def test_a_caller_gone_mid_stream_loses_no_chunk_the_gateway_relayed(setup
 
     await anyio.to_thread.run_sync(lambda: wait_for(kept, what="every chunk relayed, recorded"))
 
+    def audited() -> list[dict[str, Any]] | None:
+        with setup.gateway.client() as admin:
+            items = admin.get("/audit", params={"agent": AGENT}).json()["items"]
+        streamed = [r for r in items if r["event"] == "a2a.SendStreamingMessage"]
+        return streamed or None
+
+    # The call held open by the door ends with the stream's one record.
+    streamed = await anyio.to_thread.run_sync(lambda: wait_for(audited, what="the record"))
+    assert len(streamed) == 1, streamed
+
 
 @pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
 async def test_get_task_mid_stream_then_the_end_record_every_chunk_once(

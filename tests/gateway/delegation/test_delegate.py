@@ -6,7 +6,7 @@ for a call handed to a fallback), with what was tried."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -452,7 +452,7 @@ def test_a_call_held_open_by_a_stream_its_reader_closed_is_recorded_cancelled() 
     was sent (`aclose`: GeneratorExit inside it)."""
     delegate, records = core()
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncGenerator[str]:
         async with delegate.open(CALL):
             yield "working"
             yield "never"

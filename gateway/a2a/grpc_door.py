@@ -152,14 +152,15 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
     # One call ------------------------------------------------------------------
 
     async def _unary(self, name: str, request: Message, context: Any, message: bool = False) -> Any:
-        async with self._outages(request, context), self._holding() as held:
+        # An outage is answered (an abort) inside the held call, as on the HTTP doors.
+        async with self._holding() as held, self._outages(request, context):
             handler = await self._admit(request, context, held, message=message)
             return await getattr(handler, name)(request, context)
 
     async def _stream(
         self, name: str, request: Message, context: Any, message: bool = False
     ) -> AsyncIterator[Any]:
-        async with self._outages(request, context), self._holding() as held:
+        async with self._holding() as held, self._outages(request, context):
             handler = await self._admit(request, context, held, message=message)
             items = getattr(handler, name)(request, context)
             async with contextlib.aclosing(items):  # its record first
@@ -194,7 +195,9 @@ class GrpcFrontDoor(a2a_pb2_grpc.A2AServiceServicer):
             await self._outage(exc, note, context)
             raise
         finally:
-            current_note.reset(noted)
+            # A stream its reader left is closed by the collector, in another context.
+            with contextlib.suppress(ValueError):
+                current_note.reset(noted)
             if note.outage is not None:
                 call = _call.get()
                 admission = admitted(call.state.get(ADMISSION)) if call is not None else None

@@ -5,8 +5,9 @@ minted by the core, `Delegate.open`) before the SDK's dispatcher serves it,
 and a streamed answer is made while its response is sent, after the endpoint
 returned. So the call is held open by the route itself, an ASGI app around
 the endpoint: it closes once the response went out, or with whatever ended it
-(the caller gone mid-stream, an error), so a call whose handler recorded
-nothing -- its stream never started, say -- is still recorded once.
+(an error sending it, say). A stream, once started, writes the call's record
+itself whenever its reader closes it (`Delegate.stream`); the held call
+records only an end nothing else recorded.
 """
 
 from __future__ import annotations

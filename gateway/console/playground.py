@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from a2a.types import SendMessageRequest, Task
+from a2a.types import Message, SendMessageRequest, Task
 from a2a.utils.errors import A2AError, InvalidParamsError
 from fastapi import APIRouter, Request, Response
 
@@ -174,30 +174,51 @@ async def _send(
             caller, agent_id, event="a2a", trace_id=trace_id, reason=str(refused.message)
         )
         raise ConsoleError(422, NOT_MADE, f"skill: {refused.message}") from None
+    said: ConsoleError | None = None
     async with contextlib.AsyncExitStack() as call:  # the call, held open
-        admitted = await _admitted(parts, call, caller, agent_id, trace_id, owner, decided, inputs)
-        admission = admitted.admission
-        held = admitted.route == "approval"
-        handler = agents.approvals if held else agents.handler_for(admission.grant.card)
-        own = admission.grant.agent.timeout_seconds or 0.0
         try:
-            async with asyncio.timeout(_bound(request, own)):
-                answer = await handler.on_message_send(params, handler_context(admission))
-        except TimeoutError:
-            raise ConsoleError(
-                504, "No answer in time", f"{agent_id} did not answer within the gateway's timeout"
-            ) from None
-        except UpstreamTimeoutError as exc:
-            raise ConsoleError(504, "The agent did not answer in time", exc.message) from None
-        except UpstreamUnavailableError as exc:
-            raise ConsoleError(502, "The agent could not be reached", exc.message) from None
-        except InvalidParamsError as exc:
-            raise ConsoleError(
-                422, "The agent's contract refused the message", exc.message
-            ) from None
-        except A2AError as exc:
-            raise ConsoleError(502, "The agent answered with an error", exc.message) from None
+            admitted = await _admitted(
+                parts, call, caller, agent_id, trace_id, owner, decided, inputs
+            )
+            held = admitted.route == "approval"
+            answer = await _asked(request, agents, admitted, params, agent_id)
+        except ConsoleError as exc:
+            # An answer, as the other doors' error responses are: it closes
+            # the call as an answer does (what the handler recorded stands).
+            said = exc
+    if said is not None:
+        raise said
     return shown_task(answer, held) if isinstance(answer, Task) else shown_message(answer)
+
+
+async def _asked(
+    request: Request, agents: Agents, admitted: Admitted, params: SendMessageRequest, agent_id: str
+) -> Task | Message:
+    """The admitted message sent through its handler (the approvals
+    handler's, for a call held for a human); its failures as the console
+    says them."""
+    admission = admitted.admission
+    held = admitted.route == "approval"
+    handler = agents.approvals if held else agents.handler_for(admission.grant.card)
+    own = admission.grant.agent.timeout_seconds or 0.0
+    try:
+        async with asyncio.timeout(_bound(request, own)):
+            answer: Task | Message = await handler.on_message_send(
+                params, handler_context(admission)
+            )
+    except TimeoutError:
+        raise ConsoleError(
+            504, "No answer in time", f"{agent_id} did not answer within the gateway's timeout"
+        ) from None
+    except UpstreamTimeoutError as exc:
+        raise ConsoleError(504, "The agent did not answer in time", exc.message) from None
+    except UpstreamUnavailableError as exc:
+        raise ConsoleError(502, "The agent could not be reached", exc.message) from None
+    except InvalidParamsError as exc:
+        raise ConsoleError(422, "The agent's contract refused the message", exc.message) from None
+    except A2AError as exc:
+        raise ConsoleError(502, "The agent answered with an error", exc.message) from None
+    return answer
 
 
 async def _admitted(

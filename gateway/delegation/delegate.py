@@ -313,6 +313,10 @@ class Delegate:
         opened, only. The stream is closed -- and the upstream connection with
         it -- when the caller goes away, at the duration cap, or on any
         error; then the one record is written."""
+        if id(permit) in self._open:
+            # Held open: from here on this stream's end writes the record,
+            # however late its reader closes it (`open` writes none).
+            self._open[id(permit)] = True
         state = _Streamed(await self._stream_opening(permit, event, streaming))
         breakers = self.resilience.breakers
         listeners = self.resilience.upstream_listeners

@@ -464,3 +464,26 @@ def test_a_call_held_open_by_a_stream_its_reader_closed_is_recorded_cancelled() 
 
     run(read_one())
     assert records.written == [("cancelled", "the caller cancelled")]
+
+
+def test_a_held_call_whose_stream_started_leaves_the_record_to_the_stream() -> None:
+    """A reader that stops without closing what it read (a gRPC client gone
+    mid-write): the collector closes the generators from the outside in, so
+    the held call ends before its stream. The stream, once started, writes
+    the call's one record whenever it is closed; the held call writes none."""
+    delegate, records = core()
+
+    async def door() -> AsyncGenerator[Any]:
+        async with delegate.open(CALL) as permit:
+            stream = delegate.stream(permit, CALL.event, _streaming([1, 2, 3]))
+            async for item in stream:  # not closed here: left to its finalizer
+                yield item
+
+    async def read_one() -> None:
+        events = door()
+        assert await anext(events) == 1
+        await events.aclose()  # the outer one first, as the collector does
+        assert records.written == []  # the stream's end has not come yet
+
+    run(read_one())  # the loop's end closes the stream left open
+    assert records.written == [("ok", None)]

@@ -36,10 +36,10 @@ from gateway.agents.jsonrpc_send import explained, plain_post, sends_plainly
 from gateway.agents.stream_relay import OpenStream, relay, unavailable
 from gateway.agents.upstream_errors import explain_agent_failure, outcome_of, upstream_error
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
-from gateway.delegation.delegate import Delegate, Explained, Sending, UpstreamDown
+from gateway.delegation.delegate import BreakerOpen, Delegate, Explained, Sending, UpstreamDown
 from gateway.delegation.handoffs import check_contract, checked_skill
 from gateway.delegation.pipeline import Delegations
-from gateway.delegation.resilience import Resilience
+from gateway.delegation.resilience import Resilience, breaker_error
 from gateway.delegation.tasks import TaskRecords
 from gateway.delegation.upstream_failures import UpstreamBadAnswerError
 from gateway.storage.outages import outage_of
@@ -235,7 +235,7 @@ class AgentCalls:
         else:
             error, tried = admission.down, ""
         assert rules.fallback is not None
-        fallback = await fallbacks.admitted(self, held, admission, rules.fallback, skill)
+        fallback = await fallbacks.admitted(self.delegate, held, admission, rules.fallback, skill)
         if fallback is None:
             await self.audit(admission, operation, error, tried + "; no usable fallback")
             raise error from None
@@ -264,6 +264,27 @@ class AgentCalls:
         except A2AError as refusal:
             await self.audit(admission, operation, refusal, "; not called")
             raise
+
+    async def _stream_target(
+        self, held: AsyncExitStack, admission: Admission, skill: str | None
+    ) -> Admission:
+        """Where a stream goes: the agent, or its fallback while its breaker is
+        open (its call held open in ``held``). A stream is not retried, nor
+        moved once it has started."""
+        breakers = self.resilience.breakers
+        if breakers.would_allow(admission.agent_id):
+            return admission
+        rules = self.resilience.handoff(self.delegations.policy.current, admission.agent_id, skill)
+        if rules.fallback is None:
+            return admission  # `_relay` fails fast
+        fallback = await fallbacks.admitted(self.delegate, held, admission, rules.fallback, skill)
+        if fallback is None:
+            return admission
+        error = breaker_error(BreakerOpen(admission.agent_id, breakers.state(admission.agent_id)))
+        await self.audit(
+            admission, "SendStreamingMessage", error, f"; handed to fallback {fallback.agent_id}"
+        )
+        return fallback
 
     def check_contract(self, admission: Admission, params: SendMessageRequest) -> str | None:
         """The message's skill -- the one it was admitted for, now the only one

@@ -15,23 +15,18 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from gateway.agents.admission import Admission
-from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.call import Call
+from gateway.delegation.delegate import Delegate
 from gateway.delegation.pipeline import DelegationDenied
-from gateway.delegation.resilience import breaker_error
 from registry.store import AgentNotFound
-
-if TYPE_CHECKING:
-    from gateway.agents.calls import AgentCalls
 
 logger = logging.getLogger(__name__)
 
 
 async def admitted(
-    calls: AgentCalls, held: AsyncExitStack, admission: Admission, agent_id: str, skill: str | None
+    delegate: Delegate, held: AsyncExitStack, admission: Admission, agent_id: str, skill: str | None
 ) -> Admission | None:
     """The admission for fallback ``agent_id``, its call held open in
     ``held``; None when it may not take the call (a denial is audited by the
@@ -48,30 +43,8 @@ async def admitted(
         inputs=admission.inputs,
     )
     try:
-        fallback = await held.enter_async_context(calls.delegate.open(call))
+        fallback = await held.enter_async_context(delegate.open(call))
     except (AgentNotFound, DelegationDenied) as exc:
         logger.warning("fallback %s for %s not usable: %s", agent_id, admission.agent_id, exc)
         return None
     return replace(admission, grant=fallback, skill=skill, down=None)
-
-
-async def stream_target(
-    calls: AgentCalls, held: AsyncExitStack, admission: Admission, skill: str | None
-) -> Admission:
-    """Where a stream goes: the agent, or its fallback while its breaker is
-    open (its call held open in ``held``). A stream is not retried, nor
-    moved once it has started."""
-    breakers = calls.resilience.breakers
-    if breakers.would_allow(admission.agent_id):
-        return admission
-    rules = calls.resilience.handoff(calls.delegations.policy.current, admission.agent_id, skill)
-    if rules.fallback is None:
-        return admission  # the relay fails fast
-    fallback = await admitted(calls, held, admission, rules.fallback, skill)
-    if fallback is None:
-        return admission
-    error = breaker_error(BreakerOpen(admission.agent_id, breakers.state(admission.agent_id)))
-    await calls.audit(
-        admission, "SendStreamingMessage", error, f"; handed to fallback {fallback.agent_id}"
-    )
-    return fallback

@@ -37,7 +37,6 @@ from a2a.utils.errors import (
 from a2a.utils.task import validate_history_length
 from google.protobuf.json_format import MessageToDict
 
-from gateway.agents import fallbacks
 from gateway.agents.admission import Admission, admission_of, handler_context
 from gateway.agents.approvals import APPROVAL_META as HELD_META
 from gateway.agents.cards import proxied_card
@@ -151,7 +150,7 @@ class AgentHandler(PushConfigs, OperationsHandler):
         await self.check_message(admission, params.message)
         skill = await self._checked_skill(admission, params, "SendStreamingMessage")
         async with contextlib.AsyncExitStack() as held:  # a fallback's call
-            admission = await fallbacks.stream_target(self, held, admission, skill)
+            admission = await self._stream_target(held, admission, skill)
             relay = await self._inline_push(admission, params, "SendStreamingMessage")
             task_id = ""
             events = self._relay(

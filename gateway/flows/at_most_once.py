@@ -21,7 +21,6 @@ import contextlib
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from gateway.delegation.delegate import CANCELLED
 from gateway.delegation.interrupted import SentCall, record_interrupted
 from gateway.delegation.pipeline import Grant
 from gateway.flows.definition import CallStep
@@ -72,13 +71,11 @@ async def ended_unsent_if_failed(
     """A write between a call's admission and its send: if it fails, the
     call ends unsent and recorded (its coordination lease and budget
     given back at once, not at their expiry) and the step fails (its
-    on_error applies); a dependency outage or a cancellation goes on as
-    it is."""
+    on_error applies); a dependency outage goes on as it is. A
+    cancellation is recorded by the call held open around it
+    (`StepAdmission.decide`, `Delegate.open`), as any unsent end is."""
     try:
         await write
-    except asyncio.CancelledError:
-        await _unsent(runtime, permit, *CANCELLED)
-        raise
     except Exception as exc:
         detail = f"not sent: the step's record could not be written: {exc}"
         if outage_of(exc) is not None:

@@ -117,7 +117,8 @@ class Delegate:
         outcome here, never through `Delegations.record` (the audit writer
         checks, `adapters.core_check`)."""
         detail = _joined(*details)
-        self._ended_here(permit)
+        if id(permit) in self._open:
+            self._open[id(permit)] = True
         with inside_the_core():
             await self.delegations.record(permit, event, outcome, detail, ends_call=ends_call)
 
@@ -183,12 +184,6 @@ class Delegate:
         ends normally recorded what it made -- or nothing, for a look that
         sends nothing (`Call.sends` False)."""
         return self._opened(call)
-
-    def _ended_here(self, permit: Permit) -> None:
-        """A call held open (`open`) whose record is written, or will be by
-        what is under way (a stream), elsewhere than at its close."""
-        if id(permit) in self._open:
-            self._open[id(permit)] = True
 
     @asynccontextmanager
     async def _opened(self, call: Call[Any]) -> AsyncIterator[Any]:
@@ -318,9 +313,10 @@ class Delegate:
         opened, only. The stream is closed -- and the upstream connection with
         it -- when the caller goes away, at the duration cap, or on any
         error; then the one record is written."""
-        # Held open: from here on this stream's end writes the record,
-        # however late its reader closes it (`open` writes none).
-        self._ended_here(permit)
+        if id(permit) in self._open:
+            # Held open: from here on this stream's end writes the record,
+            # however late its reader closes it (`open` writes none).
+            self._open[id(permit)] = True
         state = _Streamed(await self._stream_opening(permit, event, streaming))
         breakers = self.resilience.breakers
         listeners = self.resilience.upstream_listeners

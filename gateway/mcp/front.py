@@ -213,7 +213,11 @@ class McpFront:
         mode = self._search_mode()
         if mode != "off" and params.name == SEARCH_TOOL:
             assert self.tool_search is not None  # audited: `gateway.mcp.search_audit`
-            return await searched(self.tool_search, ctx, params, lambda: self._offered_here(caller))
+            # A search is not a listing's first page: the registry as found
+            # within `CONTINUATION_SECONDS` will do (`AgentSkillTools.catalog`).
+            return await searched(
+                self.tool_search, ctx, params, lambda: self._offered_here(caller, continuing=True)
+            )
         if mode == "only" and params.name == CALL_TOOL:
             # The tool it names, called as itself (decided, held, recorded).
             inner = unwrapped(params)

@@ -25,6 +25,8 @@ from mcp import MCPError
 from mcp_types import INVALID_PARAMS
 
 from bench.tool_catalog import QUERIES
+from registry.mcp_names import skill_tool_name
+from tests.support.a2a_agents import worker_agent
 from tests.support.catalog_servers import catalog_server
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.mcp_clients import MODES, mcp_client
@@ -383,3 +385,26 @@ def test_a_server_registered_then_removed_is_found_then_not(setup: Setup) -> Non
         )
     finally:
         stop_all(server)
+
+
+def test_an_agent_registered_then_removed_has_its_skill_found_then_not(setup: Setup) -> None:
+    """A search may answer from the registry as found within the last second
+    (`CONTINUATION_SECONDS`), but a registration or removal through this
+    gateway's API ends that at once: the very next search sees it."""
+    query, right = "does work slowly", skill_tool_name("searchworker", "work")
+
+    async def steps(client: Any) -> Any:
+        return [t["name"] for t in found(await client.call_tool(SEARCH, {"query": query}))]
+
+    assert right not in run_client(setup, "/mcp", "2026-07-28", steps)
+    worker = worker_agent()
+    try:
+        card = worker.url + "/.well-known/agent-card.json"
+        with setup.admin() as admin:
+            added = admin.post("/agents", json={"card_url": card, "id": "searchworker"})
+            assert added.status_code == 201, added.text
+            assert right in run_client(setup, "/mcp", "2026-07-28", steps)
+            assert admin.delete("/agents/searchworker").status_code == 204
+        assert right not in run_client(setup, "/mcp", "2026-07-28", steps)
+    finally:
+        stop_all(worker)

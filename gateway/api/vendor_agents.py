@@ -33,6 +33,7 @@ async def register_vendor_agent(
         record = await state_of(request).vendors.register(registration)
     except VendorRegistrationRefused as refused:
         raise Problem(422, refused.reason, refused.title, refused.detail) from None
+    state_of(request).registry.changed()  # its skills join /mcp's tools
     await audited(request, admin, "vendor_agent.registered", record.id)
     response.headers["Location"] = f"/vendor-agents/{record.id}"
     return record

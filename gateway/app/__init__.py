@@ -170,6 +170,8 @@ def _wire_listeners(started: Subsystems, doors: Doors) -> None:
     federation.upstreams.on_list_changed = mcp_front.upstream_list_changed
     started.core.registry.listeners.append(mcp_front.tools_changed)  # agents' skills
     started.core.registry.listeners.append(doors.agent_tools.registry_changed)
+    # A flow is an agent too: registered or removed, its skills join or leave.
+    started.flows.service.registered_listeners.append(started.core.registry.changed)
 
 
 def freeze_startup_heap(young_threshold: int = 0) -> None:

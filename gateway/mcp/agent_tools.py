@@ -64,7 +64,7 @@ EVENT = "mcp"
 # afresh and refused -- as the federation's snapshot may (`SNAPSHOT_SECONDS`).
 # A change through this replica's registry API ends the reuse at once
 # (`registry_changed`). A tool search is answered from that snapshot too:
-# asking per search was a quarter of a search's CPU (`bench.tool_catalog`).
+# asking per search was half a lexical search's CPU (`bench.tool_catalog`).
 CONTINUATION_SECONDS = 1.0
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -122,6 +122,9 @@ class AgentSkillTools:
         # (`Delegations.admit`).
         self._snapshot: _Snapshot | None = None
         self._checked_until = 0.0  # when the snapshot's fingerprint was last found current, +1 s
+        # Raised by each change here: a fingerprint read begun before one must
+        # not extend the reuse the change ended (`_current`).
+        self._changes = 0
         self._reading = asyncio.Lock()
         self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
         self._every: tuple[_Snapshot, tuple[SkillTool, ...]] | None = None
@@ -134,7 +137,7 @@ class AgentSkillTools:
         The tools' ``held``: a call to it would wait for approval. Both are
         the kept objects themselves, unchanged while their inputs stand (the
         listing above keys its own memo on them). ``continuing``: for a later
-        page of a listing, which may use a snapshot checked within
+        page of a listing or a search, which may use a snapshot checked within
         `CONTINUATION_SECONDS` instead of asking the database again."""
         delegations = self._parts().delegations
         snapshot = await self._current(continuing)
@@ -158,13 +161,13 @@ class AgentSkillTools:
         if continuing and self._snapshot is not None and time.monotonic() < self._checked_until:
             return self._snapshot
         agents = self._parts().delegations.agents
-        checked = time.monotonic()
+        checked, changes = time.monotonic(), self._changes
         fingerprint = await agents.fingerprint()
         if self._snapshot is not None and self._snapshot.fingerprint == fingerprint:
-            self._checked_until = checked + CONTINUATION_SECONDS
+            self._found_current(checked, changes)
             return self._snapshot
         async with self._reading:  # one read of the whole registry at a time
-            checked = time.monotonic()
+            checked, changes = time.monotonic(), self._changes
             fingerprint = await agents.fingerprint()
             if self._snapshot is None or self._snapshot.fingerprint != fingerprint:
                 read: list[tuple[str, Mapping[str, Any]]] = []
@@ -173,15 +176,21 @@ class AgentSkillTools:
                     read.append((record.id, card))
                     names.update(skill_tool_name(record.id, s["id"]) for s in card_skills(card))
                 self._snapshot = _Snapshot(fingerprint, tuple(read), frozenset(names))
-            self._checked_until = checked + CONTINUATION_SECONDS
+            self._found_current(checked, changes)
             return self._snapshot
+
+    def _found_current(self, checked: float, changes: int) -> None:
+        """The snapshot was current at ``checked``: reusable for
+        `CONTINUATION_SECONDS` -- unless a change here came while it was read."""
+        if changes == self._changes:
+            self._checked_until = checked + CONTINUATION_SECONDS
 
     async def every_tool(self) -> tuple[object, tuple[SkillTool, ...]]:
         """Every agent's every skill as a tool, whoever may use it (what tool
         search indexes), with the snapshot they came from: the same objects
         while the registry is unchanged. A snapshot checked within
-        `CONTINUATION_SECONDS` will do: a search's own listing has just
-        checked it (a registration here ends the reuse, `registry_changed`)."""
+        `CONTINUATION_SECONDS` will do, as for the search's own listing (a
+        registration here ends the reuse, `registry_changed`)."""
         snapshot = await self._current(continuing=True)
         if self._every is None or self._every[0] is not snapshot:
             self._every = (
@@ -196,7 +205,8 @@ class AgentSkillTools:
 
     def registry_changed(self) -> None:
         """An agent was registered, refreshed or removed on this replica: the
-        next page checks the fingerprint again (`RegistryService.listeners`)."""
+        next page or search checks the fingerprint again (`RegistryService.listeners`)."""
+        self._changes += 1
         self._checked_until = 0.0
 
     async def find(self, name: str) -> SkillTool | None:

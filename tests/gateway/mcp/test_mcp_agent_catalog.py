@@ -4,6 +4,7 @@ registry's fingerprint, a later page within `CONTINUATION_SECONDS` does not
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -84,3 +85,33 @@ async def test_a_change_through_this_replicas_registry_ends_the_reuse(
     tools.registry_changed()  # `RegistryService.changed()` after a removal, say
     changed, _ = await tools.catalog(CALLER, continuing=True)
     assert [t.skill_id for t in changed] == ["s2"]
+
+
+async def test_a_change_during_a_fingerprint_read_is_not_undone(clock: list[float]) -> None:
+    """A read of the fingerprint begun before a change here and ended after
+    it must not make the snapshot reusable again: the next search or later
+    page asks afresh and sees the change."""
+    agents = _Agents()
+    tools = _tools(agents)
+    await tools.catalog(CALLER)  # the snapshot, checked
+    clock[0] += CONTINUATION_SECONDS + 0.1  # its check has gone stale
+    release = asyncio.Event()
+    reading = asyncio.Event()
+    answer = agents.fingerprint
+
+    async def slow_fingerprint() -> tuple[int, str, int]:
+        found = await answer()  # as the registry stood when the read began
+        reading.set()
+        await release.wait()
+        return found
+
+    agents.fingerprint = slow_fingerprint  # type: ignore[method-assign]
+    stale = asyncio.create_task(tools.catalog(CALLER, continuing=True))
+    await reading.wait()
+    agents.revision = 2  # registered meanwhile, through this replica's registry
+    tools.registry_changed()
+    release.set()
+    await stale
+    agents.fingerprint = answer  # type: ignore[method-assign]
+    latest, _ = await tools.catalog(CALLER, continuing=True)
+    assert [t.skill_id for t in latest] == ["s2"]

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import itertools
 import os
+import random
 import socket
 import sys
 import threading
@@ -46,7 +47,19 @@ def _band() -> int:
 
 
 _BAND_START = FIRST_PORT + _band() * PORT_BAND
-_NEXT_PORTS = itertools.cycle(range(_BAND_START, _BAND_START + PORT_BAND))
+# From a random place in the band: two suites run at once on one machine (a
+# developer's beside CI's) share the bands, and from the same place their
+# workers would take the same ports in step -- a stopped agent's port taken
+# at once by the other suite's next server (suspected where a test of a
+# dead agent was answered "task unknown"). Not from `random`'s state, which
+# a plugin may seed alike in both.
+_OFFSET = random.SystemRandom().randrange(PORT_BAND)
+_NEXT_PORTS = itertools.cycle(
+    [
+        *range(_BAND_START + _OFFSET, _BAND_START + PORT_BAND),
+        *range(_BAND_START, _BAND_START + _OFFSET),
+    ]
+)
 _PORTS_LOCK = threading.Lock()
 
 

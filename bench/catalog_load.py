@@ -7,8 +7,10 @@
 One gateway process (`switchboard serve --dev`) on a fresh database, MCP
 servers on the `mcp` SDK in processes of their own (`bench.scale`'s
 upstream: ``per_server`` tools each), registered through the REST API, and
-``clients`` MCP clients (the SDK's `Client`, one session each) in this
-process, all at once, for ``seconds`` each:
+``clients`` MCP clients in this process (`bench.mcp_wire_client`: JSON-RPC
+over a connection each, as the SDK sends it at 2026-07-28 and at a fraction
+of its CPU; ``--sdk-clients``: the SDK's `Client`, one session each), all at
+once, for ``seconds`` each:
 
 1. at ``small`` tools (one server): `tools/call` of one tool, then
    `switchboard__search_tools`;
@@ -53,6 +55,7 @@ import yaml
 
 from bench import a2a_forwarding as harness
 from bench import ports
+from bench.mcp_wire_client import wire_clients
 from bench.registry_search import WORDS
 from bench.scale import database
 from gateway.demo.process import GatewayProcess
@@ -74,15 +77,19 @@ class Figures:
     slow: int  # over SLOW_MS
     load: float
     cpu_us: float  # the gateway's CPU per request: its own cost, whatever else runs
+    clients_share: float  # the clients' CPU (this process) over the phase, in cores
 
     def line(self, label: str) -> str:
         return (
             f"  {label:<34} {self.calls:>6} {self.errors:>4} {self.p50:>8.1f} {self.p99:>8.1f} "
-            f"{self.longest:>9.1f} {self.slow:>6} {self.load:>6.2f} {self.cpu_us:>7.0f}"
+            f"{self.longest:>9.1f} {self.slow:>6} {self.load:>6.2f} {self.cpu_us:>7.0f} "
+            f"{self.clients_share:>8.2f}"
         )
 
 
-def figures(latencies: list[float], errors: int, cpu_seconds: float) -> Figures:
+def figures(
+    latencies: list[float], errors: int, cpu_seconds: float, clients_share: float
+) -> Figures:
     ordered = sorted(latencies) or [float("nan")]
     return Figures(
         len(latencies),
@@ -93,6 +100,7 @@ def figures(latencies: list[float], errors: int, cpu_seconds: float) -> Figures:
         sum(1 for ms in ordered if ms > SLOW_MS),
         os.getloadavg()[0],
         cpu_seconds / max(len(latencies), 1) * 1e6,
+        clients_share,
     )
 
 
@@ -120,8 +128,15 @@ def register(gateway: GatewayProcess, server_id: str, url: str) -> float:
         return time.perf_counter() - began
 
 
+def sessions(url: str, token: str, count: int, sdk: bool) -> Any:
+    """``count`` clients: the cheap wire clients unless ``sdk`` (``--sdk-clients``)."""
+    if sdk:
+        return sdk_sessions(url, token, count)
+    return wire_clients(url, token, count)
+
+
 @contextlib.asynccontextmanager
-async def sessions(url: str, token: str, count: int) -> Any:
+async def sdk_sessions(url: str, token: str, count: int) -> Any:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -155,7 +170,8 @@ async def load(
             errors[0] += 1
             print(f"  a first call failed: {exc!r}", file=sys.stderr, flush=True)
     cpu = harness._cpu_seconds(pid)
-    until = time.perf_counter() + seconds
+    own_cpu, began_at = time.process_time(), time.perf_counter()
+    until = began_at + seconds
 
     async def run(client: Any, k: int) -> None:
         i = k
@@ -171,7 +187,8 @@ async def load(
                 errors[0] += 1
 
     await asyncio.gather(*(run(c, k * 7) for k, c in enumerate(clients)))
-    return figures(latencies, errors[0], harness._cpu_seconds(pid) - cpu)
+    share = (time.process_time() - own_cpu) / (time.perf_counter() - began_at)
+    return figures(latencies, errors[0], harness._cpu_seconds(pid) - cpu, share)
 
 
 def idle_cpu(pid: int, seconds: float) -> float:
@@ -198,7 +215,7 @@ async def search(client: Any, i: int) -> bool:
 async def searching(
     url: str, token: str, args: argparse.Namespace, label: str, pid: int
 ) -> Figures:
-    async with sessions(url, token, args.clients) as clients:
+    async with sessions(url, token, args.clients, args.sdk_clients) as clients:
         searched = await load(clients, search, args.seconds, pid)
         print(searched.line(f"{label}: search"), flush=True)
         return searched
@@ -207,7 +224,7 @@ async def searching(
 async def phase(
     url: str, token: str, args: argparse.Namespace, label: str, pid: int
 ) -> list[Figures]:
-    async with sessions(url, token, args.clients) as clients:
+    async with sessions(url, token, args.clients, args.sdk_clients) as clients:
         called = await load(clients, caller("s0__tool_0000"), args.seconds, pid)
         print(called.line(f"{label}: tools/call"), flush=True)
         searched = await load(clients, search, args.seconds, pid)
@@ -247,14 +264,14 @@ def settle(gateway: GatewayProcess) -> float | None:
 
 
 async def first_search(
-    url: str, token: str, server_id: str, grow: Callable[[], float]
+    url: str, token: str, server_id: str, grow: Callable[[], float], sdk: bool
 ) -> tuple[float, float, bool]:
     """``grow()`` (a registration, seconds), then one search for a tool of
     ``server_id`` (just registered): seconds it took, ms the search took,
     and whether it found it. The session is opened and has listed before:
     the SDK's client lists the tools before it checks a tool's structured
     result the first time, which is the client's cost, not the search's."""
-    async with sessions(url, token, 1) as (client,):
+    async with sessions(url, token, 1, sdk) as (client,):
         await client.list_tools()
         took = await asyncio.to_thread(grow)
         began = time.perf_counter()
@@ -268,10 +285,14 @@ async def first_search(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     backend = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"MCP catalog under load, {backend}, {args.clients} clients, {args.seconds:g} s each")
+    kind = "the mcp SDK's Client" if args.sdk_clients else "JSON-RPC over aiohttp"
+    print(
+        f"MCP catalog under load, {backend}, {args.clients} clients ({kind}; `clients`: "
+        f"their CPU in cores), {args.seconds:g} s each"
+    )
     print(
         f"  {'':<34} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>9} {'>300':>6} {'load':>6} {'gw µs':>7}"
+        f"{'max ms':>9} {'>300':>6} {'load':>6} {'gw µs':>7} {'clients':>8}"
     )
     with (
         tempfile.TemporaryDirectory(prefix="switchboard-bench-catalog-") as tmp,
@@ -323,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             grow = functools.partial(register, gateway, f"s{n}", big)
-            took, first, found = asyncio.run(first_search(mcp, token, f"s{n}", grow))
+            took, first, found = asyncio.run(
+                first_search(mcp, token, f"s{n}", grow, args.sdk_clients)
+            )
         except BaseException:
             # The gateway's side of a failure is in its log, which goes with `tmp`.
             print(f"the gateway's log ends:\n{gateway.log_tail(60)}", file=sys.stderr)
@@ -360,6 +383,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--per-server", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--sdk-clients",
+        action="store_true",
+        help="the mcp SDK's Client for each caller, not the cheap JSON-RPC one",
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     ports.add_argument(parser)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from registry.query_batches import QueryBatches
 from registry.tool_embedder import Embedder, SemanticUnavailable
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class SemanticLeg:
         self._version = 0
         self._matrix: tuple[int, Any, dict[str, int]] | None = None
         self._rows_of: dict[int, tuple[Collection[str], int, _Rows | None]] = {}
+        self._queries = QueryBatches()
 
     def put(self, name: str, text: str) -> None:
         if self._texts.get(name) != text:
@@ -93,8 +95,6 @@ class SemanticLeg:
         embedder = self._embedder
         if embedder is None:
             return None
-        import numpy as np
-
         rows = self._rows(among)
         if rows is None:
             # One of them is still to be embedded (a server just registered):
@@ -105,10 +105,8 @@ class SemanticLeg:
         if not names:
             return []
         matrix = self._all_vectors()  # the one ``index`` is of, whatever is embedded meanwhile
-        asked = await asyncio.to_thread(embedder.embed, [query])
-        similarity = (matrix @ asked[0])[index]
-        best = np.argsort(-similarity, kind="stable")[:depth]
-        return [(names[i], float(similarity[i])) for i in best]
+        nearest = await self._queries.nearest(embedder, query, matrix, index, depth)
+        return [(names[i], similarity) for i, similarity in nearest]
 
     def _rows(self, among: Iterable[str]) -> _Rows | None:
         """``among``'s embedded tools and their rows in `_all_vectors`, or

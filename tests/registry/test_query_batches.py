@@ -1,0 +1,105 @@
+"""Tool search's queries embedded together (`registry.query_batches`), with
+a stand-in embedder: what goes in which pass, and what each search gets."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from registry import query_batches
+from registry.query_batches import QueryBatches
+
+AXES = {"x": [1.0, 0.0], "y": [0.0, 1.0], "xy": [0.6, 0.8]}
+MATRIX = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)  # tools a, b, c
+
+
+class _Gated:
+    """Embeds by `AXES`; its first pass waits until the test opens the gate,
+    so that the searches started meanwhile are waiting for the next one."""
+
+    def __init__(self) -> None:
+        self.passes: list[list[str]] = []
+        self.began = threading.Event()
+        self.gate = threading.Event()
+
+    def embed(self, texts: list[str]) -> Any:
+        self.passes.append(list(texts))
+        if len(self.passes) == 1:
+            self.began.set()
+            assert self.gate.wait(10)
+        if "bad" in texts:
+            raise RuntimeError("cannot embed")
+        return np.array([AXES[t] for t in texts], dtype=np.float32)
+
+
+async def _searches(embedder: _Gated, queries: list[str], cancel: str = "") -> list[Any]:
+    """The first query's search, then, once its pass has begun, the others'."""
+    batches = QueryBatches()
+    index = np.arange(3)
+
+    def search(query: str) -> asyncio.Task[list[tuple[int, float]]]:
+        return asyncio.create_task(batches.nearest(embedder, query, MATRIX, index, 2))
+
+    tasks = [search(queries[0])]
+    assert await asyncio.to_thread(embedder.began.wait, 10)
+    tasks += [search(q) for q in queries[1:]]
+    await asyncio.sleep(0)  # each has queued its query
+    if cancel:
+        tasks[queries.index(cancel)].cancel()
+    embedder.gate.set()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_searches_that_arrive_during_a_pass_share_the_next() -> None:
+    embedder = _Gated()
+    answers = asyncio.run(_searches(embedder, ["x", "y", "xy", "x"]))
+    assert embedder.passes == [["x"], ["y", "xy", "x"]]
+    names = [[("abc"[i], round(s, 3)) for i, s in answer] for answer in answers]
+    assert names == [
+        [("a", 1.0), ("c", 0.6)],
+        [("b", 1.0), ("c", 0.8)],
+        [("c", 1.0), ("b", 0.8)],
+        [("a", 1.0), ("c", 0.6)],
+    ]
+
+
+def test_a_query_the_model_cannot_take_fails_only_its_own_search() -> None:
+    embedder = _Gated()
+    answers = asyncio.run(_searches(embedder, ["x", "y", "bad", "xy"]))
+    assert [type(a) for a in answers] == [list, list, RuntimeError, list]
+    assert [i for i, _ in answers[3]] == [2, 1]
+    # The batch's pass failed, then each of its queries went alone.
+    assert embedder.passes == [["x"], ["y", "bad", "xy"], ["y"], ["bad"], ["xy"]]
+
+
+def test_a_cancelled_search_is_not_embedded() -> None:
+    embedder = _Gated()
+    answers = asyncio.run(_searches(embedder, ["x", "y", "xy"], cancel="y"))
+    assert isinstance(answers[1], asyncio.CancelledError)
+    assert embedder.passes == [["x"], ["xy"]]
+    assert [i for i, _ in answers[2]] == [2, 1]
+
+
+def test_more_than_a_pass_takes_go_in_the_passes_after() -> None:
+    embedder = _Gated()
+    queries = ["x"] + ["y"] * (query_batches.MOST_AT_ONCE + 3)
+    answers = asyncio.run(_searches(embedder, queries))
+    assert [len(p) for p in embedder.passes] == [1, query_batches.MOST_AT_ONCE, 3]
+    assert all(answer[0][0] == 1 for answer in answers[1:])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_best_rows_are_a_stable_sorts_first(seed: int) -> None:
+    """Many ties (few distinct values), ties across the cut included."""
+    rng = random.Random(seed)
+    similarity = np.array([rng.choice([0.1, 0.2, 0.5, 0.9]) for _ in range(200)])
+    for depth in (1, 5, 50, 199, 200, 300):
+        expected = np.argsort(-similarity, kind="stable")[:depth]
+        got = query_batches._best(similarity, depth)
+        assert [i for i, _ in got] == list(expected)
+        assert [s for _, s in got] == [float(similarity[i]) for i in expected]

@@ -2,7 +2,8 @@
 indexed, and a query's embedding compared with those of the caller's tools.
 
 Loaded lazily: nothing is imported or read until the first search asks
-(`ranking`), and then in a worker thread; until the model is loaded, and
+(`ranking`), and then in a process of its own (`registry.model_process`),
+which worker threads wait on; until the model is loaded, and
 for any tool not embedded yet, search is lexical only. A gateway that never
 searches never loads it. Without the extra ``switchboard[semantic]`` it
 stays off for good (said once in the log).
@@ -15,21 +16,24 @@ import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from registry.query_batches import QueryBatches
-from registry.tool_embedder import Embedder, SemanticUnavailable
+from registry.model_process import ModelProcess
+from registry.query_batches import QueryBatches, QueryEmbedder
+from registry.tool_embedder import SemanticUnavailable
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_AT_ONCE = 64  # tools per worker-thread turn: a removal is seen between turns
+# Tools per turn of the model: a removal is seen between turns, and a query
+# that comes in meanwhile waits for one turn at most (eight: ~60 ms).
+EMBEDDED_AT_ONCE = 8
 ROWS_KEPT = 16  # callers' sets of names whose rows are kept (as tool search's listings)
 # A caller's embedded tools, and their rows in the matrix of every vector.
 _Rows = tuple[list[str], Any]
 
 
 class SemanticLeg:
-    def __init__(self, load: Callable[[], Embedder] = Embedder.load) -> None:
+    def __init__(self, load: Callable[[], QueryEmbedder] = ModelProcess.load) -> None:
         self._load = load
-        self._embedder: Embedder | None = None
+        self._embedder: QueryEmbedder | None = None
         self._texts: dict[str, str] = {}  # what each tool is to be embedded from
         self._vectors: dict[str, Any] = {}  # name -> unit vector, for the current text
         # Texts the model failed on (logged): those tools stay lexical-only
@@ -45,6 +49,11 @@ class SemanticLeg:
         self._matrix: tuple[int, Any, dict[str, int]] | None = None
         self._rows_of: dict[int, tuple[Collection[str], int, _Rows | None]] = {}
         self._queries = QueryBatches()
+
+    def close(self) -> None:
+        """Stop the model's process, if it runs in one (the app's shutdown)."""
+        if isinstance(self._embedder, ModelProcess):
+            self._embedder.close()
 
     def put(self, name: str, text: str) -> None:
         if self._texts.get(name) != text:

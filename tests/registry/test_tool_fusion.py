@@ -90,7 +90,7 @@ def test_a_tool_the_model_fails_on_is_lexical_only_and_holds_nobody_back() -> No
     to lexical search for good."""
 
     async def run() -> tuple[bool, list[str] | None, int]:
-        leg = SemanticLeg(load=lambda: _Picky())  # type: ignore[arg-type, return-value]
+        leg = SemanticLeg(load=lambda: _Picky())
         leg.put("broken", "bad")
         assert await leg.settled()  # ends: the failed tool is not pending
         leg.put("good", "near")
@@ -119,7 +119,7 @@ def test_a_callers_rows_kept_between_searches_follow_every_change() -> None:
     now, and only the caller's own tools."""
 
     async def run() -> list[list[tuple[str, float]] | None]:
-        leg = SemanticLeg(load=lambda: _Axes())  # type: ignore[arg-type, return-value]
+        leg = SemanticLeg(load=lambda: _Axes())
         for name, text in {"a": "x", "b": "y", "other": "x"}.items():
             leg.put(name, text)
         assert await leg.settled()

@@ -1,90 +1,119 @@
 """Tool search's model in a process of its own.
 
 The model is numpy: a pass is a few hundred array operations, and between
-two of them the worker thread running it must take the interpreter's lock
+two of them a worker thread running it must take the interpreter's lock
 back from the event loop. With the loop busy serving requests, each of
 those hand-overs waits for the loop's switch interval (5 ms): measured, a
-pass of eight queries took 25 ms alone and over a second beside a busy
-thread. In a child process the model has its own interpreter, and the
-gateway's loop and the model each run on a core.
+pass of eight queries took 25 ms alone and 1.6 s beside a busy thread. In a
+child process (`registry.model_worker`) the model has an interpreter of its
+own, and the gateway's loop and the model each run on a core.
 
-The child is started with ``spawn`` (a fork of a threaded server is not
-safe), loads the packaged weights once, and answers `embed` calls one at a
-time: a caller (a worker thread of the gateway's, see `registry.semantic_leg`)
-blocks until its answer comes, the loop does not. If the child dies (killed,
-out of memory), the call that was in it fails and the next starts a new one.
+The loop talks to the child over its standard streams, itself: no thread
+carries a request or an answer, so none waits for the lock either. One
+exchange at a time, in the order asked; an exchange runs to its end even if
+the search that asked is cancelled (the stream would otherwise be left
+half-read). If the child dies (killed, out of memory), the exchange in it
+fails and the next call starts a new child.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import asyncio
+import json
+import sys
 from typing import Any
 
-from registry.tool_embedder import Embedder, SemanticUnavailable, model_dir
+from registry.model_worker import FAILED, HEADER, READY
+from registry.tool_embedder import SemanticUnavailable, model_dir, one_blas_thread
 
-_loaded: Embedder | None = None  # in the child: the model it serves
-
-
-def _load() -> None:
-    global _loaded
-    _loaded = Embedder.load()
+LOAD_SECONDS = 120.0  # a loaded machine takes a while to import numpy and read the weights
 
 
-def _embed(texts: list[str]) -> Any:
-    assert _loaded is not None, "the child's initializer loads the model"
-    return _loaded.embed(texts)
+class ModelFailed(RuntimeError):
+    """The child could not embed the texts (its message), or died."""
 
 
 class ModelProcess:
-    """`Embedder.embed` in a child process (same arguments, same answer)."""
+    """`Embedder.embed` in a child process, awaited."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = self._start()
+        self._child: asyncio.subprocess.Process | None = None
+        self._turn = asyncio.Lock()
 
     @classmethod
-    def load(cls) -> ModelProcess:
-        """The child, started and its model loaded (called in a worker
-        thread: it takes a second or two). `SemanticUnavailable` when the
-        extra is missing or the model does not load."""
-        model_dir()  # the extra's absence said here, not as a dead child
+    async def load(cls) -> ModelProcess:
+        """The child, started and its model loaded. `SemanticUnavailable`
+        when the extra is missing or the model does not load."""
+        model_dir()  # the extra's absence said here, not by a dead child
+        # The gateway's own numpy (a search's similarities): one BLAS
+        # thread, as in the child, not a spinning pool on every core.
+        one_blas_thread()
         started = cls()
         try:
-            started.embed(["ready"])
-        except Exception as error:
-            started.close()
-            reason = f"the model did not load in its process: {error!r}"
-            raise SemanticUnavailable(reason) from error
+            await started._start()
+        except (OSError, ModelFailed, TimeoutError) as error:
+            await started.close()
+            raise SemanticUnavailable(f"the model did not load in its process: {error}") from error
         return started
 
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_load
+    async def _start(self) -> asyncio.subprocess.Process:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "registry.model_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
+        self._child = child
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), LOAD_SECONDS)
+        if line != READY:
+            raise ModelFailed(f"the model's process ended before it was ready ({line!r})")
+        return child
 
-    def embed(self, texts: list[str]) -> Any:
-        pool = self._pool
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None: none runs)."""
+        return None if self._child is None else self._child.pid
+
+    async def embed(self, texts: list[str]) -> Any:
+        """One row per text, as `Embedder.embed`."""
+        exchange = asyncio.ensure_future(self._exchange(texts))
+        return await asyncio.shield(exchange)
+
+    async def _exchange(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        async with self._turn:
+            child = self._child
+            if child is None or child.returncode is not None:
+                child = await self._start()
+            assert child.stdin is not None
+            assert child.stdout is not None
+            try:
+                child.stdin.write(json.dumps(texts).encode() + b"\n")
+                await child.stdin.drain()
+                rows, width = HEADER.unpack(await child.stdout.readexactly(HEADER.size))
+                if rows == FAILED:
+                    raise ModelFailed((await child.stdout.readexactly(width)).decode())
+                data = await child.stdout.readexactly(rows * width * 4)
+            except (OSError, asyncio.IncompleteReadError) as error:
+                self._child = None
+                if child.returncode is None:
+                    child.kill()
+                await child.wait()
+                raise ModelFailed(f"the model's process died: {error!r}") from error
+        return np.frombuffer(data, dtype="<f4").reshape(rows, width)
+
+    async def close(self) -> None:
+        """Stop the child (its input ends; it exits)."""
+        child, self._child = self._child, None
+        if child is None or child.returncode is not None:
+            return
+        assert child.stdin is not None
+        child.stdin.close()
         try:
-            called = pool.submit(_embed, texts)
-        except BrokenProcessPool:  # it died between calls: nothing of this one is lost
-            pool = self._replace(pool)
-            called = pool.submit(_embed, texts)
-        try:
-            return called.result()
-        except BrokenProcessPool:  # it died in this call, which may be what killed it
-            self._replace(pool)
-            raise
-
-    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        """A new child for ``broken``, unless another caller started one."""
-        with self._lock:
-            if self._pool is broken:
-                self._pool = self._start()
-            return self._pool
-
-    def close(self) -> None:
-        """Stop the child (a call in it fails)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+            await asyncio.wait_for(child.wait(), 5)
+        except TimeoutError:
+            child.kill()
+            await child.wait()

@@ -119,7 +119,7 @@ def _serve_sets_and_search(
     leg = SemanticLeg() if settings.mcp_tool_search_semantic else None
     if leg is not None:
         metrics.semantic_pending = lambda: leg.pending
-        stack.callback(leg.close)
+        stack.push_async_callback(leg.close)
     mcp_front.tool_search = ToolSearch(
         SqlToolIndex(engine, semantic=leg),
         catalog_of(federation, lambda: mcp_front.agent_tools),

@@ -1,19 +1,17 @@
 """The model in its own process (`registry.model_process`): the same vectors
-as in the gateway's, and a new child when the old one died. Needs the extra
-``switchboard[semantic]``."""
+as in the gateway's, a refused request that leaves the child serving, and a
+new child when the old one died. Needs the extra ``switchboard[semantic]``."""
 
 from __future__ import annotations
 
-import multiprocessing
+import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import numpy as np
-import pytest
 
-from registry.model_process import ModelProcess
+from registry.model_process import ModelFailed, ModelProcess
 from registry.tool_embedder import Embedder
 from tests.support.semantic import skip_unless_installed
 
@@ -22,35 +20,46 @@ skip_unless_installed()
 TEXTS = ["merge a pull request into its base", "make the meeting room warmer", "stock"]
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelProcess]:
-    started = ModelProcess.load()
-    yield started
-    started.close()
+def test_the_childs_vectors_are_the_gateways_and_a_bad_request_leaves_it_serving() -> None:
+    async def run() -> tuple[Any, str, Any]:
+        model = await ModelProcess.load()
+        try:
+            vectors = await model.embed(TEXTS)
+            try:
+                await model.embed([1])  # type: ignore[list-item]
+                refused = ""
+            except ModelFailed as error:
+                refused = str(error)
+            return vectors, refused, await model.embed(TEXTS[:1])
+        finally:
+            await model.close()
 
-
-def _children_but(pids: set[int | None]) -> list[multiprocessing.process.BaseProcess]:
-    return [c for c in multiprocessing.active_children() if c.pid not in pids]
-
-
-def test_the_childs_vectors_are_the_gateways(model: ModelProcess) -> None:
-    assert np.allclose(model.embed(TEXTS), Embedder.load().embed(TEXTS), atol=1e-5)
+    vectors, refused, after = asyncio.run(run())
+    expected = Embedder.load().embed(TEXTS)
+    assert np.allclose(vectors, expected, atol=1e-5)
+    assert "a JSON array of strings" in refused
+    assert np.allclose(after, expected[:1], atol=1e-5)
 
 
 def test_a_killed_child_is_replaced() -> None:
-    others = {c.pid for c in multiprocessing.active_children()}  # other tests', closing
-    model = ModelProcess.load()
-    expected = model.embed(TEXTS[:1])
-    (child,) = _children_but(others)
-    os.kill(child.pid or 0, signal.SIGKILL)
-    child.join(10)  # the pool's own thread may reap it first: then this returns at once
-    # Whether the pool has seen the death when the next call comes is a race
-    # of its own thread's: that call is answered by a new child, or fails.
-    try:
-        first = model.embed(TEXTS[:1])
-    except BrokenProcessPool:
-        first = None
+    async def run() -> tuple[Any, Any, Any, int | None, int | None]:
+        model = await ModelProcess.load()
+        try:
+            expected = await model.embed(TEXTS[:1])
+            killed = model.pid
+            os.kill(killed or 0, signal.SIGKILL)
+            # Whether the loop has seen the death when the next call comes is
+            # a race of the kernel's: that call is answered by a new child,
+            # or fails and leaves the next to start one.
+            try:
+                first = await model.embed(TEXTS[:1])
+            except ModelFailed:
+                first = None
+            return expected, first, await model.embed(TEXTS[:1]), killed, model.pid
+        finally:
+            await model.close()
+
+    expected, first, second, killed, now = asyncio.run(run())
     assert first is None or np.allclose(first, expected)
-    assert np.allclose(model.embed(TEXTS[:1]), expected)
-    assert len(_children_but(others | {child.pid})) == 1  # the new child
-    model.close()
+    assert np.allclose(second, expected)
+    assert now is not None and now != killed

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from typing import Any
 
 import numpy as np
@@ -24,14 +23,14 @@ class _Gated:
 
     def __init__(self) -> None:
         self.passes: list[list[str]] = []
-        self.began = threading.Event()
-        self.gate = threading.Event()
+        self.began = asyncio.Event()
+        self.gate = asyncio.Event()
 
-    def embed(self, texts: list[str]) -> Any:
+    async def embed(self, texts: list[str]) -> Any:
         self.passes.append(list(texts))
         if len(self.passes) == 1:
             self.began.set()
-            assert self.gate.wait(10)
+            await self.gate.wait()
         if "bad" in texts:
             raise RuntimeError("cannot embed")
         return np.array([AXES[t] for t in texts], dtype=np.float32)
@@ -46,7 +45,7 @@ async def _searches(embedder: _Gated, queries: list[str], cancel: str = "") -> l
         return asyncio.create_task(batches.nearest(embedder, query, MATRIX, index, 2))
 
     tasks = [search(queries[0])]
-    assert await asyncio.to_thread(embedder.began.wait, 10)
+    await embedder.began.wait()
     tasks += [search(q) for q in queries[1:]]
     await asyncio.sleep(0)  # each has queued its query
     if cancel:

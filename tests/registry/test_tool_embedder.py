@@ -52,7 +52,7 @@ def test_the_leg_ranks_only_the_callers_tools_and_forgets_a_removed_one() -> Non
             leg.remove("github__merge_pull_request")
             return mine, await leg.ranking("land my branch's changes", among, 5)
         finally:
-            leg.close()
+            await leg.close()
 
     mine, after = asyncio.run(run())
     assert mine == ["github__merge_pull_request", "hr__approve_time_off"]
@@ -75,7 +75,7 @@ def test_a_caller_with_a_tool_still_to_embed_is_answered_lexically() -> None:
             assert await leg.settled()
             return pending, await leg.ranking("land my branch's changes", among, 5)
         finally:
-            leg.close()
+            await leg.close()
 
     pending, embedded = asyncio.run(run())
     assert pending is None

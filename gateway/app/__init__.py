@@ -87,7 +87,7 @@ async def _start(
     bell = ChangeBell(engine)
     started = await start_subsystems(settings, engine, doors, stack)
     set_cache = _serve_sets_and_search(
-        settings, engine, doors.mcp, federation, started.observed.metrics, stack
+        settings, engine, doors.mcp, federation, started.observed.metrics
     )
     app.state.switchboard = _app_state(settings, started, set_cache, doors.mcp)
     request_auth = RequestAuth(settings, started.core.verifier, started.core.api_keys)
@@ -110,7 +110,6 @@ def _serve_sets_and_search(
     mcp_front: McpFront,
     federation: Callable[[], McpFederation],
     metrics: GatewayMetrics,
-    stack: contextlib.AsyncExitStack,
 ) -> SetCache:
     """Virtual MCP servers' sets (`/mcp/{name}`) and tool search, given to the /mcp door."""
     set_cache = SetCache(SqlMcpSets(engine))
@@ -119,7 +118,6 @@ def _serve_sets_and_search(
     leg = SemanticLeg() if settings.mcp_tool_search_semantic else None
     if leg is not None:
         metrics.semantic_pending = lambda: leg.pending
-        stack.push_async_callback(leg.close)
     mcp_front.tool_search = ToolSearch(
         SqlToolIndex(engine, semantic=leg),
         catalog_of(federation, lambda: mcp_front.agent_tools),

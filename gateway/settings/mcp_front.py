@@ -23,7 +23,7 @@ class McpFrontOptions(BaseModel):
         default=True,
         description="Fuse tool search's lexical rank with a semantic one (all-MiniLM-L6-v2, "
         "run in numpy) when the extra switchboard[semantic] is installed: loaded on the "
-        "first search, in a process of its own; each tool embedded once when indexed. False: "
+        "first search, in a worker thread; each tool embedded once when indexed. False: "
         "lexical only, the model never loaded.",
     )
     mcp_tool_search_private_queries: bool = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from typing import Any
 
 import numpy as np
@@ -23,14 +24,14 @@ class _Gated:
 
     def __init__(self) -> None:
         self.passes: list[list[str]] = []
-        self.began = asyncio.Event()
-        self.gate = asyncio.Event()
+        self.began = threading.Event()
+        self.gate = threading.Event()
 
-    async def embed(self, texts: list[str]) -> Any:
+    def embed(self, texts: list[str]) -> Any:
         self.passes.append(list(texts))
         if len(self.passes) == 1:
             self.began.set()
-            await self.gate.wait()
+            assert self.gate.wait(10)
         if "bad" in texts:
             raise RuntimeError("cannot embed")
         return np.array([AXES[t] for t in texts], dtype=np.float32)
@@ -45,7 +46,7 @@ async def _searches(embedder: _Gated, queries: list[str], cancel: str = "") -> l
         return asyncio.create_task(batches.nearest(embedder, query, MATRIX, index, 2))
 
     tasks = [search(queries[0])]
-    await embedder.began.wait()
+    assert await asyncio.to_thread(embedder.began.wait, 10)
     tasks += [search(q) for q in queries[1:]]
     await asyncio.sleep(0)  # each has queued its query
     if cancel:

@@ -43,16 +43,14 @@ def test_a_text_embeds_alike_alone_and_in_a_padded_batch(embedder: Embedder) -> 
 def test_the_leg_ranks_only_the_callers_tools_and_forgets_a_removed_one() -> None:
     async def run() -> tuple[list[str] | None, list[str] | None]:
         leg = SemanticLeg()
-        try:
-            for name, text in TOOLS.items():
-                leg.put(name, text)
-            assert await leg.settled()
-            among = {"hr__approve_time_off", "github__merge_pull_request"}
-            mine = await leg.ranking("land my branch's changes", among, 5)
-            leg.remove("github__merge_pull_request")
-            return mine, await leg.ranking("land my branch's changes", among, 5)
-        finally:
-            await leg.close()
+        for name, text in TOOLS.items():
+            leg.put(name, text)
+        assert await leg.settled()
+        among = {"hr__approve_time_off", "github__merge_pull_request"}
+        mine = await leg.ranking("land my branch's changes", among, 5)
+        leg.remove("github__merge_pull_request")
+        after = await leg.ranking("land my branch's changes", among, 5)
+        return mine, after
 
     mine, after = asyncio.run(run())
     assert mine == ["github__merge_pull_request", "hr__approve_time_off"]
@@ -66,16 +64,13 @@ def test_a_caller_with_a_tool_still_to_embed_is_answered_lexically() -> None:
 
     async def run() -> tuple[list[str] | None, list[str] | None]:
         leg = SemanticLeg()
-        try:
-            leg.put("hr__approve_time_off", TOOLS["hr__approve_time_off"])
-            assert await leg.settled()
-            leg.put("github__merge_pull_request", TOOLS["github__merge_pull_request"])
-            among = {"hr__approve_time_off", "github__merge_pull_request"}
-            pending = await leg.ranking("land my branch's changes", among, 5)
-            assert await leg.settled()
-            return pending, await leg.ranking("land my branch's changes", among, 5)
-        finally:
-            await leg.close()
+        leg.put("hr__approve_time_off", TOOLS["hr__approve_time_off"])
+        assert await leg.settled()
+        leg.put("github__merge_pull_request", TOOLS["github__merge_pull_request"])
+        among = {"hr__approve_time_off", "github__merge_pull_request"}
+        pending = await leg.ranking("land my branch's changes", among, 5)
+        assert await leg.settled()
+        return pending, await leg.ranking("land my branch's changes", among, 5)
 
     pending, embedded = asyncio.run(run())
     assert pending is None

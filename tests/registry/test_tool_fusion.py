@@ -4,13 +4,12 @@ and the semantic leg's fallback when its extra is missing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from registry.semantic_leg import SemanticLeg
-from registry.tool_embedder import SemanticUnavailable
+from registry.tool_embedder import Embedder, SemanticUnavailable
 from registry.tool_fusion import fuse, shared_ranks
 
 
@@ -61,7 +60,7 @@ def test_bad_parameters_are_refused(k: float, weight: float) -> None:
 
 
 def test_without_the_extra_the_leg_stays_off_and_search_is_lexical() -> None:
-    async def missing() -> _Axes:
+    def missing() -> Embedder:
         raise SemanticUnavailable("not installed")
 
     async def run() -> tuple[bool, list[str] | None]:
@@ -77,7 +76,7 @@ class _Picky:
 
     dimensions = 2
 
-    async def embed(self, texts: list[str]) -> Any:
+    def embed(self, texts: list[str]) -> Any:
         import numpy as np
 
         if "bad" in texts:
@@ -91,7 +90,7 @@ def test_a_tool_the_model_fails_on_is_lexical_only_and_holds_nobody_back() -> No
     to lexical search for good."""
 
     async def run() -> tuple[bool, list[str] | None, int]:
-        leg = SemanticLeg(load=_loaded(_Picky()))
+        leg = SemanticLeg(load=lambda: _Picky())  # type: ignore[arg-type, return-value]
         leg.put("broken", "bad")
         assert await leg.settled()  # ends: the failed tool is not pending
         leg.put("good", "near")
@@ -108,7 +107,7 @@ class _Axes:
     dimensions = 3
     AXES = {"x": [1.0, 0.0, 0.0], "y": [0.0, 1.0, 0.0], "z": [0.0, 0.0, 1.0]}
 
-    async def embed(self, texts: list[str]) -> Any:
+    def embed(self, texts: list[str]) -> Any:
         import numpy as np
 
         return np.array([self.AXES[t] for t in texts], dtype=np.float32)
@@ -120,7 +119,7 @@ def test_a_callers_rows_kept_between_searches_follow_every_change() -> None:
     now, and only the caller's own tools."""
 
     async def run() -> list[list[tuple[str, float]] | None]:
-        leg = SemanticLeg(load=_loaded(_Axes()))
+        leg = SemanticLeg(load=lambda: _Axes())  # type: ignore[arg-type, return-value]
         for name, text in {"a": "x", "b": "y", "other": "x"}.items():
             leg.put(name, text)
         assert await leg.settled()
@@ -140,12 +139,3 @@ def test_a_callers_rows_kept_between_searches_follow_every_change() -> None:
     assert pending is None
     assert moved == [("a", 0.0), ("b", 0.0)] or moved == [("b", 0.0), ("a", 0.0)]
     assert removed == [("a", 0.0)]
-
-
-def _loaded(model: Any) -> Callable[[], Awaitable[Any]]:
-    """A leg's ``load`` that hands ``model`` over at once."""
-
-    async def load() -> Any:
-        return model
-
-    return load

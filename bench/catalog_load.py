@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import statistics
 import sys
@@ -157,18 +158,23 @@ async def sdk_sessions(url: str, token: str, count: int) -> Any:
 
 
 async def load(
-    clients: list[Any], step: Callable[[Any, int], Awaitable[bool]], seconds: float, pid: int
+    clients: list[Any],
+    step: Callable[[Any, int], Awaitable[bool]],
+    seconds: float,
+    pid: int,
+    workers: int = 1,
 ) -> Figures:
     """Every client calls ``step`` in a loop for ``seconds``, after an untimed
-    call each that succeeded: with ``--workers``, a worker other than the one
-    a server was registered through connects to it a moment later (its change
-    watch). A first call still failing after `READY_SECONDS` is counted and
-    shown (raised, it would end the run as the client's task group's error,
-    which names nothing)."""
+    call each. A failed first call is counted and shown (raised, it would end
+    the run as the client's task group's error, which names nothing); with
+    more than one worker it is tried again for up to `READY_SECONDS` first,
+    and the retries are shown: a worker other than the one a server was
+    registered through connects to it a moment later (its change watch)."""
     latencies: list[float] = []
     errors = [0]
+    retried = 0
     for client in clients:
-        deadline = time.perf_counter() + READY_SECONDS
+        deadline = time.perf_counter() + (READY_SECONDS if workers > 1 else 0.0)
         while True:
             try:
                 failure = None if await step(client, 0) else "an error result"
@@ -180,8 +186,12 @@ async def load(
                 errors[0] += 1
                 print(f"  a first call failed: {failure}", file=sys.stderr, flush=True)
                 break
+            retried += 1
             await asyncio.sleep(0.2)  # the other worker's change watch
-    cpu = gateway_cpu(pid)
+    if retried:
+        print(f"  first calls tried again (a worker not connected yet): {retried}", flush=True)
+    members = family(pid)  # the same processes at both ends of the phase
+    cpu = gateway_cpu(members)
     own_cpu, began_at = time.process_time(), time.perf_counter()
     until = began_at + seconds
 
@@ -200,29 +210,35 @@ async def load(
 
     await asyncio.gather(*(run(c, k * 7) for k, c in enumerate(clients)))
     share = (time.process_time() - own_cpu) / (time.perf_counter() - began_at)
-    return figures(latencies, errors[0], gateway_cpu(pid) - cpu, share)
+    return figures(latencies, errors[0], gateway_cpu(members) - cpu, share)
 
 
-def gateway_cpu(pid: int) -> float:
-    """CPU seconds of the gateway and its children (tool search's model runs
-    in one, `registry.model_process`)."""
-    family = [pid]
+def family(pid: int) -> list[int]:
+    """The gateway's process and its children (``--workers``: one each)."""
+    members = [pid]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             parent = stat.read_text().rsplit(")", 1)[1].split()[1]
         except (OSError, IndexError):
             continue  # gone meanwhile
         if parent == str(pid):
-            family.append(int(stat.parent.name))
-    return sum(harness._cpu_seconds(member) for member in family)
+            members.append(int(stat.parent.name))
+    return members
+
+
+def gateway_cpu(members: list[int]) -> float:
+    """CPU seconds of ``members`` (one that has ended counts nothing)."""
+    seconds = (harness._cpu_seconds(member) for member in members)
+    return sum(s for s in seconds if not math.isnan(s))
 
 
 def idle_cpu(pid: int, seconds: float) -> float:
     """The gateway's CPU (ms per s) over ``seconds`` with no client: its
     background work alone (at the default 30 s, one probe of each server)."""
-    cpu = gateway_cpu(pid)
+    members = family(pid)
+    cpu = gateway_cpu(members)
     time.sleep(seconds)
-    return (gateway_cpu(pid) - cpu) * 1000 / seconds
+    return (gateway_cpu(members) - cpu) * 1000 / seconds
 
 
 def caller(tool: str) -> Callable[[Any, int], Awaitable[bool]]:
@@ -242,7 +258,7 @@ async def searching(
     url: str, token: str, args: argparse.Namespace, label: str, pid: int
 ) -> Figures:
     async with sessions(url, token, args.clients, args.sdk_clients) as clients:
-        searched = await load(clients, search, args.seconds, pid)
+        searched = await load(clients, search, args.seconds, pid, args.workers)
         print(searched.line(f"{label}: search"), flush=True)
         return searched
 
@@ -251,9 +267,9 @@ async def phase(
     url: str, token: str, args: argparse.Namespace, label: str, pid: int
 ) -> list[Figures]:
     async with sessions(url, token, args.clients, args.sdk_clients) as clients:
-        called = await load(clients, caller("s0__tool_0000"), args.seconds, pid)
+        called = await load(clients, caller("s0__tool_0000"), args.seconds, pid, args.workers)
         print(called.line(f"{label}: tools/call"), flush=True)
-        searched = await load(clients, search, args.seconds, pid)
+        searched = await load(clients, search, args.seconds, pid, args.workers)
         print(searched.line(f"{label}: search"), flush=True)
         return [called, searched]
 
@@ -410,7 +426,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--per-server", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1, help="the gateway's processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the gateway's processes (the first search after growth may reach one that "
+        "has not seen the new server yet: found False)",
+    )
     parser.add_argument(
         "--sdk-clients",
         action="store_true",

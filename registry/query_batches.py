@@ -12,7 +12,9 @@ batch to fill: a query that finds the model idle is embedded at once.
 
 The pass, the query's similarity to every tool's vector and its best rows
 all run in the worker thread, so the event loop only hands queries in and
-answers out.
+answers out. A query's similarities may differ in the last float32 digits
+with the company it is embedded in (padding, one product for several
+queries): two tools within ~1e-5 of each other can swap places.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class QueryBatches:
         loop = asyncio.get_running_loop()
         asked = _Asked(query, matrix, index, depth, loop.create_future())
         self._waiting.append(asked)
-        if self._runner is None or self._runner.done():
+        runner = self._runner
+        # A runner of a loop that closed without ending it would never answer.
+        if runner is None or runner.done() or runner.get_loop() is not loop:
             self._runner = loop.create_task(self._run(embedder))
         return await asked.answer
 
@@ -64,11 +68,15 @@ class QueryBatches:
                 continue
             try:
                 answers = await asyncio.to_thread(_answer, embedder, batch)
-            except BaseException as stopped:  # the loop is closing: no search waits forever
+            except asyncio.CancelledError:  # the loop is closing: no search waits forever
                 for asked in [*batch, *self._waiting]:
                     if not asked.answer.done():
                         asked.answer.cancel()
-                raise stopped
+                raise
+            except Exception as error:
+                # Not the model's (`_answer` gives each query its own): every
+                # search of the batch fails with it, and the runner goes on.
+                answers = [error] * len(batch)
             for asked, answer in zip(batch, answers, strict=True):
                 if asked.answer.done():
                     continue
@@ -124,7 +132,8 @@ def _best(similarity: Any, depth: int) -> list[tuple[int, float]]:
 
     if len(similarity) > depth > 0:
         cut = np.partition(-similarity, depth - 1)[depth - 1]
-        candidates = np.flatnonzero(-similarity <= cut)  # every tie at the cut, in order
+        # Every tie at the cut, in order; NaN (sorted last) kept when the cut is NaN.
+        candidates = np.flatnonzero(~(-similarity > cut))
     else:
         candidates = np.arange(len(similarity))
     order = candidates[np.argsort(-similarity[candidates], kind="stable")][:depth]

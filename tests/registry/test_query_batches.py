@@ -37,9 +37,11 @@ class _Gated:
         return np.array([AXES[t] for t in texts], dtype=np.float32)
 
 
-async def _searches(embedder: _Gated, queries: list[str], cancel: str = "") -> list[Any]:
+async def _searches(
+    embedder: _Gated, queries: list[str], cancel: str = "", batches: QueryBatches | None = None
+) -> list[Any]:
     """The first query's search, then, once its pass has begun, the others'."""
-    batches = QueryBatches()
+    batches = batches or QueryBatches()
     index = np.arange(3)
 
     def search(query: str) -> asyncio.Task[list[tuple[int, float]]]:
@@ -52,7 +54,8 @@ async def _searches(embedder: _Gated, queries: list[str], cancel: str = "") -> l
     if cancel:
         tasks[queries.index(cancel)].cancel()
     embedder.gate.set()
-    return await asyncio.gather(*tasks, return_exceptions=True)
+    # Bounded: a search left waiting fails the test, not the run.
+    return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
 
 
 def test_searches_that_arrive_during_a_pass_share_the_next() -> None:
@@ -85,6 +88,37 @@ def test_a_cancelled_search_is_not_embedded() -> None:
     assert [i for i, _ in answers[2]] == [2, 1]
 
 
+def test_a_search_cancelled_during_its_pass_leaves_the_others_answered() -> None:
+    """The first query's search is cancelled while the model runs it: its
+    answer is dropped, the searches queued meanwhile are answered."""
+    embedder = _Gated()
+    answers = asyncio.run(_searches(embedder, ["x", "y", "xy"], cancel="x"))
+    assert isinstance(answers[0], asyncio.CancelledError)
+    assert embedder.passes == [["x"], ["y", "xy"]]
+    assert [i for i, _ in answers[1]] == [1, 2]
+
+
+class _Miscounting(_Gated):
+    """Answers one row too few: a failure outside the model's own."""
+
+    def embed(self, texts: list[str]) -> Any:
+        return super().embed(texts)[:-1] if len(texts) > 1 else super().embed(texts)
+
+
+def test_a_failure_outside_the_model_fails_its_batch_and_not_the_next() -> None:
+    embedder = _Miscounting()
+
+    async def run() -> tuple[list[Any], Any]:
+        batches = QueryBatches()
+        answers = await _searches(embedder, ["x", "y", "xy"], batches=batches)
+        return answers, await batches.nearest(embedder, "y", MATRIX, np.arange(3), 1)
+
+    answers, later = asyncio.run(run())
+    assert isinstance(answers[0], list)
+    assert [type(a) for a in answers[1:]] == [ValueError, ValueError]
+    assert [i for i, _ in later] == [1]
+
+
 def test_more_than_a_pass_takes_go_in_the_passes_after() -> None:
     embedder = _Gated()
     queries = ["x"] + ["y"] * (query_batches.MOST_AT_ONCE + 3)
@@ -98,8 +132,15 @@ def test_the_best_rows_are_a_stable_sorts_first(seed: int) -> None:
     """Many ties (few distinct values), ties across the cut included."""
     rng = random.Random(seed)
     similarity = np.array([rng.choice([0.1, 0.2, 0.5, 0.9]) for _ in range(200)])
-    for depth in (1, 5, 50, 199, 200, 300):
+    for depth in (0, 1, 5, 50, 199, 200, 300):
         expected = np.argsort(-similarity, kind="stable")[:depth]
         got = query_batches._best(similarity, depth)
         assert [i for i, _ in got] == list(expected)
         assert [s for _, s in got] == [float(similarity[i]) for i in expected]
+
+
+def test_the_best_rows_with_nan_similarities_are_a_stable_sorts_first() -> None:
+    similarity = np.array([np.nan, 0.5, np.nan, 0.2])
+    for depth in (1, 2, 3, 4):
+        expected = np.argsort(-similarity, kind="stable")[:depth]
+        assert [i for i, _ in query_batches._best(similarity, depth)] == list(expected)

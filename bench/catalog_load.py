@@ -310,11 +310,12 @@ async def first_search(
 ) -> tuple[float, float, bool]:
     """``grow()`` (a registration, seconds), then one search for a tool of
     ``server_id`` (just registered): seconds it took, ms the search took,
-    and whether it found it. The session is opened and has listed before:
-    the SDK's client lists the tools before it checks a tool's structured
+    and whether it found it. The SDK's session is opened and has listed
+    before: its client lists the tools before it checks a tool's structured
     result the first time, which is the client's cost, not the search's."""
     async with sessions(url, token, 1, sdk) as (client,):
-        await client.list_tools()
+        if sdk:
+            await client.list_tools()
         took = await asyncio.to_thread(grow)
         began = time.perf_counter()
         # Its tools are the others' but for their server's name: the query names it.
@@ -329,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     backend = "PostgreSQL" if args.database_url else "SQLite"
     kind = "the mcp SDK's Client" if args.sdk_clients else "JSON-RPC over aiohttp"
     print(
-        f"MCP catalog under load, {backend}, {args.workers} worker(s), {args.clients} clients ({kind}; `clients`: "
-        f"their CPU in cores), {args.seconds:g} s each"
+        f"MCP catalog under load, {backend}, {args.workers} worker(s), {args.clients} clients "
+        f"({kind}; `clients`: their CPU in cores), {args.seconds:g} s each"
     )
     print(
         f"  {'':<34} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "

@@ -55,42 +55,32 @@ class WireClient:
         if name:
             headers["Mcp-Name"] = name
         async with self._session.post(self._url, json=body, headers=headers) as response:
-            text = await response.text()
+            answer = await response.read()
             if response.status != 200:
-                raise RuntimeError(f"{method}: HTTP {response.status} {text[:200]}")
-            message = _answer(text, response.content_type)
+                raise RuntimeError(f"{method}: HTTP {response.status} {answer[:200]!r}")
+            message = jsonrpc_answer(answer, response.content_type)
         if "result" not in message:
-            raise RuntimeError(f"{method}: {message.get('error')}")
+            raise RuntimeError(f"{method}: {message.get('error') or answer[:200]!r}")
         return message["result"]
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         result = await self.request("tools/call", {"name": name, "arguments": arguments}, name)
         return ToolResult(bool(result.get("isError")), result.get("structuredContent"))
 
-    async def list_tools(self) -> list[dict[str, Any]]:
-        """Every page of `tools/list`."""
-        tools: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            result = await self.request("tools/list", {"cursor": cursor} if cursor else {})
-            tools.extend(result.get("tools", []))
-            cursor = result.get("nextCursor")
-            if not cursor:
-                return tools
 
-
-def _answer(text: str, content_type: str) -> dict[str, Any]:
-    """The JSON-RPC response in a body: the body itself, or, in an event
-    stream (a call that outlived the gateway's deferral window), the data of
-    the event that answers (pings and notifications come before it)."""
-    if content_type != "text/event-stream":
-        return dict(json.loads(text))
-    for line in reversed(text.splitlines()):
-        if line.startswith("data:"):
+def jsonrpc_answer(answer: bytes, content_type: str) -> dict[str, Any]:
+    """The JSON-RPC response in an HTTP answer: the body itself, or, in an
+    event stream (a call that outlived the server's deferral window), the
+    data of the event that answers -- notifications come before it; {} when
+    no event answers."""
+    if not content_type.startswith("text/event-stream"):
+        return dict(json.loads(answer))
+    for line in answer.splitlines():
+        if line.startswith(b"data:") and line[5:].strip():
             message = json.loads(line[5:])
             if "result" in message or "error" in message:
                 return dict(message)
-    raise RuntimeError(f"an event stream with no answer: {text[:200]}")
+    return {}
 
 
 @contextlib.asynccontextmanager

@@ -87,6 +87,7 @@ from bench import a2a_forwarding as harness
 from bench import peers_litellm, ports
 from bench.a2a_gateway import _switchboard, serve_argv
 from bench.fresh_db import fresh_database
+from bench.mcp_wire_client import jsonrpc_answer
 from bench.venvs import peer_venv
 from bench.workers import _wait_for_workers
 
@@ -536,19 +537,6 @@ async def _exchange(
     return await harness.read_response(reader)
 
 
-def _message(answer: bytes, content_type: str) -> dict[str, Any]:
-    """The JSON-RPC message in a JSON or an SSE answer."""
-    if content_type.startswith("text/event-stream"):
-        for line in answer.splitlines():
-            if line.startswith(b"data:") and line[5:].strip():
-                found: dict[str, Any] = json.loads(line[5:])
-                if "id" in found:
-                    return found
-        return {}
-    message: dict[str, Any] = json.loads(answer)
-    return message
-
-
 async def _mcp_load(
     url: str,
     tool: str,
@@ -586,7 +574,7 @@ async def _mcp_load(
         status, got, answer = await _exchange(
             reader, writer, request_head(None), json.dumps(initialize).encode()
         )
-        if status != 200 or "result" not in _message(answer, got.get("content-type", "")):
+        if status != 200 or "result" not in jsonrpc_answer(answer, got.get("content-type", "")):
             raise ValueError(f"initialize: HTTP {status} {answer[:200]!r}")
         session = got.get("mcp-session-id")
         head = request_head(session)
@@ -617,7 +605,7 @@ async def _mcp_load(
     ) -> tuple[int, bytes, bool, bool]:
         reader, writer, head = connection
         status, got, answer = await _exchange(reader, writer, head, body)
-        message = _message(answer, got.get("content-type", "")) if status == 200 else {}
+        message = jsonrpc_answer(answer, got.get("content-type", "")) if status == 200 else {}
         good = "result" in message and not message["result"].get("isError")
         return status, answer, good, got.get("connection", "").lower() == "close"
 

@@ -144,3 +144,25 @@ def test_the_best_rows_with_nan_similarities_are_a_stable_sorts_first() -> None:
     for depth in (1, 2, 3, 4):
         expected = np.argsort(-similarity, kind="stable")[:depth]
         assert [i for i, _ in query_batches._best(similarity, depth)] == list(expected)
+
+
+def test_two_callers_in_one_pass_each_get_only_their_own_tools() -> None:
+    """Alice may call a, b and c; Bob only b and c. Their searches share a
+    pass and a product: each answer is ranked within its own caller's rows."""
+    embedder = _Gated()
+
+    async def run() -> tuple[Any, Any, Any]:
+        batches = QueryBatches()
+        first = asyncio.create_task(batches.nearest(embedder, "y", MATRIX, np.arange(3), 3))
+        assert await asyncio.to_thread(embedder.began.wait, 10)
+        alice = asyncio.create_task(batches.nearest(embedder, "x", MATRIX, np.arange(3), 3))
+        bob = asyncio.create_task(batches.nearest(embedder, "x", MATRIX, np.array([1, 2]), 3))
+        await asyncio.sleep(0)
+        embedder.gate.set()
+        return await asyncio.wait_for(asyncio.gather(first, alice, bob), 10)
+
+    _, alice, bob = asyncio.run(run())
+    assert embedder.passes == [["y"], ["x", "x"]]
+    assert [i for i, _ in alice] == [0, 2, 1]  # a, c, b
+    assert [i for i, _ in bob] == [1, 0]  # positions in Bob's rows: c, then b
+    assert [round(s, 3) for _, s in bob] == [0.6, 0.0]

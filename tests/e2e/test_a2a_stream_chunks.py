@@ -22,6 +22,7 @@ import pytest
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.client import Client
 from a2a.types import GetTaskRequest, Message, Part, Role, SendMessageRequest, TaskState
+from a2a.utils.errors import InvalidAgentResponseError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -158,3 +159,36 @@ async def test_get_task_mid_stream_then_the_end_record_every_chunk_once(
     (recorded,) = await anyio.to_thread.run_sync(setup.recorded)
     assert recorded["status"]["state"] == TaskState.Name(TaskState.TASK_STATE_COMPLETED)
     assert _chunks(recorded) == ["c0", "c1", "c2", "c3"]
+
+
+async def test_a_stream_naming_someone_elses_task_fails_and_writes_nothing(setup: Setup) -> None:
+    """The agent gives bob's stream the id of alice's task: its first event
+    is refused before bob hears it (the record the stream writes first
+    checks whose task it is), and alice's record is untouched."""
+    setup.agent.release.set()
+    async with setup.client() as client:
+        async for _ in client.send_message(_hello()):
+            pass
+    (alices,) = await anyio.to_thread.run_sync(setup.recorded)
+    assert _chunks(alices) == ["c0", "c1", "c2", "c3"]
+    stored_before = await setup.stored()
+
+    # The agent starts over with the same task id, now for bob.
+    setup.agent.sent.clear()
+    setup.agent.state = "TASK_STATE_SUBMITTED"
+    bobs = await anyio.to_thread.run_sync(setup.gateway.token, "bob", "")
+    bob = Setup(setup.gateway, setup.agent, bobs)
+    seen: list[str] = []
+
+    async def follow(client: Client) -> None:
+        async for event in client.send_message(_hello()):
+            seen.append(str(event.WhichOneof("payload")))
+
+    async with bob.client() as client:
+        with pytest.raises(InvalidAgentResponseError, match="already gave someone else"):
+            await follow(client)
+    assert seen == []
+    assert await anyio.to_thread.run_sync(bob.recorded) == []
+    (still,) = await anyio.to_thread.run_sync(setup.recorded)
+    assert still == alices
+    assert await setup.stored() == stored_before

@@ -9,7 +9,8 @@ Calls come from any task and go through that session.
 The owner task connects (``mode="auto"``: `server/discover` on 2026-07-28
 servers, the `initialize` handshake on older ones), lists the tools, hands
 them to ``on_tools``, then probes the server every ``probe_seconds`` with a
-fresh listing -- which is also how a changed tool definition is noticed. A
+fresh listing -- which is also how a changed tool definition is noticed,
+told or not (a page as it was is not checked again: `_list_and_report`). A
 failed probe or a call that finds the session gone closes it; the task then
 reconnects with exponential backoff, and a stdio server is started again (a
 dead process ends its session). ``on_health`` hears every transition.
@@ -28,9 +29,8 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import IncomingMessage
@@ -61,10 +61,8 @@ from adapters.mcp_client import (
     list_all_tools,
     open_client,
 )
-from adapters.mcp_http import (
-    UpstreamAuth,
-)
-from adapters.mcp_lane import LegacyLane
+from adapters.mcp_http import UpstreamAuth
+from adapters.mcp_lane import LegacyLane, lane_for
 from adapters.mcp_listen import listen_for_changes
 from adapters.mcp_passthrough import McpPassThrough
 from adapters.mcp_results import malformed
@@ -151,6 +149,8 @@ class McpUpstream(UpstreamCalls):
         self.list_listeners: list[OnListChanged] = []
         self._announce_tools = False
         self._listed: ToolList | None = None  # the last listing handed on
+        self._page: list[Any] | None = None  # its first page as JSON, if read so
+        self.probes_unchanged = 0  # probes that found that page as it was
 
     @property
     def ready(self) -> bool:
@@ -264,33 +264,10 @@ class McpUpstream(UpstreamCalls):
                     await asyncio.wait({lane_task}, timeout=timeout)
 
     def _lane_for(self, client: Client, timeout: float) -> LegacyLane | None:
-        """On a 2026-07-28 session over HTTP: a 2025-11-25 lane kept ready
-        for 2025-11-25 callers (callers' capabilities are stamped by the
-        session's transport, `adapters.mcp_wire`). Over stdio a server's
-        mid-call requests cannot be told apart by caller (one reader), so
-        there is no lane: they are refused."""
-        if not is_modern(client):
-            return None
-        if self.spec.transport != "http" or self._per_caller_credentials:
-            return None
-
-        def http_watched(auth: UpstreamAuth) -> httpx2.AsyncClient:
-            http = self._http(auth)
-            http.event_hooks["response"] = [*http.event_hooks["response"], lane.saw_response]
-            return http
-
-        def open_lane() -> Client:
-            return open_client(
-                self.spec,
-                http_watched,
-                self._auth,
-                on_message=self._on_message,
-                timeout=timeout,
-                mode="legacy",
-            )
-
-        lane = LegacyLane(open_lane, self._timings)
-        return lane
+        return lane_for(
+            client, self.spec, self._http, self._auth, on_message=self._on_message,
+            timings=self._timings, per_caller=self._per_caller_credentials, timeout=timeout,
+        )  # fmt: skip
 
     async def _serve(self, client: Client) -> None:
         while True:
@@ -307,10 +284,11 @@ class McpUpstream(UpstreamCalls):
                 relist.cancel()
             if self._broken.is_set():
                 raise UpstreamUnavailable(self.last_error or "the session was lost")
+            probe = not self._relist.is_set()  # its time came; nobody asked
             self._relist.clear()
             announce, self._announce_tools = self._announce_tools, False
             try:
-                await self._list_and_report(client)
+                await self._list_and_report(client, probe=probe)
             except OwnFailure as exc:
                 self._kept(exc)  # the gateway's failure: the session is fine
             except Exception as exc:
@@ -348,10 +326,20 @@ class McpUpstream(UpstreamCalls):
             except Exception:
                 logger.exception("list_changed listener of %s raised", self.spec.server_id)
 
-    async def _list_and_report(self, client: Client) -> None:
+    async def _list_and_report(self, client: Client, *, probe: bool = False) -> None:
+        """List the tools and hand them on. A probe reads the page as JSON
+        first: the same page as at the last listing is the same listing, and
+        the SDK's check of a thousand tools (tens of ms on the event loop)
+        is skipped; any other answer is listed through the SDK. Either way
+        the listing is handed on (its hearers mark when it was listed)."""
         self._auth.default = await self._own(self._default_credential())
-        async with asyncio.timeout(self._timings.call_seconds):
-            tools = await list_all_tools(client)
+        page = await self.first_tools_page(client) if probe else None
+        if page is not None and page == self._page and self._listed is not None:
+            self.probes_unchanged += 1
+            tools = self._listed
+        else:
+            async with asyncio.timeout(self._timings.call_seconds):
+                tools = await list_all_tools(client)
         if tools == self._listed:
             # A probe's usual answer, compared here once: handed on as the
             # listing already held, its hearers compare it by identity.
@@ -359,6 +347,7 @@ class McpUpstream(UpstreamCalls):
         self._listed = tools
         self._tools_listed(tools)
         await self._own(self._on_tools(tools))
+        self._page = page  # read before the listing: a later change lists again
 
     async def _own(self, work: Awaitable[T]) -> T:
         """``work``, a part of the gateway's own (its credential, a record of

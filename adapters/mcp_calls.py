@@ -6,6 +6,7 @@ lane), any other request, and what their failures become. `McpUpstream`
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -50,6 +51,7 @@ from adapters.mcp_upstream_errors import HTTP_ERROR_ANSWERS, describe, not_at_20
 from adapters.operations import meta_trace
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class UpstreamCalls:
@@ -157,6 +159,32 @@ class UpstreamCalls:
             relay=relay,
             legacy=legacy,
         )
+
+    async def first_tools_page(self, client: Client) -> list[Any] | None:
+        """The server's whole listing as JSON when it is one page, read
+        through the pass-through on a 2026-07-28 HTTP session; else None
+        (then the SDK lists). Any failure is None too: the SDK's listing
+        after it says what is wrong, as it always did."""
+        through = self._passthrough_for(client.session)
+        if through is None or self.spec.url is None:
+            return None
+        passthrough, stamp = through
+        try:
+            async with asyncio.timeout(self._timings.call_seconds):
+                page = await passthrough.tools_page(
+                    client.session,
+                    stamp,
+                    self.spec.url,
+                    credential=self._auth.default,
+                    read_timeout_seconds=self._timings.call_seconds,
+                )
+        except Exception:
+            logger.debug("MCP server %s: a raw listing failed", self.spec.server_id, exc_info=True)
+            return None
+        if page is None or page.get("nextCursor") is not None:
+            return None
+        tools = page.get("tools")
+        return tools if isinstance(tools, list) else None
 
     def _stamp_for(self, client: Client) -> ToolCallStamp | None:
         """The pass-through's stamp for ``client``'s `tools/call`: only a

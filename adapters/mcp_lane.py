@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 import httpx2
 from mcp import Client
+from mcp.client.session import IncomingMessage
 
-from adapters.mcp_client import UpstreamTimings
+from adapters.mcp_client import HttpFactory, UpstreamSpec, UpstreamTimings, is_modern, open_client
+from adapters.mcp_http import UpstreamAuth
 from adapters.mcp_upstream_errors import describe
 
 logger = logging.getLogger(__name__)
@@ -167,3 +169,39 @@ def posts_a_request(request: httpx2.Request) -> bool:
     except (httpx2.RequestNotRead, ValueError):
         return False
     return isinstance(message, dict) and "method" in message and "id" in message
+
+
+def lane_for(
+    client: Client,
+    spec: UpstreamSpec,
+    http: HttpFactory,
+    auth: UpstreamAuth,
+    *,
+    on_message: Callable[[IncomingMessage], Awaitable[None]],
+    timings: UpstreamTimings,
+    per_caller: bool,
+    timeout: float,
+) -> LegacyLane | None:
+    """On a 2026-07-28 session over HTTP: a 2025-11-25 lane kept ready
+    for 2025-11-25 callers (callers' capabilities are stamped by the
+    session's transport, `adapters.mcp_wire`). Over stdio a server's
+    mid-call requests cannot be told apart by caller (one reader), so
+    there is no lane: they are refused. Nor with ``per_caller`` credentials
+    (`McpUpstream`: a session the gateway opened is not one to send them all over)."""
+    if not is_modern(client):
+        return None
+    if spec.transport != "http" or per_caller:
+        return None
+
+    def http_watched(lane_auth: UpstreamAuth) -> httpx2.AsyncClient:
+        watched = http(lane_auth)
+        watched.event_hooks["response"] = [*watched.event_hooks["response"], lane.saw_response]
+        return watched
+
+    def open_lane() -> Client:
+        return open_client(
+            spec, http_watched, auth, on_message=on_message, timeout=timeout, mode="legacy"
+        )
+
+    lane = LegacyLane(open_lane, timings)
+    return lane

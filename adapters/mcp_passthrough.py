@@ -86,10 +86,16 @@ from adapters.mcp_answers import (
     response_of,
 )
 from adapters.mcp_http import Credential, TooLarge, note_status
-from adapters.mcp_stamp import ToolCallStamp
+from adapters.mcp_stamp import LISTING, ToolCallStamp
 from registry.ssrf import AddressPolicy
 
 FALLBACK: Final = object()  # "not handled here; send it through the SDK"
+# As the SDK's Streamable HTTP transport sets them (and no content coding).
+_HEADERS: Final = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "Accept-Encoding": "identity",
+}
 
 
 class PassThroughRefused(OSError):
@@ -195,6 +201,34 @@ class McpPassThrough:
         assert isinstance(raw, dict)
         return await checked_result(session, name, version, raw)
 
+    async def tools_page(
+        self,
+        session: ClientSession,
+        stamp: ToolCallStamp,
+        url: str,
+        *,
+        credential: Credential | None,
+        read_timeout_seconds: float,
+    ) -> dict[str, Any] | None:
+        """The first page of the server's `tools/list`, as JSON, unchecked
+        (None: not taken here, a redirect): for a probe to compare with the
+        last listing before the SDK lists again (`adapters.mcp.McpUpstream`).
+        Sent as the session sends its own listing."""
+        request_id = next(self._ids)
+        params: dict[str, Any] = {}
+        headers = dict(_HEADERS)
+        stamp.stamp_listing(params, headers)
+        if credential is not None:
+            headers[credential.header] = credential.value
+        document = {"jsonrpc": "2.0", "id": request_id, "method": LISTING, "params": params}
+        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        version = session.protocol_version
+        assert version is not None  # a connected 2026-07-28 session
+        raw = await self._post(
+            self._url(url), body, headers, request_id, version, read_timeout_seconds, None, None
+        )
+        return raw if isinstance(raw, dict) else None
+
     async def _post(
         self,
         url: yarl.URL,
@@ -290,11 +324,7 @@ def _request(
         params["requestState"] = request_state
     if meta:
         params["_meta"] = dict(meta)
-    headers: dict[str, str] = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "Accept-Encoding": "identity",
-    }
+    headers = dict(_HEADERS)
     stamp.stamp(params, headers)
     if progress:
         # The SDK's dispatcher: the request id doubles as the progress token.

@@ -46,6 +46,7 @@ from adapters.mcp_client import CLIENT_INFO, ToolList
 from adapters.mcp_relay import upstream_capabilities
 
 METHOD: Final = "tools/call"
+LISTING: Final = "tools/list"
 # As `ClientSession.adopt` dumps the client info for its stamp.
 _CLIENT_INFO: Final = CLIENT_INFO.model_dump(by_alias=True, mode="json", exclude_none=True)
 
@@ -86,6 +87,15 @@ class ToolCallStamp:
                 x_mcp_header_map(tool.get("inputSchema")) or None,
             )
         self._tools = listed
+
+    def stamp_listing(self, params: dict[str, Any], headers: dict[str, str]) -> None:
+        """Stamp a `tools/list` (its first page) as the session stamps one:
+        the same ``_meta``, the method's header, no name."""
+        meta = params.setdefault("_meta", {})
+        meta.update(self._meta)
+        meta[CLIENT_CAPABILITIES_META_KEY] = upstream_capabilities()
+        headers.update(self._headers)
+        headers[MCP_METHOD_HEADER] = LISTING
 
     def stamp(self, params: dict[str, Any], headers: dict[str, str]) -> None:
         """Stamp a `tools/call`'s ``params`` (``name``, ``arguments``, any

@@ -103,6 +103,21 @@ def _assert_same(client: Client, stamp: ToolCallStamp) -> None:
         assert meta == sdk_meta, params
 
 
+def _assert_same_listing(client: Client, stamp: ToolCallStamp) -> None:
+    """A probe's `tools/list` (its first page: no cursor) is stamped as the
+    session stamps its own listing."""
+    data: dict[str, Any] = {"method": "tools/list", "params": {}}
+    opts: CallOptions = {}
+    client.session._stamp(data, opts)
+    params: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    stamp.stamp_listing(params, headers)
+    assert headers == dict(opts["headers"])
+    assert params["_meta"].pop(CLIENT_CAPABILITIES_META_KEY) == OWN_CAPABILITIES
+    data["params"]["_meta"].pop(CLIENT_CAPABILITIES_META_KEY)
+    assert params == data["params"]
+
+
 def test_the_owned_stamp_is_the_sdks() -> None:
     tools = [REGION, PLAIN, INVALID, types.Tool(name="naïve tool", input_schema=_schema())]
     server = _server(tools)
@@ -122,6 +137,7 @@ def test_the_owned_stamp_is_the_sdks() -> None:
             _assert_same(client, stamp)
             stamp.tools_listed(await list_all_tools(client))  # the same again: maps stand
             _assert_same(client, stamp)
+            _assert_same_listing(client, stamp)
 
     try:
         asyncio.run(scenario())

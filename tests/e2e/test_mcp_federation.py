@@ -10,6 +10,7 @@ on the gateway's own event loop, against the connections its lifespan owns.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,6 +293,38 @@ def test_a_changed_tool_is_quarantined_until_an_admin_approves_it(
         audit = admin.get("/audit", params={"agent": "alpha"}).json()["items"]
     assert "quarantined" in {r["outcome"] for r in audit}
     assert {r["action"] for r in audit} == {"add"}
+
+
+def test_a_probe_that_finds_the_listing_as_it_was_takes_nothing_in(
+    federation: Federation,
+) -> None:
+    """A probe reads the listing's page as JSON first (2026-07-28 over HTTP,
+    one page) and compares it with the page read at the last listing: the
+    same page is the same listing, and the SDK's check of every tool is
+    skipped. Its request is stamped as the session's own listing is, so the
+    server cannot tell the two apart (and show the probe another listing).
+    A changed page is listed through the SDK: the test above."""
+    server, seen, _ = federation.serve()
+    federation.register("Alpha", server)
+    found = federation.gateway.server.app.state.switchboard.mcp.upstreams.get("alpha")
+    assert found is not None
+    upstream = found[0]
+    wait_for(lambda: upstream.probes_unchanged >= 3 or None, what="3 probes, the page unchanged")
+    assert "alpha__add" in federation.tools()
+
+    def listing(call: Any) -> bool:
+        return b'"method":"tools/list"' in call.body.replace(b" ", b"")
+
+    keep = ("mcp-protocol-version", "mcp-method", "accept", "content-type", "authorization")
+    asked = {
+        (
+            json.dumps(json.loads(call.body)["params"], sort_keys=True),
+            tuple((name, call.headers.get(name)) for name in keep),
+        )
+        for call in seen.calls()
+        if listing(call)
+    }
+    assert len(asked) == 1, asked
 
 
 def test_hidden_unicode_is_flagged_and_needs_approval_first(federation: Federation) -> None:

@@ -59,6 +59,7 @@ from adapters.mcp_client import (
     discover,
     is_modern,
     list_all_tools,
+    listing_of,
     open_client,
 )
 from adapters.mcp_http import UpstreamAuth
@@ -340,14 +341,15 @@ class McpUpstream(UpstreamCalls):
         else:
             async with asyncio.timeout(self._timings.call_seconds):
                 tools = await list_all_tools(client)
+            if page is not None and listing_of(page) != tools:
+                page = None  # another answer than the page (it changed meanwhile)
         if tools == self._listed:
             # A probe's usual answer, compared here once: handed on as the
             # listing already held, its hearers compare it by identity.
             tools = self._listed
-        self._listed = tools
+        self._listed, self._page = tools, page  # one answer's, or no page
         self._tools_listed(tools)
         await self._own(self._on_tools(tools))
-        self._page = page  # read before the listing: a later change lists again
 
     async def _own(self, work: Awaitable[T]) -> T:
         """``work``, a part of the gateway's own (its credential, a record of

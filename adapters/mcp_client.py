@@ -18,6 +18,7 @@ from mcp.client import Transport as SdkTransport
 from mcp.client import advertise
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import TypeAdapter
 
 from adapters.errors import UpstreamTimeout, UpstreamUnavailable
 from adapters.mcp_http import (
@@ -164,9 +165,7 @@ async def list_all_tools(client: Client) -> ToolList:
     cursor: str | None = None
     for _ in range(_MAX_PAGES):
         page = await client.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
-        tools.extend(
-            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in page.tools
-        )
+        tools.extend(_dumped(page.tools))
         cursor = page.next_cursor
         if cursor is None:
             break
@@ -238,3 +237,20 @@ def connected_of(client: Client) -> Connected:
 
 def where(spec: UpstreamSpec) -> str:
     return f"MCP server {spec.server_id}"
+
+
+def _dumped(tools: list[types.Tool]) -> ToolList:
+    return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+
+
+_TOOLS = TypeAdapter(list[types.Tool])
+
+
+def listing_of(page: list[Any]) -> ToolList | None:
+    """The listing a page of tools as JSON makes, as `list_all_tools` makes
+    it (None: not a list of tools): to tell whether the SDK's listing is of
+    that same page."""
+    try:
+        return _dumped(_TOOLS.validate_python(page, by_name=False))
+    except ValueError:
+        return None

@@ -301,8 +301,9 @@ def test_a_probe_that_finds_the_listing_as_it_was_takes_nothing_in(
     """A probe reads the listing's page as JSON first (2026-07-28 over HTTP,
     one page) and compares it with the page read at the last listing: the
     same page is the same listing, and the SDK's check of every tool is
-    skipped. Its request is stamped as the session's own listing is, so the
-    server cannot tell the two apart (and show the probe another listing).
+    skipped. Its request carries the params and MCP headers of the
+    session's own listing (its HTTP client is another: a server that shows
+    the probe another page only makes the gateway list through the SDK).
     A changed page is listed through the SDK: the test above."""
     server, seen, _ = federation.serve()
     federation.register("Alpha", server)

@@ -220,8 +220,7 @@ class McpPassThrough:
         stamp.stamp_listing(params, headers)
         if credential is not None:
             headers[credential.header] = credential.value
-        document = {"jsonrpc": "2.0", "id": request_id, "method": LISTING, "params": params}
-        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _body(request_id, LISTING, params)
         version = session.protocol_version
         assert version is not None  # a connected 2026-07-28 session
         raw = await self._post(
@@ -329,6 +328,10 @@ def _request(
     if progress:
         # The SDK's dispatcher: the request id doubles as the progress token.
         params["_meta"]["progressToken"] = request_id
-    document = {"jsonrpc": "2.0", "id": request_id, "method": METHOD, "params": params}
-    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    return body, headers
+    return _body(request_id, METHOD, params), headers
+
+
+def _body(request_id: int, method: str, params: dict[str, Any]) -> bytes:
+    """A JSON-RPC request's bytes, compact, as the SDK's transport posts them."""
+    document = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

@@ -88,22 +88,24 @@ class ToolCallStamp:
             )
         self._tools = listed
 
-    def stamp_listing(self, params: dict[str, Any], headers: dict[str, str]) -> None:
-        """Stamp a `tools/list` (its first page) as the session stamps one:
-        the same ``_meta``, the method's header, no name."""
+    def _stamp_session(self, params: dict[str, Any], headers: dict[str, str]) -> None:
+        """What every request of the session carries: its ``_meta`` (the
+        protocol version, the client's info and capabilities) and headers."""
         meta = params.setdefault("_meta", {})
         meta.update(self._meta)
         meta[CLIENT_CAPABILITIES_META_KEY] = upstream_capabilities()
         headers.update(self._headers)
+
+    def stamp_listing(self, params: dict[str, Any], headers: dict[str, str]) -> None:
+        """Stamp a `tools/list` (its first page) as the session stamps one:
+        the same ``_meta``, the method's header, no name."""
+        self._stamp_session(params, headers)
         headers[MCP_METHOD_HEADER] = LISTING
 
     def stamp(self, params: dict[str, Any], headers: dict[str, str]) -> None:
         """Stamp a `tools/call`'s ``params`` (``name``, ``arguments``, any
         ``_meta`` of the call's own) and add its headers to ``headers``."""
-        meta = params.setdefault("_meta", {})
-        meta.update(self._meta)
-        meta[CLIENT_CAPABILITIES_META_KEY] = upstream_capabilities()
-        headers.update(self._headers)
+        self._stamp_session(params, headers)
         name: str = params["name"]
         tool = self._tools.get(name)
         if tool is None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from registry.models import AGENT_ID_PATTERN
@@ -184,7 +185,7 @@ def skill_tool_name(agent_id: str, skill_id: str) -> str:
     return namespaced_name(agent_id, skill_id)
 
 
-def namespaced_name(server_id: str, tool_name: str, taken: frozenset[str] = frozenset()) -> str:
+def namespaced_name(server_id: str, tool_name: str, taken: AbstractSet[str] = frozenset()) -> str:
     """The federated name of ``tool_name`` on ``server_id`` (a server or an agent).
 
     ``{server}__{tool}`` when the tool name needs no change and the whole fits

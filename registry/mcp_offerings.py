@@ -181,7 +181,7 @@ def prompt_names(claims: Sequence[Claim]) -> list[tuple[str, Refusal | None]]:
             why = None if prefix or not is_plain(name) else reserved(name)
             if why is not None:
                 refusal = Refusal(f"its own name {name!r} {why}", reserved=True)
-            offered = namespaced_name(server_id, name, frozenset(taken))
+            offered = namespaced_name(server_id, name, taken)
         taken.add(offered)
         named.append((offered, refusal))
     return named

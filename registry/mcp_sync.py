@@ -94,12 +94,8 @@ async def sync(
     now = now or datetime.now(UTC)
     current, prefix = await _stored(conn, server_id)
     usable = list(_usable(listed))
-    naming = await _name(
-        conn,
-        server_id,
-        [str(t["name"]) for t in usable if t["name"] not in current],
-        prefix=prefix is not False,
-    )
+    new = [str(t["name"]) for t in usable if t["name"] not in current]
+    naming = await _name(conn, server_id, new, prefix=prefix is not False)
     if registering and naming.refused:
         _refuse(server_id, naming.refused)
     kept_out = naming.kept_out()
@@ -108,6 +104,7 @@ async def sync(
     rewritten: list[str] = []
     seen: set[str] = set()
     digests: dict[str, str] = {}
+    new_rows: list[dict[str, Any]] = []  # written a batch at a time (`_add`)
     for i, tool in enumerate(usable, 1):
         if i % YIELD_EVERY == 0:
             # A probe's listing of 1,000 tools is digested here, on the event
@@ -123,18 +120,19 @@ async def sync(
         flags = [f.as_dict() for f in screen_tool(definition)]
         if row is None:
             namespaced = naming.names[name]
-            if namespaced in kept_out and not registering:
-                pending = f"{kept_out[namespaced]}; pending as {namespaced} until an admin approves"
-                flags.append(_name_flag(pending))
-            approve = auto_approve and not flags
-            await _add(conn, server_id, name, namespaced, definition, digest, flags, approve, now)
+            held = None if registering else kept_out.get(namespaced)
+            row = _new_row(server_id, name, namespaced, definition, digest, flags, held, now)
+            new_rows.append(_approved(row) if auto_approve and not row["flags"] else row)
             added.append(namespaced)
+            if len(new_rows) == YIELD_EVERY:
+                await _add(conn, new_rows)
         else:
             carried = await _update(conn, server_id, row, definition, digest, flags, now)
             if not carried or not row["available"]:
                 (changed if row["available"] else added).append(row["namespaced"])
             else:
                 rewritten.append(row["namespaced"])
+    await _add(conn, new_rows)
     removed = await _mark_removed(conn, server_id, current, seen, now)
     listing = listing_digest(digests)
     await _refreshed(conn, server_id, now, listing)
@@ -174,35 +172,53 @@ async def _stored(conn: AsyncConnection, server_id: str) -> tuple[dict[str, Any]
     return current, prefix
 
 
-async def _add(
-    conn: AsyncConnection,
+def _new_row(
     server_id: str,
     name: str,
     namespaced: str,
     definition: dict[str, Any],
     digest: str,
     flags: list[dict[str, Any]],
-    approve: bool,
+    held: str | None,
     now: datetime,
-) -> None:
-    """A new tool, approved on sight when ``approve`` (trust on first use)."""
-    await conn.execute(
-        insert(mcp_tools).values(
-            server_id=server_id,
-            name=name,
-            namespaced=namespaced,
-            definition=definition,
-            digest=digest,
-            flags=flags,
-            available=True,
-            approved_digest=digest if approve else None,
-            approved_definition=definition if approve else None,
-            approved_by=TRUST_ON_FIRST_USE if approve else None,
-            approved_at=now if approve else None,
-            first_seen_at=now,
-            changed_at=now,
-        )
-    )
+) -> dict[str, Any]:
+    """A new tool's row, not approved; ``held``: why a later listing's new
+    tool did not get its own name (flagged: pending until an admin approves)."""
+    if held is not None:
+        flags.append(_name_flag(f"{held}; pending as {namespaced} until an admin approves"))
+    return {
+        "server_id": server_id,
+        "name": name,
+        "namespaced": namespaced,
+        "definition": definition,
+        "digest": digest,
+        "flags": flags,
+        "available": True,
+        "approved_digest": None,
+        "approved_definition": None,
+        "approved_by": None,
+        "approved_at": None,
+        "first_seen_at": now,
+        "changed_at": now,
+    }
+
+
+def _approved(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` approved on sight (trust on first use): what it is, as it is."""
+    return row | {
+        "approved_digest": row["digest"],
+        "approved_definition": row["definition"],
+        "approved_by": TRUST_ON_FIRST_USE,
+        "approved_at": row["first_seen_at"],
+    }
+
+
+async def _add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """New tools' rows, in one statement (the driver's executemany: compiled
+    once, not once a tool); ``rows`` is emptied."""
+    if rows:
+        await conn.execute(insert(mcp_tools), rows)
+        rows.clear()
 
 
 async def _update(
@@ -314,7 +330,7 @@ async def _name(
     pending = own
     for _ in range(_NAMING_ROUNDS):
         for tool in pending:
-            naming.names[tool] = namespaced_name(server_id, tool, frozenset(taken))
+            naming.names[tool] = namespaced_name(server_id, tool, taken)  # read, not copied
             taken.add(naming.names[tool])
         clashes = await skill_holders(conn, [naming.names[t] for t in pending])
         pending = [t for t in pending if naming.names[t] in clashes]

@@ -189,7 +189,12 @@ def screen_texts(definition: Mapping[str, Any]) -> list[ToolFlag]:
 
 
 def _screen_text(field: str, text: str) -> Iterator[ToolFlag]:
-    hidden = [(i, c, why) for i, c in enumerate(text) if (why := hidden_character(c))]
+    # ASCII has no hidden character (`hidden_character`: none below U+0080).
+    hidden = (
+        []
+        if text.isascii()
+        else [(i, c, why) for i, c in enumerate(text) if (why := hidden_character(c))]
+    )
     if hidden:
         i, char, why = hidden[0]
         more = f" (+{len(hidden) - 1} more)" if len(hidden) > 1 else ""
@@ -204,7 +209,12 @@ def _screen_text(field: str, text: str) -> Iterator[ToolFlag]:
 
 
 def normalise_for_matching(text: str) -> str:
-    visible = "".join(c for c in unicodedata.normalize("NFKC", text) if not hidden_character(c))
+    # ASCII is its own NFKC form and hides nothing: most tools' text, read as is.
+    visible = (
+        text
+        if text.isascii()
+        else "".join(c for c in unicodedata.normalize("NFKC", text) if not hidden_character(c))
+    )
     return re.sub(r"\s+", " ", visible).lower()
 
 

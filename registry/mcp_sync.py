@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.mcp_names import (
@@ -38,14 +38,13 @@ from registry.mcp_names import (
     reserved,
     withheld,
 )
+from registry.mcp_tool_writes import Writes, approved, name_flag, new_row
 from registry.mcp_tools import pinned_definition, screen_tool, tool_digest
 from registry.name_holders import skill_holders, tool_holders
 from registry.tables import mcp_servers, mcp_tools
 
-TRUST_ON_FIRST_USE = "trust-on-first-use"
 YIELD_EVERY = 100  # tools of a listing between the event loop's other work
 MAX_TOOL_NAME = 512
-NAME_FLAG = "name-conflict"
 _NAMING_ROUNDS = 8
 
 
@@ -104,7 +103,7 @@ async def sync(
     rewritten: list[str] = []
     seen: set[str] = set()
     digests: dict[str, str] = {}
-    new_rows: list[dict[str, Any]] = []  # written a batch at a time (`_add`)
+    writes = Writes(conn)
     for i, tool in enumerate(usable, 1):
         if i % YIELD_EVERY == 0:
             # A probe's listing of 1,000 tools is digested here, on the event
@@ -121,18 +120,16 @@ async def sync(
         if row is None:
             namespaced = naming.names[name]
             held = None if registering else kept_out.get(namespaced)
-            row = _new_row(server_id, name, namespaced, definition, digest, flags, held, now)
-            new_rows.append(_approved(row) if auto_approve and not row["flags"] else row)
+            row = new_row(server_id, name, namespaced, definition, digest, flags, held, now)
+            await writes.add(approved(row) if auto_approve and not row["flags"] else row)
             added.append(namespaced)
-            if len(new_rows) == YIELD_EVERY:
-                await _add(conn, new_rows)
         else:
-            carried = await _update(conn, server_id, row, definition, digest, flags, now)
+            carried = await _update(writes, server_id, row, definition, digest, flags, now)
             if not carried or not row["available"]:
                 (changed if row["available"] else added).append(row["namespaced"])
             else:
                 rewritten.append(row["namespaced"])
-    await _add(conn, new_rows)
+    await writes.flush()
     removed = await _mark_removed(conn, server_id, current, seen, now)
     listing = listing_digest(digests)
     await _refreshed(conn, server_id, now, listing)
@@ -172,57 +169,8 @@ async def _stored(conn: AsyncConnection, server_id: str) -> tuple[dict[str, Any]
     return current, prefix
 
 
-def _new_row(
-    server_id: str,
-    name: str,
-    namespaced: str,
-    definition: dict[str, Any],
-    digest: str,
-    flags: list[dict[str, Any]],
-    held: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """A new tool's row, not approved; ``held``: why a later listing's new
-    tool did not get its own name (flagged: pending until an admin approves)."""
-    if held is not None:
-        flags.append(_name_flag(f"{held}; pending as {namespaced} until an admin approves"))
-    return {
-        "server_id": server_id,
-        "name": name,
-        "namespaced": namespaced,
-        "definition": definition,
-        "digest": digest,
-        "flags": flags,
-        "available": True,
-        "approved_digest": None,
-        "approved_definition": None,
-        "approved_by": None,
-        "approved_at": None,
-        "first_seen_at": now,
-        "changed_at": now,
-    }
-
-
-def _approved(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` approved on sight (trust on first use): what it is, as it is."""
-    return row | {
-        "approved_digest": row["digest"],
-        "approved_definition": row["definition"],
-        "approved_by": TRUST_ON_FIRST_USE,
-        "approved_at": row["first_seen_at"],
-    }
-
-
-async def _add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """New tools' rows, in one statement (the driver's executemany: compiled
-    once, not once a tool); ``rows`` is emptied."""
-    if rows:
-        await conn.execute(insert(mcp_tools), rows)
-        rows.clear()
-
-
 async def _update(
-    conn: AsyncConnection,
+    writes: Writes,
     server_id: str,
     row: Any,
     definition: dict[str, Any],
@@ -235,30 +183,30 @@ async def _update(
     name = row["name"]
     why = withheld(server_id, name, row["namespaced"])
     if why is not None:  # stored before names were checked: say why it is not offered
-        flags.append(_name_flag(why.reason))
-    approved = None
-    if row["approved_digest"] is not None and "_meta" in definition:  # not read by `_stored`
-        approved = (
-            await conn.execute(
-                select(mcp_tools.c.approved_definition).where(
-                    mcp_tools.c.server_id == server_id, mcp_tools.c.name == name
-                )
+        flags.append(name_flag(why.reason))
+    values = {
+        "definition": definition,
+        "digest": digest,
+        "flags": flags,
+        "available": True,
+        "changed_at": now if row["digest"] != digest else row["changed_at"],
+    }
+    if row["approved_digest"] is None or "_meta" not in definition:
+        await writes.change(server_id, name, values)  # no approval to carry over
+        return False
+    approved = (  # not read by `_stored`
+        await writes.conn.execute(
+            select(mcp_tools.c.approved_definition).where(
+                mcp_tools.c.server_id == server_id, mcp_tools.c.name == name
             )
-        ).scalar_one_or_none()
-    carried = _approval_carried({**row, "approved_definition": approved}, definition, digest)
-    await conn.execute(
-        update(mcp_tools)
-        .where(mcp_tools.c.server_id == server_id, mcp_tools.c.name == name)
-        .values(
-            definition=definition,
-            digest=digest,
-            flags=flags,
-            available=True,
-            changed_at=now if row["digest"] != digest else row["changed_at"],
-            **carried,
         )
-    )
-    return bool(carried)
+    ).scalar_one_or_none()
+    carried = _approval_carried({**row, "approved_definition": approved}, definition, digest)
+    if not carried:
+        await writes.change(server_id, name, values)
+        return False
+    await writes.change_alone(server_id, name, values | carried)
+    return True
 
 
 async def _mark_removed(
@@ -349,10 +297,6 @@ def _refuse(server_id: str, refused: Mapping[str, Refusal]) -> None:
         hint = "; register it with prefix_tools: true to offer them as {server}__{tool}"
         raise NameReserved(text + hint)
     raise NameConflict(text)
-
-
-def _name_flag(reason: str) -> dict[str, str]:
-    return {"kind": NAME_FLAG, "field": "name", "detail": f"kept out: {reason}"}
 
 
 def _usable(listed: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:

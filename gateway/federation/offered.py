@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import mcp_types as types
 
-from registry.mcp_sync import NAME_FLAG
+from registry.mcp_tool_writes import NAME_FLAG
 from registry.mcp_tools import ToolFlag
 
 

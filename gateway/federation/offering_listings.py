@@ -29,7 +29,7 @@ from registry.mcp_offerings import (
     uri_names,
 )
 from registry.mcp_rows import McpServerConfig
-from registry.mcp_sync import NAME_FLAG
+from registry.mcp_tool_writes import NAME_FLAG
 from registry.mcp_tools import ToolFlag
 
 LISTING_SECONDS = 1.0  # how long one server's listing is reused

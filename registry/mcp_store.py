@@ -86,7 +86,9 @@ class SqlMcpStore:
 
     async def create(
         self, server: NewMcpServer, tools: Sequence[Mapping[str, Any]], *, auto_approve: bool
-    ) -> McpServerRecord:
+    ) -> None:
+        """Store a new server and its first listing. Nothing is read back: a
+        1,000-tool server's record is a thousand tools' (`get`, when wanted)."""
         now = _now()
         for attempt in range(_SYNC_ATTEMPTS):
             try:
@@ -130,9 +132,6 @@ class SqlMcpStore:
                 # name, between our read and our write: look again.
                 if attempt == _SYNC_ATTEMPTS - 1:
                     raise McpServerConflict(server.id) from None
-        record = await self.get(server.id)
-        assert record is not None
-        return record
 
     async def delete(self, server_id: str) -> bool:
         if not is_agent_id(server_id):

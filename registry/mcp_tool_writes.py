@@ -14,6 +14,8 @@ from registry.tables import mcp_tools
 TRUST_ON_FIRST_USE: Final = "trust-on-first-use"
 NAME_FLAG: Final = "name-conflict"
 BATCH: Final = 100  # rows per statement
+# What a changed tool's row sets, in a batch (`Writes.change`).
+CHANGED: Final = frozenset({"definition", "digest", "flags", "available", "changed_at"})
 
 
 def new_row(
@@ -73,7 +75,9 @@ class Writes:
             await self.flush()
 
     async def change(self, server_id: str, name: str, values: dict[str, Any]) -> None:
-        # The SET clause is the columns of ``values``; the row, by its key.
+        # The SET clause is the columns of the batch's first ``values`` (a
+        # later row's other column would be dropped silently): all alike.
+        assert values.keys() == CHANGED, sorted(values)
         self._changed.append({"key_server": server_id, "key_name": name, **values})
         if len(self._changed) >= BATCH:
             await self.flush()

@@ -1,0 +1,154 @@
+"""A probe's raw first page of `tools/list` (`UpstreamCalls.first_tools_page`,
+`McpUpstream._list_and_report`) against a real SDK server (`MCPServer`,
+Streamable HTTP, stateless, 2026-07-28) on 127.0.0.1, whose answers to a
+listing a wrapper may replace: whatever comes back that is not one whole,
+well-formed page is no page -- the SDK lists as it always did, the listing
+it finds is handed on, and no page is kept to stand for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from adapters.mcp import McpUpstream, UpstreamSpec, UpstreamTimings
+from adapters.mcp_http import Credential, UpstreamAuth
+from adapters.mcp_passthrough import McpPassThrough
+from tests.support.inspecting import buffered
+from tests.support.mcp_client_side import LOOPBACK, loopback_http
+from tests.support.servers import ServerThread
+
+CAP = 64 * 1024
+
+
+class Tamper:
+    """Replaces the answer to the next `tools/list` with ``answer`` (a
+    function of the request's id: status, content type, body), once."""
+
+    def __init__(self) -> None:
+        self.answer: Any = None
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or self.answer is None:
+                await app(scope, receive, send)
+                return
+            body, replay = await buffered(receive)
+            request = json.loads(body) if body else {}
+            if request.get("method") != "tools/list":
+                await app(scope, replay, send)
+                return
+            answer, self.answer = self.answer, None
+            status, content_type, content = answer(request["id"])
+            headers = [(b"content-type", content_type.encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+
+        return wrapped
+
+
+def _result(request_id: Any, result: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode()
+
+
+BAD_ANSWERS = {
+    "tools not a list": lambda i: (200, "application/json", _result(i, {"tools": "nope"})),
+    "a second page": lambda i: (200, "application/json", _result(i, {"tools": [], "nextCursor": "2"})),
+    "not JSON": lambda i: (200, "application/json", b"{not json"),
+    "over the cap": lambda i: (200, "application/json", _result(i, {"tools": [], "x": "y" * CAP})),
+    "an error": lambda i: (200, "application/json", json.dumps(
+        {"jsonrpc": "2.0", "id": i, "error": {"code": -32603, "message": "no"}}).encode()),
+    "a server error": lambda i: (500, "text/plain", b"down"),
+    "a result not an object": lambda i: (200, "application/json", _result(i, ["tools"])),
+}  # fmt: skip
+
+
+def _server(tamper: Tamper) -> ServerThread:
+    server = MCPServer("upstream")
+
+    @server.tool()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @server.tool()
+    async def echo(text: str) -> str:
+        return text
+
+    def build(_url: str) -> Any:
+        return tamper.middleware(server.streamable_http_app(stateless_http=True))
+
+    return ServerThread(build).start()
+
+
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[McpUpstream]:
+    def http(auth: UpstreamAuth) -> Any:
+        return loopback_http(auth, CAP)
+
+    passthrough = McpPassThrough(
+        LOOPBACK, connect_timeout_seconds=2, max_response_bytes=CAP, max_sse_event_bytes=CAP
+    )
+
+    async def default() -> Credential:
+        return Credential("X-Api-Key", "k")
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    upstream = McpUpstream(
+        UpstreamSpec("s", "http", url=url + "/mcp"),
+        http,
+        default_credential=default,
+        on_tools=nothing,
+        on_health=nothing,
+        timings=UpstreamTimings(probe_seconds=60, call_seconds=10, reconnect_min_seconds=0.1),
+        passthrough=passthrough,
+    )
+    task = asyncio.create_task(upstream.run())
+    try:
+        assert await upstream.wait_ready(10), upstream.last_error
+        yield upstream
+    finally:
+        upstream.stop()
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        await passthrough.aclose()
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_ANSWERS))
+def test_a_raw_page_that_is_not_one_good_page_is_no_page(bad: str) -> None:
+    tamper = Tamper()
+    server = _server(tamper)
+
+    async def scenario() -> None:
+        async with _connected(server.url) as upstream:
+            client = upstream._client
+            assert client is not None
+            page = await upstream.first_tools_page(client)
+            assert page is not None and sorted(t["name"] for t in page) == ["add", "echo"]
+            tamper.answer = BAD_ANSWERS[bad]
+            assert await upstream.first_tools_page(client) is None
+            assert tamper.answer is None  # the bad answer was the one read
+            # A probe whose raw read is bad lists through the SDK: the
+            # listing is handed on, and no page stands for it.
+            await upstream._list_and_report(client, probe=True)  # a good page, kept
+            tamper.answer = BAD_ANSWERS[bad]
+            await upstream._list_and_report(client, probe=True)
+            assert tamper.answer is None and upstream.probes_unchanged == 0
+            assert upstream._page is None and upstream._listed is not None
+            assert sorted(t["name"] for t in upstream._listed) == ["add", "echo"]
+            # The next probe reads a good page again: kept, then found as it was.
+            await upstream._list_and_report(client, probe=True)
+            await upstream._list_and_report(client, probe=True)
+            assert upstream.probes_unchanged == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()

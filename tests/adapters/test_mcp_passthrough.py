@@ -5,10 +5,8 @@ through `McpUpstream.call_tool` as the federation calls it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -26,18 +24,15 @@ from adapters.mcp import (
     UpstreamTimings,
     UpstreamUnavailable,
 )
-from adapters.mcp_http import Credential, UpstreamAuth
-from adapters.mcp_passthrough import McpPassThrough
+from adapters.mcp_http import Credential
 from adapters.mcp_relay import OWN_CAPABILITIES
 from tests.support.inspecting import Recorder
-from tests.support.mcp_client_side import LOOPBACK, StubRelay, loopback_http
+from tests.support.mcp_client_side import KEY, StubRelay, connected
 from tests.support.servers import ServerThread
 from tests.support.waiting import wait_for_async
 
 # `ctx.info`: per-request logging is still how a 2026-07-28 tool logs to its caller.
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
-
-KEY = Credential("X-Api-Key", "default-key-1")
 
 
 @dataclass
@@ -116,53 +111,6 @@ def _server(json_response: bool = False) -> tuple[ServerThread, Recorder, Box]:
         return recorder.middleware(app)
 
     return ServerThread(build).start(), recorder, box
-
-
-@contextlib.asynccontextmanager
-async def connected(
-    url: str, *, cap: int = 1 << 20, event_cap: int | None = 1 << 20
-) -> AsyncIterator[tuple[McpUpstream, list[int]]]:
-    def http(auth: UpstreamAuth) -> Any:
-        return loopback_http(auth, cap)
-
-    passthrough = McpPassThrough(
-        LOOPBACK, connect_timeout_seconds=2, max_response_bytes=cap, max_sse_event_bytes=event_cap
-    )
-    used: list[int] = []
-    inner = passthrough.call_tool
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        used.append(1)
-        return await inner(*args, **kwargs)
-
-    passthrough.call_tool = counted  # type: ignore[method-assign]
-
-    async def default() -> Credential:
-        return KEY
-
-    async def nothing(*_: Any) -> None:
-        return None
-
-    upstream = McpUpstream(
-        UpstreamSpec("s", "http", url=url + "/mcp"),
-        http,
-        default_credential=default,
-        on_tools=nothing,
-        on_health=nothing,
-        timings=UpstreamTimings(probe_seconds=60, call_seconds=10, reconnect_min_seconds=0.1),
-        passthrough=passthrough,
-    )
-    task = asyncio.create_task(upstream.run())
-    try:
-        assert await upstream.wait_ready(10), upstream.last_error
-        assert upstream.connected is not None
-        assert upstream.connected.protocol_version == "2026-07-28"
-        yield upstream, used
-    finally:
-        upstream.stop()
-        task.cancel()
-        await asyncio.wait({task}, timeout=5)
-        await passthrough.aclose()
 
 
 def _text(result: types.CallToolResult | types.InputRequiredResult) -> str:

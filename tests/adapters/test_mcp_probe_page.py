@@ -8,20 +8,15 @@ it finds is handed on, and no page is kept to stand for it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.mcp import McpUpstream, UpstreamSpec, UpstreamTimings
-from adapters.mcp_http import Credential, UpstreamAuth
-from adapters.mcp_passthrough import McpPassThrough
 from tests.support.inspecting import buffered
-from tests.support.mcp_client_side import LOOPBACK, loopback_http
+from tests.support.mcp_client_side import connected
 from tests.support.servers import ServerThread
 
 CAP = 64 * 1024
@@ -86,48 +81,13 @@ def _server(tamper: Tamper) -> ServerThread:
     return ServerThread(build).start()
 
 
-@contextlib.asynccontextmanager
-async def _connected(url: str) -> AsyncIterator[McpUpstream]:
-    def http(auth: UpstreamAuth) -> Any:
-        return loopback_http(auth, CAP)
-
-    passthrough = McpPassThrough(
-        LOOPBACK, connect_timeout_seconds=2, max_response_bytes=CAP, max_sse_event_bytes=CAP
-    )
-
-    async def default() -> Credential:
-        return Credential("X-Api-Key", "k")
-
-    async def nothing(*_: Any) -> None:
-        return None
-
-    upstream = McpUpstream(
-        UpstreamSpec("s", "http", url=url + "/mcp"),
-        http,
-        default_credential=default,
-        on_tools=nothing,
-        on_health=nothing,
-        timings=UpstreamTimings(probe_seconds=60, call_seconds=10, reconnect_min_seconds=0.1),
-        passthrough=passthrough,
-    )
-    task = asyncio.create_task(upstream.run())
-    try:
-        assert await upstream.wait_ready(10), upstream.last_error
-        yield upstream
-    finally:
-        upstream.stop()
-        task.cancel()
-        await asyncio.wait({task}, timeout=5)
-        await passthrough.aclose()
-
-
 @pytest.mark.parametrize("bad", sorted(BAD_ANSWERS))
 def test_a_raw_page_that_is_not_one_good_page_is_no_page(bad: str) -> None:
     tamper = Tamper()
     server = _server(tamper)
 
     async def scenario() -> None:
-        async with _connected(server.url) as upstream:
+        async with connected(server.url, cap=CAP, event_cap=CAP) as (upstream, _used):
             client = upstream._client
             assert client is not None
             page = await upstream.first_tools_page(client)

@@ -120,8 +120,8 @@ async def sync(
         if row is None:
             namespaced = naming.names[name]
             held = None if registering else kept_out.get(namespaced)
-            row = new_row(server_id, name, namespaced, definition, digest, flags, held, now)
-            await writes.add(approved(row) if auto_approve and not row["flags"] else row)
+            fresh = new_row(server_id, name, namespaced, definition, digest, flags, held, now)
+            await writes.add(approved(fresh) if auto_approve and not fresh["flags"] else fresh)
             added.append(namespaced)
         else:
             carried = await _update(writes, server_id, row, definition, digest, flags, now)
@@ -191,17 +191,16 @@ async def _update(
         "available": True,
         "changed_at": now if row["digest"] != digest else row["changed_at"],
     }
-    if row["approved_digest"] is None or "_meta" not in definition:
-        await writes.change(server_id, name, values)  # no approval to carry over
-        return False
-    approved = (  # not read by `_stored`
-        await writes.conn.execute(
-            select(mcp_tools.c.approved_definition).where(
-                mcp_tools.c.server_id == server_id, mcp_tools.c.name == name
+    carried: dict[str, Any] = {}
+    if row["approved_digest"] is not None and "_meta" in definition:  # else none carries over
+        was = (  # not read by `_stored`
+            await writes.conn.execute(
+                select(mcp_tools.c.approved_definition).where(
+                    mcp_tools.c.server_id == server_id, mcp_tools.c.name == name
+                )
             )
-        )
-    ).scalar_one_or_none()
-    carried = _approval_carried({**row, "approved_definition": approved}, definition, digest)
+        ).scalar_one_or_none()
+        carried = _approval_carried({**row, "approved_definition": was}, definition, digest)
     if not carried:
         await writes.change(server_id, name, values)
         return False

@@ -7,7 +7,7 @@ asks `free_port()` for each port it needs, so a bench can run beside other
 work on the machine (a test suite, another bench) that keeps to its own
 range. Without `--ports` a port is whatever bind(0) hands out.
 
-The range is also put in the environment (`SWITCHBOARD_BENCH_PORTS`), so a
+The range is also put in the environment (`BENCH_PORTS`), so a
 bench's child processes, should they take ports, keep to it too. Within a
 process no port is handed out twice; a port some other process holds is
 skipped (it is tried with bind first). A port handed out is released before
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 HOST = "127.0.0.1"
-ENV = "SWITCHBOARD_BENCH_PORTS"
+ENV = "BENCH_PORTS"
 
 # The ports this process has handed out from the range (never twice).
 _given: set[int] = set()

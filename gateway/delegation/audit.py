@@ -61,10 +61,13 @@ _BATCH = 500
 MAX_BUFFERED = 100_000
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
-# Up to this many rows, a batch goes on the lean path (`gateway.storage.
-# statements`: on SQLite one transaction on the loop's own connection when
-# the write lock is free, ~0.1 ms): what a call waiting for its record
-# writes. A bigger one goes through the engine, in one multi-row INSERT.
+# Up to this many rows, a batch is written as the lean path decides
+# (`gateway.storage.statements`: on SQLite one transaction on the loop's own
+# connection when the write lock is free, ~0.1 ms): what a call waiting for
+# its record writes. A bigger one is written whole in the runner's thread
+# (`aside`): through the engine its transaction would hold the file's
+# write lock across event-loop turns -- 120-480 ms under load, every other
+# writer waiting (`bench.tool_catalog`'s search phase).
 _LEAN_ROWS = 32
 _COLUMNS = [c.name for c in audit_events.c if c.name != "id"]
 _INSERT = Statement(
@@ -232,14 +235,14 @@ class AuditLog:
                 self.failing_since = None
 
     async def _insert(self, batch: list[dict[str, Any]]) -> None:
-        if len(batch) <= _LEAN_ROWS:
-            if self._lean is None:
-                self._lean = statement_runner(self._engine)
-            try:
-                await self._lean(_insert_rows, batch)
-                return
-            except Exception:  # noqa: S110 -- said again by the engine's path, which sorts it
-                pass  # an outage, a row refused: the engine's path says which
+        if self._lean is None:
+            self._lean = statement_runner(self._engine)
+        lean = self._lean if len(batch) <= _LEAN_ROWS else self._lean.aside
+        try:
+            await lean(_insert_rows, batch)
+            return
+        except Exception:  # noqa: S110 -- said again by the engine's path, which sorts it
+            pass  # an outage, a row refused: the engine's path says which
         async with self._engine.begin() as conn:
             await conn.execute(insert(audit_events), batch)
 
@@ -305,8 +308,7 @@ class AuditLog:
 
 
 def _insert_rows(sql: Sql, batch: list[dict[str, Any]]) -> None:
-    for row in batch:
-        sql.typed(_INSERT, row)
+    sql.typed_many(_INSERT, batch)
 
 
 def _spill(rows: list[dict[str, Any]], why: str) -> None:

@@ -39,6 +39,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from gateway.storage.sqlite_checkpoints import checkpointed_here
+
 _GATES: dict[str, threading.Lock] = {}
 _GATES_LOCK = threading.Lock()
 # What sqlite3 (CPython 3.11+, legacy transaction control) begins a
@@ -100,11 +102,14 @@ class GatedConnection(sqlite3.Connection):
         # handler waits (read at the first write: DBOS sets it by PRAGMA once
         # connected, not through sqlite3.connect's ``timeout``).
         self._wait_seconds: float | None = None
-        if self._gate is not None:
+        if path is not None:
             # As the statement runners' connections commit (see the durability
             # note in `gateway.storage.statements`): without waiting for the
             # disk, in WAL mode. A crash of the process loses nothing.
             super().execute("PRAGMA synchronous=NORMAL")
+            # Its WAL checkpointed by a thread that holds no gate, not in the
+            # COMMIT of whichever writer crosses the threshold.
+            checkpointed_here(self, path)
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or GatedCursor)

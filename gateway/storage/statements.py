@@ -43,6 +43,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import JSON, Connection, DateTime, Table, TextClause, bindparam, column, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.storage.sqlite_checkpoints import checkpointed_here
 from gateway.storage.sqlite_gate import gate_for
 
 T = TypeVar("T")
@@ -60,12 +61,19 @@ class Sql(Protocol):
     def typed(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """A `Statement`'s rows as dicts, values as the table's column types read."""
 
+    def typed_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """A `Statement` that returns nothing, once per ``rows``' item (executemany)."""
+
 
 class StatementRunner(Protocol):
     async def __call__(self, operation: Callable[..., T], *args: Any) -> T: ...
 
     async def read(self, operation: Callable[..., T], *args: Any) -> T:
         """An operation that writes nothing."""
+
+    async def aside(self, operation: Callable[..., T], *args: Any) -> T:
+        """An operation too long for the event loop (hundreds of rows): run
+        whole where waiting is allowed, never a statement per loop turn."""
 
     def soon(self, operation: Callable[..., Any], *args: Any) -> None:
         """Run ``operation`` after every one already started, unawaited."""
@@ -88,8 +96,9 @@ class _SqliteConnections:
     where a hop to a thread and back costs more than that here. When another
     writer has the lock, the operation goes to one worker thread whose
     connection waits for it (busy_timeout), so the loop never waits on a lock.
-    The loop's connection never checkpoints the WAL (the app's other
-    connections do; one of those is a disk write the loop would wait for)."""
+    No connection of the process checkpoints the WAL in its commits (a
+    disk write the loop would wait for): a background thread does
+    (`gateway.storage.sqlite_checkpoints`)."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -101,7 +110,6 @@ class _SqliteConnections:
     def _loop_connection(self) -> sqlite3.Connection:
         if self._on_loop is None:
             self._on_loop = _connect(self._path, busy_seconds=0)
-            self._on_loop.execute("PRAGMA wal_autocheckpoint=0")
         return self._on_loop
 
     async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
@@ -119,6 +127,9 @@ class _SqliteConnections:
             else:
                 with _letting_go(self._gate):
                     return _in_transaction(on_loop, operation, args)
+        return await self.aside(operation, *args)
+
+    async def aside(self, operation: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._waiting, operation, args)
 
@@ -179,6 +190,9 @@ def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
     # As on the engine's connections (`gateway.storage.db`): a row naming a
     # registry row that is gone is refused, and a cascade is kept.
     connection.execute("PRAGMA foreign_keys=ON")
+    # No checkpoint in its commits: a disk write the loop would wait for
+    # (`gateway.storage.sqlite_checkpoints`).
+    checkpointed_here(connection, path)
     return connection
 
 
@@ -217,6 +231,9 @@ class _Sqlite3:
         names = [d[0] for d in cursor.description]
         return [statement.sqlite_row(names, row) for row in cursor.fetchall()]
 
+    def typed_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._connection.executemany(statement.sql, [statement.sqlite_params(p) for p in rows])
+
 
 class _AsyncEngine:
     """PostgreSQL (and an in-memory SQLite database, which a connection of
@@ -232,6 +249,9 @@ class _AsyncEngine:
 
     async def read(self, operation: Callable[..., T], *args: Any) -> T:
         return await self(operation, *args)
+
+    async def aside(self, operation: Callable[..., T], *args: Any) -> T:
+        return await self(operation, *args)  # in the driver's own thread or socket
 
     def soon(self, operation: Callable[..., Any], *args: Any) -> None:
         task = asyncio.get_running_loop().create_task(self(operation, *args))
@@ -266,6 +286,10 @@ class _Alchemy:
         if not result.returns_rows:
             return [{"rowcount": int(result.rowcount or 0)}]
         return [dict(row._mapping) for row in result]
+
+    def typed_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self._connection.execute(statement.clause, [dict(p) for p in rows])
 
 
 class Statement:

@@ -1,0 +1,108 @@
+"""SQLite's WAL is checkpointed by one background thread, never in a
+writer's COMMIT (`gateway.storage.sqlite_checkpoints`): the process's
+connections turn the automatic checkpoint off; a pass copies the WAL into
+the file without its gate; a file that is gone is dropped, not created."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.storage.sqlite_checkpoints import CHECKPOINTS, Checkpoints
+from gateway.storage.sqlite_gate import GatedConnection, gate_for
+from gateway.storage.statements import _connect
+
+ROWS = 3_000  # of 1 KB: ~750 pages, in the WAL until a checkpoint
+WAIT_SECONDS = 20.0
+
+
+def _wal_database(path: Path) -> sqlite3.Connection:
+    """A WAL file written by a connection that never checkpoints (plain
+    sqlite3, watched by nobody)."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    return connection
+
+
+def _write(connection: sqlite3.Connection, rows: int, start: int = 0) -> None:
+    connection.execute("BEGIN")
+    connection.executemany(
+        "INSERT INTO t (id, body) VALUES (?, ?)",
+        [(start + i, os.urandom(1024)) for i in range(rows)],
+    )
+    connection.execute("COMMIT")
+
+
+def _autocheckpoint(connection: sqlite3.Connection) -> int:
+    return int(sqlite3.Connection.execute(connection, "PRAGMA wal_autocheckpoint").fetchone()[0])
+
+
+def test_the_gateways_connections_leave_checkpoints_to_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    _wal_database(path).close()
+    gated = sqlite3.connect(path, factory=GatedConnection)
+    runner = _connect(str(path), busy_seconds=0)
+    try:
+        assert _autocheckpoint(gated) == 0
+        assert _autocheckpoint(runner) == 0
+        assert os.path.realpath(path) in CHECKPOINTS.watching()
+        plain = sqlite3.connect(path)
+        assert _autocheckpoint(plain) == 1000  # SQLite's default, untouched elsewhere
+        plain.close()
+    finally:
+        gated.close()
+        runner.close()
+
+
+def test_a_pass_copies_the_wal_into_the_file_without_taking_the_gate(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    writer = _wal_database(path)
+    checkpoints = Checkpoints(thread=False)
+    checkpoints.watch(str(path))
+    _write(writer, ROWS)
+    before = path.stat().st_size
+    assert before < ROWS * 1024 / 10  # the rows are in the WAL, not the file yet
+    gate = gate_for(str(path))
+    assert gate.acquire(timeout=5)  # as a writer of the process holding it
+    try:
+        assert checkpoints.run_once() == 1
+    finally:
+        gate.release()
+    assert path.stat().st_size > ROWS * 1024
+    assert checkpoints.run_once() == 0  # nothing written since
+    _write(writer, 1, start=ROWS)
+    assert checkpoints.run_once() == 1
+    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == ROWS + 1
+    writer.close()
+
+
+def test_a_file_gone_is_dropped_and_not_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    writer = _wal_database(path)
+    _write(writer, 10)
+    checkpoints = Checkpoints(thread=False)
+    checkpoints.watch(str(path))
+    writer.close()
+    for leftover in tmp_path.iterdir():
+        leftover.unlink()
+    assert checkpoints.run_once() == 0
+    assert checkpoints.watching() == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_thread_checkpoints_what_a_gated_connection_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    _wal_database(path).close()
+    gated = sqlite3.connect(path, factory=GatedConnection, isolation_level=None)
+    try:
+        _write(gated, ROWS)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while path.stat().st_size < ROWS * 1024:
+            assert time.monotonic() < deadline, "the WAL was not checkpointed"
+            time.sleep(0.05)
+    finally:
+        gated.close()

@@ -163,8 +163,9 @@ class UpstreamCalls:
     async def first_tools_page(self, client: Client) -> list[Any] | None:
         """The server's whole listing as JSON when it is one page, read
         through the pass-through on a 2026-07-28 HTTP session; else None
-        (then the SDK lists). Any failure is None too: the SDK's listing
-        after it says what is wrong, as it always did."""
+        (then the SDK lists). Any failure is None too -- the SDK's listing
+        after it says what is wrong, as it always did -- but a timeout,
+        raised as the SDK's listing would raise it after a second wait."""
         through = self._passthrough_for(client.session)
         if through is None or self.spec.url is None:
             return None
@@ -178,6 +179,8 @@ class UpstreamCalls:
                     credential=self._auth.default,
                     read_timeout_seconds=self._timings.call_seconds,
                 )
+        except TimeoutError:
+            raise
         except Exception:
             logger.debug("MCP server %s: a raw listing failed", self.spec.server_id, exc_info=True)
             return None

@@ -57,18 +57,17 @@ from policies.tokens import Principal
 from registry.tables import as_utc
 
 logger = logging.getLogger(__name__)
-_BATCH = 500
+_BATCH = 500  # records kept before the caller recording one writes them (back-pressure)
 MAX_BUFFERED = 100_000
 RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
-# Up to this many rows, a batch is written as the lean path decides
-# (`gateway.storage.statements`: on SQLite one transaction on the loop's own
-# connection when the write lock is free, ~0.1 ms): what a call waiting for
-# its record writes. A bigger one is written whole in the runner's thread
-# (`aside`): through the engine its transaction would hold the file's
-# write lock across event-loop turns -- 120-480 ms under load, every other
-# writer waiting (`bench.tool_catalog`'s search phase).
-_LEAN_ROWS = 32
+# Written at most this many at a time, each time on the lean path
+# (`gateway.storage.statements`' `patiently`: on SQLite one transaction on
+# the loop's own connection once the write lock is free, ~3 ms for 100
+# rows here), so that no writer holds SQLite's write lock across event-loop
+# turns or while its thread waits for the interpreter: through the engine a
+# batch held it 118-481 ms under load, every other writer waiting.
+_WRITTEN_AT_ONCE = 100
 _COLUMNS = [c.name for c in audit_events.c if c.name != "id"]
 _INSERT = Statement(
     audit_events,
@@ -216,7 +215,8 @@ class AuditLog:
             if until is not None and self._written >= until:
                 return
             while self._buffer and (until is None or self._written < until):
-                batch, self._buffer = self._buffer[:_BATCH], self._buffer[_BATCH:]
+                batch = self._buffer[:_WRITTEN_AT_ONCE]
+                self._buffer = self._buffer[_WRITTEN_AT_ONCE:]
                 try:
                     await self._insert(batch)
                 except DBAPIError as exc:
@@ -230,6 +230,8 @@ class AuditLog:
                     self._buffer[:0] = batch  # keep them for the next attempt
                     raise
                 self._written += len(batch)
+                if self._buffer:
+                    await asyncio.sleep(0)  # the loop's other work between batches
             if self.failing_since is not None:
                 logger.warning("audit records are written again")
                 self.failing_since = None
@@ -237,9 +239,8 @@ class AuditLog:
     async def _insert(self, batch: list[dict[str, Any]]) -> None:
         if self._lean is None:
             self._lean = statement_runner(self._engine)
-        lean = self._lean if len(batch) <= _LEAN_ROWS else self._lean.aside
         try:
-            await lean(_insert_rows, batch)
+            await self._lean.patiently(_insert_rows, batch)
             return
         except Exception:  # noqa: S110 -- said again by the engine's path, which sorts it
             pass  # an outage, a row refused: the engine's path says which

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,19 +25,27 @@ CAP = 64 * 1024
 
 class Tamper:
     """Replaces the answer to the next `tools/list` with ``answer`` (a
-    function of the request's id: status, content type, body), once."""
+    function of the request's id: status, content type, body), once; or
+    holds each `tools/list` ``delay`` seconds. Counts the listings seen."""
 
     def __init__(self) -> None:
         self.answer: Any = None
+        self.delay = 0.0
+        self.listings = 0
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or self.answer is None:
+            if scope["type"] != "http" or (self.answer is None and not self.delay):
                 await app(scope, receive, send)
                 return
             body, replay = await buffered(receive)
             request = json.loads(body) if body else {}
             if request.get("method") != "tools/list":
+                await app(scope, replay, send)
+                return
+            self.listings += 1
+            if self.answer is None:
+                await asyncio.sleep(self.delay)
                 await app(scope, replay, send)
                 return
             answer, self.answer = self.answer, None
@@ -107,6 +116,29 @@ def test_a_raw_page_that_is_not_one_good_page_is_no_page(bad: str) -> None:
             await upstream._list_and_report(client, probe=True)
             await upstream._list_and_report(client, probe=True)
             assert upstream.probes_unchanged == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_a_raw_read_that_times_out_fails_the_probe_without_a_second_wait() -> None:
+    # A server that does not answer a listing in time fails the probe as the
+    # SDK's listing would (its session is then reconnected), after one wait:
+    # not the raw read's, then the SDK's own again.
+    tamper = Tamper()
+    server = _server(tamper)
+
+    async def scenario() -> None:
+        async with connected(server.url) as (upstream, _used):
+            client = upstream._client
+            assert client is not None
+            upstream._timings = replace(upstream._timings, call_seconds=0.5)
+            tamper.delay = 5.0
+            with pytest.raises(TimeoutError):
+                await upstream._list_and_report(client, probe=True)
+            assert tamper.listings == 1  # the raw read's; the SDK did not list after it
 
     try:
         asyncio.run(scenario())

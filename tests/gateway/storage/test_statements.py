@@ -6,7 +6,9 @@ errors are read as outages, as SQLAlchemy's wrapping of them is."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +19,11 @@ import pytest
 from sqlalchemy import insert, select
 
 from gateway.flows import step_records
+from gateway.storage import statements
 from gateway.storage.db import create_engine
 from gateway.storage.flow_tables import flow_steps
 from gateway.storage.outages import outage_of
+from gateway.storage.sqlite_gate import gate_for
 from gateway.storage.statements import Sql, Statement, statement_runner
 from tests.support.databases import coordination_backend
 
@@ -167,3 +171,74 @@ def test_an_unknown_column_is_refused(url: str) -> None:
 def test_sqlite_errors_are_outages_unless_the_data_is_refused() -> None:
     assert outage_of(sqlite3.OperationalError("database is locked")) is not None
     assert outage_of(sqlite3.IntegrityError("UNIQUE constraint failed")) is None
+
+
+def test_typed_many_writes_every_row_as_typed_writes_one(url: str) -> None:
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        try:
+
+            def add(sql: Sql) -> None:
+                sql.typed_many(
+                    _ADD,
+                    [
+                        {"run_id": "m", "step_id": f"s{k}", "output": v, "started_at": WHEN}
+                        for k, v in enumerate(VALUES)
+                    ],
+                )
+
+            await runner.patiently(add)
+            for k, value in enumerate(VALUES):
+                row = await runner.read(
+                    lambda sql, s=f"s{k}": sql.typed(_ROW, {"run_id": "m", "step_id": s})
+                )
+                assert row[0]["output"] == value
+                assert _naive_utc(row[0]["started_at"]) == WHEN.replace(tzinfo=None)
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    anyio.run(main)
+
+
+def test_patiently_waits_for_the_lock_on_the_loop_not_in_a_thread(tmp_path: Path) -> None:
+    # SQLite: an operation nobody waits for at once runs on the event loop's
+    # own connection once another writer lets the lock go -- never in the
+    # runner's thread, whose hold of the lock stretches while it waits for
+    # the interpreter -- and in that thread only if the lock stays taken.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        try:
+            threads: list[str] = []
+
+            def where(_sql: Sql) -> None:
+                threads.append(threading.current_thread().name)
+
+            gate = gate_for(str(tmp_path / "gw.db"))
+            assert gate.acquire(timeout=5)  # another writer of the process
+            letting_go = threading.Timer(0.1, gate.release)
+            letting_go.start()
+            await runner.patiently(where)
+            letting_go.join()
+            assert threads == [threading.main_thread().name]
+
+            assert gate.acquire(timeout=5)
+            try:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(statements, "_PATIENT_TRIES", 2)
+                    waiting = asyncio.ensure_future(runner.patiently(where))
+                    await asyncio.sleep(0.2)  # the tries are over: the thread waits for the lock
+                    assert not waiting.done()
+            finally:
+                gate.release()
+            await waiting
+            assert threads[1].startswith("coordination-sqlite")
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())

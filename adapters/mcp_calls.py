@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -164,23 +165,32 @@ class UpstreamCalls:
         """The server's whole listing as JSON when it is one page, read
         through the pass-through on a 2026-07-28 HTTP session; else None
         (then the SDK lists). Any failure is None too -- the SDK's listing
-        after it says what is wrong, as it always did -- but a timeout,
-        raised as the SDK's listing would raise it after a second wait."""
+        after it says what is wrong, as it always did -- but the server not
+        answering within the call timeout, raised as the SDK's listing
+        would raise it after a second wait."""
         through = self._passthrough_for(client.session)
         if through is None or self.spec.url is None:
             return None
         passthrough, stamp = through
+        budget = self._timings.call_seconds
+        began = time.monotonic()
         try:
-            async with asyncio.timeout(self._timings.call_seconds):
+            async with asyncio.timeout(budget):
                 page = await passthrough.tools_page(
                     client.session,
                     stamp,
                     self.spec.url,
                     credential=self._auth.default,
-                    read_timeout_seconds=self._timings.call_seconds,
+                    read_timeout_seconds=budget,
                 )
         except TimeoutError:
-            raise
+            # The server took the whole budget to list: said now, as the
+            # SDK's listing would say it after as long again. A shorter
+            # timeout (the pass-through's own pool connecting) is any failure.
+            if time.monotonic() - began >= budget:
+                raise
+            logger.debug("MCP server %s: a raw listing timed out", self.spec.server_id)
+            return None
         except Exception:
             logger.debug("MCP server %s: a raw listing failed", self.spec.server_id, exc_info=True)
             return None

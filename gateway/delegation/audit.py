@@ -218,7 +218,10 @@ class AuditLog:
                 batch = self._buffer[:_WRITTEN_AT_ONCE]
                 self._buffer = self._buffer[_WRITTEN_AT_ONCE:]
                 try:
-                    await self._insert(batch)
+                    # A caller waiting for its record (``until``) joins the
+                    # writers' queue at once; the background writer and
+                    # back-pressure wait on the loop for a free lock.
+                    await self._insert(batch, patiently=until is None)
                 except DBAPIError as exc:
                     if not data_refused(exc):
                         self._buffer[:0] = batch  # the database is down: retry later
@@ -236,11 +239,14 @@ class AuditLog:
                 logger.warning("audit records are written again")
                 self.failing_since = None
 
-    async def _insert(self, batch: list[dict[str, Any]]) -> None:
+    async def _insert(self, batch: list[dict[str, Any]], *, patiently: bool = True) -> None:
         if self._lean is None:
             self._lean = statement_runner(self._engine)
         try:
-            await self._lean.patiently(_insert_rows, batch)
+            if patiently:
+                await self._lean.patiently(_insert_rows, batch)
+            else:
+                await self._lean(_insert_rows, batch)
             return
         except Exception:  # noqa: S110 -- said again by the engine's path, which sorts it
             pass  # an outage, a row refused: the engine's path says which
@@ -248,12 +254,16 @@ class AuditLog:
             await conn.execute(insert(audit_events), batch)
 
     async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
-        for row in batch:
+        for done, row in enumerate(batch):
             try:
                 async with self._engine.begin() as conn:
                     await conn.execute(insert(audit_events), [row])
             except DBAPIError as exc:
                 if not data_refused(exc):
+                    # Down midway: those not written yet kept for the next
+                    # attempt (the ones before are in the table already).
+                    self._buffer[:0] = batch[done:]
+                    self._written += done
                     raise
                 logger.error(
                     "audit record refused by the database and dropped "
@@ -263,6 +273,10 @@ class AuditLog:
                     row.get("target"),
                     type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
                 )
+            except BaseException:
+                self._buffer[:0] = batch[done:]
+                self._written += done
+                raise
 
     async def run_forever(self) -> None:
         delay = RETRY_SECONDS

@@ -10,16 +10,24 @@ so every other writer of the process, and every request waiting on one,
 waits for the disk: a stall of all eight callers at once, 360-430 ms, once
 or twice a minute in `bench.tool_catalog` on a slow disk.
 
-So the gated connections and the statement runners' connections turn the
-automatic checkpoint off (`PRAGMA wal_autocheckpoint=0`, a setting of the
-connection) and `watch` their file here instead. A daemon thread looks at
-each watched file every `INTERVAL_SECONDS`; when its WAL changed since the
-last look it runs a PASSIVE checkpoint on a connection of its own, which
-takes no gate and no write lock: writers go on appending meanwhile
+So the gated connections and the statement runners' connections move the
+automatic checkpoint out of reach of the usual load (`PRAGMA
+wal_autocheckpoint=BACKSTOP_PAGES`, a setting of the connection) and
+`watch` their file here instead. A daemon thread looks at each watched file
+every `INTERVAL_SECONDS`; when its WAL changed since the last look it runs
+a PASSIVE checkpoint on a connection of its own, which takes no gate and no
+write lock: writers go on appending meanwhile
 (https://sqlite.org/wal.html#ckpt, "checkpointing does not block writers").
 Nothing is lost by a checkpoint running late: the WAL is part of the
-database, read by every connection and replayed after a crash; it only
-grows until the next one.
+database, read by every connection and replayed after a crash.
+
+SQLite starts the WAL over only when a writer begins after a checkpoint
+that copied all of it; under steady writes a checkpoint that takes no lock
+may never see the whole WAL copied, and the WAL would grow with the load.
+The backstop bounds it: past `BACKSTOP_PAGES` (about 40 MB) the committing
+writer checkpoints as SQLite always did, holding the gate, so that one
+completes and the next writer starts the WAL over; `journal_size_limit`
+then truncates the file back.
 
 A file that is gone is dropped, never created again (the checkpoint's
 connection opens it ``mode=rw``). A process that stops mid-interval leaves
@@ -40,6 +48,8 @@ import urllib.parse
 logger = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 1.0
+BACKSTOP_PAGES = 10_000  # SQLite's own default is 1,000
+WAL_KEPT_BYTES = 64 * 1024 * 1024  # journal_size_limit: a WAL started over is cut back to this
 
 
 class Checkpoints:
@@ -85,7 +95,9 @@ class Checkpoints:
                 done += 1
                 with self._lock:
                     if path in self._files:
-                        self._files[path] = _wal_state(path)
+                        # As seen before the checkpoint: what was written
+                        # during it is looked at again next time.
+                        self._files[path] = seen
         return done
 
     def _run(self) -> None:
@@ -106,18 +118,20 @@ def _wal_state(path: str) -> tuple[int, int] | None:
 
 
 def _checkpoint(path: str) -> bool:
-    """A PASSIVE checkpoint of ``path``: False when the file could not be
-    opened or was busy (a checkpoint of another process under way)."""
+    """A PASSIVE checkpoint of ``path``: whether it copied the whole WAL
+    (False: the file could not be opened, another checkpoint was under way,
+    or a reader or writer kept some of it for later)."""
     uri = "file:" + urllib.parse.quote(path) + "?mode=rw"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=0, check_same_thread=False)
     except sqlite3.Error:
         return False
     try:
-        # Never checkpointed by its own close either: the app's connections
-        # are open, so this one is not the file's last.
-        busy, _frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return not busy
+        # While the app's connections are open this one is not the file's
+        # last, so its close does nothing more (after they closed, it
+        # checkpoints and removes the WAL, as SQLite's last close does).
+        busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return not busy and copied == frames
     except sqlite3.Error as error:
         logger.debug("SQLite checkpoint of %s: %s", path, error)
         return False
@@ -132,5 +146,6 @@ CHECKPOINTS = Checkpoints()
 def checkpointed_here(connection: sqlite3.Connection, path: str) -> None:
     """``connection`` (to the file at ``path``) leaves its checkpoints to
     this module's thread."""
-    connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
     CHECKPOINTS.watch(path)

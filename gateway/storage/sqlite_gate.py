@@ -108,7 +108,8 @@ class GatedConnection(sqlite3.Connection):
             # disk, in WAL mode. A crash of the process loses nothing.
             super().execute("PRAGMA synchronous=NORMAL")
             # Its WAL checkpointed by a thread that holds no gate, not in the
-            # COMMIT of whichever writer crosses the threshold.
+            # COMMIT of whichever writer crosses 1,000 pages (only past a
+            # backstop: `gateway.storage.sqlite_checkpoints`).
             checkpointed_here(self, path)
 
     def cursor(self, factory: Any = None) -> Any:

@@ -101,8 +101,8 @@ class _SqliteConnections:
     writer has the lock, the operation goes to one worker thread whose
     connection waits for it (busy_timeout), so the loop never waits on a lock.
     No connection of the process checkpoints the WAL in its commits (a
-    disk write the loop would wait for): a background thread does
-    (`gateway.storage.sqlite_checkpoints`)."""
+    disk write the loop would wait for) short of a backstop: a background
+    thread does (`gateway.storage.sqlite_checkpoints`)."""
 
     def __init__(self, path: str) -> None:
         self._path = path

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import event as event_api
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import core_check
@@ -174,11 +176,20 @@ async def test_records_are_kept_up_to_500_and_written_100_at_a_time(
     batches: list[int] = []
     insert = log._insert
 
-    async def counted(batch: list[dict[str, Any]]) -> None:
+    async def counted(batch: list[dict[str, Any]], **how: Any) -> None:
         batches.append(len(batch))
-        await insert(batch)
+        await insert(batch, **how)
 
     monkeypatch.setattr(log, "_insert", counted)
+    # On SQLite none goes through the engine (its transaction held the
+    # write lock across event-loop turns): the lean path writes them all.
+    through_engine: list[int] = []
+
+    def engine_insert(_conn: Any, statement: Any, multiparams: Any, *_: Any) -> None:
+        if getattr(statement, "table", None) is audit_events and statement.is_insert:
+            through_engine.append(len(multiparams))
+
+    event_api.listen(engine.sync_engine, "before_execute", engine_insert)
     for n in range(499):
         await log.record(event(n))
     assert batches == []  # below a batch: left to the background writer
@@ -189,6 +200,9 @@ async def test_records_are_kept_up_to_500_and_written_100_at_a_time(
     await log.flush()
     assert batches == [100] * 12 + [34]
     assert await rows_in_table(engine) == 1234
+    event_api.remove(engine.sync_engine, "before_execute", engine_insert)
+    if engine.dialect.name == "sqlite":
+        assert through_engine == []
 
 
 async def test_concurrent_records_pile_up_and_are_all_written(
@@ -545,3 +559,38 @@ async def test_a_row_the_database_refuses_does_not_block_the_others(
     await log.record(event(4))
     await log.flush()
     assert traces((await log.query(AuditQuery())).items) == [4, 3, 1]
+
+
+class _DownAfter:
+    """The app's engine until its ``n``-th transaction, which finds the
+    database gone (an outage, not a refusal): a unit check of the writer's
+    bookkeeping, the writes themselves real."""
+
+    def __init__(self, engine: AsyncEngine, n: int) -> None:
+        self._engine, self._n, self.begun = engine, n, 0
+
+    def begin(self) -> Any:
+        self.begun += 1
+        if self.begun == self._n:
+            raise OperationalError("INSERT", {}, ConnectionResetError("the database went away"))
+        return self._engine.begin()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+async def test_an_outage_while_writing_one_by_one_keeps_the_rest(
+    log: AuditLog, engine: AsyncEngine, database_url: str | None
+) -> None:
+    if database_url is None:
+        pytest.skip("SQLite does not enforce VARCHAR lengths; PostgreSQL refuses the row")
+    for n in (1, 2, 3, 4):
+        await log.record(event(n, **({"target": "x" * 200} if n == 2 else {})))
+    # The batch (lean path, then the engine's), then row by row: 1, 2
+    # (refused, dropped), and the database is gone at 3.
+    log._engine = _DownAfter(engine, 5)  # type: ignore[assignment]
+    with pytest.raises(OperationalError):
+        await log.flush()
+    log._engine = engine
+    await log.flush()
+    assert traces((await log.query(AuditQuery())).items) == [4, 3, 1]  # none lost, none twice

@@ -1,16 +1,18 @@
-"""SQLite's WAL is checkpointed by one background thread, never in a
+"""SQLite's WAL is checkpointed by one background thread, not in a
 writer's COMMIT (`gateway.storage.sqlite_checkpoints`): the process's
-connections turn the automatic checkpoint off; a pass copies the WAL into
-the file without its gate; a file that is gone is dropped, not created."""
+connections move the automatic checkpoint to a backstop; a pass copies the
+WAL into the file without its gate; a file that is gone is dropped, not
+created."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gateway.storage.sqlite_checkpoints import CHECKPOINTS, Checkpoints
+from gateway.storage.sqlite_checkpoints import BACKSTOP_PAGES, CHECKPOINTS, Checkpoints, _checkpoint
 from gateway.storage.sqlite_gate import GatedConnection, gate_for
 from gateway.storage.statements import _connect
 
@@ -47,8 +49,8 @@ def test_the_gateways_connections_leave_checkpoints_to_the_thread(tmp_path: Path
     gated = sqlite3.connect(path, factory=GatedConnection)
     runner = _connect(str(path), busy_seconds=0)
     try:
-        assert _autocheckpoint(gated) == 0
-        assert _autocheckpoint(runner) == 0
+        assert _autocheckpoint(gated) == BACKSTOP_PAGES
+        assert _autocheckpoint(runner) == BACKSTOP_PAGES
         assert os.path.realpath(path) in CHECKPOINTS.watching()
         plain = sqlite3.connect(path)
         assert _autocheckpoint(plain) == 1000  # SQLite's default, untouched elsewhere
@@ -69,14 +71,18 @@ def test_a_pass_copies_the_wal_into_the_file_without_taking_the_gate(tmp_path: P
     gate = gate_for(str(path))
     assert gate.acquire(timeout=5)  # as a writer of the process holding it
     try:
-        assert checkpoints.run_once() == 1
+        # In a thread, so that a pass waiting for the gate fails the test.
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS) == 1
     finally:
         gate.release()
     assert path.stat().st_size > ROWS * 1024
     assert checkpoints.run_once() == 0  # nothing written since
-    _write(writer, 1, start=ROWS)
+    # More than the WAL held: it is started over and grows past its size.
+    _write(writer, 2 * ROWS, start=ROWS)
     assert checkpoints.run_once() == 1
-    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == ROWS + 1
+    assert path.stat().st_size > 3 * ROWS * 1024
+    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 3 * ROWS
     writer.close()
 
 
@@ -91,6 +97,8 @@ def test_a_file_gone_is_dropped_and_not_created_again(tmp_path: Path) -> None:
         leftover.unlink()
     assert checkpoints.run_once() == 0
     assert checkpoints.watching() == []
+    # Gone between the look and the checkpoint: opened read-write only.
+    assert _checkpoint(str(path)) is False
     assert list(tmp_path.iterdir()) == []
 
 

@@ -242,11 +242,9 @@ class AuditLog:
     async def _insert(self, batch: list[dict[str, Any]], *, patiently: bool = True) -> None:
         if self._lean is None:
             self._lean = statement_runner(self._engine)
+        run = self._lean.patiently if patiently else self._lean
         try:
-            if patiently:
-                await self._lean.patiently(_insert_rows, batch)
-            else:
-                await self._lean(_insert_rows, batch)
+            await run(_insert_rows, batch)
             return
         except Exception:  # noqa: S110 -- said again by the engine's path, which sorts it
             pass  # an outage, a row refused: the engine's path says which
@@ -256,27 +254,31 @@ class AuditLog:
     async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
         for done, row in enumerate(batch):
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(insert(audit_events), [row])
-            except DBAPIError as exc:
-                if not data_refused(exc):
-                    # Down midway: those not written yet kept for the next
-                    # attempt (the ones before are in the table already).
-                    self._buffer[:0] = batch[done:]
-                    self._written += done
-                    raise
-                logger.error(
-                    "audit record refused by the database and dropped "
-                    "(trace %s, subject %s, target %s): %s",
-                    row.get("trace_id"),
-                    row.get("subject"),
-                    row.get("target"),
-                    type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
-                )
+                await self._insert_or_drop(row)
             except BaseException:
+                # Down midway: those not written yet kept for the next
+                # attempt (the ones before are in the table already).
                 self._buffer[:0] = batch[done:]
                 self._written += done
                 raise
+
+    async def _insert_or_drop(self, row: dict[str, Any]) -> None:
+        """One record written, or dropped (and logged) if the database
+        refuses its data; an outage raises."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(audit_events), [row])
+        except DBAPIError as exc:
+            if not data_refused(exc):
+                raise
+            logger.error(
+                "audit record refused by the database and dropped "
+                "(trace %s, subject %s, target %s): %s",
+                row.get("trace_id"),
+                row.get("subject"),
+                row.get("target"),
+                type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+            )
 
     async def run_forever(self) -> None:
         delay = RETRY_SECONDS

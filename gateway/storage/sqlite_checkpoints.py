@@ -60,7 +60,8 @@ class Checkpoints:
         self._interval = interval_seconds
         self._threaded = thread  # off: passes run only when `run_once` is called
         self._lock = threading.Lock()
-        # realpath -> the WAL's (mtime, size) at the last checkpoint
+        # realpath -> the WAL's (mtime, size) as seen before the last
+        # checkpoint that copied all of it (None: none yet)
         self._files: dict[str, tuple[int, int] | None] = {}
         self._thread: threading.Thread | None = None
 

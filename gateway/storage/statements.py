@@ -216,8 +216,8 @@ def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
     # As on the engine's connections (`gateway.storage.db`): a row naming a
     # registry row that is gone is refused, and a cascade is kept.
     connection.execute("PRAGMA foreign_keys=ON")
-    # No checkpoint in its commits: a disk write the loop would wait for
-    # (`gateway.storage.sqlite_checkpoints`).
+    # No checkpoint in its commits short of a backstop: a disk write the
+    # loop would wait for (`gateway.storage.sqlite_checkpoints`).
     checkpointed_here(connection, path)
     return connection
 

@@ -221,8 +221,11 @@ def test_patiently_waits_for_the_lock_on_the_loop_not_in_a_thread(tmp_path: Path
             gate = gate_for(str(tmp_path / "gw.db"))
             assert gate.acquire(timeout=5)  # another writer of the process
             letting_go = threading.Timer(0.1, gate.release)
-            letting_go.start()
-            await runner.patiently(where)
+            with pytest.MonkeyPatch.context() as patch:
+                # Tries enough to outlast the release however late it runs.
+                patch.setattr(statements, "_PATIENT_TRIES", 10_000)
+                letting_go.start()
+                await runner.patiently(where)
             letting_go.join()
             assert threads == [threading.main_thread().name]
 

@@ -39,8 +39,8 @@ from a2a.client.transports.base import ClientTransport
 from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.types import SendMessageRequest, StreamResponse
 from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER
-from google.protobuf.json_format import MessageToDict
 
+from adapters.a2a_json import message_json
 from adapters.a2a_tolerance import parse_tolerant
 from adapters.http import UpstreamHTTP
 from gateway.agents.jsonrpc_answers import check_answer
@@ -76,7 +76,7 @@ async def _events(
     envelope = {
         "jsonrpc": "2.0",
         "method": "SendStreamingMessage",
-        "params": MessageToDict(request),
+        "params": message_json(request),
         "id": str(uuid.uuid4()),
     }
     # As httpx encodes a JSON body.

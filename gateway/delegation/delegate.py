@@ -46,6 +46,7 @@ from gateway.connections.errors import UserCredentialUnavailable
 from gateway.delegation import retry
 from gateway.delegation.breaker import BreakerOpen
 from gateway.delegation.call import Call
+from gateway.delegation.duration_cap import DurationCap
 from gateway.delegation.permits import Grant, Permit
 from gateway.delegation.pipeline import Delegations
 from gateway.delegation.resilience import Resilience
@@ -321,19 +322,14 @@ class Delegate:
         breakers = self.resilience.breakers
         listeners = self.resilience.upstream_listeners
         stream = traced_stream(streaming.operation, streaming.open, listeners)()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + streaming.max_seconds
+        cap = DurationCap(streaming.max_seconds)
         try:
             while True:
-                remaining = deadline - loop.time()
                 try:
-                    if remaining <= 0:
-                        raise TimeoutError
                     # Marked for each step, never across a `yield` (the
                     # variable would follow this generator's consumer).
                     with inside_the_core():
-                        async with asyncio.timeout(remaining):
-                            item = await anext(stream)
+                        item = await cap.next(stream)
                 except StopAsyncIteration:
                     state.lost = True
                     break
@@ -352,6 +348,7 @@ class Delegate:
                 await self._stream_took(permit, event, streaming, state, item)
                 yield item
         finally:
+            cap.close()
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with inside_the_core():

@@ -30,6 +30,8 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 
+from adapters.a2a_plain_parse import unique_members
+
 
 class _Uncommon(Exception):
     """Not one of the common shapes: parsed the SDK's way instead."""
@@ -63,17 +65,10 @@ def common_event(data: dict[str, Any] | str | bytes) -> StreamResponse | None:
     return None
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):  # protobuf's parser refuses a repeated name
-        raise _Uncommon
-    return document
-
-
 def _loaded(data: str | bytes) -> Any:
     try:
-        return json.loads(data, object_pairs_hook=_pairs)
-    except (ValueError, RecursionError):  # (not UTF-8; nested too deep): protobuf's own error
+        return json.loads(data, object_pairs_hook=unique_members)
+    except (ValueError, RecursionError):  # (not UTF-8, a name twice, too deep): protobuf's own
         raise _Uncommon from None
 
 

@@ -7,7 +7,8 @@ recorded, which cost more than the rest of its way. The fields most events
 hold -- strings, flags, states, timestamps, messages and lists of them -- are
 turned into ProtoJSON here directly, the same document in the same member
 order (the set fields, by number). A message with any other field set (a
-number, bytes, a map, `Struct` user data) is left to `MessageToDict` whole.
+number, bytes, a map, a `Value`) is left to `MessageToDict` whole; `Struct` user
+data is written by `MessageToDict` alone.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def _other(value: Any) -> Any:
     raise _Other
 
 
+def _struct(value: Any) -> Any:
+    # User data (metadata): `MessageToDict` of the `Struct` alone is what it
+    # writes for the field (`_StructMessageToJsonObject` either way).
+    return MessageToDict(value)
+
+
 def _timestamp(value: Any) -> str:
     return str(value.ToJsonString())
 
@@ -91,6 +98,8 @@ def _one(field: FieldDescriptor) -> Convert:
     kind = field.message_type
     if kind.full_name == "google.protobuf.Timestamp":
         return _timestamp
+    if kind.full_name == "google.protobuf.Struct":
+        return _struct
     if kind.GetOptions().map_entry or kind.full_name.startswith("google.protobuf."):
         return _other
     return _walk

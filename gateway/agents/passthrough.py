@@ -16,7 +16,9 @@ it does on the SDK path, in the same order:
 
 1. admission (authenticate, decide, mint) happened before this is reached;
 2. the request is validated exactly as the SDK validates it (base JSON-RPC
-   envelope, `ParseDict` of the params, the proto's required fields); anything
+   envelope, `ParseDict` of the params, the proto's required fields -- a
+   plain request read by per-type plans to the same effect,
+   `adapters.a2a_plain_parse`); anything
    unusual -- another method, another version, a bad envelope, params that do
    not parse, an inline push config (relayed by the SDK path) -- is *not*
    handled here but left to the SDK, so every error a caller can provoke
@@ -64,6 +66,7 @@ from google.protobuf.json_format import Parse, ParseDict
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.a2a_plain_parse import plain_parse, plain_parse_text, required_present
 from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
@@ -112,10 +115,12 @@ class PassThrough:
         upstream = self._upstream(admission)
         if upstream is None:
             return None
-        try:
-            params = ParseDict(raw_params, SendMessageRequest(), ignore_unknown_fields=True)
-        except Exception:  # the SDK path turns it into the right -32602
-            return None
+        params = SendMessageRequest()
+        if not plain_parse(raw_params, params):
+            try:
+                ParseDict(raw_params, params, ignore_unknown_fields=True)
+            except Exception:  # the SDK path turns it into the right -32602
+                return None
         checked = _checked(params)
         return None if checked is None else (checked, *upstream)
 
@@ -135,10 +140,13 @@ class PassThrough:
         upstream = self._upstream(admission)
         if upstream is None:
             return None
-        try:
-            params = Parse(await request.body(), SendMessageRequest(), ignore_unknown_fields=True)
-        except Exception:  # the SDK path answers it in the binding's words
-            return None
+        params = SendMessageRequest()
+        body = await request.body()
+        if not plain_parse_text(body, params):
+            try:
+                Parse(body, params, ignore_unknown_fields=True)
+            except Exception:  # the SDK path answers it in the binding's words
+                return None
         checked = _checked(params)
         return None if checked is None else (checked, *upstream)
 
@@ -249,10 +257,11 @@ class PassThrough:
 def _checked(params: SendMessageRequest) -> SendMessageRequest | None:
     """The params validated as the SDK validates them, or None when the SDK
     path must answer (an error in its words, an inline push config)."""
-    try:
-        validate_proto_required_fields(params)
-    except Exception:  # the SDK path turns it into the right error
-        return None
+    if not required_present(params):  # the SDK's check says what is missing
+        try:
+            validate_proto_required_fields(params)
+        except Exception:  # the SDK path turns it into the right error
+            return None
     if params.configuration.HasField("task_push_notification_config"):
         return None  # relayed by the SDK path (`AgentHandler._inline_push`)
     # The gateway serves one agent per URL and has no tenants; a caller-chosen

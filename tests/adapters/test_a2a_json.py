@@ -12,6 +12,7 @@ import pytest
 from a2a.types import (
     Artifact,
     Message,
+    SendMessageRequest,
     Task,
     TaskArtifactUpdateEvent,
     TaskStatus,
@@ -37,6 +38,7 @@ CASES: list[tuple[type[ProtoMessage], dict[str, Any]]] = [
     (Message, SAID),
     (Artifact, {"artifactId": "a", "parts": [{"text": "x", "metadata": {"k": "v"}}]}),
     (TaskStatus, {"state": "TASK_STATE_FAILED", "timestamp": "2026-11-28T12:00:00Z"}),
+    (SendMessageRequest, {"message": {**SAID, "metadata": {"skill": "s", "n": [1, 2.5, None, True, {"d": {}}]}}, "metadata": {"skill": "s"}, "configuration": {"acceptedOutputModes": ["text/plain"]}}),
 ]  # fmt: skip
 
 

@@ -10,10 +10,11 @@ same for the documents callers send:
 * `plain_parse` fills the message from a document made only of the members
   its fields name (either spelling, as `ParseDict` reads them), with values
   of the type ProtoJSON requires: strings, flags, enum names, 32-bit
-  integers, messages, lists of them, and `Struct` user data (metadata).
+  integers, messages, lists of them, timestamps, and `Struct` user data
+  (metadata).
   What it fills is what `ParseDict` fills. Anything else -- an unknown or
   repeated member, a ``null``, an enum by number, a number as a string,
-  bytes, a `Value`, a timestamp, a map, nesting past `_DEPTH` -- returns
+  bytes, a `Value`, a map, nesting past `_DEPTH` -- returns
   False, and the caller parses the document protobuf's way, with its errors;
 * `required_present` says True only when `validate_proto_required_fields`
   would find nothing missing; on False the caller asks the SDK's check,
@@ -113,13 +114,14 @@ def _plan(descriptor: Descriptor) -> dict[str, tuple[FieldDescriptor, Fill]]:
 def _filler(field: FieldDescriptor) -> Fill:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         name = field.message_type.full_name
+        known = _KNOWN_TYPES.get(name)
         if field.message_type.GetOptions().map_entry or (
-            name.startswith("google.protobuf.") and name != "google.protobuf.Struct"
+            name.startswith("google.protobuf.") and known is None
         ):
-            return _unplain  # a map; Value, Timestamp, Any...: ProtoJSON's own forms
+            return _unplain  # a map; Value, Any, Duration...: ProtoJSON's own forms
         if field.is_repeated:
-            return _unplain if name == "google.protobuf.Struct" else _repeated_messages
-        return _struct if name == "google.protobuf.Struct" else _message
+            return _unplain if known is not None else _repeated_messages
+        return known or _message
     scalar = _scalar(field)
     if field.is_repeated:
 
@@ -210,6 +212,20 @@ def _struct(message: Message, field: FieldDescriptor, value: Any, depth: int) ->
     child = getattr(message, field.name)
     child.SetInParent()
     child.update(value)  # each value as ParseDict's `_ConvertValueMessage` sets it
+
+
+def _timestamp(message: Message, field: FieldDescriptor, value: Any, depth: int) -> None:
+    if not isinstance(value, str):
+        raise _Unplain
+    child = getattr(message, field.name)
+    child.SetInParent()
+    child.FromJsonString(value)  # as ParseDict reads one (a bad one raises: declined)
+
+
+_KNOWN_TYPES: dict[str, Fill] = {
+    "google.protobuf.Struct": _struct,
+    "google.protobuf.Timestamp": _timestamp,
+}
 
 
 def _plain_json(value: Any, depth: int) -> bool:

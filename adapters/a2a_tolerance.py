@@ -14,7 +14,8 @@ from real agents, instead of failing the call (docs/interop.md).
   (`adapters.a2a_v03_events`).
 
 A stream event of a common shape is read directly, to what the parse makes of
-it (`adapters.a2a_common_events`). Only after the strict parse failed (or,
+it (`adapters.a2a_common_events`), and any plain answer likewise
+(`adapters.a2a_plain_parse`). Only after the strict parse failed (or,
 for a stream event, read nothing): a correct answer costs nothing more, and
 one that still fails after the repair fails as it did. User content (parts,
 data, metadata) is never touched.
@@ -34,6 +35,7 @@ from google.protobuf.json_format import ParseError
 from google.protobuf.message import Message
 
 from adapters.a2a_common_events import common_event
+from adapters.a2a_plain_parse import plain_parse, plain_parse_text
 from adapters.a2a_v03_events import read_0_3_event
 
 M = TypeVar("M", bound=Message)
@@ -51,6 +53,8 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
         if common is not None:
             message.CopyFrom(common)
             return message
+    if not message.ListFields() and _plain(data, message):
+        return _event_of_0_3(data, message)
     try:
         parsed = parse_lenient(data, message)
     except ParseError:
@@ -65,6 +69,18 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
             raise
         message.Clear()  # the failed parse may have filled part of it
         return parse_lenient(repaired, message)
+    return _event_of_0_3(data, parsed)
+
+
+def _plain(data: dict[str, Any] | str | bytes, message: Message) -> bool:
+    """A plain answer read as the lenient parse reads it (`plain_parse`)."""
+    if isinstance(data, str | bytes):
+        return plain_parse_text(data, message)
+    return plain_parse(data, message)
+
+
+def _event_of_0_3(data: dict[str, Any] | str | bytes, parsed: M) -> M:
+    """A stream event the parse read nothing of, read in 0.3's shape."""
     if isinstance(parsed, StreamResponse) and parsed.WhichOneof("payload") is None:
         decoded = json.loads(data) if isinstance(data, str | bytes) else data
         parsed.CopyFrom(read_0_3_event(_zone_naive_timestamps(decoded)[0]))

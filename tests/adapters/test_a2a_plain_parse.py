@@ -209,12 +209,32 @@ def test_other_message_types_are_read_alike() -> None:
     task = Task()
     assert plain_parse(document, task)
     assert task == ParseDict(document, Task())
-    # A timestamp is ProtoJSON's own form: declined.
     stamped = {
         **document,
         "status": {"state": "TASK_STATE_WORKING", "timestamp": "2026-01-01T00:00:00Z"},
     }
-    assert not plain_parse(stamped, Task())
+    task = Task()
+    assert plain_parse(stamped, task)
+    assert task == ParseDict(stamped, Task())
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-11-30T06:00:00.123456Z", "2026-11-30T06:00:00+02:00", "2026-11-30T06:00:00", "x", 5, {}],
+)
+def test_a_timestamp_is_read_as_protobuf_reads_it_or_declined(stamp: Any) -> None:
+    document = {"id": "t", "status": {"state": "TASK_STATE_COMPLETED", "timestamp": stamp}}
+    task = Task()
+    try:
+        reference: Task | None = ParseDict(document, Task())
+    except Exception:
+        reference = None
+    if plain_parse(document, task):
+        assert task == reference
+        assert task.status.HasField("timestamp")
+    else:
+        assert task == Task()
+        assert reference is None  # every stamp here protobuf reads, the plain reading reads
 
 
 def test_a_text_is_read_as_protobufs_parse_reads_it() -> None:

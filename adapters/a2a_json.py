@@ -6,13 +6,14 @@ went through it once to be written to the caller and once more to be
 recorded, which cost more than the rest of its way. The fields most events
 hold -- strings, flags, states, timestamps, messages and lists of them -- are
 turned into ProtoJSON here directly, the same document in the same member
-order (the set fields, by number). A message with any other field set (a
-number, bytes, a map, a `Value`) is left to `MessageToDict` whole; `Struct` user
-data is written by `MessageToDict` alone.
+order (the set fields, by number), user data (`Struct`, `Value`) included. A
+message with any other field set (a number, bytes, a map) or a number JSON
+cannot hold is left to `MessageToDict` whole.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -71,10 +72,28 @@ def _other(value: Any) -> Any:
     raise _Other
 
 
-def _struct(value: Any) -> Any:
-    # User data (metadata): `MessageToDict` of the `Struct` alone is what it
-    # writes for the field (`_StructMessageToJsonObject` either way).
-    return MessageToDict(value)
+def _struct(struct: Any) -> dict[str, Any]:
+    # User data, as `MessageToDict` writes it (`_StructMessageToJsonObject`).
+    fields = struct.fields
+    return {key: _value(fields[key]) for key in fields}
+
+
+def _value(value: Any) -> Any:
+    """A `Value` as `_ValueMessageToJsonObject` writes it: a number as the
+    double it is; no kind set as null."""
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise _Other  # MessageToDict refuses it, with its own words
+        return number
+    if kind == "struct_value":
+        return _struct(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return getattr(value, kind)  # string_value, bool_value
 
 
 def _timestamp(value: Any) -> str:
@@ -100,6 +119,8 @@ def _one(field: FieldDescriptor) -> Convert:
         return _timestamp
     if kind.full_name == "google.protobuf.Struct":
         return _struct
+    if kind.full_name == "google.protobuf.Value":
+        return _value
     if kind.GetOptions().map_entry or kind.full_name.startswith("google.protobuf."):
         return _other
     return _walk

@@ -18,7 +18,7 @@ from a2a.types import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
-from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.json_format import MessageToDict, ParseDict, SerializeToJsonError
 from google.protobuf.message import Message as ProtoMessage
 
 from adapters.a2a_json import message_json
@@ -38,6 +38,7 @@ CASES: list[tuple[type[ProtoMessage], dict[str, Any]]] = [
     (Message, SAID),
     (Artifact, {"artifactId": "a", "parts": [{"text": "x", "metadata": {"k": "v"}}]}),
     (TaskStatus, {"state": "TASK_STATE_FAILED", "timestamp": "2026-11-28T12:00:00Z"}),
+    (TaskArtifactUpdateEvent, {**IDS, "artifact": {"parts": [{"data": "s"}, {"data": None}, {"data": [[], {}, {"a": {"b": [False, -0.0, 1e300]}}]}, {"data": 3}]}}),
     (SendMessageRequest, {"message": {**SAID, "metadata": {"skill": "s", "n": [1, 2.5, None, True, {"d": {}}]}}, "metadata": {"skill": "s"}, "configuration": {"acceptedOutputModes": ["text/plain"]}}),
 ]  # fmt: skip
 
@@ -47,6 +48,15 @@ def test_what_message_to_dict_writes(kind: type[ProtoMessage], document: dict[st
     message = ParseDict(document, kind())
     written = message_json(message)
     assert json.dumps(written) == json.dumps(MessageToDict(message))  # order too
+
+
+def test_a_number_json_cannot_hold_is_refused_as_message_to_dict_refuses_it() -> None:
+    event = ParseDict({**IDS, "metadata": {"n": 1}}, TaskStatusUpdateEvent())
+    event.metadata["n"] = float("nan")
+    with pytest.raises(SerializeToJsonError, match="NaN"):
+        MessageToDict(event)
+    with pytest.raises(SerializeToJsonError, match="NaN"):
+        message_json(event)
 
 
 def test_a_state_of_an_unknown_number_is_written_as_its_number() -> None:

@@ -52,7 +52,8 @@ from gateway.delegation.audit_reads import AuditPage, AuditQuery, AuditRecord, a
 from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.storage.audit_tables import audit_events
 from gateway.storage.outages import data_refused
-from gateway.storage.statements import Sql, Statement, StatementRunner, statement_runner
+from gateway.storage.statements import Sql, StatementRunner, statement_runner
+from gateway.storage.typed_statement import Statement
 from policies.tokens import Principal
 from registry.tables import as_utc
 

@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from gateway.storage.statements import Sql, Statement
+from gateway.storage.statements import Sql
 from gateway.storage.tables import a2a_tasks
+from gateway.storage.typed_statement import Statement
 
 TERMINAL_STATES = frozenset(
     {

@@ -34,7 +34,8 @@ from typing import Any
 from gateway.flows import step_records
 from gateway.flows.spending import usage_of
 from gateway.storage.flow_tables import flow_budget_locks, flow_reservations, flow_steps
-from gateway.storage.statements import Sql, Statement, StatementRunner
+from gateway.storage.statements import Sql, StatementRunner
+from gateway.storage.typed_statement import Statement
 
 
 @dataclass(frozen=True)

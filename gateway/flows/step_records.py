@@ -29,7 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps
-from gateway.storage.statements import Sql, Statement
+from gateway.storage.statements import Sql
+from gateway.storage.typed_statement import Statement
 
 # The states a step does not leave again unless a review resets it.
 SETTLED = ("completed", "failed", "skipped", "not_needed")

@@ -14,9 +14,10 @@ written out once, named ``:binds``) and hands it to its `StatementRunner`:
 * PostgreSQL (and an in-memory SQLite database, which a connection of the
   runner's own would not see): through the app's engine (`run_sync`).
 
-Values are written and read as the engine's column types would (`Statement`
-names the table whose columns type its binds and results), so rows written
-here and through SQLAlchemy read the same either way.
+Values are written and read as the engine's column types would
+(`gateway.storage.typed_statement.Statement` names the table whose columns
+type its binds and results), so rows written here and through SQLAlchemy
+read the same either way.
 
 Durability: on SQLite these transactions commit without waiting for the disk
 (`synchronous=NORMAL` in WAL mode on the runner's connections). The wait was
@@ -31,20 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import JSON, Connection, DateTime, Table, TextClause, bindparam, column, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.sqlite_checkpoints import checkpointed_here
 from gateway.storage.sqlite_gate import gate_for
+from gateway.storage.typed_statement import Statement
 
 T = TypeVar("T")
 _BUSY_SECONDS = 15
@@ -316,83 +315,3 @@ class _Alchemy:
     def typed_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             self._connection.execute(statement.clause, [dict(p) for p in rows])
-
-
-class Statement:
-    """One statement on one table, its binds and result columns typed by the
-    table's columns (a bind or result named as a column takes its type), so
-    a JSON or timestamp value is written and read as SQLAlchemy would.
-
-    A statement that returns no rows answers ``[{"rowcount": n}]``."""
-
-    def __init__(self, table: Table, sql: str, *, for_update: bool = False) -> None:
-        self.sql = " ".join(sql.split())
-        columns = table.c
-        binds = dict.fromkeys(_BIND.findall(self.sql))
-        typed = [bindparam(name, type_=columns[name].type) for name in binds if name in columns]
-        selected = _selected(self.sql)
-
-        def clause_of(sql: str) -> Any:
-            clause: Any = text(sql).bindparams(*typed)
-            if selected:
-                clause = clause.columns(
-                    *(columns[n] if n in columns else column(n) for n in selected)
-                )
-            return clause
-
-        self.clause = clause_of(self.sql)
-        # ``for_update``: a read of the rows the operation goes on to write.
-        # On PostgreSQL they are locked until it commits (read committed would
-        # let two writers each change what they read, the later undoing the
-        # earlier); SQLite's runners hold the write lock for the whole
-        # operation already (`BEGIN IMMEDIATE`, or one in-memory connection).
-        self.locking_clause = clause_of(self.sql + " FOR UPDATE") if for_update else None
-        self._json_binds = frozenset(n for n in binds if n in columns and _is_json(columns[n]))
-        self._json_out = frozenset(c.name for c in columns if _is_json(c))
-        self._time_out = frozenset(c.name for c in columns if isinstance(c.type, DateTime))
-
-    def sqlite_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """As SQLAlchemy's SQLite dialect writes them: JSON as its text (None
-        as ``null``, `JSON.none_as_null` being off), a timestamp as
-        ``YYYY-MM-DD HH:MM:SS.ffffff`` (the zone dropped: every time the
-        gateway writes is UTC)."""
-        out: dict[str, Any] = {}
-        for name, value in params.items():
-            if name in self._json_binds:
-                value = json.dumps(value)
-            elif isinstance(value, datetime):
-                value = value.strftime(_SQLITE_TIME)
-            out[name] = value
-        return out
-
-    def sqlite_row(self, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, value in zip(names, row, strict=True):
-            if isinstance(value, str) and name in self._json_out:
-                # A JSON column has NUMERIC affinity in SQLite: a number was
-                # stored as one, and comes back as one, as SQLAlchemy reads it.
-                value = json.loads(value)
-            elif value is not None and name in self._time_out:
-                value = datetime.fromisoformat(value)
-            out[name] = value
-        return out
-
-
-_BIND = re.compile(r"(?<![:\w]):(\w+)")
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def _is_json(col: Any) -> bool:
-    return isinstance(col.type, JSON)
-
-
-def _selected(sql: str) -> list[str]:
-    """The result columns' names: a SELECT's list, or what RETURNING names."""
-    upper = sql.upper()
-    if upper.startswith("SELECT "):
-        listed = sql[7 : upper.index(" FROM ")]
-    elif " RETURNING " in upper:
-        listed = sql[upper.index(" RETURNING ") + 11 :]
-    else:
-        return []
-    return [part.strip().split(" ")[-1].split(".")[-1] for part in listed.split(",")]

@@ -24,7 +24,8 @@ from gateway.storage.db import create_engine
 from gateway.storage.flow_tables import flow_steps
 from gateway.storage.outages import outage_of
 from gateway.storage.sqlite_gate import gate_for
-from gateway.storage.statements import Sql, Statement, statement_runner
+from gateway.storage.statements import Sql, statement_runner
+from gateway.storage.typed_statement import Statement
 from tests.support.databases import coordination_backend
 
 REDIS = "redis://127.0.0.1:1"  # unused: no Redis backend here

@@ -32,9 +32,13 @@ class DurationCap:
         self._deadline = self._loop.time() + seconds
         self._waiting: asyncio.Task[object] | None = None
         self._cancelled: asyncio.Task[object] | None = None  # the task the timer cancelled
+        # Set when the timer fires: uvloop rounds a timer to the millisecond,
+        # so it may fire a little before `loop.time()` reaches the deadline.
+        self._expired = False
         self._timer = self._loop.call_at(self._deadline, self._expire)
 
     def _expire(self) -> None:
+        self._expired = True
         task = self._waiting
         if task is not None and not task.done():
             self._cancelled = task
@@ -42,7 +46,7 @@ class DurationCap:
 
     async def next(self, stream: AsyncIterator[T]) -> T:
         """The stream's next item (`StopAsyncIteration` at its end)."""
-        if self._loop.time() >= self._deadline:
+        if self._expired or self._loop.time() >= self._deadline:
             raise TimeoutError
         task = asyncio.current_task(self._loop)  # (the loop given: no lookup of it)
         assert task is not None

@@ -9,9 +9,10 @@ import random
 from typing import Any
 
 import pytest
-from a2a.types import SendMessageRequest, Task
+from a2a.types import SendMessageRequest, SendMessageResponse, StreamResponse, Task
 from a2a.utils.proto_utils import validate_proto_required_fields
 from google.protobuf.json_format import Parse, ParseDict, ParseError
+from google.protobuf.message import Message
 
 from adapters.a2a_plain_parse import plain_parse, plain_parse_text, required_present
 
@@ -155,6 +156,77 @@ def test_a_plain_reading_is_protobufs_own_or_none() -> None:
     # Neither side vacuous: plenty of each.
     assert plain > DOCUMENTS // 8 and declined > DOCUMENTS // 8, (plain, declined)
     assert present > DOCUMENTS // 20, present
+
+
+def _stamp(rng: random.Random) -> Any:
+    return rng.choice(
+        ["2026-11-30T06:00:00Z", "2026-11-30T06:00:00.5+01:00", "2026-11-30T06:00:00", "x", 5]
+    )
+
+
+def _task(rng: random.Random) -> Any:
+    task: dict[str, Any] = {"id": _text(rng)}
+    if rng.random() < 0.8:
+        task[_pick(rng, "contextId", "context_id")] = _text(rng)
+    if rng.random() < 0.9:
+        status: dict[str, Any] = {
+            "state": rng.choice(["TASK_STATE_COMPLETED", "TASK_STATE_WORKING"] * 3 + [7, "DONE"])
+        }
+        if rng.random() < 0.5:
+            status["timestamp"] = _stamp(rng)
+        if rng.random() < 0.2:
+            status["message"] = _message(rng)
+        task["status"] = status
+    if rng.random() < 0.5:
+        task["artifacts"] = [
+            {"artifactId": _text(rng), "parts": [_part(rng)]} for _ in range(rng.randrange(3))
+        ]
+    if rng.random() < 0.3:
+        task["history"] = [_message(rng) for _ in range(rng.randrange(3))]
+    if rng.random() < 0.2:
+        task["metadata"] = _json(rng, 0)
+    return task
+
+
+def _answer(rng: random.Random) -> tuple[type[Message], Any]:
+    """An agent's answer: a task or message, or a stream event."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return Task, _task(rng)
+    if kind == 1:
+        member = rng.choice(["task", "message", "task"])
+        value = _task(rng) if member == "task" else _message(rng)
+        extra = {"message": _message(rng)} if rng.random() < 0.05 else {}  # both: a oneof
+        return SendMessageResponse, {member: value, **extra}
+    update: dict[str, Any] = {"taskId": _text(rng), "contextId": _text(rng)}
+    if kind == 2:
+        update["status"] = {"state": "TASK_STATE_WORKING", "timestamp": _stamp(rng)}
+        return StreamResponse, {"statusUpdate": update}
+    update["artifact"] = {"artifactId": "a", "parts": [_part(rng)]}
+    update[rng.choice(["append", "lastChunk"])] = rng.choice([True, False, "yes"])
+    return StreamResponse, {"artifactUpdate": update}
+
+
+def test_an_answer_is_read_as_protobuf_reads_it_or_declined() -> None:
+    rng = random.Random(30112026)
+    plain = declined = 0
+    for _ in range(DOCUMENTS):
+        kind, document = _answer(rng)
+        ours = kind()
+        try:
+            reference: Message | None = ParseDict(document, kind(), ignore_unknown_fields=True)
+        except Exception:
+            reference = None
+        if plain_parse(document, ours):
+            plain += 1
+            assert reference is not None, document
+            assert ours.SerializeToString(deterministic=True) == reference.SerializeToString(
+                deterministic=True
+            ), document
+        else:
+            declined += 1
+            assert ours == kind()
+    assert plain > DOCUMENTS // 8 and declined > DOCUMENTS // 8, (plain, declined)
 
 
 @pytest.mark.parametrize(

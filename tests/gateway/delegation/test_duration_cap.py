@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -99,7 +100,7 @@ async def test_a_callers_cancel_after_the_caps_is_a_cancel() -> None:
     assert task.cancelled()
 
 
-async def test_a_callers_cancel_before_the_cap_is_a_cancel() -> None:
+async def test_a_callers_cancel_is_a_cancel() -> None:
     upstream = Upstream(0)
     cap = DurationCap(5)
     task = asyncio.create_task(cap.next(upstream))
@@ -111,11 +112,50 @@ async def test_a_callers_cancel_before_the_cap_is_a_cancel() -> None:
     cap.close()
 
 
-async def test_a_closed_cap_cancels_nothing_later() -> None:
+class Stubborn:
+    """An upstream that swallows the cap's cancel of its wait and answers anyway."""
+
+    def __aiter__(self) -> AsyncIterator[int]:
+        return self
+
+    async def __anext__(self) -> int:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        return 7
+
+
+async def test_an_item_after_the_caps_cancel_leaves_no_cancel_behind() -> None:
     cap = DurationCap(0.02)
-    upstream = Upstream(1)
-    assert await cap.next(upstream) == 1
-    cap.close()
-    await asyncio.sleep(0.05)  # past the cap, nothing cancels this task
+    assert await cap.next(Stubborn()) == 7
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # not cancelled later either
+    with pytest.raises(TimeoutError):
+        await cap.next(Stubborn())
+    cap.close()
+
+
+async def _a_cap_fired_while_the_reader_was_busy() -> None:
+    upstream = Upstream(1)
+    cap = DurationCap(0.0104)
+    assert await cap.next(upstream) == 1
+    await asyncio.sleep(0.010)  # busy with the item while the cap's timer fires
+    try:
+        # Without the fired flag the cap is lost on uvloop (its timers are
+        # rounded to the millisecond and may fire before the deadline):
+        # this wait would then go on until wait_for's own 5 s.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(cap.next(upstream), 5)
+        assert upstream.reads == 1  # refused at once, not after a wait
+    finally:
+        cap.close()
+
+
+def test_a_cap_that_fired_early_still_stops_the_next_wait_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")  # what uvicorn runs the gateway on
+
+    async def often() -> None:
+        for _ in range(10):
+            await _a_cap_fired_while_the_reader_was_busy()
+
+    uvloop.run(often())

@@ -120,10 +120,12 @@ class VendorExecution:
             runner = self._run().runner
             if not await _outlasting(lambda: runner.holds(spec)):
                 raise RunLost(spec.task_id)
-        call = await self._run().vendors.call_for(spec.agent_id)
+        # Read through an outage as `holds` is: the run is under way (its
+        # "working" is out) and a database away for a while must not fail it.
+        call = await _outlasting(lambda: self._run().vendors.call_for(spec.agent_id))
         if call is None:
             raise AdapterError(f"agent {spec.agent_id} is no longer registered")
-        return grant, call, await _call_token(parts, call, grant)
+        return grant, call, await _outlasting(lambda: _call_token(parts, call, grant))
 
 
 async def _task_of(parts: FrontDoorParts, spec: RunSpec) -> Task:

@@ -241,8 +241,13 @@ def _plain_json(value: Any, depth: int) -> bool:
     return value is None or isinstance(value, str | bool | int)
 
 
-# Per message type: (required fields, message fields to look into).
-_REQUIRED: dict[str, tuple[list[FieldDescriptor], list[FieldDescriptor]]] = {}
+# Per message type: its required fields, and the message fields to look
+# into -- singular, repeated, maps -- sorted once (asking a field for its
+# options on every call is what made the SDK's check slow).
+_RequiredPlan = tuple[
+    list[FieldDescriptor], list[FieldDescriptor], list[FieldDescriptor], list[FieldDescriptor]
+]
+_REQUIRED: dict[str, _RequiredPlan] = {}
 
 
 def required_present(message: Message) -> bool:
@@ -252,7 +257,7 @@ def required_present(message: Message) -> bool:
     plan = _REQUIRED.get(descriptor.full_name)
     if plan is None:
         plan = _REQUIRED[descriptor.full_name] = _required_plan(descriptor)
-    required, nested = plan
+    required, singular, repeated, maps = plan
     for field in required:
         value = getattr(message, field.name)
         if field.is_repeated:
@@ -263,24 +268,26 @@ def required_present(message: Message) -> bool:
                 return False
         elif value == field.default_value:
             return False
-    for field in nested:
-        if field.is_repeated:
-            if field.message_type.GetOptions().map_entry:
-                values = getattr(message, field.name).values()
-                if not all(required_present(v) for v in values if isinstance(v, Message)):
-                    return False
-            elif not all(required_present(item) for item in getattr(message, field.name)):
-                return False
-        elif message.HasField(field.name) and not required_present(getattr(message, field.name)):
+    for field in singular:
+        if message.HasField(field.name) and not required_present(getattr(message, field.name)):
+            return False
+    for field in repeated:
+        if not all(required_present(item) for item in getattr(message, field.name)):
+            return False
+    for field in maps:
+        values = getattr(message, field.name).values()
+        if not all(required_present(v) for v in values if isinstance(v, Message)):
             return False
     return True
 
 
-def _required_plan(descriptor: Descriptor) -> tuple[list[FieldDescriptor], list[FieldDescriptor]]:
+def _required_plan(descriptor: Descriptor) -> _RequiredPlan:
+    fields = descriptor.fields
     required = [
-        field
-        for field in descriptor.fields
-        if FieldBehavior.REQUIRED in field.GetOptions().Extensions[field_behavior]
+        f for f in fields if FieldBehavior.REQUIRED in f.GetOptions().Extensions[field_behavior]
     ]
-    nested = [field for field in descriptor.fields if field.type == FieldDescriptor.TYPE_MESSAGE]
-    return required, nested
+    nested = [f for f in fields if f.type == FieldDescriptor.TYPE_MESSAGE]
+    maps = [f for f in nested if f.is_repeated and f.message_type.GetOptions().map_entry]
+    repeated = [f for f in nested if f.is_repeated and f not in maps]
+    singular = [f for f in nested if not f.is_repeated]
+    return required, singular, repeated, maps

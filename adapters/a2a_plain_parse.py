@@ -7,7 +7,8 @@ for its options on every call -- and together they cost more than a tenth of
 what the door spends on a call. Here a per-type plan, made once, does the
 same for the documents callers send:
 
-* `plain_parse` fills the message from a document made only of the members
+* `plain_parse` fills the message from a document (or its JSON text, read
+  as `Parse` reads it) made only of the members
   its fields name (either spelling, as `ParseDict` reads them), with values
   of the type ProtoJSON requires: strings, flags, enum names, 32-bit
   integers, messages, lists of them, timestamps, and `Struct` user data
@@ -48,26 +49,21 @@ Fill = Callable[[Message, FieldDescriptor, Any, int], None]
 _PLANS: dict[str, dict[str, tuple[FieldDescriptor, Fill]]] = {}
 
 
-def plain_parse(document: Any, message: Message) -> bool:
-    """Fill the empty ``message`` from ``document`` as `ParseDict` would;
-    False (``message`` left empty) when the document is not plain."""
+def plain_parse(data: Any, message: Message) -> bool:
+    """Fill the empty ``message`` from ``data`` as `ParseDict` would (or, for
+    JSON text, as `Parse` would: UTF-8, a member given twice refused); False
+    (``message`` left empty) when the document is not plain."""
     try:
-        _fill(document, message, 0)
-    except Exception:  # _Unplain, or a value protobuf refuses: its parser says why
+        if isinstance(data, str | bytes):
+            data = json.loads(
+                data if isinstance(data, str) else data.decode("utf-8"),
+                object_pairs_hook=unique_members,
+            )
+        _fill(data, message, 0)
+    except Exception:  # _Unplain, or what protobuf refuses: its parser says why
         message.Clear()
         return False
     return True
-
-
-def plain_parse_text(text: bytes | str, message: Message) -> bool:
-    """As `plain_parse`, for `Parse(text, message, ignore_unknown_fields=True)`:
-    the text read as `Parse` reads it (UTF-8; a member given twice refused)."""
-    try:
-        decoded = text if isinstance(text, str) else text.decode("utf-8")
-        document = json.loads(decoded, object_pairs_hook=unique_members)
-    except Exception:  # not UTF-8, not JSON, a member twice: Parse says why
-        return False
-    return plain_parse(document, message)
 
 
 def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from google.protobuf.json_format import ParseError
 from google.protobuf.message import Message
 
 from adapters.a2a_common_events import common_event
-from adapters.a2a_plain_parse import plain_parse, plain_parse_text
+from adapters.a2a_plain_parse import plain_parse
 from adapters.a2a_v03_events import read_0_3_event
 
 M = TypeVar("M", bound=Message)
@@ -53,7 +53,7 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
         if common is not None:
             message.CopyFrom(common)
             return message
-    if not message.ListFields() and _plain(data, message):
+    if not message.ListFields() and plain_parse(data, message):
         return _event_of_0_3(data, message)
     try:
         parsed = parse_lenient(data, message)
@@ -70,13 +70,6 @@ def parse_tolerant(data: dict[str, Any] | str | bytes, message: M) -> M:
         message.Clear()  # the failed parse may have filled part of it
         return parse_lenient(repaired, message)
     return _event_of_0_3(data, parsed)
-
-
-def _plain(data: dict[str, Any] | str | bytes, message: Message) -> bool:
-    """A plain answer read as the lenient parse reads it (`plain_parse`)."""
-    if isinstance(data, str | bytes):
-        return plain_parse_text(data, message)
-    return plain_parse(data, message)
 
 
 def _event_of_0_3(data: dict[str, Any] | str | bytes, parsed: M) -> M:

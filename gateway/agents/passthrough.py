@@ -66,7 +66,7 @@ from google.protobuf.json_format import Parse, ParseDict
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.a2a_plain_parse import plain_parse, plain_parse_text, required_present
+from adapters.a2a_plain_parse import plain_parse, required_present
 from adapters.operations import Operation
 from gateway.agents.admission import Admission
 from gateway.agents.handler import AgentHandler
@@ -142,7 +142,7 @@ class PassThrough:
             return None
         params = SendMessageRequest()
         body = await request.body()
-        if not plain_parse_text(body, params):
+        if not plain_parse(body, params):
             try:
                 Parse(body, params, ignore_unknown_fields=True)
             except Exception:  # the SDK path answers it in the binding's words

@@ -14,7 +14,7 @@ from a2a.utils.proto_utils import validate_proto_required_fields
 from google.protobuf.json_format import Parse, ParseDict, ParseError
 from google.protobuf.message import Message
 
-from adapters.a2a_plain_parse import plain_parse, plain_parse_text, required_present
+from adapters.a2a_plain_parse import plain_parse, required_present
 
 DOCUMENTS = 4000
 
@@ -312,7 +312,7 @@ def test_a_timestamp_is_read_as_protobuf_reads_it_or_declined(stamp: Any) -> Non
 def test_a_text_is_read_as_protobufs_parse_reads_it() -> None:
     text = '{"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "日本"}]}}'
     message = SendMessageRequest()
-    assert plain_parse_text(text.encode(), message)
+    assert plain_parse(text.encode(), message)
     assert message == Parse(text, SendMessageRequest())
     refused = [
         b'{"message": {"messageId": "m", "messageId": "n"}}',  # Parse: duplicate key
@@ -320,6 +320,6 @@ def test_a_text_is_read_as_protobufs_parse_reads_it() -> None:
         b'{"message": ',
     ]
     for body in refused:
-        assert not plain_parse_text(body, SendMessageRequest())
+        assert not plain_parse(body, SendMessageRequest())
         with pytest.raises((ParseError, UnicodeDecodeError)):
             Parse(body, SendMessageRequest())

@@ -6,7 +6,7 @@ member the plain reading must leave to protobuf."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from a2a.types import SendMessageRequest, SendMessageResponse, StreamResponse, Task
@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from adapters.a2a_plain_parse import plain_parse, required_present
 
 DOCUMENTS = 4000
+M = TypeVar("M", bound=Message)
 
 
 def _json(rng: random.Random, depth: int) -> Any:
@@ -114,14 +115,26 @@ def _request(rng: random.Random) -> Any:
     return request
 
 
-def _reference(document: Any) -> SendMessageRequest | None:
+def _reference(kind: type[M], document: Any) -> M | None:
     try:
-        parsed: SendMessageRequest = ParseDict(
-            document, SendMessageRequest(), ignore_unknown_fields=True
-        )
+        parsed: M = ParseDict(document, kind(), ignore_unknown_fields=True)
     except Exception:
         return None
     return parsed
+
+
+def _read_alike(kind: type[M], document: Any, reference: M | None) -> bool:
+    """Whether the plain reading took ``document``; asserts that what it took
+    is protobuf's own reading and what it declined it left empty."""
+    ours = kind()
+    if not plain_parse(document, ours):
+        assert ours == kind(), document  # left empty
+        return False
+    assert reference is not None, document
+    # Serialized: presence of an empty message counts too.
+    serialized = ours.SerializeToString(deterministic=True)
+    assert serialized == reference.SerializeToString(deterministic=True), document
+    return True
 
 
 def _sdk_finds_all(message: SendMessageRequest) -> bool:
@@ -137,18 +150,11 @@ def test_a_plain_reading_is_protobufs_own_or_none() -> None:
     plain = declined = present = 0
     for _ in range(DOCUMENTS):
         document = _request(rng)
-        ours = SendMessageRequest()
-        reference = _reference(document)
-        if plain_parse(document, ours):
+        reference = _reference(SendMessageRequest, document)
+        if _read_alike(SendMessageRequest, document, reference):
             plain += 1
-            assert reference is not None, document
-            # Serialized: presence of an empty message counts too.
-            assert ours.SerializeToString(deterministic=True) == reference.SerializeToString(
-                deterministic=True
-            ), document
         else:
             declined += 1
-            assert ours == SendMessageRequest()  # left empty
         if reference is not None:
             said = required_present(reference)
             assert said == _sdk_finds_all(reference), document
@@ -212,20 +218,10 @@ def test_an_answer_is_read_as_protobuf_reads_it_or_declined() -> None:
     plain = declined = 0
     for _ in range(DOCUMENTS):
         kind, document = _answer(rng)
-        ours = kind()
-        try:
-            reference: Message | None = ParseDict(document, kind(), ignore_unknown_fields=True)
-        except Exception:
-            reference = None
-        if plain_parse(document, ours):
+        if _read_alike(kind, document, _reference(kind, document)):
             plain += 1
-            assert reference is not None, document
-            assert ours.SerializeToString(deterministic=True) == reference.SerializeToString(
-                deterministic=True
-            ), document
         else:
             declined += 1
-            assert ours == kind()
     assert plain > DOCUMENTS // 8 and declined > DOCUMENTS // 8, (plain, declined)
 
 

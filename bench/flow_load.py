@@ -2,6 +2,7 @@
 
     python -m bench.flow_load                         # 1,000 runs on SQLite
     python -m bench.flow_load --runs 1000 --database-url postgresql://127.0.0.1:5432/DB
+                                                # a throwaway database on that server
     python -m bench.flow_load --workers 2             # `serve --workers 2`
 
 A gateway process (`switchboard serve --dev`) and the sales desk (an A2A
@@ -49,6 +50,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from bench import ports
 from bench.flows import cpu_seconds
+from bench.scale import database
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from gateway.demo.servers import Server, bound_socket
@@ -210,7 +212,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server: the run gets a database of its own there, dropped "
+        "afterwards (default: SQLite in a temp dir)",
+    )
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
     parser.add_argument(
@@ -224,13 +231,21 @@ def main() -> None:
     desk = SalesDesk()
     sales = Server("sales desk", bound_socket(port=ports.from_range() or 0))
     sales.start(sales_desk_app(sales.url, desk))
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-load-") as temp:
+    with contextlib.ExitStack() as stack:
+        temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="switchboard-bench-load-"))
+        # A run of its own on PostgreSQL: a second run on one database would
+        # meet the first's agents, flows and runs.
+        url = (
+            stack.enter_context(database(args.database_url, Path(temp), "flow_load"))
+            if args.database_url
+            else None
+        )
         policy = Path(temp) / "policy.yaml"
         policy.write_text(POLICY)
         gateway = GatewayProcess(
             Path(temp) / "gw",
             policy_file=policy,
-            database_url=args.database_url,
+            database_url=url,
             workers=args.workers,
             port=ports.from_range(),
         )

@@ -64,8 +64,15 @@ async def test_a_connection_back_within_the_window_is_not_pinged(
     try:
         pid = await _backend_of_a_pooled_connection(engine)
         await _end(postgres_url, pid)
-        with pytest.raises(DBAPIError) as failed:
-            async with engine.connect() as conn:
+        async with engine.connect() as conn:
+            # The driver has seen the close (not a race with the server's socket).
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            for _ in range(500):
+                if driver.is_closed():
+                    break
+                await asyncio.sleep(0.01)
+            with pytest.raises(DBAPIError) as failed:
                 await conn.execute(text("SELECT 1"))
         assert failed.value.connection_invalidated
         async with engine.connect() as conn:

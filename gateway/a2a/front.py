@@ -58,6 +58,7 @@ from gateway.a2a.responses import (
     parse_jsonrpc_body,
     request_id_of,
     rest_refusal,
+    with_null_result,
     with_parsed_body,
 )
 from gateway.a2a.versions import version_of
@@ -328,6 +329,8 @@ class A2AFrontDoor:
             token = current_note.set(note)
             try:
                 response = await endpoint(request, *held)
+                if jsonrpc:
+                    response = with_null_result(request, response)
             except Exception as exc:
                 outage = outage_of(exc)
                 if outage is None:

@@ -267,3 +267,30 @@ def denial_response(denied: DelegationDenied, refuse: Callable[..., T]) -> T:
             headers={"Retry-After": str(denied.retry_after)},
         )
     return refuse(403, said, {"reasons": reasons})
+
+
+# A2A 0.3 methods whose success is `"result": null`. The a2a-sdk's 0.3
+# adapter dumps its answer with pydantic's `exclude_none`, which drops that
+# member: `{"jsonrpc": "2.0", "id": 1}` answers nothing (JSON-RPC 2.0 §5,
+# "result: This member is REQUIRED on success").
+_NULL_RESULT_METHODS = frozenset({"tasks/pushNotificationConfig/delete"})
+
+
+def with_null_result(request: Request, response: Response) -> Response:
+    """``response`` to a parsed JSON-RPC request (`parse_jsonrpc_body`) of a
+    `_NULL_RESULT_METHODS` method, its `"result": null` put back where the
+    SDK left it out; any other answer as it is (not read: no cost)."""
+    body = jsonrpc_body(request)
+    if not (
+        isinstance(body, dict)
+        and body.get("method") in _NULL_RESULT_METHODS
+        and isinstance(response, JSONResponse)
+        and response.status_code == 200
+    ):
+        return response
+    message = json.loads(bytes(response.body))
+    if not isinstance(message, dict) or "result" in message or "error" in message:
+        return response
+    written_again = ("content-length", "content-type")
+    kept = {k: v for k, v in response.headers.items() if k not in written_again}
+    return JSONResponse({**message, "result": None}, headers=kept)

@@ -640,6 +640,40 @@ async def test_the_gateway_describes_itself_and_lists_usable_skills(front: Front
 # Push notifications --------------------------------------------------------------------
 
 
+async def test_a_v03_push_config_delete_answers_with_a_null_result(front: Front) -> None:
+    """JSON-RPC 2.0 §5: a success carries `result`, null for this 0.3 method
+    (the SDK's 0.3 adapter left it out: an answer with neither result nor error)."""
+    hook = webhook()
+    try:
+        async with front.transport("worker") as alice:
+            request = message("slow 0.6")
+            request.configuration.return_immediately = True
+            task = (await alice.send_message(request)).task
+            created = await alice.create_task_push_notification_config(
+                TaskPushNotificationConfig(task_id=task.id, url=hook.url)
+            )
+            async with httpx.AsyncClient(timeout=30, verify=client_tls()) as http:
+                answer = await http.post(
+                    front.agent_url("worker"),
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 7,
+                        "method": "tasks/pushNotificationConfig/delete",
+                        "params": {"id": task.id, "pushNotificationConfigId": created.id},
+                    },
+                    headers={"Authorization": f"Bearer {front.token()}"},
+                )
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"jsonrpc": "2.0", "id": 7, "result": None}
+            assert int(answer.headers["content-length"]) == len(answer.content)
+            after = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task.id)
+            )
+            assert not after.configs
+    finally:
+        hook.server.stop()
+
+
 async def test_push_notifications_are_relayed_to_the_clients_webhook(front: Front) -> None:
     hook = webhook()
     try:

@@ -54,7 +54,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             assert admin.post("/agents", json=body).status_code == 201
         yield Deployment(gateway, worker, seen)
     finally:
-        stop_all(gateway.server, worker)
+        # The gateway first, then the agent it calls and checks every second
+        # (as `flow_setup`: a client still holding a request to a server that
+        # stops meanwhile once kept a thread past its join).
+        gateway.server.stop()
+        worker.stop()
 
 
 @pytest.fixture(scope="package")

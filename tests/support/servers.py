@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import io
 import itertools
 import os
 import random
@@ -198,14 +199,42 @@ class ServerThread:
         self._thread.join(timeout=15)
         for sock in self.sockets:
             sock.close()
-        assert not self._thread.is_alive(), "server thread did not stop; it is at:\n" + "".join(
+        assert not self._thread.is_alive(), (
             # Where it hangs (a lifespan shutdown waiting on something), so
-            # a rare hang says its cause the first time it is seen.
-            traceback.format_stack(sys._current_frames().get(self._thread.ident or 0))
-            if self._thread.ident in sys._current_frames()
-            else ["(no frame)"]
+            # a rare hang says its cause the first time it is seen: the
+            # thread (usually idle in its loop's select) and what the loop's
+            # tasks wait for.
+            f"server thread of {self.url} did not stop; it is at:\n"
+            + "".join(
+                traceback.format_stack(sys._current_frames().get(self._thread.ident or 0))
+                if self._thread.ident in sys._current_frames()
+                else ["(no frame)"]
+            )
+            + "its loop's tasks:\n"
+            + self._pending_tasks()
         )
         assert self._error is None, f"server crashed: {self._error!r}"
+
+    def _pending_tasks(self) -> str:
+        """The server loop's tasks and where each waits, asked of the loop itself."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return "(no loop)\n"
+        found: list[str] = []
+        answered = threading.Event()
+
+        def collect() -> None:
+            for task in asyncio.all_tasks(loop):
+                stack = io.StringIO()
+                task.print_stack(limit=12, file=stack)
+                found.append(stack.getvalue())
+            answered.set()
+
+        try:
+            loop.call_soon_threadsafe(collect)
+        except RuntimeError:
+            return "(the loop closed)\n"
+        return "".join(found) if answered.wait(5) else "(the loop did not answer)\n"
 
     def __enter__(self) -> ServerThread:
         return self.start()

@@ -61,6 +61,7 @@ def create_engine(url: str) -> AsyncEngine:
 # A pooled connection back within this long proved itself by its last use;
 # one that sat longer is pinged before it is handed out (see below).
 PING_IDLE_SECONDS = 0.5
+_RETURNED = "switchboard_returned"  # its key in the pool record's ``info``: when it came back
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -95,9 +96,6 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise InvalidatePoolError("a pooled connection did not answer a ping") from error
         if not alive:
             raise InvalidatePoolError("a pooled connection did not answer a ping")
-
-
-_RETURNED = "switchboard_returned"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

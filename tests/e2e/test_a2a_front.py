@@ -198,6 +198,13 @@ def message(text: str, **ids: str) -> SendMessageRequest:
     return SendMessageRequest(message=msg)
 
 
+async def started(transport: ClientTransport, text: str) -> Task:
+    """The task of ``text`` sent with `return_immediately`: still under way."""
+    request = message(text)
+    request.configuration.return_immediately = True
+    return (await transport.send_message(request)).task
+
+
 async def collect(stream: AsyncIterator[StreamResponse]) -> list[StreamResponse]:
     return [event async for event in stream]
 
@@ -465,19 +472,15 @@ async def test_streaming_passes_events_through(front: Front) -> None:
 
 async def test_return_immediately_then_poll_cancel_and_resubscribe(front: Front) -> None:
     async with front.transport("worker") as transport:
-        request = message("slow 10")
-        request.configuration.return_immediately = True
-        started = (await transport.send_message(request)).task
-        assert started.status.state in (
+        first = await started(transport, "slow 10")
+        assert first.status.state in (
             TaskState.TASK_STATE_SUBMITTED,
             TaskState.TASK_STATE_WORKING,
         )
-        canceled = await transport.cancel_task(CancelTaskRequest(id=started.id))
+        canceled = await transport.cancel_task(CancelTaskRequest(id=first.id))
         assert canceled.status.state == TaskState.TASK_STATE_CANCELED
 
-        request = message("slow 0.5")
-        request.configuration.return_immediately = True
-        running = (await transport.send_message(request)).task
+        running = await started(transport, "slow 0.5")
         events = await collect(transport.subscribe(SubscribeToTaskRequest(id=running.id)))
     assert events[-1].status_update.status.state == DONE
     assert {e.status_update.task_id for e in events if e.HasField("status_update")} == {running.id}
@@ -642,27 +645,35 @@ async def test_the_gateway_describes_itself_and_lists_usable_skills(front: Front
 
 async def test_a_v03_push_config_delete_answers_with_a_null_result(front: Front) -> None:
     """JSON-RPC 2.0 §5: a success carries `result`, null for this 0.3 method
-    (the SDK's 0.3 adapter left it out: an answer with neither result nor error)."""
+    (the SDK's 0.3 adapter left it out: an answer with neither result nor error).
+    Someone else's delete stays an error, and deletes nothing."""
     hook = webhook()
     try:
         async with front.transport("worker") as alice:
-            request = message("slow 0.6")
-            request.configuration.return_immediately = True
-            task = (await alice.send_message(request)).task
+            task = await started(alice, "slow 0.6")
             created = await alice.create_task_push_notification_config(
                 TaskPushNotificationConfig(task_id=task.id, url=hook.url)
             )
+            body = {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tasks/pushNotificationConfig/delete",
+                "params": {"id": task.id, "pushNotificationConfigId": created.id},
+            }
             async with httpx.AsyncClient(timeout=30, verify=client_tls()) as http:
-                answer = await http.post(
-                    front.agent_url("worker"),
-                    json={
-                        "jsonrpc": "2.0",
-                        "id": 7,
-                        "method": "tasks/pushNotificationConfig/delete",
-                        "params": {"id": task.id, "pushNotificationConfigId": created.id},
-                    },
-                    headers={"Authorization": f"Bearer {front.token()}"},
+                url = front.agent_url("worker")
+                bobs = await http.post(
+                    url, json=body, headers={"Authorization": f"Bearer {front.token(OTHER)}"}
                 )
+                kept = await alice.list_task_push_notification_configs(
+                    ListTaskPushNotificationConfigsRequest(task_id=task.id)
+                )
+                answer = await http.post(
+                    url, json=body, headers={"Authorization": f"Bearer {front.token()}"}
+                )
+            assert "result" not in bobs.json(), bobs.text
+            assert bobs.json()["error"]["code"] == -32001  # task not found
+            assert [c.id for c in kept.configs] == [created.id]
             assert answer.status_code == 200, answer.text
             assert answer.json() == {"jsonrpc": "2.0", "id": 7, "result": None}
             assert int(answer.headers["content-length"]) == len(answer.content)
@@ -678,9 +689,7 @@ async def test_push_notifications_are_relayed_to_the_clients_webhook(front: Fron
     hook = webhook()
     try:
         async with front.transport("worker") as alice:
-            request = message("slow 0.6")
-            request.configuration.return_immediately = True
-            task = (await alice.send_message(request)).task
+            task = await started(alice, "slow 0.6")
             config = TaskPushNotificationConfig(
                 task_id=task.id, url=hook.url, token="the-clients-own-token"
             )

@@ -123,13 +123,18 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def spawn(
-    argv: list[str], port: int, timeout: float = 30.0, cwd: str | Path = REPO
+    argv: list[str],
+    port: int,
+    timeout: float = 30.0,
+    cwd: str | Path = REPO,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a server process (in ``cwd``) and return once its port accepts connections."""
+    """Start a server process (in ``cwd``, with ``env``: default this process's
+    environment) and return once its port accepts connections."""
     # stderr to a file, not a pipe: nobody reads a pipe while the load runs,
     # and a server that logged a pipe's worth would block mid-measurement.
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -6,6 +6,7 @@
     python -m bench.a2a_gateway --tracing       # + the gateway exporting OTLP traces
     python -m bench.a2a_gateway --streamed      # SendStreamingMessage: 1, 4, 16 events
     python -m bench.a2a_gateway --streamed --gateway-tree ../main   # another tree's gateway
+    python -m bench.a2a_gateway --database-url postgresql://postgres@127.0.0.1:5432/test
 
 The harness is `bench.a2a_forwarding` (same agent, load generator, CPU
 pinning and table); this adds the `gateway` leg: `switchboard serve --dev`
@@ -23,11 +24,14 @@ CPU per call for `SendMessage` and `SendStreamingMessage` to an agent that
 streams N events, and the cost of each event as a slope.
 `--gateway-tree DIR` runs the gateway of another checkout (its own
 `.venv`), so that a before/after pair is measured by the same bench in the
-same hour.
+same hour. `--database-url URL` runs the gateway on PostgreSQL: a throwaway
+database on the server the URL names, created for each gateway started and
+dropped after it (default: a SQLite file in the gateway's data directory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
 import os
@@ -42,6 +46,7 @@ from urllib.parse import urlsplit
 
 from bench import a2a_forwarding as harness
 from bench import ports
+from bench.fresh_db import fresh_database
 
 GATEWAY = "gateway"
 TRACED = "gateway-traced"
@@ -49,6 +54,9 @@ TRACED = "gateway-traced"
 
 # The checkout whose gateway is measured, and its interpreter (`--gateway-tree`).
 TREE = {"dir": str(harness.REPO), "python": sys.executable}
+# The PostgreSQL server the gateway's throwaway databases are made on
+# (`--database-url`); None: SQLite.
+DATABASE: dict[str, str | None] = {"server": None}
 
 
 def use_tree(directory: str) -> None:
@@ -61,10 +69,33 @@ def use_tree(directory: str) -> None:
     TREE.update(dir=str(path), python=str(python))
 
 
-def _switchboard(*args: str) -> str:
+def take_options(argv: list[str]) -> None:
+    """Take ``--gateway-tree DIR`` and ``--database-url URL`` out of ``argv``
+    (the harness's parser does not know them) and apply them."""
+    for option, apply in (("--gateway-tree", use_tree), ("--database-url", use_database)):
+        if option in argv:
+            at = argv.index(option)
+            if at + 1 >= len(argv):
+                raise SystemExit(f"{option} needs a value")
+            apply(argv[at + 1])
+            del argv[at : at + 2]
+
+
+def use_database(server: str) -> None:
+    """Run each gateway on a throwaway PostgreSQL database on ``server``."""
+    if not server.startswith("postgresql"):
+        raise SystemExit(f"--database-url: a postgresql:// URL, not {server!r}")
+    DATABASE["server"] = server
+    for name in (GATEWAY, TRACED):  # the table's legs say which database they ran on
+        leg = harness.LEGS[name]
+        harness.LEGS[name] = dataclasses.replace(leg, about=f"{leg.about}; on PostgreSQL")
+
+
+def _switchboard(*args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [TREE["python"], "-m", "gateway", *args],
         cwd=TREE["dir"],
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -109,19 +140,29 @@ def start_gateway(agents: list[tuple[str, str]]) -> harness.Running:
     # figures are then not comparable; it is for finding where the time goes).
     profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
     profiler = ("-m", "cProfile", "-o", profile) if profile else ()
-    process = harness.spawn(
-        serve_argv(data, port, python=profiler), port, timeout=300, cwd=TREE["dir"]
-    )
+    database = contextlib.ExitStack()
+    env = None
+    if DATABASE["server"] is not None:
+        made = database.enter_context(fresh_database(DATABASE["server"], "switchboard_bench_a2a"))
+        env = {**os.environ, "SWITCHBOARD_DATABASE_URL": made.render_as_string(hide_password=False)}
+    try:
+        process = harness.spawn(
+            serve_argv(data, port, python=profiler), port, timeout=300, cwd=TREE["dir"], env=env
+        )
+    except BaseException:
+        database.close()
+        raise
     harness.pin(process.pid, harness.LAYOUT["forwarder"])
     try:
         for agent_id, url in agents:
             parts = urlsplit(url)
             origin = f"{parts.scheme}://{parts.netloc}"
-            _switchboard("agents", "add", origin, "--id", agent_id, "--data-dir", data)
-        token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user")
+            _switchboard("agents", "add", origin, "--id", agent_id, "--data-dir", data, env=env)
+        token = _switchboard("token", "issue", "--data-dir", data, "--sub", "bench-user", env=env)
     except BaseException:
         harness.stop_process(process)  # a failed setup must not leave the gateway running
         shutil.rmtree(data, ignore_errors=True)
+        database.close()
         raise
 
     def stop() -> None:
@@ -132,6 +173,7 @@ def start_gateway(agents: list[tuple[str, str]]) -> harness.Running:
             process.wait(timeout=30)
         harness.stop_process(process)
         shutil.rmtree(data, ignore_errors=True)
+        database.close()  # after the gateway: a database in use is dropped WITH (FORCE)
 
     return harness.Running(
         f"http://{harness.HOST}:{port}/a2a/{agents[0][0]}",
@@ -192,10 +234,7 @@ if __name__ == "__main__":
         from bench import a2a_streams  # it reads --gateway-tree itself
 
         raise SystemExit(a2a_streams.cli())
-    if "--gateway-tree" in sys.argv:
-        at = sys.argv.index("--gateway-tree")
-        use_tree(sys.argv[at + 1])
-        del sys.argv[at : at + 2]
+    take_options(sys.argv)
     tracing = "--tracing" in sys.argv
     if tracing:
         sys.argv.remove("--tracing")

@@ -4,8 +4,9 @@
     python -m bench.a2a_gateway --streamed --events 1,4,16 --seconds 5 --rounds 3
     python -m bench.a2a_gateway --streamed --gateway-tree /path/to/other/checkout
     python -m bench.a2a_gateway --streamed --bindings jsonrpc,http-json,grpc
+    python -m bench.a2a_gateway --streamed --database-url postgresql://postgres@127.0.0.1/test
 
-One gateway (`bench.a2a_gateway`'s: `serve --dev`, SQLite, everything on)
+One gateway (`bench.a2a_gateway`'s: `serve --dev`, SQLite or `--database-url`, everything on)
 with one agent registered per event count N: a bare ASGI app that answers
 `SendStreamingMessage` with N events, written one by one as an a2a-sdk
 agent writes them, and `SendMessage` with the task those events end in.
@@ -337,7 +338,8 @@ def print_table(rows: list[Measured], counts: list[int], rounds: int, binding: s
         ]
 
     print(
-        f"\nstreamed A2A calls through the gateway ({a2a_gateway.TREE['dir']}), {binding}, "
+        f"\nstreamed A2A calls through the gateway ({a2a_gateway.TREE['dir']}, "
+        f"{'PostgreSQL' if a2a_gateway.DATABASE['server'] else 'SQLite'}), {binding}, "
         f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
         f"median of {rounds} round(s), spread min-max"
     )
@@ -403,10 +405,18 @@ def cli() -> int:
     parser.add_argument(
         "--gateway-tree", metavar="DIR", help="measure the gateway of this checkout (its .venv)"
     )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a PostgreSQL server: the gateway runs on a throwaway database there "
+        "(default: SQLite)",
+    )
     ports.add_argument(parser)
     args = parser.parse_args()
     if args.gateway_tree:
         a2a_gateway.use_tree(args.gateway_tree)
+    if args.database_url:
+        a2a_gateway.use_database(args.database_url)
     counts = sorted({int(n) for n in args.events.split(",")})
     if not args.no_pin and hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
         first, second = sorted(os.sched_getaffinity(0))[:2]

@@ -8,9 +8,10 @@ approval id. An admin decides it like any other (`POST /approvals/{id}`,
 run with a DBOS message (`notify`).
 
 The wait is a loop of recorded operations: read the approval's state and the
-clock (one step), then `DBOS.recv` for at most the time left (a durable
-timer). A replay reads the same states and times, so it takes the same path;
-a lost wake-up costs at most the time between two looks
+clock (one step; the first read is the opening's own), then `DBOS.recv` for
+at most the time left (a durable timer). A replay reads the same states and
+times, so it takes the same path; a lost wake-up costs at most the time
+between two looks
 (`FlowSettings.checkpoint_poll_seconds`, doubling up to 15 minutes:
 `gateway.flows.looks`).
 
@@ -81,8 +82,17 @@ async def wait(
     deadline = float(opened["deadline"])
     poll = run.rt.settings.checkpoint_poll_seconds
     looks = 0
+    # Opening looked already: its record carries the approval's state and the
+    # clock, so the first recorded look is the open itself. A run opened by an
+    # older gateway recorded an open without them and a "check" after it: a
+    # replay of that run looks again, so it asks DBOS for the operations it
+    # recorded, in their order.
+    seen: dict[str, Any] | None = opened if "state" in opened else None
     while True:
-        seen = await DBOS.run_step_async({"name": f"check {step.id}"}, _check, run, opened["id"])
+        if seen is None:
+            seen = await DBOS.run_step_async(
+                {"name": f"check {step.id}"}, _check, run, opened["id"]
+            )
         looks += 1
         if seen["state"] != PENDING:
             break
@@ -95,6 +105,7 @@ async def wait(
             topic(step.id),
             timeout_seconds=max(0.01, min(deadline - seen["now"], next_look(poll, looks))),
         )
+        seen = None
     return await DBOS.run_step_async({"name": f"close {step.id}"}, _close, run, step, seen)
 
 
@@ -144,11 +155,17 @@ async def _open(run: RunAccess, step: CheckpointStep, shown: Any, asks: bool) ->
     return {
         "id": ident,
         "deadline": approval.created_at.timestamp() + step.checkpoint.timeout_seconds,
+        # The first look (`wait`): an approval found here may be decided already.
+        **_looked(approval),
     }
 
 
 async def _check(run: RunAccess, ident: str) -> dict[str, Any]:
-    approval = await run.rt.approvals.get(ident)
+    return _looked(await run.rt.approvals.get(ident))
+
+
+def _looked(approval: Approval) -> dict[str, Any]:
+    """What one look at the approval saw, and when (a replay sees the same)."""
     return {
         "state": approval.state,
         "by": approval.decided_by,

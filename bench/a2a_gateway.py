@@ -31,6 +31,7 @@ dropped after it (default: a SQLite file in the gateway's data directory).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import http.server
@@ -70,25 +71,31 @@ def use_tree(directory: str) -> None:
 
 
 def take_options(argv: list[str]) -> None:
-    """Take ``--gateway-tree DIR`` and ``--database-url URL`` out of ``argv``
-    (the harness's parser does not know them) and apply them."""
-    for option, apply in (("--gateway-tree", use_tree), ("--database-url", use_database)):
-        if option in argv:
-            at = argv.index(option)
-            if at + 1 >= len(argv):
-                raise SystemExit(f"{option} needs a value")
-            apply(argv[at + 1])
-            del argv[at : at + 2]
+    """Take ``--gateway-tree DIR`` and ``--database-url URL`` (or ``--option=value``)
+    out of ``argv`` (the harness's parser does not know them) and apply them."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--gateway-tree")
+    parser.add_argument("--database-url")
+    try:
+        known, rest = parser.parse_known_args(argv[1:])
+    except SystemExit:
+        raise SystemExit("--gateway-tree and --database-url each need a value") from None
+    argv[1:] = rest
+    if known.gateway_tree:
+        use_tree(known.gateway_tree)
+    if known.database_url is not None:
+        use_database(known.database_url)
 
 
 def use_database(server: str) -> None:
     """Run each gateway on a throwaway PostgreSQL database on ``server``."""
-    if not server.startswith("postgresql"):
+    if not server.startswith(("postgresql", "postgres://")):
         raise SystemExit(f"--database-url: a postgresql:// URL, not {server!r}")
+    if DATABASE["server"] is None:  # the table's legs say which database they ran on
+        for name in (GATEWAY, TRACED):
+            leg = harness.LEGS[name]
+            harness.LEGS[name] = dataclasses.replace(leg, about=f"{leg.about}; on PostgreSQL")
     DATABASE["server"] = server
-    for name in (GATEWAY, TRACED):  # the table's legs say which database they ran on
-        leg = harness.LEGS[name]
-        harness.LEGS[name] = dataclasses.replace(leg, about=f"{leg.about}; on PostgreSQL")
 
 
 def _switchboard(*args: str, env: dict[str, str] | None = None) -> str:
@@ -141,19 +148,21 @@ def start_gateway(agents: list[tuple[str, str]]) -> harness.Running:
     profile = os.environ.get("SWITCHBOARD_BENCH_PROFILE")
     profiler = ("-m", "cProfile", "-o", profile) if profile else ()
     database = contextlib.ExitStack()
-    env = None
+    # Never a database the shell names: the bench's own or SQLite in ``data``.
+    env = {k: v for k, v in os.environ.items() if k != "SWITCHBOARD_DATABASE_URL"}
     if DATABASE["server"] is not None:
         made = database.enter_context(fresh_database(DATABASE["server"], "switchboard_bench_a2a"))
-        env = {**os.environ, "SWITCHBOARD_DATABASE_URL": made.render_as_string(hide_password=False)}
+        env["SWITCHBOARD_DATABASE_URL"] = made.render_as_string(hide_password=False)
     try:
         process = harness.spawn(
             serve_argv(data, port, python=profiler), port, timeout=300, cwd=TREE["dir"], env=env
         )
     except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
         database.close()
         raise
-    harness.pin(process.pid, harness.LAYOUT["forwarder"])
     try:
+        harness.pin(process.pid, harness.LAYOUT["forwarder"])
         for agent_id, url in agents:
             parts = urlsplit(url)
             origin = f"{parts.scheme}://{parts.netloc}"
@@ -166,14 +175,16 @@ def start_gateway(agents: list[tuple[str, str]]) -> harness.Running:
         raise
 
     def stop() -> None:
-        if profile:
-            # uvicorn re-raises SIGTERM after shutting down, which kills the
-            # process before cProfile writes; SIGINT ends as KeyboardInterrupt.
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
-        harness.stop_process(process)
-        shutil.rmtree(data, ignore_errors=True)
-        database.close()  # after the gateway: a database in use is dropped WITH (FORCE)
+        try:
+            if profile:
+                # uvicorn re-raises SIGTERM after shutting down, which kills the
+                # process before cProfile writes; SIGINT ends as KeyboardInterrupt.
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+        finally:
+            harness.stop_process(process)
+            shutil.rmtree(data, ignore_errors=True)
+            database.close()  # after the gateway: a database in use is dropped WITH (FORCE)
 
     return harness.Running(
         f"http://{harness.HOST}:{port}/a2a/{agents[0][0]}",

@@ -28,6 +28,15 @@ def test_a_database_url_is_taken_out_and_named_in_the_legs() -> None:
     assert harness.LEGS[a2a_gateway.GATEWAY].about.endswith("; on PostgreSQL")
 
 
+def test_the_joined_spelling_is_taken_and_the_legs_are_named_once() -> None:
+    argv = ["bench", "--database-url=postgres://pg@127.0.0.1/test", "--legs", "gateway"]
+    a2a_gateway.take_options(argv)
+    a2a_gateway.use_database("postgresql://pg@127.0.0.1/other")
+    assert argv == ["bench", "--legs", "gateway"]
+    assert a2a_gateway.DATABASE["server"] == "postgresql://pg@127.0.0.1/other"
+    assert harness.LEGS[a2a_gateway.GATEWAY].about.count("on PostgreSQL") == 1
+
+
 def test_without_options_argv_and_the_database_stay() -> None:
     argv = ["bench", "--conns", "1"]
     a2a_gateway.take_options(argv)

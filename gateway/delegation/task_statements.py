@@ -63,13 +63,29 @@ _UPDATE_MINE = {
         " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
     ),
 }
-_INSERT = Statement(
-    a2a_tasks,
+# One statement for a record: a new task is inserted; the caller's own is
+# updated (its owner, skill, caller and creation kept); someone else's is left
+# alone (no row changed). Both databases' upsert (SQLite 3.24, PostgreSQL 9.5).
+_UPSERT_COLUMNS = (
     "INSERT INTO a2a_tasks (agent_id, task_id, owner_subject, owner_issuer, created_at, skill,"
     " owner_caller, context_id, state, updated_at, task) VALUES (:agent_id, :task_id,"
     " :owner_subject, :owner_issuer, :created_at, :skill, :owner_caller, :context_id, :state,"
-    " :updated_at, :task) ON CONFLICT (agent_id, task_id) DO NOTHING",
+    " :updated_at, :task) ON CONFLICT (agent_id, task_id) DO UPDATE SET"
+    " context_id = excluded.context_id, state = excluded.state,"
+    " updated_at = excluded.updated_at, task = excluded.task"
 )
+_MINE = (
+    " WHERE a2a_tasks.owner_subject = excluded.owner_subject"
+    " AND a2a_tasks.owner_issuer = excluded.owner_issuer"
+)
+_UPSERT_MINE = {
+    False: Statement(a2a_tasks, _UPSERT_COLUMNS + _MINE),
+    True: Statement(
+        a2a_tasks,
+        _UPSERT_COLUMNS + ", reconcile_at = NULL, reconcile_since = NULL,"
+        " reconcile_attempts = NULL, reconcile_caller = NULL" + _MINE,
+    ),
+}
 _STATUS = {
     False: Statement(
         a2a_tasks,
@@ -117,16 +133,12 @@ def record(
     values: dict[str, Any],
     now: datetime,
 ) -> bool:
-    """`TaskRecords.record` in one transaction: the update of the caller's own
-    task, else an insert that does nothing when the id is taken -- by someone
-    else, or by a request of this caller's a moment before: then the update
-    again (each statement sees what was committed before it, on PostgreSQL
-    too), and a task still not updated is someone else's. ``first`` (if
-    any) runs before, in the same transaction."""
+    """`TaskRecords.record` in one transaction of one statement (`_UPSERT_MINE`):
+    False if the task is someone else's. ``first`` (if any) runs before, in
+    the same transaction."""
     if first is not None:
         first(sql)
-    ended = values["state"] in TERMINAL_STATES
-    mine = {
+    params = {
         "agent_id": agent_id,
         "task_id": task_id,
         "owner_subject": owner[0],
@@ -135,18 +147,11 @@ def record(
         "state": values["state"],
         "updated_at": values["updated_at"],
         "task": values["task"],
-    }
-    if _changed(sql, _UPDATE_MINE[ended], mine):
-        return True
-    new = {
-        **mine,
         "created_at": now,
         "skill": skill,
         "owner_caller": caller,
     }
-    if _changed(sql, _INSERT, new):
-        return True
-    return _changed(sql, _UPDATE_MINE[ended], mine)
+    return _changed(sql, _UPSERT_MINE[values["state"] in TERMINAL_STATES], params)
 
 
 def _owned_snapshot(sql: Sql, where: dict[str, Any], owner: Owned) -> dict[str, Any] | bool | None:

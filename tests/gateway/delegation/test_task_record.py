@@ -1,0 +1,105 @@
+"""`TaskRecords.record`, one statement: a new task is stored with its owner,
+skill and caller; its owner's next snapshot updates it and keeps those; a
+snapshot of someone else's task changes nothing of it; an end clears the
+reconcile columns. SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from a2a.types import Task, TaskState
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.delegation.tasks import Owner, TaskRecords
+from gateway.storage.tables import a2a_tasks
+
+ALICE = Owner("alice", "https://issuer.example")
+BOB = Owner("bob", "https://issuer.example")
+ALICE_ELSEWHERE = Owner("alice", "https://other-issuer.example")
+
+
+def snapshot(state: TaskState, task_id: str = "t1") -> Task:
+    task = Task(id=task_id, context_id="c1")
+    task.status.state = state
+    return task
+
+
+async def row(engine: AsyncEngine, task_id: str = "t1") -> dict[str, Any]:
+    async with engine.connect() as conn:
+        found = (
+            (await conn.execute(select(a2a_tasks).where(a2a_tasks.c.task_id == task_id)))
+            .mappings()
+            .one()
+        )
+    return dict(found)
+
+
+async def test_a_task_is_stored_then_updated_by_its_owner_only(engine: AsyncEngine) -> None:
+    tasks = TaskRecords(engine)
+    try:
+        assert await tasks.record("agent", ALICE, snapshot(TaskState.TASK_STATE_WORKING), "quote")
+        first = await row(engine)
+        assert (first["owner_subject"], first["owner_issuer"]) == ("alice", ALICE.issuer)
+        assert first["skill"] == "quote" and first["state"] == "TASK_STATE_WORKING"
+
+        # The owner's next snapshot: the state moves, what the first said stays.
+        done = snapshot(TaskState.TASK_STATE_COMPLETED)
+        assert await tasks.record("agent", ALICE, done, "another skill")
+        second = await row(engine)
+        assert second["state"] == "TASK_STATE_COMPLETED"
+        assert second["skill"] == "quote"
+        assert second["created_at"] == first["created_at"]
+        assert second["updated_at"] >= first["updated_at"]
+
+        # Someone else -- another subject, or the same subject at another
+        # issuer -- taking the id: refused, nothing of the record changed.
+        for other in (BOB, ALICE_ELSEWHERE):
+            assert not await tasks.record("agent", other, snapshot(TaskState.TASK_STATE_FAILED))
+            assert await row(engine) == second
+            assert await tasks.get("agent", other, "t1") is None
+    finally:
+        await tasks.aclose()
+
+
+async def test_an_end_clears_the_reconcile_columns_and_a_passing_state_keeps_them(
+    engine: AsyncEngine,
+) -> None:
+    tasks = TaskRecords(engine)
+    try:
+        assert await tasks.record("agent", ALICE, snapshot(TaskState.TASK_STATE_WORKING))
+        marked = {
+            "reconcile_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "reconcile_since": datetime(2026, 1, 1, tzinfo=UTC),
+            "reconcile_attempts": 2,
+        }
+        async with engine.begin() as conn:
+            await conn.execute(update(a2a_tasks).values(**marked))
+        assert await tasks.record("agent", ALICE, snapshot(TaskState.TASK_STATE_WORKING))
+        assert (await row(engine))["reconcile_attempts"] == 2
+        assert await tasks.record("agent", ALICE, snapshot(TaskState.TASK_STATE_COMPLETED))
+        ended = await row(engine)
+        assert ended["reconcile_at"] is ended["reconcile_since"] is None
+        assert ended["reconcile_attempts"] is None
+    finally:
+        await tasks.aclose()
+
+
+async def test_two_owners_racing_for_a_new_id_leave_it_to_one(engine: AsyncEngine) -> None:
+    tasks = TaskRecords(engine)
+    try:
+        stored = await asyncio.gather(
+            *(
+                tasks.record("agent", owner, snapshot(TaskState.TASK_STATE_WORKING, "raced"))
+                for owner in (ALICE, BOB) * 4
+            )
+        )
+        owner = (await row(engine, "raced"))["owner_subject"]
+        mine = ALICE if owner == "alice" else BOB
+        assert [s for s, o in zip(stored, (ALICE, BOB) * 4, strict=True) if o == mine] == [True] * 4
+        assert not any(s for s, o in zip(stored, (ALICE, BOB) * 4, strict=True) if o != mine)
+    finally:
+        await tasks.aclose()

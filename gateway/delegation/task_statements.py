@@ -44,25 +44,6 @@ _SNAPSHOT = Statement(
     "SELECT task FROM a2a_tasks WHERE agent_id = :agent_id AND task_id = :task_id"
     " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
 )
-# A record reaching a terminal state is back in contact (every reconcile_*
-# column cleared, as `gateway.delegation.tasks._IN_CONTACT` says).
-_UPDATE_MINE = {
-    False: Statement(
-        a2a_tasks,
-        "UPDATE a2a_tasks SET context_id = :context_id, state = :state,"
-        " updated_at = :updated_at, task = :task"
-        " WHERE agent_id = :agent_id AND task_id = :task_id"
-        " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
-    ),
-    True: Statement(
-        a2a_tasks,
-        "UPDATE a2a_tasks SET context_id = :context_id, state = :state,"
-        " updated_at = :updated_at, task = :task, reconcile_at = NULL,"
-        " reconcile_since = NULL, reconcile_attempts = NULL, reconcile_caller = NULL"
-        " WHERE agent_id = :agent_id AND task_id = :task_id"
-        " AND owner_subject = :owner_subject AND owner_issuer = :owner_issuer",
-    ),
-}
 # One statement for a record: a new task is inserted; the caller's own is
 # updated (its owner, skill, caller and creation kept); someone else's is left
 # alone (no row changed). Both databases' upsert (SQLite 3.24, PostgreSQL 9.5).
@@ -78,6 +59,8 @@ _MINE = (
     " WHERE a2a_tasks.owner_subject = excluded.owner_subject"
     " AND a2a_tasks.owner_issuer = excluded.owner_issuer"
 )
+# A record reaching a terminal state is back in contact (every reconcile_*
+# column cleared, as `gateway.delegation.tasks._IN_CONTACT` says).
 _UPSERT_MINE = {
     False: Statement(a2a_tasks, _UPSERT_COLUMNS + _MINE),
     True: Statement(

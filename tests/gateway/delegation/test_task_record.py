@@ -14,12 +14,19 @@ from a2a.types import Task, TaskState
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.delegation.permits import Caller
 from gateway.delegation.tasks import Owner, TaskRecords
 from gateway.storage.tables import a2a_tasks
 
 ALICE = Owner("alice", "https://issuer.example")
 BOB = Owner("bob", "https://issuer.example")
 ALICE_ELSEWHERE = Owner("alice", "https://other-issuer.example")
+
+
+def through(client_id: str) -> Owner:
+    """Alice, calling through ``client_id`` (kept with the task the first time)."""
+    caller = Caller(ALICE.subject, ALICE.issuer, frozenset({"s"}), (client_id,), client_id)
+    return Owner(ALICE.subject, ALICE.issuer, caller)
 
 
 def snapshot(state: TaskState, task_id: str = "t1") -> Task:
@@ -41,17 +48,20 @@ async def row(engine: AsyncEngine, task_id: str = "t1") -> dict[str, Any]:
 async def test_a_task_is_stored_then_updated_by_its_owner_only(engine: AsyncEngine) -> None:
     tasks = TaskRecords(engine)
     try:
-        assert await tasks.record("agent", ALICE, snapshot(TaskState.TASK_STATE_WORKING), "quote")
+        working = snapshot(TaskState.TASK_STATE_WORKING)
+        assert await tasks.record("agent", through("app-1"), working, "quote")
         first = await row(engine)
         assert (first["owner_subject"], first["owner_issuer"]) == ("alice", ALICE.issuer)
         assert first["skill"] == "quote" and first["state"] == "TASK_STATE_WORKING"
+        assert first["owner_caller"]["client_id"] == "app-1"
 
         # The owner's next snapshot: the state moves, what the first said stays.
         done = snapshot(TaskState.TASK_STATE_COMPLETED)
-        assert await tasks.record("agent", ALICE, done, "another skill")
+        assert await tasks.record("agent", through("app-2"), done, "another skill")
         second = await row(engine)
         assert second["state"] == "TASK_STATE_COMPLETED"
         assert second["skill"] == "quote"
+        assert second["owner_caller"] == first["owner_caller"]
         assert second["created_at"] == first["created_at"]
         assert second["updated_at"] >= first["updated_at"]
 
@@ -75,6 +85,7 @@ async def test_an_end_clears_the_reconcile_columns_and_a_passing_state_keeps_the
             "reconcile_at": datetime(2026, 1, 1, tzinfo=UTC),
             "reconcile_since": datetime(2026, 1, 1, tzinfo=UTC),
             "reconcile_attempts": 2,
+            "reconcile_caller": {"subject": "alice"},
         }
         async with engine.begin() as conn:
             await conn.execute(update(a2a_tasks).values(**marked))
@@ -83,7 +94,7 @@ async def test_an_end_clears_the_reconcile_columns_and_a_passing_state_keeps_the
         assert await tasks.record("agent", ALICE, snapshot(TaskState.TASK_STATE_COMPLETED))
         ended = await row(engine)
         assert ended["reconcile_at"] is ended["reconcile_since"] is None
-        assert ended["reconcile_attempts"] is None
+        assert ended["reconcile_attempts"] is ended["reconcile_caller"] is None
     finally:
         await tasks.aclose()
 

@@ -105,9 +105,7 @@ def snapshot_of(sql: Sql, agent_id: str, owner: Owned, task_id: str) -> Any:
     return rows[0]["task"] if rows else None
 
 
-def record(
-    sql: Sql,
-    first: Callable[[Sql], Any] | None,
+def recording(
     agent_id: str,
     owner: Owned,
     task_id: str,
@@ -115,12 +113,9 @@ def record(
     caller: dict[str, Any] | None,
     values: dict[str, Any],
     now: datetime,
-) -> bool:
-    """`TaskRecords.record` in one transaction of one statement (`_UPSERT_MINE`):
-    False if the task is someone else's. ``first`` (if any) runs before, in
-    the same transaction."""
-    if first is not None:
-        first(sql)
+) -> tuple[Statement, dict[str, Any]]:
+    """The one statement that records a task's snapshot (`_UPSERT_MINE`) and
+    its binds; it changes no row if the task is someone else's."""
     params = {
         "agent_id": agent_id,
         "task_id": task_id,
@@ -134,7 +129,26 @@ def record(
         "skill": skill,
         "owner_caller": caller,
     }
-    return _changed(sql, _UPSERT_MINE[values["state"] in TERMINAL_STATES], params)
+    return _UPSERT_MINE[values["state"] in TERMINAL_STATES], params
+
+
+def record(
+    sql: Sql,
+    first: Callable[[Sql], Any] | None,
+    agent_id: str,
+    owner: Owned,
+    task_id: str,
+    skill: str | None,
+    caller: dict[str, Any] | None,
+    values: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """`TaskRecords.record` in one transaction of one statement (`recording`):
+    False if the task is someone else's. ``first`` (if any) runs before, in
+    the same transaction."""
+    if first is not None:
+        first(sql)
+    return _changed(sql, *recording(agent_id, owner, task_id, skill, caller, values, now))
 
 
 def _owned_snapshot(sql: Sql, where: dict[str, Any], owner: Owned) -> dict[str, Any] | bool | None:

@@ -38,9 +38,7 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
-from sqlalchemy import ColumnElement, Table, and_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Table, and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.a2a_json import message_json
@@ -260,50 +258,17 @@ class TaskRecords:
         now: datetime,
         with_rows: Callable[[AsyncConnection], Awaitable[None]],
     ) -> bool:
-        # One transaction (each is a thread hop and a pool checkout through the
-        # async driver): the update of the caller's own task, else an insert
-        # that does nothing when the id is taken -- by someone else, or by a
-        # request that recorded it a moment before (then it may be this caller's).
-        mine = (
-            update(a2a_tasks)
-            .where(
-                a2a_tasks.c.agent_id == agent_id,
-                a2a_tasks.c.task_id == task.id,
-                owner.owns(a2a_tasks),
-            )
-            .values(**values)
+        # The lean path's one statement (`task_statements.recording`), here on
+        # the transaction ``with_rows`` writes in too.
+        caller = owner.caller.stored() if owner.caller else None
+        statement, params = task_statements.recording(
+            agent_id, _owned(owner), task.id, skill, caller, values, now
         )
         async with self._engine.begin() as conn:
-            stored = bool((await conn.execute(mine)).rowcount)
-            if not stored:
-                insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-                added = await conn.execute(
-                    insert(a2a_tasks)
-                    .values(
-                        agent_id=agent_id,
-                        task_id=task.id,
-                        owner_subject=owner.subject,
-                        owner_issuer=owner.issuer,
-                        created_at=now,
-                        skill=skill,
-                        owner_caller=owner.caller.stored() if owner.caller else None,
-                        **values,
-                    )
-                    .on_conflict_do_nothing(index_elements=["agent_id", "task_id"])
-                )
-                stored = bool(added.rowcount)
+            stored = bool((await conn.execute(statement.clause, params)).rowcount)
             if stored:
                 await with_rows(conn)
-        if stored:
-            return True
-        # Taken. Someone else's stays theirs; one a concurrent request of this
-        # caller's recorded between the two statements is theirs to update.
-        if (await self.owner_of(agent_id, task.id)) != owner:
-            return False
-        async with self._engine.begin() as conn:
-            await conn.execute(mine)
-            await with_rows(conn)
-        return True
+        return stored
 
     async def observe(
         self, agent_id: str, owner: Owner, event: object, skill: str | None = None

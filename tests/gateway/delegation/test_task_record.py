@@ -1,18 +1,20 @@
 """`TaskRecords.record`, one statement: a new task is stored with its owner,
 skill and caller; its owner's next snapshot updates it and keeps those; a
 snapshot of someone else's task changes nothing of it; an end clears the
-reconcile columns. SQLite and PostgreSQL.
+reconcile columns. The same with rows written beside it (``with_rows``),
+which are written only when the task is. SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from a2a.types import Task, TaskState
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.delegation.permits import Caller
 from gateway.delegation.tasks import Owner, TaskRecords
@@ -112,5 +114,37 @@ async def test_two_owners_racing_for_a_new_id_leave_it_to_one(engine: AsyncEngin
         mine = ALICE if owner == "alice" else BOB
         assert [s for s, o in zip(stored, (ALICE, BOB) * 4, strict=True) if o == mine] == [True] * 4
         assert not any(s for s, o in zip(stored, (ALICE, BOB) * 4, strict=True) if o != mine)
+    finally:
+        await tasks.aclose()
+
+
+async def test_with_rows_the_same_statement_writes_them_only_for_the_owner(
+    engine: AsyncEngine,
+) -> None:
+    tasks = TaskRecords(engine)
+    written: list[str] = []
+
+    def writing(who: str) -> Callable[[AsyncConnection], Awaitable[None]]:
+        async def with_rows(_conn: AsyncConnection) -> None:
+            written.append(who)
+
+        return with_rows
+
+    try:
+        working = snapshot(TaskState.TASK_STATE_WORKING)
+        assert await tasks.record(
+            "agent", through("app-1"), working, "quote", with_rows=writing("a")
+        )
+        first = await row(engine)
+        done = snapshot(TaskState.TASK_STATE_COMPLETED)
+        assert await tasks.record("agent", ALICE, done, "other", with_rows=writing("a again"))
+        second = await row(engine)
+        assert second["state"] == "TASK_STATE_COMPLETED"
+        assert (second["skill"], second["owner_caller"]) == (first["skill"], first["owner_caller"])
+        # Someone else's: no row changed, and nothing more written with it.
+        failed = snapshot(TaskState.TASK_STATE_FAILED)
+        assert not await tasks.record("agent", BOB, failed, with_rows=writing("bob"))
+        assert await row(engine) == second
+        assert written == ["a", "a again"]
     finally:
         await tasks.aclose()

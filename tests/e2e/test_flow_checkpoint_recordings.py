@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, text
 
-from gateway.flows.engine import system_database_url
+from tests.support.dbos_records import Operation, dbos_table, operations, system_engine
 from tests.support.flow_crash import CrashWorld, crashable
 from tests.support.flows import POLICY
 from tests.support.waiting import wait_for
@@ -41,36 +41,23 @@ def crash(tmp_path: Path, database_url: str | None) -> Iterator[CrashWorld]:
         yield world
 
 
-def _engine(crash: CrashWorld) -> tuple[Engine, str]:
-    engine = create_engine(system_database_url(crash.database_url))
-    table = "dbos.operation_outputs" if engine.dialect.name == "postgresql" else "operation_outputs"
-    return engine, table
+def _operations(crash: CrashWorld, run_id: str) -> list[Operation]:
+    return operations(crash.database_url, run_id)
 
 
-def _operations(crash: CrashWorld, run_id: str) -> list[tuple[int, str, Any]]:
-    """The run's recorded operations: (function id, name, output), in order."""
-    engine, table = _engine(crash)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    f"SELECT function_id, function_name, output FROM {table} "  # noqa: S608 -- ours
-                    "WHERE workflow_uuid = :run ORDER BY function_id"
-                ),
-                {"run": run_id},
-            ).all()
-    finally:
-        engine.dispose()
-    return [(int(r[0]), str(r[1]), json.loads(r[2]) if r[2] else None) for r in rows]
+def _from_open(crash: CrashWorld, run_id: str) -> list[str]:
+    """The names of the run's operations from its checkpoint's opening on."""
+    names = [name for _, name, _ in _operations(crash, run_id)]
+    return names[names.index("open manager") :]
 
 
-def _waiting(crash: CrashWorld, run_id: str) -> list[tuple[int, str, Any]]:
+def _waiting(crash: CrashWorld, run_id: str) -> list[Operation]:
     """The run's operations once it waits for its message: `DBOS.recv` records
     its timeout (``DBOS.sleep``, at the id after its own) when it starts
     waiting, and itself when the message came."""
     crash.until(FLOW_ID, run_id, lambda r: r["state"] == "input_required")
 
-    def recorded() -> list[tuple[int, str, Any]] | None:
+    def recorded() -> list[Operation] | None:
         ops = _operations(crash, run_id)
         return ops if any(name == "DBOS.sleep" for _, name, _ in ops) else None
 
@@ -98,9 +85,8 @@ def test_opening_a_checkpoint_is_its_first_look(crash: CrashWorld) -> None:
 
     done = _approve(crash, run_id)
     assert done["state"] == "completed", done
-    names = [name for _, name, _ in _operations(crash, run_id)]
     # Woken by the approval: one look, then the close.
-    assert names[names.index("open manager") :] == [
+    assert (names := _from_open(crash, run_id)) == [
         "open manager",
         "DBOS.recv",
         "DBOS.sleep",
@@ -162,20 +148,14 @@ def test_a_run_recorded_by_an_older_gateway_replays_its_check(crash: CrashWorld)
     recorded = _waiting(crash, run_id)
     opened_at = next(fid for fid, name, _ in recorded if name == "open manager")
     crash.gateway.kill()
-    engine, table = _engine(crash)
-    try:
-        with engine.begin() as conn:
-            _as_recorded_before(conn, table, run_id, opened_at)
-    finally:
-        engine.dispose()
-    names = [name for _, name, _ in _operations(crash, run_id)]
-    assert names[names.index("open manager") :] == ["open manager", "check manager", "DBOS.sleep"]
+    with system_engine(crash.database_url) as engine, engine.begin() as conn:
+        _as_recorded_before(conn, dbos_table(engine, "operation_outputs"), run_id, opened_at)
+    assert _from_open(crash, run_id) == ["open manager", "check manager", "DBOS.sleep"]
 
     crash.gateway.start()  # recovers the run: its replay reads what was recorded
     done = _approve(crash, run_id)
     assert done["state"] == "completed", done
-    names = [name for _, name, _ in _operations(crash, run_id)]
-    assert names[names.index("open manager") :] == [
+    assert (names := _from_open(crash, run_id)) == [
         "open manager",
         "check manager",
         "DBOS.recv",

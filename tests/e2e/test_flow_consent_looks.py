@@ -15,10 +15,8 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from gateway.demo.vendor import Vendor
-from gateway.flows.engine import system_database_url
 from tests.e2e.test_connected_accounts import (
     WHOAMI_FLOW,
     browser,
@@ -27,6 +25,7 @@ from tests.e2e.test_connected_accounts import (
     register_notes,
     run_state,
 )
+from tests.support.dbos_records import operations
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.waiting import wait_for
 
@@ -38,23 +37,11 @@ def gateway(make_gateway: GatewayFactory, database_url: str | None) -> Gateway:
     return connected_gateway(make_gateway, database_url, flow_checkpoint_poll_seconds=0.2)
 
 
-def _looks(gateway: Gateway, run_id: str, name: str = "consent clock %") -> int:
-    """How many of the run's recorded operations are named like ``name``:
-    by default its looks (its "consent clock" steps)."""
-    engine = create_engine(system_database_url(gateway.settings.effective_database_url))
-    table = "dbos.operation_outputs" if engine.dialect.name == "postgresql" else "operation_outputs"
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(
-                text(
-                    f"SELECT count(*) FROM {table} "  # noqa: S608 -- the table name is ours
-                    "WHERE workflow_uuid = :run AND function_name LIKE :name"
-                ),
-                {"run": run_id, "name": name},
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    return int(found)
+def _looks(gateway: Gateway, run_id: str, name: str = "consent clock ") -> int:
+    """How many of the run's recorded operations are named starting with
+    ``name``: by default its looks (its "consent clock" steps)."""
+    url = gateway.settings.effective_database_url
+    return sum(1 for _, named, _ in operations(url, run_id) if named.startswith(name))
 
 
 # The looks double apart: the next comes about as long after the wait began
@@ -62,7 +49,7 @@ def _looks(gateway: Gateway, run_id: str, name: str = "consent clock %") -> int:
 PATIENCE_SECONDS = 180
 
 
-def _until_looks(gateway: Gateway, run_id: str, count: int, name: str = "consent clock %") -> None:
+def _until_looks(gateway: Gateway, run_id: str, count: int, name: str = "consent clock ") -> None:
     wait_for(
         lambda: _looks(gateway, run_id, name) >= count,
         PATIENCE_SECONDS,
@@ -106,13 +93,13 @@ def test_a_run_whose_word_was_lost_finds_the_connection_and_goes_on(
     seen = _looks(gateway, run["id"])
     _until_looks(gateway, run["id"], seen + 2)  # one look begun after Hal connected
     assert run_state(gateway, gina, run, "auth_required")["state"] == "auth_required"
-    assert _looks(gateway, run["id"], "consented %") == 0  # not let go on, even for a try
+    assert _looks(gateway, run["id"], "consented ") == 0  # not let go on, even for a try
     assert not [c for c in vendor.calls if c["subject"] == "gina@vendor"]
 
     with browser(gateway, "gina") as console:
         connect(gateway, vendor, console, "gina@vendor")
     assert lost == ["hal", "gina"]  # no word reached any run
-    _until_looks(gateway, run["id"], 1, "consented %")
+    _until_looks(gateway, run["id"], 1, "consented ")
     done = run_state(gateway, gina, run, "completed", "failed")
     assert done["state"] == "completed", done
     assert json.loads(done["output"])["subject"] == "gina@vendor"

@@ -14,16 +14,14 @@ what it receives and when.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from gateway.flows.engine import system_database_url
+from tests.support.dbos_records import operations
 from tests.support.flow_crash import CrashWorld, crashable
 from tests.support.flows import POLICY
 from tests.support.waiting import wait_for
@@ -152,18 +150,11 @@ def test_killed_at_a_branchs_and_a_maps_review_the_run_waits_again_and_reruns_no
 
 def _sleeps(crash: CrashWorld, run_id: str) -> list[float]:
     """The durable sleeps DBOS recorded for the run: each one's wake-up time."""
-    engine = create_engine(system_database_url(crash.database_url))
-    table = "dbos.operation_outputs" if engine.dialect.name == "postgresql" else "operation_outputs"
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                f"SELECT output FROM {table} "  # noqa: S608 -- the table name is ours
-                "WHERE workflow_uuid = :run AND function_name = 'DBOS.sleep' ORDER BY function_id"
-            ),
-            {"run": run_id},
-        ).all()
-    engine.dispose()
-    return [float(json.loads(row[0])) for row in rows]
+    return [
+        float(out)
+        for _, name, out in operations(crash.database_url, run_id)
+        if name == "DBOS.sleep"
+    ]
 
 
 def test_killed_in_a_retry_backoff_the_run_waits_only_what_is_left_and_goes_on(

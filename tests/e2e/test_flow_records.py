@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from gateway.flows.engine import system_database_url
+from tests.support.dbos_records import dbos_table
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.waiting import wait_for
 
@@ -85,10 +86,6 @@ def _until(check: Callable[[], Any], seconds: float = 20) -> Any:
     return wait_for(check, seconds, every=0.1, what=f"{check}")
 
 
-def _dbos(db: Engine, table: str) -> str:
-    return f"dbos.{table}" if db.dialect.name == "postgresql" else table
-
-
 def _row(db: Engine, sql: str, **params: Any) -> Any:
     with db.connect() as conn:
         return conn.execute(text(sql), params).mappings().first()
@@ -137,7 +134,8 @@ def test_redacted_keys_never_show_and_are_gone_at_rest(setup: FlowSetup, db: Eng
     tables = ("workflow_status", "workflow_input", "operation_outputs")
     _until(
         lambda: (
-            all(_count(db, _dbos(db, t), "workflow_uuid", run["id"]) == 0 for t in tables) or None
+            all(_count(db, dbos_table(db, t), "workflow_uuid", run["id"]) == 0 for t in tables)
+            or None
         )
     )
     # Nothing of the card number is left anywhere in the database's flow tables.
@@ -178,7 +176,7 @@ def test_without_redact_an_ended_runs_engine_copy_is_kept_for_a_fork(
             db, "SELECT id FROM flow_runs WHERE id = :r AND redacted_at IS NOT NULL", r=later["id"]
         )
     )
-    operations = _count(db, _dbos(db, "operation_outputs"), "workflow_uuid", run["id"])
+    operations = _count(db, dbos_table(db, "operation_outputs"), "workflow_uuid", run["id"])
     assert operations >= 3  # begin, quote, reply, finish
     with setup.user() as dana:
         forked = dana.post(f"/flows/records/runs/{run['id']}/fork", json={"step": "reply"})
@@ -206,7 +204,7 @@ def test_ended_runs_are_deleted_after_their_retention(setup: FlowSetup, db: Engi
         assert dana.get(f"/flows/records/runs/{recent['id']}").status_code == 200
     for table in ("flow_steps", "flow_grants"):
         assert _count(db, table, "run_id", old["id"]) == 0, table
-    assert _count(db, _dbos(db, "workflow_status"), "workflow_uuid", old["id"]) == 0
+    assert _count(db, dbos_table(db, "workflow_status"), "workflow_uuid", old["id"]) == 0
 
 
 def test_a_flow_keeps_its_runs_as_long_as_it_says(setup: FlowSetup, db: Engine) -> None:

@@ -10,10 +10,14 @@ lock is free, and the gateway's CPU sits idle while work waits
 (`bench.flow_load`; docs/history/performance-to-2026-11-27.md, "One writer
 at a time, on a lock").
 
-Writers in this process therefore take a gate first: a lock per file, let go
-the moment their transaction ends, so the next writer starts at once. SQLite's
-own lock still decides between processes (workers, the CLI), where its busy
-handler does the waiting as before.
+Writers therefore take a gate first, let go the moment their transaction
+ends, so the next writer starts at once (`FileGate`): a lock per file for
+this process's threads, then an exclusive flock(2) on a file beside the
+database for the processes (`serve --workers`, the CLI). Without the second
+half, two workers on one file met in SQLite's busy handler and together got
+no more than one core's work done (`bench.flow_load --workers 2`). A writer
+that opens the file some other way (the sqlite3 shell) takes no gate: SQLite's
+own lock and busy handler still decide against it.
 
 * `GatedConnection` is a `sqlite3.Connection` (``factory=``) that takes the
   gate before the statement that makes the driver begin a write transaction
@@ -33,29 +37,132 @@ writer that does not get it fails as SQLite would ("database is locked").
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from gateway.storage.sqlite_checkpoints import checkpointed_here
 
-_GATES: dict[str, threading.Lock] = {}
+log = logging.getLogger(__name__)
+
+_GATES: dict[str, FileGate] = {}
 _GATES_LOCK = threading.Lock()
+# How a writer waits for another process's hold: tried again after 50 µs,
+# then twice as long each time up to 1 ms (SQLite's handler starts at 1 ms
+# and grows to 100). A write transaction here holds the lock ~0.1-0.5 ms.
+_FIRST_PAUSE = 0.00005
+_LONGEST_PAUSE = 0.001
 # What sqlite3 (CPython 3.11+, legacy transaction control) begins a
 # transaction before: the statement's first keyword, after white space.
 _DML = ("insert", "update", "delete", "replace")
 _WHITE = " \t\r\n"
 
 
-def gate_for(path: str) -> threading.Lock:
+class FileGate:
+    """One writer at a time for one database file: this process's threads
+    queue on a lock, then the holder takes an exclusive flock(2) on
+    ``<file>-gate`` against other processes. Taken and let go like a
+    `threading.Lock` (``acquire(blocking, timeout)``, ``release()``, from any
+    thread of the process). The kernel lets a dead process's flock go.
+
+    flock(2) has no timeout, so a wait for another process is a try every
+    `_FIRST_PAUSE`..`_LONGEST_PAUSE` seconds until the deadline. Where the
+    side file cannot be opened (a read-only directory), the gate is this
+    process's threads' only, as before it spanned processes."""
+
+    def __init__(self, path: str) -> None:
+        self._threads = threading.Lock()
+        self._side = path + "-gate"
+        self._fd: int | None = None
+        self._unshared = False
+
+    def forked(self) -> None:
+        """In a forked child: no hold of the parent's. Its thread lock may
+        have been copied held, and its open file shares the parent's flock."""
+        self._threads = threading.Lock()
+        if self._fd is not None:
+            os.close(self._fd)  # the parent's flock lasts while it has the file open
+            self._fd = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        deadline = time.monotonic() + timeout if blocking and timeout >= 0 else None
+        if not self._threads.acquire(blocking, timeout):
+            return False
+        try:
+            if self._take_file(blocking, deadline):
+                return True
+        except BaseException:
+            self._threads.release()
+            raise
+        self._threads.release()
+        return False
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _take_file(self, blocking: bool, deadline: float | None) -> bool:
+        fd = self._file()
+        if fd is None:
+            return True
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+            if not blocking:
+                return False
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(pause, left)
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+    def _file(self) -> int | None:
+        if self._unshared:
+            return None
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._side, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as error:
+                log.warning(
+                    "%s: cannot open (%s); its writers in other processes wait in"
+                    " SQLite's busy handler",
+                    self._side,
+                    error.strerror,
+                )
+                self._unshared = True
+                return None
+        return self._fd
+
+
+def _forked() -> None:
+    for gate in _GATES.values():
+        gate.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def gate_for(path: str) -> FileGate:
     """The gate of the file at ``path`` (one per file however it is spelled)."""
     key = os.path.realpath(path)
     with _GATES_LOCK:
         gate = _GATES.get(key)
         if gate is None:
-            gate = _GATES[key] = threading.Lock()
+            gate = _GATES[key] = FileGate(key)
         return gate
 
 

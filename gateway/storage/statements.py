@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, cast
@@ -42,7 +41,7 @@ from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.sqlite_checkpoints import checkpointed_here
-from gateway.storage.sqlite_gate import gate_for
+from gateway.storage.sqlite_gate import FileGate, gate_for
 from gateway.storage.typed_statement import Statement
 
 T = TypeVar("T")
@@ -192,7 +191,7 @@ class _SqliteConnections:
 
 
 @contextlib.contextmanager
-def _letting_go(gate: threading.Lock) -> Iterator[None]:
+def _letting_go(gate: FileGate) -> Iterator[None]:
     try:
         yield
     finally:

@@ -4,11 +4,13 @@
     python -m bench.flow_load --runs 1000 --database-url postgresql://127.0.0.1:5432/DB
                                                 # a throwaway database on that server
     python -m bench.flow_load --workers 2             # `serve --workers 2`
+    python -m bench.flow_load --desk sdk              # the desk on the a2a-sdk
 
 A gateway process (`switchboard serve --dev`) and the sales desk (an A2A
-agent on the official a2a-sdk, streaming, in this process). Each run of the
-flow quotes at the desk in two parallel branches, then waits at a checkpoint
-for a human. The bench
+agent, streaming, in this process: by default `bench.quote_desk`, which
+answers on the wire as the demo's a2a-sdk desk does at a fraction of its CPU;
+``--desk sdk`` runs that desk). Each run of the flow quotes at the desk in
+two parallel branches, then waits at a checkpoint for a human. The bench
 
 1. starts ``--runs`` runs, ``--clients`` at a time from one async HTTP
    client in this process (its CPU, with the desk's, is reported), and waits
@@ -50,6 +52,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from bench import ports
 from bench.flows import cpu_seconds
+from bench.quote_desk import QuoteDesk
 from bench.scale import database
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
@@ -226,11 +229,22 @@ def main() -> None:
         help="sample the gateway from the first start until every run waits (py-spy), "
         "collapsed stacks to FILE",
     )
+    parser.add_argument(
+        "--desk",
+        choices=("stub", "sdk"),
+        default="stub",
+        help="the sales desk: bench.quote_desk (stub) or the demo's a2a-sdk agent (sdk)",
+    )
     ports.add_argument(parser)
     args = parser.parse_args()
-    desk = SalesDesk()
+    desk: SalesDesk | QuoteDesk
     sales = Server("sales desk", bound_socket(port=ports.from_range() or 0))
-    sales.start(sales_desk_app(sales.url, desk))
+    if args.desk == "sdk":
+        desk = SalesDesk()
+        sales.start(sales_desk_app(sales.url, desk))
+    else:
+        desk = QuoteDesk()
+        sales.start(desk.app(sales.url))
     with contextlib.ExitStack() as stack:
         temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="switchboard-bench-load-"))
         # A run of its own on PostgreSQL: a second run on one database would
@@ -259,14 +273,17 @@ def main() -> None:
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(
         f"flow load on {backend}: {args.runs} runs, {args.clients} clients, "
-        f"{args.workers} worker(s), load {load:.2f}"
+        f"{args.workers} worker(s), the {args.desk} desk, load {load:.2f}"
     )
     for name, value in report.items():
         print(f"  {name:<34} {value}")
 
 
 def _load(
-    gateway: GatewayProcess, sales: Server, desk: SalesDesk, args: argparse.Namespace
+    gateway: GatewayProcess,
+    sales: Server,
+    desk: SalesDesk | QuoteDesk,
+    args: argparse.Namespace,
 ) -> dict[str, str]:
     report: dict[str, str] = {}
     with gateway.client("admin", "switchboard:admin") as admin:

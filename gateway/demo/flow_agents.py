@@ -135,7 +135,7 @@ class _Executor(AgentExecutor):
             customer = data.get("customer", "customer")
             parts = [new_text_part(f"Dear {customer}, your quote is {data.get('total')} EUR.")]
         else:
-            parts = [_data(_quote(data))]
+            parts = [_data(quote(data))]
         await updater.add_artifact(parts, name=skill)
         await updater.complete()
 
@@ -320,7 +320,7 @@ async def _work(updater: TaskUpdater, data: dict[str, Any]) -> list[Part] | None
     return [_data({"worked": seconds})]
 
 
-def _quote(data: dict[str, Any]) -> dict[str, Any]:
+def quote(data: dict[str, Any]) -> dict[str, Any]:
     """The ``quote`` skill: a price, with a discount for 100 or more."""
     quantity = int(data.get("quantity", 1))
     unit = 12.5

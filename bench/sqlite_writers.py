@@ -10,8 +10,12 @@ little Python work between them (a transaction holds the lock ~0.3 ms, as a
 flow step's record does under load), COMMIT, then some work outside. Two legs,
 alternated in each round on a fresh file:
 
-* ``sqlite``: a plain connection; a writer that finds the lock taken waits in
-  SQLite's busy handler (sleeps of 1, 2, 5 ... 100 ms);
+* ``sqlite``: a plain connection set up as a `GatedConnection` sets itself
+  up (``synchronous=NORMAL``, its checkpoints left to the background thread),
+  without the gate: a writer that finds the lock taken waits in SQLite's busy
+  handler (sleeps of 1, 2, 5 ... 100 ms). With one connection a process the
+  gate's thread lock has nothing to order, so this is the gateway as it was
+  before the gate spanned processes;
 * ``gate``: a `GatedConnection`, which waits on the gate's flock first.
 
 Printed per leg (medians of the rounds): the wall time until every process is
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import sqlite3
 import statistics
 import tempfile
@@ -40,10 +45,14 @@ def _work(rounds: int) -> int:
 
 
 def _writer(path: str, leg: str, transactions: int, rows: int, out: Any) -> None:
+    from gateway.storage.sqlite_checkpoints import checkpointed_here
     from gateway.storage.sqlite_gate import GatedConnection
 
     factory = GatedConnection if leg == "gate" else sqlite3.Connection
     connection = sqlite3.connect(path, factory=factory, timeout=BUSY_SECONDS, isolation_level=None)
+    if leg == "sqlite":  # as `GatedConnection.__init__` sets itself up, less the gate
+        connection.execute("PRAGMA synchronous=NORMAL")
+        checkpointed_here(connection, path)
     latencies: list[float] = []
     began, cpu = time.perf_counter(), time.process_time()
     for _ in range(transactions):
@@ -76,7 +85,14 @@ def run_leg(leg: str, processes: int, transactions: int, rows: int) -> dict[str,
         began = time.perf_counter()
         for worker in workers:
             worker.start()
-        results = [out.get(timeout=600) for _ in workers]
+        results: list[Any] = []
+        while len(results) < len(workers):
+            try:
+                results.append(out.get(timeout=1))
+            except queue.Empty:
+                failed = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+                if failed:
+                    raise SystemExit(f"{leg}: a writer exited with {failed[0]}") from None
         wall = time.perf_counter() - began
         for worker in workers:
             worker.join(timeout=60)

@@ -1,4 +1,4 @@
-"""One writer at a time per SQLite file in this process, waited for on a lock.
+"""One writer at a time per SQLite file, waited for on a lock.
 
 SQLite lets one connection write at a time; a connection that finds the
 write lock taken waits in SQLite's busy handler, which *sleeps* -- 1, 2, 5,
@@ -11,13 +11,15 @@ lock is free, and the gateway's CPU sits idle while work waits
 at a time, on a lock").
 
 Writers therefore take a gate first, let go the moment their transaction
-ends, so the next writer starts at once (`FileGate`): a lock per file for
-this process's threads, then an exclusive flock(2) on a file beside the
-database for the processes (`serve --workers`, the CLI). Without the second
-half, two workers on one file met in SQLite's busy handler and together got
-no more than one core's work done (`bench.flow_load --workers 2`). A writer
-that opens the file some other way (the sqlite3 shell) takes no gate: SQLite's
-own lock and busy handler still decide against it.
+ends (`FileGate`): a lock per file for this process's threads, then an
+exclusive flock(2) on a file beside the database for the processes (`serve
+--workers`, the CLI), which a waiter in another process tries again within
+a millisecond -- not in order of arrival. Two processes writing one file:
+`bench.sqlite_writers` (docs/performance.md). A writer that opens the file
+some other way (the sqlite3 shell) takes no gate: SQLite's own lock and busy
+handler still decide against it. The backstop checkpoint
+(`sqlite_checkpoints`) runs in a COMMIT, the gate held: every process's
+writers wait for it.
 
 * `GatedConnection` is a `sqlite3.Connection` (``factory=``) that takes the
   gate before the statement that makes the driver begin a write transaction
@@ -37,12 +39,14 @@ writer that does not get it fails as SQLite would ("database is locked").
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,8 +54,12 @@ from gateway.storage.sqlite_checkpoints import checkpointed_here
 
 log = logging.getLogger(__name__)
 
-_GATES: dict[str, FileGate] = {}
+# Held by the connections and runners that use a gate: a gate nobody uses
+# any more (a deleted test database) closes its side file.
+_GATES: weakref.WeakValueDictionary[str, FileGate] = weakref.WeakValueDictionary()
 _GATES_LOCK = threading.Lock()
+# The side file cannot be had for good: this process's threads only then.
+_FOR_GOOD = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
 # How a writer waits for another process's hold: tried again after 50 µs,
 # then twice as long each time up to 1 ms (SQLite's handler starts at 1 ms
 # and grows to 100). A write transaction here holds the lock ~0.1-0.5 ms.
@@ -71,15 +79,24 @@ class FileGate:
     thread of the process). The kernel lets a dead process's flock go.
 
     flock(2) has no timeout, so a wait for another process is a try every
-    `_FIRST_PAUSE`..`_LONGEST_PAUSE` seconds until the deadline. Where the
-    side file cannot be opened (a read-only directory), the gate is this
-    process's threads' only, as before it spanned processes."""
+    `_FIRST_PAUSE`..`_LONGEST_PAUSE` seconds until the deadline. The side
+    file is made with the database's permission bits (as SQLite makes its
+    ``-wal`` and ``-shm``) and opened read-only where it cannot be written (a
+    flock needs no write access). Where it cannot be opened at all (a
+    read-only directory), the gate is this process's threads' only, as
+    before it spanned processes."""
 
     def __init__(self, path: str) -> None:
         self._threads = threading.Lock()
+        self._database = path
         self._side = path + "-gate"
         self._fd: int | None = None
         self._unshared = False
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def forked(self) -> None:
         """In a forked child: no hold of the parent's. Its thread lock may
@@ -96,7 +113,9 @@ class FileGate:
         try:
             if self._take_file(blocking, deadline):
                 return True
-        except BaseException:
+        except BaseException:  # an interrupt may land after the flock was taken
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._threads.release()
             raise
         self._threads.release()
@@ -135,21 +154,37 @@ class FileGate:
             return None
         if self._fd is None:
             try:
-                self._fd = os.open(self._side, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._fd = self._open()
             except OSError as error:
+                # For good (no access), or for now (out of file descriptors:
+                # tried again at the next write). Either way SQLite's own lock
+                # still keeps the processes' writes apart.
+                self._unshared = error.errno in _FOR_GOOD
                 log.warning(
-                    "%s: cannot open (%s); its writers in other processes wait in"
-                    " SQLite's busy handler",
+                    "%s: cannot open (%s); writers in other processes wait in"
+                    " SQLite's busy handler%s",
                     self._side,
                     error.strerror,
+                    "" if self._unshared else " this time",
                 )
-                self._unshared = True
                 return None
         return self._fd
 
+    def _open(self) -> int:
+        try:
+            mode = os.stat(self._database).st_mode & 0o666
+        except OSError:
+            mode = 0o600
+        try:
+            return os.open(self._side, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except PermissionError:  # made by another user: locked through a read-only open
+            return os.open(self._side, os.O_RDONLY | os.O_CLOEXEC)
+
 
 def _forked() -> None:
-    for gate in _GATES.values():
+    global _GATES_LOCK
+    _GATES_LOCK = threading.Lock()  # another thread may have held it at the fork
+    for gate in list(_GATES.values()):
         gate.forked()
 
 

@@ -6,11 +6,15 @@ holder's hold ends with it."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +22,11 @@ from typing import Any
 
 import pytest
 
-from gateway.storage.sqlite_gate import FileGate, gate_for
+from gateway.storage.db import create_engine
+from gateway.storage.sqlite_gate import FileGate, GatedConnection, gate_for
+from gateway.storage.statements import Sql, statement_runner
+
+ROOT = Path(__file__).resolve().parents[3]
 
 _HOLDER = """
 import sys
@@ -42,6 +50,7 @@ def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
     )
     with process:  # its pipes closed at the end
         assert process.stdout is not None
@@ -77,15 +86,53 @@ def test_a_waiting_writer_gets_the_gate_once_it_is_let_go(
     tmp_path: Path, holder: subprocess.Popen[str]
 ) -> None:
     gate = gate_for(str(tmp_path / "gw.db"))
-    assert holder.stdin is not None
-    holder.stdin.write("\n")  # let go while this process waits below
-    holder.stdin.flush()
-    assert gate.acquire(timeout=10)
+    taken: list[bool] = []
+    waiting = threading.Thread(target=lambda: taken.append(gate.acquire(timeout=30)))
+    waiting.start()
+    # The waiter is trying (not yet through: the other process holds it).
+    waiting.join(timeout=0.2)
+    assert waiting.is_alive() and taken == []
+    _let_go(holder)
+    waiting.join(timeout=30)
+    assert taken == [True]
+    gate.release()
+
+
+def test_a_connection_and_a_runner_wait_for_another_process(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    path = str(tmp_path / "gw.db")
+    connection = sqlite3.connect(path, factory=GatedConnection, timeout=0.2)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "free"
+        connection.execute("CREATE TABLE t (v INTEGER)")  # DDL: SQLite's own lock only
+        # As SQLite would say it: the gate was not had within the busy timeout.
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            connection.execute("INSERT INTO t (v) VALUES (1)")
+        assert connection.execute("SELECT count(*) FROM t").fetchone() == (0,)
     finally:
-        gate.release()
+        connection.close()
+
+    async def main() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        runner = statement_runner(engine)
+        try:
+            where: list[str] = []
+
+            def write(sql: Sql) -> None:
+                where.append(threading.current_thread().name)
+                sql.rows("CREATE TABLE IF NOT EXISTS t (v INTEGER)", {})
+
+            writing = asyncio.ensure_future(runner(write))
+            await asyncio.sleep(0.2)
+            assert not writing.done()  # not on the loop: in the runner's thread, waiting
+            await asyncio.to_thread(_let_go, holder)
+            await asyncio.wait_for(writing, 30)
+            assert where and where[0].startswith("coordination-sqlite")
+        finally:
+            await runner.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())
 
 
 def test_a_killed_holder_lets_go(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
@@ -135,3 +182,24 @@ def test_without_its_side_file_the_gate_holds_for_this_process_only(tmp_path: Pa
     gate.release()
     assert gate.acquire(blocking=False)
     gate.release()
+
+
+def _open_side_files(side: str) -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == side)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="/proc")
+def test_a_gate_nobody_uses_closes_its_side_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "gw.db")
+    side = os.path.realpath(path) + "-gate"
+    gate = gate_for(path)
+    assert gate.acquire(timeout=5)
+    gate.release()
+    assert _open_side_files(side) == 1
+    del gate
+    gc.collect()
+    assert _open_side_files(side) == 0
+    again = gate_for(path)  # a new one, as any other
+    assert again.acquire(blocking=False)
+    again.release()

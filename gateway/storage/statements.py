@@ -202,14 +202,18 @@ def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
     # isolation_level None: no transactions of the driver's own (BEGIN
     # IMMEDIATE, by the caller); check_same_thread off: opened by the thread
     # that uses it, but closed by the store.
+    # Set up waiting for the file, whatever ``busy_seconds``: the first
+    # statement reads the schema, and a file whose last other connection is
+    # closing (its checkpoint under an exclusive lock) or whose WAL is being
+    # recovered answers "database is locked" at once to a connection that
+    # does not wait -- a few ms, once, at the opening.
     connection = sqlite3.connect(
-        path, timeout=busy_seconds, isolation_level=None, check_same_thread=False
+        path, timeout=_BUSY_SECONDS, isolation_level=None, check_same_thread=False
     )
     if busy_seconds:
         # The app's engine made the file WAL already (a setting of the file);
         # said again where waiting for a lock is allowed.
         connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"PRAGMA busy_timeout={busy_seconds * 1000}")
     connection.execute("PRAGMA synchronous=NORMAL")  # see the module's doc
     # As on the engine's connections (`gateway.storage.db`): a row naming a
     # registry row that is gone is refused, and a cascade is kept.
@@ -217,6 +221,7 @@ def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
     # No checkpoint in its commits short of a backstop: a disk write the
     # loop would wait for (`gateway.storage.sqlite_checkpoints`).
     checkpointed_here(connection, path)
+    connection.execute(f"PRAGMA busy_timeout={busy_seconds * 1000}")
     return connection
 
 

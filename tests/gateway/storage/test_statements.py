@@ -246,3 +246,36 @@ def test_patiently_waits_for_the_lock_on_the_loop_not_in_a_thread(tmp_path: Path
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_the_loops_connection_opens_while_another_holds_the_file_a_moment(
+    tmp_path: Path,
+) -> None:
+    # A connection that does not wait for locks (the event loop's) is told
+    # "database is locked" by its first statement while another connection
+    # holds the file exclusively -- as the last connection of a process does
+    # while it closes (its checkpoint), or one recovering the WAL. Its
+    # opening waits that moment out; its transactions still never wait.
+    path = tmp_path / "gw.db"
+    url = f"sqlite+aiosqlite:///{path}"
+
+    async def main() -> None:
+        engine = create_engine(url)
+        runner = statement_runner(engine)
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+            holder.execute("BEGIN EXCLUSIVE")
+            holder.execute("CREATE TABLE t (v INTEGER)")
+            holder.execute("COMMIT")  # the file stays locked until it closes
+            letting_go = threading.Timer(0.2, holder.close)
+            letting_go.start()
+            rows = await runner.read(lambda sql: sql.rows("SELECT count(*) FROM t", {}))
+            letting_go.join()
+            assert [tuple(row) for row in rows] == [(0,)]
+        finally:
+            holder.close()
+            await runner.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select, update
@@ -52,11 +54,20 @@ class Clock:
             self.reads = None
 
 
+async def _cannot_open() -> Any:
+    raise sqlite3.OperationalError("unable to open database file")
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[AsyncEngine, AsyncEngine]]:
     """A database holding the replicas' rows, and one that cannot be opened."""
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
-    away = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'gw.db'}")
+    # Its connections fail before aiosqlite starts a thread for them: a file
+    # in a missing directory did too, but aiosqlite then closes the failed
+    # connection's thread without waiting, and once that close ended after
+    # its test's event loop (the thread reporting to a closed loop failed
+    # the next test in CI).
+    away = create_async_engine("sqlite+aiosqlite://", async_creator=_cannot_open)
 
     async def create() -> None:
         async with engine.begin() as conn:

@@ -119,13 +119,8 @@ def serve_agent(port: int, count: int) -> None:
             said = envelope({"task": final_task(count, task_id, context_id)})
             await asgi_stub.respond(send, said)
             return
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        for result in events_of(count, task_id, context_id):
-            # One write per event, as sse-starlette writes them.
-            event = b"data: " + envelope(result) + b"\r\n\r\n"
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        events = events_of(count, task_id, context_id)
+        await asgi_stub.respond_events(send, (envelope(result) for result in events))
 
     harness._run_uvicorn(app, port)
 

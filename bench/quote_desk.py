@@ -61,13 +61,8 @@ class QuoteDesk:
             if method == "SendMessage":
                 await asgi_stub.respond(send, _envelope(request, results[-1]))
                 return
-            headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            for result in results[:-1]:
-                # One write per event, as sse-starlette writes them.
-                event = b"data: " + _envelope(request, result) + b"\r\n\r\n"
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            events = (_envelope(request, result) for result in results[:-1])
+            await asgi_stub.respond_events(send, events)
 
         return app
 

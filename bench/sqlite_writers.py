@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import a2a_forwarding as harness
+
 BUSY_SECONDS = 15
 
 
@@ -106,8 +108,8 @@ def run_leg(leg: str, processes: int, transactions: int, rows: int) -> dict[str,
     return {
         "wall": wall,
         "per_second": done / wall,
-        "p50": latencies[done // 2] * 1000,
-        "p99": latencies[int(done * 0.99)] * 1000,
+        "p50": harness._percentile(latencies, 50) * 1000,
+        "p99": harness._percentile(latencies, 99) * 1000,
         "max": latencies[-1] * 1000,
         "cpu_us": sum(cpu for _, cpu, _ in results) / done * 1e6,
         "committed": committed,

@@ -1,5 +1,5 @@
 """bench.asgi_stub, what the benches' bare ASGI agents share: a request's
-body read to its last message, one answer whole, the lifespan answered."""
+body read to its last message, one answer whole or as events, the lifespan answered."""
 
 from __future__ import annotations
 
@@ -51,3 +51,18 @@ async def test_the_lifespan_is_answered_until_shutdown() -> None:
     receive = _receiving({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
     await asgi_stub.lifespan(receive, _sending(sent))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_events_are_written_one_by_one_then_the_stream_ends() -> None:
+    sent: list[dict[str, Any]] = []
+    await asgi_stub.respond_events(_sending(sent), [b'{"a":1}', b'{"b":2}'])
+    assert sent == [
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")],
+        },
+        {"type": "http.response.body", "body": b'data: {"a":1}\r\n\r\n', "more_body": True},
+        {"type": "http.response.body", "body": b'data: {"b":2}\r\n\r\n', "more_body": True},
+        {"type": "http.response.body", "body": b""},
+    ]

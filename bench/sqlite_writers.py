@@ -54,7 +54,7 @@ def _writer(path: str, leg: str, transactions: int, rows: int, out: Any) -> None
     connection = sqlite3.connect(path, factory=factory, timeout=BUSY_SECONDS, isolation_level=None)
     if leg == "sqlite":  # as `GatedConnection.__init__` sets itself up, less the gate
         connection.execute("PRAGMA synchronous=NORMAL")
-        checkpointed_here(connection, path)
+        checkpointed_here(connection, path, None)
     latencies: list[float] = []
     began, cpu = time.perf_counter(), time.process_time()
     for _ in range(transactions):

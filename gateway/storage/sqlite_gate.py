@@ -238,21 +238,23 @@ class GatedConnection(sqlite3.Connection):
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         path = _database_path(database)
-        self._gate = gate_for(path) if path is not None else None
+        self._gate: FileGate | None = None
         self._holding = False
         # How long the gate is waited for: as long as the connection's busy
         # handler waits (read at the first write: DBOS sets it by PRAGMA once
         # connected, not through sqlite3.connect's ``timeout``).
         self._wait_seconds: float | None = None
         if path is not None:
+            self._gate = gate = gate_for(path)
             # As the statement runners' connections commit (see the durability
             # note in `gateway.storage.statements`): without waiting for the
             # disk, in WAL mode. A crash of the process loses nothing.
             super().execute("PRAGMA synchronous=NORMAL")
-            # Its WAL checkpointed by a thread that holds no gate, not in the
-            # COMMIT of whichever writer crosses 1,000 pages (only past a
-            # backstop: `gateway.storage.sqlite_checkpoints`).
-            checkpointed_here(self, path)
+            # Its WAL checkpointed by a thread (which holds the gate only to
+            # finish a long WAL), not in the COMMIT of whichever writer
+            # crosses 1,000 pages (only past a backstop:
+            # `gateway.storage.sqlite_checkpoints`).
+            checkpointed_here(self, path, gate)
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or GatedCursor)

@@ -220,7 +220,7 @@ def _connect(path: str, busy_seconds: int) -> sqlite3.Connection:
     connection.execute("PRAGMA foreign_keys=ON")
     # No checkpoint in its commits short of a backstop: a disk write the
     # loop would wait for (`gateway.storage.sqlite_checkpoints`).
-    checkpointed_here(connection, path)
+    checkpointed_here(connection, path, gate_for(path))
     connection.execute(f"PRAGMA busy_timeout={busy_seconds * 1000}")
     return connection
 

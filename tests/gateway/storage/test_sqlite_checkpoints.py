@@ -1,8 +1,8 @@
 """SQLite's WAL is checkpointed by one background thread, not in a
 writer's COMMIT (`gateway.storage.sqlite_checkpoints`): the process's
 connections move the automatic checkpoint to a backstop; a pass copies the
-WAL into the file without its gate; a file that is gone is dropped, not
-created."""
+WAL into the file without its gate, and finishes a long one holding it so
+that the WAL starts over; a file that is gone is dropped, not created."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from gateway.storage import sqlite_checkpoints
 from gateway.storage.sqlite_checkpoints import BACKSTOP_PAGES, CHECKPOINTS, Checkpoints, _checkpoint
 from gateway.storage.sqlite_gate import GatedConnection, gate_for
 from gateway.storage.statements import _connect
@@ -23,7 +26,7 @@ WAIT_SECONDS = 20.0
 def _wal_database(path: Path) -> sqlite3.Connection:
     """A WAL file written by a connection that never checkpoints (plain
     sqlite3, watched by nobody)."""
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA wal_autocheckpoint=0")
     connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
@@ -98,7 +101,7 @@ def test_a_file_gone_is_dropped_and_not_created_again(tmp_path: Path) -> None:
     assert checkpoints.run_once() == 0
     assert checkpoints.watching() == []
     # Gone between the look and the checkpoint: opened read-write only.
-    assert _checkpoint(str(path)) is False
+    assert _checkpoint(str(path)) == (False, 0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -114,3 +117,90 @@ def test_the_thread_checkpoints_what_a_gated_connection_wrote(tmp_path: Path) ->
             time.sleep(0.05)
     finally:
         gated.close()
+
+
+def _frames(path: Path) -> int:
+    """How many frames the WAL holds now (from its start: fewer after it was
+    started over)."""
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        connection.close()
+
+
+def _appended_during_the_first_pass(
+    monkeypatch: pytest.MonkeyPatch, writer: sqlite3.Connection
+) -> list[tuple[bool, int]]:
+    """Each pass's `_checkpoint`, the first with a writer that began before it
+    and commits after it (as under steady writes): its frames are appended
+    past what that pass copied, so the WAL is not started over."""
+    real = sqlite_checkpoints._checkpoint
+    passes: list[tuple[bool, int]] = []
+
+    def checkpoint(path: str) -> tuple[bool, int]:
+        if passes:
+            passes.append(real(path))
+            return passes[-1]
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO t (id, body) VALUES (?, ?)", (10 * ROWS, os.urandom(1024)))
+        passes.append(real(path))
+        writer.execute("COMMIT")
+        return passes[-1]
+
+    monkeypatch.setattr(sqlite_checkpoints, "_checkpoint", checkpoint)
+    return passes
+
+
+@pytest.mark.parametrize("gated_pass", [True, False])
+def test_a_long_wal_appended_to_during_its_pass_is_started_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gated_pass: bool
+) -> None:
+    """Past `START_OVER_FRAMES`, a pass that copied what it saw copies the
+    rest holding the gate, and the next writer starts the WAL over. Without
+    that second pass (``gated_pass`` off: its threshold out of reach) the
+    WAL goes on growing from where it was."""
+    path = tmp_path / "gw.db"
+    writer = _wal_database(path)
+    _write(writer, ROWS)
+    # Read off the file, not by `_frames`: its checkpoint would let the
+    # next writer start the WAL over.
+    held = (Path(f"{path}-wal").stat().st_size - 32) // (4096 + 24)
+    assert held > 500
+    checkpoints = Checkpoints(thread=False, start_over_frames=100 if gated_pass else 10**9)
+    checkpoints.watch(str(path), gate_for(str(path)))
+    passes = _appended_during_the_first_pass(monkeypatch, writer)
+    assert checkpoints.run_once() == 1  # all it saw copied, either way
+    assert len(passes) == (2 if gated_pass else 1)
+    _write(writer, 1, start=20 * ROWS)
+    if gated_pass:
+        assert _frames(path) < 10  # started over: the last write's frames only
+    else:
+        assert _frames(path) > held
+    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == ROWS + 2
+    writer.close()
+
+
+def test_a_gate_not_had_leaves_the_wal_to_the_next_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gw.db"
+    writer = _wal_database(path)
+    _write(writer, ROWS)
+    checkpoints = Checkpoints(thread=False, start_over_frames=100)
+    gate = gate_for(str(path))
+    checkpoints.watch(str(path), gate)
+    passes = _appended_during_the_first_pass(monkeypatch, writer)
+    monkeypatch.setattr(sqlite_checkpoints, "GATE_WAIT_SECONDS", 0.1)
+    assert gate.acquire(timeout=5)  # a writer of the process holds it throughout
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS) == 0
+    finally:
+        gate.release()
+    assert len(passes) == 1  # no pass without the gate
+    # Not marked done: the next pass, the gate free, finishes it.
+    assert checkpoints.run_once() == 1
+    _write(writer, 1, start=20 * ROWS)
+    assert _frames(path) < 10
+    writer.close()

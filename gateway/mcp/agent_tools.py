@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +54,8 @@ from registry.cards import card_skills
 from registry.mcp_names import cut_hashed, owner_of, skill_tool_name
 from registry.store import AgentNotFound
 
+logger = logging.getLogger(__name__)
+
 EVENT = "mcp"
 # The fingerprint (`SqlAgentStore.fingerprint`) counts and sums over every agent
 # row: O(agents) in the database. A listing's first page always asks it, so a
@@ -65,6 +68,11 @@ EVENT = "mcp"
 # A change through this replica's registry API ends the reuse at once
 # (`registry_changed`). A tool search is answered from that snapshot too:
 # asking per search was half a lexical search's CPU (`bench.tool_catalog`).
+# Once the check is this old, a later page or a search keeps the snapshot
+# and the check runs beside it: asked in line, the fingerprint's one read
+# waited 60-200 ms on a busy engine (its worker thread and the event loop
+# take turns at the interpreter), once a second, for whichever searches
+# came then.
 CONTINUATION_SECONDS = 1.0
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -125,7 +133,10 @@ class AgentSkillTools:
         # Raised by each change here: a fingerprint read begun before one must
         # not extend the reuse the change ended (`_current`).
         self._changes = 0
+        self._told = False  # a change here since the snapshot was last found current
         self._reading = asyncio.Lock()
+        self._checking: asyncio.Task[None] | None = None  # the check beside the callers
+        self._check_failed = False
         self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
         self._every: tuple[_Snapshot, tuple[SkillTool, ...]] | None = None
 
@@ -158,8 +169,38 @@ class AgentSkillTools:
         return listed, snapshot.names
 
     async def _current(self, continuing: bool = False) -> _Snapshot:
-        if continuing and self._snapshot is not None and time.monotonic() < self._checked_until:
-            return self._snapshot
+        snapshot = self._snapshot
+        if continuing and snapshot is not None:
+            if time.monotonic() < self._checked_until:
+                return snapshot
+            if not self._told:  # only time has passed: checked beside the callers
+                self._check_beside()
+                return snapshot
+        return await self._checked()
+
+    def _check_beside(self) -> None:
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.get_running_loop().create_task(self._check_quietly())
+
+    async def _check_quietly(self) -> None:
+        """`_checked`, its failure logged (the first of a run of them as a
+        warning); the snapshot stands meanwhile and is checked again a
+        `CONTINUATION_SECONDS` later -- a call is decided afresh whatever a
+        listing showed."""
+        began, changes = time.monotonic(), self._changes
+        try:
+            await self._checked()
+        except Exception as error:
+            log = logger.debug if self._check_failed else logger.warning
+            log("MCP agent skill tools: the registry could not be checked: %s", error)
+            self._check_failed = True
+            if changes == self._changes:  # tried again a second on, not at every search
+                self._checked_until = began + CONTINUATION_SECONDS
+        else:
+            self._check_failed = False
+
+    async def _checked(self) -> _Snapshot:
+        """The snapshot, its fingerprint asked now (and the cards read again if it moved)."""
         agents = self._parts().delegations.agents
         checked, changes = time.monotonic(), self._changes
         fingerprint = await agents.fingerprint()
@@ -184,6 +225,7 @@ class AgentSkillTools:
         `CONTINUATION_SECONDS` -- unless a change here came while it was read."""
         if changes == self._changes:
             self._checked_until = checked + CONTINUATION_SECONDS
+            self._told = False
 
     async def every_tool(self) -> tuple[object, tuple[SkillTool, ...]]:
         """Every agent's every skill as a tool, whoever may use it (what tool
@@ -208,6 +250,7 @@ class AgentSkillTools:
         next page or search checks the fingerprint again (`RegistryService.listeners`)."""
         self._changes += 1
         self._checked_until = 0.0
+        self._told = True
 
     async def find(self, name: str) -> SkillTool | None:
         """The tool ``name`` if it is an agent's skill; whether the caller may

@@ -1,6 +1,8 @@
 """`AgentSkillTools`'s registry snapshot: a listing's first page asks the
-registry's fingerprint, a later page within `CONTINUATION_SECONDS` does not
-(the fingerprint is O(agents) in the database, and a listing may be 300 pages)."""
+registry's fingerprint, a later page or a search within `CONTINUATION_SECONDS`
+does not (the fingerprint is O(agents) in the database, and a listing may be
+300 pages), and after it they are answered from the snapshot while the
+check runs beside them."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 
 from gateway.mcp import agent_tools as agent_tools_module
 from gateway.mcp.agent_tools import CONTINUATION_SECONDS, AgentSkillTools
+from tests.support.waiting import wait_for_async
 
 
 class _Agents:
@@ -69,10 +72,12 @@ async def test_later_pages_reuse_a_fresh_check_and_first_pages_always_ask(
     assert agents.fingerprints > asked and agents.reads == 2
     assert [t.skill_id for t in changed] == ["s2"] and names == {"alpha__s2"}
     agents.revision = 3
-    asked = agents.fingerprints
     clock[0] += CONTINUATION_SECONDS + 0.1  # a later page, but the check is stale
+    stale, _ = await tools.catalog(CALLER, continuing=True)
+    assert stale is changed  # answered from the snapshot; the check runs beside it
+    await wait_for_async(lambda: agents.reads == 3, seconds=5, what="the check beside")
     latest, _ = await tools.catalog(CALLER, continuing=True)
-    assert [t.skill_id for t in latest] == ["s3"] and agents.fingerprints > asked
+    assert [t.skill_id for t in latest] == ["s3"]
 
 
 async def test_a_change_through_this_replicas_registry_ends_the_reuse(
@@ -106,12 +111,70 @@ async def test_a_change_during_a_fingerprint_read_is_not_undone(clock: list[floa
         return found
 
     agents.fingerprint = slow_fingerprint  # type: ignore[method-assign]
-    stale = asyncio.create_task(tools.catalog(CALLER, continuing=True))
+    stale, _ = await tools.catalog(CALLER, continuing=True)  # the check starts beside it
+    assert [t.skill_id for t in stale] == ["s1"]
     await reading.wait()
     agents.revision = 2  # registered meanwhile, through this replica's registry
     tools.registry_changed()
     release.set()
-    await stale
+    # The check ends, with the registry as it stood when it began.
+    await wait_for_async(lambda: tools._checking is not None and tools._checking.done())
     agents.fingerprint = answer  # type: ignore[method-assign]
     latest, _ = await tools.catalog(CALLER, continuing=True)
     assert [t.skill_id for t in latest] == ["s2"]
+
+
+async def test_a_search_does_not_wait_for_a_stale_check(clock: list[float]) -> None:
+    """Past `CONTINUATION_SECONDS` a later page or a search is answered from
+    the snapshot at once; one check runs beside however many ask."""
+    agents = _Agents()
+    tools = _tools(agents)
+    first, _ = await tools.catalog(CALLER)
+    clock[0] += CONTINUATION_SECONDS + 0.1
+    release = asyncio.Event()
+    answer = agents.fingerprint
+    began = [0]
+
+    async def stuck_fingerprint() -> tuple[int, str, int]:
+        began[0] += 1
+        await release.wait()
+        return await answer()
+
+    agents.fingerprint = stuck_fingerprint  # type: ignore[method-assign]
+    for _ in range(3):
+        found, _ = await asyncio.wait_for(tools.catalog(CALLER, continuing=True), 5)
+        assert found is first
+    await wait_for_async(lambda: began[0] == 1, seconds=5, what="one check")
+    release.set()
+    # A listing's first page still asks in line.
+    assert (await asyncio.wait_for(tools.catalog(CALLER), 5))[0] is first
+    assert began[0] == 2
+
+
+async def test_a_check_that_fails_keeps_the_snapshot(
+    clock: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    agents = _Agents()
+    tools = _tools(agents)
+    first, _ = await tools.catalog(CALLER)
+    tries = [0]
+
+    async def down() -> tuple[int, str, int]:
+        tries[0] += 1
+        raise ConnectionError("database unavailable")
+
+    agents.fingerprint = down  # type: ignore[method-assign]
+    clock[0] += CONTINUATION_SECONDS + 0.1
+    assert (await tools.catalog(CALLER, continuing=True))[0] is first
+    await wait_for_async(lambda: tries[0] == 1, seconds=5, what="the check")
+    await asyncio.sleep(0)
+    assert "could not be checked" in caplog.text
+    # Not tried again at every search: a second on.
+    assert (await tools.catalog(CALLER, continuing=True))[0] is first
+    await asyncio.sleep(0)
+    assert tries[0] == 1
+    clock[0] += CONTINUATION_SECONDS + 0.1
+    assert (await tools.catalog(CALLER, continuing=True))[0] is first
+    await wait_for_async(lambda: tries[0] == 2, seconds=5, what="the next check")
+    with pytest.raises(ConnectionError):  # a first page asks in line, and says so
+        await tools.catalog(CALLER)

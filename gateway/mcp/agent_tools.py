@@ -23,10 +23,8 @@ so, with the ``taskId`` to continue with.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ from gateway.delegation.handoffs import message_skill, proto_inputs, proto_place
 from gateway.delegation.pipeline import Caller
 from gateway.delegation.tasks import Owner
 from gateway.mcp.per_caller import PerCaller
+from gateway.mcp.registry_snapshot import RegistrySnapshot, Snapshot
 from gateway.mcp.skill_results import Outcome
 from registry.cards import card_skills
 from registry.mcp_names import cut_hashed, owner_of, skill_tool_name
@@ -57,23 +56,6 @@ from registry.store import AgentNotFound
 logger = logging.getLogger(__name__)
 
 EVENT = "mcp"
-# The fingerprint (`SqlAgentStore.fingerprint`) counts and sums over every agent
-# row: O(agents) in the database. A listing's first page always asks it, so a
-# listing sees every change made before it; a later page may use the snapshot
-# found current within this long -- a full listing of 100,000 agents is 300
-# pages, and asking per page would make it O(agents x pages) (`bench.scale`). So a
-# later page may show, for at most this long, an agent another replica (or
-# this one, outside `RegistryService`) just removed -- a call to it is decided
-# afresh and refused -- as the federation's snapshot may (`SNAPSHOT_SECONDS`).
-# A change through this replica's registry API ends the reuse at once
-# (`registry_changed`). A tool search is answered from that snapshot too:
-# asking per search was half a lexical search's CPU (`bench.tool_catalog`).
-# Once the check is this old, a later page or a search keeps the snapshot
-# and the check runs beside it: asked in line, the fingerprint's one read
-# waited 60-200 ms on a busy engine (its worker thread and the event loop
-# take turns at the interpreter), once a second, for whichever searches
-# came then.
-CONTINUATION_SECONDS = 1.0
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -102,15 +84,6 @@ class SkillTool:
     examples: tuple[str, ...] = ()  # the skill's example requests (tool search reads them)
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    """Every agent's card and skill names, as the registry held them at ``fingerprint``."""
-
-    fingerprint: tuple[int, str, int]
-    agents: tuple[tuple[str, Mapping[str, Any]], ...]
-    names: frozenset[str]
-
-
 class AgentSkillTools:
     def __init__(
         self,
@@ -124,21 +97,12 @@ class AgentSkillTools:
         # Reading every card and deciding every skill on each listing would make
         # each listing O(agents) in the database and the policy (`bench.scale`,
         # docs/performance.md). The cards are kept while the registry's
-        # fingerprint (one indexed query, any replica's change) stays the same,
-        # and each caller's list while the policy object and the cards do: a
-        # decision depends on nothing else. Calls are decided afresh as always
-        # (`Delegations.admit`).
-        self._snapshot: _Snapshot | None = None
-        self._checked_until = 0.0  # when the snapshot's fingerprint was last found current, +1 s
-        # Raised by each change here: a fingerprint read begun before one must
-        # not extend the reuse the change ended (`_current`).
-        self._changes = 0
-        self._told = False  # a change here since the snapshot was last found current
-        self._reading = asyncio.Lock()
-        self._checking: asyncio.Task[None] | None = None  # the check beside the callers
-        self._check_failed = False
+        # fingerprint stays the same (`RegistrySnapshot`), and each caller's
+        # list while the policy object and the cards do: a decision depends on
+        # nothing else. Calls are decided afresh as always (`Delegations.admit`).
+        self._registry = RegistrySnapshot(lambda: self._parts().delegations.agents)
         self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
-        self._every: tuple[_Snapshot, tuple[SkillTool, ...]] | None = None
+        self._every: tuple[Snapshot, tuple[SkillTool, ...]] | None = None
 
     async def catalog(
         self, caller: Caller, *, continuing: bool = False
@@ -149,9 +113,11 @@ class AgentSkillTools:
         the kept objects themselves, unchanged while their inputs stand (the
         listing above keys its own memo on them). ``continuing``: for a later
         page of a listing or a search, which may use a snapshot checked within
-        `CONTINUATION_SECONDS` instead of asking the database again."""
+        `CONTINUATION_SECONDS` instead of asking the database again (and one
+        checked within `STALE_GRACE_SECONDS` more while it is checked beside:
+        `gateway.mcp.registry_snapshot`)."""
         delegations = self._parts().delegations
-        snapshot = await self._current(continuing)
+        snapshot = await self._registry.current(continuing)
         shared = (delegations.policy.current, snapshot)
         listed = self._listed.get(caller, shared)
         if listed is None:
@@ -168,72 +134,13 @@ class AgentSkillTools:
             )
         return listed, snapshot.names
 
-    async def _current(self, continuing: bool = False) -> _Snapshot:
-        snapshot = self._snapshot
-        if continuing and snapshot is not None:
-            if time.monotonic() < self._checked_until:
-                return snapshot
-            if not self._told:  # only time has passed: checked beside the callers
-                self._check_beside()
-                return snapshot
-        return await self._checked()
-
-    def _check_beside(self) -> None:
-        if self._checking is None or self._checking.done():
-            self._checking = asyncio.get_running_loop().create_task(self._check_quietly())
-
-    async def _check_quietly(self) -> None:
-        """`_checked`, its failure logged (the first of a run of them as a
-        warning); the snapshot stands meanwhile and is checked again a
-        `CONTINUATION_SECONDS` later -- a call is decided afresh whatever a
-        listing showed."""
-        began, changes = time.monotonic(), self._changes
-        try:
-            await self._checked()
-        except Exception as error:
-            log = logger.debug if self._check_failed else logger.warning
-            log("MCP agent skill tools: the registry could not be checked: %s", error)
-            self._check_failed = True
-            if changes == self._changes:  # tried again a second on, not at every search
-                self._checked_until = began + CONTINUATION_SECONDS
-        else:
-            self._check_failed = False
-
-    async def _checked(self) -> _Snapshot:
-        """The snapshot, its fingerprint asked now (and the cards read again if it moved)."""
-        agents = self._parts().delegations.agents
-        checked, changes = time.monotonic(), self._changes
-        fingerprint = await agents.fingerprint()
-        if self._snapshot is not None and self._snapshot.fingerprint == fingerprint:
-            self._found_current(checked, changes)
-            return self._snapshot
-        async with self._reading:  # one read of the whole registry at a time
-            checked, changes = time.monotonic(), self._changes
-            fingerprint = await agents.fingerprint()
-            if self._snapshot is None or self._snapshot.fingerprint != fingerprint:
-                read: list[tuple[str, Mapping[str, Any]]] = []
-                names: set[str] = set()
-                async for record, card in agents.all_with_cards():
-                    read.append((record.id, card))
-                    names.update(skill_tool_name(record.id, s["id"]) for s in card_skills(card))
-                self._snapshot = _Snapshot(fingerprint, tuple(read), frozenset(names))
-            self._found_current(checked, changes)
-            return self._snapshot
-
-    def _found_current(self, checked: float, changes: int) -> None:
-        """The snapshot was current at ``checked``: reusable for
-        `CONTINUATION_SECONDS` -- unless a change here came while it was read."""
-        if changes == self._changes:
-            self._checked_until = checked + CONTINUATION_SECONDS
-            self._told = False
-
     async def every_tool(self) -> tuple[object, tuple[SkillTool, ...]]:
         """Every agent's every skill as a tool, whoever may use it (what tool
         search indexes), with the snapshot they came from: the same objects
-        while the registry is unchanged. A snapshot checked within
-        `CONTINUATION_SECONDS` will do, as for the search's own listing (a
+        while the registry is unchanged. A snapshot as recent as for the
+        search's own listing will do (`catalog`'s ``continuing``; a
         registration here ends the reuse, `registry_changed`)."""
-        snapshot = await self._current(continuing=True)
+        snapshot = await self._registry.current(continuing=True)
         if self._every is None or self._every[0] is not snapshot:
             self._every = (
                 snapshot,
@@ -248,9 +155,7 @@ class AgentSkillTools:
     def registry_changed(self) -> None:
         """An agent was registered, refreshed or removed on this replica: the
         next page or search checks the fingerprint again (`RegistryService.listeners`)."""
-        self._changes += 1
-        self._checked_until = 0.0
-        self._told = True
+        self._registry.changed()
 
     async def find(self, name: str) -> SkillTool | None:
         """The tool ``name`` if it is an agent's skill; whether the caller may

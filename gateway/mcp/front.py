@@ -214,7 +214,7 @@ class McpFront:
         if mode != "off" and params.name == SEARCH_TOOL:
             assert self.tool_search is not None  # audited: `gateway.mcp.search_audit`
             # A search is not a listing's first page: the registry as found
-            # within `CONTINUATION_SECONDS` will do (`AgentSkillTools.catalog`).
+            # within `CONTINUATION_SECONDS` will do (`gateway.mcp.registry_snapshot`).
             return await searched(
                 self.tool_search, ctx, params, lambda: self._offered_here(caller, continuing=True)
             )

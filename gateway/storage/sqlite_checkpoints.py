@@ -27,13 +27,15 @@ Under steady writes a checkpoint that takes no lock never does: what it
 copies was all there when it began, and by its end more was appended. So
 once the WAL holds `START_OVER_FRAMES` (about 4 MB, SQLite's own default
 checkpoint size), a pass that copied what it saw checkpoints once more
-holding the file's gate (`gateway.storage.sqlite_gate`): only the frames
-appended during the first are left to copy, writers wait that long (a few
-ms, and the disk's two syncs), and the next writer starts the WAL over.
-The backstop stays for a gate not had within `GATE_WAIT_SECONDS` or a
-reader keeping old frames: past `BACKSTOP_PAGES` (about 40 MB) the
-committing writer checkpoints as SQLite always did, holding the gate, so
-that one completes -- copying up to 40 MB while every writer waits.
+holding the file's gate (`gateway.storage.sqlite_gate`), in RESTART mode:
+only the frames appended during the first are left to copy, the gate's
+writers wait that long (plus the disk's two syncs), and unless a reader
+still reads old frames the WAL is started over. It is best effort: a
+reader mid-transaction, a gate not had within `GATE_WAIT_SECONDS` or
+another process's checkpoint under way leaves it to the next pass, and
+the backstop stays: past `BACKSTOP_PAGES` (about 40 MB) the committing
+writer checkpoints as SQLite always did, holding the gate, so that one
+completes -- copying up to 40 MB while every writer waits.
 `journal_size_limit` truncates a WAL started over back to `WAL_KEPT_BYTES`.
 
 A file that is gone is dropped, never created again (the checkpoint's
@@ -51,15 +53,16 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import weakref
 from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 1.0
 BACKSTOP_PAGES = 10_000  # SQLite's own default is 1,000
-WAL_KEPT_BYTES = 64 * 1024 * 1024  # journal_size_limit: a WAL started over is cut back to this
+WAL_KEPT_BYTES = 8 * 1024 * 1024  # journal_size_limit: a WAL started over is cut back to this
 START_OVER_FRAMES = 1_000  # a WAL this long is finished under the gate (`Checkpoints.run_once`)
-GATE_WAIT_SECONDS = 1.0  # how long a pass waits for the gate before leaving it to the next
+GATE_WAIT_SECONDS = 0.25  # how long a pass waits for the gate (every file's pass waits with it)
 
 
 class Gate(Protocol):
@@ -88,7 +91,9 @@ class Checkpoints:
         # realpath -> the WAL's (mtime, size) as seen before the last
         # checkpoint that copied all of it (None: none yet)
         self._files: dict[str, tuple[int, int] | None] = {}
-        self._gates: dict[str, Gate] = {}  # realpath -> its writers' gate, if told
+        # realpath -> its writers' gate, if told; not kept alive from here (a
+        # gate nobody writes through any more closes its side file).
+        self._gates: dict[str, weakref.ref[Gate]] = {}
         self._thread: threading.Thread | None = None
 
     def watch(self, path: str, gate: Gate | None = None) -> None:
@@ -98,7 +103,7 @@ class Checkpoints:
         with self._lock:
             self._files.setdefault(key, None)
             if gate is not None:
-                self._gates[key] = gate
+                self._gates[key] = weakref.ref(gate)
             if self._threaded and self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="sqlite-checkpoints", daemon=True
@@ -121,7 +126,8 @@ class Checkpoints:
             seen = _wal_state(path)
             with self._lock:
                 last = self._files.get(path)
-                gate = self._gates.get(path)
+                held = self._gates.get(path)
+            gate = held() if held is not None else None  # None: no writer is left
             if seen is None or seen == last:
                 continue  # no WAL, or nothing written since the last look
             complete, frames = _checkpoint(path)
@@ -153,11 +159,12 @@ def _wal_state(path: str) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _checkpoint(path: str) -> tuple[bool, int]:
-    """A PASSIVE checkpoint of ``path``: whether it copied the whole WAL as
-    it was when it began (False: the file could not be opened, another
+def _checkpoint(path: str, mode: str = "PASSIVE") -> tuple[bool, int]:
+    """A checkpoint of ``path`` (https://sqlite.org/pragma.html#pragma_wal_checkpoint):
+    whether it copied the whole WAL as it was when it began and, in RESTART
+    mode, saw it started over (False: the file could not be opened, another
     checkpoint was under way, or a reader kept some of it for later), and
-    how many frames the WAL held."""
+    how many frames the WAL held. It waits for no lock (``timeout=0``)."""
     uri = "file:" + urllib.parse.quote(path) + "?mode=rw"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=0, check_same_thread=False)
@@ -167,7 +174,7 @@ def _checkpoint(path: str) -> tuple[bool, int]:
         # While the app's connections are open this one is not the file's
         # last, so its close does nothing more (after they closed, it
         # checkpoints and removes the WAL, as SQLite's last close does).
-        busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        busy, frames, copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return not busy and copied == frames, frames
     except sqlite3.Error as error:
         logger.debug("SQLite checkpoint of %s: %s", path, error)
@@ -184,7 +191,7 @@ def _checkpoint_gated(path: str, gate: Gate) -> bool:
     if not gate.acquire(timeout=GATE_WAIT_SECONDS):
         return False
     try:
-        return _checkpoint(path)[0]
+        return _checkpoint(path, "RESTART")[0]
     finally:
         gate.release()
 

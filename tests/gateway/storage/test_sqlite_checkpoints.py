@@ -6,9 +6,11 @@ that the WAL starts over; a file that is gone is dropped, not created."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from gateway.storage import sqlite_checkpoints
 from gateway.storage.sqlite_checkpoints import BACKSTOP_PAGES, CHECKPOINTS, Checkpoints, _checkpoint
-from gateway.storage.sqlite_gate import GatedConnection, gate_for
+from gateway.storage.sqlite_gate import FileGate, GatedConnection, gate_for
 from gateway.storage.statements import _connect
 
 ROWS = 3_000  # of 1 KB: ~750 pages, in the WAL until a checkpoint
@@ -130,23 +132,31 @@ def _frames(path: Path) -> int:
 
 
 def _appended_during_the_first_pass(
-    monkeypatch: pytest.MonkeyPatch, writer: sqlite3.Connection
-) -> list[tuple[bool, int]]:
-    """Each pass's `_checkpoint`, the first with a writer that began before it
-    and commits after it (as under steady writes): its frames are appended
-    past what that pass copied, so the WAL is not started over."""
+    monkeypatch: pytest.MonkeyPatch, writer: sqlite3.Connection, gate: FileGate
+) -> list[tuple[str, bool]]:
+    """Each pass's `_checkpoint` (its mode, and whether ``gate`` was held
+    then, as another thread sees it), the first with a writer that began
+    before it and commits after it (as under steady writes): its frames are
+    appended past what that pass copied, so the WAL is not started over."""
     real = sqlite_checkpoints._checkpoint
-    passes: list[tuple[bool, int]] = []
+    passes: list[tuple[str, bool]] = []
 
-    def checkpoint(path: str) -> tuple[bool, int]:
-        if passes:
-            passes.append(real(path))
-            return passes[-1]
+    def held() -> bool:
+        with ThreadPoolExecutor(1) as pool:
+            free = pool.submit(gate.acquire, False).result(timeout=WAIT_SECONDS)
+        if free:
+            gate.release()
+        return not free
+
+    def checkpoint(path: str, mode: str = "PASSIVE") -> tuple[bool, int]:
+        passes.append((mode, held()))
+        if len(passes) > 1:
+            return real(path, mode)
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("INSERT INTO t (id, body) VALUES (?, ?)", (10 * ROWS, os.urandom(1024)))
-        passes.append(real(path))
+        found = real(path, mode)
         writer.execute("COMMIT")
-        return passes[-1]
+        return found
 
     monkeypatch.setattr(sqlite_checkpoints, "_checkpoint", checkpoint)
     return passes
@@ -168,10 +178,14 @@ def test_a_long_wal_appended_to_during_its_pass_is_started_over(
     held = (Path(f"{path}-wal").stat().st_size - 32) // (4096 + 24)
     assert held > 500
     checkpoints = Checkpoints(thread=False, start_over_frames=100 if gated_pass else 10**9)
-    checkpoints.watch(str(path), gate_for(str(path)))
-    passes = _appended_during_the_first_pass(monkeypatch, writer)
+    gate = gate_for(str(path))  # kept alive here, as a writer's connection keeps it
+    checkpoints.watch(str(path), gate)
+    passes = _appended_during_the_first_pass(monkeypatch, writer, gate)
     assert checkpoints.run_once() == 1  # all it saw copied, either way
-    assert len(passes) == (2 if gated_pass else 1)
+    # The first pass without the gate; the second in RESTART mode, holding it.
+    assert passes == (
+        [("PASSIVE", False), ("RESTART", True)] if gated_pass else [("PASSIVE", False)]
+    )
     _write(writer, 1, start=20 * ROWS)
     if gated_pass:
         assert _frames(path) < 10  # started over: the last write's frames only
@@ -190,7 +204,7 @@ def test_a_gate_not_had_leaves_the_wal_to_the_next_pass(
     checkpoints = Checkpoints(thread=False, start_over_frames=100)
     gate = gate_for(str(path))
     checkpoints.watch(str(path), gate)
-    passes = _appended_during_the_first_pass(monkeypatch, writer)
+    passes = _appended_during_the_first_pass(monkeypatch, writer, gate)
     monkeypatch.setattr(sqlite_checkpoints, "GATE_WAIT_SECONDS", 0.1)
     assert gate.acquire(timeout=5)  # a writer of the process holds it throughout
     try:
@@ -198,9 +212,27 @@ def test_a_gate_not_had_leaves_the_wal_to_the_next_pass(
             assert pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS) == 0
     finally:
         gate.release()
-    assert len(passes) == 1  # no pass without the gate
+    assert passes == [("PASSIVE", True)]  # no second pass without the gate
     # Not marked done: the next pass, the gate free, finishes it.
     assert checkpoints.run_once() == 1
     _write(writer, 1, start=20 * ROWS)
     assert _frames(path) < 10
+    writer.close()
+
+
+def test_a_gate_nobody_writes_through_is_not_kept_alive(tmp_path: Path) -> None:
+    """The thread holds a watched file's gate weakly: a gate no connection
+    uses closes its side file (`sqlite_gate`), and its file is checkpointed
+    without one."""
+    path = tmp_path / "gw.db"
+    writer = _wal_database(path)
+    checkpoints = Checkpoints(thread=False, start_over_frames=100)
+    gate = gate_for(str(path))
+    checkpoints.watch(str(path), gate)
+    seen = weakref.ref(gate)
+    del gate
+    gc.collect()
+    assert seen() is None
+    _write(writer, ROWS)
+    assert checkpoints.run_once() == 1
     writer.close()

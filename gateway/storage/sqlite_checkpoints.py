@@ -27,13 +27,15 @@ Under steady writes a checkpoint that takes no lock never does: what it
 copies was all there when it began, and by its end more was appended. So
 once the WAL holds `START_OVER_FRAMES` (about 4 MB, SQLite's own default
 checkpoint size), a pass that copied what it saw checkpoints once more
-holding the file's gate (`gateway.storage.sqlite_gate`), in RESTART mode:
-only the frames appended during the first are left to copy, the gate's
-writers wait that long (plus the disk's two syncs), and unless a reader
-still reads old frames the WAL is started over. It is best effort: a
-reader mid-transaction, a gate not had within `GATE_WAIT_SECONDS` or
-another process's checkpoint under way leaves it to the next pass, and
-the backstop stays: past `BACKSTOP_PAGES` (about 40 MB) the committing
+holding the file's gate (`gateway.storage.sqlite_gate`): only the frames
+appended during the first are left to copy, the gate's writers wait that
+long (plus the disk's two syncs), and the next writer starts the WAL over
+unless a reader still reads old frames. PASSIVE, not RESTART: a RESTART
+pass under the gate, which also waits out the readers, let the WAL grow
+to 34-39 MB in `bench.tool_catalog` (PASSIVE: 19-20 MB). It is best
+effort: a reader mid-transaction, a gate not had within
+`GATE_WAIT_SECONDS` or another process's checkpoint under way leaves it
+to the next pass, and the backstop stays: past `BACKSTOP_PAGES` (about 40 MB) the committing
 writer checkpoints as SQLite always did, holding the gate, so that one
 completes -- copying up to 40 MB while every writer waits.
 `journal_size_limit` truncates a WAL started over back to `WAL_KEPT_BYTES`.
@@ -159,12 +161,11 @@ def _wal_state(path: str) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _checkpoint(path: str, mode: str = "PASSIVE") -> tuple[bool, int]:
-    """A checkpoint of ``path`` (https://sqlite.org/pragma.html#pragma_wal_checkpoint):
-    whether it copied the whole WAL as it was when it began and, in RESTART
-    mode, saw it started over (False: the file could not be opened, another
-    checkpoint was under way, or a reader kept some of it for later), and
-    how many frames the WAL held. It waits for no lock (``timeout=0``)."""
+def _checkpoint(path: str) -> tuple[bool, int]:
+    """A PASSIVE checkpoint of ``path`` (https://sqlite.org/pragma.html#pragma_wal_checkpoint):
+    whether it copied the whole WAL as it was when it began (False: the file
+    could not be opened, another checkpoint was under way, or a reader kept
+    some of it for later), and how many frames the WAL held."""
     uri = "file:" + urllib.parse.quote(path) + "?mode=rw"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=0, check_same_thread=False)
@@ -174,7 +175,7 @@ def _checkpoint(path: str, mode: str = "PASSIVE") -> tuple[bool, int]:
         # While the app's connections are open this one is not the file's
         # last, so its close does nothing more (after they closed, it
         # checkpoints and removes the WAL, as SQLite's last close does).
-        busy, frames, copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return not busy and copied == frames, frames
     except sqlite3.Error as error:
         logger.debug("SQLite checkpoint of %s: %s", path, error)
@@ -191,7 +192,7 @@ def _checkpoint_gated(path: str, gate: Gate) -> bool:
     if not gate.acquire(timeout=GATE_WAIT_SECONDS):
         return False
     try:
-        return _checkpoint(path, "RESTART")[0]
+        return _checkpoint(path)[0]
     finally:
         gate.release()
 

@@ -133,13 +133,13 @@ def _frames(path: Path) -> int:
 
 def _appended_during_the_first_pass(
     monkeypatch: pytest.MonkeyPatch, writer: sqlite3.Connection, gate: FileGate
-) -> list[tuple[str, bool]]:
-    """Each pass's `_checkpoint` (its mode, and whether ``gate`` was held
-    then, as another thread sees it), the first with a writer that began
+) -> list[bool]:
+    """Each pass's `_checkpoint` (whether ``gate`` was held then, as another
+    thread sees it), the first with a writer that began
     before it and commits after it (as under steady writes): its frames are
     appended past what that pass copied, so the WAL is not started over."""
     real = sqlite_checkpoints._checkpoint
-    passes: list[tuple[str, bool]] = []
+    passes: list[bool] = []
 
     def held() -> bool:
         with ThreadPoolExecutor(1) as pool:
@@ -148,13 +148,13 @@ def _appended_during_the_first_pass(
             gate.release()
         return not free
 
-    def checkpoint(path: str, mode: str = "PASSIVE") -> tuple[bool, int]:
-        passes.append((mode, held()))
+    def checkpoint(path: str) -> tuple[bool, int]:
+        passes.append(held())
         if len(passes) > 1:
-            return real(path, mode)
+            return real(path)
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("INSERT INTO t (id, body) VALUES (?, ?)", (10 * ROWS, os.urandom(1024)))
-        found = real(path, mode)
+        found = real(path)
         writer.execute("COMMIT")
         return found
 
@@ -182,10 +182,8 @@ def test_a_long_wal_appended_to_during_its_pass_is_started_over(
     checkpoints.watch(str(path), gate)
     passes = _appended_during_the_first_pass(monkeypatch, writer, gate)
     assert checkpoints.run_once() == 1  # all it saw copied, either way
-    # The first pass without the gate; the second in RESTART mode, holding it.
-    assert passes == (
-        [("PASSIVE", False), ("RESTART", True)] if gated_pass else [("PASSIVE", False)]
-    )
+    # The first pass without the gate; the second holding it.
+    assert passes == ([False, True] if gated_pass else [False])
     _write(writer, 1, start=20 * ROWS)
     if gated_pass:
         assert _frames(path) < 10  # started over: the last write's frames only
@@ -212,7 +210,7 @@ def test_a_gate_not_had_leaves_the_wal_to_the_next_pass(
             assert pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS) == 0
     finally:
         gate.release()
-    assert passes == [("PASSIVE", True)]  # no second pass without the gate
+    assert passes == [True]  # no second pass without the gate
     # Not marked done: the next pass, the gate free, finishes it.
     assert checkpoints.run_once() == 1
     _write(writer, 1, start=20 * ROWS)

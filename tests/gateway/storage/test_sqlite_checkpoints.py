@@ -44,6 +44,18 @@ def _write(connection: sqlite3.Connection, rows: int, start: int = 0) -> None:
     connection.execute("COMMIT")
 
 
+def _run_once_with_the_gate_held(checkpoints: Checkpoints, gate: FileGate) -> int:
+    """A pass in another thread while this one holds ``gate``, as a writer of
+    the process would: a pass that waited for the gate past `WAIT_SECONDS`
+    fails the test."""
+    assert gate.acquire(timeout=5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS)
+    finally:
+        gate.release()
+
+
 def _autocheckpoint(connection: sqlite3.Connection) -> int:
     return int(sqlite3.Connection.execute(connection, "PRAGMA wal_autocheckpoint").fetchone()[0])
 
@@ -73,14 +85,7 @@ def test_a_pass_copies_the_wal_into_the_file_without_taking_the_gate(tmp_path: P
     _write(writer, ROWS)
     before = path.stat().st_size
     assert before < ROWS * 1024 / 10  # the rows are in the WAL, not the file yet
-    gate = gate_for(str(path))
-    assert gate.acquire(timeout=5)  # as a writer of the process holding it
-    try:
-        # In a thread, so that a pass waiting for the gate fails the test.
-        with ThreadPoolExecutor(1) as pool:
-            assert pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS) == 1
-    finally:
-        gate.release()
+    assert _run_once_with_the_gate_held(checkpoints, gate_for(str(path))) == 1
     assert path.stat().st_size > ROWS * 1024
     assert checkpoints.run_once() == 0  # nothing written since
     # More than the WAL held: it is started over and grows past its size.
@@ -204,12 +209,7 @@ def test_a_gate_not_had_leaves_the_wal_to_the_next_pass(
     checkpoints.watch(str(path), gate)
     passes = _appended_during_the_first_pass(monkeypatch, writer, gate)
     monkeypatch.setattr(sqlite_checkpoints, "GATE_WAIT_SECONDS", 0.1)
-    assert gate.acquire(timeout=5)  # a writer of the process holds it throughout
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            assert pool.submit(checkpoints.run_once).result(timeout=WAIT_SECONDS) == 0
-    finally:
-        gate.release()
+    assert _run_once_with_the_gate_held(checkpoints, gate) == 0
     assert passes == [True]  # no second pass without the gate
     # Not marked done: the next pass, the gate free, finishes it.
     assert checkpoints.run_once() == 1

@@ -24,7 +24,6 @@ so, with the ``taskId`` to continue with.
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -52,8 +51,6 @@ from gateway.mcp.skill_results import Outcome
 from registry.cards import card_skills
 from registry.mcp_names import cut_hashed, owner_of, skill_tool_name
 from registry.store import AgentNotFound
-
-logger = logging.getLogger(__name__)
 
 EVENT = "mcp"
 INPUT_SCHEMA: dict[str, Any] = {

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from registry.cards import card_skills
 from registry.mcp_names import skill_tool_name
+from registry.store import SqlAgentStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,6 @@ CONTINUATION_SECONDS = 1.0
 STALE_GRACE_SECONDS = 4.0
 
 
-class Agents(Protocol):
-    """What is read of the registry (`registry.store.SqlAgentStore`)."""
-
-    async def fingerprint(self) -> tuple[int, str, int]: ...
-
-    def all_with_cards(self) -> AsyncIterator[tuple[Any, Mapping[str, Any]]]: ...
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """Every agent's card and skill names, as the registry held them at ``fingerprint``."""
@@ -58,7 +51,7 @@ class Snapshot:
 
 
 class RegistrySnapshot:
-    def __init__(self, agents: Callable[[], Agents]) -> None:
+    def __init__(self, agents: Callable[[], SqlAgentStore]) -> None:
         self._agents = agents
         self._snapshot: Snapshot | None = None
         self._checked_until = 0.0  # when the snapshot's fingerprint was last found current, +1 s

@@ -31,8 +31,8 @@ holding the file's gate (`gateway.storage.sqlite_gate`): only the frames
 appended during the first are left to copy, the gate's writers wait that
 long (plus the disk's two syncs), and the next writer starts the WAL over
 unless a reader still reads old frames. PASSIVE, not RESTART: a RESTART
-pass under the gate, which also waits out the readers, let the WAL grow
-to 34-39 MB in `bench.tool_catalog` (PASSIVE: 19-20 MB). It is best
+pass there, which also needs every reader out of the WAL, let it grow
+further in `bench.tool_catalog` (the figures: CHANGELOG). It is best
 effort: a reader mid-transaction, a gate not had within
 `GATE_WAIT_SECONDS` or another process's checkpoint under way leaves it
 to the next pass, and the backstop stays: past `BACKSTOP_PAGES` (about 40 MB) the committing
@@ -68,7 +68,8 @@ GATE_WAIT_SECONDS = 0.25  # how long a pass waits for the gate (every file's pas
 
 
 class Gate(Protocol):
-    """The file's writers' lock (`gateway.storage.sqlite_gate.FileGate`)."""
+    """The file's writers' lock (`gateway.storage.sqlite_gate.FileGate`, which
+    imports this module: named here by what it does, not imported)."""
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
 

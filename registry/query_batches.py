@@ -10,9 +10,10 @@ gateway's requests need. Here one pass runs at a time; the queries that
 arrived during it go in the next, up to `MOST_AT_ONCE`. Nothing waits for a
 batch to fill: a query that finds the model idle is embedded at once.
 
-The pass, the query's similarity to every tool's vector and its best rows
-all run in the worker thread, so the event loop only hands queries in and
-answers out. A query's similarities may differ in the last float32 digits
+The pass runs in a process of its own when it can (`registry.query_process`:
+why), else in a worker thread; the query's similarity to every tool's vector
+and its best rows in a worker thread, so the event loop only hands queries
+in and answers out. A query's similarities may differ in the last float32 digits
 with the company it is embedded in (padding, one product for several
 queries): two tools within ~1e-5 of each other can swap places.
 """
@@ -21,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from registry.query_process import QueryProcess
 
 MOST_AT_ONCE = 16  # queries in one pass: the cost per query stops falling around here
 
@@ -40,7 +44,10 @@ class _Asked:
 
 
 class QueryBatches:
-    def __init__(self) -> None:
+    def __init__(self, apart: QueryProcess | None = None) -> None:
+        # Where a pass runs when it can: a process of its own
+        # (`registry.query_process`); else the caller's embedder, here.
+        self._apart = apart
         self._waiting: list[_Asked] = []
         self._runner: asyncio.Task[None] | None = None
 
@@ -67,7 +74,7 @@ class QueryBatches:
             if not batch:
                 continue
             try:
-                answers = await asyncio.to_thread(_answer, embedder, batch)
+                answers = await self._answers(embedder, batch)
             except asyncio.CancelledError:  # the loop is closing: no search waits forever
                 for asked in [*batch, *self._waiting]:
                     if not asked.answer.done():
@@ -85,6 +92,16 @@ class QueryBatches:
                 else:
                     asked.answer.set_result(answer)
 
+    async def _answers(
+        self, embedder: QueryEmbedder, batch: list[_Asked]
+    ) -> list[list[tuple[int, float]] | BaseException]:
+        vectors = None
+        if self._apart is not None:
+            vectors = await self._apart.embed([a.query for a in batch])
+        if vectors is None:
+            return await asyncio.to_thread(_answer, embedder, batch)
+        return await asyncio.to_thread(_nearest, batch, list(vectors))
+
 
 def _answer(
     embedder: QueryEmbedder, batch: list[_Asked]
@@ -101,6 +118,13 @@ def _answer(
                 vectors.append(embedder.embed([asked.query])[0])
             except Exception as error:
                 vectors.append(error)
+    return _nearest(batch, vectors)
+
+
+def _nearest(
+    batch: list[_Asked], vectors: list[Any]
+) -> list[list[tuple[int, float]] | BaseException]:
+    """Each query's nearest rows, given its vector (or what embedding it raised)."""
     similarities = _similarities(batch, vectors)
     return [
         v if isinstance(v, BaseException) else _best(similarities[k][a.index], a.depth)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from registry.query_batches import QueryBatches
+from registry.query_process import QueryProcess
 from registry.tool_embedder import Embedder, SemanticUnavailable
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,13 @@ _Rows = tuple[list[str], Any]
 
 
 class SemanticLeg:
-    def __init__(self, load: Callable[[], Embedder] = Embedder.load) -> None:
+    def __init__(
+        self, load: Callable[[], Embedder] = Embedder.load, apart: QueryProcess | None = None
+    ) -> None:
+        """``apart``: where queries are embedded when it can (the tools'
+        texts are embedded here, in worker threads, either way)."""
         self._load = load
+        self._apart = apart
         self._embedder: Embedder | None = None
         self._texts: dict[str, str] = {}  # what each tool is to be embedded from
         self._vectors: dict[str, Any] = {}  # name -> unit vector, for the current text
@@ -44,7 +50,12 @@ class SemanticLeg:
         self._version = 0
         self._matrix: tuple[int, Any, dict[str, int]] | None = None
         self._rows_of: dict[int, tuple[Collection[str], int, _Rows | None]] = {}
-        self._queries = QueryBatches()
+        self._queries = QueryBatches(apart)
+
+    def close(self) -> None:
+        """Stops the query process, if any."""
+        if self._apart is not None:
+            self._apart.close()
 
     def put(self, name: str, text: str) -> None:
         if self._texts.get(name) != text:

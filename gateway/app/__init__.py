@@ -35,6 +35,7 @@ from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.bell import ChangeBell
 from registry.mcp_sets import SqlMcpSets
+from registry.query_process import QueryProcess
 from registry.semantic_leg import SemanticLeg
 from registry.tool_index import SqlToolIndex
 
@@ -87,7 +88,7 @@ async def _start(
     bell = ChangeBell(engine)
     started = await start_subsystems(settings, engine, doors, stack)
     set_cache = _serve_sets_and_search(
-        settings, engine, doors.mcp, federation, started.observed.metrics
+        settings, engine, doors.mcp, federation, started.observed.metrics, stack
     )
     app.state.switchboard = _app_state(settings, started, set_cache, doors.mcp)
     request_auth = RequestAuth(settings, started.core.verifier, started.core.api_keys)
@@ -110,14 +111,16 @@ def _serve_sets_and_search(
     mcp_front: McpFront,
     federation: Callable[[], McpFederation],
     metrics: GatewayMetrics,
+    stack: contextlib.AsyncExitStack,
 ) -> SetCache:
     """Virtual MCP servers' sets (`/mcp/{name}`) and tool search, given to the /mcp door."""
     set_cache = SetCache(SqlMcpSets(engine))
     set_cache.listeners.append(mcp_front.set_changed)
     mcp_front.sets = set_cache
-    leg = SemanticLeg() if settings.mcp_tool_search_semantic else None
+    leg = SemanticLeg(apart=QueryProcess()) if settings.mcp_tool_search_semantic else None
     if leg is not None:
         metrics.semantic_pending = lambda: leg.pending
+        stack.callback(leg.close)
     mcp_front.tool_search = ToolSearch(
         SqlToolIndex(engine, semantic=leg),
         catalog_of(federation, lambda: mcp_front.agent_tools),

@@ -10,12 +10,12 @@ gateway's requests need. Here one pass runs at a time; the queries that
 arrived during it go in the next, up to `MOST_AT_ONCE`. Nothing waits for a
 batch to fill: a query that finds the model idle is embedded at once.
 
-The pass runs in a process of its own when it can (`registry.query_process`:
-why), else in a worker thread; the query's similarity to every tool's vector
-and its best rows in a worker thread, so the event loop only hands queries
-in and answers out. A query's similarities may differ in the last float32 digits
-with the company it is embedded in (padding, one product for several
-queries): two tools within ~1e-5 of each other can swap places.
+The pass runs in the model's own process (`registry.model_process`: why),
+or in a worker thread when the model is loaded here (tests, benches); the
+query's similarity to every tool's vector and its best rows in a worker
+thread, so the event loop only hands queries in and answers out. A query's
+similarities may differ in the last float32 digits with the company it is
+embedded in (padding): two tools within ~1e-5 of each other can swap places.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from registry.model_process import EmbeddingFailed
+
 if TYPE_CHECKING:
-    from registry.query_process import QueryProcess
+    from registry.model_process import ModelProcess
 
 MOST_AT_ONCE = 16  # queries in one pass: the cost per query stops falling around here
 
@@ -44,15 +46,16 @@ class _Asked:
 
 
 class QueryBatches:
-    def __init__(self, apart: QueryProcess | None = None) -> None:
-        # Where a pass runs when it can: a process of its own
-        # (`registry.query_process`); else the caller's embedder, here.
+    def __init__(self, apart: ModelProcess | None = None) -> None:
+        # Where a pass runs: the model's own process (`registry.model_process`;
+        # while it is not up, every search of the pass fails with
+        # `ModelProcessGone`), else the caller's embedder, in a worker thread.
         self._apart = apart
         self._waiting: list[_Asked] = []
         self._runner: asyncio.Task[None] | None = None
 
     async def nearest(
-        self, embedder: QueryEmbedder, query: str, matrix: Any, index: Any, depth: int
+        self, embedder: QueryEmbedder | None, query: str, matrix: Any, index: Any, depth: int
     ) -> list[tuple[int, float]]:
         """The ``depth`` positions of ``index`` whose rows of ``matrix`` are
         nearest ``query``, best first (ties: the earlier position), each with
@@ -66,7 +69,7 @@ class QueryBatches:
             self._runner = loop.create_task(self._run(embedder))
         return await asked.answer
 
-    async def _run(self, embedder: QueryEmbedder) -> None:
+    async def _run(self, embedder: QueryEmbedder | None) -> None:
         while self._waiting:
             taken = self._waiting[:MOST_AT_ONCE]
             del self._waiting[:MOST_AT_ONCE]
@@ -93,14 +96,25 @@ class QueryBatches:
                     asked.answer.set_result(answer)
 
     async def _answers(
-        self, embedder: QueryEmbedder, batch: list[_Asked]
+        self, embedder: QueryEmbedder | None, batch: list[_Asked]
     ) -> list[list[tuple[int, float]] | BaseException]:
-        vectors = None
-        if self._apart is not None:
-            vectors = await self._apart.embed([a.query for a in batch])
-        if vectors is None:
+        if self._apart is None:
+            assert embedder is not None
             return await asyncio.to_thread(_answer, embedder, batch)
-        return await asyncio.to_thread(_nearest, batch, list(vectors))
+        try:
+            vectors = list(await self._apart.embed([a.query for a in batch]))
+        except EmbeddingFailed:
+            # As `_answer`: each alone, so one query the model cannot take
+            # fails only its own search.
+            vectors = [await self._alone(a.query) for a in batch]
+        return await asyncio.to_thread(_nearest, batch, vectors)
+
+    async def _alone(self, query: str) -> Any:
+        assert self._apart is not None
+        try:
+            return (await self._apart.embed([query]))[0]
+        except EmbeddingFailed as error:
+            return error
 
 
 def _answer(

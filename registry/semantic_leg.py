@@ -11,17 +11,21 @@ stays off for good (said once in the log).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
+from registry.model_process import ModelProcess, ModelProcessGone
 from registry.query_batches import QueryBatches
-from registry.query_process import QueryProcess
 from registry.tool_embedder import Embedder, SemanticUnavailable
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_AT_ONCE = 64  # tools per worker-thread turn: a removal is seen between turns
+# Tools per pass in the model's process: a search waits for at most the pass
+# under way there (~0.1 s for 16 tools' texts).
+EMBEDDED_AT_ONCE_APART = 16
 ROWS_KEPT = 16  # callers' sets of names whose rows are kept (as tool search's listings)
 # A caller's embedded tools, and their rows in the matrix of every vector.
 _Rows = tuple[list[str], Any]
@@ -29,10 +33,10 @@ _Rows = tuple[list[str], Any]
 
 class SemanticLeg:
     def __init__(
-        self, load: Callable[[], Embedder] = Embedder.load, apart: QueryProcess | None = None
+        self, load: Callable[[], Embedder] = Embedder.load, apart: ModelProcess | None = None
     ) -> None:
-        """``apart``: where queries are embedded when it can (the tools'
-        texts are embedded here, in worker threads, either way)."""
+        """The model in a process of its own (``apart``), or loaded here by
+        ``load`` and run in worker threads."""
         self._load = load
         self._apart = apart
         self._embedder: Embedder | None = None
@@ -53,7 +57,7 @@ class SemanticLeg:
         self._queries = QueryBatches(apart)
 
     def close(self) -> None:
-        """Stops the query process, if any."""
+        """Stops the model's process, if any."""
         if self._apart is not None:
             self._apart.close()
 
@@ -74,22 +78,29 @@ class SemanticLeg:
     def pending(self) -> int:
         return len(self._texts) - len(self._vectors) - len(self._failed)
 
+    @property
+    def loaded(self) -> bool:
+        return self._apart.up if self._apart is not None else self._embedder is not None
+
     def start(self) -> None:
-        """Load the model and embed what is not yet, in a worker thread,
+        """Load the model and embed what is not yet, in the background,
         unless that is under way (or the extra is missing)."""
         if self.unavailable or (self._work is not None and not self._work.done()):
             return
-        if self._embedder is not None and not self.pending:
+        if self.loaded and not self.pending:
             return
         self._work = asyncio.get_running_loop().create_task(self._catch_up())
 
     async def settled(self) -> bool:
-        """Wait until every tool is embedded (or the leg is off): whether it is on."""
-        while not self.unavailable and (self._embedder is None or self.pending):
+        """Wait until every tool is embedded (or the leg is off, or its
+        process rests after it died): whether it is on."""
+        while not self.unavailable and (not self.loaded or self.pending):
             self.start()
             if self._work is not None:
                 await asyncio.shield(self._work)
-        return not self.unavailable
+            if not self.loaded:
+                break
+        return not self.unavailable and self.loaded
 
     async def ranking(self, query: str, among: Iterable[str], depth: int) -> list[str] | None:
         """The ``depth`` tools of ``among`` nearest ``query``, best first;
@@ -103,8 +114,7 @@ class SemanticLeg:
     ) -> list[tuple[str, float]] | None:
         """As `ranking`, each with its cosine similarity to ``query``."""
         self.start()
-        embedder = self._embedder
-        if embedder is None:
+        if not self.loaded:
             return None
         rows = self._rows(among)
         if rows is None:
@@ -116,7 +126,10 @@ class SemanticLeg:
         if not names:
             return []
         matrix = self._all_vectors()  # the one ``index`` is of, whatever is embedded meanwhile
-        nearest = await self._queries.nearest(embedder, query, matrix, index, depth)
+        try:
+            nearest = await self._queries.nearest(self._embedder, query, matrix, index, depth)
+        except ModelProcessGone:
+            return None  # lexical until it is back
         return [(names[i], similarity) for i, similarity in nearest]
 
     def _rows(self, among: Iterable[str]) -> _Rows | None:
@@ -162,22 +175,20 @@ class SemanticLeg:
         return self._matrix[1]
 
     async def _catch_up(self) -> None:
-        try:
-            if self._embedder is None:
-                self._embedder = await asyncio.to_thread(self._load)
-        except SemanticUnavailable as error:
-            self.unavailable = True
-            logger.info("tool search is lexical only: %s", error)
+        embed = await self._embedding()
+        if embed is None:
             return
-        embedder = self._embedder
+        at_once = EMBEDDED_AT_ONCE if self._apart is None else EMBEDDED_AT_ONCE_APART
         done = self._vectors
         while todo := [
             (n, t) for n, t in self._texts.items() if n not in done and n not in self._failed
         ]:
-            chunk = todo[:EMBEDDED_AT_ONCE]
+            chunk = todo[:at_once]
             try:
-                rows = await asyncio.to_thread(embedder.embed, [t for _, t in chunk])
+                rows = await embed([t for _, t in chunk])
                 embedded = list(zip(chunk, rows, strict=True))
+            except ModelProcessGone:
+                return  # the rest when it is back (a search starts it again)
             except Exception:
                 # Not tried again until the tool's text changes: a search
                 # would otherwise start the same failing turn every time.
@@ -189,3 +200,26 @@ class SemanticLeg:
                 if self._texts.get(name) == text:  # not changed or removed meanwhile
                     self._vectors[name] = row
             self._version += 1
+
+    async def _embedding(self) -> Callable[[list[str]], Awaitable[Any]] | None:
+        """How tools' texts are embedded, once the model is loaded; None
+        while it cannot be (for good: `unavailable`)."""
+        apart = self._apart
+        if apart is not None:
+            if not await apart.started():
+                self.unavailable = apart.unavailable is not None
+                return None
+            return functools.partial(apart.embed, query=False)
+        try:
+            if self._embedder is None:
+                self._embedder = await asyncio.to_thread(self._load)
+        except SemanticUnavailable as error:
+            self.unavailable = True
+            logger.info("tool search is lexical only: %s", error)
+            return None
+        embedder = self._embedder
+
+        async def here(texts: list[str]) -> Any:
+            return await asyncio.to_thread(embedder.embed, texts)
+
+        return here

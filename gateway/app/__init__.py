@@ -35,7 +35,7 @@ from gateway.settings import Settings
 from gateway.storage import db, runstate
 from gateway.storage.bell import ChangeBell
 from registry.mcp_sets import SqlMcpSets
-from registry.query_process import QueryProcess
+from registry.model_process import ModelProcess
 from registry.semantic_leg import SemanticLeg
 from registry.tool_index import SqlToolIndex
 
@@ -117,7 +117,7 @@ def _serve_sets_and_search(
     set_cache = SetCache(SqlMcpSets(engine))
     set_cache.listeners.append(mcp_front.set_changed)
     mcp_front.sets = set_cache
-    leg = SemanticLeg(apart=QueryProcess()) if settings.mcp_tool_search_semantic else None
+    leg = SemanticLeg(apart=ModelProcess()) if settings.mcp_tool_search_semantic else None
     if leg is not None:
         metrics.semantic_pending = lambda: leg.pending
         stack.callback(leg.close)

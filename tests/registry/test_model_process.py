@@ -1,0 +1,209 @@
+"""Tool search's model in a process of its own (`registry.model_process`),
+with a stand-in model loaded there: answers come from that process, a query
+before tools' texts; while it is not up `embed` says so (and search is
+lexical); one that died is started again after its rest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from registry import model_process
+from registry.model_process import EmbeddingFailed, ModelProcess, ModelProcessGone
+from registry.query_batches import QueryBatches
+from registry.semantic_leg import SemanticLeg
+from registry.tool_embedder import SemanticUnavailable
+
+AXES = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
+TOOLS = {"tool a": "x", "tool b": "y"}
+MATRIX = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # tools a, b
+
+
+class _Axes:
+    """Embeds by `AXES` ("tool a" as "x", "tool b" as "y"); "bad" fails the
+    pass, "slow" takes a second."""
+
+    def embed(self, texts: list[str]) -> Any:
+        if "bad" in texts:
+            raise RuntimeError("cannot embed")
+        if "slow" in texts:
+            import time
+
+            time.sleep(1)
+            return np.zeros((len(texts), 2), dtype=np.float32)
+        return np.array([AXES[TOOLS.get(t, t)] for t in texts], dtype=np.float32)
+
+
+def load_axes() -> _Axes:
+    """Run in the spawned process (found there by its module and name)."""
+    return _Axes()
+
+
+def load_nothing() -> _Axes:
+    raise RuntimeError("no model here")
+
+
+def load_missing() -> _Axes:
+    raise SemanticUnavailable("the semantic leg needs pip install 'switchboard[semantic]'")
+
+
+@pytest.fixture
+def apart() -> Iterator[ModelProcess]:
+    process = ModelProcess(load_axes)
+    yield process
+    process.close()
+
+
+def test_texts_are_embedded_in_another_process(apart: ModelProcess) -> None:
+    async def run() -> tuple[BaseException | None, bool, Any]:
+        try:
+            await apart.embed(["x"])  # starts it: not up yet
+            first = None
+        except ModelProcessGone as error:
+            first = error
+        up = await apart.started()
+        return first, up, await apart.embed(["y", "x"])
+
+    first, up, vectors = asyncio.run(run())
+    assert isinstance(first, ModelProcessGone) and up
+    assert apart.pid is not None and apart.pid != os.getpid()
+    assert vectors.tolist() == [AXES["y"], AXES["x"]]
+
+
+def test_a_pass_the_model_fails_fails_alone(apart: ModelProcess) -> None:
+    async def run() -> Any:
+        assert await apart.started()
+        with pytest.raises(EmbeddingFailed, match="cannot embed"):
+            await apart.embed(["x", "bad"])
+        return await apart.embed(["x"])
+
+    assert asyncio.run(run()).tolist() == [AXES["x"]]
+
+
+def test_a_query_goes_before_tools_texts_waiting_with_it(apart: ModelProcess) -> None:
+    async def run() -> list[str]:
+        assert await apart.started()
+        ended: list[str] = []
+
+        async def embed(texts: list[str], query: bool) -> None:
+            await apart.embed(texts, query=query)
+            ended.append(texts[0])
+
+        slow = asyncio.create_task(embed(["slow"], False))
+        await asyncio.sleep(0.3)  # the process is in that pass
+        tools = asyncio.create_task(embed(["tool a"], False))
+        await asyncio.sleep(0.1)  # sent before the query
+        await asyncio.gather(slow, tools, embed(["y"], True))
+        return ended
+
+    assert asyncio.run(run()) == ["slow", "y", "tool a"]
+
+
+def test_the_answer_of_a_cancelled_embed_is_no_one_elses(apart: ModelProcess) -> None:
+    async def run() -> Any:
+        assert await apart.started()
+        slow = asyncio.create_task(apart.embed(["slow"]))
+        await asyncio.sleep(0.2)  # sent: the process is in its pass
+        slow.cancel()
+        return await apart.embed(["y"])
+
+    assert asyncio.run(run()).tolist() == [AXES["y"]]
+
+
+def test_a_process_that_died_rests_then_is_started_again(
+    apart: ModelProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def kill() -> None:
+        pid = apart.pid
+        assert pid is not None
+        waiting = asyncio.create_task(apart.embed(["slow"]))
+        await asyncio.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ModelProcessGone):
+            await waiting  # its end of the pipe was read: it died
+
+    async def run() -> tuple[bool, bool, Any]:
+        assert await apart.started()
+        await kill()
+        resting = await apart.started()
+        monkeypatch.setattr(model_process, "RESTART_SECONDS", 0.0)
+        again = await apart.started()
+        return resting, again, await apart.embed(["x"])
+
+    resting, again, vectors = asyncio.run(run())
+    assert not resting and again
+    assert vectors.tolist() == [AXES["x"]]
+
+
+def test_a_model_that_does_not_load_there_is_not_up() -> None:
+    apart = ModelProcess(load_nothing)
+    try:
+        assert not asyncio.run(apart.started())
+        assert apart.unavailable is None  # tried again after its rest
+    finally:
+        apart.close()
+
+
+def test_without_the_extra_it_is_unavailable_for_good() -> None:
+    apart = ModelProcess(load_missing)
+    leg = SemanticLeg(apart=apart)
+
+    async def run() -> bool:
+        leg.put("a", "tool a")
+        return await leg.settled()
+
+    try:
+        assert not asyncio.run(run())
+        assert leg.unavailable and apart.unavailable is not None
+    finally:
+        leg.close()
+
+
+def test_closed_it_ends_the_process(apart: ModelProcess) -> None:
+    assert asyncio.run(apart.started())
+    pid = apart.pid
+    assert pid is not None
+    apart.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped
+    assert not asyncio.run(apart.started())  # and not started again
+
+
+def test_the_leg_embeds_tools_and_queries_there(apart: ModelProcess) -> None:
+    leg = SemanticLeg(apart=apart)
+
+    async def run() -> Any:
+        leg.put("a", "tool a")
+        leg.put("b", "tool b")
+        assert await leg.settled()
+        return await leg.ranking("y", frozenset({"a", "b"}), 2)
+
+    assert asyncio.run(run()) == ["b", "a"]
+
+
+def test_searches_are_lexical_while_it_is_not_up(apart: ModelProcess) -> None:
+    async def run() -> BaseException | None:
+        try:
+            await QueryBatches(apart).nearest(None, "x", MATRIX, np.arange(2), 1)
+        except ModelProcessGone as error:
+            return error
+        return None
+
+    assert isinstance(asyncio.run(run()), ModelProcessGone)
+
+    leg = SemanticLeg(apart=ModelProcess(load_axes))
+
+    async def lexical() -> Any:
+        leg.put("a", "tool a")
+        return await leg.ranking("x", frozenset({"a"}), 1)
+
+    try:
+        assert asyncio.run(lexical()) is None  # starting: lexical meanwhile
+    finally:
+        leg.close()

@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -177,6 +178,9 @@ class ModelProcess:
         theirs.close()
         self._process, self._conn, self._loop = process, ours, loop
         loop.add_reader(ours.fileno(), self._read)
+        # uvloop (the gateway's loop) makes a watched descriptor non-blocking;
+        # a message read once its first bytes have come must be read whole.
+        os.set_blocking(ours.fileno(), True)
         kind, value = await ready
         if kind == "ok":
             self._up = True

@@ -32,6 +32,8 @@ class _Axes:
     def embed(self, texts: list[str]) -> Any:
         if "bad" in texts:
             raise RuntimeError("cannot embed")
+        if "wide" in texts:  # an answer of many writes
+            return np.ones((len(texts), 100_000), dtype=np.float32)
         if "slow" in texts:
             import time
 
@@ -74,6 +76,20 @@ def test_texts_are_embedded_in_another_process(apart: ModelProcess) -> None:
     assert isinstance(first, ModelProcessGone) and up
     assert apart.pid is not None and apart.pid != os.getpid()
     assert vectors.tolist() == [AXES["y"], AXES["x"]]
+
+
+def test_a_long_answer_is_read_whole_on_the_gateways_loop(apart: ModelProcess) -> None:
+    """uvloop makes a descriptor it watches non-blocking: an answer of
+    several writes is still read whole, not cut where the pipe ran dry."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def run() -> list[Any]:
+        assert await apart.started()
+        return [await apart.embed(["wide"] * 4) for _ in range(5)]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        answers = runner.run(run())
+    assert all(a.shape == (4, 100_000) and a.sum() == 400_000 for a in answers)
 
 
 def test_a_pass_the_model_fails_fails_alone(apart: ModelProcess) -> None:

@@ -2,4 +2,7 @@ import sys
 
 from gateway.cli import main
 
-sys.exit(main())
+# Guarded: a spawned process (the tool search model's) imports the main
+# module of a gateway run as a script.
+if __name__ == "__main__":
+    sys.exit(main())

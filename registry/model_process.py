@@ -29,6 +29,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +41,9 @@ from registry.tool_embedder import Embedder, SemanticUnavailable
 logger = logging.getLogger(__name__)
 
 RESTART_SECONDS = 30.0  # between a process that died and the next one
+# An answer not come by then: the process is taken for stuck (a search must
+# not wait for ever, nor every search after it), killed and started again.
+ANSWER_SECONDS = 30.0
 _READY = 0  # the number of the process's first message: the model is loaded
 
 
@@ -54,6 +58,9 @@ class EmbeddingFailed(RuntimeError):
 def _serve(conn: Connection, load: Callable[[], Any]) -> None:
     """The process's whole life: load the model, then embed what it is sent,
     answering each with its number, until the pipe closes."""
+    # Ctrl-C at a terminal reaches the whole group: the gateway's shutdown
+    # ends this process, not the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(EOFError, OSError):  # the gateway's end closed: the end
         try:
             embedder = load()
@@ -120,7 +127,10 @@ class ModelProcess:
         self._answers[number] = answer
         try:
             self._conn.send((number, query, texts))
-            kind, value = await answer
+            kind, value = await asyncio.wait_for(answer, ANSWER_SECONDS)
+        except TimeoutError as error:  # before OSError, of which it is one
+            self._gone(f"no answer in {ANSWER_SECONDS:g} s")
+            raise ModelProcessGone("the model's process is stuck") from error
         except OSError as error:
             self._gone(f"its pipe failed: {error!r}")
             raise ModelProcessGone("the model's process died") from error
@@ -135,11 +145,15 @@ class ModelProcess:
     async def started(self) -> bool:
         """Start the process unless it is up (or resting after it died), and
         wait until it has loaded the model or failed: whether it is up."""
-        if not self._up:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            return False
+        if not (self._up and self._loop is loop):
             self._start()
-            if self._starting is not None:
-                await asyncio.shield(self._starting)
-        return self._up
+            starting = self._starting
+            if starting is not None and not starting.done() and starting.get_loop() is loop:
+                await asyncio.shield(starting)
+        return self._up and self._loop is loop
 
     def close(self) -> None:
         self._closed = True
@@ -170,9 +184,13 @@ class ModelProcess:
         ready = loop.create_future()
         self._answers[_READY] = ready
         try:
-            await asyncio.to_thread(process.start)
-        except OSError as error:
+            # In line (a fork and exec, a few ms): started in a thread, a
+            # close meanwhile would not know of the process to end it.
+            process.start()
+        except Exception as error:
             self._answers.pop(_READY, None)
+            ours.close()
+            theirs.close()
             self._gone(f"it did not start: {error!r}")
             return
         theirs.close()
@@ -181,7 +199,10 @@ class ModelProcess:
         # uvloop (the gateway's loop) makes a watched descriptor non-blocking;
         # a message read once its first bytes have come must be read whole.
         os.set_blocking(ours.fileno(), True)
-        kind, value = await ready
+        try:
+            kind, value = await asyncio.wait_for(ready, ANSWER_SECONDS)
+        except TimeoutError:
+            kind, value = "failed", f"not ready in {ANSWER_SECONDS:g} s"
         if kind == "ok":
             self._up = True
         elif kind == "unavailable":
@@ -202,8 +223,8 @@ class ModelProcess:
                 answer = self._answers.pop(number, None)
                 if answer is not None and not answer.done():
                     answer.set_result((kind, value))
-        except (EOFError, OSError) as error:
-            self._gone(f"its pipe closed: {error!r}")
+        except Exception as error:  # closed (EOF), or a message not read whole
+            self._gone(f"its pipe failed: {error!r}")
 
     def _gone(self, why: str) -> None:
         logger.warning("tool search: the model's process stopped (%s); search is lexical", why)

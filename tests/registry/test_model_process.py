@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,25 +20,29 @@ from registry.model_process import EmbeddingFailed, ModelProcess, ModelProcessGo
 from registry.query_batches import QueryBatches
 from registry.semantic_leg import SemanticLeg
 from registry.tool_embedder import SemanticUnavailable
+from tests.support.waiting import wait_for, wait_for_async
 
 AXES = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
 TOOLS = {"tool a": "x", "tool b": "y"}
 MATRIX = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # tools a, b
 
 
+GATE = "SWITCHBOARD_TEST_MODEL_GATE"  # a directory: "in-pass" made, "go" awaited
+
+
 class _Axes:
     """Embeds by `AXES` ("tool a" as "x", "tool b" as "y"); "bad" fails the
-    pass, "slow" takes a second."""
+    pass; "held" says it is in its pass and waits for the test's go."""
 
     def embed(self, texts: list[str]) -> Any:
         if "bad" in texts:
             raise RuntimeError("cannot embed")
         if "wide" in texts:  # an answer of many writes
             return np.ones((len(texts), 100_000), dtype=np.float32)
-        if "slow" in texts:
-            import time
-
-            time.sleep(1)
+        if "held" in texts:
+            gate = Path(os.environ[GATE])
+            (gate / "in-pass").touch()
+            wait_for(lambda: (gate / "go").exists() or None, 30, what="the test's go")
             return np.zeros((len(texts), 2), dtype=np.float32)
         return np.array([AXES[TOOLS.get(t, t)] for t in texts], dtype=np.float32)
 
@@ -53,6 +58,17 @@ def load_nothing() -> _Axes:
 
 def load_missing() -> _Axes:
     raise SemanticUnavailable("the semantic leg needs pip install 'switchboard[semantic]'")
+
+
+@pytest.fixture
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Set before the process starts: it inherits the environment."""
+    monkeypatch.setenv(GATE, str(tmp_path))
+    return tmp_path
+
+
+async def _in_pass(gate: Path) -> None:
+    await wait_for_async(lambda: (gate / "in-pass").exists() or None, what="the held pass")
 
 
 @pytest.fixture
@@ -102,7 +118,7 @@ def test_a_pass_the_model_fails_fails_alone(apart: ModelProcess) -> None:
     assert asyncio.run(run()).tolist() == [AXES["x"]]
 
 
-def test_a_query_goes_before_tools_texts_waiting_with_it(apart: ModelProcess) -> None:
+def test_a_query_goes_before_tools_texts_waiting_with_it(gate: Path, apart: ModelProcess) -> None:
     async def run() -> list[str]:
         assert await apart.started()
         ended: list[str] = []
@@ -111,42 +127,43 @@ def test_a_query_goes_before_tools_texts_waiting_with_it(apart: ModelProcess) ->
             await apart.embed(texts, query=query)
             ended.append(texts[0])
 
-        slow = asyncio.create_task(embed(["slow"], False))
-        await asyncio.sleep(0.3)  # the process is in that pass
-        tools = asyncio.create_task(embed(["tool a"], False))
-        await asyncio.sleep(0.1)  # sent before the query
-        await asyncio.gather(slow, tools, embed(["y"], True))
+        held = asyncio.create_task(embed(["held"], False))
+        await _in_pass(gate)
+        waiting = [asyncio.create_task(embed(["tool a"], False))]
+        await asyncio.sleep(0)  # sent: the tools' text first
+        waiting.append(asyncio.create_task(embed(["y"], True)))
+        await asyncio.sleep(0)
+        (gate / "go").touch()
+        await asyncio.gather(held, *waiting)
         return ended
 
-    assert asyncio.run(run()) == ["slow", "y", "tool a"]
+    assert asyncio.run(run()) == ["held", "y", "tool a"]
 
 
-def test_the_answer_of_a_cancelled_embed_is_no_one_elses(apart: ModelProcess) -> None:
+def test_the_answer_of_a_cancelled_embed_is_no_one_elses(gate: Path, apart: ModelProcess) -> None:
     async def run() -> Any:
         assert await apart.started()
-        slow = asyncio.create_task(apart.embed(["slow"]))
-        await asyncio.sleep(0.2)  # sent: the process is in its pass
-        slow.cancel()
+        held = asyncio.create_task(apart.embed(["held"]))
+        await _in_pass(gate)
+        held.cancel()
+        (gate / "go").touch()  # its answer comes: zeros, which no one takes
         return await apart.embed(["y"])
 
     assert asyncio.run(run()).tolist() == [AXES["y"]]
 
 
-def test_a_process_that_died_rests_then_is_started_again(
-    apart: ModelProcess, monkeypatch: pytest.MonkeyPatch
+def test_a_process_that_died_mid_pass_rests_then_is_started_again(
+    gate: Path, apart: ModelProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def kill() -> None:
+    async def run() -> tuple[bool, bool, Any]:
+        assert await apart.started()
         pid = apart.pid
         assert pid is not None
-        waiting = asyncio.create_task(apart.embed(["slow"]))
-        await asyncio.sleep(0.2)
+        waiting = asyncio.create_task(apart.embed(["held"]))
+        await _in_pass(gate)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(ModelProcessGone):
             await waiting  # its end of the pipe was read: it died
-
-    async def run() -> tuple[bool, bool, Any]:
-        assert await apart.started()
-        await kill()
         resting = await apart.started()
         monkeypatch.setattr(model_process, "RESTART_SECONDS", 0.0)
         again = await apart.started()
@@ -155,6 +172,21 @@ def test_a_process_that_died_rests_then_is_started_again(
     resting, again, vectors = asyncio.run(run())
     assert not resting and again
     assert vectors.tolist() == [AXES["x"]]
+
+
+def test_a_process_that_does_not_answer_is_taken_for_stuck(
+    gate: Path, apart: ModelProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_process, "ANSWER_SECONDS", 0.5)
+
+    async def run() -> bool:
+        assert await apart.started()
+        with pytest.raises(ModelProcessGone, match="stuck"):
+            await apart.embed(["held"])  # never let go
+        return apart.up
+
+    assert not asyncio.run(run())
+    assert apart.pid is None
 
 
 def test_a_model_that_does_not_load_there_is_not_up() -> None:
@@ -186,8 +218,15 @@ def test_closed_it_ends_the_process(apart: ModelProcess) -> None:
     pid = apart.pid
     assert pid is not None
     apart.close()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # ended and reaped
+
+    def ended() -> bool | None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True  # ended and reaped
+        return None
+
+    wait_for(ended, 10, what="the process ended")
     assert not asyncio.run(apart.started())  # and not started again
 
 

@@ -177,10 +177,9 @@ def test_a_process_that_died_mid_pass_rests_then_is_started_again(
 def test_a_process_that_does_not_answer_is_taken_for_stuck(
     gate: Path, apart: ModelProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(model_process, "ANSWER_SECONDS", 0.5)
-
     async def run() -> bool:
         assert await apart.started()
+        monkeypatch.setattr(model_process, "ANSWER_SECONDS", 0.5)  # once up: not its start's
         with pytest.raises(ModelProcessGone, match="stuck"):
             await apart.embed(["held"])  # never let go
         return apart.up

@@ -21,10 +21,11 @@ embedded in (padding): two tools within ~1e-5 of each other can swap places.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from registry.model_process import EmbeddingFailed
+from registry.model_process import ModelProcessGone
 
 if TYPE_CHECKING:
     from registry.model_process import ModelProcess
@@ -98,41 +99,42 @@ class QueryBatches:
     async def _answers(
         self, embedder: QueryEmbedder | None, batch: list[_Asked]
     ) -> list[list[tuple[int, float]] | BaseException]:
-        if self._apart is None:
-            assert embedder is not None
-            return await asyncio.to_thread(_answer, embedder, batch)
+        """Each query's nearest rows. If the batch's pass fails, each query
+        is embedded alone, so that one query the model cannot take fails
+        only its own search; a process not up fails them all."""
+        embed = self._embedding(embedder)
         try:
-            vectors = list(await self._apart.embed([a.query for a in batch]))
-        except EmbeddingFailed:
-            # As `_answer`: each alone, so one query the model cannot take
-            # fails only its own search.
-            vectors = [await self._alone(a.query) for a in batch]
+            vectors = list(await embed([a.query for a in batch]))
+        except ModelProcessGone:
+            raise
+        except Exception:
+            vectors = [await _alone(embed, a.query) for a in batch]
         return await asyncio.to_thread(_nearest, batch, vectors)
 
-    async def _alone(self, query: str) -> Any:
-        assert self._apart is not None
-        try:
-            return (await self._apart.embed([query]))[0]
-        except EmbeddingFailed as error:
-            return error
+    def _embedding(self, embedder: QueryEmbedder | None) -> Callable[[list[str]], Awaitable[Any]]:
+        if self._apart is not None:
+            return self._apart.embed
+        assert embedder is not None
+        return threaded(embedder)
 
 
-def _answer(
-    embedder: QueryEmbedder, batch: list[_Asked]
-) -> list[list[tuple[int, float]] | BaseException]:
-    """Each query's nearest rows (in a worker thread). If the batch's pass
-    fails, each query is embedded alone, so that one query the model cannot
-    take fails only its own search."""
+def threaded(embedder: QueryEmbedder) -> Callable[[list[str]], Awaitable[Any]]:
+    """``embedder.embed`` run in a worker thread (the model loaded here)."""
+
+    async def embed(texts: list[str]) -> Any:
+        return await asyncio.to_thread(embedder.embed, texts)
+
+    return embed
+
+
+async def _alone(embed: Callable[[list[str]], Awaitable[Any]], query: str) -> Any:
+    """``query``'s vector, or what embedding it raised."""
     try:
-        vectors = list(embedder.embed([a.query for a in batch]))
-    except Exception:
-        vectors = []
-        for asked in batch:
-            try:
-                vectors.append(embedder.embed([asked.query])[0])
-            except Exception as error:
-                vectors.append(error)
-    return _nearest(batch, vectors)
+        return (await embed([query]))[0]
+    except ModelProcessGone:
+        raise
+    except Exception as error:
+        return error
 
 
 def _nearest(

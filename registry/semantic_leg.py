@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from registry.model_process import EmbeddingFailed, ModelProcess, ModelProcessGone
-from registry.query_batches import QueryBatches
+from registry.query_batches import QueryBatches, threaded
 from registry.tool_embedder import Embedder, SemanticUnavailable, one_blas_thread
 
 logger = logging.getLogger(__name__)
@@ -225,9 +225,4 @@ class SemanticLeg:
             self.unavailable = True
             logger.info("tool search is lexical only: %s", error)
             return None
-        embedder = self._embedder
-
-        async def here(texts: list[str]) -> Any:
-            return await asyncio.to_thread(embedder.embed, texts)
-
-        return here
+        return threaded(self._embedder)

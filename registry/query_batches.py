@@ -13,7 +13,8 @@ batch to fill: a query that finds the model idle is embedded at once.
 The pass runs in the model's own process (`registry.model_process`: why),
 or in a worker thread when the model is loaded here (tests, benches); the
 query's similarity to every tool's vector and its best rows in a worker
-thread, so the event loop only hands queries in and answers out. A query's
+thread, while the next pass runs, so the event loop only hands queries in
+and answers out and the model does not wait for the scoring. A query's
 similarities may differ in the last float32 digits with the company it is
 embedded in (padding): two tools within ~1e-5 of each other can swap places.
 """
@@ -54,6 +55,9 @@ class QueryBatches:
         self._apart = apart
         self._waiting: list[_Asked] = []
         self._runner: asyncio.Task[None] | None = None
+        # A batch's similarities, worked out beside the next batch's pass
+        # (`_score`): the model does not wait for them.
+        self._scoring: set[asyncio.Task[None]] = set()
 
     async def nearest(
         self, embedder: QueryEmbedder | None, query: str, matrix: Any, index: Any, depth: int
@@ -78,38 +82,32 @@ class QueryBatches:
             if not batch:
                 continue
             try:
-                answers = await self._answers(embedder, batch)
+                vectors: list[Any] = await self._vectors(embedder, batch)
             except asyncio.CancelledError:  # the loop is closing: no search waits forever
-                for asked in [*batch, *self._waiting]:
-                    if not asked.answer.done():
-                        asked.answer.cancel()
+                _cancel([*batch, *self._waiting])
                 raise
             except Exception as error:
-                # Not the model's (`_answer` gives each query its own): every
+                # Not the model's (`_vectors` gives each query its own): every
                 # search of the batch fails with it, and the runner goes on.
-                answers = [error] * len(batch)
-            for asked, answer in zip(batch, answers, strict=True):
-                if asked.answer.done():
-                    continue
-                if isinstance(answer, BaseException):
-                    asked.answer.set_exception(answer)
-                else:
-                    asked.answer.set_result(answer)
+                _settle(batch, [error] * len(batch))
+                continue
+            task = asyncio.get_running_loop().create_task(_score(batch, vectors))
+            self._scoring.add(task)
+            task.add_done_callback(self._scoring.discard)
 
-    async def _answers(
+    async def _vectors(
         self, embedder: QueryEmbedder | None, batch: list[_Asked]
-    ) -> list[list[tuple[int, float]] | BaseException]:
-        """Each query's nearest rows. If the batch's pass fails, each query
-        is embedded alone, so that one query the model cannot take fails
-        only its own search; a process not up fails them all."""
+    ) -> list[Any | BaseException]:
+        """Each query's vector. If the batch's pass fails, each query is
+        embedded alone, so that one query the model cannot take fails only
+        its own search; a process not up fails them all."""
         embed = self._embedding(embedder)
         try:
-            vectors = list(await embed([a.query for a in batch]))
+            return list(await embed([a.query for a in batch]))
         except ModelProcessGone:
             raise
         except Exception:
-            vectors = [await _alone(embed, a.query) for a in batch]
-        return await asyncio.to_thread(_nearest, batch, vectors)
+            return [await _alone(embed, a.query) for a in batch]
 
     def _embedding(self, embedder: QueryEmbedder | None) -> Callable[[list[str]], Awaitable[Any]]:
         if self._apart is not None:
@@ -125,6 +123,35 @@ def threaded(embedder: QueryEmbedder) -> Callable[[list[str]], Awaitable[Any]]:
         return await asyncio.to_thread(embedder.embed, texts)
 
     return embed
+
+
+async def _score(batch: list[_Asked], vectors: list[Any]) -> None:
+    """Each search of ``batch`` answered from its query's vector: its
+    nearest rows, worked out in a worker thread."""
+    try:
+        answers = await asyncio.to_thread(_nearest, batch, vectors)
+    except asyncio.CancelledError:
+        _cancel(batch)
+        raise
+    except Exception as error:
+        answers = [error] * len(batch)
+    _settle(batch, answers)
+
+
+def _settle(batch: list[_Asked], answers: list[list[tuple[int, float]] | BaseException]) -> None:
+    for asked, answer in zip(batch, answers, strict=True):
+        if asked.answer.done():
+            continue
+        if isinstance(answer, BaseException):
+            asked.answer.set_exception(answer)
+        else:
+            asked.answer.set_result(answer)
+
+
+def _cancel(waiting: list[_Asked]) -> None:
+    for asked in waiting:
+        if not asked.answer.done():
+            asked.answer.cancel()
 
 
 async def _alone(embed: Callable[[list[str]], Awaitable[Any]], query: str) -> Any:

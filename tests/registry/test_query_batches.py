@@ -166,3 +166,38 @@ def test_two_callers_in_one_pass_each_get_only_their_own_tools() -> None:
     assert [i for i, _ in alice] == [0, 2, 1]  # a, c, b
     assert [i for i, _ in bob] == [1, 0]  # positions in Bob's rows: c, then b
     assert [round(s, 3) for _, s in bob] == [0.6, 0.0]
+
+
+def test_the_next_pass_does_not_wait_for_a_batchs_scoring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch's similarities are worked out beside the next pass: the
+    model is not left idle while they are."""
+    scoring_held = threading.Event()
+    release = threading.Event()
+    nearest = query_batches._nearest
+
+    def held_first(batch: Any, vectors: Any) -> Any:
+        if not scoring_held.is_set():
+            scoring_held.set()
+            assert release.wait(10)
+        return nearest(batch, vectors)
+
+    monkeypatch.setattr(query_batches, "_nearest", held_first)
+    embedder = _Gated()
+    embedder.gate.set()
+
+    async def run() -> tuple[Any, Any, int]:
+        batches = QueryBatches()
+        first = asyncio.create_task(batches.nearest(embedder, "x", MATRIX, np.arange(3), 1))
+        assert await asyncio.to_thread(scoring_held.wait, 10)
+        # The first batch's scoring is held; the second is embedded and answered.
+        second = await asyncio.wait_for(batches.nearest(embedder, "y", MATRIX, np.arange(3), 1), 10)
+        passes_before_release = len(embedder.passes)
+        release.set()
+        return await asyncio.wait_for(first, 10), second, passes_before_release
+
+    first, second, passes = asyncio.run(run())
+    assert passes == 2
+    assert [i for i, _ in first] == [0]
+    assert [i for i, _ in second] == [1]

@@ -3,8 +3,8 @@ model is busy share its next pass.
 
 A query's pass through the model costs about the same whether it carries one
 query or several: most of it is the weights going through the cache, once
-per layer per pass (`bench.tool_search`'s figures: ~6.5 ms for one short
-query, ~17 ms for eight). Run one pass per query, eight concurrent searches
+per layer per pass (`bench.tool_search`'s figures: ~6 ms for one short
+query, ~16 ms for eight). Run one pass per query, eight concurrent searches
 cost eight passes, in as many threads, on a machine whose cores the
 gateway's requests need. Here one pass runs at a time; the queries that
 arrived during it go in the next, up to `MOST_AT_ONCE`. Nothing waits for a

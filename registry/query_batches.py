@@ -16,7 +16,8 @@ query's similarity to every tool's vector and its best rows in a worker
 thread, while the next pass runs, so the event loop only hands queries in
 and answers out and the model does not wait for the scoring. A query's
 similarities may differ in the last float32 digits with the company it is
-embedded in (padding): two tools within ~1e-5 of each other can swap places.
+embedded in (OpenBLAS picks its kernel by the number of rows): two tools
+within ~1e-5 of each other can swap places.
 """
 
 from __future__ import annotations

@@ -178,7 +178,8 @@ class Embedder:
 class _Grid:
     """Where a batch's real tokens sit in its padded (rows, width) grid,
     which only attention needs: a token attends to its own text's tokens,
-    none of the padding (`bias`)."""
+    none of the padding (`bias`). Every text has a token at least (the
+    tokenizer adds [CLS] and [SEP]), as `np.add.reduceat` needs."""
 
     def __init__(self, batch: list[list[int]]) -> None:
         import numpy as np

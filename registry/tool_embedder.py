@@ -159,8 +159,9 @@ class Embedder:
         def heads(name: str) -> Any:
             """A projection laid out per text and head: (rows, heads, width,
             head); a padded slot stays zero. Three products, not one of a
-            (dims, 3 * dims) matrix: for a query's few tokens, OpenBLAS's
-            small-matrix path takes a (dims, dims) one in a third the time."""
+            (dims, 3 * dims) matrix: for a query's few tokens OpenBLAS's
+            small-matrix path takes the three (dims, dims) ones in under
+            half the time (6 rows: 61 against 137 µs)."""
             y = grid.padded(linear(x, f"{p}attention.self.{name}"))
             return y.reshape(grid.rows, grid.width, HEADS, head).transpose(0, 2, 1, 3)
 

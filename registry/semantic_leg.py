@@ -187,27 +187,42 @@ class SemanticLeg:
         if embed is None:
             return
         at_once = EMBEDDED_AT_ONCE if self._apart is None else EMBEDDED_AT_ONCE_APART
-        done = self._vectors
-        while todo := [
-            (n, t) for n, t in self._texts.items() if n not in done and n not in self._failed
-        ]:
-            chunk = todo[:at_once]
-            try:
-                rows = await embed([t[:TEXT_CHARS] for _, t in chunk])
-                embedded = list(zip(chunk, rows, strict=True))
-            except ModelProcessGone:
-                return  # the rest when it is back (a search starts it again)
-            except Exception:
-                # Not tried again until the tool's text changes: a search
-                # would otherwise start the same failing turn every time.
-                logger.exception("tool search: %d tools not embedded (lexical only)", len(chunk))
-                self._failed.update(name for name, _ in chunk)
+        # What is to embed, listed once a round (listed again per chunk, the
+        # loop would walk all 10,000 texts for each 16); each chunk is what
+        # of its part is still to embed, and a tool put meanwhile waits for
+        # the next round.
+        while todo := self._to_embed(self._texts.items()):
+            for start in range(0, len(todo), at_once):
+                chunk = self._to_embed(todo[start : start + at_once])
+                if not chunk:
+                    continue
+                try:
+                    rows = await embed([t[:TEXT_CHARS] for _, t in chunk])
+                    embedded = list(zip(chunk, rows, strict=True))
+                except ModelProcessGone:
+                    return  # the rest when it is back (a search starts it again)
+                except Exception:
+                    # Not tried again until the tool's text changes: a search
+                    # would otherwise start the same failing turn every time.
+                    logger.exception(
+                        "tool search: %d tools not embedded (lexical only)", len(chunk)
+                    )
+                    self._failed.update(name for name, _ in chunk)
+                    self._version += 1
+                    continue
+                for (name, text), row in embedded:
+                    if self._texts.get(name) == text:  # not changed or removed meanwhile
+                        self._vectors[name] = row
                 self._version += 1
-                continue
-            for (name, text), row in embedded:
-                if self._texts.get(name) == text:  # not changed or removed meanwhile
-                    self._vectors[name] = row
-            self._version += 1
+
+    def _to_embed(self, texts: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of ``texts`` that are a tool's text now, not yet embedded
+        and not failed."""
+        return [
+            (n, t)
+            for n, t in texts
+            if n not in self._vectors and n not in self._failed and self._texts.get(n) == t
+        ]
 
     async def _embedding(self) -> Callable[[list[str]], Awaitable[Any]] | None:
         """How tools' texts are embedded, once the model is loaded; None

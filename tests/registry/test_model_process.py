@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from registry import model_process
+from registry import model_process, semantic_leg
 from registry.model_process import EmbeddingFailed, ModelProcess, ModelProcessGone
 from registry.query_batches import QueryBatches
 from registry.semantic_leg import SemanticLeg
@@ -35,6 +35,9 @@ class _Axes:
     pass; "held" says it is in its pass and waits for the test's go."""
 
     def embed(self, texts: list[str]) -> Any:
+        if GATE in os.environ:  # each pass's texts, a line each
+            with (Path(os.environ[GATE]) / "passes").open("a") as passes:
+                passes.write("|".join(texts) + "\n")
         if "bad" in texts:
             raise RuntimeError("cannot embed")
         if "wide" in texts:  # an answer of many writes
@@ -227,6 +230,37 @@ def test_closed_it_ends_the_process(apart: ModelProcess) -> None:
 
     wait_for(ended, 10, what="the process ended")
     assert not asyncio.run(apart.started())  # and not started again
+
+
+def test_a_tool_removed_or_changed_during_catch_up_is_not_embedded_as_it_was(
+    gate: Path, apart: ModelProcess
+) -> None:
+    """The catch-up lists what is to embed once a round: a chunk still
+    leaves out a tool removed, or changed, while an earlier chunk was in
+    its pass; the changed one is embedded as it is now."""
+    leg = SemanticLeg(apart=apart)
+    first = ["held", *["x"] * (semantic_leg.EMBEDDED_AT_ONCE_APART - 1)]
+
+    async def run() -> Any:
+        for k, text in enumerate(first):
+            leg.put(f"t{k}", text)
+        leg.put("removed", "y")
+        leg.put("changed", "tool a")
+        leg.start()
+        await _in_pass(gate)
+        leg.remove("removed")
+        leg.put("changed", "tool b")
+        (gate / "go").touch()
+        assert await leg.settled()
+        return await leg.ranking("y", frozenset({"changed", "t1"}), 2)
+
+    try:
+        ranked = asyncio.run(run())
+    finally:
+        leg.close()
+    passes = (gate / "passes").read_text().splitlines()
+    assert passes == ["|".join(first), "tool b", "y"]  # the last: the search's query
+    assert ranked == ["changed", "t1"]  # "tool b" is "y"
 
 
 def test_the_leg_embeds_tools_and_queries_there(apart: ModelProcess) -> None:

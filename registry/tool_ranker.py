@@ -158,6 +158,8 @@ class ToolRanker:
         """The best ``limit`` of the tools named ``among`` for ``query``,
         with their scores (higher is better; ties by name); a tool sharing
         no term with the query is not an answer."""
+        if limit <= 0:
+            return []
         wanted = among if isinstance(among, (set, frozenset)) else set(among)
         asked = list(dict.fromkeys([*terms(query), *written_initials(query)]))
         weights = [self._weights_of(term) for term in asked]
@@ -198,32 +200,43 @@ class ToolRanker:
         """The tools of ``wanted`` with any of these terms."""
         found: set[str] = set()
         for term_weights in weights:
-            # Whichever is shorter: a caller who may call 300 of 10,000
-            # tools is not made to walk a common term's thousands of tools.
-            if len(term_weights) <= len(wanted):
-                found.update(n for n in term_weights if n in wanted)
-            else:
-                found.update(n for n in wanted if n in term_weights)
+            # A set operation walks the shorter side: a caller who may call
+            # 300 of 10,000 tools is not made to walk a common term's thousands.
+            found |= term_weights.keys() & wanted
         return found
 
     def _scores(
         self, asked: Sequence[str], weights: Sequence[dict[str, float]], names: Iterable[str]
     ) -> dict[str, float]:
-        coord = self._weights.coord
+        if not asked:
+            return {}  # (no term: no tool has one)
+        # The share of the query's terms a tool has, to the power ``coord``:
+        # one value per count of terms matched, worked out once.
+        share = [(matched / len(asked)) ** self._weights.coord for matched in range(len(asked) + 1)]
+        getters = [term_weights.get for term_weights in weights]
         scores: dict[str, float] = {}
         for name in names:
             summed, matched = 0.0, 0
-            for term_weights in weights:  # in the query's order: the same sum, to the bit
-                weight = term_weights.get(name)
+            for get in getters:  # in the query's order: the same sum, to the bit
+                weight = get(name)
                 if weight is not None:
                     summed += weight
                     matched += 1
-            scores[name] = summed * (matched / len(asked)) ** coord
+            scores[name] = summed * share[matched]
         return scores
 
     @staticmethod
     def _best(scores: Mapping[str, float], limit: int) -> list[tuple[str, float]]:
-        return heapq.nsmallest(limit, scores.items(), key=lambda item: (-item[1], item[0]))
+        """The ``limit`` best by score, ties by name. Scores tie a lot (tools
+        alike in their counts and lengths score alike): the ``limit``-th
+        score is found among the bare floats, those above it are taken
+        whole, and of those at it only the first names needed."""
+        if len(scores) <= limit:
+            return sorted(scores.items(), key=_by_score_then_name)
+        cut = sorted(scores.values(), reverse=True)[limit - 1]
+        above = sorted(((n, s) for n, s in scores.items() if s > cut), key=_by_score_then_name)
+        at = heapq.nsmallest(limit - len(above), (n for n, s in scores.items() if s == cut))
+        return above + [(name, cut) for name in at]
 
     def _max_weight(self, term: str) -> float:
         """The largest of ``term``'s weights, kept as long as they are."""
@@ -274,3 +287,7 @@ class ToolRanker:
             (self._weights.weight[f], self._weights.b[f], self._total[i] / count)
             for i, f in enumerate(FIELDS)
         ]
+
+
+def _by_score_then_name(item: tuple[str, float]) -> tuple[float, str]:
+    return -item[1], item[0]

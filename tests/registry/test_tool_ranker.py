@@ -11,6 +11,7 @@ from unittest import mock
 
 import pytest
 
+from registry.search_words import terms, written_initials
 from registry.tool_ranker import WEIGHTS, Fields, ToolRanker
 
 
@@ -223,3 +224,26 @@ def test_weights_that_would_make_the_ranking_inexact_are_refused(
     wrong, and the ranking silently differ from the full scoring."""
     with pytest.raises(ValueError, match=says):
         dataclasses.replace(WEIGHTS, **change)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_best_are_those_a_full_sort_gives_ties_by_name(seed: int) -> None:
+    """`rank` picks its best without sorting every scored tool: the answer
+    is a full sort's (score, then name), also where many tools tie at the
+    cut and for every limit."""
+    r = common_word_catalog(150, seed)
+    names = r.names()
+    for word in WORDS[:8]:
+        query = f"task sync {word}"
+        asked = list(dict.fromkeys([*terms(query), *written_initials(query)]))  # as `rank`
+        weights = [r._weights_of(term) for term in asked]
+        scores: dict[str, float] = {}
+        for name in names:  # each tool scored as BM25F sums it: in the query's order
+            found = [w[name] for w in weights if name in w]
+            scores[name] = sum(found, 0.0) * (len(found) / len(asked)) if found else 0.0
+        scores = {n: s for n, s in scores.items() if any(n in w for w in weights)}
+        assert r._scores(asked, weights, scores) == scores
+        assert len(set(scores.values())) < len(scores) / 4  # ties, many
+        everything = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        for limit in range(len(scores) + 2):
+            assert r.rank(query, names, limit) == everything[:limit], (query, limit)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.delegation.approval_statements import approval_of, by_id, insert_held
 from gateway.delegation.approvals import (
     APPROVED,
     AUDIT_EVENT,
@@ -21,15 +22,14 @@ from gateway.delegation.approvals import (
     ApprovalNotFound,
     ApprovalPage,
     NewApproval,
-    Requester,
     State,
     new_id,
 )
 from gateway.delegation.audit import AuditEvent, AuditLog
 from gateway.delegation.decision_records import held_on
 from gateway.delegation.pipeline import Caller
+from gateway.storage.statements import statement_runner
 from gateway.storage.tables import approvals
-from registry.tables import as_utc
 
 
 class Approvals:
@@ -37,10 +37,14 @@ class Approvals:
 
     def __init__(self, engine: AsyncEngine, audit: AuditLog) -> None:
         self._engine = engine
+        self._run = statement_runner(engine)
         self._audit = audit
         # Told of a held call once it is stored (`told_held`): a flow's step
         # whose agent made the call onwards shows it (`gateway.flows`).
         self.held_listeners: list[Callable[[Approval], None]] = []
+
+    async def aclose(self) -> None:
+        await self._run.aclose()
 
     def told_held(self, approval: Approval) -> None:
         """A held call's approval is stored (its transaction committed)."""
@@ -118,18 +122,14 @@ class Approvals:
         if conn is not None:
             await conn.execute(insert(approvals).values(**row))
         else:
-            async with self._engine.begin() as own:
-                await own.execute(insert(approvals).values(**row))
-        return _approval(row)
+            await self._run(insert_held, row)
+        return approval_of(row)
 
     async def get(self, approval_id: str) -> Approval:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(select(approvals).where(approvals.c.id == approval_id))
-            ).first()
+        row = await self._run.read(by_id, approval_id)
         if row is None:
             raise ApprovalNotFound(approval_id)
-        return _approval(row._asdict())
+        return approval_of(row)
 
     async def by_task(self, target: str, task_id: str) -> Approval | None:
         """The approval that owns the gateway task ``task_id`` on ``target``."""
@@ -141,7 +141,7 @@ class Approvals:
                     )
                 )
             ).first()
-        return None if row is None else _approval(row._asdict())
+        return None if row is None else approval_of(row._asdict())
 
     async def pending_under(self, subject: str, txn: str, since: datetime) -> Approval | None:
         """The newest pending approval of a call made under ``txn``
@@ -167,7 +167,7 @@ class Approvals:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        found = _approval(row._asdict())
+        found = approval_of(row._asdict())
         expires = found.requested_by.token_expires_at
         return None if expires is not None and expires <= datetime.now(UTC) else found
 
@@ -196,7 +196,7 @@ class Approvals:
                     select(approvals).where(*where).order_by(*order).limit(limit + 1).offset(offset)
                 )
             ).all()
-        items = [_approval(r._asdict()) for r in rows[:limit]]
+        items = [approval_of(r._asdict()) for r in rows[:limit]]
         return ApprovalPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
 
     async def decide(
@@ -224,7 +224,7 @@ class Approvals:
             if moved.rowcount and then is not None:
                 query = select(approvals).where(approvals.c.id == approval_id)
                 decided = (await conn.execute(query)).one()
-                await then(_approval(decided._asdict()), conn)
+                await then(approval_of(decided._asdict()), conn)
         approval = await self.get(approval_id)
         if not moved.rowcount:
             raise AlreadyDecided(approval)
@@ -330,48 +330,3 @@ class Approvals:
         outcome = approval.state
         decision: Literal["allow", "deny"] = "allow" if approval.state == APPROVED else "deny"
         await self.audit(approval, AUDIT_EVENT, outcome, detail[:2000], decision=decision)
-
-
-def _approval(row: dict[str, Any]) -> Approval:
-    caller = row["caller"]
-    not_after = caller.get("not_after")
-    return Approval(
-        id=row["id"],
-        state=row["state"],
-        kind=row["kind"],
-        target=row["target"],
-        action_kind=row["action_kind"],
-        action=row["action"],
-        tool=row["tool"],
-        requested_by=Requester(
-            subject=caller["subject"],
-            issuer=caller["issuer"],
-            client_id=caller["client_id"],
-            actors=list(caller["actors"]),
-            scopes=list(caller["scopes"]),
-            token_expires_at=datetime.fromtimestamp(not_after, UTC) if not_after else None,
-            txn=caller.get("txn"),
-        ),
-        request=row["request"],
-        reasons=list(row["reasons"]),
-        trace_id=row["trace_id"],
-        task_id=row["task_id"],
-        context_id=row["context_id"],
-        created_at=as_utc(row["created_at"]),
-        decided_at=as_utc(row["decided_at"]) if row.get("decided_at") else None,
-        decided_by=row.get("decided_by"),
-        reason=row.get("decision_reason"),
-        outcome=row.get("outcome"),
-        finished_at=as_utc(row["finished_at"]) if row.get("finished_at") else None,
-        answer=_answer_of(row),
-    )
-
-
-def _answer_of(row: dict[str, Any]) -> dict[str, Any] | None:
-    """A reviewer's answer to a flow's question (stored with the decision);
-    the result of an approved call is not shown here."""
-    result, request = row.get("result"), row.get("request")
-    if row["kind"] != "flow" or not isinstance(request, dict) or "question" not in request:
-        return None
-    answer = result.get("answer") if isinstance(result, dict) else None
-    return answer if isinstance(answer, dict) else None

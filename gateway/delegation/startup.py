@@ -137,6 +137,8 @@ async def start(
     resilience = _resilience(settings)
     tasks = TaskRecords(engine)
     stack.push_async_callback(tasks.aclose)
+    approvals = Approvals(engine, audit_log)
+    stack.push_async_callback(approvals.aclose)
     return DelegationCore(
         settings=settings,
         engine=engine,
@@ -156,7 +158,7 @@ async def start(
         delegate=Delegate(delegations, resilience),
         tasks=tasks,
         push=PushRelays(engine, keys, settings.effective_public_url, settings.sealing_secret),
-        approvals=Approvals(engine, audit_log),
+        approvals=approvals,
         token_exchange=_token_exchange(
             settings, engine, delegations, store, credentials, verifier, audit_log, mcp_servers
         ),

@@ -51,8 +51,9 @@ class Weights:
         for name, table in (("weight", self.weight), ("b", self.b)):
             if set(table) != set(FIELDS):
                 raise ValueError(f"{name} must name each of {', '.join(FIELDS)}")
-        if any(not value >= 0 for value in self.weight.values()):
-            raise ValueError(f"field weights must be >= 0: {dict(self.weight)}")
+        if any(not 0 <= value < math.inf for value in self.weight.values()):
+            # (Finite too: an infinite weight makes scores NaN, which no cut orders.)
+            raise ValueError(f"field weights must be >= 0 and finite: {dict(self.weight)}")
         if any(not 0 <= value <= 1 for value in self.b.values()):
             raise ValueError(f"b must be within 0..1: {dict(self.b)}")
         if not self.k1 > 0 or not self.coord >= 0:
@@ -200,9 +201,14 @@ class ToolRanker:
         """The tools of ``wanted`` with any of these terms."""
         found: set[str] = set()
         for term_weights in weights:
-            # A set operation walks the shorter side: a caller who may call
-            # 300 of 10,000 tools is not made to walk a common term's thousands.
-            found |= term_weights.keys() & wanted
+            # Whichever is shorter: a caller who may call 300 of 10,000
+            # tools is not made to walk a common term's thousands of tools.
+            # (Not `keys() & wanted`: with a frozenset, which the search
+            # passes, CPython walks all of ``wanted`` whatever the sizes.)
+            if len(term_weights) <= len(wanted):
+                found.update(n for n in term_weights if n in wanted)
+            else:
+                found.update(n for n in wanted if n in term_weights)
         return found
 
     def _scores(

@@ -210,6 +210,7 @@ def test_a_word_every_tool_has_does_not_have_every_tool_scored() -> None:
     [
         ({"weight": {**WEIGHTS.weight, "params": -0.1}}, "field weights must be >= 0"),
         ({"weight": {**WEIGHTS.weight, "params": float("nan")}}, "field weights must be >= 0"),
+        ({"weight": {**WEIGHTS.weight, "tool": float("inf")}}, "and finite"),
         ({"b": {**WEIGHTS.b, "tool": 1.5}}, "b must be within 0..1"),
         ({"weight": {"tool": 1.0}}, "weight must name each of"),
         ({"k1": 0.0}, "k1 must be > 0"),
@@ -233,17 +234,21 @@ def test_the_best_are_those_a_full_sort_gives_ties_by_name(seed: int) -> None:
     cut and for every limit."""
     r = common_word_catalog(150, seed)
     names = r.names()
-    for word in WORDS[:8]:
+    for word in WORDS[:8]:  # `among` a frozenset, as the search passes it
         query = f"task sync {word}"
         asked = list(dict.fromkeys([*terms(query), *written_initials(query)]))  # as `rank`
         weights = [r._weights_of(term) for term in asked]
         scores: dict[str, float] = {}
         for name in names:  # each tool scored as BM25F sums it: in the query's order
-            found = [w[name] for w in weights if name in w]
-            scores[name] = sum(found, 0.0) * (len(found) / len(asked)) if found else 0.0
+            summed, found = 0.0, 0
+            for w in weights:
+                if name in w:
+                    summed += w[name]
+                    found += 1
+            scores[name] = summed * (found / len(asked)) ** WEIGHTS.coord
         scores = {n: s for n, s in scores.items() if any(n in w for w in weights)}
         assert r._scores(asked, weights, scores) == scores
         assert len(set(scores.values())) < len(scores) / 4  # ties, many
         everything = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         for limit in range(len(scores) + 2):
-            assert r.rank(query, names, limit) == everything[:limit], (query, limit)
+            assert r.rank(query, frozenset(names), limit) == everything[:limit], (query, limit)

@@ -196,9 +196,9 @@ def test_deferred_calls_are_released_as_the_model_says(
     async def play() -> None:
         engine = create_engine(database)
         store: Store = RedisStore(redis_url) if redis_url else SqlStore(engine)
+        approvals = Approvals(engine, Audit())  # type: ignore[arg-type]
         try:
             coordination = Coordination(store, Audit(), lambda: clock[0])  # type: ignore[arg-type]
-            approvals = Approvals(engine, Audit())  # type: ignore[arg-type]
             policy = SimpleNamespace(current=SimpleNamespace(coordination=POLICY))
             deferrals = Deferrals(engine, coordination, approvals, policy, lambda: clock[0])  # type: ignore[arg-type]
             released: list[tuple[str, str, str]] = []  # approval, skill, key: not yet made
@@ -296,6 +296,7 @@ def test_deferred_calls_are_released_as_the_model_says(
                     await coordination.finished(admitted, True)
                     model.end(admitted.holder)
         finally:
+            await approvals.aclose()  # its own connections (`Approvals.get`, `hold`)
             if isinstance(store, RedisStore):
                 await store.redis.aclose()
             await engine.dispose()

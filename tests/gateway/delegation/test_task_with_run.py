@@ -130,6 +130,7 @@ async def test_a_held_calls_approval_is_stored_with_its_task_or_neither(
     with pytest.raises(IntegrityError):
         await tasks.record("chat", ALICE, submitted("t-orphan"), with_rows=held("ap-1", "t-orphan"))
     assert await count(engine, a2a_tasks, "t-orphan") == 0
+    await store.aclose()
 
 
 async def test_an_approval_is_decided_with_its_run_or_not_at_all(engine: AsyncEngine) -> None:
@@ -155,3 +156,4 @@ async def test_an_approval_is_decided_with_its_run_or_not_at_all(engine: AsyncEn
     with pytest.raises(ConnectionError):
         await store.decide("ap-bad", "approved", "admin", None, then=run_row_fails)
     assert (await store.get("ap-bad")).state == "pending"
+    await store.aclose()

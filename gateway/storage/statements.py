@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, TextClause, text
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from gateway.storage.cursor_sql import Compiled, CursorSql
 from gateway.storage.sqlite_checkpoints import checkpointed_here
 from gateway.storage.sqlite_gate import FileGate, gate_for
 from gateway.storage.typed_statement import Statement
@@ -276,13 +276,14 @@ class _AsyncEngine:
         self._sync = engine.sync_engine
         self._pending: set[asyncio.Task[Any]] = set()
         self._reads: Engine | None = None
+        self._compiled: dict[Any, Compiled] = {}
 
     async def __call__(self, operation: Callable[..., T], *args: Any) -> T:
         return await greenlet_spawn(self._in_transaction, operation, args)
 
     def _in_transaction(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._sync.begin() as conn:
-            return operation(_Alchemy(conn), *args)
+            return operation(CursorSql(conn, self._compiled), *args)
 
     async def read(self, operation: Callable[..., T], *args: Any) -> T:
         return await greenlet_spawn(self._outside_transaction, operation, args)
@@ -307,7 +308,7 @@ class _AsyncEngine:
         if self._reads is self._sync:
             return self._in_transaction(operation, args)
         with self._reads.connect() as conn:
-            return operation(_Alchemy(conn), *args)
+            return operation(CursorSql(conn, self._compiled), *args)
 
     async def patiently(self, operation: Callable[..., T], *args: Any) -> T:
         return await self(operation, *args)
@@ -320,32 +321,3 @@ class _AsyncEngine:
     async def aclose(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-
-
-@functools.cache
-def _text(statement: str) -> TextClause:
-    return text(statement)
-
-
-class _Alchemy:
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        return list(self._connection.execute(_text(statement), dict(params)).all())
-
-    def run(self, statement: str, params: Mapping[str, Any]) -> int:
-        return int(self._connection.execute(_text(statement), dict(params)).rowcount or 0)
-
-    def typed(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        clause = statement.clause
-        if statement.locking_clause is not None and self._connection.dialect.name == "postgresql":
-            clause = statement.locking_clause
-        result = self._connection.execute(clause, dict(params))
-        if not result.returns_rows:
-            return [{"rowcount": int(result.rowcount or 0)}]
-        return [dict(row._mapping) for row in result]
-
-    def typed_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self._connection.execute(statement.clause, [dict(p) for p in rows])

@@ -28,6 +28,7 @@ class Statement:
 
     def __init__(self, table: Table, sql: str, *, for_update: bool = False) -> None:
         self.sql = " ".join(sql.split())
+        self.table = table
         columns = table.c
         binds = dict.fromkeys(_BIND.findall(self.sql))
         typed = [bindparam(name, type_=columns[name].type) for name in binds if name in columns]

@@ -1,8 +1,10 @@
 """The statement runner on PostgreSQL (`gateway.storage.statements`): a
 read goes without BEGIN and COMMIT where the server's default isolation is
 READ COMMITTED and keeps its transaction under a stricter one; a write is
-always one transaction; the pool keeps the connections it opened
-(`gateway.storage.db.POSTGRES_POOL_SIZE`), against the local server."""
+always one transaction; a driver's error is raised as SQLAlchemy raises it
+(`gateway.storage.cursor_sql`), a lost connection replaced; the pool keeps
+the connections it opened (`gateway.storage.db.POSTGRES_POOL_SIZE`),
+against the local server."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import asyncio
 from datetime import datetime
 
 import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.storage import db
+from gateway.storage.outages import outage_of
 from gateway.storage.statements import Sql, statement_runner
 
 pytestmark = pytest.mark.postgres
@@ -70,6 +74,63 @@ async def test_a_burst_wider_than_the_pool_waits_and_keeps_its_connections(
         second = set(await asyncio.gather(*(runner(backend) for _ in range(burst))))
         assert len(first) == db.POSTGRES_POOL_SIZE
         assert second == first
+    finally:
+        await runner.aclose()
+        await engine.dispose()
+
+
+async def test_a_refused_row_is_sqlalchemys_integrity_error_and_stores_nothing(
+    postgres_url: str,
+) -> None:
+    engine = db.create_engine(postgres_url)
+    runner = statement_runner(engine)
+    insert = "INSERT INTO flows (id, version, name, document, digest, created_by, created_at,"
+    values = " updated_at) VALUES (:id, 1, 'n', '{}', 'd', 'me', now(), now())"
+
+    def add(sql: Sql) -> None:
+        sql.run(insert + values, {"id": "twice"})
+
+    def add_twice(sql: Sql) -> None:
+        sql.run(insert + values, {"id": "twice"})
+        sql.run(insert + values, {"id": "twice"})
+
+    def count(sql: Sql) -> int:
+        return int(sql.rows("SELECT count(*) FROM flows WHERE id = :id", {"id": "twice"})[0][0])
+
+    try:
+        with pytest.raises(IntegrityError) as refused:
+            await runner(add_twice)
+        assert "duplicate key" in str(refused.value)
+        assert outage_of(refused.value) is None  # the data's fault, not an outage
+        assert await runner.read(count) == 0
+        await runner(add)
+        assert await runner.read(count) == 1
+    finally:
+        await runner.aclose()
+        await engine.dispose()
+
+
+async def test_a_connection_lost_mid_operation_is_an_outage_and_replaced(
+    postgres_url: str,
+) -> None:
+    engine = db.create_engine(postgres_url)
+    runner = statement_runner(engine)
+
+    def backend(sql: Sql) -> int:
+        return int(sql.rows("SELECT pg_backend_pid()", {})[0][0])
+
+    def end_own_backend(sql: Sql) -> None:
+        sql.rows("SELECT pg_terminate_backend(pg_backend_pid())", {})
+
+    try:
+        before = await runner(backend)
+        with pytest.raises(DBAPIError) as lost:
+            await runner(end_own_backend)
+        assert lost.value.connection_invalidated
+        outage = outage_of(lost.value)
+        assert outage is not None and outage.dependency == "database"
+        assert await runner(backend) != before
+        assert await runner.read(backend) != before
     finally:
         await runner.aclose()
         await engine.dispose()

@@ -148,6 +148,15 @@ class FlowEngine:
                 "connect_args": {"factory": GatedConnection},
                 "pool_pre_ping": False,
             }
+        else:
+            # No ping (a round trip) before each of DBOS's transactions,
+            # about 13 a run: a connection a server restart broke fails its
+            # first statement instead, SQLAlchemy then replaces every pooled
+            # connection older than it ("Dealing with Disconnects"), and
+            # DBOS retries the operation once it reconnects (``db_retry``:
+            # a connection error blocks the workflow, never fails it). The
+            # rest are DBOS's defaults (a pool of 20, no overflow).
+            config["db_engine_kwargs"] = {"pool_pre_ping": False}
         return config
 
     async def ensure(self) -> None:

@@ -27,7 +27,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.util import is_exit_exception
 
+from gateway.storage.db import lost
 from gateway.storage.typed_statement import Statement
 
 Processor = Callable[[Any], Any]
@@ -36,30 +38,42 @@ R = TypeVar("R")
 
 class Compiled:
     """One statement compiled for one dialect: its SQL, its binds in order
-    (each with its type's bind processor) and its result columns' result
-    processors by name (the typed statement's table's columns)."""
+    (each with its type's bind processor, as the dialect implements the
+    type) and, once it has run, its result columns' result processors (the
+    typed statement's table's columns, by name)."""
 
     def __init__(self, clause: Any, dialect: Dialect, statement: Statement | None) -> None:
         compiled = clause.compile(dialect=dialect)
         if not compiled.positional:  # every driver the gateway runs on is
             raise ValueError(f"{dialect.name}: a named paramstyle is not supported here")
         self.sql = str(compiled)
+        self._dialect = dialect
+        self._columns = {} if statement is None else dict(statement.table.c.items())
         self.binds: list[tuple[str, Processor | None]] = [
-            (name, compiled.binds[name].type.bind_processor(dialect))
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in compiled.positiontup or ()
         ]
-        self.results: dict[str, Processor] = {}
-        if statement is not None:
-            for column in statement.table.c:
-                processor = column.type.result_processor(dialect, None)
-                if processor is not None:
-                    self.results[column.name] = processor
+        self._results: list[Processor | None] | None = None
 
     def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(
             params[name] if processor is None else processor(params[name])
             for name, processor in self.binds
         )
+
+    def results(self, description: Sequence[Sequence[Any]]) -> list[Processor | None]:
+        """Each result column's processor (None: the driver's value as it
+        is), as SQLAlchemy finds it: the column's type as the dialect
+        implements it, given the type the driver reported."""
+        if self._results is None:
+            self._results = []
+            for name, coltype, *_ in description:
+                column = self._columns.get(name)
+                impl = None if column is None else column.type.dialect_impl(self._dialect)
+                self._results.append(
+                    None if impl is None else impl.result_processor(self._dialect, coltype)
+                )
+        return self._results
 
 
 class CursorSql:
@@ -71,7 +85,7 @@ class CursorSql:
 
     def rows(self, statement: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         one = self._compile(_text(statement), None)
-        return list(self._execute(one, one.parameters(params), lambda cursor: cursor.fetchall()))
+        return self._execute(one, one.parameters(params), lambda cursor: _tuples(cursor.fetchall()))
 
     def run(self, statement: str, params: Mapping[str, Any]) -> int:
         one = self._compile(_text(statement), None)
@@ -87,7 +101,7 @@ class CursorSql:
             if cursor.description is None:
                 return [{"rowcount": int(cursor.rowcount or 0)}]
             names = [d[0] for d in cursor.description]
-            processors = [one.results.get(name) for name in names]
+            processors = one.results(cursor.description)
             return [
                 {
                     name: value if processor is None or value is None else processor(value)
@@ -124,6 +138,9 @@ class CursorSql:
         except dialect.loaded_dbapi.Error as error:
             gone = dialect.is_disconnect(error, dbapi_connection, cursor)
             if gone:
+                # As SQLAlchemy's execution does: this connection, and every
+                # one pooled before it (at its next checkout: `db.lost`).
+                lost(self._connection.engine)
                 self._connection.invalidate(error)
             raise DBAPIError.instance(
                 one.sql,
@@ -134,8 +151,20 @@ class CursorSql:
                 dialect=dialect,
                 ismulti=many,
             ) from error
+        except BaseException as error:
+            # Cancelled (or interrupted) inside the driver, perhaps between
+            # its BEGIN and its answer: the connection's state is unknown, so
+            # it is not pooled again (SQLAlchemy does the same for an exit
+            # exception: `is_exit_exception`, its issue 6592).
+            if is_exit_exception(error) and not self._connection.invalidated:
+                self._connection.invalidate(error)
+            raise
         finally:
             cursor.close()
+
+
+def _tuples(rows: Sequence[Any]) -> list[Sequence[Any]]:
+    return [tuple(row) for row in rows]
 
 
 @functools.cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
 
 from gateway.storage import api_key_tables, audit_tables, flow_tables
 from gateway.storage import tables as gateway_tables
@@ -67,6 +69,18 @@ def create_engine(url: str) -> AsyncEngine:
 # one that sat longer is pinged before it is handed out (see below).
 PING_IDLE_SECONDS = 0.5
 _RETURNED = "switchboard_returned"  # its key in the pool record's ``info``: when it came back
+_OPENED = "switchboard_opened"  # and when it was opened
+# Per pool: when a statement last found a connection of it gone (`lost`).
+_LOST_AT: weakref.WeakKeyDictionary[Pool, float] = weakref.WeakKeyDictionary()
+
+
+def lost(engine: Engine) -> None:
+    """A statement run outside SQLAlchemy's execution found its connection
+    gone (`gateway.storage.cursor_sql`): every connection of the pool opened
+    before now is replaced at its next checkout, as SQLAlchemy's execution
+    has the pool do after a disconnect (SQLAlchemy, "Dealing with
+    Disconnects": the pool is invalidated), instead of each failing once."""
+    _LOST_AT[engine.pool] = time.monotonic()
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -82,15 +96,24 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     ``pool_pre_ping`` does (`InvalidatePoolError` in a checkout; SQLAlchemy,
     "Pool Events", checkout). A cut with no downtime (a proxy restarted)
     is found by the statements of the connections handed out before the
-    first failure: each fails once, as an outage."""
+    first failure: each fails once, as an outage; those still pooled are
+    replaced at their checkout (`lost`)."""
 
     @event.listens_for(engine.sync_engine.pool, "checkin")
     def _returned(dbapi_connection: Any, record: Any) -> None:
         if dbapi_connection is not None:  # None: it was invalidated
             record.info[_RETURNED] = time.monotonic()
 
-    @event.listens_for(engine.sync_engine.pool, "checkout")
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "connect")
+    def _opened(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_OPENED] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(_OPENED, 0.0) < _LOST_AT.get(pool, 0.0):
+            raise InvalidatePoolError("a connection of the pool was found gone")
         # A connection opened again (or first) has an empty ``info``: no ping.
         returned = record.info.get(_RETURNED)
         if returned is None or time.monotonic() - returned <= PING_IDLE_SECONDS:

@@ -9,8 +9,10 @@ against the local server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.storage import db
 from gateway.storage.outages import outage_of
 from gateway.storage.statements import Sql, statement_runner
+from tests.support.waiting import wait_for_awaited
 
 pytestmark = pytest.mark.postgres
 
@@ -132,5 +135,76 @@ async def test_a_connection_lost_mid_operation_is_an_outage_and_replaced(
         assert await runner(backend) != before
         assert await runner.read(backend) != before
     finally:
+        await runner.aclose()
+        await engine.dispose()
+
+
+async def test_an_operation_cancelled_anywhere_loses_no_later_write(postgres_url: str) -> None:
+    """Cancelled at any point (before, during or after its BEGIN), an
+    operation's connection is not pooled again in a state the next one would
+    inherit: each later write is committed and seen from another session,
+    and no backend is left idle in a transaction."""
+    engine = create_async_engine(postgres_url, pool_size=1, max_overflow=0)
+    runner = statement_runner(engine)
+    other = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
+    await other.execute("CREATE TABLE cancelled (x int)")
+
+    def insert(sql: Sql, x: int) -> None:
+        sql.run("INSERT INTO cancelled (x) VALUES (:x)", {"x": x})
+        sql.rows("SELECT count(*) FROM cancelled", {})
+
+    try:
+        unseen = []
+        for i in range(150):
+            started = asyncio.ensure_future(runner(insert, -1))
+            await asyncio.sleep((i % 15) * 0.0001)
+            started.cancel()
+            with contextlib.suppress(BaseException):
+                await started
+            await runner(insert, i)
+            if not await other.fetchval("SELECT count(*) FROM cancelled WHERE x = $1", i):
+                unseen.append(i)
+        idle = "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"
+        assert unseen == []
+        assert await other.fetchval(idle + " AND datname = current_database()") == 0
+    finally:
+        await other.close()
+        await runner.aclose()
+        await engine.dispose()
+
+
+async def test_after_a_cut_the_pools_older_connections_are_replaced_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every backend of a warm pool ended at once (a proxy restarted; none
+    sat idle long enough to be pinged): the first operation fails as an
+    outage, the rest go on new connections."""
+    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 3600.0)
+    engine = db.create_engine(postgres_url)
+    runner = statement_runner(engine)
+    other = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
+
+    def hold(sql: Sql) -> int:
+        sql.rows("SELECT pg_sleep(0.02)", {})
+        return int(sql.rows("SELECT pg_backend_pid()", {})[0][0])
+
+    try:
+        warm = set(await asyncio.gather(*(runner(hold) for _ in range(10))))
+        ended = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid = ANY($1)"
+        assert await other.fetchval(ended, list(warm)) == len(warm)
+
+        async def all_gone() -> bool:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)"
+            return not await other.fetchval(query, list(warm))
+
+        await wait_for_awaited(all_gone, seconds=5, every=0.01, what="the pool's backends ended")
+        with pytest.raises(DBAPIError) as first:
+            await runner(hold)
+        assert first.value.connection_invalidated
+        assert outage_of(first.value) is not None
+        after = [await runner(hold) for _ in range(9)]
+        assert not set(after) & warm
+    finally:
+        await other.close()
         await runner.aclose()
         await engine.dispose()

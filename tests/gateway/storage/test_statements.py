@@ -17,10 +17,11 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.flows import step_records
 from gateway.storage import statements
-from gateway.storage.db import create_engine
+from gateway.storage.db import TARGET_METADATA, create_engine
 from gateway.storage.flow_tables import flow_steps
 from gateway.storage.outages import outage_of
 from gateway.storage.sqlite_gate import gate_for
@@ -57,50 +58,68 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 def test_rows_written_either_way_read_the_same(url: str) -> None:
     async def main() -> None:
-        engine = create_engine(url)
-        runner = statement_runner(engine)
-        try:
-            for index, value in enumerate(VALUES):
-                lean, alchemy = f"lean{index}", f"alchemy{index}"
-
-                def add(sql: Sql, step: str = lean, output: Any = value) -> None:
-                    params = {"run_id": "r", "step_id": step, "output": output}
-                    sql.typed(_ADD, {**params, "started_at": WHEN})
-
-                await runner(add)
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        insert(flow_steps).values(
-                            run_id="r",
-                            step_id=alchemy,
-                            kind="call",
-                            state="pending",
-                            attempts=0,
-                            trace_id="t",
-                            output=value,
-                            started_at=WHEN,
-                        )
-                    )
-                for step in (lean, alchemy):
-                    ours = await runner.read(
-                        lambda sql, s=step: sql.typed(_ROW, {"run_id": "r", "step_id": s})
-                    )
-                    async with engine.connect() as conn:
-                        theirs = (
-                            await conn.execute(
-                                select(flow_steps.c.output, flow_steps.c.started_at).where(
-                                    flow_steps.c.step_id == step
-                                )
-                            )
-                        ).one()
-                    assert ours[0]["output"] == theirs.output == value, (step, ours, theirs)
-                    assert _naive_utc(ours[0]["started_at"]) == _naive_utc(theirs.started_at)
-                    assert _naive_utc(theirs.started_at) == WHEN.replace(tzinfo=None)
-        finally:
-            await runner.aclose()
-            await engine.dispose()
+        await _written_either_way_read_the_same(create_engine(url))
 
     anyio.run(main)
+
+
+def test_an_in_memory_database_reads_as_sqlalchemy_does() -> None:
+    """The engine's own path (`gateway.storage.cursor_sql`) on SQLite: a
+    timestamp and JSON as SQLAlchemy's SQLite dialect writes and reads them
+    (its own DATETIME and JSON types, not the generic ones)."""
+
+    async def main() -> None:
+        engine = create_engine("sqlite+aiosqlite://")
+        async with engine.begin() as conn:
+            for metadata in TARGET_METADATA:
+                await conn.run_sync(metadata.create_all)
+        await _written_either_way_read_the_same(engine)
+
+    anyio.run(main)
+
+
+async def _written_either_way_read_the_same(engine: AsyncEngine) -> None:
+    runner = statement_runner(engine)
+    try:
+        for index, value in enumerate(VALUES):
+            lean, alchemy = f"lean{index}", f"alchemy{index}"
+
+            def add(sql: Sql, step: str = lean, output: Any = value) -> None:
+                params = {"run_id": "r", "step_id": step, "output": output}
+                sql.typed(_ADD, {**params, "started_at": WHEN})
+
+            await runner(add)
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(flow_steps).values(
+                        run_id="r",
+                        step_id=alchemy,
+                        kind="call",
+                        state="pending",
+                        attempts=0,
+                        trace_id="t",
+                        output=value,
+                        started_at=WHEN,
+                    )
+                )
+            for step in (lean, alchemy):
+                ours = await runner.read(
+                    lambda sql, s=step: sql.typed(_ROW, {"run_id": "r", "step_id": s})
+                )
+                async with engine.connect() as conn:
+                    theirs = (
+                        await conn.execute(
+                            select(flow_steps.c.output, flow_steps.c.started_at).where(
+                                flow_steps.c.step_id == step
+                            )
+                        )
+                    ).one()
+                assert ours[0]["output"] == theirs.output == value, (step, ours, theirs)
+                assert _naive_utc(ours[0]["started_at"]) == _naive_utc(theirs.started_at)
+                assert _naive_utc(theirs.started_at) == WHEN.replace(tzinfo=None)
+    finally:
+        await runner.aclose()
+        await engine.dispose()
 
 
 def test_a_failed_operation_stores_nothing(url: str) -> None:

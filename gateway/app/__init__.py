@@ -83,7 +83,10 @@ async def _start(
 ) -> None:
     """The lifespan's start, step by step; ``stack`` undoes it in reverse."""
     tracing.start(settings, __version__, stack)
-    engine = await db.start(settings.effective_database_url, settings.sealing_secret, stack)
+    own_pool, _ = settings.database_pools()
+    engine = await db.start(
+        settings.effective_database_url, settings.sealing_secret, stack, pool_size=own_pool
+    )
     heartbeat = await announce_replica(doors.replicas, engine, stack)
     bell = ChangeBell(engine)
     started = await start_subsystems(settings, engine, doors, stack)

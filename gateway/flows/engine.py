@@ -106,6 +106,7 @@ class FlowEngine:
         executor_id: str = "local",
         notification_poll_seconds: float = 2.0,
         alone: Callable[[], bool] | None = None,
+        pool_size: int = 20,
     ) -> None:
         """``alone``: whether no other replica runs (`ReplicaDirectory.alone`):
         DBOS's idle reads are rarer then (`compat.IdleGates`)."""
@@ -113,6 +114,7 @@ class FlowEngine:
         self.rt = rt
         self._executor_id = executor_id
         self._poll = notification_poll_seconds
+        self._pool_size = pool_size  # PostgreSQL: the system database's connections
         self._alone = alone
         self._launched = False
         self._dbos: DBOS | None = None
@@ -155,8 +157,10 @@ class FlowEngine:
             # connection older than it ("Dealing with Disconnects"), and
             # DBOS retries the operation once it reconnects (``db_retry``:
             # a connection error blocks the workflow, never fails it). The
-            # rest are DBOS's defaults (a pool of 20, no overflow).
+            # rest are DBOS's defaults (no overflow); the pool's size is this
+            # worker's share (`database_connections`).
             config["db_engine_kwargs"] = {"pool_pre_ping": False}
+            config["sys_db_pool_size"] = self._pool_size
         return config
 
     async def ensure(self) -> None:

@@ -162,6 +162,7 @@ def _flow_engine(
             settings.flow_wake_poll_seconds if shared else mailbox.LONE_PROCESS_POLL_SECONDS
         ),
         alone=replicas.alone,
+        pool_size=settings.database_pools()[1],
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from policies.rules import Policy
 
@@ -10,6 +10,7 @@ from policies.rules import Policy
 # plus "-<slot>" (`gateway.cli.workers`), so the configured one must leave room.
 REPLICA_ID_MAX = 32
 SLOT_SUFFIX_MAX = 4  # "-" and up to three digits
+MIN_CONNECTIONS_A_WORKER = 4  # two for its own pool, two for its flows engine's
 
 
 class WorkerOptions(BaseModel):
@@ -28,6 +29,15 @@ class WorkerOptions(BaseModel):
         "go on (no new connection is taken) before they are cut; then the gateway's jobs "
         "stop. Keep it under the orchestrator's grace period (Kubernetes: 30 s by default).",
     )
+    database_connections: int = Field(
+        default=50,
+        ge=4,
+        le=10_000,
+        description="PostgreSQL connections the gateway may hold open, every worker of "
+        "`serve --workers` together: each worker's share goes 3:2 to its own pool and to the "
+        "flows engine's (DBOS's system database). Keep it, times the replicas, under the "
+        "server's max_connections (100 by default) less what else connects.",
+    )
     gc_young_threshold: int = Field(
         default=50_000,
         ge=0,
@@ -36,6 +46,23 @@ class WorkerOptions(BaseModel):
         "generation, set at start-up (`gc.set_threshold`); 0 keeps Python's own (700). "
         "Higher means fewer collections, each a little longer.",
     )
+
+    @model_validator(mode="after")
+    def _connections_for_every_worker(self) -> WorkerOptions:
+        if self.database_connections < MIN_CONNECTIONS_A_WORKER * self.workers:
+            raise ValueError(
+                f"database_connections ({self.database_connections}) leaves fewer than "
+                f"{MIN_CONNECTIONS_A_WORKER} PostgreSQL connections to each of {self.workers} "
+                "workers: raise it (within the server's max_connections) or run fewer workers"
+            )
+        return self
+
+    def database_pools(self) -> tuple[int, int]:
+        """This process's share of `database_connections`: the size of its
+        own pool and of the flows engine's (30 and 20 for one worker)."""
+        share = self.database_connections // self.workers
+        own = max(2, share * 3 // 5)
+        return own, share - own
 
 
 def rate_limits_problem(workers: int, redis_url: str | None, policy: Policy) -> str | None:

@@ -39,11 +39,11 @@ SQLITE_POOL_SIZE = 32
 # Every connection the pool may open is kept: an overflow connection is
 # closed at its checkin, and under load (bench.flow_load) that was about one
 # new connection a flow run -- TCP, authentication, the codecs and every
-# prepared statement again. 30 is the peak it had before (10 + 20 overflow).
+# prepared statement again. One worker's share of `database_connections`.
 POSTGRES_POOL_SIZE = 30
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = POSTGRES_POOL_SIZE) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         pool: dict[str, Any] = {}
@@ -60,7 +60,7 @@ def create_engine(url: str) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=0)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
     _ping_when_idle(engine)
     return engine
 
@@ -136,10 +136,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def start(
-    url: str, sealing_secret: str | None, stack: contextlib.AsyncExitStack
+    url: str,
+    sealing_secret: str | None,
+    stack: contextlib.AsyncExitStack,
+    pool_size: int = POSTGRES_POOL_SIZE,
 ) -> AsyncEngine:
     """The app's engine on an up-to-date schema, disposed when ``stack`` closes."""
-    engine = create_engine(url)
+    engine = create_engine(url, pool_size)
     stack.push_async_callback(engine.dispose)
     await upgrade(engine, sealing_secret)
     return engine

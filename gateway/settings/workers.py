@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.engine import make_url
 
 from policies.rules import Policy
 
@@ -33,10 +34,11 @@ class WorkerOptions(BaseModel):
         default=50,
         ge=4,
         le=10_000,
-        description="PostgreSQL connections the gateway may hold open, every worker of "
-        "`serve --workers` together: each worker's share goes 3:2 to its own pool and to the "
-        "flows engine's (DBOS's system database). Keep it, times the replicas, under the "
-        "server's max_connections (100 by default) less what else connects.",
+        description="PostgreSQL connections the gateway may hold open in its pools, every "
+        "worker of `serve --workers` together: each worker's share goes 3:2 to its own pool "
+        "and to the flows engine's (DBOS's system database); each worker also holds two "
+        "listening connections. Keep it, times the replicas, under the server's "
+        "max_connections (100 by default) less what else connects.",
     )
     gc_young_threshold: int = Field(
         default=50_000,
@@ -49,6 +51,10 @@ class WorkerOptions(BaseModel):
 
     @model_validator(mode="after")
     def _connections_for_every_worker(self) -> WorkerOptions:
+        # `database_url` is a field of `Settings`, of which this is a part.
+        url = getattr(self, "database_url", None)
+        if url is None or make_url(url).get_backend_name() != "postgresql":
+            return self  # SQLite: no connections to share out
         if self.database_connections < MIN_CONNECTIONS_A_WORKER * self.workers:
             raise ValueError(
                 f"database_connections ({self.database_connections}) leaves fewer than "

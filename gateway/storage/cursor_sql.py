@@ -66,13 +66,14 @@ class Compiled:
         is), as SQLAlchemy finds it: the column's type as the dialect
         implements it, given the type the driver reported."""
         if self._results is None:
-            self._results = []
+            found: list[Processor | None] = []
             for name, coltype, *_ in description:
                 column = self._columns.get(name)
                 impl = None if column is None else column.type.dialect_impl(self._dialect)
-                self._results.append(
+                found.append(
                     None if impl is None else impl.result_processor(self._dialect, coltype)
                 )
+            self._results = found  # only once every column's is known
         return self._results
 
 

@@ -112,7 +112,8 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 
     @event.listens_for(pool, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if record.info.get(_OPENED, 0.0) < _LOST_AT.get(pool, 0.0):
+        # The engine's pool of the moment: `dispose` replaces it, listeners kept.
+        if record.info.get(_OPENED, 0.0) < _LOST_AT.get(engine.sync_engine.pool, 0.0):
             raise InvalidatePoolError("a connection of the pool was found gone")
         # A connection opened again (or first) has an empty ``info``: no ping.
         returned = record.info.get(_RETURNED)

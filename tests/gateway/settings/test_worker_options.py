@@ -65,6 +65,8 @@ def test_a_budget_that_leaves_a_worker_too_few_connections_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SWITCHBOARD_WORKERS", "16")
+    assert Settings().workers == 16  # SQLite: no connections to share out
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", "postgresql://gw@db:5432/switchboard")
     with pytest.raises(ValidationError) as refused:
         Settings()
     assert "database_connections (50)" in str(refused.value)

@@ -178,7 +178,8 @@ async def test_after_a_cut_the_pools_older_connections_are_replaced_unseen(
 ) -> None:
     """Every backend of a warm pool ended at once (a proxy restarted; none
     sat idle long enough to be pinged): the first operation fails as an
-    outage, the rest go on new connections."""
+    outage, the rest go on new connections; and so again once the engine's
+    pool was replaced (`dispose`)."""
     monkeypatch.setattr(db, "PING_IDLE_SECONDS", 3600.0)
     engine = db.create_engine(postgres_url)
     runner = statement_runner(engine)
@@ -189,21 +190,25 @@ async def test_after_a_cut_the_pools_older_connections_are_replaced_unseen(
         return int(sql.rows("SELECT pg_backend_pid()", {})[0][0])
 
     try:
-        warm = set(await asyncio.gather(*(runner(hold) for _ in range(10))))
-        ended = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid = ANY($1)"
-        assert await other.fetchval(ended, list(warm)) == len(warm)
+        for _ in ("the first pool", "the pool after dispose"):
+            warm = set(await asyncio.gather(*(runner(hold) for _ in range(10))))
+            ended = (
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid = ANY($1)"
+            )
+            assert await other.fetchval(ended, list(warm)) == len(warm)
 
-        async def all_gone() -> bool:
-            query = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)"
-            return not await other.fetchval(query, list(warm))
+            async def all_gone(pids: set[int] = warm) -> bool:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)"
+                return not await other.fetchval(query, list(pids))
 
-        await wait_for_awaited(all_gone, seconds=5, every=0.01, what="the pool's backends ended")
-        with pytest.raises(DBAPIError) as first:
-            await runner(hold)
-        assert first.value.connection_invalidated
-        assert outage_of(first.value) is not None
-        after = [await runner(hold) for _ in range(9)]
-        assert not set(after) & warm
+            await wait_for_awaited(all_gone, seconds=5, every=0.01, what="the backends ended")
+            with pytest.raises(DBAPIError) as first:
+                await runner(hold)
+            assert first.value.connection_invalidated
+            assert outage_of(first.value) is not None
+            after = [await runner(hold) for _ in range(9)]
+            assert not set(after) & warm
+            await engine.dispose()
     finally:
         await other.close()
         await runner.aclose()

@@ -55,7 +55,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from a2a.types import StreamResponse, TaskPushNotificationConfig
@@ -230,6 +230,8 @@ class PushRelays:
     async def configs(
         self, agent_id: str, owner: Owner, task_id: str, config_id: str | None = None
     ) -> list[TaskPushNotificationConfig]:
+        if config_id is not None and not _could_be_stored(config_id):
+            return []
         c = a2a_push_configs.c
         where = _owned(agent_id, owner, task_id, config_id)
         async with self._engine.connect() as conn:
@@ -244,6 +246,8 @@ class PushRelays:
         return found
 
     async def delete(self, agent_id: str, owner: Owner, task_id: str, config_id: str) -> bool:
+        if not _could_be_stored(config_id):
+            return False
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 delete(a2a_push_configs).where(*_owned(agent_id, owner, task_id, config_id))
@@ -341,6 +345,17 @@ def _without_credentials(config: TaskPushNotificationConfig) -> TaskPushNotifica
     if config.HasField("authentication"):
         config.authentication.ClearField("credentials")
     return config
+
+
+def _could_be_stored(config_id: str) -> bool:
+    """Whether any stored config could have this id: a longer one, or one
+    with NUL (`push_checks.id_problem` refuses both at create), names none;
+    asked for, it is not there (PostgreSQL would refuse the NUL in the
+    query itself)."""
+    return len(config_id) <= _CONFIG_ID_LENGTH and "\x00" not in config_id
+
+
+_CONFIG_ID_LENGTH = cast(String, a2a_push_configs.c.config_id.type).length or 0
 
 
 def _owned(

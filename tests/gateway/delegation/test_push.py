@@ -332,3 +332,19 @@ async def test_binds_racing_for_one_inline_config_keep_it(unmigrated_engine: Asy
         assert sorted([first, second]) == [False, True], "exactly one of them binds"
         (kept,) = await push.configs("worker", OWNER, f"t{i}")
         assert kept.id == f"c{i}"
+
+
+@pytest.mark.parametrize("config_id", ["\x00", "c1\x00", "c" * 257])
+async def test_an_id_no_config_could_have_is_none_found_and_none_deleted(
+    unmigrated_engine: AsyncEngine, config_id: str
+) -> None:
+    """Asked for by an id no stored config could have (NUL, which PostgreSQL
+    refuses in a query; too long), the answer is that there is none; the
+    task's real config stays."""
+    await db.upgrade(unmigrated_engine, SECRET)
+    push = relays(unmigrated_engine, SECRET)
+    await push.create("worker", OWNER, config())
+    assert await push.configs("worker", OWNER, "t1", config_id) == []
+    assert await push.delete("worker", OWNER, "t1", config_id) is False
+    (kept,) = await push.configs("worker", OWNER, "t1", "c1")
+    assert kept.id == "c1"

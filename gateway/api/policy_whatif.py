@@ -49,9 +49,13 @@ class WhatIfRequest(PolicyText):
         pattern=r"^[0-9]{1,19}\.[0-9]{1,19}$",
         description="the previous page's ``next_cursor`` (same window)",
     )
-    limit: int = Field(default=10_000, ge=1, le=MAX_PAGE, description="records read per page")
+    # Strict: JSON's true is not a count, nor 1 a yes (a schema's integer and boolean).
+    limit: int = Field(
+        default=10_000, ge=1, le=MAX_PAGE, strict=True, description="records read per page"
+    )
     each: bool = Field(
         default=False,
+        strict=True,
         description="also list every decision replayed, with its before and after",
     )
 

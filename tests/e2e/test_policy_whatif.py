@@ -194,7 +194,14 @@ def test_only_an_admin_may_ask_and_a_bad_candidate_is_refused_with_its_line(
         # The same refusal a save gives.
         saved = admin.put("/policies", json={"document": bad, "base_digest": digest(POLICY_A)})
         assert saved.json()["errors"] == problem["errors"]
-        for odd in ({"limit": 0}, {"cursor": "1.2.3"}, {"cursor": "9999999999999999999.1"}):
+        for odd in (
+            {"limit": 0},
+            {"limit": True},
+            {"limit": "5"},
+            {"each": 1},
+            {"cursor": "1.2.3"},
+            {"cursor": "9999999999999999999.1"},
+        ):
             refused = admin.post("/policies/whatif", json={"document": POLICY_B, **odd})
             assert refused.status_code == 422, odd
         backwards = {"document": POLICY_B, "since": "2026-01-02T00:00:00Z"}

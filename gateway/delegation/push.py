@@ -347,15 +347,17 @@ def _without_credentials(config: TaskPushNotificationConfig) -> TaskPushNotifica
     return config
 
 
+# The longest id a config can be stored under (the column's length; the
+# one bound `push_checks.id_problem` refuses at create too).
+MAX_CONFIG_ID = cast(String, a2a_push_configs.c.config_id.type).length or 0
+
+
 def _could_be_stored(config_id: str) -> bool:
     """Whether any stored config could have this id: a longer one, or one
     with NUL (`push_checks.id_problem` refuses both at create), names none;
     asked for, it is not there (PostgreSQL would refuse the NUL in the
     query itself)."""
-    return len(config_id) <= _CONFIG_ID_LENGTH and "\x00" not in config_id
-
-
-_CONFIG_ID_LENGTH = cast(String, a2a_push_configs.c.config_id.type).length or 0
+    return len(config_id) <= MAX_CONFIG_ID and "\x00" not in config_id
 
 
 def _owned(

@@ -10,7 +10,7 @@ from typing import Any
 from a2a.types import StreamResponse, Task, TaskPushNotificationConfig
 from google.protobuf.json_format import ParseDict, ParseError
 
-from gateway.delegation.push import WATCH_PREFIX
+from gateway.delegation.push import MAX_CONFIG_ID, WATCH_PREFIX
 from registry.models import HTTP_TCHAR
 
 # RFC 9110 §11.1: an auth-scheme is a token; §5.5: a field value is visible
@@ -34,15 +34,11 @@ def header_problem(config: TaskPushNotificationConfig) -> str | None:
     return None
 
 
-# a2a_push_configs.config_id is String(256); PostgreSQL refuses NUL in text.
-MAX_CONFIG_ID = 256
-
-
 def id_problem(config_id: str) -> str | None:
     """Why a config id the client chose cannot be stored, or None."""
     if len(config_id) > MAX_CONFIG_ID:
         return f"id must be at most {MAX_CONFIG_ID} characters"
-    if "\x00" in config_id:
+    if "\x00" in config_id:  # PostgreSQL refuses NUL in text
         return "id must not contain NUL"
     if config_id.startswith(WATCH_PREFIX):
         # The gateway's own watches' (`records_only`): a client's config of

@@ -45,7 +45,6 @@ from typing import Any, Final
 import anyio
 from mcp.server.connection import Connection
 from mcp.server.lowlevel.server import Server
-from mcp.server.runner import serve_one
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import RequestBodyLimitMiddleware, TransportSecurityMiddleware
@@ -281,7 +280,7 @@ class McpFastPath:
                 watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, cancel))
                 msg = await wire.reply(
                     req.id,
-                    serve_one(
+                    wire.serve_one(
                         self.manager.app,
                         dctx,
                         req.method,

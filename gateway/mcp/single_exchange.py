@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import anyio
+from mcp.server.connection import Connection
 from mcp.server.lowlevel.server import Server
-from mcp.server.runner import modern_error_data
+from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.inbound import (
@@ -85,6 +86,31 @@ async def write_json(msg: Reply, scope: Scope, receive: Receive, send: Send) -> 
     await Response(
         json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json"
     )(scope, receive, send)
+
+
+async def serve_one(
+    server: Server[Any],
+    dctx: ExchangeContext,
+    method: str,
+    params: Mapping[str, Any] | None,
+    *,
+    connection: Connection,
+    lifespan_state: Any,
+) -> dict[str, Any]:
+    """The SDK's `serve_one` (one request, one `ServerRunner`, the
+    connection's exit stack closed after), less its garbage: the runner's
+    `on_request` is a `functools.cached_property` of its own bound method, a
+    reference cycle that keeps the runner, its `Connection` and what that
+    holds (~16 containers a call) alive until the cyclic collector's next
+    young collection, which then took 40-90 ms under load (40,000 objects,
+    every ~2,500 calls). Deleting the cached value (how `cached_property`
+    is cleared) frees them by reference count when the call returns."""
+    runner = ServerRunner(server, connection, lifespan_state)
+    try:
+        return await runner.on_request(dctx, method, params)
+    finally:
+        del runner.on_request
+        await aclose_shielded(connection)
 
 
 async def reply(request_id: RequestId, handled: Awaitable[dict[str, Any]]) -> Reply:

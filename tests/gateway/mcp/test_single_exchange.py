@@ -8,25 +8,33 @@ paths is tests/e2e/test_mcp_fastpath.py."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import inspect
+import weakref
 from importlib.metadata import version
 from typing import Any
 
 import pytest
 from mcp.server import Server
 from mcp.server import _streamable_http_modern as sdk
+from mcp.server.connection import Connection
 from mcp.server.runner import serve_one
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
+from mcp.shared.transport_context import TransportContext
 from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
     INVALID_PARAMS,
+    PROTOCOL_VERSION_META_KEY,
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
     JSONRPCRequest,
     JSONRPCResponse,
+    ListToolsResult,
 )
 from starlette.datastructures import Headers
 from starlette.types import Message
@@ -153,3 +161,48 @@ async def test_the_mcp_param_check_is_the_sdks(
     assert ours == its
     if headers.get("mcp-param-region") == "us":
         assert ours is not None  # a header that disagrees with its argument
+
+
+# A 2026-07-28 request's envelope: its version, client and capabilities.
+LISTING = {
+    "_meta": {
+        PROTOCOL_VERSION_META_KEY: "2026-07-28",
+        CLIENT_INFO_META_KEY: {"name": "t", "version": "1"},
+        CLIENT_CAPABILITIES_META_KEY: {},
+    }
+}
+
+
+async def _no_tools(_ctx: Any, _params: Any) -> ListToolsResult:
+    return ListToolsResult(tools=[])
+
+
+async def _connection_left_after(serve: Any) -> bool:
+    """Whether a `tools/list` served by ``serve`` leaves its `Connection` for the
+    cyclic collector (alive with the collector off, after the call)."""
+    connection = Connection.from_envelope("2026-07-28", None, None)
+    dctx = wire.ExchangeContext(
+        transport=TransportContext(kind="streamable-http", can_send_request=False),
+        request_id=1,
+        message_metadata=None,
+        sink=None,  # type: ignore[arg-type]  # the listing notifies nothing
+    )
+    server: Server[Any] = Server("t", on_list_tools=_no_tools)
+    left = weakref.ref(connection)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        await serve(server, dctx, "tools/list", LISTING, connection=connection, lifespan_state=None)
+        del connection, dctx
+        return left() is not None
+    finally:
+        if collecting:
+            gc.enable()
+        gc.collect()
+
+
+async def test_a_call_leaves_no_garbage_for_the_collector() -> None:
+    # The SDK's `serve_one` leaves each call's runner in a reference cycle;
+    # ours frees it as the call returns (no young collection paid for it).
+    assert await _connection_left_after(serve_one)
+    assert not await _connection_left_after(wire.serve_one)

@@ -9,6 +9,7 @@ database, and `policy check` only reads a file.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -57,6 +58,10 @@ GROUPS = (
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Off while the modules loaded (`gateway.__main__`); a server keeps it
+    # off until its start-up heap is frozen (`gateway.app.freeze_startup_heap`).
+    if not getattr(args, "starts_server", False):
+        gc.enable()
     if not hasattr(args, "run"):
         parser.print_help()
         return 2

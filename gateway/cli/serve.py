@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import socket
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def register(commands: Any) -> None:
         choices=["text", "json"],
         help="text (default) or one JSON object per line, with the trace id",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, starts_server=True)
 
     database = commands.add_parser("db", help="database maintenance").add_subparsers(
         title="db commands"
@@ -94,6 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
         on_database(
             settings, load_active_key(settings.effective_database_url, settings.sealing_secret)
         )
+        gc.enable()  # this process supervises for as long as they run
         return workers.serve(
             settings,
             log_level=args.log_level,

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.app import freeze_startup_heap
+from gateway.cli import main
 from gateway.settings import Settings
 from tests.support.gateway import start_gateway
 
@@ -58,3 +59,29 @@ def test_the_default_and_the_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("SWITCHBOARD_GC_YOUNG_THRESHOLD", bad)
         with pytest.raises(ValidationError):
             Settings()
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    """The collector off, as `gateway.__main__` leaves it; on again after."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_a_started_gateway_turns_the_collector_on(
+    collector_off: None, thresholds: tuple[int, int, int]
+) -> None:
+    freeze_startup_heap(0)
+    assert gc.isenabled()
+
+
+def test_a_command_other_than_serve_turns_it_on_at_once(
+    collector_off: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("agents: {}\n")
+    assert main(["policy", "check", str(policy)]) == 0, capsys.readouterr().err
+    assert gc.isenabled()

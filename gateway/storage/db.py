@@ -62,7 +62,33 @@ def create_engine(url: str, pool_size: int = POSTGRES_POOL_SIZE) -> AsyncEngine:
         return engine
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
     _ping_when_idle(engine)
+    event.listen(engine.sync_engine, "connect", _watch_the_client)
     return engine
+
+
+# How often a PostgreSQL backend running one of our statements checks that
+# its client is still there (`client_connection_check_interval`, PostgreSQL
+# 14 and later: "Connections and Authentication").
+CLIENT_CHECK_MS = 1000
+
+
+def _watch_the_client(dbapi_connection: Any, _record: Any) -> None:
+    """Have the server give up a statement whose client has gone.
+
+    A statement cancelled twice in a row (anyio's cancel scopes deliver a
+    cancellation again at every turn until the task ends) has asyncpg's
+    cancel request cut short: the connection is closed (`cursor_sql`
+    invalidates it) while its backend goes on waiting, for a row lock, say,
+    as long as that lock is held, holding its own locks and a connection
+    slot. With the check the backend sees the closed socket and ends within
+    `CLIENT_CHECK_MS`. Set on the session, outside any transaction, so no
+    rollback undoes it; a server before 14 has no such setting."""
+    dbapi_connection.run_async(_check_client_connection)
+
+
+async def _check_client_connection(connection: Any) -> None:
+    if connection.get_server_version().major >= 14:
+        await connection.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
 
 
 # A pooled connection back within this long proved itself by its last use;

@@ -213,3 +213,56 @@ async def test_after_a_cut_the_pools_older_connections_are_replaced_unseen(
         await other.close()
         await runner.aclose()
         await engine.dispose()
+
+
+async def test_a_statement_cancelled_twice_while_it_waits_leaves_no_backend(
+    postgres_url: str,
+) -> None:
+    """Cancelled twice in a row (as anyio's cancel scopes do) while it waits
+    for a row lock another session holds, an operation's backend ends once
+    its connection is closed, not when the lock is released."""
+    engine = db.create_engine(postgres_url)
+    runner = statement_runner(engine)
+    plain = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    other = await asyncpg.connect(plain)
+    holder = await asyncpg.connect(plain)
+    await other.execute(
+        "CREATE TABLE locked (id int PRIMARY KEY, x int); INSERT INTO locked VALUES (1, 0)"
+    )
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+
+    def update(sql: Sql) -> None:
+        sql.run("UPDATE locked SET x = x + 1 WHERE id = 1", {})
+
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT x FROM locked WHERE id = 1 FOR UPDATE")
+            blocked = asyncio.ensure_future(runner(update))
+
+            async def seen_waiting() -> bool:
+                return bool(await other.fetchval(waiting))
+
+            await wait_for_awaited(seen_waiting, what="the update waiting for the row lock")
+            blocked.cancel()
+            await asyncio.sleep(0)
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+
+            async def none_waiting() -> bool:
+                return bool(await other.fetchval(waiting) == 0)
+
+            # Within the check's interval (1 s), the lock still held.
+            await wait_for_awaited(none_waiting, seconds=10, what="the orphaned backend gone")
+        assert await other.fetchval("SELECT x FROM locked WHERE id = 1") == 0
+        assert await runner(lambda sql: sql.rows("SHOW client_connection_check_interval", {})) == [
+            ("1s",)
+        ]
+    finally:
+        await holder.close()
+        await other.close()
+        await runner.aclose()
+        await engine.dispose()
